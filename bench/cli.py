@@ -1,0 +1,96 @@
+"""The ``railbench`` command line: a thin dispatcher over ``bench.commands``.
+
+Each subcommand lives in its own module ``bench.commands.<module>`` that provides
+
+* ``add_arguments(parser: argparse.ArgumentParser) -> None`` and
+* ``main(args: argparse.Namespace) -> int``, which builds a typed config and calls the module's
+  ``run(config)`` (usable without argparse).
+
+Only the chosen subcommand's module is imported, so ``railbench --help`` and torch-free commands such as
+``railbench hca`` stay fast. ``UserError`` becomes one line on stderr and exit 2, ``InfraError`` exit 3;
+any other exception keeps its traceback because it is a bug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from bench import __version__
+from bench.errors import EXIT_USAGE, InfraError, UserError
+
+# name -> (module under bench.commands, one-line summary). Order is the order shown in --help.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("run", "sweep message sizes for collectives and print the nccl-tests table"),
+    "check": ("check", "preflight: IB ports, rates, NCCL_IB_HCA, GPUs, affinity, versions"),
+    "hca": ("hca", "explain which HCAs NCCL will use for a given NCCL_IB_HCA"),
+    "rails": ("rails", "per-rail groups and node x node pairs; names the bad node, rail or HCA"),
+    "accept": ("accept", "acceptance of a new cluster: check + run + rails + report + verdict"),
+    "report": ("report", "re-draw charts and the report from a run directory"),
+    "compare": ("compare", "tonight against the history baseline, noise-aware"),
+    "history": ("history", "add runs to, or list, the nightly history store"),
+    "import": ("importer", "ingest nccl-tests logs (text or -J JSON) into results and history"),
+}
+
+
+def _top_parser() -> argparse.ArgumentParser:
+    lines = [f"  {name:<9} {summary}" for name, (_, summary) in COMMANDS.items()]
+    parser = argparse.ArgumentParser(
+        prog="railbench",
+        description="NCCL and InfiniBand benchmark and validation suite for GPU clusters.",
+        epilog="commands:\n" + "\n".join(lines) + "\n\nrun 'railbench COMMAND --help' for a command's options.\n"
+        "exit status: 0 pass, 1 a target was missed, 2 bad usage or input, 3 infrastructure fault.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"railbench {__version__}")
+    parser.add_argument("command", nargs="?", help=argparse.SUPPRESS)
+    return parser
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse prints usage plus the error; we keep its message but make it one line with a hint."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UserError(f"{self.prog}: {message} (see '{self.prog} --help')")
+
+
+def _command_parser(name: str) -> argparse.ArgumentParser:
+    module_name, summary = COMMANDS[name]
+    module = importlib.import_module(f"bench.commands.{module_name}")
+    parser = _OneLineParser(prog=f"railbench {name}", description=summary)
+    module.add_arguments(parser)
+    parser.set_defaults(_handler=module.main)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``railbench``; returns the exit status."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if not args_list or args_list[0] not in COMMANDS:
+            top = _top_parser()
+            if not args_list or args_list[0].startswith("-"):
+                top.parse_args(args_list)  # handles --help/--version and exits
+                top.print_help()
+                return EXIT_USAGE
+            known = ", ".join(COMMANDS)
+            raise UserError(f"unknown command {args_list[0]!r}: choose one of {known}")
+        parser = _command_parser(args_list[0])
+        args = parser.parse_args(args_list[1:])
+        return int(args._handler(args))
+    except UserError as exc:
+        print(f"railbench: error: {exc}", file=sys.stderr)
+        return exc.exit_status
+    except InfraError as exc:
+        print(f"railbench: infrastructure fault: {exc}", file=sys.stderr)
+        return exc.exit_status
+    except KeyboardInterrupt:
+        # Results are written as they are measured, so an interrupt loses nothing already on disk.
+        print("railbench: interrupted; results measured so far are on disk", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""One module per subcommand; see ``bench.cli`` for the contract each module fulfils."""

@@ -1,0 +1,79 @@
+"""JUnit XML, the report format CI systems (Jenkins, GitLab, GitHub) show as test results.
+
+One ``<testsuite>`` per railbench command, one ``<testcase>`` per check, collective, rail, node or
+metric. The element and attribute set is the common subset of the Jenkins ``junit-10.xsd`` and GitLab's
+parser: ``testsuites > testsuite[name tests failures errors skipped time timestamp hostname] >
+testcase[classname name time] > (failure|error|skipped)[message] + system-out``.
+"""
+
+from __future__ import annotations
+
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from bench.rundir import atomic_write_bytes
+
+Status = Literal["pass", "fail", "error", "skip"]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One JUnit testcase."""
+
+    classname: str
+    """Dotted group, e.g. ``railbench.check`` or ``railbench.rails.node03``."""
+    name: str
+    status: Status
+    message: str = ""
+    """One line: why it failed or was skipped."""
+    details: str = ""
+    """Free text shown under the case (measurements, evidence)."""
+    time_s: float = 0.0
+
+
+def junit_xml(suite: str, cases: Sequence[Case], *, hostname: str = "", timestamp: float | None = None) -> bytes:
+    """The JUnit XML document for one suite of ``cases``."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() if timestamp is None else timestamp))
+    counts = {s: sum(1 for c in cases if c.status == s) for s in ("fail", "error", "skip")}
+    total_time = sum(c.time_s for c in cases)
+    root = ET.Element(
+        "testsuites",
+        name=suite,
+        tests=str(len(cases)),
+        failures=str(counts["fail"]),
+        errors=str(counts["error"]),
+        time=f"{total_time:.3f}",
+    )
+    ts = ET.SubElement(
+        root,
+        "testsuite",
+        name=suite,
+        tests=str(len(cases)),
+        failures=str(counts["fail"]),
+        errors=str(counts["error"]),
+        skipped=str(counts["skip"]),
+        time=f"{total_time:.3f}",
+        timestamp=stamp,
+        hostname=hostname or "localhost",
+    )
+    for case in cases:
+        tc = ET.SubElement(ts, "testcase", classname=case.classname, name=case.name, time=f"{case.time_s:.3f}")
+        tag = {"fail": "failure", "error": "error", "skip": "skipped"}.get(case.status)
+        if tag:
+            child = ET.SubElement(tc, tag, message=case.message)
+            if tag != "skipped":
+                child.set("type", case.status)
+                child.text = case.message
+        if case.details:
+            ET.SubElement(tc, "system-out").text = case.details
+    ET.indent(root)
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
+
+
+def write_junit(path: Path | str, suite: str, cases: Sequence[Case], *, hostname: str = "") -> None:
+    """Write ``junit.xml`` atomically."""
+    atomic_write_bytes(path, junit_xml(suite, cases, hostname=hostname))
