@@ -1,69 +1,17 @@
-"""Shared test fixtures: the corpus, a subprocess runner for the CLI, and the environment ranks need."""
+"""Fixtures shared by every test module."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-CORPUS = REPO.parent / "shared" / "corpus"
-
-
-def rank_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """Environment for subprocesses: the checkout on PYTHONPATH, root allowed to run mpirun, no launcher."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("OMPI_COMM_WORLD", "PMIX_", "PMI_", "SLURM_", "PRIMARY_", "NUM_TRAINERS"))
-        and k
-        not in {
-            "RANK",
-            "LOCAL_RANK",
-            "WORLD_SIZE",
-            "MASTER_ADDR",
-            "MASTER_PORT",
-            "NODE_RANK",
-            "NUM_NODES",
-            "NCCL_IB_HCA",
-            "NCCL_SOCKET_IFNAME",
-            "TORCHELASTIC_RUN_ID",
-        }
-    }
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
-    env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
-    env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra or {})
-    return env
-
-
-def railbench(
-    args: Sequence[str],
-    *,
-    cwd: Path | str | None = None,
-    env: dict[str, str] | None = None,
-    timeout: float = 600,
-) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m bench ARGS`` as a user would; returns the finished process (never raises on rc)."""
-    return subprocess.run(
-        [sys.executable, "-m", "bench", *args],
-        cwd=cwd,
-        env=rank_env(env),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+from tests.support import CORPUS
 
 
 @pytest.fixture
 def corpus() -> Path:
-    """../shared/corpus, or a clean skip where it is absent."""
+    """../shared/corpus, or a clean skip where it is absent (CI has shared/ beside the checkout)."""
     if not CORPUS.is_dir():
         pytest.skip(f"corpus not found at {CORPUS}")
     return CORPUS
