@@ -1,0 +1,1 @@
+"""Per-rail tests: rail groups, the pairwise node x node matrix, and localisation of the broken part."""
