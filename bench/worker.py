@@ -122,6 +122,13 @@ class _Progress:
             sys.stderr.flush()
 
 
+def _progress_wanted(config: RunConfig, ctx: DistContext) -> bool:
+    if config.progress != "auto":
+        return config.progress == "on"
+    # Open MPI hands every rank a pseudo-terminal, so isatty() says nothing about the user's screen there.
+    return ctx.info.launcher != "openmpi" and sys.stdout.isatty()
+
+
 def run_rank(config: RunConfig, info: RankInfo) -> int:
     """One rank's whole run; every rank returns the same exit status."""
     try:
@@ -179,7 +186,7 @@ def _sweep(config: RunConfig, ctx: DistContext) -> int:
 
     watchdog = Watchdog(ctx.store, rank, ctx.hosts, config.timeout_s, on_hang)
     watchdog.start()
-    progress = _Progress(len(colls) * len(sizes), enabled=is_rank0 and sys.stdout.isatty())
+    progress = _Progress(len(colls) * len(sizes), enabled=is_rank0 and _progress_wanted(config, ctx))
     try:
         for coll in colls:
             target = world_target_gbps(profile, coll.name, nnodes)

@@ -13,6 +13,7 @@ The parent never imports torch; the ranks do (``bench.worker``).
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -71,6 +72,8 @@ class RunConfig:
     history: Path | None = None
     """History store to add the run to (default reports/history.sqlite)."""
     no_history: bool = False
+    progress: Literal["auto", "on", "off"] = "auto"
+    """Progress bar on rank 0: auto shows it when the user's terminal is a terminal."""
     extra_rank_args: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:
@@ -138,6 +141,9 @@ class RunConfig:
                 argv += [flag, str(value)]
         if self.no_history:
             argv.append("--no-history")
+        # The ranks' stdout is mpirun's pseudo-terminal whatever the user's is, so the parent decides.
+        progress = self.progress if self.progress != "auto" else ("on" if sys.stdout.isatty() else "off")
+        argv += ["--progress", progress]
         return [*argv, *self.extra_rank_args]
 
 
@@ -187,6 +193,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--profile", default=RunConfig.profile, help="cluster profile: name or TOML path")
     out.add_argument("--history", type=Path, help="history store (default reports/history.sqlite)")
     out.add_argument("--no-history", action="store_true", help="do not add this run to the history")
+    out.add_argument("--progress", choices=("auto", "on", "off"), default="auto", help="progress bar on rank 0")
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
@@ -218,6 +225,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         oob_ifname=args.oob_ifname,
         history=args.history,
         no_history=args.no_history,
+        progress=args.progress,
     )
 
 
