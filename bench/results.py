@@ -7,6 +7,11 @@ from typing import Any
 from bench.collectives import Collective
 
 
+def _sig(x: float) -> float:
+    # Seven significant digits: tiny CPU bandwidths keep their ratio, large GPU ones their precision.
+    return float(f"{x:.7g}")
+
+
 def bandwidths(nbytes: int, time_us: float, busbw_factor: float) -> tuple[float, float]:
     """(algbw, busbw) in GB/s (1e9 bytes/s): algbw = S / t, busbw = algbw x factor."""
     if time_us <= 0:
@@ -47,14 +52,14 @@ def result_row(
         "dtype": dtype,
         "placement": coll.placement,
         "iters": iters,
-        "time_us": round(time_us, 3),
-        "time_us_min": round(time_us_min, 3),
-        "time_us_max": round(time_us_max, 3),
-        "algbw_GBps": round(algbw, 6),
-        "busbw_GBps": round(busbw, 6),
-        "busbw_Gbps": round(busbw_gbps, 6),
+        "time_us": _sig(time_us),
+        "time_us_min": _sig(time_us_min),
+        "time_us_max": _sig(time_us_max),
+        "algbw_GBps": _sig(algbw),
+        "busbw_GBps": _sig(busbw),
+        "busbw_Gbps": _sig(busbw_gbps),
         "target_Gbps": target_gbps if target_gbps else None,
-        "efficiency": round(busbw_gbps / target_gbps, 6) if target_gbps else None,
+        "efficiency": _sig(busbw_gbps / target_gbps) if target_gbps else None,
         "wrong": wrong,
         "redop": coll.redop,
         "root": coll.root,

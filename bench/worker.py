@@ -143,6 +143,12 @@ def run_rank(config: RunConfig, info: RankInfo) -> int:
         if ctx.info.rank != 0:
             return 2
         raise
+    except InfraError:
+        if ctx.info.rank != 0:
+            # Rank 0 reports the fault for everyone; the launcher usually stops this rank meanwhile.
+            # Speak only if that does not happen, i.e. when rank 0 itself is what was lost.
+            time.sleep(5.0)
+        raise
     finally:
         shutdown()
 
@@ -181,10 +187,12 @@ def _sweep(config: RunConfig, ctx: DistContext) -> int:
                 exit_status=EXIT_INFRA,
                 finished_utc=iso_utc(),
                 failure={"kind": "hang", "message": hang.describe(), "step": hang.label,
-                         "missing_ranks": list(hang.missing_ranks), "missing_hosts": list(hang.missing_hosts)},
+                         "missing_ranks": list(hang.missing_ranks), "missing_hosts": list(hang.missing_hosts),
+                         "unresponsive_ranks": list(hang.unresponsive_ranks)},
             )  # fmt: skip
 
-    watchdog = Watchdog(ctx.store, rank, ctx.hosts, config.timeout_s, on_hang)
+    address = (ctx.info.master_addr, ctx.info.master_port) if ctx.info.master_addr and ctx.info.master_port else None
+    watchdog = Watchdog(ctx.store, rank, ctx.hosts, config.timeout_s, on_hang, store_address=address)
     watchdog.start()
     progress = _Progress(len(colls) * len(sizes), enabled=is_rank0 and _progress_wanted(config, ctx))
     try:

@@ -292,7 +292,7 @@ def _start_ranks(config: RunConfig, node: benv.NodeLaunch | None) -> int:
 
 
 def _exit_status_from_run_dir(out: Path, rc: int, *, is_main_node: bool) -> int:
-    from bench.rundir import read_run_json
+    from bench.rundir import atomic_write_json, read_run_json
 
     if not is_main_node:
         return 0 if rc == 0 else EXIT_FAIL
@@ -302,10 +302,14 @@ def _exit_status_from_run_dir(out: Path, rc: int, *, is_main_node: bool) -> int:
     status = meta.get("exit_status")
     if isinstance(status, int):
         return status
-    raise InfraError(
-        f"the ranks exited with status {rc} and left run {out} {meta.get('status', 'unfinished')}: "
-        "see their output above; what was measured is in results.csv"
+    # The ranks died without finishing run.json (a rank killed, the launcher aborted): record that here so
+    # the run directory says what happened; every row measured before is already in results.csv.
+    message = f"the ranks exited with status {rc} during the sweep; results.csv keeps every finished size"
+    meta.update(
+        status="failed", verdict="error", exit_status=EXIT_INFRA, failure={"kind": "launcher", "message": message}
     )
+    atomic_write_json(out / "run.json", meta)
+    raise InfraError(f"{message}: {out}")
 
 
 __all__ = ["EXIT_INFRA", "RunConfig", "add_arguments", "main", "message_sizes", "run"]
