@@ -68,9 +68,10 @@ def main(args: argparse.Namespace) -> int:
     return run(config)
 
 
-def _mpi_world() -> bool:
+def _mpi_world() -> int:
+    """The number of ranks when an MPI-family launcher started several, else 0."""
     rank = benv.discover_rank()
-    return rank is not None and rank.world_size > 1 and rank.launcher in _MPI_LAUNCHERS
+    return rank.world_size if rank is not None and rank.world_size > 1 and rank.launcher in _MPI_LAUNCHERS else 0
 
 
 def local_report(config: CheckConfig, profile: Profile) -> cluster.NodeReport:
@@ -106,15 +107,23 @@ def _summary(results: list[checks.CheckResult]) -> str:
     return ", ".join(f"{n} {s}" for s, n in counts.items() if n)
 
 
-def render(profile: Profile, reports: list[cluster.NodeReport], cross: list[checks.CheckResult]) -> str:
+def _versions(report: cluster.NodeReport) -> str:
+    return ", ".join(f"{k} {report.versions.get(k) or 'unknown'}" for k in cluster.VERSION_KEYS)
+
+
+def render(
+    profile: Profile, reports: list[cluster.NodeReport], cross: list[checks.CheckResult], nranks: int = 1
+) -> str:
     """The text answer: one table for a single node; problems per node plus cross-node lines for many."""
     everything = [r for rep in reports for r in rep.results] + cross
     lines = []
+    gathered = f" (gathered from {nranks} ranks)" if nranks > 1 else ""
     if len(reports) == 1:
-        lines.append(f"railbench check: profile {profile.name} on {reports[0].node}")
+        lines.append(f"railbench check: profile {profile.name} on {reports[0].node}{gathered}")
         lines.extend(_table(reports[0].results))
+        lines.append(f"versions: {_versions(reports[0])}")
     else:
-        lines.append(f"railbench check: profile {profile.name} on {len(reports)} nodes")
+        lines.append(f"railbench check: profile {profile.name} on {len(reports)} nodes{gathered}")
         for report in reports:
             lines.append(f"node {report.node}: {report.verdict.upper()} ({_summary(list(report.results))})")
             lines.extend(_table(report.results, only_problems=True))
@@ -124,10 +133,14 @@ def render(profile: Profile, reports: list[cluster.NodeReport], cross: list[chec
     return "\n".join(lines)
 
 
-def to_json(profile: Profile, reports: list[cluster.NodeReport], cross: list[checks.CheckResult]) -> dict[str, Any]:
+def to_json(
+    profile: Profile, reports: list[cluster.NodeReport], cross: list[checks.CheckResult], nranks: int = 1
+) -> dict[str, Any]:
+    """The JSON document ``--json`` prints (also what ``accept`` can store as checks.json)."""
     everything = [r for rep in reports for r in rep.results] + cross
     return {
         "profile": profile.name,
+        "nranks": nranks,
         "verdict": checks.verdict(everything),
         "nodes": [rep.to_json() for rep in reports],
         "cross_node": [r.to_json() for r in cross],
@@ -137,7 +150,8 @@ def to_json(profile: Profile, reports: list[cluster.NodeReport], cross: list[che
 def run(config: CheckConfig) -> int:
     """Check this node (and every node under an MPI launcher); print the verdict; 0 pass, 1 fail."""
     profile = load_profile(config.profile)  # the same file on every rank: fails everywhere or nowhere
-    gathered = config.gather == "auto" and _mpi_world()
+    nranks = _mpi_world() if config.gather == "auto" else 0
+    gathered = nranks > 1
     try:
         report = local_report(config, profile)
     except UserError as exc:
@@ -151,14 +165,16 @@ def run(config: CheckConfig) -> int:
             return cluster.broadcast_status(EXIT_PASS)
     else:
         reports = [report]
-    cross = cluster.compare_nodes(reports) if len(reports) > 1 else []
+    # A node that could not be checked (bad input) has no answers to compare.
+    comparable = [rep for rep in reports if not any(r.check == _INPUT for r in rep.results)]
+    cross = cluster.compare_nodes(comparable) if len(comparable) > 1 else []
     everything = [r for rep in reports for r in rep.results] + cross
     status = EXIT_FAIL if checks.verdict(everything) == "fail" else EXIT_PASS
     if any(r.check == _INPUT for r in everything):
         status = EXIT_USAGE
     if config.json:
-        sys.stdout.write(json.dumps(to_json(profile, reports, cross), indent=2) + "\n")
+        sys.stdout.write(json.dumps(to_json(profile, reports, cross, max(nranks, 1)), indent=2) + "\n")
     else:
-        sys.stdout.write(render(profile, reports, cross) + "\n")
+        sys.stdout.write(render(profile, reports, cross, max(nranks, 1)) + "\n")
     sys.stdout.flush()
     return cluster.broadcast_status(status) if gathered else status

@@ -110,21 +110,28 @@ def _sides(values: Mapping[str, Any]) -> str:
     return "; ".join(f"{value} on {', '.join(nodes)}" for value, nodes in ordered)
 
 
+_SEVERITY = {"skip": 0, "pass": 1, "warn": 2, "fail": 3}
+
+
+def answer(results: Sequence[CheckResult], check: str) -> str:
+    """A node's answer to one check: its worst status, with the devices it names when it fails or warns."""
+    mine = [r for r in results if r.check == check]
+    if not mine:
+        return "absent"
+    worst = max(mine, key=lambda r: _SEVERITY[r.status]).status
+    devices = sorted({r.device for r in mine if r.status == worst and r.device and worst in ("fail", "warn")})
+    return f"{worst} ({', '.join(devices)})" if devices else worst
+
+
 def compare_nodes(reports: Sequence[NodeReport]) -> list[CheckResult]:
     """Cross-node results: the same answers and the same versions everywhere, odd nodes named."""
     out: list[CheckResult] = []
-    answers: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)
-    for report in reports:
-        for result in report.results:
-            answers[(result.check, result.device or "")][report.node] = result.status
-    for (check, device), statuses in answers.items():
-        full = {r.node: statuses.get(r.node, "absent") for r in reports}
-        _, odd = _odd(full)
+    names = list(dict.fromkeys(r.check for report in reports for r in report.results))
+    for check in names:
+        answers = {report.node: answer(report.results, check) for report in reports}
+        _, odd = _odd(answers)
         if odd:
-            what = f"{check} {device}".strip()
-            out.append(
-                CheckResult("same-answers", "fail", f"nodes disagree on {what}: {_sides(full)}", device or odd[0])
-            )
+            out.append(CheckResult("same-answers", "fail", f"nodes disagree on {check}: {_sides(answers)}", odd[0]))
     if not out:
         out.append(CheckResult("same-answers", "pass", f"{len(reports)} nodes give the same answers"))
     mismatched = False
