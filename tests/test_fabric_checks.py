@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,7 +15,7 @@ from bench.fabric.sysfs import Sysfs, ib_devices
 from bench.profiles import load_profile
 from tests import fabric_trees
 from tests.fabric_trees import CASES, Case, NetSpec, NodeSpec
-from tests.support import railbench
+from tests.support import REPO, railbench
 
 GOOD_ENV = {"NCCL_IB_HCA": "^=mlx5_0", "NCCL_SOCKET_IFNAME": "=eno1"}
 
@@ -118,3 +120,18 @@ def test_gpus_from_sysfs_pair_with_their_rail(trees: dict[str, Path]) -> None:
     assert [g.numa_node for g in gpus] == [0, 0, 0, 0, 1, 1, 1, 1]
     pairs = topology.nearest_nics(gpus, [d for d in ib_devices(sysfs) if d.name != "mlx5_0"])
     assert [(a.nic, a.distance) for a in pairs] == [(f"mlx5_{k}", "PIX") for k in range(1, 9)]
+
+
+def test_node_env_adds_the_ip_interface(trees: dict[str, Path]) -> None:
+    env = checks.node_env(load_profile("lambda-1cc"), trees["healthy"])
+    assert env == {"NCCL_IB_HCA": "^=mlx5_0", "NCCL_IB_PCI_RELAXED_ORDERING": "1", "NCCL_SOCKET_IFNAME": "=eno1"}
+    assert checks.node_env(load_profile("local"), trees["healthy"]) == {"GLOO_SOCKET_IFNAME": "lo"}
+
+
+def test_check_never_imports_torch_without_gpus() -> None:
+    code = (
+        "import sys; from bench.cli import main; rc = main(['check', '--profile', 'lambda-1cc']); "
+        "sys.exit(99 if 'torch' in sys.modules else 0)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

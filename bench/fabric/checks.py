@@ -443,3 +443,15 @@ def expected_rails(profile: Profile, sysfs_root: Path | str = Path("/sys")) -> l
         names = [n.name for n in ctx.nets]
         return list(profile.rail_names) or hca.select_ifnames(profile.socket_ifnames or "", names)
     return []
+
+
+def node_env(profile: Profile, sysfs_root: Path | str = Path("/sys")) -> dict[str, str]:
+    """The NCCL environment to recommend on this node: the profile's ``recommended_env`` plus, when the
+    profile does not fix it, NCCL_SOCKET_IFNAME set to the node's IP interface (its ``oob_ifname``, else the
+    interface ``sysfs.ip_interface`` finds)."""
+    env = dict(profile.recommended_env)
+    if "NCCL_SOCKET_IFNAME" not in env and profile.transport != "loopback":
+        name = profile.oob_ifname or sysfs.ip_interface(sysfs.net_devices(sysfs.Sysfs(Path(sysfs_root))))
+        if name:
+            env["NCCL_SOCKET_IFNAME"] = f"={name}"
+    return env

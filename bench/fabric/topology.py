@@ -69,31 +69,39 @@ def distance(a: Sequence[str], a_numa: int | None, b: Sequence[str], b_numa: int
 
 
 def gpus(sysfs: Sysfs, *, use_torch: bool = True) -> list[Gpu]:
-    """This node's GPUs: torch's view on the real /sys when CUDA works, else the PCI bus in sysfs."""
-    if use_torch and sysfs.root.resolve() == Sysfs().root:
-        seen = _torch_gpus(sysfs)
+    """This node's GPUs: torch's view on the real /sys when CUDA works, else the PCI bus in sysfs.
+
+    torch is imported only when the PCI bus shows NVIDIA GPUs, so a CPU machine never pays for it.
+    """
+    on_bus = nvidia_gpus(sysfs)
+    if use_torch and on_bus and sysfs.root.resolve() == Sysfs().root:
+        seen = _torch_gpus(sysfs, [dev.address for dev in on_bus])
         if seen:
             return seen
     out = []
-    for index, dev in enumerate(nvidia_gpus(sysfs)):
+    for index, dev in enumerate(on_bus):
         model = GPU_MODELS.get(dev.device, f"NVIDIA GPU 0x{dev.device:04x}")
         out.append(Gpu(index, model, dev.address, dev.numa_node, dev.pci_path, "sysfs"))
     return out
 
 
-def _torch_gpus(sysfs: Sysfs) -> list[Gpu]:
+def _torch_gpus(sysfs: Sysfs, bus_addresses: list[str]) -> list[Gpu]:
     try:
-        import torch  # lazy: only here, and only for the real machine
+        import torch  # lazy: only here, only on a machine whose PCI bus has NVIDIA GPUs
     except ImportError:
         return []
     if not torch.cuda.is_available():
         return []
+    count = torch.cuda.device_count()
     out = []
-    for index in range(torch.cuda.device_count()):
+    for index in range(count):
         props = torch.cuda.get_device_properties(index)
         address = None
         if hasattr(props, "pci_bus_id"):
             address = f"{props.pci_domain_id:04x}:{props.pci_bus_id:02x}:{props.pci_device_id:02x}.0"
+        elif count == len(bus_addresses):
+            # Older torch does not say; identical GPUs enumerate in PCI bus order, as sysfs lists them.
+            address = bus_addresses[index]
         path, numa = pci_device_path(sysfs, address) if address else ((), None)
         out.append(Gpu(index, props.name, address, numa, path, "torch"))
     return out
