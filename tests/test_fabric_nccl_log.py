@@ -158,6 +158,9 @@ GOOD_1CC = "\n".join(
         ),
         "1: nodeb:5202:5290 [1] NCCL INFO NET/IB : Using [0]mlx5_1:1/IB [1]mlx5_2:1/IB ; OOB eno1:10.1.0.12<0>",
         "1: nodeb:5202:5290 [1] NCCL INFO Channel 00/0 : 1[1] -> 9[1] [send] via NET/IB/1(9)",
+        "2: nodes:6303:6390 [0] NCCL INFO NET/Socket : Using [0]eth1:10.2.0.1<0> [1]eth2:10.2.1.1<0>",
+        "2: nodes:6303:6390 [0] NCCL INFO Using network Socket",
+        "2: nodes:6303:6390 [0] NCCL INFO Channel 01/0 : 2[0] -> 3[0] [send] via NET/Socket/1",
     ]
 )
 
@@ -169,7 +172,10 @@ def test_own_log_srun_prefixes_channels_and_gdr() -> None:
     assert set(a.channel_devices) == set(RAILS_1_8) and a.nccl_ib_hca == ("^=mlx5_0",)
     assert b.channel_devices == ("mlx5_2:1",) and b.gdrdma is False and b.nccl_version is None
     assert log.usings[1].relaxed_ordering is False and log.usings[1].oob == "eno1:10.1.0.12"
-    assert log.channels[-1].proxy_rank == 9 and log.channels[-1].nic_index == 1
+    assert log.channels[-2].proxy_rank == 9 and log.channels[-2].nic_index == 1
+    sockets = log.hosts["nodes"]
+    assert (sockets.transport, sockets.socket_devices) == ("Socket", ("eth1", "eth2"))
+    assert sockets.channel_devices == ("eth2",) and sockets.gdrdma is False
 
 
 def test_new_nccl_rail_plane_fields_and_warnings() -> None:
@@ -187,7 +193,9 @@ def test_evidence_is_json_and_merges_logs(tmp_path: Path) -> None:
     good = nccl_log.parse_text(GOOD_1CC, "good.log")
     found = nccl_log.findings([good], one_cc)
     # nodeb opened only 2 rails and its NET channel had no GPUDirect RDMA; nothing fails.
-    assert {f.severity for f in found} == {"warn"} and {f.host for f in found} == {"nodeb"}
+    assert {f.severity for f in found if f.host == "nodeb"} == {"warn"}
+    assert ("fail", "nodes") in {(f.severity, f.host) for f in found}  # sockets on a 1CC
+    assert not [f for f in found if f.host == "nodea"]
     doc = nccl_log.evidence([good, nccl_log.parse_text("nodec:7:7 [0] NCCL INFO NET/IB : No device found.")], one_cc)
     json.dumps(doc)
     assert doc["hosts"]["nodea"]["devices"] == list(RAILS_1_8) and doc["verdict"] == "fail"

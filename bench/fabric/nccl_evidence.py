@@ -102,7 +102,7 @@ def _host_findings(host: HostNet, logs: Sequence[NcclLog], profile: Profile | No
                     host.host,
                 )
             )
-        if profile.uses_ib_verbs and host.gdrdma is False:
+        if profile.uses_ib_verbs and host.gdrdma is False and host.transport != "Socket":
             out.append(Finding("warn", f"{who}: NET channels run without GPUDirect RDMA", None, host.host))
     through = len(host.channel_devices) + len(host.channel_nics)
     if profile is not None and profile.rail_count and 0 < through < profile.rail_count:

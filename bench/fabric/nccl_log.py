@@ -343,19 +343,24 @@ def parse_lines(lines: Iterable[str], source: str | None = None) -> NcclLog:
     return NcclLog(source, _freeze(hosts, resolved), tuple(usings), tuple(resolved), nccl_lines)
 
 
+def _using_list(net: str) -> str:
+    """Which ``NET/<x> : Using`` list a channel's net indexes: IB plugins (``IBext_v8``) print ``NET/IB``."""
+    return "IB" if net.startswith("IB") else net
+
+
 def _resolve_channels(channels: list[Channel], usings: list[NetUsing]) -> list[Channel]:
-    by_pid: dict[tuple[str, int | None], NetUsing] = {}
-    by_host: dict[str, NetUsing] = {}
+    by_pid: dict[tuple[str, int | None, str], NetUsing] = {}
+    by_host: dict[tuple[str, str], NetUsing] = {}
     for using in usings:
-        if using.net == "IB":
-            by_pid.setdefault((using.host, using.pid), using)
-            by_host.setdefault(using.host, using)
+        by_pid.setdefault((using.host, using.pid, using.net), using)
+        by_host.setdefault((using.host, using.net), using)
     out = []
     for ch in channels:
         device = None
-        if ch.nic_index is not None and ch.path.startswith("NET/"):
-            using = by_pid.get((ch.host, ch.pid)) or by_host.get(ch.host)
-            if using and ch.nic_index < len(using.devices) and ch.net and not ch.net.startswith("Socket"):
+        if ch.nic_index is not None and ch.net is not None and ch.path.startswith("NET/"):
+            net = _using_list(ch.net)
+            using = by_pid.get((ch.host, ch.pid, net)) or by_host.get((ch.host, net))
+            if using and ch.nic_index < len(using.devices):
                 device = using.devices[ch.nic_index].name
         out.append(Channel(**{**ch.__dict__, "device": device}))
     return out
