@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from bench.fabric import counters
 from bench.fabric.sysfs import Sysfs
 from tests import fabric_trees
 from tests.fabric_trees import HcaSpec, NetSpec, NodeSpec, PortSpec
+from tests.support import REPO, rank_env
 
 
 def _set(root: Path, device: str, name: str, value: int, folder: str = "counters") -> None:
@@ -94,3 +97,58 @@ def test_loopback_counters_move_by_at_least_the_bytes_sent() -> None:
     assert lo.tx_bytes >= len(payload) and lo.rx_bytes >= len(payload)
     assert after.taken_at > before.taken_at
     assert counters.audit({"lo": lo}, ["lo"], [], 1 << 20) == []
+
+
+_GLOO_RANK = """
+import json, sys
+import torch
+import torch.distributed as dist
+from bench.fabric import counters
+
+dist.init_process_group("gloo")
+tensor = torch.ones(int(sys.argv[1]) // 4, dtype=torch.float32)
+dist.barrier()
+before = counters.snapshot()
+dist.all_reduce(tensor)
+dist.barrier()
+after = counters.snapshot()
+assert float(tensor[0]) == dist.get_world_size()
+if dist.get_rank() == 0:
+    print(json.dumps(counters.to_json(counters.delta(before, after))["lo"]))
+dist.destroy_process_group()
+"""
+
+
+@pytest.mark.slow
+def test_loopback_counters_cover_a_real_gloo_all_reduce() -> None:
+    if Sysfs().read("class", "net", "lo", "statistics", "tx_bytes") is None:
+        pytest.skip("no /sys/class/net/lo statistics on this machine")
+    size, world = 32 << 20, 2
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _GLOO_RANK, str(size)],
+            cwd=REPO,
+            env=rank_env(
+                {
+                    "RANK": str(rank),
+                    "WORLD_SIZE": str(world),
+                    "MASTER_ADDR": "127.0.0.1",
+                    "MASTER_PORT": str(port),
+                    "GLOO_SOCKET_IFNAME": "lo",
+                }
+            ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for rank in range(world)
+    ]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    lo = json.loads(outputs[0][0])
+    # A bandwidth-optimal all_reduce sends 2(n-1)/n x size per rank; every byte crosses lo once each way.
+    sent = world * 2 * (world - 1) * size // world
+    assert lo["tx_bytes"] >= sent and lo["rx_bytes"] >= sent, (lo, sent)
