@@ -208,7 +208,7 @@ def json_log(
     return json.dumps(doc, separators=(",", ":"))
 
 
-def write_run(
+def make_run_dir(
     run_dir: Path,
     *,
     started_utc: str,
