@@ -152,8 +152,9 @@ def _print_other_versions(baselines: Baselines, results: list[MetricComparison],
         )
 
 
-def run(config: CompareConfig, out: TextIO = sys.stdout) -> int:
+def run(config: CompareConfig, out: TextIO | None = None) -> int:
     """Compare, print, write the outputs; returns the exit status."""
+    out = out or sys.stdout
     settings = load_settings(config.profile)
     tonight_run, tonight_metrics = read_run(config.run_dir)
     spec = parse_baseline_spec(config.baseline)

@@ -64,8 +64,9 @@ def main(args: argparse.Namespace) -> int:
     return run(config)
 
 
-def run(config: HistoryConfig, out: TextIO = sys.stdout) -> int:
+def run(config: HistoryConfig, out: TextIO | None = None) -> int:
     """Add runs or list them; returns the exit status."""
+    out = out or sys.stdout
     if config.action == "add":
         for run_dir in config.run_dirs:
             run_id = add_run(config.history, run_dir)
