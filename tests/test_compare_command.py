@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from bench.history.records import read_run
 from bench.history.settings import CompareSettings
 from bench.history.store import add_run
 from tests.history_fixtures import make_run_dir
-from tests.support import railbench
+from tests.support import railbench, rank_env
 
 AR_1G = ("all_reduce", "world", "world", 1 << 30)
 AG_1G = ("all_gather", "world", "world", 1 << 30)
@@ -132,3 +134,14 @@ def test_bad_input_exits_2_with_one_line(tmp_path: Path) -> None:
     ):
         done = railbench(["compare", *args, "--history", str(tmp_path / "h.sqlite")], timeout=60)
         assert done.returncode == 2 and done.stderr.count("\n") == 1 and hint in done.stderr, done.stderr
+
+
+def test_commands_do_not_import_torch() -> None:
+    code = (
+        "import sys\n"
+        "import bench.commands.compare, bench.commands.history, bench.commands.importer\n"
+        "heavy = sorted(m for m in ('torch', 'pandas', 'altair') if m in sys.modules)\n"
+        "print(','.join(heavy))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=rank_env(), capture_output=True, text=True, check=False)
+    assert done.returncode == 0 and done.stdout.strip() == "", done.stdout + done.stderr
