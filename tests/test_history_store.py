@@ -154,3 +154,12 @@ def test_history_command_adds_and_lists(tmp_path: Path) -> None:
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "history add" in missing.stderr
     bad = railbench(["history", "add", str(tmp_path), "--history", str(history)], timeout=60)
     assert bad.returncode == 2 and "run.json is missing" in bad.stderr
+
+
+def test_damaged_run_json_is_bad_input(tmp_path: Path) -> None:
+    run_dir = _run(tmp_path, "a", 1)
+    meta = json.loads((run_dir / "run.json").read_text())
+    meta["nranks"] = "sixteen"
+    (run_dir / "run.json").write_text(json.dumps(meta))
+    with pytest.raises(UserError, match="nranks"):
+        add_run(tmp_path / "h.sqlite", run_dir)

@@ -7,6 +7,7 @@ import pytest
 
 from bench.errors import UserError
 from bench.nccltests import Number, parse_json, parse_log, parse_row, parse_text
+from bench.nccltests.convert import table_nnodes
 from tests.history_fixtures import json_log, sweep, text_log
 
 SIZES = [1 << k for k in range(10, 31, 4)]  # 1K .. 1G, 6 sizes
@@ -35,6 +36,13 @@ def test_json_lists_one_device_per_process() -> None:
     text = json_log("all_gather", HOSTS, 8, SIZES, ngpus_per_process=8)
     (table,) = parse_json(text).tables
     assert len(table.devices) == 2 and table.nranks == 16
+    assert table.hosts == HOSTS and table.hosts_complete and table_nnodes(table) == 2
+
+
+def test_json_with_a_damaged_record_is_refused() -> None:
+    text = json_log("all_reduce", HOSTS, 8, SIZES).replace(f'"size":{SIZES[2]},', '"size":"lots",')
+    with pytest.raises(UserError, match="not an nccl-tests -J record"):
+        parse_json(text, source="bad.json")
 
 
 def test_json_v1_misspelled_average_key() -> None:

@@ -125,13 +125,20 @@ def metrics_from_rows(rows: Iterable[Mapping[str, str]]) -> list[MetricRecord]:
     return metrics
 
 
+def _whole(meta: Mapping[str, Any], key: str, run_dir: Path | str) -> int:
+    value = meta.get(key) or 0
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise UserError(f"{run_dir}/run.json has {key} = {value!r}, not a whole number: the run directory is damaged")
+    return value
+
+
 def run_record(meta: Mapping[str, Any], run_dir: Path | str) -> RunRecord:
     """The run row for a run.json (already checked by ``read_run_json``)."""
     time_utc = meta.get("started_utc") or meta.get("finished_utc")
     if not time_utc:
         raise UserError(f"{run_dir}/run.json has no started_utc: it cannot be placed in the history")
     hosts = tuple(str(h) for h in meta.get("hosts") or ())
-    versions = meta.get("versions") or {}
+    versions = meta.get("versions") if isinstance(meta.get("versions"), Mapping) else {}
     cluster = str(meta.get("cluster") or "")
     command = str(meta.get("command") or "")
     nodes = node_hash(hosts)
@@ -147,8 +154,8 @@ def run_record(meta: Mapping[str, Any], run_dir: Path | str) -> RunRecord:
         verdict=meta.get("verdict"),
         hosts=hosts,
         node_hash=nodes,
-        nnodes=int(meta.get("nnodes") or len(hosts)),
-        nranks=int(meta.get("nranks") or 0),
+        nnodes=_whole(meta, "nnodes", run_dir) or len(hosts),
+        nranks=_whole(meta, "nranks", run_dir),
         torch=versions.get("torch"),
         nccl=versions.get("nccl"),
         cuda=versions.get("cuda"),

@@ -34,7 +34,7 @@ def table_nnodes(table: Table) -> int | None:
     """Nodes of a table; estimated from ranks per host when the device list was cut short."""
     if not table.hosts:
         return None
-    if len(table.devices) >= table.nranks:
+    if table.hosts_complete:
         return len(table.hosts)
     per_host = max(Counter(d.host for d in table.devices).values(), default=0)
     return max(len(table.hosts), math.ceil(table.nranks / per_host)) if per_host else len(table.hosts)
@@ -46,7 +46,7 @@ def communicator(table: Table, world: Table) -> tuple[str, str]:
         return "world", "world"
     if len(table.hosts) == 1 and table_nnodes(table) == 1:
         return "node", table.hosts[0]
-    if table.hosts and len(table.devices) >= table.nranks:
+    if table.hosts and table.hosts_complete:
         return "world", "-".join(table.hosts)
     return "world", f"n{table.nranks}"
 

@@ -225,6 +225,7 @@ def finish(t: Evidence, file_hint: Sequence[str], given: str | None, given_nrank
         devices=tuple(t.devices),
         header=t.header,
         hosts=hosts,
+        hosts_complete=bool(t.devices) and nranks_source != "launcher -np",
         ngroups=len({d.group for d in t.devices}) or 1,
         complete=t.footer,
         out_of_bounds=t.out_of_bounds,

@@ -148,6 +148,8 @@ class Table:
     header: Header | None = None
     hosts: tuple[str, ...] = ()
     """Hosts in rank order (device lines, else NCCL INFO line prefixes)."""
+    hosts_complete: bool = True
+    """False when the device list was cut short (more ranks ran than it lists), so hosts are a subset."""
     ngroups: int = 1
     """Communicators run side by side (NCCL_TESTS_SPLIT); bandwidth is per communicator."""
     complete: bool = True
