@@ -72,10 +72,6 @@ class Number:
         scale = 10.0 ** int(exponent) if exponent else 1.0
         return cls(value, 0.5 * 10.0**-decimals * scale)
 
-    @classmethod
-    def exact(cls, value: float) -> Number:
-        return cls(float(value), 0.0)
-
 
 @dataclass(frozen=True)
 class Measurement:
