@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import __version__
+from bench import __version__, evidence
 from bench import env as benv
 from bench.collectives import get_collective, get_dtype
 from bench.commands.run import RunConfig
@@ -194,6 +194,7 @@ def _sweep(config: RunConfig, ctx: DistContext) -> int:
     address = (ctx.info.master_addr, ctx.info.master_port) if ctx.info.master_addr and ctx.info.master_port else None
     watchdog = Watchdog(ctx.store, rank, ctx.hosts, config.timeout_s, on_hang, store_address=address)
     watchdog.start()
+    before = evidence.node_snapshot(ctx.info.local_rank)
     progress = _Progress(len(colls) * len(sizes), enabled=is_rank0 and _progress_wanted(config, ctx))
     try:
         for coll in colls:
@@ -229,17 +230,39 @@ def _sweep(config: RunConfig, ctx: DistContext) -> int:
     finally:
         watchdog.stop()
 
+    per_host = evidence.gather_node_deltas(evidence.node_deltas(before), ctx.hosts[rank])
     status = EXIT_PASS
     if record is not None and writer is not None:
-        pass_fraction = float(getattr(profile, "pass_fraction", 0.9) or 0.9)
-        result, reasons = verdict(writer.rows, judge_min_bytes(profile), pass_fraction)
+        findings = evidence.audit_counters(per_host, profile)
+        nccl_json, nccl_findings = evidence.nccl_log_evidence(out_dir, profile) if ctx.backend == "nccl" else (None, [])
+        findings += nccl_findings
+        record.update(counters=per_host, nccl_evidence=nccl_json, findings=[f.to_json() for f in findings])
+        result, reasons = verdict(writer.rows, judge_min_bytes(profile), profile.pass_fraction)
+        reasons += [f.message for f in findings if f.severity == "fail"]
+        result = "fail" if reasons else result
         status = EXIT_PASS if result == "pass" else EXIT_FAIL
         write_summary(sys.stdout, writer.rows, str(out_dir))
         for reason in reasons:
             print(f"# FAIL {reason}")
         sys.stdout.flush()
         record.update(status="complete", verdict=result, reasons=reasons, exit_status=status, finished_utc=iso_utc())
+        _add_to_history(config, out_dir)
     return _agree_on_status(ctx, status)
+
+
+def _add_to_history(config: RunConfig, out_dir: Path) -> None:
+    if config.no_history:
+        return
+    import sqlite3
+
+    from bench.history.store import add_run, default_history_path
+
+    path = config.history or default_history_path()
+    try:
+        add_run(path, out_dir)
+    except (sqlite3.Error, OSError) as exc:
+        # The run itself is complete on disk; a busy or unwritable history must not lose it.
+        print(f"# history: not added to {path} ({exc}); add it later with 'railbench history add {out_dir}'")
 
 
 def _measure(config: RunConfig, ctx: DistContext, coll: Any, nbytes: int, tdtype: Any, elsize: int) -> Any:

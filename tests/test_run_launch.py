@@ -65,17 +65,23 @@ def test_np4_full_sweep_with_check(tmp_path: Path) -> None:
     meta = assert_complete_sweep(out, 4, proc.stdout, FULL_SIZES)
     assert meta["launcher"] == "openmpi"
     assert meta["sweep"]["check"] is True
+    # Counters as proof: loopback carried at least what sendrecv alone sent (4 ranks x S x timed iterations).
+    sent = sum(4 * int(r["bytes"]) * int(r["iters"]) for r in read_rows(out) if r["collective"] == "sendrecv")
+    (per_device,) = meta["counters"].values()
+    assert per_device["lo"]["tx_bytes"] >= sent > 0
+    assert meta["findings"] == []
 
 
 def test_default_run_directory_under_reports(tmp_path: Path) -> None:
     proc = railbench(
-        ["run", "--np", "2", "-b", "1K", "-e", "4K", "-n", "2", "-w", "1", "--cluster", "lab", "--no-history"],
-        cwd=tmp_path,
+        ["run", "--np", "2", "-b", "1K", "-e", "4K", "-n", "2", "-w", "1", "--cluster", "lab"], cwd=tmp_path
     )
     assert proc.returncode == 0, proc.stderr
     (run_dir,) = (tmp_path / "reports" / "runs").iterdir()
     assert run_dir.name.endswith("-lab")
     assert (run_dir / "results.csv").is_file()
+    listing = railbench(["history", "list"], cwd=tmp_path)  # the run went into reports/history.sqlite
+    assert listing.returncode == 0 and "lab" in listing.stdout, listing
 
 
 def test_under_torchrun(tmp_path: Path) -> None:
