@@ -28,7 +28,8 @@ class GpuCase:
 
 CASES = [
     GpuCase("nccl-sweep-check", ("run", "--np", "1", "--backend", "nccl", "-c", "-b", "1K", "-e", "64M", "-f", "4")),
-    GpuCase("nccl-graph", ("run", "--np", "1", "--backend", "nccl", "-c", "--graph", "-b", "1K", "-e", "64M", "-f", "4")),
+    GpuCase("nccl-graph", ("run", "--np", "1", "--backend", "nccl", "-c", "--graph", "-b", "1K", "-e", "64M",
+                           "-f", "4")),
     GpuCase("auto-picks-nccl", ("run", "--np", "1", "-b", "1M", "-e", "1M", "--collectives", "all_reduce")),
     GpuCase("all-collectives", ("run", "--np", "1", "--backend", "nccl", "-c", "-b", "4K", "-e", "4M", "-f", "32",
                                 "--collectives", "all_reduce,all_gather,reduce_scatter,alltoall,broadcast,sendrecv")),
