@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from bench.busbw import BUSBW_FACTOR
 from bench.errors import UserError
 
 if TYPE_CHECKING:
@@ -209,16 +210,12 @@ def _times_ranks(count: int, elsize: int, nranks: int) -> int:
     return count * elsize * nranks
 
 
-def _ring_factor(n: int) -> float:
-    return (n - 1) / n
-
-
 REGISTRY: dict[str, Collective] = {
     c.name: c
     for c in (
         Collective(
             name="all_reduce",
-            busbw_factor=lambda n: 2 * (n - 1) / n,
+            busbw_factor=BUSBW_FACTOR["all_reduce"],
             count_for_bytes=_whole,
             bytes_for_count=_whole_bytes,
             buffer_counts=lambda count, n: (count, count),
@@ -230,7 +227,7 @@ REGISTRY: dict[str, Collective] = {
         ),
         Collective(
             name="all_gather",
-            busbw_factor=_ring_factor,
+            busbw_factor=BUSBW_FACTOR["all_gather"],
             count_for_bytes=_per_rank,
             bytes_for_count=_times_ranks,
             buffer_counts=lambda count, n: (count, count * n),
@@ -242,7 +239,7 @@ REGISTRY: dict[str, Collective] = {
         ),
         Collective(
             name="reduce_scatter",
-            busbw_factor=_ring_factor,
+            busbw_factor=BUSBW_FACTOR["reduce_scatter"],
             count_for_bytes=_per_rank,
             bytes_for_count=_times_ranks,
             buffer_counts=lambda count, n: (count * n, count),
@@ -255,7 +252,7 @@ REGISTRY: dict[str, Collective] = {
         ),
         Collective(
             name="alltoall",
-            busbw_factor=_ring_factor,
+            busbw_factor=BUSBW_FACTOR["alltoall"],
             count_for_bytes=_per_rank,
             bytes_for_count=_times_ranks,
             buffer_counts=lambda count, n: (count * n, count * n),
@@ -268,7 +265,7 @@ REGISTRY: dict[str, Collective] = {
         ),
         Collective(
             name="broadcast",
-            busbw_factor=lambda n: 1.0,
+            busbw_factor=BUSBW_FACTOR["broadcast"],
             count_for_bytes=_whole,
             bytes_for_count=_whole_bytes,
             buffer_counts=lambda count, n: (count, count),
@@ -280,7 +277,7 @@ REGISTRY: dict[str, Collective] = {
         ),
         Collective(
             name="sendrecv",
-            busbw_factor=lambda n: 1.0,
+            busbw_factor=BUSBW_FACTOR["sendrecv"],
             count_for_bytes=_whole,
             bytes_for_count=_whole_bytes,
             buffer_counts=lambda count, n: (count, count),

@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from bench.busbw import BUSBW_FACTOR
 from bench.errors import UserError
 
 # busbw = algbw x factor(n), the nccl-tests convention (DESIGN.md, "Units and formulas"). The printed size
 # is already the total buffer for the gather-type collectives, so algbw = size / time for all of them.
-BUS_FACTOR: dict[str, Callable[[int], float]] = {
-    "all_reduce": lambda n: 2.0 * (n - 1) / n,
-    "all_gather": lambda n: (n - 1) / n,
-    "reduce_scatter": lambda n: (n - 1) / n,
-    "alltoall": lambda n: (n - 1) / n,
-    "gather": lambda n: (n - 1) / n,
-    "scatter": lambda n: (n - 1) / n,
-    "broadcast": lambda n: 1.0,
-    "reduce": lambda n: 1.0,
-    "sendrecv": lambda n: 1.0,
-}
+BUS_FACTOR = BUSBW_FACTOR  # one table for the whole project: bench.busbw
 # Collectives whose printed count is the per-rank part: size = count x elsize x nranks.
 PER_RANK_COUNT = frozenset({"all_gather", "reduce_scatter", "alltoall", "gather", "scatter"})
 ROOTED = frozenset({"broadcast", "reduce", "gather", "scatter"})
