@@ -420,8 +420,10 @@ def results_summary(results: pd.DataFrame, min_efficiency: float) -> pd.DataFram
         "worst_efficiency", "wrong", "verdict",
     ]  # fmt: skip
     lines = []
-    for (scope, collective), rows in results.groupby(["scope", "collective"], sort=False):
-        rows = _preferred_placement(rows)
+    for (scope, collective), every in results.groupby(["scope", "collective"], sort=False):
+        # wrong results at any size or placement fail the line; bandwidth is judged at the largest size
+        wrong = int(every["wrong"].fillna(0).sum())
+        rows = _preferred_placement(every)
         rows = rows[rows["bytes"] == rows.groupby("group")["bytes"].transform("max")]
         per_group = rows.groupby("group").agg(
             busbw_GBps=("busbw_GBps", "mean"), target_Gbps=("target_Gbps", "max"), bytes=("bytes", "max")
@@ -429,7 +431,6 @@ def results_summary(results: pd.DataFrame, min_efficiency: float) -> pd.DataFram
         worst = per_group["busbw_GBps"].idxmin()
         target = per_group["target_Gbps"].max()
         efficiency = (per_group["busbw_GBps"] * 8.0 / per_group["target_Gbps"]).min()
-        wrong = int(results.loc[rows.index, "wrong"].fillna(0).sum())
         if wrong:
             verdict = "fail (wrong results)"
         elif not (target > 0):

@@ -127,8 +127,14 @@ def md_text(text: str) -> str:
 
 
 def fence_json(spec: Mapping[str, Any]) -> str:
-    """A spec as the body of a ```vegalite fence; backticks become \\u0060 so no string can close the fence."""
-    return json.dumps(spec, indent=2, ensure_ascii=False).replace("`", "\\u0060")
+    """A spec as the body of a ```vegalite fence, with the same meaning as ``json.dumps(spec)``.
+
+    Backticks become \\u0060 so no string can close the fence, and '<' / '&' become \\u003c / \\u0026 so
+    the page holds no markup from the cluster even where a renderer forgets to escape a fence. These
+    characters only occur inside JSON strings, where the escapes decode to the same text.
+    """
+    text = json.dumps(spec, indent=2, ensure_ascii=False)
+    return text.replace("`", "\\u0060").replace("<", "\\u003c").replace("&", "\\u0026")
 
 
 def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
