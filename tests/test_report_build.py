@@ -11,12 +11,14 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from bench.cli import main as cli_main
 from bench.errors import UserError
 from bench.report import build
 from bench.report.build import ReportOptions, ReportPaths, write_report
+from bench.report.theme import STATUS_COLORS
 from tests.report_data import ClusterModel, results_rows, write_run_dir
 from tests.report_schema import validate
 from tests.support import rank_env
@@ -72,6 +74,34 @@ def test_the_size_axis_reads_1k_1m_1g_and_shows_the_unit(report: ReportPaths) ->
     assert {"1K", "1M", "1G"} <= texts
     assert any("GB/s" in (t or "") for t in texts)
     assert any((t or "").startswith("target 3,200 Gb/s = 400 GB/s") for t in texts)
+
+
+def _svg_texts(svg: Path) -> list[tuple[float, float, str]]:
+    """(x, y, text) of every text element, from its translate()."""
+    out = []
+    for element in ET.parse(svg).getroot().iter():
+        if element.tag.endswith("text") and element.text:
+            match = re.search(r"translate\(([-\d.]+),([-\d.]+)\)", element.get("transform", ""))
+            if match:
+                out.append((float(match.group(1)), float(match.group(2)), element.text))
+    return out
+
+
+def test_the_rendered_bars_are_sorted_descending_with_labels_and_target(report: ReportPaths) -> None:
+    chart = next(c for c in report.charts if c.name == "rails")
+    assert chart.svg is not None
+    values = dict(pd.read_csv(chart.csv)[["label", "busbw_Gbps"]].itertuples(index=False))
+    texts = _svg_texts(chart.svg)
+    axis = [t for t in sorted(texts, key=lambda t: t[1]) if t[2] in values]
+    assert len(axis) == len(values) == 8
+    shown = [values[t[2]] for t in axis]
+    assert shown == sorted(shown, reverse=True)  # top to bottom: fastest first, as drawn
+    assert axis[-1][2] == "rail 5 (mlx5_6)"
+    labels = {t[2] for t in texts}
+    assert {f"{v:,.0f}" for v in values.values()} <= labels  # every bar carries its value
+    assert "target 400 Gb/s" in labels
+    failed = ET.parse(chart.svg).getroot().iter()
+    assert any(e.get("fill") == STATUS_COLORS["fail"] for e in failed)  # the weak rail is drawn in red
 
 
 def test_the_markdown_page_has_the_summary_and_links(report: ReportPaths) -> None:
@@ -138,9 +168,7 @@ def test_charts_appear_only_when_their_input_is_present(tmp_path: Path) -> None:
     assert "## Checks" not in paths.report_md.read_text(encoding="utf-8")
     rows = [r for r in results_rows(ClusterModel()) if r["scope"] == "world"]
     only_world = write_run_dir(tmp_path / "world", rows=rows, rails=False, checks=False, trend=False)
-    assert [c.name for c in write_report(only_world, options=ReportOptions(images=False)).charts] == [
-        "busbw-vs-size"
-    ]
+    assert [c.name for c in write_report(only_world, options=ReportOptions(images=False)).charts] == ["busbw-vs-size"]
 
 
 def test_a_rerun_replaces_the_report_and_drops_charts_no_longer_drawn(tmp_path: Path) -> None:

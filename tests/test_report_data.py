@@ -159,11 +159,12 @@ def _damage(run_dir: Path, name: str, text: str) -> None:
         ("rails.json", json.dumps({"measurements": [{"kind": "rail"}], "defects": []}), "measurement 0 lacks"),
         ("checks.json", json.dumps({"checks": "all good"}), "has no list under 'checks'"),
         ("trend.csv", "run_time,metric\n2026-01-01T00:00:00Z,x\n", "trend.csv lacks columns busbw_GBps"),
-        ("trend.csv", "run_time,metric,busbw_GBps,baseline_GBps,band_lo_GBps,band_hi_GBps,state\nyesterday,x,1,1,1,1,ok\n",
-         "does not parse"),
+        ("trend.csv", ",".join(data.TREND_COLUMNS) + "\nyesterday,x,1,1,1,1,ok\n", "does not parse"),
     ],
 )  # fmt: skip
-def test_damaged_optional_inputs_are_one_line_user_errors(tmp_path: Path, name: str, content: str, message: str) -> None:
+def test_damaged_optional_inputs_are_one_line_user_errors(
+    tmp_path: Path, name: str, content: str, message: str
+) -> None:
     run_dir = write_run_dir(tmp_path / "run")
     _damage(run_dir, name, content)
     with pytest.raises(UserError, match=message) as info:
@@ -182,7 +183,7 @@ def test_a_non_number_names_its_line(tmp_path: Path) -> None:
 def test_an_unknown_scope_asks_for_an_upgrade(tmp_path: Path) -> None:
     rows = results_rows(ClusterModel())
     rows[0]["scope"] = "galaxy"
-    with pytest.raises(UserError, match="scope 'galaxy'.*upgrade railbench"):
+    with pytest.raises(UserError, match=r"scope 'galaxy'.*upgrade railbench"):
         data.load_inputs(write_run_dir(tmp_path / "run", rows=rows))
 
 

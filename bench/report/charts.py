@@ -116,10 +116,14 @@ def bars_chart(
     subtitle: str | None = None,
     min_efficiency: float = 0.9,
 ) -> alt.LayerChart:
-    """Horizontal bars sorted descending with value labels, a target rule and failures in red (ResNet-50 style)."""
+    """Horizontal bars sorted descending with value labels, a target rule and failures in red (ResNet-50 style).
+
+    Every layer draws from the one top-level source (transforms included): Vega-Lite can only keep the
+    descending sort when the bars and their labels share a data source.
+    """
     busbw, target = _field("busbw", unit), _field("target", unit)
     order = alt.EncodingSortField(field=busbw, op="sum", order="descending")
-    base = alt.Chart(data if data is not None else table)
+    base = alt.Chart()
     y = alt.Y("label:N", sort=order, title=None)
     x = alt.X(f"{busbw}:Q", title=f"bus bandwidth ({UNIT_HELP[unit]})")
     present = [s for s in STATUS_COLORS if s in set(table["status"])] or ["pass"]
@@ -141,21 +145,31 @@ def bars_chart(
             alt.Tooltip("status:N"),
         ],
     )
-    labels = base.mark_text(align="left", baseline="middle", dx=3).encode(
-        y=y, x=x, text=alt.Text(f"{busbw}:Q", format=_value_format(unit))
-    )
-    layers: list[alt.Chart] = [bars, labels]
+    layers: list[alt.Chart] = [bars]
     targets = table[target].dropna().unique()
     if len(targets) == 1:
         rule = base.mark_rule(color=TARGET_COLOR, strokeDash=[6, 4], strokeWidth=2).encode(x=f"max({target}):Q")
-        text = base.mark_text(align="left", baseline="top", dx=4, dy=2, color=TARGET_COLOR).encode(
+        rule_label = base.mark_text(align="center", baseline="bottom", dy=-3, color=TARGET_COLOR).encode(
             x=f"max({target}):Q", y=alt.value(0), text=alt.value(f"target {targets[0]:,.4g} {unit}")
         )
-        layers += [rule, text]
+        layers += [rule, rule_label]
     elif len(targets) > 1:
         # bars with different targets (mixed link rates): mark each bar's own target
         layers.append(base.mark_tick(color=TARGET_COLOR, thickness=2).encode(y=y, x=f"{target}:Q"))
-    return alt.layer(*layers).properties(width=BAR_WIDTH, height=alt.Step(22), title=_title(title, subtitle))
+    # Value labels sit inside the bar end (white) so they never collide with the target rule just past it;
+    # a bar too short to hold its label gets it outside. Two label fields, not two filtered sources.
+    layers.append(
+        base.mark_text(align="right", baseline="middle", dx=-4, color="white").encode(y=y, x=x, text="inside:N")
+    )
+    layers.append(base.mark_text(align="left", baseline="middle", dx=3).encode(y=y, x=x, text="outside:N"))
+    label = f"format(datum.{busbw}, '{_value_format(unit)}')"
+    fits = f"datum.{busbw} >= 0.15 * datum.longest"
+    return (
+        alt.layer(*layers, data=data if data is not None else table)
+        .transform_joinaggregate(longest=f"max({busbw})")
+        .transform_calculate(inside=f"{fits} ? {label} : ''", outside=f"{fits} ? '' : {label}")
+        .properties(width=BAR_WIDTH, height=alt.Step(22), title=_title(title, subtitle))
+    )
 
 
 def heatmap_chart(
