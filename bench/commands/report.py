@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import get_args
 
 from bench.errors import EXIT_PASS, UserError
+from bench.report.build import ReportOptions, UnitChoice, write_report
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,7 @@ class ReportConfig:
     """The run directory to read (run.json, results.csv, and rails.json/checks.json/trend.csv if present)."""
     out_dir: Path | None = None
     """Where to write the report; default: the run directory itself."""
-    unit: str = "auto"
+    unit: UnitChoice = "auto"
     """Bandwidth unit on the charts: auto (GB/s for collectives, Gb/s for rails), GB/s or Gb/s."""
     images: bool = True
     """Write PNG and SVG of every chart."""
@@ -32,8 +33,6 @@ class ReportConfig:
     """Bars under this fraction of their target are drawn as failures."""
 
     def __post_init__(self) -> None:
-        from bench.report.build import UnitChoice
-
         if self.unit not in get_args(UnitChoice):
             raise UserError(f"--unit {self.unit!r} is not one of {', '.join(get_args(UnitChoice))}")
         if not 0.0 < self.min_efficiency <= 1.5:
@@ -61,10 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(config: ReportConfig) -> int:
     """Write the report; prints where it went. Exit status 0 (drawing a failed run is not a failure)."""
-    from bench.report.build import ReportOptions, write_report
-
     options = ReportOptions(
-        unit=config.unit,  # type: ignore[arg-type]  # checked in ReportConfig.__post_init__
+        unit=config.unit,
         images=config.images,
         url_prefix=config.url_prefix,
         min_efficiency=config.min_efficiency,

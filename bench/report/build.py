@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -91,7 +92,8 @@ class ChartPlan:
     name: str
     title: str
     table: data.Table
-    draw: Callable[[alt.UrlData, str], alt.TopLevelMixin]  # (data, subtitle) -> chart
+    draw: Callable[..., alt.TopLevelMixin]
+    """A chart function with its table bound; called with ``data=`` (the CSV url) and ``subtitle=``."""
     dates: tuple[str, ...] = ()
 
 
@@ -117,7 +119,7 @@ def plan_charts(inputs: data.RunInputs, options: ReportOptions) -> tuple[list[Ch
                 "busbw-vs-size",
                 "Bus bandwidth vs message size (world)",
                 sweep,
-                lambda d, sub, f=sweep.frame, u=unit: charts.busbw_vs_size_chart(f, data=d, unit=u, subtitle=sub),
+                partial(charts.busbw_vs_size_chart, sweep.frame, unit=unit),
             )
         )
     bar_sources: list[tuple[str, str, data.Table, charts.Unit]] = []
@@ -138,9 +140,7 @@ def plan_charts(inputs: data.RunInputs, options: ReportOptions) -> tuple[list[Ch
                     name,
                     title,
                     table,
-                    lambda d, sub, f=table.frame, u=unit, t=title: charts.bars_chart(
-                        f, data=d, unit=u, title=t, subtitle=sub, min_efficiency=eff
-                    ),
+                    partial(charts.bars_chart, table.frame, unit=unit, title=title, min_efficiency=eff),
                 )
             )
     pairs, unparsed = data.pair_measurements(inputs)
@@ -155,9 +155,7 @@ def plan_charts(inputs: data.RunInputs, options: ReportOptions) -> tuple[list[Ch
                 "pairs",
                 "Node × node pairs per rail",
                 heat,
-                lambda d, sub, f=heat.frame, u=unit: charts.heatmap_chart(
-                    f, data=d, unit=u, subtitle=sub, min_efficiency=eff
-                ),
+                partial(charts.heatmap_chart, heat.frame, unit=unit, min_efficiency=eff),
             )
         )
     if inputs.trend is not None:
@@ -168,7 +166,7 @@ def plan_charts(inputs: data.RunInputs, options: ReportOptions) -> tuple[list[Ch
                     "trend",
                     "Nightly trend against the baseline",
                     trend,
-                    lambda d, sub, f=trend.frame: charts.trend_chart(f, data=d, subtitle=sub),
+                    partial(charts.trend_chart, trend.frame),
                     dates=("run_time",),
                 )
             )
@@ -225,7 +223,7 @@ def write_report(run_dir: Path, *, out_dir: Path | None = None, options: ReportO
             body = csv_text(plan.table.frame)
             url = f"{options.url_prefix}{plan.name}.csv"
             source = charts.csv_data(url, plan.table.frame, plan.dates)
-            spec = spec_dict(plan.draw(source, _subtitle(inputs, plan.table.note)))
+            spec = spec_dict(plan.draw(data=source, subtitle=_subtitle(inputs, plan.table.note)))
             files = ChartFiles(
                 plan.name,
                 plan.title,
