@@ -37,7 +37,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--keep", type=Path, help="build the run directory here and keep it")
     args = parser.parse_args()
-    root = args.keep or Path(tempfile.mkdtemp(prefix="railbench-bench-report-"))
+    if args.keep:
+        return measure(args.keep)
+    with tempfile.TemporaryDirectory(prefix="railbench-bench-report-") as scratch:
+        return measure(Path(scratch))
+
+
+def measure(root: Path) -> int:
+    """Build the big run directory under ``root``, report on it, print time and sizes; 0 when within target."""
     model = big_model()
     t0 = time.perf_counter()
     rows = results_rows(model)
