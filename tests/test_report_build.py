@@ -151,7 +151,7 @@ def test_cluster_strings_are_escaped_everywhere(tmp_path: Path) -> None:
     assert page.count("</script>") == page.count("<script")  # nothing closed a script element early
     markdown = paths.report_md.read_text(encoding="utf-8")
     assert "<script>" not in markdown and "<b>" not in markdown
-    assert "evil&lt;script&gt;alert\\(1\\)&lt;/script&gt;\\|x\\_\\*y\\*\\`" in markdown
+    assert "evil&lt;script&gt;alert(1)&lt;/script&gt;\\|x\\_\\*y\\*\\`" in markdown
     for line in markdown.splitlines():
         if line.startswith("| hca |"):
             assert len(re.findall(r"(?<!\\)\|", line)) == 8  # 7 cells: the hostname's pipe is escaped
@@ -169,6 +169,25 @@ def test_charts_appear_only_when_their_input_is_present(tmp_path: Path) -> None:
     rows = [r for r in results_rows(ClusterModel()) if r["scope"] == "world"]
     only_world = write_run_dir(tmp_path / "world", rows=rows, rails=False, checks=False, trend=False)
     assert [c.name for c in write_report(only_world, options=ReportOptions(images=False)).charts] == ["busbw-vs-size"]
+
+
+def test_a_single_node_run_without_targets_and_an_empty_run(tmp_path: Path) -> None:
+    # the shape of a CPU `railbench run --np 4`: world rows only, no target, one host
+    model = ClusterModel(hosts=("laptop",), gpus_per_node=4, bad=None)
+    rows = [dict(r, target_Gbps="", efficiency="") for r in results_rows(model) if r["scope"] == "world"]
+    run_dir = write_run_dir(tmp_path / "cpu", model, rows=rows, rails=False, checks=False, trend=False)
+    paths = write_report(run_dir, options=ReportOptions(images=False))
+    assert [c.name for c in paths.charts] == ["busbw-vs-size"]
+    spec = json.loads(paths.charts[0].spec.read_text(encoding="utf-8"))
+    validate(spec)
+    assert [layer["mark"]["type"] for layer in spec["layer"]] == ["line"]  # no target, no rule
+    assert "| world | all\\_reduce | 1 | 1G |" in paths.report_md.read_text(encoding="utf-8")
+    assert "| measured |" in paths.report_md.read_text(encoding="utf-8")
+
+    empty = write_run_dir(tmp_path / "empty", model, rows=[], rails=False, checks=False, trend=False)
+    paths = write_report(empty, options=ReportOptions(images=False))
+    assert paths.charts == ()
+    assert "results.csv holds no measurements yet" in paths.report_html.read_text(encoding="utf-8")
 
 
 def test_a_rerun_replaces_the_report_and_drops_charts_no_longer_drawn(tmp_path: Path) -> None:

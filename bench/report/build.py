@@ -111,6 +111,8 @@ def plan_charts(inputs: data.RunInputs, options: ReportOptions) -> tuple[list[Ch
     A chart whose input is absent is left out.
     """
     eff, plans, notes = options.min_efficiency, [], []
+    if inputs.results.empty:
+        notes.append("results.csv holds no measurements yet: the run stopped before its first result")
     sweep = data.sweep_table(inputs.results)
     if len(sweep.frame):
         unit = _unit(options, "GB/s")

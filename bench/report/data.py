@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import UserError
-from bench.rundir import SCOPES, read_results_rows, read_run_json
+from bench.rundir import RESULT_COLUMNS, SCOPES, read_results_rows, read_run_json
 from bench.units import format_size
 
 NUMERIC_COLUMNS = (
@@ -77,7 +77,7 @@ def load_inputs(run_dir: Path) -> RunInputs:
 
 def results_frame(rows: Sequence[Mapping[str, str]], source: Path) -> pd.DataFrame:
     """results.csv rows (strings) as a typed frame; a value that is not a number names its line."""
-    frame = pd.DataFrame.from_records(list(rows)) if rows else pd.DataFrame(columns=list(NUMERIC_COLUMNS))
+    frame = pd.DataFrame.from_records(list(rows)) if rows else pd.DataFrame(columns=list(RESULT_COLUMNS))
     for column in NUMERIC_COLUMNS:
         raw = frame[column] if column in frame else pd.Series([""] * len(frame), dtype=object)
         values = pd.to_numeric(raw, errors="coerce")

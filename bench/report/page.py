@@ -19,7 +19,8 @@ import pandas as pd
 
 from bench.report.data import RunInputs, results_summary
 
-_MD_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+!|])")
+# The characters that can start markup inside a table cell or heading (links need '[', so '(' is safe).
+_MD_SPECIALS = re.compile(r"([\\`*_\[\]#|])")
 
 
 @dataclass(frozen=True)
