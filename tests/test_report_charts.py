@@ -11,18 +11,19 @@ import pandas as pd
 import pytest
 
 from bench.report import charts, data
+from bench.report.inputs import RunInputs, load_inputs
 from bench.report.theme import STATUS_COLORS, THEME_NAME, spec_dict
 from tests.report_data import write_run_dir
 from tests.report_schema import declared_version, validate
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory: pytest.TempPathFactory) -> data.RunInputs:
-    return data.load_inputs(write_run_dir(tmp_path_factory.mktemp("run") / "run"))
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> RunInputs:
+    return load_inputs(write_run_dir(tmp_path_factory.mktemp("run") / "run"))
 
 
 @pytest.fixture(scope="module")
-def tables(inputs: data.RunInputs) -> dict[str, pd.DataFrame]:
+def tables(inputs: RunInputs) -> dict[str, pd.DataFrame]:
     assert inputs.rails is not None and inputs.trend is not None
     pairs, _ = data.pair_measurements(inputs)
     return {

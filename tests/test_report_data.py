@@ -10,15 +10,16 @@ import pytest
 
 from bench.errors import UserError
 from bench.report import data
+from bench.report.inputs import TREND_COLUMNS, RunInputs, load_inputs
 from tests.report_data import ClusterModel, rails_json, results_rows, write_run_dir
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory: pytest.TempPathFactory) -> data.RunInputs:
-    return data.load_inputs(write_run_dir(tmp_path_factory.mktemp("run") / "run"))
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> RunInputs:
+    return load_inputs(write_run_dir(tmp_path_factory.mktemp("run") / "run"))
 
 
-def test_sweep_has_one_row_per_collective_and_size_from_out_of_place_rows(inputs: data.RunInputs) -> None:
+def test_sweep_has_one_row_per_collective_and_size_from_out_of_place_rows(inputs: RunInputs) -> None:
     table = data.sweep_table(inputs.results).frame
     assert not table.duplicated(["collective", "bytes"]).any()
     assert set(table["collective"]) == {"all_reduce", "all_gather", "sendrecv"}
@@ -32,7 +33,7 @@ def test_sweep_has_one_row_per_collective_and_size_from_out_of_place_rows(inputs
     assert row["efficiency"] == pytest.approx(top * 8 / 3200)
 
 
-def test_rail_bars_name_the_weak_rail_and_fail_it(inputs: data.RunInputs) -> None:
+def test_rail_bars_name_the_weak_rail_and_fail_it(inputs: RunInputs) -> None:
     assert inputs.rails is not None
     table = data.rail_bars_table(inputs.rails, 0.9).frame
     assert list(table["label"]) == [f"rail {r} (mlx5_{r + 1})" for r in range(8)]
@@ -42,7 +43,7 @@ def test_rail_bars_name_the_weak_rail_and_fail_it(inputs: data.RunInputs) -> Non
     assert (table.loc[table["status"] == "pass", "efficiency"] > 0.9).all()
 
 
-def test_node_bars_show_each_nodes_weakest_rail(inputs: data.RunInputs) -> None:
+def test_node_bars_show_each_nodes_weakest_rail(inputs: RunInputs) -> None:
     assert inputs.rails is not None
     table = data.node_bars_table(inputs.rails, 0.9).frame.set_index("label")
     assert table.loc["gpu-node-03", "status"] == "fail"
@@ -67,7 +68,7 @@ def test_bars_keep_only_the_slowest_when_there_are_too_many() -> None:
     assert table.note == "the 10 slowest of 100 nodes"
 
 
-def test_group_bars_use_each_groups_largest_size(inputs: data.RunInputs) -> None:
+def test_group_bars_use_each_groups_largest_size(inputs: RunInputs) -> None:
     table = data.group_bars_table(inputs.results, "rail", "all_reduce", 0.9).frame
     assert sorted(table["label"]) == [f"rail{r}" for r in range(8)]
     assert set(table["detail"]) == {"all_reduce at 1G"}
@@ -88,7 +89,7 @@ def test_split_pair_group(group: str, hosts: list[str], expected: tuple[str, str
     assert data.split_pair_group(group, hosts) == expected
 
 
-def test_heatmap_is_symmetric_and_marks_the_bad_hca_row_and_column(inputs: data.RunInputs) -> None:
+def test_heatmap_is_symmetric_and_marks_the_bad_hca_row_and_column(inputs: RunInputs) -> None:
     pairs, unparsed = data.pair_measurements(inputs)
     assert unparsed == 0
     table = data.heatmap_table(pairs, list(inputs.run["hosts"]), 0.9).frame
@@ -102,7 +103,7 @@ def test_heatmap_is_symmetric_and_marks_the_bad_hca_row_and_column(inputs: data.
 
 def test_heatmap_from_results_rows_matches_rails_json(tmp_path: Path) -> None:
     run_dir = write_run_dir(tmp_path / "run", rails=False)
-    from_results = data.pair_measurements(data.load_inputs(run_dir))[0]
+    from_results = data.pair_measurements(load_inputs(run_dir))[0]
     assert len(from_results) == 6 * 8
     weak = from_results[from_results["busbw_Gbps"] < 360]
     assert set(weak["rail"]) == {5}
@@ -122,7 +123,7 @@ def test_heatmap_groups_big_clusters_into_blocks_with_their_worst_pair() -> None
     assert table.frame["pairs"].sum() == 2 * 100 * 99
 
 
-def test_trend_keeps_the_last_nights_per_metric(inputs: data.RunInputs) -> None:
+def test_trend_keeps_the_last_nights_per_metric(inputs: RunInputs) -> None:
     assert inputs.trend is not None
     table = data.trend_table(inputs.trend, max_points=10)
     assert table.frame.groupby("metric").size().tolist() == [10, 10]
@@ -130,7 +131,7 @@ def test_trend_keeps_the_last_nights_per_metric(inputs: data.RunInputs) -> None:
     assert "regressed" in set(table.frame["state"])
 
 
-def test_results_summary_verdicts(inputs: data.RunInputs) -> None:
+def test_results_summary_verdicts(inputs: RunInputs) -> None:
     summary = data.results_summary(inputs.results, 0.9).set_index(["scope", "collective"])
     assert summary.loc[("world", "all_reduce"), "verdict"] == "pass"
     assert summary.loc[("rail", "all_reduce"), "verdict"] == "fail"
@@ -142,7 +143,7 @@ def test_results_summary_verdicts(inputs: data.RunInputs) -> None:
 def test_wrong_results_fail_whatever_the_bandwidth(tmp_path: Path) -> None:
     rows = results_rows(ClusterModel(bad=None))
     rows[0]["wrong"] = 3
-    frame = data.load_inputs(write_run_dir(tmp_path / "run", rows=rows)).results
+    frame = load_inputs(write_run_dir(tmp_path / "run", rows=rows)).results
     summary = data.results_summary(frame, 0.9).set_index(["scope", "collective"])
     assert summary.loc[("world", rows[0]["collective"]), "verdict"] == "fail (wrong results)"
 
@@ -159,7 +160,7 @@ def _damage(run_dir: Path, name: str, text: str) -> None:
         ("rails.json", json.dumps({"measurements": [{"kind": "rail"}], "defects": []}), "measurement 0 lacks"),
         ("checks.json", json.dumps({"checks": "all good"}), "has no list under 'checks'"),
         ("trend.csv", "run_time,metric\n2026-01-01T00:00:00Z,x\n", "trend.csv lacks columns busbw_GBps"),
-        ("trend.csv", ",".join(data.TREND_COLUMNS) + "\nyesterday,x,1,1,1,1,ok\n", "does not parse"),
+        ("trend.csv", ",".join(TREND_COLUMNS) + "\nyesterday,x,1,1,1,1,ok\n", "does not parse"),
     ],
 )  # fmt: skip
 def test_damaged_optional_inputs_are_one_line_user_errors(
@@ -168,7 +169,7 @@ def test_damaged_optional_inputs_are_one_line_user_errors(
     run_dir = write_run_dir(tmp_path / "run")
     _damage(run_dir, name, content)
     with pytest.raises(UserError, match=message) as info:
-        data.load_inputs(run_dir)
+        load_inputs(run_dir)
     assert "\n" not in str(info.value)
 
 
@@ -177,17 +178,17 @@ def test_a_non_number_names_its_line(tmp_path: Path) -> None:
     rows[4]["busbw_GBps"] = "fast"
     run_dir = write_run_dir(tmp_path / "run", rows=rows)
     with pytest.raises(UserError, match=r"results.csv line 6: busbw_GBps is 'fast', not a number"):
-        data.load_inputs(run_dir)
+        load_inputs(run_dir)
 
 
 def test_an_unknown_scope_asks_for_an_upgrade(tmp_path: Path) -> None:
     rows = results_rows(ClusterModel())
     rows[0]["scope"] = "galaxy"
     with pytest.raises(UserError, match=r"scope 'galaxy'.*upgrade railbench"):
-        data.load_inputs(write_run_dir(tmp_path / "run", rows=rows))
+        load_inputs(write_run_dir(tmp_path / "run", rows=rows))
 
 
 def test_optional_inputs_may_be_absent(tmp_path: Path) -> None:
-    loaded = data.load_inputs(write_run_dir(tmp_path / "run", rails=False, checks=False, trend=False))
+    loaded = load_inputs(write_run_dir(tmp_path / "run", rails=False, checks=False, trend=False))
     assert loaded.rails is None and loaded.checks is None and loaded.trend is None
     assert len(loaded.results) > 0

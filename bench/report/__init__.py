@@ -1,6 +1,7 @@
 """Charts and reports from a run directory (``railbench report``).
 
-* ``bench.report.data``: read the run directory and aggregate it into small chart tables (pandas);
+* ``bench.report.inputs``: read and check the run directory (run.json, results.csv, rails.json, ...);
+* ``bench.report.data``: aggregate it into small chart tables (pandas);
 * ``bench.report.charts``: pure ``DataFrame -> altair chart`` functions, one per chart;
 * ``bench.report.theme``: the one registered Altair theme, and spec dicts (Vega-Lite v5, Altair 5);
 * ``bench.report.page``: the summary page as Markdown (mkdocs-charts-plugin) and self-contained HTML;

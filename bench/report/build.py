@@ -27,6 +27,7 @@ import pandas as pd
 import vl_convert
 
 from bench.report import charts, data, page
+from bench.report.inputs import RunInputs, load_inputs
 from bench.report.theme import spec_dict, vl_convert_version
 from bench.rundir import atomic_write_bytes, atomic_write_json, atomic_write_text
 
@@ -105,7 +106,7 @@ def _unit(options: ReportOptions, natural: charts.Unit) -> charts.Unit:
     return natural if options.unit == "auto" else options.unit
 
 
-def plan_charts(inputs: data.RunInputs, options: ReportOptions) -> tuple[list[ChartPlan], list[str]]:
+def plan_charts(inputs: RunInputs, options: ReportOptions) -> tuple[list[ChartPlan], list[str]]:
     """The charts this run's inputs support, in page order, and notes for the page.
 
     A chart whose input is absent is left out.
@@ -190,7 +191,7 @@ def inline_data(spec: Mapping[str, Any], csv_body: str) -> dict[str, Any]:
     return out
 
 
-def _subtitle(inputs: data.RunInputs, note: str) -> str:
+def _subtitle(inputs: RunInputs, note: str) -> str:
     run = inputs.run
     words = [str(run.get("cluster") or ""), f"{run.get('nnodes', '?')} nodes, {run.get('nranks', '?')} ranks"]
     words += [str(run.get("started_utc") or ""), note]
@@ -218,7 +219,7 @@ def write_report(run_dir: Path, *, out_dir: Path | None = None, options: ReportO
     # vl-convert releases the GIL: the JS bundle and the images are made while pandas reads and aggregates.
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="railbench-report") as pool:
         bundle = pool.submit(vl_convert.javascript_bundle, vl_version=vl_version)
-        inputs = data.load_inputs(run_dir)
+        inputs = load_inputs(run_dir)
         plans, notes = plan_charts(inputs, options)
         images = []
         for plan in plans:

@@ -17,7 +17,8 @@ from typing import Any
 
 import pandas as pd
 
-from bench.report.data import RunInputs, results_summary
+from bench.report.data import results_summary
+from bench.report.inputs import RunInputs
 
 # The characters that can start markup inside a table cell or heading (links need '[', so '(' is safe).
 _MD_SPECIALS = re.compile(r"([\\`*_\[\]#|])")
