@@ -7,6 +7,7 @@ page that tried to reach a CDN would fail loudly instead of reaching the interne
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 import time
@@ -65,18 +66,33 @@ def chromium() -> Iterator[Any]:
         shutil.rmtree(profile, ignore_errors=True)
 
 
+# vl-convert's self-contained bundle pairs Vega-Lite 5.20 with Vega 6, and vega-embed says so on every chart.
+# The specs are Vega-Lite v5 on purpose (see the README); this notice is the one console warning we accept.
+KNOWN_WARNINGS = (re.compile(r"The compiled spec uses Vega v5, but current version is v6\."),)
+# mkdocs-charts-plugin gives every spec without a top-level width `width: "container"`; a faceted chart (heat
+# map, trend) cannot have a top-level width, so Vega-Lite ignores it and says so. Accepted for mkdocs pages.
+MKDOCS_CONTAINER_WIDTH = re.compile(r'Width \\"container\\" only works for single views and layered views')
+
+
 @dataclass(frozen=True)
 class PageRender:
-    """What a page showed: per chart container, whether it holds a drawn SVG/canvas; console errors."""
+    """What a page showed: per chart container, whether it holds a drawn SVG/canvas; console errors/warnings."""
 
     charts: dict[str, bool]
     errors: tuple[str, ...]
+    warnings: tuple[str, ...]
     screenshot: Path
 
-    def problems(self) -> list[str]:
-        """Everything wrong with the render, in words; empty when every chart drew and the console is clean."""
+    def problems(self, also_known: tuple[re.Pattern[str], ...] = ()) -> list[str]:
+        """Everything wrong with the render, in words; empty when every chart drew and the console is clean.
+
+        Vega-Lite reports a spec it had to repair (e.g. "Dropping sort property") as a warning, so unknown
+        warnings count as problems too.
+        """
         out = [f"chart {name} did not render" for name, ok in self.charts.items() if not ok]
         out += [f"console error: {e}" for e in self.errors]
+        known = KNOWN_WARNINGS + also_known
+        out += [f"console warning: {w}" for w in self.warnings if not any(k.search(w) for k in known)]
         if not self.charts:
             out.append("the page has no charts")
         if not (self.screenshot.is_file() and self.screenshot.stat().st_size > 0):
@@ -114,5 +130,7 @@ def render(driver: Any, url: str, selector: str, screenshot: Path, timeout_s: fl
     height = driver.execute_script("return document.documentElement.scrollHeight")
     driver.set_window_size(1280, min(max(int(height), 800), 12000))
     driver.save_screenshot(str(screenshot))
-    errors = tuple(e["message"] for e in driver.get_log("browser") if e.get("level") == "SEVERE")
-    return PageRender({k: bool(v["drawn"]) for k, v in state.items()}, errors, screenshot)
+    log = driver.get_log("browser")
+    errors = tuple(e["message"] for e in log if e.get("level") == "SEVERE")
+    warnings = tuple(e["message"] for e in log if e.get("level") == "WARNING")
+    return PageRender({k: bool(v["drawn"]) for k, v in state.items()}, errors, warnings, screenshot)
