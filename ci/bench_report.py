@@ -11,7 +11,9 @@ each data-inlined spec in report.html. Targets (issue 5): under 10 s, every spec
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -52,6 +54,7 @@ def measure(root: Path) -> int:
     print(f"run dir: {run_dir} ({len(rows):,} result rows, built in {time.perf_counter() - t0:.1f} s)")
 
     t0 = time.perf_counter()
+    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(
         [sys.executable, "-m", "bench", "report", str(run_dir)],
         env=rank_env(), capture_output=True, text=True, check=False,
@@ -60,8 +63,12 @@ def measure(root: Path) -> int:
     if proc.returncode != 0:
         print(proc.stdout + proc.stderr)
         return 1
+    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     verdict = "ok" if elapsed < TIME_LIMIT_S else "SLOW"
-    print(f"railbench report: {elapsed:.2f} s (target < {TIME_LIMIT_S:.0f} s) -> {verdict}")
+    print(f"railbench report: {elapsed:.2f} s wall (target < {TIME_LIMIT_S:.0f} s) -> {verdict}")
+    # CPU seconds do not depend on what else the machine runs: compare these between commits
+    print(f"                  {cpu:.2f} s CPU (user+sys, all threads), load average {os.getloadavg()[0]:.1f}")
 
     sizes: list[tuple[str, int]] = []
     for spec in sorted((run_dir / "charts").glob("*.vl.json")):

@@ -200,6 +200,11 @@ def test_a_rerun_replaces_the_report_and_drops_charts_no_longer_drawn(tmp_path: 
     assert not list((run_dir / "charts").glob("trend.*"))
     assert "trend" not in paths.report_md.read_text(encoding="utf-8")
     assert not list(run_dir.rglob("*.tmp"))
+    (run_dir / "charts" / "rails.png").write_bytes(b"an image of an older run")
+    (run_dir / "charts" / "notes.txt").write_text("not ours", encoding="utf-8")
+    write_report(run_dir, options=options)
+    assert not (run_dir / "charts" / "rails.png").exists()  # no stale image survives --no-images
+    assert (run_dir / "charts" / "notes.txt").exists()  # files that are not chart files are left alone
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:

@@ -216,10 +216,11 @@ def write_report(run_dir: Path, *, out_dir: Path | None = None, options: ReportO
     charts_dir = out_dir / "charts"
     vl_version = vl_convert_version()
     written, entries, inline_specs = [], [], []
-    # vl-convert releases the GIL: the JS bundle and the images are made while pandas reads and aggregates.
+    inputs = load_inputs(run_dir)  # first: bad input fails fast, before any work is started
+    # vl-convert releases the GIL: the JS bundle and the images are made while pandas aggregates and Altair
+    # builds specs.
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="railbench-report") as pool:
         bundle = pool.submit(vl_convert.javascript_bundle, vl_version=vl_version)
-        inputs = load_inputs(run_dir)
         plans, notes = plan_charts(inputs, options)
         images = []
         for plan in plans:
@@ -253,15 +254,15 @@ def write_report(run_dir: Path, *, out_dir: Path | None = None, options: ReportO
         report_html = out_dir / "report.html"
         atomic_write_text(report_md, page.render_markdown(summary, entries))
         atomic_write_text(report_html, page.render_html(summary, inline_specs, bundle.result()))
-    _remove_stale_charts(charts_dir, {f.name for f in written})
+    fresh = {p.name for f in written for p in (f.spec, f.csv, f.png, f.svg) if p is not None}
+    _remove_stale_charts(charts_dir, fresh)
     return ReportPaths(out_dir, report_md, report_html, tuple(written))
 
 
-def _remove_stale_charts(charts_dir: Path, keep: set[str]) -> None:
-    """Drop chart files of an older report that this run no longer draws (e.g. a rails.json since removed)."""
+def _remove_stale_charts(charts_dir: Path, fresh: set[str]) -> None:
+    """Drop chart files this report did not write: charts no longer drawn, or old images after --no-images."""
     if not charts_dir.is_dir():
         return
     for path in charts_dir.iterdir():
-        suffix = next((s for s in CHART_SUFFIXES if path.name.endswith(s)), None)
-        if suffix and path.is_file() and path.name[: -len(suffix)] not in keep:
+        if path.is_file() and path.name.endswith(CHART_SUFFIXES) and path.name not in fresh:
             path.unlink()
