@@ -59,6 +59,11 @@ def get(name: str, default: str | None = None, env: Mapping[str, str] | None = N
     return (os.environ if env is None else env).get(name, default)
 
 
+def set_default(name: str, value: str) -> str:
+    """Set ``name`` for this process and its children unless the user already set it; returns the value."""
+    return os.environ.setdefault(name, value)
+
+
 def recorded_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
     """The NCCL_*/UCX_*/GLOO_* (and a few more) variables that belong in run.json."""
     src = os.environ if env is None else env

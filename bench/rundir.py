@@ -50,6 +50,11 @@ def utc_stamp(now: float | None = None) -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() if now is None else now))
 
 
+def default_cluster_name(hostname: str) -> str:
+    """A cluster name from a node's hostname: ``gpu-node017.lambda`` -> ``gpu-node``."""
+    return hostname.split(".")[0].rstrip("0123456789-_") or "local"
+
+
 def default_run_dir(cluster: str, root: Path | str = "reports/runs", now: float | None = None) -> Path:
     """``reports/runs/<UTC time>-<cluster>``."""
     safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in cluster) or "cluster"

@@ -1,0 +1,202 @@
+"""``railbench compare RUN_DIR [--baseline last:N | RUN_DIR] [--history PATH] [--profile P]``.
+
+Tonight's run against its baseline, metric by metric (see ``bench.history.compare``). Prints the metrics
+that changed, writes ``compare.json``, ``compare-junit.xml`` and ``trend.csv`` into RUN_DIR and redraws
+the report. Exit status 1 when any metric regressed, went missing or failed; 0 otherwise; 2 on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+
+from bench.errors import UserError
+from bench.history.baseline import Baselines, BaselineSet, from_history, from_run_dir, parse_baseline_spec
+from bench.history.compare import allowed_change, baseline_stats, classify, relative_change
+from bench.history.outputs import (
+    MetricComparison,
+    OtherVersion,
+    exit_status,
+    print_table,
+    write_compare_json,
+    write_compare_junit,
+    write_report_if_available,
+    write_trend_csv,
+)
+from bench.history.records import MetricRecord, RunRecord, read_run
+from bench.history.settings import CompareSettings
+from bench.history.store import default_history_path
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """What ``railbench compare`` compares, against what, and how strictly."""
+
+    run_dir: Path
+    """Tonight's run directory."""
+    baseline: str = "last:10"
+    """``last:N`` (the last N comparable runs in the history) or a run directory."""
+    history: Path = field(default_factory=default_history_path)
+    """The SQLite history (used by ``last:N``)."""
+    profile: str | None = None
+    """Profile name or path whose ``[compare]`` table sets thresholds; None for the defaults."""
+    show_all: bool = False
+    """Print every metric, not only those that are not ``unchanged``."""
+
+    def __post_init__(self) -> None:
+        parse_baseline_spec(self.baseline)  # raises UserError on a bad last:N
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="tonight's run directory")
+    parser.add_argument(
+        "--baseline", default="last:10", help="last:N comparable runs in the history (default last:10), or a run dir"
+    )
+    parser.add_argument(
+        "--history", type=Path, default=default_history_path(), help="history file (default %(default)s)"
+    )
+    parser.add_argument("--profile", help="profile whose [compare] table sets the thresholds")
+    parser.add_argument("--all", action="store_true", dest="show_all", help="print every metric")
+
+
+def main(args: argparse.Namespace) -> int:
+    config = CompareConfig(
+        run_dir=args.run_dir,
+        baseline=args.baseline,
+        history=args.history,
+        profile=args.profile,
+        show_all=args.show_all,
+    )
+    return run(config)
+
+
+def load_settings(profile: str | None) -> CompareSettings:
+    """Thresholds from the profile's ``[compare]`` table, or the defaults."""
+    if profile is None:
+        return CompareSettings()
+    from bench.profiles import load_profile  # lazy: profiles are only read when asked for
+
+    return CompareSettings.from_profile(load_profile(profile).raw)
+
+
+def _matrix(baseline: BaselineSet, keys: list[str]) -> np.ndarray:
+    width = len(baseline.runs)
+    rows = [[np.nan if v is None else v for v in baseline.values.get(k, (None,) * width)] for k in keys]
+    return np.array(rows, dtype=np.float64).reshape(len(keys), width)
+
+
+def compare(tonight: list[MetricRecord], baselines: Baselines, settings: CompareSettings) -> list[MetricComparison]:
+    """Every metric of tonight or of the baseline, with its state."""
+    mine = {m.key: m for m in tonight if m.bytes >= settings.min_bytes}
+    known = {k: m for k, m in baselines.same.metrics.items() if m.bytes >= settings.min_bytes}
+    records = known | mine
+    keys = sorted(records, key=lambda k: (records[k].collective, records[k].scope, records[k].group, records[k].bytes))
+    current = np.array([mine[k].busbw_GBps if k in mine and mine[k].busbw_GBps is not None else np.nan for k in keys])
+    present = np.array([k in mine for k in keys], dtype=bool)
+    failed = np.array([k in mine and mine[k].failed for k in keys], dtype=bool)
+    thresholds = np.array([settings.threshold_for(k) for k in keys])
+    history = _matrix(baselines.same, keys)
+    median, sigma, count = baseline_stats(history)
+    allowed = allowed_change(median, sigma, thresholds, settings.noise_k, settings.resolution_GBps)
+    states = classify(current, present, failed, median, allowed)
+    change = relative_change(current, median)
+    others = []
+    for other in baselines.others:
+        other_median, _, _ = baseline_stats(_matrix(other, keys))
+        others.append((other, other_median, relative_change(current, other_median)))
+
+    def num(value: float) -> float | None:
+        return float(value) if np.isfinite(value) else None
+
+    results = []
+    for i, key in enumerate(keys):
+        record = records[key]
+        results.append(
+            MetricComparison(
+                metric=key,
+                collective=record.collective,
+                scope=record.scope,
+                group=record.group,
+                bytes=record.bytes,
+                state=states[i],
+                busbw_GBps=num(current[i]),
+                baseline_GBps=num(median[i]),
+                sigma_GBps=num(sigma[i]),
+                baseline_runs=int(count[i]),
+                change=num(change[i]),
+                threshold=float(thresholds[i]),
+                allowed_GBps=num(allowed[i]) if np.isfinite(median[i]) else None,
+                history_GBps=tuple(num(v) for v in history[i]),
+                other_nccl=tuple(
+                    OtherVersion(o.nccl, len(o.runs), num(m[i]), num(c[i])) for o, m, c in others if np.isfinite(m[i])
+                ),
+            )
+        )
+    return results
+
+
+def _print_other_versions(baselines: Baselines, results: list[MetricComparison], out: TextIO) -> None:
+    for other in baselines.others:
+        changes = [o.change for r in results for o in r.other_nccl if o.nccl == other.nccl and o.change is not None]
+        median = f"{float(np.median(changes)):+.1%}" if changes else "n/a"
+        print(
+            f"NCCL {other.nccl or 'unknown'} (not mixed into the baseline): {len(other.runs)} run(s), newest "
+            f"{other.runs[0].time_utc}; tonight's median change against them {median} over {len(changes)} metrics",
+            file=out,
+        )
+
+
+def run(config: CompareConfig, out: TextIO | None = None) -> int:
+    """Compare, print, write the outputs; returns the exit status."""
+    out = out or sys.stdout
+    settings = load_settings(config.profile)
+    tonight_run, tonight_metrics = read_run(config.run_dir)
+    spec = parse_baseline_spec(config.baseline)
+    if isinstance(spec, int):
+        baselines = from_history(config.history, tonight_run, spec)
+    else:
+        baselines = from_run_dir(spec, tonight_run)
+    results = compare(tonight_metrics, baselines, settings)
+    if not results:
+        raise UserError(f"{config.run_dir}/results.csv has no metrics to compare (min_bytes {settings.min_bytes})")
+    print(
+        f"railbench compare: {config.run_dir} (NCCL {tonight_run.nccl or 'unknown'}) against {baselines.description}: "
+        f"{len(baselines.same.runs)} run(s) with the same NCCL",
+        file=out,
+    )
+    for note in baselines.notes:
+        print(f"note: {note}", file=out)
+    print_table(results, out, show_all=config.show_all)
+    _print_other_versions(baselines, results, out)
+    _write_outputs(config.run_dir, tonight_run, baselines, settings, results)
+    return exit_status(results)
+
+
+def _write_outputs(
+    run_dir: Path, tonight: RunRecord, baselines: Baselines, settings: CompareSettings, results: list[MetricComparison]
+) -> None:
+    header = {
+        "run_dir": str(run_dir),
+        "run": {"time_utc": tonight.time_utc, "cluster": tonight.cluster, "nccl": tonight.nccl,
+                "nranks": tonight.nranks, "nnodes": tonight.nnodes, "node_hash": tonight.node_hash},
+        "baseline": {
+            "description": baselines.description,
+            "nccl": baselines.same.nccl,
+            "runs": [{"time_utc": r.time_utc, "run_dir": r.run_dir, "id": r.id} for r in baselines.same.runs],
+            "other_nccl": [{"nccl": o.nccl, "runs": len(o.runs)} for o in baselines.others],
+        },
+        "settings": {"default_threshold": settings.default_threshold, "noise_k": settings.noise_k,
+                     "min_bytes": settings.min_bytes, "resolution_GBps": settings.resolution_GBps,
+                     "rules": [{"pattern": r.pattern, "threshold": r.threshold} for r in settings.rules]},
+        "notes": list(baselines.notes),
+    }  # fmt: skip
+    write_compare_json(run_dir / "compare.json", results, header)
+    write_compare_junit(run_dir / "compare-junit.xml", results, hostname=socket.gethostname())
+    write_trend_csv(run_dir / "trend.csv", results, [r.time_utc for r in baselines.same.runs], tonight.time_utc)
+    write_report_if_available(run_dir)

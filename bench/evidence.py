@@ -1,0 +1,64 @@
+"""Hardware proof around a benchmark: byte counters per node, and NCCL's own log.
+
+One rank per node (local rank 0) reads the node's counters before and after; the deltas travel to rank 0,
+which records them in run.json and audits them against the profile: an excluded device (mlx5_0 on a 1CC)
+that carried more than the tolerance, or an expected rail that carried nothing, fails the run. After an
+NCCL run, rank 0 also reads the ``nccl/*.log`` files it can see and records which devices NCCL used.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bench.fabric import counters
+from bench.fabric.finding import Finding
+
+
+def node_snapshot(local_rank: int) -> counters.Snapshot | None:
+    """This node's counters, read by one rank per node."""
+    return counters.snapshot() if local_rank == 0 else None
+
+
+def node_deltas(before: counters.Snapshot | None) -> dict[str, dict[str, Any]] | None:
+    """JSON-able bytes per device since ``before`` (None on ranks that did not read)."""
+    if before is None:
+        return None
+    return counters.to_json(counters.delta(before, counters.snapshot()))
+
+
+def gather_node_deltas(mine: dict[str, dict[str, Any]] | None, host: str) -> dict[str, dict[str, dict[str, Any]]]:
+    """{host: {device: bytes}} on every rank, from the ranks that read counters."""
+    import torch.distributed as dist
+
+    everyone: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(everyone, (host, mine))
+    return {h: d for h, d in everyone if d is not None}
+
+
+def audit_counters(per_host: dict[str, dict[str, dict[str, Any]]], profile: Any) -> list[Finding]:
+    """Findings for every node: excluded devices that carried traffic, expected rails that carried none."""
+    from bench.fabric.checks import expected_rails
+
+    expected = expected_rails(profile)
+    findings: list[Finding] = []
+    for host, devices in per_host.items():
+        deltas = {
+            name: counters.DeviceBytes(d["tx_bytes"], d["rx_bytes"], d["kind"], d.get("wrapped", False),
+                                       d.get("saturated", False))
+            for name, d in devices.items()
+        }  # fmt: skip
+        for f in counters.audit(deltas, expected, profile.excluded_devices, profile.counter_tolerance_bytes):
+            findings.append(Finding(f.severity, f"{host}: {f.message}", f.device, host))
+    return findings
+
+
+def nccl_log_evidence(out_dir: Path, profile: Any) -> tuple[dict[str, Any] | None, list[Finding]]:
+    """What NCCL's own logs in ``out_dir/nccl`` say, and what is wrong with it for ``profile``."""
+    from bench.fabric import nccl_log
+
+    paths = sorted((out_dir / "nccl").glob("*.log"))
+    if not paths:
+        return None, []
+    logs = [nccl_log.parse_file(p) for p in paths]
+    return nccl_log.evidence(logs, profile), nccl_log.findings(logs, profile)

@@ -1,0 +1,457 @@
+"""The preflight checks of ``railbench check``: an ordered registry of small check objects.
+
+Each check says whether it applies (``applies`` returns why not, or None) and returns results with a status
+(pass/warn/fail/skip) and a one-line reason that names the device. A check that cannot apply (no GPU on
+this machine, no NCCL log given) says skip, never pass. ``verdict`` aggregates: any fail fails.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from bench.fabric import hca, nccl_evidence, nccl_log, sysfs, topology
+from bench.fabric.nccl_evidence import device_matches
+from bench.profiles import Profile
+
+Status = Literal["pass", "warn", "fail", "skip"]
+Verdict = Literal["pass", "warn", "fail"]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One line of the verdict table."""
+
+    check: str
+    status: Status
+    reason: str
+    """One line that names the device."""
+    device: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"check": self.check, "status": self.status, "reason": self.reason, "device": self.device}
+
+
+class Context:
+    """What the checks look at; sysfs is read once, lazily."""
+
+    def __init__(self, profile: Profile, root: Path, logs: Sequence[nccl_log.NcclLog], env: Mapping[str, str]) -> None:
+        self.profile = profile
+        self.sysfs = sysfs.Sysfs(root)
+        self.logs = tuple(logs)
+        self.env = env
+
+    @cached_property
+    def devices(self) -> list[sysfs.IbDevice]:
+        return sysfs.ib_devices(self.sysfs)
+
+    @cached_property
+    def ports(self) -> list[sysfs.IbPort]:
+        return [p for d in self.devices for p in d.ports]
+
+    @cached_property
+    def nets(self) -> list[sysfs.NetDevice]:
+        return sysfs.net_devices(self.sysfs)
+
+    @cached_property
+    def gpus(self) -> list[topology.Gpu]:
+        return topology.gpus(self.sysfs)
+
+    @cached_property
+    def rails(self) -> list[sysfs.IbPort]:
+        """Ports that are rails: not excluded, on the profile's link layer (any, when it names none)."""
+        return [p for p in self._candidates if self.profile.link_layer in (None, p.link_layer)]
+
+    @cached_property
+    def other_ports(self) -> list[sysfs.IbPort]:
+        """Ports that are neither excluded nor rails (a RoCE bond on an IB profile)."""
+        return [p for p in self._candidates if p not in self.rails]
+
+    @property
+    def _candidates(self) -> list[sysfs.IbPort]:
+        return [p for p in self.ports if not device_matches(p.name, self.profile.excluded_hcas)]
+
+
+def _names(items: Sequence[str], limit: int = 8) -> str:
+    return ", ".join(items[:limit]) + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def _majority(values: Sequence[Any]) -> Any:
+    return Counter(values).most_common(1)[0][0] if values else None
+
+
+class Check:
+    """Base of the registry entries: a name, ``applies`` and ``run``."""
+
+    name: ClassVar[str]
+
+    def applies(self, ctx: Context) -> str | None:
+        """None when the check applies, else why it is skipped."""
+        return None
+
+    def run(self, ctx: Context) -> list[CheckResult]:
+        raise NotImplementedError
+
+    def result(self, status: Status, reason: str, device: str | None = None) -> CheckResult:
+        return CheckResult(self.name, status, reason, device)
+
+
+class IbVerbsCheck(Check):
+    """Base of checks that need RDMA devices on an IB/RoCE profile."""
+
+    def applies(self, ctx: Context) -> str | None:
+        if not ctx.profile.uses_ib_verbs:
+            return f"profile {ctx.profile.name} uses {ctx.profile.transport}, not IB verbs"
+        if not ctx.devices:
+            return f"no RDMA device under {ctx.sysfs.path('class', 'infiniband')}"
+        return None
+
+
+class RdmaDevices(Check):
+    name = "ib-devices"
+
+    def applies(self, ctx: Context) -> str | None:
+        if not ctx.profile.uses_ib_verbs:
+            return f"profile {ctx.profile.name} uses {ctx.profile.transport}, not IB verbs"
+        return None
+
+    def run(self, ctx: Context) -> list[CheckResult]:
+        if not ctx.devices:
+            where = ctx.sysfs.path("class", "infiniband")
+            return [self.result("fail", f"no RDMA device under {where}: is the driver (mlx5_ib) loaded?")]
+        names = [d.name for d in ctx.devices]
+        return [self.result("pass", f"{len(names)} RDMA devices: {_names(names, 12)}")]
+
+
+class RailCount(IbVerbsCheck):
+    name = "rail-count"
+
+    def run(self, ctx: Context) -> list[CheckResult]:
+        profile, rails = ctx.profile, [p.name for p in ctx.rails]
+        layer = profile.link_layer or "RDMA"
+        out = []
+        if profile.rail_count is not None and len(rails) != profile.rail_count:
+            present = {p.device for p in ctx.ports}
+            missing = [n for n in profile.rail_names if n not in present]
+            wrong = [f"{p.name} is {p.link_layer}" for p in ctx.other_ports]
+            detail = "; ".join(
+                x
+                for x in (
+                    f"missing: {_names(missing)}" if missing else "",
+                    f"not {layer}: {_names(wrong)}" if wrong else "",
+                )
+                if x
+            )
+            device = missing[0] if missing else (ctx.other_ports[0].name if ctx.other_ports else None)
+            found = f"found {len(rails)} {layer} rails, expected {profile.rail_count}"
+            out.append(self.result("fail", found + (f" ({detail})" if detail else ""), device))
+        else:
+            out.append(self.result("pass", f"{len(rails)} {layer} rails: {_names(rails)}"))
+            for port in ctx.other_ports:
+                message = f"{port.name} is {port.link_layer}, not one of the {layer} rails"
+                out.append(self.result("warn", message, port.name))
+        return out
+
+
+class RailsFound(IbVerbsCheck):
+    """Base of checks about the rails themselves: skipped when rail-count found none."""
+
+    def applies(self, ctx: Context) -> str | None:
+        why_not = super().applies(ctx)
+        if why_not is None and not ctx.rails:
+            return f"no {ctx.profile.link_layer or 'RDMA'} rail on this node (see rail-count)"
+        return why_not
+
+
+class RailPorts(RailsFound):
+    name = "rail"
+
+    def run(self, ctx: Context) -> list[CheckResult]:
+        profile = ctx.profile
+        rate = profile.rail_rate_gbps or _majority([p.rate_gbps for p in ctx.rails if p.state == "ACTIVE"])
+        layer = profile.link_layer or _majority([p.link_layer for p in ctx.rails])
+        out = []
+        for port in ctx.rails:
+            speed = f"{port.rate_gbps:g} Gb/s" if port.rate_gbps else "rate unknown"
+            if port.width_speed:
+                speed += f" ({port.width_speed})"
+            problems = []
+            if port.state != "ACTIVE" or port.phys_state != "LinkUp":
+                problems.append(f"port {port.state} (phys_state {port.phys_state}), expected ACTIVE/LinkUp")
+            elif rate is not None and port.rate_gbps != rate:
+                problems.append(f"at {speed}, expected {rate:g} Gb/s")
+            if layer is not None and port.link_layer != layer:
+                problems.append(f"link layer {port.link_layer}, expected {layer}")
+            if problems:
+                out.append(self.result("fail", f"{port.name}: " + "; ".join(problems), port.name))
+            else:
+                out.append(self.result("pass", f"{port.name}: ACTIVE LinkUp {speed} {port.link_layer}", port.name))
+        return out
+
+
+class NcclIbHca(IbVerbsCheck):
+    name = "nccl-ib-hca"
+
+    def run(self, ctx: Context) -> list[CheckResult]:
+        value = ctx.env.get("NCCL_IB_HCA")
+        said = "NCCL_IB_HCA unset" if value is None else f"NCCL_IB_HCA='{hca.show(value)}'"
+        candidates = [hca.Candidate(p.device, p.port, p.state, p.link_layer, p.rate_gbps) for p in ctx.ports]
+        explained = hca.explain(value, candidates)
+        selected = explained.selected
+        rails = [p.name for p in ctx.rails if p.state == "ACTIVE"]
+        excluded = [d for d in selected if device_matches(d, ctx.profile.excluded_hcas)]
+        extra = [d for d in selected if d not in rails and d not in excluded]
+        left_out = [d for d in rails if d not in selected]
+        fix = ctx.profile.recommended_env.get("NCCL_IB_HCA")
+        if extra and rails and not left_out:
+            names = [*ctx.profile.excluded_hcas, *(d.split(":")[0] for d in extra)]
+            fix = "^=" + ",".join(dict.fromkeys(names))
+        hint = f"; set NCCL_IB_HCA='{fix}'" if fix and fix != value else ""
+        problems = []
+        if excluded:
+            problems.append(f"NCCL would use {_names(excluded)}, which the profile excludes")
+        if extra:
+            problems.append(f"NCCL would also use {_names(extra)}, not a rail")
+        if left_out:
+            problems.append(f"NCCL would leave out rail {_names(left_out)}")
+        if problems:
+            device = (excluded or extra or left_out)[0]
+            return [self.result("fail", f"{said}: " + "; ".join(problems) + hint, device)]
+        if explained.warnings:
+            return [self.result("warn", f"{said}: {explained.warnings[0].message}")]
+        return [self.result("pass", f"{said} selects exactly the {len(rails)} active rails")]
+
+
+class SocketIfname(Check):
+    name = "nccl-socket-ifname"
+
+    def applies(self, ctx: Context) -> str | None:
+        if ctx.profile.transport == "loopback":
+            return "loopback profile: NCCL sockets stay on this machine"
+        return None
+
+    def run(self, ctx: Context) -> list[CheckResult]:
+        value = ctx.env.get("NCCL_SOCKET_IFNAME")
+        up = [n.name for n in ctx.nets if n.operstate in ("up", "unknown")]
+        if value is None:
+            chosen = hca.nccl_default_ifnames(up)
+            wanted = ctx.profile.socket_ifnames or (ctx.profile.oob_ifname and f"={ctx.profile.oob_ifname}")
+            if not wanted:
+                guess = sysfs.ip_interface(ctx.nets)
+                wanted = f"={guess}" if guess else None
+            advice = f"; recommended NCCL_SOCKET_IFNAME='{wanted}'" if wanted else ""
+            return [self.result("warn", f"NCCL_SOCKET_IFNAME unset: NCCL picks {_names(chosen) or 'nothing'}{advice}")]
+        chosen = hca.select_ifnames(value, up)
+        said = f"NCCL_SOCKET_IFNAME='{hca.show(value)}'"
+        if not chosen:
+            return [self.result("fail", f"{said} matches no interface that is up ({_names(up)})")]
+        bad = [n for n in chosen if n in ctx.profile.excluded_ifnames]
+        if bad:
+            return [self.result("fail", f"{said} selects {_names(bad)}, which the profile excludes", bad[0])]
+        if ctx.profile.socket_ifnames is not None:
+            expected = hca.select_ifnames(ctx.profile.socket_ifnames, [n.name for n in ctx.nets])
+            missing = [n for n in expected if n not in chosen]
+            if missing:
+                return [self.result("fail", f"{said} leaves out rail {_names(missing)}", missing[0])]
+        return [self.result("pass", f"{said} selects {_names(chosen)}")]
+
+
+class SocketRails(Check):
+    name = "socket-rail"
+
+    def applies(self, ctx: Context) -> str | None:
+        if ctx.profile.transport != "socket":
+            return f"profile {ctx.profile.name} does not run NCCL over socket rails"
+        return None
+
+    def run(self, ctx: Context) -> list[CheckResult]:
+        profile = ctx.profile
+        by_name = {n.name: n for n in ctx.nets}
+        if profile.rail_names:
+            names = list(profile.rail_names)
+        else:
+            names = hca.select_ifnames(profile.socket_ifnames or "", list(by_name))
+        speed = _majority([by_name[n].speed_mbps for n in names if n in by_name and by_name[n].speed_mbps])
+        out = []
+        for name in names:
+            dev = by_name.get(name)
+            if dev is None:
+                out.append(self.result("fail", f"{name}: missing", name))
+            elif dev.operstate != "up":
+                out.append(self.result("fail", f"{name}: operstate {dev.operstate}, expected up", name))
+            elif speed and dev.speed_mbps != speed:
+                have = f"{dev.speed_gbps:g} Gb/s" if dev.speed_gbps else "unknown speed"
+                out.append(self.result("fail", f"{name}: {have}, the other rails run at {speed / 1000:g}", name))
+            else:
+                have = f"{dev.speed_gbps:g} Gb/s" if dev.speed_gbps else "speed unknown"
+                out.append(self.result("pass", f"{name}: up, {have}", name))
+        if profile.rail_count is not None and len(names) != profile.rail_count:
+            out.append(self.result("fail", f"{len(names)} socket rails, expected {profile.rail_count}"))
+        return out or [self.result("fail", "the profile names no socket rail")]
+
+
+class GpuCount(Check):
+    name = "gpu-count"
+
+    def applies(self, ctx: Context) -> str | None:
+        if ctx.profile.gpus_per_node is None and ctx.profile.gpu_model is None:
+            return f"profile {ctx.profile.name} expects no GPU count or model"
+        if not ctx.gpus:
+            return "no GPU on this machine (no CUDA device and no NVIDIA PCI device)"
+        return None
+
+    def run(self, ctx: Context) -> list[CheckResult]:
+        profile, gpus = ctx.profile, ctx.gpus
+        models = Counter(g.model for g in gpus)
+        out = []
+        if profile.gpus_per_node is not None and len(gpus) != profile.gpus_per_node:
+            out.append(self.result("fail", f"{len(gpus)} GPUs, expected {profile.gpus_per_node}"))
+        if len(models) > 1:
+            odd = [f"GPU{g.index} {g.model}" for g in gpus if g.model != models.most_common(1)[0][0]]
+            out.append(self.result("fail", f"mixed GPU models: {_names(odd)}", odd[0].split()[0]))
+        if profile.gpu_model is not None:
+            wrong = [f"GPU{g.index}" for g in gpus if profile.gpu_model.lower() not in g.model.lower()]
+            if wrong:
+                out.append(self.result("fail", f"{_names(wrong)} not {profile.gpu_model} ({gpus[0].model})", wrong[0]))
+        if not out:
+            model = ", ".join(f"{n} x {m}" for m, n in models.items())
+            out.append(self.result("pass", f"{len(gpus)} GPUs: {model} (from {gpus[0].source})"))
+        return out
+
+
+class GpuNicAffinity(Check):
+    name = "gpu-nic-affinity"
+
+    def applies(self, ctx: Context) -> str | None:
+        if not ctx.gpus:
+            return "no GPU on this machine"
+        if not ctx.profile.uses_ib_verbs or not ctx.rails:
+            return "no rail NIC to pair GPUs with"
+        if not any(g.pci_path for g in ctx.gpus):
+            return "the GPUs' PCI paths are unknown"
+        return None
+
+    def run(self, ctx: Context) -> list[CheckResult]:
+        rail_devices = {p.device for p in ctx.rails}
+        nics = [d for d in ctx.devices if d.name in rail_devices]
+        pairs = topology.nearest_nics(ctx.gpus, nics)
+        far = [a for a in pairs if a.distance not in ("PIX", "PXB")]
+        out = [
+            self.result(
+                "fail",
+                f"GPU{a.gpu.index} ({a.gpu.pci_address}): nearest rail NIC {a.nic} is at {a.distance}, "
+                "expected PIX or PXB",
+                f"GPU{a.gpu.index}",
+            )
+            for a in far
+        ]
+        if not far:
+            shown = ", ".join(f"GPU{a.gpu.index}->{a.nic} {a.distance}" for a in pairs)
+            out.append(self.result("pass", f"every GPU has a rail NIC at PIX/PXB: {shown}"))
+            shared = [n for n, c in Counter(a.nic for a in pairs).items() if c > 1]
+            if shared and len(nics) >= len(pairs):
+                message = f"GPUs share rail NIC {_names(shared)} while other rails have no GPU"
+                out.append(self.result("warn", message, shared[0]))
+        return out
+
+
+class FirmwareUniform(RailsFound):
+    name = "rail-firmware"
+
+    def run(self, ctx: Context) -> list[CheckResult]:
+        rail_devices = {p.device for p in ctx.rails}
+        fw = {d.name: d.fw_ver or "unknown" for d in ctx.devices if d.name in rail_devices}
+        common = _majority(list(fw.values()))
+        odd = [f"{n} ({v})" for n, v in fw.items() if v != common]
+        if odd:
+            return [self.result("warn", f"rail firmware differs from {common}: {_names(odd)}", odd[0].split()[0])]
+        return [self.result("pass", f"all {len(fw)} rail HCAs run firmware {common}")]
+
+
+class NcclLogEvidence(Check):
+    name = "nccl-log"
+
+    def applies(self, ctx: Context) -> str | None:
+        return None if ctx.logs else "no --nccl-log given"
+
+    def run(self, ctx: Context) -> list[CheckResult]:
+        found = nccl_evidence.findings(ctx.logs, ctx.profile)
+        out = [self.result(f.severity, f.message, f.device) for f in found]
+        flagged = {f.host for f in found}
+        for name, host in nccl_evidence.hosts(ctx.logs).items():
+            if host.has_network_evidence and name not in flagged:
+                out.append(self.result("pass", nccl_evidence.describe(host)))
+        return out
+
+
+REGISTRY: tuple[Check, ...] = (
+    RdmaDevices(),
+    RailCount(),
+    RailPorts(),
+    NcclIbHca(),
+    SocketIfname(),
+    SocketRails(),
+    GpuCount(),
+    GpuNicAffinity(),
+    FirmwareUniform(),
+    NcclLogEvidence(),
+)
+"""The checks, in the order they run and print."""
+
+
+def run_checks(
+    profile: Profile,
+    sysfs_root: Path | str = Path("/sys"),
+    nccl_logs: Sequence[nccl_log.NcclLog | Path | str] = (),
+    env: Mapping[str, str] | None = None,
+) -> list[CheckResult]:
+    """Run every registered check against this node (``sysfs_root`` stands in for /sys).
+
+    ``nccl_logs`` are parsed logs or paths to parse; ``env`` is the environment NCCL will see (default: the
+    process environment, read through ``bench.env``).
+    """
+    from bench import env as benv
+
+    logs = [x if isinstance(x, nccl_log.NcclLog) else nccl_log.parse_file(x) for x in nccl_logs]
+    ctx = Context(profile, Path(sysfs_root), logs, benv.environ() if env is None else env)
+    results: list[CheckResult] = []
+    for check in REGISTRY:
+        why_not = check.applies(ctx)
+        results.extend([check.result("skip", why_not)] if why_not else check.run(ctx))
+    return results
+
+
+def verdict(results: Sequence[CheckResult]) -> Verdict:
+    """``fail`` if any result failed, ``warn`` if any warned, else ``pass`` (skips count for nothing)."""
+    statuses = {r.status for r in results}
+    if "fail" in statuses:
+        return "fail"
+    return "warn" if "warn" in statuses else "pass"
+
+
+def expected_rails(profile: Profile, sysfs_root: Path | str = Path("/sys")) -> list[str]:
+    """The devices that should carry the benchmark's bytes on this node: rail ports (``mlx5_1:1``) on an
+    IB/RoCE profile, rail interfaces on a socket profile, nothing on a loopback profile."""
+    ctx = Context(profile, Path(sysfs_root), (), {})
+    if profile.uses_ib_verbs:
+        return [p.name for p in ctx.rails]
+    if profile.transport == "socket":
+        names = [n.name for n in ctx.nets]
+        return list(profile.rail_names) or hca.select_ifnames(profile.socket_ifnames or "", names)
+    return []
+
+
+def node_env(profile: Profile, sysfs_root: Path | str = Path("/sys")) -> dict[str, str]:
+    """The NCCL environment to recommend on this node: the profile's ``recommended_env`` plus, when the
+    profile does not fix it, NCCL_SOCKET_IFNAME set to the node's IP interface (its ``oob_ifname``, else the
+    interface ``sysfs.ip_interface`` finds)."""
+    env = dict(profile.recommended_env)
+    if "NCCL_SOCKET_IFNAME" not in env and profile.transport != "loopback":
+        name = profile.oob_ifname or sysfs.ip_interface(sysfs.net_devices(sysfs.Sysfs(Path(sysfs_root))))
+        if name:
+            env["NCCL_SOCKET_IFNAME"] = f"={name}"
+    return env

@@ -1,0 +1,167 @@
+"""Many nodes: per-node reports, versions, gathering to rank 0 with mpi4py, and finding the odd nodes.
+
+Every node runs the same checks; rank 0 gathers one ``NodeReport`` per node and compares them. Two nodes
+that give different answers to the same check, or run different torch/NCCL/driver/firmware versions, are
+named. mpi4py is imported only under an MPI-family launcher, and torch never (its version comes from the
+package metadata).
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib.metadata
+import platform
+import re
+import socket
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import __version__
+from bench.fabric.checks import CheckResult, Context, verdict
+from bench.fabric.sysfs import Sysfs, nvidia_driver_version
+from bench.profiles import Profile
+
+VERSION_KEYS = ("railbench", "python", "torch", "nccl", "driver", "firmware")
+_NCCL_LIB_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/local/lib")
+
+
+def _package_version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def nccl_version() -> str | None:
+    """NCCL's version without importing torch: the pip wheel torch uses, else the system library's name."""
+    for name in ("nvidia-nccl-cu13", "nvidia-nccl-cu12", "nvidia-nccl-cu11"):
+        version = _package_version(name)
+        if version:
+            return version
+    for directory in _NCCL_LIB_DIRS:
+        for path in sorted(glob.glob(f"{directory}/libnccl.so.2.*")):
+            match = re.search(r"libnccl\.so\.(\d+\.\d+\.\d+)$", path)
+            if match:
+                return match.group(1)
+    return None
+
+
+def node_versions(profile: Profile, sysfs_root: Path) -> dict[str, str | None]:
+    """The versions every node must agree on."""
+    ctx = Context(profile, sysfs_root, (), {})
+    rail_devices = {p.device for p in ctx.rails}
+    firmware = sorted({d.fw_ver for d in ctx.devices if d.name in rail_devices and d.fw_ver})
+    return {
+        "railbench": __version__,
+        "python": platform.python_version(),
+        "torch": _package_version("torch"),
+        "nccl": nccl_version(),
+        "driver": nvidia_driver_version(ctx.sysfs),
+        "firmware": ",".join(firmware) or None,
+    }
+
+
+def node_label(sysfs_root: Path) -> str:
+    """The hostname; with a stand-in sysfs root, ``host[root-name]`` so what-if nodes stay apart."""
+    host = socket.gethostname()
+    return host if Path(sysfs_root) == Sysfs().root else f"{host}[{Path(sysfs_root).name}]"
+
+
+@dataclass(frozen=True)
+class NodeReport:
+    """One node's answers."""
+
+    node: str
+    results: tuple[CheckResult, ...]
+    versions: Mapping[str, str | None]
+
+    @property
+    def verdict(self) -> str:
+        return verdict(self.results)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "node": self.node,
+            "verdict": self.verdict,
+            "versions": dict(self.versions),
+            "results": [r.to_json() for r in self.results],
+        }
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> NodeReport:
+        results = tuple(CheckResult(r["check"], r["status"], r["reason"], r["device"]) for r in doc["results"])
+        return cls(doc["node"], results, dict(doc["versions"]))
+
+
+def _odd(values: Mapping[str, Any]) -> tuple[Any, list[str]]:
+    """The most common value and the nodes that differ from it."""
+    common = Counter(values.values()).most_common(1)[0][0]
+    return common, [node for node, value in values.items() if value != common]
+
+
+def _sides(values: Mapping[str, Any]) -> str:
+    groups: dict[Any, list[str]] = defaultdict(list)
+    for node, value in values.items():
+        groups[value].append(node)
+    ordered = sorted(groups.items(), key=lambda item: len(item[1]))
+    return "; ".join(f"{value} on {', '.join(nodes)}" for value, nodes in ordered)
+
+
+_SEVERITY = {"skip": 0, "pass": 1, "warn": 2, "fail": 3}
+
+
+def answer(results: Sequence[CheckResult], check: str) -> str:
+    """A node's answer to one check: its worst status, with the devices it names when it fails or warns."""
+    mine = [r for r in results if r.check == check]
+    if not mine:
+        return "absent"
+    worst = max(mine, key=lambda r: _SEVERITY[r.status]).status
+    devices = sorted({r.device for r in mine if r.status == worst and r.device and worst in ("fail", "warn")})
+    return f"{worst} ({', '.join(devices)})" if devices else worst
+
+
+def compare_nodes(reports: Sequence[NodeReport]) -> list[CheckResult]:
+    """Cross-node results: the same answers and the same versions everywhere, odd nodes named."""
+    out: list[CheckResult] = []
+    names = list(dict.fromkeys(r.check for report in reports for r in report.results))
+    for check in names:
+        answers = {report.node: answer(report.results, check) for report in reports}
+        _, odd = _odd(answers)
+        if odd:
+            out.append(CheckResult("same-answers", "fail", f"nodes disagree on {check}: {_sides(answers)}", odd[0]))
+    if not out:
+        out.append(CheckResult("same-answers", "pass", f"{len(reports)} nodes give the same answers"))
+    mismatched = False
+    for key in VERSION_KEYS:
+        values = {r.node: r.versions.get(key) or "unknown" for r in reports}
+        _, odd = _odd(values)
+        if odd:
+            mismatched = True
+            out.append(CheckResult("same-versions", "fail", f"{key} differs: {_sides(values)}", odd[0]))
+    if not mismatched:
+        shown = ", ".join(f"{k} {reports[0].versions.get(k) or 'unknown'}" for k in VERSION_KEYS)
+        out.append(CheckResult("same-versions", "pass", f"{len(reports)} nodes run {shown}"))
+    return out
+
+
+def gather_reports(report: NodeReport) -> list[NodeReport] | None:
+    """Gather every rank's report to rank 0 with mpi4py: rank 0 gets one report per node, others None."""
+    from mpi4py import MPI  # lazy: only under an MPI-family launcher
+
+    gathered = MPI.COMM_WORLD.gather(report.to_json(), root=0)
+    if gathered is None:
+        return None
+    per_node: dict[str, NodeReport] = {}
+    for doc in gathered:
+        per_node.setdefault(doc["node"], NodeReport.from_json(doc))  # ranks on one node: the first speaks
+    return list(per_node.values())
+
+
+def broadcast_status(status: int) -> int:
+    """Rank 0's exit status, on every rank (so mpirun's own status is the verdict)."""
+    from mpi4py import MPI
+
+    return int(MPI.COMM_WORLD.bcast(status, root=0))

@@ -1,0 +1,184 @@
+"""Judge parsed NCCL logs against a profile: which devices NCCL used per host, and what is wrong.
+
+``findings`` fails a log that shows an excluded device in use (mlx5_0 on a 1CC), a socket fallback on an
+IB profile, or a link layer the profile does not expect; it warns about fewer rails than expected, NET
+channels without GPUDirect RDMA, a net plugin that loaded and then failed, and NCCL WARN lines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import fields, replace
+from typing import TYPE_CHECKING, Any
+
+from bench.fabric.finding import Finding
+from bench.fabric.nccl_log import HostNet, NcclLog
+
+if TYPE_CHECKING:
+    from bench.profiles import Profile
+
+_LINK_LAYER = {"InfiniBand": "IB", "Ethernet": "RoCE"}
+
+
+def device_matches(device: str, patterns: Iterable[str]) -> bool:
+    """``mlx5_0:1`` matches ``mlx5_0`` (the whole HCA) and ``mlx5_0:1``; interfaces match by name."""
+    name = device.split(":")[0]
+    return any(device == p or name == p for p in patterns)
+
+
+def _merge(a: HostNet, b: HostNet) -> HostNet:
+    merged: dict[str, Any] = {}
+    for f in fields(HostNet):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if isinstance(x, tuple):
+            merged[f.name] = tuple(dict.fromkeys((*x, *y)))
+        elif f.name == "gdrdma":
+            merged[f.name] = None if x is None and y is None else bool(x) or bool(y)
+        elif isinstance(x, bool):
+            merged[f.name] = x or y
+        else:
+            merged[f.name] = x if x is not None else y
+    return replace(a, **merged)
+
+
+def hosts(logs: Sequence[NcclLog]) -> dict[str, HostNet]:
+    """Per-host evidence merged over several logs (one file per rank, as ``railbench run`` writes them)."""
+    out: dict[str, HostNet] = {}
+    for log in logs:
+        for name, host in log.hosts.items():
+            out[name] = _merge(out[name], host) if name in out else host
+    return out
+
+
+def _label(host: str) -> str:
+    return host or "(lines without a host prefix)"
+
+
+def _host_findings(host: HostNet, logs: Sequence[NcclLog], profile: Profile | None) -> list[Finding]:
+    out: list[Finding] = []
+    who = _label(host.host)
+    used = (*host.devices, *host.channel_devices, *host.error_hcas, *host.socket_devices)
+    if profile is not None:
+        for device in dict.fromkeys(used):
+            if device_matches(device, profile.excluded_devices):
+                out.append(Finding("fail", f"{who}: NCCL used {device}, which the profile excludes", device, host.host))
+        if profile.uses_ib_verbs and host.transport == "Socket":
+            why = "NET/IB : No device found" if host.ib_no_device else "Using network Socket"
+            out.append(
+                Finding(
+                    "fail",
+                    f"{who}: NCCL fell back to sockets ({why}) on the {profile.name} profile, which expects IB verbs",
+                    ",".join(host.socket_devices) or None,
+                    host.host,
+                )
+            )
+        wanted = _LINK_LAYER.get(profile.link_layer or "")
+        if wanted and profile.uses_ib_verbs:
+            odd = {
+                dev.name: dev.link_layer
+                for log in logs
+                for using in log.usings
+                if using.host == host.host and using.net == "IB"
+                for dev in using.devices
+                if dev.link_layer != wanted and not device_matches(dev.name, profile.excluded_devices)
+            }
+            if odd:
+                names = ", ".join(f"{name}/{layer}" for name, layer in odd.items())
+                out.append(
+                    Finding(
+                        "fail",
+                        f"{who}: NCCL used {names}; the profile's rails are {profile.link_layer}",
+                        ",".join(odd),
+                        host.host,
+                    )
+                )
+        rails = [d for d in host.devices if not device_matches(d, profile.excluded_devices)]
+        if profile.rail_count and rails and len(rails) < profile.rail_count:
+            out.append(
+                Finding(
+                    "warn",
+                    f"{who}: NCCL opened {len(rails)} of {profile.rail_count} rails ({', '.join(rails)})",
+                    None,
+                    host.host,
+                )
+            )
+        if profile.uses_ib_verbs and host.gdrdma is False and host.transport != "Socket":
+            out.append(Finding("warn", f"{who}: NET channels run without GPUDirect RDMA", None, host.host))
+    through = len(host.channel_devices) + len(host.channel_nics)
+    if profile is not None and profile.rail_count and 0 < through < profile.rail_count:
+        nics = ", ".join((*host.channel_devices, *(f"NET/{n}" for n in host.channel_nics)))
+        out.append(
+            Finding(
+                "warn",
+                f"{who}: channels went through {through} of {profile.rail_count} rails ({nics})",
+                None,
+                host.host,
+            )
+        )
+    if host.plugin_fallback:
+        plugin = next((p for p in host.plugins if not p.startswith("/")), host.plugins[0])
+        out.append(Finding("warn", f"{who}: net plugin {plugin} loaded, then failed; NCCL fell back", None, host.host))
+    if host.warnings:
+        more = f" (and {len(host.warnings) - 1} more)" if len(host.warnings) > 1 else ""
+        out.append(Finding("warn", f"{who}: NCCL WARN {host.warnings[0][:160]}{more}", None, host.host))
+    return out
+
+
+def findings(logs: Sequence[NcclLog], profile: Profile | None) -> list[Finding]:
+    """Everything the logs say is wrong for ``profile`` (None: only profile-independent warnings)."""
+    merged = hosts(logs)
+    out = [f for h in merged.values() if h.has_network_evidence for f in _host_findings(h, logs, profile)]
+    if not any(h.has_network_evidence for h in merged.values()):
+        out.append(
+            Finding("warn", "the NCCL logs have no network lines: run NCCL with NCCL_DEBUG=INFO (subsystems INIT,NET)")
+        )
+    return out
+
+
+def host_summary(host: HostNet) -> dict[str, Any]:
+    """JSON-able per-host evidence."""
+    return {
+        "nccl_version": host.nccl_version,
+        "transport": host.transport,
+        "networks": list(host.networks),
+        "devices": list(host.devices),
+        "channel_devices": list(host.channel_devices),
+        "unresolved_channel_nics": list(host.channel_nics),
+        "socket_devices": list(host.socket_devices),
+        "other_devices": list(host.other_devices),
+        "gdrdma": host.gdrdma,
+        "sharp": host.sharp,
+        "nccl_ib_hca": list(host.nccl_ib_hca),
+        "plugins": list(host.plugins),
+        "plugin_fallback": host.plugin_fallback,
+        "ranks": list(host.ranks),
+        "error_hcas": list(host.error_hcas),
+        "warnings": len(host.warnings),
+    }
+
+
+def evidence(logs: Sequence[NcclLog], profile: Profile | None) -> dict[str, Any]:
+    """The ``nccl_evidence`` block of run.json: per-host evidence, findings and a verdict."""
+    merged = hosts(logs)
+    found = findings(logs, profile)
+    verdict = "fail" if any(f.severity == "fail" for f in found) else "warn" if found else "pass"
+    return {
+        "profile": profile.name if profile is not None else None,
+        "logs": [log.source for log in logs],
+        "nccl_versions": list(dict.fromkeys(v for log in logs for v in log.versions)),
+        "hosts": {name: host_summary(h) for name, h in merged.items() if h.has_network_evidence or h.nccl_version},
+        "findings": [f.to_json() for f in found],
+        "verdict": verdict,
+    }
+
+
+def describe(host: HostNet) -> str:
+    """One line: what NCCL used on this host."""
+    devices = host.channel_devices or host.devices or host.socket_devices or host.error_hcas
+    shown = ", ".join(devices[:8]) + (f" (+{len(devices) - 8})" if len(devices) > 8 else "")
+    if not shown and host.channel_nics:
+        shown = ", ".join(f"NET/{n}" for n in host.channel_nics)
+    gdr = {True: "GDRDMA yes", False: "GDRDMA no", None: "GDRDMA unknown"}[host.gdrdma]
+    version = f"NCCL {host.nccl_version}" if host.nccl_version else "NCCL version not logged"
+    transport = host.transport or "transport unknown"
+    return f"{_label(host.host)}: {transport} via {shown or 'no device named'}; {gdr}; {version}"

@@ -1,0 +1,131 @@
+"""GPU <-> NIC affinity from PCI paths, the idea behind ``nvidia-smi topo -m``'s PIX/PXB/PHB/NODE/SYS.
+
+NCCL treats a PCIe switch (its upstream port and the downstream ports) as one hop, so a GPU and a NIC behind
+the same switch are PIX even though the sysfs path passes two bridge ports. Here the distance comes from the
+deepest common PCI ancestor:
+
+* ``PIX``: both sit at most two levels below it (the same switch, or the same downstream port);
+* ``PXB``: a common bridge exists, but deeper (several switches, no host bridge crossed);
+* ``PHB``: only the host bridge (root complex) is shared;
+* ``NODE``: different host bridges in one NUMA node (or NUMA unknown on both);
+* ``SYS``: different NUMA nodes (the path crosses the CPU interconnect).
+
+GPUs come from torch when it sees CUDA on the real ``/sys`` (imported lazily, never at module import), else
+from the PCI bus in sysfs (NVIDIA display/3D controllers), which also works on fixture trees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from bench.fabric.sysfs import IbDevice, Sysfs, nvidia_gpus, pci_device_path
+
+Distance = Literal["PIX", "PXB", "PHB", "NODE", "SYS"]
+ORDER: tuple[Distance, ...] = ("PIX", "PXB", "PHB", "NODE", "SYS")
+
+# PCI device ids of datacenter GPUs, so a node without working CUDA still says what it has.
+GPU_MODELS = {
+    0x20B0: "NVIDIA A100-SXM4-40GB",
+    0x20B2: "NVIDIA A100-SXM4-80GB",
+    0x20B5: "NVIDIA A100 80GB PCIe",
+    0x2324: "NVIDIA H800",
+    0x2330: "NVIDIA H100 80GB HBM3",
+    0x2331: "NVIDIA H100 PCIe",
+    0x2335: "NVIDIA H200",
+    0x2901: "NVIDIA B200",
+}
+
+
+@dataclass(frozen=True)
+class Gpu:
+    """One GPU of this node."""
+
+    index: int
+    model: str
+    pci_address: str | None
+    numa_node: int | None
+    pci_path: tuple[str, ...]
+    source: Literal["torch", "sysfs"]
+
+
+def distance(a: Sequence[str], a_numa: int | None, b: Sequence[str], b_numa: int | None) -> Distance:
+    """The PIX/PXB/PHB/NODE/SYS distance between two PCI chains (host bridge first, device last)."""
+    common = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        common += 1
+    bridges_shared = [part for part in a[:common] if not part.startswith("pci")]
+    if bridges_shared:
+        below_a, below_b = len(a) - common, len(b) - common
+        return "PIX" if max(below_a, below_b) <= 2 else "PXB"
+    if common:  # only the host bridge is shared
+        return "PHB"
+    if a_numa is None or b_numa is None or a_numa == b_numa:
+        return "NODE"
+    return "SYS"
+
+
+def gpus(sysfs: Sysfs, *, use_torch: bool = True) -> list[Gpu]:
+    """This node's GPUs: torch's view on the real /sys when CUDA works, else the PCI bus in sysfs.
+
+    torch is imported only when the PCI bus shows NVIDIA GPUs, so a CPU machine never pays for it.
+    """
+    on_bus = nvidia_gpus(sysfs)
+    if use_torch and on_bus and sysfs.root.resolve() == Sysfs().root:
+        seen = _torch_gpus(sysfs, [dev.address for dev in on_bus])
+        if seen:
+            return seen
+    out = []
+    for index, dev in enumerate(on_bus):
+        model = GPU_MODELS.get(dev.device, f"NVIDIA GPU 0x{dev.device:04x}")
+        out.append(Gpu(index, model, dev.address, dev.numa_node, dev.pci_path, "sysfs"))
+    return out
+
+
+def _torch_gpus(sysfs: Sysfs, bus_addresses: list[str]) -> list[Gpu]:
+    try:
+        import torch  # lazy: only here, only on a machine whose PCI bus has NVIDIA GPUs
+    except ImportError:
+        return []
+    if not torch.cuda.is_available():
+        return []
+    count = torch.cuda.device_count()
+    out = []
+    for index in range(count):
+        props = torch.cuda.get_device_properties(index)
+        address = None
+        if hasattr(props, "pci_bus_id"):
+            address = f"{props.pci_domain_id:04x}:{props.pci_bus_id:02x}:{props.pci_device_id:02x}.0"
+        elif count == len(bus_addresses):
+            # Older torch does not say; identical GPUs enumerate in PCI bus order, as sysfs lists them.
+            address = bus_addresses[index]
+        path, numa = pci_device_path(sysfs, address) if address else ((), None)
+        out.append(Gpu(index, props.name, address, numa, path, "torch"))
+    return out
+
+
+@dataclass(frozen=True)
+class Affinity:
+    """The nearest rail NIC of one GPU."""
+
+    gpu: Gpu
+    nic: str | None
+    distance: Distance | None
+
+
+def nearest_nics(gpu_list: Sequence[Gpu], nics: Sequence[IbDevice]) -> list[Affinity]:
+    """For each GPU, the closest of ``nics`` (ties go to the first, in the order given)."""
+    out = []
+    for gpu in gpu_list:
+        best: tuple[int, str, Distance] | None = None
+        for nic in nics:
+            if not gpu.pci_path or not nic.pci_path:
+                continue
+            d = distance(gpu.pci_path, gpu.numa_node, nic.pci_path, nic.numa_node)
+            if best is None or ORDER.index(d) < best[0]:
+                best = (ORDER.index(d), nic.name, d)
+        out.append(Affinity(gpu, best[1] if best else None, best[2] if best else None))
+    return out

@@ -1,0 +1,16 @@
+"""Nightly history and regression detection.
+
+* ``bench.history.store``: the SQLite history (``add_run``, ``default_history_path``, ``open_store``).
+* ``bench.history.records``: what a run directory contributes to it (a run row, key metrics).
+* ``bench.history.compare``: pure functions that tell a real drop from noise.
+* ``bench.history.settings``: thresholds, from a profile's ``[compare]`` table.
+
+``run``, ``rails`` and ``accept`` call ``add_run(history_path, run_dir)`` at their end unless
+``--no-history``.
+"""
+
+from __future__ import annotations
+
+from bench.history.store import add_run, default_history_path
+
+__all__ = ["add_run", "default_history_path"]

@@ -1,0 +1,173 @@
+"""What ``railbench compare`` leaves in the run directory, and how it prints.
+
+* ``compare.json``: every metric with its state, tonight's busbw, the baseline, the noise and the band;
+* ``compare-junit.xml``: one JUnit testcase per metric (the run's own ``junit.xml`` is left alone);
+* ``trend.csv``: the points of the trend chart (columns ``TREND_COLUMNS``): one row per baseline run and
+  metric (state ``baseline``), then tonight's row with the metric's state; the baseline and its no-alarm
+  band repeat on every row of a metric so a chart can draw them as a band over time.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from bench.history.compare import BAD_STATES, STATES, State
+from bench.junit import Case, write_junit
+from bench.rundir import atomic_write_json, atomic_write_text, results_csv_text
+
+COMPARE_FORMAT_VERSION = 1
+TREND_COLUMNS = ("run_time", "metric", "busbw_GBps", "baseline_GBps", "band_lo_GBps", "band_hi_GBps", "state")
+
+
+@dataclass(frozen=True)
+class OtherVersion:
+    """Tonight against the runs of another NCCL version, for one metric."""
+
+    nccl: str | None
+    runs: int
+    baseline_GBps: float | None
+    change: float | None
+
+
+@dataclass(frozen=True)
+class MetricComparison:
+    """The verdict on one metric."""
+
+    metric: str
+    collective: str
+    scope: str
+    group: str
+    bytes: int
+    state: State
+    busbw_GBps: float | None
+    """Tonight's value (None when missing)."""
+    baseline_GBps: float | None
+    sigma_GBps: float | None
+    """Robust sigma of the baseline values (1.4826 x MAD)."""
+    baseline_runs: int
+    change: float | None
+    """(tonight - baseline) / baseline."""
+    threshold: float
+    allowed_GBps: float | None
+    """Half-width of the no-alarm band: max(threshold x baseline, noise_k x sigma, resolution)."""
+    history_GBps: tuple[float | None, ...]
+    """The baseline values, newest first."""
+    other_nccl: tuple[OtherVersion, ...] = ()
+
+    @property
+    def band(self) -> tuple[float | None, float | None]:
+        if self.baseline_GBps is None or self.allowed_GBps is None:
+            return None, None
+        return self.baseline_GBps - self.allowed_GBps, self.baseline_GBps + self.allowed_GBps
+
+
+def exit_status(results: Sequence[MetricComparison]) -> int:
+    """1 when any metric regressed, went missing or failed; else 0."""
+    return 1 if any(r.state in BAD_STATES for r in results) else 0
+
+
+def _num(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None or not math.isfinite(value) else round(value, digits)
+
+
+def write_compare_json(path: Path, results: Sequence[MetricComparison], header: dict[str, Any]) -> None:
+    counts = Counter(r.state for r in results)
+    doc = {
+        "format_version": COMPARE_FORMAT_VERSION,
+        "tool": "railbench",
+        "command": "compare",
+        **header,
+        "summary": {state: counts.get(state, 0) for state in STATES},
+        "exit_status": exit_status(results),
+        "metrics": [
+            {
+                **{k: v for k, v in asdict(r).items() if k not in ("history_GBps", "other_nccl")},
+                "band_GBps": [_num(b) for b in r.band],
+                "history_GBps": [_num(v) for v in r.history_GBps],
+                "other_nccl": [asdict(o) for o in r.other_nccl],
+            }
+            for r in results
+        ],
+    }
+    atomic_write_json(path, doc)
+
+
+def write_compare_junit(path: Path, results: Sequence[MetricComparison], hostname: str = "") -> None:
+    cases = []
+    for r in results:
+        status = "fail" if r.state in BAD_STATES else "skip" if r.state == "new" else "pass"
+        cases.append(
+            Case(
+                classname=f"railbench.compare.{r.collective}",
+                name=r.metric,
+                status=status,
+                message=describe(r) if status != "pass" else "",
+                details=describe(r),
+            )
+        )
+    write_junit(path, "railbench.compare", cases, hostname=hostname)
+
+
+def write_trend_csv(path: Path, results: Sequence[MetricComparison], run_times: Sequence[str], tonight: str) -> None:
+    """``run_times`` are the baseline runs' start times, newest first (aligned with ``history_GBps``)."""
+    rows: list[dict[str, Any]] = []
+    for r in results:
+        lo, hi = r.band
+        common = {"metric": r.metric, "baseline_GBps": _num(r.baseline_GBps), "band_lo_GBps": _num(lo),
+                  "band_hi_GBps": _num(hi)}  # fmt: skip
+        for when, value in reversed(list(zip(run_times, r.history_GBps, strict=True))):
+            if value is not None:
+                rows.append({"run_time": when, "busbw_GBps": _num(value), "state": "baseline", **common})
+        rows.append({"run_time": tonight, "busbw_GBps": _num(r.busbw_GBps), "state": r.state, **common})
+    atomic_write_text(path, results_csv_text(rows, TREND_COLUMNS))
+
+
+def describe(r: MetricComparison) -> str:
+    """One line: what happened to the metric, in numbers."""
+    tonight = "absent" if r.busbw_GBps is None else f"{r.busbw_GBps:.2f} GB/s"
+    if r.baseline_GBps is None:
+        return f"{r.metric}: {r.state}: tonight {tonight}, no baseline"
+    change = "" if r.change is None else f" ({r.change:+.1%})"
+    noise = f", noise {r.sigma_GBps:.2f}" if r.sigma_GBps else ""
+    return (
+        f"{r.metric}: {r.state}: tonight {tonight}{change} vs baseline {r.baseline_GBps:.2f} GB/s over "
+        f"{r.baseline_runs} run(s){noise}, allowed +-{r.allowed_GBps or 0:.2f} (threshold {r.threshold:.0%})"
+    )
+
+
+def print_table(results: Sequence[MetricComparison], out: TextIO, *, show_all: bool) -> None:
+    """The metrics that need a look (all of them with ``show_all``), then a one-line summary."""
+    shown = [r for r in results if show_all or r.state != "unchanged"]
+    if shown:
+        width = max(len("metric"), *(len(r.metric) for r in shown))
+        head = f"{'metric':<{width}}  {'tonight':>9}  {'baseline':>9}  {'noise':>7}  {'allowed':>8}  {'change':>7}"
+        print(f"{head}  state   (GB/s; allowed = +- band around the baseline)", file=out)
+        for r in shown:
+            cells = [_cell(r.busbw_GBps), _cell(r.baseline_GBps), _cell(r.sigma_GBps, 7), _cell(r.allowed_GBps, 8)]
+            change = "" if r.change is None else f"{r.change:+.1%}"
+            print(f"{r.metric:<{width}}  {'  '.join(cells)}  {change:>7}  {r.state}", file=out)
+    counts = Counter(r.state for r in results)
+    parts = ", ".join(f"{counts.get(s, 0)} {s}" for s in STATES)
+    print(f"{len(results)} metrics: {parts}", file=out)
+
+
+def _cell(value: float | None, width: int = 9) -> str:
+    return f"{'-':>{width}}" if value is None else f"{value:>{width}.2f}"
+
+
+def write_report_if_available(run_dir: Path) -> bool:
+    """Charts and the report through ``bench.report``, when that part of railbench is installed."""
+    try:
+        from bench.report.build import write_report
+    except ModuleNotFoundError as exc:
+        # Only the report package itself may be absent; a missing dependency inside it is a real error.
+        if exc.name not in ("bench.report", "bench.report.build"):
+            raise
+        return False
+    write_report(run_dir)
+    return True

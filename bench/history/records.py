@@ -1,0 +1,169 @@
+"""What the history keeps of a run: one ``RunRecord`` and one ``MetricRecord`` per key metric.
+
+A key metric is one (collective, scope, group, size) of a run: ``all_reduce/world/world/1048576``. Its value
+is the out-of-place busbw, the nccl-tests headline (in-place only where a run has no out-of-place row).
+Repeated measurements of one metric in one run (``-N`` cycles, a log with two tables of the same test) are
+summarised by their median. A metric is *failed* when any of its rows reports wrong elements or has no
+finite busbw.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.errors import UserError
+from bench.rundir import read_results_rows, read_run_json
+
+
+def metric_key(collective: str, scope: str, group: str, nbytes: int) -> str:
+    """``"all_reduce/world/world/1048576"``: the name thresholds match against (fnmatch patterns)."""
+    return f"{collective}/{scope}/{group}/{nbytes}"
+
+
+def node_hash(hosts: Iterable[str]) -> str:
+    """A short stable name for a node *set*: the same nodes in any order hash the same."""
+    joined = "\n".join(sorted(set(hosts)))
+    return hashlib.sha256(joined.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """The run row of the history: identity, placement on the cluster, versions, outcome."""
+
+    run_key: str
+    """Identity used to make adding a run idempotent (cluster, start time, command, nodes, folder name)."""
+    run_dir: str
+    time_utc: str
+    """When the run started, ISO 8601 with Z; orders the history."""
+    cluster: str
+    profile: str | None
+    command: str
+    status: str
+    verdict: str | None
+    hosts: tuple[str, ...]
+    node_hash: str
+    nnodes: int
+    nranks: int
+    torch: str | None
+    nccl: str | None
+    cuda: str | None
+    driver: str | None
+
+
+@dataclass(frozen=True)
+class MetricRecord:
+    """One key metric of one run."""
+
+    collective: str
+    scope: str
+    group: str
+    bytes: int
+    nranks: int | None
+    busbw_GBps: float | None
+    """Median headline busbw; None when no row had a finite value."""
+    algbw_GBps: float | None
+    time_us: float | None
+    wrong: int | None
+    failed: bool
+    samples: int
+
+    @property
+    def key(self) -> str:
+        return metric_key(self.collective, self.scope, self.group, self.bytes)
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        value = float(text) if text not in (None, "") else None
+    except ValueError:
+        return None
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _median(values: Sequence[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def metrics_from_rows(rows: Iterable[Mapping[str, str]]) -> list[MetricRecord]:
+    """Key metrics of results.csv rows (strings, as ``read_results_rows`` gives them)."""
+    groups: dict[tuple[str, str, str, int], list[Mapping[str, str]]] = {}
+    for row in rows:
+        try:
+            nbytes = int(row["bytes"])
+        except (KeyError, ValueError):
+            raise UserError(f"results.csv row has no whole 'bytes' value ({row.get('bytes')!r})") from None
+        key = (row.get("collective", ""), row.get("scope", ""), row.get("group", ""), nbytes)
+        groups.setdefault(key, []).append(row)
+    metrics = []
+    for (collective, scope, group, nbytes), members in groups.items():
+        headline = [r for r in members if r.get("placement") != "in-place"] or members
+        wrong = [int(w) for r in members if (w := _number(r.get("wrong"))) is not None]
+        busbw = [_number(r.get("busbw_GBps")) for r in headline]
+        nranks = _number(headline[0].get("nranks"))
+        metrics.append(
+            MetricRecord(
+                collective=collective,
+                scope=scope,
+                group=group,
+                bytes=nbytes,
+                nranks=int(nranks) if nranks is not None else None,
+                busbw_GBps=_median(busbw),
+                algbw_GBps=_median([_number(r.get("algbw_GBps")) for r in headline]),
+                time_us=_median([_number(r.get("time_us")) for r in headline]),
+                wrong=sum(wrong) if wrong else None,
+                failed=any(w > 0 for w in wrong) or any(b is None for b in busbw),
+                samples=len(headline),
+            )
+        )
+    return metrics
+
+
+def _whole(meta: Mapping[str, Any], key: str, run_dir: Path | str) -> int:
+    value = meta.get(key) or 0
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise UserError(f"{run_dir}/run.json has {key} = {value!r}, not a whole number: the run directory is damaged")
+    return value
+
+
+def run_record(meta: Mapping[str, Any], run_dir: Path | str) -> RunRecord:
+    """The run row for a run.json (already checked by ``read_run_json``)."""
+    time_utc = meta.get("started_utc") or meta.get("finished_utc")
+    if not time_utc:
+        raise UserError(f"{run_dir}/run.json has no started_utc: it cannot be placed in the history")
+    hosts = tuple(str(h) for h in meta.get("hosts") or ())
+    versions = meta.get("versions") if isinstance(meta.get("versions"), Mapping) else {}
+    cluster = str(meta.get("cluster") or "")
+    command = str(meta.get("command") or "")
+    nodes = node_hash(hosts)
+    identity = "\n".join([cluster, str(time_utc), command, nodes, Path(run_dir).resolve().name])
+    return RunRecord(
+        run_key=hashlib.sha256(identity.encode()).hexdigest()[:24],
+        run_dir=str(Path(run_dir).resolve()),
+        time_utc=str(time_utc),
+        cluster=cluster,
+        profile=meta.get("profile"),
+        command=command,
+        status=str(meta.get("status") or ""),
+        verdict=meta.get("verdict"),
+        hosts=hosts,
+        node_hash=nodes,
+        nnodes=_whole(meta, "nnodes", run_dir) or len(hosts),
+        nranks=_whole(meta, "nranks", run_dir),
+        torch=versions.get("torch"),
+        nccl=versions.get("nccl"),
+        cuda=versions.get("cuda"),
+        driver=versions.get("driver"),
+    )
+
+
+def read_run(run_dir: Path | str) -> tuple[RunRecord, list[MetricRecord]]:
+    """The run row and key metrics of a run directory; UserError if it is not one."""
+    meta = read_run_json(run_dir)
+    return run_record(meta, run_dir), metrics_from_rows(read_results_rows(run_dir))

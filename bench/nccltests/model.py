@@ -1,0 +1,174 @@
+"""The records a parsed nccl-tests log is made of, and the busbw formula they are checked against."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from bench.busbw import BUSBW_FACTOR
+from bench.errors import UserError
+
+# busbw = algbw x factor(n), the nccl-tests convention (DESIGN.md, "Units and formulas"). The printed size
+# is already the total buffer for the gather-type collectives, so algbw = size / time for all of them.
+BUS_FACTOR = BUSBW_FACTOR  # one table for the whole project: bench.busbw
+# Collectives whose printed count is the per-rank part: size = count x elsize x nranks.
+PER_RANK_COUNT = frozenset({"all_gather", "reduce_scatter", "alltoall", "gather", "scatter"})
+ROOTED = frozenset({"broadcast", "reduce", "gather", "scatter"})
+REDUCING = frozenset({"all_reduce", "reduce", "reduce_scatter"})
+ELEMENT_SIZE = {
+    "int8": 1, "uint8": 1, "char": 1, "f8e4m3": 1, "f8e5m2": 1, "half": 2, "bfloat16": 2,
+    "int32": 4, "uint32": 4, "int": 4, "float": 4, "int64": 8, "uint64": 8, "double": 8,
+}  # fmt: skip
+Placement = Literal["out-of-place", "in-place"]
+
+
+def busbw_factor(collective: str, nranks: int) -> float:
+    """The busbw/algbw factor of ``collective`` over ``nranks`` ranks; unknown collectives raise."""
+    if collective not in BUS_FACTOR:
+        raise UserError(f"collective {collective!r} has no busbw formula: use one of {', '.join(BUS_FACTOR)}")
+    if nranks < 1:
+        raise UserError(f"nranks must be at least 1, got {nranks}")
+    return BUS_FACTOR[collective](nranks)
+
+
+def collective_from_program(name: str) -> str | None:
+    """``/opt/nccl-tests/build/all_reduce_perf`` -> ``all_reduce``; None if it names no known test."""
+    stem = Path(name.strip()).name
+    stem = stem[: -len("_perf")] if stem.endswith("_perf") else stem
+    return stem if stem in BUS_FACTOR else None
+
+
+def nccl_version_from_code(code: int) -> str:
+    """NCCL_VERSION_CODE (22902, or 2708 before 2.9) -> ``"2.29.2"``."""
+    if code >= 10000:
+        return f"{code // 10000}.{code % 10000 // 100}.{code % 100}"
+    return f"{code // 1000}.{code % 1000 // 100}.{code % 100}"
+
+
+@dataclass(frozen=True)
+class Number:
+    """A number as the log printed it: the value and its half-unit of precision (for consistency checks)."""
+
+    value: float
+    half_unit: float
+
+    @classmethod
+    def parse(cls, text: str) -> Number:
+        """``"613.3"`` -> 613.3 +- 0.05; ``"1.0e+07"`` -> 1e7 +- 5e5; ``"15870"`` -> +- 0.5."""
+        value = float(text)
+        mantissa, _, exponent = text.lower().partition("e")
+        decimals = len(mantissa.partition(".")[2])
+        scale = 10.0 ** int(exponent) if exponent else 1.0
+        return cls(value, 0.5 * 10.0**-decimals * scale)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One half of a row: the out-of-place or the in-place measurement."""
+
+    placement: Placement
+    time_us: Number
+    algbw_GBps: Number
+    busbw_GBps: Number
+    wrong: int | None
+    """Wrong elements; None where the log printed ``N/A`` (validation off, or in-place of some tests)."""
+
+
+@dataclass(frozen=True)
+class Row:
+    """One size of a sweep."""
+
+    bytes: int
+    count: int
+    dtype: str
+    redop: str
+    root: int | None
+    """None in the old format, which has no root column."""
+    measurements: tuple[Measurement, ...]
+    line: int
+
+
+@dataclass(frozen=True)
+class Device:
+    """A ``#  Rank  3 Group  0 Pid 123 on node01 device  3 [0000:2c:00] NVIDIA H100 80GB HBM3`` line."""
+
+    rank: int
+    group: int
+    pid: int
+    host: str
+    device: int
+    bus_id: str
+    gpu: str
+
+
+@dataclass(frozen=True)
+class Header:
+    """The ``# nThread 1 nGpus 1 minBytes ... maxBytes ... step: 2(factor) ...`` line."""
+
+    nthreads: int
+    ngpus: int
+    min_bytes: int | None = None
+    max_bytes: int | None = None
+    step_factor: int | None = None
+    step_bytes: int | None = None
+    warmup_iters: int | None = None
+    iters: int | None = None
+    agg_iters: int | None = None
+    validation: int | None = None
+    graph: int | None = None
+
+
+@dataclass(frozen=True)
+class Table:
+    """One nccl-tests run: one collective over one communicator."""
+
+    collective: str
+    collective_source: str
+    """How the name was found: ``marker``, ``command``, ``json args``, ``given``, ``row shape``, ``mention``,
+    ``file name``."""
+    nranks: int
+    nranks_source: str
+    rows: tuple[Row, ...]
+    devices: tuple[Device, ...] = ()
+    header: Header | None = None
+    hosts: tuple[str, ...] = ()
+    """Hosts in rank order (device lines, else NCCL INFO line prefixes)."""
+    hosts_complete: bool = True
+    """False when the device list was cut short (more ranks ran than it lists), so hosts are a subset."""
+    ngroups: int = 1
+    """Communicators run side by side (NCCL_TESTS_SPLIT); bandwidth is per communicator."""
+    complete: bool = True
+    """False when the table has no footer: the run stopped (failure, kill, timeout) or the log was cut."""
+    out_of_bounds: int | None = None
+    avg_busbw_GBps: float | None = None
+    """``# Avg bus bandwidth``: an average over every size; kept, never used as the headline."""
+    failures: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    nccl_version: str | None = None
+    cuda_version: str | None = None
+    nccl_tests_version: str | None = None
+    command: str | None = None
+    first_line: int = 0
+
+    @property
+    def gpus(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(d.gpu for d in self.devices))
+
+
+@dataclass(frozen=True)
+class NcclTestsLog:
+    """Everything read from one log file."""
+
+    source: str
+    format: Literal["text", "json"]
+    tables: tuple[Table, ...]
+    failures: tuple[str, ...] = ()
+    """Failure lines not tied to a table, plus every table's failures."""
+    env: dict[str, str] = field(default_factory=dict)
+    start_time: str | None = None
+    end_time: str | None = None
+
+    @property
+    def truncated(self) -> bool:
+        return any(not t.complete for t in self.tables)

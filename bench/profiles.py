@@ -1,0 +1,271 @@
+"""Cluster profiles as data: TOML files shipped in ``bench/profiles/`` or given by path.
+
+A profile says what a node of a cluster should look like (its rails, their line rate and link layer, the
+devices NCCL must not use, GPUs per node), the NCCL environment to recommend, and the targets and pass
+thresholds. Code never hard-codes any of it. ``--profile NAME`` loads ``bench/profiles/NAME.toml``;
+``--profile PATH`` (anything with a ``/`` or ending in ``.toml``) loads that file.
+
+Keys (top level unless shown):
+
+=======================  ====================================================================================
+``name``                 profile name (defaults to the file name)
+``description``          one line
+``transport``            ``ib`` | ``roce`` | ``socket`` | ``loopback``
+``gpus_per_node``        int, optional
+``gpu_model``            substring of the GPU name every GPU must have (``H100``), optional
+``node_target_gbps``     target busbw of world collectives spanning nodes (8 x 400 = 3200 on a 1CC)
+``nvlink_target_gbps``   target busbw of single-node collectives
+``pass_fraction``        a measurement passes at this fraction of its target (default 0.9)
+``counter_tolerance_bytes``  bytes an excluded device may carry before it is flagged (default 1 MiB)
+``[rails]``              ``count``, ``rate_gbps``, ``link_layer`` (``InfiniBand``/``Ethernet``), ``names``
+                         (expected names on today's nodes: only used to name a missing rail; rails are
+                         discovered), ``exclude`` (HCAs NCCL must not use), ``exclude_ifnames``
+``[network]``            ``socket_ifnames`` (an NCCL_SOCKET_IFNAME value), ``oob_ifname``
+``[recommended_env]``    NCCL_* variables and their recommended values (strings)
+``[compare]``, ``[rails_test]``, ``[run]``, ``[accept]``, ``[report]``: tables read by other commands, kept in
+                         ``raw`` and not checked here
+=======================  ====================================================================================
+
+An unknown key, a wrong type, or a TOML syntax error is a ``UserError`` naming the file and line.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal, cast
+
+from bench.errors import UserError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
+Transport = Literal["ib", "roce", "socket", "loopback"]
+TRANSPORTS: tuple[Transport, ...] = ("ib", "roce", "socket", "loopback")
+LINK_LAYERS = ("InfiniBand", "Ethernet")
+
+# Tables other commands own; accepted as tables and left to them.
+EXTENSION_TABLES = frozenset({"compare", "rails_test", "run", "accept", "report"})
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A cluster profile (see the module docstring for the TOML keys)."""
+
+    name: str
+    description: str
+    transport: Transport
+    """How ranks on different nodes talk: IB verbs on InfiniBand, RoCE, plain sockets, or loopback."""
+    rail_count: int | None
+    """Rails per node; None means discover and expect uniformity."""
+    rail_rate_gbps: float | None
+    """Line rate of each rail in Gb/s (400 for NDR)."""
+    link_layer: str | None
+    """``InfiniBand`` or ``Ethernet``; None accepts either."""
+    rail_names: tuple[str, ...]
+    """Rail names on today's nodes, only to name a missing rail."""
+    excluded_hcas: tuple[str, ...]
+    """HCAs (``mlx5_0``) or ports (``mlx5_0:1``) that must carry nothing."""
+    excluded_ifnames: tuple[str, ...]
+    """Net devices that must carry no benchmark traffic (a management interface)."""
+    socket_ifnames: str | None
+    """NCCL_SOCKET_IFNAME value for the rails of a socket profile; None when not fixed."""
+    oob_ifname: str | None
+    """The bootstrap/management interface, when the profile knows it."""
+    gpus_per_node: int | None
+    gpu_model: str | None
+    recommended_env: Mapping[str, str]
+    node_target_gbps: float | None
+    nvlink_target_gbps: float | None
+    pass_fraction: float
+    counter_tolerance_bytes: int
+    source: str
+    """Where the profile came from (a path)."""
+    raw: Mapping[str, Any] = field(default_factory=dict)
+    """The whole parsed TOML, for tables other commands own (``[compare]``...)."""
+
+    def __post_init__(self) -> None:
+        if self.transport not in TRANSPORTS:
+            raise UserError(f"{self.source}: transport {self.transport!r} must be one of {', '.join(TRANSPORTS)}")
+        if not 0 < self.pass_fraction <= 1.5:
+            raise UserError(f"{self.source}: pass_fraction {self.pass_fraction} must be in (0, 1.5]")
+
+    @property
+    def uses_ib_verbs(self) -> bool:
+        """Whether NCCL should run its IB transport (InfiniBand or RoCE) on this cluster."""
+        return self.transport in ("ib", "roce")
+
+    @property
+    def excluded_devices(self) -> tuple[str, ...]:
+        """Every device (HCA, port or interface) that must carry no traffic."""
+        return self.excluded_hcas + self.excluded_ifnames
+
+
+# key -> (python types accepted, description for messages)
+_TOP: dict[str, tuple[tuple[type, ...], str]] = {
+    "name": ((str,), "a string"),
+    "description": ((str,), "a string"),
+    "transport": ((str,), "one of " + ", ".join(TRANSPORTS)),
+    "gpus_per_node": ((int,), "an integer"),
+    "gpu_model": ((str,), "a string"),
+    "node_target_gbps": ((int, float), "a number (Gb/s)"),
+    "nvlink_target_gbps": ((int, float), "a number (Gb/s)"),
+    "pass_fraction": ((int, float), "a number such as 0.9"),
+    "counter_tolerance_bytes": ((int,), "an integer number of bytes"),
+    "rails": ((dict,), "a table"),
+    "network": ((dict,), "a table"),
+    "recommended_env": ((dict,), 'a table of NAME = "value"'),
+}
+_RAILS: dict[str, tuple[tuple[type, ...], str]] = {
+    "count": ((int,), "an integer"),
+    "rate_gbps": ((int, float), "a number (Gb/s)"),
+    "link_layer": ((str,), "InfiniBand or Ethernet"),
+    "names": ((list,), "a list of strings"),
+    "exclude": ((list,), "a list of strings"),
+    "exclude_ifnames": ((list,), "a list of strings"),
+}
+_NETWORK: dict[str, tuple[tuple[type, ...], str]] = {
+    "socket_ifnames": ((str,), "an NCCL_SOCKET_IFNAME value"),
+    "oob_ifname": ((str,), "an interface name"),
+}
+
+
+def _line_of(text: str, key: str, table: str | None) -> int:
+    """The line where ``key`` is set (inside ``[table]`` when given); 1 when it cannot be found."""
+    current: str | None = None
+    pattern = re.compile(rf"^\s*\"?{re.escape(key)}\"?\s*=")
+    for number, line in enumerate(text.splitlines(), start=1):
+        header = re.match(r"^\s*\[+\s*([^\]]+?)\s*\]+", line)
+        if header:
+            current = header.group(1)
+            if table is None and current == key:
+                return number
+            continue
+        if pattern.match(line) and current == table:
+            return number
+    return 1
+
+
+def _check_table(
+    data: Mapping[str, Any],
+    spec: Mapping[str, tuple[tuple[type, ...], str]],
+    where: str,
+    text: str,
+    table: str | None,
+) -> None:
+    for key, value in data.items():
+        if table is None and key in EXTENSION_TABLES:
+            if not isinstance(value, dict):
+                raise UserError(f"{where}:{_line_of(text, key, None)}: [{key}] must be a table")
+            continue
+        if key not in spec:
+            known = ", ".join(sorted(spec) + (sorted(EXTENSION_TABLES) if table is None else []))
+            scope = f"[{table}] " if table else ""
+            raise UserError(f"{where}:{_line_of(text, key, table)}: unknown {scope}key {key!r}; known keys: {known}")
+        types, description = spec[key]
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise UserError(f"{where}:{_line_of(text, key, table)}: {key} = {value!r} must be {description}")
+        if isinstance(value, list) and not all(isinstance(item, str) for item in value):
+            raise UserError(f"{where}:{_line_of(text, key, table)}: {key} must be a list of strings")
+
+
+def _parse(text: str, where: str, default_name: str) -> Profile:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        line = getattr(exc, "lineno", None)
+        match = re.search(r"line (\d+)", str(exc))
+        lineno = line or (int(match.group(1)) if match else 1)
+        reason = str(exc).split(" (at ")[0]
+        raise UserError(f"{where}:{lineno}: not valid TOML: {reason}; fix the syntax") from None
+    _check_table(data, _TOP, where, text, None)
+    rails = data.get("rails", {})
+    network = data.get("network", {})
+    env = data.get("recommended_env", {})
+    _check_table(rails, _RAILS, where, text, "rails")
+    _check_table(network, _NETWORK, where, text, "network")
+    for key, value in env.items():
+        if not isinstance(value, str):
+            raise UserError(
+                f"{where}:{_line_of(text, key, 'recommended_env')}: {key} = {value!r} must be a string; quote it"
+            )
+    transport = data.get("transport", "ib")
+    if transport not in TRANSPORTS:
+        raise UserError(
+            f"{where}:{_line_of(text, 'transport', None)}: transport {transport!r} must be one of "
+            + ", ".join(TRANSPORTS)
+        )
+    link_layer = rails.get("link_layer")
+    if link_layer is not None and link_layer not in LINK_LAYERS:
+        raise UserError(
+            f"{where}:{_line_of(text, 'link_layer', 'rails')}: link_layer {link_layer!r} must be InfiniBand or Ethernet"
+        )
+    for key, table, minimum in (
+        ("count", rails, 1),
+        ("rate_gbps", rails, 0),
+        ("gpus_per_node", data, 1),
+        ("node_target_gbps", data, 0),
+        ("nvlink_target_gbps", data, 0),
+        ("counter_tolerance_bytes", data, 0),
+    ):
+        value = table.get(key)
+        if value is not None and value < minimum:
+            line = _line_of(text, key, "rails" if table is rails else None)
+            raise UserError(f"{where}:{line}: {key} = {value} must be at least {minimum}")
+    fraction = data.get("pass_fraction", 0.9)
+    if not 0 < fraction <= 1.5:
+        line = _line_of(text, "pass_fraction", None)
+        raise UserError(f"{where}:{line}: pass_fraction = {fraction} must be a fraction of the target in (0, 1.5]")
+    return Profile(
+        name=data.get("name", default_name),
+        description=data.get("description", ""),
+        transport=cast(Transport, transport),
+        rail_count=rails.get("count"),
+        rail_rate_gbps=float(rails["rate_gbps"]) if "rate_gbps" in rails else None,
+        link_layer=link_layer,
+        rail_names=tuple(rails.get("names", ())),
+        excluded_hcas=tuple(rails.get("exclude", ())),
+        excluded_ifnames=tuple(rails.get("exclude_ifnames", ())),
+        socket_ifnames=network.get("socket_ifnames"),
+        oob_ifname=network.get("oob_ifname"),
+        gpus_per_node=data.get("gpus_per_node"),
+        gpu_model=data.get("gpu_model"),
+        recommended_env=MappingProxyType(dict(env)),
+        node_target_gbps=float(data["node_target_gbps"]) if "node_target_gbps" in data else None,
+        nvlink_target_gbps=float(data["nvlink_target_gbps"]) if "nvlink_target_gbps" in data else None,
+        pass_fraction=float(fraction),
+        counter_tolerance_bytes=int(data.get("counter_tolerance_bytes", 1 << 20)),
+        source=where,
+        raw=MappingProxyType(data),
+    )
+
+
+def list_profiles() -> list[str]:
+    """Names of the profiles shipped with railbench."""
+    return sorted(p.stem for p in PROFILE_DIR.glob("*.toml"))
+
+
+def load_profile(name_or_path: str) -> Profile:
+    """A profile by NAME (shipped) or PATH (a ``.toml`` file); UserError naming the file and line if bad."""
+    looks_like_path = "/" in name_or_path or name_or_path.endswith(".toml")
+    path = Path(name_or_path) if looks_like_path else PROFILE_DIR / f"{name_or_path}.toml"
+    if not looks_like_path and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name_or_path):
+        raise UserError(f"profile name {name_or_path!r} is not valid: choose one of {', '.join(list_profiles())}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if looks_like_path:
+            raise UserError(f"profile file {path} does not exist: give an existing .toml file") from None
+        raise UserError(
+            f"unknown profile {name_or_path!r}: choose one of {', '.join(list_profiles())} or give a .toml path"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"profile file {path} cannot be read ({exc}): check the path and its permissions") from None
+    return _parse(text, str(path), path.stem)

@@ -1,0 +1,268 @@
+"""``write_report``: a run directory in, charts and pages out.
+
+Output (in ``out_dir``, the run directory by default):
+
+* ``charts/<name>.vl.json`` + ``charts/<name>.csv``: each spec loads its CSV by a relative ``url``
+  (``charts/<name>.csv``, relative to the folder that holds report.md), as the vendor docs' charts do;
+* ``charts/<name>.png`` and ``.svg`` through vl-convert, for slides and tickets;
+* ``report.md``: summary tables and the charts as ```vegalite fences for mkdocs-charts-plugin;
+* ``report.html``: self-contained, with Vega, Vega-Lite, vega-embed and the data inlined.
+
+Every file is replaced atomically (``bench.rundir.atomic_write_*``), charts first and the pages last, so a
+reader never sees a page that points at a chart not yet written, nor half of an old file.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal
+
+import altair as alt
+import pandas as pd
+import vl_convert
+
+from bench.report import charts, data, page
+from bench.report.inputs import RunInputs, load_inputs
+from bench.report.theme import spec_dict, vl_convert_version
+from bench.rundir import atomic_write_bytes, atomic_write_json, atomic_write_text
+
+UnitChoice = Literal["auto", "GB/s", "Gb/s"]
+CHART_SUFFIXES = (".vl.json", ".csv", ".png", ".svg")
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    """How the report is drawn. Thresholds here only colour charts; the run's own verdict is never changed."""
+
+    unit: UnitChoice = "auto"
+    """Bandwidth unit on the charts; "auto" is GB/s for collectives (as nccl-tests) and Gb/s for rails."""
+    images: bool = True
+    """Write PNG and SVG of every chart (vl-convert)."""
+    url_prefix: str = "charts/"
+    """Prefix of each spec's CSV url: the charts folder as seen from the docs root (mkdocs-charts-plugin
+    resolves urls from there). Set it when report.md does not sit at the docs root, e.g. "runs/n42/charts/"."""
+    min_efficiency: float = 0.9
+    """A bar below this fraction of its target is coloured as a failure (RDMA certification uses 90%)."""
+    max_bars: int = 64
+    """At most this many bars per chart: the slowest ones, so a 512-node run stays readable and small."""
+    max_nodes: int = 32
+    """Above this many nodes the pair matrix groups nodes into blocks that show their worst pair."""
+    png_scale: float = 2.0
+    """PNG pixel density (2 = sharp on slides)."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.min_efficiency <= 1.5:
+            raise ValueError(f"min_efficiency {self.min_efficiency} must be in (0, 1.5]")
+        if self.max_bars < 1 or self.max_nodes < 2:
+            raise ValueError("max_bars must be >= 1 and max_nodes >= 2")
+        if self.url_prefix and not self.url_prefix.endswith("/"):
+            raise ValueError(f"url_prefix {self.url_prefix!r} must end with '/'")
+
+
+@dataclass(frozen=True)
+class ChartFiles:
+    """The files of one chart."""
+
+    name: str
+    title: str
+    spec: Path
+    csv: Path
+    png: Path | None
+    svg: Path | None
+
+
+@dataclass(frozen=True)
+class ReportPaths:
+    """What ``write_report`` wrote."""
+
+    out_dir: Path
+    report_md: Path
+    report_html: Path
+    charts: tuple[ChartFiles, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, eq=False)
+class ChartPlan:
+    """One chart to draw: its table and the pure function that draws it from a data source."""
+
+    name: str
+    title: str
+    table: data.Table
+    draw: Callable[..., alt.TopLevelMixin]
+    """A chart function with its table bound; called with ``data=`` (the CSV url) and ``subtitle=``."""
+    dates: tuple[str, ...] = ()
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "x"
+
+
+def _unit(options: ReportOptions, natural: charts.Unit) -> charts.Unit:
+    return natural if options.unit == "auto" else options.unit
+
+
+def plan_charts(inputs: RunInputs, options: ReportOptions) -> tuple[list[ChartPlan], list[str]]:
+    """The charts this run's inputs support, in page order, and notes for the page.
+
+    A chart whose input is absent is left out.
+    """
+    eff, plans, notes = options.min_efficiency, [], []
+    if inputs.results.empty:
+        notes.append("results.csv holds no measurements yet: the run stopped before its first result")
+    sweep = data.sweep_table(inputs.results)
+    if len(sweep.frame):
+        unit = _unit(options, "GB/s")
+        plans.append(
+            ChartPlan(
+                "busbw-vs-size",
+                "Bus bandwidth vs message size (world)",
+                sweep,
+                partial(charts.busbw_vs_size_chart, sweep.frame, unit=unit),
+            )
+        )
+    bar_sources: list[tuple[str, str, data.Table, charts.Unit]] = []
+    if inputs.rails is not None:
+        bar_sources.append(("rails", "Weakest node per rail", data.rail_bars_table(inputs.rails, eff), "Gb/s"))
+        nodes = data.node_bars_table(inputs.rails, eff, options.max_bars)
+        bar_sources.append(("nodes", "Weakest rail per node", nodes, "Gb/s"))
+    for scope, natural, words in (("rail", "Gb/s", "Rail groups"), ("node", "GB/s", "Single-node")):
+        scoped = inputs.results[inputs.results["scope"] == scope]
+        for collective in dict.fromkeys(scoped["collective"]):
+            table = data.group_bars_table(inputs.results, scope, collective, eff, options.max_bars)
+            bar_sources.append((f"{scope}-{_slug(collective)}", f"{words}: {collective}", table, natural))
+    for name, title, table, natural in bar_sources:
+        if len(table.frame):
+            unit = _unit(options, natural)
+            plans.append(
+                ChartPlan(
+                    name,
+                    title,
+                    table,
+                    partial(charts.bars_chart, table.frame, unit=unit, title=title, min_efficiency=eff),
+                )
+            )
+    pairs, unparsed = data.pair_measurements(inputs)
+    if unparsed:
+        notes.append(f"{unparsed} pair groups in results.csv name no known pair of hosts and are not charted")
+    hosts = [str(h) for h in inputs.run.get("hosts") or []]
+    heat = data.heatmap_table(pairs, hosts, eff, options.max_nodes)
+    if len(heat.frame):
+        unit = _unit(options, "Gb/s")
+        plans.append(
+            ChartPlan(
+                "pairs",
+                "Node × node pairs per rail",
+                heat,
+                partial(charts.heatmap_chart, heat.frame, unit=unit, min_efficiency=eff),
+            )
+        )
+    if inputs.trend is not None:
+        trend = data.trend_table(inputs.trend)
+        if len(trend.frame):
+            plans.append(
+                ChartPlan(
+                    "trend",
+                    "Nightly trend against the baseline",
+                    trend,
+                    partial(charts.trend_chart, trend.frame),
+                    dates=("run_time",),
+                )
+            )
+    return plans, notes
+
+
+def csv_text(frame: pd.DataFrame) -> str:
+    """A chart table as CSV; 6 significant digits are plenty for a chart and keep files small."""
+    return frame.to_csv(index=False, float_format="%.6g", lineterminator="\n")
+
+
+def inline_data(spec: Mapping[str, Any], csv_body: str) -> dict[str, Any]:
+    """The spec with its top-level CSV ``url`` replaced by the same CSV inlined (same parse, same chart)."""
+    out = dict(spec)
+    source = dict(out["data"])
+    source.pop("url")
+    source["values"] = csv_body
+    out["data"] = source
+    return out
+
+
+def _subtitle(inputs: RunInputs, note: str) -> str:
+    run = inputs.run
+    words = [str(run.get("cluster") or ""), f"{run.get('nnodes', '?')} nodes, {run.get('nranks', '?')} ranks"]
+    words += [str(run.get("started_utc") or ""), note]
+    return " · ".join(w for w in words if w)
+
+
+def _write_images(
+    svg_path: Path, png_path: Path, inline_spec: Mapping[str, Any], vl_version: str, scale: float
+) -> None:
+    """SVG through vl-convert, and the PNG rasterised from that SVG (the same pixels, one Vega run)."""
+    # allowed_base_urls=[]: the data is inline, so vl-convert must never fetch anything
+    svg = vl_convert.vegalite_to_svg(inline_spec, vl_version=vl_version, allowed_base_urls=[])
+    atomic_write_text(svg_path, svg)
+    atomic_write_bytes(png_path, vl_convert.svg_to_png(svg, scale=scale))
+
+
+def write_report(run_dir: Path, *, out_dir: Path | None = None, options: ReportOptions | None = None) -> ReportPaths:
+    """Read ``run_dir`` and write charts, report.md and report.html into ``out_dir`` (default: ``run_dir``)."""
+    options = options or ReportOptions()
+    run_dir = Path(run_dir)
+    out_dir = Path(out_dir) if out_dir is not None else run_dir
+    charts_dir = out_dir / "charts"
+    vl_version = vl_convert_version()
+    written, entries, inline_specs = [], [], []
+    inputs = load_inputs(run_dir)  # first: bad input fails fast, before any work is started
+    # vl-convert releases the GIL: the JS bundle and the images are made while pandas aggregates and Altair
+    # builds specs.
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="railbench-report") as pool:
+        bundle = pool.submit(vl_convert.javascript_bundle, vl_version=vl_version)
+        plans, notes = plan_charts(inputs, options)
+        images = []
+        for plan in plans:
+            body = csv_text(plan.table.frame)
+            url = f"{options.url_prefix}{plan.name}.csv"
+            source = charts.csv_data(url, plan.table.frame, plan.dates)
+            spec = spec_dict(plan.draw(data=source, subtitle=_subtitle(inputs, plan.table.note)))
+            files = ChartFiles(
+                plan.name,
+                plan.title,
+                charts_dir / f"{plan.name}.vl.json",
+                charts_dir / f"{plan.name}.csv",
+                charts_dir / f"{plan.name}.png" if options.images else None,
+                charts_dir / f"{plan.name}.svg" if options.images else None,
+            )
+            atomic_write_text(files.csv, body)
+            atomic_write_json(files.spec, spec)
+            inline = inline_data(spec, body)
+            links = [("spec", f"charts/{plan.name}.vl.json"), ("data", f"charts/{plan.name}.csv")]
+            if files.svg is not None and files.png is not None:
+                images.append(pool.submit(_write_images, files.svg, files.png, inline, vl_version, options.png_scale))
+                links += [("PNG", f"charts/{plan.name}.png"), ("SVG", f"charts/{plan.name}.svg")]
+            entry = page.ChartEntry(plan.name, plan.title, spec, tuple(links))
+            written.append(files)
+            entries.append(entry)
+            inline_specs.append((entry, inline))
+        summary = page.summarize(inputs, options.min_efficiency, notes)
+        for image in images:
+            image.result()  # re-raises a conversion error here, before any page is replaced
+        report_md = out_dir / "report.md"
+        report_html = out_dir / "report.html"
+        atomic_write_text(report_md, page.render_markdown(summary, entries))
+        atomic_write_text(report_html, page.render_html(summary, inline_specs, bundle.result()))
+    fresh = {p.name for f in written for p in (f.spec, f.csv, f.png, f.svg) if p is not None}
+    _remove_stale_charts(charts_dir, fresh)
+    return ReportPaths(out_dir, report_md, report_html, tuple(written))
+
+
+def _remove_stale_charts(charts_dir: Path, fresh: set[str]) -> None:
+    """Drop chart files this report did not write: charts no longer drawn, or old images after --no-images."""
+    if not charts_dir.is_dir():
+        return
+    for path in charts_dir.iterdir():
+        if path.is_file() and path.name.endswith(CHART_SUFFIXES) and path.name not in fresh:
+            path.unlink()

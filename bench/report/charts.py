@@ -1,0 +1,271 @@
+"""Chart functions: each takes one aggregated table from ``bench.report.data`` and returns an Altair chart.
+
+They are pure: the same frame gives the same spec, nothing is read or written. ``data`` lets the caller
+point the chart at a CSV by ``url`` (as the vendor docs' charts do); without it the frame is inlined, which
+is handy in a notebook. Everything a chart needs to know (targets, tick values, node order) comes from the
+frame, so a chart drawn from a CSV url and one drawn from inline values are identical.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+import altair as alt
+import pandas as pd
+from pandas.api.types import is_numeric_dtype
+
+from bench.report.theme import STATUS_COLORS, TARGET_COLOR
+
+Unit = Literal["GB/s", "Gb/s"]
+UNIT_HELP: dict[str, str] = {"GB/s": "GB/s = 1e9 bytes/s", "Gb/s": "Gb/s = 1e9 bits/s"}
+BAR_WIDTH = 800  # the vendor docs' ResNet-50 chart is 800 px wide; ours line up with it on the same page
+# Vega expression: 1024 -> 1K, 1048576 -> 1M, 1073741824 -> 1G (powers of 1024, as nccl-tests' -b/-e)
+SIZE_LABEL_EXPR = (
+    "datum.value >= 1099511627776 ? format(datum.value / 1099511627776, '~g') + 'T'"
+    " : datum.value >= 1073741824 ? format(datum.value / 1073741824, '~g') + 'G'"
+    " : datum.value >= 1048576 ? format(datum.value / 1048576, '~g') + 'M'"
+    " : datum.value >= 1024 ? format(datum.value / 1024, '~g') + 'K'"
+    " : format(datum.value, '~g')"
+)
+_TREND_STATE_COLORS = {"ok": "#4c78a8", "improved": "#54a24b", "regressed": "#e45756", "failed": "#b279a2"}
+
+
+def csv_data(url: str, frame: pd.DataFrame, dates: Sequence[str] = ()) -> alt.UrlData:
+    """CSV data by ``url`` with an explicit parse, so numbers are numbers in every Vega loader."""
+    parse = {str(c): "number" for c in frame.columns if is_numeric_dtype(frame[c]) and c not in dates}
+    parse.update({c: "date" for c in dates})
+    return alt.UrlData(url=url, format=alt.CsvDataFormat(type="csv", parse=parse))
+
+
+def _field(measure: str, unit: Unit) -> str:
+    return f"{measure}_{'GBps' if unit == 'GB/s' else 'Gbps'}"
+
+
+def _value_format(unit: Unit) -> str:
+    return ",.1f" if unit == "GB/s" else ",.0f"
+
+
+def _title(title: str, subtitle: str | None) -> alt.TitleParams:
+    return alt.TitleParams(text=title, subtitle=subtitle) if subtitle else alt.TitleParams(text=title)
+
+
+def size_ticks(min_bytes: float, max_bytes: float, max_ticks: int = 12) -> list[int]:
+    """Powers of two spanning the sweep, every 2nd/4th/... one so that at most ``max_ticks`` are labelled."""
+    if not (min_bytes > 0 and max_bytes >= min_bytes):
+        return []
+    lo, hi = math.floor(math.log2(min_bytes)), math.ceil(math.log2(max_bytes))
+    stride = max(1, math.ceil((hi - lo + 1) / max_ticks))
+    return [2**e for e in range(lo, hi + 1) if (e - lo) % stride == 0]
+
+
+def busbw_vs_size_chart(
+    table: pd.DataFrame,
+    *,
+    data: alt.UrlData | None = None,
+    unit: Unit = "GB/s",
+    title: str = "Bus bandwidth vs message size",
+    subtitle: str | None = None,
+) -> alt.LayerChart:
+    """One line per collective over a log-2 size axis, the target as a dashed rule, nccl-tests tooltips."""
+    busbw, target = _field("busbw", unit), _field("target", unit)
+    base = alt.Chart(data if data is not None else table)
+    x = alt.X(
+        "bytes:Q",
+        scale=alt.Scale(type="log", base=2),
+        axis=alt.Axis(values=size_ticks(table["bytes"].min(), table["bytes"].max()), labelExpr=SIZE_LABEL_EXPR),
+        title="message size (bytes, log2 scale)",
+    )
+    lines = base.mark_line(point=True).encode(
+        x=x,
+        y=alt.Y(f"{busbw}:Q", title=f"bus bandwidth ({UNIT_HELP[unit]})"),
+        color=alt.Color("collective:N", title="collective"),
+        tooltip=[
+            alt.Tooltip("collective:N"),
+            alt.Tooltip("size:N", title="size"),
+            alt.Tooltip("time_us:Q", title="time (µs)", format=",.1f"),
+            alt.Tooltip("algbw_GBps:Q", title="algbw (GB/s)", format=",.2f"),
+            alt.Tooltip("busbw_GBps:Q", title="busbw (GB/s)", format=",.2f"),
+            alt.Tooltip("busbw_Gbps:Q", title="busbw (Gb/s)", format=",.1f"),
+            alt.Tooltip("efficiency:Q", title="of target", format=".1%"),
+        ],
+    )
+    layers: list[alt.Chart] = [lines]
+    if table[target].notna().any():
+        # one rule per distinct target, however many collectives share it
+        targets = base.transform_filter(f"isValid(datum.{target})").transform_aggregate(
+            groupby=["target_Gbps", "target_GBps"], n="count()"
+        )
+        label = "'target ' + format(datum.target_Gbps, ',') + ' Gb/s = ' + format(datum.target_GBps, ',') + ' GB/s'"
+        layers.append(targets.mark_rule(color=TARGET_COLOR, strokeDash=[6, 4]).encode(y=f"{target}:Q"))
+        layers.append(
+            targets.transform_calculate(label=label)
+            .mark_text(align="right", baseline="bottom", dy=-4, color=TARGET_COLOR)
+            .encode(y=f"{target}:Q", x=alt.value(BAR_WIDTH), text="label:N")
+        )
+    return alt.layer(*layers).properties(width=BAR_WIDTH, height=360, title=_title(title, subtitle))
+
+
+def bars_chart(
+    table: pd.DataFrame,
+    *,
+    data: alt.UrlData | None = None,
+    unit: Unit = "Gb/s",
+    title: str = "Bus bandwidth",
+    subtitle: str | None = None,
+    min_efficiency: float = 0.9,
+) -> alt.LayerChart:
+    """Horizontal bars sorted descending with value labels, a target rule and failures in red (ResNet-50 style).
+
+    Every layer draws from the one top-level source (transforms included): Vega-Lite can only keep the
+    descending sort when the bars and their labels share a data source.
+    """
+    busbw, target = _field("busbw", unit), _field("target", unit)
+    order = alt.EncodingSortField(field=busbw, op="sum", order="descending")
+    base = alt.Chart()
+    y = alt.Y("label:N", sort=order, title=None)
+    x = alt.X(f"{busbw}:Q", title=f"bus bandwidth ({UNIT_HELP[unit]})")
+    present = [s for s in STATUS_COLORS if s in set(table["status"])] or ["pass"]
+    bars = base.mark_bar().encode(
+        y=y,
+        x=x,
+        color=alt.Color(
+            "status:N",
+            scale=alt.Scale(domain=present, range=[STATUS_COLORS[s] for s in present]),
+            legend=alt.Legend(title=f"fail < {min_efficiency:.0%} of target", orient="bottom"),
+        ),
+        tooltip=[
+            alt.Tooltip("label:N", title="what"),
+            alt.Tooltip("detail:N", title="detail"),
+            alt.Tooltip("busbw_Gbps:Q", title="busbw (Gb/s)", format=",.1f"),
+            alt.Tooltip("busbw_GBps:Q", title="busbw (GB/s)", format=",.2f"),
+            alt.Tooltip("target_Gbps:Q", title="target (Gb/s)", format=",.0f"),
+            alt.Tooltip("efficiency:Q", title="of target", format=".1%"),
+            alt.Tooltip("status:N"),
+        ],
+    )
+    layers: list[alt.Chart] = [bars]
+    targets = table[target].dropna().unique()
+    if len(targets) == 1:
+        rule = base.mark_rule(color=TARGET_COLOR, strokeDash=[6, 4], strokeWidth=2).encode(x=f"max({target}):Q")
+        rule_label = base.mark_text(align="center", baseline="bottom", dy=-3, color=TARGET_COLOR).encode(
+            x=f"max({target}):Q", y=alt.value(0), text=alt.value(f"target {targets[0]:,.4g} {unit}")
+        )
+        layers += [rule, rule_label]
+    elif len(targets) > 1:
+        # bars with different targets (mixed link rates): mark each bar's own target
+        layers.append(base.mark_tick(color=TARGET_COLOR, thickness=2).encode(y=y, x=f"{target}:Q"))
+    # Value labels sit inside the bar end (white) so they never collide with the target rule just past it;
+    # a bar too short to hold its label gets it outside. Two label fields, not two filtered sources.
+    layers.append(
+        base.mark_text(align="right", baseline="middle", dx=-4, color="white").encode(y=y, x=x, text="inside:N")
+    )
+    layers.append(base.mark_text(align="left", baseline="middle", dx=3).encode(y=y, x=x, text="outside:N"))
+    label = f"format(datum.{busbw}, '{_value_format(unit)}')"
+    fits = f"datum.{busbw} >= 0.15 * datum.longest"
+    return (
+        alt.layer(*layers, data=data if data is not None else table)
+        .transform_joinaggregate(longest=f"max({busbw})")
+        .transform_calculate(inside=f"{fits} ? {label} : ''", outside=f"{fits} ? '' : {label}")
+        .properties(width=BAR_WIDTH, height=alt.Step(22), title=_title(title, subtitle))
+    )
+
+
+def heatmap_chart(
+    table: pd.DataFrame,
+    *,
+    data: alt.UrlData | None = None,
+    unit: Unit = "Gb/s",
+    title: str = "Node × node bus bandwidth per rail",
+    subtitle: str | None = None,
+    min_efficiency: float = 0.9,
+    columns: int = 4,
+) -> alt.FacetChart:
+    """Node x node matrix of pair busbw, one panel per rail; a bad HCA shows as a red row and column.
+
+    With node blocks (big clusters) each cell is the block's worst pair, named in the tooltip.
+    """
+    busbw = _field("busbw", unit)
+    nodes = table["node"].nunique() if len(table) else 1
+    cell = max(5, min(28, 260 // max(nodes, 1)))  # panels stay ~260 px for 4 nodes or 48 node blocks
+    if table["efficiency"].notna().any():
+        color = alt.Color(
+            "efficiency:Q",
+            scale=alt.Scale(scheme="redyellowgreen", domain=[max(0.0, min_efficiency - 0.4), 1.0], clamp=True),
+            legend=alt.Legend(title="of line rate", format=".0%"),
+        )
+    else:
+        color = alt.Color(f"{busbw}:Q", scale=alt.Scale(scheme="viridis"), legend=alt.Legend(title=unit))
+    axis = alt.Axis(labels=nodes <= 32, ticks=False, labelLimit=120)
+    rect = (
+        alt.Chart(data if data is not None else table)
+        .mark_rect()
+        .encode(
+            x=alt.X("peer:N", sort=alt.EncodingSortField(field="peer_index", op="min"), title="peer", axis=axis),
+            y=alt.Y("node:N", sort=alt.EncodingSortField(field="node_index", op="min"), title="node", axis=axis),
+            color=color,
+            tooltip=[
+                alt.Tooltip("rail:O"),
+                alt.Tooltip("node:N"),
+                alt.Tooltip("peer:N"),
+                alt.Tooltip("worst_pair:N", title="worst pair"),
+                alt.Tooltip("device:N", title="HCA"),
+                alt.Tooltip(f"{busbw}:Q", title=f"busbw ({unit})", format=_value_format(unit)),
+                alt.Tooltip("efficiency:Q", title="of line rate", format=".1%"),
+                alt.Tooltip("pairs:Q", title="pairs in cell"),
+                alt.Tooltip("status:N"),
+            ],
+        )
+        .properties(width=alt.Step(cell), height=alt.Step(cell))
+    )
+    return rect.facet(
+        facet=alt.Facet("rail:O", title=None, header=alt.Header(labelExpr="'rail ' + datum.value")),
+        columns=columns,
+        title=_title(title, subtitle),
+    )
+
+
+def trend_chart(
+    table: pd.DataFrame,
+    *,
+    data: alt.UrlData | None = None,
+    title: str = "Nightly bus bandwidth",
+    subtitle: str | None = None,
+) -> alt.FacetChart:
+    """busbw per night for each metric over its baseline (dashed) and noise band (shaded)."""
+    states = [s for s in dict.fromkeys(table["state"].astype(str))] if len(table) else ["ok"]
+    base = alt.Chart()
+    x = alt.X("run_time:T", title="night (UTC)")
+    band = base.mark_area(opacity=0.25, color="#9ecae9").encode(
+        x=x,
+        y=alt.Y("band_lo_GBps:Q", title=f"busbw ({UNIT_HELP['GB/s']})", scale=alt.Scale(zero=False)),
+        y2="band_hi_GBps:Q",
+    )
+    baseline = base.mark_line(color="#555555", strokeDash=[4, 3], strokeWidth=1).encode(x=x, y="baseline_GBps:Q")
+    line = base.mark_line(color="#4c78a8").encode(x=x, y="busbw_GBps:Q")
+    points = base.mark_point(filled=True, size=45).encode(
+        x=x,
+        y="busbw_GBps:Q",
+        color=alt.Color(
+            "state:N",
+            scale=alt.Scale(domain=states, range=[_TREND_STATE_COLORS.get(s, "#9d9d9d") for s in states]),
+            legend=alt.Legend(title="state", orient="bottom"),
+        ),
+        tooltip=[
+            alt.Tooltip("run_time:T", title="night", format="%Y-%m-%d %H:%M"),
+            alt.Tooltip("metric:N"),
+            alt.Tooltip("busbw_GBps:Q", title="busbw (GB/s)", format=",.2f"),
+            alt.Tooltip("baseline_GBps:Q", title="baseline (GB/s)", format=",.2f"),
+            alt.Tooltip("band_lo_GBps:Q", title="band low", format=",.2f"),
+            alt.Tooltip("band_hi_GBps:Q", title="band high", format=",.2f"),
+            alt.Tooltip("state:N"),
+        ],
+    )
+    layered = alt.layer(band, baseline, line, points, data=data if data is not None else table)
+    return (
+        layered.properties(width=BAR_WIDTH, height=150)
+        .facet(row=alt.Row("metric:N", title=None, header=alt.Header(labelAngle=0, labelAlign="left")))
+        .resolve_scale(y="independent")
+        .properties(title=_title(title, subtitle))
+    )

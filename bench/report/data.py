@@ -1,0 +1,324 @@
+"""Aggregate a run's inputs into the small tables the charts draw.
+
+Vega-Lite slows down above a few thousand rows and a 512-node run has hundreds of thousands of results, so
+every table here is aggregated in pandas first: one row per (collective, size) for the sweep, one bar per
+rail or node (the slowest ``max_bars`` when there are more), node blocks for the pair matrix, and the last
+``max_points`` nights per trend metric.
+
+The run directory is read by ``bench.report.inputs``; this module only aggregates.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.report.inputs import TREND_COLUMNS, RunInputs
+from bench.rundir import SCOPES
+from bench.units import format_size
+
+STATUSES = ("pass", "fail", "no target")
+
+
+@dataclass(frozen=True, eq=False)
+class Table:
+    """One chart's data: the aggregated frame and a note for the title when rows were left out."""
+
+    frame: pd.DataFrame
+    note: str = ""
+
+
+def status(busbw_Gbps: pd.Series, target_Gbps: pd.Series, min_efficiency: float) -> pd.Series:
+    """pass / fail / no target for each value against ``min_efficiency`` x target."""
+    below = busbw_Gbps < target_Gbps * min_efficiency
+    out = np.where(target_Gbps.isna() | (target_Gbps <= 0), "no target", np.where(below, "fail", "pass"))
+    return pd.Series(out, index=busbw_Gbps.index, dtype=object)
+
+
+def _with_units(frame: pd.DataFrame) -> pd.DataFrame:
+    """Both units side by side so a chart can show either: GB/s = Gb/s / 8."""
+    frame["busbw_GBps"] = frame["busbw_Gbps"] / 8.0
+    frame["target_GBps"] = frame["target_Gbps"] / 8.0
+    frame["efficiency"] = np.where(frame["target_Gbps"] > 0, frame["busbw_Gbps"] / frame["target_Gbps"], np.nan)
+    return frame
+
+
+def _preferred_placement(rows: pd.DataFrame) -> pd.DataFrame:
+    # nccl-tests measures out-of-place and in-place; averaging them would blur both, so chart one.
+    out_of_place = rows[rows["placement"] == "out-of-place"]
+    return out_of_place if len(out_of_place) else rows
+
+
+def sweep_table(results: pd.DataFrame) -> Table:
+    """World collectives: one row per (collective, message size), the mean of repeated measurements."""
+    rows = _preferred_placement(results[results["scope"] == "world"])
+    if rows.empty:
+        return Table(pd.DataFrame())
+    numeric = ["time_us", "algbw_GBps", "busbw_GBps", "busbw_Gbps", "target_Gbps"]
+    frame = rows.groupby(["collective", "bytes"], as_index=False, sort=True)[numeric].mean()
+    frame["busbw_Gbps"] = frame["busbw_GBps"] * 8.0  # recomputed so both units agree after averaging
+    frame = _with_units(frame)
+    frame["size"] = [format_size(b) for b in frame["bytes"]]
+    frame["bytes"] = frame["bytes"].astype("int64")
+    return Table(frame)
+
+
+def _limit_bars(frame: pd.DataFrame, max_bars: int, what: str) -> Table:
+    if len(frame) <= max_bars:
+        return Table(frame.reset_index(drop=True))
+    # The chart exists to find the slow ones: keep the slowest, say how many were left out.
+    kept = frame.nsmallest(max_bars, "busbw_Gbps").reset_index(drop=True)
+    return Table(kept, f"the {max_bars} slowest of {len(frame)} {what}")
+
+
+def group_bars_table(
+    results: pd.DataFrame, scope: str, collective: str, min_efficiency: float, max_bars: int = 64
+) -> Table:
+    """One bar per communicator group of ``scope`` (rail groups, single nodes) at its largest message size."""
+    rows = _preferred_placement(results[(results["scope"] == scope) & (results["collective"] == collective)])
+    if rows.empty:
+        return Table(pd.DataFrame())
+    largest = rows.groupby("group")["bytes"].transform("max")
+    rows = rows[rows["bytes"] == largest]
+    frame = rows.groupby("group", as_index=False, sort=False).agg(
+        busbw_GBps=("busbw_GBps", "mean"), target_Gbps=("target_Gbps", "max"), bytes=("bytes", "max")
+    )
+    frame["busbw_Gbps"] = frame["busbw_GBps"] * 8.0
+    frame = _with_units(frame)
+    frame["label"] = frame["group"].astype(str)
+    frame["detail"] = [f"{collective} at {format_size(b)}" for b in frame["bytes"]]
+    frame["status"] = status(frame["busbw_Gbps"], frame["target_Gbps"], min_efficiency)
+    columns = ["label", "busbw_GBps", "busbw_Gbps", "target_GBps", "target_Gbps", "efficiency", "status", "detail"]
+    return _limit_bars(frame[columns], max_bars, f"{scope} groups")
+
+
+def _defect_keys(rails: Mapping[str, Any]) -> tuple[set[tuple[str, int]], set[int], set[str]]:
+    """(node, rail) pairs, rails and nodes that the rails command named as defective."""
+    keys, rails_hit, nodes_hit = set(), set(), set()
+    for defect in rails.get("defects", []):
+        node, rail = defect.get("node"), defect.get("rail")
+        if isinstance(node, str) and isinstance(rail, int):
+            keys.add((node, rail))
+        if isinstance(rail, int):
+            rails_hit.add(rail)
+        if isinstance(node, str):
+            nodes_hit.add(node)
+    return keys, rails_hit, nodes_hit
+
+
+def _rail_measurements(rails: Mapping[str, Any], kind: str) -> pd.DataFrame:
+    rows = [m for m in rails.get("measurements", []) if m.get("kind") == kind]
+    columns = ["rail", "node", "peer", "device", "busbw_Gbps", "expected_Gbps"]
+    frame = pd.DataFrame.from_records(rows, columns=columns) if rows else pd.DataFrame(columns=columns)
+    frame["busbw_Gbps"] = pd.to_numeric(frame["busbw_Gbps"], errors="coerce").astype(float)
+    frame["expected_Gbps"] = pd.to_numeric(frame["expected_Gbps"], errors="coerce").astype(float)
+    frame["device"] = frame["device"].fillna("")
+    return frame
+
+
+def _mark_defects(frame: pd.DataFrame, named: pd.Series, min_efficiency: float) -> pd.DataFrame:
+    frame["status"] = status(frame["busbw_Gbps"], frame["target_Gbps"], min_efficiency)
+    # A defect the rails command proved (pair evidence) fails the bar even if this aggregate looks fine.
+    frame.loc[named.to_numpy(), "status"] = "fail"
+    return frame
+
+
+def rail_bars_table(rails: Mapping[str, Any], min_efficiency: float) -> Table:
+    """One bar per rail: its weakest node's busbw, from rails.json."""
+    measured = _rail_measurements(rails, "rail")
+    if measured.empty:
+        return Table(pd.DataFrame())
+    _, rails_hit, _ = _defect_keys(rails)
+    weakest = measured.loc[measured.groupby("rail")["busbw_Gbps"].idxmin()].sort_values("rail")
+    frame = pd.DataFrame(
+        {
+            "label": [
+                f"rail {r}" + (f" ({d})" if d else "") for r, d in zip(weakest["rail"], weakest["device"], strict=True)
+            ],
+            "busbw_Gbps": weakest["busbw_Gbps"].to_numpy(),
+            "target_Gbps": weakest["expected_Gbps"].to_numpy(),
+            "detail": [f"weakest node {n}" for n in weakest["node"]],
+        }
+    )
+    frame = _mark_defects(_with_units(frame), weakest["rail"].isin(rails_hit), min_efficiency)
+    return Table(frame[_BAR_COLUMNS])
+
+
+def node_bars_table(rails: Mapping[str, Any], min_efficiency: float, max_bars: int = 64) -> Table:
+    """One bar per node: its weakest rail's busbw, from rails.json."""
+    measured = _rail_measurements(rails, "rail")
+    if measured.empty:
+        return Table(pd.DataFrame())
+    keys, _, _ = _defect_keys(rails)
+    weakest = measured.loc[measured.groupby("node", sort=False)["busbw_Gbps"].idxmin()]
+    frame = pd.DataFrame(
+        {
+            "label": weakest["node"].to_numpy(),
+            "busbw_Gbps": weakest["busbw_Gbps"].to_numpy(),
+            "target_Gbps": weakest["expected_Gbps"].to_numpy(),
+            "detail": [
+                f"weakest rail {r}" + (f" ({d})" if d else "")
+                for r, d in zip(weakest["rail"], weakest["device"], strict=True)
+            ],
+        }
+    )
+    named = pd.Series([(n, r) in keys for n, r in zip(weakest["node"], weakest["rail"], strict=True)])
+    frame = _mark_defects(_with_units(frame), named, min_efficiency)
+    return _limit_bars(frame[_BAR_COLUMNS], max_bars, "nodes")
+
+
+_BAR_COLUMNS = ["label", "busbw_GBps", "busbw_Gbps", "target_GBps", "target_Gbps", "efficiency", "status", "detail"]
+_RAIL_GROUP = re.compile(r"^(?P<pair>.+)/rail(?P<rail>\d+)$")
+
+
+def split_pair_group(group: str, hosts: Iterable[str]) -> tuple[str, str, int] | None:
+    """``"node02-node05/rail3"`` -> ("node02", "node05", 3); hostnames may hold '-', so use the host list."""
+    match = _RAIL_GROUP.match(group)
+    if not match:
+        return None
+    pair, rail = match.group("pair"), int(match.group("rail"))
+    known = set(hosts)
+    splits = [(pair[:i], pair[i + 1 :]) for i, c in enumerate(pair) if c == "-"]
+    resolved = [(a, b) for a, b in splits if a in known and b in known]
+    if len(resolved) == 1:
+        return resolved[0][0], resolved[0][1], rail
+    if not known and len(splits) == 1:
+        return splits[0][0], splits[0][1], rail
+    return None
+
+
+def pair_measurements(inputs: RunInputs) -> tuple[pd.DataFrame, int]:
+    """Node-pair busbw per rail (rails.json when present, else results.csv pair rows) and unparsed groups."""
+    if inputs.rails is not None:
+        frame = _rail_measurements(inputs.rails, "pair")
+        if not frame.empty:
+            return frame, 0
+    rows = _preferred_placement(inputs.results[inputs.results["scope"] == "pair"])
+    if rows.empty:
+        return pd.DataFrame(), 0
+    rows = rows[rows["bytes"] == rows.groupby("group")["bytes"].transform("max")]
+    per_group = rows.groupby("group", as_index=False).agg(
+        busbw_GBps=("busbw_GBps", "mean"), expected_Gbps=("target_Gbps", "max")
+    )
+    hosts = [str(h) for h in inputs.run.get("hosts") or []]
+    # 8 rails share each node pair: resolve every distinct "a-b" once, not once per rail
+    parts = per_group["group"].astype(str).str.extract(_RAIL_GROUP.pattern)
+    resolved = {pair: split_pair_group(f"{pair}/rail0", hosts) for pair in parts["pair"].dropna().unique()}
+    nodes = parts["pair"].map(lambda p: resolved.get(p) if isinstance(p, str) else None)
+    ok = nodes.notna().to_numpy()
+    frame = pd.DataFrame(
+        {
+            "rail": parts.loc[ok, "rail"].astype(int).to_numpy(),
+            "node": [n[0] for n in nodes[ok]],
+            "peer": [n[1] for n in nodes[ok]],
+            "device": "",
+            "busbw_Gbps": per_group.loc[ok, "busbw_GBps"].to_numpy() * 8.0,
+            "expected_Gbps": per_group.loc[ok, "expected_Gbps"].to_numpy(),
+        }
+    )
+    return frame, int((~ok).sum())
+
+
+def node_order(names: Iterable[str], hosts: Sequence[str]) -> list[str]:
+    """Nodes in run.json's host order (launch order), unknown ones after it, sorted."""
+    seen = set(names)
+    ordered = [h for h in hosts if h in seen]
+    return ordered + sorted(seen - set(ordered))
+
+
+def heatmap_table(pairs: pd.DataFrame, hosts: Sequence[str], min_efficiency: float, max_nodes: int = 32) -> Table:
+    """Symmetric node x node matrix per rail; above ``max_nodes`` nodes, blocks of nodes show their worst pair.
+
+    Columns: rail, node/peer (labels) with node_index/peer_index (their order), busbw in both units,
+    efficiency, status, the worst pair in the cell, its HCA and how many pairs the cell holds.
+    """
+    if pairs.empty:
+        return Table(pd.DataFrame())
+    both = pd.concat([pairs, pairs.rename(columns={"node": "peer", "peer": "node"})], ignore_index=True)
+    order = node_order(set(both["node"]) | set(both["peer"]), hosts)
+    block = max(1, math.ceil(len(order) / max_nodes))
+    index = {name: i // block for i, name in enumerate(order)}
+    labels = {}
+    for i in range(0, len(order), block):
+        members = order[i : i + block]
+        labels[i // block] = members[0] if len(members) == 1 else f"{members[0]} +{len(members) - 1}"
+    both["node_index"] = both["node"].map(index)
+    both["peer_index"] = both["peer"].map(index)
+    keys = ["rail", "node_index", "peer_index"]
+    # The worst pair in each cell is the one worth showing: a bad HCA shows up as its node's row and column.
+    worst = both.loc[both.groupby(keys)["busbw_Gbps"].idxmin()]
+    counts = both.groupby(keys).size().to_numpy()
+    frame = pd.DataFrame(
+        {
+            "rail": worst["rail"].astype(int).to_numpy(),
+            "node": worst["node_index"].map(labels).to_numpy(),
+            "node_index": worst["node_index"].to_numpy(),
+            "peer": worst["peer_index"].map(labels).to_numpy(),
+            "peer_index": worst["peer_index"].to_numpy(),
+            "busbw_Gbps": worst["busbw_Gbps"].to_numpy(),
+            "target_Gbps": worst["expected_Gbps"].to_numpy(),
+            "worst_pair": (worst["node"] + " ↔ " + worst["peer"]).to_numpy() if block > 1 else "",
+            "device": worst["device"].to_numpy(),
+            "pairs": counts,
+        }
+    )
+    frame = _with_units(frame)
+    frame["status"] = status(frame["busbw_Gbps"], frame["target_Gbps"], min_efficiency)
+    # targets live on in efficiency; dropping them keeps a 512-node matrix well under a megabyte
+    frame = frame.drop(columns=["target_Gbps", "target_GBps"])
+    note = f"blocks of {block} nodes, worst pair per block" if block > 1 else ""
+    return Table(frame.sort_values(keys).reset_index(drop=True), note)
+
+
+def trend_table(trend: pd.DataFrame, max_points: int = 120) -> Table:
+    """The last ``max_points`` nights of each metric, oldest first."""
+    if trend.empty:
+        return Table(pd.DataFrame())
+    ordered = trend.sort_values("run_time")
+    kept = ordered.groupby("metric", sort=False).tail(max_points).copy()
+    note = "" if len(kept) == len(trend) else f"the last {max_points} nights per metric"
+    kept["run_time"] = kept["run_time"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    kept["state"] = kept["state"].fillna("").replace("", "unknown")
+    return Table(kept[list(TREND_COLUMNS)].reset_index(drop=True), note)
+
+
+def results_summary(results: pd.DataFrame, min_efficiency: float) -> pd.DataFrame:
+    """One line per (scope, collective): the largest size, worst and median busbw, target, verdict."""
+    columns = [
+        "scope", "collective", "groups", "size", "worst_group", "worst_GBps", "median_GBps", "target_Gbps",
+        "worst_efficiency", "wrong", "verdict",
+    ]  # fmt: skip
+    lines = []
+    for (scope, collective), every in results.groupby(["scope", "collective"], sort=False):
+        # wrong results at any size or placement fail the line; bandwidth is judged at the largest size
+        wrong = int(every["wrong"].fillna(0).sum())
+        rows = _preferred_placement(every)
+        rows = rows[rows["bytes"] == rows.groupby("group")["bytes"].transform("max")]
+        per_group = rows.groupby("group").agg(
+            busbw_GBps=("busbw_GBps", "mean"), target_Gbps=("target_Gbps", "max"), bytes=("bytes", "max")
+        )
+        worst = per_group["busbw_GBps"].idxmin()
+        target = per_group["target_Gbps"].max()
+        efficiency = (per_group["busbw_GBps"] * 8.0 / per_group["target_Gbps"]).min()
+        if wrong:
+            verdict = "fail (wrong results)"
+        elif not (target > 0):
+            verdict = "measured"
+        elif efficiency < min_efficiency:
+            verdict = "fail"
+        else:
+            # tree, NVLS and SHARP may beat the wire rate legitimately: say so rather than hide it
+            verdict = "pass (above wire)" if efficiency > 1.0 else "pass"
+        lines.append(
+            [scope, collective, len(per_group), format_size(per_group["bytes"].max()), worst,
+             per_group.loc[worst, "busbw_GBps"], per_group["busbw_GBps"].median(), target, efficiency, wrong, verdict]
+        )  # fmt: skip
+    order = {s: i for i, s in enumerate(SCOPES)}
+    frame = pd.DataFrame(lines, columns=columns)
+    return frame.sort_values("scope", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)

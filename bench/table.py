@@ -1,0 +1,63 @@
+"""The nccl-tests table, so railbench output reads like the tool operators already know."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TextIO
+
+HEADER = (
+    "#       size         count      type   redop    root     time   algbw   busbw  #wrong\n"
+    "#        (B)    (elements)                               (us)  (GB/s)  (GB/s)        "
+)
+
+
+def _time(us: float) -> str:
+    # nccl-tests keeps the column 8 wide: two decimals while they fit, then fewer.
+    for digits in (2, 1, 0):
+        text = f"{us:.{digits}f}"
+        if len(text) <= 8:
+            return text
+    return f"{us:.0f}"
+
+
+def section_header(collective: str, nranks: int, nnodes: int, backend: str, placement: str) -> str:
+    """The lines printed before a collective's rows."""
+    node_word = "node" if nnodes == 1 else "nodes"
+    return f"#\n# {collective}: {nranks} ranks on {nnodes} {node_word}, {backend}, {placement}\n{HEADER}"
+
+
+def row_line(row: Mapping[str, Any]) -> str:
+    """One result row in nccl-tests' fixed-width layout."""
+    wrong = row.get("wrong")
+    wrong_text = "N/A" if wrong in (None, "") else str(wrong)
+    return (
+        f"{row['bytes']:>12} {row['count']:>13} {row['dtype']:>9} {row['redop']:>7} {row['root']:>7} "
+        f"{_time(float(row['time_us'])):>8} {float(row['algbw_GBps']):>7.2f} {float(row['busbw_GBps']):>7.2f} "
+        f"{wrong_text:>7}"
+    )
+
+
+def write_summary(out: TextIO, rows: list[Mapping[str, Any]], run_dir: str) -> None:
+    """nccl-tests' closing lines plus railbench's headline: the busbw at the largest size per collective."""
+    if not rows:
+        out.write("# no sizes were measured\n")
+        return
+    avg = sum(float(r["busbw_GBps"]) for r in rows) / len(rows)
+    wrong = sum(int(r["wrong"]) for r in rows if r.get("wrong") not in (None, ""))
+    out.write(f"# Out of bounds values : {wrong} {'OK' if wrong == 0 else 'FAILED'}\n")
+    out.write(f"# Avg bus bandwidth    : {avg:g}\n#\n")
+    by_coll: dict[str, Mapping[str, Any]] = {}
+    for r in rows:
+        if r["collective"] not in by_coll or int(r["bytes"]) >= int(by_coll[r["collective"]]["bytes"]):
+            by_coll[r["collective"]] = r
+    for name, r in by_coll.items():
+        target = (
+            f" = {100 * float(r['efficiency']):.0f}% of {float(r['target_Gbps']):g} Gb/s"
+            if r.get("efficiency") not in (None, "")
+            else ""
+        )
+        out.write(
+            f"# railbench {name}: busbw {float(r['busbw_GBps']):.2f} GB/s ({float(r['busbw_Gbps']):.1f} Gb/s)"
+            f" at {r['bytes']} B{target}\n"
+        )
+    out.write(f"# results: {run_dir}\n")

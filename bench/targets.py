@@ -1,0 +1,33 @@
+"""What a measurement is compared against (DESIGN.md), as a pure function of the profile.
+
+* World collectives spanning nodes: the node's aggregate rail rate (8 x 400 = 3200 Gb/s on a 1CC).
+* sendrecv spanning nodes is point-to-point: one GPU through one NIC, so one rail's line rate.
+* Single-node collectives: the profile's NVLink figure.
+* No figure in the profile (the ``local`` CPU profile): no target, so no efficiency and no verdict on speed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+POINT_TO_POINT = frozenset({"sendrecv"})
+
+# Small messages measure latency, not bandwidth: a sweep is judged on its sizes at or above this.
+DEFAULT_JUDGE_MIN_BYTES = 256 << 20
+
+
+def world_target_gbps(profile: Any, collective: str, nnodes: int) -> float | None:
+    """Target busbw in Gb/s for a world-scope collective, or None when the profile gives none."""
+    if profile is None:
+        return None
+    if nnodes > 1:
+        if collective in POINT_TO_POINT:
+            return getattr(profile, "rail_rate_gbps", None)
+        return getattr(profile, "node_target_gbps", None)
+    return getattr(profile, "nvlink_target_gbps", None)
+
+
+def judge_min_bytes(profile: Any) -> int:
+    raw = getattr(profile, "raw", None) or {}
+    value = raw.get("judge_min_bytes") if isinstance(raw, dict) else None
+    return int(value) if isinstance(value, int) and value > 0 else DEFAULT_JUDGE_MIN_BYTES

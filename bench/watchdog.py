@@ -1,0 +1,174 @@
+"""Hang detection that names who did not arrive.
+
+Every rank publishes the index of the step it has entered in the rendezvous store, and its watchdog
+thread bumps a heartbeat counter there. The thread watches its own step: if the step has not finished
+within ``timeout_s`` it reads every rank's published step and heartbeat and reports the ranks (and their
+hosts) that never reached the step, and those whose heartbeat stopped (a process that is stopped, dead or
+stuck in the kernel stops beating; one blocked inside a collective keeps beating). The thread works while the
+main thread is blocked inside a collective because torch releases the GIL there, and the store is served
+by a C++ thread on rank 0.
+
+The report goes to ``on_hang`` (rank 0 records it in the run directory); then the process exits with
+status 3 through ``os._exit``, since the main thread is stuck in C++ and cannot unwind.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from bench.errors import EXIT_INFRA
+
+
+@dataclass(frozen=True)
+class Hang:
+    """What the watchdog saw when a step overran."""
+
+    step: int
+    label: str
+    timeout_s: float
+    missing_ranks: tuple[int, ...]
+    """Ranks that never entered the step or stopped responding (empty: the collective itself stalled)."""
+    missing_hosts: tuple[str, ...]
+    unresponsive_ranks: tuple[int, ...] = ()
+    """The subset of missing_ranks whose heartbeat stopped."""
+    unreachable: bool = False
+    """True when the store on rank 0 did not answer, so rank 0 itself is the suspect."""
+
+    def describe(self) -> str:
+        if self.unreachable:
+            return (
+                f"{self.label} did not finish within {self.timeout_s:g} s and rank 0 ({self.missing_hosts[0]}) "
+                "does not answer: rank 0 hung or died"
+            )
+        if self.missing_ranks:
+            ranks = ", ".join(str(r) for r in self.missing_ranks)
+            hosts = ", ".join(sorted(set(self.missing_hosts)))
+            how = "stopped responding" if set(self.missing_ranks) <= set(self.unresponsive_ranks) else "never arrived"
+            return f"{self.label} did not finish within {self.timeout_s:g} s: rank(s) {ranks} on {hosts} {how}"
+        return (
+            f"{self.label} did not finish within {self.timeout_s:g} s although every rank arrived: "
+            "the collective itself stalled (fabric or NCCL hang)"
+        )
+
+
+def find_missing(steps: Sequence[int | None], step: int) -> tuple[int, ...]:
+    """Ranks whose published step is behind ``step`` (None: never published)."""
+    return tuple(r for r, s in enumerate(steps) if s is None or s < step)
+
+
+@dataclass
+class Watchdog:
+    """Per-rank step tracker; ``with watchdog.step(label):`` around each collective."""
+
+    store: Any
+    rank: int
+    hosts: Sequence[str]
+    timeout_s: float
+    on_hang: Callable[[Hang], None]
+    store_address: tuple[str, int] | None = None
+    """Where the store listens, for the thread's own connection (None: share ``store``)."""
+    poll_s: float = 0.5
+    rank0_grace_s: float = 60.0
+    """How long past the timeout other ranks keep beating while rank 0 diagnoses and ends the run."""
+    _step: int = field(default=0, init=False)
+    _label: str = field(default="start-up", init=False)
+    _started: float | None = field(default=None, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    _stop: threading.Event = field(default_factory=threading.Event, init=False)
+
+    def start(self) -> None:
+        threading.Thread(target=self._watch, name="railbench-watchdog", daemon=True).start()
+
+    def _connect(self) -> Any:
+        # The thread talks to the store over its own connection: a store client is not safe to share
+        # with the main thread, which may be blocked in the middle of a request when the hang starts.
+        import torch.distributed as dist
+
+        if self.store_address is None:
+            return self.store
+        host, port = self.store_address
+        return dist.TCPStore(host, port, is_master=False, timeout=timedelta(seconds=min(30.0, self.timeout_s)))
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def enter(self, label: str) -> None:
+        """Mark the start of the next step."""
+        with self._lock:
+            self._step += 1
+            self._label = label
+            self._started = time.monotonic()
+        self.store.set(f"railbench/step/{self.rank}", str(self._step))
+
+    def current_label(self) -> str:
+        with self._lock:
+            return self._label
+
+    def leave(self) -> None:
+        with self._lock:
+            self._started = None
+
+    def _published_steps(self, store: Any) -> list[int | None]:
+        steps: list[int | None] = []
+        for r in range(len(self.hosts)):
+            key = f"railbench/step/{r}"
+            steps.append(int(store.get(key)) if store.check([key]) else None)
+        return steps
+
+    def _heartbeats(self, store: Any) -> list[int]:
+        return [int(store.add(f"railbench/alive/{r}", 0)) for r in range(len(self.hosts))]
+
+    def _diagnose(self, store: Any, step: int, label: str) -> Hang:
+        try:
+            store.set_timeout(timedelta(seconds=min(10.0, self.timeout_s)))
+            before = self._heartbeats(store)
+            time.sleep(4 * self.poll_s)
+            after = self._heartbeats(store)
+            behind = find_missing(self._published_steps(store), step)
+        except RuntimeError:
+            return Hang(step, label, self.timeout_s, (0,), (self.hosts[0],), unreachable=True)
+        silent = tuple(r for r, (b, a) in enumerate(zip(before, after, strict=True)) if a == b and r != self.rank)
+        # A silent rank is the cause; live ranks that are behind are only waiting on it.
+        missing = silent or behind
+        return Hang(step, label, self.timeout_s, missing, tuple(self.hosts[r] for r in missing), silent)
+
+    def _watch(self) -> None:
+        try:
+            store = self._connect()
+        except RuntimeError:
+            return  # the store is already gone; the main thread reports that
+        while not self._stop.wait(self.poll_s):
+            with self._lock:
+                started, step, label = self._started, self._step, self._label
+            overdue = started is not None and time.monotonic() - started >= self.timeout_s
+            try:
+                store.add(f"railbench/alive/{self.rank}", 1)
+            except RuntimeError:
+                if not overdue:
+                    return  # rank 0 went away between steps: the main thread sees it and reports it
+                self._finish(Hang(step, label, self.timeout_s, (0,), (self.hosts[0],), unreachable=True))
+            if not overdue:
+                continue
+            assert started is not None
+            if self.rank == 0:
+                # Only rank 0 diagnoses: a rank busy diagnosing stops beating and would look hung itself.
+                self._finish(self._diagnose(store, step, label))
+            elif time.monotonic() - started >= self.timeout_s + self.rank0_grace_s:
+                # Rank 0 is alive but has not ended the run: end this rank so the launcher notices.
+                self._finish(Hang(step, label, self.timeout_s, (), ()))
+
+    def _finish(self, hang: Hang) -> None:
+        try:
+            self.on_hang(hang)
+        finally:
+            # Rank 0 speaks for everyone unless rank 0 is the one that is gone.
+            if self.rank == 0 or hang.unreachable:
+                print(f"railbench: infrastructure fault: {hang.describe()}", file=sys.stderr, flush=True)
+            os._exit(EXIT_INFRA)

@@ -1,0 +1,324 @@
+"""The rank side of ``railbench run``: start the process group, sweep, and (on rank 0) record.
+
+Rank 0 owns the run directory: it writes run.json first (status ``running``), appends each size's row to
+results.csv as soon as every rank has reported it, and finishes run.json with the verdict and the exit
+status every rank returns. A hang ends with exit 3 and a run.json that names the ranks that did not
+arrive; a lost rank or Ctrl-C leaves run.json ``failed``/``incomplete`` with every finished row on disk.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import __version__, evidence
+from bench import env as benv
+from bench.collectives import get_collective, get_dtype
+from bench.commands.run import RunConfig
+from bench.dist import DistContext, broadcast_str, init_distributed, shutdown
+from bench.env import RankInfo
+from bench.errors import EXIT_FAIL, EXIT_INFRA, EXIT_PASS, InfraError, UserError
+from bench.results import result_row
+from bench.rundir import FORMAT_VERSION, ResultsWriter, atomic_write_json, default_cluster_name, default_run_dir
+from bench.table import row_line, section_header, write_summary
+from bench.targets import judge_min_bytes, world_target_gbps
+from bench.units import format_size
+from bench.watchdog import Hang, Watchdog
+
+
+def iso_utc(t: float | None = None) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() if t is None else t))
+
+
+def versions(backend: str) -> dict[str, str | None]:
+    """torch / NCCL / CUDA / driver versions of this node, for run.json and the cross-node check."""
+    import torch
+
+    nccl = None
+    if backend == "nccl":
+        v = torch.cuda.nccl.version()
+        nccl = ".".join(str(x) for x in v) if isinstance(v, tuple) else str(v)
+    driver = None
+    try:
+        first = Path("/proc/driver/nvidia/version").read_text().splitlines()[0]
+        driver = next((w for w in first.split() if w[:1].isdigit() and "." in w), None)
+    except (OSError, IndexError):
+        pass
+    return {
+        "railbench": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "nccl": nccl,
+        "cuda": torch.version.cuda,
+        "driver": driver,
+    }
+
+
+class RunRecord:
+    """run.json, rewritten atomically on every change."""
+
+    def __init__(self, out_dir: Path, meta: dict[str, Any]) -> None:
+        self.path = out_dir / "run.json"
+        self.meta = meta
+        self.save()
+
+    def update(self, **fields: Any) -> None:
+        self.meta.update(fields)
+        self.save()
+
+    def save(self) -> None:
+        atomic_write_json(self.path, self.meta)
+
+
+def verdict(rows: list[dict[str, Any]], min_bytes: int, pass_fraction: float) -> tuple[str, list[str]]:
+    """pass/fail and the reasons: wrong elements anywhere, or busbw under target at judged sizes."""
+    reasons = [
+        f"{r['collective']} at {format_size(r['bytes'])}: {r['wrong']} wrong elements" for r in rows if r.get("wrong")
+    ]
+    for r in rows:
+        eff = r.get("efficiency")
+        if eff is not None and r["bytes"] >= min_bytes and eff < pass_fraction:
+            reasons.append(
+                f"{r['collective']} at {format_size(r['bytes'])}: busbw {r['busbw_Gbps']:.0f} Gb/s is "
+                f"{100 * eff:.0f}% of {r['target_Gbps']:g} Gb/s (needs {100 * pass_fraction:.0f}%)"
+            )
+    return ("fail" if reasons else "pass"), reasons
+
+
+def _load_profile(name: str) -> Any:
+    from bench.profiles import load_profile
+
+    return load_profile(name)
+
+
+def _setup_nccl_logs(out_dir: Path, rank: int) -> None:
+    # NCCL reads these when the first communicator is created, which is after this point: torch creates
+    # NCCL communicators lazily, and start-up exchanged nothing over NCCL.
+    (out_dir / "nccl").mkdir(parents=True, exist_ok=True)
+    benv.set_default("NCCL_DEBUG", "INFO")
+    benv.set_default("NCCL_DEBUG_SUBSYS", "INIT,ENV,NET")
+    benv.set_default("NCCL_DEBUG_FILE", str(out_dir / "nccl" / f"{socket.gethostname()}-{rank}.log"))
+
+
+class _Progress:
+    """A one-line progress bar on rank 0's terminal (only when stdout is one)."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total, self.done, self.enabled = total, 0, enabled
+
+    def advance(self, label: str) -> None:
+        self.done += 1
+        if self.enabled:
+            filled = int(30 * self.done / self.total)
+            bar = "#" * filled + "." * (30 - filled)
+            sys.stderr.write(f"\r[{bar}] {self.done}/{self.total} {label:<28}")
+            if self.done == self.total:
+                sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def _progress_wanted(config: RunConfig, ctx: DistContext) -> bool:
+    if config.progress != "auto":
+        return config.progress == "on"
+    # Open MPI hands every rank a pseudo-terminal, so isatty() says nothing about the user's screen there.
+    return ctx.info.launcher != "openmpi" and sys.stdout.isatty()
+
+
+def run_rank(config: RunConfig, info: RankInfo) -> int:
+    """One rank's whole run; every rank returns the same exit status."""
+    try:
+        ctx = init_distributed(info, config.backend, config.timeout_s, config.oob_ifname)
+    except UserError:
+        if info.rank != 0:
+            return 2  # rank 0 says it once
+        raise
+    try:
+        return _sweep(config, ctx)
+    except UserError:
+        if ctx.info.rank != 0:
+            return 2
+        raise
+    except InfraError:
+        if ctx.info.rank != 0:
+            # Rank 0 reports the fault for everyone; the launcher usually stops this rank meanwhile.
+            # Speak only if that does not happen, i.e. when rank 0 itself is what was lost.
+            time.sleep(5.0)
+        raise
+    finally:
+        shutdown()
+
+
+def _sweep(config: RunConfig, ctx: DistContext) -> int:
+    import torch
+
+    rank, nranks, nnodes = ctx.info.rank, ctx.info.world_size, ctx.info.nnodes
+    is_rank0 = rank == 0
+    cluster = config.cluster or default_cluster_name(ctx.hosts[0])
+    out_dir = Path(
+        broadcast_str(ctx.store, "out_dir", str(config.out or default_run_dir(cluster)), rank, config.timeout_s)
+    )
+    if ctx.backend == "nccl":
+        _setup_nccl_logs(out_dir, rank)
+    if config.graph and ctx.backend != "nccl":
+        raise UserError("--graph captures CUDA graphs and needs the nccl backend: this run uses gloo")
+    profile = _load_profile(config.profile)
+    dtype = get_dtype(config.dtype)
+    tdtype = getattr(torch, dtype.torch_name)
+    colls = [get_collective(c) for c in config.collectives]
+    sizes = config.sizes
+
+    record: RunRecord | None = None
+    writer: ResultsWriter | None = None
+    if is_rank0:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        record = RunRecord(out_dir, _metadata(config, ctx, cluster, profile))
+        writer = ResultsWriter(out_dir / "results.csv")
+
+    def on_hang(hang: Hang) -> None:
+        if record is not None:
+            record.update(
+                status="failed",
+                verdict="error",
+                exit_status=EXIT_INFRA,
+                finished_utc=iso_utc(),
+                failure={"kind": "hang", "message": hang.describe(), "step": hang.label,
+                         "missing_ranks": list(hang.missing_ranks), "missing_hosts": list(hang.missing_hosts),
+                         "unresponsive_ranks": list(hang.unresponsive_ranks)},
+            )  # fmt: skip
+
+    address = (ctx.info.master_addr, ctx.info.master_port) if ctx.info.master_addr and ctx.info.master_port else None
+    watchdog = Watchdog(ctx.store, rank, ctx.hosts, config.timeout_s, on_hang, store_address=address)
+    watchdog.start()
+    before = evidence.node_snapshot(ctx.info.local_rank)
+    progress = _Progress(len(colls) * len(sizes), enabled=is_rank0 and _progress_wanted(config, ctx))
+    try:
+        for coll in colls:
+            target = world_target_gbps(profile, coll.name, nnodes)
+            if is_rank0:
+                print(section_header(coll.name, nranks, nnodes, ctx.backend, coll.placement), flush=True)
+            for nbytes in sizes:
+                watchdog.enter(f"{coll.name} at {format_size(nbytes)}")
+                res = _measure(config, ctx, coll, nbytes, tdtype, dtype.size)
+                watchdog.leave()
+                progress.advance(f"{coll.name} {format_size(nbytes)}")
+                if writer is not None:
+                    row = result_row(
+                        coll, nbytes=res.nbytes, count=res.count, dtype=dtype.name, nranks=nranks, nnodes=nnodes,
+                        iters=res.iters, time_us=res.time_us, time_us_min=res.time_us_min,
+                        time_us_max=res.time_us_max, wrong=res.wrong, target_gbps=target,
+                        algo=benv.get("NCCL_ALGO") or "",
+                    )  # fmt: skip
+                    writer.append(row)
+                    print(row_line(row), flush=True)
+    except KeyboardInterrupt:
+        if record is not None:
+            record.update(status="incomplete", verdict=None, exit_status=130, finished_utc=iso_utc())
+        raise
+    except RuntimeError as exc:
+        # A peer that died or a transport error surfaces here as torch's RuntimeError/DistError.
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        message = f"{watchdog.current_label()}: {type(exc).__name__}: {first}"
+        if record is not None:
+            record.update(status="failed", verdict="error", exit_status=EXIT_INFRA, finished_utc=iso_utc(),
+                          failure={"kind": "lost-rank", "message": message})  # fmt: skip
+        raise InfraError(message) from None
+    finally:
+        watchdog.stop()
+
+    per_host = evidence.gather_node_deltas(evidence.node_deltas(before), ctx.hosts[rank])
+    status = EXIT_PASS
+    if record is not None and writer is not None:
+        findings = evidence.audit_counters(per_host, profile)
+        nccl_json, nccl_findings = evidence.nccl_log_evidence(out_dir, profile) if ctx.backend == "nccl" else (None, [])
+        findings += nccl_findings
+        record.update(counters=per_host, nccl_evidence=nccl_json, findings=[f.to_json() for f in findings])
+        result, reasons = verdict(writer.rows, judge_min_bytes(profile), profile.pass_fraction)
+        reasons += [f.message for f in findings if f.severity == "fail"]
+        result = "fail" if reasons else result
+        status = EXIT_PASS if result == "pass" else EXIT_FAIL
+        write_summary(sys.stdout, writer.rows, str(out_dir))
+        for reason in reasons:
+            print(f"# FAIL {reason}")
+        sys.stdout.flush()
+        record.update(status="complete", verdict=result, reasons=reasons, exit_status=status, finished_utc=iso_utc())
+        _add_to_history(config, out_dir)
+    return _agree_on_status(ctx, status)
+
+
+def _add_to_history(config: RunConfig, out_dir: Path) -> None:
+    if config.no_history:
+        return
+    import sqlite3
+
+    from bench.history.store import add_run, default_history_path
+
+    path = config.history or default_history_path()
+    try:
+        add_run(path, out_dir)
+    except (sqlite3.Error, OSError) as exc:
+        # The run itself is complete on disk; a busy or unwritable history must not lose it.
+        print(f"# history: not added to {path} ({exc}); add it later with 'railbench history add {out_dir}'")
+
+
+def _measure(config: RunConfig, ctx: DistContext, coll: Any, nbytes: int, tdtype: Any, elsize: int) -> Any:
+    from bench.timing import measure
+
+    return measure(
+        coll, nbytes, ctx.info.rank, ctx.info.world_size, None, dtype=tdtype, elsize=elsize, device=ctx.device,
+        iters=config.iters, warmup=config.warmup, check=config.check, graph=config.graph,
+    )  # fmt: skip
+
+
+def _agree_on_status(ctx: DistContext, status: int) -> int:
+    return int(broadcast_str(ctx.store, "exit_status", str(status), ctx.info.rank, 60.0))
+
+
+def _metadata(config: RunConfig, ctx: DistContext, cluster: str, profile: Any) -> dict[str, Any]:
+    info = ctx.info
+    ranks = []
+    for r, host in enumerate(ctx.hosts):
+        from bench.dist import node_layout
+
+        local_rank, _, node_rank, _ = node_layout(ctx.hosts, r)
+        ranks.append({"rank": r, "host": host, "local_rank": local_rank, "node_rank": node_rank})
+    return {
+        "format_version": FORMAT_VERSION,
+        "tool": "railbench",
+        "version": __version__,
+        "command": "run",
+        "cluster": cluster,
+        "profile": getattr(profile, "name", config.profile),
+        "started_utc": iso_utc(),
+        "finished_utc": None,
+        "status": "running",
+        "verdict": None,
+        "exit_status": None,
+        "hosts": list(ctx.node_hosts),
+        "nnodes": info.nnodes,
+        "nranks": info.world_size,
+        "ranks": ranks,
+        "launcher": info.launcher,
+        "backend": ctx.backend,
+        "device": str(ctx.device),
+        "versions": versions(ctx.backend),
+        "env": benv.recorded_environment(),
+        "sweep": {
+            "collectives": list(config.collectives),
+            "min_bytes": config.min_bytes,
+            "max_bytes": config.max_bytes,
+            "step_factor": config.step_factor,
+            "step_bytes": config.step_bytes,
+            "iters": config.iters,
+            "warmup": config.warmup,
+            "dtype": config.dtype,
+            "check": config.check,
+            "graph": config.graph,
+            "timeout_s": config.timeout_s,
+        },
+        "pid": os.getpid(),
+    }

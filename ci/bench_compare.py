@@ -1,0 +1,155 @@
+#!/usr/bin/env python3
+"""How fast ``railbench compare`` answers over a big history, and how well it tells drops from noise.
+
+1. Builds a history of 5,000 nightly runs x 200 metrics (1,000,000 metric rows; five NCCL versions over
+   time), then times the real command (``python -m bench compare``, a fresh process, as cron runs it)
+   against it. The target is under 3 s. Also times ``history add`` and ``history list`` on that store.
+2. Monte Carlo of the detection rule with the default settings (threshold 5%, noise_k 3, last 10 runs):
+   how often an -8% drop at 2% CV is flagged, how often a 10%-CV metric at -8% is, and the false-alarm
+   rate per metric per night with no change at all.
+
+Usage: python ci/bench_compare.py [--runs 5000] [--metrics 200] [--keep DIR]
+Prints numbers; exits non-zero only if compare takes longer than the target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import closing
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.history.compare import allowed_change, baseline_stats, classify  # noqa: E402
+from bench.history.records import MetricRecord, RunRecord, node_hash  # noqa: E402
+from bench.history.store import open_store, write_runs  # noqa: E402
+from bench.rundir import FORMAT_VERSION, RESULT_COLUMNS, atomic_write_json, results_csv_text  # noqa: E402
+
+TARGET_S = 3.0
+HOSTS = tuple(f"node{i:02d}" for i in range(1, 9))
+NCCL_VERSIONS = ("2.21.5", "2.23.4", "2.25.1", "2.26.6", "2.27.3")
+
+
+def metric_keys(count: int) -> list[tuple[str, str, str, int]]:
+    """``count`` keys: world collectives and per-rail sendrecv pairs over a size sweep."""
+    families = [("all_reduce", "world", "world"), ("all_gather", "world", "world"), ("alltoall", "world", "world")]
+    families += [("sendrecv", "pair", f"node01-node02/rail{r}") for r in range(8)]
+    keys = []
+    for size_exp in range(3, 64):
+        for family in families:
+            keys.append((*family, 1 << size_exp))
+            if len(keys) == count:
+                return keys
+    raise ValueError("too many metrics asked for")
+
+
+def build_history(path: Path, runs: int, keys: list[tuple[str, str, str, int]], rng: np.random.Generator) -> None:
+    base = rng.uniform(20.0, 380.0, len(keys))
+    nodes = node_hash(HOSTS)
+    with closing(open_store(path)) as conn:
+        batch = []
+        for night in range(runs):
+            day = time.gmtime(1_600_000_000 + night * 86400)
+            stamp = time.strftime("%Y-%m-%dT02:00:00Z", day)
+            nccl = NCCL_VERSIONS[min(night * len(NCCL_VERSIONS) // runs, len(NCCL_VERSIONS) - 1)]
+            run = RunRecord(f"night{night}", f"/runs/{night}", stamp, "bench", "lambda-1cc", "accept", "complete",
+                            "pass", HOSTS, nodes, len(HOSTS), 64, "2.6.0", nccl, "12.4", "550.90")  # fmt: skip
+            values = base * (1 + 0.02 * rng.standard_normal(len(keys)))
+            metrics = [
+                MetricRecord(c, s, g, b, 64, float(v), float(v), b / (v * 1e3), 0, False, 1)
+                for (c, s, g, b), v in zip(keys, values, strict=True)
+            ]
+            batch.append((run, metrics))
+            if len(batch) == 500:
+                write_runs(conn, batch)
+                batch = []
+        if batch:
+            write_runs(conn, batch)
+
+
+def tonight_dir(root: Path, keys: list[tuple[str, str, str, int]], rng: np.random.Generator, name: str) -> Path:
+    run_dir = root / name
+    run_dir.mkdir(parents=True)
+    atomic_write_json(
+        run_dir / "run.json",
+        {"format_version": FORMAT_VERSION, "tool": "railbench", "command": "accept", "cluster": "bench",
+         "profile": "lambda-1cc", "started_utc": "2099-01-01T02:00:00Z", "status": "complete", "verdict": "pass",
+         "hosts": list(HOSTS), "nnodes": len(HOSTS), "nranks": 64, "versions": {"nccl": NCCL_VERSIONS[-1]}},
+    )  # fmt: skip
+    rows = [
+        {"collective": c, "scope": s, "group": g, "nranks": 64, "bytes": b, "placement": "out-of-place",
+         "busbw_GBps": float(rng.uniform(20.0, 380.0)), "wrong": 0}
+        for c, s, g, b in keys
+    ]  # fmt: skip
+    (run_dir / "results.csv").write_text(results_csv_text(rows, RESULT_COLUMNS))
+    return run_dir
+
+
+def timed(args: list[str]) -> tuple[float, int]:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "bench", *args], env=env, capture_output=True, text=True, check=False)
+    elapsed = time.perf_counter() - start
+    if done.returncode not in (0, 1):
+        sys.exit(f"railbench {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()}")
+    return elapsed, done.returncode
+
+
+def detection_rates(trials: int, rng: np.random.Generator) -> None:
+    print(f"\ndetection with the defaults (threshold 5%, noise_k 3, baseline = median of 10), {trials} trials each:")
+    cases = (
+        ("-8% drop, 2% CV, tonight exactly -8%", 0.02, -0.08, False),
+        ("-8% drop, 2% CV, tonight noisy too", 0.02, -0.08, True),
+        ("-8% drop, 10% CV (should stay quiet)", 0.10, -0.08, True),
+        ("no change, 2% CV (false alarms)", 0.02, 0.0, True),
+        ("no change, 0.5% CV (false alarms)", 0.005, 0.0, True),
+    )
+    for label, cv, drop, noisy in cases:
+        history = 1 + cv * rng.standard_normal((trials, 10))
+        tonight = (1 + drop) * (1 + (cv if noisy else 0.0) * rng.standard_normal(trials))
+        median, sigma, _ = baseline_stats(history)
+        allowed = allowed_change(median, sigma, np.full(trials, 0.05), 3.0, 0.0)
+        states = classify(tonight, np.ones(trials, bool), np.zeros(trials, bool), median, allowed)
+        print(f"  {label:<40} flagged as regressed in {states.count('regressed') / trials:7.2%}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=5000)
+    parser.add_argument("--metrics", type=int, default=200)
+    parser.add_argument("--keep", type=Path, help="build in this folder and keep it")
+    args = parser.parse_args()
+    rng = np.random.default_rng(20261120)
+    keys = metric_keys(args.metrics)
+    with tempfile.TemporaryDirectory() as scratch:
+        root = args.keep or Path(scratch)
+        root.mkdir(parents=True, exist_ok=True)
+        history = root / "history.sqlite"
+        start = time.perf_counter()
+        build_history(history, args.runs, keys, rng)
+        built = time.perf_counter() - start
+        size_mb = history.stat().st_size / 1e6
+        print(f"history: {args.runs} runs x {len(keys)} metrics = {args.runs * len(keys):,} rows, "
+              f"{size_mb:.0f} MB, built in {built:.1f} s")  # fmt: skip
+        tonight = tonight_dir(root, keys, rng, "tonight")
+        compare_s, status = timed(["compare", str(tonight), "--history", str(history)])
+        again_s, _ = timed(["compare", str(tonight), "--history", str(history)])
+        print(f"railbench compare (fresh process, cold then warm cache): {compare_s:.2f} s, {again_s:.2f} s "
+              f"(target < {TARGET_S:.0f} s: {compare_s / TARGET_S:.0%} of it); exit status {status}")  # fmt: skip
+        add_s, _ = timed(["history", "add", str(tonight_dir(root, keys, rng, "another")), "--history", str(history)])
+        list_s, _ = timed(["history", "list", "--history", str(history)])
+        print(f"railbench history add (200 metrics into this store): {add_s:.2f} s; history list: {list_s:.2f} s")
+    detection_rates(20000, rng)
+    return 0 if compare_s < TARGET_S else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,147 @@
+"""railbench compare: its files (compare.json, JUnit, trend.csv), the missing/failed/new states, a run
+directory as the baseline, profile thresholds, and bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from bench.commands.compare import CompareConfig, compare, run
+from bench.errors import UserError
+from bench.history.baseline import from_run_dir
+from bench.history.outputs import TREND_COLUMNS
+from bench.history.records import read_run
+from bench.history.settings import CompareSettings
+from bench.history.store import add_run
+from tests.history_fixtures import make_run_dir
+from tests.support import railbench, rank_env
+
+AR_1G = ("all_reduce", "world", "world", 1 << 30)
+AG_1G = ("all_gather", "world", "world", 1 << 30)
+SR_1G = ("sendrecv", "pair", "node01-node02/rail0", 1 << 30)
+SMALL = ("all_reduce", "world", "world", 1024)
+
+
+def _nights(tmp_path: Path, values: list[dict[tuple[str, str, str, int], float]]) -> Path:
+    history = tmp_path / "history.sqlite"
+    for night, busbw in enumerate(values):
+        add_run(
+            history, make_run_dir(tmp_path / f"n{night}", started_utc=f"2026-11-{night + 1:02d}T02:00:00Z", busbw=busbw)
+        )
+    return history
+
+
+def test_files_and_states(tmp_path: Path) -> None:
+    history = _nights(tmp_path, [{AR_1G: 380.0 + d, AG_1G: 350.0 - d, SR_1G: 48.0} for d in (0, 2, -1, 1)])
+    tonight = make_run_dir(
+        tmp_path / "tonight",
+        started_utc="2026-11-20T02:00:00Z",
+        busbw={AR_1G: 381.0, SR_1G: 47.9, SMALL: 0.5},  # all_gather missing, a new small size
+        wrong={SR_1G: 7},  # sendrecv returned wrong data
+    )
+    assert run(CompareConfig(run_dir=tonight, history=history, baseline="last:3")) == 1
+    doc = json.loads((tonight / "compare.json").read_text())
+    states = {m["metric"]: m["state"] for m in doc["metrics"]}
+    assert states == {
+        "all_gather/world/world/1073741824": "missing",
+        "all_reduce/world/world/1024": "new",
+        "all_reduce/world/world/1073741824": "unchanged",
+        "sendrecv/pair/node01-node02/rail0/1073741824": "failed",
+    }
+    assert [r["time_utc"] for r in doc["baseline"]["runs"]] == [f"2026-11-0{d}T02:00:00Z" for d in (4, 3, 2)]
+    ar = next(m for m in doc["metrics"] if m["metric"].endswith("world/1073741824") and m["collective"] == "all_reduce")
+    assert ar["baseline_GBps"] == 381.0 and ar["history_GBps"] == [381.0, 379.0, 382.0]
+
+    suite = ET.parse(tonight / "compare-junit.xml").getroot().find("testsuite")
+    assert suite is not None and (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("4", "2", "1")
+    failed_names = {c.get("name") for c in suite.iter("testcase") if c.find("failure") is not None}
+    assert failed_names == {"all_gather/world/world/1073741824", "sendrecv/pair/node01-node02/rail0/1073741824"}
+
+    with (tonight / "trend.csv").open() as fh:
+        reader = csv.DictReader(fh)
+        assert tuple(reader.fieldnames or ()) == TREND_COLUMNS
+        rows = list(reader)
+    ar_rows = [r for r in rows if r["metric"] == "all_reduce/world/world/1073741824"]
+    assert [r["run_time"] for r in ar_rows] == [
+        "2026-11-02T02:00:00Z", "2026-11-03T02:00:00Z", "2026-11-04T02:00:00Z", "2026-11-20T02:00:00Z",
+    ]  # fmt: skip
+    assert [r["state"] for r in ar_rows] == ["baseline"] * 3 + ["unchanged"]
+    assert float(ar_rows[0]["band_lo_GBps"]) == pytest.approx(381.0 * 0.95)  # the threshold dominates the noise
+    new_row = next(r for r in rows if r["metric"] == "all_reduce/world/world/1024")
+    assert (new_row["state"], new_row["baseline_GBps"]) == ("new", "")
+
+
+def test_a_run_directory_as_baseline(tmp_path: Path) -> None:
+    base = make_run_dir(tmp_path / "base", started_utc="2026-11-01T02:00:00Z", busbw={AR_1G: 380.0, SR_1G: 48.0})
+    tonight = make_run_dir(
+        tmp_path / "tonight", started_utc="2026-11-02T02:00:00Z", busbw={AR_1G: 359.0, SR_1G: 44.0}, nccl="2.28.1"
+    )
+    tonight_run, metrics = read_run(tonight)
+    baselines = from_run_dir(base, tonight_run)
+    assert any("NCCL 2.27.3" in n for n in baselines.notes)
+    states = {r.metric: r.state for r in compare(metrics, baselines, CompareSettings())}
+    assert set(states.values()) == {"regressed"}  # -5.5% and -8.3%, one run: no noise estimate
+    looser = CompareSettings.from_profile(
+        {"compare": {"default_threshold": "6%", "rule": [{"pattern": "sendrecv/*", "threshold": 0.10}]}}
+    )
+    assert {r.state for r in compare(metrics, baselines, looser)} == {"unchanged"}
+    done = railbench(["compare", str(tonight), "--baseline", str(base)], timeout=60)
+    assert done.returncode == 1 and "2 regressed" in done.stdout
+
+
+def test_first_night_has_no_history(tmp_path: Path) -> None:
+    tonight = make_run_dir(tmp_path / "t", started_utc="2026-11-02T02:00:00Z", busbw={AR_1G: 380.0})
+    done = railbench(["compare", str(tonight), "--history", str(tmp_path / "none.sqlite")], timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "no history at" in done.stdout and "1 new" in done.stdout
+    assert not (tmp_path / "none.sqlite").exists()
+
+
+def test_settings_from_profile() -> None:
+    settings = CompareSettings.from_profile(
+        {"compare": {"noise_k": 2.5, "min_bytes": "1M", "rule": [
+            {"pattern": "sendrecv/pair/*", "threshold": 0.10}, {"pattern": "*", "threshold": 0.07}]}}
+    )  # fmt: skip
+    assert (settings.noise_k, settings.min_bytes, settings.default_threshold) == (2.5, 1 << 20, 0.05)
+    assert settings.threshold_for("sendrecv/pair/node01-node02/rail0/8") == 0.10
+    assert settings.threshold_for("all_reduce/world/world/8") == 0.07
+    assert CompareSettings.from_profile(None) == CompareSettings() == CompareSettings.from_profile({"name": "x"})
+    for bad, match in (
+        ({"default_threshold": 5}, "fraction"),
+        ({"default_threshold": "five"}, "not a number"),
+        ({"treshold": 0.05}, "unknown key"),
+        ({"noise_k": -1}, "noise_k"),
+        ({"rule": {"pattern": "*"}}, "array of tables"),
+        ({"rule": [{"pattern": "*"}]}, "pattern and threshold"),
+        ({"min_bytes": "lots"}, "not a size"),
+    ):
+        with pytest.raises(UserError, match=match):
+            CompareSettings.from_profile({"compare": bad})
+
+
+def test_bad_input_exits_2_with_one_line(tmp_path: Path) -> None:
+    tonight = make_run_dir(tmp_path / "t", started_utc="2026-11-02T02:00:00Z", busbw={AR_1G: 380.0})
+    for args, hint in (
+        ([str(tonight), "--baseline", "last:0"], "last:N"),
+        ([str(tmp_path / "nope")], "does not exist"),
+        ([str(tonight), "--baseline", str(tmp_path / "nope")], "does not exist"),
+    ):
+        done = railbench(["compare", *args, "--history", str(tmp_path / "h.sqlite")], timeout=60)
+        assert done.returncode == 2 and done.stderr.count("\n") == 1 and hint in done.stderr, done.stderr
+
+
+def test_commands_do_not_import_torch() -> None:
+    code = (
+        "import sys\n"
+        "import bench.commands.compare, bench.commands.history, bench.commands.importer\n"
+        "heavy = sorted(m for m in ('torch', 'pandas', 'altair') if m in sys.modules)\n"
+        "print(','.join(heavy))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=rank_env(), capture_output=True, text=True, check=False)
+    assert done.returncode == 0 and done.stdout.strip() == "", done.stdout + done.stderr

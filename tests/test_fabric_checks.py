@@ -1,0 +1,137 @@
+"""``railbench check`` on sysfs fixture trees: the verdict and the device it names, plus topology and profiles."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from bench.fabric import checks, topology
+from bench.fabric.sysfs import Sysfs, ib_devices
+from bench.profiles import load_profile
+from tests import fabric_trees
+from tests.fabric_trees import CASES, Case, NetSpec, NodeSpec
+from tests.support import REPO, railbench
+
+GOOD_ENV = {"NCCL_IB_HCA": "^=mlx5_0", "NCCL_SOCKET_IFNAME": "=eno1"}
+
+
+@pytest.fixture(scope="module")
+def trees(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("sysfs")
+    return {case.name: fabric_trees.build(base / case.name, case.spec) for case in CASES}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_check_lambda_1cc_verdict_names_the_device(trees: dict[str, Path], case: Case) -> None:
+    proc = railbench(["check", "--profile", "lambda-1cc", "--sysfs-root", str(trees[case.name])], env=GOOD_ENV)
+    assert proc.returncode == (0 if case.verdict == "pass" else 1), proc.stdout + proc.stderr
+    assert proc.stdout.splitlines()[-1].startswith(f"verdict: {case.verdict.upper()}")
+    failing = [line for line in proc.stdout.splitlines() if line.lstrip().startswith("FAIL")]
+    if case.device is None:
+        assert failing == []
+    else:
+        assert any(case.device in line and all(w in line for w in case.words) for line in failing), proc.stdout
+
+
+def test_unset_nccl_ib_hca_on_a_1cc_fails_naming_mlx5_0(trees: dict[str, Path]) -> None:
+    results = checks.run_checks(load_profile("lambda-1cc"), trees["healthy"], (), {})
+    hca = next(r for r in results if r.check == "nccl-ib-hca")
+    assert hca.status == "fail" and hca.device == "mlx5_0:1"
+    assert "NCCL_IB_HCA unset" in hca.reason and "set NCCL_IB_HCA='^=mlx5_0'" in hca.reason
+    socket = next(r for r in results if r.check == "nccl-socket-ifname")
+    assert socket.status == "warn" and "'=eno1'" in socket.reason
+    for value, device in (("^mlx5_1", "mlx5_0:1"), ("=^mlx5_0", "mlx5_1:1"), ("^=mlx5_8,^=mlx5_14", "mlx5_0:1")):
+        results = checks.run_checks(load_profile("lambda-1cc"), trees["healthy"], (), {"NCCL_IB_HCA": value})
+        result = next(r for r in results if r.check == "nccl-ib-hca")
+        assert (result.status, result.device) == ("fail", device), result
+
+
+def test_check_json_and_bond_fix_suggestion(trees: dict[str, Path]) -> None:
+    proc = railbench(["check", "--profile", "lambda-1cc", "--sysfs-root", str(trees["bond"]), "--json"], env=GOOD_ENV)
+    doc = json.loads(proc.stdout)
+    assert doc["verdict"] == "fail" and len(doc["nodes"]) == 1 and doc["cross_node"] == []
+    by_check = {(r["check"], r["status"]): r for r in doc["nodes"][0]["results"]}
+    assert "NCCL_IB_HCA='^=mlx5_0,mlx5_bond_0'" in by_check[("nccl-ib-hca", "fail")]["reason"]
+    assert by_check[("rail-count", "warn")]["device"] == "mlx5_bond_0:1"
+    assert doc["nodes"][0]["versions"]["driver"] == "550.54.15"
+
+
+def test_checks_that_cannot_apply_say_skip(tmp_path: Path) -> None:
+    root = fabric_trees.build(tmp_path / "nogpu", replace(fabric_trees.healthy_1cc(), gpus=()))
+    results = {r.check: r for r in checks.run_checks(load_profile("lambda-1cc"), root, (), GOOD_ENV)}
+    assert results["gpu-count"].status == "skip" and "no GPU" in results["gpu-count"].reason
+    assert results["gpu-nic-affinity"].status == "skip"
+    assert results["nccl-log"].status == "skip"
+    assert checks.verdict(list(results.values())) == "pass"
+    empty = checks.run_checks(load_profile("lambda-1cc"), tmp_path, (), GOOD_ENV)
+    assert [r.status for r in empty if r.check == "ib-devices"] == ["fail"]
+    assert {r.status for r in empty if r.check in ("rail", "rail-count", "nccl-ib-hca")} == {"skip"}
+    local = checks.run_checks(load_profile("local"), tmp_path, (), {})
+    assert {r.status for r in local} == {"skip"} and checks.verdict(local) == "pass"
+
+
+def test_socket_profile_rails(tmp_path: Path) -> None:
+    nets = [NetSpec("eth0", speed_mbps=10000)]
+    nets += [NetSpec(f"eth{k}", speed_mbps=200000) for k in range(1, 9)]
+    nets[5] = NetSpec("eth5", operstate="down")
+    root = fabric_trees.build(tmp_path / "runpod", NodeSpec(hcas=(), nets=tuple(nets)))
+    profile = load_profile("runpod-instant")
+    results = checks.run_checks(profile, root, (), {"NCCL_SOCKET_IFNAME": "eth"})
+    failing = {(r.check, r.device) for r in results if r.status == "fail"}
+    assert failing == {("socket-rail", "eth5"), ("nccl-socket-ifname", "eth0")}
+    good = checks.run_checks(profile, root, (), dict(profile.recommended_env))
+    assert {r.device for r in good if r.status == "fail"} == {"eth5"}
+    assert checks.expected_rails(profile, root) == [f"eth{k}" for k in range(1, 9)]
+    assert checks.expected_rails(load_profile("local"), root) == []
+
+
+def test_expected_rails_on_a_1cc(trees: dict[str, Path]) -> None:
+    one_cc = load_profile("lambda-1cc")
+    assert checks.expected_rails(one_cc, trees["bond"]) == [f"mlx5_{k}:1" for k in range(1, 9)]
+    assert checks.expected_rails(one_cc, trees["missing-rail"]) == [f"mlx5_{k}:1" for k in (1, 2, 3, 5, 6, 7, 8)]
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "distance"),
+    [
+        (("pci0000:10", "0000:10:01.0", "0000:11:00.0", "0000:12:00.0", "0000:13:00.0"),
+         ("pci0000:10", "0000:10:01.0", "0000:11:00.0", "0000:12:01.0", "0000:14:00.0"), "PIX"),
+        (("pci0000:10", "0000:10:01.0", "0000:11:00.0", "0000:12:00.0", "0000:13:00.0", "0000:14:00.0", "0000:15:00.0"),
+         ("pci0000:10", "0000:10:01.0", "0000:11:00.0", "0000:12:01.0", "0000:16:00.0", "0000:17:00.0", "0000:18:00.0"),
+         "PXB"),
+        (("pci0000:10", "0000:10:01.0", "0000:11:00.0"), ("pci0000:10", "0000:10:02.0", "0000:12:00.0"), "PHB"),
+        (("pci0000:10", "0000:10:01.0"), ("pci0000:30", "0000:30:01.0"), "NODE"),
+    ],
+)  # fmt: skip
+def test_pci_distance(a: tuple[str, ...], b: tuple[str, ...], distance: str) -> None:
+    assert topology.distance(a, 0, b, 0) == distance
+    assert topology.distance(a, 0, b, 1) == (distance if distance != "NODE" else "SYS")
+
+
+def test_gpus_from_sysfs_pair_with_their_rail(trees: dict[str, Path]) -> None:
+    sysfs = Sysfs(trees["healthy"])
+    gpus = topology.gpus(sysfs)
+    assert [g.model for g in gpus] == ["NVIDIA H100 80GB HBM3"] * 8 and {g.source for g in gpus} == {"sysfs"}
+    assert [g.numa_node for g in gpus] == [0, 0, 0, 0, 1, 1, 1, 1]
+    pairs = topology.nearest_nics(gpus, [d for d in ib_devices(sysfs) if d.name != "mlx5_0"])
+    assert [(a.nic, a.distance) for a in pairs] == [(f"mlx5_{k}", "PIX") for k in range(1, 9)]
+
+
+def test_node_env_adds_the_ip_interface(trees: dict[str, Path]) -> None:
+    env = checks.node_env(load_profile("lambda-1cc"), trees["healthy"])
+    assert env == {"NCCL_IB_HCA": "^=mlx5_0", "NCCL_IB_PCI_RELAXED_ORDERING": "1", "NCCL_SOCKET_IFNAME": "=eno1"}
+    assert checks.node_env(load_profile("local"), trees["healthy"]) == {"GLOO_SOCKET_IFNAME": "lo"}
+
+
+def test_check_never_imports_torch_without_gpus() -> None:
+    code = (
+        "import sys; from bench.cli import main; rc = main(['check', '--profile', 'lambda-1cc']); "
+        "sys.exit(99 if 'torch' in sys.modules else 0)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

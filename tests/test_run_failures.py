@@ -1,0 +1,143 @@
+"""Bad input is one line and exit 2; a hang or a lost rank is exit 3 that names who; nothing measured is lost."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support import railbench, rank_env
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--np", "2", "-b", "64M", "-e", "1M"], "larger than --max-bytes"),
+        (["--np", "2", "-f", "0"], "--step-factor 0 must be at least 2"),
+        (["--np", "2", "-f", "-2"], "--step-factor -2 must be at least 2"),
+        (["--np", "2", "-i", "0"], "--step-bytes"),
+        (["--np", "2", "-d", "float17"], "unknown dtype 'float17'"),
+        (["--np", "2", "-b", "1Q"], "is not a size"),
+        (["--np", "2", "--collectives", "all_reduce,allgather"], "unknown collective 'allgather'"),
+        (["--np", "2", "-n", "0"], "--iters 0 must be at least 1"),
+        (["--np", "1000"], "CPU ranks on"),
+        (["--np", "2", "-e", "16G"], "GiB"),
+        ([], "no launcher detected and no --np"),
+        (["--np", "2", "--backend", "gloo", "--graph"], "--graph"),
+        (["--nnodes", "2", "--node-rank", "2", "--main-address", "x", "--nproc-per-node", "1"], "--node-rank 2"),
+        (["--nnodes", "2"], "needs all of"),
+        (["--np", "2", "--timeout", "0"], "--timeout"),
+        (["--bogus-flag"], "unrecognized arguments"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
+    proc = railbench(["run", *args], cwd=tmp_path, timeout=60)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert message in lines[0]
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "reports").exists()
+
+
+def test_unknown_command_is_exit_2() -> None:
+    proc = railbench(["frobnicate"], timeout=60)
+    assert proc.returncode == 2 and "unknown command" in proc.stderr
+
+
+def _rank_pids(out: Path) -> dict[int, int]:
+    """rank -> pid of the rank processes writing to ``out`` (found through /proc, as an operator would)."""
+    pids: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if str(out).encode() in cmdline and b"--np" not in cmdline:
+            for var in environ:
+                if var.startswith(b"OMPI_COMM_WORLD_RANK="):
+                    pids[int(var.split(b"=")[1])] = int(entry.name)
+    return pids
+
+
+def _rows(out: Path) -> list[dict[str, str]]:
+    try:
+        with (out / "results.csv").open() as fh:
+            return list(csv.DictReader(fh))
+    except FileNotFoundError:
+        return []
+
+
+def _start_long_sweep(out: Path, timeout_s: int) -> subprocess.Popen[str]:
+    args = ["run", "--np", "3", "-b", "64K", "-e", "256M", "-f", "2", "-n", "10", "-w", "1",
+            "--collectives", "all_reduce", "--timeout", str(timeout_s), "--out", str(out), "--no-history"]  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "bench", *args], env=rank_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, start_new_session=True,
+    )  # fmt: skip
+
+
+def _wait_for_rows(out: Path, proc: subprocess.Popen[str], n: int, limit_s: float = 120) -> None:
+    deadline = time.monotonic() + limit_s
+    while len(_rows(out)) < n:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the sweep did not start"
+        time.sleep(0.2)
+
+
+@pytest.mark.mpi
+def test_hung_rank_is_named_and_rows_are_kept(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = _start_long_sweep(out, timeout_s=6)
+    stopped: int | None = None
+    try:
+        _wait_for_rows(out, proc, 2)
+        stopped = _rank_pids(out)[1]
+        os.kill(stopped, signal.SIGSTOP)  # a real hang: rank 1 stops answering mid-sweep
+        kept = len(_rows(out))
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if stopped is not None:
+            for sig in (signal.SIGCONT, signal.SIGKILL):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(stopped, sig)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 3, stderr
+    assert f"rank(s) 1 on {socket.gethostname()} stopped responding" in stderr, stderr
+    assert "Traceback" not in stderr
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["status"] == "failed" and meta["exit_status"] == 3
+    assert meta["failure"]["missing_ranks"] == [1]
+    assert len(_rows(out)) >= kept >= 2
+
+
+@pytest.mark.mpi
+def test_killed_rank_is_exit_3_and_rows_are_kept(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = _start_long_sweep(out, timeout_s=60)
+    try:
+        _wait_for_rows(out, proc, 2)
+        os.kill(_rank_pids(out)[2], signal.SIGKILL)
+        kept = len(_rows(out))
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 3, stderr
+    assert "Traceback" not in stderr
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["status"] == "failed" and meta["exit_status"] == 3
+    assert len(_rows(out)) >= kept >= 2

@@ -1,0 +1,123 @@
+"""`railbench run` end to end with real ranks: mpirun, torchrun, the per-node form and RunPod's variables.
+
+gloo on CPU over loopback; nothing is mocked. Each test reads back the run directory a user would read.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support import railbench, rank_env
+
+pytestmark = pytest.mark.mpi
+
+SWEEP = ["-b", "1K", "-e", "16M", "-f", "4", "-n", "5", "-w", "2", "-c"]
+FULL_SIZES = [1 << 10, 1 << 12, 1 << 14, 1 << 16, 1 << 18, 1 << 20, 1 << 22, 1 << 24]
+# The launcher forms need the whole path, not the whole sweep: a short one keeps CI quick on 2 cores.
+SHORT = ["-b", "1K", "-e", "64K", "-f", "4", "-n", "3", "-w", "1", "-c"]
+SHORT_SIZES = [1 << 10, 1 << 12, 1 << 14, 1 << 16]
+FACTORS = {"all_reduce": lambda n: 2 * (n - 1) / n, "all_gather": lambda n: (n - 1) / n, "sendrecv": lambda n: 1.0}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def read_rows(out: Path) -> list[dict[str, str]]:
+    with (out / "results.csv").open() as fh:
+        return list(csv.DictReader(fh))
+
+
+def assert_complete_sweep(out: Path, nranks: int, stdout: str, sizes: list[int] = SHORT_SIZES) -> dict:
+    rows = read_rows(out)
+    assert [(r["collective"], int(r["bytes"])) for r in rows] == [(c, b) for c in FACTORS for b in sizes]
+    for row in rows:
+        assert row["wrong"] == "0", row
+        assert int(row["nranks"]) == nranks
+        factor = FACTORS[row["collective"]](nranks)
+        assert float(row["busbw_GBps"]) == pytest.approx(float(row["algbw_GBps"]) * factor, rel=1e-4)
+        assert float(row["time_us_min"]) <= float(row["time_us"]) <= float(row["time_us_max"])
+        assert float(row["busbw_Gbps"]) == pytest.approx(8 * float(row["busbw_GBps"]), rel=1e-4)
+    # the nccl-tests table on stdout: one line per row, with the same numbers
+    assert stdout.count("#       size         count      type   redop    root     time   algbw   busbw  #wrong") == 3
+    assert "# Out of bounds values : 0 OK" in stdout
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["status"] == "complete" and meta["verdict"] == "pass" and meta["exit_status"] == 0
+    assert meta["nranks"] == nranks and meta["backend"] == "gloo"
+    assert meta["versions"]["torch"].startswith("2.")
+    assert len(meta["ranks"]) == nranks
+    return meta
+
+
+def test_np4_full_sweep_with_check(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = railbench(["run", "--np", "4", *SWEEP, "--out", str(out), "--no-history"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    meta = assert_complete_sweep(out, 4, proc.stdout, FULL_SIZES)
+    assert meta["launcher"] == "openmpi"
+    assert meta["sweep"]["check"] is True
+    # Counters as proof: loopback carried at least what sendrecv alone sent (4 ranks x S x timed iterations).
+    sent = sum(4 * int(r["bytes"]) * int(r["iters"]) for r in read_rows(out) if r["collective"] == "sendrecv")
+    (per_device,) = meta["counters"].values()
+    assert per_device["lo"]["tx_bytes"] >= sent > 0
+    assert meta["findings"] == []
+
+
+def test_default_run_directory_under_reports(tmp_path: Path) -> None:
+    proc = railbench(
+        ["run", "--np", "2", "-b", "1K", "-e", "4K", "-n", "2", "-w", "1", "--cluster", "lab"], cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr
+    (run_dir,) = (tmp_path / "reports" / "runs").iterdir()
+    assert run_dir.name.endswith("-lab")
+    assert (run_dir / "results.csv").is_file()
+    listing = railbench(["history", "list"], cwd=tmp_path)  # the run went into reports/history.sqlite
+    assert listing.returncode == 0 and "lab" in listing.stdout, listing
+
+
+def test_under_torchrun(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(free_port()),
+           "-m", "bench", "run", *SHORT, "--out", str(out), "--no-history"]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=tmp_path, env=rank_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert assert_complete_sweep(out, 2, proc.stdout)["launcher"] == "torchrun"
+
+
+def test_per_node_form_with_one_node(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = railbench(
+        ["run", "--nnodes", "1", "--node-rank", "0", "--main-address", "127.0.0.1", "--main-port", str(free_port()),
+         "--nproc-per-node", "2", *SHORT, "--out", str(out), "--no-history"],
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert assert_complete_sweep(out, 2, proc.stdout)["launcher"] == "torchrun"
+
+
+def test_runpod_variables_alone(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    pod = {"PRIMARY_ADDR": "127.0.0.1", "PRIMARY_PORT": str(free_port()), "NODE_RANK": "0", "NUM_NODES": "1",
+           "NUM_TRAINERS": "2", "WORLD_SIZE": "2", "NODE_ADDR": "127.0.0.1"}  # fmt: skip
+    proc = railbench(["run", *SHORT, "--out", str(out), "--no-history"], cwd=tmp_path, env=pod)
+    assert proc.returncode == 0, proc.stderr
+    assert_complete_sweep(out, 2, proc.stdout)
+
+
+def test_under_mpirun_directly(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    mpirun = Path(sys.executable).parent / "mpirun"
+    cmd = [str(mpirun), "-np", "2", "--bind-to", "none", sys.executable, "-m", "bench", "run", *SHORT,
+           "--out", str(out), "--no-history"]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=tmp_path, env=rank_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert_complete_sweep(out, 2, proc.stdout)
