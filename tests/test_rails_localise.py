@@ -41,7 +41,9 @@ def _kinds(defects) -> list[tuple[str, str | None, int | None]]:
 
 
 @pytest.mark.parametrize("line", [LINE, None])
-@pytest.mark.parametrize(("nodes", "rails", "repeats"), [(2, 1, 1), (3, 2, 3), (8, 8, 1), (16, 4, 3), (5, 3, 5), (64, 8, 1)])
+@pytest.mark.parametrize(
+    ("nodes", "rails", "repeats"), [(2, 1, 1), (3, 2, 3), (8, 8, 1), (16, 4, 3), (5, 3, 5), (64, 8, 1)]
+)
 def test_noise_alone_names_nothing(nodes: int, rails: int, repeats: int, line: float | None) -> None:
     for seed in range(5):
         matrix = _matrix(nodes, rails, repeats, noise=0.02, seed=seed)
