@@ -247,7 +247,19 @@ def _sweep(config: RunConfig, ctx: DistContext) -> int:
         sys.stdout.flush()
         record.update(status="complete", verdict=result, reasons=reasons, exit_status=status, finished_utc=iso_utc())
         _add_to_history(config, out_dir)
+        _write_report(out_dir, profile)
     return _agree_on_status(ctx, status)
+
+
+def _write_report(out_dir: Path, profile: Any) -> None:
+    from bench.report.build import ReportOptions, write_report
+
+    try:
+        paths = write_report(out_dir, options=ReportOptions(min_efficiency=profile.pass_fraction))
+    except UserError as exc:
+        print(f"# report: not written ({exc}); retry with 'railbench report {out_dir}'")
+        return
+    print(f"# report: {paths.report_html}")
 
 
 def _add_to_history(config: RunConfig, out_dir: Path) -> None:

@@ -33,6 +33,15 @@ def test_sweep_has_one_row_per_collective_and_size_from_out_of_place_rows(inputs
     assert row["efficiency"] == pytest.approx(top * 8 / 3200)
 
 
+def test_a_collective_measured_only_in_place_is_still_charted(inputs: RunInputs) -> None:
+    # railbench's own all_reduce is in-place (torch's all_reduce has no out-of-place form).
+    results = inputs.results
+    only_in_place = results[~((results["collective"] == "all_reduce") & (results["placement"] == "out-of-place"))]
+    table = data.sweep_table(only_in_place).frame
+    assert set(table["collective"]) == {"all_reduce", "all_gather", "sendrecv"}
+    assert not table.duplicated(["collective", "bytes"]).any()
+
+
 def test_rail_bars_name_the_weak_rail_and_fail_it(inputs: RunInputs) -> None:
     assert inputs.rails is not None
     table = data.rail_bars_table(inputs.rails, 0.9).frame

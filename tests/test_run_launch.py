@@ -70,6 +70,8 @@ def test_np4_full_sweep_with_check(tmp_path: Path) -> None:
     (per_device,) = meta["counters"].values()
     assert per_device["lo"]["tx_bytes"] >= sent > 0
     assert meta["findings"] == []
+    # the report is drawn at the end of the run
+    assert (out / "report.html").is_file() and (out / "charts" / "busbw-vs-size.vl.json").is_file()
 
 
 def test_default_run_directory_under_reports(tmp_path: Path) -> None:

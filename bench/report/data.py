@@ -50,9 +50,13 @@ def _with_units(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _preferred_placement(rows: pd.DataFrame) -> pd.DataFrame:
-    # nccl-tests measures out-of-place and in-place; averaging them would blur both, so chart one.
-    out_of_place = rows[rows["placement"] == "out-of-place"]
-    return out_of_place if len(out_of_place) else rows
+    # nccl-tests measures out-of-place and in-place; averaging them would blur both, so chart one: the
+    # out-of-place half where a collective has one, else what it has (railbench's all_reduce is in-place).
+    if rows.empty:
+        return rows
+    oop = rows["placement"] == "out-of-place"
+    has_oop = oop.groupby(rows["collective"]).transform("any")
+    return rows[oop | ~has_oop]
 
 
 def sweep_table(results: pd.DataFrame) -> Table:
