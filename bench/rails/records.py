@@ -1,0 +1,207 @@
+"""What the rails test measured, as records, and how they become rows, rails.json and the human table.
+
+Pure functions: rank 0 gathers the raw measurements from every rank and everything below turns them into
+output without talking to anyone.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from bench.collectives import get_collective
+from bench.rails.localise import Defect, PairMatrix, PairSample, describe
+from bench.rails.measure import PairTime
+from bench.results import result_row
+from bench.units import format_size
+
+Mode = Literal["concurrent", "isolated"]
+
+
+@dataclass(frozen=True)
+class RailResult:
+    """One collective in one rail group (GPU k of every node)."""
+
+    rail: int
+    collective: str
+    mode: Mode
+    """``concurrent``: every rail group at once (the realistic load); ``isolated``: this rail alone."""
+    nnodes: int
+    nbytes: int
+    count: int
+    iters: int
+    time_us: float
+    time_us_min: float
+    time_us_max: float
+    wrong: int | None
+
+    @property
+    def busbw_Gbps(self) -> float:
+        if self.time_us <= 0:
+            return 0.0
+        factor = get_collective(self.collective).busbw_factor(self.nnodes)
+        return self.nbytes / (self.time_us * 1e-6) * factor * 8 / 1e9
+
+
+@dataclass(frozen=True)
+class RailDevices:
+    """Which device carried rail k's bytes on each node, from counter deltas while rail k ran alone."""
+
+    rail: int
+    device: Mapping[str, str | None]
+    """node -> the device with the most bytes (None when no device moved enough)."""
+    moved: Mapping[str, Mapping[str, int]]
+    """node -> device -> bytes (tx + rx) in the window."""
+    expected: Mapping[str, str | None] = field(default_factory=dict)
+    """node -> the interface this rail should use (from --socket-ifname), where known."""
+
+
+def short_device(device: str | None) -> str | None:
+    """``mlx5_4:1`` -> ``mlx5_4`` (an HCA, as people name it); interfaces unchanged."""
+    return None if device is None else device.split(":")[0]
+
+
+def pair_samples(times: Sequence[PairTime], nodes: Sequence[str]) -> list[PairSample]:
+    """One sample per (pair, rail, repeat): the slower direction, since a cable is only as good as that."""
+    slowest: dict[tuple[int, int, int, int], PairTime] = {}
+    for t in times:
+        key = (min(t.node, t.peer), max(t.node, t.peer), t.rail, t.repeat)
+        if key not in slowest or t.time_us > slowest[key].time_us:
+            slowest[key] = t
+    return [
+        PairSample(nodes[a], nodes[b], rail, busbw_Gbps(t.nbytes, t.time_us), repeat)
+        for (a, b, rail, repeat), t in sorted(slowest.items())
+    ]
+
+
+def busbw_Gbps(nbytes: int, time_us: float) -> float:
+    """Point-to-point: busbw = algbw = S / t, in Gb/s."""
+    return nbytes * 8 / (time_us * 1e-6) / 1e9 if time_us > 0 else 0.0
+
+
+def pair_matrix(times: Sequence[PairTime], nodes: Sequence[str], rails: int) -> PairMatrix:
+    return PairMatrix.from_samples(pair_samples(times, nodes), nodes=list(nodes), rails=list(range(rails)))
+
+
+def device_map(devices: Sequence[RailDevices]) -> dict[tuple[str, int], str]:
+    """(node, rail) -> device name for the defect report."""
+    out: dict[tuple[str, int], str] = {}
+    for rd in devices:
+        for node, device in rd.device.items():
+            name = short_device(device)
+            if name:
+                out[(node, rd.rail)] = name
+    return out
+
+
+def measurement_json(
+    rail_results: Sequence[RailResult],
+    times: Sequence[PairTime],
+    nodes: Sequence[str],
+    expected: Mapping[int, float | None],
+    devices: Mapping[tuple[str, int], str],
+) -> list[dict[str, Any]]:
+    """rails.json's ``measurements``: every rail-group result and every pair direction."""
+    out: list[dict[str, Any]] = []
+    for r in rail_results:
+        out.append(
+            {"kind": "rail", "rail": r.rail, "node": None, "peer": None, "device": None,
+             "collective": r.collective, "mode": r.mode, "busbw_Gbps": round(r.busbw_Gbps, 6),
+             "expected_Gbps": expected.get(r.rail), "bytes": r.nbytes, "time_us": round(r.time_us, 3),
+             "time_us_min": round(r.time_us_min, 3), "time_us_max": round(r.time_us_max, 3), "wrong": r.wrong,
+             "repeat": 0}
+        )  # fmt: skip
+    for t in times:
+        node = nodes[t.node]
+        out.append(
+            {"kind": "pair", "rail": t.rail, "node": node, "peer": nodes[t.peer], "device": devices.get((node, t.rail)),
+             "collective": "sendrecv", "busbw_Gbps": round(busbw_Gbps(t.nbytes, t.time_us), 6),
+             "expected_Gbps": expected.get(t.rail), "bytes": t.nbytes, "time_us": round(t.time_us, 3),
+             "repeat": t.repeat, "round": t.round}
+        )  # fmt: skip
+    return out
+
+
+def rail_rows(
+    rail_results: Sequence[RailResult], expected: Mapping[int, float | None], dtype: str
+) -> list[dict[str, Any]]:
+    """results.csv rows for the rail groups (scope ``rail``, group ``railK``; isolated ones ``railK-alone``)."""
+    rows = []
+    for r in rail_results:
+        group = f"rail{r.rail}" if r.mode == "concurrent" else f"rail{r.rail}-alone"
+        rows.append(
+            result_row(
+                get_collective(r.collective), nbytes=r.nbytes, count=r.count, dtype=dtype, nranks=r.nnodes,
+                nnodes=r.nnodes, iters=r.iters, time_us=r.time_us, time_us_min=r.time_us_min,
+                time_us_max=r.time_us_max, wrong=r.wrong, target_gbps=expected.get(r.rail), scope="rail", group=group,
+            )
+        )  # fmt: skip
+    return rows
+
+
+def pair_rows(
+    times: Sequence[PairTime], nodes: Sequence[str], expected: Mapping[int, float | None], iters: int
+) -> list[dict[str, Any]]:
+    """results.csv rows for the pairs (scope ``pair``, group ``node02-node05/rail3``), one per pair, rail and
+    repeat: time is the slower direction's, time_us_min/max the two directions'."""
+    sendrecv = get_collective("sendrecv")
+    both: dict[tuple[int, int, int, int], list[PairTime]] = {}
+    for t in times:
+        both.setdefault((min(t.node, t.peer), max(t.node, t.peer), t.rail, t.repeat), []).append(t)
+    rows = []
+    for (a, b, rail, _repeat), pair in sorted(both.items()):
+        slow = max(p.time_us for p in pair)
+        rows.append(
+            result_row(
+                sendrecv, nbytes=pair[0].nbytes, count=pair[0].nbytes // 4, dtype="float", nranks=2, nnodes=2,
+                iters=iters, time_us=slow, time_us_min=min(p.time_us for p in pair), time_us_max=slow, wrong=None,
+                target_gbps=expected.get(rail), scope="pair", group=f"{nodes[a]}-{nodes[b]}/rail{rail}",
+            )
+        )  # fmt: skip
+    return rows
+
+
+def _rate(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.0f}" if value >= 100 else f"{value:.3g}"
+
+
+def table(
+    rail_results: Sequence[RailResult],
+    samples: Sequence[PairSample],
+    devices: Sequence[RailDevices],
+    defects: Sequence[Defect],
+    expected: Mapping[int, float | None],
+    findings: Sequence[str],
+) -> str:
+    """The human summary: rail groups, the pair matrix per rail, the devices, and the defects."""
+    lines = ["#", "# rail groups (local rank k of every node)"]
+    lines.append(f"# {'rail':>4}  {'collective':<11} {'mode':<10} {'size':>6}  {'busbw Gb/s':>10}  {'line Gb/s':>9}")
+    for r in rail_results:
+        lines.append(
+            f"  {r.rail:>4}  {r.collective:<11} {r.mode:<10} {format_size(r.nbytes):>6}  {_rate(r.busbw_Gbps):>10}"
+            f"  {_rate(expected.get(r.rail)):>9}"
+        )
+    by_rail: dict[int, list[float]] = {}
+    for s in samples:
+        by_rail.setdefault(s.rail, []).append(s.busbw_Gbps)
+    if by_rail:
+        lines.append("# pairs (sendrecv per direction, slower direction kept)")
+        for rail, values in sorted(by_rail.items()):
+            lines.append(
+                f"  rail {rail}: {len(values)} samples, min {_rate(min(values))}, median "
+                f"{_rate(statistics.median(values))}, max {_rate(max(values))} Gb/s"
+            )
+    for rd in devices:
+        names = sorted({short_device(d) or "?" for d in rd.device.values()})
+        lines.append(f"# rail {rd.rail} carried by {', '.join(names)}")
+    lines.extend(f"# COUNTERS {f}" for f in findings)
+    if defects:
+        lines.append("# defects")
+        lines.extend(describe(d) for d in defects)
+    else:
+        lines.append("# defects: none")
+    return "\n".join(lines)

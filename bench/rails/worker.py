@@ -1,0 +1,410 @@
+"""The rank side of ``railbench rails`` (and of the rails part of ``railbench accept``).
+
+``rails_phase`` runs on every rank inside an existing world process group: it makes the rail groups, runs
+the rail-group collectives (all rails at once, then one rail at a time inside counter windows), the
+round-robin pair matrix, gathers everything to rank 0, and rank 0 localises and builds the outcome.
+``run_rank`` is the standalone command around it: process group, run directory, run.json, exit status.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.commands.rails import RailsConfig, RailsSettings, resolve
+from bench.dist import DistContext, broadcast_str, init_distributed, shutdown
+from bench.env import RankInfo
+from bench.errors import EXIT_FAIL, EXIT_INFRA, EXIT_PASS, InfraError, UserError
+from bench.rails import evidence, records
+from bench.rails.layout import RailLayout, interface_for_rail, rail_layout
+from bench.rails.localise import Defect, Thresholds, localise
+from bench.rails.measure import (
+    PairTime,
+    flatten,
+    gather_objects,
+    gloo_interface,
+    make_rail_groups,
+    pair_buffers,
+    pair_round,
+)
+from bench.rails.schedule import schedule
+from bench.watchdog import Watchdog
+
+
+@dataclass
+class RailsOutcome:
+    """What rank 0 knows after the rails test."""
+
+    skipped: str | None = None
+    """Why nothing was measured (a single node), else None."""
+    nodes: tuple[str, ...] = ()
+    rails: int = 0
+    rail_results: list[records.RailResult] = field(default_factory=list)
+    pair_times: list[PairTime] = field(default_factory=list)
+    devices: list[records.RailDevices] = field(default_factory=list)
+    defects: tuple[Defect, ...] = ()
+    findings: list[str] = field(default_factory=list)
+    """Counter evidence that contradicts the layout (a rail over the wrong device, traffic on mgmt)."""
+    expected: dict[int, float | None] = field(default_factory=dict)
+    """Line rate per rail (None where unknown)."""
+    below_target: list[str] = field(default_factory=list)
+    """Rail-group results under pass_fraction x line rate, or with wrong elements."""
+    counters: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    """Per node, the bytes each device carried over the whole rails test."""
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.defects or self.findings or self.below_target)
+
+    def rail_reasons(self, rail: int) -> list[str]:
+        """Why rail ``rail`` fails (empty: it passes)."""
+        from bench.rails.localise import describe
+
+        reasons = [describe(d) for d in self.defects if d.rail == rail and d.kind in ("rail", "link")]
+        reasons += [r for r in self.below_target if r.startswith(f"rail {rail} ")]
+        reasons += [f for f in self.findings if f" rail {rail}:" in f or f"rails {rail}," in f]
+        return reasons
+
+    def node_reasons(self, node: str) -> list[str]:
+        """Why node ``node`` fails (empty: it passes)."""
+        from bench.rails.localise import describe
+
+        reasons = [describe(d) for d in self.defects if node in (d.node, d.peer)]
+        reasons += [f for f in self.findings if f.startswith(f"{node} ") or f.startswith(f"{node}:")]
+        return reasons
+
+
+def _my_interface(settings: RailsSettings, layout: RailLayout, rank: int) -> str | None:
+    """The interface this rank's rail binds (socket rails), after every rank agrees the choice is valid."""
+    from bench.fabric.sysfs import Sysfs, net_devices
+
+    problem, ifname = None, None
+    if settings.socket_ifname:
+        node, rail = layout.where(rank)
+        available = [d.name for d in net_devices(Sysfs(Path("/sys")))]
+        try:
+            ifname = interface_for_rail(settings.socket_ifname, available, rail, layout.nodes[node])
+        except UserError as exc:
+            problem = str(exc)
+    problems = [p for p in gather_objects(problem) if p]
+    if problems:
+        raise UserError(problems[0])
+    return ifname
+
+
+def _snapshot(local_rank: int) -> Any:
+    from bench.fabric import counters
+
+    return counters.snapshot() if local_rank == 0 else None
+
+
+def _moved(before: Any) -> dict[str, int] | None:
+    from bench.fabric import counters
+
+    if before is None:
+        return None
+    return {name: d.total_bytes for name, d in counters.delta(before, counters.snapshot()).items()}
+
+
+def _rail_result(coll: str, mode: str, rail: int, nnodes: int, res: Any) -> records.RailResult:
+    return records.RailResult(
+        rail, coll, mode, nnodes, res.nbytes, res.count, res.iters, res.time_us, res.time_us_min, res.time_us_max,
+        res.wrong,
+    )  # fmt: skip
+
+
+def _measure_rail(
+    settings: RailsSettings, ctx: DistContext, coll: str, group: Any, n: int, *, iters: int, warmup: int
+) -> Any:
+    import torch
+    import torch.distributed as dist
+
+    from bench.collectives import get_collective
+    from bench.timing import measure
+
+    group_rank = dist.get_group_rank(group, ctx.info.rank)
+    return measure(
+        get_collective(coll), settings.rail_bytes, group_rank, n, group, dtype=torch.float32, elsize=4,
+        device=ctx.device, iters=iters, warmup=warmup, check=settings.check,
+    )  # fmt: skip
+
+
+def _ib_rates(local_rank: int) -> dict[str, float] | None:
+    """IB port -> line rate from sysfs, read by one rank per node."""
+    if local_rank != 0:
+        return None
+    from bench.fabric.sysfs import Sysfs, ib_ports
+
+    return {p.name: p.rate_gbps for p in ib_ports(Sysfs(Path("/sys"))) if p.rate_gbps}
+
+
+def rails_phase(settings: RailsSettings, ctx: DistContext, watchdog: Watchdog) -> RailsOutcome | None:
+    """Every rail and every pair; returns the outcome on rank 0, None elsewhere."""
+    import torch.distributed as dist
+
+    layout = rail_layout(ctx.hosts)
+    rank, local_rank = ctx.info.rank, ctx.info.local_rank
+    n = len(layout.nodes)
+    if n < 2:
+        reason = f"1 node ({layout.nodes[0]}): a rail group needs local rank k of at least 2 nodes"
+        return RailsOutcome(skipped=reason, nodes=layout.nodes, rails=layout.rails) if rank == 0 else None
+    node, rail = layout.where(rank)
+    my_ifname = _my_interface(settings, layout, rank)
+    watchdog.enter("creating the rail groups")
+    groups = make_rail_groups(layout, my_ifname if ctx.backend == "gloo" else None, settings.timeout_s)
+    group = groups[rail]
+    watchdog.leave()
+    whole_before = _snapshot(local_rank)
+
+    mine: list[records.RailResult] = []
+    for coll in settings.collectives:
+        watchdog.enter(f"{coll} in every rail group at once")
+        res = _measure_rail(settings, ctx, coll, group, n, iters=settings.iters, warmup=settings.warmup)
+        watchdog.leave()
+        if node == 0:
+            mine.append(_rail_result(coll, "concurrent", rail, n, res))
+
+    # One rail at a time inside a counter window: which device carried it, and what stayed quiet.
+    windows: list[dict[str, int] | None] = []
+    for k in range(layout.rails):
+        watchdog.enter(f"rail {k} alone")
+        dist.barrier()
+        before = _snapshot(local_rank)
+        dist.barrier()
+        if rail == k and settings.isolation:
+            for coll in settings.collectives:
+                res = _measure_rail(settings, ctx, coll, group, n, iters=settings.iters, warmup=settings.warmup)
+                if node == 0:
+                    mine.append(_rail_result(coll, "isolated", rail, n, res))
+        elif rail == k:
+            # Only to see which device carries the rail: one call is plenty of bytes.
+            _measure_rail(settings, ctx, settings.collectives[0], group, n, iters=1, warmup=0)
+        dist.barrier()
+        windows.append(_moved(before))
+        watchdog.leave()
+
+    times: list[PairTime] = []
+    if settings.pairs:
+        buffers = pair_buffers(settings.pair_bytes, ctx.device)
+        for rnd in schedule(n, settings.repeats, settings.seed):
+            watchdog.enter(f"pairs: repeat {rnd.repeat + 1}, round {rnd.index + 1}")
+            times += pair_round(rnd, layout, rank, group, buffers, iters=settings.iters, warmup=settings.warmup)
+            watchdog.leave()
+    whole = _moved(whole_before)
+
+    watchdog.enter("gathering the rails results")
+    gathered = gather_objects(
+        {"host": ctx.hosts[rank], "results": mine, "times": times, "windows": windows, "whole": whole,
+         "ifname": my_ifname, "rail": rail, "rates": _ib_rates(local_rank)}
+    )  # fmt: skip
+    watchdog.leave()
+    if rank != 0:
+        return None
+    return _outcome(settings, layout, gathered)
+
+
+def _outcome(settings: RailsSettings, layout: RailLayout, gathered: list[dict[str, Any]]) -> RailsOutcome:
+    """Rank 0: devices, line rates, localisation and targets from everything the ranks sent."""
+    nodes = layout.nodes
+    rail_results = sorted(flatten([g["results"] for g in gathered]), key=lambda r: (r.mode != "concurrent", r.rail))
+    times = sorted(flatten([g["times"] for g in gathered]), key=lambda t: (t.repeat, t.round, t.rail, t.node))
+    readers = [g for g in gathered if g["windows"] and g["windows"][0] is not None]
+    expected_if = {(g["host"], g["rail"]): g["ifname"] for g in gathered}
+    min_bytes = max(1, settings.rail_bytes // 2)
+    devices = [
+        evidence.attribute(
+            k, {g["host"]: g["windows"][k] for g in readers}, min_bytes, {h: expected_if.get((h, k)) for h in nodes}
+        )
+        for k in range(layout.rails)
+    ]
+    findings = evidence.findings(devices, settings.quiet_devices, settings.counter_tolerance_bytes, min_bytes)
+    expected = _line_rates(settings, devices, {g["host"]: g["rates"] for g in readers})
+    device_names = records.device_map(devices)
+    defects: tuple[Defect, ...] = ()
+    if times:
+        matrix = records.pair_matrix(times, nodes, layout.rails)
+        rates = None if any(expected.get(k) is None for k in range(layout.rails)) else expected
+        thresholds = Thresholds(settings.pass_fraction, settings.relative_fraction)
+        defects = localise(matrix, rates, thresholds, device_names)  # type: ignore[arg-type]
+    below = []
+    for r in rail_results:
+        target = expected.get(r.rail)
+        if r.wrong:
+            below.append(f"rail {r.rail} {r.collective}: {r.wrong} wrong elements")
+        if target and r.busbw_Gbps < settings.pass_fraction * target:
+            below.append(
+                f"rail {r.rail} {r.collective} ({r.mode}): {r.busbw_Gbps:.3g} Gb/s = "
+                f"{100 * r.busbw_Gbps / target:.0f}% of {target:g} Gb/s (needs {100 * settings.pass_fraction:.0f}%)"
+            )
+    counters = {g["host"]: {d: {"bytes": b} for d, b in g["whole"].items()} for g in readers if g["whole"]}
+    return RailsOutcome(
+        None, nodes, layout.rails, rail_results, times, devices, defects, findings, expected, below, counters
+    )
+
+
+def _line_rates(
+    settings: RailsSettings, devices: list[records.RailDevices], rates: dict[str, dict[str, float] | None]
+) -> dict[int, float | None]:
+    """Rail k's line rate: the configured one, else the slowest rate sysfs gives for its HCA port."""
+    out: dict[int, float | None] = {}
+    for rd in devices:
+        if settings.rail_rate_gbps:
+            out[rd.rail] = settings.rail_rate_gbps
+            continue
+        found = [(rates.get(node) or {}).get(dev or "") for node, dev in rd.device.items()]
+        out[rd.rail] = min(found) if found and all(found) else None  # type: ignore[type-var]
+    return out
+
+
+# --- the standalone command ------------------------------------------------------------------------------
+
+
+def write_outputs(outcome: RailsOutcome, out_dir: Path, writer: Any, iters: int) -> dict[str, Any]:
+    """rails.json and the results.csv rows; returns the rails.json document."""
+    from bench.rundir import atomic_write_json
+
+    devices = records.device_map(outcome.devices)
+    doc: dict[str, Any] = {
+        "skipped": outcome.skipped,
+        "nodes": list(outcome.nodes),
+        "rails": [
+            {"rail": rd.rail, "line_rate_Gbps": outcome.expected.get(rd.rail), "devices": dict(rd.device),
+             "expected_devices": dict(rd.expected), "bytes_alone": {n: dict(m) for n, m in rd.moved.items()}}
+            for rd in outcome.devices
+        ],
+        "measurements": records.measurement_json(
+            outcome.rail_results, outcome.pair_times, outcome.nodes, outcome.expected, devices
+        ),
+        "defects": [d.as_dict() for d in outcome.defects],
+        "counter_findings": list(outcome.findings),
+        "below_target": list(outcome.below_target),
+        "counters": outcome.counters,
+    }  # fmt: skip
+    atomic_write_json(out_dir / "rails.json", doc)
+    if writer is not None:
+        writer.append(
+            *records.rail_rows(outcome.rail_results, outcome.expected, "float"),
+            *records.pair_rows(outcome.pair_times, outcome.nodes, outcome.expected, iters),
+        )
+    return doc
+
+
+def print_outcome(outcome: RailsOutcome, settings: RailsSettings) -> None:
+    if outcome.skipped:
+        print(f"# rails: skipped: {outcome.skipped}", flush=True)
+        return
+    samples = records.pair_samples(outcome.pair_times, outcome.nodes)
+    print(
+        f"# rails: {len(outcome.nodes)} nodes x {outcome.rails} rails; pairs "
+        f"{'off' if not settings.pairs else f'{settings.repeats} repeat(s)'}",
+        flush=True,
+    )
+    print(records.table(outcome.rail_results, samples, outcome.devices, outcome.defects, outcome.expected,
+                        outcome.findings), flush=True)  # fmt: skip
+    for reason in outcome.below_target:
+        print(f"# FAIL {reason}")
+    print(f"# rails verdict: {'FAIL' if outcome.failed else 'PASS'}", flush=True)
+
+
+def run_rank(config: RailsConfig, info: RankInfo) -> int:
+    """One rank of the standalone ``railbench rails``; every rank returns the same exit status."""
+    from bench.profiles import load_profile
+
+    try:
+        profile = load_profile(config.profile)
+        settings = resolve(config, profile)
+    except UserError:
+        if info.rank != 0:
+            return 2
+        raise
+    # gloo's world group binds GLOO_SOCKET_IFNAME as it is at start-up: the management interface.
+    with gloo_interface(settings.oob_ifname):
+        ctx = init_distributed(info, config.backend, config.timeout_s, settings.oob_ifname)
+    try:
+        return _standalone(config, settings, profile, ctx)
+    except UserError:
+        if ctx.info.rank != 0:
+            return 2
+        raise
+    finally:
+        shutdown()
+
+
+def _standalone(config: RailsConfig, settings: RailsSettings, profile: Any, ctx: DistContext) -> int:
+    from bench.rundir import ResultsWriter, default_cluster_name, default_run_dir
+    from bench.worker import RunRecord, iso_utc
+
+    rank = ctx.info.rank
+    cluster = config.cluster or default_cluster_name(ctx.hosts[0])
+    out_dir = Path(broadcast_str(ctx.store, "out_dir", str(config.out or default_run_dir(cluster)), rank, 60.0))
+    record, writer = None, None
+    if rank == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        record = RunRecord(out_dir, metadata(ctx, cluster, profile, settings, "rails"))
+        writer = ResultsWriter(out_dir / "results.csv")
+
+    def on_hang(hang: Any) -> None:
+        if record is not None:
+            record.update(status="failed", verdict="error", exit_status=EXIT_INFRA, finished_utc=iso_utc(),
+                          failure={"kind": "hang", "message": hang.describe()})  # fmt: skip
+
+    address = (ctx.info.master_addr, ctx.info.master_port) if ctx.info.master_addr and ctx.info.master_port else None
+    watchdog = Watchdog(ctx.store, rank, ctx.hosts, config.timeout_s, on_hang, store_address=address)
+    watchdog.start()
+    try:
+        outcome = rails_phase(settings, ctx, watchdog)
+    except RuntimeError as exc:
+        message = f"{watchdog.current_label()}: {type(exc).__name__}: {str(exc).strip().splitlines()[0]}"
+        if record is not None:
+            record.update(status="failed", verdict="error", exit_status=EXIT_INFRA, finished_utc=iso_utc(),
+                          failure={"kind": "lost-rank", "message": message})  # fmt: skip
+        raise InfraError(message) from None
+    finally:
+        watchdog.stop()
+    status = EXIT_PASS
+    if outcome is not None and record is not None:
+        write_outputs(outcome, out_dir, writer, settings.iters)
+        print_outcome(outcome, settings)
+        status = EXIT_FAIL if outcome.failed else EXIT_PASS
+        verdict = "skip" if outcome.skipped else ("fail" if outcome.failed else "pass")
+        record.update(status="complete", verdict=None if verdict == "skip" else verdict, exit_status=status,
+                      finished_utc=iso_utc(), rails_skipped=outcome.skipped)  # fmt: skip
+        print(f"# run directory: {out_dir}", flush=True)
+        sys.stdout.flush()
+    return int(broadcast_str(ctx.store, "exit_status", str(status), rank, 60.0))
+
+
+def metadata(ctx: DistContext, cluster: str, profile: Any, settings: RailsSettings, command: str) -> dict[str, Any]:
+    """run.json for a rails or accept run, in the keys every railbench command writes."""
+    import os
+
+    from bench import __version__
+    from bench import env as benv
+    from bench.dist import node_layout
+    from bench.rundir import FORMAT_VERSION
+    from bench.worker import iso_utc, versions
+
+    ranks = []
+    for r, host in enumerate(ctx.hosts):
+        local_rank, _, node_rank, _ = node_layout(ctx.hosts, r)
+        ranks.append({"rank": r, "host": host, "local_rank": local_rank, "node_rank": node_rank})
+    return {
+        "format_version": FORMAT_VERSION, "tool": "railbench", "version": __version__, "command": command,
+        "cluster": cluster, "profile": profile.name, "started_utc": iso_utc(), "finished_utc": None,
+        "status": "running", "verdict": None, "exit_status": None, "hosts": list(ctx.node_hosts),
+        "nnodes": ctx.info.nnodes, "nranks": ctx.info.world_size, "ranks": ranks, "launcher": ctx.info.launcher,
+        "backend": ctx.backend, "device": str(ctx.device), "versions": versions(ctx.backend),
+        "env": benv.recorded_environment(),
+        "rails_test": {
+            "collectives": list(settings.collectives), "rail_bytes": settings.rail_bytes,
+            "pair_bytes": settings.pair_bytes, "iters": settings.iters, "warmup": settings.warmup,
+            "repeats": settings.repeats, "seed": settings.seed, "isolation": settings.isolation,
+            "pairs": settings.pairs, "relative_fraction": settings.relative_fraction,
+            "pass_fraction": settings.pass_fraction, "socket_ifname": settings.socket_ifname,
+            "oob_ifname": settings.oob_ifname, "host": socket.gethostname(),
+        },
+        "pid": os.getpid(),
+    }  # fmt: skip

@@ -1,0 +1,132 @@
+"""`railbench rails` on the simulated cluster: 4 nodes x 2 rails in network namespaces, faults by tc.
+
+Unshaped veth rails run at several Gb/s on this CPU; a shaped link runs at the 300 Mbit/s its token bucket
+allows, ten times slower, which 2 busy cores can saturate. The profile below leaves the line rate unknown,
+so localisation compares each link with its peers (relative_fraction 0.1: CPU scheduling makes healthy
+veth pairs vary several-fold, a shaped link is 20-80x slower).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.netns_testbed import NetnsCluster, build_cluster
+
+pytestmark = [pytest.mark.netns, pytest.mark.mpi, pytest.mark.slow]
+
+SHAPED_MBIT = 300
+PROFILE = """
+name = "netns"
+description = "the namespace testbed: socket rails rail0.., management mgmt"
+transport = "socket"
+pass_fraction = 0.9
+counter_tolerance_bytes = 262144
+
+[rails]
+exclude_ifnames = ["mgmt"]
+
+[network]
+socket_ifnames = "rail"
+oob_ifname = "mgmt"
+
+[rails_test]
+rail_bytes = "4M"
+pair_bytes = "4M"
+iters = 3
+warmup = 1
+relative_fraction = 0.1
+"""
+
+
+@pytest.fixture(scope="module")
+def bed() -> Iterator[NetnsCluster]:
+    with build_cluster(nodes=4, rails=2) as built:
+        (built.workdir / "netns.toml").write_text(PROFILE)
+        yield built
+
+
+@pytest.fixture
+def cluster(bed: NetnsCluster) -> Iterator[NetnsCluster]:
+    """The module's cluster, with every fault cleared after each test (pass or fail)."""
+    bed.clear_faults()
+    yield bed
+    bed.clear_faults()
+
+
+def rails(bed: NetnsCluster, out: Path, *extra: str) -> tuple[int, str, dict]:
+    done = bed.run(
+        2,
+        [sys.executable, "-m", "bench", "rails", "--profile", str(bed.workdir / "netns.toml"), "--out", str(out),
+         "--timeout", "90", *extra],
+        timeout=200,
+    )  # fmt: skip
+    assert (out / "rails.json").is_file(), done.stdout + done.stderr
+    return done.returncode, done.stdout, json.loads((out / "rails.json").read_text())
+
+
+def kinds(doc: dict) -> list[tuple[str, str | None, int | None]]:
+    return [(d["kind"], d["node"], d["rail"]) for d in doc["defects"]]
+
+
+def test_no_fault_names_nothing_and_counters_prove_the_rails(cluster: NetnsCluster, tmp_path: Path) -> None:
+    rc, stdout, doc = rails(cluster, tmp_path)
+    assert rc == 0, stdout
+    assert doc["defects"] == [] and doc["counter_findings"] == [] and doc["below_target"] == []
+    assert "# defects: none" in stdout and "# rails verdict: PASS" in stdout
+    # While each rail ran alone, its bytes went over its own interface on every node, and the
+    # management interface carried at most a few heartbeats.
+    for rail in doc["rails"]:
+        k = rail["rail"]
+        assert rail["devices"] == {n: f"rail{k}" for n in cluster.nodes}
+        for node, moved in rail["bytes_alone"].items():
+            assert moved[f"rail{k}"] > 4_000_000, (node, moved)
+            assert moved[f"rail{1 - k}"] < 4096, (node, moved)
+            assert moved["mgmt"] < 64 * 1024, (node, moved)
+    kinds_seen = {(m["kind"], m["rail"]) for m in doc["measurements"]}
+    assert kinds_seen == {("rail", 0), ("rail", 1), ("pair", 0), ("pair", 1)}
+    pairs = [m for m in doc["measurements"] if m["kind"] == "pair"]
+    assert len(pairs) == 2 * 6 * 2  # both directions of 6 pairs on 2 rails
+    with (tmp_path / "results.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert {r["scope"] for r in rows} == {"rail", "pair"}
+    assert {r["group"] for r in rows if r["scope"] == "rail"} == {"rail0", "rail1"}
+    assert "node01-node04/rail1" in {r["group"] for r in rows}
+    meta = json.loads((tmp_path / "run.json").read_text())
+    assert meta["command"] == "rails" and meta["verdict"] == "pass" and meta["exit_status"] == 0
+    assert meta["hosts"] == list(cluster.nodes)
+
+
+@pytest.mark.parametrize("extra", [(), ("--repeats", "2", "--seed", "3")], ids=["once", "reshuffled-repeats"])
+def test_one_shaped_link_is_named_and_measured(cluster: NetnsCluster, tmp_path: Path, extra: tuple[str, ...]) -> None:
+    cluster.shape("node03", 1, SHAPED_MBIT)
+    rc, stdout, doc = rails(cluster, tmp_path, *extra)
+    assert rc == 1, stdout
+    assert kinds(doc) == [("link", "node03", 1)], stdout
+    (defect,) = doc["defects"]
+    assert defect["device"] == "rail1" and defect["symptom"] == "slow"
+    assert defect["slow_pairs"] == defect["pairs"] == 3
+    # The tool measures what the wire does: within 15% of the token bucket's rate.
+    assert defect["measured_Gbps"] == pytest.approx(SHAPED_MBIT / 1000, rel=0.15)
+    assert "node03 rail 1 (rail1): " in stdout and "in 3/3 pairs → link fault" in stdout
+
+
+def test_a_shaped_rail_on_every_node_is_a_rail_fault(cluster: NetnsCluster, tmp_path: Path) -> None:
+    for node in cluster.nodes:
+        cluster.shape(node, 0, SHAPED_MBIT)
+    rc, stdout, doc = rails(cluster, tmp_path)
+    assert rc == 1
+    assert kinds(doc) == [("rail", None, 0)], stdout
+
+
+def test_a_node_with_every_rail_shaped_is_a_node_fault(cluster: NetnsCluster, tmp_path: Path) -> None:
+    for rail in range(cluster.rails):
+        cluster.shape("node02", rail, SHAPED_MBIT)
+    rc, stdout, doc = rails(cluster, tmp_path)
+    assert rc == 1
+    assert kinds(doc) == [("node", "node02", None)], stdout
