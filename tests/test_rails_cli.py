@@ -1,0 +1,39 @@
+"""`railbench rails` from the command line: bad input is one line and exit 2; one node is skipped honestly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.support import railbench
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--iters", "0"], "--iters 0 must be at least 1"),
+        (["--collectives", "alltoall"], "rail groups run all_reduce and all_gather, not alltoall"),
+        (["--pair-bytes", "lots"], "--pair-bytes 'lots' is not a size"),
+        (["--profile", "nope"], "unknown profile 'nope'"),
+        ([], "no launcher detected and no --np"),
+    ],
+)
+def test_bad_input_is_one_line(args: list[str], message: str) -> None:
+    done = railbench(["rails", *args], timeout=60)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], done.stderr
+
+
+@pytest.mark.mpi
+def test_one_node_is_skipped_with_the_reason(tmp_path: Path) -> None:
+    done = railbench(["rails", "--np", "2", "--out", str(tmp_path), "--rail-bytes", "64K", "--pair-bytes", "64K"])
+    assert done.returncode == 0, done.stderr
+    assert "# rails: skipped: 1 node" in done.stdout
+    doc = json.loads((tmp_path / "rails.json").read_text())
+    assert doc["skipped"].startswith("1 node") and doc["measurements"] == [] and doc["defects"] == []
+    meta = json.loads((tmp_path / "run.json").read_text())
+    assert meta["command"] == "rails" and meta["status"] == "complete" and meta["exit_status"] == 0
+    assert meta["rails_skipped"].startswith("1 node")

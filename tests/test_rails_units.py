@@ -1,0 +1,145 @@
+"""Pure pieces of `railbench rails`: the layout, rail interfaces, settings, counter evidence and records."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.commands.rails import DEFAULTS, RailsConfig, resolve
+from bench.errors import UserError
+from bench.profiles import load_profile
+from bench.rails import evidence, records
+from bench.rails.layout import interface_for_rail, rail_interfaces, rail_layout
+from bench.rails.measure import PairTime
+
+
+def test_layout_from_hostnames() -> None:
+    layout = rail_layout(["a", "a", "b", "b", "c", "c"])
+    assert layout.nodes == ("a", "b", "c") and layout.rails == 2
+    assert layout.rail_group(1) == [1, 3, 5]
+    assert layout.where(4) == (2, 0)
+    # round-robin rank placement (mpirun --map-by node)
+    spread = rail_layout(["a", "b", "a", "b"])
+    assert spread.rail_group(0) == [0, 1] and spread.rail_group(1) == [2, 3]
+
+
+def test_uneven_nodes_are_a_user_error() -> None:
+    with pytest.raises(UserError, match="same number of ranks on every node"):
+        rail_layout(["a", "a", "b"])
+
+
+def test_rail_interfaces_follow_the_nccl_grammar_in_natural_order() -> None:
+    available = ["lo", "eth0", "eth10", "eth2", "eth1", "docker0"]
+    assert rail_interfaces("eth", available) == ["eth0", "eth1", "eth2", "eth10"]
+    assert rail_interfaces("^eth0,lo,docker", available) == ["eth1", "eth2", "eth10"]
+    assert rail_interfaces("=eth1,eth2", available) == ["eth1", "eth2"]
+    assert interface_for_rail("=eth1,eth2", available, 1, "n1") == "eth2"
+    with pytest.raises(UserError, match="local rank 2 needs rail interface number 3"):
+        interface_for_rail("=eth1,eth2", available, 2, "n1")
+
+
+def test_settings_come_from_flags_then_profile_then_defaults(tmp_path) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text(
+        'name = "p"\ntransport = "socket"\ncounter_tolerance_bytes = 1000\n[rails]\nrate_gbps = 200\n'
+        'exclude = ["mlx5_0"]\n[network]\nsocket_ifnames = "=eth1,eth2"\noob_ifname = "eth0"\n'
+        '[rails_test]\npair_bytes = "8M"\niters = 4\nrelative_fraction = 0.5\n'
+    )
+    profile = load_profile(str(path))
+    s = resolve(RailsConfig(profile=str(path), iters=7), profile)
+    assert (s.pair_bytes, s.iters, s.relative_fraction) == (8 << 20, 7, 0.5)
+    assert s.rail_bytes == DEFAULTS["rail_bytes"] and s.warmup == DEFAULTS["warmup"]
+    assert (s.socket_ifname, s.oob_ifname, s.rail_rate_gbps) == ("=eth1,eth2", "eth0", 200.0)
+    assert s.quiet_devices == ("eth0", "mlx5_0") and s.counter_tolerance_bytes == 1000
+    flags = resolve(RailsConfig(profile=str(path), socket_ifname="eth", oob_ifname="ib0", rail_rate_gbps=100), profile)
+    assert (flags.socket_ifname, flags.oob_ifname, flags.rail_rate_gbps) == ("eth", "ib0", 100)
+
+
+def test_bad_profile_table_and_flags_are_user_errors(tmp_path) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text('name = "p"\n[rails_test]\npairs_bytes = "8M"\n')
+    with pytest.raises(UserError, match="unknown \\[rails_test\\] key 'pairs_bytes'"):
+        resolve(RailsConfig(), load_profile(str(path)))
+    path.write_text('name = "p"\n[rails_test]\niters = "many"\n')
+    with pytest.raises(UserError, match="wrong type"):
+        resolve(RailsConfig(), load_profile(str(path)))
+    for bad, match in (
+        ({"iters": 0}, "--iters"),
+        ({"collectives": ("sendrecv",)}, "rail groups run"),
+        ({"relative_fraction": 1.5}, "--relative-fraction"),
+        ({"rail_rate_gbps": -1.0}, "--rail-rate-gbps"),
+        ({"pair_bytes": 2}, "--pair-bytes"),
+    ):
+        with pytest.raises(UserError, match=match):
+            RailsConfig(**bad)  # type: ignore[arg-type]
+
+
+def test_rank_argv_round_trips_through_the_parser(tmp_path) -> None:
+    import argparse
+
+    from bench.commands import rails as cmd
+
+    config = RailsConfig(socket_ifname="eth", oob_ifname="eth0", pair_bytes=1 << 20, repeats=2, isolation=True,
+                         pairs=False, relative_fraction=0.5, cluster="c", profile="generic")  # fmt: skip
+    parser = argparse.ArgumentParser()
+    cmd.add_arguments(parser)
+    argv = config.rank_argv(tmp_path)
+    assert argv[0] == "rails"
+    again = cmd.config_from_args(parser.parse_args(argv[1:]))
+    assert again == RailsConfig(**{**config.__dict__, "out": tmp_path})
+
+
+def test_counter_attribution_and_findings() -> None:
+    moved = {
+        "n1": {"eth0": 9_000, "eth1": 50_000_000, "eth2": 10, "mlx5_0:1": 0},
+        "n2": {"eth0": 8_000, "eth1": 10, "eth2": 49_000_000, "mlx5_0:1": 0},
+    }
+    rd = evidence.attribute(0, moved, 1_000_000, {"n1": "eth1", "n2": "eth1"})
+    assert rd.device == {"n1": "eth1", "n2": "eth2"}
+    found = evidence.findings([rd], ["eth0", "mlx5_0"], 64 * 1024, 1_000_000)
+    assert found == ["n2 rail 0: its bytes went over eth2, not its own interface eth1"]
+    noisy = evidence.attribute(1, {"n1": {"eth0": 5_000_000, "eth1": 40_000_000}}, 1_000_000)
+    assert evidence.findings([noisy], ["eth0"], 64 * 1024, 1_000_000) == [
+        "n1 eth0 carried 4.8MB while rail 1 ran alone (tolerance 64KB)"
+    ]
+    idle = evidence.attribute(2, {"n1": {"eth1": 10}}, 1_000_000)
+    assert evidence.findings([idle], [], 0, 1_000_000) == [
+        "n1 rail 2: no device moved 976.6KB while the rail ran alone"
+    ]
+    over_mgmt = evidence.attribute(3, {"n1": {"eth0": 40_000_000, "eth1": 0}}, 1_000_000)
+    assert evidence.findings([over_mgmt], ["eth0"], 0, 1_000_000) == [
+        "n1 rail 3: its bytes went over eth0, which must stay quiet"
+    ]
+
+
+def test_two_rails_on_one_hca_is_a_finding() -> None:
+    a = evidence.attribute(0, {"n1": {"mlx5_1:1": 9_000_000}}, 1_000_000)
+    b = evidence.attribute(1, {"n1": {"mlx5_1:1": 9_000_000, "mlx5_2:1": 10}}, 1_000_000)
+    assert evidence.findings([a, b], ["mlx5_0"], 0, 1_000_000) == ["n1: rails 0, 1 all went over mlx5_1"]
+    assert records.device_map([a, b]) == {("n1", 0): "mlx5_1", ("n1", 1): "mlx5_1"}
+
+
+def test_pair_records_keep_the_slower_direction() -> None:
+    nodes = ["n1", "n2", "n3"]
+    times = [
+        PairTime(0, 1, 0, 0, 0, 1_000_000, 1000.0),  # 8 Gb/s
+        PairTime(1, 0, 0, 0, 0, 1_000_000, 4000.0),  # 2 Gb/s: the slower direction
+        PairTime(0, 2, 0, 0, 1, 1_000_000, 1000.0),
+        PairTime(2, 0, 0, 0, 1, 1_000_000, 1000.0),
+    ]
+    samples = records.pair_samples(times, nodes)
+    assert [(s.node_a, s.node_b, round(s.busbw_Gbps, 3)) for s in samples] == [("n1", "n2", 2.0), ("n1", "n3", 8.0)]
+    rows = records.pair_rows(times, nodes, {0: 10.0}, iters=3)
+    assert [r["group"] for r in rows] == ["n1-n2/rail0", "n1-n3/rail0"]
+    assert rows[0]["busbw_Gbps"] == pytest.approx(2.0) and rows[0]["efficiency"] == pytest.approx(0.2)
+    assert rows[0]["time_us_min"] == 1000.0 and rows[0]["time_us_max"] == 4000.0
+    doc = records.measurement_json([], times, nodes, {0: 10.0}, {("n2", 0): "mlx5_1"})
+    assert doc[1]["node"] == "n2" and doc[1]["peer"] == "n1"
+    assert doc[1]["device"] == "mlx5_1" and doc[1]["busbw_Gbps"] == pytest.approx(2.0)
+
+
+def test_rail_result_busbw_uses_the_collective_factor() -> None:
+    r = records.RailResult(0, "all_reduce", "concurrent", 4, 1_000_000, 250_000, 5, 1000.0, 900.0, 1100.0, 0)
+    # algbw 8 Gb/s x 2(n-1)/n = 1.5
+    assert r.busbw_Gbps == pytest.approx(12.0)
+    rows = records.rail_rows([r], {0: 400.0}, "float")
+    assert rows[0]["scope"] == "rail" and rows[0]["group"] == "rail0" and rows[0]["target_Gbps"] == 400.0
