@@ -20,7 +20,7 @@ from bench import __version__, evidence
 from bench import env as benv
 from bench.collectives import get_collective, get_dtype
 from bench.commands.run import RunConfig
-from bench.dist import DistContext, broadcast_str, init_distributed, shutdown
+from bench.dist import DistContext, broadcast_str, init_distributed, node_layout, shutdown
 from bench.env import RankInfo
 from bench.errors import EXIT_FAIL, EXIT_INFRA, EXIT_PASS, InfraError, UserError
 from bench.results import result_row
@@ -294,8 +294,6 @@ def _metadata(config: RunConfig, ctx: DistContext, cluster: str, profile: Any) -
     info = ctx.info
     ranks = []
     for r, host in enumerate(ctx.hosts):
-        from bench.dist import node_layout
-
         local_rank, _, node_rank, _ = node_layout(ctx.hosts, r)
         ranks.append({"rank": r, "host": host, "local_rank": local_rank, "node_rank": node_rank})
     return {

@@ -135,6 +135,8 @@ def read_trend(path: Path) -> pd.DataFrame | None:
     frame["run_time"] = pd.to_datetime(frame["run_time"], utc=True, errors="coerce", format="ISO8601")
     for column in ("busbw_GBps", "baseline_GBps", "band_lo_GBps", "band_hi_GBps"):
         frame[column] = pd.to_numeric(frame[column].replace("", np.nan), errors="coerce")
-    if frame["run_time"].isna().any() or frame["busbw_GBps"].isna().any():
+    # A metric missing (or failed) tonight has no value by design; it has no point to draw.
+    absent = frame["state"].isin(["missing", "failed"])
+    if frame["run_time"].isna().any() or (frame["busbw_GBps"].isna() & ~absent).any():
         raise UserError(f"{path} has a run_time or busbw_GBps that does not parse: re-run railbench compare")
-    return frame
+    return frame[frame["busbw_GBps"].notna()].reset_index(drop=True)
