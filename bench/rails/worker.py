@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -259,6 +260,30 @@ def _line_rates(
     return out
 
 
+def guarded_rails_phase(
+    settings: RailsSettings, ctx: DistContext, on_failure: Callable[[dict[str, Any]], None]
+) -> RailsOutcome | None:
+    """``rails_phase`` under a hang watchdog; a hang or a lost rank calls ``on_failure`` and ends with exit 3."""
+    rank = ctx.info.rank
+    address = (ctx.info.master_addr, ctx.info.master_port) if ctx.info.master_addr and ctx.info.master_port else None
+
+    def on_hang(hang: Any) -> None:
+        on_failure({"kind": "hang", "message": hang.describe(), "step": hang.label,
+                    "missing_hosts": list(hang.missing_hosts)})  # fmt: skip
+
+    watchdog = Watchdog(ctx.store, rank, ctx.hosts, settings.timeout_s, on_hang, store_address=address)
+    watchdog.start()
+    try:
+        return rails_phase(settings, ctx, watchdog)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        message = f"{watchdog.current_label()}: {type(exc).__name__}: {first}"
+        on_failure({"kind": "lost-rank", "message": message})
+        raise InfraError(message) from None
+    finally:
+        watchdog.stop()
+
+
 # --- the standalone command ------------------------------------------------------------------------------
 
 
@@ -346,24 +371,12 @@ def _standalone(config: RailsConfig, settings: RailsSettings, profile: Any, ctx:
         record = RunRecord(out_dir, metadata(ctx, cluster, profile, settings, "rails"))
         writer = ResultsWriter(out_dir / "results.csv")
 
-    def on_hang(hang: Any) -> None:
+    def on_failure(failure: dict[str, Any]) -> None:
         if record is not None:
             record.update(status="failed", verdict="error", exit_status=EXIT_INFRA, finished_utc=iso_utc(),
-                          failure={"kind": "hang", "message": hang.describe()})  # fmt: skip
+                          failure=failure)  # fmt: skip
 
-    address = (ctx.info.master_addr, ctx.info.master_port) if ctx.info.master_addr and ctx.info.master_port else None
-    watchdog = Watchdog(ctx.store, rank, ctx.hosts, config.timeout_s, on_hang, store_address=address)
-    watchdog.start()
-    try:
-        outcome = rails_phase(settings, ctx, watchdog)
-    except RuntimeError as exc:
-        message = f"{watchdog.current_label()}: {type(exc).__name__}: {str(exc).strip().splitlines()[0]}"
-        if record is not None:
-            record.update(status="failed", verdict="error", exit_status=EXIT_INFRA, finished_utc=iso_utc(),
-                          failure={"kind": "lost-rank", "message": message})  # fmt: skip
-        raise InfraError(message) from None
-    finally:
-        watchdog.stop()
+    outcome = guarded_rails_phase(settings, ctx, on_failure)
     status = EXIT_PASS
     if outcome is not None and record is not None:
         write_outputs(outcome, out_dir, writer, settings.iters)

@@ -1,0 +1,267 @@
+"""The rank side of ``railbench accept``, and its verdicts: per node, per rail, and overall.
+
+One set of ranks, one process group, one run directory:
+
+1. check: every node runs the preflight checks (``bench.fabric.checks``); rank 0 gathers them, compares
+   the nodes and writes ``checks.json``;
+2. the world sweep (``railbench run``'s sweep), which writes ``run.json``, ``results.csv`` and the report;
+3. rails (``bench.rails.worker.rails_phase``): ``rails.json`` and rail/pair rows appended to results.csv;
+4. the verdicts: ``junit.xml`` with one testcase per check, collective, rail and node, and ``run.json``
+   turned into the accept record (``command`` accept, the overall verdict, per-node and per-rail verdicts).
+
+The verdict functions at the bottom are pure: they take what the phases produced and return JUnit cases.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.commands.accept import AcceptConfig
+from bench.commands.rails import RailsSettings, resolve
+from bench.dist import DistContext, broadcast_str, init_distributed, shutdown
+from bench.env import RankInfo
+from bench.errors import EXIT_FAIL, EXIT_INFRA, EXIT_PASS, UserError
+from bench.fabric.checks import CheckResult
+from bench.fabric.cluster import NodeReport
+from bench.junit import Case, Status
+from bench.rails.measure import gloo_interface
+from bench.rails.worker import RailsOutcome
+
+_JUNIT_STATUS: Mapping[str, Status] = {"pass": "pass", "warn": "pass", "fail": "fail", "skip": "skip"}
+
+
+def run_rank(config: AcceptConfig, info: RankInfo) -> int:
+    """One rank of ``railbench accept``; every rank returns the same exit status."""
+    from bench.profiles import load_profile
+
+    try:
+        profile = load_profile(config.profile)
+        settings = resolve(config.rails_config(Path(".")), profile)
+    except UserError:
+        if info.rank != 0:
+            return 2
+        raise
+    with gloo_interface(settings.oob_ifname):
+        ctx = init_distributed(info, config.backend, config.timeout_s, settings.oob_ifname)
+    try:
+        return _accept(config, settings, profile, ctx)
+    except UserError:
+        if ctx.info.rank != 0:
+            return 2
+        raise
+    finally:
+        shutdown()
+
+
+def _node_checks(profile: Any, ctx: DistContext) -> list[NodeReport] | None:
+    """Every node's preflight report on rank 0 (one per node: its local rank 0 speaks), None elsewhere."""
+    from bench import env as benv
+    from bench.fabric import checks, cluster
+    from bench.rails.measure import gather_objects
+
+    report = None
+    if ctx.info.local_rank == 0:
+        results = tuple(checks.run_checks(profile, Path("/sys"), (), benv.environ()))
+        report = NodeReport(socket.gethostname(), results, cluster.node_versions(profile, Path("/sys"))).to_json()
+    gathered = gather_objects(report)
+    if ctx.info.rank != 0:
+        return None
+    return [NodeReport.from_json(doc) for doc in gathered if doc is not None]
+
+
+def _accept(config: AcceptConfig, settings: RailsSettings, profile: Any, ctx: DistContext) -> int:
+    from bench.fabric import cluster
+    from bench.rails import worker as rails_worker
+    from bench.rundir import ResultsWriter, atomic_write_json, default_cluster_name, default_run_dir
+    from bench.worker import _sweep as world_sweep
+    from bench.worker import iso_utc
+
+    rank = ctx.info.rank
+    cluster_name = config.cluster or default_cluster_name(ctx.hosts[0])
+    out_dir = Path(broadcast_str(ctx.store, "out_dir", str(config.out or default_run_dir(cluster_name)), rank, 60.0))
+    started = iso_utc()
+
+    reports = _node_checks(profile, ctx)
+    cross: list[CheckResult] = []
+    if reports is not None:
+        from bench.commands.check import render, to_json
+
+        cross = cluster.compare_nodes(reports) if len(reports) > 1 else []
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out_dir / "checks.json", to_json(profile, reports, cross, ctx.info.world_size))
+        print(render(profile, reports, cross, ctx.info.world_size), flush=True)
+
+    world_sweep(config.sweep_config(out_dir), ctx)  # run.json, results.csv, report, history
+
+    def on_failure(failure: dict[str, Any]) -> None:
+        if rank == 0:
+            from bench.rundir import read_run_json
+
+            meta = read_run_json(out_dir)
+            meta.update(command="accept", status="failed", verdict="error", exit_status=EXIT_INFRA,
+                        finished_utc=iso_utc(), failure=failure)  # fmt: skip
+            atomic_write_json(out_dir / "run.json", meta)
+
+    outcome = rails_worker.guarded_rails_phase(settings, ctx, on_failure)
+
+    status = EXIT_PASS
+    if rank == 0 and outcome is not None and reports is not None:
+        from bench.rundir import read_results_rows, read_run_json
+
+        writer = ResultsWriter(out_dir / "results.csv")
+        writer.rows = [dict(row) for row in read_results_rows(out_dir)]
+        rails_worker.write_outputs(outcome, out_dir, writer, settings.iters)
+        rails_worker.print_outcome(outcome, settings)
+        meta = read_run_json(out_dir)
+        cases = (
+            check_cases(reports, cross)
+            + sweep_cases(writer.rows, meta, profile)
+            + rail_cases(outcome)
+            + node_cases(list(ctx.node_hosts), reports, outcome)
+        )
+        verdict = overall(cases)
+        status = EXIT_PASS if verdict == "pass" else EXIT_FAIL
+        _write_junit(out_dir, cases)
+        meta.update(
+            command="accept", started_utc=started, finished_utc=iso_utc(), status="complete", verdict=verdict,
+            exit_status=status, accept=accept_summary(cases), rails_test=rails_worker.metadata(
+                ctx, cluster_name, profile, settings, "accept")["rails_test"],
+        )  # fmt: skip
+        atomic_write_json(out_dir / "run.json", meta)
+        _rewrite_report(out_dir, profile)
+        failed = [c for c in cases if c.status in ("fail", "error")]
+        for case in failed:
+            print(f"# FAIL {case.classname} {case.name}: {case.message}")
+        print(f"# accept verdict: {verdict.upper()} ({len(cases)} testcases, {len(failed)} failed)", flush=True)
+        print(f"# junit: {out_dir / 'junit.xml'}", flush=True)
+    return int(broadcast_str(ctx.store, "accept/exit_status", str(status), rank, 60.0))
+
+
+def _write_junit(out_dir: Path, cases: Sequence[Case]) -> None:
+    from bench.junit import write_junit
+
+    write_junit(out_dir / "junit.xml", "railbench.accept", cases, hostname=socket.gethostname())
+
+
+def _rewrite_report(out_dir: Path, profile: Any) -> None:
+    """The report again, now that results.csv also holds the rail and pair rows."""
+    from bench.report.build import ReportOptions, write_report
+
+    try:
+        write_report(out_dir, options=ReportOptions(min_efficiency=profile.pass_fraction))
+    except UserError as exc:
+        print(f"# report: not rewritten ({exc}); retry with 'railbench report {out_dir}'")
+
+
+# --- verdicts (pure) ---------------------------------------------------------------------------------------
+
+
+def check_cases(reports: Sequence[NodeReport], cross: Sequence[CheckResult]) -> list[Case]:
+    """One testcase per check result on each node, and per cross-node comparison."""
+    cases = []
+    for report in reports:
+        for r in report.results:
+            name = r.check if not r.device else f"{r.check} {r.device}"
+            cases.append(_check_case(f"railbench.check.{report.node}", name, r))
+    for r in cross:
+        cases.append(_check_case("railbench.check.cluster", r.check, r))
+    return cases
+
+
+def _check_case(classname: str, name: str, r: CheckResult) -> Case:
+    # JUnit has no warning state: a warning passes, and says so where CI shows a case's output.
+    details = f"WARN {r.reason}" if r.status == "warn" else ""
+    message = r.reason if r.status in ("fail", "skip") else ""
+    return Case(classname, name, _JUNIT_STATUS[r.status], message, details)
+
+
+def _number(value: Any) -> float | None:
+    if value in (None, ""):
+        return None
+    return float(value)
+
+
+def sweep_cases(rows: Sequence[Mapping[str, Any]], meta: Mapping[str, Any], profile: Any) -> list[Case]:
+    """One testcase per world collective (judged as ``railbench run`` judges it), and one for its counters."""
+    from bench.targets import judge_min_bytes
+    from bench.units import format_size
+    from bench.worker import verdict
+
+    world = [r for r in rows if r.get("scope") == "world"]
+    cases = []
+    for collective in dict.fromkeys(r["collective"] for r in world):
+        mine = [
+            {**r, "bytes": int(r["bytes"]), "wrong": int(_number(r.get("wrong")) or 0),
+             "efficiency": _number(r.get("efficiency")), "busbw_Gbps": _number(r.get("busbw_Gbps")) or 0.0,
+             "target_Gbps": _number(r.get("target_Gbps"))}
+            for r in world if r["collective"] == collective
+        ]  # fmt: skip
+        result, reasons = verdict(mine, judge_min_bytes(profile), profile.pass_fraction)
+        details = "\n".join(f"{format_size(r['bytes'])}: busbw {r['busbw_Gbps']:.4g} Gb/s" for r in mine)
+        message = "; ".join(reasons[:3]) + (f" and {len(reasons) - 3} more" if len(reasons) > 3 else "")
+        cases.append(Case("railbench.run", collective, "fail" if result == "fail" else "pass", message, details))
+    counter_failures = [f["message"] for f in meta.get("findings") or [] if f.get("severity") == "fail"]
+    cases.append(
+        Case("railbench.run", "counters", "fail" if counter_failures else "pass", "; ".join(counter_failures),
+             "\n".join(f"{h}: {d}" for h, d in (meta.get("counters") or {}).items()))
+    )  # fmt: skip
+    return cases
+
+
+def rail_cases(outcome: RailsOutcome) -> list[Case]:
+    """One testcase per rail: its rail groups against the line rate, its pairs, its counters."""
+    if outcome.skipped:
+        return [Case("railbench.rails", "rails", "skip", outcome.skipped)]
+    cases = []
+    for rail in range(outcome.rails):
+        reasons = outcome.rail_reasons(rail)
+        lines = [f"{r.collective} ({r.mode}): {r.busbw_Gbps:.4g} Gb/s" for r in outcome.rail_results if r.rail == rail]
+        lines += [f"{node}: {dev}" for rd in outcome.devices if rd.rail == rail for node, dev in rd.device.items()]
+        cases.append(
+            Case("railbench.rails", f"rail{rail}", "fail" if reasons else "pass", "; ".join(reasons), "\n".join(lines))
+        )
+    return cases
+
+
+def node_cases(nodes: Sequence[str], reports: Sequence[NodeReport], outcome: RailsOutcome) -> list[Case]:
+    """One testcase per node: its checks and every rails defect or counter finding that names it."""
+    by_node = {report.node: report for report in reports}
+    cases = []
+    for node in nodes:
+        report = by_node.get(node)
+        reasons = [f"{r.check}: {r.reason}" for r in (report.results if report else ()) if r.status == "fail"]
+        reasons += outcome.node_reasons(node)
+        cases.append(Case("railbench.nodes", node, "fail" if reasons else "pass", "; ".join(reasons),
+                          "\n".join(reasons)))  # fmt: skip
+    return cases
+
+
+def overall(cases: Sequence[Case]) -> str:
+    """``error`` if a case errored, ``fail`` if one failed, else ``pass`` (skips count for nothing)."""
+    statuses = {c.status for c in cases}
+    if "error" in statuses:
+        return "error"
+    return "fail" if "fail" in statuses else "pass"
+
+
+def accept_summary(cases: Sequence[Case]) -> dict[str, Any]:
+    """run.json's ``accept`` block: the verdict of every node, rail, collective and check group."""
+
+    def group(prefix: str) -> dict[str, dict[str, str]]:
+        return {c.name: {"verdict": c.status, "reason": c.message} for c in cases if c.classname == prefix}
+
+    checks: dict[str, str] = {}
+    for c in cases:
+        if c.classname.startswith("railbench.check."):
+            node = c.classname.removeprefix("railbench.check.")
+            checks[node] = "fail" if c.status == "fail" or checks.get(node) == "fail" else checks.get(node, "pass")
+    return {
+        "verdict": overall(cases),
+        "nodes": group("railbench.nodes"),
+        "rails": group("railbench.rails"),
+        "collectives": group("railbench.run"),
+        "checks": checks,
+    }

@@ -1,0 +1,163 @@
+"""``railbench accept --profile P``: the one command for a new cluster.
+
+``check`` on every node, the world sweep (``run``), then ``rails``, in one set of ranks and one run
+directory; a verdict per node and per rail; ``junit.xml`` with one testcase per check, collective, rail and
+node; ``run.json`` with the overall verdict. Exit status 0 only when everything met its target, 1 when
+something did not, 2 bad input, 3 infrastructure fault.
+
+Runs under any launcher (mpirun/srun/torchrun on every node), or starts ``--np N`` local ranks itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from bench import env as benv
+from bench.commands import rails as rails_cmd
+from bench.commands.run import RunConfig
+from bench.errors import UserError
+from bench.units import parse_size
+
+
+@dataclass(frozen=True)
+class AcceptConfig:
+    """The three phases' settings; the shared ones (profile, backend, timeout, output) live here once."""
+
+    profile: str
+    """Cluster profile (name or TOML path): targets, thresholds, interfaces."""
+    sweep: RunConfig
+    """The world sweep (its profile, backend, timeout and output are taken from this config)."""
+    rails: rails_cmd.RailsConfig
+    """The rails test (likewise)."""
+    backend: Literal["auto", "nccl", "gloo"] = "auto"
+    timeout_s: float = 300.0
+    """A step that has not finished after this many seconds ends the run with exit 3."""
+    np: int | None = None
+    """Start this many local ranks under mpirun."""
+    out: Path | None = None
+    """Run directory; default reports/runs/<UTC time>-<cluster>."""
+    cluster: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.np is not None and self.np < 1:
+            raise UserError(f"--np {self.np} must be at least 1")
+        if self.timeout_s <= 0:
+            raise UserError(f"--timeout {self.timeout_s:g} must be positive (seconds)")
+
+    def sweep_config(self, out: Path) -> RunConfig:
+        """The world sweep as the ranks run it, inside the accept run directory."""
+        from dataclasses import replace
+
+        return replace(
+            self.sweep, profile=self.profile, backend=self.backend, timeout_s=self.timeout_s, out=out,
+            cluster=self.cluster, oob_ifname=self.rails.oob_ifname or self.sweep.oob_ifname, np=None, progress="off",
+        )  # fmt: skip
+
+    def rails_config(self, out: Path) -> rails_cmd.RailsConfig:
+        from dataclasses import replace
+
+        return replace(
+            self.rails, profile=self.profile, backend=self.backend, timeout_s=self.timeout_s, out=out,
+            cluster=self.cluster, np=None,
+        )  # fmt: skip
+
+    def rank_argv(self, out: Path) -> list[str]:
+        """The argv of the ranks the parent starts."""
+        s, r = self.sweep, self.rails
+        argv = ["accept", "--profile", self.profile, "-b", str(s.min_bytes), "-e", str(s.max_bytes),
+                "-n", str(s.iters), "-w", str(s.warmup), "--collectives", ",".join(s.collectives),
+                "--backend", self.backend, "--timeout", f"{self.timeout_s:g}", "--out", str(out),
+                "--seed", str(r.seed)]  # fmt: skip
+        argv += ["-i", str(s.step_bytes)] if s.step_bytes else ["-f", str(s.step_factor)]
+        for flag, value in (
+            ("--socket-ifname", r.socket_ifname), ("--oob-ifname", r.oob_ifname), ("--rail-bytes", r.rail_bytes),
+            ("--pair-bytes", r.pair_bytes), ("--repeats", r.repeats), ("--rail-rate-gbps", r.rail_rate_gbps),
+            ("--relative-fraction", r.relative_fraction), ("--cluster", self.cluster), ("--history", s.history),
+        ):  # fmt: skip
+            if value is not None:
+                argv += [flag, str(value)]
+        flags = (("--no-check", not s.check), ("--isolation", r.isolation), ("--no-pairs", not r.pairs),
+                 ("--no-history", s.no_history))  # fmt: skip
+        return argv + [flag for flag, on in flags if on]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", required=True, metavar="NAME|PATH", help="cluster profile (e.g. lambda-1cc)")
+    sweep = parser.add_argument_group("world sweep (railbench run)")
+    sweep.add_argument("-b", "--min-bytes", type=lambda t: parse_size(t, "--min-bytes"), default=RunConfig.min_bytes)
+    sweep.add_argument("-e", "--max-bytes", type=lambda t: parse_size(t, "--max-bytes"), default=RunConfig.max_bytes)
+    sweep.add_argument("-f", "--step-factor", type=int, default=RunConfig.step_factor)
+    sweep.add_argument("-i", "--step-bytes", type=lambda t: parse_size(t, "--step-bytes"), default=None)
+    sweep.add_argument("-n", "--iters", type=int, default=RunConfig.iters)
+    sweep.add_argument("-w", "--warmup", type=int, default=RunConfig.warmup)
+    sweep.add_argument("--collectives", default=",".join(RunConfig.collectives), help="world collectives")
+    sweep.add_argument("--no-check", action="store_true", help="do not verify results (checked by default)")
+    rails = parser.add_argument_group("rails (railbench rails)")
+    rails.add_argument("--socket-ifname", metavar="LIST", help="rail interfaces (NCCL_SOCKET_IFNAME grammar)")
+    rails.add_argument("--oob-ifname", metavar="IF", help="management interface for the world group")
+    rails.add_argument("--rail-bytes", type=lambda t: parse_size(t, "--rail-bytes"), help="rail-group message size")
+    rails.add_argument("--pair-bytes", type=lambda t: parse_size(t, "--pair-bytes"), help="pair message size")
+    rails.add_argument("--repeats", type=int, help="passes over the pair matrix")
+    rails.add_argument("--seed", type=int, default=0, help="seed of the reshuffled repeats")
+    rails.add_argument("--isolation", action="store_true", help="also time each rail group alone")
+    rails.add_argument("--no-pairs", action="store_true", help="skip the node x node pair matrix")
+    rails.add_argument("--rail-rate-gbps", type=float, help="line rate of one rail")
+    rails.add_argument("--relative-fraction", type=float, help="a pair is slow below this x its peers")
+    start = parser.add_argument_group("start-up and output")
+    start.add_argument("--backend", choices=("auto", "nccl", "gloo"), default="auto")
+    start.add_argument("--timeout", type=float, default=300.0, help="seconds per step before exit 3")
+    start.add_argument("--np", type=int, help="start N local ranks under mpirun")
+    start.add_argument("--out", type=Path, help="run directory (default reports/runs/<UTC>-<cluster>)")
+    start.add_argument("--cluster", help="cluster name for the run directory and history")
+    start.add_argument("--history", type=Path, help="history store (default reports/history.sqlite)")
+    start.add_argument("--no-history", action="store_true", help="do not add the world sweep to the history")
+
+
+def config_from_args(args: argparse.Namespace) -> AcceptConfig:
+    from bench.collectives import get_collective
+
+    collectives = tuple(get_collective(c.strip()).name for c in args.collectives.split(",") if c.strip())
+    if not collectives:
+        raise UserError("--collectives is empty: name at least one, e.g. all_reduce")
+    sweep = RunConfig(
+        collectives=collectives, min_bytes=args.min_bytes, max_bytes=args.max_bytes, step_factor=args.step_factor,
+        step_bytes=args.step_bytes, iters=args.iters, warmup=args.warmup, check=not args.no_check,
+        history=args.history, no_history=args.no_history, profile=args.profile,
+    )  # fmt: skip
+    rails = rails_cmd.RailsConfig(
+        profile=args.profile, socket_ifname=args.socket_ifname, oob_ifname=args.oob_ifname,
+        rail_bytes=args.rail_bytes, pair_bytes=args.pair_bytes, repeats=args.repeats, seed=args.seed,
+        isolation=args.isolation, pairs=not args.no_pairs, rail_rate_gbps=args.rail_rate_gbps,
+        relative_fraction=args.relative_fraction,
+    )  # fmt: skip
+    return AcceptConfig(
+        profile=args.profile, sweep=sweep, rails=rails, backend=args.backend, timeout_s=args.timeout, np=args.np,
+        out=args.out, cluster=args.cluster,
+    )  # fmt: skip
+
+
+def main(args: argparse.Namespace) -> int:
+    return run(config_from_args(args))
+
+
+def run(config: AcceptConfig) -> int:
+    """Accept the cluster as a rank, or start ``--np`` local ranks and return their verdict."""
+    from bench.profiles import load_profile
+
+    rails_cmd.resolve(config.rails, load_profile(config.profile))  # bad input fails before any rank starts
+    info = benv.discover_rank()
+    if info is not None:
+        if config.np is not None:
+            raise UserError(f"railbench is already a rank under {info.launcher}: drop --np, the launcher starts ranks")
+        from bench.accept import run_rank
+
+        return run_rank(config, info)
+    if config.np is None:
+        raise UserError(
+            "no launcher detected and no --np: start 'railbench accept' under mpirun/srun/torchrun on every node, "
+            "or use --np N for local ranks"
+        )
+    return rails_cmd.start_local_ranks(config.np, config.rank_argv, config.out, config.cluster, config.backend)

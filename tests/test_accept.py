@@ -1,0 +1,140 @@
+"""`railbench accept`: end to end on this machine, verdicts per node and rail, and JUnit that CI can read."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.accept import accept_summary, check_cases, node_cases, overall, rail_cases, sweep_cases
+from bench.fabric.checks import CheckResult
+from bench.fabric.cluster import NodeReport
+from bench.junit import junit_xml
+from bench.profiles import load_profile
+from bench.rails.localise import Defect
+from bench.rails.records import RailDevices, RailResult
+from bench.rails.worker import RailsOutcome
+from tests.support import railbench
+
+SCHEMA = Path(__file__).parent / "data" / "junit_jenkins.xsd"
+
+
+def validate_junit(document: bytes | Path) -> None:
+    """Validate against the Jenkins-style JUnit schema (xmlschema is pure Python)."""
+    xmlschema = pytest.importorskip("xmlschema")
+    schema = xmlschema.XMLSchema(str(SCHEMA))
+    source = str(document) if isinstance(document, Path) else document.decode("utf-8")
+    schema.validate(source)
+
+
+def test_the_schema_rejects_what_ci_would_reject() -> None:
+    xmlschema = pytest.importorskip("xmlschema")
+    schema = xmlschema.XMLSchema(str(SCHEMA))
+    assert schema.is_valid('<testsuites><testsuite name="s" tests="0" failures="0" errors="0"/></testsuites>')
+    assert not schema.is_valid('<testsuites><testsuite name="s" tests="1"/></testsuites>')  # no failures/errors
+    assert not schema.is_valid(
+        '<testsuites><testsuite name="s" tests="1" failures="0" errors="0"><testcase classname="c"/>'
+        "</testsuite></testsuites>"
+    )  # a testcase without a name
+    assert not schema.is_valid(
+        '<testsuites><testsuite name="s" tests="1" failures="0" errors="0" time="1s"/></testsuites>'
+    )
+
+
+def _outcome() -> RailsOutcome:
+    link = Defect("link", "node03", 1, "mlx5_2", 212.0, 400.0, "line rate", "slow", 3, 3, 3, 3, 0.01,
+                  ("node01-node03/rail1", "node02-node03/rail1", "node03-node04/rail1"))  # fmt: skip
+    results = [
+        RailResult(0, "all_reduce", "concurrent", 4, 1 << 28, 1 << 26, 10, 7000.0, 6900.0, 7100.0, 0),
+        RailResult(1, "all_reduce", "concurrent", 4, 1 << 28, 1 << 26, 10, 14000.0, 13900.0, 14100.0, 0),
+    ]
+    nodes = ("node01", "node02", "node03", "node04")
+    devices = [RailDevices(k, {n: f"mlx5_{k + 1}:1" for n in nodes}, {}) for k in range(2)]
+    return RailsOutcome(
+        None, nodes, 2, results, [], devices, (link,), [], {0: 400.0, 1: 400.0},
+        ["rail 1 all_reduce (concurrent): 230 Gb/s = 58% of 400 Gb/s (needs 90%)"],
+    )  # fmt: skip
+
+
+def test_verdicts_per_node_rail_collective_and_check() -> None:
+    reports = [
+        NodeReport(f"node0{i}", (CheckResult("rail", "pass", "4X NDR", "mlx5_1:1"),
+                                 CheckResult("gpu-count", "warn" if i == 2 else "pass", "8 GPUs")), {})
+        for i in range(1, 5)
+    ]  # fmt: skip
+    reports[3] = NodeReport("node04", (CheckResult("rail", "fail", "mlx5_1:1 is DOWN", "mlx5_1:1"),), {})
+    cross = [CheckResult("same-versions", "pass", "4 nodes run the same")]
+    rows = [
+        {"scope": "world", "collective": "all_reduce", "bytes": "268435456", "wrong": "0", "efficiency": "0.95",
+         "busbw_Gbps": "3040", "target_Gbps": "3200"},
+        {"scope": "world", "collective": "all_gather", "bytes": "268435456", "wrong": "0", "efficiency": "0.5",
+         "busbw_Gbps": "1600", "target_Gbps": "3200"},
+        {"scope": "rail", "collective": "all_reduce", "bytes": "268435456", "wrong": "", "efficiency": "0.1"},
+    ]  # fmt: skip
+    profile = load_profile("lambda-1cc")
+    cases = (
+        check_cases(reports, cross)
+        + sweep_cases(rows, {"findings": [{"severity": "fail", "message": "mlx5_0 carried 9MB"}]}, profile)
+        + rail_cases(_outcome())
+        + node_cases(["node01", "node02", "node03", "node04"], reports, _outcome())
+    )
+    status = {(c.classname, c.name): c.status for c in cases}
+    assert status[("railbench.check.node02", "gpu-count")] == "pass"  # a warning passes, and says so
+    assert status[("railbench.check.node04", "rail mlx5_1:1")] == "fail"
+    assert status[("railbench.run", "all_reduce")] == "pass"
+    assert status[("railbench.run", "all_gather")] == "fail"
+    assert status[("railbench.run", "counters")] == "fail"
+    assert status[("railbench.rails", "rail0")] == "pass"
+    assert status[("railbench.rails", "rail1")] == "fail"
+    assert [n for (cls, n), s in status.items() if cls == "railbench.nodes" and s == "fail"] == ["node03", "node04"]
+    node03 = next(c for c in cases if c.name == "node03")
+    assert node03.message.startswith("node03 rail 1 (mlx5_2): 212 Gb/s = 53% of 400 Gb/s in 3/3 pairs → link fault")
+    assert overall(cases) == "fail"
+    summary = accept_summary(cases)
+    assert summary["verdict"] == "fail" and summary["checks"] == {
+        "node01": "pass", "node02": "pass", "node03": "pass", "node04": "fail", "cluster": "pass"
+    }  # fmt: skip
+    assert summary["rails"]["rail1"]["verdict"] == "fail" and summary["nodes"]["node01"]["verdict"] == "pass"
+    warned = next(c for c in cases if c.classname == "railbench.check.node02" and c.name == "gpu-count")
+    assert warned.details == "WARN 8 GPUs"
+    validate_junit(junit_xml("railbench.accept", cases, hostname="head"))
+
+
+def test_a_single_node_skips_rails_but_not_the_verdict() -> None:
+    outcome = RailsOutcome(skipped="1 node (vm): a rail group needs local rank k of at least 2 nodes")
+    cases = rail_cases(outcome)
+    assert [(c.name, c.status) for c in cases] == [("rails", "skip")]
+    assert overall(cases) == "pass"
+    validate_junit(junit_xml("railbench.accept", cases))
+
+
+@pytest.mark.mpi
+def test_accept_local_np4_end_to_end(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    done = railbench(
+        ["accept", "--profile", "local", "--np", "4", "--out", str(out), "-b", "1K", "-e", "256K", "-f", "16",
+         "-n", "3", "-w", "1", "--no-history"],
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "# accept verdict: PASS" in done.stdout
+    for name in ("junit.xml", "run.json", "results.csv", "checks.json", "rails.json", "report.html"):
+        assert (out / name).is_file(), name
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["command"] == "accept" and meta["status"] == "complete"
+    assert meta["verdict"] == "pass" and meta["exit_status"] == 0 and meta["nranks"] == 4
+    assert set(meta["accept"]["collectives"]) == {"all_reduce", "all_gather", "sendrecv", "counters"}
+    assert meta["accept"]["rails"]["rails"]["verdict"] == "skip"
+    with (out / "results.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert {r["collective"] for r in rows} == {"all_reduce", "all_gather", "sendrecv"}
+    assert all(r["wrong"] == "0" for r in rows)
+    validate_junit(out / "junit.xml")
+
+
+def test_accept_needs_a_profile() -> None:
+    done = railbench(["accept", "--np", "2"], timeout=60)
+    assert done.returncode == 2
+    assert "--profile" in done.stderr and len(done.stderr.strip().splitlines()) == 1
