@@ -160,4 +160,7 @@ def run(config: AcceptConfig) -> int:
             "no launcher detected and no --np: start 'railbench accept' under mpirun/srun/torchrun on every node, "
             "or use --np N for local ranks"
         )
-    return rails_cmd.start_local_ranks(config.np, config.rank_argv, config.out, config.cluster, config.backend)
+    per_rank = 3 * config.sweep.max_bytes  # the sweep's largest size dominates: send, receive, check copy
+    return rails_cmd.start_local_ranks(
+        config.np, config.rank_argv, config.out, config.cluster, config.backend, per_rank
+    )

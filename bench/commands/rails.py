@@ -264,7 +264,7 @@ def run(config: RailsConfig) -> int:
     """Run the rails test as a rank, or start ``--np`` local ranks and return their verdict."""
     from bench.profiles import load_profile
 
-    resolve(config, load_profile(config.profile))  # bad input fails here, before any rank starts
+    settings = resolve(config, load_profile(config.profile))  # bad input fails here, before any rank starts
     info = benv.discover_rank()
     if info is not None:
         if config.np is not None:
@@ -277,10 +277,14 @@ def run(config: RailsConfig) -> int:
             "no launcher detected and no --np: start 'railbench rails' under mpirun/srun/torchrun on every node, "
             "or use --np N for local ranks"
         )
-    return start_local_ranks(config.np, config.rank_argv, config.out, config.cluster, config.backend)
+    # Each rank holds the pair buffers (send, receive) and a rail collective's buffers and check copy.
+    per_rank = 3 * max(settings.rail_bytes, settings.pair_bytes)
+    return start_local_ranks(config.np, config.rank_argv, config.out, config.cluster, config.backend, per_rank)
 
 
-def start_local_ranks(np: int, rank_argv: Any, out: Path | None, cluster: str | None, backend: str) -> int:
+def start_local_ranks(
+    np: int, rank_argv: Any, out: Path | None, cluster: str | None, backend: str, per_rank_bytes: int
+) -> int:
     """Start ``np`` local ranks under mpirun with ``rank_argv(out)`` and return the exit status they recorded."""
     import socket
 
@@ -289,7 +293,7 @@ def start_local_ranks(np: int, rank_argv: Any, out: Path | None, cluster: str | 
 
     out = out or default_run_dir(cluster or default_cluster_name(socket.gethostname()))
     launch.check_local_np(
-        np, backend, 0, cpus=launch.cpu_count(), gpus=launch.gpu_count(), mem=launch.mem_available_bytes()
+        np, backend, per_rank_bytes, cpus=launch.cpu_count(), gpus=launch.gpu_count(), mem=launch.mem_available_bytes()
     )
     cmd = launch.mpirun_command(np, rank_argv(out), oversubscribe=launch.gpu_count() == 0)
     rc = launch.run_ranks(cmd, launch.child_environment(), timeout_s=None)
