@@ -130,3 +130,11 @@ def test_a_node_with_every_rail_shaped_is_a_node_fault(cluster: NetnsCluster, tm
     rc, stdout, doc = rails(cluster, tmp_path)
     assert rc == 1
     assert kinds(doc) == [("node", "node02", None)], stdout
+
+
+def test_a_dead_link_is_named_without_waiting_for_the_step_timeout(cluster: NetnsCluster, tmp_path: Path) -> None:
+    cluster.link_down("node04", 0)
+    rc, stdout, doc = rails(cluster, tmp_path, "--timeout", "12")
+    assert rc == 1, stdout
+    assert [(d["kind"], d["node"], d["rail"], d["symptom"]) for d in doc["defects"]] == [("link", "node04", 0, "dead")]
+    assert "node04 rail 0 (rail0): no traffic in 3/3 pairs → link dead" in stdout

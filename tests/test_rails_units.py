@@ -143,3 +143,29 @@ def test_rail_result_busbw_uses_the_collective_factor() -> None:
     assert r.busbw_Gbps == pytest.approx(12.0)
     rows = records.rail_rows([r], {0: 400.0}, "float")
     assert rows[0]["scope"] == "rail" and rows[0]["group"] == "rail0" and rows[0]["target_Gbps"] == 400.0
+
+
+def test_dead_links_from_the_transport_errors() -> None:
+    from bench.rails.evidence import GroupFailure, dead_links
+    from bench.rails.localise import describe
+
+    nodes = ["n1", "n2", "n3", "n4"]
+    timed_out = "Gloo connectFullMesh failed with [pair.cc:152] timed out connecting: SO_ERROR: No route to host"
+    reports = [
+        GroupFailure("n1", 1, "10.1.0.1", "eth2", "Connect timeout [none]"),
+        GroupFailure("n2", 1, "10.1.0.2", "eth2", "connect: Network is unreachable"),
+        GroupFailure("n3", 1, "10.1.0.3", "eth2", f"{timed_out}, remote=[10.1.0.2]:7050"),
+        GroupFailure("n4", 1, "10.1.0.4", "eth2", f"{timed_out}, remote=[10.1.0.2]:7051"),
+        *(GroupFailure(n, 0, f"10.0.0.{i}", "eth1", None) for i, n in enumerate(nodes, 1)),
+    ]
+    (dead,) = dead_links(reports, nodes, 400.0)
+    assert (dead.kind, dead.node, dead.rail, dead.symptom, dead.device) == ("link", "n2", 1, "dead", "eth2")
+    assert describe(dead) == "n2 rail 1 (eth2): no traffic in 3/3 pairs → link dead"
+    assert len(dead.evidence) == 4
+    # Without a self-report, the node every witness names is the dead one.
+    accused = [r if r.node != "n2" else GroupFailure("n2", 1, "10.1.0.2", "eth2", "Connect timeout [none]")
+               for r in reports]  # fmt: skip
+    assert [(d.kind, d.node) for d in dead_links(accused, nodes, None)] == [("link", "n2")]
+    # Nobody named: the rail as a whole could not form.
+    vague = [GroupFailure(n, 3, None, None, "Connect timeout [none]") for n in nodes]
+    assert [(d.kind, d.rail, d.symptom) for d in dead_links(vague, nodes, None)] == [("rail", 3, "dead")]

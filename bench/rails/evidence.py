@@ -13,11 +13,17 @@ Pure functions over the gathered deltas.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
 
 from bench.fabric.nccl_evidence import device_matches
+from bench.rails.localise import Defect
 from bench.rails.records import RailDevices, short_device
 from bench.units import format_size
+
+_REMOTE = re.compile(r"remote=\[([0-9a-fA-F.:]+)\]")
 
 
 def attribute(
@@ -67,4 +73,57 @@ def findings(devices: Sequence[RailDevices], quiet: Iterable[str], tolerance_byt
     for (node, dev), rails in sorted(used.items()):
         if len(rails) > 1:
             out.append(f"{node}: rails {', '.join(map(str, rails))} all went over {dev}")
+    return out
+
+
+@dataclass(frozen=True)
+class GroupFailure:
+    """What one rank saw when its rail group was made."""
+
+    node: str
+    rail: int
+    address: str | None
+    """This rank's address on its rail interface."""
+    ifname: str | None
+    problem: str | None
+    """The transport's error (None: the group formed)."""
+
+
+def dead_links(reports: Sequence[GroupFailure], nodes: Sequence[str], line_rate: float | None) -> list[Defect]:
+    """Name the dead part of every rail whose group could not form.
+
+    A member whose own connect attempts fail with "Network is unreachable" has no working link on that rail.
+    A member that others failed to reach, named by every member whose error names an address at all, is
+    dead too. A member that only timed out waiting names nobody. When no node stands out, the rail as a
+    whole is reported dead.
+    """
+    out: list[Defect] = []
+    for rail in sorted({r.rail for r in reports if r.problem}):
+        members = [r for r in reports if r.rail == rail]
+        by_address = {r.address: r.node for r in members if r.address}
+        accused: dict[str, set[str]] = {node: set() for node in nodes}
+        witnesses: set[str] = set()
+        dead: set[str] = set()
+        for r in members:
+            if r.problem and "Network is unreachable" in r.problem:
+                dead.add(r.node)
+            named = {by_address.get(a) for a in _REMOTE.findall(r.problem or "")} - {None, r.node}
+            if named:
+                witnesses.add(r.node)
+            for other in named:
+                accused[str(other)].add(r.node)
+        for node in nodes:
+            others = witnesses - {node}
+            if others and accused[node] >= others:
+                dead.add(node)
+        evidence = tuple(f"{r.node} rail {rail}: {r.problem}" for r in members if r.problem)[:16]
+        expected = line_rate or 0.0
+        basis: Literal["line rate", "peers"] = "line rate" if line_rate else "peers"
+        if not dead:
+            out.append(Defect("rail", None, rail, None, 0.0, expected, basis, "dead", len(evidence), len(members),
+                              0, 0, 0.0, evidence))  # fmt: skip
+        for node in (n for n in nodes if n in dead):
+            ifname = next((r.ifname for r in members if r.node == node), None)
+            out.append(Defect("link", node, rail, ifname, 0.0, expected, basis, "dead", len(nodes) - 1,
+                              len(nodes) - 1, 0, 0, 0.0, evidence))  # fmt: skip
     return out

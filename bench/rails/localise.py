@@ -390,7 +390,8 @@ def describe(defect: Defect) -> str:
     if defect.symptom == "flaky":
         found = f"slow in {defect.slow_samples}/{defect.samples} samples, spread {100 * defect.spread:.0f}%"
     elif defect.symptom == "dead":
-        found = f"no traffic in {defect.slow_pairs}/{defect.pairs} pairs"
+        # Nothing moved, so there is no rate to compare.
+        return f"{where}: no traffic in {defect.slow_pairs}/{defect.pairs} pairs → {defect.kind} dead"
     else:
         found = f"in {defect.slow_pairs}/{defect.pairs} pairs"
     verdict = {"slow": "fault", "dead": "dead", "flaky": "flaky"}[defect.symptom]

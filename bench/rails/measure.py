@@ -46,17 +46,27 @@ def gloo_interface(ifname: str | None) -> Iterator[None]:
             os.environ[GLOO_SOCKET_IFNAME] = previous
 
 
-def make_rail_groups(layout: RailLayout, my_ifname: str | None, timeout_s: float) -> list[Any]:
-    """One process group per rail; this rank's rail group binds ``my_ifname`` (gloo on socket rails)."""
+def make_rail_groups(layout: RailLayout, my_ifname: str | None, timeout_s: float) -> tuple[list[Any], str | None]:
+    """One process group per rail; this rank's rail group binds ``my_ifname`` (gloo on socket rails).
+
+    Returns the groups and, when this rank's rail group could not form (a dead link: its members cannot
+    connect), the transport's error instead of raising it, so that every rank can still agree over the
+    world group on what broke. A non-member gets None from ``new_group`` and connects to nobody.
+    """
     from datetime import timedelta
 
     import torch.distributed as dist
 
-    groups = []
+    groups: list[Any] = []
+    problem = None
     with gloo_interface(my_ifname):
         for rail in range(layout.rails):
-            groups.append(dist.new_group(layout.rail_group(rail), timeout=timedelta(seconds=timeout_s)))
-    return groups
+            try:
+                groups.append(dist.new_group(layout.rail_group(rail), timeout=timedelta(seconds=timeout_s)))
+            except RuntimeError as exc:  # gloo's connectFullMesh: no route, refused, timed out
+                groups.append(None)
+                problem = " ".join(str(exc).split())
+    return groups, problem
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from bench.commands.rails import RailsConfig, RailsSettings, resolve
 from bench.dist import DistContext, broadcast_str, init_distributed, shutdown
 from bench.env import RankInfo
 from bench.errors import EXIT_FAIL, EXIT_INFRA, EXIT_PASS, InfraError, UserError
+from bench.netaddr import interface_ipv4
 from bench.rails import evidence, records
 from bench.rails.layout import RailLayout, interface_for_rail, rail_layout
 from bench.rails.localise import Defect, Thresholds, localise
@@ -155,9 +156,21 @@ def rails_phase(settings: RailsSettings, ctx: DistContext, watchdog: Watchdog) -
     node, rail = layout.where(rank)
     my_ifname = _my_interface(settings, layout, rank)
     watchdog.enter("creating the rail groups")
-    groups = make_rail_groups(layout, my_ifname if ctx.backend == "gloo" else None, settings.timeout_s)
+    # A member that waits for a peer that cannot connect gives up after about five of its group's timeouts
+    # (gloo retries), so a sixth of the step's time lets every rank learn within the step what broke.
+    groups, problem = make_rail_groups(
+        layout, my_ifname if ctx.backend == "gloo" else None, max(1.0, settings.timeout_s / 6)
+    )
     group = groups[rail]
+    address = interface_ipv4(my_ifname) if my_ifname else None
+    formed = gather_objects(evidence.GroupFailure(layout.nodes[node], rail, address, my_ifname, problem))
     watchdog.leave()
+    if any(f.problem for f in formed):
+        # A rail whose members cannot even connect: name the dead link; measuring the rest waits for a fix.
+        if rank != 0:
+            return None
+        dead = evidence.dead_links(formed, layout.nodes, settings.rail_rate_gbps)
+        return RailsOutcome(None, layout.nodes, layout.rails, defects=tuple(dead))
     whole_before = _snapshot(local_rank)
 
     mine: list[records.RailResult] = []
