@@ -28,7 +28,7 @@ from bench.fabric.checks import CheckResult
 from bench.fabric.cluster import NodeReport
 from bench.junit import Case, Status
 from bench.rails.measure import gloo_interface
-from bench.rails.worker import RailsOutcome
+from bench.rails.records import RailsOutcome
 
 _JUNIT_STATUS: Mapping[str, Status] = {"pass": "pass", "warn": "pass", "fail": "fail", "skip": "skip"}
 
@@ -74,6 +74,7 @@ def _node_checks(profile: Any, ctx: DistContext) -> list[NodeReport] | None:
 
 def _accept(config: AcceptConfig, settings: RailsSettings, profile: Any, ctx: DistContext) -> int:
     from bench.fabric import cluster
+    from bench.rails import output
     from bench.rails import worker as rails_worker
     from bench.rundir import ResultsWriter, atomic_write_json, default_cluster_name, default_run_dir
     from bench.worker import _sweep as world_sweep
@@ -113,8 +114,8 @@ def _accept(config: AcceptConfig, settings: RailsSettings, profile: Any, ctx: Di
 
         writer = ResultsWriter(out_dir / "results.csv")
         writer.rows = [dict(row) for row in read_results_rows(out_dir)]
-        rails_worker.write_outputs(outcome, out_dir, writer, settings.iters)
-        rails_worker.print_outcome(outcome, settings)
+        output.write_outputs(outcome, out_dir, writer, settings.iters)
+        output.print_outcome(outcome, settings)
         meta = read_run_json(out_dir)
         cases = (
             check_cases(reports, cross)

@@ -14,8 +14,7 @@ from bench.fabric.cluster import NodeReport
 from bench.junit import junit_xml
 from bench.profiles import load_profile
 from bench.rails.localise import Defect
-from bench.rails.records import RailDevices, RailResult
-from bench.rails.worker import RailsOutcome
+from bench.rails.records import RailDevices, RailResult, RailsOutcome
 from tests.support import railbench
 
 SCHEMA = Path(__file__).parent / "data" / "junit_jenkins.xsd"

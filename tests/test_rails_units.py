@@ -169,3 +169,22 @@ def test_dead_links_from_the_transport_errors() -> None:
     # Nobody named: the rail as a whole could not form.
     vague = [GroupFailure(n, 3, None, None, "Connect timeout [none]") for n in nodes]
     assert [(d.kind, d.rail, d.symptom) for d in dead_links(vague, nodes, None)] == [("rail", 3, "dead")]
+
+
+def test_outcome_reasons_per_rail_and_node() -> None:
+    from bench.rails.localise import Defect
+
+    pair = Defect("pair", "n1", 2, None, 100.0, 400.0, "line rate", "slow", 1, 1, 1, 1, 0.0, ("n1-n3/rail2",), "n3")
+    outcome = records.RailsOutcome(
+        None, ("n1", "n2", "n3"), 3, defects=(pair,),
+        findings=["n2: rails 0, 1 all went over mlx5_1", "n3 rail 2: its bytes went over eth0, which must stay quiet"],
+        below_target=["rail 1 all_reduce (concurrent): 1 Gb/s = 1% of 100 Gb/s (needs 90%)"],
+    )  # fmt: skip
+    assert outcome.failed
+    assert outcome.rail_reasons(0) == ["n2: rails 0, 1 all went over mlx5_1"]
+    assert len(outcome.rail_reasons(1)) == 2
+    assert outcome.rail_reasons(2) == ["n3 rail 2: its bytes went over eth0, which must stay quiet"]
+    assert outcome.node_reasons("n1")[0].startswith("n1-n3 rail 2: 100 Gb/s = 25% of 400 Gb/s")
+    assert len(outcome.node_reasons("n3")) == 2 and outcome.node_reasons("n2") == [
+        "n2: rails 0, 1 all went over mlx5_1"
+    ]

@@ -6,6 +6,7 @@ output without talking to anyone.
 
 from __future__ import annotations
 
+import re
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from bench.results import result_row
 from bench.units import format_size
 
 Mode = Literal["concurrent", "isolated"]
+_RAILS_NAMED = re.compile(r"\brails? (\d+(?:, \d+)*)\b")
 
 
 @dataclass(frozen=True)
@@ -205,3 +207,47 @@ def table(
     else:
         lines.append("# defects: none")
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class RailsOutcome:
+    """What rank 0 knows after the rails test."""
+
+    skipped: str | None = None
+    """Why nothing was measured (a single node), else None."""
+    nodes: tuple[str, ...] = ()
+    rails: int = 0
+    rail_results: list[RailResult] = field(default_factory=list)
+    pair_times: list[PairTime] = field(default_factory=list)
+    devices: list[RailDevices] = field(default_factory=list)
+    defects: tuple[Defect, ...] = ()
+    findings: list[str] = field(default_factory=list)
+    """Counter evidence that contradicts the layout (a rail over the wrong device, traffic on mgmt)."""
+    expected: dict[int, float | None] = field(default_factory=dict)
+    """Line rate per rail (None where unknown)."""
+    below_target: list[str] = field(default_factory=list)
+    """Rail-group results under pass_fraction x line rate, or with wrong elements."""
+    counters: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    """Per node, the bytes each device carried over the whole rails test."""
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.defects or self.findings or self.below_target)
+
+    def rail_reasons(self, rail: int) -> list[str]:
+        """Why rail ``rail`` fails (empty: it passes)."""
+        reasons = [describe(d) for d in self.defects if d.rail == rail and d.kind in ("rail", "link")]
+        reasons += [r for r in self.below_target if r.startswith(f"rail {rail} ")]
+        reasons += [f for f in self.findings if rail in _rails_named(f)]
+        return reasons
+
+    def node_reasons(self, node: str) -> list[str]:
+        """Why node ``node`` fails (empty: it passes)."""
+        reasons = [describe(d) for d in self.defects if node in (d.node, d.peer)]
+        reasons += [f for f in self.findings if f.startswith(f"{node} ") or f.startswith(f"{node}:")]
+        return reasons
+
+
+def _rails_named(finding: str) -> set[int]:
+    """The rails a counter finding talks about: ``rail 3`` or ``rails 0, 1``."""
+    return {int(k) for match in _RAILS_NAMED.findall(finding) for k in match.split(", ")}

@@ -11,7 +11,6 @@ from __future__ import annotations
 import socket
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from bench.dist import DistContext, broadcast_str, init_distributed, shutdown
 from bench.env import RankInfo
 from bench.errors import EXIT_FAIL, EXIT_INFRA, EXIT_PASS, InfraError, UserError
 from bench.netaddr import interface_ipv4
-from bench.rails import evidence, records
+from bench.rails import evidence, output, records
 from bench.rails.layout import RailLayout, interface_for_rail, rail_layout
 from bench.rails.localise import Defect, Thresholds, localise
 from bench.rails.measure import (
@@ -34,49 +33,6 @@ from bench.rails.measure import (
 )
 from bench.rails.schedule import schedule
 from bench.watchdog import Watchdog
-
-
-@dataclass
-class RailsOutcome:
-    """What rank 0 knows after the rails test."""
-
-    skipped: str | None = None
-    """Why nothing was measured (a single node), else None."""
-    nodes: tuple[str, ...] = ()
-    rails: int = 0
-    rail_results: list[records.RailResult] = field(default_factory=list)
-    pair_times: list[PairTime] = field(default_factory=list)
-    devices: list[records.RailDevices] = field(default_factory=list)
-    defects: tuple[Defect, ...] = ()
-    findings: list[str] = field(default_factory=list)
-    """Counter evidence that contradicts the layout (a rail over the wrong device, traffic on mgmt)."""
-    expected: dict[int, float | None] = field(default_factory=dict)
-    """Line rate per rail (None where unknown)."""
-    below_target: list[str] = field(default_factory=list)
-    """Rail-group results under pass_fraction x line rate, or with wrong elements."""
-    counters: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
-    """Per node, the bytes each device carried over the whole rails test."""
-
-    @property
-    def failed(self) -> bool:
-        return bool(self.defects or self.findings or self.below_target)
-
-    def rail_reasons(self, rail: int) -> list[str]:
-        """Why rail ``rail`` fails (empty: it passes)."""
-        from bench.rails.localise import describe
-
-        reasons = [describe(d) for d in self.defects if d.rail == rail and d.kind in ("rail", "link")]
-        reasons += [r for r in self.below_target if r.startswith(f"rail {rail} ")]
-        reasons += [f for f in self.findings if f" rail {rail}:" in f or f"rails {rail}," in f]
-        return reasons
-
-    def node_reasons(self, node: str) -> list[str]:
-        """Why node ``node`` fails (empty: it passes)."""
-        from bench.rails.localise import describe
-
-        reasons = [describe(d) for d in self.defects if node in (d.node, d.peer)]
-        reasons += [f for f in self.findings if f.startswith(f"{node} ") or f.startswith(f"{node}:")]
-        return reasons
 
 
 def _my_interface(settings: RailsSettings, layout: RailLayout, rank: int) -> str | None:
@@ -143,7 +99,7 @@ def _ib_rates(local_rank: int) -> dict[str, float] | None:
     return {p.name: p.rate_gbps for p in ib_ports(Sysfs(Path("/sys"))) if p.rate_gbps}
 
 
-def rails_phase(settings: RailsSettings, ctx: DistContext, watchdog: Watchdog) -> RailsOutcome | None:
+def rails_phase(settings: RailsSettings, ctx: DistContext, watchdog: Watchdog) -> records.RailsOutcome | None:
     """Every rail and every pair; returns the outcome on rank 0, None elsewhere."""
     import torch.distributed as dist
 
@@ -152,7 +108,7 @@ def rails_phase(settings: RailsSettings, ctx: DistContext, watchdog: Watchdog) -
     n = len(layout.nodes)
     if n < 2:
         reason = f"1 node ({layout.nodes[0]}): a rail group needs local rank k of at least 2 nodes"
-        return RailsOutcome(skipped=reason, nodes=layout.nodes, rails=layout.rails) if rank == 0 else None
+        return records.RailsOutcome(skipped=reason, nodes=layout.nodes, rails=layout.rails) if rank == 0 else None
     node, rail = layout.where(rank)
     my_ifname = _my_interface(settings, layout, rank)
     watchdog.enter("creating the rail groups")
@@ -170,7 +126,7 @@ def rails_phase(settings: RailsSettings, ctx: DistContext, watchdog: Watchdog) -
         if rank != 0:
             return None
         dead = evidence.dead_links(formed, layout.nodes, settings.rail_rate_gbps)
-        return RailsOutcome(None, layout.nodes, layout.rails, defects=tuple(dead))
+        return records.RailsOutcome(None, layout.nodes, layout.rails, defects=tuple(dead))
     whole_before = _snapshot(local_rank)
 
     mine: list[records.RailResult] = []
@@ -220,7 +176,7 @@ def rails_phase(settings: RailsSettings, ctx: DistContext, watchdog: Watchdog) -
     return _outcome(settings, layout, gathered)
 
 
-def _outcome(settings: RailsSettings, layout: RailLayout, gathered: list[dict[str, Any]]) -> RailsOutcome:
+def _outcome(settings: RailsSettings, layout: RailLayout, gathered: list[dict[str, Any]]) -> records.RailsOutcome:
     """Rank 0: devices, line rates, localisation and targets from everything the ranks sent."""
     nodes = layout.nodes
     rail_results = sorted(flatten([g["results"] for g in gathered]), key=lambda r: (r.mode != "concurrent", r.rail))
@@ -240,9 +196,10 @@ def _outcome(settings: RailsSettings, layout: RailLayout, gathered: list[dict[st
     defects: tuple[Defect, ...] = ()
     if times:
         matrix = records.pair_matrix(times, nodes, layout.rails)
-        rates = None if any(expected.get(k) is None for k in range(layout.rails)) else expected
+        known = {k: rate for k, rate in expected.items() if rate is not None}
+        rates = known if len(known) == layout.rails else None  # a partial set would mix two yardsticks
         thresholds = Thresholds(settings.pass_fraction, settings.relative_fraction)
-        defects = localise(matrix, rates, thresholds, device_names)  # type: ignore[arg-type]
+        defects = localise(matrix, rates, thresholds, device_names)
     below = []
     for r in rail_results:
         target = expected.get(r.rail)
@@ -254,7 +211,7 @@ def _outcome(settings: RailsSettings, layout: RailLayout, gathered: list[dict[st
                 f"{100 * r.busbw_Gbps / target:.0f}% of {target:g} Gb/s (needs {100 * settings.pass_fraction:.0f}%)"
             )
     counters = {g["host"]: {d: {"bytes": b} for d, b in g["whole"].items()} for g in readers if g["whole"]}
-    return RailsOutcome(
+    return records.RailsOutcome(
         None, nodes, layout.rails, rail_results, times, devices, defects, findings, expected, below, counters
     )
 
@@ -269,13 +226,14 @@ def _line_rates(
             out[rd.rail] = settings.rail_rate_gbps
             continue
         found = [(rates.get(node) or {}).get(dev or "") for node, dev in rd.device.items()]
-        out[rd.rail] = min(found) if found and all(found) else None  # type: ignore[type-var]
+        known = [rate for rate in found if rate]
+        out[rd.rail] = min(known) if found and len(known) == len(found) else None
     return out
 
 
 def guarded_rails_phase(
     settings: RailsSettings, ctx: DistContext, on_failure: Callable[[dict[str, Any]], None]
-) -> RailsOutcome | None:
+) -> records.RailsOutcome | None:
     """``rails_phase`` under a hang watchdog; a hang or a lost rank calls ``on_failure`` and ends with exit 3."""
     rank = ctx.info.rank
     address = (ctx.info.master_addr, ctx.info.master_port) if ctx.info.master_addr and ctx.info.master_port else None
@@ -298,53 +256,6 @@ def guarded_rails_phase(
 
 
 # --- the standalone command ------------------------------------------------------------------------------
-
-
-def write_outputs(outcome: RailsOutcome, out_dir: Path, writer: Any, iters: int) -> dict[str, Any]:
-    """rails.json and the results.csv rows; returns the rails.json document."""
-    from bench.rundir import atomic_write_json
-
-    devices = records.device_map(outcome.devices)
-    doc: dict[str, Any] = {
-        "skipped": outcome.skipped,
-        "nodes": list(outcome.nodes),
-        "rails": [
-            {"rail": rd.rail, "line_rate_Gbps": outcome.expected.get(rd.rail), "devices": dict(rd.device),
-             "expected_devices": dict(rd.expected), "bytes_alone": {n: dict(m) for n, m in rd.moved.items()}}
-            for rd in outcome.devices
-        ],
-        "measurements": records.measurement_json(
-            outcome.rail_results, outcome.pair_times, outcome.nodes, outcome.expected, devices
-        ),
-        "defects": [d.as_dict() for d in outcome.defects],
-        "counter_findings": list(outcome.findings),
-        "below_target": list(outcome.below_target),
-        "counters": outcome.counters,
-    }  # fmt: skip
-    atomic_write_json(out_dir / "rails.json", doc)
-    if writer is not None:
-        writer.append(
-            *records.rail_rows(outcome.rail_results, outcome.expected, "float"),
-            *records.pair_rows(outcome.pair_times, outcome.nodes, outcome.expected, iters),
-        )
-    return doc
-
-
-def print_outcome(outcome: RailsOutcome, settings: RailsSettings) -> None:
-    if outcome.skipped:
-        print(f"# rails: skipped: {outcome.skipped}", flush=True)
-        return
-    samples = records.pair_samples(outcome.pair_times, outcome.nodes)
-    print(
-        f"# rails: {len(outcome.nodes)} nodes x {outcome.rails} rails; pairs "
-        f"{'off' if not settings.pairs else f'{settings.repeats} repeat(s)'}",
-        flush=True,
-    )
-    print(records.table(outcome.rail_results, samples, outcome.devices, outcome.defects, outcome.expected,
-                        outcome.findings), flush=True)  # fmt: skip
-    for reason in outcome.below_target:
-        print(f"# FAIL {reason}")
-    print(f"# rails verdict: {'FAIL' if outcome.failed else 'PASS'}", flush=True)
 
 
 def run_rank(config: RailsConfig, info: RankInfo) -> int:
@@ -392,8 +303,8 @@ def _standalone(config: RailsConfig, settings: RailsSettings, profile: Any, ctx:
     outcome = guarded_rails_phase(settings, ctx, on_failure)
     status = EXIT_PASS
     if outcome is not None and record is not None:
-        write_outputs(outcome, out_dir, writer, settings.iters)
-        print_outcome(outcome, settings)
+        output.write_outputs(outcome, out_dir, writer, settings.iters)
+        output.print_outcome(outcome, settings)
         status = EXIT_FAIL if outcome.failed else EXIT_PASS
         verdict = "skip" if outcome.skipped else ("fail" if outcome.failed else "pass")
         record.update(status="complete", verdict=None if verdict == "skip" else verdict, exit_status=status,

@@ -1,0 +1,57 @@
+"""What the rails test leaves behind: rails.json, its rows in results.csv, and the table on stdout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bench.commands.rails import RailsSettings
+from bench.rails import records
+from bench.rails.records import RailsOutcome
+
+
+def write_outputs(outcome: RailsOutcome, out_dir: Path, writer: Any, iters: int) -> dict[str, Any]:
+    """rails.json and the results.csv rows; returns the rails.json document."""
+    from bench.rundir import atomic_write_json
+
+    devices = records.device_map(outcome.devices)
+    doc: dict[str, Any] = {
+        "skipped": outcome.skipped,
+        "nodes": list(outcome.nodes),
+        "rails": [
+            {"rail": rd.rail, "line_rate_Gbps": outcome.expected.get(rd.rail), "devices": dict(rd.device),
+             "expected_devices": dict(rd.expected), "bytes_alone": {n: dict(m) for n, m in rd.moved.items()}}
+            for rd in outcome.devices
+        ],
+        "measurements": records.measurement_json(
+            outcome.rail_results, outcome.pair_times, outcome.nodes, outcome.expected, devices
+        ),
+        "defects": [d.as_dict() for d in outcome.defects],
+        "counter_findings": list(outcome.findings),
+        "below_target": list(outcome.below_target),
+        "counters": outcome.counters,
+    }  # fmt: skip
+    atomic_write_json(out_dir / "rails.json", doc)
+    if writer is not None:
+        writer.append(
+            *records.rail_rows(outcome.rail_results, outcome.expected, "float"),
+            *records.pair_rows(outcome.pair_times, outcome.nodes, outcome.expected, iters),
+        )
+    return doc
+
+
+def print_outcome(outcome: RailsOutcome, settings: RailsSettings) -> None:
+    if outcome.skipped:
+        print(f"# rails: skipped: {outcome.skipped}", flush=True)
+        return
+    samples = records.pair_samples(outcome.pair_times, outcome.nodes)
+    print(
+        f"# rails: {len(outcome.nodes)} nodes x {outcome.rails} rails; pairs "
+        f"{'off' if not settings.pairs else f'{settings.repeats} repeat(s)'}",
+        flush=True,
+    )
+    print(records.table(outcome.rail_results, samples, outcome.devices, outcome.defects, outcome.expected,
+                        outcome.findings), flush=True)  # fmt: skip
+    for reason in outcome.below_target:
+        print(f"# FAIL {reason}")
+    print(f"# rails verdict: {'FAIL' if outcome.failed else 'PASS'}", flush=True)
