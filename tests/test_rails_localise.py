@@ -190,3 +190,28 @@ def test_bad_inputs_are_user_errors() -> None:
         PairMatrix.from_samples([PairSample("a", "a", 0, 1.0)])
     with pytest.raises(UserError, match="outside"):
         PairMatrix.from_samples([PairSample("a", "b", 5, 1.0)], rails=[0])
+
+
+def _cpu_like(nodes: int, rails: int, slow: Callable[[int, int, int], bool], seed: int) -> PairMatrix:
+    """Healthy veth pairs on busy CPUs: 3 to 25 Gb/s; shaped ones a steady 0.29 Gb/s."""
+    rng = np.random.default_rng(seed)
+    names = [f"node{i + 1:02d}" for i in range(nodes)]
+    samples = [
+        PairSample(names[a], names[b], k, 0.29 if slow(k, a, b) else float(np.exp(rng.uniform(np.log(3), np.log(25)))))
+        for k in range(rails)
+        for a in range(nodes)
+        for b in range(a + 1, nodes)
+    ]
+    return PairMatrix.from_samples(samples)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_relative_only_with_cpu_noise(seed: int) -> None:
+    loose = Thresholds(relative_fraction=0.1)
+    assert localise(_cpu_like(4, 2, lambda k, a, b: False, seed), None, loose) == ()
+    whole_rail = localise(_cpu_like(4, 2, lambda k, a, b: k == 0, seed), None, loose)
+    assert _kinds(whole_rail) == [("rail", None, 0)]
+    link = localise(_cpu_like(4, 2, lambda k, a, b: k == 1 and 2 in (a, b), seed), None, loose)
+    assert _kinds(link) == [("link", "node03", 1)]
+    node = localise(_cpu_like(4, 2, lambda k, a, b: 1 in (a, b), seed), None, loose)
+    assert _kinds(node) == [("node", "node02", None)]

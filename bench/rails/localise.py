@@ -10,10 +10,11 @@ the smallest one that every slow measurement agrees with is the answer:
 * ``pair``: one pair is slow and nothing larger explains it -> one cable between two leaves, or noise.
 
 A measurement is slow when it is below the absolute target (line rate x pass fraction) OR below
-``relative_fraction`` x the healthy level of its peers. The healthy level is the median over every
-(node, rail) of its best partner's bandwidth, in units of the line rate: a broken link has no fast partner,
-a healthy one has at least one, so the level stays right while fewer than half of the links are broken.
-The absolute target still catches the rest. Where the line rate is unknown (a testbed on veth), only the
+``relative_fraction`` x the healthy level of its peers. The healthy level comes from each (node, rail)'s
+best partner, in units of the line rate: a broken link has no fast partner, a healthy one has at least one.
+The upper quartile of those best values picks the healthy ones while up to three quarters of the links are
+broken (a whole rail of two is half of them); the level is then the median of the cells near it. The
+absolute target still catches the rest. Where the line rate is unknown (a testbed on veth), only the
 relative test applies and every rail is assumed to have the same rate.
 
 With repeats, a cell (pair, rail) is *slow* when its median over repeats is slow and *suspect* when any
@@ -205,10 +206,11 @@ def _cells(matrix: PairMatrix, line_rate_Gbps: float | Mapping[int, float] | Non
         best = np.nanmax(normalised, axis=2)
     if not np.isfinite(best).any():
         raise UserError("the pair matrix holds no measurements: run with at least two nodes")
-    # First guess of the healthy level: every healthy link has a fast partner. The best of many noisy
-    # partners overshoots by a few standard deviations, so the level and the noise are then taken from the
-    # cells that are not far below that guess.
-    guess = float(np.nanmedian(best))
+    # First guess of the healthy level: every healthy link has a fast partner, so the upper quartile of the
+    # best-partner values is a healthy value even when a whole rail of two (half the links) is broken. The
+    # best of many noisy partners overshoots by a few standard deviations, so the level and the noise are
+    # then taken from the cells that are not far below that guess.
+    guess = float(np.nanpercentile(best, 75))
     healthy = measured & (normalised >= thresholds.relative_fraction * guess)
     values = normalised[healthy]
     level = float(np.median(values))
