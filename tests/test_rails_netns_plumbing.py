@@ -20,7 +20,9 @@ def bed() -> Iterator[NetnsCluster]:
 
 
 def test_mpirun_reaches_every_node_under_its_hostname(bed: NetnsCluster) -> None:
-    done = bed.run(2, ["hostname"], timeout=60)
+    # A job that ends while mpirun's daemons are still starting sometimes leaves mpirun (PRRTE 5) waiting
+    # forever; a second of life avoids that race (real ranks live far longer).
+    done = bed.run(2, ["sh", "-c", "hostname; sleep 1"], timeout=60)
     assert done.returncode == 0, done.stderr
     assert Counter(done.stdout.split()) == {"node01": 2, "node02": 2, "node03": 2}
 
