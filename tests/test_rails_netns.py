@@ -75,7 +75,7 @@ def kinds(doc: dict) -> list[tuple[str, str | None, int | None]]:
 
 
 def test_no_fault_names_nothing_and_counters_prove_the_rails(cluster: NetnsCluster, tmp_path: Path) -> None:
-    rc, stdout, doc = rails(cluster, tmp_path)
+    rc, stdout, doc = rails(cluster, tmp_path, "--isolation")
     assert rc == 0, stdout
     assert doc["defects"] == [] and doc["counter_findings"] == [] and doc["below_target"] == []
     assert "# defects: none" in stdout and "# rails verdict: PASS" in stdout
@@ -95,7 +95,9 @@ def test_no_fault_names_nothing_and_counters_prove_the_rails(cluster: NetnsClust
     with (tmp_path / "results.csv").open() as fh:
         rows = list(csv.DictReader(fh))
     assert {r["scope"] for r in rows} == {"rail", "pair"}
-    assert {r["group"] for r in rows if r["scope"] == "rail"} == {"rail0", "rail1"}
+    assert {r["group"] for r in rows if r["scope"] == "rail"} == {"rail0", "rail1", "rail0-alone", "rail1-alone"}
+    modes = {(m["rail"], m["collective"], m["mode"]) for m in doc["measurements"] if m["kind"] == "rail"}
+    assert len(modes) == 2 * 2 * 2  # two rails x all_reduce, all_gather x concurrent, isolated
     assert "node01-node04/rail1" in {r["group"] for r in rows}
     meta = json.loads((tmp_path / "run.json").read_text())
     assert meta["command"] == "rails" and meta["verdict"] == "pass" and meta["exit_status"] == 0
@@ -127,7 +129,8 @@ def test_a_shaped_rail_on_every_node_is_a_rail_fault(cluster: NetnsCluster, tmp_
 def test_a_node_with_every_rail_shaped_is_a_node_fault(cluster: NetnsCluster, tmp_path: Path) -> None:
     for rail in range(cluster.rails):
         cluster.shape("node02", rail, SHAPED_MBIT)
-    rc, stdout, doc = rails(cluster, tmp_path)
+    # The interfaces from the flags this time (the profile names the same ones).
+    rc, stdout, doc = rails(cluster, tmp_path, "--socket-ifname", "=rail0,rail1", "--oob-ifname", "mgmt")
     assert rc == 1
     assert kinds(doc) == [("node", "node02", None)], stdout
 
