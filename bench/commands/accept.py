@@ -104,8 +104,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     rails.add_argument("--seed", type=int, default=0, help="seed of the reshuffled repeats")
     rails.add_argument("--isolation", action="store_true", help="also time each rail group alone")
     rails.add_argument("--no-pairs", action="store_true", help="skip the node x node pair matrix")
-    rails.add_argument("--rail-rate-gbps", type=float, help="line rate of one rail")
-    rails.add_argument("--relative-fraction", type=float, help="a pair is slow below this x its peers")
+    rails.add_argument("--rail-rate-gbps", type=rails_cmd.number("--rail-rate-gbps"), help="line rate of one rail")
+    rails.add_argument(
+        "--relative-fraction", type=rails_cmd.number("--relative-fraction"), help="a pair is slow below this x peers"
+    )
     start = parser.add_argument_group("start-up and output")
     start.add_argument("--backend", choices=("auto", "nccl", "gloo"), default="auto")
     start.add_argument("--timeout", type=float, default=300.0, help="seconds per step before exit 3")

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -208,7 +208,9 @@ def resolve(config: RailsConfig, profile: Any) -> RailsSettings:
     )
 
 
-def _float(flag: str):  # type: ignore[no-untyped-def]
+def number(flag: str) -> Callable[[str], float]:
+    """An argparse type that reads a number and names the flag when it is not one."""
+
     def parse(text: str) -> float:
         try:
             return float(text)
@@ -231,8 +233,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--no-pairs", action="store_true", help="skip the node x node pair matrix")
     what.add_argument("-c", "--check", action="store_true", help="verify the rail-group results")
     judge = parser.add_argument_group("targets")
-    judge.add_argument("--rail-rate-gbps", type=_float("--rail-rate-gbps"), help="line rate of one rail")
-    judge.add_argument("--relative-fraction", type=_float("--relative-fraction"), help="slow below this x peers")
+    judge.add_argument("--rail-rate-gbps", type=number("--rail-rate-gbps"), help="line rate of one rail")
+    judge.add_argument("--relative-fraction", type=number("--relative-fraction"), help="slow below this x peers")
     judge.add_argument("--profile", default="local", help="cluster profile: name or TOML path")
     net = parser.add_argument_group("interfaces and start-up")
     net.add_argument("--socket-ifname", metavar="LIST", help="rail interfaces (NCCL_SOCKET_IFNAME grammar)")
@@ -283,7 +285,12 @@ def run(config: RailsConfig) -> int:
 
 
 def start_local_ranks(
-    np: int, rank_argv: Any, out: Path | None, cluster: str | None, backend: str, per_rank_bytes: int
+    np: int,
+    rank_argv: Callable[[Path], list[str]],
+    out: Path | None,
+    cluster: str | None,
+    backend: str,
+    per_rank_bytes: int,
 ) -> int:
     """Start ``np`` local ranks under mpirun with ``rank_argv(out)`` and return the exit status they recorded."""
     import socket
