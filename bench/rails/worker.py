@@ -18,6 +18,7 @@ from bench.commands.rails import RailsConfig, RailsSettings, resolve
 from bench.dist import DistContext, broadcast_str, init_distributed, shutdown
 from bench.env import RankInfo
 from bench.errors import EXIT_FAIL, EXIT_INFRA, EXIT_PASS, InfraError, UserError
+from bench.fabric import counters
 from bench.netaddr import interface_ipv4
 from bench.rails import evidence, output, records
 from bench.rails.layout import RailLayout, interface_for_rail, rail_layout
@@ -53,21 +54,19 @@ def _my_interface(settings: RailsSettings, layout: RailLayout, rank: int) -> str
     return ifname
 
 
-def _snapshot(local_rank: int) -> Any:
-    from bench.fabric import counters
-
+def _snapshot(local_rank: int) -> counters.Snapshot | None:
+    """This node's counters, read by one rank per node (its local rank 0)."""
     return counters.snapshot() if local_rank == 0 else None
 
 
-def _moved(before: Any) -> dict[str, int] | None:
-    from bench.fabric import counters
-
+def _moved(before: counters.Snapshot | None) -> dict[str, int] | None:
+    """Bytes (tx + rx) per device since ``before``."""
     if before is None:
         return None
     return {name: d.total_bytes for name, d in counters.delta(before, counters.snapshot()).items()}
 
 
-def _rail_result(coll: str, mode: str, rail: int, nnodes: int, res: Any) -> records.RailResult:
+def _rail_result(coll: str, mode: records.Mode, rail: int, nnodes: int, res: Any) -> records.RailResult:
     return records.RailResult(
         rail, coll, mode, nnodes, res.nbytes, res.count, res.iters, res.time_us, res.time_us_min, res.time_us_max,
         res.wrong,
