@@ -77,8 +77,8 @@ def _accept(config: AcceptConfig, settings: RailsSettings, profile: Any, ctx: Di
     from bench.rails import output
     from bench.rails import worker as rails_worker
     from bench.rundir import ResultsWriter, atomic_write_json, default_cluster_name, default_run_dir
-    from bench.worker import _sweep as world_sweep
-    from bench.worker import iso_utc
+    from bench.worker import finish_run, iso_utc
+    from bench.worker import sweep as world_sweep
 
     rank = ctx.info.rank
     cluster_name = config.cluster or default_cluster_name(ctx.hosts[0])
@@ -95,7 +95,8 @@ def _accept(config: AcceptConfig, settings: RailsSettings, profile: Any, ctx: Di
         atomic_write_json(out_dir / "checks.json", to_json(profile, reports, cross, ctx.info.world_size))
         print(render(profile, reports, cross, ctx.info.world_size), flush=True)
 
-    world_sweep(config.sweep_config(out_dir), ctx)  # run.json, results.csv, report, history
+    sweep_config = config.sweep_config(out_dir)
+    world_sweep(sweep_config, ctx, finish=False)  # run.json and results.csv; history and report come last
 
     def on_failure(failure: dict[str, Any]) -> None:
         if rank == 0:
@@ -132,7 +133,7 @@ def _accept(config: AcceptConfig, settings: RailsSettings, profile: Any, ctx: Di
                 ctx, cluster_name, profile, settings, "accept")["rails_test"],
         )  # fmt: skip
         atomic_write_json(out_dir / "run.json", meta)
-        _rewrite_report(out_dir, profile)
+        finish_run(out_dir, profile, history=sweep_config.history, no_history=sweep_config.no_history)
         failed = [c for c in cases if c.status in ("fail", "error")]
         for case in failed:
             print(f"# FAIL {case.classname} {case.name}: {case.message}")
@@ -145,16 +146,6 @@ def _write_junit(out_dir: Path, cases: Sequence[Case]) -> None:
     from bench.junit import write_junit
 
     write_junit(out_dir / "junit.xml", "railbench.accept", cases, hostname=socket.gethostname())
-
-
-def _rewrite_report(out_dir: Path, profile: Any) -> None:
-    """The report again, now that results.csv also holds the rail and pair rows."""
-    from bench.report.build import ReportOptions, write_report
-
-    try:
-        write_report(out_dir, options=ReportOptions(min_efficiency=profile.pass_fraction))
-    except UserError as exc:
-        print(f"# report: not rewritten ({exc}); retry with 'railbench report {out_dir}'")
 
 
 # --- verdicts (pure) ---------------------------------------------------------------------------------------

@@ -35,9 +35,10 @@ A RunPod Instant Cluster pod is not a rank: ``PRIMARY_ADDR``, ``PRIMARY_PORT``, 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -62,6 +63,27 @@ def get(name: str, default: str | None = None, env: Mapping[str, str] | None = N
 def set_default(name: str, value: str) -> str:
     """Set ``name`` for this process and its children unless the user already set it; returns the value."""
     return os.environ.setdefault(name, value)
+
+
+@contextlib.contextmanager
+def scoped(name: str, value: str | None) -> Iterator[None]:
+    """``name`` set to ``value`` inside the block, restored after (no change for None).
+
+    For libraries that read a variable at one moment and have no other knob: gloo binds a new process
+    group's sockets to the interface ``GLOO_SOCKET_IFNAME`` names when the group is made.
+    """
+    if value is None:
+        yield
+        return
+    previous = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous
 
 
 def recorded_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -138,7 +138,7 @@ def run_rank(config: RunConfig, info: RankInfo) -> int:
             return 2  # rank 0 says it once
         raise
     try:
-        return _sweep(config, ctx)
+        return sweep(config, ctx)
     except UserError:
         if ctx.info.rank != 0:
             return 2
@@ -153,7 +153,9 @@ def run_rank(config: RunConfig, info: RankInfo) -> int:
         shutdown()
 
 
-def _sweep(config: RunConfig, ctx: DistContext) -> int:
+def sweep(config: RunConfig, ctx: DistContext, *, finish: bool = True) -> int:
+    """The world sweep on every rank; with ``finish``, rank 0 also adds the run to the history and draws the
+    report (``accept`` finishes once, after its rails phase)."""
     import torch
 
     rank, nranks, nnodes = ctx.info.rank, ctx.info.world_size, ctx.info.nnodes
@@ -246,12 +248,15 @@ def _sweep(config: RunConfig, ctx: DistContext) -> int:
             print(f"# FAIL {reason}")
         sys.stdout.flush()
         record.update(status="complete", verdict=result, reasons=reasons, exit_status=status, finished_utc=iso_utc())
-        _add_to_history(config, out_dir)
-        _write_report(out_dir, profile)
+        if finish:
+            finish_run(out_dir, profile, history=config.history, no_history=config.no_history)
     return _agree_on_status(ctx, status)
 
 
-def _write_report(out_dir: Path, profile: Any) -> None:
+def finish_run(out_dir: Path, profile: Any, *, history: Path | None, no_history: bool) -> None:
+    """What every command does once its run directory is complete: history, then the report."""
+    if not no_history:
+        _add_to_history(history, out_dir)
     from bench.report.build import ReportOptions, write_report
 
     try:
@@ -262,14 +267,12 @@ def _write_report(out_dir: Path, profile: Any) -> None:
     print(f"# report: {paths.report_html}")
 
 
-def _add_to_history(config: RunConfig, out_dir: Path) -> None:
-    if config.no_history:
-        return
+def _add_to_history(history: Path | None, out_dir: Path) -> None:
     import sqlite3
 
     from bench.history.store import add_run, default_history_path
 
-    path = config.history or default_history_path()
+    path = history or default_history_path()
     try:
         add_run(path, out_dir)
     except (sqlite3.Error, OSError) as exc:
@@ -290,8 +293,8 @@ def _agree_on_status(ctx: DistContext, status: int) -> int:
     return int(broadcast_str(ctx.store, "exit_status", str(status), ctx.info.rank, 60.0))
 
 
-def _metadata(config: RunConfig, ctx: DistContext, cluster: str, profile: Any) -> dict[str, Any]:
-    info = ctx.info
+def base_metadata(ctx: DistContext, cluster: str, profile: Any, command: str) -> dict[str, Any]:
+    """The run.json keys every railbench command writes (DESIGN.md, "The run directory")."""
     ranks = []
     for r, host in enumerate(ctx.hosts):
         local_rank, _, node_rank, _ = node_layout(ctx.hosts, r)
@@ -300,23 +303,30 @@ def _metadata(config: RunConfig, ctx: DistContext, cluster: str, profile: Any) -
         "format_version": FORMAT_VERSION,
         "tool": "railbench",
         "version": __version__,
-        "command": "run",
+        "command": command,
         "cluster": cluster,
-        "profile": getattr(profile, "name", config.profile),
+        "profile": profile.name,
         "started_utc": iso_utc(),
         "finished_utc": None,
         "status": "running",
         "verdict": None,
         "exit_status": None,
         "hosts": list(ctx.node_hosts),
-        "nnodes": info.nnodes,
-        "nranks": info.world_size,
+        "nnodes": ctx.info.nnodes,
+        "nranks": ctx.info.world_size,
         "ranks": ranks,
-        "launcher": info.launcher,
+        "launcher": ctx.info.launcher,
         "backend": ctx.backend,
         "device": str(ctx.device),
         "versions": versions(ctx.backend),
         "env": benv.recorded_environment(),
+        "pid": os.getpid(),
+    }
+
+
+def _metadata(config: RunConfig, ctx: DistContext, cluster: str, profile: Any) -> dict[str, Any]:
+    return {
+        **base_metadata(ctx, cluster, profile, "run"),
         "sweep": {
             "collectives": list(config.collectives),
             "min_bytes": config.min_bytes,
@@ -330,5 +340,4 @@ def _metadata(config: RunConfig, ctx: DistContext, cluster: str, profile: Any) -
             "graph": config.graph,
             "timeout_s": config.timeout_s,
         },
-        "pid": os.getpid(),
     }

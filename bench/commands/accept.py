@@ -115,7 +115,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     start.add_argument("--out", type=Path, help="run directory (default reports/runs/<UTC>-<cluster>)")
     start.add_argument("--cluster", help="cluster name for the run directory and history")
     start.add_argument("--history", type=Path, help="history store (default reports/history.sqlite)")
-    start.add_argument("--no-history", action="store_true", help="do not add the world sweep to the history")
+    start.add_argument("--no-history", action="store_true", help="do not add this run to the history")
 
 
 def config_from_args(args: argparse.Namespace) -> AcceptConfig:

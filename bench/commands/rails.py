@@ -84,6 +84,9 @@ class RailsConfig:
     out: Path | None = None
     """Run directory; default reports/runs/<UTC time>-<cluster>."""
     cluster: str | None = None
+    history: Path | None = None
+    """History store to add the run to (default reports/history.sqlite)."""
+    no_history: bool = False
 
     def __post_init__(self) -> None:
         if not self.collectives:
@@ -117,12 +120,12 @@ class RailsConfig:
             ("--socket-ifname", self.socket_ifname), ("--oob-ifname", self.oob_ifname),
             ("--rail-bytes", self.rail_bytes), ("--pair-bytes", self.pair_bytes), ("--iters", self.iters),
             ("--warmup", self.warmup), ("--repeats", self.repeats), ("--rail-rate-gbps", self.rail_rate_gbps),
-            ("--relative-fraction", self.relative_fraction), ("--cluster", self.cluster),
+            ("--relative-fraction", self.relative_fraction), ("--cluster", self.cluster), ("--history", self.history),
         ):  # fmt: skip
             if value is not None:
                 argv += [flag, str(value)]
         argv += [flag for flag, on in (("--isolation", self.isolation), ("--no-pairs", not self.pairs),
-                                       ("--check", self.check)) if on]  # fmt: skip
+                                       ("--check", self.check), ("--no-history", self.no_history)) if on]  # fmt: skip
         return argv
 
 
@@ -245,6 +248,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out = parser.add_argument_group("output")
     out.add_argument("--out", type=Path, help="run directory (default reports/runs/<UTC>-<cluster>)")
     out.add_argument("--cluster", help="cluster name for the run directory")
+    out.add_argument("--history", type=Path, help="history store (default reports/history.sqlite)")
+    out.add_argument("--no-history", action="store_true", help="do not add this run to the history")
 
 
 def config_from_args(args: argparse.Namespace) -> RailsConfig:
@@ -255,6 +260,7 @@ def config_from_args(args: argparse.Namespace) -> RailsConfig:
         warmup=args.warmup, repeats=args.repeats, seed=args.seed, isolation=args.isolation, pairs=not args.no_pairs,
         check=args.check, rail_rate_gbps=args.rail_rate_gbps, relative_fraction=args.relative_fraction,
         backend=args.backend, timeout_s=args.timeout, np=args.np, out=args.out, cluster=args.cluster,
+        history=args.history, no_history=args.no_history,
     )  # fmt: skip
 
 

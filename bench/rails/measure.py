@@ -12,38 +12,26 @@ simultaneous exchange would report half of what the wire does.
 from __future__ import annotations
 
 import contextlib
-import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bench import env as benv
 from bench.rails.layout import RailLayout
 from bench.rails.schedule import Round
 
 GLOO_SOCKET_IFNAME = "GLOO_SOCKET_IFNAME"
 
 
-@contextlib.contextmanager
-def gloo_interface(ifname: str | None) -> Iterator[None]:
+def gloo_interface(ifname: str | None) -> contextlib.AbstractContextManager[None]:
     """``GLOO_SOCKET_IFNAME`` set to ``ifname`` while groups are made (no change for None).
 
     gloo binds a new group's sockets to the interface this variable names at the moment the group is made
     (torch 2.13 ignores the devices passed in a group's options), so the variable is switched around
-    ``new_group`` and restored afterwards. Writing the process environment is the only way to reach gloo.
+    ``new_group`` and restored afterwards.
     """
-    if ifname is None:
-        yield
-        return
-    previous = os.environ.get(GLOO_SOCKET_IFNAME)
-    os.environ[GLOO_SOCKET_IFNAME] = ifname
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop(GLOO_SOCKET_IFNAME, None)
-        else:
-            os.environ[GLOO_SOCKET_IFNAME] = previous
+    return benv.scoped(GLOO_SOCKET_IFNAME, ifname)
 
 
 def make_rail_groups(layout: RailLayout, my_ifname: str | None, timeout_s: float) -> tuple[list[Any], str | None]:

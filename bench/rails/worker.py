@@ -283,7 +283,7 @@ def run_rank(config: RailsConfig, info: RankInfo) -> int:
 
 def _standalone(config: RailsConfig, settings: RailsSettings, profile: Any, ctx: DistContext) -> int:
     from bench.rundir import ResultsWriter, default_cluster_name, default_run_dir
-    from bench.worker import RunRecord, iso_utc
+    from bench.worker import RunRecord, finish_run, iso_utc
 
     rank = ctx.info.rank
     cluster = config.cluster or default_cluster_name(ctx.hosts[0])
@@ -308,6 +308,7 @@ def _standalone(config: RailsConfig, settings: RailsSettings, profile: Any, ctx:
         verdict = "skip" if outcome.skipped else ("fail" if outcome.failed else "pass")
         record.update(status="complete", verdict=None if verdict == "skip" else verdict, exit_status=status,
                       finished_utc=iso_utc(), rails_skipped=outcome.skipped)  # fmt: skip
+        finish_run(out_dir, profile, history=config.history, no_history=config.no_history)
         print(f"# run directory: {out_dir}", flush=True)
         sys.stdout.flush()
     return int(broadcast_str(ctx.store, "exit_status", str(status), rank, 60.0))
@@ -315,25 +316,10 @@ def _standalone(config: RailsConfig, settings: RailsSettings, profile: Any, ctx:
 
 def metadata(ctx: DistContext, cluster: str, profile: Any, settings: RailsSettings, command: str) -> dict[str, Any]:
     """run.json for a rails or accept run, in the keys every railbench command writes."""
-    import os
+    from bench.worker import base_metadata
 
-    from bench import __version__
-    from bench import env as benv
-    from bench.dist import node_layout
-    from bench.rundir import FORMAT_VERSION
-    from bench.worker import iso_utc, versions
-
-    ranks = []
-    for r, host in enumerate(ctx.hosts):
-        local_rank, _, node_rank, _ = node_layout(ctx.hosts, r)
-        ranks.append({"rank": r, "host": host, "local_rank": local_rank, "node_rank": node_rank})
     return {
-        "format_version": FORMAT_VERSION, "tool": "railbench", "version": __version__, "command": command,
-        "cluster": cluster, "profile": profile.name, "started_utc": iso_utc(), "finished_utc": None,
-        "status": "running", "verdict": None, "exit_status": None, "hosts": list(ctx.node_hosts),
-        "nnodes": ctx.info.nnodes, "nranks": ctx.info.world_size, "ranks": ranks, "launcher": ctx.info.launcher,
-        "backend": ctx.backend, "device": str(ctx.device), "versions": versions(ctx.backend),
-        "env": benv.recorded_environment(),
+        **base_metadata(ctx, cluster, profile, command),
         "rails_test": {
             "collectives": list(settings.collectives), "rail_bytes": settings.rail_bytes,
             "pair_bytes": settings.pair_bytes, "iters": settings.iters, "warmup": settings.warmup,
@@ -342,5 +328,4 @@ def metadata(ctx: DistContext, cluster: str, profile: Any, settings: RailsSettin
             "pass_fraction": settings.pass_fraction, "socket_ifname": settings.socket_ifname,
             "oob_ifname": settings.oob_ifname, "host": socket.gethostname(),
         },
-        "pid": os.getpid(),
     }  # fmt: skip
