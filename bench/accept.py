@@ -21,13 +21,12 @@ from typing import Any
 
 from bench.commands.accept import AcceptConfig
 from bench.commands.rails import RailsSettings, resolve
-from bench.dist import DistContext, broadcast_str, init_distributed, shutdown
+from bench.dist import DistContext, broadcast_str, run_as_rank
 from bench.env import RankInfo
 from bench.errors import EXIT_FAIL, EXIT_INFRA, EXIT_PASS, UserError
 from bench.fabric.checks import CheckResult
 from bench.fabric.cluster import NodeReport
 from bench.junit import Case, Status
-from bench.rails.measure import gloo_interface
 from bench.rails.records import RailsOutcome
 
 _JUNIT_STATUS: Mapping[str, Status] = {"pass": "pass", "warn": "pass", "fail": "fail", "skip": "skip"}
@@ -44,16 +43,9 @@ def run_rank(config: AcceptConfig, info: RankInfo) -> int:
         if info.rank != 0:
             return 2
         raise
-    with gloo_interface(settings.oob_ifname):
-        ctx = init_distributed(info, config.backend, config.timeout_s, settings.oob_ifname)
-    try:
-        return _accept(config, settings, profile, ctx)
-    except UserError:
-        if ctx.info.rank != 0:
-            return 2
-        raise
-    finally:
-        shutdown()
+    return run_as_rank(
+        info, config.backend, config.timeout_s, settings.oob_ifname, lambda ctx: _accept(config, settings, profile, ctx)
+    )
 
 
 def _node_checks(profile: Any, ctx: DistContext) -> list[NodeReport] | None:

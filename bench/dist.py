@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import socket
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
 
-from bench.env import RankInfo
-from bench.errors import UserError
+from bench.env import RankInfo, scoped
+from bench.errors import EXIT_USAGE, InfraError, UserError
 from bench.netaddr import rendezvous_address
 
 Backend = Literal["auto", "nccl", "gloo"]
@@ -131,6 +133,41 @@ def init_distributed(info: RankInfo, backend: Backend, timeout_s: float, oob_ifn
         _, local_size, node_rank, nnodes = node_layout(hosts, info.rank)
         info = dataclasses.replace(info, node_rank=node_rank, nnodes=nnodes, local_world_size=local_size)
     return DistContext(info=info, backend=chosen, device=device, hosts=hosts, store=store)
+
+
+def run_as_rank(
+    info: RankInfo,
+    backend: Backend,
+    timeout_s: float,
+    oob_ifname: str | None,
+    body: Callable[[DistContext], int],
+) -> int:
+    """Start the world group, run ``body`` on it and always tear it down; every command's rank entry.
+
+    Bad input is said once, by rank 0 (the others return 2 quietly). An infrastructure fault is reported by
+    rank 0 for everyone; the other ranks hold back a few seconds, so they speak only when the launcher has
+    not stopped them by then, i.e. when rank 0 itself is what was lost.
+    """
+    try:
+        # gloo's world group binds GLOO_SOCKET_IFNAME as it is at start-up: the management interface.
+        with scoped("GLOO_SOCKET_IFNAME", oob_ifname):
+            ctx = init_distributed(info, backend, timeout_s, oob_ifname)
+    except UserError:
+        if info.rank != 0:
+            return EXIT_USAGE
+        raise
+    try:
+        return body(ctx)
+    except UserError:
+        if ctx.info.rank != 0:
+            return EXIT_USAGE
+        raise
+    except InfraError:
+        if ctx.info.rank != 0:
+            time.sleep(5.0)
+        raise
+    finally:
+        shutdown()
 
 
 def shutdown() -> None:

@@ -20,7 +20,7 @@ from bench import __version__, evidence
 from bench import env as benv
 from bench.collectives import get_collective, get_dtype
 from bench.commands.run import RunConfig
-from bench.dist import DistContext, broadcast_str, init_distributed, node_layout, shutdown
+from bench.dist import DistContext, broadcast_str, node_layout, run_as_rank
 from bench.env import RankInfo
 from bench.errors import EXIT_FAIL, EXIT_INFRA, EXIT_PASS, InfraError, UserError
 from bench.results import result_row
@@ -131,26 +131,7 @@ def _progress_wanted(config: RunConfig, ctx: DistContext) -> bool:
 
 def run_rank(config: RunConfig, info: RankInfo) -> int:
     """One rank's whole run; every rank returns the same exit status."""
-    try:
-        ctx = init_distributed(info, config.backend, config.timeout_s, config.oob_ifname)
-    except UserError:
-        if info.rank != 0:
-            return 2  # rank 0 says it once
-        raise
-    try:
-        return sweep(config, ctx)
-    except UserError:
-        if ctx.info.rank != 0:
-            return 2
-        raise
-    except InfraError:
-        if ctx.info.rank != 0:
-            # Rank 0 reports the fault for everyone; the launcher usually stops this rank meanwhile.
-            # Speak only if that does not happen, i.e. when rank 0 itself is what was lost.
-            time.sleep(5.0)
-        raise
-    finally:
-        shutdown()
+    return run_as_rank(info, config.backend, config.timeout_s, config.oob_ifname, lambda ctx: sweep(config, ctx))
 
 
 def sweep(config: RunConfig, ctx: DistContext, *, finish: bool = True) -> int:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.commands.rails import RailsConfig, RailsSettings, resolve
-from bench.dist import DistContext, broadcast_str, init_distributed, shutdown
+from bench.dist import DistContext, broadcast_str, run_as_rank
 from bench.env import RankInfo
 from bench.errors import EXIT_FAIL, EXIT_INFRA, EXIT_PASS, InfraError, UserError
 from bench.fabric import counters
@@ -27,7 +27,6 @@ from bench.rails.measure import (
     PairTime,
     flatten,
     gather_objects,
-    gloo_interface,
     make_rail_groups,
     pair_buffers,
     pair_round,
@@ -268,17 +267,10 @@ def run_rank(config: RailsConfig, info: RankInfo) -> int:
         if info.rank != 0:
             return 2
         raise
-    # gloo's world group binds GLOO_SOCKET_IFNAME as it is at start-up: the management interface.
-    with gloo_interface(settings.oob_ifname):
-        ctx = init_distributed(info, config.backend, config.timeout_s, settings.oob_ifname)
-    try:
-        return _standalone(config, settings, profile, ctx)
-    except UserError:
-        if ctx.info.rank != 0:
-            return 2
-        raise
-    finally:
-        shutdown()
+    return run_as_rank(
+        info, config.backend, config.timeout_s, settings.oob_ifname,
+        lambda ctx: _standalone(config, settings, profile, ctx),
+    )  # fmt: skip
 
 
 def _standalone(config: RailsConfig, settings: RailsSettings, profile: Any, ctx: DistContext) -> int:
