@@ -13,13 +13,15 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from bench import env as benv
-from bench.errors import UserError
+from bench.errors import EXIT_INFRA, InfraError, UserError
+from bench.rundir import atomic_write_json, default_cluster_name, default_run_dir, read_run_json
 
 
 def find_mpirun() -> str:
@@ -132,3 +134,36 @@ def _stop(proc: subprocess.Popen[bytes], first: int = signal.SIGTERM) -> None:
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+def start_local_ranks(
+    np: int,
+    rank_argv: Callable[[Path], list[str]],
+    out: Path | None,
+    cluster: str | None,
+    backend: str,
+    per_rank_bytes: int,
+) -> int:
+    """Start ``np`` local ranks under mpirun with ``rank_argv(out)``; returns the exit status rank 0 recorded."""
+    out = out or default_run_dir(cluster or default_cluster_name(socket.gethostname()))
+    check_local_np(np, backend, per_rank_bytes, cpus=cpu_count(), gpus=gpu_count(), mem=mem_available_bytes())
+    cmd = mpirun_command(np, rank_argv(out), oversubscribe=gpu_count() == 0)
+    return exit_status_from_run_dir(out, run_ranks(cmd, child_environment(), timeout_s=None))
+
+
+def exit_status_from_run_dir(out: Path, rc: int) -> int:
+    """The exit status rank 0 recorded in run.json; a run the ranks left unfinished is marked failed."""
+    if not (out / "run.json").is_file():
+        raise InfraError(f"the ranks exited with status {rc} before writing {out}/run.json: see their output above")
+    meta = read_run_json(out)
+    status = meta.get("exit_status")
+    if isinstance(status, int):
+        return status
+    # The ranks died without finishing run.json (a rank killed, the launcher aborted): record that here so
+    # the run directory says what happened; every row measured before is already in results.csv.
+    message = f"the ranks exited with status {rc} during the run; results.csv keeps every finished measurement"
+    meta.update(
+        status="failed", verdict="error", exit_status=EXIT_INFRA, failure={"kind": "launcher", "message": message}
+    )
+    atomic_write_json(out / "run.json", meta)
+    raise InfraError(f"{message}: {out}")

@@ -163,6 +163,6 @@ def run(config: AcceptConfig) -> int:
             "or use --np N for local ranks"
         )
     per_rank = 3 * config.sweep.max_bytes  # the sweep's largest size dominates: send, receive, check copy
-    return rails_cmd.start_local_ranks(
-        config.np, config.rank_argv, config.out, config.cluster, config.backend, per_rank
-    )
+    from bench.launch import start_local_ranks
+
+    return start_local_ranks(config.np, config.rank_argv, config.out, config.cluster, config.backend, per_rank)

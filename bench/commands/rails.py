@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from bench import env as benv
 from bench.collectives import get_collective
-from bench.errors import EXIT_INFRA, InfraError, UserError
+from bench.errors import EXIT_INFRA, UserError
 from bench.units import parse_size
 
 RAIL_COLLECTIVES = ("all_reduce", "all_gather")
@@ -287,35 +287,9 @@ def run(config: RailsConfig) -> int:
         )
     # Each rank holds the pair buffers (send, receive) and a rail collective's buffers and check copy.
     per_rank = 3 * max(settings.rail_bytes, settings.pair_bytes)
+    from bench.launch import start_local_ranks
+
     return start_local_ranks(config.np, config.rank_argv, config.out, config.cluster, config.backend, per_rank)
-
-
-def start_local_ranks(
-    np: int,
-    rank_argv: Callable[[Path], list[str]],
-    out: Path | None,
-    cluster: str | None,
-    backend: str,
-    per_rank_bytes: int,
-) -> int:
-    """Start ``np`` local ranks under mpirun with ``rank_argv(out)`` and return the exit status they recorded."""
-    import socket
-
-    from bench import launch
-    from bench.rundir import default_cluster_name, default_run_dir, read_run_json
-
-    out = out or default_run_dir(cluster or default_cluster_name(socket.gethostname()))
-    launch.check_local_np(
-        np, backend, per_rank_bytes, cpus=launch.cpu_count(), gpus=launch.gpu_count(), mem=launch.mem_available_bytes()
-    )
-    cmd = launch.mpirun_command(np, rank_argv(out), oversubscribe=launch.gpu_count() == 0)
-    rc = launch.run_ranks(cmd, launch.child_environment(), timeout_s=None)
-    if not (out / "run.json").is_file():
-        raise InfraError(f"the ranks exited with status {rc} before writing {out}/run.json: see their output above")
-    status = read_run_json(out).get("exit_status")
-    if isinstance(status, int):
-        return status
-    raise InfraError(f"the ranks exited with status {rc} without a verdict in {out}/run.json")
 
 
 __all__ = ["EXIT_INFRA", "RailsConfig", "RailsSettings", "add_arguments", "main", "resolve", "run"]

@@ -20,7 +20,7 @@ from typing import Literal
 
 from bench import env as benv
 from bench.collectives import DEFAULT_COLLECTIVES, get_collective, get_dtype
-from bench.errors import EXIT_FAIL, EXIT_INFRA, InfraError, UserError
+from bench.errors import EXIT_FAIL, UserError
 from bench.units import format_size, parse_size
 
 MAX_SIZES = 4096
@@ -269,47 +269,21 @@ def _start_ranks(config: RunConfig, node: benv.NodeLaunch | None) -> int:
     from bench import launch
     from bench.rundir import default_cluster_name, default_run_dir
 
-    out = config.out or default_run_dir(config.cluster or default_cluster_name(socket.gethostname()))
     if node is None:
         assert config.np is not None
         per_rank = 3 * config.max_bytes  # send + receive buffers plus the check copy
-        launch.check_local_np(
-            config.np,
-            config.backend,
-            per_rank,
-            cpus=launch.cpu_count(),
-            gpus=launch.gpu_count(),
-            mem=launch.mem_available_bytes(),
+        return launch.start_local_ranks(
+            config.np, config.rank_argv, config.out, config.cluster, config.backend, per_rank
         )
-        cmd = launch.mpirun_command(config.np, config.rank_argv(out), oversubscribe=launch.gpu_count() == 0)
-    else:
-        cmd = launch.elastic_command(
-            node.nnodes, node.node_rank, node.nproc_per_node, node.main_address, node.main_port, config.rank_argv(out)
-        )
-    # The launcher gets the rank timeout plus time to start; the watchdog inside the ranks fires first.
-    rc = launch.run_ranks(cmd, launch.child_environment(), timeout_s=None)
-    return _exit_status_from_run_dir(out, rc, is_main_node=node is None or node.node_rank == 0)
-
-
-def _exit_status_from_run_dir(out: Path, rc: int, *, is_main_node: bool) -> int:
-    from bench.rundir import atomic_write_json, read_run_json
-
-    if not is_main_node:
-        return 0 if rc == 0 else EXIT_FAIL
-    if not (out / "run.json").is_file():
-        raise InfraError(f"the ranks exited with status {rc} before writing {out}/run.json: see their output above")
-    meta = read_run_json(out)
-    status = meta.get("exit_status")
-    if isinstance(status, int):
-        return status
-    # The ranks died without finishing run.json (a rank killed, the launcher aborted): record that here so
-    # the run directory says what happened; every row measured before is already in results.csv.
-    message = f"the ranks exited with status {rc} during the sweep; results.csv keeps every finished size"
-    meta.update(
-        status="failed", verdict="error", exit_status=EXIT_INFRA, failure={"kind": "launcher", "message": message}
+    out = config.out or default_run_dir(config.cluster or default_cluster_name(socket.gethostname()))
+    cmd = launch.elastic_command(
+        node.nnodes, node.node_rank, node.nproc_per_node, node.main_address, node.main_port, config.rank_argv(out)
     )
-    atomic_write_json(out / "run.json", meta)
-    raise InfraError(f"{message}: {out}")
+    rc = launch.run_ranks(cmd, launch.child_environment(), timeout_s=None)
+    if node.node_rank != 0:
+        # Rank 0 lives on node 0 and writes the run directory there; this node only knows its own ranks.
+        return 0 if rc == 0 else EXIT_FAIL
+    return launch.exit_status_from_run_dir(out, rc)
 
 
-__all__ = ["EXIT_INFRA", "RunConfig", "add_arguments", "main", "message_sizes", "run"]
+__all__ = ["RunConfig", "add_arguments", "main", "message_sizes", "run"]
