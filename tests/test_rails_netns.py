@@ -16,32 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.netns_testbed import NetnsCluster, build_cluster
+from tests.netns_testbed import PROFILE, NetnsCluster, build_cluster
 
 pytestmark = [pytest.mark.netns, pytest.mark.mpi, pytest.mark.slow]
 
 SHAPED_MBIT = 300
-PROFILE = """
-name = "netns"
-description = "the namespace testbed: socket rails rail0.., management mgmt"
-transport = "socket"
-pass_fraction = 0.9
-counter_tolerance_bytes = 262144
-
-[rails]
-exclude_ifnames = ["mgmt"]
-
-[network]
-socket_ifnames = "rail"
-oob_ifname = "mgmt"
-
-[rails_test]
-rail_bytes = "4M"
-pair_bytes = "4M"
-iters = 3
-warmup = 1
-relative_fraction = 0.1
-"""
 
 
 @pytest.fixture(scope="module")

@@ -201,3 +201,35 @@ def test_optional_inputs_may_be_absent(tmp_path: Path) -> None:
     loaded = load_inputs(write_run_dir(tmp_path / "run", rails=False, checks=False, trend=False))
     assert loaded.rails is None and loaded.checks is None and loaded.trend is None
     assert len(loaded.results) > 0
+
+
+def test_rails_json_as_railbench_rails_writes_it() -> None:
+    # rail-group records span every node (node None); pair records name both ends. One bad link: node03 rail 1.
+    nodes = ["node01", "node02", "node03", "node04"]
+    measurements: list[dict] = [
+        {"kind": "rail", "rail": r, "node": None, "peer": None, "device": None, "collective": "all_reduce",
+         "mode": "concurrent", "busbw_Gbps": g, "expected_Gbps": None} for r, g in ((0, 1.9), (1, 0.29))
+    ]  # fmt: skip
+    for rail in (0, 1):
+        for i, a in enumerate(nodes):
+            for b in nodes[i + 1 :]:
+                slow = rail == 1 and "node03" in (a, b)
+                for node, peer in ((a, b), (b, a)):
+                    measurements.append({"kind": "pair", "rail": rail, "node": node, "peer": peer,
+                                         "device": f"rail{rail}", "busbw_Gbps": 0.29 if slow else 10.0,
+                                         "expected_Gbps": None})  # fmt: skip
+    rails = {"measurements": measurements,
+             "defects": [{"kind": "link", "node": "node03", "rail": 1, "device": "rail1"}]}  # fmt: skip
+    levels = data.node_rail_levels(rails)
+    assert len(levels) == 8
+    worst = levels.loc[levels["busbw_Gbps"].idxmin()]
+    assert (worst["node"], worst["rail"], worst["device"]) == ("node03", 1, "rail1")
+    bars = data.rail_bars_table(rails, 0.9).frame
+    # no line rate on a socket testbed, so the healthy rail has no target; the proven defect fails its bar
+    assert dict(zip(bars["label"], bars["status"], strict=True)) == {
+        "rail 0 (rail0)": "no target",
+        "rail 1 (rail1)": "fail",
+    }
+    nodes_bars = data.node_bars_table(rails, 0.9).frame
+    failed = nodes_bars[nodes_bars["status"] == "fail"]["label"].tolist()
+    assert failed == ["node03"]

@@ -44,7 +44,8 @@ def _field(measure: str, unit: Unit) -> str:
 
 
 def _value_format(unit: Unit) -> str:
-    return ",.1f" if unit == "GB/s" else ",.0f"
+    # Four significant digits: 3,172 Gb/s on a 1CC and 0.287 Gb/s on a shaped CPU link both read right.
+    return ",.4~r"
 
 
 def _title(title: str, subtitle: str | None) -> alt.TitleParams:

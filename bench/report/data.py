@@ -126,6 +126,32 @@ def _rail_measurements(rails: Mapping[str, Any], kind: str) -> pd.DataFrame:
     return frame
 
 
+def node_rail_levels(rails: Mapping[str, Any]) -> pd.DataFrame:
+    """busbw per (node, rail): per-node rail records where rails.json has them, else the median of every pair
+    the node took part in on that rail (either direction). A bad link is slow with every partner, so its
+    median is slow; a healthy node with one bad partner keeps a healthy median."""
+    per_node = _rail_measurements(rails, "rail")
+    per_node = per_node[per_node["node"].notna()]
+    if not per_node.empty:
+        return per_node.reset_index(drop=True)
+    pairs = _rail_measurements(rails, "pair")
+    if pairs.empty:
+        return pairs
+    devices = {(n, r): d for n, r, d in zip(pairs["node"], pairs["rail"], pairs["device"], strict=True) if d}
+    ends = pd.concat(
+        [pairs[["rail", "node", "busbw_Gbps", "expected_Gbps"]],
+         pairs[["rail", "peer", "busbw_Gbps", "expected_Gbps"]].rename(columns={"peer": "node"})],
+        ignore_index=True,
+    )  # fmt: skip
+    levels = ends.groupby(["rail", "node"], sort=False).agg(
+        busbw_Gbps=("busbw_Gbps", "median"), expected_Gbps=("expected_Gbps", "first")
+    )
+    levels = levels.reset_index()
+    levels["peer"] = None
+    levels["device"] = [devices.get((n, r), "") for n, r in zip(levels["node"], levels["rail"], strict=True)]
+    return levels[["rail", "node", "peer", "device", "busbw_Gbps", "expected_Gbps"]]
+
+
 def _mark_defects(frame: pd.DataFrame, named: pd.Series, min_efficiency: float) -> pd.DataFrame:
     frame["status"] = status(frame["busbw_Gbps"], frame["target_Gbps"], min_efficiency)
     # A defect the rails command proved (pair evidence) fails the bar even if this aggregate looks fine.
@@ -135,7 +161,7 @@ def _mark_defects(frame: pd.DataFrame, named: pd.Series, min_efficiency: float) 
 
 def rail_bars_table(rails: Mapping[str, Any], min_efficiency: float) -> Table:
     """One bar per rail: its weakest node's busbw, from rails.json."""
-    measured = _rail_measurements(rails, "rail")
+    measured = node_rail_levels(rails)
     if measured.empty:
         return Table(pd.DataFrame())
     _, rails_hit, _ = _defect_keys(rails)
@@ -156,7 +182,7 @@ def rail_bars_table(rails: Mapping[str, Any], min_efficiency: float) -> Table:
 
 def node_bars_table(rails: Mapping[str, Any], min_efficiency: float, max_bars: int = 64) -> Table:
     """One bar per node: its weakest rail's busbw, from rails.json."""
-    measured = _rail_measurements(rails, "rail")
+    measured = node_rail_levels(rails)
     if measured.empty:
         return Table(pd.DataFrame())
     keys, _, _ = _defect_keys(rails)

@@ -111,9 +111,12 @@ def _check_rails(rails: Mapping[str, Any], path: Path) -> None:
             isinstance(item, dict)
             and item.get("kind") in ("rail", "pair")
             and isinstance(item.get("rail"), int)
-            and isinstance(item.get("node"), str)
             and isinstance(item.get("busbw_Gbps"), int | float)
-            and (item.get("kind") == "rail" or isinstance(item.get("peer"), str))
+            # a rail group spans every node (no node); a pair names both of its nodes
+            and (
+                (item.get("kind") == "rail" and (item.get("node") is None or isinstance(item.get("node"), str)))
+                or (isinstance(item.get("node"), str) and isinstance(item.get("peer"), str))
+            )
         )
         if not ok:
             raise UserError(f"{path} measurement {index} lacks kind/rail/node/peer/busbw_Gbps: re-run railbench rails")
