@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import get_args
 
 from bench.errors import EXIT_PASS, UserError
-from bench.report.build import ReportOptions, UnitChoice, write_report
+from bench.report import UnitChoice
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(config: ReportConfig) -> int:
+    # pandas and altair load here, not at import, so that --help and bad arguments answer at once.
+    from bench.report.build import ReportOptions, write_report
+
     """Write the report; prints where it went. Exit status 0 (drawing a failed run is not a failure)."""
     options = ReportOptions(
         unit=config.unit,

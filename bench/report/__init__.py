@@ -7,5 +7,11 @@
 * ``bench.report.page``: the summary page as Markdown (mkdocs-charts-plugin) and self-contained HTML;
 * ``bench.report.build``: ``write_report(run_dir)`` writes all of it, atomically.
 
-Import ``write_report`` from ``bench.report.build``; this package's import stays cheap.
+Import ``write_report`` from ``bench.report.build``; this package's import stays cheap (no pandas, no
+altair), so ``railbench report --help`` starts fast.
 """
+
+from typing import Literal
+
+UnitChoice = Literal["auto", "GB/s", "Gb/s"]
+"""Bandwidth unit on the charts: auto (GB/s for collectives, Gb/s for rails), GB/s or Gb/s."""

@@ -20,18 +20,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import altair as alt
 import pandas as pd
 import vl_convert
 
-from bench.report import charts, data, page
+from bench.report import UnitChoice, charts, data, page
 from bench.report.inputs import RunInputs, load_inputs
 from bench.report.theme import spec_dict, vl_convert_version
 from bench.rundir import atomic_write_bytes, atomic_write_json, atomic_write_text
 
-UnitChoice = Literal["auto", "GB/s", "Gb/s"]
 CHART_SUFFIXES = (".vl.json", ".csv", ".png", ".svg")
 
 
