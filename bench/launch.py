@@ -136,6 +136,26 @@ def _stop(proc: subprocess.Popen[bytes], first: int = signal.SIGTERM) -> None:
             continue
 
 
+def rank_or_local(
+    command: str,
+    np: int | None,
+    rank_entry: Callable[[benv.RankInfo], int],
+    start_local: Callable[[int], int],
+) -> int:
+    """Be a rank when a launcher started this process, else start ``--np`` local ranks; one line otherwise."""
+    info = benv.discover_rank()
+    if info is not None:
+        if np is not None:
+            raise UserError(f"railbench is already a rank under {info.launcher}: drop --np, the launcher starts ranks")
+        return rank_entry(info)
+    if np is None:
+        raise UserError(
+            f"no launcher detected and no --np: start 'railbench {command}' under mpirun/srun/torchrun on every "
+            "node, or use --np N for local ranks"
+        )
+    return start_local(np)
+
+
 def start_local_ranks(
     np: int,
     rank_argv: Callable[[Path], list[str]],

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from bench import env as benv
 from bench.commands import rails as rails_cmd
 from bench.commands.run import RunConfig
 from bench.errors import UserError
@@ -150,19 +149,13 @@ def run(config: AcceptConfig) -> int:
     from bench.profiles import load_profile
 
     rails_cmd.resolve(config.rails, load_profile(config.profile))  # bad input fails before any rank starts
-    info = benv.discover_rank()
-    if info is not None:
-        if config.np is not None:
-            raise UserError(f"railbench is already a rank under {info.launcher}: drop --np, the launcher starts ranks")
-        from bench.accept import run_rank
+    from bench.accept import run_rank
+    from bench.launch import rank_or_local, start_local_ranks
 
-        return run_rank(config, info)
-    if config.np is None:
-        raise UserError(
-            "no launcher detected and no --np: start 'railbench accept' under mpirun/srun/torchrun on every node, "
-            "or use --np N for local ranks"
-        )
     per_rank = 3 * config.sweep.max_bytes  # the sweep's largest size dominates: send, receive, check copy
-    from bench.launch import start_local_ranks
-
-    return start_local_ranks(config.np, config.rank_argv, config.out, config.cluster, config.backend, per_rank)
+    return rank_or_local(
+        "accept",
+        config.np,
+        lambda info: run_rank(config, info),
+        lambda np: start_local_ranks(np, config.rank_argv, config.out, config.cluster, config.backend, per_rank),
+    )

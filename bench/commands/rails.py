@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from bench import env as benv
 from bench.collectives import get_collective
 from bench.errors import EXIT_INFRA, UserError
 from bench.units import parse_size
@@ -273,23 +272,17 @@ def run(config: RailsConfig) -> int:
     from bench.profiles import load_profile
 
     settings = resolve(config, load_profile(config.profile))  # bad input fails here, before any rank starts
-    info = benv.discover_rank()
-    if info is not None:
-        if config.np is not None:
-            raise UserError(f"railbench is already a rank under {info.launcher}: drop --np, the launcher starts ranks")
-        from bench.rails.worker import run_rank
+    from bench.launch import rank_or_local, start_local_ranks
+    from bench.rails.worker import run_rank
 
-        return run_rank(config, info)
-    if config.np is None:
-        raise UserError(
-            "no launcher detected and no --np: start 'railbench rails' under mpirun/srun/torchrun on every node, "
-            "or use --np N for local ranks"
-        )
     # Each rank holds the pair buffers (send, receive) and a rail collective's buffers and check copy.
     per_rank = 3 * max(settings.rail_bytes, settings.pair_bytes)
-    from bench.launch import start_local_ranks
-
-    return start_local_ranks(config.np, config.rank_argv, config.out, config.cluster, config.backend, per_rank)
+    return rank_or_local(
+        "rails",
+        config.np,
+        lambda info: run_rank(config, info),
+        lambda np: start_local_ranks(np, config.rank_argv, config.out, config.cluster, config.backend, per_rank),
+    )
 
 
 __all__ = ["EXIT_INFRA", "RailsConfig", "RailsSettings", "add_arguments", "main", "resolve", "run"]
