@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 from bench.history.compare import allowed_change, baseline_stats, classify  # noqa: E402
 from bench.history.records import MetricRecord, RunRecord, node_hash  # noqa: E402
 from bench.history.store import open_store, write_runs  # noqa: E402
-from bench.rundir import FORMAT_VERSION, RESULT_COLUMNS, atomic_write_json, results_csv_text  # noqa: E402
+from bench.rundir.files import FORMAT_VERSION, RESULT_COLUMNS, atomic_write_json, results_csv_text  # noqa: E402
 
 TARGET_S = 3.0
 HOSTS = tuple(f"node{i:02d}" for i in range(1, 9))

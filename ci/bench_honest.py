@@ -3,7 +3,7 @@
     python ci/bench_honest.py [--np 4] [--iters 20] [--repeats 5]
 
 Starts N local ranks under mpirun (gloo on CPU; nccl where CUDA is available). In one process group, for
-each size from 1 MiB to 64 MiB it alternates railbench's timing path (``bench.timing.measure``, the code
+each size from 1 MiB to 64 MiB it alternates railbench's timing path (``bench.measure.timing.measure``, the code
 ``railbench run`` uses) with the plainest possible loop:
 
     barrier; t0 = perf_counter(); for _ in range(iters): all_reduce(x); t1 = perf_counter()
@@ -45,11 +45,11 @@ def worker(iters: int, warmup: int, repeats: int) -> None:
     import torch
     import torch.distributed as dist
 
-    from bench.collectives import REGISTRY
-    from bench.dist import init_distributed, shutdown
-    from bench.env import discover_rank
-    from bench.results import bandwidths
-    from bench.timing import measure
+    from bench.measure.collectives import REGISTRY
+    from bench.measure.results import bandwidths
+    from bench.measure.timing import measure
+    from bench.runtime.dist import init_distributed, shutdown
+    from bench.runtime.env import discover_rank
 
     info = discover_rank()
     assert info is not None, "run me through 'python ci/bench_honest.py', which starts mpirun"

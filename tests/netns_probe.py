@@ -17,9 +17,9 @@ def main() -> None:
     import torch
     import torch.distributed as dist
 
-    from bench import env as benv
-    from bench.dist import init_distributed
     from bench.fabric import counters
+    from bench.runtime import env as benv
+    from bench.runtime.dist import init_distributed
 
     rails = int(sys.argv[1])
     info = benv.discover_rank()

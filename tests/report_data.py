@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.rundir import FORMAT_VERSION, RESULT_COLUMNS, results_csv_text
+from bench.rundir.files import FORMAT_VERSION, RESULT_COLUMNS, results_csv_text
 
 # busbw factor per collective, as nccl-tests computes it (n = ranks in the communicator)
 _FACTOR = {

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from bench.accept import accept_summary, check_cases, node_cases, overall, rail_cases, sweep_cases
+from bench.accept.rank import accept_summary, check_cases, node_cases, overall, rail_cases, sweep_cases
 from bench.fabric.checks import CheckResult
 from bench.fabric.cluster import NodeReport
-from bench.junit import junit_xml
 from bench.profiles import load_profile
 from bench.rails.localise import Defect
 from bench.rails.records import RailDevices, RailResult, RailsOutcome
+from bench.rundir.junit import junit_xml
 from tests.support import railbench
 
 SCHEMA = Path(__file__).parent / "data" / "junit_jenkins.xsd"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.collectives import DTYPES, REGISTRY, get_collective, get_dtype, make_buffers, pattern
 from bench.errors import UserError
-from bench.results import result_row
+from bench.measure.collectives import DTYPES, REGISTRY, get_collective, get_dtype, make_buffers, pattern
+from bench.measure.results import result_row
 
 
 @pytest.mark.parametrize(

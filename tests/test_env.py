@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench.env import NodeLaunch, RankInfo, discover_node_launch, discover_rank, recorded_environment
 from bench.errors import UserError
+from bench.runtime.env import NodeLaunch, RankInfo, discover_node_launch, discover_rank, recorded_environment
 
 
 def test_no_launcher_is_none() -> None:

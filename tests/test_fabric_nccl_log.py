@@ -128,14 +128,14 @@ def test_snippets_without_host_prefix(corpus: Path) -> None:
 def test_every_corpus_file_parses(corpus: Path) -> None:
     for path in sorted(corpus.iterdir()):
         log = nccl_log.parse_file(path)
-        json.dumps(nccl_log.evidence([log], load_profile("lambda-1cc")))
+        json.dumps(nccl_evidence.evidence([log], load_profile("lambda-1cc")))
 
 
 def test_corpus_evidence_against_the_1cc_profile(corpus: Path) -> None:
     one_cc = load_profile("lambda-1cc")
 
     def fails(name: str) -> list[str]:
-        found = nccl_log.findings([nccl_log.parse_file(corpus / name)], one_cc)
+        found = nccl_evidence.findings([nccl_log.parse_file(corpus / name)], one_cc)
         return [f.message for f in found if f.severity == "fail"]
 
     assert any("used mlx5_0:1, which the profile excludes" in m for m in fails(next(iter(EXPECTED))))
@@ -193,12 +193,14 @@ def test_new_nccl_rail_plane_fields_and_warnings() -> None:
 def test_evidence_is_json_and_merges_logs(tmp_path: Path) -> None:
     one_cc = load_profile("lambda-1cc")
     good = nccl_log.parse_text(GOOD_1CC, "good.log")
-    found = nccl_log.findings([good], one_cc)
+    found = nccl_evidence.findings([good], one_cc)
     # nodeb opened only 2 rails and its NET channel had no GPUDirect RDMA; nothing fails.
     assert {f.severity for f in found if f.host == "nodeb"} == {"warn"}
     assert ("fail", "nodes") in {(f.severity, f.host) for f in found}  # sockets on a 1CC
     assert not [f for f in found if f.host == "nodea"]
-    doc = nccl_log.evidence([good, nccl_log.parse_text("nodec:7:7 [0] NCCL INFO NET/IB : No device found.")], one_cc)
+    doc = nccl_evidence.evidence(
+        [good, nccl_log.parse_text("nodec:7:7 [0] NCCL INFO NET/IB : No device found.")], one_cc
+    )
     json.dumps(doc)
     assert doc["hosts"]["nodea"]["devices"] == list(RAILS_1_8) and doc["verdict"] == "fail"
     assert any("fell back to sockets" in f["message"] for f in doc["findings"])

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from bench.commands.importer import ImportConfig, run
 from bench.history.store import list_runs, open_store
-from bench.rundir import RESULT_COLUMNS, read_results_rows, read_run_json
+from bench.rundir.files import RESULT_COLUMNS, read_results_rows, read_run_json
 from tests.history_fixtures import json_log, text_log
 from tests.support import railbench
 from tests.test_import_nccltests_corpus import EXPECTED

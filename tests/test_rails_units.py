@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from bench.commands.rails import DEFAULTS, RailsConfig, resolve
 from bench.errors import UserError
 from bench.profiles import load_profile
 from bench.rails import evidence, records
+from bench.rails.config import DEFAULTS, RailsConfig, resolve
 from bench.rails.layout import interface_for_rail, rail_interfaces, rail_layout
 from bench.rails.measure import PairTime
 

@@ -7,14 +7,14 @@ from types import SimpleNamespace
 
 import pytest
 
-from bench.commands.run import RunConfig, message_sizes
-from bench.dist import node_layout
 from bench.errors import UserError
-from bench.launch import check_local_np, elastic_command
-from bench.table import row_line, write_summary
-from bench.targets import world_target_gbps
-from bench.watchdog import Hang, find_missing
-from bench.worker import verdict
+from bench.measure.table import row_line, write_summary
+from bench.measure.targets import world_target_gbps
+from bench.runtime.dist import node_layout
+from bench.runtime.launch import check_local_np, elastic_command
+from bench.runtime.watchdog import Hang, find_missing
+from bench.sweep.config import RunConfig, message_sizes
+from bench.sweep.rank import verdict
 
 
 def test_sweep_matches_nccl_tests() -> None:

@@ -11,76 +11,18 @@ Runs under any launcher (mpirun/srun/torchrun on every node), or starts ``--np N
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
+from bench.accept.config import AcceptConfig
+from bench.accept.rank import run_rank
 from bench.commands import rails as rails_cmd
-from bench.commands.run import RunConfig
 from bench.errors import UserError
+from bench.measure.collectives import get_collective
+from bench.profiles import load_profile
+from bench.rails.config import RailsConfig, resolve
+from bench.runtime.launch import rank_or_local, start_local_ranks
+from bench.sweep.config import RunConfig
 from bench.units import parse_size
-
-
-@dataclass(frozen=True)
-class AcceptConfig:
-    """The three phases' settings; the shared ones (profile, backend, timeout, output) live here once."""
-
-    profile: str
-    """Cluster profile (name or TOML path): targets, thresholds, interfaces."""
-    sweep: RunConfig
-    """The world sweep (its profile, backend, timeout and output are taken from this config)."""
-    rails: rails_cmd.RailsConfig
-    """The rails test (likewise)."""
-    backend: Literal["auto", "nccl", "gloo"] = "auto"
-    timeout_s: float = 300.0
-    """A step that has not finished after this many seconds ends the run with exit 3."""
-    np: int | None = None
-    """Start this many local ranks under mpirun."""
-    out: Path | None = None
-    """Run directory; default reports/runs/<UTC time>-<cluster>."""
-    cluster: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.np is not None and self.np < 1:
-            raise UserError(f"--np {self.np} must be at least 1")
-        if self.timeout_s <= 0:
-            raise UserError(f"--timeout {self.timeout_s:g} must be positive (seconds)")
-
-    def sweep_config(self, out: Path) -> RunConfig:
-        """The world sweep as the ranks run it, inside the accept run directory."""
-        from dataclasses import replace
-
-        return replace(
-            self.sweep, profile=self.profile, backend=self.backend, timeout_s=self.timeout_s, out=out,
-            cluster=self.cluster, oob_ifname=self.rails.oob_ifname or self.sweep.oob_ifname, np=None, progress="off",
-        )  # fmt: skip
-
-    def rails_config(self, out: Path) -> rails_cmd.RailsConfig:
-        from dataclasses import replace
-
-        return replace(
-            self.rails, profile=self.profile, backend=self.backend, timeout_s=self.timeout_s, out=out,
-            cluster=self.cluster, np=None,
-        )  # fmt: skip
-
-    def rank_argv(self, out: Path) -> list[str]:
-        """The argv of the ranks the parent starts."""
-        s, r = self.sweep, self.rails
-        argv = ["accept", "--profile", self.profile, "-b", str(s.min_bytes), "-e", str(s.max_bytes),
-                "-n", str(s.iters), "-w", str(s.warmup), "--collectives", ",".join(s.collectives),
-                "--backend", self.backend, "--timeout", f"{self.timeout_s:g}", "--out", str(out),
-                "--seed", str(r.seed)]  # fmt: skip
-        argv += ["-i", str(s.step_bytes)] if s.step_bytes else ["-f", str(s.step_factor)]
-        for flag, value in (
-            ("--socket-ifname", r.socket_ifname), ("--oob-ifname", r.oob_ifname), ("--rail-bytes", r.rail_bytes),
-            ("--pair-bytes", r.pair_bytes), ("--repeats", r.repeats), ("--rail-rate-gbps", r.rail_rate_gbps),
-            ("--relative-fraction", r.relative_fraction), ("--cluster", self.cluster), ("--history", s.history),
-        ):  # fmt: skip
-            if value is not None:
-                argv += [flag, str(value)]
-        flags = (("--no-check", not s.check), ("--isolation", r.isolation), ("--no-pairs", not r.pairs),
-                 ("--no-history", s.no_history))  # fmt: skip
-        return argv + [flag for flag, on in flags if on]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -118,8 +60,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> AcceptConfig:
-    from bench.collectives import get_collective
-
     collectives = tuple(get_collective(c.strip()).name for c in args.collectives.split(",") if c.strip())
     if not collectives:
         raise UserError("--collectives is empty: name at least one, e.g. all_reduce")
@@ -128,7 +68,7 @@ def config_from_args(args: argparse.Namespace) -> AcceptConfig:
         step_bytes=args.step_bytes, iters=args.iters, warmup=args.warmup, check=not args.no_check,
         history=args.history, no_history=args.no_history, profile=args.profile,
     )  # fmt: skip
-    rails = rails_cmd.RailsConfig(
+    rails = RailsConfig(
         profile=args.profile, socket_ifname=args.socket_ifname, oob_ifname=args.oob_ifname,
         rail_bytes=args.rail_bytes, pair_bytes=args.pair_bytes, repeats=args.repeats, seed=args.seed,
         isolation=args.isolation, pairs=not args.no_pairs, rail_rate_gbps=args.rail_rate_gbps,
@@ -146,11 +86,7 @@ def main(args: argparse.Namespace) -> int:
 
 def run(config: AcceptConfig) -> int:
     """Accept the cluster as a rank, or start ``--np`` local ranks and return their verdict."""
-    from bench.profiles import load_profile
-
-    rails_cmd.resolve(config.rails, load_profile(config.profile))  # bad input fails before any rank starts
-    from bench.accept import run_rank
-    from bench.launch import rank_or_local, start_local_ranks
+    resolve(config.rails, load_profile(config.profile))  # bad input fails before any rank starts
 
     per_rank = 3 * config.sweep.max_bytes  # the sweep's largest size dominates: send, receive, check copy
     return rank_or_local(

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from bench import env as benv
 from bench.errors import EXIT_FAIL, EXIT_PASS, UserError
 from bench.fabric import hca, sysfs
+from bench.runtime import env as benv
 
 _FROM_ENV = "\0from-env"  # argparse default: nobody can type a NUL on a command line
 

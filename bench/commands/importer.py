@@ -22,7 +22,7 @@ from bench.history.outputs import write_report_if_available
 from bench.history.store import add_run, default_history_path
 from bench.nccltests import BUS_FACTOR, NcclTestsLog, parse_log
 from bench.nccltests.convert import COLUMNS, result_rows, run_meta, utc_stamp_of
-from bench.rundir import atomic_write_json, atomic_write_text, default_run_dir, results_csv_text
+from bench.rundir.files import atomic_write_json, atomic_write_text, default_run_dir, results_csv_text
 
 
 @dataclass(frozen=True)

@@ -412,9 +412,9 @@ def run_checks(
     """Run every registered check against this node (``sysfs_root`` stands in for /sys).
 
     ``nccl_logs`` are parsed logs or paths to parse; ``env`` is the environment NCCL will see (default: the
-    process environment, read through ``bench.env``).
+    process environment, read through ``bench.runtime.env``).
     """
-    from bench import env as benv
+    from bench.runtime import env as benv
 
     logs = [x if isinstance(x, nccl_log.NcclLog) else nccl_log.parse_file(x) for x in nccl_logs]
     ctx = Context(profile, Path(sysfs_root), logs, benv.environ() if env is None else env)

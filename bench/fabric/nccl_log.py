@@ -12,15 +12,14 @@ kept under host ``""``.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from bench.fabric.finding import Finding
-    from bench.profiles import Profile
+    pass
 
 _PREFIX = re.compile(
     r"(?P<host>[A-Za-z0-9][A-Za-z0-9._-]*):(?P<pid>\d+):(?P<tid>\d+) \[(?P<dev>\d+)\] "
@@ -411,17 +410,3 @@ def parse_file(path: Path | str) -> NcclLog:
     """Parse a log file (undecodable bytes are replaced, never fatal)."""
     path = Path(path)
     return parse_text(path.read_text(encoding="utf-8", errors="replace"), str(path))
-
-
-def evidence(logs: Sequence[NcclLog], profile: Profile | None) -> dict[str, Any]:
-    """Per-host evidence, findings and a verdict, JSON-able (see ``bench.fabric.nccl_evidence``)."""
-    from bench.fabric import nccl_evidence  # it builds on this module's types
-
-    return nccl_evidence.evidence(logs, profile)
-
-
-def findings(logs: Sequence[NcclLog], profile: Profile | None) -> list[Finding]:
-    """What the logs say is wrong for ``profile``: an excluded device in use, a socket fallback on IB..."""
-    from bench.fabric import nccl_evidence
-
-    return nccl_evidence.findings(logs, profile)

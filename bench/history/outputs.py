@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bench.history.compare import BAD_STATES, STATES, State
-from bench.junit import Case, write_junit
-from bench.rundir import atomic_write_json, atomic_write_text, results_csv_text
+from bench.rundir.files import atomic_write_json, atomic_write_text, results_csv_text
+from bench.rundir.junit import Case, write_junit
 
 COMPARE_FORMAT_VERSION = 1
 TREND_COLUMNS = ("run_time", "metric", "busbw_GBps", "baseline_GBps", "band_lo_GBps", "band_hi_GBps", "state")

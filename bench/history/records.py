@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import UserError
-from bench.rundir import read_results_rows, read_run_json
+from bench.rundir.files import read_results_rows, read_run_json
 
 
 def metric_key(collective: str, scope: str, group: str, nbytes: int) -> str:

@@ -17,9 +17,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from bench import __version__
-from bench.env import recorded_environment
 from bench.nccltests.model import NcclTestsLog, Table
-from bench.rundir import FORMAT_VERSION, RESULT_COLUMNS
+from bench.rundir.files import FORMAT_VERSION, RESULT_COLUMNS
+from bench.runtime.env import recorded_environment
 
 EXTRA_COLUMNS = ("table", "line")
 COLUMNS = (*RESULT_COLUMNS, *EXTRA_COLUMNS)
@@ -106,7 +106,7 @@ def run_meta(
     finished_utc: str,
     sha256: str,
 ) -> dict[str, Any]:
-    """run.json for an imported log (the shape ``bench.rundir``'s readers expect, plus ``source``)."""
+    """run.json for an imported log (the shape ``bench.rundir.files``'s readers expect, plus ``source``)."""
     world = world_table(log)
     status, verdict = _status(log)
     per_host: Counter[str] = Counter()

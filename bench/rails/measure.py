@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bench import env as benv
 from bench.rails.layout import RailLayout
 from bench.rails.schedule import Round
+from bench.runtime import env as benv
 
 GLOO_SOCKET_IFNAME = "GLOO_SOCKET_IFNAME"
 

@@ -5,15 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench.commands.rails import RailsSettings
 from bench.rails import records
+from bench.rails.config import RailsSettings
 from bench.rails.records import RailsOutcome
+from bench.rundir.files import atomic_write_json
 
 
 def write_outputs(outcome: RailsOutcome, out_dir: Path, writer: Any, iters: int) -> dict[str, Any]:
     """rails.json and the results.csv rows; returns the rails.json document."""
-    from bench.rundir import atomic_write_json
-
     devices = records.device_map(outcome.devices)
     doc: dict[str, Any] = {
         "skipped": outcome.skipped,

@@ -12,10 +12,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from bench.collectives import get_collective
+from bench.measure.collectives import get_collective
+from bench.measure.results import result_row
 from bench.rails.localise import Defect, PairMatrix, PairSample, describe
 from bench.rails.measure import PairTime
-from bench.results import result_row
 from bench.units import format_size
 
 Mode = Literal["concurrent", "isolated"]

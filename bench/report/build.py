@@ -29,7 +29,7 @@ import vl_convert
 from bench.report import UnitChoice, charts, data, page
 from bench.report.inputs import RunInputs, load_inputs
 from bench.report.theme import spec_dict, vl_convert_version
-from bench.rundir import atomic_write_bytes, atomic_write_json, atomic_write_text
+from bench.rundir.files import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 CHART_SUFFIXES = (".vl.json", ".csv", ".png", ".svg")
 

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from bench.report.inputs import TREND_COLUMNS, RunInputs
-from bench.rundir import SCOPES
+from bench.rundir.files import SCOPES
 from bench.units import format_size
 
 STATUSES = ("pass", "fail", "no target")

@@ -1,6 +1,6 @@
 """Read a run directory for a report: every input checked, bad input a one-line UserError.
 
-Inputs: ``run.json`` and ``results.csv`` (through ``bench.rundir``, which checks the format version and the
+Inputs: ``run.json`` and ``results.csv`` (through ``bench.rundir.files``, which checks the format version and the
 columns), and the optional ``rails.json`` (the rails command's measurements and defects), ``checks.json``
 and ``trend.csv`` (compare's nightly series). An optional file only adds charts when it is present.
 """
@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import UserError
-from bench.rundir import RESULT_COLUMNS, SCOPES, read_results_rows, read_run_json
+from bench.rundir.files import RESULT_COLUMNS, SCOPES, read_results_rows, read_run_json
 
 NUMERIC_COLUMNS = (
     "nranks", "nnodes", "bytes", "count", "iters", "time_us", "time_us_min", "time_us_max",

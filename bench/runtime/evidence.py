@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench.fabric import counters
+from bench.fabric import counters, nccl_evidence, nccl_log
+from bench.fabric.checks import expected_rails
 from bench.fabric.finding import Finding
 
 
@@ -38,8 +39,6 @@ def gather_node_deltas(mine: dict[str, dict[str, Any]] | None, host: str) -> dic
 
 def audit_counters(per_host: dict[str, dict[str, dict[str, Any]]], profile: Any) -> list[Finding]:
     """Findings for every node: excluded devices that carried traffic, expected rails that carried none."""
-    from bench.fabric.checks import expected_rails
-
     expected = expected_rails(profile)
     findings: list[Finding] = []
     for host, devices in per_host.items():
@@ -55,10 +54,8 @@ def audit_counters(per_host: dict[str, dict[str, dict[str, Any]]], profile: Any)
 
 def nccl_log_evidence(out_dir: Path, profile: Any) -> tuple[dict[str, Any] | None, list[Finding]]:
     """What NCCL's own logs in ``out_dir/nccl`` say, and what is wrong with it for ``profile``."""
-    from bench.fabric import nccl_log
-
     paths = sorted((out_dir / "nccl").glob("*.log"))
     if not paths:
         return None, []
     logs = [nccl_log.parse_file(p) for p in paths]
-    return nccl_log.evidence(logs, profile), nccl_log.findings(logs, profile)
+    return nccl_evidence.evidence(logs, profile), nccl_evidence.findings(logs, profile)

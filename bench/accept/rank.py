@@ -5,7 +5,7 @@ One set of ranks, one process group, one run directory:
 1. check: every node runs the preflight checks (``bench.fabric.checks``); rank 0 gathers them, compares
    the nodes and writes ``checks.json``;
 2. the world sweep (``railbench run``'s sweep), which writes ``run.json``, ``results.csv`` and the report;
-3. rails (``bench.rails.worker.rails_phase``): ``rails.json`` and rail/pair rows appended to results.csv;
+3. rails (``bench.rails.rank.rails_phase``): ``rails.json`` and rail/pair rows appended to results.csv;
 4. the verdicts: ``junit.xml`` with one testcase per check, collective, rail and node, and ``run.json``
    turned into the accept record (``command`` accept, the overall verdict, per-node and per-rail verdicts).
 
@@ -19,23 +19,42 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.commands.accept import AcceptConfig
-from bench.commands.rails import RailsSettings, resolve
-from bench.dist import DistContext, broadcast_str, run_as_rank
-from bench.env import RankInfo
+from bench.accept.config import AcceptConfig
+from bench.check.node import render, to_json
 from bench.errors import EXIT_FAIL, EXIT_INFRA, EXIT_PASS, UserError
+from bench.fabric import checks, cluster
 from bench.fabric.checks import CheckResult
 from bench.fabric.cluster import NodeReport
-from bench.junit import Case, Status
+from bench.measure.targets import judge_min_bytes
+from bench.profiles import load_profile
+from bench.rails import output
+from bench.rails import rank as rails_rank
+from bench.rails.config import RailsSettings, resolve
+from bench.rails.measure import gather_objects
 from bench.rails.records import RailsOutcome
+from bench.rundir.files import (
+    ResultsWriter,
+    atomic_write_json,
+    default_cluster_name,
+    default_run_dir,
+    read_results_rows,
+    read_run_json,
+)
+from bench.rundir.junit import Case, Status, write_junit
+from bench.rundir.record import iso_utc
+from bench.runtime import env as benv
+from bench.runtime.dist import DistContext, broadcast_str, run_as_rank
+from bench.runtime.env import RankInfo
+from bench.runtime.finish import finish_run
+from bench.sweep.rank import sweep as world_sweep
+from bench.sweep.rank import verdict
+from bench.units import format_size
 
 _JUNIT_STATUS: Mapping[str, Status] = {"pass": "pass", "warn": "pass", "fail": "fail", "skip": "skip"}
 
 
 def run_rank(config: AcceptConfig, info: RankInfo) -> int:
     """One rank of ``railbench accept``; every rank returns the same exit status."""
-    from bench.profiles import load_profile
-
     try:
         profile = load_profile(config.profile)
         settings = resolve(config.rails_config(Path(".")), profile)
@@ -50,10 +69,6 @@ def run_rank(config: AcceptConfig, info: RankInfo) -> int:
 
 def _node_checks(profile: Any, ctx: DistContext) -> list[NodeReport] | None:
     """Every node's preflight report on rank 0 (one per node: its local rank 0 speaks), None elsewhere."""
-    from bench import env as benv
-    from bench.fabric import checks, cluster
-    from bench.rails.measure import gather_objects
-
     report = None
     if ctx.info.local_rank == 0:
         results = tuple(checks.run_checks(profile, Path("/sys"), (), benv.environ()))
@@ -65,13 +80,6 @@ def _node_checks(profile: Any, ctx: DistContext) -> list[NodeReport] | None:
 
 
 def _accept(config: AcceptConfig, settings: RailsSettings, profile: Any, ctx: DistContext) -> int:
-    from bench.fabric import cluster
-    from bench.rails import output
-    from bench.rails import worker as rails_worker
-    from bench.rundir import ResultsWriter, atomic_write_json, default_cluster_name, default_run_dir
-    from bench.worker import finish_run, iso_utc
-    from bench.worker import sweep as world_sweep
-
     rank = ctx.info.rank
     cluster_name = config.cluster or default_cluster_name(ctx.hosts[0])
     out_dir = Path(broadcast_str(ctx.store, "out_dir", str(config.out or default_run_dir(cluster_name)), rank, 60.0))
@@ -80,8 +88,6 @@ def _accept(config: AcceptConfig, settings: RailsSettings, profile: Any, ctx: Di
     reports = _node_checks(profile, ctx)
     cross: list[CheckResult] = []
     if reports is not None:
-        from bench.commands.check import render, to_json
-
         cross = cluster.compare_nodes(reports) if len(reports) > 1 else []
         out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out_dir / "checks.json", to_json(profile, reports, cross, ctx.info.world_size))
@@ -92,19 +98,15 @@ def _accept(config: AcceptConfig, settings: RailsSettings, profile: Any, ctx: Di
 
     def on_failure(failure: dict[str, Any]) -> None:
         if rank == 0:
-            from bench.rundir import read_run_json
-
             meta = read_run_json(out_dir)
             meta.update(command="accept", status="failed", verdict="error", exit_status=EXIT_INFRA,
                         finished_utc=iso_utc(), failure=failure)  # fmt: skip
             atomic_write_json(out_dir / "run.json", meta)
 
-    outcome = rails_worker.guarded_rails_phase(settings, ctx, on_failure)
+    outcome = rails_rank.guarded_rails_phase(settings, ctx, on_failure)
 
     status = EXIT_PASS
     if rank == 0 and outcome is not None and reports is not None:
-        from bench.rundir import read_results_rows, read_run_json
-
         writer = ResultsWriter(out_dir / "results.csv")
         writer.rows = [dict(row) for row in read_results_rows(out_dir)]
         output.write_outputs(outcome, out_dir, writer, settings.iters)
@@ -121,7 +123,7 @@ def _accept(config: AcceptConfig, settings: RailsSettings, profile: Any, ctx: Di
         _write_junit(out_dir, cases)
         meta.update(
             command="accept", started_utc=started, finished_utc=iso_utc(), status="complete", verdict=verdict,
-            exit_status=status, accept=accept_summary(cases), rails_test=rails_worker.metadata(
+            exit_status=status, accept=accept_summary(cases), rails_test=rails_rank.metadata(
                 ctx, cluster_name, profile, settings, "accept")["rails_test"],
         )  # fmt: skip
         atomic_write_json(out_dir / "run.json", meta)
@@ -135,8 +137,6 @@ def _accept(config: AcceptConfig, settings: RailsSettings, profile: Any, ctx: Di
 
 
 def _write_junit(out_dir: Path, cases: Sequence[Case]) -> None:
-    from bench.junit import write_junit
-
     write_junit(out_dir / "junit.xml", "railbench.accept", cases, hostname=socket.gethostname())
 
 
@@ -170,10 +170,6 @@ def _number(value: Any) -> float | None:
 
 def sweep_cases(rows: Sequence[Mapping[str, Any]], meta: Mapping[str, Any], profile: Any) -> list[Case]:
     """One testcase per world collective (judged as ``railbench run`` judges it), and one for its counters."""
-    from bench.targets import judge_min_bytes
-    from bench.units import format_size
-    from bench.worker import verdict
-
     world = [r for r in rows if r.get("scope") == "world"]
     cases = []
     for collective in dict.fromkeys(r["collective"] for r in world):

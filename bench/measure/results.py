@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.collectives import Collective
+from bench.measure.collectives import Collective
 
 
 def _sig(x: float) -> float:

@@ -19,9 +19,9 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from bench import env as benv
 from bench.errors import EXIT_INFRA, InfraError, UserError
-from bench.rundir import atomic_write_json, default_cluster_name, default_run_dir, read_run_json
+from bench.rundir.files import atomic_write_json, default_cluster_name, default_run_dir, read_run_json
+from bench.runtime import env as benv
 
 
 def find_mpirun() -> str:

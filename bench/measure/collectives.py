@@ -2,7 +2,7 @@
 
 Each definition carries nccl-tests' byte/element arithmetic and bus-bandwidth factor, so numbers compare
 one-to-one with nccl-tests (DESIGN.md, "Units and formulas"), plus how to fill buffers with deterministic
-per-rank data, what the result must be, and how to issue the call. ``bench.timing`` times any of them and
+per-rank data, what the result must be, and how to issue the call. ``bench.measure.timing`` times any of them and
 knows none of them.
 
 Sizes follow nccl-tests: ``bytes`` (S) is the size of the whole buffer the collective moves, ``count`` the
@@ -19,8 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from bench.busbw import BUSBW_FACTOR
 from bench.errors import UserError
+from bench.measure.busbw import BUSBW_FACTOR
 
 if TYPE_CHECKING:
     import torch

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from bench.collectives import Buffers, Collective, count_wrong, make_buffers
+from bench.measure.collectives import Buffers, Collective, count_wrong, make_buffers
 
 
 @dataclass(frozen=True)

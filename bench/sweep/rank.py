@@ -8,71 +8,28 @@ arrive; a lost rank or Ctrl-C leaves run.json ``failed``/``incomplete`` with eve
 
 from __future__ import annotations
 
-import os
-import platform
 import socket
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from bench import __version__, evidence
-from bench import env as benv
-from bench.collectives import get_collective, get_dtype
-from bench.commands.run import RunConfig
-from bench.dist import DistContext, broadcast_str, node_layout, run_as_rank
-from bench.env import RankInfo
 from bench.errors import EXIT_FAIL, EXIT_INFRA, EXIT_PASS, InfraError, UserError
-from bench.results import result_row
-from bench.rundir import FORMAT_VERSION, ResultsWriter, atomic_write_json, default_cluster_name, default_run_dir
-from bench.table import row_line, section_header, write_summary
-from bench.targets import judge_min_bytes, world_target_gbps
+from bench.measure.collectives import get_collective, get_dtype
+from bench.measure.results import result_row
+from bench.measure.table import row_line, section_header, write_summary
+from bench.measure.targets import judge_min_bytes, world_target_gbps
+from bench.measure.timing import measure
+from bench.profiles import load_profile
+from bench.rundir.files import ResultsWriter, default_cluster_name, default_run_dir
+from bench.rundir.record import RunRecord, base_metadata, iso_utc
+from bench.runtime import env as benv
+from bench.runtime import evidence
+from bench.runtime.dist import DistContext, broadcast_str, run_as_rank
+from bench.runtime.env import RankInfo
+from bench.runtime.finish import finish_run
+from bench.runtime.watchdog import Hang, Watchdog
+from bench.sweep.config import RunConfig
 from bench.units import format_size
-from bench.watchdog import Hang, Watchdog
-
-
-def iso_utc(t: float | None = None) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() if t is None else t))
-
-
-def versions(backend: str) -> dict[str, str | None]:
-    """torch / NCCL / CUDA / driver versions of this node, for run.json and the cross-node check."""
-    import torch
-
-    nccl = None
-    if backend == "nccl":
-        v = torch.cuda.nccl.version()
-        nccl = ".".join(str(x) for x in v) if isinstance(v, tuple) else str(v)
-    driver = None
-    try:
-        first = Path("/proc/driver/nvidia/version").read_text().splitlines()[0]
-        driver = next((w for w in first.split() if w[:1].isdigit() and "." in w), None)
-    except (OSError, IndexError):
-        pass
-    return {
-        "railbench": __version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "nccl": nccl,
-        "cuda": torch.version.cuda,
-        "driver": driver,
-    }
-
-
-class RunRecord:
-    """run.json, rewritten atomically on every change."""
-
-    def __init__(self, out_dir: Path, meta: dict[str, Any]) -> None:
-        self.path = out_dir / "run.json"
-        self.meta = meta
-        self.save()
-
-    def update(self, **fields: Any) -> None:
-        self.meta.update(fields)
-        self.save()
-
-    def save(self) -> None:
-        atomic_write_json(self.path, self.meta)
 
 
 def verdict(rows: list[dict[str, Any]], min_bytes: int, pass_fraction: float) -> tuple[str, list[str]]:
@@ -91,8 +48,6 @@ def verdict(rows: list[dict[str, Any]], min_bytes: int, pass_fraction: float) ->
 
 
 def _load_profile(name: str) -> Any:
-    from bench.profiles import load_profile
-
     return load_profile(name)
 
 
@@ -234,36 +189,7 @@ def sweep(config: RunConfig, ctx: DistContext, *, finish: bool = True) -> int:
     return _agree_on_status(ctx, status)
 
 
-def finish_run(out_dir: Path, profile: Any, *, history: Path | None, no_history: bool) -> None:
-    """What every command does once its run directory is complete: history, then the report."""
-    if not no_history:
-        _add_to_history(history, out_dir)
-    from bench.report.build import ReportOptions, write_report
-
-    try:
-        paths = write_report(out_dir, options=ReportOptions(min_efficiency=profile.pass_fraction))
-    except UserError as exc:
-        print(f"# report: not written ({exc}); retry with 'railbench report {out_dir}'")
-        return
-    print(f"# report: {paths.report_html}")
-
-
-def _add_to_history(history: Path | None, out_dir: Path) -> None:
-    import sqlite3
-
-    from bench.history.store import add_run, default_history_path
-
-    path = history or default_history_path()
-    try:
-        add_run(path, out_dir)
-    except (sqlite3.Error, OSError) as exc:
-        # The run itself is complete on disk; a busy or unwritable history must not lose it.
-        print(f"# history: not added to {path} ({exc}); add it later with 'railbench history add {out_dir}'")
-
-
 def _measure(config: RunConfig, ctx: DistContext, coll: Any, nbytes: int, tdtype: Any, elsize: int) -> Any:
-    from bench.timing import measure
-
     return measure(
         coll, nbytes, ctx.info.rank, ctx.info.world_size, None, dtype=tdtype, elsize=elsize, device=ctx.device,
         iters=config.iters, warmup=config.warmup, check=config.check, graph=config.graph,
@@ -272,37 +198,6 @@ def _measure(config: RunConfig, ctx: DistContext, coll: Any, nbytes: int, tdtype
 
 def _agree_on_status(ctx: DistContext, status: int) -> int:
     return int(broadcast_str(ctx.store, "exit_status", str(status), ctx.info.rank, 60.0))
-
-
-def base_metadata(ctx: DistContext, cluster: str, profile: Any, command: str) -> dict[str, Any]:
-    """The run.json keys every railbench command writes (DESIGN.md, "The run directory")."""
-    ranks = []
-    for r, host in enumerate(ctx.hosts):
-        local_rank, _, node_rank, _ = node_layout(ctx.hosts, r)
-        ranks.append({"rank": r, "host": host, "local_rank": local_rank, "node_rank": node_rank})
-    return {
-        "format_version": FORMAT_VERSION,
-        "tool": "railbench",
-        "version": __version__,
-        "command": command,
-        "cluster": cluster,
-        "profile": profile.name,
-        "started_utc": iso_utc(),
-        "finished_utc": None,
-        "status": "running",
-        "verdict": None,
-        "exit_status": None,
-        "hosts": list(ctx.node_hosts),
-        "nnodes": ctx.info.nnodes,
-        "nranks": ctx.info.world_size,
-        "ranks": ranks,
-        "launcher": ctx.info.launcher,
-        "backend": ctx.backend,
-        "device": str(ctx.device),
-        "versions": versions(ctx.backend),
-        "env": benv.recorded_environment(),
-        "pid": os.getpid(),
-    }
 
 
 def _metadata(config: RunConfig, ctx: DistContext, cluster: str, profile: Any) -> dict[str, Any]:

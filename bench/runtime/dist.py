@@ -4,7 +4,7 @@ Under the MPI family (mpirun, srun, PMI) the user sets nothing: mpi4py tells eac
 peers (so local rank, node rank and node count come from the hostnames, not from guesses), rank 0 opens a
 TCPStore on a free port and broadcasts the address. Under torchrun and the deepspeed launcher the usual
 ``env://`` rendezvous gives the same store. railbench keeps that store: the hang watchdog
-(``bench.watchdog``) and the agreement on the output directory use it.
+(``bench.runtime.watchdog``) and the agreement on the output directory use it.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
 
-from bench.env import RankInfo, scoped
 from bench.errors import EXIT_USAGE, InfraError, UserError
 from bench.netaddr import rendezvous_address
+from bench.runtime.env import RankInfo, scoped
 
 Backend = Literal["auto", "nccl", "gloo"]
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from bench.rundir import atomic_write_bytes
+from bench.rundir.files import atomic_write_bytes
 
 Status = Literal["pass", "fail", "error", "skip"]
 

@@ -14,13 +14,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.commands.rails import RailsConfig, RailsSettings, resolve
-from bench.dist import DistContext, broadcast_str, run_as_rank
-from bench.env import RankInfo
 from bench.errors import EXIT_FAIL, EXIT_INFRA, EXIT_PASS, InfraError, UserError
 from bench.fabric import counters
+from bench.fabric.sysfs import Sysfs, ib_ports, net_devices
+from bench.measure.collectives import get_collective
+from bench.measure.timing import measure
 from bench.netaddr import interface_ipv4
+from bench.profiles import load_profile
 from bench.rails import evidence, output, records
+from bench.rails.config import RailsConfig, RailsSettings, resolve
 from bench.rails.layout import RailLayout, interface_for_rail, rail_layout
 from bench.rails.localise import Defect, Thresholds, localise
 from bench.rails.measure import (
@@ -32,13 +34,16 @@ from bench.rails.measure import (
     pair_round,
 )
 from bench.rails.schedule import schedule
-from bench.watchdog import Watchdog
+from bench.rundir.files import ResultsWriter, default_cluster_name, default_run_dir
+from bench.rundir.record import RunRecord, base_metadata, iso_utc
+from bench.runtime.dist import DistContext, broadcast_str, run_as_rank
+from bench.runtime.env import RankInfo
+from bench.runtime.finish import finish_run
+from bench.runtime.watchdog import Watchdog
 
 
 def _my_interface(settings: RailsSettings, layout: RailLayout, rank: int) -> str | None:
     """The interface this rank's rail binds (socket rails), after every rank agrees the choice is valid."""
-    from bench.fabric.sysfs import Sysfs, net_devices
-
     problem, ifname = None, None
     if settings.socket_ifname:
         node, rail = layout.where(rank)
@@ -78,9 +83,6 @@ def _measure_rail(
     import torch
     import torch.distributed as dist
 
-    from bench.collectives import get_collective
-    from bench.timing import measure
-
     group_rank = dist.get_group_rank(group, ctx.info.rank)
     return measure(
         get_collective(coll), settings.rail_bytes, group_rank, n, group, dtype=torch.float32, elsize=4,
@@ -92,7 +94,6 @@ def _ib_rates(local_rank: int) -> dict[str, float] | None:
     """IB port -> line rate from sysfs, read by one rank per node."""
     if local_rank != 0:
         return None
-    from bench.fabric.sysfs import Sysfs, ib_ports
 
     return {p.name: p.rate_gbps for p in ib_ports(Sysfs(Path("/sys"))) if p.rate_gbps}
 
@@ -258,8 +259,6 @@ def guarded_rails_phase(
 
 def run_rank(config: RailsConfig, info: RankInfo) -> int:
     """One rank of the standalone ``railbench rails``; every rank returns the same exit status."""
-    from bench.profiles import load_profile
-
     try:
         profile = load_profile(config.profile)
         settings = resolve(config, profile)
@@ -274,9 +273,6 @@ def run_rank(config: RailsConfig, info: RankInfo) -> int:
 
 
 def _standalone(config: RailsConfig, settings: RailsSettings, profile: Any, ctx: DistContext) -> int:
-    from bench.rundir import ResultsWriter, default_cluster_name, default_run_dir
-    from bench.worker import RunRecord, finish_run, iso_utc
-
     rank = ctx.info.rank
     cluster = config.cluster or default_cluster_name(ctx.hosts[0])
     out_dir = Path(broadcast_str(ctx.store, "out_dir", str(config.out or default_run_dir(cluster)), rank, 60.0))
@@ -308,8 +304,6 @@ def _standalone(config: RailsConfig, settings: RailsSettings, profile: Any, ctx:
 
 def metadata(ctx: DistContext, cluster: str, profile: Any, settings: RailsSettings, command: str) -> dict[str, Any]:
     """run.json for a rails or accept run, in the keys every railbench command writes."""
-    from bench.worker import base_metadata
-
     return {
         **base_metadata(ctx, cluster, profile, command),
         "rails_test": {

@@ -25,8 +25,8 @@ launcher       variables
 =============  =====================================================================================
 
 Under the MPI-family launchers ``master_addr``/``master_port`` are ``None``: rank 0 picks them and
-broadcasts them with mpi4py (see ``bench.dist``), so the user sets nothing. ``node_rank``/``nnodes`` come
-from the launcher where it says them, else from a uniform block mapping; ``bench.dist`` replaces them with
+broadcasts them with mpi4py (see ``bench.runtime.dist``), so the user sets nothing. ``node_rank``/``nnodes`` come
+from the launcher where it says them, else from a uniform block mapping; ``bench.runtime.dist`` replaces them with
 the truth from the gathered hostnames.
 
 A RunPod Instant Cluster pod is not a rank: ``PRIMARY_ADDR``, ``PRIMARY_PORT``, ``NODE_RANK``,
@@ -232,7 +232,7 @@ def _from_pmi(env: Mapping[str, str]) -> RankInfo:
         local_rank = _opt_int(env, "SLURM_LOCALID", hint)
     local_size = _opt_int(env, "MPI_LOCALNRANKS", hint, 1)
     if local_rank is None or local_size is None:
-        local_rank, local_size = rank, size  # corrected by bench.dist from the gathered hostnames
+        local_rank, local_size = rank, size  # corrected by bench.runtime.dist from the gathered hostnames
     node_rank, nnodes = _block_mapping(rank, size, local_size)
     return RankInfo(rank, local_rank, size, local_size, node_rank, nnodes, None, None, launcher)
 

@@ -1,0 +1,1 @@
+"""Acceptance of a cluster (``railbench accept``): check, the world sweep and rails in one set of ranks."""

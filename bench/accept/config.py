@@ -1,0 +1,70 @@
+"""What ``railbench accept`` runs: the sweep and rails configs plus the settings they share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+from bench.errors import UserError
+from bench.rails.config import RailsConfig
+from bench.sweep.config import RunConfig
+
+
+@dataclass(frozen=True)
+class AcceptConfig:
+    """The three phases' settings; the shared ones (profile, backend, timeout, output) live here once."""
+
+    profile: str
+    """Cluster profile (name or TOML path): targets, thresholds, interfaces."""
+    sweep: RunConfig
+    """The world sweep (its profile, backend, timeout and output are taken from this config)."""
+    rails: RailsConfig
+    """The rails test (likewise)."""
+    backend: Literal["auto", "nccl", "gloo"] = "auto"
+    timeout_s: float = 300.0
+    """A step that has not finished after this many seconds ends the run with exit 3."""
+    np: int | None = None
+    """Start this many local ranks under mpirun."""
+    out: Path | None = None
+    """Run directory; default reports/runs/<UTC time>-<cluster>."""
+    cluster: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.np is not None and self.np < 1:
+            raise UserError(f"--np {self.np} must be at least 1")
+        if self.timeout_s <= 0:
+            raise UserError(f"--timeout {self.timeout_s:g} must be positive (seconds)")
+
+    def sweep_config(self, out: Path) -> RunConfig:
+        """The world sweep as the ranks run it, inside the accept run directory."""
+
+        return replace(
+            self.sweep, profile=self.profile, backend=self.backend, timeout_s=self.timeout_s, out=out,
+            cluster=self.cluster, oob_ifname=self.rails.oob_ifname or self.sweep.oob_ifname, np=None, progress="off",
+        )  # fmt: skip
+
+    def rails_config(self, out: Path) -> RailsConfig:
+        return replace(
+            self.rails, profile=self.profile, backend=self.backend, timeout_s=self.timeout_s, out=out,
+            cluster=self.cluster, np=None,
+        )  # fmt: skip
+
+    def rank_argv(self, out: Path) -> list[str]:
+        """The argv of the ranks the parent starts."""
+        s, r = self.sweep, self.rails
+        argv = ["accept", "--profile", self.profile, "-b", str(s.min_bytes), "-e", str(s.max_bytes),
+                "-n", str(s.iters), "-w", str(s.warmup), "--collectives", ",".join(s.collectives),
+                "--backend", self.backend, "--timeout", f"{self.timeout_s:g}", "--out", str(out),
+                "--seed", str(r.seed)]  # fmt: skip
+        argv += ["-i", str(s.step_bytes)] if s.step_bytes else ["-f", str(s.step_factor)]
+        for flag, value in (
+            ("--socket-ifname", r.socket_ifname), ("--oob-ifname", r.oob_ifname), ("--rail-bytes", r.rail_bytes),
+            ("--pair-bytes", r.pair_bytes), ("--repeats", r.repeats), ("--rail-rate-gbps", r.rail_rate_gbps),
+            ("--relative-fraction", r.relative_fraction), ("--cluster", self.cluster), ("--history", s.history),
+        ):  # fmt: skip
+            if value is not None:
+                argv += [flag, str(value)]
+        flags = (("--no-check", not s.check), ("--isolation", r.isolation), ("--no-pairs", not r.pairs),
+                 ("--no-history", s.no_history))  # fmt: skip
+        return argv + [flag for flag, on in flags if on]

@@ -1,0 +1,1 @@
+"""Preflight of a node (``railbench check``): its config and the node/cluster report."""

@@ -1,0 +1,34 @@
+"""What ``railbench check`` checks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from bench.errors import UserError
+
+MPI_LAUNCHERS = ("openmpi", "pmix", "pmi", "slurm")
+INPUT_CHECK = "input"  # a node's bad input under mpirun, reported by rank 0 instead of hanging the gather
+
+
+@dataclass(frozen=True)
+class CheckConfig:
+    """What ``railbench check`` checks."""
+
+    profile: str
+    """Profile NAME (shipped) or PATH to a .toml file."""
+    sysfs_root: Path = Path("/sys")
+    """Stands in for /sys (DIR/class/infiniband/...)."""
+    nccl_logs: tuple[Path, ...] = ()
+    """NCCL_DEBUG=INFO logs to judge as evidence."""
+    json: bool = False
+    """Print JSON instead of the table."""
+    gather: Literal["auto", "off"] = "auto"
+    """``auto``: gather to rank 0 when an MPI-family launcher started several ranks."""
+
+    def __post_init__(self) -> None:
+        # Paths are checked per node in local_report: under mpirun one rank's bad path must not leave the
+        # others waiting in the gather.
+        if self.gather not in ("auto", "off"):
+            raise UserError(f"gather mode {self.gather!r} must be auto or off")

@@ -1,0 +1,133 @@
+"""The rank side of ``railbench check``: preflight of this node (and, under mpirun/srun, of every node)
+against a profile.
+
+Exit status: 0 pass (warnings allowed), 1 any check failed, 2 bad input. Under an MPI-family launcher every
+rank checks its node and rank 0 gathers the reports with mpi4py, compares them, names the odd nodes and
+prints the verdict; every rank exits with rank 0's status. torch is never imported (GPUs come from sysfs
+unless CUDA is already usable, see ``bench.fabric.topology``).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from bench.check.config import INPUT_CHECK, MPI_LAUNCHERS, CheckConfig
+from bench.errors import EXIT_FAIL, EXIT_PASS, EXIT_USAGE, UserError
+from bench.fabric import checks, cluster, nccl_log
+from bench.profiles import Profile, load_profile
+from bench.runtime import env as benv
+
+
+def _mpi_world() -> int:
+    """The number of ranks when an MPI-family launcher started several, else 0."""
+    rank = benv.discover_rank()
+    return rank.world_size if rank is not None and rank.world_size > 1 and rank.launcher in MPI_LAUNCHERS else 0
+
+
+def local_report(config: CheckConfig, profile: Profile) -> cluster.NodeReport:
+    """This node's checks and versions."""
+    if not config.sysfs_root.is_dir():
+        raise UserError(f"--sysfs-root {config.sysfs_root} is not a directory: give a copy of /sys or /sys itself")
+    for path in config.nccl_logs:
+        if not path.is_file():
+            raise UserError(f"--nccl-log {path} is not a file: give an NCCL_DEBUG=INFO log")
+    logs = [nccl_log.parse_file(p) for p in config.nccl_logs]
+    results = checks.run_checks(profile, config.sysfs_root, logs, benv.environ())
+    return cluster.NodeReport(
+        cluster.node_label(config.sysfs_root),
+        tuple(results),
+        cluster.node_versions(profile, config.sysfs_root),
+    )
+
+
+def _status(result: checks.CheckResult) -> str:
+    return result.status.upper()
+
+
+def _table(results: Sequence[checks.CheckResult], only_problems: bool = False) -> list[str]:
+    return [
+        f"  {_status(r):<5} {r.check:<19} {r.reason}"
+        for r in results
+        if not only_problems or r.status in ("fail", "warn")
+    ]
+
+
+def _summary(results: list[checks.CheckResult]) -> str:
+    counts = {s: sum(r.status == s for r in results) for s in ("fail", "warn", "pass", "skip")}
+    return ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+
+
+def _versions(report: cluster.NodeReport) -> str:
+    return ", ".join(f"{k} {report.versions.get(k) or 'unknown'}" for k in cluster.VERSION_KEYS)
+
+
+def render(
+    profile: Profile, reports: list[cluster.NodeReport], cross: list[checks.CheckResult], nranks: int = 1
+) -> str:
+    """The text answer: one table for a single node; problems per node plus cross-node lines for many."""
+    everything = [r for rep in reports for r in rep.results] + cross
+    lines = []
+    gathered = f" (gathered from {nranks} ranks)" if nranks > 1 else ""
+    if len(reports) == 1:
+        lines.append(f"railbench check: profile {profile.name} on {reports[0].node}{gathered}")
+        lines.extend(_table(reports[0].results))
+        lines.append(f"versions: {_versions(reports[0])}")
+    else:
+        lines.append(f"railbench check: profile {profile.name} on {len(reports)} nodes{gathered}")
+        for report in reports:
+            lines.append(f"node {report.node}: {report.verdict.upper()} ({_summary(list(report.results))})")
+            lines.extend(_table(report.results, only_problems=True))
+        lines.append("across nodes:")
+        lines.extend(_table(cross))
+    lines.append(f"verdict: {checks.verdict(everything).upper()} ({_summary(everything)})")
+    return "\n".join(lines)
+
+
+def to_json(
+    profile: Profile, reports: list[cluster.NodeReport], cross: list[checks.CheckResult], nranks: int = 1
+) -> dict[str, Any]:
+    """The JSON document ``--json`` prints (also what ``accept`` can store as checks.json)."""
+    everything = [r for rep in reports for r in rep.results] + cross
+    return {
+        "profile": profile.name,
+        "nranks": nranks,
+        "verdict": checks.verdict(everything),
+        "nodes": [rep.to_json() for rep in reports],
+        "cross_node": [r.to_json() for r in cross],
+    }
+
+
+def run(config: CheckConfig) -> int:
+    """Check this node (and every node under an MPI launcher); print the verdict; 0 pass, 1 fail."""
+    profile = load_profile(config.profile)  # the same file on every rank: fails everywhere or nowhere
+    nranks = _mpi_world() if config.gather == "auto" else 0
+    gathered = nranks > 1
+    try:
+        report = local_report(config, profile)
+    except UserError as exc:
+        if not gathered:
+            raise
+        bad = checks.CheckResult(INPUT_CHECK, "fail", str(exc))
+        report = cluster.NodeReport(cluster.node_label(config.sysfs_root), (bad,), {})
+    if gathered:
+        reports = cluster.gather_reports(report)
+        if reports is None:  # not rank 0: rank 0 prints and decides
+            return cluster.broadcast_status(EXIT_PASS)
+    else:
+        reports = [report]
+    # A node that could not be checked (bad input) has no answers to compare.
+    comparable = [rep for rep in reports if not any(r.check == INPUT_CHECK for r in rep.results)]
+    cross = cluster.compare_nodes(comparable) if len(comparable) > 1 else []
+    everything = [r for rep in reports for r in rep.results] + cross
+    status = EXIT_FAIL if checks.verdict(everything) == "fail" else EXIT_PASS
+    if any(r.check == INPUT_CHECK for r in everything):
+        status = EXIT_USAGE
+    if config.json:
+        sys.stdout.write(json.dumps(to_json(profile, reports, cross, max(nranks, 1)), indent=2) + "\n")
+    else:
+        sys.stdout.write(render(profile, reports, cross, max(nranks, 1)) + "\n")
+    sys.stdout.flush()
+    return cluster.broadcast_status(status) if gathered else status

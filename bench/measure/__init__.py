@@ -1,0 +1,1 @@
+"""Measuring collectives: the registry, bus-bandwidth factors, the timing loop, result rows and the table."""

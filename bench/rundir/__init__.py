@@ -1,0 +1,1 @@
+"""The run directory: atomic files, results.csv, run.json, junit.xml."""

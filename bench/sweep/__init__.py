@@ -1,0 +1,1 @@
+"""The world sweep (``railbench run``): its validated config and what each rank does."""

@@ -1,0 +1,147 @@
+"""What a world sweep measures (``railbench run``): a frozen config validated on construction."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from bench.errors import UserError
+from bench.measure.collectives import DEFAULT_COLLECTIVES, get_collective, get_dtype
+from bench.units import format_size
+
+MAX_SIZES = 4096
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a sweep needs; validated on construction so bad input never reaches a rank."""
+
+    collectives: tuple[str, ...] = DEFAULT_COLLECTIVES
+    """Collectives to sweep, in order (names from bench.measure.collectives.REGISTRY)."""
+    min_bytes: int = 8
+    """-b: the first message size."""
+    max_bytes: int = 64 << 20
+    """-e: the last message size (inclusive)."""
+    step_factor: int = 2
+    """-f: multiply the size by this between steps."""
+    step_bytes: int | None = None
+    """-i: add this many bytes between steps instead of multiplying."""
+    iters: int = 20
+    """-n: timed iterations per size."""
+    warmup: int = 5
+    """-w: untimed warm-up iterations per size."""
+    check: bool = False
+    """-c: verify every result element by element and count #wrong."""
+    dtype: str = "float"
+    """-d: element type (nccl-tests names)."""
+    backend: Literal["auto", "nccl", "gloo"] = "auto"
+    """auto is nccl when CUDA is available, gloo otherwise."""
+    graph: bool = False
+    """Capture the timed iterations in a CUDA graph (nccl-tests -G); NCCL only."""
+    timeout_s: float = 300.0
+    """A collective that has not finished after this many seconds ends the run with exit 3."""
+    np: int | None = None
+    """Start this many local ranks under mpirun."""
+    nnodes: int | None = None
+    node_rank: int | None = None
+    main_address: str | None = None
+    main_port: int = 29500
+    nproc_per_node: int | None = None
+    out: Path | None = None
+    """Run directory; default reports/runs/<UTC time>-<cluster>."""
+    cluster: str | None = None
+    """Name in the run directory and history; default: rank 0's hostname without its trailing digits."""
+    profile: str = "local"
+    """Cluster profile (name or TOML path): targets and pass thresholds."""
+    oob_ifname: str | None = None
+    """Interface for the rendezvous and the world group (the management network)."""
+    history: Path | None = None
+    """History store to add the run to (default reports/history.sqlite)."""
+    no_history: bool = False
+    progress: Literal["auto", "on", "off"] = "auto"
+    """Progress bar on rank 0: auto shows it when the user's terminal is a terminal."""
+    extra_rank_args: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        for name in self.collectives:
+            get_collective(name)
+        get_dtype(self.dtype)
+        if self.min_bytes < 0 or self.max_bytes < 0:
+            raise UserError("message sizes must not be negative: use -b/-e like 8, 1K, 64M, 16G")
+        if self.min_bytes > self.max_bytes:
+            raise UserError(
+                f"--min-bytes {format_size(self.min_bytes)} is larger than --max-bytes {format_size(self.max_bytes)}:"
+                " swap them or raise -e"
+            )
+        if self.step_bytes is not None and self.step_bytes <= 0:
+            raise UserError(f"--step-bytes {self.step_bytes} must be positive: sizes would never grow")
+        if self.step_bytes is None and self.step_factor < 2:
+            raise UserError(
+                f"--step-factor {self.step_factor} must be at least 2: it multiplies each size (use -i for steps)"
+            )
+        if len(message_sizes(self.min_bytes, self.max_bytes, self.step_factor, self.step_bytes)) > MAX_SIZES:
+            raise UserError(f"the sweep has more than {MAX_SIZES} sizes: raise -f or -i, or narrow -b/-e")
+        if self.iters < 1:
+            raise UserError(f"--iters {self.iters} must be at least 1")
+        if self.warmup < 0:
+            raise UserError(f"--warmup {self.warmup} must not be negative")
+        if self.timeout_s <= 0:
+            raise UserError(f"--timeout {self.timeout_s:g} must be positive (seconds)")
+        if self.backend == "gloo" and self.graph:
+            raise UserError("--graph captures CUDA graphs and needs --backend nccl: drop --graph for gloo")
+        per_node = (self.nnodes, self.node_rank, self.main_address, self.nproc_per_node)
+        if any(v is not None for v in per_node):
+            if any(v is None for v in per_node):
+                raise UserError(
+                    "the per-node launch needs all of --nnodes, --node-rank, --main-address and --nproc-per-node"
+                )
+            assert self.nnodes is not None and self.node_rank is not None and self.nproc_per_node is not None
+            if self.nnodes < 1 or self.nproc_per_node < 1:
+                raise UserError("--nnodes and --nproc-per-node must be at least 1")
+            if not 0 <= self.node_rank < self.nnodes:
+                raise UserError(f"--node-rank {self.node_rank} must be in 0..{self.nnodes - 1} (--nnodes)")
+            if self.np is not None:
+                raise UserError("--np starts local ranks; it cannot be combined with the per-node flags")
+        if not 1 <= self.main_port <= 65535:
+            raise UserError(f"--main-port {self.main_port} is not a TCP port (1..65535)")
+
+    @property
+    def sizes(self) -> list[int]:
+        return message_sizes(self.min_bytes, self.max_bytes, self.step_factor, self.step_bytes)
+
+    def rank_argv(self, out: Path | None) -> list[str]:
+        """The argv of the ranks the parent starts: the same sweep, minus how to start."""
+        argv = [
+            "run", "-b", str(self.min_bytes), "-e", str(self.max_bytes), "-n", str(self.iters),
+            "-w", str(self.warmup), "-d", self.dtype, "--collectives", ",".join(self.collectives),
+            "--backend", self.backend, "--timeout", f"{self.timeout_s:g}", "--profile", self.profile,
+        ]  # fmt: skip
+        argv += ["-i", str(self.step_bytes)] if self.step_bytes else ["-f", str(self.step_factor)]
+        if self.check:
+            argv += ["-c", "1"]
+        if self.graph:
+            argv.append("--graph")
+        for flag, value in (("--out", out), ("--cluster", self.cluster), ("--oob-ifname", self.oob_ifname),
+                            ("--history", self.history)):  # fmt: skip
+            if value is not None:
+                argv += [flag, str(value)]
+        if self.no_history:
+            argv.append("--no-history")
+        # The ranks' stdout is mpirun's pseudo-terminal whatever the user's is, so the parent decides.
+        progress = self.progress if self.progress != "auto" else ("on" if sys.stdout.isatty() else "off")
+        argv += ["--progress", progress]
+        return [*argv, *self.extra_rank_args]
+
+
+def message_sizes(min_bytes: int, max_bytes: int, step_factor: int, step_bytes: int | None) -> list[int]:
+    """nccl-tests' sweep: from -b to -e inclusive, multiplying by -f or adding -i."""
+    sizes, size = [], min_bytes
+    while size <= max_bytes and len(sizes) <= MAX_SIZES:
+        sizes.append(size)
+        nxt = size + step_bytes if step_bytes else size * step_factor
+        if nxt == size:  # -b 0 with -f: nccl-tests would spin forever
+            nxt = 1 if size == 0 else nxt
+        size = nxt
+    return sizes
