@@ -13,12 +13,21 @@ import platform
 import socket
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from bench import __version__, evidence
 from bench import env as benv
-from bench.collectives import get_collective, get_dtype
+from bench.collectives import (
+    Collective,
+    Dtype,
+    check_sizes_fit,
+    free_memory_bytes,
+    get_collective,
+    get_dtype,
+    largest_fitting,
+)
 from bench.commands.run import RunConfig
 from bench.dist import DistContext, broadcast_str, node_layout, run_as_rank
 from bench.env import RankInfo
@@ -154,6 +163,7 @@ def sweep(config: RunConfig, ctx: DistContext, *, finish: bool = True) -> int:
     tdtype = getattr(torch, dtype.torch_name)
     colls = [get_collective(c) for c in config.collectives]
     sizes = config.sizes
+    _check_memory(ctx, colls, sizes, dtype)
 
     record: RunRecord | None = None
     writer: ResultsWriter | None = None
@@ -268,6 +278,21 @@ def _measure(config: RunConfig, ctx: DistContext, coll: Any, nbytes: int, tdtype
         coll, nbytes, ctx.info.rank, ctx.info.world_size, None, dtype=tdtype, elsize=elsize, device=ctx.device,
         iters=config.iters, warmup=config.warmup, check=config.check, graph=config.graph,
     )  # fmt: skip
+
+
+def _check_memory(ctx: DistContext, colls: list[Collective], sizes: Sequence[int], dtype: Dtype) -> None:
+    """Exit 2 before anything is measured when the largest size does not fit this node's memory.
+
+    Every rank measures its own device; the smallest answer wins so that every rank stops together.
+    """
+    import torch
+    import torch.distributed as dist
+
+    free, reserve, where = free_memory_bytes(ctx.device, ctx.info.local_world_size)
+    mine = largest_fitting(colls, sizes, dtype, ctx.info.world_size, free, reserve)
+    agreed = torch.tensor([mine], dtype=torch.int64, device=ctx.device)
+    dist.all_reduce(agreed, op=dist.ReduceOp.MIN)
+    check_sizes_fit(colls, sizes, dtype, ctx.info.world_size, int(agreed.item()), where)
 
 
 def _agree_on_status(ctx: DistContext, status: int) -> int:
