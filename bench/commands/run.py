@@ -235,7 +235,7 @@ def main(args: argparse.Namespace) -> int:
 
 def run(config: RunConfig) -> int:
     """Run the sweep as a rank, or start the ranks and report their verdict; returns the exit status."""
-    info = benv.discover_rank()
+    info = benv.discover_launched_rank()
     if info is not None:
         if config.np is not None or config.nnodes is not None:
             raise UserError(
