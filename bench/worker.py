@@ -32,6 +32,7 @@ from bench.commands.run import RunConfig
 from bench.dist import DistContext, broadcast_str, node_layout, run_as_rank
 from bench.env import RankInfo
 from bench.errors import EXIT_FAIL, EXIT_INFRA, EXIT_PASS, InfraError, UserError
+from bench.placement import cuda_device_index
 from bench.results import result_row
 from bench.rundir import FORMAT_VERSION, ResultsWriter, atomic_write_json, default_cluster_name, default_run_dir
 from bench.table import row_line, section_header, write_summary
@@ -158,6 +159,9 @@ def sweep(config: RunConfig, ctx: DistContext, *, finish: bool = True) -> int:
         _setup_nccl_logs(out_dir, rank)
     if config.graph and ctx.backend != "nccl":
         raise UserError("--graph captures CUDA graphs and needs the nccl backend: this run uses gloo")
+    if ctx.backend == "nccl":
+        # Before the sweep's first NCCL call, where two ranks on one GPU would be NCCL's "Duplicate GPU".
+        cuda_device_index(ctx.info.local_rank, ctx.info.local_world_size, torch.cuda.device_count())
     profile = _load_profile(config.profile)
     dtype = get_dtype(config.dtype)
     tdtype = getattr(torch, dtype.torch_name)

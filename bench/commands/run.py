@@ -21,6 +21,7 @@ from typing import Literal
 from bench import env as benv
 from bench.collectives import DEFAULT_COLLECTIVES, get_collective, get_dtype
 from bench.errors import EXIT_FAIL, UserError
+from bench.placement import blocking_wait_conflict
 from bench.units import format_size, parse_size
 
 MAX_SIZES = 4096
@@ -235,6 +236,9 @@ def main(args: argparse.Namespace) -> int:
 
 def run(config: RunConfig) -> int:
     """Run the sweep as a rank, or start the ranks and report their verdict; returns the exit status."""
+    conflict = blocking_wait_conflict(benv.environ(), config.graph)
+    if conflict is not None:
+        raise UserError(conflict)
     info = benv.discover_launched_rank()
     if info is not None:
         if config.np is not None or config.nnodes is not None:
