@@ -152,7 +152,7 @@ def run(config: AcceptConfig) -> int:
     from bench.accept import run_rank
     from bench.launch import rank_or_local, start_local_ranks
 
-    per_rank = 3 * config.sweep.max_bytes  # the sweep's largest size dominates: send, receive, check copy
+    per_rank = 2 * config.sweep.max_bytes  # the sweep's largest size dominates: send and receive buffers
     return rank_or_local(
         "accept",
         config.np,

@@ -275,7 +275,7 @@ def _start_ranks(config: RunConfig, node: benv.NodeLaunch | None) -> int:
 
     if node is None:
         assert config.np is not None
-        per_rank = 3 * config.max_bytes  # send + receive buffers plus the check copy
+        per_rank = 2 * config.max_bytes  # send + receive buffers; the check works in fixed chunks, no copy
         return launch.start_local_ranks(
             config.np, config.rank_argv, config.out, config.cluster, config.backend, per_rank
         )
