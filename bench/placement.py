@@ -37,10 +37,10 @@ def cuda_device_index(local_rank: int, local_world_size: int, visible_gpus: int)
     return local_rank
 
 
-def shared_gpus(placements: Sequence[tuple[str, str]]) -> str | None:
-    """One line naming ranks that drive the same GPU, or None. ``placements[rank] = (host, PCI bus id)``."""
+def shared_gpus(placements: Sequence[tuple[int, str, str]]) -> str | None:
+    """One line naming two ranks that drive the same GPU, or None. Each placement is (rank, host, PCI bus id)."""
     seen: dict[tuple[str, str], int] = {}
-    for rank, (host, bus_id) in enumerate(placements):
+    for rank, host, bus_id in placements:
         key = (host, bus_id.lower())
         if key in seen:
             return (
@@ -49,6 +49,24 @@ def shared_gpus(placements: Sequence[tuple[str, str]]) -> str | None:
             )
         seen[key] = rank
     return None
+
+
+def placement_post(host: str, domain: int = 0, bus: int = 0, device: int = 0, *, refusal: str | None = None) -> str:
+    """What one rank posts to the store about its GPU: ``host bus-id``, or ``! host: why`` when it has none."""
+    if refusal is not None:
+        return f"! {host}: {refusal}"
+    return f"{host} {domain:04x}:{bus:02x}:{device:02x}.0"
+
+
+def placement_verdict(posted: Sequence[str]) -> str | None:
+    """Rank 0's verdict over every rank's post (index = rank): the first refusal, else any shared GPU."""
+    placements = []
+    for rank, text in enumerate(posted):
+        if text.startswith("! "):
+            return text[2:]
+        host, _, bus_id = text.partition(" ")
+        placements.append((rank, host, bus_id))
+    return shared_gpus(placements)
 
 
 def blocking_wait_conflict(env: Mapping[str, str], graph: bool) -> str | None:

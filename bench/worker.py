@@ -32,7 +32,7 @@ from bench.commands.run import RunConfig
 from bench.dist import DistContext, broadcast_str, node_layout, run_as_rank
 from bench.env import RankInfo
 from bench.errors import EXIT_FAIL, EXIT_INFRA, EXIT_PASS, InfraError, UserError
-from bench.placement import cuda_device_index
+from bench.placement import cuda_device_index, placement_post, placement_verdict
 from bench.results import result_row
 from bench.rundir import FORMAT_VERSION, ResultsWriter, atomic_write_json, default_cluster_name, default_run_dir
 from bench.table import row_line, section_header, write_summary
@@ -160,8 +160,7 @@ def sweep(config: RunConfig, ctx: DistContext, *, finish: bool = True) -> int:
     if config.graph and ctx.backend != "nccl":
         raise UserError("--graph captures CUDA graphs and needs the nccl backend: this run uses gloo")
     if ctx.backend == "nccl":
-        # Before the sweep's first NCCL call, where two ranks on one GPU would be NCCL's "Duplicate GPU".
-        cuda_device_index(ctx.info.local_rank, ctx.info.local_world_size, torch.cuda.device_count())
+        _check_gpu_placement(ctx, config.timeout_s)
     profile = _load_profile(config.profile)
     dtype = get_dtype(config.dtype)
     tdtype = getattr(torch, dtype.torch_name)
@@ -282,6 +281,34 @@ def _measure(config: RunConfig, ctx: DistContext, coll: Any, nbytes: int, tdtype
         coll, nbytes, ctx.info.rank, ctx.info.world_size, None, dtype=tdtype, elsize=elsize, device=ctx.device,
         iters=config.iters, warmup=config.warmup, check=config.check, graph=config.graph,
     )  # fmt: skip
+
+
+def _check_gpu_placement(ctx: DistContext, timeout_s: float) -> None:
+    """Exit 2 when two ranks would drive one GPU, before the first NCCL call meets it as "Duplicate GPU".
+
+    Through the store, not NCCL: every rank posts (host, PCI bus id), rank 0 reads them all and says the
+    verdict to everyone, so every rank stops together.
+    """
+    from datetime import timedelta
+
+    import torch
+
+    rank = ctx.info.rank
+    try:
+        cuda_device_index(ctx.info.local_rank, ctx.info.local_world_size, torch.cuda.device_count())
+        props = torch.cuda.get_device_properties(ctx.device)
+        mine = placement_post(ctx.hosts[rank], props.pci_domain_id, props.pci_bus_id, props.pci_device_id)
+    except UserError as exc:
+        mine = placement_post(ctx.hosts[rank], refusal=str(exc))
+    ctx.store.set(f"railbench/gpu/{rank}", mine)
+    problem = None
+    if rank == 0:
+        keys = [f"railbench/gpu/{r}" for r in range(ctx.info.world_size)]
+        ctx.store.wait(keys, timedelta(seconds=timeout_s))
+        problem = placement_verdict([ctx.store.get(key).decode() for key in keys])
+    verdict = broadcast_str(ctx.store, "gpu_placement", problem, rank, timeout_s)
+    if verdict:
+        raise UserError(verdict)
 
 
 def _check_memory(ctx: DistContext, colls: list[Collective], sizes: Sequence[int], dtype: Dtype) -> None:

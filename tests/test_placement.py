@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 
 from bench.errors import UserError
-from bench.placement import blocking_wait_conflict, cuda_device_index, shared_gpus
+from bench.placement import (
+    blocking_wait_conflict,
+    cuda_device_index,
+    placement_post,
+    placement_verdict,
+    shared_gpus,
+)
 from tests.support import railbench
 
 
@@ -28,11 +34,24 @@ def test_more_ranks_than_gpus_is_a_usage_error_not_a_modulo() -> None:
 
 
 def test_ranks_that_each_see_one_gpu_are_checked_by_bus_id() -> None:
-    distinct = [("n1", f"0000:{b:02x}:00.0") for b in (0x18, 0x2A, 0x3A, 0x5D)] + [("n2", "0000:18:00.0")]
-    assert shared_gpus(distinct) is None
-    same = [("n1", "0000:18:00.0"), ("n1", "0000:2a:00.0"), ("n1", "0000:18:00.0")]
-    message = shared_gpus(same)
-    assert message is not None and message.startswith("ranks 0 and 2 on n1 both drive GPU 0000:18:00.0")
+    distinct = [(r, "n1", f"0000:{b:02x}:00.0") for r, b in enumerate((0x18, 0x2A, 0x3A, 0x5D))]
+    assert shared_gpus([*distinct, (4, "n2", "0000:18:00.0")]) is None
+    same = [(8, "n2", "0000:18:00.0"), (9, "n2", "0000:2a:00.0"), (10, "n2", "0000:18:00.0")]
+    message = shared_gpus([*distinct, *same])
+    assert message is not None and message.startswith("ranks 8 and 10 on n2 both drive GPU 0000:18:00.0")
+
+
+def test_rank_zero_decides_for_everyone_from_the_posts() -> None:
+    # What every rank posts through the store before the first NCCL call, and rank 0's one line for all.
+    node = [placement_post("n1", 0, bus, 0) for bus in (0x18, 0x2A)]
+    assert node == ["n1 0000:18:00.0", "n1 0000:2a:00.0"] and placement_verdict(node) is None
+    doubled = [*node, placement_post("n2", 0, 0x18, 0), placement_post("n2", 0, 0x18, 0)]
+    assert (placement_verdict(doubled) or "").startswith("ranks 2 and 3 on n2 both drive GPU 0000:18:00.0")
+    with pytest.raises(UserError) as info:
+        cuda_device_index(9, 16, 8)
+    too_many = str(info.value)
+    refused = [*node, placement_post("n3", refusal=too_many)]
+    assert placement_verdict(refused) == f"n3: {too_many}"
 
 
 @pytest.mark.parametrize("name", ["TORCH_NCCL_BLOCKING_WAIT", "NCCL_BLOCKING_WAIT"])
