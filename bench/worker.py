@@ -19,19 +19,12 @@ from typing import Any
 
 from bench import __version__, evidence
 from bench import env as benv
-from bench.collectives import (
-    Collective,
-    Dtype,
-    check_sizes_fit,
-    free_memory_bytes,
-    get_collective,
-    get_dtype,
-    largest_fitting,
-)
+from bench.collectives import Collective, Dtype, get_collective, get_dtype
 from bench.commands.run import RunConfig
 from bench.dist import DistContext, broadcast_str, node_layout, run_as_rank
 from bench.env import RankInfo
 from bench.errors import EXIT_FAIL, EXIT_INFRA, EXIT_PASS, InfraError, UserError
+from bench.memory_fit import check_sizes_fit, free_memory_bytes, largest_fitting
 from bench.placement import cuda_device_index, placement_post, placement_verdict
 from bench.results import result_row
 from bench.rundir import FORMAT_VERSION, ResultsWriter, atomic_write_json, default_cluster_name, default_run_dir

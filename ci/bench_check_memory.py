@@ -21,7 +21,8 @@ REPO = Path(__file__).resolve().parent.parent
 PROBE = """
 import json, resource, sys, tempfile, time
 import torch, torch.distributed as dist
-from bench.collectives import REGISTRY, buffer_bytes, get_dtype
+from bench.collectives import REGISTRY, get_dtype
+from bench.memory_fit import buffer_bytes
 from bench.timing import measure
 
 nbytes, dtype_name, device_kind = int(sys.argv[1]), sys.argv[2], sys.argv[3]

@@ -20,15 +20,13 @@ from bench.collectives import (
     REGISTRY,
     SCRATCH_BYTES,
     DataPattern,
-    buffer_bytes,
-    check_sizes_fit,
     count_wrong,
     data_pattern,
-    largest_fitting,
     make_buffers,
     worst_sum,
 )
 from bench.errors import UserError
+from bench.memory_fit import buffer_bytes, check_sizes_fit, largest_fitting
 from tests.support import rank_env
 
 FLOAT_DTYPES = ["half", "bfloat16", "float", "double"]
