@@ -14,7 +14,9 @@ Keys (top level unless shown):
 ``gpus_per_node``        int, optional
 ``gpu_model``            substring of the GPU name every GPU must have (``H100``), optional
 ``node_target_gbps``     target busbw of world collectives spanning nodes (8 x 400 = 3200 on a 1CC)
-``nvlink_target_gbps``   target busbw of single-node collectives
+``nvlink_target_gbps``   target busbw of single-node collectives (those ``[nvlink_targets_gbps]`` omits)
+``[nvlink_targets_gbps]``  per-collective single-node targets, ``all_reduce = 3840``: NVLS all_reduce runs
+                         far above all_gather or sendrecv on the same NVLink
 ``pass_fraction``        a measurement passes at this fraction of its target (default 0.9)
 ``counter_tolerance_bytes``  bytes an excluded device may carry before it is flagged (default 1 MiB)
 ``[rails]``              ``count``, ``rate_gbps``, ``link_layer`` (``InfiniBand``/``Ethernet``), ``names``
@@ -40,6 +42,7 @@ from types import MappingProxyType
 from typing import Any, Literal, cast
 
 from bench.errors import UserError
+from bench.measure.busbw import BUSBW_FACTOR
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -90,6 +93,8 @@ class Profile:
     """Where the profile came from (a path)."""
     raw: Mapping[str, Any] = field(default_factory=dict)
     """The whole parsed TOML, for tables other commands own (``[compare]``...)."""
+    nvlink_targets_gbps: Mapping[str, float] = field(default_factory=dict)
+    """Single-node target busbw per collective; a collective not listed uses ``nvlink_target_gbps``."""
 
     def __post_init__(self) -> None:
         if self.transport not in TRANSPORTS:
@@ -122,6 +127,7 @@ _TOP: dict[str, tuple[tuple[type, ...], str]] = {
     "rails": ((dict,), "a table"),
     "network": ((dict,), "a table"),
     "recommended_env": ((dict,), 'a table of NAME = "value"'),
+    "nvlink_targets_gbps": ((dict,), "a table of collective = Gb/s"),
 }
 _RAILS: dict[str, tuple[tuple[type, ...], str]] = {
     "count": ((int,), "an integer"),
@@ -191,6 +197,7 @@ def _parse(text: str, where: str, default_name: str) -> Profile:
     env = data.get("recommended_env", {})
     _check_table(rails, _RAILS, where, text, "rails")
     _check_table(network, _NETWORK, where, text, "network")
+    nvlink_targets = _collective_targets(data.get("nvlink_targets_gbps", {}), where, text, "nvlink_targets_gbps")
     for key, value in env.items():
         if not isinstance(value, str):
             raise UserError(
@@ -244,7 +251,23 @@ def _parse(text: str, where: str, default_name: str) -> Profile:
         counter_tolerance_bytes=int(data.get("counter_tolerance_bytes", 1 << 20)),
         source=where,
         raw=MappingProxyType(data),
+        nvlink_targets_gbps=MappingProxyType(nvlink_targets),
     )
+
+
+def _collective_targets(table: Mapping[str, Any], where: str, text: str, name: str) -> dict[str, float]:
+    """``collective = Gb/s`` entries, each a known collective and a positive number."""
+    out = {}
+    for key, value in table.items():
+        line = _line_of(text, key, name)
+        if key not in BUSBW_FACTOR:
+            raise UserError(
+                f"{where}:{line}: [{name}] {key!r} is not a collective; use one of {', '.join(BUSBW_FACTOR)}"
+            )
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise UserError(f"{where}:{line}: [{name}] {key} = {value!r} must be a positive number (Gb/s)")
+        out[key] = float(value)
+    return out
 
 
 def list_profiles() -> list[str]:

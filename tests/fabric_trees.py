@@ -66,11 +66,23 @@ class NetSpec:
 
 
 @dataclass(frozen=True)
+class PciSpec:
+    """Any other PCI function: an NVSwitch, the BMC's VGA, an NVIDIA audio function."""
+
+    chain: tuple[str, ...]
+    vendor: int
+    device: int
+    pci_class: int
+    numa: int = 0
+
+
+@dataclass(frozen=True)
 class NodeSpec:
     hcas: tuple[HcaSpec, ...]
     gpus: tuple[GpuSpec, ...] = ()
     nets: tuple[NetSpec, ...] = ()
     driver: str | None = "550.54.15"
+    other_pci: tuple[PciSpec, ...] = ()
 
 
 def _rc(switch: int) -> int:
@@ -169,6 +181,8 @@ def build(root: Path, spec: NodeSpec) -> Path:
             _netdev(root, NetSpec(hca.netdev, operstate=up, speed_mbps=400000, kind=kind), pci)
     for gpu in spec.gpus:
         _pci_function(root, _gpu_chain(gpu), gpu.numa, 0x10DE, gpu.device_id, 0x030200)
+    for other in spec.other_pci:
+        _pci_function(root, list(other.chain), other.numa, other.vendor, other.device, other.pci_class)
     for number, net in enumerate(spec.nets):
         if net.kind == "ether":
             chain = ["pci0000:00", "0000:00:03.0", f"0000:{0x80 + number:02x}:00.0"]
@@ -196,6 +210,21 @@ def healthy_1cc(**port_overrides: PortSpec) -> NodeSpec:
     gpus = tuple(GpuSpec(switch=k, numa=0 if k < 4 else 1) for k in range(8))
     nets = (NetSpec("lo", operstate="unknown", kind="loopback"), NetSpec("docker0", kind="virtual"))
     return NodeSpec(tuple(hcas), gpus, nets)
+
+
+def hgx_with_other_pci(gpu_device_id: int = 0x2330) -> NodeSpec:
+    """A healthy 1CC node as an HGX board shows it: besides the 8 GPUs, 4 NVSwitches (NVIDIA's vendor id,
+    class 0x0680 "other bridge"), an NVIDIA HDMI audio function (0x0403) and the BMC's ASPEED VGA (0x0300,
+    not NVIDIA's). Only the 8 GPUs are GPUs."""
+    base = healthy_1cc()
+    gpus = tuple(replace(g, device_id=gpu_device_id) for g in base.gpus)
+    nvswitches = tuple(
+        PciSpec(("pci0000:c0", "0000:c0:01.0", f"0000:{0xC1 + k:02x}:00.0"), 0x10DE, 0x22A3, 0x068000, 1)
+        for k in range(4)
+    )
+    audio = PciSpec(("pci0000:c0", "0000:c0:02.0", "0000:c9:00.1"), 0x10DE, 0x22BA, 0x040300, 1)
+    bmc_vga = PciSpec(("pci0000:00", "0000:00:1c.0", "0000:03:00.0"), 0x1A03, 0x2000, 0x030000, 0)
+    return replace(base, gpus=gpus, other_pci=(*nvswitches, audio, bmc_vga))
 
 
 def port_down(rail: str = "mlx5_3") -> NodeSpec:

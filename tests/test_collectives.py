@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from bench.errors import UserError
-from bench.measure.collectives import DTYPES, REGISTRY, get_collective, get_dtype, make_buffers, pattern
+from bench.measure.collectives import DTYPES, REGISTRY, data_pattern, get_collective, get_dtype, make_buffers, pattern
 from bench.measure.results import result_row
 
 
@@ -30,7 +30,9 @@ def test_all_gather_sizes_round_like_nccl_tests() -> None:
 
 def _simulate(name: str, n: int, count: int) -> list[torch.Tensor]:
     coll = REGISTRY[name]
-    sends = [pattern(r, coll.buffer_counts(count, n)[0], torch.float32) for r in range(n)]
+    pat = data_pattern(coll, DTYPES["float"], n)
+    index = torch.arange(coll.buffer_counts(count, n)[0], dtype=torch.int64)
+    sends = [pat.values(r, index) for r in range(n)]
     if name == "all_reduce":
         return [sum(sends)] * n  # type: ignore[list-item]
     if name == "all_gather":
@@ -50,8 +52,10 @@ def _simulate(name: str, n: int, count: int) -> list[torch.Tensor]:
 def test_expected_matches_the_collectives_definition(name: str, n: int) -> None:
     coll = REGISTRY[name]
     count, _ = coll.sizes(4096, DTYPES["float"], n)
+    pat = data_pattern(coll, DTYPES["float"], n)
     for rank, got in enumerate(_simulate(name, n, count)):
-        assert torch.equal(coll.expected(rank, n, count, torch.float32), got)
+        index = torch.arange(got.numel(), dtype=torch.int64)
+        assert torch.equal(coll.expected(rank, count, pat, index), got)
 
 
 def test_data_differs_per_rank_and_index() -> None:

@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from bench.errors import UserError
-from bench.runtime.env import NodeLaunch, RankInfo, discover_node_launch, discover_rank, recorded_environment
+from bench.runtime.env import (
+    NodeLaunch,
+    RankInfo,
+    discover_launched_rank,
+    discover_node_launch,
+    discover_rank,
+    missing_pmi,
+    recorded_environment,
+)
 
 
 def test_no_launcher_is_none() -> None:
@@ -62,6 +70,41 @@ def test_slurm_uneven_tasks_per_node() -> None:
            "SLURM_NNODES": "3", "SLURM_TASKS_PER_NODE": "4(x2),2", "SLURM_STEP_ID": "3"}  # fmt: skip
     info = discover_rank(env)
     assert info is not None and info.local_world_size == 2
+
+
+SRUN_16 = {"SLURM_PROCID": "12", "SLURM_NTASKS": "16", "SLURM_LOCALID": "4", "SLURM_NODEID": "1",
+           "SLURM_NNODES": "2", "SLURM_STEP_TASKS_PER_NODE": "8(x2)", "SLURM_STEP_ID": "0"}  # fmt: skip
+
+
+def test_srun_without_a_pmi_plugin_is_one_line_with_the_fix() -> None:
+    info = discover_rank(SRUN_16)
+    assert info is not None and missing_pmi(info, SRUN_16) is not None
+    with pytest.raises(UserError, match=r"srun started 16 tasks without a PMI plugin.*'srun --mpi=pmix \.\.\.'"):
+        discover_launched_rank(SRUN_16)
+
+
+@pytest.mark.parametrize(
+    "pmi",
+    [{"PMIX_RANK": "12", "PMIX_NAMESPACE": "slurm.pmix.7.0"}, {"PMI_RANK": "12", "PMI_SIZE": "16", "PMI_FD": "5"},
+     {"PMI_FD": "5", "PMI_JOBID": "7.0"}],
+)  # fmt: skip
+def test_srun_with_pmix_or_pmi2_forms_a_world(pmi: dict[str, str]) -> None:
+    info = discover_launched_rank({**SRUN_16, **pmi})
+    assert info is not None and info.world_size == 16
+
+
+def test_a_single_srun_task_needs_no_pmi() -> None:
+    one = {**SRUN_16, "SLURM_PROCID": "0", "SLURM_NTASKS": "1", "SLURM_LOCALID": "0", "SLURM_NODEID": "0",
+           "SLURM_NNODES": "1", "SLURM_STEP_TASKS_PER_NODE": "1"}  # fmt: skip
+    info = discover_launched_rank(one)
+    assert info is not None and info.launcher == "slurm" and info.world_size == 1
+
+
+def test_other_launchers_are_not_asked_for_pmi() -> None:
+    env = {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1", "MASTER_ADDR": "10.0.0.1", "MASTER_PORT": "29500",
+           "TORCHELASTIC_RUN_ID": "x", **SRUN_16}  # fmt: skip
+    info = discover_launched_rank(env)
+    assert info is not None and info.launcher == "torchrun"
 
 
 def test_slurm_batch_script_is_not_a_rank() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench.fabric import checks, topology
-from bench.fabric.sysfs import Sysfs, ib_devices
+from bench.fabric.sysfs import Sysfs, ib_devices, nvidia_gpus
 from bench.profiles import load_profile
 from tests import fabric_trees
 from tests.fabric_trees import CASES, Case, NetSpec, NodeSpec
@@ -135,3 +135,29 @@ def test_check_never_imports_torch_without_gpus() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_gpus_are_counted_on_the_pci_bus_not_by_what_this_process_sees(tmp_path: Path) -> None:
+    # NVSwitches and the audio function carry NVIDIA's vendor id and the BMC's VGA is a display class: only
+    # the 3D controllers from NVIDIA are GPUs. A rank with CUDA_VISIBLE_DEVICES=3 still checks all 8.
+    root = fabric_trees.build(tmp_path / "hgx", fabric_trees.hgx_with_other_pci())
+    gpus = topology.gpus(Sysfs(root))
+    assert len(gpus) == 8 and [g.pci_address for g in gpus] == sorted(g.pci_address for g in gpus)
+    assert [g.numa_node for g in gpus] == [0, 0, 0, 0, 1, 1, 1, 1] and all(g.pci_path for g in gpus)
+    proc = railbench(
+        ["check", "--profile", "lambda-1cc", "--sysfs-root", str(root), "--json"],
+        env={**GOOD_ENV, "CUDA_VISIBLE_DEVICES": "3"},
+    )
+    results = {r["check"]: r for r in json.loads(proc.stdout)["nodes"][0]["results"]}
+    assert results["gpu-count"]["status"] == "pass" and results["gpu-count"]["reason"].startswith("8 GPUs")
+    assert results["gpu-nic-affinity"]["status"] == "pass", results["gpu-nic-affinity"]
+
+
+def test_torch_names_every_gpu_with_the_same_device_id(tmp_path: Path) -> None:
+    # One GPU visible to this rank (srun --gpus-per-task=1) names all 8, even a model the table does not know.
+    root = fabric_trees.build(tmp_path / "new", fabric_trees.hgx_with_other_pci(gpu_device_id=0x2999))
+    on_bus = nvidia_gpus(Sysfs(root))
+    assert [g.model for g in topology.named_gpus(on_bus, {})] == ["NVIDIA GPU 0x2999"] * 8
+    seen = {on_bus[5].address: "NVIDIA B300 SXM6"}
+    named = topology.named_gpus(on_bus, seen)
+    assert [g.model for g in named] == ["NVIDIA B300 SXM6"] * 8 and [g.index for g in named] == list(range(8))

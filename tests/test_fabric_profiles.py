@@ -8,6 +8,7 @@ import pytest
 
 from bench.errors import UserError
 from bench.fabric.hca import select_hcas
+from bench.measure.targets import world_target_gbps
 from bench.profiles import list_profiles, load_profile
 from tests.support import railbench
 
@@ -36,6 +37,20 @@ def test_shipped_profiles_load() -> None:
     assert generic.rail_count is None and generic.link_layer is None and generic.pass_fraction == 0.9
 
 
+def test_single_node_targets_are_per_collective() -> None:
+    # A healthy 8 x H100 node runs NVLS all_reduce near 480 GB/s but all_gather and sendrecv well below:
+    # one NVLink figure for all of them failed healthy nodes.
+    one_cc = load_profile("lambda-1cc")
+    assert one_cc.nvlink_targets_gbps["all_reduce"] == 3840 == 480 * 8
+    single = {c: world_target_gbps(one_cc, c, 1) for c in ("all_reduce", "all_gather", "sendrecv", "reduce")}
+    assert single == {"all_reduce": 3840, "all_gather": 2880, "sendrecv": 2880, "reduce": one_cc.nvlink_target_gbps}
+    assert all(world_target_gbps(one_cc, c, 2) == 3200 for c in ("all_reduce", "all_gather"))
+    assert world_target_gbps(one_cc, "sendrecv", 2) == 400
+    text = (Path(one_cc.source)).read_text()
+    assert "nccl-tests issue #290" in text and "Voltage Park" in text, "the published sources are named"
+    assert load_profile("generic").nvlink_targets_gbps == {}
+
+
 def test_load_by_path_keeps_raw_and_compare_table(tmp_path: Path) -> None:
     path = tmp_path / "mine.toml"
     path.write_text(
@@ -61,6 +76,9 @@ def test_load_by_path_keeps_raw_and_compare_table(tmp_path: Path) -> None:
         ('name = "x"\npass_fraction = 9\n', 2, "pass_fraction"),
         ('name = "x"\n[rails\ncount = 8\n', 2, "not valid TOML"),
         ('name = "x"\ncompare = 3\n', 2, "table"),
+        ('name = "x"\n[nvlink_targets_gbps]\nallreduce = 3840\n', 3, "'allreduce' is not a collective"),
+        ('name = "x"\n[nvlink_targets_gbps]\n\nall_gather = "fast"\n', 4, "positive number"),
+        ('name = "x"\n[nvlink_targets_gbps]\nsendrecv = 0\n', 3, "positive number"),
     ],
 )
 def test_malformed_profile_names_file_and_line(tmp_path: Path, text: str, line: int, words: str) -> None:

@@ -64,7 +64,7 @@ def test_sbatch_script_does_the_nightly() -> None:
     assert "export NCCL_IB_HCA='^=mlx5_0'" in script
     assert re.search(r'"\$RAILBENCH" accept --profile lambda-1cc', script)
     assert re.search(r'"\$RAILBENCH" compare "\$run_dir"', script)
-    assert "srun --ntasks-per-node=8" in script and "--map-by ppr:8:node" in script
+    assert "srun --ntasks-per-node=8 --mpi=pmix" in script and "--map-by ppr:8:node" in script
     assert script.rstrip().endswith("exit $(( accept_status > compare_status ? accept_status : compare_status ))")
     done = subprocess.run(["bash", "-n", str(SBATCH)], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr

@@ -49,6 +49,22 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str], messa
     assert not (tmp_path / "reports").exists()
 
 
+@pytest.mark.mpi
+def test_a_size_that_does_not_fit_the_ranks_memory_is_exit_2_before_anything_is_measured(tmp_path: Path) -> None:
+    # Started by mpirun directly, so only the ranks' own check (each rank asks its device) stands in the way.
+    mpirun = Path(sys.executable).parent / "mpirun"
+    out = tmp_path / "run"
+    cmd = [str(mpirun), "-np", "2", "--bind-to", "none", sys.executable, "-m", "bench", "run", "-b", "1K",
+           "-e", "1T", "-f", "1024", "--out", str(out), "--no-history"]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=tmp_path, env=rank_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    said = [line for line in proc.stderr.splitlines() if "does not fit" in line]
+    assert len(said) == 1 and "-e 1T does not fit in host memory" in said[0], proc.stderr
+    assert "the largest size that fits is 1G" in said[0] or "the largest size that fits is 1M" in said[0]
+    assert "Traceback" not in proc.stderr
+    assert not (out / "results.csv").exists()
+
+
 def test_unknown_command_is_exit_2() -> None:
     proc = railbench(["frobnicate"], timeout=60)
     assert proc.returncode == 2 and "unknown command" in proc.stderr

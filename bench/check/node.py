@@ -23,7 +23,7 @@ from bench.runtime import env as benv
 
 def _mpi_world() -> int:
     """The number of ranks when an MPI-family launcher started several, else 0."""
-    rank = benv.discover_rank()
+    rank = benv.discover_launched_rank()
     return rank.world_size if rank is not None and rank.world_size > 1 and rank.launcher in MPI_LAUNCHERS else 0
 
 

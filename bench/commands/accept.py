@@ -88,7 +88,7 @@ def run(config: AcceptConfig) -> int:
     """Accept the cluster as a rank, or start ``--np`` local ranks and return their verdict."""
     resolve(config.rails, load_profile(config.profile))  # bad input fails before any rank starts
 
-    per_rank = 3 * config.sweep.max_bytes  # the sweep's largest size dominates: send, receive, check copy
+    per_rank = 2 * config.sweep.max_bytes  # the sweep's largest size dominates: send and receive buffers
     return rank_or_local(
         "accept",
         config.np,

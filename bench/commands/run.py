@@ -21,6 +21,7 @@ from bench.measure.collectives import DEFAULT_COLLECTIVES, get_collective, get_d
 from bench.rundir.files import default_cluster_name, default_run_dir
 from bench.runtime import env as benv
 from bench.runtime import launch
+from bench.runtime.placement import blocking_wait_conflict
 from bench.sweep.config import RunConfig, message_sizes
 from bench.sweep.rank import run_rank
 from bench.units import parse_size
@@ -102,7 +103,10 @@ def main(args: argparse.Namespace) -> int:
 
 def run(config: RunConfig) -> int:
     """Run the sweep as a rank, or start the ranks and report their verdict; returns the exit status."""
-    info = benv.discover_rank()
+    conflict = blocking_wait_conflict(benv.environ(), config.graph)
+    if conflict is not None:
+        raise UserError(conflict)
+    info = benv.discover_launched_rank()
     if info is not None:
         if config.np is not None or config.nnodes is not None:
             raise UserError(
@@ -132,7 +136,7 @@ def _node_launch(config: RunConfig) -> benv.NodeLaunch | None:
 def _start_ranks(config: RunConfig, node: benv.NodeLaunch | None) -> int:
     if node is None:
         assert config.np is not None
-        per_rank = 3 * config.max_bytes  # send + receive buffers plus the check copy
+        per_rank = 2 * config.max_bytes  # send + receive buffers; the check works in fixed chunks, no copy
         return launch.start_local_ranks(
             config.np, config.rank_argv, config.out, config.cluster, config.backend, per_rank
         )

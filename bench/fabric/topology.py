@@ -10,17 +10,19 @@ deepest common PCI ancestor:
 * ``NODE``: different host bridges in one NUMA node (or NUMA unknown on both);
 * ``SYS``: different NUMA nodes (the path crosses the CPU interconnect).
 
-GPUs come from torch when it sees CUDA on the real ``/sys`` (imported lazily, never at module import), else
-from the PCI bus in sysfs (NVIDIA display/3D controllers), which also works on fixture trees.
+GPUs are counted and placed from the PCI bus in sysfs (NVIDIA display/3D controllers): a rank that sees one
+GPU (``srun --gpus-per-task=1``, a per-rank ``CUDA_VISIBLE_DEVICES``) still checks the whole node. torch,
+imported lazily and only on the real ``/sys``, supplies names: each GPU it sees names every GPU on the bus
+with the same PCI device id.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from bench.fabric.sysfs import IbDevice, Sysfs, nvidia_gpus, pci_device_path
+from bench.fabric.sysfs import IbDevice, PciDevice, Sysfs, nvidia_gpus
 
 Distance = Literal["PIX", "PXB", "PHB", "NODE", "SYS"]
 ORDER: tuple[Distance, ...] = ("PIX", "PXB", "PHB", "NODE", "SYS")
@@ -69,41 +71,48 @@ def distance(a: Sequence[str], a_numa: int | None, b: Sequence[str], b_numa: int
 
 
 def gpus(sysfs: Sysfs, *, use_torch: bool = True) -> list[Gpu]:
-    """This node's GPUs: torch's view on the real /sys when CUDA works, else the PCI bus in sysfs.
+    """This node's GPUs, in PCI order, from the PCI bus in sysfs; names from torch where it sees them.
 
     torch is imported only when the PCI bus shows NVIDIA GPUs, so a CPU machine never pays for it.
     """
     on_bus = nvidia_gpus(sysfs)
+    names: dict[str, str] = {}
     if use_torch and on_bus and sysfs.root.resolve() == Sysfs().root:
-        seen = _torch_gpus(sysfs, [dev.address for dev in on_bus])
-        if seen:
-            return seen
+        names = _torch_names([dev.address for dev in on_bus])
+    return named_gpus(on_bus, names)
+
+
+def named_gpus(on_bus: Sequence[PciDevice], names: Mapping[str, str]) -> list[Gpu]:
+    """The GPUs on the bus, each named by torch (``names``: PCI address -> name of the GPUs this process sees),
+    else by a visible GPU with the same PCI device id, else by the device-id table."""
+    by_device = {dev.device: names[dev.address] for dev in on_bus if dev.address in names}
     out = []
     for index, dev in enumerate(on_bus):
-        model = GPU_MODELS.get(dev.device, f"NVIDIA GPU 0x{dev.device:04x}")
+        model = names.get(dev.address) or by_device.get(dev.device)
+        model = model or GPU_MODELS.get(dev.device, f"NVIDIA GPU 0x{dev.device:04x}")
         out.append(Gpu(index, model, dev.address, dev.numa_node, dev.pci_path, "sysfs"))
     return out
 
 
-def _torch_gpus(sysfs: Sysfs, bus_addresses: list[str]) -> list[Gpu]:
+def _torch_names(bus_addresses: list[str]) -> dict[str, str]:
     try:
         import torch  # lazy: only here, only on a machine whose PCI bus has NVIDIA GPUs
     except ImportError:
-        return []
+        return {}
     if not torch.cuda.is_available():
-        return []
+        return {}
     count = torch.cuda.device_count()
-    out = []
+    out = {}
     for index in range(count):
         props = torch.cuda.get_device_properties(index)
-        address = None
         if hasattr(props, "pci_bus_id"):
             address = f"{props.pci_domain_id:04x}:{props.pci_bus_id:02x}:{props.pci_device_id:02x}.0"
         elif count == len(bus_addresses):
             # Older torch does not say; identical GPUs enumerate in PCI bus order, as sysfs lists them.
             address = bus_addresses[index]
-        path, numa = pci_device_path(sysfs, address) if address else ((), None)
-        out.append(Gpu(index, props.name, address, numa, path, "torch"))
+        else:
+            continue
+        out[address] = props.name
     return out
 
 

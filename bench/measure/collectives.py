@@ -34,19 +34,22 @@ class Dtype:
     torch_name: str
     size: int
     floating: bool
+    exact_max: int
+    """The largest M such that every integer 0..M is exactly representable: 2^precision for floats
+    (bfloat16 has 8 significant bits, so 256), the type's maximum for integers."""
 
 
 DTYPES: dict[str, Dtype] = {
     d.name: d
     for d in (
-        Dtype("int8", "int8", 1, False),
-        Dtype("uint8", "uint8", 1, False),
-        Dtype("int32", "int32", 4, False),
-        Dtype("int64", "int64", 8, False),
-        Dtype("half", "float16", 2, True),
-        Dtype("bfloat16", "bfloat16", 2, True),
-        Dtype("float", "float32", 4, True),
-        Dtype("double", "float64", 8, True),
+        Dtype("int8", "int8", 1, False, 127),
+        Dtype("uint8", "uint8", 1, False, 255),
+        Dtype("int32", "int32", 4, False, 2**31 - 1),
+        Dtype("int64", "int64", 8, False, 2**63 - 1),
+        Dtype("half", "float16", 2, True, 2**11),
+        Dtype("bfloat16", "bfloat16", 2, True, 2**8),
+        Dtype("float", "float32", 4, True, 2**24),
+        Dtype("double", "float64", 8, True, 2**53),
     )
 }
 _DTYPE_ALIASES = {"float16": "half", "fp16": "half", "bf16": "bfloat16", "float32": "float", "fp32": "float",
@@ -71,6 +74,8 @@ class Buffers:
     """The element count nccl-tests prints for this size."""
     nbytes: int
     """S after rounding: the bytes algbw divides by."""
+    pattern: DataPattern | None = None
+    """The data every rank filled in; the check recomputes the expected result from it."""
 
 
 @dataclass(frozen=True)
@@ -94,8 +99,9 @@ class Collective:
     """Where the result lands: torch's all_reduce and broadcast work in place."""
     call: Callable[[Buffers, int, int, Any], None]
     """(buffers, rank, n ranks, process group) -> issue the collective and wait."""
-    expected: Callable[[int, int, int, Any], torch.Tensor]
-    """(rank, n ranks, count, torch dtype) -> what recv must hold afterwards (on CPU)."""
+    expected: Callable[[int, int, DataPattern, torch.Tensor], torch.Tensor]
+    """(rank, count, data pattern, result indices) -> what the result must hold there (int64, exact; on the
+    indices' device, so the check never copies the result to the host)."""
     result: Callable[[Buffers], torch.Tensor] = lambda b: b.recv
     """Which tensor holds the result."""
 
@@ -105,42 +111,141 @@ class Collective:
         return count, self.bytes_for_count(count, dtype.size, nranks)
 
 
-# --- deterministic data --------------------------------------------------------------------------------
-# Rank r's element i is (r + i) % 4: small integers, exact in every dtype (bfloat16 included) until a sum
-# passes 256, and different on every rank and at every index, so a misplaced chunk is a wrong element.
-_PERIOD = 4
+# --- deterministic data, made and checked on the device --------------------------------------------------
+# Sums are exact by construction, as in nccl-tests (verifiable/verifiable.cu): every rank contributes a
+# non-negative integer and the contributions to any one element add up to at most the dtype's exact-integer
+# limit (256 for bfloat16, 2048 for half). Every partial sum, in whatever order a ring, a tree, NVLS or SHARP
+# adds them, is then an integer in 0..limit and so exactly representable: results are compared with
+# tolerance 0. Rank r's element i is f((i + r) mod period) with f(u) = u below ``levels`` and 0 above, so
+# the data differ per rank and per index (a misplaced chunk is a wrong element) and the sum over ranks has a
+# closed form the check evaluates on the device, chunk by chunk.
+
+CHUNK_ELEMENTS = 1 << 18
+"""Elements generated or checked per step on the host (CPU ranks): a few MiB of int64 scratch."""
+CUDA_CHUNK_ELEMENTS = 1 << 22
+"""Per step on a GPU: larger, so a 16G check is thousands of kernel launches, not millions."""
+_SCRATCH_VECTORS = 8  # int64 vectors of one chunk alive at once in fill or check, with room to spare
 
 
-def pattern(rank: int, count: int, dtype: Any, offset: int = 0) -> torch.Tensor:
-    """Rank ``rank``'s send data: ``(rank + offset + i) % 4`` for i in 0..count-1."""
+def chunk_elements(device: Any) -> int:
+    """Elements per fill/check step on ``device``."""
+    return CUDA_CHUNK_ELEMENTS if getattr(device, "type", str(device)) == "cuda" else CHUNK_ELEMENTS
+
+
+def scratch_bytes(device: Any) -> int:
+    """Upper bound of the memory the fill and the check use on ``device`` beyond the buffers."""
+    return _SCRATCH_VECTORS * 8 * chunk_elements(device)
+
+
+SCRATCH_BYTES = _SCRATCH_VECTORS * 8 * CHUNK_ELEMENTS
+"""scratch_bytes on the host."""
+_LEVELS_CAP = 1 << 20  # keeps every closed-form prefix sum far inside int64
+
+
+@dataclass(frozen=True)
+class DataPattern:
+    """The values every rank of an ``nranks`` communicator sends: f((i + r) mod period), f(u) = u if u < levels."""
+
+    levels: int
+    period: int
+    nranks: int
+
+    def __post_init__(self) -> None:
+        if self.levels < 1 or self.period < max(self.levels, self.nranks):
+            raise ValueError(f"bad data pattern {self}: needs levels >= 1 and period >= max(levels, nranks)")
+
+    @classmethod
+    def for_sum(cls, nranks: int, limit: int) -> DataPattern:
+        """The most varied pattern whose sum over ``nranks`` ranks never exceeds ``limit`` at any element."""
+        lo, hi = 1, min(limit + 1, _LEVELS_CAP)
+        while lo < hi:  # the largest levels whose worst element sum fits
+            mid = (lo + hi + 1) // 2
+            if worst_sum(mid, nranks) <= limit:
+                lo = mid
+            else:
+                hi = mid - 1
+        return cls(lo, max(lo, nranks), nranks)
+
+    @classmethod
+    def for_copy(cls, nranks: int, limit: int) -> DataPattern:
+        """For collectives that only move data: any exactly representable value will do."""
+        levels = min(limit + 1, _LEVELS_CAP)
+        return cls(levels, max(levels, nranks), nranks)
+
+    def values(self, rank: torch.Tensor | int, index: torch.Tensor) -> torch.Tensor:
+        """Rank ``rank``'s elements at ``index`` (int64, on ``index``'s device; ``rank`` may be a tensor)."""
+        u = (index + rank).remainder_(self.period)
+        return u.masked_fill_(u >= self.levels, 0)
+
+    def sums(self, index: torch.Tensor) -> torch.Tensor:
+        """The sum over all ranks at ``index`` (int64, same device): what every exact reduction must give.
+
+        Since period >= nranks, ranks 0..n-1 read residues s..s+n-1 of one period (s = i mod period),
+        wrapping at most once; G(t) = sum of f(u) for u < t = k(k-1)/2 with k = min(t, levels).
+        """
+        start = index.remainder(self.period)
+        total = self._prefix((start + self.nranks).clamp_(max=self.period))
+        total.sub_(self._prefix(start))
+        wrapped = start.add_(self.nranks - self.period).clamp_(min=0)  # start is not needed any more
+        return total.add_(self._prefix(wrapped))
+
+    def _prefix(self, t: torch.Tensor) -> torch.Tensor:
+        k = t.clamp(max=self.levels)
+        return k.mul_(k - 1).div_(2, rounding_mode="floor")
+
+
+def worst_sum(levels: int, nranks: int) -> int:
+    """The largest sum over ranks at any element for ``levels``: the top min(n, levels) values of f."""
+    k = min(nranks, levels)
+    return k * (2 * levels - k - 1) // 2
+
+
+def data_pattern(coll: Collective, dtype: Dtype, nranks: int) -> DataPattern:
+    """The pattern a collective uses: sum-bounded for reductions, merely exact for the others."""
+    if coll.redop == "sum":
+        return DataPattern.for_sum(nranks, dtype.exact_max)
+    return DataPattern.for_copy(nranks, dtype.exact_max)
+
+
+def pattern(
+    rank: int, count: int, dtype: Any, nranks: int = 1, *, reduces: bool = True, device: Any = "cpu"
+) -> torch.Tensor:
+    """Rank ``rank``'s send data as one tensor (for tests and small buffers; runs fill in chunks)."""
     import torch
 
-    return ((torch.arange(count, dtype=torch.int64) + rank + offset) % _PERIOD).to(dtype)
+    spec = dtype_of(dtype)
+    pat = DataPattern.for_sum(nranks, spec.exact_max) if reduces else DataPattern.for_copy(nranks, spec.exact_max)
+    return pat.values(rank, torch.arange(count, dtype=torch.int64, device=device)).to(dtype)
 
 
-def _sum_over_ranks(nranks: int, count: int, dtype: Any) -> torch.Tensor:
-    # sum_r ((r + i) % 4): whole cycles of 0+1+2+3 = 6, plus the partial cycle starting at i.
+def dtype_of(tdtype: Any) -> Dtype:
+    """The Dtype of a torch dtype (``torch.bfloat16`` -> bfloat16)."""
+    name = str(tdtype).removeprefix("torch.")
+    for d in DTYPES.values():
+        if d.torch_name == name:
+            return d
+    raise UserError(f"dtype {tdtype} has no nccl-tests name: choose one of {', '.join(DTYPES)} (-d/--dtype)")
+
+
+def fill(tensor: torch.Tensor, pat: DataPattern, rank: int) -> None:
+    """Write rank ``rank``'s data into ``tensor`` on its own device, CHUNK_ELEMENTS at a time."""
     import torch
 
-    idx = torch.arange(count, dtype=torch.int64)
-    full, rem = divmod(nranks, _PERIOD)
-    total = torch.full((count,), 6 * full, dtype=torch.int64)
-    for j in range(rem):
-        total += (idx + j) % _PERIOD
-    return total.to(dtype)
+    flat, step = tensor.view(-1), chunk_elements(tensor.device)
+    for start in range(0, flat.numel(), step):
+        stop = min(start + step, flat.numel())
+        index = torch.arange(start, stop, dtype=torch.int64, device=tensor.device)
+        flat[start:stop].copy_(pat.values(rank, index))
 
 
-def _gathered(nranks: int, count: int, dtype: Any) -> torch.Tensor:
-    import torch
+def _gathered(rank: int, count: int, pat: DataPattern, index: torch.Tensor) -> torch.Tensor:
+    # all_gather: element j of recv is element j mod count of rank j // count.
+    return pat.values(index // count, index.remainder(count))
 
-    return torch.cat([pattern(r, count, dtype) for r in range(nranks)])
 
-
-def _exchanged(rank: int, nranks: int, count: int, dtype: Any) -> torch.Tensor:
+def _exchanged(rank: int, count: int, pat: DataPattern, index: torch.Tensor) -> torch.Tensor:
     # alltoall: chunk j of rank r's recv is chunk r of rank j's send.
-    import torch
-
-    return torch.cat([pattern(j, count * nranks, dtype)[rank * count : (rank + 1) * count] for j in range(nranks)])
+    return pat.values(index // count, index.remainder(count) + rank * count)
 
 
 # --- the calls -----------------------------------------------------------------------------------------
@@ -223,7 +328,7 @@ REGISTRY: dict[str, Collective] = {
             root=-1,
             placement="in-place",
             call=_all_reduce,
-            expected=lambda rank, n, count, dt: _sum_over_ranks(n, count, dt),
+            expected=lambda rank, count, pat, index: pat.sums(index),
         ),
         Collective(
             name="all_gather",
@@ -235,7 +340,7 @@ REGISTRY: dict[str, Collective] = {
             root=-1,
             placement="out-of-place",
             call=_all_gather,
-            expected=lambda rank, n, count, dt: _gathered(n, count, dt),
+            expected=_gathered,
         ),
         Collective(
             name="reduce_scatter",
@@ -247,8 +352,8 @@ REGISTRY: dict[str, Collective] = {
             root=-1,
             placement="out-of-place",
             call=_reduce_scatter,
-            # send on rank r is pattern(r, count*n); chunk k of it is pattern(r, count, offset=k*count).
-            expected=lambda rank, n, count, dt: _sum_over_ranks(n, count * n, dt)[rank * count : (rank + 1) * count],
+            # rank r keeps chunk r of the sum over ranks of their whole send buffers.
+            expected=lambda rank, count, pat, index: pat.sums(index + rank * count),
         ),
         Collective(
             name="alltoall",
@@ -261,7 +366,7 @@ REGISTRY: dict[str, Collective] = {
             placement="out-of-place",
             call=_alltoall,
             # chunk j of recv on rank r is chunk r of rank j's send.
-            expected=lambda rank, n, count, dt: _exchanged(rank, n, count, dt),
+            expected=_exchanged,
         ),
         Collective(
             name="broadcast",
@@ -273,7 +378,7 @@ REGISTRY: dict[str, Collective] = {
             root=0,
             placement="in-place",
             call=_broadcast,
-            expected=lambda rank, n, count, dt: pattern(0, count, dt),
+            expected=lambda rank, count, pat, index: pat.values(0, index),
         ),
         Collective(
             name="sendrecv",
@@ -285,7 +390,7 @@ REGISTRY: dict[str, Collective] = {
             root=-1,
             placement="out-of-place",
             call=_sendrecv,
-            expected=lambda rank, n, count, dt: pattern((rank - 1) % n, count, dt),
+            expected=lambda rank, count, pat, index: pat.values((rank - 1) % pat.nranks, index),
         ),
     )
 }
@@ -302,32 +407,41 @@ def get_collective(name: str) -> Collective:
 
 
 def make_buffers(coll: Collective, count: int, nbytes: int, rank: int, nranks: int, dtype: Any, device: Any) -> Buffers:
-    """Fresh buffers holding rank ``rank``'s deterministic data (on ``device``)."""
+    """Fresh buffers holding rank ``rank``'s deterministic data, made on ``device`` itself.
+
+    Nothing of buffer size is built on the host: on a GPU the host's share is a few scalars per chunk.
+    """
     import torch
 
+    pat = data_pattern(coll, dtype_of(dtype), nranks)
     send_n, recv_n = coll.buffer_counts(count, nranks)
-    send = pattern(rank, send_n, dtype).to(device)
+    send = torch.empty((send_n,), dtype=dtype, device=device)
+    fill(send, pat, rank)
     if coll.placement == "in-place":
         # torch's all_reduce and broadcast overwrite their one buffer, so send and recv are the same tensor.
-        return Buffers(send=send, recv=send, count=count, nbytes=nbytes)
+        return Buffers(send=send, recv=send, count=count, nbytes=nbytes, pattern=pat)
+    # -1 (255 for uint8) marks what the collective did not write; the check then counts it.
     recv = torch.full((recv_n,), -1, dtype=dtype, device=device)
-    return Buffers(send=send, recv=recv, count=count, nbytes=nbytes)
+    return Buffers(send=send, recv=recv, count=count, nbytes=nbytes, pattern=pat)
 
 
 def count_wrong(coll: Collective, buffers: Buffers, rank: int, nranks: int) -> int:
-    """Elements of the result that differ from the expected values (nccl-tests' #wrong)."""
+    """Elements of the result that differ from the expected values (nccl-tests' #wrong), tolerance 0.
+
+    Checked on the result's own device, a chunk at a time; the count stays on the device until the
+    end, so the host sees one number, not the buffer.
+    """
     import torch
 
-    got = coll.result(buffers).detach().to("cpu")
-    want = coll.expected(rank, nranks, buffers.count, got.dtype)
-    if got.shape != want.shape:
-        return int(max(got.numel(), want.numel()))
-    if not got.is_floating_point():
-        return int((got != want).sum().item())
-    # Sums of small integers are exact until they outgrow the mantissa (bfloat16 past 256); beyond that
-    # a different reduction order may round differently, which is not an error. Allow the rounding of
-    # one add per tree level, as nccl-tests' tolerance does.
-    levels = max(1, (nranks - 1).bit_length())
-    rel = torch.finfo(got.dtype).eps * levels
-    got64, want64 = got.to(torch.float64), want.to(torch.float64)
-    return int(((got64 - want64).abs() > rel * want64.abs()).sum().item())
+    got = coll.result(buffers).detach().view(-1)
+    pat = buffers.pattern or data_pattern(coll, dtype_of(got.dtype), nranks)
+    want_n = coll.buffer_counts(buffers.count, nranks)[0 if coll.placement == "in-place" else 1]
+    if got.numel() != want_n:
+        return int(max(got.numel(), want_n))
+    wrong, step = torch.zeros((), dtype=torch.int64, device=got.device), chunk_elements(got.device)
+    for start in range(0, got.numel(), step):
+        stop = min(start + step, got.numel())
+        index = torch.arange(start, stop, dtype=torch.int64, device=got.device)
+        want = coll.expected(rank, buffers.count, pat, index).to(got.dtype)
+        wrong += (got[start:stop] != want).sum()
+    return int(wrong.item())

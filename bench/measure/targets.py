@@ -2,7 +2,8 @@
 
 * World collectives spanning nodes: the node's aggregate rail rate (8 x 400 = 3200 Gb/s on a 1CC).
 * sendrecv spanning nodes is point-to-point: one GPU through one NIC, so one rail's line rate.
-* Single-node collectives: the profile's NVLink figure.
+* Single-node collectives: the profile's NVLink figure for that collective (``[nvlink_targets_gbps]``), else
+  its one NVLink figure: NVLS all_reduce runs far above all_gather or sendrecv on the same links.
 * No figure in the profile (the ``local`` CPU profile): no target, so no efficiency and no verdict on speed.
 """
 
@@ -24,6 +25,9 @@ def world_target_gbps(profile: Any, collective: str, nnodes: int) -> float | Non
         if collective in POINT_TO_POINT:
             return getattr(profile, "rail_rate_gbps", None)
         return getattr(profile, "node_target_gbps", None)
+    per_collective = getattr(profile, "nvlink_targets_gbps", None) or {}
+    if collective in per_collective:
+        return per_collective[collective]
     return getattr(profile, "nvlink_target_gbps", None)
 
 

@@ -265,6 +265,37 @@ def discover_rank(env: Mapping[str, str] | None = None) -> RankInfo | None:
     return None
 
 
+_PMI_PREFIXES = ("PMIX_", "PMI_")
+
+
+def missing_pmi(info: RankInfo, env: Mapping[str, str]) -> str | None:
+    """Why ``info`` cannot form a world, or None: srun started several tasks without a PMI plugin.
+
+    Under ``srun`` the ranks find each other through MPI (mpi4py), and MPI needs the PMI server srun starts
+    only with ``--mpi=pmix`` (or ``MpiDefault=pmix`` in slurm.conf). Without it every task is a world of one,
+    and the mismatch would surface later as "a different MPI". PMIx and PMI-2 both leave ``PMIX_*``/``PMI_*``
+    variables in the task's environment, so their absence says it.
+    """
+    if info.launcher != "slurm" or info.world_size <= 1:
+        return None
+    if any(name.startswith(_PMI_PREFIXES) for name in env):
+        return None
+    return (
+        f"srun started {info.world_size} tasks without a PMI plugin, so they cannot find each other: "
+        "launch with 'srun --mpi=pmix ...' (or set MpiDefault=pmix in slurm.conf)"
+    )
+
+
+def discover_launched_rank(env: Mapping[str, str] | None = None) -> RankInfo | None:
+    """:func:`discover_rank`, refusing (UserError) a launch whose ranks cannot form one world."""
+    env = os.environ if env is None else env
+    info = discover_rank(env)
+    problem = missing_pmi(info, env) if info is not None else None
+    if problem is not None:
+        raise UserError(problem)
+    return info
+
+
 def discover_node_launch(env: Mapping[str, str] | None = None) -> NodeLaunch | None:
     """A RunPod Instant Cluster per-pod launch from its variables, or None when they are absent."""
     env = os.environ if env is None else env

@@ -143,7 +143,7 @@ def rank_or_local(
     start_local: Callable[[int], int],
 ) -> int:
     """Be a rank when a launcher started this process, else start ``--np`` local ranks; one line otherwise."""
-    info = benv.discover_rank()
+    info = benv.discover_launched_rank()
     if info is not None:
         if np is not None:
             raise UserError(f"railbench is already a rank under {info.launcher}: drop --np, the launcher starts ranks")

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import socket
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from bench.errors import EXIT_FAIL, EXIT_INFRA, EXIT_PASS, InfraError, UserError
-from bench.measure.collectives import get_collective, get_dtype
+from bench.measure.collectives import Collective, Dtype, get_collective, get_dtype
+from bench.measure.memory_fit import check_sizes_fit, free_memory_bytes, largest_fitting
 from bench.measure.results import result_row
 from bench.measure.table import row_line, section_header, write_summary
 from bench.measure.targets import judge_min_bytes, world_target_gbps
@@ -27,6 +29,7 @@ from bench.runtime import evidence
 from bench.runtime.dist import DistContext, broadcast_str, run_as_rank
 from bench.runtime.env import RankInfo
 from bench.runtime.finish import finish_run
+from bench.runtime.placement import cuda_device_index, placement_post, placement_verdict
 from bench.runtime.watchdog import Hang, Watchdog
 from bench.sweep.config import RunConfig
 from bench.units import format_size
@@ -104,11 +107,14 @@ def sweep(config: RunConfig, ctx: DistContext, *, finish: bool = True) -> int:
         _setup_nccl_logs(out_dir, rank)
     if config.graph and ctx.backend != "nccl":
         raise UserError("--graph captures CUDA graphs and needs the nccl backend: this run uses gloo")
+    if ctx.backend == "nccl":
+        _check_gpu_placement(ctx, config.timeout_s)
     profile = _load_profile(config.profile)
     dtype = get_dtype(config.dtype)
     tdtype = getattr(torch, dtype.torch_name)
     colls = [get_collective(c) for c in config.collectives]
     sizes = config.sizes
+    _check_memory(ctx, colls, sizes, dtype)
 
     record: RunRecord | None = None
     writer: ResultsWriter | None = None
@@ -194,6 +200,49 @@ def _measure(config: RunConfig, ctx: DistContext, coll: Any, nbytes: int, tdtype
         coll, nbytes, ctx.info.rank, ctx.info.world_size, None, dtype=tdtype, elsize=elsize, device=ctx.device,
         iters=config.iters, warmup=config.warmup, check=config.check, graph=config.graph,
     )  # fmt: skip
+
+
+def _check_gpu_placement(ctx: DistContext, timeout_s: float) -> None:
+    """Exit 2 when two ranks would drive one GPU, before the first NCCL call meets it as "Duplicate GPU".
+
+    Through the store, not NCCL: every rank posts (host, PCI bus id), rank 0 reads them all and says the
+    verdict to everyone, so every rank stops together.
+    """
+    from datetime import timedelta
+
+    import torch
+
+    rank = ctx.info.rank
+    try:
+        cuda_device_index(ctx.info.local_rank, ctx.info.local_world_size, torch.cuda.device_count())
+        props = torch.cuda.get_device_properties(ctx.device)
+        mine = placement_post(ctx.hosts[rank], props.pci_domain_id, props.pci_bus_id, props.pci_device_id)
+    except UserError as exc:
+        mine = placement_post(ctx.hosts[rank], refusal=str(exc))
+    ctx.store.set(f"railbench/gpu/{rank}", mine)
+    problem = None
+    if rank == 0:
+        keys = [f"railbench/gpu/{r}" for r in range(ctx.info.world_size)]
+        ctx.store.wait(keys, timedelta(seconds=timeout_s))
+        problem = placement_verdict([ctx.store.get(key).decode() for key in keys])
+    verdict = broadcast_str(ctx.store, "gpu_placement", problem, rank, timeout_s)
+    if verdict:
+        raise UserError(verdict)
+
+
+def _check_memory(ctx: DistContext, colls: list[Collective], sizes: Sequence[int], dtype: Dtype) -> None:
+    """Exit 2 before anything is measured when the largest size does not fit this node's memory.
+
+    Every rank measures its own device; the smallest answer wins so that every rank stops together.
+    """
+    import torch
+    import torch.distributed as dist
+
+    free, reserve, where = free_memory_bytes(ctx.device, ctx.info.local_world_size)
+    mine = largest_fitting(colls, sizes, dtype, ctx.info.world_size, free, reserve)
+    agreed = torch.tensor([mine], dtype=torch.int64, device=ctx.device)
+    dist.all_reduce(agreed, op=dist.ReduceOp.MIN)
+    check_sizes_fit(colls, sizes, dtype, ctx.info.world_size, int(agreed.item()), where)
 
 
 def _agree_on_status(ctx: DistContext, status: int) -> int:
