@@ -57,9 +57,10 @@ def test_two_run_noise_gives_no_false_regression(tmp_path: Path) -> None:
     for night in (1, 2):  # two identical nights: sigma 0
         add_run(history, make_run_dir(tmp_path / f"n{night}", started_utc=f"2026-11-0{night}T02:00:00Z", busbw=base))
     # tonight: a -32.7% wobble at 256K (latency-bound) and -3% at 1G
-    tonight = make_run_dir(tmp_path / "tonight", started_utc="2026-11-03T02:00:00Z",
+    tonight = make_run_dir(tmp_path / "tonight", started_utc="2026-11-03T02:00:00Z", meta_extra={"profile": "local"},
                            busbw={(*AR, 256 << 10): 2.0 * 0.673, (*AR, 1 << 30): 380.0 * 0.97})  # fmt: skip
-    done = railbench(["compare", str(tonight), "--history", str(history), "--profile", "local", "--all"], timeout=60)
+    # no --profile: the run's own profile (local) sets min_bytes
+    done = railbench(["compare", str(tonight), "--history", str(history), "--all"], timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "too few runs to estimate noise" in done.stdout
     doc = json.loads((tonight / "compare.json").read_text())

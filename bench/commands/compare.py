@@ -52,7 +52,8 @@ class CompareConfig:
     history: Path = field(default_factory=default_history_path)
     """The SQLite history (used by ``last:N``)."""
     profile: str | None = None
-    """Profile name or path whose ``[compare]`` table sets thresholds; None for the defaults."""
+    """Profile name or path whose ``[compare]`` table sets thresholds; None: the run's own profile (run.json),
+    else the defaults."""
     show_all: bool = False
     """Print every metric, not only those that are not ``unchanged``."""
     same_environment: bool = False
@@ -70,7 +71,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--history", type=Path, default=default_history_path(), help="history file (default %(default)s)"
     )
-    parser.add_argument("--profile", help="profile whose [compare] table sets the thresholds")
+    parser.add_argument(
+        "--profile", help="profile whose [compare] table sets the thresholds (default: the run's own profile)"
+    )
     parser.add_argument("--all", action="store_true", dest="show_all", help="print every metric")
     parser.add_argument(
         "--same-environment",
@@ -98,6 +101,16 @@ def load_settings(profile: str | None) -> CompareSettings:
     from bench.profiles import load_profile  # lazy: profiles are only read when asked for
 
     return CompareSettings.from_profile(load_profile(profile).raw)
+
+
+def _run_profile_settings(profile: str | None) -> tuple[CompareSettings, str | None]:
+    """The thresholds of the profile the run was made with; the defaults and a note when it cannot be read."""
+    if not profile:
+        return CompareSettings(), None
+    try:
+        return load_settings(profile), None
+    except UserError as exc:
+        return CompareSettings(), f"the run's profile {profile!r} cannot be read ({exc}): default thresholds"
 
 
 def _matrix(baseline: BaselineSet, keys: list[str]) -> np.ndarray:
@@ -187,8 +200,12 @@ def _print_other_versions(baselines: Baselines, results: list[MetricComparison],
 def run(config: CompareConfig, out: TextIO | None = None) -> int:
     """Compare, print, write the outputs; returns the exit status."""
     out = out or sys.stdout
-    settings = load_settings(config.profile)
     tonight_run, tonight_metrics = read_run(config.run_dir)
+    settings_note = None
+    if config.profile is not None:
+        settings = load_settings(config.profile)
+    else:
+        settings, settings_note = _run_profile_settings(tonight_run.profile)
     spec = parse_baseline_spec(config.baseline)
     if isinstance(spec, int):
         baselines = from_history(config.history, tonight_run, spec, same_environment=config.same_environment)
@@ -203,7 +220,7 @@ def run(config: CompareConfig, out: TextIO | None = None) -> int:
         f"{len(baselines.same.runs)} run(s) {which}",
         file=out,
     )
-    for note in baselines.notes:
+    for note in (*baselines.notes, *([settings_note] if settings_note else [])):
         print(f"note: {note}", file=out)
     if baselines.changes:
         print(f"changed since the baseline: {'; '.join(c.describe() for c in baselines.changes)}", file=out)
