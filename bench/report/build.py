@@ -6,7 +6,9 @@ Output (in ``out_dir``, the run directory by default):
   (``charts/<name>.csv``, relative to the folder that holds report.md), as the vendor docs' charts do;
 * ``charts/<name>.png`` and ``.svg`` through vl-convert, for slides and tickets;
 * ``report.md``: summary tables and the charts as ```vegalite fences for mkdocs-charts-plugin;
-* ``report.html``: self-contained, with Vega, Vega-Lite, vega-embed and the data inlined.
+* ``report.html``: self-contained, with Vega, Vega-Lite, vega-embed and the data inlined;
+* ``metrics.prom``: the headline metrics and the verdict for the node exporter's textfile collector
+  (``bench.report.openmetrics``).
 
 Every file is replaced atomically (``bench.rundir.atomic_write_*``), charts first and the pages last, so a
 reader never sees a page that points at a chart not yet written, nor half of an old file.
@@ -28,6 +30,7 @@ import vl_convert
 
 from bench.report import UnitChoice, charts, data, page
 from bench.report.inputs import RunInputs, load_inputs
+from bench.report.openmetrics import write_metrics_file
 from bench.report.theme import spec_dict, vl_convert_version
 from bench.rundir import atomic_write_bytes, atomic_write_json, atomic_write_text
 
@@ -253,6 +256,7 @@ def write_report(run_dir: Path, *, out_dir: Path | None = None, options: ReportO
         report_html = out_dir / "report.html"
         atomic_write_text(report_md, page.render_markdown(summary, entries))
         atomic_write_text(report_html, page.render_html(summary, inline_specs, bundle.result()))
+    write_metrics_file(run_dir, out_dir)
     fresh = {p.name for f in written for p in (f.spec, f.csv, f.png, f.svg) if p is not None}
     _remove_stale_charts(charts_dir, fresh)
     return ReportPaths(out_dir, report_md, report_html, tuple(written))
