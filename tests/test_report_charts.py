@@ -152,7 +152,8 @@ def test_heatmap_has_a_panel_per_rail(tables: dict[str, pd.DataFrame]) -> None:
 
 def test_trend_draws_band_baseline_and_states(tables: dict[str, pd.DataFrame]) -> None:
     spec = spec_dict(charts.trend_chart(tables["trend"]))
-    assert spec["facet"]["row"]["field"] == "metric"
+    assert spec["facet"]["field"] == "panel" and spec["columns"] == 4  # small panels, wrapped
+    assert spec["facet"]["sort"] == {"field": "panel_order"}  # alarmed first, then sizes in numeric order
     assert spec["resolve"]["scale"]["y"] == "independent"
     by_mark = {mark(layer): layer for layer in layers(spec)}
     assert by_mark["area"]["encoding"]["y2"]["field"] == "band_hi_GBps"

@@ -32,6 +32,7 @@ from bench.report import UnitChoice, charts, data, page
 from bench.report.inputs import RunInputs, load_inputs
 from bench.report.openmetrics import write_metrics_file
 from bench.report.theme import spec_dict, vl_convert_version
+from bench.report.verdict import read_compare
 from bench.rundir import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 CHART_SUFFIXES = (".vl.json", ".csv", ".png", ".svg")
@@ -164,7 +165,7 @@ def plan_charts(inputs: RunInputs, options: ReportOptions) -> tuple[list[ChartPl
             )
         )
     if inputs.trend is not None:
-        trend = data.trend_table(inputs.trend)
+        trend = data.trend_table(inputs.trend, min_bytes=_trend_min_bytes(inputs))
         if len(trend.frame):
             plans.append(
                 ChartPlan(
@@ -176,6 +177,14 @@ def plan_charts(inputs: RunInputs, options: ReportOptions) -> tuple[list[ChartPl
                 )
             )
     return plans, notes
+
+
+def _trend_min_bytes(inputs: RunInputs) -> int:
+    """The smallest size compare judged (its ``min_bytes``), so the trend shows what the verdict is about."""
+    compare = read_compare(inputs.run_dir) or {}
+    settings = compare.get("settings") if isinstance(compare.get("settings"), Mapping) else {}
+    value = settings.get("min_bytes")
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 1 << 20
 
 
 def csv_text(frame: pd.DataFrame) -> str:
