@@ -176,6 +176,7 @@ def plan_charts(inputs: RunInputs, options: ReportOptions) -> tuple[list[ChartPl
                     dates=("run_time",),
                 )
             )
+    plans.sort(key=lambda plan: page.chart_rank(plan.name))  # the order the certificate shows them in
     return plans, notes
 
 

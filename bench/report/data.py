@@ -60,8 +60,13 @@ def _preferred_placement(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def sweep_table(results: pd.DataFrame) -> Table:
-    """World collectives: one row per (collective, message size), the mean of repeated measurements."""
-    rows = _preferred_placement(results[results["scope"] == "world"])
+    """World collectives: one row per (collective, message size), the mean of repeated measurements.
+
+    Zero-byte rows (all_gather of 8 B on 4 ranks sends 0 B per rank) stay in the tables but not here: the
+    chart's x axis is logarithmic, where 0 has no place.
+    """
+    world = results[(results["scope"] == "world") & (results["bytes"] > 0)]
+    rows = _preferred_placement(world)
     if rows.empty:
         return Table(pd.DataFrame())
     numeric = ["time_us", "algbw_GBps", "busbw_GBps", "busbw_Gbps", "target_Gbps"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -85,8 +85,14 @@ def _compare_reasons(compare: Mapping[str, Any]) -> list[str]:
     return reasons
 
 
-def run_verdict(run: Mapping[str, Any], judged: bool, compare: Mapping[str, Any] | None) -> Verdict:
-    """The badge word and reasons of a run (see the module docstring)."""
+def run_verdict(
+    run: Mapping[str, Any], judged: bool, compare: Mapping[str, Any] | None, named: Sequence[str] = ()
+) -> Verdict:
+    """The badge word and reasons of a run (see the module docstring).
+
+    ``named`` are failures the caller found in the run's other files (failed checks, named rail defects):
+    reasons for a FAIL beside run.json's own.
+    """
     verdict = run.get("verdict")
     status = run.get("status")
     if verdict in ("fail", "error") or status in ("failed", "interrupted", "incomplete"):
@@ -97,6 +103,7 @@ def run_verdict(run: Mapping[str, Any], judged: bool, compare: Mapping[str, Any]
         failure = run.get("failure")
         if isinstance(failure, Mapping) and failure.get("message"):
             reasons.append(str(failure["message"]))
+        reasons += [str(n) for n in named]
         if not reasons:
             reasons.append(f"the run ended {status}" if status not in (None, "complete") else "a check failed")
         return Verdict("FAIL", tuple(dict.fromkeys(reasons)))
