@@ -16,6 +16,7 @@ from __future__ import annotations
 import html
 import json
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -141,6 +142,8 @@ def _rails_section(inputs: RunInputs) -> Section | None:
         )  # fmt: skip
         headers = ("kind", "node", "rail", "HCA", "measured Gb/s", "expected Gb/s", "evidence")
         tables.append(TextTable("Defects named by the rails test", headers, rows))
+    elif (inputs.rails or {}).get("skipped"):
+        sentences.append(f"The rails test was skipped: {inputs.rails.get('skipped') if inputs.rails else ''}.")
     else:
         sentences.append("The rails test named no defect.")
     return Section("rails", "Rails", tuple(sentences), tuple(tables), charts=("rails", "nodes", "rail-", "pairs"))
@@ -166,11 +169,10 @@ def summarize(inputs: RunInputs, min_efficiency: float, notes: Sequence[str] = (
     verdict: Verdict = run_verdict(run, judged, compare, named)
     sections: list[Section] = []
     if grid is not None:
-        bad = sum(1 for _, cells in grid.rows for c in cells if c == "fail")
-        said = (
-            f"{cert.plural(bad, 'check')} failed." if bad
-            else f"Every check passed or was skipped on {cert.plural(len(grid.rows), 'node')}."
-        )  # fmt: skip
+        tally = Counter(c for _, cells in grid.rows for c in cells if c)
+        counted = ", ".join(f"{tally[s]} {word}" for s, word in (("pass", "passed"), ("warn", "warned"),
+                            ("fail", "failed"), ("skip", "skipped")) if tally[s])  # fmt: skip
+        said = f"{counted} on {cert.plural(len(grid.rows), 'node')} (a skipped check did not apply here)."
         sections.append(Section("checks", "Preflight checks", (said,), grid=grid))
     traffic = cert.traffic_proof(run)
     if traffic is not None:
@@ -357,11 +359,12 @@ blockquote { color: #555; border-left: 3px solid #ccc; margin-left: 0; padding-l
 # Each chart's outcome lands in data-rendered ("true" or "error") so a reader, or a test, can tell a blank
 # div from a chart that failed; the failure is also logged as a console error.
 _EMBED_SCRIPT = """
+window.railbenchViews = {};  // chart name -> Vega view, so a reader (or a test) can inspect every mark
 for (const node of document.querySelectorAll("script[data-chart]")) {
   const name = node.dataset.chart;
   const target = document.getElementById("vis-" + name);
   vegaEmbed(target, JSON.parse(node.textContent), {renderer: "svg", actions: false})
-    .then(() => { target.dataset.rendered = "true"; })
+    .then((result) => { window.railbenchViews[name] = result.view; target.dataset.rendered = "true"; })
     .catch((err) => {
       target.dataset.rendered = "error";
       const message = document.createElement("p");
