@@ -212,7 +212,7 @@ def _write_run_rows(conn: sqlite3.Connection, run: RunRecord, metrics: Sequence[
     values = (
         run.run_key, run.run_dir, run.time_utc, run.cluster, run.profile, run.command, run.status, run.verdict,
         json.dumps(list(run.hosts)), run.node_hash, run.nnodes, run.nranks, run.torch, run.nccl, run.cuda,
-        run.driver, _now(), run.kind, json.dumps(dict(run.environment), sort_keys=True),
+        run.driver, _now(), run.kind or None, json.dumps(dict(run.environment), sort_keys=True),
     )  # fmt: skip
     # Upsert by run_key: adding the same run again keeps its id and replaces its rows (idempotent).
     (run_id,) = conn.execute(
