@@ -275,7 +275,6 @@ def facts(run: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
         p for p in (plural(nnodes, "node") if isinstance(nnodes, int) and nnodes else "",
                     plural(nranks, "rank") if isinstance(nranks, int) and nranks else "") if p
     )  # fmt: skip
-    launch = " / ".join(t for t in (text(run.get("launcher")), text(run.get("backend"))) if t)
     versions = run.get("versions") if isinstance(run.get("versions"), Mapping) else {}
     lines: list[tuple[str, str | None]] = [
         ("cluster", text(run.get("cluster"))),
@@ -285,7 +284,8 @@ def facts(run: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
         ("started (UTC)", text(run.get("started_utc"))),
         ("finished (UTC)", text(run.get("finished_utc"))),
         ("placement", placement or None),
-        ("launcher / backend", launch or None),
+        ("launcher", text(run.get("launcher"))),
+        ("backend", text(run.get("backend"))),
         ("versions", ", ".join(f"{k} {v}" for k, v in versions.items() if v) or None),
         ("NCCL_IB_HCA", str((run.get("env") or {}).get("NCCL_IB_HCA", "(unset)"))),
     ]
