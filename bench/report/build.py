@@ -28,7 +28,7 @@ import altair as alt
 import pandas as pd
 import vl_convert
 
-from bench.report import UnitChoice, charts, data, page
+from bench.report import UnitChoice, charts, data, htmlpage, page
 from bench.report.inputs import RunInputs, load_inputs
 from bench.report.openmetrics import write_metrics_file
 from bench.report.theme import spec_dict, vl_convert_version
@@ -265,7 +265,7 @@ def write_report(run_dir: Path, *, out_dir: Path | None = None, options: ReportO
         report_md = out_dir / "report.md"
         report_html = out_dir / "report.html"
         atomic_write_text(report_md, page.render_markdown(summary, entries))
-        atomic_write_text(report_html, page.render_html(summary, inline_specs, bundle.result()))
+        atomic_write_text(report_html, htmlpage.render_html(summary, inline_specs, bundle.result()))
     write_metrics_file(run_dir, out_dir)
     fresh = {p.name for f in written for p in (f.spec, f.csv, f.png, f.svg) if p is not None}
     _remove_stale_charts(charts_dir, fresh)
