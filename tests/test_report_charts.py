@@ -10,7 +10,7 @@ import altair as alt
 import pandas as pd
 import pytest
 
-from bench.report import charts, data
+from bench.report import charts, data, trend
 from bench.report.inputs import RunInputs, load_inputs
 from bench.report.theme import STATUS_COLORS, THEME_NAME, spec_dict
 from tests.report_data import write_run_dir
@@ -30,7 +30,7 @@ def tables(inputs: RunInputs) -> dict[str, pd.DataFrame]:
         "sweep": data.sweep_table(inputs.results).frame,
         "rails": data.rail_bars_table(inputs.rails, 0.9).frame,
         "heat": data.heatmap_table(pairs, list(inputs.run["hosts"]), 0.9).frame,
-        "trend": data.trend_table(inputs.trend).frame,
+        "trend": trend.trend_table(inputs.trend).frame,
     }
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.report import data
+from bench.report import trend
 from bench.report.build import ReportOptions, write_report
 from tests.history_fixtures import make_run_dir
 
@@ -33,7 +33,7 @@ def _trend(nights: int) -> pd.DataFrame:
 
 
 def test_headline_metrics_in_numeric_order_regressed_first() -> None:
-    table = data.trend_table(_trend(12), min_bytes=1 << 20).frame
+    table = trend.trend_table(_trend(12), min_bytes=1 << 20).frame
     panels = list(dict.fromkeys(table.sort_values("panel_order")["panel"]))
     assert panels[0] == "▼ all_gather · world · 128M"
     assert table[table["alarm"] == 1]["metric"].unique().tolist() == ["all_gather/world/world/134217728"]

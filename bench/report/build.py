@@ -28,7 +28,7 @@ import altair as alt
 import pandas as pd
 import vl_convert
 
-from bench.report import UnitChoice, charts, data, htmlpage, page
+from bench.report import UnitChoice, charts, data, htmlpage, page, trend
 from bench.report.inputs import RunInputs, load_inputs
 from bench.report.openmetrics import write_metrics_file
 from bench.report.theme import spec_dict, vl_convert_version
@@ -165,14 +165,14 @@ def plan_charts(inputs: RunInputs, options: ReportOptions) -> tuple[list[ChartPl
             )
         )
     if inputs.trend is not None:
-        trend = data.trend_table(inputs.trend, min_bytes=_trend_min_bytes(inputs))
-        if len(trend.frame):
+        nightly = trend.trend_table(inputs.trend, min_bytes=_trend_min_bytes(inputs))
+        if len(nightly.frame):
             plans.append(
                 ChartPlan(
                     "trend",
                     "Nightly trend against the baseline",
-                    trend,
-                    partial(charts.trend_chart, trend.frame),
+                    nightly,
+                    partial(charts.trend_chart, nightly.frame),
                     dates=("run_time",),
                 )
             )
