@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("compare", "tonight against the history baseline, noise-aware"),
     "history": ("history", "add runs to, or list, the nightly history store"),
     "import": ("importer", "ingest nccl-tests logs (text or -J JSON) into results and history"),
+    "export": ("export", "a run's headline metrics and verdict in the OpenMetrics text format"),
 }
 
 

@@ -220,9 +220,11 @@ def make_run_dir(
     wrong: Mapping[tuple[str, str, str, int], int] | None = None,
     status: str = "complete",
     command: str = "run",
+    meta_extra: Mapping[str, object] | None = None,
 ) -> Path:
     """A railbench run directory whose results.csv holds one out-of-place row per (collective, scope,
-    group, bytes) key with the given busbw."""
+    group, bytes) key with the given busbw; ``meta_extra`` adds or replaces run.json keys (``sweep``,
+    ``env``, ``versions``)."""
     meta = {
         "format_version": FORMAT_VERSION,
         "tool": "railbench",
@@ -238,6 +240,7 @@ def make_run_dir(
         "nnodes": len(hosts),
         "nranks": nranks,
         "versions": {"torch": "2.6.0", "nccl": nccl, "cuda": "12.4", "driver": "550.90", "python": "3.11"},
+        **(meta_extra or {}),
     }
     rows = []
     for (collective, scope, group, nbytes), value in busbw.items():

@@ -40,6 +40,7 @@ def test_version() -> None:
         ["compare", "--help"],
         ["report", "--help"],
         ["import", "--help"],
+        ["export", "--help"],
     ],
 )
 def test_torch_free_paths_do_not_import_torch(argv: list[str]) -> None:

@@ -15,7 +15,14 @@ import numpy as np
 import pytest
 
 from bench.commands.compare import CompareConfig, run
-from bench.history.compare import allowed_change, baseline_stats, classify, relative_change
+from bench.history.compare import (
+    allowed_change,
+    baseline_stats,
+    classify,
+    floored_sigma,
+    noise_estimated,
+    relative_change,
+)
 from bench.history.store import add_run
 from tests.history_fixtures import make_run_dir
 from tests.support import railbench
@@ -77,9 +84,27 @@ def test_cli_names_the_regressed_metric_and_exits_1(tmp_path: Path) -> None:
     assert "5 metrics: 1 regressed, 1 improved, 3 unchanged, 0 new, 0 missing, 0 failed" in done.stdout
 
 
-def test_other_nccl_versions_are_shown_not_mixed(tmp_path: Path) -> None:
+def test_an_nccl_upgrade_does_not_hide_a_drop_and_is_named(tmp_path: Path) -> None:
     history, run_dir = _history(tmp_path, nccl_tonight="2.28.1")
-    assert run(CompareConfig(run_dir=run_dir, history=history)) == 0  # no same-version baseline: all new
+    done = railbench(["compare", str(run_dir), "--history", str(history)], timeout=60)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "changed since the baseline: NCCL 2.27.3 -> 2.28.1" in done.stdout
+    flagged = [line for line in done.stdout.splitlines() if "  regressed  (" in line]
+    assert len(flagged) == 1 and flagged[0].startswith(_metric(BIG_DROP))
+    assert flagged[0].endswith("(NCCL 2.27.3 -> 2.28.1 since the baseline)")
+    doc = json.loads((run_dir / "compare.json").read_text())
+    big = next(m for m in doc["metrics"] if m["metric"] == _metric(BIG_DROP))
+    assert big["state"] == "regressed" and big["baseline_runs"] == 10
+    assert big["changes"] == ["NCCL 2.27.3 -> 2.28.1"]
+    assert doc["changes_since_baseline"] == [
+        {"fact": "NCCL", "before": "2.27.3", "after": "2.28.1", "text": "NCCL 2.27.3 -> 2.28.1"}
+    ]
+
+
+def test_same_environment_keeps_other_nccl_versions_out(tmp_path: Path) -> None:
+    history, run_dir = _history(tmp_path, nccl_tonight="2.28.1")
+    config = CompareConfig(run_dir=run_dir, history=history, same_environment=True)
+    assert run(config) == 0  # no same-version baseline: all new
     doc = json.loads((run_dir / "compare.json").read_text())
     assert {m["state"] for m in doc["metrics"]} == {"new"}
     assert doc["baseline"]["other_nccl"] == [{"nccl": "2.27.3", "runs": 10}]
@@ -94,6 +119,14 @@ def test_pure_functions_on_arrays() -> None:
     assert np.isnan(median[1]) and sigma[2] == 0.0
     allowed = allowed_change(median, sigma, np.array([0.05, 0.05, 0.05]), 3.0, 0.01)
     assert allowed[0] == pytest.approx(5.0) and allowed[2] == pytest.approx(2.5)
+    # sigma 0 from two identical nights is floored at a fraction of the baseline ...
+    floored = floored_sigma(median, sigma, 0.01)
+    assert floored[2] == pytest.approx(0.5) and floored[0] == pytest.approx(1.4826) and np.isnan(floored[1])
+    # ... and below min_runs the noise term is dropped: a tight threshold alone decides
+    estimated = noise_estimated(count, 5)
+    assert list(estimated) == [True, False, False]
+    tight = allowed_change(median, floored * 10, np.array([0.01] * 3), 3.0, 0.01, estimated)
+    assert tight[0] == pytest.approx(3 * 14.826) and tight[2] == pytest.approx(0.5)
     current = np.array([94.0, 10.0, np.nan])
     states = classify(current, np.array([True, True, False]), np.array([False, False, False]), median, allowed)
     assert states == ["regressed", "new", "missing"]

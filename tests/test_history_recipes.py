@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,28 @@ def test_github_workflow() -> None:
         if "run" in step:
             done = subprocess.run(["bash", "-n", "-c", step["run"]], capture_output=True, text=True, check=False)
             assert done.returncode == 0, f"{step.get('name')}: {done.stderr}"
+
+
+def test_sbatch_drops_the_metrics_into_the_textfile_directory(tmp_path: Path) -> None:
+    """The script's own export block, run as written, leaves one complete railbench.prom and no temp file."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tests.history_fixtures import make_run_dir
+    from tests.support import rank_env
+
+    script = SBATCH.read_text()
+    block = re.search(r'^if \[ -n "\$TEXTFILE_DIR" \].*?^fi$', script, re.M | re.S)
+    assert block is not None, "no textfile export block in the sbatch script"
+    run_dir = make_run_dir(tmp_path / "run", started_utc="2026-11-20T02:00:00Z",
+                           busbw={("all_reduce", "world", "world", 1 << 30): 380.0})  # fmt: skip
+    textfile = tmp_path / "textfile"
+    textfile.mkdir()
+    wrapper = tmp_path / "railbench"
+    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m bench "$@"\n')
+    wrapper.chmod(0o755)
+    env = rank_env({"RAILBENCH": str(wrapper), "TEXTFILE_DIR": str(textfile), "run_dir": str(run_dir)})
+    done = subprocess.run(["bash", "-c", block.group(0)], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and not done.stderr, done.stderr
+    assert [p.name for p in textfile.iterdir()] == ["railbench.prom"]
+    names = {f.name for f in text_string_to_metric_families((textfile / "railbench.prom").read_text())}
+    assert {"railbench_busbw_bytes_per_second", "railbench_verdict"} <= names

@@ -64,10 +64,12 @@ def test_comparable_runs_need_same_cluster_nodes_and_ranks(tmp_path: Path) -> No
     add_run(history, _run(tmp_path, "other-cluster", 6, cluster="prod"))
     add_run(history, _run(tmp_path, "failed", 7, status="failed"))
     with closing(open_store(history)) as conn:
-        found = comparable_runs(
-            conn, cluster="lab", node_hash=node_hash(["node02", "node01"]), nranks=16, before_utc="2026-11-30"
-        )
+        same = {"cluster": "lab", "nranks": 16, "nnodes": 2, "kind": "run", "command": "run"}
+        found = comparable_runs(conn, **same, node_hash=node_hash(["node02", "node01"]), before_utc="2026-11-30")
         assert [r.id for r in found] == ids[::-1]  # newest first, only the comparable ones
+        # Without the node-set filter (the default since schema 3), a replaced node keeps the run comparable.
+        found = comparable_runs(conn, **same, before_utc="2026-11-30")
+        assert len(found) == 4 and found[0].run_dir.endswith("other-nodes")
         assert len(list_runs(conn)) == 7 and len(list_runs(conn, cluster="prod")) == 1
 
 
@@ -80,9 +82,9 @@ def test_named_migrations_upgrade_an_old_store(tmp_path: Path) -> None:
         conn.execute("PRAGMA user_version = 1")
     add_run(history, _run(tmp_path, "a", 1))
     with closing(open_store(history)) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
         names = [r[0] for r in conn.execute("SELECT name FROM schema_migrations ORDER BY version")]
-        assert names == ["runs_and_metrics", "comparable_runs_index"]
+        assert names == ["runs_and_metrics", "comparable_runs_index", "run_kind_and_environment"]
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         indexes = {r[1] for r in conn.execute("PRAGMA index_list(runs)")}
         assert "runs_comparable" in indexes

@@ -10,7 +10,7 @@ import altair as alt
 import pandas as pd
 import pytest
 
-from bench.report import charts, data
+from bench.report import charts, data, trend
 from bench.report.inputs import RunInputs, load_inputs
 from bench.report.theme import STATUS_COLORS, THEME_NAME, spec_dict
 from tests.report_data import write_run_dir
@@ -30,7 +30,7 @@ def tables(inputs: RunInputs) -> dict[str, pd.DataFrame]:
         "sweep": data.sweep_table(inputs.results).frame,
         "rails": data.rail_bars_table(inputs.rails, 0.9).frame,
         "heat": data.heatmap_table(pairs, list(inputs.run["hosts"]), 0.9).frame,
-        "trend": data.trend_table(inputs.trend).frame,
+        "trend": trend.trend_table(inputs.trend).frame,
     }
 
 
@@ -152,7 +152,8 @@ def test_heatmap_has_a_panel_per_rail(tables: dict[str, pd.DataFrame]) -> None:
 
 def test_trend_draws_band_baseline_and_states(tables: dict[str, pd.DataFrame]) -> None:
     spec = spec_dict(charts.trend_chart(tables["trend"]))
-    assert spec["facet"]["row"]["field"] == "metric"
+    assert spec["facet"]["field"] == "panel" and spec["columns"] == 4  # small panels, wrapped
+    assert spec["facet"]["sort"] == {"field": "panel_order"}  # alarmed first, then sizes in numeric order
     assert spec["resolve"]["scale"]["y"] == "independent"
     by_mark = {mark(layer): layer for layer in layers(spec)}
     assert by_mark["area"]["encoding"]["y2"]["field"] == "band_hi_GBps"

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from bench.errors import UserError
-from bench.report import data
+from bench.report import data, trend
 from bench.report.inputs import TREND_COLUMNS, RunInputs, load_inputs
 from tests.report_data import ClusterModel, rails_json, results_rows, write_run_dir
 
@@ -134,7 +134,7 @@ def test_heatmap_groups_big_clusters_into_blocks_with_their_worst_pair() -> None
 
 def test_trend_keeps_the_last_nights_per_metric(inputs: RunInputs) -> None:
     assert inputs.trend is not None
-    table = data.trend_table(inputs.trend, max_points=10)
+    table = trend.trend_table(inputs.trend, max_points=10)
     assert table.frame.groupby("metric").size().tolist() == [10, 10]
     assert table.frame["run_time"].iloc[-1].endswith("Z")
     assert "regressed" in set(table.frame["state"])

@@ -18,7 +18,14 @@ import numpy as np
 
 from bench.errors import UserError
 from bench.history.baseline import Baselines, BaselineSet, from_history, from_run_dir, parse_baseline_spec
-from bench.history.compare import allowed_change, baseline_stats, classify, relative_change
+from bench.history.compare import (
+    allowed_change,
+    baseline_stats,
+    classify,
+    floored_sigma,
+    noise_estimated,
+    relative_change,
+)
 from bench.history.outputs import (
     MetricComparison,
     OtherVersion,
@@ -45,9 +52,12 @@ class CompareConfig:
     history: Path = field(default_factory=default_history_path)
     """The SQLite history (used by ``last:N``)."""
     profile: str | None = None
-    """Profile name or path whose ``[compare]`` table sets thresholds; None for the defaults."""
+    """Profile name or path whose ``[compare]`` table sets thresholds; None: the run's own profile (run.json),
+    else the defaults."""
     show_all: bool = False
     """Print every metric, not only those that are not ``unchanged``."""
+    same_environment: bool = False
+    """Baseline only from runs on the same node set and NCCL version (other versions shown beside it)."""
 
     def __post_init__(self) -> None:
         parse_baseline_spec(self.baseline)  # raises UserError on a bad last:N
@@ -61,8 +71,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--history", type=Path, default=default_history_path(), help="history file (default %(default)s)"
     )
-    parser.add_argument("--profile", help="profile whose [compare] table sets the thresholds")
+    parser.add_argument(
+        "--profile", help="profile whose [compare] table sets the thresholds (default: the run's own profile)"
+    )
     parser.add_argument("--all", action="store_true", dest="show_all", help="print every metric")
+    parser.add_argument(
+        "--same-environment",
+        action="store_true",
+        help="baseline only from runs with the same node set and NCCL version (default: name what changed)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -72,6 +89,7 @@ def main(args: argparse.Namespace) -> int:
         history=args.history,
         profile=args.profile,
         show_all=args.show_all,
+        same_environment=args.same_environment,
     )
     return run(config)
 
@@ -85,16 +103,38 @@ def load_settings(profile: str | None) -> CompareSettings:
     return CompareSettings.from_profile(load_profile(profile).raw)
 
 
+def _run_profile_settings(profile: str | None) -> tuple[CompareSettings, str | None]:
+    """The thresholds of the profile the run was made with; the defaults and a note when it cannot be read."""
+    if not profile:
+        return CompareSettings(), None
+    try:
+        return load_settings(profile), None
+    except UserError as exc:
+        return CompareSettings(), f"the run's profile {profile!r} cannot be read ({exc}): default thresholds"
+
+
 def _matrix(baseline: BaselineSet, keys: list[str]) -> np.ndarray:
     width = len(baseline.runs)
     rows = [[np.nan if v is None else v for v in baseline.values.get(k, (None,) * width)] for k in keys]
     return np.array(rows, dtype=np.float64).reshape(len(keys), width)
 
 
+def _names_departed_node(metric: MetricRecord, departed: frozenset[str]) -> bool:
+    """A per-node or per-pair metric of a node that is no longer in the set (``node03``, ``node01-node03/rail0``)."""
+    if metric.scope not in ("node", "pair") or not departed:
+        return False
+    nodes = metric.group.split("/")[0]
+    return any(nodes == h or nodes.startswith(f"{h}-") or nodes.endswith(f"-{h}") for h in departed)
+
+
 def compare(tonight: list[MetricRecord], baselines: Baselines, settings: CompareSettings) -> list[MetricComparison]:
     """Every metric of tonight or of the baseline, with its state."""
     mine = {m.key: m for m in tonight if m.bytes >= settings.min_bytes}
-    known = {k: m for k, m in baselines.same.metrics.items() if m.bytes >= settings.min_bytes}
+    known = {
+        k: m
+        for k, m in baselines.same.metrics.items()
+        if m.bytes >= settings.min_bytes and not _names_departed_node(m, baselines.departed_hosts)
+    }
     records = known | mine
     keys = sorted(records, key=lambda k: (records[k].collective, records[k].scope, records[k].group, records[k].bytes))
     current = np.array([mine[k].busbw_GBps if k in mine and mine[k].busbw_GBps is not None else np.nan for k in keys])
@@ -102,9 +142,12 @@ def compare(tonight: list[MetricRecord], baselines: Baselines, settings: Compare
     failed = np.array([k in mine and mine[k].failed for k in keys], dtype=bool)
     thresholds = np.array([settings.threshold_for(k) for k in keys])
     history = _matrix(baselines.same, keys)
-    median, sigma, count = baseline_stats(history)
-    allowed = allowed_change(median, sigma, thresholds, settings.noise_k, settings.resolution_GBps)
+    median, raw_sigma, count = baseline_stats(history)
+    sigma = floored_sigma(median, raw_sigma, settings.noise_floor)
+    estimated = noise_estimated(count, settings.min_runs)
+    allowed = allowed_change(median, sigma, thresholds, settings.noise_k, settings.resolution_GBps, estimated)
     states = classify(current, present, failed, median, allowed)
+    changes = tuple(c.describe() for c in baselines.changes)
     change = relative_change(current, median)
     others = []
     for other in baselines.others:
@@ -127,7 +170,7 @@ def compare(tonight: list[MetricRecord], baselines: Baselines, settings: Compare
                 state=states[i],
                 busbw_GBps=num(current[i]),
                 baseline_GBps=num(median[i]),
-                sigma_GBps=num(sigma[i]),
+                sigma_GBps=num(sigma[i]) if estimated[i] else None,
                 baseline_runs=int(count[i]),
                 change=num(change[i]),
                 threshold=float(thresholds[i]),
@@ -136,6 +179,8 @@ def compare(tonight: list[MetricRecord], baselines: Baselines, settings: Compare
                 other_nccl=tuple(
                     OtherVersion(o.nccl, len(o.runs), num(m[i]), num(c[i])) for o, m, c in others if np.isfinite(m[i])
                 ),
+                noise_estimated=bool(estimated[i]),
+                changes=changes if states[i] in ("regressed", "improved") else (),
             )
         )
     return results
@@ -155,23 +200,37 @@ def _print_other_versions(baselines: Baselines, results: list[MetricComparison],
 def run(config: CompareConfig, out: TextIO | None = None) -> int:
     """Compare, print, write the outputs; returns the exit status."""
     out = out or sys.stdout
-    settings = load_settings(config.profile)
     tonight_run, tonight_metrics = read_run(config.run_dir)
+    settings_note = None
+    if config.profile is not None:
+        settings = load_settings(config.profile)
+    else:
+        settings, settings_note = _run_profile_settings(tonight_run.profile)
     spec = parse_baseline_spec(config.baseline)
     if isinstance(spec, int):
-        baselines = from_history(config.history, tonight_run, spec)
+        baselines = from_history(config.history, tonight_run, spec, same_environment=config.same_environment)
     else:
         baselines = from_run_dir(spec, tonight_run)
     results = compare(tonight_metrics, baselines, settings)
     if not results:
         raise UserError(f"{config.run_dir}/results.csv has no metrics to compare (min_bytes {settings.min_bytes})")
+    which = "with the same NCCL and node set" if config.same_environment else f"of kind {tonight_run.kind!r}"
     print(
         f"railbench compare: {config.run_dir} (NCCL {tonight_run.nccl or 'unknown'}) against {baselines.description}: "
-        f"{len(baselines.same.runs)} run(s) with the same NCCL",
+        f"{len(baselines.same.runs)} run(s) {which}",
         file=out,
     )
-    for note in baselines.notes:
+    for note in (*baselines.notes, *([settings_note] if settings_note else [])):
         print(f"note: {note}", file=out)
+    if baselines.changes:
+        print(f"changed since the baseline: {'; '.join(c.describe() for c in baselines.changes)}", file=out)
+    guessed = sum(1 for r in results if r.baseline_GBps is not None and not r.noise_estimated)
+    if guessed:
+        print(
+            f"note: {guessed} metric(s) have fewer than {settings.min_runs} baseline runs: too few runs to estimate "
+            f"noise, the threshold alone decides",
+            file=out,
+        )
     print_table(results, out, show_all=config.show_all)
     _print_other_versions(baselines, results, out)
     _write_outputs(config.run_dir, tonight_run, baselines, settings, results)
@@ -193,8 +252,13 @@ def _write_outputs(
         },
         "settings": {"default_threshold": settings.default_threshold, "noise_k": settings.noise_k,
                      "min_bytes": settings.min_bytes, "resolution_GBps": settings.resolution_GBps,
+                     "min_runs": settings.min_runs, "noise_floor": settings.noise_floor,
                      "rules": [{"pattern": r.pattern, "threshold": r.threshold} for r in settings.rules]},
         "notes": list(baselines.notes),
+        "kind": tonight.kind,
+        "changes_since_baseline": [
+            {"fact": c.fact, "before": c.before, "after": c.after, "text": c.describe()} for c in baselines.changes
+        ],
     }  # fmt: skip
     write_compare_json(run_dir / "compare.json", results, header)
     write_compare_junit(run_dir / "compare-junit.xml", results, hostname=socket.gethostname())

@@ -76,7 +76,9 @@ def run(config: HistoryConfig, out: TextIO | None = None) -> int:
         runs = list_runs(conn, cluster=config.cluster, limit=config.limit)
     if config.as_json:
         for stored in runs:
-            print(json.dumps(asdict(stored)), file=out)
+            # the stored JSON columns as JSON values, not strings inside strings
+            row = {**asdict(stored), "environment": stored.environment_facts, "hosts": list(stored.host_names)}
+            print(json.dumps(row), file=out)
         return 0
     header = f"{'id':>5}  {'started (UTC)':<20}  {'cluster':<14} {'command':<7} {'nodes':>5} {'ranks':>5}  "
     header += f"{'NCCL':<8} {'verdict':<7} {'metrics':>7}  run_dir"

@@ -122,6 +122,8 @@ def import_log(config: ImportConfig, path: Path) -> tuple[Path, NcclTestsLog, in
     run_dir = _run_dir_for(config, started_epoch, sha256)
     atomic_write_text(run_dir / "results.csv", results_csv_text(result_rows(log), COLUMNS))
     meta = run_meta(log, cluster=config.cluster, started_utc=started, finished_utc=finished, sha256=sha256)
+    # Where the start time came from; runs with the same start keep their import order in the history.
+    meta["started_utc_source"] = "log" if _json_time(log.start_time) else "file mtime"
     atomic_write_json(run_dir / "run.json", meta)
     run_id = None if config.no_history else add_run(config.history, run_dir)
     write_report_if_available(run_dir)

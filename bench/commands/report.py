@@ -72,6 +72,7 @@ def run(config: ReportConfig) -> int:
     paths = write_report(config.run_dir, out_dir=config.out_dir, options=options)
     print(f"report: {paths.report_html}", file=sys.stdout)
     print(f"        {paths.report_md}", file=sys.stdout)
+    print(f"        {paths.out_dir / 'metrics.prom'} (Prometheus textfile)", file=sys.stdout)
     for chart in paths.charts:
         print(f"chart:  {chart.spec}", file=sys.stdout)
     return EXIT_PASS

@@ -1,9 +1,15 @@
 """Where a baseline comes from: the last N comparable runs in the history, or one chosen run directory.
 
-Comparable runs share the cluster, the node set (``node_hash``) and nranks with tonight, and started before
-it; per metric, collective, scope, group and size must match too (the metric key). Runs with a different
-NCCL version are gathered into their own ``BaselineSet``s, shown beside the verdict but never mixed into
-the baseline that decides it.
+Comparable runs share the cluster, the node count, nranks and the run's *kind* (the command and the shape
+of its sweep, ``bench.history.runfacts.run_kind``) with tonight, and came before it (earlier start, or the
+same start and added earlier); per metric, collective, scope, group and size must match too (the metric
+key). The baseline is the last N of them whatever their versions: what changed between them and tonight
+(NCCL, torch, CUDA, driver, HCA firmware, kernel, the node set, NCCL_* variables) is *named*, not used to
+hide a change. A replaced node keeps world metrics comparable; per-node and per-pair metrics are keyed by
+node name, so those of a node that left are not expected tonight.
+
+``same_environment=True`` restores the strict rule: the same node set, and runs with another NCCL version
+gathered into their own ``BaselineSet``s, shown beside the verdict but never mixed into the baseline.
 """
 
 from __future__ import annotations
@@ -15,7 +21,8 @@ from pathlib import Path
 
 from bench.errors import UserError
 from bench.history.records import MetricRecord, RunRecord, read_run
-from bench.history.store import comparable_runs, metrics_of, open_store
+from bench.history.runfacts import EnvironmentChange, environment_changes
+from bench.history.store import StoredRun, comparable_runs, metrics_of, open_store, run_id_of
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,10 @@ class Baselines:
     others: tuple[BaselineSet, ...]
     description: str
     notes: tuple[str, ...] = ()
+    changes: tuple[EnvironmentChange, ...] = ()
+    """What differs between the baseline runs and tonight (named beside the verdict)."""
+    departed_hosts: frozenset[str] = frozenset()
+    """Nodes of the baseline runs that tonight's run does not have (a replaced node)."""
 
 
 def parse_baseline_spec(spec: str) -> int | Path:
@@ -71,8 +82,8 @@ def _set(nccl: str | None, runs: Sequence[tuple[BaselineRun, Sequence[MetricReco
     return BaselineSet(nccl, tuple(run for run, _ in runs), {k: tuple(v) for k, v in values.items()}, records)
 
 
-def from_history(history: Path, tonight: RunRecord, last: int) -> Baselines:
-    """The last ``last`` comparable runs of the history, split by NCCL version."""
+def from_history(history: Path, tonight: RunRecord, last: int, *, same_environment: bool = False) -> Baselines:
+    """The last ``last`` comparable runs of the history (see the module docstring)."""
     description = f"last {last} comparable runs in {history}"
     if not history.exists():
         empty = BaselineSet(tonight.nccl, (), {}, {})
@@ -81,20 +92,27 @@ def from_history(history: Path, tonight: RunRecord, last: int) -> Baselines:
         candidates = comparable_runs(
             conn,
             cluster=tonight.cluster,
-            node_hash=tonight.node_hash,
             nranks=tonight.nranks,
+            nnodes=tonight.nnodes,
+            kind=tonight.kind,
+            command=tonight.command,
             before_utc=tonight.time_utc,
+            before_id=run_id_of(conn, tonight.run_key),
+            node_hash=tonight.node_hash if same_environment else None,
             exclude_key=tonight.run_key,
         )
-        by_version: dict[str | None, list[BaselineRun]] = {}
-        for stored in candidates:
-            chosen = by_version.setdefault(stored.nccl, [])
-            if len(chosen) < last:
-                chosen.append(BaselineRun(stored.time_utc, stored.nccl, stored.run_dir, stored.id))
-        ids = [run.id for runs in by_version.values() for run in runs if run.id is not None]
+        if same_environment:
+            by_version: dict[str | None, list[StoredRun]] = {}
+            for stored in candidates:
+                chosen = by_version.setdefault(stored.nccl, [])
+                if len(chosen) < last:
+                    chosen.append(stored)
+        else:
+            by_version = {tonight.nccl: candidates[:last]}
+        ids = [run.id for runs in by_version.values() for run in runs]
         metrics = metrics_of(conn, ids)
     sets = {
-        version: _set(version, [(run, metrics[run.id]) for run in runs if run.id is not None])
+        version: _set(version, [(BaselineRun(r.time_utc, r.nccl, r.run_dir, r.id), metrics[r.id]) for r in runs])
         for version, runs in by_version.items()
     }
     same = sets.pop(tonight.nccl, BaselineSet(tonight.nccl, (), {}, {}))
@@ -102,10 +120,14 @@ def from_history(history: Path, tonight: RunRecord, last: int) -> Baselines:
     if not same.runs and sets:
         notes.append(
             f"no earlier run with NCCL {tonight.nccl or 'unknown'}; runs with other NCCL versions are shown "
-            "separately, not used as the baseline"
+            "separately, not used as the baseline (--same-environment)"
         )
     others = tuple(sorted(sets.values(), key=lambda s: s.runs[0].time_utc, reverse=True))
-    return Baselines(same, others, description, tuple(notes))
+    chosen_runs = by_version.get(tonight.nccl, [])
+    facts = [r.environment_facts for r in chosen_runs]
+    changes = tuple(environment_changes(facts, tonight.environment))
+    departed = {h for r in chosen_runs for h in r.host_names} - set(tonight.hosts)
+    return Baselines(same, others, description, tuple(notes), changes, frozenset(departed))
 
 
 def from_run_dir(run_dir: Path, tonight: RunRecord) -> Baselines:
@@ -117,4 +139,6 @@ def from_run_dir(run_dir: Path, tonight: RunRecord) -> Baselines:
     if (run.cluster, run.node_hash, run.nranks) != (tonight.cluster, tonight.node_hash, tonight.nranks):
         notes.append("baseline run is on another cluster, node set or rank count: compared as asked")
     base = BaselineRun(run.time_utc, run.nccl, run.run_dir)
-    return Baselines(_set(tonight.nccl, [(base, metrics)]), (), f"run {run_dir}", tuple(notes))
+    changes = tuple(environment_changes([dict(run.environment)], tonight.environment))
+    departed = frozenset(set(run.hosts) - set(tonight.hosts))
+    return Baselines(_set(tonight.nccl, [(base, metrics)]), (), f"run {run_dir}", tuple(notes), changes, departed)

@@ -2,10 +2,12 @@
 
 For each metric the baseline is the median of its last N comparable values, and the noise is the robust
 sigma of those values, 1.4826 x MAD (the median absolute deviation; 1.4826 makes it the standard deviation
-for normal noise, and one outlier night barely moves it). The *allowed* change around the baseline is the
+for normal noise, and one outlier night barely moves it), never below ``noise_floor x baseline`` (two or
+three identical values say sigma 0, which no fabric has). The *allowed* change around the baseline is the
 largest of ``threshold x baseline``, ``noise_k x sigma`` and the printed resolution, so a regression is a
-change for the worse larger than BOTH the threshold and k x the noise. The direction is explicit: busbw is
-higher-is-better, a time would be lower-is-better.
+change for the worse larger than BOTH the threshold and k x the noise. With fewer than ``min_runs``
+baseline values the noise cannot be estimated: the threshold alone decides, and the output says so. The
+direction is explicit: busbw is higher-is-better, a time would be lower-is-better.
 
 States, which are distinct and never merged:
 
@@ -48,13 +50,32 @@ def baseline_stats(history: FloatArray) -> tuple[FloatArray, FloatArray, npt.NDA
     return median, sigma, count
 
 
+def noise_estimated(count: npt.NDArray[np.int64], min_runs: int) -> BoolArray:
+    """Whether each metric has enough baseline values for its noise to mean anything."""
+    return np.asarray(count) >= min_runs
+
+
+def floored_sigma(median: FloatArray, sigma: FloatArray, noise_floor: float) -> FloatArray:
+    """The robust sigma, never below ``noise_floor`` x |baseline| (NaN where there is no baseline)."""
+    return np.where(np.isfinite(median), np.maximum(np.nan_to_num(sigma), noise_floor * np.abs(median)), np.nan)
+
+
 def allowed_change(
-    median: FloatArray, sigma: FloatArray, threshold: FloatArray, noise_k: float, resolution: float
+    median: FloatArray,
+    sigma: FloatArray,
+    threshold: FloatArray,
+    noise_k: float,
+    resolution: float,
+    estimated: BoolArray | None = None,
 ) -> FloatArray:
-    """Half-width of the no-alarm band around each baseline, in the metric's unit."""
-    return np.maximum.reduce(
-        [threshold * np.abs(median), noise_k * np.nan_to_num(sigma), np.full_like(median, resolution)]
-    )
+    """Half-width of the no-alarm band around each baseline, in the metric's unit.
+
+    Where ``estimated`` is False (too few runs) the noise term is left out: the threshold alone decides.
+    """
+    noise = noise_k * np.nan_to_num(sigma)
+    if estimated is not None:
+        noise = np.where(estimated, noise, 0.0)
+    return np.maximum.reduce([threshold * np.abs(median), noise, np.full_like(median, resolution)])
 
 
 def classify(

@@ -58,6 +58,10 @@ class MetricComparison:
     history_GBps: tuple[float | None, ...]
     """The baseline values, newest first."""
     other_nccl: tuple[OtherVersion, ...] = ()
+    noise_estimated: bool = True
+    """False when the baseline had too few runs to estimate noise (the threshold alone decided)."""
+    changes: tuple[str, ...] = ()
+    """What changed since the baseline (``NCCL 2.21.5 -> 2.23.4``), beside a regressed or improved metric."""
 
     @property
     def band(self) -> tuple[float | None, float | None]:
@@ -86,7 +90,8 @@ def write_compare_json(path: Path, results: Sequence[MetricComparison], header: 
         "exit_status": exit_status(results),
         "metrics": [
             {
-                **{k: v for k, v in asdict(r).items() if k not in ("history_GBps", "other_nccl")},
+                **{k: v for k, v in asdict(r).items() if k not in ("history_GBps", "other_nccl", "changes")},
+                "changes": list(r.changes),
                 "band_GBps": [_num(b) for b in r.band],
                 "history_GBps": [_num(v) for v in r.history_GBps],
                 "other_nccl": [asdict(o) for o in r.other_nccl],
@@ -134,9 +139,13 @@ def describe(r: MetricComparison) -> str:
         return f"{r.metric}: {r.state}: tonight {tonight}, no baseline"
     change = "" if r.change is None else f" ({r.change:+.1%})"
     noise = f", noise {r.sigma_GBps:.2f}" if r.sigma_GBps else ""
+    if not r.noise_estimated:
+        noise = ", too few runs to estimate noise"
+    since = f"; {', '.join(r.changes)} since the baseline" if r.changes else ""
     return (
         f"{r.metric}: {r.state}: tonight {tonight}{change} vs baseline {r.baseline_GBps:.2f} GB/s over "
         f"{r.baseline_runs} run(s){noise}, allowed +-{r.allowed_GBps or 0:.2f} (threshold {r.threshold:.0%})"
+        f"{since}"
     )
 
 
@@ -150,7 +159,8 @@ def print_table(results: Sequence[MetricComparison], out: TextIO, *, show_all: b
         for r in shown:
             cells = [_cell(r.busbw_GBps), _cell(r.baseline_GBps), _cell(r.sigma_GBps, 7), _cell(r.allowed_GBps, 8)]
             change = "" if r.change is None else f"{r.change:+.1%}"
-            print(f"{r.metric:<{width}}  {'  '.join(cells)}  {change:>7}  {r.state}", file=out)
+            since = f"  ({', '.join(r.changes)} since the baseline)" if r.changes else ""
+            print(f"{r.metric:<{width}}  {'  '.join(cells)}  {change:>7}  {r.state}{since}", file=out)
     counts = Counter(r.state for r in results)
     parts = ", ".join(f"{counts.get(s, 0)} {s}" for s in STATES)
     print(f"{len(results)} metrics: {parts}", file=out)

@@ -13,11 +13,12 @@ import hashlib
 import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench.errors import UserError
+from bench.history.runfacts import run_environment, run_kind
 from bench.rundir.files import read_results_rows, read_run_json
 
 
@@ -54,6 +55,10 @@ class RunRecord:
     nccl: str | None
     cuda: str | None
     driver: str | None
+    kind: str = ""
+    """The command and the shape of its sweep (``bench.history.runfacts.run_kind``): what makes runs comparable."""
+    environment: Mapping[str, Any] = field(default_factory=dict)
+    """Versions, node set and NCCL_* variables (``bench.history.runfacts.run_environment``)."""
 
 
 @dataclass(frozen=True)
@@ -160,6 +165,8 @@ def run_record(meta: Mapping[str, Any], run_dir: Path | str) -> RunRecord:
         nccl=versions.get("nccl"),
         cuda=versions.get("cuda"),
         driver=versions.get("driver"),
+        kind=run_kind(meta),
+        environment=run_environment(meta, run_dir),
     )
 
 

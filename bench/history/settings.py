@@ -3,7 +3,9 @@
     [compare]
     default_threshold = 0.05      # a drop must exceed 5% of the baseline ...
     noise_k = 3.0                 # ... and 3 x the baseline's robust sigma to be a regression
-    min_bytes = "1M"              # optional: sizes below this are not compared
+    min_bytes = "1M"              # sizes below this are not compared (every shipped profile sets it)
+    min_runs = 5                  # below this many baseline runs the threshold alone decides
+    noise_floor = 0.01            # sigma is at least this fraction of the baseline
     resolution_GBps = 0.01        # optional: changes within the printed resolution are no change
 
     [[compare.rule]]              # per-metric thresholds; the first matching pattern wins
@@ -24,7 +26,7 @@ from typing import Any
 from bench.errors import UserError
 from bench.units import parse_size
 
-_KEYS = ("default_threshold", "noise_k", "min_bytes", "resolution_GBps", "rule")
+_KEYS = ("default_threshold", "noise_k", "min_bytes", "min_runs", "noise_floor", "resolution_GBps", "rule")
 
 
 def parse_threshold(value: object, where: str) -> float:
@@ -70,6 +72,10 @@ class CompareSettings:
     """Metrics of smaller messages are not compared (latency-bound sizes are noisy and rarely matter)."""
     resolution_GBps: float = 0.01
     """A change no larger than this is no change: nccl-tests prints busbw with two decimals."""
+    min_runs: int = 5
+    """Below this many baseline values a metric's noise is not estimated: the threshold alone decides."""
+    noise_floor: float = 0.01
+    """The noise estimate is at least this fraction of the baseline, so sigma 0 is never believed."""
 
     def __post_init__(self) -> None:
         parse_threshold(self.default_threshold, "[compare] default_threshold")
@@ -79,6 +85,11 @@ class CompareSettings:
             raise UserError(f'[compare] min_bytes = {self.min_bytes!r} must be a size >= 0, e.g. "1M"')
         if isinstance(self.resolution_GBps, bool) or not isinstance(self.resolution_GBps, (int, float)):
             raise UserError(f"[compare] resolution_GBps = {self.resolution_GBps!r} must be a number, e.g. 0.01")
+        if isinstance(self.min_runs, bool) or not isinstance(self.min_runs, int) or self.min_runs < 1:
+            raise UserError(f"[compare] min_runs = {self.min_runs!r} must be a whole number >= 1, e.g. 5")
+        floor = self.noise_floor
+        if isinstance(floor, bool) or not isinstance(floor, (int, float)) or not 0 <= floor < 1:
+            raise UserError(f"[compare] noise_floor = {floor!r} must be a fraction in [0, 1), e.g. 0.01")
         if self.resolution_GBps < 0:
             raise UserError(f"[compare] resolution_GBps = {self.resolution_GBps!r} must be >= 0")
 
@@ -116,4 +127,6 @@ class CompareSettings:
             rules=tuple(parsed),
             min_bytes=parse_size(min_bytes, "[compare] min_bytes") if isinstance(min_bytes, str) else min_bytes,
             resolution_GBps=table.get("resolution_GBps", 0.01),
+            min_runs=table.get("min_runs", 5),
+            noise_floor=table.get("noise_floor", 0.01),
         )

@@ -9,6 +9,13 @@ transaction, and recorded in ``schema_migrations``):
 
 * 1 ``runs_and_metrics`` — the two tables.
 * 2 ``comparable_runs_index`` — an index on (cluster, node_hash, nranks, time_utc), which ``compare`` walks.
+* 3 ``run_kind_and_environment`` — ``runs.kind`` (the command and the shape of its sweep: what makes runs
+  comparable) and ``runs.environment`` (JSON: versions, node set, NCCL_* variables, named when they change),
+  and an index on (cluster, nranks, kind, time_utc). Rows added before it have NULL there and are matched by
+  their command alone.
+
+Order: runs are ordered by start time, ties by the order they were added (``id``), so a backlog of logs
+imported within one second still lines up one after another.
 
 Concurrency: every write is one ``BEGIN IMMEDIATE`` transaction and the file is in WAL mode, so two nightly
 jobs adding runs at once both land (the second waits for the first), readers never block writers, and a job
@@ -92,9 +99,16 @@ def _comparable_runs_index(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX runs_comparable ON runs(cluster, node_hash, nranks, time_utc)")
 
 
+def _run_kind_and_environment(conn: sqlite3.Connection) -> None:
+    conn.execute("ALTER TABLE runs ADD COLUMN kind TEXT")
+    conn.execute("ALTER TABLE runs ADD COLUMN environment TEXT")
+    conn.execute("CREATE INDEX runs_by_kind ON runs(cluster, nranks, kind, time_utc)")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "runs_and_metrics", _runs_and_metrics),
     Migration(2, "comparable_runs_index", _comparable_runs_index),
+    Migration(3, "run_kind_and_environment", _run_kind_and_environment),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
@@ -198,17 +212,18 @@ def _write_run_rows(conn: sqlite3.Connection, run: RunRecord, metrics: Sequence[
     values = (
         run.run_key, run.run_dir, run.time_utc, run.cluster, run.profile, run.command, run.status, run.verdict,
         json.dumps(list(run.hosts)), run.node_hash, run.nnodes, run.nranks, run.torch, run.nccl, run.cuda,
-        run.driver, _now(),
+        run.driver, _now(), run.kind or None, json.dumps(dict(run.environment), sort_keys=True),
     )  # fmt: skip
     # Upsert by run_key: adding the same run again keeps its id and replaces its rows (idempotent).
     (run_id,) = conn.execute(
         """INSERT INTO runs (run_key, run_dir, time_utc, cluster, profile, command, status, verdict, hosts,
-               node_hash, nnodes, nranks, torch, nccl, cuda, driver, added_utc)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+               node_hash, nnodes, nranks, torch, nccl, cuda, driver, added_utc, kind, environment)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
            ON CONFLICT(run_key) DO UPDATE SET run_dir = excluded.run_dir, time_utc = excluded.time_utc,
                profile = excluded.profile, status = excluded.status, verdict = excluded.verdict,
                hosts = excluded.hosts, nnodes = excluded.nnodes, nranks = excluded.nranks,
-               torch = excluded.torch, nccl = excluded.nccl, cuda = excluded.cuda, driver = excluded.driver
+               torch = excluded.torch, nccl = excluded.nccl, cuda = excluded.cuda, driver = excluded.driver,
+               kind = excluded.kind, environment = excluded.environment
            RETURNING id""",
         values,
     ).fetchone()
@@ -271,18 +286,42 @@ class StoredRun:
     nranks: int
     nccl: str | None
     metrics: int
+    kind: str | None = None
+    environment: str | None = None
+    """JSON (``bench.history.runfacts.run_environment``); None for runs added before schema 3."""
+    hosts: str = "[]"
+
+    @property
+    def host_names(self) -> tuple[str, ...]:
+        names = json.loads(self.hosts or "[]")
+        return tuple(str(h) for h in names) if isinstance(names, list) else ()
+
+    @property
+    def environment_facts(self) -> dict[str, object]:
+        """The stored environment; runs added before schema 3 know their NCCL version and hosts only."""
+        try:
+            facts = json.loads(self.environment or "{}")
+        except json.JSONDecodeError:
+            facts = {}
+        if not isinstance(facts, dict):
+            facts = {}
+        facts.setdefault("nccl", self.nccl)
+        facts.setdefault("hosts", list(self.host_names))
+        return facts
 
 
 _RUN_COLUMNS = (
     "id, run_key, run_dir, time_utc, cluster, profile, command, status, verdict, node_hash, nnodes, nranks, nccl"
 )
+_MORE_COLUMNS = "kind, environment, hosts"
 
 
 def list_runs(conn: sqlite3.Connection, *, cluster: str | None = None, limit: int | None = None) -> list[StoredRun]:
     """Runs, newest first, with their metric counts."""
     where, params = ("WHERE cluster = ?", [cluster]) if cluster else ("", [])
     sql = (
-        f"SELECT {_RUN_COLUMNS}, (SELECT COUNT(*) FROM metrics WHERE run_id = runs.id) FROM runs {where} "
+        f"SELECT {_RUN_COLUMNS}, (SELECT COUNT(*) FROM metrics WHERE run_id = runs.id), {_MORE_COLUMNS} "
+        f"FROM runs {where} "
         "ORDER BY time_utc DESC, id DESC"
     )
     if limit is not None:
@@ -290,18 +329,44 @@ def list_runs(conn: sqlite3.Connection, *, cluster: str | None = None, limit: in
     return [StoredRun(*row) for row in conn.execute(sql, params)]
 
 
-def comparable_runs(
-    conn: sqlite3.Connection, *, cluster: str, node_hash: str, nranks: int, before_utc: str, exclude_key: str = ""
-) -> list[StoredRun]:
-    """Runs on the same cluster, node set and nranks that started before ``before_utc``, newest first.
+def run_id_of(conn: sqlite3.Connection, run_key: str) -> int | None:
+    """The id of a stored run (its place in the import order), None when it is not in the history."""
+    row = conn.execute("SELECT id FROM runs WHERE run_key = ?", (run_key,)).fetchone()
+    return None if row is None else int(row[0])
 
+
+def comparable_runs(
+    conn: sqlite3.Connection,
+    *,
+    cluster: str,
+    nranks: int,
+    nnodes: int,
+    kind: str,
+    command: str,
+    before_utc: str,
+    before_id: int | None = None,
+    node_hash: str | None = None,
+    exclude_key: str = "",
+) -> list[StoredRun]:
+    """Runs of the same kind on the same cluster, nnodes and nranks, before tonight, newest first.
+
+    "Before" is an earlier start time, or the same start time and an earlier place in the history (``id``);
+    a run not in the history yet (``before_id`` None) comes after every run with its start time. The node
+    set matters only when ``node_hash`` is given. Runs added before schema 3 (no kind) match by command.
     Runs whose status is ``failed`` are left out: they measured nothing trustworthy.
     """
-    rows = conn.execute(
-        f"SELECT {_RUN_COLUMNS}, 0 FROM runs WHERE cluster = ? AND node_hash = ? AND nranks = ? AND time_utc < ? "
-        "AND run_key != ? AND status != 'failed' ORDER BY time_utc DESC, id DESC",
-        (cluster, node_hash, nranks, before_utc, exclude_key),
+    sql = (
+        f"SELECT {_RUN_COLUMNS}, 0, {_MORE_COLUMNS} FROM runs WHERE cluster = ? AND nranks = ? AND nnodes = ? "
+        "AND (kind = ? OR (kind IS NULL AND command = ?)) "
+        "AND (time_utc < ? OR (time_utc = ? AND (? IS NULL OR id < ?))) "
+        "AND run_key != ? AND status != 'failed'"
     )
+    params: list[object] = [cluster, nranks, nnodes, kind, command, before_utc, before_utc, before_id, before_id]
+    params.append(exclude_key)
+    if node_hash is not None:
+        sql += " AND node_hash = ?"
+        params.append(node_hash)
+    rows = conn.execute(sql + " ORDER BY time_utc DESC, id DESC", params)
     return [StoredRun(*row) for row in rows]
 
 

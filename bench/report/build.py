@@ -6,7 +6,9 @@ Output (in ``out_dir``, the run directory by default):
   (``charts/<name>.csv``, relative to the folder that holds report.md), as the vendor docs' charts do;
 * ``charts/<name>.png`` and ``.svg`` through vl-convert, for slides and tickets;
 * ``report.md``: summary tables and the charts as ```vegalite fences for mkdocs-charts-plugin;
-* ``report.html``: self-contained, with Vega, Vega-Lite, vega-embed and the data inlined.
+* ``report.html``: self-contained, with Vega, Vega-Lite, vega-embed and the data inlined;
+* ``metrics.prom``: the headline metrics and the verdict for the node exporter's textfile collector
+  (``bench.report.openmetrics``).
 
 Every file is replaced atomically (``bench.rundir.atomic_write_*``), charts first and the pages last, so a
 reader never sees a page that points at a chart not yet written, nor half of an old file.
@@ -26,9 +28,11 @@ import altair as alt
 import pandas as pd
 import vl_convert
 
-from bench.report import UnitChoice, charts, data, page
+from bench.report import UnitChoice, charts, data, htmlpage, page, trend
 from bench.report.inputs import RunInputs, load_inputs
+from bench.report.openmetrics import write_metrics_file
 from bench.report.theme import spec_dict, vl_convert_version
+from bench.report.verdict import read_compare
 from bench.rundir.files import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 CHART_SUFFIXES = (".vl.json", ".csv", ".png", ".svg")
@@ -161,18 +165,27 @@ def plan_charts(inputs: RunInputs, options: ReportOptions) -> tuple[list[ChartPl
             )
         )
     if inputs.trend is not None:
-        trend = data.trend_table(inputs.trend)
-        if len(trend.frame):
+        nightly = trend.trend_table(inputs.trend, min_bytes=_trend_min_bytes(inputs))
+        if len(nightly.frame):
             plans.append(
                 ChartPlan(
                     "trend",
                     "Nightly trend against the baseline",
-                    trend,
-                    partial(charts.trend_chart, trend.frame),
+                    nightly,
+                    partial(charts.trend_chart, nightly.frame),
                     dates=("run_time",),
                 )
             )
+    plans.sort(key=lambda plan: page.chart_rank(plan.name))  # the order the certificate shows them in
     return plans, notes
+
+
+def _trend_min_bytes(inputs: RunInputs) -> int:
+    """The smallest size compare judged (its ``min_bytes``), so the trend shows what the verdict is about."""
+    compare = read_compare(inputs.run_dir) or {}
+    settings = compare.get("settings") if isinstance(compare.get("settings"), Mapping) else {}
+    value = settings.get("min_bytes")
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 1 << 20
 
 
 def csv_text(frame: pd.DataFrame) -> str:
@@ -252,7 +265,8 @@ def write_report(run_dir: Path, *, out_dir: Path | None = None, options: ReportO
         report_md = out_dir / "report.md"
         report_html = out_dir / "report.html"
         atomic_write_text(report_md, page.render_markdown(summary, entries))
-        atomic_write_text(report_html, page.render_html(summary, inline_specs, bundle.result()))
+        atomic_write_text(report_html, htmlpage.render_html(summary, inline_specs, bundle.result()))
+    write_metrics_file(run_dir, out_dir)
     fresh = {p.name for f in written for p in (f.spec, f.csv, f.png, f.svg) if p is not None}
     _remove_stale_charts(charts_dir, fresh)
     return ReportPaths(out_dir, report_md, report_html, tuple(written))

@@ -233,25 +233,33 @@ def trend_chart(
     data: alt.UrlData | None = None,
     title: str = "Nightly bus bandwidth",
     subtitle: str | None = None,
+    columns: int = 4,
 ) -> alt.FacetChart:
-    """busbw per night for each metric over its baseline (dashed) and noise band (shaded)."""
+    """busbw per night for each headline metric over its baseline (dashed) and noise band (shaded).
+
+    One small panel per metric, ``columns`` to a row, in ``panel_order`` (alarmed metrics first, their line
+    in red), so the figure stays a few panels tall whatever the history length or the number of metrics.
+    """
     states = [s for s in dict.fromkeys(table["state"].astype(str))] if len(table) else ["ok"]
     base = alt.Chart()
-    x = alt.X("run_time:T", title="night (UTC)")
+    x = alt.X("run_time:T", title=None, axis=alt.Axis(format="%m-%d", labelOverlap=True, tickCount=4))
     band = base.mark_area(opacity=0.25, color="#9ecae9").encode(
         x=x,
-        y=alt.Y("band_lo_GBps:Q", title=f"busbw ({UNIT_HELP['GB/s']})", scale=alt.Scale(zero=False)),
+        y=alt.Y("band_lo_GBps:Q", title="busbw GB/s", scale=alt.Scale(zero=False)),
         y2="band_hi_GBps:Q",
     )
     baseline = base.mark_line(color="#555555", strokeDash=[4, 3], strokeWidth=1).encode(x=x, y="baseline_GBps:Q")
-    line = base.mark_line(color="#4c78a8").encode(x=x, y="busbw_GBps:Q")
-    points = base.mark_point(filled=True, size=45).encode(
+    # a value condition, not a scale: no second legend, and red only where the metric raised the alarm
+    line = base.mark_line().encode(
+        x=x, y="busbw_GBps:Q", color=alt.condition("datum.alarm == 1", alt.value("#e45756"), alt.value("#4c78a8"))
+    )
+    points = base.mark_point(filled=True, size=35).encode(
         x=x,
         y="busbw_GBps:Q",
         color=alt.Color(
             "state:N",
             scale=alt.Scale(domain=states, range=[_TREND_STATE_COLORS.get(s, "#9d9d9d") for s in states]),
-            legend=alt.Legend(title="state", orient="bottom"),
+            legend=alt.Legend(title="state", orient="right"),
         ),
         tooltip=[
             alt.Tooltip("run_time:T", title="night", format="%Y-%m-%d %H:%M"),
@@ -265,8 +273,17 @@ def trend_chart(
     )
     layered = alt.layer(band, baseline, line, points, data=data if data is not None else table)
     return (
-        layered.properties(width=BAR_WIDTH, height=150)
-        .facet(row=alt.Row("metric:N", title=None, header=alt.Header(labelAngle=0, labelAlign="left")))
+        layered.properties(width=220, height=80)
+        .facet(
+            facet=alt.Facet(
+                "panel:N",
+                title=None,
+                sort=alt.SortField("panel_order"),
+                header=alt.Header(labelFontSize=11, labelLimit=240),
+            ),
+            columns=columns,
+            spacing=8,
+        )
         .resolve_scale(y="independent")
         .properties(title=_title(title, subtitle))
     )

@@ -3,7 +3,7 @@
 Vega-Lite slows down above a few thousand rows and a 512-node run has hundreds of thousands of results, so
 every table here is aggregated in pandas first: one row per (collective, size) for the sweep, one bar per
 rail or node (the slowest ``max_bars`` when there are more), node blocks for the pair matrix, and the last
-``max_points`` nights per trend metric.
+``max_points`` nights per trend metric (``bench.report.trend``).
 
 The run directory is read by ``bench.report.inputs``; this module only aggregates.
 """
@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.report.inputs import TREND_COLUMNS, RunInputs
+from bench.report.inputs import RunInputs
 from bench.rundir.files import SCOPES
 from bench.units import format_size
 
@@ -60,8 +60,13 @@ def _preferred_placement(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def sweep_table(results: pd.DataFrame) -> Table:
-    """World collectives: one row per (collective, message size), the mean of repeated measurements."""
-    rows = _preferred_placement(results[results["scope"] == "world"])
+    """World collectives: one row per (collective, message size), the mean of repeated measurements.
+
+    Zero-byte rows (all_gather of 8 B on 4 ranks sends 0 B per rank) stay in the tables but not here: the
+    chart's x axis is logarithmic, where 0 has no place.
+    """
+    world = results[(results["scope"] == "world") & (results["bytes"] > 0)]
+    rows = _preferred_placement(world)
     if rows.empty:
         return Table(pd.DataFrame())
     numeric = ["time_us", "algbw_GBps", "busbw_GBps", "busbw_Gbps", "target_Gbps"]
@@ -304,18 +309,6 @@ def heatmap_table(pairs: pd.DataFrame, hosts: Sequence[str], min_efficiency: flo
     frame = frame.drop(columns=["target_Gbps", "target_GBps"])
     note = f"blocks of {block} nodes, worst pair per block" if block > 1 else ""
     return Table(frame.sort_values(keys).reset_index(drop=True), note)
-
-
-def trend_table(trend: pd.DataFrame, max_points: int = 120) -> Table:
-    """The last ``max_points`` nights of each metric, oldest first."""
-    if trend.empty:
-        return Table(pd.DataFrame())
-    ordered = trend.sort_values("run_time")
-    kept = ordered.groupby("metric", sort=False).tail(max_points).copy()
-    note = "" if len(kept) == len(trend) else f"the last {max_points} nights per metric"
-    kept["run_time"] = kept["run_time"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
-    kept["state"] = kept["state"].fillna("").replace("", "unknown")
-    return Table(kept[list(TREND_COLUMNS)].reset_index(drop=True), note)
 
 
 def results_summary(results: pd.DataFrame, min_efficiency: float) -> pd.DataFrame:

@@ -1,9 +1,15 @@
-"""The report page: a summary (verdicts, targets, measured values) rendered as Markdown and as HTML.
+"""The report page: a certificate an operator can hand over, rendered as Markdown and as HTML.
 
-``summarize`` turns the run's inputs into plain string tables; ``render_markdown`` and ``render_html`` only
-lay them out. Every string that comes from the cluster (hostnames, device names, reasons, the cluster name)
-is escaped on the way out: HTML-escaped in both pages, and Markdown's own specials escaped in report.md, so
-a hostile hostname is text, never markup.
+``summarize`` turns the run's inputs into plain data: the verdict word and its named reasons on top, the
+run's facts, then the sections in this order, each present when its data is (``bench.report.certificate``):
+preflight checks (node x check grid), traffic proof (bytes per device per node), world sweep (chart and
+per-size table), rails (bars, pair matrix, named defects), compare (flagged metrics and the trend), and the
+environment (versions per node, NCCL variables). ``render_markdown`` here and ``bench.report.htmlpage``'s
+``render_html`` only lay them out.
+
+Every string that comes from the cluster (hostnames, device names, reasons, the cluster name) is escaped on
+the way out: the HTML page is a Jinja2 template with autoescaping, and report.md escapes HTML and
+Markdown's own specials, so a hostile hostname is text, never markup.
 """
 
 from __future__ import annotations
@@ -11,14 +17,17 @@ from __future__ import annotations
 import html
 import json
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
+from bench.report import certificate as cert
 from bench.report.data import results_summary
 from bench.report.inputs import RunInputs
+from bench.report.verdict import Verdict, read_compare, run_verdict, targets_judged
 
 # The characters that can start markup inside a table cell or heading (links need '[', so '(' is safe).
 _MD_SPECIALS = re.compile(r"([\\`*_\[\]#|])")
@@ -45,12 +54,46 @@ class ChartEntry:
 
 
 @dataclass(frozen=True)
+class Section:
+    """One part of the certificate: sentences, tables, a grid, and the charts (by name) that belong to it."""
+
+    id: str
+    title: str
+    sentences: tuple[str, ...] = ()
+    tables: tuple[TextTable, ...] = ()
+    grid: cert.Grid | None = None
+    traffic: cert.TrafficProof | None = None
+    environment: cert.Environment | None = None
+    charts: tuple[str, ...] = ()
+    """Chart names (``busbw-vs-size``, ``rails``) or name prefixes ending in ``-`` (``rail-``) drawn here."""
+
+    def holds(self, chart: str) -> bool:
+        return any(chart == c or (c.endswith("-") and chart.startswith(c)) for c in self.charts)
+
+
+PAGE_CHARTS: tuple[str, ...] = ("busbw-vs-size", "node-", "rails", "nodes", "rail-", "pairs", "trend")
+"""Charts in page order (names or prefixes), as the sections below place them."""
+
+
+def chart_rank(name: str) -> int:
+    """A chart's place on the page (unknown charts last)."""
+    for i, c in enumerate(PAGE_CHARTS):
+        if name == c or (c.endswith("-") and name.startswith(c)):
+            return i
+    return len(PAGE_CHARTS)
+
+
+@dataclass(frozen=True)
 class Summary:
     title: str
     verdict: str
+    """PASS, MEASURED, FAIL or REGRESSED (``bench.report.verdict``)."""
     facts: tuple[tuple[str, str], ...]
     tables: tuple[TextTable, ...]
+    """Every table of every section, in page order (for callers that only want the tables)."""
     notes: tuple[str, ...]
+    reasons: tuple[str, ...] = ()
+    sections: tuple[Section, ...] = ()
 
 
 def _fmt(value: Any, spec: str = ",.1f", empty: str = "—") -> str:
@@ -61,49 +104,32 @@ def _fmt(value: Any, spec: str = ",.1f", empty: str = "—") -> str:
     return empty if pd.isna(number) else format(number, spec)
 
 
-def summarize(inputs: RunInputs, min_efficiency: float, notes: Sequence[str] = ()) -> Summary:
-    """The page's text: run facts, checks, per-(scope, collective) results and the rails' named defects."""
-    run = inputs.run
-    checks = inputs.checks or {}
-    verdict = str(run.get("verdict") or checks.get("verdict") or "none")
-    versions = run.get("versions") or {}
-    facts = [
-        ("verdict", verdict.upper()),
-        ("cluster", str(run.get("cluster", ""))),
-        ("command", str(run.get("command", ""))),
-        ("profile", str(run.get("profile", ""))),
-        ("status", str(run.get("status", ""))),
-        ("started (UTC)", str(run.get("started_utc", ""))),
-        ("finished (UTC)", str(run.get("finished_utc", ""))),
-        ("nodes / ranks", f"{run.get('nnodes', '?')} / {run.get('nranks', '?')}"),
-        ("launcher / backend", f"{run.get('launcher', '?')} / {run.get('backend', '?')}"),
-        ("versions", ", ".join(f"{k} {v}" for k, v in versions.items() if v)),
-        ("NCCL_IB_HCA", str((run.get("env") or {}).get("NCCL_IB_HCA", "(unset)"))),
-    ]
-    tables = []
-    if checks.get("checks"):
-        rows = tuple(
-            (str(c.get("name", "")), str(c.get("status", "")), str(c.get("reason", "")))
-            for c in checks["checks"]
-            if isinstance(c, dict)
-        )
-        tables.append(TextTable("Checks", ("check", "status", "reason"), rows, status_column=1))
+def _results_table(inputs: RunInputs, min_efficiency: float) -> TextTable | None:
     summary = results_summary(inputs.results, min_efficiency)
-    if len(summary):
-        rows = tuple(
-            (
-                r.scope, r.collective, str(r.groups), r.size, f"{_fmt(r.worst_GBps, ',.2f')} ({r.worst_group})",
-                _fmt(r.median_GBps, ",.2f"), _fmt(r.worst_GBps * 8.0), _fmt(r.target_Gbps, ",.0f"),
-                _fmt(r.worst_efficiency, ".1%"), r.verdict,
-            )
-            for r in summary.itertuples()
-        )  # fmt: skip
-        headers = (
-            "scope", "collective", "groups", "size", "worst busbw GB/s (group)", "median GB/s", "worst Gb/s",
-            "target Gb/s", "worst of target", "verdict",
-        )  # fmt: skip
-        tables.append(TextTable(f"Results (fail below {min_efficiency:.0%} of target)", headers, rows, 9))
+    if not len(summary):
+        return None
+    rows = tuple(
+        (
+            r.scope, r.collective, str(r.groups), r.size, f"{_fmt(r.worst_GBps, ',.2f')} ({r.worst_group})",
+            _fmt(r.median_GBps, ",.2f"), _fmt(r.target_Gbps / 8.0, ",.0f"), _fmt(r.worst_efficiency, ".1%"),
+            r.verdict,
+        )
+        for r in summary.itertuples()
+    )  # fmt: skip
+    headers = (
+        "scope", "collective", "groups", "size", "worst busbw GB/s (group)", "median GB/s", "target GB/s",
+        "worst of target", "verdict",
+    )  # fmt: skip
+    return TextTable(f"Results at the largest size (fail below {min_efficiency:.0%} of target)", headers, rows, 8)
+
+
+def _rails_section(inputs: RunInputs) -> Section | None:
     defects = (inputs.rails or {}).get("defects") or []
+    has_rail_rows = bool(len(inputs.results)) and bool((inputs.results["scope"].isin(["rail", "pair"])).any())
+    if inputs.rails is None and not has_rail_rows:
+        return None
+    tables = []
+    sentences = []
     if defects:
         rows = tuple(
             (
@@ -115,8 +141,71 @@ def summarize(inputs: RunInputs, min_efficiency: float, notes: Sequence[str] = (
         )  # fmt: skip
         headers = ("kind", "node", "rail", "HCA", "measured Gb/s", "expected Gb/s", "evidence")
         tables.append(TextTable("Defects named by the rails test", headers, rows))
-    title = f"railbench report: {run.get('cluster', 'cluster')}"
-    return Summary(title, verdict, tuple(facts), tuple(tables), tuple(notes))
+    elif (inputs.rails or {}).get("skipped"):
+        sentences.append(f"The rails test was skipped: {inputs.rails.get('skipped') if inputs.rails else ''}.")
+    else:
+        sentences.append("The rails test named no defect.")
+    return Section("rails", "Rails", tuple(sentences), tuple(tables), charts=("rails", "nodes", "rail-", "pairs"))
+
+
+def summarize(inputs: RunInputs, min_efficiency: float, notes: Sequence[str] = ()) -> Summary:
+    """The certificate's content (see the module docstring)."""
+    run = inputs.run
+    compare = read_compare(inputs.run_dir)
+    judged = targets_judged(inputs.results["target_Gbps"] if len(inputs.results) else [], inputs.rails)
+    grid = cert.checks_grid(inputs.checks)
+    named = []
+    for node, cells in grid.rows if grid else ():
+        for check, status in zip(grid.columns if grid else (), cells, strict=True):
+            if status == "fail" and grid is not None:
+                named.append(f"{node} · {check}: {grid.reasons.get((node, check), 'failed')}")
+    for d in (inputs.rails or {}).get("defects") or []:
+        if isinstance(d, Mapping) and d.get("symptom") != "transient":
+            where = " ".join(str(p) for p in (d.get("node"), f"rail {d.get('rail')}" if d.get("rail") is not None
+                                                else None, d.get("device")) if p)  # fmt: skip
+            named.append(f"{d.get('kind', 'defect')} fault: {where} at {_fmt(d.get('measured_Gbps'))} Gb/s of "
+                         f"{_fmt(d.get('expected_Gbps'), ',.0f')} Gb/s")  # fmt: skip
+    verdict: Verdict = run_verdict(run, judged, compare, named)
+    sections: list[Section] = []
+    if grid is not None:
+        tally = Counter(c for _, cells in grid.rows for c in cells if c)
+        counted = ", ".join(f"{tally[s]} {word}" for s, word in (("pass", "passed"), ("warn", "warned"),
+                            ("fail", "failed"), ("skip", "skipped")) if tally[s])  # fmt: skip
+        said = f"{counted} on {cert.plural(len(grid.rows), 'node')} (a skipped check did not apply here)."
+        sections.append(Section("checks", "Preflight checks", (said,), grid=grid))
+    traffic = cert.traffic_proof(run)
+    if traffic is not None:
+        sections.append(Section("traffic", "Traffic proof (hardware byte counters)", traffic.sentences,
+                                traffic=traffic))  # fmt: skip
+    sweep = cert.sweep_rows(inputs.results)
+    results = _results_table(inputs, min_efficiency)
+    if sweep or results is not None:
+        tables = [t for t in (results,) if t is not None]
+        if sweep:
+            tables.append(TextTable("Per size (world)", cert.SWEEP_HEADERS, sweep))
+        sections.append(Section("sweep", "World sweep", (), tuple(tables), charts=("busbw-vs-size", "node-")))
+    rails = _rails_section(inputs)
+    if rails is not None:
+        sections.append(rails)
+    flagged = cert.compare_rows(compare)
+    if compare is not None:
+        summary = compare.get("summary") if isinstance(compare.get("summary"), Mapping) else {}
+        counts = ", ".join(f"{summary.get(s, 0)} {s}" for s in ("regressed", "missing", "failed", "improved"))
+        baseline = compare.get("baseline") if isinstance(compare.get("baseline"), Mapping) else {}
+        runs = len(baseline.get("runs") or [])
+        said = [f"Against {cert.plural(runs, 'earlier run')}: {counts}."]
+        changes = [c.get("text") for c in compare.get("changes_since_baseline") or [] if isinstance(c, Mapping)]
+        if changes:
+            said.append(f"Changed since the baseline: {'; '.join(str(c) for c in changes)}.")
+        tables = (TextTable("Flagged metrics", cert.COMPARE_HEADERS, flagged, 1),) if flagged else ()
+        sections.append(Section("compare", "Compare with the recent past", tuple(said), tables, charts=("trend",)))
+    env = cert.environment(inputs)
+    if env is not None:
+        sections.append(Section("environment", "Environment", (cert.versions_sentence(env),), environment=env))
+    facts = (("verdict", verdict.word), *cert.facts(run))
+    tables = tuple(t for section in sections for t in section.tables)
+    title = f"railbench report: {run.get('cluster') or 'cluster'}"
+    return Summary(title, verdict.word, facts, tables, tuple(notes), verdict.reasons, tuple(sections))
 
 
 # ------------------------------------------------------------------------------------------- Markdown
@@ -145,119 +234,84 @@ def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str
     return lines
 
 
+def _grid_cells(grid: cert.Grid) -> list[tuple[str, ...]]:
+    return [(node, *(c or "—" for c in cells)) for node, cells in grid.rows]
+
+
+def grid_footnotes(grid: cert.Grid) -> list[str]:
+    """The reason of every cell that is not a plain pass."""
+    out = []
+    for node, cells in grid.rows:
+        for column, status in zip(grid.columns, cells, strict=True):
+            if status not in ("pass", "") and (node, column) in grid.reasons:
+                out.append(f"{node} · {column} ({status}): {grid.reasons[(node, column)]}")
+    return out
+
+
+def _traffic_cells(traffic: cert.TrafficProof) -> tuple[list[str], list[tuple[str, ...]]]:
+    headers = ["node", *(f"{d} (must stay idle)" if d in traffic.idle else d for d in traffic.devices)]
+    rows = [
+        (node, *(cert.human_bytes(traffic.bytes[(node, d)]) if (node, d) in traffic.bytes else "—"
+                 for d in traffic.devices))
+        for node in traffic.nodes
+    ]  # fmt: skip
+    return headers, rows
+
+
+def _env_cells(env: cert.Environment) -> list[tuple[str, ...]]:
+    rows = []
+    for row in env.rows:
+        node = row[0]
+        marked = [
+            f"{v} (odd)" if (node, key) in env.odd else v for key, v in zip(env.headers[1:], row[1:], strict=True)
+        ]
+        rows.append((node, *marked))
+    return rows
+
+
 def render_markdown(summary: Summary, charts: Sequence[ChartEntry]) -> str:
-    """report.md: summary tables, then each chart as a ```vegalite fence (mkdocs-charts-plugin)."""
-    lines = [f"# {md_text(summary.title)}", ""]
-    lines += [*_md_table(("", ""), [(k, v) for k, v in summary.facts]), ""]
-    for table in summary.tables:
-        lines += [f"## {md_text(table.title)}", "", *_md_table(table.headers, table.rows), ""]
+    """report.md: the verdict and its reasons, the facts, then each section with its charts as ```vegalite
+    fences (mkdocs-charts-plugin)."""
+    placed: set[str] = set()
+    lines = [f"# {md_text(summary.title)}", "", f"**Verdict: {md_text(summary.verdict)}**", ""]
+    lines += [f"- {md_text(r)}" for r in summary.reasons]
+    if summary.reasons:
+        lines.append("")
+    lines += [*_md_table(("fact", "value"), [(k, v) for k, v in summary.facts]), ""]
+
+    def chart_lines(chart: ChartEntry) -> list[str]:
+        links = " · ".join(f"[{md_text(label)}]({path})" for label, path in chart.links)
+        return [f"### {md_text(chart.title)}", "", "```vegalite", fence_json(chart.spec), "```", "", links, ""]
+
+    for section in summary.sections:
+        lines += [f"## {md_text(section.title)}", ""]
+        lines += [md_text(sentence) for sentence in section.sentences]
+        if section.sentences:
+            lines.append("")
+        if section.grid is not None:
+            lines += [*_md_table(("node", *section.grid.columns), _grid_cells(section.grid)), ""]
+            lines += [f"- {md_text(n)}" for n in grid_footnotes(section.grid)]
+            lines.append("")
+        if section.traffic is not None:
+            headers, rows = _traffic_cells(section.traffic)
+            lines += [*_md_table(headers, rows), ""]
+        if section.environment is not None:
+            env = section.environment
+            if env.rows:
+                lines += [*_md_table(env.headers, _env_cells(env)), ""]
+            if env.variables:
+                lines += [*_md_table(("NCCL variable", "value"), env.variables), ""]
+        for table in section.tables:
+            lines += [f"### {md_text(table.title)}", "", *_md_table(table.headers, table.rows), ""]
+        for chart in charts:
+            if section.holds(chart.name) and chart.name not in placed:
+                lines += chart_lines(chart)
+                placed.add(chart.name)
     for note in summary.notes:
         lines += [f"> {md_text(note)}", ""]
-    if charts:
+    rest = [c for c in charts if c.name not in placed]
+    if rest:
         lines += ["## Charts", ""]
-    for chart in charts:
-        links = " · ".join(f"[{md_text(label)}]({path})" for label, path in chart.links)
-        lines += [f"### {md_text(chart.title)}", "", "```vegalite", fence_json(chart.spec), "```", "", links, ""]
+        for chart in rest:
+            lines += chart_lines(chart)
     return "\n".join(lines).rstrip() + "\n"
-
-
-# ----------------------------------------------------------------------------------------------- HTML
-
-
-def script_json(obj: Any) -> str:
-    """JSON safe inside a <script> element: no '</script>', '<!--' or line separators can end it early."""
-    text = json.dumps(obj, ensure_ascii=False)
-    for raw, escaped in (
-        ("<", "\\u003c"),
-        (">", "\\u003e"),
-        ("&", "\\u0026"),
-        ("\u2028", "\\u2028"),
-        ("\u2029", "\\u2029"),
-    ):
-        text = text.replace(raw, escaped)
-    return text
-
-
-_CSS = """
-body { font-family: Helvetica Neue, Helvetica, Arial, sans-serif; margin: 2rem auto; max-width: 1100px;
-       color: #222; padding: 0 1rem; }
-h1 { font-size: 1.6rem; } h2 { font-size: 1.25rem; margin-top: 2rem; } h3 { font-size: 1.05rem; }
-table { border-collapse: collapse; margin: 0.5rem 0 1rem; font-size: 0.9rem; }
-th, td { border: 1px solid #ddd; padding: 0.25rem 0.6rem; text-align: left; vertical-align: top; }
-th { background: #f5f5f5; }
-.status-pass { color: #2e7d32; font-weight: 600; } .status-fail { color: #c62828; font-weight: 600; }
-.verdict { display: inline-block; padding: 0.1rem 0.6rem; border-radius: 4px; color: #fff; background: #666; }
-.verdict-pass { background: #2e7d32; } .verdict-fail, .verdict-error { background: #c62828; }
-.chart { margin: 1.5rem 0; } .links { font-size: 0.85rem; color: #555; }
-.chart-error { color: #c62828; font-family: monospace; white-space: pre-wrap; }
-blockquote { color: #555; border-left: 3px solid #ccc; margin-left: 0; padding-left: 1rem; }
-"""
-
-# Each chart's outcome lands in data-rendered ("true" or "error") so a reader, or a test, can tell a blank
-# div from a chart that failed; the failure is also logged as a console error.
-_EMBED_SCRIPT = """
-for (const node of document.querySelectorAll("script[data-chart]")) {
-  const name = node.dataset.chart;
-  const target = document.getElementById("vis-" + name);
-  vegaEmbed(target, JSON.parse(node.textContent), {renderer: "svg", actions: false})
-    .then(() => { target.dataset.rendered = "true"; })
-    .catch((err) => {
-      target.dataset.rendered = "error";
-      const message = document.createElement("p");
-      message.className = "chart-error";
-      message.textContent = "chart " + name + " failed: " + err;
-      target.appendChild(message);
-      console.error("railbench: chart " + name + " failed: " + err);
-    });
-}
-"""
-
-
-def _html_table(table: TextTable) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in table.headers)
-    body = []
-    for row in table.rows:
-        cells = []
-        for i, cell in enumerate(row):
-            word = cell.split(" ")[0]
-            css = f' class="status-{word}"' if i == table.status_column and word in ("pass", "fail") else ""
-            cells.append(f"<td{css}>{html.escape(cell)}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-
-
-def render_html(summary: Summary, charts: Sequence[tuple[ChartEntry, Mapping[str, Any]]], bundle: str) -> str:
-    """report.html with Vega, Vega-Lite, vega-embed and every chart's data inlined: it opens with no network.
-
-    ``charts`` pairs each entry with its spec whose data is inlined (not the url spec of report.md).
-    """
-    esc = html.escape
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{esc(summary.title)}</title>",
-        f"<style>{_CSS}</style>",
-        # the bundle is ours (vl-convert's), but keep any '</script' in it from closing the element
-        "<script>" + bundle.replace("</script", "<\\/script") + "</script>",
-        "</head><body>",
-        f"<h1>{esc(summary.title)} "
-        f'<span class="verdict verdict-{esc(summary.verdict.lower())}">{esc(summary.verdict.upper())}</span></h1>',
-        _html_table(TextTable("run", ("", ""), summary.facts)),
-    ]
-    for table in summary.tables:
-        parts += [f"<h2>{esc(table.title)}</h2>", _html_table(table)]
-    parts += [f"<blockquote>{esc(note)}</blockquote>" for note in summary.notes]
-    if charts:
-        parts.append("<h2>Charts</h2>")
-    for entry, inline_spec in charts:
-        links = " · ".join(f'<a href="{esc(path)}">{esc(label)}</a>' for label, path in entry.links)
-        parts += [
-            f'<section class="chart" id="chart-{esc(entry.name)}"><h3>{esc(entry.title)}</h3>',
-            f'<div class="vega" id="vis-{esc(entry.name)}"></div>',
-            f'<p class="links">{links}</p>',
-            f'<script type="application/json" data-chart="{esc(entry.name)}">{script_json(inline_spec)}</script>',
-            "</section>",
-        ]
-    parts += [f"<script>{_EMBED_SCRIPT}</script>", "</body></html>"]
-    return "\n".join(parts) + "\n"

@@ -1,0 +1,139 @@
+"""What the history and compare need from run.json, read in one place.
+
+run.json is a plain mapping today and becomes a typed record later; everything the history derives from it
+(the run's *kind*, its *environment*, where its start time came from) is computed here, so the switch
+touches only this module.
+
+* **Kind**: what shape of measurement the run was. Two runs are comparable only when they ran the same
+  command with the same sweep (``-b``/``-e``/``-f``/``-i``, dtype, collectives) and the same rail-test sizes;
+  iteration counts, timeouts and ``-c`` change the noise, not what was measured, so they are left out.
+* **Environment**: the facts whose change can explain a change in busbw (NCCL, torch, CUDA, driver, HCA
+  firmware, kernel, the node set, the ``NCCL_*`` variables). Per-node versions come from ``checks.json``
+  when the run has one (``accept`` writes it), else run.json's ``versions`` (rank 0's).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ENVIRONMENT_FACTS: tuple[tuple[str, str], ...] = (
+    ("nccl", "NCCL"),
+    ("torch", "torch"),
+    ("cuda", "CUDA"),
+    ("driver", "driver"),
+    ("firmware", "HCA firmware"),
+    ("kernel", "kernel"),
+)
+"""(key, label) of each version compare attributes a change to, in the order it names them."""
+
+_SWEEP_SHAPE = ("min_bytes", "max_bytes", "step_factor", "step_bytes", "dtype", "collectives")
+_RAILS_SHAPE = ("rail_bytes", "pair_bytes", "collectives", "pairs")
+
+
+def _shape(table: object, keys: tuple[str, ...]) -> str:
+    if not isinstance(table, Mapping):
+        return ""
+    parts = []
+    for key in keys:
+        value = table.get(key)
+        if value in (None, "", [], 0) and key == "step_bytes":
+            continue
+        if isinstance(value, list):
+            value = ",".join(str(v) for v in value)
+        if value is not None:
+            parts.append(f"{key}={value}")
+    return " ".join(parts)
+
+
+def run_kind(meta: Mapping[str, Any]) -> str:
+    """``"run sweep[min_bytes=8 max_bytes=16777216 ...]"``: the command and the shape of what it measured."""
+    command = str(meta.get("command") or "")
+    parts = [command]
+    sweep = _shape(meta.get("sweep"), _SWEEP_SHAPE)
+    if sweep:
+        parts.append(f"sweep[{sweep}]")
+    rails = _shape(meta.get("rails_test"), _RAILS_SHAPE)
+    if rails:
+        parts.append(f"rails[{rails}]")
+    return " ".join(parts)
+
+
+def _per_node_versions(run_dir: Path) -> dict[str, Mapping[str, Any]]:
+    """{node: versions} from checks.json as ``check``/``accept`` write it (``nodes``), else {}."""
+    try:
+        doc = json.loads((run_dir / "checks.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    nodes = doc.get("nodes") if isinstance(doc, Mapping) else None
+    out: dict[str, Mapping[str, Any]] = {}
+    for node in nodes if isinstance(nodes, list) else []:
+        if isinstance(node, Mapping) and isinstance(node.get("versions"), Mapping):
+            out[str(node.get("node"))] = node["versions"]
+    return out
+
+
+def _joined(values: set[str]) -> str | None:
+    return ",".join(sorted(values)) if values else None
+
+
+def run_environment(meta: Mapping[str, Any], run_dir: Path | str) -> dict[str, Any]:
+    """The environment facts of a run (see the module docstring); absent facts are None."""
+    versions = meta.get("versions") if isinstance(meta.get("versions"), Mapping) else {}
+    per_node = _per_node_versions(Path(run_dir))
+    env: dict[str, Any] = {}
+    for key, _ in ENVIRONMENT_FACTS:
+        seen = {str(v[key]) for v in per_node.values() if v.get(key)}
+        own = versions.get(key)
+        if own:
+            seen.add(str(own))
+        env[key] = _joined(seen)
+    variables = meta.get("env") if isinstance(meta.get("env"), Mapping) else {}
+    env["nccl_env"] = {str(k): str(v) for k, v in sorted(variables.items()) if str(k).startswith("NCCL_")}
+    env["hosts"] = sorted({str(h) for h in meta.get("hosts") or ()})
+    return env
+
+
+@dataclass(frozen=True)
+class EnvironmentChange:
+    """One fact that differs between the baseline runs and tonight."""
+
+    fact: str
+    """``NCCL``, ``driver``, ``node set``, ``NCCL_IB_HCA``, ..."""
+    before: str
+    after: str
+
+    def describe(self) -> str:
+        return f"{self.fact} {self.before} -> {self.after}"
+
+
+def _text(value: object) -> str:
+    return "unset" if value in (None, "") else str(value)
+
+
+def environment_changes(baseline: list[Mapping[str, Any]], tonight: Mapping[str, Any]) -> list[EnvironmentChange]:
+    """What changed since the baseline (its runs, newest first), fact by fact.
+
+    A fact counts as changed when tonight's value is not the value of the newest baseline run that knows it;
+    a fact no run recorded is not a change.
+    """
+    changes: list[EnvironmentChange] = []
+    for key, label in ENVIRONMENT_FACTS:
+        before = next((b.get(key) for b in baseline if b.get(key)), None)
+        after = tonight.get(key)
+        if before and after and before != after:
+            changes.append(EnvironmentChange(label, str(before), str(after)))
+    if baseline:
+        newest = baseline[0]
+        old_hosts, new_hosts = set(newest.get("hosts") or ()), set(tonight.get("hosts") or ())
+        if old_hosts and new_hosts and old_hosts != new_hosts:
+            gone, came = sorted(old_hosts - new_hosts), sorted(new_hosts - old_hosts)
+            changes.append(EnvironmentChange("node set", "+".join(gone) or "-", "+".join(came) or "-"))
+        old_env, new_env = newest.get("nccl_env") or {}, tonight.get("nccl_env") or {}
+        for name in sorted(set(old_env) | set(new_env)):
+            if old_env.get(name) != new_env.get(name):
+                changes.append(EnvironmentChange(name, _text(old_env.get(name)), _text(new_env.get(name))))
+    return changes

@@ -1,0 +1,169 @@
+"""A run's headline metrics and verdict for Prometheus (exposition through ``prometheus_client``).
+
+Two renderings of the same metrics:
+
+* ``openmetrics_text``: the OpenMetrics text format (``railbench export openmetrics RUN_DIR``);
+* ``prometheus_text``: the Prometheus text format 0.0.4, which the node exporter's textfile collector reads;
+  ``write_metrics_file`` puts it beside the report as ``metrics.prom``.
+
+Metrics (all gauges; units in the names, as Prometheus naming asks):
+
+* ``railbench_busbw_bytes_per_second``, ``railbench_algbw_bytes_per_second``, ``railbench_time_seconds`` and
+  ``railbench_wrong_elements`` with labels ``cluster``, ``collective``, ``scope``, ``group``, ``size_bytes``:
+  the headline rows, world and rail scope, sizes from the profile's ``[compare] min_bytes`` up (per-pair
+  rows stay out: n^2 series are not for monitoring);
+* ``railbench_verdict{cluster, verdict}``: 1 for the run's verdict word, 0 for the others (a state set);
+* ``railbench_run_start_timestamp_seconds{cluster}``;
+* ``railbench_compare_metrics{cluster, state}``: metric counts per compare state, when compare ran;
+* ``railbench_run_info{cluster, command, profile, nccl, torch, kind}`` = 1.
+"""
+
+from __future__ import annotations
+
+import calendar
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.core import CollectorRegistry, GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.exposition import generate_latest as prometheus_latest
+from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
+
+from bench.errors import UserError
+from bench.history.records import MetricRecord, metrics_from_rows
+from bench.history.runfacts import run_kind
+from bench.report.verdict import WORDS, Verdict, read_compare, run_verdict, targets_judged
+from bench.rundir.files import atomic_write_text, read_results_rows, read_run_json
+
+HEADLINE_SCOPES = ("world", "rail")
+DEFAULT_MIN_BYTES = 1 << 20
+METRICS_FILE = "metrics.prom"
+_COMPARE_STATES = ("regressed", "improved", "unchanged", "new", "missing", "failed")
+
+
+def _min_bytes(profile: str | None) -> int:
+    """The profile's ``[compare] min_bytes`` (1M when the run has no readable profile)."""
+    if not profile:
+        return DEFAULT_MIN_BYTES
+    from bench.history.settings import CompareSettings
+    from bench.profiles import load_profile
+
+    try:
+        return CompareSettings.from_profile(load_profile(profile).raw).min_bytes
+    except UserError:
+        return DEFAULT_MIN_BYTES
+
+
+def headline_metrics(metrics: Sequence[MetricRecord], min_bytes: int) -> list[MetricRecord]:
+    """World and rail metrics from ``min_bytes`` up, in collective, scope, group, size order."""
+    chosen = [m for m in metrics if m.scope in HEADLINE_SCOPES and m.bytes >= min_bytes]
+    if not chosen:  # a sweep that never reached min_bytes still reports its largest size
+        world = [m for m in metrics if m.scope in HEADLINE_SCOPES]
+        top = max((m.bytes for m in world), default=None)
+        chosen = [m for m in world if m.bytes == top]
+    return sorted(chosen, key=lambda m: (m.collective, m.scope, m.group, m.bytes))
+
+
+def _epoch(iso: object) -> float | None:
+    try:
+        return float(calendar.timegm(time.strptime(str(iso), "%Y-%m-%dT%H:%M:%SZ")))
+    except ValueError:
+        return None
+
+
+class RunCollector:
+    """A ``prometheus_client`` collector over one run directory (read once, at construction)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run: Mapping[str, Any] = read_run_json(run_dir)
+        rows = read_results_rows(run_dir)
+        self.metrics = headline_metrics(metrics_from_rows(rows), _min_bytes(self.run.get("profile")))
+        self.compare = read_compare(run_dir)
+        rails = _read_rails(run_dir)
+        judged = targets_judged((r.get("target_Gbps") for r in rows), rails)
+        self.verdict: Verdict = run_verdict(self.run, judged, self.compare)
+
+    def collect(self) -> Iterator[Metric]:
+        cluster = str(self.run.get("cluster") or "")
+        labels = ["cluster", "collective", "scope", "group", "size_bytes"]
+        busbw = GaugeMetricFamily("railbench_busbw", "Bus bandwidth (nccl-tests formula)", labels=labels,
+                                  unit="bytes_per_second")  # fmt: skip
+        algbw = GaugeMetricFamily("railbench_algbw", "Algorithm bandwidth, size / time", labels=labels,
+                                  unit="bytes_per_second")  # fmt: skip
+        latency = GaugeMetricFamily("railbench_time", "Time per operation, mean over ranks", labels=labels,
+                                    unit="seconds")  # fmt: skip
+        wrong = GaugeMetricFamily("railbench_wrong_elements", "Elements that failed the check (-c)", labels=labels)
+        for m in self.metrics:
+            values = [cluster, m.collective, m.scope, m.group, str(m.bytes)]
+            if m.busbw_GBps is not None:
+                busbw.add_metric(values, m.busbw_GBps * 1e9)
+            if m.algbw_GBps is not None:
+                algbw.add_metric(values, m.algbw_GBps * 1e9)
+            if m.time_us is not None:
+                latency.add_metric(values, m.time_us * 1e-6)
+            if m.wrong is not None:
+                wrong.add_metric(values, float(m.wrong))
+        yield from (busbw, algbw, latency, wrong)
+        verdict = GaugeMetricFamily(
+            "railbench_verdict", "1 for the run's verdict (PASS, MEASURED, FAIL, REGRESSED), 0 for the others",
+            labels=["cluster", "verdict"],
+        )  # fmt: skip
+        for word in WORDS:
+            verdict.add_metric([cluster, word], 1.0 if word == self.verdict.word else 0.0)
+        yield verdict
+        started = _epoch(self.run.get("started_utc"))
+        if started is not None:
+            start = GaugeMetricFamily("railbench_run_start_timestamp", "When the run started", labels=["cluster"],
+                                      unit="seconds")  # fmt: skip
+            start.add_metric([cluster], started)
+            yield start
+        if self.compare is not None:
+            summary = self.compare.get("summary") if isinstance(self.compare.get("summary"), Mapping) else {}
+            states = GaugeMetricFamily("railbench_compare_metrics", "Metrics per state in tonight's compare",
+                                       labels=["cluster", "state"])  # fmt: skip
+            for state in _COMPARE_STATES:
+                states.add_metric([cluster, state], float(summary.get(state) or 0))
+            yield states
+        versions = self.run.get("versions") if isinstance(self.run.get("versions"), Mapping) else {}
+        info = InfoMetricFamily("railbench_run", "What ran, and with which versions")
+        info.add_metric(
+            [],
+            {"cluster": cluster, "command": str(self.run.get("command") or ""),
+             "profile": str(self.run.get("profile") or ""), "nccl": str(versions.get("nccl") or ""),
+             "torch": str(versions.get("torch") or ""), "kind": run_kind(self.run)},
+        )  # fmt: skip
+        yield info
+
+
+def _read_rails(run_dir: Path) -> Mapping[str, Any] | None:
+    import json
+
+    try:
+        doc = json.loads((run_dir / "rails.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return doc if isinstance(doc, Mapping) else None
+
+
+def _registry(run_dir: Path) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(RunCollector(run_dir))
+    return registry
+
+
+def openmetrics_text(run_dir: Path) -> str:
+    """The run's metrics in the OpenMetrics text format (ends with ``# EOF``)."""
+    return openmetrics_latest(_registry(run_dir)).decode("utf-8")
+
+
+def prometheus_text(run_dir: Path) -> str:
+    """The run's metrics in the Prometheus text format 0.0.4 (what the node exporter's textfile collector reads)."""
+    return prometheus_latest(_registry(run_dir)).decode("utf-8")
+
+
+def write_metrics_file(run_dir: Path, out_dir: Path | None = None) -> Path:
+    """``metrics.prom`` beside the report, replaced atomically."""
+    path = (out_dir or run_dir) / METRICS_FILE
+    atomic_write_text(path, prometheus_text(run_dir))
+    return path

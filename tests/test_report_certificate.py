@@ -1,0 +1,188 @@
+"""The acceptance report as a certificate: the verdict word and its reasons, the preflight grid from
+checks.json as accept writes it, the traffic proof from the byte counters, the per-size table, the
+environment per node, and (with real ranks and headless Chromium) a report whose every chart has marks at
+finite positions."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.commands.compare import CompareConfig
+from bench.commands.compare import run as compare
+from bench.history.store import add_run
+from bench.report import certificate as cert
+from bench.report.build import ReportOptions, write_report
+from bench.rundir.files import atomic_write_json, read_run_json
+from tests.history_fixtures import make_run_dir
+from tests.report_browser import chromium, missing_browser, render
+from tests.support import railbench
+
+HOSTS = tuple(f"gpu-node-{i:02d}" for i in range(1, 17))
+AG = ("all_gather", "world", "world")
+
+
+def _accept_checks(bad: str | None = None) -> dict[str, Any]:
+    """checks.json in the layout ``check --json`` and ``accept`` write (``nodes`` with ``results``)."""
+    nodes = []
+    for host in HOSTS:
+        firmware = "28.39.1002" if host != "gpu-node-07" else "28.36.1010"
+        results = [
+            {"check": "ib-devices", "status": "pass", "reason": "9 RDMA devices", "device": None},
+            {"check": "rail", "status": "fail" if host == bad else "pass",
+             "reason": "mlx5_4 port 1 DOWN" if host == bad else "8 rails ACTIVE at 400 Gb/sec", "device": None},
+            {"check": "gpu-nic-affinity", "status": "skip", "reason": "no GPU on this machine", "device": None},
+        ]  # fmt: skip
+        nodes.append({"node": host, "verdict": "fail" if host == bad else "pass", "results": results,
+                      "versions": {"nccl": "2.23.4", "torch": "2.5.1", "driver": "550.127.05",
+                                   "firmware": firmware}})  # fmt: skip
+    return {"profile": "lambda-1cc", "nranks": 128, "verdict": "fail" if bad else "pass", "nodes": nodes,
+            "cross_node": []}  # fmt: skip
+
+
+def _counters(mlx5_0: int = 0) -> dict[str, dict[str, dict[str, object]]]:
+    per_node = {}
+    for host in HOSTS:
+        devices: dict[str, dict[str, object]] = {f"mlx5_{k}": {"tx_bytes": 5 << 30, "rx_bytes": 5 << 30, "kind": "ib"}
+                                                 for k in range(1, 9)}  # fmt: skip
+        devices["mlx5_0"] = {"tx_bytes": mlx5_0 if host == "gpu-node-03" else 0, "rx_bytes": 0, "kind": "ib"}
+        devices["eno1"] = {"tx_bytes": 4096, "rx_bytes": 8192, "kind": "net"}
+        per_node[host] = devices
+    return per_node
+
+
+def _run(tmp_path: Path, *, profile: str = "lambda-1cc", target: float | None = 3200.0, **meta: object) -> Path:
+    busbw = {(*AG, 0): 0.0, (*AG, 1 << 20): 40.0, (*AG, 1 << 30): 380.0}
+    run_dir = make_run_dir(tmp_path, started_utc="2026-11-20T02:00:00Z", busbw=busbw, hosts=HOSTS, nranks=128,
+                           command="accept", meta_extra={"profile": profile, **meta})  # fmt: skip
+    if target is not None:  # as run/accept write it: the target on every row
+        text = (run_dir / "results.csv").read_text().splitlines()
+        head = text[0].split(",")
+        rows = [line.split(",") for line in text[1:]]
+        for row in rows:
+            row[head.index("target_Gbps")] = str(target)
+        (run_dir / "results.csv").write_text("\n".join([text[0], *(",".join(r) for r in rows)]) + "\n")
+    return run_dir
+
+
+def test_the_grid_reads_checks_json_as_accept_writes_it() -> None:
+    grid = cert.checks_grid(_accept_checks(bad="gpu-node-05"))
+    assert grid is not None and grid.columns == ("ib-devices", "rail", "gpu-nic-affinity")
+    assert len(grid.rows) == 16 and dict(grid.rows)["gpu-node-05"] == ("pass", "fail", "skip")
+    assert grid.reasons[("gpu-node-05", "rail")] == "mlx5_4 port 1 DOWN"
+
+
+def test_traffic_proof_says_mlx5_0_carried_nothing(tmp_path: Path) -> None:
+    proof = cert.traffic_proof({"profile": "lambda-1cc", "counters": _counters()})
+    assert proof is not None and proof.ok and proof.devices[0] == "mlx5_0" and "mlx5_0" in proof.idle
+    assert proof.sentences == ("mlx5_0 carried 0 B on all 16 nodes.",)
+    loud = cert.traffic_proof({"profile": "lambda-1cc", "counters": _counters(mlx5_0=3 << 30)})
+    assert loud is not None and not loud.ok
+    assert loud.sentences == ("mlx5_0 carried 3.22 GB on gpu-node-03: it must stay idle.",)
+    # RunPod: the management interface (eth0) is one of the devices that must stay idle
+    runpod = cert.traffic_proof({"profile": "runpod-instant", "counters": {"pod1": {
+        "eth0": {"tx_bytes": 100, "rx_bytes": 100, "kind": "net"},
+        "eth1": {"tx_bytes": 1 << 30, "rx_bytes": 1 << 30, "kind": "net"}}}})  # fmt: skip
+    assert (
+        runpod is not None and runpod.idle == {"eth0"} and runpod.sentences[0].startswith("eth0 carried at most 200 B")
+    )
+
+
+def test_the_certificate_page(tmp_path: Path) -> None:
+    run_dir = _run(tmp_path / "run", verdict="pass", counters=_counters(), env={"NCCL_IB_HCA": "^=mlx5_0"})
+    atomic_write_json(run_dir / "checks.json", _accept_checks())
+    paths = write_report(run_dir, options=ReportOptions(images=False))
+    md = paths.report_md.read_text(encoding="utf-8")
+    page = paths.report_html.read_text(encoding="utf-8")
+    assert md.index("**Verdict: PASS**") < md.index("## Preflight checks") < md.index("## Traffic proof")
+    assert md.index("## Traffic proof") < md.index("## World sweep") < md.index("## Environment")
+    assert "mlx5\\_0 carried 0 B on all 16 nodes." in md
+    assert "| fact | value |" in md and "|  |  |" not in md and "<th></th>" not in page
+    visible = re.sub(r"<script.*?</script>", "", page, flags=re.S)  # the Vega bundle spells None itself
+    assert "None" not in md and "None" not in visible and not re.search(r"\b1 nodes\b", md + visible)
+    # zero-byte rows stay in the per-size table, and out of the log-scale chart
+    assert "| all\\_gather | 0 | out-of-place |" in md
+    chart_csv = (run_dir / "charts" / "busbw-vs-size.csv").read_text().splitlines()
+    assert all(int(line.split(",")[1]) > 0 for line in chart_csv[1:])
+    # the environment marks the node whose HCA firmware differs
+    assert "28.36.1010 (odd)" in md and "Odd nodes: gpu-node-07 (firmware differ" in md
+    assert '<span class="verdict verdict-pass">PASS</span>' in page
+    assert 'id="section-checks"' in page and 'title="mlx5_4' not in page  # nothing failed here
+
+
+def test_badges_measured_fail_and_regressed(tmp_path: Path) -> None:
+    local = _run(tmp_path / "local", profile="local", target=None, verdict="pass")
+    md = write_report(local, options=ReportOptions(images=False)).report_md.read_text(encoding="utf-8")
+    assert "**Verdict: MEASURED**" in md and "| placement | 16 nodes, 128 ranks |" in md
+
+    failed = _run(tmp_path / "failed", verdict="fail")
+    atomic_write_json(failed / "checks.json", _accept_checks(bad="gpu-node-05"))
+    md = write_report(failed, options=ReportOptions(images=False)).report_md.read_text(encoding="utf-8")
+    head = md.split("| fact | value |")[0]
+    assert "**Verdict: FAIL**" in head and "- gpu-node-05 · rail: mlx5\\_4 port 1 DOWN" in head
+
+    history = tmp_path / "h.sqlite"
+    for night in range(1, 6):
+        add_run(history, _run(tmp_path / f"n{night}", verdict="pass", started_utc=f"2026-11-0{night}T02:00:00Z"))
+    tonight = _run(tmp_path / "tonight", verdict="pass", versions={"nccl": "2.28.1", "torch": "2.6.0"})
+    (tonight / "results.csv").write_text((tonight / "results.csv").read_text().replace("380.0,", "300.0,"))
+    assert compare(CompareConfig(run_dir=tonight, history=history)) == 1
+    assert read_run_json(tonight)["verdict"] == "pass"  # compare never rewrites the run's own verdict ...
+    md = (tonight / "report.md").read_text(encoding="utf-8")  # ... but the page follows compare
+    assert "**Verdict: REGRESSED**" in md and "## Compare with the recent past" in md
+    assert "NCCL 2.27.3 -&gt; 2.28.1 since the baseline" in md.split("| fact | value |")[0]  # "->", escaped
+
+
+@pytest.mark.mpi
+@pytest.mark.browser
+def test_accept_local_default_sweep_gives_a_certificate_with_no_empty_chart(tmp_path: Path) -> None:
+    why = missing_browser()
+    if why:
+        pytest.skip(why)
+    out = tmp_path / "run"
+    done = railbench(["accept", "--profile", "local", "--np", "4", "-e", "16M", "--out", str(out), "--no-history"])
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    results = (out / "results.csv").read_text()
+    assert re.search(r"^all_gather,world,world,4,1,0,", results, re.M)  # -b 8 on 4 ranks: a 0-byte row
+    with chromium() as driver:
+        shown = render(driver, (out / "report.html").as_uri(), "div.vega", tmp_path / "report.png")
+        assert shown.problems() == []
+        state = driver.execute_script(_MARKS_JS)
+        sections = driver.execute_script(
+            "return Array.from(document.querySelectorAll('#verdict, section.part')).map(s => s.id)"
+        )
+        badge = driver.execute_script("return document.querySelector('#verdict .verdict').textContent")
+        proof = driver.execute_script("return document.querySelector('#section-traffic .sentence').textContent")
+    assert badge == "MEASURED"
+    assert sections[:4] == ["verdict", "section-checks", "section-traffic", "section-sweep"]
+    assert "section-environment" in sections
+    assert proof  # one sentence about the counters
+    assert set(state) >= {"busbw-vs-size"}
+    for name, marks in state.items():
+        assert marks["marks"] > 0 and marks["bad"] == 0, (name, marks)
+    assert state["busbw-vs-size"]["xs"] >= 5  # spread across the x axis, not piled on the y axis
+
+
+# Every mark item of every chart (not axes, legends or titles) and whether its x and y are finite numbers.
+_MARKS_JS = """
+const out = {};
+for (const [name, view] of Object.entries(window.railbenchViews || {})) {
+  let marks = 0, bad = 0; const xs = new Set();
+  const walk = (node) => {
+    if (!node) return;
+    for (const item of node.items || []) {
+      if (node.marktype !== 'group' && node.role === 'mark') {
+        marks++;
+        if (Number.isFinite(item.x) && Number.isFinite(item.y)) xs.add(Math.round(item.x)); else bad++;
+      }
+      for (const child of item.items || []) walk(child);
+    }
+  };
+  walk(view.scenegraph().root);
+  out[name] = {marks: marks, bad: bad, xs: xs.size};
+}
+return out;
+"""
