@@ -19,9 +19,11 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from bench.errors import EXIT_INFRA, InfraError, UserError
+from bench.errors import EXIT_INFRA, InfraError, Interrupted, UserError, interrupt_status
 from bench.rundir.files import atomic_write_json, default_cluster_name, default_run_dir, read_run_json
 from bench.runtime import env as benv
+from bench.runtime import signals
+from bench.runtime.validate import gpu_count
 
 
 def find_mpirun() -> str:
@@ -40,14 +42,6 @@ def find_mpirun() -> str:
 
 def cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def gpu_count(proc_root: Path = Path("/proc/driver/nvidia/gpus")) -> int:
-    """GPUs the NVIDIA driver exposes, counted without importing torch (0 on machines without one)."""
-    try:
-        return sum(1 for p in proc_root.iterdir() if p.is_dir())
-    except OSError:
-        return 0
 
 
 def mem_available_bytes(meminfo: Path = Path("/proc/meminfo")) -> int | None:
@@ -112,19 +106,20 @@ def child_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 
 def run_ranks(cmd: Sequence[str], child_env: Mapping[str, str], timeout_s: float | None) -> int:
     """Run the launcher and wait; Ctrl-C and timeouts stop the whole process group, never orphan ranks."""
+    signals.install()  # SIGTERM to the parent (scancel, timeout) stops the ranks too, never only the parent
     proc = subprocess.Popen(list(cmd), env=dict(child_env), start_new_session=True)
     try:
         return proc.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         _stop(proc)
         return -1
-    except KeyboardInterrupt:
-        _stop(proc, first=signal.SIGINT)
+    except KeyboardInterrupt as exc:
+        _stop(proc, first=exc.signum if isinstance(exc, Interrupted) else signal.SIGINT)
         raise
 
 
 def _stop(proc: subprocess.Popen[bytes], first: int = signal.SIGTERM) -> None:
-    for sig, wait_s in ((first, 10.0), (signal.SIGKILL, 5.0)):
+    for sig, wait_s in ((first, 8.0), (signal.SIGKILL, 2.0)):
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
@@ -141,13 +136,16 @@ def rank_or_local(
     np: int | None,
     rank_entry: Callable[[benv.RankInfo], int],
     start_local: Callable[[int], int],
+    validate: Callable[[], object],
 ) -> int:
-    """Be a rank when a launcher started this process, else start ``--np`` local ranks; one line otherwise."""
+    """Be a rank when a launcher started this process, else ``validate`` the input and start ``--np`` local
+    ranks; one line otherwise. (A rank validates in ``rank_entry``, where rank 0 alone speaks.)"""
     info = benv.discover_rank()
     if info is not None:
         if np is not None:
             raise UserError(f"railbench is already a rank under {info.launcher}: drop --np, the launcher starts ranks")
         return rank_entry(info)
+    validate()  # bad input: one line and exit 2 before any rank starts
     if np is None:
         raise UserError(
             f"no launcher detected and no --np: start 'railbench {command}' under mpirun/srun/torchrun on every "
@@ -168,7 +166,26 @@ def start_local_ranks(
     out = out or default_run_dir(cluster or default_cluster_name(socket.gethostname()))
     check_local_np(np, backend, per_rank_bytes, cpus=cpu_count(), gpus=gpu_count(), mem=mem_available_bytes())
     cmd = mpirun_command(np, rank_argv(out), oversubscribe=gpu_count() == 0)
-    return exit_status_from_run_dir(out, run_ranks(cmd, child_environment(), timeout_s=None))
+    return exit_status_from_run_dir(out, run_interrupted_into(out, cmd))
+
+
+def run_interrupted_into(out: Path, cmd: Sequence[str]) -> int:
+    """``run_ranks`` for a run directory: an interrupt stops the ranks and leaves run.json ``interrupted``."""
+    try:
+        return run_ranks(cmd, child_environment(), timeout_s=None)
+    except KeyboardInterrupt as exc:
+        mark_interrupted(out, interrupt_status(exc))
+        raise
+
+
+def mark_interrupted(out: Path, status: int) -> None:
+    """run.json says ``interrupted`` with the parent's exit status (the ranks may have died before saying it)."""
+    if not (out / "run.json").is_file():
+        return
+    meta = read_run_json(out)
+    if meta.get("status") in ("running", "interrupted"):
+        meta.update(status="interrupted", verdict=None, exit_status=status)
+        atomic_write_json(out / "run.json", meta)
 
 
 def exit_status_from_run_dir(out: Path, rc: int) -> int:
