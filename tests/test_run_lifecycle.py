@@ -126,3 +126,20 @@ def test_a_signal_to_the_parent_stops_every_rank_and_is_recorded(tmp_path: Path,
     meta = json.loads((out / "run.json").read_text())
     assert meta["status"] == "interrupted" and meta["exit_status"] == status
     assert len(_rows(out)) >= kept >= 2
+
+
+@pytest.mark.mpi
+def test_a_fail_verdict_under_np_is_exit_1_without_the_open_mpi_box(tmp_path: Path) -> None:
+    profile = tmp_path / "fast.toml"
+    profile.write_text(
+        'name = "fast"\ntransport = "loopback"\nnvlink_target_gbps = 1000000\njudge_min_bytes = "1K"\n'
+        '[network]\nsocket_ifnames = "lo"\noob_ifname = "lo"\n'
+    )
+    out = tmp_path / "run"
+    sweep = ["-b", "4K", "-e", "8K", "-n", "2", "-w", "0", "--collectives", "all_reduce"]
+    args = ["run", "--np", "2", *sweep, "--profile", str(profile), "--out", str(out), "--no-history"]
+    proc = railbench(args, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    assert "# FAIL all_reduce at 4K" in proc.stdout
+    assert "prterun" not in proc.stderr and "-----" not in proc.stderr, proc.stderr
+    assert json.loads((out / "run.json").read_text())["exit_status"] == 1

@@ -245,8 +245,7 @@ def guarded_rails_phase(
     try:
         return rails_phase(settings, ctx, watchdog)
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        message = f"{watchdog.current_label()}: {type(exc).__name__}: {first}"
+        message = watchdog.lost(exc)
         on_failure({"kind": "lost-rank", "message": message})
         raise InfraError(message) from None
     finally:

@@ -23,6 +23,7 @@ from bench.errors import EXIT_INFRA, InfraError, Interrupted, UserError, interru
 from bench.rundir.files import atomic_write_json, default_cluster_name, default_run_dir, read_run_json
 from bench.runtime import env as benv
 from bench.runtime import signals
+from bench.runtime.launcher_output import LauncherOutput
 from bench.runtime.validate import gpu_count
 
 
@@ -104,12 +105,21 @@ def child_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return child
 
 
-def run_ranks(cmd: Sequence[str], child_env: Mapping[str, str], timeout_s: float | None) -> int:
-    """Run the launcher and wait; Ctrl-C and timeouts stop the whole process group, never orphan ranks."""
+def run_ranks(
+    cmd: Sequence[str], child_env: Mapping[str, str], timeout_s: float | None, output: LauncherOutput | None = None
+) -> int:
+    """Run the launcher and wait; Ctrl-C and timeouts stop the whole process group, never orphan ranks.
+
+    With ``output``, the launcher's stderr goes through it (Open MPI's boxes held back)."""
     signals.install()  # SIGTERM to the parent (scancel, timeout) stops the ranks too, never only the parent
-    proc = subprocess.Popen(list(cmd), env=dict(child_env), start_new_session=True)
+    stderr = subprocess.PIPE if output is not None else None
+    proc = subprocess.Popen(list(cmd), env=dict(child_env), start_new_session=True, stderr=stderr, text=True)
+    reader = output.pump(proc.stderr) if output is not None and proc.stderr is not None else None
     try:
-        return proc.wait(timeout=timeout_s)
+        rc = proc.wait(timeout=timeout_s)
+        if reader is not None:
+            reader.join(timeout=10.0)
+        return rc
     except subprocess.TimeoutExpired:
         _stop(proc)
         return -1
@@ -118,7 +128,7 @@ def run_ranks(cmd: Sequence[str], child_env: Mapping[str, str], timeout_s: float
         raise
 
 
-def _stop(proc: subprocess.Popen[bytes], first: int = signal.SIGTERM) -> None:
+def _stop(proc: subprocess.Popen[str], first: int = signal.SIGTERM) -> None:
     for sig, wait_s in ((first, 8.0), (signal.SIGKILL, 2.0)):
         try:
             os.killpg(proc.pid, sig)
@@ -166,13 +176,14 @@ def start_local_ranks(
     out = out or default_run_dir(cluster or default_cluster_name(socket.gethostname()))
     check_local_np(np, backend, per_rank_bytes, cpus=cpu_count(), gpus=gpu_count(), mem=mem_available_bytes())
     cmd = mpirun_command(np, rank_argv(out), oversubscribe=gpu_count() == 0)
-    return exit_status_from_run_dir(out, run_interrupted_into(out, cmd))
+    output = LauncherOutput(sys.stderr)
+    return exit_status_from_run_dir(out, run_interrupted_into(out, cmd, output), output)
 
 
-def run_interrupted_into(out: Path, cmd: Sequence[str]) -> int:
+def run_interrupted_into(out: Path, cmd: Sequence[str], output: LauncherOutput | None = None) -> int:
     """``run_ranks`` for a run directory: an interrupt stops the ranks and leaves run.json ``interrupted``."""
     try:
-        return run_ranks(cmd, child_environment(), timeout_s=None)
+        return run_ranks(cmd, child_environment({benv.PARENT_VAR: "1"}), timeout_s=None, output=output)
     except KeyboardInterrupt as exc:
         mark_interrupted(out, interrupt_status(exc))
         raise
@@ -188,13 +199,27 @@ def mark_interrupted(out: Path, status: int) -> None:
         atomic_write_json(out / "run.json", meta)
 
 
-def exit_status_from_run_dir(out: Path, rc: int) -> int:
-    """The exit status rank 0 recorded in run.json; a run the ranks left unfinished is marked failed."""
+def exit_status_from_run_dir(out: Path, rc: int, output: LauncherOutput | None = None) -> int:
+    """The exit status rank 0 recorded in run.json; a run the ranks left unfinished is marked failed.
+
+    The parent was not interrupted when it gets here, so a run.json that says ``interrupted`` means the
+    launcher stopped the ranks because one of them died: that is a lost rank, named from the launcher's words.
+    """
+    lost = output.lost_ranks() if output is not None else []
     if not (out / "run.json").is_file():
+        for box in output.boxes if output is not None else []:
+            print(box, file=sys.stderr)  # nothing else explains this failure: show what the launcher said
         raise InfraError(f"the ranks exited with status {rc} before writing {out}/run.json: see their output above")
     meta = read_run_json(out)
     status = meta.get("exit_status")
-    if isinstance(status, int):
+    if lost and meta.get("status") in ("running", "interrupted", "failed"):
+        message = "; ".join(r.describe() for r in lost) + "; results.csv keeps every finished measurement"
+        meta.update(status="failed", verdict="error", exit_status=EXIT_INFRA,
+                    failure={"kind": "lost-rank", "message": message, "missing_ranks": [r.rank for r in lost],
+                             "missing_hosts": [r.host for r in lost]})  # fmt: skip
+        atomic_write_json(out / "run.json", meta)
+        raise InfraError(f"{message}: {out}")
+    if isinstance(status, int) and meta.get("status") != "interrupted":
         return status
     # The ranks died without finishing run.json (a rank killed, the launcher aborted): record that here so
     # the run directory says what happened; every row measured before is already in results.csv.

@@ -180,8 +180,7 @@ def sweep(config: RunConfig, ctx: DistContext, *, finish: bool = True) -> int:
                 record.update(status="interrupted", verdict=None, exit_status=128 + signum, finished_utc=iso_utc())
             raise Interrupted(signum) from None
         # A peer that died or a transport error surfaces here as torch's RuntimeError/DistError.
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        message = f"{watchdog.current_label()}: {type(exc).__name__}: {first}"
+        message = watchdog.lost(exc)
         if record is not None:
             record.update(status="failed", verdict="error", exit_status=EXIT_INFRA, finished_utc=iso_utc(),
                           failure={"kind": "lost-rank", "message": message})  # fmt: skip
