@@ -19,7 +19,8 @@ import sys
 from collections.abc import Sequence
 
 from bench import __version__
-from bench.errors import EXIT_USAGE, InfraError, UserError
+from bench.errors import EXIT_USAGE, InfraError, UserError, interrupt_status
+from bench.runtime.env import PARENT_VAR, discover_rank, get
 
 # name -> (module under bench.commands, one-line summary). Order is the order shown in --help.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -87,10 +88,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InfraError as exc:
         print(f"railbench: infrastructure fault: {exc}", file=sys.stderr)
         return exc.exit_status
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         # Results are written as they are measured, so an interrupt loses nothing already on disk.
-        print("railbench: interrupted; results measured so far are on disk", file=sys.stderr)
-        return 130
+        info = discover_rank()
+        if info is None or (info.rank == 0 and not get(PARENT_VAR)):  # one voice: the parent, else rank 0
+            print("railbench: interrupted; results measured so far are on disk", file=sys.stderr)
+        return interrupt_status(exc)
 
 
 if __name__ == "__main__":

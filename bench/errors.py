@@ -26,3 +26,18 @@ class InfraError(Exception):
     """An infrastructure fault (a hang, a lost rank, a launcher that died): exit status 3."""
 
     exit_status = EXIT_INFRA
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM: exit status 128 + the signal (130, 143). A KeyboardInterrupt, so every handler that
+    keeps rows on Ctrl-C keeps them on SIGTERM (what ``scancel`` and ``timeout`` send) too."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+        self.exit_status = 128 + signum
+
+
+def interrupt_status(exc: BaseException) -> int:
+    """The exit status of an interrupt: 128 + its signal, 130 for a plain KeyboardInterrupt."""
+    return exc.exit_status if isinstance(exc, Interrupted) else 130

@@ -19,6 +19,8 @@ Keys (top level unless shown):
                          far above all_gather or sendrecv on the same NVLink
 ``pass_fraction``        a measurement passes at this fraction of its target (default 0.9)
 ``counter_tolerance_bytes``  bytes an excluded device may carry before it is flagged (default 1 MiB)
+``judge_min_bytes``      sizes below this are measured but not judged against a target (default 256M;
+                         an integer or a size such as ``64M``): small messages measure latency
 ``[rails]``              ``count``, ``rate_gbps``, ``link_layer`` (``InfiniBand``/``Ethernet``), ``names``
                          (expected names on today's nodes: only used to name a missing rail; rails are
                          discovered), ``exclude`` (HCAs NCCL must not use), ``exclude_ifnames``
@@ -43,6 +45,7 @@ from typing import Any, Literal, cast
 
 from bench.errors import UserError
 from bench.measure.busbw import BUSBW_FACTOR
+from bench.units import parse_size
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -56,6 +59,10 @@ LINK_LAYERS = ("InfiniBand", "Ethernet")
 
 # Tables other commands own; accepted as tables and left to them.
 EXTENSION_TABLES = frozenset({"compare", "rails_test", "run", "accept", "report"})
+
+
+DEFAULT_JUDGE_MIN_BYTES = 256 << 20
+"""Small messages measure latency, not bandwidth: a sweep is judged on its sizes at or above this."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +102,8 @@ class Profile:
     """The whole parsed TOML, for tables other commands own (``[compare]``...)."""
     nvlink_targets_gbps: Mapping[str, float] = field(default_factory=dict)
     """Single-node target busbw per collective; a collective not listed uses ``nvlink_target_gbps``."""
+    judge_min_bytes: int = DEFAULT_JUDGE_MIN_BYTES
+    """Sizes below this are measured but not judged against a target (they measure latency)."""
 
     def __post_init__(self) -> None:
         if self.transport not in TRANSPORTS:
@@ -124,6 +133,7 @@ _TOP: dict[str, tuple[tuple[type, ...], str]] = {
     "nvlink_target_gbps": ((int, float), "a number (Gb/s)"),
     "pass_fraction": ((int, float), "a number such as 0.9"),
     "counter_tolerance_bytes": ((int,), "an integer number of bytes"),
+    "judge_min_bytes": ((int, str), "a size such as 256M"),
     "rails": ((dict,), "a table"),
     "network": ((dict,), "a table"),
     "recommended_env": ((dict,), 'a table of NAME = "value"'),
@@ -249,6 +259,9 @@ def _parse(text: str, where: str, default_name: str) -> Profile:
         nvlink_target_gbps=float(data["nvlink_target_gbps"]) if "nvlink_target_gbps" in data else None,
         pass_fraction=float(fraction),
         counter_tolerance_bytes=int(data.get("counter_tolerance_bytes", 1 << 20)),
+        judge_min_bytes=parse_size(
+            str(data.get("judge_min_bytes", DEFAULT_JUDGE_MIN_BYTES)), f"{where}: judge_min_bytes"
+        ),
         source=where,
         raw=MappingProxyType(data),
         nvlink_targets_gbps=MappingProxyType(nvlink_targets),

@@ -1,8 +1,11 @@
 """Regenerate the sample report under ``reports/sample/`` (linked from the README).
 
-    python ci/sample_report.py --testbed    # a real run: `railbench rails` on the namespace cluster (root)
-    python ci/sample_report.py RUN_DIR      # from a real run directory (e.g. a CPU `railbench run`)
-    python ci/sample_report.py              # from the synthetic 8-node run directory in tests/report_data.py
+    python ci/sample_report.py --update-sample --testbed  # a real run: `railbench rails` on the namespace cluster
+    python ci/sample_report.py --update-sample RUN_DIR    # from a real run directory (e.g. a CPU `railbench run`)
+    python ci/sample_report.py --update-sample            # from the synthetic 8-node run in tests/report_data.py
+    python ci/sample_report.py --out DIR                  # draw it elsewhere; the committed sample is left alone
+
+Without ``--update-sample`` or ``--out`` it refuses: the committed sample is only rewritten when asked.
 
 ``--testbed`` builds the 4-node x 2-rail network-namespace cluster of the tests, slows node03's rail 1 to
 300 Mbit/s with tc, runs ``railbench rails`` across it for real (gloo on CPU), and draws that run. veth
@@ -60,23 +63,29 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", nargs="?", type=Path, help="run directory (default: build a synthetic one)")
     parser.add_argument("--testbed", action="store_true", help="measure a real run on the namespace cluster")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--update-sample", action="store_true", help="overwrite the committed reports/sample/")
+    where.add_argument("--out", type=Path, help="draw the sample into DIR instead")
     args = parser.parse_args()
+    if not args.update_sample and args.out is None:
+        parser.error("pass --update-sample to overwrite the committed reports/sample/, or --out DIR")
+    sample = SAMPLE if args.update_sample else args.out
     with tempfile.TemporaryDirectory(prefix="railbench-sample-") as scratch:
         scratch_dir = Path(scratch)
         run_dir = testbed_run_dir(scratch_dir) if args.testbed else args.run_dir or synthetic_run_dir(scratch_dir)
-        cmd = [sys.executable, "-m", "bench", "report", str(run_dir), "--out", str(SAMPLE)]
+        cmd = [sys.executable, "-m", "bench", "report", str(run_dir), "--out", str(sample)]
         proc = subprocess.run(cmd, cwd=REPO, env=rank_env(), check=False)
         if proc.returncode != 0:
             return proc.returncode
-    charts = sorted((SAMPLE / "charts").glob("*.png"))
+    charts = sorted((sample / "charts").glob("*.png"))
     for prefix in BAR_CHARTS:
         match = [p for p in charts if p.stem == prefix or (prefix.endswith("-") and p.stem.startswith(prefix))]
         if match:
-            shutil.copyfile(match[0], SAMPLE / "bars.png")
-            print(f"bars.png <- {match[0].relative_to(REPO)}")
+            shutil.copyfile(match[0], sample / "bars.png")
+            print(f"bars.png <- {match[0]}")
             break
     else:
-        print("this run has no bar chart: reports/sample/bars.png left as it was")
+        print(f"this run has no bar chart: {sample / 'bars.png'} left as it was")
     return 0
 
 

@@ -29,7 +29,10 @@ def test_bad_input_is_one_line(args: list[str], message: str) -> None:
 
 @pytest.mark.mpi
 def test_one_node_is_skipped_with_the_reason(tmp_path: Path) -> None:
-    done = railbench(["rails", "--np", "2", "--out", str(tmp_path), "--rail-bytes", "64K", "--pair-bytes", "64K"])
+    history = ["--history", str(tmp_path / "history.sqlite")]  # never the repository's reports/
+    done = railbench(
+        ["rails", "--np", "2", "--out", str(tmp_path), "--rail-bytes", "64K", "--pair-bytes", "64K", *history]
+    )
     assert done.returncode == 0, done.stderr
     assert "# rails: skipped: 1 node" in done.stdout
     doc = json.loads((tmp_path / "rails.json").read_text())

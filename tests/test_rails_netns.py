@@ -42,7 +42,7 @@ def rails(bed: NetnsCluster, out: Path, *extra: str) -> tuple[int, str, dict]:
     done = bed.run(
         2,
         [sys.executable, "-m", "bench", "rails", "--profile", str(bed.workdir / "netns.toml"), "--out", str(out),
-         "--timeout", "90", *extra],
+         "--history", str(out / "history.sqlite"), "--timeout", "90", *extra],
         timeout=200,
     )  # fmt: skip
     assert (out / "rails.json").is_file(), done.stdout + done.stderr

@@ -6,6 +6,7 @@ import contextlib
 import csv
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -154,6 +155,9 @@ def test_killed_rank_is_exit_3_and_rows_are_kept(tmp_path: Path) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 3, stderr
     assert "Traceback" not in stderr
+    # The killed rank is named with its number and host, not only gloo's "Connection reset by peer".
+    assert re.search(rf"rank(\(s\))? 2 on {socket.gethostname()}", stderr), stderr
     meta = json.loads((out / "run.json").read_text())
     assert meta["status"] == "failed" and meta["exit_status"] == 3
+    assert re.search(rf"rank(\(s\))? 2 on {socket.gethostname()}", meta["failure"]["message"])
     assert len(_rows(out)) >= kept >= 2

@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Literal
 
 from bench.errors import UserError
-from bench.rails.config import RailsConfig
+from bench.profiles import Profile, load_profile
+from bench.rails.config import RailsConfig, RailsSettings, resolve
+from bench.runtime.validate import check_common
 from bench.sweep.config import RunConfig
 
 
@@ -68,3 +70,14 @@ class AcceptConfig:
         flags = (("--no-check", not s.check), ("--isolation", r.isolation), ("--no-pairs", not r.pairs),
                  ("--no-history", s.no_history))  # fmt: skip
         return argv + [flag for flag, on in flags if on]
+
+
+def validate(config: AcceptConfig) -> tuple[Profile, RailsSettings]:
+    """The profile, the rails settings and where the run goes, checked in the parent before any rank starts
+    and on every rank before it joins the process group."""
+    profile = load_profile(config.profile)
+    settings = resolve(config.rails_config(Path(".")), profile)
+    check_common(
+        backend=config.backend, out=config.out, history=config.sweep.history, no_history=config.sweep.no_history
+    )
+    return profile, settings

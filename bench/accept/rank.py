@@ -19,17 +19,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.accept.config import AcceptConfig
+from bench.accept.config import AcceptConfig, validate
 from bench.check.node import render, to_json
-from bench.errors import EXIT_FAIL, EXIT_INFRA, EXIT_PASS, UserError
+from bench.errors import EXIT_FAIL, EXIT_INFRA, EXIT_PASS, EXIT_USAGE, UserError
 from bench.fabric import checks, cluster
 from bench.fabric.checks import CheckResult
 from bench.fabric.cluster import NodeReport
 from bench.measure.targets import judge_min_bytes
-from bench.profiles import load_profile
 from bench.rails import output
 from bench.rails import rank as rails_rank
-from bench.rails.config import RailsSettings, resolve
+from bench.rails.config import RailsSettings
 from bench.rails.measure import gather_objects
 from bench.rails.records import RailsOutcome
 from bench.rundir.files import (
@@ -56,11 +55,10 @@ _JUNIT_STATUS: Mapping[str, Status] = {"pass": "pass", "warn": "pass", "fail": "
 def run_rank(config: AcceptConfig, info: RankInfo) -> int:
     """One rank of ``railbench accept``; every rank returns the same exit status."""
     try:
-        profile = load_profile(config.profile)
-        settings = resolve(config.rails_config(Path(".")), profile)
+        profile, settings = validate(config)
     except UserError:
         if info.rank != 0:
-            return 2
+            return EXIT_USAGE
         raise
     return run_as_rank(
         info, config.backend, config.timeout_s, settings.oob_ifname, lambda ctx: _accept(config, settings, profile, ctx)
@@ -127,7 +125,10 @@ def _accept(config: AcceptConfig, settings: RailsSettings, profile: Any, ctx: Di
                 ctx, cluster_name, profile, settings, "accept")["rails_test"],
         )  # fmt: skip
         atomic_write_json(out_dir / "run.json", meta)
-        finish_run(out_dir, profile, history=sweep_config.history, no_history=sweep_config.no_history)
+        if finish_run(out_dir, profile, history=sweep_config.history, no_history=sweep_config.no_history):
+            status = status or EXIT_INFRA  # a FAIL verdict keeps exit 1
+            meta.update(exit_status=status, finish="failed")
+            atomic_write_json(out_dir / "run.json", meta)
         failed = [c for c in cases if c.status in ("fail", "error")]
         for case in failed:
             print(f"# FAIL {case.classname} {case.name}: {case.message}")

@@ -13,13 +13,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench.accept.config import AcceptConfig
+from bench.accept.config import AcceptConfig, validate
 from bench.accept.rank import run_rank
 from bench.commands import rails as rails_cmd
 from bench.errors import UserError
 from bench.measure.collectives import get_collective
-from bench.profiles import load_profile
-from bench.rails.config import RailsConfig, resolve
+from bench.rails.config import RailsConfig
 from bench.runtime.launch import rank_or_local, start_local_ranks
 from bench.sweep.config import RunConfig
 from bench.units import parse_size
@@ -86,12 +85,11 @@ def main(args: argparse.Namespace) -> int:
 
 def run(config: AcceptConfig) -> int:
     """Accept the cluster as a rank, or start ``--np`` local ranks and return their verdict."""
-    resolve(config.rails, load_profile(config.profile))  # bad input fails before any rank starts
 
-    per_rank = 2 * config.sweep.max_bytes  # the sweep's largest size dominates: send and receive buffers
+    def start_local(np: int) -> int:
+        per_rank = 2 * config.sweep.max_bytes  # the sweep's largest size dominates: send and receive buffers
+        return start_local_ranks(np, config.rank_argv, config.out, config.cluster, config.backend, per_rank)
+
     return rank_or_local(
-        "accept",
-        config.np,
-        lambda info: run_rank(config, info),
-        lambda np: start_local_ranks(np, config.rank_argv, config.out, config.cluster, config.backend, per_rank),
+        "accept", config.np, lambda info: run_rank(config, info), start_local, lambda: validate(config)
     )

@@ -24,8 +24,7 @@ from pathlib import Path
 
 from bench.errors import EXIT_INFRA, UserError
 from bench.measure.collectives import get_collective
-from bench.profiles import load_profile
-from bench.rails.config import RAIL_COLLECTIVES, RailsConfig, RailsSettings, resolve
+from bench.rails.config import RAIL_COLLECTIVES, RailsConfig, RailsSettings, resolve, validate
 from bench.rails.rank import run_rank
 from bench.runtime.launch import rank_or_local, start_local_ranks
 from bench.units import parse_size
@@ -90,16 +89,14 @@ def main(args: argparse.Namespace) -> int:
 
 def run(config: RailsConfig) -> int:
     """Run the rails test as a rank, or start ``--np`` local ranks and return their verdict."""
-    settings = resolve(config, load_profile(config.profile))  # bad input fails here, before any rank starts
 
-    # Each rank holds the pair buffers (send, receive) and a rail collective's buffers and check copy.
-    per_rank = 3 * max(settings.rail_bytes, settings.pair_bytes)
-    return rank_or_local(
-        "rails",
-        config.np,
-        lambda info: run_rank(config, info),
-        lambda np: start_local_ranks(np, config.rank_argv, config.out, config.cluster, config.backend, per_rank),
-    )
+    def start_local(np: int) -> int:
+        _, settings = validate(config)
+        # Each rank holds the pair buffers (send, receive) and a rail collective's buffers and check copy.
+        per_rank = 3 * max(settings.rail_bytes, settings.pair_bytes)
+        return start_local_ranks(np, config.rank_argv, config.out, config.cluster, config.backend, per_rank)
+
+    return rank_or_local("rails", config.np, lambda info: run_rank(config, info), start_local, lambda: validate(config))
 
 
 __all__ = ["EXIT_INFRA", "RailsConfig", "RailsSettings", "add_arguments", "main", "resolve", "run"]

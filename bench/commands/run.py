@@ -22,7 +22,7 @@ from bench.rundir.files import default_cluster_name, default_run_dir
 from bench.runtime import env as benv
 from bench.runtime import launch
 from bench.runtime.placement import blocking_wait_conflict
-from bench.sweep.config import RunConfig, message_sizes
+from bench.sweep.config import RunConfig, message_sizes, validate
 from bench.sweep.rank import run_rank
 from bench.units import parse_size
 
@@ -112,8 +112,8 @@ def run(config: RunConfig) -> int:
             raise UserError(
                 f"railbench is already a rank under {info.launcher}: drop --np/--nnodes, the launcher starts ranks"
             )
-
         return run_rank(config, info)
+    validate(config)  # bad input: one line and exit 2 before any rank starts
     node = _node_launch(config)
     if config.np is None and node is None:
         raise UserError(
@@ -144,7 +144,7 @@ def _start_ranks(config: RunConfig, node: benv.NodeLaunch | None) -> int:
     cmd = launch.elastic_command(
         node.nnodes, node.node_rank, node.nproc_per_node, node.main_address, node.main_port, config.rank_argv(out)
     )
-    rc = launch.run_ranks(cmd, launch.child_environment(), timeout_s=None)
+    rc = launch.run_interrupted_into(out, cmd)
     if node.node_rank != 0:
         # Rank 0 lives on node 0 and writes the run directory there; this node only knows its own ranks.
         return 0 if rc == 0 else EXIT_FAIL

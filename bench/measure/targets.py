@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-POINT_TO_POINT = frozenset({"sendrecv"})
+from bench.profiles import Profile
 
-# Small messages measure latency, not bandwidth: a sweep is judged on its sizes at or above this.
-DEFAULT_JUDGE_MIN_BYTES = 256 << 20
+POINT_TO_POINT = frozenset({"sendrecv"})
 
 
 def world_target_gbps(profile: Any, collective: str, nnodes: int) -> float | None:
@@ -31,7 +30,6 @@ def world_target_gbps(profile: Any, collective: str, nnodes: int) -> float | Non
     return getattr(profile, "nvlink_target_gbps", None)
 
 
-def judge_min_bytes(profile: Any) -> int:
-    raw = getattr(profile, "raw", None) or {}
-    value = raw.get("judge_min_bytes") if isinstance(raw, dict) else None
-    return int(value) if isinstance(value, int) and value > 0 else DEFAULT_JUDGE_MIN_BYTES
+def judge_min_bytes(profile: Profile) -> int:
+    """The smallest size judged against a target (the profile's ``judge_min_bytes``, default 256M)."""
+    return profile.judge_min_bytes

@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from bench.errors import UserError
 from bench.measure.collectives import get_collective
+from bench.profiles import Profile, load_profile
+from bench.runtime.validate import check_common
 from bench.units import parse_size
 
 RAIL_COLLECTIVES = ("all_reduce", "all_gather")
@@ -194,3 +196,12 @@ def resolve(config: RailsConfig, profile: Any) -> RailsSettings:
         quiet_devices=tuple(d for d in (oob, *profile.excluded_devices) if d),
         timeout_s=config.timeout_s,
     )
+
+
+def validate(config: RailsConfig) -> tuple[Profile, RailsSettings]:
+    """The profile, the resolved settings and where the run goes, checked in the parent before any rank
+    starts and on every rank before it joins the process group."""
+    profile = load_profile(config.profile)
+    settings = resolve(config, profile)
+    check_common(backend=config.backend, out=config.out, history=config.history, no_history=config.no_history)
+    return profile, settings

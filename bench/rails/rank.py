@@ -14,15 +14,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.errors import EXIT_FAIL, EXIT_INFRA, EXIT_PASS, InfraError, UserError
+from bench.errors import EXIT_FAIL, EXIT_INFRA, EXIT_PASS, EXIT_USAGE, InfraError, UserError
 from bench.fabric import counters
 from bench.fabric.sysfs import Sysfs, ib_ports, net_devices
 from bench.measure.collectives import get_collective
 from bench.measure.timing import measure
 from bench.netaddr import interface_ipv4
-from bench.profiles import load_profile
 from bench.rails import evidence, output, records
-from bench.rails.config import RailsConfig, RailsSettings, resolve
+from bench.rails.config import RailsConfig, RailsSettings, validate
 from bench.rails.layout import RailLayout, interface_for_rail, rail_layout
 from bench.rails.localise import Defect, Thresholds, localise
 from bench.rails.measure import (
@@ -246,8 +245,7 @@ def guarded_rails_phase(
     try:
         return rails_phase(settings, ctx, watchdog)
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        message = f"{watchdog.current_label()}: {type(exc).__name__}: {first}"
+        message = watchdog.lost(exc)
         on_failure({"kind": "lost-rank", "message": message})
         raise InfraError(message) from None
     finally:
@@ -260,11 +258,10 @@ def guarded_rails_phase(
 def run_rank(config: RailsConfig, info: RankInfo) -> int:
     """One rank of the standalone ``railbench rails``; every rank returns the same exit status."""
     try:
-        profile = load_profile(config.profile)
-        settings = resolve(config, profile)
+        profile, settings = validate(config)
     except UserError:
         if info.rank != 0:
-            return 2
+            return EXIT_USAGE
         raise
     return run_as_rank(
         info, config.backend, config.timeout_s, settings.oob_ifname,
@@ -296,7 +293,9 @@ def _standalone(config: RailsConfig, settings: RailsSettings, profile: Any, ctx:
         verdict = "skip" if outcome.skipped else ("fail" if outcome.failed else "pass")
         record.update(status="complete", verdict=None if verdict == "skip" else verdict, exit_status=status,
                       finished_utc=iso_utc(), rails_skipped=outcome.skipped)  # fmt: skip
-        finish_run(out_dir, profile, history=config.history, no_history=config.no_history)
+        if finish_run(out_dir, profile, history=config.history, no_history=config.no_history):
+            status = status or EXIT_INFRA  # a FAIL verdict keeps exit 1
+            record.update(exit_status=status, finish="failed")
         print(f"# run directory: {out_dir}", flush=True)
         sys.stdout.flush()
     return int(broadcast_str(ctx.store, "exit_status", str(status), rank, 60.0))

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from bench.errors import EXIT_USAGE, InfraError, UserError
 from bench.netaddr import rendezvous_address
+from bench.runtime import signals
 from bench.runtime.env import RankInfo, scoped
 
 Backend = Literal["auto", "nccl", "gloo"]
@@ -148,6 +149,7 @@ def run_as_rank(
     rank 0 for everyone; the other ranks hold back a few seconds, so they speak only when the launcher has
     not stopped them by then, i.e. when rank 0 itself is what was lost.
     """
+    signals.install()  # SIGTERM (scancel, timeout) ends the run as Ctrl-C does: recorded as interrupted
     try:
         # gloo's world group binds GLOO_SOCKET_IFNAME as it is at start-up: the management interface.
         with scoped("GLOO_SOCKET_IFNAME", oob_ifname):

@@ -50,6 +50,10 @@ Launcher = Literal["openmpi", "torchrun", "deepspeed", "pmix", "pmi", "slurm"]
 RECORDED_PREFIXES = ("NCCL_", "UCX_", "GLOO_", "TORCH_NCCL_", "CUDA_VISIBLE_DEVICES", "OMPI_MCA_")
 
 
+PARENT_VAR = "RAILBENCH_PARENT"
+"""Set for ranks a railbench parent started: the parent speaks for them when the run is interrupted."""
+
+
 def environ() -> Mapping[str, str]:
     """The process environment (read-only view)."""
     return os.environ

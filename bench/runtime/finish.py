@@ -1,34 +1,37 @@
-"""The finish step every command takes once its run directory is complete: history, then the report."""
+"""The finish step every command takes once its run directory is complete: history, then the report.
+
+A finish step that fails never loses the run: results.csv and run.json are already on disk. It says what
+failed in one line, how to redo it, and returns exit status 3 (README, "Exit status"), so a nightly job
+notices that tonight's run is missing from the history or has no report.
+"""
 
 from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
 
-from bench.errors import UserError
+from bench.errors import EXIT_INFRA, EXIT_PASS, InfraError, UserError
 from bench.history.store import add_run, default_history_path
 from bench.profiles import Profile
 
 
-def finish_run(out_dir: Path, profile: Profile, *, history: Path | None, no_history: bool) -> None:
-    """What every command does once its run directory is complete: history, then the report."""
+def finish_run(out_dir: Path, profile: Profile, *, history: Path | None, no_history: bool) -> int:
+    """Add the run to the history (unless ``no_history``), then draw its report; 0, or 3 when either failed."""
+    status = EXIT_PASS
     if not no_history:
-        _add_to_history(history, out_dir)
+        path = history or default_history_path()
+        try:
+            add_run(path, out_dir)
+        except (sqlite3.Error, OSError, UserError, InfraError) as exc:
+            print(f"# history: not added to {path} ({exc}); add it later with 'railbench history add {out_dir}'")
+            status = EXIT_INFRA
     # pandas and altair load only when a report is drawn.
     from bench.report.build import ReportOptions, write_report
 
     try:
         paths = write_report(out_dir, options=ReportOptions(min_efficiency=profile.pass_fraction))
-    except UserError as exc:
+    except (UserError, OSError) as exc:
         print(f"# report: not written ({exc}); retry with 'railbench report {out_dir}'")
-        return
+        return EXIT_INFRA
     print(f"# report: {paths.report_html}")
-
-
-def _add_to_history(history: Path | None, out_dir: Path) -> None:
-    path = history or default_history_path()
-    try:
-        add_run(path, out_dir)
-    except (sqlite3.Error, OSError) as exc:
-        # The run itself is complete on disk; a busy or unwritable history must not lose it.
-        print(f"# history: not added to {path} ({exc}); add it later with 'railbench history add {out_dir}'")
+    return status

@@ -19,9 +19,12 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from bench.errors import EXIT_INFRA, InfraError, UserError
+from bench.errors import EXIT_INFRA, InfraError, Interrupted, UserError, interrupt_status
 from bench.rundir.files import atomic_write_json, default_cluster_name, default_run_dir, read_run_json
 from bench.runtime import env as benv
+from bench.runtime import signals
+from bench.runtime.launcher_output import LauncherOutput
+from bench.runtime.validate import gpu_count
 
 
 def find_mpirun() -> str:
@@ -40,14 +43,6 @@ def find_mpirun() -> str:
 
 def cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def gpu_count(proc_root: Path = Path("/proc/driver/nvidia/gpus")) -> int:
-    """GPUs the NVIDIA driver exposes, counted without importing torch (0 on machines without one)."""
-    try:
-        return sum(1 for p in proc_root.iterdir() if p.is_dir())
-    except OSError:
-        return 0
 
 
 def mem_available_bytes(meminfo: Path = Path("/proc/meminfo")) -> int | None:
@@ -110,21 +105,31 @@ def child_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return child
 
 
-def run_ranks(cmd: Sequence[str], child_env: Mapping[str, str], timeout_s: float | None) -> int:
-    """Run the launcher and wait; Ctrl-C and timeouts stop the whole process group, never orphan ranks."""
-    proc = subprocess.Popen(list(cmd), env=dict(child_env), start_new_session=True)
+def run_ranks(
+    cmd: Sequence[str], child_env: Mapping[str, str], timeout_s: float | None, output: LauncherOutput | None = None
+) -> int:
+    """Run the launcher and wait; Ctrl-C and timeouts stop the whole process group, never orphan ranks.
+
+    With ``output``, the launcher's stderr goes through it (Open MPI's boxes held back)."""
+    signals.install()  # SIGTERM to the parent (scancel, timeout) stops the ranks too, never only the parent
+    stderr = subprocess.PIPE if output is not None else None
+    proc = subprocess.Popen(list(cmd), env=dict(child_env), start_new_session=True, stderr=stderr, text=True)
+    reader = output.pump(proc.stderr) if output is not None and proc.stderr is not None else None
     try:
-        return proc.wait(timeout=timeout_s)
+        rc = proc.wait(timeout=timeout_s)
+        if reader is not None:
+            reader.join(timeout=10.0)
+        return rc
     except subprocess.TimeoutExpired:
         _stop(proc)
         return -1
-    except KeyboardInterrupt:
-        _stop(proc, first=signal.SIGINT)
+    except KeyboardInterrupt as exc:
+        _stop(proc, first=exc.signum if isinstance(exc, Interrupted) else signal.SIGINT)
         raise
 
 
-def _stop(proc: subprocess.Popen[bytes], first: int = signal.SIGTERM) -> None:
-    for sig, wait_s in ((first, 10.0), (signal.SIGKILL, 5.0)):
+def _stop(proc: subprocess.Popen[str], first: int = signal.SIGTERM) -> None:
+    for sig, wait_s in ((first, 8.0), (signal.SIGKILL, 2.0)):
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
@@ -141,13 +146,16 @@ def rank_or_local(
     np: int | None,
     rank_entry: Callable[[benv.RankInfo], int],
     start_local: Callable[[int], int],
+    validate: Callable[[], object],
 ) -> int:
-    """Be a rank when a launcher started this process, else start ``--np`` local ranks; one line otherwise."""
+    """Be a rank when a launcher started this process, else ``validate`` the input and start ``--np`` local
+    ranks; one line otherwise. (A rank validates in ``rank_entry``, where rank 0 alone speaks.)"""
     info = benv.discover_launched_rank()
     if info is not None:
         if np is not None:
             raise UserError(f"railbench is already a rank under {info.launcher}: drop --np, the launcher starts ranks")
         return rank_entry(info)
+    validate()  # bad input: one line and exit 2 before any rank starts
     if np is None:
         raise UserError(
             f"no launcher detected and no --np: start 'railbench {command}' under mpirun/srun/torchrun on every "
@@ -168,16 +176,50 @@ def start_local_ranks(
     out = out or default_run_dir(cluster or default_cluster_name(socket.gethostname()))
     check_local_np(np, backend, per_rank_bytes, cpus=cpu_count(), gpus=gpu_count(), mem=mem_available_bytes())
     cmd = mpirun_command(np, rank_argv(out), oversubscribe=gpu_count() == 0)
-    return exit_status_from_run_dir(out, run_ranks(cmd, child_environment(), timeout_s=None))
+    output = LauncherOutput(sys.stderr)
+    return exit_status_from_run_dir(out, run_interrupted_into(out, cmd, output), output)
 
 
-def exit_status_from_run_dir(out: Path, rc: int) -> int:
-    """The exit status rank 0 recorded in run.json; a run the ranks left unfinished is marked failed."""
+def run_interrupted_into(out: Path, cmd: Sequence[str], output: LauncherOutput | None = None) -> int:
+    """``run_ranks`` for a run directory: an interrupt stops the ranks and leaves run.json ``interrupted``."""
+    try:
+        return run_ranks(cmd, child_environment({benv.PARENT_VAR: "1"}), timeout_s=None, output=output)
+    except KeyboardInterrupt as exc:
+        mark_interrupted(out, interrupt_status(exc))
+        raise
+
+
+def mark_interrupted(out: Path, status: int) -> None:
+    """run.json says ``interrupted`` with the parent's exit status (the ranks may have died before saying it)."""
     if not (out / "run.json").is_file():
+        return
+    meta = read_run_json(out)
+    if meta.get("status") in ("running", "interrupted"):
+        meta.update(status="interrupted", verdict=None, exit_status=status)
+        atomic_write_json(out / "run.json", meta)
+
+
+def exit_status_from_run_dir(out: Path, rc: int, output: LauncherOutput | None = None) -> int:
+    """The exit status rank 0 recorded in run.json; a run the ranks left unfinished is marked failed.
+
+    The parent was not interrupted when it gets here, so a run.json that says ``interrupted`` means the
+    launcher stopped the ranks because one of them died: that is a lost rank, named from the launcher's words.
+    """
+    lost = output.lost_ranks() if output is not None else []
+    if not (out / "run.json").is_file():
+        for box in output.boxes if output is not None else []:
+            print(box, file=sys.stderr)  # nothing else explains this failure: show what the launcher said
         raise InfraError(f"the ranks exited with status {rc} before writing {out}/run.json: see their output above")
     meta = read_run_json(out)
     status = meta.get("exit_status")
-    if isinstance(status, int):
+    if lost and meta.get("status") in ("running", "interrupted", "failed"):
+        message = "; ".join(r.describe() for r in lost) + "; results.csv keeps every finished measurement"
+        meta.update(status="failed", verdict="error", exit_status=EXIT_INFRA,
+                    failure={"kind": "lost-rank", "message": message, "missing_ranks": [r.rank for r in lost],
+                             "missing_hosts": [r.host for r in lost]})  # fmt: skip
+        atomic_write_json(out / "run.json", meta)
+        raise InfraError(f"{message}: {out}")
+    if isinstance(status, int) and meta.get("status") != "interrupted":
         return status
     # The ranks died without finishing run.json (a rank killed, the launcher aborted): record that here so
     # the run directory says what happened; every row measured before is already in results.csv.

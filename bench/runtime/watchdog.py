@@ -139,6 +139,25 @@ class Watchdog:
         missing = silent or behind
         return Hang(step, label, self.timeout_s, missing, tuple(self.hosts[r] for r in missing), silent)
 
+    def lost(self, error: BaseException) -> str:
+        """The one line for a collective that failed because a peer went away (gloo only says "Connection
+        reset by peer"): the step, the ranks whose heartbeat stopped and their hosts, and the transport's words."""
+        text = str(error).strip()
+        cause = f"{type(error).__name__}: {text.splitlines()[0] if text else 'no message'}"
+        try:
+            self.store.set_timeout(timedelta(seconds=min(10.0, self.timeout_s)))
+            before = self._heartbeats(self.store)
+            time.sleep(4 * self.poll_s)
+            after = self._heartbeats(self.store)
+        except RuntimeError:
+            return f"{self.current_label()}: rank 0 ({self.hosts[0]}) is gone ({cause})"
+        silent = [r for r, (b, a) in enumerate(zip(before, after, strict=True)) if a == b and r != self.rank]
+        if not silent:
+            return f"{self.current_label()}: {cause}"
+        ranks = ", ".join(str(r) for r in silent)
+        hosts = ", ".join(sorted({self.hosts[r] for r in silent}))
+        return f"{self.current_label()}: rank(s) {ranks} on {hosts} died or stopped responding ({cause})"
+
     def _watch(self) -> None:
         try:
             store = self._connect()

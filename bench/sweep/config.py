@@ -9,6 +9,8 @@ from typing import Literal
 
 from bench.errors import UserError
 from bench.measure.collectives import DEFAULT_COLLECTIVES, get_collective, get_dtype
+from bench.profiles import Profile, load_profile
+from bench.runtime.validate import check_common
 from bench.units import format_size
 
 MAX_SIZES = 4096
@@ -145,3 +147,16 @@ def message_sizes(min_bytes: int, max_bytes: int, step_factor: int, step_bytes: 
             nxt = 1 if size == 0 else nxt
         size = nxt
     return sizes
+
+
+def validate(config: RunConfig) -> Profile:
+    """What a frozen config cannot know by itself: the profile, the hardware, ``--out`` and ``--history``.
+
+    Runs in the parent before any rank starts, and on every rank before it joins the process group.
+    """
+    profile = load_profile(config.profile)
+    check_common(
+        backend=config.backend, out=config.out, history=config.history, no_history=config.no_history,
+        graph=config.graph,
+    )  # fmt: skip
+    return profile

@@ -3,7 +3,8 @@
 Rank 0 owns the run directory: it writes run.json first (status ``running``), appends each size's row to
 results.csv as soon as every rank has reported it, and finishes run.json with the verdict and the exit
 status every rank returns. A hang ends with exit 3 and a run.json that names the ranks that did not
-arrive; a lost rank or Ctrl-C leaves run.json ``failed``/``incomplete`` with every finished row on disk.
+arrive; a lost rank leaves run.json ``failed``, Ctrl-C or SIGTERM ``interrupted`` (exit 130/143); every
+finished row stays on disk.
 """
 
 from __future__ import annotations
@@ -14,7 +15,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.errors import EXIT_FAIL, EXIT_INFRA, EXIT_PASS, InfraError, UserError
+from bench.errors import (
+    EXIT_FAIL,
+    EXIT_INFRA,
+    EXIT_PASS,
+    EXIT_USAGE,
+    InfraError,
+    Interrupted,
+    UserError,
+    interrupt_status,
+)
 from bench.measure.collectives import Collective, Dtype, get_collective, get_dtype
 from bench.measure.memory_fit import check_sizes_fit, free_memory_bytes, largest_fitting
 from bench.measure.results import result_row
@@ -25,13 +35,13 @@ from bench.profiles import load_profile
 from bench.rundir.files import ResultsWriter, default_cluster_name, default_run_dir
 from bench.rundir.record import RunRecord, base_metadata, iso_utc
 from bench.runtime import env as benv
-from bench.runtime import evidence
+from bench.runtime import evidence, signals
 from bench.runtime.dist import DistContext, broadcast_str, run_as_rank
 from bench.runtime.env import RankInfo
 from bench.runtime.finish import finish_run
 from bench.runtime.placement import cuda_device_index, placement_post, placement_verdict
 from bench.runtime.watchdog import Hang, Watchdog
-from bench.sweep.config import RunConfig
+from bench.sweep.config import RunConfig, validate
 from bench.units import format_size
 
 
@@ -89,6 +99,12 @@ def _progress_wanted(config: RunConfig, ctx: DistContext) -> bool:
 
 def run_rank(config: RunConfig, info: RankInfo) -> int:
     """One rank's whole run; every rank returns the same exit status."""
+    try:
+        validate(config)  # under the user's own launcher: the checks the parent makes under --np
+    except UserError:
+        if info.rank != 0:
+            return EXIT_USAGE  # rank 0 says it once
+        raise
     return run_as_rank(info, config.backend, config.timeout_s, config.oob_ifname, lambda ctx: sweep(config, ctx))
 
 
@@ -159,14 +175,18 @@ def sweep(config: RunConfig, ctx: DistContext, *, finish: bool = True) -> int:
                     )  # fmt: skip
                     writer.append(row)
                     print(row_line(row), flush=True)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         if record is not None:
-            record.update(status="incomplete", verdict=None, exit_status=130, finished_utc=iso_utc())
+            record.update(status="interrupted", verdict=None, exit_status=interrupt_status(exc), finished_utc=iso_utc())
         raise
     except RuntimeError as exc:
+        signum = signals.received()
+        if signum is not None:  # the peers were interrupted too: their collective failed first
+            if record is not None:
+                record.update(status="interrupted", verdict=None, exit_status=128 + signum, finished_utc=iso_utc())
+            raise Interrupted(signum) from None
         # A peer that died or a transport error surfaces here as torch's RuntimeError/DistError.
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        message = f"{watchdog.current_label()}: {type(exc).__name__}: {first}"
+        message = watchdog.lost(exc)
         if record is not None:
             record.update(status="failed", verdict="error", exit_status=EXIT_INFRA, finished_utc=iso_utc(),
                           failure={"kind": "lost-rank", "message": message})  # fmt: skip
@@ -190,8 +210,10 @@ def sweep(config: RunConfig, ctx: DistContext, *, finish: bool = True) -> int:
             print(f"# FAIL {reason}")
         sys.stdout.flush()
         record.update(status="complete", verdict=result, reasons=reasons, exit_status=status, finished_utc=iso_utc())
-        if finish:
-            finish_run(out_dir, profile, history=config.history, no_history=config.no_history)
+        if finish and finish_run(out_dir, profile, history=config.history, no_history=config.no_history):
+            # A FAIL verdict keeps exit 1; a passing run whose history or report failed is exit 3.
+            status = status or EXIT_INFRA
+            record.update(exit_status=status, finish="failed")
     return _agree_on_status(ctx, status)
 
 

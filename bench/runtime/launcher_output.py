@@ -1,0 +1,76 @@
+"""mpirun's stderr as the parent passes it on: rank lines go through, Open MPI's boxes are held back.
+
+railbench owns its exit status and says what went wrong in one line, so the boxes Open MPI draws when a
+rank exits non-zero ("prterun detected that one or more processes exited with non-zero status") never
+reach the user after a normal FAIL verdict. The parent reads them instead: a box saying which rank died on
+which node names a killed rank, and when nothing else explains a failure the boxes are shown after all.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass, field
+from typing import IO, TextIO
+
+_RULE = re.compile(r"^-{20,}\s*$")
+_LOST = re.compile(r"process rank (\d+) with PID \d+ on node (\S+) exited on signal (\d+)")
+
+
+@dataclass(frozen=True)
+class LostRank:
+    """A rank the launcher saw die."""
+
+    rank: int
+    host: str
+    signal: int
+
+    def describe(self) -> str:
+        return f"rank {self.rank} on {self.host} was killed by signal {self.signal}"
+
+
+@dataclass
+class LauncherOutput:
+    """Feed it mpirun's stderr line by line; it writes rank lines to ``sink`` and keeps the boxes."""
+
+    sink: TextIO
+    boxes: list[str] = field(default_factory=list)
+    _box: list[str] | None = None
+
+    def feed(self, line: str) -> None:
+        if _RULE.match(line):
+            if self._box is None:
+                self._box = []
+            else:
+                self.boxes.append("\n".join(self._box))
+                self._box = None
+            return
+        if self._box is not None:
+            self._box.append(line.rstrip("\n"))
+            return
+        self.sink.write(line)
+        self.sink.flush()
+
+    def close(self) -> None:
+        if self._box:  # an unterminated box is not a box: pass it on
+            self.sink.write("\n".join(self._box) + "\n")
+        self._box = None
+
+    def lost_ranks(self) -> list[LostRank]:
+        found = []
+        for box in self.boxes:
+            for m in _LOST.finditer(" ".join(box.split())):
+                found.append(LostRank(int(m.group(1)), m.group(2), int(m.group(3))))
+        return found
+
+    def pump(self, stream: IO[str]) -> threading.Thread:
+        """Read ``stream`` to its end on a thread (join it after the launcher exits)."""
+
+        def run() -> None:
+            for line in stream:
+                self.feed(line)
+            self.close()
+
+        thread = threading.Thread(target=run, name="railbench-launcher-stderr", daemon=True)
+        thread.start()
+        return thread
