@@ -61,7 +61,9 @@ class _OneLineParser(argparse.ArgumentParser):
 def _command_parser(name: str) -> argparse.ArgumentParser:
     module_name, summary = COMMANDS[name]
     module = importlib.import_module(f"bench.commands.{module_name}")
-    parser = _OneLineParser(prog=f"railbench {name}", description=summary)
+    parser = _OneLineParser(
+        prog=f"railbench {name}", description=summary, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     module.add_arguments(parser)
     parser.set_defaults(_handler=module.main)
     return parser

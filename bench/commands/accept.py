@@ -27,12 +27,26 @@ from bench.units import parse_size
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", required=True, metavar="NAME|PATH", help="cluster profile (e.g. lambda-1cc)")
     sweep = parser.add_argument_group("world sweep (railbench run)")
-    sweep.add_argument("-b", "--min-bytes", type=lambda t: parse_size(t, "--min-bytes"), default=RunConfig.min_bytes)
-    sweep.add_argument("-e", "--max-bytes", type=lambda t: parse_size(t, "--max-bytes"), default=RunConfig.max_bytes)
-    sweep.add_argument("-f", "--step-factor", type=int, default=RunConfig.step_factor)
-    sweep.add_argument("-i", "--step-bytes", type=lambda t: parse_size(t, "--step-bytes"), default=None)
-    sweep.add_argument("-n", "--iters", type=int, default=RunConfig.iters)
-    sweep.add_argument("-w", "--warmup", type=int, default=RunConfig.warmup)
+    sweep.add_argument(
+        "-b",
+        "--min-bytes",
+        type=lambda t: parse_size(t, "--min-bytes"),
+        default=RunConfig.min_bytes,
+        help="first message size",
+    )
+    sweep.add_argument(
+        "-e",
+        "--max-bytes",
+        type=lambda t: parse_size(t, "--max-bytes"),
+        default=RunConfig.max_bytes,
+        help="last message size (inclusive)",
+    )
+    sweep.add_argument("-f", "--step-factor", type=int, default=RunConfig.step_factor, help="multiply the size by this")
+    sweep.add_argument(
+        "-i", "--step-bytes", type=lambda t: parse_size(t, "--step-bytes"), default=None, help="add this instead of -f"
+    )
+    sweep.add_argument("-n", "--iters", type=int, default=RunConfig.iters, help="timed iterations per size")
+    sweep.add_argument("-w", "--warmup", type=int, default=RunConfig.warmup, help="untimed iterations per size")
     sweep.add_argument("--collectives", default=",".join(RunConfig.collectives), help="world collectives")
     sweep.add_argument("--no-check", action="store_true", help="do not verify results (checked by default)")
     rails = parser.add_argument_group("rails (railbench rails)")
@@ -49,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--relative-fraction", type=rails_cmd.number("--relative-fraction"), help="a pair is slow below this x peers"
     )
     start = parser.add_argument_group("start-up and output")
-    start.add_argument("--backend", choices=("auto", "nccl", "gloo"), default="auto")
+    start.add_argument("--backend", choices=("auto", "nccl", "gloo"), default="auto", help="nccl on GPUs, gloo on CPU")
     start.add_argument("--timeout", type=float, default=300.0, help="seconds per step before exit 3")
     start.add_argument("--np", type=int, help="start N local ranks under mpirun")
     start.add_argument("--out", type=Path, help="run directory (default reports/runs/<UTC>-<cluster>)")

@@ -61,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     net = parser.add_argument_group("interfaces and start-up")
     net.add_argument("--socket-ifname", metavar="LIST", help="rail interfaces (NCCL_SOCKET_IFNAME grammar)")
     net.add_argument("--oob-ifname", metavar="IF", help="management interface for the world group")
-    net.add_argument("--backend", choices=("auto", "nccl", "gloo"), default="auto")
+    net.add_argument("--backend", choices=("auto", "nccl", "gloo"), default="auto", help="nccl on GPUs, gloo on CPU")
     net.add_argument("--timeout", type=float, default=300.0, help="seconds per step before exit 3")
     net.add_argument("--np", type=int, help="start N local ranks under mpirun")
     out = parser.add_argument_group("output")

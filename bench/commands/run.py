@@ -33,27 +33,35 @@ def _size(flag: str):  # type: ignore[no-untyped-def]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sweep = parser.add_argument_group("sweep (nccl-tests flags)")
-    sweep.add_argument("-b", "--min-bytes", type=_size("--min-bytes"), default=RunConfig.min_bytes)
-    sweep.add_argument("-e", "--max-bytes", type=_size("--max-bytes"), default=RunConfig.max_bytes)
-    sweep.add_argument("-f", "--step-factor", type=int, default=RunConfig.step_factor)
-    sweep.add_argument("-i", "--step-bytes", type=_size("--step-bytes"), default=None)
-    sweep.add_argument("-n", "--iters", type=int, default=RunConfig.iters)
-    sweep.add_argument("-w", "--warmup", type=int, default=RunConfig.warmup)
+    sweep.add_argument(
+        "-b", "--min-bytes", type=_size("--min-bytes"), default=RunConfig.min_bytes, help="first message size"
+    )
+    sweep.add_argument(
+        "-e",
+        "--max-bytes",
+        type=_size("--max-bytes"),
+        default=RunConfig.max_bytes,
+        help="last message size (inclusive)",
+    )
+    sweep.add_argument("-f", "--step-factor", type=int, default=RunConfig.step_factor, help="multiply the size by this")
+    sweep.add_argument("-i", "--step-bytes", type=_size("--step-bytes"), default=None, help="add this instead of -f")
+    sweep.add_argument("-n", "--iters", type=int, default=RunConfig.iters, help="timed iterations per size")
+    sweep.add_argument("-w", "--warmup", type=int, default=RunConfig.warmup, help="untimed iterations per size")
     sweep.add_argument("-c", "--check", nargs="?", type=int, const=1, default=0, help="verify results (-c or -c 1)")
-    sweep.add_argument("-d", "--dtype", default=RunConfig.dtype)
+    sweep.add_argument("-d", "--dtype", default=RunConfig.dtype, help="element type (nccl-tests names)")
     sweep.add_argument(
         "--collectives", default=",".join(DEFAULT_COLLECTIVES), help="comma-separated, e.g. all_reduce,sendrecv"
     )
-    sweep.add_argument("--backend", choices=("auto", "nccl", "gloo"), default="auto")
+    sweep.add_argument("--backend", choices=("auto", "nccl", "gloo"), default="auto", help="nccl on GPUs, gloo on CPU")
     sweep.add_argument("--graph", action="store_true", help="capture iterations in a CUDA graph (nccl-tests -G)")
     sweep.add_argument("--timeout", type=float, default=RunConfig.timeout_s, help="seconds per collective (exit 3)")
     start = parser.add_argument_group("starting ranks (omit under mpirun/srun/torchrun)")
     start.add_argument("--np", type=int, help="start N local ranks under mpirun")
-    start.add_argument("--nnodes", type=int)
-    start.add_argument("--node-rank", type=int)
-    start.add_argument("--main-address")
-    start.add_argument("--main-port", type=int, default=RunConfig.main_port)
-    start.add_argument("--nproc-per-node", type=int)
+    start.add_argument("--nnodes", type=int, help="per-node form: number of nodes")
+    start.add_argument("--node-rank", type=int, help="per-node form: this node's index")
+    start.add_argument("--main-address", help="per-node form: node 0's address")
+    start.add_argument("--main-port", type=int, default=RunConfig.main_port, help="per-node form: node 0's port")
+    start.add_argument("--nproc-per-node", type=int, help="per-node form: ranks per node")
     start.add_argument("--oob-ifname", help="management interface for the rendezvous and the world group")
     out = parser.add_argument_group("output")
     out.add_argument("--out", type=Path, help="run directory (default reports/runs/<UTC>-<cluster>)")

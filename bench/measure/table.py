@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
 HEADER = (
@@ -37,7 +37,7 @@ def row_line(row: Mapping[str, Any]) -> str:
     )
 
 
-def write_summary(out: TextIO, rows: list[Mapping[str, Any]], run_dir: str) -> None:
+def write_summary(out: TextIO, rows: Sequence[Mapping[str, Any]], run_dir: str) -> None:
     """nccl-tests' closing lines plus railbench's headline: the busbw at the largest size per collective."""
     if not rows:
         out.write("# no sizes were measured\n")

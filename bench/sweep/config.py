@@ -139,7 +139,8 @@ class RunConfig:
 
 def message_sizes(min_bytes: int, max_bytes: int, step_factor: int, step_bytes: int | None) -> list[int]:
     """nccl-tests' sweep: from -b to -e inclusive, multiplying by -f or adding -i."""
-    sizes, size = [], min_bytes
+    sizes: list[int] = []
+    size = min_bytes
     while size <= max_bytes and len(sizes) <= MAX_SIZES:
         sizes.append(size)
         nxt = size + step_bytes if step_bytes else size * step_factor
