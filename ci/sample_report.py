@@ -1,6 +1,6 @@
 """Regenerate the sample report under ``reports/sample/`` (linked from the README).
 
-    python ci/sample_report.py --update-sample --testbed  # a real run: `railbench rails` on the namespace cluster
+    python ci/sample_report.py --update-sample --testbed  # a real `railbench accept` on the namespace cluster
     python ci/sample_report.py --update-sample RUN_DIR    # from a real run directory (e.g. a CPU `railbench run`)
     python ci/sample_report.py --update-sample            # from the synthetic 8-node run in tests/report_data.py
     python ci/sample_report.py --out DIR                  # draw it elsewhere; the committed sample is left alone
@@ -8,7 +8,7 @@
 Without ``--update-sample`` or ``--out`` it refuses: the committed sample is only rewritten when asked.
 
 ``--testbed`` builds the 4-node x 2-rail network-namespace cluster of the tests, slows node03's rail 1 to
-300 Mbit/s with tc, runs ``railbench rails`` across it for real (gloo on CPU), and draws that run. veth
+300 Mbit/s with tc, runs ``railbench accept`` across it for real (gloo on CPU), and draws that run. veth
 rails have no line rate, so the sample treats them as 1 Gb/s links (``--rail-rate-gbps 1``): every healthy
 rail clears that, the shaped one does not.
 
@@ -44,19 +44,39 @@ def synthetic_run_dir(root: Path) -> Path:
 
 
 def testbed_run_dir(root: Path) -> Path:
-    """A real `railbench rails` run on the namespace cluster with one shaped link (node03, rail 1)."""
+    """A real `railbench accept` on the namespace cluster with one shaped link (node03, rail 1).
+
+    accept runs the preflight checks on every node, the world sweep and the rails test in one set of ranks,
+    so the sample shows every section of the acceptance certificate.
+    """
     from tests.netns_testbed import PROFILE, build_cluster
 
     out = root / "run"
     with build_cluster(nodes=4, rails=2) as bed:
         (bed.workdir / "netns.toml").write_text(PROFILE)
         bed.shape("node03", 1, 300)
-        done = bed.run(2, [sys.executable, "-m", "bench", "rails", "--profile", str(bed.workdir / "netns.toml"),
+        done = bed.run(2, [sys.executable, "-m", "bench", "accept", "--profile", str(bed.workdir / "netns.toml"),
                            "--out", str(out), "--cluster", "netns-testbed", "--no-history", "--timeout", "90",
-                           "--rail-rate-gbps", "1"],
-                       timeout=300)  # fmt: skip
+                           "-b", "1K", "-e", "4M", "--rail-rate-gbps", "1"],
+                       timeout=400)  # fmt: skip
         print(done.stdout)
+        if done.returncode not in (0, 1):  # 1: the shaped link fails acceptance, as it should
+            print(done.stderr, file=sys.stderr)
+            raise SystemExit(f"accept on the testbed exited {done.returncode}")
     return out
+
+
+def screenshot(page: Path, png: Path) -> None:
+    """The top of ``page`` as headless Chromium draws it (Debian's chromium; no browser download)."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        print(f"no chromium: {png} left as it was")
+        return
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--hide-scrollbars", "--window-size=1280,1600",
+             "--virtual-time-budget=5000", f"--screenshot={png}"]  # fmt: skip
+    subprocess.run([browser, *flags, page.resolve().as_uri()], check=True, capture_output=True, timeout=120)
+    print(f"{png.name} <- {page}")
 
 
 def main() -> int:
@@ -86,6 +106,7 @@ def main() -> int:
             break
     else:
         print(f"this run has no bar chart: {sample / 'bars.png'} left as it was")
+    screenshot(sample / "report.html", sample / "certificate.png")
     return 0
 
 

@@ -152,3 +152,26 @@ def test_loopback_counters_cover_a_real_gloo_all_reduce() -> None:
     # A bandwidth-optimal all_reduce sends 2(n-1)/n x size per rank; every byte crosses lo once each way.
     sent = world * 2 * (world - 1) * size // world
     assert lo["tx_bytes"] >= sent and lo["rx_bytes"] >= sent, (lo, sent)
+
+
+def test_a_world_group_bound_to_the_management_interface_accuses_nothing(tmp_path: Path) -> None:
+    # On a socket-rail cluster gloo's world group rides --oob-ifname (mgmt) by railbench's own choice: the
+    # counters then show mgmt busy and the rails idle, and neither is a fault of the fabric.
+    from bench.profiles import load_profile
+    from bench.runtime.evidence import audit_counters
+
+    toml = tmp_path / "sock.toml"
+    toml.write_text(
+        'name = "sock"\ntransport = "socket"\n[rails]\ncount = 2\nexclude_ifnames = ["mgmt"]\n'
+        '[network]\nsocket_ifnames = "rail"\noob_ifname = "mgmt"\n'
+    )
+    profile = load_profile(str(toml))
+    moved = {"mgmt": {"tx_bytes": 800 << 20, "rx_bytes": 800 << 20, "kind": "net"},
+             "rail0": {"tx_bytes": 600, "rx_bytes": 600, "kind": "net"},
+             "rail1": {"tx_bytes": 700, "rx_bytes": 700, "kind": "net"}}  # fmt: skip
+    per_host = {"node01": moved, "node02": moved}
+    unbound = audit_counters(per_host, profile)
+    assert [f.severity for f in unbound].count("fail") >= 2  # what the audit said before: mgmt busy, rails idle
+    bound = audit_counters(per_host, profile, bound_ifname="mgmt")
+    assert [f.severity for f in bound] == ["warn"]
+    assert "bound to mgmt" in bound[0].message

@@ -38,6 +38,8 @@ class DistContext:
     """Hostname of every rank, in rank order."""
     store: Any
     """The rendezvous key-value store (torch.distributed.Store)."""
+    world_ifname: str | None = None
+    """The one interface a gloo world group is bound to (``--oob-ifname``); None when NCCL picks its own."""
 
     @property
     def node_hosts(self) -> tuple[str, ...]:
@@ -133,7 +135,8 @@ def init_distributed(info: RankInfo, backend: Backend, timeout_s: float, oob_ifn
         hosts = tuple(str(h) for h in gathered)
         _, local_size, node_rank, nnodes = node_layout(hosts, info.rank)
         info = dataclasses.replace(info, node_rank=node_rank, nnodes=nnodes, local_world_size=local_size)
-    return DistContext(info=info, backend=chosen, device=device, hosts=hosts, store=store)
+    world_ifname = oob_ifname if chosen == "gloo" else None
+    return DistContext(info=info, backend=chosen, device=device, hosts=hosts, store=store, world_ifname=world_ifname)
 
 
 def run_as_rank(

@@ -197,7 +197,8 @@ def sweep(config: RunConfig, ctx: DistContext, *, finish: bool = True) -> int:
     per_host = evidence.gather_node_deltas(evidence.node_deltas(before), ctx.hosts[rank])
     status = EXIT_PASS
     if record is not None and writer is not None:
-        findings = evidence.audit_counters(per_host, profile)
+        bound = ctx.world_ifname if nnodes > 1 else None
+        findings = evidence.audit_counters(per_host, profile, bound_ifname=bound)
         nccl_json, nccl_findings = evidence.nccl_log_evidence(out_dir, profile) if ctx.backend == "nccl" else (None, [])
         findings += nccl_findings
         record.update(counters=per_host, nccl_evidence=nccl_json, findings=[f.to_json() for f in findings])
