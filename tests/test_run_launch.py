@@ -51,7 +51,8 @@ def assert_complete_sweep(out: Path, nranks: int, stdout: str, sizes: list[int] 
     assert stdout.count("#       size         count      type   redop    root     time   algbw   busbw  #wrong") == 3
     assert "# Out of bounds values : 0 OK" in stdout
     meta = json.loads((out / "run.json").read_text())
-    assert meta["status"] == "complete" and meta["verdict"] == "pass" and meta["exit_status"] == 0
+    # no target applies on CPU (local profile): nothing was judged, so the verdict is measured, exit 0
+    assert meta["status"] == "complete" and meta["verdict"] == "measured" and meta["exit_status"] == 0
     assert meta["nranks"] == nranks and meta["backend"] == "gloo"
     assert meta["versions"]["torch"].startswith("2.")
     assert len(meta["ranks"]) == nranks

@@ -106,3 +106,14 @@ def test_elastic_command_is_torchs_own_launcher() -> None:
     assert cmd[1:3] == ["-m", "torch.distributed.run"]
     assert cmd[cmd.index("--node-rank") + 1] == "1" and cmd[cmd.index("--master-addr") + 1] == "10.10.10.16"
     assert cmd[-4:] == ["bench", "run", "-b", "8"]
+
+
+def test_verdict_is_measured_when_no_row_had_a_target() -> None:
+    from bench.sweep.rank import verdict
+
+    rows = [{"collective": "all_reduce", "bytes": 1 << 30, "wrong": 0, "efficiency": None, "target_Gbps": None}]
+    assert verdict(rows, 256 << 20, 0.9) == ("measured", [])
+    judged = [{**rows[0], "efficiency": 0.95, "target_Gbps": 3200.0, "busbw_Gbps": 3040.0}]
+    assert verdict(judged, 256 << 20, 0.9) == ("pass", [])
+    short = [{**judged[0], "efficiency": 0.5, "busbw_Gbps": 1600.0}]
+    assert verdict(short, 256 << 20, 0.9)[0] == "fail"

@@ -117,7 +117,9 @@ def _accept(config: AcceptConfig, settings: RailsSettings, profile: Any, ctx: Di
             + node_cases(list(ctx.node_hosts), reports, outcome)
         )
         verdict = overall(cases)
-        status = EXIT_PASS if verdict == "pass" else EXIT_FAIL
+        if verdict == "pass" and not targets_judged(writer.rows, outcome):
+            verdict = "measured"  # nothing had a target: PASS would claim a judgement never made
+        status = EXIT_PASS if verdict in ("pass", "measured") else EXIT_FAIL
         _write_junit(out_dir, cases)
         meta.update(
             command="accept", started_utc=started, finished_utc=iso_utc(), status="complete", verdict=verdict,
@@ -218,6 +220,13 @@ def node_cases(nodes: Sequence[str], reports: Sequence[NodeReport], outcome: Rai
         cases.append(Case("railbench.nodes", node, "fail" if reasons else "pass", "; ".join(reasons),
                           "\n".join(reasons)))  # fmt: skip
     return cases
+
+
+def targets_judged(rows: Sequence[Mapping[str, Any]], outcome: RailsOutcome) -> bool:
+    """Whether any sweep row had a target or any rail measurement an expected rate."""
+    if any((_number(r.get("target_Gbps")) or 0) > 0 for r in rows):
+        return True
+    return any((rate or 0) > 0 for rate in outcome.expected.values())
 
 
 def overall(cases: Sequence[Case]) -> str:

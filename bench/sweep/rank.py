@@ -46,7 +46,11 @@ from bench.units import format_size
 
 
 def verdict(rows: list[dict[str, Any]], min_bytes: int, pass_fraction: float) -> tuple[str, list[str]]:
-    """pass/fail and the reasons: wrong elements anywhere, or busbw under target at judged sizes."""
+    """pass/measured/fail and the reasons: wrong elements anywhere, or busbw under target at judged sizes.
+
+    ``measured`` when no row had a target to meet (the ``local`` CPU profile): PASS would claim a judgement
+    that was never made (DESIGN.md, verdict words).
+    """
     reasons = [
         f"{r['collective']} at {format_size(r['bytes'])}: {r['wrong']} wrong elements" for r in rows if r.get("wrong")
     ]
@@ -57,7 +61,10 @@ def verdict(rows: list[dict[str, Any]], min_bytes: int, pass_fraction: float) ->
                 f"{r['collective']} at {format_size(r['bytes'])}: busbw {r['busbw_Gbps']:.0f} Gb/s is "
                 f"{100 * eff:.0f}% of {r['target_Gbps']:g} Gb/s (needs {100 * pass_fraction:.0f}%)"
             )
-    return ("fail" if reasons else "pass"), reasons
+    if reasons:
+        return "fail", reasons
+    judged = any((r.get("target_Gbps") or 0) > 0 for r in rows)
+    return ("pass" if judged else "measured"), reasons
 
 
 def _load_profile(name: str) -> Any:
@@ -205,7 +212,7 @@ def sweep(config: RunConfig, ctx: DistContext, *, finish: bool = True) -> int:
         result, reasons = verdict(writer.rows, judge_min_bytes(profile), profile.pass_fraction)
         reasons += [f.message for f in findings if f.severity == "fail"]
         result = "fail" if reasons else result
-        status = EXIT_PASS if result == "pass" else EXIT_FAIL
+        status = EXIT_FAIL if result == "fail" else EXIT_PASS
         write_summary(sys.stdout, writer.rows, str(out_dir))
         for reason in reasons:
             print(f"# FAIL {reason}")
