@@ -71,16 +71,32 @@ class PairTime:
     """Mean time per message at the sender, until the receiver's acknowledgement."""
 
 
+def _device_sync(tensor: Any) -> None:
+    """Wait on the host until the device has finished everything queued so far (a no-op on CPU).
+
+    On NCCL ``send``/``recv`` only enqueue: ``Work.wait()`` makes the current stream wait, never the host, so
+    ``perf_counter`` around the loop alone would time the queuing (TB/s for a 256 MB pair). The last
+    acknowledgement is ordered after the receiver got the last message, so synchronising after it ends the
+    timed region when the transfer really ended.
+    """
+    if tensor.device.type == "cuda":
+        import torch
+
+        torch.cuda.synchronize(tensor.device)
+
+
 def _send_timed(data: Any, ack: Any, peer: int, group: Any, iters: int, warmup: int) -> float:
     import torch.distributed as dist
 
     for _ in range(warmup):
         dist.send(data, peer, group=group)
         dist.recv(ack, peer, group=group)
+    _device_sync(ack)
     start = time.perf_counter()
     for _ in range(iters):
         dist.send(data, peer, group=group)
         dist.recv(ack, peer, group=group)
+    _device_sync(ack)
     return (time.perf_counter() - start) * 1e6 / iters
 
 
