@@ -16,6 +16,7 @@ from pathlib import Path
 from bench.accept.config import AcceptConfig, validate
 from bench.accept.rank import run_rank
 from bench.commands import rails as rails_cmd
+from bench.commands.flags import Given, refuse_two_step_rules
 from bench.errors import UserError
 from bench.measure.collectives import get_collective
 from bench.rails.config import RailsConfig
@@ -41,7 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=RunConfig.max_bytes,
         help="last message size (inclusive)",
     )
-    sweep.add_argument("-f", "--step-factor", type=int, default=RunConfig.step_factor, help="multiply the size by this")
+    sweep.add_argument(
+        "-f", "--step-factor", type=int, default=RunConfig.step_factor, action=Given, help="multiply the size by this"
+    )
     sweep.add_argument(
         "-i", "--step-bytes", type=lambda t: parse_size(t, "--step-bytes"), default=None, help="add this instead of -f"
     )
@@ -73,6 +76,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> AcceptConfig:
+    refuse_two_step_rules(args)
     collectives = tuple(get_collective(c.strip()).name for c in args.collectives.split(",") if c.strip())
     if not collectives:
         raise UserError("--collectives is empty: name at least one, e.g. all_reduce")

@@ -78,6 +78,8 @@ def main(args: argparse.Namespace) -> int:
         value, source = benv.get("NCCL_IB_HCA"), "env"
     else:
         value, source = args.nccl_ib_hca, "cli"
+    if args.devices is None and not args.sysfs_root.exists():
+        raise UserError(f"--sysfs-root {args.sysfs_root} does not exist: give /sys, or a copy of another node's /sys")
     config = HcaConfig(
         value=value,
         value_source=source,  # type: ignore[arg-type]

@@ -138,7 +138,8 @@ def run(config: ImportConfig, out: TextIO | None = None, err: TextIO | None = No
         try:
             run_dir, log, run_id = import_log(config, path)
         except UserError as exc:
-            print(f"railbench: error: {path}: {exc}", file=err)
+            message = str(exc)  # the readers name the file themselves; say it once
+            print(f"railbench: error: {message if str(path) in message else f'{path}: {message}'}", file=err)
             failed += 1
             continue
         tables = ", ".join(f"{t.collective} x{t.nranks}" for t in log.tables)

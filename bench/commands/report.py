@@ -63,6 +63,8 @@ def run(config: ReportConfig) -> int:
     from bench.report.build import ReportOptions, write_report
 
     """Write the report; prints where it went. Exit status 0 (drawing a failed run is not a failure)."""
+    if config.out_dir is not None and config.out_dir.exists() and not config.out_dir.is_dir():
+        raise UserError(f"--out {config.out_dir} is a file: give a directory for the report (it is created)")
     options = ReportOptions(
         unit=config.unit,
         images=config.images,

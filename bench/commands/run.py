@@ -16,6 +16,7 @@ import argparse
 import socket
 from pathlib import Path
 
+from bench.commands.flags import Given, refuse_two_step_rules
 from bench.errors import EXIT_FAIL, UserError
 from bench.measure.collectives import DEFAULT_COLLECTIVES, get_collective, get_dtype
 from bench.rundir.files import default_cluster_name, default_run_dir
@@ -43,7 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=RunConfig.max_bytes,
         help="last message size (inclusive)",
     )
-    sweep.add_argument("-f", "--step-factor", type=int, default=RunConfig.step_factor, help="multiply the size by this")
+    sweep.add_argument(
+        "-f", "--step-factor", type=int, default=RunConfig.step_factor, action=Given, help="multiply the size by this"
+    )
     sweep.add_argument("-i", "--step-bytes", type=_size("--step-bytes"), default=None, help="add this instead of -f")
     sweep.add_argument("-n", "--iters", type=int, default=RunConfig.iters, help="timed iterations per size")
     sweep.add_argument("-w", "--warmup", type=int, default=RunConfig.warmup, help="untimed iterations per size")
@@ -73,6 +76,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
+    refuse_two_step_rules(args)
     collectives = tuple(c.strip() for c in args.collectives.split(",") if c.strip())
     if not collectives:
         raise UserError("--collectives is empty: name at least one, e.g. all_reduce")

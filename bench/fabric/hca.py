@@ -447,7 +447,7 @@ def explain(nccl_ib_hca: str | None, candidates: Sequence[Candidate]) -> HcaExpl
 def describe(parsed: HcaList) -> str:
     """One line saying how NCCL reads the value."""
     if parsed.value is None:
-        return "unset: NCCL uses every active port"
+        return "NCCL uses every active port"
     names = "exact names" if parsed.exact else "prefixes (an entry also matches longer names: mlx5_1 -> mlx5_10)"
     mode = ("exclude" if parsed.invert else "include") + " list, " + names
     entries = ", ".join(show(e.text, 24) for e in parsed.entries[:8])

@@ -77,6 +77,8 @@ class RunConfig:
                 f"--min-bytes {format_size(self.min_bytes)} is larger than --max-bytes {format_size(self.max_bytes)}:"
                 " swap them or raise -e"
             )
+        if self.min_bytes == 0:
+            raise UserError("-b 0 asks for 0-byte messages, which measure nothing: start at 8 bytes or more (-b 8)")
         if self.step_bytes is not None and self.step_bytes <= 0:
             raise UserError(f"--step-bytes {self.step_bytes} must be positive: sizes would never grow")
         if self.step_bytes is None and self.step_factor < 2:
