@@ -111,7 +111,7 @@ def _results_table(inputs: RunInputs, min_efficiency: float) -> TextTable | None
     rows = tuple(
         (
             r.scope, r.collective, str(r.groups), r.size, f"{_fmt(r.worst_GBps, ',.2f')} ({r.worst_group})",
-            _fmt(r.median_GBps, ",.2f"), _fmt(r.target_Gbps / 8.0, ",.0f"), _fmt(r.worst_efficiency, ".1%"),
+            _fmt(r.median_GBps, ",.2f"), _fmt(r.target_Gbps / 8.0, ",.4g"), _fmt(r.worst_efficiency, ".1%"),
             r.verdict,
         )
         for r in summary.itertuples()
@@ -134,7 +134,7 @@ def _rails_section(inputs: RunInputs) -> Section | None:
         rows = tuple(
             (
                 str(d.get("kind", "")), str(d.get("node", "")), str(d.get("rail", "")), str(d.get("device", "")),
-                _fmt(d.get("measured_Gbps")), _fmt(d.get("expected_Gbps"), ",.0f"), str(d.get("evidence", "")),
+                _fmt(d.get("measured_Gbps"), ",.3g"), _fmt(d.get("expected_Gbps"), ",.4g"), str(d.get("evidence", "")),
             )
             for d in defects
             if isinstance(d, dict)
@@ -163,8 +163,8 @@ def summarize(inputs: RunInputs, min_efficiency: float, notes: Sequence[str] = (
         if isinstance(d, Mapping) and d.get("symptom") != "transient":
             where = " ".join(str(p) for p in (d.get("node"), f"rail {d.get('rail')}" if d.get("rail") is not None
                                                 else None, d.get("device")) if p)  # fmt: skip
-            named.append(f"{d.get('kind', 'defect')} fault: {where} at {_fmt(d.get('measured_Gbps'))} Gb/s of "
-                         f"{_fmt(d.get('expected_Gbps'), ',.0f')} Gb/s")  # fmt: skip
+            named.append(f"{d.get('kind', 'defect')} fault: {where} at {_fmt(d.get('measured_Gbps'), ',.3g')} Gb/s of "
+                         f"{_fmt(d.get('expected_Gbps'), ',.4g')} Gb/s")  # fmt: skip
     verdict: Verdict = run_verdict(run, judged, compare, named)
     sections: list[Section] = []
     if grid is not None:
