@@ -9,7 +9,7 @@ Without ``--update-sample`` or ``--out`` it refuses: the committed sample is onl
 
 ``--testbed`` builds the 4-node x 2-rail network-namespace cluster of the tests, slows node03's rail 1 to
 300 Mbit/s with tc, runs ``railbench accept`` across it for real (gloo on CPU), and draws that run. veth
-rails have no line rate, so the sample treats them as 1 Gb/s links (``--rail-rate-gbps 1``): every healthy
+rails have no line rate, so the sample treats them as 0.5 Gb/s links (``--rail-rate-gbps 0.5``): every healthy
 rail clears that, the shaped one does not.
 
 Either way the report is drawn by ``railbench report RUN_DIR --out reports/sample``, the same command users
@@ -57,7 +57,7 @@ def testbed_run_dir(root: Path) -> Path:
         bed.shape("node03", 1, 300)
         done = bed.run(2, [sys.executable, "-m", "bench", "accept", "--profile", str(bed.workdir / "netns.toml"),
                            "--out", str(out), "--cluster", "netns-testbed", "--no-history", "--timeout", "90",
-                           "-b", "1K", "-e", "4M", "--rail-rate-gbps", "1"],
+                           "-b", "1K", "-e", "4M", "--rail-rate-gbps", "0.5"],
                        timeout=400)  # fmt: skip
         print(done.stdout)
         if done.returncode not in (0, 1):  # 1: the shaped link fails acceptance, as it should
@@ -73,7 +73,7 @@ def screenshot(page: Path, png: Path) -> None:
         print(f"no chromium: {png} left as it was")
         return
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", "--hide-scrollbars", "--window-size=1280,1600",
+             "--disable-component-update", "--disable-sync", "--hide-scrollbars", "--window-size=1280,2600",
              "--virtual-time-budget=5000", f"--screenshot={png}"]  # fmt: skip
     subprocess.run([browser, *flags, page.resolve().as_uri()], check=True, capture_output=True, timeout=120)
     print(f"{png.name} <- {page}")
