@@ -20,8 +20,9 @@ relative test applies and every rail is assumed to have the same rate.
 With repeats, a cell (pair, rail) is *slow* when its median over repeats is slow and *suspect* when any
 repeat is slow. A link or rail needs every one of its cells suspect, so a flaky link (slow with several
 partners in some repeats) is found, while one unlucky sample never is. A pair fault has nothing to
-corroborate it, so its median must also stand out of the fabric's noise (a robust z-score, scaled with the
-number of pairs so that a healthy 512-node matrix raises no false alarm).
+corroborate it, so its median must also stand out of the fabric's noise (a robust z-score of log rates, since
+bandwidth noise is multiplicative, scaled with the number of pairs so that a healthy 512-node matrix raises no
+false alarm).
 
 Pure functions over numpy arrays: a 512-node x 8-rail matrix localises in well under the 5 s target
 (``ci/bench_rails.py``).
@@ -214,7 +215,6 @@ def _cells(matrix: PairMatrix, line_rate_Gbps: float | Mapping[int, float] | Non
     healthy = measured & (normalised >= thresholds.relative_fraction * guess)
     values = normalised[healthy]
     level = float(np.median(values))
-    sigma = 1.4826 * float(np.median(np.abs(values - level)))
     relative_cut = thresholds.relative_fraction * level * scale
     absolute_cut = np.zeros_like(scale) if rates is None else thresholds.pass_fraction * rates
     cut = np.maximum(relative_cut, absolute_cut)[:, None, None]
@@ -224,9 +224,20 @@ def _cells(matrix: PairMatrix, line_rate_Gbps: float | Mapping[int, float] | Non
     # A lone pair has no other measurement to corroborate it, so it must also stand out of the noise: below
     # the healthy level by more than z robust standard deviations, z chosen so that pure noise over this
     # many cells raises a false alarm with probability NOISE_FALSE_ALARMS.
+    # Bandwidth noise is multiplicative (a busy CPU or a congested link halves a rate, it does not subtract a
+    # constant), so the noise is measured on log rates: a pair 3x below the level is as unusual at 400 Gb/s
+    # as at 4 Gb/s, and a wide healthy spread (0.9-15 Gb/s on busy veth) widens the band instead of turning
+    # its low end into faults.
+    # Over every measured cell, not only the ones above the relative cut: truncating the low tail would
+    # shrink the spread and turn the healthy low end into faults. Median and MAD shrug off the broken cells
+    # (up to half of them), and where they do not, the band only widens: fewer pair faults, never more.
+    everything = normalised[measured]
+    positive = everything[everything > 0]
+    log_level = float(np.median(np.log(positive))) if positive.size else 0.0
+    log_sigma = 1.4826 * float(np.median(np.abs(np.log(positive) - log_level))) if positive.size else 0.0
     cells = max(1, int(np.triu(measured, k=1).sum()))
     z = NormalDist().inv_cdf(1.0 - NOISE_FALSE_ALARMS / cells)
-    noise_cut = ((level - z * sigma) * scale)[:, None, None]
+    noise_cut = (np.exp(log_level - z * log_sigma) * scale)[:, None, None]
     significant = slow & (median < noise_cut)
     expected = level * scale if rates is None else rates
     basis: Literal["line rate", "peers"] = "peers" if rates is None else "line rate"
