@@ -1,10 +1,11 @@
-"""The one timing loop: any registered collective, any size, any process group.
+"""The one timing loop: any registered collective or pair exchange, any size, any process group.
 
-On CPU (gloo) every call is synchronous: barrier, ``perf_counter``, ``iters`` calls, ``perf_counter``.
-On GPU (NCCL) torch enqueues the collective on NCCL's stream and makes the current stream wait for it,
-so CUDA events recorded on the current stream before and after the loop bracket exactly the
-communication; ``graph=True`` captures the ``iters`` calls in one CUDA graph and replays it, removing the
-per-call launch overhead as nccl-tests ``-G`` does.
+Every timed region starts with the group's ranks together and the device drained, and ends with the
+device's own synchronisation (``bench.measure.device``): on GPU, CUDA events on the stream torch makes wait
+for NCCL's work; on the host, ``perf_counter`` after draining any asynchronous backend. gloo completes
+each call before returning, NCCL only enqueues it, and the one loop times both truthfully. ``graph=True``
+captures the ``iters`` calls in one CUDA graph and replays it, removing the per-call launch overhead as
+nccl-tests ``-G`` does.
 
 Each rank times its own loop; ``reduce_times`` gathers every rank's mean so the caller can report the mean
 over ranks plus the fastest and slowest rank (the straggler signal), as nccl-tests averages over ranks.
@@ -12,10 +13,11 @@ over ranks plus the fastest and slowest rank (the straggler signal), as nccl-tes
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from bench.measure import device as device_ops
 from bench.measure.collectives import Buffers, Collective, count_wrong, make_buffers
 
 
@@ -40,9 +42,74 @@ class SizeResult:
         return self.nbytes / (self.time_us * 1e-6) / 1e9 if self.time_us > 0 else 0.0
 
 
-def _loop(coll: Collective, buffers: Buffers, rank: int, nranks: int, group: Any, iters: int) -> None:
-    for _ in range(iters):
-        coll.call(buffers, rank, nranks, group)
+def _repeat(step: Callable[[], None], times: int) -> None:
+    for _ in range(times):
+        step()
+
+
+def time_region(
+    step: Callable[[], None], *, group: Any, device: Any, iters: int, warmup: int, graph: bool = False
+) -> float:
+    """This rank's mean time per ``step`` in microseconds, after ``warmup`` untimed steps.
+
+    The one timing loop: world sweeps, rail groups and pair exchanges all come through here. Every rank of
+    ``group`` starts together (a barrier, then the device drained), and the region ends with the device's
+    own synchronisation (``bench.measure.device``), so asynchronous backends are timed by when their work
+    ended, not by when the host finished queuing it.
+    """
+    import torch.distributed as dist
+
+    _repeat(step, warmup)
+    cuda_graph = _capture(step, device, iters) if graph else None
+    dist.barrier(group=group)
+    device_ops.synchronize(device)
+    timer = device_ops.RegionTimer(device)
+    timer.start()
+    if cuda_graph is not None:
+        cuda_graph.replay()
+    else:
+        _repeat(step, iters)
+    seconds = timer.stop()
+    return seconds * 1e6 / iters
+
+
+def _capture(step: Callable[[], None], device: Any, iters: int) -> Any:
+    """``iters`` steps captured in one CUDA graph (nccl-tests ``-G``), uploaded by one untimed replay."""
+    import torch
+
+    device_ops.synchronize(device)
+    cuda_graph = torch.cuda.CUDAGraph()
+    # Capture runs on a side stream; NCCL needs one eager call on that stream first.
+    side = torch.cuda.Stream(device=device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side):
+        step()
+    torch.cuda.current_stream(device).wait_stream(side)
+    with torch.cuda.graph(cuda_graph, stream=side):
+        _repeat(step, iters)
+    cuda_graph.replay()
+    device_ops.synchronize(device)
+    return cuda_graph
+
+
+def graph_capture_works(device: Any) -> str | None:
+    """Why a CUDA graph of an NCCL all-reduce cannot be captured on this rank, or None when it can.
+
+    A one-element all-reduce on the world, captured and replayed once. Every rank must call it together
+    (it is a collective) and agree on the answer afterwards, so that either every rank captures or none.
+    """
+    import torch
+    import torch.distributed as dist
+
+    if not device_ops.is_cuda(device):
+        return "not a CUDA device"
+    probe = torch.ones(1, device=device)
+    try:
+        _capture(lambda: dist.all_reduce(probe), device, 1).replay()
+        device_ops.synchronize(device)
+    except RuntimeError as exc:  # capture unsupported by this driver, NCCL or torch build
+        return " ".join(str(exc).split())[:160]
+    return None
 
 
 def time_loop(
@@ -57,42 +124,11 @@ def time_loop(
     device: Any,
     graph: bool = False,
 ) -> float:
-    """This rank's mean time per call in microseconds, after ``warmup`` untimed calls."""
-    import torch
-    import torch.distributed as dist
-
-    _loop(coll, buffers, rank, nranks, group, warmup)
-    if getattr(device, "type", "cpu") != "cuda":
-        dist.barrier(group=group)
-        start = time.perf_counter()
-        _loop(coll, buffers, rank, nranks, group, iters)
-        return (time.perf_counter() - start) * 1e6 / iters
-
-    torch.cuda.synchronize(device)
-    if graph:
-        cuda_graph = torch.cuda.CUDAGraph()
-        # Capture must run on a side stream; NCCL needs one eager call on it first (done as warm-up).
-        side = torch.cuda.Stream(device=device)
-        side.wait_stream(torch.cuda.current_stream(device))
-        with torch.cuda.stream(side):
-            _loop(coll, buffers, rank, nranks, group, 1)
-        torch.cuda.current_stream(device).wait_stream(side)
-        with torch.cuda.graph(cuda_graph, stream=side):
-            _loop(coll, buffers, rank, nranks, group, iters)
-        cuda_graph.replay()  # first replay uploads the graph; not timed
-        torch.cuda.synchronize(device)
-    dist.barrier(group=group)
-    torch.cuda.synchronize(device)
-    start_ev = torch.cuda.Event(enable_timing=True)
-    end_ev = torch.cuda.Event(enable_timing=True)
-    start_ev.record()
-    if graph:
-        cuda_graph.replay()
-    else:
-        _loop(coll, buffers, rank, nranks, group, iters)
-    end_ev.record()
-    end_ev.synchronize()
-    return start_ev.elapsed_time(end_ev) * 1e3 / iters
+    """This rank's mean time per call of ``coll`` in microseconds (:func:`time_region` on one collective)."""
+    return time_region(
+        lambda: coll.call(buffers, rank, nranks, group), group=group, device=device, iters=iters, warmup=warmup,
+        graph=graph,
+    )  # fmt: skip
 
 
 def check_once(
@@ -105,6 +141,7 @@ def check_once(
     """
     buffers = make_buffers(coll, count, nbytes, rank, nranks, dtype, device)
     coll.call(buffers, rank, nranks, group)
+    device_ops.synchronize(device)  # the result is read below: the collective must have landed
     return count_wrong(coll, buffers, rank, nranks)
 
 
@@ -118,6 +155,7 @@ def reduce_times(time_us: float, wrong: int, group: Any, device: Any) -> tuple[l
     everyone = torch.empty(2 * n, dtype=torch.float64, device=device)
     gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
     gather(everyone, mine, group=group)
+    device_ops.synchronize(device)  # read on the host only once the gather has landed
     values = everyone.view(n, 2).cpu().tolist()
     return [row[0] for row in values], int(sum(row[1] for row in values))
 

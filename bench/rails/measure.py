@@ -3,20 +3,20 @@
 Every function here runs on every rank at the same point of the program (torch requires every rank to
 call ``new_group`` for every group, in the same order); what a rank does inside depends on its rail.
 
-Pair exchanges use point-to-point inside the rail groups, never one communicator per pair: 64 nodes x 8
-rails would need 16,128 of them. A pair measures each direction on its own, timed at the sender until the
-receiver acknowledges: gloo runs a pair's two directions over one TCP connection and serialises them, so a
-simultaneous exchange would report half of what the wire does.
+Pair exchanges use batched point-to-point inside the rail groups, never one communicator per pair: 64
+nodes x 8 rails would need 16,128 of them. A pair measures each direction on its own (gloo runs a pair's
+two directions over one TCP connection and serialises them, so a simultaneous exchange would report half
+of what the wire does), timed by the one timing loop at both ends.
 """
 
 from __future__ import annotations
 
 import contextlib
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bench.measure.timing import reduce_times, time_region
 from bench.rails.layout import RailLayout
 from bench.rails.schedule import Round
 from bench.runtime import env as benv
@@ -68,44 +68,28 @@ class PairTime:
     round: int
     nbytes: int
     time_us: float
-    """Mean time per message at the sender, until the receiver's acknowledgement."""
+    """Mean time per message, at the slower of the two ends (the receiver holds the last byte at the end)."""
 
 
-def _device_sync(tensor: Any) -> None:
-    """Wait on the host until the device has finished everything queued so far (a no-op on CPU).
+def one_way(send_buf: Any, recv_buf: Any, peer_rank: int | None, sending: bool, group: Any) -> Callable[[], None]:
+    """One message of a pair exchange, as a step the timing loop can repeat.
 
-    On NCCL ``send``/``recv`` only enqueue: ``Work.wait()`` makes the current stream wait, never the host, so
-    ``perf_counter`` around the loop alone would time the queuing (TB/s for a 256 MB pair). The last
-    acknowledgement is ordered after the receiver got the last message, so synchronising after it ends the
-    timed region when the transfer really ended.
+    A batched point-to-point (``batch_isend_irecv``) inside the rail group's own communicator: on NCCL
+    that is one grouped call on the communicator the rail already has, never a new 2-rank communicator per
+    (rank, partner) as un-batched ``send``/``recv`` would make. A rank without a partner this round steps
+    through the loop doing nothing, so that it still meets the group at the loop's barrier.
     """
-    if tensor.device.type == "cuda":
-        import torch
-
-        torch.cuda.synchronize(tensor.device)
-
-
-def _send_timed(data: Any, ack: Any, peer: int, group: Any, iters: int, warmup: int) -> float:
     import torch.distributed as dist
 
-    for _ in range(warmup):
-        dist.send(data, peer, group=group)
-        dist.recv(ack, peer, group=group)
-    _device_sync(ack)
-    start = time.perf_counter()
-    for _ in range(iters):
-        dist.send(data, peer, group=group)
-        dist.recv(ack, peer, group=group)
-    _device_sync(ack)
-    return (time.perf_counter() - start) * 1e6 / iters
+    if peer_rank is None:
+        return lambda: None
+    op = dist.P2POp(dist.isend if sending else dist.irecv, send_buf if sending else recv_buf, peer_rank, group)
 
+    def step() -> None:
+        for work in dist.batch_isend_irecv([op]):
+            work.wait()
 
-def _receive_acked(data: Any, ack: Any, peer: int, group: Any, count: int) -> None:
-    import torch.distributed as dist
-
-    for _ in range(count):
-        dist.recv(data, peer, group=group)
-        dist.send(ack, peer, group=group)
+    return step
 
 
 def pair_round(
@@ -113,42 +97,45 @@ def pair_round(
     layout: RailLayout,
     rank: int,
     group: Any,
-    buffers: tuple[Any, Any, Any],
+    buffers: tuple[Any, Any],
     *,
     iters: int,
     warmup: int,
 ) -> list[PairTime]:
-    """This rank's part of one round on its rail: both directions with its partner, lower node first."""
+    """This rank's part of one round on its rail: each direction of every pair at once, lower node first.
+
+    Both ends time the same region with the one timing loop; a direction took as long as its slower end
+    (the receiver has the last byte only when the transfer is over), known on every rank of the rail
+    group after one gather of the times.
+    """
     import torch.distributed as dist
 
     node, rail = layout.where(rank)
-    send_buf, recv_buf, ack = buffers
+    send_buf, recv_buf = buffers
+    device = send_buf.device
     partner = rnd.partner(node)
+    peer_rank = layout.ranks[partner][rail] if partner is not None else None
+    nbytes = send_buf.numel() * send_buf.element_size()
     times: list[PairTime] = []
-    if partner is not None:
-        peer_rank = layout.ranks[partner][rail]
-        low, high = sorted((node, partner))
-        for src, dst in ((low, high), (high, low)):
-            if node == src:
-                t = _send_timed(send_buf, ack, peer_rank, group, iters, warmup)
-                nbytes = send_buf.numel() * send_buf.element_size()
-                times.append(PairTime(src, dst, rail, rnd.repeat, rnd.index, nbytes, t))
-            else:
-                _receive_acked(recv_buf, ack, peer_rank, group, iters + warmup)
-    # Keep the rail's pairs in step, so a round's pairs really run at the same time.
-    dist.barrier(group=group)
+    for sender_is_low in (True, False):
+        sending = partner is not None and (node < partner) == sender_is_low
+        step = one_way(send_buf, recv_buf, peer_rank, sending, group)
+        mine = time_region(step, group=group, device=device, iters=iters, warmup=warmup)
+        everyone, _ = reduce_times(mine, 0, group, device)
+        if sending and peer_rank is not None and partner is not None:
+            theirs = everyone[dist.get_group_rank(group, peer_rank)]
+            times.append(PairTime(node, partner, rail, rnd.repeat, rnd.index, nbytes, max(mine, theirs)))
     return times
 
 
-def pair_buffers(nbytes: int, device: Any) -> tuple[Any, Any, Any]:
-    """Send, receive and acknowledgement tensors for pair exchanges of ``nbytes`` (float32)."""
+def pair_buffers(nbytes: int, device: Any) -> tuple[Any, Any]:
+    """Send and receive tensors for pair exchanges of ``nbytes`` (float32)."""
     import torch
 
     count = max(1, nbytes // 4)
     return (
         torch.ones(count, dtype=torch.float32, device=device),
         torch.empty(count, dtype=torch.float32, device=device),
-        torch.zeros(1, dtype=torch.float32, device=device),
     )
 
 

@@ -1,0 +1,87 @@
+"""The few calls in which a GPU and the host differ, in one place: synchronise, and time a region.
+
+NCCL's operations are asynchronous: ``Work.wait()`` makes the current CUDA stream wait for NCCL's stream and
+returns at once, so the host learns that a transfer ended only from the device (``cuda.synchronize`` or a
+CUDA event). A timed region therefore ends with the device's own synchronisation, never with the host's
+clock alone: ``perf_counter`` around ``iters`` NCCL calls measures the queuing (TB/s for a 256 MB pair).
+
+Two implementations of the same calls:
+
+- **CUDA**: ``torch.cuda.synchronize`` and CUDA events on the current stream (the stream torch makes wait
+  for NCCL's work), which bracket exactly the device work of the region.
+- **host**: ``perf_counter``, after waiting for every registered *host queue*. gloo completes every
+  operation before ``wait()`` returns, so it registers nothing. A backend whose operations finish
+  later on a thread of its own (the test suite's model of NCCL, ``tests/async_backend.py``) registers
+  the call that drains its queue, and is then timed exactly as CUDA is: the region ends when the work
+  ends.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+_HOST_QUEUES: list[Callable[[], None]] = []
+"""Calls that wait until a host-side asynchronous backend has finished everything queued so far."""
+
+
+def register_host_queue(drain: Callable[[], None]) -> None:
+    """Make :func:`synchronize` on a host device also wait for ``drain`` (idempotent)."""
+    if drain not in _HOST_QUEUES:
+        _HOST_QUEUES.append(drain)
+
+
+def unregister_host_queue(drain: Callable[[], None]) -> None:
+    if drain in _HOST_QUEUES:
+        _HOST_QUEUES.remove(drain)
+
+
+def is_cuda(device: Any) -> bool:
+    return getattr(device, "type", "cpu") == "cuda"
+
+
+def synchronize(device: Any) -> None:
+    """Return only when every operation queued so far on ``device`` has finished."""
+    if is_cuda(device):
+        import torch
+
+        torch.cuda.synchronize(device)
+        return
+    for drain in list(_HOST_QUEUES):
+        drain()
+
+
+@dataclass
+class RegionTimer:
+    """Times one region of device work: ``start()``, issue the work, ``stop()`` gives seconds.
+
+    ``stop`` returns only when the work has finished, so the result is always the device's time.
+    """
+
+    device: Any
+    _start_s: float = 0.0
+    _events: tuple[Any, Any] | None = field(default=None, repr=False)
+
+    def start(self) -> None:
+        if is_cuda(self.device):
+            import torch
+
+            begin = torch.cuda.Event(enable_timing=True)
+            end = torch.cuda.Event(enable_timing=True)
+            begin.record()
+            self._events = (begin, end)
+            return
+        synchronize(self.device)  # nothing queued earlier may land inside the region
+        self._start_s = time.perf_counter()
+
+    def stop(self) -> float:
+        if self._events is not None:
+            begin, end = self._events
+            end.record()
+            end.synchronize()
+            self._events = None
+            return float(begin.elapsed_time(end)) / 1e3
+        synchronize(self.device)
+        return time.perf_counter() - self._start_s
