@@ -19,13 +19,13 @@ def main() -> None:
 
     from bench.fabric import counters
     from bench.runtime import env as benv
-    from bench.runtime.dist import init_distributed
+    from bench.runtime.dist import init_distributed, transport_for
 
     rails = int(sys.argv[1])
     info = benv.discover_rank()
     assert info is not None, "start under mpirun"
     os.environ["GLOO_SOCKET_IFNAME"] = "mgmt"
-    ctx = init_distributed(info, "gloo", 60.0, oob_ifname="mgmt")
+    ctx = init_distributed(info, transport_for("gloo"), 60.0, oob_ifname="mgmt")
     world = torch.full((4,), float(ctx.info.rank))
     dist.all_reduce(world)
     groups = []

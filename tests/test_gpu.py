@@ -37,13 +37,17 @@ class GpuCase:
     name: str
     args: tuple[str, ...]
     collectives: tuple[str, ...]
-    graph: bool = False
+    graph: bool = True
+    """On NCCL railbench captures CUDA graphs unless told --no-graph."""
 
 
 CASES = [
     GpuCase("world-sweep-all-collectives-check",
             ("run", "--np", str(GPUS), "--backend", "nccl", "-c", "-b", "1K", "-e", "256M", "-f", "16",
              "--collectives", ALL), tuple(ALL.split(","))),
+    GpuCase("eager-check",
+            ("run", "--np", str(GPUS), "--backend", "nccl", "-c", "--no-graph", "-b", "1M", "-e", "256M", "-f", "16",
+             "--collectives", "all_reduce,sendrecv"), ("all_reduce", "sendrecv"), False),
     GpuCase("graph-check",
             ("run", "--np", str(GPUS), "--backend", "nccl", "-c", "--graph", "-b", "1M", "-e", "256M", "-f", "16",
              "--collectives", "all_reduce,all_gather,sendrecv"), ("all_reduce", "all_gather", "sendrecv"), True),
@@ -60,7 +64,7 @@ def _rows(out: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
-def assert_nccl_run(out: Path, collectives: tuple[str, ...], *, graph: bool = False) -> list[dict[str, str]]:
+def assert_nccl_run(out: Path, collectives: tuple[str, ...], *, graph: bool = True) -> list[dict[str, str]]:
     """What every NCCL run directory must show; returns its rows."""
     meta = json.loads((out / "run.json").read_text())
     assert meta["backend"] == "nccl" and meta["status"] == "complete", meta

@@ -36,12 +36,14 @@ from bench.rundir.files import (
     atomic_write_json,
     default_cluster_name,
     default_run_dir,
+    proposed_run_dir,
     read_results_rows,
     read_run_json,
 )
 from bench.rundir.junit import Case, Status, write_junit
 from bench.rundir.record import iso_utc
 from bench.runtime import env as benv
+from bench.runtime.before_init import run_directory
 from bench.runtime.dist import DistContext, broadcast_str, run_as_rank
 from bench.runtime.env import RankInfo
 from bench.runtime.finish import finish_run
@@ -60,9 +62,12 @@ def run_rank(config: AcceptConfig, info: RankInfo) -> int:
         if info.rank != 0:
             return EXIT_USAGE
         raise
+    # No rail pin here: accept's world sweep measures what NCCL chooses by itself.
     return run_as_rank(
-        info, config.backend, config.timeout_s, settings.oob_ifname, lambda ctx: _accept(config, settings, profile, ctx)
-    )
+        info, config.backend, config.timeout_s, settings.oob_ifname,
+        lambda ctx: _accept(config, settings, profile, ctx),
+        before_init=lambda prelude: run_directory(prelude, lambda: proposed_run_dir(config.out, config.cluster)),
+    )  # fmt: skip
 
 
 def _node_checks(profile: Any, ctx: DistContext) -> list[NodeReport] | None:
@@ -80,7 +85,9 @@ def _node_checks(profile: Any, ctx: DistContext) -> list[NodeReport] | None:
 def _accept(config: AcceptConfig, settings: RailsSettings, profile: Any, ctx: DistContext) -> int:
     rank = ctx.info.rank
     cluster_name = config.cluster or default_cluster_name(ctx.hosts[0])
-    out_dir = Path(broadcast_str(ctx.store, "out_dir", str(config.out or default_run_dir(cluster_name)), rank, 60.0))
+    out_dir = ctx.out_dir or Path(
+        broadcast_str(ctx.store, "out_dir", str(config.out or default_run_dir(cluster_name)), rank, 60.0)
+    )
     started = iso_utc()
 
     reports = _node_checks(profile, ctx)

@@ -56,7 +56,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--collectives", default=",".join(DEFAULT_COLLECTIVES), help="comma-separated, e.g. all_reduce,sendrecv"
     )
     sweep.add_argument("--backend", choices=("auto", "nccl", "gloo"), default="auto", help="nccl on GPUs, gloo on CPU")
-    sweep.add_argument("--graph", action="store_true", help="capture iterations in a CUDA graph (nccl-tests -G)")
+    sweep.add_argument(
+        "--graph", action=argparse.BooleanOptionalAction, default=None,
+        help="capture iterations in a CUDA graph (nccl-tests -G); default: on with NCCL where capture works",
+    )  # fmt: skip
     sweep.add_argument("--timeout", type=float, default=RunConfig.timeout_s, help="seconds per collective (exit 3)")
     start = parser.add_argument_group("starting ranks (omit under mpirun/srun/torchrun)")
     start.add_argument("--np", type=int, help="start N local ranks under mpirun")
@@ -115,7 +118,7 @@ def main(args: argparse.Namespace) -> int:
 
 def run(config: RunConfig) -> int:
     """Run the sweep as a rank, or start the ranks and report their verdict; returns the exit status."""
-    conflict = blocking_wait_conflict(benv.environ(), config.graph)
+    conflict = blocking_wait_conflict(benv.environ(), config.graph is True)
     if conflict is not None:
         raise UserError(conflict)
     info = benv.discover_launched_rank()

@@ -20,10 +20,15 @@ def _time(us: float) -> str:
     return f"{us:.0f}"
 
 
-def section_header(collective: str, nranks: int, nnodes: int, backend: str, placement: str) -> str:
-    """The lines printed before a collective's rows."""
+def section_header(collective: str, nranks: int, nnodes: int, backend: str, placement: str, graph: bool = False) -> str:
+    """The lines printed before a collective's rows, saying how calls were timed.
+
+    ``graph``: the timed calls were one CUDA graph (nccl-tests ``-G``), comparable one-to-one with nccl-tests
+    at every size; ``eager``: each call was launched by torch, whose per-call overhead shows at small sizes.
+    """
     node_word = "node" if nnodes == 1 else "nodes"
-    return f"#\n# {collective}: {nranks} ranks on {nnodes} {node_word}, {backend}, {placement}\n{HEADER}"
+    timing = "graph" if graph else "eager"
+    return f"#\n# {collective}: {nranks} ranks on {nnodes} {node_word}, {backend}, {placement}, {timing}\n{HEADER}"
 
 
 def row_line(row: Mapping[str, Any]) -> str:

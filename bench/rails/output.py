@@ -29,6 +29,7 @@ def write_outputs(outcome: RailsOutcome, out_dir: Path, writer: Any, iters: int)
         "counter_findings": list(outcome.findings),
         "below_target": list(outcome.below_target),
         "counters": outcome.counters,
+        "process_groups": outcome.process_groups,
     }  # fmt: skip
     atomic_write_json(out_dir / "rails.json", doc)
     if writer is not None:

@@ -8,6 +8,7 @@ round-robin pair matrix, gathers everything to rank 0, and rank 0 localises and 
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import sys
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from typing import Any
 
 from bench.errors import EXIT_FAIL, EXIT_INFRA, EXIT_PASS, EXIT_USAGE, InfraError, UserError
 from bench.fabric import counters
+from bench.fabric.hca import select_hcas
 from bench.fabric.sysfs import Sysfs, ib_ports, net_devices
 from bench.measure.collectives import get_collective
 from bench.measure.timing import measure
@@ -33,8 +35,10 @@ from bench.rails.measure import (
     pair_round,
 )
 from bench.rails.schedule import schedule
-from bench.rundir.files import ResultsWriter, default_cluster_name, default_run_dir
+from bench.rundir.files import ResultsWriter, default_cluster_name, default_run_dir, proposed_run_dir
 from bench.rundir.record import RunRecord, base_metadata, iso_utc
+from bench.runtime import env as benv
+from bench.runtime.before_init import Prelude, PreludeStep, agree_all_ok, pin_rail, rail_pin, run_directory
 from bench.runtime.dist import DistContext, broadcast_str, run_as_rank
 from bench.runtime.env import RankInfo
 from bench.runtime.finish import finish_run
@@ -55,6 +59,41 @@ def _my_interface(settings: RailsSettings, layout: RailLayout, rank: int) -> str
     if problems:
         raise UserError(problems[0])
     return ifname
+
+
+def rail_prelude(settings: RailsSettings, profile: Any, proposal: Callable[[], Path]) -> PreludeStep:
+    """The rails command's before-init step: the run directory, and on NCCL this rank's rail pinned.
+
+    NCCL reads ``NCCL_SOCKET_IFNAME``/``NCCL_IB_HCA`` once, at the first communicator, so local rank k is
+    kept on rail k's interface or HCA before the world exists; the world communicator of a rails run then
+    rides rail k too, which is what a rail-optimised fabric does anyway (GPU k reaches NIC k).
+    """
+
+    def step(prelude: Prelude) -> Path:
+        out_dir = run_directory(prelude, proposal)
+        if prelude.reads_nccl_env:
+            pin_rail(prelude, _rail_pin(settings, profile, prelude))
+        return out_dir
+
+    return step
+
+
+def _rail_pin(settings: RailsSettings, profile: Any, prelude: Prelude) -> dict[str, str]:
+    rail = prelude.info.local_rank
+    sysfs = Sysfs(Path("/sys"))
+    problem, ifnames, hcas = None, [], []
+    if settings.socket_ifname:
+        try:
+            ifnames = [interface_for_rail(settings.socket_ifname, [d.name for d in net_devices(sysfs)], rail,
+                                          socket.gethostname())]  # fmt: skip
+        except UserError as exc:
+            problem = str(exc)
+    else:
+        active = [p.name for p in ib_ports(sysfs) if p.state == "ACTIVE"]
+        wanted = benv.get("NCCL_IB_HCA") or profile.recommended_env.get("NCCL_IB_HCA")
+        hcas = select_hcas(wanted, active)
+    agree_all_ok(prelude, "rail_pin", problem)
+    return rail_pin(0 if ifnames else rail, socket_ifname=settings.socket_ifname, ifnames=ifnames, hcas=hcas)
 
 
 def _snapshot(local_rank: int) -> counters.Snapshot | None:
@@ -171,7 +210,7 @@ def rails_phase(settings: RailsSettings, ctx: DistContext, watchdog: Watchdog) -
     watchdog.leave()
     if rank != 0:
         return None
-    return _outcome(settings, layout, gathered)
+    return dataclasses.replace(_outcome(settings, layout, gathered), process_groups=1 + len(groups))
 
 
 def _outcome(settings: RailsSettings, layout: RailLayout, gathered: list[dict[str, Any]]) -> records.RailsOutcome:
@@ -266,13 +305,16 @@ def run_rank(config: RailsConfig, info: RankInfo) -> int:
     return run_as_rank(
         info, config.backend, config.timeout_s, settings.oob_ifname,
         lambda ctx: _standalone(config, settings, profile, ctx),
+        before_init=rail_prelude(settings, profile, lambda: proposed_run_dir(config.out, config.cluster)),
     )  # fmt: skip
 
 
 def _standalone(config: RailsConfig, settings: RailsSettings, profile: Any, ctx: DistContext) -> int:
     rank = ctx.info.rank
     cluster = config.cluster or default_cluster_name(ctx.hosts[0])
-    out_dir = Path(broadcast_str(ctx.store, "out_dir", str(config.out or default_run_dir(cluster)), rank, 60.0))
+    out_dir = ctx.out_dir or Path(
+        broadcast_str(ctx.store, "out_dir", str(config.out or default_run_dir(cluster)), rank, 60.0)
+    )
     record, writer = None, None
     if rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)

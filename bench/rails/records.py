@@ -229,6 +229,9 @@ class RailsOutcome:
     """Rail-group results under pass_fraction x line rate, or with wrong elements."""
     counters: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     """Per node, the bytes each device carried over the whole rails test."""
+    process_groups: int | None = None
+    """Process groups the rails test made, the world's included: expected world + one per rail (pairs run
+    inside their rail's communicator, never a communicator of their own)."""
 
     @property
     def failed(self) -> bool:

@@ -18,6 +18,7 @@ import csv
 import io
 import json
 import os
+import socket
 import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -59,6 +60,12 @@ def default_run_dir(cluster: str, root: Path | str = "reports/runs", now: float 
     """``reports/runs/<UTC time>-<cluster>``."""
     safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in cluster) or "cluster"
     return Path(root) / f"{utc_stamp(now)}-{safe}"
+
+
+def proposed_run_dir(out: Path | None, cluster: str | None) -> Path:
+    """This rank's proposal for the run directory (rank 0's wins): ``--out``, else the default named after
+    ``--cluster`` or this host's cluster."""
+    return out or default_run_dir(cluster or default_cluster_name(socket.gethostname()))
 
 
 def _umask() -> int:

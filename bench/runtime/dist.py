@@ -15,11 +15,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, Literal
 
 from bench.errors import EXIT_USAGE, InfraError, UserError
 from bench.netaddr import rendezvous_address
 from bench.runtime import signals
+from bench.runtime.before_init import Prelude, PreludeStep, gather_str, place_gpu
 from bench.runtime.env import RankInfo, scoped
 
 Backend = Literal["auto", "nccl", "gloo"]
@@ -40,6 +42,8 @@ class DistContext:
     """The rendezvous key-value store (torch.distributed.Store)."""
     world_ifname: str | None = None
     """The one interface a gloo world group is bound to (``--oob-ifname``); None when NCCL picks its own."""
+    out_dir: Path | None = None
+    """The run directory every rank agreed on before the first communicator (None: the command has none)."""
 
     @property
     def node_hosts(self) -> tuple[str, ...]:
@@ -103,40 +107,89 @@ def _env_rendezvous(info: RankInfo, timeout: timedelta) -> Any:
     return store
 
 
-def init_distributed(info: RankInfo, backend: Backend, timeout_s: float, oob_ifname: str | None = None) -> DistContext:
-    """Start the world process group for ``info``; returns the corrected facts and the store."""
+@dataclass(frozen=True)
+class Transport:
+    """How the world's communication is carried: railbench's backend role, the torch backend that plays it,
+    and the device its buffers live on.
+
+    ``torch_backend`` differs from ``role`` only in the test suite, whose model of NCCL
+    (``tests/async_backend.py``) plays the ``nccl`` role on the CPU: everything that depends on NCCL's
+    behaviour (its environment read once at the first communicator, its asynchronous completion) runs
+    unchanged on it.
+    """
+
+    role: Literal["nccl", "gloo"]
+    torch_backend: str
+    cuda: bool
+
+    @property
+    def reads_nccl_env(self) -> bool:
+        return self.role == "nccl"
+
+
+def transport_for(backend: Backend) -> Transport:
+    chosen = resolve_backend(backend)
+    return Transport(chosen, chosen, cuda=chosen == "nccl")
+
+
+def _cuda_device(prelude: Prelude) -> Any:
+    """This rank's GPU, agreed by every rank before NCCL sees it; the current device from here on."""
+    import torch
+
+    def bus_id(index: int) -> str:
+        props = torch.cuda.get_device_properties(index)
+        return f"{props.pci_domain_id:04x}:{props.pci_bus_id:02x}:{props.pci_device_id:02x}.0"
+
+    device = torch.device("cuda", place_gpu(prelude, torch.cuda.device_count(), bus_id))
+    torch.cuda.set_device(device)
+    return device
+
+
+def init_distributed(
+    info: RankInfo,
+    transport: Transport,
+    timeout_s: float,
+    oob_ifname: str | None = None,
+    before_init: PreludeStep | None = None,
+) -> DistContext:
+    """Start the world process group for ``info``; returns the corrected facts and the store.
+
+    Order matters on NCCL: rendezvous (the store), then ``before_init`` (run directory and NCCL's
+    environment, agreed through the store), then the world communicator, made eagerly on this rank's GPU
+    (``device_id``) so that every later group is split from it at creation, not lazily inside a
+    measurement with the device guessed from the global rank.
+    """
     import torch
     import torch.distributed as dist
 
-    chosen = resolve_backend(backend)
     timeout = timedelta(seconds=timeout_s)
     if info.master_addr is None:
         info, hosts, store = _mpi_rendezvous(info, oob_ifname, timeout)
     else:
         store = _env_rendezvous(info, timeout)
         hosts = None
-    if chosen == "nccl":
-        device = torch.device("cuda", info.local_rank % torch.cuda.device_count())
-        torch.cuda.set_device(device)
-    else:
-        device = torch.device("cpu")
+    prelude = Prelude(info, store, transport.reads_nccl_env, timeout_s)
+    device = _cuda_device(prelude) if transport.cuda else torch.device("cpu")
+    out_dir = before_init(prelude) if before_init is not None else None
     # The process group's own timeout is longer than the watchdog's, so that the watchdog, which can name
     # the ranks that did not arrive, speaks first.
     dist.init_process_group(
-        chosen,
+        transport.torch_backend,
         store=dist.PrefixStore("pg", store),
         rank=info.rank,
         world_size=info.world_size,
         timeout=timedelta(seconds=2 * timeout_s + 30),
+        device_id=device if transport.cuda else None,
     )
     if hosts is None:
-        gathered: list[Any] = [None] * info.world_size
-        dist.all_gather_object(gathered, socket.gethostname())
-        hosts = tuple(str(h) for h in gathered)
+        hosts = tuple(gather_str(prelude, "host", socket.gethostname()))
         _, local_size, node_rank, nnodes = node_layout(hosts, info.rank)
         info = dataclasses.replace(info, node_rank=node_rank, nnodes=nnodes, local_world_size=local_size)
-    world_ifname = oob_ifname if chosen == "gloo" else None
-    return DistContext(info=info, backend=chosen, device=device, hosts=hosts, store=store, world_ifname=world_ifname)
+    world_ifname = oob_ifname if transport.role == "gloo" else None
+    return DistContext(
+        info=info, backend=transport.role, device=device, hosts=hosts, store=store, world_ifname=world_ifname,
+        out_dir=out_dir,
+    )  # fmt: skip
 
 
 def run_as_rank(
@@ -145,6 +198,7 @@ def run_as_rank(
     timeout_s: float,
     oob_ifname: str | None,
     body: Callable[[DistContext], int],
+    before_init: PreludeStep | None = None,
 ) -> int:
     """Start the world group, run ``body`` on it and always tear it down; every command's rank entry.
 
@@ -154,10 +208,12 @@ def run_as_rank(
     """
     signals.install()  # SIGTERM (scancel, timeout) ends the run as Ctrl-C does: recorded as interrupted
     try:
+        transport = transport_for(backend)
         # gloo's world group binds GLOO_SOCKET_IFNAME as it is at start-up: the management interface.
         with scoped("GLOO_SOCKET_IFNAME", oob_ifname):
-            ctx = init_distributed(info, backend, timeout_s, oob_ifname)
+            ctx = init_distributed(info, transport, timeout_s, oob_ifname, before_init)
     except UserError:
+        shutdown()
         if info.rank != 0:
             return EXIT_USAGE
         raise

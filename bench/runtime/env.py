@@ -69,6 +69,11 @@ def set_default(name: str, value: str) -> str:
     return os.environ.setdefault(name, value)
 
 
+def set_value(name: str, value: str) -> None:
+    """Set ``name`` for this process and its children, over any value it had (a rank's own setting)."""
+    os.environ[name] = value
+
+
 @contextlib.contextmanager
 def scoped(name: str, value: str | None) -> Iterator[None]:
     """``name`` set to ``value`` inside the block, restored after (no change for None).

@@ -40,8 +40,9 @@ class RunConfig:
     """-d: element type (nccl-tests names)."""
     backend: Literal["auto", "nccl", "gloo"] = "auto"
     """auto is nccl when CUDA is available, gloo otherwise."""
-    graph: bool = False
-    """Capture the timed iterations in a CUDA graph (nccl-tests -G); NCCL only."""
+    graph: bool | None = None
+    """Capture the timed iterations in a CUDA graph (nccl-tests -G); NCCL only. None: on with NCCL where
+    capture works (agreed by every rank before the sweep), off on gloo and under blocking wait."""
     timeout_s: float = 300.0
     """A collective that has not finished after this many seconds ends the run with exit 3."""
     np: int | None = None
@@ -93,7 +94,7 @@ class RunConfig:
             raise UserError(f"--warmup {self.warmup} must not be negative")
         if self.timeout_s <= 0:
             raise UserError(f"--timeout {self.timeout_s:g} must be positive (seconds)")
-        if self.backend == "gloo" and self.graph:
+        if self.backend == "gloo" and self.graph is True:
             raise UserError("--graph captures CUDA graphs and needs --backend nccl: drop --graph for gloo")
         per_node = (self.nnodes, self.node_rank, self.main_address, self.nproc_per_node)
         if any(v is not None for v in per_node):
@@ -125,8 +126,8 @@ class RunConfig:
         argv += ["-i", str(self.step_bytes)] if self.step_bytes else ["-f", str(self.step_factor)]
         if self.check:
             argv += ["-c", "1"]
-        if self.graph:
-            argv.append("--graph")
+        if self.graph is not None:
+            argv.append("--graph" if self.graph else "--no-graph")
         for flag, value in (("--out", out), ("--cluster", self.cluster), ("--oob-ifname", self.oob_ifname),
                             ("--history", self.history)):  # fmt: skip
             if value is not None:
@@ -160,6 +161,6 @@ def validate(config: RunConfig) -> Profile:
     profile = load_profile(config.profile)
     check_common(
         backend=config.backend, out=config.out, history=config.history, no_history=config.no_history,
-        graph=config.graph,
+        graph=config.graph is True,
     )  # fmt: skip
     return profile

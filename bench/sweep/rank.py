@@ -9,7 +9,6 @@ finished row stays on disk.
 
 from __future__ import annotations
 
-import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,16 +29,17 @@ from bench.measure.memory_fit import check_sizes_fit, free_memory_bytes, largest
 from bench.measure.results import result_row
 from bench.measure.table import row_line, section_header, write_summary
 from bench.measure.targets import judge_min_bytes, world_target_gbps
-from bench.measure.timing import measure
+from bench.measure.timing import graph_capture_works, measure
 from bench.profiles import load_profile
-from bench.rundir.files import ResultsWriter, default_cluster_name, default_run_dir
+from bench.rundir.files import ResultsWriter, default_cluster_name, default_run_dir, proposed_run_dir
 from bench.rundir.record import RunRecord, base_metadata, iso_utc
 from bench.runtime import env as benv
 from bench.runtime import evidence, signals
+from bench.runtime.before_init import run_directory
 from bench.runtime.dist import DistContext, broadcast_str, run_as_rank
 from bench.runtime.env import RankInfo
 from bench.runtime.finish import finish_run
-from bench.runtime.placement import cuda_device_index, placement_post, placement_verdict
+from bench.runtime.placement import blocking_wait_conflict
 from bench.runtime.watchdog import Hang, Watchdog
 from bench.sweep.config import RunConfig, validate
 from bench.units import format_size
@@ -69,15 +69,6 @@ def verdict(rows: list[dict[str, Any]], min_bytes: int, pass_fraction: float) ->
 
 def _load_profile(name: str) -> Any:
     return load_profile(name)
-
-
-def _setup_nccl_logs(out_dir: Path, rank: int) -> None:
-    # NCCL reads these when the first communicator is created, which is after this point: torch creates
-    # NCCL communicators lazily, and start-up exchanged nothing over NCCL.
-    (out_dir / "nccl").mkdir(parents=True, exist_ok=True)
-    benv.set_default("NCCL_DEBUG", "INFO")
-    benv.set_default("NCCL_DEBUG_SUBSYS", "INIT,ENV,NET")
-    benv.set_default("NCCL_DEBUG_FILE", str(out_dir / "nccl" / f"{socket.gethostname()}-{rank}.log"))
 
 
 class _Progress:
@@ -112,7 +103,10 @@ def run_rank(config: RunConfig, info: RankInfo) -> int:
         if info.rank != 0:
             return EXIT_USAGE  # rank 0 says it once
         raise
-    return run_as_rank(info, config.backend, config.timeout_s, config.oob_ifname, lambda ctx: sweep(config, ctx))
+    return run_as_rank(
+        info, config.backend, config.timeout_s, config.oob_ifname, lambda ctx: sweep(config, ctx),
+        before_init=lambda prelude: run_directory(prelude, lambda: proposed_run_dir(config.out, config.cluster)),
+    )  # fmt: skip
 
 
 def sweep(config: RunConfig, ctx: DistContext, *, finish: bool = True) -> int:
@@ -123,15 +117,12 @@ def sweep(config: RunConfig, ctx: DistContext, *, finish: bool = True) -> int:
     rank, nranks, nnodes = ctx.info.rank, ctx.info.world_size, ctx.info.nnodes
     is_rank0 = rank == 0
     cluster = config.cluster or default_cluster_name(ctx.hosts[0])
-    out_dir = Path(
+    out_dir = ctx.out_dir or Path(
         broadcast_str(ctx.store, "out_dir", str(config.out or default_run_dir(cluster)), rank, config.timeout_s)
     )
-    if ctx.backend == "nccl":
-        _setup_nccl_logs(out_dir, rank)
     if config.graph and ctx.backend != "nccl":
         raise UserError("--graph captures CUDA graphs and needs the nccl backend: this run uses gloo")
-    if ctx.backend == "nccl":
-        _check_gpu_placement(ctx, config.timeout_s)
+    graph = _resolve_graph(config.graph, ctx)
     profile = _load_profile(config.profile)
     dtype = get_dtype(config.dtype)
     tdtype = getattr(torch, dtype.torch_name)
@@ -143,7 +134,7 @@ def sweep(config: RunConfig, ctx: DistContext, *, finish: bool = True) -> int:
     writer: ResultsWriter | None = None
     if is_rank0:
         out_dir.mkdir(parents=True, exist_ok=True)
-        record = RunRecord(out_dir, _metadata(config, ctx, cluster, profile))
+        record = RunRecord(out_dir, _metadata(config, ctx, cluster, profile, graph))
         writer = ResultsWriter(out_dir / "results.csv")
 
     def on_hang(hang: Hang) -> None:
@@ -167,10 +158,10 @@ def sweep(config: RunConfig, ctx: DistContext, *, finish: bool = True) -> int:
         for coll in colls:
             target = world_target_gbps(profile, coll.name, nnodes)
             if is_rank0:
-                print(section_header(coll.name, nranks, nnodes, ctx.backend, coll.placement), flush=True)
+                print(section_header(coll.name, nranks, nnodes, ctx.backend, coll.placement, graph), flush=True)
             for nbytes in sizes:
                 watchdog.enter(f"{coll.name} at {format_size(nbytes)}")
-                res = _measure(config, ctx, coll, nbytes, tdtype, dtype.size)
+                res = _measure(config, ctx, coll, nbytes, tdtype, dtype.size, graph)
                 watchdog.leave()
                 progress.advance(f"{coll.name} {format_size(nbytes)}")
                 if writer is not None:
@@ -225,39 +216,35 @@ def sweep(config: RunConfig, ctx: DistContext, *, finish: bool = True) -> int:
     return _agree_on_status(ctx, status)
 
 
-def _measure(config: RunConfig, ctx: DistContext, coll: Any, nbytes: int, tdtype: Any, elsize: int) -> Any:
+def _measure(config: RunConfig, ctx: DistContext, coll: Any, nbytes: int, tdtype: Any, elsize: int, graph: bool) -> Any:
     return measure(
         coll, nbytes, ctx.info.rank, ctx.info.world_size, None, dtype=tdtype, elsize=elsize, device=ctx.device,
-        iters=config.iters, warmup=config.warmup, check=config.check, graph=config.graph,
+        iters=config.iters, warmup=config.warmup, check=config.check, graph=graph,
     )  # fmt: skip
 
 
-def _check_gpu_placement(ctx: DistContext, timeout_s: float) -> None:
-    """Exit 2 when two ranks would drive one GPU, before the first NCCL call meets it as "Duplicate GPU".
+def _resolve_graph(asked: bool | None, ctx: DistContext) -> bool:
+    """``--graph``/``--no-graph`` as given; by default on with NCCL when every rank can capture.
 
-    Through the store, not NCCL: every rank posts (host, PCI bus id), rank 0 reads them all and says the
-    verdict to everyone, so every rank stops together.
+    Eager small-message numbers carry torch's per-call launch overhead, so nccl-tests' ``-G`` numbers are
+    matched only with capture. Under blocking wait capture cannot work (an event queried while capturing),
+    and a driver or build that refuses capture on any rank turns it off on every rank, said in one line.
     """
-    from datetime import timedelta
-
     import torch
+    import torch.distributed as dist
 
-    rank = ctx.info.rank
-    try:
-        cuda_device_index(ctx.info.local_rank, ctx.info.local_world_size, torch.cuda.device_count())
-        props = torch.cuda.get_device_properties(ctx.device)
-        mine = placement_post(ctx.hosts[rank], props.pci_domain_id, props.pci_bus_id, props.pci_device_id)
-    except UserError as exc:
-        mine = placement_post(ctx.hosts[rank], refusal=str(exc))
-    ctx.store.set(f"railbench/gpu/{rank}", mine)
-    problem = None
-    if rank == 0:
-        keys = [f"railbench/gpu/{r}" for r in range(ctx.info.world_size)]
-        ctx.store.wait(keys, timedelta(seconds=timeout_s))
-        problem = placement_verdict([ctx.store.get(key).decode() for key in keys])
-    verdict = broadcast_str(ctx.store, "gpu_placement", problem, rank, timeout_s)
-    if verdict:
-        raise UserError(verdict)
+    if asked is not None or ctx.backend != "nccl":
+        return bool(asked)
+    if blocking_wait_conflict(benv.environ(), True) is not None:
+        return False
+    why = graph_capture_works(ctx.device)
+    works = torch.tensor([0 if why else 1], dtype=torch.int32, device=ctx.device)
+    dist.all_reduce(works, op=dist.ReduceOp.MIN)
+    if int(works.item()) == 1:
+        return True
+    if ctx.info.rank == 0:
+        print(f"# CUDA graph capture does not work on every rank ({why or 'another rank refused'}): eager timing")
+    return False
 
 
 def _check_memory(ctx: DistContext, colls: list[Collective], sizes: Sequence[int], dtype: Dtype) -> None:
@@ -279,7 +266,7 @@ def _agree_on_status(ctx: DistContext, status: int) -> int:
     return int(broadcast_str(ctx.store, "exit_status", str(status), ctx.info.rank, 60.0))
 
 
-def _metadata(config: RunConfig, ctx: DistContext, cluster: str, profile: Any) -> dict[str, Any]:
+def _metadata(config: RunConfig, ctx: DistContext, cluster: str, profile: Any, graph: bool) -> dict[str, Any]:
     return {
         **base_metadata(ctx, cluster, profile, "run"),
         "sweep": {
@@ -292,7 +279,7 @@ def _metadata(config: RunConfig, ctx: DistContext, cluster: str, profile: Any) -
             "warmup": config.warmup,
             "dtype": config.dtype,
             "check": config.check,
-            "graph": config.graph,
+            "graph": graph,
             "timeout_s": config.timeout_s,
         },
     }
