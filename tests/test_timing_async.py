@@ -95,3 +95,39 @@ def test_nccl_errors_reach_railbench_instead_of_killing_the_rank(tmp_path: Path)
     values = nccl_log_environment(tmp_path, "node07", 3)
     assert values[ASYNC_ERROR_VAR] == "2"  # abort the communicator, raise in the waiting call
     assert values["NCCL_DEBUG_FILE"] == str(tmp_path / "nccl" / "node07-3.log")
+
+
+def test_bench_has_one_timing_loop() -> None:
+    """Clocks and device synchronisation appear only in the device seam and the one timing loop."""
+    allowed = {REPO / "bench/measure/device.py", REPO / "bench/measure/timing.py"}
+    for path in (REPO / "bench").rglob("*.py"):
+        text = path.read_text()
+        for needle in ("perf_counter", "cuda.Event", "cuda.synchronize"):
+            assert path in allowed or needle not in text, f"{path.relative_to(REPO)} times on its own ({needle})"
+
+
+def test_a_host_region_ends_when_the_queued_work_ends() -> None:
+    import threading
+    import time
+
+    from bench.measure import device
+
+    finished = threading.Event()
+
+    def work() -> None:
+        time.sleep(0.2)
+        finished.set()
+
+    def drain() -> None:
+        finished.wait()
+
+    device.register_host_queue(drain)
+    try:
+        timer = device.RegionTimer(device=None)
+        finished.set()  # nothing queued before the region
+        timer.start()
+        finished.clear()
+        threading.Thread(target=work).start()  # queued inside the region; returns at once, as NCCL does
+        assert timer.stop() >= 0.2
+    finally:
+        device.unregister_host_queue(drain)
