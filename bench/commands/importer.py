@@ -35,6 +35,10 @@ from bench.nccltests import BUS_FACTOR, Table, open_log
 from bench.nccltests.convert import COLUMNS, LogSummary, run_meta, table_rows, utc_stamp_of
 from bench.rundir.files import atomic_write_json, default_run_dir, read_run_json
 
+REPORT_MAX_ROWS = 20_000
+"""Above this many sizes the charts are not drawn on import (they hold every row in memory); ``railbench
+report RUN_DIR`` draws them when wanted."""
+
 
 @dataclass(frozen=True)
 class ImportConfig:
@@ -132,11 +136,11 @@ def _write_results(stream_tables: Iterable[Table], summary: LogSummary, staging:
     world (the table with the most ranks) is known, by copying the partial file once."""
     partial = staging / ".rows.partial.csv"
     with partial.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(COLUMNS), extrasaction="ignore", lineterminator="\n")
+        writer = csv.writer(fh, lineterminator="\n")
         for index, table in enumerate(stream_tables, start=1):
             summary.add(table)
             for row in table_rows(table, index):
-                writer.writerow({k: "" if row.get(k) is None else row[k] for k in COLUMNS})
+                writer.writerow(["" if row.get(k) is None else row[k] for k in COLUMNS])
     scopes = summary.scopes()
     table_at = COLUMNS.index("table")
     scope_at, group_at = COLUMNS.index("scope"), COLUMNS.index("group")
@@ -223,7 +227,8 @@ def import_log(config: ImportConfig, path: Path) -> tuple[Path, LogSummary, int 
         raise
     if aside is not None:
         shutil.rmtree(aside, ignore_errors=True)
-    write_report_if_available(run_dir)
+    if sum(t["rows"] for t in summary.summaries) <= REPORT_MAX_ROWS:
+        write_report_if_available(run_dir)
     return run_dir, summary, run_id
 
 
@@ -248,6 +253,8 @@ def run(config: ImportConfig, out: TextIO | None = None, err: TextIO | None = No
         rows = sum(t["rows"] for t in summary.summaries)
         where = "" if run_id is None else f"; history run {run_id}"
         print(f"imported {path} -> {run_dir}: {_tables_line(summary)} ({rows} sizes){where}", file=out)
+        if rows > REPORT_MAX_ROWS:
+            print(f"  note: {rows} sizes: charts not drawn on import; run: railbench report {run_dir}", file=out)
         if summary.truncated:
             print("  warning: truncated: the run stopped or the log was cut; the rows it has are kept", file=out)
         for failure in summary.failures[:5]:

@@ -102,7 +102,8 @@ def table_rows(table: Table, index: int, scope: str = "", group: str = "") -> It
                 "line": row.line,
             }
             for key in _NUMERIC:
-                finite(out[key], Where("log", key, row.line))
+                if not 0 <= out[key] < math.inf:  # NaN fails both comparisons
+                    finite(out[key], Where("log", key, row.line))  # raises, naming the line
             yield out
 
 

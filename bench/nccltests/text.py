@@ -9,10 +9,11 @@ pattern is linear on a line, and lines over ``bench.textlines.MAX_LINE_CHARS`` a
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from bench.bounded import InputError, Where, parse_float, parse_int
+from bench.bounded import InputError, Sign, Where, parse_float, parse_int
 from bench.errors import UserError
 from bench.nccltests.command import read_command
 from bench.nccltests.infer import Evidence, finish, mentions
@@ -54,6 +55,7 @@ _NCCL_LINE = re.compile(r"(\S+?):\d+:\d+ \[\d+\] NCCL (INFO|WARN)\b")
 _NRANKS = re.compile(r"\bnranks (\d+)", re.IGNORECASE)
 _FAILURE = re.compile(r"Test (?:NCCL |CUDA )?failure|#\s*error:", re.IGNORECASE)
 _WARN = re.compile(r"\[\d+\] NCCL WARN ")
+_PLAIN = re.compile(r"\d{1,15}(?:\.\d{0,15})?")
 _NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:inf|infinity|nan)", re.IGNORECASE)
 _HEADER_FIELDS = {
     "min_bytes": re.compile(r"minBytes\s+(\d+)"),
@@ -77,6 +79,24 @@ def _without_timestamp(line: str) -> str:
     return body
 
 
+def _whole(text: str, source: str, field: str, line: int, *, maximum: int, sign: Sign = "non-negative") -> int:
+    """``bench.bounded.parse_int``, with a fast path for the plain digits that make up nearly every log."""
+    if len(text) <= 15 and text.isascii() and text.isdigit() and (value := int(text)) <= maximum:
+        return value
+    return parse_int(text, Where(source or "log", field, line), maximum=maximum, sign=sign)
+
+
+def _real(text: str, source: str, field: str, line: int, maximum: float | None = None) -> float:
+    """``bench.bounded.parse_float`` (finite, non-negative), with a fast path for plain decimals."""
+    if _PLAIN.fullmatch(text):
+        value = float(text)
+        if maximum is None or value <= maximum:
+            return value
+    if not _is_number(text):
+        raise ValueError(f"line {line}: {field} {text[:20]!r} is not a number")
+    return parse_float(text, Where(source or "log", field, line), maximum=maximum)
+
+
 def parse_row(line: str, line_no: int = 0, source: str = "") -> Row:
     """One data row, in any nccl-tests layout.
 
@@ -84,32 +104,32 @@ def parse_row(line: str, line_no: int = 0, source: str = "") -> Row:
     it. InputError when a number is there but cannot be true (huge, inf/nan, negative): the log is refused.
     """
     tokens = _without_timestamp(line).split()
-    if len(tokens) < 7 or not all(_is_number(t) or t.upper() == "N/A" for t in tokens[4:]):
+    if len(tokens) < 7:
         raise ValueError(f"line {line_no}: not a whole nccl-tests row")
-
-    def where(name: str) -> Where:
-        return Where(source or "log", name, line_no)
-
-    size = parse_int(tokens[0], where("size"), maximum=_MAX_BYTES)
-    count = parse_int(tokens[1], where("count"), maximum=_MAX_BYTES)
+    size = _whole(tokens[0], source, "size", line_no, maximum=_MAX_BYTES)
+    count = _whole(tokens[1], source, "count", line_no, maximum=_MAX_BYTES)
     dtype, rest = tokens[2], tokens[3:]
     redop = rest.pop(0) if rest and not _is_number(rest[0]) else ""  # old alltoall prints no redop
     # Then an optional root and 4 fields per half (8 with -I per-iteration columns). Times printed with
     # %.0f look like integers, so the root is recognised by the field count, not by its form.
-    root = parse_int(rest.pop(0), where("root"), sign="any", maximum=_MAX_COUNT) if len(rest) % 4 == 1 else None
+    root = None
+    if len(rest) % 4 == 1:
+        if not _is_number(rest[0]):
+            raise ValueError(f"line {line_no}: root {rest[0][:20]!r} is not a number")
+        root = _whole(rest.pop(0), source, "root", line_no, maximum=_MAX_COUNT, sign="any")
     width = 8 if len(rest) == 16 else 4
-    if len(rest) not in (width, 2 * width) or any(t.upper() == "N/A" for i, t in enumerate(rest) if i % width < 3):
+    if len(rest) not in (width, 2 * width):
         raise ValueError(f"line {line_no}: {len(tokens)} fields are not a whole nccl-tests row")
     halves = [rest[i : i + width] for i in range(0, len(rest), width)]
     # Trace replay prints only the in-place half.
     placements: tuple[Placement, ...] = ("out-of-place", "in-place") if len(halves) == 2 else ("in-place",)
 
     def number(text: str, name: str) -> Number:
-        return Number.parse(text, parse_float(text, where(name)))
+        return Number.parse(text, _real(text, source, name, line_no))
 
     def wrong(text: str, name: str) -> int | None:
         # The old format's "error" column is the largest error, printed like 0e+00 or 3e+02.
-        return None if text.upper() == "N/A" else round(parse_float(text, where(name), maximum=1e18))
+        return None if text.upper() == "N/A" else round(_real(text, source, name, line_no, maximum=1e18))
 
     measurements = tuple(
         Measurement(
@@ -163,7 +183,9 @@ def _clean_lines(lines: Iterable[tuple[int, str | None]]) -> Iterator[tuple[int,
         if raw is None:
             yield number, None
             continue
-        line = strip_launcher_label(_ANSI.sub("", raw).replace("\r", ""))
+        line = strip_launcher_label(_ANSI.sub("", raw) if "\x1b" in raw else raw)
+        if "\r" in line:
+            line = line.replace("\r", "")
         if line.startswith(">"):
             line = line.lstrip("> ")
         if line.rstrip().endswith("\\") and len(joined) < MAX_LINE_CHARS:  # a shell command split over lines
@@ -205,12 +227,22 @@ class _Reader:
 
     def feed(self, number: int, line: str) -> None:
         stripped = line.strip()
+        if stripped.startswith("#"):
+            if self._comment(number, stripped):
+                return
+        elif _ROW.match(line):
+            self._row(number, line, stripped)
+            return
+        self._free_line(number, stripped)
+
+    def _comment(self, number: int, stripped: str) -> bool:
+        """A ``#`` line of the table grammar; False for any other ``#`` line."""
         cur = self.cur
         if m := _VERSION.match(stripped):
             self.cur = None  # a new run starts; its table opens at its first table line
             self.pending.tests_version = m.group(1)[:40]
             if m.group(3):
-                code = parse_int(m.group(3), self.where("nccl-library", number), maximum=10**8)
+                code = _whole(m.group(3), self.source, "nccl-library", number, maximum=10**8)
                 self.pending.nccl_version = nccl_version_from_code(code)
         elif m := _STARTING.match(stripped):
             if cur is None or cur.started:
@@ -220,30 +252,29 @@ class _Reader:
             if cur is None or cur.header or cur.devices or cur.rows or cur.closed:
                 cur = self.open_table(number)
             cur.header = _parse_header(m, self.where("header", number))
-        elif stripped.startswith("#") and stripped.lstrip("# ").startswith("Using devices"):
+        elif stripped.lstrip("# ").startswith("Using devices"):
             if cur is None or cur.devices or cur.rows or cur.closed:
                 self.open_table(number)
         elif m := _DEVICE.match(stripped):
             if cur is None or cur.rows or cur.closed:
                 cur = self.open_table(number)
             rank, group, pid, host, device, bus_id, gpu = m.groups()
+            src = self.source
             cur.devices.append(
                 Device(
-                    parse_int(rank, self.where("device line rank", number), maximum=_MAX_COUNT),
-                    parse_int(group or "0", self.where("device line group", number), maximum=_MAX_COUNT),
-                    parse_int(pid, self.where("device line Pid", number), maximum=1 << 40),
-                    host,
-                    parse_int(device, self.where("device line device", number), maximum=_MAX_COUNT),
+                    _whole(rank, src, "device line rank", number, maximum=_MAX_COUNT),
+                    _whole(group or "0", src, "device line group", number, maximum=_MAX_COUNT),
+                    _whole(pid, src, "device line Pid", number, maximum=1 << 40),
+                    sys.intern(host[:255]),
+                    _whole(device, src, "device line device", number, maximum=_MAX_COUNT),
                     bus_id,
-                    gpu.strip(),
+                    sys.intern(gpu.strip()[:255]),
                 )
             )
         elif _COLUMNS.match(stripped):
             if cur is None or cur.rows or cur.closed:
                 cur = self.open_table(number)
             cur.columns = tuple(stripped.lstrip("#").split())
-        elif _ROW.match(line):
-            self._row(number, line, stripped)
         elif (m := _OOB.match(stripped)) and cur is not None:
             cur.out_of_bounds = parse_int(m.group(1), self.where("Out of bounds values", number), maximum=1 << 62)
             cur.footer = True
@@ -256,7 +287,8 @@ class _Reader:
         elif m := _REDUCING.match(stripped):
             self.evidence().note(f"nccl-tests reduced maxBytes to {m.group(1)} (GPU memory limit)")
         else:
-            self._free_line(number, stripped)
+            return False
+        return True
 
     def _row(self, number: int, line: str, stripped: str) -> None:
         cur = self.cur
@@ -294,7 +326,7 @@ class _Reader:
                 into.info_nranks = max(into.info_nranks or 0, count)
         if m := _NCCL_VERSION.search(line):
             into.nccl_version, into.cuda_version = m.group(1), m.group(2) or into.cuda_version
-        command = read_command(line, self.source, number)
+        command = read_command(line, self.source, number) if "_perf" in line else None
         if command is not None:
             into.command, into.command_collective = command.text[:MAX_LINE_CHARS], command.collective
             into.launcher_np = command.processes if command.launcher else None
