@@ -66,7 +66,8 @@ EXPECTED: dict[str, dict[str, Host]] = {
         ),
     },
     "nccl_log_h100_crusoe_ib_hca_excl_mlx5_0_sharp_issue294.txt": {
-        "h100-4": Host("IB", RAILS_1_8, V2183, extra={"sharp": True, "networks": ("IBext_v6",)}),
+        # The log's only version line has no host prefix: it is given to no host (issue 12).
+        "h100-4": Host("IB", RAILS_1_8, None, extra={"sharp": True, "networks": ("IBext_v6",)}),
     },
     "nccl_log_h100_roce_ibdev_discovery_and_completion_error.txt": {
         AIHUB7: Host("RoCE", ("mlx5_2:1", "mlx5_0:1", "mlx5_5:1"), extra={"error_hcas": ("mlx5_1",)}),
@@ -79,7 +80,7 @@ EXPECTED: dict[str, dict[str, Host]] = {
     "nccl_log_h800_1node_ib_not_found_socket_fallback.txt": {
         "nf5688m7-1": Host(
             "Socket",
-            version=V2183,
+            version=None,  # printed without a host prefix
             extra={"socket_devices": ("enx785ee8a015a1", "veth6f0b7dd"), "ib_no_device": True, "plugin_missing": True},
         ),
     },
@@ -107,10 +108,11 @@ def test_corpus_log_devices_transport_version_per_host(corpus: Path, name: str) 
             assert getattr(got, attr) == value, (host, attr)
 
 
-def test_crusoe_bare_version_line_belongs_to_every_host(corpus: Path) -> None:
+def test_crusoe_bare_version_line_belongs_to_no_host(corpus: Path) -> None:
     log = nccl_log.parse_file(corpus / "nccl_log_h100_crusoe_ib_hca_excl_mlx5_0_sharp_issue294.txt")
-    assert log.versions == (V2183,)
-    assert log.hosts["h100-2"].nccl_version == V2183 and not log.hosts["h100-2"].has_network_evidence
+    assert log.versions == (V2183,) and log.hosts[""].nccl_version == V2183
+    assert [(f.value, f.net) for f in log.version_facts] == [(V2183, "")]
+    assert log.hosts["h100-2"].nccl_version is None and not log.hosts["h100-2"].has_network_evidence
     assert "mlx5_0:1" not in log.hosts["h100-4"].devices  # excluded by NCCL_IB_HCA=^mlx5_0:1
 
 

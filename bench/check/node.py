@@ -16,7 +16,7 @@ from typing import Any
 
 from bench.check.config import INPUT_CHECK, MPI_LAUNCHERS, CheckConfig
 from bench.errors import EXIT_FAIL, EXIT_PASS, EXIT_USAGE, UserError
-from bench.fabric import checks, cluster, nccl_log
+from bench.fabric import checks, cluster, nccl_evidence, nccl_log
 from bench.profiles import Profile, load_profile
 from bench.runtime import env as benv
 
@@ -40,6 +40,7 @@ def local_report(config: CheckConfig, profile: Profile) -> cluster.NodeReport:
         cluster.node_label(config.sysfs_root),
         tuple(results),
         cluster.node_versions(profile, config.sysfs_root),
+        nccl_evidence.evidence(logs, profile) if logs else None,
     )
 
 

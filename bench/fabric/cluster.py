@@ -77,23 +77,28 @@ class NodeReport:
     node: str
     results: tuple[CheckResult, ...]
     versions: Mapping[str, str | None]
+    nccl_evidence: Mapping[str, Any] | None = None
+    """``bench.fabric.nccl_evidence.evidence`` of the ``--nccl-log`` files checked on this node."""
 
     @property
     def verdict(self) -> str:
         return verdict(self.results)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        doc = {
             "node": self.node,
             "verdict": self.verdict,
             "versions": dict(self.versions),
             "results": [r.to_json() for r in self.results],
         }
+        if self.nccl_evidence is not None:
+            doc["nccl_evidence"] = dict(self.nccl_evidence)
+        return doc
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> NodeReport:
         results = tuple(CheckResult(r["check"], r["status"], r["reason"], r["device"]) for r in doc["results"])
-        return cls(doc["node"], results, dict(doc["versions"]))
+        return cls(doc["node"], results, dict(doc["versions"]), doc.get("nccl_evidence"))
 
 
 def _odd(values: Mapping[str, Any]) -> tuple[Any, list[str]]:

@@ -12,7 +12,7 @@ from dataclasses import fields, replace
 from typing import TYPE_CHECKING, Any
 
 from bench.fabric.finding import Finding
-from bench.fabric.nccl_log import HostNet, NcclLog
+from bench.fabric.nccl_log import Fact, HostNet, NcclLog
 
 if TYPE_CHECKING:
     from bench.profiles import Profile
@@ -54,6 +54,47 @@ def _label(host: str) -> str:
     return host or "(lines without a host prefix)"
 
 
+def _at(fact: Fact) -> str:
+    return f"{fact.source or 'log'}:{fact.line}"
+
+
+def _where(fact: Fact) -> dict[str, Any]:
+    return {"file": fact.source, "line": fact.line}
+
+
+def host_evidence(host: HostNet) -> dict[str, Any]:
+    """Structured, traceable evidence of one host: each value with the file and line that gave it.
+
+    ``listed_devices``: what NCCL's ``NET/<net> : Using`` lists and IB discovery lines named, with link
+    layer; ``channel_devices``: the NICs channels went through (resolved from ``via NET/IB/<index>``);
+    ``network``: ``Using network`` names and NET plugins NCCL initialised; ``plugins``: external net
+    plugins that loaded; ``gdrdma``: whether NET channels used GPUDirect RDMA; ``nccl_version``; and
+    ``socket_fallback``: the line that shows a fallback to sockets, if any.
+    """
+    facts = host.facts
+    version = next((f for f in facts if f.kind == "nccl_version"), None)
+    return {
+        "nccl_version": {"value": version.value, **_where(version)} if version else None,
+        "network": [{"name": f.value, **_where(f)} for f in facts if f.kind == "network"],
+        "plugins": [{"name": f.value, **_where(f)} for f in facts if f.kind == "plugin"],
+        "listed_devices": [
+            {"device": f.value, "net": f.net, "link_layer": f.link_layer, **_where(f)}
+            for f in facts
+            if f.kind == "listed_device"
+        ],
+        "channel_devices": [
+            {"device": f.value, "net": f.net, "gdrdma": f.gdrdma, **_where(f)}
+            for f in facts
+            if f.kind == "channel_device"
+        ],
+        "gdrdma": host.gdrdma,
+        "transport": host.transport,
+        "socket_fallback": {"line_text": host.socket_reason.value, **_where(host.socket_reason)}
+        if host.socket_reason
+        else None,
+    }
+
+
 def _host_findings(host: HostNet, logs: Sequence[NcclLog], profile: Profile | None) -> list[Finding]:
     out: list[Finding] = []
     who = _label(host.host)
@@ -63,7 +104,9 @@ def _host_findings(host: HostNet, logs: Sequence[NcclLog], profile: Profile | No
             if device_matches(device, profile.excluded_devices):
                 out.append(Finding("fail", f"{who}: NCCL used {device}, which the profile excludes", device, host.host))
         if profile.uses_ib_verbs and host.transport == "Socket":
-            why = "NET/IB : No device found" if host.ib_no_device else "Using network Socket"
+            # Quote the line that says so, as the log has it, and where it is.
+            reason = host.socket_reason
+            why = f"'{reason.value[:120]}' at {_at(reason)}" if reason else "Using network Socket"
             out.append(
                 Finding(
                     "fail",
@@ -154,6 +197,7 @@ def host_summary(host: HostNet) -> dict[str, Any]:
         "ranks": list(host.ranks),
         "error_hcas": list(host.error_hcas),
         "warnings": len(host.warnings),
+        "evidence": host_evidence(host),
     }
 
 

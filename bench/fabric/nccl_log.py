@@ -6,37 +6,33 @@ damage) and lines from many hosts and ranks interleave with other output, so eve
 own and keyed by host (and pid, because channel lines name a NIC by its index in *that process's* ``Using``
 list: ``via NET/IB/3/GDRDMA`` is entry ``[3]``, ``NET/IBext_v8/5(2)/GDRDMA`` is entry 5 through proxy rank 2).
 Lines without a prefix (``NCCL version 2.18.3+cuda12.2`` printed bare, or snippets pasted without it) are
-kept under host ``""``.
+kept under host ``""``; a bare version line is not given to any host (which host printed it is unknown).
+
+Each host also keeps ``facts``: what NCCL said (version, network, plugin, devices listed and used, socket
+fallback) with the file and line that said it, so every answer can be traced to a line of the log. Lines are
+read one at a time through ``bench.textlines`` (lines over its limit are skipped with a note), the prefix and
+the device lists by linear scans (``bench.fabric.nccl_lines``), and every number through ``bench.bounded``.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    pass
-
-_PREFIX = re.compile(
-    r"(?P<host>[A-Za-z0-9][A-Za-z0-9._-]*):(?P<pid>\d+):(?P<tid>\d+) \[(?P<dev>\d+)\] "
-    r"(?:(?P<src>\S+:\d+) )?NCCL (?P<level>INFO|WARN|TRACE|ABORT)\b ?(?P<msg>.*)$"
-)
-_BARE = re.compile(r"(?:^|[\s:\]])NCCL (?P<level>INFO|WARN)\b ?(?P<msg>.*)$")
-_BARE_VERSION = re.compile(r"^(?:\s*\d+:)?\s*NCCL version (?P<version>\S+)")
+from bench.bounded import Where, parse_int
+from bench.fabric import nccl_lines
+from bench.fabric.nccl_lines import Channel, Fact, NetDevice, NetUsing
+from bench.textlines import MAX_LINE_CHARS, numbered_lines, open_text, text_lines
 
 _VERSION = re.compile(r"^NCCL version (\S+)")
 _IB_HCA = re.compile(r"^NCCL_IB_HCA set to (.*)$")
 _NET_USING = re.compile(r"^NET/(?P<net>[\w-]+) ?: Using (?P<rest>.*)$")
 _NO_DEVICE = re.compile(r"^NET/IB ?: No device found")
 _IB_DISCOVERED = re.compile(r"^NET/IB ?: \[(\d+)\] ([^\s:]+):uverbs\d+:(\d+)/(IB|RoCE)")
-_USING_NETWORK = re.compile(r"^Using network (\S+)")
-_IB_ITEM = re.compile(r"\[(\d+)\]([^\s\[\]/]+?):(\d+)(?::-?\d+)*/(IB|RoCE)((?:/[A-Za-z]+)*)")
-_SOCKET_ITEM = re.compile(r"\[(\d+)\]([^\s:\[\]]+):(\S+?)<\d+>")
-_OOB = re.compile(r"OOB ([^\s:]+):(\S+?)<\d+>")
+_USING_NETWORK = "Using network "
 _CHANNEL = re.compile(r"^Channel (\d+)/(\d+) : (\d+)\[(\d+)\] -> (\d+)\[(\d+)\](?: \[(send|receive)\])? via (\S+)")
 _COLLNET = re.compile(r"^CollNet (\d+)/(\d+) : (\d+) \[(send|receive)\] via (\S+)")
 _NET_PATH = re.compile(r"^NET/(?P<net>[^/]+)/(?P<index>\d+)(?:\((?P<proxy>\d+)\))?(?P<flags>(?:/\w+)*)")
@@ -53,50 +49,8 @@ _ERROR_HCA = re.compile(r"\bhca (\S+)")
 _ROCE_GID = re.compile(r"\blocalGid ::ffff:")
 
 SOCKET_NETS = ("Socket", "FastSocket")
-
-
-@dataclass(frozen=True)
-class NetDevice:
-    """One entry of a ``NET/<net> : Using`` list."""
-
-    index: int
-    name: str
-    """``mlx5_1:1`` for IB devices, the interface name (``ens3``) for sockets."""
-    link_layer: str | None
-    """``IB`` or ``RoCE`` for NET/IB; None for sockets."""
-    sharp: bool = False
-    address: str | None = None
-
-
-@dataclass(frozen=True)
-class NetUsing:
-    """A ``NET/<net> : Using ...`` line."""
-
-    host: str
-    pid: int | None
-    net: str
-    devices: tuple[NetDevice, ...]
-    relaxed_ordering: bool
-    oob: str | None
-    """``if:addr`` of the out-of-band (bootstrap) interface."""
-    line: int
-
-
-@dataclass(frozen=True)
-class Channel:
-    """A ``Channel``/``CollNet`` connection line and the transport it goes through."""
-
-    host: str
-    pid: int | None
-    path: str
-    """As logged: ``NET/IB/3/GDRDMA``, ``NET/IBext_v8/5(2)/GDRDMA``, ``P2P/CUMEM/read``, ``COLLNET/SHARP/0``."""
-    net: str | None
-    nic_index: int | None
-    proxy_rank: int | None
-    gdrdma: bool
-    device: str | None
-    """The NIC, resolved through the process's ``Using`` list; None when that list is not in the log."""
-    line: int
+MAX_FACTS = 512
+"""Facts kept per host: more than every device and channel transport of a node, so repeats cannot grow it."""
 
 
 @dataclass(frozen=True)
@@ -135,6 +89,11 @@ class HostNet:
     """HCAs named in completion errors (``... hca mlx5_1``)."""
     roce_gid: bool = False
     cuda_driver: str | None = None
+    socket_reason: Fact | None = None
+    """The line that shows NCCL fell back to sockets (None: no such line, or ``NET/Socket : Using`` alone
+    where it names the bootstrap interface, as NCCL 2.4 prints on every rank)."""
+    facts: tuple[Fact, ...] = ()
+    """What the log said, each with its file and line (first occurrence)."""
 
     @property
     def transport(self) -> str | None:
@@ -149,7 +108,7 @@ class HostNet:
             return layers.pop()
         if self.roce_gid:
             return "RoCE"
-        if self.socket_devices or self.ib_no_device:
+        if self.socket_reason is not None:
             return "Socket"  # NCCL falls back to sockets when IB finds no device
         if nets and not any(n.startswith("IB") for n in nets):
             return sorted(nets)[0]
@@ -163,7 +122,8 @@ class HostNet:
     @property
     def has_network_evidence(self) -> bool:
         return bool(
-            self.devices
+            self.plugins
+            or self.devices
             or self.socket_devices
             or self.other_devices
             or self.networks
@@ -184,6 +144,10 @@ class NcclLog:
     channels: tuple[Channel, ...]
     nccl_lines: int
     """How many lines were NCCL lines (with or without a prefix)."""
+    notes: tuple[str, ...] = ()
+    """Lines skipped (over the length limit), with their numbers."""
+    version_facts: tuple[Fact, ...] = ()
+    """Every distinct ``NCCL version`` line, with its host's name as ``net`` ("" when it had no prefix)."""
 
     @property
     def versions(self) -> tuple[str, ...]:
@@ -220,20 +184,19 @@ class _Host:
     error_hcas: list[str] = field(default_factory=list)
     roce_gid: bool = False
     driver: str | None = None
+    facts: dict[tuple[str, str, str | None], Fact] = field(default_factory=dict)
+    socket_lines: list[Fact] = field(default_factory=list)
+    """Lines that can show a socket fallback, first of each kind (``Using network Socket``, ``No device
+    found``, ``NET/Socket : Using``)."""
 
+    def fact(self, fact: Fact) -> None:
+        key = (fact.kind, fact.value, fact.net)
+        if key not in self.facts and len(self.facts) < MAX_FACTS:
+            self.facts[key] = fact
 
-def _split_line(raw: str) -> tuple[str, int | None, str, str] | None:
-    """(host, pid, level, message) of an NCCL line, or None for any other line."""
-    match = _PREFIX.search(raw)
-    if match:
-        return match["host"], int(match["pid"]), match["level"], match["msg"].rstrip()
-    version = _BARE_VERSION.match(raw)
-    if version:
-        return "", None, "INFO", f"NCCL version {version['version']}"
-    bare = _BARE.search(raw)
-    if bare:
-        return "", None, bare["level"], bare["msg"].rstrip()
-    return None
+    def socket_line(self, fact: Fact) -> None:
+        if len(self.socket_lines) < 8 and all(f.value != fact.value for f in self.socket_lines):
+            self.socket_lines.append(fact)
 
 
 def _using(host: _Host, using: NetUsing) -> None:
@@ -247,38 +210,29 @@ def _using(host: _Host, using: NetUsing) -> None:
         _add(host.others, *(f"{using.net}:{d.name}" for d in using.devices))
 
 
-def _parse_using(host: str, pid: int | None, net: str, rest: str, line: int) -> NetUsing:
-    devices: list[NetDevice] = []
+def _parse_using(host: str, pid: int | None, net: str, rest: str, where: tuple[str, int]) -> NetUsing:
+    source, line = where
     if net == "IB":
-        for m in _IB_ITEM.finditer(rest):
-            flags = m.group(5).split("/")
-            devices.append(NetDevice(int(m.group(1)), f"{m.group(2)}:{m.group(3)}", m.group(4), "SHARP" in flags))
+        items = nccl_lines.ib_items(rest, source, line)
+        devices = [NetDevice(i, name, layer, sharp) for i, name, layer, sharp in items]
     else:
-        for m in _SOCKET_ITEM.finditer(rest):
-            devices.append(NetDevice(int(m.group(1)), m.group(2), None, address=m.group(3)))
-    oob = _OOB.search(rest)
-    return NetUsing(
-        host,
-        pid,
-        net,
-        tuple(devices),
-        "[RO]" in rest,
-        f"{oob.group(1)}:{oob.group(2)}" if oob else None,
-        line,
-    )
+        devices = [NetDevice(i, name, None, address=a) for i, name, a in nccl_lines.socket_items(rest, source, line)]
+    return NetUsing(host, pid, net, tuple(devices), "[RO]" in rest, nccl_lines.oob(rest), line)
 
 
-def _channel(host: str, pid: int | None, path: str, line: int) -> Channel:
+def _channel(host: str, pid: int | None, path: str, where: tuple[str, int]) -> Channel:
     net_path = _NET_PATH.match(path)
+    source, line = where
     if net_path:
         flags = net_path["flags"].split("/")
+        proxy = net_path["proxy"]
         return Channel(
             host,
             pid,
             path,
             net_path["net"],
-            int(net_path["index"]),
-            int(net_path["proxy"]) if net_path["proxy"] else None,
+            nccl_lines.index(net_path["index"], source, line, "channel NIC index"),
+            nccl_lines.index(proxy, source, line, "channel proxy rank") if proxy else None,
             "GDRDMA" in flags,
             None,
             line,
@@ -286,60 +240,115 @@ def _channel(host: str, pid: int | None, path: str, line: int) -> Channel:
     return Channel(host, pid, path, None, None, None, "GDRDMA" in path.split("/"), None, line)
 
 
-def parse_lines(lines: Iterable[str], source: str | None = None) -> NcclLog:
-    """Parse NCCL_DEBUG=INFO output given as lines (any other lines are ignored)."""
+def _message(host: _Host, msg: str, found: list[NetUsing], where: tuple[str, int], pid: int | None) -> Channel | None:
+    """Take in one INFO message; a ``NET/x : Using`` line goes to ``found``, a channel line is returned."""
+    source, number = where
+    if m := _VERSION.match(msg):
+        host.version = host.version or m.group(1)
+        host.fact(Fact("nccl_version", m.group(1), source, number))
+    elif m := _IB_HCA.match(msg):
+        _add(host.ib_hca, m.group(1)[:200])
+    elif _NO_DEVICE.match(msg):
+        host.no_device = True
+        host.socket_line(Fact("socket_fallback", msg[:200], source, number))
+    elif m := _IB_DISCOVERED.match(msg):
+        _add(host.devices, f"{m.group(2)}:{m.group(3)}")
+        _add(host.layers, m.group(4))
+        host.fact(Fact("listed_device", f"{m.group(2)}:{m.group(3)}", source, number, "IB", m.group(4)))
+    elif m := _NET_USING.match(msg):
+        using = _parse_using(host.host, pid, m["net"], m["rest"], where)
+        found.append(using)
+        _using(host, using)
+        for d in using.devices:
+            host.fact(Fact("listed_device", d.name, source, number, using.net, d.link_layer))
+        if using.net in SOCKET_NETS and using.devices:
+            host.socket_line(Fact("socket_fallback", msg[:200], source, number, using.net))
+    elif msg.startswith(_USING_NETWORK):
+        network = msg[len(_USING_NETWORK) :].strip()[:80]  # "AWS Libfabric": a name may hold a space
+        _add(host.networks, network)
+        host.fact(Fact("network", network, source, number))
+        if network in SOCKET_NETS:
+            host.socket_line(Fact("socket_fallback", msg[:200], source, number, network))
+    elif m := _CHANNEL.match(msg):
+        return _channel(host.host, pid, m.group(8), where)
+    elif m := _COLLNET.match(msg):
+        return _channel(host.host, pid, m.group(5), where)
+    elif path := nccl_lines.channel_path(msg):
+        return _channel(host.host, pid, path, where)
+    elif m := _PLUGIN_LOADED.match(msg):
+        plugin = next(g for g in m.groups() if g)[:200]
+        _add(host.plugins, plugin)
+        host.fact(Fact("plugin", plugin, source, number))
+    elif _PLUGIN_MISSING.match(msg):
+        host.plugin_missing = True
+    elif _PLUGIN_FAILED.match(msg):
+        host.plugin_failed = True
+    elif m := _NET_INITIALIZED.match(msg):
+        name = m.group(1)[:200]
+        _add(host.networks if name in ("IB", "Socket") else host.plugins, name)
+        host.fact(Fact("network" if name in ("IB", "Socket") else "plugin", name, source, number))
+    elif m := _DRIVER.match(msg):
+        host.driver = m.group(1)[:20]
+    return None
+
+
+def parse_lines(lines: Iterable[str] | Iterable[tuple[int, str | None]], source: str | None = None) -> NcclLog:
+    """Parse NCCL_DEBUG=INFO output given as lines, or as ``bench.textlines`` (number, line) pairs.
+
+    Any other lines are ignored; lines over the length limit are skipped with a note. InputError (exit 2)
+    for a number no real log holds (a 5,000-digit pid or ``[index]``), naming the file and line.
+    """
     hosts: dict[str, _Host] = {}
-    usings: list[NetUsing] = []
-    channels: list[Channel] = []
-    nccl_lines = 0
-    for number, raw in enumerate(lines, start=1):
-        split = _split_line(raw.rstrip("\r\n"))
+    usings: dict[tuple[str, int | None, str, tuple[NetDevice, ...]], NetUsing] = {}
+    channels: dict[tuple[str, int | None, str], Channel] = {}
+    versions: dict[tuple[str, str], Fact] = {}
+    notes: list[str] = []
+    nccl_count = 0
+    label = source or "log"
+    for number, raw in _numbered(lines):
+        if raw is None or len(raw) > MAX_LINE_CHARS:
+            if len(notes) < 50:
+                notes.append(f"line {number}: longer than {MAX_LINE_CHARS} characters, skipped")
+            continue
+        split = nccl_lines.split_line(raw.rstrip("\r\n"), label, number)
         if split is None:
             continue
-        nccl_lines += 1
-        name, pid, level, msg = split
-        host = hosts.setdefault(name, _Host(name))
-        if level == "WARN":
-            _add(host.warnings, msg)
-            _add(host.error_hcas, *(m.group(1) for m in _ERROR_HCA.finditer(msg)))
+        nccl_count += 1
+        host = hosts.get(split.host) or hosts.setdefault(split.host, _Host(split.host))
+        msg = split.message
+        if split.level == "WARN":
+            if len(host.warnings) < 100:
+                _add(host.warnings, msg[:300])
+            _add(host.error_hcas, *(m.group(1)[:64] for m in _ERROR_HCA.finditer(msg)))
             host.roce_gid |= bool(_ROCE_GID.search(msg))
             continue
-        if m := _VERSION.match(msg):
-            host.version = host.version or m.group(1)
-        elif m := _IB_HCA.match(msg):
-            _add(host.ib_hca, m.group(1))
-        elif _NO_DEVICE.match(msg):
-            host.no_device = True
-        elif m := _IB_DISCOVERED.match(msg):
-            _add(host.devices, f"{m.group(2)}:{m.group(3)}")
-            _add(host.layers, m.group(4))
-        elif m := _NET_USING.match(msg):
-            using = _parse_using(name, pid, m["net"], m["rest"], number)
-            usings.append(using)
-            _using(host, using)
-        elif m := _USING_NETWORK.match(msg):
-            _add(host.networks, m.group(1))
-        elif m := _CHANNEL.match(msg):
-            channels.append(_channel(name, pid, m.group(8), number))
-        elif m := _COLLNET.match(msg):
-            channels.append(_channel(name, pid, m.group(5), number))
-        elif m := _PLUGIN_LOADED.match(msg):
-            plugin = next(g for g in m.groups() if g)
-            _add(host.plugins, plugin)
-        elif _PLUGIN_MISSING.match(msg):
-            host.plugin_missing = True
-        elif _PLUGIN_FAILED.match(msg):
-            host.plugin_failed = True
-        elif m := _NET_INITIALIZED.match(msg):
-            _add(host.networks if m.group(1) in ("IB", "Socket") else host.plugins, m.group(1))
-        elif m := _DRIVER.match(msg):
-            host.driver = m.group(1)
+        found: list[NetUsing] = []
+        channel = _message(host, msg, found, (label, number), split.pid)
+        for using in found:
+            usings.setdefault((using.host, using.pid, using.net, using.devices), using)
+        if channel is not None:
+            channels.setdefault((channel.host, channel.pid, channel.path), channel)
+        if msg.startswith("NCCL version ") and (v := _VERSION.match(msg)):
+            versions.setdefault((split.host, v.group(1)), Fact("nccl_version", v.group(1), label, number, split.host))
         if m := _RANK.search(msg):
-            rank = int(m.group(1))
-            if rank not in host.ranks:
+            rank = parse_int(m.group(1), Where(label, "rank", number), maximum=1 << 24)
+            if rank not in host.ranks and len(host.ranks) < 4096:
                 host.ranks.append(rank)
-    resolved = _resolve_channels(channels, usings)
-    return NcclLog(source, _freeze(hosts, resolved), tuple(usings), tuple(resolved), nccl_lines)
+    resolved = _resolve_channels(list(channels.values()), list(usings.values()))
+    return NcclLog(
+        source,
+        _freeze(hosts, resolved, label),
+        tuple(usings.values()),
+        tuple(resolved),
+        nccl_count,
+        tuple(notes),
+        tuple(versions.values()),
+    )
+
+
+def _numbered(lines: Iterable[str] | Iterable[tuple[int, str | None]]) -> Iterator[tuple[int, str | None]]:
+    for number, item in enumerate(lines, start=1):
+        yield item if isinstance(item, tuple) else (number, item)
 
 
 def _using_list(net: str) -> str:
@@ -365,8 +374,47 @@ def _resolve_channels(channels: list[Channel], usings: list[NetUsing]) -> list[C
     return out
 
 
-def _freeze(hosts: dict[str, _Host], channels: list[Channel]) -> Mapping[str, HostNet]:
-    bare_version = hosts[""].version if "" in hosts else None
+def _before_2_5(version: str | None) -> bool:
+    """NCCL 2.4 and older print ``NET/Socket : Using`` for the bootstrap interface on every rank."""
+    major, _, rest = (version or "").partition(".")
+    minor = rest.partition(".")[0]
+    return major == "2" and minor.isdigit() and len(minor) <= 3 and int(minor) < 5
+
+
+def _socket_reason(h: _Host, ib_anywhere: bool, old_nccl: bool, socket_channels: bool) -> Fact | None:
+    """The line that shows this host fell back to sockets, or None.
+
+    ``Using network Socket`` and ``NET/IB : No device found`` say so. ``NET/Socket : Using`` alone says so
+    only where NCCL prints it for the data network: not on NCCL before 2.5 (the bootstrap interface) and
+    not when the log shows IB carrying data.
+    """
+    for fact in h.socket_lines:
+        if fact.net is None or (fact.net in SOCKET_NETS and fact.value.startswith(_USING_NETWORK)):
+            return fact  # No device found, or Using network Socket
+    listed = [f for f in h.socket_lines if f.net in SOCKET_NETS]
+    if listed and (socket_channels or not (old_nccl or ib_anywhere or h.layers)):
+        return listed[0]
+    return None
+
+
+def _channel_facts(net_channels: list[Channel], source: str) -> list[Fact]:
+    """One fact per NIC the channels went through (its first line), GDRDMA if any channel used it."""
+    first: dict[str, Fact] = {}
+    for c in net_channels:
+        name = c.device or f"NET/{c.net}/{c.nic_index}"
+        seen = first.get(name)
+        if seen is None:
+            first[name] = Fact("channel_device", name, source, c.line, c.net, None, c.gdrdma)
+        elif c.gdrdma and not seen.gdrdma:
+            first[name] = replace(seen, gdrdma=True)
+    return list(first.values())[:MAX_FACTS]
+
+
+def _freeze(hosts: dict[str, _Host], channels: list[Channel], source: str) -> Mapping[str, HostNet]:
+    ib_anywhere = any(h.layers for h in hosts.values()) or any(
+        c.net is not None and c.net.startswith("IB") for c in channels
+    )
+    old_nccl = any(_before_2_5(h.version) for h in hosts.values())
     out: dict[str, HostNet] = {}
     for name, h in hosts.items():
         mine = [c for c in channels if c.host == name]
@@ -374,9 +422,10 @@ def _freeze(hosts: dict[str, _Host], channels: list[Channel]) -> Mapping[str, Ho
         devices = [c.device for c in net_channels if c.device]
         unresolved = [f"{c.net}/{c.nic_index}" for c in net_channels if c.device is None]
         intra = [c.path for c in mine if c.path.startswith(("P2P", "SHM"))]
+        socket_channels = any(c.net in SOCKET_NETS for c in net_channels)
         out[name] = HostNet(
             host=name,
-            nccl_version=h.version or bare_version,
+            nccl_version=h.version,
             nccl_ib_hca=tuple(h.ib_hca),
             networks=tuple(h.networks),
             devices=tuple(h.devices),
@@ -397,16 +446,20 @@ def _freeze(hosts: dict[str, _Host], channels: list[Channel]) -> Mapping[str, Ho
             error_hcas=tuple(h.error_hcas),
             roce_gid=h.roce_gid,
             cuda_driver=h.driver,
+            socket_reason=_socket_reason(h, ib_anywhere, old_nccl, socket_channels),
+            facts=(*h.facts.values(), *_channel_facts(net_channels, source)),
         )
     return MappingProxyType(out)
 
 
 def parse_text(text: str, source: str | None = None) -> NcclLog:
     """Parse NCCL_DEBUG=INFO output held in a string."""
-    return parse_lines(text.splitlines(), source)
+    return parse_lines(text_lines(text), source)
 
 
 def parse_file(path: Path | str) -> NcclLog:
-    """Parse a log file (undecodable bytes are replaced, never fatal)."""
+    """Parse a log file line by line (undecodable bytes are replaced, never fatal); UserError when it cannot
+    be read."""
     path = Path(path)
-    return parse_text(path.read_text(encoding="utf-8", errors="replace"), str(path))
+    with open_text(path) as handle:
+        return parse_lines(numbered_lines(handle), str(path))

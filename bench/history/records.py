@@ -19,7 +19,7 @@ from typing import Any
 
 from bench.errors import UserError
 from bench.history.runfacts import run_environment, run_kind
-from bench.rundir.files import read_results_rows, read_run_json
+from bench.rundir.files import iter_results_rows, read_run_json
 
 
 def metric_key(collective: str, scope: str, group: str, nbytes: int) -> str:
@@ -97,21 +97,35 @@ def _median(values: Sequence[float | None]) -> float | None:
 
 
 def metrics_from_rows(rows: Iterable[Mapping[str, str]]) -> list[MetricRecord]:
-    """Key metrics of results.csv rows (strings, as ``read_results_rows`` gives them)."""
-    groups: dict[tuple[str, str, str, int], list[Mapping[str, str]]] = {}
+    """Key metrics of results.csv rows (strings, as ``read_results_rows`` gives them).
+
+    Only the few numbers a metric needs are kept per row, so ``rows`` may be a stream of any length.
+    """
+    # Per metric: (in-place?, wrong, busbw, algbw, time, nranks) of each row.
+    Slim = tuple[bool, float | None, float | None, float | None, float | None, float | None]
+    groups: dict[tuple[str, str, str, int], list[Slim]] = {}
     for row in rows:
         try:
             nbytes = int(row["bytes"])
         except (KeyError, ValueError):
             raise UserError(f"results.csv row has no whole 'bytes' value ({row.get('bytes')!r})") from None
         key = (row.get("collective", ""), row.get("scope", ""), row.get("group", ""), nbytes)
-        groups.setdefault(key, []).append(row)
+        groups.setdefault(key, []).append(
+            (
+                row.get("placement") == "in-place",
+                _number(row.get("wrong")),
+                _number(row.get("busbw_GBps")),
+                _number(row.get("algbw_GBps")),
+                _number(row.get("time_us")),
+                _number(row.get("nranks")),
+            )
+        )
     metrics = []
     for (collective, scope, group, nbytes), members in groups.items():
-        headline = [r for r in members if r.get("placement") != "in-place"] or members
-        wrong = [int(w) for r in members if (w := _number(r.get("wrong"))) is not None]
-        busbw = [_number(r.get("busbw_GBps")) for r in headline]
-        nranks = _number(headline[0].get("nranks"))
+        headline = [r for r in members if not r[0]] or members
+        wrong = [int(r[1]) for r in members if r[1] is not None]
+        busbw = [r[2] for r in headline]
+        nranks = headline[0][5]
         metrics.append(
             MetricRecord(
                 collective=collective,
@@ -120,8 +134,8 @@ def metrics_from_rows(rows: Iterable[Mapping[str, str]]) -> list[MetricRecord]:
                 bytes=nbytes,
                 nranks=int(nranks) if nranks is not None else None,
                 busbw_GBps=_median(busbw),
-                algbw_GBps=_median([_number(r.get("algbw_GBps")) for r in headline]),
-                time_us=_median([_number(r.get("time_us")) for r in headline]),
+                algbw_GBps=_median([r[3] for r in headline]),
+                time_us=_median([r[4] for r in headline]),
                 wrong=sum(wrong) if wrong else None,
                 failed=any(w > 0 for w in wrong) or any(b is None for b in busbw),
                 samples=len(headline),
@@ -173,4 +187,4 @@ def run_record(meta: Mapping[str, Any], run_dir: Path | str) -> RunRecord:
 def read_run(run_dir: Path | str) -> tuple[RunRecord, list[MetricRecord]]:
     """The run row and key metrics of a run directory; UserError if it is not one."""
     meta = read_run_json(run_dir)
-    return run_record(meta, run_dir), metrics_from_rows(read_results_rows(run_dir))
+    return run_record(meta, run_dir), metrics_from_rows(iter_results_rows(run_dir))

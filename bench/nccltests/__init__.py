@@ -17,10 +17,14 @@ tiny ones included.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from bench.errors import UserError
-from bench.nccltests.jsonfile import parse_json
+from bench.nccltests.jsonfile import MAX_JSON_BYTES, parse_json
 from bench.nccltests.model import (
     BUS_FACTOR,
     Device,
@@ -34,12 +38,14 @@ from bench.nccltests.model import (
     collective_from_program,
     nccl_version_from_code,
 )
-from bench.nccltests.text import parse_row, parse_text
+from bench.nccltests.text import iter_tables, parse_row, parse_text
+from bench.textlines import numbered_lines, open_text
 
 __all__ = [
     "BUS_FACTOR",
     "Device",
     "Header",
+    "LogStream",
     "Measurement",
     "NcclTestsLog",
     "Number",
@@ -48,6 +54,7 @@ __all__ = [
     "busbw_factor",
     "collective_from_program",
     "nccl_version_from_code",
+    "open_log",
     "parse_json",
     "parse_log",
     "parse_row",
@@ -65,9 +72,43 @@ def parse_log(text: str, *, source: str = "", collective: str | None = None, nra
 
 def read_log(path: Path | str, *, collective: str | None = None, nranks: int | None = None) -> NcclTestsLog:
     """Read and parse one nccl-tests output file; UserError if it cannot be read or holds no table."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise UserError(f"cannot read {path}: {exc.strerror}: check the path") from None
-    return parse_log(text, source=str(path), collective=collective, nranks=nranks)
+    with open_log(Path(path), collective=collective, nranks=nranks) as stream:
+        tables = tuple(stream.tables)
+        failures = (*(f for t in tables for f in t.failures), *stream.loose_failures)
+        return NcclTestsLog(
+            stream.source, stream.format, tables, failures, stream.env, stream.start_time, stream.end_time
+        )
+
+
+@dataclass
+class LogStream:
+    """One log being read: its tables come one at a time, so a log of any size is read in bounded memory."""
+
+    source: str
+    format: Literal["text", "json"]
+    tables: Iterator[Table]
+    loose_failures: list[str] = field(default_factory=list)
+    """Failure lines that belong to no table; complete once ``tables`` is exhausted."""
+    env: dict[str, str] = field(default_factory=dict)
+    start_time: str | None = None
+    end_time: str | None = None
+
+
+@contextmanager
+def open_log(path: Path, *, collective: str | None = None, nranks: int | None = None) -> Iterator[LogStream]:
+    """``path`` opened as a stream of tables (text), or parsed whole (a -J file, at most ``MAX_JSON_BYTES``)."""
+    with open_text(path) as handle:
+        head = handle.read(4096)
+        if head.lstrip().startswith("{"):
+            rest = handle.read(MAX_JSON_BYTES)
+            if handle.read(1):
+                raise UserError(f"{path} is over {MAX_JSON_BYTES >> 20} MiB, larger than any nccl-tests -J file")
+            log = parse_json(head + rest, source=str(path), collective=collective, nranks=nranks)
+            yield LogStream(log.source, "json", iter(log.tables), [], log.env, log.start_time, log.end_time)
+            return
+        handle.seek(0)
+        loose: list[str] = []
+        tables = iter_tables(
+            numbered_lines(handle), source=str(path), collective=collective, nranks=nranks, failures=loose
+        )
+        yield LogStream(str(path), "text", tables, loose)

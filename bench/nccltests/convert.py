@@ -13,16 +13,19 @@ import math
 import re
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bench import __version__
+from bench.bounded import Where, finite
 from bench.nccltests.model import NcclTestsLog, Table
 from bench.rundir.files import FORMAT_VERSION, RESULT_COLUMNS
 from bench.runtime.env import recorded_environment
 
 EXTRA_COLUMNS = ("table", "line")
 COLUMNS = (*RESULT_COLUMNS, *EXTRA_COLUMNS)
+_NUMERIC = ("time_us", "algbw_GBps", "busbw_GBps")
 
 
 def world_table(log: NcclTestsLog) -> Table:
@@ -40,66 +43,147 @@ def table_nnodes(table: Table) -> int | None:
     return max(len(table.hosts), math.ceil(table.nranks / per_host)) if per_host else len(table.hosts)
 
 
-def communicator(table: Table, world: Table) -> tuple[str, str]:
+@dataclass(frozen=True)
+class Shape:
+    """What decides a table's communicator (scope and group): kept per table when its rows are gone."""
+
+    nranks: int
+    hosts: tuple[str, ...]
+    hosts_complete: bool
+    nnodes: int | None
+
+    @classmethod
+    def of(cls, table: Table) -> Shape:
+        return cls(table.nranks, table.hosts, table.hosts_complete, table_nnodes(table))
+
+
+def communicator(table: Table | Shape, world: Table | Shape) -> tuple[str, str]:
     """(scope, group) of a table's communicator, relative to the log's world."""
+    table = table if isinstance(table, Shape) else Shape.of(table)
+    world = world if isinstance(world, Shape) else Shape.of(world)
     if table.nranks == world.nranks and (not table.hosts or not world.hosts or set(table.hosts) == set(world.hosts)):
         return "world", "world"
-    if len(table.hosts) == 1 and table_nnodes(table) == 1:
+    if len(table.hosts) == 1 and table.nnodes == 1:
         return "node", table.hosts[0]
     if table.hosts and table.hosts_complete:
         return "world", "-".join(table.hosts)
     return "world", f"n{table.nranks}"
 
 
+def table_rows(table: Table, index: int, scope: str = "", group: str = "") -> Iterator[dict[str, Any]]:
+    """results.csv rows (RESULT_COLUMNS + EXTRA_COLUMNS) of one table, one per row half, in log order.
+
+    Every number is checked once more here: nothing that is not finite and non-negative reaches results.csv.
+    """
+    nnodes = table_nnodes(table)
+    iters = table.header.iters if table.header else None
+    for row in table.rows:
+        for m in row.measurements:
+            busbw = m.busbw_GBps.value
+            out = {
+                "collective": table.collective,
+                "scope": scope,
+                "group": group,
+                "nranks": table.nranks,
+                "nnodes": nnodes,
+                "bytes": row.bytes,
+                "count": row.count,
+                "dtype": row.dtype,
+                "placement": m.placement,
+                "iters": iters,
+                "time_us": m.time_us.value,
+                "algbw_GBps": m.algbw_GBps.value,
+                "busbw_GBps": busbw,
+                "busbw_Gbps": round(busbw * 8, 6),
+                "wrong": m.wrong,
+                "redop": row.redop,
+                "root": row.root,
+                "table": index,
+                "line": row.line,
+            }
+            for key in _NUMERIC:
+                if not 0 <= out[key] < math.inf:  # NaN fails both comparisons
+                    finite(out[key], Where("log", key, row.line))  # raises, naming the line
+            yield out
+
+
 def result_rows(log: NcclTestsLog) -> list[dict[str, Any]]:
-    """results.csv rows (RESULT_COLUMNS + EXTRA_COLUMNS), one per row half, in log order."""
-    world = world_table(log)
+    """results.csv rows of a whole parsed log (scope and group filled in), in log order."""
+    world = Shape.of(world_table(log))
     rows: list[dict[str, Any]] = []
     for index, table in enumerate(log.tables, start=1):
         scope, group = communicator(table, world)
-        for row in table.rows:
-            for m in row.measurements:
-                busbw = m.busbw_GBps.value
-                rows.append(
-                    {
-                        "collective": table.collective,
-                        "scope": scope,
-                        "group": group,
-                        "nranks": table.nranks,
-                        "nnodes": table_nnodes(table),
-                        "bytes": row.bytes,
-                        "count": row.count,
-                        "dtype": row.dtype,
-                        "placement": m.placement,
-                        "iters": table.header.iters if table.header else None,
-                        "time_us": m.time_us.value,
-                        "algbw_GBps": m.algbw_GBps.value,
-                        "busbw_GBps": busbw,
-                        "busbw_Gbps": round(busbw * 8, 6),
-                        "wrong": m.wrong,
-                        "redop": row.redop,
-                        "root": row.root,
-                        "table": index,
-                        "line": row.line,
-                    }
-                )
+        rows.extend(table_rows(table, index, scope, group))
     return rows
 
 
-def _status(log: NcclTestsLog) -> tuple[str, str | None]:
+@dataclass
+class LogSummary:
+    """What run.json needs from a log, gathered table by table; no row is kept."""
+
+    source: str = ""
+    format: str = "text"
+    shapes: list[Shape] = field(default_factory=list)
+    summaries: list[dict[str, Any]] = field(default_factory=list)
+    world: Table | None = None
+    """The first table with the most ranks, without its rows."""
+    world_dtype: str | None = None
+    min_bytes: int | None = None
+    max_bytes: int | None = None
+    wrong: bool = False
+    truncated: bool = False
+    failures: list[str] = field(default_factory=list)
+    firsts: dict[str, str] = field(default_factory=dict)
+    """The first table's value of each of nccl_version, cuda_version, nccl_tests_version, command."""
+    collectives: dict[str, None] = field(default_factory=dict)
+    gpus: dict[str, None] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+
+    def add(self, table: Table) -> None:
+        """Take in one table's facts (its rows are read here and not kept)."""
+        self.shapes.append(Shape.of(table))
+        self.summaries.append(_table_summary(table))
+        if self.world is None or table.nranks > self.world.nranks:
+            self.world, self.world_dtype = replace(table, rows=()), table.rows[0].dtype
+        sizes = [r.bytes for r in table.rows]
+        self.min_bytes = min(sizes) if self.min_bytes is None else min(self.min_bytes, *sizes)
+        self.max_bytes = max(sizes) if self.max_bytes is None else max(self.max_bytes, *sizes)
+        self.wrong |= bool(table.out_of_bounds) or any(m.wrong for r in table.rows for m in r.measurements)
+        self.truncated |= not table.complete
+        self.failures.extend(table.failures[: max(0, 100 - len(self.failures))])
+        for key in ("nccl_version", "cuda_version", "nccl_tests_version", "command"):
+            value = getattr(table, key)
+            if value and key not in self.firsts:
+                self.firsts[key] = value
+        self.collectives.setdefault(table.collective, None)
+        for gpu in table.gpus:
+            self.gpus.setdefault(gpu, None)
+
+    def scopes(self) -> list[tuple[str, str]]:
+        """(scope, group) of each table, in order, once every table is in."""
+        world = max(self.shapes, key=lambda s: s.nranks)
+        return [communicator(shape, world) for shape in self.shapes]
+
+    @classmethod
+    def of(cls, log: NcclTestsLog) -> LogSummary:
+        summary = cls(source=log.source, format=log.format, env=dict(log.env))
+        for table in log.tables:
+            summary.add(table)
+        summary.failures = list(log.failures)
+        return summary
+
+
+def _status(log: LogSummary) -> tuple[str, str | None]:
     if log.failures:
         return "failed", "error"
     if log.truncated:
         return "incomplete", "error"
-    wrong = any(m.wrong for t in log.tables for r in t.rows for m in r.measurements) or any(
-        t.out_of_bounds for t in log.tables
-    )
     # No targets are checked on import, so a clean log has no verdict rather than a pass.
-    return "complete", "fail" if wrong else None
+    return "complete", "fail" if log.wrong else None
 
 
 def run_meta(
-    log: NcclTestsLog,
+    log: NcclTestsLog | LogSummary,
     *,
     cluster: str,
     started_utc: str,
@@ -107,7 +191,10 @@ def run_meta(
     sha256: str,
 ) -> dict[str, Any]:
     """run.json for an imported log (the shape ``bench.rundir.files``'s readers expect, plus ``source``)."""
-    world = world_table(log)
+    log = log if isinstance(log, LogSummary) else LogSummary.of(log)
+    world = log.world
+    if world is None:
+        raise ValueError("run_meta needs a log with at least one table")
     status, verdict = _status(log)
     per_host: Counter[str] = Counter()
     ranks = []
@@ -116,8 +203,9 @@ def run_meta(
         ranks.append({"rank": device.rank, "host": device.host, "local_rank": per_host[device.host],
                       "node_rank": node_of[device.host]})  # fmt: skip
         per_host[device.host] += 1
-    command = next((t.command for t in log.tables if t.command), None)
+    command = log.firsts.get("command")
     header = world.header
+    guessed = [i for i, t in enumerate(log.summaries, start=1) if t["collective_source"] == "file name"]
     return {
         "format_version": FORMAT_VERSION,
         "tool": "railbench",
@@ -137,27 +225,27 @@ def run_meta(
         "backend": "nccl",
         "versions": {
             "torch": None,
-            "nccl": next((t.nccl_version for t in log.tables if t.nccl_version), None),
-            "cuda": next((t.cuda_version for t in log.tables if t.cuda_version), None),
+            "nccl": log.firsts.get("nccl_version"),
+            "cuda": log.firsts.get("cuda_version"),
             "driver": None,
             "python": None,
             "railbench": __version__,
-            "nccl_tests": next((t.nccl_tests_version for t in log.tables if t.nccl_tests_version), None),
+            "nccl_tests": log.firsts.get("nccl_tests_version"),
         },
         "env": recorded_environment(log.env or _exported(command)),
         "sweep": {
-            "collectives": list(dict.fromkeys(t.collective for t in log.tables)),
-            "min_bytes": min(r.bytes for t in log.tables for r in t.rows),
-            "max_bytes": max(r.bytes for t in log.tables for r in t.rows),
+            "collectives": list(log.collectives),
+            "min_bytes": log.min_bytes,
+            "max_bytes": log.max_bytes,
             "step_factor": header.step_factor if header else None,
             "iters": header.iters if header else None,
             "warmup": header.warmup_iters if header else None,
-            "dtype": world.rows[0].dtype,
+            "dtype": log.world_dtype,
             "check": bool(header.validation) if header and header.validation is not None else None,
         },
         "counters": {},
         "nccl_evidence": None,
-        "gpus": list(dict.fromkeys(g for t in log.tables for g in t.gpus)),
+        "gpus": list(log.gpus),
         "source": {
             "path": log.source,
             "sha256": sha256,
@@ -165,7 +253,9 @@ def run_meta(
             "truncated": log.truncated,
             "failures": list(log.failures),
             "command": command,
-            "tables": [_table_summary(t) for t in log.tables],
+            # Tables (1-based) whose collective only the file's name gave: a guess the reader should check.
+            "collective_from_file_name": guessed,
+            "tables": log.summaries,
         },
     }
 

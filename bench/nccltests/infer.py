@@ -30,6 +30,7 @@ from bench.nccltests.model import (
 
 # Names as people write them in file names and wrapper flags (-t all_gather, nccl_allreduce.log).
 _ALIASES = {name.replace("_", ""): name for name in BUS_FACTOR} | {name: name for name in BUS_FACTOR}
+MAX_NOTES = 50
 _NAME_MENTION = re.compile(
     r"(?<![A-Za-z0-9])(" + "|".join(sorted(_ALIASES, key=len, reverse=True)) + r")(?![A-Za-z0-9])"
 )
@@ -50,9 +51,13 @@ class Evidence:
     avg: float | None = None
     failures: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    info_nranks: list[int] = field(default_factory=list)
-    info_hosts: list[str] = field(default_factory=list)
+    info_nranks: int | None = None
+    """The largest ``nranks N`` NCCL INFO lines gave."""
+    info_hosts: dict[str, None] = field(default_factory=dict)
+    """Hosts of NCCL INFO line prefixes, in order of first appearance."""
     mentions: list[str] = field(default_factory=list)
+    columns: tuple[str, ...] = ()
+    """The column header's names (``size count type redop root time ...``), when the table printed it."""
     # Sticky: once seen they hold for the tables that follow.
     nccl_version: str | None = None
     cuda_version: str | None = None
@@ -60,6 +65,23 @@ class Evidence:
     command: str | None = None
     command_collective: str | None = None
     launcher_np: int | None = None
+    command_ranks: int | None = None
+    """processes x ``-t`` x ``-g`` of a command line with no launcher word (one process)."""
+
+    def note(self, text: str) -> None:
+        """Add a note; a damaged log could give one per line, so past ``MAX_NOTES`` they are only counted."""
+        if len(self.notes) < MAX_NOTES:
+            self.notes.append(text)
+        elif len(self.notes) == MAX_NOTES:
+            self.notes.append("more notes left out")
+
+    def fail(self, line: str) -> None:
+        """Add a failure line (shortened; past ``MAX_NOTES`` only the first ones are kept)."""
+        if len(self.failures) < MAX_NOTES:
+            self.failures.append(line[:300])
+
+    def mention(self, names: Sequence[str]) -> None:
+        self.mentions = (self.mentions + list(names))[-MAX_NOTES:]
 
     @property
     def started(self) -> bool:
@@ -75,6 +97,7 @@ class Evidence:
             command=self.command,
             command_collective=self.command_collective,
             launcher_np=self.launcher_np,
+            command_ranks=self.command_ranks,
         )
 
 
@@ -107,10 +130,12 @@ def _bus_ratio(rows: Sequence[Row]) -> tuple[float, float, float] | None:
     return b.value / a.value, lo, hi
 
 
-def _fits(collective: str, rows: Sequence[Row], nranks: int | None) -> bool:
+def _fits(collective: str, rows: Sequence[Row], nranks: int | None, columns: Sequence[str] = ()) -> bool:
     """Whether the rows could come from ``collective`` (redop, root, count/size and busbw/algbw)."""
     first = rows[0]
     if first.redop in ("none", "") and collective in REDUCING:
+        return False
+    if columns and "redop" not in columns and collective in REDUCING:
         return False
     if first.root is not None and (first.root >= 0) != (collective in ROOTED):
         return False
@@ -143,7 +168,7 @@ def _choose_collective(t: Evidence, nranks: int | None, file_hint: Sequence[str]
                 f"import logs of {', '.join(BUS_FACTOR)}"
             )
         return t.marker, "marker"
-    fits = [c for c in BUS_FACTOR if _fits(c, t.rows, nranks)]
+    fits = [c for c in BUS_FACTOR if _fits(c, t.rows, nranks, t.columns)]
     ranked = [
         ("command", [t.command_collective] if t.command_collective else []),
         ("given", [given] if given else []),
@@ -166,7 +191,7 @@ def _direct_nranks(t: Evidence) -> tuple[int | None, str, list[str]]:
     """nranks from NCCL's own lines, the device list and the launcher's -np, with notes."""
     notes: list[str] = []
     if t.info_nranks:
-        return max(t.info_nranks), "NCCL INFO", notes
+        return t.info_nranks, "NCCL INFO", notes
     per_process = (t.header.nthreads * t.header.ngpus) if t.header else 1
     launched = t.launcher_np * per_process if t.launcher_np else None
     if t.devices:
@@ -181,6 +206,9 @@ def _direct_nranks(t: Evidence) -> tuple[int | None, str, list[str]]:
         return len(in_group), "device lines", notes
     if launched:
         return launched, "launcher -np", notes
+    if t.command_ranks:
+        # nThread x nGpus of the header is what ran; the command line's flags are the fallback.
+        return (per_process if t.header else t.command_ranks), "command line", notes
     return None, "", notes
 
 
@@ -213,7 +241,15 @@ def finish(t: Evidence, file_hint: Sequence[str], given: str | None, given_nrank
             f"{source or 'log'}: table at line {t.first_line} ({collective}) does not say how many ranks ran: "
             "pass --nranks N"
         )
-    hosts = tuple(dict.fromkeys(d.host for d in t.devices)) or tuple(dict.fromkeys(t.info_hosts))
+    if nranks_source == "command line" and (inferred := _infer_nranks(collective, t.rows)) and inferred != nranks:
+        notes.append(f"the command line says {nranks} ranks but busbw/algbw says {inferred}; using {inferred}")
+        nranks, nranks_source = inferred, "busbw/algbw"
+    if collective_source == "file name":
+        notes.append(
+            f"collective {collective} taken from the file name: the log names it nowhere else (no command line, "
+            "no 'Collective test starting' marker); pass --collective to be sure"
+        )
+    hosts = tuple(dict.fromkeys(d.host for d in t.devices)) or tuple(t.info_hosts)
     if not t.footer:
         notes.append("table has no footer: the run stopped or the log was cut (truncated)")
     return Table(

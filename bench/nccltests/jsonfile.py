@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from bench.bounded import InputError, Sign, Where, finite, parse_float, parse_int
 from bench.errors import UserError
 from bench.nccltests.infer import Evidence, finish, mentions
 from bench.nccltests.model import (
@@ -26,9 +27,33 @@ from bench.nccltests.model import (
     collective_from_program,
     nccl_version_from_code,
 )
+from bench.textlines import MAX_LINE_CHARS
 
 # nccl-tests writes doubles with "%lf": six decimals.
 _JSON_HALF_UNIT = 5e-7
+MAX_JSON_BYTES = 64 << 20
+"""A -J file holds one run: a few KiB per size. Larger is not an nccl-tests file (and is not read whole)."""
+_MAX_BYTES = 1 << 50
+_MAX_COUNT = 1 << 20
+
+
+@dataclass(frozen=True)
+class _Digits:
+    """An integer too long to convert safely, kept as its text until a field reader refuses it by name."""
+
+    text: str
+
+
+def _int_hook(text: str) -> int | _Digits:
+    return int(text) if len(text) <= 64 else _Digits(text)
+
+
+def _constant_hook(text: str) -> float:
+    return float(text)  # NaN, Infinity: kept, then refused by the field that reads them
+
+
+def _decoder() -> json.JSONDecoder:
+    return json.JSONDecoder(parse_int=_int_hook, parse_constant=_constant_hook)
 
 
 def _load_json_prefix(text: str) -> tuple[dict[str, object], bool]:
@@ -37,9 +62,11 @@ def _load_json_prefix(text: str) -> tuple[dict[str, object], bool]:
     nccl-tests streams the file as it runs, so a killed run leaves a prefix: read it key by key and
     element by element, and stop at the first incomplete value.
     """
-    decoder = json.JSONDecoder()
+    decoder = _decoder()
     try:
         obj = decoder.decode(text)
+    except RecursionError:
+        raise InputError("the JSON file nests deeper than any nccl-tests -J file: it is damaged") from None
     except json.JSONDecodeError:
         pass
     else:
@@ -84,21 +111,45 @@ def _load_json_prefix(text: str) -> tuple[dict[str, object], bool]:
                 i += 1
     except (json.JSONDecodeError, IndexError):
         return out, True
+    except RecursionError:
+        raise InputError("the JSON file nests deeper than any nccl-tests -J file: it is damaged") from None
 
 
-def _number(value: object) -> Number:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ValueError(f"{value!r} is not a number")
-    return Number(float(value), _JSON_HALF_UNIT)  # "nan" (a string in the file) parses too
+def _json_number(value: object, where: Where, *, sign: Sign = "non-negative", maximum: float | None = None) -> float:
+    """A JSON value that must be a finite number (nccl-tests writes some as strings)."""
+    if isinstance(value, bool) or value is None:
+        raise ValueError(f"{where} is {value!r}, not a number")
+    if isinstance(value, _Digits):
+        return parse_int(value.text, where, maximum=_MAX_BYTES)  # refused: too long
+    if isinstance(value, (int, float)):
+        return finite(float(value), where, sign=sign, maximum=maximum)
+    if isinstance(value, str):
+        return parse_float(value, where, sign=sign, maximum=maximum)
+    raise ValueError(f"{where} is {type(value).__name__}, not a number")
 
 
-def _optional_int(mapping: Mapping[str, object], key: str) -> int | None:
+def _json_int(value: object, where: Where, *, sign: Sign = "non-negative", maximum: int = _MAX_BYTES) -> int:
+    if isinstance(value, str):
+        return parse_int(value, where, sign=sign, maximum=maximum)
+    number = _json_number(value, where, sign=sign, maximum=maximum)
+    if number != int(number):
+        raise ValueError(f"{where} is {number!r}, not a whole number")
+    return int(number)
+
+
+def _number(value: object, where: Where) -> Number:
+    return Number(_json_number(value, where), _JSON_HALF_UNIT)
+
+
+def _optional_int(mapping: Mapping[str, object], key: str, where: Where | None = None) -> int | None:
     value = mapping.get(key)
-    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float, _Digits)):
+        return None
+    return _json_int(value, where or Where("JSON file", key), maximum=_MAX_BYTES)
 
 
-def _int_or(mapping: Mapping[str, object], key: str, default: int) -> int:
-    value = _optional_int(mapping, key)
+def _int_or(mapping: Mapping[str, object], key: str, default: int, where: Where | None = None) -> int:
+    value = _optional_int(mapping, key, where)
     return default if value is None else value
 
 
@@ -107,50 +158,59 @@ def _list(mapping: Mapping[str, object], key: str) -> list[object]:
     return value if isinstance(value, list) else []
 
 
-def _json_measurement(placement: Placement, half: object) -> Measurement | None:
+def _json_measurement(placement: Placement, half: object, where: str) -> Measurement | None:
     if not isinstance(half, dict):
         return None  # null: nccl-tests skipped this half (trace replay)
     wrong = half.get("nwrong")
+
+    def at(key: str) -> Where:
+        return Where(where, f"{placement.replace('-', '_')}.{key}")
+
     return Measurement(
         placement=placement,
-        time_us=_number(half.get("time", half.get("cpu_time"))),
-        algbw_GBps=_number(half.get("alg_bw")),
-        busbw_GBps=_number(half.get("bus_bw")),
-        wrong=None if wrong is None else int(float(str(wrong))),
+        time_us=_number(half.get("time", half.get("cpu_time")), at("time")),
+        algbw_GBps=_number(half.get("alg_bw"), at("alg_bw")),
+        busbw_GBps=_number(half.get("bus_bw"), at("bus_bw")),
+        wrong=None if wrong is None or wrong == "N/A" else round(_json_number(wrong, at("nwrong"), maximum=1e18)),
     )
 
 
-def _json_row(number: int, item: Mapping[str, object]) -> Row:
-    root = str(item.get("root", "")).strip()
-    halves = (_json_measurement("out-of-place", item.get("out_of_place")),
-              _json_measurement("in-place", item.get("in_place")))  # fmt: skip
+def _json_row(number: int, item: Mapping[str, object], source: str) -> Row:
+    where = f"{source or 'JSON file'}: results[{number - 1}]"
+    root = item.get("root", "")
+    halves = (_json_measurement("out-of-place", item.get("out_of_place"), where),
+              _json_measurement("in-place", item.get("in_place"), where))  # fmt: skip
+    has_root = isinstance(root, (int, _Digits)) or (isinstance(root, str) and root.strip().lstrip("-").isdigit())
     return Row(
-        bytes=int(str(item["size"])),
-        count=int(str(item["count"])),
-        dtype=str(item.get("type", "")),
-        redop=str(item.get("redop", "")).strip(),
-        root=int(root) if root.lstrip("-").isdigit() else None,
+        bytes=_json_int(item["size"], Where(where, "size")),
+        count=_json_int(item["count"], Where(where, "count")),
+        dtype=str(item.get("type", ""))[:40],
+        redop=str(item.get("redop", "")).strip()[:40],
+        root=_json_int(root, Where(where, "root"), sign="any", maximum=_MAX_COUNT) if has_root else None,
         measurements=tuple(m for m in halves if m is not None),
         line=number,
     )
 
 
-def _json_device(index: int, d: Mapping[str, object]) -> Device:
+def _json_device(index: int, d: Mapping[str, object], source: str) -> Device:
+    def at(key: str) -> Where:
+        return Where(f"{source or 'JSON file'}: config.devices[{index}]", key)
+
     return Device(
-        rank=_int_or(d, "rank", index),
-        group=_int_or(d, "group", 0),
-        pid=_int_or(d, "pid", 0),
-        host=str(d.get("hostname", "")),
-        device=_int_or(d, "device", 0),
-        bus_id=str(d.get("device_hex", "")),
-        gpu=str(d.get("device_info", "")),
+        rank=_int_or(d, "rank", index, at("rank")),
+        group=_int_or(d, "group", 0, at("group")),
+        pid=_int_or(d, "pid", 0, at("pid")),
+        host=str(d.get("hostname", ""))[:255],
+        device=_int_or(d, "device", 0, at("device")),
+        bus_id=str(d.get("device_hex", ""))[:64],
+        gpu=str(d.get("device_info", ""))[:255],
     )
 
 
 def _json_header(config: Mapping[str, object]) -> Header:
     return Header(
-        nthreads=_int_or(config, "nthreads", 1),
-        ngpus=_int_or(config, "ngpus", 1),
+        nthreads=_int_or(config, "nthreads", 1, Where("JSON file", "config.nthreads")),
+        ngpus=_int_or(config, "ngpus", 1, Where("JSON file", "config.ngpus")),
         min_bytes=_optional_int(config, "minimum_bytes"),
         max_bytes=_optional_int(config, "maximum_bytes"),
         step_factor=_optional_int(config, "step_factor"),
@@ -173,39 +233,42 @@ def parse_json(
     args = [str(a) for a in _list(data, "args")]
     results = [item for item in _list(data, "results") if isinstance(item, dict)]
     try:
-        rows = [_json_row(number, item) for number, item in enumerate(results, start=1)]
+        rows = [_json_row(number, item, source) for number, item in enumerate(results, start=1)]
     except (KeyError, TypeError, ValueError) as exc:
         raise UserError(f"{source or 'JSON file'}: a result is not an nccl-tests -J record ({exc})") from None
     if not rows:
         raise UserError(f"{source or 'JSON file'} holds no results: the run wrote no row before it stopped")
-    devices = [_json_device(i, d) for i, d in enumerate(_list(config, "devices")) if isinstance(d, dict)]
+    devices = [_json_device(i, d, source) for i, d in enumerate(_list(config, "devices")) if isinstance(d, dict)]
     header = _json_header(config)
     evidence = Evidence(first_line=1, header=header, rows=rows, devices=devices)
     evidence.footer = not cut and "out_of_bounds" in data
-    evidence.command = " ".join(args) or None
+    evidence.command = " ".join(args)[:MAX_LINE_CHARS] or None
     evidence.command_collective = collective_from_program(args[0]) if args else None
     if devices:
         # -J lists one device per process (the first GPU of each): nranks = processes x GPUs per process.
-        evidence.info_nranks = [len(devices) * header.nthreads * header.ngpus]
+        evidence.info_nranks = len(devices) * header.nthreads * header.ngpus
     code = data.get("nccl_version")
-    evidence.nccl_version = nccl_version_from_code(code) if isinstance(code, int) and code > 0 else None
+    evidence.nccl_version = nccl_version_from_code(code) if isinstance(code, int) and 0 < code < 10**8 else None
     oob = data.get("out_of_bounds")
     evidence.out_of_bounds = _optional_int(oob, "count") if isinstance(oob, dict) else None
     # Version 1 spelled these keys "average_bus_bandwidith" and "bandwidith".
     avg = data.get("average_bus_bandwidth", data.get("average_bus_bandwidith"))
     if isinstance(avg, dict):
         value = avg.get("bandwidth", avg.get("bandwidith"))
-        evidence.avg = float(value) if isinstance(value, (int, float)) else None
-    evidence.failures = [str(e) for e in _list(data, "errors") if str(e).strip()]
+        at = Where(source or "JSON file", "average_bus_bandwidth")
+        evidence.avg = _json_number(value, at) if isinstance(value, (int, float)) else None
+    for error in _list(data, "errors"):
+        if str(error).strip():
+            evidence.fail(str(error))
     if any("cpu_time" in (r.get("out_of_place") or r.get("in_place") or {}) for r in results):
-        evidence.notes.append("times are CPU times (nccl-tests -C 1), not GPU latencies")
+        evidence.note("times are CPU times (nccl-tests -C 1), not GPU latencies")
     hint = mentions(Path(source).stem) if source else []
     table = finish(evidence, hint, collective, nranks, source)
     if table.collective_source == "command":
         table = replace(table, collective_source="json args")
     if table.nranks_source == "NCCL INFO":
         table = replace(table, nranks_source="json devices")
-    env = dict(str(e).partition("=")[::2] for e in _list(data, "env"))
+    env = dict(str(e)[:MAX_LINE_CHARS].partition("=")[::2] for e in _list(data, "env"))
     return NcclTestsLog(
         source,
         "json",

@@ -54,13 +54,16 @@ class Number:
     half_unit: float
 
     @classmethod
-    def parse(cls, text: str) -> Number:
-        """``"613.3"`` -> 613.3 +- 0.05; ``"1.0e+07"`` -> 1e7 +- 5e5; ``"15870"`` -> +- 0.5."""
-        value = float(text)
+    def parse(cls, text: str, value: float | None = None) -> Number:
+        """``"613.3"`` -> 613.3 +- 0.05; ``"1.0e+07"`` -> 1e7 +- 5e5; ``"15870"`` -> +- 0.5.
+
+        ``value`` is the number already read through ``bench.bounded`` (finite, sign checked); without it
+        ``text`` is converted here.
+        """
         mantissa, _, exponent = text.lower().partition("e")
         decimals = len(mantissa.partition(".")[2])
-        scale = 10.0 ** int(exponent) if exponent else 1.0
-        return cls(value, 0.5 * 10.0**-decimals * scale)
+        power = max(-300, min(300, int(exponent) - decimals if exponent else -decimals))
+        return cls(float(text) if value is None else value, 0.5 * 10.0**power)
 
 
 @dataclass(frozen=True)

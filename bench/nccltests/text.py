@@ -1,12 +1,21 @@
-"""nccl-tests text output: the tables of one or more ``*_perf`` runs, old and new formats."""
+"""nccl-tests text output: the tables of one or more ``*_perf`` runs, old and new formats, read as a stream.
+
+``iter_tables`` reads a stream line by line and yields each table as soon as the next one starts (or the
+input ends), so only one table is in memory at a time, whatever the size of the log. Every number goes
+through ``bench.bounded`` (refused with file, line and field when it is huge, not finite or negative), every
+pattern is linear on a line, and lines over ``bench.textlines.MAX_LINE_CHARS`` are skipped with a note.
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from bench.bounded import InputError, Sign, Where, parse_float, parse_int
 from bench.errors import UserError
+from bench.nccltests.command import read_command
 from bench.nccltests.infer import Evidence, finish, mentions
 from bench.nccltests.model import (
     Device,
@@ -16,63 +25,119 @@ from bench.nccltests.model import (
     Number,
     Placement,
     Row,
+    Table,
     collective_from_program,
     nccl_version_from_code,
 )
+from bench.textlines import MAX_LINE_CHARS, strip_launcher_label, text_lines
+
+MAX_TABLE_ROWS = 100_000
+"""A sweep from 0 bytes to 16 GiB in 1 MiB steps has 16,384 sizes; more rows than this is not one table."""
+_MAX_BYTES = 1 << 50
+_MAX_COUNT = 1 << 20
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-_SRUN_LABEL = re.compile(r"^\s*\d+:(?:\s|$)")
 _VERSION = re.compile(r"#\s*nccl-tests version (\S+)(?: nccl-headers=(\d+))?(?: nccl-library=(\d+))?")
 _STARTING = re.compile(r"#\s*Collective test starting:\s*(\S+)")
 _CONCLUDED = re.compile(r"#\s*Collective test concluded")
 _NTHREAD = re.compile(r"#\s*nThread\s+(\d+)\s+nGpus\s+(\d+)(.*)")
 _DEVICE = re.compile(
-    r"#\s*Rank\s+(\d+)\s+(?:Group\s+(\d+)\s+)?Pid\s+(\d+)\s+on\s+(\S+)\s+device\s+(\d+)\s+\[([^\]]*)\]\s*(.*?)\s*$"
+    r"#\s*Rank\s+(\d+)\s+(?:Group\s+(\d+)\s+)?Pid\s+(\d+)\s+on\s+(\S+)\s+device\s+(\d+)\s+\[([^\]]*)\](.*)"
 )
 _COLUMNS = re.compile(r"#\s*size\s+count\s+type\b")
-_ROW = re.compile(r"^\s*\d+\s+\d+\s+[A-Za-z]\w*(?:\s|$)")
-_TIMESTAMP = re.compile(r"\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\s*$")
-_OOB = re.compile(r"#\s*Out of bounds values\s*:\s*(\d+)")
+_ROW = re.compile(r"\s*\d+\s+\d+\s+[A-Za-z]\w*(?:\s|$)")
+_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
+_OOB = re.compile(r"#\s*Out of bounds values\s*:\s*(\S+)")
 _AVG = re.compile(r"#\s*Avg bus bandwidth\s*:\s*(\S+)")
-_REDUCING = re.compile(r"#\s*Reducing maxBytes to (\d+)")
+_REDUCING = re.compile(r"#\s*Reducing maxBytes to (\d{1,24})")
 _NCCL_VERSION = re.compile(r"NCCL version (\d+\.\d+\.\d+)(?:\+cuda(\d+\.\d+))?")
-_NCCL_LINE = re.compile(r"^(\S+?):\d+:\d+ \[\d+\] NCCL (INFO|WARN)\b")
+_NCCL_LINE = re.compile(r"(\S+?):\d+:\d+ \[\d+\] NCCL (INFO|WARN)\b")
 _NRANKS = re.compile(r"\bnranks (\d+)", re.IGNORECASE)
-_FAILURE = re.compile(r"Test (?:NCCL |CUDA )?failure|\[\d+\] NCCL WARN .*(?:failure|error)|#\s*error:", re.I)
-_PROGRAM = re.compile(r"(\S*?[a-z_]+_perf)(?=\s+-)")  # an invocation: the program, then its flags
-_NP = re.compile(r"(?:^|\s)(?:-np|--np|-n|--ntasks(?:=|\s))\s*(\d+)")
+_FAILURE = re.compile(r"Test (?:NCCL |CUDA )?failure|#\s*error:", re.IGNORECASE)
+_WARN = re.compile(r"\[\d+\] NCCL WARN ")
+_PLAIN = re.compile(r"\d{1,15}(?:\.\d{0,15})?")
+_NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:inf|infinity|nan)", re.IGNORECASE)
+_HEADER_FIELDS = {
+    "min_bytes": re.compile(r"minBytes\s+(\d+)"),
+    "max_bytes": re.compile(r"maxBytes\s+(\d+)"),
+    "validation": re.compile(r"validation:\s*(\d+)"),
+    "graph": re.compile(r"graph:\s*(\d+)"),
+}
+_STEP = re.compile(r"step:\s*(\d+)\((factor|bytes)\)")
+_ITERS = re.compile(r"(warmup |agg )?iters:\s*(\d+)")
 
 
 def _is_number(token: str) -> bool:
-    try:
-        float(token)
-    except ValueError:
-        return False
-    return True
+    return _NUMBER.fullmatch(token) is not None
 
 
-def parse_row(line: str, line_no: int = 0) -> Row:
-    """One data row, in any nccl-tests layout; ValueError if it is damaged (e.g. cut off mid-line)."""
-    tokens = _TIMESTAMP.sub("", line).split()
-    size, count, dtype = int(tokens[0]), int(tokens[1]), tokens[2]
-    rest = tokens[3:]
+def _without_timestamp(line: str) -> str:
+    """The row without the ``YYYY-MM-DD hh:mm:ss`` that ``-S`` style wrappers append (fixed width, no scan)."""
+    body = line.rstrip()
+    if len(body) > 20 and body[-20].isspace() and _TIMESTAMP.fullmatch(body[-19:]):
+        return body[:-19]
+    return body
+
+
+def _whole(text: str, source: str, field: str, line: int, *, maximum: int, sign: Sign = "non-negative") -> int:
+    """``bench.bounded.parse_int``, with a fast path for the plain digits that make up nearly every log."""
+    if len(text) <= 15 and text.isascii() and text.isdigit() and (value := int(text)) <= maximum:
+        return value
+    return parse_int(text, Where(source or "log", field, line), maximum=maximum, sign=sign)
+
+
+def _real(text: str, source: str, field: str, line: int, maximum: float | None = None) -> float:
+    """``bench.bounded.parse_float`` (finite, non-negative), with a fast path for plain decimals."""
+    if _PLAIN.fullmatch(text):
+        value = float(text)
+        if maximum is None or value <= maximum:
+            return value
+    if not _is_number(text):
+        raise ValueError(f"line {line}: {field} {text[:20]!r} is not a number")
+    return parse_float(text, Where(source or "log", field, line), maximum=maximum)
+
+
+def parse_row(line: str, line_no: int = 0, source: str = "") -> Row:
+    """One data row, in any nccl-tests layout.
+
+    ValueError when its shape is damaged (cut off mid-line, a word where a number belongs): the caller skips
+    it. InputError when a number is there but cannot be true (huge, inf/nan, negative): the log is refused.
+    """
+    tokens = _without_timestamp(line).split()
+    if len(tokens) < 7:
+        raise ValueError(f"line {line_no}: not a whole nccl-tests row")
+    size = _whole(tokens[0], source, "size", line_no, maximum=_MAX_BYTES)
+    count = _whole(tokens[1], source, "count", line_no, maximum=_MAX_BYTES)
+    dtype, rest = tokens[2], tokens[3:]
     redop = rest.pop(0) if rest and not _is_number(rest[0]) else ""  # old alltoall prints no redop
     # Then an optional root and 4 fields per half (8 with -I per-iteration columns). Times printed with
     # %.0f look like integers, so the root is recognised by the field count, not by its form.
-    root = int(rest.pop(0)) if len(rest) % 4 == 1 else None
+    root = None
+    if len(rest) % 4 == 1:
+        if not _is_number(rest[0]):
+            raise ValueError(f"line {line_no}: root {rest[0][:20]!r} is not a number")
+        root = _whole(rest.pop(0), source, "root", line_no, maximum=_MAX_COUNT, sign="any")
     width = 8 if len(rest) == 16 else 4
     if len(rest) not in (width, 2 * width):
         raise ValueError(f"line {line_no}: {len(tokens)} fields are not a whole nccl-tests row")
     halves = [rest[i : i + width] for i in range(0, len(rest), width)]
     # Trace replay prints only the in-place half.
     placements: tuple[Placement, ...] = ("out-of-place", "in-place") if len(halves) == 2 else ("in-place",)
+
+    def number(text: str, name: str) -> Number:
+        return Number.parse(text, _real(text, source, name, line_no))
+
+    def wrong(text: str, name: str) -> int | None:
+        # The old format's "error" column is the largest error, printed like 0e+00 or 3e+02.
+        return None if text.upper() == "N/A" else round(_real(text, source, name, line_no, maximum=1e18))
+
     measurements = tuple(
         Measurement(
             placement=placement,
-            time_us=Number.parse(half[0]),
-            algbw_GBps=Number.parse(half[1]),
-            busbw_GBps=Number.parse(half[2]),
-            wrong=None if half[3].upper() == "N/A" else int(float(half[3])),
+            time_us=number(half[0], f"{placement} time"),
+            algbw_GBps=number(half[1], f"{placement} algbw"),
+            busbw_GBps=number(half[2], f"{placement} busbw"),
+            wrong=wrong(half[3], f"{placement} #wrong"),
         )
         for placement, half in zip(placements, halves, strict=True)
     )
@@ -83,38 +148,47 @@ def _layout(row: Row) -> tuple[str, ...]:
     return tuple(m.placement for m in row.measurements)
 
 
-def _parse_header(match: re.Match[str]) -> Header:
+def _parse_header(match: re.Match[str], where: Where) -> Header:
     rest = match.group(3)
 
-    def num(pattern: str) -> int | None:
-        found = re.search(pattern, rest)
-        return int(found.group(1)) if found else None
+    def whole(text: str, field: str) -> int:
+        return parse_int(text, Where(where.source, field, where.line), maximum=_MAX_BYTES)
 
-    step = re.search(r"step:\s*(\d+)\((factor|bytes)\)", rest)
-    iters = {(k or "").strip(): int(v) for k, v in re.findall(r"(warmup |agg )?iters:\s*(\d+)", rest)}
+    def num(key: str) -> int | None:
+        found = _HEADER_FIELDS[key].search(rest)
+        return whole(found.group(1), key) if found else None
+
+    step = _STEP.search(rest)
+    step_value = whole(step.group(1), "step") if step else None
+    iters = {(k or "").strip(): whole(v, f"{k or ''}iters") for k, v in _ITERS.findall(rest)}
     return Header(
-        nthreads=int(match.group(1)),
-        ngpus=int(match.group(2)),
-        min_bytes=num(r"minBytes\s+(\d+)"),
-        max_bytes=num(r"maxBytes\s+(\d+)"),
-        step_factor=int(step.group(1)) if step and step.group(2) == "factor" else None,
-        step_bytes=int(step.group(1)) if step and step.group(2) == "bytes" else None,
+        nthreads=parse_int(match.group(1), Where(where.source, "nThread", where.line), maximum=_MAX_COUNT),
+        ngpus=parse_int(match.group(2), Where(where.source, "nGpus", where.line), maximum=_MAX_COUNT),
+        min_bytes=num("min_bytes"),
+        max_bytes=num("max_bytes"),
+        step_factor=step_value if step and step.group(2) == "factor" else None,
+        step_bytes=step_value if step and step.group(2) == "bytes" else None,
         warmup_iters=iters.get("warmup"),
         iters=iters.get(""),
         agg_iters=iters.get("agg"),
-        validation=num(r"validation:\s*(\d+)"),
-        graph=num(r"graph:\s*(\d+)"),
+        validation=num("validation"),
+        graph=num("graph"),
     )
 
 
-def _clean_lines(text: str) -> Iterable[tuple[int, str]]:
-    """Numbered lines without ANSI colour, srun labels, markdown quotes and CRs; continuations joined."""
+def _clean_lines(lines: Iterable[tuple[int, str | None]]) -> Iterator[tuple[int, str | None]]:
+    """Numbered lines without ANSI colour, launcher labels, markdown quotes and CRs; continuations joined."""
     joined, first = "", 0
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = _SRUN_LABEL.sub("", _ANSI.sub("", raw).replace("\r", ""), count=1)
+    for number, raw in lines:
+        if raw is None:
+            yield number, None
+            continue
+        line = strip_launcher_label(_ANSI.sub("", raw) if "\x1b" in raw else raw)
+        if "\r" in line:
+            line = line.replace("\r", "")
         if line.startswith(">"):
             line = line.lstrip("> ")
-        if line.rstrip().endswith("\\"):  # a shell command split over lines
+        if line.rstrip().endswith("\\") and len(joined) < MAX_LINE_CHARS:  # a shell command split over lines
             joined, first = joined + " " + line.rstrip()[:-1], first or number
             continue
         if joined:
@@ -122,102 +196,186 @@ def _clean_lines(text: str) -> Iterable[tuple[int, str]]:
         yield number, line
 
 
-def parse_text(
-    text: str, *, source: str = "", collective: str | None = None, nranks: int | None = None
-) -> NcclTestsLog:
-    """Parse nccl-tests text output. ``collective``/``nranks`` are used only where the log does not say."""
-    tables: list[Evidence] = []
-    pending = Evidence()  # what is seen before a table starts belongs to the next table
-    cur: Evidence | None = None
+class _Reader:
+    """The state of one pass over a text log: the table being read and what came before it."""
 
-    def open_table(line_no: int) -> Evidence:
-        nonlocal pending
-        table = pending
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.pending = Evidence()  # what is seen before a table starts belongs to the next table
+        self.cur: Evidence | None = None
+        self.opened: list[Evidence] = []
+
+    def where(self, field: str, line: int) -> Where:
+        return Where(self.source or "log", field, line)
+
+    def open_table(self, line_no: int) -> Evidence:
+        table = self.pending
         table.first_line = line_no
-        pending = pending.successor(0)
-        tables.append(table)
+        self.pending = self.pending.successor(0)
+        self.opened.append(table)
+        self.cur = table
         return table
 
-    def evidence() -> Evidence:
-        return cur if cur is not None and not cur.closed else pending
+    def evidence(self) -> Evidence:
+        return self.cur if self.cur is not None and not self.cur.closed else self.pending
 
-    for number, line in _clean_lines(text):
+    def done(self) -> list[Evidence]:
+        """Tables that no later line can change (every table opened before the current one)."""
+        finished = [t for t in self.opened if t is not self.cur]
+        self.opened = [t for t in self.opened if t is self.cur]
+        return finished
+
+    def feed(self, number: int, line: str) -> None:
         stripped = line.strip()
+        if stripped.startswith("#"):
+            if self._comment(number, stripped):
+                return
+        elif _ROW.match(line):
+            self._row(number, line, stripped)
+            return
+        self._free_line(number, stripped)
+
+    def _comment(self, number: int, stripped: str) -> bool:
+        """A ``#`` line of the table grammar; False for any other ``#`` line."""
+        cur = self.cur
         if m := _VERSION.match(stripped):
-            cur = None  # a new run starts; its table opens at its first table line
-            pending.tests_version = m.group(1)
+            self.cur = None  # a new run starts; its table opens at its first table line
+            self.pending.tests_version = m.group(1)[:40]
             if m.group(3):
-                pending.nccl_version = nccl_version_from_code(int(m.group(3)))
+                code = _whole(m.group(3), self.source, "nccl-library", number, maximum=10**8)
+                self.pending.nccl_version = nccl_version_from_code(code)
         elif m := _STARTING.match(stripped):
             if cur is None or cur.started:
-                cur = open_table(number)
-            cur.marker = collective_from_program(m.group(1)) or m.group(1).removesuffix("_perf")
+                cur = self.open_table(number)
+            cur.marker = collective_from_program(m.group(1)) or m.group(1).removesuffix("_perf")[:40]
         elif m := _NTHREAD.match(stripped):
             if cur is None or cur.header or cur.devices or cur.rows or cur.closed:
-                cur = open_table(number)
-            cur.header = _parse_header(m)
-        elif stripped.startswith("#") and stripped.lstrip("# ").startswith("Using devices"):
+                cur = self.open_table(number)
+            cur.header = _parse_header(m, self.where("header", number))
+        elif stripped.lstrip("# ").startswith("Using devices"):
             if cur is None or cur.devices or cur.rows or cur.closed:
-                cur = open_table(number)
+                self.open_table(number)
         elif m := _DEVICE.match(stripped):
             if cur is None or cur.rows or cur.closed:
-                cur = open_table(number)
+                cur = self.open_table(number)
             rank, group, pid, host, device, bus_id, gpu = m.groups()
-            cur.devices.append(Device(int(rank), int(group or 0), int(pid), host, int(device), bus_id, gpu))
+            src = self.source
+            cur.devices.append(
+                Device(
+                    _whole(rank, src, "device line rank", number, maximum=_MAX_COUNT),
+                    _whole(group or "0", src, "device line group", number, maximum=_MAX_COUNT),
+                    _whole(pid, src, "device line Pid", number, maximum=1 << 40),
+                    sys.intern(host[:255]),
+                    _whole(device, src, "device line device", number, maximum=_MAX_COUNT),
+                    bus_id,
+                    sys.intern(gpu.strip()[:255]),
+                )
+            )
         elif _COLUMNS.match(stripped):
             if cur is None or cur.rows or cur.closed:
-                cur = open_table(number)
-        elif _ROW.match(line):
-            try:
-                row: Row | None = parse_row(line, number)
-            except ValueError:
-                row = None
-            # A row cut off after one whole half parses, so it is also checked against the rows before it.
-            if row is None or (
-                cur is not None and cur.rows and not cur.closed and _layout(row) != _layout(cur.rows[-1])
-            ):
-                evidence().notes.append(f"line {number}: damaged row skipped: {stripped[:60]}")
-                continue
-            if cur is None or cur.closed:
-                cur = open_table(number)
-            cur.rows.append(row)
+                cur = self.open_table(number)
+            cur.columns = tuple(stripped.lstrip("#").split())
         elif (m := _OOB.match(stripped)) and cur is not None:
-            cur.out_of_bounds, cur.footer = int(m.group(1)), True
+            cur.out_of_bounds = parse_int(m.group(1), self.where("Out of bounds values", number), maximum=1 << 62)
+            cur.footer = True
         elif (m := _AVG.match(stripped)) and cur is not None:
-            cur.avg = float(m.group(1)) if _is_number(m.group(1)) else None
+            value = m.group(1)
+            cur.avg = parse_float(value, self.where("Avg bus bandwidth", number)) if _is_number(value) else None
             cur.footer = cur.closed = True
         elif _CONCLUDED.match(stripped) and cur is not None:
             cur.closed = True
         elif m := _REDUCING.match(stripped):
-            evidence().notes.append(f"nccl-tests reduced maxBytes to {m.group(1)} (GPU memory limit)")
+            self.evidence().note(f"nccl-tests reduced maxBytes to {m.group(1)} (GPU memory limit)")
         else:
-            _read_free_line(stripped, evidence(), cur)
+            return False
+        return True
+
+    def _row(self, number: int, line: str, stripped: str) -> None:
+        cur = self.cur
+        try:
+            row: Row | None = parse_row(line, number, self.source)
+        except ValueError:
+            row = None
+        # A row cut off after one whole half parses, so it is also checked against the rows before it.
+        if row is None or (cur is not None and cur.rows and not cur.closed and _layout(row) != _layout(cur.rows[-1])):
+            self.evidence().note(f"line {number}: damaged row skipped: {stripped[:60]}")
+            return
+        if cur is None or cur.closed:
+            cur = self.open_table(number)
+        if len(cur.rows) >= MAX_TABLE_ROWS:
+            raise InputError(
+                f"{self.source or 'log'}:{number}: table at line {cur.first_line} has over {MAX_TABLE_ROWS} rows: "
+                "it is not one nccl-tests sweep (the log is damaged or concatenated without headers)"
+            )
+        cur.rows.append(row)
+
+    def _free_line(self, number: int, line: str) -> None:
+        """Lines outside the table grammar: NCCL INFO/WARN, failures, versions, the command line."""
+        into, cur = self.evidence(), self.cur
+        warn = _WARN.search(line)
+        tail = line[warn.end() :].lower() if warn else ""
+        if _FAILURE.search(line) or "failure" in tail or "error" in tail:
+            # A failure after the last row (before any footer) belongs to the table it cut short.
+            owner = cur if cur is not None and cur.rows and not cur.footer else into
+            owner.fail(line)
+        nccl_line = _NCCL_LINE.match(line)
+        if nccl_line:
+            into.info_hosts.setdefault(nccl_line.group(1)[:255], None)
+            if n := _NRANKS.search(line):
+                count = parse_int(n.group(1), self.where("NCCL INFO nranks", number), maximum=_MAX_COUNT)
+                into.info_nranks = max(into.info_nranks or 0, count)
+        if m := _NCCL_VERSION.search(line):
+            into.nccl_version, into.cuda_version = m.group(1), m.group(2) or into.cuda_version
+        command = read_command(line, self.source, number) if "_perf" in line else None
+        if command is not None:
+            into.command, into.command_collective = command.text[:MAX_LINE_CHARS], command.collective
+            into.launcher_np = command.processes if command.launcher else None
+            into.command_ranks = None if command.launcher else command.nranks
+        elif not nccl_line and not line.startswith("#"):
+            into.mention(mentions(line))
+
+
+def iter_tables(
+    lines: Iterable[tuple[int, str | None]],
+    *,
+    source: str = "",
+    collective: str | None = None,
+    nranks: int | None = None,
+    failures: list[str] | None = None,
+) -> Iterator[Table]:
+    """Each table of the numbered ``lines`` (see ``bench.textlines``), as soon as it is complete.
+
+    ``failures`` (when given) receives the failure lines that belong to no table. UserError when the log
+    holds no table at all.
+    """
+    reader = _Reader(source)
     hint = mentions(Path(source).stem) if source else []
-    done = tuple(finish(t, hint, collective, nranks, source) for t in tables if t.rows)
-    if not done:
+    found = 0
+    for number, line in _clean_lines(lines):
+        if line is None:
+            reader.evidence().note(f"line {number}: longer than {MAX_LINE_CHARS} characters, skipped")
+            continue
+        reader.feed(number, line)
+        for table in reader.done():
+            if table.rows:
+                found += 1
+                yield finish(table, hint, collective, nranks, source)
+    reader.cur = None
+    for table in reader.done():
+        if table.rows:
+            found += 1
+            yield finish(table, hint, collective, nranks, source)
+    if failures is not None:
+        failures.extend(reader.pending.failures)
+    if not found:
         raise UserError(f"{source or 'log'}: no nccl-tests result rows found: pass the output of an *_perf run")
-    failures = [f for t in done for f in t.failures] + [f for f in pending.failures]
+
+
+def parse_text(
+    text: str, *, source: str = "", collective: str | None = None, nranks: int | None = None
+) -> NcclTestsLog:
+    """Parse nccl-tests text output. ``collective``/``nranks`` are used only where the log does not say."""
+    loose: list[str] = []
+    done = tuple(iter_tables(text_lines(text), source=source, collective=collective, nranks=nranks, failures=loose))
+    failures = [f for t in done for f in t.failures] + loose
     return NcclTestsLog(source, "text", done, tuple(failures))
-
-
-def _read_free_line(line: str, into: Evidence, cur: Evidence | None) -> None:
-    """Lines outside the table grammar: NCCL INFO/WARN, failures, versions, the command line."""
-    if _FAILURE.search(line):
-        # A failure after the last row (before any footer) belongs to the table it cut short.
-        owner = cur if cur is not None and cur.rows and not cur.footer else into
-        owner.failures.append(line)
-    nccl_line = _NCCL_LINE.match(line)
-    if nccl_line:
-        into.info_hosts.append(nccl_line.group(1))
-        if n := _NRANKS.search(line):
-            into.info_nranks.append(int(n.group(1)))
-    if m := _NCCL_VERSION.search(line):
-        into.nccl_version, into.cuda_version = m.group(1), m.group(2) or into.cuda_version
-    program = _PROGRAM.search(line)
-    if program and (name := collective_from_program(program.group(1))):
-        into.command, into.command_collective = line.strip(), name
-        # Only the launcher's part: after the program come the test's own flags, where -n is iterations.
-        np = _NP.search(line[: program.start()])
-        into.launcher_np = int(np.group(1)) if np else None
-    elif not nccl_line and not line.startswith("#"):
-        into.mentions.extend(mentions(line))

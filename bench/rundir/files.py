@@ -21,7 +21,7 @@ import os
 import socket
 import tempfile
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +150,11 @@ def read_run_json(run_dir: Path | str) -> dict[str, Any]:
 
 def read_results_rows(run_dir: Path | str) -> list[dict[str, str]]:
     """results.csv as a list of dicts (strings), checked for the expected header."""
+    return list(iter_results_rows(run_dir))
+
+
+def iter_results_rows(run_dir: Path | str) -> Iterator[dict[str, str]]:
+    """results.csv row by row (strings), checked for the expected header: for readers of any size of run."""
     path = Path(run_dir) / "results.csv"
     if not path.is_file():
         raise UserError(f"{path} is missing: the run recorded no results")
@@ -163,6 +168,6 @@ def read_results_rows(run_dir: Path | str) -> list[dict[str, str]]:
                     f"{path} lacks columns {', '.join(missing)}: it is not a railbench results.csv "
                     f"of format {FORMAT_VERSION}"
                 )
-            return list(reader)
+            yield from reader
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise UserError(f"{path} cannot be read ({exc}): the run directory is damaged") from None
