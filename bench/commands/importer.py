@@ -261,7 +261,7 @@ def run(config: ImportConfig, out: TextIO | None = None, err: TextIO | None = No
             print(f"  failure: {failure}", file=out)
         # The same note on many tables (a log of nightly repeats) is printed once, with its count.
         notes = Counter((t["collective"], note) for t in summary.summaries for note in t["notes"])
-        first_line = {}
+        first_line: dict[tuple[str, str], int] = {}
         for t in summary.summaries:
             for note in t["notes"]:
                 first_line.setdefault((t["collective"], note), t["first_line"])

@@ -367,9 +367,9 @@ def _resolve_channels(channels: list[Channel], usings: list[NetUsing]) -> list[C
         device = None
         if ch.nic_index is not None and ch.net is not None and ch.path.startswith("NET/"):
             net = _using_list(ch.net)
-            using = by_pid.get((ch.host, ch.pid, net)) or by_host.get((ch.host, net))
-            if using and ch.nic_index < len(using.devices):
-                device = using.devices[ch.nic_index].name
+            found = by_pid.get((ch.host, ch.pid, net)) or by_host.get((ch.host, net))
+            if found and ch.nic_index < len(found.devices):
+                device = found.devices[ch.nic_index].name
         out.append(Channel(**{**ch.__dict__, "device": device}))
     return out
 

@@ -18,7 +18,7 @@ from typing import Any, TextIO
 
 from bench.history.compare import BAD_STATES, STATES, State
 from bench.rundir.files import atomic_write_json, atomic_write_text, results_csv_text
-from bench.rundir.junit import Case, write_junit
+from bench.rundir.junit import Case, Status, write_junit
 
 COMPARE_FORMAT_VERSION = 1
 TREND_COLUMNS = ("run_time", "metric", "busbw_GBps", "baseline_GBps", "band_lo_GBps", "band_hi_GBps", "state")
@@ -105,7 +105,7 @@ def write_compare_json(path: Path, results: Sequence[MetricComparison], header: 
 def write_compare_junit(path: Path, results: Sequence[MetricComparison], hostname: str = "") -> None:
     cases = []
     for r in results:
-        status = "fail" if r.state in BAD_STATES else "skip" if r.state == "new" else "pass"
+        status: Status = "fail" if r.state in BAD_STATES else "skip" if r.state == "new" else "pass"
         cases.append(
             Case(
                 classname=f"railbench.compare.{r.collective}",

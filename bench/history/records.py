@@ -19,6 +19,7 @@ from typing import Any
 
 from bench.errors import UserError
 from bench.history.runfacts import run_environment, run_kind
+from bench.jsondoc import table
 from bench.rundir.files import iter_results_rows, read_run_json
 
 
@@ -157,7 +158,7 @@ def run_record(meta: Mapping[str, Any], run_dir: Path | str) -> RunRecord:
     if not time_utc:
         raise UserError(f"{run_dir}/run.json has no started_utc: it cannot be placed in the history")
     hosts = tuple(str(h) for h in meta.get("hosts") or ())
-    versions = meta.get("versions") if isinstance(meta.get("versions"), Mapping) else {}
+    versions = table(meta, "versions")
     cluster = str(meta.get("cluster") or "")
     command = str(meta.get("command") or "")
     nodes = node_hash(hosts)

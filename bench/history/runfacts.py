@@ -15,10 +15,12 @@ touches only this module.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from bench.jsondoc import table
 
 ENVIRONMENT_FACTS: tuple[tuple[str, str], ...] = (
     ("nccl", "NCCL"),
@@ -82,7 +84,7 @@ def _joined(values: set[str]) -> str | None:
 
 def run_environment(meta: Mapping[str, Any], run_dir: Path | str) -> dict[str, Any]:
     """The environment facts of a run (see the module docstring); absent facts are None."""
-    versions = meta.get("versions") if isinstance(meta.get("versions"), Mapping) else {}
+    versions = table(meta, "versions")
     per_node = _per_node_versions(Path(run_dir))
     env: dict[str, Any] = {}
     for key, _ in ENVIRONMENT_FACTS:
@@ -91,7 +93,7 @@ def run_environment(meta: Mapping[str, Any], run_dir: Path | str) -> dict[str, A
         if own:
             seen.add(str(own))
         env[key] = _joined(seen)
-    variables = meta.get("env") if isinstance(meta.get("env"), Mapping) else {}
+    variables = table(meta, "env")
     env["nccl_env"] = {str(k): str(v) for k, v in sorted(variables.items()) if str(k).startswith("NCCL_")}
     env["hosts"] = sorted({str(h) for h in meta.get("hosts") or ()})
     return env
@@ -114,7 +116,7 @@ def _text(value: object) -> str:
     return "unset" if value in (None, "") else str(value)
 
 
-def environment_changes(baseline: list[Mapping[str, Any]], tonight: Mapping[str, Any]) -> list[EnvironmentChange]:
+def environment_changes(baseline: Sequence[Mapping[str, Any]], tonight: Mapping[str, Any]) -> list[EnvironmentChange]:
     """What changed since the baseline (its runs, newest first), fact by fact.
 
     A fact counts as changed when tonight's value is not the value of the newest baseline run that knows it;

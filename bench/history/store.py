@@ -381,5 +381,20 @@ def metrics_of(conn: sqlite3.Connection, run_ids: Sequence[int]) -> dict[int, li
             f"samples FROM metrics WHERE run_id IN ({marks})",
             chunk,
         ):
-            out[row[0]].append(MetricRecord(*row[1:10], failed=bool(row[10]), samples=row[11]))
+            collective, scope, group, size, nranks, busbw, algbw, time_us, wrong = row[1:10]
+            out[row[0]].append(
+                MetricRecord(
+                    collective,
+                    scope,
+                    group,
+                    size,
+                    nranks,
+                    busbw,
+                    algbw,
+                    time_us,
+                    wrong,
+                    failed=bool(row[10]),
+                    samples=row[11],
+                )
+            )
     return out

@@ -13,7 +13,7 @@ import math
 import re
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -102,8 +102,9 @@ def table_rows(table: Table, index: int, scope: str = "", group: str = "") -> It
                 "line": row.line,
             }
             for key in _NUMERIC:
-                if not 0 <= out[key] < math.inf:  # NaN fails both comparisons
-                    finite(out[key], Where("log", key, row.line))  # raises, naming the line
+                value = out[key]
+                if isinstance(value, (int, float)) and not 0 <= value < math.inf:  # NaN fails both comparisons
+                    finite(float(value), Where("log", key, row.line))  # raises, naming the line
             yield out
 
 
@@ -260,7 +261,7 @@ def run_meta(
     }
 
 
-def _table_summary(t: Table) -> Mapping[str, Any]:
+def _table_summary(t: Table) -> dict[str, Any]:
     return {
         "collective": t.collective,
         "collective_source": t.collective_source,

@@ -28,6 +28,7 @@ import altair as alt
 import pandas as pd
 import vl_convert
 
+from bench.jsondoc import table
 from bench.report import UnitChoice, charts, data, htmlpage, page, trend
 from bench.report.inputs import RunInputs, load_inputs
 from bench.report.openmetrics import write_metrics_file
@@ -133,7 +134,11 @@ def plan_charts(inputs: RunInputs, options: ReportOptions) -> tuple[list[ChartPl
         bar_sources.append(("rails", "Weakest node per rail", data.rail_bars_table(inputs.rails, eff), "Gb/s"))
         nodes = data.node_bars_table(inputs.rails, eff, options.max_bars)
         bar_sources.append(("nodes", "Weakest rail per node", nodes, "Gb/s"))
-    for scope, natural, words in (("rail", "Gb/s", "Rail groups"), ("node", "GB/s", "Single-node")):
+    scopes: tuple[tuple[str, charts.Unit, str], ...] = (
+        ("rail", "Gb/s", "Rail groups"),
+        ("node", "GB/s", "Single-node"),
+    )
+    for scope, natural, words in scopes:
         scoped = inputs.results[inputs.results["scope"] == scope]
         for collective in dict.fromkeys(scoped["collective"]):
             table = data.group_bars_table(inputs.results, scope, collective, eff, options.max_bars)
@@ -183,7 +188,7 @@ def plan_charts(inputs: RunInputs, options: ReportOptions) -> tuple[list[ChartPl
 def _trend_min_bytes(inputs: RunInputs) -> int:
     """The smallest size compare judged (its ``min_bytes``), so the trend shows what the verdict is about."""
     compare = read_compare(inputs.run_dir) or {}
-    settings = compare.get("settings") if isinstance(compare.get("settings"), Mapping) else {}
+    settings = table(compare, "settings")
     value = settings.get("min_bytes")
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 1 << 20
 
@@ -215,7 +220,7 @@ def _write_images(
 ) -> None:
     """SVG through vl-convert, and the PNG rasterised from that SVG (the same pixels, one Vega run)."""
     # allowed_base_urls=[]: the data is inline, so vl-convert must never fetch anything
-    svg = vl_convert.vegalite_to_svg(inline_spec, vl_version=vl_version, allowed_base_urls=[])
+    svg = vl_convert.vegalite_to_svg(dict(inline_spec), vl_version=vl_version, allowed_base_urls=[])
     atomic_write_text(svg_path, svg)
     atomic_write_bytes(png_path, vl_convert.svg_to_png(svg, scale=scale))
 
@@ -232,7 +237,9 @@ def write_report(run_dir: Path, *, out_dir: Path | None = None, options: ReportO
     # vl-convert releases the GIL: the JS bundle and the images are made while pandas aggregates and Altair
     # builds specs.
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="railbench-report") as pool:
-        bundle = pool.submit(vl_convert.javascript_bundle, vl_version=vl_version)
+        # The stub marks the snippet as required; vl-convert's own default (no snippet) is what we want.
+        make_bundle: Callable[..., str] = vl_convert.javascript_bundle
+        bundle = pool.submit(make_bundle, vl_version=vl_version)
         plans, notes = plan_charts(inputs, options)
         images = []
         for plan in plans:

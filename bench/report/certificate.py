@@ -24,6 +24,7 @@ from typing import Any
 import pandas as pd
 
 from bench.errors import UserError
+from bench.jsondoc import table
 from bench.report.inputs import RunInputs
 from bench.units import format_size
 
@@ -240,7 +241,7 @@ def environment(inputs: RunInputs) -> Environment | None:
     if not per_node and isinstance(versions, Mapping):
         hosts = inputs.run.get("hosts") or []
         per_node["rank 0" if len(hosts) != 1 else str(hosts[0])] = versions
-    env = inputs.run.get("env") if isinstance(inputs.run.get("env"), Mapping) else {}
+    env = table(inputs.run, "env")
     variables = tuple((str(k), str(v)) for k, v in sorted(env.items()) if str(k).startswith("NCCL_"))
     if not per_node and not variables:
         return None
@@ -275,7 +276,7 @@ def facts(run: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
         p for p in (plural(nnodes, "node") if isinstance(nnodes, int) and nnodes else "",
                     plural(nranks, "rank") if isinstance(nranks, int) and nranks else "") if p
     )  # fmt: skip
-    versions = run.get("versions") if isinstance(run.get("versions"), Mapping) else {}
+    versions = table(run, "versions")
     lines: list[tuple[str, str | None]] = [
         ("cluster", text(run.get("cluster"))),
         ("command", text(run.get("command"))),

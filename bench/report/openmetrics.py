@@ -33,6 +33,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as openmetr
 from bench.errors import UserError
 from bench.history.records import MetricRecord, metrics_from_rows
 from bench.history.runfacts import run_kind
+from bench.jsondoc import table
 from bench.report.verdict import WORDS, Verdict, read_compare, run_verdict, targets_judged
 from bench.rundir.files import atomic_write_text, read_results_rows, read_run_json
 
@@ -119,13 +120,13 @@ class RunCollector:
             start.add_metric([cluster], started)
             yield start
         if self.compare is not None:
-            summary = self.compare.get("summary") if isinstance(self.compare.get("summary"), Mapping) else {}
+            summary = table(self.compare, "summary")
             states = GaugeMetricFamily("railbench_compare_metrics", "Metrics per state in tonight's compare",
                                        labels=["cluster", "state"])  # fmt: skip
             for state in _COMPARE_STATES:
                 states.add_metric([cluster, state], float(summary.get(state) or 0))
             yield states
-        versions = self.run.get("versions") if isinstance(self.run.get("versions"), Mapping) else {}
+        versions = table(self.run, "versions")
         info = InfoMetricFamily("railbench_run", "What ran, and with which versions")
         info.add_metric(
             [],

@@ -24,6 +24,7 @@ from typing import Any
 
 import pandas as pd
 
+from bench.jsondoc import table as json_table
 from bench.report import certificate as cert
 from bench.report.data import results_summary
 from bench.report.inputs import RunInputs
@@ -171,8 +172,8 @@ def summarize(inputs: RunInputs, min_efficiency: float, notes: Sequence[str] = (
         tally = Counter(c for _, cells in grid.rows for c in cells if c)
         counted = ", ".join(f"{tally[s]} {word}" for s, word in (("pass", "passed"), ("warn", "warned"),
                             ("fail", "failed"), ("skip", "skipped")) if tally[s])  # fmt: skip
-        said = f"{counted} on {cert.plural(len(grid.rows), 'node')} (a skipped check did not apply here)."
-        sections.append(Section("checks", "Preflight checks", (said,), grid=grid))
+        checked = f"{counted} on {cert.plural(len(grid.rows), 'node')} (a skipped check did not apply here)."
+        sections.append(Section("checks", "Preflight checks", (checked,), grid=grid))
     traffic = cert.traffic_proof(run)
     if traffic is not None:
         sections.append(Section("traffic", "Traffic proof (hardware byte counters)", traffic.sentences,
@@ -180,25 +181,27 @@ def summarize(inputs: RunInputs, min_efficiency: float, notes: Sequence[str] = (
     sweep = cert.sweep_rows(inputs.results)
     results = _results_table(inputs, min_efficiency)
     if sweep or results is not None:
-        tables = [t for t in (results,) if t is not None]
+        sweep_tables = [t for t in (results,) if t is not None]
         if sweep:
-            tables.append(TextTable("Per size (world)", cert.SWEEP_HEADERS, sweep))
-        sections.append(Section("sweep", "World sweep", (), tuple(tables), charts=("busbw-vs-size", "node-")))
+            sweep_tables.append(TextTable("Per size (world)", cert.SWEEP_HEADERS, sweep))
+        sections.append(Section("sweep", "World sweep", (), tuple(sweep_tables), charts=("busbw-vs-size", "node-")))
     rails = _rails_section(inputs)
     if rails is not None:
         sections.append(rails)
     flagged = cert.compare_rows(compare)
     if compare is not None:
-        summary = compare.get("summary") if isinstance(compare.get("summary"), Mapping) else {}
+        summary = json_table(compare, "summary")
         counts = ", ".join(f"{summary.get(s, 0)} {s}" for s in ("regressed", "missing", "failed", "improved"))
-        baseline = compare.get("baseline") if isinstance(compare.get("baseline"), Mapping) else {}
+        baseline = json_table(compare, "baseline")
         runs = len(baseline.get("runs") or [])
-        said = [f"Against {cert.plural(runs, 'earlier run')}: {counts}."]
+        said: list[str] = [f"Against {cert.plural(runs, 'earlier run')}: {counts}."]
         changes = [c.get("text") for c in compare.get("changes_since_baseline") or [] if isinstance(c, Mapping)]
         if changes:
             said.append(f"Changed since the baseline: {'; '.join(str(c) for c in changes)}.")
-        tables = (TextTable("Flagged metrics", cert.COMPARE_HEADERS, flagged, 1),) if flagged else ()
-        sections.append(Section("compare", "Compare with the recent past", tuple(said), tables, charts=("trend",)))
+        flagged_tables = (TextTable("Flagged metrics", cert.COMPARE_HEADERS, flagged, 1),) if flagged else ()
+        sections.append(
+            Section("compare", "Compare with the recent past", tuple(said), flagged_tables, charts=("trend",))
+        )
     env = cert.environment(inputs)
     if env is not None:
         sections.append(Section("environment", "Environment", (cert.versions_sentence(env),), environment=env))

@@ -16,6 +16,9 @@ VEGA_LITE_MAJOR = 5  # Altair 5 writes Vega-Lite v5, the version of the vendor d
 STATUS_COLORS = {"pass": "#4c78a8", "fail": "#e45756", "no target": "#9d9d9d"}
 TARGET_COLOR = "#222222"
 FONT = "Helvetica Neue, Helvetica, Arial, sans-serif"
+# Vega's tableau10 scheme, spelled out (the typed theme accepts a colour list, not a scheme name).
+TABLEAU10 = ["#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#eeca3b", "#b279a2", "#ff9da6", "#9d755d",
+             "#bab0ac"]  # fmt: skip
 
 
 def theme_config() -> alt.theme.ThemeConfig:
@@ -28,7 +31,7 @@ def theme_config() -> alt.theme.ThemeConfig:
             "axis": {"labelFontSize": 11, "titleFontSize": 12, "gridColor": "#e6e6e6", "domainColor": "#888888"},
             "legend": {"labelFontSize": 11, "titleFontSize": 12},
             "header": {"labelFontSize": 12, "titleFontSize": 12},
-            "range": {"category": {"scheme": "tableau10"}},
+            "range": {"category": TABLEAU10},
             "bar": {"color": STATUS_COLORS["pass"]},
             "line": {"strokeWidth": 2},
         }

@@ -138,7 +138,9 @@ def _cuda_device(prelude: Prelude) -> Any:
 
     def bus_id(index: int) -> str:
         props = torch.cuda.get_device_properties(index)
-        return f"{props.pci_domain_id:04x}:{props.pci_bus_id:02x}:{props.pci_device_id:02x}.0"
+        # torch's stubs lack the PCI fields its CUDA builds have (torch >= 2.1 on CUDA).
+        domain, bus, dev = (int(getattr(props, f"pci_{part}_id")) for part in ("domain", "bus", "device"))
+        return f"{domain:04x}:{bus:02x}:{dev:02x}.0"
 
     device = torch.device("cuda", place_gpu(prelude, torch.cuda.device_count(), bus_id))
     torch.cuda.set_device(device)
