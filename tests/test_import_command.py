@@ -9,13 +9,17 @@ import os
 from contextlib import closing
 from pathlib import Path
 
+import jsonschema
+
 from bench.commands.importer import ImportConfig, run
 from bench.history.store import list_runs, open_store
-from bench.rundir.files import RESULT_COLUMNS, read_results_rows, read_run_json
+from bench.rundir.files import RESULT_COLUMNS, read_results_rows
+from bench.rundir.runjson import SCHEMA_PATH, read_run_json
 from tests.history_fixtures import json_log, text_log
 from tests.support import railbench
 from tests.test_import_nccltests_corpus import EXPECTED
 
+RUN_SCHEMA = json.loads(SCHEMA_PATH.read_text())
 SIZES = [1 << k for k in range(20, 31, 2)]
 HOSTS = ("gpu-a01", "gpu-a02")
 
@@ -34,6 +38,7 @@ def test_every_corpus_log_imports(corpus: Path, tmp_path: Path, capsys: object) 
     assert len(run_dirs) == len(logs) == len(set(run_dirs))
     for stem, run_dir in zip(sorted(EXPECTED), run_dirs, strict=True):
         meta = read_run_json(run_dir)
+        jsonschema.validate(meta, RUN_SCHEMA)  # imports write the same typed record as live runs
         rows = read_results_rows(run_dir)
         tables = EXPECTED[stem]
         assert meta["command"] == "import" and meta["cluster"] == "corpus"

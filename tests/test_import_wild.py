@@ -17,7 +17,8 @@ from bench.errors import UserError
 from bench.history.store import list_runs, open_store
 from bench.nccltests import parse_log, parse_text
 from bench.nccltests.command import read_command
-from bench.rundir.files import read_results_rows, read_run_json
+from bench.rundir.files import read_results_rows
+from bench.rundir.runjson import read_run_json
 from tests.history_fixtures import text_log
 from tests.support import railbench
 

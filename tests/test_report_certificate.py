@@ -16,7 +16,8 @@ from bench.commands.compare import run as compare
 from bench.history.store import add_run
 from bench.report import certificate as cert
 from bench.report.build import ReportOptions, write_report
-from bench.rundir.files import atomic_write_json, read_run_json
+from bench.rundir.files import atomic_write_json
+from bench.rundir.runjson import read_run_json
 from tests.history_fixtures import make_run_dir
 from tests.report_browser import chromium, missing_browser, render
 from tests.support import railbench

@@ -38,10 +38,10 @@ from bench.rundir.files import (
     default_run_dir,
     proposed_run_dir,
     read_results_rows,
-    read_run_json,
 )
 from bench.rundir.junit import Case, Status, write_junit
 from bench.rundir.record import iso_utc
+from bench.rundir.runjson import RunFile
 from bench.runtime import env as benv
 from bench.runtime.before_init import run_directory
 from bench.runtime.dist import DistContext, broadcast_str, run_as_rank
@@ -103,10 +103,14 @@ def _accept(config: AcceptConfig, settings: RailsSettings, profile: Any, ctx: Di
 
     def on_failure(failure: dict[str, Any]) -> None:
         if rank == 0:
-            meta = read_run_json(out_dir)
-            meta.update(command="accept", status="failed", verdict="error", exit_status=EXIT_INFRA,
-                        finished_utc=iso_utc(), failure=failure)  # fmt: skip
-            atomic_write_json(out_dir / "run.json", meta)
+            RunFile.load(out_dir).update(
+                command="accept",
+                status="failed",
+                verdict="error",
+                exit_status=EXIT_INFRA,
+                finished_utc=iso_utc(),
+                failure=failure,
+            )
 
     outcome = rails_rank.guarded_rails_phase(settings, ctx, on_failure)
 
@@ -116,7 +120,8 @@ def _accept(config: AcceptConfig, settings: RailsSettings, profile: Any, ctx: Di
         writer.rows = [dict(row) for row in read_results_rows(out_dir)]
         output.write_outputs(outcome, out_dir, writer, settings.iters)
         output.print_outcome(outcome, settings)
-        meta = read_run_json(out_dir)
+        run_file = RunFile.load(out_dir)
+        meta = run_file.record.to_json()
         cases = (
             check_cases(reports, cross)
             + sweep_cases(writer.rows, meta, profile)
@@ -128,16 +133,14 @@ def _accept(config: AcceptConfig, settings: RailsSettings, profile: Any, ctx: Di
             verdict = "measured"  # nothing had a target: PASS would claim a judgement never made
         status = EXIT_PASS if verdict in ("pass", "measured") else EXIT_FAIL
         _write_junit(out_dir, cases)
-        meta.update(
+        run_file.update(
             command="accept", started_utc=started, finished_utc=iso_utc(), status="complete", verdict=verdict,
             exit_status=status, accept=accept_summary(cases), rails_test=rails_rank.metadata(
                 ctx, cluster_name, profile, settings, "accept")["rails_test"],
         )  # fmt: skip
-        atomic_write_json(out_dir / "run.json", meta)
         if finish_run(out_dir, profile, history=sweep_config.history, no_history=sweep_config.no_history):
             status = status or EXIT_INFRA  # a FAIL verdict keeps exit 1
-            meta.update(exit_status=status, finish="failed")
-            atomic_write_json(out_dir / "run.json", meta)
+            run_file.update(exit_status=status, finish="failed")
         failed = [c for c in cases if c.status in ("fail", "error")]
         for case in failed:
             print(f"# FAIL {case.classname} {case.name}: {case.message}")

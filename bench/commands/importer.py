@@ -33,7 +33,8 @@ from bench.history.outputs import write_report_if_available
 from bench.history.store import add_run, default_history_path
 from bench.nccltests import BUS_FACTOR, Table, open_log
 from bench.nccltests.convert import COLUMNS, LogSummary, run_meta, table_rows, utc_stamp_of
-from bench.rundir.files import atomic_write_json, default_run_dir, read_run_json
+from bench.rundir.files import default_run_dir
+from bench.rundir.runjson import RunFile, new_record, read_run_json
 
 REPORT_MAX_ROWS = 20_000
 """Above this many sizes the charts are not drawn on import (they hold every row in memory); ``railbench
@@ -170,7 +171,7 @@ def _build(config: ImportConfig, path: Path, staging: Path, sha256: str) -> tupl
     meta = run_meta(summary, cluster=config.cluster, started_utc=started, finished_utc=finished, sha256=sha256)
     # Where the start time came from; runs with the same start keep their import order in the history.
     meta["started_utc_source"] = "log" if _json_time(start_time) else "file mtime"
-    atomic_write_json(staging / "run.json", meta)
+    RunFile(staging, new_record(**meta))
     read_run_json(staging)  # what every later reader will do first
     return summary, meta
 

@@ -20,7 +20,8 @@ from typing import Any
 from bench.errors import UserError
 from bench.history.runfacts import run_environment, run_kind
 from bench.jsondoc import table
-from bench.rundir.files import iter_results_rows, read_run_json
+from bench.rundir.files import iter_results_rows
+from bench.rundir.runjson import read_run_json
 
 
 def metric_key(collective: str, scope: str, group: str, nbytes: int) -> str:

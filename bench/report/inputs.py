@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import UserError
-from bench.rundir.files import RESULT_COLUMNS, SCOPES, read_results_rows, read_run_json
+from bench.rundir.files import RESULT_COLUMNS, SCOPES, read_results_rows
+from bench.rundir.runjson import read_run_json
 
 NUMERIC_COLUMNS = (
     "nranks", "nnodes", "bytes", "count", "iters", "time_us", "time_us_min", "time_us_max",

@@ -35,7 +35,8 @@ from bench.history.records import MetricRecord, metrics_from_rows
 from bench.history.runfacts import run_kind
 from bench.jsondoc import table
 from bench.report.verdict import WORDS, Verdict, read_compare, run_verdict, targets_judged
-from bench.rundir.files import atomic_write_text, read_results_rows, read_run_json
+from bench.rundir.files import atomic_write_text, read_results_rows
+from bench.rundir.runjson import read_run_json
 
 HEADLINE_SCOPES = ("world", "rail")
 DEFAULT_MIN_BYTES = 1 << 20

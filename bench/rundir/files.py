@@ -126,28 +126,6 @@ class ResultsWriter:
         atomic_write_text(self.path, results_csv_text(self.rows, self.columns))
 
 
-def read_run_json(run_dir: Path | str) -> dict[str, Any]:
-    """run.json of a run directory, checked for a format this railbench reads."""
-    path = Path(run_dir) / "run.json"
-    if not Path(run_dir).is_dir():
-        raise UserError(f"run directory {run_dir} does not exist: pass a folder under reports/runs/")
-    if not path.is_file():
-        raise UserError(f"{path} is missing: {run_dir} is not a railbench run directory")
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path} is not valid JSON ({exc}): the run directory is damaged") from None
-    if not isinstance(meta, dict):
-        raise UserError(f"{path} does not hold a JSON object: the run directory is damaged")
-    version = meta.get("format_version")
-    if version != FORMAT_VERSION:
-        raise UserError(
-            f"{path} has format_version {version!r}; this railbench reads {FORMAT_VERSION}: "
-            "upgrade railbench or re-import the run"
-        )
-    return meta
-
-
 def read_results_rows(run_dir: Path | str) -> list[dict[str, str]]:
     """results.csv as a list of dicts (strings), checked for the expected header."""
     return list(iter_results_rows(run_dir))

@@ -6,11 +6,13 @@ from __future__ import annotations
 import os
 import platform
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from bench import __version__
-from bench.rundir.files import FORMAT_VERSION, atomic_write_json
+from bench.rundir.files import FORMAT_VERSION
+from bench.rundir.runjson import RunFile, new_record
 from bench.runtime import env as benv
 from bench.runtime.dist import DistContext, node_layout
 
@@ -43,20 +45,11 @@ def versions(backend: str) -> dict[str, str | None]:
     }
 
 
-class RunRecord:
-    """run.json, rewritten atomically on every change."""
+class RunRecord(RunFile):
+    """A new run's run.json, started from the fields a command knows (status ``running``)."""
 
-    def __init__(self, out_dir: Path, meta: dict[str, Any]) -> None:
-        self.path = out_dir / "run.json"
-        self.meta = meta
-        self.save()
-
-    def update(self, **fields: Any) -> None:
-        self.meta.update(fields)
-        self.save()
-
-    def save(self) -> None:
-        atomic_write_json(self.path, self.meta)
+    def __init__(self, out_dir: Path, meta: Mapping[str, Any]) -> None:
+        super().__init__(out_dir, new_record(**meta))
 
 
 def base_metadata(ctx: DistContext, cluster: str, profile: Any, command: str) -> dict[str, Any]:

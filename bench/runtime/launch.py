@@ -20,7 +20,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from bench.errors import EXIT_INFRA, InfraError, Interrupted, UserError, interrupt_status
-from bench.rundir.files import atomic_write_json, default_cluster_name, default_run_dir, read_run_json
+from bench.rundir.files import default_cluster_name, default_run_dir
+from bench.rundir.runjson import RunFile
 from bench.runtime import env as benv
 from bench.runtime import signals
 from bench.runtime.launcher_output import LauncherOutput
@@ -193,10 +194,9 @@ def mark_interrupted(out: Path, status: int) -> None:
     """run.json says ``interrupted`` with the parent's exit status (the ranks may have died before saying it)."""
     if not (out / "run.json").is_file():
         return
-    meta = read_run_json(out)
-    if meta.get("status") in ("running", "interrupted"):
-        meta.update(status="interrupted", verdict=None, exit_status=status)
-        atomic_write_json(out / "run.json", meta)
+    run_file = RunFile.load(out)
+    if run_file.status in ("running", "interrupted"):
+        run_file.update(status="interrupted", verdict=None, exit_status=status)
 
 
 def exit_status_from_run_dir(out: Path, rc: int, output: LauncherOutput | None = None) -> int:
@@ -210,22 +210,20 @@ def exit_status_from_run_dir(out: Path, rc: int, output: LauncherOutput | None =
         for box in output.boxes if output is not None else []:
             print(box, file=sys.stderr)  # nothing else explains this failure: show what the launcher said
         raise InfraError(f"the ranks exited with status {rc} before writing {out}/run.json: see their output above")
-    meta = read_run_json(out)
-    status = meta.get("exit_status")
-    if lost and meta.get("status") in ("running", "interrupted", "failed"):
+    run_file = RunFile.load(out)
+    status = run_file.record.exit_status
+    if lost and run_file.status in ("running", "interrupted", "failed"):
         message = "; ".join(r.describe() for r in lost) + "; results.csv keeps every finished measurement"
-        meta.update(status="failed", verdict="error", exit_status=EXIT_INFRA,
-                    failure={"kind": "lost-rank", "message": message, "missing_ranks": [r.rank for r in lost],
-                             "missing_hosts": [r.host for r in lost]})  # fmt: skip
-        atomic_write_json(out / "run.json", meta)
+        run_file.update(status="failed", verdict="error", exit_status=EXIT_INFRA,
+                        failure={"kind": "lost-rank", "message": message, "missing_ranks": [r.rank for r in lost],
+                                 "missing_hosts": [r.host for r in lost]})  # fmt: skip
         raise InfraError(f"{message}: {out}")
-    if isinstance(status, int) and meta.get("status") != "interrupted":
+    if isinstance(status, int) and run_file.status != "interrupted":
         return status
     # The ranks died without finishing run.json (a rank killed, the launcher aborted): record that here so
     # the run directory says what happened; every row measured before is already in results.csv.
     message = f"the ranks exited with status {rc} during the run; results.csv keeps every finished measurement"
-    meta.update(
+    run_file.update(
         status="failed", verdict="error", exit_status=EXIT_INFRA, failure={"kind": "launcher", "message": message}
     )
-    atomic_write_json(out / "run.json", meta)
     raise InfraError(f"{message}: {out}")

