@@ -165,14 +165,14 @@ def localise_gpus(
         gpu_score = np.nanmedian(np.where(measured, cell, np.nan), axis=2)  # [node, i]
     level = float(np.nanmedian(gpu_score))
     rel_cut = level + np.log(relative_fraction)
-    # The noise: every one-way sample of the pairs whose two ends look healthy, around the level. A pair keeps
+    # The noise: the spread of every one-way sample of the pairs whose two ends look healthy. A pair keeps
     # the slower of its two directions, so its low tail is that of two one-way samples: each direction counts
     # as a comparison, and so does each GPU.
     healthy_gpu = gpu_score >= rel_cut
     healthy_cell = measured & healthy_gpu[:, :, None] & healthy_gpu[:, None, :]
     samples = sent[:, healthy_cell]
     samples = samples[~np.isnan(samples)]
-    sigma = 1.4826 * float(np.median(np.abs(samples - level))) if samples.size else 0.0
+    sigma = 1.4826 * float(np.median(np.abs(samples - np.median(samples)))) if samples.size else 0.0
     comparisons = int(measured.sum()) + n_nodes * local
     z = NormalDist().inv_cdf(1.0 - FALSE_ALARMS / max(1, comparisons))
     noise_cut = level - z * sigma
