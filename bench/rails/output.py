@@ -47,7 +47,8 @@ def print_outcome(outcome: RailsOutcome, settings: RailsSettings) -> None:
         print(f"# rails: skipped: {outcome.skipped}", flush=True)
         if outcome.intra_node is not None:
             print(gpu_pairs.table(outcome.intra_node), flush=True)
-            print(f"# intra-node verdict: {'FAIL' if outcome.failed else 'PASS'}", flush=True)
+            if not outcome.intra_node.skipped:
+                print(f"# intra-node verdict: {'FAIL' if outcome.failed else 'PASS'}", flush=True)
         return
     samples = records.pair_samples(outcome.pair_times, outcome.nodes)
     print(

@@ -335,7 +335,7 @@ def _standalone(config: RailsConfig, settings: RailsSettings, profile: Any, ctx:
         output.write_outputs(outcome, out_dir, writer, settings.iters)
         output.print_outcome(outcome, settings)
         status = EXIT_FAIL if outcome.failed else EXIT_PASS
-        measured = not outcome.skipped or outcome.intra_node is not None
+        measured = not outcome.skipped or (outcome.intra_node is not None and not outcome.intra_node.skipped)
         verdict = "skip" if not measured else ("fail" if outcome.failed else "pass")
         record.update(status="complete", verdict=None if verdict == "skip" else verdict, exit_status=status,
                       finished_utc=iso_utc(), rails_skipped=outcome.skipped)  # fmt: skip
