@@ -13,6 +13,9 @@ that mistake. This backend can:
   results on the host straight away, which on a GPU is a device-to-host copy that synchronises;
 - each operation takes at least its bus bytes divided by the configured rate (``RAILBENCH_ASYNC_GBPS``,
   Gb/s), nccl-tests' bus-bandwidth factors, so the true bus bandwidth of every operation is known;
+- one process can be made slow, as a GPU with a degraded NVLink is: ``RAILBENCH_ASYNC_SLOW=RANK:GBPS`` runs
+  every operation of world rank RANK at GBPS instead. A pair exchange with it ends when its slow end ends,
+  so a pair that includes it measures GBPS and every other pair the configured rate;
 - ``bench.measure.device.synchronize`` on the host drains the queue, as ``cuda.synchronize`` drains a
   GPU's streams: the backend registers its drain with ``bench.measure.device``;
 - at each process-group creation it records the NCCL variables set at that moment: NCCL reads its
@@ -39,6 +42,7 @@ from bench.measure import device as device_ops
 
 NAME = "asyncsim"
 RATE_VAR = "RAILBENCH_ASYNC_GBPS"
+SLOW_VAR = "RAILBENCH_ASYNC_SLOW"
 HOST_READ_BYTES = 64 * 1024
 NCCL_SEEN: list[dict[str, str]] = []
 """The ``NCCL_*`` environment at each process group's creation, in creation order."""
@@ -111,7 +115,8 @@ class AsyncProcessGroup(dist.ProcessGroup):
         NCCL_SEEN.append({k: v for k, v in os.environ.items() if k.startswith("NCCL_")})
         self._inner = dist.ProcessGroupGloo(store, rank, size, timeout)
         self._n = size
-        self._gbps = float(os.environ.get(RATE_VAR, "8"))
+        # The world is the first group made: until it exists, ``rank`` is the world rank.
+        self._gbps = _rate(dist.get_rank() if dist.is_initialized() else rank)
 
     def getBackendName(self) -> str:
         return NAME
@@ -154,6 +159,14 @@ class AsyncProcessGroup(dist.ProcessGroup):
     def barrier(self, opts: Any = None) -> AsyncWork:
         # NCCL's barrier is an all-reduce whose wait() synchronises the stream: it blocks the host.
         return self._queue(0, 0, lambda: self._inner.barrier(opts), blocking=True)
+
+
+def _rate(world_rank: int) -> float:
+    """The rate this process's operations run at: ``RAILBENCH_ASYNC_GBPS``, or the slow rank's own rate."""
+    slow_rank, _, slow_gbps = os.environ.get(SLOW_VAR, "").partition(":")
+    if slow_rank and int(slow_rank) == world_rank:
+        return float(slow_gbps)
+    return float(os.environ.get(RATE_VAR, "8"))
 
 
 def _create(store: Any, rank: int, size: int, timeout: timedelta) -> AsyncProcessGroup:

@@ -7,6 +7,8 @@ scenario and rank 0 writes what it saw as JSON:
 - ``timing``: all_reduce through railbench's timing loop, and the same calls timed by the host clock alone
   (what a loop that forgets to synchronise would report);
 - ``rails``: the whole rails phase (rail groups, rail all_reduce, pair matrix) on two pretend nodes;
+- ``intranode``: the intra-node pair matrix on one pretend node of all the ranks (slow one rank with
+  ``RAILBENCH_ASYNC_SLOW``);
 - ``env``: the order in which NCCL's variables and the world's communicator appear, for ``run`` and for a
   socket-rail ``rails`` rank.
 
@@ -29,6 +31,7 @@ from bench.measure.busbw import BUSBW_FACTOR
 from bench.measure.collectives import get_collective
 from bench.measure.timing import measure
 from bench.rails.config import RailsConfig, validate
+from bench.rails.intranode import intra_node_phase
 from bench.rails.rank import rail_prelude, rails_phase
 from bench.runtime.before_init import run_directory
 from bench.runtime.dist import DistContext, Transport, init_distributed, shutdown
@@ -93,6 +96,28 @@ def _rails() -> dict[str, Any]:
     }
 
 
+def _intranode() -> dict[str, Any]:
+    ctx = _start()
+    ctx = dataclasses.replace(ctx, hosts=("node0",) * ctx.info.world_size)
+    _, settings = validate(RailsConfig(profile="local", pair_bytes=4 * MIB, iters=3, warmup=1, intra_node=True))
+    watchdog = Watchdog(ctx.store, ctx.info.rank, ctx.hosts, 120.0, lambda hang: None)
+    watchdog.start()
+    try:
+        outcome = intra_node_phase(settings, ctx, watchdog)
+    finally:
+        watchdog.stop()
+    if outcome is None:
+        return {}
+    return {
+        "pairs_Gbps": [[t.gpu, t.peer, t.busbw_Gbps] for t in outcome.times],
+        "defects": [d.as_dict() for d in outcome.defects],
+        "level_Gbps": outcome.localisation.level_Gbps,
+        "too_noisy": outcome.localisation.too_noisy,
+        "process_groups": outcome.process_groups,
+        "communicators": len(async_backend.NCCL_SEEN),
+    }
+
+
 def _order(label: str) -> dict[str, Any]:
     """NCCL's variables as the first communicator saw them, and as they were at the end of start-up."""
     first = async_backend.NCCL_SEEN[0] if async_backend.NCCL_SEEN else {}
@@ -114,7 +139,8 @@ def _env(out_root: Path) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     scenario, out = argv[0], Path(argv[1])
-    result = {"timing": _timing, "rails": _rails, "env": lambda: _env(out.parent)}[scenario]()
+    scenarios = {"timing": _timing, "rails": _rails, "intranode": _intranode, "env": lambda: _env(out.parent)}
+    result = scenarios[scenario]()
     if dist.is_initialized() and dist.get_rank() == 0:
         out.write_text(json.dumps(result))
     shutdown()

@@ -111,6 +111,23 @@ def test_rails_over_the_local_ranks(tmp_path: Path) -> None:
         assert cell.get("wrong") in (None, 0), cell
 
 
+def test_intra_node_pairs_over_nvlink(tmp_path: Path) -> None:
+    """Every pair of local GPUs, one node group, bus ids named; with one GPU there is no pair to measure."""
+    out = tmp_path / "intra"
+    proc = railbench(["rails", "--np", str(GPUS), "--backend", "nccl", "--intra-node", "--pair-bytes", "256M",
+                      "--rail-bytes", "64M", "--out", str(out), "--no-history"], cwd=tmp_path, timeout=600)  # fmt: skip
+    assert proc.returncode in (0, 1), proc.stderr
+    intra = json.loads((out / "rails.json").read_text())["intra_node"]
+    if GPUS < 2:
+        assert intra["skipped"].startswith("1 local rank")
+        return
+    assert intra["process_groups"] == 1 and all(intra["bus_ids"][intra["nodes"][0]])
+    assert len(intra["measurements"]) == GPUS * (GPUS - 1)
+    for cell in intra["measurements"]:
+        assert cell["busbw_Gbps"] >= 8 * BUSBW_FLOOR_GBPS, cell
+    print(f"intra-node level {intra['level_Gbps']:.0f} Gb/s over {GPUS} GPUs; defects {intra['defects']}")
+
+
 def _node_profile(tmp_path: Path) -> Path:
     """A profile for this node: the GPU count the PCI bus shows and the model torch names."""
     on_bus = len(nvidia_gpus(Sysfs()))

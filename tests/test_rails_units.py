@@ -79,7 +79,8 @@ def test_rank_argv_round_trips_through_the_parser(tmp_path) -> None:
     from bench.commands import rails as cmd
 
     config = RailsConfig(socket_ifname="eth", oob_ifname="eth0", pair_bytes=1 << 20, repeats=2, isolation=True,
-                         pairs=False, relative_fraction=0.5, cluster="c", profile="generic")  # fmt: skip
+                         pairs=False, intra_node=True, relative_fraction=0.5, cluster="c",
+                         profile="generic")  # fmt: skip
     parser = argparse.ArgumentParser()
     cmd.add_arguments(parser)
     argv = config.rank_argv(tmp_path)

@@ -69,6 +69,8 @@ class AcceptConfig:
                 argv += [flag, str(value)]
         flags = (("--no-check", not s.check), ("--isolation", r.isolation), ("--no-pairs", not r.pairs),
                  ("--no-history", s.no_history))  # fmt: skip
+        if r.intra_node is not None:  # None: the ranks decide (on with NCCL)
+            argv.append("--intra-node" if r.intra_node else "--no-intra-node")
         return argv + [flag for flag, on in flags if on]
 
 

@@ -233,8 +233,10 @@ def node_cases(nodes: Sequence[str], reports: Sequence[NodeReport], outcome: Rai
 
 
 def targets_judged(rows: Sequence[Mapping[str, Any]], outcome: RailsOutcome) -> bool:
-    """Whether any sweep row had a target or any rail measurement an expected rate."""
+    """Whether any sweep row had a target, any rail measurement an expected rate, or local pairs a target."""
     if any((_number(r.get("target_Gbps")) or 0) > 0 for r in rows):
+        return True
+    if outcome.intra_node is not None and outcome.intra_node.target_Gbps:
         return True
     return any((rate or 0) > 0 for rate in outcome.expected.values())
 

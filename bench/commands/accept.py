@@ -61,6 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     rails.add_argument("--seed", type=int, default=0, help="seed of the reshuffled repeats")
     rails.add_argument("--isolation", action="store_true", help="also time each rail group alone")
     rails.add_argument("--no-pairs", action="store_true", help="skip the node x node pair matrix")
+    rails.add_argument(
+        "--intra-node", action=argparse.BooleanOptionalAction, help="pair every two local ranks (default: on GPUs)"
+    )
     rails.add_argument("--rail-rate-gbps", type=rails_cmd.number("--rail-rate-gbps"), help="line rate of one rail")
     rails.add_argument(
         "--relative-fraction", type=rails_cmd.number("--relative-fraction"), help="a pair is slow below this x peers"
@@ -88,8 +91,8 @@ def config_from_args(args: argparse.Namespace) -> AcceptConfig:
     rails = RailsConfig(
         profile=args.profile, socket_ifname=args.socket_ifname, oob_ifname=args.oob_ifname,
         rail_bytes=args.rail_bytes, pair_bytes=args.pair_bytes, repeats=args.repeats, seed=args.seed,
-        isolation=args.isolation, pairs=not args.no_pairs, rail_rate_gbps=args.rail_rate_gbps,
-        relative_fraction=args.relative_fraction,
+        isolation=args.isolation, pairs=not args.no_pairs, intra_node=args.intra_node,
+        rail_rate_gbps=args.rail_rate_gbps, relative_fraction=args.relative_fraction,
     )  # fmt: skip
     return AcceptConfig(
         profile=args.profile, sweep=sweep, rails=rails, backend=args.backend, timeout_s=args.timeout, np=args.np,

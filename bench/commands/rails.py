@@ -5,6 +5,8 @@
   compared with the rail's line rate.
 * Pairs: every node pair exchanges on every rail at once, point-to-point inside the rail groups, in
   round-robin rounds of disjoint pairs (n-1 rounds for n nodes), optionally repeated in a reshuffled order.
+* Intra-node (``--intra-node``): every pair of local ranks on each node (NVLink on GPUs, loopback on CPU),
+  round-robin inside one group per node; names a slow GPU or GPU pair (``bench.rails.gpu_pairs``).
 * Counters: while each rail runs alone, the byte counters show which device carried it, and that the
   management interface and the excluded devices carried nothing.
 * Localisation names the broken link, rail, node or pair (``bench.rails.localise``).
@@ -53,6 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--seed", type=int, default=0, help="seed of the reshuffled repeats")
     what.add_argument("--isolation", action="store_true", help="also time each rail group alone")
     what.add_argument("--no-pairs", action="store_true", help="skip the node x node pair matrix")
+    what.add_argument("--intra-node", action="store_true", help="also pair every two local ranks of each node")
     what.add_argument("-c", "--check", action="store_true", help="verify the rail-group results")
     judge = parser.add_argument_group("targets")
     judge.add_argument("--rail-rate-gbps", type=number("--rail-rate-gbps"), help="line rate of one rail")
@@ -77,7 +80,8 @@ def config_from_args(args: argparse.Namespace) -> RailsConfig:
         profile=args.profile, socket_ifname=args.socket_ifname, oob_ifname=args.oob_ifname,
         collectives=collectives, rail_bytes=args.rail_bytes, pair_bytes=args.pair_bytes, iters=args.iters,
         warmup=args.warmup, repeats=args.repeats, seed=args.seed, isolation=args.isolation, pairs=not args.no_pairs,
-        check=args.check, rail_rate_gbps=args.rail_rate_gbps, relative_fraction=args.relative_fraction,
+        intra_node=args.intra_node, check=args.check, rail_rate_gbps=args.rail_rate_gbps,
+        relative_fraction=args.relative_fraction,
         backend=args.backend, timeout_s=args.timeout, np=args.np, out=args.out, cluster=args.cluster,
         history=args.history, no_history=args.no_history,
     )  # fmt: skip

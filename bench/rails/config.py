@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from bench.errors import UserError
 from bench.measure.collectives import get_collective
+from bench.measure.targets import world_target_gbps
 from bench.profiles import Profile, load_profile
 from bench.runtime.validate import check_common
 from bench.units import parse_size
@@ -57,6 +58,8 @@ class RailsConfig:
     """Also time each rail group alone, one rail at a time."""
     pairs: bool = True
     """Run the pairwise node x node matrix."""
+    intra_node: bool | None = False
+    """Run the intra-node pair matrix (every pair of local ranks on each node); None: on with NCCL (GPUs)."""
     check: bool = False
     """Verify the rail-group collectives' results element by element."""
     rail_rate_gbps: float | None = None
@@ -112,7 +115,8 @@ class RailsConfig:
             if value is not None:
                 argv += [flag, str(value)]
         argv += [flag for flag, on in (("--isolation", self.isolation), ("--no-pairs", not self.pairs),
-                                       ("--check", self.check), ("--no-history", self.no_history)) if on]  # fmt: skip
+                                       ("--intra-node", self.intra_node is True), ("--check", self.check),
+                                       ("--no-history", self.no_history)) if on]  # fmt: skip
         return argv
 
 
@@ -139,6 +143,10 @@ class RailsSettings:
     quiet_devices: tuple[str, ...]
     """The management interface and the profile's excluded devices: they must carry nothing."""
     timeout_s: float
+    intra_node: bool | None = False
+    """As asked; None: on with NCCL (``bench.rails.intranode.wanted``)."""
+    local_pair_target_gbps: float | None = None
+    """The profile's single-node sendrecv target (NVLink), judged on GPUs only."""
 
 
 def _profile_table(profile: Any) -> dict[str, Any]:
@@ -195,6 +203,8 @@ def resolve(config: RailsConfig, profile: Any) -> RailsSettings:
         counter_tolerance_bytes=profile.counter_tolerance_bytes,
         quiet_devices=tuple(d for d in (oob, *profile.excluded_devices) if d),
         timeout_s=config.timeout_s,
+        intra_node=config.intra_node,
+        local_pair_target_gbps=world_target_gbps(profile, "sendrecv", 1),
     )
 
 

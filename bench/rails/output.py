@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench.rails import records
+from bench.rails import gpu_pairs, records
 from bench.rails.config import RailsSettings
 from bench.rails.records import RailsOutcome
 from bench.rundir.files import atomic_write_json
@@ -30,12 +30,14 @@ def write_outputs(outcome: RailsOutcome, out_dir: Path, writer: Any, iters: int)
         "below_target": list(outcome.below_target),
         "counters": outcome.counters,
         "process_groups": outcome.process_groups,
+        "intra_node": gpu_pairs.as_json(outcome.intra_node) if outcome.intra_node is not None else None,
     }  # fmt: skip
     atomic_write_json(out_dir / "rails.json", doc)
     if writer is not None:
         writer.append(
             *records.rail_rows(outcome.rail_results, outcome.expected, "float"),
             *records.pair_rows(outcome.pair_times, outcome.nodes, outcome.expected, iters),
+            *(gpu_pairs.rows(outcome.intra_node, iters) if outcome.intra_node is not None else []),
         )
     return doc
 
@@ -43,6 +45,10 @@ def write_outputs(outcome: RailsOutcome, out_dir: Path, writer: Any, iters: int)
 def print_outcome(outcome: RailsOutcome, settings: RailsSettings) -> None:
     if outcome.skipped:
         print(f"# rails: skipped: {outcome.skipped}", flush=True)
+        if outcome.intra_node is not None:
+            print(gpu_pairs.table(outcome.intra_node), flush=True)
+            if not outcome.intra_node.skipped:
+                print(f"# intra-node verdict: {'FAIL' if outcome.failed else 'PASS'}", flush=True)
         return
     samples = records.pair_samples(outcome.pair_times, outcome.nodes)
     print(
@@ -52,6 +58,8 @@ def print_outcome(outcome: RailsOutcome, settings: RailsSettings) -> None:
     )
     print(records.table(outcome.rail_results, samples, outcome.devices, outcome.defects, outcome.expected,
                         outcome.findings), flush=True)  # fmt: skip
+    if outcome.intra_node is not None:
+        print(gpu_pairs.table(outcome.intra_node), flush=True)
     for reason in outcome.below_target:
         print(f"# FAIL {reason}")
     print(f"# rails verdict: {'FAIL' if outcome.failed else 'PASS'}", flush=True)

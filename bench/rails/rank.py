@@ -22,7 +22,7 @@ from bench.fabric.sysfs import Sysfs, ib_ports, net_devices
 from bench.measure.collectives import get_collective
 from bench.measure.timing import measure
 from bench.netaddr import interface_ipv4
-from bench.rails import evidence, output, records
+from bench.rails import evidence, intranode, output, records
 from bench.rails.config import RailsConfig, RailsSettings, validate
 from bench.rails.layout import RailLayout, interface_for_rail, rail_layout
 from bench.rails.localise import Defect, Thresholds, localise
@@ -282,7 +282,10 @@ def guarded_rails_phase(
     watchdog = Watchdog(ctx.store, rank, ctx.hosts, settings.timeout_s, on_hang, store_address=address)
     watchdog.start()
     try:
-        return rails_phase(settings, ctx, watchdog)
+        outcome = rails_phase(settings, ctx, watchdog)
+        if intranode.wanted(settings, ctx.backend):
+            outcome = intranode.attach(outcome, intranode.intra_node_phase(settings, ctx, watchdog))
+        return outcome
     except RuntimeError as exc:
         message = watchdog.lost(exc)
         on_failure({"kind": "lost-rank", "message": message})
@@ -332,7 +335,8 @@ def _standalone(config: RailsConfig, settings: RailsSettings, profile: Any, ctx:
         output.write_outputs(outcome, out_dir, writer, settings.iters)
         output.print_outcome(outcome, settings)
         status = EXIT_FAIL if outcome.failed else EXIT_PASS
-        verdict = "skip" if outcome.skipped else ("fail" if outcome.failed else "pass")
+        measured = not outcome.skipped or (outcome.intra_node is not None and not outcome.intra_node.skipped)
+        verdict = "skip" if not measured else ("fail" if outcome.failed else "pass")
         record.update(status="complete", verdict=None if verdict == "skip" else verdict, exit_status=status,
                       finished_utc=iso_utc(), rails_skipped=outcome.skipped)  # fmt: skip
         if finish_run(out_dir, profile, history=config.history, no_history=config.no_history):
@@ -351,7 +355,7 @@ def metadata(ctx: DistContext, cluster: str, profile: Any, settings: RailsSettin
             "collectives": list(settings.collectives), "rail_bytes": settings.rail_bytes,
             "pair_bytes": settings.pair_bytes, "iters": settings.iters, "warmup": settings.warmup,
             "repeats": settings.repeats, "seed": settings.seed, "isolation": settings.isolation,
-            "pairs": settings.pairs, "relative_fraction": settings.relative_fraction,
+            "pairs": settings.pairs, "intra_node": settings.intra_node, "relative_fraction": settings.relative_fraction,
             "pass_fraction": settings.pass_fraction, "socket_ifname": settings.socket_ifname,
             "oob_ifname": settings.oob_ifname, "host": socket.gethostname(),
         },

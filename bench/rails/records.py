@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from bench.measure.collectives import get_collective
 from bench.measure.results import result_row
+from bench.rails.gpu_pairs import IntraNodeOutcome
 from bench.rails.localise import Defect, PairMatrix, PairSample, describe
 from bench.rails.measure import PairTime
 from bench.units import format_size
@@ -231,11 +232,15 @@ class RailsOutcome:
     """Per node, the bytes each device carried over the whole rails test."""
     process_groups: int | None = None
     """Process groups the rails test made, the world's included: expected world + one per rail (pairs run
-    inside their rail's communicator, never a communicator of their own)."""
+    inside their rail's communicator, never a communicator of their own); with the intra-node matrix, one more
+    per node."""
+    intra_node: IntraNodeOutcome | None = None
+    """The intra-node pair matrix (``--intra-node``), None when it did not run."""
 
     @property
     def failed(self) -> bool:
-        return bool(self.defects or self.findings or self.below_target)
+        intra_failed = self.intra_node is not None and self.intra_node.failed
+        return bool(self.defects or self.findings or self.below_target or intra_failed)
 
     def rail_reasons(self, rail: int) -> list[str]:
         """Why rail ``rail`` fails (empty: it passes)."""
@@ -248,6 +253,7 @@ class RailsOutcome:
         """Why node ``node`` fails (empty: it passes)."""
         reasons = [describe(d) for d in self.defects if node in (d.node, d.peer)]
         reasons += [f for f in self.findings if f.startswith(f"{node} ") or f.startswith(f"{node}:")]
+        reasons += self.intra_node.node_reasons(node) if self.intra_node is not None else []
         return reasons
 
 

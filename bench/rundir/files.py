@@ -43,7 +43,7 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "redop", "root", "algo",
 )  # fmt: skip
 
-SCOPES = ("world", "rail", "pair", "node")
+SCOPES = ("world", "rail", "pair", "local-pair", "node")
 
 
 def utc_stamp(now: float | None = None) -> str:

@@ -132,17 +132,21 @@ def transport_for(backend: Backend) -> Transport:
     return Transport(chosen, chosen, cuda=chosen == "nccl")
 
 
+def gpu_bus_id(index: int) -> str:
+    """PCI bus id of CUDA device ``index``, as nvidia-smi writes it: ``0000:9a:00.0``."""
+    import torch
+
+    props = torch.cuda.get_device_properties(index)
+    # torch's stubs lack the PCI fields its CUDA builds have (torch >= 2.1 on CUDA).
+    domain, bus, dev = (int(getattr(props, f"pci_{part}_id")) for part in ("domain", "bus", "device"))
+    return f"{domain:04x}:{bus:02x}:{dev:02x}.0"
+
+
 def _cuda_device(prelude: Prelude) -> Any:
     """This rank's GPU, agreed by every rank before NCCL sees it; the current device from here on."""
     import torch
 
-    def bus_id(index: int) -> str:
-        props = torch.cuda.get_device_properties(index)
-        # torch's stubs lack the PCI fields its CUDA builds have (torch >= 2.1 on CUDA).
-        domain, bus, dev = (int(getattr(props, f"pci_{part}_id")) for part in ("domain", "bus", "device"))
-        return f"{domain:04x}:{bus:02x}:{dev:02x}.0"
-
-    device = torch.device("cuda", place_gpu(prelude, torch.cuda.device_count(), bus_id))
+    device = torch.device("cuda", place_gpu(prelude, torch.cuda.device_count(), gpu_bus_id))
     torch.cuda.set_device(device)
     return device
 

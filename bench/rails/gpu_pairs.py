@@ -1,0 +1,378 @@
+"""Name the slow GPU from the intra-node pair matrix: every pair of local ranks on each node.
+
+A transfer between local ranks i and j of one node (NVLink through the NVSwitch on GPUs, loopback on CPU)
+runs at the speed of the slower of GPU i's links, GPU j's links and the switch. So, per node:
+
+* ``gpu``: local rank i is slow with every local partner -> GPU i (its NVLink ports, its PCIe, its clocks);
+* ``gpu-pair``: one pair is slow and neither end is slow with everyone -> that path, or noise;
+* ``node``: every local pair of the node is slow -> the switch, or every GPU: no single GPU to name.
+
+A GPU needs at least two partners to be told from its pair (with two local ranks a slow pair is a
+``gpu-pair``: either end could be the culprit).
+
+The healthy level is a robust central estimate over every node: each GPU's median over its partners, then
+the median of those. One slow GPU of eight moves no healthy GPU's median (one partner in seven), so the level
+holds while up to half the GPUs are slow. A pair counts as slow when it is below the absolute target (the
+profile's NVLink sendrecv figure x ``pass_fraction``, GPUs only), or below ``relative_fraction`` x the level
+*and* further below it than the healthy pairs' own spread explains. That spread is measured on log rates
+(bandwidth noise is multiplicative) with the median absolute deviation, and the band widens with the number
+of comparisons, so a larger cluster raises no more false alarms than a small one. When the band is so wide
+that even a GPU at half the level would pass for noise, nothing is named on the relative test and the
+outcome says why ("too noisy to localise").
+
+Pure functions over numpy arrays; the rank side (``bench.rails.intranode``) gathers the times.
+"""
+
+from __future__ import annotations
+
+import statistics
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from statistics import NormalDist
+from typing import Any, Literal
+
+import numpy as np
+
+from bench.measure.collectives import get_collective
+from bench.measure.results import result_row
+
+GpuDefectKind = Literal["gpu", "gpu-pair", "node"]
+GpuSymptom = Literal["slow", "flaky", "dead"]
+
+FALSE_ALARMS = 0.01
+"""Expected defects raised by noise alone over a whole healthy cluster."""
+NOISY_BELOW = 0.5
+"""Too noisy to localise when the noise band reaches below this fraction of the healthy level."""
+SCOPE = "local-pair"
+"""results.csv scope of an intra-node pair (group ``node03/gpu1-gpu5``)."""
+
+
+@dataclass(frozen=True)
+class LocalPairTime:
+    """One direction of one intra-node pair: local rank ``gpu`` of node ``node`` sent ``nbytes`` to ``peer``."""
+
+    node: int
+    gpu: int
+    peer: int
+    repeat: int
+    round: int
+    nbytes: int
+    time_us: float
+    """Mean time per message at the slower of the two ends."""
+
+    @property
+    def busbw_Gbps(self) -> float:
+        """Point-to-point: busbw = algbw = S / t, in Gb/s."""
+        return self.nbytes * 8 / (self.time_us * 1e-6) / 1e9 if self.time_us > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class GpuDefect:
+    """One slow GPU, GPU pair or node and the local pairs that convict it."""
+
+    kind: GpuDefectKind
+    node: str
+    gpu: int | None
+    """Local rank (None for a node)."""
+    peer: int | None
+    """The other local rank of a ``gpu-pair``."""
+    bus_id: str | None
+    """PCI bus id of ``gpu`` where known (GPUs), e.g. ``0000:9a:00.0``."""
+    peer_bus_id: str | None
+    measured_Gbps: float
+    """Median busbw of the convicting pairs."""
+    expected_Gbps: float
+    basis: Literal["target", "peers"]
+    """``target``: below the profile's NVLink sendrecv target; ``peers``: below the healthy level."""
+    symptom: GpuSymptom
+    slow_pairs: int
+    pairs: int
+    slow_samples: int
+    samples: int
+    evidence: tuple[str, ...]
+    """The slow pairs, ``node03/gpu1-gpu5``."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind, "node": self.node, "gpu": self.gpu, "peer": self.peer, "bus_id": self.bus_id,
+            "peer_bus_id": self.peer_bus_id, "measured_Gbps": round(self.measured_Gbps, 6),
+            "expected_Gbps": round(self.expected_Gbps, 6), "basis": self.basis, "symptom": self.symptom,
+            "slow_pairs": self.slow_pairs, "pairs": self.pairs, "slow_samples": self.slow_samples,
+            "samples": self.samples, "evidence": list(self.evidence),
+        }  # fmt: skip
+
+
+@dataclass(frozen=True, eq=False)
+class LocalMatrix:
+    """``sent[repeat, node, i, j]``: local rank i to local rank j on one node, Gb/s, NaN where unmeasured."""
+
+    nodes: tuple[str, ...]
+    sent: np.ndarray = field(repr=False)
+
+    @property
+    def busbw(self) -> np.ndarray:
+        """``[repeat, node, i, j]``, symmetric: the slower direction of each pair."""
+        return np.fmin(self.sent, np.swapaxes(self.sent, 2, 3))
+
+    @classmethod
+    def from_times(cls, times: Sequence[LocalPairTime], nodes: Sequence[str], local_ranks: int) -> LocalMatrix:
+        repeats = 1 + max((t.repeat for t in times), default=0)
+        sent = np.full((repeats, len(nodes), local_ranks, local_ranks), np.nan)
+        for t in times:
+            sent[t.repeat, t.node, t.gpu, t.peer] = t.busbw_Gbps
+        return cls(tuple(nodes), sent)
+
+
+@dataclass(frozen=True)
+class Localisation:
+    """What the matrix says: defects, the healthy level, and why nothing could be named, if so."""
+
+    defects: tuple[GpuDefect, ...]
+    level_Gbps: float | None
+    too_noisy: str | None
+    """Why the relative test named nothing: the healthy pairs' own spread is too wide to tell."""
+
+
+def _gbps(value: float) -> str:
+    return f"{value:.0f}" if value >= 100 else f"{value:.3g}"
+
+
+def _pair_name(node: str, a: int, b: int) -> str:
+    return f"{node}/gpu{min(a, b)}-gpu{max(a, b)}"
+
+
+def localise_gpus(
+    matrix: LocalMatrix,
+    *,
+    target_Gbps: float | None,
+    pass_fraction: float,
+    relative_fraction: float,
+    bus_ids: Mapping[str, Sequence[str | None]] | None = None,
+) -> Localisation:
+    """The smallest explanation of every slow local pair: nodes, then GPUs, then GPU pairs."""
+    x = matrix.busbw
+    sent = np.log(np.maximum(matrix.sent, 1e-12))
+    n_nodes, local = x.shape[1], x.shape[2]
+    off = ~np.eye(local, dtype=bool)[None, :, :]
+    measured = (~np.isnan(x)).any(axis=0) & off
+    if local < 2 or not measured.any():
+        return Localisation((), None, None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the diagonal is NaN by design
+        logs = np.log(np.maximum(x, 1e-12))
+        cell = np.nanmedian(logs, axis=0)  # [node, i, j]
+        gpu_score = np.nanmedian(np.where(measured, cell, np.nan), axis=2)  # [node, i]
+    level = float(np.nanmedian(gpu_score))
+    rel_cut = level + np.log(relative_fraction)
+    # The noise: the spread of every one-way sample of the pairs whose two ends look healthy. A pair keeps
+    # the slower of its two directions, so its low tail is that of two one-way samples: each direction counts
+    # as a comparison, and so does each GPU.
+    healthy_gpu = gpu_score >= rel_cut
+    healthy_cell = measured & healthy_gpu[:, :, None] & healthy_gpu[:, None, :]
+    samples = sent[:, healthy_cell]
+    samples = samples[~np.isnan(samples)]
+    sigma = 1.4826 * float(np.median(np.abs(samples - np.median(samples)))) if samples.size else 0.0
+    comparisons = int(measured.sum()) + n_nodes * local
+    z = NormalDist().inv_cdf(1.0 - FALSE_ALARMS / max(1, comparisons))
+    noise_cut = level - z * sigma
+    too_noisy = None
+    if noise_cut < level + np.log(NOISY_BELOW):
+        values = np.exp(samples) if samples.size else np.exp(cell[measured])
+        too_noisy = (
+            f"too noisy to localise GPUs: healthy local pairs spread {_gbps(float(values.min()))}-"
+            f"{_gbps(float(values.max()))} Gb/s"
+        )
+    relative = -np.inf if too_noisy else min(rel_cut, noise_cut)
+    absolute = np.log(pass_fraction * target_Gbps) if target_Gbps else -np.inf
+    cut = max(relative, absolute)
+    slow_sample = (logs < cut) & measured[None]
+    slow = measured & (cell < cut)
+    judged = _Judged(matrix, slow, slow_sample, absolute, level, target_Gbps)
+    defects = _defects(judged, measured, bus_ids or {})
+    return Localisation(defects, float(np.exp(level)), too_noisy)
+
+
+@dataclass(frozen=True, eq=False)
+class _Judged:
+    """The matrix with every cell and sample judged (arrays indexed [node, i, j] and [repeat, node, i, j])."""
+
+    matrix: LocalMatrix
+    slow: np.ndarray
+    slow_sample: np.ndarray
+    absolute: float
+    """log of the absolute cut (-inf without a target)."""
+    level: float
+    """log of the healthy level."""
+    target: float | None
+
+
+def _defects(j: _Judged, measured: np.ndarray, bus_ids: Mapping[str, Sequence[str | None]]) -> tuple[GpuDefect, ...]:
+    local = j.slow.shape[1]
+    out: list[GpuDefect] = []
+    for k, node in enumerate(j.matrix.nodes):
+        ids = tuple(bus_ids.get(node) or (None,) * local)
+        pairs = [(a, b) for a in range(local) for b in range(a + 1, local) if measured[k, a, b]]
+        slow_pairs = [(a, b) for a, b in pairs if j.slow[k, a, b]]
+        if not slow_pairs:
+            continue
+        if local >= 3 and len(slow_pairs) == len(pairs):
+            out.append(_defect(j, k, ids, "node", None, None, pairs))
+            continue
+        explained: set[tuple[int, int]] = set()
+        for g in range(local):
+            mine = [(a, b) for a, b in pairs if g in (a, b)]
+            if local >= 3 and mine and all(j.slow[k, a, b] for a, b in mine):
+                out.append(_defect(j, k, ids, "gpu", g, None, mine))
+                explained.update(mine)
+        out += [_defect(j, k, ids, "gpu-pair", a, b, [(a, b)]) for a, b in slow_pairs if (a, b) not in explained]
+    return tuple(out)
+
+
+def _defect(
+    j: _Judged,
+    k: int,
+    ids: Sequence[str | None],
+    kind: GpuDefectKind,
+    gpu: int | None,
+    peer: int | None,
+    cells: list[tuple[int, int]],
+) -> GpuDefect:
+    """One defect on node ``k`` convicted by the local pairs ``cells``."""
+    node = j.matrix.nodes[k]
+    first, second = [a for a, _ in cells], [b for _, b in cells]
+    values, flags = j.matrix.busbw[:, k, first, second], j.slow_sample[:, k, first, second]
+    valid = ~np.isnan(values)
+    v, f = values[valid], flags[valid]
+    symptom: GpuSymptom = "slow" if int(f.sum()) >= 0.5 * len(v) else "flaky"
+    if symptom == "slow" and len(v) and float(v.max()) <= 0:
+        symptom = "dead"
+    rate = float(np.median(v[f] if symptom == "flaky" and f.any() else v)) if len(v) else 0.0
+    below_target = j.target is not None and np.log(max(rate, 1e-12)) < j.absolute
+    slow_cells = [(a, b) for a, b in cells if j.slow[k, a, b]]
+    return GpuDefect(
+        kind=kind, node=node, gpu=gpu, peer=peer, bus_id=None if gpu is None else ids[gpu],
+        peer_bus_id=None if peer is None else ids[peer], measured_Gbps=rate,
+        expected_Gbps=float(j.target) if below_target and j.target else float(np.exp(j.level)),
+        basis="target" if below_target else "peers", symptom=symptom, slow_pairs=len(slow_cells), pairs=len(cells),
+        slow_samples=int(f.sum()), samples=len(v), evidence=tuple(_pair_name(node, a, b) for a, b in slow_cells),
+    )  # fmt: skip
+
+
+def describe_gpu(defect: GpuDefect) -> str:
+    """One line: ``node03 GPU 5 (0000:9a:00.0): 120 Gb/s = 25% of peers' 480 Gb/s in 7/7 local pairs → gpu fault``."""
+    if defect.kind == "node":
+        where = f"{defect.node} (every local pair)"
+    elif defect.kind == "gpu":
+        where = f"{defect.node} GPU {defect.gpu}" + (f" ({defect.bus_id})" if defect.bus_id else "")
+    else:
+        where = f"{defect.node} GPU {defect.gpu} - GPU {defect.peer}"
+    if defect.symptom == "dead":
+        return f"{where}: no traffic in {defect.slow_pairs}/{defect.pairs} local pairs → {defect.kind} dead"
+    percent = 100.0 * defect.measured_Gbps / defect.expected_Gbps if defect.expected_Gbps > 0 else 0.0
+    of = "of target" if defect.basis == "target" else "of peers'"
+    rate = f"{_gbps(defect.measured_Gbps)} Gb/s = {percent:.0f}% {of} {_gbps(defect.expected_Gbps)} Gb/s"
+    if defect.symptom == "flaky":
+        found = f"slow in {defect.slow_samples}/{defect.samples} samples"
+    else:
+        found = f"in {defect.slow_pairs}/{defect.pairs} local pairs"
+    return f"{where}: {rate} {found} → {defect.kind} {'fault' if defect.symptom == 'slow' else 'flaky'}"
+
+
+@dataclass(frozen=True)
+class IntraNodeOutcome:
+    """What rank 0 knows after the intra-node pair matrix."""
+
+    nodes: tuple[str, ...]
+    local_ranks: int
+    times: tuple[LocalPairTime, ...] = ()
+    bus_ids: Mapping[str, tuple[str | None, ...]] = field(default_factory=dict)
+    """node -> PCI bus id of each local rank's GPU (None on CPU)."""
+    target_Gbps: float | None = None
+    """The profile's NVLink sendrecv target (GPUs only), else None: only the relative test applies."""
+    localisation: Localisation = Localisation((), None, None)
+    skipped: str | None = None
+    process_groups: int = 0
+    """Node groups made: one per node, pairs inside it, never one per pair."""
+
+    @property
+    def defects(self) -> tuple[GpuDefect, ...]:
+        return self.localisation.defects
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.localisation.defects)
+
+    def node_reasons(self, node: str) -> list[str]:
+        return [describe_gpu(d) for d in self.defects if d.node == node]
+
+
+def rows(outcome: IntraNodeOutcome, iters: int) -> list[dict[str, Any]]:
+    """results.csv rows, one per local pair and repeat (scope ``local-pair``, group ``node03/gpu1-gpu5``):
+    time is the slower direction's, time_us_min/max the two directions'."""
+    sendrecv = get_collective("sendrecv")
+    both: dict[tuple[int, int, int, int], list[LocalPairTime]] = {}
+    for t in outcome.times:
+        both.setdefault((t.node, min(t.gpu, t.peer), max(t.gpu, t.peer), t.repeat), []).append(t)
+    out = []
+    for (node, a, b, _repeat), pair in sorted(both.items()):
+        slow = max(p.time_us for p in pair)
+        out.append(
+            result_row(
+                sendrecv, nbytes=pair[0].nbytes, count=pair[0].nbytes // 4, dtype="float", nranks=2, nnodes=1,
+                iters=iters, time_us=slow, time_us_min=min(p.time_us for p in pair), time_us_max=slow, wrong=None,
+                target_gbps=outcome.target_Gbps, scope=SCOPE, group=_pair_name(outcome.nodes[node], a, b),
+            )
+        )  # fmt: skip
+    return out
+
+
+def as_json(outcome: IntraNodeOutcome) -> dict[str, Any]:
+    """rails.json's ``intra_node`` section."""
+    loc = outcome.localisation
+
+    def bus(node: str, gpu: int) -> str | None:
+        ids = outcome.bus_ids.get(node) or ()
+        return ids[gpu] if gpu < len(ids) else None
+
+    return {
+        "skipped": outcome.skipped, "nodes": list(outcome.nodes), "local_ranks": outcome.local_ranks,
+        "bus_ids": {n: list(ids) for n, ids in outcome.bus_ids.items()}, "target_Gbps": outcome.target_Gbps,
+        "level_Gbps": None if loc.level_Gbps is None else round(loc.level_Gbps, 6), "too_noisy": loc.too_noisy,
+        "process_groups": outcome.process_groups,
+        "measurements": [
+            {"node": outcome.nodes[t.node], "gpu": t.gpu, "peer": t.peer, "bus_id": bus(outcome.nodes[t.node], t.gpu),
+             "peer_bus_id": bus(outcome.nodes[t.node], t.peer), "collective": "sendrecv",
+             "busbw_Gbps": round(t.busbw_Gbps, 6), "bytes": t.nbytes, "time_us": round(t.time_us, 3),
+             "repeat": t.repeat, "round": t.round}
+            for t in outcome.times
+        ],
+        "defects": [d.as_dict() for d in loc.defects],
+    }  # fmt: skip
+
+
+def table(outcome: IntraNodeOutcome) -> str:
+    """The human summary: per node the spread of its local pairs, then the defects."""
+    lines = ["# intra-node pairs (local rank i <-> j on each node, sendrecv per direction, slower kept)"]
+    if outcome.skipped:
+        return "\n".join([*lines, f"# intra-node: skipped: {outcome.skipped}"])
+    matrix = LocalMatrix.from_times(outcome.times, outcome.nodes, outcome.local_ranks)
+    upper_a, upper_b = np.triu_indices(outcome.local_ranks, k=1)
+    for k, node in enumerate(outcome.nodes):
+        cells = matrix.busbw[:, k, upper_a, upper_b].ravel()
+        values = [float(v) for v in cells[~np.isnan(cells)]]
+        if values:
+            lines.append(
+                f"  {node}: {len(values)} samples, min {_gbps(min(values))}, median "
+                f"{_gbps(statistics.median(values))}, max {_gbps(max(values))} Gb/s"
+                + (f" (target {_gbps(outcome.target_Gbps)})" if outcome.target_Gbps else "")
+            )
+    loc = outcome.localisation
+    if loc.too_noisy:
+        lines.append(f"# intra-node: {loc.too_noisy}")
+    if loc.defects:
+        lines.append("# intra-node defects")
+        lines.extend(describe_gpu(d) for d in loc.defects)
+    else:
+        lines.append("# intra-node defects: none")
+    return "\n".join(lines)

