@@ -13,6 +13,7 @@ over ranks plus the fastest and slowest rank (the straggler signal), as nccl-tes
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -61,15 +62,23 @@ def time_region(
 
     _repeat(step, warmup)
     cuda_graph = _capture(step, device, iters) if graph else None
-    dist.barrier(group=group)
-    device_ops.synchronize(device)
-    timer = device_ops.RegionTimer(device)
-    timer.start()
-    if cuda_graph is not None:
-        cuda_graph.replay()
-    else:
-        _repeat(step, iters)
-    seconds = timer.stop()
+    # No garbage collection between the barrier and the end of the region: a full collection pauses the host
+    # for up to ~100 ms with torch loaded, and a peer waiting on this rank would count the pause as transfer.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        dist.barrier(group=group)
+        device_ops.synchronize(device)
+        timer = device_ops.RegionTimer(device)
+        timer.start()
+        if cuda_graph is not None:
+            cuda_graph.replay()
+        else:
+            _repeat(step, iters)
+        seconds = timer.stop()
+    finally:
+        if collecting:
+            gc.enable()
     return seconds * 1e6 / iters
 
 
