@@ -219,7 +219,11 @@ def test_a_healthy_tree_with_damage_is_read_without_error(tmp_path: Path, health
     written = 0
     for _ in range(data.draw(st.integers(1, 6))):
         victim = Path(data.draw(st.sampled_from(files)))
-        (root / victim).unlink(missing_ok=True)
+        target = root / victim
+        if target.is_dir() and not target.is_symlink():  # an earlier draw made it a directory
+            shutil.rmtree(target)
+        else:
+            target.unlink(missing_ok=True)
         kind = data.draw(_KINDS.filter(lambda k: k != "link"))
         written += _make(root, list(victim.parts), kind, data.draw(_CONTENT), ["x"])
     started = time.monotonic()
