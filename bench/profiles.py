@@ -26,31 +26,31 @@ Keys (top level unless shown):
                          discovered), ``exclude`` (HCAs NCCL must not use), ``exclude_ifnames``
 ``[network]``            ``socket_ifnames`` (an NCCL_SOCKET_IFNAME value), ``oob_ifname``
 ``[recommended_env]``    NCCL_* variables and their recommended values (strings)
-``[compare]``, ``[rails_test]``, ``[run]``, ``[accept]``, ``[report]``: tables read by other commands, kept in
-                         ``raw`` and not checked here
+``[compare]``            regression thresholds (``bench.history.settings``): checked here too, so a bad one
+                         is refused by every command, not only by ``compare``
+``[rails_test]``, ``[run]``, ``[accept]``, ``[report]``: tables read by other commands, kept in ``raw``
 =======================  ====================================================================================
 
-An unknown key, a wrong type, or a TOML syntax error is a ``UserError`` naming the file and line.
+An unknown key, a wrong type, a rate or target that is not a finite positive number (``nan``, ``inf``,
+``1e308``), or a TOML syntax error is a ``UserError`` naming the file and line. The file is read only when it
+is a regular file of at most 256 KiB nested at most 16 deep (``bench.toml_limits``).
 """
 
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal, cast
 
+from bench import toml_limits
+from bench.bounded import Where, finite
 from bench.errors import UserError
+from bench.history.settings import CompareSettings
 from bench.measure.busbw import BUSBW_FACTOR
 from bench.units import parse_size
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
 
 PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
 Transport = Literal["ib", "roce", "socket", "loopback"]
@@ -60,6 +60,12 @@ LINK_LAYERS = ("InfiniBand", "Ethernet")
 # Tables other commands own; accepted as tables and left to them.
 EXTENSION_TABLES = frozenset({"compare", "rails_test", "run", "accept", "report"})
 
+
+MAX_RATE_GBPS = 1e6
+"""Above any rail, node or NVLink figure (a petabit per second): a larger rate or target is a typo."""
+MAX_RAILS = 64
+MAX_GPUS_PER_NODE = 1024
+MAX_BYTES = 1 << 62
 
 DEFAULT_JUDGE_MIN_BYTES = 256 << 20
 """Small messages measure latency, not bandwidth: a sweep is judged on its sizes at or above this."""
@@ -158,10 +164,10 @@ def _line_of(text: str, key: str, table: str | None) -> int:
     current: str | None = None
     pattern = re.compile(rf"^\s*\"?{re.escape(key)}\"?\s*=")
     for number, line in enumerate(text.splitlines(), start=1):
-        header = re.match(r"^\s*\[+\s*([^\]]+?)\s*\]+", line)
-        if header:
-            current = header.group(1)
-            if table is None and current == key:
+        stripped = line.lstrip()
+        if stripped.startswith("["):  # string methods, not a regex: a hostile line must cost linear time
+            current = stripped.lstrip("[").split("]", 1)[0].strip()
+            if table is None and (current == key or current.startswith(f"{key}.")):
                 return number
             continue
         if pattern.match(line) and current == table:
@@ -193,14 +199,7 @@ def _check_table(
 
 
 def _parse(text: str, where: str, default_name: str) -> Profile:
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        line = getattr(exc, "lineno", None)
-        match = re.search(r"line (\d+)", str(exc))
-        lineno = line or (int(match.group(1)) if match else 1)
-        reason = str(exc).split(" (at ")[0]
-        raise UserError(f"{where}:{lineno}: not valid TOML: {reason}; fix the syntax") from None
+    data = toml_limits.loads(text, where)
     _check_table(data, _TOP, where, text, None)
     rails = data.get("rails", {})
     network = data.get("network", {})
@@ -224,18 +223,23 @@ def _parse(text: str, where: str, default_name: str) -> Profile:
         raise UserError(
             f"{where}:{_line_of(text, 'link_layer', 'rails')}: link_layer {link_layer!r} must be InfiniBand or Ethernet"
         )
-    for key, table, minimum in (
-        ("count", rails, 1),
-        ("rate_gbps", rails, 0),
-        ("gpus_per_node", data, 1),
-        ("node_target_gbps", data, 0),
-        ("nvlink_target_gbps", data, 0),
-        ("counter_tolerance_bytes", data, 0),
+    for key, table, minimum, maximum in (
+        ("count", rails, 1, MAX_RAILS),
+        ("gpus_per_node", data, 1, MAX_GPUS_PER_NODE),
+        ("counter_tolerance_bytes", data, 0, MAX_BYTES),
     ):
         value = table.get(key)
-        if value is not None and value < minimum:
+        if value is not None and not minimum <= value <= maximum:
             line = _line_of(text, key, "rails" if table is rails else None)
-            raise UserError(f"{where}:{line}: {key} = {value} must be at least {minimum}")
+            raise UserError(f"{where}:{line}: {key} = {value} must be between {minimum} and {maximum}")
+    for key, table in (("rate_gbps", rails), ("node_target_gbps", data), ("nvlink_target_gbps", data)):
+        if key in table:
+            line = _line_of(text, key, "rails" if table is rails else None)
+            finite(table[key], Where(where, key, line), sign="positive", maximum=MAX_RATE_GBPS)
+    try:  # [compare] is read by compare and report; refuse a bad one here, before any command starts ranks
+        CompareSettings.from_profile(data)
+    except UserError as exc:
+        raise UserError(f"{where}:{_line_of(text, 'compare', None)}: {exc}") from None
     fraction = data.get("pass_fraction", 0.9)
     if not 0 < fraction <= 1.5:
         line = _line_of(text, "pass_fraction", None)
@@ -279,7 +283,7 @@ def _collective_targets(table: Mapping[str, Any], where: str, text: str, name: s
             )
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
             raise UserError(f"{where}:{line}: [{name}] {key} = {value!r} must be a positive number (Gb/s)")
-        out[key] = float(value)
+        out[key] = finite(float(value), Where(where, f"[{name}] {key}", line), sign="positive", maximum=MAX_RATE_GBPS)
     return out
 
 
@@ -294,14 +298,8 @@ def load_profile(name_or_path: str) -> Profile:
     path = Path(name_or_path) if looks_like_path else PROFILE_DIR / f"{name_or_path}.toml"
     if not looks_like_path and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name_or_path):
         raise UserError(f"profile name {name_or_path!r} is not valid: choose one of {', '.join(list_profiles())}")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        if looks_like_path:
-            raise UserError(f"profile file {path} does not exist: give an existing .toml file") from None
+    if not looks_like_path and not path.exists():
         raise UserError(
             f"unknown profile {name_or_path!r}: choose one of {', '.join(list_profiles())} or give a .toml path"
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"profile file {path} cannot be read ({exc}): check the path and its permissions") from None
-    return _parse(text, str(path), path.stem)
+        )
+    return _parse(toml_limits.read_text(path, "profile file"), str(path), path.stem)

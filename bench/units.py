@@ -11,16 +11,23 @@ import re
 from bench.errors import UserError
 
 _SUFFIX = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+MAX_SIZE = 1 << 60
+_MAX_SIZE_CHARS = 40
 _SIZE_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*", re.IGNORECASE)
 
 
 def parse_size(text: str, what: str = "size") -> int:
     """``"64M"`` -> 67108864. Raises UserError naming ``what`` on anything else."""
-    match = _SIZE_RE.fullmatch(str(text))
+    text = str(text)
+    if len(text) > _MAX_SIZE_CHARS:  # before float(): 400 digits would overflow to inf
+        raise UserError(f"{what} is {len(text)} characters long, too long for a size: e.g. 8, 1K, 64M, 16G")
+    match = _SIZE_RE.fullmatch(text)
     if not match:
         raise UserError(f"{what} {text!r} is not a size: use bytes or a K/M/G suffix, e.g. 8, 1K, 64M, 16G")
     number, suffix = match.groups()
     value = float(number) * _SUFFIX[suffix.upper()]
+    if value > MAX_SIZE:
+        raise UserError(f"{what} {text!r} is larger than any message or buffer (1 EiB at most)")
     if value != int(value):
         raise UserError(f"{what} {text!r} is not a whole number of bytes")
     return int(value)

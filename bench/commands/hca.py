@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -90,17 +91,17 @@ def main(args: argparse.Namespace) -> int:
     return run(config)
 
 
-def candidates(config: HcaConfig) -> list[hca.Candidate]:
-    """The ports to explain: ``--devices`` as given (state unknown), else every port sysfs shows."""
+def candidates(config: HcaConfig, tree: sysfs.Sysfs | None = None) -> list[hca.Candidate]:
+    """The ports to explain: ``--devices`` as given (state unknown), else every port sysfs (``tree``) shows."""
     if config.devices is not None:
         return [hca.Candidate(*hca.split_device(d)) for d in config.devices]
-    return [
-        hca.Candidate(p.device, p.port, p.state, p.link_layer, p.rate_gbps)
-        for p in sysfs.ib_ports(sysfs.Sysfs(config.sysfs_root))
-    ]
+    tree = tree or sysfs.Sysfs(config.sysfs_root)
+    return [hca.Candidate(p.device, p.port, p.state, p.link_layer, p.rate_gbps) for p in sysfs.ib_ports(tree)]
 
 
-def to_json(config: HcaConfig, result: hca.HcaExplanation) -> dict[str, Any]:
+def to_json(
+    config: HcaConfig, result: hca.HcaExplanation, problems: Sequence[sysfs.SysfsProblem] = ()
+) -> dict[str, Any]:
     """The JSON document ``--json`` prints."""
     parsed = result.parsed
     return {
@@ -123,11 +124,12 @@ def to_json(config: HcaConfig, result: hca.HcaExplanation) -> dict[str, Any]:
         ],
         "selected": result.selected,
         "warnings": [{"code": w.code, "message": w.message} for w in result.warnings],
-        "verdict": result.verdict,
+        "sysfs_problems": [{"path": p.path, "message": p.message} for p in problems],
+        "verdict": "damaged" if problems else result.verdict,
     }
 
 
-def render(config: HcaConfig, result: hca.HcaExplanation) -> str:
+def render(config: HcaConfig, result: hca.HcaExplanation, problems: Sequence[sysfs.SysfsProblem] = ()) -> str:
     """The text answer."""
     if result.value is None:
         head = "NCCL_IB_HCA is unset"
@@ -155,16 +157,24 @@ def render(config: HcaConfig, result: hca.HcaExplanation) -> str:
     if result.warnings:
         lines.append("warnings:")
         lines.extend(f"  - {w.message}" for w in result.warnings)
+    if problems:
+        lines.append("damaged sysfs entries (the ports above may be incomplete):")
+        lines.extend(f"  - {p.message}" for p in problems)
+        lines.append("verdict: DAMAGED: the sysfs tree could not be read in full")
+        return "\n".join(lines)
     verdict = {"ok": "OK", "warn": "WARN: probably not what you meant", "none": "NONE: NCCL finds no IB device"}
     lines.append(f"verdict: {verdict[result.verdict]}")
     return "\n".join(lines)
 
 
 def run(config: HcaConfig) -> int:
-    """Explain ``config.value`` and print the answer; 0 when it selects ports and looks right, else 1."""
-    result = hca.explain(config.value, candidates(config))
+    """Explain ``config.value`` and print the answer; 0 when it selects ports and looks right, else 1 (also
+    when the sysfs tree has damaged entries: the answer may then be missing ports)."""
+    tree = sysfs.Sysfs(config.sysfs_root)
+    result = hca.explain(config.value, candidates(config, tree))
+    problems = tree.problems
     if config.json:
-        sys.stdout.write(json.dumps(to_json(config, result), indent=2) + "\n")
+        sys.stdout.write(json.dumps(to_json(config, result, problems), indent=2) + "\n")
     else:
-        sys.stdout.write(render(config, result) + "\n")
-    return EXIT_PASS if result.verdict == "ok" else EXIT_FAIL
+        sys.stdout.write(render(config, result, problems) + "\n")
+    return EXIT_PASS if result.verdict == "ok" and not problems else EXIT_FAIL

@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from contextlib import closing
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal, TextIO
 
 from bench.errors import UserError
-from bench.history.store import add_run, default_history_path, list_runs, open_store
+from bench.history.store import add_run, default_history_path, list_runs, opened
 
 
 @dataclass(frozen=True)
@@ -72,7 +71,7 @@ def run(config: HistoryConfig, out: TextIO | None = None) -> int:
             run_id = add_run(config.history, run_dir)
             print(f"history: run {run_id} <- {run_dir}", file=out)
         return 0
-    with closing(open_store(config.history, create=False)) as conn:
+    with opened(config.history, create=False) as conn:
         runs = list_runs(conn, cluster=config.cluster, limit=config.limit)
     if config.as_json:
         for stored in runs:

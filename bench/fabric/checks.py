@@ -9,106 +9,21 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
-from typing import Any, ClassVar, Literal
 
 from bench.fabric import hca, nccl_evidence, nccl_log, sysfs, topology
+from bench.fabric.check_base import (
+    Check,
+    CheckResult,
+    Context,
+    IbVerbsCheck,
+    RailsFound,
+    Verdict,
+    listed,
+    majority,
+)
 from bench.fabric.nccl_evidence import device_matches
 from bench.profiles import Profile
-
-Status = Literal["pass", "warn", "fail", "skip"]
-Verdict = Literal["pass", "warn", "fail"]
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    """One line of the verdict table."""
-
-    check: str
-    status: Status
-    reason: str
-    """One line that names the device."""
-    device: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"check": self.check, "status": self.status, "reason": self.reason, "device": self.device}
-
-
-class Context:
-    """What the checks look at; sysfs is read once, lazily."""
-
-    def __init__(self, profile: Profile, root: Path, logs: Sequence[nccl_log.NcclLog], env: Mapping[str, str]) -> None:
-        self.profile = profile
-        self.sysfs = sysfs.Sysfs(root)
-        self.logs = tuple(logs)
-        self.env = env
-
-    @cached_property
-    def devices(self) -> list[sysfs.IbDevice]:
-        return sysfs.ib_devices(self.sysfs)
-
-    @cached_property
-    def ports(self) -> list[sysfs.IbPort]:
-        return [p for d in self.devices for p in d.ports]
-
-    @cached_property
-    def nets(self) -> list[sysfs.NetDevice]:
-        return sysfs.net_devices(self.sysfs)
-
-    @cached_property
-    def gpus(self) -> list[topology.Gpu]:
-        return topology.gpus(self.sysfs)
-
-    @cached_property
-    def rails(self) -> list[sysfs.IbPort]:
-        """Ports that are rails: not excluded, on the profile's link layer (any, when it names none)."""
-        return [p for p in self._candidates if self.profile.link_layer in (None, p.link_layer)]
-
-    @cached_property
-    def other_ports(self) -> list[sysfs.IbPort]:
-        """Ports that are neither excluded nor rails (a RoCE bond on an IB profile)."""
-        return [p for p in self._candidates if p not in self.rails]
-
-    @property
-    def _candidates(self) -> list[sysfs.IbPort]:
-        return [p for p in self.ports if not device_matches(p.name, self.profile.excluded_hcas)]
-
-
-def _names(items: Sequence[str], limit: int = 8) -> str:
-    return ", ".join(items[:limit]) + (f" and {len(items) - limit} more" if len(items) > limit else "")
-
-
-def _majority(values: Sequence[Any]) -> Any:
-    return Counter(values).most_common(1)[0][0] if values else None
-
-
-class Check:
-    """Base of the registry entries: a name, ``applies`` and ``run``."""
-
-    name: ClassVar[str]
-
-    def applies(self, ctx: Context) -> str | None:
-        """None when the check applies, else why it is skipped."""
-        return None
-
-    def run(self, ctx: Context) -> list[CheckResult]:
-        raise NotImplementedError
-
-    def result(self, status: Status, reason: str, device: str | None = None) -> CheckResult:
-        return CheckResult(self.name, status, reason, device)
-
-
-class IbVerbsCheck(Check):
-    """Base of checks that need RDMA devices on an IB/RoCE profile."""
-
-    def applies(self, ctx: Context) -> str | None:
-        if not ctx.profile.uses_ib_verbs:
-            return f"profile {ctx.profile.name} uses {ctx.profile.transport}, not IB verbs"
-        if not ctx.devices:
-            return f"no RDMA device under {ctx.sysfs.path('class', 'infiniband')}"
-        return None
 
 
 class RdmaDevices(Check):
@@ -124,7 +39,7 @@ class RdmaDevices(Check):
             where = ctx.sysfs.path("class", "infiniband")
             return [self.result("fail", f"no RDMA device under {where}: is the driver (mlx5_ib) loaded?")]
         names = [d.name for d in ctx.devices]
-        return [self.result("pass", f"{len(names)} RDMA devices: {_names(names, 12)}")]
+        return [self.result("pass", f"{len(names)} RDMA devices: {listed(names, 12)}")]
 
 
 class RailCount(IbVerbsCheck):
@@ -141,8 +56,8 @@ class RailCount(IbVerbsCheck):
             detail = "; ".join(
                 x
                 for x in (
-                    f"missing: {_names(missing)}" if missing else "",
-                    f"not {layer}: {_names(wrong)}" if wrong else "",
+                    f"missing: {listed(missing)}" if missing else "",
+                    f"not {layer}: {listed(wrong)}" if wrong else "",
                 )
                 if x
             )
@@ -150,21 +65,11 @@ class RailCount(IbVerbsCheck):
             found = f"found {len(rails)} {layer} rails, expected {profile.rail_count}"
             out.append(self.result("fail", found + (f" ({detail})" if detail else ""), device))
         else:
-            out.append(self.result("pass", f"{len(rails)} {layer} rails: {_names(rails)}"))
+            out.append(self.result("pass", f"{len(rails)} {layer} rails: {listed(rails)}"))
             for port in ctx.other_ports:
                 message = f"{port.name} is {port.link_layer}, not one of the {layer} rails"
                 out.append(self.result("warn", message, port.name))
         return out
-
-
-class RailsFound(IbVerbsCheck):
-    """Base of checks about the rails themselves: skipped when rail-count found none."""
-
-    def applies(self, ctx: Context) -> str | None:
-        why_not = super().applies(ctx)
-        if why_not is None and not ctx.rails:
-            return f"no {ctx.profile.link_layer or 'RDMA'} rail on this node (see rail-count)"
-        return why_not
 
 
 class RailPorts(RailsFound):
@@ -172,8 +77,8 @@ class RailPorts(RailsFound):
 
     def run(self, ctx: Context) -> list[CheckResult]:
         profile = ctx.profile
-        rate = profile.rail_rate_gbps or _majority([p.rate_gbps for p in ctx.rails if p.state == "ACTIVE"])
-        layer = profile.link_layer or _majority([p.link_layer for p in ctx.rails])
+        rate = profile.rail_rate_gbps or majority([p.rate_gbps for p in ctx.rails if p.state == "ACTIVE"])
+        layer = profile.link_layer or majority([p.link_layer for p in ctx.rails])
         out = []
         for port in ctx.rails:
             speed = f"{port.rate_gbps:g} Gb/s" if port.rate_gbps else "rate unknown"
@@ -213,11 +118,11 @@ class NcclIbHca(IbVerbsCheck):
         hint = f"; set NCCL_IB_HCA='{fix}'" if fix and fix != value else ""
         problems = []
         if excluded:
-            problems.append(f"NCCL would use {_names(excluded)}, which the profile excludes")
+            problems.append(f"NCCL would use {listed(excluded)}, which the profile excludes")
         if extra:
-            problems.append(f"NCCL would also use {_names(extra)}, not a rail")
+            problems.append(f"NCCL would also use {listed(extra)}, not a rail")
         if left_out:
-            problems.append(f"NCCL would leave out rail {_names(left_out)}")
+            problems.append(f"NCCL would leave out rail {listed(left_out)}")
         if problems:
             device = (excluded or extra or left_out)[0]
             return [self.result("fail", f"{said}: " + "; ".join(problems) + hint, device)]
@@ -244,20 +149,20 @@ class SocketIfname(Check):
                 guess = sysfs.ip_interface(ctx.nets)
                 wanted = f"={guess}" if guess else None
             advice = f"; recommended NCCL_SOCKET_IFNAME='{wanted}'" if wanted else ""
-            return [self.result("warn", f"NCCL_SOCKET_IFNAME unset: NCCL picks {_names(chosen) or 'nothing'}{advice}")]
+            return [self.result("warn", f"NCCL_SOCKET_IFNAME unset: NCCL picks {listed(chosen) or 'nothing'}{advice}")]
         chosen = hca.select_ifnames(value, up)
         said = f"NCCL_SOCKET_IFNAME='{hca.show(value)}'"
         if not chosen:
-            return [self.result("fail", f"{said} matches no interface that is up ({_names(up)})")]
+            return [self.result("fail", f"{said} matches no interface that is up ({listed(up)})")]
         bad = [n for n in chosen if n in ctx.profile.excluded_ifnames]
         if bad:
-            return [self.result("fail", f"{said} selects {_names(bad)}, which the profile excludes", bad[0])]
+            return [self.result("fail", f"{said} selects {listed(bad)}, which the profile excludes", bad[0])]
         if ctx.profile.socket_ifnames is not None:
             expected = hca.select_ifnames(ctx.profile.socket_ifnames, [n.name for n in ctx.nets])
             missing = [n for n in expected if n not in chosen]
             if missing:
-                return [self.result("fail", f"{said} leaves out rail {_names(missing)}", missing[0])]
-        return [self.result("pass", f"{said} selects {_names(chosen)}")]
+                return [self.result("fail", f"{said} leaves out rail {listed(missing)}", missing[0])]
+        return [self.result("pass", f"{said} selects {listed(chosen)}")]
 
 
 class SocketRails(Check):
@@ -275,7 +180,7 @@ class SocketRails(Check):
             names = list(profile.rail_names)
         else:
             names = hca.select_ifnames(profile.socket_ifnames or "", list(by_name))
-        speed = _majority([by_name[n].speed_mbps for n in names if n in by_name and by_name[n].speed_mbps])
+        speed = majority([by_name[n].speed_mbps for n in names if n in by_name and by_name[n].speed_mbps])
         out = []
         for name in names:
             dev = by_name.get(name)
@@ -312,11 +217,11 @@ class GpuCount(Check):
             out.append(self.result("fail", f"{len(gpus)} GPUs, expected {profile.gpus_per_node}"))
         if len(models) > 1:
             odd = [f"GPU{g.index} {g.model}" for g in gpus if g.model != models.most_common(1)[0][0]]
-            out.append(self.result("fail", f"mixed GPU models: {_names(odd)}", odd[0].split()[0]))
+            out.append(self.result("fail", f"mixed GPU models: {listed(odd)}", odd[0].split()[0]))
         if profile.gpu_model is not None:
             wrong = [f"GPU{g.index}" for g in gpus if profile.gpu_model.lower() not in g.model.lower()]
             if wrong:
-                out.append(self.result("fail", f"{_names(wrong)} not {profile.gpu_model} ({gpus[0].model})", wrong[0]))
+                out.append(self.result("fail", f"{listed(wrong)} not {profile.gpu_model} ({gpus[0].model})", wrong[0]))
         if not out:
             model = ", ".join(f"{n} x {m}" for m, n in models.items())
             out.append(self.result("pass", f"{len(gpus)} GPUs: {model} (from {gpus[0].source})"))
@@ -354,7 +259,7 @@ class GpuNicAffinity(Check):
             out.append(self.result("pass", f"every GPU has a rail NIC at PIX/PXB: {shown}"))
             shared = [n for n, c in Counter(a.nic for a in pairs).items() if c > 1]
             if shared and len(nics) >= len(pairs):
-                message = f"GPUs share rail NIC {_names(shared)} while other rails have no GPU"
+                message = f"GPUs share rail NIC {listed(shared)} while other rails have no GPU"
                 out.append(self.result("warn", message, shared[0]))
         return out
 
@@ -365,10 +270,10 @@ class FirmwareUniform(RailsFound):
     def run(self, ctx: Context) -> list[CheckResult]:
         rail_devices = {p.device for p in ctx.rails}
         fw = {d.name: d.fw_ver or "unknown" for d in ctx.devices if d.name in rail_devices}
-        common = _majority(list(fw.values()))
+        common = majority(list(fw.values()))
         odd = [f"{n} ({v})" for n, v in fw.items() if v != common]
         if odd:
-            return [self.result("warn", f"rail firmware differs from {common}: {_names(odd)}", odd[0].split()[0])]
+            return [self.result("warn", f"rail firmware differs from {common}: {listed(odd)}", odd[0].split()[0])]
         return [self.result("pass", f"all {len(fw)} rail HCAs run firmware {common}")]
 
 
@@ -388,6 +293,26 @@ class NcclLogEvidence(Check):
         return out
 
 
+class SysfsTree(Check):
+    """Entries of the sysfs tree that are not what sysfs holds (a FIFO, a device node, a symlink loop, a file
+    over a page, a number that is not one): each is a fail naming the path, since every other check's answer
+    about that device is then unfounded. A sound tree adds no line."""
+
+    name = "sysfs-tree"
+    shown = 8
+
+    def run(self, ctx: Context) -> list[CheckResult]:
+        # Read everything the other checks might not have (a socket profile never lists class/infiniband).
+        _ = ctx.devices, ctx.nets, ctx.gpus
+        problems = ctx.sysfs.problems
+        out = [self.result("fail", p.message, p.path) for p in problems[: self.shown]]
+        if len(problems) > self.shown:
+            out.append(
+                self.result("fail", f"and {len(problems) - self.shown} more damaged entries under {ctx.sysfs.root}")
+            )
+        return out
+
+
 REGISTRY: tuple[Check, ...] = (
     RdmaDevices(),
     RailCount(),
@@ -399,6 +324,7 @@ REGISTRY: tuple[Check, ...] = (
     GpuNicAffinity(),
     FirmwareUniform(),
     NcclLogEvidence(),
+    SysfsTree(),
 )
 """The checks, in the order they run and print."""
 

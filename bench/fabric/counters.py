@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from bench.fabric.finding import Finding
 from bench.fabric.nccl_evidence import device_matches
-from bench.fabric.sysfs import Sysfs, natural_key
+from bench.fabric.sysfs import U64_MAX, Sysfs, natural_key
 from bench.units import format_size
 
 IB_WORD_BYTES = 4
@@ -80,12 +80,12 @@ def _ib_readings(sysfs: Sysfs) -> Iterable[Reading]:
     for device in sysfs.listdir("class", "infiniband"):
         for port in sysfs.listdir("class", "infiniband", device, "ports"):
             base = ("class", "infiniband", device, "ports", port)
-            tx = sysfs.read_int(*base, "counters_ext", "port_xmit_data_64")
-            rx = sysfs.read_int(*base, "counters_ext", "port_rcv_data_64")
+            tx = sysfs.read_int(*base, "counters_ext", "port_xmit_data_64", maximum=U64_MAX)
+            rx = sysfs.read_int(*base, "counters_ext", "port_rcv_data_64", maximum=U64_MAX)
             extended = tx is not None and rx is not None
             if not extended:
-                tx = sysfs.read_int(*base, "counters", "port_xmit_data")
-                rx = sysfs.read_int(*base, "counters", "port_rcv_data")
+                tx = sysfs.read_int(*base, "counters", "port_xmit_data", maximum=U64_MAX)
+                rx = sysfs.read_int(*base, "counters", "port_rcv_data", maximum=U64_MAX)
             if tx is None or rx is None:
                 continue
             yield Reading(f"{device}:{port}", "ib", tx, rx, IB_WORD_BYTES, extended)
@@ -93,8 +93,8 @@ def _ib_readings(sysfs: Sysfs) -> Iterable[Reading]:
 
 def _net_readings(sysfs: Sysfs) -> Iterable[Reading]:
     for name in sysfs.listdir("class", "net"):
-        tx = sysfs.read_int("class", "net", name, "statistics", "tx_bytes")
-        rx = sysfs.read_int("class", "net", name, "statistics", "rx_bytes")
+        tx = sysfs.read_int("class", "net", name, "statistics", "tx_bytes", maximum=U64_MAX)
+        rx = sysfs.read_int("class", "net", name, "statistics", "rx_bytes", maximum=U64_MAX)
         if tx is None or rx is None:
             continue
         yield Reading(name, "net", tx, rx, 1, True)

@@ -3,7 +3,9 @@
 ``Sysfs(root)`` stands in for ``/sys``: tests and offline what-ifs point it at a fixture tree laid out as
 the kernel lays out ``/sys`` (``class/infiniband/<dev>/ports/<p>/{state,phys_state,rate,link_layer}``,
 ``class/infiniband/<dev>/device -> PCI device``, ``class/net/<if>/{operstate,speed,statistics/*}``,
-``bus/pci/devices/<addr>``). Nothing else in railbench opens a path under ``/sys`` itself.
+``bus/pci/devices/<addr>``). Nothing else in railbench opens a path under ``/sys`` itself: every read goes
+through ``Sysfs`` (``bench.fabric.sysfs_io``), which refuses what is not a regular file or a directory, reads
+at most a page, never blocks and never loops, and keeps what it refused as problems that name the path.
 """
 
 from __future__ import annotations
@@ -12,60 +14,24 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.bounded import parse_float, parse_int
+
+# Re-exported: callers import the helper from here.
+from bench.fabric.sysfs_io import Sysfs as Sysfs
+from bench.fabric.sysfs_io import SysfsProblem as SysfsProblem
+from bench.fabric.sysfs_io import natural_key as natural_key
+
+MAX_RATE_GBPS = 1e6
+"""Above any link a kernel reports (XDR is 800 Gb/s per port): a larger rate is a damaged tree."""
+MAX_SPEED_MBPS = 10**9
+"""``class/net/<if>/speed`` is in Mb/s; a petabit is past any interface."""
+U64_MAX = (1 << 64) - 1
+"""Byte and data counters are 64-bit at most."""
+
 PCI_ADDRESS = re.compile(r"^[0-9a-fA-F]{4,}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")
 _HOST_BRIDGE = re.compile(r"^pci[0-9a-fA-F]{4,}:[0-9a-fA-F]{2}$")
 _RATE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*Gb/sec(?:\s*\((.*)\))?")
 _STATE = re.compile(r"^\s*(\d+)\s*:\s*(\S+)")
-
-
-@dataclass(frozen=True)
-class Sysfs:
-    """The one path helper: every sysfs read goes through here."""
-
-    root: Path = Path("/sys")
-
-    def path(self, *parts: str) -> Path:
-        return self.root.joinpath(*parts)
-
-    def read(self, *parts: str) -> str | None:
-        """The file's text, stripped; None when it is absent or unreadable.
-
-        The kernel answers some attributes with an error instead of text (``speed`` of a link that is down
-        gives EINVAL), so an OSError means "no value", not a bug.
-        """
-        try:
-            return self.path(*parts).read_text(encoding="utf-8", errors="replace").strip()
-        except OSError:
-            return None
-
-    def read_int(self, *parts: str) -> int | None:
-        text = self.read(*parts)
-        if text is None:
-            return None
-        try:
-            return int(text, 0) if text.startswith("0x") else int(text)
-        except ValueError:
-            return None
-
-    def listdir(self, *parts: str) -> list[str]:
-        """Entry names, sorted naturally (mlx5_2 before mlx5_10); empty when the directory is absent."""
-        try:
-            names = [p.name for p in self.path(*parts).iterdir()]
-        except OSError:
-            return []
-        return sorted(names, key=natural_key)
-
-    def resolve(self, *parts: str) -> Path | None:
-        path = self.path(*parts)
-        try:
-            return path.resolve(strict=True)
-        except OSError:
-            return None
-
-
-def natural_key(name: str) -> tuple[object, ...]:
-    """Sort key that orders digits numerically: mlx5_2 < mlx5_10, eth2 < eth10."""
-    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
 
 
 def pci_chain(resolved: Path | None) -> tuple[str, ...]:
@@ -134,13 +100,15 @@ def _state(text: str | None) -> str:
     return match.group(2) if match else text.split()[-1]
 
 
-def _rate(text: str | None) -> float | None:
+def _rate(sysfs: Sysfs, parts: tuple[str, ...], text: str | None) -> float | None:
     match = _RATE.match(text or "")
-    return float(match.group(1)) if match else None
+    if not match:
+        return None
+    return sysfs.parse(parts, match.group(1), lambda t, w: parse_float(t, w, maximum=MAX_RATE_GBPS))
 
 
 def _numa(sysfs: Sysfs, *parts: str) -> int | None:
-    value = sysfs.read_int(*parts, "numa_node")
+    value = sysfs.read_int(*parts, "numa_node", sign="any")
     return value if value is not None and value >= 0 else None
 
 
@@ -161,14 +129,18 @@ def ib_devices(sysfs: Sysfs) -> list[IbDevice]:
     devices = []
     for name in sysfs.listdir("class", "infiniband"):
         base = ("class", "infiniband", name)
+        if not sysfs.is_dir(*base):  # a loop or a stray file: not a device (is_dir keeps the problem)
+            continue
         resolved = sysfs.resolve(*base, "device")
         netdevs = tuple(sysfs.listdir(*base, "device", "net"))
         ports = []
         for port_name in sysfs.listdir(*base, "ports"):
-            if not port_name.isdigit():
-                continue
-            port = int(port_name)
             pbase = (*base, "ports", port_name)
+            if not (port_name.isascii() and port_name.isdigit()) or not sysfs.is_dir(*pbase):
+                continue
+            port = sysfs.parse(pbase, port_name, lambda t, w: parse_int(t, w, sign="positive", maximum=255))
+            if port is None:
+                continue
             rate_text = sysfs.read(*pbase, "rate")
             ports.append(
                 IbPort(
@@ -176,7 +148,7 @@ def ib_devices(sysfs: Sysfs) -> list[IbDevice]:
                     port=port,
                     state=_state(sysfs.read(*pbase, "state")),
                     phys_state=_state(sysfs.read(*pbase, "phys_state")),
-                    rate_gbps=_rate(rate_text),
+                    rate_gbps=_rate(sysfs, (*pbase, "rate"), rate_text),
                     rate_text=rate_text,
                     link_layer=sysfs.read(*pbase, "link_layer") or "UNKNOWN",
                     netdev=_port_netdev(sysfs, name, port, netdevs),
@@ -238,14 +210,14 @@ def net_devices(sysfs: Sysfs) -> list[NetDevice]:
     out = []
     for name in sysfs.listdir("class", "net"):
         base = ("class", "net", name)
-        if sysfs.path(*base).is_file():  # class/net/bonding_masters is a file, not an interface
+        if not sysfs.is_dir(*base):  # class/net/bonding_masters is a file, not an interface
             continue
         resolved = sysfs.resolve(*base, "device")
-        speed = sysfs.read_int(*base, "speed")
+        speed = sysfs.read_int(*base, "speed", sign="any", maximum=MAX_SPEED_MBPS)
         slaves = tuple((sysfs.read(*base, "bonding", "slaves") or "").split())
         master = sysfs.resolve(*base, "master")
-        kind = _ARPHRD.get(sysfs.read_int(*base, "type") or 0, "other")
-        if sysfs.path(*base, "bonding").is_dir():
+        kind = _ARPHRD.get(sysfs.read_int(*base, "type", maximum=0xFFFF) or 0, "other")
+        if sysfs.is_dir(*base, "bonding"):
             kind = "bond"
         elif kind == "ether" and resolved is None:
             kind = "virtual"
@@ -254,8 +226,8 @@ def net_devices(sysfs: Sysfs) -> list[NetDevice]:
                 name=name,
                 operstate=sysfs.read(*base, "operstate") or "unknown",
                 speed_mbps=speed if speed is not None and speed > 0 else None,
-                tx_bytes=sysfs.read_int(*base, "statistics", "tx_bytes"),
-                rx_bytes=sysfs.read_int(*base, "statistics", "rx_bytes"),
+                tx_bytes=sysfs.read_int(*base, "statistics", "tx_bytes", maximum=U64_MAX),
+                rx_bytes=sysfs.read_int(*base, "statistics", "rx_bytes", maximum=U64_MAX),
                 pci_address=resolved.name if resolved and PCI_ADDRESS.match(resolved.name) else None,
                 numa_node=_numa(sysfs, *base, "device") if resolved else None,
                 kind=kind,

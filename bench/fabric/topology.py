@@ -18,8 +18,10 @@ with the same PCI device id.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from bench.fabric.sysfs import IbDevice, PciDevice, Sysfs, nvidia_gpus
@@ -77,7 +79,7 @@ def gpus(sysfs: Sysfs, *, use_torch: bool = True) -> list[Gpu]:
     """
     on_bus = nvidia_gpus(sysfs)
     names: dict[str, str] = {}
-    if use_torch and on_bus and sysfs.root.resolve() == Sysfs().root:
+    if use_torch and on_bus and Path(os.path.realpath(sysfs.root)) == Sysfs().root:  # realpath: no loop error
         names = _torch_names([dev.address for dev in on_bus])
     return named_gpus(on_bus, names)
 

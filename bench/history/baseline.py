@@ -15,14 +15,13 @@ gathered into their own ``BaselineSet``s, shown beside the verdict but never mix
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.errors import UserError
 from bench.history.records import MetricRecord, RunRecord, read_run
 from bench.history.runfacts import EnvironmentChange, environment_changes
-from bench.history.store import StoredRun, comparable_runs, metrics_of, open_store, run_id_of
+from bench.history.store import StoredRun, comparable_runs, metrics_of, opened, run_id_of
 
 
 @dataclass(frozen=True)
@@ -88,7 +87,7 @@ def from_history(history: Path, tonight: RunRecord, last: int, *, same_environme
     if not history.exists():
         empty = BaselineSet(tonight.nccl, (), {}, {})
         return Baselines(empty, (), description, (f"no history at {history} yet: every metric is new",))
-    with closing(open_store(history, create=False)) as conn:
+    with opened(history, create=False) as conn:
         candidates = comparable_runs(
             conn,
             cluster=tonight.cluster,

@@ -26,20 +26,33 @@ from typing import Any
 from bench.errors import UserError
 from bench.units import parse_size
 
+MAX_PATTERN_CHARS = 200
+"""A metric key is ``collective/scope/group/bytes``: a longer pattern is a mistake."""
+MAX_NOISE_K = 100.0
+MAX_RESOLUTION_GBPS = 1e6
+
+
+def _number(value: object) -> bool:
+    """An int or a finite float, not a bool (TOML's ``nan`` and ``inf`` are floats)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 _KEYS = ("default_threshold", "noise_k", "min_bytes", "min_runs", "noise_floor", "resolution_GBps", "rule")
 
 
 def parse_threshold(value: object, where: str) -> float:
     """``0.05`` or ``"5%"`` -> 0.05; UserError for anything that is not a fraction in (0, 1)."""
+    shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:40]}..."
     if isinstance(value, str) and value.strip().endswith("%"):
         try:
             value = float(value.strip()[:-1]) / 100.0
         except ValueError:
-            raise UserError(f'{where} = {value!r} is not a percentage: write e.g. "5%" or 0.05') from None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise UserError(f'{where} = {value!r} is not a number: write a fraction such as 0.05 or "5%"')
+            raise UserError(f'{where} = {shown} is not a percentage: write e.g. "5%" or 0.05') from None
+    if not _number(value):
+        raise UserError(f'{where} = {shown} is not a number: write a fraction such as 0.05 or "5%"')
+    assert isinstance(value, (int, float))  # for the type checker: _number said so
     if not 0.0 < value < 1.0:
-        raise UserError(f"{where} = {value!r} is not a fraction between 0 and 1: write 0.05 for 5%")
+        raise UserError(f"{where} = {shown} is not a fraction between 0 and 1: write 0.05 for 5%")
     return float(value)
 
 
@@ -53,8 +66,14 @@ class ThresholdRule:
     """Smallest relative drop (fraction) that can count as a regression for these metrics."""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.pattern, str):
+            raise UserError(f'[[compare.rule]] pattern = {self.pattern!r} must be a string: write e.g. "all_reduce/*"')
         if not self.pattern:
             raise UserError('a [[compare.rule]] has an empty pattern: write e.g. pattern = "all_reduce/*"')
+        if len(self.pattern) > MAX_PATTERN_CHARS:
+            raise UserError(
+                f"a [[compare.rule]] pattern is {len(self.pattern)} characters: {MAX_PATTERN_CHARS} at most"
+            )
         parse_threshold(self.threshold, f"[[compare.rule]] {self.pattern!r} threshold")
 
 
@@ -79,19 +98,21 @@ class CompareSettings:
 
     def __post_init__(self) -> None:
         parse_threshold(self.default_threshold, "[compare] default_threshold")
-        if isinstance(self.noise_k, bool) or not isinstance(self.noise_k, (int, float)) or not self.noise_k >= 0:
-            raise UserError(f"[compare] noise_k = {self.noise_k!r} must be a number >= 0, e.g. 3")
-        if not isinstance(self.min_bytes, int) or self.min_bytes < 0:
+        if not _number(self.noise_k) or not 0 <= self.noise_k <= MAX_NOISE_K:
+            raise UserError(f"[compare] noise_k = {self.noise_k!r} must be a number from 0 to {MAX_NOISE_K}, e.g. 3")
+        if isinstance(self.min_bytes, bool) or not isinstance(self.min_bytes, int) or self.min_bytes < 0:
             raise UserError(f'[compare] min_bytes = {self.min_bytes!r} must be a size >= 0, e.g. "1M"')
-        if isinstance(self.resolution_GBps, bool) or not isinstance(self.resolution_GBps, (int, float)):
+        if not _number(self.resolution_GBps):
             raise UserError(f"[compare] resolution_GBps = {self.resolution_GBps!r} must be a number, e.g. 0.01")
-        if isinstance(self.min_runs, bool) or not isinstance(self.min_runs, int) or self.min_runs < 1:
-            raise UserError(f"[compare] min_runs = {self.min_runs!r} must be a whole number >= 1, e.g. 5")
+        if isinstance(self.min_runs, bool) or not isinstance(self.min_runs, int) or not 1 <= self.min_runs <= 10**6:
+            raise UserError(f"[compare] min_runs = {self.min_runs!r} must be a whole number from 1 to 1000000, e.g. 5")
         floor = self.noise_floor
-        if isinstance(floor, bool) or not isinstance(floor, (int, float)) or not 0 <= floor < 1:
+        if not _number(floor) or not 0 <= floor < 1:
             raise UserError(f"[compare] noise_floor = {floor!r} must be a fraction in [0, 1), e.g. 0.01")
-        if self.resolution_GBps < 0:
-            raise UserError(f"[compare] resolution_GBps = {self.resolution_GBps!r} must be >= 0")
+        if not 0 <= self.resolution_GBps <= MAX_RESOLUTION_GBPS:
+            raise UserError(
+                f"[compare] resolution_GBps = {self.resolution_GBps!r} must be from 0 to {MAX_RESOLUTION_GBPS:g}"
+            )
 
     def threshold_for(self, metric_key: str) -> float:
         """The threshold of one metric: the first matching rule's, else the default."""
@@ -115,11 +136,19 @@ class CompareSettings:
         if not isinstance(rules, list) or not all(isinstance(r, Mapping) for r in rules):
             raise UserError("compare.rule must be an array of tables: write [[compare.rule]] blocks")
         parsed = []
-        for rule in rules:
+        for number, rule in enumerate(rules, start=1):
             if set(rule) != {"pattern", "threshold"}:
-                raise UserError(f"[[compare.rule]] {dict(rule)!r} needs exactly pattern and threshold")
-            where = f"[[compare.rule]] {rule['pattern']!r} threshold"
-            parsed.append(ThresholdRule(str(rule["pattern"]), parse_threshold(rule["threshold"], where)))
+                keys = ", ".join(sorted(str(k)[:40] for k in rule)) or "none"
+                raise UserError(
+                    f"[[compare.rule]] number {number} has keys {keys}: it needs exactly pattern and threshold"
+                )
+            pattern = rule["pattern"]
+            if not isinstance(pattern, str):
+                raise UserError(
+                    f'[[compare.rule]] number {number}: pattern = {pattern!r:.40} must be a string, e.g. "sendrecv/*"'
+                )
+            where = f"[[compare.rule]] {pattern[:60]!r} threshold"
+            parsed.append(ThresholdRule(pattern, parse_threshold(rule["threshold"], where)))
         min_bytes = table.get("min_bytes", 0)
         return cls(
             default_threshold=parse_threshold(table.get("default_threshold", 0.05), "[compare] default_threshold"),

@@ -26,7 +26,9 @@ network filesystem (NFS, Lustre, ...) cannot give; there the store uses a rollba
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import stat
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager
@@ -34,6 +36,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.errors import InfraError, UserError
+
+# The read side lives in queries.py; these names are part of the store's interface.
+from bench.history.queries import StoredRun as StoredRun
+from bench.history.queries import comparable_runs as comparable_runs
+from bench.history.queries import list_runs as list_runs
+from bench.history.queries import metrics_of as metrics_of
+from bench.history.queries import run_id_of as run_id_of
 from bench.history.records import MetricRecord, RunRecord, read_run
 
 BUSY_TIMEOUT_S = 120.0
@@ -174,32 +183,104 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def open_store(path: Path | str, *, create: bool = True) -> sqlite3.Connection:
-    """A connection to the history at ``path``, created and migrated as needed. Close it when done."""
-    path = Path(path)
-    if not path.exists():
+def _store_error(path: Path, exc: sqlite3.Error) -> Exception:
+    """What a SQLite error on the history means to the user: one line, exit 2 (3 for a lock held too long)."""
+    text = str(exc)
+    if "locked" in text or "busy" in text:
+        return InfraError(f"history {path} stayed locked for {BUSY_TIMEOUT_S:.0f} s by another writer")
+    if "readonly" in text or "read-only" in text:
+        return UserError(f"history {path} is read-only ({text}): fix its permissions, or pass another --history")
+    if "not a database" in text:
+        return UserError(f"{path} is not a railbench history ({text}): pass another --history")
+    if isinstance(exc, sqlite3.DatabaseError) and any(word in text for word in _DAMAGED):
+        return UserError(
+            f"history {path} is damaged ({text}): restore it from a backup, or rebuild it with "
+            f"'sqlite3 {path} .recover', or pass another --history"
+        )
+    return UserError(f"{path} is not a railbench history ({text}): pass another --history")
+
+
+_DAMAGED = ("malformed", "corrupt", "disk I/O", "quick_check")
+
+
+def _check_intact(conn: sqlite3.Connection) -> None:
+    """``PRAGMA quick_check``: a damaged page must never be read as an intact history.
+
+    O(size of the file) and without the index cross-checks of ``integrity_check``: well under a second for
+    years of nightly runs.
+    """
+    rows = conn.execute("PRAGMA quick_check(1)").fetchall()
+    if rows != [("ok",)]:
+        first = " ".join(str(rows[0][0]).split()) if rows else "no answer"
+        raise sqlite3.DatabaseError(f"quick_check: {first[:200]}")
+
+
+def _check_path(path: Path, *, create: bool, write: bool) -> None:
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
         if not create:
-            raise UserError(f"no history at {path}: add runs with 'railbench history add RUN_DIR' or pass --history")
-        path.parent.mkdir(parents=True, exist_ok=True)
+            raise UserError(
+                f"no history at {path}: add runs with 'railbench history add RUN_DIR' or pass --history"
+            ) from None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"history {path} cannot be created ({exc.strerror}): pass another --history") from None
+        return
+    except OSError as exc:
+        raise UserError(f"history {path} cannot be opened ({exc.strerror}): check the path") from None
+    if not stat.S_ISREG(mode):  # a FIFO would block SQLite's first read for good
+        raise UserError(f"history {path} is not a regular file: pass a .sqlite file as --history")
+    if write and not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK)):
+        where = path if not os.access(path, os.W_OK) else path.parent
+        raise UserError(
+            f"history {path} is read-only ({where} is not writable): fix its permissions, or pass another --history"
+        )
+
+
+def open_store(path: Path | str, *, create: bool = True, write: bool = False) -> sqlite3.Connection:
+    """A connection to the history at ``path``, created and migrated as needed. Close it when done.
+
+    A store that is not a regular file, is read-only while ``write`` is asked for, or fails SQLite's
+    ``quick_check`` is refused with one line (UserError).
+    """
+    path = Path(path)
+    _check_path(path, create=create, write=write)
     try:
         # isolation_level=None: we issue BEGIN/COMMIT ourselves (see ``transaction``).
         conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-    except sqlite3.OperationalError as exc:
+    except sqlite3.Error as exc:
         raise UserError(f"cannot open history {path} ({exc}): check the path and its permissions") from None
     try:
+        _check_intact(conn)
         conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute(f"PRAGMA journal_mode = {journal_mode_for(path, _mounts()).upper()}")
+        try:
+            conn.execute(f"PRAGMA journal_mode = {journal_mode_for(path, _mounts()).upper()}")
+        except sqlite3.OperationalError as exc:
+            if write or "readonly" not in str(exc):
+                raise
         conn.execute("PRAGMA synchronous = FULL")
         _migrate(conn, path)
-    except sqlite3.DatabaseError as exc:
+    except sqlite3.Error as exc:
         conn.close()
-        if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
-            raise InfraError(f"history {path} stayed locked for {BUSY_TIMEOUT_S:.0f} s by another writer") from None
-        raise UserError(f"{path} is not a railbench history ({exc}): pass another --history") from None
+        raise _store_error(path, exc) from None
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+@contextmanager
+def opened(path: Path | str, *, create: bool = True, write: bool = False) -> Iterator[sqlite3.Connection]:
+    """``open_store`` for the length of a ``with`` block, closed after it; a SQLite error inside the block
+    (damage that ``quick_check`` cannot see, a write to a store that turned read-only) is one line too."""
+    path = Path(path)
+    with closing(open_store(path, create=create, write=write)) as conn:
+        try:
+            yield conn
+        except sqlite3.Error as exc:
+            raise _store_error(path, exc) from None
 
 
 def write_run(conn: sqlite3.Connection, run: RunRecord, metrics: Sequence[MetricRecord]) -> int:
@@ -264,137 +345,5 @@ def add_run(history_path: Path | str, run_dir: Path | str) -> int:
     their end unless ``--no-history``.
     """
     run, metrics = read_run(run_dir)
-    with closing(open_store(history_path)) as conn:
+    with opened(history_path, write=True) as conn:
         return write_run(conn, run, metrics)
-
-
-@dataclass(frozen=True)
-class StoredRun:
-    """A run as the history lists it."""
-
-    id: int
-    run_key: str
-    run_dir: str
-    time_utc: str
-    cluster: str
-    profile: str | None
-    command: str
-    status: str
-    verdict: str | None
-    node_hash: str
-    nnodes: int
-    nranks: int
-    nccl: str | None
-    metrics: int
-    kind: str | None = None
-    environment: str | None = None
-    """JSON (``bench.history.runfacts.run_environment``); None for runs added before schema 3."""
-    hosts: str = "[]"
-
-    @property
-    def host_names(self) -> tuple[str, ...]:
-        names = json.loads(self.hosts or "[]")
-        return tuple(str(h) for h in names) if isinstance(names, list) else ()
-
-    @property
-    def environment_facts(self) -> dict[str, object]:
-        """The stored environment; runs added before schema 3 know their NCCL version and hosts only."""
-        try:
-            facts = json.loads(self.environment or "{}")
-        except json.JSONDecodeError:
-            facts = {}
-        if not isinstance(facts, dict):
-            facts = {}
-        facts.setdefault("nccl", self.nccl)
-        facts.setdefault("hosts", list(self.host_names))
-        return facts
-
-
-_RUN_COLUMNS = (
-    "id, run_key, run_dir, time_utc, cluster, profile, command, status, verdict, node_hash, nnodes, nranks, nccl"
-)
-_MORE_COLUMNS = "kind, environment, hosts"
-
-
-def list_runs(conn: sqlite3.Connection, *, cluster: str | None = None, limit: int | None = None) -> list[StoredRun]:
-    """Runs, newest first, with their metric counts."""
-    where, params = ("WHERE cluster = ?", [cluster]) if cluster else ("", [])
-    sql = (
-        f"SELECT {_RUN_COLUMNS}, (SELECT COUNT(*) FROM metrics WHERE run_id = runs.id), {_MORE_COLUMNS} "
-        f"FROM runs {where} "
-        "ORDER BY time_utc DESC, id DESC"
-    )
-    if limit is not None:
-        sql += f" LIMIT {int(limit)}"
-    return [StoredRun(*row) for row in conn.execute(sql, params)]
-
-
-def run_id_of(conn: sqlite3.Connection, run_key: str) -> int | None:
-    """The id of a stored run (its place in the import order), None when it is not in the history."""
-    row = conn.execute("SELECT id FROM runs WHERE run_key = ?", (run_key,)).fetchone()
-    return None if row is None else int(row[0])
-
-
-def comparable_runs(
-    conn: sqlite3.Connection,
-    *,
-    cluster: str,
-    nranks: int,
-    nnodes: int,
-    kind: str,
-    command: str,
-    before_utc: str,
-    before_id: int | None = None,
-    node_hash: str | None = None,
-    exclude_key: str = "",
-) -> list[StoredRun]:
-    """Runs of the same kind on the same cluster, nnodes and nranks, before tonight, newest first.
-
-    "Before" is an earlier start time, or the same start time and an earlier place in the history (``id``);
-    a run not in the history yet (``before_id`` None) comes after every run with its start time. The node
-    set matters only when ``node_hash`` is given. Runs added before schema 3 (no kind) match by command.
-    Runs whose status is ``failed`` are left out: they measured nothing trustworthy.
-    """
-    sql = (
-        f"SELECT {_RUN_COLUMNS}, 0, {_MORE_COLUMNS} FROM runs WHERE cluster = ? AND nranks = ? AND nnodes = ? "
-        "AND (kind = ? OR (kind IS NULL AND command = ?)) "
-        "AND (time_utc < ? OR (time_utc = ? AND (? IS NULL OR id < ?))) "
-        "AND run_key != ? AND status != 'failed'"
-    )
-    params: list[object] = [cluster, nranks, nnodes, kind, command, before_utc, before_utc, before_id, before_id]
-    params.append(exclude_key)
-    if node_hash is not None:
-        sql += " AND node_hash = ?"
-        params.append(node_hash)
-    rows = conn.execute(sql + " ORDER BY time_utc DESC, id DESC", params)
-    return [StoredRun(*row) for row in rows]
-
-
-def metrics_of(conn: sqlite3.Connection, run_ids: Sequence[int]) -> dict[int, list[MetricRecord]]:
-    """The metrics of the given runs, by run id."""
-    out: dict[int, list[MetricRecord]] = {run_id: [] for run_id in run_ids}
-    for start in range(0, len(run_ids), 500):  # stay under SQLite's bound-parameter limit
-        chunk = list(run_ids[start : start + 500])
-        marks = ",".join("?" * len(chunk))
-        for row in conn.execute(
-            "SELECT run_id, collective, scope, grp, bytes, nranks, busbw_GBps, algbw_GBps, time_us, wrong, failed, "
-            f"samples FROM metrics WHERE run_id IN ({marks})",
-            chunk,
-        ):
-            collective, scope, group, size, nranks, busbw, algbw, time_us, wrong = row[1:10]
-            out[row[0]].append(
-                MetricRecord(
-                    collective,
-                    scope,
-                    group,
-                    size,
-                    nranks,
-                    busbw,
-                    algbw,
-                    time_us,
-                    wrong,
-                    failed=bool(row[10]),
-                    samples=row[11],
-                )
-            )
-    return out

@@ -66,7 +66,7 @@ def check_history(history: Path | None, no_history: bool, default: Path) -> None
         if not os.access(path, os.R_OK | os.W_OK):
             raise UserError(f"history {path} is not writable: fix its permissions, pass --history or --no-history")
         try:
-            open_store(path, create=False).close()
+            open_store(path, create=False, write=True).close()
         except sqlite3.Error as exc:
             raise UserError(f"history {path} cannot be opened ({exc}): pass --history or --no-history") from None
 

@@ -1,0 +1,119 @@
+"""The framework of ``railbench check``'s registry: results, the context the checks read, and base classes.
+
+The concrete checks and their order live in ``bench.fabric.checks``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from bench.fabric import nccl_log, sysfs, topology
+from bench.fabric.nccl_evidence import device_matches
+from bench.profiles import Profile
+
+Status = Literal["pass", "warn", "fail", "skip"]
+Verdict = Literal["pass", "warn", "fail"]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One line of the verdict table."""
+
+    check: str
+    status: Status
+    reason: str
+    """One line that names the device."""
+    device: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"check": self.check, "status": self.status, "reason": self.reason, "device": self.device}
+
+
+class Context:
+    """What the checks look at; sysfs is read once, lazily."""
+
+    def __init__(self, profile: Profile, root: Path, logs: Sequence[nccl_log.NcclLog], env: Mapping[str, str]) -> None:
+        self.profile = profile
+        self.sysfs = sysfs.Sysfs(root)
+        self.logs = tuple(logs)
+        self.env = env
+
+    @cached_property
+    def devices(self) -> list[sysfs.IbDevice]:
+        return sysfs.ib_devices(self.sysfs)
+
+    @cached_property
+    def ports(self) -> list[sysfs.IbPort]:
+        return [p for d in self.devices for p in d.ports]
+
+    @cached_property
+    def nets(self) -> list[sysfs.NetDevice]:
+        return sysfs.net_devices(self.sysfs)
+
+    @cached_property
+    def gpus(self) -> list[topology.Gpu]:
+        return topology.gpus(self.sysfs)
+
+    @cached_property
+    def rails(self) -> list[sysfs.IbPort]:
+        """Ports that are rails: not excluded, on the profile's link layer (any, when it names none)."""
+        return [p for p in self._candidates if self.profile.link_layer in (None, p.link_layer)]
+
+    @cached_property
+    def other_ports(self) -> list[sysfs.IbPort]:
+        """Ports that are neither excluded nor rails (a RoCE bond on an IB profile)."""
+        return [p for p in self._candidates if p not in self.rails]
+
+    @property
+    def _candidates(self) -> list[sysfs.IbPort]:
+        return [p for p in self.ports if not device_matches(p.name, self.profile.excluded_hcas)]
+
+
+def listed(items: Sequence[str], limit: int = 8) -> str:
+    return ", ".join(items[:limit]) + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def majority(values: Sequence[Any]) -> Any:
+    return Counter(values).most_common(1)[0][0] if values else None
+
+
+class Check:
+    """Base of the registry entries: a name, ``applies`` and ``run``."""
+
+    name: ClassVar[str]
+
+    def applies(self, ctx: Context) -> str | None:
+        """None when the check applies, else why it is skipped."""
+        return None
+
+    def run(self, ctx: Context) -> list[CheckResult]:
+        raise NotImplementedError
+
+    def result(self, status: Status, reason: str, device: str | None = None) -> CheckResult:
+        return CheckResult(self.name, status, reason, device)
+
+
+class IbVerbsCheck(Check):
+    """Base of checks that need RDMA devices on an IB/RoCE profile."""
+
+    def applies(self, ctx: Context) -> str | None:
+        if not ctx.profile.uses_ib_verbs:
+            return f"profile {ctx.profile.name} uses {ctx.profile.transport}, not IB verbs"
+        if not ctx.devices:
+            return f"no RDMA device under {ctx.sysfs.path('class', 'infiniband')}"
+        return None
+
+
+class RailsFound(IbVerbsCheck):
+    """Base of checks about the rails themselves: skipped when rail-count found none."""
+
+    def applies(self, ctx: Context) -> str | None:
+        why_not = super().applies(ctx)
+        if why_not is None and not ctx.rails:
+            return f"no {ctx.profile.link_layer or 'RDMA'} rail on this node (see rail-count)"
+        return why_not

@@ -1,0 +1,232 @@
+"""Property tests for the readers of issue 12's part B: the sysfs tree, profile TOML and NCCL_IB_HCA.
+
+On any input each returns a result or raises railbench's own input error (``UserError``, exit 2), never
+another exception, and within a generous time bound per KiB of input (the CI box is a noisy shared 2-core
+machine). The inputs that found each bug are kept as explicit ``@example`` seeds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from bench.errors import UserError
+from bench.fabric import checks, counters, hca
+from bench.fabric.sysfs import Sysfs, ib_devices, net_devices, nvidia_gpus
+from bench.profiles import load_profile
+from tests import fabric_trees
+
+FIXED_S = 3.0
+PER_KIB_S = 0.25
+"""Seconds allowed per KiB of input on top of FIXED_S: two orders of magnitude above what linear code needs."""
+
+SETTINGS = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
+
+
+def _within_bound(started: float, nbytes: int) -> None:
+    elapsed = time.monotonic() - started
+    assert elapsed < FIXED_S + PER_KIB_S * nbytes / 1024, f"{elapsed:.2f} s for {nbytes} bytes"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# NCCL_IB_HCA
+
+_HCA_ALPHABET = st.sampled_from(["^", "=", ",", ":", "mlx5_", "0", "1", "9" * 30, " ", "é", "\x00", "-", "+", "_"])
+_HCA_VALUES = st.one_of(st.text(max_size=300), st.lists(_HCA_ALPHABET, max_size=200).map("".join))
+
+
+@SETTINGS
+@given(value=st.one_of(st.none(), _HCA_VALUES), devices=st.lists(st.text(max_size=20), max_size=6))
+@example(value="mlx5_0:" + "9" * 5000, devices=["mlx5_0:1"])  # int() refused 4,300 digits: ValueError
+@example(value="^=mlx5_8,^=mlx5_14,=^x:" + "-" + "9" * 5000, devices=[])
+@example(value="," * 10_000 + "a:" * 10_000, devices=["a:1"])
+def test_nccl_ib_hca_any_value_gives_an_answer(value: str | None, devices: list[str]) -> None:
+    started = time.monotonic()
+    candidates = []
+    for device in devices:
+        with contextlib.suppress(UserError):  # a device that is not NAME:PORT is refused, and so skipped
+            candidates.append(hca.Candidate(*hca.split_device(device)))
+    result = hca.explain(value, candidates)
+    assert set(result.selected) <= {c.name for c in candidates}
+    assert hca.describe(result.parsed)
+    for warning in result.warnings:
+        assert "\n" not in warning.message
+    _within_bound(started, len(value or "") + sum(map(len, devices)))
+
+
+@SETTINGS
+@given(port=st.text(alphabet="0123456789+- \t", max_size=6000))
+@example(port="9" * 5000)
+@example(port="-" + "0" * 4000 + "1")
+def test_c_atoi_is_total_and_32_bit(port: str) -> None:
+    assert -(1 << 31) <= hca.c_atoi(port) < 1 << 31
+
+
+# ---------------------------------------------------------------------------------------------------------
+# profile TOML
+
+_TOKENS = st.sampled_from(
+    [
+        "[", "]", "{", "}", "[[", "]]", "=", ",", ".", '"', "'", '"""', "'''", "#", "\n", " ", "\\",
+        "name", "transport", '"ib"', '"socket"', "rails", "compare", "compare.rule", "report", "rate_gbps",
+        "node_target_gbps", "nvlink_targets_gbps", "all_reduce", "pattern", "threshold", "min_bytes", "noise_k",
+        "count", "gpus_per_node", "pass_fraction", "judge_min_bytes", '"1M"', '"5%"', "true",
+        "0", "1", "-1", "0.9", "400", "nan", "inf", "-inf", "1e308", "1e999", "9" * 5000, "0x" + "f" * 100,
+    ]
+)  # fmt: skip
+_NESTED = st.tuples(st.integers(0, 6000), st.sampled_from(["[", "{a = ", "[{b = "])).map(
+    lambda pair: "x = " + pair[1] * pair[0] + "1" + ("]" * pair[0] if pair[1] == "[" else "")
+)
+_HEADER = 'name = "p"\ntransport = "socket"\n'
+
+
+@pytest.fixture(scope="module")
+def profile_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("profiles")
+
+
+@SETTINGS
+@given(body=st.one_of(st.lists(_TOKENS, max_size=120).map("".join), _NESTED, st.text(max_size=2000)))
+@example(body="node_target_gbps = " + "[" * 5000 + "]" * 5000)  # RecursionError with a 3,000-line traceback
+@example(body="[report]\nx = " + "{a = " * 5000 + "1" + "}" * 5000)
+@example(body="node_target_gbps = nan")  # accepted as a target
+@example(body="[rails]\nrate_gbps = inf")
+@example(body="nvlink_target_gbps = 1e308")
+@example(body="[[compare.rule]]\npattern = 5\nthreshold = 0.1")  # accepted as a rule
+@example(body="gpus_per_node = " + "9" * 5000)  # ValueError from tomllib
+@example(body="[a" + " " * 100_000 + "b")  # quadratic line finder
+def test_profile_text_gives_a_profile_or_one_line(profile_dir: Path, body: str) -> None:
+    path = profile_dir / "p.toml"
+    text = _HEADER + body + "\n"
+    path.write_text(text, encoding="utf-8", errors="surrogatepass")
+    started = time.monotonic()
+    try:
+        profile = load_profile(str(path))
+    except UserError as exc:
+        assert "\n" not in str(exc) and len(str(exc)) < 2000, str(exc)[:300]
+    else:
+        for rate in (profile.node_target_gbps, profile.nvlink_target_gbps, profile.rail_rate_gbps):
+            assert rate is None or 0 < rate <= 1e6
+    _within_bound(started, len(text.encode("utf-8", "surrogatepass")))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# sysfs tree
+
+_PARTS = st.sampled_from(
+    [
+        "class", "infiniband", "net", "mlx5_0", "mlx5_1", "eth0", "bond0", "ports", "1", "2", "rate", "state",
+        "phys_state", "link_layer", "device", "numa_node", "counters", "port_xmit_data", "port_rcv_data",
+        "statistics", "tx_bytes", "rx_bytes", "speed", "type", "operstate", "bus", "pci", "devices",
+        "0000:01:00.0", "vendor", "device", "bonding", "slaves", "gid_attrs", "ndevs", "0", "module", "nvidia",
+        "version", "fw_ver", "master", "dev_port",
+    ]
+)  # fmt: skip
+_CONTENT = st.one_of(
+    st.sampled_from(
+        ["4: ACTIVE", "400 Gb/sec (4X NDR)", "InfiniBand", "0x10de", "0x030200", "-1", "up", "1", "772",
+         "9" * 4000, "1e999 Gb/sec", "nan", "0x", "", "\xff\xfe", "9" * 400 + " Gb/sec"]
+    ),
+    st.text(max_size=64),
+)  # fmt: skip
+_KINDS = st.sampled_from(["file", "dir", "link", "self-link", "fifo", "dev-zero", "big"])
+_ENTRIES = st.lists(
+    st.tuples(st.lists(_PARTS, min_size=1, max_size=7), _KINDS, _CONTENT, st.lists(_PARTS, min_size=1, max_size=5)),
+    max_size=40,
+)
+
+
+def _make(root: Path, parts: list[str], kind: str, content: str, target: list[str]) -> int:
+    """Create one entry (missing parents as directories); returns the bytes written. Impossible ones are
+    skipped: a parent that is a file, a name already taken."""
+    path = root.joinpath(*parts)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if kind == "file":
+            data = content.encode("utf-8", "surrogatepass")
+            path.write_bytes(data)
+            return len(data)
+        if kind == "big":
+            path.write_bytes(b"7" * 9000)
+            return 9000
+        if kind == "dir":
+            path.mkdir(exist_ok=True)
+        elif kind == "link":
+            path.symlink_to(root.joinpath(*target))
+        elif kind == "self-link":
+            path.symlink_to(path.name)
+        elif kind == "fifo":
+            os.mkfifo(path)
+        elif kind == "dev-zero":
+            path.symlink_to("/dev/zero")
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def _read_everything(root: Path) -> None:
+    tree = Sysfs(root)
+    ib_devices(tree), net_devices(tree), nvidia_gpus(tree)
+    for problem in tree.problems:
+        assert "\n" not in problem.message
+    counters.snapshot(root)
+    results = checks.run_checks(load_profile("lambda-1cc"), root, (), {"NCCL_IB_HCA": "^=mlx5_0"})
+    checks.verdict(results)
+
+
+@SETTINGS
+@given(entries=_ENTRIES)
+@example(entries=[(["class", "infiniband", "mlx5_0"], "self-link", "", ["x"])])  # RuntimeError: loop
+@example(entries=[(["class", "net", "eth0"], "self-link", "", ["x"])])
+@example(entries=[(["class", "infiniband", "mlx5_0", "ports", "1", "rate"], "fifo", "", ["x"])])  # hung
+@example(entries=[(["class", "infiniband", "mlx5_0", "ports", "1", "rate"], "dev-zero", "", ["x"])])  # no limit
+def test_any_sysfs_tree_is_read_without_error(
+    tmp_path: Path, entries: list[tuple[list[str], str, str, list[str]]]
+) -> None:
+    root = tmp_path / f"t{time.monotonic_ns()}"
+    root.mkdir()
+    written = sum(_make(root, *entry) for entry in entries)
+    started = time.monotonic()
+    _read_everything(root)
+    _within_bound(started, written)
+    shutil.rmtree(root)
+
+
+@pytest.fixture(scope="module")
+def healthy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return fabric_trees.build(tmp_path_factory.mktemp("healthy") / "sys", fabric_trees.healthy_1cc())
+
+
+def _files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+@SETTINGS
+@given(data=st.data())
+def test_a_healthy_tree_with_damage_is_read_without_error(tmp_path: Path, healthy: Path, data: st.DataObject) -> None:
+    root = tmp_path / f"t{time.monotonic_ns()}"
+    shutil.copytree(healthy, root, symlinks=True)
+    files = _files(root)
+    written = 0
+    for _ in range(data.draw(st.integers(1, 6))):
+        victim = Path(data.draw(st.sampled_from(files)))
+        target = root / victim
+        if target.is_dir() and not target.is_symlink():  # an earlier draw made it a directory
+            shutil.rmtree(target)
+        else:
+            target.unlink(missing_ok=True)
+        kind = data.draw(_KINDS.filter(lambda k: k != "link"))
+        written += _make(root, list(victim.parts), kind, data.draw(_CONTENT), ["x"])
+    started = time.monotonic()
+    _read_everything(root)
+    _within_bound(started, written)
+    shutil.rmtree(root)
