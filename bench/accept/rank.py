@@ -26,6 +26,7 @@ from bench.fabric import checks, cluster
 from bench.fabric.checks import CheckResult
 from bench.fabric.cluster import NodeReport
 from bench.measure.targets import judge_min_bytes
+from bench.profiles import Profile
 from bench.rails import output
 from bench.rails import rank as rails_rank
 from bench.rails.config import RailsSettings
@@ -70,7 +71,7 @@ def run_rank(config: AcceptConfig, info: RankInfo) -> int:
     )  # fmt: skip
 
 
-def _node_checks(profile: Any, ctx: DistContext) -> list[NodeReport] | None:
+def _node_checks(profile: Profile, ctx: DistContext) -> list[NodeReport] | None:
     """Every node's preflight report on rank 0 (one per node: its local rank 0 speaks), None elsewhere."""
     report = None
     if ctx.info.local_rank == 0:
@@ -82,7 +83,7 @@ def _node_checks(profile: Any, ctx: DistContext) -> list[NodeReport] | None:
     return [NodeReport.from_json(doc) for doc in gathered if doc is not None]
 
 
-def _accept(config: AcceptConfig, settings: RailsSettings, profile: Any, ctx: DistContext) -> int:
+def _accept(config: AcceptConfig, settings: RailsSettings, profile: Profile, ctx: DistContext) -> int:
     rank = ctx.info.rank
     cluster_name = config.cluster or default_cluster_name(ctx.hosts[0])
     out_dir = ctx.out_dir or Path(
@@ -181,7 +182,7 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
-def sweep_cases(rows: Sequence[Mapping[str, Any]], meta: Mapping[str, Any], profile: Any) -> list[Case]:
+def sweep_cases(rows: Sequence[Mapping[str, Any]], meta: Mapping[str, Any], profile: Profile) -> list[Case]:
     """One testcase per world collective (judged as ``railbench run`` judges it), and one for its counters."""
     world = [r for r in rows if r.get("scope") == "world"]
     cases = []

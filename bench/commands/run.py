@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.commands.flags import Given, refuse_two_step_rules
@@ -28,7 +29,7 @@ from bench.sweep.rank import run_rank
 from bench.units import parse_size
 
 
-def _size(flag: str):  # type: ignore[no-untyped-def]
+def _size(flag: str) -> Callable[[str], int]:
     return lambda text: parse_size(text, flag)
 
 

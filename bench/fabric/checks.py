@@ -257,7 +257,7 @@ class GpuNicAffinity(Check):
         if not far:
             shown = ", ".join(f"GPU{a.gpu.index}->{a.nic} {a.distance}" for a in pairs)
             out.append(self.result("pass", f"every GPU has a rail NIC at PIX/PXB: {shown}"))
-            shared = [n for n, c in Counter(a.nic for a in pairs).items() if c > 1]
+            shared = [n for n, c in Counter(a.nic for a in pairs if a.nic).items() if c > 1]
             if shared and len(nics) >= len(pairs):
                 message = f"GPUs share rail NIC {listed(shared)} while other rails have no GPU"
                 out.append(self.result("warn", message, shared[0]))

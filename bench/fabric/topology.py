@@ -108,7 +108,9 @@ def _torch_names(bus_addresses: list[str]) -> dict[str, str]:
     for index in range(count):
         props = torch.cuda.get_device_properties(index)
         if hasattr(props, "pci_bus_id"):
-            address = f"{props.pci_domain_id:04x}:{props.pci_bus_id:02x}:{props.pci_device_id:02x}.0"
+            # torch's stubs lack the PCI fields its CUDA builds have.
+            domain, bus, dev = (int(getattr(props, f"pci_{part}_id")) for part in ("domain", "bus", "device"))
+            address = f"{domain:04x}:{bus:02x}:{dev:02x}.0"
         elif count == len(bus_addresses):
             # Older torch does not say; identical GPUs enumerate in PCI bus order, as sysfs lists them.
             address = bus_addresses[index]

@@ -141,6 +141,6 @@ def metrics_of(conn: sqlite3.Connection, run_ids: Sequence[int]) -> dict[int, li
                     wrong,
                     failed=bool(row[10]),
                     samples=row[11],
-                )  # fmt: skip
+                )
             )
     return out

@@ -9,14 +9,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from bench.profiles import Profile
 
 POINT_TO_POINT = frozenset({"sendrecv"})
 
 
-def world_target_gbps(profile: Any, collective: str, nnodes: int) -> float | None:
+def world_target_gbps(profile: Profile, collective: str, nnodes: int) -> float | None:
     """Target busbw in Gb/s for a world-scope collective, or None when the profile gives none."""
     if profile is None:
         return None

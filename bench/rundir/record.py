@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import __version__
+from bench.profiles import Profile
 from bench.rundir.files import FORMAT_VERSION
 from bench.rundir.runjson import RunFile, new_record
 from bench.runtime import env as benv
@@ -52,7 +53,7 @@ class RunRecord(RunFile):
         super().__init__(out_dir, new_record(**meta))
 
 
-def base_metadata(ctx: DistContext, cluster: str, profile: Any, command: str) -> dict[str, Any]:
+def base_metadata(ctx: DistContext, cluster: str, profile: Profile, command: str) -> dict[str, Any]:
     """The run.json keys every railbench command writes (DESIGN.md, "The run directory")."""
     ranks = []
     for r, host in enumerate(ctx.hosts):

@@ -14,6 +14,7 @@ from typing import Any
 from bench.fabric import counters, nccl_evidence, nccl_log
 from bench.fabric.checks import expected_rails
 from bench.fabric.finding import Finding
+from bench.profiles import Profile
 
 
 def node_snapshot(local_rank: int) -> counters.Snapshot | None:
@@ -38,7 +39,7 @@ def gather_node_deltas(mine: dict[str, dict[str, Any]] | None, host: str) -> dic
 
 
 def audit_counters(
-    per_host: dict[str, dict[str, dict[str, Any]]], profile: Any, *, bound_ifname: str | None = None
+    per_host: dict[str, dict[str, dict[str, Any]]], profile: Profile, *, bound_ifname: str | None = None
 ) -> list[Finding]:
     """Findings for every node: excluded devices that carried traffic, expected rails that carried none.
 
@@ -66,7 +67,7 @@ def audit_counters(
     return findings
 
 
-def nccl_log_evidence(out_dir: Path, profile: Any) -> tuple[dict[str, Any] | None, list[Finding]]:
+def nccl_log_evidence(out_dir: Path, profile: Profile) -> tuple[dict[str, Any] | None, list[Finding]]:
     """What NCCL's own logs in ``out_dir/nccl`` say, and what is wrong with it for ``profile``."""
     paths = sorted((out_dir / "nccl").glob("*.log"))
     if not paths:

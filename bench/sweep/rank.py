@@ -30,7 +30,7 @@ from bench.measure.results import result_row
 from bench.measure.table import row_line, section_header, write_summary
 from bench.measure.targets import judge_min_bytes, world_target_gbps
 from bench.measure.timing import graph_capture_works, measure
-from bench.profiles import load_profile
+from bench.profiles import Profile, load_profile
 from bench.rundir.files import ResultsWriter, default_cluster_name, default_run_dir, proposed_run_dir
 from bench.rundir.record import RunRecord, base_metadata, iso_utc
 from bench.runtime import env as benv
@@ -266,7 +266,7 @@ def _agree_on_status(ctx: DistContext, status: int) -> int:
     return int(broadcast_str(ctx.store, "exit_status", str(status), ctx.info.rank, 60.0))
 
 
-def _metadata(config: RunConfig, ctx: DistContext, cluster: str, profile: Any, graph: bool) -> dict[str, Any]:
+def _metadata(config: RunConfig, ctx: DistContext, cluster: str, profile: Profile, graph: bool) -> dict[str, Any]:
     return {
         **base_metadata(ctx, cluster, profile, "run"),
         "sweep": {
