@@ -8,7 +8,6 @@ and ``trend.csv`` (compare's nightly series). An optional file only adds charts 
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import UserError
-from bench.rundir.files import RESULT_COLUMNS, SCOPES, read_results_rows
+from bench.rundir.files import RESULT_COLUMNS, SCOPES, read_json_object, read_results_rows
 from bench.rundir.runjson import read_run_json
 
 NUMERIC_COLUMNS = (
@@ -94,13 +93,7 @@ def results_frame(rows: Sequence[Mapping[str, str]], source: Path) -> pd.DataFra
 def _read_json_object(path: Path) -> dict[str, Any] | None:
     if not path.exists():
         return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path} is not valid JSON ({exc}): delete it or re-run the step that wrote it") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path} does not hold a JSON object: delete it or re-run the step that wrote it")
-    return data
+    return read_json_object(path, "delete it or re-run the step that wrote it")
 
 
 def _check_rails(rails: Mapping[str, Any], path: Path) -> None:

@@ -126,6 +126,17 @@ class ResultsWriter:
         atomic_write_text(self.path, results_csv_text(self.rows, self.columns))
 
 
+def read_json_object(path: Path, fix: str) -> dict[str, Any]:
+    """A JSON object from ``path``; UserError saying ``fix`` when it is not valid JSON or not an object."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path} is not valid JSON ({exc}): {fix}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path} does not hold a JSON object: {fix}")
+    return data
+
+
 def read_results_rows(run_dir: Path | str) -> list[dict[str, str]]:
     """results.csv as a list of dicts (strings), checked for the expected header."""
     return list(iter_results_rows(run_dir))

@@ -11,14 +11,13 @@ package for anyone who reads run directories; the tests check every run.json the
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 from bench.errors import UserError
-from bench.rundir.files import FORMAT_VERSION, atomic_write_json
+from bench.rundir.files import FORMAT_VERSION, atomic_write_json, read_json_object
 
 Status = Literal["running", "complete", "failed", "interrupted", "incomplete"]
 """``incomplete`` only for an imported log that ends in the middle of its sweep."""
@@ -179,12 +178,7 @@ def read_run_json(run_dir: Path | str) -> dict[str, Any]:
         raise UserError(f"run directory {run_dir} does not exist: pass a folder under reports/runs/")
     if not path.is_file():
         raise UserError(f"{path} is missing: {run_dir} is not a railbench run directory")
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path} is not valid JSON ({exc}): the run directory is damaged") from None
-    if not isinstance(meta, dict):
-        raise UserError(f"{path} does not hold a JSON object: the run directory is damaged")
+    meta = read_json_object(path, "the run directory is damaged")
     version = meta.get("format_version")
     if version != FORMAT_VERSION:
         raise UserError(
