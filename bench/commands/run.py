@@ -160,7 +160,7 @@ def _start_ranks(config: RunConfig, node: benv.NodeLaunch | None) -> int:
     cmd = launch.elastic_command(
         node.nnodes, node.node_rank, node.nproc_per_node, node.main_address, node.main_port, config.rank_argv(out)
     )
-    rc = launch.run_interrupted_into(out, cmd)
+    rc = launch.run_interrupted_into(out, cmd, launch.terminal_output())
     if node.node_rank != 0:
         # Rank 0 lives on node 0 and writes the run directory there; this node only knows its own ranks.
         return 0 if rc == 0 else EXIT_FAIL

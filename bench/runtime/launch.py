@@ -25,6 +25,7 @@ from bench.rundir.runjson import RunFile
 from bench.runtime import env as benv
 from bench.runtime import signals
 from bench.runtime.launcher_output import LauncherOutput
+from bench.runtime.progress import Relay
 from bench.runtime.validate import gpu_count
 
 
@@ -113,12 +114,16 @@ def run_ranks(
 
     With ``output``, the launcher's stderr goes through it (Open MPI's boxes held back)."""
     signals.install()  # SIGTERM to the parent (scancel, timeout) stops the ranks too, never only the parent
-    stderr = subprocess.PIPE if output is not None else None
-    proc = subprocess.Popen(list(cmd), env=dict(child_env), start_new_session=True, stderr=stderr, text=True)
-    reader = output.pump(proc.stderr) if output is not None and proc.stderr is not None else None
+    piped = subprocess.PIPE if output is not None else None
+    proc = subprocess.Popen(
+        list(cmd), env=dict(child_env), start_new_session=True, stdout=piped, stderr=piped, text=True
+    )
+    readers = []
+    if output is not None and proc.stderr is not None and proc.stdout is not None:
+        readers = [output.pump(proc.stderr), output.pump_stdout(proc.stdout)]
     try:
         rc = proc.wait(timeout=timeout_s)
-        if reader is not None:
+        for reader in readers:
             reader.join(timeout=10.0)
         return rc
     except subprocess.TimeoutExpired:
@@ -177,8 +182,14 @@ def start_local_ranks(
     out = out or default_run_dir(cluster or default_cluster_name(socket.gethostname()))
     check_local_np(np, backend, per_rank_bytes, cpus=cpu_count(), gpus=gpu_count(), mem=mem_available_bytes())
     cmd = mpirun_command(np, rank_argv(out), oversubscribe=gpu_count() == 0)
-    output = LauncherOutput(sys.stderr)
+    output = terminal_output()
     return exit_status_from_run_dir(out, run_interrupted_into(out, cmd, output), output)
+
+
+def terminal_output() -> LauncherOutput:
+    """The ranks' output as the parent passes it to the user: rank 0's progress as a bar on the parent's own
+    terminal (only when it is one), Open MPI's boxes held back."""
+    return LauncherOutput(sys.stderr, Relay(sys.stdout, draw=sys.stderr.isatty()))
 
 
 def run_interrupted_into(out: Path, cmd: Sequence[str], output: LauncherOutput | None = None) -> int:

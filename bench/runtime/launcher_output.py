@@ -9,9 +9,12 @@ which node names a killed rank, and when nothing else explains a failure the box
 from __future__ import annotations
 
 import re
+import sys
 import threading
 from dataclasses import dataclass, field
 from typing import IO, TextIO
+
+from bench.runtime.progress import Relay
 
 _RULE = re.compile(r"^-{20,}\s*$")
 _LOST = re.compile(r"process rank (\d+) with PID \d+ on node (\S+) exited on signal (\d+)")
@@ -34,6 +37,8 @@ class LauncherOutput:
     """Feed it mpirun's stderr line by line; it writes rank lines to ``sink`` and keeps the boxes."""
 
     sink: TextIO
+    relay: Relay | None = None
+    """Where rank lines go (both streams, one terminal, the progress bar kept off the lines); None: ``sink``."""
     boxes: list[str] = field(default_factory=list)
     _box: list[str] | None = None
 
@@ -48,8 +53,11 @@ class LauncherOutput:
         if self._box is not None:
             self._box.append(line.rstrip("\n"))
             return
-        self.sink.write(line)
-        self.sink.flush()
+        if self.relay is not None:
+            self.relay.feed(line, self.sink)
+        else:
+            self.sink.write(line)
+            self.sink.flush()
 
     def close(self) -> None:
         if self._box:  # an unterminated box is not a box: pass it on
@@ -72,5 +80,22 @@ class LauncherOutput:
             self.close()
 
         thread = threading.Thread(target=run, name="railbench-launcher-stderr", daemon=True)
+        thread.start()
+        return thread
+
+    def pump_stdout(self, stream: IO[str]) -> threading.Thread:
+        """Pass mpirun's stdout on line by line (through the relay, which draws rank 0's progress)."""
+
+        def run() -> None:
+            for line in stream:
+                if self.relay is not None:
+                    self.relay.feed(line)
+                else:
+                    sys.stdout.write(line)
+                    sys.stdout.flush()
+            if self.relay is not None:
+                self.relay.close()
+
+        thread = threading.Thread(target=run, name="railbench-launcher-stdout", daemon=True)
         thread.start()
         return thread

@@ -40,6 +40,7 @@ from bench.runtime.dist import DistContext, broadcast_str, run_as_rank
 from bench.runtime.env import RankInfo
 from bench.runtime.finish import finish_run
 from bench.runtime.placement import blocking_wait_conflict
+from bench.runtime.progress import Mode, Progress
 from bench.runtime.watchdog import Hang, Watchdog
 from bench.sweep.config import RunConfig, validate
 from bench.units import format_size
@@ -71,28 +72,17 @@ def _load_profile(name: str) -> Any:
     return load_profile(name)
 
 
-class _Progress:
-    """A one-line progress bar on rank 0's terminal (only when stdout is one)."""
-
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.total, self.done, self.enabled = total, 0, enabled
-
-    def advance(self, label: str) -> None:
-        self.done += 1
-        if self.enabled:
-            filled = int(30 * self.done / self.total)
-            bar = "#" * filled + "." * (30 - filled)
-            sys.stderr.write(f"\r[{bar}] {self.done}/{self.total} {label:<28}")
-            if self.done == self.total:
-                sys.stderr.write("\n")
-            sys.stderr.flush()
-
-
-def _progress_wanted(config: RunConfig, ctx: DistContext) -> bool:
-    if config.progress != "auto":
-        return config.progress == "on"
+def _progress_mode(config: RunConfig, ctx: DistContext) -> Mode:
+    """How rank 0 shows progress (see ``bench.runtime.progress``): markers for a railbench parent, a bar on
+    its own terminal under the user's launcher, nothing when the output is not a terminal."""
+    if ctx.info.rank != 0 or config.progress == "off":
+        return "off"
+    if benv.get(benv.PARENT_VAR):
+        return "marker" if config.progress == "on" else "off"
+    if config.progress == "on":
+        return "bar"
     # Open MPI hands every rank a pseudo-terminal, so isatty() says nothing about the user's screen there.
-    return ctx.info.launcher != "openmpi" and sys.stdout.isatty()
+    return "bar" if ctx.info.launcher != "openmpi" and sys.stdout.isatty() and sys.stderr.isatty() else "off"
 
 
 def run_rank(config: RunConfig, info: RankInfo) -> int:
@@ -153,17 +143,16 @@ def sweep(config: RunConfig, ctx: DistContext, *, finish: bool = True) -> int:
     watchdog = Watchdog(ctx.store, rank, ctx.hosts, config.timeout_s, on_hang, store_address=address)
     watchdog.start()
     before = evidence.node_snapshot(ctx.info.local_rank)
-    progress = _Progress(len(colls) * len(sizes), enabled=is_rank0 and _progress_wanted(config, ctx))
+    progress = Progress(len(colls) * len(sizes), _progress_mode(config, ctx))
     try:
         for coll in colls:
             target = world_target_gbps(profile, coll.name, nnodes)
             if is_rank0:
-                print(section_header(coll.name, nranks, nnodes, ctx.backend, coll.placement, graph), flush=True)
+                progress.line(section_header(coll.name, nranks, nnodes, ctx.backend, coll.placement, graph))
             for nbytes in sizes:
                 watchdog.enter(f"{coll.name} at {format_size(nbytes)}")
                 res = _measure(config, ctx, coll, nbytes, tdtype, dtype.size, graph)
                 watchdog.leave()
-                progress.advance(f"{coll.name} {format_size(nbytes)}")
                 if writer is not None:
                     row = result_row(
                         coll, nbytes=res.nbytes, count=res.count, dtype=dtype.name, nranks=nranks, nnodes=nnodes,
@@ -172,7 +161,8 @@ def sweep(config: RunConfig, ctx: DistContext, *, finish: bool = True) -> int:
                         algo=benv.get("NCCL_ALGO") or "",
                     )  # fmt: skip
                     writer.append(row)
-                    print(row_line(row), flush=True)
+                    progress.line(row_line(row))
+                progress.advance(f"{coll.name} {format_size(nbytes)}")
     except KeyboardInterrupt as exc:
         if record is not None:
             record.update(status="interrupted", verdict=None, exit_status=interrupt_status(exc), finished_utc=iso_utc())
@@ -190,6 +180,7 @@ def sweep(config: RunConfig, ctx: DistContext, *, finish: bool = True) -> int:
                           failure={"kind": "lost-rank", "message": message})  # fmt: skip
         raise InfraError(message) from None
     finally:
+        progress.close()
         watchdog.stop()
 
     per_host = evidence.gather_node_deltas(evidence.node_deltas(before), ctx.hosts[rank])
