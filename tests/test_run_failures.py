@@ -82,7 +82,8 @@ def _rank_pids(out: Path) -> dict[int, int]:
             environ = (entry / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if str(out).encode() in cmdline and b"--np" not in cmdline:
+        # The ranks' command line carries the run directory inside their --spec; the parent's has --np.
+        if any(str(out).encode() in arg for arg in cmdline) and b"--np" not in cmdline:
             for var in environ:
                 if var.startswith(b"OMPI_COMM_WORLD_RANK="):
                     pids[int(var.split(b"=")[1])] = int(entry.name)

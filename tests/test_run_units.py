@@ -10,6 +10,7 @@ import pytest
 from bench.errors import UserError
 from bench.measure.table import row_line, write_summary
 from bench.measure.targets import world_target_gbps
+from bench.runtime import spec
 from bench.runtime.dist import node_layout
 from bench.runtime.launch import check_local_np, elastic_command
 from bench.runtime.watchdog import Hang, find_missing
@@ -29,8 +30,8 @@ def test_rank_argv_round_trips_the_sweep() -> None:
     cfg = RunConfig(min_bytes=1024, max_bytes=1 << 24, step_factor=4, iters=5, warmup=2, check=True)
     argv = cfg.rank_argv(None)
     assert argv[:1] == ["run"] and "--np" not in argv
-    assert argv[argv.index("-b") + 1] == "1024" and argv[argv.index("-f") + 1] == "4"
-    assert "-c" in argv
+    ranks = spec.decode(RunConfig, argv[argv.index(spec.SPEC_FLAG) + 1])
+    assert (ranks.min_bytes, ranks.step_factor, ranks.check, ranks.np) == (1024, 4, True, None)
 
 
 def test_node_layout_from_hostnames() -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 from bench.accept.config import AcceptConfig, validate
 from bench.check.node import render, to_json
-from bench.errors import EXIT_FAIL, EXIT_INFRA, EXIT_PASS, EXIT_USAGE, UserError
+from bench.errors import EXIT_FAIL, EXIT_INFRA, EXIT_PASS, UserError
 from bench.fabric import checks, cluster
 from bench.fabric.checks import CheckResult
 from bench.fabric.cluster import NodeReport
@@ -45,7 +45,7 @@ from bench.rundir.record import iso_utc
 from bench.rundir.runjson import RunFile
 from bench.runtime import env as benv
 from bench.runtime.before_init import run_directory
-from bench.runtime.dist import DistContext, broadcast_str, run_as_rank
+from bench.runtime.dist import DistContext, broadcast_str, quiet_usage_exit, run_as_rank
 from bench.runtime.env import RankInfo
 from bench.runtime.finish import finish_run
 from bench.sweep.rank import sweep as world_sweep
@@ -61,7 +61,7 @@ def run_rank(config: AcceptConfig, info: RankInfo) -> int:
         profile, settings = validate(config)
     except UserError:
         if info.rank != 0:
-            return EXIT_USAGE
+            return quiet_usage_exit()
         raise
     # No rail pin here: accept's world sweep measures what NCCL chooses by itself.
     return run_as_rank(

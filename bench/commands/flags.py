@@ -1,11 +1,16 @@
-"""Small argparse pieces shared by the commands that sweep sizes (``run`` and ``accept``)."""
+"""Small argparse pieces shared by the commands: the step rules of ``run`` and ``accept``, and the hidden
+``--spec`` through which a railbench parent hands its ranks their config (``run``, ``rails``, ``accept``)."""
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from bench.errors import UserError
+from bench.runtime import spec
+
+T = TypeVar("T")
 
 
 class Given(argparse.Action):
@@ -26,3 +31,14 @@ def refuse_two_step_rules(args: argparse.Namespace) -> None:
     """-i and -f together: one line that says which to keep."""
     if args.step_bytes is not None and getattr(args, "step_factor_given", False):
         raise UserError("-i/--step-bytes and -f/--step-factor both given: a sweep adds or multiplies, keep one of them")
+
+
+def add_spec_argument(parser: argparse.ArgumentParser) -> None:
+    """``--spec JSON``: how a railbench parent hands its ranks the whole config (not for users)."""
+    parser.add_argument(spec.SPEC_FLAG, default=None, help=argparse.SUPPRESS)
+
+
+def config_or_spec(args: argparse.Namespace, cls: type[T], from_args: Callable[[argparse.Namespace], T]) -> T:
+    """The parent's config when this process is one of its ranks, else the config the user's flags give."""
+    text = getattr(args, "spec", None)
+    return spec.decode(cls, text) if text else from_args(args)

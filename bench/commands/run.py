@@ -17,7 +17,7 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.commands.flags import Given, refuse_two_step_rules
+from bench.commands.flags import Given, add_spec_argument, config_or_spec, refuse_two_step_rules
 from bench.errors import EXIT_FAIL, UserError
 from bench.measure.collectives import DEFAULT_COLLECTIVES, get_collective, get_dtype
 from bench.rundir.files import default_cluster_name, default_run_dir
@@ -77,6 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--history", type=Path, help="history store (default reports/history.sqlite)")
     out.add_argument("--no-history", action="store_true", help="do not add this run to the history")
     out.add_argument("--progress", choices=("auto", "on", "off"), default="auto", help="progress bar on rank 0")
+    add_spec_argument(parser)
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
@@ -114,7 +115,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def main(args: argparse.Namespace) -> int:
-    return run(config_from_args(args))
+    return run(config_or_spec(args, RunConfig, config_from_args))
 
 
 def run(config: RunConfig) -> int:

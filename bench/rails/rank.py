@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.errors import EXIT_FAIL, EXIT_INFRA, EXIT_PASS, EXIT_USAGE, InfraError, UserError
+from bench.errors import EXIT_FAIL, EXIT_INFRA, EXIT_PASS, InfraError, UserError
 from bench.fabric import counters
 from bench.fabric.hca import select_hcas
 from bench.fabric.sysfs import Sysfs, ib_ports, net_devices
@@ -39,7 +39,7 @@ from bench.rundir.files import ResultsWriter, default_cluster_name, default_run_
 from bench.rundir.record import RunRecord, base_metadata, iso_utc
 from bench.runtime import env as benv
 from bench.runtime.before_init import Prelude, PreludeStep, agree_all_ok, pin_rail, rail_pin, run_directory
-from bench.runtime.dist import DistContext, broadcast_str, run_as_rank
+from bench.runtime.dist import DistContext, broadcast_str, quiet_usage_exit, run_as_rank
 from bench.runtime.env import RankInfo
 from bench.runtime.finish import finish_run
 from bench.runtime.watchdog import Watchdog
@@ -303,7 +303,7 @@ def run_rank(config: RailsConfig, info: RankInfo) -> int:
         profile, settings = validate(config)
     except UserError:
         if info.rank != 0:
-            return EXIT_USAGE
+            return quiet_usage_exit()
         raise
     return run_as_rank(
         info, config.backend, config.timeout_s, settings.oob_ifname,

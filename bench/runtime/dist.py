@@ -198,6 +198,17 @@ def init_distributed(
     )  # fmt: skip
 
 
+USAGE_HOLD_S = 3.0
+"""How long a rank other than 0 waits before exiting 2 on bad input: the launcher stops the whole job at the
+first non-zero exit, and rank 0 must have said the one line by then."""
+
+
+def quiet_usage_exit() -> int:
+    """Exit status 2 for a rank that leaves saying the bad input to rank 0 (see :data:`USAGE_HOLD_S`)."""
+    time.sleep(USAGE_HOLD_S)
+    return EXIT_USAGE
+
+
 def run_as_rank(
     info: RankInfo,
     backend: Backend,
@@ -221,13 +232,13 @@ def run_as_rank(
     except UserError:
         shutdown()
         if info.rank != 0:
-            return EXIT_USAGE
+            return quiet_usage_exit()
         raise
     try:
         return body(ctx)
     except UserError:
         if ctx.info.rank != 0:
-            return EXIT_USAGE
+            return quiet_usage_exit()
         raise
     except InfraError:
         if ctx.info.rank != 0:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
 from bench.errors import UserError
 from bench.measure.collectives import DEFAULT_COLLECTIVES, get_collective, get_dtype
 from bench.profiles import Profile, load_profile
+from bench.runtime import spec
 from bench.runtime.validate import check_common
 from bench.units import format_size
 
@@ -65,7 +66,6 @@ class RunConfig:
     no_history: bool = False
     progress: Literal["auto", "on", "off"] = "auto"
     """Progress bar on rank 0: auto shows it when the user's terminal is a terminal."""
-    extra_rank_args: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:
         for name in self.collectives:
@@ -117,27 +117,13 @@ class RunConfig:
         return message_sizes(self.min_bytes, self.max_bytes, self.step_factor, self.step_bytes)
 
     def rank_argv(self, out: Path | None) -> list[str]:
-        """The argv of the ranks the parent starts: the same sweep, minus how to start."""
-        argv = [
-            "run", "-b", str(self.min_bytes), "-e", str(self.max_bytes), "-n", str(self.iters),
-            "-w", str(self.warmup), "-d", self.dtype, "--collectives", ",".join(self.collectives),
-            "--backend", self.backend, "--timeout", f"{self.timeout_s:g}", "--profile", self.profile,
-        ]  # fmt: skip
-        argv += ["-i", str(self.step_bytes)] if self.step_bytes else ["-f", str(self.step_factor)]
-        if self.check:
-            argv += ["-c", "1"]
-        if self.graph is not None:
-            argv.append("--graph" if self.graph else "--no-graph")
-        for flag, value in (("--out", out), ("--cluster", self.cluster), ("--oob-ifname", self.oob_ifname),
-                            ("--history", self.history)):  # fmt: skip
-            if value is not None:
-                argv += [flag, str(value)]
-        if self.no_history:
-            argv.append("--no-history")
+        """The argv of the ranks the parent starts: this very config (``bench.runtime.spec``), minus how to
+        start, with the run directory the parent chose."""
         # The ranks' stdout is mpirun's pseudo-terminal whatever the user's is, so the parent decides.
         progress = self.progress if self.progress != "auto" else ("on" if sys.stdout.isatty() else "off")
-        argv += ["--progress", progress]
-        return [*argv, *self.extra_rank_args]
+        ranks = replace(self, out=out or self.out, np=None, nnodes=None, node_rank=None, main_address=None,
+                        nproc_per_node=None, progress=progress)  # fmt: skip
+        return spec.rank_argv("run", ranks)
 
 
 def message_sizes(min_bytes: int, max_bytes: int, step_factor: int, step_bytes: int | None) -> list[int]:

@@ -18,7 +18,6 @@ from bench.errors import (
     EXIT_FAIL,
     EXIT_INFRA,
     EXIT_PASS,
-    EXIT_USAGE,
     InfraError,
     Interrupted,
     UserError,
@@ -36,7 +35,7 @@ from bench.rundir.record import RunRecord, base_metadata, iso_utc
 from bench.runtime import env as benv
 from bench.runtime import evidence, signals
 from bench.runtime.before_init import run_directory
-from bench.runtime.dist import DistContext, broadcast_str, run_as_rank
+from bench.runtime.dist import DistContext, broadcast_str, quiet_usage_exit, run_as_rank
 from bench.runtime.env import RankInfo
 from bench.runtime.finish import finish_run
 from bench.runtime.placement import blocking_wait_conflict
@@ -91,7 +90,7 @@ def run_rank(config: RunConfig, info: RankInfo) -> int:
         validate(config)  # under the user's own launcher: the checks the parent makes under --np
     except UserError:
         if info.rank != 0:
-            return EXIT_USAGE  # rank 0 says it once
+            return quiet_usage_exit()  # rank 0 says it once
         raise
     return run_as_rank(
         info, config.backend, config.timeout_s, config.oob_ifname, lambda ctx: sweep(config, ctx),
