@@ -12,7 +12,8 @@ from __future__ import annotations
 import hashlib
 import math
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from array import array
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,41 +94,65 @@ def _number(text: str | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
-def _median(values: Sequence[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
+@dataclass
+class _Samples:
+    """One placement's numbers for one metric, packed: 8 bytes per number, NaN where a row had none."""
+
+    busbw: array[float] = field(default_factory=lambda: array("d"))
+    algbw: array[float] = field(default_factory=lambda: array("d"))
+    time_us: array[float] = field(default_factory=lambda: array("d"))
+    nranks: float | None = None
+
+    def add(self, busbw: float | None, algbw: float | None, time_us: float | None, nranks: float | None) -> None:
+        for column, value in ((self.busbw, busbw), (self.algbw, algbw), (self.time_us, time_us)):
+            column.append(math.nan if value is None else value)
+        if self.nranks is None:
+            self.nranks = nranks
+
+
+@dataclass
+class _Metric:
+    """Everything a key metric needs from its rows; memory grows by a few packed numbers per row."""
+
+    out_of_place: _Samples = field(default_factory=_Samples)
+    in_place: _Samples = field(default_factory=_Samples)
+    wrong_total: int = 0
+    wrong_seen: bool = False
+    any_wrong: bool = False
+
+
+def _packed_median(values: array[float]) -> float | None:
+    present = [v for v in values if not math.isnan(v)]
     return statistics.median(present) if present else None
 
 
 def metrics_from_rows(rows: Iterable[Mapping[str, str]]) -> list[MetricRecord]:
     """Key metrics of results.csv rows (strings, as ``read_results_rows`` gives them).
 
-    Only the few numbers a metric needs are kept per row, so ``rows`` may be a stream of any length.
+    Only a few packed numbers are kept per row, so ``rows`` may be a stream of any length (a year of
+    imported nightly logs): the medians need every sample, but as 8-byte doubles, not row objects.
     """
-    # Per metric: (in-place?, wrong, busbw, algbw, time, nranks) of each row.
-    Slim = tuple[bool, float | None, float | None, float | None, float | None, float | None]
-    groups: dict[tuple[str, str, str, int], list[Slim]] = {}
+    groups: dict[tuple[str, str, str, int], _Metric] = {}
     for row in rows:
         try:
             nbytes = int(row["bytes"])
         except (KeyError, ValueError):
             raise UserError(f"results.csv row has no whole 'bytes' value ({row.get('bytes')!r})") from None
         key = (row.get("collective", ""), row.get("scope", ""), row.get("group", ""), nbytes)
-        groups.setdefault(key, []).append(
-            (
-                row.get("placement") == "in-place",
-                _number(row.get("wrong")),
-                _number(row.get("busbw_GBps")),
-                _number(row.get("algbw_GBps")),
-                _number(row.get("time_us")),
-                _number(row.get("nranks")),
-            )
-        )
+        metric = groups.setdefault(key, _Metric())
+        wrong = _number(row.get("wrong"))
+        if wrong is not None:
+            metric.wrong_seen = True
+            metric.wrong_total += int(wrong)
+            metric.any_wrong = metric.any_wrong or wrong > 0
+        samples = metric.in_place if row.get("placement") == "in-place" else metric.out_of_place
+        samples.add(_number(row.get("busbw_GBps")), _number(row.get("algbw_GBps")), _number(row.get("time_us")),
+                    _number(row.get("nranks")))  # fmt: skip
     metrics = []
-    for (collective, scope, group, nbytes), members in groups.items():
-        headline = [r for r in members if not r[0]] or members
-        wrong = [int(r[1]) for r in members if r[1] is not None]
-        busbw = [r[2] for r in headline]
-        nranks = headline[0][5]
+    for (collective, scope, group, nbytes), metric in groups.items():
+        # The headline is out-of-place, as nccl-tests' own summary is; in-place only when that is all there is.
+        headline = metric.out_of_place if len(metric.out_of_place.busbw) else metric.in_place
+        nranks = headline.nranks
         metrics.append(
             MetricRecord(
                 collective=collective,
@@ -135,12 +160,12 @@ def metrics_from_rows(rows: Iterable[Mapping[str, str]]) -> list[MetricRecord]:
                 group=group,
                 bytes=nbytes,
                 nranks=int(nranks) if nranks is not None else None,
-                busbw_GBps=_median(busbw),
-                algbw_GBps=_median([r[3] for r in headline]),
-                time_us=_median([r[4] for r in headline]),
-                wrong=sum(wrong) if wrong else None,
-                failed=any(w > 0 for w in wrong) or any(b is None for b in busbw),
-                samples=len(headline),
+                busbw_GBps=_packed_median(headline.busbw),
+                algbw_GBps=_packed_median(headline.algbw),
+                time_us=_packed_median(headline.time_us),
+                wrong=metric.wrong_total if metric.wrong_seen else None,
+                failed=metric.any_wrong or any(math.isnan(b) for b in headline.busbw),
+                samples=len(headline.busbw),
             )
         )
     return metrics
