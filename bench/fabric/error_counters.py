@@ -90,22 +90,26 @@ def _net(sysfs: Sysfs, name: str) -> dict[str, int]:
 
 
 def read(sysfs: Sysfs, only: Iterable[str] | None = None) -> Readings:
-    """Every device's error counters now (devices without any are left out); ``only`` limits the devices
-    (``mlx5_1:1``, ``eth1``) when the caller needs a few, as ``check``'s idle window does."""
-    wanted = None if only is None else set(only)
+    """Every device's error counters now (devices without any are left out). ``only`` names the devices
+    (``mlx5_1:1``, ``eth1``) when the caller needs a few, as ``check``'s idle window does: then nothing else is
+    listed or read."""
     out: dict[str, Mapping[str, int]] = {}
-    for device in sysfs.listdir("class", "infiniband"):
-        for port in sysfs.listdir("class", "infiniband", device, "ports"):
-            name = f"{device}:{port}"
-            if wanted is None or name in wanted:
-                values = _ib_port(sysfs, device, port)
-                if values:
-                    out[name] = MappingProxyType(values)
-    for name in sysfs.listdir("class", "net"):
-        if wanted is None or name in wanted:
-            values = _net(sysfs, name)
+    if only is not None:
+        for name in sorted(set(only), key=natural_key):
+            device, colon, port = name.partition(":")
+            values = _ib_port(sysfs, device, port) if colon else _net(sysfs, name)
             if values:
                 out[name] = MappingProxyType(values)
+        return MappingProxyType(out)
+    for device in sysfs.listdir("class", "infiniband"):
+        for port in sysfs.listdir("class", "infiniband", device, "ports"):
+            values = _ib_port(sysfs, device, port)
+            if values:
+                out[f"{device}:{port}"] = MappingProxyType(values)
+    for name in sysfs.listdir("class", "net"):
+        values = _net(sysfs, name)
+        if values:
+            out[name] = MappingProxyType(values)
     return MappingProxyType(out)
 
 
