@@ -26,6 +26,7 @@ Keys (top level unless shown):
                          discovered), ``exclude`` (HCAs NCCL must not use), ``exclude_ifnames``
 ``[network]``            ``socket_ifnames`` (an NCCL_SOCKET_IFNAME value), ``oob_ifname``
 ``[recommended_env]``    NCCL_* variables and their recommended values (strings)
+``[errors]``             error-counter and link-flap thresholds of ``railbench check`` (``bench.error_limits``)
 ``[compare]``            regression thresholds (``bench.history.settings``): checked here too, so a bad one
                          is refused by every command, not only by ``compare``
 ``[rails_test]``, ``[run]``, ``[accept]``, ``[report]``: tables read by other commands, kept in ``raw``
@@ -47,6 +48,7 @@ from typing import Any, Literal, cast
 
 from bench import toml_limits
 from bench.bounded import Where, finite
+from bench.error_limits import ErrorLimits
 from bench.errors import UserError
 from bench.history.settings import CompareSettings
 from bench.measure.busbw import BUSBW_FACTOR
@@ -110,6 +112,8 @@ class Profile:
     """Single-node target busbw per collective; a collective not listed uses ``nvlink_target_gbps``."""
     judge_min_bytes: int = DEFAULT_JUDGE_MIN_BYTES
     """Sizes below this are measured but not judged against a target (they measure latency)."""
+    errors: ErrorLimits = field(default_factory=ErrorLimits)
+    """The ``[errors]`` table: error-counter and link-flap thresholds."""
 
     def __post_init__(self) -> None:
         if self.transport not in TRANSPORTS:
@@ -144,6 +148,7 @@ _TOP: dict[str, tuple[tuple[type, ...], str]] = {
     "network": ((dict,), "a table"),
     "recommended_env": ((dict,), 'a table of NAME = "value"'),
     "nvlink_targets_gbps": ((dict,), "a table of collective = Gb/s"),
+    "errors": ((dict,), "a table"),
 }
 _RAILS: dict[str, tuple[tuple[type, ...], str]] = {
     "count": ((int,), "an integer"),
@@ -240,6 +245,7 @@ def _parse(text: str, where: str, default_name: str) -> Profile:
         CompareSettings.from_profile(data)
     except UserError as exc:
         raise UserError(f"{where}:{_line_of(text, 'compare', None)}: {exc}") from None
+    errors = ErrorLimits.from_table(data.get("errors", {}), where, lambda key, table: _line_of(text, key, table))
     fraction = data.get("pass_fraction", 0.9)
     if not 0 < fraction <= 1.5:
         line = _line_of(text, "pass_fraction", None)
@@ -269,6 +275,7 @@ def _parse(text: str, where: str, default_name: str) -> Profile:
         source=where,
         raw=MappingProxyType(data),
         nvlink_targets_gbps=MappingProxyType(nvlink_targets),
+        errors=errors,
     )
 
 

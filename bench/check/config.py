@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from bench.bounded import Where, finite
+from bench.error_limits import MAX_WINDOW_S
 from bench.errors import UserError
 
 MPI_LAUNCHERS = ("openmpi", "pmix", "pmi", "slurm")
@@ -26,9 +28,15 @@ class CheckConfig:
     """Print JSON instead of the table."""
     gather: Literal["auto", "off"] = "auto"
     """``auto``: gather to rank 0 when an MPI-family launcher started several ranks."""
+    error_window_s: float | None = None
+    """Seconds between the two samples of the rails' error counters; None: the profile's ``[errors] window_s``."""
+    kernel_log: Path | None = None
+    """The kernel log to scan for link flaps; None: the journal, kern.log or syslog of this machine."""
 
     def __post_init__(self) -> None:
         # Paths are checked per node in local_report: under mpirun one rank's bad path must not leave the
         # others waiting in the gather.
         if self.gather not in ("auto", "off"):
             raise UserError(f"gather mode {self.gather!r} must be auto or off")
+        if self.error_window_s is not None:
+            finite(self.error_window_s, Where("--error-window", "seconds"), maximum=MAX_WINDOW_S)

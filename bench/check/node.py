@@ -34,8 +34,11 @@ def local_report(config: CheckConfig, profile: Profile) -> cluster.NodeReport:
     for path in config.nccl_logs:
         if not path.is_file():
             raise UserError(f"--nccl-log {path} is not a file: give an NCCL_DEBUG=INFO log")
+    if config.kernel_log is not None and not config.kernel_log.is_file():
+        raise UserError(f"--kernel-log {config.kernel_log} is not a file: give a kernel log (kern.log, journalctl -k)")
     logs = [nccl_log.parse_file(p) for p in config.nccl_logs]
-    results = checks.run_checks(profile, config.sysfs_root, logs, benv.environ())
+    results = checks.run_checks(profile, config.sysfs_root, logs, benv.environ(),
+                                error_window_s=config.error_window_s, kernel_log=config.kernel_log)  # fmt: skip
     return cluster.NodeReport(
         cluster.node_label(config.sysfs_root),
         tuple(results),

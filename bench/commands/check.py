@@ -18,6 +18,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--nccl-log", type=Path, nargs="+", default=[], metavar="FILE", help="NCCL_DEBUG=INFO logs to judge"
     )
+    parser.add_argument(
+        "--error-window", type=float, default=None, metavar="SECONDS",
+        help="idle seconds between the two samples of the rails' error counters (default: the profile's)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--kernel-log", type=Path, default=None, metavar="FILE",
+        help="kernel log to scan for link flaps (default: journalctl -k, kern.log or syslog)",
+    )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument("--no-gather", action="store_true", help="under mpirun, check each node on its own")
 
@@ -29,6 +37,8 @@ def main(args: argparse.Namespace) -> int:
         nccl_logs=tuple(args.nccl_log),
         json=args.json,
         gather="off" if args.no_gather else "auto",
+        error_window_s=args.error_window,
+        kernel_log=args.kernel_log,
     )
     return run(config)
 

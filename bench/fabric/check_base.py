@@ -5,9 +5,11 @@ The concrete checks and their order live in ``bench.fabric.checks``.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -35,13 +37,32 @@ class CheckResult:
 
 
 class Context:
-    """What the checks look at; sysfs is read once, lazily."""
+    """What the checks look at; sysfs is read once, lazily.
 
-    def __init__(self, profile: Profile, root: Path, logs: Sequence[nccl_log.NcclLog], env: Mapping[str, str]) -> None:
+    ``error_window_s`` overrides the profile's idle window of the error counters (``--error-window``);
+    ``kernel_log`` is the log to scan for link flaps (None: the system's own); ``sleep`` and ``now`` are the
+    clock, so a test can change its fixture tree between the window's two samples."""
+
+    def __init__(
+        self,
+        profile: Profile,
+        root: Path,
+        logs: Sequence[nccl_log.NcclLog],
+        env: Mapping[str, str],
+        *,
+        error_window_s: float | None = None,
+        kernel_log: Path | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        now: Callable[[], datetime] = datetime.now,
+    ) -> None:
         self.profile = profile
         self.sysfs = sysfs.Sysfs(root)
         self.logs = tuple(logs)
         self.env = env
+        self.error_window_s = error_window_s
+        self.kernel_log = kernel_log
+        self.sleep = sleep
+        self.now = now
 
     @cached_property
     def devices(self) -> list[sysfs.IbDevice]:

@@ -7,8 +7,9 @@ this machine, no NCCL log given) says skip, never pass. ``verdict`` aggregates: 
 
 from __future__ import annotations
 
+import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from bench.fabric import hca, nccl_evidence, nccl_log, sysfs, topology
@@ -22,6 +23,7 @@ from bench.fabric.check_base import (
     listed,
     majority,
 )
+from bench.fabric.error_checks import LinkFlaps, RailErrors
 from bench.fabric.nccl_evidence import device_matches
 from bench.profiles import Profile
 
@@ -323,6 +325,8 @@ REGISTRY: tuple[Check, ...] = (
     GpuCount(),
     GpuNicAffinity(),
     FirmwareUniform(),
+    RailErrors(),
+    LinkFlaps(),
     NcclLogEvidence(),
     SysfsTree(),
 )
@@ -334,16 +338,22 @@ def run_checks(
     sysfs_root: Path | str = Path("/sys"),
     nccl_logs: Sequence[nccl_log.NcclLog | Path | str] = (),
     env: Mapping[str, str] | None = None,
+    *,
+    error_window_s: float | None = None,
+    kernel_log: Path | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> list[CheckResult]:
     """Run every registered check against this node (``sysfs_root`` stands in for /sys).
 
     ``nccl_logs`` are parsed logs or paths to parse; ``env`` is the environment NCCL will see (default: the
-    process environment, read through ``bench.runtime.env``).
+    process environment, read through ``bench.runtime.env``). ``error_window_s``, ``kernel_log`` and
+    ``sleep`` are the error checks' (see ``Context``).
     """
     from bench.runtime import env as benv
 
     logs = [x if isinstance(x, nccl_log.NcclLog) else nccl_log.parse_file(x) for x in nccl_logs]
-    ctx = Context(profile, Path(sysfs_root), logs, benv.environ() if env is None else env)
+    ctx = Context(profile, Path(sysfs_root), logs, benv.environ() if env is None else env,
+                  error_window_s=error_window_s, kernel_log=kernel_log, sleep=sleep)  # fmt: skip
     results: list[CheckResult] = []
     for check in REGISTRY:
         why_not = check.applies(ctx)

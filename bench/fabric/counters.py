@@ -11,17 +11,22 @@ that carried nothing.
 * Some drivers expose 32-bit counters that wrap: a counter that went down from a value that fits in 32 bits
   wrapped at 2**32. A 32-bit counter stuck at 0xFFFFFFFF has saturated (the IB spec's behaviour), so its
   delta proves nothing and is reported as such.
+
+Every snapshot also holds the devices' error counters (``bench.fabric.error_counters``); ``error_delta``
+gives them per device per window, and ``to_json`` writes them beside the bytes.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
+from bench.fabric import error_counters
+from bench.fabric.error_counters import DeviceErrors
 from bench.fabric.finding import Finding
 from bench.fabric.nccl_evidence import device_matches
 from bench.fabric.sysfs import U64_MAX, Sysfs, natural_key
@@ -57,6 +62,8 @@ class Snapshot:
     taken_at: float
     """``time.monotonic()`` when the snapshot was taken."""
     readings: Mapping[str, Reading]
+    errors: error_counters.Readings = field(default_factory=lambda: MappingProxyType({}))
+    """Each device's error counters at the same moment."""
 
 
 @dataclass(frozen=True)
@@ -101,10 +108,10 @@ def _net_readings(sysfs: Sysfs) -> Iterable[Reading]:
 
 
 def snapshot(sysfs_root: Path = Path("/sys")) -> Snapshot:
-    """Read every IB port's and net device's data counters now."""
+    """Read every IB port's and net device's data and error counters now."""
     sysfs = Sysfs(Path(sysfs_root))
     readings = {r.device: r for r in (*_ib_readings(sysfs), *_net_readings(sysfs))}
-    return Snapshot(time.monotonic(), MappingProxyType(readings))
+    return Snapshot(time.monotonic(), MappingProxyType(readings), error_counters.read(sysfs))
 
 
 def _counter_delta(before: int, after: int, extended: bool) -> tuple[int, bool]:
@@ -126,6 +133,11 @@ def delta(before: Snapshot, after: Snapshot) -> dict[str, DeviceBytes]:
         saturated = new.kind == "ib" and not new.extended and _SATURATED_32 in (new.tx, new.rx)
         out[name] = DeviceBytes(tx * new.unit_bytes, rx * new.unit_bytes, new.kind, tx_wrapped or rx_wrapped, saturated)
     return out
+
+
+def error_delta(before: Snapshot, after: Snapshot) -> dict[str, DeviceErrors]:
+    """Each device's error counters over the window between two snapshots (see ``bench.fabric.error_counters``)."""
+    return error_counters.delta(before.errors, after.errors)
 
 
 def audit(
@@ -166,14 +178,21 @@ def audit(
     return out
 
 
-def to_json(deltas: Mapping[str, DeviceBytes]) -> dict[str, dict[str, Any]]:
-    """The ``counters`` block of run.json: ``{device: {tx_bytes, rx_bytes}}`` (plus wrap/saturation flags)."""
+def to_json(
+    deltas: Mapping[str, DeviceBytes], errors: Mapping[str, DeviceErrors] | None = None
+) -> dict[str, dict[str, Any]]:
+    """The ``counters`` block of run.json: ``{device: {tx_bytes, rx_bytes}}`` (plus wrap/saturation flags),
+    and beside the bytes each device's error deltas (``errors``, ``errors_saturated``, ``errors_reset``: see
+    ``error_counters.entry_json``) when ``errors`` has the device."""
     out: dict[str, dict[str, Any]] = {}
+    errors = errors or {}
     for name, moved in deltas.items():
         entry: dict[str, Any] = {"tx_bytes": moved.tx_bytes, "rx_bytes": moved.rx_bytes, "kind": moved.kind}
         if moved.wrapped:
             entry["wrapped"] = True
         if moved.saturated:
             entry["saturated"] = True
+        if name in errors:
+            entry.update(error_counters.entry_json(errors[name]))
         out[name] = entry
     return out

@@ -1,9 +1,10 @@
 """Hardware proof around a benchmark: byte counters per node, and NCCL's own log.
 
-One rank per node (local rank 0) reads the node's counters before and after; the deltas travel to rank 0,
-which records them in run.json and audits them against the profile: an excluded device (mlx5_0 on a 1CC)
-that carried more than the tolerance, or an expected rail that carried nothing, fails the run. After an
-NCCL run, rank 0 also reads the ``nccl/*.log`` files it can see and records which devices NCCL used.
+One rank per node (local rank 0) reads the node's byte and error counters before and after; the deltas (bytes,
+and error counts beside them) travel to rank 0, which records them in run.json and audits them against the
+profile: an excluded device (mlx5_0 on a 1CC) that carried more than the tolerance, or an expected rail that
+carried nothing, fails the run. After an NCCL run, rank 0 also reads the ``nccl/*.log`` files it can see and
+records which devices NCCL used.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ def node_snapshot(local_rank: int) -> counters.Snapshot | None:
 
 
 def node_deltas(before: counters.Snapshot | None) -> dict[str, dict[str, Any]] | None:
-    """JSON-able bytes per device since ``before`` (None on ranks that did not read)."""
+    """JSON-able bytes and error-counter deltas per device since ``before`` (None on ranks that did not read)."""
     if before is None:
         return None
-    return counters.to_json(counters.delta(before, counters.snapshot()))
+    after = counters.snapshot()
+    return counters.to_json(counters.delta(before, after), counters.error_delta(before, after))
 
 
 def gather_node_deltas(mine: dict[str, dict[str, Any]] | None, host: str) -> dict[str, dict[str, dict[str, Any]]]:

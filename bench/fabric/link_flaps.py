@@ -1,0 +1,178 @@
+"""Link flaps from the kernel log: "lost carrier", "Link down", "link is not ready" lines naming a rail.
+
+Node health checks fail a node whose IB links flapped recently (Azure's NHC looks for ``lost carrier`` lines
+within a window); a flap that came and went leaves no trace in the port's state, only here and in
+``carrier_changes``. Sources, in order: a file the user names (``--kernel-log``), else ``journalctl -k``
+(with ``--since`` and ``-n`` bounds and a timeout, so it never hangs and never floods), else
+``/var/log/kern.log`` or ``/var/log/syslog``. A source that cannot be read is a reason to skip, not a
+failure.
+
+Every read is bounded: a file is opened only when it is a regular file, non-blocking, and only its last
+:data:`MAX_TAIL_BYTES` are read; each line goes through ``bench.textlines`` (over-long lines are dropped);
+lines are split by string methods, never by a backtracking regex. A line counts when its time is within
+the window (ISO 8601 times as ``journalctl -o short-iso`` and rsyslog write them, or the classic
+``May  1 12:00:00``, taken as this year in local time) and it names the rail's device as a whole word.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import stat
+import subprocess
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from bench.textlines import numbered_lines
+
+FLAP_PHRASES: tuple[str, ...] = (
+    "lost carrier",
+    "link down",
+    "link is down",
+    "link is not ready",
+    "nic link is down",
+    "link becomes not ready",
+)
+"""Lower-case phrases of drivers' link-loss messages (IPoIB, mlx5e, ixgbe/igb/e1000e, ADDRCONF)."""
+SYSTEM_LOGS: tuple[Path, ...] = (Path("/var/log/kern.log"), Path("/var/log/syslog"))
+MAX_TAIL_BYTES = 8 << 20
+"""The end of a log file that is read: hours of a busy kernel's messages, never a whole multi-GB syslog."""
+JOURNAL_LINES = 20000
+JOURNAL_TIMEOUT_S = 10.0
+_MONTHS = {
+    m: i for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1)
+}
+_SEPARATORS = str.maketrans({c: " " for c in ":,;()[]<>='\"\t"})
+
+
+@dataclass(frozen=True)
+class KernelLog:
+    """Lines of the kernel log, or why there are none."""
+
+    source: str
+    """The file or command the lines came from."""
+    lines: tuple[str, ...] = ()
+    skipped: str | None = None
+    """Why the log could not be read (then ``lines`` is empty)."""
+
+
+@dataclass(frozen=True)
+class Flap:
+    """One link-loss line naming a device."""
+
+    device: str
+    when: datetime
+    line: str
+
+
+def _tail(path: Path) -> KernelLog:
+    """The last :data:`MAX_TAIL_BYTES` of ``path`` when it is a regular file."""
+    try:
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):
+            return KernelLog(str(path), skipped=f"{path} is not a regular file")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except OSError as exc:
+        return KernelLog(str(path), skipped=f"cannot read {path}: {exc.strerror}")
+    try:
+        size = os.fstat(fd).st_size
+        start = max(0, size - MAX_TAIL_BYTES)
+        os.lseek(fd, start, os.SEEK_SET)
+        chunks, left = [], MAX_TAIL_BYTES
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+    except OSError as exc:
+        return KernelLog(str(path), skipped=f"cannot read {path}: {exc.strerror}")
+    finally:
+        os.close(fd)
+    text = b"".join(chunks).decode("utf-8", errors="replace")
+    if start:  # the first line was cut in the middle
+        text = text.partition("\n")[2]
+    return KernelLog(str(path), _lines(text))
+
+
+def _lines(text: str) -> tuple[str, ...]:
+    return tuple(line for _, line in numbered_lines(io.StringIO(text, newline=None)) if line)
+
+
+def _journal(since: datetime) -> KernelLog:
+    command = ["journalctl", "-k", "-q", "--no-pager", "-o", "short-iso", "-n", str(JOURNAL_LINES),
+               "--since", since.strftime("%Y-%m-%d %H:%M:%S")]  # fmt: skip
+    source = "journalctl -k"
+    try:
+        done = subprocess.run(command, capture_output=True, timeout=JOURNAL_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        return KernelLog(source, skipped=f"journalctl -k gave no answer in {JOURNAL_TIMEOUT_S:g} s")
+    except OSError as exc:
+        return KernelLog(source, skipped=f"cannot run journalctl: {exc.strerror}")
+    if done.returncode != 0:
+        said = done.stderr.decode("utf-8", errors="replace").strip().splitlines()
+        return KernelLog(source, skipped=f"journalctl -k failed ({said[0][:200] if said else done.returncode})")
+    text = done.stdout[-MAX_TAIL_BYTES:].decode("utf-8", errors="replace")
+    lines = tuple(line for line in _lines(text) if not line.startswith("-- "))
+    if not lines:
+        return KernelLog(source, skipped="journalctl -k holds no kernel messages (no access to the journal?)")
+    return KernelLog(source, lines)
+
+
+def read_kernel_log(path: Path | None, since: datetime) -> KernelLog:
+    """The kernel log: ``path`` when given, else the journal, else the first readable system log file."""
+    if path is not None:
+        return _tail(path)
+    reasons = []
+    if shutil.which("journalctl"):
+        journal = _journal(since)
+        if journal.skipped is None:
+            return journal
+        reasons.append(journal.skipped)
+    for candidate in SYSTEM_LOGS:
+        log = _tail(candidate)
+        if log.skipped is None:
+            return log
+        reasons.append(log.skipped)
+    return KernelLog("kernel log", skipped="; ".join(reasons) or "no kernel log on this machine")
+
+
+def line_time(line: str, now: datetime) -> datetime | None:
+    """When ``line`` was logged (naive local time), or None when it carries no wall-clock time."""
+    first = line[:40].split(" ", 1)[0]
+    if len(first) >= 19 and first[4:5] == "-" and first[10:11] == "T":
+        try:
+            stamp = datetime.fromisoformat(first)
+        except ValueError:
+            return None
+        return stamp.astimezone().replace(tzinfo=None) if stamp.tzinfo else stamp
+    words = line[:32].split()
+    if len(words) < 3 or words[0][:3].lower() not in _MONTHS or not words[1].isdigit():
+        return None
+    try:
+        hour, minute, second = (int(p) for p in words[2].split(":"))
+        stamp = datetime(now.year, _MONTHS[words[0][:3].lower()], int(words[1]), hour, minute, second)
+    except ValueError:
+        return None
+    return stamp.replace(year=now.year - 1) if stamp - now > timedelta(days=1) else stamp
+
+
+def flaps(lines: Iterable[str], devices: Sequence[str], since: datetime, now: datetime) -> list[Flap]:
+    """Link-loss lines within [since, now] that name one of ``devices`` as a whole word."""
+    wanted = set(devices)
+    out = []
+    for line in lines:
+        lower = line.lower()
+        if not any(phrase in lower for phrase in FLAP_PHRASES):
+            continue
+        named = [w for w in line.translate(_SEPARATORS).split() if w in wanted]
+        if not named:
+            continue
+        when = line_time(line, now)
+        if when is None or not since <= when <= now + timedelta(minutes=5):
+            continue
+        out.append(Flap(named[0], when, line))
+    return out
