@@ -18,10 +18,7 @@ from bench.errors import (
     EXIT_FAIL,
     EXIT_INFRA,
     EXIT_PASS,
-    InfraError,
-    Interrupted,
     UserError,
-    interrupt_status,
 )
 from bench.measure.collectives import Collective, Dtype, get_collective, get_dtype
 from bench.measure.memory_fit import check_sizes_fit, free_memory_bytes, largest_fitting
@@ -33,14 +30,14 @@ from bench.profiles import Profile, load_profile
 from bench.rundir.files import ResultsWriter, default_cluster_name, default_run_dir, proposed_run_dir
 from bench.rundir.record import RunRecord, base_metadata, iso_utc
 from bench.runtime import env as benv
-from bench.runtime import evidence, signals
+from bench.runtime import evidence
 from bench.runtime.before_init import run_directory
 from bench.runtime.dist import DistContext, broadcast_str, quiet_usage_exit, run_as_rank
 from bench.runtime.env import RankInfo
 from bench.runtime.finish import finish_run
+from bench.runtime.guard import guarded
 from bench.runtime.placement import blocking_wait_conflict
 from bench.runtime.progress import Mode, Progress
-from bench.runtime.watchdog import Hang, Watchdog
 from bench.sweep.config import RunConfig, validate
 from bench.units import format_size
 
@@ -126,61 +123,36 @@ def sweep(config: RunConfig, ctx: DistContext, *, finish: bool = True) -> int:
         record = RunRecord(out_dir, _metadata(config, ctx, cluster, profile, graph))
         writer = ResultsWriter(out_dir / "results.csv")
 
-    def on_hang(hang: Hang) -> None:
+    def record_end(status: str, exit_status: int, failure: dict[str, Any] | None) -> None:
         if record is not None:
-            record.update(
-                status="failed",
-                verdict="error",
-                exit_status=EXIT_INFRA,
-                finished_utc=iso_utc(),
-                failure={"kind": "hang", "message": hang.describe(), "step": hang.label,
-                         "missing_ranks": list(hang.missing_ranks), "missing_hosts": list(hang.missing_hosts),
-                         "unresponsive_ranks": list(hang.unresponsive_ranks)},
-            )  # fmt: skip
+            extra = {"failure": failure} if failure else {}
+            record.update(status=status, verdict="error" if status == "failed" else None, exit_status=exit_status,
+                          finished_utc=iso_utc(), **extra)  # fmt: skip
 
-    address = (ctx.info.master_addr, ctx.info.master_port) if ctx.info.master_addr and ctx.info.master_port else None
-    watchdog = Watchdog(ctx.store, rank, ctx.hosts, config.timeout_s, on_hang, store_address=address)
-    watchdog.start()
     before = evidence.node_snapshot(ctx.info.local_rank)
     progress = Progress(len(colls) * len(sizes), _progress_mode(config, ctx))
     try:
-        for coll in colls:
-            target = world_target_gbps(profile, coll.name, nnodes)
-            if is_rank0:
-                progress.line(section_header(coll.name, nranks, nnodes, ctx.backend, coll.placement, graph))
-            for nbytes in sizes:
-                watchdog.enter(f"{coll.name} at {format_size(nbytes)}")
-                res = _measure(config, ctx, coll, nbytes, tdtype, dtype.size, graph)
-                watchdog.leave()
-                if writer is not None:
-                    row = result_row(
-                        coll, nbytes=res.nbytes, count=res.count, dtype=dtype.name, nranks=nranks, nnodes=nnodes,
-                        iters=res.iters, time_us=res.time_us, time_us_min=res.time_us_min,
-                        time_us_max=res.time_us_max, wrong=res.wrong, target_gbps=target,
-                        algo=benv.get("NCCL_ALGO") or "",
-                    )  # fmt: skip
-                    writer.append(row)
-                    progress.line(row_line(row))
-                progress.advance(f"{coll.name} {format_size(nbytes)}")
-    except KeyboardInterrupt as exc:
-        if record is not None:
-            record.update(status="interrupted", verdict=None, exit_status=interrupt_status(exc), finished_utc=iso_utc())
-        raise
-    except RuntimeError as exc:
-        signum = signals.received()
-        if signum is not None:  # the peers were interrupted too: their collective failed first
-            if record is not None:
-                record.update(status="interrupted", verdict=None, exit_status=128 + signum, finished_utc=iso_utc())
-            raise Interrupted(signum) from None
-        # A peer that died or a transport error surfaces here as torch's RuntimeError/DistError.
-        message = watchdog.lost(exc)
-        if record is not None:
-            record.update(status="failed", verdict="error", exit_status=EXIT_INFRA, finished_utc=iso_utc(),
-                          failure={"kind": "lost-rank", "message": message})  # fmt: skip
-        raise InfraError(message) from None
+        with guarded(ctx, config.timeout_s, record_end) as watchdog:
+            for coll in colls:
+                target = world_target_gbps(profile, coll.name, nnodes)
+                if is_rank0:
+                    progress.line(section_header(coll.name, nranks, nnodes, ctx.backend, coll.placement, graph))
+                for nbytes in sizes:
+                    watchdog.enter(f"{coll.name} at {format_size(nbytes)}")
+                    res = _measure(config, ctx, coll, nbytes, tdtype, dtype.size, graph)
+                    watchdog.leave()
+                    if writer is not None:
+                        row = result_row(
+                            coll, nbytes=res.nbytes, count=res.count, dtype=dtype.name, nranks=nranks,
+                            nnodes=nnodes, iters=res.iters, time_us=res.time_us, time_us_min=res.time_us_min,
+                            time_us_max=res.time_us_max, wrong=res.wrong, target_gbps=target,
+                            algo=benv.get("NCCL_ALGO") or "",
+                        )  # fmt: skip
+                        writer.append(row)
+                        progress.line(row_line(row))
+                    progress.advance(f"{coll.name} {format_size(nbytes)}")
     finally:
         progress.close()
-        watchdog.stop()
 
     per_host = evidence.gather_node_deltas(evidence.node_deltas(before), ctx.hosts[rank])
     status = EXIT_PASS
