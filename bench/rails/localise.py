@@ -44,7 +44,7 @@ from bench.rails.parts import Cells, summary_defect, transients
 
 __all__ = [
     "EVIDENCE_LIMIT", "Defect", "DefectKind", "Diagnosis", "PairMatrix", "PairSample", "Symptom", "Thresholds",
-    "Transient", "describe", "diagnose", "localise",
+    "Transient", "describe", "diagnose", "localise", "suspect_samples",
 ]  # fmt: skip
 
 
@@ -246,6 +246,13 @@ def diagnose(
         )  # fmt: skip
     level = {rail: float(cells.expected[i]) for i, rail in enumerate(matrix.rails)}
     return Diagnosis(tuple(defects), transients(cells, suspect & ~explained), cells.too_noisy, level)
+
+
+def suspect_samples(
+    matrix: PairMatrix, line_rate_Gbps: float | Mapping[int, float] | None, thresholds: Thresholds = Thresholds()
+) -> np.ndarray:
+    """``[repeat, rail, a, b]``: the matrix samples that are slow, so their cells must be re-measured."""
+    return _judge(matrix, _line_rates(matrix, line_rate_Gbps), thresholds).slow_sample
 
 
 def localise(
