@@ -18,8 +18,9 @@ import numpy as np
 
 BUDGET_FACTOR = 4.0
 """A cell may take this many times what its messages should take at the expected rate."""
-FLOOR_S = 0.25
-"""Never less: scheduling noise alone can stretch a short cell several-fold."""
+FLOOR_S = 0.5
+"""Never less: scheduling noise alone can stretch a short cell several-fold, and a slow cell should get
+one warm message timed after its probe (the first message alone reads low on a token bucket)."""
 CEILING_S = 60.0
 """Never more (and the budget where no rate is known at all)."""
 
