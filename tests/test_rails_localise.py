@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bench.errors import UserError
-from bench.rails.localise import PairMatrix, PairSample, Thresholds, describe, localise
+from bench.rails.localise import PairMatrix, PairSample, Thresholds, describe, diagnose, localise
 
 LINE = 400.0
 HEALTHY = 390.0
@@ -208,10 +208,15 @@ def _cpu_like(nodes: int, rails: int, slow: Callable[[int, int, int], bool], see
 @pytest.mark.parametrize("seed", range(20))
 def test_relative_only_with_cpu_noise(seed: int) -> None:
     loose = Thresholds(relative_fraction=0.1)
-    assert localise(_cpu_like(4, 2, lambda k, a, b: False, seed), None, loose) == ()
-    whole_rail = localise(_cpu_like(4, 2, lambda k, a, b: k == 0, seed), None, loose)
-    assert _kinds(whole_rail) == [("rail", None, 0)]
-    link = localise(_cpu_like(4, 2, lambda k, a, b: k == 1 and 2 in (a, b), seed), None, loose)
-    assert _kinds(link) == [("link", "node03", 1)]
-    node = localise(_cpu_like(4, 2, lambda k, a, b: 1 in (a, b), seed), None, loose)
-    assert _kinds(node) == [("node", "node02", None)]
+    cases = {
+        (): lambda k, a, b: False,
+        (("rail", None, 0),): lambda k, a, b: k == 0,
+        (("link", "node03", 1),): lambda k, a, b: k == 1 and 2 in (a, b),
+        (("node", "node02", None),): lambda k, a, b: 1 in (a, b),
+    }
+    for want, slow in cases.items():
+        # Five nodes: always exactly the part. Four nodes leave as few as six healthy samples of a spread
+        # this wide, so there railbench may say it cannot tell, but never names the wrong part.
+        assert tuple(_kinds(localise(_cpu_like(5, 2, slow, seed), None, loose))) == want
+        found = diagnose(_cpu_like(4, 2, slow, seed), None, loose)
+        assert tuple(_kinds(found.defects)) == want or (found.defects == () and found.too_noisy)

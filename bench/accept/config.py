@@ -64,6 +64,7 @@ class AcceptConfig:
             ("--socket-ifname", r.socket_ifname), ("--oob-ifname", r.oob_ifname), ("--rail-bytes", r.rail_bytes),
             ("--pair-bytes", r.pair_bytes), ("--repeats", r.repeats), ("--rail-rate-gbps", r.rail_rate_gbps),
             ("--relative-fraction", r.relative_fraction), ("--cluster", self.cluster), ("--history", s.history),
+            ("--confirm", r.confirm), ("--cell-budget", r.cell_budget_s),
         ):  # fmt: skip
             if value is not None:
                 argv += [flag, str(value)]

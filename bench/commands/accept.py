@@ -68,6 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     rails.add_argument(
         "--relative-fraction", type=rails_cmd.number("--relative-fraction"), help="a pair is slow below this x peers"
     )
+    rails_cmd.add_diagnosis_flags(rails)
     start = parser.add_argument_group("start-up and output")
     start.add_argument("--backend", choices=("auto", "nccl", "gloo"), default="auto", help="nccl on GPUs, gloo on CPU")
     start.add_argument("--timeout", type=float, default=300.0, help="seconds per step before exit 3")
@@ -92,7 +93,8 @@ def config_from_args(args: argparse.Namespace) -> AcceptConfig:
         profile=args.profile, socket_ifname=args.socket_ifname, oob_ifname=args.oob_ifname,
         rail_bytes=args.rail_bytes, pair_bytes=args.pair_bytes, repeats=args.repeats, seed=args.seed,
         isolation=args.isolation, pairs=not args.no_pairs, intra_node=args.intra_node,
-        rail_rate_gbps=args.rail_rate_gbps, relative_fraction=args.relative_fraction,
+        rail_rate_gbps=args.rail_rate_gbps, relative_fraction=args.relative_fraction, confirm=args.confirm,
+        cell_budget_s=args.cell_budget,
     )  # fmt: skip
     return AcceptConfig(
         profile=args.profile, sweep=sweep, rails=rails, backend=args.backend, timeout_s=args.timeout, np=args.np,

@@ -61,6 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     judge.add_argument("--rail-rate-gbps", type=number("--rail-rate-gbps"), help="line rate of one rail")
     judge.add_argument("--relative-fraction", type=number("--relative-fraction"), help="slow below this x peers")
     judge.add_argument("--profile", default="local", help="cluster profile: name or TOML path")
+    add_diagnosis_flags(judge)
     net = parser.add_argument_group("interfaces and start-up")
     net.add_argument("--socket-ifname", metavar="LIST", help="rail interfaces (NCCL_SOCKET_IFNAME grammar)")
     net.add_argument("--oob-ifname", metavar="IF", help="management interface for the world group")
@@ -74,6 +75,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--no-history", action="store_true", help="do not add this run to the history")
 
 
+def add_diagnosis_flags(group: argparse._ArgumentGroup) -> None:
+    """--confirm and --cell-budget, shared by rails and accept."""
+    group.add_argument("--confirm", type=int, metavar="N", help="re-measure each suspect pair N times (0: off)")
+    group.add_argument(
+        "--cell-budget", type=number("--cell-budget"), metavar="SECONDS", help="time budget of one pair or rail cell"
+    )
+
+
 def config_from_args(args: argparse.Namespace) -> RailsConfig:
     collectives = tuple(get_collective(c.strip()).name for c in args.collectives.split(",") if c.strip())
     return RailsConfig(
@@ -83,7 +92,7 @@ def config_from_args(args: argparse.Namespace) -> RailsConfig:
         intra_node=args.intra_node, check=args.check, rail_rate_gbps=args.rail_rate_gbps,
         relative_fraction=args.relative_fraction,
         backend=args.backend, timeout_s=args.timeout, np=args.np, out=args.out, cluster=args.cluster,
-        history=args.history, no_history=args.no_history,
+        history=args.history, no_history=args.no_history, confirm=args.confirm, cell_budget_s=args.cell_budget,
     )  # fmt: skip
 
 

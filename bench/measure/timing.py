@@ -37,6 +37,8 @@ class SizeResult:
     time_us_max: float
     wrong: int | None
     """Wrong elements summed over ranks; None when --check was off."""
+    stopped: bool = False
+    """The time budget ran out: ``iters`` is the number of steps that fitted."""
 
     @property
     def algbw_GBps(self) -> float:
@@ -46,6 +48,22 @@ class SizeResult:
 def _repeat(step: Callable[[], None], times: int) -> None:
     for _ in range(times):
         step()
+
+
+@dataclass(frozen=True)
+class Timed:
+    """What one timed region measured."""
+
+    time_us: float
+    """Mean time per timed step, in microseconds."""
+    steps: int
+    """Timed steps behind the mean (``iters`` unless the budget ran out)."""
+    stopped: bool
+    """The time budget ran out before ``iters`` steps: the mean is over the steps that fitted."""
+
+
+Agree = Callable[[float], float]
+"""Turns this rank's seconds into the value every rank of the measurement uses (the slowest of them)."""
 
 
 def time_region(
@@ -58,8 +76,60 @@ def time_region(
     own synchronisation (``bench.measure.device``), so asynchronous backends are timed by when their work
     ended, not by when the host finished queuing it.
     """
+    return _region(step, group, device, iters, warmup, graph)
+
+
+def time_budgeted(
+    step: Callable[[], None],
+    *,
+    group: Any,
+    device: Any,
+    iters: int,
+    warmup: int,
+    budget_s: float,
+    agree: Agree | None = None,
+) -> Timed:
+    """:func:`time_region` within a time budget: a dead-slow part costs the budget, not ``iters`` steps.
+
+    The first step is timed on its own (a probe, standing in for the first warmup step). Every rank that
+    takes part must run the same number of steps, so the probe's time goes through ``agree`` (default: the
+    slowest rank of ``group``) and every rank plans from that one value: when the whole plan fits the
+    budget it runs as usual; else the rest of the warmup is skipped and only the steps that fit are timed;
+    when not even one more fits, the probe is the measurement. The group meets at the same barriers in
+    every case, so a rank that plans differently from the others cannot exist.
+    """
+    if budget_s <= 0:
+        raise ValueError(f"budget_s {budget_s!r} must be positive")
+    dist = _dist()
+    dist.barrier(group=group)
+    device_ops.synchronize(device)
+    timer = device_ops.RegionTimer(device)
+    timer.start()
+    step()
+    probe = timer.stop()
+    probe = (agree or (lambda s: group_max(s, group, device)))(probe)
+    left = budget_s - probe
+    fits = int(left // probe) if probe > 0 else iters + warmup
+    if fits >= max(0, warmup - 1) + iters:
+        return Timed(_region(step, group, device, iters, max(0, warmup - 1), False), iters, False)
+    if fits < 1:
+        # Not one more step fits: the probe is the measurement. The barrier keeps the group in step
+        # with ranks whose plan timed more.
+        dist.barrier(group=group)
+        return Timed(probe * 1e6, 1, True)
+    steps = min(fits, iters)
+    return Timed(_region(step, group, device, steps, 0, False), steps, steps < iters)
+
+
+def _dist() -> Any:
     import torch.distributed as dist
 
+    return dist
+
+
+def _region(step: Callable[[], None], group: Any, device: Any, iters: int, warmup: int, graph: bool) -> float:
+    """The loop itself: untimed warmup, the group together, the device drained, ``iters`` steps timed."""
+    dist = _dist()
     _repeat(step, warmup)
     cuda_graph = _capture(step, device, iters) if graph else None
     # No garbage collection between the barrier and the end of the region: a full collection pauses the host
@@ -80,6 +150,16 @@ def time_region(
         if collecting:
             gc.enable()
     return seconds * 1e6 / iters
+
+
+def group_max(seconds: float, group: Any, device: Any) -> float:
+    """The largest ``seconds`` over the ranks of ``group``, known on every one of them."""
+    import torch
+
+    dist = _dist()
+    value = torch.tensor([seconds], dtype=torch.float64, device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX, group=group)
+    return float(value.item())
 
 
 def _capture(step: Callable[[], None], device: Any, iters: int) -> Any:
@@ -132,12 +212,17 @@ def time_loop(
     warmup: int,
     device: Any,
     graph: bool = False,
-) -> float:
-    """This rank's mean time per call of ``coll`` in microseconds (:func:`time_region` on one collective)."""
-    return time_region(
-        lambda: coll.call(buffers, rank, nranks, group), group=group, device=device, iters=iters, warmup=warmup,
-        graph=graph,
-    )  # fmt: skip
+    budget_s: float | None = None,
+) -> Timed:
+    """This rank's mean time per call of ``coll`` (:func:`time_region` on one collective, or
+    :func:`time_budgeted` when ``budget_s`` is given)."""
+
+    def step() -> None:
+        coll.call(buffers, rank, nranks, group)
+
+    if budget_s is not None:
+        return time_budgeted(step, group=group, device=device, iters=iters, warmup=warmup, budget_s=budget_s)
+    return Timed(time_region(step, group=group, device=device, iters=iters, warmup=warmup, graph=graph), iters, False)
 
 
 def check_once(
@@ -183,12 +268,16 @@ def measure(
     warmup: int,
     check: bool,
     graph: bool = False,
+    budget_s: float | None = None,
 ) -> SizeResult:
     """Time ``coll`` at ``nbytes`` in ``group`` and, with ``check``, verify it; every rank returns the same."""
     count = coll.count_for_bytes(nbytes, elsize, nranks)
     real_bytes = coll.bytes_for_count(count, elsize, nranks)
     buffers = make_buffers(coll, count, real_bytes, rank, nranks, dtype, device)
-    my_time = time_loop(coll, buffers, rank, nranks, group, iters=iters, warmup=warmup, device=device, graph=graph)
+    timed = time_loop(
+        coll, buffers, rank, nranks, group, iters=iters, warmup=warmup, device=device, graph=graph, budget_s=budget_s
+    )
+    my_time = timed.time_us
     del buffers
     my_wrong = check_once(coll, count, real_bytes, rank, nranks, group, dtype, device) if check else 0
     times, wrong = reduce_times(my_time, my_wrong, group, device)
@@ -197,9 +286,10 @@ def measure(
         nbytes=real_bytes,
         count=count,
         nranks=nranks,
-        iters=iters,
+        iters=timed.steps,
         time_us=sum(times) / len(times),
         time_us_min=min(times),
         time_us_max=max(times),
         wrong=wrong if check else None,
+        stopped=timed.stopped,
     )

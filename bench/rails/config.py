@@ -26,6 +26,7 @@ DEFAULTS: Mapping[str, Any] = {
     "warmup": 2,
     "repeats": 1,
     "relative_fraction": 0.8,
+    "confirm": 2,
 }
 """Used where neither the command line nor the profile's ``[rails_test]`` says otherwise."""
 
@@ -66,6 +67,10 @@ class RailsConfig:
     """Line rate of a rail in Gb/s; default: the profile's, else the rail HCA's rate from sysfs."""
     relative_fraction: float | None = None
     """A pair is slow below this fraction of its peers' healthy level."""
+    confirm: int | None = None
+    """Re-measurements of every suspect pair before a defect is named (0: none)."""
+    cell_budget_s: float | None = None
+    """Seconds one pair or rail-group measurement may take; default from the line rate (see rails.budget)."""
     backend: Literal["auto", "nccl", "gloo"] = "auto"
     timeout_s: float = 300.0
     """A step that has not finished after this many seconds ends the run with exit 3."""
@@ -88,7 +93,7 @@ class RailsConfig:
             value = getattr(self, name)
             if value is not None and value < 4:
                 raise UserError(f"--{name.replace('_', '-')} {value} is too small: use at least 4 bytes, e.g. 64M")
-        for name, minimum in (("iters", 1), ("warmup", 0), ("repeats", 1)):
+        for name, minimum in (("iters", 1), ("warmup", 0), ("repeats", 1), ("confirm", 0)):
             value = getattr(self, name)
             if value is not None and value < minimum:
                 raise UserError(f"--{name} {value} must be at least {minimum}")
@@ -96,6 +101,8 @@ class RailsConfig:
             raise UserError(f"--rail-rate-gbps {self.rail_rate_gbps:g} must be positive, e.g. 400 for NDR")
         if self.relative_fraction is not None and not 0 < self.relative_fraction <= 1:
             raise UserError(f"--relative-fraction {self.relative_fraction:g} must be in (0, 1], e.g. 0.8")
+        if self.cell_budget_s is not None and self.cell_budget_s <= 0:
+            raise UserError(f"--cell-budget {self.cell_budget_s:g} must be positive (seconds), e.g. 30")
         if self.timeout_s <= 0:
             raise UserError(f"--timeout {self.timeout_s:g} must be positive (seconds)")
         if self.np is not None and self.np < 1:
@@ -111,6 +118,7 @@ class RailsConfig:
             ("--rail-bytes", self.rail_bytes), ("--pair-bytes", self.pair_bytes), ("--iters", self.iters),
             ("--warmup", self.warmup), ("--repeats", self.repeats), ("--rail-rate-gbps", self.rail_rate_gbps),
             ("--relative-fraction", self.relative_fraction), ("--cluster", self.cluster), ("--history", self.history),
+            ("--confirm", self.confirm), ("--cell-budget", self.cell_budget_s),
         ):  # fmt: skip
             if value is not None:
                 argv += [flag, str(value)]
@@ -135,6 +143,8 @@ class RailsSettings:
     pairs: bool
     check: bool
     relative_fraction: float
+    confirm: int
+    cell_budget_s: float | None
     pass_fraction: float
     rail_rate_gbps: float | None
     socket_ifname: str | None
@@ -152,7 +162,7 @@ class RailsSettings:
 def _profile_table(profile: Any) -> dict[str, Any]:
     raw = getattr(profile, "raw", None) or {}
     table = raw.get("rails_test", {}) if isinstance(raw, Mapping) else {}
-    known = {"rail_bytes", "pair_bytes", "iters", "warmup", "repeats", "relative_fraction", "collectives"}
+    known = {"rail_bytes", "pair_bytes", "iters", "warmup", "repeats", "relative_fraction", "collectives", "confirm"}
     unknown = sorted(set(table) - known)
     if unknown:
         raise UserError(
@@ -164,7 +174,9 @@ def _profile_table(profile: Any) -> dict[str, Any]:
             out[key] = parse_size(str(value), f"[rails_test] {key}")
         elif key == "relative_fraction" and isinstance(value, int | float) and not isinstance(value, bool):
             out[key] = float(value)
-        elif key in ("iters", "warmup", "repeats") and isinstance(value, int) and not isinstance(value, bool):
+        elif (
+            key in ("iters", "warmup", "repeats", "confirm") and isinstance(value, int) and not isinstance(value, bool)
+        ):
             out[key] = value
         elif key == "collectives" and isinstance(value, list) and all(isinstance(v, str) for v in value):
             out[key] = tuple(value)
@@ -196,6 +208,8 @@ def resolve(config: RailsConfig, profile: Any) -> RailsSettings:
         pairs=config.pairs,
         check=config.check,
         relative_fraction=pick("relative_fraction"),
+        confirm=pick("confirm"),
+        cell_budget_s=config.cell_budget_s,
         pass_fraction=profile.pass_fraction,
         rail_rate_gbps=config.rail_rate_gbps or profile.rail_rate_gbps,
         socket_ifname=config.socket_ifname or profile.socket_ifnames,

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bench.measure.timing import reduce_times, time_region
+from bench.measure.timing import Timed, reduce_times, time_budgeted, time_region
 from bench.rails.layout import RailLayout
 from bench.rails.schedule import Round
 from bench.runtime import env as benv
@@ -69,6 +69,10 @@ class PairTime:
     nbytes: int
     time_us: float
     """Mean time per message, at the slower of the two ends (the receiver holds the last byte at the end)."""
+    stopped: bool = False
+    """The cell's time budget ran out: the rate is over the messages that fitted."""
+    confirm: int = 0
+    """0: the matrix; 1..: a confirmation pass re-measuring a suspect."""
 
 
 def one_way(send_buf: Any, recv_buf: Any, peer_rank: int | None, sending: bool, group: Any) -> Callable[[], None]:
@@ -92,6 +96,28 @@ def one_way(send_buf: Any, recv_buf: Any, peer_rank: int | None, sending: bool, 
     return step
 
 
+def pair_agree(peer_rank: int | None, group: Any, device: Any) -> Callable[[float], float]:
+    """The slower of the two ends' probe times, known at both ends (an exchange of one number)."""
+    import torch
+    import torch.distributed as dist
+
+    def agree(seconds: float) -> float:
+        if peer_rank is None:
+            return seconds
+        mine = torch.tensor([seconds], dtype=torch.float64, device=device)
+        theirs = torch.empty(1, dtype=torch.float64, device=device)
+        send = dist.P2POp(dist.isend, mine, peer_rank, group)
+        recv = dist.P2POp(dist.irecv, theirs, peer_rank, group)
+        # One after the other, the lower rank sending first: a backend that runs one operation at a time
+        # (one stream) would otherwise have both ends wait in a send for a receive queued behind it.
+        for op in (send, recv) if dist.get_rank() < peer_rank else (recv, send):
+            for work in dist.batch_isend_irecv([op]):
+                work.wait()
+        return max(seconds, float(theirs.item()))
+
+    return agree
+
+
 def pair_round(
     rnd: Round,
     layout: RailLayout,
@@ -101,31 +127,48 @@ def pair_round(
     *,
     iters: int,
     warmup: int,
-) -> list[PairTime]:
+    budget_s: float | None = None,
+) -> tuple[list[PairTime], list[float]]:
     """This rank's part of one round on its rail: each direction of every pair at once, lower node first.
 
-    Both ends time the same region with the one timing loop; a direction took as long as its slower end
-    (the receiver has the last byte only when the transfer is over), known on every rank of the rail
-    group after one gather of the times.
+    Both ends time the same region with the one timing loop (within ``budget_s`` per direction, when
+    given); a direction took as long as its slower end (the receiver has the last byte only when the
+    transfer is over), known on every rank of the rail group after one gather of the times. Returns this
+    rank's sending directions and the rate (Gb/s) of every direction measured on the rail this round.
     """
     import torch.distributed as dist
 
     node, rail = layout.where(rank)
     send_buf, recv_buf = buffers
     device = send_buf.device
-    partner = rnd.partner(node)
+    partner = rnd.partner(node, rail)
     peer_rank = layout.ranks[partner][rail] if partner is not None else None
     nbytes = send_buf.numel() * send_buf.element_size()
     times: list[PairTime] = []
+    rates: list[float] = []
     for sender_is_low in (True, False):
         sending = partner is not None and (node < partner) == sender_is_low
         step = one_way(send_buf, recv_buf, peer_rank, sending, group)
-        mine = time_region(step, group=group, device=device, iters=iters, warmup=warmup)
+        if budget_s is None:
+            timed = Timed(time_region(step, group=group, device=device, iters=iters, warmup=warmup), iters, False)
+        else:
+            timed = time_budgeted(
+                step, group=group, device=device, iters=iters, warmup=warmup, budget_s=budget_s,
+                agree=pair_agree(peer_rank, group, device),
+            )  # fmt: skip
+        mine = timed.time_us
         everyone, _ = reduce_times(mine, 0, group, device)
+        for a, b in rnd.pairs:
+            if rnd.partner(a, rail) == b:
+                ends = [everyone[dist.get_group_rank(group, layout.ranks[x][rail])] for x in (a, b)]
+                rates.append(nbytes * 8 / (max(ends) * 1e-6) / 1e9 if max(ends) > 0 else 0.0)
         if sending and peer_rank is not None and partner is not None:
             theirs = everyone[dist.get_group_rank(group, peer_rank)]
-            times.append(PairTime(node, partner, rail, rnd.repeat, rnd.index, nbytes, max(mine, theirs)))
-    return times
+            times.append(
+                PairTime(node, partner, rail, rnd.repeat, rnd.index, nbytes, max(mine, theirs), timed.stopped,
+                         rnd.confirm)
+            )  # fmt: skip
+    return times, rates
 
 
 def pair_buffers(nbytes: int, device: Any) -> tuple[Any, Any]:
@@ -137,6 +180,15 @@ def pair_buffers(nbytes: int, device: Any) -> tuple[Any, Any]:
         torch.ones(count, dtype=torch.float32, device=device),
         torch.empty(count, dtype=torch.float32, device=device),
     )
+
+
+def broadcast_object(obj: Any) -> Any:
+    """Rank 0's ``obj`` on every rank (over the world group)."""
+    import torch.distributed as dist
+
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def gather_objects(obj: Any) -> list[Any]:

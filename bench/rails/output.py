@@ -26,6 +26,8 @@ def write_outputs(outcome: RailsOutcome, out_dir: Path, writer: Any, iters: int)
             outcome.rail_results, outcome.pair_times, outcome.nodes, outcome.expected, devices
         ),
         "defects": [d.as_dict() for d in outcome.defects],
+        "transients": [t.as_dict() for t in outcome.transients],
+        "too_noisy": outcome.too_noisy,
         "counter_findings": list(outcome.findings),
         "below_target": list(outcome.below_target),
         "counters": outcome.counters,
@@ -50,14 +52,14 @@ def print_outcome(outcome: RailsOutcome, settings: RailsSettings) -> None:
             if not outcome.intra_node.skipped:
                 print(f"# intra-node verdict: {'FAIL' if outcome.failed else 'PASS'}", flush=True)
         return
-    samples = records.pair_samples(outcome.pair_times, outcome.nodes)
+    samples = [s for s in records.pair_samples(outcome.pair_times, outcome.nodes) if not s.confirm]
     print(
         f"# rails: {len(outcome.nodes)} nodes x {outcome.rails} rails; pairs "
         f"{'off' if not settings.pairs else f'{settings.repeats} repeat(s)'}",
         flush=True,
     )
     print(records.table(outcome.rail_results, samples, outcome.devices, outcome.defects, outcome.expected,
-                        outcome.findings), flush=True)  # fmt: skip
+                        outcome.findings, outcome.transients, outcome.too_noisy), flush=True)  # fmt: skip
     if outcome.intra_node is not None:
         print(gpu_pairs.table(outcome.intra_node), flush=True)
     for reason in outcome.below_target:

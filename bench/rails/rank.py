@@ -23,18 +23,12 @@ from bench.measure.collectives import get_collective
 from bench.measure.timing import measure
 from bench.netaddr import interface_ipv4
 from bench.rails import evidence, intranode, output, records
+from bench.rails.budget import cell_budget
 from bench.rails.config import RailsConfig, RailsSettings, validate
 from bench.rails.layout import RailLayout, interface_for_rail, rail_layout
-from bench.rails.localise import Defect, Thresholds, localise
-from bench.rails.measure import (
-    PairTime,
-    flatten,
-    gather_objects,
-    make_rail_groups,
-    pair_buffers,
-    pair_round,
-)
-from bench.rails.schedule import schedule
+from bench.rails.localise import Diagnosis, Thresholds, diagnose
+from bench.rails.measure import PairTime, broadcast_object, flatten, gather_objects, make_rail_groups
+from bench.rails.pairs import PairRunner, suspects
 from bench.rundir.files import ResultsWriter, default_cluster_name, default_run_dir, proposed_run_dir
 from bench.rundir.record import RunRecord, base_metadata, iso_utc
 from bench.runtime import env as benv
@@ -122,9 +116,13 @@ def _measure_rail(
     import torch.distributed as dist
 
     group_rank = dist.get_group_rank(group, ctx.info.rank)
+    collective = get_collective(coll)
+    # Every rank sends about busbw-factor x the message per call, the pair budget's "wire bytes".
+    wire = int(settings.rail_bytes * max(1.0, collective.busbw_factor(n)))
+    budget = cell_budget(wire, warmup + iters, settings.rail_rate_gbps, settings.cell_budget_s)
     return measure(
-        get_collective(coll), settings.rail_bytes, group_rank, n, group, dtype=torch.float32, elsize=4,
-        device=ctx.device, iters=iters, warmup=warmup, check=settings.check,
+        collective, settings.rail_bytes, group_rank, n, group, dtype=torch.float32, elsize=4,
+        device=ctx.device, iters=iters, warmup=warmup, check=settings.check, budget_s=budget,
     )  # fmt: skip
 
 
@@ -167,12 +165,15 @@ def rails_phase(settings: RailsSettings, ctx: DistContext, watchdog: Watchdog) -
     whole_before = _snapshot(local_rank)
 
     mine: list[records.RailResult] = []
+    fastest = 0.0
     for coll in settings.collectives:
         watchdog.enter(f"{coll} in every rail group at once")
         res = _measure_rail(settings, ctx, coll, group, n, iters=settings.iters, warmup=settings.warmup)
         watchdog.leave()
+        result = _rail_result(coll, "concurrent", rail, n, res)
+        fastest = max(fastest, result.busbw_Gbps)
         if node == 0:
-            mine.append(_rail_result(coll, "concurrent", rail, n, res))
+            mine.append(result)
 
     # One rail at a time inside a counter window: which device carried it, and what stayed quiet.
     windows: list[dict[str, int] | None] = []
@@ -194,12 +195,13 @@ def rails_phase(settings: RailsSettings, ctx: DistContext, watchdog: Watchdog) -
         watchdog.leave()
 
     times: list[PairTime] = []
+    runner = None
     if settings.pairs:
-        buffers = pair_buffers(settings.pair_bytes, ctx.device)
-        for rnd in schedule(n, settings.repeats, settings.seed):
-            watchdog.enter(f"pairs: repeat {rnd.repeat + 1}, round {rnd.index + 1}")
-            times += pair_round(rnd, layout, rank, group, buffers, iters=settings.iters, warmup=settings.warmup)
-            watchdog.leave()
+        # The fastest rail group's busbw, the same on every rank: where no line rate is known, the pair
+        # budget starts from it until the rail's own pair rates are in.
+        start = max(gather_objects(fastest))
+        runner = PairRunner(settings, layout, rank, group, ctx.device, start)
+        times = runner.matrix(watchdog.enter, watchdog.leave)
     whole = _moved(whole_before)
 
     watchdog.enter("gathering the rails results")
@@ -208,16 +210,31 @@ def rails_phase(settings: RailsSettings, ctx: DistContext, watchdog: Watchdog) -
          "ifname": my_ifname, "rail": rail, "rates": _ib_rates(local_rank)}
     )  # fmt: skip
     watchdog.leave()
+    if runner is not None and settings.confirm:
+        # Every suspect is measured again, in its own round and beside the same round's other suspects,
+        # before anything is named.
+        found = _suspects(settings, layout, gathered) if rank == 0 else None
+        again = runner.confirm(broadcast_object(found), watchdog.enter, watchdog.leave)
+        watchdog.enter("gathering the re-measurements")
+        for g, extra in zip(gathered, gather_objects(again), strict=True):
+            g["times"] = g["times"] + extra
+        watchdog.leave()
     if rank != 0:
         return None
     return dataclasses.replace(_outcome(settings, layout, gathered), process_groups=1 + len(groups))
 
 
-def _outcome(settings: RailsSettings, layout: RailLayout, gathered: list[dict[str, Any]]) -> records.RailsOutcome:
-    """Rank 0: devices, line rates, localisation and targets from everything the ranks sent."""
+def _suspects(settings: RailsSettings, layout: RailLayout, gathered: list[dict[str, Any]]) -> list[Any]:
+    _, _, rates, thresholds = _judging(settings, layout, gathered)
+    times = flatten([g["times"] for g in gathered])
+    return suspects(times, layout.nodes, layout.rails, rates, thresholds)
+
+
+def _judging(
+    settings: RailsSettings, layout: RailLayout, gathered: list[dict[str, Any]]
+) -> tuple[list[records.RailDevices], dict[int, float | None], dict[int, float] | None, Thresholds]:
+    """The devices each rail used, its line rate, the rates localisation judges by, and the thresholds."""
     nodes = layout.nodes
-    rail_results = sorted(flatten([g["results"] for g in gathered]), key=lambda r: (r.mode != "concurrent", r.rail))
-    times = sorted(flatten([g["times"] for g in gathered]), key=lambda t: (t.repeat, t.round, t.rail, t.node))
     readers = [g for g in gathered if g["windows"] and g["windows"][0] is not None]
     expected_if = {(g["host"], g["rail"]): g["ifname"] for g in gathered}
     min_bytes = max(1, settings.rail_bytes // 2)
@@ -227,16 +244,27 @@ def _outcome(settings: RailsSettings, layout: RailLayout, gathered: list[dict[st
         )
         for k in range(layout.rails)
     ]
-    findings = evidence.findings(devices, settings.quiet_devices, settings.counter_tolerance_bytes, min_bytes)
     expected = _line_rates(settings, devices, {g["host"]: g["rates"] for g in readers})
+    known = {k: rate for k, rate in expected.items() if rate is not None}
+    rates = known if len(known) == layout.rails else None  # a partial set would mix two yardsticks
+    return devices, expected, rates, Thresholds(settings.pass_fraction, settings.relative_fraction)
+
+
+def _outcome(settings: RailsSettings, layout: RailLayout, gathered: list[dict[str, Any]]) -> records.RailsOutcome:
+    """Rank 0: devices, line rates, localisation and targets from everything the ranks sent."""
+    nodes = layout.nodes
+    rail_results = sorted(flatten([g["results"] for g in gathered]), key=lambda r: (r.mode != "concurrent", r.rail))
+    times = sorted(
+        flatten([g["times"] for g in gathered]), key=lambda t: (t.confirm, t.repeat, t.round, t.rail, t.node)
+    )
+    readers = [g for g in gathered if g["windows"] and g["windows"][0] is not None]
+    devices, expected, rates, thresholds = _judging(settings, layout, gathered)
+    min_bytes = max(1, settings.rail_bytes // 2)
+    findings = evidence.findings(devices, settings.quiet_devices, settings.counter_tolerance_bytes, min_bytes)
     device_names = records.device_map(devices)
-    defects: tuple[Defect, ...] = ()
+    found = Diagnosis(())
     if times:
-        matrix = records.pair_matrix(times, nodes, layout.rails)
-        known = {k: rate for k, rate in expected.items() if rate is not None}
-        rates = known if len(known) == layout.rails else None  # a partial set would mix two yardsticks
-        thresholds = Thresholds(settings.pass_fraction, settings.relative_fraction)
-        defects = localise(matrix, rates, thresholds, device_names)
+        found = diagnose(records.pair_matrix(times, nodes, layout.rails), rates, thresholds, device_names)
     below = []
     for r in rail_results:
         target = expected.get(r.rail)
@@ -249,8 +277,9 @@ def _outcome(settings: RailsSettings, layout: RailLayout, gathered: list[dict[st
             )
     counters = {g["host"]: {d: {"bytes": b} for d, b in g["whole"].items()} for g in readers if g["whole"]}
     return records.RailsOutcome(
-        None, nodes, layout.rails, rail_results, times, devices, defects, findings, expected, below, counters
-    )
+        None, nodes, layout.rails, rail_results, times, devices, found.defects, findings=findings, expected=expected,
+        below_target=below, counters=counters, transients=found.transients, too_noisy=found.too_noisy,
+    )  # fmt: skip
 
 
 def _line_rates(
@@ -357,6 +386,7 @@ def metadata(ctx: DistContext, cluster: str, profile: Any, settings: RailsSettin
             "repeats": settings.repeats, "seed": settings.seed, "isolation": settings.isolation,
             "pairs": settings.pairs, "intra_node": settings.intra_node, "relative_fraction": settings.relative_fraction,
             "pass_fraction": settings.pass_fraction, "socket_ifname": settings.socket_ifname,
+            "confirm": settings.confirm, "cell_budget_s": settings.cell_budget_s,
             "oob_ifname": settings.oob_ifname, "host": socket.gethostname(),
         },
     }  # fmt: skip

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from bench.measure.collectives import get_collective
 from bench.measure.results import result_row
+from bench.rails.defects import Transient, describe_transient
 from bench.rails.gpu_pairs import IntraNodeOutcome
 from bench.rails.localise import Defect, PairMatrix, PairSample, describe
 from bench.rails.measure import PairTime
@@ -67,15 +68,20 @@ def short_device(device: str | None) -> str | None:
 
 
 def pair_samples(times: Sequence[PairTime], nodes: Sequence[str]) -> list[PairSample]:
-    """One sample per (pair, rail, repeat): the slower direction, since a cable is only as good as that."""
-    slowest: dict[tuple[int, int, int, int], PairTime] = {}
+    """One sample per (pair, rail, repeat or confirmation pass): the slower direction, since a cable is only as
+    good as that; stopped when either direction ran out of time."""
+    slowest: dict[tuple[int, int, int, int, int], PairTime] = {}
+    stopped: set[tuple[int, int, int, int, int]] = set()
     for t in times:
-        key = (min(t.node, t.peer), max(t.node, t.peer), t.rail, t.repeat)
+        key = (min(t.node, t.peer), max(t.node, t.peer), t.rail, t.repeat, t.confirm)
         if key not in slowest or t.time_us > slowest[key].time_us:
             slowest[key] = t
+        if t.stopped:
+            stopped.add(key)
     return [
-        PairSample(nodes[a], nodes[b], rail, busbw_Gbps(t.nbytes, t.time_us), repeat)
-        for (a, b, rail, repeat), t in sorted(slowest.items())
+        PairSample(nodes[a], nodes[b], rail, busbw_Gbps(t.nbytes, t.time_us), repeat, key in stopped, confirm)
+        for key, t in sorted(slowest.items())
+        for a, b, rail, repeat, confirm in [key]
     ]
 
 
@@ -122,7 +128,7 @@ def measurement_json(
             {"kind": "pair", "rail": t.rail, "node": node, "peer": nodes[t.peer], "device": devices.get((node, t.rail)),
              "collective": "sendrecv", "busbw_Gbps": round(busbw_Gbps(t.nbytes, t.time_us), 6),
              "expected_Gbps": expected.get(t.rail), "bytes": t.nbytes, "time_us": round(t.time_us, 3),
-             "repeat": t.repeat, "round": t.round}
+             "repeat": t.repeat, "round": t.round, "confirm": t.confirm, "stopped": t.stopped}
         )  # fmt: skip
     return out
 
@@ -151,7 +157,7 @@ def pair_rows(
     repeat: time is the slower direction's, time_us_min/max the two directions'."""
     sendrecv = get_collective("sendrecv")
     both: dict[tuple[int, int, int, int], list[PairTime]] = {}
-    for t in times:
+    for t in (t for t in times if not t.confirm):  # re-measurements are in rails.json
         both.setdefault((min(t.node, t.peer), max(t.node, t.peer), t.rail, t.repeat), []).append(t)
     rows = []
     for (a, b, rail, _repeat), pair in sorted(both.items()):
@@ -179,6 +185,8 @@ def table(
     defects: Sequence[Defect],
     expected: Mapping[int, float | None],
     findings: Sequence[str],
+    transients: Sequence[Transient] = (),
+    too_noisy: str | None = None,
 ) -> str:
     """The human summary: rail groups, the pair matrix per rail, the devices, and the defects."""
     lines = ["#", "# rail groups (local rank k of every node)"]
@@ -207,6 +215,11 @@ def table(
         lines.extend(describe(d) for d in defects)
     else:
         lines.append("# defects: none")
+    if transients:
+        lines.append("# transients (slow once, not when re-measured; not a fault)")
+        lines.extend(describe_transient(t) for t in transients)
+    if too_noisy:
+        lines.append(f"# {too_noisy}")
     return "\n".join(lines)
 
 
@@ -222,6 +235,10 @@ class RailsOutcome:
     pair_times: list[PairTime] = field(default_factory=list)
     devices: list[RailDevices] = field(default_factory=list)
     defects: tuple[Defect, ...] = ()
+    transients: tuple[Transient, ...] = ()
+    """Suspect pairs that measured normal again when re-measured: recorded, not failed."""
+    too_noisy: str | None = None
+    """Why the relative test named nothing: the fabric's healthy spread is too wide to tell."""
     findings: list[str] = field(default_factory=list)
     """Counter evidence that contradicts the layout (a rail over the wrong device, traffic on mgmt)."""
     expected: dict[int, float | None] = field(default_factory=dict)

@@ -16,11 +16,16 @@ pairs) must take well under a second (``ci/bench_rails.py`` shows it).
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
 from bench.errors import UserError
+
+Cell = tuple[int, int, int, int, int]
+"""``(repeat, round, rail, low node, high node)``: one pair's exchange on one rail in one round."""
 
 NO_PARTNER = -1
 """The partner of a node that has a bye in a round."""
@@ -99,15 +104,39 @@ class Round:
     """Node indices ``(low, high)``; no node appears twice."""
     bye: int | None
     """The node that sits this round out (odd node counts), else None."""
+    confirm: int = 0
+    """0 for the matrix; 1.. for the confirmation passes that re-measure this round's suspect pairs."""
+    cells: frozenset[tuple[int, int, int]] | None = None
+    """Only these ``(rail, low, high)`` exchange (a confirmation pass); None: every pair on every rail."""
 
-    def partner(self, node: int) -> int | None:
-        """The node that ``node`` exchanges with in this round, or None on a bye."""
+    def partner(self, node: int, rail: int | None = None) -> int | None:
+        """The node that ``node`` exchanges with in this round (on ``rail``), or None when it sits out."""
         for a, b in self.pairs:
-            if a == node:
-                return b
-            if b == node:
-                return a
+            if node not in (a, b):
+                continue
+            if self.cells is not None and (rail, a, b) not in self.cells:
+                return None
+            return b if a == node else a
         return None
+
+
+def confirmation_rounds(rounds: tuple[Round, ...], suspects: Iterable[Cell], passes: int) -> tuple[Round, ...]:
+    """``passes`` re-runs of every round that holds a suspect cell, restricted to that round's suspects.
+
+    A suspect ``(repeat, round, rail, low, high)`` is re-measured in the round it was measured in, so with the
+    same partner and beside the same round's other suspects on the other rails, all ranks in step. The
+    rounds come out in the matrix's order, pass after pass; every rank computes the same ones.
+    """
+    by_round: dict[tuple[int, int], set[tuple[int, int, int]]] = {}
+    for repeat, index, rail, low, high in suspects:
+        by_round.setdefault((repeat, index), set()).add((rail, min(low, high), max(low, high)))
+    out: list[Round] = []
+    for confirm in range(1, passes + 1):
+        for rnd in rounds:
+            chosen = by_round.get((rnd.repeat, rnd.index))
+            if chosen:
+                out.append(dataclasses.replace(rnd, confirm=confirm, cells=frozenset(chosen)))
+    return tuple(out)
 
 
 def schedule(n: int, repeats: int = 1, seed: int = 0) -> tuple[Round, ...]:

@@ -1,0 +1,139 @@
+"""The fabric's own noise: a robust healthy level, a robust spread, and tests that control false alarms.
+
+Bandwidth noise is multiplicative (a busy CPU or a congested link halves a rate, it does not subtract a
+constant), so everything here works on log rates: a pair 3x below the level is as unusual at 400 Gb/s as at
+4 Gb/s.
+
+* **Level**: a robust centre of the healthy fabric, not the top of its spread: the median log rate of the
+  cells whose links both look healthy. The plain median of every cell breaks down when half the pairs are
+  broken (a node of four), so links far below the typical link are set aside first (``healthy_cells``).
+* **Spread**: the median absolute deviation of the samples *above* the level, mirrored (a normal spread's
+  upper half has the same MAD as the whole). Faults only make pairs slower, so however many pairs a fault
+  slows, it cannot widen the yardstick that judges it.
+* **Multiple comparisons**: Holm's step-down procedure over every sample tested, so a 512-node matrix with
+  130,816 pairs raises no more false alarms than a 3-node one (``FALSE_ALARMS`` over the whole matrix).
+
+Pure numpy; no SciPy.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from statistics import NormalDist
+
+import numpy as np
+
+FALSE_ALARMS = 0.05
+"""Family-wise chance that noise alone makes one sample of a healthy matrix a suspect (which is then
+re-measured, or must be corroborated by the other pairs of a link, node or rail)."""
+
+LONE_FALSE_ALARMS = 0.01
+"""The same for a lone pair named without re-measurement (confirmation off): nothing else corroborates it."""
+
+SIGMA_FLOOR = 0.02
+"""Smallest spread of log rates believed (2%): a perfectly steady synthetic fabric is not noiseless."""
+
+OUTLYING_LINK = 0.5
+"""A link whose typical partner runs at under half the typical link's rate is left out of the level."""
+
+TOO_NOISY = 0.02
+"""When only a part at under 2% of the healthy level could be told from noise, the relative test gives up."""
+
+MAD_TO_SIGMA = 1.4826
+"""MAD x this = the standard deviation of a normal distribution."""
+
+
+def log_rates(values: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """``log(value / scale)``; NaN stays NaN (unmeasured), zero or less is ``-inf`` (nothing moved)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.log(values / scale)
+    out[values <= 0] = -np.inf
+    return out
+
+
+def upper_median(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """The upper median along ``axis`` ignoring NaN (the larger middle value of an even count); NaN if empty."""
+    ordered = np.sort(np.moveaxis(x, axis, -1), axis=-1)  # NaN sorts last
+    count = (~np.isnan(ordered)).sum(axis=-1)
+    index = np.minimum(count // 2, ordered.shape[-1] - 1)
+    picked = np.take_along_axis(ordered, index[..., None], axis=-1)[..., 0]
+    return np.where(count > 0, picked, np.nan)
+
+
+def healthy_cells(cell_median: np.ndarray, measured: np.ndarray) -> np.ndarray:
+    """Cells ``[rail, a, b]`` whose two links both look healthy: each link's upper median over its partners
+    at least ``OUTLYING_LINK`` x the median link's. A healthy link keeps a healthy upper median while fewer
+    than half of its partners are broken, so a broken node or link is set aside even when it spoils half of
+    the cells (a node of four, a rail of two); where that leaves too few cells, every cell is kept."""
+    per_link = upper_median(np.where(measured, cell_median, np.nan), axis=-1)
+    finite = per_link[np.isfinite(per_link)]
+    if not finite.size:
+        return measured
+    good = per_link >= float(np.median(finite)) + math.log(OUTLYING_LINK)
+    cells = measured & good[:, :, None] & good[:, None, :]
+    return cells if cells.sum() >= 2 else measured
+
+
+def level_and_sigma(samples: np.ndarray) -> tuple[float, float]:
+    """The healthy level (median) and spread (MAD, as a standard deviation, floored at SIGMA_FLOOR) of the
+    log rates of healthy cells; broken parts were set aside by :func:`healthy_cells`, so both sides count."""
+    finite = samples[np.isfinite(samples)]
+    if not finite.size:
+        return 0.0, SIGMA_FLOOR
+    level = float(np.median(finite))
+    return level, max(SIGMA_FLOOR, MAD_TO_SIGMA * float(np.median(np.abs(finite - level))))
+
+
+def upper_sigma(x: np.ndarray, level: float) -> float:
+    """Robust spread of the log rates ``x`` from the deviations above ``level`` (floored at SIGMA_FLOOR)."""
+    values = x[np.isfinite(x)]
+    above = values[values >= level] - level
+    if above.size < 3:
+        # Too few samples above the level to read a spread from: fall back to both sides.
+        above = np.abs(values - level)
+    if not above.size:
+        return SIGMA_FLOOR
+    return max(SIGMA_FLOOR, MAD_TO_SIGMA * float(np.median(above)))
+
+
+def holm_significant(z: np.ndarray, alpha: float = FALSE_ALARMS) -> np.ndarray:
+    """Which one-sided z-scores Holm's step-down procedure rejects at family-wise level ``alpha``.
+
+    NaN never counts (not tested), ``+inf`` always does. Sorted from the largest z, the i-th (from 0) is
+    rejected while every earlier one was and ``z >= inv_cdf(1 - alpha / (m - i))``.
+    """
+    tested = ~np.isnan(z)
+    m = int(tested.sum())
+    out = np.zeros(z.shape, dtype=bool)
+    if m == 0:
+        return out
+    flat = z[tested]
+    order = np.argsort(-flat, kind="stable")
+    ranked = flat[order]
+    normal = NormalDist()
+    # Everything at or beyond the strictest (Bonferroni) cut is rejected whatever its rank.
+    rejected = int((ranked >= normal.inv_cdf(1.0 - alpha / m)).sum())
+    while rejected < m and ranked[rejected] >= normal.inv_cdf(1.0 - alpha / (m - rejected)):
+        rejected += 1
+    hits = np.zeros(m, dtype=bool)
+    hits[order[:rejected]] = True
+    out[tested] = hits
+    return out
+
+
+def bonferroni_z(tests: int, alpha: float = FALSE_ALARMS) -> float:
+    """The one-sided z a single test must reach when ``tests`` are made at family-wise level ``alpha``."""
+    return NormalDist().inv_cdf(1.0 - alpha / max(1, tests))
+
+
+def too_noisy(sigma: float, tests: int) -> bool:
+    """True when noise alone spans more than 1/TOO_NOISY at the significance this many tests need."""
+    return math.exp(-bonferroni_z(tests) * sigma) < TOO_NOISY
+
+
+def rail_levels(x: np.ndarray, measured: np.ndarray) -> np.ndarray:
+    """Median log rate of each rail's measured cells (``x`` is ``[rail, a, b]``); NaN where none."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an unmeasured rail's all-NaN slice
+        return np.nanmedian(np.where(measured, x, np.nan), axis=(1, 2))

@@ -1,0 +1,83 @@
+"""The rank side of the pair matrix: the round-robin rounds within a time budget per cell, then the
+confirmation passes that re-measure every suspect before anything is named.
+
+Every rank runs these functions at the same point, in step with its rail group; which cells are suspect
+is decided on rank 0 (``suspects``) and sent to every rank.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from bench.rails.budget import cell_budget, expected_rate
+from bench.rails.layout import RailLayout
+from bench.rails.localise import Thresholds, suspect_samples
+from bench.rails.measure import PairTime, pair_buffers, pair_round
+from bench.rails.records import pair_matrix
+from bench.rails.schedule import Cell, Round, confirmation_rounds, schedule
+
+Enter = Callable[[str], None]
+
+
+class PairRunner:
+    """One rank's pair exchanges on its rail: the buffers, the budget's running rate, the rounds run."""
+
+    def __init__(self, settings: Any, layout: RailLayout, rank: int, group: Any, device: Any, start_Gbps: float | None):
+        self.settings, self.layout, self.rank, self.group = settings, layout, rank, group
+        self.buffers = pair_buffers(settings.pair_bytes, device)
+        self.start_Gbps = start_Gbps
+        self.seen: list[float] = []
+        """Rates of every pair direction measured on this rail so far (the same list on every rank of it)."""
+        self.rounds = schedule(len(layout.nodes), settings.repeats, settings.seed)
+
+    def budget_s(self) -> float:
+        s = self.settings
+        rate = expected_rate(s.rail_rate_gbps, self.start_Gbps, self.seen)
+        return cell_budget(s.pair_bytes, s.warmup + s.iters, rate, s.cell_budget_s)
+
+    def run(self, rounds: Sequence[Round], enter: Enter, leave: Callable[[], None]) -> list[PairTime]:
+        times: list[PairTime] = []
+        for rnd in rounds:
+            what = f"confirmation {rnd.confirm}" if rnd.confirm else "pairs"
+            enter(f"{what}: repeat {rnd.repeat + 1}, round {rnd.index + 1}")
+            mine, rates = pair_round(
+                rnd, self.layout, self.rank, self.group, self.buffers, iters=self.settings.iters,
+                warmup=self.settings.warmup, budget_s=self.budget_s(),
+            )  # fmt: skip
+            leave()
+            times += mine
+            if not rnd.confirm:
+                self.seen += rates
+        return times
+
+    def matrix(self, enter: Enter, leave: Callable[[], None]) -> list[PairTime]:
+        """Every pair on every rail, ``repeats`` times."""
+        return self.run(self.rounds, enter, leave)
+
+    def confirm(self, suspects: Sequence[Cell], enter: Enter, leave: Callable[[], None]) -> list[PairTime]:
+        """``settings.confirm`` passes over the rounds that hold suspects, each suspect in its own round."""
+        return self.run(confirmation_rounds(self.rounds, suspects, self.settings.confirm), enter, leave)
+
+
+def suspects(
+    times: Sequence[PairTime],
+    nodes: Sequence[str],
+    rails: int,
+    line_rates: Mapping[int, float] | None,
+    thresholds: Thresholds,
+) -> list[Cell]:
+    """Rank 0: every cell with a slow sample, as ``(repeat, round, rail, low, high)`` of its first slow one."""
+    if not times:
+        return []
+    slow = suspect_samples(pair_matrix(times, nodes, rails), line_rates, thresholds)
+    rounds = {(t.repeat, t.rail, min(t.node, t.peer), max(t.node, t.peer)): t.round for t in times if not t.confirm}
+    out: list[Cell] = []
+    for k, a, b in zip(*np.nonzero(np.triu(slow.any(axis=0), k=1)), strict=True):
+        repeat = int(np.flatnonzero(slow[:, k, a, b])[0])
+        index = rounds.get((repeat, int(k), int(a), int(b)))
+        if index is not None:
+            out.append((repeat, index, int(k), int(a), int(b)))
+    return out

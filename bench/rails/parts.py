@@ -1,0 +1,154 @@
+"""The judged matrix (which samples are slow, which suspects reproduced) and the records built from it.
+
+``bench.rails.localise`` decides which parts are broken; this module holds the per-cell facts it decides
+from and turns a set of cells into a ``Defect`` or ``Transient`` with every sample listed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Literal
+
+import numpy as np
+
+from bench.rails.defects import EVIDENCE_LIMIT, Defect, DefectKind, Symptom, Transient
+from bench.rails.matrix import PairMatrix
+
+CellIndex = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""Parallel arrays ``(rail position, node a, node b)``."""
+
+
+@dataclass(frozen=True, eq=False)
+class Cells:
+    """Per-sample and per-cell judgements (cell arrays are indexed ``[rail, a, b]``)."""
+
+    matrix: PairMatrix
+    measured: np.ndarray
+    slow_sample: np.ndarray
+    """``[repeat, rail, a, b]``: the matrix sample is slow."""
+    slow_again: np.ndarray
+    """``[pass, rail, a, b]``: the re-measurement is slow."""
+    beyond_noise: np.ndarray
+    """``[repeat, rail, a, b]``: the matrix sample is significantly below the healthy level (target aside)."""
+    cell_median: np.ndarray
+    """Median log rate of each cell over repeats."""
+    slow_rail: np.ndarray
+    """Per rail: significantly slower than the other rails (relative test only)."""
+    expected: np.ndarray
+    """Per rail: the line rate, or the healthy level where the line rate is unknown."""
+    basis: Literal["line rate", "peers"]
+    too_noisy: str | None
+
+    @property
+    def remeasured(self) -> bool:
+        """Confirmation ran (there is at least one pass of re-measurements)."""
+        return self.slow_again.shape[0] > 0
+
+    @cached_property
+    def suspect(self) -> np.ndarray:
+        return self.slow_sample.any(axis=0) & self.measured
+
+    @cached_property
+    def reproduces(self) -> np.ndarray:
+        """Suspects slow again in at least one re-measurement (every suspect, without confirmation)."""
+        return self.suspect & (self.slow_again.any(axis=0) if self.remeasured else True)
+
+    @cached_property
+    def pair_slow(self) -> np.ndarray:
+        """Suspects that reproduced and are slow in most of their samples, re-measurements included.
+
+        Without re-measurements a lone pair has nothing to corroborate it, so most of its samples must also
+        stand out of the fabric's noise: a pair a hair under the target is noise around the target."""
+        slow = self.slow_sample.sum(axis=0) + self.slow_again.sum(axis=0)
+        samples = (~np.isnan(self.matrix.busbw)).sum(axis=0) + (~np.isnan(self.matrix.confirm_values)).sum(axis=0)
+        out = self.reproduces & (2 * slow > samples)
+        if not self.remeasured:
+            out &= 2 * self.beyond_noise.sum(axis=0) > samples
+        return out
+
+    def confirmed(self, k: np.ndarray, a: np.ndarray, b: np.ndarray) -> bool:
+        """At least half of these cells' suspects reproduced (and there is at least one suspect)."""
+        suspects = self.suspect[k, a, b]
+        count = int(suspects.sum())
+        return count > 0 and 2 * int(self.reproduces[k, a, b][suspects].sum()) >= count
+
+
+def _cell_name(matrix: PairMatrix, k: int, a: int, b: int) -> str:
+    nodes = matrix.nodes
+    return f"{nodes[min(a, b)]}-{nodes[max(a, b)]}/rail{matrix.rails[k]}"
+
+
+def _finite(values: np.ndarray) -> tuple[float, ...]:
+    return tuple(float(v) for v in values if not np.isnan(v))
+
+
+def summary_defect(
+    cells: Cells,
+    kind: DefectKind,
+    index: CellIndex,
+    *,
+    node: str | None,
+    rail_pos: int | None,
+    device: str | None,
+    peer: str | None = None,
+) -> Defect:
+    """The defect on the cells ``index`` (every pair that tests one part): its rate, symptom and samples."""
+    k, a, b = index
+    keep = cells.measured[k, a, b]
+    k, a, b = k[keep], a[keep], b[keep]
+    matrix = cells.matrix
+    values = np.concatenate([matrix.busbw[:, k, a, b], matrix.confirm_values[:, k, a, b]])
+    flags = np.concatenate([cells.slow_sample[:, k, a, b], cells.slow_again[:, k, a, b]])
+    valid = ~np.isnan(values)
+    v, f = values[valid], flags[valid]
+    slow_values = v[f]
+    share = len(slow_values) / max(1, len(v))
+    symptom: Symptom = "slow" if share >= 0.5 else "flaky"
+    if symptom == "slow" and len(v) and float(v.max()) <= 0.0:
+        symptom = "dead"
+    centre = float(np.median(v)) if len(v) else 0.0
+    measured = float(np.median(slow_values)) if symptom == "flaky" and len(slow_values) else centre
+    spread = float((v.max() - v.min()) / centre) if len(v) and centre > 0 else 0.0
+    suspect = cells.suspect[k, a, b]
+    listed = list(zip(k[suspect], a[suspect], b[suspect], strict=True))[:EVIDENCE_LIMIT]
+    evidence = tuple(_cell_name(matrix, int(z), int(x), int(y)) for z, x, y in listed)
+    sample_values = tuple(
+        (name, _finite(np.concatenate([matrix.busbw[:, z, x, y], matrix.confirm_values[:, z, x, y]])))
+        for name, (z, x, y) in zip(evidence, listed, strict=True)
+    )
+    expected = float(np.median(cells.expected)) if rail_pos is None else float(cells.expected[rail_pos])
+    return Defect(
+        kind=kind,
+        node=node,
+        rail=None if rail_pos is None else matrix.rails[rail_pos],
+        device=device,
+        measured_Gbps=measured,
+        expected_Gbps=expected,
+        basis=cells.basis,
+        symptom=symptom,
+        slow_pairs=int(suspect.sum()),
+        pairs=len(k),
+        slow_samples=len(slow_values),
+        samples=len(v),
+        spread=spread,
+        evidence=evidence,
+        peer=peer,
+        sample_values=sample_values,
+    )
+
+
+def transients(cells: Cells, mask: np.ndarray) -> tuple[Transient, ...]:
+    """The suspects in ``mask`` that no named part explains, with their samples (after confirmation only)."""
+    if not cells.remeasured:
+        return ()
+    matrix = cells.matrix
+    out = []
+    for k, a, b in zip(*np.nonzero(np.triu(mask, k=1)), strict=True):
+        out.append(
+            Transient(
+                matrix.nodes[a], matrix.nodes[b], matrix.rails[k], _finite(matrix.busbw[:, k, a, b]),
+                _finite(matrix.confirm_values[:, k, a, b]),
+            )
+        )  # fmt: skip
+    return tuple(out)

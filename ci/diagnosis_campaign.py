@@ -1,0 +1,307 @@
+"""How often ``railbench rails`` names exactly the broken part, and how often it accuses a healthy one.
+
+Builds the network-namespace cluster (``tests/netns_testbed.py``) in the shape asked for, runs ``rails``
+``--repeats`` times with no fault and once per fault kind, and prints a confusion table (injected kind x
+named kinds), the exact-match rate, false alarms per clean run, the wall time of every run, and for shaped
+links the rate railbench named beside the token bucket's rate. Root only (namespaces, tc, cgroups).
+
+Faults (only tbf, htb, pfifo and bfifo exist on this kernel, so no netem):
+
+* ``shaped-link``: a token bucket on one node's cable on one rail; ``shaped-rail``: on every node's rail k;
+  ``shaped-node``: on every rail of one node; ``two-links``: two links on different nodes and rails;
+* ``dead-link``: the node's rail interface down (``ip link set down``);
+* ``flaky-link``: the token bucket switched on and off every ``FLAKY_PERIOD_S`` seconds during the run;
+* ``lossy-link``: a token bucket at a high rate with a queue of a few KiB, which drops packets (TCP then
+  retransmits, and the link crawls);
+* ``slow-rank``: one rank's CPU capped through the cpu cgroup (v1 ``cpu.cfs_quota_us``): its rail's pairs
+  with that node slow, a link as the rails test sees it; skipped with a note where no cpu cgroup exists.
+
+    python ci/diagnosis_campaign.py --nodes 5 --rails 2 --pair-bytes 16M --iters 5 --repeats 3 [--load 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.netns_testbed import PROFILE, NetnsCluster, build_cluster  # noqa: E402
+
+SHAPED_MBIT = 150
+"""The token rate of a shaped link: 2-5% of a healthy veth pair on a busy 2-core machine."""
+FLAKY_PERIOD_S = 3.0
+LOSSY = ["rate", "2gbit", "burst", "16kb", "limit", "4kb"]
+"""A queue of 4 KiB behind a 2 Gbit/s bucket: bursts overflow it and are dropped."""
+CPU_QUOTA = "5000"
+"""5 ms of CPU per 100 ms period for the slowed rank."""
+CGROUP_CPU = Path("/sys/fs/cgroup/cpu")
+
+Named = tuple[str, str | None, int | None]
+
+
+@dataclass
+class Run:
+    kind: str
+    expected: list[Named]
+    named: list[Named] = field(default_factory=list)
+    transients: int = 0
+    wall_s: float = 0.0
+    rc: int = 0
+    rates: list[tuple[float, float]] = field(default_factory=list)
+    """(named Gb/s, token Gb/s) per shaped link named."""
+    note: str = ""
+
+    @property
+    def exact(self) -> bool:
+        return sorted(self.named, key=str) == sorted(self.expected, key=str)
+
+
+def tc(bed: NetnsCluster, node: str, rail: int, spec: list[str]) -> None:
+    """The same qdisc on both ends of node's rail cable."""
+    for ns, dev in ((bed.namespace(node), f"rail{rail}"), (bed.switch, bed.peer(node, rail))):
+        subprocess.run(["ip", "netns", "exec", ns, "tc", "qdisc", "replace", "dev", dev, "root", "tbf", *spec],
+                       check=True, capture_output=True, timeout=30)  # fmt: skip
+
+
+def unshape(bed: NetnsCluster, node: str, rail: int) -> None:
+    for ns, dev in ((bed.namespace(node), f"rail{rail}"), (bed.switch, bed.peer(node, rail))):
+        subprocess.run(["ip", "netns", "exec", ns, "tc", "qdisc", "del", "dev", dev, "root"],
+                       check=False, capture_output=True, timeout=30)  # fmt: skip
+
+
+@contextlib.contextmanager
+def flapping(bed: NetnsCluster, node: str, rail: int) -> Iterator[None]:
+    """Shaping on and off every FLAKY_PERIOD_S seconds until the block ends."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        on = True
+        while not stop.is_set():
+            if on:
+                bed.shape(node, rail, SHAPED_MBIT)
+            else:
+                unshape(bed, node, rail)
+            on = not on
+            stop.wait(FLAKY_PERIOD_S)
+
+    worker = threading.Thread(target=loop, daemon=True)
+    worker.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        worker.join()
+
+
+def _rank_pid(bed: NetnsCluster, node: str, local_rank: int) -> int | None:
+    """The rank process with this local rank in node's namespace, once it exists."""
+    listed = subprocess.run(["ip", "netns", "pids", bed.namespace(node)], capture_output=True, text=True)
+    for pid in listed.stdout.split():
+        with contextlib.suppress(OSError):
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if b"bench" in cmdline and f"OMPI_COMM_WORLD_LOCAL_RANK={local_rank}".encode() in environ:
+                return int(pid)
+    return None
+
+
+@contextlib.contextmanager
+def throttled(bed: NetnsCluster, node: str, local_rank: int) -> Iterator[None]:
+    """Move one rank into a cpu cgroup with a small quota as soon as it starts."""
+    group = CGROUP_CPU / f"rbcampaign{os.getpid()}"
+    group.mkdir()
+    (group / "cpu.cfs_quota_us").write_text(CPU_QUOTA)
+    stop = threading.Event()
+
+    def catch() -> None:
+        while not stop.is_set():
+            pid = _rank_pid(bed, node, local_rank)
+            if pid is not None:
+                with contextlib.suppress(OSError):
+                    (group / "cgroup.procs").write_text(str(pid))
+                    return
+            stop.wait(0.2)
+
+    worker = threading.Thread(target=catch, daemon=True)
+    worker.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        worker.join()
+        with contextlib.suppress(OSError):
+            for pid in (group / "cgroup.procs").read_text().split():
+                (CGROUP_CPU / "cgroup.procs").write_text(pid)
+            group.rmdir()
+
+
+Inject = Callable[[], contextlib.AbstractContextManager[None]]
+
+
+def scenarios(bed: NetnsCluster) -> dict[str, tuple[list[Named], Inject]]:
+    """Fault kind -> (what should be named, a context that injects it for the run)."""
+    nodes, rails = bed.nodes, bed.rails
+    mid, last = nodes[len(nodes) // 2], nodes[-1]
+    r1 = rails - 1
+
+    def static(apply: Callable[[], object]) -> Inject:
+        @contextlib.contextmanager
+        def ctx() -> Iterator[None]:
+            apply()
+            yield
+
+        return ctx
+
+    out: dict[str, tuple[list[Named], Inject]] = {
+        "shaped-link": ([("link", mid, r1)], static(lambda: bed.shape(mid, r1, SHAPED_MBIT))),
+        "shaped-rail": ([("rail", None, 0)], static(lambda: [bed.shape(n, 0, SHAPED_MBIT) for n in nodes])),
+        "dead-link": ([("link", last, 0)], static(lambda: bed.link_down(last, 0))),
+        "flaky-link": ([("link", mid, 0)], lambda: flapping(bed, mid, 0)),
+        "lossy-link": ([("link", nodes[0], r1)], static(lambda: tc(bed, nodes[0], r1, LOSSY))),
+        "slow-rank": ([("link", nodes[1], 0)], lambda: throttled(bed, nodes[1], 0)),
+    }
+    if rails >= 2:
+        out["shaped-node"] = (
+            [("node", mid, None)],
+            static(lambda: [bed.shape(mid, k, SHAPED_MBIT) for k in range(rails)]),
+        )
+        out["two-links"] = (
+            [("link", nodes[0], 0), ("link", last, r1)],
+            static(lambda: (bed.shape(nodes[0], 0, SHAPED_MBIT), bed.shape(last, r1, SHAPED_MBIT))),
+        )
+    return out
+
+
+def rails_run(bed: NetnsCluster, out: Path, args: argparse.Namespace) -> tuple[int, dict, float]:
+    argv = [sys.executable, "-m", "bench", "rails", "--profile", str(bed.workdir / "netns.toml"), "--out", str(out),
+            "--no-history", "--timeout", str(args.timeout), "--pair-bytes", args.pair_bytes, "--iters", str(args.iters),
+            "--seed", str(args.seed), *args.extra]  # fmt: skip
+    began = time.monotonic()
+    done = bed.run(bed.rails, argv, timeout=args.run_timeout)
+    wall = time.monotonic() - began
+    doc = json.loads((out / "rails.json").read_text()) if (out / "rails.json").is_file() else {}
+    if not doc:
+        print(done.stdout[-2000:], done.stderr[-2000:], sep="\n", file=sys.stderr)
+    return done.returncode, doc, wall
+
+
+def run_one(
+    bed: NetnsCluster, kind: str, expected: list[Named], inject: Inject, root: Path, args: argparse.Namespace
+) -> Run:
+    bed.clear_faults()
+    run = Run(kind, expected)
+    try:
+        with inject():
+            run.rc, doc, run.wall_s = rails_run(bed, root / f"{kind}-{len(list(root.iterdir()))}", args)
+    except OSError as exc:  # no cpu cgroup here
+        run.note = f"skipped: {exc}"
+        return run
+    finally:
+        bed.clear_faults()
+    run.named = [(d["kind"], d["node"], d["rail"]) for d in doc.get("defects", [])]
+    run.transients = len(doc.get("transients", []))
+    if kind in ("shaped-link", "two-links"):
+        run.rates = [(d["measured_Gbps"], SHAPED_MBIT / 1000) for d in doc.get("defects", []) if d["kind"] == "link"]
+    if doc.get("too_noisy"):
+        run.note = doc["too_noisy"]
+    return run
+
+
+def _named_kind(run: Run) -> str:
+    return "+".join(sorted(k for k, _, _ in run.named)) or "none"
+
+
+def report(runs: list[Run]) -> None:
+    judged = [r for r in runs if not r.note.startswith("skipped")]
+    print("\n# runs")
+    print(f"# {'injected':<12} {'rc':>3} {'wall s':>7} {'exact':>5} {'transients':>10}  named")
+    for r in runs:
+        named = ", ".join(f"{k} {n or '*'}/{'*' if rail is None else rail}" for k, n, rail in r.named) or "-"
+        print(f"  {r.kind:<12} {r.rc:>3} {r.wall_s:>7.1f} {r.exact!s:>5} {r.transients:>10}  {named} {r.note}")
+    kinds = sorted({r.kind for r in judged})
+    columns = sorted({_named_kind(r) for r in judged})
+    print("\n# confusion (injected kind x named kinds, runs)")
+    print(f"  {'':<12} " + " ".join(f"{c:>10}" for c in columns))
+    for kind in kinds:
+        counts = [sum(1 for r in judged if r.kind == kind and _named_kind(r) == c) for c in columns]
+        print(f"  {kind:<12} " + " ".join(f"{n:>10}" for n in counts))
+    exact = sum(r.exact for r in judged)
+    clean = [r for r in judged if r.kind == "clean"]
+    alarms = sum(len(r.named) for r in clean)
+    print(f"\n# exact match: {exact}/{len(judged)} = {100 * exact / max(1, len(judged)):.0f}%")
+    print(f"# false alarms per clean run: {alarms / max(1, len(clean)):.2f} ({alarms} in {len(clean)} runs)")
+    for kind in kinds:
+        walls = [r.wall_s for r in judged if r.kind == kind]
+        print(f"# wall time {kind}: " + ", ".join(f"{w:.1f}" for w in walls) + " s")
+    for r in judged:
+        for named, token in r.rates:
+            off = 100 * (named - token) / token
+            print(f"# {r.kind}: named {named:.3f} Gb/s vs token rate {token:.3f} Gb/s ({off:+.0f}%)")
+    for r in runs:
+        if r.note.startswith("skipped"):
+            print(f"# {r.kind} {r.note}")
+
+
+@contextlib.contextmanager
+def cpu_load(workers: int) -> Iterator[None]:
+    """``workers`` busy loops (a stress-like background load), ended by their ids."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(workers)]
+    try:
+        yield
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--nodes", type=int, default=5)
+    parser.add_argument("--rails", type=int, default=2)
+    parser.add_argument("--pair-bytes", default="16M")
+    parser.add_argument("--iters", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3, help="clean runs")
+    parser.add_argument("--kinds", default="all", help="comma-separated fault kinds (default: every one)")
+    parser.add_argument("--load", type=int, default=0, help="background busy-loop processes")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--timeout", type=int, default=120, help="rails --timeout")
+    parser.add_argument("--run-timeout", type=int, default=600, help="seconds before a run counts as a hang")
+    parser.add_argument("--json", type=Path, help="also write every run here")
+    parser.add_argument("extra", nargs="*", help="more rails flags, after --")
+    args = parser.parse_args()
+    runs: list[Run] = []
+    with tempfile.TemporaryDirectory(prefix="rbcampaign") as tmp, build_cluster(args.nodes, args.rails) as bed:
+        root = Path(tmp)
+        (bed.workdir / "netns.toml").write_text(PROFILE)
+        faults = scenarios(bed)
+        wanted = list(faults) if args.kinds == "all" else [k for k in args.kinds.split(",") if k != "clean"]
+        with cpu_load(args.load):
+            for _ in range(args.repeats):
+                runs.append(run_one(bed, "clean", [], contextlib.nullcontext, root, args))
+                print(f"# clean: {runs[-1].named} in {runs[-1].wall_s:.1f} s", flush=True)
+            for kind in wanted:
+                expected, inject = faults[kind]
+                runs.append(run_one(bed, kind, expected, inject, root, args))
+                print(f"# {kind}: {runs[-1].named} in {runs[-1].wall_s:.1f} s {runs[-1].note}", flush=True)
+    print(f"# {args.nodes} nodes x {args.rails} rails, {args.pair_bytes} pairs, {args.iters} iters, load {args.load}")
+    report(runs)
+    if args.json:
+        args.json.write_text(json.dumps([r.__dict__ | {"exact": r.exact} for r in runs], indent=1))
+    judged = [r for r in runs if not r.note.startswith("skipped")]
+    return 0 if all(r.exact for r in judged) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

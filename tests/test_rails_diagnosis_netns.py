@@ -1,0 +1,77 @@
+"""Issue 13 on the namespace cluster: a dead-slow link costs its budget, not the run; the campaign's slice.
+
+A link shaped to 1% of its peers' measured rate must not stall the rails test: the run finishes within
+twice the time of a clean one and names exactly that link. The campaign (``ci/diagnosis_campaign.py``) runs
+here in a small slice: one clean run and one shaped link on 3 nodes x 2 rails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.netns_testbed import PROFILE, NetnsCluster, build_cluster
+
+pytestmark = [pytest.mark.netns, pytest.mark.mpi, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def bed() -> Iterator[NetnsCluster]:
+    with build_cluster(nodes=4, rails=2) as built:
+        (built.workdir / "netns.toml").write_text(PROFILE)
+        yield built
+
+
+def _rails(bed: NetnsCluster, out: Path) -> tuple[dict, float]:
+    began = time.monotonic()
+    done = bed.run(
+        2,
+        [sys.executable, "-m", "bench", "rails", "--profile", str(bed.workdir / "netns.toml"), "--out", str(out),
+         "--no-history", "--timeout", "120"],
+        timeout=400,
+    )  # fmt: skip
+    wall = time.monotonic() - began
+    assert (out / "rails.json").is_file(), done.stdout + done.stderr
+    return json.loads((out / "rails.json").read_text()), wall
+
+
+def test_a_link_at_one_percent_of_its_peers_does_not_stall_the_run(bed: NetnsCluster, tmp_path: Path) -> None:
+    bed.clear_faults()
+    clean, clean_wall = _rails(bed, tmp_path / "clean")
+    assert clean["defects"] == []
+    peers = statistics.median(m["busbw_Gbps"] for m in clean["measurements"] if m["kind"] == "pair")
+    try:
+        bed.shape("node03", 1, max(1.0, 10 * peers))  # Mbit/s: 1% of the peers' Gb/s
+        shaped, shaped_wall = _rails(bed, tmp_path / "shaped")
+    finally:
+        bed.clear_faults()
+    assert [(d["kind"], d["node"], d["rail"]) for d in shaped["defects"]] == [("link", "node03", 1)]
+    assert any(m.get("stopped") for m in shaped["measurements"] if m["kind"] == "pair")
+    assert shaped_wall < 2 * clean_wall, (clean_wall, shaped_wall)
+
+
+def test_the_campaign_slice_names_the_shaped_link_and_nothing_on_a_clean_run(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the campaign needs root (namespaces)")
+    report = tmp_path / "runs.json"
+    done = subprocess.run(
+        [sys.executable, str(REPO / "ci/diagnosis_campaign.py"), "--nodes", "3", "--rails", "2", "--pair-bytes", "4M",
+         "--iters", "3", "--repeats", "1", "--kinds", "shaped-link", "--json", str(report)],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    runs = {r["kind"]: r for r in json.loads(report.read_text())}
+    assert runs["clean"]["named"] == [] and runs["shaped-link"]["exact"]
+    assert "# exact match: 2/2 = 100%" in done.stdout
+    (named, token), *_ = runs["shaped-link"]["rates"]
+    assert named == pytest.approx(token, rel=0.15)
