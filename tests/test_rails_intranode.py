@@ -136,13 +136,15 @@ def test_on_by_default_with_nccl_only_and_asked_for_in_rails() -> None:
 def test_accept_carries_intra_node_to_the_ranks(flag: list[str], expected: bool | None, tmp_path: Path) -> None:
     import argparse
 
+    from bench.accept.config import AcceptConfig
     from bench.commands import accept as cmd
+    from bench.commands.flags import config_or_spec
 
     parser = argparse.ArgumentParser()
     cmd.add_arguments(parser)
     config = cmd.config_from_args(parser.parse_args(["--profile", "local", *flag]))
     assert config.rails.intra_node is expected
-    again = cmd.config_from_args(parser.parse_args(config.rank_argv(tmp_path)[1:]))
+    again = config_or_spec(parser.parse_args(config.rank_argv(tmp_path)[1:]), AcceptConfig, cmd.config_from_args)
     assert again.rails.intra_node == config.rails.intra_node
 
 

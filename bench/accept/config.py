@@ -9,6 +9,7 @@ from typing import Literal
 from bench.errors import UserError
 from bench.profiles import Profile, load_profile
 from bench.rails.config import RailsConfig, RailsSettings, resolve
+from bench.runtime import spec
 from bench.runtime.validate import check_common
 from bench.sweep.config import RunConfig
 
@@ -53,26 +54,10 @@ class AcceptConfig:
         )  # fmt: skip
 
     def rank_argv(self, out: Path) -> list[str]:
-        """The argv of the ranks the parent starts."""
-        s, r = self.sweep, self.rails
-        argv = ["accept", "--profile", self.profile, "-b", str(s.min_bytes), "-e", str(s.max_bytes),
-                "-n", str(s.iters), "-w", str(s.warmup), "--collectives", ",".join(s.collectives),
-                "--backend", self.backend, "--timeout", f"{self.timeout_s:g}", "--out", str(out),
-                "--seed", str(r.seed)]  # fmt: skip
-        argv += ["-i", str(s.step_bytes)] if s.step_bytes else ["-f", str(s.step_factor)]
-        for flag, value in (
-            ("--socket-ifname", r.socket_ifname), ("--oob-ifname", r.oob_ifname), ("--rail-bytes", r.rail_bytes),
-            ("--pair-bytes", r.pair_bytes), ("--repeats", r.repeats), ("--rail-rate-gbps", r.rail_rate_gbps),
-            ("--relative-fraction", r.relative_fraction), ("--cluster", self.cluster), ("--history", s.history),
-            ("--confirm", r.confirm), ("--cell-budget", r.cell_budget_s),
-        ):  # fmt: skip
-            if value is not None:
-                argv += [flag, str(value)]
-        flags = (("--no-check", not s.check), ("--isolation", r.isolation), ("--no-pairs", not r.pairs),
-                 ("--no-history", s.no_history))  # fmt: skip
-        if r.intra_node is not None:  # None: the ranks decide (on with NCCL)
-            argv.append("--intra-node" if r.intra_node else "--no-intra-node")
-        return argv + [flag for flag, on in flags if on]
+        """The argv of the ranks the parent starts: this very config (``bench.runtime.spec``), minus how to
+        start, with the run directory the parent chose."""
+        # --profile is required on accept's command line; the spec carries the same value and wins.
+        return [*spec.rank_argv("accept", replace(self, out=out, np=None)), "--profile", self.profile]
 
 
 def validate(config: AcceptConfig) -> tuple[Profile, RailsSettings]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from bench.accept.config import AcceptConfig, validate
 from bench.accept.rank import run_rank
 from bench.commands import rails as rails_cmd
-from bench.commands.flags import Given, refuse_two_step_rules
+from bench.commands.flags import Given, add_spec_argument, config_or_spec, refuse_two_step_rules
 from bench.errors import UserError
 from bench.measure.collectives import get_collective
 from bench.rails.config import RailsConfig
@@ -77,6 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     start.add_argument("--cluster", help="cluster name for the run directory and history")
     start.add_argument("--history", type=Path, help="history store (default reports/history.sqlite)")
     start.add_argument("--no-history", action="store_true", help="do not add this run to the history")
+    add_spec_argument(parser)
 
 
 def config_from_args(args: argparse.Namespace) -> AcceptConfig:
@@ -103,7 +104,7 @@ def config_from_args(args: argparse.Namespace) -> AcceptConfig:
 
 
 def main(args: argparse.Namespace) -> int:
-    return run(config_from_args(args))
+    return run(config_or_spec(args, AcceptConfig, config_from_args))
 
 
 def run(config: AcceptConfig) -> int:

@@ -24,6 +24,7 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
+from bench.commands.flags import add_spec_argument, config_or_spec
 from bench.errors import EXIT_INFRA, UserError
 from bench.measure.collectives import get_collective
 from bench.rails.config import RAIL_COLLECTIVES, RailsConfig, RailsSettings, resolve, validate
@@ -73,6 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--cluster", help="cluster name for the run directory")
     out.add_argument("--history", type=Path, help="history store (default reports/history.sqlite)")
     out.add_argument("--no-history", action="store_true", help="do not add this run to the history")
+    add_spec_argument(parser)
 
 
 def add_diagnosis_flags(group: argparse._ArgumentGroup) -> None:
@@ -97,7 +99,7 @@ def config_from_args(args: argparse.Namespace) -> RailsConfig:
 
 
 def main(args: argparse.Namespace) -> int:
-    return run(config_from_args(args))
+    return run(config_or_spec(args, RailsConfig, config_from_args))
 
 
 def run(config: RailsConfig) -> int:

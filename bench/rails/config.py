@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,6 +15,7 @@ from bench.errors import UserError
 from bench.measure.collectives import get_collective
 from bench.measure.targets import world_target_gbps
 from bench.profiles import Profile, load_profile
+from bench.runtime import spec
 from bench.runtime.validate import check_common
 from bench.units import parse_size
 
@@ -109,23 +110,9 @@ class RailsConfig:
             raise UserError(f"--np {self.np} must be at least 1")
 
     def rank_argv(self, out: Path) -> list[str]:
-        """The argv of the ranks the parent starts: the same test, minus how to start."""
-        argv = ["rails", "--profile", self.profile, "--collectives", ",".join(self.collectives),
-                "--seed", str(self.seed), "--backend", self.backend, "--timeout", f"{self.timeout_s:g}",
-                "--out", str(out)]  # fmt: skip
-        for flag, value in (
-            ("--socket-ifname", self.socket_ifname), ("--oob-ifname", self.oob_ifname),
-            ("--rail-bytes", self.rail_bytes), ("--pair-bytes", self.pair_bytes), ("--iters", self.iters),
-            ("--warmup", self.warmup), ("--repeats", self.repeats), ("--rail-rate-gbps", self.rail_rate_gbps),
-            ("--relative-fraction", self.relative_fraction), ("--cluster", self.cluster), ("--history", self.history),
-            ("--confirm", self.confirm), ("--cell-budget", self.cell_budget_s),
-        ):  # fmt: skip
-            if value is not None:
-                argv += [flag, str(value)]
-        argv += [flag for flag, on in (("--isolation", self.isolation), ("--no-pairs", not self.pairs),
-                                       ("--intra-node", self.intra_node is True), ("--check", self.check),
-                                       ("--no-history", self.no_history)) if on]  # fmt: skip
-        return argv
+        """The argv of the ranks the parent starts: this very config (``bench.runtime.spec``), minus how to
+        start, with the run directory the parent chose."""
+        return spec.rank_argv("rails", replace(self, out=out, np=None))
 
 
 @dataclass(frozen=True)
