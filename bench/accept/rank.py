@@ -102,18 +102,15 @@ def _accept(config: AcceptConfig, settings: RailsSettings, profile: Profile, ctx
     sweep_config = config.sweep_config(out_dir)
     world_sweep(sweep_config, ctx, finish=False)  # run.json and results.csv; history and report come last
 
-    def on_failure(failure: dict[str, Any]) -> None:
+    def record_end(status: str, exit_status: int, failure: dict[str, Any] | None) -> None:
         if rank == 0:
+            extra = {"failure": failure} if failure else {}
             RunFile.load(out_dir).update(
-                command="accept",
-                status="failed",
-                verdict="error",
-                exit_status=EXIT_INFRA,
-                finished_utc=iso_utc(),
-                failure=failure,
-            )
+                command="accept", status=status, verdict="error" if status == "failed" else None,
+                exit_status=exit_status, finished_utc=iso_utc(), **extra,
+            )  # fmt: skip
 
-    outcome = rails_rank.guarded_rails_phase(settings, ctx, on_failure)
+    outcome = rails_rank.guarded_rails_phase(settings, ctx, record_end)
 
     status = EXIT_PASS
     if rank == 0 and outcome is not None and reports is not None:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.errors import EXIT_FAIL, EXIT_INFRA, EXIT_PASS, InfraError, UserError
+from bench.errors import EXIT_FAIL, EXIT_INFRA, EXIT_PASS, UserError
 from bench.fabric import counters
 from bench.fabric.hca import select_hcas
 from bench.fabric.sysfs import Sysfs, ib_ports, net_devices
@@ -36,6 +36,7 @@ from bench.runtime.before_init import Prelude, PreludeStep, agree_all_ok, pin_ra
 from bench.runtime.dist import DistContext, broadcast_str, quiet_usage_exit, run_as_rank
 from bench.runtime.env import RankInfo
 from bench.runtime.finish import finish_run
+from bench.runtime.guard import EndRecorder, guarded
 from bench.runtime.watchdog import Watchdog
 
 
@@ -298,29 +299,15 @@ def _line_rates(
 
 
 def guarded_rails_phase(
-    settings: RailsSettings, ctx: DistContext, on_failure: Callable[[dict[str, Any]], None]
+    settings: RailsSettings, ctx: DistContext, record_end: EndRecorder
 ) -> records.RailsOutcome | None:
-    """``rails_phase`` under a hang watchdog; a hang or a lost rank calls ``on_failure`` and ends with exit 3."""
-    rank = ctx.info.rank
-    address = (ctx.info.master_addr, ctx.info.master_port) if ctx.info.master_addr and ctx.info.master_port else None
-
-    def on_hang(hang: Any) -> None:
-        on_failure({"kind": "hang", "message": hang.describe(), "step": hang.label,
-                    "missing_hosts": list(hang.missing_hosts)})  # fmt: skip
-
-    watchdog = Watchdog(ctx.store, rank, ctx.hosts, settings.timeout_s, on_hang, store_address=address)
-    watchdog.start()
-    try:
+    """``rails_phase`` (and the intra-node matrix) under ``bench.runtime.guard``: a hang, a lost rank, Ctrl-C
+    or SIGTERM is recorded through ``record_end`` and raised on (exit 3, or 130/143)."""
+    with guarded(ctx, settings.timeout_s, record_end) as watchdog:
         outcome = rails_phase(settings, ctx, watchdog)
         if intranode.wanted(settings, ctx.backend):
             outcome = intranode.attach(outcome, intranode.intra_node_phase(settings, ctx, watchdog))
         return outcome
-    except RuntimeError as exc:
-        message = watchdog.lost(exc)
-        on_failure({"kind": "lost-rank", "message": message})
-        raise InfraError(message) from None
-    finally:
-        watchdog.stop()
 
 
 # --- the standalone command ------------------------------------------------------------------------------
@@ -353,12 +340,13 @@ def _standalone(config: RailsConfig, settings: RailsSettings, profile: Any, ctx:
         record = RunRecord(out_dir, metadata(ctx, cluster, profile, settings, "rails"))
         writer = ResultsWriter(out_dir / "results.csv")
 
-    def on_failure(failure: dict[str, Any]) -> None:
+    def record_end(status: str, exit_status: int, failure: dict[str, Any] | None) -> None:
         if record is not None:
-            record.update(status="failed", verdict="error", exit_status=EXIT_INFRA, finished_utc=iso_utc(),
-                          failure=failure)  # fmt: skip
+            extra = {"failure": failure} if failure else {}
+            record.update(status=status, verdict="error" if status == "failed" else None, exit_status=exit_status,
+                          finished_utc=iso_utc(), **extra)  # fmt: skip
 
-    outcome = guarded_rails_phase(settings, ctx, on_failure)
+    outcome = guarded_rails_phase(settings, ctx, record_end)
     status = EXIT_PASS
     if outcome is not None and record is not None:
         output.write_outputs(outcome, out_dir, writer, settings.iters)
