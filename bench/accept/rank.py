@@ -45,7 +45,7 @@ from bench.rundir.record import iso_utc
 from bench.rundir.runjson import RunFile
 from bench.runtime import env as benv
 from bench.runtime.before_init import run_directory
-from bench.runtime.dist import DistContext, broadcast_str, quiet_usage_exit, run_as_rank
+from bench.runtime.dist import DistContext, agree_on_exit_status, broadcast_str, quiet_usage_exit, run_as_rank
 from bench.runtime.env import RankInfo
 from bench.runtime.finish import finish_run
 from bench.sweep.rank import sweep as world_sweep
@@ -144,7 +144,7 @@ def _accept(config: AcceptConfig, settings: RailsSettings, profile: Profile, ctx
             print(f"# FAIL {case.classname} {case.name}: {case.message}")
         print(f"# accept verdict: {verdict.upper()} ({len(cases)} testcases, {len(failed)} failed)", flush=True)
         print(f"# junit: {out_dir / 'junit.xml'}", flush=True)
-    return int(broadcast_str(ctx.store, "accept/exit_status", str(status), rank, 60.0))
+    return agree_on_exit_status(ctx, status, "accept/exit_status")
 
 
 def _write_junit(out_dir: Path, cases: Sequence[Case]) -> None:

@@ -146,7 +146,7 @@ class RailsSettings:
     """The profile's single-node sendrecv target (NVLink), judged on GPUs only."""
 
 
-def _profile_table(profile: Any) -> dict[str, Any]:
+def _profile_table(profile: Profile) -> dict[str, Any]:
     raw = getattr(profile, "raw", None) or {}
     table = raw.get("rails_test", {}) if isinstance(raw, Mapping) else {}
     known = {"rail_bytes", "pair_bytes", "iters", "warmup", "repeats", "relative_fraction", "collectives", "confirm"}
@@ -172,7 +172,7 @@ def _profile_table(profile: Any) -> dict[str, Any]:
     return out
 
 
-def resolve(config: RailsConfig, profile: Any) -> RailsSettings:
+def resolve(config: RailsConfig, profile: Profile) -> RailsSettings:
     """Command line first, then the profile's ``[rails_test]``, then DEFAULTS."""
     table = _profile_table(profile)
 

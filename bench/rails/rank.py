@@ -22,6 +22,7 @@ from bench.fabric.sysfs import Sysfs, ib_ports, net_devices
 from bench.measure.collectives import get_collective
 from bench.measure.timing import measure
 from bench.netaddr import interface_ipv4
+from bench.profiles import Profile
 from bench.rails import evidence, intranode, output, records
 from bench.rails.budget import cell_budget
 from bench.rails.config import RailsConfig, RailsSettings, validate
@@ -33,7 +34,7 @@ from bench.rundir.files import ResultsWriter, default_cluster_name, default_run_
 from bench.rundir.record import RunRecord, base_metadata, iso_utc
 from bench.runtime import env as benv
 from bench.runtime.before_init import Prelude, PreludeStep, agree_all_ok, pin_rail, rail_pin, run_directory
-from bench.runtime.dist import DistContext, broadcast_str, quiet_usage_exit, run_as_rank
+from bench.runtime.dist import DistContext, agree_on_exit_status, broadcast_str, quiet_usage_exit, run_as_rank
 from bench.runtime.env import RankInfo
 from bench.runtime.finish import finish_run
 from bench.runtime.guard import EndRecorder, guarded
@@ -56,7 +57,7 @@ def _my_interface(settings: RailsSettings, layout: RailLayout, rank: int) -> str
     return ifname
 
 
-def rail_prelude(settings: RailsSettings, profile: Any, proposal: Callable[[], Path]) -> PreludeStep:
+def rail_prelude(settings: RailsSettings, profile: Profile, proposal: Callable[[], Path]) -> PreludeStep:
     """The rails command's before-init step: the run directory, and on NCCL this rank's rail pinned.
 
     NCCL reads ``NCCL_SOCKET_IFNAME``/``NCCL_IB_HCA`` once, at the first communicator, so local rank k is
@@ -73,7 +74,7 @@ def rail_prelude(settings: RailsSettings, profile: Any, proposal: Callable[[], P
     return step
 
 
-def _rail_pin(settings: RailsSettings, profile: Any, prelude: Prelude) -> dict[str, str]:
+def _rail_pin(settings: RailsSettings, profile: Profile, prelude: Prelude) -> dict[str, str]:
     rail = prelude.info.local_rank
     sysfs = Sysfs(Path("/sys"))
     problem, ifnames, hcas = None, [], []
@@ -328,7 +329,7 @@ def run_rank(config: RailsConfig, info: RankInfo) -> int:
     )  # fmt: skip
 
 
-def _standalone(config: RailsConfig, settings: RailsSettings, profile: Any, ctx: DistContext) -> int:
+def _standalone(config: RailsConfig, settings: RailsSettings, profile: Profile, ctx: DistContext) -> int:
     rank = ctx.info.rank
     cluster = config.cluster or default_cluster_name(ctx.hosts[0])
     out_dir = ctx.out_dir or Path(
@@ -361,10 +362,10 @@ def _standalone(config: RailsConfig, settings: RailsSettings, profile: Any, ctx:
             record.update(exit_status=status, finish="failed")
         print(f"# run directory: {out_dir}", flush=True)
         sys.stdout.flush()
-    return int(broadcast_str(ctx.store, "exit_status", str(status), rank, 60.0))
+    return agree_on_exit_status(ctx, status)
 
 
-def metadata(ctx: DistContext, cluster: str, profile: Any, settings: RailsSettings, command: str) -> dict[str, Any]:
+def metadata(ctx: DistContext, cluster: str, profile: Profile, settings: RailsSettings, command: str) -> dict[str, Any]:
     """run.json for a rails or accept run, in the keys every railbench command writes."""
     return {
         **base_metadata(ctx, cluster, profile, command),

@@ -263,3 +263,9 @@ def broadcast_str(store: Any, key: str, value: str | None, rank: int, timeout_s:
         return value or ""
     store.wait([f"railbench/{key}"], timedelta(seconds=timeout_s))
     return store.get(f"railbench/{key}").decode()
+
+
+def agree_on_exit_status(ctx: DistContext, status: int, key: str = "exit_status") -> int:
+    """Rank 0's exit status on every rank, so that every rank of a command exits the same (through the store,
+    which outlives a broken communicator)."""
+    return int(broadcast_str(ctx.store, key, str(status), ctx.info.rank, 60.0))

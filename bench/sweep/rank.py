@@ -32,7 +32,7 @@ from bench.rundir.record import RunRecord, base_metadata, iso_utc
 from bench.runtime import env as benv
 from bench.runtime import evidence
 from bench.runtime.before_init import run_directory
-from bench.runtime.dist import DistContext, broadcast_str, quiet_usage_exit, run_as_rank
+from bench.runtime.dist import DistContext, agree_on_exit_status, broadcast_str, quiet_usage_exit, run_as_rank
 from bench.runtime.env import RankInfo
 from bench.runtime.finish import finish_run
 from bench.runtime.guard import guarded
@@ -175,7 +175,7 @@ def sweep(config: RunConfig, ctx: DistContext, *, finish: bool = True) -> int:
             # A FAIL verdict keeps exit 1; a passing run whose history or report failed is exit 3.
             status = status or EXIT_INFRA
             record.update(exit_status=status, finish="failed")
-    return _agree_on_status(ctx, status)
+    return agree_on_exit_status(ctx, status)
 
 
 def _measure(config: RunConfig, ctx: DistContext, coll: Any, nbytes: int, tdtype: Any, elsize: int, graph: bool) -> Any:
@@ -222,10 +222,6 @@ def _check_memory(ctx: DistContext, colls: list[Collective], sizes: Sequence[int
     agreed = torch.tensor([mine], dtype=torch.int64, device=ctx.device)
     dist.all_reduce(agreed, op=dist.ReduceOp.MIN)
     check_sizes_fit(colls, sizes, dtype, ctx.info.world_size, int(agreed.item()), where)
-
-
-def _agree_on_status(ctx: DistContext, status: int) -> int:
-    return int(broadcast_str(ctx.store, "exit_status", str(status), ctx.info.rank, 60.0))
 
 
 def _metadata(config: RunConfig, ctx: DistContext, cluster: str, profile: Profile, graph: bool) -> dict[str, Any]:
