@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from bench.measure.collectives import Collective
+from bench.measure.collectives import Collective, get_collective
 
 
 def _sig(x: float) -> float:
@@ -65,3 +66,23 @@ def result_row(
         "root": coll.root,
         "algo": algo,
     }
+
+
+def pair_row(
+    nbytes: int,
+    times_us: Sequence[float],
+    *,
+    nnodes: int,
+    iters: int,
+    target_gbps: float | None,
+    scope: str,
+    group: str,
+) -> dict[str, Any]:
+    """One results.csv row for a pair of ranks measured in both directions (float32 messages of ``nbytes``):
+    the slower direction is the pair's time, as for nccl-tests' sendrecv between two ranks."""
+    slow = max(times_us)
+    return result_row(
+        get_collective("sendrecv"), nbytes=nbytes, count=nbytes // 4, dtype="float", nranks=2, nnodes=nnodes,
+        iters=iters, time_us=slow, time_us_min=min(times_us), time_us_max=slow, wrong=None, target_gbps=target_gbps,
+        scope=scope, group=group,
+    )  # fmt: skip

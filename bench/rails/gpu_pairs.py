@@ -34,8 +34,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from bench.measure.collectives import get_collective
-from bench.measure.results import result_row
+from bench.measure.results import pair_row
 
 GpuDefectKind = Literal["gpu", "gpu-pair", "node"]
 GpuSymptom = Literal["slow", "flaky", "dead"]
@@ -310,18 +309,15 @@ class IntraNodeOutcome:
 def rows(outcome: IntraNodeOutcome, iters: int) -> list[dict[str, Any]]:
     """results.csv rows, one per local pair and repeat (scope ``local-pair``, group ``node03/gpu1-gpu5``):
     time is the slower direction's, time_us_min/max the two directions'."""
-    sendrecv = get_collective("sendrecv")
     both: dict[tuple[int, int, int, int], list[LocalPairTime]] = {}
     for t in outcome.times:
         both.setdefault((t.node, min(t.gpu, t.peer), max(t.gpu, t.peer), t.repeat), []).append(t)
     out = []
     for (node, a, b, _repeat), pair in sorted(both.items()):
-        slow = max(p.time_us for p in pair)
         out.append(
-            result_row(
-                sendrecv, nbytes=pair[0].nbytes, count=pair[0].nbytes // 4, dtype="float", nranks=2, nnodes=1,
-                iters=iters, time_us=slow, time_us_min=min(p.time_us for p in pair), time_us_max=slow, wrong=None,
-                target_gbps=outcome.target_Gbps, scope=SCOPE, group=_pair_name(outcome.nodes[node], a, b),
+            pair_row(
+                pair[0].nbytes, [p.time_us for p in pair], nnodes=1, iters=iters, target_gbps=outcome.target_Gbps,
+                scope=SCOPE, group=_pair_name(outcome.nodes[node], a, b),
             )
         )  # fmt: skip
     return out

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from bench.measure.collectives import get_collective
-from bench.measure.results import result_row
+from bench.measure.results import pair_row, result_row
 from bench.rails.defects import Transient, describe_transient
 from bench.rails.gpu_pairs import IntraNodeOutcome
 from bench.rails.localise import Defect, PairMatrix, PairSample, describe
@@ -155,18 +155,15 @@ def pair_rows(
 ) -> list[dict[str, Any]]:
     """results.csv rows for the pairs (scope ``pair``, group ``node02-node05/rail3``), one per pair, rail and
     repeat: time is the slower direction's, time_us_min/max the two directions'."""
-    sendrecv = get_collective("sendrecv")
     both: dict[tuple[int, int, int, int], list[PairTime]] = {}
     for t in (t for t in times if not t.confirm):  # re-measurements are in rails.json
         both.setdefault((min(t.node, t.peer), max(t.node, t.peer), t.rail, t.repeat), []).append(t)
     rows = []
     for (a, b, rail, _repeat), pair in sorted(both.items()):
-        slow = max(p.time_us for p in pair)
         rows.append(
-            result_row(
-                sendrecv, nbytes=pair[0].nbytes, count=pair[0].nbytes // 4, dtype="float", nranks=2, nnodes=2,
-                iters=iters, time_us=slow, time_us_min=min(p.time_us for p in pair), time_us_max=slow, wrong=None,
-                target_gbps=expected.get(rail), scope="pair", group=f"{nodes[a]}-{nodes[b]}/rail{rail}",
+            pair_row(
+                pair[0].nbytes, [p.time_us for p in pair], nnodes=2, iters=iters, target_gbps=expected.get(rail),
+                scope="pair", group=f"{nodes[a]}-{nodes[b]}/rail{rail}",
             )
         )  # fmt: skip
     return rows
