@@ -100,7 +100,7 @@ def _rails() -> dict[str, Any]:
 def _intranode() -> dict[str, Any]:
     ctx = _start()
     ctx = dataclasses.replace(ctx, hosts=("node0",) * ctx.info.world_size)
-    _, settings = validate(RailsConfig(profile="local", pair_bytes=4 * MIB, iters=3, warmup=1, intra_node=True))
+    _, settings = validate(RailsConfig(profile="local", pair_bytes=MIB, iters=3, warmup=1, intra_node=True))
     watchdog = Watchdog(ctx.store, ctx.info.rank, ctx.hosts, 120.0, lambda hang: None)
     watchdog.start()
     try:
