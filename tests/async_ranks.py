@@ -22,8 +22,9 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -42,12 +43,23 @@ from tests import async_backend
 
 MODEL_OF_NCCL = Transport("nccl", async_backend.register(), cuda=False)
 MIB = 1 << 20
+T = TypeVar("T")
 
 
 def _start(before_init: Any = None) -> DistContext:
     info = discover_rank()
     assert info is not None, "start under mpirun"
     return init_distributed(info, MODEL_OF_NCCL, 60.0, None, before_init)
+
+
+def _watched(ctx: DistContext, phase: Callable[[Watchdog], T]) -> T:
+    """``phase`` under railbench's hang watchdog (a hang here fails the test by its timeout)."""
+    watchdog = Watchdog(ctx.store, ctx.info.rank, ctx.hosts, 120.0, lambda hang: None)
+    watchdog.start()
+    try:
+        return phase(watchdog)
+    finally:
+        watchdog.stop()
 
 
 def _timing() -> dict[str, Any]:
@@ -82,12 +94,7 @@ def _rails() -> dict[str, Any]:
                                        pair_bytes=8 * MIB, iters=3, warmup=1, repeats=1))  # fmt: skip
     # The local profile binds gloo's rail groups to loopback; this backend's groups bind nothing.
     settings = dataclasses.replace(settings, socket_ifname=None)
-    watchdog = Watchdog(ctx.store, ctx.info.rank, ctx.hosts, 120.0, lambda hang: None)
-    watchdog.start()
-    try:
-        outcome = rails_phase(settings, ctx, watchdog)
-    finally:
-        watchdog.stop()
+    outcome = _watched(ctx, lambda watchdog: rails_phase(settings, ctx, watchdog))
     if outcome is None:
         return {}
     return {
@@ -101,12 +108,7 @@ def _intranode() -> dict[str, Any]:
     ctx = _start()
     ctx = dataclasses.replace(ctx, hosts=("node0",) * ctx.info.world_size)
     _, settings = validate(RailsConfig(profile="local", pair_bytes=MIB, iters=3, warmup=1, intra_node=True))
-    watchdog = Watchdog(ctx.store, ctx.info.rank, ctx.hosts, 120.0, lambda hang: None)
-    watchdog.start()
-    try:
-        outcome = intra_node_phase(settings, ctx, watchdog)
-    finally:
-        watchdog.stop()
+    outcome = _watched(ctx, lambda watchdog: intra_node_phase(settings, ctx, watchdog))
     if outcome is None:
         return {}
     return {

@@ -55,14 +55,21 @@ def gather_str(prelude: Prelude, key: str, value: str) -> list[str]:
     return [store.get(k).decode() for k in keys]
 
 
+def store_broadcast(store: Any, key: str, rank: int, timeout_s: float, rank0_value: Callable[[], str]) -> str:
+    """Rank 0's value for ``key`` on every rank, through the store (it works before any communicator and after
+    a broken one); ``rank0_value`` is called on rank 0 only, once."""
+    full = f"railbench/{key}"
+    if rank == 0:
+        value = rank0_value()
+        store.set(full, value)
+        return value
+    store.wait([full], timedelta(seconds=timeout_s))
+    return str(store.get(full).decode())
+
+
 def agree(prelude: Prelude, key: str, rank0_value: Callable[[], str]) -> str:
-    """Rank 0's value for ``key`` on every rank; ``rank0_value`` is called on rank 0 only, once."""
-    store, full = prelude.store, f"railbench/{key}"
-    if prelude.info.rank == 0:
-        store.set(full, rank0_value())
-    else:
-        store.wait([full], timedelta(seconds=prelude.timeout_s))
-    return store.get(full).decode()
+    """Rank 0's value for ``key`` on every rank, before the first communicator."""
+    return store_broadcast(prelude.store, key, prelude.info.rank, prelude.timeout_s, rank0_value)
 
 
 def agree_all_ok(prelude: Prelude, key: str, problem: str | None) -> None:

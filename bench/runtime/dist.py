@@ -21,7 +21,7 @@ from typing import Any, Literal
 from bench.errors import EXIT_USAGE, InfraError, UserError
 from bench.netaddr import rendezvous_address
 from bench.runtime import signals
-from bench.runtime.before_init import Prelude, PreludeStep, gather_str, place_gpu
+from bench.runtime.before_init import Prelude, PreludeStep, gather_str, place_gpu, store_broadcast
 from bench.runtime.env import RankInfo, scoped
 
 Backend = Literal["auto", "nccl", "gloo"]
@@ -258,11 +258,7 @@ def shutdown() -> None:
 
 def broadcast_str(store: Any, key: str, value: str | None, rank: int, timeout_s: float) -> str:
     """Rank 0's ``value`` for ``key``, on every rank (through the store, so it works before any collective)."""
-    if rank == 0:
-        store.set(f"railbench/{key}", value or "")
-        return value or ""
-    store.wait([f"railbench/{key}"], timedelta(seconds=timeout_s))
-    return store.get(f"railbench/{key}").decode()
+    return store_broadcast(store, key, rank, timeout_s, lambda: value or "")
 
 
 def agree_on_exit_status(ctx: DistContext, status: int, key: str = "exit_status") -> int:
