@@ -221,3 +221,41 @@ def test_cell_budget_from_the_rate_with_floor_and_ceiling() -> None:
     assert expected_rate(400.0, 1.0, [3.0]) == 400.0
     assert expected_rate(None, 1.0, []) == 1.0
     assert expected_rate(None, 1.0, [0.05, 8.0, 9.0, 0.05, 10.0]) == 8.0  # a dead-slow link is a minority
+    assert expected_rate(None, 10.0, [0.15, 0.15, 0.2]) == 10.0  # a rail slow as a whole: the fastest rail's
+
+
+@pytest.mark.parametrize(("nodes", "rails"), [(5, 2), (8, 4)])
+def test_a_link_slow_with_some_partners_only_is_named_as_the_link(nodes: int, rails: int) -> None:
+    # A flapping link: bad in the rounds that caught it bad (partners 0 and 1 here), fine in the rest; its
+    # suspects reproduce when re-measured. The healthy partners are not accused.
+    bad, rail = nodes // 2, 1
+    caught = {0, 1}
+
+    def slow(k: int, a: int, b: int) -> float | None:
+        return 0.15 if k == rail and bad in (a, b) and ({a, b} - {bad}) <= caught else None
+
+    for seed in range(10):
+        found = diagnose(_noisy(nodes, rails, seed, slow, confirm=2), None, LOOSE)
+        assert _kinds(found) == [("link", f"node{bad + 1:02d}", rail)], seed
+        (d,) = found.defects
+        assert d.slow_pairs == 2 and d.pairs == nodes - 1
+
+
+def test_two_slow_links_on_one_rail_do_not_accuse_their_common_partners() -> None:
+    # node02 and node05 slow on rail 0 with every partner: each healthy node has two suspect partners, both
+    # explained by the two links, so no third link is named from them.
+    def slow(k: int, a: int, b: int) -> float | None:
+        return 0.15 if k == 0 and ({a, b} & {1, 4}) else None
+
+    for seed in range(10):
+        found = diagnose(_noisy(6, 2, seed, slow, confirm=2), None, LOOSE)
+        assert sorted(_kinds(found)) == [("link", "node02", 0), ("link", "node05", 0)], seed
+
+
+def test_one_slow_pair_stays_a_pair_not_a_link() -> None:
+    def slow(k: int, a: int, b: int) -> float | None:
+        return 0.15 if (k, a, b) == (1, 0, 3) else None
+
+    for seed in range(10):
+        found = diagnose(_noisy(5, 2, seed, slow, confirm=2), None, LOOSE)
+        assert _kinds(found) == [("pair", "node01", 1)], seed

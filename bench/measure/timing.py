@@ -79,6 +79,16 @@ def time_region(
     return _region(step, group, device, iters, warmup, graph)
 
 
+@dataclass(frozen=True)
+class Chunked:
+    """The bytes of one step moved as ``per_step`` equal smaller steps (``step``): how a budgeted cell moves
+    what it can when not even its planned messages fit, so that a dead-slow part costs its budget and is
+    measured over the bytes it moved, instead of one whole message that may take a hundred budgets."""
+
+    step: Callable[[], None]
+    per_step: int
+
+
 def time_budgeted(
     step: Callable[[], None],
     *,
@@ -88,27 +98,37 @@ def time_budgeted(
     warmup: int,
     budget_s: float,
     agree: Agree | None = None,
+    chunked: Chunked | None = None,
 ) -> Timed:
     """:func:`time_region` within a time budget: a dead-slow part costs the budget, not ``iters`` steps.
 
-    The first step is timed on its own (a probe, standing in for the first warmup step). Every rank that
-    takes part must run the same number of steps, so the probe's time goes through ``agree`` (default: the
-    slowest rank of ``group``) and every rank plans from that one value: when the whole plan fits the
-    budget it runs as usual; else the rest of the warmup is skipped and only the steps that fit are timed;
-    when not even one more fits, the probe is the measurement. The group meets at the same barriers in
-    every case, so a rank that plans differently from the others cannot exist.
+    The first step (or, with ``chunked``, the first chunk) is timed on its own, a probe standing in for the
+    first warmup step. Every rank that takes part must run the same number of steps, so the probe's time goes
+    through ``agree`` (default: the slowest rank of ``group``) and every rank plans from that one value: when
+    the whole plan fits the budget it runs as usual; else, without ``chunked``, the rest of the warmup is
+    skipped and only the steps that fit are timed (when not even one more fits, the probe is the
+    measurement); with ``chunked``, chunks are timed in two batches, the second planned from the first, until
+    the plan's bytes are moved or the budget is spent. Every rank of ``group`` meets the same barriers
+    whichever way its own plan went (pairs of one rail plan differently and share the rail's group).
     """
     if budget_s <= 0:
         raise ValueError(f"budget_s {budget_s!r} must be positive")
+    agreed = agree or (lambda s: group_max(s, group, device))
     dist = _dist()
     dist.barrier(group=group)
     device_ops.synchronize(device)
     timer = device_ops.RegionTimer(device)
     timer.start()
-    step()
-    probe = timer.stop()
-    probe = (agree or (lambda s: group_max(s, group, device)))(probe)
+    (chunked.step if chunked else step)()
+    probe = agreed(timer.stop())
     left = budget_s - probe
+    if chunked is not None:
+        whole = probe * chunked.per_step
+        if whole * (warmup + iters) <= left:
+            timed = Timed(_region(step, group, device, iters, warmup, False), iters, False)
+            _steps(lambda: None, group, device, 0)  # the barrier of the second batch below
+            return timed
+        return _chunks(chunked, group, device, iters, left, probe, agreed)
     fits = int(left // probe) if probe > 0 else iters + warmup
     if fits >= max(0, warmup - 1) + iters:
         return Timed(_region(step, group, device, iters, max(0, warmup - 1), False), iters, False)
@@ -119,6 +139,36 @@ def time_budgeted(
         return Timed(probe * 1e6, 1, True)
     steps = min(fits, iters)
     return Timed(_region(step, group, device, steps, 0, False), steps, steps < iters)
+
+
+def _chunks(chunked: Chunked, group: Any, device: Any, iters: int, left: float, probe: float, agree: Agree) -> Timed:
+    """Chunks in two timed batches within ``left`` seconds: the first planned from the probe, the second
+    from the first batch (a probe stretched by a scheduling hiccup plans too few chunks; the second batch
+    moves the rest). The mean time per whole step is over the chunks moved; the probe is left out, as
+    warmup is (the first chunk on a token bucket rides its burst, the first on TCP its slow start)."""
+    wanted = iters * chunked.per_step
+    moved, spent = 0, 0.0
+    per_chunk = probe
+    for first in (True, False):
+        fits = int((left - spent) // per_chunk) if per_chunk > 0 else wanted
+        if first and left > 0:
+            fits = max(1, fits)  # one chunk at least, while the budget lasts: the second batch plans from it
+        batch = max(0, min(fits, wanted - moved))
+        seconds = agree(_steps(chunked.step, group, device, batch))
+        if batch:
+            moved, spent, per_chunk = moved + batch, spent + seconds, seconds / batch
+    if not moved:
+        return Timed(probe * chunked.per_step * 1e6, 1, True)
+    mean = spent / moved * chunked.per_step
+    return Timed(mean * 1e6, max(1, moved // chunked.per_step), moved < wanted)
+
+
+def _steps(step: Callable[[], None], group: Any, device: Any, count: int) -> float:
+    """Seconds for ``count`` timed steps; with none, only the region's barrier (the group stays in step)."""
+    if count == 0:
+        _dist().barrier(group=group)
+        return 0.0
+    return _region(step, group, device, count, 0, False) * count / 1e6
 
 
 def _dist() -> Any:

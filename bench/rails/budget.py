@@ -6,7 +6,7 @@ between ``FLOOR_S`` and ``CEILING_S``. When it runs out, the measurement stops a
 a link that fell back to 1% of its rate costs a budget per cell, not a hundred times the matrix.
 
 The rate is the rail's line rate where known. Where it is not (sockets on veth), it is the fabric's own:
-the fastest rail group's busbw at first, then the upper median of the pair rates seen so far on the rail.
+the larger of the fastest rail group's busbw and the upper median of the pair rates seen so far on the rail.
 Both ends of a pair must plan alike, so every input here is known identically on every rank of a rail.
 """
 
@@ -23,6 +23,11 @@ FLOOR_S = 0.5
 one warm message timed after its probe (the first message alone reads low on a token bucket)."""
 CEILING_S = 60.0
 """Never more (and the budget where no rate is known at all)."""
+CHUNK_BYTES = 1 << 20
+"""Smallest chunk a cell that does not fit its budget moves its bytes in: large enough that the chunk's
+rate is the link's, not its latency's."""
+MAX_CHUNKS = 64
+"""At most this many chunks per message (a 256 MiB message moves in 4 MiB chunks)."""
 
 
 def cell_budget(wire_bytes: int, messages: int, rate_Gbps: float | None, given_s: float | None = None) -> float:
@@ -35,12 +40,20 @@ def cell_budget(wire_bytes: int, messages: int, rate_Gbps: float | None, given_s
     return min(CEILING_S, max(FLOOR_S, BUDGET_FACTOR * expected))
 
 
+def chunks_per_message(nbytes: int) -> int:
+    """How many chunks one message splits into when its cell runs out of budget (1 for small messages)."""
+    return max(1, min(MAX_CHUNKS, nbytes // CHUNK_BYTES))
+
+
 def expected_rate(line_rate_Gbps: float | None, start_Gbps: float | None, seen_Gbps: Sequence[float]) -> float | None:
-    """The rate a pair on this rail should reach: the line rate, else the upper median of the pair rates seen
-    so far on the rail (a dead-slow link is a minority of them), else ``start_Gbps``."""
+    """The rate a pair on this rail should reach: the line rate, else the larger of ``start_Gbps`` (the
+    fastest rail group's busbw) and the upper median of the pair rates seen so far on the rail (a dead-slow
+    link is a minority of them). The larger, because on a rail that is slow as a whole every pair rate seen
+    is slow, and a budget planned from them would let the broken rail take a hundred times the matrix."""
     if line_rate_Gbps:
         return line_rate_Gbps
+    start = start_Gbps if start_Gbps and np.isfinite(start_Gbps) and start_Gbps > 0 else None
     positive = sorted(r for r in seen_Gbps if r > 0)
-    if positive:
-        return float(positive[len(positive) // 2])
-    return start_Gbps if start_Gbps and np.isfinite(start_Gbps) else None
+    seen = float(positive[len(positive) // 2]) if positive else None
+    known = [r for r in (start, seen) if r is not None]
+    return max(known) if known else None

@@ -199,6 +199,7 @@ def diagnose(
     for kpos, apos in zip(*np.nonzero(link_candidate), strict=True):
         b = all_nodes[others[apos]]
         link_candidate[kpos, apos] = cells.confirmed(np.full(len(b), kpos), np.full(len(b), apos), b)
+    _intermittent_links(cells, link_candidate, rail_fault)
     # Node a: a link candidate on every rail that no rail fault explains, and at least two of them.
     open_rails = ~rail_fault
     node_fault = (link_candidate | ~open_rails[:, None]).all(axis=0) & (open_rails.sum() >= 2)
@@ -246,6 +247,34 @@ def diagnose(
         )  # fmt: skip
     level = {rail: float(cells.expected[i]) for i, rail in enumerate(matrix.rails)}
     return Diagnosis(tuple(defects), transients(cells, suspect & ~explained), cells.too_noisy, level)
+
+
+def _intermittent_links(cells: Cells, link_candidate: np.ndarray, rail_fault: np.ndarray) -> None:
+    """Add to ``link_candidate`` the links slow with some partners only: a link that fails intermittently
+    (or a flapping one) is slow in the rounds that caught it bad and fine in the rest, so not every partner
+    is a suspect. Greedily, as the smallest explanation: the link with the most suspect partners that no
+    named part explains yet, while it has at least two of them and at least half of those reproduced. One
+    link explains two slow pairs better than two pair faults that share it, and two reproducing suspects at
+    one link are what noise does not do: each stands out of the fabric's spread at the matrix's family-wise
+    false-alarm rate. Suspects another named part explains do not count, so two slow links on one rail
+    do not make their common partners suspects."""
+    measured = cells.measured
+    left = cells.suspect & ~rail_fault[:, None, None]
+    for k, a in zip(*np.nonzero(link_candidate), strict=True):
+        left[k, a, :] = left[k, :, a] = False
+    tried = link_candidate.copy()
+    while True:
+        counts = np.where(tried, -1, left.sum(axis=2))
+        k, a = np.unravel_index(int(np.argmax(counts)), counts.shape)
+        if counts[k, a] < 2:
+            return
+        tried[k, a] = True
+        if int(measured[k, a].sum()) < 3:
+            continue  # with two partners, both suspect is the rule above
+        b = np.flatnonzero(left[k, a])
+        if cells.confirmed(np.full(len(b), k), np.full(len(b), a), b):
+            link_candidate[k, a] = True
+            left[k, a, :] = left[k, :, a] = False
 
 
 def suspect_samples(

@@ -16,7 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bench.measure.timing import Timed, reduce_times, time_budgeted, time_region
+from bench.measure.timing import Chunked, Timed, reduce_times, time_budgeted, time_region
+from bench.rails.budget import chunks_per_message
 from bench.rails.layout import RailLayout
 from bench.rails.schedule import Round
 from bench.runtime import env as benv
@@ -149,12 +150,15 @@ def pair_round(
     for sender_is_low in (True, False):
         sending = partner is not None and (node < partner) == sender_is_low
         step = one_way(send_buf, recv_buf, peer_rank, sending, group)
+        per = chunks_per_message(nbytes)
+        chunk = send_buf.numel() // per
+        chunked = Chunked(one_way(send_buf[:chunk], recv_buf[:chunk], peer_rank, sending, group), per)
         if budget_s is None:
             timed = Timed(time_region(step, group=group, device=device, iters=iters, warmup=warmup), iters, False)
         else:
             timed = time_budgeted(
                 step, group=group, device=device, iters=iters, warmup=warmup, budget_s=budget_s,
-                agree=pair_agree(peer_rank, group, device),
+                agree=pair_agree(peer_rank, group, device), chunked=chunked,
             )  # fmt: skip
         mine = timed.time_us
         everyone, _ = reduce_times(mine, 0, group, device)
