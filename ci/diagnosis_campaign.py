@@ -42,7 +42,7 @@ from tests.netns_testbed import PROFILE, NetnsCluster, build_cluster  # noqa: E4
 SHAPED_MBIT = 150
 """The token rate of a shaped link: 2-5% of a healthy veth pair on a busy 2-core machine."""
 FLAKY_PERIOD_S = 3.0
-LOSSY = ["rate", "2gbit", "burst", "16kb", "limit", "4kb"]
+LOSSY = ["rate", "2gbit", "burst", "16kb", "limit", "16kb"]
 """A queue of 4 KiB behind a 2 Gbit/s bucket: bursts overflow it and are dropped."""
 CPU_QUOTA = "5000"
 """5 ms of CPU per 100 ms period for the slowed rank."""
@@ -279,11 +279,15 @@ def main() -> int:
     parser.add_argument("--timeout", type=int, default=120, help="rails --timeout")
     parser.add_argument("--run-timeout", type=int, default=600, help="seconds before a run counts as a hang")
     parser.add_argument("--json", type=Path, help="also write every run here")
+    parser.add_argument("--keep", type=Path, help="keep every run's rails output under this directory")
     parser.add_argument("extra", nargs="*", help="more rails flags, after --")
     args = parser.parse_args()
     runs: list[Run] = []
     with tempfile.TemporaryDirectory(prefix="rbcampaign") as tmp, build_cluster(args.nodes, args.rails) as bed:
         root = Path(tmp)
+        if args.keep:
+            root = args.keep
+            root.mkdir(parents=True, exist_ok=True)
         (bed.workdir / "netns.toml").write_text(PROFILE)
         faults = scenarios(bed)
         wanted = list(faults) if args.kinds == "all" else [k for k in args.kinds.split(",") if k != "clean"]

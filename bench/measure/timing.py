@@ -65,6 +65,9 @@ class Timed:
 Agree = Callable[[float], float]
 """Turns this rank's seconds into the value every rank of the measurement uses (the slowest of them)."""
 
+Budget = float | Callable[[float], float]
+"""Seconds, or seconds planned from the agreed probe (where the expected rate is only learnt by probing)."""
+
 
 def time_region(
     step: Callable[[], None], *, group: Any, device: Any, iters: int, warmup: int, graph: bool = False
@@ -96,7 +99,7 @@ def time_budgeted(
     device: Any,
     iters: int,
     warmup: int,
-    budget_s: float,
+    budget_s: Budget,
     agree: Agree | None = None,
     chunked: Chunked | None = None,
 ) -> Timed:
@@ -111,7 +114,7 @@ def time_budgeted(
     the plan's bytes are moved or the budget is spent. Every rank of ``group`` meets the same barriers
     whichever way its own plan went (pairs of one rail plan differently and share the rail's group).
     """
-    if budget_s <= 0:
+    if not callable(budget_s) and budget_s <= 0:
         raise ValueError(f"budget_s {budget_s!r} must be positive")
     agreed = agree or (lambda s: group_max(s, group, device))
     dist = _dist()
@@ -121,7 +124,7 @@ def time_budgeted(
     timer.start()
     (chunked.step if chunked else step)()
     probe = agreed(timer.stop())
-    left = budget_s - probe
+    left = (budget_s(probe) if callable(budget_s) else budget_s) - probe
     if chunked is not None:
         whole = probe * chunked.per_step
         if whole * (warmup + iters) <= left:
@@ -262,16 +265,23 @@ def time_loop(
     warmup: int,
     device: Any,
     graph: bool = False,
-    budget_s: float | None = None,
+    budget_s: Budget | None = None,
+    chunk_buffers: Buffers | None = None,
 ) -> Timed:
     """This rank's mean time per call of ``coll`` (:func:`time_region` on one collective, or
-    :func:`time_budgeted` when ``budget_s`` is given)."""
+    :func:`time_budgeted` when ``budget_s`` is given, in chunks of ``chunk_buffers`` when given)."""
 
     def step() -> None:
         coll.call(buffers, rank, nranks, group)
 
     if budget_s is not None:
-        return time_budgeted(step, group=group, device=device, iters=iters, warmup=warmup, budget_s=budget_s)
+        chunked = None
+        if chunk_buffers is not None:
+            chunk = chunk_buffers
+            chunked = Chunked(lambda: coll.call(chunk, rank, nranks, group), max(1, buffers.nbytes // chunk.nbytes))
+        return time_budgeted(
+            step, group=group, device=device, iters=iters, warmup=warmup, budget_s=budget_s, chunked=chunked
+        )
     return Timed(time_region(step, group=group, device=device, iters=iters, warmup=warmup, graph=graph), iters, False)
 
 
@@ -318,17 +328,27 @@ def measure(
     warmup: int,
     check: bool,
     graph: bool = False,
-    budget_s: float | None = None,
+    budget_s: Budget | None = None,
+    chunks: int = 1,
 ) -> SizeResult:
-    """Time ``coll`` at ``nbytes`` in ``group`` and, with ``check``, verify it; every rank returns the same."""
+    """Time ``coll`` at ``nbytes`` in ``group`` and, with ``check``, verify it; every rank returns the same.
+
+    With ``budget_s``, a call that does not fit is measured over ``chunks`` smaller calls of a
+    ``chunks``-th of the bytes each (:func:`time_budgeted`)."""
     count = coll.count_for_bytes(nbytes, elsize, nranks)
     real_bytes = coll.bytes_for_count(count, elsize, nranks)
     buffers = make_buffers(coll, count, real_bytes, rank, nranks, dtype, device)
+    chunk_buffers = None
+    if budget_s is not None and chunks > 1:
+        chunk_count = coll.count_for_bytes(real_bytes // chunks, elsize, nranks)
+        chunk_bytes = coll.bytes_for_count(chunk_count, elsize, nranks)
+        chunk_buffers = make_buffers(coll, chunk_count, chunk_bytes, rank, nranks, dtype, device)
     timed = time_loop(
-        coll, buffers, rank, nranks, group, iters=iters, warmup=warmup, device=device, graph=graph, budget_s=budget_s
-    )
+        coll, buffers, rank, nranks, group, iters=iters, warmup=warmup, device=device, graph=graph,
+        budget_s=budget_s, chunk_buffers=chunk_buffers,
+    )  # fmt: skip
     my_time = timed.time_us
-    del buffers
+    del buffers, chunk_buffers
     my_wrong = check_once(coll, count, real_bytes, rank, nranks, group, dtype, device) if check else 0
     times, wrong = reduce_times(my_time, my_wrong, group, device)
     return SizeResult(

@@ -6,7 +6,7 @@ between ``FLOOR_S`` and ``CEILING_S``. When it runs out, the measurement stops a
 a link that fell back to 1% of its rate costs a budget per cell, not a hundred times the matrix.
 
 The rate is the rail's line rate where known. Where it is not (sockets on veth), it is the fabric's own:
-the larger of the fastest rail group's busbw and the upper median of the pair rates seen so far on the rail.
+the larger of the fastest rail group's busbw and the upper median of the pair rates seen so far on every rail.
 Both ends of a pair must plan alike, so every input here is known identically on every rank of a rail.
 """
 
@@ -46,10 +46,11 @@ def chunks_per_message(nbytes: int) -> int:
 
 
 def expected_rate(line_rate_Gbps: float | None, start_Gbps: float | None, seen_Gbps: Sequence[float]) -> float | None:
-    """The rate a pair on this rail should reach: the line rate, else the larger of ``start_Gbps`` (the
-    fastest rail group's busbw) and the upper median of the pair rates seen so far on the rail (a dead-slow
-    link is a minority of them). The larger, because on a rail that is slow as a whole every pair rate seen
-    is slow, and a budget planned from them would let the broken rail take a hundred times the matrix."""
+    """The rate a pair should reach: the line rate, else the larger of ``start_Gbps`` (the fastest rail
+    group's busbw) and the upper median of the pair rates seen so far on every rail (a dead-slow link, or a
+    slow rail of several, is a minority of them). Every rail's, because on a rail that is slow as a whole
+    every pair rate seen is slow, and a budget planned from them would let the broken rail take a hundred
+    times the matrix."""
     if line_rate_Gbps:
         return line_rate_Gbps
     start = start_Gbps if start_Gbps and np.isfinite(start_Gbps) and start_Gbps > 0 else None

@@ -35,26 +35,38 @@ def gloo_interface(ifname: str | None) -> contextlib.AbstractContextManager[None
     return benv.scoped(GLOO_SOCKET_IFNAME, ifname)
 
 
-def make_rail_groups(layout: RailLayout, my_ifname: str | None, timeout_s: float) -> tuple[list[Any], str | None]:
+def make_rail_groups(
+    layout: RailLayout, my_ifname: str | None, connect_s: float, op_timeout_s: float
+) -> tuple[list[Any], str | None]:
     """One process group per rail; this rank's rail group binds ``my_ifname`` (gloo on socket rails).
 
     Returns the groups and, when this rank's rail group could not form (a dead link: its members cannot
     connect), the transport's error instead of raising it, so that every rank can still agree over the
     world group on what broke. A non-member gets None from ``new_group`` and connects to nobody.
+
+    Connecting gets ``connect_s``: gloo retries a connection that cannot be made for several of its group's
+    timeouts, so a dead link costs a multiple of it. Operations then get ``op_timeout_s``: a link that
+    crawls is measured within its cell budget in chunks, but one chunk on a lossy link may wait out TCP's
+    retransmission backoff for many seconds, and that is a slow link, not a lost rank.
     """
     from datetime import timedelta
 
     import torch.distributed as dist
+    from torch.distributed.distributed_c10d import _set_pg_timeout
 
     groups: list[Any] = []
     problem = None
     with gloo_interface(my_ifname):
         for rail in range(layout.rails):
             try:
-                groups.append(dist.new_group(layout.rail_group(rail), timeout=timedelta(seconds=timeout_s)))
+                group = dist.new_group(layout.rail_group(rail), timeout=timedelta(seconds=connect_s))
             except RuntimeError as exc:  # gloo's connectFullMesh: no route, refused, timed out
                 groups.append(None)
                 problem = " ".join(str(exc).split())
+                continue
+            if group is not None and group != dist.GroupMember.NON_GROUP_MEMBER:
+                _set_pg_timeout(timedelta(seconds=op_timeout_s), group)
+            groups.append(group)
     return groups, problem
 
 

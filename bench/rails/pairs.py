@@ -15,7 +15,7 @@ import numpy as np
 from bench.rails.budget import cell_budget, expected_rate
 from bench.rails.layout import RailLayout
 from bench.rails.localise import Thresholds, suspect_samples
-from bench.rails.measure import PairTime, pair_buffers, pair_round
+from bench.rails.measure import PairTime, flatten, gather_objects, pair_buffers, pair_round
 from bench.rails.records import pair_matrix
 from bench.rails.schedule import Cell, Round, confirmation_rounds, schedule
 
@@ -30,7 +30,7 @@ class PairRunner:
         self.buffers = pair_buffers(settings.pair_bytes, device)
         self.start_Gbps = start_Gbps
         self.seen: list[float] = []
-        """Rates of every pair direction measured on this rail so far (the same list on every rank of it)."""
+        """Rates of every pair direction measured so far on every rail (the same list on every rank)."""
         self.rounds = schedule(len(layout.nodes), settings.repeats, settings.seed)
 
     def budget_s(self) -> float:
@@ -50,7 +50,9 @@ class PairRunner:
             leave()
             times += mine
             if not rnd.confirm:
-                self.seen += rates
+                # Every rail's rates, so that a rail slow as a whole is budgeted by the healthy rails' pairs
+                # (every rank runs the same matrix rounds, so this gather meets on all of them).
+                self.seen += flatten(gather_objects(rates if self.layout.where(self.rank)[0] == 0 else []))
         return times
 
     def matrix(self, enter: Enter, leave: Callable[[], None]) -> list[PairTime]:

@@ -20,11 +20,11 @@ from bench.fabric import counters
 from bench.fabric.hca import select_hcas
 from bench.fabric.sysfs import Sysfs, ib_ports, net_devices
 from bench.measure.collectives import get_collective
-from bench.measure.timing import measure
+from bench.measure.timing import Budget, group_max, measure
 from bench.netaddr import interface_ipv4
 from bench.profiles import Profile
 from bench.rails import evidence, intranode, output, records
-from bench.rails.budget import cell_budget
+from bench.rails.budget import cell_budget, chunks_per_message
 from bench.rails.config import RailsConfig, RailsSettings, validate
 from bench.rails.layout import RailLayout, interface_for_rail, rail_layout
 from bench.rails.localise import Diagnosis, Thresholds, diagnose
@@ -39,6 +39,9 @@ from bench.runtime.env import RankInfo
 from bench.runtime.finish import finish_run
 from bench.runtime.guard import EndRecorder, guarded
 from bench.runtime.watchdog import Watchdog
+
+CONNECT_S = 5.0
+"""Seconds a rail group's members get to connect before the group counts as not formed (a dead link)."""
 
 
 def _my_interface(settings: RailsSettings, layout: RailLayout, rank: int) -> str | None:
@@ -112,8 +115,19 @@ def _rail_result(coll: str, mode: records.Mode, rail: int, nnodes: int, res: Any
 
 
 def _measure_rail(
-    settings: RailsSettings, ctx: DistContext, coll: str, group: Any, n: int, *, iters: int, warmup: int
+    settings: RailsSettings,
+    ctx: DistContext,
+    coll: str,
+    group: Any,
+    n: int,
+    *,
+    iters: int,
+    warmup: int,
+    rate_Gbps: float | None,
 ) -> Any:
+    """One collective in this rank's rail group, within a cell budget from ``rate_Gbps`` (the line rate, or
+    the fastest rail's busbw); where no rate is known yet every rail is measured at once (``rate_Gbps``
+    None) and the budget comes from the fastest rail's probe, agreed over the world."""
     import torch
     import torch.distributed as dist
 
@@ -121,10 +135,21 @@ def _measure_rail(
     collective = get_collective(coll)
     # Every rank sends about busbw-factor x the message per call, the pair budget's "wire bytes".
     wire = int(settings.rail_bytes * max(1.0, collective.busbw_factor(n)))
-    budget = cell_budget(wire, warmup + iters, settings.rail_rate_gbps, settings.cell_budget_s)
+    chunks = chunks_per_message(settings.rail_bytes)
+    budget: Budget
+    if rate_Gbps is not None or settings.cell_budget_s is not None:
+        budget = cell_budget(wire, warmup + iters, rate_Gbps, settings.cell_budget_s)
+    else:
+        # Every rail at once and no rate known: the fastest rail's probe sets every rail's budget, so a
+        # rail that fell to 1% costs a few of the fastest rail's cells, not a hundred.
+        def budget(probe_s: float) -> float:
+            fastest = -group_max(-probe_s, None, ctx.device)
+            rate = wire / chunks * 8 / fastest / 1e9 if fastest > 0 else None
+            return cell_budget(wire, warmup + iters, rate)
+
     return measure(
         collective, settings.rail_bytes, group_rank, n, group, dtype=torch.float32, elsize=4,
-        device=ctx.device, iters=iters, warmup=warmup, check=settings.check, budget_s=budget,
+        device=ctx.device, iters=iters, warmup=warmup, check=settings.check, budget_s=budget, chunks=chunks,
     )  # fmt: skip
 
 
@@ -149,10 +174,15 @@ def rails_phase(settings: RailsSettings, ctx: DistContext, watchdog: Watchdog) -
     node, rail = layout.where(rank)
     my_ifname = _my_interface(settings, layout, rank)
     watchdog.enter("creating the rail groups")
+    dist.barrier()  # every member starts connecting at once: a late one must not read as a dead link
     # A member that waits for a peer that cannot connect gives up after about five of its group's timeouts
-    # (gloo retries), so a sixth of the step's time lets every rank learn within the step what broke.
+    # (gloo retries), so at most a sixth of the step's time lets every rank learn within the step what broke;
+    # CONNECT_S keeps a dead link from costing minutes where connecting takes well under a second.
     groups, problem = make_rail_groups(
-        layout, my_ifname if ctx.backend == "gloo" else None, max(1.0, settings.timeout_s / 6)
+        layout,
+        my_ifname if ctx.backend == "gloo" else None,
+        max(1.0, min(CONNECT_S, settings.timeout_s / 6)),
+        0.8 * settings.timeout_s,
     )
     group = groups[rail]
     address = interface_ipv4(my_ifname) if my_ifname else None
@@ -170,12 +200,17 @@ def rails_phase(settings: RailsSettings, ctx: DistContext, watchdog: Watchdog) -
     fastest = 0.0
     for coll in settings.collectives:
         watchdog.enter(f"{coll} in every rail group at once")
-        res = _measure_rail(settings, ctx, coll, group, n, iters=settings.iters, warmup=settings.warmup)
+        res = _measure_rail(settings, ctx, coll, group, n, iters=settings.iters, warmup=settings.warmup,
+                            rate_Gbps=settings.rail_rate_gbps)  # fmt: skip
         watchdog.leave()
         result = _rail_result(coll, "concurrent", rail, n, res)
         fastest = max(fastest, result.busbw_Gbps)
         if node == 0:
             mine.append(result)
+    # The fastest rail group's busbw, the same on every rank: where no line rate is known, the budgets of
+    # the rails measured alone and of the pairs start from it.
+    start = max(gather_objects(fastest))
+    known = settings.rail_rate_gbps or (start if start > 0 else None)
 
     # One rail at a time inside a counter window: which device carried it, and what stayed quiet.
     windows: list[dict[str, int] | None] = []
@@ -186,12 +221,13 @@ def rails_phase(settings: RailsSettings, ctx: DistContext, watchdog: Watchdog) -
         dist.barrier()
         if rail == k and settings.isolation:
             for coll in settings.collectives:
-                res = _measure_rail(settings, ctx, coll, group, n, iters=settings.iters, warmup=settings.warmup)
+                res = _measure_rail(settings, ctx, coll, group, n, iters=settings.iters, warmup=settings.warmup,
+                                    rate_Gbps=known)  # fmt: skip
                 if node == 0:
                     mine.append(_rail_result(coll, "isolated", rail, n, res))
         elif rail == k:
             # Only to see which device carries the rail: one call is plenty of bytes.
-            _measure_rail(settings, ctx, settings.collectives[0], group, n, iters=1, warmup=0)
+            _measure_rail(settings, ctx, settings.collectives[0], group, n, iters=1, warmup=0, rate_Gbps=known)
         dist.barrier()
         windows.append(_moved(before))
         watchdog.leave()
@@ -199,9 +235,6 @@ def rails_phase(settings: RailsSettings, ctx: DistContext, watchdog: Watchdog) -
     times: list[PairTime] = []
     runner = None
     if settings.pairs:
-        # The fastest rail group's busbw, the same on every rank: where no line rate is known, the pair
-        # budget starts from it until the rail's own pair rates are in.
-        start = max(gather_objects(fastest))
         runner = PairRunner(settings, layout, rank, group, ctx.device, start)
         times = runner.matrix(watchdog.enter, watchdog.leave)
     whole = _moved(whole_before)
