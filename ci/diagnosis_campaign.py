@@ -10,7 +10,7 @@ Faults (only tbf, htb, pfifo and bfifo exist on this kernel, so no netem):
 * ``shaped-link``: a token bucket on one node's cable on one rail; ``shaped-rail``: on every node's rail k;
   ``shaped-node``: on every rail of one node; ``two-links``: two links on different nodes and rails;
 * ``dead-link``: the node's rail interface down (``ip link set down``);
-* ``flaky-link``: the token bucket switched on and off every ``FLAKY_PERIOD_S`` seconds during the run;
+* ``flaky-link``: the token bucket switched on and off (``FLAKY_ON_S``, ``FLAKY_OFF_S``) during the run;
 * ``lossy-link``: a token bucket at a high rate with a queue of a few KiB, which drops packets (TCP then
   retransmits, and the link crawls);
 * ``slow-rank``: one rank's CPU capped through the cpu cgroup (v1 ``cpu.cfs_quota_us``): its rail's pairs
@@ -41,7 +41,10 @@ from tests.netns_testbed import PROFILE, NetnsCluster, build_cluster  # noqa: E4
 
 SHAPED_MBIT = 150
 """The token rate of a shaped link: 2-5% of a healthy veth pair on a busy 2-core machine."""
-FLAKY_PERIOD_S = 3.0
+FLAKY_ON_S, FLAKY_OFF_S = 2.0, 0.5
+"""A flaky link is shaped for FLAKY_ON_S, then clean for FLAKY_OFF_S, over and over: bad in most rounds,
+good in some, so some of its partners' cells are fine (not every partner is a suspect) and some
+re-measurements too."""
 LOSSY = ["rate", "2gbit", "burst", "16kb", "limit", "16kb"]
 """A queue of 4 KiB behind a 2 Gbit/s bucket: bursts overflow it and are dropped."""
 CPU_QUOTA = "5000"
@@ -83,7 +86,7 @@ def unshape(bed: NetnsCluster, node: str, rail: int) -> None:
 
 @contextlib.contextmanager
 def flapping(bed: NetnsCluster, node: str, rail: int) -> Iterator[None]:
-    """Shaping on and off every FLAKY_PERIOD_S seconds until the block ends."""
+    """Shaping on for FLAKY_ON_S and off for FLAKY_OFF_S until the block ends."""
     stop = threading.Event()
 
     def loop() -> None:
@@ -93,8 +96,8 @@ def flapping(bed: NetnsCluster, node: str, rail: int) -> Iterator[None]:
                 bed.shape(node, rail, SHAPED_MBIT)
             else:
                 unshape(bed, node, rail)
+            stop.wait(FLAKY_ON_S if on else FLAKY_OFF_S)
             on = not on
-            stop.wait(FLAKY_PERIOD_S)
 
     worker = threading.Thread(target=loop, daemon=True)
     worker.start()
