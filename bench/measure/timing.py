@@ -145,10 +145,10 @@ def time_budgeted(
 
 
 def _chunks(chunked: Chunked, group: Any, device: Any, iters: int, left: float, probe: float, agree: Agree) -> Timed:
-    """Chunks in two timed batches within ``left`` seconds: the first planned from the probe for half of
-    it, the second from the first batch, and only when every chunk still wanted fits (a probe stretched by
-    a scheduling hiccup plans too few chunks, and the second batch moves the rest; a cell that is really
-    slow stops after the first, having spent half its budget). The mean time per whole step is over the
+    """Chunks in two timed batches within ``left`` seconds: the first planned from the probe for a quarter
+    of it, the second from the first batch, and only when every chunk still wanted fits (a probe stretched
+    by a scheduling hiccup plans too few chunks, and the second batch moves the rest; a cell that is really
+    slow stops after the first, having spent a quarter of its budget). The mean time per whole step is over the
     chunks moved; the probe is left out, as warmup is (the first chunk on a token bucket rides its burst,
     the first on TCP its slow start)."""
     wanted = iters * chunked.per_step
@@ -156,9 +156,10 @@ def _chunks(chunked: Chunked, group: Any, device: Any, iters: int, left: float, 
     per_chunk = probe
     for first in (True, False):
         if first:
-            # Half the budget at most, and one chunk at least: the second batch plans from this one's rate,
-            # and when the rest cannot fit in what is left, the cell stops with the rate it has.
-            fits = max(1, int(left / 2 // per_chunk)) if per_chunk > 0 else wanted
+            # A quarter of the budget at most (about what the whole plan should take), and one chunk at
+            # least: the second batch plans from this one's rate, and when the rest cannot fit in what is
+            # left, the cell stops with the rate it has.
+            fits = max(1, int(left / 4 // per_chunk)) if per_chunk > 0 else wanted
             fits = fits if left > 0 else 0
         else:
             fits = int((left - spent) // per_chunk) if per_chunk > 0 else wanted

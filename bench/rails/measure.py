@@ -12,11 +12,12 @@ of what the wire does), timed by the one timing loop at both ends.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bench.measure.timing import Chunked, Timed, reduce_times, time_budgeted, time_region
+from bench.measure.timing import Budget, Chunked, Timed, reduce_times, time_budgeted, time_region
 from bench.rails.budget import chunks_per_message
 from bench.rails.layout import RailLayout
 from bench.rails.schedule import Round
@@ -140,7 +141,7 @@ def pair_round(
     *,
     iters: int,
     warmup: int,
-    budget_s: float | None = None,
+    budget_s: Budget | None = None,
 ) -> tuple[list[PairTime], list[float]]:
     """This rank's part of one round on its rail: each direction of every pair at once, lower node first.
 
@@ -159,17 +160,22 @@ def pair_round(
     nbytes = send_buf.numel() * send_buf.element_size()
     times: list[PairTime] = []
     rates: list[float] = []
+    budget: Budget | None = budget_s
+    if callable(budget_s) and peer_rank is None:
+        plan = budget_s
+        # A rank without a partner this round probed nothing: it must not look like the fastest pair.
+        budget = lambda _probe: plan(math.inf)  # noqa: E731
     for sender_is_low in (True, False):
         sending = partner is not None and (node < partner) == sender_is_low
         step = one_way(send_buf, recv_buf, peer_rank, sending, group)
         per = chunks_per_message(nbytes)
         chunk = send_buf.numel() // per
         chunked = Chunked(one_way(send_buf[:chunk], recv_buf[:chunk], peer_rank, sending, group), per)
-        if budget_s is None:
+        if budget is None:
             timed = Timed(time_region(step, group=group, device=device, iters=iters, warmup=warmup), iters, False)
         else:
             timed = time_budgeted(
-                step, group=group, device=device, iters=iters, warmup=warmup, budget_s=budget_s,
+                step, group=group, device=device, iters=iters, warmup=warmup, budget_s=budget,
                 agree=pair_agree(peer_rank, group, device), chunked=chunked,
             )  # fmt: skip
         mine = timed.time_us

@@ -7,12 +7,14 @@ is decided on rank 0 (``suspects``) and sent to every rank.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from bench.rails.budget import cell_budget, expected_rate
+from bench.measure.timing import Budget, group_max
+from bench.rails.budget import cell_budget, chunks_per_message, expected_rate
 from bench.rails.layout import RailLayout
 from bench.rails.localise import Thresholds, suspect_samples
 from bench.rails.measure import PairTime, flatten, gather_objects, pair_buffers, pair_round
@@ -27,16 +29,30 @@ class PairRunner:
 
     def __init__(self, settings: Any, layout: RailLayout, rank: int, group: Any, device: Any, start_Gbps: float | None):
         self.settings, self.layout, self.rank, self.group = settings, layout, rank, group
+        self.device = device
         self.buffers = pair_buffers(settings.pair_bytes, device)
         self.start_Gbps = start_Gbps
         self.seen: list[float] = []
         """Rates of every pair direction measured so far on every rail (the same list on every rank)."""
         self.rounds = schedule(len(layout.nodes), settings.repeats, settings.seed)
 
-    def budget_s(self) -> float:
+    def budget_s(self) -> Budget:
+        """The line rate's budget (or the one given); where no line rate is known, a plan from the larger of
+        the rate expected so far and the fastest pair's probe this round, agreed over every rank (the
+        first round has seen no pair yet, and a rail group's busbw can be far below a pair's)."""
         s = self.settings
-        rate = expected_rate(s.rail_rate_gbps, self.start_Gbps, self.seen)
-        return cell_budget(s.pair_bytes, s.warmup + s.iters, rate, s.cell_budget_s)
+        if s.cell_budget_s is not None or s.rail_rate_gbps:
+            return cell_budget(s.pair_bytes, s.warmup + s.iters, s.rail_rate_gbps, s.cell_budget_s)
+        known = expected_rate(None, self.start_Gbps, self.seen)
+        chunk_bits = s.pair_bytes // chunks_per_message(s.pair_bytes) * 8
+
+        def plan(probe_s: float) -> float:
+            fastest = -group_max(-probe_s, None, self.device)
+            probed = chunk_bits / fastest / 1e9 if 0 < fastest < math.inf else None
+            rates = [r for r in (known, probed) if r]
+            return cell_budget(s.pair_bytes, s.warmup + s.iters, max(rates) if rates else None)
+
+        return plan
 
     def run(self, rounds: Sequence[Round], enter: Enter, leave: Callable[[], None]) -> list[PairTime]:
         times: list[PairTime] = []
