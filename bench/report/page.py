@@ -219,6 +219,9 @@ def summarize(inputs: RunInputs, min_efficiency: float, notes: Sequence[str] = (
         changes = [c.get("text") for c in compare.get("changes_since_baseline") or [] if isinstance(c, Mapping)]
         if changes:
             said.append(f"Changed since the baseline: {'; '.join(str(c) for c in changes)}.")
+        rose = [r.get("text") for r in compare.get("rail_errors") or [] if isinstance(r, Mapping)]
+        if rose:
+            said.append(f"Error counters rose: {'; '.join(str(r) for r in rose)}.")
         flagged_tables = (TextTable("Flagged metrics", cert.COMPARE_HEADERS, flagged, 1),) if flagged else ()
         sections.append(
             Section("compare", "Compare with the recent past", tuple(said), flagged_tables, charts=("trend",))
