@@ -110,3 +110,11 @@ def test_the_profile_can_make_a_rise_fail_compare(tmp_path: Path) -> None:
     refused = railbench(["compare", str(loud), "--history", str(history), "--profile", str(bad)])
     assert refused.returncode == 2 and "error_factor = 0.5 must be a number from 1" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_a_damaged_rails_json_is_one_line(tmp_path: Path) -> None:
+    run_dir = _rails_run(tmp_path / "r", 0, {})
+    doc = json.loads((run_dir / "rails.json").read_text())
+    (run_dir / "rails.json").write_text(json.dumps({**doc, "counters": []}))
+    done = railbench(["history", "add", str(run_dir), "--history", str(tmp_path / "h.sqlite")])
+    assert done.returncode == 2 and "needs an object under 'counters'" in done.stderr and "Traceback" not in done.stderr
