@@ -16,7 +16,14 @@ counter stops at ``2**width - 1`` and stays there until it is cleared, so a valu
 ``max_count_severity``     ``warn`` (default) or ``fail``: what a count above ``[errors.max_count]`` is
 ``[errors.max_count]``     ``counter = limit``: a rail whose count (since the counters were last cleared)
                            is above the limit is flagged
+``fail_on_errors``         ``rails``/``accept``: whether a link whose ``fail_on_rise`` counters rose while its
+                           bandwidth held (a defect of kind ``errors``) fails the verdict (default false: it
+                           is named and warned about)
 =========================  ==========================================================================
+
+The same ``fail_on_rise`` counters decide, in ``rails`` and ``accept``, whether a named link had physical
+errors during its own windows (its action is then the cable, not the HCA) and which links are named
+``errors`` although their bandwidth held.
 """
 
 from __future__ import annotations
@@ -95,6 +102,8 @@ class ErrorLimits:
     max_count: Mapping[str, int] = field(default_factory=dict)
     """Counter -> the largest count a healthy rail may show."""
     max_count_severity: Severity = "warn"
+    fail_on_errors: bool = False
+    """Whether a rails ``errors`` defect (counters rose, bandwidth held) fails the verdict."""
 
     def __post_init__(self) -> None:
         if self.max_count_severity not in ("warn", "fail"):
@@ -108,7 +117,7 @@ class ErrorLimits:
     @classmethod
     def from_table(cls, table: Mapping[str, Any], where: str, line_of: Callable[[str, str], int]) -> ErrorLimits:
         """The limits in a parsed ``[errors]`` table; UserError naming ``where`` and the line when bad."""
-        known = {"window_s", "kernel_log_window_s", "fail_on_rise", "max_count", "max_count_severity"}
+        known = {"window_s", "kernel_log_window_s", "fail_on_rise", "max_count", "max_count_severity", "fail_on_errors"}
         for key in table:
             if key not in known:
                 raise UserError(f"{where}:{line_of(key, 'errors')}: unknown [errors] key {key!r}; known keys: "
@@ -129,6 +138,11 @@ class ErrorLimits:
                 line = line_of("max_count_severity", "errors")
                 raise UserError(f'{where}:{line}: max_count_severity = {severity!r} must be "warn" or "fail"')
             out["max_count_severity"] = severity
+        if "fail_on_errors" in table:
+            if not isinstance(table["fail_on_errors"], bool):
+                line = line_of("fail_on_errors", "errors")
+                raise UserError(f"{where}:{line}: fail_on_errors = {table['fail_on_errors']!r} must be true or false")
+            out["fail_on_errors"] = table["fail_on_errors"]
         limits = table.get("max_count", {})
         if not isinstance(limits, Mapping):
             raise UserError(f"{where}:{line_of('max_count', 'errors')}: [errors.max_count] must be a table")

@@ -26,7 +26,9 @@ Keys (top level unless shown):
                          discovered), ``exclude`` (HCAs NCCL must not use), ``exclude_ifnames``
 ``[network]``            ``socket_ifnames`` (an NCCL_SOCKET_IFNAME value), ``oob_ifname``
 ``[recommended_env]``    NCCL_* variables and their recommended values (strings)
-``[errors]``             error-counter and link-flap thresholds of ``railbench check`` (``bench.error_limits``)
+``[errors]``             error-counter and link-flap thresholds of ``railbench check``, and how ``rails``
+                         judges error counters that rose during its windows (``bench.error_limits``)
+``[actions]``            what to do about each defect kind, one sentence each (``bench.actions``)
 ``[compare]``            regression thresholds (``bench.history.settings``): checked here too, so a bad one
                          is refused by every command, not only by ``compare``
 ``[rails_test]``, ``[run]``, ``[accept]``, ``[report]``: tables read by other commands, kept in ``raw``
@@ -47,6 +49,7 @@ from types import MappingProxyType
 from typing import Any, Literal, cast
 
 from bench import toml_limits
+from bench.actions import Actions
 from bench.bounded import Where, finite
 from bench.error_limits import ErrorLimits
 from bench.errors import UserError
@@ -114,6 +117,8 @@ class Profile:
     """Sizes below this are measured but not judged against a target (they measure latency)."""
     errors: ErrorLimits = field(default_factory=ErrorLimits)
     """The ``[errors]`` table: error-counter and link-flap thresholds."""
+    actions: Actions = field(default_factory=Actions)
+    """The ``[actions]`` table: what a technician does about each defect kind."""
 
     def __post_init__(self) -> None:
         if self.transport not in TRANSPORTS:
@@ -149,6 +154,7 @@ _TOP: dict[str, tuple[tuple[type, ...], str]] = {
     "recommended_env": ((dict,), 'a table of NAME = "value"'),
     "nvlink_targets_gbps": ((dict,), "a table of collective = Gb/s"),
     "errors": ((dict,), "a table"),
+    "actions": ((dict,), 'a table of defect kind = "sentence"'),
 }
 _RAILS: dict[str, tuple[tuple[type, ...], str]] = {
     "count": ((int,), "an integer"),
@@ -246,6 +252,7 @@ def _parse(text: str, where: str, default_name: str) -> Profile:
     except UserError as exc:
         raise UserError(f"{where}:{_line_of(text, 'compare', None)}: {exc}") from None
     errors = ErrorLimits.from_table(data.get("errors", {}), where, lambda key, table: _line_of(text, key, table))
+    actions = Actions.from_table(data.get("actions", {}), where, lambda key, table: _line_of(text, key, table))
     fraction = data.get("pass_fraction", 0.9)
     if not 0 < fraction <= 1.5:
         line = _line_of(text, "pass_fraction", None)
@@ -276,6 +283,7 @@ def _parse(text: str, where: str, default_name: str) -> Profile:
         raw=MappingProxyType(data),
         nvlink_targets_gbps=MappingProxyType(nvlink_targets),
         errors=errors,
+        actions=actions,
     )
 
 

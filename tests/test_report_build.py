@@ -154,7 +154,7 @@ def test_cluster_strings_are_escaped_everywhere(tmp_path: Path) -> None:
     assert "evil&lt;script&gt;alert(1)&lt;/script&gt;\\|x\\_\\*y\\*\\`" in markdown
     for line in markdown.splitlines():
         if line.startswith("| hca |"):
-            assert len(re.findall(r"(?<!\\)\|", line)) == 8  # 7 cells: the hostname's pipe is escaped
+            assert len(re.findall(r"(?<!\\)\|", line)) == 10  # 9 cells: the hostname's pipe is escaped
     assert markdown.count("```") == 2 * markdown.count("```vegalite")  # no backtick run closes a fence
     for spec in fences(markdown):
         validate(spec)

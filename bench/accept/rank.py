@@ -30,6 +30,7 @@ from bench.profiles import Profile
 from bench.rails import output
 from bench.rails import rank as rails_rank
 from bench.rails.config import RailsSettings
+from bench.rails.defects import describe
 from bench.rails.measure import gather_objects
 from bench.rails.records import RailsOutcome
 from bench.rundir.files import (
@@ -211,6 +212,8 @@ def rail_cases(outcome: RailsOutcome) -> list[Case]:
         reasons = outcome.rail_reasons(rail)
         lines = [f"{r.collective} ({r.mode}): {r.busbw_Gbps:.4g} Gb/s" for r in outcome.rail_results if r.rail == rail]
         lines += [f"{node}: {dev}" for rd in outcome.devices if rd.rail == rail for node, dev in rd.device.items()]
+        # JUnit has no warning state: a warned link passes, and says so where CI shows the case's output.
+        lines += [f"WARN {describe(d)}" for d in outcome.warnings if d.rail == rail]
         cases.append(
             Case("railbench.rails", f"rail{rail}", "fail" if reasons else "pass", "; ".join(reasons), "\n".join(lines))
         )
@@ -225,8 +228,9 @@ def node_cases(nodes: Sequence[str], reports: Sequence[NodeReport], outcome: Rai
         report = by_node.get(node)
         reasons = [f"{r.check}: {r.reason}" for r in (report.results if report else ()) if r.status == "fail"]
         reasons += outcome.node_reasons(node)
+        warned = [f"WARN {describe(d)}" for d in outcome.warnings if d.node == node]
         cases.append(Case("railbench.nodes", node, "fail" if reasons else "pass", "; ".join(reasons),
-                          "\n".join(reasons)))  # fmt: skip
+                          "\n".join([*reasons, *warned])))  # fmt: skip
     return cases
 
 

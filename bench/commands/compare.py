@@ -17,6 +17,7 @@ from typing import TextIO
 import numpy as np
 
 from bench.errors import UserError
+from bench.history import rail_errors
 from bench.history.baseline import Baselines, BaselineSet, from_history, from_run_dir, parse_baseline_spec
 from bench.history.compare import (
     allowed_change,
@@ -36,9 +37,11 @@ from bench.history.outputs import (
     write_report_if_available,
     write_trend_csv,
 )
+from bench.history.rail_errors import ErrorRise
 from bench.history.records import MetricRecord, RunRecord, read_run
 from bench.history.settings import CompareSettings
-from bench.history.store import default_history_path
+from bench.history.store import default_history_path, opened
+from bench.rundir.junit import Case, Status
 
 
 @dataclass(frozen=True)
@@ -233,12 +236,36 @@ def run(config: CompareConfig, out: TextIO | None = None) -> int:
         )
     print_table(results, out, show_all=config.show_all)
     _print_other_versions(baselines, results, out)
-    _write_outputs(config.run_dir, tonight_run, baselines, settings, results)
-    return exit_status(results)
+    rises = _error_rises(config, baselines, settings)
+    for rise in rises:
+        print(f"{'FAIL' if settings.fail_on_error_rise else 'WARN'} {rise.describe()}", file=out)
+    status = max(exit_status(results), 1 if rises and settings.fail_on_error_rise else 0)
+    _write_outputs(config.run_dir, tonight_run, baselines, settings, results, rises, status)
+    return status
+
+
+def _error_rises(config: CompareConfig, baselines: Baselines, settings: CompareSettings) -> list[ErrorRise]:
+    """Tonight's rails whose error counts rose against the same baseline runs as the busbw metrics."""
+    tonight = rail_errors.read_run_dir(config.run_dir)
+    if not tonight:
+        return []
+    stored = [r.id for r in baselines.same.runs if r.id is not None]
+    past: dict[int, list[rail_errors.RailErrors]] = {}
+    if stored:
+        with opened(config.history, create=False) as conn:
+            past = rail_errors.of_runs(conn, stored)
+    runs = [past[r.id] if r.id is not None else rail_errors.read_run_dir(r.run_dir) for r in baselines.same.runs]
+    return rail_errors.judge(tonight, runs, settings.error_counters, settings.error_allowance, settings.error_factor)
 
 
 def _write_outputs(
-    run_dir: Path, tonight: RunRecord, baselines: Baselines, settings: CompareSettings, results: list[MetricComparison]
+    run_dir: Path,
+    tonight: RunRecord,
+    baselines: Baselines,
+    settings: CompareSettings,
+    results: list[MetricComparison],
+    rises: list[ErrorRise],
+    status: int,
 ) -> None:
     header = {
         "run_dir": str(run_dir),
@@ -259,8 +286,13 @@ def _write_outputs(
         "changes_since_baseline": [
             {"fact": c.fact, "before": c.before, "after": c.after, "text": c.describe()} for c in baselines.changes
         ],
+        "rail_errors": [r.as_dict() for r in rises],
     }  # fmt: skip
-    write_compare_json(run_dir / "compare.json", results, header)
-    write_compare_junit(run_dir / "compare-junit.xml", results, hostname=socket.gethostname())
+    write_compare_json(run_dir / "compare.json", results, header, status)
+    # JUnit has no warning state: a flagged rise passes unless the profile fails it, and says so in its output.
+    severity: Status = "fail" if settings.fail_on_error_rise else "pass"
+    cases = [Case("railbench.compare.rail_errors", f"rail{r.rail}/{r.counter}", severity,
+                  r.describe() if severity == "fail" else "", f"WARN {r.describe()}") for r in rises]  # fmt: skip
+    write_compare_junit(run_dir / "compare-junit.xml", results, hostname=socket.gethostname(), extra=cases)
     write_trend_csv(run_dir / "trend.csv", results, [r.time_utc for r in baselines.same.runs], tonight.time_utc)
     write_report_if_available(run_dir)

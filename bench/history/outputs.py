@@ -79,7 +79,10 @@ def _num(value: float | None, digits: int = 4) -> float | None:
     return None if value is None or not math.isfinite(value) else round(value, digits)
 
 
-def write_compare_json(path: Path, results: Sequence[MetricComparison], header: dict[str, Any]) -> None:
+def write_compare_json(
+    path: Path, results: Sequence[MetricComparison], header: dict[str, Any], status: int | None = None
+) -> None:
+    """compare.json; ``status`` is the exit status when something beside the metrics decided it (error rises)."""
     counts = Counter(r.state for r in results)
     doc = {
         "format_version": COMPARE_FORMAT_VERSION,
@@ -87,7 +90,7 @@ def write_compare_json(path: Path, results: Sequence[MetricComparison], header: 
         "command": "compare",
         **header,
         "summary": {state: counts.get(state, 0) for state in STATES},
-        "exit_status": exit_status(results),
+        "exit_status": exit_status(results) if status is None else status,
         "metrics": [
             {
                 **{k: v for k, v in asdict(r).items() if k not in ("history_GBps", "other_nccl", "changes")},
@@ -102,8 +105,11 @@ def write_compare_json(path: Path, results: Sequence[MetricComparison], header: 
     atomic_write_json(path, doc)
 
 
-def write_compare_junit(path: Path, results: Sequence[MetricComparison], hostname: str = "") -> None:
-    cases = []
+def write_compare_junit(
+    path: Path, results: Sequence[MetricComparison], hostname: str = "", extra: Sequence[Case] = ()
+) -> None:
+    """compare-junit.xml: one case per metric, then ``extra`` (a rail's error rate)."""
+    cases = list(extra)
     for r in results:
         status: Status = "fail" if r.state in BAD_STATES else "skip" if r.state == "new" else "pass"
         cases.append(

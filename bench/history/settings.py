@@ -8,11 +8,16 @@
     noise_floor = 0.01            # sigma is at least this fraction of the baseline
     resolution_GBps = 0.01        # optional: changes within the printed resolution are no change
 
+    error_allowance = 0           # a rail's error count rises above baseline + this ...
+    error_factor = 2.0            # ... and above this x baseline (0 -> any count is a rise)
+    fail_on_error_rise = false    # true: a risen error count makes compare exit 1 (default: flagged only)
+
     [[compare.rule]]              # per-metric thresholds; the first matching pattern wins
     pattern = "sendrecv/pair/*"   # fnmatch over "collective/scope/group/bytes"
     threshold = 0.10
 
-Thresholds are fractions (0.05) or percent strings ("5%"). Every value is profile data, not code.
+Thresholds are fractions (0.05) or percent strings ("5%"). Every value is profile data, not code. The error
+counters judged are the profile's ``[errors] fail_on_rise`` (``bench.history.rail_errors``).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from bench.error_limits import DEFAULT_FAIL_ON_RISE
 from bench.errors import UserError
 from bench.units import parse_size
 
@@ -37,7 +43,9 @@ def _number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-_KEYS = ("default_threshold", "noise_k", "min_bytes", "min_runs", "noise_floor", "resolution_GBps", "rule")
+_KEYS = ("default_threshold", "noise_k", "min_bytes", "min_runs", "noise_floor", "resolution_GBps", "rule",
+         "error_allowance", "error_factor", "fail_on_error_rise")  # fmt: skip
+MAX_ERROR_FACTOR = 1e6
 
 
 def parse_threshold(value: object, where: str) -> float:
@@ -95,6 +103,14 @@ class CompareSettings:
     """Below this many baseline values a metric's noise is not estimated: the threshold alone decides."""
     noise_floor: float = 0.01
     """The noise estimate is at least this fraction of the baseline, so sigma 0 is never believed."""
+    error_allowance: int = 0
+    """A rail's error count rises only above its baseline plus this many..."""
+    error_factor: float = 2.0
+    """... and above this many times its baseline: from a clean baseline any count rises, not every +1 after."""
+    fail_on_error_rise: bool = False
+    """Whether a risen error count makes compare exit 1 (by default it is flagged beside the verdict)."""
+    error_counters: tuple[str, ...] = DEFAULT_FAIL_ON_RISE
+    """The counters judged: the profile's ``[errors] fail_on_rise``."""
 
     def __post_init__(self) -> None:
         parse_threshold(self.default_threshold, "[compare] default_threshold")
@@ -109,6 +125,13 @@ class CompareSettings:
         floor = self.noise_floor
         if not _number(floor) or not 0 <= floor < 1:
             raise UserError(f"[compare] noise_floor = {floor!r} must be a fraction in [0, 1), e.g. 0.01")
+        allowance = self.error_allowance
+        if isinstance(allowance, bool) or not isinstance(allowance, int) or not 0 <= allowance <= 10**12:
+            raise UserError(f"[compare] error_allowance = {allowance!r} must be a whole number >= 0, e.g. 0")
+        if not _number(self.error_factor) or not 1 <= self.error_factor <= MAX_ERROR_FACTOR:
+            raise UserError(f"[compare] error_factor = {self.error_factor!r} must be a number from 1, e.g. 2")
+        if not isinstance(self.fail_on_error_rise, bool):
+            raise UserError(f"[compare] fail_on_error_rise = {self.fail_on_error_rise!r} must be true or false")
         if not 0 <= self.resolution_GBps <= MAX_RESOLUTION_GBPS:
             raise UserError(
                 f"[compare] resolution_GBps = {self.resolution_GBps!r} must be from 0 to {MAX_RESOLUTION_GBPS:g}"
@@ -124,9 +147,12 @@ class CompareSettings:
     @classmethod
     def from_profile(cls, raw: Mapping[str, Any] | None) -> CompareSettings:
         """Settings from a profile's raw TOML mapping (its ``[compare]`` table); defaults without one."""
+        errors = (raw or {}).get("errors")
+        watched = errors.get("fail_on_rise") if isinstance(errors, Mapping) else None
+        counters = tuple(watched) if isinstance(watched, list) else DEFAULT_FAIL_ON_RISE
         table = (raw or {}).get("compare")
         if table is None:
-            return cls()
+            return cls(error_counters=counters)
         if not isinstance(table, Mapping):
             raise UserError("[compare] in the profile must be a table: write [compare] on its own line")
         unknown = sorted(set(table) - set(_KEYS))
@@ -158,4 +184,8 @@ class CompareSettings:
             resolution_GBps=table.get("resolution_GBps", 0.01),
             min_runs=table.get("min_runs", 5),
             noise_floor=table.get("noise_floor", 0.01),
+            error_allowance=table.get("error_allowance", 0),
+            error_factor=table.get("error_factor", 2.0),
+            fail_on_error_rise=table.get("fail_on_error_rise", False),
+            error_counters=counters,
         )

@@ -13,6 +13,8 @@ transaction, and recorded in ``schema_migrations``):
   comparable) and ``runs.environment`` (JSON: versions, node set, NCCL_* variables, named when they change),
   and an index on (cluster, nranks, kind, time_utc). Rows added before it have NULL there and are matched by
   their command alone.
+* 4 ``rail_errors`` — per run, rail and error counter: the count over the rails test, NULL when saturated
+  (``bench.history.rail_errors``). Runs added before it have no rows: their error counts are unknown.
 
 Order: runs are ordered by start time, ties by the order they were added (``id``), so a backlog of logs
 imported within one second still lines up one after another.
@@ -36,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.errors import InfraError, UserError
+from bench.history import rail_errors
 
 # The read side lives in queries.py; these names are part of the store's interface.
 from bench.history.queries import StoredRun as StoredRun
@@ -118,6 +121,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "runs_and_metrics", _runs_and_metrics),
     Migration(2, "comparable_runs_index", _comparable_runs_index),
     Migration(3, "run_kind_and_environment", _run_kind_and_environment),
+    Migration(4, "rail_errors", rail_errors.create_table),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
@@ -345,5 +349,8 @@ def add_run(history_path: Path | str, run_dir: Path | str) -> int:
     their end unless ``--no-history``.
     """
     run, metrics = read_run(run_dir)
-    with opened(history_path, write=True) as conn:
-        return write_run(conn, run, metrics)
+    errors = rail_errors.read_run_dir(run_dir)
+    with opened(history_path, write=True) as conn, transaction(conn):
+        run_id = _write_run_rows(conn, run, metrics)
+        rail_errors.write(conn, run_id, errors)
+        return run_id

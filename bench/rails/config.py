@@ -11,6 +11,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from bench.actions import Actions
+from bench.error_limits import ErrorLimits
 from bench.errors import UserError
 from bench.measure.collectives import get_collective
 from bench.measure.targets import world_target_gbps
@@ -144,6 +146,10 @@ class RailsSettings:
     """As asked; None: on with NCCL (``bench.rails.intranode.wanted``)."""
     local_pair_target_gbps: float | None = None
     """The profile's single-node sendrecv target (NVLink), judged on GPUs only."""
+    errors: ErrorLimits = dataclasses.field(default_factory=ErrorLimits)
+    """The profile's ``[errors]``: which counters convict a link, and whether an ``errors`` defect fails."""
+    actions: Actions = dataclasses.field(default_factory=Actions)
+    """The profile's ``[actions]``: what a technician does about each defect kind."""
 
 
 def _profile_table(profile: Profile) -> dict[str, Any]:
@@ -206,6 +212,8 @@ def resolve(config: RailsConfig, profile: Profile) -> RailsSettings:
         timeout_s=config.timeout_s,
         intra_node=config.intra_node,
         local_pair_target_gbps=world_target_gbps(profile, "sendrecv", 1),
+        errors=profile.errors,
+        actions=profile.actions,
     )
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-DefectKind = Literal["link", "rail", "node", "pair"]
-Symptom = Literal["slow", "flaky", "dead"]
+DefectKind = Literal["link", "rail", "node", "pair", "errors"]
+"""``errors``: a link whose error counters rose during its own windows while its bandwidth held."""
+Symptom = Literal["slow", "flaky", "dead", "errors"]
+Severity = Literal["fail", "warn"]
 
 EVIDENCE_LIMIT = 64
 """Pairs listed in one defect's evidence; a rail fault on 512 nodes has 130,816 slow pairs."""
@@ -18,6 +20,29 @@ EVIDENCE_LIMIT = 64
 
 def _rounded(values: tuple[float, ...]) -> list[float]:
     return [round(v, 6) for v in values]
+
+
+@dataclass(frozen=True)
+class CounterEvidence:
+    """The error counters of one device a defect names, summed over the defect's own windows."""
+
+    node: str
+    device: str
+    """``mlx5_4:1`` (an IB port) or an interface name."""
+    risen: tuple[tuple[str, int], ...] = ()
+    """(counter, increase) of every counter that rose."""
+    saturated: tuple[str, ...] = ()
+    """Counters at their maximum in some window: they cannot say how many arrived, so no count is given."""
+    reset: tuple[str, ...] = ()
+    """Counters cleared during some window."""
+
+    @property
+    def quiet(self) -> bool:
+        return not (self.risen or self.saturated or self.reset)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"node": self.node, "device": self.device, "errors": dict(self.risen),
+                "errors_saturated": list(self.saturated), "errors_reset": list(self.reset)}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -51,6 +76,13 @@ class Defect:
     """The other node, for a pair fault."""
     sample_values: tuple[tuple[str, tuple[float, ...]], ...] = ()
     """Every sample (matrix repeats, then confirmations) of each slow pair in ``evidence``, in Gb/s."""
+    errors: tuple[CounterEvidence, ...] | None = None
+    """The error counters of the devices it names during its own windows (``bench.rails.corroborate``);
+    None when they were not read."""
+    action: str = ""
+    """What a technician does about it (the profile's ``[actions]``)."""
+    severity: Severity = "fail"
+    """``warn`` for an ``errors`` defect unless the profile's ``[errors] fail_on_errors`` says otherwise."""
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -70,6 +102,10 @@ class Defect:
             "spread": round(self.spread, 6),
             "evidence": list(self.evidence),
             "samples_Gbps": {cell: _rounded(values) for cell, values in self.sample_values},
+            "errors": None if self.errors is None else [e.as_dict() for e in self.errors],
+            "action": self.action,
+            "severity": self.severity,
+            "line": describe(self),
         }
 
 
@@ -96,7 +132,16 @@ class Transient:
 
 
 def describe(defect: Defect) -> str:
-    """One human line, e.g. ``node07 rail 3 (mlx5_4): 212 Gb/s = 53% of 400 Gb/s in 7/7 pairs → link fault``."""
+    """One human line, e.g. ``node07 rail 3 (mlx5_4): 212 Gb/s = 53% of 400 Gb/s in 7/7 pairs → link fault``,
+    then what its error counters said and its action where known (``; 1,204 symbol_error on mlx5_4 port 1
+    during the test; action: reseat or replace the cable/transceiver on node07 mlx5_4 port 1``)."""
+    line = _finding(defect)
+    if defect.errors is not None:
+        line += f"; {errors_clause(defect.errors, defect.node)}"
+    return f"{line}; action: {defect.action}" if defect.action else line
+
+
+def _finding(defect: Defect) -> str:
     device = f"{defect.device}, " if defect.device else ""
     if defect.kind == "rail":
         where = f"rail {defect.rail} ({device}every node)"
@@ -109,6 +154,9 @@ def describe(defect: Defect) -> str:
     percent = 100.0 * defect.measured_Gbps / defect.expected_Gbps if defect.expected_Gbps > 0 else 0.0
     of = "of" if defect.basis == "line rate" else "of peers'"
     rate = f"{gbps(defect.measured_Gbps)} Gb/s = {percent:.0f}% {of} {gbps(defect.expected_Gbps)} Gb/s"
+    if defect.kind == "errors":
+        held = f"bandwidth held at {rate} in {defect.pairs} pairs" if defect.pairs else "no pair measured it"
+        return f"{where}: {held} → link errors ({'FAIL' if defect.severity == 'fail' else 'warning'})"
     if defect.symptom == "flaky":
         found = f"slow in {defect.slow_samples}/{defect.samples} samples, spread {100 * defect.spread:.0f}%"
     elif defect.symptom == "dead":
@@ -118,6 +166,38 @@ def describe(defect: Defect) -> str:
         found = f"in {defect.slow_pairs}/{defect.pairs} pairs"
     verdict = {"slow": "fault", "dead": "dead", "flaky": "flaky"}[defect.symptom]
     return f"{where}: {rate} {found} → {defect.kind} {verdict}"
+
+
+def _device_words(device: str) -> str:
+    hca, colon, port = device.partition(":")
+    return f"{hca} port {port}" if colon else hca
+
+
+def errors_clause(evidence: tuple[CounterEvidence, ...], node: str | None, limit: int = 4) -> str:
+    """``1,204 symbol_error and 2 link_downed on mlx5_4 port 1 during the test`` (the node named when the
+    defect itself does not name it); ``no error counter rose on ...`` when every device stayed quiet."""
+    if not evidence:
+        return "no error counters were read for its devices"
+
+    def on(e: CounterEvidence) -> str:
+        return _device_words(e.device) if e.node == node else f"{e.node} {_device_words(e.device)}"
+
+    said = []
+    for e in [e for e in evidence if not e.quiet][:limit]:
+        parts = []
+        if e.risen:
+            parts.append(" and ".join(f"{count:,} {name}" for name, count in e.risen))
+        if e.saturated:
+            parts.append(f"{', '.join(e.saturated)} saturated (no count)")
+        if e.reset:
+            parts.append(f"{', '.join(e.reset)} cleared")
+        said.append(f"{', '.join(parts)} on {on(e)}")
+    loud = sum(1 for e in evidence if not e.quiet)
+    if not said:
+        where = on(evidence[0]) if len(evidence) == 1 else f"its {len(evidence)} devices"
+        return f"no error counter rose on {where} during the test"
+    more = f" and {loud - limit} more devices" if loud > limit else ""
+    return f"{'; '.join(said)}{more} during the test"
 
 
 def describe_transient(t: Transient) -> str:

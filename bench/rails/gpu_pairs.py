@@ -91,6 +91,8 @@ class GpuDefect:
     samples: int
     evidence: tuple[str, ...]
     """The slow pairs, ``node03/gpu1-gpu5``."""
+    action: str = ""
+    """What a technician does about it (the profile's ``[actions]``)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -98,7 +100,8 @@ class GpuDefect:
             "peer_bus_id": self.peer_bus_id, "measured_Gbps": round(self.measured_Gbps, 6),
             "expected_Gbps": round(self.expected_Gbps, 6), "basis": self.basis, "symptom": self.symptom,
             "slow_pairs": self.slow_pairs, "pairs": self.pairs, "slow_samples": self.slow_samples,
-            "samples": self.samples, "evidence": list(self.evidence),
+            "samples": self.samples, "evidence": list(self.evidence), "action": self.action,
+            "line": describe_gpu(self),
         }  # fmt: skip
 
 
@@ -259,7 +262,13 @@ def _defect(
 
 
 def describe_gpu(defect: GpuDefect) -> str:
-    """One line: ``node03 GPU 5 (0000:9a:00.0): 120 Gb/s = 25% of peers' 480 Gb/s in 7/7 local pairs → gpu fault``."""
+    """One line: ``node03 GPU 5 (0000:9a:00.0): 120 Gb/s = 25% of peers' 480 Gb/s in 7/7 local pairs → gpu fault``,
+    then ``; action: ...`` where one is known."""
+    line = _gpu_finding(defect)
+    return f"{line}; action: {defect.action}" if defect.action else line
+
+
+def _gpu_finding(defect: GpuDefect) -> str:
     if defect.kind == "node":
         where = f"{defect.node} (every local pair)"
     elif defect.kind == "gpu":

@@ -16,16 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import EXIT_FAIL, EXIT_INFRA, EXIT_PASS, UserError
-from bench.fabric import counters
 from bench.fabric.hca import select_hcas
 from bench.fabric.sysfs import Sysfs, ib_ports, net_devices
 from bench.measure.collectives import get_collective
 from bench.measure.timing import Budget, group_max, measure
 from bench.netaddr import interface_ipv4
 from bench.profiles import Profile
-from bench.rails import evidence, intranode, output, records
+from bench.rails import evidence, intranode, output, records, windows
 from bench.rails.budget import cell_budget, chunks_per_message
 from bench.rails.config import RailsConfig, RailsSettings, validate
+from bench.rails.corroborate import corroborate
 from bench.rails.layout import RailLayout, interface_for_rail, rail_layout
 from bench.rails.localise import Diagnosis, Thresholds, diagnose
 from bench.rails.measure import PairTime, broadcast_object, flatten, gather_objects, make_rail_groups
@@ -95,18 +95,6 @@ def _rail_pin(settings: RailsSettings, profile: Profile, prelude: Prelude) -> di
     return rail_pin(0 if ifnames else rail, socket_ifname=settings.socket_ifname, ifnames=ifnames, hcas=hcas)
 
 
-def _snapshot(local_rank: int) -> counters.Snapshot | None:
-    """This node's counters, read by one rank per node (its local rank 0)."""
-    return counters.snapshot() if local_rank == 0 else None
-
-
-def _moved(before: counters.Snapshot | None) -> dict[str, int] | None:
-    """Bytes (tx + rx) per device since ``before``."""
-    if before is None:
-        return None
-    return {name: d.total_bytes for name, d in counters.delta(before, counters.snapshot()).items()}
-
-
 def _rail_result(coll: str, mode: records.Mode, rail: int, nnodes: int, res: Any) -> records.RailResult:
     return records.RailResult(
         rail, coll, mode, nnodes, res.nbytes, res.count, res.iters, res.time_us, res.time_us_min, res.time_us_max,
@@ -173,6 +161,8 @@ def rails_phase(settings: RailsSettings, ctx: DistContext, watchdog: Watchdog) -
         return records.RailsOutcome(skipped=reason, nodes=layout.nodes, rails=layout.rails) if rank == 0 else None
     node, rail = layout.where(rank)
     my_ifname = _my_interface(settings, layout, rank)
+    # One rank per node reads its counters at every window's edge (bench.rails.windows).
+    counts = windows.NodeCounters(local_rank == 0)
     watchdog.enter("creating the rail groups")
     dist.barrier()  # every member starts connecting at once: a late one must not read as a dead link
     # A member that waits for a peer that cannot connect gives up after about five of its group's timeouts
@@ -186,15 +176,22 @@ def rails_phase(settings: RailsSettings, ctx: DistContext, watchdog: Watchdog) -
     )
     group = groups[rail]
     address = interface_ipv4(my_ifname) if my_ifname else None
-    formed = gather_objects(evidence.GroupFailure(layout.nodes[node], rail, address, my_ifname, problem))
+    counts.close("forming the rail groups")
+    reports = gather_objects(
+        (evidence.GroupFailure(layout.nodes[node], rail, address, my_ifname, problem), counts.windows, counts.whole())
+    )
+    formed = [failure for failure, _, _ in reports]
     watchdog.leave()
     if any(f.problem for f in formed):
         # A rail whose members cannot even connect: name the dead link; measuring the rest waits for a fix.
         if rank != 0:
             return None
         dead = evidence.dead_links(formed, layout.nodes, settings.rail_rate_gbps)
-        return records.RailsOutcome(None, layout.nodes, layout.rails, defects=tuple(dead))
-    whole_before = _snapshot(local_rank)
+        return records.RailsOutcome(
+            None, layout.nodes, layout.rails, defects=tuple(dead),
+            counters={f.node: whole for f, _, whole in reports if whole is not None},
+            error_windows=windows.join({f.node: mine for f, mine, whole in reports if whole is not None}),
+        )  # fmt: skip
 
     mine: list[records.RailResult] = []
     fastest = 0.0
@@ -212,12 +209,13 @@ def rails_phase(settings: RailsSettings, ctx: DistContext, watchdog: Watchdog) -
     start = max(gather_objects(fastest))
     known = settings.rail_rate_gbps or (start if start > 0 else None)
 
-    # One rail at a time inside a counter window: which device carried it, and what stayed quiet.
-    windows: list[dict[str, int] | None] = []
+    # One rail at a time inside a counter window: which device carried it, and what stayed quiet. A window
+    # closes after every rank's last measurement (the gather above, then each rail's closing barrier), and the
+    # next measurement starts only after the next barrier, when every node has read its counters.
+    counts.close("every rail group at once")
+    alone: list[dict[str, int] | None] = []
     for k in range(layout.rails):
         watchdog.enter(f"rail {k} alone")
-        dist.barrier()
-        before = _snapshot(local_rank)
         dist.barrier()
         if rail == k and settings.isolation:
             for coll in settings.collectives:
@@ -229,7 +227,7 @@ def rails_phase(settings: RailsSettings, ctx: DistContext, watchdog: Watchdog) -
             # Only to see which device carries the rail: one call is plenty of bytes.
             _measure_rail(settings, ctx, settings.collectives[0], group, n, iters=1, warmup=0, rate_Gbps=known)
         dist.barrier()
-        windows.append(_moved(before))
+        alone.append(counts.close(f"rail {k} alone", (k,)))
         watchdog.leave()
 
     times: list[PairTime] = []
@@ -237,12 +235,12 @@ def rails_phase(settings: RailsSettings, ctx: DistContext, watchdog: Watchdog) -
     if settings.pairs:
         runner = PairRunner(settings, layout, rank, group, ctx.device, start)
         times = runner.matrix(watchdog.enter, watchdog.leave)
-    whole = _moved(whole_before)
+        counts.close("pair matrix")
 
     watchdog.enter("gathering the rails results")
     gathered = gather_objects(
-        {"host": ctx.hosts[rank], "results": mine, "times": times, "windows": windows, "whole": whole,
-         "ifname": my_ifname, "rail": rail, "rates": _ib_rates(local_rank)}
+        {"host": ctx.hosts[rank], "results": mine, "times": times, "windows": alone, "whole": counts.whole(),
+         "error_windows": counts.windows, "ifname": my_ifname, "rail": rail, "rates": _ib_rates(local_rank)}
     )  # fmt: skip
     watchdog.leave()
     if runner is not None and settings.confirm:
@@ -250,9 +248,11 @@ def rails_phase(settings: RailsSettings, ctx: DistContext, watchdog: Watchdog) -
         # before anything is named.
         found = _suspects(settings, layout, gathered) if rank == 0 else None
         again = runner.confirm(broadcast_object(found), watchdog.enter, watchdog.leave)
+        counts.close("re-measurements")
         watchdog.enter("gathering the re-measurements")
-        for g, extra in zip(gathered, gather_objects(again), strict=True):
+        for g, (extra, read) in zip(gathered, gather_objects((again, counts.windows[-1:])), strict=True):
             g["times"] = g["times"] + extra
+            g["error_windows"] = g["error_windows"] + read
         watchdog.leave()
     if rank != 0:
         return None
@@ -310,10 +310,11 @@ def _outcome(settings: RailsSettings, layout: RailLayout, gathered: list[dict[st
                 f"rail {r.rail} {r.collective} ({r.mode}): {r.busbw_Gbps:.3g} Gb/s = "
                 f"{100 * r.busbw_Gbps / target:.0f}% of {target:g} Gb/s (needs {100 * settings.pass_fraction:.0f}%)"
             )
-    counters = {g["host"]: {d: {"bytes": b} for d, b in g["whole"].items()} for g in readers if g["whole"]}
+    counters = {g["host"]: g["whole"] for g in readers if g["whole"]}
     return records.RailsOutcome(
         None, nodes, layout.rails, rail_results, times, devices, found.defects, findings=findings, expected=expected,
         below_target=below, counters=counters, transients=found.transients, too_noisy=found.too_noisy,
+        error_windows=windows.join({g["host"]: g["error_windows"] for g in readers}),
     )  # fmt: skip
 
 
@@ -341,7 +342,8 @@ def guarded_rails_phase(
         outcome = rails_phase(settings, ctx, watchdog)
         if intranode.wanted(settings, ctx.backend):
             outcome = intranode.attach(outcome, intranode.intra_node_phase(settings, ctx, watchdog))
-        return outcome
+        # The fabric testifies: each defect with its devices' error counters and what to do about it.
+        return None if outcome is None else corroborate(outcome, settings.errors, settings.actions)
 
 
 # --- the standalone command ------------------------------------------------------------------------------

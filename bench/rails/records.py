@@ -18,6 +18,7 @@ from bench.rails.defects import Transient, describe_transient
 from bench.rails.gpu_pairs import IntraNodeOutcome
 from bench.rails.localise import Defect, PairMatrix, PairSample, describe
 from bench.rails.measure import PairTime
+from bench.rails.windows import ErrorWindow
 from bench.units import format_size
 
 Mode = Literal["concurrent", "isolated"]
@@ -207,11 +208,16 @@ def table(
         names = sorted({short_device(d) or "?" for d in rd.device.values()})
         lines.append(f"# rail {rd.rail} carried by {', '.join(names)}")
     lines.extend(f"# COUNTERS {f}" for f in findings)
-    if defects:
+    failing = [d for d in defects if d.severity == "fail"]
+    if failing:
         lines.append("# defects")
-        lines.extend(describe(d) for d in defects)
+        lines.extend(describe(d) for d in failing)
     else:
         lines.append("# defects: none")
+    warned = [d for d in defects if d.severity == "warn"]
+    if warned:
+        lines.append("# warnings (error counters rose while the bandwidth held)")
+        lines.extend(describe(d) for d in warned)
     if transients:
         lines.append("# transients (slow once, not when re-measured; not a fault)")
         lines.extend(describe_transient(t) for t in transients)
@@ -243,7 +249,10 @@ class RailsOutcome:
     below_target: list[str] = field(default_factory=list)
     """Rail-group results under pass_fraction x line rate, or with wrong elements."""
     counters: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
-    """Per node, the bytes each device carried over the whole rails test."""
+    """Per node, the bytes each device carried over the whole rails test, and its error-counter deltas."""
+    error_windows: tuple[ErrorWindow, ...] = ()
+    """Per window (the rail groups at once, each rail alone, the pairs...), the devices whose error counters
+    said something."""
     process_groups: int | None = None
     """Process groups the rails test made, the world's included: expected world + one per rail (pairs run
     inside their rail's communicator, never a communicator of their own); with the intra-node matrix, one more
@@ -252,20 +261,29 @@ class RailsOutcome:
     """The intra-node pair matrix (``--intra-node``), None when it did not run."""
 
     @property
+    def failing(self) -> tuple[Defect, ...]:
+        """The defects that fail the verdict (an ``errors`` defect only warns unless the profile says so)."""
+        return tuple(d for d in self.defects if d.severity == "fail")
+
+    @property
+    def warnings(self) -> tuple[Defect, ...]:
+        return tuple(d for d in self.defects if d.severity == "warn")
+
+    @property
     def failed(self) -> bool:
         intra_failed = self.intra_node is not None and self.intra_node.failed
-        return bool(self.defects or self.findings or self.below_target or intra_failed)
+        return bool(self.failing or self.findings or self.below_target or intra_failed)
 
     def rail_reasons(self, rail: int) -> list[str]:
         """Why rail ``rail`` fails (empty: it passes)."""
-        reasons = [describe(d) for d in self.defects if d.rail == rail and d.kind in ("rail", "link")]
+        reasons = [describe(d) for d in self.failing if d.rail == rail and d.kind in ("rail", "link", "errors")]
         reasons += [r for r in self.below_target if r.startswith(f"rail {rail} ")]
         reasons += [f for f in self.findings if rail in _rails_named(f)]
         return reasons
 
     def node_reasons(self, node: str) -> list[str]:
         """Why node ``node`` fails (empty: it passes)."""
-        reasons = [describe(d) for d in self.defects if node in (d.node, d.peer)]
+        reasons = [describe(d) for d in self.failing if node in (d.node, d.peer)]
         reasons += [f for f in self.findings if f.startswith(f"{node} ") or f.startswith(f"{node}:")]
         reasons += self.intra_node.node_reasons(node) if self.intra_node is not None else []
         return reasons

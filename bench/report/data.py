@@ -108,9 +108,12 @@ def group_bars_table(
 
 
 def _defect_keys(rails: Mapping[str, Any]) -> tuple[set[tuple[str, int]], set[int], set[str]]:
-    """(node, rail) pairs, rails and nodes that the rails command named as defective."""
+    """(node, rail) pairs, rails and nodes that the rails command named as defective (a warning, such as a
+    link whose error counters rose while its bandwidth held, fails no bar)."""
     keys, rails_hit, nodes_hit = set(), set(), set()
     for defect in rails.get("defects", []):
+        if not isinstance(defect, Mapping) or defect.get("severity") == "warn":
+            continue
         node, rail = defect.get("node"), defect.get("rail")
         if isinstance(node, str) and isinstance(rail, int):
             keys.add((node, rail))

@@ -124,6 +124,23 @@ def _results_table(inputs: RunInputs, min_efficiency: float) -> TextTable | None
     return TextTable(f"Results at the largest size (fail below {min_efficiency:.0%} of target)", headers, rows, 8)
 
 
+def _error_counts(errors: Any) -> str:
+    """``mlx5_4:1 symbol_error +1,204, link_downed +2`` per device of a defect; ``none rose`` or ``not read``."""
+    if not isinstance(errors, list):
+        return "not read"
+    said = []
+    for e in errors:
+        if not isinstance(e, Mapping):
+            continue
+        counts = e.get("errors")
+        counts = counts if isinstance(counts, Mapping) else {}
+        parts = [f"{name} +{count:,}" for name, count in counts.items() if isinstance(count, int) and count]
+        parts += [f"{name} saturated" for name in e.get("errors_saturated") or () if isinstance(name, str)]
+        if parts:
+            said.append(f"{e.get('node')} {e.get('device')}: {', '.join(parts)}")
+    return "; ".join(said) or "none rose"
+
+
 def _rails_section(inputs: RunInputs) -> Section | None:
     defects = (inputs.rails or {}).get("defects") or []
     has_rail_rows = bool(len(inputs.results)) and bool((inputs.results["scope"].isin(["rail", "pair"])).any())
@@ -134,13 +151,16 @@ def _rails_section(inputs: RunInputs) -> Section | None:
     if defects:
         rows = tuple(
             (
-                str(d.get("kind", "")), str(d.get("node", "")), str(d.get("rail", "")), str(d.get("device", "")),
-                _fmt(d.get("measured_Gbps"), ",.3g"), _fmt(d.get("expected_Gbps"), ",.4g"), str(d.get("evidence", "")),
+                str(d.get("kind", "")) + (" (warning)" if d.get("severity") == "warn" else ""), str(d.get("node", "")),
+                str(d.get("rail", "")), str(d.get("device", "")), _fmt(d.get("measured_Gbps"), ",.3g"),
+                _fmt(d.get("expected_Gbps"), ",.4g"), _error_counts(d.get("errors")), str(d.get("action") or "—"),
+                str(d.get("evidence", "")),
             )
             for d in defects
             if isinstance(d, dict)
         )  # fmt: skip
-        headers = ("kind", "node", "rail", "HCA", "measured Gb/s", "expected Gb/s", "evidence")
+        headers = ("kind", "node", "rail", "HCA", "measured Gb/s", "expected Gb/s", "error counters", "action",
+                   "evidence")  # fmt: skip
         tables.append(TextTable("Defects named by the rails test", headers, rows))
     elif (inputs.rails or {}).get("skipped"):
         sentences.append(f"The rails test was skipped: {inputs.rails.get('skipped') if inputs.rails else ''}.")
@@ -161,11 +181,12 @@ def summarize(inputs: RunInputs, min_efficiency: float, notes: Sequence[str] = (
             if status == "fail" and grid is not None:
                 named.append(f"{node} · {check}: {grid.reasons.get((node, check), 'failed')}")
     for d in (inputs.rails or {}).get("defects") or []:
-        if isinstance(d, Mapping) and d.get("symptom") != "transient":
+        if isinstance(d, Mapping) and d.get("symptom") != "transient" and d.get("severity") != "warn":
             where = " ".join(str(p) for p in (d.get("node"), f"rail {d.get('rail')}" if d.get("rail") is not None
                                                 else None, d.get("device")) if p)  # fmt: skip
+            action = f"; action: {d['action']}" if d.get("action") else ""
             named.append(f"{d.get('kind', 'defect')} fault: {where} at {_fmt(d.get('measured_Gbps'), ',.3g')} Gb/s of "
-                         f"{_fmt(d.get('expected_Gbps'), ',.4g')} Gb/s")  # fmt: skip
+                         f"{_fmt(d.get('expected_Gbps'), ',.4g')} Gb/s{action}")  # fmt: skip
     verdict: Verdict = run_verdict(run, judged, compare, named)
     sections: list[Section] = []
     if grid is not None:
@@ -198,6 +219,9 @@ def summarize(inputs: RunInputs, min_efficiency: float, notes: Sequence[str] = (
         changes = [c.get("text") for c in compare.get("changes_since_baseline") or [] if isinstance(c, Mapping)]
         if changes:
             said.append(f"Changed since the baseline: {'; '.join(str(c) for c in changes)}.")
+        rose = [r.get("text") for r in compare.get("rail_errors") or [] if isinstance(r, Mapping)]
+        if rose:
+            said.append(f"Error counters rose: {'; '.join(str(r) for r in rose)}.")
         flagged_tables = (TextTable("Flagged metrics", cert.COMPARE_HEADERS, flagged, 1),) if flagged else ()
         sections.append(
             Section("compare", "Compare with the recent past", tuple(said), flagged_tables, charts=("trend",))

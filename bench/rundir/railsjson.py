@@ -16,6 +16,11 @@ SCHEMA_PATH = Path(__file__).with_name("rails.schema.json")
 
 def check_rails_json(rails: Mapping[str, Any], path: Path) -> None:
     """UserError naming ``path`` when a rails.json lacks what its readers use (the report, compare)."""
+    # The history reads each rail's error counts from ``counters`` and ``rails[k].devices``.
+    if not isinstance(rails.get("counters", {}), Mapping) or not isinstance(rails.get("error_windows", []), list):
+        raise UserError(
+            f"{path} needs an object under 'counters' and a list under 'error_windows': re-run railbench rails"
+        )
     measurements = rails.get("measurements", [])
     if not isinstance(measurements, list) or not isinstance(rails.get("defects", []), list):
         raise UserError(f"{path} needs lists under 'measurements' and 'defects': re-run railbench rails")

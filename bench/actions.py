@@ -1,0 +1,126 @@
+"""What to do about each kind of defect: the profile's ``[actions]`` table, with defaults.
+
+A named defect says which part is broken; its action says what a technician does next, so a vendor ticket
+can be written from the report alone. Each key is a defect kind (``link_errors`` is a link whose physical
+error counters rose during its own windows: the cable, not the HCA) and each value a sentence with
+placeholders:
+
+=================  ==============================================================  ======================
+key                default                                                         used for
+=================  ==============================================================  ======================
+``link_errors``    reseat or replace the cable/transceiver on {node} {device}      a slow or flaky link
+                                                                                   whose counters rose
+``link``           check the HCA and the switch port of {node} {device}            a slow or flaky link
+                                                                                   with clean counters
+``errors``         reseat or replace the cable/transceiver on {node} {device}      counters rose, bandwidth
+                                                                                   held
+``dead``           check the port state and the cable of {node} {device}           no traffic at all
+``rail``           check leaf switch for rail {rail}                               every node slow on k
+``node``           drain the node and check its PCIe/NUMA/GPU placement            every rail of a node
+``pair``           check the switch path between {node} and {peer} on rail {rail}  one pair of nodes
+``gpu``            drain {node} and check NVLink of GPU {gpu}                      one GPU, every partner
+``gpu_pair``       drain {node} and check NVLink between GPU {gpu} and GPU {peer}  one pair of GPUs
+=================  ==============================================================  ======================
+
+Placeholders: ``{node}``, ``{peer}`` (the other node or GPU), ``{rail}``, ``{gpu}``, ``{device}`` (``mlx5_4
+port 1``, ``eth3``), ``{hca}`` (``mlx5_4``), ``{port}``. An unknown key, a value that is not a string, or a
+placeholder outside that list is refused when the profile loads (exit 2).
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from bench.errors import UserError
+
+DEFAULT_ACTIONS: Mapping[str, str] = MappingProxyType(
+    {
+        "link_errors": "reseat or replace the cable/transceiver on {node} {device}",
+        "link": "check the HCA and the switch port of {node} {device}",
+        "errors": "reseat or replace the cable/transceiver on {node} {device}",
+        "dead": "check the port state and the cable of {node} {device}",
+        "rail": "check leaf switch for rail {rail}",
+        "node": "drain {node} and check its PCIe/NUMA/GPU placement",
+        "pair": "check the switch path between {node} and {peer} on rail {rail}",
+        "gpu": "drain {node} and check NVLink of GPU {gpu}",
+        "gpu_pair": "drain {node} and check NVLink between GPU {gpu} and GPU {peer}",
+    }
+)
+PLACEHOLDERS = frozenset({"node", "peer", "rail", "gpu", "device", "hca", "port"})
+MAX_ACTION_CHARS = 300
+"""One sentence for a ticket; a longer value is a mistake."""
+
+
+def _fields(template: str) -> set[str]:
+    """The placeholder names of ``template``; ValueError on a malformed one (an unclosed ``{``)."""
+    names = set()
+    for _, name, spec, conversion in string.Formatter().parse(template):
+        if name is None:
+            continue
+        if spec or conversion:
+            raise ValueError(f"{{{name}}} takes no format spec or conversion")
+        names.add(name)
+    return names
+
+
+def device_words(device: str | None) -> dict[str, str]:
+    """``mlx5_4:1`` -> device ``mlx5_4 port 1``, hca ``mlx5_4``, port ``1``; an interface stays itself."""
+    if not device:
+        return {"device": "its rail device", "hca": "its rail device", "port": "?"}
+    hca, colon, port = device.partition(":")
+    return {"device": f"{hca} port {port}" if colon else hca, "hca": hca, "port": port or "-"}
+
+
+@dataclass(frozen=True)
+class Actions:
+    """The ``[actions]`` table resolved over the defaults (see the module docstring)."""
+
+    templates: Mapping[str, str] = field(default_factory=lambda: DEFAULT_ACTIONS)
+
+    def __post_init__(self) -> None:
+        for key, template in self.templates.items():
+            if key not in DEFAULT_ACTIONS:
+                raise UserError(f"[actions] {key!r} is not a defect kind; known: {', '.join(DEFAULT_ACTIONS)}")
+            check_template(key, template)
+
+    def action(self, key: str, **words: object) -> str:
+        """The sentence for defect kind ``key`` with its placeholders filled (absent ones read ``?``)."""
+        values = {name: "?" for name in PLACEHOLDERS} | {k: str(v) for k, v in words.items() if v is not None}
+        return self.templates.get(key, DEFAULT_ACTIONS[key]).format_map(values)
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any], where: str, line_of: Callable[[str, str], int]) -> Actions:
+        """The actions of a parsed ``[actions]`` table; UserError naming ``where`` and the line when bad."""
+        templates = dict(DEFAULT_ACTIONS)
+        for key, value in table.items():
+            line = line_of(key, "actions")
+            if key not in DEFAULT_ACTIONS:
+                known = ", ".join(DEFAULT_ACTIONS)
+                raise UserError(f"{where}:{line}: unknown [actions] key {key!r}; known keys: {known}")
+            if not isinstance(value, str) or not value.strip():
+                raise UserError(f"{where}:{line}: [actions] {key} = {value!r:.60} must be a sentence in quotes")
+            try:
+                check_template(key, value)
+            except UserError as exc:
+                raise UserError(f"{where}:{line}: {exc}") from None
+            templates[key] = value
+        return cls(MappingProxyType(templates))
+
+
+def check_template(key: str, template: str) -> None:
+    """UserError unless ``template`` is a short sentence whose placeholders are all known."""
+    if len(template) > MAX_ACTION_CHARS:
+        raise UserError(f"[actions] {key} is {len(template)} characters: {MAX_ACTION_CHARS} at most")
+    try:
+        unknown = sorted(_fields(template) - PLACEHOLDERS)
+    except ValueError as exc:
+        raise UserError(f"[actions] {key} = {template[:60]!r}: {exc}; write placeholders as {{node}}") from None
+    if unknown:
+        raise UserError(
+            f"[actions] {key} uses {', '.join('{' + u + '}' for u in unknown)}; placeholders: "
+            + ", ".join("{" + p + "}" for p in sorted(PLACEHOLDERS))
+        )

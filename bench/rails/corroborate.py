@@ -1,0 +1,178 @@
+"""The fabric testifies too: every named defect gets its devices' error counters and an action.
+
+Localisation names a part from bandwidth alone. Here, on rank 0 after it, each defect gets:
+
+* the error-counter deltas of the devices it names (a link: its node's device on its rail; a rail: that rail's
+  device on every node; a node: its device on every rail; a pair: both nodes' devices), summed over its own
+  windows, the windows in which its rail's traffic ran (``bench.rails.windows``); a saturated or cleared
+  counter stays so, never a count;
+* its action from the profile's ``[actions]``: a slow link whose physical counters (the profile's ``[errors]
+  fail_on_rise``) rose is a cable, one whose counters stayed quiet is the HCA or the switch port.
+
+A link whose physical counters rose while its bandwidth held is named too, as kind ``errors``: a warning,
+unless ``[errors] fail_on_errors = true``. Pure functions over the outcome's records.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Literal
+
+from bench.actions import Actions, device_words
+from bench.error_limits import ErrorLimits
+from bench.rails.defects import CounterEvidence, Defect, Severity
+from bench.rails.gpu_pairs import GpuDefect
+from bench.rails.records import RailDevices, RailsOutcome, pair_samples, short_device
+from bench.rails.windows import ErrorWindow
+
+Part = tuple[str, str, int]
+"""(node, device, rail) of one device a defect names."""
+
+
+def device_of(devices: Sequence[RailDevices]) -> dict[tuple[str, int], str]:
+    """(node, rail) -> the full device name (``mlx5_4:1``, ``eth1``): the one that carried the rail, else the
+    interface the rail should use."""
+    out: dict[tuple[str, int], str] = {}
+    for rd in devices:
+        for node in {*rd.device, *rd.expected}:
+            name = rd.device.get(node) or rd.expected.get(node)
+            if name:
+                out[(node, rd.rail)] = name
+    return out
+
+
+def parts_of(defect: Defect, nodes: Sequence[str], rails: int, where: Mapping[tuple[str, int], str]) -> list[Part]:
+    """The devices ``defect`` names, each with its node and rail."""
+    cells: list[tuple[str | None, int | None]]
+    if defect.kind == "rail":
+        cells = [(node, defect.rail) for node in nodes]
+    elif defect.kind == "node":
+        cells = [(defect.node, k) for k in range(rails)]
+    elif defect.kind == "pair":
+        cells = [(defect.node, defect.rail), (defect.peer, defect.rail)]
+    else:
+        cells = [(defect.node, defect.rail)]
+    out = []
+    for node, rail in cells:
+        if node is None or rail is None:
+            continue
+        name = where.get((node, rail)) or (defect.device if defect.kind in ("link", "errors") else None)
+        if name:
+            out.append((node, name, rail))
+    return out
+
+
+def evidence(
+    parts: Iterable[Part], windows: Sequence[ErrorWindow], read: set[tuple[str, str]]
+) -> tuple[CounterEvidence, ...] | None:
+    """Each part's error counters summed over the windows its rail ran in; None when none of them was read."""
+    out = []
+    for node, device, rail in parts:
+        if (node, device) not in read:
+            continue
+        risen: dict[str, int] = {}
+        saturated: dict[str, None] = {}
+        reset: dict[str, None] = {}
+        for window in windows:
+            entry = window.errors.get(node, {}).get(device) if window.covers(rail) else None
+            if not entry:
+                continue
+            for name, count in entry.get("errors", {}).items():
+                if count:
+                    risen[name] = risen.get(name, 0) + count
+            saturated.update(dict.fromkeys(entry.get("errors_saturated", ())))
+            reset.update(dict.fromkeys(entry.get("errors_reset", ())))
+        out.append(CounterEvidence(node, device, tuple(risen.items()), tuple(saturated), tuple(reset)))
+    return tuple(out) if out else None
+
+
+def _physical(found: tuple[CounterEvidence, ...] | None, limits: ErrorLimits) -> bool:
+    """Whether a counter of the profile's ``fail_on_rise`` (symbol errors, link downs...) rose on any device."""
+    return any(name in limits.fail_on_rise for e in found or () for name, _ in e.risen)
+
+
+def _action_key(defect: Defect, physical: bool) -> str:
+    if defect.kind == "errors":
+        return "errors"
+    if defect.symptom == "dead":
+        return "dead"
+    if defect.kind == "link":
+        return "link_errors" if physical else "link"
+    return defect.kind
+
+
+def _named_cells(defects: Iterable[Defect], nodes: Sequence[str], rails: int) -> set[tuple[str, int]]:
+    cells: set[tuple[str, int]] = set()
+    for d in defects:
+        if d.kind == "rail" and d.rail is not None:
+            cells.update((node, d.rail) for node in nodes)
+        elif d.kind == "node" and d.node is not None:
+            cells.update((d.node, k) for k in range(rails))
+        elif d.node is not None and d.rail is not None:
+            cells.add((d.node, d.rail))
+            if d.peer is not None:
+                cells.add((d.peer, d.rail))
+    return cells
+
+
+Basis = Literal["line rate", "peers"]
+
+
+def _held(outcome: RailsOutcome, node: str, rail: int) -> tuple[float, float, Basis, int, int, float]:
+    """(median, expected, basis, pairs, samples, spread) of ``node``'s pairs on ``rail``, for an errors defect."""
+    samples = [s for s in pair_samples(outcome.pair_times, outcome.nodes) if s.rail == rail and not s.confirm]
+    mine = [s for s in samples if node in (s.node_a, s.node_b)]
+    values = [s.busbw_Gbps for s in mine]
+    line = outcome.expected.get(rail)
+    basis: Basis = "line rate" if line else "peers"
+    if not values:
+        return 0.0, line or 0.0, basis, 0, 0, 0.0
+    median = statistics.median(values)
+    expected = line or statistics.median(s.busbw_Gbps for s in samples)
+    spread = (max(values) - min(values)) / median if median > 0 else 0.0
+    pairs = len({(s.node_a, s.node_b) for s in mine})
+    return median, expected, basis, pairs, len(values), spread
+
+
+def corroborate(outcome: RailsOutcome, limits: ErrorLimits, actions: Actions) -> RailsOutcome:
+    """``outcome`` with every defect's error counters and action, and the links named ``errors``."""
+    where = device_of(outcome.devices)
+    read = {(node, device) for node, devices in outcome.counters.items() for device, e in devices.items()
+            if "errors" in e}  # fmt: skip
+    read |= {(node, device) for w in outcome.error_windows for node, devices in w.errors.items() for device in devices}
+    named = []
+    for defect in outcome.defects:
+        found = evidence(parts_of(defect, outcome.nodes, outcome.rails, where), outcome.error_windows, read)
+        named.append(_with_action(dataclasses.replace(defect, errors=found), _physical(found, limits), actions, where))
+    taken = _named_cells((d for d in outcome.defects if d.severity == "fail"), outcome.nodes, outcome.rails)
+    for (node, rail), device in sorted(where.items(), key=lambda item: (item[0][1], item[0][0])):
+        if (node, rail) in taken:
+            continue
+        found = evidence([(node, device, rail)], outcome.error_windows, read)
+        if not _physical(found, limits):
+            continue
+        median, expected, basis, pairs, samples, spread = _held(outcome, node, rail)
+        severity: Severity = "fail" if limits.fail_on_errors else "warn"
+        defect = Defect("errors", node, rail, short_device(device), median, expected, basis, "errors", 0, pairs, 0,
+                        samples, spread, (), errors=found, severity=severity)  # fmt: skip
+        named.append(_with_action(defect, True, actions, where))
+    intra = outcome.intra_node
+    if intra is not None and intra.defects:
+        loc = dataclasses.replace(intra.localisation, defects=tuple(_gpu_action(d, actions) for d in intra.defects))
+        intra = dataclasses.replace(intra, localisation=loc)
+    return dataclasses.replace(outcome, defects=tuple(named), intra_node=intra)
+
+
+def _with_action(defect: Defect, physical: bool, actions: Actions, where: Mapping[tuple[str, int], str]) -> Defect:
+    device = where.get((defect.node, defect.rail)) if defect.node is not None and defect.rail is not None else None
+    words = device_words(device or defect.device)
+    sentence = actions.action(_action_key(defect, physical), node=defect.node, peer=defect.peer, rail=defect.rail,
+                              **words)  # fmt: skip
+    return dataclasses.replace(defect, action=sentence)
+
+
+def _gpu_action(defect: GpuDefect, actions: Actions) -> GpuDefect:
+    key = {"gpu": "gpu", "gpu-pair": "gpu_pair", "node": "node"}[defect.kind]
+    return dataclasses.replace(defect, action=actions.action(key, node=defect.node, gpu=defect.gpu, peer=defect.peer))

@@ -1,0 +1,72 @@
+"""The fabric testifies on the namespace cluster: a rail interface that goes down and up during a rails run
+shows as a ``carrier_changes`` delta on that interface in rails.json, and the defect for that link names it.
+
+Each rank reads ``/sys/class/net`` of its own node's namespace (``ip netns exec`` mounts a /sys for it), and
+a veth counts every carrier change there. The flap is set off from inside the node's namespace once the
+rail's own bytes start to move (the rail groups are measuring, so the first counter reading is behind us).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.netns_testbed import PROFILE, NetnsCluster, build_cluster
+from tests.support import rank_env
+
+pytestmark = [pytest.mark.netns, pytest.mark.mpi, pytest.mark.slow]
+
+# Wait for 1 MB more on the rail (the rail group's collectives, not the groups' handshakes), then flap it.
+FLAP = """
+sysfs=/sys/class/net/$0/statistics/tx_bytes
+start=$(cat "$sysfs")
+while [ $(( $(cat "$sysfs") - start )) -lt 1000000 ]; do sleep 0.02; done
+ip link set "$0" down; sleep 0.3; ip link set "$0" up
+"""
+
+
+@pytest.fixture(scope="module")
+def bed() -> Iterator[NetnsCluster]:
+    with build_cluster(nodes=3, rails=2) as built:
+        (built.workdir / "netns.toml").write_text(PROFILE)
+        yield built
+
+
+def test_a_flapped_rail_shows_carrier_changes_and_is_named(bed: NetnsCluster, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    flap = subprocess.Popen(["ip", "netns", "exec", bed.namespace("node03"), "sh", "-c", FLAP, "rail1"])
+    argv = [
+        sys.executable, "-m", "bench", "rails", "--profile", str(bed.workdir / "netns.toml"), "--out", str(out),
+        "--no-history", "--timeout", "60", "--rail-bytes", "1M", "--pair-bytes", "1M", "-n", "2", "-w", "1",
+    ]  # fmt: skip
+    try:
+        done = subprocess.run(bed.mpirun(2, argv), env=rank_env({"TORCH_CPP_LOG_LEVEL": "ERROR"}), capture_output=True,
+                              text=True, timeout=180, start_new_session=True)  # fmt: skip
+        flap.wait(timeout=10)
+    finally:
+        if flap.poll() is None:
+            flap.kill()
+            flap.wait()
+        bed.clear_faults()
+    assert flap.returncode == 0 and (out / "rails.json").is_file(), done.stdout + done.stderr
+    doc = json.loads((out / "rails.json").read_text())
+    # down and up: two carrier changes on node03's rail1, and on no other interface of any node
+    assert doc["counters"]["node03"]["rail1"]["errors"]["carrier_changes"] == 2, doc["counters"]
+    changed = {(node, device) for node, devices in doc["counters"].items() for device, entry in devices.items()
+               if entry["errors"].get("carrier_changes")}  # fmt: skip
+    assert changed == {("node03", "rail1")}
+    windows = [w for w in doc["error_windows"] if "rail1" in w["errors"].get("node03", {})]
+    assert sum(w["errors"]["node03"]["rail1"]["errors"].get("carrier_changes", 0) for w in windows) == 2
+    # the defect for that link names it: an errors warning where its bandwidth held, else the slow link's clause
+    (named,) = [d for d in doc["defects"] if d["rail"] == 1 and "node03" in (d["node"], d.get("peer"))]
+    mine = [e for e in named["errors"] if (e["node"], e["device"]) == ("node03", "rail1")]
+    assert mine and mine[0]["errors"]["carrier_changes"] == 2, named
+    assert "2 carrier_changes on rail1 during the test" in named["line"] and "node03 rail1" in named["action"]
+    assert named["line"] in done.stdout
+    if named["kind"] == "errors":
+        assert named["severity"] == "warn" and done.returncode == 0, done.stdout
