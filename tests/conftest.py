@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support import CORPUS, REPO
+from tests.support import CORPUS, REPO, railbench
 
 
 def _reports_state() -> dict[str, float]:
@@ -33,3 +34,43 @@ def corpus() -> Path:
     if not CORPUS.is_dir():
         pytest.skip(f"corpus not found at {CORPUS}")
     return CORPUS
+
+
+@pytest.fixture(scope="session")
+def accept_local_np4(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """One ``accept --profile local --np 4`` with real ranks, read by every test that checks what accept writes
+    (none of them writes into its run directory): the default sweep's sizes (``-b 8``, ``-f 2``, so 4 ranks give
+    a 0-byte all_gather row) up to 16M, three timed iterations a size (what is checked does not depend on more).
+    Returns the finished process and the run directory."""
+    out = tmp_path_factory.mktemp("accept-local-np4") / "run"
+    done = railbench(
+        ["accept", "--profile", "local", "--np", "4", "-e", "16M", "-n", "3", "-w", "1", "--out", str(out),
+         "--no-history"],
+        cwd=out.parent,
+    )  # fmt: skip
+    return done, out
+
+
+@pytest.fixture(scope="session")
+def one_host_rails(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """One ``rails --np 2`` on this single host (the rails are skipped, honestly: one node), read by the tests
+    of that skip and of the record it still writes. Returns the finished process and the run directory."""
+    root = tmp_path_factory.mktemp("one-host-rails")
+    out = root / "run"
+    history = ["--history", str(root / "history.sqlite")]  # never the repository's reports/
+    done = railbench(
+        ["rails", "--np", "2", "--out", str(out), "--rail-bytes", "64K", "--pair-bytes", "64K", *history], cwd=root
+    )
+    return done, out
+
+
+@pytest.fixture(scope="session")
+def first_run_np2(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """One short checked ``run --np 2 --cluster lab`` with neither --out nor --history, from a directory of its
+    own, as a user's first run: the run directory goes under ./reports/runs/ and the run into
+    ./reports/history.sqlite there. Returns the finished process and that working directory."""
+    cwd = tmp_path_factory.mktemp("first-run-np2")
+    done = railbench(
+        ["run", "--np", "2", "-b", "1K", "-e", "4K", "-n", "2", "-w", "1", "-c", "--cluster", "lab"], cwd=cwd
+    )
+    return done, cwd

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -110,13 +111,8 @@ def test_a_single_node_skips_rails_but_not_the_verdict() -> None:
 
 
 @pytest.mark.mpi
-def test_accept_local_np4_end_to_end(tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    done = railbench(
-        ["accept", "--profile", "local", "--np", "4", "--out", str(out), "-b", "1K", "-e", "256K", "-f", "16",
-         "-n", "3", "-w", "1", "--no-history"],
-        cwd=tmp_path,
-    )  # fmt: skip
+def test_accept_local_np4_end_to_end(accept_local_np4: tuple[subprocess.CompletedProcess[str], Path]) -> None:
+    done, out = accept_local_np4  # the run the certificate test renders too (tests/conftest.py)
     assert done.returncode == 0, done.stdout + done.stderr
     # the local profile has no target: nothing was judged, so the word is MEASURED, never PASS
     assert "# accept verdict: MEASURED" in done.stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -28,15 +29,12 @@ def test_bad_input_is_one_line(args: list[str], message: str) -> None:
 
 
 @pytest.mark.mpi
-def test_one_node_is_skipped_with_the_reason(tmp_path: Path) -> None:
-    history = ["--history", str(tmp_path / "history.sqlite")]  # never the repository's reports/
-    done = railbench(
-        ["rails", "--np", "2", "--out", str(tmp_path), "--rail-bytes", "64K", "--pair-bytes", "64K", *history]
-    )
+def test_one_node_is_skipped_with_the_reason(one_host_rails: tuple[subprocess.CompletedProcess[str], Path]) -> None:
+    done, out = one_host_rails  # rails --np 2 on this host (tests/conftest.py)
     assert done.returncode == 0, done.stderr
     assert "# rails: skipped: 1 node" in done.stdout
-    doc = json.loads((tmp_path / "rails.json").read_text())
+    doc = json.loads((out / "rails.json").read_text())
     assert doc["skipped"].startswith("1 node") and doc["measurements"] == [] and doc["defects"] == []
-    meta = json.loads((tmp_path / "run.json").read_text())
+    meta = json.loads((out / "run.json").read_text())
     assert meta["command"] == "rails" and meta["status"] == "complete" and meta["exit_status"] == 0
     assert meta["rails_skipped"].startswith("1 node")

@@ -21,12 +21,21 @@ from tests.netns_testbed import PROFILE, NetnsCluster, build_cluster
 pytestmark = [pytest.mark.netns, pytest.mark.mpi, pytest.mark.slow]
 
 SHAPED_MBIT = 150
+# The runs with a shaped link move 1 MiB per rail and pair cell instead of the testbed's 4 MiB: every cell on a
+# 150 Mbit/s link (each suspect pair is measured three times, with confirmation) lasts a quarter as long, which
+# was most of these runs' time. At 1 MiB healthy pairs still ran at 1.7-7 Gb/s here, 10x and more above the
+# shaped link, which reads the same 0.144 Gb/s at 1 and 4 MiB (the 64 kB token burst is 6% of 1 MiB).
+SHAPED_PROFILE = PROFILE.replace('rail_bytes = "4M"', 'rail_bytes = "1M"').replace(
+    'pair_bytes = "4M"', 'pair_bytes = "1M"'
+)
+assert SHAPED_PROFILE.count('"1M"') == 2
 
 
 @pytest.fixture(scope="module")
 def bed() -> Iterator[NetnsCluster]:
     with build_cluster(nodes=4, rails=2) as built:
         (built.workdir / "netns.toml").write_text(PROFILE)
+        (built.workdir / "netns-shaped.toml").write_text(SHAPED_PROFILE)
         yield built
 
 
@@ -38,10 +47,10 @@ def cluster(bed: NetnsCluster) -> Iterator[NetnsCluster]:
     bed.clear_faults()
 
 
-def rails(bed: NetnsCluster, out: Path, *extra: str) -> tuple[int, str, dict]:
+def rails(bed: NetnsCluster, out: Path, *extra: str, profile: str = "netns.toml") -> tuple[int, str, dict]:
     done = bed.run(
         2,
-        [sys.executable, "-m", "bench", "rails", "--profile", str(bed.workdir / "netns.toml"), "--out", str(out),
+        [sys.executable, "-m", "bench", "rails", "--profile", str(bed.workdir / profile), "--out", str(out),
          "--history", str(out / "history.sqlite"), "--timeout", "90", *extra],
         timeout=200,
     )  # fmt: skip
@@ -86,7 +95,7 @@ def test_no_fault_names_nothing_and_counters_prove_the_rails(cluster: NetnsClust
 @pytest.mark.parametrize("extra", [(), ("--repeats", "2", "--seed", "3")], ids=["once", "reshuffled-repeats"])
 def test_one_shaped_link_is_named_and_measured(cluster: NetnsCluster, tmp_path: Path, extra: tuple[str, ...]) -> None:
     cluster.shape("node03", 1, SHAPED_MBIT)
-    rc, stdout, doc = rails(cluster, tmp_path, *extra)
+    rc, stdout, doc = rails(cluster, tmp_path, *extra, profile="netns-shaped.toml")
     assert rc == 1, stdout
     assert kinds(doc) == [("link", "node03", 1)], stdout
     (defect,) = doc["defects"]
@@ -102,7 +111,7 @@ def test_one_shaped_link_is_named_and_measured(cluster: NetnsCluster, tmp_path: 
 def test_a_shaped_rail_on_every_node_is_a_rail_fault(cluster: NetnsCluster, tmp_path: Path) -> None:
     for node in cluster.nodes:
         cluster.shape(node, 0, SHAPED_MBIT)
-    rc, stdout, doc = rails(cluster, tmp_path)
+    rc, stdout, doc = rails(cluster, tmp_path, profile="netns-shaped.toml")
     assert rc == 1
     assert kinds(doc) == [("rail", None, 0)], stdout
 
@@ -111,7 +120,9 @@ def test_a_node_with_every_rail_shaped_is_a_node_fault(cluster: NetnsCluster, tm
     for rail in range(cluster.rails):
         cluster.shape("node02", rail, SHAPED_MBIT)
     # The interfaces from the flags this time (the profile names the same ones).
-    rc, stdout, doc = rails(cluster, tmp_path, "--socket-ifname", "=rail0,rail1", "--oob-ifname", "mgmt")
+    rc, stdout, doc = rails(
+        cluster, tmp_path, "--socket-ifname", "=rail0,rail1", "--oob-ifname", "mgmt", profile="netns-shaped.toml"
+    )
     assert rc == 1
     assert kinds(doc) == [("node", "node02", None)], stdout
 

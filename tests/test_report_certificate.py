@@ -6,6 +6,7 @@ finite positions."""
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,6 @@ from bench.rundir.files import atomic_write_json
 from bench.rundir.runjson import read_run_json
 from tests.history_fixtures import make_run_dir
 from tests.report_browser import chromium, missing_browser, render
-from tests.support import railbench
 
 HOSTS = tuple(f"gpu-node-{i:02d}" for i in range(1, 17))
 AG = ("all_gather", "world", "world")
@@ -139,12 +139,13 @@ def test_badges_measured_fail_and_regressed(tmp_path: Path) -> None:
 
 @pytest.mark.mpi
 @pytest.mark.browser
-def test_accept_local_default_sweep_gives_a_certificate_with_no_empty_chart(tmp_path: Path) -> None:
+def test_accept_local_default_sweep_gives_a_certificate_with_no_empty_chart(
+    tmp_path: Path, accept_local_np4: tuple[subprocess.CompletedProcess[str], Path]
+) -> None:
     why = missing_browser()
     if why:
         pytest.skip(why)
-    out = tmp_path / "run"
-    done = railbench(["accept", "--profile", "local", "--np", "4", "-e", "16M", "--out", str(out), "--no-history"])
+    done, out = accept_local_np4  # accept's default sizes up to 16M (tests/conftest.py)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     results = (out / "results.csv").read_text()
     assert re.search(r"^all_gather,world,world,4,1,0,", results, re.M)  # -b 8 on 4 ranks: a 0-byte row

@@ -75,15 +75,13 @@ def test_np4_full_sweep_with_check(tmp_path: Path) -> None:
     assert (out / "report.html").is_file() and (out / "charts" / "busbw-vs-size.vl.json").is_file()
 
 
-def test_default_run_directory_under_reports(tmp_path: Path) -> None:
-    proc = railbench(
-        ["run", "--np", "2", "-b", "1K", "-e", "4K", "-n", "2", "-w", "1", "--cluster", "lab"], cwd=tmp_path
-    )
+def test_default_run_directory_under_reports(first_run_np2: tuple[subprocess.CompletedProcess[str], Path]) -> None:
+    proc, cwd = first_run_np2  # run --np 2 --cluster lab with no --out, launched once (tests/conftest.py)
     assert proc.returncode == 0, proc.stderr
-    (run_dir,) = (tmp_path / "reports" / "runs").iterdir()
+    (run_dir,) = (cwd / "reports" / "runs").iterdir()
     assert run_dir.name.endswith("-lab")
     assert (run_dir / "results.csv").is_file()
-    listing = railbench(["history", "list"], cwd=tmp_path)  # the run went into reports/history.sqlite
+    listing = railbench(["history", "list"], cwd=cwd)  # the run went into reports/history.sqlite
     assert listing.returncode == 0 and "lab" in listing.stdout, listing
 
 

