@@ -15,7 +15,6 @@ are judged (link downs, symbol errors...); every counter is kept.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import UserError
+from bench.rundir.files import read_json_object
 from bench.rundir.railsjson import check_rails_json
 
 MAX_RAILS_JSON_BYTES = 512 << 20
@@ -82,12 +82,7 @@ def read_run_dir(run_dir: Path | str) -> list[RailErrors]:
         return []
     if path.stat().st_size > MAX_RAILS_JSON_BYTES:
         raise UserError(f"{path} is over {MAX_RAILS_JSON_BYTES >> 20} MiB: not a rails.json railbench wrote")
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path} cannot be read as JSON ({exc}): re-run railbench rails") from None
-    if not isinstance(doc, Mapping):
-        raise UserError(f"{path} is not a JSON object: re-run railbench rails")
+    doc = read_json_object(path, "re-run railbench rails")
     check_rails_json(doc, path)
     return from_rails_json(doc)
 
