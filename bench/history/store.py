@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from bench.errors import InfraError, UserError
 from bench.history import rail_errors
@@ -50,6 +51,8 @@ from bench.history.records import MetricRecord, RunRecord, read_run
 
 BUSY_TIMEOUT_S = 120.0
 """How long a writer waits for another one (a big run's metrics take well under a second to write)."""
+
+T = TypeVar("T")
 
 NETWORK_FILESYSTEMS = ("nfs", "nfs4", "cifs", "smb3", "lustre", "gpfs", "beegfs", "ceph", "glusterfs", "9p")
 
@@ -187,10 +190,33 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+def _is_busy(exc: sqlite3.Error) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+def _busy_retried(attempt: Callable[[], T]) -> T:
+    """``attempt()``, tried again while SQLite answers "locked" within ``BUSY_TIMEOUT_S`` of the first try.
+
+    The busy handler (``timeout=`` of ``connect``) covers the common wait, but SQLite answers some lock
+    conflicts at once, without it: two processes creating the same history (journal mode change, first
+    migration) and a reader meeting another connection's WAL recovery. Each attempt is one transaction, or
+    idempotent set-up, so trying again repeats nothing.
+    """
+    began = time.monotonic()
+    while True:
+        try:
+            return attempt()
+        except sqlite3.OperationalError as exc:
+            waited = time.monotonic() - began
+            if not _is_busy(exc) or waited >= BUSY_TIMEOUT_S:
+                raise
+            time.sleep(min(0.05 + 0.01 * waited, 1.0))
+
+
 def _store_error(path: Path, exc: sqlite3.Error) -> Exception:
     """What a SQLite error on the history means to the user: one line, exit 2 (3 for a lock held too long)."""
     text = str(exc)
-    if "locked" in text or "busy" in text:
+    if _is_busy(exc):
         return InfraError(f"history {path} stayed locked for {BUSY_TIMEOUT_S:.0f} s by another writer")
     if "readonly" in text or "read-only" in text:
         return UserError(f"history {path} is read-only ({text}): fix its permissions, or pass another --history")
@@ -256,7 +282,8 @@ def open_store(path: Path | str, *, create: bool = True, write: bool = False) ->
         conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
     except sqlite3.Error as exc:
         raise UserError(f"cannot open history {path} ({exc}): check the path and its permissions") from None
-    try:
+
+    def set_up() -> None:
         _check_intact(conn)
         conn.execute("PRAGMA foreign_keys = ON")
         try:
@@ -266,6 +293,9 @@ def open_store(path: Path | str, *, create: bool = True, write: bool = False) ->
                 raise
         conn.execute("PRAGMA synchronous = FULL")
         _migrate(conn, path)
+
+    try:
+        _busy_retried(set_up)
     except sqlite3.Error as exc:
         conn.close()
         raise _store_error(path, exc) from None
@@ -350,7 +380,12 @@ def add_run(history_path: Path | str, run_dir: Path | str) -> int:
     """
     run, metrics = read_run(run_dir)
     errors = rail_errors.read_run_dir(run_dir)
-    with opened(history_path, write=True) as conn, transaction(conn):
-        run_id = _write_run_rows(conn, run, metrics)
-        rail_errors.write(conn, run_id, errors)
-        return run_id
+    with opened(history_path, write=True) as conn:
+
+        def write() -> int:
+            with transaction(conn):
+                run_id = _write_run_rows(conn, run, metrics)
+                rail_errors.write(conn, run_id, errors)
+                return run_id
+
+        return _busy_retried(write)
