@@ -15,6 +15,7 @@ import contextlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from bench.measure.timing import Budget, Chunked, Timed, reduce_times, time_budgeted, time_region
@@ -50,8 +51,6 @@ def make_rail_groups(
     crawls is measured within its cell budget in chunks, but one chunk on a lossy link may wait out TCP's
     retransmission backoff for many seconds, and that is a slow link, not a lost rank.
     """
-    from datetime import timedelta
-
     import torch.distributed as dist
     from torch.distributed.distributed_c10d import _set_pg_timeout
 
@@ -69,6 +68,21 @@ def make_rail_groups(
                 _set_pg_timeout(timedelta(seconds=op_timeout_s), group)
             groups.append(group)
     return groups, problem
+
+
+def p2p_wait(group: Any, op_timeout_s: float) -> timedelta | None:
+    """How long one point-to-point operation in a rail group may wait: ``Work.wait``'s argument.
+
+    gloo's send and receive wait as long as the group's connection timeout (``connect_s`` above), whatever
+    ``_set_pg_timeout`` says: it reaches gloo's collectives only. Without this, one chunk held up by TCP's
+    retransmission backoff on a flapping link for more than a few seconds ends the run as a lost rank. On
+    NCCL the watchdog already applies the group's timeout, and a timeout argument would make ``wait`` block
+    the host until the GPU finishes (torch's WorkNCCL), which the timing loop's queued messages must not
+    do: None there.
+    """
+    import torch.distributed as dist
+
+    return timedelta(seconds=op_timeout_s) if dist.get_backend(group) == "gloo" else None
 
 
 @dataclass(frozen=True)
@@ -89,13 +103,16 @@ class PairTime:
     """0: the matrix; 1..: a confirmation pass re-measuring a suspect."""
 
 
-def one_way(send_buf: Any, recv_buf: Any, peer_rank: int | None, sending: bool, group: Any) -> Callable[[], None]:
+def one_way(
+    send_buf: Any, recv_buf: Any, peer_rank: int | None, sending: bool, group: Any, wait: timedelta | None = None
+) -> Callable[[], None]:
     """One message of a pair exchange, as a step the timing loop can repeat.
 
     A batched point-to-point (``batch_isend_irecv``) inside the rail group's own communicator: on NCCL
     that is one grouped call on the communicator the rail already has, never a new 2-rank communicator per
     (rank, partner) as un-batched ``send``/``recv`` would make. A rank without a partner this round steps
-    through the loop doing nothing, so that it still meets the group at the loop's barrier.
+    through the loop doing nothing, so that it still meets the group at the loop's barrier. ``wait``: see
+    ``p2p_wait``.
     """
     import torch.distributed as dist
 
@@ -105,12 +122,14 @@ def one_way(send_buf: Any, recv_buf: Any, peer_rank: int | None, sending: bool, 
 
     def step() -> None:
         for work in dist.batch_isend_irecv([op]):
-            work.wait()
+            work.wait() if wait is None else work.wait(timeout=wait)
 
     return step
 
 
-def pair_agree(peer_rank: int | None, group: Any, device: Any) -> Callable[[float], float]:
+def pair_agree(
+    peer_rank: int | None, group: Any, device: Any, wait: timedelta | None = None
+) -> Callable[[float], float]:
     """The slower of the two ends' probe times, known at both ends (an exchange of one number)."""
     import torch
     import torch.distributed as dist
@@ -126,7 +145,7 @@ def pair_agree(peer_rank: int | None, group: Any, device: Any) -> Callable[[floa
         # (one stream) would otherwise have both ends wait in a send for a receive queued behind it.
         for op in (send, recv) if dist.get_rank() < peer_rank else (recv, send):
             for work in dist.batch_isend_irecv([op]):
-                work.wait()
+                work.wait() if wait is None else work.wait(timeout=wait)
         return max(seconds, float(theirs.item()))
 
     return agree
@@ -142,13 +161,15 @@ def pair_round(
     iters: int,
     warmup: int,
     budget_s: Budget | None = None,
+    wait: timedelta | None = None,
 ) -> tuple[list[PairTime], list[float]]:
     """This rank's part of one round on its rail: each direction of every pair at once, lower node first.
 
     Both ends time the same region with the one timing loop (within ``budget_s`` per direction, when
-    given); a direction took as long as its slower end (the receiver has the last byte only when the
-    transfer is over), known on every rank of the rail group after one gather of the times. Returns this
-    rank's sending directions and the rate (Gb/s) of every direction measured on the rail this round.
+    given; ``wait`` as in ``p2p_wait``); a direction took as long as its slower end (the receiver has the
+    last byte only when the transfer is over), known on every rank of the rail group after one gather of
+    the times. Returns this rank's sending directions and the rate (Gb/s) of every direction measured on
+    the rail this round.
     """
     import torch.distributed as dist
 
@@ -167,16 +188,16 @@ def pair_round(
         budget = lambda _probe: plan(math.inf)  # noqa: E731
     for sender_is_low in (True, False):
         sending = partner is not None and (node < partner) == sender_is_low
-        step = one_way(send_buf, recv_buf, peer_rank, sending, group)
+        step = one_way(send_buf, recv_buf, peer_rank, sending, group, wait)
         per = chunks_per_message(nbytes)
         chunk = send_buf.numel() // per
-        chunked = Chunked(one_way(send_buf[:chunk], recv_buf[:chunk], peer_rank, sending, group), per)
+        chunked = Chunked(one_way(send_buf[:chunk], recv_buf[:chunk], peer_rank, sending, group, wait), per)
         if budget is None:
             timed = Timed(time_region(step, group=group, device=device, iters=iters, warmup=warmup), iters, False)
         else:
             timed = time_budgeted(
                 step, group=group, device=device, iters=iters, warmup=warmup, budget_s=budget,
-                agree=pair_agree(peer_rank, group, device), chunked=chunked,
+                agree=pair_agree(peer_rank, group, device, wait), chunked=chunked,
             )  # fmt: skip
         mine = timed.time_us
         everyone, _ = reduce_times(mine, 0, group, device)

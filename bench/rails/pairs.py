@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -27,8 +28,13 @@ Enter = Callable[[str], None]
 class PairRunner:
     """One rank's pair exchanges on its rail: the buffers, the budget's running rate, the rounds run."""
 
-    def __init__(self, settings: Any, layout: RailLayout, rank: int, group: Any, device: Any, start_Gbps: float | None):
+    def __init__(
+        self, settings: Any, layout: RailLayout, rank: int, group: Any, device: Any, start_Gbps: float | None,
+        wait: timedelta | None = None,
+    ) -> None:  # fmt: skip
         self.settings, self.layout, self.rank, self.group = settings, layout, rank, group
+        self.wait = wait
+        """How long one send or receive may wait (``bench.rails.measure.p2p_wait``)."""
         self.device = device
         self.buffers = pair_buffers(settings.pair_bytes, device)
         self.start_Gbps = start_Gbps
@@ -61,7 +67,7 @@ class PairRunner:
             enter(f"{what}: repeat {rnd.repeat + 1}, round {rnd.index + 1}")
             mine, rates = pair_round(
                 rnd, self.layout, self.rank, self.group, self.buffers, iters=self.settings.iters,
-                warmup=self.settings.warmup, budget_s=self.budget_s(),
+                warmup=self.settings.warmup, budget_s=self.budget_s(), wait=self.wait,
             )  # fmt: skip
             leave()
             times += mine

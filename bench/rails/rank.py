@@ -28,7 +28,7 @@ from bench.rails.config import RailsConfig, RailsSettings, validate
 from bench.rails.corroborate import corroborate
 from bench.rails.layout import RailLayout, interface_for_rail, rail_layout
 from bench.rails.localise import Diagnosis, Thresholds, diagnose
-from bench.rails.measure import PairTime, broadcast_object, flatten, gather_objects, make_rail_groups
+from bench.rails.measure import PairTime, broadcast_object, flatten, gather_objects, make_rail_groups, p2p_wait
 from bench.rails.pairs import PairRunner, suspects
 from bench.rundir.files import ResultsWriter, default_cluster_name, default_run_dir, proposed_run_dir
 from bench.rundir.record import RunRecord, base_metadata, iso_utc
@@ -168,11 +168,12 @@ def rails_phase(settings: RailsSettings, ctx: DistContext, watchdog: Watchdog) -
     # A member that waits for a peer that cannot connect gives up after about five of its group's timeouts
     # (gloo retries), so at most a sixth of the step's time lets every rank learn within the step what broke;
     # CONNECT_S keeps a dead link from costing minutes where connecting takes well under a second.
+    op_timeout_s = 0.8 * settings.timeout_s
     groups, problem = make_rail_groups(
         layout,
         my_ifname if ctx.backend == "gloo" else None,
         max(1.0, min(CONNECT_S, settings.timeout_s / 6)),
-        0.8 * settings.timeout_s,
+        op_timeout_s,
     )
     group = groups[rail]
     address = interface_ipv4(my_ifname) if my_ifname else None
@@ -233,7 +234,7 @@ def rails_phase(settings: RailsSettings, ctx: DistContext, watchdog: Watchdog) -
     times: list[PairTime] = []
     runner = None
     if settings.pairs:
-        runner = PairRunner(settings, layout, rank, group, ctx.device, start)
+        runner = PairRunner(settings, layout, rank, group, ctx.device, start, p2p_wait(group, op_timeout_s))
         times = runner.matrix(watchdog.enter, watchdog.leave)
         counts.close("pair matrix")
 
