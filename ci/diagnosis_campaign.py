@@ -37,7 +37,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.netns_testbed import PROFILE, NetnsCluster, build_cluster  # noqa: E402
+from tests.netns_testbed import PROFILE, NetnsCluster, build_cluster, rail_address  # noqa: E402
 
 SHAPED_MBIT = 150
 """The token rate of a shaped link: 2-5% of a healthy veth pair on a busy 2-core machine."""
@@ -120,9 +120,20 @@ def _rank_pid(bed: NetnsCluster, node: str, local_rank: int) -> int | None:
     return None
 
 
+def _on_its_rail(bed: NetnsCluster, node: str, pid: int, rail: int) -> bool:
+    """Whether the process has a TCP connection from its node's address on ``rail`` (its rail group)."""
+    address = rail_address(rail, bed.nodes.index(node) + 1)
+    listed = bed.exec(node, "ss", "-tnpH", "state", "established", check=False).stdout
+    return any(f"{address}:" in line.split()[2] and f"pid={pid}," in line for line in listed.splitlines() if line)
+
+
 @contextlib.contextmanager
 def throttled(bed: NetnsCluster, node: str, local_rank: int) -> Iterator[None]:
-    """Move one rank into a cpu cgroup with a small quota as soon as it starts."""
+    """Move one rank into a cpu cgroup with a small quota once its rail group has connected.
+
+    Not from its start: a slow GPU or a starved rank does not slow Python's imports, and a rank capped
+    from the start spends minutes importing torch, which is the campaign's cost, not a measurement.
+    """
     group = CGROUP_CPU / f"rbcampaign{os.getpid()}"
     group.mkdir()
     (group / "cpu.cfs_quota_us").write_text(CPU_QUOTA)
@@ -131,11 +142,11 @@ def throttled(bed: NetnsCluster, node: str, local_rank: int) -> Iterator[None]:
     def catch() -> None:
         while not stop.is_set():
             pid = _rank_pid(bed, node, local_rank)
-            if pid is not None:
+            if pid is not None and _on_its_rail(bed, node, pid, local_rank):
                 with contextlib.suppress(OSError):
                     (group / "cgroup.procs").write_text(str(pid))
                     return
-            stop.wait(0.2)
+            stop.wait(0.1)
 
     worker = threading.Thread(target=catch, daemon=True)
     worker.start()

@@ -2,7 +2,8 @@
 
 A link shaped to 1% of its peers' measured rate must not stall the rails test: its cells stop at their
 budget and the run names exactly that link. The campaign (``ci/diagnosis_campaign.py``) runs here in a small
-slice: one clean run and one shaped link on 3 nodes x 2 rails.
+slice: one clean run, one shaped link and one slow local rank (its CPU capped through the cpu cgroup) on
+3 nodes x 2 rails.
 
 Wall-time ratios and rate accuracy are targets, and targets are shown by the campaign script, which prints
 them (a shaped run within twice a clean one, the named rate within 15% of the token rate), not asserted here:
@@ -65,7 +66,7 @@ def test_a_link_at_one_percent_of_its_peers_does_not_stall_the_run(bed: NetnsClu
     assert shaped_wall < 5 * clean_wall, (clean_wall, shaped_wall)
 
 
-def test_the_campaign_slice_names_the_shaped_link_and_nothing_on_a_clean_run(tmp_path: Path) -> None:
+def test_the_campaign_slice_names_the_shaped_link_the_slow_rank_and_nothing_on_a_clean_run(tmp_path: Path) -> None:
     if os.geteuid() != 0:
         pytest.skip("the campaign needs root (namespaces)")
     report = tmp_path / "runs.json"
@@ -73,13 +74,19 @@ def test_the_campaign_slice_names_the_shaped_link_and_nothing_on_a_clean_run(tmp
     # at 4 MiB, and the link reads the same rate (tests/test_rails_netns.py measures its shaped links at 1 MiB too).
     done = subprocess.run(
         [sys.executable, str(REPO / "ci/diagnosis_campaign.py"), "--nodes", "3", "--rails", "2", "--pair-bytes", "1M",
-         "--iters", "3", "--repeats", "1", "--kinds", "shaped-link", "--json", str(report)],
+         "--iters", "3", "--repeats", "1", "--kinds", "shaped-link,slow-rank", "--json", str(report)],
         capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(REPO)},
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     runs = {r["kind"]: r for r in json.loads(report.read_text())}
     assert runs["clean"]["named"] == [] and runs["shaped-link"]["exact"]
-    assert "# exact match: 2/2 = 100%" in done.stdout
+    # The slowed rank is local rank 0 of node02: its rail-0 pairs are slow with every partner, a link.
+    slow_rank = runs["slow-rank"]
+    if slow_rank["note"].startswith("skipped"):  # no cpu cgroup (v1) on this kernel
+        assert "# exact match: 2/2 = 100%" in done.stdout
+    else:
+        assert slow_rank["named"] == [["link", "node02", 0]], slow_rank
+        assert "# exact match: 3/3 = 100%" in done.stdout
     (named, token), *_ = runs["shaped-link"]["rates"]
     # The same order as the token rate (a timing bug reads many times off); the 15% target is the script's.
     assert 0.5 * token < named < 1.5 * token, (named, token)

@@ -2,8 +2,8 @@
 
 Unshaped veth rails run at 1-6 Gb/s on this 2-core CPU; a shaped link runs at the 150 Mbit/s its token bucket
 allows, at least six times slower than any healthy sample seen here. The profile below leaves the line rate unknown,
-so localisation compares each link with its peers (relative_fraction 0.2: CPU scheduling makes healthy
-veth pairs vary several-fold, 0.9-6 Gb/s here; a shaped link is 6-40x slower than its peers).
+so localisation compares each link with its peers (relative_fraction 0.35, under the healthy pairs' low end
+with margin; a shaped link is 6-40x slower than its peers).
 """
 
 from __future__ import annotations
