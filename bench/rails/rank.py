@@ -22,14 +22,13 @@ from bench.measure.collectives import get_collective
 from bench.measure.timing import Budget, group_max, measure
 from bench.netaddr import interface_ipv4
 from bench.profiles import Profile
-from bench.rails import evidence, intranode, output, records, windows
+from bench.rails import evidence, intranode, judge, output, records, windows
 from bench.rails.budget import cell_budget, chunks_per_message
 from bench.rails.config import RailsConfig, RailsSettings, validate
 from bench.rails.corroborate import corroborate
 from bench.rails.layout import RailLayout, interface_for_rail, rail_layout
-from bench.rails.localise import Diagnosis, Thresholds, diagnose
-from bench.rails.measure import PairTime, broadcast_object, flatten, gather_objects, make_rail_groups, p2p_wait
-from bench.rails.pairs import PairRunner, suspects
+from bench.rails.measure import PairTime, broadcast_object, gather_objects, make_rail_groups, p2p_wait
+from bench.rails.pairs import PairRunner
 from bench.rundir.files import ResultsWriter, default_cluster_name, default_run_dir, proposed_run_dir
 from bench.rundir.record import RunRecord, base_metadata, iso_utc
 from bench.runtime import env as benv
@@ -247,7 +246,7 @@ def rails_phase(settings: RailsSettings, ctx: DistContext, watchdog: Watchdog) -
     if runner is not None and settings.confirm:
         # Every suspect is measured again, in its own round and beside the same round's other suspects,
         # before anything is named.
-        found = _suspects(settings, layout, gathered) if rank == 0 else None
+        found = judge.suspect_cells(settings, layout, gathered) if rank == 0 else None
         again = runner.confirm(broadcast_object(found), watchdog.enter, watchdog.leave)
         counts.close("re-measurements")
         watchdog.enter("gathering the re-measurements")
@@ -257,81 +256,7 @@ def rails_phase(settings: RailsSettings, ctx: DistContext, watchdog: Watchdog) -
         watchdog.leave()
     if rank != 0:
         return None
-    return dataclasses.replace(_outcome(settings, layout, gathered), process_groups=1 + len(groups))
-
-
-def _suspects(settings: RailsSettings, layout: RailLayout, gathered: list[dict[str, Any]]) -> list[Any]:
-    _, _, rates, thresholds = _judging(settings, layout, gathered)
-    times = flatten([g["times"] for g in gathered])
-    return suspects(times, layout.nodes, layout.rails, rates, thresholds)
-
-
-def _judging(
-    settings: RailsSettings, layout: RailLayout, gathered: list[dict[str, Any]]
-) -> tuple[list[records.RailDevices], dict[int, float | None], dict[int, float] | None, Thresholds]:
-    """The devices each rail used, its line rate, the rates localisation judges by, and the thresholds."""
-    nodes = layout.nodes
-    readers = [g for g in gathered if g["windows"] and g["windows"][0] is not None]
-    expected_if = {(g["host"], g["rail"]): g["ifname"] for g in gathered}
-    min_bytes = max(1, settings.rail_bytes // 2)
-    devices = [
-        evidence.attribute(
-            k, {g["host"]: g["windows"][k] for g in readers}, min_bytes, {h: expected_if.get((h, k)) for h in nodes}
-        )
-        for k in range(layout.rails)
-    ]
-    expected = _line_rates(settings, devices, {g["host"]: g["rates"] for g in readers})
-    known = {k: rate for k, rate in expected.items() if rate is not None}
-    rates = known if len(known) == layout.rails else None  # a partial set would mix two yardsticks
-    return devices, expected, rates, Thresholds(settings.pass_fraction, settings.relative_fraction)
-
-
-def _outcome(settings: RailsSettings, layout: RailLayout, gathered: list[dict[str, Any]]) -> records.RailsOutcome:
-    """Rank 0: devices, line rates, localisation and targets from everything the ranks sent."""
-    nodes = layout.nodes
-    rail_results = sorted(flatten([g["results"] for g in gathered]), key=lambda r: (r.mode != "concurrent", r.rail))
-    times = sorted(
-        flatten([g["times"] for g in gathered]), key=lambda t: (t.confirm, t.repeat, t.round, t.rail, t.node)
-    )
-    readers = [g for g in gathered if g["windows"] and g["windows"][0] is not None]
-    devices, expected, rates, thresholds = _judging(settings, layout, gathered)
-    min_bytes = max(1, settings.rail_bytes // 2)
-    findings = evidence.findings(devices, settings.quiet_devices, settings.counter_tolerance_bytes, min_bytes)
-    device_names = records.device_map(devices)
-    found = Diagnosis(())
-    if times:
-        found = diagnose(records.pair_matrix(times, nodes, layout.rails), rates, thresholds, device_names)
-    below = []
-    for r in rail_results:
-        target = expected.get(r.rail)
-        if r.wrong:
-            below.append(f"rail {r.rail} {r.collective}: {r.wrong} wrong elements")
-        if target and r.busbw_Gbps < settings.pass_fraction * target:
-            below.append(
-                f"rail {r.rail} {r.collective} ({r.mode}): {r.busbw_Gbps:.3g} Gb/s = "
-                f"{100 * r.busbw_Gbps / target:.0f}% of {target:g} Gb/s (needs {100 * settings.pass_fraction:.0f}%)"
-            )
-    counters = {g["host"]: g["whole"] for g in readers if g["whole"]}
-    return records.RailsOutcome(
-        None, nodes, layout.rails, rail_results, times, devices, found.defects, findings=findings, expected=expected,
-        below_target=below, counters=counters, transients=found.transients, too_noisy=found.too_noisy,
-        error_windows=windows.join({g["host"]: g["error_windows"] for g in readers}),
-    )  # fmt: skip
-
-
-def _line_rates(
-    settings: RailsSettings, devices: list[records.RailDevices], rates: dict[str, dict[str, float] | None]
-) -> dict[int, float | None]:
-    """Rail k's line rate: the configured one, else the slowest rate sysfs gives for its HCA port."""
-    out: dict[int, float | None] = {}
-    for rd in devices:
-        if settings.rail_rate_gbps:
-            out[rd.rail] = settings.rail_rate_gbps
-            continue
-        found = [(rates.get(node) or {}).get(dev or "") for node, dev in rd.device.items()]
-        known = [rate for rate in found if rate]
-        out[rd.rail] = min(known) if found and len(known) == len(found) else None
-    return out
+    return dataclasses.replace(judge.outcome(settings, layout, gathered), process_groups=1 + len(groups))
 
 
 def guarded_rails_phase(

@@ -1,0 +1,93 @@
+"""Rank 0's judgment of what every rank sent: devices, line rates, suspects, localisation and targets.
+
+The ranks measure (``bench.rails.rank``); rank 0 alone reads the gathered results, picks the cells to
+re-measure before anything is named (``suspect_cells``), and builds the outcome (``outcome``) from the
+pair matrix, the rail collectives and the counter windows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.rails import evidence, records, windows
+from bench.rails.config import RailsSettings
+from bench.rails.layout import RailLayout
+from bench.rails.localise import Diagnosis, Thresholds, diagnose
+from bench.rails.measure import flatten
+from bench.rails.pairs import suspects
+from bench.rails.schedule import Cell
+
+
+def suspect_cells(settings: RailsSettings, layout: RailLayout, gathered: list[dict[str, Any]]) -> list[Cell]:
+    """The cells whose matrix samples are slow: re-measured before anything is named."""
+    _, _, rates, thresholds = _judging(settings, layout, gathered)
+    times = flatten([g["times"] for g in gathered])
+    return suspects(times, layout.nodes, layout.rails, rates, thresholds)
+
+
+def _judging(
+    settings: RailsSettings, layout: RailLayout, gathered: list[dict[str, Any]]
+) -> tuple[list[records.RailDevices], dict[int, float | None], dict[int, float] | None, Thresholds]:
+    """The devices each rail used, its line rate, the rates localisation judges by, and the thresholds."""
+    nodes = layout.nodes
+    readers = [g for g in gathered if g["windows"] and g["windows"][0] is not None]
+    expected_if = {(g["host"], g["rail"]): g["ifname"] for g in gathered}
+    min_bytes = max(1, settings.rail_bytes // 2)
+    devices = [
+        evidence.attribute(
+            k, {g["host"]: g["windows"][k] for g in readers}, min_bytes, {h: expected_if.get((h, k)) for h in nodes}
+        )
+        for k in range(layout.rails)
+    ]
+    expected = _line_rates(settings, devices, {g["host"]: g["rates"] for g in readers})
+    known = {k: rate for k, rate in expected.items() if rate is not None}
+    rates = known if len(known) == layout.rails else None  # a partial set would mix two yardsticks
+    return devices, expected, rates, Thresholds(settings.pass_fraction, settings.relative_fraction)
+
+
+def outcome(settings: RailsSettings, layout: RailLayout, gathered: list[dict[str, Any]]) -> records.RailsOutcome:
+    """Rank 0: devices, line rates, localisation and targets from everything the ranks sent."""
+    nodes = layout.nodes
+    rail_results = sorted(flatten([g["results"] for g in gathered]), key=lambda r: (r.mode != "concurrent", r.rail))
+    times = sorted(
+        flatten([g["times"] for g in gathered]), key=lambda t: (t.confirm, t.repeat, t.round, t.rail, t.node)
+    )
+    readers = [g for g in gathered if g["windows"] and g["windows"][0] is not None]
+    devices, expected, rates, thresholds = _judging(settings, layout, gathered)
+    min_bytes = max(1, settings.rail_bytes // 2)
+    findings = evidence.findings(devices, settings.quiet_devices, settings.counter_tolerance_bytes, min_bytes)
+    device_names = records.device_map(devices)
+    found = Diagnosis(())
+    if times:
+        found = diagnose(records.pair_matrix(times, nodes, layout.rails), rates, thresholds, device_names)
+    below = []
+    for r in rail_results:
+        target = expected.get(r.rail)
+        if r.wrong:
+            below.append(f"rail {r.rail} {r.collective}: {r.wrong} wrong elements")
+        if target and r.busbw_Gbps < settings.pass_fraction * target:
+            below.append(
+                f"rail {r.rail} {r.collective} ({r.mode}): {r.busbw_Gbps:.3g} Gb/s = "
+                f"{100 * r.busbw_Gbps / target:.0f}% of {target:g} Gb/s (needs {100 * settings.pass_fraction:.0f}%)"
+            )
+    counters = {g["host"]: g["whole"] for g in readers if g["whole"]}
+    return records.RailsOutcome(
+        None, nodes, layout.rails, rail_results, times, devices, found.defects, findings=findings, expected=expected,
+        below_target=below, counters=counters, transients=found.transients, too_noisy=found.too_noisy,
+        error_windows=windows.join({g["host"]: g["error_windows"] for g in readers}),
+    )  # fmt: skip
+
+
+def _line_rates(
+    settings: RailsSettings, devices: list[records.RailDevices], rates: dict[str, dict[str, float] | None]
+) -> dict[int, float | None]:
+    """Rail k's line rate: the configured one, else the slowest rate sysfs gives for its HCA port."""
+    out: dict[int, float | None] = {}
+    for rd in devices:
+        if settings.rail_rate_gbps:
+            out[rd.rail] = settings.rail_rate_gbps
+            continue
+        found = [(rates.get(node) or {}).get(dev or "") for node, dev in rd.device.items()]
+        known = [rate for rate in found if rate]
+        out[rd.rail] = min(known) if found and len(known) == len(found) else None
+    return out
