@@ -47,11 +47,17 @@ good in some, so some of its partners' cells are fine (not every partner is a su
 re-measurements too."""
 LOSSY = ["rate", "2gbit", "burst", "16kb", "limit", "16kb"]
 """A queue of 4 KiB behind a 2 Gbit/s bucket: bursts overflow it and are dropped."""
-CPU_QUOTA = "5000"
-"""5 ms of CPU per 100 ms period for the slowed rank."""
+CPU_PERIOD_US, CPU_QUOTA_US = 20_000, 1_000
+"""5% of the CPU for the slowed rank, in 1 ms (the smallest quota) of every 20 ms: evenly slow, like a slow
+GPU. With the default 100 ms period a short cell either fits in the rank's 5 ms or waits 95 ms for the next period, and
+the rank reads slow with some partners and healthy with others: a flaky link, not a slow one."""
 CGROUP_CPU = Path("/sys/fs/cgroup/cpu")
 
 Named = tuple[str, str | None, int | None]
+
+
+class NoCpuCgroup(Exception):
+    """This kernel has no cpu cgroup to slow a rank with: the slow-rank run is skipped, with a note."""
 
 
 @dataclass
@@ -134,9 +140,16 @@ def throttled(bed: NetnsCluster, node: str, local_rank: int) -> Iterator[None]:
     Not from its start: a slow GPU or a starved rank does not slow Python's imports, and a rank capped
     from the start spends minutes importing torch, which is the campaign's cost, not a measurement.
     """
+    if not (CGROUP_CPU / "cpu.cfs_quota_us").is_file():
+        raise NoCpuCgroup(f"no cpu cgroup (v1) at {CGROUP_CPU}")
     group = CGROUP_CPU / f"rbcampaign{os.getpid()}"
     group.mkdir()
-    (group / "cpu.cfs_quota_us").write_text(CPU_QUOTA)
+    try:
+        (group / "cpu.cfs_period_us").write_text(str(CPU_PERIOD_US))
+        (group / "cpu.cfs_quota_us").write_text(str(CPU_QUOTA_US))
+    except OSError:
+        group.rmdir()
+        raise
     stop = threading.Event()
 
     def catch() -> None:
@@ -219,7 +232,7 @@ def run_one(
     try:
         with inject():
             run.rc, doc, run.wall_s = rails_run(bed, root / f"{kind}-{len(list(root.iterdir()))}", args)
-    except OSError as exc:  # no cpu cgroup here
+    except NoCpuCgroup as exc:
         run.note = f"skipped: {exc}"
         return run
     finally:

@@ -68,18 +68,32 @@ Agree = Callable[[float], float]
 Budget = float | Callable[[float], float]
 """Seconds, or seconds planned from the agreed probe (where the expected rate is only learnt by probing)."""
 
+Align = Callable[[], None]
+"""Run after the group's barrier, before the timer starts: the two ends of a pair meet once more (a tiny
+exchange), so that neither end's timer holds a wait for the other. A barrier lets its ranks go at different
+moments (gloo's passes messages from rank to rank), and a slow rank elsewhere in the group, even one with
+no partner this round, lets some ranks out much later than others: the early end of a pair would time
+its partner's barrier as transfer."""
+
 
 def time_region(
-    step: Callable[[], None], *, group: Any, device: Any, iters: int, warmup: int, graph: bool = False
+    step: Callable[[], None],
+    *,
+    group: Any,
+    device: Any,
+    iters: int,
+    warmup: int,
+    graph: bool = False,
+    align: Align | None = None,
 ) -> float:
     """This rank's mean time per ``step`` in microseconds, after ``warmup`` untimed steps.
 
     The one timing loop: world sweeps, rail groups and pair exchanges all come through here. Every rank of
     ``group`` starts together (a barrier, then the device drained), and the region ends with the device's
     own synchronisation (``bench.measure.device``), so asynchronous backends are timed by when their work
-    ended, not by when the host finished queuing it.
+    ended, not by when the host finished queuing it. ``align``: see ``Align`` (pair exchanges).
     """
-    return _region(step, group, device, iters, warmup, graph)
+    return _region(step, group, device, iters, warmup, graph, align)
 
 
 @dataclass(frozen=True)
@@ -102,6 +116,7 @@ def time_budgeted(
     budget_s: Budget,
     agree: Agree | None = None,
     chunked: Chunked | None = None,
+    align: Align | None = None,
 ) -> Timed:
     """:func:`time_region` within a time budget: a dead-slow part costs the budget, not ``iters`` steps.
 
@@ -112,14 +127,15 @@ def time_budgeted(
     skipped and only the steps that fit are timed (when not even one more fits, the probe is the
     measurement); with ``chunked``, chunks are timed in two batches, the second planned from the first, until
     the plan's bytes are moved or the budget is spent. Every rank of ``group`` meets the same barriers
-    whichever way its own plan went (pairs of one rail plan differently and share the rail's group).
+    whichever way its own plan went (pairs of one rail plan differently and share the rail's group);
+    ``align`` runs before every timer starts, and the two ends of a pair take the same branches (they plan
+    from the values ``agree`` gave both), so they meet in it equally often.
     """
     if not callable(budget_s) and budget_s <= 0:
         raise ValueError(f"budget_s {budget_s!r} must be positive")
     agreed = agree or (lambda s: group_max(s, group, device))
     dist = _dist()
-    dist.barrier(group=group)
-    device_ops.synchronize(device)
+    _start(group, device, align)
     timer = device_ops.RegionTimer(device)
     timer.start()
     (chunked.step if chunked else step)()
@@ -128,23 +144,25 @@ def time_budgeted(
     if chunked is not None:
         whole = probe * chunked.per_step
         if whole * (warmup + iters) <= left:
-            timed = Timed(_region(step, group, device, iters, warmup, False), iters, False)
+            timed = Timed(_region(step, group, device, iters, warmup, False, align), iters, False)
             _steps(lambda: None, group, device, 0)  # the barrier of the second batch below
             return timed
-        return _chunks(chunked, group, device, iters, left, probe, agreed)
+        return _chunks(chunked, group, device, iters, left, probe, agreed, align)
     fits = int(left // probe) if probe > 0 else iters + warmup
     if fits >= max(0, warmup - 1) + iters:
-        return Timed(_region(step, group, device, iters, max(0, warmup - 1), False), iters, False)
+        return Timed(_region(step, group, device, iters, max(0, warmup - 1), False, align), iters, False)
     if fits < 1:
         # Not one more step fits: the probe is the measurement. The barrier keeps the group in step
         # with ranks whose plan timed more.
         dist.barrier(group=group)
         return Timed(probe * 1e6, 1, True)
     steps = min(fits, iters)
-    return Timed(_region(step, group, device, steps, 0, False), steps, steps < iters)
+    return Timed(_region(step, group, device, steps, 0, False, align), steps, steps < iters)
 
 
-def _chunks(chunked: Chunked, group: Any, device: Any, iters: int, left: float, probe: float, agree: Agree) -> Timed:
+def _chunks(
+    chunked: Chunked, group: Any, device: Any, iters: int, left: float, probe: float, agree: Agree, align: Align | None
+) -> Timed:
     """Chunks in two timed batches within ``left`` seconds: the first planned from the probe for a quarter
     of it, the second from the first batch, and only when every chunk still wanted fits (a probe stretched
     by a scheduling hiccup plans too few chunks, and the second batch moves the rest; a cell that is really
@@ -166,7 +184,7 @@ def _chunks(chunked: Chunked, group: Any, device: Any, iters: int, left: float, 
             if fits < wanted - moved:
                 fits = 0
         batch = max(0, min(fits, wanted - moved))
-        seconds = agree(_steps(chunked.step, group, device, batch))
+        seconds = agree(_steps(chunked.step, group, device, batch, align))
         if batch:
             moved, spent, per_chunk = moved + batch, spent + seconds, seconds / batch
     if not moved:
@@ -175,12 +193,12 @@ def _chunks(chunked: Chunked, group: Any, device: Any, iters: int, left: float, 
     return Timed(mean * 1e6, max(1, moved // chunked.per_step), moved < wanted)
 
 
-def _steps(step: Callable[[], None], group: Any, device: Any, count: int) -> float:
+def _steps(step: Callable[[], None], group: Any, device: Any, count: int, align: Align | None = None) -> float:
     """Seconds for ``count`` timed steps; with none, only the region's barrier (the group stays in step)."""
     if count == 0:
         _dist().barrier(group=group)
         return 0.0
-    return _region(step, group, device, count, 0, False) * count / 1e6
+    return _region(step, group, device, count, 0, False, align) * count / 1e6
 
 
 def _dist() -> Any:
@@ -189,9 +207,18 @@ def _dist() -> Any:
     return dist
 
 
-def _region(step: Callable[[], None], group: Any, device: Any, iters: int, warmup: int, graph: bool) -> float:
+def _start(group: Any, device: Any, align: Align | None) -> None:
+    """The group together (and the two ends of a pair, with ``align``), then the device drained."""
+    _dist().barrier(group=group)
+    if align is not None:
+        align()
+    device_ops.synchronize(device)
+
+
+def _region(
+    step: Callable[[], None], group: Any, device: Any, iters: int, warmup: int, graph: bool, align: Align | None = None
+) -> float:
     """The loop itself: untimed warmup, the group together, the device drained, ``iters`` steps timed."""
-    dist = _dist()
     _repeat(step, warmup)
     cuda_graph = _capture(step, device, iters) if graph else None
     # No garbage collection between the barrier and the end of the region: a full collection pauses the host
@@ -199,8 +226,7 @@ def _region(step: Callable[[], None], group: Any, device: Any, iters: int, warmu
     collecting = gc.isenabled()
     gc.disable()
     try:
-        dist.barrier(group=group)
-        device_ops.synchronize(device)
+        _start(group, device, align)
         timer = device_ops.RegionTimer(device)
         timer.start()
         if cuda_graph is not None:

@@ -25,7 +25,7 @@ from bench.measure.timing import reduce_times, time_region
 from bench.rails.config import RailsSettings
 from bench.rails.gpu_pairs import IntraNodeOutcome, LocalMatrix, LocalPairTime, localise_gpus
 from bench.rails.layout import RailLayout, rail_layout
-from bench.rails.measure import flatten, gather_objects, gloo_interface, one_way, pair_buffers
+from bench.rails.measure import flatten, gather_objects, gloo_interface, one_way, pair_align, pair_buffers
 from bench.rails.records import RailsOutcome
 from bench.rails.schedule import Round, schedule
 from bench.runtime.dist import DistContext, gpu_bus_id
@@ -64,7 +64,8 @@ def local_round(
     for sender_is_low in (True, False):
         sending = partner is not None and (gpu < partner) == sender_is_low
         step = one_way(send_buf, recv_buf, peer_rank, sending, group)
-        mine = time_region(step, group=group, device=device, iters=iters, warmup=warmup)
+        align = pair_align(peer_rank, group, device)
+        mine = time_region(step, group=group, device=device, iters=iters, warmup=warmup, align=align)
         everyone, _ = reduce_times(mine, 0, group, device)
         if sending and peer_rank is not None and partner is not None:
             theirs = everyone[dist.get_group_rank(group, peer_rank)]

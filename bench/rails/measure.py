@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from bench.measure.timing import Budget, Chunked, Timed, reduce_times, time_budgeted, time_region
+from bench.measure.timing import Align, Budget, Chunked, Timed, reduce_times, time_budgeted, time_region
 from bench.rails.budget import chunks_per_message
 from bench.rails.layout import RailLayout
 from bench.rails.schedule import Round
@@ -127,28 +127,46 @@ def one_way(
     return step
 
 
+def _exchange(mine: Any, theirs: Any, peer_rank: int, group: Any, wait: timedelta | None) -> None:
+    """``mine`` to the peer and the peer's into ``theirs``, one after the other, the lower rank sending
+    first: a backend that runs one operation at a time (one stream) would otherwise have both ends wait in
+    a send for a receive queued behind it."""
+    import torch.distributed as dist
+
+    send = dist.P2POp(dist.isend, mine, peer_rank, group)
+    recv = dist.P2POp(dist.irecv, theirs, peer_rank, group)
+    for op in (send, recv) if dist.get_rank() < peer_rank else (recv, send):
+        for work in dist.batch_isend_irecv([op]):
+            work.wait() if wait is None else work.wait(timeout=wait)
+
+
 def pair_agree(
     peer_rank: int | None, group: Any, device: Any, wait: timedelta | None = None
 ) -> Callable[[float], float]:
     """The slower of the two ends' probe times, known at both ends (an exchange of one number)."""
     import torch
-    import torch.distributed as dist
 
     def agree(seconds: float) -> float:
         if peer_rank is None:
             return seconds
         mine = torch.tensor([seconds], dtype=torch.float64, device=device)
         theirs = torch.empty(1, dtype=torch.float64, device=device)
-        send = dist.P2POp(dist.isend, mine, peer_rank, group)
-        recv = dist.P2POp(dist.irecv, theirs, peer_rank, group)
-        # One after the other, the lower rank sending first: a backend that runs one operation at a time
-        # (one stream) would otherwise have both ends wait in a send for a receive queued behind it.
-        for op in (send, recv) if dist.get_rank() < peer_rank else (recv, send):
-            for work in dist.batch_isend_irecv([op]):
-                work.wait() if wait is None else work.wait(timeout=wait)
+        _exchange(mine, theirs, peer_rank, group, wait)
         return max(seconds, float(theirs.item()))
 
     return agree
+
+
+def pair_align(peer_rank: int | None, group: Any, device: Any, wait: timedelta | None = None) -> Align | None:
+    """The two ends of a pair meet (one tiny exchange) after their group's barrier and before their timers
+    start (``bench.measure.timing.Align``); None for a rank without a partner, which times nothing."""
+    import torch
+
+    if peer_rank is None:
+        return None
+    mine = torch.zeros(1, dtype=torch.float32, device=device)
+    theirs = torch.empty(1, dtype=torch.float32, device=device)
+    return lambda: _exchange(mine, theirs, peer_rank, group, wait)
 
 
 def pair_round(
@@ -192,12 +210,14 @@ def pair_round(
         per = chunks_per_message(nbytes)
         chunk = send_buf.numel() // per
         chunked = Chunked(one_way(send_buf[:chunk], recv_buf[:chunk], peer_rank, sending, group, wait), per)
+        align = pair_align(peer_rank, group, device, wait)
         if budget is None:
-            timed = Timed(time_region(step, group=group, device=device, iters=iters, warmup=warmup), iters, False)
+            mean = time_region(step, group=group, device=device, iters=iters, warmup=warmup, align=align)
+            timed = Timed(mean, iters, False)
         else:
             timed = time_budgeted(
                 step, group=group, device=device, iters=iters, warmup=warmup, budget_s=budget,
-                agree=pair_agree(peer_rank, group, device, wait), chunked=chunked,
+                agree=pair_agree(peer_rank, group, device, wait), chunked=chunked, align=align,
             )  # fmt: skip
         mine = timed.time_us
         everyone, _ = reduce_times(mine, 0, group, device)
