@@ -259,3 +259,25 @@ def test_one_slow_pair_stays_a_pair_not_a_link() -> None:
     for seed in range(10):
         found = diagnose(_noisy(5, 2, seed, slow, confirm=2), None, LOOSE)
         assert _kinds(found) == [("pair", "node01", 1)], seed
+
+
+def test_a_slow_link_beside_a_transient_on_a_three_node_rail_is_the_link_not_the_rail() -> None:
+    # 3 nodes: node02's link on rail 1 is slow with both partners (and stays slow when re-measured); the third
+    # pair on that rail read slow once and healthy twice. Every pair on the rail is a suspect, but the ones
+    # that reproduce all meet at node02: the link explains them, and the rail and node02's partners' links
+    # (each with one reproducing suspect of two) are not named. Seen in the campaign's 3 x 2 slice.
+    names = _names(3)
+    samples = []
+    for k in range(2):
+        for a, b in ((0, 1), (0, 2), (1, 2)):
+            if k == 1 and 1 in (a, b):
+                rates = [0.144, 0.144, 0.145]
+            elif (k, a, b) == (1, 0, 2):
+                rates = [0.15, 9.5, 8.0]
+            else:
+                rates = [10.0 + a + b + k]
+            samples += [PairSample(names[a], names[b], k, rate, confirm=c) for c, rate in enumerate(rates)]
+    found = diagnose(PairMatrix.from_samples(samples, nodes=names, rails=[0, 1]), None, LOOSE)
+    assert _kinds(found) == [("link", "node02", 1)]
+    (t,) = found.transients
+    assert (t.node, t.peer, t.rail) == ("node01", "node03", 1)

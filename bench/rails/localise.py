@@ -194,11 +194,13 @@ def diagnose(
     upper_a, upper_b = np.nonzero(np.triu(others, k=1))
     rail_cells = [(np.full(len(upper_a), k), upper_a, upper_b) for k in range(len(matrix.rails))]
     rail_fault &= np.array([cells.confirmed(*index) for index in rail_cells], dtype=bool)
+    rail_fault &= ~np.array([_one_node_explains(cells.reproduces[k], measured[k]) for k in range(len(matrix.rails))])
     # Link (a, k): every measured partner of a on rail k is suspect; a rail fault explains it already.
     link_candidate = (suspect | ~measured).all(axis=2) & measured.any(axis=2) & ~rail_fault[:, None]
     for kpos, apos in zip(*np.nonzero(link_candidate), strict=True):
         b = all_nodes[others[apos]]
         link_candidate[kpos, apos] = cells.confirmed(np.full(len(b), kpos), np.full(len(b), apos), b)
+    _fewest_links(cells.reproduces, link_candidate)
     _intermittent_links(cells, link_candidate, rail_fault)
     # Node a: a link candidate on every rail that no rail fault explains, and at least two of them.
     open_rails = ~rail_fault
@@ -247,6 +249,39 @@ def diagnose(
         )  # fmt: skip
     level = {rail: float(cells.expected[i]) for i, rail in enumerate(matrix.rails)}
     return Diagnosis(tuple(defects), transients(cells, suspect & ~explained), cells.too_noisy, level)
+
+
+def _one_node_explains(reproduces: np.ndarray, measured: np.ndarray) -> bool:
+    """Whether the reproducing suspects of one rail (``[a, b]`` masks) all meet at one node, on a rail of
+    three nodes or more: then that node's link explains them, and the rail's other suspects did not
+    reproduce (on 3 nodes a link is slow with 2 of the rail's 3 pairs, and one noisy sample on the third
+    made every pair a suspect)."""
+    if int(measured.any(axis=1).sum()) < 3:
+        return False  # two nodes: one pair, and a rail cannot be told from a link
+    a, b = np.nonzero(np.triu(reproduces, k=1))
+    if len(a) == 0:
+        return False
+    common = {int(a[0]), int(b[0])}
+    for x, y in zip(a[1:], b[1:], strict=True):
+        common &= {int(x), int(y)}
+    return bool(common)
+
+
+def _fewest_links(reproduces: np.ndarray, link_candidate: np.ndarray) -> None:
+    """Keep, on each rail, only the link candidates needed to explain its reproducing suspects: the one
+    with the most first, then each other only while it explains one that the kept links do not. A
+    healthy node whose partners are a slow link and one noisy sample has every partner suspect and half of
+    them reproducing, as a slow link has; the slow link already explains its reproducing one."""
+    for k in range(link_candidate.shape[0]):
+        candidates = np.flatnonzero(link_candidate[k])
+        if len(candidates) < 2:
+            continue
+        explained = np.zeros_like(reproduces[k])
+        for a in sorted(candidates, key=lambda x: -int(reproduces[k, x].sum())):
+            if not (reproduces[k, a] & ~explained[a]).any():
+                link_candidate[k, a] = False
+                continue
+            explained[a, :] = explained[:, a] = True
 
 
 def _intermittent_links(cells: Cells, link_candidate: np.ndarray, rail_fault: np.ndarray) -> None:
