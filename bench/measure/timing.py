@@ -216,7 +216,7 @@ def _start(group: Any, device: Any, align: Align | None) -> None:
 
 
 def _region(
-    step: Callable[[], None], group: Any, device: Any, iters: int, warmup: int, graph: bool, align: Align | None = None
+    step: Callable[[], None], group: Any, device: Any, iters: int, warmup: int, graph: bool, align: Align | None
 ) -> float:
     """The loop itself: untimed warmup, the group together, the device drained, ``iters`` steps timed."""
     _repeat(step, warmup)

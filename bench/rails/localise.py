@@ -194,7 +194,8 @@ def diagnose(
     upper_a, upper_b = np.nonzero(np.triu(others, k=1))
     rail_cells = [(np.full(len(upper_a), k), upper_a, upper_b) for k in range(len(matrix.rails))]
     rail_fault &= np.array([cells.confirmed(*index) for index in rail_cells], dtype=bool)
-    rail_fault &= ~np.array([_one_node_explains(cells.reproduces[k], measured[k]) for k in range(len(matrix.rails))])
+    for kpos in np.flatnonzero(rail_fault):
+        rail_fault[kpos] = not _one_node_explains(cells.reproduces[kpos], measured[kpos])
     # Link (a, k): every measured partner of a on rail k is suspect; a rail fault explains it already.
     link_candidate = (suspect | ~measured).all(axis=2) & measured.any(axis=2) & ~rail_fault[:, None]
     for kpos, apos in zip(*np.nonzero(link_candidate), strict=True):
@@ -259,12 +260,8 @@ def _one_node_explains(reproduces: np.ndarray, measured: np.ndarray) -> bool:
     if int(measured.any(axis=1).sum()) < 3:
         return False  # two nodes: one pair, and a rail cannot be told from a link
     a, b = np.nonzero(np.triu(reproduces, k=1))
-    if len(a) == 0:
-        return False
-    common = {int(a[0]), int(b[0])}
-    for x, y in zip(a[1:], b[1:], strict=True):
-        common &= {int(x), int(y)}
-    return bool(common)
+    # A node common to every pair must be one of the first pair's two.
+    return len(a) > 0 and any(bool(np.all((a == x) | (b == x))) for x in (a[0], b[0]))
 
 
 def _fewest_links(reproduces: np.ndarray, link_candidate: np.ndarray) -> None:

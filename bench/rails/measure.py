@@ -121,10 +121,15 @@ def one_way(
     op = dist.P2POp(dist.isend if sending else dist.irecv, send_buf if sending else recv_buf, peer_rank, group)
 
     def step() -> None:
-        for work in dist.batch_isend_irecv([op]):
-            work.wait() if wait is None else work.wait(timeout=wait)
+        _finish(dist.batch_isend_irecv([op]), wait)
 
     return step
+
+
+def _finish(works: Sequence[Any], wait: timedelta | None) -> None:
+    """Wait for ``works`` (``wait``: see ``p2p_wait``; None: the backend's own timeout)."""
+    for work in works:
+        work.wait() if wait is None else work.wait(timeout=wait)
 
 
 def _exchange(mine: Any, theirs: Any, peer_rank: int, group: Any, wait: timedelta | None) -> None:
@@ -136,8 +141,7 @@ def _exchange(mine: Any, theirs: Any, peer_rank: int, group: Any, wait: timedelt
     send = dist.P2POp(dist.isend, mine, peer_rank, group)
     recv = dist.P2POp(dist.irecv, theirs, peer_rank, group)
     for op in (send, recv) if dist.get_rank() < peer_rank else (recv, send):
-        for work in dist.batch_isend_irecv([op]):
-            work.wait() if wait is None else work.wait(timeout=wait)
+        _finish(dist.batch_isend_irecv([op]), wait)
 
 
 def pair_agree(
