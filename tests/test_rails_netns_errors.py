@@ -42,7 +42,7 @@ def test_a_flapped_rail_shows_carrier_changes_and_is_named(bed: NetnsCluster, tm
     flap = subprocess.Popen(["ip", "netns", "exec", bed.namespace("node03"), "sh", "-c", FLAP, "rail1"])
     argv = [
         sys.executable, "-m", "bench", "rails", "--profile", str(bed.workdir / "netns.toml"), "--out", str(out),
-        "--no-history", "--timeout", "60", "--rail-bytes", "1M", "--pair-bytes", "1M", "-n", "2", "-w", "1",
+        "--no-history", "--timeout", "60", "--rail-bytes", "1M", "--pair-bytes", "4M", "-n", "2", "-w", "1",
     ]  # fmt: skip
     try:
         done = subprocess.run(bed.mpirun(2, argv), env=rank_env({"TORCH_CPP_LOG_LEVEL": "ERROR"}), capture_output=True,
