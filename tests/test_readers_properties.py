@@ -145,19 +145,29 @@ _ENTRIES = st.lists(
 )
 
 
+def _write_plain(path: Path, data: bytes) -> None:
+    """Write ``data`` as a regular file; an entry an earlier draw made a FIFO (or a link) stays as it is.
+
+    A plain ``write_bytes`` onto a FIFO blocks until a reader comes, and none ever does: the builder hung the
+    suite when two draws named the same path. Non-blocking and no-follow, such an entry raises instead.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
 def _make(root: Path, parts: list[str], kind: str, content: str, target: list[str]) -> int:
     """Create one entry (missing parents as directories); returns the bytes written. Impossible ones are
     skipped: a parent that is a file, a name already taken."""
     path = root.joinpath(*parts)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        if kind == "file":
-            data = content.encode("utf-8", "surrogatepass")
-            path.write_bytes(data)
+        if kind in ("file", "big"):
+            data = content.encode("utf-8", "surrogatepass") if kind == "file" else b"7" * 9000
+            _write_plain(path, data)
             return len(data)
-        if kind == "big":
-            path.write_bytes(b"7" * 9000)
-            return 9000
         if kind == "dir":
             path.mkdir(exist_ok=True)
         elif kind == "link":
