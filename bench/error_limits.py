@@ -120,8 +120,10 @@ class ErrorLimits:
         known = {"window_s", "kernel_log_window_s", "fail_on_rise", "max_count", "max_count_severity", "fail_on_errors"}
         for key in table:
             if key not in known:
-                raise UserError(f"{where}:{line_of(key, 'errors')}: unknown [errors] key {key!r}; known keys: "
-                                + ", ".join(sorted(known)))  # fmt: skip
+                raise UserError(
+                    f"{where}:{line_of(key, 'errors')}: unknown [errors] key {key!r}; known keys: "
+                    + ", ".join(sorted(known))
+                )
         out: dict[str, Any] = {}
         for key, maximum in (("window_s", MAX_WINDOW_S), ("kernel_log_window_s", MAX_LOG_WINDOW_S)):
             if key in table:
@@ -165,5 +167,7 @@ def _number(value: Any, where: Where, maximum: float) -> float:
 def _known(names: list[str], where: str, line: int) -> None:
     unknown = [n for n in names if n not in ALL_COUNTERS]
     if unknown:
-        raise UserError(f"{where}:{line}: {', '.join(unknown)} is not an error counter railbench reads; "
-                        f"known: {', '.join(sorted(ALL_COUNTERS))}")  # fmt: skip
+        raise UserError(
+            f"{where}:{line}: {', '.join(unknown)} is not an error counter railbench reads; "
+            f"known: {', '.join(sorted(ALL_COUNTERS))}"
+        )

@@ -70,8 +70,11 @@ def main() -> int:
         nbytes = _size(text.strip())
         proc = subprocess.run(
             [sys.executable, "-c", PROBE, str(nbytes), args.dtype, args.device],
-            env=env, capture_output=True, text=True, check=False,
-        )  # fmt: skip
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if proc.returncode != 0:
             print(f"{text:>8} failed: {proc.stderr.strip().splitlines()[-1:]}")
             continue

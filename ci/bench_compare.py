@@ -60,8 +60,24 @@ def build_history(path: Path, runs: int, keys: list[tuple[str, str, str, int]], 
             day = time.gmtime(1_600_000_000 + night * 86400)
             stamp = time.strftime("%Y-%m-%dT02:00:00Z", day)
             nccl = NCCL_VERSIONS[min(night * len(NCCL_VERSIONS) // runs, len(NCCL_VERSIONS) - 1)]
-            run = RunRecord(f"night{night}", f"/runs/{night}", stamp, "bench", "lambda-1cc", "accept", "complete",
-                            "pass", HOSTS, nodes, len(HOSTS), 64, "2.6.0", nccl, "12.4", "550.90")  # fmt: skip
+            run = RunRecord(
+                f"night{night}",
+                f"/runs/{night}",
+                stamp,
+                "bench",
+                "lambda-1cc",
+                "accept",
+                "complete",
+                "pass",
+                HOSTS,
+                nodes,
+                len(HOSTS),
+                64,
+                "2.6.0",
+                nccl,
+                "12.4",
+                "550.90",
+            )
             values = base * (1 + 0.02 * rng.standard_normal(len(keys)))
             metrics = [
                 MetricRecord(c, s, g, b, 64, float(v), float(v), b / (v * 1e3), 0, False, 1)
@@ -80,15 +96,34 @@ def tonight_dir(root: Path, keys: list[tuple[str, str, str, int]], rng: np.rando
     run_dir.mkdir(parents=True)
     atomic_write_json(
         run_dir / "run.json",
-        {"format_version": FORMAT_VERSION, "tool": "railbench", "command": "accept", "cluster": "bench",
-         "profile": "lambda-1cc", "started_utc": "2099-01-01T02:00:00Z", "status": "complete", "verdict": "pass",
-         "hosts": list(HOSTS), "nnodes": len(HOSTS), "nranks": 64, "versions": {"nccl": NCCL_VERSIONS[-1]}},
-    )  # fmt: skip
+        {
+            "format_version": FORMAT_VERSION,
+            "tool": "railbench",
+            "command": "accept",
+            "cluster": "bench",
+            "profile": "lambda-1cc",
+            "started_utc": "2099-01-01T02:00:00Z",
+            "status": "complete",
+            "verdict": "pass",
+            "hosts": list(HOSTS),
+            "nnodes": len(HOSTS),
+            "nranks": 64,
+            "versions": {"nccl": NCCL_VERSIONS[-1]},
+        },
+    )
     rows = [
-        {"collective": c, "scope": s, "group": g, "nranks": 64, "bytes": b, "placement": "out-of-place",
-         "busbw_GBps": float(rng.uniform(20.0, 380.0)), "wrong": 0}
+        {
+            "collective": c,
+            "scope": s,
+            "group": g,
+            "nranks": 64,
+            "bytes": b,
+            "placement": "out-of-place",
+            "busbw_GBps": float(rng.uniform(20.0, 380.0)),
+            "wrong": 0,
+        }
         for c, s, g, b in keys
-    ]  # fmt: skip
+    ]
     (run_dir / "results.csv").write_text(results_csv_text(rows, RESULT_COLUMNS))
     return run_dir
 
@@ -137,13 +172,17 @@ def main() -> int:
         build_history(history, args.runs, keys, rng)
         built = time.perf_counter() - start
         size_mb = history.stat().st_size / 1e6
-        print(f"history: {args.runs} runs x {len(keys)} metrics = {args.runs * len(keys):,} rows, "
-              f"{size_mb:.0f} MB, built in {built:.1f} s")  # fmt: skip
+        print(
+            f"history: {args.runs} runs x {len(keys)} metrics = {args.runs * len(keys):,} rows, "
+            f"{size_mb:.0f} MB, built in {built:.1f} s"
+        )
         tonight = tonight_dir(root, keys, rng, "tonight")
         compare_s, status = timed(["compare", str(tonight), "--history", str(history)])
         again_s, _ = timed(["compare", str(tonight), "--history", str(history)])
-        print(f"railbench compare (fresh process, cold then warm cache): {compare_s:.2f} s, {again_s:.2f} s "
-              f"(target < {TARGET_S:.0f} s: {compare_s / TARGET_S:.0%} of it); exit status {status}")  # fmt: skip
+        print(
+            f"railbench compare (fresh process, cold then warm cache): {compare_s:.2f} s, {again_s:.2f} s "
+            f"(target < {TARGET_S:.0f} s: {compare_s / TARGET_S:.0%} of it); exit status {status}"
+        )
         add_s, _ = timed(["history", "add", str(tonight_dir(root, keys, rng, "another")), "--history", str(history)])
         list_s, _ = timed(["history", "list", "--history", str(history)])
         print(f"railbench history add (200 metrics into this store): {add_s:.2f} s; history list: {list_s:.2f} s")

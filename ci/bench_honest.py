@@ -64,8 +64,19 @@ def worker(iters: int, warmup: int, repeats: int) -> None:
         ours, bare = [], []
         x = torch.ones(nbytes // 4, dtype=torch.float32, device=ctx.device)
         for _ in range(repeats):
-            res = measure(coll, nbytes, rank, n, None, dtype=torch.float32, elsize=4, device=ctx.device,
-                          iters=iters, warmup=warmup, check=False)  # fmt: skip
+            res = measure(
+                coll,
+                nbytes,
+                rank,
+                n,
+                None,
+                dtype=torch.float32,
+                elsize=4,
+                device=ctx.device,
+                iters=iters,
+                warmup=warmup,
+                check=False,
+            )
             ours.append(bandwidths(res.nbytes, res.time_us, factor)[1])
             bare.append(bandwidths(nbytes, bare_loop_us(x, iters, warmup), factor)[1])
         if rank == 0:
@@ -88,9 +99,23 @@ def main() -> int:
         return 0
     env = dict(os.environ, PYTHONPATH=str(REPO), OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
     mpirun = Path(sys.executable).parent / "mpirun"
-    cmd = [str(mpirun) if mpirun.exists() else "mpirun", "-np", str(args.np), "--oversubscribe", "--bind-to", "none",
-           sys.executable, __file__, "--worker", "--iters", str(args.iters), "--warmup", str(args.warmup),
-           "--repeats", str(args.repeats)]  # fmt: skip
+    cmd = [
+        str(mpirun) if mpirun.exists() else "mpirun",
+        "-np",
+        str(args.np),
+        "--oversubscribe",
+        "--bind-to",
+        "none",
+        sys.executable,
+        __file__,
+        "--worker",
+        "--iters",
+        str(args.iters),
+        "--warmup",
+        str(args.warmup),
+        "--repeats",
+        str(args.repeats),
+    ]
     return subprocess.call(cmd, env=env)
 
 

@@ -38,11 +38,21 @@ def write_log(path: Path, tables: int) -> int:
 def import_once(log: Path, work: Path) -> tuple[float, float]:
     """Wall seconds and peak RSS (MiB) of one import in a fresh process."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-c",
-           "import resource, sys; from bench.cli import main; rc = main(sys.argv[1:]); "
-           "print('peak_kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); sys.exit(rc)",
-           "import", "nccl-tests", str(log), "--cluster", "bench", "--out-root", str(work / "runs"),
-           "--history", str(work / "h.sqlite")]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-c",
+        "import resource, sys; from bench.cli import main; rc = main(sys.argv[1:]); "
+        "print('peak_kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); sys.exit(rc)",
+        "import",
+        "nccl-tests",
+        str(log),
+        "--cluster",
+        "bench",
+        "--out-root",
+        str(work / "runs"),
+        "--history",
+        str(work / "h.sqlite"),
+    ]
     start = time.perf_counter()
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - start

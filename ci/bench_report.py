@@ -57,8 +57,11 @@ def measure(root: Path) -> int:
     cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(
         [sys.executable, "-m", "bench", "report", str(run_dir)],
-        env=rank_env(), capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        env=rank_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     elapsed = time.perf_counter() - t0
     if proc.returncode != 0:
         print(proc.stdout + proc.stderr)

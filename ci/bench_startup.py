@@ -17,8 +17,14 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-COMMANDS = [["--help"], ["run", "--help"], ["hca", "--devices", "mlx5_0:1,mlx5_1:1", "--nccl-ib-hca", "^=mlx5_0"],
-            ["history", "--help"], ["compare", "--help"], ["report", "--help"]]  # fmt: skip
+COMMANDS = [
+    ["--help"],
+    ["run", "--help"],
+    ["hca", "--devices", "mlx5_0:1,mlx5_1:1", "--nccl-ib-hca", "^=mlx5_0"],
+    ["history", "--help"],
+    ["compare", "--help"],
+    ["report", "--help"],
+]
 TARGET_S = 0.5
 PROBE = "import sys, runpy; sys.argv = ['railbench', *sys.argv[1:]]\ntry:\n    runpy.run_module('bench', run_name='__main__')\nexcept SystemExit:\n    pass\nprint('TORCH' if 'torch' in sys.modules else 'NO-TORCH', file=sys.stderr)\n"  # noqa: E501
 
@@ -40,8 +46,10 @@ def main() -> int:
         worst = max(worst, max(times))
         label = " ".join(argv)[:40]
         median = statistics.median(times)
-        print(f"  {label:<42} median {1e3 * median:6.1f} ms  max {1e3 * max(times):6.1f} ms  "
-              f"ratio {median / TARGET_S:.2f}  torch imported: {'YES' if torch_seen else 'no'}")  # fmt: skip
+        print(
+            f"  {label:<42} median {1e3 * median:6.1f} ms  max {1e3 * max(times):6.1f} ms  "
+            f"ratio {median / TARGET_S:.2f}  torch imported: {'YES' if torch_seen else 'no'}"
+        )
     print(f"worst {1e3 * worst:.1f} ms: {'within' if worst < TARGET_S else 'OVER'} the {TARGET_S} s target")
     return 0
 

@@ -80,14 +80,22 @@ class Run:
 def tc(bed: NetnsCluster, node: str, rail: int, spec: list[str]) -> None:
     """The same qdisc on both ends of node's rail cable."""
     for ns, dev in ((bed.namespace(node), f"rail{rail}"), (bed.switch, bed.peer(node, rail))):
-        subprocess.run(["ip", "netns", "exec", ns, "tc", "qdisc", "replace", "dev", dev, "root", "tbf", *spec],
-                       check=True, capture_output=True, timeout=30)  # fmt: skip
+        subprocess.run(
+            ["ip", "netns", "exec", ns, "tc", "qdisc", "replace", "dev", dev, "root", "tbf", *spec],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
 
 
 def unshape(bed: NetnsCluster, node: str, rail: int) -> None:
     for ns, dev in ((bed.namespace(node), f"rail{rail}"), (bed.switch, bed.peer(node, rail))):
-        subprocess.run(["ip", "netns", "exec", ns, "tc", "qdisc", "del", "dev", dev, "root"],
-                       check=False, capture_output=True, timeout=30)  # fmt: skip
+        subprocess.run(
+            ["ip", "netns", "exec", ns, "tc", "qdisc", "del", "dev", dev, "root"],
+            check=False,
+            capture_output=True,
+            timeout=30,
+        )
 
 
 @contextlib.contextmanager
@@ -212,9 +220,26 @@ def scenarios(bed: NetnsCluster) -> dict[str, tuple[list[Named], Inject]]:
 
 
 def rails_run(bed: NetnsCluster, out: Path, args: argparse.Namespace) -> tuple[int, dict, float]:
-    argv = [sys.executable, "-m", "bench", "rails", "--profile", str(bed.workdir / "netns.toml"), "--out", str(out),
-            "--no-history", "--timeout", str(args.timeout), "--pair-bytes", args.pair_bytes, "--iters", str(args.iters),
-            "--seed", str(args.seed), *args.extra]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "bench",
+        "rails",
+        "--profile",
+        str(bed.workdir / "netns.toml"),
+        "--out",
+        str(out),
+        "--no-history",
+        "--timeout",
+        str(args.timeout),
+        "--pair-bytes",
+        args.pair_bytes,
+        "--iters",
+        str(args.iters),
+        "--seed",
+        str(args.seed),
+        *args.extra,
+    ]
     began = time.monotonic()
     done = bed.run(bed.rails, argv, timeout=args.run_timeout)
     wall = time.monotonic() - began

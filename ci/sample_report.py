@@ -55,10 +55,31 @@ def testbed_run_dir(root: Path) -> Path:
     with build_cluster(nodes=4, rails=2) as bed:
         (bed.workdir / "netns.toml").write_text(PROFILE)
         bed.shape("node03", 1, 300)
-        done = bed.run(2, [sys.executable, "-m", "bench", "accept", "--profile", str(bed.workdir / "netns.toml"),
-                           "--out", str(out), "--cluster", "netns-testbed", "--no-history", "--timeout", "90",
-                           "-b", "1K", "-e", "4M", "--rail-rate-gbps", "0.5"],
-                       timeout=400)  # fmt: skip
+        done = bed.run(
+            2,
+            [
+                sys.executable,
+                "-m",
+                "bench",
+                "accept",
+                "--profile",
+                str(bed.workdir / "netns.toml"),
+                "--out",
+                str(out),
+                "--cluster",
+                "netns-testbed",
+                "--no-history",
+                "--timeout",
+                "90",
+                "-b",
+                "1K",
+                "-e",
+                "4M",
+                "--rail-rate-gbps",
+                "0.5",
+            ],
+            timeout=400,
+        )
         print(done.stdout)
         if done.returncode not in (0, 1):  # 1: the shaped link fails acceptance, as it should
             print(done.stderr, file=sys.stderr)
@@ -72,9 +93,19 @@ def screenshot(page: Path, png: Path) -> None:
     if browser is None:
         print(f"no chromium: {png} left as it was")
         return
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", "--hide-scrollbars", "--window-size=1280,2600",
-             "--virtual-time-budget=5000", f"--screenshot={png}"]  # fmt: skip
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+        "--window-size=1280,2600",
+        "--virtual-time-budget=5000",
+        f"--screenshot={png}",
+    ]
     subprocess.run([browser, *flags, page.resolve().as_uri()], check=True, capture_output=True, timeout=120)
     print(f"{png.name} <- {page}")
 

@@ -66,8 +66,19 @@ def _timing() -> dict[str, Any]:
     ctx = _start()
     n, nbytes, iters = ctx.info.world_size, 8 * MIB, 4
     coll = get_collective("all_reduce")
-    res = measure(coll, nbytes, ctx.info.rank, n, None, dtype=torch.float32, elsize=4, device=ctx.device,
-                  iters=iters, warmup=1, check=True)  # fmt: skip
+    res = measure(
+        coll,
+        nbytes,
+        ctx.info.rank,
+        n,
+        None,
+        dtype=torch.float32,
+        elsize=4,
+        device=ctx.device,
+        iters=iters,
+        warmup=1,
+        check=True,
+    )
     # The same calls timed by the host's clock alone: it sees only the queuing.
     data = torch.ones(nbytes // 4)
     dist.barrier()
@@ -90,8 +101,17 @@ def _rails() -> dict[str, Any]:
     # Two pretend nodes, n/2 rails: node i holds ranks i*(n/2) .. (i+1)*(n/2)-1, rail k = local rank k.
     per_node = n // 2
     ctx = dataclasses.replace(ctx, hosts=tuple(f"node{r // per_node}" for r in range(n)))
-    _, settings = validate(RailsConfig(profile="local", collectives=("all_reduce",), rail_bytes=8 * MIB,
-                                       pair_bytes=8 * MIB, iters=3, warmup=1, repeats=1))  # fmt: skip
+    _, settings = validate(
+        RailsConfig(
+            profile="local",
+            collectives=("all_reduce",),
+            rail_bytes=8 * MIB,
+            pair_bytes=8 * MIB,
+            iters=3,
+            warmup=1,
+            repeats=1,
+        )
+    )
     # The local profile binds gloo's rail groups to loopback; this backend's groups bind nothing.
     settings = dataclasses.replace(settings, socket_ifname=None)
     outcome = _watched(ctx, lambda watchdog: rails_phase(settings, ctx, watchdog))

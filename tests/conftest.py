@@ -44,10 +44,24 @@ def accept_local_np4(tmp_path_factory: pytest.TempPathFactory) -> tuple[subproce
     Returns the finished process and the run directory."""
     out = tmp_path_factory.mktemp("accept-local-np4") / "run"
     done = railbench(
-        ["accept", "--profile", "local", "--np", "4", "-e", "16M", "-n", "3", "-w", "1", "--out", str(out),
-         "--no-history"],
+        [
+            "accept",
+            "--profile",
+            "local",
+            "--np",
+            "4",
+            "-e",
+            "16M",
+            "-n",
+            "3",
+            "-w",
+            "1",
+            "--out",
+            str(out),
+            "--no-history",
+        ],
         cwd=out.parent,
-    )  # fmt: skip
+    )
     return done, out
 
 

@@ -120,14 +120,24 @@ def _nic_chain(hca: HcaSpec, index: int) -> list[str]:
     if hca.switch is None:
         return ["pci0000:00", "0000:00:02.0", f"0000:{index + 1:02x}:00.0"]
     rc = _rc(hca.switch)
-    return [f"pci0000:{rc:02x}", f"0000:{rc:02x}:01.0", f"0000:{rc + 1:02x}:00.0", f"0000:{rc + 2:02x}:01.0",
-            f"0000:{rc + 4:02x}:00.0"]  # fmt: skip
+    return [
+        f"pci0000:{rc:02x}",
+        f"0000:{rc:02x}:01.0",
+        f"0000:{rc + 1:02x}:00.0",
+        f"0000:{rc + 2:02x}:01.0",
+        f"0000:{rc + 4:02x}:00.0",
+    ]
 
 
 def _gpu_chain(gpu: GpuSpec) -> list[str]:
     rc = _rc(gpu.switch)
-    return [f"pci0000:{rc:02x}", f"0000:{rc:02x}:01.0", f"0000:{rc + 1:02x}:00.0", f"0000:{rc + 2:02x}:00.0",
-            f"0000:{rc + 3:02x}:00.0"]  # fmt: skip
+    return [
+        f"pci0000:{rc:02x}",
+        f"0000:{rc:02x}:01.0",
+        f"0000:{rc + 1:02x}:00.0",
+        f"0000:{rc + 2:02x}:00.0",
+        f"0000:{rc + 3:02x}:00.0",
+    ]
 
 
 def _netdev(root: Path, spec: NetSpec, pci: Path | None, dev_port: int = 0) -> None:
@@ -205,8 +215,11 @@ def healthy_1cc(**port_overrides: PortSpec) -> NodeSpec:
     hcas = [HcaSpec("mlx5_0", (PortSpec(rate="100 Gb/sec (4X EDR)", link_layer="Ethernet"),), netdev="eno1")]
     for k in range(1, 9):
         name = f"mlx5_{k}"
-        hcas.append(HcaSpec(name, (port_overrides.get(name, PortSpec()),), netdev=f"ibp{k}s0", switch=k - 1,
-                            numa=0 if k <= 4 else 1))  # fmt: skip
+        hcas.append(
+            HcaSpec(
+                name, (port_overrides.get(name, PortSpec()),), netdev=f"ibp{k}s0", switch=k - 1, numa=0 if k <= 4 else 1
+            )
+        )
     gpus = tuple(GpuSpec(switch=k, numa=0 if k < 4 else 1) for k in range(8))
     nets = (NetSpec("lo", operstate="unknown", kind="loopback"), NetSpec("docker0", kind="virtual"))
     return NodeSpec(tuple(hcas), gpus, nets)
@@ -244,10 +257,11 @@ def roce_node() -> NodeSpec:
     """Every rail is a 400G RoCE (Ethernet) port, as in the gpud RoCE capture."""
     spec = healthy_1cc()
     hcas = tuple(
-        replace(h, ports=(replace(h.ports[0], link_layer="Ethernet"),), netdev=f"enp{i}s0np0") if h.switch is not None
+        replace(h, ports=(replace(h.ports[0], link_layer="Ethernet"),), netdev=f"enp{i}s0np0")
+        if h.switch is not None
         else h
         for i, h in enumerate(spec.hcas)
-    )  # fmt: skip
+    )
     return replace(spec, hcas=hcas)
 
 

@@ -41,9 +41,20 @@ def main() -> None:
     dist.barrier()  # both ranks of a node share its counters: wait for every rail's all_reduce
     after = counters.snapshot()
     moved = {name: d.tx_bytes for name, d in counters.delta(before, after).items()}
-    print(json.dumps({"host": socket.gethostname(), "rank": ctx.info.rank, "local_rank": ctx.info.local_rank,
-                      "node_rank": ctx.info.node_rank, "world": world[0].item(), "rail_sum": data[0].item(),
-                      "tx_bytes": moved}), flush=True)  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "host": socket.gethostname(),
+                "rank": ctx.info.rank,
+                "local_rank": ctx.info.local_rank,
+                "node_rank": ctx.info.node_rank,
+                "world": world[0].item(),
+                "rail_sum": data[0].item(),
+                "tx_bytes": moved,
+            }
+        ),
+        flush=True,
+    )
     dist.destroy_process_group()
 
 

@@ -147,16 +147,35 @@ class NetnsCluster:
         hostfile = self.workdir / f"hosts-{ranks_per_node}"
         hostfile.write_text("".join(f"{n} slots={ranks_per_node}\n" for n in self.nodes))
         return [
-            "ip", "netns", "exec", self.switch, _mpirun(),
-            "--hostfile", str(hostfile), "-np", str(ranks_per_node * len(self.nodes)), "--bind-to", "none",
-            "--mca", "plm_rsh_agent", str(self.workdir / "agent.sh"),
-            "--mca", "plm_ssh_no_tree_spawn", "1",
-            "--mca", "oob_tcp_if_include", MGMT_SUBNET,
-            "--mca", "btl_tcp_if_include", MGMT_SUBNET,
-            "--mca", "btl", "self,tcp",
+            "ip",
+            "netns",
+            "exec",
+            self.switch,
+            _mpirun(),
+            "--hostfile",
+            str(hostfile),
+            "-np",
+            str(ranks_per_node * len(self.nodes)),
+            "--bind-to",
+            "none",
+            "--mca",
+            "plm_rsh_agent",
+            str(self.workdir / "agent.sh"),
+            "--mca",
+            "plm_ssh_no_tree_spawn",
+            "1",
+            "--mca",
+            "oob_tcp_if_include",
+            MGMT_SUBNET,
+            "--mca",
+            "btl_tcp_if_include",
+            MGMT_SUBNET,
+            "--mca",
+            "btl",
+            "self,tcp",
             *extra_mca,
             *argv,
-        ]  # fmt: skip
+        ]
 
     def run(
         self, ranks_per_node: int, argv: Sequence[str], env: Mapping[str, str] | None = None, timeout: float = 240

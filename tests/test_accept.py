@@ -44,8 +44,22 @@ def test_the_schema_rejects_what_ci_would_reject() -> None:
 
 
 def _outcome() -> RailsOutcome:
-    link = Defect("link", "node03", 1, "mlx5_2", 212.0, 400.0, "line rate", "slow", 3, 3, 3, 3, 0.01,
-                  ("node01-node03/rail1", "node02-node03/rail1", "node03-node04/rail1"))  # fmt: skip
+    link = Defect(
+        "link",
+        "node03",
+        1,
+        "mlx5_2",
+        212.0,
+        400.0,
+        "line rate",
+        "slow",
+        3,
+        3,
+        3,
+        3,
+        0.01,
+        ("node01-node03/rail1", "node02-node03/rail1", "node03-node04/rail1"),
+    )
     results = [
         RailResult(0, "all_reduce", "concurrent", 4, 1 << 28, 1 << 26, 10, 7000.0, 6900.0, 7100.0, 0),
         RailResult(1, "all_reduce", "concurrent", 4, 1 << 28, 1 << 26, 10, 14000.0, 13900.0, 14100.0, 0),
@@ -53,26 +67,54 @@ def _outcome() -> RailsOutcome:
     nodes = ("node01", "node02", "node03", "node04")
     devices = [RailDevices(k, {n: f"mlx5_{k + 1}:1" for n in nodes}, {}) for k in range(2)]
     return RailsOutcome(
-        None, nodes, 2, results, [], devices, (link,), [], {0: 400.0, 1: 400.0},
+        None,
+        nodes,
+        2,
+        results,
+        [],
+        devices,
+        (link,),
+        [],
+        {0: 400.0, 1: 400.0},
         ["rail 1 all_reduce (concurrent): 230 Gb/s = 58% of 400 Gb/s (needs 90%)"],
-    )  # fmt: skip
+    )
 
 
 def test_verdicts_per_node_rail_collective_and_check() -> None:
     reports = [
-        NodeReport(f"node0{i}", (CheckResult("rail", "pass", "4X NDR", "mlx5_1:1"),
-                                 CheckResult("gpu-count", "warn" if i == 2 else "pass", "8 GPUs")), {})
+        NodeReport(
+            f"node0{i}",
+            (
+                CheckResult("rail", "pass", "4X NDR", "mlx5_1:1"),
+                CheckResult("gpu-count", "warn" if i == 2 else "pass", "8 GPUs"),
+            ),
+            {},
+        )
         for i in range(1, 5)
-    ]  # fmt: skip
+    ]
     reports[3] = NodeReport("node04", (CheckResult("rail", "fail", "mlx5_1:1 is DOWN", "mlx5_1:1"),), {})
     cross = [CheckResult("same-versions", "pass", "4 nodes run the same")]
     rows = [
-        {"scope": "world", "collective": "all_reduce", "bytes": "268435456", "wrong": "0", "efficiency": "0.95",
-         "busbw_Gbps": "3040", "target_Gbps": "3200"},
-        {"scope": "world", "collective": "all_gather", "bytes": "268435456", "wrong": "0", "efficiency": "0.5",
-         "busbw_Gbps": "1600", "target_Gbps": "3200"},
+        {
+            "scope": "world",
+            "collective": "all_reduce",
+            "bytes": "268435456",
+            "wrong": "0",
+            "efficiency": "0.95",
+            "busbw_Gbps": "3040",
+            "target_Gbps": "3200",
+        },
+        {
+            "scope": "world",
+            "collective": "all_gather",
+            "bytes": "268435456",
+            "wrong": "0",
+            "efficiency": "0.5",
+            "busbw_Gbps": "1600",
+            "target_Gbps": "3200",
+        },
         {"scope": "rail", "collective": "all_reduce", "bytes": "268435456", "wrong": "", "efficiency": "0.1"},
-    ]  # fmt: skip
+    ]
     profile = load_profile("lambda-1cc")
     cases = (
         check_cases(reports, cross)
@@ -94,8 +136,12 @@ def test_verdicts_per_node_rail_collective_and_check() -> None:
     assert overall(cases) == "fail"
     summary = accept_summary(cases)
     assert summary["verdict"] == "fail" and summary["checks"] == {
-        "node01": "pass", "node02": "pass", "node03": "pass", "node04": "fail", "cluster": "pass"
-    }  # fmt: skip
+        "node01": "pass",
+        "node02": "pass",
+        "node03": "pass",
+        "node04": "fail",
+        "cluster": "pass",
+    }
     assert summary["rails"]["rail1"]["verdict"] == "fail" and summary["nodes"]["node01"]["verdict"] == "pass"
     warned = next(c for c in cases if c.classname == "railbench.check.node02" and c.name == "gpu-count")
     assert warned.details == "WARN 8 GPUs"

@@ -44,8 +44,9 @@ def test_a_clean_tree_passes(tmp_path: Path) -> None:
     root = _healthy(tmp_path)
     log = _kernel_log(tmp_path, [f"{_iso(timedelta(minutes=5))} node07 kernel: ibp3s0: link up"])
     slept: list[float] = []
-    results = checks.run_checks(load_profile("lambda-1cc"), root, env={"NCCL_IB_HCA": "^=mlx5_0"},
-                                kernel_log=log, sleep=slept.append)  # fmt: skip
+    results = checks.run_checks(
+        load_profile("lambda-1cc"), root, env={"NCCL_IB_HCA": "^=mlx5_0"}, kernel_log=log, sleep=slept.append
+    )
     errors = _by_check(results, "rail-errors")
     assert [r.status for r in errors] == ["pass"] * 8 and slept == [3.0]  # the profile's window
     assert errors[0].reason.startswith("mlx5_1:1: no error counter rose during a 3 s idle window")
@@ -90,8 +91,10 @@ def test_max_count_severity_fail_from_the_profile(tmp_path: Path) -> None:
     root = _healthy(tmp_path)
     write_errors(root, "mlx5_3", {"port_rcv_errors": 9})
     profile = tmp_path / "strict.toml"
-    profile.write_text('transport = "ib"\n[rails]\ncount = 8\nexclude = ["mlx5_0"]\n'
-                       '[errors]\nmax_count_severity = "fail"\n[errors.max_count]\nport_rcv_errors = 5\n')  # fmt: skip
+    profile.write_text(
+        'transport = "ib"\n[rails]\ncount = 8\nexclude = ["mlx5_0"]\n'
+        '[errors]\nmax_count_severity = "fail"\n[errors.max_count]\nport_rcv_errors = 5\n'
+    )
     results = checks.run_checks(load_profile(str(profile)), root, env={}, error_window_s=0, sleep=lambda s: None)
     by_rail = {r.device: r for r in _by_check(results, "rail-errors")}
     assert by_rail["mlx5_3:1"].status == "fail" and by_rail["mlx5_2:1"].status == "pass"
@@ -99,14 +102,17 @@ def test_max_count_severity_fail_from_the_profile(tmp_path: Path) -> None:
 
 def test_a_flap_line_in_the_kernel_log_fails_its_rail(tmp_path: Path) -> None:
     root = _healthy(tmp_path)
-    log = _kernel_log(tmp_path, [
-        f"{_iso(timedelta(hours=5))} node07 kernel: ibp2s0: lost carrier",  # before the window
-        f"{_iso(timedelta(minutes=20))} node07 kernel: mlx5_core 0000:c1:00.0 ibp3s0: Link down",
-        f"{_iso(timedelta(minutes=19))} node07 kernel: ibp3s0: lost carrier",
-        f"{_iso(timedelta(minutes=10))} node07 kernel: ibp30s0: lost carrier",  # not a rail
-        "not a log line at all: ibp4s0 lost carrier",  # no time
-        "x" * 20000,  # an over-long line is dropped
-    ])  # fmt: skip
+    log = _kernel_log(
+        tmp_path,
+        [
+            f"{_iso(timedelta(hours=5))} node07 kernel: ibp2s0: lost carrier",  # before the window
+            f"{_iso(timedelta(minutes=20))} node07 kernel: mlx5_core 0000:c1:00.0 ibp3s0: Link down",
+            f"{_iso(timedelta(minutes=19))} node07 kernel: ibp3s0: lost carrier",
+            f"{_iso(timedelta(minutes=10))} node07 kernel: ibp30s0: lost carrier",  # not a rail
+            "not a log line at all: ibp4s0 lost carrier",  # no time
+            "x" * 20000,  # an over-long line is dropped
+        ],
+    )
     results = checks.run_checks(load_profile("lambda-1cc"), root, env={}, kernel_log=log, sleep=lambda s: None)
     flaps = _by_check(results, "link-flaps")
     assert [(r.status, r.device) for r in flaps] == [("fail", "mlx5_3:1")]
@@ -171,8 +177,9 @@ def test_cli_flags_and_bad_input(tmp_path: Path) -> None:
     root = _healthy(tmp_path)
     log = _kernel_log(tmp_path, [f"{_iso(timedelta(minutes=1))} node07 kernel: ibp7s0: lost carrier"])
     base = [sys.executable, "-m", "bench", "check", "--profile", "lambda-1cc", "--sysfs-root", str(root)]
-    run = subprocess.run([*base, "--error-window", "0", "--kernel-log", str(log)], cwd=REPO, capture_output=True,
-                         text=True, timeout=120)  # fmt: skip
+    run = subprocess.run(
+        [*base, "--error-window", "0", "--kernel-log", str(log)], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert run.returncode == 1, run.stderr
     assert "FAIL  link-flaps" in run.stdout and "mlx5_7:1: 1 link-flap line" in run.stdout
     assert "PASS  rail-errors         mlx5_1:1" in run.stdout

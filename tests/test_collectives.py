@@ -12,9 +12,16 @@ from bench.measure.results import result_row
 
 @pytest.mark.parametrize(
     ("name", "n", "factor"),
-    [("all_reduce", 4, 1.5), ("all_reduce", 16, 1.875), ("all_gather", 4, 0.75), ("reduce_scatter", 8, 0.875),
-     ("alltoall", 2, 0.5), ("broadcast", 8, 1.0), ("sendrecv", 8, 1.0)],
-)  # fmt: skip
+    [
+        ("all_reduce", 4, 1.5),
+        ("all_reduce", 16, 1.875),
+        ("all_gather", 4, 0.75),
+        ("reduce_scatter", 8, 0.875),
+        ("alltoall", 2, 0.5),
+        ("broadcast", 8, 1.0),
+        ("sendrecv", 8, 1.0),
+    ],
+)
 def test_busbw_factors_are_nccl_tests(name: str, n: int, factor: float) -> None:
     assert REGISTRY[name].busbw_factor(n) == pytest.approx(factor)
 
@@ -84,9 +91,19 @@ def test_nccl_tests_binary_names_are_accepted() -> None:
 def test_result_row_formula() -> None:
     # 1 GiB all_reduce over 16 ranks in 5 ms: algbw 214.7 GB/s, busbw x 2*15/16.
     row = result_row(
-        REGISTRY["all_reduce"], nbytes=1 << 30, count=(1 << 30) // 4, dtype="float", nranks=16, nnodes=2,
-        iters=20, time_us=5000.0, time_us_min=4900.0, time_us_max=5100.0, wrong=0, target_gbps=3200.0,
-    )  # fmt: skip
+        REGISTRY["all_reduce"],
+        nbytes=1 << 30,
+        count=(1 << 30) // 4,
+        dtype="float",
+        nranks=16,
+        nnodes=2,
+        iters=20,
+        time_us=5000.0,
+        time_us_min=4900.0,
+        time_us_max=5100.0,
+        wrong=0,
+        target_gbps=3200.0,
+    )
     assert row["algbw_GBps"] == pytest.approx(214.748365, rel=1e-6)
     assert row["busbw_GBps"] == pytest.approx(214.748365 * 1.875, rel=1e-6)
     assert row["busbw_Gbps"] == pytest.approx(row["busbw_GBps"] * 8)

@@ -69,8 +69,11 @@ def test_files_and_states(tmp_path: Path) -> None:
         rows = list(reader)
     ar_rows = [r for r in rows if r["metric"] == "all_reduce/world/world/1073741824"]
     assert [r["run_time"] for r in ar_rows] == [
-        "2026-11-02T02:00:00Z", "2026-11-03T02:00:00Z", "2026-11-04T02:00:00Z", "2026-11-20T02:00:00Z",
-    ]  # fmt: skip
+        "2026-11-02T02:00:00Z",
+        "2026-11-03T02:00:00Z",
+        "2026-11-04T02:00:00Z",
+        "2026-11-20T02:00:00Z",
+    ]
     assert [r["state"] for r in ar_rows] == ["baseline"] * 3 + ["unchanged"]
     assert float(ar_rows[0]["band_lo_GBps"]) == pytest.approx(381.0 * 0.95)  # the threshold dominates the noise
     new_row = next(r for r in rows if r["metric"] == "all_reduce/world/world/1024")
@@ -105,9 +108,14 @@ def test_first_night_has_no_history(tmp_path: Path) -> None:
 
 def test_settings_from_profile() -> None:
     settings = CompareSettings.from_profile(
-        {"compare": {"noise_k": 2.5, "min_bytes": "1M", "rule": [
-            {"pattern": "sendrecv/pair/*", "threshold": 0.10}, {"pattern": "*", "threshold": 0.07}]}}
-    )  # fmt: skip
+        {
+            "compare": {
+                "noise_k": 2.5,
+                "min_bytes": "1M",
+                "rule": [{"pattern": "sendrecv/pair/*", "threshold": 0.10}, {"pattern": "*", "threshold": 0.07}],
+            }
+        }
+    )
     assert (settings.noise_k, settings.min_bytes, settings.default_threshold) == (2.5, 1 << 20, 0.05)
     assert settings.threshold_for("sendrecv/pair/node01-node02/rail0/8") == 0.10
     assert settings.threshold_for("all_reduce/world/world/8") == 0.07

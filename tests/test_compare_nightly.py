@@ -19,8 +19,14 @@ from tests.history_fixtures import make_run_dir, text_log
 from tests.support import railbench
 
 AR = ("all_reduce", "world", "world")
-ACCEPT_SWEEP = {"collectives": ["all_reduce", "all_gather", "sendrecv"], "min_bytes": 8, "max_bytes": 1 << 24,
-                "step_factor": 2, "step_bytes": 0, "dtype": "float"}  # fmt: skip
+ACCEPT_SWEEP = {
+    "collectives": ["all_reduce", "all_gather", "sendrecv"],
+    "min_bytes": 8,
+    "max_bytes": 1 << 24,
+    "step_factor": 2,
+    "step_bytes": 0,
+    "dtype": "float",
+}
 RUN_SWEEP = {**ACCEPT_SWEEP, "min_bytes": 1024, "step_factor": 4}
 
 
@@ -33,20 +39,39 @@ def _sizes(sweep: dict[str, object]) -> list[int]:
 
 
 def _busbw(sweep: dict[str, object], scale: float = 1.0) -> dict[tuple[str, str, str, int], float]:
-    return {(c, "world", "world", n): scale * n / (n + 1e5) * 10.0 for c in ("all_reduce", "all_gather")
-            for n in _sizes(sweep)}  # fmt: skip
+    return {
+        (c, "world", "world", n): scale * n / (n + 1e5) * 10.0
+        for c in ("all_reduce", "all_gather")
+        for n in _sizes(sweep)
+    }
 
 
 def test_accept_then_runs_gives_no_missing(tmp_path: Path) -> None:
     history = tmp_path / "h.sqlite"
-    accept = make_run_dir(tmp_path / "accept", started_utc="2026-11-01T01:00:00Z", busbw=_busbw(ACCEPT_SWEEP),
-                          command="accept", meta_extra={"sweep": ACCEPT_SWEEP})  # fmt: skip
+    accept = make_run_dir(
+        tmp_path / "accept",
+        started_utc="2026-11-01T01:00:00Z",
+        busbw=_busbw(ACCEPT_SWEEP),
+        command="accept",
+        meta_extra={"sweep": ACCEPT_SWEEP},
+    )
     add_run(history, accept)
     for night in (2, 3):
-        add_run(history, make_run_dir(tmp_path / f"run{night}", started_utc=f"2026-11-0{night}T02:00:00Z",
-                                      busbw=_busbw(RUN_SWEEP), meta_extra={"sweep": RUN_SWEEP}))  # fmt: skip
-    tonight = make_run_dir(tmp_path / "tonight", started_utc="2026-11-04T02:00:00Z", busbw=_busbw(RUN_SWEEP),
-                           meta_extra={"sweep": RUN_SWEEP})  # fmt: skip
+        add_run(
+            history,
+            make_run_dir(
+                tmp_path / f"run{night}",
+                started_utc=f"2026-11-0{night}T02:00:00Z",
+                busbw=_busbw(RUN_SWEEP),
+                meta_extra={"sweep": RUN_SWEEP},
+            ),
+        )
+    tonight = make_run_dir(
+        tmp_path / "tonight",
+        started_utc="2026-11-04T02:00:00Z",
+        busbw=_busbw(RUN_SWEEP),
+        meta_extra={"sweep": RUN_SWEEP},
+    )
     assert run(CompareConfig(run_dir=tonight, history=history)) == 0
     doc = json.loads((tonight / "compare.json").read_text())
     assert doc["summary"]["missing"] == 0 and doc["summary"]["new"] == 0
@@ -60,8 +85,12 @@ def test_two_run_noise_gives_no_false_regression(tmp_path: Path) -> None:
     for night in (1, 2):  # two identical nights: sigma 0
         add_run(history, make_run_dir(tmp_path / f"n{night}", started_utc=f"2026-11-0{night}T02:00:00Z", busbw=base))
     # tonight: a -32.7% wobble at 256K (latency-bound) and -3% at 1G
-    tonight = make_run_dir(tmp_path / "tonight", started_utc="2026-11-03T02:00:00Z", meta_extra={"profile": "local"},
-                           busbw={(*AR, 256 << 10): 2.0 * 0.673, (*AR, 1 << 30): 380.0 * 0.97})  # fmt: skip
+    tonight = make_run_dir(
+        tmp_path / "tonight",
+        started_utc="2026-11-03T02:00:00Z",
+        meta_extra={"profile": "local"},
+        busbw={(*AR, 256 << 10): 2.0 * 0.673, (*AR, 1 << 30): 380.0 * 0.97},
+    )
     # no --profile: the run's own profile (local) sets min_bytes
     done = railbench(["compare", str(tonight), "--history", str(history), "--all"], timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -87,13 +116,26 @@ def test_a_replaced_node_keeps_world_metrics_comparable(tmp_path: Path) -> None:
     old_hosts = ("node01", "node02", "node03")
     for night in range(1, 7):
         busbw = {(*AR, 1 << 30): 380.0 + night % 2, pair_old: 48.0, pair_kept: 48.0}
-        add_run(history, make_run_dir(tmp_path / f"n{night}", started_utc=f"2026-11-0{night}T02:00:00Z",
-                                      busbw=busbw, hosts=old_hosts, nranks=24))  # fmt: skip
+        add_run(
+            history,
+            make_run_dir(
+                tmp_path / f"n{night}",
+                started_utc=f"2026-11-0{night}T02:00:00Z",
+                busbw=busbw,
+                hosts=old_hosts,
+                nranks=24,
+            ),
+        )
     # node02 replaced by node04; all_reduce drops 10%
     new_pair = ("sendrecv", "pair", "node01-node04/rail0", 1 << 30)
     busbw = {(*AR, 1 << 30): 342.0, pair_kept: 48.0, new_pair: 47.0}
-    tonight = make_run_dir(tmp_path / "tonight", started_utc="2026-11-09T02:00:00Z",
-                           hosts=("node01", "node03", "node04"), nranks=24, busbw=busbw)  # fmt: skip
+    tonight = make_run_dir(
+        tmp_path / "tonight",
+        started_utc="2026-11-09T02:00:00Z",
+        hosts=("node01", "node03", "node04"),
+        nranks=24,
+        busbw=busbw,
+    )
     done = railbench(["compare", str(tonight), "--history", str(history)], timeout=60)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "node set node02 -> node04" in done.stdout
@@ -111,11 +153,22 @@ def test_driver_and_nccl_variable_changes_are_named(tmp_path: Path) -> None:
     history = tmp_path / "h.sqlite"
     env = {"NCCL_IB_HCA": "^=mlx5_0", "NCCL_DEBUG": "INFO"}
     for night in range(1, 6):
-        add_run(history, make_run_dir(tmp_path / f"n{night}", started_utc=f"2026-11-0{night}T02:00:00Z",
-                                      busbw={(*AR, 1 << 30): 380.0}, meta_extra={"env": env}))  # fmt: skip
+        add_run(
+            history,
+            make_run_dir(
+                tmp_path / f"n{night}",
+                started_utc=f"2026-11-0{night}T02:00:00Z",
+                busbw={(*AR, 1 << 30): 380.0},
+                meta_extra={"env": env},
+            ),
+        )
     versions = {"torch": "2.6.0", "nccl": "2.27.3", "cuda": "12.4", "driver": "560.35", "python": "3.11"}
-    tonight = make_run_dir(tmp_path / "tonight", started_utc="2026-11-09T02:00:00Z", busbw={(*AR, 1 << 30): 300.0},
-                           meta_extra={"env": {**env, "NCCL_IB_HCA": "^mlx5_0"}, "versions": versions})  # fmt: skip
+    tonight = make_run_dir(
+        tmp_path / "tonight",
+        started_utc="2026-11-09T02:00:00Z",
+        busbw={(*AR, 1 << 30): 300.0},
+        meta_extra={"env": {**env, "NCCL_IB_HCA": "^mlx5_0"}, "versions": versions},
+    )
     done = railbench(["compare", str(tonight), "--history", str(history)], timeout=60)
     assert done.returncode == 1
     assert "changed since the baseline: driver 550.90 -> 560.35; NCCL_IB_HCA ^=mlx5_0 -> ^mlx5_0" in done.stdout
@@ -134,8 +187,9 @@ def test_nine_imports_in_one_second_keep_their_order(tmp_path: Path, capsys: pyt
     # One import after another, as a backlog script would, each through railbench's own entry point (the history
     # orders ties by its own ids, not by anything a process keeps: in-process, nine imports cost one start-up).
     for log in logs:
-        status = cli_main(["import", "nccl-tests", str(log), "--cluster", "lab", "--out-root", str(out),
-                           "--history", str(history)])  # fmt: skip
+        status = cli_main(
+            ["import", "nccl-tests", str(log), "--cluster", "lab", "--out-root", str(out), "--history", str(history)]
+        )
         said = capsys.readouterr()
         assert status == 0, said.err
     (line,) = [x for x in said.out.splitlines() if x.startswith("imported ")]

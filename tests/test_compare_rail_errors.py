@@ -35,8 +35,9 @@ def _errors(counts: dict[str, int], saturated: tuple[str, ...] = ()) -> dict[str
 def _rails_run(path: Path, night: int, node02_rail1: dict[str, int], saturated: tuple[str, ...] = ()) -> Path:
     """A rails run directory whose rails.json (built by railbench's own builder) has node02's rail 1 device
     showing ``node02_rail1`` and every other device clean."""
-    run_dir = make_run_dir(path, started_utc=f"2026-11-{night + 1:02d}T02:00:00Z", busbw={AR: 45.0}, hosts=NODES,
-                           nranks=4, command="rails")  # fmt: skip
+    run_dir = make_run_dir(
+        path, started_utc=f"2026-11-{night + 1:02d}T02:00:00Z", busbw={AR: 45.0}, hosts=NODES, nranks=4, command="rails"
+    )
     devices = [RailDevices(k, {n: f"mlx5_{k + 1}:1" for n in NODES}, {}) for k in range(2)]
     counters = {n: {f"mlx5_{k + 1}:1": _errors({}) for k in range(2)} for n in NODES}
     counters["node02"]["mlx5_2:1"] = _errors(node02_rail1, saturated)
@@ -83,8 +84,9 @@ def test_compare_flags_a_rail_whose_error_rate_rose(tmp_path: Path) -> None:
     assert "WARN rail 1: link_downed 2 per rails test" in done.stdout and "rail 0:" not in done.stdout
     doc = json.loads((tonight / "compare.json").read_text())
     assert [(r["rail"], r["counter"], r["count"]) for r in doc["rail_errors"]] == [
-        (1, "link_downed", 2), (1, "symbol_error", 1204)
-    ]  # fmt: skip
+        (1, "link_downed", 2),
+        (1, "symbol_error", 1204),
+    ]
     assert doc["exit_status"] == 0
     cases = ET.parse(tonight / "compare-junit.xml").getroot().iter("testcase")
     assert "rail1/symbol_error" in {c.get("name") for c in cases}
@@ -95,8 +97,9 @@ def test_the_profile_can_make_a_rise_fail_compare(tmp_path: Path) -> None:
     for night in range(2):
         add_run(history, _rails_run(tmp_path / f"n{night}", night, {"symbol_error": 5}))
     profile = tmp_path / "p.toml"
-    profile.write_text('[errors]\nfail_on_rise = ["symbol_error"]\n\n[compare]\nfail_on_error_rise = true\n'
-                       "error_allowance = 2\n")  # fmt: skip
+    profile.write_text(
+        '[errors]\nfail_on_rise = ["symbol_error"]\n\n[compare]\nfail_on_error_rise = true\nerror_allowance = 2\n'
+    )
     settings = CompareSettings.from_profile({"compare": {"error_factor": 1.5}, "errors": {"fail_on_rise": []}})
     assert settings.error_factor == 1.5 and settings.error_counters == ()
     quiet = _rails_run(tmp_path / "quiet", 20, {"symbol_error": 10, "link_downed": 9})  # 10 = 2 x 5: not above

@@ -23,8 +23,13 @@ Labels = tuple[tuple[str, str], ...]
 
 
 def _key(size: int) -> Labels:
-    return (("cluster", "lab"), ("collective", "all_reduce"), ("group", "world"), ("scope", "world"),
-            ("size_bytes", str(size)))  # fmt: skip
+    return (
+        ("cluster", "lab"),
+        ("collective", "all_reduce"),
+        ("group", "world"),
+        ("scope", "world"),
+        ("size_bytes", str(size)),
+    )
 
 
 def _samples(text: str, parse: object) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -32,8 +37,9 @@ def _samples(text: str, parse: object) -> dict[tuple[str, tuple[tuple[str, str],
 
 
 def test_openmetrics_parses_and_names_units(tmp_path: Path) -> None:
-    run_dir = make_run_dir(tmp_path / "run", started_utc="2026-11-20T02:00:00Z", busbw=BUSBW,
-                           meta_extra={"profile": "local"})  # fmt: skip
+    run_dir = make_run_dir(
+        tmp_path / "run", started_utc="2026-11-20T02:00:00Z", busbw=BUSBW, meta_extra={"profile": "local"}
+    )
     done = railbench(["export", "openmetrics", str(run_dir)], timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.endswith("# EOF\n")
@@ -58,8 +64,9 @@ def test_the_verdict_follows_compare_and_the_textfile_is_atomic(tmp_path: Path) 
     history = tmp_path / "h.sqlite"
     for night in range(1, 6):
         add_run(history, make_run_dir(tmp_path / f"n{night}", started_utc=f"2026-11-0{night}T02:00:00Z", busbw=BUSBW))
-    tonight = make_run_dir(tmp_path / "tonight", started_utc="2026-11-09T02:00:00Z",
-                           busbw={**BUSBW, (*AR, 1 << 30): 300.0})  # fmt: skip
+    tonight = make_run_dir(
+        tmp_path / "tonight", started_utc="2026-11-09T02:00:00Z", busbw={**BUSBW, (*AR, 1 << 30): 300.0}
+    )
     assert compare(CompareConfig(run_dir=tonight, history=history)) == 1
     beside = (tonight / "metrics.prom").read_text()  # written with the report
     assert beside == prometheus_text(tonight)

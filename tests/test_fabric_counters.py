@@ -166,9 +166,11 @@ def test_a_world_group_bound_to_the_management_interface_accuses_nothing(tmp_pat
         '[network]\nsocket_ifnames = "rail"\noob_ifname = "mgmt"\n'
     )
     profile = load_profile(str(toml))
-    moved = {"mgmt": {"tx_bytes": 800 << 20, "rx_bytes": 800 << 20, "kind": "net"},
-             "rail0": {"tx_bytes": 600, "rx_bytes": 600, "kind": "net"},
-             "rail1": {"tx_bytes": 700, "rx_bytes": 700, "kind": "net"}}  # fmt: skip
+    moved = {
+        "mgmt": {"tx_bytes": 800 << 20, "rx_bytes": 800 << 20, "kind": "net"},
+        "rail0": {"tx_bytes": 600, "rx_bytes": 600, "kind": "net"},
+        "rail1": {"tx_bytes": 700, "rx_bytes": 700, "kind": "net"},
+    }
     per_host = {"node01": moved, "node02": moved}
     unbound = audit_counters(per_host, profile)
     assert [f.severity for f in unbound].count("fail") >= 2  # what the audit said before: mgmt busy, rails idle

@@ -109,9 +109,17 @@ def test_counters_json_keeps_bytes_and_adds_errors_beside_them(tmp_path: Path) -
     # Without error deltas the entry is what it always was.
     assert counters.to_json(counters.delta(before, after))["eth0"] == {"tx_bytes": 0, "rx_bytes": 0, "kind": "net"}
     # The typed run record takes it, and the report's reader still reads the bytes.
-    record = runjson.new_record(format_version=1, tool="railbench", version="0", command="run", cluster="c",
-                                profile=None, started_utc="2025-01-01T00:00:00Z", status="running",
-                                counters={"node1": doc})  # fmt: skip
+    record = runjson.new_record(
+        format_version=1,
+        tool="railbench",
+        version="0",
+        command="run",
+        cluster="c",
+        profile=None,
+        started_utc="2025-01-01T00:00:00Z",
+        status="running",
+        counters={"node1": doc},
+    )
     assert json.loads(json.dumps(record.to_json()))["counters"]["node1"]["mlx5_1:1"]["errors"]["symbol_error"] == 3
     from bench.report.certificate import traffic_proof
 

@@ -124,9 +124,16 @@ def test_a_directory_in_place_of_a_file_is_named(tmp_path: Path) -> None:
         (("class", "net", "docker0", "speed"), "1e999", ("speed", "not a whole number")),
         (("class", "net", "docker0", "statistics", "tx_bytes"), "-5", ("tx_bytes", "negative")),
     ],
-    ids=["rate-400-digits", "rate-huge", "numa-4000-digits", "vendor-long-hex", "class-bad-hex", "speed-inf",
-         "negative-counter"],
-)  # fmt: skip
+    ids=[
+        "rate-400-digits",
+        "rate-huge",
+        "numa-4000-digits",
+        "vendor-long-hex",
+        "class-bad-hex",
+        "speed-inf",
+        "negative-counter",
+    ],
+)
 def test_numbers_that_are_not_numbers_are_findings(
     tmp_path: Path, parts: tuple[str, ...], text: str, words: tuple[str, ...]
 ) -> None:

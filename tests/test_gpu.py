@@ -42,21 +42,98 @@ class GpuCase:
 
 
 CASES = [
-    GpuCase("world-sweep-all-collectives-check",
-            ("run", "--np", str(GPUS), "--backend", "nccl", "-c", "-b", "1K", "-e", "256M", "-f", "16",
-             "--collectives", ALL), tuple(ALL.split(","))),
-    GpuCase("eager-check",
-            ("run", "--np", str(GPUS), "--backend", "nccl", "-c", "--no-graph", "-b", "1M", "-e", "256M", "-f", "16",
-             "--collectives", "all_reduce,sendrecv"), ("all_reduce", "sendrecv"), False),
-    GpuCase("graph-check",
-            ("run", "--np", str(GPUS), "--backend", "nccl", "-c", "--graph", "-b", "1M", "-e", "256M", "-f", "16",
-             "--collectives", "all_reduce,all_gather,sendrecv"), ("all_reduce", "all_gather", "sendrecv"), True),
-    GpuCase("auto-picks-nccl", ("run", "--np", str(GPUS), "-c", "-b", "256M", "-e", "256M",
-                                "--collectives", "all_reduce"), ("all_reduce",)),
-    GpuCase("bfloat16-exact-sums", ("run", "--np", str(GPUS), "--backend", "nccl", "-c", "-d", "bfloat16",
-                                    "-b", "4K", "-e", "256M", "-f", "64", "--collectives", "all_reduce,reduce_scatter"),
-            ("all_reduce", "reduce_scatter")),
-]  # fmt: skip
+    GpuCase(
+        "world-sweep-all-collectives-check",
+        (
+            "run",
+            "--np",
+            str(GPUS),
+            "--backend",
+            "nccl",
+            "-c",
+            "-b",
+            "1K",
+            "-e",
+            "256M",
+            "-f",
+            "16",
+            "--collectives",
+            ALL,
+        ),
+        tuple(ALL.split(",")),
+    ),
+    GpuCase(
+        "eager-check",
+        (
+            "run",
+            "--np",
+            str(GPUS),
+            "--backend",
+            "nccl",
+            "-c",
+            "--no-graph",
+            "-b",
+            "1M",
+            "-e",
+            "256M",
+            "-f",
+            "16",
+            "--collectives",
+            "all_reduce,sendrecv",
+        ),
+        ("all_reduce", "sendrecv"),
+        False,
+    ),
+    GpuCase(
+        "graph-check",
+        (
+            "run",
+            "--np",
+            str(GPUS),
+            "--backend",
+            "nccl",
+            "-c",
+            "--graph",
+            "-b",
+            "1M",
+            "-e",
+            "256M",
+            "-f",
+            "16",
+            "--collectives",
+            "all_reduce,all_gather,sendrecv",
+        ),
+        ("all_reduce", "all_gather", "sendrecv"),
+        True,
+    ),
+    GpuCase(
+        "auto-picks-nccl",
+        ("run", "--np", str(GPUS), "-c", "-b", "256M", "-e", "256M", "--collectives", "all_reduce"),
+        ("all_reduce",),
+    ),
+    GpuCase(
+        "bfloat16-exact-sums",
+        (
+            "run",
+            "--np",
+            str(GPUS),
+            "--backend",
+            "nccl",
+            "-c",
+            "-d",
+            "bfloat16",
+            "-b",
+            "4K",
+            "-e",
+            "256M",
+            "-f",
+            "64",
+            "--collectives",
+            "all_reduce,reduce_scatter",
+        ),
+        ("all_reduce", "reduce_scatter"),
+    ),
+]
 
 
 def _rows(out: Path) -> list[dict[str, str]]:
@@ -99,8 +176,25 @@ def test_world_sweep(case: GpuCase, tmp_path: Path) -> None:
 
 def test_rails_over_the_local_ranks(tmp_path: Path) -> None:
     out = tmp_path / "rails"
-    proc = railbench(["rails", "--np", str(GPUS), "--backend", "nccl", "-c", "--rail-bytes", "64M", "--pair-bytes",
-                      "64M", "--out", str(out), "--no-history"], cwd=tmp_path, timeout=600)  # fmt: skip
+    proc = railbench(
+        [
+            "rails",
+            "--np",
+            str(GPUS),
+            "--backend",
+            "nccl",
+            "-c",
+            "--rail-bytes",
+            "64M",
+            "--pair-bytes",
+            "64M",
+            "--out",
+            str(out),
+            "--no-history",
+        ],
+        cwd=tmp_path,
+        timeout=600,
+    )
     assert proc.returncode in (0, 1), proc.stderr
     doc = json.loads((out / "rails.json").read_text())
     if doc.get("skipped"):
@@ -114,8 +208,25 @@ def test_rails_over_the_local_ranks(tmp_path: Path) -> None:
 def test_intra_node_pairs_over_nvlink(tmp_path: Path) -> None:
     """Every pair of local GPUs, one node group, bus ids named; with one GPU there is no pair to measure."""
     out = tmp_path / "intra"
-    proc = railbench(["rails", "--np", str(GPUS), "--backend", "nccl", "--intra-node", "--pair-bytes", "256M",
-                      "--rail-bytes", "64M", "--out", str(out), "--no-history"], cwd=tmp_path, timeout=600)  # fmt: skip
+    proc = railbench(
+        [
+            "rails",
+            "--np",
+            str(GPUS),
+            "--backend",
+            "nccl",
+            "--intra-node",
+            "--pair-bytes",
+            "256M",
+            "--rail-bytes",
+            "64M",
+            "--out",
+            str(out),
+            "--no-history",
+        ],
+        cwd=tmp_path,
+        timeout=600,
+    )
     assert proc.returncode in (0, 1), proc.stderr
     intra = json.loads((out / "rails.json").read_text())["intra_node"]
     if GPUS < 2:
@@ -153,9 +264,30 @@ def test_check_counts_the_gpus_on_the_pci_bus(tmp_path: Path) -> None:
 
 def test_accept_on_this_node(tmp_path: Path) -> None:
     out = tmp_path / "accept"
-    proc = railbench(["accept", "--profile", str(_node_profile(tmp_path)), "--np", str(GPUS), "--backend", "nccl",
-                      "-b", "1M", "-e", "256M", "-f", "16", "--collectives", "all_reduce,all_gather,sendrecv",
-                      "--out", str(out), "--no-history"], cwd=tmp_path, timeout=600)  # fmt: skip
+    proc = railbench(
+        [
+            "accept",
+            "--profile",
+            str(_node_profile(tmp_path)),
+            "--np",
+            str(GPUS),
+            "--backend",
+            "nccl",
+            "-b",
+            "1M",
+            "-e",
+            "256M",
+            "-f",
+            "16",
+            "--collectives",
+            "all_reduce,all_gather,sendrecv",
+            "--out",
+            str(out),
+            "--no-history",
+        ],
+        cwd=tmp_path,
+        timeout=600,
+    )
     assert proc.returncode in (0, 1), proc.stderr
     for name in ("junit.xml", "run.json", "results.csv", "checks.json"):
         assert (out / name).is_file(), name

@@ -130,8 +130,9 @@ def test_sbatch_drops_the_metrics_into_the_textfile_directory(tmp_path: Path) ->
     script = SBATCH.read_text()
     block = re.search(r'^if \[ -n "\$TEXTFILE_DIR" \].*?^fi$', script, re.M | re.S)
     assert block is not None, "no textfile export block in the sbatch script"
-    run_dir = make_run_dir(tmp_path / "run", started_utc="2026-11-20T02:00:00Z",
-                           busbw={("all_reduce", "world", "world", 1 << 30): 380.0})  # fmt: skip
+    run_dir = make_run_dir(
+        tmp_path / "run", started_utc="2026-11-20T02:00:00Z", busbw={("all_reduce", "world", "world", 1 << 30): 380.0}
+    )
     textfile = tmp_path / "textfile"
     textfile.mkdir()
     wrapper = tmp_path / "railbench"

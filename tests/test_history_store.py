@@ -118,15 +118,47 @@ def test_network_filesystems_use_a_rollback_journal(tmp_path: Path) -> None:
 
 def test_metrics_take_the_out_of_place_headline() -> None:
     rows = [
-        {"collective": "all_reduce", "scope": "world", "group": "world", "bytes": "1024", "placement": "out-of-place",
-         "busbw_GBps": "10", "wrong": "0", "nranks": "8"},
-        {"collective": "all_reduce", "scope": "world", "group": "world", "bytes": "1024", "placement": "in-place",
-         "busbw_GBps": "99", "wrong": "", "nranks": "8"},
-        {"collective": "all_reduce", "scope": "world", "group": "world", "bytes": "1024", "placement": "out-of-place",
-         "busbw_GBps": "14", "wrong": "0", "nranks": "8"},
-        {"collective": "all_gather", "scope": "world", "group": "world", "bytes": "1024", "placement": "in-place",
-         "busbw_GBps": "7", "wrong": "3", "nranks": "8"},
-    ]  # fmt: skip
+        {
+            "collective": "all_reduce",
+            "scope": "world",
+            "group": "world",
+            "bytes": "1024",
+            "placement": "out-of-place",
+            "busbw_GBps": "10",
+            "wrong": "0",
+            "nranks": "8",
+        },
+        {
+            "collective": "all_reduce",
+            "scope": "world",
+            "group": "world",
+            "bytes": "1024",
+            "placement": "in-place",
+            "busbw_GBps": "99",
+            "wrong": "",
+            "nranks": "8",
+        },
+        {
+            "collective": "all_reduce",
+            "scope": "world",
+            "group": "world",
+            "bytes": "1024",
+            "placement": "out-of-place",
+            "busbw_GBps": "14",
+            "wrong": "0",
+            "nranks": "8",
+        },
+        {
+            "collective": "all_gather",
+            "scope": "world",
+            "group": "world",
+            "bytes": "1024",
+            "placement": "in-place",
+            "busbw_GBps": "7",
+            "wrong": "3",
+            "nranks": "8",
+        },
+    ]
     reduce, gather = metrics_from_rows(rows)
     assert (reduce.busbw_GBps, reduce.samples, reduce.failed, reduce.nranks) == (12.0, 2, False, 8)
     assert (gather.busbw_GBps, gather.wrong, gather.failed) == (7.0, 3, True)

@@ -59,15 +59,26 @@ def test_every_corpus_log_imports(corpus: Path, tmp_path: Path, capsys: object) 
     assert failed["env"]["NCCL_ALGO"] == "Ring" and "LD_LIBRARY_PATH" not in failed["env"]
     multi = read_results_rows(run_dirs[sorted(EXPECTED).index("nccl_tests_all_reduce_h100_ndr_1node_2node_issue290")])
     assert {(r["scope"], r["group"], r["table"]) for r in multi} == {
-        ("node", "node005", "1"), ("world", "world", "2"), ("world", "world", "3")
-    }  # fmt: skip
+        ("node", "node005", "1"),
+        ("world", "world", "2"),
+        ("world", "world", "3"),
+    }
 
 
 def test_reimport_is_idempotent_and_json_carries_env(tmp_path: Path) -> None:
     log = tmp_path / "all_reduce.json"
     log.write_text(json_log("all_reduce", HOSTS, 8, SIZES))
-    args = ["import", "nccl-tests", str(log), "--cluster", "lab", "--out-root", str(tmp_path / "runs"),
-            "--history", str(tmp_path / "h.sqlite")]  # fmt: skip
+    args = [
+        "import",
+        "nccl-tests",
+        str(log),
+        "--cluster",
+        "lab",
+        "--out-root",
+        str(tmp_path / "runs"),
+        "--history",
+        str(tmp_path / "h.sqlite"),
+    ]
     first, again = railbench(args, timeout=60), railbench(args, timeout=60)
     assert first.returncode == again.returncode == 0, first.stderr
     assert _imported(first.stdout) == _imported(again.stdout)

@@ -173,8 +173,10 @@ def test_failed_import_leaves_nothing_behind(tmp_path: Path) -> None:
     for kind in ("nan busbw", "negative busbw", "1e999 time"):
         bad = tmp_path / f"{kind.replace(' ', '_')}.log"
         bad.write_text(_hostile(kind))
-        done = railbench(["import", "nccl-tests", str(bad), "--out-root", str(tmp_path / "runs"),
-                          "--history", str(history)], timeout=60)  # fmt: skip
+        done = railbench(
+            ["import", "nccl-tests", str(bad), "--out-root", str(tmp_path / "runs"), "--history", str(history)],
+            timeout=60,
+        )
         assert done.returncode == 2 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
         assert str(bad) in done.stderr and done.stderr.count(str(bad)) == 1
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == before  # no run dir, no staging dir

@@ -27,8 +27,13 @@ needs_mpirun = pytest.mark.skipif(shutil.which("mpirun") is None, reason="needs 
 
 def _intranode(tmp_path: Path, slow: str | None) -> dict[str, Any]:
     out = tmp_path / "intranode.json"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "RAILBENCH_ASYNC_GBPS": str(RATE_GBPS),
-           "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}  # fmt: skip
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "RAILBENCH_ASYNC_GBPS": str(RATE_GBPS),
+        "OMPI_ALLOW_RUN_AS_ROOT": "1",
+        "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+    }
     env.pop("RAILBENCH_ASYNC_SLOW", None)
     if slow:
         env["RAILBENCH_ASYNC_SLOW"] = slow
@@ -74,8 +79,25 @@ def test_a_clean_node_names_nothing(tmp_path: Path) -> None:
 def test_rails_intra_node_runs_on_one_host_where_the_rails_are_skipped(tmp_path: Path) -> None:
     history = ["--history", str(tmp_path / "history.sqlite")]  # never the repository's reports/
     out = tmp_path / "run"
-    done = railbench(["rails", "--np", "4", "--intra-node", "--out", str(out), "--rail-bytes", "64K",
-                      "--pair-bytes", "1M", "--iters", "3", "--warmup", "1", *history])  # fmt: skip
+    done = railbench(
+        [
+            "rails",
+            "--np",
+            "4",
+            "--intra-node",
+            "--out",
+            str(out),
+            "--rail-bytes",
+            "64K",
+            "--pair-bytes",
+            "1M",
+            "--iters",
+            "3",
+            "--warmup",
+            "1",
+            *history,
+        ]
+    )
     assert done.returncode in (0, 1), done.stdout + done.stderr
     assert "# rails: skipped: 1 node" in done.stdout
     assert "# intra-node pairs" in done.stdout

@@ -22,8 +22,28 @@ def _one_line_exit_2(args: list[str], cwd: Path, *expected: str) -> str:
 @pytest.mark.parametrize("command", ["run", "accept"])
 def test_step_bytes_and_step_factor_together_are_refused(tmp_path: Path, command: str) -> None:
     profile = ["--profile", "local"] if command == "accept" else []
-    _one_line_exit_2([command, *profile, "--np", "2", "-b", "1K", "-e", "4K", "-i", "1K", "-f", "4", "--no-history",
-                      "--out", str(tmp_path / "out")], tmp_path, "-i/--step-bytes", "-f/--step-factor")  # fmt: skip
+    _one_line_exit_2(
+        [
+            command,
+            *profile,
+            "--np",
+            "2",
+            "-b",
+            "1K",
+            "-e",
+            "4K",
+            "-i",
+            "1K",
+            "-f",
+            "4",
+            "--no-history",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        tmp_path,
+        "-i/--step-bytes",
+        "-f/--step-factor",
+    )
     assert not (tmp_path / "out").exists()  # refused before any rank started
 
 
@@ -39,8 +59,12 @@ def test_step_bytes_alone_still_works_with_the_default_factor() -> None:
 
 
 def test_zero_byte_start_is_refused(tmp_path: Path) -> None:
-    _one_line_exit_2(["run", "--np", "2", "-b", "0", "-e", "16", "--no-history", "--out", str(tmp_path / "out")],
-                     tmp_path, "-b 0", "-b 8")  # fmt: skip
+    _one_line_exit_2(
+        ["run", "--np", "2", "-b", "0", "-e", "16", "--no-history", "--out", str(tmp_path / "out")],
+        tmp_path,
+        "-b 0",
+        "-b 8",
+    )
 
 
 def test_hca_with_a_missing_sysfs_root_says_so(tmp_path: Path) -> None:
@@ -65,6 +89,7 @@ def test_report_out_that_is_a_file_is_refused(tmp_path: Path) -> None:
 def test_import_error_names_the_log_once(tmp_path: Path) -> None:
     log = tmp_path / "nothing.log"
     log.write_text("no table here\n")
-    done = railbench(["import", "nccl-tests", str(log), "--no-history", "--out-root", str(tmp_path / "runs")],
-                     cwd=tmp_path)  # fmt: skip
+    done = railbench(
+        ["import", "nccl-tests", str(log), "--no-history", "--out-root", str(tmp_path / "runs")], cwd=tmp_path
+    )
     assert done.returncode == 2 and done.stderr.count(str(log)) == 1, done.stderr

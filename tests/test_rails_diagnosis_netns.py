@@ -41,10 +41,21 @@ def _rails(bed: NetnsCluster, out: Path) -> tuple[dict, float]:
     began = time.monotonic()
     done = bed.run(
         2,
-        [sys.executable, "-m", "bench", "rails", "--profile", str(bed.workdir / "netns.toml"), "--out", str(out),
-         "--no-history", "--timeout", "120"],
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "rails",
+            "--profile",
+            str(bed.workdir / "netns.toml"),
+            "--out",
+            str(out),
+            "--no-history",
+            "--timeout",
+            "120",
+        ],
         timeout=400,
-    )  # fmt: skip
+    )
     wall = time.monotonic() - began
     assert (out / "rails.json").is_file(), done.stdout + done.stderr
     return json.loads((out / "rails.json").read_text()), wall
@@ -75,10 +86,29 @@ def test_the_campaign_slice_names_the_shaped_link_the_slow_rank_and_nothing_on_a
     # times running (a false `pair` at the profile's 0.35 cut, about one run in ten). At 4 MiB the lowest
     # healthy cell of six clean runs read 0.74 of the median, and the shaped link's cells stop at their budget.
     done = subprocess.run(
-        [sys.executable, str(REPO / "ci/diagnosis_campaign.py"), "--nodes", "3", "--rails", "2", "--pair-bytes", "4M",
-         "--iters", "3", "--repeats", "1", "--kinds", "shaped-link,slow-rank", "--json", str(report)],
-        capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(REPO)},
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(REPO / "ci/diagnosis_campaign.py"),
+            "--nodes",
+            "3",
+            "--rails",
+            "2",
+            "--pair-bytes",
+            "4M",
+            "--iters",
+            "3",
+            "--repeats",
+            "1",
+            "--kinds",
+            "shaped-link,slow-rank",
+            "--json",
+            str(report),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     runs = {r["kind"]: r for r in json.loads(report.read_text())}
     assert runs["clean"]["named"] == [] and runs["shaped-link"]["exact"]

@@ -105,10 +105,17 @@ def _outcome(tmp_path: Path, change: Change, slow: tuple[str, int] | None = None
     rates = dict.fromkeys(range(len(RAILS)), LINE)
     found = diagnose(records.pair_matrix(times, NODES, len(RAILS)), rates, Thresholds(), records.device_map(devices))
     return records.RailsOutcome(
-        None, NODES, len(RAILS), [], times, devices, found.defects, expected=dict(rates),
+        None,
+        NODES,
+        len(RAILS),
+        [],
+        times,
+        devices,
+        found.defects,
+        expected=dict(rates),
         counters={n: readers[n].whole() or {} for n in NODES},
         error_windows=join({n: readers[n].windows for n in NODES}),
-    )  # fmt: skip
+    )
 
 
 def _quiet(root: Path, node: str, window: str) -> None:
@@ -133,13 +140,18 @@ def test_error_deltas_are_recorded_per_window_and_device(tmp_path: Path) -> None
     assert all(not w.errors for name, w in windows.items() if name not in ("rail 1 alone", "pair matrix"))
     # the whole test lists every device read, zeros included, beside its bytes
     whole = outcome.counters["node01"]["mlx5_2:1"]
-    assert whole["bytes"] > 0 and whole["errors"]["symbol_error"] == 0 and "carrier_changes" in outcome.counters[
-        "node01"]["eth0"]["errors"]  # fmt: skip
+    assert (
+        whole["bytes"] > 0
+        and whole["errors"]["symbol_error"] == 0
+        and "carrier_changes" in outcome.counters["node01"]["eth0"]["errors"]
+    )
     doc = rails_doc(corroborate(outcome, ErrorLimits(), Actions()))
     jsonschema.validate(doc, RAILS_SCHEMA)
-    assert doc["error_windows"][3] == {"window": "rail 1 alone", "rails": [1],
-                                       "errors": {"node02": {"mlx5_2:1": {"errors": {"symbol_error": 12,
-                                                                                   "link_downed": 1}}}}}  # fmt: skip
+    assert doc["error_windows"][3] == {
+        "window": "rail 1 alone",
+        "rails": [1],
+        "errors": {"node02": {"mlx5_2:1": {"errors": {"symbol_error": 12, "link_downed": 1}}}},
+    }
 
 
 def test_a_saturated_counter_is_reported_saturated_never_as_a_delta(tmp_path: Path) -> None:
@@ -150,8 +162,10 @@ def test_a_saturated_counter_is_reported_saturated_never_as_a_delta(tmp_path: Pa
     outcome = corroborate(_outcome(tmp_path, change), ErrorLimits(), Actions())
     said = [(w.name, w.errors["node03"]["mlx5_1:1"]) for w in outcome.error_windows if w.errors]
     # from the window it stuck in on, every window says "saturated", none gives a count
-    assert said[0] == ("every rail group at once",
-                       {"errors": {"link_error_recovery": 3}, "errors_saturated": ["symbol_error"]})  # fmt: skip
+    assert said[0] == (
+        "every rail group at once",
+        {"errors": {"link_error_recovery": 3}, "errors_saturated": ["symbol_error"]},
+    )
     assert [entry for _, entry in said[1:]] == [{"errors": {}, "errors_saturated": ["symbol_error"]}] * 4
     assert outcome.counters["node03"]["mlx5_1:1"]["errors_saturated"] == ["symbol_error"]
     assert "symbol_error" not in outcome.counters["node03"]["mlx5_1:1"]["errors"]
@@ -209,8 +223,13 @@ def test_rising_counters_on_a_link_whose_bandwidth_held_are_named_errors(tmp_pat
     plain = _outcome(tmp_path / "warn", change)
     outcome = corroborate(plain, ErrorLimits(), Actions())
     (named,) = outcome.defects
-    assert (named.kind, named.node, named.rail, named.device, named.severity) == ("errors", "node01", 1, "mlx5_2",
-                                                                                  "warn")  # fmt: skip
+    assert (named.kind, named.node, named.rail, named.device, named.severity) == (
+        "errors",
+        "node01",
+        1,
+        "mlx5_2",
+        "warn",
+    )
     assert describe(named) == (
         "node01 rail 1 (mlx5_2): bandwidth held at 95 Gb/s = 95% of 100 Gb/s in 3 pairs → link errors (warning); "
         "1 link_downed on mlx5_2 port 1 during the test; action: reseat or replace the cable/transceiver on node01 "
@@ -289,11 +308,19 @@ def test_a_dead_link_keeps_its_devices_counters(tmp_path: Path) -> None:
     reader = NodeCounters(True, root)
     write_net_errors(root, "eth0", {"carrier_changes": 4})
     reader.close("forming the rail groups")
-    failures = [evidence.GroupFailure("n1", 0, "10.0.0.1", "eth0", "connect: timed out remote=[10.0.0.2]"),
-                evidence.GroupFailure("n2", 0, "10.0.0.2", "eth0", "Network is unreachable")]  # fmt: skip
+    failures = [
+        evidence.GroupFailure("n1", 0, "10.0.0.1", "eth0", "connect: timed out remote=[10.0.0.2]"),
+        evidence.GroupFailure("n2", 0, "10.0.0.2", "eth0", "Network is unreachable"),
+    ]
     dead = evidence.dead_links(failures, ["n1", "n2"], None)
-    outcome = records.RailsOutcome(None, ("n1", "n2"), 1, defects=tuple(dead), counters={"n2": reader.whole() or {}},
-                                   error_windows=join({"n2": reader.windows}))  # fmt: skip
+    outcome = records.RailsOutcome(
+        None,
+        ("n1", "n2"),
+        1,
+        defects=tuple(dead),
+        counters={"n2": reader.whole() or {}},
+        error_windows=join({"n2": reader.windows}),
+    )
     (link,) = corroborate(outcome, ErrorLimits(), Actions()).defects
     assert describe(link) == (
         "n2 rail 0 (eth0): no traffic in 1/1 pairs → link dead; 2 carrier_changes on eth0 during the test; action: "

@@ -39,11 +39,39 @@ def _rank0_pid(out: Path) -> int | None:
 def test_sigterm_to_a_rails_rank_under_the_users_mpirun_is_recorded(tmp_path: Path) -> None:
     out = tmp_path / "rails"
     mpirun = Path(sys.executable).parent / "mpirun"
-    cmd = [str(mpirun), "-np", "3", "--oversubscribe", "--bind-to", "none", sys.executable, "-m", "bench", "rails",
-           "--intra-node", "--pair-bytes", "64M", "--iters", "50", "--repeats", "3", "--confirm", "0",
-           "--out", str(out), "--no-history"]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=rank_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)  # fmt: skip
+    cmd = [
+        str(mpirun),
+        "-np",
+        "3",
+        "--oversubscribe",
+        "--bind-to",
+        "none",
+        sys.executable,
+        "-m",
+        "bench",
+        "rails",
+        "--intra-node",
+        "--pair-bytes",
+        "64M",
+        "--iters",
+        "50",
+        "--repeats",
+        "3",
+        "--confirm",
+        "0",
+        "--out",
+        str(out),
+        "--no-history",
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=tmp_path,
+        env=rank_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 120
         while not ((out / "run.json").is_file() and _rank0_pid(out)):

@@ -24,9 +24,15 @@ MIB = 1 << 20
 
 
 def _times(
-    nodes: int, local: int, rate: dict[tuple[int, int, int], float], *, repeats: int = 1, noise: float = 0.02,
-    seed: int = 0, healthy: float = 2880.0,
-) -> list[LocalPairTime]:  # fmt: skip
+    nodes: int,
+    local: int,
+    rate: dict[tuple[int, int, int], float],
+    *,
+    repeats: int = 1,
+    noise: float = 0.02,
+    seed: int = 0,
+    healthy: float = 2880.0,
+) -> list[LocalPairTime]:
     """Both directions of every local pair; ``rate[(node, a, b)]`` overrides the healthy Gb/s of a pair."""
     rng = np.random.default_rng(seed)
     out = []
@@ -106,8 +112,9 @@ def test_too_noisy_names_nothing_and_says_so() -> None:
 
 def test_outputs_rows_json_and_table() -> None:
     times = _times(1, 4, _slow_gpu(0, 3, 4, 700.0), repeats=2)
-    outcome = IntraNodeOutcome(("node00",), 4, tuple(times), {"node00": (None,) * 4}, None,
-                               _localise(times, 1, 4), None, 1)  # fmt: skip
+    outcome = IntraNodeOutcome(
+        ("node00",), 4, tuple(times), {"node00": (None,) * 4}, None, _localise(times, 1, 4), None, 1
+    )
     assert outcome.failed and outcome.node_reasons("node00") and not outcome.node_reasons("other")
     csv = rows(outcome, 10)
     assert len(csv) == 6 * 2 and {r["scope"] for r in csv} == {"local-pair"}

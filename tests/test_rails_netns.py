@@ -50,10 +50,23 @@ def cluster(bed: NetnsCluster) -> Iterator[NetnsCluster]:
 def rails(bed: NetnsCluster, out: Path, *extra: str, profile: str = "netns.toml") -> tuple[int, str, dict]:
     done = bed.run(
         2,
-        [sys.executable, "-m", "bench", "rails", "--profile", str(bed.workdir / profile), "--out", str(out),
-         "--history", str(out / "history.sqlite"), "--timeout", "90", *extra],
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "rails",
+            "--profile",
+            str(bed.workdir / profile),
+            "--out",
+            str(out),
+            "--history",
+            str(out / "history.sqlite"),
+            "--timeout",
+            "90",
+            *extra,
+        ],
         timeout=200,
-    )  # fmt: skip
+    )
     assert (out / "rails.json").is_file(), done.stdout + done.stderr
     return done.returncode, done.stdout, json.loads((out / "rails.json").read_text())
 

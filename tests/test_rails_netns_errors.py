@@ -41,12 +41,35 @@ def test_a_flapped_rail_shows_carrier_changes_and_is_named(bed: NetnsCluster, tm
     out = tmp_path / "run"
     flap = subprocess.Popen(["ip", "netns", "exec", bed.namespace("node03"), "sh", "-c", FLAP, "rail1"])
     argv = [
-        sys.executable, "-m", "bench", "rails", "--profile", str(bed.workdir / "netns.toml"), "--out", str(out),
-        "--no-history", "--timeout", "60", "--rail-bytes", "1M", "--pair-bytes", "4M", "-n", "2", "-w", "1",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "bench",
+        "rails",
+        "--profile",
+        str(bed.workdir / "netns.toml"),
+        "--out",
+        str(out),
+        "--no-history",
+        "--timeout",
+        "60",
+        "--rail-bytes",
+        "1M",
+        "--pair-bytes",
+        "4M",
+        "-n",
+        "2",
+        "-w",
+        "1",
+    ]
     try:
-        done = subprocess.run(bed.mpirun(2, argv), env=rank_env({"TORCH_CPP_LOG_LEVEL": "ERROR"}), capture_output=True,
-                              text=True, timeout=180, start_new_session=True)  # fmt: skip
+        done = subprocess.run(
+            bed.mpirun(2, argv),
+            env=rank_env({"TORCH_CPP_LOG_LEVEL": "ERROR"}),
+            capture_output=True,
+            text=True,
+            timeout=180,
+            start_new_session=True,
+        )
         flap.wait(timeout=10)
     finally:
         if flap.poll() is None:
@@ -57,8 +80,12 @@ def test_a_flapped_rail_shows_carrier_changes_and_is_named(bed: NetnsCluster, tm
     doc = json.loads((out / "rails.json").read_text())
     # down and up: two carrier changes on node03's rail1, and on no other interface of any node
     assert doc["counters"]["node03"]["rail1"]["errors"]["carrier_changes"] == 2, doc["counters"]
-    changed = {(node, device) for node, devices in doc["counters"].items() for device, entry in devices.items()
-               if entry["errors"].get("carrier_changes")}  # fmt: skip
+    changed = {
+        (node, device)
+        for node, devices in doc["counters"].items()
+        for device, entry in devices.items()
+        if entry["errors"].get("carrier_changes")
+    }
     assert changed == {("node03", "rail1")}
     windows = [w for w in doc["error_windows"] if "rail1" in w["errors"].get("node03", {})]
     assert sum(w["errors"]["node03"]["rail1"]["errors"].get("carrier_changes", 0) for w in windows) == 2

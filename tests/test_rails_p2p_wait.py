@@ -53,10 +53,15 @@ _RANK = textwrap.dedent(
 def test_a_pair_exchange_outlasts_the_connection_timeout_of_its_rail_group(tmp_path: Path) -> None:
     store = str(tmp_path / "store")
     ranks = [
-        subprocess.Popen([sys.executable, "-c", _RANK, str(r), store], env=rank_env(), stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", _RANK, str(r), store],
+            env=rank_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for r in (0, 1)
-    ]  # fmt: skip
+    ]
     outputs = [proc.communicate(timeout=120) for proc in ranks]
     for proc, (out, err) in zip(ranks, outputs, strict=True):
         assert proc.returncode == 0, err[-2000:]

@@ -79,9 +79,18 @@ def test_rank_argv_round_trips_through_the_parser(tmp_path) -> None:
     from bench.commands import rails as cmd
     from bench.commands.flags import config_or_spec
 
-    config = RailsConfig(socket_ifname="eth", oob_ifname="eth0", pair_bytes=1 << 20, repeats=2, isolation=True,
-                         pairs=False, intra_node=True, relative_fraction=0.5, cluster="c",
-                         profile="generic")  # fmt: skip
+    config = RailsConfig(
+        socket_ifname="eth",
+        oob_ifname="eth0",
+        pair_bytes=1 << 20,
+        repeats=2,
+        isolation=True,
+        pairs=False,
+        intra_node=True,
+        relative_fraction=0.5,
+        cluster="c",
+        profile="generic",
+    )
     parser = argparse.ArgumentParser()
     cmd.add_arguments(parser)
     argv = config.rank_argv(tmp_path)
@@ -165,8 +174,9 @@ def test_dead_links_from_the_transport_errors() -> None:
     assert describe(dead) == "n2 rail 1 (eth2): no traffic in 3/3 pairs → link dead"
     assert len(dead.evidence) == 4
     # Without a self-report, the node every witness names is the dead one.
-    accused = [r if r.node != "n2" else GroupFailure("n2", 1, "10.1.0.2", "eth2", "Connect timeout [none]")
-               for r in reports]  # fmt: skip
+    accused = [
+        r if r.node != "n2" else GroupFailure("n2", 1, "10.1.0.2", "eth2", "Connect timeout [none]") for r in reports
+    ]
     assert [(d.kind, d.node) for d in dead_links(accused, nodes, None)] == [("link", "n2")]
     # Nobody named: the rail as a whole could not form.
     vague = [GroupFailure(n, 3, None, None, "Connect timeout [none]") for n in nodes]
@@ -178,10 +188,13 @@ def test_outcome_reasons_per_rail_and_node() -> None:
 
     pair = Defect("pair", "n1", 2, None, 100.0, 400.0, "line rate", "slow", 1, 1, 1, 1, 0.0, ("n1-n3/rail2",), "n3")
     outcome = records.RailsOutcome(
-        None, ("n1", "n2", "n3"), 3, defects=(pair,),
+        None,
+        ("n1", "n2", "n3"),
+        3,
+        defects=(pair,),
         findings=["n2: rails 0, 1 all went over mlx5_1", "n3 rail 2: its bytes went over eth0, which must stay quiet"],
         below_target=["rail 1 all_reduce (concurrent): 1 Gb/s = 1% of 100 Gb/s (needs 90%)"],
-    )  # fmt: skip
+    )
     assert outcome.failed
     assert outcome.rail_reasons(0) == ["n2: rails 0, 1 all went over mlx5_1"]
     assert len(outcome.rail_reasons(1)) == 2

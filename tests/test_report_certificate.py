@@ -33,22 +33,37 @@ def _accept_checks(bad: str | None = None) -> dict[str, Any]:
         firmware = "28.39.1002" if host != "gpu-node-07" else "28.36.1010"
         results = [
             {"check": "ib-devices", "status": "pass", "reason": "9 RDMA devices", "device": None},
-            {"check": "rail", "status": "fail" if host == bad else "pass",
-             "reason": "mlx5_4 port 1 DOWN" if host == bad else "8 rails ACTIVE at 400 Gb/sec", "device": None},
+            {
+                "check": "rail",
+                "status": "fail" if host == bad else "pass",
+                "reason": "mlx5_4 port 1 DOWN" if host == bad else "8 rails ACTIVE at 400 Gb/sec",
+                "device": None,
+            },
             {"check": "gpu-nic-affinity", "status": "skip", "reason": "no GPU on this machine", "device": None},
-        ]  # fmt: skip
-        nodes.append({"node": host, "verdict": "fail" if host == bad else "pass", "results": results,
-                      "versions": {"nccl": "2.23.4", "torch": "2.5.1", "driver": "550.127.05",
-                                   "firmware": firmware}})  # fmt: skip
-    return {"profile": "lambda-1cc", "nranks": 128, "verdict": "fail" if bad else "pass", "nodes": nodes,
-            "cross_node": []}  # fmt: skip
+        ]
+        nodes.append(
+            {
+                "node": host,
+                "verdict": "fail" if host == bad else "pass",
+                "results": results,
+                "versions": {"nccl": "2.23.4", "torch": "2.5.1", "driver": "550.127.05", "firmware": firmware},
+            }
+        )
+    return {
+        "profile": "lambda-1cc",
+        "nranks": 128,
+        "verdict": "fail" if bad else "pass",
+        "nodes": nodes,
+        "cross_node": [],
+    }
 
 
 def _counters(mlx5_0: int = 0) -> dict[str, dict[str, dict[str, object]]]:
     per_node = {}
     for host in HOSTS:
-        devices: dict[str, dict[str, object]] = {f"mlx5_{k}": {"tx_bytes": 5 << 30, "rx_bytes": 5 << 30, "kind": "ib"}
-                                                 for k in range(1, 9)}  # fmt: skip
+        devices: dict[str, dict[str, object]] = {
+            f"mlx5_{k}": {"tx_bytes": 5 << 30, "rx_bytes": 5 << 30, "kind": "ib"} for k in range(1, 9)
+        }
         devices["mlx5_0"] = {"tx_bytes": mlx5_0 if host == "gpu-node-03" else 0, "rx_bytes": 0, "kind": "ib"}
         devices["eno1"] = {"tx_bytes": 4096, "rx_bytes": 8192, "kind": "net"}
         per_node[host] = devices
@@ -57,8 +72,15 @@ def _counters(mlx5_0: int = 0) -> dict[str, dict[str, dict[str, object]]]:
 
 def _run(tmp_path: Path, *, profile: str = "lambda-1cc", target: float | None = 3200.0, **meta: object) -> Path:
     busbw = {(*AG, 0): 0.0, (*AG, 1 << 20): 40.0, (*AG, 1 << 30): 380.0}
-    run_dir = make_run_dir(tmp_path, started_utc="2026-11-20T02:00:00Z", busbw=busbw, hosts=HOSTS, nranks=128,
-                           command="accept", meta_extra={"profile": profile, **meta})  # fmt: skip
+    run_dir = make_run_dir(
+        tmp_path,
+        started_utc="2026-11-20T02:00:00Z",
+        busbw=busbw,
+        hosts=HOSTS,
+        nranks=128,
+        command="accept",
+        meta_extra={"profile": profile, **meta},
+    )
     if target is not None:  # as run/accept write it: the target on every row
         text = (run_dir / "results.csv").read_text().splitlines()
         head = text[0].split(",")
@@ -84,9 +106,17 @@ def test_traffic_proof_says_mlx5_0_carried_nothing(tmp_path: Path) -> None:
     assert loud is not None and not loud.ok
     assert loud.sentences == ("mlx5_0 carried 3.22 GB on gpu-node-03: it must stay idle.",)
     # RunPod: the management interface (eth0) is one of the devices that must stay idle
-    runpod = cert.traffic_proof({"profile": "runpod-instant", "counters": {"pod1": {
-        "eth0": {"tx_bytes": 100, "rx_bytes": 100, "kind": "net"},
-        "eth1": {"tx_bytes": 1 << 30, "rx_bytes": 1 << 30, "kind": "net"}}}})  # fmt: skip
+    runpod = cert.traffic_proof(
+        {
+            "profile": "runpod-instant",
+            "counters": {
+                "pod1": {
+                    "eth0": {"tx_bytes": 100, "rx_bytes": 100, "kind": "net"},
+                    "eth1": {"tx_bytes": 1 << 30, "rx_bytes": 1 << 30, "kind": "net"},
+                }
+            },
+        }
+    )
     assert (
         runpod is not None and runpod.idle == {"eth0"} and runpod.sentences[0].startswith("eth0 carried at most 200 B")
     )

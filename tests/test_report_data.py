@@ -171,7 +171,7 @@ def _damage(run_dir: Path, name: str, text: str) -> None:
         ("trend.csv", "run_time,metric\n2026-01-01T00:00:00Z,x\n", "trend.csv lacks columns busbw_GBps"),
         ("trend.csv", ",".join(TREND_COLUMNS) + "\nyesterday,x,1,1,1,1,ok\n", "does not parse"),
     ],
-)  # fmt: skip
+)
 def test_damaged_optional_inputs_are_one_line_user_errors(
     tmp_path: Path, name: str, content: str, message: str
 ) -> None:
@@ -207,19 +207,39 @@ def test_rails_json_as_railbench_rails_writes_it() -> None:
     # rail-group records span every node (node None); pair records name both ends. One bad link: node03 rail 1.
     nodes = ["node01", "node02", "node03", "node04"]
     measurements: list[dict] = [
-        {"kind": "rail", "rail": r, "node": None, "peer": None, "device": None, "collective": "all_reduce",
-         "mode": "concurrent", "busbw_Gbps": g, "expected_Gbps": None} for r, g in ((0, 1.9), (1, 0.29))
-    ]  # fmt: skip
+        {
+            "kind": "rail",
+            "rail": r,
+            "node": None,
+            "peer": None,
+            "device": None,
+            "collective": "all_reduce",
+            "mode": "concurrent",
+            "busbw_Gbps": g,
+            "expected_Gbps": None,
+        }
+        for r, g in ((0, 1.9), (1, 0.29))
+    ]
     for rail in (0, 1):
         for i, a in enumerate(nodes):
             for b in nodes[i + 1 :]:
                 slow = rail == 1 and "node03" in (a, b)
                 for node, peer in ((a, b), (b, a)):
-                    measurements.append({"kind": "pair", "rail": rail, "node": node, "peer": peer,
-                                         "device": f"rail{rail}", "busbw_Gbps": 0.29 if slow else 10.0,
-                                         "expected_Gbps": None})  # fmt: skip
-    rails = {"measurements": measurements,
-             "defects": [{"kind": "link", "node": "node03", "rail": 1, "device": "rail1"}]}  # fmt: skip
+                    measurements.append(
+                        {
+                            "kind": "pair",
+                            "rail": rail,
+                            "node": node,
+                            "peer": peer,
+                            "device": f"rail{rail}",
+                            "busbw_Gbps": 0.29 if slow else 10.0,
+                            "expected_Gbps": None,
+                        }
+                    )
+    rails = {
+        "measurements": measurements,
+        "defects": [{"kind": "link", "node": "node03", "rail": 1, "device": "rail1"}],
+    }
     levels = data.node_rail_levels(rails)
     assert len(levels) == 8
     worst = levels.loc[levels["busbw_Gbps"].idxmin()]

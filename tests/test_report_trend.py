@@ -25,10 +25,17 @@ def _trend(nights: int) -> pd.DataFrame:
             for night in range(nights):
                 value = base * (0.6 if night == nights - 1 and (collective, size) == ("all_gather", 1 << 27) else 1)
                 state = "baseline" if night < nights - 1 else ("regressed" if value < base else "unchanged")
-                rows.append({"run_time": pd.Timestamp("2026-01-01", tz="UTC") + pd.Timedelta(days=night),
-                             "metric": metric, "busbw_GBps": value, "baseline_GBps": base,
-                             "band_lo_GBps": base - max(0.05 * base, 1.0), "band_hi_GBps": base + max(0.05 * base, 1.0),
-                             "state": state})  # fmt: skip
+                rows.append(
+                    {
+                        "run_time": pd.Timestamp("2026-01-01", tz="UTC") + pd.Timedelta(days=night),
+                        "metric": metric,
+                        "busbw_GBps": value,
+                        "baseline_GBps": base,
+                        "band_lo_GBps": base - max(0.05 * base, 1.0),
+                        "band_hi_GBps": base + max(0.05 * base, 1.0),
+                        "state": state,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -56,8 +63,11 @@ def _png_size(path: Path) -> tuple[int, int]:
 
 def test_png_stays_short_at_any_history_length(tmp_path: Path) -> None:
     for nights in (3, 400):
-        run_dir = make_run_dir(tmp_path / f"run{nights}", started_utc="2027-02-01T02:00:00Z",
-                               busbw={("all_reduce", "world", "world", 1 << 30): 380.0})  # fmt: skip
+        run_dir = make_run_dir(
+            tmp_path / f"run{nights}",
+            started_utc="2027-02-01T02:00:00Z",
+            busbw={("all_reduce", "world", "world", 1 << 30): 380.0},
+        )
         trend = _trend(nights)
         trend["run_time"] = trend["run_time"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
         trend.to_csv(run_dir / "trend.csv", index=False)

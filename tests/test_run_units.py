@@ -19,8 +19,16 @@ from bench.sweep.rank import verdict
 
 
 def test_sweep_matches_nccl_tests() -> None:
-    assert message_sizes(1024, 16 << 20, 4, None) == [1 << 10, 1 << 12, 1 << 14, 1 << 16, 1 << 18, 1 << 20,
-                                                      1 << 22, 1 << 24]  # fmt: skip
+    assert message_sizes(1024, 16 << 20, 4, None) == [
+        1 << 10,
+        1 << 12,
+        1 << 14,
+        1 << 16,
+        1 << 18,
+        1 << 20,
+        1 << 22,
+        1 << 24,
+    ]
     assert message_sizes(8, 8, 2, None) == [8]
     assert message_sizes(100, 400, 2, 100) == [100, 200, 300, 400]
     assert message_sizes(0, 4, 2, None) == [0, 1, 2, 4]
@@ -52,8 +60,14 @@ def test_targets_follow_design() -> None:
 
 
 def _row(coll: str, nbytes: int, eff: float | None, wrong: int | None = 0) -> dict:
-    return {"collective": coll, "bytes": nbytes, "efficiency": eff, "wrong": wrong, "busbw_Gbps": 3200 * (eff or 0),
-            "target_Gbps": 3200.0 if eff is not None else None}  # fmt: skip
+    return {
+        "collective": coll,
+        "bytes": nbytes,
+        "efficiency": eff,
+        "wrong": wrong,
+        "busbw_Gbps": 3200 * (eff or 0),
+        "target_Gbps": 3200.0 if eff is not None else None,
+    }
 
 
 def test_verdict_judges_large_sizes_only() -> None:
@@ -69,16 +83,35 @@ def test_verdict_fails_on_wrong_elements() -> None:
 
 
 def test_table_row_is_nccl_tests_layout() -> None:
-    row = {"bytes": 1048576, "count": 262144, "dtype": "float", "redop": "sum", "root": -1, "time_us": 123.456,
-           "algbw_GBps": 8.49, "busbw_GBps": 12.74, "wrong": 0}  # fmt: skip
+    row = {
+        "bytes": 1048576,
+        "count": 262144,
+        "dtype": "float",
+        "redop": "sum",
+        "root": -1,
+        "time_us": 123.456,
+        "algbw_GBps": 8.49,
+        "busbw_GBps": 12.74,
+        "wrong": 0,
+    }
     line = row_line(row)
     assert line.split() == ["1048576", "262144", "float", "sum", "-1", "123.46", "8.49", "12.74", "0"]
     assert row_line({**row, "wrong": None}).split()[-1] == "N/A"
 
 
 def test_summary_names_headline_at_largest_size() -> None:
-    rows = [{"collective": "all_reduce", "bytes": b, "busbw_GBps": g, "busbw_Gbps": 8 * g, "wrong": 0,
-             "efficiency": None, "target_Gbps": None} for b, g in ((1024, 0.1), (1 << 20, 2.0))]  # fmt: skip
+    rows = [
+        {
+            "collective": "all_reduce",
+            "bytes": b,
+            "busbw_GBps": g,
+            "busbw_Gbps": 8 * g,
+            "wrong": 0,
+            "efficiency": None,
+            "target_Gbps": None,
+        }
+        for b, g in ((1024, 0.1), (1 << 20, 2.0))
+    ]
     out = io.StringIO()
     write_summary(out, rows, "reports/runs/x")
     text = out.getvalue()

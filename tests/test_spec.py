@@ -13,9 +13,22 @@ from bench.sweep.config import RunConfig
 
 
 def test_a_run_config_round_trips_field_for_field() -> None:
-    config = RunConfig(min_bytes=1024, max_bytes=1 << 20, step_bytes=4096, iters=7, warmup=0, check=True,
-                       dtype="bfloat16", collectives=("all_reduce", "sendrecv"), backend="gloo", timeout_s=42.5,
-                       graph=None, out=Path("/tmp/x"), history=Path("/tmp/h.sqlite"), progress="on")  # fmt: skip
+    config = RunConfig(
+        min_bytes=1024,
+        max_bytes=1 << 20,
+        step_bytes=4096,
+        iters=7,
+        warmup=0,
+        check=True,
+        dtype="bfloat16",
+        collectives=("all_reduce", "sendrecv"),
+        backend="gloo",
+        timeout_s=42.5,
+        graph=None,
+        out=Path("/tmp/x"),
+        history=Path("/tmp/h.sqlite"),
+        progress="on",
+    )
     assert spec.decode(RunConfig, spec.encode(config)) == config
 
 

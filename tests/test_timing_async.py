@@ -28,8 +28,13 @@ needs_mpirun = pytest.mark.skipif(shutil.which("mpirun") is None, reason="needs 
 
 def _ranks(scenario: str, np: int, tmp_path: Path) -> dict[str, Any]:
     out = tmp_path / f"{scenario}.json"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "RAILBENCH_ASYNC_GBPS": str(RATE_GBPS),
-           "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}  # fmt: skip
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "RAILBENCH_ASYNC_GBPS": str(RATE_GBPS),
+        "OMPI_ALLOW_RUN_AS_ROOT": "1",
+        "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+    }
     cmd = ["mpirun", "-np", str(np), "--oversubscribe", sys.executable, "-m", "tests.async_ranks", scenario, str(out)]
     done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -43,15 +43,27 @@ class AcceptConfig:
         """The world sweep as the ranks run it, inside the accept run directory."""
 
         return replace(
-            self.sweep, profile=self.profile, backend=self.backend, timeout_s=self.timeout_s, out=out,
-            cluster=self.cluster, oob_ifname=self.rails.oob_ifname or self.sweep.oob_ifname, np=None, progress="off",
-        )  # fmt: skip
+            self.sweep,
+            profile=self.profile,
+            backend=self.backend,
+            timeout_s=self.timeout_s,
+            out=out,
+            cluster=self.cluster,
+            oob_ifname=self.rails.oob_ifname or self.sweep.oob_ifname,
+            np=None,
+            progress="off",
+        )
 
     def rails_config(self, out: Path) -> RailsConfig:
         return replace(
-            self.rails, profile=self.profile, backend=self.backend, timeout_s=self.timeout_s, out=out,
-            cluster=self.cluster, np=None,
-        )  # fmt: skip
+            self.rails,
+            profile=self.profile,
+            backend=self.backend,
+            timeout_s=self.timeout_s,
+            out=out,
+            cluster=self.cluster,
+            np=None,
+        )
 
     def rank_argv(self, out: Path) -> list[str]:
         """The argv of the ranks the parent starts: this very config (``bench.runtime.spec``), minus how to

@@ -66,10 +66,13 @@ def run_rank(config: AcceptConfig, info: RankInfo) -> int:
         raise
     # No rail pin here: accept's world sweep measures what NCCL chooses by itself.
     return run_as_rank(
-        info, config.backend, config.timeout_s, settings.oob_ifname,
+        info,
+        config.backend,
+        config.timeout_s,
+        settings.oob_ifname,
         lambda ctx: _accept(config, settings, profile, ctx),
         before_init=lambda prelude: run_directory(prelude, lambda: proposed_run_dir(config.out, config.cluster)),
-    )  # fmt: skip
+    )
 
 
 def _node_checks(profile: Profile, ctx: DistContext) -> list[NodeReport] | None:
@@ -107,9 +110,13 @@ def _accept(config: AcceptConfig, settings: RailsSettings, profile: Profile, ctx
         if rank == 0:
             extra = {"failure": failure} if failure else {}
             RunFile.load(out_dir).update(
-                command="accept", status=status, verdict="error" if status == "failed" else None,
-                exit_status=exit_status, finished_utc=iso_utc(), **extra,
-            )  # fmt: skip
+                command="accept",
+                status=status,
+                verdict="error" if status == "failed" else None,
+                exit_status=exit_status,
+                finished_utc=iso_utc(),
+                **extra,
+            )
 
     outcome = rails_rank.guarded_rails_phase(settings, ctx, record_end)
 
@@ -133,10 +140,15 @@ def _accept(config: AcceptConfig, settings: RailsSettings, profile: Profile, ctx
         status = EXIT_PASS if verdict in ("pass", "measured") else EXIT_FAIL
         _write_junit(out_dir, cases)
         run_file.update(
-            command="accept", started_utc=started, finished_utc=iso_utc(), status="complete", verdict=verdict,
-            exit_status=status, accept=accept_summary(cases), rails_test=rails_rank.metadata(
-                ctx, cluster_name, profile, settings, "accept")["rails_test"],
-        )  # fmt: skip
+            command="accept",
+            started_utc=started,
+            finished_utc=iso_utc(),
+            status="complete",
+            verdict=verdict,
+            exit_status=status,
+            accept=accept_summary(cases),
+            rails_test=rails_rank.metadata(ctx, cluster_name, profile, settings, "accept")["rails_test"],
+        )
         if finish_run(out_dir, profile, history=sweep_config.history, no_history=sweep_config.no_history):
             status = status or EXIT_INFRA  # a FAIL verdict keeps exit 1
             run_file.update(exit_status=status, finish="failed")
@@ -186,20 +198,31 @@ def sweep_cases(rows: Sequence[Mapping[str, Any]], meta: Mapping[str, Any], prof
     cases = []
     for collective in dict.fromkeys(r["collective"] for r in world):
         mine = [
-            {**r, "bytes": int(r["bytes"]), "wrong": int(_number(r.get("wrong")) or 0),
-             "efficiency": _number(r.get("efficiency")), "busbw_Gbps": _number(r.get("busbw_Gbps")) or 0.0,
-             "target_Gbps": _number(r.get("target_Gbps"))}
-            for r in world if r["collective"] == collective
-        ]  # fmt: skip
+            {
+                **r,
+                "bytes": int(r["bytes"]),
+                "wrong": int(_number(r.get("wrong")) or 0),
+                "efficiency": _number(r.get("efficiency")),
+                "busbw_Gbps": _number(r.get("busbw_Gbps")) or 0.0,
+                "target_Gbps": _number(r.get("target_Gbps")),
+            }
+            for r in world
+            if r["collective"] == collective
+        ]
         result, reasons = verdict(mine, judge_min_bytes(profile), profile.pass_fraction)
         details = "\n".join(f"{format_size(r['bytes'])}: busbw {r['busbw_Gbps']:.4g} Gb/s" for r in mine)
         message = "; ".join(reasons[:3]) + (f" and {len(reasons) - 3} more" if len(reasons) > 3 else "")
         cases.append(Case("railbench.run", collective, "fail" if result == "fail" else "pass", message, details))
     counter_failures = [f["message"] for f in meta.get("findings") or [] if f.get("severity") == "fail"]
     cases.append(
-        Case("railbench.run", "counters", "fail" if counter_failures else "pass", "; ".join(counter_failures),
-             "\n".join(f"{h}: {d}" for h, d in (meta.get("counters") or {}).items()))
-    )  # fmt: skip
+        Case(
+            "railbench.run",
+            "counters",
+            "fail" if counter_failures else "pass",
+            "; ".join(counter_failures),
+            "\n".join(f"{h}: {d}" for h, d in (meta.get("counters") or {}).items()),
+        )
+    )
     return cases
 
 
@@ -229,8 +252,15 @@ def node_cases(nodes: Sequence[str], reports: Sequence[NodeReport], outcome: Rai
         reasons = [f"{r.check}: {r.reason}" for r in (report.results if report else ()) if r.status == "fail"]
         reasons += outcome.node_reasons(node)
         warned = [f"WARN {describe(d)}" for d in outcome.warnings if d.node == node]
-        cases.append(Case("railbench.nodes", node, "fail" if reasons else "pass", "; ".join(reasons),
-                          "\n".join([*reasons, *warned])))  # fmt: skip
+        cases.append(
+            Case(
+                "railbench.nodes",
+                node,
+                "fail" if reasons else "pass",
+                "; ".join(reasons),
+                "\n".join([*reasons, *warned]),
+            )
+        )
     return cases
 
 

@@ -37,8 +37,14 @@ def local_report(config: CheckConfig, profile: Profile) -> cluster.NodeReport:
     if config.kernel_log is not None and not config.kernel_log.is_file():
         raise UserError(f"--kernel-log {config.kernel_log} is not a file: give a kernel log (kern.log, journalctl -k)")
     logs = [nccl_log.parse_file(p) for p in config.nccl_logs]
-    results = checks.run_checks(profile, config.sysfs_root, logs, benv.environ(),
-                                error_window_s=config.error_window_s, kernel_log=config.kernel_log)  # fmt: skip
+    results = checks.run_checks(
+        profile,
+        config.sysfs_root,
+        logs,
+        benv.environ(),
+        error_window_s=config.error_window_s,
+        kernel_log=config.kernel_log,
+    )
     return cluster.NodeReport(
         cluster.node_label(config.sysfs_root),
         tuple(results),

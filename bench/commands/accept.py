@@ -86,21 +86,44 @@ def config_from_args(args: argparse.Namespace) -> AcceptConfig:
     if not collectives:
         raise UserError("--collectives is empty: name at least one, e.g. all_reduce")
     sweep = RunConfig(
-        collectives=collectives, min_bytes=args.min_bytes, max_bytes=args.max_bytes, step_factor=args.step_factor,
-        step_bytes=args.step_bytes, iters=args.iters, warmup=args.warmup, check=not args.no_check,
-        history=args.history, no_history=args.no_history, profile=args.profile,
-    )  # fmt: skip
+        collectives=collectives,
+        min_bytes=args.min_bytes,
+        max_bytes=args.max_bytes,
+        step_factor=args.step_factor,
+        step_bytes=args.step_bytes,
+        iters=args.iters,
+        warmup=args.warmup,
+        check=not args.no_check,
+        history=args.history,
+        no_history=args.no_history,
+        profile=args.profile,
+    )
     rails = RailsConfig(
-        profile=args.profile, socket_ifname=args.socket_ifname, oob_ifname=args.oob_ifname,
-        rail_bytes=args.rail_bytes, pair_bytes=args.pair_bytes, repeats=args.repeats, seed=args.seed,
-        isolation=args.isolation, pairs=not args.no_pairs, intra_node=args.intra_node,
-        rail_rate_gbps=args.rail_rate_gbps, relative_fraction=args.relative_fraction, confirm=args.confirm,
+        profile=args.profile,
+        socket_ifname=args.socket_ifname,
+        oob_ifname=args.oob_ifname,
+        rail_bytes=args.rail_bytes,
+        pair_bytes=args.pair_bytes,
+        repeats=args.repeats,
+        seed=args.seed,
+        isolation=args.isolation,
+        pairs=not args.no_pairs,
+        intra_node=args.intra_node,
+        rail_rate_gbps=args.rail_rate_gbps,
+        relative_fraction=args.relative_fraction,
+        confirm=args.confirm,
         cell_budget_s=args.cell_budget,
-    )  # fmt: skip
+    )
     return AcceptConfig(
-        profile=args.profile, sweep=sweep, rails=rails, backend=args.backend, timeout_s=args.timeout, np=args.np,
-        out=args.out, cluster=args.cluster,
-    )  # fmt: skip
+        profile=args.profile,
+        sweep=sweep,
+        rails=rails,
+        backend=args.backend,
+        timeout_s=args.timeout,
+        np=args.np,
+        out=args.out,
+        cluster=args.cluster,
+    )
 
 
 def main(args: argparse.Namespace) -> int:

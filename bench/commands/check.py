@@ -19,13 +19,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--nccl-log", type=Path, nargs="+", default=[], metavar="FILE", help="NCCL_DEBUG=INFO logs to judge"
     )
     parser.add_argument(
-        "--error-window", type=float, default=None, metavar="SECONDS",
+        "--error-window",
+        type=float,
+        default=None,
+        metavar="SECONDS",
         help="idle seconds between the two samples of the rails' error counters (default: the profile's)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--kernel-log", type=Path, default=None, metavar="FILE",
+        "--kernel-log",
+        type=Path,
+        default=None,
+        metavar="FILE",
         help="kernel log to scan for link flaps (default: journalctl -k, kern.log or syslog)",
-    )  # fmt: skip
+    )
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument("--no-gather", action="store_true", help="under mpirun, check each node on its own")
 

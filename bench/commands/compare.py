@@ -269,30 +269,49 @@ def _write_outputs(
 ) -> None:
     header = {
         "run_dir": str(run_dir),
-        "run": {"time_utc": tonight.time_utc, "cluster": tonight.cluster, "nccl": tonight.nccl,
-                "nranks": tonight.nranks, "nnodes": tonight.nnodes, "node_hash": tonight.node_hash},
+        "run": {
+            "time_utc": tonight.time_utc,
+            "cluster": tonight.cluster,
+            "nccl": tonight.nccl,
+            "nranks": tonight.nranks,
+            "nnodes": tonight.nnodes,
+            "node_hash": tonight.node_hash,
+        },
         "baseline": {
             "description": baselines.description,
             "nccl": baselines.same.nccl,
             "runs": [{"time_utc": r.time_utc, "run_dir": r.run_dir, "id": r.id} for r in baselines.same.runs],
             "other_nccl": [{"nccl": o.nccl, "runs": len(o.runs)} for o in baselines.others],
         },
-        "settings": {"default_threshold": settings.default_threshold, "noise_k": settings.noise_k,
-                     "min_bytes": settings.min_bytes, "resolution_GBps": settings.resolution_GBps,
-                     "min_runs": settings.min_runs, "noise_floor": settings.noise_floor,
-                     "rules": [{"pattern": r.pattern, "threshold": r.threshold} for r in settings.rules]},
+        "settings": {
+            "default_threshold": settings.default_threshold,
+            "noise_k": settings.noise_k,
+            "min_bytes": settings.min_bytes,
+            "resolution_GBps": settings.resolution_GBps,
+            "min_runs": settings.min_runs,
+            "noise_floor": settings.noise_floor,
+            "rules": [{"pattern": r.pattern, "threshold": r.threshold} for r in settings.rules],
+        },
         "notes": list(baselines.notes),
         "kind": tonight.kind,
         "changes_since_baseline": [
             {"fact": c.fact, "before": c.before, "after": c.after, "text": c.describe()} for c in baselines.changes
         ],
         "rail_errors": [r.as_dict() for r in rises],
-    }  # fmt: skip
+    }
     write_compare_json(run_dir / "compare.json", results, header, status)
     # JUnit has no warning state: a flagged rise passes unless the profile fails it, and says so in its output.
     severity: Status = "fail" if settings.fail_on_error_rise else "pass"
-    cases = [Case("railbench.compare.rail_errors", f"rail{r.rail}/{r.counter}", severity,
-                  r.describe() if severity == "fail" else "", f"WARN {r.describe()}") for r in rises]  # fmt: skip
+    cases = [
+        Case(
+            "railbench.compare.rail_errors",
+            f"rail{r.rail}/{r.counter}",
+            severity,
+            r.describe() if severity == "fail" else "",
+            f"WARN {r.describe()}",
+        )
+        for r in rises
+    ]
     write_compare_junit(run_dir / "compare-junit.xml", results, hostname=socket.gethostname(), extra=cases)
     write_trend_csv(run_dir / "trend.csv", results, [r.time_utc for r in baselines.same.runs], tonight.time_utc)
     write_report_if_available(run_dir)

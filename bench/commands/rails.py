@@ -88,14 +88,32 @@ def add_diagnosis_flags(group: argparse._ArgumentGroup) -> None:
 def config_from_args(args: argparse.Namespace) -> RailsConfig:
     collectives = tuple(get_collective(c.strip()).name for c in args.collectives.split(",") if c.strip())
     return RailsConfig(
-        profile=args.profile, socket_ifname=args.socket_ifname, oob_ifname=args.oob_ifname,
-        collectives=collectives, rail_bytes=args.rail_bytes, pair_bytes=args.pair_bytes, iters=args.iters,
-        warmup=args.warmup, repeats=args.repeats, seed=args.seed, isolation=args.isolation, pairs=not args.no_pairs,
-        intra_node=args.intra_node, check=args.check, rail_rate_gbps=args.rail_rate_gbps,
+        profile=args.profile,
+        socket_ifname=args.socket_ifname,
+        oob_ifname=args.oob_ifname,
+        collectives=collectives,
+        rail_bytes=args.rail_bytes,
+        pair_bytes=args.pair_bytes,
+        iters=args.iters,
+        warmup=args.warmup,
+        repeats=args.repeats,
+        seed=args.seed,
+        isolation=args.isolation,
+        pairs=not args.no_pairs,
+        intra_node=args.intra_node,
+        check=args.check,
+        rail_rate_gbps=args.rail_rate_gbps,
         relative_fraction=args.relative_fraction,
-        backend=args.backend, timeout_s=args.timeout, np=args.np, out=args.out, cluster=args.cluster,
-        history=args.history, no_history=args.no_history, confirm=args.confirm, cell_budget_s=args.cell_budget,
-    )  # fmt: skip
+        backend=args.backend,
+        timeout_s=args.timeout,
+        np=args.np,
+        out=args.out,
+        cluster=args.cluster,
+        history=args.history,
+        no_history=args.no_history,
+        confirm=args.confirm,
+        cell_budget_s=args.cell_budget,
+    )
 
 
 def main(args: argparse.Namespace) -> int:

@@ -58,9 +58,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     sweep.add_argument("--backend", choices=("auto", "nccl", "gloo"), default="auto", help="nccl on GPUs, gloo on CPU")
     sweep.add_argument(
-        "--graph", action=argparse.BooleanOptionalAction, default=None,
+        "--graph",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="capture iterations in a CUDA graph (nccl-tests -G); default: on with NCCL where capture works",
-    )  # fmt: skip
+    )
     sweep.add_argument("--timeout", type=float, default=RunConfig.timeout_s, help="seconds per collective (exit 3)")
     start = parser.add_argument_group("starting ranks (omit under mpirun/srun/torchrun)")
     start.add_argument("--np", type=int, help="start N local ranks under mpirun")

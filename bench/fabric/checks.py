@@ -352,8 +352,15 @@ def run_checks(
     from bench.runtime import env as benv
 
     logs = [x if isinstance(x, nccl_log.NcclLog) else nccl_log.parse_file(x) for x in nccl_logs]
-    ctx = Context(profile, Path(sysfs_root), logs, benv.environ() if env is None else env,
-                  error_window_s=error_window_s, kernel_log=kernel_log, sleep=sleep)  # fmt: skip
+    ctx = Context(
+        profile,
+        Path(sysfs_root),
+        logs,
+        benv.environ() if env is None else env,
+        error_window_s=error_window_s,
+        kernel_log=kernel_log,
+        sleep=sleep,
+    )
     results: list[CheckResult] = []
     for check in REGISTRY:
         why_not = check.applies(ctx)

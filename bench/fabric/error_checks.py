@@ -72,8 +72,9 @@ class RailErrors(Check):
         devices = [d for r in found for d in r.devices]
         first = error_counters.read(ctx.sysfs, only=devices)
         if not first:
-            return [self.result("skip", f"no error counters for {listed([r.name for r in found])} under "
-                                        f"{ctx.sysfs.root}")]  # fmt: skip
+            return [
+                self.result("skip", f"no error counters for {listed([r.name for r in found])} under {ctx.sysfs.root}")
+            ]
         ctx.sleep(window)
         second = error_counters.read(ctx.sysfs, only=devices)
         window_errors = error_counters.delta(first, second)
@@ -141,12 +142,14 @@ class LinkFlaps(Check):
             mine = [f for f in seen if f.device in rail.log_names]
             if mine:
                 latest = mine[-1]
-                out.append(self.result(
-                    "fail",
-                    f"{rail.name}: {len(mine)} link-flap line{'s' if len(mine) > 1 else ''} in {log.source} in the "
-                    f"last {window:g} s, latest at {latest.when:%Y-%m-%d %H:%M:%S}: {latest.line.strip()[:160]}",
-                    rail.name,
-                ))  # fmt: skip
+                out.append(
+                    self.result(
+                        "fail",
+                        f"{rail.name}: {len(mine)} link-flap line{'s' if len(mine) > 1 else ''} in {log.source} in the "
+                        f"last {window:g} s, latest at {latest.when:%Y-%m-%d %H:%M:%S}: {latest.line.strip()[:160]}",
+                        rail.name,
+                    )
+                )
         if not out:
             said = f"no link flap on {len(found)} rails in {log.source} in the last {window:g} s"
             out.append(self.result("pass", said))

@@ -103,8 +103,18 @@ def _lines(text: str) -> tuple[str, ...]:
 
 
 def _journal(since: datetime) -> KernelLog:
-    command = ["journalctl", "-k", "-q", "--no-pager", "-o", "short-iso", "-n", str(JOURNAL_LINES),
-               "--since", since.strftime("%Y-%m-%d %H:%M:%S")]  # fmt: skip
+    command = [
+        "journalctl",
+        "-k",
+        "-q",
+        "--no-pager",
+        "-o",
+        "short-iso",
+        "-n",
+        str(JOURNAL_LINES),
+        "--since",
+        since.strftime("%Y-%m-%d %H:%M:%S"),
+    ]
     source = "journalctl -k"
     try:
         done = subprocess.run(command, capture_output=True, timeout=JOURNAL_TIMEOUT_S, check=False)

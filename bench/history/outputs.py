@@ -129,8 +129,12 @@ def write_trend_csv(path: Path, results: Sequence[MetricComparison], run_times: 
     rows: list[dict[str, Any]] = []
     for r in results:
         lo, hi = r.band
-        common = {"metric": r.metric, "baseline_GBps": _num(r.baseline_GBps), "band_lo_GBps": _num(lo),
-                  "band_hi_GBps": _num(hi)}  # fmt: skip
+        common = {
+            "metric": r.metric,
+            "baseline_GBps": _num(r.baseline_GBps),
+            "band_lo_GBps": _num(lo),
+            "band_hi_GBps": _num(hi),
+        }
         for when, value in reversed(list(zip(run_times, r.history_GBps, strict=True))):
             if value is not None:
                 rows.append({"run_time": when, "busbw_GBps": _num(value), "state": "baseline", **common})

@@ -107,8 +107,10 @@ def create_table(conn: sqlite3.Connection) -> None:
 def write(conn: sqlite3.Connection, run_id: int, errors: Iterable[RailErrors]) -> None:
     """Replace one run's rows (inside the caller's transaction)."""
     conn.execute("DELETE FROM rail_errors WHERE run_id = ?", (run_id,))
-    conn.executemany("INSERT INTO rail_errors VALUES (?, ?, ?, ?, ?)",
-                     [(run_id, e.rail, e.counter, e.count, e.nodes) for e in errors])  # fmt: skip
+    conn.executemany(
+        "INSERT INTO rail_errors VALUES (?, ?, ?, ?, ?)",
+        [(run_id, e.rail, e.counter, e.count, e.nodes) for e in errors],
+    )
 
 
 def of_runs(conn: sqlite3.Connection, run_ids: Sequence[int]) -> dict[int, list[RailErrors]]:
@@ -145,8 +147,14 @@ class ErrorRise:
         return f"rail {self.rail}: {self.counter} {tonight} per rails test ({before} over {self.runs} runs) → rose"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"rail": self.rail, "counter": self.counter, "count": self.count, "baseline": self.baseline,
-                "baseline_runs": self.runs, "text": self.describe()}  # fmt: skip
+        return {
+            "rail": self.rail,
+            "counter": self.counter,
+            "count": self.count,
+            "baseline": self.baseline,
+            "baseline_runs": self.runs,
+            "text": self.describe(),
+        }
 
 
 def judge(

@@ -146,8 +146,12 @@ def metrics_from_rows(rows: Iterable[Mapping[str, str]]) -> list[MetricRecord]:
             metric.wrong_total += int(wrong)
             metric.any_wrong = metric.any_wrong or wrong > 0
         samples = metric.in_place if row.get("placement") == "in-place" else metric.out_of_place
-        samples.add(_number(row.get("busbw_GBps")), _number(row.get("algbw_GBps")), _number(row.get("time_us")),
-                    _number(row.get("nranks")))  # fmt: skip
+        samples.add(
+            _number(row.get("busbw_GBps")),
+            _number(row.get("algbw_GBps")),
+            _number(row.get("time_us")),
+            _number(row.get("nranks")),
+        )
     metrics = []
     for (collective, scope, group, nbytes), metric in groups.items():
         # The headline is out-of-place, as nccl-tests' own summary is; in-place only when that is all there is.

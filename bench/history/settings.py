@@ -43,8 +43,18 @@ def _number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-_KEYS = ("default_threshold", "noise_k", "min_bytes", "min_runs", "noise_floor", "resolution_GBps", "rule",
-         "error_allowance", "error_factor", "fail_on_error_rise")  # fmt: skip
+_KEYS = (
+    "default_threshold",
+    "noise_k",
+    "min_bytes",
+    "min_runs",
+    "noise_floor",
+    "resolution_GBps",
+    "rule",
+    "error_allowance",
+    "error_factor",
+    "fail_on_error_rise",
+)
 MAX_ERROR_FACTOR = 1e6
 
 

@@ -325,10 +325,26 @@ def write_run(conn: sqlite3.Connection, run: RunRecord, metrics: Sequence[Metric
 
 def _write_run_rows(conn: sqlite3.Connection, run: RunRecord, metrics: Sequence[MetricRecord]) -> int:
     values = (
-        run.run_key, run.run_dir, run.time_utc, run.cluster, run.profile, run.command, run.status, run.verdict,
-        json.dumps(list(run.hosts)), run.node_hash, run.nnodes, run.nranks, run.torch, run.nccl, run.cuda,
-        run.driver, _now(), run.kind or None, json.dumps(dict(run.environment), sort_keys=True),
-    )  # fmt: skip
+        run.run_key,
+        run.run_dir,
+        run.time_utc,
+        run.cluster,
+        run.profile,
+        run.command,
+        run.status,
+        run.verdict,
+        json.dumps(list(run.hosts)),
+        run.node_hash,
+        run.nnodes,
+        run.nranks,
+        run.torch,
+        run.nccl,
+        run.cuda,
+        run.driver,
+        _now(),
+        run.kind or None,
+        json.dumps(dict(run.environment), sort_keys=True),
+    )
     # Upsert by run_key: adding the same run again keeps its id and replaces its rows (idempotent).
     (run_id,) = conn.execute(
         """INSERT INTO runs (run_key, run_dir, time_utc, cluster, profile, command, status, verdict, hosts,

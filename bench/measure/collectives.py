@@ -52,8 +52,17 @@ DTYPES: dict[str, Dtype] = {
         Dtype("double", "float64", 8, True, 2**53),
     )
 }
-_DTYPE_ALIASES = {"float16": "half", "fp16": "half", "bf16": "bfloat16", "float32": "float", "fp32": "float",
-                  "float64": "double", "fp64": "double", "int": "int32", "char": "int8"}  # fmt: skip
+_DTYPE_ALIASES = {
+    "float16": "half",
+    "fp16": "half",
+    "bf16": "bfloat16",
+    "float32": "float",
+    "fp32": "float",
+    "float64": "double",
+    "fp64": "double",
+    "int": "int32",
+    "char": "int8",
+}
 
 
 def get_dtype(name: str) -> Dtype:

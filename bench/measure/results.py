@@ -82,7 +82,18 @@ def pair_row(
     the slower direction is the pair's time, as for nccl-tests' sendrecv between two ranks."""
     slow = max(times_us)
     return result_row(
-        get_collective("sendrecv"), nbytes=nbytes, count=nbytes // 4, dtype="float", nranks=2, nnodes=nnodes,
-        iters=iters, time_us=slow, time_us_min=min(times_us), time_us_max=slow, wrong=None, target_gbps=target_gbps,
-        scope=scope, group=group,
-    )  # fmt: skip
+        get_collective("sendrecv"),
+        nbytes=nbytes,
+        count=nbytes // 4,
+        dtype="float",
+        nranks=2,
+        nnodes=nnodes,
+        iters=iters,
+        time_us=slow,
+        time_us_min=min(times_us),
+        time_us_max=slow,
+        wrong=None,
+        target_gbps=target_gbps,
+        scope=scope,
+        group=group,
+    )

@@ -379,9 +379,18 @@ def measure(
         chunk_bytes = coll.bytes_for_count(chunk_count, elsize, nranks)
         chunk_buffers = make_buffers(coll, chunk_count, chunk_bytes, rank, nranks, dtype, device)
     timed = time_loop(
-        coll, buffers, rank, nranks, group, iters=iters, warmup=warmup, device=device, graph=graph,
-        budget_s=budget_s, chunk_buffers=chunk_buffers,
-    )  # fmt: skip
+        coll,
+        buffers,
+        rank,
+        nranks,
+        group,
+        iters=iters,
+        warmup=warmup,
+        device=device,
+        graph=graph,
+        budget_s=budget_s,
+        chunk_buffers=chunk_buffers,
+    )
     my_time = timed.time_us
     del buffers, chunk_buffers
     my_wrong = check_once(coll, count, real_bytes, rank, nranks, group, dtype, device) if check else 0

@@ -201,8 +201,14 @@ def run_meta(
     ranks = []
     node_of = {host: i for i, host in enumerate(world.hosts)}
     for device in world.devices:
-        ranks.append({"rank": device.rank, "host": device.host, "local_rank": per_host[device.host],
-                      "node_rank": node_of[device.host]})  # fmt: skip
+        ranks.append(
+            {
+                "rank": device.rank,
+                "host": device.host,
+                "local_rank": per_host[device.host],
+                "node_rank": node_of[device.host],
+            }
+        )
         per_host[device.host] += 1
     command = log.firsts.get("command")
     header = world.header

@@ -178,8 +178,10 @@ def _json_measurement(placement: Placement, half: object, where: str) -> Measure
 def _json_row(number: int, item: Mapping[str, object], source: str) -> Row:
     where = f"{source or 'JSON file'}: results[{number - 1}]"
     root = item.get("root", "")
-    halves = (_json_measurement("out-of-place", item.get("out_of_place"), where),
-              _json_measurement("in-place", item.get("in_place"), where))  # fmt: skip
+    halves = (
+        _json_measurement("out-of-place", item.get("out_of_place"), where),
+        _json_measurement("in-place", item.get("in_place"), where),
+    )
     has_root = isinstance(root, (int, _Digits)) or (isinstance(root, str) and root.strip().lstrip("-").isdigit())
     return Row(
         bytes=_json_int(item["size"], Where(where, "size")),

@@ -139,8 +139,9 @@ def _held(outcome: RailsOutcome, node: str, rail: int) -> tuple[float, float, Ba
 def corroborate(outcome: RailsOutcome, limits: ErrorLimits, actions: Actions) -> RailsOutcome:
     """``outcome`` with every defect's error counters and action, and the links named ``errors``."""
     where = device_of(outcome.devices)
-    read = {(node, device) for node, devices in outcome.counters.items() for device, e in devices.items()
-            if "errors" in e}  # fmt: skip
+    read = {
+        (node, device) for node, devices in outcome.counters.items() for device, e in devices.items() if "errors" in e
+    }
     read |= {(node, device) for w in outcome.error_windows for node, devices in w.errors.items() for device in devices}
     named = []
     for defect in outcome.defects:
@@ -155,8 +156,24 @@ def corroborate(outcome: RailsOutcome, limits: ErrorLimits, actions: Actions) ->
             continue
         median, expected, basis, pairs, samples, spread = _held(outcome, node, rail)
         severity: Severity = "fail" if limits.fail_on_errors else "warn"
-        defect = Defect("errors", node, rail, short_device(device), median, expected, basis, "errors", 0, pairs, 0,
-                        samples, spread, (), errors=found, severity=severity)  # fmt: skip
+        defect = Defect(
+            "errors",
+            node,
+            rail,
+            short_device(device),
+            median,
+            expected,
+            basis,
+            "errors",
+            0,
+            pairs,
+            0,
+            samples,
+            spread,
+            (),
+            errors=found,
+            severity=severity,
+        )
         named.append(_with_action(defect, True, actions, where))
     intra = outcome.intra_node
     if intra is not None and intra.defects:
@@ -168,8 +185,9 @@ def corroborate(outcome: RailsOutcome, limits: ErrorLimits, actions: Actions) ->
 def _with_action(defect: Defect, physical: bool, actions: Actions, where: Mapping[tuple[str, int], str]) -> Defect:
     device = where.get((defect.node, defect.rail)) if defect.node is not None and defect.rail is not None else None
     words = device_words(device or defect.device)
-    sentence = actions.action(_action_key(defect, physical), node=defect.node, peer=defect.peer, rail=defect.rail,
-                              **words)  # fmt: skip
+    sentence = actions.action(
+        _action_key(defect, physical), node=defect.node, peer=defect.peer, rail=defect.rail, **words
+    )
     return dataclasses.replace(defect, action=sentence)
 
 

@@ -41,8 +41,13 @@ class CounterEvidence:
         return not (self.risen or self.saturated or self.reset)
 
     def as_dict(self) -> dict[str, object]:
-        return {"node": self.node, "device": self.device, "errors": dict(self.risen),
-                "errors_saturated": list(self.saturated), "errors_reset": list(self.reset)}  # fmt: skip
+        return {
+            "node": self.node,
+            "device": self.device,
+            "errors": dict(self.risen),
+            "errors_saturated": list(self.saturated),
+            "errors_reset": list(self.reset),
+        }
 
 
 @dataclass(frozen=True)

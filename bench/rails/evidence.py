@@ -120,10 +120,42 @@ def dead_links(reports: Sequence[GroupFailure], nodes: Sequence[str], line_rate:
         expected = line_rate or 0.0
         basis: Literal["line rate", "peers"] = "line rate" if line_rate else "peers"
         if not dead:
-            out.append(Defect("rail", None, rail, None, 0.0, expected, basis, "dead", len(evidence), len(members),
-                              0, 0, 0.0, evidence))  # fmt: skip
+            out.append(
+                Defect(
+                    "rail",
+                    None,
+                    rail,
+                    None,
+                    0.0,
+                    expected,
+                    basis,
+                    "dead",
+                    len(evidence),
+                    len(members),
+                    0,
+                    0,
+                    0.0,
+                    evidence,
+                )
+            )
         for node in (n for n in nodes if n in dead):
             ifname = next((r.ifname for r in members if r.node == node), None)
-            out.append(Defect("link", node, rail, ifname, 0.0, expected, basis, "dead", len(nodes) - 1,
-                              len(nodes) - 1, 0, 0, 0.0, evidence))  # fmt: skip
+            out.append(
+                Defect(
+                    "link",
+                    node,
+                    rail,
+                    ifname,
+                    0.0,
+                    expected,
+                    basis,
+                    "dead",
+                    len(nodes) - 1,
+                    len(nodes) - 1,
+                    0,
+                    0,
+                    0.0,
+                    evidence,
+                )
+            )
     return out

@@ -96,13 +96,24 @@ class GpuDefect:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "kind": self.kind, "node": self.node, "gpu": self.gpu, "peer": self.peer, "bus_id": self.bus_id,
-            "peer_bus_id": self.peer_bus_id, "measured_Gbps": round(self.measured_Gbps, 6),
-            "expected_Gbps": round(self.expected_Gbps, 6), "basis": self.basis, "symptom": self.symptom,
-            "slow_pairs": self.slow_pairs, "pairs": self.pairs, "slow_samples": self.slow_samples,
-            "samples": self.samples, "evidence": list(self.evidence), "action": self.action,
+            "kind": self.kind,
+            "node": self.node,
+            "gpu": self.gpu,
+            "peer": self.peer,
+            "bus_id": self.bus_id,
+            "peer_bus_id": self.peer_bus_id,
+            "measured_Gbps": round(self.measured_Gbps, 6),
+            "expected_Gbps": round(self.expected_Gbps, 6),
+            "basis": self.basis,
+            "symptom": self.symptom,
+            "slow_pairs": self.slow_pairs,
+            "pairs": self.pairs,
+            "slow_samples": self.slow_samples,
+            "samples": self.samples,
+            "evidence": list(self.evidence),
+            "action": self.action,
             "line": describe_gpu(self),
-        }  # fmt: skip
+        }
 
 
 @dataclass(frozen=True, eq=False)
@@ -253,12 +264,22 @@ def _defect(
     below_target = j.target is not None and np.log(max(rate, 1e-12)) < j.absolute
     slow_cells = [(a, b) for a, b in cells if j.slow[k, a, b]]
     return GpuDefect(
-        kind=kind, node=node, gpu=gpu, peer=peer, bus_id=None if gpu is None else ids[gpu],
-        peer_bus_id=None if peer is None else ids[peer], measured_Gbps=rate,
+        kind=kind,
+        node=node,
+        gpu=gpu,
+        peer=peer,
+        bus_id=None if gpu is None else ids[gpu],
+        peer_bus_id=None if peer is None else ids[peer],
+        measured_Gbps=rate,
         expected_Gbps=float(j.target) if below_target and j.target else float(np.exp(j.level)),
-        basis="target" if below_target else "peers", symptom=symptom, slow_pairs=len(slow_cells), pairs=len(cells),
-        slow_samples=int(f.sum()), samples=len(v), evidence=tuple(_pair_name(node, a, b) for a, b in slow_cells),
-    )  # fmt: skip
+        basis="target" if below_target else "peers",
+        symptom=symptom,
+        slow_pairs=len(slow_cells),
+        pairs=len(cells),
+        slow_samples=int(f.sum()),
+        samples=len(v),
+        evidence=tuple(_pair_name(node, a, b) for a, b in slow_cells),
+    )
 
 
 def describe_gpu(defect: GpuDefect) -> str:
@@ -325,10 +346,15 @@ def rows(outcome: IntraNodeOutcome, iters: int) -> list[dict[str, Any]]:
     for (node, a, b, _repeat), pair in sorted(both.items()):
         out.append(
             pair_row(
-                pair[0].nbytes, [p.time_us for p in pair], nnodes=1, iters=iters, target_gbps=outcome.target_Gbps,
-                scope=SCOPE, group=_pair_name(outcome.nodes[node], a, b),
+                pair[0].nbytes,
+                [p.time_us for p in pair],
+                nnodes=1,
+                iters=iters,
+                target_gbps=outcome.target_Gbps,
+                scope=SCOPE,
+                group=_pair_name(outcome.nodes[node], a, b),
             )
-        )  # fmt: skip
+        )
     return out
 
 
@@ -341,19 +367,32 @@ def as_json(outcome: IntraNodeOutcome) -> dict[str, Any]:
         return ids[gpu] if gpu < len(ids) else None
 
     return {
-        "skipped": outcome.skipped, "nodes": list(outcome.nodes), "local_ranks": outcome.local_ranks,
-        "bus_ids": {n: list(ids) for n, ids in outcome.bus_ids.items()}, "target_Gbps": outcome.target_Gbps,
-        "level_Gbps": None if loc.level_Gbps is None else round(loc.level_Gbps, 6), "too_noisy": loc.too_noisy,
+        "skipped": outcome.skipped,
+        "nodes": list(outcome.nodes),
+        "local_ranks": outcome.local_ranks,
+        "bus_ids": {n: list(ids) for n, ids in outcome.bus_ids.items()},
+        "target_Gbps": outcome.target_Gbps,
+        "level_Gbps": None if loc.level_Gbps is None else round(loc.level_Gbps, 6),
+        "too_noisy": loc.too_noisy,
         "process_groups": outcome.process_groups,
         "measurements": [
-            {"node": outcome.nodes[t.node], "gpu": t.gpu, "peer": t.peer, "bus_id": bus(outcome.nodes[t.node], t.gpu),
-             "peer_bus_id": bus(outcome.nodes[t.node], t.peer), "collective": "sendrecv",
-             "busbw_Gbps": round(t.busbw_Gbps, 6), "bytes": t.nbytes, "time_us": round(t.time_us, 3),
-             "repeat": t.repeat, "round": t.round}
+            {
+                "node": outcome.nodes[t.node],
+                "gpu": t.gpu,
+                "peer": t.peer,
+                "bus_id": bus(outcome.nodes[t.node], t.gpu),
+                "peer_bus_id": bus(outcome.nodes[t.node], t.peer),
+                "collective": "sendrecv",
+                "busbw_Gbps": round(t.busbw_Gbps, 6),
+                "bytes": t.nbytes,
+                "time_us": round(t.time_us, 3),
+                "repeat": t.repeat,
+                "round": t.round,
+            }
             for t in outcome.times
         ],
         "defects": [d.as_dict() for d in loc.defects],
-    }  # fmt: skip
+    }
 
 
 def table(outcome: IntraNodeOutcome) -> str:

@@ -106,9 +106,12 @@ def intra_node_phase(settings: RailsSettings, ctx: DistContext, watchdog: Watchd
     # The profile's NVLink figure says nothing about loopback between CPU ranks.
     target = settings.local_pair_target_gbps if device_ops.is_cuda(ctx.device) else None
     localisation = localise_gpus(
-        LocalMatrix.from_times(all_times, layout.nodes, local), target_Gbps=target,
-        pass_fraction=settings.pass_fraction, relative_fraction=settings.relative_fraction, bus_ids=bus_ids,
-    )  # fmt: skip
+        LocalMatrix.from_times(all_times, layout.nodes, local),
+        target_Gbps=target,
+        pass_fraction=settings.pass_fraction,
+        relative_fraction=settings.relative_fraction,
+        bus_ids=bus_ids,
+    )
     return IntraNodeOutcome(
         layout.nodes, local, tuple(all_times), bus_ids, target, localisation, process_groups=len(groups)
     )

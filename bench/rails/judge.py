@@ -72,10 +72,21 @@ def outcome(settings: RailsSettings, layout: RailLayout, gathered: list[dict[str
             )
     counters = {g["host"]: g["whole"] for g in readers if g["whole"]}
     return records.RailsOutcome(
-        None, nodes, layout.rails, rail_results, times, devices, found.defects, findings=findings, expected=expected,
-        below_target=below, counters=counters, transients=found.transients, too_noisy=found.too_noisy,
+        None,
+        nodes,
+        layout.rails,
+        rail_results,
+        times,
+        devices,
+        found.defects,
+        findings=findings,
+        expected=expected,
+        below_target=below,
+        counters=counters,
+        transients=found.transients,
+        too_noisy=found.too_noisy,
         error_windows=windows.join({g["host"]: g["error_windows"] for g in readers}),
-    )  # fmt: skip
+    )
 
 
 def _line_rates(

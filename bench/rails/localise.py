@@ -43,9 +43,20 @@ from bench.rails.matrix import PairMatrix, PairSample
 from bench.rails.parts import Cells, summary_defect, transients
 
 __all__ = [
-    "EVIDENCE_LIMIT", "Defect", "DefectKind", "Diagnosis", "PairMatrix", "PairSample", "Symptom", "Thresholds",
-    "Transient", "describe", "diagnose", "localise", "suspect_samples",
-]  # fmt: skip
+    "EVIDENCE_LIMIT",
+    "Defect",
+    "DefectKind",
+    "Diagnosis",
+    "PairMatrix",
+    "PairSample",
+    "Symptom",
+    "Thresholds",
+    "Transient",
+    "describe",
+    "diagnose",
+    "localise",
+    "suspect_samples",
+]
 
 
 @dataclass(frozen=True)
@@ -221,22 +232,26 @@ def diagnose(
         rail = matrix.rails[kpos]
         names = {d for d in (_device(devices, node, rail) for node in matrix.nodes) if d}
         device = names.pop() if len(names) == 1 else None
-        defects.append(summary_defect(cells, "rail", rail_cells[kpos], node=None, rail_pos=int(kpos),
-                                      device=device))  # fmt: skip
+        defects.append(summary_defect(cells, "rail", rail_cells[kpos], node=None, rail_pos=int(kpos), device=device))
     for apos in np.flatnonzero(node_fault):
         k, b = np.nonzero(others[apos][None, :] & open_rails[:, None])
         node = matrix.nodes[apos]
-        defects.append(summary_defect(cells, "node", (k, np.full(len(k), apos), b), node=node, rail_pos=None,
-                                      device=None))  # fmt: skip
+        defects.append(
+            summary_defect(cells, "node", (k, np.full(len(k), apos), b), node=node, rail_pos=None, device=None)
+        )
     for kpos, apos in zip(lk, la, strict=True):
         b = all_nodes[others[apos]]
         node, rail = matrix.nodes[apos], matrix.rails[kpos]
         defects.append(
             summary_defect(
-                cells, "link", (np.full(len(b), kpos), np.full(len(b), apos), b),
-                node=node, rail_pos=int(kpos), device=_device(devices, node, rail),
+                cells,
+                "link",
+                (np.full(len(b), kpos), np.full(len(b), apos), b),
+                node=node,
+                rail_pos=int(kpos),
+                device=_device(devices, node, rail),
             )
-        )  # fmt: skip
+        )
     # What is left: suspect pairs that no larger part explains, named when they are slow in most samples.
     pk, pa, pb = np.nonzero(np.triu(cells.pair_slow & ~explained, k=1))
     for kpos, apos, bpos in zip(pk, pa, pb, strict=True):
@@ -244,10 +259,15 @@ def diagnose(
         explained[kpos, apos, bpos] = explained[kpos, bpos, apos] = True
         defects.append(
             summary_defect(
-                cells, "pair", (np.array([kpos]), np.array([apos]), np.array([bpos])),
-                node=node, rail_pos=int(kpos), device=_device(devices, node, rail), peer=peer,
+                cells,
+                "pair",
+                (np.array([kpos]), np.array([apos]), np.array([bpos])),
+                node=node,
+                rail_pos=int(kpos),
+                device=_device(devices, node, rail),
+                peer=peer,
             )
-        )  # fmt: skip
+        )
     level = {rail: float(cells.expected[i]) for i, rail in enumerate(matrix.rails)}
     return Diagnosis(tuple(defects), transients(cells, suspect & ~explained), cells.too_noisy, level)
 

@@ -220,9 +220,16 @@ def pair_round(
             timed = Timed(mean, iters, False)
         else:
             timed = time_budgeted(
-                step, group=group, device=device, iters=iters, warmup=warmup, budget_s=budget,
-                agree=pair_agree(peer_rank, group, device, wait), chunked=chunked, align=align,
-            )  # fmt: skip
+                step,
+                group=group,
+                device=device,
+                iters=iters,
+                warmup=warmup,
+                budget_s=budget,
+                agree=pair_agree(peer_rank, group, device, wait),
+                chunked=chunked,
+                align=align,
+            )
         mine = timed.time_us
         everyone, _ = reduce_times(mine, 0, group, device)
         for a, b in rnd.pairs:
@@ -232,9 +239,10 @@ def pair_round(
         if sending and peer_rank is not None and partner is not None:
             theirs = everyone[dist.get_group_rank(group, peer_rank)]
             times.append(
-                PairTime(node, partner, rail, rnd.repeat, rnd.index, nbytes, max(mine, theirs), timed.stopped,
-                         rnd.confirm)
-            )  # fmt: skip
+                PairTime(
+                    node, partner, rail, rnd.repeat, rnd.index, nbytes, max(mine, theirs), timed.stopped, rnd.confirm
+                )
+            )
     return times, rates
 
 

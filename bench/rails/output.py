@@ -39,8 +39,19 @@ def print_outcome(outcome: RailsOutcome, settings: RailsSettings) -> None:
         f"{'off' if not settings.pairs else f'{settings.repeats} repeat(s)'}",
         flush=True,
     )
-    print(records.table(outcome.rail_results, samples, outcome.devices, outcome.defects, outcome.expected,
-                        outcome.findings, outcome.transients, outcome.too_noisy), flush=True)  # fmt: skip
+    print(
+        records.table(
+            outcome.rail_results,
+            samples,
+            outcome.devices,
+            outcome.defects,
+            outcome.expected,
+            outcome.findings,
+            outcome.transients,
+            outcome.too_noisy,
+        ),
+        flush=True,
+    )
     if outcome.intra_node is not None:
         print(gpu_pairs.table(outcome.intra_node), flush=True)
     for reason in outcome.below_target:

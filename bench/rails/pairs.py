@@ -29,9 +29,15 @@ class PairRunner:
     """One rank's pair exchanges on its rail: the buffers, the budget's running rate, the rounds run."""
 
     def __init__(
-        self, settings: Any, layout: RailLayout, rank: int, group: Any, device: Any, start_Gbps: float | None,
+        self,
+        settings: Any,
+        layout: RailLayout,
+        rank: int,
+        group: Any,
+        device: Any,
+        start_Gbps: float | None,
         wait: timedelta | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.settings, self.layout, self.rank, self.group = settings, layout, rank, group
         self.wait = wait
         """How long one send or receive may wait (``bench.rails.measure.p2p_wait``)."""
@@ -66,9 +72,16 @@ class PairRunner:
             what = f"confirmation {rnd.confirm}" if rnd.confirm else "pairs"
             enter(f"{what}: repeat {rnd.repeat + 1}, round {rnd.index + 1}")
             mine, rates = pair_round(
-                rnd, self.layout, self.rank, self.group, self.buffers, iters=self.settings.iters,
-                warmup=self.settings.warmup, budget_s=self.budget_s(), wait=self.wait,
-            )  # fmt: skip
+                rnd,
+                self.layout,
+                self.rank,
+                self.group,
+                self.buffers,
+                iters=self.settings.iters,
+                warmup=self.settings.warmup,
+                budget_s=self.budget_s(),
+                wait=self.wait,
+            )
             leave()
             times += mine
             if not rnd.confirm:

@@ -147,8 +147,11 @@ def transients(cells: Cells, mask: np.ndarray) -> tuple[Transient, ...]:
     for k, a, b in zip(*np.nonzero(np.triu(mask, k=1)), strict=True):
         out.append(
             Transient(
-                matrix.nodes[a], matrix.nodes[b], matrix.rails[k], _finite(matrix.busbw[:, k, a, b]),
+                matrix.nodes[a],
+                matrix.nodes[b],
+                matrix.rails[k],
+                _finite(matrix.busbw[:, k, a, b]),
                 _finite(matrix.confirm_values[:, k, a, b]),
             )
-        )  # fmt: skip
+        )
     return tuple(out)

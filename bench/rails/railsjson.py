@@ -16,8 +16,13 @@ def rails_doc(outcome: RailsOutcome) -> dict[str, Any]:
         "skipped": outcome.skipped,
         "nodes": list(outcome.nodes),
         "rails": [
-            {"rail": rd.rail, "line_rate_Gbps": outcome.expected.get(rd.rail), "devices": dict(rd.device),
-             "expected_devices": dict(rd.expected), "bytes_alone": {n: dict(m) for n, m in rd.moved.items()}}
+            {
+                "rail": rd.rail,
+                "line_rate_Gbps": outcome.expected.get(rd.rail),
+                "devices": dict(rd.device),
+                "expected_devices": dict(rd.expected),
+                "bytes_alone": {n: dict(m) for n, m in rd.moved.items()},
+            }
             for rd in outcome.devices
         ],
         "measurements": records.measurement_json(
@@ -32,4 +37,4 @@ def rails_doc(outcome: RailsOutcome) -> dict[str, Any]:
         "error_windows": [w.as_dict() for w in outcome.error_windows],
         "process_groups": outcome.process_groups,
         "intra_node": gpu_pairs.as_json(outcome.intra_node) if outcome.intra_node is not None else None,
-    }  # fmt: skip
+    }

@@ -82,8 +82,11 @@ def _rail_pin(settings: RailsSettings, profile: Profile, prelude: Prelude) -> di
     problem, ifnames, hcas = None, [], []
     if settings.socket_ifname:
         try:
-            ifnames = [interface_for_rail(settings.socket_ifname, [d.name for d in net_devices(sysfs)], rail,
-                                          socket.gethostname())]  # fmt: skip
+            ifnames = [
+                interface_for_rail(
+                    settings.socket_ifname, [d.name for d in net_devices(sysfs)], rail, socket.gethostname()
+                )
+            ]
         except UserError as exc:
             problem = str(exc)
     else:
@@ -96,9 +99,18 @@ def _rail_pin(settings: RailsSettings, profile: Profile, prelude: Prelude) -> di
 
 def _rail_result(coll: str, mode: records.Mode, rail: int, nnodes: int, res: Any) -> records.RailResult:
     return records.RailResult(
-        rail, coll, mode, nnodes, res.nbytes, res.count, res.iters, res.time_us, res.time_us_min, res.time_us_max,
+        rail,
+        coll,
+        mode,
+        nnodes,
+        res.nbytes,
+        res.count,
+        res.iters,
+        res.time_us,
+        res.time_us_min,
+        res.time_us_max,
         res.wrong,
-    )  # fmt: skip
+    )
 
 
 def _measure_rail(
@@ -135,9 +147,20 @@ def _measure_rail(
             return cell_budget(wire, warmup + iters, rate)
 
     return measure(
-        collective, settings.rail_bytes, group_rank, n, group, dtype=torch.float32, elsize=4,
-        device=ctx.device, iters=iters, warmup=warmup, check=settings.check, budget_s=budget, chunks=chunks,
-    )  # fmt: skip
+        collective,
+        settings.rail_bytes,
+        group_rank,
+        n,
+        group,
+        dtype=torch.float32,
+        elsize=4,
+        device=ctx.device,
+        iters=iters,
+        warmup=warmup,
+        check=settings.check,
+        budget_s=budget,
+        chunks=chunks,
+    )
 
 
 def _ib_rates(local_rank: int) -> dict[str, float] | None:
@@ -188,17 +211,28 @@ def rails_phase(settings: RailsSettings, ctx: DistContext, watchdog: Watchdog) -
             return None
         dead = evidence.dead_links(formed, layout.nodes, settings.rail_rate_gbps)
         return records.RailsOutcome(
-            None, layout.nodes, layout.rails, defects=tuple(dead),
+            None,
+            layout.nodes,
+            layout.rails,
+            defects=tuple(dead),
             counters={f.node: whole for f, _, whole in reports if whole is not None},
             error_windows=windows.join({f.node: mine for f, mine, whole in reports if whole is not None}),
-        )  # fmt: skip
+        )
 
     mine: list[records.RailResult] = []
     fastest = 0.0
     for coll in settings.collectives:
         watchdog.enter(f"{coll} in every rail group at once")
-        res = _measure_rail(settings, ctx, coll, group, n, iters=settings.iters, warmup=settings.warmup,
-                            rate_Gbps=settings.rail_rate_gbps)  # fmt: skip
+        res = _measure_rail(
+            settings,
+            ctx,
+            coll,
+            group,
+            n,
+            iters=settings.iters,
+            warmup=settings.warmup,
+            rate_Gbps=settings.rail_rate_gbps,
+        )
         watchdog.leave()
         result = _rail_result(coll, "concurrent", rail, n, res)
         fastest = max(fastest, result.busbw_Gbps)
@@ -219,8 +253,9 @@ def rails_phase(settings: RailsSettings, ctx: DistContext, watchdog: Watchdog) -
         dist.barrier()
         if rail == k and settings.isolation:
             for coll in settings.collectives:
-                res = _measure_rail(settings, ctx, coll, group, n, iters=settings.iters, warmup=settings.warmup,
-                                    rate_Gbps=known)  # fmt: skip
+                res = _measure_rail(
+                    settings, ctx, coll, group, n, iters=settings.iters, warmup=settings.warmup, rate_Gbps=known
+                )
                 if node == 0:
                     mine.append(_rail_result(coll, "isolated", rail, n, res))
         elif rail == k:
@@ -239,9 +274,18 @@ def rails_phase(settings: RailsSettings, ctx: DistContext, watchdog: Watchdog) -
 
     watchdog.enter("gathering the rails results")
     gathered = gather_objects(
-        {"host": ctx.hosts[rank], "results": mine, "times": times, "windows": alone, "whole": counts.whole(),
-         "error_windows": counts.windows, "ifname": my_ifname, "rail": rail, "rates": _ib_rates(local_rank)}
-    )  # fmt: skip
+        {
+            "host": ctx.hosts[rank],
+            "results": mine,
+            "times": times,
+            "windows": alone,
+            "whole": counts.whole(),
+            "error_windows": counts.windows,
+            "ifname": my_ifname,
+            "rail": rail,
+            "rates": _ib_rates(local_rank),
+        }
+    )
     watchdog.leave()
     if runner is not None and settings.confirm:
         # Every suspect is measured again, in its own round and beside the same round's other suspects,
@@ -284,10 +328,13 @@ def run_rank(config: RailsConfig, info: RankInfo) -> int:
             return quiet_usage_exit()
         raise
     return run_as_rank(
-        info, config.backend, config.timeout_s, settings.oob_ifname,
+        info,
+        config.backend,
+        config.timeout_s,
+        settings.oob_ifname,
         lambda ctx: _standalone(config, settings, profile, ctx),
         before_init=rail_prelude(settings, profile, lambda: proposed_run_dir(config.out, config.cluster)),
-    )  # fmt: skip
+    )
 
 
 def _standalone(config: RailsConfig, settings: RailsSettings, profile: Profile, ctx: DistContext) -> int:
@@ -305,8 +352,13 @@ def _standalone(config: RailsConfig, settings: RailsSettings, profile: Profile, 
     def record_end(status: str, exit_status: int, failure: dict[str, Any] | None) -> None:
         if record is not None:
             extra = {"failure": failure} if failure else {}
-            record.update(status=status, verdict="error" if status == "failed" else None, exit_status=exit_status,
-                          finished_utc=iso_utc(), **extra)  # fmt: skip
+            record.update(
+                status=status,
+                verdict="error" if status == "failed" else None,
+                exit_status=exit_status,
+                finished_utc=iso_utc(),
+                **extra,
+            )
 
     outcome = guarded_rails_phase(settings, ctx, record_end)
     status = EXIT_PASS
@@ -316,8 +368,13 @@ def _standalone(config: RailsConfig, settings: RailsSettings, profile: Profile, 
         status = EXIT_FAIL if outcome.failed else EXIT_PASS
         measured = not outcome.skipped or (outcome.intra_node is not None and not outcome.intra_node.skipped)
         verdict = "skip" if not measured else ("fail" if outcome.failed else "pass")
-        record.update(status="complete", verdict=None if verdict == "skip" else verdict, exit_status=status,
-                      finished_utc=iso_utc(), rails_skipped=outcome.skipped)  # fmt: skip
+        record.update(
+            status="complete",
+            verdict=None if verdict == "skip" else verdict,
+            exit_status=status,
+            finished_utc=iso_utc(),
+            rails_skipped=outcome.skipped,
+        )
         if finish_run(out_dir, profile, history=config.history, no_history=config.no_history):
             status = status or EXIT_INFRA  # a FAIL verdict keeps exit 1
             record.update(exit_status=status, finish="failed")
@@ -331,12 +388,22 @@ def metadata(ctx: DistContext, cluster: str, profile: Profile, settings: RailsSe
     return {
         **base_metadata(ctx, cluster, profile, command),
         "rails_test": {
-            "collectives": list(settings.collectives), "rail_bytes": settings.rail_bytes,
-            "pair_bytes": settings.pair_bytes, "iters": settings.iters, "warmup": settings.warmup,
-            "repeats": settings.repeats, "seed": settings.seed, "isolation": settings.isolation,
-            "pairs": settings.pairs, "intra_node": settings.intra_node, "relative_fraction": settings.relative_fraction,
-            "pass_fraction": settings.pass_fraction, "socket_ifname": settings.socket_ifname,
-            "confirm": settings.confirm, "cell_budget_s": settings.cell_budget_s,
-            "oob_ifname": settings.oob_ifname, "host": socket.gethostname(),
+            "collectives": list(settings.collectives),
+            "rail_bytes": settings.rail_bytes,
+            "pair_bytes": settings.pair_bytes,
+            "iters": settings.iters,
+            "warmup": settings.warmup,
+            "repeats": settings.repeats,
+            "seed": settings.seed,
+            "isolation": settings.isolation,
+            "pairs": settings.pairs,
+            "intra_node": settings.intra_node,
+            "relative_fraction": settings.relative_fraction,
+            "pass_fraction": settings.pass_fraction,
+            "socket_ifname": settings.socket_ifname,
+            "confirm": settings.confirm,
+            "cell_budget_s": settings.cell_budget_s,
+            "oob_ifname": settings.oob_ifname,
+            "host": socket.gethostname(),
         },
-    }  # fmt: skip
+    }

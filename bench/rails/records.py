@@ -117,20 +117,44 @@ def measurement_json(
     out: list[dict[str, Any]] = []
     for r in rail_results:
         out.append(
-            {"kind": "rail", "rail": r.rail, "node": None, "peer": None, "device": None,
-             "collective": r.collective, "mode": r.mode, "busbw_Gbps": round(r.busbw_Gbps, 6),
-             "expected_Gbps": expected.get(r.rail), "bytes": r.nbytes, "time_us": round(r.time_us, 3),
-             "time_us_min": round(r.time_us_min, 3), "time_us_max": round(r.time_us_max, 3), "wrong": r.wrong,
-             "repeat": 0}
-        )  # fmt: skip
+            {
+                "kind": "rail",
+                "rail": r.rail,
+                "node": None,
+                "peer": None,
+                "device": None,
+                "collective": r.collective,
+                "mode": r.mode,
+                "busbw_Gbps": round(r.busbw_Gbps, 6),
+                "expected_Gbps": expected.get(r.rail),
+                "bytes": r.nbytes,
+                "time_us": round(r.time_us, 3),
+                "time_us_min": round(r.time_us_min, 3),
+                "time_us_max": round(r.time_us_max, 3),
+                "wrong": r.wrong,
+                "repeat": 0,
+            }
+        )
     for t in times:
         node = nodes[t.node]
         out.append(
-            {"kind": "pair", "rail": t.rail, "node": node, "peer": nodes[t.peer], "device": devices.get((node, t.rail)),
-             "collective": "sendrecv", "busbw_Gbps": round(busbw_Gbps(t.nbytes, t.time_us), 6),
-             "expected_Gbps": expected.get(t.rail), "bytes": t.nbytes, "time_us": round(t.time_us, 3),
-             "repeat": t.repeat, "round": t.round, "confirm": t.confirm, "stopped": t.stopped}
-        )  # fmt: skip
+            {
+                "kind": "pair",
+                "rail": t.rail,
+                "node": node,
+                "peer": nodes[t.peer],
+                "device": devices.get((node, t.rail)),
+                "collective": "sendrecv",
+                "busbw_Gbps": round(busbw_Gbps(t.nbytes, t.time_us), 6),
+                "expected_Gbps": expected.get(t.rail),
+                "bytes": t.nbytes,
+                "time_us": round(t.time_us, 3),
+                "repeat": t.repeat,
+                "round": t.round,
+                "confirm": t.confirm,
+                "stopped": t.stopped,
+            }
+        )
     return out
 
 
@@ -143,11 +167,22 @@ def rail_rows(
         group = f"rail{r.rail}" if r.mode == "concurrent" else f"rail{r.rail}-alone"
         rows.append(
             result_row(
-                get_collective(r.collective), nbytes=r.nbytes, count=r.count, dtype=dtype, nranks=r.nnodes,
-                nnodes=r.nnodes, iters=r.iters, time_us=r.time_us, time_us_min=r.time_us_min,
-                time_us_max=r.time_us_max, wrong=r.wrong, target_gbps=expected.get(r.rail), scope="rail", group=group,
+                get_collective(r.collective),
+                nbytes=r.nbytes,
+                count=r.count,
+                dtype=dtype,
+                nranks=r.nnodes,
+                nnodes=r.nnodes,
+                iters=r.iters,
+                time_us=r.time_us,
+                time_us_min=r.time_us_min,
+                time_us_max=r.time_us_max,
+                wrong=r.wrong,
+                target_gbps=expected.get(r.rail),
+                scope="rail",
+                group=group,
             )
-        )  # fmt: skip
+        )
     return rows
 
 
@@ -163,10 +198,15 @@ def pair_rows(
     for (a, b, rail, _repeat), pair in sorted(both.items()):
         rows.append(
             pair_row(
-                pair[0].nbytes, [p.time_us for p in pair], nnodes=2, iters=iters, target_gbps=expected.get(rail),
-                scope="pair", group=f"{nodes[a]}-{nodes[b]}/rail{rail}",
+                pair[0].nbytes,
+                [p.time_us for p in pair],
+                nnodes=2,
+                iters=iters,
+                target_gbps=expected.get(rail),
+                scope="pair",
+                group=f"{nodes[a]}-{nodes[b]}/rail{rail}",
             )
-        )  # fmt: skip
+        )
     return rows
 
 

@@ -86,8 +86,11 @@ class ErrorWindow:
         return self.rails is None or rail is None or rail in self.rails
 
     def as_dict(self) -> dict[str, Any]:
-        return {"window": self.name, "rails": None if self.rails is None else list(self.rails),
-                "errors": {node: dict(devices) for node, devices in self.errors.items()}}  # fmt: skip
+        return {
+            "window": self.name,
+            "rails": None if self.rails is None else list(self.rails),
+            "errors": {node: dict(devices) for node, devices in self.errors.items()},
+        }
 
 
 def join(per_node: Mapping[str, Sequence[NodeWindow]]) -> tuple[ErrorWindow, ...]:

@@ -160,8 +160,10 @@ def traffic_proof(run: Mapping[str, Any]) -> TrafficProof | None:
         if busiest == 0:
             sentences.append(f"{device} carried 0 B on {where}.")
         elif busiest <= tolerance:
-            sentences.append(f"{device} carried at most {human_bytes(busiest)} on {where}, within the "
-                             f"{human_bytes(tolerance)} tolerance (background traffic).")  # fmt: skip
+            sentences.append(
+                f"{device} carried at most {human_bytes(busiest)} on {where}, within the "
+                f"{human_bytes(tolerance)} tolerance (background traffic)."
+            )
         else:
             ok = False
             loud = [n for n, b in seen.items() if b > tolerance]
@@ -172,9 +174,16 @@ def traffic_proof(run: Mapping[str, Any]) -> TrafficProof | None:
 
 
 SWEEP_HEADERS = (
-    "collective", "size", "placement", "time (us)", "algbw GB/s", "busbw GB/s", "fastest rank (us)",
-    "slowest rank (us)", "#wrong",
-)  # fmt: skip
+    "collective",
+    "size",
+    "placement",
+    "time (us)",
+    "algbw GB/s",
+    "busbw GB/s",
+    "fastest rank (us)",
+    "slowest rank (us)",
+    "#wrong",
+)
 
 
 def _num(value: object, spec: str) -> str:
@@ -191,15 +200,27 @@ def sweep_rows(results: pd.DataFrame) -> tuple[tuple[str, ...], ...]:
     if world.empty:
         return ()
     agg = world.groupby(["collective", "bytes", "placement"], as_index=False, sort=True).agg(
-        time_us=("time_us", "mean"), algbw_GBps=("algbw_GBps", "mean"), busbw_GBps=("busbw_GBps", "mean"),
-        time_us_min=("time_us_min", "min"), time_us_max=("time_us_max", "max"), wrong=("wrong", "sum"),
-    )  # fmt: skip
+        time_us=("time_us", "mean"),
+        algbw_GBps=("algbw_GBps", "mean"),
+        busbw_GBps=("busbw_GBps", "mean"),
+        time_us_min=("time_us_min", "min"),
+        time_us_max=("time_us_max", "max"),
+        wrong=("wrong", "sum"),
+    )
     return tuple(
-        (str(r.collective), format_size(int(r.bytes)), str(r.placement or "—"), _num(r.time_us, ",.1f"),
-         _num(r.algbw_GBps, ",.2f"), _num(r.busbw_GBps, ",.2f"), _num(r.time_us_min, ",.1f"),
-         _num(r.time_us_max, ",.1f"), _num(r.wrong, ".0f"))
+        (
+            str(r.collective),
+            format_size(int(r.bytes)),
+            str(r.placement or "—"),
+            _num(r.time_us, ",.1f"),
+            _num(r.algbw_GBps, ",.2f"),
+            _num(r.busbw_GBps, ",.2f"),
+            _num(r.time_us_min, ",.1f"),
+            _num(r.time_us_max, ",.1f"),
+            _num(r.wrong, ".0f"),
+        )
         for r in agg.itertuples()
-    )  # fmt: skip
+    )
 
 
 COMPARE_HEADERS = ("metric", "state", "tonight GB/s", "baseline GB/s", "change", "what changed since the baseline")
@@ -213,11 +234,16 @@ def compare_rows(compare: Mapping[str, Any] | None) -> tuple[tuple[str, ...], ..
     flagged = [m for m in compare.get("metrics") or [] if isinstance(m, Mapping) and m.get("state") in order]
     flagged.sort(key=lambda m: (order[str(m.get("state"))], str(m.get("metric"))))
     return tuple(
-        (str(m.get("metric")), str(m.get("state")), _num(m.get("busbw_GBps"), ",.2f"),
-         _num(m.get("baseline_GBps"), ",.2f"), _num(m.get("change"), "+.1%"),
-         ", ".join(str(c) for c in m.get("changes") or []) or "—")
+        (
+            str(m.get("metric")),
+            str(m.get("state")),
+            _num(m.get("busbw_GBps"), ",.2f"),
+            _num(m.get("baseline_GBps"), ",.2f"),
+            _num(m.get("change"), "+.1%"),
+            ", ".join(str(c) for c in m.get("changes") or []) or "—",
+        )
         for m in flagged
-    )  # fmt: skip
+    )
 
 
 @dataclass(frozen=True)
@@ -273,9 +299,13 @@ def facts(run: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
 
     nnodes, nranks = run.get("nnodes"), run.get("nranks")
     placement = ", ".join(
-        p for p in (plural(nnodes, "node") if isinstance(nnodes, int) and nnodes else "",
-                    plural(nranks, "rank") if isinstance(nranks, int) and nranks else "") if p
-    )  # fmt: skip
+        p
+        for p in (
+            plural(nnodes, "node") if isinstance(nnodes, int) and nnodes else "",
+            plural(nranks, "rank") if isinstance(nranks, int) and nranks else "",
+        )
+        if p
+    )
     versions = table(run, "versions")
     lines: list[tuple[str, str | None]] = [
         ("cluster", text(run.get("cluster"))),

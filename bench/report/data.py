@@ -147,10 +147,12 @@ def node_rail_levels(rails: Mapping[str, Any]) -> pd.DataFrame:
         return pairs
     devices = {(n, r): d for n, r, d in zip(pairs["node"], pairs["rail"], pairs["device"], strict=True) if d}
     ends = pd.concat(
-        [pairs[["rail", "node", "busbw_Gbps", "expected_Gbps"]],
-         pairs[["rail", "peer", "busbw_Gbps", "expected_Gbps"]].rename(columns={"peer": "node"})],
+        [
+            pairs[["rail", "node", "busbw_Gbps", "expected_Gbps"]],
+            pairs[["rail", "peer", "busbw_Gbps", "expected_Gbps"]].rename(columns={"peer": "node"}),
+        ],
         ignore_index=True,
-    )  # fmt: skip
+    )
     levels = ends.groupby(["rail", "node"], sort=False).agg(
         busbw_Gbps=("busbw_Gbps", "median"), expected_Gbps=("expected_Gbps", "first")
     )
@@ -317,9 +319,18 @@ def heatmap_table(pairs: pd.DataFrame, hosts: Sequence[str], min_efficiency: flo
 def results_summary(results: pd.DataFrame, min_efficiency: float) -> pd.DataFrame:
     """One line per (scope, collective): the largest size, worst and median busbw, target, verdict."""
     columns = [
-        "scope", "collective", "groups", "size", "worst_group", "worst_GBps", "median_GBps", "target_Gbps",
-        "worst_efficiency", "wrong", "verdict",
-    ]  # fmt: skip
+        "scope",
+        "collective",
+        "groups",
+        "size",
+        "worst_group",
+        "worst_GBps",
+        "median_GBps",
+        "target_Gbps",
+        "worst_efficiency",
+        "wrong",
+        "verdict",
+    ]
     lines = []
     for (scope, collective), every in results.groupby(["scope", "collective"], sort=False):
         # wrong results at any size or placement fail the line; bandwidth is judged at the largest size
@@ -342,9 +353,20 @@ def results_summary(results: pd.DataFrame, min_efficiency: float) -> pd.DataFram
             # tree, NVLS and SHARP may beat the wire rate legitimately: say so rather than hide it
             verdict = "pass (above wire)" if efficiency > 1.0 else "pass"
         lines.append(
-            [scope, collective, len(per_group), format_size(per_group["bytes"].max()), worst,
-             per_group.loc[worst, "busbw_GBps"], per_group["busbw_GBps"].median(), target, efficiency, wrong, verdict]
-        )  # fmt: skip
+            [
+                scope,
+                collective,
+                len(per_group),
+                format_size(per_group["bytes"].max()),
+                worst,
+                per_group.loc[worst, "busbw_GBps"],
+                per_group["busbw_GBps"].median(),
+                target,
+                efficiency,
+                wrong,
+                verdict,
+            ]
+        )
     order = {s: i for i, s in enumerate(SCOPES)}
     frame = pd.DataFrame(lines, columns=columns)
     return frame.sort_values("scope", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)

@@ -22,9 +22,21 @@ from bench.rundir.railsjson import check_rails_json
 from bench.rundir.runjson import read_run_json
 
 NUMERIC_COLUMNS = (
-    "nranks", "nnodes", "bytes", "count", "iters", "time_us", "time_us_min", "time_us_max",
-    "algbw_GBps", "busbw_GBps", "busbw_Gbps", "target_Gbps", "efficiency", "wrong",
-)  # fmt: skip
+    "nranks",
+    "nnodes",
+    "bytes",
+    "count",
+    "iters",
+    "time_us",
+    "time_us_min",
+    "time_us_max",
+    "algbw_GBps",
+    "busbw_GBps",
+    "busbw_Gbps",
+    "target_Gbps",
+    "efficiency",
+    "wrong",
+)
 # Columns that must hold a value in every row: without them a row cannot be placed on any chart.
 REQUIRED_VALUES = ("collective", "scope", "group", "bytes", "busbw_GBps")
 TREND_COLUMNS = ("run_time", "metric", "busbw_GBps", "baseline_GBps", "band_lo_GBps", "band_hi_GBps", "state")

@@ -89,12 +89,15 @@ class RunCollector:
     def collect(self) -> Iterator[Metric]:
         cluster = str(self.run.get("cluster") or "")
         labels = ["cluster", "collective", "scope", "group", "size_bytes"]
-        busbw = GaugeMetricFamily("railbench_busbw", "Bus bandwidth (nccl-tests formula)", labels=labels,
-                                  unit="bytes_per_second")  # fmt: skip
-        algbw = GaugeMetricFamily("railbench_algbw", "Algorithm bandwidth, size / time", labels=labels,
-                                  unit="bytes_per_second")  # fmt: skip
-        latency = GaugeMetricFamily("railbench_time", "Time per operation, mean over ranks", labels=labels,
-                                    unit="seconds")  # fmt: skip
+        busbw = GaugeMetricFamily(
+            "railbench_busbw", "Bus bandwidth (nccl-tests formula)", labels=labels, unit="bytes_per_second"
+        )
+        algbw = GaugeMetricFamily(
+            "railbench_algbw", "Algorithm bandwidth, size / time", labels=labels, unit="bytes_per_second"
+        )
+        latency = GaugeMetricFamily(
+            "railbench_time", "Time per operation, mean over ranks", labels=labels, unit="seconds"
+        )
         wrong = GaugeMetricFamily("railbench_wrong_elements", "Elements that failed the check (-c)", labels=labels)
         for m in self.metrics:
             values = [cluster, m.collective, m.scope, m.group, str(m.bytes)]
@@ -108,22 +111,25 @@ class RunCollector:
                 wrong.add_metric(values, float(m.wrong))
         yield from (busbw, algbw, latency, wrong)
         verdict = GaugeMetricFamily(
-            "railbench_verdict", "1 for the run's verdict (PASS, MEASURED, FAIL, REGRESSED), 0 for the others",
+            "railbench_verdict",
+            "1 for the run's verdict (PASS, MEASURED, FAIL, REGRESSED), 0 for the others",
             labels=["cluster", "verdict"],
-        )  # fmt: skip
+        )
         for word in WORDS:
             verdict.add_metric([cluster, word], 1.0 if word == self.verdict.word else 0.0)
         yield verdict
         started = _epoch(self.run.get("started_utc"))
         if started is not None:
-            start = GaugeMetricFamily("railbench_run_start_timestamp", "When the run started", labels=["cluster"],
-                                      unit="seconds")  # fmt: skip
+            start = GaugeMetricFamily(
+                "railbench_run_start_timestamp", "When the run started", labels=["cluster"], unit="seconds"
+            )
             start.add_metric([cluster], started)
             yield start
         if self.compare is not None:
             summary = table(self.compare, "summary")
-            states = GaugeMetricFamily("railbench_compare_metrics", "Metrics per state in tonight's compare",
-                                       labels=["cluster", "state"])  # fmt: skip
+            states = GaugeMetricFamily(
+                "railbench_compare_metrics", "Metrics per state in tonight's compare", labels=["cluster", "state"]
+            )
             for state in _COMPARE_STATES:
                 states.add_metric([cluster, state], float(summary.get(state) or 0))
             yield states
@@ -131,10 +137,15 @@ class RunCollector:
         info = InfoMetricFamily("railbench_run", "What ran, and with which versions")
         info.add_metric(
             [],
-            {"cluster": cluster, "command": str(self.run.get("command") or ""),
-             "profile": str(self.run.get("profile") or ""), "nccl": str(versions.get("nccl") or ""),
-             "torch": str(versions.get("torch") or ""), "kind": run_kind(self.run)},
-        )  # fmt: skip
+            {
+                "cluster": cluster,
+                "command": str(self.run.get("command") or ""),
+                "profile": str(self.run.get("profile") or ""),
+                "nccl": str(versions.get("nccl") or ""),
+                "torch": str(versions.get("torch") or ""),
+                "kind": run_kind(self.run),
+            },
+        )
         yield info
 
 

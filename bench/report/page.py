@@ -111,16 +111,29 @@ def _results_table(inputs: RunInputs, min_efficiency: float) -> TextTable | None
         return None
     rows = tuple(
         (
-            r.scope, r.collective, str(r.groups), r.size, f"{_fmt(r.worst_GBps, ',.2f')} ({r.worst_group})",
-            _fmt(r.median_GBps, ",.2f"), _fmt(r.target_Gbps / 8.0, ",.4g"), _fmt(r.worst_efficiency, ".1%"),
+            r.scope,
+            r.collective,
+            str(r.groups),
+            r.size,
+            f"{_fmt(r.worst_GBps, ',.2f')} ({r.worst_group})",
+            _fmt(r.median_GBps, ",.2f"),
+            _fmt(r.target_Gbps / 8.0, ",.4g"),
+            _fmt(r.worst_efficiency, ".1%"),
             r.verdict,
         )
         for r in summary.itertuples()
-    )  # fmt: skip
+    )
     headers = (
-        "scope", "collective", "groups", "size", "worst busbw GB/s (group)", "median GB/s", "target GB/s",
-        "worst of target", "verdict",
-    )  # fmt: skip
+        "scope",
+        "collective",
+        "groups",
+        "size",
+        "worst busbw GB/s (group)",
+        "median GB/s",
+        "target GB/s",
+        "worst of target",
+        "verdict",
+    )
     return TextTable(f"Results at the largest size (fail below {min_efficiency:.0%} of target)", headers, rows, 8)
 
 
@@ -151,16 +164,30 @@ def _rails_section(inputs: RunInputs) -> Section | None:
     if defects:
         rows = tuple(
             (
-                str(d.get("kind", "")) + (" (warning)" if d.get("severity") == "warn" else ""), str(d.get("node", "")),
-                str(d.get("rail", "")), str(d.get("device", "")), _fmt(d.get("measured_Gbps"), ",.3g"),
-                _fmt(d.get("expected_Gbps"), ",.4g"), _error_counts(d.get("errors")), str(d.get("action") or "—"),
+                str(d.get("kind", "")) + (" (warning)" if d.get("severity") == "warn" else ""),
+                str(d.get("node", "")),
+                str(d.get("rail", "")),
+                str(d.get("device", "")),
+                _fmt(d.get("measured_Gbps"), ",.3g"),
+                _fmt(d.get("expected_Gbps"), ",.4g"),
+                _error_counts(d.get("errors")),
+                str(d.get("action") or "—"),
                 str(d.get("evidence", "")),
             )
             for d in defects
             if isinstance(d, dict)
-        )  # fmt: skip
-        headers = ("kind", "node", "rail", "HCA", "measured Gb/s", "expected Gb/s", "error counters", "action",
-                   "evidence")  # fmt: skip
+        )
+        headers = (
+            "kind",
+            "node",
+            "rail",
+            "HCA",
+            "measured Gb/s",
+            "expected Gb/s",
+            "error counters",
+            "action",
+            "evidence",
+        )
         tables.append(TextTable("Defects named by the rails test", headers, rows))
     elif (inputs.rails or {}).get("skipped"):
         sentences.append(f"The rails test was skipped: {inputs.rails.get('skipped') if inputs.rails else ''}.")
@@ -182,23 +209,36 @@ def summarize(inputs: RunInputs, min_efficiency: float, notes: Sequence[str] = (
                 named.append(f"{node} · {check}: {grid.reasons.get((node, check), 'failed')}")
     for d in (inputs.rails or {}).get("defects") or []:
         if isinstance(d, Mapping) and d.get("symptom") != "transient" and d.get("severity") != "warn":
-            where = " ".join(str(p) for p in (d.get("node"), f"rail {d.get('rail')}" if d.get("rail") is not None
-                                                else None, d.get("device")) if p)  # fmt: skip
+            where = " ".join(
+                str(p)
+                for p in (
+                    d.get("node"),
+                    f"rail {d.get('rail')}" if d.get("rail") is not None else None,
+                    d.get("device"),
+                )
+                if p
+            )
             action = f"; action: {d['action']}" if d.get("action") else ""
-            named.append(f"{d.get('kind', 'defect')} fault: {where} at {_fmt(d.get('measured_Gbps'), ',.3g')} Gb/s of "
-                         f"{_fmt(d.get('expected_Gbps'), ',.4g')} Gb/s{action}")  # fmt: skip
+            named.append(
+                f"{d.get('kind', 'defect')} fault: {where} at {_fmt(d.get('measured_Gbps'), ',.3g')} Gb/s of "
+                f"{_fmt(d.get('expected_Gbps'), ',.4g')} Gb/s{action}"
+            )
     verdict: Verdict = run_verdict(run, judged, compare, named)
     sections: list[Section] = []
     if grid is not None:
         tally = Counter(c for _, cells in grid.rows for c in cells if c)
-        counted = ", ".join(f"{tally[s]} {word}" for s, word in (("pass", "passed"), ("warn", "warned"),
-                            ("fail", "failed"), ("skip", "skipped")) if tally[s])  # fmt: skip
+        counted = ", ".join(
+            f"{tally[s]} {word}"
+            for s, word in (("pass", "passed"), ("warn", "warned"), ("fail", "failed"), ("skip", "skipped"))
+            if tally[s]
+        )
         checked = f"{counted} on {cert.plural(len(grid.rows), 'node')} (a skipped check did not apply here)."
         sections.append(Section("checks", "Preflight checks", (checked,), grid=grid))
     traffic = cert.traffic_proof(run)
     if traffic is not None:
-        sections.append(Section("traffic", "Traffic proof (hardware byte counters)", traffic.sentences,
-                                traffic=traffic))  # fmt: skip
+        sections.append(
+            Section("traffic", "Traffic proof (hardware byte counters)", traffic.sentences, traffic=traffic)
+        )
     sweep = cert.sweep_rows(inputs.results)
     results = _results_table(inputs, min_efficiency)
     if sweep or results is not None:
@@ -278,10 +318,15 @@ def grid_footnotes(grid: cert.Grid) -> list[str]:
 def _traffic_cells(traffic: cert.TrafficProof) -> tuple[list[str], list[tuple[str, ...]]]:
     headers = ["node", *(f"{d} (must stay idle)" if d in traffic.idle else d for d in traffic.devices)]
     rows = [
-        (node, *(cert.human_bytes(traffic.bytes[(node, d)]) if (node, d) in traffic.bytes else "—"
-                 for d in traffic.devices))
+        (
+            node,
+            *(
+                cert.human_bytes(traffic.bytes[(node, d)]) if (node, d) in traffic.bytes else "—"
+                for d in traffic.devices
+            ),
+        )
         for node in traffic.nodes
-    ]  # fmt: skip
+    ]
     return headers, rows
 
 

@@ -17,8 +17,18 @@ STATUS_COLORS = {"pass": "#4c78a8", "fail": "#e45756", "no target": "#9d9d9d"}
 TARGET_COLOR = "#222222"
 FONT = "Helvetica Neue, Helvetica, Arial, sans-serif"
 # Vega's tableau10 scheme, spelled out (the typed theme accepts a colour list, not a scheme name).
-TABLEAU10 = ["#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#eeca3b", "#b279a2", "#ff9da6", "#9d755d",
-             "#bab0ac"]  # fmt: skip
+TABLEAU10 = [
+    "#4c78a8",
+    "#f58518",
+    "#e45756",
+    "#72b7b2",
+    "#54a24b",
+    "#eeca3b",
+    "#b279a2",
+    "#ff9da6",
+    "#9d755d",
+    "#bab0ac",
+]
 
 
 def theme_config() -> alt.theme.ThemeConfig:

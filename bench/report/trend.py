@@ -87,8 +87,9 @@ def headline_trend_metrics(
     return ordered[:max_panels]  # compare.json lists every metric; the figure must stay readable
 
 
-def trend_table(trend: pd.DataFrame, max_points: int = 120, *, min_bytes: int = 0, max_sizes: int = 6,
-                max_panels: int = 20) -> Table:  # fmt: skip
+def trend_table(
+    trend: pd.DataFrame, max_points: int = 120, *, min_bytes: int = 0, max_sizes: int = 6, max_panels: int = 20
+) -> Table:
     """The headline metrics' last ``max_points`` nights, oldest first, with a panel title and order.
 
     Columns: TREND_COLUMNS plus ``panel`` (``all_reduce · world · 1G``, ``▼`` first when it raised the

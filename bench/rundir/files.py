@@ -32,16 +32,33 @@ FORMAT_VERSION = 1
 # The long-format columns of results.csv, in order. Extra columns may follow; readers use names.
 RESULT_COLUMNS: tuple[str, ...] = (
     # what was measured
-    "collective", "scope", "group", "nranks", "nnodes", "bytes", "count", "dtype", "placement", "iters",
+    "collective",
+    "scope",
+    "group",
+    "nranks",
+    "nnodes",
+    "bytes",
+    "count",
+    "dtype",
+    "placement",
+    "iters",
     # time, microseconds: mean over ranks of each rank's mean, then the fastest and slowest rank
-    "time_us", "time_us_min", "time_us_max",
+    "time_us",
+    "time_us_min",
+    "time_us_max",
     # bandwidth
-    "algbw_GBps", "busbw_GBps", "busbw_Gbps", "target_Gbps", "efficiency",
+    "algbw_GBps",
+    "busbw_GBps",
+    "busbw_Gbps",
+    "target_Gbps",
+    "efficiency",
     # checks
     "wrong",
     # provenance of the number: redop/root as nccl-tests prints them, the NCCL algorithm when known
-    "redop", "root", "algo",
-)  # fmt: skip
+    "redop",
+    "root",
+    "algo",
+)
 
 SCOPES = ("world", "rail", "pair", "local-pair", "node")
 

@@ -193,9 +193,14 @@ def init_distributed(
         info = dataclasses.replace(info, node_rank=node_rank, nnodes=nnodes, local_world_size=local_size)
     world_ifname = oob_ifname if transport.role == "gloo" else None
     return DistContext(
-        info=info, backend=transport.role, device=device, hosts=hosts, store=store, world_ifname=world_ifname,
+        info=info,
+        backend=transport.role,
+        device=device,
+        hosts=hosts,
+        store=store,
+        world_ifname=world_ifname,
         out_dir=out_dir,
-    )  # fmt: skip
+    )
 
 
 USAGE_HOLD_S = 3.0

@@ -55,15 +55,20 @@ def audit_counters(
     findings: list[Finding] = []
     if bound_ifname:
         findings.append(
-            Finding("warn", f"the gloo world group is bound to {bound_ifname} (--oob-ifname): it carried the world "
-                    "sweep, so the rails are proven by the rails test, not by these counters", bound_ifname)
-        )  # fmt: skip
+            Finding(
+                "warn",
+                f"the gloo world group is bound to {bound_ifname} (--oob-ifname): it carried the world "
+                "sweep, so the rails are proven by the rails test, not by these counters",
+                bound_ifname,
+            )
+        )
     for host, devices in per_host.items():
         deltas = {
-            name: counters.DeviceBytes(d["tx_bytes"], d["rx_bytes"], d["kind"], d.get("wrapped", False),
-                                       d.get("saturated", False))
+            name: counters.DeviceBytes(
+                d["tx_bytes"], d["rx_bytes"], d["kind"], d.get("wrapped", False), d.get("saturated", False)
+            )
             for name, d in devices.items()
-        }  # fmt: skip
+        }
         for f in counters.audit(deltas, expected, excluded, profile.counter_tolerance_bytes):
             findings.append(Finding(f.severity, f"{host}: {f.message}", f.device, host))
     return findings

@@ -23,9 +23,14 @@ EndRecorder = Callable[[str, int, dict[str, Any] | None], None]
 
 def hang_failure(hang: Hang) -> dict[str, Any]:
     """run.json's ``failure`` for a hang: the step, and the ranks and hosts that did not arrive."""
-    return {"kind": "hang", "message": hang.describe(), "step": hang.label,
-            "missing_ranks": list(hang.missing_ranks), "missing_hosts": list(hang.missing_hosts),
-            "unresponsive_ranks": list(hang.unresponsive_ranks)}  # fmt: skip
+    return {
+        "kind": "hang",
+        "message": hang.describe(),
+        "step": hang.label,
+        "missing_ranks": list(hang.missing_ranks),
+        "missing_hosts": list(hang.missing_hosts),
+        "unresponsive_ranks": list(hang.unresponsive_ranks),
+    }
 
 
 @contextlib.contextmanager
@@ -33,9 +38,13 @@ def guarded(ctx: DistContext, timeout_s: float, record_end: EndRecorder) -> Iter
     """Run a measuring phase under the hang watchdog; every early end is recorded, then raised on."""
     address = (ctx.info.master_addr, ctx.info.master_port) if ctx.info.master_addr and ctx.info.master_port else None
     watchdog = Watchdog(
-        ctx.store, ctx.info.rank, ctx.hosts, timeout_s,
-        lambda hang: record_end("failed", EXIT_INFRA, hang_failure(hang)), store_address=address,
-    )  # fmt: skip
+        ctx.store,
+        ctx.info.rank,
+        ctx.hosts,
+        timeout_s,
+        lambda hang: record_end("failed", EXIT_INFRA, hang_failure(hang)),
+        store_address=address,
+    )
     watchdog.start()
     try:
         yield watchdog

@@ -86,11 +86,23 @@ def elastic_command(
     nnodes: int, node_rank: int, nproc_per_node: int, main_address: str, main_port: int, rank_argv: Sequence[str]
 ) -> list[str]:
     return [
-        sys.executable, "-m", "torch.distributed.run",
-        "--nnodes", str(nnodes), "--node-rank", str(node_rank), "--nproc-per-node", str(nproc_per_node),
-        "--master-addr", main_address, "--master-port", str(main_port),
-        "-m", "bench", *rank_argv,
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes",
+        str(nnodes),
+        "--node-rank",
+        str(node_rank),
+        "--nproc-per-node",
+        str(nproc_per_node),
+        "--master-addr",
+        main_address,
+        "--master-port",
+        str(main_port),
+        "-m",
+        "bench",
+        *rank_argv,
+    ]
 
 
 def child_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -225,9 +237,17 @@ def exit_status_from_run_dir(out: Path, rc: int, output: LauncherOutput | None =
     status = run_file.record.exit_status
     if lost and run_file.status in ("running", "interrupted", "failed"):
         message = "; ".join(r.describe() for r in lost) + "; results.csv keeps every finished measurement"
-        run_file.update(status="failed", verdict="error", exit_status=EXIT_INFRA,
-                        failure={"kind": "lost-rank", "message": message, "missing_ranks": [r.rank for r in lost],
-                                 "missing_hosts": [r.host for r in lost]})  # fmt: skip
+        run_file.update(
+            status="failed",
+            verdict="error",
+            exit_status=EXIT_INFRA,
+            failure={
+                "kind": "lost-rank",
+                "message": message,
+                "missing_ranks": [r.rank for r in lost],
+                "missing_hosts": [r.host for r in lost],
+            },
+        )
         raise InfraError(f"{message}: {out}")
     if isinstance(status, int) and run_file.status != "interrupted":
         return status

@@ -29,8 +29,14 @@ Mode = Literal["bar", "marker", "off"]
 
 
 def _bar(total: int, stream: TextIO) -> tqdm:
-    return tqdm(total=total, file=stream, leave=False, dynamic_ncols=True, unit="size",
-                bar_format="{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt}")  # fmt: skip
+    return tqdm(
+        total=total,
+        file=stream,
+        leave=False,
+        dynamic_ncols=True,
+        unit="size",
+        bar_format="{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt}",
+    )
 
 
 class Progress:

@@ -58,8 +58,10 @@ def _build(cls: Any, doc: dict[str, Any]) -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(doc) - names
     if unknown:
-        raise UserError(f"{SPEC_FLAG} names fields this railbench does not know ({', '.join(sorted(unknown))}): "
-                        "start the ranks with the same railbench version as the parent")  # fmt: skip
+        raise UserError(
+            f"{SPEC_FLAG} names fields this railbench does not know ({', '.join(sorted(unknown))}): "
+            "start the ranks with the same railbench version as the parent"
+        )
     return cls(**{name: _typed(hints[name], value) for name, value in doc.items()})
 
 

@@ -121,8 +121,16 @@ class RunConfig:
         start, with the run directory the parent chose."""
         # The ranks' stdout is mpirun's pseudo-terminal whatever the user's is, so the parent decides.
         progress = self.progress if self.progress != "auto" else ("on" if sys.stdout.isatty() else "off")
-        ranks = replace(self, out=out or self.out, np=None, nnodes=None, node_rank=None, main_address=None,
-                        nproc_per_node=None, progress=progress)  # fmt: skip
+        ranks = replace(
+            self,
+            out=out or self.out,
+            np=None,
+            nnodes=None,
+            node_rank=None,
+            main_address=None,
+            nproc_per_node=None,
+            progress=progress,
+        )
         return spec.rank_argv("run", ranks)
 
 
@@ -146,7 +154,10 @@ def validate(config: RunConfig) -> Profile:
     """
     profile = load_profile(config.profile)
     check_common(
-        backend=config.backend, out=config.out, history=config.history, no_history=config.no_history,
+        backend=config.backend,
+        out=config.out,
+        history=config.history,
+        no_history=config.no_history,
         graph=config.graph is True,
-    )  # fmt: skip
+    )
     return profile

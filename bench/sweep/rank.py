@@ -90,9 +90,13 @@ def run_rank(config: RunConfig, info: RankInfo) -> int:
             return quiet_usage_exit()  # rank 0 says it once
         raise
     return run_as_rank(
-        info, config.backend, config.timeout_s, config.oob_ifname, lambda ctx: sweep(config, ctx),
+        info,
+        config.backend,
+        config.timeout_s,
+        config.oob_ifname,
+        lambda ctx: sweep(config, ctx),
         before_init=lambda prelude: run_directory(prelude, lambda: proposed_run_dir(config.out, config.cluster)),
-    )  # fmt: skip
+    )
 
 
 def sweep(config: RunConfig, ctx: DistContext, *, finish: bool = True) -> int:
@@ -126,8 +130,13 @@ def sweep(config: RunConfig, ctx: DistContext, *, finish: bool = True) -> int:
     def record_end(status: str, exit_status: int, failure: dict[str, Any] | None) -> None:
         if record is not None:
             extra = {"failure": failure} if failure else {}
-            record.update(status=status, verdict="error" if status == "failed" else None, exit_status=exit_status,
-                          finished_utc=iso_utc(), **extra)  # fmt: skip
+            record.update(
+                status=status,
+                verdict="error" if status == "failed" else None,
+                exit_status=exit_status,
+                finished_utc=iso_utc(),
+                **extra,
+            )
 
     before = evidence.node_snapshot(ctx.info.local_rank)
     progress = Progress(len(colls) * len(sizes), _progress_mode(config, ctx))
@@ -143,11 +152,20 @@ def sweep(config: RunConfig, ctx: DistContext, *, finish: bool = True) -> int:
                     watchdog.leave()
                     if writer is not None:
                         row = result_row(
-                            coll, nbytes=res.nbytes, count=res.count, dtype=dtype.name, nranks=nranks,
-                            nnodes=nnodes, iters=res.iters, time_us=res.time_us, time_us_min=res.time_us_min,
-                            time_us_max=res.time_us_max, wrong=res.wrong, target_gbps=target,
+                            coll,
+                            nbytes=res.nbytes,
+                            count=res.count,
+                            dtype=dtype.name,
+                            nranks=nranks,
+                            nnodes=nnodes,
+                            iters=res.iters,
+                            time_us=res.time_us,
+                            time_us_min=res.time_us_min,
+                            time_us_max=res.time_us_max,
+                            wrong=res.wrong,
+                            target_gbps=target,
                             algo=benv.get("NCCL_ALGO") or "",
-                        )  # fmt: skip
+                        )
                         writer.append(row)
                         progress.line(row_line(row))
                     progress.advance(f"{coll.name} {format_size(nbytes)}")
@@ -180,9 +198,19 @@ def sweep(config: RunConfig, ctx: DistContext, *, finish: bool = True) -> int:
 
 def _measure(config: RunConfig, ctx: DistContext, coll: Any, nbytes: int, tdtype: Any, elsize: int, graph: bool) -> Any:
     return measure(
-        coll, nbytes, ctx.info.rank, ctx.info.world_size, None, dtype=tdtype, elsize=elsize, device=ctx.device,
-        iters=config.iters, warmup=config.warmup, check=config.check, graph=graph,
-    )  # fmt: skip
+        coll,
+        nbytes,
+        ctx.info.rank,
+        ctx.info.world_size,
+        None,
+        dtype=tdtype,
+        elsize=elsize,
+        device=ctx.device,
+        iters=config.iters,
+        warmup=config.warmup,
+        check=config.check,
+        graph=graph,
+    )
 
 
 def _resolve_graph(asked: bool | None, ctx: DistContext) -> bool:
