@@ -1,6 +1,6 @@
 """``railbench run``: sweep message sizes for collectives under any launcher, or start the ranks itself.
 
-Three ways to start (DESIGN.md):
+Three ways to start (docs/design.md, "Layers"):
 
 * under a launcher (mpirun, srun, torchrun, deepspeed): this process is a rank and runs the sweep;
 * ``--np N``: start N local ranks under mpirun (gloo on CPU over loopback when there is no GPU);

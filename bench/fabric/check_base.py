@@ -19,7 +19,7 @@ from bench.fabric.nccl_evidence import device_matches
 from bench.profiles import Profile
 
 Status = Literal["pass", "warn", "fail", "skip"]
-Verdict = Literal["pass", "warn", "fail"]
+Verdict = Literal["pass", "warn", "fail", "skip"]
 
 
 @dataclass(frozen=True)

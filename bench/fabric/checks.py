@@ -369,11 +369,14 @@ def run_checks(
 
 
 def verdict(results: Sequence[CheckResult]) -> Verdict:
-    """``fail`` if any result failed, ``warn`` if any warned, else ``pass`` (skips count for nothing)."""
+    """``fail`` if any result failed, ``warn`` if any warned, ``pass`` if any passed, else ``skip``: a node
+    whose every check skipped was not checked, which is never a pass."""
     statuses = {r.status for r in results}
     if "fail" in statuses:
         return "fail"
-    return "warn" if "warn" in statuses else "pass"
+    if "warn" in statuses:
+        return "warn"
+    return "pass" if "pass" in statuses else "skip"
 
 
 def expected_rails(profile: Profile, sysfs_root: Path | str = Path("/sys")) -> list[str]:

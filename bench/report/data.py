@@ -316,8 +316,14 @@ def heatmap_table(pairs: pd.DataFrame, hosts: Sequence[str], min_efficiency: flo
     return Table(frame.sort_values(keys).reset_index(drop=True), note)
 
 
-def results_summary(results: pd.DataFrame, min_efficiency: float) -> pd.DataFrame:
-    """One line per (scope, collective): the largest size, worst and median busbw, target, verdict."""
+def results_summary(
+    results: pd.DataFrame, min_efficiency: float, judged: Mapping[str, str] | None = None
+) -> pd.DataFrame:
+    """One line per (scope, collective): the largest size, worst and median busbw, target, verdict.
+
+    ``judged`` is the state the run's own verdict gave each world collective (run.json ``items``): shown as
+    it is, so a collective measured below the judged sizes reads "measured", never "fail" against a target
+    that did not apply there."""
     columns = [
         "scope",
         "collective",
@@ -343,7 +349,9 @@ def results_summary(results: pd.DataFrame, min_efficiency: float) -> pd.DataFram
         worst = per_group["busbw_GBps"].idxmin()
         target = per_group["target_Gbps"].max()
         efficiency = (per_group["busbw_GBps"] * 8.0 / per_group["target_Gbps"]).min()
-        if wrong:
+        if scope == "world" and judged and collective in judged:
+            verdict = judged[collective]
+        elif wrong:
             verdict = "fail (wrong results)"
         elif not (target > 0):
             verdict = "measured"
