@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from bench.accept.rank import accept_items, accept_summary
-from bench.fabric.checks import CheckResult
-from bench.fabric.cluster import NodeReport
-from bench.fabric.finding import Finding
+from bench.finding import Finding
 from bench.frame.verdict import decide, junit_case
+from bench.preflight.checks import CheckResult
+from bench.preflight.cluster import NodeReport
 from bench.profiles import load_profile
 from bench.rails.items import node_items, rail_items
 from bench.rails.localise import Defect

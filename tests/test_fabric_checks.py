@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.fabric import checks, topology
+from bench.fabric import topology
 from bench.fabric.sysfs import Sysfs, ib_devices, nvidia_gpus
+from bench.preflight import checks
 from bench.profiles import load_profile
 from tests import fabric_trees
 from tests.fabric_trees import CASES, Case, NetSpec, NodeSpec

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import bench
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.fabric import hca
 from tests import fabric_trees
 from tests.support import REPO, railbench

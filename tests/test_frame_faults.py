@@ -1,13 +1,14 @@
 """The frame's lifecycle faults (issue 24, item 10): a run directory that refuses writes, and a signal while
 the run finishes, are recorded in run.json and said in one line, never a traceback or a ``complete``/0 with
-files missing. Real ranks under mpirun; the full disk is the kernel's own refusal (``RLIMIT_FSIZE``, which
-Python turns into ``OSError: File too large`` as a full disk gives ``No space left on device``)."""
+files missing. Real ranks under mpirun; the full disk is a real one: a 48 KiB tmpfs mounted in a mount
+namespace of the test's own (``unshare --mount``), so nothing outside sees it and it goes with the command."""
 
 from __future__ import annotations
 
 import json
 import os
-import resource
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,36 +19,38 @@ import pytest
 
 from tests.support import REPO, rank_env
 
-LIMIT = 16 << 10
-"""Bytes a file may grow to: run.json (about 5 KB) fits, results.csv of the sweep below (about 12 KB per 100
-rows) outgrows it midway."""
-
-
-def _limited() -> None:
-    resource.setrlimit(resource.RLIMIT_FSIZE, (LIMIT, LIMIT))
-
 
 @pytest.mark.mpi
 def test_a_full_run_directory_is_a_recorded_failure_in_one_line(tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "bench", "run", "--np", "2", "-b", "8", "-e", "1M", "-n", "1", "-w", "0"]
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare to mount a small tmpfs in a mount namespace of its own")
+    full, kept = tmp_path / "full", tmp_path / "kept"
+    full.mkdir()
+    # 768 rows of small sizes (about 100 KB of results.csv): quick, and far more than the disk holds
+    run = [sys.executable, "-m", "bench", "run", "--np", "2", "-b", "8", "-e", "64K", "-i", "512", "-n", "1", "-w", "0"]
+    script = (
+        f"mount -t tmpfs -o size=48k railbench-full {shlex.quote(str(full))} || exit 97; "
+        f"{shlex.join([*run, '--out', str(full / 'run'), '--no-history'])}; rc=$?; "
+        f"cp -r {shlex.quote(str(full / 'run'))} {shlex.quote(str(kept))}; exit $rc"
+    )
     done = subprocess.run(
-        [*cmd, "--out", str(out), "--no-history"],
+        ["unshare", "--mount", "sh", "-c", script],
         cwd=REPO,
         env=rank_env(),
         capture_output=True,
         text=True,
         timeout=600,
-        preexec_fn=_limited,
     )
+    if done.returncode == 97:
+        pytest.skip(f"this machine refuses a tmpfs mount: {done.stderr.strip()}")
     assert done.returncode == 3, done.stdout[-2000:] + done.stderr[-2000:]
     assert "Traceback" not in done.stderr and "Traceback" not in done.stdout, done.stderr[-3000:]
     said = [line for line in done.stderr.splitlines() if line.startswith("railbench: ")]
-    assert said and "refused a write: File too large" in said[0], done.stderr[-2000:]
-    meta = json.loads((out / "run.json").read_text())
+    assert said and "refused a write of results.csv: No space left on device" in said[0], done.stderr[-2000:]
+    meta = json.loads((kept / "run.json").read_text())
     assert (meta["status"], meta["verdict"], meta["exit_status"]) == ("failed", "error", 3), meta
-    assert meta["failure"]["kind"] == "write" and "results.csv" in meta["failure"]["message"]
-    rows = (out / "results.csv").read_text().splitlines()
+    assert meta["failure"]["kind"] == "write" and meta["failure"]["message"] in said[0]
+    rows = (kept / "results.csv").read_text().splitlines()
     assert len(rows) > 10  # every row that fitted is still there
 
 

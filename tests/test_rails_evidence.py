@@ -14,7 +14,7 @@ import pytest
 
 from bench.actions import Actions
 from bench.error_limits import ErrorLimits
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.frame.verdict import junit_case
 from bench.profiles import load_profile
 from bench.rails import evidence, records

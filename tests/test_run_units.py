@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.frame.verdict import decide
 from bench.measure.table import row_line, write_summary
 from bench.measure.targets import world_target_gbps

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.units import GBps_from_gbps, format_size, gbps_from_GBps, parse_size
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.frame.validate import check_common
 from bench.profiles import Profile, load_profile
 from bench.rails.config import RailsConfig, RailsSettings, resolve

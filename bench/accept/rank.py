@@ -1,7 +1,7 @@
 """The rank side of ``railbench accept``: three phases in one set of ranks and one run directory, as a job
 of the frame (``bench.frame.job``), which owns run.json, the guard, the verdict and the exit status.
 
-1. check: every node runs the preflight checks (``bench.fabric.checks``); rank 0 gathers them, compares the
+1. check: every node runs the preflight checks (``bench.preflight.checks``); rank 0 gathers them, compares the
    nodes and writes ``checks.json``;
 2. the world sweep (``bench.sweep.rank.world_sweep``): rows in results.csv, the counters as evidence;
 3. rails (``bench.rails.rank.rails_test``): ``rails.json`` and rail/pair rows in results.csv;
@@ -19,12 +19,12 @@ from typing import Any
 from bench.accept.config import AcceptConfig, validate
 from bench.check.items import check_items
 from bench.check.node import render, to_json
-from bench.fabric import checks, cluster
-from bench.fabric.checks import CheckResult
-from bench.fabric.cluster import NodeReport
 from bench.frame.job import Job, run_job
 from bench.frame.run import Launch, Run, write_refused_is_infra
 from bench.frame.verdict import Item, decide
+from bench.preflight import checks, cluster
+from bench.preflight.checks import CheckResult
+from bench.preflight.cluster import NodeReport
 from bench.profiles import Profile
 from bench.rails.config import RailsSettings
 from bench.rails.items import node_items, rail_items
@@ -72,7 +72,9 @@ class AcceptJob(Job):
             cross = cluster.compare_nodes(reports) if len(reports) > 1 else []
             items = check_items(reports, cross)
             checked = to_json(self.profile, reports, cross, decide(items), run.ctx.info.world_size)
-            write_refused_is_infra(run.out_dir, lambda: atomic_write_json(run.out_dir / "checks.json", checked))
+            write_refused_is_infra(
+                run.out_dir, "checks.json", lambda: atomic_write_json(run.out_dir / "checks.json", checked)
+            )
             print(render(self.profile, reports, cross, decide(items), run.ctx.info.world_size), flush=True)
         swept = world_sweep(self.sweep, run, self.graph)
         outcome = rails_test(self.settings, run)

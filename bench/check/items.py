@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bench.fabric.checks import CheckResult
-from bench.fabric.cluster import NodeReport
 from bench.frame.verdict import Item, State
+from bench.preflight.checks import CheckResult
+from bench.preflight.cluster import NodeReport
 
 _STATE: dict[str, State] = {"pass": "pass", "warn": "pass", "fail": "fail", "skip": "skip"}
 

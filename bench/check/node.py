@@ -17,9 +17,10 @@ from typing import Any
 
 from bench.check.config import INPUT_CHECK, MPI_LAUNCHERS, CheckConfig
 from bench.check.items import check_items
-from bench.errors import EXIT_PASS, EXIT_USAGE, UserError
-from bench.fabric import checks, cluster, nccl_evidence, nccl_log
+from bench.exits import EXIT_PASS, EXIT_USAGE, UserError
 from bench.frame.verdict import decide
+from bench.nccllogs import nccl_evidence, nccl_log
+from bench.preflight import checks, cluster
 from bench.profiles import Profile, load_profile
 from bench.rundir.verdict import Verdict
 from bench.runtime import env as benv

@@ -17,7 +17,7 @@ from typing import TextIO
 import numpy as np
 
 from bench.compare_settings import CompareSettings
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.frame.finish import write_report_if_available
 from bench.frame.verdict import clear_regressed, mark_regressed
 from bench.history import rail_errors
@@ -266,7 +266,7 @@ def _error_rises(config: CompareConfig, baselines: Baselines, settings: CompareS
     if not tonight:
         return []
     stored = [r.id for r in baselines.same.runs if r.id is not None]
-    past: dict[int, list[rail_errors.RailErrors]] = {}
+    past: dict[int, list[rail_errors.RailErrorCount]] = {}
     if stored:
         with opened(config.history, create=False) as conn:
             past = rail_errors.of_runs(conn, stored)

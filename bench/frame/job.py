@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from bench.errors import EXIT_INFRA, EXIT_PASS, UserError, interrupt_status
+from bench.exits import EXIT_INFRA, EXIT_PASS, UserError, interrupt_status
 from bench.frame.finish import finish_run
 from bench.frame.record import base_metadata, iso_utc
 from bench.frame.run import Launch, Run, WriteRefused, write_refused_is_infra
@@ -124,7 +124,7 @@ def _start_record(
         out_dir.mkdir(parents=True, exist_ok=True)
         return RunFile(out_dir, new_record(**meta)), ResultsWriter(out_dir / "results.csv")
     except OSError as exc:
-        raise WriteRefused(out_dir, exc) from None
+        raise WriteRefused(out_dir, "run.json", exc) from None
 
 
 def conclude(job: Job, run: Run, items: Sequence[Item]) -> int:
@@ -133,7 +133,9 @@ def conclude(job: Job, run: Run, items: Sequence[Item]) -> int:
     junit = run.out_dir / "junit.xml"
     suite = f"railbench.{job.command}"
     host = socket.gethostname()
-    write_refused_is_infra(run.out_dir, lambda: write_junit_items(junit, suite, items, verdict, hostname=host))
+    write_refused_is_infra(
+        run.out_dir, "junit.xml", lambda: write_junit_items(junit, suite, items, verdict, hostname=host)
+    )
     run.append()  # results.csv exists even when nothing was measured (a skipped rails test)
     status = verdict.exit_status
     run.update(

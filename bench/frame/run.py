@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.errors import InfraError
+from bench.exits import InfraError
 from bench.frame import evidence
 from bench.frame.guard import guarded
 from bench.frame.record import iso_utc
@@ -70,13 +70,13 @@ class Run:
         """Add to run.json (rank 0): the job's own sections and evidence, as soon as they are known."""
         record = self.record
         if record is not None:
-            write_refused_is_infra(self.out_dir, lambda: record.update(**sections))
+            write_refused_is_infra(self.out_dir, "run.json", lambda: record.update(**sections))
 
     def append(self, *rows: dict[str, Any]) -> None:
         """Rows for results.csv (rank 0), on disk before this returns."""
         if self.results is not None:
             results = self.results
-            write_refused_is_infra(self.out_dir, lambda: results.append(*rows))
+            write_refused_is_infra(self.out_dir, "results.csv", lambda: results.append(*rows))
 
     @property
     def row_count(self) -> int:
@@ -87,7 +87,7 @@ class Run:
         """results.csv's rows from ``index`` on become ``rows`` (rank 0): provisional rows made final."""
         if self.results is not None:
             results = self.results
-            write_refused_is_infra(self.out_dir, lambda: results.replace_from(index, rows))
+            write_refused_is_infra(self.out_dir, "results.csv", lambda: results.replace_from(index, rows))
 
     def end(self, status: str, exit_status: int, failure: dict[str, Any] | None) -> None:
         """The run ended early (``failed`` or ``interrupted``): say so in run.json, whatever else fails."""
@@ -136,17 +136,17 @@ class Run:
 class WriteRefused(InfraError):
     """The run directory refused a write (disk full, read-only): exit 3, in one line."""
 
-    def __init__(self, out_dir: Path, exc: OSError) -> None:
-        what = exc.strerror or type(exc).__name__
-        where = f" ({exc.filename})" if exc.filename else ""
+    def __init__(self, out_dir: Path, file: str, exc: OSError) -> None:
+        why = exc.strerror or type(exc).__name__
         super().__init__(
-            f"the run directory {out_dir} refused a write: {what}{where}; free space or fix its permissions"
+            f"the run directory {out_dir} refused a write of {file}: {why}; free space or fix its permissions"
         )
 
 
-def write_refused_is_infra(out_dir: Path, write: Callable[[], object]) -> None:
-    """Run ``write``; a run directory that refuses it is :class:`WriteRefused`, not a traceback."""
+def write_refused_is_infra(out_dir: Path, file: str, write: Callable[[], object]) -> None:
+    """Run ``write`` (of ``file`` in ``out_dir``); a run directory that refuses it is :class:`WriteRefused`, not
+    a traceback."""
     try:
         write()
     except OSError as exc:
-        raise WriteRefused(out_dir, exc) from None
+        raise WriteRefused(out_dir, file, exc) from None

@@ -13,7 +13,7 @@ import os
 import sqlite3
 from pathlib import Path
 
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.history.store import default_history_path, open_store
 from bench.runtime.gpus import gpu_count
 

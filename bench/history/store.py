@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from bench.errors import InfraError, UserError
+from bench.exits import InfraError, UserError
 from bench.history import rail_errors
 
 # The read side lives in queries.py; these names are part of the store's interface.

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bench.busbw import BUSBW_FACTOR
-from bench.errors import UserError
+from bench.exits import UserError
 
 if TYPE_CHECKING:
     import torch

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 from bench.busbw import BUSBW_FACTOR
-from bench.errors import UserError
+from bench.exits import UserError
 
 # busbw = algbw x factor(n), the nccl-tests convention (docs/design.md, "Units and formulas"). The printed size
 # is already the total buffer for the gather-type collectives, so algbw = size / time for all of them.

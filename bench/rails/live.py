@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from bench.frame.run import Run
+from bench.frame.run import Run, write_refused_is_infra
 from bench.rails import gpu_pairs, records
 from bench.rails.gpu_pairs import IntraNodeOutcome, LocalPairTime
 from bench.rails.measure import PairTime
@@ -82,7 +82,10 @@ class LiveRails:
                 *(gpu_pairs.rows(local, self.iters) if self.local else []),
             ]
             self.run.replace_rows(self.first_row, rows)
-            atomic_write_json(self.run.out_dir / "rails.json", self.document())
+            document = self.document()
+            write_refused_is_infra(
+                self.run.out_dir, "rails.json", lambda: atomic_write_json(self.run.out_dir / "rails.json", document)
+            )
             self._dirty = False
             took = time.monotonic() - started
             self._next = time.monotonic() + PACE * took

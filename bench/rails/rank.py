@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.fabric.hca import select_hcas
 from bench.fabric.sysfs import Sysfs, ib_ports, net_devices
 from bench.frame.job import Job, run_job
@@ -335,7 +335,9 @@ def rails_test(settings: RailsSettings, run: Run) -> records.RailsOutcome | None
     outcome, live = guarded_rails_phase(settings, run)
     if outcome is None or live is None:
         return None
-    write_refused_is_infra(run.out_dir, lambda: output.write_outputs(outcome, run.out_dir, live, settings.iters))
+    write_refused_is_infra(
+        run.out_dir, "rails.json", lambda: output.write_outputs(outcome, run.out_dir, live, settings.iters)
+    )
     output.print_outcome(outcome, settings)
     run.update(rails_skipped=outcome.skipped)
     return outcome

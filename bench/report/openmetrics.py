@@ -30,7 +30,7 @@ from prometheus_client.core import CollectorRegistry, GaugeMetricFamily, InfoMet
 from prometheus_client.exposition import generate_latest as prometheus_latest
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.history.records import MetricRecord, metrics_from_rows
 from bench.history.runfacts import run_kind
 from bench.jsondoc import table

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.rundir.files import FORMAT_VERSION, atomic_write_json, read_json_object
 from bench.rundir.verdict import WORDS, Verdict, Word
 

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from bench.errors import EXIT_FAIL, EXIT_INFRA, EXIT_PASS
+from bench.exits import EXIT_FAIL, EXIT_INFRA, EXIT_PASS
 
 Word = Literal["pass", "fail", "measured", "regressed", "skip", "error"]
 WORDS: tuple[Word, ...] = get_args(Word)

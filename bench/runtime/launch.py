@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from bench.errors import EXIT_INFRA, InfraError, Interrupted, UserError, interrupt_status
+from bench.exits import EXIT_INFRA, InfraError, Interrupted, UserError, interrupt_status
 from bench.rundir.files import default_cluster_name, default_run_dir
 from bench.rundir.runjson import RunFile
 from bench.runtime import env as benv

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from bench.fabric.finding import Finding
+from bench.finding import Finding
 from bench.frame.verdict import Item
 from bench.units import format_size
 

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.frame.job import Job, run_job
 from bench.frame.run import Launch, Run
 from bench.frame.verdict import Item

@@ -12,19 +12,11 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from bench.fabric import hca, nccl_evidence, nccl_log, sysfs, topology
-from bench.fabric.check_base import (
-    Check,
-    CheckResult,
-    Context,
-    IbVerbsCheck,
-    RailsFound,
-    Verdict,
-    listed,
-    majority,
-)
-from bench.fabric.error_checks import LinkFlaps, RailErrors
-from bench.fabric.nccl_evidence import device_matches
+from bench.fabric import hca, sysfs, topology
+from bench.nccllogs import nccl_evidence, nccl_log
+from bench.nccllogs.nccl_evidence import device_matches
+from bench.preflight.check_base import Check, CheckResult, Context, IbVerbsCheck, RailsFound, Verdict, listed, majority
+from bench.preflight.error_checks import LinkFlaps, RailErrorWindow
 from bench.profiles import Profile
 
 
@@ -325,7 +317,7 @@ REGISTRY: tuple[Check, ...] = (
     GpuCount(),
     GpuNicAffinity(),
     FirmwareUniform(),
-    RailErrors(),
+    RailErrorWindow(),
     LinkFlaps(),
     NcclLogEvidence(),
     SysfsTree(),
