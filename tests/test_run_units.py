@@ -160,3 +160,17 @@ def test_verdict_is_measured_when_no_row_had_a_target() -> None:
     assert verdict(judged, 256 << 20, 0.9) == ("pass", ())
     short = [{**judged[0], "efficiency": 0.5, "busbw_Gbps": 1600.0}]
     assert verdict(short, 256 << 20, 0.9)[0] == "fail"
+
+
+def test_default_sizes_reach_the_judged_size_on_a_profile_with_targets() -> None:
+    """Issue 21: a default run on a GPU profile swept to 64M and judged nothing (judged from 256M)."""
+    from bench.profiles import load_profile
+    from bench.sweep.config import RunConfig, sized
+
+    gpu, local = load_profile("lambda-1cc"), load_profile("local")
+    assert sized(RunConfig(), gpu).max_bytes == 8 << 30 >= gpu.judge_min_bytes
+    assert sized(RunConfig(), gpu).sizes[-1] == 8 << 30
+    assert sized(RunConfig(), local).max_bytes == 64 << 20  # no target: nothing to reach
+    assert sized(RunConfig(max_bytes=4 << 20), gpu).max_bytes == 4 << 20  # -e as given
+    with pytest.raises(ValueError, match="resolve it first"):
+        _ = RunConfig().sizes

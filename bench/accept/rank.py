@@ -34,7 +34,7 @@ from bench.rundir.files import atomic_write_json
 from bench.runtime import env as benv
 from bench.runtime.dist import DistContext
 from bench.runtime.env import RankInfo
-from bench.sweep.config import RunConfig
+from bench.sweep.config import RunConfig, sized
 from bench.sweep.rank import agree_sweep, sweep_section, world_sweep
 
 
@@ -45,7 +45,7 @@ class AcceptJob(Job):
 
     def __init__(self, config: AcceptConfig) -> None:
         profile, settings = validate(config, with_history=False)
-        self.sweep: RunConfig = config.sweep_config(config.out)
+        self.sweep: RunConfig = sized(config.sweep_config(config.out), profile)
         launch = Launch(
             config.backend,
             config.timeout_s,

@@ -19,9 +19,10 @@ from bench.commands import rails as rails_cmd
 from bench.commands.flags import Given, add_spec_argument, config_or_spec, refuse_two_step_rules
 from bench.exits import UserError
 from bench.measure.collectives import get_collective
+from bench.profiles import load_profile
 from bench.rails.config import RailsConfig
 from bench.runtime.launch import rank_or_local, start_local_ranks
-from bench.sweep.config import RunConfig
+from bench.sweep.config import RunConfig, sized
 from bench.units import parse_size
 
 
@@ -40,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-bytes",
         type=lambda t: parse_size(t, "--max-bytes"),
         default=RunConfig.max_bytes,
-        help="last message size (inclusive)",
+        help="last message size (inclusive); default: 8G on a profile with targets, 64M on local",
     )
     sweep.add_argument(
         "-f", "--step-factor", type=int, default=RunConfig.step_factor, action=Given, help="multiply the size by this"
@@ -134,7 +135,8 @@ def run(config: AcceptConfig) -> int:
     """Accept the cluster as a rank, or start ``--np`` local ranks and return their verdict."""
 
     def start_local(np: int) -> int:
-        per_rank = 2 * config.sweep.max_bytes  # the sweep's largest size dominates: send and receive buffers
+        sweep = sized(config.sweep, load_profile(config.profile))
+        per_rank = 2 * (sweep.max_bytes or 0)  # the sweep's largest size dominates: send and receive buffers
         return start_local_ranks(np, config.rank_argv, config.out, config.cluster, config.backend, per_rank)
 
     return rank_or_local(

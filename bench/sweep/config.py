@@ -15,6 +15,10 @@ from bench.runtime import spec
 from bench.units import format_size
 
 MAX_SIZES = 4096
+DEFAULT_MAX_BYTES = 64 << 20
+"""-e on a profile that judges no world collective (the local CPU profile)."""
+JUDGED_MAX_BYTES = 8 << 30
+"""-e on a profile that judges world collectives: past its judged sizes (256M up), as nccl-tests users test."""
 
 
 @dataclass(frozen=True)
@@ -25,8 +29,9 @@ class RunConfig:
     """Collectives to sweep, in order (names from bench.measure.collectives.REGISTRY)."""
     min_bytes: int = 8
     """-b: the first message size."""
-    max_bytes: int = 64 << 20
-    """-e: the last message size (inclusive)."""
+    max_bytes: int | None = None
+    """-e: the last message size (inclusive). None: the profile's default (:func:`sized`): 8G where the profile
+    judges world collectives, well past its judged sizes as nccl-tests users test; 64M where it judges none."""
     step_factor: int = 2
     """-f: multiply the size by this between steps."""
     step_bytes: int | None = None
@@ -71,9 +76,9 @@ class RunConfig:
         for name in self.collectives:
             get_collective(name)
         get_dtype(self.dtype)
-        if self.min_bytes < 0 or self.max_bytes < 0:
+        if self.min_bytes < 0 or (self.max_bytes is not None and self.max_bytes < 0):
             raise UserError("message sizes must not be negative: use -b/-e like 8, 1K, 64M, 16G")
-        if self.min_bytes > self.max_bytes:
+        if self.max_bytes is not None and self.min_bytes > self.max_bytes:
             raise UserError(
                 f"--min-bytes {format_size(self.min_bytes)} is larger than --max-bytes {format_size(self.max_bytes)}:"
                 " swap them or raise -e"
@@ -86,7 +91,8 @@ class RunConfig:
             raise UserError(
                 f"--step-factor {self.step_factor} must be at least 2: it multiplies each size (use -i for steps)"
             )
-        if len(message_sizes(self.min_bytes, self.max_bytes, self.step_factor, self.step_bytes)) > MAX_SIZES:
+        last = self.max_bytes if self.max_bytes is not None else JUDGED_MAX_BYTES
+        if len(message_sizes(self.min_bytes, last, self.step_factor, self.step_bytes)) > MAX_SIZES:
             raise UserError(f"the sweep has more than {MAX_SIZES} sizes: raise -f or -i, or narrow -b/-e")
         if self.iters < 1:
             raise UserError(f"--iters {self.iters} must be at least 1")
@@ -114,6 +120,10 @@ class RunConfig:
 
     @property
     def sizes(self) -> list[int]:
+        if self.max_bytes is None:
+            raise ValueError(
+                "the sweep's last size comes from the profile: resolve it first (bench.sweep.config.sized)"
+            )
         return message_sizes(self.min_bytes, self.max_bytes, self.step_factor, self.step_bytes)
 
     def rank_argv(self, out: Path | None) -> list[str]:
@@ -163,3 +173,23 @@ def validate(config: RunConfig, *, with_history: bool = True) -> Profile:
         with_history=with_history,
     )
     return profile
+
+
+def default_max_bytes(profile: Profile) -> int:
+    """-e when none is given: 8G (at least the judged size) where the profile has a world target, else 64M."""
+    judges = profile.node_target_gbps or profile.nvlink_target_gbps or profile.nvlink_targets_gbps
+    return max(JUDGED_MAX_BYTES, profile.judge_min_bytes) if judges else DEFAULT_MAX_BYTES
+
+
+def sized(config: RunConfig, profile: Profile) -> RunConfig:
+    """``config`` with its last size resolved from ``profile`` when -e was not given (issue 21: a default run
+    on a GPU profile must reach the judged size, or it judges nothing)."""
+    if config.max_bytes is not None:
+        return config
+    resolved = replace(config, max_bytes=default_max_bytes(profile))
+    if resolved.min_bytes > default_max_bytes(profile):
+        raise UserError(
+            f"--min-bytes {format_size(resolved.min_bytes)} is larger than the profile's default -e "
+            f"{format_size(default_max_bytes(profile))}: give -e"
+        )
+    return resolved

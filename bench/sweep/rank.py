@@ -27,7 +27,7 @@ from bench.runtime.dist import DistContext
 from bench.runtime.env import RankInfo
 from bench.runtime.placement import blocking_wait_conflict
 from bench.runtime.progress import Mode, Progress
-from bench.sweep.config import RunConfig, validate
+from bench.sweep.config import RunConfig, sized, validate
 from bench.sweep.judge import collective_items, counter_item
 from bench.units import format_size
 
@@ -40,7 +40,7 @@ class SweepJob(Job):
     def __init__(self, config: RunConfig) -> None:
         profile = validate(config, with_history=False)  # under the user's launcher: the parent's checks
         super().__init__(launch_of(config), profile)
-        self.config = config
+        self.config = sized(config, profile)
         self.graph = False
 
     def prepare(self, ctx: DistContext) -> dict[str, Any]:
