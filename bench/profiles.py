@@ -31,7 +31,8 @@ Keys (top level unless shown):
 ``[actions]``            what to do about each defect kind, one sentence each (``bench.actions``)
 ``[compare]``            regression thresholds (``bench.compare_settings``): checked here too, so a bad one
                          is refused by every command, not only by ``compare``
-``[rails_test]``, ``[run]``, ``[accept]``, ``[report]``: tables read by other commands, kept in ``raw``
+``[rails_test]``         the rails test's defaults (``rail_bytes``, ``pair_bytes``, ``iters``, ``warmup``,
+                         ``repeats``, ``relative_fraction``, ``collectives``, ``confirm``): flags win
 =======================  ====================================================================================
 
 An unknown key, a wrong type, a rate or target that is not a finite positive number (``nan``, ``inf``,
@@ -43,7 +44,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal, cast
@@ -62,8 +63,8 @@ Transport = Literal["ib", "roce", "socket", "loopback"]
 TRANSPORTS: tuple[Transport, ...] = ("ib", "roce", "socket", "loopback")
 LINK_LAYERS = ("InfiniBand", "Ethernet")
 
-# Tables other commands own; accepted as tables and left to them.
-EXTENSION_TABLES = frozenset({"compare", "rails_test", "run", "accept", "report"})
+# Tables with a parser of their own (typed at load like every other table).
+EXTENSION_TABLES = frozenset({"compare", "rails_test"})
 
 
 MAX_RATE_GBPS = 1e6
@@ -74,6 +75,54 @@ MAX_BYTES = 1 << 62
 
 DEFAULT_JUDGE_MIN_BYTES = 256 << 20
 """Small messages measure latency, not bandwidth: a sweep is judged on its sizes at or above this."""
+
+
+@dataclass(frozen=True)
+class RailsTestTable:
+    """A profile's ``[rails_test]``: the rails test's defaults for this cluster (None: railbench's own)."""
+
+    rail_bytes: int | None = None
+    pair_bytes: int | None = None
+    iters: int | None = None
+    warmup: int | None = None
+    repeats: int | None = None
+    relative_fraction: float | None = None
+    collectives: tuple[str, ...] | None = None
+    confirm: int | None = None
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, object], where: str, text: str) -> RailsTestTable:
+        """The table, each key checked for its type; UserError naming the file and line otherwise."""
+        known = sorted(f.name for f in fields(cls))
+        sizes: dict[str, int] = {}
+        counts: dict[str, int] = {}
+        fraction: float | None = None
+        collectives: tuple[str, ...] | None = None
+        for key, value in table.items():
+            line = _line_of(text, key, "rails_test")
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if key not in known:
+                raise UserError(f"{where}:{line}: unknown [rails_test] key {key!r}; known keys: {', '.join(known)}")
+            if key in ("rail_bytes", "pair_bytes") and (isinstance(value, str) or (number and isinstance(value, int))):
+                sizes[key] = parse_size(str(value), f"{where}:{line}: [rails_test] {key}")
+            elif key == "relative_fraction" and number and isinstance(value, (int, float)):
+                fraction = finite(float(value), Where(where, f"[rails_test] {key}", line), sign="positive", maximum=1.0)
+            elif key in ("iters", "warmup", "repeats", "confirm") and number and isinstance(value, int):
+                counts[key] = value
+            elif key == "collectives" and isinstance(value, list) and all(isinstance(v, str) for v in value):
+                collectives = tuple(str(v) for v in value)
+            else:
+                raise UserError(f"{where}:{line}: [rails_test] {key} = {value!r} has the wrong type; fix the profile")
+        return cls(
+            rail_bytes=sizes.get("rail_bytes"),
+            pair_bytes=sizes.get("pair_bytes"),
+            iters=counts.get("iters"),
+            warmup=counts.get("warmup"),
+            repeats=counts.get("repeats"),
+            relative_fraction=fraction,
+            collectives=collectives,
+            confirm=counts.get("confirm"),
+        )
 
 
 @dataclass(frozen=True)
@@ -109,8 +158,6 @@ class Profile:
     counter_tolerance_bytes: int
     source: str
     """Where the profile came from (a path)."""
-    raw: Mapping[str, Any] = field(default_factory=dict)
-    """The whole parsed TOML, for tables other commands own (``[compare]``...)."""
     nvlink_targets_gbps: Mapping[str, float] = field(default_factory=dict)
     """Single-node target busbw per collective; a collective not listed uses ``nvlink_target_gbps``."""
     judge_min_bytes: int = DEFAULT_JUDGE_MIN_BYTES
@@ -119,6 +166,10 @@ class Profile:
     """The ``[errors]`` table: error-counter and link-flap thresholds."""
     actions: Actions = field(default_factory=Actions)
     """The ``[actions]`` table: what a technician does about each defect kind."""
+    compare: CompareSettings = field(default_factory=CompareSettings)
+    """The ``[compare]`` table: the nightly regression thresholds (``bench.compare_settings``)."""
+    rails_test: RailsTestTable = field(default_factory=lambda: RailsTestTable())
+    """The ``[rails_test]`` table: the rails test's defaults for this cluster."""
 
     def __post_init__(self) -> None:
         if self.transport not in TRANSPORTS:
@@ -248,9 +299,10 @@ def _parse(text: str, where: str, default_name: str) -> Profile:
             line = _line_of(text, key, "rails" if table is rails else None)
             finite(table[key], Where(where, key, line), sign="positive", maximum=MAX_RATE_GBPS)
     try:  # [compare] is read by compare and report; refuse a bad one here, before any command starts ranks
-        CompareSettings.from_profile(data)
+        compare = CompareSettings.from_profile(data)
     except UserError as exc:
         raise UserError(f"{where}:{_line_of(text, 'compare', None)}: {exc}") from None
+    rails_test = RailsTestTable.from_table(data.get("rails_test", {}), where, text)
     errors = ErrorLimits.from_table(data.get("errors", {}), where, lambda key, table: _line_of(text, key, table))
     actions = Actions.from_table(data.get("actions", {}), where, lambda key, table: _line_of(text, key, table))
     fraction = data.get("pass_fraction", 0.9)
@@ -280,10 +332,11 @@ def _parse(text: str, where: str, default_name: str) -> Profile:
             str(data.get("judge_min_bytes", DEFAULT_JUDGE_MIN_BYTES)), f"{where}: judge_min_bytes"
         ),
         source=where,
-        raw=MappingProxyType(data),
         nvlink_targets_gbps=MappingProxyType(nvlink_targets),
         errors=errors,
         actions=actions,
+        compare=compare,
+        rails_test=rails_test,
     )
 
 

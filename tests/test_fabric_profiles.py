@@ -51,7 +51,7 @@ def test_single_node_targets_are_per_collective() -> None:
     assert load_profile("generic").nvlink_targets_gbps == {}
 
 
-def test_load_by_path_keeps_raw_and_compare_table(tmp_path: Path) -> None:
+def test_load_by_path_types_the_compare_table_at_load(tmp_path: Path) -> None:
     path = tmp_path / "mine.toml"
     path.write_text(
         'description = "two rails"\ntransport = "roce"\n[rails]\ncount = 2\nrate_gbps = 200\n'
@@ -60,8 +60,12 @@ def test_load_by_path_keeps_raw_and_compare_table(tmp_path: Path) -> None:
     )
     profile = load_profile(str(path))
     assert profile.name == "mine" and profile.transport == "roce" and profile.rail_count == 2
-    assert profile.raw["compare"]["rule"][0]["pattern"] == "all_reduce*"
+    assert profile.compare.rules[0].pattern == "all_reduce*" and profile.compare.default_threshold == 0.05
     assert profile.source == str(path)
+    # a table nothing reads is refused, not kept untyped
+    path.write_text('description = "x"\n[report]\nunit = "GB/s"\n')
+    with pytest.raises(UserError, match=r"mine.toml:2: unknown key 'report'"):
+        load_profile(str(path))
 
 
 @pytest.mark.parametrize(

@@ -107,7 +107,7 @@ def load_settings(profile: str | None) -> CompareSettings:
         return CompareSettings()
     from bench.profiles import load_profile  # lazy: profiles are only read when asked for
 
-    return CompareSettings.from_profile(load_profile(profile).raw)
+    return load_profile(profile).compare
 
 
 def _run_profile_settings(profile: str | None) -> tuple[CompareSettings, str | None]:

@@ -19,7 +19,6 @@ from bench.measure.collectives import get_collective
 from bench.measure.targets import world_target_gbps
 from bench.profiles import Profile, load_profile
 from bench.runtime import spec
-from bench.units import parse_size
 
 RAIL_COLLECTIVES = ("all_reduce", "all_gather")
 DEFAULTS: Mapping[str, Any] = {
@@ -152,41 +151,17 @@ class RailsSettings:
     """The profile's ``[actions]``: what a technician does about each defect kind."""
 
 
-def _profile_table(profile: Profile) -> dict[str, Any]:
-    raw = getattr(profile, "raw", None) or {}
-    table = raw.get("rails_test", {}) if isinstance(raw, Mapping) else {}
-    known = {"rail_bytes", "pair_bytes", "iters", "warmup", "repeats", "relative_fraction", "collectives", "confirm"}
-    unknown = sorted(set(table) - known)
-    if unknown:
-        raise UserError(
-            f"{profile.source}: unknown [rails_test] key {unknown[0]!r}; known keys: {', '.join(sorted(known))}"
-        )
-    out: dict[str, Any] = {}
-    for key, value in table.items():
-        if key in ("rail_bytes", "pair_bytes"):
-            out[key] = parse_size(str(value), f"[rails_test] {key}")
-        elif key == "relative_fraction" and isinstance(value, int | float) and not isinstance(value, bool):
-            out[key] = float(value)
-        elif (
-            key in ("iters", "warmup", "repeats", "confirm") and isinstance(value, int) and not isinstance(value, bool)
-        ):
-            out[key] = value
-        elif key == "collectives" and isinstance(value, list) and all(isinstance(v, str) for v in value):
-            out[key] = tuple(value)
-        else:
-            raise UserError(f"{profile.source}: [rails_test] {key} = {value!r} has the wrong type; fix the profile")
-    return out
-
-
 def resolve(config: RailsConfig, profile: Profile) -> RailsSettings:
     """Command line first, then the profile's ``[rails_test]``, then DEFAULTS."""
-    table = _profile_table(profile)
+    table = profile.rails_test
 
     def pick(name: str) -> Any:
-        value = getattr(config, name)
-        return value if value is not None else table.get(name, DEFAULTS[name])
+        for value in (getattr(config, name), getattr(table, name)):
+            if value is not None:
+                return value
+        return DEFAULTS[name]
 
-    collectives = config.collectives if config.collectives != RAIL_COLLECTIVES else table.get("collectives")
+    collectives = config.collectives if config.collectives != RAIL_COLLECTIVES else table.collectives
     checked = dataclasses.replace(config, collectives=tuple(collectives or RAIL_COLLECTIVES))
     oob = config.oob_ifname or profile.oob_ifname
     return RailsSettings(

@@ -49,11 +49,10 @@ def _min_bytes(profile: str | None) -> int:
     """The profile's ``[compare] min_bytes`` (1M when the run has no readable profile)."""
     if not profile:
         return DEFAULT_MIN_BYTES
-    from bench.compare_settings import CompareSettings
     from bench.profiles import load_profile
 
     try:
-        return CompareSettings.from_profile(load_profile(profile).raw).min_bytes
+        return load_profile(profile).compare.min_bytes
     except UserError:
         return DEFAULT_MIN_BYTES
 
