@@ -229,3 +229,21 @@ for (const [name, view] of Object.entries(window.railbenchViews || {})) {
 }
 return out;
 """
+
+
+def test_an_old_run_is_shown_against_the_profile_it_recorded() -> None:
+    """Issue 22: the report reloaded the profile by name, so an old run was judged against today's TOML."""
+    recorded = {
+        "profile": "lambda-1cc",
+        "source": "/etc/railbench/lambda-1cc.toml (as it was)",
+        "pass_fraction": 0.9,
+        "judge_min_bytes": 256 << 20,
+        "compare_min_bytes": 1 << 20,
+        "idle_devices": ["mlx5_9"],
+        "counter_tolerance_bytes": 0,
+    }
+    run = {"profile": "lambda-1cc", "counters": _counters(mlx5_0=3 << 30), "judged_by": recorded}
+    proof = cert.traffic_proof(run)
+    # today's lambda-1cc excludes mlx5_0; the run was judged with mlx5_9 idle, and is shown that way
+    assert proof is not None and proof.idle == frozenset({"mlx5_9"}) and proof.ok
+    assert cert.traffic_proof({**run, "judged_by": None}).idle >= {"mlx5_0"}  # type: ignore[union-attr]

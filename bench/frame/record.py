@@ -11,6 +11,7 @@ from typing import Any
 
 from bench.profiles import Profile
 from bench.rundir.files import FORMAT_VERSION
+from bench.rundir.judged_by import JudgedBy
 from bench.runtime import env as benv
 from bench.runtime.dist import DistContext, node_layout
 from bench.version import __version__
@@ -72,4 +73,21 @@ def base_metadata(ctx: DistContext, cluster: str, profile: Profile, command: str
         "versions": versions(ctx.backend),
         "env": benv.recorded_environment(),
         "pid": os.getpid(),
+        "judged_by": judged_by(profile).to_json(),
     }
+
+
+def judged_by(profile: Profile) -> JudgedBy:
+    """What the run is judged against, kept in run.json so that a later report shows the same judgement."""
+    idle = [*profile.excluded_devices]
+    if profile.oob_ifname and profile.oob_ifname != "lo":
+        idle.append(profile.oob_ifname)
+    return JudgedBy(
+        profile=profile.name,
+        source=profile.source,
+        pass_fraction=profile.pass_fraction,
+        judge_min_bytes=profile.judge_min_bytes,
+        compare_min_bytes=profile.compare.min_bytes,
+        idle_devices=tuple(dict.fromkeys(idle)),
+        counter_tolerance_bytes=profile.counter_tolerance_bytes,
+    )

@@ -26,6 +26,7 @@ import pandas as pd
 from bench.exits import UserError
 from bench.jsondoc import table
 from bench.report.inputs import RunInputs
+from bench.rundir.judged_by import JudgedBy
 from bench.units import format_size
 
 CHECK_STATUSES = ("pass", "warn", "fail", "skip")
@@ -120,6 +121,7 @@ class TrafficProof:
 
 
 def _profile_idle_devices(profile: str | None) -> tuple[frozenset[str], int]:
+    """Today's profile of that name, for a run written before run.json recorded ``judged_by``."""
     if not profile:
         return frozenset(), 0
     from bench.profiles import load_profile
@@ -150,7 +152,11 @@ def traffic_proof(run: Mapping[str, Any]) -> TrafficProof | None:
     if not moved:
         return None
     nodes = tuple(dict.fromkeys(node for node, _ in moved))
-    idle, tolerance = _profile_idle_devices(run.get("profile"))
+    recorded = JudgedBy.from_json(run.get("judged_by"))
+    if recorded is not None:  # as the run itself was judged, whatever the profile says today
+        idle, tolerance = frozenset(recorded.idle_devices), recorded.counter_tolerance_bytes
+    else:
+        idle, tolerance = _profile_idle_devices(run.get("profile"))
     devices = tuple(sorted({d for _, d in moved}, key=lambda d: (d not in idle, d)))
     sentences, ok = [], True
     for device in (d for d in devices if d in idle):

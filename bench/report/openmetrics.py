@@ -36,6 +36,7 @@ from bench.history.runfacts import run_kind
 from bench.jsondoc import table
 from bench.report.verdict import LABELS, read_compare, run_verdict
 from bench.rundir.files import atomic_write_text, read_results_rows
+from bench.rundir.judged_by import JudgedBy
 from bench.rundir.runjson import RunDoc, read_run_json
 from bench.rundir.verdict import Verdict
 
@@ -46,7 +47,8 @@ _COMPARE_STATES = ("regressed", "improved", "unchanged", "new", "missing", "fail
 
 
 def _min_bytes(profile: str | None) -> int:
-    """The profile's ``[compare] min_bytes`` (1M when the run has no readable profile)."""
+    """Today's profile's ``[compare] min_bytes`` for a run that did not record its own (1M when the run has no
+    readable profile)."""
     if not profile:
         return DEFAULT_MIN_BYTES
     from bench.profiles import load_profile
@@ -80,7 +82,9 @@ class RunCollector:
     def __init__(self, run_dir: Path) -> None:
         self.run: Mapping[str, Any] = read_run_json(run_dir)
         rows = read_results_rows(run_dir)
-        self.metrics = headline_metrics(metrics_from_rows(rows), _min_bytes(self.run.get("profile")))
+        recorded = JudgedBy.from_json(self.run.get("judged_by"))
+        min_bytes = recorded.compare_min_bytes if recorded is not None else _min_bytes(self.run.get("profile"))
+        self.metrics = headline_metrics(metrics_from_rows(rows), min_bytes)
         self.compare = read_compare(run_dir)
         self.verdict: Verdict = run_verdict(RunDoc.from_json(self.run))
 

@@ -41,6 +41,7 @@ SECTIONS: Mapping[str, tuple[type, ...]] = {
     "items": (list,),  # every item the verdict was decided from: group, name, state, reason
     "reasons": (list,),  # the verdict's sentences: what failed, or why nothing was judged
     "failure": (dict,),  # a hang, a lost rank, a launcher fault: kind, message, ranks and hosts
+    "judged_by": (dict,),  # the profile's thresholds and idle devices as the run used them (rundir/judged_by.py)
     "before_compare": (dict,),  # the run's own verdict and reasons, kept while compare says regressed
     "finish": (str,),  # "failed" when the history or the report could not be written
 }
