@@ -7,7 +7,7 @@ import torch
 
 from bench.exits import UserError
 from bench.measure.collectives import DTYPES, REGISTRY, data_pattern, get_collective, get_dtype, make_buffers, pattern
-from bench.measure.results import result_row
+from bench.measure.results import RowPlace, Timing, result_row
 
 
 @pytest.mark.parametrize(
@@ -92,17 +92,9 @@ def test_result_row_formula() -> None:
     # 1 GiB all_reduce over 16 ranks in 5 ms: algbw 214.7 GB/s, busbw x 2*15/16.
     row = result_row(
         REGISTRY["all_reduce"],
-        nbytes=1 << 30,
-        count=(1 << 30) // 4,
-        dtype="float",
-        nranks=16,
-        nnodes=2,
-        iters=20,
-        time_us=5000.0,
-        time_us_min=4900.0,
-        time_us_max=5100.0,
-        wrong=0,
-        target_gbps=3200.0,
+        Timing(1 << 30, (1 << 30) // 4, 20, 5000.0, 4900.0, 5100.0, 0),
+        RowPlace("float", 16, 2),
+        3200.0,
     )
     assert row["algbw_GBps"] == pytest.approx(214.748365, rel=1e-6)
     assert row["busbw_GBps"] == pytest.approx(214.748365 * 1.875, rel=1e-6)

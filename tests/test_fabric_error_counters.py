@@ -123,7 +123,7 @@ def test_counters_json_keeps_bytes_and_adds_errors_beside_them(tmp_path: Path) -
     assert json.loads(json.dumps(record.to_json()))["counters"]["node1"]["mlx5_1:1"]["errors"]["symbol_error"] == 3
     from bench.report.certificate import traffic_proof
 
-    proof = traffic_proof(record.to_json())
+    proof = traffic_proof(record)
     assert proof is not None and proof.bytes[("node1", "mlx5_1:1")] == 4000
 
 

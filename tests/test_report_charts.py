@@ -29,7 +29,7 @@ def tables(inputs: RunInputs) -> dict[str, pd.DataFrame]:
     return {
         "sweep": data.sweep_table(inputs.results).frame,
         "rails": data.rail_bars_table(inputs.rails, 0.9).frame,
-        "heat": data.heatmap_table(pairs, list(inputs.run["hosts"]), 0.9).frame,
+        "heat": data.heatmap_table(pairs, list(inputs.run.hosts), 0.9).frame,
         "trend": trend.trend_table(inputs.trend).frame,
     }
 

@@ -101,7 +101,7 @@ def test_split_pair_group(group: str, hosts: list[str], expected: tuple[str, str
 def test_heatmap_is_symmetric_and_marks_the_bad_hca_row_and_column(inputs: RunInputs) -> None:
     pairs, unparsed = data.pair_measurements(inputs)
     assert unparsed == 0
-    table = data.heatmap_table(pairs, list(inputs.run["hosts"]), 0.9).frame
+    table = data.heatmap_table(pairs, list(inputs.run.hosts), 0.9).frame
     assert len(table) == 8 * 4 * 3  # 8 rails, 4x4 minus the diagonal
     rail5 = table[table["rail"] == 5]
     failed = rail5[rail5["status"] == "fail"]

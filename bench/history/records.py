@@ -20,9 +20,8 @@ from typing import Any
 
 from bench.exits import UserError
 from bench.history.runfacts import run_environment, run_kind
-from bench.jsondoc import table
 from bench.rundir.files import iter_results_rows
-from bench.rundir.runjson import read_run_json
+from bench.rundir.runjson import RunDoc, load_run_doc
 
 
 def metric_key(collective: str, scope: str, group: str, nbytes: int) -> str:
@@ -175,47 +174,35 @@ def metrics_from_rows(rows: Iterable[Mapping[str, str]]) -> list[MetricRecord]:
     return metrics
 
 
-def _whole(meta: Mapping[str, Any], key: str, run_dir: Path | str) -> int:
-    value = meta.get(key) or 0
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise UserError(f"{run_dir}/run.json has {key} = {value!r}, not a whole number: the run directory is damaged")
-    return value
-
-
-def run_record(meta: Mapping[str, Any], run_dir: Path | str) -> RunRecord:
-    """The run row for a run.json (already checked by ``read_run_json``)."""
-    time_utc = meta.get("started_utc") or meta.get("finished_utc")
+def run_record(doc: RunDoc, run_dir: Path | str) -> RunRecord:
+    """The run row for a run.json (read by ``load_run_doc``, so every field has its declared type)."""
+    time_utc = doc.started_utc or doc.finished_utc
     if not time_utc:
         raise UserError(f"{run_dir}/run.json has no started_utc: it cannot be placed in the history")
-    hosts = tuple(str(h) for h in meta.get("hosts") or ())
-    versions = table(meta, "versions")
-    cluster = str(meta.get("cluster") or "")
-    command = str(meta.get("command") or "")
-    nodes = node_hash(hosts)
-    identity = "\n".join([cluster, str(time_utc), command, nodes, Path(run_dir).resolve().name])
+    nodes = node_hash(doc.hosts)
+    identity = "\n".join([doc.cluster, str(time_utc), doc.command, nodes, Path(run_dir).resolve().name])
     return RunRecord(
         run_key=hashlib.sha256(identity.encode()).hexdigest()[:24],
         run_dir=str(Path(run_dir).resolve()),
         time_utc=str(time_utc),
-        cluster=cluster,
-        profile=meta.get("profile"),
-        command=command,
-        status=str(meta.get("status") or ""),
-        verdict=meta.get("verdict"),
-        hosts=hosts,
+        cluster=doc.cluster,
+        profile=doc.profile,
+        command=doc.command,
+        status=doc.status,
+        verdict=doc.verdict,
+        hosts=doc.hosts,
         node_hash=nodes,
-        nnodes=_whole(meta, "nnodes", run_dir) or len(hosts),
-        nranks=_whole(meta, "nranks", run_dir),
-        torch=versions.get("torch"),
-        nccl=versions.get("nccl"),
-        cuda=versions.get("cuda"),
-        driver=versions.get("driver"),
-        kind=run_kind(meta),
-        environment=run_environment(meta, run_dir),
+        nnodes=doc.nnodes or len(doc.hosts),
+        nranks=doc.nranks or 0,
+        torch=doc.versions.get("torch"),
+        nccl=doc.versions.get("nccl"),
+        cuda=doc.versions.get("cuda"),
+        driver=doc.versions.get("driver"),
+        kind=run_kind(doc),
+        environment=run_environment(doc, run_dir),
     )
 
 
 def read_run(run_dir: Path | str) -> tuple[RunRecord, list[MetricRecord]]:
     """The run row and key metrics of a run directory; UserError if it is not one."""
-    meta = read_run_json(run_dir)
-    return run_record(meta, run_dir), metrics_from_rows(iter_results_rows(run_dir))
+    return run_record(load_run_doc(run_dir), run_dir), metrics_from_rows(iter_results_rows(run_dir))

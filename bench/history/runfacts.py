@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.jsondoc import table
+from bench.rundir.runjson import RunDoc
 
 ENVIRONMENT_FACTS: tuple[tuple[str, str], ...] = (
     ("nccl", "NCCL"),
@@ -51,14 +51,13 @@ def _shape(table: object, keys: tuple[str, ...]) -> str:
     return " ".join(parts)
 
 
-def run_kind(meta: Mapping[str, Any]) -> str:
+def run_kind(doc: RunDoc) -> str:
     """``"run sweep[min_bytes=8 max_bytes=16777216 ...]"``: the command and the shape of what it measured."""
-    command = str(meta.get("command") or "")
-    parts = [command]
-    sweep = _shape(meta.get("sweep"), _SWEEP_SHAPE)
+    parts = [doc.command]
+    sweep = _shape(doc.section("sweep"), _SWEEP_SHAPE)
     if sweep:
         parts.append(f"sweep[{sweep}]")
-    rails = _shape(meta.get("rails_test"), _RAILS_SHAPE)
+    rails = _shape(doc.section("rails_test"), _RAILS_SHAPE)
     if rails:
         parts.append(f"rails[{rails}]")
     return " ".join(parts)
@@ -82,9 +81,9 @@ def _joined(values: set[str]) -> str | None:
     return ",".join(sorted(values)) if values else None
 
 
-def run_environment(meta: Mapping[str, Any], run_dir: Path | str) -> dict[str, Any]:
+def run_environment(doc: RunDoc, run_dir: Path | str) -> dict[str, Any]:
     """The environment facts of a run (see the module docstring); absent facts are None."""
-    versions = table(meta, "versions")
+    versions = doc.versions
     per_node = _per_node_versions(Path(run_dir))
     env: dict[str, Any] = {}
     for key, _ in ENVIRONMENT_FACTS:
@@ -93,9 +92,8 @@ def run_environment(meta: Mapping[str, Any], run_dir: Path | str) -> dict[str, A
         if own:
             seen.add(str(own))
         env[key] = _joined(seen)
-    variables = table(meta, "env")
-    env["nccl_env"] = {str(k): str(v) for k, v in sorted(variables.items()) if str(k).startswith("NCCL_")}
-    env["hosts"] = sorted({str(h) for h in meta.get("hosts") or ()})
+    env["nccl_env"] = {str(k): str(v) for k, v in sorted(doc.env.items()) if str(k).startswith("NCCL_")}
+    env["hosts"] = sorted(set(doc.hosts))
     return env
 
 

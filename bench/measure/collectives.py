@@ -24,6 +24,7 @@ from bench.exits import UserError
 
 if TYPE_CHECKING:
     import torch
+    from torch.distributed import ProcessGroup
 
 
 @dataclass(frozen=True)
@@ -136,12 +137,12 @@ CUDA_CHUNK_ELEMENTS = 1 << 22
 _SCRATCH_VECTORS = 8  # int64 vectors of one chunk alive at once in fill or check, with room to spare
 
 
-def chunk_elements(device: Any) -> int:
+def chunk_elements(device: torch.device | str) -> int:
     """Elements per fill/check step on ``device``."""
     return CUDA_CHUNK_ELEMENTS if getattr(device, "type", str(device)) == "cuda" else CHUNK_ELEMENTS
 
 
-def scratch_bytes(device: Any) -> int:
+def scratch_bytes(device: torch.device | str) -> int:
     """Upper bound of the memory the fill and the check use on ``device`` beyond the buffers."""
     return _SCRATCH_VECTORS * 8 * chunk_elements(device)
 
@@ -217,7 +218,13 @@ def data_pattern(coll: Collective, dtype: Dtype, nranks: int) -> DataPattern:
 
 
 def pattern(
-    rank: int, count: int, dtype: Any, nranks: int = 1, *, reduces: bool = True, device: Any = "cpu"
+    rank: int,
+    count: int,
+    dtype: torch.dtype,
+    nranks: int = 1,
+    *,
+    reduces: bool = True,
+    device: torch.device | str = "cpu",
 ) -> torch.Tensor:
     """Rank ``rank``'s send data as one tensor (for tests and small buffers; runs fill in chunks)."""
     import torch
@@ -227,7 +234,7 @@ def pattern(
     return pat.values(rank, torch.arange(count, dtype=torch.int64, device=device)).to(dtype)
 
 
-def dtype_of(tdtype: Any) -> Dtype:
+def dtype_of(tdtype: torch.dtype) -> Dtype:
     """The Dtype of a torch dtype (``torch.bfloat16`` -> bfloat16)."""
     name = str(tdtype).removeprefix("torch.")
     for d in DTYPES.values():
@@ -258,13 +265,13 @@ def _exchanged(rank: int, count: int, pat: DataPattern, index: torch.Tensor) -> 
 
 
 # --- the calls -----------------------------------------------------------------------------------------
-def _all_reduce(b: Buffers, rank: int, nranks: int, group: Any) -> None:
+def _all_reduce(b: Buffers, rank: int, nranks: int, group: ProcessGroup | None) -> None:
     import torch.distributed as dist
 
     dist.all_reduce(b.recv, op=dist.ReduceOp.SUM, group=group)
 
 
-def _all_gather(b: Buffers, rank: int, nranks: int, group: Any) -> None:
+def _all_gather(b: Buffers, rank: int, nranks: int, group: ProcessGroup | None) -> None:
     import torch.distributed as dist
 
     # torch 2.13 renamed all_gather_into_tensor; older system torches (Lambda Stack) only have the old name.
@@ -272,26 +279,26 @@ def _all_gather(b: Buffers, rank: int, nranks: int, group: Any) -> None:
     gather(b.recv, b.send, group=group)
 
 
-def _reduce_scatter(b: Buffers, rank: int, nranks: int, group: Any) -> None:
+def _reduce_scatter(b: Buffers, rank: int, nranks: int, group: ProcessGroup | None) -> None:
     import torch.distributed as dist
 
     scatter = getattr(dist, "reduce_scatter_single", None) or dist.reduce_scatter_tensor
     scatter(b.recv, b.send, op=dist.ReduceOp.SUM, group=group)
 
 
-def _alltoall(b: Buffers, rank: int, nranks: int, group: Any) -> None:
+def _alltoall(b: Buffers, rank: int, nranks: int, group: ProcessGroup | None) -> None:
     import torch.distributed as dist
 
     dist.all_to_all_single(b.recv, b.send, group=group)
 
 
-def _broadcast(b: Buffers, rank: int, nranks: int, group: Any) -> None:
+def _broadcast(b: Buffers, rank: int, nranks: int, group: ProcessGroup | None) -> None:
     import torch.distributed as dist
 
     dist.broadcast(b.recv, src=dist.get_global_rank(group, 0) if group is not None else 0, group=group)
 
 
-def _sendrecv(b: Buffers, rank: int, nranks: int, group: Any) -> None:
+def _sendrecv(b: Buffers, rank: int, nranks: int, group: ProcessGroup | None) -> None:
     # nccl-tests' ring exchange: send to r+1, receive from r-1, both in flight at once.
     import torch.distributed as dist
 
@@ -415,7 +422,9 @@ def get_collective(name: str) -> Collective:
     return REGISTRY[key]
 
 
-def make_buffers(coll: Collective, count: int, nbytes: int, rank: int, nranks: int, dtype: Any, device: Any) -> Buffers:
+def make_buffers(
+    coll: Collective, count: int, nbytes: int, rank: int, nranks: int, dtype: torch.dtype, device: torch.device
+) -> Buffers:
     """Fresh buffers holding rank ``rank``'s deterministic data, made on ``device`` itself.
 
     Nothing of buffer size is built on the host: on a GPU the host's share is a few scalars per chunk.

@@ -21,7 +21,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
 
 _HOST_QUEUES: list[Callable[[], None]] = []
 """Calls that wait until a host-side asynchronous backend has finished everything queued so far."""
@@ -38,11 +41,11 @@ def unregister_host_queue(drain: Callable[[], None]) -> None:
         _HOST_QUEUES.remove(drain)
 
 
-def is_cuda(device: Any) -> bool:
+def is_cuda(device: torch.device) -> bool:
     return getattr(device, "type", "cpu") == "cuda"
 
 
-def synchronize(device: Any) -> None:
+def synchronize(device: torch.device) -> None:
     """Return only when every operation queued so far on ``device`` has finished."""
     if is_cuda(device):
         import torch
@@ -60,7 +63,7 @@ class RegionTimer:
     ``stop`` returns only when the work has finished, so the result is always the device's time.
     """
 
-    device: Any
+    device: torch.device
     _start_s: float = 0.0
     _events: tuple[Any, Any] | None = field(default=None, repr=False)
 

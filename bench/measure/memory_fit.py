@@ -9,10 +9,13 @@ asked; CPU ranks hold their buffers in host memory, shared by the ranks of the n
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from bench.exits import UserError
 from bench.measure.collectives import SCRATCH_BYTES, Collective, Dtype, scratch_bytes
+
+if TYPE_CHECKING:
+    import torch
 
 NCCL_RESERVE_BYTES = (2 << 30) + scratch_bytes("cuda")
 """Device memory a rank needs beyond its buffers: NCCL and the CUDA context (channel buffers, NVLS, graphs)
@@ -64,7 +67,7 @@ def check_sizes_fit(
     )
 
 
-def free_memory_bytes(device: Any, ranks_sharing: int) -> tuple[int, int, str]:
+def free_memory_bytes(device: torch.device, ranks_sharing: int) -> tuple[int, int, str]:
     """(free bytes for this rank's buffers, reserve, where) on ``device``.
 
     The one device-memory query of the data path: CUDA's free memory of this rank's GPU, or on CPU the

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from bench.measure.collectives import Collective, get_collective
 
@@ -21,47 +22,76 @@ def bandwidths(nbytes: int, time_us: float, busbw_factor: float) -> tuple[float,
     return algbw, algbw * busbw_factor
 
 
+class Timed(Protocol):
+    """The numbers of one measurement, as the timing loop (``SizeResult``) and the rails test
+    (``RailResult``) keep them."""
+
+    @property
+    def nbytes(self) -> int: ...
+    @property
+    def count(self) -> int: ...
+    @property
+    def iters(self) -> int: ...
+    @property
+    def time_us(self) -> float: ...
+    @property
+    def time_us_min(self) -> float: ...
+    @property
+    def time_us_max(self) -> float: ...
+    @property
+    def wrong(self) -> int | None: ...
+
+
+@dataclass(frozen=True)
+class Timing:
+    """A measurement's numbers built by hand (a pair's two directions, a test's row)."""
+
+    nbytes: int
+    count: int
+    iters: int
+    time_us: float
+    time_us_min: float
+    time_us_max: float
+    wrong: int | None = None
+
+
+@dataclass(frozen=True)
+class RowPlace:
+    """Where a measurement ran: its element type and communicator, and its scope and group in results.csv."""
+
+    dtype: str
+    nranks: int
+    nnodes: int
+    scope: str = "world"
+    group: str = "world"
+
+
 def result_row(
-    coll: Collective,
-    *,
-    nbytes: int,
-    count: int,
-    dtype: str,
-    nranks: int,
-    nnodes: int,
-    iters: int,
-    time_us: float,
-    time_us_min: float,
-    time_us_max: float,
-    wrong: int | None,
-    target_gbps: float | None,
-    scope: str = "world",
-    group: str = "world",
-    algo: str = "",
+    coll: Collective, timed: Timed, place: RowPlace, target_gbps: float | None, algo: str = ""
 ) -> dict[str, Any]:
     """One row with every RESULT_COLUMNS field; efficiency is blank without a target."""
-    algbw, busbw = bandwidths(nbytes, time_us, coll.busbw_factor(nranks))
+    algbw, busbw = bandwidths(timed.nbytes, timed.time_us, coll.busbw_factor(place.nranks))
     busbw_gbps = busbw * 8
     return {
         "collective": coll.name,
-        "scope": scope,
-        "group": group,
-        "nranks": nranks,
-        "nnodes": nnodes,
-        "bytes": nbytes,
-        "count": count,
-        "dtype": dtype,
+        "scope": place.scope,
+        "group": place.group,
+        "nranks": place.nranks,
+        "nnodes": place.nnodes,
+        "bytes": timed.nbytes,
+        "count": timed.count,
+        "dtype": place.dtype,
         "placement": coll.placement,
-        "iters": iters,
-        "time_us": _sig(time_us),
-        "time_us_min": _sig(time_us_min),
-        "time_us_max": _sig(time_us_max),
+        "iters": timed.iters,
+        "time_us": _sig(timed.time_us),
+        "time_us_min": _sig(timed.time_us_min),
+        "time_us_max": _sig(timed.time_us_max),
         "algbw_GBps": _sig(algbw),
         "busbw_GBps": _sig(busbw),
         "busbw_Gbps": _sig(busbw_gbps),
         "target_Gbps": target_gbps if target_gbps else None,
         "efficiency": _sig(busbw_gbps / target_gbps) if target_gbps else None,
-        "wrong": wrong,
+        "wrong": timed.wrong,
         "redop": coll.redop,
         "root": coll.root,
         "algo": algo,
@@ -69,31 +99,10 @@ def result_row(
 
 
 def pair_row(
-    nbytes: int,
-    times_us: Sequence[float],
-    *,
-    nnodes: int,
-    iters: int,
-    target_gbps: float | None,
-    scope: str,
-    group: str,
+    nbytes: int, times_us: Sequence[float], iters: int, place: RowPlace, target_gbps: float | None
 ) -> dict[str, Any]:
     """One results.csv row for a pair of ranks measured in both directions (float32 messages of ``nbytes``):
     the slower direction is the pair's time, as for nccl-tests' sendrecv between two ranks."""
     slow = max(times_us)
-    return result_row(
-        get_collective("sendrecv"),
-        nbytes=nbytes,
-        count=nbytes // 4,
-        dtype="float",
-        nranks=2,
-        nnodes=nnodes,
-        iters=iters,
-        time_us=slow,
-        time_us_min=min(times_us),
-        time_us_max=slow,
-        wrong=None,
-        target_gbps=target_gbps,
-        scope=scope,
-        group=group,
-    )
+    timing = Timing(nbytes, nbytes // 4, iters, slow, min(times_us), slow)
+    return result_row(get_collective("sendrecv"), timing, place, target_gbps)

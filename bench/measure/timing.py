@@ -16,10 +16,14 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.measure import device as device_ops
 from bench.measure.collectives import Buffers, Collective, count_wrong, make_buffers
+
+if TYPE_CHECKING:
+    import torch
+    from torch.distributed import ProcessGroup
 
 
 @dataclass(frozen=True)
@@ -79,8 +83,8 @@ its partner's barrier as transfer."""
 def time_region(
     step: Callable[[], None],
     *,
-    group: Any,
-    device: Any,
+    group: ProcessGroup | None,
+    device: torch.device,
     iters: int,
     warmup: int,
     graph: bool = False,
@@ -109,8 +113,8 @@ class Chunked:
 def time_budgeted(
     step: Callable[[], None],
     *,
-    group: Any,
-    device: Any,
+    group: ProcessGroup | None,
+    device: torch.device,
     iters: int,
     warmup: int,
     budget_s: Budget,
@@ -161,7 +165,14 @@ def time_budgeted(
 
 
 def _chunks(
-    chunked: Chunked, group: Any, device: Any, iters: int, left: float, probe: float, agree: Agree, align: Align | None
+    chunked: Chunked,
+    group: ProcessGroup | None,
+    device: torch.device,
+    iters: int,
+    left: float,
+    probe: float,
+    agree: Agree,
+    align: Align | None,
 ) -> Timed:
     """Chunks in two timed batches within ``left`` seconds: the first planned from the probe for a quarter
     of it, the second from the first batch, and only when every chunk still wanted fits (a probe stretched
@@ -193,7 +204,9 @@ def _chunks(
     return Timed(mean * 1e6, max(1, moved // chunked.per_step), moved < wanted)
 
 
-def _steps(step: Callable[[], None], group: Any, device: Any, count: int, align: Align | None = None) -> float:
+def _steps(
+    step: Callable[[], None], group: ProcessGroup | None, device: torch.device, count: int, align: Align | None = None
+) -> float:
     """Seconds for ``count`` timed steps; with none, only the region's barrier (the group stays in step)."""
     if count == 0:
         _dist().barrier(group=group)
@@ -207,7 +220,7 @@ def _dist() -> Any:
     return dist
 
 
-def _start(group: Any, device: Any, align: Align | None) -> None:
+def _start(group: ProcessGroup | None, device: torch.device, align: Align | None) -> None:
     """The group together (and the two ends of a pair, with ``align``), then the device drained."""
     _dist().barrier(group=group)
     if align is not None:
@@ -216,7 +229,13 @@ def _start(group: Any, device: Any, align: Align | None) -> None:
 
 
 def _region(
-    step: Callable[[], None], group: Any, device: Any, iters: int, warmup: int, graph: bool, align: Align | None
+    step: Callable[[], None],
+    group: ProcessGroup | None,
+    device: torch.device,
+    iters: int,
+    warmup: int,
+    graph: bool,
+    align: Align | None,
 ) -> float:
     """The loop itself: untimed warmup, the group together, the device drained, ``iters`` steps timed."""
     _repeat(step, warmup)
@@ -240,7 +259,7 @@ def _region(
     return seconds * 1e6 / iters
 
 
-def group_max(seconds: float, group: Any, device: Any) -> float:
+def group_max(seconds: float, group: ProcessGroup | None, device: torch.device) -> float:
     """The largest ``seconds`` over the ranks of ``group``, known on every one of them."""
     import torch
 
@@ -251,7 +270,7 @@ def group_max(seconds: float, group: Any, device: Any) -> float:
     return float(value.item())
 
 
-def _capture(step: Callable[[], None], device: Any, iters: int) -> Any:
+def _capture(step: Callable[[], None], device: torch.device, iters: int) -> Any:
     """``iters`` steps captured in one CUDA graph (nccl-tests ``-G``), uploaded by one untimed replay."""
     import torch
 
@@ -270,7 +289,7 @@ def _capture(step: Callable[[], None], device: Any, iters: int) -> Any:
     return cuda_graph
 
 
-def graph_capture_works(device: Any) -> str | None:
+def graph_capture_works(device: torch.device) -> str | None:
     """Why a CUDA graph of an NCCL all-reduce cannot be captured on this rank, or None when it can.
 
     A one-element all-reduce on the world, captured and replayed once. Every rank must call it together
@@ -295,11 +314,11 @@ def time_loop(
     buffers: Buffers,
     rank: int,
     nranks: int,
-    group: Any,
+    group: ProcessGroup | None,
     *,
     iters: int,
     warmup: int,
-    device: Any,
+    device: torch.device,
     graph: bool = False,
     budget_s: Budget | None = None,
     chunk_buffers: Buffers | None = None,
@@ -322,7 +341,14 @@ def time_loop(
 
 
 def check_once(
-    coll: Collective, count: int, nbytes: int, rank: int, nranks: int, group: Any, dtype: Any, device: Any
+    coll: Collective,
+    count: int,
+    nbytes: int,
+    rank: int,
+    nranks: int,
+    group: ProcessGroup | None,
+    dtype: torch.dtype,
+    device: torch.device,
 ) -> int:
     """Run the collective once on fresh deterministic data and count this rank's wrong elements.
 
@@ -335,7 +361,9 @@ def check_once(
     return count_wrong(coll, buffers, rank, nranks)
 
 
-def reduce_times(time_us: float, wrong: int, group: Any, device: Any) -> tuple[list[float], int]:
+def reduce_times(
+    time_us: float, wrong: int, group: ProcessGroup | None, device: torch.device
+) -> tuple[list[float], int]:
     """Every rank's time (in group order) and the total of wrong elements, known on every rank."""
     import torch
     import torch.distributed as dist
@@ -355,11 +383,11 @@ def measure(
     nbytes: int,
     rank: int,
     nranks: int,
-    group: Any,
+    group: ProcessGroup | None,
     *,
-    dtype: Any,
+    dtype: torch.dtype,
     elsize: int,
-    device: Any,
+    device: torch.device,
     iters: int,
     warmup: int,
     check: bool,

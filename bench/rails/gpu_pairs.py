@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from bench.measure.results import pair_row
+from bench.measure.results import RowPlace, pair_row
 
 GpuDefectKind = Literal["gpu", "gpu-pair", "node"]
 GpuSymptom = Literal["slow", "flaky", "dead"]
@@ -344,17 +344,8 @@ def rows(outcome: IntraNodeOutcome, iters: int) -> list[dict[str, Any]]:
         both.setdefault((t.node, min(t.gpu, t.peer), max(t.gpu, t.peer), t.repeat), []).append(t)
     out = []
     for (node, a, b, _repeat), pair in sorted(both.items()):
-        out.append(
-            pair_row(
-                pair[0].nbytes,
-                [p.time_us for p in pair],
-                nnodes=1,
-                iters=iters,
-                target_gbps=outcome.target_Gbps,
-                scope=SCOPE,
-                group=_pair_name(outcome.nodes[node], a, b),
-            )
-        )
+        place = RowPlace("float", 2, 1, SCOPE, _pair_name(outcome.nodes[node], a, b))
+        out.append(pair_row(pair[0].nbytes, [p.time_us for p in pair], iters, place, outcome.target_Gbps))
     return out
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.measure import device as device_ops
 from bench.measure.timing import reduce_times, time_region
@@ -31,6 +31,10 @@ from bench.rails.records import RailsOutcome
 from bench.rails.schedule import Round, schedule
 from bench.runtime.dist import DistContext, gpu_bus_id
 from bench.runtime.watchdog import Watchdog
+
+if TYPE_CHECKING:
+    import torch
+    from torch.distributed import ProcessGroup
 
 LOOPBACK = "lo"
 
@@ -49,7 +53,14 @@ def make_node_groups(layout: RailLayout, backend: str, timeout_s: float) -> list
 
 
 def local_round(
-    rnd: Round, layout: RailLayout, rank: int, group: Any, buffers: tuple[Any, Any], *, iters: int, warmup: int
+    rnd: Round,
+    layout: RailLayout,
+    rank: int,
+    group: ProcessGroup,
+    buffers: tuple[torch.Tensor, torch.Tensor],
+    *,
+    iters: int,
+    warmup: int,
 ) -> list[LocalPairTime]:
     """This rank's part of one round on its node: each direction of each local pair, the lower local rank
     sending first; a direction took as long as its slower end, known after one gather over the node."""
@@ -74,7 +85,7 @@ def local_round(
     return times
 
 
-def _bus_id(device: Any) -> str | None:
+def _bus_id(device: torch.device) -> str | None:
     return gpu_bus_id(device.index) if device_ops.is_cuda(device) and device.index is not None else None
 
 

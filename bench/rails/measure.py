@@ -16,7 +16,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.measure import device as device_ops
 from bench.measure.timing import Align, Budget, Chunked, Timed, reduce_times, time_budgeted, time_region
@@ -24,6 +24,10 @@ from bench.rails.budget import chunks_per_message
 from bench.rails.layout import RailLayout
 from bench.rails.schedule import Round
 from bench.runtime import env as benv
+
+if TYPE_CHECKING:
+    import torch
+    from torch.distributed import ProcessGroup, Work
 
 GLOO_SOCKET_IFNAME = "GLOO_SOCKET_IFNAME"
 
@@ -40,7 +44,7 @@ def gloo_interface(ifname: str | None) -> contextlib.AbstractContextManager[None
 
 def make_rail_groups(
     layout: RailLayout, my_ifname: str | None, connect_s: float, op_timeout_s: float
-) -> tuple[list[Any], str | None]:
+) -> tuple[list[ProcessGroup | None], str | None]:
     """One process group per rail; this rank's rail group binds ``my_ifname`` (gloo on socket rails).
 
     Returns the groups and, when this rank's rail group could not form (a dead link: its members cannot
@@ -55,7 +59,7 @@ def make_rail_groups(
     import torch.distributed as dist
     from torch.distributed.distributed_c10d import _set_pg_timeout
 
-    groups: list[Any] = []
+    groups: list[ProcessGroup | None] = []
     problem = None
     with gloo_interface(my_ifname):
         for rail in range(layout.rails):
@@ -71,7 +75,7 @@ def make_rail_groups(
     return groups, problem
 
 
-def p2p_wait(group: Any, op_timeout_s: float) -> timedelta | None:
+def p2p_wait(group: ProcessGroup | None, op_timeout_s: float) -> timedelta | None:
     """How long one point-to-point operation in a rail group may wait: ``Work.wait``'s argument.
 
     gloo's send and receive wait as long as the group's connection timeout (``connect_s`` above), whatever
@@ -105,7 +109,12 @@ class PairTime:
 
 
 def one_way(
-    send_buf: Any, recv_buf: Any, peer_rank: int | None, sending: bool, group: Any, wait: timedelta | None = None
+    send_buf: torch.Tensor,
+    recv_buf: torch.Tensor,
+    peer_rank: int | None,
+    sending: bool,
+    group: ProcessGroup | None,
+    wait: timedelta | None = None,
 ) -> Callable[[], None]:
     """One message of a pair exchange, as a step the timing loop can repeat.
 
@@ -127,13 +136,15 @@ def one_way(
     return step
 
 
-def _finish(works: Sequence[Any], wait: timedelta | None) -> None:
+def _finish(works: Sequence[Work], wait: timedelta | None) -> None:
     """Wait for ``works`` (``wait``: see ``p2p_wait``; None: the backend's own timeout)."""
     for work in works:
         work.wait() if wait is None else work.wait(timeout=wait)
 
 
-def _exchange(mine: Any, theirs: Any, peer_rank: int, group: Any, wait: timedelta | None) -> None:
+def _exchange(
+    mine: torch.Tensor, theirs: torch.Tensor, peer_rank: int, group: ProcessGroup | None, wait: timedelta | None
+) -> None:
     """``mine`` to the peer and the peer's into ``theirs``, one after the other, the lower rank sending
     first: a backend that runs one operation at a time (one stream) would otherwise have both ends wait in
     a send for a receive queued behind it."""
@@ -146,7 +157,7 @@ def _exchange(mine: Any, theirs: Any, peer_rank: int, group: Any, wait: timedelt
 
 
 def pair_agree(
-    peer_rank: int | None, group: Any, device: Any, wait: timedelta | None = None
+    peer_rank: int | None, group: ProcessGroup | None, device: torch.device, wait: timedelta | None = None
 ) -> Callable[[float], float]:
     """The slower of the two ends' probe times, known at both ends (an exchange of one number)."""
     import torch
@@ -163,7 +174,9 @@ def pair_agree(
     return agree
 
 
-def pair_align(peer_rank: int | None, group: Any, device: Any, wait: timedelta | None = None) -> Align | None:
+def pair_align(
+    peer_rank: int | None, group: ProcessGroup | None, device: torch.device, wait: timedelta | None = None
+) -> Align | None:
     """The two ends of a pair meet (one tiny exchange) after their group's barrier and before their timers
     start (``bench.measure.timing.Align``); None for a rank without a partner, which times nothing."""
     import torch
@@ -179,8 +192,8 @@ def pair_round(
     rnd: Round,
     layout: RailLayout,
     rank: int,
-    group: Any,
-    buffers: tuple[Any, Any],
+    group: ProcessGroup,
+    buffers: tuple[torch.Tensor, torch.Tensor],
     *,
     iters: int,
     warmup: int,
@@ -248,7 +261,7 @@ def pair_round(
     return times, rates
 
 
-def pair_buffers(nbytes: int, device: Any) -> tuple[Any, Any]:
+def pair_buffers(nbytes: int, device: torch.device) -> tuple[Any, Any]:
     """Send and receive tensors for pair exchanges of ``nbytes`` (float32)."""
     import torch
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,6 +21,10 @@ from bench.rails.localise import Thresholds, suspect_samples
 from bench.rails.measure import PairTime, flatten, gather_objects, pair_buffers, pair_round
 from bench.rails.records import pair_matrix
 from bench.rails.schedule import Cell, Round, confirmation_rounds, schedule
+
+if TYPE_CHECKING:
+    import torch
+    from torch.distributed import ProcessGroup
 
 Enter = Callable[[str], None]
 
@@ -33,8 +37,8 @@ class PairRunner:
         settings: Any,
         layout: RailLayout,
         rank: int,
-        group: Any,
-        device: Any,
+        group: ProcessGroup,
+        device: torch.device,
         start_Gbps: float | None,
         wait: timedelta | None = None,
         keep: Callable[[list[PairTime]], None] | None = None,

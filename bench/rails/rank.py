@@ -13,9 +13,9 @@ import dataclasses
 import socket
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bench.exits import UserError
+from bench.exits import InfraError, UserError
 from bench.fabric.hca import select_hcas
 from bench.fabric.sysfs import Sysfs, ib_ports, net_devices
 from bench.frame.job import Job, run_job
@@ -40,6 +40,9 @@ from bench.runtime.before_init import Prelude, PreludeStep, agree_all_ok, pin_ra
 from bench.runtime.dist import DistContext
 from bench.runtime.env import RankInfo
 from bench.runtime.watchdog import Watchdog
+
+if TYPE_CHECKING:
+    from torch.distributed import ProcessGroup
 
 CONNECT_S = 5.0
 """Seconds a rail group's members get to connect before the group counts as not formed (a dead link)."""
@@ -119,7 +122,7 @@ def _measure_rail(
     settings: RailsSettings,
     ctx: DistContext,
     coll: str,
-    group: Any,
+    group: ProcessGroup,
     n: int,
     *,
     iters: int,
@@ -224,6 +227,8 @@ def rails_phase(
             error_windows=windows.join({f.node: mine for f, mine, whole in reports if whole is not None}),
         )
 
+    if group is None:  # every rank's group formed (checked just above), this one's included
+        raise InfraError(f"rail {rail}'s group did not form on {layout.nodes[node]} though no rank reported why")
     mine: list[records.RailResult] = []
     fastest = 0.0
     for coll in settings.collectives:

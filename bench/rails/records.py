@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from bench.measure.collectives import get_collective
-from bench.measure.results import pair_row, result_row
+from bench.measure.results import RowPlace, pair_row, result_row
 from bench.rails.defects import Transient, describe_transient
 from bench.rails.gpu_pairs import IntraNodeOutcome
 from bench.rails.localise import Defect, PairMatrix, PairSample, describe
@@ -165,24 +165,8 @@ def rail_rows(
     rows = []
     for r in rail_results:
         group = f"rail{r.rail}" if r.mode == "concurrent" else f"rail{r.rail}-alone"
-        rows.append(
-            result_row(
-                get_collective(r.collective),
-                nbytes=r.nbytes,
-                count=r.count,
-                dtype=dtype,
-                nranks=r.nnodes,
-                nnodes=r.nnodes,
-                iters=r.iters,
-                time_us=r.time_us,
-                time_us_min=r.time_us_min,
-                time_us_max=r.time_us_max,
-                wrong=r.wrong,
-                target_gbps=expected.get(r.rail),
-                scope="rail",
-                group=group,
-            )
-        )
+        place = RowPlace(dtype, r.nnodes, r.nnodes, "rail", group)
+        rows.append(result_row(get_collective(r.collective), r, place, expected.get(r.rail)))
     return rows
 
 
@@ -196,17 +180,8 @@ def pair_rows(
         both.setdefault((min(t.node, t.peer), max(t.node, t.peer), t.rail, t.repeat), []).append(t)
     rows = []
     for (a, b, rail, _repeat), pair in sorted(both.items()):
-        rows.append(
-            pair_row(
-                pair[0].nbytes,
-                [p.time_us for p in pair],
-                nnodes=2,
-                iters=iters,
-                target_gbps=expected.get(rail),
-                scope="pair",
-                group=f"{nodes[a]}-{nodes[b]}/rail{rail}",
-            )
-        )
+        place = RowPlace("float", 2, 2, "pair", f"{nodes[a]}-{nodes[b]}/rail{rail}")
+        rows.append(pair_row(pair[0].nbytes, [p.time_us for p in pair], iters, place, expected.get(rail)))
     return rows
 
 

@@ -157,7 +157,7 @@ def plan_charts(inputs: RunInputs, options: ReportOptions) -> tuple[list[ChartPl
     pairs, unparsed = data.pair_measurements(inputs)
     if unparsed:
         notes.append(f"{unparsed} pair groups in results.csv name no known pair of hosts and are not charted")
-    hosts = [str(h) for h in inputs.run.get("hosts") or []]
+    hosts = list(inputs.run.hosts)
     heat = data.heatmap_table(pairs, hosts, eff, options.max_nodes)
     if len(heat.frame):
         unit = _unit(options, "Gb/s")
@@ -210,8 +210,7 @@ def inline_data(spec: Mapping[str, Any], csv_body: str) -> dict[str, Any]:
 
 def _subtitle(inputs: RunInputs, note: str) -> str:
     run = inputs.run
-    words = [str(run.get("cluster") or ""), f"{run.get('nnodes', '?')} nodes, {run.get('nranks', '?')} ranks"]
-    words += [str(run.get("started_utc") or ""), note]
+    words = [run.cluster, f"{run.nnodes or '?'} nodes, {run.nranks or '?'} ranks", run.started_utc, note]
     return " · ".join(w for w in words if w)
 
 

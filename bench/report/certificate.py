@@ -24,9 +24,9 @@ from typing import Any
 import pandas as pd
 
 from bench.exits import UserError
-from bench.jsondoc import table
 from bench.report.inputs import RunInputs
 from bench.rundir.judged_by import JudgedBy
+from bench.rundir.runjson import RunDoc
 from bench.units import format_size
 
 CHECK_STATUSES = ("pass", "warn", "fail", "skip")
@@ -136,9 +136,9 @@ def _profile_idle_devices(profile: str | None) -> tuple[frozenset[str], int]:
     return frozenset(idle), int(loaded.counter_tolerance_bytes or 0)
 
 
-def traffic_proof(run: Mapping[str, Any]) -> TrafficProof | None:
+def traffic_proof(run: RunDoc) -> TrafficProof | None:
     """The counters of run.json as proof of where the traffic went, or None when none were recorded."""
-    counters = run.get("counters")
+    counters = run.section("counters")
     if not isinstance(counters, Mapping) or not counters:
         return None
     moved: dict[tuple[str, str], int] = {}
@@ -152,11 +152,11 @@ def traffic_proof(run: Mapping[str, Any]) -> TrafficProof | None:
     if not moved:
         return None
     nodes = tuple(dict.fromkeys(node for node, _ in moved))
-    recorded = JudgedBy.from_json(run.get("judged_by"))
+    recorded = JudgedBy.from_json(run.sections.get("judged_by"))
     if recorded is not None:  # as the run itself was judged, whatever the profile says today
         idle, tolerance = frozenset(recorded.idle_devices), recorded.counter_tolerance_bytes
     else:
-        idle, tolerance = _profile_idle_devices(run.get("profile"))
+        idle, tolerance = _profile_idle_devices(run.profile)
     devices = tuple(sorted({d for _, d in moved}, key=lambda d: (d not in idle, d)))
     sentences, ok = [], True
     for device in (d for d in devices if d in idle):
@@ -269,11 +269,11 @@ def environment(inputs: RunInputs) -> Environment | None:
     for node in (inputs.checks or {}).get("nodes") or []:
         if isinstance(node, Mapping) and isinstance(node.get("versions"), Mapping):
             per_node[str(node.get("node"))] = node["versions"]
-    versions = inputs.run.get("versions")
-    if not per_node and isinstance(versions, Mapping):
-        hosts = inputs.run.get("hosts") or []
+    versions = inputs.run.versions
+    if not per_node and versions:
+        hosts = inputs.run.hosts
         per_node["rank 0" if len(hosts) != 1 else str(hosts[0])] = versions
-    env = table(inputs.run, "env")
+    env = inputs.run.env
     variables = tuple((str(k), str(v)) for k, v in sorted(env.items()) if str(k).startswith("NCCL_"))
     if not per_node and not variables:
         return None
@@ -297,33 +297,27 @@ def versions_sentence(env: Environment) -> str:
     return f"Odd nodes: {', '.join(odd_nodes)} ({', '.join(keys)} differ from the other nodes)."
 
 
-def facts(run: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+def facts(run: RunDoc) -> tuple[tuple[str, str], ...]:
     """The run's identity in a few lines, with nothing shown as None."""
-
-    def text(value: object) -> str | None:
-        return None if value in (None, "", [], {}) else str(value)
-
-    nnodes, nranks = run.get("nnodes"), run.get("nranks")
     placement = ", ".join(
         p
         for p in (
-            plural(nnodes, "node") if isinstance(nnodes, int) and nnodes else "",
-            plural(nranks, "rank") if isinstance(nranks, int) and nranks else "",
+            plural(run.nnodes, "node") if run.nnodes else "",
+            plural(run.nranks, "rank") if run.nranks else "",
         )
         if p
     )
-    versions = table(run, "versions")
     lines: list[tuple[str, str | None]] = [
-        ("cluster", text(run.get("cluster"))),
-        ("command", text(run.get("command"))),
-        ("profile", text(run.get("profile"))),
-        ("status", text(run.get("status"))),
-        ("started (UTC)", text(run.get("started_utc"))),
-        ("finished (UTC)", text(run.get("finished_utc"))),
+        ("cluster", run.cluster or None),
+        ("command", run.command or None),
+        ("profile", run.profile or None),
+        ("status", run.status),
+        ("started (UTC)", run.started_utc or None),
+        ("finished (UTC)", run.finished_utc or None),
         ("placement", placement or None),
-        ("launcher", text(run.get("launcher"))),
-        ("backend", text(run.get("backend"))),
-        ("versions", ", ".join(f"{k} {v}" for k, v in versions.items() if v) or None),
-        ("NCCL_IB_HCA", str((run.get("env") or {}).get("NCCL_IB_HCA", "(unset)"))),
+        ("launcher", run.launcher or None),
+        ("backend", run.backend or None),
+        ("versions", ", ".join(f"{k} {v}" for k, v in run.versions.items() if v) or None),
+        ("NCCL_IB_HCA", str(run.env.get("NCCL_IB_HCA", "(unset)"))),
     ]
     return tuple((k, v) for k, v in lines if v is not None)

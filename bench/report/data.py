@@ -246,7 +246,7 @@ def pair_measurements(inputs: RunInputs) -> tuple[pd.DataFrame, int]:
     per_group = rows.groupby("group", as_index=False).agg(
         busbw_GBps=("busbw_GBps", "mean"), expected_Gbps=("target_Gbps", "max")
     )
-    hosts = [str(h) for h in inputs.run.get("hosts") or []]
+    hosts = list(inputs.run.hosts)
     # 8 rails share each node pair: resolve every distinct "a-b" once, not once per rail
     parts = per_group["group"].astype(str).str.extract(_RAIL_GROUP.pattern)
     resolved = {pair: split_pair_group(f"{pair}/rail0", hosts) for pair in parts["pair"].dropna().unique()}

@@ -19,7 +19,7 @@ import pandas as pd
 from bench.exits import UserError
 from bench.rundir.files import RESULT_COLUMNS, SCOPES, read_json_object, read_results_rows
 from bench.rundir.railsjson import check_rails_json
-from bench.rundir.runjson import read_run_json
+from bench.rundir.runjson import RunDoc, load_run_doc
 
 NUMERIC_COLUMNS = (
     "nranks",
@@ -47,8 +47,8 @@ class RunInputs:
     """Everything a report is drawn from."""
 
     run_dir: Path
-    run: Mapping[str, Any]
-    """run.json as read by ``bench.rundir.read_run_json``."""
+    run: RunDoc
+    """run.json as its typed record (``bench.rundir.runjson.load_run_doc``)."""
     results: pd.DataFrame
     """results.csv with numeric columns parsed (blank -> NaN)."""
     rails: Mapping[str, Any] | None
@@ -61,7 +61,7 @@ class RunInputs:
 
 def load_inputs(run_dir: Path) -> RunInputs:
     """Read and check every input of a report; bad input raises UserError with one line."""
-    run = read_run_json(run_dir)
+    run = load_run_doc(run_dir)
     results = results_frame(read_results_rows(run_dir), run_dir / "results.csv")
     rails = _read_json_object(run_dir / "rails.json")
     if rails is not None:

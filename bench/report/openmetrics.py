@@ -22,9 +22,8 @@ from __future__ import annotations
 
 import calendar
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 from prometheus_client.core import CollectorRegistry, GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.exposition import generate_latest as prometheus_latest
@@ -37,7 +36,7 @@ from bench.jsondoc import table
 from bench.report.verdict import LABELS, read_compare, run_verdict
 from bench.rundir.files import atomic_write_text, read_results_rows
 from bench.rundir.judged_by import JudgedBy
-from bench.rundir.runjson import RunDoc, read_run_json
+from bench.rundir.runjson import RunDoc, load_run_doc
 from bench.rundir.verdict import Verdict
 
 HEADLINE_SCOPES = ("world", "rail")
@@ -80,16 +79,16 @@ class RunCollector:
     """A ``prometheus_client`` collector over one run directory (read once, at construction)."""
 
     def __init__(self, run_dir: Path) -> None:
-        self.run: Mapping[str, Any] = read_run_json(run_dir)
+        self.run: RunDoc = load_run_doc(run_dir)
         rows = read_results_rows(run_dir)
-        recorded = JudgedBy.from_json(self.run.get("judged_by"))
-        min_bytes = recorded.compare_min_bytes if recorded is not None else _min_bytes(self.run.get("profile"))
+        recorded = JudgedBy.from_json(self.run.sections.get("judged_by"))
+        min_bytes = recorded.compare_min_bytes if recorded is not None else _min_bytes(self.run.profile)
         self.metrics = headline_metrics(metrics_from_rows(rows), min_bytes)
         self.compare = read_compare(run_dir)
-        self.verdict: Verdict = run_verdict(RunDoc.from_json(self.run))
+        self.verdict: Verdict = run_verdict(self.run)
 
     def collect(self) -> Iterator[Metric]:
-        cluster = str(self.run.get("cluster") or "")
+        cluster = self.run.cluster
         labels = ["cluster", "collective", "scope", "group", "size_bytes"]
         busbw = GaugeMetricFamily(
             "railbench_busbw", "Bus bandwidth (nccl-tests formula)", labels=labels, unit="bytes_per_second"
@@ -120,7 +119,7 @@ class RunCollector:
         for word in LABELS:
             verdict.add_metric([cluster, word], 1.0 if word == self.verdict.label else 0.0)
         yield verdict
-        started = _epoch(self.run.get("started_utc"))
+        started = _epoch(self.run.started_utc)
         if started is not None:
             start = GaugeMetricFamily(
                 "railbench_run_start_timestamp", "When the run started", labels=["cluster"], unit="seconds"
@@ -135,30 +134,20 @@ class RunCollector:
             for state in _COMPARE_STATES:
                 states.add_metric([cluster, state], float(summary.get(state) or 0))
             yield states
-        versions = table(self.run, "versions")
+        versions = self.run.versions
         info = InfoMetricFamily("railbench_run", "What ran, and with which versions")
         info.add_metric(
             [],
             {
                 "cluster": cluster,
-                "command": str(self.run.get("command") or ""),
-                "profile": str(self.run.get("profile") or ""),
+                "command": self.run.command,
+                "profile": self.run.profile or "",
                 "nccl": str(versions.get("nccl") or ""),
                 "torch": str(versions.get("torch") or ""),
                 "kind": run_kind(self.run),
             },
         )
         yield info
-
-
-def _read_rails(run_dir: Path) -> Mapping[str, Any] | None:
-    import json
-
-    try:
-        doc = json.loads((run_dir / "rails.json").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    return doc if isinstance(doc, Mapping) else None
 
 
 def _registry(run_dir: Path) -> CollectorRegistry:

@@ -29,7 +29,6 @@ from bench.report import certificate as cert
 from bench.report.data import results_summary
 from bench.report.inputs import RunInputs
 from bench.report.verdict import read_compare, run_verdict
-from bench.rundir.runjson import RunDoc
 from bench.rundir.verdict import Verdict
 
 # The characters that can start markup inside a table cell or heading (links need '[', so '(' is safe).
@@ -108,7 +107,7 @@ def _fmt(value: Any, spec: str = ",.1f", empty: str = "—") -> str:
 
 
 def _results_table(inputs: RunInputs, min_efficiency: float) -> TextTable | None:
-    items = inputs.run.get("items") or []
+    items = inputs.run.sections.get("items") or []
     judged = {
         str(i.get("name")): str(i.get("state"))
         for i in items
@@ -210,7 +209,7 @@ def summarize(inputs: RunInputs, min_efficiency: float, notes: Sequence[str] = (
     compare = read_compare(inputs.run_dir)
     grid = cert.checks_grid(inputs.checks)
     # The verdict the frame wrote in run.json, with its reasons (each failed check and defect said once).
-    verdict: Verdict = run_verdict(RunDoc.from_json(run))
+    verdict: Verdict = run_verdict(run)
     sections: list[Section] = []
     if grid is not None:
         tally = Counter(c for _, cells in grid.rows for c in cells if c)
@@ -258,7 +257,7 @@ def summarize(inputs: RunInputs, min_efficiency: float, notes: Sequence[str] = (
         sections.append(Section("environment", "Environment", (cert.versions_sentence(env),), environment=env))
     facts = (("verdict", verdict.label), *cert.facts(run))
     tables = tuple(t for section in sections for t in section.tables)
-    title = f"railbench report: {run.get('cluster') or 'cluster'}"
+    title = f"railbench report: {run.cluster or 'cluster'}"
     return Summary(title, verdict.label, facts, tables, tuple(notes), verdict.reasons, tuple(sections))
 
 

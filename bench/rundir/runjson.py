@@ -89,6 +89,11 @@ class RunDoc:
             if not isinstance(value, allowed):
                 raise ValueError(f"run.json section {name!r} holds {type(value).__name__}")
 
+    def section(self, name: str) -> Mapping[str, Any]:
+        """A section that holds a JSON object (``sweep``, ``counters``, ``judged_by``...); empty when absent."""
+        value = self.sections.get(name)
+        return value if isinstance(value, Mapping) else {}
+
     def decided(self) -> Verdict | None:
         """The verdict record the frame wrote (None while the run is running)."""
         if self.verdict is None:
@@ -199,6 +204,11 @@ def read_run_json(run_dir: Path | str) -> dict[str, Any]:
         )
     RunDoc.from_json(meta, str(path))  # every reader gets a record of the declared shape
     return meta
+
+
+def load_run_doc(run_dir: Path | str) -> RunDoc:
+    """run.json of a run directory as its typed record: what every reader of a run directory starts from."""
+    return RunDoc.from_json(read_run_json(run_dir), str(Path(run_dir) / "run.json"))
 
 
 class RunFile:

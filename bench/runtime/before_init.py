@@ -16,12 +16,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from bench.exits import UserError
 from bench.runtime import env as benv
 from bench.runtime.env import RankInfo
 from bench.runtime.placement import cuda_device_index, placement_post, placement_verdict
+
+if TYPE_CHECKING:
+    from torch.distributed import Store
 
 ASYNC_ERROR_VAR = "TORCH_NCCL_ASYNC_ERROR_HANDLING"
 ASYNC_ERROR_CLEANUP_ONLY = "2"
@@ -35,7 +38,7 @@ class Prelude:
     """What a rank knows between the rendezvous and its first communicator."""
 
     info: RankInfo
-    store: Any
+    store: Store
     """The rendezvous key-value store (torch.distributed.Store)."""
     reads_nccl_env: bool
     """The world's backend is NCCL (or a model of it): its environment must be set now."""
@@ -55,7 +58,7 @@ def gather_str(prelude: Prelude, key: str, value: str) -> list[str]:
     return [store.get(k).decode() for k in keys]
 
 
-def store_broadcast(store: Any, key: str, rank: int, timeout_s: float, rank0_value: Callable[[], str]) -> str:
+def store_broadcast(store: Store, key: str, rank: int, timeout_s: float, rank0_value: Callable[[], str]) -> str:
     """Rank 0's value for ``key`` on every rank, through the store (it works before any communicator and after
     a broken one); ``rank0_value`` is called on rank 0 only, once."""
     full = f"railbench/{key}"

@@ -16,13 +16,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from bench.exits import EXIT_USAGE, InfraError, UserError
 from bench.netaddr import rendezvous_address
 from bench.runtime import signals
 from bench.runtime.before_init import Prelude, PreludeStep, gather_str, place_gpu, store_broadcast
 from bench.runtime.env import RankInfo, scoped
+
+if TYPE_CHECKING:
+    import torch
+    from torch.distributed import Store
 
 Backend = Literal["auto", "nccl", "gloo"]
 
@@ -34,11 +38,11 @@ class DistContext:
     info: RankInfo
     """Launcher facts, with local rank, node rank and node count corrected from the gathered hostnames."""
     backend: Literal["nccl", "gloo"]
-    device: Any
+    device: torch.device
     """torch.device the buffers live on (cuda:<local rank> or cpu)."""
     hosts: tuple[str, ...]
     """Hostname of every rank, in rank order."""
-    store: Any
+    store: Store
     """The rendezvous key-value store (torch.distributed.Store)."""
     world_ifname: str | None = None
     """The one interface a gloo world group is bound to (``--oob-ifname``); None when NCCL picks its own."""
@@ -261,7 +265,7 @@ def shutdown() -> None:
         dist.destroy_process_group()
 
 
-def broadcast_str(store: Any, key: str, value: str | None, rank: int, timeout_s: float) -> str:
+def broadcast_str(store: Store, key: str, value: str | None, rank: int, timeout_s: float) -> str:
     """Rank 0's ``value`` for ``key``, on every rank (through the store, so it works before any collective)."""
     return store_broadcast(store, key, rank, timeout_s, lambda: value or "")
 

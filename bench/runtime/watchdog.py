@@ -21,9 +21,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.exits import EXIT_INFRA
+
+if TYPE_CHECKING:
+    from torch.distributed import Store
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,7 @@ def find_missing(steps: Sequence[int | None], step: int) -> tuple[int, ...]:
 class Watchdog:
     """Per-rank step tracker; ``with watchdog.step(label):`` around each collective."""
 
-    store: Any
+    store: Store
     rank: int
     hosts: Sequence[str]
     timeout_s: float
@@ -115,17 +118,17 @@ class Watchdog:
         with self._lock:
             self._started = None
 
-    def _published_steps(self, store: Any) -> list[int | None]:
+    def _published_steps(self, store: Store) -> list[int | None]:
         steps: list[int | None] = []
         for r in range(len(self.hosts)):
             key = f"railbench/step/{r}"
             steps.append(int(store.get(key)) if store.check([key]) else None)
         return steps
 
-    def _heartbeats(self, store: Any) -> list[int]:
+    def _heartbeats(self, store: Store) -> list[int]:
         return [int(store.add(f"railbench/alive/{r}", 0)) for r in range(len(self.hosts))]
 
-    def _diagnose(self, store: Any, step: int, label: str) -> Hang:
+    def _diagnose(self, store: Store, step: int, label: str) -> Hang:
         try:
             store.set_timeout(timedelta(seconds=min(10.0, self.timeout_s)))
             before = self._heartbeats(store)

@@ -18,7 +18,7 @@ from bench.frame.verdict import Item
 from bench.measure import device as device_ops
 from bench.measure.collectives import Collective, Dtype, get_collective, get_dtype
 from bench.measure.memory_fit import check_sizes_fit, free_memory_bytes, largest_fitting
-from bench.measure.results import result_row
+from bench.measure.results import RowPlace, result_row
 from bench.measure.table import row_line, section_header, write_summary
 from bench.measure.targets import judge_min_bytes, world_target_gbps
 from bench.measure.timing import graph_capture_works, measure
@@ -90,6 +90,7 @@ def world_sweep(config: RunConfig, run: Run, graph: bool) -> list[Item]:
     colls = [get_collective(c) for c in config.collectives]
     sizes = config.sizes
     rows: list[dict[str, Any]] = []
+    place = RowPlace(dtype.name, nranks, nnodes)
     progress = Progress(len(colls) * len(sizes), _progress_mode(config, ctx))
     try:
         with run.evidence() as found, run.guarded() as watchdog:
@@ -102,21 +103,7 @@ def world_sweep(config: RunConfig, run: Run, graph: bool) -> list[Item]:
                     res = _measure(config, ctx, coll, nbytes, tdtype, dtype.size, graph)
                     watchdog.leave()
                     if run.rank0:
-                        row = result_row(
-                            coll,
-                            nbytes=res.nbytes,
-                            count=res.count,
-                            dtype=dtype.name,
-                            nranks=nranks,
-                            nnodes=nnodes,
-                            iters=res.iters,
-                            time_us=res.time_us,
-                            time_us_min=res.time_us_min,
-                            time_us_max=res.time_us_max,
-                            wrong=res.wrong,
-                            target_gbps=target,
-                            algo=benv.get("NCCL_ALGO") or "",
-                        )
+                        row = result_row(coll, res, place, target, benv.get("NCCL_ALGO") or "")
                         run.append(row)
                         rows.append(row)
                         progress.line(row_line(row))
