@@ -14,7 +14,6 @@ from __future__ import annotations
 import socket
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from bench.accept.config import AcceptConfig, validate
 from bench.check.items import check_items
@@ -61,7 +60,7 @@ class AcceptJob(Job):
 
     # No rail pin before init: accept's world sweep measures what NCCL chooses by itself.
 
-    def prepare(self, ctx: DistContext) -> dict[str, Any]:
+    def prepare(self, ctx: DistContext) -> dict[str, object]:
         self.graph = agree_sweep(self.sweep, ctx)
         return {"sweep": sweep_section(self.sweep, self.graph), "rails_test": rails_section(self.settings)}
 
@@ -123,7 +122,7 @@ _WORST = ("fail", "pass", "measured", "skip")
 """A group's word from its items' states, the worst first (a skip never hides a pass)."""
 
 
-def accept_summary(items: Sequence[Item]) -> dict[str, Any]:
+def accept_summary(items: Sequence[Item]) -> dict[str, object]:
     """run.json's ``accept`` block: each node, rail, collective and node's checks with its item's state (the
     run's own verdict is run.json's ``verdict``, decided once by the frame)."""
 

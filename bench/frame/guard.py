@@ -9,19 +9,18 @@ says so before the exception goes on: ``failed`` with the hang or the lost rank 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
 
 from bench.exits import EXIT_INFRA, InfraError, Interrupted, interrupt_status
 from bench.runtime import signals
 from bench.runtime.dist import DistContext
 from bench.runtime.watchdog import Hang, Watchdog
 
-EndRecorder = Callable[[str, int, dict[str, Any] | None], None]
+EndRecorder = Callable[[str, int, Mapping[str, object] | None], None]
 """(status, exit status, failure or None) -> write it into the run directory (rank 0; a no-op elsewhere)."""
 
 
-def hang_failure(hang: Hang) -> dict[str, Any]:
+def hang_failure(hang: Hang) -> dict[str, object]:
     """run.json's ``failure`` for a hang: the step, and the ranks and hosts that did not arrive."""
     return {
         "kind": "hang",

@@ -26,7 +26,7 @@ import socket
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from bench.exits import EXIT_INFRA, EXIT_PASS, UserError, interrupt_status
 from bench.frame.finish import finish_run
@@ -61,7 +61,7 @@ class Job(ABC):
         """Before the first communicator: agree on the run directory (a job may also pin NCCL's environment)."""
         return run_directory(prelude, lambda: proposed_run_dir(self.launch.out, self.launch.cluster))
 
-    def prepare(self, ctx: DistContext) -> dict[str, Any]:
+    def prepare(self, ctx: DistContext) -> dict[str, object]:
         """Every rank, once the world exists and before run.json does: what must be agreed first (UserError
         here is still bad input, exit 2). Returns the job's own run.json sections."""
         return {}
@@ -117,7 +117,7 @@ def lifecycle(job: Job, ctx: DistContext) -> int:
 
 
 def _start_record(
-    job: Job, ctx: DistContext, out_dir: Path, cluster: str, sections: dict[str, Any]
+    job: Job, ctx: DistContext, out_dir: Path, cluster: str, sections: dict[str, object]
 ) -> tuple[RunFile, ResultsWriter]:
     meta = {**base_metadata(ctx, cluster, job.profile, job.command), **sections}
     try:

@@ -7,7 +7,6 @@ import os
 import platform
 import time
 from pathlib import Path
-from typing import Any
 
 from bench.profiles import Profile
 from bench.rundir.files import FORMAT_VERSION
@@ -45,7 +44,7 @@ def versions(backend: str) -> dict[str, str | None]:
     }
 
 
-def base_metadata(ctx: DistContext, cluster: str, profile: Profile, command: str) -> dict[str, Any]:
+def base_metadata(ctx: DistContext, cluster: str, profile: Profile, command: str) -> dict[str, object]:
     """The run.json keys every railbench job writes (docs/design.md, "Records and schemas")."""
     ranks = []
     for r, host in enumerate(ctx.hosts):

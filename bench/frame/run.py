@@ -4,7 +4,7 @@ and the counter evidence, given by the frame (``bench.frame.job``) so that no jo
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,7 @@ from bench.frame import evidence
 from bench.frame.guard import guarded
 from bench.frame.record import iso_utc
 from bench.profiles import Profile
-from bench.rundir.files import ResultsWriter
+from bench.rundir.files import ResultsWriter, Row
 from bench.rundir.runjson import RunFile
 from bench.runtime.dist import Backend, DistContext
 from bench.runtime.watchdog import Watchdog
@@ -66,13 +66,13 @@ class Run:
     def rank0(self) -> bool:
         return self.ctx.info.rank == 0
 
-    def update(self, **sections: Any) -> None:
+    def update(self, **sections: object) -> None:
         """Add to run.json (rank 0): the job's own sections and evidence, as soon as they are known."""
         record = self.record
         if record is not None:
             write_refused_is_infra(self.out_dir, "run.json", lambda: record.update(**sections))
 
-    def append(self, *rows: dict[str, Any]) -> None:
+    def append(self, *rows: Row) -> None:
         """Rows for results.csv (rank 0), on disk before this returns."""
         if self.results is not None:
             results = self.results
@@ -83,13 +83,13 @@ class Run:
         """Rows in results.csv so far (rank 0; 0 elsewhere)."""
         return len(self.results.rows) if self.results is not None else 0
 
-    def replace_rows(self, index: int, rows: Sequence[dict[str, Any]]) -> None:
+    def replace_rows(self, index: int, rows: Sequence[Row]) -> None:
         """results.csv's rows from ``index`` on become ``rows`` (rank 0): provisional rows made final."""
         if self.results is not None:
             results = self.results
             write_refused_is_infra(self.out_dir, "results.csv", lambda: results.replace_from(index, rows))
 
-    def end(self, status: str, exit_status: int, failure: dict[str, Any] | None) -> None:
+    def end(self, status: str, exit_status: int, failure: Mapping[str, object] | None) -> None:
         """The run ended early (``failed`` or ``interrupted``): say so in run.json, whatever else fails."""
         if self.record is None:
             return

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from bench.measure.collectives import Collective, get_collective
+from bench.rundir.files import Row
 
 
 def _sig(x: float) -> float:
@@ -66,9 +67,7 @@ class RowPlace:
     group: str = "world"
 
 
-def result_row(
-    coll: Collective, timed: Timed, place: RowPlace, target_gbps: float | None, algo: str = ""
-) -> dict[str, Any]:
+def result_row(coll: Collective, timed: Timed, place: RowPlace, target_gbps: float | None, algo: str = "") -> Row:
     """One row with every RESULT_COLUMNS field; efficiency is blank without a target."""
     algbw, busbw = bandwidths(timed.nbytes, timed.time_us, coll.busbw_factor(place.nranks))
     busbw_gbps = busbw * 8
@@ -98,9 +97,7 @@ def result_row(
     }
 
 
-def pair_row(
-    nbytes: int, times_us: Sequence[float], iters: int, place: RowPlace, target_gbps: float | None
-) -> dict[str, Any]:
+def pair_row(nbytes: int, times_us: Sequence[float], iters: int, place: RowPlace, target_gbps: float | None) -> Row:
     """One results.csv row for a pair of ranks measured in both directions (float32 messages of ``nbytes``):
     the slower direction is the pair's time, as for nccl-tests' sendrecv between two ranks."""
     slow = max(times_us)

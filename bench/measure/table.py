@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, TextIO
+from typing import TextIO
 
+from bench.rundir.files import RowValue, row_float, row_int
 from bench.units import format_size
 
 HEADER = (
@@ -33,41 +34,43 @@ def section_header(collective: str, nranks: int, nnodes: int, backend: str, plac
     return f"#\n# {collective}: {nranks} ranks on {nnodes} {node_word}, {backend}, {placement}, {timing}\n{HEADER}"
 
 
-def row_line(row: Mapping[str, Any]) -> str:
+def row_line(row: Mapping[str, RowValue]) -> str:
     """One result row in nccl-tests' fixed-width layout."""
     wrong = row.get("wrong")
     wrong_text = "N/A" if wrong in (None, "") else str(wrong)
     return (
         f"{row['bytes']:>12} {row['count']:>13} {row['dtype']:>9} {row['redop']:>7} {row['root']:>7} "
-        f"{_time(float(row['time_us'])):>8} {float(row['algbw_GBps']):>7.2f} {float(row['busbw_GBps']):>7.2f} "
-        f"{wrong_text:>7}"
+        f"{_time(row_float(row['time_us'])):>8} {row_float(row['algbw_GBps']):>7.2f} "
+        f"{row_float(row['busbw_GBps']):>7.2f} {wrong_text:>7}"
     )
 
 
-def write_summary(out: TextIO, rows: Sequence[Mapping[str, Any]], run_dir: str, *, judged_from: int = 0) -> None:
+def write_summary(out: TextIO, rows: Sequence[Mapping[str, RowValue]], run_dir: str, *, judged_from: int = 0) -> None:
     """nccl-tests' closing lines plus railbench's headline: the busbw at the largest size per collective, and
     its share of the target only where that size is judged (``judged_from`` up)."""
     if not rows:
         out.write("# no sizes were measured\n")
         return
-    avg = sum(float(r["busbw_GBps"]) for r in rows) / len(rows)
-    wrong = sum(int(r["wrong"]) for r in rows if r.get("wrong") not in (None, ""))
+    avg = sum(row_float(r["busbw_GBps"]) for r in rows) / len(rows)
+    wrong = sum(row_int(r.get("wrong")) for r in rows)
     out.write(f"# Out of bounds values : {wrong} {'OK' if wrong == 0 else 'FAILED'}\n")
     out.write(f"# Avg bus bandwidth    : {avg:g}\n#\n")
-    by_coll: dict[str, Mapping[str, Any]] = {}
+    by_coll: dict[str, Mapping[str, RowValue]] = {}
     for r in rows:
-        if r["collective"] not in by_coll or int(r["bytes"]) >= int(by_coll[r["collective"]]["bytes"]):
-            by_coll[r["collective"]] = r
+        name = str(r["collective"])
+        if name not in by_coll or row_int(r["bytes"]) >= row_int(by_coll[name]["bytes"]):
+            by_coll[name] = r
     for name, r in by_coll.items():
         target = ""
         if r.get("efficiency") not in (None, ""):
+            goal = row_float(r["target_Gbps"])
             target = (
-                f" = {100 * float(r['efficiency']):.0f}% of {float(r['target_Gbps']):g} Gb/s"
-                if int(r["bytes"]) >= judged_from
-                else f" (target {float(r['target_Gbps']):g} Gb/s applies from {format_size(judged_from)})"
+                f" = {100 * row_float(r['efficiency']):.0f}% of {goal:g} Gb/s"
+                if row_int(r["bytes"]) >= judged_from
+                else f" (target {goal:g} Gb/s applies from {format_size(judged_from)})"
             )
         out.write(
-            f"# railbench {name}: busbw {float(r['busbw_GBps']):.2f} GB/s ({float(r['busbw_Gbps']):.1f} Gb/s)"
+            f"# railbench {name}: busbw {row_float(r['busbw_GBps']):.2f} GB/s ({row_float(r['busbw_Gbps']):.1f} Gb/s)"
             f" at {r['bytes']} B{target}\n"
         )
     out.write(f"# results: {run_dir}\n")

@@ -16,7 +16,8 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 from bench.measure import device as device_ops
 from bench.measure.collectives import Buffers, Collective, count_wrong, make_buffers
@@ -214,7 +215,7 @@ def _steps(
     return _region(step, group, device, count, 0, False, align) * count / 1e6
 
 
-def _dist() -> Any:
+def _dist() -> ModuleType:
     import torch.distributed as dist
 
     return dist
@@ -270,7 +271,7 @@ def group_max(seconds: float, group: ProcessGroup | None, device: torch.device) 
     return float(value.item())
 
 
-def _capture(step: Callable[[], None], device: torch.device, iters: int) -> Any:
+def _capture(step: Callable[[], None], device: torch.device, iters: int) -> torch.cuda.CUDAGraph:
     """``iters`` steps captured in one CUDA graph (nccl-tests ``-G``), uploaded by one untimed replay."""
     import torch
 

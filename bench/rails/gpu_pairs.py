@@ -35,6 +35,7 @@ from typing import Any, Literal
 import numpy as np
 
 from bench.measure.results import RowPlace, pair_row
+from bench.rundir.files import Row
 
 GpuDefectKind = Literal["gpu", "gpu-pair", "node"]
 GpuSymptom = Literal["slow", "flaky", "dead"]
@@ -336,13 +337,13 @@ class IntraNodeOutcome:
         return [describe_gpu(d) for d in self.defects if d.node == node]
 
 
-def rows(outcome: IntraNodeOutcome, iters: int) -> list[dict[str, Any]]:
+def rows(outcome: IntraNodeOutcome, iters: int) -> list[Row]:
     """results.csv rows, one per local pair and repeat (scope ``local-pair``, group ``node03/gpu1-gpu5``):
     time is the slower direction's, time_us_min/max the two directions'."""
     both: dict[tuple[int, int, int, int], list[LocalPairTime]] = {}
     for t in outcome.times:
         both.setdefault((t.node, min(t.gpu, t.peer), max(t.gpu, t.peer), t.repeat), []).append(t)
-    out = []
+    out: list[Row] = []
     for (node, a, b, _repeat), pair in sorted(both.items()):
         place = RowPlace("float", 2, 1, SCOPE, _pair_name(outcome.nodes[node], a, b))
         out.append(pair_row(pair[0].nbytes, [p.time_us for p in pair], iters, place, outcome.target_Gbps))

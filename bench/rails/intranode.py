@@ -44,7 +44,7 @@ def wanted(settings: RailsSettings, backend: str) -> bool:
     return settings.intra_node if settings.intra_node is not None else backend == "nccl"
 
 
-def make_node_groups(layout: RailLayout, backend: str, timeout_s: float) -> list[Any]:
+def make_node_groups(layout: RailLayout, backend: str, timeout_s: float) -> list[ProcessGroup]:
     """One process group per node, of its local ranks in local-rank order (every rank makes every one)."""
     import torch.distributed as dist
 
@@ -116,7 +116,8 @@ def intra_node_phase(
             live.add_local(everyone)
     del buffers
     watchdog.enter("gathering the intra-node results")
-    gathered = gather_objects({"times": times, "bus_id": _bus_id(ctx.device)})
+    sent: dict[str, Any] = {"times": times, "bus_id": _bus_id(ctx.device)}
+    gathered = gather_objects(sent)
     watchdog.leave()
     if rank != 0:
         return None

@@ -17,14 +17,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
 
 from bench.frame.run import Run, write_refused_is_infra
 from bench.rails import gpu_pairs, records
 from bench.rails.gpu_pairs import IntraNodeOutcome, LocalPairTime
 from bench.rails.measure import PairTime
 from bench.rails.records import RailResult
-from bench.rundir.files import atomic_write_json
+from bench.rundir.files import Row, atomic_write_json
 
 PACE = 10.0
 
@@ -90,7 +89,7 @@ class LiveRails:
             took = time.monotonic() - started
             self._next = time.monotonic() + PACE * took
 
-    def document(self) -> dict[str, Any]:
+    def document(self) -> dict[str, object]:
         """A rails.json of the measurements so far, marked ``partial`` (no devices, defects or verdict yet)."""
         return {
             "partial": True,
@@ -101,7 +100,7 @@ class LiveRails:
             "defects": [],
         }
 
-    def append(self, *rows: dict[str, Any]) -> None:
+    def append(self, *rows: Row) -> None:
         """The final rows, in place of the provisional ones (``bench.rails.output.write_outputs`` calls this);
         nothing provisional is written after them."""
         with self._lock:

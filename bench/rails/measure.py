@@ -16,7 +16,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypeVar
 
 from bench.measure import device as device_ops
 from bench.measure.timing import Align, Budget, Chunked, Timed, reduce_times, time_budgeted, time_region
@@ -24,6 +24,8 @@ from bench.rails.budget import chunks_per_message
 from bench.rails.layout import RailLayout
 from bench.rails.schedule import Round
 from bench.runtime import env as benv
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     import torch
@@ -261,7 +263,7 @@ def pair_round(
     return times, rates
 
 
-def pair_buffers(nbytes: int, device: torch.device) -> tuple[Any, Any]:
+def pair_buffers(nbytes: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Send and receive tensors for pair exchanges of ``nbytes`` (float32)."""
     import torch
 
@@ -272,23 +274,25 @@ def pair_buffers(nbytes: int, device: torch.device) -> tuple[Any, Any]:
     )
 
 
-def broadcast_object(obj: Any) -> Any:
-    """Rank 0's ``obj`` on every rank (over the world group)."""
+def broadcast_object(obj: T | None) -> T:
+    """Rank 0's ``obj`` on every rank (over the world group); the others pass None."""
     import torch.distributed as dist
 
-    box = [obj]
+    box: list[T | None] = [obj]
     dist.broadcast_object_list(box, src=0)
+    if box[0] is None:
+        raise ValueError("broadcast_object needs rank 0 to send a value")
     return box[0]
 
 
-def gather_objects(obj: Any) -> list[Any]:
+def gather_objects(obj: T) -> list[T]:
     """Every rank's ``obj`` on every rank, in rank order (over the world group)."""
     import torch.distributed as dist
 
-    everyone: list[Any] = [None] * dist.get_world_size()
+    everyone: list[T] = [obj] * dist.get_world_size()  # every slot is overwritten with that rank's object
     dist.all_gather_object(everyone, obj)
     return everyone
 
 
-def flatten(lists: Sequence[Sequence[Any]]) -> list[Any]:
+def flatten(lists: Sequence[Sequence[T]]) -> list[T]:
     return [item for items in lists for item in items]

@@ -4,22 +4,22 @@ verdict line is the frame's)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from bench.rails import gpu_pairs, records
 from bench.rails.config import RailsSettings
 from bench.rails.railsjson import rails_doc
 from bench.rails.records import RailsOutcome
-from bench.rundir.files import atomic_write_json
+from bench.rundir.files import Row, atomic_write_json
 
 
 class Rows(Protocol):
     """Where results.csv rows go (the frame's ``Run``)."""
 
-    def append(self, *rows: dict[str, Any]) -> None: ...
+    def append(self, *rows: Row) -> None: ...
 
 
-def write_outputs(outcome: RailsOutcome, out_dir: Path, writer: Rows | None, iters: int) -> dict[str, Any]:
+def write_outputs(outcome: RailsOutcome, out_dir: Path, writer: Rows | None, iters: int) -> dict[str, object]:
     """rails.json and the results.csv rows; returns the rails.json document."""
     doc = rails_doc(outcome)
     atomic_write_json(out_dir / "rails.json", doc)

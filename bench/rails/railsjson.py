@@ -3,13 +3,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from bench.rails import gpu_pairs, records
 from bench.rails.records import RailsOutcome
 
 
-def rails_doc(outcome: RailsOutcome) -> dict[str, Any]:
+def rails_doc(outcome: RailsOutcome) -> dict[str, object]:
     """The rails.json document of ``outcome``."""
     devices = records.device_map(outcome.devices)
     return {

@@ -22,7 +22,7 @@ from bench.frame.job import Job, run_job
 from bench.frame.run import Launch, Run, write_refused_is_infra
 from bench.frame.verdict import Item
 from bench.measure.collectives import get_collective
-from bench.measure.timing import Budget, group_max, measure
+from bench.measure.timing import Budget, SizeResult, group_max, measure
 from bench.netaddr import interface_ipv4
 from bench.profiles import Profile
 from bench.rails import evidence, intranode, judge, output, records, windows
@@ -102,7 +102,7 @@ def _rail_pin(settings: RailsSettings, profile: Profile, prelude: Prelude) -> di
     return rail_pin(0 if ifnames else rail, socket_ifname=settings.socket_ifname, ifnames=ifnames, hcas=hcas)
 
 
-def _rail_result(coll: str, mode: records.Mode, rail: int, nnodes: int, res: Any) -> records.RailResult:
+def _rail_result(coll: str, mode: records.Mode, rail: int, nnodes: int, res: SizeResult) -> records.RailResult:
     return records.RailResult(
         rail,
         coll,
@@ -128,7 +128,7 @@ def _measure_rail(
     iters: int,
     warmup: int,
     rate_Gbps: float | None,
-) -> Any:
+) -> SizeResult:
     """One collective in this rank's rail group, within a cell budget from ``rate_Gbps`` (the line rate, or
     the fastest rail's busbw); where no rate is known yet every rail is measured at once (``rate_Gbps``
     None) and the budget comes from the fastest rail's probe, agreed over the world."""
@@ -250,10 +250,10 @@ def rails_phase(
             mine.append(result)
     # The fastest rail group's busbw, the same on every rank: where no line rate is known, the budgets of
     # the rails measured alone and of the pairs start from it.
-    sent = gather_objects((fastest, mine))
-    start = max(f for f, _ in sent)
+    heard = gather_objects((fastest, mine))
+    start = max(f for f, _ in heard)
     if live is not None:
-        live.add_rails([r for _, results in sent for r in results])
+        live.add_rails([r for _, results in heard for r in results])
     known = settings.rail_rate_gbps or (start if start > 0 else None)
 
     # One rail at a time inside a counter window: which device carried it, and what stayed quiet. A window
@@ -287,19 +287,18 @@ def rails_phase(
         counts.close("pair matrix")
 
     watchdog.enter("gathering the rails results")
-    gathered = gather_objects(
-        {
-            "host": ctx.hosts[rank],
-            "results": mine,
-            "times": times,
-            "windows": alone,
-            "whole": counts.whole(),
-            "error_windows": counts.windows,
-            "ifname": my_ifname,
-            "rail": rail,
-            "rates": _ib_rates(local_rank),
-        }
-    )
+    sent: dict[str, Any] = {  # one rank's report; rank 0 reads them all in judge.outcome
+        "host": ctx.hosts[rank],
+        "results": mine,
+        "times": times,
+        "windows": alone,
+        "whole": counts.whole(),
+        "error_windows": counts.windows,
+        "ifname": my_ifname,
+        "rail": rail,
+        "rates": _ib_rates(local_rank),
+    }
+    gathered = gather_objects(sent)
     watchdog.leave()
     if runner is not None and settings.confirm:
         # Every suspect is measured again, in its own round and beside the same round's other suspects,
@@ -374,7 +373,7 @@ class RailsJob(Job):
         launch = self.launch
         return rail_prelude(self.settings, self.profile, lambda: proposed_run_dir(launch.out, launch.cluster))(prelude)
 
-    def prepare(self, ctx: DistContext) -> dict[str, Any]:
+    def prepare(self, ctx: DistContext) -> dict[str, object]:
         return {"rails_test": rails_section(self.settings)}
 
     def measure(self, run: Run) -> list[Item]:
@@ -387,7 +386,7 @@ def run_rank(config: RailsConfig, info: RankInfo) -> int:
     return run_job(info, lambda: RailsJob(config))
 
 
-def rails_section(settings: RailsSettings) -> dict[str, Any]:
+def rails_section(settings: RailsSettings) -> dict[str, object]:
     """run.json's ``rails_test``: the rails settings as resolved from flags, profile and defaults."""
     return {
         "collectives": list(settings.collectives),

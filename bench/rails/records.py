@@ -19,6 +19,7 @@ from bench.rails.gpu_pairs import IntraNodeOutcome
 from bench.rails.localise import Defect, PairMatrix, PairSample, describe
 from bench.rails.measure import PairTime
 from bench.rails.windows import ErrorWindow
+from bench.rundir.files import Row
 from bench.units import format_size
 
 Mode = Literal["concurrent", "isolated"]
@@ -158,11 +159,9 @@ def measurement_json(
     return out
 
 
-def rail_rows(
-    rail_results: Sequence[RailResult], expected: Mapping[int, float | None], dtype: str
-) -> list[dict[str, Any]]:
+def rail_rows(rail_results: Sequence[RailResult], expected: Mapping[int, float | None], dtype: str) -> list[Row]:
     """results.csv rows for the rail groups (scope ``rail``, group ``railK``; isolated ones ``railK-alone``)."""
-    rows = []
+    rows: list[Row] = []
     for r in rail_results:
         group = f"rail{r.rail}" if r.mode == "concurrent" else f"rail{r.rail}-alone"
         place = RowPlace(dtype, r.nnodes, r.nnodes, "rail", group)
@@ -172,13 +171,13 @@ def rail_rows(
 
 def pair_rows(
     times: Sequence[PairTime], nodes: Sequence[str], expected: Mapping[int, float | None], iters: int
-) -> list[dict[str, Any]]:
+) -> list[Row]:
     """results.csv rows for the pairs (scope ``pair``, group ``node02-node05/rail3``), one per pair, rail and
     repeat: time is the slower direction's, time_us_min/max the two directions'."""
     both: dict[tuple[int, int, int, int], list[PairTime]] = {}
     for t in (t for t in times if not t.confirm):  # re-measurements are in rails.json
         both.setdefault((min(t.node, t.peer), max(t.node, t.peer), t.rail, t.repeat), []).append(t)
-    rows = []
+    rows: list[Row] = []
     for (a, b, rail, _repeat), pair in sorted(both.items()):
         place = RowPlace("float", 2, 2, "pair", f"{nodes[a]}-{nodes[b]}/rail{rail}")
         rows.append(pair_row(pair[0].nbytes, [p.time_us for p in pair], iters, place, expected.get(rail)))

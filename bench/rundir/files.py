@@ -62,6 +62,20 @@ RESULT_COLUMNS: tuple[str, ...] = (
 
 SCOPES = ("world", "rail", "pair", "local-pair", "node")
 
+RowValue = str | int | float | None
+Row = dict[str, RowValue]
+"""One results.csv row as railbench writes it, by column name (readers get every value back as a string)."""
+
+
+def row_float(value: RowValue) -> float:
+    """A row's number whether it is still a number or came back from results.csv as text (blank: 0)."""
+    return 0.0 if value is None or value == "" else float(value)
+
+
+def row_int(value: RowValue) -> int:
+    """A row's whole number (bytes, counts), likewise."""
+    return 0 if value is None or value == "" else int(float(value))
+
 
 def utc_stamp(now: float | None = None) -> str:
     """``20261120T224310Z``: sortable and safe in a path on every filesystem."""
@@ -117,7 +131,7 @@ def atomic_write_json(path: Path | str, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 
 
-def results_csv_text(rows: Iterable[Mapping[str, Any]], columns: Sequence[str] = RESULT_COLUMNS) -> str:
+def results_csv_text(rows: Iterable[Mapping[str, RowValue]], columns: Sequence[str] = RESULT_COLUMNS) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
@@ -136,13 +150,13 @@ class ResultsWriter:
     def __init__(self, path: Path | str, columns: Sequence[str] = RESULT_COLUMNS) -> None:
         self.path = Path(path)
         self.columns = tuple(columns)
-        self.rows: list[dict[str, Any]] = []
+        self.rows: list[Row] = []
 
-    def append(self, *rows: Mapping[str, Any]) -> None:
+    def append(self, *rows: Mapping[str, RowValue]) -> None:
         self.rows.extend(dict(r) for r in rows)
         atomic_write_text(self.path, results_csv_text(self.rows, self.columns))
 
-    def replace_from(self, index: int, rows: Sequence[Mapping[str, Any]]) -> None:
+    def replace_from(self, index: int, rows: Sequence[Mapping[str, RowValue]]) -> None:
         """Rows ``index`` onwards become ``rows`` (provisional rows replaced by the final ones)."""
         self.rows[index:] = [dict(r) for r in rows]
         atomic_write_text(self.path, results_csv_text(self.rows, self.columns))

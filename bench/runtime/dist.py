@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from bench.exits import EXIT_USAGE, InfraError, UserError
 from bench.netaddr import rendezvous_address
@@ -77,7 +77,7 @@ def resolve_backend(requested: Backend) -> Literal["nccl", "gloo"]:
 
 def _mpi_rendezvous(
     info: RankInfo, oob_ifname: str | None, timeout: timedelta
-) -> tuple[RankInfo, tuple[str, ...], Any]:
+) -> tuple[RankInfo, tuple[str, ...], Store]:
     import torch.distributed as dist
     from mpi4py import MPI
 
@@ -104,7 +104,7 @@ def _mpi_rendezvous(
     return info, hosts, store
 
 
-def _env_rendezvous(info: RankInfo, timeout: timedelta) -> Any:
+def _env_rendezvous(info: RankInfo, timeout: timedelta) -> Store:
     import torch.distributed as dist
 
     store, _, _ = next(dist.rendezvous("env://", info.rank, info.world_size, timeout=timeout))
@@ -146,7 +146,7 @@ def gpu_bus_id(index: int) -> str:
     return f"{domain:04x}:{bus:02x}:{dev:02x}.0"
 
 
-def _cuda_device(prelude: Prelude) -> Any:
+def _cuda_device(prelude: Prelude) -> torch.device:
     """This rank's GPU, agreed by every rank before NCCL sees it; the current device from here on."""
     import torch
 

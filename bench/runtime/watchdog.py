@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from bench.exits import EXIT_INFRA
 
@@ -89,7 +89,7 @@ class Watchdog:
     def start(self) -> None:
         threading.Thread(target=self._watch, name="railbench-watchdog", daemon=True).start()
 
-    def _connect(self) -> Any:
+    def _connect(self) -> Store:
         # The thread talks to the store over its own connection: a store client is not safe to share
         # with the main thread, which may be blocked in the middle of a request when the hang starts.
         import torch.distributed as dist

@@ -10,10 +10,10 @@ clusters (docs/design.md, "One verdict").
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from bench.finding import Finding
 from bench.frame.verdict import Item
+from bench.rundir.files import RowValue, row_float, row_int
 from bench.units import format_size
 
 GROUP = "railbench.run"
@@ -21,15 +21,13 @@ SHOWN = 3
 """Failed sizes named in one collective's sentence; the rest are counted."""
 
 
-def _number(value: object) -> float | None:
+def _number(value: RowValue) -> float | None:
     """A row's number, whether it came from the sweep (a float) or from results.csv (a string)."""
-    if value in (None, ""):
-        return None
-    return float(value)  # type: ignore[arg-type]
+    return None if value is None or value == "" else row_float(value)
 
 
 def collective_items(
-    rows: Sequence[Mapping[str, Any]], min_bytes: int, pass_fraction: float, profile: str
+    rows: Sequence[Mapping[str, RowValue]], min_bytes: int, pass_fraction: float, profile: str
 ) -> list[Item]:
     """One item per collective of the world sweep ``rows`` (scope ``world``), in the order measured."""
     world = [r for r in rows if r.get("scope", "world") == "world"]
@@ -41,24 +39,24 @@ def collective_items(
 
 
 def _collective(
-    collective: str, rows: Sequence[Mapping[str, Any]], min_bytes: int, pass_fraction: float, profile: str
+    collective: str, rows: Sequence[Mapping[str, RowValue]], min_bytes: int, pass_fraction: float, profile: str
 ) -> Item:
     problems = []
     for r in rows:
         wrong = int(_number(r.get("wrong")) or 0)
         if wrong:
-            problems.append(f"{collective} at {format_size(int(r['bytes']))}: {wrong} wrong elements")
-    judged = [r for r in rows if (_number(r.get("target_Gbps")) or 0) > 0 and int(r["bytes"]) >= min_bytes]
+            problems.append(f"{collective} at {format_size(row_int(r['bytes']))}: {wrong} wrong elements")
+    judged = [r for r in rows if (_number(r.get("target_Gbps")) or 0) > 0 and row_int(r["bytes"]) >= min_bytes]
     for r in judged:
         efficiency = _number(r.get("efficiency")) or 0.0
         if efficiency < pass_fraction:
+            size, busbw = format_size(row_int(r["bytes"])), _number(r.get("busbw_Gbps")) or 0
             problems.append(
-                f"{collective} at {format_size(int(r['bytes']))}: busbw {_number(r.get('busbw_Gbps')) or 0:.0f} Gb/s "
-                f"is {100 * efficiency:.0f}% of {_number(r.get('target_Gbps')):g} Gb/s "
-                f"(needs {100 * pass_fraction:.0f}%)"
+                f"{collective} at {size}: busbw {busbw:.0f} Gb/s is {100 * efficiency:.0f}% of "
+                f"{_number(r.get('target_Gbps')):g} Gb/s (needs {100 * pass_fraction:.0f}%)"
             )
     details = "\n".join(
-        f"{format_size(int(r['bytes']))}: busbw {_number(r.get('busbw_Gbps')) or 0:.4g} Gb/s" for r in rows
+        f"{format_size(row_int(r['bytes']))}: busbw {_number(r.get('busbw_Gbps')) or 0:.4g} Gb/s" for r in rows
     )
     if problems:
         more = f" and {len(problems) - SHOWN} more" if len(problems) > SHOWN else ""
@@ -68,19 +66,19 @@ def _collective(
     return Item(GROUP, collective, "measured", not_judged(rows, min_bytes, profile), details)
 
 
-def not_judged(rows: Sequence[Mapping[str, Any]], min_bytes: int, profile: str) -> str:
+def not_judged(rows: Sequence[Mapping[str, RowValue]], min_bytes: int, profile: str) -> str:
     """Why a collective's rows were not judged, and how to reach a judgement (the same words for every
     collective with the same cause, so the verdict says it once)."""
     if not any((_number(r.get("target_Gbps")) or 0) > 0 for r in rows):
         return f"profile {profile} sets no busbw target for these collectives"
-    largest = max((int(r["bytes"]) for r in rows), default=0)
+    largest = max((row_int(r["bytes"]) for r in rows), default=0)
     return (
         f"the largest size {format_size(largest)} is below the judged {format_size(min_bytes)} "
         f"(the profile's judge_min_bytes): run with -e {format_size(min_bytes)} or more to judge against the targets"
     )
 
 
-def counter_item(findings: Sequence[Finding], per_host: Mapping[str, Mapping[str, Any]]) -> Item:
+def counter_item(findings: Sequence[Finding], per_host: Mapping[str, Mapping[str, object]]) -> Item:
     """The byte and error counters over the sweep: evidence that can fail the run, never pass it alone."""
     failed = [f.message for f in findings if f.severity == "fail"]
     details = "\n".join(f"{host}: {devices}" for host, devices in per_host.items())

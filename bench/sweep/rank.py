@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from bench.exits import UserError
 from bench.frame.job import Job, run_job
@@ -21,7 +21,8 @@ from bench.measure.memory_fit import check_sizes_fit, free_memory_bytes, largest
 from bench.measure.results import RowPlace, result_row
 from bench.measure.table import row_line, section_header, write_summary
 from bench.measure.targets import judge_min_bytes, world_target_gbps
-from bench.measure.timing import graph_capture_works, measure
+from bench.measure.timing import SizeResult, graph_capture_works, measure
+from bench.rundir.files import Row
 from bench.runtime import env as benv
 from bench.runtime.dist import DistContext
 from bench.runtime.env import RankInfo
@@ -30,6 +31,9 @@ from bench.runtime.progress import Mode, Progress
 from bench.sweep.config import RunConfig, sized, validate
 from bench.sweep.judge import collective_items, counter_item
 from bench.units import format_size
+
+if TYPE_CHECKING:
+    import torch
 
 
 class SweepJob(Job):
@@ -43,7 +47,7 @@ class SweepJob(Job):
         self.config = sized(config, profile)
         self.graph = False
 
-    def prepare(self, ctx: DistContext) -> dict[str, Any]:
+    def prepare(self, ctx: DistContext) -> dict[str, object]:
         self.graph = agree_sweep(self.config, ctx)
         return {"sweep": sweep_section(self.config, self.graph)}
 
@@ -89,7 +93,7 @@ def world_sweep(config: RunConfig, run: Run, graph: bool) -> list[Item]:
     tdtype = getattr(torch, dtype.torch_name)
     colls = [get_collective(c) for c in config.collectives]
     sizes = config.sizes
-    rows: list[dict[str, Any]] = []
+    rows: list[Row] = []
     place = RowPlace(dtype.name, nranks, nnodes)
     progress = Progress(len(colls) * len(sizes), _progress_mode(config, ctx))
     try:
@@ -134,7 +138,9 @@ def _progress_mode(config: RunConfig, ctx: DistContext) -> Mode:
     return "bar" if ctx.info.launcher != "openmpi" and sys.stdout.isatty() and sys.stderr.isatty() else "off"
 
 
-def _measure(config: RunConfig, ctx: DistContext, coll: Any, nbytes: int, tdtype: Any, elsize: int, graph: bool) -> Any:
+def _measure(
+    config: RunConfig, ctx: DistContext, coll: Collective, nbytes: int, tdtype: torch.dtype, elsize: int, graph: bool
+) -> SizeResult:
     return measure(
         coll,
         nbytes,
@@ -192,7 +198,7 @@ def _check_memory(ctx: DistContext, colls: list[Collective], sizes: Sequence[int
     check_sizes_fit(colls, sizes, dtype, ctx.info.world_size, int(agreed.item()), where)
 
 
-def sweep_section(config: RunConfig, graph: bool) -> dict[str, Any]:
+def sweep_section(config: RunConfig, graph: bool) -> dict[str, object]:
     """run.json's ``sweep``: what was swept, with the graph choice as every rank agreed it."""
     return {
         "collectives": list(config.collectives),
