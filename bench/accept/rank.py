@@ -19,7 +19,7 @@ from bench.accept.config import AcceptConfig, validate
 from bench.check.items import check_items
 from bench.check.node import render, to_json
 from bench.frame.job import Job, run_job
-from bench.frame.run import Launch, Run, write_refused_is_infra
+from bench.frame.run import Run, launch_of, write_refused_is_infra
 from bench.frame.verdict import Item, decide
 from bench.preflight import checks, cluster
 from bench.preflight.checks import CheckResult
@@ -45,16 +45,7 @@ class AcceptJob(Job):
     def __init__(self, config: AcceptConfig) -> None:
         profile, settings = validate(config, with_history=False)
         self.sweep: RunConfig = sized(config.sweep_config(config.out), profile)
-        launch = Launch(
-            config.backend,
-            config.timeout_s,
-            settings.oob_ifname,
-            config.out,
-            config.cluster,
-            self.sweep.history,
-            self.sweep.no_history,
-        )
-        super().__init__(launch, profile)
+        super().__init__(launch_of(config, settings.oob_ifname, self.sweep.history, self.sweep.no_history), profile)
         self.settings: RailsSettings = settings
         self.graph = False
 

@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from bench.exits import InfraError
 from bench.frame import evidence
@@ -33,6 +33,24 @@ class Launch:
     cluster: str | None = None
     history: Path | None = None
     no_history: bool = False
+
+
+class StartsRanks(Protocol):
+    """What every job's config says about starting its ranks and where its run goes."""
+
+    @property
+    def backend(self) -> Backend: ...
+    @property
+    def timeout_s(self) -> float: ...
+    @property
+    def out(self) -> Path | None: ...
+    @property
+    def cluster(self) -> str | None: ...
+
+
+def launch_of(config: StartsRanks, oob_ifname: str | None, history: Path | None, no_history: bool) -> Launch:
+    """The frame's :class:`Launch` from a job's config (the history flags sit in different places)."""
+    return Launch(config.backend, config.timeout_s, oob_ifname, config.out, config.cluster, history, no_history)
 
 
 @dataclass

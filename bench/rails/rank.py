@@ -19,7 +19,7 @@ from bench.exits import InfraError, UserError
 from bench.fabric.hca import select_hcas
 from bench.fabric.sysfs import Sysfs, ib_ports, net_devices
 from bench.frame.job import Job, run_job
-from bench.frame.run import Launch, Run, write_refused_is_infra
+from bench.frame.run import Run, launch_of, write_refused_is_infra
 from bench.frame.verdict import Item
 from bench.measure.collectives import get_collective
 from bench.measure.timing import Budget, SizeResult, group_max, measure
@@ -357,16 +357,7 @@ class RailsJob(Job):
 
     def __init__(self, config: RailsConfig) -> None:
         profile, settings = validate(config, with_history=False)
-        launch = Launch(
-            config.backend,
-            config.timeout_s,
-            settings.oob_ifname,
-            config.out,
-            config.cluster,
-            config.history,
-            config.no_history,
-        )
-        super().__init__(launch, profile)
+        super().__init__(launch_of(config, settings.oob_ifname, config.history, config.no_history), profile)
         self.settings = settings
 
     def before_init(self, prelude: Prelude) -> Path | None:

@@ -18,6 +18,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from bench.exits import EXIT_INFRA, InfraError, Interrupted, UserError, interrupt_status
 from bench.rundir.files import default_cluster_name, default_run_dir
@@ -254,20 +255,8 @@ def exit_status_from_run_dir(out: Path, rc: int, output: LauncherOutput | None =
     status = run_file.record.exit_status
     if lost and run_file.status in ("running", "interrupted", "failed"):
         message = "; ".join(r.describe() for r in lost) + "; results.csv keeps every finished measurement"
-        _rewrite(
-            run_file,
-            status="failed",
-            verdict="error",
-            reasons=[message],
-            exit_status=EXIT_INFRA,
-            failure={
-                "kind": "lost-rank",
-                "message": message,
-                "missing_ranks": [r.rank for r in lost],
-                "missing_hosts": [r.host for r in lost],
-            },
-        )
-        raise InfraError(f"{message}: {out}")
+        lost_ranks = {"missing_ranks": [r.rank for r in lost], "missing_hosts": [r.host for r in lost]}
+        _failed(run_file, {"kind": "lost-rank", "message": message, **lost_ranks})
     finishing = run_file.get("finish") == "running"
     if isinstance(status, int) and run_file.status != "interrupted" and not finishing:
         return status
@@ -281,12 +270,11 @@ def exit_status_from_run_dir(out: Path, rc: int, output: LauncherOutput | None =
     # The ranks died without finishing run.json (a rank killed, the launcher aborted): record that here so
     # the run directory says what happened; every row measured before is already in results.csv.
     message = f"the ranks exited with status {rc} during the run; results.csv keeps every finished measurement"
-    _rewrite(
-        run_file,
-        status="failed",
-        verdict="error",
-        reasons=[message],
-        exit_status=EXIT_INFRA,
-        failure={"kind": "launcher", "message": message},
-    )
-    raise InfraError(f"{message}: {out}")
+    _failed(run_file, {"kind": "launcher", "message": message})
+
+
+def _failed(run_file: RunFile, failure: dict[str, object]) -> NoReturn:
+    """run.json says the run failed (exit 3) for ``failure``, and the parent says it in one line."""
+    message = str(failure["message"])
+    _rewrite(run_file, status="failed", verdict="error", reasons=[message], exit_status=EXIT_INFRA, failure=failure)
+    raise InfraError(f"{message}: {run_file.path.parent}")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from bench.exits import UserError
 from bench.frame.job import Job, run_job
-from bench.frame.run import Launch, Run
+from bench.frame.run import Run, launch_of
 from bench.frame.verdict import Item
 from bench.measure import device as device_ops
 from bench.measure.collectives import Collective, Dtype, get_collective, get_dtype
@@ -43,7 +43,7 @@ class SweepJob(Job):
 
     def __init__(self, config: RunConfig) -> None:
         profile = validate(config, with_history=False)  # under the user's launcher: the parent's checks
-        super().__init__(launch_of(config), profile)
+        super().__init__(launch_of(config, config.oob_ifname, config.history, config.no_history), profile)
         self.config = sized(config, profile)
         self.graph = False
 
@@ -53,18 +53,6 @@ class SweepJob(Job):
 
     def measure(self, run: Run) -> list[Item]:
         return world_sweep(self.config, run, self.graph)
-
-
-def launch_of(config: RunConfig) -> Launch:
-    return Launch(
-        config.backend,
-        config.timeout_s,
-        config.oob_ifname,
-        config.out,
-        config.cluster,
-        config.history,
-        config.no_history,
-    )
 
 
 def run_rank(config: RunConfig, info: RankInfo) -> int:
