@@ -277,5 +277,5 @@ def agree_on_exit_status(ctx: DistContext, status: int, key: str = "exit_status"
         return int(broadcast_str(ctx.store, key, str(status), ctx.info.rank, timeout_s))
     except RuntimeError as exc:  # torch's DistStoreError: the wait timed out or rank 0's store is gone
         raise InfraError(
-            f"rank 0 ({ctx.hosts[0]}) did not say the exit status within {timeout_s:g} s ({exc})"
+            f"rank 0 ({ctx.hosts[0]}) never said the exit status: it is gone, or stuck past {timeout_s:g} s ({exc})"
         ) from None
