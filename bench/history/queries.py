@@ -11,27 +11,16 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bench.history.records import MetricRecord
+from bench.history.records import MetricRecord, RunIdentity
 
 
 @dataclass(frozen=True)
-class StoredRun:
-    """A run as the history lists it."""
+class StoredRun(RunIdentity):
+    """A run as the history lists it: the identity, its place in the history and its metric count, and the
+    environment and hosts as they are stored (JSON)."""
 
-    id: int
-    run_key: str
-    run_dir: str
-    time_utc: str
-    cluster: str
-    profile: str | None
-    command: str
-    status: str
-    verdict: str | None
-    node_hash: str
-    nnodes: int
-    nranks: int
-    nccl: str | None
-    metrics: int
+    id: int = 0
+    metrics: int = 0
     kind: str | None = None
     environment: str | None = None
     """JSON (``bench.history.runfacts.run_environment``); None for runs added before schema 3."""
@@ -60,6 +49,9 @@ _RUN_COLUMNS = (
     "id, run_key, run_dir, time_utc, cluster, profile, command, status, verdict, node_hash, nnodes, nranks, nccl"
 )
 _MORE_COLUMNS = "kind, environment, hosts"
+_NAMES = (*_RUN_COLUMNS.split(", "), "metrics", *_MORE_COLUMNS.split(", "))
+
+"""A listing's columns by name: ``SELECT {_RUN_COLUMNS}, <metric count>, {_MORE_COLUMNS}``."""
 
 
 def list_runs(conn: sqlite3.Connection, *, cluster: str | None = None, limit: int | None = None) -> list[StoredRun]:
@@ -72,7 +64,7 @@ def list_runs(conn: sqlite3.Connection, *, cluster: str | None = None, limit: in
     )
     if limit is not None:
         sql += f" LIMIT {int(limit)}"
-    return [StoredRun(*row) for row in conn.execute(sql, params)]
+    return [StoredRun(**dict(zip(_NAMES, row, strict=True))) for row in conn.execute(sql, params)]
 
 
 def run_id_of(conn: sqlite3.Connection, run_key: str) -> int | None:
@@ -113,7 +105,7 @@ def comparable_runs(
         sql += " AND node_hash = ?"
         params.append(node_hash)
     rows = conn.execute(sql + " ORDER BY time_utc DESC, id DESC", params)
-    return [StoredRun(*row) for row in rows]
+    return [StoredRun(**dict(zip(_NAMES, row, strict=True))) for row in rows]
 
 
 def metrics_of(conn: sqlite3.Connection, run_ids: Sequence[int]) -> dict[int, list[MetricRecord]]:

@@ -36,8 +36,8 @@ def node_hash(hosts: Iterable[str]) -> str:
 
 
 @dataclass(frozen=True)
-class RunRecord:
-    """The run row of the history: identity, placement on the cluster, versions, outcome."""
+class RunIdentity:
+    """What the history knows of every run, written or read back: identity, placement, outcome."""
 
     run_key: str
     """Identity used to make adding a run idempotent (cluster, start time, command, nodes, folder name)."""
@@ -49,14 +49,21 @@ class RunRecord:
     command: str
     status: str
     verdict: str | None
-    hosts: tuple[str, ...]
     node_hash: str
     nnodes: int
     nranks: int
-    torch: str | None
     nccl: str | None
-    cuda: str | None
-    driver: str | None
+
+
+@dataclass(frozen=True)
+class RunRecord(RunIdentity):
+    """The run row the history is given, read from a run directory: the identity plus every version and the
+    environment facts, as values."""
+
+    hosts: tuple[str, ...] = ()
+    torch: str | None = None
+    cuda: str | None = None
+    driver: str | None = None
     kind: str = ""
     """The command and the shape of its sweep (``bench.history.runfacts.run_kind``): what makes runs comparable."""
     environment: Mapping[str, Any] = field(default_factory=dict)
