@@ -45,7 +45,6 @@ from bench.rundir.junit import Case, Status, write_junit
 from bench.rundir.record import iso_utc
 from bench.rundir.runjson import RunFile
 from bench.runtime import env as benv
-from bench.runtime.before_init import run_directory
 from bench.runtime.dist import DistContext, agree_on_exit_status, broadcast_str, quiet_usage_exit, run_as_rank
 from bench.runtime.env import RankInfo
 from bench.runtime.finish import finish_run
@@ -64,14 +63,15 @@ def run_rank(config: AcceptConfig, info: RankInfo) -> int:
         if info.rank != 0:
             return quiet_usage_exit()
         raise
-    # No rail pin here: accept's world sweep measures what NCCL chooses by itself.
+    # The rails' own before-init step: the same NIC variables on every rank of a node, so that the world sweep
+    # and the rails phase run on the NICs NCCL picks for each GPU, as ``railbench rails`` does.
     return run_as_rank(
         info,
         config.backend,
         config.timeout_s,
         settings.oob_ifname,
         lambda ctx: _accept(config, settings, profile, ctx),
-        before_init=lambda prelude: run_directory(prelude, lambda: proposed_run_dir(config.out, config.cluster)),
+        before_init=rails_rank.rail_prelude(settings, profile, lambda: proposed_run_dir(config.out, config.cluster)),
     )
 
 
