@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -16,6 +18,7 @@ from bench.runtime.launch import check_local_np, elastic_command
 from bench.runtime.watchdog import Hang, find_missing
 from bench.sweep.config import RunConfig, message_sizes
 from bench.sweep.rank import verdict
+from tests.support import railbench
 
 
 def test_sweep_matches_nccl_tests() -> None:
@@ -57,6 +60,9 @@ def test_targets_follow_design() -> None:
     assert world_target_gbps(one_cc, "sendrecv", 4) == 400.0  # one GPU through one NIC
     assert world_target_gbps(one_cc, "all_reduce", 1) == 3840.0
     assert world_target_gbps(SimpleNamespace(), "all_reduce", 2) is None
+    # One rank moves nothing between GPUs (busbw factor 0): nothing to judge, never a FAIL at 0 Gb/s.
+    assert world_target_gbps(one_cc, "all_reduce", 1, nranks=1) is None
+    assert world_target_gbps(one_cc, "all_reduce", 1, nranks=8) == 3840.0
 
 
 def _row(coll: str, nbytes: int, eff: float | None, wrong: int | None = 0) -> dict:
@@ -151,3 +157,19 @@ def test_verdict_is_measured_when_no_row_had_a_target() -> None:
     assert verdict(judged, 256 << 20, 0.9) == ("pass", [])
     short = [{**judged[0], "efficiency": 0.5, "busbw_Gbps": 1600.0}]
     assert verdict(short, 256 << 20, 0.9)[0] == "fail"
+
+
+@pytest.mark.slow
+def test_one_rank_on_a_gpu_profile_is_measured_not_failed(tmp_path: Path) -> None:
+    """``--np 1`` with a GPU profile judged the 0 Gb/s busbw of a one-rank communicator and failed."""
+    profile = tmp_path / "gpu.toml"
+    profile.write_text(
+        'name = "gpu"\ntransport = "ib"\nnvlink_target_gbps = 3600\njudge_min_bytes = "1M"\npass_fraction = 0.9\n'
+    )
+    out = tmp_path / "run"
+    args = ["run", "--np", "1", "--profile", str(profile), "-b", "1M", "-e", "1M", "--collectives", "all_reduce"]
+    done = railbench([*args, "--no-history", "--out", str(out)], cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "# not judged: one rank moves nothing between GPUs" in done.stdout
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["verdict"] == "measured" and meta["reasons"] == [], meta

@@ -20,12 +20,13 @@ from bench.errors import (
     EXIT_PASS,
     UserError,
 )
+from bench.fabric.finding import Finding
 from bench.measure import device as device_ops
 from bench.measure.collectives import Collective, Dtype, get_collective, get_dtype
 from bench.measure.memory_fit import check_sizes_fit, free_memory_bytes, largest_fitting
 from bench.measure.results import result_row
 from bench.measure.table import row_line, section_header, write_summary
-from bench.measure.targets import judge_min_bytes, world_target_gbps
+from bench.measure.targets import ONE_RANK, judge_min_bytes, world_target_gbps
 from bench.measure.timing import graph_capture_works, measure
 from bench.profiles import Profile, load_profile
 from bench.rundir.files import ResultsWriter, default_cluster_name, default_run_dir, proposed_run_dir
@@ -144,9 +145,11 @@ def sweep(config: RunConfig, ctx: DistContext, *, finish: bool = True) -> int:
     try:
         with guarded(ctx, config.timeout_s, record_end) as watchdog:
             for coll in colls:
-                target = world_target_gbps(profile, coll.name, nnodes)
+                target = world_target_gbps(profile, coll.name, nnodes, nranks)
                 if is_rank0:
                     progress.line(section_header(coll.name, nranks, nnodes, ctx.backend, coll.placement, graph))
+                    if target is None and world_target_gbps(profile, coll.name, nnodes) is not None:
+                        progress.line(f"# not judged: {ONE_RANK}")
                 for nbytes in sizes:
                     watchdog.enter(f"{coll.name} at {format_size(nbytes)}")
                     res = _measure(config, ctx, coll, nbytes, tdtype, dtype.size, graph)
@@ -174,11 +177,15 @@ def sweep(config: RunConfig, ctx: DistContext, *, finish: bool = True) -> int:
         progress.close()
 
     per_host = evidence.gather_node_deltas(evidence.node_deltas(before), ctx.hosts[rank])
+    nccl_json: dict[str, Any] | None = None
+    nccl_findings: list[Finding] = []
+    if ctx.backend == "nccl":
+        node_logs = evidence.node_nccl_logs(out_dir, ctx.info.local_rank, ctx.hosts[rank])
+        nccl_json, nccl_findings = evidence.gather_nccl_log_evidence(node_logs, profile)
     status = EXIT_PASS
     if record is not None and writer is not None:
         bound = ctx.world_ifname if nnodes > 1 else None
         findings = evidence.audit_counters(per_host, profile, bound_ifname=bound)
-        nccl_json, nccl_findings = evidence.nccl_log_evidence(out_dir, profile) if ctx.backend == "nccl" else (None, [])
         findings += nccl_findings
         record.update(counters=per_host, nccl_evidence=nccl_json, findings=[f.to_json() for f in findings])
         result, reasons = verdict(writer.rows, judge_min_bytes(profile), profile.pass_fraction)
