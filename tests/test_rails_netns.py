@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.gpu_bounds import assert_every_rail_judged
 from tests.netns_testbed import PROFILE, NetnsCluster, build_cluster
 
 pytestmark = [pytest.mark.netns, pytest.mark.mpi, pytest.mark.slow]
@@ -103,6 +104,14 @@ def test_no_fault_names_nothing_and_counters_prove_the_rails(cluster: NetnsClust
     meta = json.loads((tmp_path / "run.json").read_text())
     assert meta["command"] == "rails" and meta["verdict"] == "pass" and meta["exit_status"] == 0
     assert meta["hosts"] == list(cluster.nodes)
+    # The GPU self-test's per-rail check, on a run CI can make: every rail judged, and each node's path shows
+    # the rail's own interface expected and carrying its bytes.
+    assert_every_rail_judged(doc, meta, 2)
+    for rail in doc["rails"]:
+        k = rail["rail"]
+        assert {n: (p["expected"], p["carried"]) for n, p in rail["path"].items()} == {
+            n: (f"rail{k}", [f"rail{k}"]) for n in cluster.nodes
+        }
 
 
 @pytest.mark.parametrize("extra", [(), ("--repeats", "2", "--seed", "3")], ids=["once", "reshuffled-repeats"])
