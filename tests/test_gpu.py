@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.fabric.nccl_log import parse_file
 from bench.fabric.rail_nics import node_rail_nics
 from bench.fabric.sysfs import Sysfs, nvidia_gpus
+from bench.nccllogs.nccl_log import parse_file
 from tests.gpu_bounds import assert_every_rail_judged, ceiling_gbps, link_gbps
 from tests.support import railbench
 

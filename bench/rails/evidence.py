@@ -20,8 +20,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from bench.fabric.nccl_evidence import device_matches
 from bench.fabric.rail_nics import NEAR
+from bench.nccllogs.nccl_evidence import device_matches
 from bench.rails.localise import Defect
 from bench.rails.records import ExpectedNic, RailDevices, short_device
 from bench.units import format_size
