@@ -43,6 +43,7 @@ import torch
 import torch.distributed as dist
 
 from bench.busbw import BUSBW_FACTOR
+from bench.frame import evidence
 from bench.measure import device as device_ops
 from bench.measure.collectives import get_collective
 from bench.measure.timing import group_max, measure
@@ -50,7 +51,6 @@ from bench.profiles import load_profile
 from bench.rails.config import RailsConfig, validate
 from bench.rails.intranode import intra_node_phase
 from bench.rails.rank import rail_prelude, rails_phase
-from bench.frame import evidence
 from bench.runtime.before_init import run_directory
 from bench.runtime.dist import DistContext, Transport, init_distributed, shutdown
 from bench.runtime.env import discover_rank

@@ -181,4 +181,7 @@ def test_one_rank_on_a_gpu_profile_is_measured_not_failed(tmp_path: Path) -> Non
     assert done.returncode == 0, done.stdout + done.stderr
     assert "# not judged: one rank moves nothing between GPUs" in done.stdout
     meta = json.loads((out / "run.json").read_text())
-    assert meta["verdict"] == "measured" and meta["reasons"] == [], meta
+    assert meta["verdict"] == "measured", meta
+    assert meta["reasons"] == [
+        "one rank moves nothing between GPUs (busbw factor 0): start one rank per GPU to judge bandwidth"
+    ]

@@ -14,6 +14,7 @@ from typing import Any
 
 from bench.finding import Finding
 from bench.frame.verdict import Item
+from bench.measure.targets import ONE_RANK
 from bench.units import format_size
 
 GROUP = "railbench.run"
@@ -71,6 +72,8 @@ def _collective(
 def not_judged(rows: Sequence[Mapping[str, Any]], min_bytes: int, profile: str) -> str:
     """Why a collective's rows were not judged, and how to reach a judgement (the same words for every
     collective with the same cause, so the verdict says it once)."""
+    if rows and all(_number(r.get("nranks")) == 1 for r in rows):
+        return ONE_RANK
     if not any((_number(r.get("target_Gbps")) or 0) > 0 for r in rows):
         return f"profile {profile} sets no busbw target for these collectives"
     largest = max((int(r["bytes"]) for r in rows), default=0)
