@@ -20,10 +20,13 @@ key                default                                                      
 ``pair``           check the switch path between {node} and {peer} on rail {rail}  one pair of nodes
 ``gpu``            drain {node} and check NVLink of GPU {gpu}                      one GPU, every partner
 ``gpu_pair``       drain {node} and check NVLink between GPU {gpu} and GPU {peer}  one pair of GPUs
+``path``           check that rail {rail} of {node} leaves through {expected}      a rail's bytes on
+                   (found {device}): PCIe slot, NCCL_IB_HCA, NCCL_TOPO_FILE        another NIC
 =================  ==============================================================  ======================
 
 Placeholders: ``{node}``, ``{peer}`` (the other node or GPU), ``{rail}``, ``{gpu}``, ``{device}`` (``mlx5_4
-port 1``, ``eth3``), ``{hca}`` (``mlx5_4``), ``{port}``. An unknown key, a value that is not a string, or a
+port 1``, ``eth3``), ``{hca}`` (``mlx5_4``), ``{port}``, ``{expected}`` (a ``path`` defect's NIC nearest the
+rail's GPU). An unknown key, a value that is not a string, or a
 placeholder outside that list is refused when the profile loads (exit 2).
 """
 
@@ -48,9 +51,11 @@ DEFAULT_ACTIONS: Mapping[str, str] = MappingProxyType(
         "pair": "check the switch path between {node} and {peer} on rail {rail}",
         "gpu": "drain {node} and check NVLink of GPU {gpu}",
         "gpu_pair": "drain {node} and check NVLink between GPU {gpu} and GPU {peer}",
+        "path": "check that rail {rail} of {node} leaves through {expected} (found {device}): its PCIe slot, "
+        "NCCL_IB_HCA, NCCL_TOPO_FILE",
     }
 )
-PLACEHOLDERS = frozenset({"node", "peer", "rail", "gpu", "device", "hca", "port"})
+PLACEHOLDERS = frozenset({"node", "peer", "rail", "gpu", "device", "hca", "port", "expected"})
 MAX_ACTION_CHARS = 300
 """One sentence for a ticket; a longer value is a mistake."""
 

@@ -12,9 +12,11 @@ and rank 0 writes what it saw as JSON:
   environment) on the real ``/sys`` of each node, then the rails phase (run it on the namespace testbed,
   where every node has its own hostname and rail interfaces);
 - ``intranode``: the intra-node pair matrix on one pretend node of all the ranks;
-- ``env``: the order in which NCCL's variables and the world's communicator appear;
+- ``env``, ``envrails``: the order in which NCCL's variables and the world's communicator appear, for ``run``
+  and for ``rails`` (and the NIC variables every rank's first communicator saw);
 - ``nics``: ranks of one host set different ``NCCL_IB_HCA`` values and start the world (the model refuses);
   later, changed variables are ignored by the next communicator;
+- ``nccllogs``: NCCL's logs parsed on each node and gathered to rank 0;
 - ``agree``: railbench's agreement on one number across ranks, and the model's time per call;
 - ``dead``: one world rank's NIC black-holed (``RAILBENCH_ASYNC_DEAD``): a group across hosts hangs until the
   model aborts it, a group within one host still works.
@@ -41,9 +43,11 @@ import torch
 import torch.distributed as dist
 
 from bench.busbw import BUSBW_FACTOR
+from bench.frame import evidence
 from bench.measure import device as device_ops
 from bench.measure.collectives import get_collective
 from bench.measure.timing import group_max, measure
+from bench.profiles import load_profile
 from bench.rails.config import RailsConfig, validate
 from bench.rails.intranode import intra_node_phase
 from bench.rails.rank import rail_prelude, rails_phase
@@ -66,10 +70,10 @@ def _pretend_nodes() -> None:
         socket.gethostname = lambda: name
 
 
-def _start(before_init: Any = None) -> DistContext:
+def _start(before_init: Any = None, oob_ifname: str | None = None) -> DistContext:
     info = discover_rank()
     assert info is not None, "start under mpirun"
-    return init_distributed(info, MODEL_OF_NCCL, 60.0, None, before_init)
+    return init_distributed(info, MODEL_OF_NCCL, 60.0, oob_ifname, before_init)
 
 
 def _watched(ctx: DistContext, phase: Callable[[Watchdog], T]) -> T:
@@ -116,17 +120,10 @@ def _timing() -> dict[str, Any]:
 
 
 def _rails_settings(profile: str = "local", **given: Any) -> Any:
-    config = RailsConfig(
-        profile=profile,
-        collectives=("all_reduce",),
-        rail_bytes=8 * MIB,
-        pair_bytes=8 * MIB,
-        iters=3,
-        warmup=1,
-        repeats=1,
-        **{**given, **json.loads(os.environ.get("ASYNC_RAILS") or "{}")},
-    )
-    return validate(config)
+    values: dict[str, Any] = {"rail_bytes": 8 * MIB, "pair_bytes": 8 * MIB, "iters": 3, "warmup": 1, "repeats": 1}
+    values.update(given)
+    values.update(json.loads(os.environ.get("ASYNC_RAILS") or "{}"))
+    return validate(RailsConfig(profile=profile, collectives=("all_reduce",), **values))
 
 
 def _rails() -> dict[str, Any]:
@@ -152,7 +149,7 @@ def _railsprog(out_root: Path) -> dict[str, Any]:
     """The rails command's rank program: its before-init step, the world, the rails phase (no pair matrix)."""
     profile_path = Path(os.environ["ASYNC_PROFILE"])
     profile, settings = _rails_settings(str(profile_path), pairs=False)
-    ctx = _start(rail_prelude(settings, profile, lambda: out_root / "rails-run"))
+    ctx = _start(rail_prelude(settings, profile, lambda: out_root / "rails-run"), settings.oob_ifname)
     outcome = _watched(ctx, lambda watchdog: rails_phase(settings, ctx, watchdog))
     if outcome is None:
         return {}
@@ -188,17 +185,20 @@ def _order(label: str) -> dict[str, Any]:
     return {"label": label, "seen_at_first_communicator": first, "communicators": len(async_backend.NCCL_SEEN)}
 
 
-def _env(out_root: Path) -> dict[str, Any]:
-    info = discover_rank()
-    assert info is not None
-    if info.world_size == 1:
+def _env(out_root: Path, command: str) -> dict[str, Any]:
+    if command == "rails":
         profile, settings = validate(RailsConfig(profile="local", socket_ifname="lo"))
         ctx = _start(rail_prelude(settings, profile, lambda: out_root / "rails-run"))
-        return {**_order("rails"), "out_dir": str(ctx.out_dir)}
-    ctx = _start(lambda prelude: run_directory(prelude, lambda: out_root / f"run-{time.time_ns()}"))
+    else:
+        ctx = _start(lambda prelude: run_directory(prelude, lambda: out_root / f"run-{time.time_ns()}"))
+    mine = (str(ctx.out_dir), async_backend.NCCL_SEEN[0] if async_backend.NCCL_SEEN else {})
     everyone: list[Any] = [None] * ctx.info.world_size
-    dist.all_gather_object(everyone, str(ctx.out_dir))
-    return {**_order("run"), "out_dirs": everyone}
+    dist.all_gather_object(everyone, mine)
+    return {
+        **_order(command),
+        "out_dirs": [out_dir for out_dir, _ in everyone],
+        "seen_by_rank": [seen for _, seen in everyone],
+    }
 
 
 def _nics() -> dict[str, Any]:
@@ -272,6 +272,29 @@ def _agree() -> dict[str, Any]:
     return {"agreed": everyone, "first_s": calls[0], "second_s": calls[1], "bytes": MIB}
 
 
+def _nccllogs(out_root: Path) -> dict[str, Any]:
+    """Each pretend node's NCCL log is parsed on that node and removed before rank 0 gathers: rank 0 never reads
+    another node's file (as without a shared file system), and still reports every node's NICs."""
+    ctx = _start()
+    host, rank = ctx.hosts[ctx.info.rank], ctx.info.rank
+    log = out_root / "nccl" / f"{host}-{rank}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(
+        f"{host}:1:1 [0] NCCL INFO NCCL version 2.21.5+cuda12.4\n"
+        f"{host}:1:2 [0] NCCL INFO NET/IB : Using [0]mlx5_{rank + 1}:1/IB ; OOB eth0:10.0.0.{rank}<0>\n"
+    )
+    dist.barrier()
+    mine = evidence.node_nccl_logs(out_root, ctx.info.local_rank, host)
+    dist.barrier()
+    log.unlink()  # gone before rank 0 gathers: only what each node parsed can reach rank 0
+    dist.barrier()
+    found, _ = evidence.gather_nccl_log_evidence(mine, load_profile("lambda-1cc"))
+    return {
+        "hosts": sorted(found["hosts"]) if found else [],
+        "devices": found and {name: h["devices"] for name, h in found["hosts"].items()},
+    }
+
+
 def main(argv: list[str]) -> int:
     scenario, out = argv[0], Path(argv[1])
     _pretend_nodes()
@@ -280,10 +303,12 @@ def main(argv: list[str]) -> int:
         "rails": _rails,
         "railsprog": lambda: _railsprog(out.parent),
         "intranode": _intranode,
-        "env": lambda: _env(out.parent),
+        "env": lambda: _env(out.parent, "run"),
+        "envrails": lambda: _env(out.parent, "rails"),
         "nics": _nics,
         "dead": _dead,
         "agree": _agree,
+        "nccllogs": lambda: _nccllogs(out.parent),
     }
     result = scenarios[scenario]()
     rank = int(os.environ.get("OMPI_COMM_WORLD_RANK", "0"))

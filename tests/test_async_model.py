@@ -86,3 +86,12 @@ def test_a_black_holed_nic_hangs_every_member_until_the_abort(tmp_path: Path) ->
     assert seen["queued_s"] < 0.5, seen  # connections are lazy and wait() does not block: the hang comes later
     assert seen["error"] and abort_s <= seen["hung_s"] < abort_s + 10, seen
     assert seen["again"] and "aborted" in seen["again"] and seen["again_s"] < 1.0, seen
+
+
+@pytest.mark.mpi
+@needs_mpirun
+def test_nccl_log_findings_are_made_on_each_node_and_gathered(tmp_path: Path) -> None:
+    seen = model_ranks("nccllogs", 4, tmp_path, {"ASYNC_RANKS_PER_NODE": "2"})
+    # node1's logs were parsed on node1 and deleted before rank 0 gathered: it knows them all the same.
+    assert seen["hosts"] == ["node0", "node1"], seen
+    assert sorted(seen["devices"]["node1"]) == ["mlx5_3:1", "mlx5_4:1"], seen

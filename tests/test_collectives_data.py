@@ -190,3 +190,20 @@ def test_a_size_that_does_not_fit_names_the_largest_that_does() -> None:
     with pytest.raises(UserError, match="not even -b 1M fits"):
         check_sizes_fit(colls, SIZES, DTYPES["float"], 16, 0, "host memory")
     check_sizes_fit(colls, SIZES, DTYPES["float"], 16, 1 << 34, "host memory")
+
+
+@pytest.mark.parametrize("name", sorted(DTYPES))
+@pytest.mark.parametrize("coll", ["all_reduce", "all_gather"])
+def test_the_unwritten_marker_is_never_a_value_the_check_expects(name: str, coll: str) -> None:
+    """A result buffer starts as the marker; were it a possible expected value, an element the collective never
+    wrote would pass the check whenever it happened to expect that value (uint8's old -1 was 255: 1 in 256)."""
+    dtype = DTYPES[name]
+    tdtype = getattr(torch, dtype.torch_name)
+    marker = torch.full((1,), dtype.unwritten, dtype=tdtype)
+    assert int(marker.to(torch.int64)) == dtype.unwritten, "the marker is exactly representable"
+    for n in (1, 2, 8, 256):
+        pat = data_pattern(REGISTRY[coll], dtype, n)
+        index = _indices(pat)
+        expected = pat.sums(index) if coll == "all_reduce" else pat.values(0, index)
+        assert not bool((expected == dtype.unwritten).any()), (name, n)
+        assert int(expected.min()) >= 0 and int(expected.max()) <= dtype.data_max

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from bench.fabric import topology
-from bench.fabric.sysfs import Sysfs, ib_devices, nvidia_gpus
+from bench.fabric.rail_nics import node_rail_nics
+from bench.fabric.sysfs import Sysfs, nvidia_gpus
 from bench.preflight import checks
 from bench.profiles import load_profile
 from tests import fabric_trees
@@ -140,8 +141,10 @@ def test_gpus_from_sysfs_pair_with_their_rail(trees: dict[str, Path]) -> None:
     gpus = topology.gpus(sysfs)
     assert [g.model for g in gpus] == ["NVIDIA H100 80GB HBM3"] * 8 and {g.source for g in gpus} == {"sysfs"}
     assert [g.numa_node for g in gpus] == [0, 0, 0, 0, 1, 1, 1, 1]
-    pairs = topology.nearest_nics(gpus, [d for d in ib_devices(sysfs) if d.name != "mlx5_0"])
-    assert [(a.nic, a.distance) for a in pairs] == [(f"mlx5_{k}", "PIX") for k in range(1, 9)]
+    found = node_rail_nics(sysfs, "^=mlx5_0")  # the one mapping rails, accept and check use
+    assert [(found[g.pci_address or ""].nic, found[g.pci_address or ""].distance) for g in gpus] == [
+        (f"mlx5_{k}:1", "PIX") for k in range(1, 9)
+    ]
 
 
 def test_node_env_adds_the_ip_interface(trees: dict[str, Path]) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.gpu_bounds import assert_every_rail_judged
 from tests.netns_testbed import PROFILE, NetnsCluster, build_cluster
 
 pytestmark = [pytest.mark.netns, pytest.mark.mpi, pytest.mark.slow]
@@ -103,6 +104,14 @@ def test_no_fault_names_nothing_and_counters_prove_the_rails(cluster: NetnsClust
     meta = json.loads((tmp_path / "run.json").read_text())
     assert meta["command"] == "rails" and meta["verdict"] == "pass" and meta["exit_status"] == 0
     assert meta["hosts"] == list(cluster.nodes)
+    # The GPU self-test's per-rail check, on a run CI can make: every rail judged, and each node's path shows
+    # the rail's own interface expected and carrying its bytes.
+    assert_every_rail_judged(doc, meta, 2)
+    for rail in doc["rails"]:
+        k = rail["rail"]
+        assert {n: (p["expected"], p["carried"]) for n, p in rail["path"].items()} == {
+            n: (f"rail{k}", [f"rail{k}"]) for n in cluster.nodes
+        }
 
 
 @pytest.mark.parametrize("extra", [(), ("--repeats", "2", "--seed", "3")], ids=["once", "reshuffled-repeats"])
@@ -146,3 +155,22 @@ def test_a_dead_link_is_named_without_waiting_for_the_step_timeout(cluster: Netn
     assert rc == 1, stdout
     assert [(d["kind"], d["node"], d["rail"], d["symptom"]) for d in doc["defects"]] == [("link", "node04", 0, "dead")]
     assert "node04 rail 0 (rail0): no traffic in 3/3 pairs → link dead" in stdout
+
+
+def test_the_rails_rank_program_on_the_model_of_nccl(cluster: NetnsCluster, tmp_path: Path) -> None:
+    """The rails command's rank program (before-init step, world, rail groups) with the model of NCCL in NCCL's
+    role: two ranks per node read their node's real rail interfaces, and the model refuses any communicator
+    whose ranks of one node see different NCCL_IB_HCA / NCCL_SOCKET_IFNAME, as NCCL cannot route over them."""
+    out = tmp_path / "railsprog.json"
+    done = cluster.run(
+        2,
+        [sys.executable, "-m", "tests.async_ranks", "railsprog", str(out)],
+        env={"ASYNC_PROFILE": str(cluster.workdir / "netns.toml"), "GLOO_SOCKET_IFNAME": "mgmt"},
+        timeout=200,
+    )
+    assert done.returncode == 0 and out.is_file(), done.stdout[-3000:] + done.stderr[-3000:]
+    seen = json.loads(out.read_text())
+    assert seen["nodes"] == list(cluster.nodes) and len(seen["rail_busbw_Gbps"]) == 2, seen
+    assert all(rate > 0 for rate in seen["rail_busbw_Gbps"]), seen
+    # The world and rank 0's rail group formed; every rank of a node saw the rail interface list, none its own.
+    assert seen["communicators"] == 2 and seen["nic_vars"]["NCCL_SOCKET_IFNAME"] == "rail", seen

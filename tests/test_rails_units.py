@@ -8,8 +8,10 @@ from bench.exits import UserError
 from bench.profiles import load_profile
 from bench.rails import evidence, records
 from bench.rails.config import DEFAULTS, RailsConfig, resolve
+from bench.rails.defects import describe
 from bench.rails.layout import interface_for_rail, rail_interfaces, rail_layout
 from bench.rails.measure import PairTime
+from bench.rails.records import ExpectedNic
 
 
 def test_layout_from_hostnames() -> None:
@@ -104,10 +106,13 @@ def test_counter_attribution_and_findings() -> None:
         "n1": {"eth0": 9_000, "eth1": 50_000_000, "eth2": 10, "mlx5_0:1": 0},
         "n2": {"eth0": 8_000, "eth1": 10, "eth2": 49_000_000, "mlx5_0:1": 0},
     }
-    rd = evidence.attribute(0, moved, 1_000_000, {"n1": "eth1", "n2": "eth1"})
+    rd = evidence.attribute(0, moved, 1_000_000, {"n1": ExpectedNic("eth1"), "n2": ExpectedNic("eth1")})
     assert rd.device == {"n1": "eth1", "n2": "eth2"}
-    found = evidence.findings([rd], ["eth0", "mlx5_0"], 64 * 1024, 1_000_000)
-    assert found == ["n2 rail 0: its bytes went over eth2, not its own interface eth1"]
+    assert evidence.findings([rd], ["eth0", "mlx5_0"], 64 * 1024, 1_000_000) == []
+    # The rail left n2 through another interface: a path defect, with the expected and the actual one.
+    (path,) = evidence.path_defects([rd], ["eth0", "mlx5_0"])
+    assert (path.kind, path.node, path.rail, path.expected_device, path.carried) == ("path", "n2", 0, "eth1", ("eth2",))
+    assert describe(path) == "n2 rail 0 (eth2): bytes on eth2, expected eth1 (the interface it binds) → path misrouted"
     noisy = evidence.attribute(1, {"n1": {"eth0": 5_000_000, "eth1": 40_000_000}}, 1_000_000)
     assert evidence.findings([noisy], ["eth0"], 64 * 1024, 1_000_000) == [
         "n1 eth0 carried 4.8MB while rail 1 ran alone (tolerance 64KB)"

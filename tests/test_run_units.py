@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -17,6 +19,7 @@ from bench.runtime.launch import check_local_np, elastic_command
 from bench.runtime.watchdog import Hang, find_missing
 from bench.sweep.config import RunConfig, message_sizes
 from bench.sweep.judge import collective_items
+from tests.support import railbench
 
 
 def test_sweep_matches_nccl_tests() -> None:
@@ -58,6 +61,9 @@ def test_targets_follow_design() -> None:
     assert world_target_gbps(one_cc, "sendrecv", 4) == 400.0  # one GPU through one NIC
     assert world_target_gbps(one_cc, "all_reduce", 1) == 3840.0
     assert world_target_gbps(SimpleNamespace(), "all_reduce", 2) is None
+    # One rank moves nothing between GPUs (busbw factor 0): nothing to judge, never a FAIL at 0 Gb/s.
+    assert world_target_gbps(one_cc, "all_reduce", 1, nranks=1) is None
+    assert world_target_gbps(one_cc, "all_reduce", 1, nranks=8) == 3840.0
 
 
 def _row(coll: str, nbytes: int, eff: float | None, wrong: int | None = 0) -> dict:
@@ -174,3 +180,22 @@ def test_default_sizes_reach_the_judged_size_on_a_profile_with_targets() -> None
     assert sized(RunConfig(max_bytes=4 << 20), gpu).max_bytes == 4 << 20  # -e as given
     with pytest.raises(ValueError, match="resolve it first"):
         _ = RunConfig().sizes
+
+
+@pytest.mark.slow
+def test_one_rank_on_a_gpu_profile_is_measured_not_failed(tmp_path: Path) -> None:
+    """``--np 1`` with a GPU profile judged the 0 Gb/s busbw of a one-rank communicator and failed."""
+    profile = tmp_path / "gpu.toml"
+    profile.write_text(
+        'name = "gpu"\ntransport = "ib"\nnvlink_target_gbps = 3600\njudge_min_bytes = "1M"\npass_fraction = 0.9\n'
+    )
+    out = tmp_path / "run"
+    args = ["run", "--np", "1", "--profile", str(profile), "-b", "1M", "-e", "1M", "--collectives", "all_reduce"]
+    done = railbench([*args, "--no-history", "--out", str(out)], cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "# not judged: one rank moves nothing between GPUs" in done.stdout
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["verdict"] == "measured", meta
+    assert meta["reasons"] == [
+        "one rank moves nothing between GPUs (busbw factor 0): start one rank per GPU to judge bandwidth"
+    ]

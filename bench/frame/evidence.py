@@ -3,12 +3,14 @@
 One rank per node (local rank 0) reads the node's byte and error counters before and after; the deltas (bytes,
 and error counts beside them) travel to rank 0, which records them in run.json and audits them against the
 profile: an excluded device (mlx5_0 on a 1CC) that carried more than the tolerance, or an expected rail that
-carried nothing, fails the run. After an NCCL run, rank 0 also reads the ``nccl/*.log`` files it can see and
-records which devices NCCL used.
+carried nothing, fails the run. After an NCCL run, one rank per node parses that node's ``nccl/*.log`` files and
+rank 0 gathers them and records which devices NCCL used on every node (no shared file system needed).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import glob
 from pathlib import Path
 from typing import Any
 
@@ -75,10 +77,27 @@ def audit_counters(
     return findings
 
 
-def nccl_log_evidence(out_dir: Path, profile: Profile) -> tuple[dict[str, Any] | None, list[Finding]]:
-    """What NCCL's own logs in ``out_dir/nccl`` say, and what is wrong with it for ``profile``."""
-    paths = sorted((out_dir / "nccl").glob("*.log"))
-    if not paths:
+def node_nccl_logs(out_dir: Path, local_rank: int, host: str) -> list[nccl_log.NcclLog] | None:
+    """This node's NCCL logs, parsed on the node by one rank per node (None on the others): the files railbench
+    named for this host (``nccl/<host>-<rank>.log``), so a run directory on a shared file system is not read
+    twice, and one on each node's own disk is read where it is."""
+    if local_rank != 0:
+        return None
+    paths = sorted((out_dir / "nccl").glob(f"{glob.escape(host)}-*.log"))
+    # Each travels to rank 0: its hosts as a plain dict (the parser's read-only view does not pickle).
+    return [dataclasses.replace(log, hosts=dict(log.hosts)) for log in map(nccl_log.parse_file, paths)]
+
+
+def gather_nccl_log_evidence(
+    mine: list[nccl_log.NcclLog] | None, profile: Profile
+) -> tuple[dict[str, Any] | None, list[Finding]]:
+    """What every node's NCCL logs say (``node_nccl_logs`` on each), known on every rank: called by every rank
+    together (a gather over the world), so no node's logs need to be visible to rank 0's file system."""
+    import torch.distributed as dist
+
+    everyone: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(everyone, mine)
+    logs = [log for part in everyone if part for log in part]
+    if not logs:
         return None, []
-    logs = [nccl_log.parse_file(p) for p in paths]
     return nccl_evidence.evidence(logs, profile), nccl_evidence.findings(logs, profile)

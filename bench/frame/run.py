@@ -139,14 +139,18 @@ class Run:
         found = Evidence()
         before = evidence.node_snapshot(self.ctx.info.local_rank)
         yield found
-        found.per_host = evidence.gather_node_deltas(evidence.node_deltas(before), self.ctx.hosts[self.ctx.info.rank])
+        host = self.ctx.hosts[self.ctx.info.rank]
+        found.per_host = evidence.gather_node_deltas(evidence.node_deltas(before), host)
+        nccl_json: dict[str, Any] | None = None
+        nccl_findings: list[evidence.Finding] = []
+        if self.ctx.backend == "nccl":
+            # Each node reads its own NCCL logs; every rank gathers them (no shared file system needed).
+            mine = evidence.node_nccl_logs(self.out_dir, self.ctx.info.local_rank, host)
+            nccl_json, nccl_findings = evidence.gather_nccl_log_evidence(mine, self.profile)
         if not self.rank0:
             return
         bound = self.ctx.world_ifname if self.ctx.info.nnodes > 1 else None
         found.findings = evidence.audit_counters(found.per_host, self.profile, bound_ifname=bound)
-        nccl_json, nccl_findings = (
-            evidence.nccl_log_evidence(self.out_dir, self.profile) if self.ctx.backend == "nccl" else (None, [])
-        )
         found.findings += nccl_findings
         self.update(counters=found.per_host, nccl_evidence=nccl_json, findings=[f.to_json() for f in found.findings])
 

@@ -38,13 +38,26 @@ class Dtype:
     exact_max: int
     """The largest M such that every integer 0..M is exactly representable: 2^precision for floats
     (bfloat16 has 8 significant bits, so 256), the type's maximum for integers."""
+    unsigned: bool = False
+
+    @property
+    def unwritten(self) -> int:
+        """The value a result buffer starts with, so that an element the collective never wrote is counted
+        wrong: -1 where the type holds it (every data value is >= 0), else the type's maximum, which the data
+        then never use (:attr:`data_max`). It can never equal a value the check expects."""
+        return self.exact_max if self.unsigned else -1
+
+    @property
+    def data_max(self) -> int:
+        """The largest value data and exact sums may take: ``exact_max``, less one where that is the marker."""
+        return self.exact_max - 1 if self.unwritten == self.exact_max else self.exact_max
 
 
 DTYPES: dict[str, Dtype] = {
     d.name: d
     for d in (
         Dtype("int8", "int8", 1, False, 127),
-        Dtype("uint8", "uint8", 1, False, 255),
+        Dtype("uint8", "uint8", 1, False, 255, unsigned=True),
         Dtype("int32", "int32", 4, False, 2**31 - 1),
         Dtype("int64", "int64", 8, False, 2**63 - 1),
         Dtype("half", "float16", 2, True, 2**11),
@@ -213,8 +226,8 @@ def worst_sum(levels: int, nranks: int) -> int:
 def data_pattern(coll: Collective, dtype: Dtype, nranks: int) -> DataPattern:
     """The pattern a collective uses: sum-bounded for reductions, merely exact for the others."""
     if coll.redop == "sum":
-        return DataPattern.for_sum(nranks, dtype.exact_max)
-    return DataPattern.for_copy(nranks, dtype.exact_max)
+        return DataPattern.for_sum(nranks, dtype.data_max)
+    return DataPattern.for_copy(nranks, dtype.data_max)
 
 
 def pattern(
@@ -230,7 +243,7 @@ def pattern(
     import torch
 
     spec = dtype_of(dtype)
-    pat = DataPattern.for_sum(nranks, spec.exact_max) if reduces else DataPattern.for_copy(nranks, spec.exact_max)
+    pat = DataPattern.for_sum(nranks, spec.data_max) if reduces else DataPattern.for_copy(nranks, spec.data_max)
     return pat.values(rank, torch.arange(count, dtype=torch.int64, device=device)).to(dtype)
 
 
@@ -438,8 +451,8 @@ def make_buffers(
     if coll.placement == "in-place":
         # torch's all_reduce and broadcast overwrite their one buffer, so send and recv are the same tensor.
         return Buffers(send=send, recv=send, count=count, nbytes=nbytes, pattern=pat)
-    # -1 (255 for uint8) marks what the collective did not write; the check then counts it.
-    recv = torch.full((recv_n,), -1, dtype=dtype, device=device)
+    # A value no correct result holds marks what the collective did not write; the check then counts it.
+    recv = torch.full((recv_n,), dtype_of(dtype).unwritten, dtype=dtype, device=device)
     return Buffers(send=send, recv=recv, count=count, nbytes=nbytes, pattern=pat)
 
 

@@ -6,6 +6,8 @@
 * Single-node collectives: the profile's NVLink figure for that collective (``[nvlink_targets_gbps]``), else
   its one NVLink figure: NVLS all_reduce runs far above all_gather or sendrecv on the same links.
 * No figure in the profile (the ``local`` CPU profile): no target, so no efficiency and no verdict on speed.
+* One rank: nothing moves between GPUs (the busbw factor of every ring collective is (n-1)/n = 0), so there is
+  nothing to compare with a bandwidth target: not judged (MEASURED), never a FAIL at 0 Gb/s.
 """
 
 from __future__ import annotations
@@ -15,9 +17,13 @@ from bench.profiles import Profile
 POINT_TO_POINT = frozenset({"sendrecv"})
 
 
-def world_target_gbps(profile: Profile, collective: str, nnodes: int) -> float | None:
-    """Target busbw in Gb/s for a world-scope collective, or None when the profile gives none."""
-    if profile is None:
+ONE_RANK = "one rank moves nothing between GPUs (busbw factor 0): start one rank per GPU to judge bandwidth"
+
+
+def world_target_gbps(profile: Profile, collective: str, nnodes: int, nranks: int | None = None) -> float | None:
+    """Target busbw in Gb/s for a world-scope collective of ``nranks`` ranks, or None when the profile gives none
+    or a single rank has nothing to judge (``ONE_RANK``)."""
+    if profile is None or nranks == 1:
         return None
     if nnodes > 1:
         if collective in POINT_TO_POINT:

@@ -105,10 +105,20 @@ def time_region(
 class Chunked:
     """The bytes of one step moved as ``per_step`` equal smaller steps (``step``): how a budgeted cell moves
     what it can when not even its planned messages fit, so that a dead-slow part costs its budget and is
-    measured over the bytes it moved, instead of one whole message that may take a hundred budgets."""
+    measured over the bytes it moved, instead of one whole message that may take a hundred budgets.
+
+    ``tiny`` is one call of the same collective or exchange with one element: its time is the per-call
+    latency, which a chunk pays as a whole message does. On NCCL that latency grows with the ring (a 64-node
+    all_reduce takes 2 x 63 network steps, docs/design.md "Timing on GPUs"), and a chunk can be mostly
+    latency: its rate then says nothing about the link's bandwidth."""
 
     step: Callable[[], None]
     per_step: int
+    tiny: Callable[[], None]
+
+
+LATENCY_SHARE = 0.1
+"""Chunks judge bandwidth only while per-call latency is at most this share of a chunk's time."""
 
 
 def time_budgeted(
@@ -125,41 +135,83 @@ def time_budgeted(
 ) -> Timed:
     """:func:`time_region` within a time budget: a dead-slow part costs the budget, not ``iters`` steps.
 
-    The first step (or, with ``chunked``, the first chunk) is timed on its own, a probe standing in for the
-    first warmup step. Every rank that takes part must run the same number of steps, so the probe's time goes
-    through ``agree`` (default: the slowest rank of ``group``) and every rank plans from that one value: when
-    the whole plan fits the budget it runs as usual; else, without ``chunked``, the rest of the warmup is
-    skipped and only the steps that fit are timed (when not even one more fits, the probe is the
-    measurement); with ``chunked``, chunks are timed in two batches, the second planned from the first, until
-    the plan's bytes are moved or the budget is spent. Every rank of ``group`` meets the same barriers
-    whichever way its own plan went (pairs of one rail plan differently and share the rail's group);
-    ``align`` runs before every timer starts, and the two ends of a pair take the same branches (they plan
-    from the values ``agree`` gave both), so they meet in it equally often.
+    Connections first: NCCL connects an algorithm's channels (and a peer's point-to-point connectors) on the
+    first call that needs them, and that can take longer than a whole healthy message. So every probe below is
+    one untimed call, then the same call timed (:func:`_probe`); nothing timed or budget-deciding ever pays a
+    connection, and whole messages are timed only after at least one untimed whole message.
+
+    The probe is one step, or with ``chunked`` one chunk after the per-call latency (``chunked.tiny``). Every
+    rank that takes part must run the same number of steps, so each probe goes through ``agree`` (default:
+    the slowest rank of ``group``) and every rank plans from those values. Without ``chunked``: when the whole
+    plan fits the budget it runs as usual; else the rest of the warmup is skipped and only the steps that fit
+    are timed (when not even one more fits, the probe is the measurement). With ``chunked`` a whole message
+    is expected to take the latency plus ``per_step`` times the chunk's time beyond the latency: when the plan
+    fits, whole messages as usual; when it does not and the chunk's time is mostly its bytes (latency at most
+    :data:`LATENCY_SHARE` of it), chunks in two batches (:func:`_chunks`); when the chunk is mostly latency,
+    the whole messages that fit (one at least), since a latency-bound chunk cannot judge bandwidth.
+
+    Every rank of ``group`` meets the same barriers whichever way its own plan went (pairs of one rail plan
+    differently and share the rail's group); ``align`` runs before every timer starts, and the two ends of a
+    pair take the same branches (they plan from the values ``agree`` gave both), so they meet in it equally
+    often.
     """
     if not callable(budget_s) and budget_s <= 0:
         raise ValueError(f"budget_s {budget_s!r} must be positive")
     agreed = agree or (lambda s: group_max(s, group, device))
-    dist = _dist()
+    if chunked is None:
+        probe = agreed(_probe(step, group, device, align))
+        left = (budget_s(probe) if callable(budget_s) else budget_s) - probe
+        return _whole_steps(step, group, device, iters, max(0, warmup - 1), left, probe, align)
+    latency = agreed(_probe(chunked.tiny, group, device, align))
+    probe = agreed(_probe(chunked.step, group, device, align))
+    left = (budget_s(probe) if callable(budget_s) else budget_s) - probe
+    whole = latency + max(0.0, probe - latency) * chunked.per_step
+    if whole * (warmup + iters) <= left:
+        timed = Timed(_region(step, group, device, iters, max(1, warmup - 1), False, align), iters, False)
+        _steps(lambda: None, group, device, 0)  # the barrier of the second batch of the chunked branch
+        return timed
+    if latency <= LATENCY_SHARE * probe:
+        return _chunks(chunked, group, device, iters, left, probe, agreed, align)
+    # Latency-bound chunks: whole messages, the first of them untimed (its own size may connect anew).
+    fits = int(left // whole) if whole > 0 else warmup + iters
+    steps = max(1, min(iters, fits - 1))
+    timed = Timed(_region(step, group, device, steps, 1, False, align), steps, steps < iters)
+    _steps(lambda: None, group, device, 0)
+    return timed
+
+
+def _probe(step: Callable[[], None], group: ProcessGroup | None, device: torch.device, align: Align | None) -> float:
+    """This rank's seconds for one ``step`` after one untimed ``step``: the untimed one pays whatever the
+    first use of this call costs (NCCL's connection set-up), so the timed one is what every later call takes."""
     _start(group, device, align)
+    step()
+    device_ops.synchronize(device)
+    if align is not None:
+        align()
     timer = device_ops.RegionTimer(device)
     timer.start()
-    (chunked.step if chunked else step)()
-    probe = agreed(timer.stop())
-    left = (budget_s(probe) if callable(budget_s) else budget_s) - probe
-    if chunked is not None:
-        whole = probe * chunked.per_step
-        if whole * (warmup + iters) <= left:
-            timed = Timed(_region(step, group, device, iters, warmup, False, align), iters, False)
-            _steps(lambda: None, group, device, 0)  # the barrier of the second batch below
-            return timed
-        return _chunks(chunked, group, device, iters, left, probe, agreed, align)
+    step()
+    return timer.stop()
+
+
+def _whole_steps(
+    step: Callable[[], None],
+    group: ProcessGroup | None,
+    device: torch.device,
+    iters: int,
+    warmup: int,
+    left: float,
+    probe: float,
+    align: Align | None,
+) -> Timed:
+    """Whole steps within ``left`` seconds, planned from ``probe`` (one step's agreed time)."""
     fits = int(left // probe) if probe > 0 else iters + warmup
-    if fits >= max(0, warmup - 1) + iters:
-        return Timed(_region(step, group, device, iters, max(0, warmup - 1), False, align), iters, False)
+    if fits >= warmup + iters:
+        return Timed(_region(step, group, device, iters, warmup, False, align), iters, False)
     if fits < 1:
         # Not one more step fits: the probe is the measurement. The barrier keeps the group in step
         # with ranks whose plan timed more.
-        dist.barrier(group=group)
+        _dist().barrier(group=group)
         return Timed(probe * 1e6, 1, True)
     steps = min(fits, iters)
     return Timed(_region(step, group, device, steps, 0, False, align), steps, steps < iters)
@@ -322,10 +374,11 @@ def time_loop(
     device: torch.device,
     graph: bool = False,
     budget_s: Budget | None = None,
-    chunk_buffers: Buffers | None = None,
+    chunk_buffers: tuple[Buffers, Buffers] | None = None,
 ) -> Timed:
     """This rank's mean time per call of ``coll`` (:func:`time_region` on one collective, or
-    :func:`time_budgeted` when ``budget_s`` is given, in chunks of ``chunk_buffers`` when given)."""
+    :func:`time_budgeted` when ``budget_s`` is given, in chunks when ``chunk_buffers`` (a chunk's buffers and
+    a one-element call's, see :class:`Chunked`) are given)."""
 
     def step() -> None:
         coll.call(buffers, rank, nranks, group)
@@ -333,8 +386,12 @@ def time_loop(
     if budget_s is not None:
         chunked = None
         if chunk_buffers is not None:
-            chunk = chunk_buffers
-            chunked = Chunked(lambda: coll.call(chunk, rank, nranks, group), max(1, buffers.nbytes // chunk.nbytes))
+            chunk, tiny = chunk_buffers
+            chunked = Chunked(
+                lambda: coll.call(chunk, rank, nranks, group),
+                max(1, buffers.nbytes // chunk.nbytes),
+                lambda: coll.call(tiny, rank, nranks, group),
+            )
         return time_budgeted(
             step, group=group, device=device, iters=iters, warmup=warmup, budget_s=budget_s, chunked=chunked
         )
@@ -407,7 +464,12 @@ def measure(
     if budget_s is not None and chunks > 1:
         chunk_count = coll.count_for_bytes(real_bytes // chunks, elsize, nranks)
         chunk_bytes = coll.bytes_for_count(chunk_count, elsize, nranks)
-        chunk_buffers = make_buffers(coll, chunk_count, chunk_bytes, rank, nranks, dtype, device)
+        tiny_count = coll.count_for_bytes(elsize * nranks, elsize, nranks)
+        tiny_bytes = coll.bytes_for_count(tiny_count, elsize, nranks)
+        chunk_buffers = (
+            make_buffers(coll, chunk_count, chunk_bytes, rank, nranks, dtype, device),
+            make_buffers(coll, tiny_count, tiny_bytes, rank, nranks, dtype, device),
+        )
     timed = time_loop(
         coll,
         buffers,

@@ -12,7 +12,8 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from bench.fabric import hca, sysfs, topology
+from bench.fabric import hca, sysfs
+from bench.fabric.rail_nics import PlacedGpu, PlacedNic, nearest_rail_nics
 from bench.nccllogs import nccl_evidence, nccl_log
 from bench.nccllogs.nccl_evidence import device_matches
 from bench.preflight.check_base import Check, CheckResult, Context, IbVerbsCheck, RailsFound, Verdict, listed, majority
@@ -235,27 +236,39 @@ class GpuNicAffinity(Check):
         return None
 
     def run(self, ctx: Context) -> list[CheckResult]:
-        rail_devices = {p.device for p in ctx.rails}
-        nics = [d for d in ctx.devices if d.name in rail_devices]
-        pairs = topology.nearest_nics(ctx.gpus, nics)
-        far = [a for a in pairs if a.distance not in ("PIX", "PXB")]
+        # The rails' own mapping (bench.fabric.rail_nics), so that check, rails and accept name the same NIC.
+        by_device = {d.name: d for d in ctx.devices}
+        nics = [
+            PlacedNic(p.name, by_device[p.device].pci_path, by_device[p.device].numa_node, p.state)
+            for p in ctx.rails
+            if p.device in by_device
+        ]
+        gpus = [PlacedGpu(g.pci_address or f"GPU{g.index}", g.pci_path, g.numa_node) for g in ctx.gpus]
+        found = nearest_rail_nics(gpus, nics)
+        pairs = [(g, found[p.address]) for g, p in zip(ctx.gpus, gpus, strict=True)]
+        far = [(g, a) for g, a in pairs if not a.near]
         out = [
             self.result(
                 "fail",
-                f"GPU{a.gpu.index} ({a.gpu.pci_address}): nearest rail NIC {a.nic} is at {a.distance}, "
+                f"GPU{g.index} ({g.pci_address}): nearest rail NIC {short(a.nic)} is at {a.distance}, "
                 "expected PIX or PXB",
-                f"GPU{a.gpu.index}",
+                f"GPU{g.index}",
             )
-            for a in far
+            for g, a in far
         ]
         if not far:
-            shown = ", ".join(f"GPU{a.gpu.index}->{a.nic} {a.distance}" for a in pairs)
+            shown = ", ".join(f"GPU{g.index}->{short(a.nic)} {a.distance}" for g, a in pairs)
             out.append(self.result("pass", f"every GPU has a rail NIC at PIX/PXB: {shown}"))
-            shared = [n for n, c in Counter(a.nic for a in pairs if a.nic).items() if c > 1]
+            shared = sorted({a.nic.split(":")[0] for _, a in pairs if a.shared and a.nic})
             if shared and len(nics) >= len(pairs):
                 message = f"GPUs share rail NIC {listed(shared)} while other rails have no GPU"
                 out.append(self.result("warn", message, shared[0]))
         return out
+
+
+def short(nic: str | None) -> str | None:
+    """``mlx5_4:1`` -> ``mlx5_4``: the HCA, as people name it."""
+    return nic.split(":")[0] if nic else nic
 
 
 class FirmwareUniform(RailsFound):

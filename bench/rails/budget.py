@@ -7,7 +7,9 @@ a link that fell back to 1% of its rate costs a budget per cell, not a hundred t
 
 The rate is the rail's line rate where known. Where it is not (sockets on veth), it is the fabric's own:
 the larger of the fastest rail group's busbw and the upper median of the pair rates seen so far on every rail.
-Both ends of a pair must plan alike, so every input here is known identically on every rank of a rail.
+Both ends of a pair must plan alike, so every input here is known identically on every rank of a rail. The
+probes a budget is planned from are warm: ``time_budgeted`` times each only after one untimed call of the same
+size, so NCCL's connection set-up on first use never shrinks a budget or stretches a probe.
 """
 
 from __future__ import annotations

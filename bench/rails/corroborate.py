@@ -185,8 +185,21 @@ def corroborate(outcome: RailsOutcome, limits: ErrorLimits, actions: Actions) ->
 def _with_action(defect: Defect, physical: bool, actions: Actions, where: Mapping[tuple[str, int], str]) -> Defect:
     device = where.get((defect.node, defect.rail)) if defect.node is not None and defect.rail is not None else None
     words = device_words(device or defect.device)
+    if defect.kind == "path" and defect.carried:
+        words = {
+            **device_words(defect.carried[0]),
+            "device": " and ".join(device_words(c)["device"] for c in defect.carried),
+        }
+    expected = device_words(defect.expected_device)["device"] if defect.expected_device else None
+    if defect.kind == "link" and defect.expected_device:
+        words = device_words(defect.expected_device)  # a dead port is named by its own port
     sentence = actions.action(
-        _action_key(defect, physical), node=defect.node, peer=defect.peer, rail=defect.rail, **words
+        _action_key(defect, physical),
+        node=defect.node,
+        peer=defect.peer,
+        rail=defect.rail,
+        expected=expected,
+        **words,
     )
     return dataclasses.replace(defect, action=sentence)
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-DefectKind = Literal["link", "rail", "node", "pair", "errors"]
-"""``errors``: a link whose error counters rose during its own windows while its bandwidth held."""
-Symptom = Literal["slow", "flaky", "dead", "errors"]
+DefectKind = Literal["link", "rail", "node", "pair", "errors", "path"]
+"""``errors``: a link whose error counters rose during its own windows while its bandwidth held; ``path``: a
+rail's bytes on a NIC other than the one next to its GPU (``bench.rails.evidence.path_defects``)."""
+Symptom = Literal["slow", "flaky", "dead", "errors", "misrouted"]
 Severity = Literal["fail", "warn"]
 
 EVIDENCE_LIMIT = 64
@@ -88,9 +89,15 @@ class Defect:
     """What a technician does about it (the profile's ``[actions]``)."""
     severity: Severity = "fail"
     """``warn`` for an ``errors`` defect unless the profile's ``[errors] fail_on_errors`` says otherwise."""
+    expected_device: str | None = None
+    """A ``path`` defect's NIC nearest the rail's GPU (``mlx5_4:1``), or a dead port's own."""
+    carried: tuple[str, ...] = ()
+    """A ``path`` defect's NICs that carried the rail's bytes, busiest first."""
 
     def as_dict(self) -> dict[str, object]:
         return {
+            "expected_device": self.expected_device,
+            "carried": list(self.carried),
             "kind": self.kind,
             "node": self.node,
             "peer": self.peer,
@@ -156,6 +163,9 @@ def _finding(defect: Defect) -> str:
         where = f"{defect.node}-{defect.peer} rail {defect.rail}"
     else:
         where = f"{defect.node} rail {defect.rail}" + (f" ({defect.device})" if defect.device else "")
+    if defect.kind == "path" or (defect.symptom == "dead" and not defect.pairs and defect.evidence):
+        # Told by the counters or the port's state, not by a rate.
+        return f"{where}: {defect.evidence[0]} → {defect.kind} {defect.symptom}"
     percent = 100.0 * defect.measured_Gbps / defect.expected_Gbps if defect.expected_Gbps > 0 else 0.0
     of = "of" if defect.basis == "line rate" else "of peers'"
     rate = f"{gbps(defect.measured_Gbps)} Gb/s = {percent:.0f}% {of} {gbps(defect.expected_Gbps)} Gb/s"

@@ -1,9 +1,11 @@
 """Counter evidence for the rails test: which device carried each rail, and that nothing else did.
 
-While rail k runs alone, one rank per node reads the node's byte counters before and after. The device that
-moved the most bytes carried rail k there. Three things must then hold on every node:
+While rail k runs alone, one rank per node reads the node's byte counters before and after. The devices that
+moved at least the rail's share of bytes carried rail k there. Then, on every node:
 
-* each rail went over its own device (the interface ``--socket-ifname`` gave local rank k, when known);
+* each rail went over its own NIC, and only that one: the interface ``--socket-ifname`` gave local rank k, or on
+  IB the NIC nearest GPU k (``bench.fabric.rail_nics``), next to it; otherwise a ``path`` defect, and a rail
+  whose own NIC port is down is that rail's dead link (:func:`path_defects`);
 * no two rails shared a device (on GPUs: NCCL picked a different NIC for every GPU);
 * the management interface and the profile's excluded devices (``mlx5_0`` on a 1CC) carried at most the
   counter tolerance.
@@ -18,9 +20,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from bench.fabric.rail_nics import NEAR
 from bench.nccllogs.nccl_evidence import device_matches
 from bench.rails.localise import Defect
-from bench.rails.records import RailDevices, short_device
+from bench.rails.records import ExpectedNic, RailDevices, short_device
 from bench.units import format_size
 
 _REMOTE = re.compile(r"remote=\[([0-9a-fA-F.:]+)\]")
@@ -30,14 +33,25 @@ def attribute(
     rail: int,
     moved: Mapping[str, Mapping[str, int]],
     min_bytes: int,
-    expected: Mapping[str, str | None] | None = None,
+    expected: Mapping[str, ExpectedNic] | None = None,
 ) -> RailDevices:
-    """Rail ``rail``'s device on each node: the one that moved the most bytes, if at least ``min_bytes``."""
+    """Rail ``rail``'s devices on each node: the busiest (if it moved at least ``min_bytes``), every device
+    that moved that much, and what the node's rank of the rail expected."""
     device: dict[str, str | None] = {}
+    carried: dict[str, tuple[str, ...]] = {}
     for node, per_device in moved.items():
-        busiest = max(per_device.items(), key=lambda item: item[1], default=(None, 0))
-        device[node] = busiest[0] if busiest[1] >= min_bytes else None
-    return RailDevices(rail, device, {n: dict(d) for n, d in moved.items()}, dict(expected or {}))
+        busy = sorted(((n, b) for n, b in per_device.items() if b >= min_bytes), key=lambda item: -item[1])
+        device[node] = busy[0][0] if busy else None
+        carried[node] = tuple(name for name, _ in busy)
+    nics = dict(expected or {})
+    return RailDevices(
+        rail,
+        device,
+        {n: dict(d) for n, d in moved.items()},
+        {node: nic.device for node, nic in nics.items()},
+        carried,
+        nics,
+    )
 
 
 def _same_device(a: str, b: str) -> bool:
@@ -45,7 +59,8 @@ def _same_device(a: str, b: str) -> bool:
 
 
 def findings(devices: Sequence[RailDevices], quiet: Iterable[str], tolerance_bytes: int, min_bytes: int) -> list[str]:
-    """Everything the counters contradict, one line each (empty: the counters prove the layout).
+    """Everything the counters contradict besides a rail's own path, one line each (empty: the counters prove
+    the layout); a rail on the wrong NIC is a ``path`` defect (:func:`path_defects`).
 
     ``quiet`` names the management interface and the excluded devices (``mlx5_0``, ``mlx5_0:1``, ``eth0``).
     """
@@ -54,14 +69,11 @@ def findings(devices: Sequence[RailDevices], quiet: Iterable[str], tolerance_byt
     used: dict[tuple[str, str], list[int]] = {}
     for rd in devices:
         for node, dev in rd.device.items():
-            want = rd.expected.get(node)
             if dev is None:
                 out.append(f"{node} rail {rd.rail}: no device moved {format_size(min_bytes)}B while the rail ran alone")
                 continue
             if device_matches(dev, quiet):
                 out.append(f"{node} rail {rd.rail}: its bytes went over {dev}, which must stay quiet")
-            elif want is not None and not _same_device(dev, want):
-                out.append(f"{node} rail {rd.rail}: its bytes went over {dev}, not its own interface {want}")
             used.setdefault((node, short_device(dev) or dev), []).append(rd.rail)
         for node, per_device in rd.moved.items():
             for name, nbytes in per_device.items():
@@ -74,6 +86,80 @@ def findings(devices: Sequence[RailDevices], quiet: Iterable[str], tolerance_byt
         if len(rails) > 1:
             out.append(f"{node}: rails {', '.join(map(str, rails))} all went over {dev}")
     return out
+
+
+def _words(device: str) -> str:
+    hca, colon, port = device.partition(":")
+    return f"{hca} port {port}" if colon else hca
+
+
+def path_defects(devices: Sequence[RailDevices], quiet: Iterable[str] = ()) -> list[Defect]:
+    """A ``path`` defect for every node and rail whose bytes did not leave through the NIC next to its GPU, and
+    a dead ``link`` for every rail whose own NIC port is down (NCCL uses ACTIVE ports only, so that rail's bytes
+    go elsewhere and no path is judged there; no other rail is affected: each keeps its own nearest NIC).
+
+    A path defect: the bytes went over another NIC, over two or more NICs (their GPU shares its nearest NICs,
+    or NCCL spread the rail), or over the expected NIC when that NIC is far from the GPU (a host bridge or the
+    CPU interconnect between them: GPUDirect RDMA cannot run at full rate). The ``quiet`` devices (management,
+    excluded) are left to :func:`findings`.
+    """
+    quiet = tuple(q for q in quiet if q)
+    out: list[Defect] = []
+    for rd in devices:
+        for node, nic in sorted(rd.nics.items()):
+            if nic.device is None:
+                continue
+            gpu = f"GPU {nic.gpu}" if nic.gpu else "its GPU"
+            if nic.down:
+                line = f"{_words(nic.device)} is {nic.state}, the NIC nearest {gpu}"
+                out.append(_port_defect("link", "dead", node, rd.rail, nic.device, (), line))
+                continue
+            carried = tuple(c for c in rd.carried.get(node, ()) if not device_matches(c, quiet))
+            if not carried:
+                continue  # no device moved the rail's bytes: a counter finding, not a path
+            if len(carried) > 1:
+                line = (
+                    f"bytes on {len(carried)} NICs ({', '.join(map(_words, carried))}), expected {_words(nic.device)}"
+                )
+            elif not _same_device(carried[0], nic.device):
+                why = f"nearest {gpu}" if nic.gpu else "the interface it binds"
+                line = f"bytes on {_words(carried[0])}, expected {_words(nic.device)} ({why})"
+            elif nic.distance is not None and nic.distance not in NEAR:
+                line = f"bytes on {_words(carried[0])}, {nic.distance} from {gpu}: no NIC sits next to it"
+            else:
+                continue
+            out.append(_port_defect("path", "misrouted", node, rd.rail, nic.device, carried, line))
+    return out
+
+
+def _port_defect(
+    kind: Literal["link", "path"],
+    symptom: Literal["dead", "misrouted"],
+    node: str,
+    rail: int,
+    expected: str,
+    carried: tuple[str, ...],
+    line: str,
+) -> Defect:
+    device = short_device(carried[0] if carried else expected)
+    return Defect(
+        kind,
+        node,
+        rail,
+        device,
+        0.0,
+        0.0,
+        "line rate",
+        symptom,
+        0,
+        0,
+        0,
+        0,
+        0.0,
+        (line,),
+        expected_device=expected,
+        carried=carried,
+    )
 
 
 @dataclass(frozen=True)

@@ -31,11 +31,14 @@ def _judging(
     """The devices each rail used, its line rate, the rates localisation judges by, and the thresholds."""
     nodes = layout.nodes
     readers = [g for g in gathered if g["windows"] and g["windows"][0] is not None]
-    expected_if = {(g["host"], g["rail"]): g["ifname"] for g in gathered}
+    expected_nic = {(g["host"], g["rail"]): g["nic"] for g in gathered}
     min_bytes = max(1, settings.rail_bytes // 2)
     devices = [
         evidence.attribute(
-            k, {g["host"]: g["windows"][k] for g in readers}, min_bytes, {h: expected_if.get((h, k)) for h in nodes}
+            k,
+            {g["host"]: g["windows"][k] for g in readers},
+            min_bytes,
+            {h: expected_nic[(h, k)] for h in nodes if (h, k) in expected_nic},
         )
         for k in range(layout.rails)
     ]
@@ -60,6 +63,10 @@ def outcome(settings: RailsSettings, layout: RailLayout, gathered: list[dict[str
     found = Diagnosis(())
     if times:
         found = diagnose(records.pair_matrix(times, nodes, layout.rails), rates, thresholds, device_names)
+    # A rail whose own port is down is that link, dead: the bandwidth its bytes made elsewhere says no more.
+    paths = evidence.path_defects(devices, settings.quiet_devices)
+    dead = {(d.node, d.rail) for d in paths if d.kind == "link"}
+    measured = tuple(d for d in found.defects if not (d.kind == "link" and (d.node, d.rail) in dead))
     below = []
     for r in rail_results:
         target = expected.get(r.rail)
@@ -78,7 +85,7 @@ def outcome(settings: RailsSettings, layout: RailLayout, gathered: list[dict[str
         rail_results,
         times,
         devices,
-        found.defects,
+        (*paths, *measured),
         findings=findings,
         expected=expected,
         below_target=below,

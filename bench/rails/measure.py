@@ -230,7 +230,11 @@ def pair_round(
         step = one_way(send_buf, recv_buf, peer_rank, sending, group, wait)
         per = chunks_per_message(nbytes)
         chunk = send_buf.numel() // per
-        chunked = Chunked(one_way(send_buf[:chunk], recv_buf[:chunk], peer_rank, sending, group, wait), per)
+        chunked = Chunked(
+            one_way(send_buf[:chunk], recv_buf[:chunk], peer_rank, sending, group, wait),
+            per,
+            one_way(send_buf[:1], recv_buf[:1], peer_rank, sending, group, wait),
+        )
         align = pair_align(peer_rank, group, device, wait)
         if budget is None:
             mean = time_region(step, group=group, device=device, iters=iters, warmup=warmup, align=align)

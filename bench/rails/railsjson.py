@@ -19,6 +19,7 @@ def rails_doc(outcome: RailsOutcome) -> dict[str, object]:
                 "line_rate_Gbps": outcome.expected.get(rd.rail),
                 "devices": dict(rd.device),
                 "expected_devices": dict(rd.expected),
+                "path": rd.path_json(),
                 "bytes_alone": {n: dict(m) for n, m in rd.moved.items()},
             }
             for rd in outcome.devices

@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.exits import InfraError, UserError
-from bench.fabric.hca import select_hcas
+from bench.fabric.rail_nics import rail_nic
 from bench.fabric.sysfs import Sysfs, ib_ports, net_devices
 from bench.frame.job import Job, run_job
 from bench.frame.run import Run, launch_of, write_refused_is_infra
 from bench.frame.verdict import Item
+from bench.measure import device as device_ops
 from bench.measure.collectives import get_collective
 from bench.measure.timing import Budget, SizeResult, group_max, measure
 from bench.netaddr import interface_ipv4
@@ -36,8 +37,8 @@ from bench.rails.measure import PairTime, broadcast_object, gather_objects, make
 from bench.rails.pairs import PairRunner
 from bench.rundir.files import proposed_run_dir
 from bench.runtime import env as benv
-from bench.runtime.before_init import Prelude, PreludeStep, agree_all_ok, pin_rail, rail_pin, run_directory
-from bench.runtime.dist import DistContext
+from bench.runtime.before_init import Prelude, PreludeStep, run_directory, shared_nic_environment
+from bench.runtime.dist import DistContext, gpu_bus_id
 from bench.runtime.env import RankInfo
 from bench.runtime.watchdog import Watchdog
 
@@ -65,41 +66,37 @@ def _my_interface(settings: RailsSettings, layout: RailLayout, rank: int) -> str
 
 
 def rail_prelude(settings: RailsSettings, profile: Profile, proposal: Callable[[], Path]) -> PreludeStep:
-    """The rails command's before-init step: the run directory, and on NCCL this rank's rail pinned.
+    """The before-init step of ``rails`` and ``accept``: the run directory, and on NCCL its NIC variables.
 
-    NCCL reads ``NCCL_SOCKET_IFNAME``/``NCCL_IB_HCA`` once, at the first communicator, so local rank k is
-    kept on rail k's interface or HCA before the world exists; the world communicator of a rails run then
-    rides rail k too, which is what a rail-optimised fabric does anyway (GPU k reaches NIC k).
+    No rank gets a NIC of its own: NCCL reads ``NCCL_IB_HCA``/``NCCL_SOCKET_IFNAME`` once per process and merges
+    the NIC lists of a node's ranks in every communicator, so they must be the same on every rank of a node
+    (``bench.runtime.before_init.nic_disagreement``). Every rank gets the profile's values where the user set
+    none (and on socket rails the rail interface list), and NCCL's own topology takes each GPU to its nearest
+    NIC (``bench.fabric.rail_nics``); the counters prove which NIC carried each rail (``bench.rails.evidence``).
     """
+    defaults = {
+        "NCCL_IB_HCA": profile.recommended_env.get("NCCL_IB_HCA"),
+        "NCCL_SOCKET_IFNAME": settings.socket_ifname or profile.recommended_env.get("NCCL_SOCKET_IFNAME"),
+    }
 
     def step(prelude: Prelude) -> Path:
         out_dir = run_directory(prelude, proposal)
-        if prelude.reads_nccl_env:
-            pin_rail(prelude, _rail_pin(settings, profile, prelude))
+        shared_nic_environment(prelude, defaults)
         return out_dir
 
     return step
 
 
-def _rail_pin(settings: RailsSettings, profile: Profile, prelude: Prelude) -> dict[str, str]:
-    rail = prelude.info.local_rank
-    sysfs = Sysfs(Path("/sys"))
-    problem, ifnames, hcas = None, [], []
-    if settings.socket_ifname:
-        try:
-            ifnames = [
-                interface_for_rail(
-                    settings.socket_ifname, [d.name for d in net_devices(sysfs)], rail, socket.gethostname()
-                )
-            ]
-        except UserError as exc:
-            problem = str(exc)
-    else:
-        active = [p.name for p in ib_ports(sysfs) if p.state == "ACTIVE"]
-        wanted = benv.get("NCCL_IB_HCA") or profile.recommended_env.get("NCCL_IB_HCA")
-        hcas = select_hcas(wanted, active)
-    agree_all_ok(prelude, "rail_pin", problem)
-    return rail_pin(0 if ifnames else rail, socket_ifname=settings.socket_ifname, ifnames=ifnames, hcas=hcas)
+def _my_nic(ctx: DistContext, my_ifname: str | None) -> records.ExpectedNic:
+    """The NIC this rank's rail should leave through on its node: the interface it binds (socket rails), else the
+    NIC nearest its GPU among those NCCL_IB_HCA selects (``bench.fabric.rail_nics``); unknown on a CPU."""
+    if my_ifname:
+        return records.ExpectedNic(my_ifname)
+    if not device_ops.is_cuda(ctx.device):
+        return records.ExpectedNic(None)
+    bus = gpu_bus_id(int(ctx.device.index))
+    found = rail_nic(Sysfs(Path("/sys")), bus, benv.get("NCCL_IB_HCA"))
+    return records.ExpectedNic(found.nic, found.state, found.distance, bus, found.shared)
 
 
 def _rail_result(coll: str, mode: records.Mode, rail: int, nnodes: int, res: SizeResult) -> records.RailResult:
@@ -191,6 +188,7 @@ def rails_phase(
         return records.RailsOutcome(skipped=reason, nodes=layout.nodes, rails=layout.rails) if rank == 0 else None
     node, rail = layout.where(rank)
     my_ifname = _my_interface(settings, layout, rank)
+    my_nic = _my_nic(ctx, my_ifname)
     # One rank per node reads its counters at every window's edge (bench.rails.windows).
     counts = windows.NodeCounters(local_rank == 0)
     watchdog.enter("creating the rail groups")
@@ -295,6 +293,7 @@ def rails_phase(
         "whole": counts.whole(),
         "error_windows": counts.windows,
         "ifname": my_ifname,
+        "nic": my_nic,
         "rail": rail,
         "rates": _ib_rates(local_rank),
     }

@@ -52,6 +52,36 @@ class RailResult:
 
 
 @dataclass(frozen=True)
+class ExpectedNic:
+    """The NIC one node's rank of rail k should leave through (``bench.rails.rank``)."""
+
+    device: str | None
+    """``mlx5_4:1`` (the port nearest GPU k) or the interface the rank binds (``eth1``); None when unknown."""
+    state: str | None = None
+    """The IB port's state (``ACTIVE``, ``DOWN``...); None for interfaces."""
+    distance: str | None = None
+    """PCI distance from GPU k (``PIX``, ``PXB``, ``PHB``, ``NODE``, ``SYS``); None without a GPU."""
+    gpu: str | None = None
+    """GPU k's PCI address."""
+    shared: bool = False
+    """GPU k shares its nearest NICs with other GPUs, or has several: NCCL spreads the rail over them."""
+
+    @property
+    def down(self) -> bool:
+        """An IB port that is not ACTIVE: NCCL will not use it (a dead link)."""
+        return self.state is not None and self.state != "ACTIVE"
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "expected": self.device,
+            "state": self.state,
+            "distance": self.distance,
+            "gpu": self.gpu,
+            "shared": self.shared,
+        }
+
+
+@dataclass(frozen=True)
 class RailDevices:
     """Which device carried rail k's bytes on each node, from counter deltas while rail k ran alone."""
 
@@ -61,7 +91,20 @@ class RailDevices:
     moved: Mapping[str, Mapping[str, int]]
     """node -> device -> bytes (tx + rx) in the window."""
     expected: Mapping[str, str | None] = field(default_factory=dict)
-    """node -> the interface this rail should use (from --socket-ifname), where known."""
+    """node -> the NIC this rail should use (the interface bound on socket rails, the NIC nearest GPU k on IB),
+    where known."""
+    carried: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """node -> every device that moved at least the rail's share of bytes, busiest first."""
+    nics: Mapping[str, ExpectedNic] = field(default_factory=dict)
+    """node -> what its rank of this rail expected (state and PCI distance included)."""
+
+    def path_json(self) -> dict[str, dict[str, object]]:
+        """rails.json's ``path``: per node, the NIC expected and the NICs that carried the rail's bytes."""
+        out: dict[str, dict[str, object]] = {}
+        for node in dict.fromkeys([*self.device, *self.nics]):
+            nic = self.nics.get(node) or ExpectedNic(self.expected.get(node))
+            out[node] = {**nic.as_dict(), "carried": list(self.carried.get(node, ()))}
+        return out
 
 
 def short_device(device: str | None) -> str | None:
@@ -290,7 +333,8 @@ class RailsOutcome:
 
     def rail_reasons(self, rail: int) -> list[str]:
         """Why rail ``rail`` fails (empty: it passes)."""
-        reasons = [describe(d) for d in self.failing if d.rail == rail and d.kind in ("rail", "link", "errors")]
+        kinds = ("rail", "link", "errors", "path")
+        reasons = [describe(d) for d in self.failing if d.rail == rail and d.kind in kinds]
         reasons += [r for r in self.below_target if r.startswith(f"rail {rail} ")]
         reasons += [f for f in self.findings if rail in _rails_named(f)]
         return reasons

@@ -5,12 +5,14 @@ when the first communicator is made, and railbench makes the world communicator 
 (``init_process_group(device_id=...)``). So these steps run between the rendezvous (the key-value store is
 up) and process-group creation, and agree through the store, never through a collective: the run
 directory (it names the NCCL log files), the GPU each rank drives (two ranks on one GPU are refused here,
-before NCCL meets them as "Duplicate GPU"), the NCCL log variables, and for a rails rank the one rail it
-may use (``NCCL_SOCKET_IFNAME`` or an exact single-HCA ``NCCL_IB_HCA``).
+before NCCL meets them as "Duplicate GPU"), the NCCL log variables, and NCCL's NIC variables, which must be the
+same on every rank of a node (railbench never gives a rank its own NIC: NCCL picks GPU k's nearest NIC itself,
+``bench.fabric.rail_nics``).
 """
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -75,13 +77,6 @@ def agree(prelude: Prelude, key: str, rank0_value: Callable[[], str]) -> str:
     return store_broadcast(prelude.store, key, prelude.info.rank, prelude.timeout_s, rank0_value)
 
 
-def agree_all_ok(prelude: Prelude, key: str, problem: str | None) -> None:
-    """Raise the first rank's problem on every rank, so that every rank stops together (exit 2)."""
-    problems = [p for p in gather_str(prelude, key, problem or "") if p]
-    if problems:
-        raise UserError(problems[0])
-
-
 def nccl_log_environment(out_dir: Path, host: str, rank: int) -> dict[str, str]:
     """NCCL's INFO log into ``<run dir>/nccl/<host>-<rank>.log``: the evidence the fabric checks read."""
     return {
@@ -112,26 +107,49 @@ def run_directory(prelude: Prelude, proposal: Callable[[], Path]) -> Path:
     return out_dir
 
 
-def rail_pin(rail: int, *, socket_ifname: str | None, ifnames: Sequence[str], hcas: Sequence[str]) -> dict[str, str]:
-    """The NCCL variables that keep rail ``rail``'s rank on its own rail, or {} when nothing pins it.
+NIC_VARS = ("NCCL_IB_HCA", "NCCL_SOCKET_IFNAME")
+"""The variables NCCL builds each process's NIC list from (``net_ib/init.cc`` ``ncclIbInitDevices``, the socket
+transport's ``ncclFindInterfaces``): once per process, at its first communicator."""
 
-    Socket rails: ``NCCL_SOCKET_IFNAME`` set exactly to the interface this rail binds. IB rails: an exact,
-    single-HCA ``NCCL_IB_HCA`` naming the rail's HCA port (the ``rail``-th of those the profile's
-    ``NCCL_IB_HCA`` selects, in NCCL's order: ``hcas``), so a rail test cannot pass through a neighbour's
-    NIC. ``ifnames`` are the interfaces ``socket_ifname`` selects on this node, in order.
+
+def nic_disagreement(posts: Sequence[tuple[str, Mapping[str, str | None]]]) -> str | None:
+    """Why these ranks cannot share communicators (each post: the rank's host and its NIC variables, in rank
+    order), or None when every rank of each host sees the same values.
+
+    NCCL fuses the topology of a communicator's ranks on one node (``src/graph/topo.cc`` ``ncclTopoGetSystem``:
+    an intra-node all-gather of every local rank's topology, then ``ncclTopoFuseXml``) and each rank's NICs come
+    from its own variables: ranks of one node with different lists give one fused system with clashing NIC
+    indices, undefined routes or ring-building errors (NVIDIA/nccl issue 1478). Setting them per rank is never
+    right, whoever does it (a launcher script, a per-rank wrapper).
     """
-    if socket_ifname:
-        return {"NCCL_SOCKET_IFNAME": f"={ifnames[rail]}"} if rail < len(ifnames) else {}
-    if rail < len(hcas):
-        return {"NCCL_IB_HCA": f"={hcas[rail]}"}
-    return {}
+    first: dict[tuple[str, str], tuple[int, str | None]] = {}
+    for rank, (host, values) in enumerate(posts):
+        for name in NIC_VARS:
+            seen = first.setdefault((host, name), (rank, values.get(name)))
+            if seen[1] != values.get(name):
+                return (
+                    f"{name} differs between ranks of {host} (rank {seen[0]}: {seen[1]!r}, rank {rank}: "
+                    f"{values.get(name)!r}): NCCL merges the NIC lists of a node's ranks and cannot route over "
+                    f"per-rank values; give every rank the same {name} (e.g. mpirun -x {name}=...)"
+                )
+    return None
 
 
-def pin_rail(prelude: Prelude, pin: Mapping[str, str]) -> None:
-    """Set this rail rank's pin before its first communicator (these are the rank's own; they override)."""
-    if prelude.reads_nccl_env:
-        for name, value in pin.items():
-            benv.set_value(name, value)
+def shared_nic_environment(prelude: Prelude, defaults: Mapping[str, str | None]) -> None:
+    """NCCL's NIC variables before the first communicator: ``defaults`` (the profile's, the rails' interface
+    list) where the user set nothing, then agreed through the store to be the same on every rank of each node
+    (UserError on every rank otherwise: exit 2 before NCCL meets them)."""
+    if not prelude.reads_nccl_env:
+        return
+    apply_defaults({name: value for name, value in defaults.items() if name in NIC_VARS and value})
+    mine = json.dumps({"host": socket.gethostname(), **{name: benv.get(name) for name in NIC_VARS}})
+    posts = []
+    for text in gather_str(prelude, "nic_environment", mine):
+        post = json.loads(text)
+        posts.append((str(post.pop("host")), post))
+    problem = nic_disagreement(posts)
+    if problem:
+        raise UserError(problem)
 
 
 def place_gpu(prelude: Prelude, visible_gpus: int, bus_id: Callable[[int], str]) -> int:

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 
 from bench.finding import Finding
 from bench.frame.verdict import Item
+from bench.measure.targets import ONE_RANK
 from bench.rundir.files import RowValue, row_float, row_int
 from bench.units import format_size
 
@@ -69,6 +70,8 @@ def _collective(
 def not_judged(rows: Sequence[Mapping[str, RowValue]], min_bytes: int, profile: str) -> str:
     """Why a collective's rows were not judged, and how to reach a judgement (the same words for every
     collective with the same cause, so the verdict says it once)."""
+    if rows and all(_number(r.get("nranks")) == 1 for r in rows):
+        return ONE_RANK
     if not any((_number(r.get("target_Gbps")) or 0) > 0 for r in rows):
         return f"profile {profile} sets no busbw target for these collectives"
     largest = max((row_int(r["bytes"]) for r in rows), default=0)

@@ -20,7 +20,7 @@ from bench.measure.collectives import Collective, Dtype, get_collective, get_dty
 from bench.measure.memory_fit import check_sizes_fit, free_memory_bytes, largest_fitting
 from bench.measure.results import RowPlace, result_row
 from bench.measure.table import row_line, section_header, write_summary
-from bench.measure.targets import judge_min_bytes, world_target_gbps
+from bench.measure.targets import ONE_RANK, judge_min_bytes, world_target_gbps
 from bench.measure.timing import SizeResult, graph_capture_works, measure
 from bench.rundir.files import Row
 from bench.runtime import env as benv
@@ -87,9 +87,11 @@ def world_sweep(config: RunConfig, run: Run, graph: bool) -> list[Item]:
     try:
         with run.evidence() as found, run.guarded() as watchdog:
             for coll in colls:
-                target = world_target_gbps(profile, coll.name, nnodes)
+                target = world_target_gbps(profile, coll.name, nnodes, nranks)
                 if run.rank0:
                     progress.line(section_header(coll.name, nranks, nnodes, ctx.backend, coll.placement, graph))
+                    if target is None and world_target_gbps(profile, coll.name, nnodes) is not None:
+                        progress.line(f"# not judged: {ONE_RANK}")
                 for nbytes in sizes:
                     watchdog.enter(f"{coll.name} at {format_size(nbytes)}")
                     res = _measure(config, ctx, coll, nbytes, tdtype, dtype.size, graph)
