@@ -28,7 +28,7 @@ from bench.rails.layout import RailLayout, rail_layout
 from bench.rails.measure import flatten, gather_objects, gloo_interface, one_way, pair_align, pair_buffers
 from bench.rails.records import RailsOutcome
 from bench.rails.schedule import Round, schedule
-from bench.runtime.dist import DistContext, gpu_bus_id
+from bench.runtime.dist import DistContext, gpu_bus_id, torch_timeout_s
 from bench.runtime.watchdog import Watchdog
 
 LOOPBACK = "lo"
@@ -86,7 +86,9 @@ def intra_node_phase(settings: RailsSettings, ctx: DistContext, watchdog: Watchd
             return None
         return IntraNodeOutcome(layout.nodes, local, skipped="1 local rank per node: no local pair to measure")
     watchdog.enter("creating the node groups")
-    groups = make_node_groups(layout, ctx.backend, settings.timeout_s)
+    # Past the watchdog's timeout (bench.runtime.dist.torch_timeout_s): a step that overruns is railbench's
+    # to report, never torch's.
+    groups = make_node_groups(layout, ctx.backend, torch_timeout_s(settings.timeout_s))
     watchdog.leave()
     node, _ = layout.where(rank)
     buffers = pair_buffers(settings.pair_bytes, ctx.device)

@@ -18,7 +18,7 @@ from bench.measure.timing import Budget, group_max
 from bench.rails.budget import cell_budget, chunks_per_message, expected_rate
 from bench.rails.layout import RailLayout
 from bench.rails.localise import Thresholds, suspect_samples
-from bench.rails.measure import PairTime, flatten, gather_objects, pair_buffers, pair_round
+from bench.rails.measure import PairOpen, PairTime, flatten, gather_objects, pair_buffers, pair_round
 from bench.rails.records import pair_matrix
 from bench.rails.schedule import Cell, Round, confirmation_rounds, schedule
 
@@ -37,10 +37,14 @@ class PairRunner:
         device: Any,
         start_Gbps: float | None,
         wait: timedelta | None = None,
+        measured: PairOpen | None = None,
     ) -> None:
         self.settings, self.layout, self.rank, self.group = settings, layout, rank, group
+        """``group``: this rank's rail group; None when its link is dead (it measures nothing)."""
         self.wait = wait
         """How long one send or receive may wait (``bench.rails.measure.p2p_wait``)."""
+        self.measured = measured
+        """Which pairs are measured (a dead end's are not attempted); None: every pair."""
         self.device = device
         self.buffers = pair_buffers(settings.pair_bytes, device)
         self.start_Gbps = start_Gbps
@@ -81,6 +85,7 @@ class PairRunner:
                 warmup=self.settings.warmup,
                 budget_s=self.budget_s(),
                 wait=self.wait,
+                measured=self.measured,
             )
             leave()
             times += mine

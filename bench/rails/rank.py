@@ -9,6 +9,7 @@ round-robin pair matrix, gathers everything to rank 0, and rank 0 localises and 
 from __future__ import annotations
 
 import dataclasses
+import math
 import socket
 import sys
 from collections.abc import Callable
@@ -20,27 +21,31 @@ from bench.fabric.hca import select_hcas
 from bench.fabric.sysfs import Sysfs, ib_ports, net_devices
 from bench.measure.collectives import get_collective
 from bench.measure.timing import Budget, group_max, measure
-from bench.netaddr import interface_ipv4
 from bench.profiles import Profile
-from bench.rails import evidence, intranode, judge, output, records, windows
+from bench.rails import intranode, judge, output, records, windows
 from bench.rails.budget import cell_budget, chunks_per_message
 from bench.rails.config import RailsConfig, RailsSettings, validate
 from bench.rails.corroborate import corroborate
+from bench.rails.groups import form_rail_groups
 from bench.rails.layout import RailLayout, interface_for_rail, rail_layout
-from bench.rails.measure import PairTime, broadcast_object, gather_objects, make_rail_groups, p2p_wait
+from bench.rails.measure import PairTime, broadcast_object, gather_objects, p2p_wait
 from bench.rails.pairs import PairRunner
 from bench.rundir.files import ResultsWriter, default_cluster_name, default_run_dir, proposed_run_dir
 from bench.rundir.record import RunRecord, base_metadata, iso_utc
 from bench.runtime import env as benv
 from bench.runtime.before_init import Prelude, PreludeStep, agree_all_ok, pin_rail, rail_pin, run_directory
-from bench.runtime.dist import DistContext, agree_on_exit_status, broadcast_str, quiet_usage_exit, run_as_rank
+from bench.runtime.dist import (
+    DistContext,
+    agree_on_exit_status,
+    broadcast_str,
+    quiet_usage_exit,
+    run_as_rank,
+    torch_timeout_s,
+)
 from bench.runtime.env import RankInfo
 from bench.runtime.finish import finish_run
 from bench.runtime.guard import EndRecorder, guarded
 from bench.runtime.watchdog import Watchdog
-
-CONNECT_S = 5.0
-"""Seconds a rail group's members get to connect before the group counts as not formed (a dead link)."""
 
 
 def _my_interface(settings: RailsSettings, layout: RailLayout, rank: int) -> str | None:
@@ -126,11 +131,13 @@ def _measure_rail(
 ) -> Any:
     """One collective in this rank's rail group, within a cell budget from ``rate_Gbps`` (the line rate, or
     the fastest rail's busbw); where no rate is known yet every rail is measured at once (``rate_Gbps``
-    None) and the budget comes from the fastest rail's probe, agreed over the world."""
+    None) and the budget comes from the fastest rail's probe, agreed over the world.
+
+    ``group`` None: this rank's link is out of its rail group (dead), or its rail has no group; it measures
+    nothing and only meets the world's agreement on the budget, as every rank does (returns None)."""
     import torch
     import torch.distributed as dist
 
-    group_rank = dist.get_group_rank(group, ctx.info.rank)
     collective = get_collective(coll)
     # Every rank sends about busbw-factor x the message per call, the pair budget's "wire bytes".
     wire = int(settings.rail_bytes * max(1.0, collective.busbw_factor(n)))
@@ -146,6 +153,11 @@ def _measure_rail(
             rate = wire / chunks * 8 / fastest / 1e9 if fastest > 0 else None
             return cell_budget(wire, warmup + iters, rate)
 
+    if group is None:
+        if callable(budget):
+            budget(math.inf)
+        return None
+    group_rank = dist.get_group_rank(group, ctx.info.rank)
     return measure(
         collective,
         settings.rail_bytes,
@@ -172,52 +184,26 @@ def _ib_rates(local_rank: int) -> dict[str, float] | None:
 
 
 def rails_phase(settings: RailsSettings, ctx: DistContext, watchdog: Watchdog) -> records.RailsOutcome | None:
-    """Every rail and every pair; returns the outcome on rank 0, None elsewhere."""
-    import torch.distributed as dist
+    """Every rail and every pair; returns the outcome on rank 0, None elsewhere.
 
+    Rail groups are formed from their live members (``bench.rails.groups``): a rank whose link is dead, or
+    whose rail has no group, measures nothing on its rail but keeps in step with the world (its barriers,
+    gathers and the budget's agreement), and every pair with a dead end is left out, reported dead.
+    """
     layout = rail_layout(ctx.hosts)
     rank, local_rank = ctx.info.rank, ctx.info.local_rank
-    n = len(layout.nodes)
-    if n < 2:
+    if len(layout.nodes) < 2:
         reason = f"1 node ({layout.nodes[0]}): a rail group needs local rank k of at least 2 nodes"
         return records.RailsOutcome(skipped=reason, nodes=layout.nodes, rails=layout.rails) if rank == 0 else None
     node, rail = layout.where(rank)
     my_ifname = _my_interface(settings, layout, rank)
     # One rank per node reads its counters at every window's edge (bench.rails.windows).
     counts = windows.NodeCounters(local_rank == 0)
-    watchdog.enter("creating the rail groups")
-    dist.barrier()  # every member starts connecting at once: a late one must not read as a dead link
-    # A member that waits for a peer that cannot connect gives up after about five of its group's timeouts
-    # (gloo retries), so at most a sixth of the step's time lets every rank learn within the step what broke;
-    # CONNECT_S keeps a dead link from costing minutes where connecting takes well under a second.
-    op_timeout_s = 0.8 * settings.timeout_s
-    groups, problem = make_rail_groups(
-        layout,
-        my_ifname if ctx.backend == "gloo" else None,
-        max(1.0, min(CONNECT_S, settings.timeout_s / 6)),
-        op_timeout_s,
-    )
-    group = groups[rail]
-    address = interface_ipv4(my_ifname) if my_ifname else None
+    formed = form_rail_groups(ctx, layout, my_ifname, settings.timeout_s, watchdog.enter, watchdog.leave)
+    membership = formed.membership
+    group = formed.mine(rank, layout)
+    n = len(membership.live[rail])
     counts.close("forming the rail groups")
-    reports = gather_objects(
-        (evidence.GroupFailure(layout.nodes[node], rail, address, my_ifname, problem), counts.windows, counts.whole())
-    )
-    formed = [failure for failure, _, _ in reports]
-    watchdog.leave()
-    if any(f.problem for f in formed):
-        # A rail whose members cannot even connect: name the dead link; measuring the rest waits for a fix.
-        if rank != 0:
-            return None
-        dead = evidence.dead_links(formed, layout.nodes, settings.rail_rate_gbps)
-        return records.RailsOutcome(
-            None,
-            layout.nodes,
-            layout.rails,
-            defects=tuple(dead),
-            counters={f.node: whole for f, _, whole in reports if whole is not None},
-            error_windows=windows.join({f.node: mine for f, mine, whole in reports if whole is not None}),
-        )
 
     mine: list[records.RailResult] = []
     fastest = 0.0
@@ -234,10 +220,11 @@ def rails_phase(settings: RailsSettings, ctx: DistContext, watchdog: Watchdog) -
             rate_Gbps=settings.rail_rate_gbps,
         )
         watchdog.leave()
-        result = _rail_result(coll, "concurrent", rail, n, res)
-        fastest = max(fastest, result.busbw_Gbps)
-        if node == 0:
-            mine.append(result)
+        if res is not None:
+            result = _rail_result(coll, "concurrent", rail, n, res)
+            fastest = max(fastest, result.busbw_Gbps)
+            if node == membership.live[rail][0]:
+                mine.append(result)
     # The fastest rail group's busbw, the same on every rank: where no line rate is known, the budgets of
     # the rails measured alone and of the pairs start from it.
     start = max(gather_objects(fastest))
@@ -250,25 +237,29 @@ def rails_phase(settings: RailsSettings, ctx: DistContext, watchdog: Watchdog) -
     alone: list[dict[str, int] | None] = []
     for k in range(layout.rails):
         watchdog.enter(f"rail {k} alone")
-        dist.barrier()
-        if rail == k and settings.isolation:
-            for coll in settings.collectives:
-                res = _measure_rail(
-                    settings, ctx, coll, group, n, iters=settings.iters, warmup=settings.warmup, rate_Gbps=known
-                )
-                if node == 0:
-                    mine.append(_rail_result(coll, "isolated", rail, n, res))
-        elif rail == k:
-            # Only to see which device carries the rail: one call is plenty of bytes.
-            _measure_rail(settings, ctx, settings.collectives[0], group, n, iters=1, warmup=0, rate_Gbps=known)
-        dist.barrier()
+        dist_barrier()
+        if rail == k and group is not None and known is not None:
+            if settings.isolation:
+                for coll in settings.collectives:
+                    res = _measure_rail(
+                        settings, ctx, coll, group, n, iters=settings.iters, warmup=settings.warmup, rate_Gbps=known
+                    )
+                    if node == membership.live[rail][0]:
+                        mine.append(_rail_result(coll, "isolated", rail, n, res))
+            else:
+                # Only to see which device carries the rail: one call is plenty of bytes.
+                _measure_rail(settings, ctx, settings.collectives[0], group, n, iters=1, warmup=0, rate_Gbps=known)
+        dist_barrier()
         alone.append(counts.close(f"rail {k} alone", (k,)))
         watchdog.leave()
 
+    op_timeout_s = torch_timeout_s(settings.timeout_s)
     times: list[PairTime] = []
     runner = None
     if settings.pairs:
-        runner = PairRunner(settings, layout, rank, group, ctx.device, start, p2p_wait(group, op_timeout_s))
+        measured = None if membership.everyone else membership.pair_open
+        wait = p2p_wait(group, op_timeout_s)
+        runner = PairRunner(settings, layout, rank, group, ctx.device, start, wait, measured)
         times = runner.matrix(watchdog.enter, watchdog.leave)
         counts.close("pair matrix")
 
@@ -290,7 +281,7 @@ def rails_phase(settings: RailsSettings, ctx: DistContext, watchdog: Watchdog) -
     if runner is not None and settings.confirm:
         # Every suspect is measured again, in its own round and beside the same round's other suspects,
         # before anything is named.
-        found = judge.suspect_cells(settings, layout, gathered) if rank == 0 else None
+        found = judge.suspect_cells(settings, layout, gathered, membership) if rank == 0 else None
         again = runner.confirm(broadcast_object(found), watchdog.enter, watchdog.leave)
         counts.close("re-measurements")
         watchdog.enter("gathering the re-measurements")
@@ -300,7 +291,15 @@ def rails_phase(settings: RailsSettings, ctx: DistContext, watchdog: Watchdog) -
         watchdog.leave()
     if rank != 0:
         return None
-    return dataclasses.replace(judge.outcome(settings, layout, gathered), process_groups=1 + len(groups))
+    outcome = judge.outcome(settings, layout, gathered, membership, formed.reports)
+    return dataclasses.replace(outcome, process_groups=1 + formed.made)
+
+
+def dist_barrier() -> None:
+    """A barrier over the world (every rank, whatever its rail's state)."""
+    import torch.distributed as dist
+
+    dist.barrier()
 
 
 def guarded_rails_phase(

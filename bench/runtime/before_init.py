@@ -48,10 +48,16 @@ PreludeStep = Callable[[Prelude], Path | None]
 
 def gather_str(prelude: Prelude, key: str, value: str) -> list[str]:
     """Every rank's ``value`` for ``key``, in rank order, on every rank (through the store)."""
-    info, store = prelude.info, prelude.store
-    store.set(f"railbench/{key}/{info.rank}", value)
-    keys = [f"railbench/{key}/{r}" for r in range(info.world_size)]
-    store.wait(keys, timedelta(seconds=prelude.timeout_s))
+    info = prelude.info
+    return store_gather(prelude.store, key, info.rank, info.world_size, value, prelude.timeout_s)
+
+
+def store_gather(store: Any, key: str, rank: int, world_size: int, value: str, timeout_s: float) -> list[str]:
+    """Every rank's ``value`` for ``key``, in rank order, on every rank, through the store: it works before
+    any communicator exists and beside one that a dead link broke. Each ``key`` is used once per run."""
+    store.set(f"railbench/{key}/{rank}", value)
+    keys = [f"railbench/{key}/{r}" for r in range(world_size)]
+    store.wait(keys, timedelta(seconds=timeout_s))
     return [store.get(k).decode() for k in keys]
 
 

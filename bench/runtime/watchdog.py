@@ -25,6 +25,11 @@ from typing import Any
 
 from bench.errors import EXIT_INFRA
 
+RANK0_GRACE_S = 60.0
+"""How long past a step's timeout the other ranks keep beating while rank 0 diagnoses and ends the run."""
+DIAGNOSE_S = 12.0
+"""The most rank 0's diagnosis may take: two heartbeat readings 2 s apart, each bounded by the store's 10 s."""
+
 
 @dataclass(frozen=True)
 class Hang:
@@ -75,8 +80,7 @@ class Watchdog:
     store_address: tuple[str, int] | None = None
     """Where the store listens, for the thread's own connection (None: share ``store``)."""
     poll_s: float = 0.5
-    rank0_grace_s: float = 60.0
-    """How long past the timeout other ranks keep beating while rank 0 diagnoses and ends the run."""
+    rank0_grace_s: float = RANK0_GRACE_S
     _step: int = field(default=0, init=False)
     _label: str = field(default="start-up", init=False)
     _started: float | None = field(default=None, init=False)
