@@ -118,7 +118,7 @@ def _accept(config: AcceptConfig, settings: RailsSettings, profile: Profile, ctx
                 **extra,
             )
 
-    outcome = rails_rank.guarded_rails_phase(settings, ctx, record_end)
+    outcome = rails_rank.guarded_rails_phase(settings, ctx, record_end, out_dir)
 
     status = EXIT_PASS
     if rank == 0 and outcome is not None and reports is not None:

@@ -31,7 +31,7 @@ from bench.rails.layout import RailLayout, interface_for_rail, rail_layout
 from bench.rails.measure import PairTime, broadcast_object, gather_objects, p2p_wait
 from bench.rails.pairs import PairRunner
 from bench.rundir.files import ResultsWriter, default_cluster_name, default_run_dir, proposed_run_dir
-from bench.rundir.record import RunRecord, base_metadata, iso_utc
+from bench.rundir.record import RunRecord, base_metadata, iso_utc, rank0_lost_recorder
 from bench.runtime import env as benv
 from bench.runtime.before_init import Prelude, PreludeStep, agree_all_ok, pin_rail, rail_pin, run_directory
 from bench.runtime.dist import (
@@ -303,11 +303,12 @@ def dist_barrier() -> None:
 
 
 def guarded_rails_phase(
-    settings: RailsSettings, ctx: DistContext, record_end: EndRecorder
+    settings: RailsSettings, ctx: DistContext, record_end: EndRecorder, out_dir: Path | None = None
 ) -> records.RailsOutcome | None:
     """``rails_phase`` (and the intra-node matrix) under ``bench.runtime.guard``: a hang, a lost rank, Ctrl-C
-    or SIGTERM is recorded through ``record_end`` and raised on (exit 3, or 130/143)."""
-    with guarded(ctx, settings.timeout_s, record_end) as watchdog:
+    or SIGTERM is recorded through ``record_end`` and raised on (exit 3, or 130/143); rank 0's own loss is
+    recorded by a surviving rank into ``out_dir``'s run.json."""
+    with guarded(ctx, settings.timeout_s, record_end, rank0_lost_recorder(out_dir)) as watchdog:
         outcome = rails_phase(settings, ctx, watchdog)
         if intranode.wanted(settings, ctx.backend):
             outcome = intranode.attach(outcome, intranode.intra_node_phase(settings, ctx, watchdog))
@@ -359,7 +360,7 @@ def _standalone(config: RailsConfig, settings: RailsSettings, profile: Profile, 
                 **extra,
             )
 
-    outcome = guarded_rails_phase(settings, ctx, record_end)
+    outcome = guarded_rails_phase(settings, ctx, record_end, out_dir)
     status = EXIT_PASS
     if outcome is not None and record is not None:
         output.write_outputs(outcome, out_dir, writer, settings.iters)

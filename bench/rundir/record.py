@@ -6,11 +6,12 @@ from __future__ import annotations
 import os
 import platform
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from bench import __version__
+from bench.errors import UserError
 from bench.profiles import Profile
 from bench.rundir.files import FORMAT_VERSION
 from bench.rundir.runjson import RunFile, new_record
@@ -82,3 +83,23 @@ def base_metadata(ctx: DistContext, cluster: str, profile: Profile, command: str
         "env": benv.recorded_environment(),
         "pid": os.getpid(),
     }
+
+
+def rank0_lost_recorder(out_dir: Path | None) -> Callable[[str, int, dict[str, Any] | None], None]:
+    """How a surviving rank records that rank 0 was lost (``bench.runtime.guard.guarded``'s ``rank0_lost``):
+    run.json, where this rank can see it (rank 0's node, or a shared file system), turns ``failed`` unless it
+    already says how the run ended. Several survivors may write; each write is atomic and says the same."""
+
+    def record(status: str, exit_status: int, failure: dict[str, Any] | None) -> None:
+        if out_dir is None or not (Path(out_dir) / "run.json").is_file():
+            return
+        try:
+            run = RunFile.load(out_dir)
+            if run.status in ("failed", "interrupted"):
+                return
+            extra = {"failure": failure} if failure else {}
+            run.update(status=status, verdict="error", exit_status=exit_status, finished_utc=iso_utc(), **extra)
+        except (OSError, UserError):
+            return  # a run directory this rank cannot read or write is rank 0's node's alone
+
+    return record

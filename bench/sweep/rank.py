@@ -28,11 +28,18 @@ from bench.measure.targets import judge_min_bytes, world_target_gbps
 from bench.measure.timing import graph_capture_works, measure
 from bench.profiles import Profile, load_profile
 from bench.rundir.files import ResultsWriter, default_cluster_name, default_run_dir, proposed_run_dir
-from bench.rundir.record import RunRecord, base_metadata, iso_utc
+from bench.rundir.record import RunRecord, base_metadata, iso_utc, rank0_lost_recorder
 from bench.runtime import env as benv
 from bench.runtime import evidence
-from bench.runtime.before_init import run_directory
-from bench.runtime.dist import DistContext, agree_on_exit_status, broadcast_str, quiet_usage_exit, run_as_rank
+from bench.runtime.before_init import run_directory, store_gather
+from bench.runtime.dist import (
+    DistContext,
+    agree_on_exit_status,
+    broadcast_str,
+    quiet_usage_exit,
+    run_as_rank,
+    torch_timeout_s,
+)
 from bench.runtime.env import RankInfo
 from bench.runtime.finish import finish_run
 from bench.runtime.guard import guarded
@@ -112,22 +119,25 @@ def sweep(config: RunConfig, ctx: DistContext, *, finish: bool = True) -> int:
     )
     if config.graph and ctx.backend != "nccl":
         raise UserError("--graph captures CUDA graphs and needs the nccl backend: this run uses gloo")
-    graph = _resolve_graph(config.graph, ctx)
     profile = _load_profile(config.profile)
     dtype = get_dtype(config.dtype)
     tdtype = getattr(torch, dtype.torch_name)
     colls = [get_collective(c) for c in config.collectives]
     sizes = config.sizes
-    _check_memory(ctx, colls, sizes, dtype)
 
     record: RunRecord | None = None
     writer: ResultsWriter | None = None
-    if is_rank0:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        record = RunRecord(out_dir, _metadata(config, ctx, cluster, profile, graph))
-        writer = ResultsWriter(out_dir / "results.csv")
+
+    def start_record(graph: bool | None) -> None:
+        nonlocal record, writer
+        if is_rank0 and record is None:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            record = RunRecord(out_dir, _metadata(config, ctx, cluster, profile, graph))
+            writer = ResultsWriter(out_dir / "results.csv")
 
     def record_end(status: str, exit_status: int, failure: dict[str, Any] | None) -> None:
+        # A hang in the checks below ends a run whose record did not exist yet: it exists now, and says so.
+        start_record(config.graph)
         if record is not None:
             extra = {"failure": failure} if failure else {}
             record.update(
@@ -141,7 +151,17 @@ def sweep(config: RunConfig, ctx: DistContext, *, finish: bool = True) -> int:
     before = evidence.node_snapshot(ctx.info.local_rank)
     progress = Progress(len(colls) * len(sizes), _progress_mode(config, ctx))
     try:
-        with guarded(ctx, config.timeout_s, record_end) as watchdog:
+        with guarded(ctx, config.timeout_s, record_end, rank0_lost_recorder(out_dir)) as watchdog:
+            # Both checks are collectives: under the watchdog, a rank that fails or hangs in one ends the run as
+            # a named hang instead of leaving the others waiting. Too large a size is still bad input (exit 2,
+            # before any record exists).
+            watchdog.enter("checking that every rank can capture CUDA graphs")
+            graph = _resolve_graph(config.graph, ctx, config.timeout_s)
+            watchdog.leave()
+            watchdog.enter("checking that the largest size fits every rank's memory")
+            _check_memory(ctx, colls, sizes, dtype)
+            watchdog.leave()
+            start_record(graph)
             for coll in colls:
                 target = world_target_gbps(profile, coll.name, nnodes)
                 if is_rank0:
@@ -213,27 +233,29 @@ def _measure(config: RunConfig, ctx: DistContext, coll: Any, nbytes: int, tdtype
     )
 
 
-def _resolve_graph(asked: bool | None, ctx: DistContext) -> bool:
+def _resolve_graph(asked: bool | None, ctx: DistContext, timeout_s: float) -> bool:
     """``--graph``/``--no-graph`` as given; by default on with NCCL when every rank can capture.
 
     Eager small-message numbers carry torch's per-call launch overhead, so nccl-tests' ``-G`` numbers are
     matched only with capture. Under blocking wait capture cannot work (an event queried while capturing),
     and a driver or build that refuses capture on any rank turns it off on every rank, said in one line.
     """
-    import torch
-    import torch.distributed as dist
-
     if asked is not None or ctx.backend != "nccl":
         return bool(asked)
     if blocking_wait_conflict(benv.environ(), True) is not None:
         return False
-    why = graph_capture_works(ctx.device)
-    works = torch.tensor([0 if why else 1], dtype=torch.int32, device=ctx.device)
-    dist.all_reduce(works, op=dist.ReduceOp.MIN)
-    if int(works.item()) == 1:
+    rank, world = ctx.info.rank, ctx.info.world_size
+
+    def agree(why: str | None) -> str | None:
+        mine = f"rank {rank}: {why}" if why else ""
+        said = store_gather(ctx.store, "graph_capture", rank, world, mine, torch_timeout_s(timeout_s))
+        return next((text for text in said if text), None)
+
+    why = graph_capture_works(ctx.device, agree)
+    if why is None:
         return True
-    if ctx.info.rank == 0:
-        print(f"# CUDA graph capture does not work on every rank ({why or 'another rank refused'}): eager timing")
+    if rank == 0:
+        print(f"# CUDA graph capture does not work on every rank ({why}): eager timing")
     return False
 
 
@@ -252,7 +274,9 @@ def _check_memory(ctx: DistContext, colls: list[Collective], sizes: Sequence[int
     check_sizes_fit(colls, sizes, dtype, ctx.info.world_size, int(agreed.item()), where)
 
 
-def _metadata(config: RunConfig, ctx: DistContext, cluster: str, profile: Profile, graph: bool) -> dict[str, Any]:
+def _metadata(
+    config: RunConfig, ctx: DistContext, cluster: str, profile: Profile, graph: bool | None
+) -> dict[str, Any]:
     return {
         **base_metadata(ctx, cluster, profile, "run"),
         "sweep": {
