@@ -10,13 +10,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from bench import __version__
 from bench.errors import UserError
 from bench.profiles import Profile
 from bench.rundir.files import FORMAT_VERSION
 from bench.rundir.runjson import RunFile, new_record
 from bench.runtime import env as benv
 from bench.runtime.dist import DistContext, node_layout
+from bench.version import __version__
 
 
 def iso_utc(t: float | None = None) -> str:
