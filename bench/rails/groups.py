@@ -16,8 +16,8 @@ Every rank runs :func:`form_rail_groups` at the same point:
    the same kind of deadline (:data:`PAIR_PROBE_S`), and the group is made again from the members that
    completed: a dead peer is named within seconds, as a dead link, never as a lost rank.
 
-Every exchange of what each rank saw goes through the rendezvous store, which rides the management network,
-never through a communicator that may itself ride the dead link.
+Every exchange of what each rank saw goes through ``bench.runtime.coord``: on NCCL the rendezvous store, which
+rides the management network, never a communicator that may itself ride the dead link.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from bench.rails.links import probe_links
 from bench.rails.liveness import DeadPart, LinkReport, Membership
 from bench.rails.measure import make_rail_groups
 from bench.rails.schedule import circle_rounds
-from bench.runtime.before_init import store_gather
+from bench.runtime.coord import Coord
 from bench.runtime.dist import DistContext, torch_timeout_s
 
 CONNECT_S = 5.0
@@ -73,37 +73,41 @@ def gloo_connect_s(members: int, timeout_s: float) -> float:
 
 
 def form_rail_groups(
-    ctx: DistContext, layout: RailLayout, ifname: str | None, timeout_s: float, enter: Enter, leave: Callable[[], None]
+    ctx: DistContext,
+    layout: RailLayout,
+    ifname: str | None,
+    timeout_s: float,
+    coord: Coord,
+    enter: Enter,
+    leave: Callable[[], None],
 ) -> RailGroups:
     """Every rail group from its live members; see the module docstring. Every rank calls it together."""
-    import torch.distributed as dist
-
     rank = ctx.info.rank
     enter("probing every rail link")
-    reports = probe_links(layout, rank, ctx.store, ifname, timeout_s)
+    reports = probe_links(layout, rank, coord, ifname)
     membership = liveness.decide(reports, len(layout.nodes), layout.rails)
     leave()
     op_timeout_s = torch_timeout_s(timeout_s)
     enter("creating the rail groups")
-    dist.barrier()  # every member starts connecting at once: a late one must not read as a dead link
+    coord.barrier()  # every member starts connecting at once: a late one must not read as a dead link
     nccl = ctx.backend == "nccl"
     startup = op_timeout_s if nccl else gloo_connect_s(len(layout.nodes), timeout_s)
     groups, problem = make_rail_groups(layout, membership.live, ifname if not nccl else None, startup, op_timeout_s)
     formed = RailGroups(groups, membership, reports, len(groups))
     if not nccl:
-        _gloo_again(ctx, layout, formed, problem, ifname, startup, op_timeout_s)
+        _gloo_again(layout, formed, coord, problem, ifname, startup, op_timeout_s)
     leave()
     if nccl:
         enter("probing every rail group (bounded)")
-        _nccl_check(ctx, layout, formed, op_timeout_s, timeout_s)
+        _nccl_check(ctx, layout, formed, coord, op_timeout_s)
         leave()
     return formed
 
 
 def _gloo_again(
-    ctx: DistContext,
     layout: RailLayout,
     formed: RailGroups,
+    coord: Coord,
     problem: str | None,
     ifname: str | None,
     startup_s: float,
@@ -112,10 +116,9 @@ def _gloo_again(
     """gloo: a group that could not connect although its members answered the link probe names its dead member
     from the transport's errors (``bench.rails.evidence.dead_links``) and is made once more without it; a
     second failure is the rail's. ``formed`` is updated in place."""
-    rank, world = ctx.info.rank, ctx.info.world_size
     reported = {(r.node, r.rail): r for r in formed.reports}
     for attempt in (1, 2):
-        said = store_gather(ctx.store, f"links/groups/{attempt}", rank, world, problem or "", 10 * startup_s)
+        said: list[str] = coord.all_gather(problem or "")
         failed = sorted({layout.where(r)[1] for r, text in enumerate(said) if text})
         if not failed:
             return
@@ -170,23 +173,29 @@ def _probe(group: Any, device: Any, deadline_s: float) -> bool:
 
 
 def _abort(group: Any) -> None:
-    """Abort a group whose probe missed its deadline (its communicator's kernels return at once)."""
+    """Abort a group whose probe missed its deadline: ``ProcessGroupNCCL::abort`` -> ``ncclCommAbort``, whose
+    abort flag makes the communicator's kernels return at once (its handle is never used again)."""
     from torch.distributed.distributed_c10d import _abort_process_group
 
-    _abort_process_group(group)
+    try:
+        named = bool(group.group_name)
+    except RuntimeError:  # a backend that is its own ProcessGroup: torch never names nor registers it by name
+        named = False
+    if named:
+        _abort_process_group(group)  # aborts it and forgets it
+    else:
+        group.abort()
 
 
-def _nccl_check(
-    ctx: DistContext, layout: RailLayout, formed: RailGroups, op_timeout_s: float, timeout_s: float
-) -> None:
+def _nccl_check(ctx: DistContext, layout: RailLayout, formed: RailGroups, coord: Coord, op_timeout_s: float) -> None:
     """Every rail group's bounded probe; a group that misses it is aborted, its members probed in pairs, and it
     is made again from the members that completed (``formed`` is updated in place)."""
-    rank, world = ctx.info.rank, ctx.info.world_size
+    rank = ctx.info.rank
     _, rail = layout.where(rank)
     for attempt in (1, 2):
         mine = formed.mine(rank, layout)
         ok = "-" if mine is None else ("1" if _probe(mine, ctx.device, GROUP_PROBE_S) else "0")
-        said = store_gather(ctx.store, f"links/check/{attempt}", rank, world, ok, timeout_s)
+        said: list[str] = coord.all_gather(ok)
         failed = sorted({layout.where(r)[1] for r, text in enumerate(said) if text == "0"})
         if not failed:
             return
@@ -208,8 +217,10 @@ def _nccl_check(
             live = tuple(() if k in failed else m for k, m in enumerate(formed.membership.live))
             formed.membership = replace(formed.membership, live=live, dead=formed.membership.dead + dead)
             return
-        reports, made = _pair_probes(ctx, layout, formed, failed, op_timeout_s, timeout_s)
+        reports, made = _pair_probes(ctx, layout, formed, coord, failed, op_timeout_s)
         formed.made += made
+        probed = {(r.node, r.rail): r for r in reports}
+        formed.reports = [probed.get((r.node, r.rail), r) for r in formed.reports]
         decided = liveness.decide(reports, len(layout.nodes), layout.rails)
         live = tuple(decided.live[k] if k in failed else m for k, m in enumerate(formed.membership.live))
         dead = formed.membership.dead + tuple(d for d in decided.dead if d.rail in failed)
@@ -221,12 +232,7 @@ def _nccl_check(
 
 
 def _pair_probes(
-    ctx: DistContext,
-    layout: RailLayout,
-    formed: RailGroups,
-    rails: Sequence[int],
-    op_timeout_s: float,
-    timeout_s: float,
+    ctx: DistContext, layout: RailLayout, formed: RailGroups, coord: Coord, rails: Sequence[int], op_timeout_s: float
 ) -> tuple[list[LinkReport], int]:
     """The members of each failed rail probed in disjoint pairs, round after round, each pair a two-rank group
     with one tiny all-reduce under :data:`PAIR_PROBE_S`; returns a report per member of those rails (its port as
@@ -238,7 +244,7 @@ def _pair_probes(
     """
     import torch.distributed as dist
 
-    rank, world = ctx.info.rank, ctx.info.world_size
+    rank = ctx.info.rank
     me, my_rail = layout.where(rank)
     good: dict[int, set[int]] = {k: set() for k in rails}
     results: dict[int, dict[int, dict[int, bool]]] = {k: {n: {} for n in formed.membership.live[k]} for k in rails}
@@ -261,7 +267,7 @@ def _pair_probes(
             done = _probe(group, ctx.device, PAIR_PROBE_S)
             said = f"{peer} {int(done)}"
             _abort(group)  # done with it either way; a completed one has nothing in flight
-        for r, text in enumerate(store_gather(ctx.store, f"links/pairs/{index}", rank, world, said, timeout_s)):
+        for r, text in enumerate(coord.all_gather(said)):
             if text == "-":
                 continue
             n, k = layout.where(r)

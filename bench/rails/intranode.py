@@ -25,9 +25,10 @@ from bench.measure.timing import reduce_times, time_region
 from bench.rails.config import RailsSettings
 from bench.rails.gpu_pairs import IntraNodeOutcome, LocalMatrix, LocalPairTime, localise_gpus
 from bench.rails.layout import RailLayout, rail_layout
-from bench.rails.measure import flatten, gather_objects, gloo_interface, one_way, pair_align, pair_buffers
+from bench.rails.measure import flatten, gloo_interface, one_way, pair_align, pair_buffers
 from bench.rails.records import RailsOutcome
 from bench.rails.schedule import Round, schedule
+from bench.runtime.coord import Coord, GroupCoord
 from bench.runtime.dist import DistContext, gpu_bus_id, torch_timeout_s
 from bench.runtime.watchdog import Watchdog
 
@@ -77,8 +78,11 @@ def _bus_id(device: Any) -> str | None:
     return gpu_bus_id(device.index) if device_ops.is_cuda(device) and device.index is not None else None
 
 
-def intra_node_phase(settings: RailsSettings, ctx: DistContext, watchdog: Watchdog) -> IntraNodeOutcome | None:
-    """Every local pair of every node; the outcome on rank 0, None elsewhere."""
+def intra_node_phase(
+    settings: RailsSettings, ctx: DistContext, watchdog: Watchdog, coord: Coord | None = None
+) -> IntraNodeOutcome | None:
+    """Every local pair of every node; the outcome on rank 0, None elsewhere. ``coord``: how the world agrees
+    (``bench.runtime.coord``; default the world group)."""
     layout = rail_layout(ctx.hosts)
     rank, local = ctx.info.rank, layout.rails
     if local < 2:
@@ -99,7 +103,7 @@ def intra_node_phase(settings: RailsSettings, ctx: DistContext, watchdog: Watchd
         watchdog.leave()
     del buffers
     watchdog.enter("gathering the intra-node results")
-    gathered = gather_objects({"times": times, "bus_id": _bus_id(ctx.device)})
+    gathered = (coord or GroupCoord(None)).all_gather({"times": times, "bus_id": _bus_id(ctx.device)})
     watchdog.leave()
     if rank != 0:
         return None

@@ -3,8 +3,9 @@
 Every rank reads its rail port in sysfs (a socket rail's ``operstate`` and ``carrier``; an IB port's
 ``state`` and ``phys_state``) and, on socket rails, opens a listener on its rail address and connects from
 that address to every peer of its rail at once, all within :data:`LINK_PROBE_S`. The reports travel through
-the rendezvous store, never a communicator, since a communicator may itself ride the dead link; every rank
-reads all of them and ``bench.rails.liveness.decide`` makes the same rail groups on every rank.
+``bench.runtime.coord`` (on NCCL the rendezvous store, never a communicator, since a communicator may
+itself ride the dead link); every rank reads all of them and ``bench.rails.liveness.decide`` makes the same
+rail groups on every rank.
 
 Why a connect: a TCP handshake from the rail address to the peer's rail address crosses exactly the cable,
 port and switch the rail group will use, carries a packet each way, and fails fast or within the deadline
@@ -23,7 +24,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from bench.fabric.hca_list import select_hcas
 from bench.fabric.sysfs import Sysfs, ib_ports
@@ -31,7 +31,7 @@ from bench.netaddr import interface_ipv4
 from bench.rails.layout import RailLayout
 from bench.rails.liveness import LinkReport
 from bench.runtime import env as benv
-from bench.runtime.before_init import store_gather
+from bench.runtime.coord import Coord
 
 LINK_PROBE_S = 3.5
 """How long a rank keeps trying to connect to its rail peers. Long enough for a lost SYN to be sent again
@@ -146,27 +146,25 @@ def connect_all(
 def probe_links(
     layout: RailLayout,
     rank: int,
-    store: Any,
+    coord: Coord,
     ifname: str | None,
-    timeout_s: float,
     deadline_s: float = LINK_PROBE_S,
     sysfs: Sysfs | None = None,
 ) -> list[LinkReport]:
     """Every rank's ``LinkReport``, in rank order, on every rank (each rank calls this once, all together).
 
     ``ifname``: this rank's rail interface (socket rails), else None and the port is its HCA port. The
-    listeners are all open before anyone connects (the first exchange through the store), and each stays open
+    listeners are all open before anyone connects (the first exchange through ``coord``), and each stays open
     until every rank has reported (the second), so a late rank is not mistaken for a dead one.
     """
     sysfs = sysfs or Sysfs(Path("/sys"))
     node, rail = layout.where(rank)
-    world = sum(len(per_node) for per_node in layout.ranks)
     port = socket_port(ifname, sysfs) if ifname else ib_port(rail, sysfs)
     address = interface_ipv4(ifname) if ifname else None
     listener = _listen(address, max(128, len(layout.nodes))) if address else None
     mine = f"{address} {listener.getsockname()[1]}" if address and listener else "-"
     try:
-        posted = store_gather(store, "links/listen", rank, world, mine, timeout_s)
+        posted = coord.all_gather(mine)
         reached: tuple[int, ...] = ()
         failed: tuple[tuple[int, str], ...] = ()
         if address:
@@ -183,7 +181,7 @@ def probe_links(
             reached, failed = connect_all(address, peers, deadline_s)
             failed = tuple(sorted(failed + tuple(missing)))
         report = LinkReport(node, rail, port.device, address, port.words, port.up, reached, failed)
-        texts = store_gather(store, "links/report", rank, world, report.to_json(), timeout_s)
+        texts = coord.all_gather(report.to_json())
     finally:
         if listener is not None:
             listener.close()

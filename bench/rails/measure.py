@@ -76,7 +76,7 @@ def make_rail_groups(
                 groups[rail] = None
                 problem = " ".join(str(exc).split())
                 continue
-            if group is not None and group != dist.GroupMember.NON_GROUP_MEMBER:
+            if group is not None and group != dist.GroupMember.NON_GROUP_MEMBER and op_timeout_s != startup_s:
                 _set_pg_timeout(timedelta(seconds=op_timeout_s), group)
             groups[rail] = group
     return groups, problem

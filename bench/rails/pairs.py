@@ -14,13 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from bench.measure.timing import Budget, group_max
+from bench.measure.timing import Budget
 from bench.rails.budget import cell_budget, chunks_per_message, expected_rate
 from bench.rails.layout import RailLayout
 from bench.rails.localise import Thresholds, suspect_samples
-from bench.rails.measure import PairOpen, PairTime, flatten, gather_objects, pair_buffers, pair_round
+from bench.rails.measure import PairOpen, PairTime, flatten, pair_buffers, pair_round
 from bench.rails.records import pair_matrix
 from bench.rails.schedule import Cell, Round, confirmation_rounds, schedule
+from bench.runtime.coord import Coord, GroupCoord
 
 Enter = Callable[[str], None]
 
@@ -38,8 +39,11 @@ class PairRunner:
         start_Gbps: float | None,
         wait: timedelta | None = None,
         measured: PairOpen | None = None,
+        coord: Coord | None = None,
     ) -> None:
         self.settings, self.layout, self.rank, self.group = settings, layout, rank, group
+        self.coord = coord or GroupCoord(None)
+        """The world's agreements (the budget's fastest probe, every rail's rates): ``bench.runtime.coord``."""
         """``group``: this rank's rail group; None when its link is dead (it measures nothing)."""
         self.wait = wait
         """How long one send or receive may wait (``bench.rails.measure.p2p_wait``)."""
@@ -63,7 +67,7 @@ class PairRunner:
         chunk_bits = s.pair_bytes // chunks_per_message(s.pair_bytes) * 8
 
         def plan(probe_s: float) -> float:
-            fastest = -group_max(-probe_s, None, self.device)
+            fastest = -self.coord.max(-probe_s)
             probed = chunk_bits / fastest / 1e9 if 0 < fastest < math.inf else None
             rates = [r for r in (known, probed) if r]
             return cell_budget(s.pair_bytes, s.warmup + s.iters, max(rates) if rates else None)
@@ -92,7 +96,7 @@ class PairRunner:
             if not rnd.confirm:
                 # Every rail's rates, so that a rail slow as a whole is budgeted by the healthy rails' pairs
                 # (every rank runs the same matrix rounds, so this gather meets on all of them).
-                self.seen += flatten(gather_objects(rates if self.layout.where(self.rank)[0] == 0 else []))
+                self.seen += flatten(self.coord.all_gather(rates if self.layout.where(self.rank)[0] == 0 else []))
         return times
 
     def matrix(self, enter: Enter, leave: Callable[[], None]) -> list[PairTime]:

@@ -23,7 +23,7 @@ from bench.frame.finish import finish_run
 from bench.frame.guard import EndRecorder, guarded
 from bench.frame.record import RunRecord, base_metadata, iso_utc, rank0_lost_recorder
 from bench.measure.collectives import get_collective
-from bench.measure.timing import Budget, group_max, measure
+from bench.measure.timing import Budget, measure
 from bench.profiles import Profile
 from bench.rails import intranode, judge, output, records, windows
 from bench.rails.budget import cell_budget, chunks_per_message
@@ -31,11 +31,12 @@ from bench.rails.config import RailsConfig, RailsSettings, validate
 from bench.rails.corroborate import corroborate
 from bench.rails.groups import form_rail_groups
 from bench.rails.layout import RailLayout, interface_for_rail, rail_layout
-from bench.rails.measure import PairTime, broadcast_object, gather_objects, p2p_wait
+from bench.rails.measure import PairTime, p2p_wait
 from bench.rails.pairs import PairRunner
 from bench.rundir.files import ResultsWriter, default_cluster_name, default_run_dir, proposed_run_dir
 from bench.runtime import env as benv
 from bench.runtime.before_init import Prelude, PreludeStep, agree_all_ok, pin_rail, rail_pin, run_directory
+from bench.runtime.coord import Coord, coordinator
 from bench.runtime.dist import (
     DistContext,
     agree_on_exit_status,
@@ -48,7 +49,7 @@ from bench.runtime.env import RankInfo
 from bench.runtime.watchdog import Watchdog
 
 
-def _my_interface(settings: RailsSettings, layout: RailLayout, rank: int) -> str | None:
+def _my_interface(settings: RailsSettings, layout: RailLayout, rank: int, coord: Coord) -> str | None:
     """The interface this rank's rail binds (socket rails), after every rank agrees the choice is valid."""
     problem, ifname = None, None
     if settings.socket_ifname:
@@ -58,7 +59,7 @@ def _my_interface(settings: RailsSettings, layout: RailLayout, rank: int) -> str
             ifname = interface_for_rail(settings.socket_ifname, available, rail, layout.nodes[node])
         except UserError as exc:
             problem = str(exc)
-    problems = [p for p in gather_objects(problem) if p]
+    problems = [p for p in coord.all_gather(problem) if p]
     if problems:
         raise UserError(problems[0])
     return ifname
@@ -128,6 +129,7 @@ def _measure_rail(
     iters: int,
     warmup: int,
     rate_Gbps: float | None,
+    coord: Coord,
 ) -> Any:
     """One collective in this rank's rail group, within a cell budget from ``rate_Gbps`` (the line rate, or
     the fastest rail's busbw); where no rate is known yet every rail is measured at once (``rate_Gbps``
@@ -149,7 +151,7 @@ def _measure_rail(
         # Every rail at once and no rate known: the fastest rail's probe sets every rail's budget, so a
         # rail that fell to 1% costs a few of the fastest rail's cells, not a hundred.
         def budget(probe_s: float) -> float:
-            fastest = -group_max(-probe_s, None, ctx.device)
+            fastest = -coord.max(-probe_s)
             rate = wire / chunks * 8 / fastest / 1e9 if fastest > 0 else None
             return cell_budget(wire, warmup + iters, rate)
 
@@ -183,12 +185,16 @@ def _ib_rates(local_rank: int) -> dict[str, float] | None:
     return {p.name: p.rate_gbps for p in ib_ports(Sysfs(Path("/sys"))) if p.rate_gbps}
 
 
-def rails_phase(settings: RailsSettings, ctx: DistContext, watchdog: Watchdog) -> records.RailsOutcome | None:
+def rails_phase(
+    settings: RailsSettings, ctx: DistContext, watchdog: Watchdog, coord: Coord | None = None
+) -> records.RailsOutcome | None:
     """Every rail and every pair; returns the outcome on rank 0, None elsewhere.
 
     Rail groups are formed from their live members (``bench.rails.groups``): a rank whose link is dead, or
     whose rail has no group, measures nothing on its rail but keeps in step with the world (its barriers,
-    gathers and the budget's agreement), and every pair with a dead end is left out, reported dead.
+    gathers and the budget's agreement), and every pair with a dead end is left out, reported dead. Every
+    agreement goes through ``coord`` (``bench.runtime.coord``: on NCCL the store, never the world communicator,
+    which rides the rails under test).
     """
     layout = rail_layout(ctx.hosts)
     rank, local_rank = ctx.info.rank, ctx.info.local_rank
@@ -196,10 +202,11 @@ def rails_phase(settings: RailsSettings, ctx: DistContext, watchdog: Watchdog) -
         reason = f"1 node ({layout.nodes[0]}): a rail group needs local rank k of at least 2 nodes"
         return records.RailsOutcome(skipped=reason, nodes=layout.nodes, rails=layout.rails) if rank == 0 else None
     node, rail = layout.where(rank)
-    my_ifname = _my_interface(settings, layout, rank)
+    coord = coord or world_coord(ctx, settings.timeout_s)
+    my_ifname = _my_interface(settings, layout, rank, coord)
     # One rank per node reads its counters at every window's edge (bench.rails.windows).
     counts = windows.NodeCounters(local_rank == 0)
-    formed = form_rail_groups(ctx, layout, my_ifname, settings.timeout_s, watchdog.enter, watchdog.leave)
+    formed = form_rail_groups(ctx, layout, my_ifname, settings.timeout_s, coord, watchdog.enter, watchdog.leave)
     membership = formed.membership
     group = formed.mine(rank, layout)
     n = len(membership.live[rail])
@@ -218,6 +225,7 @@ def rails_phase(settings: RailsSettings, ctx: DistContext, watchdog: Watchdog) -
             iters=settings.iters,
             warmup=settings.warmup,
             rate_Gbps=settings.rail_rate_gbps,
+            coord=coord,
         )
         watchdog.leave()
         if res is not None:
@@ -227,7 +235,7 @@ def rails_phase(settings: RailsSettings, ctx: DistContext, watchdog: Watchdog) -
                 mine.append(result)
     # The fastest rail group's busbw, the same on every rank: where no line rate is known, the budgets of
     # the rails measured alone and of the pairs start from it.
-    start = max(gather_objects(fastest))
+    start = coord.max(fastest)
     known = settings.rail_rate_gbps or (start if start > 0 else None)
 
     # One rail at a time inside a counter window: which device carried it, and what stayed quiet. A window
@@ -237,19 +245,28 @@ def rails_phase(settings: RailsSettings, ctx: DistContext, watchdog: Watchdog) -
     alone: list[dict[str, int] | None] = []
     for k in range(layout.rails):
         watchdog.enter(f"rail {k} alone")
-        dist_barrier()
+        coord.barrier()
         if rail == k and group is not None and known is not None:
             if settings.isolation:
                 for coll in settings.collectives:
                     res = _measure_rail(
-                        settings, ctx, coll, group, n, iters=settings.iters, warmup=settings.warmup, rate_Gbps=known
+                        settings,
+                        ctx,
+                        coll,
+                        group,
+                        n,
+                        iters=settings.iters,
+                        warmup=settings.warmup,
+                        rate_Gbps=known,
+                        coord=coord,
                     )
                     if node == membership.live[rail][0]:
                         mine.append(_rail_result(coll, "isolated", rail, n, res))
             else:
                 # Only to see which device carries the rail: one call is plenty of bytes.
-                _measure_rail(settings, ctx, settings.collectives[0], group, n, iters=1, warmup=0, rate_Gbps=known)
-        dist_barrier()
+                first = settings.collectives[0]
+                _measure_rail(settings, ctx, first, group, n, iters=1, warmup=0, rate_Gbps=known, coord=coord)
+        coord.barrier()
         alone.append(counts.close(f"rail {k} alone", (k,)))
         watchdog.leave()
 
@@ -259,12 +276,12 @@ def rails_phase(settings: RailsSettings, ctx: DistContext, watchdog: Watchdog) -
     if settings.pairs:
         measured = None if membership.everyone else membership.pair_open
         wait = p2p_wait(group, op_timeout_s)
-        runner = PairRunner(settings, layout, rank, group, ctx.device, start, wait, measured)
+        runner = PairRunner(settings, layout, rank, group, ctx.device, start, wait, measured, coord)
         times = runner.matrix(watchdog.enter, watchdog.leave)
         counts.close("pair matrix")
 
     watchdog.enter("gathering the rails results")
-    gathered = gather_objects(
+    gathered = coord.all_gather(
         {
             "host": ctx.hosts[rank],
             "results": mine,
@@ -282,10 +299,10 @@ def rails_phase(settings: RailsSettings, ctx: DistContext, watchdog: Watchdog) -
         # Every suspect is measured again, in its own round and beside the same round's other suspects,
         # before anything is named.
         found = judge.suspect_cells(settings, layout, gathered, membership) if rank == 0 else None
-        again = runner.confirm(broadcast_object(found), watchdog.enter, watchdog.leave)
+        again = runner.confirm(coord.broadcast(found), watchdog.enter, watchdog.leave)
         counts.close("re-measurements")
         watchdog.enter("gathering the re-measurements")
-        for g, (extra, read) in zip(gathered, gather_objects((again, counts.windows[-1:])), strict=True):
+        for g, (extra, read) in zip(gathered, coord.all_gather((again, counts.windows[-1:])), strict=True):
             g["times"] = g["times"] + extra
             g["error_windows"] = g["error_windows"] + read
         watchdog.leave()
@@ -295,11 +312,9 @@ def rails_phase(settings: RailsSettings, ctx: DistContext, watchdog: Watchdog) -
     return dataclasses.replace(outcome, process_groups=1 + formed.made)
 
 
-def dist_barrier() -> None:
-    """A barrier over the world (every rank, whatever its rail's state)."""
-    import torch.distributed as dist
-
-    dist.barrier()
+def world_coord(ctx: DistContext, timeout_s: float) -> Coord:
+    """How the world agrees during a rails test (``bench.runtime.coord``): past the watchdog, like torch's own."""
+    return coordinator(ctx.backend, ctx.store, ctx.info.rank, ctx.info.world_size, torch_timeout_s(timeout_s))
 
 
 def guarded_rails_phase(
@@ -308,10 +323,11 @@ def guarded_rails_phase(
     """``rails_phase`` (and the intra-node matrix) under ``bench.frame.guard``: a hang, a lost rank, Ctrl-C
     or SIGTERM is recorded through ``record_end`` and raised on (exit 3, or 130/143); rank 0's own loss is
     recorded by a surviving rank into ``out_dir``'s run.json."""
+    coord = world_coord(ctx, settings.timeout_s)
     with guarded(ctx, settings.timeout_s, record_end, rank0_lost_recorder(out_dir)) as watchdog:
-        outcome = rails_phase(settings, ctx, watchdog)
+        outcome = rails_phase(settings, ctx, watchdog, coord)
         if intranode.wanted(settings, ctx.backend):
-            outcome = intranode.attach(outcome, intranode.intra_node_phase(settings, ctx, watchdog))
+            outcome = intranode.attach(outcome, intranode.intra_node_phase(settings, ctx, watchdog, coord))
         # The fabric testifies: each defect with its devices' error counters and what to do about it.
         return None if outcome is None else corroborate(outcome, settings.errors, settings.actions)
 

@@ -34,7 +34,8 @@ from bench.measure.timing import graph_capture_works, measure
 from bench.profiles import Profile, load_profile
 from bench.rundir.files import ResultsWriter, default_cluster_name, default_run_dir, proposed_run_dir
 from bench.runtime import env as benv
-from bench.runtime.before_init import run_directory, store_gather
+from bench.runtime.before_init import run_directory
+from bench.runtime.coord import StoreCoord
 from bench.runtime.dist import (
     DistContext,
     agree_on_exit_status,
@@ -245,11 +246,13 @@ def _resolve_graph(asked: bool | None, ctx: DistContext, timeout_s: float) -> bo
         return bool(asked)
     if blocking_wait_conflict(benv.environ(), True) is not None:
         return False
-    rank, world = ctx.info.rank, ctx.info.world_size
+    rank = ctx.info.rank
+    # Through the store, never the world communicator: a rank whose capture failed must not meet its peers'
+    # replay with a collective of its own (bench.runtime.coord).
+    coord = StoreCoord(ctx.store, rank, ctx.info.world_size, torch_timeout_s(timeout_s))
 
     def agree(why: str | None) -> str | None:
-        mine = f"rank {rank}: {why}" if why else ""
-        said = store_gather(ctx.store, "graph_capture", rank, world, mine, torch_timeout_s(timeout_s))
+        said = coord.all_gather(f"rank {rank}: {why}" if why else "")
         return next((text for text in said if text), None)
 
     why = graph_capture_works(ctx.device, agree)
