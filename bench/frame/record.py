@@ -1,19 +1,19 @@
-"""run.json: the keys every railbench command writes, and the record rank 0 rewrites atomically on every
-change (DESIGN.md, "The run directory")."""
+"""run.json's first version: the keys every railbench job writes, from the process group's facts
+(docs/design.md, "Records and schemas"); the frame starts the record with them (``bench.frame.job``)."""
 
 from __future__ import annotations
 
 import os
 import platform
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.profiles import Profile
 from bench.rundir.files import FORMAT_VERSION
-from bench.rundir.runjson import RunFile, new_record
+from bench.rundir.runjson import RunFile
 from bench.runtime import env as benv
 from bench.runtime.dist import DistContext, node_layout
 from bench.version import __version__
@@ -47,15 +47,8 @@ def versions(backend: str) -> dict[str, str | None]:
     }
 
 
-class RunRecord(RunFile):
-    """A new run's run.json, started from the fields a command knows (status ``running``)."""
-
-    def __init__(self, out_dir: Path, meta: Mapping[str, Any]) -> None:
-        super().__init__(out_dir, new_record(**meta))
-
-
 def base_metadata(ctx: DistContext, cluster: str, profile: Profile, command: str) -> dict[str, Any]:
-    """The run.json keys every railbench command writes (DESIGN.md, "The run directory")."""
+    """The run.json keys every railbench job writes (docs/design.md, "Records and schemas")."""
     ranks = []
     for r, host in enumerate(ctx.hosts):
         local_rank, _, node_rank, _ = node_layout(ctx.hosts, r)
@@ -86,7 +79,7 @@ def base_metadata(ctx: DistContext, cluster: str, profile: Profile, command: str
 
 
 def rank0_lost_recorder(out_dir: Path | None) -> Callable[[str, int, dict[str, Any] | None], None]:
-    """How a surviving rank records that rank 0 was lost (``bench.runtime.guard.guarded``'s ``rank0_lost``):
+    """How a surviving rank records that rank 0 was lost (``bench.frame.guard.guarded``'s ``rank0_lost``):
     run.json, where this rank can see it (rank 0's node, or a shared file system), turns ``failed`` unless it
     already says how the run ended. Several survivors may write; each write is atomic and says the same."""
 
@@ -97,7 +90,7 @@ def rank0_lost_recorder(out_dir: Path | None) -> Callable[[str, int, dict[str, A
             run = RunFile.load(out_dir)
             if run.status in ("failed", "interrupted"):
                 return
-            extra = {"failure": failure} if failure else {}
+            extra = {"failure": failure, "reasons": [failure["message"]]} if failure else {}
             run.update(status=status, verdict="error", exit_status=exit_status, finished_utc=iso_utc(), **extra)
         except (OSError, UserError):
             return  # a run directory this rank cannot read or write is rank 0's node's alone

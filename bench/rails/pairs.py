@@ -38,14 +38,18 @@ class PairRunner:
         device: Any,
         start_Gbps: float | None,
         wait: timedelta | None = None,
+        keep: Callable[[list[PairTime]], None] | None = None,
         measured: PairOpen | None = None,
         coord: Coord | None = None,
     ) -> None:
         self.settings, self.layout, self.rank, self.group = settings, layout, rank, group
-        self.coord = coord or GroupCoord(None)
-        """The world's agreements (the budget's fastest probe, every rail's rates): ``bench.runtime.coord``."""
         """``group``: this rank's rail group; None when its link is dead (it measures nothing)."""
+        self.coord = coord or GroupCoord(None)
+        """The world's agreements (the budget's fastest probe, every round's times and rates):
+        ``bench.runtime.coord``."""
         self.wait = wait
+        self.keep = keep
+        """Rank 0: what to do with every rank's times after each matrix round (write them down)."""
         """How long one send or receive may wait (``bench.rails.measure.p2p_wait``)."""
         self.measured = measured
         """Which pairs are measured (a dead end's are not attempted); None: every pair."""
@@ -95,8 +99,12 @@ class PairRunner:
             times += mine
             if not rnd.confirm:
                 # Every rail's rates, so that a rail slow as a whole is budgeted by the healthy rails' pairs
-                # (every rank runs the same matrix rounds, so this gather meets on all of them).
-                self.seen += flatten(self.coord.all_gather(rates if self.layout.where(self.rank)[0] == 0 else []))
+                # (every rank runs the same matrix rounds, so this gather meets on all of them), and the round's
+                # times, which rank 0 writes down at once (``bench.rails.live``).
+                sent = self.coord.all_gather((rates if self.layout.where(self.rank)[0] == 0 else [], mine))
+                self.seen += flatten([r for r, _ in sent])
+                if self.keep is not None:
+                    self.keep(flatten([t for _, t in sent]))
         return times
 
     def matrix(self, enter: Enter, leave: Callable[[], None]) -> list[PairTime]:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from bench.errors import EXIT_INFRA
+from bench.exits import EXIT_INFRA
 
 RANK0_GRACE_S = 60.0
 """How long past a step's timeout the other ranks keep beating while rank 0 diagnoses and ends the run."""
