@@ -10,6 +10,8 @@ Faults (only tbf, htb, pfifo and bfifo exist on this kernel, so no netem):
 * ``shaped-link``: a token bucket on one node's cable on one rail; ``shaped-rail``: on every node's rail k;
   ``shaped-node``: on every rail of one node; ``two-links``: two links on different nodes and rails;
 * ``dead-link``: the node's rail interface down (``ip link set down``);
+* ``dead-and-slow``: issue 20's hidden case: the first node's rail 0 down and the fourth node's rail 1 shaped
+  (two rails and four nodes at least): a dead link must not hide the slow one, both are named;
 * ``flaky-link``: the token bucket switched on and off (``FLAKY_ON_S``, ``FLAKY_OFF_S``) during the run;
 * ``lossy-link``: a token bucket at a high rate with a queue of a few KiB, which drops packets (TCP then
   retransmits, and the link crawls);
@@ -17,6 +19,7 @@ Faults (only tbf, htb, pfifo and bfifo exist on this kernel, so no netem):
   with that node slow, a link as the rails test sees it; skipped with a note where no cpu cgroup exists.
 
     python ci/diagnosis_campaign.py --nodes 5 --rails 2 --pair-bytes 16M --iters 5 --repeats 3 [--load 2]
+    python ci/diagnosis_campaign.py --nodes 5 --rails 3 --kinds dead-and-slow --repeats 1 --rounds 3 --load 2
 """
 
 from __future__ import annotations
@@ -216,6 +219,11 @@ def scenarios(bed: NetnsCluster) -> dict[str, tuple[list[Named], Inject]]:
             [("link", nodes[0], 0), ("link", last, r1)],
             static(lambda: (bed.shape(nodes[0], 0, SHAPED_MBIT), bed.shape(last, r1, SHAPED_MBIT))),
         )
+    if rails >= 2 and len(nodes) >= 4:
+        out["dead-and-slow"] = (
+            [("link", nodes[0], 0), ("link", nodes[3], 1)],
+            static(lambda: (bed.link_down(nodes[0], 0), bed.shape(nodes[3], 1, SHAPED_MBIT))),
+        )
     return out
 
 
@@ -264,8 +272,12 @@ def run_one(
         bed.clear_faults()
     run.named = [(d["kind"], d["node"], d["rail"]) for d in doc.get("defects", [])]
     run.transients = len(doc.get("transients", []))
-    if kind in ("shaped-link", "two-links"):
-        run.rates = [(d["measured_Gbps"], SHAPED_MBIT / 1000) for d in doc.get("defects", []) if d["kind"] == "link"]
+    if kind in ("shaped-link", "two-links", "dead-and-slow"):
+        run.rates = [
+            (d["measured_Gbps"], SHAPED_MBIT / 1000)
+            for d in doc.get("defects", [])
+            if d["kind"] == "link" and d["symptom"] != "dead"
+        ]
     if doc.get("too_noisy"):
         run.note = doc["too_noisy"]
     return run
@@ -278,17 +290,17 @@ def _named_kind(run: Run) -> str:
 def report(runs: list[Run]) -> None:
     judged = [r for r in runs if not r.note.startswith("skipped")]
     print("\n# runs")
-    print(f"# {'injected':<12} {'rc':>3} {'wall s':>7} {'exact':>5} {'transients':>10}  named")
+    print(f"# {'injected':<14} {'rc':>3} {'wall s':>7} {'exact':>5} {'transients':>10}  named")
     for r in runs:
         named = ", ".join(f"{k} {n or '*'}/{'*' if rail is None else rail}" for k, n, rail in r.named) or "-"
-        print(f"  {r.kind:<12} {r.rc:>3} {r.wall_s:>7.1f} {r.exact!s:>5} {r.transients:>10}  {named} {r.note}")
+        print(f"  {r.kind:<14} {r.rc:>3} {r.wall_s:>7.1f} {r.exact!s:>5} {r.transients:>10}  {named} {r.note}")
     kinds = sorted({r.kind for r in judged})
     columns = sorted({_named_kind(r) for r in judged})
     print("\n# confusion (injected kind x named kinds, runs)")
-    print(f"  {'':<12} " + " ".join(f"{c:>10}" for c in columns))
+    print(f"  {'':<14} " + " ".join(f"{c:>10}" for c in columns))
     for kind in kinds:
         counts = [sum(1 for r in judged if r.kind == kind and _named_kind(r) == c) for c in columns]
-        print(f"  {kind:<12} " + " ".join(f"{n:>10}" for n in counts))
+        print(f"  {kind:<14} " + " ".join(f"{n:>10}" for n in counts))
     exact = sum(r.exact for r in judged)
     clean = [r for r in judged if r.kind == "clean"]
     alarms = sum(len(r.named) for r in clean)
@@ -325,6 +337,7 @@ def main() -> int:
     parser.add_argument("--pair-bytes", default="16M")
     parser.add_argument("--iters", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3, help="clean runs")
+    parser.add_argument("--rounds", type=int, default=1, help="runs of each fault kind")
     parser.add_argument("--kinds", default="all", help="comma-separated fault kinds (default: every one)")
     parser.add_argument("--load", type=int, default=0, help="background busy-loop processes")
     parser.add_argument("--seed", type=int, default=0)
@@ -347,7 +360,7 @@ def main() -> int:
             for _ in range(args.repeats):
                 runs.append(run_one(bed, "clean", [], contextlib.nullcontext, root, args))
                 print(f"# clean: {runs[-1].named} in {runs[-1].wall_s:.1f} s", flush=True)
-            for kind in wanted:
+            for kind in [k for _ in range(args.rounds) for k in wanted]:
                 expected, inject = faults[kind]
                 runs.append(run_one(bed, kind, expected, inject, root, args))
                 print(f"# {kind}: {runs[-1].named} in {runs[-1].wall_s:.1f} s {runs[-1].note}", flush=True)

@@ -44,7 +44,10 @@ model can. Each behaviour below cites the NCCL (``src/...``) or torch (``torch/.
    includes one of them hangs on every member, and fails after ``RAILBENCH_ASYNC_ABORT_S`` (default 90). The
    communicator is then aborted: every later operation on it fails at once. A failure surfaces at the next host
    synchronisation (``bench.measure.device.synchronize``), as a CUDA error does, or in a blocking ``wait()``.
-   Communicators within one host (NVLink) are not affected.
+   Communicators within one host (NVLink) are not affected. Its owner may abort it sooner
+   (``torch.distributed.distributed_c10d._abort_process_group`` -> ``ProcessGroupNCCL::abort`` ->
+   ``ncclCommAbort``, whose abort flag makes the communicator's kernels return, ``src/init.cc``): the hung
+   operation then fails at once on that member, and so does every later one.
 
 It is a model of NCCL's behaviour, not a stand-in for railbench: nothing here knows railbench's code.
 """
@@ -107,6 +110,11 @@ def _float(name: str, default: float) -> float:
     return float(os.environ.get(name) or default)
 
 
+class OwnerAborted(RuntimeError):
+    """An operation of a communicator its owner aborted (behaviour 6): ``ncclCommAbort`` makes the kernel
+    return, so the work fails but no error is left on the device for the next synchronisation."""
+
+
 class _Stream:
     """One in-order queue of work per process, like a GPU stream, with a drain like ``cuda.synchronize``."""
 
@@ -121,6 +129,8 @@ class _Stream:
             try:
                 job()
                 done.set_result(None)
+            except OwnerAborted as exc:  # the kernel returned: its work failed, the device is fine
+                done.set_exception(exc)
             except BaseException as exc:  # surfaces at the next drain, as a CUDA error does at a sync
                 self._error = exc
                 done.set_exception(exc)
@@ -212,7 +222,6 @@ class AsyncProcessGroup(dist.ProcessGroup):
         dead = {int(r) for r in os.environ.get(DEAD_VAR, "").split(",") if r.strip()}
         spans_hosts = len({m["host"] for m in members}) > 1
         self._hung = spans_hosts and any(m["world"] in dead for m in members)
-        self._i_am_dead = self._hung and world_rank in dead
         self._abort_s = _float(ABORT_VAR, 90.0)
         inner_timeout = timedelta(seconds=self._abort_s) if self._hung else timeout
         self._inner = dist.ProcessGroupGloo(store, rank, size, inner_timeout)
@@ -222,9 +231,15 @@ class AsyncProcessGroup(dist.ProcessGroup):
         self._connect_s = _float(CONNECT_VAR, 0.0) * 1e-3
         self._connected: set[tuple[object, ...]] = set()
         self._aborted: str | None = None
+        self._abort_called = threading.Event()
 
     def getBackendName(self) -> str:
         return NAME
+
+    def abort(self) -> None:
+        """The owner aborts the communicator (behaviour 6): its hung operation and every later one fail."""
+        self._aborted = "aborted by its owner"
+        self._abort_called.set()
 
     def _queue(
         self, use: tuple[object, ...], steps: int, bus_bytes: float, run: Callable[[], Any], *, blocking: bool = False
@@ -235,11 +250,14 @@ class AsyncProcessGroup(dist.ProcessGroup):
 
         def job() -> None:
             if self._aborted is not None:
-                raise RuntimeError(f"asyncsim: communicator aborted earlier ({self._aborted})")
+                kind = OwnerAborted if self._abort_called.is_set() else RuntimeError
+                raise kind(f"asyncsim: communicator aborted earlier ({self._aborted})")
             began = time.perf_counter()
             try:
-                if self._i_am_dead:
-                    time.sleep(self._abort_s)  # nothing this rank sends arrives; the watchdog aborts
+                if self._hung:
+                    # Nothing crosses the dead NIC: every member waits until the watchdog or its owner aborts.
+                    if self._abort_called.wait(self._abort_s):
+                        raise OwnerAborted("asyncsim: communicator aborted by its owner while the operation hung")
                     raise RuntimeError(f"NET/IB: retry exceeded, communicator aborted after {self._abort_s:g} s")
                 run().wait()
             except RuntimeError as exc:

@@ -120,10 +120,17 @@ def _timing() -> dict[str, Any]:
 
 
 def _rails_settings(profile: str = "local", **given: Any) -> Any:
-    values: dict[str, Any] = {"rail_bytes": 8 * MIB, "pair_bytes": 8 * MIB, "iters": 3, "warmup": 1, "repeats": 1}
-    values.update(given)
-    values.update(json.loads(os.environ.get("ASYNC_RAILS") or "{}"))
-    return validate(RailsConfig(profile=profile, collectives=("all_reduce",), **values))
+    defaults: dict[str, Any] = {
+        "collectives": ("all_reduce",),
+        "rail_bytes": 8 * MIB,
+        "pair_bytes": 8 * MIB,
+        "iters": 3,
+        "warmup": 1,
+        "repeats": 1,
+    }
+    # ASYNC_RAILS overrides any of these (a size given twice was a TypeError).
+    config = RailsConfig(profile=profile, **{**defaults, **given, **json.loads(os.environ.get("ASYNC_RAILS") or "{}")})
+    return validate(config)
 
 
 def _rails() -> dict[str, Any]:
@@ -137,8 +144,12 @@ def _rails() -> dict[str, Any]:
         return {}
     return {
         "pairs_Gbps": [8 * t.nbytes / (t.time_us * 1e-6) / 1e9 for t in outcome.pair_times],
+        "pairs": [[t.rail, t.node, t.peer] for t in outcome.pair_times],
         "rail_busbw_Gbps": [r.busbw_Gbps for r in outcome.rail_results],
+        "rail_nodes": [[r.rail, r.nnodes] for r in outcome.rail_results],
         "rail_bytes": [r.nbytes for r in outcome.rail_results],
+        "defects": [[d.kind, d.node, d.rail, d.symptom] for d in outcome.defects],
+        "links": list(outcome.links),
         "process_groups": outcome.process_groups,
         "nodes": list(outcome.nodes),
         "seconds": time.perf_counter() - began,

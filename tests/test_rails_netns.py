@@ -174,3 +174,31 @@ def test_the_rails_rank_program_on_the_model_of_nccl(cluster: NetnsCluster, tmp_
     assert all(rate > 0 for rate in seen["rail_busbw_Gbps"]), seen
     # The world and rank 0's rail group formed; every rank of a node saw the rail interface list, none its own.
     assert seen["communicators"] == 2 and seen["nic_vars"]["NCCL_SOCKET_IFNAME"] == "rail", seen
+
+
+def test_a_dead_link_hides_no_other_fault(cluster: NetnsCluster, tmp_path: Path) -> None:
+    """Issue 20's hidden shape, small: node01's rail 0 is down and node04's rail 1 crawls. Both are named, the
+    dead link from its port and its peers' connects before any rail group forms, the slow one from the pair
+    matrix measured as usual on every other link; a FAIL (exit 1), not an infrastructure fault."""
+    cluster.link_down("node01", 0)
+    cluster.shape("node04", 1, SHAPED_MBIT)
+    rc, stdout, doc = rails(cluster, tmp_path, profile="netns-shaped.toml")
+    assert rc == 1, stdout
+    assert [(d["kind"], d["node"], d["rail"], d["symptom"]) for d in doc["defects"]] == [
+        ("link", "node01", 0, "dead"),
+        ("link", "node04", 1, "slow"),
+    ], stdout
+    assert "node01 rail 0 (rail0): no traffic in 3/3 pairs → link dead" in stdout
+    # Rail 0's group is the three live nodes; every pair without node01 is measured, none with it is tried.
+    with (tmp_path / "results.csv").open() as fh:
+        rail_groups = {(r["group"], r["nnodes"]) for r in csv.DictReader(fh) if r["scope"] == "rail"}
+    assert rail_groups == {("rail0", "3"), ("rail1", "4")}, rail_groups
+    pairs = {(m["rail"], *sorted((m["node"], m["peer"]))) for m in doc["measurements"] if m["kind"] == "pair"}
+    others = ["node02", "node03", "node04"]
+    assert {p for p in pairs if p[0] == 0} == {(0, a, b) for i, a in enumerate(others) for b in others[i + 1 :]}
+    assert len({p for p in pairs if p[0] == 1}) == 6
+    (link,) = [x for x in doc["links"] if (x["node"], x["rail"]) == ("node01", 0)]
+    assert link["port"] == "down" and link["in_group"] is False
+    assert all(x["in_group"] for x in doc["links"] if (x["node"], x["rail"]) != ("node01", 0))
+    meta = json.loads((tmp_path / "run.json").read_text())
+    assert meta["verdict"] == "fail" and meta["exit_status"] == 1

@@ -30,7 +30,7 @@ _RANK = textwrap.dedent(
     dist.init_process_group("gloo", store=dist.FileStore(store_path, 2), rank=rank, world_size=2,
                             timeout=timedelta(seconds=60))
     layout = RailLayout(("node01", "node02"), ((0,), (1,)))
-    groups, problem = make_rail_groups(layout, None, connect_s=1.0, op_timeout_s=30.0)
+    groups, problem = make_rail_groups(layout, [(0, 1)], None, startup_s=1.0, op_timeout_s=30.0)
     assert problem is None, problem
     group = groups[0]
     wait = p2p_wait(group, 30.0)

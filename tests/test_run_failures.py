@@ -204,3 +204,26 @@ def test_killed_rank_is_exit_3_and_rows_are_kept(tmp_path: Path) -> None:
     assert meta["status"] == "failed" and meta["exit_status"] == 3
     assert re.search(rf"rank(\(s\))? 2 on {socket.gethostname()}", meta["failure"]["message"])
     assert len(_rows(out)) >= kept >= 2
+
+
+@pytest.mark.mpi
+def test_losing_rank_0_under_the_users_own_mpirun_is_recorded_by_a_survivor(tmp_path: Path) -> None:
+    """No railbench parent to notice: rank 0 dies mid-sweep and a surviving rank marks run.json failed."""
+    out = tmp_path / "run"
+    argv = ["-b", "64K", "-e", "256M", "-f", "2", "-n", "10", "-w", "1", "--collectives", "all_reduce"]
+    cmd = [str(Path(sys.executable).parent / "mpirun"), "-np", "3", "--bind-to", "none", "--oversubscribe"]
+    cmd += [sys.executable, "-m", "bench", "run", *argv, "--timeout", "60", "--out", str(out), "--no-history"]
+    proc = subprocess.Popen(
+        cmd, env=rank_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        _wait_for_rows(out, proc, 2)
+        os.kill(_rank_pids(out)[0], signal.SIGKILL)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["status"] == "failed" and meta["exit_status"] == 3, (meta, stderr[-2000:])
+    assert meta["failure"]["kind"] == "lost-rank" and meta["failure"]["missing_ranks"] == [0], meta["failure"]
+    assert "rank 0" in meta["failure"]["message"]

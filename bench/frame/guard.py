@@ -32,32 +32,60 @@ def hang_failure(hang: Hang) -> dict[str, object]:
     }
 
 
+def rank0_lost_failure(label: str, host0: str, rank: int) -> dict[str, object]:
+    """run.json's ``failure`` when rank 0 itself is gone, as a surviving rank records it."""
+    return {
+        "kind": "lost-rank",
+        "message": f"{label}: rank 0 ({host0}) died or stopped answering (recorded by rank {rank})",
+        "missing_ranks": [0],
+        "missing_hosts": [host0],
+    }
+
+
 @contextlib.contextmanager
-def guarded(ctx: DistContext, timeout_s: float, record_end: EndRecorder) -> Iterator[Watchdog]:
-    """Run a measuring phase under the hang watchdog; every early end is recorded, then raised on."""
+def guarded(
+    ctx: DistContext, timeout_s: float, record_end: EndRecorder, rank0_lost: EndRecorder | None = None
+) -> Iterator[Watchdog]:
+    """Run a measuring phase under the hang watchdog; every early end is recorded, then raised on.
+
+    Rank 0 records through ``record_end``. When rank 0 is what was lost, nobody would: a surviving rank then
+    records it through ``rank0_lost`` (run.json where this rank can see it), under the user's own mpirun or
+    srun as under railbench's launcher, so the run never stays ``running``.
+    """
     address = (ctx.info.master_addr, ctx.info.master_port) if ctx.info.master_addr and ctx.info.master_port else None
-    watchdog = Watchdog(
-        ctx.store,
-        ctx.info.rank,
-        ctx.hosts,
-        timeout_s,
-        lambda hang: record_end("failed", EXIT_INFRA, hang_failure(hang)),
-        store_address=address,
-    )
+    rank = ctx.info.rank
+
+    def survivor_records(label: str) -> None:
+        if rank0_lost is not None and rank != 0:
+            rank0_lost("failed", EXIT_INFRA, rank0_lost_failure(label, ctx.hosts[0], rank))
+
+    def on_hang(hang: Hang) -> None:
+        record_end("failed", EXIT_INFRA, hang_failure(hang))
+        if hang.unreachable:
+            survivor_records(hang.label)
+
+    watchdog = Watchdog(ctx.store, rank, ctx.hosts, timeout_s, on_hang, store_address=address)
     watchdog.start()
     try:
         yield watchdog
     except KeyboardInterrupt as exc:
+        # The launcher stops every rank when one dies: if that one was rank 0, its end is ours to record.
+        if rank != 0 and rank0_lost is not None and not watchdog.rank0_answers():
+            survivor_records(watchdog.current_label())
         record_end("interrupted", interrupt_status(exc), None)
         raise
     except RuntimeError as exc:
         signum = signals.received()
         if signum is not None:  # the peers were interrupted too: their collective failed first
+            if rank != 0 and rank0_lost is not None and not watchdog.rank0_answers():
+                survivor_records(watchdog.current_label())
             record_end("interrupted", 128 + signum, None)
             raise Interrupted(signum) from None
         # A peer that died or a transport error surfaces here as torch's RuntimeError/DistError.
         message = watchdog.lost(exc)
         record_end("failed", EXIT_INFRA, {"kind": "lost-rank", "message": message})
+        if watchdog.rank0_gone:
+            survivor_records(watchdog.current_label())
         raise InfraError(message) from None
     finally:
         watchdog.stop()

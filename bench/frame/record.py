@@ -6,11 +6,14 @@ from __future__ import annotations
 import os
 import platform
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from bench.exits import UserError
 from bench.profiles import Profile
 from bench.rundir.files import FORMAT_VERSION
 from bench.rundir.judged_by import JudgedBy
+from bench.rundir.runjson import RunFile
 from bench.runtime import env as benv
 from bench.runtime.dist import DistContext, node_layout
 from bench.version import __version__
@@ -90,3 +93,23 @@ def judged_by(profile: Profile) -> JudgedBy:
         idle_devices=tuple(dict.fromkeys(idle)),
         counter_tolerance_bytes=profile.counter_tolerance_bytes,
     )
+
+
+def rank0_lost_recorder(out_dir: Path | None) -> Callable[[str, int, Mapping[str, object] | None], None]:
+    """How a surviving rank records that rank 0 was lost (``bench.frame.guard.guarded``'s ``rank0_lost``):
+    run.json, where this rank can see it (rank 0's node, or a shared file system), turns ``failed`` unless it
+    already says how the run ended. Several survivors may write; each write is atomic and says the same."""
+
+    def record(status: str, exit_status: int, failure: Mapping[str, object] | None) -> None:
+        if out_dir is None or not (Path(out_dir) / "run.json").is_file():
+            return
+        try:
+            run = RunFile.load(out_dir)
+            if run.status in ("failed", "interrupted"):
+                return
+            extra = {"failure": failure, "reasons": [failure["message"]]} if failure else {}
+            run.update(status=status, verdict="error", exit_status=exit_status, finished_utc=iso_utc(), **extra)
+        except (OSError, UserError):
+            return  # a run directory this rank cannot read or write is rank 0's node's alone
+
+    return record

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from bench.exits import InfraError
 from bench.frame import evidence
 from bench.frame.guard import guarded
-from bench.frame.record import iso_utc
+from bench.frame.record import iso_utc, rank0_lost_recorder
 from bench.profiles import Profile
 from bench.rundir.files import ResultsWriter, Row
 from bench.rundir.runjson import RunFile
@@ -128,8 +128,9 @@ class Run:
 
     @contextlib.contextmanager
     def guarded(self) -> Iterator[Watchdog]:
-        """A measuring phase under the hang watchdog; a hang, a lost rank, Ctrl-C or SIGTERM is recorded."""
-        with guarded(self.ctx, self.launch.timeout_s, self.end) as watchdog:
+        """A measuring phase under the hang watchdog; a hang, a lost rank, Ctrl-C or SIGTERM is recorded (rank 0's
+        own loss by a surviving rank that can see run.json)."""
+        with guarded(self.ctx, self.launch.timeout_s, self.end, rank0_lost_recorder(self.out_dir)) as watchdog:
             yield watchdog
 
     @contextlib.contextmanager

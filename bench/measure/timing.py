@@ -323,8 +323,9 @@ def group_max(seconds: float, group: ProcessGroup | None, device: torch.device) 
     return float(value.item())
 
 
-def _capture(step: Callable[[], None], device: torch.device, iters: int) -> torch.cuda.CUDAGraph:
-    """``iters`` steps captured in one CUDA graph (nccl-tests ``-G``), uploaded by one untimed replay."""
+def _capture(step: Callable[[], None], device: torch.device, iters: int, upload: bool = True) -> torch.cuda.CUDAGraph:
+    """``iters`` steps captured in one CUDA graph (nccl-tests ``-G``), uploaded by one untimed replay (unless
+    not ``upload``: a replay of a collective is a collective, which only a rank sure of its peers may start)."""
     import torch
 
     device_ops.synchronize(device)
@@ -337,29 +338,40 @@ def _capture(step: Callable[[], None], device: torch.device, iters: int) -> torc
     torch.cuda.current_stream(device).wait_stream(side)
     with torch.cuda.graph(cuda_graph, stream=side):
         _repeat(step, iters)
-    cuda_graph.replay()
+    if upload:
+        cuda_graph.replay()
     device_ops.synchronize(device)
     return cuda_graph
 
 
-def graph_capture_works(device: torch.device) -> str | None:
-    """Why a CUDA graph of an NCCL all-reduce cannot be captured on this rank, or None when it can.
+def graph_capture_works(device: torch.device, agree: Callable[[str | None], str | None]) -> str | None:
+    """Why a CUDA graph of an NCCL all-reduce cannot be captured on every rank, or None when it can.
 
-    A one-element all-reduce on the world, captured and replayed once. Every rank must call it together
-    (it is a collective) and agree on the answer afterwards, so that either every rank captures or none.
+    A one-element all-reduce on the world, captured; every rank calls this together. ``agree`` takes this
+    rank's answer and returns the first refusal of any rank (None: every rank captured), through the store:
+    a rank whose capture failed must not meet its peers' replay with some other collective. Only then is the
+    graph replayed, on every rank or on none, so one rank that cannot capture leaves no other waiting.
     """
     import torch
     import torch.distributed as dist
 
-    if not device_ops.is_cuda(device):
-        return "not a CUDA device"
-    probe = torch.ones(1, device=device)
-    try:
-        _capture(lambda: dist.all_reduce(probe), device, 1).replay()
-        device_ops.synchronize(device)
-    except RuntimeError as exc:  # capture unsupported by this driver, NCCL or torch build
-        return " ".join(str(exc).split())[:160]
-    return None
+    why: str | None = "not a CUDA device"
+    graph = None
+    if device_ops.is_cuda(device):
+        probe = torch.ones(1, device=device)
+        try:
+            graph = _capture(lambda: dist.all_reduce(probe), device, 1, upload=False)
+            why = None
+        except RuntimeError as exc:  # capture unsupported by this driver, NCCL or torch build
+            why = " ".join(str(exc).split())[:160]
+    everyone = agree(why)
+    if everyone is None and graph is not None:
+        try:
+            graph.replay()
+            device_ops.synchronize(device)
+        except RuntimeError as exc:
+            return " ".join(str(exc).split())[:160]
+    return everyone
 
 
 def time_loop(

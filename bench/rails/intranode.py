@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from bench.measure import device as device_ops
 from bench.measure.timing import reduce_times, time_region
@@ -26,10 +26,11 @@ from bench.rails.config import RailsSettings
 from bench.rails.gpu_pairs import IntraNodeOutcome, LocalMatrix, LocalPairTime, localise_gpus
 from bench.rails.layout import RailLayout, rail_layout
 from bench.rails.live import LiveRails
-from bench.rails.measure import flatten, gather_objects, gloo_interface, one_way, pair_align, pair_buffers
+from bench.rails.measure import flatten, gloo_interface, one_way, pair_align, pair_buffers
 from bench.rails.records import RailsOutcome
 from bench.rails.schedule import Round, schedule
-from bench.runtime.dist import DistContext, gpu_bus_id
+from bench.runtime.coord import Coord, GroupCoord
+from bench.runtime.dist import DistContext, gpu_bus_id, torch_timeout_s
 from bench.runtime.watchdog import Watchdog
 
 if TYPE_CHECKING:
@@ -90,10 +91,16 @@ def _bus_id(device: torch.device) -> str | None:
 
 
 def intra_node_phase(
-    settings: RailsSettings, ctx: DistContext, watchdog: Watchdog, live: LiveRails | None = None
+    settings: RailsSettings,
+    ctx: DistContext,
+    watchdog: Watchdog,
+    live: LiveRails | None = None,
+    coord: Coord | None = None,
 ) -> IntraNodeOutcome | None:
     """Every local pair of every node; the outcome on rank 0, None elsewhere. Each round's times reach rank 0
-    after the round, and ``live`` (rank 0) writes them down at once."""
+    after the round, and ``live`` (rank 0) writes them down at once. ``coord``: how the world agrees
+    (``bench.runtime.coord``; default the world group)."""
+    coord = coord or GroupCoord(None)
     layout = rail_layout(ctx.hosts)
     rank, local = ctx.info.rank, layout.rails
     if local < 2:
@@ -101,7 +108,9 @@ def intra_node_phase(
             return None
         return IntraNodeOutcome(layout.nodes, local, skipped="1 local rank per node: no local pair to measure")
     watchdog.enter("creating the node groups")
-    groups = make_node_groups(layout, ctx.backend, settings.timeout_s)
+    # Past the watchdog's timeout (bench.runtime.dist.torch_timeout_s): a step that overruns is railbench's
+    # to report, never torch's.
+    groups = make_node_groups(layout, ctx.backend, torch_timeout_s(settings.timeout_s))
     watchdog.leave()
     node, _ = layout.where(rank)
     buffers = pair_buffers(settings.pair_bytes, ctx.device)
@@ -110,14 +119,14 @@ def intra_node_phase(
         watchdog.enter(f"intra-node pairs: repeat {rnd.repeat + 1}, round {rnd.index + 1}")
         mine = local_round(rnd, layout, rank, groups[node], buffers, iters=settings.iters, warmup=settings.warmup)
         times += mine
-        everyone = flatten(gather_objects(mine))  # a few small records per rank, outside the timed region
+        everyone = flatten(coord.all_gather(mine))  # a few small records per rank, outside the timed region
         watchdog.leave()
         if live is not None:
             live.add_local(everyone)
     del buffers
     watchdog.enter("gathering the intra-node results")
-    sent: dict[str, Any] = {"times": times, "bus_id": _bus_id(ctx.device)}
-    gathered = gather_objects(sent)
+    sent: dict[str, object] = {"times": times, "bus_id": _bus_id(ctx.device)}
+    gathered = coord.all_gather(sent)
     watchdog.leave()
     if rank != 0:
         return None

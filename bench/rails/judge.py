@@ -7,38 +7,48 @@ pair matrix, the rail collectives and the counter windows.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from bench.rails import evidence, records, windows
+from bench.rails import evidence, liveness, records, windows
 from bench.rails.config import RailsSettings
+from bench.rails.defects import Defect
 from bench.rails.layout import RailLayout
+from bench.rails.liveness import LinkReport, Membership
 from bench.rails.localise import Diagnosis, Thresholds, diagnose
 from bench.rails.measure import flatten
 from bench.rails.pairs import suspects
+from bench.rails.records import short_device
 from bench.rails.schedule import Cell
 
 
-def suspect_cells(settings: RailsSettings, layout: RailLayout, gathered: list[dict[str, Any]]) -> list[Cell]:
+def suspect_cells(
+    settings: RailsSettings, layout: RailLayout, gathered: list[dict[str, Any]], membership: Membership
+) -> list[Cell]:
     """The cells whose matrix samples are slow: re-measured before anything is named."""
-    _, _, rates, thresholds = _judging(settings, layout, gathered)
+    _, _, rates, thresholds = _judging(settings, layout, gathered, membership)
     times = flatten([g["times"] for g in gathered])
     return suspects(times, layout.nodes, layout.rails, rates, thresholds)
 
 
 def _judging(
-    settings: RailsSettings, layout: RailLayout, gathered: list[dict[str, Any]]
+    settings: RailsSettings, layout: RailLayout, gathered: list[dict[str, Any]], membership: Membership
 ) -> tuple[list[records.RailDevices], dict[int, float | None], dict[int, float] | None, Thresholds]:
-    """The devices each rail used, its line rate, the rates localisation judges by, and the thresholds."""
+    """The devices each rail used, its line rate, the rates localisation judges by, and the thresholds.
+
+    A node whose link is out of its rail's group (dead) carried nothing of that rail: it is left out of the
+    rail's devices, where it would read as a rail over no device (its dead link is named once, by itself)."""
     nodes = layout.nodes
     readers = [g for g in gathered if g["windows"] and g["windows"][0] is not None]
     expected_nic = {(g["host"], g["rail"]): g["nic"] for g in gathered}
     min_bytes = max(1, settings.rail_bytes // 2)
+    in_group = {(layout.nodes[n], k) for k in range(layout.rails) for n in membership.live[k]}
     devices = [
         evidence.attribute(
             k,
-            {g["host"]: g["windows"][k] for g in readers},
+            {g["host"]: g["windows"][k] for g in readers if (g["host"], k) in in_group},
             min_bytes,
-            {h: expected_nic[(h, k)] for h in nodes if (h, k) in expected_nic},
+            {h: expected_nic[(h, k)] for h in nodes if (h, k) in expected_nic and (h, k) in in_group},
         )
         for k in range(layout.rails)
     ]
@@ -48,25 +58,29 @@ def _judging(
     return devices, expected, rates, Thresholds(settings.pass_fraction, settings.relative_fraction)
 
 
-def outcome(settings: RailsSettings, layout: RailLayout, gathered: list[dict[str, Any]]) -> records.RailsOutcome:
-    """Rank 0: devices, line rates, localisation and targets from everything the ranks sent."""
+def outcome(
+    settings: RailsSettings,
+    layout: RailLayout,
+    gathered: list[dict[str, Any]],
+    membership: Membership,
+    reports: Sequence[LinkReport],
+) -> records.RailsOutcome:
+    """Rank 0: devices, line rates, localisation and targets from everything the ranks sent; the dead parts
+    found before the rail groups formed come first among the defects, beside whatever the measurements
+    named."""
     nodes = layout.nodes
     rail_results = sorted(flatten([g["results"] for g in gathered]), key=lambda r: (r.mode != "concurrent", r.rail))
     times = sorted(
         flatten([g["times"] for g in gathered]), key=lambda t: (t.confirm, t.repeat, t.round, t.rail, t.node)
     )
     readers = [g for g in gathered if g["windows"] and g["windows"][0] is not None]
-    devices, expected, rates, thresholds = _judging(settings, layout, gathered)
+    devices, expected, rates, thresholds = _judging(settings, layout, gathered, membership)
     min_bytes = max(1, settings.rail_bytes // 2)
     findings = evidence.findings(devices, settings.quiet_devices, settings.counter_tolerance_bytes, min_bytes)
     device_names = records.device_map(devices)
     found = Diagnosis(())
     if times:
         found = diagnose(records.pair_matrix(times, nodes, layout.rails), rates, thresholds, device_names)
-    # A rail whose own port is down is that link, dead: the bandwidth its bytes made elsewhere says no more.
-    paths = evidence.path_defects(devices, settings.quiet_devices)
-    dead = {(d.node, d.rail) for d in paths if d.kind == "link"}
-    measured = tuple(d for d in found.defects if not (d.kind == "link" and (d.node, d.rail) in dead))
     below = []
     for r in rail_results:
         target = expected.get(r.rail)
@@ -78,6 +92,13 @@ def outcome(settings: RailsSettings, layout: RailLayout, gathered: list[dict[str
                 f"{100 * r.busbw_Gbps / target:.0f}% of {target:g} Gb/s (needs {100 * settings.pass_fraction:.0f}%)"
             )
     counters = {g["host"]: g["whole"] for g in readers if g["whole"]}
+    named = {(r.node, r.rail): short_device(r.device) for r in reports}
+    dead = liveness.dead_defects(membership, nodes, settings.rail_rate_gbps, named)
+    # A rail whose own port is down is that link, dead: the bandwidth its bytes made elsewhere says no more. A
+    # part found dead before the groups formed is named once, by liveness; what its links measured says no more.
+    paths = tuple(d for d in evidence.path_defects(devices, settings.quiet_devices) if not _covered(d, dead))
+    down = [*dead, *(d for d in paths if d.kind == "link")]
+    measured = tuple(d for d in found.defects if not (d.kind == "link" and _covered(d, down)))
     return records.RailsOutcome(
         None,
         nodes,
@@ -85,7 +106,7 @@ def outcome(settings: RailsSettings, layout: RailLayout, gathered: list[dict[str
         rail_results,
         times,
         devices,
-        (*paths, *measured),
+        (*dead, *paths, *measured),
         findings=findings,
         expected=expected,
         below_target=below,
@@ -93,7 +114,41 @@ def outcome(settings: RailsSettings, layout: RailLayout, gathered: list[dict[str
         transients=found.transients,
         too_noisy=found.too_noisy,
         error_windows=windows.join({g["host"]: g["error_windows"] for g in readers}),
+        links=links_json(reports, membership, nodes),
     )
+
+
+def _covered(defect: Defect, dead: Sequence[Defect]) -> bool:
+    """Whether ``defect``'s link is part of one already named dead: the same link, its node or its rail."""
+    for d in dead:
+        if d.kind == "node" and d.node == defect.node:
+            return True
+        if d.kind == "rail" and d.rail == defect.rail:
+            return True
+        if d.kind == "link" and (d.node, d.rail) == (defect.node, defect.rail):
+            return True
+    return False
+
+
+def links_json(
+    reports: Sequence[LinkReport], membership: Membership, nodes: Sequence[str]
+) -> tuple[dict[str, Any], ...]:
+    """rails.json's ``links``: each (node, rail) link as it was found before its rail group formed."""
+    out = []
+    for r in sorted(reports, key=lambda r: (r.rail, r.node)):
+        out.append(
+            {
+                "node": nodes[r.node],
+                "rail": r.rail,
+                "device": r.device,
+                "port": r.port,
+                "port_up": r.port_up,
+                "reached": [nodes[p] for p in r.reached],
+                "unreached": {nodes[p]: why for p, why in r.failed},
+                "in_group": membership.in_group(r.node, r.rail),
+            }
+        )
+    return tuple(out)
 
 
 def _line_rates(

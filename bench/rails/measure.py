@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from torch.distributed import ProcessGroup, Work
 
 GLOO_SOCKET_IFNAME = "GLOO_SOCKET_IFNAME"
+PairOpen = Callable[[int, int, int], bool]
+"""(node a, node b, rail) -> whether that pair is measured (``bench.rails.liveness.Membership.pair_open``)."""
 
 
 def gloo_interface(ifname: str | None) -> contextlib.AbstractContextManager[None]:
@@ -45,42 +47,51 @@ def gloo_interface(ifname: str | None) -> contextlib.AbstractContextManager[None
 
 
 def make_rail_groups(
-    layout: RailLayout, my_ifname: str | None, connect_s: float, op_timeout_s: float
-) -> tuple[list[ProcessGroup | None], str | None]:
-    """One process group per rail; this rank's rail group binds ``my_ifname`` (gloo on socket rails).
+    layout: RailLayout,
+    live: Sequence[Sequence[int]],
+    my_ifname: str | None,
+    startup_s: float,
+    op_timeout_s: float,
+    rails: Sequence[int] | None = None,
+) -> tuple[dict[int, ProcessGroup | None], str | None]:
+    """One process group per rail of ``rails`` (default: every rail) from its live members (``live[rail]``:
+    node indices, agreed by every rank); this rank's rail group binds ``my_ifname`` (gloo on socket rails).
 
-    Returns the groups and, when this rank's rail group could not form (a dead link: its members cannot
-    connect), the transport's error instead of raising it, so that every rank can still agree over the
-    world group on what broke. A non-member gets None from ``new_group`` and connects to nobody.
+    Returns rail -> group (None or ``NON_GROUP_MEMBER`` where this rank is not a member; no entry for a rail
+    with fewer than two live members) and, when this rank's rail group could not form (its members cannot
+    connect), the transport's error instead of raising it, so that every rank can still agree on what broke.
 
-    Connecting gets ``connect_s``: gloo retries a connection that cannot be made for several of its group's
-    timeouts, so a dead link costs a multiple of it. Operations then get ``op_timeout_s``: a link that
-    crawls is measured within its cell budget in chunks, but one chunk on a lossy link may wait out TCP's
-    retransmission backoff for many seconds, and that is a slow link, not a lost rank.
+    Forming gets ``startup_s`` (on gloo the time to connect, retried for several of these); operations then
+    get ``op_timeout_s``: past railbench's watchdog (``bench.runtime.dist.torch_timeout_s``), so that a step
+    that overruns is railbench's hang to report, and a chunk held in TCP's retransmission backoff on a lossy
+    link is a slow link, not an error.
     """
     import torch.distributed as dist
     from torch.distributed.distributed_c10d import _set_pg_timeout
 
-    groups: list[ProcessGroup | None] = []
+    groups: dict[int, ProcessGroup | None] = {}
     problem = None
     with gloo_interface(my_ifname):
-        for rail in range(layout.rails):
+        for rail in range(layout.rails) if rails is None else rails:
+            members = [layout.ranks[node][rail] for node in live[rail]]
+            if len(members) < 2:
+                continue
             try:
-                group = dist.new_group(layout.rail_group(rail), timeout=timedelta(seconds=connect_s))
+                group = dist.new_group(members, timeout=timedelta(seconds=startup_s))
             except RuntimeError as exc:  # gloo's connectFullMesh: no route, refused, timed out
-                groups.append(None)
+                groups[rail] = None
                 problem = " ".join(str(exc).split())
                 continue
-            if group is not None and group != dist.GroupMember.NON_GROUP_MEMBER:
+            if group is not None and group != dist.GroupMember.NON_GROUP_MEMBER and op_timeout_s != startup_s:
                 _set_pg_timeout(timedelta(seconds=op_timeout_s), group)
-            groups.append(group)
+            groups[rail] = group
     return groups, problem
 
 
 def p2p_wait(group: ProcessGroup | None, op_timeout_s: float) -> timedelta | None:
     """How long one point-to-point operation in a rail group may wait: ``Work.wait``'s argument.
 
-    gloo's send and receive wait as long as the group's connection timeout (``connect_s`` above), whatever
+    gloo's send and receive wait as long as the group's start-up timeout (``startup_s`` above), whatever
     ``_set_pg_timeout`` says: it reaches gloo's collectives only. Without this, one chunk held up by TCP's
     retransmission backoff on a flapping link for more than a few seconds ends the run as a lost rank. On
     NCCL the watchdog already applies the group's timeout, and a timeout argument would make ``wait`` block
@@ -89,6 +100,8 @@ def p2p_wait(group: ProcessGroup | None, op_timeout_s: float) -> timedelta | Non
     """
     import torch.distributed as dist
 
+    if group is None or group == dist.GroupMember.NON_GROUP_MEMBER:
+        return None
     return timedelta(seconds=op_timeout_s) if dist.get_backend(group) == "gloo" else None
 
 
@@ -194,13 +207,14 @@ def pair_round(
     rnd: Round,
     layout: RailLayout,
     rank: int,
-    group: ProcessGroup,
+    group: ProcessGroup | None,
     buffers: tuple[torch.Tensor, torch.Tensor],
     *,
     iters: int,
     warmup: int,
     budget_s: Budget | None = None,
     wait: timedelta | None = None,
+    measured: PairOpen | None = None,
 ) -> tuple[list[PairTime], list[float]]:
     """This rank's part of one round on its rail: each direction of every pair at once, lower node first.
 
@@ -209,13 +223,24 @@ def pair_round(
     last byte only when the transfer is over), known on every rank of the rail group after one gather of
     the times. Returns this rank's sending directions and the rate (Gb/s) of every direction measured on
     the rail this round.
+
+    ``measured(a, b, rail)`` says which pairs are measured at all (default: every one): a pair with a dead
+    end is never attempted, and a rank outside its rail's group (``group`` None: its link is dead) only
+    meets the world's agreement on the budget, once per direction, as every rank does.
     """
     import torch.distributed as dist
 
     node, rail = layout.where(rank)
+    if group is None:
+        if callable(budget_s):
+            for _ in range(2):
+                budget_s(math.inf)
+        return [], []
+    opened = measured or (lambda a, b, k: True)
     send_buf, recv_buf = buffers
     device = send_buf.device
     partner = rnd.partner(node, rail)
+    partner = partner if partner is not None and opened(node, partner, rail) else None
     peer_rank = layout.ranks[partner][rail] if partner is not None else None
     nbytes = send_buf.numel() * send_buf.element_size()
     times: list[PairTime] = []
@@ -254,7 +279,7 @@ def pair_round(
         mine = timed.time_us
         everyone, _ = reduce_times(mine, 0, group, device)
         for a, b in rnd.pairs:
-            if rnd.partner(a, rail) == b:
+            if rnd.partner(a, rail) == b and opened(a, b, rail):
                 ends = [everyone[dist.get_group_rank(group, layout.ranks[x][rail])] for x in (a, b)]
                 rates.append(nbytes * 8 / (max(ends) * 1e-6) / 1e9 if max(ends) > 0 else 0.0)
         if sending and peer_rank is not None and partner is not None:

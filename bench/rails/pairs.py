@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bench.measure.timing import Budget, group_max
+from bench.measure.timing import Budget
 from bench.rails.budget import cell_budget, chunks_per_message, expected_rate
 from bench.rails.layout import RailLayout
 from bench.rails.localise import Thresholds, suspect_samples
-from bench.rails.measure import PairTime, flatten, gather_objects, pair_buffers, pair_round
+from bench.rails.measure import PairOpen, PairTime, flatten, pair_buffers, pair_round
 from bench.rails.records import pair_matrix
 from bench.rails.schedule import Cell, Round, confirmation_rounds, schedule
+from bench.runtime.coord import Coord, GroupCoord
 
 if TYPE_CHECKING:
     import torch
@@ -37,17 +38,25 @@ class PairRunner:
         settings: Any,
         layout: RailLayout,
         rank: int,
-        group: ProcessGroup,
+        group: ProcessGroup | None,
         device: torch.device,
         start_Gbps: float | None,
         wait: timedelta | None = None,
         keep: Callable[[list[PairTime]], None] | None = None,
+        measured: PairOpen | None = None,
+        coord: Coord | None = None,
     ) -> None:
         self.settings, self.layout, self.rank, self.group = settings, layout, rank, group
+        """``group``: this rank's rail group; None when its link is dead (it measures nothing)."""
+        self.coord = coord or GroupCoord(None)
+        """The world's agreements (the budget's fastest probe, every round's times and rates):
+        ``bench.runtime.coord``."""
         self.wait = wait
         self.keep = keep
         """Rank 0: what to do with every rank's times after each matrix round (write them down)."""
         """How long one send or receive may wait (``bench.rails.measure.p2p_wait``)."""
+        self.measured = measured
+        """Which pairs are measured (a dead end's are not attempted); None: every pair."""
         self.device = device
         self.buffers = pair_buffers(settings.pair_bytes, device)
         self.start_Gbps = start_Gbps
@@ -66,7 +75,7 @@ class PairRunner:
         chunk_bits = s.pair_bytes // chunks_per_message(s.pair_bytes) * 8
 
         def plan(probe_s: float) -> float:
-            fastest = -group_max(-probe_s, None, self.device)
+            fastest = -self.coord.max(-probe_s)
             probed = chunk_bits / fastest / 1e9 if 0 < fastest < math.inf else None
             rates = [r for r in (known, probed) if r]
             return cell_budget(s.pair_bytes, s.warmup + s.iters, max(rates) if rates else None)
@@ -88,6 +97,7 @@ class PairRunner:
                 warmup=self.settings.warmup,
                 budget_s=self.budget_s(),
                 wait=self.wait,
+                measured=self.measured,
             )
             leave()
             times += mine
@@ -95,7 +105,7 @@ class PairRunner:
                 # Every rail's rates, so that a rail slow as a whole is budgeted by the healthy rails' pairs
                 # (every rank runs the same matrix rounds, so this gather meets on all of them), and the round's
                 # times, which rank 0 writes down at once (``bench.rails.live``).
-                sent = gather_objects((rates if self.layout.where(self.rank)[0] == 0 else [], mine))
+                sent = self.coord.all_gather((rates if self.layout.where(self.rank)[0] == 0 else [], mine))
                 self.seen += flatten([r for r, _ in sent])
                 if self.keep is not None:
                     self.keep(flatten([t for _, t in sent]))

@@ -36,4 +36,5 @@ def rails_doc(outcome: RailsOutcome) -> dict[str, object]:
         "error_windows": [w.as_dict() for w in outcome.error_windows],
         "process_groups": outcome.process_groups,
         "intra_node": gpu_pairs.as_json(outcome.intra_node) if outcome.intra_node is not None else None,
+        "links": list(outcome.links),
     }

@@ -10,12 +10,13 @@ group, the run directory, run.json, the verdict and the exit status.
 from __future__ import annotations
 
 import dataclasses
+import math
 import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.exits import InfraError, UserError
+from bench.exits import UserError
 from bench.fabric.rail_nics import rail_nic
 from bench.fabric.sysfs import Sysfs, ib_ports, net_devices
 from bench.frame.job import Job, run_job
@@ -23,33 +24,31 @@ from bench.frame.run import Run, launch_of, write_refused_is_infra
 from bench.frame.verdict import Item
 from bench.measure import device as device_ops
 from bench.measure.collectives import get_collective
-from bench.measure.timing import Budget, SizeResult, group_max, measure
-from bench.netaddr import interface_ipv4
+from bench.measure.timing import Budget, SizeResult, measure
 from bench.profiles import Profile
-from bench.rails import evidence, intranode, judge, output, records, windows
+from bench.rails import intranode, judge, output, records, windows
 from bench.rails.budget import cell_budget, chunks_per_message
 from bench.rails.config import RailsConfig, RailsSettings, validate
 from bench.rails.corroborate import corroborate
+from bench.rails.groups import form_rail_groups
 from bench.rails.items import rail_items
 from bench.rails.layout import RailLayout, interface_for_rail, rail_layout
 from bench.rails.live import LiveRails
-from bench.rails.measure import PairTime, broadcast_object, gather_objects, make_rail_groups, p2p_wait
+from bench.rails.measure import PairTime, p2p_wait
 from bench.rails.pairs import PairRunner
 from bench.rundir.files import proposed_run_dir
 from bench.runtime import env as benv
 from bench.runtime.before_init import Prelude, PreludeStep, run_directory, shared_nic_environment
-from bench.runtime.dist import DistContext, gpu_bus_id
+from bench.runtime.coord import Coord, coordinator
+from bench.runtime.dist import DistContext, gpu_bus_id, torch_timeout_s
 from bench.runtime.env import RankInfo
 from bench.runtime.watchdog import Watchdog
 
 if TYPE_CHECKING:
     from torch.distributed import ProcessGroup
 
-CONNECT_S = 5.0
-"""Seconds a rail group's members get to connect before the group counts as not formed (a dead link)."""
 
-
-def _my_interface(settings: RailsSettings, layout: RailLayout, rank: int) -> str | None:
+def _my_interface(settings: RailsSettings, layout: RailLayout, rank: int, coord: Coord) -> str | None:
     """The interface this rank's rail binds (socket rails), after every rank agrees the choice is valid."""
     problem, ifname = None, None
     if settings.socket_ifname:
@@ -59,7 +58,7 @@ def _my_interface(settings: RailsSettings, layout: RailLayout, rank: int) -> str
             ifname = interface_for_rail(settings.socket_ifname, available, rail, layout.nodes[node])
         except UserError as exc:
             problem = str(exc)
-    problems = [p for p in gather_objects(problem) if p]
+    problems = [p for p in coord.all_gather(problem) if p]
     if problems:
         raise UserError(problems[0])
     return ifname
@@ -119,20 +118,23 @@ def _measure_rail(
     settings: RailsSettings,
     ctx: DistContext,
     coll: str,
-    group: ProcessGroup,
+    group: ProcessGroup | None,
     n: int,
     *,
     iters: int,
     warmup: int,
     rate_Gbps: float | None,
-) -> SizeResult:
+    coord: Coord,
+) -> SizeResult | None:
     """One collective in this rank's rail group, within a cell budget from ``rate_Gbps`` (the line rate, or
     the fastest rail's busbw); where no rate is known yet every rail is measured at once (``rate_Gbps``
-    None) and the budget comes from the fastest rail's probe, agreed over the world."""
+    None) and the budget comes from the fastest rail's probe, agreed over the world.
+
+    ``group`` None: this rank's link is out of its rail group (dead), or its rail has no group; it measures
+    nothing and only meets the world's agreement on the budget, as every rank does (returns None)."""
     import torch
     import torch.distributed as dist
 
-    group_rank = dist.get_group_rank(group, ctx.info.rank)
     collective = get_collective(coll)
     # Every rank sends about busbw-factor x the message per call, the pair budget's "wire bytes".
     wire = int(settings.rail_bytes * max(1.0, collective.busbw_factor(n)))
@@ -144,10 +146,15 @@ def _measure_rail(
         # Every rail at once and no rate known: the fastest rail's probe sets every rail's budget, so a
         # rail that fell to 1% costs a few of the fastest rail's cells, not a hundred.
         def budget(probe_s: float) -> float:
-            fastest = -group_max(-probe_s, None, ctx.device)
+            fastest = -coord.max(-probe_s)
             rate = wire / chunks * 8 / fastest / 1e9 if fastest > 0 else None
             return cell_budget(wire, warmup + iters, rate)
 
+    if group is None:
+        if callable(budget):
+            budget(math.inf)
+        return None
+    group_rank = dist.get_group_rank(group, ctx.info.rank)
     return measure(
         collective,
         settings.rail_bytes,
@@ -174,59 +181,38 @@ def _ib_rates(local_rank: int) -> dict[str, float] | None:
 
 
 def rails_phase(
-    settings: RailsSettings, ctx: DistContext, watchdog: Watchdog, live: LiveRails | None = None
+    settings: RailsSettings,
+    ctx: DistContext,
+    watchdog: Watchdog,
+    live: LiveRails | None = None,
+    coord: Coord | None = None,
 ) -> records.RailsOutcome | None:
     """Every rail and every pair; returns the outcome on rank 0, None elsewhere. ``live`` (rank 0) writes the
-    rail groups' results and each pair round down as soon as they are gathered."""
-    import torch.distributed as dist
+    rail groups' results and each pair round down as soon as they are gathered.
 
+    Rail groups are formed from their live members (``bench.rails.groups``): a rank whose link is dead, or
+    whose rail has no group, measures nothing on its rail but keeps in step with the world (its barriers,
+    gathers and the budget's agreement), and every pair with a dead end is left out, reported dead. Every
+    agreement goes through ``coord`` (``bench.runtime.coord``: on NCCL the store, never the world communicator,
+    which rides the rails under test).
+    """
     layout = rail_layout(ctx.hosts)
     rank, local_rank = ctx.info.rank, ctx.info.local_rank
-    n = len(layout.nodes)
-    if n < 2:
+    if len(layout.nodes) < 2:
         reason = f"1 node ({layout.nodes[0]}): a rail group needs local rank k of at least 2 nodes"
         return records.RailsOutcome(skipped=reason, nodes=layout.nodes, rails=layout.rails) if rank == 0 else None
     node, rail = layout.where(rank)
-    my_ifname = _my_interface(settings, layout, rank)
+    coord = coord or world_coord(ctx, settings.timeout_s)
+    my_ifname = _my_interface(settings, layout, rank, coord)
     my_nic = _my_nic(ctx, my_ifname)
     # One rank per node reads its counters at every window's edge (bench.rails.windows).
     counts = windows.NodeCounters(local_rank == 0)
-    watchdog.enter("creating the rail groups")
-    dist.barrier()  # every member starts connecting at once: a late one must not read as a dead link
-    # A member that waits for a peer that cannot connect gives up after about five of its group's timeouts
-    # (gloo retries), so at most a sixth of the step's time lets every rank learn within the step what broke;
-    # CONNECT_S keeps a dead link from costing minutes where connecting takes well under a second.
-    op_timeout_s = 0.8 * settings.timeout_s
-    groups, problem = make_rail_groups(
-        layout,
-        my_ifname if ctx.backend == "gloo" else None,
-        max(1.0, min(CONNECT_S, settings.timeout_s / 6)),
-        op_timeout_s,
-    )
-    group = groups[rail]
-    address = interface_ipv4(my_ifname) if my_ifname else None
+    formed = form_rail_groups(ctx, layout, my_ifname, settings.timeout_s, coord, watchdog.enter, watchdog.leave)
+    membership = formed.membership
+    group = formed.mine(rank, layout)
+    n = len(membership.live[rail])
     counts.close("forming the rail groups")
-    reports = gather_objects(
-        (evidence.GroupFailure(layout.nodes[node], rail, address, my_ifname, problem), counts.windows, counts.whole())
-    )
-    formed = [failure for failure, _, _ in reports]
-    watchdog.leave()
-    if any(f.problem for f in formed):
-        # A rail whose members cannot even connect: name the dead link; measuring the rest waits for a fix.
-        if rank != 0:
-            return None
-        dead = evidence.dead_links(formed, layout.nodes, settings.rail_rate_gbps)
-        return records.RailsOutcome(
-            None,
-            layout.nodes,
-            layout.rails,
-            defects=tuple(dead),
-            counters={f.node: whole for f, _, whole in reports if whole is not None},
-            error_windows=windows.join({f.node: mine for f, mine, whole in reports if whole is not None}),
-        )
 
-    if group is None:  # every rank's group formed (checked just above), this one's included
-        raise InfraError(f"rail {rail}'s group did not form on {layout.nodes[node]} though no rank reported why")
     mine: list[records.RailResult] = []
     fastest = 0.0
     for coll in settings.collectives:
@@ -240,15 +226,17 @@ def rails_phase(
             iters=settings.iters,
             warmup=settings.warmup,
             rate_Gbps=settings.rail_rate_gbps,
+            coord=coord,
         )
         watchdog.leave()
-        result = _rail_result(coll, "concurrent", rail, n, res)
-        fastest = max(fastest, result.busbw_Gbps)
-        if node == 0:
-            mine.append(result)
+        if res is not None:
+            result = _rail_result(coll, "concurrent", rail, n, res)
+            fastest = max(fastest, result.busbw_Gbps)
+            if node == membership.live[rail][0]:
+                mine.append(result)
     # The fastest rail group's busbw, the same on every rank: where no line rate is known, the budgets of
     # the rails measured alone and of the pairs start from it.
-    heard = gather_objects((fastest, mine))
+    heard = coord.all_gather((fastest, mine))
     start = max(f for f, _ in heard)
     if live is not None:
         live.add_rails([r for _, results in heard for r in results])
@@ -261,26 +249,39 @@ def rails_phase(
     alone: list[dict[str, int] | None] = []
     for k in range(layout.rails):
         watchdog.enter(f"rail {k} alone")
-        dist.barrier()
-        if rail == k and settings.isolation:
-            for coll in settings.collectives:
-                res = _measure_rail(
-                    settings, ctx, coll, group, n, iters=settings.iters, warmup=settings.warmup, rate_Gbps=known
-                )
-                if node == 0:
-                    mine.append(_rail_result(coll, "isolated", rail, n, res))
-        elif rail == k:
-            # Only to see which device carries the rail: one call is plenty of bytes.
-            _measure_rail(settings, ctx, settings.collectives[0], group, n, iters=1, warmup=0, rate_Gbps=known)
-        dist.barrier()
+        coord.barrier()
+        if rail == k and group is not None and known is not None:
+            if settings.isolation:
+                for coll in settings.collectives:
+                    res = _measure_rail(
+                        settings,
+                        ctx,
+                        coll,
+                        group,
+                        n,
+                        iters=settings.iters,
+                        warmup=settings.warmup,
+                        rate_Gbps=known,
+                        coord=coord,
+                    )
+                    if res is not None and node == membership.live[rail][0]:
+                        mine.append(_rail_result(coll, "isolated", rail, n, res))
+            else:
+                # Only to see which device carries the rail: one call is plenty of bytes.
+                first = settings.collectives[0]
+                _measure_rail(settings, ctx, first, group, n, iters=1, warmup=0, rate_Gbps=known, coord=coord)
+        coord.barrier()
         alone.append(counts.close(f"rail {k} alone", (k,)))
         watchdog.leave()
 
+    op_timeout_s = torch_timeout_s(settings.timeout_s)
     times: list[PairTime] = []
     runner = None
     if settings.pairs:
+        measured = None if membership.everyone else membership.pair_open
+        wait = p2p_wait(group, op_timeout_s)
         keep = live.add_pairs if live is not None else None
-        runner = PairRunner(settings, layout, rank, group, ctx.device, start, p2p_wait(group, op_timeout_s), keep)
+        runner = PairRunner(settings, layout, rank, group, ctx.device, start, wait, keep, measured, coord)
         times = runner.matrix(watchdog.enter, watchdog.leave)
         counts.close("pair matrix")
 
@@ -297,22 +298,28 @@ def rails_phase(
         "rail": rail,
         "rates": _ib_rates(local_rank),
     }
-    gathered = gather_objects(sent)
+    gathered = coord.all_gather(sent)
     watchdog.leave()
     if runner is not None and settings.confirm:
         # Every suspect is measured again, in its own round and beside the same round's other suspects,
         # before anything is named.
-        found = judge.suspect_cells(settings, layout, gathered) if rank == 0 else None
-        again = runner.confirm(broadcast_object(found), watchdog.enter, watchdog.leave)
+        found = judge.suspect_cells(settings, layout, gathered, membership) if rank == 0 else None
+        again = runner.confirm(coord.broadcast(found), watchdog.enter, watchdog.leave)
         counts.close("re-measurements")
         watchdog.enter("gathering the re-measurements")
-        for g, (extra, read) in zip(gathered, gather_objects((again, counts.windows[-1:])), strict=True):
+        for g, (extra, read) in zip(gathered, coord.all_gather((again, counts.windows[-1:])), strict=True):
             g["times"] = g["times"] + extra
             g["error_windows"] = g["error_windows"] + read
         watchdog.leave()
     if rank != 0:
         return None
-    return dataclasses.replace(judge.outcome(settings, layout, gathered), process_groups=1 + len(groups))
+    outcome = judge.outcome(settings, layout, gathered, membership, formed.reports)
+    return dataclasses.replace(outcome, process_groups=1 + formed.made)
+
+
+def world_coord(ctx: DistContext, timeout_s: float) -> Coord:
+    """How the world agrees during a rails test (``bench.runtime.coord``): past the watchdog, like torch's own."""
+    return coordinator(ctx.backend, ctx.store, ctx.info.rank, ctx.info.world_size, torch_timeout_s(timeout_s))
 
 
 def guarded_rails_phase(settings: RailsSettings, run: Run) -> tuple[records.RailsOutcome | None, LiveRails | None]:
@@ -324,10 +331,11 @@ def guarded_rails_phase(settings: RailsSettings, run: Run) -> tuple[records.Rail
     if run.rank0:
         layout = rail_layout(ctx.hosts)
         live = LiveRails(run, layout.nodes, layout.rails, settings.rail_rate_gbps, settings.iters)
+    coord = world_coord(ctx, settings.timeout_s)
     with run.guarded() as watchdog:
-        outcome = rails_phase(settings, ctx, watchdog, live)
+        outcome = rails_phase(settings, ctx, watchdog, live, coord)
         if intranode.wanted(settings, ctx.backend):
-            outcome = intranode.attach(outcome, intranode.intra_node_phase(settings, ctx, watchdog, live))
+            outcome = intranode.attach(outcome, intranode.intra_node_phase(settings, ctx, watchdog, live, coord))
         # The fabric testifies: each defect with its devices' error counters and what to do about it.
         return (None if outcome is None else corroborate(outcome, settings.errors, settings.actions)), live
 

@@ -316,6 +316,9 @@ class RailsOutcome:
     per node."""
     intra_node: IntraNodeOutcome | None = None
     """The intra-node pair matrix (``--intra-node``), None when it did not run."""
+    links: tuple[dict[str, Any], ...] = ()
+    """Each (node, rail) link as found before the rail groups formed: port state, peers reached or not, and
+    whether it joined its rail's group (``bench.rails.judge.links_json``)."""
 
     @property
     def failing(self) -> tuple[Defect, ...]:

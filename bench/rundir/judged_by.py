@@ -1,8 +1,8 @@
 """What a run was judged against, as its profile said when it ran (run.json ``judged_by``).
 
 A report drawn, metrics exported or a certificate printed months later shows the run against these
-numbers, never against whatever the profile of the same name says today (docs/design.md, "Records and
-schemas").
+numbers, never against whatever the profile of the same name says today
+(docs/design.md, "Records and schemas").
 """
 
 from __future__ import annotations

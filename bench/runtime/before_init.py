@@ -53,10 +53,16 @@ PreludeStep = Callable[[Prelude], Path | None]
 
 def gather_str(prelude: Prelude, key: str, value: str) -> list[str]:
     """Every rank's ``value`` for ``key``, in rank order, on every rank (through the store)."""
-    info, store = prelude.info, prelude.store
-    store.set(f"railbench/{key}/{info.rank}", value)
-    keys = [f"railbench/{key}/{r}" for r in range(info.world_size)]
-    store.wait(keys, timedelta(seconds=prelude.timeout_s))
+    info = prelude.info
+    return store_gather(prelude.store, key, info.rank, info.world_size, value, prelude.timeout_s)
+
+
+def store_gather(store: Store, key: str, rank: int, world_size: int, value: str, timeout_s: float) -> list[str]:
+    """Every rank's ``value`` for ``key``, in rank order, on every rank, through the store: it works before
+    any communicator exists and beside one that a dead link broke. Each ``key`` is used once per run."""
+    store.set(f"railbench/{key}/{rank}", value)
+    keys = [f"railbench/{key}/{r}" for r in range(world_size)]
+    store.wait(keys, timedelta(seconds=timeout_s))
     return [store.get(k).decode() for k in keys]
 
 
@@ -78,7 +84,8 @@ def agree(prelude: Prelude, key: str, rank0_value: Callable[[], str]) -> str:
 
 
 def nccl_log_environment(out_dir: Path, host: str, rank: int) -> dict[str, str]:
-    """NCCL's INFO log into ``<run dir>/nccl/<host>-<rank>.log``: the evidence the fabric checks read."""
+    """NCCL's INFO log into ``<run dir>/nccl/<host>-<rank>.log``: the evidence the fabric checks read; and
+    the error handling railbench needs (set over any site value, see :func:`own_error_handling`)."""
     return {
         "NCCL_DEBUG": "INFO",
         "NCCL_DEBUG_SUBSYS": "INIT,ENV,NET",
@@ -93,11 +100,36 @@ def apply_defaults(values: Mapping[str, str]) -> None:
         benv.set_default(name, value)
 
 
+def own_error_handling(rank: int) -> str | None:
+    """``TORCH_NCCL_ASYNC_ERROR_HANDLING`` set to the value railbench needs, over a site's own; returns the one
+    line that says so when a site setting was overridden (rank 0 prints it), else None.
+
+    torch reads it when each ProcessGroupNCCL is made (``getCvarInt(TORCH_NCCL_ASYNC_ERROR_HANDLING, 3)``, 3
+    SkipCleanUp by default). 3 and 1 tear the process down from torch's own watchdog, after it has slept
+    4 x TORCH_NCCL_WAIT_TIMEOUT_DUMP_MILSEC (a minute): run.json stays ``running`` and nobody names the lost
+    rank; 0 leaves a failed communicator unhandled. 2 aborts it and raises in the waiting call, so railbench's
+    own error path speaks (exit 3, the rank and host named), and railbench's bounded probes may abort a group
+    themselves.
+    """
+    site = benv.get(ASYNC_ERROR_VAR)
+    benv.set_value(ASYNC_ERROR_VAR, ASYNC_ERROR_CLEANUP_ONLY)
+    if site is None or site.strip() == ASYNC_ERROR_CLEANUP_ONLY or rank != 0:
+        return None
+    return (
+        f"# {ASYNC_ERROR_VAR}={site.strip()[:20]} from the environment overridden to {ASYNC_ERROR_CLEANUP_ONLY}: "
+        "railbench aborts a failed communicator and names the lost rank itself"
+    )
+
+
 def prepare_nccl_logs(prelude: Prelude, out_dir: Path) -> None:
     if not prelude.reads_nccl_env:
         return
     (out_dir / "nccl").mkdir(parents=True, exist_ok=True)
-    apply_defaults(nccl_log_environment(out_dir, socket.gethostname(), prelude.info.rank))
+    values = nccl_log_environment(out_dir, socket.gethostname(), prelude.info.rank)
+    apply_defaults({name: value for name, value in values.items() if name != ASYNC_ERROR_VAR})
+    said = own_error_handling(prelude.info.rank)
+    if said:
+        print(said, flush=True)
 
 
 def run_directory(prelude: Prelude, proposal: Callable[[], Path]) -> Path:

@@ -23,6 +23,7 @@ from bench.netaddr import rendezvous_address
 from bench.runtime import signals
 from bench.runtime.before_init import Prelude, PreludeStep, gather_str, place_gpu, store_broadcast
 from bench.runtime.env import RankInfo, scoped
+from bench.runtime.watchdog import DIAGNOSE_S, RANK0_GRACE_S
 
 if TYPE_CHECKING:
     import torch
@@ -155,6 +156,19 @@ def _cuda_device(prelude: Prelude) -> torch.device:
     return device
 
 
+def torch_timeout_s(watchdog_s: float) -> float:
+    """The timeout every process group gets from torch (its start-up and its operations), for a run whose
+    watchdog fires at ``watchdog_s``: one order of timeouts, railbench's first.
+
+    railbench's watchdog can name the ranks that did not arrive, so it must speak before torch or NCCL end a
+    step on their own: after the step's timeout, rank 0 diagnoses (at most ``DIAGNOSE_S``) and records the
+    hang, and the other ranks end by themselves ``RANK0_GRACE_S`` later. torch's own timeout (its NCCL
+    watchdog, gloo's operations, a non-blocking communicator's start-up) comes after all of that, with as
+    much again to spare: twice the step's timeout, and at least half a minute past the others' grace.
+    """
+    return max(2 * watchdog_s + 30, watchdog_s + RANK0_GRACE_S + DIAGNOSE_S + 30)
+
+
 def init_distributed(
     info: RankInfo,
     transport: Transport,
@@ -181,14 +195,12 @@ def init_distributed(
     prelude = Prelude(info, store, transport.reads_nccl_env, timeout_s)
     device = _cuda_device(prelude) if transport.cuda else torch.device("cpu")
     out_dir = before_init(prelude) if before_init is not None else None
-    # The process group's own timeout is longer than the watchdog's, so that the watchdog, which can name
-    # the ranks that did not arrive, speaks first.
     dist.init_process_group(
         transport.torch_backend,
         store=dist.PrefixStore("pg", store),
         rank=info.rank,
         world_size=info.world_size,
-        timeout=timedelta(seconds=2 * timeout_s + 30),
+        timeout=timedelta(seconds=torch_timeout_s(timeout_s)),
         device_id=device if transport.cuda else None,
     )
     if hosts is None:

@@ -25,6 +25,11 @@ from typing import TYPE_CHECKING
 
 from bench.exits import EXIT_INFRA
 
+RANK0_GRACE_S = 60.0
+"""How long past a step's timeout the other ranks keep beating while rank 0 diagnoses and ends the run."""
+DIAGNOSE_S = 12.0
+"""The most rank 0's diagnosis may take: two heartbeat readings 2 s apart, each bounded by the store's 10 s."""
+
 if TYPE_CHECKING:
     from torch.distributed import Store
 
@@ -78,13 +83,14 @@ class Watchdog:
     store_address: tuple[str, int] | None = None
     """Where the store listens, for the thread's own connection (None: share ``store``)."""
     poll_s: float = 0.5
-    rank0_grace_s: float = 60.0
-    """How long past the timeout other ranks keep beating while rank 0 diagnoses and ends the run."""
+    rank0_grace_s: float = RANK0_GRACE_S
     _step: int = field(default=0, init=False)
     _label: str = field(default="start-up", init=False)
     _started: float | None = field(default=None, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     _stop: threading.Event = field(default_factory=threading.Event, init=False)
+    rank0_gone: bool = field(default=False, init=False)
+    """Rank 0's store stopped answering: rank 0 died, and a surviving rank must record the run's end."""
 
     def start(self) -> None:
         threading.Thread(target=self._watch, name="railbench-watchdog", daemon=True).start()
@@ -142,9 +148,20 @@ class Watchdog:
         missing = silent or behind
         return Hang(step, label, self.timeout_s, missing, tuple(self.hosts[r] for r in missing), silent)
 
+    def rank0_answers(self) -> bool:
+        """Whether rank 0's store still answers, over a fresh connection (the main thread's may be broken)."""
+        try:
+            store = self._connect() if self.store_address is not None else self.store
+            store.set_timeout(timedelta(seconds=min(5.0, self.timeout_s)))
+            store.check(["railbench/step/0"])
+        except RuntimeError:
+            return False
+        return True
+
     def lost(self, error: BaseException) -> str:
         """The one line for a collective that failed because a peer went away (gloo only says "Connection
-        reset by peer"): the step, the ranks whose heartbeat stopped and their hosts, and the transport's words."""
+        reset by peer"): the step, the ranks whose heartbeat stopped and their hosts, and the transport's words.
+        Sets ``rank0_gone`` when rank 0 itself no longer answers."""
         text = str(error).strip()
         cause = f"{type(error).__name__}: {text.splitlines()[0] if text else 'no message'}"
         try:
@@ -153,6 +170,7 @@ class Watchdog:
             time.sleep(4 * self.poll_s)
             after = self._heartbeats(self.store)
         except RuntimeError:
+            self.rank0_gone = True
             return f"{self.current_label()}: rank 0 ({self.hosts[0]}) is gone ({cause})"
         silent = [r for r, (b, a) in enumerate(zip(before, after, strict=True)) if a == b and r != self.rank]
         if not silent:
@@ -170,14 +188,17 @@ class Watchdog:
             with self._lock:
                 started, step, label = self._started, self._step, self._label
             overdue = started is not None and time.monotonic() - started >= self.timeout_s
-            try:
-                store.add(f"railbench/alive/{self.rank}", 1)
-            except RuntimeError:
-                if not overdue:
-                    return  # rank 0 went away between steps: the main thread sees it and reports it
-                self._finish(Hang(step, label, self.timeout_s, (0,), (self.hosts[0],), unreachable=True))
+            if not self.rank0_gone:
+                try:
+                    store.add(f"railbench/alive/{self.rank}", 1)
+                except RuntimeError:
+                    # Rank 0 went away. Keep watching: a collective that errors is the main thread's to report,
+                    # but one that never returns (NCCL waiting on a dead peer) is this thread's, at the timeout.
+                    self.rank0_gone = True
             if not overdue:
                 continue
+            if self.rank0_gone:
+                self._finish(Hang(step, label, self.timeout_s, (0,), (self.hosts[0],), unreachable=True))
             assert started is not None
             if self.rank == 0:
                 # Only rank 0 diagnoses: a rank busy diagnosing stops beating and would look hung itself.

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from bench.exits import UserError
+from bench.frame.guard import guarded
 from bench.frame.job import Job, run_job
 from bench.frame.run import Run, launch_of
 from bench.frame.verdict import Item
@@ -24,7 +25,8 @@ from bench.measure.targets import ONE_RANK, judge_min_bytes, world_target_gbps
 from bench.measure.timing import SizeResult, graph_capture_works, measure
 from bench.rundir.files import Row
 from bench.runtime import env as benv
-from bench.runtime.dist import DistContext
+from bench.runtime.coord import StoreCoord
+from bench.runtime.dist import DistContext, torch_timeout_s
 from bench.runtime.env import RankInfo
 from bench.runtime.placement import blocking_wait_conflict
 from bench.runtime.progress import Mode, Progress
@@ -65,8 +67,15 @@ def agree_sweep(config: RunConfig, ctx: DistContext) -> bool:
     largest size fits every rank's memory (UserError, exit 2, otherwise). Returns the graph choice."""
     if config.graph and ctx.backend != "nccl":
         raise UserError("--graph captures CUDA graphs and needs the nccl backend: this run uses gloo")
-    graph = _resolve_graph(config.graph, ctx)
-    _check_memory(ctx, [get_collective(c) for c in config.collectives], config.sizes, get_dtype(config.dtype))
+    # Both checks are collectives: under the watchdog, a rank that fails or hangs in one ends the run as a named
+    # hang (exit 3) instead of leaving the others waiting. No run.json exists yet: the hang is said in one line.
+    with guarded(ctx, config.timeout_s, lambda status, exit_status, failure: None) as watchdog:
+        watchdog.enter("checking that every rank can capture CUDA graphs")
+        graph = _resolve_graph(config.graph, ctx, config.timeout_s)
+        watchdog.leave()
+        watchdog.enter("checking that the largest size fits every rank's memory")
+        _check_memory(ctx, [get_collective(c) for c in config.collectives], config.sizes, get_dtype(config.dtype))
+        watchdog.leave()
     return graph
 
 
@@ -147,28 +156,31 @@ def _measure(
     )
 
 
-def _resolve_graph(asked: bool | None, ctx: DistContext) -> bool:
+def _resolve_graph(asked: bool | None, ctx: DistContext, timeout_s: float) -> bool:
     """``--graph``/``--no-graph`` as given; by default on with NCCL when every rank can capture.
 
     Eager small-message numbers carry torch's per-call launch overhead, so nccl-tests' ``-G`` numbers are
     matched only with capture. Under blocking wait capture cannot work (an event queried while capturing),
     and a driver or build that refuses capture on any rank turns it off on every rank, said in one line.
     """
-    import torch
-    import torch.distributed as dist
-
     if asked is not None or ctx.backend != "nccl":
         return bool(asked)
     if blocking_wait_conflict(benv.environ(), True) is not None:
         return False
-    why = graph_capture_works(ctx.device)
-    works = torch.tensor([0 if why else 1], dtype=torch.int32, device=ctx.device)
-    dist.all_reduce(works, op=dist.ReduceOp.MIN)
-    device_ops.synchronize(ctx.device)  # read on the host: NCCL's wait() does not block it
-    if int(works.item()) == 1:
+    rank = ctx.info.rank
+    # Through the store, never the world communicator: a rank whose capture failed must not meet its peers'
+    # replay with a collective of its own (bench.runtime.coord).
+    coord = StoreCoord(ctx.store, rank, ctx.info.world_size, torch_timeout_s(timeout_s))
+
+    def agree(why: str | None) -> str | None:
+        said = coord.all_gather(f"rank {rank}: {why}" if why else "")
+        return next((text for text in said if text), None)
+
+    why = graph_capture_works(ctx.device, agree)
+    if why is None:
         return True
-    if ctx.info.rank == 0:
-        print(f"# CUDA graph capture does not work on every rank ({why or 'another rank refused'}): eager timing")
+    if rank == 0:
+        print(f"# CUDA graph capture does not work on every rank ({why}): eager timing")
     return False
 
 

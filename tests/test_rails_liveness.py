@@ -1,0 +1,106 @@
+"""Which members join each rail group, decided from every rank's link report before any group forms
+(``bench.rails.liveness``), and the connect probe itself on loopback (``bench.rails.links.connect_all``)."""
+
+from __future__ import annotations
+
+import socket
+
+from bench.rails.defects import describe
+from bench.rails.links import connect_all
+from bench.rails.liveness import LinkReport, dead_defects, decide
+
+NODES = ("n1", "n2", "n3", "n4", "n5")
+TIMED_OUT = "Connection timed out"
+NO_ROUTE = "No route to host"
+
+
+def reports(
+    rails: int, nodes: int, down: set[tuple[int, int]] = frozenset(), cut: set[tuple[int, int, int]] = frozenset()
+) -> list[LinkReport]:
+    """Every rank's report: ``down`` (node, rail) ports are down (their own connects say ENETUNREACH, their
+    peers' time out); ``cut`` (rail, a, b) pairs cannot connect although both ports are up."""
+    out = []
+    for k in range(rails):
+        for n in range(nodes):
+            reached, failed = [], []
+            for p in range(nodes):
+                if p == n:
+                    continue
+                if (n, k) in down:
+                    failed.append((p, "Network is unreachable"))
+                elif (p, k) in down:
+                    failed.append((p, NO_ROUTE))
+                elif (k, min(n, p), max(n, p)) in cut:
+                    failed.append((p, TIMED_OUT))
+                else:
+                    reached.append(p)
+            up = (n, k) not in down
+            out.append(
+                LinkReport(
+                    n, k, f"rail{k}", f"198.18.{k}.{n + 1}", "up" if up else "down", up, tuple(reached), tuple(failed)
+                )
+            )
+    return out
+
+
+def test_a_port_down_leaves_its_rail_group_and_nothing_else() -> None:
+    m = decide(reports(3, 5, down={(1, 0)}), 5, 3)
+    assert m.live == ((0, 2, 3, 4), (0, 1, 2, 3, 4), (0, 1, 2, 3, 4))
+    assert [(d.kind, d.node, d.rail) for d in m.dead] == [("link", 1, 0)]
+    assert not m.pair_open(1, 3, 0) and m.pair_open(1, 3, 1) and m.pair_open(0, 4, 0)
+    (defect,) = dead_defects(m, NODES, None, {(1, 0): "rail0"})
+    assert (defect.kind, defect.node, defect.rail, defect.symptom, defect.device) == ("link", "n2", 0, "dead", "rail0")
+    assert describe(defect) == "n2 rail 0 (rail0): no traffic in 4/4 pairs → link dead"
+    assert "n2: port rail0 is down" in defect.evidence
+    assert "n1-n2/rail0: not attempted" in defect.evidence
+
+
+def test_a_dead_peer_whose_port_says_up_is_found_by_its_peers() -> None:
+    # The port reads up (a switch-side fault), but nobody connects with node 3 on rail 1.
+    cut = {(1, min(3, p), max(3, p)) for p in range(5) if p != 3}
+    m = decide(reports(2, 5, cut=cut), 5, 2)
+    assert m.live == ((0, 1, 2, 3, 4), (0, 1, 2, 4))
+    assert [(d.kind, d.node, d.rail) for d in m.dead] == [("link", 3, 1)]
+
+
+def test_one_cable_between_two_healthy_ends_is_a_dead_pair() -> None:
+    m = decide(reports(1, 4, cut={(0, 1, 2)}), 4, 1)
+    assert [(d.kind, d.node, d.peer, d.rail) for d in m.dead] == [("pair", 1, 2, 0)]
+    assert m.live == ((0, 1, 3),) and (2, 0) in m.unmeasured  # a group cannot form around the broken pair
+
+
+def test_a_rail_where_nobody_connects_is_the_rail_and_a_node_dead_everywhere_is_the_node() -> None:
+    everything = {(0, a, b) for a in range(4) for b in range(a + 1, 4)}
+    m = decide(reports(2, 4, cut=everything), 4, 2)
+    assert [(d.kind, d.rail) for d in m.dead] == [("rail", 0)] and m.live[0] == ()
+    m = decide(reports(2, 4, down={(2, 0), (2, 1)}), 4, 2)
+    assert [(d.kind, d.node) for d in m.dead] == [("node", 2)]
+    (defect,) = dead_defects(m, NODES[:4], 400.0, {})
+    assert describe(defect).startswith("n3 (every rail): no traffic")
+
+
+def test_every_port_down_is_the_rail_and_two_nodes_cannot_tell_a_link_from_the_rail() -> None:
+    m = decide(reports(1, 3, down={(0, 0), (1, 0), (2, 0)}), 3, 1)
+    assert [(d.kind, d.rail) for d in m.dead] == [("rail", 0)]
+    m = decide(reports(1, 2, cut={(0, 0, 1)}), 2, 1)
+    assert [(d.kind, d.rail) for d in m.dead] == [("rail", 0)]
+
+
+def test_reports_cross_the_store_as_json() -> None:
+    (r, *_) = reports(1, 3, down={(0, 0)})
+    assert LinkReport.from_json(r.to_json()) == r
+
+
+def test_connect_all_reaches_a_listener_and_names_what_fails() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    closed = socket.create_server(("127.0.0.1", 0))
+    refused_port = closed.getsockname()[1]
+    closed.close()
+    try:
+        reached, failed = connect_all(
+            "127.0.0.1", {1: ("127.0.0.1", listener.getsockname()[1]), 2: ("127.0.0.1", refused_port)}, 0.6
+        )
+    finally:
+        listener.close()
+    assert reached == (1,)
+    assert failed == ((2, "Connection refused"),)

@@ -1,0 +1,53 @@
+"""One order of timeouts: railbench's watchdog speaks before torch's and NCCL's own, and the error handling
+torch applies is the one railbench needs, said in one line when a site's setting is overridden."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.rails.groups import GROUP_PROBE_S, PAIR_PROBE_S, gloo_connect_s
+from bench.runtime import env as benv
+from bench.runtime.before_init import ASYNC_ERROR_VAR, own_error_handling
+from bench.runtime.dist import torch_timeout_s
+from bench.runtime.watchdog import DIAGNOSE_S, RANK0_GRACE_S
+
+NCCL_IB_RETRY_S = 4.096e-6 * 2**20 * 7
+"""NCCL's defaults in src/transport/net_ib: NCCL_IB_TIMEOUT 20 (4.096 us x 2^20 per try), NCCL_IB_RETRY_CNT 7."""
+TORCH_DUMP_SLEEP_S = 4 * 15.0
+"""ProcessGroupNCCL's watchdog sleeps 4 x TORCH_NCCL_WAIT_TIMEOUT_DUMP_MILSEC (15 s) before it aborts."""
+
+
+@pytest.mark.parametrize("watchdog_s", [1.0, 12.0, 90.0, 300.0, 3600.0])
+def test_torch_times_out_only_after_railbench_has_recorded_the_hang(watchdog_s: float) -> None:
+    # Rank 0 diagnoses and records within DIAGNOSE_S; the others end themselves RANK0_GRACE_S after the timeout.
+    assert torch_timeout_s(watchdog_s) > watchdog_s + RANK0_GRACE_S + DIAGNOSE_S
+
+
+def test_no_group_gets_a_start_up_timeout_shorter_than_its_size_needs() -> None:
+    assert gloo_connect_s(4, 300.0) == 5.0
+    assert gloo_connect_s(512, 300.0) >= 25.0  # 511 connections per rank, not 5 s
+    assert gloo_connect_s(512, 12.0) <= 12.0 / 6  # and always within a sixth of the step's timeout
+
+
+def test_a_dead_peer_on_nccl_is_named_well_before_nccl_and_torch_would_end_the_step() -> None:
+    # The group's probe, then (at most) three rounds of pair probes and a check of the group made again.
+    worst = GROUP_PROBE_S + 3 * PAIR_PROBE_S + GROUP_PROBE_S
+    assert worst < 0.3 * (NCCL_IB_RETRY_S + TORCH_DUMP_SLEEP_S)
+
+
+@pytest.mark.parametrize(
+    ("site", "rank", "said"), [("3", 0, True), ("1", 0, True), ("2", 0, False), (None, 0, False), ("3", 1, False)]
+)
+def test_async_error_handling_is_railbench_s_and_an_override_is_said_once(
+    monkeypatch: pytest.MonkeyPatch, site: str | None, rank: int, said: bool
+) -> None:
+    monkeypatch.setenv(ASYNC_ERROR_VAR, site or "")  # recorded, so the value set below is undone after the test
+    if site is None:
+        monkeypatch.delenv(ASYNC_ERROR_VAR)
+    line = own_error_handling(rank)
+    assert benv.get(ASYNC_ERROR_VAR) == "2"
+    assert (line is not None) == said
+    if line:
+        assert line == f"# {ASYNC_ERROR_VAR}={site} from the environment overridden to 2: " + (
+            "railbench aborts a failed communicator and names the lost rank itself"
+        )
