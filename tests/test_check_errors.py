@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench.errors import UserError
-from bench.fabric import checks, link_flaps
+from bench.fabric import checks, error_checks, link_flaps
 from bench.profiles import load_profile
 from tests import fabric_trees
 from tests.support import REPO
@@ -40,8 +40,9 @@ def _iso(ago: timedelta) -> str:
     return (datetime.now().astimezone() - ago).isoformat(timespec="microseconds")
 
 
-def test_a_clean_tree_passes(tmp_path: Path) -> None:
+def test_a_clean_tree_passes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = _healthy(tmp_path)
+    monkeypatch.setattr(error_checks, "LIVE_SYSFS", root)  # this tree stands for the node's own /sys
     log = _kernel_log(tmp_path, [f"{_iso(timedelta(minutes=5))} node07 kernel: ibp3s0: link up"])
     slept: list[float] = []
     results = checks.run_checks(
@@ -53,6 +54,24 @@ def test_a_clean_tree_passes(tmp_path: Path) -> None:
     assert "carrier_changes 2" in errors[0].reason  # the rail's netdev speaks for it too
     assert [r.status for r in _by_check(results, "link-flaps")] == ["pass"]
     assert checks.verdict(results) != "fail"  # (NCCL_SOCKET_IFNAME unset warns)
+
+
+def test_a_copied_tree_is_read_once_without_the_wait(tmp_path: Path) -> None:
+    """--sysfs-root of a copy: nothing can rise in a snapshot, so the profile's 3 s window is not waited out;
+    the counts it holds still speak (a saturated counter warns), and --error-window still samples twice."""
+    root = _healthy(tmp_path)
+    write_errors(root, "mlx5_2", {"symbol_error": 65535})
+    slept: list[float] = []
+    results = checks.run_checks(load_profile("lambda-1cc"), root, env={}, sleep=slept.append)
+    by_rail = {r.device: r for r in _by_check(results, "rail-errors")}
+    assert slept == [] and by_rail["mlx5_1:1"].status == "pass"
+    assert by_rail["mlx5_1:1"].reason == (
+        "mlx5_1:1: counts since cleared: carrier_changes 2 (one reading of a copied tree: no idle window; "
+        "--error-window samples it twice)"
+    )
+    assert by_rail["mlx5_2:1"].status == "warn" and "symbol_error saturated at 65535" in by_rail["mlx5_2:1"].reason
+    checks.run_checks(load_profile("lambda-1cc"), root, env={}, error_window_s=0.5, sleep=slept.append)
+    assert slept == [0.5]
 
 
 def test_link_downed_rising_between_the_two_samples_fails(tmp_path: Path) -> None:
@@ -142,7 +161,9 @@ def test_link_flaps_skip_with_a_reason(tmp_path: Path) -> None:
     import os
 
     os.mkfifo(fifo)
-    assert link_flaps.read_kernel_log(fifo, datetime.now()).skipped == f"{fifo} is not a regular file"
+    assert link_flaps.read_kernel_log(fifo, datetime.now()).skipped == (
+        f"{fifo} is a FIFO, not a regular file: give the kernel log file itself with --kernel-log"
+    )
 
 
 def test_a_tree_without_error_counters_skips_without_waiting(tmp_path: Path) -> None:

@@ -78,6 +78,10 @@ def validate(config: AcceptConfig) -> tuple[Profile, RailsSettings]:
     profile = load_profile(config.profile)
     settings = resolve(config.rails_config(Path(".")), profile)
     check_common(
-        backend=config.backend, out=config.out, history=config.sweep.history, no_history=config.sweep.no_history
+        backend=config.backend,
+        out=config.out,
+        history=config.sweep.history,
+        no_history=config.sweep.no_history,
+        cluster=config.cluster,
     )
     return profile, settings

@@ -222,5 +222,11 @@ def validate(config: RailsConfig) -> tuple[Profile, RailsSettings]:
     starts and on every rank before it joins the process group."""
     profile = load_profile(config.profile)
     settings = resolve(config, profile)
-    check_common(backend=config.backend, out=config.out, history=config.history, no_history=config.no_history)
+    check_common(
+        backend=config.backend,
+        out=config.out,
+        history=config.history,
+        no_history=config.no_history,
+        cluster=config.cluster,
+    )
     return profile, settings

@@ -36,6 +36,7 @@ from bench.history.runfacts import run_kind
 from bench.jsondoc import table
 from bench.report.verdict import WORDS, Verdict, read_compare, run_verdict, targets_judged
 from bench.rundir.files import atomic_write_text, read_results_rows
+from bench.rundir.railsjson import read_rails_json
 from bench.rundir.runjson import read_run_json
 
 HEADLINE_SCOPES = ("world", "rail")
@@ -82,7 +83,7 @@ class RunCollector:
         rows = read_results_rows(run_dir)
         self.metrics = headline_metrics(metrics_from_rows(rows), _min_bytes(self.run.get("profile")))
         self.compare = read_compare(run_dir)
-        rails = _read_rails(run_dir)
+        rails = read_rails_json(run_dir)
         judged = targets_judged((r.get("target_Gbps") for r in rows), rails)
         self.verdict: Verdict = run_verdict(self.run, judged, self.compare)
 
@@ -147,16 +148,6 @@ class RunCollector:
             },
         )
         yield info
-
-
-def _read_rails(run_dir: Path) -> Mapping[str, Any] | None:
-    import json
-
-    try:
-        doc = json.loads((run_dir / "rails.json").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    return doc if isinstance(doc, Mapping) else None
 
 
 def _registry(run_dir: Path) -> CollectorRegistry:

@@ -11,12 +11,14 @@ record only the lookups here change.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+from bench.errors import UserError
+from bench.jsondoc import optional_object
 
 Word = Literal["PASS", "MEASURED", "FAIL", "REGRESSED"]
 WORDS: tuple[Word, ...] = ("PASS", "MEASURED", "FAIL", "REGRESSED")
@@ -31,13 +33,32 @@ class Verdict:
     reasons: tuple[str, ...] = ()
 
 
+_COMPARE_FIX = "delete it or re-run railbench compare"
+
+
 def read_compare(run_dir: Path) -> Mapping[str, Any] | None:
-    """compare.json when compare has run on this directory (a damaged one counts as absent)."""
-    try:
-        doc = json.loads((run_dir / "compare.json").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    """compare.json when compare has run on this directory, else None. A damaged one is a UserError (exit 2),
+    never taken as absent: that would turn a REGRESSED run into a PASS. Read through ``bench.jsondoc``
+    (regular file, size, depth and numbers bounded), then the fields used here and by the report are typed."""
+    path = run_dir / "compare.json"
+    doc = optional_object(path, fix=_COMPARE_FIX)
+    if doc is None:
         return None
-    return doc if isinstance(doc, Mapping) else None
+    status = doc.get("exit_status")
+    summary = doc.get("summary", {})
+    ok = (
+        (status is None or (isinstance(status, int) and not isinstance(status, bool)))
+        and isinstance(summary, dict)
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in summary.values())
+        and isinstance(doc.get("metrics", []), list)
+        and all(isinstance(m, dict) for m in doc.get("metrics", []))
+        and isinstance(doc.get("settings", {}), dict)
+    )
+    if not ok:
+        raise UserError(
+            f"{path}: exit_status, summary, metrics or settings is not of the type compare writes: {_COMPARE_FIX}"
+        )
+    return doc
 
 
 def _finite(value: object) -> bool:

@@ -159,5 +159,6 @@ def validate(config: RunConfig) -> Profile:
         history=config.history,
         no_history=config.no_history,
         graph=config.graph is True,
+        cluster=config.cluster,
     )
     return profile
