@@ -8,6 +8,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from bench.errors import UserError
 from bench.fabric import checks, error_checks, link_flaps
@@ -150,6 +152,45 @@ def test_syslog_times_and_the_hca_name_count_too() -> None:
     found = link_flaps.flaps(lines, ["ibp1s0", "mlx5_1"], now - timedelta(hours=1), now)
     assert [(f.device, f.when.minute) for f in found] == [("mlx5_1", 30), ("ibp1s0", 40)]
     assert link_flaps.line_time(lines[2], now) == datetime(2024, 12, 31, 23, 59, 59)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    line=st.one_of(
+        st.text(max_size=60),
+        st.builds(
+            "{} {} {}:{}:{} host kernel: x".format,
+            st.sampled_from(["Jan", "Feb", "feb", "Dec", "Xyz"]),
+            st.integers(0, 40),
+            st.integers(0, 30),
+            st.integers(0, 70),
+            st.integers(0, 70),
+        ),
+        st.builds(
+            "{}T{} x".format,
+            st.sampled_from(["0001-01-01", "9999-12-31", "2024-02-29", "2023-02-29"]),
+            st.sampled_from(["00:00:00+14:00", "23:59:59-14:00", "12:00:00Z", "12:00:00"]),
+        ),
+    ),
+    now=st.datetimes(min_value=datetime(2, 1, 1), max_value=datetime(9998, 12, 31)),
+)
+@example(line="0001-01-01T00:00:00+14:00 host kernel: ibp1s0: lost carrier", now=datetime(2025, 3, 2))
+@example(line="9999-12-31T23:59:59-14:00 host kernel: ibp1s0: lost carrier", now=datetime(2025, 3, 2))
+@example(line="Feb 29 10:00:00 host kernel: ibp1s0: lost carrier", now=datetime(2024, 1, 5))
+def test_any_kernel_log_time_is_a_time_or_none(line: str, now: datetime) -> None:
+    """A time outside datetime's years (an ISO zone moving year 1 or 9999) was an OverflowError, and "Feb 29"
+    read in January of a leap year a ValueError; a syslog time (no year) is never more than a day after now."""
+    when = link_flaps.line_time(line, now)
+    assert when is None or isinstance(when, datetime)
+    if when is not None and not line[:1].isdigit():
+        assert when - now <= timedelta(days=1)
+
+
+def test_a_feb_29_line_is_the_last_leap_years() -> None:
+    line = "Feb 29 10:00:00 node07 kernel: ibp1s0: lost carrier"
+    assert link_flaps.line_time(line, datetime(2025, 3, 1)) == datetime(2024, 2, 29, 10)  # a common year
+    assert link_flaps.line_time(line, datetime(2024, 1, 5)) == datetime(2020, 2, 29, 10)  # before this year's
+    assert link_flaps.line_time(line, datetime(2024, 3, 1)) == datetime(2024, 2, 29, 10)
 
 
 def test_link_flaps_skip_with_a_reason(tmp_path: Path) -> None:
