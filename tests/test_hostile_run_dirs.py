@@ -177,3 +177,18 @@ def test_a_lone_surrogate_in_run_json_is_read_and_stored_printable(tmp_path: Pat
     assert stored.cluster == "lab\ufffd"
     load_inputs(run_dir)
     assert 'cluster="lab\ufffd"' in openmetrics_text(run_dir)
+
+
+@pytest.mark.parametrize("column", ["busbw_GBps", "wrong", "time_us", "bytes"])
+@pytest.mark.parametrize("value", ["inf", "1e999", "-1e999"])
+def test_an_infinite_number_in_results_csv_is_one_line_for_the_report(tmp_path: Path, column: str, value: str) -> None:
+    """pandas reads 1e999 as inf; the report's summary then died on int(inf) (OverflowError)."""
+    run_dir = _run_dir(tmp_path)
+    path = run_dir / "results.csv"
+    lines = path.read_text().splitlines()
+    cells = lines[3].split(",")
+    cells[lines[0].split(",").index(column)] = value
+    lines[3] = ",".join(cells)
+    path.write_text("\n".join(lines) + "\n")
+    said = _one_line(_watched(lambda: load_inputs(run_dir)), "results.csv")
+    assert f"line 4: {column} is {value!r}, not a finite number" in said

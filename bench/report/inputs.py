@@ -89,6 +89,13 @@ def results_frame(rows: Sequence[Mapping[str, str]], source: Path) -> pd.DataFra
                     f"{source} line {line}: {column} is {bad.iloc[0]!r}, not a number: the file is damaged; "
                     "re-run or re-import the run"
                 )
+        infinite = np.isinf(values.to_numpy(dtype=float))
+        if infinite.any():  # 1e999 and inf parse as numbers; nothing railbench writes is infinite
+            at = int(np.flatnonzero(infinite)[0])
+            raise UserError(
+                f"{source} line {at + 2}: {column} is {str(raw.iloc[at])[:20]!r}, not a finite number: the file is "
+                "damaged; re-run or re-import the run"
+            )
         frame[column] = values.astype(float)
     for column in REQUIRED_VALUES:
         blank = frame[column].isna() if column in NUMERIC_COLUMNS else frame[column].fillna("").eq("")
