@@ -5,7 +5,10 @@ row per measurement), ``checks.json``, ``nccl/<host>-<rank>.log``, ``charts/``, 
 ``report.html`` and ``junit.xml``.
 
 Every file is replaced atomically (write a temporary file in the same folder, fsync, rename), so a crash,
-a hang or Ctrl-C never leaves a half-written file and never loses a row that was already measured.
+a hang or Ctrl-C never leaves a half-written file and never loses a row that was already measured. The
+rename never lands on a symlink, a device node or a FIFO (``check_replaceable``), and folders and files
+get the modes ``mkdir`` and ``open`` would (0777 and 0666 less the umask), whichever command made them.
+Reading goes through ``bench.bounded`` and ``bench.jsondoc``: a run directory may hold anything.
 
 Format history (``run.json["format_version"]``; results.csv carries the same version in ``run.json``):
 
