@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal, TextIO
 
-from bench.errors import UserError
+from bench.exits import UserError
 
 Sign = Literal["any", "non-negative", "positive"]
 

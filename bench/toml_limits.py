@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import bounded
-from bench.errors import UserError
+from bench.exits import UserError
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -11,8 +11,9 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from bench.errors import UserError
-from bench.fabric import checks, error_checks, link_flaps
+from bench.exits import UserError
+from bench.fabric import link_flaps
+from bench.preflight import checks, error_checks
 from bench.profiles import load_profile
 from tests import fabric_trees
 from tests.support import REPO

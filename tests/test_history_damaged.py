@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.history.queries import metrics_of
 from bench.history.store import add_run, list_runs, open_store, opened
 from tests.history_fixtures import make_run_dir

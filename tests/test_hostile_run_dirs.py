@@ -2,8 +2,8 @@
 answers with one line (UserError, exit 2) and never a traceback, a hang or a memory blow-up.
 
 The readers are the three that read whole run directories: the report's inputs (run.json, results.csv,
-rails.json, checks.json, trend.csv), the metrics export (run.json, results.csv, rails.json, compare.json)
-and ``history add`` (run.json, results.csv, rails.json, checks.json). Each damage is put into one file of a
+rails.json, checks.json, trend.csv), the metrics export (run.json, results.csv, compare.json) and
+``history add`` (run.json, results.csv, rails.json, checks.json). Each damage is put into one file of a
 complete run directory, and each reader that reads that file meets it. Readers run in a watched thread, so
 a regression that blocks (a FIFO) fails the test instead of hanging the suite.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.history.records import read_run
 from bench.history.store import add_run, list_runs, opened
 from bench.report.inputs import load_inputs
@@ -28,7 +28,7 @@ from tests.report_data import ClusterModel, write_run_dir
 Reader = Callable[[Path], object]
 READERS: dict[str, tuple[Reader, frozenset[str]]] = {
     "report": (load_inputs, frozenset({"run.json", "results.csv", "rails.json", "checks.json", "trend.csv"})),
-    "export": (openmetrics_text, frozenset({"run.json", "results.csv", "rails.json", "compare.json"})),
+    "export": (openmetrics_text, frozenset({"run.json", "results.csv", "compare.json"})),
     "history": (read_run, frozenset({"run.json", "results.csv"})),
 }
 COMPARE_JSON = {"format_version": 1, "exit_status": 0, "summary": {"regressed": 0}, "metrics": [], "settings": {}}
@@ -118,7 +118,6 @@ def test_rails_json_fields_of_the_wrong_type_are_one_line(tmp_path: Path, field:
     doc[field] = value
     (run_dir / "rails.json").write_text(json.dumps(doc))
     assert said in _one_line(_watched(lambda: load_inputs(run_dir)), "rails.json")
-    assert said in _one_line(_watched(lambda: openmetrics_text(run_dir)), "rails.json")
     assert said in _one_line(_watched(lambda: add_run(tmp_path / "h.sqlite", run_dir)), "rails.json")
 
 

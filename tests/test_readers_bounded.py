@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from bench import bounded, jsondoc
 from bench.bounded import InputError, MissingInput
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.rundir.files import atomic_write_json, check_replaceable, current_umask
 
 SETTINGS = settings(max_examples=150, deadline=None)

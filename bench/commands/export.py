@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Literal, TextIO, get_args
 
 from bench.bounded import check_path_names
-from bench.errors import EXIT_PASS, UserError
+from bench.exits import EXIT_PASS, UserError
 from bench.rundir.files import check_replaceable
 
 Format = Literal["openmetrics", "prometheus"]

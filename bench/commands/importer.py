@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Literal, TextIO
 
 from bench.bounded import check_path_names, open_regular
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.frame.finish import write_report_if_available
 from bench.history.store import add_run, default_history_path
 from bench.jsondoc import read_json_object

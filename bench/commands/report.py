@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import get_args
 
 from bench.bounded import check_path_names
-from bench.errors import EXIT_PASS, UserError
+from bench.exits import EXIT_PASS, UserError
 from bench.report import UnitChoice
 
 

@@ -27,7 +27,7 @@ from bench.rundir.railsjson import read_rails_json
 
 
 @dataclass(frozen=True)
-class RailErrors:
+class RailErrorCount:
     """One counter of one rail over one rails test, summed over the nodes."""
 
     rail: int
@@ -42,7 +42,7 @@ class RailErrors:
         return self.count is None
 
 
-def from_rails_json(doc: Mapping[str, Any]) -> list[RailErrors]:
+def from_rails_json(doc: Mapping[str, Any]) -> list[RailErrorCount]:
     """The per-rail error metrics of a rails.json document (none when it predates error counters)."""
     counters = doc.get("counters")
     counters = counters if isinstance(counters, Mapping) else {}
@@ -69,11 +69,11 @@ def from_rails_json(doc: Mapping[str, Any]) -> list[RailErrors]:
                 if isinstance(name, str):
                     sums[name] = None
                     nodes[name] = nodes.get(name, 0) + 1
-        out += [RailErrors(rail["rail"], name, count, nodes[name]) for name, count in sorted(sums.items())]
+        out += [RailErrorCount(rail["rail"], name, count, nodes[name]) for name, count in sorted(sums.items())]
     return out
 
 
-def read_run_dir(run_dir: Path | str) -> list[RailErrors]:
+def read_run_dir(run_dir: Path | str) -> list[RailErrorCount]:
     """The per-rail error metrics of a run directory (none without rails.json); UserError when it is damaged."""
     doc = read_rails_json(run_dir)
     return [] if doc is None else from_rails_json(doc)
@@ -96,7 +96,7 @@ def create_table(conn: sqlite3.Connection) -> None:
     )
 
 
-def write(conn: sqlite3.Connection, run_id: int, errors: Iterable[RailErrors]) -> None:
+def write(conn: sqlite3.Connection, run_id: int, errors: Iterable[RailErrorCount]) -> None:
     """Replace one run's rows (inside the caller's transaction)."""
     conn.execute("DELETE FROM rail_errors WHERE run_id = ?", (run_id,))
     conn.executemany(
@@ -105,15 +105,15 @@ def write(conn: sqlite3.Connection, run_id: int, errors: Iterable[RailErrors]) -
     )
 
 
-def of_runs(conn: sqlite3.Connection, run_ids: Sequence[int]) -> dict[int, list[RailErrors]]:
+def of_runs(conn: sqlite3.Connection, run_ids: Sequence[int]) -> dict[int, list[RailErrorCount]]:
     """The per-rail error metrics of the given runs, by run id."""
-    out: dict[int, list[RailErrors]] = {run_id: [] for run_id in run_ids}
+    out: dict[int, list[RailErrorCount]] = {run_id: [] for run_id in run_ids}
     for start in range(0, len(run_ids), 500):  # stay under SQLite's bound-parameter limit
         chunk = list(run_ids[start : start + 500])
         marks = ",".join("?" * len(chunk))
         query = f"SELECT run_id, rail, counter, count, nodes FROM rail_errors WHERE run_id IN ({marks})"
         for run_id, rail, counter, count, nodes in conn.execute(query, chunk):
-            out[run_id].append(RailErrors(rail, counter, count, nodes))
+            out[run_id].append(RailErrorCount(rail, counter, count, nodes))
     return out
 
 
@@ -150,8 +150,8 @@ class ErrorRise:
 
 
 def judge(
-    tonight: Sequence[RailErrors],
-    baseline: Sequence[Sequence[RailErrors]],
+    tonight: Sequence[RailErrorCount],
+    baseline: Sequence[Sequence[RailErrorCount]],
     watched: Iterable[str],
     allowance: int,
     factor: float,

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.bounded import Where, parse_float, parse_int
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.history.runfacts import run_environment, run_kind
 from bench.jsondoc import INT_MAX, table
 from bench.rundir.files import iter_results_rows

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from bench.actions import Actions
 from bench.error_limits import ErrorLimits
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.frame.validate import check_common
 from bench.measure.collectives import get_collective
 from bench.measure.targets import world_target_gbps
@@ -217,7 +217,7 @@ def resolve(config: RailsConfig, profile: Profile) -> RailsSettings:
     )
 
 
-def validate(config: RailsConfig) -> tuple[Profile, RailsSettings]:
+def validate(config: RailsConfig, *, with_history: bool = True) -> tuple[Profile, RailsSettings]:
     """The profile, the resolved settings and where the run goes, checked in the parent before any rank
     starts and on every rank before it joins the process group."""
     profile = load_profile(config.profile)
@@ -228,5 +228,6 @@ def validate(config: RailsConfig) -> tuple[Profile, RailsSettings]:
         history=config.history,
         no_history=config.no_history,
         cluster=config.cluster,
+        with_history=with_history,
     )
     return profile, settings

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from bench.bounded import MissingInput, capped_lines, open_text
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.rundir.checksjson import read_checks_json
 from bench.rundir.files import RESULT_COLUMNS, SCOPES, read_results_rows
 from bench.rundir.railsjson import read_rails_json

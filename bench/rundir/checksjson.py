@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import jsondoc
-from bench.errors import UserError
+from bench.exits import UserError
 
 FIX = "delete it or re-run railbench check"
 MAX_CHECKS_JSON_BYTES = 64 << 20

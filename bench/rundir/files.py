@@ -1,4 +1,4 @@
-"""The run directory: one self-describing folder per run (DESIGN.md, "The run directory").
+"""The run directory: one self-describing folder per run (docs/design.md, "Records and schemas").
 
 ``reports/runs/<UTC time>-<cluster>/`` holds ``run.json`` (metadata), ``results.csv`` (long format, one
 row per measurement), ``checks.json``, ``nccl/<host>-<rank>.log``, ``charts/``, ``report.md``,
@@ -32,7 +32,7 @@ from typing import Any
 
 from bench import jsondoc
 from bench.bounded import MissingInput, capped_lines, file_kind, open_text
-from bench.errors import UserError
+from bench.exits import UserError
 
 FORMAT_VERSION = 1
 
@@ -227,6 +227,11 @@ class ResultsWriter:
 
     def append(self, *rows: Mapping[str, Any]) -> None:
         self.rows.extend(dict(r) for r in rows)
+        atomic_write_text(self.path, results_csv_text(self.rows, self.columns))
+
+    def replace_from(self, index: int, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Rows ``index`` onwards become ``rows`` (provisional rows replaced by the final ones)."""
+        self.rows[index:] = [dict(r) for r in rows]
         atomic_write_text(self.path, results_csv_text(self.rows, self.columns))
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import jsondoc
-from bench.errors import UserError
+from bench.exits import UserError
 
 SCHEMA_PATH = Path(__file__).with_name("rails.schema.json")
 MAX_RAILS_JSON_BYTES = 512 << 20

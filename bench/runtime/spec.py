@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from bench import jsondoc
-from bench.errors import UserError
+from bench.exits import UserError
 
 SPEC_FLAG = "--spec"
 T = TypeVar("T")
