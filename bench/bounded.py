@@ -1,18 +1,34 @@
-"""One bounded parser for every number railbench reads from outside (logs, JSON, sysfs, profiles).
+"""The one bounded reader of what railbench did not just write: files from outside and the numbers in them.
 
-Python's ``int()`` refuses strings over 4,300 digits with a ValueError and ``float()`` turns ``1e999`` into
-``inf``; a reader that converts raw text directly turns hostile or damaged input into tracebacks, infinities
-or negative bandwidths in the history. Every reader goes through these two calls instead: the text's length
-is limited before conversion, floats must be finite, and the sign must make sense for the field. What does
-not fit raises :class:`InputError` naming where the number came from, which the CLI reports as one line with
-exit status 2.
+**Files.** A run directory, a profile, a log or a sysfs tree may hold anything: a FIFO (``open`` and
+``read`` block for good), a link to ``/dev/zero`` (read until memory runs out), a folder, a file of
+gigabytes. :func:`open_regular` opens a path only when ``stat`` says it is a regular file, and then with
+``O_NONBLOCK`` and a second check on the open descriptor, in case it was swapped between the two calls;
+:func:`read_bytes` reads at most a cap, and :func:`capped_lines` hands out lines of a stream with a cap per
+line (for ``csv``, which would otherwise hold a line of any length). A path that is absent raises
+:class:`MissingInput`, so optional files are told apart from damaged ones without a separate ``exists()``.
+JSON on top of this lives in ``bench.jsondoc``.
+
+**Numbers.** Python's ``int()`` refuses strings over 4,300 digits with a ValueError and ``float()`` turns
+``1e999`` into ``inf``; a reader that converts raw text directly turns hostile or damaged input into
+tracebacks, infinities or negative bandwidths in the history. Every reader goes through :func:`parse_int`
+and :func:`parse_float` instead: the text's length is limited before conversion, floats must be finite, and
+the sign must make sense for the field.
+
+What does not fit raises :class:`InputError` naming the file (and the field), which the CLI reports as one
+line with exit status 2.
 """
 
 from __future__ import annotations
 
+import io
 import math
+import os
+import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
+from pathlib import Path
+from typing import BinaryIO, Literal, TextIO
 
 from bench.exits import UserError
 
@@ -37,6 +53,151 @@ class Where:
 
 class InputError(UserError):
     """A number (or other field) read from outside that railbench refuses; exit status 2."""
+
+
+class MissingInput(InputError):
+    """The file does not exist (an optional file is simply absent; a required one is a one-line error)."""
+
+
+MAX_DOC_BYTES = 64 << 20
+"""The default cap of one file read whole: rails.json of 64 nodes x 8 rails with every pair measured is a
+few MiB; nothing railbench writes and reads back whole comes near 64 MiB."""
+MAX_LINE_CHARS = 16384
+"""The cap of one line of a CSV railbench reads (a results.csv row is about 200 characters)."""
+
+_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
+
+
+def file_kind(mode: int) -> str:
+    """``FIFO``, ``character device``, ... : what a ``stat`` mode that is not a regular file is."""
+    for test, name in (
+        (stat.S_ISFIFO, "FIFO"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISDIR, "directory"),
+        (stat.S_ISLNK, "symlink"),
+    ):
+        if test(mode):
+            return name
+    return "special file"
+
+
+class NotRegularFile(OSError):
+    """The path is there but is not a regular file (its ``stat`` mode in ``mode``)."""
+
+    def __init__(self, path: Path | str, mode: int) -> None:
+        super().__init__(f"{path} is a {file_kind(mode)}, not a regular file")
+        self.mode = mode
+
+
+def open_fd(path: Path | str) -> int:
+    """A read-only descriptor of ``path`` when ``stat`` says it is a regular file; :class:`NotRegularFile` when
+    it is something else, ``OSError`` (``FileNotFoundError``, ELOOP, EACCES...) when it cannot be opened.
+
+    The low level of :func:`open_regular`, for readers with their own policy on absent and odd files (sysfs).
+    ``stat`` before ``open``: opening a FIFO blocks and opening some devices has effects. ``O_NONBLOCK`` and a
+    second check on the descriptor cover a file swapped between the two calls."""
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        raise NotRegularFile(path, mode)
+    fd = os.open(path, _OPEN_FLAGS)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotRegularFile(path, mode)
+        os.set_blocking(fd, True)  # O_NONBLOCK means nothing to a regular file; the stream then reads as any
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_at_most(fd: int, limit: int) -> bytes:
+    """Up to ``limit`` bytes from ``fd`` (fewer at its end)."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = os.read(fd, min(limit - size, 1 << 20))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def open_regular(path: Path | str, *, fix: str, label: str | None = None) -> BinaryIO:
+    """``path`` opened for binary reading when it is a regular file (a link to one is followed).
+
+    Never blocks and never opens a device: MissingInput when absent, InputError naming the path (``label``
+    when given) and saying ``fix`` when it is something else or cannot be opened.
+    """
+    shown = label or str(path)
+    try:
+        fd = open_fd(path)
+    except NotRegularFile as exc:
+        raise InputError(f"{shown} is a {file_kind(exc.mode)}, not a regular file: {fix}") from None
+    except FileNotFoundError:
+        raise MissingInput(f"{shown} does not exist: {fix}") from None
+    except OSError as exc:
+        raise InputError(f"cannot read {shown} ({exc.strerror or exc}): {fix}") from None
+    return os.fdopen(fd, "rb")
+
+
+def read_bytes(path: Path | str, *, fix: str, label: str | None = None, max_bytes: int = MAX_DOC_BYTES) -> bytes:
+    """The whole of ``path`` (see :func:`open_regular`) when it holds at most ``max_bytes``."""
+    shown = label or str(path)
+    with open_regular(path, fix=fix, label=label) as handle:
+        try:
+            size = os.fstat(handle.fileno()).st_size
+            if size > max_bytes:
+                raise InputError(f"{shown} is {size} bytes, over the {_size(max_bytes)} limit for it: {fix}")
+            data = handle.read(max_bytes + 1)
+        except OSError as exc:
+            raise InputError(f"cannot read {shown} ({exc.strerror or exc}): {fix}") from None
+    if len(data) > max_bytes:  # grew while it was read
+        raise InputError(f"{shown} is over the {_size(max_bytes)} limit for it: {fix}")
+    return data
+
+
+def read_text(path: Path | str, *, fix: str, label: str | None = None, max_bytes: int = MAX_DOC_BYTES) -> str:
+    """:func:`read_bytes` as UTF-8 text; bytes that are not UTF-8 are an InputError naming the offset."""
+    data = read_bytes(path, fix=fix, label=label, max_bytes=max_bytes)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{label or path} is not UTF-8 text (byte {exc.start}): {fix}") from None
+
+
+def open_text(path: Path | str, *, fix: str, label: str | None = None) -> TextIO:
+    """:func:`open_regular` as strict UTF-8 text with universal newlines kept for ``csv`` (``newline=""``)."""
+    return io.TextIOWrapper(open_regular(path, fix=fix, label=label), encoding="utf-8", newline="")
+
+
+def capped_lines(stream: TextIO, *, label: str, fix: str, limit: int = MAX_LINE_CHARS) -> Iterator[str]:
+    """The lines of ``stream`` (newline kept, as ``csv`` wants them); InputError at the first line longer
+    than ``limit``, which is never held whole. A NUL byte is refused too (no text file railbench reads has
+    one; ``csv`` reports it with less context)."""
+    number = 0
+    while True:
+        try:
+            line = stream.readline(limit + 1)
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{label} is not UTF-8 text after line {number} (byte {exc.start}): {fix}") from None
+        except OSError as exc:
+            raise InputError(f"cannot read {label} ({exc.strerror or exc}): {fix}") from None
+        if not line:
+            return
+        number += 1
+        if len(line) > limit:
+            raise InputError(f"{label} line {number} is over {limit} characters long: {fix}")
+        if "\0" in line:
+            raise InputError(f"{label} line {number} holds a NUL byte: {fix}")
+        yield line
+
+
+def _size(nbytes: int) -> str:
+    return f"{nbytes >> 20} MiB" if nbytes >= 1 << 20 else f"{nbytes >> 10} KiB"
 
 
 def _checked_text(text: str, where: Where) -> str:
@@ -89,3 +250,29 @@ def finite(
     if maximum is not None and value > maximum:
         raise InputError(f"{where} is {label}, above the largest plausible value {maximum:g}")
     return value
+
+
+NAME_MAX = 255
+"""Bytes in one path component on Linux file systems (ext4, xfs, btrfs, tmpfs, NFS)."""
+PATH_MAX = 4096
+"""Bytes in a whole path the kernel accepts, its terminating NUL included."""
+
+
+def check_path_names(path: Path | str, flag: str) -> None:
+    """InputError when ``path`` (given as ``flag``) cannot name a file on Linux: a component over
+    :data:`NAME_MAX` bytes, the whole over :data:`PATH_MAX`, or a NUL byte. Checked before anything is
+    created, so the refusal is one line instead of ``ENAMETOOLONG`` from deep inside a write."""
+    raw = os.fsencode(path)
+    if b"\0" in raw:
+        raise InputError(f"{flag} holds a NUL byte: no file name can")
+    if len(raw) >= PATH_MAX:
+        raise InputError(
+            f"{flag} is {len(raw)} bytes long, over the {PATH_MAX - 1} a path may have: give a shorter one"
+        )
+    for part in raw.split(b"/"):
+        if len(part) > NAME_MAX:
+            shown = os.fsdecode(part[:24])
+            raise InputError(
+                f"{flag}: the name {shown}... is {len(part)} bytes long, over the {NAME_MAX} one file or folder "
+                "name may have: give a shorter one"
+            )

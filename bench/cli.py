@@ -7,14 +7,18 @@ Each subcommand lives in its own module ``bench.commands.<module>`` that provide
   ``run(config)`` (usable without argparse).
 
 Only the chosen subcommand's module is imported, so ``railbench --help`` and torch-free commands such as
-``railbench hca`` stay fast. ``UserError`` becomes one line on stderr and exit 2, ``InfraError`` exit 3;
-any other exception keeps its traceback because it is a bug.
+``railbench hca`` stay fast. ``UserError`` becomes one line on stderr and exit 2, ``InfraError`` exit 3, a
+path no file system takes (``ENAMETOOLONG``) exit 2, and output into a closed pipe (``| head``) ends quietly
+with 141 as SIGPIPE would; any other exception keeps its traceback because it is a bug.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -83,19 +87,43 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UserError(f"unknown command {args_list[0]!r}: choose one of {known}")
         parser = _command_parser(args_list[0])
         args = parser.parse_args(args_list[1:])
-        return int(args._handler(args))
+        status = int(args._handler(args))
+        sys.stdout.flush()  # here, not at exit, so a reader that went away (| head) is met by the handler below
+        return status
     except UserError as exc:
         print(f"railbench: error: {exc}", file=sys.stderr)
         return exc.exit_status
     except InfraError as exc:
         print(f"railbench: infrastructure fault: {exc}", file=sys.stderr)
         return exc.exit_status
+    except BrokenPipeError:
+        return _reader_gone()
+    except OSError as exc:
+        # A path a user typed that no Linux file system takes (a name over 255 bytes): bad input wherever the
+        # kernel first refuses it. The flags checked up front say which one; this covers every other path.
+        if exc.errno != errno.ENAMETOOLONG:
+            raise
+        shown = f"{str(exc.filename)[:80]}..." if exc.filename else "a path"
+        print(f"railbench: error: {exc.strerror}: {shown}: give a shorter path", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt as exc:
         # Results are written as they are measured, so an interrupt loses nothing already on disk.
         info = discover_rank()
         if info is None or (info.rank == 0 and not get(PARENT_VAR)):  # one voice: the parent, else rank 0
             print("railbench: interrupted; results measured so far are on disk", file=sys.stderr)
         return interrupt_status(exc)
+
+
+def _reader_gone() -> int:
+    """Exit status 141 (128 + SIGPIPE, as a shell reports a tool that ``| head`` closed on): what was already
+    written stays written; stdout goes to /dev/null so the interpreter's final flush raises nothing more."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no real stdout to replace
+        pass
+    return 128 + signal.SIGPIPE
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ counter stops at ``2**width - 1`` and stays there until it is cleared, so a valu
 =========================  ==========================================================================
 
 The same ``fail_on_rise`` counters decide, in ``rails`` and ``accept``, whether a named link had physical
-errors during its own windows (its action is then the cable, not the HCA) and which links are named
+errors during the test (its action is then the cable, not the HCA) and which links are named
 ``errors`` although their bandwidth held.
 """
 

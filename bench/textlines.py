@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
-from bench.exits import UserError
+from bench.bounded import open_regular
 
 MAX_LINE_CHARS = 16384
 """Longer than any line nccl-tests or NCCL writes (an 80-rank device list is one line per rank; an mpirun
@@ -48,13 +48,10 @@ def text_lines(text: str, limit: int = MAX_LINE_CHARS) -> Iterator[tuple[int, st
 
 
 def open_text(path: Path) -> TextIO:
-    """``path`` opened for ``numbered_lines``; UserError (exit 2) when it cannot be opened or is not a file."""
-    try:
-        if not path.is_file():
-            raise UserError(f"{path} is not a file: give the log file itself")
-        return path.open(encoding="utf-8", errors="replace", newline=None)
-    except OSError as exc:
-        raise UserError(f"cannot read {path}: {exc.strerror}: check the path") from None
+    """``path`` opened for ``numbered_lines``; UserError (exit 2) when it cannot be opened or is not a regular
+    file (``bench.bounded.open_regular``: a FIFO or a device is refused without blocking or reading)."""
+    handle = open_regular(path, fix="give the log file itself")
+    return io.TextIOWrapper(handle, encoding="utf-8", errors="replace", newline=None)
 
 
 def strip_launcher_label(line: str) -> str:

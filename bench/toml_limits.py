@@ -17,13 +17,12 @@ Every refusal is a ``UserError``: one line, exit status 2.
 
 from __future__ import annotations
 
-import os
 import re
-import stat
 import sys
 from pathlib import Path
 from typing import Any
 
+from bench import bounded
 from bench.exits import UserError
 
 if sys.version_info >= (3, 11):
@@ -40,29 +39,9 @@ _QUOTES = ('"""', "'''", '"', "'")
 
 
 def read_text(path: Path, what: str) -> str:
-    """The UTF-8 text of ``path`` when it is a regular file of at most :data:`MAX_TOML_BYTES`."""
-    try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        raise UserError(f"{what} {path} does not exist: give an existing .toml file") from None
-    except OSError as exc:
-        raise UserError(f"{what} {path} cannot be read ({exc.strerror}): check the path") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise UserError(f"{what} {path} is not a regular file: give a .toml file")
-    if info.st_size > MAX_TOML_BYTES:
-        raise UserError(f"{what} {path} is {info.st_size} bytes, over the {MAX_TOML_BYTES >> 10} KiB limit")
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        with os.fdopen(fd, "rb") as handle:
-            data = handle.read(MAX_TOML_BYTES + 1)
-    except OSError as exc:
-        raise UserError(f"{what} {path} cannot be read ({exc.strerror}): check its permissions") from None
-    if len(data) > MAX_TOML_BYTES:
-        raise UserError(f"{what} {path} is over the {MAX_TOML_BYTES >> 10} KiB limit")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise UserError(f"{what} {path} is not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
+    """The UTF-8 text of ``path`` when it is a regular file of at most :data:`MAX_TOML_BYTES` (read through
+    ``bench.bounded``, which never blocks on a FIFO nor opens a device)."""
+    return bounded.read_text(path, fix="give a .toml file", label=f"{what} {path}", max_bytes=MAX_TOML_BYTES)
 
 
 def _string_end(text: str, start: int, quote: str) -> int:

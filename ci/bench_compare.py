@@ -28,6 +28,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench import __version__  # noqa: E402
 from bench.history.compare import allowed_change, baseline_stats, classify  # noqa: E402
 from bench.history.records import MetricRecord, RunRecord, node_hash  # noqa: E402
 from bench.history.store import open_store, write_runs  # noqa: E402
@@ -99,6 +100,7 @@ def tonight_dir(root: Path, keys: list[tuple[str, str, str, int]], rng: np.rando
         {
             "format_version": FORMAT_VERSION,
             "tool": "railbench",
+            "version": __version__,
             "command": "accept",
             "cluster": "bench",
             "profile": "lambda-1cc",

@@ -8,10 +8,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from bench.exits import UserError
 from bench.fabric import link_flaps
-from bench.preflight import checks
+from bench.preflight import checks, error_checks
 from bench.profiles import load_profile
 from tests import fabric_trees
 from tests.support import REPO
@@ -41,8 +43,9 @@ def _iso(ago: timedelta) -> str:
     return (datetime.now().astimezone() - ago).isoformat(timespec="microseconds")
 
 
-def test_a_clean_tree_passes(tmp_path: Path) -> None:
+def test_a_clean_tree_passes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = _healthy(tmp_path)
+    monkeypatch.setattr(error_checks, "LIVE_SYSFS", root)  # this tree stands for the node's own /sys
     log = _kernel_log(tmp_path, [f"{_iso(timedelta(minutes=5))} node07 kernel: ibp3s0: link up"])
     slept: list[float] = []
     results = checks.run_checks(
@@ -54,6 +57,24 @@ def test_a_clean_tree_passes(tmp_path: Path) -> None:
     assert "carrier_changes 2" in errors[0].reason  # the rail's netdev speaks for it too
     assert [r.status for r in _by_check(results, "link-flaps")] == ["pass"]
     assert checks.verdict(results) != "fail"  # (NCCL_SOCKET_IFNAME unset warns)
+
+
+def test_a_copied_tree_is_read_once_without_the_wait(tmp_path: Path) -> None:
+    """--sysfs-root of a copy: nothing can rise in a snapshot, so the profile's 3 s window is not waited out;
+    the counts it holds still speak (a saturated counter warns), and --error-window still samples twice."""
+    root = _healthy(tmp_path)
+    write_errors(root, "mlx5_2", {"symbol_error": 65535})
+    slept: list[float] = []
+    results = checks.run_checks(load_profile("lambda-1cc"), root, env={}, sleep=slept.append)
+    by_rail = {r.device: r for r in _by_check(results, "rail-errors")}
+    assert slept == [] and by_rail["mlx5_1:1"].status == "pass"
+    assert by_rail["mlx5_1:1"].reason == (
+        "mlx5_1:1: counts since cleared: carrier_changes 2 (one reading of a copied tree: no idle window; "
+        "--error-window samples it twice)"
+    )
+    assert by_rail["mlx5_2:1"].status == "warn" and "symbol_error saturated at 65535" in by_rail["mlx5_2:1"].reason
+    checks.run_checks(load_profile("lambda-1cc"), root, env={}, error_window_s=0.5, sleep=slept.append)
+    assert slept == [0.5]
 
 
 def test_link_downed_rising_between_the_two_samples_fails(tmp_path: Path) -> None:
@@ -134,6 +155,45 @@ def test_syslog_times_and_the_hca_name_count_too() -> None:
     assert link_flaps.line_time(lines[2], now) == datetime(2024, 12, 31, 23, 59, 59)
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    line=st.one_of(
+        st.text(max_size=60),
+        st.builds(
+            "{} {} {}:{}:{} host kernel: x".format,
+            st.sampled_from(["Jan", "Feb", "feb", "Dec", "Xyz"]),
+            st.integers(0, 40),
+            st.integers(0, 30),
+            st.integers(0, 70),
+            st.integers(0, 70),
+        ),
+        st.builds(
+            "{}T{} x".format,
+            st.sampled_from(["0001-01-01", "9999-12-31", "2024-02-29", "2023-02-29"]),
+            st.sampled_from(["00:00:00+14:00", "23:59:59-14:00", "12:00:00Z", "12:00:00"]),
+        ),
+    ),
+    now=st.datetimes(min_value=datetime(2, 1, 1), max_value=datetime(9998, 12, 31)),
+)
+@example(line="0001-01-01T00:00:00+14:00 host kernel: ibp1s0: lost carrier", now=datetime(2025, 3, 2))
+@example(line="9999-12-31T23:59:59-14:00 host kernel: ibp1s0: lost carrier", now=datetime(2025, 3, 2))
+@example(line="Feb 29 10:00:00 host kernel: ibp1s0: lost carrier", now=datetime(2024, 1, 5))
+def test_any_kernel_log_time_is_a_time_or_none(line: str, now: datetime) -> None:
+    """A time outside datetime's years (an ISO zone moving year 1 or 9999) was an OverflowError, and "Feb 29"
+    read in January of a leap year a ValueError; a syslog time (no year) is never more than a day after now."""
+    when = link_flaps.line_time(line, now)
+    assert when is None or isinstance(when, datetime)
+    if when is not None and not line[:1].isdigit():
+        assert when - now <= timedelta(days=1)
+
+
+def test_a_feb_29_line_is_the_last_leap_years() -> None:
+    line = "Feb 29 10:00:00 node07 kernel: ibp1s0: lost carrier"
+    assert link_flaps.line_time(line, datetime(2025, 3, 1)) == datetime(2024, 2, 29, 10)  # a common year
+    assert link_flaps.line_time(line, datetime(2024, 1, 5)) == datetime(2020, 2, 29, 10)  # before this year's
+    assert link_flaps.line_time(line, datetime(2024, 3, 1)) == datetime(2024, 2, 29, 10)
+
+
 def test_link_flaps_skip_with_a_reason(tmp_path: Path) -> None:
     root = _healthy(tmp_path)
     results = checks.run_checks(load_profile("lambda-1cc"), root, env={}, sleep=lambda s: None)
@@ -143,7 +203,9 @@ def test_link_flaps_skip_with_a_reason(tmp_path: Path) -> None:
     import os
 
     os.mkfifo(fifo)
-    assert link_flaps.read_kernel_log(fifo, datetime.now()).skipped == f"{fifo} is not a regular file"
+    assert link_flaps.read_kernel_log(fifo, datetime.now()).skipped == (
+        f"{fifo} is a FIFO, not a regular file: give the kernel log file itself with --kernel-log"
+    )
 
 
 def test_a_tree_without_error_counters_skips_without_waiting(tmp_path: Path) -> None:

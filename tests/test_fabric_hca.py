@@ -137,7 +137,7 @@ def test_explain_reasons_and_warnings() -> None:
     assert _codes("=mlx5_1:1x", ports) == {"port-atoi"}
     assert _codes("mlx5_1:", ports) >= {"empty-port"}
     assert _codes("^", ports) == {"empty-exclude", "no-device"}
-    assert _codes(",", ports) == {"empty-list"}
+    assert _codes(",", ports) == {"empty-list", "mixed-link-layers"}  # every port: mlx5_0 is Ethernet
     assert _codes("mlx5_1, mlx5_0", ports) >= {"whitespace"}
     assert _codes("mlx5_1，mlx5_0", ports) >= {"non-ascii", "no-device"}
     assert _codes(None, []) == {"no-device"}
@@ -151,8 +151,14 @@ def bond_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_hca_command_reads_sysfs_and_says_why(bond_tree: Path) -> None:
     proc = railbench(["hca", "--nccl-ib-hca", "^=mlx5_0", "--sysfs-root", str(bond_tree), "--json"])
-    assert proc.returncode == 0, proc.stderr
+    # the RoCE bond stays in use beside the 8 IB rails: a warning that names it and the value that leaves it out
+    assert proc.returncode == 1, proc.stderr
     doc = json.loads(proc.stdout)
+    (mixed,) = [w for w in doc["warnings"] if w["code"] == "mixed-link-layers"]
+    assert mixed["message"].startswith("NCCL uses ports of two link layers: mlx5_bond_0:1 is Ethernet (RoCE) beside 8")
+    assert mixed["message"].endswith("add it to the exclude list: NCCL_IB_HCA=^=mlx5_0,mlx5_bond_0")
+    clean = railbench(["hca", "--nccl-ib-hca", "^=mlx5_0,mlx5_bond_0", "--sysfs-root", str(bond_tree)])
+    assert clean.returncode == 0 and "verdict: OK" in clean.stdout, clean.stdout
     assert doc["selected"] == [f"mlx5_{k}:1" for k in range(1, 9)] + ["mlx5_bond_0:1"]
     ports = {p["device"]: p for p in doc["ports"]}
     assert ports["mlx5_0:1"]["reason"] == "excluded by exact name entry 'mlx5_0'"
@@ -179,11 +185,25 @@ def test_hca_command_bad_values_get_a_verdict_not_a_traceback(bond_tree: Path, v
     assert max(len(line) for line in proc.stdout.splitlines()) < 400
 
 
+def test_hca_unset_on_a_1cc_node_warns_of_the_ethernet_port_beside_the_ib_rails(tmp_path: Path) -> None:
+    """NCCL_IB_HCA unset on a node whose mlx5_0 is a front-end Ethernet (RoCE) port beside 8 InfiniBand rails:
+    NCCL would use mlx5_0 too. ``check --profile lambda-1cc`` fails it; ``hca`` alone must not say OK."""
+    root = fabric_trees.build(tmp_path / "node", fabric_trees.healthy_1cc())
+    proc = railbench(["hca", "--nccl-ib-hca", "--sysfs-root", str(root)])
+    assert proc.returncode == 1 and "verdict: WARN" in proc.stdout, proc.stdout
+    assert (
+        "mlx5_0:1 is Ethernet (RoCE) beside 8 InfiniBand ports, a separate fabric that no InfiniBand port reaches "
+        "(often a front-end port not meant for RDMA): leave it out with NCCL_IB_HCA=^=mlx5_0"
+    ) in proc.stdout
+    fixed = railbench(["hca", "--nccl-ib-hca", "^=mlx5_0", "--sysfs-root", str(root)])
+    assert fixed.returncode == 0 and "verdict: OK" in fixed.stdout, fixed.stdout
+
+
 def test_hca_never_imports_torch(bond_tree: Path) -> None:
     # How fast it answers is shown by ci/bench_hca.py (speed targets are printed, not asserted).
     code = (
         "import sys; from bench.cli import main; "
-        f"rc = main(['hca', '--nccl-ib-hca', '^=mlx5_0', '--sysfs-root', {str(bond_tree)!r}]); "
+        f"rc = main(['hca', '--nccl-ib-hca', '^=mlx5_0,mlx5_bond_0', '--sysfs-root', {str(bond_tree)!r}]); "
         "sys.exit(rc if 'torch' not in sys.modules else 99)"
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=False)

@@ -4,7 +4,9 @@ with exit 2 and one line, in well under a second, leaving no run directory and n
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import time
 from contextlib import closing
 from pathlib import Path
@@ -206,3 +208,116 @@ def test_one_summary_line_per_kind_of_table(tmp_path: Path, capsys: pytest.Captu
     out = capsys.readouterr().out
     assert out.count("all_reduce x16") == 1 and "(30 tables)" in out
     assert len(out.splitlines()) < 10
+
+
+# nccl-tests built with MPI=1 and NAME_SUFFIX=_mpi, as container images ship it: the program, the marker and
+# the footer all carry the suffix.
+def _mpi_build_log() -> str:
+    body = text_log("all_reduce", HOSTS, 8, SIZES).replace("all_reduce_perf", "all_reduce_perf_mpi")
+    command = "mpirun -np 16 -H gpu-a01:8,gpu-a02:8 -x NCCL_DEBUG=WARN /opt/nccl-tests/build/all_reduce_perf_mpi "
+    return command + "-b 1M -e 64M -f 4 -g 1\n" + body
+
+
+def test_an_mpi_build_with_a_name_suffix_imports_with_no_hints(tmp_path: Path) -> None:
+    text = _mpi_build_log()
+    assert "# Collective test starting: all_reduce_perf_mpi" in text
+    (table,) = parse_text(text, source="nccl.out").tables
+    assert (table.collective, table.collective_source, table.nranks) == ("all_reduce", "marker", 16)
+    assert read_command("srun ./build/sendrecv_perf_mpi -b 8 -e 1G -g 1").collective == "sendrecv"  # type: ignore[union-attr]
+    log = tmp_path / "nccl.out"
+    log.write_text(text)
+    assert run(ImportConfig("nccl-tests", (log,), out_root=tmp_path / "runs", no_history=True)) == 0
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert {r["collective"] for r in read_results_rows(run_dir)} == {"all_reduce"}
+
+
+# An old-format sendrecv table (the "error" column, no device list) from a launcher line that gives no rank
+# count: nothing says how many ranks ran, and nothing needs to, since sendrecv's busbw is its algbw.
+OLD_SENDRECV = """\
+srun --mpi=pmix ./build/sendrecv_perf -b 8M -e 64M -f 2 -g 1
+# nThread 1 nGpus 1 minBytes 8388608 maxBytes 67108864 step: 2(factor) warmup iters: 5 iters: 20 validation: 1
+#
+#                                                     out-of-place                       in-place
+#       size         count    type   redop     time   algbw   busbw  error     time   algbw   busbw  error
+#        (B)    (elements)                     (us)  (GB/s)  (GB/s)            (us)  (GB/s)  (GB/s)
+     8388608       2097152   float     sum   419.43   20.00   20.00  0e+00   418.90   20.03   20.03  0e+00
+    16777216       4194304   float     sum   699.05   24.00   24.00  0e+00   700.10   23.96   23.96  0e+00
+    33554432       8388608   float     sum  1290.55   26.00   26.00  0e+00  1291.00   25.99   25.99  0e+00
+    67108864      16777216   float     sum  2396.75   28.00   28.00  0e+00  2395.20   28.02   28.02  0e+00
+# Out of bounds values : 0 OK
+# Avg bus bandwidth    : 24.5
+"""
+
+
+def test_a_rankless_sendrecv_table_imports_with_no_hints(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (table,) = parse_text(OLD_SENDRECV, source="sendrecv.txt").tables
+    assert (table.collective, table.nranks, table.nranks_source) == ("sendrecv", None, "unknown")
+    assert "busbw is algbw at any rank count" in table.notes[-1]
+    log = tmp_path / "sendrecv.txt"
+    log.write_text(OLD_SENDRECV)
+    history = tmp_path / "h.sqlite"
+    assert run(ImportConfig("nccl-tests", (log,), out_root=tmp_path / "runs", history=history)) == 0
+    assert "sendrecv x? (4 sizes)" in capsys.readouterr().out
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    rows = read_results_rows(run_dir)
+    assert [r["busbw_GBps"] for r in rows[::2]] == ["20.0", "24.0", "26.0", "28.0"] and rows[0]["nranks"] == ""
+    assert read_run_json(run_dir)["nranks"] is None
+    with closing(open_store(history)) as conn:
+        assert len(list_runs(conn, limit=None)) == 1
+    # a collective whose busbw depends on the count still asks for it (too slow here for busbw/algbw to tell)
+    small = (
+        "\n".join(OLD_SENDRECV.splitlines()[:6])
+        + "\n        1024           256   float     sum    2048.0"
+        + ("    0.50    0.88  0e+00    2048.0    0.50    0.88  0e+00\n")
+    )
+    with pytest.raises(UserError, match=r"\(all_reduce\) does not say how many ranks ran: pass --nranks N"):
+        parse_text(small.replace("sendrecv_perf", "all_reduce_perf"), source="x")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "folder"])
+def test_a_log_that_is_no_regular_file_is_refused_before_it_is_read(tmp_path: Path, kind: str) -> None:
+    """It used to be hashed first: a FIFO blocked for good and /dev/zero was hashed forever."""
+    log = tmp_path / "nccl.log"
+    if kind == "fifo":
+        os.mkfifo(log)
+    elif kind == "dev-zero":
+        log.symlink_to("/dev/zero")
+    else:
+        log.mkdir()
+    done = railbench(
+        ["import", "nccl-tests", str(log), "--out-root", str(tmp_path / "runs"), "--no-history"], timeout=60
+    )
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "not a regular file" in done.stderr, done.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_imported_run_directories_have_the_mode_the_umask_gives(tmp_path: Path) -> None:
+    """mkdtemp made the staging folder 0700, and the rename kept it: teammates and the web server could not
+    read imported runs while run and accept made theirs 0755. Every folder and file now follows the umask."""
+    log = tmp_path / "nccl.out"
+    log.write_text(text_log("all_reduce", HOSTS, 8, SIZES))
+    for mask in (0o022, 0o002, 0o027):
+        before = os.umask(mask)
+        try:
+            root = tmp_path / f"runs-{mask:03o}"
+            assert run(ImportConfig("nccl-tests", (log,), out_root=root, no_history=True)) == 0
+        finally:
+            os.umask(before)
+        (run_dir,) = root.iterdir()
+        for path in (run_dir, *run_dir.rglob("*")):
+            mode = stat.S_IMODE(path.stat().st_mode)
+            assert mode == (0o777 if path.is_dir() else 0o666) & ~mask, f"{path}: {mode:o} under umask {mask:03o}"
+
+
+@pytest.mark.parametrize("flag", ["--cluster", "--out-root", "--history"])
+def test_names_too_long_for_a_file_system_are_one_line(tmp_path: Path, flag: str) -> None:
+    log = tmp_path / "nccl.out"
+    log.write_text(text_log("all_reduce", HOSTS, 8, SIZES))
+    value = "c" * 100_000 if flag == "--cluster" else str(tmp_path / ("x" * 300) / "y")
+    started = time.perf_counter()
+    args = ["import", "nccl-tests", str(log), flag, value]
+    args += ["--out-root", str(tmp_path / "r")] if flag != "--out-root" else []
+    args += ["--no-history"] if flag != "--history" else []
+    done = railbench(args, timeout=60)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+    assert flag in done.stderr and time.perf_counter() - started < 30

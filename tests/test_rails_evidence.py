@@ -184,19 +184,21 @@ def test_a_named_link_fault_is_corroborated_by_its_own_counters(tmp_path: Path) 
     def change(root: Path, node: str, window: str) -> None:
         if node == "node03" and window == "pair matrix":
             write_errors(root, "mlx5_2", {"symbol_error": 1204, "link_downed": 2})
-        if node == "node03" and window == "rail 0 alone":  # another rail's window: not this link's testimony
+        if node == "node03" and window == "rail 0 alone":  # another rail's window: still this device's counters
             write_errors(root, "mlx5_2", {"port_rcv_errors": 7})
+        if node == "node02" and window == "pair matrix":  # another node's device on the same rail: not this link
+            write_errors(root, "mlx5_2", {"symbol_error": 5})
 
     outcome = corroborate(_outcome(tmp_path, change, slow=("node03", 1)), ErrorLimits(), Actions())
-    (link,) = outcome.defects
+    link = next(d for d in outcome.defects if d.kind == "link")
     assert (link.kind, link.node, link.rail, link.device) == ("link", "node03", 1, "mlx5_2")
     assert link.errors is not None and [(e.node, e.device, dict(e.risen)) for e in link.errors] == [
-        ("node03", "mlx5_2:1", {"symbol_error": 1204, "link_downed": 2})
+        ("node03", "mlx5_2:1", {"port_rcv_errors": 7, "symbol_error": 1204, "link_downed": 2})
     ]
     assert describe(link) == (
-        "node03 rail 1 (mlx5_2): 53 Gb/s = 53% of 100 Gb/s in 3/3 pairs → link fault; 1,204 symbol_error and 2 "
-        "link_downed on mlx5_2 port 1 during the test; action: reseat or replace the cable/transceiver on node03 "
-        "mlx5_2 port 1"
+        "node03 rail 1 (mlx5_2): 53 Gb/s = 53% of 100 Gb/s in 3/3 pairs → link fault; 7 port_rcv_errors and 1,204 "
+        "symbol_error and 2 link_downed on mlx5_2 port 1 during the test; action: reseat or replace the "
+        "cable/transceiver on node03 mlx5_2 port 1"
     )
     assert outcome.failed
 
@@ -328,3 +330,41 @@ def test_a_dead_link_keeps_its_devices_counters(tmp_path: Path) -> None:
         "check the port state and the cable of n2 eth0"
     )
     assert dataclasses.asdict(link)["errors"][0]["risen"] == (("carrier_changes", 2),)
+
+
+@pytest.mark.parametrize("edge", range(len(WINDOWS) - 1))
+def test_a_flap_across_a_window_edge_counts_every_carrier_change(tmp_path: Path, edge: int) -> None:
+    """Rail 1's netdev on node03 goes down in one window and up in the next, at every edge of the test in turn
+    (among them: down while every rail group runs, up while rail 0 runs alone). Both carrier changes count in
+    the defect's sentence, as they do in the windows and in the whole-test block."""
+    nets = ("rail0", "rail1")
+    trees: dict[str, Path] = {}
+    for node in NODES:
+        root = fabric_trees.build(tmp_path / node, NodeSpec(hcas=(), nets=tuple(NetSpec(n) for n in nets)))
+        zero_errors(root, [], list(nets))  # carrier_changes 2: the link came up once at boot
+        trees[node] = root
+    readers = {node: NodeCounters(True, root) for node, root in trees.items()}
+    for index, (name, rails) in enumerate(WINDOWS):
+        if index in (edge, edge + 1):  # down in the window before the edge, up in the one after it
+            write_net_errors(trees["node03"], "rail1", {"carrier_changes": 3 if index == edge else 4})
+        for reader in readers.values():
+            reader.close(name, rails)
+    windows = join({node: reader.windows for node, reader in readers.items()})
+    assert (
+        sum(w.errors.get("node03", {}).get("rail1", {}).get("errors", {}).get("carrier_changes", 0) for w in windows)
+        == 2
+    )
+    devices = [records.RailDevices(k, dict.fromkeys(NODES, nets[k]), {}) for k in range(len(nets))]
+    outcome = records.RailsOutcome(
+        None,
+        NODES,
+        len(nets),
+        devices=devices,
+        counters={node: reader.whole() or {} for node, reader in readers.items()},
+        error_windows=windows,
+    )
+    (named,) = corroborate(outcome, ErrorLimits(), Actions()).defects
+    assert (named.kind, named.node, named.rail, named.severity) == ("errors", "node03", 1, "warn")
+    assert named.errors is not None and dict(named.errors[0].risen) == {"carrier_changes": 2}
+    line = describe(named)
+    assert "2 carrier_changes on rail1 during the test" in line and "node03 rail1" in named.action, line

@@ -82,6 +82,7 @@ def validate(config: AcceptConfig, *, with_history: bool = True) -> tuple[Profil
         out=config.out,
         history=config.sweep.history,
         no_history=config.sweep.no_history,
+        cluster=config.cluster,
         with_history=with_history,
     )
     return profile, settings

@@ -220,7 +220,10 @@ def run(config: CompareConfig, out: TextIO | None = None) -> int:
         baselines = from_run_dir(spec, tonight_run)
     results = compare(tonight_metrics, baselines, settings)
     if not results:
-        raise UserError(f"{config.run_dir}/results.csv has no metrics to compare (min_bytes {settings.min_bytes})")
+        raise UserError(
+            f"{config.run_dir}/results.csv has no metrics to compare: none at or above [compare] min_bytes "
+            f"({settings.min_bytes} bytes); measure larger sizes or lower min_bytes in the profile"
+        )
     which = "with the same NCCL and node set" if config.same_environment else f"of kind {tonight_run.kind!r}"
     print(
         f"railbench compare: {config.run_dir} (NCCL {tonight_run.nccl or 'unknown'}) against {baselines.description}: "

@@ -3,7 +3,8 @@
 A run's headline metrics and verdict for monitoring (``bench.report.openmetrics``). Without ``--out`` the
 text goes to stdout; with it the file is replaced atomically (a temporary file in the same folder, then a
 rename), so the node exporter's textfile collector never reads half a file. The collector reads the
-Prometheus text format: ``--format prometheus --out /var/lib/node_exporter/textfile/railbench.prom``.
+Prometheus text format: ``--format prometheus --out /var/lib/node_exporter/textfile/railbench.prom``. An
+``--out`` that is a symlink, a device node (``/dev/null``) or a FIFO is refused: the rename would replace it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TextIO, get_args
 
+from bench.bounded import check_path_names
 from bench.exits import EXIT_PASS, UserError
+from bench.rundir.files import check_replaceable
 
 Format = Literal["openmetrics", "prometheus"]
 
@@ -33,8 +36,12 @@ class ExportConfig:
     def __post_init__(self) -> None:
         if self.format not in get_args(Format):
             raise UserError(f"--format {self.format!r}: use openmetrics or prometheus")
-        if self.out is not None and self.out.is_dir():
-            raise UserError(f"--out {self.out} is a folder: name the file, e.g. {self.out}/railbench.prom")
+        if self.out is not None:
+            check_path_names(self.out, "--out")
+            if self.out.is_dir():
+                raise UserError(f"--out {self.out} is a folder: name the file, e.g. {self.out}/railbench.prom")
+            # the file is replaced by a rename: never over /dev/null, a FIFO or a symlink (see check_replaceable)
+            check_replaceable(self.out, "--out")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

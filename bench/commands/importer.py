@@ -17,10 +17,8 @@ import calendar
 import contextlib
 import csv
 import hashlib
-import json
 import shutil
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -28,12 +26,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TextIO
 
+from bench.bounded import check_path_names, open_regular
 from bench.exits import UserError
 from bench.frame.finish import write_report_if_available
 from bench.history.store import add_run, default_history_path
+from bench.jsondoc import read_json_object
 from bench.nccltests import BUS_FACTOR, Table, open_log
 from bench.nccltests.convert import COLUMNS, LogSummary, run_meta, table_rows, utc_stamp_of
-from bench.rundir.files import default_run_dir
+from bench.rundir.files import check_cluster_name, default_run_dir, make_staging_dir
 from bench.rundir.runjson import RunFile, new_record, read_run_json
 
 REPORT_MAX_ROWS = 20_000
@@ -61,8 +61,10 @@ class ImportConfig:
     def __post_init__(self) -> None:
         if not self.logs:
             raise UserError("import nccl-tests needs at least one LOG: e.g. railbench import nccl-tests run.log")
-        if not self.cluster.strip():
-            raise UserError("--cluster must not be empty: name the cluster the logs come from")
+        check_cluster_name(self.cluster)
+        check_path_names(self.out_root, "--out-root")
+        if not self.no_history:
+            check_path_names(self.history, "--history")
         if self.collective is not None and self.collective not in BUS_FACTOR:
             raise UserError(f"--collective {self.collective!r} is not one of {', '.join(BUS_FACTOR)}")
         if self.nranks is not None and self.nranks < 1:
@@ -114,21 +116,23 @@ def _run_dir_for(config: ImportConfig, started_epoch: float, sha256: str) -> Pat
 
 def _imported_sha256(run_dir: Path) -> str | None:
     try:
-        meta = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        meta = read_json_object(run_dir / "run.json", fix="")
+    except UserError:  # not an import of ours (or damaged): never the same log
         return None
-    source = meta.get("source") if isinstance(meta, dict) else None
+    source = meta.get("source")
     return source.get("sha256") if isinstance(source, dict) else None
 
 
 def _sha256(path: Path) -> str:
+    """The log's SHA-256, read through ``bench.bounded.open_regular``: a FIFO, ``/dev/zero`` or a folder is
+    refused before a byte is read (hashing them would block or never end)."""
     digest = hashlib.sha256()
-    try:
-        with path.open("rb") as fh:
+    with open_regular(path, fix="give the log file itself") as fh:
+        try:
             while chunk := fh.read(1 << 20):
                 digest.update(chunk)
-    except OSError as exc:
-        raise UserError(f"cannot read {path}: {exc.strerror}: check the path") from None
+        except OSError as exc:
+            raise UserError(f"cannot read {path}: {exc.strerror}: check the path") from None
     return digest.hexdigest()
 
 
@@ -202,7 +206,7 @@ def import_log(config: ImportConfig, path: Path) -> tuple[Path, LogSummary, int 
     made_root = not root.exists()
     try:
         root.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".import-", dir=root))
+        staging = make_staging_dir(root, ".import-")
     except OSError as exc:
         raise UserError(
             f"cannot create a run directory under {root}: {exc.strerror}: pass another --out-root"
@@ -234,9 +238,12 @@ def import_log(config: ImportConfig, path: Path) -> tuple[Path, LogSummary, int 
 
 
 def _tables_line(summary: LogSummary) -> str:
-    """``all_reduce x80`` once per kind of table, with a count when a log repeats it."""
+    """``all_reduce x80`` once per kind of table, with a count when a log repeats it (``sendrecv x?`` where the
+    log never said how many ranks ran)."""
     kinds = Counter((t["collective"], t["nranks"]) for t in summary.summaries)
-    return ", ".join(f"{c} x{n}" + (f" ({k} tables)" if k > 1 else "") for (c, n), k in kinds.items())
+    return ", ".join(
+        f"{c} x{'?' if n is None else n}" + (f" ({k} tables)" if k > 1 else "") for (c, n), k in kinds.items()
+    )
 
 
 def run(config: ImportConfig, out: TextIO | None = None, err: TextIO | None = None) -> int:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import get_args
 
+from bench.bounded import check_path_names
 from bench.exits import EXIT_PASS, UserError
 from bench.report import UnitChoice
 
@@ -33,6 +34,8 @@ class ReportConfig:
     """Bars under this fraction of their target are drawn as failures."""
 
     def __post_init__(self) -> None:
+        if self.out_dir is not None:
+            check_path_names(self.out_dir, "--out")
         if self.unit not in get_args(UnitChoice):
             raise UserError(f"--unit {self.unit!r} is not one of {', '.join(get_args(UnitChoice))}")
         if not 0.0 < self.min_efficiency <= 1.5:

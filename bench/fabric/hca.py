@@ -233,6 +233,40 @@ def _list_warnings(parsed: HcaList, max_entries: int) -> list[HcaWarning]:
     return out
 
 
+def _layer_warnings(parsed: HcaList, decisions: Sequence[PortDecision]) -> list[HcaWarning]:
+    """Ports of two link layers among those NCCL uses: typically a front-end Ethernet (RoCE) port beside the
+    InfiniBand rails, which NCCL takes as one more network device when NCCL_IB_HCA does not leave it out."""
+    layers: dict[str, list[str]] = {}
+    for d in decisions:
+        if d.selected and d.link_layer:
+            layers.setdefault(d.link_layer, []).append(d.name)
+    if len(layers) < 2:
+        return []
+    # the odd ones out are the layer with the fewest ports (Ethernet on a tie: the usual front-end port)
+    odd_layer = min(layers, key=lambda layer: (len(layers[layer]), layer != "Ethernet"))
+    odd = layers[odd_layer]
+    rest = sum(len(names) for layer, names in layers.items() if layer != odd_layer)
+    others = " and ".join(sorted(layer for layer in layers if layer != odd_layer))
+    shown = ", ".join(odd[:4]) + (f" and {len(odd) - 4} more" if len(odd) > 4 else "")
+    named = "RoCE" if odd_layer == "Ethernet" else odd_layer
+    names = ",".join(dict.fromkeys(name.split(":")[0] for name in odd))
+    them = "it" if len(odd) == 1 else "them"
+    if parsed.value is None:
+        fix = f"leave {them} out with NCCL_IB_HCA=^={names}"
+    elif parsed.invert:
+        fix = f"add {them} to the exclude list: NCCL_IB_HCA={show(parsed.value, 60)},{names}"
+    else:
+        fix = f"make NCCL_IB_HCA leave {them} out"
+    return [
+        HcaWarning(
+            "mixed-link-layers",
+            f"NCCL uses ports of two link layers: {shown} {'is' if len(odd) == 1 else 'are'} {odd_layer} ({named}) "
+            f"beside {rest} {others} port{'s' if rest != 1 else ''}, a separate fabric that no {others} port "
+            f"reaches (often a front-end port not meant for RDMA): {fix}",
+        )
+    ]
+
+
 def explain(nccl_ib_hca: str | None, candidates: Sequence[Candidate]) -> HcaExplanation:
     """Which ports NCCL uses under ``nccl_ib_hca``, why each other port is left out, and what looks wrong."""
     parsed = parse_list(nccl_ib_hca)
@@ -256,7 +290,9 @@ def explain(nccl_ib_hca: str | None, candidates: Sequence[Candidate]) -> HcaExpl
             )
         )
         index += selected
-    warnings = _list_warnings(parsed, MAX_IB_DEVS) + _entry_warnings(parsed, candidates)
+    warnings = (
+        _list_warnings(parsed, MAX_IB_DEVS) + _entry_warnings(parsed, candidates) + _layer_warnings(parsed, decisions)
+    )
     if not any(d.selected for d in decisions):
         why = "no IB device exists on this node" if not candidates else "no port is left"
         warnings.append(

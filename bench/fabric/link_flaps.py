@@ -19,13 +19,13 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import stat
 import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from bench.bounded import InputError, open_regular
 from bench.textlines import numbered_lines
 
 FLAP_PHRASES: tuple[str, ...] = (
@@ -45,6 +45,8 @@ JOURNAL_TIMEOUT_S = 10.0
 _MONTHS = {
     m: i for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1)
 }
+_LEAP_CYCLE_YEARS = 8
+"""The longest gap between two Feb 29s (1896 to 1904; 2096 to 2104)."""
 _SEPARATORS = str.maketrans({c: " " for c in ":,;()[]<>='\"\t"})
 
 
@@ -69,30 +71,20 @@ class Flap:
 
 
 def _tail(path: Path) -> KernelLog:
-    """The last :data:`MAX_TAIL_BYTES` of ``path`` when it is a regular file."""
+    """The last :data:`MAX_TAIL_BYTES` of ``path`` when it is a regular file (``bench.bounded.open_regular``)."""
     try:
-        mode = os.stat(path).st_mode
-        if not stat.S_ISREG(mode):
-            return KernelLog(str(path), skipped=f"{path} is not a regular file")
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
-    except OSError as exc:
-        return KernelLog(str(path), skipped=f"cannot read {path}: {exc.strerror}")
-    try:
-        size = os.fstat(fd).st_size
-        start = max(0, size - MAX_TAIL_BYTES)
-        os.lseek(fd, start, os.SEEK_SET)
-        chunks, left = [], MAX_TAIL_BYTES
-        while left > 0:
-            chunk = os.read(fd, min(left, 1 << 20))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            left -= len(chunk)
-    except OSError as exc:
-        return KernelLog(str(path), skipped=f"cannot read {path}: {exc.strerror}")
-    finally:
-        os.close(fd)
-    text = b"".join(chunks).decode("utf-8", errors="replace")
+        handle = open_regular(path, fix="give the kernel log file itself with --kernel-log")
+    except InputError as exc:
+        return KernelLog(str(path), skipped=str(exc))
+    with handle:
+        try:
+            size = os.fstat(handle.fileno()).st_size
+            start = max(0, size - MAX_TAIL_BYTES)
+            handle.seek(start)
+            data = handle.read(MAX_TAIL_BYTES)
+        except OSError as exc:
+            return KernelLog(str(path), skipped=f"cannot read {path}: {exc.strerror}")
+    text = data.decode("utf-8", errors="replace")
     if start:  # the first line was cut in the middle
         text = text.partition("\n")[2]
     return KernelLog(str(path), _lines(text))
@@ -151,23 +143,36 @@ def read_kernel_log(path: Path | None, since: datetime) -> KernelLog:
 
 
 def line_time(line: str, now: datetime) -> datetime | None:
-    """When ``line`` was logged (naive local time), or None when it carries no wall-clock time."""
+    """When ``line`` was logged (naive local time), or None when it carries no wall-clock time.
+
+    A classic syslog time has no year: it is the latest year in which that day exists and which puts it at
+    most a day after ``now`` (``Dec 31`` read on 2 January is last year; ``Feb 29`` read in a common year is
+    the last leap year's). An ISO time whose zone moves it outside the years ``datetime`` can hold is no
+    time railbench can place, so it is None too.
+    """
     first = line[:40].split(" ", 1)[0]
     if len(first) >= 19 and first[4:5] == "-" and first[10:11] == "T":
         try:
             stamp = datetime.fromisoformat(first)
-        except ValueError:
+            return stamp.astimezone().replace(tzinfo=None) if stamp.tzinfo else stamp
+        except (ValueError, OverflowError, OSError):  # OverflowError: year 1 or 9999 moved by its zone
             return None
-        return stamp.astimezone().replace(tzinfo=None) if stamp.tzinfo else stamp
     words = line[:32].split()
     if len(words) < 3 or words[0][:3].lower() not in _MONTHS or not words[1].isdigit():
         return None
     try:
         hour, minute, second = (int(p) for p in words[2].split(":"))
-        stamp = datetime(now.year, _MONTHS[words[0][:3].lower()], int(words[1]), hour, minute, second)
+        month, day = _MONTHS[words[0][:3].lower()], int(words[1])
     except ValueError:
         return None
-    return stamp.replace(year=now.year - 1) if stamp - now > timedelta(days=1) else stamp
+    for year in range(now.year, now.year - _LEAP_CYCLE_YEARS - 1, -1):
+        try:
+            stamp = datetime(year, month, day, hour, minute, second)
+        except ValueError:  # no such day that year (Feb 29), or no such time at all
+            continue
+        if stamp - now <= timedelta(days=1):
+            return stamp
+    return None
 
 
 def flaps(lines: Iterable[str], devices: Sequence[str], since: datetime, now: datetime) -> list[Flap]:

@@ -5,7 +5,7 @@ attribute files of at most one page; a copied, damaged or hostile tree can hold 
 
 * a file is opened only when ``stat`` says it is a regular file (a FIFO would block ``open`` and ``read``
   for good, a link to ``/dev/zero`` would be read until memory runs out), and then with ``O_NONBLOCK`` in
-  case it was swapped between the two calls;
+  case it was swapped between the two calls (``bench.bounded.open_fd``, the project's one bounded open);
 * at most :data:`MAX_READ_BYTES` are read: more than that is no sysfs attribute;
 * symlinks are followed by the kernel, which stops a loop with ``ELOOP``; nothing here walks links itself
   (``Path.resolve`` raises ``RuntimeError`` on a loop);
@@ -28,14 +28,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from bench.bounded import MAX_NUMBER_CHARS, InputError, Sign, Where, parse_int
+from bench.bounded import (
+    MAX_NUMBER_CHARS,
+    InputError,
+    NotRegularFile,
+    Sign,
+    Where,
+    file_kind,
+    open_fd,
+    parse_int,
+    read_at_most,
+)
 
 MAX_READ_BYTES = 4096
 """A sysfs attribute is at most one page (``PAGE_SIZE``, 4 KiB on x86-64 and most arm64 kernels)."""
 MAX_ENTRIES = 4096
 """More entries than any sysfs directory railbench lists holds (``bus/pci/devices`` has a few hundred)."""
 
-_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
 _HEX = re.compile(r"0[xX][0-9a-fA-F]+")
 T = TypeVar("T")
 
@@ -47,19 +56,6 @@ class SysfsProblem:
     path: str
     message: str
     """One line that names the path."""
-
-
-def _kind(mode: int) -> str:
-    for test, name in (
-        (stat.S_ISFIFO, "FIFO"),
-        (stat.S_ISCHR, "character device"),
-        (stat.S_ISBLK, "block device"),
-        (stat.S_ISSOCK, "socket"),
-        (stat.S_ISDIR, "directory"),
-    ):
-        if test(mode):
-            return name
-    return "special file"
 
 
 def parse_hex(text: str, where: Where) -> int:
@@ -98,24 +94,15 @@ class Sysfs:
         """The file's text, stripped; None when it is absent, unreadable or not a sysfs attribute."""
         path = self.path(*parts)
         try:
-            mode = os.stat(path).st_mode
-        except OSError as exc:
-            self._missing_or_loop(path, exc)
+            fd = open_fd(path)
+        except NotRegularFile as exc:
+            self._problem(path, f"{path} is a {file_kind(exc.mode)}, not a regular file: the sysfs tree is damaged")
             return None
-        if not stat.S_ISREG(mode):
-            self._problem(path, f"{path} is a {_kind(mode)}, not a regular file: the sysfs tree is damaged")
-            return None
-        try:
-            fd = os.open(path, _OPEN_FLAGS)
         except OSError as exc:
             self._missing_or_loop(path, exc)
             return None
         try:
-            mode = os.fstat(fd).st_mode
-            if not stat.S_ISREG(mode):  # swapped after the stat above
-                self._problem(path, f"{path} is a {_kind(mode)}, not a regular file: the sysfs tree is damaged")
-                return None
-            data = _read_at_most(fd, MAX_READ_BYTES + 1)
+            data = read_at_most(fd, MAX_READ_BYTES + 1)
         except OSError:
             return None
         finally:
@@ -173,7 +160,7 @@ class Sysfs:
         if stat.S_ISDIR(mode):
             return True
         if not stat.S_ISREG(mode):
-            self._problem(path, f"{path} is a {_kind(mode)}, neither a directory nor a regular file")
+            self._problem(path, f"{path} is a {file_kind(mode)}, neither a directory nor a regular file")
         return False
 
     def is_file(self, *parts: str) -> bool:
@@ -191,18 +178,6 @@ class Sysfs:
         except OSError as exc:
             self._missing_or_loop(path, exc)
             return None
-
-
-def _read_at_most(fd: int, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while size < limit:
-        chunk = os.read(fd, limit - size)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)
 
 
 def natural_key(name: str) -> tuple[object, ...]:

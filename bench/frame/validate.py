@@ -13,8 +13,10 @@ import os
 import sqlite3
 from pathlib import Path
 
+from bench.bounded import check_path_names
 from bench.exits import UserError
 from bench.history.store import default_history_path, open_store
+from bench.rundir.files import check_cluster_name
 from bench.runtime.gpus import gpu_count
 
 
@@ -35,6 +37,7 @@ def check_out_dir(out: Path | None) -> None:
     """
     if out is None:
         return  # the default is a new folder named by the UTC time
+    check_path_names(out, "--out")  # ENAMETOOLONG from exists() or mkdir() would be a traceback
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a directory: give a new directory for the run")
     if (out / "run.json").exists():
@@ -49,6 +52,7 @@ def check_history(history: Path | None, no_history: bool, default: Path) -> None
     if no_history:
         return
     path = history or default
+    check_path_names(path, "--history")
     if path.exists() and not path.is_file():
         raise UserError(f"--history {path} is not a file: give a .sqlite file or --no-history")
     parent = next((p for p in (path.parent, *path.parent.parents) if p.exists()), Path("."))
@@ -71,10 +75,12 @@ def check_common(
     no_history: bool,
     graph: bool = False,
     with_history: bool = True,
+    cluster: str | None = None,
 ) -> None:
     """What run, rails and accept check alike before any rank starts. On the ranks (``with_history`` off) the
     history is left to rank 0 alone (:func:`history_problem`): it lives on rank 0's node, and opening a
     shared SQLite file from every rank (a quick check, the journal mode, migrations) is rank 0's work."""
+    check_cluster_name(cluster)  # it names the run directory: a short label, never a 100,000-character one
     check_backend(backend, graph=graph)
     check_out_dir(out)
     if with_history:

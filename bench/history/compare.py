@@ -38,7 +38,9 @@ BoolArray = npt.NDArray[np.bool_]
 
 def baseline_stats(history: FloatArray) -> tuple[FloatArray, FloatArray, npt.NDArray[np.int64]]:
     """Median, robust sigma and count per row of ``history`` (metrics x runs, NaN where absent)."""
-    history = np.asarray(history, dtype=np.float64).reshape(len(history), -1)
+    history = np.asarray(history, dtype=np.float64)
+    # reshape(0, -1) has no answer (ValueError): no metric at all, e.g. every size below [compare] min_bytes
+    history = history.reshape(len(history), -1) if history.size else np.empty((len(history), 0))
     count = np.sum(np.isfinite(history), axis=1)
     median = np.full(len(history), np.nan)
     sigma = np.full(len(history), np.nan)

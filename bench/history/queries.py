@@ -6,11 +6,11 @@ SQLite error met here into one line). ``bench.history.store`` re-exports every n
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from bench import jsondoc
 from bench.history.records import MetricRecord, RunIdentity
 
 
@@ -28,21 +28,24 @@ class StoredRun(RunIdentity):
 
     @property
     def host_names(self) -> tuple[str, ...]:
-        names = json.loads(self.hosts or "[]")
+        names = _stored_json(self.hosts or "[]", self.id, "hosts")
         return tuple(str(h) for h in names) if isinstance(names, list) else ()
 
     @property
     def environment_facts(self) -> dict[str, object]:
         """The stored environment; runs added before schema 3 know their NCCL version and hosts only."""
-        try:
-            facts = json.loads(self.environment or "{}")
-        except json.JSONDecodeError:
-            facts = {}
+        facts = _stored_json(self.environment or "{}", self.id, "environment")
         if not isinstance(facts, dict):
             facts = {}
         facts.setdefault("nccl", self.nccl)
         facts.setdefault("hosts", list(self.host_names))
         return facts
+
+
+def _stored_json(text: str, run_id: int, column: str) -> object:
+    """A JSON column of the store, read with ``bench.jsondoc``'s limits: ``integrity_check`` sees the pages,
+    not what a value holds, so a damaged value is one line (UserError), never a RecursionError."""
+    return jsondoc.loads(text, f"history run {run_id} {column}", "the history is damaged: restore it or rebuild it")
 
 
 _RUN_COLUMNS = (

@@ -22,12 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.exits import UserError
-from bench.rundir.files import read_json_object
-from bench.rundir.railsjson import check_rails_json
-
-MAX_RAILS_JSON_BYTES = 512 << 20
-"""rails.json of 4,096 nodes x 8 rails is tens of MiB; a larger file is not one railbench wrote."""
+from bench.jsondoc import INT_MAX
+from bench.rundir.railsjson import read_rails_json
 
 
 @dataclass(frozen=True)
@@ -65,7 +61,9 @@ def from_rails_json(doc: Mapping[str, Any]) -> list[RailErrorCount]:
             for name, count in entry["errors"].items():
                 if isinstance(count, int) and not isinstance(count, bool):
                     before = sums.get(name, 0)
-                    sums[name] = None if before is None else before + count
+                    total = None if before is None else before + count
+                    # a sum past the store's 64-bit integers is no count anyone can use: kept as saturated
+                    sums[name] = None if total is None or total > INT_MAX else total
                     nodes[name] = nodes.get(name, 0) + 1
             for name in entry.get("errors_saturated") or ():
                 if isinstance(name, str):
@@ -77,14 +75,8 @@ def from_rails_json(doc: Mapping[str, Any]) -> list[RailErrorCount]:
 
 def read_run_dir(run_dir: Path | str) -> list[RailErrorCount]:
     """The per-rail error metrics of a run directory (none without rails.json); UserError when it is damaged."""
-    path = Path(run_dir) / "rails.json"
-    if not path.is_file():
-        return []
-    if path.stat().st_size > MAX_RAILS_JSON_BYTES:
-        raise UserError(f"{path} is over {MAX_RAILS_JSON_BYTES >> 20} MiB: not a rails.json railbench wrote")
-    doc = read_json_object(path, "re-run railbench rails")
-    check_rails_json(doc, path)
-    return from_rails_json(doc)
+    doc = read_rails_json(run_dir)
+    return [] if doc is None else from_rails_json(doc)
 
 
 # --- the store's table ---------------------------------------------------------------------------------

@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.bounded import Where, parse_float, parse_int
 from bench.exits import UserError
 from bench.history.runfacts import run_environment, run_kind
+from bench.jsondoc import INT_MAX
 from bench.rundir.files import iter_results_rows
 from bench.rundir.runjson import RunDoc, load_run_doc
 
@@ -100,6 +102,22 @@ def _number(text: str | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
+def _count(row: Mapping[str, str | None], key: str) -> int | None:
+    """A count of results.csv (bytes, wrong, nranks): blank is None; anything else must be a whole number from
+    0 to the store's 64-bit limit (``wrong`` may be written ``3.0``). NaN, ``1e999`` or a 30-digit count is
+    damage: UserError, exit 2, never a count the history cannot hold or a check silently taken as passed."""
+    text = (row.get(key) or "").strip()
+    if not text:
+        return None
+    where = Where("results.csv", f"{key} of {row.get('collective') or '?'} at {row.get('bytes') or '?'} bytes")
+    if text.lstrip("+-").isdigit():
+        return parse_int(text, where, maximum=INT_MAX)  # exact, where a float would round above 2**53
+    value = parse_float(text, where)
+    if value != int(value) or int(value) > INT_MAX:
+        raise UserError(f"{where} is {text[:20]}, not a whole number the history can hold: the file is damaged")
+    return int(value)
+
+
 @dataclass
 class _Samples:
     """One placement's numbers for one metric, packed: 8 bytes per number, NaN where a row had none."""
@@ -140,23 +158,22 @@ def metrics_from_rows(rows: Iterable[Mapping[str, str]]) -> list[MetricRecord]:
     """
     groups: dict[tuple[str, str, str, int], _Metric] = {}
     for row in rows:
-        try:
-            nbytes = int(row["bytes"])
-        except (KeyError, ValueError):
-            raise UserError(f"results.csv row has no whole 'bytes' value ({row.get('bytes')!r})") from None
-        key = (row.get("collective", ""), row.get("scope", ""), row.get("group", ""), nbytes)
+        nbytes = _count(row, "bytes")
+        if nbytes is None:
+            raise UserError("results.csv row has no 'bytes' value: the file is damaged; re-run or re-import the run")
+        key = (row.get("collective") or "", row.get("scope") or "", row.get("group") or "", nbytes)
         metric = groups.setdefault(key, _Metric())
-        wrong = _number(row.get("wrong"))
+        wrong = _count(row, "wrong")
         if wrong is not None:
             metric.wrong_seen = True
-            metric.wrong_total += int(wrong)
+            metric.wrong_total = min(metric.wrong_total + wrong, INT_MAX)  # the store keeps 64-bit integers
             metric.any_wrong = metric.any_wrong or wrong > 0
         samples = metric.in_place if row.get("placement") == "in-place" else metric.out_of_place
         samples.add(
             _number(row.get("busbw_GBps")),
             _number(row.get("algbw_GBps")),
             _number(row.get("time_us")),
-            _number(row.get("nranks")),
+            _count(row, "nranks"),
         )
     metrics = []
     for (collective, scope, group, nbytes), metric in groups.items():

@@ -14,12 +14,12 @@ touches only this module.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.rundir.checksjson import read_checks_json
 from bench.rundir.runjson import RunDoc
 
 ENVIRONMENT_FACTS: tuple[tuple[str, str], ...] = (
@@ -65,11 +65,8 @@ def run_kind(doc: RunDoc) -> str:
 
 def _per_node_versions(run_dir: Path) -> dict[str, Mapping[str, Any]]:
     """{node: versions} from checks.json as ``check``/``accept`` write it (``nodes``), else {}."""
-    try:
-        doc = json.loads((run_dir / "checks.json").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return {}
-    nodes = doc.get("nodes") if isinstance(doc, Mapping) else None
+    doc = read_checks_json(run_dir)  # bounded and type-checked; a damaged one is one line, exit 2
+    nodes = doc.get("nodes") if doc is not None else None
     out: dict[str, Mapping[str, Any]] = {}
     for node in nodes if isinstance(nodes, list) else []:
         if isinstance(node, Mapping) and isinstance(node.get("versions"), Mapping):

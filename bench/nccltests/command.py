@@ -63,7 +63,7 @@ def read_command(line: str, source: str = "", line_no: int | None = None) -> Com
     words = line.split()
     program, collective = -1, None
     for i, word in enumerate(words[:-1]):
-        if word.endswith("_perf") and words[i + 1].startswith("-"):
+        if "_perf" in word and words[i + 1].startswith("-"):  # all_reduce_perf, or all_reduce_perf_mpi
             program, collective = i, collective_from_program(word)
             if collective:
                 break

@@ -28,9 +28,14 @@ COLUMNS = (*RESULT_COLUMNS, *EXTRA_COLUMNS)
 _NUMERIC = ("time_us", "algbw_GBps", "busbw_GBps")
 
 
+def _ranks(table: Table | Shape) -> int:
+    """For choosing the world: a table whose rank count the log never gave counts as the smallest."""
+    return table.nranks or 0
+
+
 def world_table(log: NcclTestsLog) -> Table:
     """The table with the most ranks (the first of them): it names the run's hosts and nranks."""
-    return max(log.tables, key=lambda t: t.nranks)
+    return max(log.tables, key=_ranks)
 
 
 def table_nnodes(table: Table) -> int | None:
@@ -40,14 +45,16 @@ def table_nnodes(table: Table) -> int | None:
     if table.hosts_complete:
         return len(table.hosts)
     per_host = max(Counter(d.host for d in table.devices).values(), default=0)
-    return max(len(table.hosts), math.ceil(table.nranks / per_host)) if per_host else len(table.hosts)
+    if not per_host or table.nranks is None:
+        return len(table.hosts)
+    return max(len(table.hosts), math.ceil(table.nranks / per_host))
 
 
 @dataclass(frozen=True)
 class Shape:
     """What decides a table's communicator (scope and group): kept per table when its rows are gone."""
 
-    nranks: int
+    nranks: int | None
     hosts: tuple[str, ...]
     hosts_complete: bool
     nnodes: int | None
@@ -67,7 +74,7 @@ def communicator(table: Table | Shape, world: Table | Shape) -> tuple[str, str]:
         return "node", table.hosts[0]
     if table.hosts and table.hosts_complete:
         return "world", "-".join(table.hosts)
-    return "world", f"n{table.nranks}"
+    return "world", f"n{table.nranks}" if table.nranks is not None else "nranks-unknown"
 
 
 def table_rows(table: Table, index: int, scope: str = "", group: str = "") -> Iterator[dict[str, Any]]:
@@ -144,7 +151,7 @@ class LogSummary:
         """Take in one table's facts (its rows are read here and not kept)."""
         self.shapes.append(Shape.of(table))
         self.summaries.append(_table_summary(table))
-        if self.world is None or table.nranks > self.world.nranks:
+        if self.world is None or _ranks(table) > _ranks(self.world):
             self.world, self.world_dtype = replace(table, rows=()), table.rows[0].dtype
         sizes = [r.bytes for r in table.rows]
         self.min_bytes = min(sizes) if self.min_bytes is None else min(self.min_bytes, *sizes)
@@ -162,7 +169,7 @@ class LogSummary:
 
     def scopes(self) -> list[tuple[str, str]]:
         """(scope, group) of each table, in order, once every table is in."""
-        world = max(self.shapes, key=lambda s: s.nranks)
+        world = max(self.shapes, key=_ranks)
         return [communicator(shape, world) for shape in self.shapes]
 
     @classmethod

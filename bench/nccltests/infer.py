@@ -26,6 +26,7 @@ from bench.nccltests.model import (
     Row,
     Table,
     busbw_factor,
+    rank_free,
 )
 
 # Names as people write them in file names and wrapper flags (-t all_gather, nccl_allreduce.log).
@@ -236,7 +237,14 @@ def finish(t: Evidence, file_hint: Sequence[str], given: str | None, given_nrank
         nranks, nranks_source = inferred, "busbw/algbw"
     if nranks is None and given_nranks:
         nranks, nranks_source = given_nranks, "given"
-    if nranks is None:
+    if nranks is None and rank_free(collective):
+        # busbw = algbw x 1 at any rank count: the numbers stand as printed, and the count stays unknown
+        notes.append(
+            f"the log does not say how many ranks ran; {collective}'s busbw is algbw at any rank count, so its "
+            "numbers stand as printed and nranks is left blank (pass --nranks N to record it)"
+        )
+        nranks_source = "unknown"
+    elif nranks is None:
         raise UserError(
             f"{source or 'log'}: table at line {t.first_line} ({collective}) does not say how many ranks ran: "
             "pass --nranks N"

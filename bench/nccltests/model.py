@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -44,11 +45,26 @@ def busbw_factor(collective: str, nranks: int) -> float:
     return BUS_FACTOR[collective](nranks)
 
 
+_NAME_SUFFIX = re.compile(r"(?:[._-][A-Za-z0-9_.+-]{0,31})?")
+"""What nccl-tests' Makefile appends to ``*_perf`` (``NAME_SUFFIX``): container images ship the MPI build as
+``all_reduce_perf_mpi``."""
+
+
 def collective_from_program(name: str) -> str | None:
-    """``/opt/nccl-tests/build/all_reduce_perf`` -> ``all_reduce``; None if it names no known test."""
+    """``/opt/nccl-tests/build/all_reduce_perf`` (or ``all_reduce_perf_mpi``, a build with a name suffix) ->
+    ``all_reduce``; None if it names no known test."""
     stem = Path(name.strip()).name
-    stem = stem[: -len("_perf")] if stem.endswith("_perf") else stem
+    base, perf, suffix = stem.rpartition("_perf")
+    if perf and _NAME_SUFFIX.fullmatch(suffix):
+        stem = base
     return stem if stem in BUS_FACTOR else None
+
+
+def rank_free(collective: str) -> bool:
+    """Whether ``collective``'s busbw factor is the same at every rank count (sendrecv, broadcast, reduce: 1),
+    so a table that does not say how many ranks ran still has exact busbw."""
+    factor = BUS_FACTOR[collective]
+    return all(factor(n) == factor(2) for n in (1, 3, 8, 4096))
 
 
 def nccl_version_from_code(code: int) -> str:
@@ -142,7 +158,8 @@ class Table:
     collective_source: str
     """How the name was found: ``marker``, ``command``, ``json args``, ``given``, ``row shape``, ``mention``,
     ``file name``."""
-    nranks: int
+    nranks: int | None
+    """None only where the log never says and the collective's busbw does not depend on it (``rank_free``)."""
     nranks_source: str
     rows: tuple[Row, ...]
     devices: tuple[Device, ...] = ()

@@ -202,6 +202,7 @@ def validate(config: RailsConfig, *, with_history: bool = True) -> tuple[Profile
         out=config.out,
         history=config.history,
         no_history=config.no_history,
+        cluster=config.cluster,
         with_history=with_history,
     )
     return profile, settings

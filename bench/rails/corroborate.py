@@ -3,9 +3,12 @@
 Localisation names a part from bandwidth alone. Here, on rank 0 after it, each defect gets:
 
 * the error-counter deltas of the devices it names (a link: its node's device on its rail; a rail: that rail's
-  device on every node; a node: its device on every rail; a pair: both nodes' devices), summed over its own
-  windows, the windows in which its rail's traffic ran (``bench.rails.windows``); a saturated or cleared
-  counter stays so, never a count;
+  device on every node; a node: its device on every rail; a pair: both nodes' devices), summed over every
+  window of the test (``bench.rails.windows``); a saturated or cleared counter stays so, never a count.
+  Every window, not only those in which the rail's traffic ran: a device's counters are its own whatever
+  moved when they rose, and an event that straddles a window edge (a flap going down while every rail runs
+  and up while another rail runs alone) must count whole: down and up are two carrier changes, and the
+  operator's sentence and action say two;
 * its action from the profile's ``[actions]``: a slow link whose physical counters (the profile's ``[errors]
   fail_on_rise``) rose is a cable, one whose counters stayed quiet is the HCA or the switch port.
 
@@ -67,16 +70,16 @@ def parts_of(defect: Defect, nodes: Sequence[str], rails: int, where: Mapping[tu
 def evidence(
     parts: Iterable[Part], windows: Sequence[ErrorWindow], read: set[tuple[str, str]]
 ) -> tuple[CounterEvidence, ...] | None:
-    """Each part's error counters summed over the windows its rail ran in; None when none of them was read."""
+    """Each part's error counters summed over every window of the test; None when none of them was read."""
     out = []
-    for node, device, rail in parts:
+    for node, device, _rail in parts:
         if (node, device) not in read:
             continue
         risen: dict[str, int] = {}
         saturated: dict[str, None] = {}
         reset: dict[str, None] = {}
         for window in windows:
-            entry = window.errors.get(node, {}).get(device) if window.covers(rail) else None
+            entry = window.errors.get(node, {}).get(device)
             if not entry:
                 continue
             for name, count in entry.get("errors", {}).items():

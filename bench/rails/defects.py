@@ -83,7 +83,7 @@ class Defect:
     sample_values: tuple[tuple[str, tuple[float, ...]], ...] = ()
     """Every sample (matrix repeats, then confirmations) of each slow pair in ``evidence``, in Gb/s."""
     errors: tuple[CounterEvidence, ...] | None = None
-    """The error counters of the devices it names during its own windows (``bench.rails.corroborate``);
+    """The error counters of the devices it names over the whole test (``bench.rails.corroborate``);
     None when they were not read."""
     action: str = ""
     """What a technician does about it (the profile's ``[actions]``)."""

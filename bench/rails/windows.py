@@ -81,10 +81,6 @@ class ErrorWindow:
     rails: tuple[int, ...] | None
     errors: Mapping[str, DeviceEntries]
 
-    def covers(self, rail: int | None) -> bool:
-        """Whether ``rail``'s traffic ran in this window (a window of every rail covers them all)."""
-        return self.rails is None or rail is None or rail in self.rails
-
     def as_dict(self) -> dict[str, Any]:
         return {
             "window": self.name,

@@ -16,9 +16,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.bounded import MissingInput, capped_lines, open_text
 from bench.exits import UserError
-from bench.rundir.files import RESULT_COLUMNS, SCOPES, read_json_object, read_results_rows
-from bench.rundir.railsjson import check_rails_json
+from bench.rundir.checksjson import read_checks_json
+from bench.rundir.files import RESULT_COLUMNS, SCOPES, read_results_rows
+from bench.rundir.railsjson import read_rails_json
 from bench.rundir.runjson import RunDoc, load_run_doc
 
 NUMERIC_COLUMNS = (
@@ -39,6 +41,8 @@ NUMERIC_COLUMNS = (
 )
 # Columns that must hold a value in every row: without them a row cannot be placed on any chart.
 REQUIRED_VALUES = ("collective", "scope", "group", "bytes", "busbw_GBps")
+MAX_TREND_ROWS = 1_000_000
+"""compare writes one row per baseline run per headline metric: thousands, not millions."""
 TREND_COLUMNS = ("run_time", "metric", "busbw_GBps", "baseline_GBps", "band_lo_GBps", "band_hi_GBps", "state")
 
 
@@ -63,12 +67,8 @@ def load_inputs(run_dir: Path) -> RunInputs:
     """Read and check every input of a report; bad input raises UserError with one line."""
     run = load_run_doc(run_dir)
     results = results_frame(read_results_rows(run_dir), run_dir / "results.csv")
-    rails = _read_json_object(run_dir / "rails.json")
-    if rails is not None:
-        check_rails_json(rails, run_dir / "rails.json")
-    checks = _read_json_object(run_dir / "checks.json")
-    if checks is not None and not isinstance(checks.get("checks", []), list):
-        raise UserError(f"{run_dir / 'checks.json'} has no list under 'checks': re-run railbench check")
+    rails = read_rails_json(run_dir)
+    checks = read_checks_json(run_dir)
     return RunInputs(run_dir, run, results, rails, checks, read_trend(run_dir / "trend.csv"))
 
 
@@ -89,6 +89,13 @@ def results_frame(rows: Sequence[Mapping[str, str]], source: Path) -> pd.DataFra
                     f"{source} line {line}: {column} is {bad.iloc[0]!r}, not a number: the file is damaged; "
                     "re-run or re-import the run"
                 )
+        infinite = np.isinf(values.to_numpy(dtype=float))
+        if infinite.any():  # 1e999 and inf parse as numbers; nothing railbench writes is infinite
+            at = int(np.flatnonzero(infinite)[0])
+            raise UserError(
+                f"{source} line {at + 2}: {column} is {str(raw.iloc[at])[:20]!r}, not a finite number: the file is "
+                "damaged; re-run or re-import the run"
+            )
         frame[column] = values.astype(float)
     for column in REQUIRED_VALUES:
         blank = frame[column].isna() if column in NUMERIC_COLUMNS else frame[column].fillna("").eq("")
@@ -103,25 +110,29 @@ def results_frame(rows: Sequence[Mapping[str, str]], source: Path) -> pd.DataFra
     return frame
 
 
-def _read_json_object(path: Path) -> dict[str, Any] | None:
-    if not path.exists():
-        return None
-    return read_json_object(path, "delete it or re-run the step that wrote it")
-
-
 def read_trend(path: Path) -> pd.DataFrame | None:
     """trend.csv from compare (TREND_COLUMNS), run_time parsed as UTC; None when absent."""
-    if not path.exists():
-        return None
+    fix = "delete it or re-run railbench compare"
     try:
-        with path.open(newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh)
+        stream = open_text(path, fix=fix)
+    except MissingInput:
+        return None
+    with stream:
+        try:
+            reader = csv.DictReader(capped_lines(stream, label=str(path), fix=fix))
             missing = [c for c in TREND_COLUMNS if c not in (reader.fieldnames or [])]
             if missing:
                 raise UserError(f"{path} lacks columns {', '.join(missing)}: re-run railbench compare")
-            frame = pd.DataFrame.from_records(list(reader), columns=list(reader.fieldnames or []))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise UserError(f"{path} cannot be read ({exc}): delete it or re-run railbench compare") from None
+            records = []
+            for record in reader:
+                if None in record or None in record.values():  # more fields than the header, or fewer
+                    raise UserError(f"{path} line {reader.line_num} does not fit its header: {fix}")
+                records.append(record)
+                if len(records) > MAX_TREND_ROWS:
+                    raise UserError(f"{path} has over {MAX_TREND_ROWS} rows, more than compare writes: {fix}")
+            frame = pd.DataFrame.from_records(records, columns=list(reader.fieldnames or []))
+        except csv.Error as exc:
+            raise UserError(f"{path} cannot be read ({exc}): {fix}") from None
     frame["run_time"] = pd.to_datetime(frame["run_time"], utc=True, errors="coerce", format="ISO8601")
     for column in ("busbw_GBps", "baseline_GBps", "band_lo_GBps", "band_hi_GBps"):
         frame[column] = pd.to_numeric(frame[column].replace("", np.nan), errors="coerce")

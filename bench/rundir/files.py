@@ -5,7 +5,10 @@ row per measurement), ``checks.json``, ``nccl/<host>-<rank>.log``, ``charts/``, 
 ``report.html`` and ``junit.xml``.
 
 Every file is replaced atomically (write a temporary file in the same folder, fsync, rename), so a crash,
-a hang or Ctrl-C never leaves a half-written file and never loses a row that was already measured.
+a hang or Ctrl-C never leaves a half-written file and never loses a row that was already measured. The
+rename never lands on a symlink, a device node or a FIFO (``check_replaceable``), and folders and files
+get the modes ``mkdir`` and ``open`` would (0777 and 0666 less the umask), whichever command made them.
+Reading goes through ``bench.bounded`` and ``bench.jsondoc``: a run directory may hold anything.
 
 Format history (``run.json["format_version"]``; results.csv carries the same version in ``run.json``):
 
@@ -17,14 +20,18 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import socket
+import stat
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from bench import jsondoc
+from bench.bounded import MissingInput, capped_lines, file_kind, open_text
 from bench.exits import UserError
 
 FORMAT_VERSION = 1
@@ -87,9 +94,28 @@ def default_cluster_name(hostname: str) -> str:
     return hostname.split(".")[0].rstrip("0123456789-_") or "local"
 
 
+MAX_CLUSTER_CHARS = 64
+"""A cluster name is a short label (``gpu-node``, ``lambda-1cc-prod``): it goes into every run directory's name,
+the history, the report's title and its images."""
+
+
+def check_cluster_name(name: str | None, flag: str = "--cluster") -> None:
+    """UserError when a cluster name is empty or longer than :data:`MAX_CLUSTER_CHARS` (None: the default)."""
+    if name is None:
+        return
+    if not name.strip():
+        raise UserError(f"{flag} must not be empty: name the cluster, e.g. {flag} gpu-prod")
+    if len(name) > MAX_CLUSTER_CHARS:
+        raise UserError(
+            f"{flag} is {len(name)} characters long; a cluster name has at most {MAX_CLUSTER_CHARS}: give a shorter one"
+        )
+
+
 def default_run_dir(cluster: str, root: Path | str = "reports/runs", now: float | None = None) -> Path:
     """``reports/runs/<UTC time>-<cluster>``."""
     safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in cluster) or "cluster"
+    # a folder name has at most 255 bytes: 64 characters of 4 bytes each, after the time, would not fit
+    safe = safe.encode("utf-8", "replace")[:200].decode("utf-8", "ignore")
     return Path(root) / f"{utc_stamp(now)}-{safe}"
 
 
@@ -99,20 +125,64 @@ def proposed_run_dir(out: Path | None, cluster: str | None) -> Path:
     return out or default_run_dir(cluster or default_cluster_name(socket.gethostname()))
 
 
-def _umask() -> int:
-    mask = os.umask(0)
+def current_umask() -> int:
+    """The process's umask, read from ``/proc/self/status`` (Linux 4.7+) without changing it: the classic
+    ``os.umask(0)`` then back leaves a moment in which another thread (the report draws charts in a pool)
+    creates world-writable files."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
     os.umask(mask)
     return mask
 
 
+def make_staging_dir(root: Path, prefix: str) -> Path:
+    """A new hidden folder under ``root`` to build a run directory in before it is renamed into place, with
+    the mode ``mkdir`` would give (``tempfile.mkdtemp`` makes 0700 whatever the umask: an imported run would
+    be unreadable to teammates and the web server while ``run`` and ``accept`` make theirs 0755)."""
+    staging = Path(tempfile.mkdtemp(prefix=prefix, dir=root))
+    os.chmod(staging, 0o777 & ~current_umask())
+    return staging
+
+
+def check_replaceable(path: Path | str, flag: str | None = None) -> None:
+    """UserError unless ``path`` is absent or a regular file: an atomic write renames a new file over the path,
+    which would put a regular file in place of a device node (``/dev/null``), a FIFO or a socket, and would
+    replace a symlink itself rather than write where it points. ``flag`` names the option that gave it."""
+    shown = f"{flag} {path}" if flag else str(path)
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise UserError(f"{shown} cannot be checked ({exc.strerror or exc}): give another path") from None
+    if stat.S_ISLNK(mode):
+        raise UserError(
+            f"{shown} is a symlink: railbench replaces its files whole and would replace the link, "
+            "not what it points to; give the path of the file itself"
+        )
+    if not stat.S_ISREG(mode):
+        raise UserError(
+            f"{shown} is a {file_kind(mode)}, not a regular file: railbench never replaces one; name a file"
+        )
+
+
 def atomic_write_bytes(path: Path | str, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a mix."""
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a mix. A path that is
+    a symlink or not a regular file is refused (:func:`check_replaceable`), never replaced."""
     path = Path(path)
+    check_replaceable(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        # mkstemp makes 0600 files; reports and CSVs are read by web servers and other users' docs builds.
-        os.fchmod(fd, 0o644 & ~_umask())
+        # mkstemp makes 0600 files; give the mode open() would (0666 less the umask): reports and CSVs are
+        # read by web servers and teammates, and a group-shared umask (002) makes them group-writable too.
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -127,8 +197,25 @@ def atomic_write_text(path: Path | str, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def _finite_or_null(obj: Any) -> Any:
+    """``obj`` with every float that is not finite as None (a copy; the caller's object is not changed)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {k: _finite_or_null(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite_or_null(v) for v in obj]
+    return obj
+
+
 def atomic_write_json(path: Path | str, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+    """``obj`` as standard JSON, which every reader (``bench.jsondoc``) accepts: a value that is not finite is
+    written as ``null``, never as the ``NaN`` or ``Infinity`` that JSON does not have."""
+    try:
+        text = json.dumps(obj, indent=2, sort_keys=False, default=str, allow_nan=False)
+    except ValueError:  # a NaN or an infinity somewhere: rare, so the copy is made only then
+        text = json.dumps(_finite_or_null(obj), indent=2, sort_keys=False, default=str, allow_nan=False)
+    atomic_write_text(path, text + "\n")
 
 
 def results_csv_text(rows: Iterable[Mapping[str, RowValue]], columns: Sequence[str] = RESULT_COLUMNS) -> str:
@@ -163,14 +250,9 @@ class ResultsWriter:
 
 
 def read_json_object(path: Path, fix: str) -> dict[str, Any]:
-    """A JSON object from ``path``; UserError saying ``fix`` when it is not valid JSON or not an object."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path} is not valid JSON ({exc}): {fix}") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path} does not hold a JSON object: {fix}")
-    return data
+    """A JSON object from ``path`` (``bench.jsondoc``: a regular file, size, depth and numbers bounded);
+    UserError saying ``fix`` when it is absent, damaged or not an object."""
+    return jsondoc.read_json_object(path, fix=fix)
 
 
 def read_results_rows(run_dir: Path | str) -> list[dict[str, str]]:
@@ -179,20 +261,32 @@ def read_results_rows(run_dir: Path | str) -> list[dict[str, str]]:
 
 
 def iter_results_rows(run_dir: Path | str) -> Iterator[dict[str, str]]:
-    """results.csv row by row (strings), checked for the expected header: for readers of any size of run."""
+    """results.csv row by row (strings), checked for the expected header and for rows cut short: for readers
+    of any size of run. The file is read through ``bench.bounded`` (a regular file, lines of bounded length)."""
     path = Path(run_dir) / "results.csv"
-    if not path.is_file():
-        raise UserError(f"{path} is missing: the run recorded no results")
+    fix = "the run directory is damaged; re-run or re-import the run"
     try:
-        with path.open(newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh)
-            header = reader.fieldnames or []
+        stream = open_text(path, fix=fix)
+    except MissingInput:
+        raise UserError(f"{path} is missing: the run recorded no results") from None
+    with stream:
+        try:
+            reader = csv.reader(capped_lines(stream, label=str(path), fix=fix))
+            header = next(reader, [])
             missing = [c for c in RESULT_COLUMNS if c not in header]
             if missing:
                 raise UserError(
                     f"{path} lacks columns {', '.join(missing)}: it is not a railbench results.csv "
                     f"of format {FORMAT_VERSION}"
                 )
-            yield from reader
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise UserError(f"{path} cannot be read ({exc}): the run directory is damaged") from None
+            for record in reader:
+                if len(record) != len(header):
+                    if not record:
+                        continue  # a blank line, as csv.DictReader skips it
+                    raise UserError(
+                        f"{path} line {reader.line_num} has {len(record)} fields where the header has "
+                        f"{len(header)}: the row was cut short or run together; {fix}"
+                    )
+                yield dict(zip(header, record, strict=True))
+        except csv.Error as exc:
+            raise UserError(f"{path} cannot be read ({exc}): {fix}") from None

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from bench.bounded import MissingInput, check_path_names
 from bench.exits import UserError
-from bench.rundir.files import FORMAT_VERSION, atomic_write_json, read_json_object
+from bench.rundir.files import FORMAT_VERSION, MAX_CLUSTER_CHARS, atomic_write_json, read_json_object
 from bench.rundir.verdict import WORDS, Verdict, Word
 
 Status = Literal["running", "complete", "failed", "interrupted", "incomplete"]
@@ -190,12 +191,14 @@ def new_record(**fields: Any) -> RunDoc:
 
 def read_run_json(run_dir: Path | str) -> dict[str, Any]:
     """run.json of a run directory, checked for a format this railbench reads."""
+    check_path_names(run_dir, "RUN_DIR")
     path = Path(run_dir) / "run.json"
     if not Path(run_dir).is_dir():
         raise UserError(f"run directory {run_dir} does not exist: pass a folder under reports/runs/")
-    if not path.is_file():
-        raise UserError(f"{path} is missing: {run_dir} is not a railbench run directory")
-    meta = read_json_object(path, "the run directory is damaged")
+    try:
+        meta = read_json_object(path, "the run directory is damaged")
+    except MissingInput:
+        raise UserError(f"{path} is missing: {run_dir} is not a railbench run directory") from None
     version = meta.get("format_version")
     if version != FORMAT_VERSION:
         raise UserError(
@@ -203,6 +206,9 @@ def read_run_json(run_dir: Path | str) -> dict[str, Any]:
             "upgrade railbench or re-import the run"
         )
     RunDoc.from_json(meta, str(path))  # every reader gets a record of the declared shape
+    cluster = meta.get("cluster", "")
+    if len(cluster) > MAX_CLUSTER_CHARS:  # a name no command writes: every page and image would carry it
+        raise UserError(f"{path}: cluster is {len(cluster)} characters long, over {MAX_CLUSTER_CHARS}: it is damaged")
     return meta
 
 

@@ -15,6 +15,7 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
+from bench import jsondoc
 from bench.exits import UserError
 
 SPEC_FLAG = "--spec"
@@ -66,14 +67,16 @@ def _build(cls: Any, doc: dict[str, Any]) -> Any:
 
 
 def decode(cls: type[T], text: str) -> T:
-    """The config of type ``cls`` that :func:`encode` wrote."""
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{SPEC_FLAG} is not the JSON a railbench parent writes ({exc})") from None
+    """The config of type ``cls`` that :func:`encode` wrote (read through ``bench.jsondoc``: depth and numbers
+    bounded, so a hand-typed ``--spec`` is one line and exit 2 like any other bad input)."""
+    fix = "start the ranks with the same railbench version as the parent"
+    doc = jsondoc.loads(text, SPEC_FLAG, f"it is not the JSON a railbench parent writes; {fix}")
     if not isinstance(doc, dict):
         raise UserError(f"{SPEC_FLAG} is not the JSON a railbench parent writes")
-    built: T = _build(cls, doc)
+    try:
+        built: T = _build(cls, doc)
+    except (TypeError, ValueError) as exc:  # a field of the wrong type: what a config's own checks meet
+        raise UserError(f"{SPEC_FLAG} does not fit this railbench's config ({str(exc)[:160]}): {fix}") from None
     return built
 
 

@@ -170,6 +170,7 @@ def validate(config: RunConfig, *, with_history: bool = True) -> Profile:
         history=config.history,
         no_history=config.no_history,
         graph=config.graph is True,
+        cluster=config.cluster,
         with_history=with_history,
     )
     return profile
