@@ -23,7 +23,8 @@ Status = Literal["running", "complete", "failed", "interrupted", "incomplete"]
 """``incomplete`` only for an imported log that ends in the middle of its sweep."""
 STATUSES: tuple[str, ...] = get_args(Status)
 FINISHED: frozenset[str] = frozenset({"complete", "failed", "interrupted", "incomplete"})
-VERDICTS: frozenset[str | None] = frozenset({None, "pass", "measured", "fail", "error", "skip"})
+VERDICTS: frozenset[str | None] = frozenset({None, "pass", "measured", "fail", "error", "skip", "regressed"})
+"""``regressed`` is set by ``compare`` after the run (``bench.history.regressed``)."""
 SCHEMA_PATH = Path(__file__).with_name("run.schema.json")
 
 SECTIONS: Mapping[str, tuple[type, ...]] = {
@@ -40,6 +41,7 @@ SECTIONS: Mapping[str, tuple[type, ...]] = {
     "reasons": (list,),  # why the verdict is FAIL
     "failure": (dict,),  # a hang, a lost rank, a launcher fault: kind, message, ranks and hosts
     "finish": (str,),  # "failed" when the history or the report could not be written
+    "compare": (dict,),  # compare's judgement of the run: verdict_before (the run's own word before regressed)
 }
 
 

@@ -13,7 +13,7 @@ import sqlite3
 from pathlib import Path
 
 from bench.errors import UserError
-from bench.history.store import default_history_path, open_store
+from bench.history.store import default_history_path, history_for, open_store
 
 GPU_PROC_ROOT = Path("/proc/driver/nvidia/gpus")
 
@@ -77,4 +77,4 @@ def check_common(
     """What run, rails and accept check alike before any rank starts (and again on every rank)."""
     check_backend(backend, graph=graph)
     check_out_dir(out)
-    check_history(history, no_history, default_history_path())
+    check_history(history, no_history, history_for(out) if out is not None else default_history_path())
