@@ -266,7 +266,13 @@ def broadcast_str(store: Any, key: str, value: str | None, rank: int, timeout_s:
     return store_broadcast(store, key, rank, timeout_s, lambda: value or "")
 
 
+FINISH_WAIT_S = 600.0
+"""How long the other ranks wait for rank 0's exit status. Rank 0 first adds the run to the history and draws
+the report: over a minute on a loaded 2-core machine, where a 60 s wait ended healthy ranks with a traceback
+and exit 1, which a nightly read as a regression. A rank 0 that dies is seen by the launcher long before."""
+
+
 def agree_on_exit_status(ctx: DistContext, status: int, key: str = "exit_status") -> int:
     """Rank 0's exit status on every rank, so that every rank of a command exits the same (through the store,
     which outlives a broken communicator)."""
-    return int(broadcast_str(ctx.store, key, str(status), ctx.info.rank, 60.0))
+    return int(broadcast_str(ctx.store, key, str(status), ctx.info.rank, FINISH_WAIT_S))
