@@ -21,7 +21,7 @@ from bench.errors import UserError
 from bench.measure.collectives import get_collective
 from bench.rails.config import RailsConfig
 from bench.runtime.launch import rank_or_local, start_local_ranks
-from bench.sweep.config import RunConfig
+from bench.sweep.config import RunConfig, profile_max_bytes
 from bench.units import parse_size
 
 
@@ -39,8 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "-e",
         "--max-bytes",
         type=lambda t: parse_size(t, "--max-bytes"),
-        default=RunConfig.max_bytes,
-        help="last message size (inclusive)",
+        default=None,
+        help="last message size (inclusive; default: the profile's default_max_bytes, 8G on lambda-1cc, else 64M)",
     )
     sweep.add_argument(
         "-f", "--step-factor", type=int, default=RunConfig.step_factor, action=Given, help="multiply the size by this"
@@ -88,7 +88,7 @@ def config_from_args(args: argparse.Namespace) -> AcceptConfig:
     sweep = RunConfig(
         collectives=collectives,
         min_bytes=args.min_bytes,
-        max_bytes=args.max_bytes,
+        max_bytes=args.max_bytes if args.max_bytes is not None else profile_max_bytes(args.profile),
         step_factor=args.step_factor,
         step_bytes=args.step_bytes,
         iters=args.iters,

@@ -24,7 +24,7 @@ from bench.rundir.files import default_cluster_name, default_run_dir
 from bench.runtime import env as benv
 from bench.runtime import launch
 from bench.runtime.placement import blocking_wait_conflict
-from bench.sweep.config import RunConfig, message_sizes, validate
+from bench.sweep.config import RunConfig, message_sizes, profile_max_bytes, validate
 from bench.sweep.rank import run_rank
 from bench.units import parse_size
 
@@ -42,8 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "-e",
         "--max-bytes",
         type=_size("--max-bytes"),
-        default=RunConfig.max_bytes,
-        help="last message size (inclusive)",
+        default=None,
+        help="last message size (inclusive; default: the profile's default_max_bytes, 8G on lambda-1cc, else 64M)",
     )
     sweep.add_argument(
         "-f", "--step-factor", type=int, default=RunConfig.step_factor, action=Given, help="multiply the size by this"
@@ -90,7 +90,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     return RunConfig(
         collectives=tuple(get_collective(c).name for c in collectives),
         min_bytes=args.min_bytes,
-        max_bytes=args.max_bytes,
+        max_bytes=args.max_bytes if args.max_bytes is not None else profile_max_bytes(args.profile),
         step_factor=args.step_factor,
         step_bytes=args.step_bytes,
         iters=args.iters,

@@ -9,6 +9,7 @@ from typing import Literal
 
 from bench.errors import UserError
 from bench.measure.collectives import DEFAULT_COLLECTIVES, get_collective, get_dtype
+from bench.measure.targets import default_max_bytes
 from bench.profiles import Profile, load_profile
 from bench.runtime import spec
 from bench.runtime.validate import check_common
@@ -26,7 +27,8 @@ class RunConfig:
     min_bytes: int = 8
     """-b: the first message size."""
     max_bytes: int = 64 << 20
-    """-e: the last message size (inclusive)."""
+    """-e: the last message size (inclusive). The command line's default is the profile's
+    ``default_max_bytes`` (``profile_max_bytes``): a GPU profile's reaches its judged sizes."""
     step_factor: int = 2
     """-f: multiply the size by this between steps."""
     step_bytes: int | None = None
@@ -132,6 +134,13 @@ class RunConfig:
             progress=progress,
         )
         return spec.rank_argv("run", ranks)
+
+
+def profile_max_bytes(profile: str) -> int:
+    """The default ``-e`` of ``run`` and ``accept`` with ``--profile profile``: the profile's
+    ``default_max_bytes`` (8G on lambda-1cc, past its 256M judged size: nccl-tests users sweep to 8-16 GiB),
+    else 64M (the CPU profiles, where nothing is judged and gloo moves 64M in well under a second)."""
+    return default_max_bytes(load_profile(profile), RunConfig.max_bytes)
 
 
 def message_sizes(min_bytes: int, max_bytes: int, step_factor: int, step_bytes: int | None) -> list[int]:

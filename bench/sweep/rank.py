@@ -143,7 +143,6 @@ def sweep(config: RunConfig, ctx: DistContext, *, finish: bool = True) -> int:
     try:
         with guarded(ctx, config.timeout_s, record_end) as watchdog:
             for coll in colls:
-                target = world_target_gbps(profile, coll.name, nnodes)
                 if is_rank0:
                     progress.line(section_header(coll.name, nranks, nnodes, ctx.backend, coll.placement, graph))
                 for nbytes in sizes:
@@ -151,6 +150,7 @@ def sweep(config: RunConfig, ctx: DistContext, *, finish: bool = True) -> int:
                     res = _measure(config, ctx, coll, nbytes, tdtype, dtype.size, graph)
                     watchdog.leave()
                     if writer is not None:
+                        target = world_target_gbps(profile, coll.name, nnodes, nbytes=nbytes, nranks=nranks)
                         row = result_row(
                             coll,
                             nbytes=res.nbytes,
