@@ -34,10 +34,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.compare_settings import CompareSettings  # noqa: E402
 from bench.history.compare import allowed_change, baseline_stats, classify  # noqa: E402
 from bench.history.judge import judge  # noqa: E402
 from bench.history.records import MetricRecord, RunRecord, node_hash  # noqa: E402
-from bench.history.settings import CompareSettings  # noqa: E402
 from bench.history.store import open_store, write_runs  # noqa: E402
 from bench.rundir.files import FORMAT_VERSION, RESULT_COLUMNS, atomic_write_json, results_csv_text  # noqa: E402
 

@@ -13,7 +13,7 @@ import pytest
 from bench.commands.compare import CompareConfig, run
 from bench.commands.history import HistoryConfig
 from bench.commands.history import run as history_run
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.history.compare import (
     confirm_runs,
     difference_sigma,
@@ -127,9 +127,10 @@ def test_a_drop_over_adjacent_sizes_is_regressed_and_said_everywhere(tmp_path: P
     assert [m["metric"] for m in regressed] == [_metric(k) for k in dropped]
     assert all(m["evidence"].startswith("6 adjacent sizes fell") for m in regressed)
     assert "noise per value world 2." in done.stdout and "pooled over the baseline's metrics" in done.stdout
-    assert "run verdict: regressed (run.json and the history)" in done.stdout
+    assert "# compare verdict: REGRESSED (the run's verdict in its run.json and the history)" in done.stdout
     meta = json.loads((run_dir / "run.json").read_text())
-    assert meta["verdict"] == "regressed" and meta["compare"] == {"verdict_before": "pass"}
+    assert meta["verdict"] == "regressed" and meta["before_compare"]["verdict"] == "pass"
+    assert meta["reasons"][0].startswith("all_reduce/world/world/268435456: regressed: tonight")
     with opened(history) as conn:
         stored = {Path(r.run_dir).name: r.verdict for r in list_runs(conn)}
     assert stored == {"tonight": "regressed", "n1": "pass", "n0": "pass"}

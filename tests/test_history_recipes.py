@@ -262,7 +262,7 @@ def test_the_recipe_tells_a_pass_a_regression_and_a_launch_fault(tmp_path: Path)
         add_run(second / "reports" / "history.sqlite", fake)
     done = _recipe(_recipe_env(second, tmp_path))
     assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "6 metrics: 6 regressed" in done.stdout and "run verdict: regressed" in done.stdout
+    assert "6 metrics: 6 regressed" in done.stdout and "# compare verdict: REGRESSED" in done.stdout
 
     # a launch fault: mpirun refuses root without its two variables; no run directory, exit 3, its own line
     env = _recipe_env(tmp_path / "third", tmp_path)

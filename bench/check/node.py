@@ -1,7 +1,8 @@
 """The rank side of ``railbench check``: preflight of this node (and, under mpirun/srun, of every node)
 against a profile.
 
-Exit status: 0 pass (warnings allowed), 1 any check failed, 2 bad input. Under an MPI-family launcher every
+Exit status: 0 pass (warnings allowed) or skip (nothing could be checked, said as SKIP, never PASS), 1 any
+check failed, 2 bad input. Under an MPI-family launcher every
 rank checks its node and rank 0 gathers the reports with mpi4py, compares them, names the odd nodes and
 prints the verdict; every rank exits with rank 0's status. torch is never imported (GPUs come from sysfs
 unless CUDA is already usable, see ``bench.fabric.topology``).
@@ -15,9 +16,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from bench.check.config import INPUT_CHECK, MPI_LAUNCHERS, CheckConfig
-from bench.errors import EXIT_FAIL, EXIT_PASS, EXIT_USAGE, UserError
-from bench.fabric import checks, cluster, nccl_evidence, nccl_log
+from bench.check.items import check_items
+from bench.exits import EXIT_PASS, EXIT_USAGE, UserError
+from bench.frame.verdict import decide
+from bench.nccllogs import nccl_evidence, nccl_log
+from bench.preflight import checks, cluster
 from bench.profiles import Profile, load_profile
+from bench.rundir.verdict import Verdict
 from bench.runtime import env as benv
 
 
@@ -75,9 +80,14 @@ def _versions(report: cluster.NodeReport) -> str:
 
 
 def render(
-    profile: Profile, reports: list[cluster.NodeReport], cross: list[checks.CheckResult], nranks: int = 1
+    profile: Profile,
+    reports: list[cluster.NodeReport],
+    cross: list[checks.CheckResult],
+    verdict: Verdict,
+    nranks: int = 1,
 ) -> str:
-    """The text answer: one table for a single node; problems per node plus cross-node lines for many."""
+    """The text answer: one table for a single node; problems per node plus cross-node lines for many; the
+    verdict the frame decided (``bench.frame.verdict``)."""
     everything = [r for rep in reports for r in rep.results] + cross
     lines = []
     gathered = f" (gathered from {nranks} ranks)" if nranks > 1 else ""
@@ -92,19 +102,25 @@ def render(
             lines.extend(_table(report.results, only_problems=True))
         lines.append("across nodes:")
         lines.extend(_table(cross))
-    lines.append(f"verdict: {checks.verdict(everything).upper()} ({_summary(everything)})")
+    lines.append(f"verdict: {verdict.label} ({_summary(everything)})")
+    if verdict.word == "skip":
+        lines.append("  SKIP is not a pass: no check applied here (each one's reason is above)")
     return "\n".join(lines)
 
 
 def to_json(
-    profile: Profile, reports: list[cluster.NodeReport], cross: list[checks.CheckResult], nranks: int = 1
+    profile: Profile,
+    reports: list[cluster.NodeReport],
+    cross: list[checks.CheckResult],
+    verdict: Verdict,
+    nranks: int = 1,
 ) -> dict[str, Any]:
-    """The JSON document ``--json`` prints (also what ``accept`` can store as checks.json)."""
-    everything = [r for rep in reports for r in rep.results] + cross
+    """The JSON document ``--json`` prints (also what ``accept`` stores as checks.json)."""
     return {
         "profile": profile.name,
         "nranks": nranks,
-        "verdict": checks.verdict(everything),
+        "verdict": verdict.word,
+        "reasons": list(verdict.reasons),
         "nodes": [rep.to_json() for rep in reports],
         "cross_node": [r.to_json() for r in cross],
     }
@@ -132,12 +148,13 @@ def run(config: CheckConfig) -> int:
     comparable = [rep for rep in reports if not any(r.check == INPUT_CHECK for r in rep.results)]
     cross = cluster.compare_nodes(comparable) if len(comparable) > 1 else []
     everything = [r for rep in reports for r in rep.results] + cross
-    status = EXIT_FAIL if checks.verdict(everything) == "fail" else EXIT_PASS
+    verdict = decide(check_items(reports, cross))
+    status = verdict.exit_status
     if any(r.check == INPUT_CHECK for r in everything):
         status = EXIT_USAGE
     if config.json:
-        sys.stdout.write(json.dumps(to_json(profile, reports, cross, max(nranks, 1)), indent=2) + "\n")
+        sys.stdout.write(json.dumps(to_json(profile, reports, cross, verdict, max(nranks, 1)), indent=2) + "\n")
     else:
-        sys.stdout.write(render(profile, reports, cross, max(nranks, 1)) + "\n")
+        sys.stdout.write(render(profile, reports, cross, verdict, max(nranks, 1)) + "\n")
     sys.stdout.flush()
     return cluster.broadcast_status(status) if gathered else status

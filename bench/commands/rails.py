@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.commands.flags import add_spec_argument, config_or_spec
-from bench.errors import EXIT_INFRA, UserError
+from bench.exits import EXIT_INFRA, UserError
 from bench.measure.collectives import get_collective
 from bench.rails.config import RAIL_COLLECTIVES, RailsConfig, RailsSettings, resolve, validate
 from bench.rails.rank import run_rank

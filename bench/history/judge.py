@@ -17,6 +17,7 @@ from typing import Literal
 
 import numpy as np
 
+from bench.compare_settings import CompareSettings
 from bench.history.compare import (
     MAD_TO_SIGMA,
     TRIM_SIGMAS,
@@ -36,7 +37,6 @@ from bench.history.compare import (
     pooled_relative_sigma,
     repeated,
 )
-from bench.history.settings import CompareSettings
 
 NoiseSource = Literal["own", "pooled", "tonight", "floor", "none"]
 """Where a metric's noise came from: its own baseline runs, the pool of the baseline's metrics of its

@@ -13,12 +13,12 @@ from typing import Any, Literal
 
 from bench.actions import Actions
 from bench.error_limits import ErrorLimits
-from bench.errors import UserError
+from bench.exits import UserError
+from bench.frame.validate import check_common
 from bench.measure.collectives import get_collective
 from bench.measure.targets import world_target_gbps
 from bench.profiles import Profile, load_profile
 from bench.runtime import spec
-from bench.runtime.validate import check_common
 from bench.units import parse_size
 
 RAIL_COLLECTIVES = ("all_reduce", "all_gather")
@@ -217,10 +217,16 @@ def resolve(config: RailsConfig, profile: Profile) -> RailsSettings:
     )
 
 
-def validate(config: RailsConfig) -> tuple[Profile, RailsSettings]:
+def validate(config: RailsConfig, *, with_history: bool = True) -> tuple[Profile, RailsSettings]:
     """The profile, the resolved settings and where the run goes, checked in the parent before any rank
     starts and on every rank before it joins the process group."""
     profile = load_profile(config.profile)
     settings = resolve(config, profile)
-    check_common(backend=config.backend, out=config.out, history=config.history, no_history=config.no_history)
+    check_common(
+        backend=config.backend,
+        out=config.out,
+        history=config.history,
+        no_history=config.no_history,
+        with_history=with_history,
+    )
     return profile, settings

@@ -36,7 +36,7 @@ from typing import Literal
 
 import numpy as np
 
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.rails import noise
 from bench.rails.defects import EVIDENCE_LIMIT, Defect, DefectKind, Symptom, Transient, describe
 from bench.rails.matrix import PairMatrix, PairSample

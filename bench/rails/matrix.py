@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bench.errors import UserError
+from bench.exits import UserError
 
 
 @dataclass(frozen=True)

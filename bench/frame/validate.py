@@ -1,8 +1,9 @@
 """Everything a user can get wrong about where a run goes and what it runs on, checked before any rank starts.
 
 The parent calls these before it starts mpirun or torch's launcher; ranks started by the user's own
-launcher call the same functions before they join the process group, so a bad ``--out`` or ``--history``
-is one line and exit 2 either way (``bench.runtime.dist.run_as_rank`` lets rank 0 alone say it). None of
+launcher call the same functions before they join the process group, so a bad ``--out`` is one line and
+exit 2 either way (``bench.runtime.dist.run_as_rank`` lets rank 0 alone say it). The history is checked by
+the parent and by rank 0 only, which tells every rank through the store (``bench.frame.job``). None of
 them imports torch: GPUs are counted from the driver's ``/proc`` entries.
 """
 
@@ -12,18 +13,9 @@ import os
 import sqlite3
 from pathlib import Path
 
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.history.store import default_history_path, history_for, open_store
-
-GPU_PROC_ROOT = Path("/proc/driver/nvidia/gpus")
-
-
-def gpu_count(proc_root: Path = GPU_PROC_ROOT) -> int:
-    """GPUs the NVIDIA driver exposes, counted without importing torch (0 on machines without one)."""
-    try:
-        return sum(1 for p in proc_root.iterdir() if p.is_dir())
-    except OSError:
-        return 0
+from bench.runtime.gpus import gpu_count
 
 
 def check_backend(backend: str, *, graph: bool = False, gpus: int | None = None) -> None:
@@ -72,9 +64,33 @@ def check_history(history: Path | None, no_history: bool, default: Path) -> None
 
 
 def check_common(
-    *, backend: str, out: Path | None, history: Path | None, no_history: bool, graph: bool = False
+    *,
+    backend: str,
+    out: Path | None,
+    history: Path | None,
+    no_history: bool,
+    graph: bool = False,
+    with_history: bool = True,
 ) -> None:
-    """What run, rails and accept check alike before any rank starts (and again on every rank)."""
+    """What run, rails and accept check alike before any rank starts. On the ranks (``with_history`` off) the
+    history is left to rank 0 alone (:func:`history_problem`): it lives on rank 0's node, and opening a
+    shared SQLite file from every rank (a quick check, the journal mode, migrations) is rank 0's work."""
     check_backend(backend, graph=graph)
     check_out_dir(out)
-    check_history(history, no_history, history_for(out) if out is not None else default_history_path())
+    if with_history:
+        check_history(history, no_history, default_history(out))
+
+
+def default_history(out: Path | None) -> Path:
+    """The history the finish step adds to without ``--history``: the one of the run directory's ``runs``
+    folder when ``--out`` names one (``bench.history.store.history_for``), else ``reports/history.sqlite``."""
+    return history_for(out) if out is not None else default_history_path()
+
+
+def history_problem(history: Path | None, no_history: bool, out: Path | None = None) -> str | None:
+    """Why the finish step could not add to the history (rank 0's check), or None."""
+    try:
+        check_history(history, no_history, default_history(out))
+    except UserError as exc:
+        return str(exc)
+    return None
