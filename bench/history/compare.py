@@ -20,12 +20,13 @@ States, which are distinct and never merged:
 **The first nights** (fewer than ``min_runs`` baseline values for a metric): a metric's own spread over one to
 four runs says little, so its noise is *pooled*: every metric of the same scope in the baseline (the same
 kind of run: every size and collective) contributes its deviations from its own baseline mean, scaled by
-sqrt(R/(R-1)) so that each has the noise's variance, and the pool's robust sigma (1.4826 x the median
-absolute deviation) is the relative noise of them all (``pooled_relative_sigma``). With no pool (one
-baseline run, or fewer than ``min_runs`` deviations) the noise is assumed at ``noise_floor``. Tonight minus
-the baseline then has the noise ``sigma x sqrt(1 + v/R)``, where ``v/R`` is the variance of the median of R
-values relative to one (``difference_sigma``). A size worse than the threshold is *regressed* only with
-evidence that noise does not explain it (``confirm_runs``):
+sqrt(R/(R-1)) so that each has the noise's variance, and the pool's robust RMS (the deviations within
+``TRIM_SIGMAS`` x 1.4826 x their median absolute deviation) is the relative noise of them all
+(``pooled_relative_sigma``). With one baseline run there are no deviations to pool: the spread of tonight's
+changes across the scope's sizes stands in (``bench.history.judge``); with too few values of either, the noise
+is assumed at ``noise_floor``. Tonight minus the baseline then has the noise ``sigma x sqrt(1 + v/R)``, where
+``v/R`` is the variance of the median of R values relative to one (``difference_sigma``). A size worse than
+the threshold is *regressed* only with evidence that noise does not explain it (``confirm_runs``):
 
 * **spans**: adjacent sizes of one series (collective, scope, group) that are each worse than the threshold
   form a run of L sizes; the run is regressed when its mean drop exceeds the threshold by more than
@@ -67,17 +68,33 @@ FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
 
+def as_matrix(values: FloatArray) -> FloatArray:
+    """``values`` as metrics x runs: a vector is one run per metric; zero metrics stay a 0 x runs matrix."""
+    values = np.asarray(values, dtype=np.float64)
+    return values[:, None] if values.ndim == 1 else values
+
+
+def row_medians(values: FloatArray) -> FloatArray:
+    """The median of each row's finite values (NaN for a row with none): ``np.nanmedian(values, axis=1)``
+    without its masked-array path, which costs milliseconds on the small rows a history gives."""
+    values = as_matrix(values)
+    if values.shape[1] == 0:  # no baseline run at all
+        return np.full(len(values), np.nan)
+    count = np.sum(np.isfinite(values), axis=1)
+    ordered = np.sort(np.where(np.isfinite(values), values, np.inf), axis=1)  # absent values sort last
+    rows = np.arange(len(values))
+    low = ordered[rows, np.maximum(count - 1, 0) // 2]
+    high = ordered[rows, np.maximum(count, 1) // 2 - (count == 0)]
+    with np.errstate(invalid="ignore"):
+        return np.where(count > 0, (low + high) / 2, np.nan)
+
+
 def baseline_stats(history: FloatArray) -> tuple[FloatArray, FloatArray, npt.NDArray[np.int64]]:
     """Median, robust sigma and count per row of ``history`` (metrics x runs, NaN where absent)."""
-    history = np.asarray(history, dtype=np.float64).reshape(len(history), -1)
+    history = as_matrix(history)
     count = np.sum(np.isfinite(history), axis=1)
-    median = np.full(len(history), np.nan)
-    sigma = np.full(len(history), np.nan)
-    rows = count > 0  # nanmedian warns on all-NaN rows; those have no baseline anyway
-    if rows.any():
-        part = history[rows]
-        median[rows] = np.nanmedian(part, axis=1)
-        sigma[rows] = MAD_TO_SIGMA * np.nanmedian(np.abs(part - median[rows, None]), axis=1)
+    median = row_medians(history)
+    sigma = MAD_TO_SIGMA * row_medians(np.abs(history - median[:, None]))
     return median, sigma, count
 
 
@@ -161,29 +178,26 @@ def pooled_relative_sigma(history: FloatArray, groups: Sequence[Hashable], min_v
 
     ``history`` is metrics x runs (NaN where absent), ``groups`` a label per metric (its scope). A metric's
     values deviate from their mean by d = (x - mean) / mean x sqrt(R / (R - 1)), which has the variance of
-    one value's noise; the group's sigma is 1.4826 x median(|d|) over all its metrics' deviations, robust
-    to a few odd metrics. A group with fewer than ``min_values`` deviations is left out (no estimate).
+    one value's noise; the group's sigma is the RMS of all its metrics' deviations, leaving out those beyond
+    ``TRIM_SIGMAS`` x the robust 1.4826 x median(|d|), so a few odd metrics do not inflate it. A group with
+    fewer than ``min_values`` deviations is left out (no estimate).
     """
-    history = np.asarray(history, dtype=np.float64).reshape(len(history), -1)
+    history = as_matrix(history)
     count = np.sum(np.isfinite(history), axis=1)
-    pooled: dict[Hashable, list[FloatArray]] = {}
-    for i, label in enumerate(groups):
-        if count[i] < 2:
-            continue
-        values = history[i][np.isfinite(history[i])]
-        mean = float(np.mean(values))
-        if mean == 0:
-            continue
-        scale = math.sqrt(count[i] / (count[i] - 1))
-        pooled.setdefault(label, []).append(np.abs((values - mean) / mean) * scale)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = np.nansum(history, axis=1) / count
+        scale = np.sqrt(count / (count - 1.0))
+        deviation = np.abs((history - mean[:, None]) / mean[:, None]) * scale[:, None]
+    usable = (count >= 2) & np.isfinite(mean) & (mean != 0)
     out: dict[Hashable, float] = {}
-    for label, parts in pooled.items():
-        deviations = np.concatenate(parts)
-        if len(deviations) >= min_values:
+    for label in dict.fromkeys(groups):
+        rows = usable & np.array([g == label for g in groups], dtype=bool)
+        pooled = deviation[rows][np.isfinite(deviation[rows])]
+        if len(pooled) >= min_values:
             # The MAD sigma is robust but noisy (37% efficient); the RMS of the deviations within 4 of those
             # sigmas keeps the robustness (an odd metric far out is dropped) at nearly full efficiency.
-            robust = MAD_TO_SIGMA * float(np.median(deviations))
-            kept = deviations[deviations <= TRIM_SIGMAS * robust] if robust > 0 else deviations
+            robust = MAD_TO_SIGMA * float(np.median(pooled))
+            kept = pooled[pooled <= TRIM_SIGMAS * robust] if robust > 0 else pooled
             out[label] = float(np.sqrt(np.mean(np.square(kept))))
     return out
 
@@ -272,7 +286,7 @@ def repeated(
     the older baseline runs, whose two nights' mean change for the worse exceeds the threshold by ``k`` x
     its noise (``sigma`` relative; the older runs' median is shared by both nights, so its variance counts
     once: sigma^2 x (1/2 + v/R_older)). ``history`` is metrics x runs, newest first."""
-    history = np.asarray(history, dtype=np.float64).reshape(len(history), -1)
+    history = as_matrix(history)
     out = np.zeros(len(history), dtype=bool)
     if history.shape[1] < 2:
         return out
@@ -281,8 +295,7 @@ def repeated(
     rows = np.isfinite(history[:, 0]) & (count > 0) & np.isfinite(current)
     if not rows.any():
         return out
-    ref = np.full(len(history), np.nan)
-    ref[rows] = np.nanmedian(older[rows], axis=1)
+    ref = np.where(rows, row_medians(older), np.nan)
     sign = 1.0 if direction == "higher" else -1.0
     with np.errstate(divide="ignore", invalid="ignore"):
         tonight = sign * (ref - current) / np.abs(ref)

@@ -20,7 +20,6 @@ import numpy as np
 from bench.compare_settings import CompareSettings
 from bench.history.compare import (
     MAD_TO_SIGMA,
-    TRIM_SIGMAS,
     BoolArray,
     Direction,
     FloatArray,
@@ -71,9 +70,10 @@ def spread_relative_sigma(
 ) -> dict[Hashable, float]:
     """One baseline run: the noise of one value from the spread of tonight's relative changes per group.
 
-    Around the group's median change (a shift common to every size is not noise), trimmed RMS as in
-    ``pooled_relative_sigma``, divided by sqrt(1 + v/R) (each change carries tonight's noise and the
-    baseline's). A regression over a few sizes sits in the tails and barely moves it.
+    1.4826 x the median absolute deviation of the changes around their median (a shift common to every size
+    is not noise), divided by sqrt(1 + v/R) (each change carries tonight's noise and the baseline's). Here the
+    plain MAD, not the trimmed RMS of ``pooled_relative_sigma``: a regression over several of tonight's sizes
+    is part of what is measured, and only the median ignores up to half of the values whatever they are.
     """
     out: dict[Hashable, float] = {}
     usable = (count > 0) & np.isfinite(change)
@@ -82,10 +82,8 @@ def spread_relative_sigma(
         if rows.sum() < min_values:
             continue
         deviation = np.abs(change[rows] - np.median(change[rows]))
-        robust = MAD_TO_SIGMA * float(np.median(deviation))
-        kept = deviation[deviation <= TRIM_SIGMAS * robust] if robust > 0 else deviation
         ratio = float(difference_sigma(np.array([1.0]), np.array([int(np.median(count[rows]))]))[0])
-        out[label] = float(np.sqrt(np.mean(np.square(kept)))) / ratio
+        out[label] = MAD_TO_SIGMA * float(np.median(deviation)) / ratio
     return out
 
 
@@ -118,7 +116,12 @@ def judge(
         from_history = pooled_relative_sigma(history[first], [scopes[i] for i in rows], settings.min_runs)
         with np.errstate(divide="ignore", invalid="ignore"):
             change = np.where(judged, (current - median) / np.abs(median), np.nan)
-        from_tonight = spread_relative_sigma(change, scopes, np.where(judged, count, 0), settings.min_runs)
+        one_run = judged & (count == 1)
+        from_tonight = (
+            spread_relative_sigma(change, scopes, np.where(judged, count, 0), settings.min_runs)
+            if one_run.any()
+            else {}
+        )
         relative = np.full(n, np.nan)
         for i in rows:
             value, where = _first_night_noise(scopes[i], int(count[i]), from_history, from_tonight, settings)
