@@ -15,8 +15,14 @@ Keys (top level unless shown):
 ``gpu_model``            substring of the GPU name every GPU must have (``H100``), optional
 ``node_target_gbps``     target busbw of world collectives spanning nodes (8 x 400 = 3200 on a 1CC)
 ``nvlink_target_gbps``   target busbw of single-node collectives (those ``[nvlink_targets_gbps]`` omits)
-``[nvlink_targets_gbps]``  per-collective single-node targets, ``all_reduce = 3840``: NVLS all_reduce runs
-                         far above all_gather or sendrecv on the same NVLink
+``[nvlink_targets_gbps]``  per-collective single-node targets, ``all_gather = 2880``, or per size range where
+                         the published curve is not flat: ``all_reduce = { "256M" = 3296, "1G" = 3720 }``
+                         (each from that size up; smaller sizes have no target)
+``[node_targets_gbps]``  per-collective targets of collectives spanning nodes, in the same two forms; a
+                         collective not listed uses ``node_target_gbps`` (alltoall: one NIC per GPU,
+                         ``bench.measure.targets``)
+``default_max_bytes``    the default ``-e`` of ``run`` and ``accept`` on this profile (a size such as ``8G``);
+                         it must reach ``judge_min_bytes`` on a profile with targets
 ``pass_fraction``        a measurement passes at this fraction of its target (default 0.9)
 ``counter_tolerance_bytes``  bytes an excluded device may carry before it is flagged (default 1 MiB)
 ``judge_min_bytes``      sizes below this are measured but not judged against a target (default 256M;
@@ -72,6 +78,9 @@ MAX_RATE_GBPS = 1e6
 MAX_RAILS = 64
 MAX_GPUS_PER_NODE = 1024
 MAX_BYTES = 1 << 62
+
+TargetSteps = tuple[tuple[int, float], ...]
+"""A target by size range: ``((from_bytes, gbps), ...)`` in rising size; a flat target is ``((0, gbps),)``."""
 
 DEFAULT_JUDGE_MIN_BYTES = 256 << 20
 """Small messages measure latency, not bandwidth: a sweep is judged on its sizes at or above this."""
@@ -158,8 +167,13 @@ class Profile:
     counter_tolerance_bytes: int
     source: str
     """Where the profile came from (a path)."""
-    nvlink_targets_gbps: Mapping[str, float] = field(default_factory=dict)
-    """Single-node target busbw per collective; a collective not listed uses ``nvlink_target_gbps``."""
+    nvlink_targets_gbps: Mapping[str, TargetSteps] = field(default_factory=dict)
+    """Single-node target busbw per collective, by size range; a collective not listed uses
+    ``nvlink_target_gbps``."""
+    node_targets_gbps: Mapping[str, TargetSteps] = field(default_factory=dict)
+    """Multi-node target busbw per collective, by size range; a collective not listed uses the node rule."""
+    default_max_bytes: int | None = None
+    """The default ``-e`` of ``run`` and ``accept`` on this profile; None: the sweep's own default."""
     judge_min_bytes: int = DEFAULT_JUDGE_MIN_BYTES
     """Sizes below this are measured but not judged against a target (they measure latency)."""
     errors: ErrorLimits = field(default_factory=ErrorLimits)
@@ -204,6 +218,8 @@ _TOP: dict[str, tuple[tuple[type, ...], str]] = {
     "network": ((dict,), "a table"),
     "recommended_env": ((dict,), 'a table of NAME = "value"'),
     "nvlink_targets_gbps": ((dict,), "a table of collective = Gb/s"),
+    "node_targets_gbps": ((dict,), "a table of collective = Gb/s"),
+    "default_max_bytes": ((int, str), "a size such as 8G"),
     "errors": ((dict,), "a table"),
     "actions": ((dict,), 'a table of defect kind = "sentence"'),
 }
@@ -269,6 +285,7 @@ def _parse(text: str, where: str, default_name: str) -> Profile:
     _check_table(rails, _RAILS, where, text, "rails")
     _check_table(network, _NETWORK, where, text, "network")
     nvlink_targets = _collective_targets(data.get("nvlink_targets_gbps", {}), where, text, "nvlink_targets_gbps")
+    node_targets = _collective_targets(data.get("node_targets_gbps", {}), where, text, "node_targets_gbps")
     for key, value in env.items():
         if not isinstance(value, str):
             raise UserError(
@@ -305,6 +322,15 @@ def _parse(text: str, where: str, default_name: str) -> Profile:
     rails_test = RailsTestTable.from_table(data.get("rails_test", {}), where, text)
     errors = ErrorLimits.from_table(data.get("errors", {}), where, lambda key, table: _line_of(text, key, table))
     actions = Actions.from_table(data.get("actions", {}), where, lambda key, table: _line_of(text, key, table))
+    judge_min = parse_size(str(data.get("judge_min_bytes", DEFAULT_JUDGE_MIN_BYTES)), f"{where}: judge_min_bytes")
+    default_max = data.get("default_max_bytes")
+    default_max_bytes = None if default_max is None else parse_size(str(default_max), f"{where}: default_max_bytes")
+    has_targets = any(k in data for k in ("node_target_gbps", "nvlink_target_gbps", "nvlink_targets_gbps"))
+    if default_max_bytes is not None and has_targets and default_max_bytes < judge_min:
+        raise UserError(
+            f"{where}:{_line_of(text, 'default_max_bytes', None)}: default_max_bytes {default_max} stops below "
+            f"judge_min_bytes ({judge_min} bytes): a default run would judge nothing; raise it"
+        )
     fraction = data.get("pass_fraction", 0.9)
     if not 0 < fraction <= 1.5:
         line = _line_of(text, "pass_fraction", None)
@@ -328,11 +354,11 @@ def _parse(text: str, where: str, default_name: str) -> Profile:
         nvlink_target_gbps=float(data["nvlink_target_gbps"]) if "nvlink_target_gbps" in data else None,
         pass_fraction=float(fraction),
         counter_tolerance_bytes=int(data.get("counter_tolerance_bytes", 1 << 20)),
-        judge_min_bytes=parse_size(
-            str(data.get("judge_min_bytes", DEFAULT_JUDGE_MIN_BYTES)), f"{where}: judge_min_bytes"
-        ),
+        judge_min_bytes=judge_min,
         source=where,
         nvlink_targets_gbps=MappingProxyType(nvlink_targets),
+        node_targets_gbps=MappingProxyType(node_targets),
+        default_max_bytes=default_max_bytes,
         errors=errors,
         actions=actions,
         compare=compare,
@@ -340,18 +366,27 @@ def _parse(text: str, where: str, default_name: str) -> Profile:
     )
 
 
-def _collective_targets(table: Mapping[str, Any], where: str, text: str, name: str) -> dict[str, float]:
-    """``collective = Gb/s`` entries, each a known collective and a positive number."""
-    out = {}
+def _collective_targets(table: Mapping[str, Any], where: str, text: str, name: str) -> dict[str, TargetSteps]:
+    """``collective = Gb/s`` or ``collective = { "SIZE" = Gb/s, ... }`` entries: a known collective, positive
+    finite rates, sizes that parse (each step holds from its size up)."""
+    out: dict[str, TargetSteps] = {}
     for key, value in table.items():
         line = _line_of(text, key, name)
         if key not in BUSBW_FACTOR:
             raise UserError(
                 f"{where}:{line}: [{name}] {key!r} is not a collective; use one of {', '.join(BUSBW_FACTOR)}"
             )
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise UserError(f"{where}:{line}: [{name}] {key} = {value!r} must be a positive number (Gb/s)")
-        out[key] = finite(float(value), Where(where, f"[{name}] {key}", line), sign="positive", maximum=MAX_RATE_GBPS)
+        steps = value.items() if isinstance(value, dict) else [("0", value)]
+        if not steps:
+            raise UserError(f'{where}:{line}: [{name}] {key} is an empty table: write e.g. {{ "256M" = 3296 }}')
+        parsed = []
+        for size, rate in steps:
+            here = f"[{name}] {key}" + (f" {size!r}" if isinstance(value, dict) else "")
+            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or rate <= 0:
+                raise UserError(f"{where}:{line}: {here} = {rate!r} must be a positive number (Gb/s)")
+            gbps = finite(float(rate), Where(where, here, line), sign="positive", maximum=MAX_RATE_GBPS)
+            parsed.append((parse_size(str(size), f"{where}:{line}: {here}"), gbps))
+        out[key] = tuple(sorted(parsed))
     return out
 
 

@@ -7,9 +7,15 @@
 2. Monte Carlo of the detection rule with the default settings (threshold 5%, noise_k 3, last 10 runs):
    how often an -8% drop at 2% CV is flagged, how often a 10%-CV metric at -8% is, and the false-alarm
    rate per metric per night with no change at all.
+3. The first nights (issue 21): a baseline of 2 runs, a 1CC nightly's compared metrics (3 collectives x 1M
+   to 8G, 42 metrics) with 2% noise per size and run, judged by the real code path
+   (``bench.history.judge.judge``): how many of 100 seeded nights 3% lower everywhere end with any
+   regression (the target: none), and how many with a 10% drop over the 6 judged sizes (256M-8G) of one
+   collective are flagged (the target: at least 95); then both rates over 5,000 more nights, and over 2,000
+   with 1 and 3 baseline runs.
 
-Usage: python ci/bench_compare.py [--runs 5000] [--metrics 200] [--keep DIR]
-Prints numbers; exits non-zero only if compare takes longer than the target.
+Usage: python ci/bench_compare.py [--runs 5000] [--metrics 200] [--keep DIR] [--rates-only]
+Prints numbers; exits non-zero when compare takes longer than the target or a first-night target is missed.
 """
 
 from __future__ import annotations
@@ -29,7 +35,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench import __version__  # noqa: E402
+from bench.compare_settings import CompareSettings  # noqa: E402
 from bench.history.compare import allowed_change, baseline_stats, classify  # noqa: E402
+from bench.history.judge import judge  # noqa: E402
 from bench.history.records import MetricRecord, RunRecord, node_hash  # noqa: E402
 from bench.history.store import open_store, write_runs  # noqa: E402
 from bench.rundir.files import FORMAT_VERSION, RESULT_COLUMNS, atomic_write_json, results_csv_text  # noqa: E402
@@ -158,13 +166,57 @@ def detection_rates(trials: int, rng: np.random.Generator) -> None:
         print(f"  {label:<40} flagged as regressed in {states.count('regressed') / trials:7.2%}")
 
 
+FIRST_NIGHT_SIZES = [1 << e for e in range(20, 34)]  # 1M..8G: compared from the profiles' min_bytes up
+FIRST_NIGHT_SERIES = ("all_reduce", "all_gather", "sendrecv")
+
+
+def first_night(rng: np.random.Generator, runs: int, shift: float, drop: float, dropped: int) -> bool:
+    """One night against a ``runs``-run baseline: does compare flag any metric as regressed?
+
+    Every metric of tonight is ``shift`` lower; the last ``dropped`` sizes of all_reduce ``drop`` lower instead.
+    """
+    count = len(FIRST_NIGHT_SERIES) * len(FIRST_NIGHT_SIZES)
+    base = rng.uniform(20.0, 400.0, count)
+    history = base[:, None] * (1 + 0.02 * rng.standard_normal((count, runs)))
+    scale = np.full(count, 1.0 - shift)
+    if dropped:
+        scale[len(FIRST_NIGHT_SIZES) - dropped : len(FIRST_NIGHT_SIZES)] = 1.0 - drop
+    tonight = base * scale * (1 + 0.02 * rng.standard_normal(count))
+    series = [(c, "world", "world") for c in FIRST_NIGHT_SERIES for _ in FIRST_NIGHT_SIZES]
+    ones = np.ones(count, dtype=bool)
+    judged = judge(tonight, ones, ~ones, history, np.full(count, 0.05), series, ["world"] * count, CompareSettings())
+    return "regressed" in judged.states
+
+
+def first_night_rates(rng: np.random.Generator) -> bool:
+    """Section 3 of the module docstring; True when both first-night targets are met."""
+    print("\nfirst nights (2% noise per size and run, 42 metrics of 1M-8G, defaults, the real judge):")
+    quiet = sum(first_night(rng, 2, 0.03, 0.0, 0) for _ in range(100))
+    caught = sum(first_night(rng, 2, 0.0, 0.10, 6) for _ in range(100))
+    print(f"  2-run baseline, tonight 3% lower everywhere: {quiet} of 100 seeded nights with a regression (target 0)")
+    print(f"  2-run baseline, 10% drop over 6 adjacent sizes: flagged in {caught} of 100 (target >= 95)")
+    for runs, trials in ((1, 2_000), (2, 5_000), (3, 2_000)):
+        false = sum(first_night(rng, runs, 0.03, 0.0, 0) for _ in range(trials)) / trials
+        six = sum(first_night(rng, runs, 0.0, 0.10, 6) for _ in range(trials)) / trials
+        four = sum(first_night(rng, runs, 0.0, 0.10, 4) for _ in range(trials)) / trials
+        print(
+            f"  {runs}-run baseline over {trials:,} nights: 3% lower everywhere flagged {false:.2%}; 10% over 6 sizes "
+            f"{six:.1%}, over 4 sizes {four:.1%}"
+        )
+    return quiet == 0 and caught >= 95
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5000)
     parser.add_argument("--metrics", type=int, default=200)
     parser.add_argument("--keep", type=Path, help="build in this folder and keep it")
+    parser.add_argument("--rates-only", action="store_true", help="only the detection rates (sections 2 and 3)")
     args = parser.parse_args()
     rng = np.random.default_rng(20261120)
+    if args.rates_only:
+        detection_rates(20000, rng)
+        return 0 if first_night_rates(np.random.default_rng(21)) else 1
     keys = metric_keys(args.metrics)
     with tempfile.TemporaryDirectory() as scratch:
         root = args.keep or Path(scratch)
@@ -189,7 +241,8 @@ def main() -> int:
         list_s, _ = timed(["history", "list", "--history", str(history)])
         print(f"railbench history add (200 metrics into this store): {add_s:.2f} s; history list: {list_s:.2f} s")
     detection_rates(20000, rng)
-    return 0 if compare_s < TARGET_S else 1
+    first_ok = first_night_rates(np.random.default_rng(21))
+    return 0 if compare_s < TARGET_S and first_ok else 1
 
 
 if __name__ == "__main__":

@@ -1,8 +1,11 @@
-"""The nightly recipes in ci/nightly/ are valid: sbatch directives, bash syntax, systemd units, the cron line
-and the GitHub Actions workflow."""
+"""The nightly recipes in ci/nightly/ are valid (sbatch directives, bash syntax, systemd units, the cron line
+and the GitHub Actions workflow), every one runs on every usable node, and the recipe itself, run with
+LAUNCHER=mpirun on this machine as root, tells a pass (0), a regression (1) and a launch fault (3)."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
 import subprocess
@@ -12,7 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.support import REPO
+from bench.runtime.launch import find_mpirun
+from tests.support import REPO, rank_env
 
 NIGHTLY = REPO / "ci" / "nightly"
 SBATCH = NIGHTLY / "lambda-1cc.sbatch"
@@ -62,10 +66,12 @@ def test_sbatch_directives_are_valid() -> None:
 
 def test_sbatch_script_does_the_nightly() -> None:
     script = SBATCH.read_text()
-    assert "export NCCL_IB_HCA='^=mlx5_0'" in script
-    assert re.search(r'"\$RAILBENCH" accept --profile lambda-1cc', script)
+    assert "export NCCL_IB_HCA='^=mlx5_0'" in script and 'PROFILE="${PROFILE:-lambda-1cc}"' in script
+    assert re.search(r'"\$RAILBENCH" accept --profile "\$PROFILE"', script)
     assert re.search(r'"\$RAILBENCH" compare "\$run_dir"', script)
-    assert "srun --ntasks-per-node=8 --mpi=pmix" in script and "--map-by ppr:8:node" in script
+    assert 'RANKS_PER_NODE="${RANKS_PER_NODE:-8}"' in script  # one rank per GPU and rail
+    assert 'srun --ntasks-per-node="$RANKS_PER_NODE" --mpi=pmix' in script
+    assert '--map-by "ppr:$RANKS_PER_NODE:node"' in script
     assert script.rstrip().endswith("exit $(( accept_status > compare_status ? accept_status : compare_status ))")
     done = subprocess.run(["bash", "-n", str(SBATCH)], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
@@ -97,7 +103,8 @@ def test_systemd_units_verify(tmp_path: Path) -> None:
 
 def test_cron_line() -> None:
     service = (NIGHTLY / "railbench-nightly.service").read_text()
-    (line,) = [ln.lstrip("# ").strip() for ln in service.splitlines() if "sbatch --wait ci/nightly" in ln]
+    (line,) = [ln.lstrip("# ").strip() for ln in service.splitlines() if ln.startswith("#") and "sbatch --wait" in ln]
+    assert "%" not in line  # cron turns an unescaped % into a newline
     fields = line.split(maxsplit=5)
     minute, hour, day, month, weekday = fields[:5]
     assert (minute, hour, day, month, weekday) == ("0", "2", "*", "*", "*")
@@ -144,3 +151,126 @@ def test_sbatch_drops_the_metrics_into_the_textfile_directory(tmp_path: Path) ->
     assert [p.name for p in textfile.iterdir()] == ["railbench.prom"]
     names = {f.name for f in text_string_to_metric_families((textfile / "railbench.prom").read_text())}
     assert {"railbench_busbw_bytes_per_second", "railbench_verdict"} <= names
+
+
+USABLE = NIGHTLY / "usable-nodes.sh"
+NODES_FLAG = '--nodes="$(ci/nightly/usable-nodes.sh)"'
+
+
+def test_every_example_runs_on_every_usable_node() -> None:
+    """The sbatch usage line, the systemd unit, the cron line and the workflow all size the job the same way."""
+    usage = [ln for ln in SBATCH.read_text().splitlines() if ln.startswith("#   sbatch ")]
+    service = (NIGHTLY / "railbench-nightly.service").read_text()
+    (exec_start,) = [ln for ln in service.splitlines() if ln.startswith("ExecStart=")]
+    (cron,) = [ln for ln in service.splitlines() if ln.startswith("#") and "sbatch --wait" in ln]
+    workflow = yaml.safe_load((NIGHTLY / "github-actions-nightly.yml").read_text())
+    (job,) = workflow["jobs"].values()
+    submits = [step["run"] for step in job["steps"] if "sbatch" in step.get("run", "")]
+    assert len(usage) == 1 and len(submits) == 1
+    for example in (usage[0], cron, submits[0]):
+        assert NODES_FLAG in example, example
+    assert NODES_FLAG.replace("$(", "$$(") in exec_start  # systemd's literal $
+    assert all("sinfo" not in line for line in (usage[0], cron, exec_start, submits[0]))
+
+
+def _fake_sinfo(folder: Path, by_node: str) -> Path:
+    """An ``sinfo`` that prints what Slurm's would for the options usable-nodes.sh passes: ``-o %P`` the
+    partitions (default marked *), ``-N -p P -o '%N %t'`` one line per node of P, in the format of sinfo(1)."""
+    sinfo = folder / "sinfo"
+    sinfo.write_text(
+        "#!/bin/bash\n"
+        'if [ "$*" = "-h -o %P" ]; then printf "gpu*\\ndebug\\n"; exit 0; fi\n'
+        'part=""; while [ $# -gt 0 ]; do [ "$1" = "-p" ] && part="$2"; shift; done\n'
+        f"cat <<'EOF' | awk -v p=\"$part\" '$1 == p {{ print $2, $3 }}'\n{by_node}EOF\n"
+    )
+    sinfo.chmod(0o755)
+    return sinfo
+
+
+def test_usable_nodes_is_one_number(tmp_path: Path) -> None:
+    # two partitions sharing node01/node02, one drained node, one down and not responding, one powered down:
+    # 'sinfo -h -o %D' would print a line per partition and state here
+    nodes = (
+        "gpu node01 idle\ngpu node02 mix\ngpu node03 alloc\ngpu node04 drain\ngpu node05 down*\ngpu node06 idle~\n"
+        "debug node01 idle\ndebug node02 mix\n"
+    )
+    _fake_sinfo(tmp_path, nodes)
+    env = rank_env({"PATH": f"{tmp_path}:{os.environ['PATH']}"})
+
+    def count(*args: str, partition: str | None = None) -> subprocess.CompletedProcess[str]:
+        extra = {"PARTITION": partition} if partition else {}
+        return subprocess.run(
+            ["bash", str(USABLE), *args], env={**env, **extra}, capture_output=True, text=True, timeout=30
+        )
+
+    done = count()  # the default partition, gpu
+    assert (done.returncode, done.stdout) == (0, "4\n"), done.stderr
+    assert count("debug").stdout == "2\n" and count(partition="debug").stdout == "2\n"
+    _fake_sinfo(tmp_path, "gpu node01 drain\ngpu node02 down*\n")
+    empty = count()
+    assert empty.returncode == 1 and empty.stdout == "" and "no usable node in partition 'gpu'" in empty.stderr
+
+
+def _recipe_env(results: Path, tmp_path: Path, **extra: str) -> dict[str, str]:
+    wrapper = tmp_path / "railbench"
+    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m bench "$@"\n')
+    wrapper.chmod(0o755)
+    mpirun = Path(find_mpirun()).parent
+    return rank_env(
+        {
+            "PATH": f"{mpirun}:{os.environ['PATH']}",
+            "RESULTS": str(results),
+            "LAUNCHER": "mpirun",
+            "RAILBENCH": str(wrapper),
+            "TEXTFILE_DIR": "",
+            "PROFILE": "local",
+            "RANKS_PER_NODE": "2",
+            "ACCEPT_ARGS": "-b 1M -e 2M -n 2 -w 1",
+            **extra,
+        }
+    )
+
+
+def _recipe(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", str(SBATCH)], env=env, capture_output=True, text=True, timeout=900, check=False)
+
+
+@pytest.mark.mpi
+@pytest.mark.slow
+def test_the_recipe_tells_a_pass_a_regression_and_a_launch_fault(tmp_path: Path) -> None:
+    from bench.history.store import add_run
+    from bench.rundir.files import iter_results_rows, results_csv_text
+
+    # a pass: the first night, nothing to regress against (every metric new), accept measured: exit 0
+    first = tmp_path / "first"
+    done = _recipe(_recipe_env(first, tmp_path))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (run_dir,) = (first / "reports" / "runs").iterdir()
+    assert (first / "reports" / "latest-run").read_text().strip() == str(run_dir)
+    assert "6 metrics: 0 regressed, 0 improved, 0 unchanged, 6 new" in done.stdout
+
+    # a regression: a history whose two earlier nights of the same kind measured 100 GB/s: exit 1
+    second = tmp_path / "second"
+    for night, busbw in enumerate((100.0, 101.0)):
+        fake = second / "reports" / "runs" / f"2026010{night + 1}T020000Z-earlier"
+        fake.mkdir(parents=True)
+        meta = json.loads((run_dir / "run.json").read_text())
+        meta["started_utc"] = meta["finished_utc"] = f"2026-01-0{night + 1}T02:00:00Z"
+        (fake / "run.json").write_text(json.dumps(meta))
+        rows = [{**row, "busbw_GBps": busbw, "algbw_GBps": busbw} for row in iter_results_rows(run_dir)]
+        (fake / "results.csv").write_text(results_csv_text(rows, list(rows[0])))
+        add_run(second / "reports" / "history.sqlite", fake)
+    done = _recipe(_recipe_env(second, tmp_path))
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "6 metrics: 6 regressed" in done.stdout and "# compare verdict: REGRESSED" in done.stdout
+
+    # a launch fault: mpirun refuses root without its two variables; no run directory, exit 3, its own line
+    env = _recipe_env(tmp_path / "third", tmp_path)
+    for name in ("OMPI_ALLOW_RUN_AS_ROOT", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"):
+        env.pop(name)
+    done = _recipe(env)
+    assert done.returncode == 3, done.stdout[-3000:] + done.stderr[-3000:]
+    (said,) = [ln for ln in done.stderr.splitlines() if ln.startswith("railbench nightly:")]
+    assert said.startswith("railbench nightly: launcher failed (exit 1, no run directory): ")
+    assert said.endswith("has detected an attempt to run as root.")  # prterun's (Open MPI 5) or mpirun's own line
+    assert not (tmp_path / "third" / "reports" / "runs").exists()

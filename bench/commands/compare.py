@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import socket
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
@@ -22,20 +22,14 @@ from bench.frame.finish import write_report_if_available
 from bench.frame.verdict import clear_regressed, mark_regressed
 from bench.history import rail_errors
 from bench.history.baseline import Baselines, BaselineSet, from_history, from_run_dir, parse_baseline_spec
-from bench.history.compare import (
-    BAD_STATES,
-    allowed_change,
-    baseline_stats,
-    classify,
-    floored_sigma,
-    noise_estimated,
-    relative_change,
-)
+from bench.history.compare import BAD_STATES, baseline_stats, relative_change
+from bench.history.judge import judge
 from bench.history.outputs import (
     MetricComparison,
     OtherVersion,
     describe,
     exit_status,
+    first_night_note,
     print_table,
     write_compare_json,
     write_compare_junit,
@@ -43,7 +37,7 @@ from bench.history.outputs import (
 )
 from bench.history.rail_errors import ErrorRise
 from bench.history.records import MetricRecord, RunRecord, read_run
-from bench.history.store import default_history_path, opened
+from bench.history.store import history_for, opened
 from bench.rundir.junit import Case, Status
 from bench.rundir.verdict import Verdict
 
@@ -56,8 +50,11 @@ class CompareConfig:
     """Tonight's run directory."""
     baseline: str = "last:10"
     """``last:N`` (the last N comparable runs in the history) or a run directory."""
-    history: Path = field(default_factory=default_history_path)
-    """The SQLite history (used by ``last:N``)."""
+    history: Path | None = None
+    """The SQLite history (used by ``last:N``); None: the one the run directory belongs to
+    (``bench.history.store.history_for``: ``reports/history.sqlite`` beside ``reports/runs/``)."""
+    init: bool = False
+    """Start an empty history when there is none at ``history`` (else a missing history is bad input)."""
     profile: str | None = None
     """Profile name or path whose ``[compare]`` table sets thresholds; None: the run's own profile (run.json),
     else the defaults."""
@@ -76,8 +73,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--baseline", default="last:10", help="last:N comparable runs in the history (default last:10), or a run dir"
     )
     parser.add_argument(
-        "--history", type=Path, default=default_history_path(), help="history file (default %(default)s)"
+        "--history",
+        type=Path,
+        help="history file (default: reports/history.sqlite beside the run's reports/runs/ folder, else ./reports/)",
     )
+    parser.add_argument("--init", action="store_true", help="start an empty history when there is none yet")
     parser.add_argument(
         "--profile", help="profile whose [compare] table sets the thresholds (default: the run's own profile)"
     )
@@ -94,6 +94,7 @@ def main(args: argparse.Namespace) -> int:
         run_dir=args.run_dir,
         baseline=args.baseline,
         history=args.history,
+        init=args.init,
         profile=args.profile,
         show_all=args.show_all,
         same_environment=args.same_environment,
@@ -149,11 +150,9 @@ def compare(tonight: list[MetricRecord], baselines: Baselines, settings: Compare
     failed = np.array([k in mine and mine[k].failed for k in keys], dtype=bool)
     thresholds = np.array([settings.threshold_for(k) for k in keys])
     history = _matrix(baselines.same, keys)
-    median, raw_sigma, count = baseline_stats(history)
-    sigma = floored_sigma(median, raw_sigma, settings.noise_floor)
-    estimated = noise_estimated(count, settings.min_runs)
-    allowed = allowed_change(median, sigma, thresholds, settings.noise_k, settings.resolution_GBps, estimated)
-    states = classify(current, present, failed, median, allowed)
+    series = [(records[k].collective, records[k].scope, records[k].group) for k in keys]
+    judged = judge(current, present, failed, history, thresholds, series, [records[k].scope for k in keys], settings)
+    states, median, sigma, allowed, count = judged.states, judged.median, judged.sigma, judged.allowed, judged.count
     changes = tuple(c.describe() for c in baselines.changes)
     change = relative_change(current, median)
     others = []
@@ -177,7 +176,7 @@ def compare(tonight: list[MetricRecord], baselines: Baselines, settings: Compare
                 state=states[i],
                 busbw_GBps=num(current[i]),
                 baseline_GBps=num(median[i]),
-                sigma_GBps=num(sigma[i]) if estimated[i] else None,
+                sigma_GBps=num(sigma[i]),
                 baseline_runs=int(count[i]),
                 change=num(change[i]),
                 threshold=float(thresholds[i]),
@@ -186,7 +185,9 @@ def compare(tonight: list[MetricRecord], baselines: Baselines, settings: Compare
                 other_nccl=tuple(
                     OtherVersion(o.nccl, len(o.runs), num(m[i]), num(c[i])) for o, m, c in others if np.isfinite(m[i])
                 ),
-                noise_estimated=bool(estimated[i]),
+                noise_estimated=judged.source[i] == "own",
+                noise_source=judged.source[i],
+                evidence=judged.evidence[i],
                 changes=changes if states[i] in ("regressed", "improved") else (),
             )
         )
@@ -214,10 +215,13 @@ def run(config: CompareConfig, out: TextIO | None = None) -> int:
     else:
         settings, settings_note = _run_profile_settings(tonight_run.profile)
     spec = parse_baseline_spec(config.baseline)
+    history = config.history or history_for(config.run_dir)
+    started = None
     if isinstance(spec, int):
-        baselines = from_history(config.history, tonight_run, spec, same_environment=config.same_environment)
+        started = _history_exists(history, given=config.history is not None, init=config.init)
+        baselines = from_history(history, tonight_run, spec, same_environment=config.same_environment)
     else:
-        baselines = from_run_dir(spec, tonight_run)
+        baselines = from_run_dir(spec, tonight_run, tonight_metrics)
     results = compare(tonight_metrics, baselines, settings)
     if not results:
         raise UserError(
@@ -230,26 +234,21 @@ def run(config: CompareConfig, out: TextIO | None = None) -> int:
         f"{len(baselines.same.runs)} run(s) {which}",
         file=out,
     )
-    for note in (*baselines.notes, *([settings_note] if settings_note else [])):
+    for note in (*baselines.notes, *(n for n in (started, settings_note) if n)):
         print(f"note: {note}", file=out)
     if baselines.changes:
         print(f"changed since the baseline: {'; '.join(c.describe() for c in baselines.changes)}", file=out)
-    guessed = sum(1 for r in results if r.baseline_GBps is not None and not r.noise_estimated)
-    if guessed:
-        print(
-            f"note: {guessed} metric(s) have fewer than {settings.min_runs} baseline runs: too few runs to estimate "
-            f"noise, the threshold alone decides",
-            file=out,
-        )
+    first = first_night_note(results, settings.min_runs)
+    if first:
+        print(f"note: {first}", file=out)
     print_table(results, out, show_all=config.show_all)
     _print_other_versions(baselines, results, out)
-    rises = _error_rises(config, baselines, settings)
+    rises = _error_rises(config.run_dir, history, baselines, settings)
     for rise in rises:
         print(f"{'FAIL' if settings.fail_on_error_rise else 'WARN'} {rise.describe()}", file=out)
     status = max(exit_status(results), 1 if rises and settings.fail_on_error_rise else 0)
     # The run's own verdict becomes "regressed" in its run.json and in the history when that holds the run (or
     # returns from it); a history that does not hold the run is left alone.
-    history = config.history
     verdict: Verdict | None
     if status:
         regressed = [describe(r) for r in results if r.state in BAD_STATES]
@@ -263,15 +262,30 @@ def run(config: CompareConfig, out: TextIO | None = None) -> int:
     return status
 
 
-def _error_rises(config: CompareConfig, baselines: Baselines, settings: CompareSettings) -> list[ErrorRise]:
+def _history_exists(path: Path, *, given: bool, init: bool) -> str | None:
+    """A missing history is bad input (a typo, or a cron job's other working directory), unless asked to start
+    one; returns a note when it started one."""
+    if path.exists():
+        return None
+    if init:
+        with opened(path, create=True, write=True):
+            return f"started an empty history at {path} (--init): every metric is new"
+    named = f"--history {path}" if given else f"the default history {path}"
+    raise UserError(
+        f"{named} does not exist: pass the history that run/accept wrote, or start an empty one with --init "
+        f"(or 'railbench history init --history {path}')"
+    )
+
+
+def _error_rises(run_dir: Path, history: Path, baselines: Baselines, settings: CompareSettings) -> list[ErrorRise]:
     """Tonight's rails whose error counts rose against the same baseline runs as the busbw metrics."""
-    tonight = rail_errors.read_run_dir(config.run_dir)
+    tonight = rail_errors.read_run_dir(run_dir)
     if not tonight:
         return []
     stored = [r.id for r in baselines.same.runs if r.id is not None]
     past: dict[int, list[rail_errors.RailErrorCount]] = {}
     if stored:
-        with opened(config.history, create=False) as conn:
+        with opened(history, create=False) as conn:
             past = rail_errors.of_runs(conn, stored)
     runs = [past[r.id] if r.id is not None else rail_errors.read_run_dir(r.run_dir) for r in baselines.same.runs]
     return rail_errors.judge(tonight, runs, settings.error_counters, settings.error_allowance, settings.error_factor)

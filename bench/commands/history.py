@@ -1,4 +1,5 @@
-"""``railbench history add RUN_DIR...`` and ``railbench history list``: the nightly history store."""
+"""``railbench history add RUN_DIR...``, ``railbench history list`` and ``railbench history init``: the nightly
+history store (``init`` starts an empty one, for a nightly whose first ``compare`` runs before any ``accept``)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from bench.history.store import add_run, default_history_path, list_runs, opened
 class HistoryConfig:
     """What ``railbench history`` should do."""
 
-    action: Literal["add", "list"]
+    action: Literal["add", "list", "init"]
     history: Path
     """The SQLite history file."""
     run_dirs: tuple[Path, ...] = ()
@@ -40,12 +41,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     add = sub.add_parser("add", help="add run directories to the history (idempotent)")
     add.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
+    init = sub.add_parser("init", help="start an empty history (nothing happens to one that exists)")
     show = sub.add_parser("list", help="list the runs in the history, newest first")
     show.add_argument("--cluster", help="only runs of this cluster")
     show.add_argument("--limit", type=int, default=20, help="the newest N runs (default 20)")
     show.add_argument("--all", action="store_true", help="every run")
     show.add_argument("--json", action="store_true", help="one JSON object per line")
-    for each in (add, show):
+    for each in (add, show, init):
         each.add_argument(
             "--history", type=Path, default=default_history_path(), help="history file (default %(default)s)"
         )
@@ -66,6 +68,13 @@ def main(args: argparse.Namespace) -> int:
 def run(config: HistoryConfig, out: TextIO | None = None) -> int:
     """Add runs or list them; returns the exit status."""
     out = out or sys.stdout
+    if config.action == "init":
+        existed = config.history.exists()
+        with opened(config.history, create=True, write=True) as conn:
+            count = len(list_runs(conn))
+        said = f"already there, {count} run(s)" if existed else "started, empty"
+        print(f"history: {config.history} {said}", file=out)
+        return 0
     if config.action == "add":
         for run_dir in config.run_dirs:
             run_id = add_run(config.history, run_dir)

@@ -42,8 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "-e",
         "--max-bytes",
         type=_size("--max-bytes"),
-        default=RunConfig.max_bytes,
-        help="last message size (inclusive); default: 8G on a profile with targets, 64M on local",
+        default=None,
+        help="last message size (inclusive; default: the profile's default_max_bytes, 8G on lambda-1cc, else 64M)",
     )
     sweep.add_argument(
         "-f", "--step-factor", type=int, default=RunConfig.step_factor, action=Given, help="multiply the size by this"

@@ -11,7 +11,7 @@ import sqlite3
 from pathlib import Path
 
 from bench.exits import EXIT_INFRA, EXIT_PASS, InfraError, UserError
-from bench.history.store import add_run, default_history_path
+from bench.history.store import add_run, history_for
 from bench.profiles import Profile
 
 
@@ -19,7 +19,7 @@ def finish_run(out_dir: Path, profile: Profile, *, history: Path | None, no_hist
     """Add the run to the history (unless ``no_history``), then draw its report; 0, or 3 when either failed."""
     status = EXIT_PASS
     if not no_history:
-        path = history or default_history_path()
+        path = history or history_for(out_dir)
         try:
             add_run(path, out_dir)
         except (sqlite3.Error, OSError, UserError, InfraError) as exc:

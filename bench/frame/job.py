@@ -83,7 +83,9 @@ def run_job(info: RankInfo, make: Callable[[], Job]) -> int:
 
     def before_init(prelude: Prelude) -> Path | None:
         # The history lives on rank 0's node: rank 0 alone opens it, and every rank hears its answer.
-        problem = agree(prelude, "history", lambda: history_problem(launch.history, launch.no_history) or "")
+        problem = agree(
+            prelude, "history", lambda: history_problem(launch.history, launch.no_history, launch.out) or ""
+        )
         if problem:
             raise UserError(problem)
         return job.before_init(prelude)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bench.bounded import check_path_names
 from bench.exits import UserError
-from bench.history.store import default_history_path, open_store
+from bench.history.store import default_history_path, history_for, open_store
 from bench.rundir.files import check_cluster_name
 from bench.runtime.gpus import gpu_count
 
@@ -84,13 +84,19 @@ def check_common(
     check_backend(backend, graph=graph)
     check_out_dir(out)
     if with_history:
-        check_history(history, no_history, default_history_path())
+        check_history(history, no_history, default_history(out))
 
 
-def history_problem(history: Path | None, no_history: bool) -> str | None:
+def default_history(out: Path | None) -> Path:
+    """The history the finish step adds to without ``--history``: the one of the run directory's ``runs``
+    folder when ``--out`` names one (``bench.history.store.history_for``), else ``reports/history.sqlite``."""
+    return history_for(out) if out is not None else default_history_path()
+
+
+def history_problem(history: Path | None, no_history: bool, out: Path | None = None) -> str | None:
     """Why the finish step could not add to the history (rank 0's check), or None."""
     try:
-        check_history(history, no_history, default_history_path())
+        check_history(history, no_history, default_history(out))
     except UserError as exc:
         return str(exc)
     return None

@@ -1,6 +1,7 @@
 """Nightly history and regression detection.
 
-* ``bench.history.store``: the SQLite history (``add_run``, ``default_history_path``, ``open_store``).
+* ``bench.history.store``: the SQLite history (``add_run``, ``default_history_path``, ``history_for``,
+  ``open_store``).
 * ``bench.history.records``: what a run directory contributes to it (a run row, key metrics).
 * ``bench.history.runfacts``: what run.json says about comparability (the run's kind) and its environment
   (versions, node set, NCCL_* variables), read in one place.
@@ -13,6 +14,6 @@
 
 from __future__ import annotations
 
-from bench.history.store import add_run, default_history_path
+from bench.history.store import add_run, default_history_path, history_for
 
-__all__ = ["add_run", "default_history_path"]
+__all__ = ["add_run", "default_history_path", "history_for"]

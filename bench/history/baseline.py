@@ -21,7 +21,7 @@ from pathlib import Path
 from bench.exits import UserError
 from bench.history.records import MetricRecord, RunRecord, read_run
 from bench.history.runfacts import EnvironmentChange, environment_changes
-from bench.history.store import StoredRun, comparable_runs, metrics_of, opened, run_id_of
+from bench.history.store import StoredRun, comparable_runs, metrics_of, opened, other_shapes, run_id_of
 
 
 @dataclass(frozen=True)
@@ -84,9 +84,6 @@ def _set(nccl: str | None, runs: Sequence[tuple[BaselineRun, Sequence[MetricReco
 def from_history(history: Path, tonight: RunRecord, last: int, *, same_environment: bool = False) -> Baselines:
     """The last ``last`` comparable runs of the history (see the module docstring)."""
     description = f"last {last} comparable runs in {history}"
-    if not history.exists():
-        empty = BaselineSet(tonight.nccl, (), {}, {})
-        return Baselines(empty, (), description, (f"no history at {history} yet: every metric is new",))
     with opened(history, create=False) as conn:
         candidates = comparable_runs(
             conn,
@@ -110,12 +107,29 @@ def from_history(history: Path, tonight: RunRecord, last: int, *, same_environme
             by_version = {tonight.nccl: candidates[:last]}
         ids = [run.id for runs in by_version.values() for run in runs]
         metrics = metrics_of(conn, ids)
+        shapes = (
+            []
+            if candidates
+            else other_shapes(
+                conn,
+                cluster=tonight.cluster,
+                kind=tonight.kind,
+                command=tonight.command,
+                nranks=tonight.nranks,
+                nnodes=tonight.nnodes,
+            )
+        )
     sets = {
         version: _set(version, [(BaselineRun(r.time_utc, r.nccl, r.run_dir, r.id), metrics[r.id]) for r in runs])
         for version, runs in by_version.items()
     }
     same = sets.pop(tonight.nccl, BaselineSet(tonight.nccl, (), {}, {}))
     notes = []
+    if shapes:
+        notes.append(
+            f"no comparable run: tonight has {tonight.nranks} ranks on {tonight.nnodes} node(s), the history's runs of "
+            f"this kind have {', '.join(shapes)}; busbw is not compared across shapes"
+        )
     if not same.runs and sets:
         notes.append(
             f"no earlier run with NCCL {tonight.nccl or 'unknown'}; runs with other NCCL versions are shown "
@@ -129,14 +143,45 @@ def from_history(history: Path, tonight: RunRecord, last: int, *, same_environme
     return Baselines(same, others, description, tuple(notes), changes, frozenset(departed))
 
 
-def from_run_dir(run_dir: Path, tonight: RunRecord) -> Baselines:
-    """One chosen run as the baseline (no noise estimate: only the threshold applies)."""
+def rail_count(metrics: Sequence[MetricRecord]) -> int:
+    """How many rails a run measured (its ``rail`` and ``pair`` metrics' ``railN`` groups); 0 for none."""
+    rails = {m.group.rsplit("/", 1)[-1] for m in metrics if m.scope in ("rail", "pair")}
+    return len({r for r in rails if r.startswith("rail")})
+
+
+def shape_changes(
+    base: RunRecord, base_metrics: Sequence[MetricRecord], tonight: RunRecord, metrics: Sequence[MetricRecord]
+) -> tuple[list[str], list[str]]:
+    """(what makes busbw incomparable, what only names missing metrics) between a chosen run and tonight.
+
+    busbw depends on the rank and node counts (the busbw factor, NVLink against the network), so a baseline
+    with others is no baseline. A different number of rails is a fact about tonight (a dead rail) that the
+    rails' ``missing`` metrics show, so it is named, not refused.
+    """
+    refuse = [
+        f"{what} {before} -> {after}"
+        for what, before, after in (("nranks", base.nranks, tonight.nranks), ("nnodes", base.nnodes, tonight.nnodes))
+        if before != after
+    ]
+    rails_before, rails_after = rail_count(base_metrics), rail_count(metrics)
+    named = [f"rails {rails_before} -> {rails_after}"] if rails_before and rails_before != rails_after else []
+    return refuse, named
+
+
+def from_run_dir(run_dir: Path, tonight: RunRecord, tonight_metrics: Sequence[MetricRecord] = ()) -> Baselines:
+    """One chosen run as the baseline; refused (UserError) when its rank or node count is not tonight's."""
     run, metrics = read_run(run_dir)
-    notes = []
+    refuse, named = shape_changes(run, metrics, tonight, tonight_metrics)
+    if refuse:
+        raise UserError(
+            f"--baseline {run_dir} has another shape ({', '.join(refuse)}): busbw is not comparable across rank "
+            "or node counts; choose a run of the same shape, or use last:N"
+        )
+    notes = [f"baseline run has {n}: the rails not measured tonight are missing" for n in named]
     if run.nccl != tonight.nccl:
         notes.append(f"baseline run has NCCL {run.nccl}, tonight has {tonight.nccl}: compared as asked")
-    if (run.cluster, run.node_hash, run.nranks) != (tonight.cluster, tonight.node_hash, tonight.nranks):
-        notes.append("baseline run is on another cluster, node set or rank count: compared as asked")
+    if (run.cluster, run.node_hash) != (tonight.cluster, tonight.node_hash):
+        notes.append("baseline run is on another cluster or node set: compared as asked")
     base = BaselineRun(run.time_utc, run.nccl, run.run_dir)
     changes = tuple(environment_changes([dict(run.environment)], tonight.environment))
     departed = frozenset(set(run.hosts) - set(tonight.hosts))

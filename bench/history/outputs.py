@@ -59,7 +59,14 @@ class MetricComparison:
     """The baseline values, newest first."""
     other_nccl: tuple[OtherVersion, ...] = ()
     noise_estimated: bool = True
-    """False when the baseline had too few runs to estimate noise (the threshold alone decided)."""
+    """False when the baseline had fewer than ``min_runs`` values: a first night (``noise_source`` says what
+    the noise was taken from instead)."""
+    noise_source: str = "own"
+    """``own``, ``pooled`` (the baseline's metrics of the scope), ``tonight`` (the spread of tonight's changes,
+    one baseline run), ``floor`` or ``none`` (``bench.history.judge.NoiseSource``)."""
+    evidence: str = ""
+    """On a first night, past the threshold: the run of adjacent sizes it belongs to and whether that beat the
+    noise (``"4 adjacent sizes fell 9.8% on average, beyond the 8.7% that noise could explain"``)."""
     changes: tuple[str, ...] = ()
     """What changed since the baseline (``NCCL 2.21.5 -> 2.23.4``), beside a regressed or improved metric."""
 
@@ -149,19 +156,46 @@ def describe(r: MetricComparison) -> str:
         return f"{r.metric}: {r.state}: tonight {tonight}, no baseline"
     change = "" if r.change is None else f" ({r.change:+.1%})"
     noise = f", noise {r.sigma_GBps:.2f}" if r.sigma_GBps else ""
-    if not r.noise_estimated:
-        noise = ", too few runs to estimate noise"
+    if r.sigma_GBps and not r.noise_estimated:
+        noise = f", noise {r.sigma_GBps:.2f} {_SOURCES.get(r.noise_source, r.noise_source)}"
     since = f"; {', '.join(r.changes)} since the baseline" if r.changes else ""
+    why = f"; {r.evidence}" if r.evidence else ""
     return (
         f"{r.metric}: {r.state}: tonight {tonight}{change} vs baseline {r.baseline_GBps:.2f} GB/s over "
         f"{r.baseline_runs} run(s){noise}, allowed +-{r.allowed_GBps or 0:.2f} (threshold {r.threshold:.0%})"
-        f"{since}"
+        f"{why}{since}"
+    )
+
+
+_SOURCES = {
+    "pooled": "pooled over the baseline's metrics of the scope",
+    "tonight": "read from the spread of tonight's changes (one baseline run)",
+    "floor": "assumed at the noise floor (too few values to pool)",
+}
+
+
+def first_night_note(results: Sequence[MetricComparison], min_runs: int) -> str | None:
+    """One line on the metrics judged as first nights: how many, and where their noise came from, per scope."""
+    first = [r for r in results if r.baseline_GBps and not r.noise_estimated and r.noise_source in _SOURCES]
+    if not first:
+        return None
+    scopes: dict[str, tuple[float, str]] = {}
+    for r in first:
+        scopes.setdefault(r.scope, ((r.sigma_GBps or 0.0) / (r.baseline_GBps or 1.0), r.noise_source))
+    noise = "; ".join(f"{scope} {rel:.1%} {_SOURCES[where]}" for scope, (rel, where) in sorted(scopes.items()))
+    return (
+        f"{len(first)} metric(s) have fewer than {min_runs} baseline runs: noise per value {noise}; a size past "
+        "its threshold is regressed only with adjacent sizes that moved with it, alone far outside the noise, or "
+        "when it moved last night too"
     )
 
 
 def print_table(results: Sequence[MetricComparison], out: TextIO, *, show_all: bool) -> None:
-    """The metrics that need a look (all of them with ``show_all``), then a one-line summary."""
-    shown = [r for r in results if show_all or r.state != "unchanged"]
+    """The metrics that need a look (all of them with ``show_all``), then a one-line summary.
+
+    A first-night metric past its threshold that the noise explains is shown too, with why it is unchanged.
+    """
+    shown = [r for r in results if show_all or r.state != "unchanged" or r.evidence]
     if shown:
         width = max(len("metric"), *(len(r.metric) for r in shown))
         head = f"{'metric':<{width}}  {'tonight':>9}  {'baseline':>9}  {'noise':>7}  {'allowed':>8}  {'change':>7}"
@@ -170,7 +204,8 @@ def print_table(results: Sequence[MetricComparison], out: TextIO, *, show_all: b
             cells = [_cell(r.busbw_GBps), _cell(r.baseline_GBps), _cell(r.sigma_GBps, 7), _cell(r.allowed_GBps, 8)]
             change = "" if r.change is None else f"{r.change:+.1%}"
             since = f"  ({', '.join(r.changes)} since the baseline)" if r.changes else ""
-            print(f"{r.metric:<{width}}  {'  '.join(cells)}  {change:>7}  {r.state}{since}", file=out)
+            why = f"  ({r.evidence})" if r.evidence else ""
+            print(f"{r.metric:<{width}}  {'  '.join(cells)}  {change:>7}  {r.state}{why}{since}", file=out)
     counts = Counter(r.state for r in results)
     parts = ", ".join(f"{counts.get(s, 0)} {s}" for s in STATES)
     print(f"{len(results)} metrics: {parts}", file=out)

@@ -111,6 +111,19 @@ def comparable_runs(
     return [StoredRun(**dict(zip(_NAMES, row, strict=True))) for row in rows]
 
 
+def other_shapes(
+    conn: sqlite3.Connection, *, cluster: str, kind: str, command: str, nranks: int, nnodes: int
+) -> list[str]:
+    """The rank and node counts of this cluster's runs of the same kind that are not tonight's
+    (``"16 ranks on 2 nodes (3 runs)"``): why no run is comparable, when none is."""
+    rows = conn.execute(
+        "SELECT nranks, nnodes, COUNT(*) FROM runs WHERE cluster = ? AND (kind = ? OR (kind IS NULL AND command = ?)) "
+        "AND NOT (nranks = ? AND nnodes = ?) AND status != 'failed' GROUP BY nranks, nnodes ORDER BY COUNT(*) DESC",
+        (cluster, kind, command, nranks, nnodes),
+    )
+    return [f"{r} ranks on {n} node(s) ({c} run(s))" for r, n, c in rows]
+
+
 def metrics_of(conn: sqlite3.Connection, run_ids: Sequence[int]) -> dict[int, list[MetricRecord]]:
     """The metrics of the given runs, by run id."""
     out: dict[int, list[MetricRecord]] = {run_id: [] for run_id in run_ids}

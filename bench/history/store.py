@@ -1,4 +1,4 @@
-"""The nightly history: a SQLite file (``reports/history.sqlite`` unless ``--history PATH``).
+"""The nightly history: a SQLite file (``reports/history.sqlite`` unless ``--history PATH``; see ``history_for``).
 
 Tables: ``runs`` (one row per run: time, cluster, profile, node-set hash, nnodes, nranks, torch/NCCL/CUDA/
 driver versions, status, verdict) and ``metrics`` (one row per key metric of a run, see
@@ -47,6 +47,7 @@ from bench.history.queries import StoredRun as StoredRun
 from bench.history.queries import comparable_runs as comparable_runs
 from bench.history.queries import list_runs as list_runs
 from bench.history.queries import metrics_of as metrics_of
+from bench.history.queries import other_shapes as other_shapes
 from bench.history.queries import run_id_of as run_id_of
 from bench.history.records import MetricRecord, RunRecord, read_run
 
@@ -61,6 +62,18 @@ NETWORK_FILESYSTEMS = ("nfs", "nfs4", "cifs", "smb3", "lustre", "gpfs", "beegfs"
 def default_history_path() -> Path:
     """``reports/history.sqlite`` (relative to the working directory, like ``reports/runs``)."""
     return Path("reports") / "history.sqlite"
+
+
+def history_for(run_dir: Path | str) -> Path:
+    """The history a run directory belongs to when no ``--history`` is given, whatever the working directory.
+
+    A run directory in a ``runs`` folder (``reports/runs/<name>``, where ``run``, ``rails`` and ``accept`` put
+    them) belongs to ``history.sqlite`` beside that folder (``reports/history.sqlite``); any other run
+    directory to ``default_history_path()``. So ``railbench compare /results/reports/runs/X`` from a cron
+    job's working directory reads the history that ``accept`` wrote in ``/results``.
+    """
+    folder = Path(run_dir).resolve().parent
+    return folder.parent / "history.sqlite" if folder.name == "runs" else default_history_path()
 
 
 @dataclass(frozen=True)

@@ -177,8 +177,17 @@ def validate(config: RunConfig, *, with_history: bool = True) -> Profile:
 
 
 def default_max_bytes(profile: Profile) -> int:
-    """-e when none is given: 8G (at least the judged size) where the profile has a world target, else 64M."""
-    judges = profile.node_target_gbps or profile.nvlink_target_gbps or profile.nvlink_targets_gbps
+    """-e when none is given: the profile's ``default_max_bytes`` (8G on lambda-1cc, past its 256M judged size:
+    nccl-tests users sweep to 8-16 GiB); else 8G (at least the judged size) where the profile has a target,
+    64M where it has none (the CPU profiles: gloo moves 64M in well under a second)."""
+    if profile.default_max_bytes:
+        return profile.default_max_bytes
+    judges = (
+        profile.node_target_gbps
+        or profile.nvlink_target_gbps
+        or profile.nvlink_targets_gbps
+        or profile.node_targets_gbps
+    )
     return max(JUDGED_MAX_BYTES, profile.judge_min_bytes) if judges else DEFAULT_MAX_BYTES
 
 

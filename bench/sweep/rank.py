@@ -96,16 +96,16 @@ def world_sweep(config: RunConfig, run: Run, graph: bool) -> list[Item]:
     try:
         with run.evidence() as found, run.guarded() as watchdog:
             for coll in colls:
-                target = world_target_gbps(profile, coll.name, nnodes, nranks)
                 if run.rank0:
                     progress.line(section_header(coll.name, nranks, nnodes, ctx.backend, coll.placement, graph))
-                    if target is None and world_target_gbps(profile, coll.name, nnodes) is not None:
+                    if nranks == 1 and world_target_gbps(profile, coll.name, nnodes) is not None:
                         progress.line(f"# not judged: {ONE_RANK}")
                 for nbytes in sizes:
                     watchdog.enter(f"{coll.name} at {format_size(nbytes)}")
                     res = _measure(config, ctx, coll, nbytes, tdtype, dtype.size, graph)
                     watchdog.leave()
                     if run.rank0:
+                        target = world_target_gbps(profile, coll.name, nnodes, nbytes=nbytes, nranks=nranks)
                         row = result_row(coll, res, place, target, benv.get("NCCL_ALGO") or "")
                         run.append(row)
                         rows.append(row)
