@@ -59,3 +59,37 @@ def railbench(
         timeout=timeout,
         check=False,
     )
+
+
+def rank_pids(out: Path) -> dict[int, int]:
+    """rank -> pid of the live rank processes writing to ``out`` (found through /proc, as an operator would):
+    their command line carries the run directory inside their ``--spec``, and their launcher numbered them."""
+    pids: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state == "Z" or not any(str(out).encode() in arg for arg in cmdline) or b"--np" in cmdline:
+            continue
+        for var in environ:
+            if var.startswith(b"OMPI_COMM_WORLD_RANK="):
+                pids[int(var.split(b"=")[1])] = int(entry.name)
+    return pids
+
+
+def alive(pids: Sequence[int]) -> list[int]:
+    """Those of ``pids`` that are still processes (not reaped, not zombies)."""
+    left = []
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state != "Z":
+            left.append(pid)
+    return left

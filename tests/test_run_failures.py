@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import railbench, rank_env
+from tests.support import railbench, rank_env, rank_pids
 
 
 @pytest.mark.parametrize(
@@ -89,25 +89,6 @@ def test_unknown_command_is_exit_2() -> None:
     assert proc.returncode == 2 and "unknown command" in proc.stderr
 
 
-def _rank_pids(out: Path) -> dict[int, int]:
-    """rank -> pid of the rank processes writing to ``out`` (found through /proc, as an operator would)."""
-    pids: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-            environ = (entry / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        # The ranks' command line carries the run directory inside their --spec; the parent's has --np.
-        if any(str(out).encode() in arg for arg in cmdline) and b"--np" not in cmdline:
-            for var in environ:
-                if var.startswith(b"OMPI_COMM_WORLD_RANK="):
-                    pids[int(var.split(b"=")[1])] = int(entry.name)
-    return pids
-
-
 def _rows(out: Path) -> list[dict[str, str]]:
     try:
         with (out / "results.csv").open() as fh:
@@ -164,7 +145,7 @@ def test_hung_rank_is_named_and_rows_are_kept(tmp_path: Path) -> None:
     stopped: int | None = None
     try:
         _wait_for_rows(out, proc, 2)
-        stopped = _rank_pids(out)[1]
+        stopped = rank_pids(out)[1]
         os.kill(stopped, signal.SIGSTOP)  # a real hang: rank 1 stops answering mid-sweep
         kept = len(_rows(out))
         _, stderr = proc.communicate(timeout=120)
@@ -190,7 +171,7 @@ def test_killed_rank_is_exit_3_and_rows_are_kept(tmp_path: Path) -> None:
     proc = _start_long_sweep(out, timeout_s=60)
     try:
         _wait_for_rows(out, proc, 2)
-        os.kill(_rank_pids(out)[2], signal.SIGKILL)
+        os.kill(rank_pids(out)[2], signal.SIGKILL)
         kept = len(_rows(out))
         _, stderr = proc.communicate(timeout=120)
     finally:

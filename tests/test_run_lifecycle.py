@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from bench.runtime.validate import gpu_count
-from tests.support import railbench, rank_env
-from tests.test_run_failures import _rank_pids, _rows, _start_long_sweep, _wait_for_rows
+from tests.support import railbench, rank_env, rank_pids
+from tests.test_run_failures import _rows, _start_long_sweep, _wait_for_rows
 
 BAD_PROFILE = 'name = "bad"\ntransport = "loopback"\npass_fraction = 0.9\ncounter_tolerance_bytes = -1\n'
 
@@ -121,7 +121,7 @@ def test_a_signal_to_the_parent_stops_every_rank_and_is_recorded(tmp_path: Path,
     proc = _start_long_sweep(out, timeout_s=60)
     try:
         _wait_for_rows(out, proc, 2)
-        ranks = _rank_pids(out)
+        ranks = rank_pids(out)
         assert len(ranks) == 3
         kept = len(_rows(out))
         os.kill(proc.pid, signum)  # the parent only, as scancel/timeout/Ctrl-C in a script would

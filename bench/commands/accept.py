@@ -135,7 +135,9 @@ def run(config: AcceptConfig) -> int:
 
     def start_local(np: int) -> int:
         per_rank = 2 * config.sweep.max_bytes  # the sweep's largest size dominates: send and receive buffers
-        return start_local_ranks(np, config.rank_argv, config.out, config.cluster, config.backend, per_rank)
+        return start_local_ranks(
+            np, config.rank_argv, config.out, config.cluster, config.backend, per_rank, config.timeout_s
+        )
 
     return rank_or_local(
         "accept", config.np, lambda info: run_rank(config, info), start_local, lambda: validate(config)

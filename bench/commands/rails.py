@@ -127,7 +127,9 @@ def run(config: RailsConfig) -> int:
         _, settings = validate(config)
         # Each rank holds the pair buffers (send, receive) and a rail collective's buffers and check copy.
         per_rank = 3 * max(settings.rail_bytes, settings.pair_bytes)
-        return start_local_ranks(np, config.rank_argv, config.out, config.cluster, config.backend, per_rank)
+        return start_local_ranks(
+            np, config.rank_argv, config.out, config.cluster, config.backend, per_rank, config.timeout_s
+        )
 
     return rank_or_local("rails", config.np, lambda info: run_rank(config, info), start_local, lambda: validate(config))
 

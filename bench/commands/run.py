@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.commands.flags import Given, add_spec_argument, config_or_spec, refuse_two_step_rules
-from bench.errors import EXIT_FAIL, UserError
+from bench.errors import EXIT_FAIL, InfraError, UserError
 from bench.measure.collectives import DEFAULT_COLLECTIVES, get_collective, get_dtype
 from bench.rundir.files import default_cluster_name, default_run_dir
 from bench.runtime import env as benv
@@ -157,17 +157,20 @@ def _start_ranks(config: RunConfig, node: benv.NodeLaunch | None) -> int:
         assert config.np is not None
         per_rank = 2 * config.max_bytes  # send + receive buffers; the check works in fixed chunks, no copy
         return launch.start_local_ranks(
-            config.np, config.rank_argv, config.out, config.cluster, config.backend, per_rank
+            config.np, config.rank_argv, config.out, config.cluster, config.backend, per_rank, config.timeout_s
         )
     out = config.out or default_run_dir(config.cluster or default_cluster_name(socket.gethostname()))
     cmd = launch.elastic_command(
         node.nnodes, node.node_rank, node.nproc_per_node, node.main_address, node.main_port, config.rank_argv(out)
     )
-    rc = launch.run_interrupted_into(out, cmd, launch.terminal_output())
-    if node.node_rank != 0:
+    here = node.node_rank == 0
+    ended = launch.run_interrupted_into(out, cmd, config.timeout_s, launch.terminal_output(), here=here)
+    if not here:
         # Rank 0 lives on node 0 and writes the run directory there; this node only knows its own ranks.
-        return 0 if rc == 0 else EXIT_FAIL
-    return launch.exit_status_from_run_dir(out, rc)
+        if ended.hang is not None or ended.launcher_signal is not None:
+            raise InfraError(ended.hang or f"the launcher was killed by signal {ended.launcher_signal}")
+        return 0 if ended.rc == 0 else EXIT_FAIL
+    return launch.exit_status_from_run_dir(out, ended)
 
 
 __all__ = ["RunConfig", "add_arguments", "main", "message_sizes", "run"]
