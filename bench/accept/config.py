@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Literal
 
 from bench.errors import UserError
+from bench.frame.validate import check_common
 from bench.profiles import Profile, load_profile
 from bench.rails.config import RailsConfig, RailsSettings, resolve
 from bench.runtime import spec
 from bench.runtime.deadlines import DEFAULT_TIMEOUT_S, check_timeout
-from bench.runtime.validate import check_common
 from bench.sweep.config import RunConfig
 
 
