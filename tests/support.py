@@ -4,6 +4,8 @@ Import as ``from tests.support import railbench, rank_env, REPO, CORPUS``."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -11,7 +13,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-CORPUS = REPO.parent / "shared" / "corpus"
+CORPUS = next(
+    (p / "shared" / "corpus" for p in REPO.parents if (p / "shared" / "corpus").is_dir()),
+    REPO.parent / "shared" / "corpus",
+)
+"""The real-world logs in ``shared/corpus`` beside the checkout, or beside a folder above it (a git worktree)."""
 
 
 def rank_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -59,6 +65,34 @@ def railbench(
         timeout=timeout,
         check=False,
     )
+
+
+def railbench_inline(
+    args: Sequence[str], *, cwd: Path | str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``railbench ARGS`` in this process, for what never starts a rank (bad input, torch-free commands): the
+    same exit status and the same lines on stdout and stderr as :func:`railbench`, without starting an
+    interpreter and importing railbench again (a second of CPU each). An exception the command line does not
+    turn into an exit status is a bug either way: here it fails the test with its traceback."""
+    from bench.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    try:
+        os.environ.clear()
+        os.environ.update(rank_env(env))
+        if cwd is not None:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                status = main(list(args))
+            except SystemExit as exc:  # --help and --version end through argparse
+                status = exc.code if isinstance(exc.code, int) else 0
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+    return subprocess.CompletedProcess(["railbench", *args], status, out.getvalue(), err.getvalue())
 
 
 def rank_pids(out: Path) -> dict[int, int]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import railbench, rank_env, rank_pids
+from tests.support import railbench_inline, rank_env, rank_pids
 
 
 @pytest.mark.parametrize(
@@ -41,7 +41,7 @@ from tests.support import railbench, rank_env, rank_pids
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
-    proc = railbench(["run", *args], cwd=tmp_path, timeout=60)
+    proc = railbench_inline(["run", *args], cwd=tmp_path)
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
@@ -85,7 +85,7 @@ def test_a_size_that_does_not_fit_the_ranks_memory_is_exit_2_before_anything_is_
 
 
 def test_unknown_command_is_exit_2() -> None:
-    proc = railbench(["frobnicate"], timeout=60)
+    proc = railbench_inline(["frobnicate"])
     assert proc.returncode == 2 and "unknown command" in proc.stderr
 
 

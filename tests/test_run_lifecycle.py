@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from bench.runtime.gpus import gpu_count
-from tests.support import railbench, rank_env, rank_pids
+from tests.support import railbench, railbench_inline, rank_env, rank_pids
 from tests.test_run_failures import _rows, _start_long_sweep, _wait_for_rows
 
 BAD_PROFILE = 'name = "bad"\ntransport = "loopback"\npass_fraction = 0.9\ncounter_tolerance_bytes = -1\n'
@@ -64,7 +64,7 @@ def test_bad_usage_is_exit_2_one_line_before_any_rank(
     if command == "accept" and "--profile" not in argv:
         argv += ["--profile", "local"]
     before = (tmp_path / "old-run" / "run.json").read_bytes() if case == "out-holds-a-run" else b""
-    proc = railbench([command, "--np", "2", *argv], cwd=tmp_path, timeout=60)
+    proc = railbench_inline([command, "--np", "2", *argv], cwd=tmp_path)
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], proc.stderr
@@ -76,7 +76,7 @@ def test_bad_usage_is_exit_2_one_line_before_any_rank(
 
 @pytest.mark.skipif(gpu_count() > 0, reason="this node has a GPU: --graph is valid here")
 def test_graph_without_a_gpu_is_exit_2(tmp_path: Path) -> None:
-    proc = railbench(["run", "--np", "2", "--graph"], cwd=tmp_path, timeout=60)
+    proc = railbench_inline(["run", "--np", "2", "--graph"], cwd=tmp_path)
     assert proc.returncode == 2 and "--graph" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
