@@ -1,10 +1,11 @@
 """The ``railbench`` command line: a thin dispatcher over ``bench.commands``.
 
-Each subcommand lives in its own module ``bench.commands.<module>`` that provides
+Each subcommand's face is its own module ``bench.commands.<module>``, which provides
 
-* ``add_arguments(parser: argparse.ArgumentParser) -> None`` and
-* ``main(args: argparse.Namespace) -> int``, which builds a typed config and calls the module's
-  ``run(config)`` (usable without argparse).
+* ``add_arguments(parser: argparse.ArgumentParser) -> None``, built from the flags the commands share
+  (``bench.commands.flags``) and its own, and
+* ``main(args: argparse.Namespace) -> int``, which builds the command's typed config and calls ``run(config)``
+  in the command's own folder (``bench.sweep``, ``bench.rails``, ``bench.compare``, ...), usable without argparse.
 
 Only the chosen subcommand's module is imported, so ``railbench --help`` and torch-free commands such as
 ``railbench hca`` stay fast. ``UserError`` becomes one line on stderr and exit 2, ``InfraError`` exit 3, a
@@ -22,6 +23,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from bench.commands.helptext import HelpFormatter
 from bench.exits import EXIT_USAGE, InfraError, UserError, interrupt_status
 from bench.runtime.env import PARENT_VAR, discover_rank, get
 from bench.version import __version__
@@ -65,9 +67,7 @@ class _OneLineParser(argparse.ArgumentParser):
 def _command_parser(name: str) -> argparse.ArgumentParser:
     module_name, summary = COMMANDS[name]
     module = importlib.import_module(f"bench.commands.{module_name}")
-    parser = _OneLineParser(
-        prog=f"railbench {name}", description=summary, formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
+    parser = _OneLineParser(prog=f"railbench {name}", description=summary, formatter_class=HelpFormatter)
     module.add_arguments(parser)
     parser.set_defaults(_handler=module.main)
     return parser

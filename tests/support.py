@@ -4,6 +4,8 @@ Import as ``from tests.support import railbench, rank_env, REPO, CORPUS``."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -11,7 +13,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-CORPUS = REPO.parent / "shared" / "corpus"
+CORPUS = next(
+    (p / "shared" / "corpus" for p in REPO.parents if (p / "shared" / "corpus").is_dir()),
+    REPO.parent / "shared" / "corpus",
+)
+"""The real-world logs in ``shared/corpus`` beside the checkout, or beside a folder above it (a git worktree)."""
 
 
 def rank_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -59,3 +65,65 @@ def railbench(
         timeout=timeout,
         check=False,
     )
+
+
+def railbench_inline(
+    args: Sequence[str], *, cwd: Path | str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``railbench ARGS`` in this process, for what never starts a rank (bad input, torch-free commands): the
+    same exit status and the same lines on stdout and stderr as :func:`railbench`, without starting an
+    interpreter and importing railbench again (a second of CPU each). An exception the command line does not
+    turn into an exit status is a bug either way: here it fails the test with its traceback."""
+    from bench.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    try:
+        os.environ.clear()
+        os.environ.update(rank_env(env))
+        if cwd is not None:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                status = main(list(args))
+            except SystemExit as exc:  # --help and --version end through argparse
+                status = exc.code if isinstance(exc.code, int) else 0
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+    return subprocess.CompletedProcess(["railbench", *args], status, out.getvalue(), err.getvalue())
+
+
+def rank_pids(out: Path) -> dict[int, int]:
+    """rank -> pid of the live rank processes writing to ``out`` (found through /proc, as an operator would):
+    their command line carries the run directory inside their ``--spec``, and their launcher numbered them."""
+    pids: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state == "Z" or not any(str(out).encode() in arg for arg in cmdline) or b"--np" in cmdline:
+            continue
+        for var in environ:
+            if var.startswith(b"OMPI_COMM_WORLD_RANK="):
+                pids[int(var.split(b"=")[1])] = int(entry.name)
+    return pids
+
+
+def alive(pids: Sequence[int]) -> list[int]:
+    """Those of ``pids`` that are still processes (not reaped, not zombies)."""
+    left = []
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state != "Z":
+            left.append(pid)
+    return left

@@ -20,7 +20,7 @@ from bench.rails.localise import Defect
 from bench.rails.records import RailDevices, RailResult, RailsOutcome
 from bench.rundir.junit import junit_xml
 from bench.sweep.judge import collective_items, counter_item
-from tests.support import railbench
+from tests.support import railbench_inline
 
 SCHEMA = Path(__file__).parent / "data" / "junit_jenkins.xsd"
 
@@ -224,6 +224,6 @@ def test_accept_local_np4_end_to_end(accept_local_np4: tuple[subprocess.Complete
 
 
 def test_accept_needs_a_profile() -> None:
-    done = railbench(["accept", "--np", "2"], timeout=60)
+    done = railbench_inline(["accept", "--np", "2"])
     assert done.returncode == 2
     assert "--profile" in done.stderr and len(done.stderr.strip().splitlines()) == 1

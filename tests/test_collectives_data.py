@@ -154,6 +154,8 @@ _MEASURE = textwrap.dedent(
 )
 
 
+@pytest.mark.mpi
+@pytest.mark.slow
 def test_256mib_all_reduce_with_check_keeps_host_memory_to_the_buffer_plus_a_fixed_margin() -> None:
     nbytes = 256 << 20
     proc = subprocess.run(

@@ -14,7 +14,7 @@ from bench.commands.compare import run as compare
 from bench.history.store import add_run
 from bench.report.openmetrics import prometheus_text
 from tests.history_fixtures import make_run_dir
-from tests.support import railbench
+from tests.support import railbench_inline
 
 AR = ("all_reduce", "world", "world")
 PAIR = ("sendrecv", "pair", "node01-node02/rail0", 1 << 30)
@@ -40,7 +40,7 @@ def test_openmetrics_parses_and_names_units(tmp_path: Path) -> None:
     run_dir = make_run_dir(
         tmp_path / "run", started_utc="2026-11-20T02:00:00Z", busbw=BUSBW, meta_extra={"profile": "local"}
     )
-    done = railbench(["export", "openmetrics", str(run_dir)], timeout=60)
+    done = railbench_inline(["export", "openmetrics", str(run_dir)])
     assert done.returncode == 0, done.stderr
     assert done.stdout.endswith("# EOF\n")
     families = {f.name: f for f in parse_openmetrics(done.stdout)}
@@ -72,7 +72,7 @@ def test_the_verdict_follows_compare_and_the_textfile_is_atomic(tmp_path: Path) 
     assert beside == prometheus_text(tonight)
     textfile = tmp_path / "textfile" / "railbench.prom"
     textfile.parent.mkdir()
-    done = railbench(["export", "openmetrics", str(tonight), "--format", "prometheus", "--out", str(textfile)])
+    done = railbench_inline(["export", "openmetrics", str(tonight), "--format", "prometheus", "--out", str(textfile)])
     assert done.returncode == 0 and done.stdout == "", done.stderr
     assert [p.name for p in textfile.parent.iterdir()] == ["railbench.prom"]  # no temporary file left behind
     samples = _samples(textfile.read_text(), parse_prometheus)
@@ -84,7 +84,7 @@ def test_the_verdict_follows_compare_and_the_textfile_is_atomic(tmp_path: Path) 
 
 
 def test_bad_input_is_one_line(tmp_path: Path) -> None:
-    done = railbench(["export", "openmetrics", str(tmp_path / "nope")], timeout=60)
+    done = railbench_inline(["export", "openmetrics", str(tmp_path / "nope")])
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
-    done = railbench(["export", "openmetrics", str(tmp_path), "--format", "json"], timeout=60)
+    done = railbench_inline(["export", "openmetrics", str(tmp_path), "--format", "json"])
     assert done.returncode == 2 and "--format" in done.stderr

@@ -120,6 +120,7 @@ dist.destroy_process_group()
 
 
 @pytest.mark.slow
+@pytest.mark.mpi
 def test_loopback_counters_cover_a_real_gloo_all_reduce() -> None:
     if Sysfs().read("class", "net", "lo", "statistics", "tx_bytes") is None:
         pytest.skip("no /sys/class/net/lo statistics on this machine")

@@ -13,7 +13,7 @@ import bench
 from bench.exits import UserError
 from bench.fabric import hca
 from tests import fabric_trees
-from tests.support import REPO, railbench
+from tests.support import REPO, railbench_inline
 
 ONE_CC = ["mlx5_0:1", *(f"mlx5_{k}:1" for k in range(1, 9))]
 WIDE = [f"mlx5_{k}:1" for k in range(16)]  # a node with mlx5_10+ (e.g. the deepep H100 with mlx5_13)
@@ -150,14 +150,14 @@ def bond_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_hca_command_reads_sysfs_and_says_why(bond_tree: Path) -> None:
-    proc = railbench(["hca", "--nccl-ib-hca", "^=mlx5_0", "--sysfs-root", str(bond_tree), "--json"])
+    proc = railbench_inline(["hca", "--nccl-ib-hca", "^=mlx5_0", "--sysfs-root", str(bond_tree), "--json"])
     # the RoCE bond stays in use beside the 8 IB rails: a warning that names it and the value that leaves it out
     assert proc.returncode == 1, proc.stderr
     doc = json.loads(proc.stdout)
     (mixed,) = [w for w in doc["warnings"] if w["code"] == "mixed-link-layers"]
     assert mixed["message"].startswith("NCCL uses ports of two link layers: mlx5_bond_0:1 is Ethernet (RoCE) beside 8")
     assert mixed["message"].endswith("add it to the exclude list: NCCL_IB_HCA=^=mlx5_0,mlx5_bond_0")
-    clean = railbench(["hca", "--nccl-ib-hca", "^=mlx5_0,mlx5_bond_0", "--sysfs-root", str(bond_tree)])
+    clean = railbench_inline(["hca", "--nccl-ib-hca", "^=mlx5_0,mlx5_bond_0", "--sysfs-root", str(bond_tree)])
     assert clean.returncode == 0 and "verdict: OK" in clean.stdout, clean.stdout
     assert doc["selected"] == [f"mlx5_{k}:1" for k in range(1, 9)] + ["mlx5_bond_0:1"]
     ports = {p["device"]: p for p in doc["ports"]}
@@ -166,19 +166,19 @@ def test_hca_command_reads_sysfs_and_says_why(bond_tree: Path) -> None:
 
 
 def test_hca_command_env_unset_flag_and_devices(bond_tree: Path) -> None:
-    from_env = railbench(["hca", "--sysfs-root", str(bond_tree)], env={"NCCL_IB_HCA": "^=mlx5_8,^=mlx5_14"})
+    from_env = railbench_inline(["hca", "--sysfs-root", str(bond_tree)], env={"NCCL_IB_HCA": "^=mlx5_8,^=mlx5_14"})
     assert from_env.returncode == 1 and "(environment)" in from_env.stdout
     assert "'^=mlx5_14' is a literal name" in from_env.stdout
-    unset = railbench(["hca", "--nccl-ib-hca", "--devices", "mlx5_0,mlx5_1:1"], env={"NCCL_IB_HCA": "^"})
+    unset = railbench_inline(["hca", "--nccl-ib-hca", "--devices", "mlx5_0,mlx5_1:1"], env={"NCCL_IB_HCA": "^"})
     assert unset.returncode == 0, unset.stdout
     assert "NCCL_IB_HCA is unset" in unset.stdout and "use [1]" in unset.stdout
-    bad = railbench(["hca", "--devices", "mlx5_0:x"])
+    bad = railbench_inline(["hca", "--devices", "mlx5_0:x"])
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "NAME:PORT" in bad.stderr
 
 
 @pytest.mark.parametrize("value", [",", "^", "x" * 10_000, "mlx5_0，mlx5_1", "mlx5_é:1", "\x01\x7f"])
 def test_hca_command_bad_values_get_a_verdict_not_a_traceback(bond_tree: Path, value: str) -> None:
-    proc = railbench(["hca", f"--nccl-ib-hca={value}", "--sysfs-root", str(bond_tree)])
+    proc = railbench_inline(["hca", f"--nccl-ib-hca={value}", "--sysfs-root", str(bond_tree)])
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr and proc.stderr == ""
     assert proc.stdout.splitlines()[-1].startswith("verdict: ")
@@ -189,13 +189,13 @@ def test_hca_unset_on_a_1cc_node_warns_of_the_ethernet_port_beside_the_ib_rails(
     """NCCL_IB_HCA unset on a node whose mlx5_0 is a front-end Ethernet (RoCE) port beside 8 InfiniBand rails:
     NCCL would use mlx5_0 too. ``check --profile lambda-1cc`` fails it; ``hca`` alone must not say OK."""
     root = fabric_trees.build(tmp_path / "node", fabric_trees.healthy_1cc())
-    proc = railbench(["hca", "--nccl-ib-hca", "--sysfs-root", str(root)])
+    proc = railbench_inline(["hca", "--nccl-ib-hca", "--sysfs-root", str(root)])
     assert proc.returncode == 1 and "verdict: WARN" in proc.stdout, proc.stdout
     assert (
         "mlx5_0:1 is Ethernet (RoCE) beside 8 InfiniBand ports, a separate fabric that no InfiniBand port reaches "
         "(often a front-end port not meant for RDMA): leave it out with NCCL_IB_HCA=^=mlx5_0"
     ) in proc.stdout
-    fixed = railbench(["hca", "--nccl-ib-hca", "^=mlx5_0", "--sysfs-root", str(root)])
+    fixed = railbench_inline(["hca", "--nccl-ib-hca", "^=mlx5_0", "--sysfs-root", str(root)])
     assert fixed.returncode == 0 and "verdict: OK" in fixed.stdout, fixed.stdout
 
 

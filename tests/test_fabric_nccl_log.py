@@ -128,9 +128,21 @@ def test_snippets_without_host_prefix(corpus: Path) -> None:
 
 
 def test_every_corpus_file_parses(corpus: Path) -> None:
-    for path in sorted(corpus.iterdir()):
+    """Any file of the corpus reads, NCCL log or not: only the NCCL logs give network evidence (ibstat output,
+    nccl-tests tables, notes and topology dumps give none), and the evidence is plain JSON."""
+    one_cc = load_profile("lambda-1cc")
+    files = sorted(p for p in corpus.iterdir() if not p.name.endswith(".source.txt"))
+    assert len(files) > 40
+    for path in files:
         log = nccl_log.parse_file(path)
-        json.dumps(nccl_evidence.evidence([log], load_profile("lambda-1cc")))
+        evidence = nccl_evidence.evidence([log], one_cc)
+        assert json.loads(json.dumps(evidence)) == evidence, path.name
+        with_evidence = {h for h, net in log.hosts.items() if net.has_network_evidence}
+        assert with_evidence <= set(evidence["hosts"]), path.name
+        if path.name.startswith("nccl_log_"):
+            assert log.nccl_lines > 0 and with_evidence, path.name
+        else:
+            assert with_evidence == set() and log.usings == (), path.name
 
 
 def test_corpus_evidence_against_the_1cc_profile(corpus: Path) -> None:

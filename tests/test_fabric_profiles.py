@@ -10,7 +10,7 @@ from bench.exits import UserError
 from bench.fabric.hca import select_hcas
 from bench.measure.targets import world_target_gbps
 from bench.profiles import list_profiles, load_profile
-from tests.support import railbench
+from tests.support import railbench_inline
 
 
 def test_shipped_profiles_load() -> None:
@@ -134,9 +134,9 @@ def test_unknown_profile_exits_2_with_one_line(tmp_path: Path) -> None:
         load_profile(str(tmp_path / "nope.toml"))
     bad = tmp_path / "bad.toml"
     bad.write_text("transport = 'ib'\n[rails]\nspeed = 400\n")
-    proc = railbench(["check", "--profile", str(bad)])
+    proc = railbench_inline(["check", "--profile", str(bad)])
     assert proc.returncode == 2 and f"{bad}:3:" in proc.stderr and proc.stderr.count("\n") == 1
-    proc = railbench(["check", "--profile", "nosuch"])
+    proc = railbench_inline(["check", "--profile", "nosuch"])
     assert proc.returncode == 2 and "unknown profile 'nosuch'" in proc.stderr
 
 

@@ -11,8 +11,8 @@ import pytest
 
 from bench.exits import UserError
 from bench.profiles import load_profile
-from bench.toml_limits import MAX_DEPTH, MAX_TOML_BYTES, check_nesting
-from tests.support import railbench
+from bench.toml_limits import MAX_DEPTH, MAX_TOML_BYTES, check_nesting, loads
+from tests.support import railbench_inline
 
 HEAD = 'name = "x"\ntransport = "socket"\n'
 
@@ -49,7 +49,7 @@ def test_deep_nesting_through_the_cli_is_one_line_in_every_command(tmp_path: Pat
     path = tmp_path / "deep.toml"
     path.write_text(HEAD + "nvlink_target_gbps = " + "[" * 5000 + "]" * 5000 + "\n")
     for args in (["check"], ["run", "--np", "2", "--no-history", "--out", str(tmp_path / "out")]):
-        done = railbench([*args, "--profile", str(path)], cwd=tmp_path, timeout=120)
+        done = railbench_inline([*args, "--profile", str(path)], cwd=tmp_path)
         assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr[-2000:]
         assert "nested more than" in done.stderr
     assert not (tmp_path / "out").exists()
@@ -69,7 +69,12 @@ def test_brackets_inside_strings_and_comments_do_not_count() -> None:
         'e = "\\"[[[[[[[[[[[[[[[[[[[["\n'
         "f = [[1, 2], [3, [4, {x = [5]}]]]\n"
     )
-    check_nesting(text, "t.toml")
+    check_nesting(text, "t.toml")  # a hundred brackets in strings and comments are not a hundred levels
+    parsed = loads(text, "t.toml")
+    assert parsed["a"] == "[" * 100 and parsed["d"] == "[" * 100 and parsed["f"][1][1][1] == {"x": [5]}
+    # The same count outside strings is refused, and the line is named: the pass reads brackets, not text.
+    with pytest.raises(UserError, match=r"t\.toml:10: .*nested more than"):
+        check_nesting(text + "g = " + "[" * (MAX_DEPTH + 1) + "]" * (MAX_DEPTH + 1) + "\n", "t.toml")
 
 
 @pytest.mark.parametrize(

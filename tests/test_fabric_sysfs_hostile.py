@@ -15,7 +15,7 @@ from bench.fabric.sysfs_io import MAX_READ_BYTES
 from bench.preflight import checks
 from bench.profiles import load_profile
 from tests import fabric_trees
-from tests.support import railbench
+from tests.support import railbench_inline
 
 GOOD_ENV = {"NCCL_IB_HCA": "^=mlx5_0", "NCCL_SOCKET_IFNAME": "=eno1"}
 RATE = ("class", "infiniband", "mlx5_3", "ports", "1", "rate")
@@ -85,7 +85,7 @@ def test_fifo_tree_through_the_cli_answers_and_names_the_path(tmp_path: Path, co
     root = _node(tmp_path)
     os.mkfifo(_replace(root, RATE))
     args = ["--profile", "lambda-1cc"] if command == "check" else []
-    done = railbench([command, *args, "--sysfs-root", str(root)], env=GOOD_ENV, timeout=60)
+    done = railbench_inline([command, *args, "--sysfs-root", str(root)], env=GOOD_ENV)
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert "mlx5_3/ports/1/rate is a FIFO" in done.stdout
 

@@ -21,7 +21,7 @@ from bench.exits import UserError
 from bench.history.queries import metrics_of
 from bench.history.store import add_run, list_runs, open_store, opened
 from tests.history_fixtures import make_run_dir
-from tests.support import railbench
+from tests.support import railbench_inline
 
 AR = ("all_reduce", "world", "world", 1 << 30)
 PAGE = 4096
@@ -61,7 +61,7 @@ def _digest(path: Path) -> str:
 
 
 def _one_line_exit_2(args: list[str], cwd: Path, *words: str) -> str:
-    done = railbench(args, cwd=cwd, timeout=120)
+    done = railbench_inline(args, cwd=cwd)
     assert done.returncode == 2, done.stdout + done.stderr
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
     for word in words:
@@ -203,9 +203,9 @@ def test_read_only_store_refuses_add_in_one_line(read_only: tuple[Path, list[Pat
 
 def test_read_only_store_still_lists_and_compares(read_only: tuple[Path, list[Path]], tmp_path: Path) -> None:
     history, runs = read_only
-    listed = railbench(["history", "list", "--history", str(history)], cwd=tmp_path, timeout=120)
+    listed = railbench_inline(["history", "list", "--history", str(history)], cwd=tmp_path)
     assert listed.returncode == 0 and len(listed.stdout.splitlines()) == 3, listed.stderr
-    compared = railbench(["compare", str(runs[2]), "--history", str(history)], cwd=tmp_path, timeout=120)
+    compared = railbench_inline(["compare", str(runs[2]), "--history", str(history)], cwd=tmp_path)
     assert compared.returncode == 0 and "2 run(s)" in compared.stdout, compared.stdout + compared.stderr
 
 

@@ -22,7 +22,7 @@ from bench.history.store import (
     open_store,
 )
 from tests.history_fixtures import make_run_dir
-from tests.support import railbench
+from tests.support import railbench_inline
 
 AR = ("all_reduce", "world", "world")
 
@@ -174,19 +174,19 @@ def test_read_run_refuses_a_folder_without_run_json(tmp_path: Path) -> None:
 def test_history_command_adds_and_lists(tmp_path: Path) -> None:
     history = tmp_path / "h.sqlite"
     dirs = [str(_run(tmp_path, f"n{d}", d)) for d in (1, 2)]
-    added = railbench(["history", "add", *dirs, "--history", str(history)], timeout=60)
+    added = railbench_inline(["history", "add", *dirs, "--history", str(history)])
     assert added.returncode == 0, added.stderr
     assert added.stdout.splitlines()[0].startswith("history: run 1 <- ")
-    listed = railbench(["history", "list", "--history", str(history)], timeout=60)
+    listed = railbench_inline(["history", "list", "--history", str(history)])
     assert listed.returncode == 0, listed.stderr
     lines = listed.stdout.splitlines()
     assert lines[0].split()[:3] == ["id", "started", "(UTC)"] and len(lines) == 3
     assert lines[1].split()[:4] == ["2", "2026-11-02T02:00:00Z", "lab", "run"]
-    as_json = railbench(["history", "list", "--json", "--limit", "1", "--history", str(history)], timeout=60)
+    as_json = railbench_inline(["history", "list", "--json", "--limit", "1", "--history", str(history)])
     assert json.loads(as_json.stdout)["metrics"] == 3
-    missing = railbench(["history", "list", "--history", str(tmp_path / "none.sqlite")], timeout=60)
+    missing = railbench_inline(["history", "list", "--history", str(tmp_path / "none.sqlite")])
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "history add" in missing.stderr
-    bad = railbench(["history", "add", str(tmp_path), "--history", str(history)], timeout=60)
+    bad = railbench_inline(["history", "add", str(tmp_path), "--history", str(history)])
     assert bad.returncode == 2 and "run.json is missing" in bad.stderr
 
 

@@ -95,10 +95,15 @@ def test_rails_intra_node_runs_on_one_host_where_the_rails_are_skipped(tmp_path:
             "3",
             "--warmup",
             "1",
+            # Four ranks share this box's two cores with whatever else runs: a rank starved of CPU is really
+            # slower, and judging local ranks against their peers is proved exactly on the model above. Here a
+            # pair must be a hundred times slower than its peers to be named, so this healthy run must pass.
+            "--relative-fraction",
+            "0.01",
             *history,
         ]
     )
-    assert done.returncode in (0, 1), done.stdout + done.stderr
+    assert done.returncode == 0, done.stdout + done.stderr
     assert "# rails: skipped: 1 node" in done.stdout
     assert "# intra-node pairs" in done.stdout
     doc = json.loads((out / "rails.json").read_text())
@@ -113,7 +118,6 @@ def test_rails_intra_node_runs_on_one_host_where_the_rails_are_skipped(tmp_path:
     assert sorted(row["group"] for row in local) == sorted(
         f"{node}/gpu{a}-gpu{b}" for a in range(4) for b in range(a + 1, 4)
     )
-    # Loopback is noisy on a busy CPU: whatever was decided is written, and the verdict agrees with it.
+    assert intra["defects"] == [], intra["defects"]
     meta = json.loads((out / "run.json").read_text())
-    assert meta["status"] == "complete" and meta["verdict"] == ("fail" if intra["defects"] else "pass")
-    assert meta["exit_status"] == done.returncode
+    assert (meta["status"], meta["verdict"], meta["exit_status"]) == ("complete", "pass", 0), meta

@@ -104,7 +104,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("bench",),  # the package's public face (``bench.select_hcas``): nothing inside imports it
     ("bench.__main__", "bench.cli"),
     ("commands",),
-    ("accept", "sweep", "rails", "check"),  # the jobs (accept runs the other three's phases)
+    # the jobs (accept runs the other three's phases) and the other commands' logic, each in its own folder
+    ("accept", "sweep", "rails", "check", "compare", "importer", "hca"),
     ("frame",),
     ("report", "history"),
     ("nccltests", "measure", "preflight", "fabric", "nccllogs"),  # the engines

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import railbench
+from tests.support import railbench, railbench_inline
 
 
 def _one_line_exit_2(args: list[str], cwd: Path, *expected: str) -> str:
-    done = railbench(args, cwd=cwd)
+    done = railbench_inline(args, cwd=cwd)
     assert done.returncode == 2, done.stdout + done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
@@ -72,7 +72,7 @@ def test_hca_with_a_missing_sysfs_root_says_so(tmp_path: Path) -> None:
 
 
 def test_hca_unset_is_said_once(tmp_path: Path) -> None:
-    done = railbench(["hca", "--nccl-ib-hca", "--devices", "mlx5_0,mlx5_1"], cwd=tmp_path)
+    done = railbench_inline(["hca", "--nccl-ib-hca", "--devices", "mlx5_0,mlx5_1"], cwd=tmp_path)
     first = done.stdout.splitlines()[0]
     assert first == "NCCL_IB_HCA is unset: NCCL uses every active port", first
 
@@ -89,7 +89,7 @@ def test_report_out_that_is_a_file_is_refused(tmp_path: Path) -> None:
 def test_import_error_names_the_log_once(tmp_path: Path) -> None:
     log = tmp_path / "nothing.log"
     log.write_text("no table here\n")
-    done = railbench(
+    done = railbench_inline(
         ["import", "nccl-tests", str(log), "--no-history", "--out-root", str(tmp_path / "runs")], cwd=tmp_path
     )
     assert done.returncode == 2 and done.stderr.count(str(log)) == 1, done.stderr

@@ -14,7 +14,7 @@ from bench.runtime.placement import (
     placement_verdict,
     shared_gpus,
 )
-from tests.support import railbench
+from tests.support import railbench_inline
 
 
 @pytest.mark.parametrize(
@@ -68,7 +68,7 @@ def test_graph_without_blocking_wait_is_fine(env: dict[str, str]) -> None:
 
 
 def test_cli_refuses_graph_under_blocking_wait_before_any_rank_starts(tmp_path: Path) -> None:
-    proc = railbench(["run", "--np", "2", "--graph"], cwd=tmp_path, env={"TORCH_NCCL_BLOCKING_WAIT": "1"}, timeout=60)
+    proc = railbench_inline(["run", "--np", "2", "--graph"], cwd=tmp_path, env={"TORCH_NCCL_BLOCKING_WAIT": "1"})
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "TORCH_NCCL_BLOCKING_WAIT=1" in lines[0] and "Traceback" not in proc.stderr

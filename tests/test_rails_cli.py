@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import railbench
+from tests.support import railbench_inline
 
 
 @pytest.mark.parametrize(
@@ -22,7 +22,7 @@ from tests.support import railbench
     ],
 )
 def test_bad_input_is_one_line(args: list[str], message: str) -> None:
-    done = railbench(["rails", *args], timeout=60)
+    done = railbench_inline(["rails", *args])
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], done.stderr

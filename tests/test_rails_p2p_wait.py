@@ -16,6 +16,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from tests.support import rank_env
 
 _RANK = textwrap.dedent(
@@ -50,6 +52,8 @@ _RANK = textwrap.dedent(
 )
 
 
+@pytest.mark.mpi
+@pytest.mark.slow
 def test_a_pair_exchange_outlasts_the_connection_timeout_of_its_rail_group(tmp_path: Path) -> None:
     store = str(tmp_path / "store")
     ranks = [

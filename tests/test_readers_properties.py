@@ -1,13 +1,16 @@
-"""Property tests for the readers of issue 12's part B: the sysfs tree, profile TOML and NCCL_IB_HCA.
+"""Property tests (hypothesis) for the readers of hostile input: the nccl-tests importer (text and JSON), the
+NCCL log reader, the sysfs tree, profile TOML and NCCL_IB_HCA.
 
-On any input each returns a result or raises railbench's own input error (``UserError``, exit 2), never
-another exception, and within a generous time bound per KiB of input (the CI box is a noisy shared 2-core
-machine). The inputs that found each bug are kept as explicit ``@example`` seeds.
+On any input each returns a result whose invariants hold, or raises the project's input error (``UserError``,
+of which ``InputError`` is one) in one line, never another exception, and within a generous time bound per
+KiB of input (the CI box is a noisy shared 2-core machine). The inputs that found each bug are kept as explicit
+``@example`` seeds.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import time
@@ -20,9 +23,13 @@ from hypothesis import strategies as st
 from bench.exits import UserError
 from bench.fabric import counters, hca
 from bench.fabric.sysfs import Sysfs, ib_devices, net_devices, nvidia_gpus
+from bench.nccllogs import nccl_evidence, nccl_log
+from bench.nccltests import parse_log
+from bench.nccltests.convert import result_rows
 from bench.preflight import checks
 from bench.profiles import load_profile
 from tests import fabric_trees
+from tests.history_fixtures import json_log, text_log
 
 FIXED_S = 3.0
 PER_KIB_S = 0.25
@@ -36,6 +43,123 @@ SETTINGS = settings(
 def _within_bound(started: float, nbytes: int) -> None:
     elapsed = time.monotonic() - started
     assert elapsed < FIXED_S + PER_KIB_S * nbytes / 1024, f"{elapsed:.2f} s for {nbytes} bytes"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# nccl-tests logs and NCCL_DEBUG logs
+
+LOG_FIXED_S = 1.0
+LOG_PER_KIB_S = 0.05
+"""The log readers' bound (tighter than the tree's: they read one string, no file system)."""
+
+
+def _within_log_bound(started: float, text: str) -> None:
+    kib = max(1.0, len(text.encode("utf-8", "replace")) / 1024)
+    assert time.monotonic() - started < LOG_FIXED_S + LOG_PER_KIB_S * kib
+
+
+GOOD_TEXT = text_log("all_reduce", ("gpu-a01", "gpu-a02"), 8, [1 << 20, 1 << 22, 1 << 24])
+GOOD_JSON = json_log("all_reduce", ("gpu-a01", "gpu-a02"), 8, [1 << 20, 1 << 22, 1 << 24])
+
+# Pieces of the real grammars, so generated text reaches the parsers' inner branches.
+TEXT_PIECES = [
+    "# nThread 1 nGpus 8 minBytes 8 maxBytes 1024 step: 2(factor) warmup iters: 5 iters: 20 validation: 1",
+    "#  Rank  0 Group  0 Pid 1234 on gpu-a01 device  0 [0000:18:00] NVIDIA H100 80GB HBM3",
+    "#       size         count      type   redop    root     time   algbw   busbw #wrong",
+    "     1048576        262144     float     sum      -1    61.2   17.13   32.12      0    60.7   17.2   32.3      0",
+    "     1048576        262144     float    61.2   17.13   12.85  0e+00",
+    "# Out of bounds values : 0 OK",
+    "# Avg bus bandwidth    : 17.44",
+    "# Collective test starting: all_gather_perf",
+    "mpirun -np 2 ./build/all_reduce_perf -b 8 -e 1G -g 4",
+    "[1,0]<stdout>:",
+    "gpu-a01:12:12 [0] NCCL INFO comm 0x1 rank 0 nRanks 16 nNodes 2",
+    "inf",
+    "nan",
+    "1e999",
+    "-3.5",
+    "9" * 80,
+    "\x1b[31m",
+    "\\",
+]
+NCCL_PIECES = [
+    "h1:12:13 [0] NCCL INFO ",
+    "[1,0]<stdout>:",
+    "0: ",
+    "NCCL version 2.4.8+cuda10.1",
+    "NET/IB : Using [0]mlx5_0:1/IB [1]mlx5_1:1/RoCE/SHARP [RO]; OOB ib0:10.0.0.1<0>",
+    "NET/Socket : Using [0]eth0:10.0.0.1<0>",
+    "Using network AWS Libfabric",
+    "Channel 00/0 : 0[0] -> 1[0] [send] via NET/IB/1(3)/GDRDMA",
+    "Ring 00 : 0 -> 1 [receive] via NET/IB/0",
+    "NET/IB : No device found.",
+    "transport/net_ib.cc:99 NCCL WARN hca mlx5_2",
+    "9" * 80,
+    ":",
+    "[",
+    "]",
+]
+
+
+def _lines(pieces: list[str]) -> st.SearchStrategy[str]:
+    line = st.lists(st.sampled_from(pieces) | st.text(max_size=30), max_size=6).map("".join)
+    return st.lists(line, max_size=40).map("\n".join)
+
+
+@SETTINGS
+@given(_lines(TEXT_PIECES))
+@example("x " + "a" * 4000)  # the cubic _PROGRAM regex of issue 12
+@example(GOOD_TEXT.replace("step: 2(factor)", "step: " + "9" * 5000 + "(factor)"))
+@example("     1048576  262144  float  sum  -1  61.2  17.13  -32.12  0  60.7  17.2  32.3  0")
+def test_nccl_tests_text_returns_or_refuses(text: str) -> None:
+    started = time.monotonic()
+    try:
+        log = parse_log(text, source="gen.log")
+    except UserError:
+        pass
+    else:
+        for row in result_rows(log):
+            assert 0 <= row["busbw_GBps"] < float("inf") and 0 <= row["time_us"] < float("inf")
+    _within_log_bound(started, text)
+
+
+@SETTINGS
+@given(st.data())
+def test_nccl_tests_json_returns_or_refuses(data: st.DataObject) -> None:
+    cut = data.draw(st.integers(0, len(GOOD_JSON)))
+    junk = data.draw(st.sampled_from(["", "NaN", "Infinity", "-1", "1e999", "9" * 5000, '"x"', "[[[", "null", "}"]))
+    at = data.draw(st.integers(0, cut))
+    text = GOOD_JSON[:at] + junk + GOOD_JSON[at:cut]
+    started = time.monotonic()
+    try:
+        log = parse_log(text, source="gen.json")
+    except UserError:
+        pass
+    else:
+        for row in result_rows(log):
+            assert 0 <= row["busbw_GBps"] < float("inf")
+    _within_log_bound(started, text)
+
+
+@SETTINGS
+@given(_lines(NCCL_PIECES))
+@example("a" * 40_000)  # the quadratic _PREFIX search of issue 12
+@example("h:" + "5" * 5000 + ":1 [0] NCCL INFO x")
+@example("h:1:1 [0] NCCL INFO NET/IB : Using [" + "7" * 5000 + "]mlx5_0:1/IB")
+def test_nccl_log_returns_or_refuses(text: str) -> None:
+    started = time.monotonic()
+    try:
+        log = nccl_log.parse_text(text, "gen.log")
+    except UserError as exc:
+        assert "\n" not in str(exc)
+    else:
+        assert log.nccl_lines <= text.count("\n") + 1  # a line is counted once, or not at all
+        evidence = nccl_evidence.evidence([log], None)
+        assert json.loads(json.dumps(evidence)) == evidence
+        for host, net in log.hosts.items():
+            assert all(d and "\n" not in d for d in net.devices), (host, net.devices)
+            assert net.has_network_evidence <= (host in evidence["hosts"])
+    _within_log_bound(started, text)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -285,13 +409,31 @@ def _make(root: Path, parts: list[str], kind: str, content: str, target: list[st
 
 
 def _read_everything(root: Path) -> None:
+    """Every reader over ``root``; what each returns keeps its invariants, whatever the tree holds."""
     tree = Sysfs(root)
     ib_devices(tree), net_devices(tree), nvidia_gpus(tree)
     for problem in tree.problems:
-        assert "\n" not in problem.message
-    counters.snapshot(root)
-    results = checks.run_checks(load_profile("lambda-1cc"), root, (), {"NCCL_IB_HCA": "^=mlx5_0"})
-    checks.verdict(results)
+        assert problem.message and "\n" not in problem.message
+    for reading in counters.snapshot(root).readings.values():
+        assert reading.tx >= 0 and reading.rx >= 0 and reading.unit_bytes > 0, reading
+    # The error counters' idle window is a sleep between two reads of the same static files, and the kernel
+    # log is this machine's: neither is what is drawn here (the window took 3 s of every healthy example).
+    kernel_log = root.parent / "kern.log"
+    kernel_log.touch()
+    results = checks.run_checks(
+        load_profile("lambda-1cc"),
+        root,
+        (),
+        {"NCCL_IB_HCA": "^=mlx5_0"},
+        kernel_log=kernel_log,
+        sleep=lambda seconds: None,
+    )
+    assert results
+    for result in results:
+        assert result.status in ("pass", "warn", "fail", "skip"), result
+        assert result.reason and "\n" not in result.reason, result  # a skip says why, a failure what
+    statuses = {r.status for r in results}
+    assert checks.verdict(results) == ("fail" if "fail" in statuses else "warn" if "warn" in statuses else "pass")
 
 
 @SETTINGS

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import railbench, rank_env
+from tests.support import railbench_inline, rank_env, rank_pids
 
 
 @pytest.mark.parametrize(
@@ -41,7 +41,7 @@ from tests.support import railbench, rank_env
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
-    proc = railbench(["run", *args], cwd=tmp_path, timeout=60)
+    proc = railbench_inline(["run", *args], cwd=tmp_path)
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
@@ -85,27 +85,8 @@ def test_a_size_that_does_not_fit_the_ranks_memory_is_exit_2_before_anything_is_
 
 
 def test_unknown_command_is_exit_2() -> None:
-    proc = railbench(["frobnicate"], timeout=60)
+    proc = railbench_inline(["frobnicate"])
     assert proc.returncode == 2 and "unknown command" in proc.stderr
-
-
-def _rank_pids(out: Path) -> dict[int, int]:
-    """rank -> pid of the rank processes writing to ``out`` (found through /proc, as an operator would)."""
-    pids: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-            environ = (entry / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        # The ranks' command line carries the run directory inside their --spec; the parent's has --np.
-        if any(str(out).encode() in arg for arg in cmdline) and b"--np" not in cmdline:
-            for var in environ:
-                if var.startswith(b"OMPI_COMM_WORLD_RANK="):
-                    pids[int(var.split(b"=")[1])] = int(entry.name)
-    return pids
 
 
 def _rows(out: Path) -> list[dict[str, str]]:
@@ -164,7 +145,7 @@ def test_hung_rank_is_named_and_rows_are_kept(tmp_path: Path) -> None:
     stopped: int | None = None
     try:
         _wait_for_rows(out, proc, 2)
-        stopped = _rank_pids(out)[1]
+        stopped = rank_pids(out)[1]
         os.kill(stopped, signal.SIGSTOP)  # a real hang: rank 1 stops answering mid-sweep
         kept = len(_rows(out))
         _, stderr = proc.communicate(timeout=120)
@@ -190,7 +171,7 @@ def test_killed_rank_is_exit_3_and_rows_are_kept(tmp_path: Path) -> None:
     proc = _start_long_sweep(out, timeout_s=60)
     try:
         _wait_for_rows(out, proc, 2)
-        os.kill(_rank_pids(out)[2], signal.SIGKILL)
+        os.kill(rank_pids(out)[2], signal.SIGKILL)
         kept = len(_rows(out))
         _, stderr = proc.communicate(timeout=120)
     finally:
@@ -218,7 +199,7 @@ def test_losing_rank_0_under_the_users_own_mpirun_is_recorded_by_a_survivor(tmp_
     )
     try:
         _wait_for_rows(out, proc, 2)
-        os.kill(_rank_pids(out)[0], signal.SIGKILL)
+        os.kill(rank_pids(out)[0], signal.SIGKILL)
         _, stderr = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from bench.runtime.gpus import gpu_count
-from tests.support import railbench, rank_env
-from tests.test_run_failures import _rank_pids, _rows, _start_long_sweep, _wait_for_rows
+from tests.support import railbench, railbench_inline, rank_env, rank_pids
+from tests.test_run_failures import _rows, _start_long_sweep, _wait_for_rows
 
 BAD_PROFILE = 'name = "bad"\ntransport = "loopback"\npass_fraction = 0.9\ncounter_tolerance_bytes = -1\n'
 
@@ -64,7 +64,7 @@ def test_bad_usage_is_exit_2_one_line_before_any_rank(
     if command == "accept" and "--profile" not in argv:
         argv += ["--profile", "local"]
     before = (tmp_path / "old-run" / "run.json").read_bytes() if case == "out-holds-a-run" else b""
-    proc = railbench([command, "--np", "2", *argv], cwd=tmp_path, timeout=60)
+    proc = railbench_inline([command, "--np", "2", *argv], cwd=tmp_path)
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], proc.stderr
@@ -76,7 +76,7 @@ def test_bad_usage_is_exit_2_one_line_before_any_rank(
 
 @pytest.mark.skipif(gpu_count() > 0, reason="this node has a GPU: --graph is valid here")
 def test_graph_without_a_gpu_is_exit_2(tmp_path: Path) -> None:
-    proc = railbench(["run", "--np", "2", "--graph"], cwd=tmp_path, timeout=60)
+    proc = railbench_inline(["run", "--np", "2", "--graph"], cwd=tmp_path)
     assert proc.returncode == 2 and "--graph" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
@@ -121,7 +121,7 @@ def test_a_signal_to_the_parent_stops_every_rank_and_is_recorded(tmp_path: Path,
     proc = _start_long_sweep(out, timeout_s=60)
     try:
         _wait_for_rows(out, proc, 2)
-        ranks = _rank_pids(out)
+        ranks = rank_pids(out)
         assert len(ranks) == 3
         kept = len(_rows(out))
         os.kill(proc.pid, signum)  # the parent only, as scancel/timeout/Ctrl-C in a script would

@@ -130,6 +130,8 @@ def test_a_measured_rails_json_matches_its_schema(tmp_path: Path) -> None:
             "2",
             "--confirm",
             "0",
+            "--relative-fraction",
+            "0.01",  # a CPU-starved rank on this shared box is not a defect this schema test is about
             "--out",
             str(out),
             "--no-history",
@@ -137,7 +139,7 @@ def test_a_measured_rails_json_matches_its_schema(tmp_path: Path) -> None:
         cwd=tmp_path,
         timeout=300,
     )
-    assert done.returncode in (0, 1), done.stderr
+    assert done.returncode == 0, done.stderr
     doc = json.loads((out / "rails.json").read_text())
     jsonschema.validate(doc, RAILS_SCHEMA)
     assert doc["intra_node"] is not None and doc["process_groups"] >= 2

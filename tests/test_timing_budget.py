@@ -19,6 +19,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from tests.support import rank_env
 
 _PROGRAM = textwrap.dedent(
@@ -74,6 +76,7 @@ _PROGRAM = textwrap.dedent(
 )
 
 
+@pytest.mark.mpi
 def test_the_budget_moves_chunks_of_a_dead_slow_cell_and_every_byte_of_a_healthy_one() -> None:
     proc = subprocess.run([sys.executable, "-c", _PROGRAM], env=rank_env(), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr

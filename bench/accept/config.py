@@ -11,6 +11,7 @@ from bench.frame.validate import check_common
 from bench.profiles import Profile, load_profile
 from bench.rails.config import RailsConfig, RailsSettings, resolve
 from bench.runtime import spec
+from bench.runtime.deadlines import DEFAULT_TIMEOUT_S, check_timeout
 from bench.sweep.config import RunConfig
 
 
@@ -25,7 +26,7 @@ class AcceptConfig:
     rails: RailsConfig
     """The rails test (likewise)."""
     backend: Literal["auto", "nccl", "gloo"] = "auto"
-    timeout_s: float = 300.0
+    timeout_s: float = DEFAULT_TIMEOUT_S
     """A step that has not finished after this many seconds ends the run with exit 3."""
     np: int | None = None
     """Start this many local ranks under mpirun."""
@@ -36,8 +37,7 @@ class AcceptConfig:
     def __post_init__(self) -> None:
         if self.np is not None and self.np < 1:
             raise UserError(f"--np {self.np} must be at least 1")
-        if self.timeout_s <= 0:
-            raise UserError(f"--timeout {self.timeout_s:g} must be positive (seconds)")
+        check_timeout(self.timeout_s)
 
     def sweep_config(self, out: Path | None) -> RunConfig:
         """The world sweep as the ranks run it, inside the accept run directory."""

@@ -11,124 +11,57 @@ Runs under any launcher (mpirun/srun/torchrun on every node), or starts ``--np N
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from bench.accept.config import AcceptConfig, validate
 from bench.accept.rank import run_rank
-from bench.commands import rails as rails_cmd
-from bench.commands.flags import Given, add_spec_argument, config_or_spec, refuse_two_step_rules
-from bench.exits import UserError
+from bench.commands import flags
 from bench.measure.collectives import get_collective
 from bench.profiles import load_profile
 from bench.rails.config import RailsConfig
 from bench.runtime.launch import rank_or_local, start_local_ranks
 from bench.sweep.config import RunConfig, sized
-from bench.units import parse_size
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--profile", required=True, metavar="NAME|PATH", help="cluster profile (e.g. lambda-1cc)")
+    flags.add_profile(parser, default=None)
     sweep = parser.add_argument_group("world sweep (railbench run)")
-    sweep.add_argument(
-        "-b",
-        "--min-bytes",
-        type=lambda t: parse_size(t, "--min-bytes"),
-        default=RunConfig.min_bytes,
-        help="first message size",
-    )
-    sweep.add_argument(
-        "-e",
-        "--max-bytes",
-        type=lambda t: parse_size(t, "--max-bytes"),
-        default=None,
-        help="last message size (inclusive; default: the profile's default_max_bytes, 8G on lambda-1cc, else 64M)",
-    )
-    sweep.add_argument(
-        "-f", "--step-factor", type=int, default=RunConfig.step_factor, action=Given, help="multiply the size by this"
-    )
-    sweep.add_argument(
-        "-i", "--step-bytes", type=lambda t: parse_size(t, "--step-bytes"), default=None, help="add this instead of -f"
-    )
-    sweep.add_argument("-n", "--iters", type=int, default=RunConfig.iters, help="timed iterations per size")
-    sweep.add_argument("-w", "--warmup", type=int, default=RunConfig.warmup, help="untimed iterations per size")
-    sweep.add_argument("--collectives", default=",".join(RunConfig.collectives), help="world collectives")
-    sweep.add_argument("--no-check", action="store_true", help="do not verify results (checked by default)")
+    flags.add_sweep(sweep)
+    flags.add_collectives(sweep, default=RunConfig.collectives, help="world collectives")
+    flags.add_check(sweep, default=True, what="every result of the world sweep")
     rails = parser.add_argument_group("rails (railbench rails)")
-    rails.add_argument("--socket-ifname", metavar="LIST", help="rail interfaces (NCCL_SOCKET_IFNAME grammar)")
-    rails.add_argument("--oob-ifname", metavar="IF", help="management interface for the world group")
-    rails.add_argument("--rail-bytes", type=lambda t: parse_size(t, "--rail-bytes"), help="rail-group message size")
-    rails.add_argument("--pair-bytes", type=lambda t: parse_size(t, "--pair-bytes"), help="pair message size")
-    rails.add_argument("--repeats", type=int, help="passes over the pair matrix")
-    rails.add_argument("--seed", type=int, default=0, help="seed of the reshuffled repeats")
-    rails.add_argument("--isolation", action="store_true", help="also time each rail group alone")
-    rails.add_argument("--no-pairs", action="store_true", help="skip the node x node pair matrix")
-    rails.add_argument(
-        "--intra-node", action=argparse.BooleanOptionalAction, help="pair every two local ranks (default: on GPUs)"
-    )
-    rails.add_argument("--rail-rate-gbps", type=rails_cmd.number("--rail-rate-gbps"), help="line rate of one rail")
-    rails.add_argument(
-        "--relative-fraction", type=rails_cmd.number("--relative-fraction"), help="a pair is slow below this x peers"
-    )
-    rails_cmd.add_diagnosis_flags(rails)
+    flags.add_interfaces(rails, rails=True)
+    flags.add_rails(rails, intra_node=None, intra_node_text="on with NCCL (GPUs), off on gloo")
+    flags.add_rails_targets(rails)
     start = parser.add_argument_group("start-up and output")
-    start.add_argument("--backend", choices=("auto", "nccl", "gloo"), default="auto", help="nccl on GPUs, gloo on CPU")
-    start.add_argument("--timeout", type=float, default=300.0, help="seconds per step before exit 3")
-    start.add_argument("--np", type=int, help="start N local ranks under mpirun")
-    start.add_argument("--out", type=Path, help="run directory (default reports/runs/<UTC>-<cluster>)")
-    start.add_argument("--cluster", help="cluster name for the run directory and history")
-    start.add_argument("--history", type=Path, help="history store (default reports/history.sqlite)")
-    start.add_argument("--no-history", action="store_true", help="do not add this run to the history")
-    add_spec_argument(parser)
+    flags.add_launch(start)
+    flags.add_output(start)
+    flags.add_spec_argument(parser)
 
 
 def config_from_args(args: argparse.Namespace) -> AcceptConfig:
-    refuse_two_step_rules(args)
-    collectives = tuple(get_collective(c.strip()).name for c in args.collectives.split(",") if c.strip())
-    if not collectives:
-        raise UserError("--collectives is empty: name at least one, e.g. all_reduce")
+    names = flags.collectives(args, empty="--collectives is empty: name at least one, e.g. all_reduce")
+    output = flags.output_fields(args)
     sweep = RunConfig(
-        collectives=collectives,
-        min_bytes=args.min_bytes,
-        max_bytes=args.max_bytes,
-        step_factor=args.step_factor,
-        step_bytes=args.step_bytes,
-        iters=args.iters,
-        warmup=args.warmup,
-        check=not args.no_check,
-        history=args.history,
-        no_history=args.no_history,
+        collectives=tuple(get_collective(c).name for c in names),
+        **flags.sweep_fields(args),
+        check=args.check,
+        history=output["history"],
+        no_history=output["no_history"],
         profile=args.profile,
     )
-    rails = RailsConfig(
-        profile=args.profile,
-        socket_ifname=args.socket_ifname,
-        oob_ifname=args.oob_ifname,
-        rail_bytes=args.rail_bytes,
-        pair_bytes=args.pair_bytes,
-        repeats=args.repeats,
-        seed=args.seed,
-        isolation=args.isolation,
-        pairs=not args.no_pairs,
-        intra_node=args.intra_node,
-        rail_rate_gbps=args.rail_rate_gbps,
-        relative_fraction=args.relative_fraction,
-        confirm=args.confirm,
-        cell_budget_s=args.cell_budget,
-    )
+    rails = RailsConfig(profile=args.profile, **flags.rails_fields(args))
     return AcceptConfig(
         profile=args.profile,
         sweep=sweep,
         rails=rails,
-        backend=args.backend,
-        timeout_s=args.timeout,
-        np=args.np,
-        out=args.out,
-        cluster=args.cluster,
+        **flags.launch_fields(args),
+        out=output["out"],
+        cluster=output["cluster"],
     )
 
 
 def main(args: argparse.Namespace) -> int:
-    return run(config_or_spec(args, AcceptConfig, config_from_args))
+    return run(flags.config_or_spec(args, AcceptConfig, config_from_args))
 
 
 def run(config: AcceptConfig) -> int:
@@ -137,7 +70,9 @@ def run(config: AcceptConfig) -> int:
     def start_local(np: int) -> int:
         sweep = sized(config.sweep, load_profile(config.profile))
         per_rank = 2 * (sweep.max_bytes or 0)  # the sweep's largest size dominates: send and receive buffers
-        return start_local_ranks(np, config.rank_argv, config.out, config.cluster, config.backend, per_rank)
+        return start_local_ranks(
+            np, config.rank_argv, config.out, config.cluster, config.backend, per_rank, config.timeout_s
+        )
 
     return rank_or_local(
         "accept", config.np, lambda info: run_rank(config, info), start_local, lambda: validate(config)

@@ -10,27 +10,30 @@ from pathlib import Path
 
 from bench.check.config import CheckConfig
 from bench.check.node import run
+from bench.commands import flags
+from bench.commands.helptext import said
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--profile", required=True, metavar="NAME|PATH", help="cluster profile (e.g. lambda-1cc)")
-    parser.add_argument("--sysfs-root", type=Path, default=Path("/sys"), metavar="DIR", help="stands in for /sys")
+    flags.add_profile(parser, default=None)
+    parser.add_argument(
+        "--sysfs-root", type=Path, default=CheckConfig.sysfs_root, metavar="DIR", help="stands in for /sys"
+    )
     parser.add_argument(
         "--nccl-log", type=Path, nargs="+", default=[], metavar="FILE", help="NCCL_DEBUG=INFO logs to judge"
     )
-    parser.add_argument(
-        "--error-window",
-        type=float,
-        default=None,
-        metavar="SECONDS",
-        help="idle seconds between the two samples of the rails' error counters (default: the profile's)",
+    said(
+        parser.add_argument(
+            "--error-window",
+            type=float,
+            metavar="SECONDS",
+            help="idle seconds between the two samples of the rails' error counters",
+        ),
+        "the profile's [errors] window_s",
     )
-    parser.add_argument(
-        "--kernel-log",
-        type=Path,
-        default=None,
-        metavar="FILE",
-        help="kernel log to scan for link flaps (default: journalctl -k, kern.log or syslog)",
+    said(
+        parser.add_argument("--kernel-log", type=Path, metavar="FILE", help="kernel log to scan for link flaps"),
+        "journalctl -k, else kern.log or syslog",
     )
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument("--no-gather", action="store_true", help="under mpirun, check each node on its own")

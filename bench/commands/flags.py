@@ -1,16 +1,44 @@
-"""Small argparse pieces shared by the commands: the step rules of ``run`` and ``accept``, and the hidden
-``--spec`` through which a railbench parent hands its ranks their config (``run``, ``rails``, ``accept``)."""
+"""Every flag that means one thing in several commands, declared once with its one default.
+
+A command's ``add_arguments`` builds its parser from these groups and its own flags; its ``main`` reads them
+back with the matching ``*_fields`` function, so a flag's name, type, default and help live here alone:
+
+* :func:`add_launch` (``--backend --timeout --np``), :func:`add_interfaces` (``--oob-ifname``,
+  ``--socket-ifname``), :func:`add_output` (``--out --cluster --history --no-history``) and
+  :func:`add_profile`, in run, rails and accept;
+* :func:`add_sweep` (nccl-tests' ``-b -e -f -i -n -w``) in run and accept, :func:`add_check` (``-c/--check``
+  with nccl-tests' optional 0 or 1, and ``--no-check``) in run, rails and accept, with each command's default;
+* :func:`add_rails` and :func:`add_rails_targets`, the rails test's flags, in rails and accept.
+
+Help says the effective default once (``bench.commands.helptext``), in words where the value comes from elsewhere:
+``(default: the profile's [rails_test] pair_bytes, else 256M)``. A new flag that several commands share is one
+``add_...`` function here (with its ``*_fields`` reader when it feeds a config), called from each command.
+"""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
+from bench.commands.helptext import OnOff, said
 from bench.exits import UserError
+from bench.measure.collectives import DEFAULT_COLLECTIVES
+from bench.rails.budget import BUDGET_FACTOR, CEILING_S, FLOOR_S
+from bench.rails.config import DEFAULTS as RAILS_DEFAULTS
+from bench.rails.config import RAIL_COLLECTIVES
 from bench.runtime import spec
+from bench.runtime.deadlines import DEFAULT_TIMEOUT_S, check_timeout
+from bench.sweep.config import RunConfig
+from bench.units import format_size, parse_size
 
 T = TypeVar("T")
+Group = argparse._ArgumentGroup | argparse.ArgumentParser
+HISTORY_DEFAULT = "reports/history.sqlite"
+RUN_DIR_DEFAULT = "reports/runs/<UTC time>-<cluster>"
+CLUSTER_DEFAULT = "the host name without its trailing digits, e.g. gpu-node017 -> gpu-node"
 
 
 class Given(argparse.Action):
@@ -27,10 +55,304 @@ class Given(argparse.Action):
         setattr(namespace, f"{self.dest}_given", True)
 
 
-def refuse_two_step_rules(args: argparse.Namespace) -> None:
-    """-i and -f together: one line that says which to keep."""
+# -- value types: each names its flag in the one line it says about a bad value -----------------------------
+
+
+def _named(name: str, parse: Callable[[str], T]) -> Callable[[str], T]:
+    parse.__name__ = name  # what the CLI freeze (tests/data/cli_freeze.json) records as the flag's type
+    return parse
+
+
+def size(flag: str) -> Callable[[str], int]:
+    """A message size: 8, 1K, 64M, 16G (powers of 1024, as nccl-tests reads -b/-e)."""
+    return _named("size", lambda text: parse_size(text, flag))
+
+
+def number(flag: str) -> Callable[[str], float]:
+    """A finite number (nan and inf are refused here, so no range check downstream can be fooled by them)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise UserError(f"{flag} {text!r} is not a number") from None
+        if not math.isfinite(value):
+            raise UserError(f"{flag} {text!r} is not a finite number")
+        return value
+
+    return _named("number", parse)
+
+
+def seconds(flag: str) -> Callable[[str], float]:
+    """A step deadline in seconds: finite, above zero, at most a day."""
+    parse_number = number(flag)
+    return _named("seconds", lambda text: check_timeout(parse_number(text), flag))
+
+
+def _zero_or_one(text: str) -> bool:
+    if text not in ("0", "1"):
+        raise UserError(f"-c/--check takes 0 or 1 (nccl-tests' -c), not {text!r}: e.g. -c 1, or --no-check")
+    return text == "1"
+
+
+# -- the shared groups ---------------------------------------------------------------------------------------
+
+
+def add_profile(group: Group, *, default: str | None) -> None:
+    """``--profile NAME|PATH``: required where ``default`` is None."""
+    group.add_argument(
+        "--profile",
+        required=default is None,
+        default=default,
+        metavar="NAME|PATH",
+        help="cluster profile: a shipped name (local, generic, lambda-1cc, runpod-instant) or a TOML path",
+    )
+
+
+def add_launch(group: Group) -> None:
+    """``--backend``, ``--timeout``, ``--np``: how the ranks start and how long a step may take."""
+    group.add_argument(
+        "--backend", choices=("auto", "nccl", "gloo"), default="auto", help="auto: nccl on GPUs, gloo on CPU"
+    )
+    group.add_argument(
+        "--timeout",
+        type=seconds("--timeout"),
+        default=DEFAULT_TIMEOUT_S,
+        metavar="SECONDS",
+        help="a step that takes longer ends the run with exit 3, naming the ranks that did not arrive",
+    )
+    group.add_argument(
+        "--np", type=int, metavar="N", help="start N local ranks under mpirun (omit under your own launcher)"
+    )
+
+
+def launch_fields(args: argparse.Namespace) -> dict[str, Any]:
+    return {"backend": args.backend, "timeout_s": args.timeout, "np": args.np}
+
+
+def add_interfaces(group: Group, *, rails: bool) -> None:
+    """``--oob-ifname`` (and, for the rails test, ``--socket-ifname``)."""
+    if rails:
+        said(
+            group.add_argument(
+                "--socket-ifname",
+                metavar="LIST",
+                help="socket rails: the interfaces, in NCCL_SOCKET_IFNAME grammar; local rank k binds the k-th",
+            ),
+            "the profile's [network] socket_ifnames; none: the IB HCAs",
+        )
+    said(
+        group.add_argument(
+            "--oob-ifname", metavar="IF", help="management interface for the rendezvous and the world group"
+        ),
+        "the profile's [network] oob_ifname, else the default route's interface",
+    )
+
+
+def add_output(group: Group) -> None:
+    """``--out``, ``--cluster``, ``--history``, ``--no-history``: where the run goes."""
+    said(group.add_argument("--out", type=Path, metavar="DIR", help="run directory"), RUN_DIR_DEFAULT)
+    said(
+        group.add_argument("--cluster", metavar="NAME", help="cluster name in the run directory and the history"),
+        CLUSTER_DEFAULT,
+    )
+    add_history(group, what="this run")
+
+
+def output_fields(args: argparse.Namespace) -> dict[str, Any]:
+    return {"out": args.out, "cluster": args.cluster, "history": args.history, "no_history": args.no_history}
+
+
+def add_history(group: Group, *, what: str | None = None) -> None:
+    """``--history FILE`` (and ``--no-history`` when ``what`` is the thing not to add)."""
+    said(group.add_argument("--history", type=Path, metavar="FILE", help="the history store"), HISTORY_DEFAULT)
+    if what is not None:
+        group.add_argument("--no-history", action="store_true", help=f"do not add {what} to the history")
+
+
+def add_check(group: Group, *, default: bool, what: str) -> None:
+    """``-c/--check`` (optionally ``-c 0`` or ``-c 1``, as nccl-tests) and ``--no-check``: one boolean."""
+    check = group.add_argument(
+        "-c",
+        "--check",
+        nargs="?",
+        type=_named("zero_or_one", _zero_or_one),
+        const=True,
+        default=default,
+        metavar="0|1",
+        help=f"verify {what} element by element and count #wrong",
+    )
+    group.add_argument("--no-check", dest="check", action="store_false", help="do not verify")
+    said(check, "on" if default else "off")
+
+
+def add_collectives(group: Group, *, default: Sequence[str], help: str, default_text: str | None = None) -> None:
+    action = group.add_argument("--collectives", default=",".join(default), metavar="LIST", help=help)
+    if default_text is not None:
+        said(action, default_text)
+
+
+def collectives(args: argparse.Namespace, *, empty: str) -> tuple[str, ...]:
+    """``--collectives a,b`` as a tuple; ``empty`` is the line for a list with none."""
+    names = tuple(c.strip() for c in args.collectives.split(",") if c.strip())
+    if not names:
+        raise UserError(empty)
+    return names
+
+
+def add_sweep(group: Group) -> None:
+    """nccl-tests' sweep: ``-b -e`` and ``-f`` or ``-i``, ``-n`` timed and ``-w`` untimed iterations."""
+    defaults = RunConfig()
+    said(
+        group.add_argument(
+            "-b",
+            "--min-bytes",
+            type=size("--min-bytes"),
+            default=defaults.min_bytes,
+            metavar="SIZE",
+            help="first message size",
+        ),
+        format_size(defaults.min_bytes),
+    )
+    said(
+        group.add_argument(
+            "-e",
+            "--max-bytes",
+            type=size("--max-bytes"),
+            default=defaults.max_bytes,
+            metavar="SIZE",
+            help="last message size (inclusive)",
+        ),
+        "the profile's default_max_bytes (8G on lambda-1cc), else 8G on a profile with targets, 64M on local",
+    )
+    group.add_argument(
+        "-f",
+        "--step-factor",
+        type=int,
+        default=defaults.step_factor,
+        action=Given,
+        metavar="N",
+        help="multiply the size by this between steps",
+    )
+    group.add_argument(
+        "-i", "--step-bytes", type=size("--step-bytes"), metavar="SIZE", help="add this many bytes instead of -f"
+    )
+    group.add_argument("-n", "--iters", type=int, default=defaults.iters, metavar="N", help="timed iterations per size")
+    group.add_argument(
+        "-w", "--warmup", type=int, default=defaults.warmup, metavar="N", help="untimed iterations per size"
+    )
+
+
+def sweep_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The sweep's fields; -i and -f together are refused (a sweep adds or multiplies)."""
     if args.step_bytes is not None and getattr(args, "step_factor_given", False):
         raise UserError("-i/--step-bytes and -f/--step-factor both given: a sweep adds or multiplies, keep one of them")
+    return {
+        "min_bytes": args.min_bytes,
+        "max_bytes": args.max_bytes,
+        "step_factor": args.step_factor,
+        "step_bytes": args.step_bytes,
+        "iters": args.iters,
+        "warmup": args.warmup,
+    }
+
+
+def _from_profile(key: str, shown: str) -> str:
+    return f"the profile's [rails_test] {key}, else {shown}"
+
+
+def add_rails(group: Group, *, intra_node: bool | None, intra_node_text: str) -> None:
+    """What the rails test measures: message sizes, repeats, the parts it runs."""
+    for flag, key, help_text in (
+        ("--rail-bytes", "rail_bytes", "message size of the rail-group collectives"),
+        ("--pair-bytes", "pair_bytes", "message size of each pair exchange, per direction"),
+    ):
+        said(
+            group.add_argument(flag, type=size(flag), metavar="SIZE", help=help_text),
+            _from_profile(key, format_size(RAILS_DEFAULTS[key])),
+        )
+    said(
+        group.add_argument(
+            "--repeats", type=int, metavar="N", help="passes over the pair matrix (reshuffled after the first)"
+        ),
+        _from_profile("repeats", str(RAILS_DEFAULTS["repeats"])),
+    )
+    group.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the reshuffled repeats")
+    group.add_argument("--isolation", action="store_true", help="also time each rail group alone")
+    group.add_argument("--no-pairs", action="store_true", help="skip the node x node pair matrix")
+    said(
+        group.add_argument(
+            "--intra-node", action=OnOff, default=intra_node, help="pair every two local ranks of each node (GPU x GPU)"
+        ),
+        intra_node_text,
+    )
+
+
+def add_rails_iterations(group: Group) -> None:
+    """``-n`` and ``-w`` of the rails test (accept's -n and -w are its world sweep's)."""
+    said(
+        group.add_argument("-n", "--iters", type=int, metavar="N", help="timed iterations per measurement"),
+        _from_profile("iters", str(RAILS_DEFAULTS["iters"])),
+    )
+    said(
+        group.add_argument("-w", "--warmup", type=int, metavar="N", help="untimed iterations before each measurement"),
+        _from_profile("warmup", str(RAILS_DEFAULTS["warmup"])),
+    )
+
+
+def add_rails_targets(group: Group) -> None:
+    """How the rails test judges: the line rate, the relative cut, confirmation and the cell budget."""
+    said(
+        group.add_argument(
+            "--rail-rate-gbps", type=number("--rail-rate-gbps"), metavar="GBPS", help="line rate of one rail in Gb/s"
+        ),
+        "the profile's [rails] rate_gbps, else the rail HCA's rate in sysfs",
+    )
+    said(
+        group.add_argument(
+            "--relative-fraction",
+            type=number("--relative-fraction"),
+            metavar="FRACTION",
+            help="a pair or rail is slow below this fraction of its peers' level",
+        ),
+        _from_profile("relative_fraction", f"{RAILS_DEFAULTS['relative_fraction']:g}"),
+    )
+    said(
+        group.add_argument("--confirm", type=int, metavar="N", help="re-measure each suspect pair N times (0: off)"),
+        _from_profile("confirm", str(RAILS_DEFAULTS["confirm"])),
+    )
+    said(
+        group.add_argument(
+            "--cell-budget",
+            type=number("--cell-budget"),
+            metavar="SECONDS",
+            help="time budget of one pair or rail-group measurement",
+        ),
+        f"{BUDGET_FACTOR:g}x its expected time at the line rate, {FLOOR_S:g}-{CEILING_S:g} s",
+    )
+
+
+def rails_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The rails test's fields common to rails and accept."""
+    return {
+        "socket_ifname": args.socket_ifname,
+        "oob_ifname": args.oob_ifname,
+        "rail_bytes": args.rail_bytes,
+        "pair_bytes": args.pair_bytes,
+        "repeats": args.repeats,
+        "seed": args.seed,
+        "isolation": args.isolation,
+        "pairs": not args.no_pairs,
+        "intra_node": args.intra_node,
+        "rail_rate_gbps": args.rail_rate_gbps,
+        "relative_fraction": args.relative_fraction,
+        "confirm": args.confirm,
+        "cell_budget_s": args.cell_budget,
+    }
+
+
+RAIL_COLLECTIVES_TEXT = _from_profile("collectives", ",".join(RAIL_COLLECTIVES))
+WORLD_COLLECTIVES = DEFAULT_COLLECTIVES
 
 
 def add_spec_argument(parser: argparse.ArgumentParser) -> None:

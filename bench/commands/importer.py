@@ -1,85 +1,35 @@
-"""``railbench import nccl-tests LOG... [--cluster NAME] [--out-root DIR] [--history PATH] [--no-history]``.
+"""``railbench import nccl-tests LOG... [--cluster NAME] [--out-root DIR] [--history FILE] [--no-history]``.
 
-Each log (nccl-tests stdout, in any of its formats, or the ``-J`` JSON file) becomes a run directory with
-results.csv, run.json and the charts, and is added to the history, so months of old logs start the
-nightly history full. Importing the same log again reuses its run directory and history row.
-
-A log is read as a stream, one table at a time, and its rows go straight to disk, so memory does not grow
-with the log. The run directory is built under a hidden temporary name beside the others and renamed into
-place only when every table has been read and checked; only then is it added to the history. A log that is
-refused (exit 2) leaves no run directory and no history row behind.
+Each log (nccl-tests stdout in any of its formats, or the ``-J`` JSON file) becomes a run directory and a
+history row (``bench.importer.run``), so months of old logs start the nightly history full.
 """
 
 from __future__ import annotations
 
 import argparse
-import calendar
-import contextlib
-import csv
-import hashlib
-import shutil
-import sys
-import time
-from collections import Counter
-from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, TextIO
 
-from bench.bounded import check_path_names, open_regular
-from bench.exits import UserError
-from bench.frame.finish import write_report_if_available
-from bench.history.store import add_run, default_history_path
-from bench.jsondoc import read_json_object
-from bench.nccltests import BUS_FACTOR, Table, open_log
-from bench.nccltests.convert import COLUMNS, LogSummary, run_meta, table_rows, utc_stamp_of
-from bench.rundir.files import check_cluster_name, default_run_dir, make_staging_dir
-from bench.rundir.runjson import RunFile, new_record, read_run_json
-
-REPORT_MAX_ROWS = 20_000
-"""Above this many sizes the charts are not drawn on import (they hold every row in memory); ``railbench
-report RUN_DIR`` draws them when wanted."""
-
-
-@dataclass(frozen=True)
-class ImportConfig:
-    """What to import and where to put it."""
-
-    kind: Literal["nccl-tests"]
-    """The tool whose output the logs are (only nccl-tests so far)."""
-    logs: tuple[Path, ...]
-    cluster: str = "imported"
-    """Cluster name for the run directories and the history (compare only matches runs of one cluster)."""
-    out_root: Path = Path("reports/runs")
-    history: Path = field(default_factory=default_history_path)
-    no_history: bool = False
-    collective: str | None = None
-    """For tables whose log never names the collective (and whose rows fit several)."""
-    nranks: int | None = None
-    """For tables whose log never says how many ranks ran."""
-
-    def __post_init__(self) -> None:
-        if not self.logs:
-            raise UserError("import nccl-tests needs at least one LOG: e.g. railbench import nccl-tests run.log")
-        check_cluster_name(self.cluster)
-        check_path_names(self.out_root, "--out-root")
-        if not self.no_history:
-            check_path_names(self.history, "--history")
-        if self.collective is not None and self.collective not in BUS_FACTOR:
-            raise UserError(f"--collective {self.collective!r} is not one of {', '.join(BUS_FACTOR)}")
-        if self.nranks is not None and self.nranks < 1:
-            raise UserError(f"--nranks must be at least 1, got {self.nranks}")
+from bench.commands import flags
+from bench.history.store import default_history_path
+from bench.importer.config import DEFAULT_CLUSTER, DEFAULT_OUT_ROOT, ImportConfig
+from bench.importer.run import run
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("kind", choices=["nccl-tests"], help="the tool that wrote the logs")
     parser.add_argument("logs", nargs="+", type=Path, metavar="LOG", help="stdout of *_perf runs, or -J JSON files")
-    parser.add_argument("--cluster", default="imported", help="cluster name (default %(default)s)")
-    parser.add_argument("--out-root", type=Path, default=Path("reports/runs"), help="where run dirs go")
-    parser.add_argument("--history", type=Path, default=default_history_path(), help="history file")
-    parser.add_argument("--no-history", action="store_true", help="do not add the runs to the history")
+    parser.add_argument(
+        "--cluster",
+        default=DEFAULT_CLUSTER,
+        metavar="NAME",
+        help="cluster name in the run directories and the history (compare matches runs of one cluster)",
+    )
+    parser.add_argument(
+        "--out-root", type=Path, default=DEFAULT_OUT_ROOT, metavar="DIR", help="where the run directories go"
+    )
+    flags.add_history(parser, what="the runs")
     parser.add_argument("--collective", help="collective of tables the log does not name")
-    parser.add_argument("--nranks", type=int, help="rank count of tables the log does not give")
+    parser.add_argument("--nranks", type=int, metavar="N", help="rank count of tables the log does not give")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -88,7 +38,7 @@ def main(args: argparse.Namespace) -> int:
         logs=tuple(args.logs),
         cluster=args.cluster,
         out_root=args.out_root,
-        history=args.history,
+        history=args.history or default_history_path(),
         no_history=args.no_history,
         collective=args.collective,
         nranks=args.nranks,
@@ -96,186 +46,4 @@ def main(args: argparse.Namespace) -> int:
     return run(config)
 
 
-def _json_time(text: str | None) -> str | None:
-    """nccl-tests' ``%Y-%m-%d %H:%M:%S`` (the node's local time; taken as UTC, the zone is not recorded)."""
-    try:
-        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.strptime(text or "", "%Y-%m-%d %H:%M:%S"))
-    except ValueError:
-        return None
-
-
-def _run_dir_for(config: ImportConfig, started_epoch: float, sha256: str) -> Path:
-    """The run directory of a log: its own again when re-imported, else a fresh name."""
-    base = default_run_dir(config.cluster, root=config.out_root, now=started_epoch)
-    for attempt in range(1, 1000):
-        candidate = base if attempt == 1 else base.with_name(f"{base.name}-{attempt}")
-        if not candidate.exists() or _imported_sha256(candidate) == sha256:
-            return candidate
-    raise UserError(f"too many imports named {base}: pass another --out-root")
-
-
-def _imported_sha256(run_dir: Path) -> str | None:
-    try:
-        meta = read_json_object(run_dir / "run.json", fix="")
-    except UserError:  # not an import of ours (or damaged): never the same log
-        return None
-    source = meta.get("source")
-    return source.get("sha256") if isinstance(source, dict) else None
-
-
-def _sha256(path: Path) -> str:
-    """The log's SHA-256, read through ``bench.bounded.open_regular``: a FIFO, ``/dev/zero`` or a folder is
-    refused before a byte is read (hashing them would block or never end)."""
-    digest = hashlib.sha256()
-    with open_regular(path, fix="give the log file itself") as fh:
-        try:
-            while chunk := fh.read(1 << 20):
-                digest.update(chunk)
-        except OSError as exc:
-            raise UserError(f"cannot read {path}: {exc.strerror}: check the path") from None
-    return digest.hexdigest()
-
-
-def _write_results(stream_tables: Iterable[Table], summary: LogSummary, staging: Path) -> None:
-    """Rows to results.csv in ``staging``, table by table; scope and group are filled in at the end, when the
-    world (the table with the most ranks) is known, by copying the partial file once."""
-    partial = staging / ".rows.partial.csv"
-    with partial.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        for index, table in enumerate(stream_tables, start=1):
-            summary.add(table)
-            for row in table_rows(table, index):
-                writer.writerow(["" if row.get(k) is None else row[k] for k in COLUMNS])
-    scopes = summary.scopes()
-    table_at = COLUMNS.index("table")
-    scope_at, group_at = COLUMNS.index("scope"), COLUMNS.index("group")
-    with (
-        partial.open(newline="", encoding="utf-8") as src,
-        (staging / "results.csv").open("w", newline="", encoding="utf-8") as dst,
-    ):
-        out = csv.writer(dst, lineterminator="\n")
-        out.writerow(COLUMNS)
-        for record in csv.reader(src):
-            record[scope_at], record[group_at] = scopes[int(record[table_at]) - 1]
-            out.writerow(record)
-    partial.unlink()
-
-
-def _build(config: ImportConfig, path: Path, staging: Path, sha256: str) -> tuple[LogSummary, dict[str, object]]:
-    """Read the log into ``staging`` (results.csv, run.json); UserError when it is refused."""
-    with open_log(path, collective=config.collective, nranks=config.nranks) as stream:
-        summary = LogSummary(source=stream.source, format=stream.format)
-        _write_results(stream.tables, summary, staging)
-        summary.failures.extend(stream.loose_failures[: max(0, 100 - len(summary.failures))])
-        summary.env = dict(stream.env)
-        start_time, end_time = stream.start_time, stream.end_time
-    mtime = path.stat().st_mtime
-    started = _json_time(start_time) or utc_stamp_of(mtime)
-    finished = _json_time(end_time) or utc_stamp_of(mtime)
-    meta = run_meta(summary, cluster=config.cluster, started_utc=started, finished_utc=finished, sha256=sha256)
-    # Where the start time came from; runs with the same start keep their import order in the history.
-    meta["started_utc_source"] = "log" if _json_time(start_time) else "file mtime"
-    RunFile(staging, new_record(**meta))
-    read_run_json(staging)  # what every later reader will do first
-    return summary, meta
-
-
-def _place(staging: Path, run_dir: Path) -> Path | None:
-    """Rename ``staging`` to ``run_dir``; an earlier import of the same log is moved aside (returned)."""
-    aside = None
-    if run_dir.exists():
-        aside = run_dir.with_name(f".{run_dir.name}.replaced-{staging.name}")
-        run_dir.rename(aside)
-    try:
-        staging.rename(run_dir)
-    except BaseException:
-        if aside is not None:
-            aside.rename(run_dir)
-        raise
-    return aside
-
-
-def import_log(config: ImportConfig, path: Path) -> tuple[Path, LogSummary, int | None]:
-    """Parse one log, write its run directory, add it to the history; (run dir, summary, history run id).
-
-    Nothing is left behind when the log is refused: the run directory appears (renamed from a staging
-    directory) only once the whole log has been read, and the history row is added after that.
-    """
-    sha256 = _sha256(path)
-    root = config.out_root
-    made_root = not root.exists()
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        staging = make_staging_dir(root, ".import-")
-    except OSError as exc:
-        raise UserError(
-            f"cannot create a run directory under {root}: {exc.strerror}: pass another --out-root"
-        ) from None
-    placed: Path | None = None
-    aside: Path | None = None
-    try:
-        summary, meta = _build(config, path, staging, sha256)
-        started_epoch = calendar.timegm(time.strptime(str(meta["started_utc"]), "%Y-%m-%dT%H:%M:%SZ"))
-        run_dir = _run_dir_for(config, started_epoch, sha256)
-        aside = _place(staging, run_dir)
-        placed = run_dir
-        run_id = None if config.no_history else add_run(config.history, run_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        if placed is not None:  # placed, then the history refused it
-            shutil.rmtree(placed, ignore_errors=True)
-            if aside is not None:
-                aside.rename(placed)  # the earlier import of the same log stays as it was
-        if made_root:
-            with contextlib.suppress(OSError):  # not empty: other runs are there
-                root.rmdir()
-        raise
-    if aside is not None:
-        shutil.rmtree(aside, ignore_errors=True)
-    if sum(t["rows"] for t in summary.summaries) <= REPORT_MAX_ROWS:
-        write_report_if_available(run_dir)
-    return run_dir, summary, run_id
-
-
-def _tables_line(summary: LogSummary) -> str:
-    """``all_reduce x80`` once per kind of table, with a count when a log repeats it (``sendrecv x?`` where the
-    log never said how many ranks ran)."""
-    kinds = Counter((t["collective"], t["nranks"]) for t in summary.summaries)
-    return ", ".join(
-        f"{c} x{'?' if n is None else n}" + (f" ({k} tables)" if k > 1 else "") for (c, n), k in kinds.items()
-    )
-
-
-def run(config: ImportConfig, out: TextIO | None = None, err: TextIO | None = None) -> int:
-    """Import every log; a log that cannot be read is reported and the others still imported (exit 2)."""
-    out, err = out or sys.stdout, err or sys.stderr
-    failed = 0
-    for path in config.logs:
-        try:
-            run_dir, summary, run_id = import_log(config, path)
-        except UserError as exc:
-            message = str(exc)  # the readers name the file themselves; say it once
-            print(f"railbench: error: {message if str(path) in message else f'{path}: {message}'}", file=err)
-            failed += 1
-            continue
-        rows = sum(t["rows"] for t in summary.summaries)
-        where = "" if run_id is None else f"; history run {run_id}"
-        print(f"imported {path} -> {run_dir}: {_tables_line(summary)} ({rows} sizes){where}", file=out)
-        if rows > REPORT_MAX_ROWS:
-            print(f"  note: {rows} sizes: charts not drawn on import; run: railbench report {run_dir}", file=out)
-        if summary.truncated:
-            print("  warning: truncated: the run stopped or the log was cut; the rows it has are kept", file=out)
-        for failure in summary.failures[:5]:
-            print(f"  failure: {failure}", file=out)
-        # The same note on many tables (a log of nightly repeats) is printed once, with its count.
-        notes = Counter((t["collective"], note) for t in summary.summaries for note in t["notes"])
-        first_line: dict[tuple[str, str], int] = {}
-        for t in summary.summaries:
-            for note in t["notes"]:
-                first_line.setdefault((t["collective"], note), t["first_line"])
-        for (collective, note), times in list(notes.items())[:20]:
-            more = f" ({times} tables)" if times > 1 else ""
-            print(f"  note ({collective}, line {first_line[(collective, note)]}): {note}{more}", file=out)
-        if len(notes) > 20:
-            print(f"  ... and {len(notes) - 20} more notes in run.json (source.tables)", file=out)
-    return 2 if failed else 0
+__all__ = ["ImportConfig", "add_arguments", "main", "run"]

@@ -21,103 +21,49 @@ Settings come from the command line, else the profile's ``[rails_test]`` table, 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
-from pathlib import Path
 
-from bench.commands.flags import add_spec_argument, config_or_spec
-from bench.exits import EXIT_INFRA, UserError
+from bench.commands import flags
+from bench.exits import EXIT_INFRA
 from bench.measure.collectives import get_collective
 from bench.rails.config import RAIL_COLLECTIVES, RailsConfig, RailsSettings, resolve, validate
 from bench.rails.rank import run_rank
 from bench.runtime.launch import rank_or_local, start_local_ranks
-from bench.units import parse_size
-
-
-def number(flag: str) -> Callable[[str], float]:
-    """An argparse type that reads a number and names the flag when it is not one."""
-
-    def parse(text: str) -> float:
-        try:
-            return float(text)
-        except ValueError:
-            raise UserError(f"{flag} {text!r} is not a number") from None
-
-    return parse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     what = parser.add_argument_group("what to test")
-    what.add_argument("--collectives", default=",".join(RAIL_COLLECTIVES), help="rail-group collectives")
-    what.add_argument("--rail-bytes", type=lambda t: parse_size(t, "--rail-bytes"), help="rail-group message size")
-    what.add_argument("--pair-bytes", type=lambda t: parse_size(t, "--pair-bytes"), help="pair message size")
-    what.add_argument("-n", "--iters", type=int, help="timed iterations per measurement")
-    what.add_argument("-w", "--warmup", type=int, help="untimed iterations before each measurement")
-    what.add_argument("--repeats", type=int, help="passes over the pair matrix (reshuffled after the first)")
-    what.add_argument("--seed", type=int, default=0, help="seed of the reshuffled repeats")
-    what.add_argument("--isolation", action="store_true", help="also time each rail group alone")
-    what.add_argument("--no-pairs", action="store_true", help="skip the node x node pair matrix")
-    what.add_argument("--intra-node", action="store_true", help="also pair every two local ranks of each node")
-    what.add_argument("-c", "--check", action="store_true", help="verify the rail-group results")
-    judge = parser.add_argument_group("targets")
-    judge.add_argument("--rail-rate-gbps", type=number("--rail-rate-gbps"), help="line rate of one rail")
-    judge.add_argument("--relative-fraction", type=number("--relative-fraction"), help="slow below this x peers")
-    judge.add_argument("--profile", default="local", help="cluster profile: name or TOML path")
-    add_diagnosis_flags(judge)
-    net = parser.add_argument_group("interfaces and start-up")
-    net.add_argument("--socket-ifname", metavar="LIST", help="rail interfaces (NCCL_SOCKET_IFNAME grammar)")
-    net.add_argument("--oob-ifname", metavar="IF", help="management interface for the world group")
-    net.add_argument("--backend", choices=("auto", "nccl", "gloo"), default="auto", help="nccl on GPUs, gloo on CPU")
-    net.add_argument("--timeout", type=float, default=300.0, help="seconds per step before exit 3")
-    net.add_argument("--np", type=int, help="start N local ranks under mpirun")
-    out = parser.add_argument_group("output")
-    out.add_argument("--out", type=Path, help="run directory (default reports/runs/<UTC>-<cluster>)")
-    out.add_argument("--cluster", help="cluster name for the run directory")
-    out.add_argument("--history", type=Path, help="history store (default reports/history.sqlite)")
-    out.add_argument("--no-history", action="store_true", help="do not add this run to the history")
-    add_spec_argument(parser)
-
-
-def add_diagnosis_flags(group: argparse._ArgumentGroup) -> None:
-    """--confirm and --cell-budget, shared by rails and accept."""
-    group.add_argument("--confirm", type=int, metavar="N", help="re-measure each suspect pair N times (0: off)")
-    group.add_argument(
-        "--cell-budget", type=number("--cell-budget"), metavar="SECONDS", help="time budget of one pair or rail cell"
+    flags.add_collectives(
+        what, default=RAIL_COLLECTIVES, help="rail-group collectives", default_text=flags.RAIL_COLLECTIVES_TEXT
     )
+    flags.add_rails(what, intra_node=RailsConfig.intra_node, intra_node_text="off")
+    flags.add_rails_iterations(what)
+    flags.add_check(what, default=RailsConfig.check, what="the rail-group results")
+    judge = parser.add_argument_group("targets")
+    flags.add_profile(judge, default=RailsConfig.profile)
+    flags.add_rails_targets(judge)
+    net = parser.add_argument_group("interfaces and start-up")
+    flags.add_interfaces(net, rails=True)
+    flags.add_launch(net)
+    flags.add_output(parser.add_argument_group("output"))
+    flags.add_spec_argument(parser)
 
 
 def config_from_args(args: argparse.Namespace) -> RailsConfig:
-    collectives = tuple(get_collective(c.strip()).name for c in args.collectives.split(",") if c.strip())
+    names = flags.collectives(args, empty="--collectives is empty: name all_reduce, all_gather or both")
     return RailsConfig(
         profile=args.profile,
-        socket_ifname=args.socket_ifname,
-        oob_ifname=args.oob_ifname,
-        collectives=collectives,
-        rail_bytes=args.rail_bytes,
-        pair_bytes=args.pair_bytes,
+        collectives=tuple(get_collective(c).name for c in names),
         iters=args.iters,
         warmup=args.warmup,
-        repeats=args.repeats,
-        seed=args.seed,
-        isolation=args.isolation,
-        pairs=not args.no_pairs,
-        intra_node=args.intra_node,
         check=args.check,
-        rail_rate_gbps=args.rail_rate_gbps,
-        relative_fraction=args.relative_fraction,
-        backend=args.backend,
-        timeout_s=args.timeout,
-        np=args.np,
-        out=args.out,
-        cluster=args.cluster,
-        history=args.history,
-        no_history=args.no_history,
-        confirm=args.confirm,
-        cell_budget_s=args.cell_budget,
+        **flags.rails_fields(args),
+        **flags.launch_fields(args),
+        **flags.output_fields(args),
     )
 
 
 def main(args: argparse.Namespace) -> int:
-    return run(config_or_spec(args, RailsConfig, config_from_args))
+    return run(flags.config_or_spec(args, RailsConfig, config_from_args))
 
 
 def run(config: RailsConfig) -> int:
@@ -127,7 +73,9 @@ def run(config: RailsConfig) -> int:
         _, settings = validate(config)
         # Each rank holds the pair buffers (send, receive) and a rail collective's buffers and check copy.
         per_rank = 3 * max(settings.rail_bytes, settings.pair_bytes)
-        return start_local_ranks(np, config.rank_argv, config.out, config.cluster, config.backend, per_rank)
+        return start_local_ranks(
+            np, config.rank_argv, config.out, config.cluster, config.backend, per_rank, config.timeout_s
+        )
 
     return rank_or_local("rails", config.np, lambda info: run_rank(config, info), start_local, lambda: validate(config))
 

@@ -9,6 +9,7 @@ them imports torch: GPUs are counted from the driver's ``/proc`` entries.
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
 from pathlib import Path
@@ -38,6 +39,7 @@ def check_out_dir(out: Path | None) -> None:
     if out is None:
         return  # the default is a new folder named by the UTC time
     check_path_names(out, "--out")  # ENAMETOOLONG from exists() or mkdir() would be a traceback
+    _check_path_resolves(out, "--out")
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a directory: give a new directory for the run")
     if (out / "run.json").exists():
@@ -45,6 +47,23 @@ def check_out_dir(out: Path | None) -> None:
     parent = next((p for p in (out, *out.parents) if p.exists()), Path("."))
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
         raise UserError(f"--out {out} cannot be created or written ({parent} is not writable): give another folder")
+
+
+def _check_path_resolves(path: Path, flag: str) -> None:
+    """Every component of ``path`` that exists can be followed: Python's ``exists()`` answers False for a
+    symbolic-link loop or a name too long, and the first rank's ``mkdir`` would then fail instead."""
+    for part in (path, *path.parents):
+        try:
+            os.stat(part)
+        except FileNotFoundError:
+            if part.is_symlink():
+                raise UserError(f"{flag} {path}: {part} is a symbolic link to nothing: give a real folder") from None
+            continue
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise UserError(f"{flag} {path}: {part} is a loop of symbolic links: give a real folder") from None
+            raise UserError(f"{flag} {path} cannot be used ({exc.strerror}): give another folder") from None
+        return
 
 
 def check_history(history: Path | None, no_history: bool, default: Path) -> None:

@@ -6,6 +6,7 @@ Settings come from the command line, else the profile's ``[rails_test]`` table, 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,6 +20,7 @@ from bench.measure.collectives import get_collective
 from bench.measure.targets import world_target_gbps
 from bench.profiles import Profile, load_profile
 from bench.runtime import spec
+from bench.runtime.deadlines import DEFAULT_TIMEOUT_S, check_timeout
 
 RAIL_COLLECTIVES = ("all_reduce", "all_gather")
 DEFAULTS: Mapping[str, Any] = {
@@ -74,7 +76,7 @@ class RailsConfig:
     cell_budget_s: float | None = None
     """Seconds one pair or rail-group measurement may take; default from the line rate (see rails.budget)."""
     backend: Literal["auto", "nccl", "gloo"] = "auto"
-    timeout_s: float = 300.0
+    timeout_s: float = DEFAULT_TIMEOUT_S
     """A step that has not finished after this many seconds ends the run with exit 3."""
     np: int | None = None
     """Start this many local ranks under mpirun."""
@@ -99,14 +101,13 @@ class RailsConfig:
             value = getattr(self, name)
             if value is not None and value < minimum:
                 raise UserError(f"--{name} {value} must be at least {minimum}")
-        if self.rail_rate_gbps is not None and self.rail_rate_gbps <= 0:
+        if self.rail_rate_gbps is not None and not (0 < self.rail_rate_gbps < math.inf):
             raise UserError(f"--rail-rate-gbps {self.rail_rate_gbps:g} must be positive, e.g. 400 for NDR")
         if self.relative_fraction is not None and not 0 < self.relative_fraction <= 1:
             raise UserError(f"--relative-fraction {self.relative_fraction:g} must be in (0, 1], e.g. 0.8")
-        if self.cell_budget_s is not None and self.cell_budget_s <= 0:
+        if self.cell_budget_s is not None and not (0 < self.cell_budget_s < math.inf):
             raise UserError(f"--cell-budget {self.cell_budget_s:g} must be positive (seconds), e.g. 30")
-        if self.timeout_s <= 0:
-            raise UserError(f"--timeout {self.timeout_s:g} must be positive (seconds)")
+        check_timeout(self.timeout_s)
         if self.np is not None and self.np < 1:
             raise UserError(f"--np {self.np} must be at least 1")
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Literal
 
 from bench.exits import EXIT_USAGE, InfraError, UserError
 from bench.netaddr import rendezvous_address
-from bench.runtime import signals
+from bench.runtime import orphan, signals
 from bench.runtime.before_init import Prelude, PreludeStep, gather_str, place_gpu, store_broadcast
 from bench.runtime.env import RankInfo, scoped
 from bench.runtime.watchdog import DIAGNOSE_S, RANK0_GRACE_S
@@ -245,6 +245,7 @@ def run_as_rank(
     not stopped them by then, i.e. when rank 0 itself is what was lost.
     """
     signals.install()  # SIGTERM (scancel, timeout) ends the run as Ctrl-C does: recorded as interrupted
+    orphan.watch_launcher()  # kill -9 of the launcher: the rank stops itself (SIGTERM) instead of going on
     try:
         transport = transport_for(backend)
         # gloo's world group binds GLOO_SOCKET_IFNAME as it is at start-up: the management interface.

@@ -10,12 +10,15 @@ ranks' argv is built from the typed config, and rank 0 writes the run directory 
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -24,9 +27,10 @@ from bench.exits import EXIT_INFRA, InfraError, Interrupted, UserError, interrup
 from bench.rundir.files import default_cluster_name, default_run_dir
 from bench.rundir.runjson import RunFile
 from bench.runtime import env as benv
-from bench.runtime import signals
+from bench.runtime import launcher_watch, session, signals
 from bench.runtime.gpus import gpu_count
 from bench.runtime.launcher_output import LauncherOutput
+from bench.runtime.launcher_watch import RECORDED, Ended, Watch
 from bench.runtime.progress import Relay
 
 
@@ -120,44 +124,58 @@ def child_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return child
 
 
+def _die_with_parent() -> None:
+    """In the launcher, before it runs: the kernel sends it SIGTERM if railbench itself dies (kill -9 of the
+    parent), and the launcher passes that on to its ranks, as it does Ctrl-C."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
 def run_ranks(
-    cmd: Sequence[str], child_env: Mapping[str, str], timeout_s: float | None, output: LauncherOutput | None = None
-) -> int:
-    """Run the launcher and wait; Ctrl-C and timeouts stop the whole process group, never orphan ranks.
+    cmd: Sequence[str], child_env: Mapping[str, str], watch: Watch, output: LauncherOutput | None = None
+) -> Ended:
+    """Run the launcher and wait under ``watch``'s deadlines (``bench.runtime.launcher_watch``); Ctrl-C,
+    SIGTERM, a hang and the launcher's own death end every process it started, never orphaning a rank.
 
     With ``output``, the launcher's stderr goes through it (Open MPI's boxes held back)."""
     signals.install()  # SIGTERM to the parent (scancel, timeout) stops the ranks too, never only the parent
     piped = subprocess.PIPE if output is not None else None
     proc = subprocess.Popen(
-        list(cmd), env=dict(child_env), start_new_session=True, stdout=piped, stderr=piped, text=True
+        list(cmd),
+        env=dict(child_env),
+        start_new_session=True,
+        stdout=piped,
+        stderr=piped,
+        text=True,
+        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
     )
     readers = []
     if output is not None and proc.stderr is not None and proc.stdout is not None:
         readers = [output.pump(proc.stderr), output.pump_stdout(proc.stdout)]
     try:
-        rc = proc.wait(timeout=timeout_s)
-        for reader in readers:
-            reader.join(timeout=10.0)
-        return rc
-    except subprocess.TimeoutExpired:
-        _stop(proc)
-        return -1
+        ended = launcher_watch.wait(proc, watch)
     except KeyboardInterrupt as exc:
         _stop(proc, first=exc.signum if isinstance(exc, Interrupted) else signal.SIGINT)
         raise
+    for reader in readers:
+        reader.join(timeout=10.0)  # the session is empty: the pipes are at their end
+    return ended
 
 
 def _stop(proc: subprocess.Popen[str], first: int = signal.SIGTERM) -> None:
-    for sig, wait_s in ((first, 8.0), (signal.SIGKILL, 2.0)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait_s)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+    """Pass ``first`` to the launcher, which forwards it to its ranks once (they record the interrupt); then
+    kill whatever of its session is left, stopped ranks included."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, first)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=8.0)
+    session.kill_all(proc.pid)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=2.0)
 
 
 def rank_or_local(
@@ -190,13 +208,14 @@ def start_local_ranks(
     cluster: str | None,
     backend: str,
     per_rank_bytes: int,
+    timeout_s: float,
 ) -> int:
     """Start ``np`` local ranks under mpirun with ``rank_argv(out)``; returns the exit status rank 0 recorded."""
     out = out or default_run_dir(cluster or default_cluster_name(socket.gethostname()))
     check_local_np(np, backend, per_rank_bytes, cpus=cpu_count(), gpus=gpu_count(), mem=mem_available_bytes())
     cmd = mpirun_command(np, rank_argv(out), oversubscribe=gpu_count() == 0)
     output = terminal_output()
-    return exit_status_from_run_dir(out, run_interrupted_into(out, cmd, output), output)
+    return exit_status_from_run_dir(out, run_interrupted_into(out, cmd, timeout_s, output), output)
 
 
 def terminal_output() -> LauncherOutput:
@@ -205,13 +224,32 @@ def terminal_output() -> LauncherOutput:
     return LauncherOutput(sys.stderr, Relay(sys.stdout, draw=sys.stderr.isatty()))
 
 
-def run_interrupted_into(out: Path, cmd: Sequence[str], output: LauncherOutput | None = None) -> int:
-    """``run_ranks`` for a run directory: an interrupt stops the ranks and leaves run.json ``interrupted``."""
+def run_interrupted_into(
+    out: Path,
+    cmd: Sequence[str],
+    timeout_s: float,
+    output: LauncherOutput | None = None,
+    *,
+    here: bool = True,
+) -> Ended:
+    """``run_ranks`` for a run directory: an interrupt stops the ranks and leaves run.json ``interrupted``.
+
+    ``here``: rank 0 writes ``out`` on this node (not so on the other nodes of a per-node launch)."""
+    watch = Watch(timeout_s, _command_of(cmd), out if here else None)
     try:
-        return run_ranks(cmd, child_environment({benv.PARENT_VAR: "1"}), timeout_s=None, output=output)
+        return run_ranks(cmd, child_environment({benv.PARENT_VAR: "1"}), watch, output=output)
     except KeyboardInterrupt as exc:
         mark_interrupted(out, interrupt_status(exc))
         raise
+
+
+def _command_of(cmd: Sequence[str]) -> str:
+    """The railbench command the ranks run: the word after ``-m bench`` in the launcher's command."""
+    words = list(cmd)
+    for i in range(len(words) - 2):
+        if words[i] == "-m" and words[i + 1] == "bench":
+            return words[i + 2]
+    return ""
 
 
 def mark_interrupted(out: Path, status: int) -> None:
@@ -240,12 +278,16 @@ def _rewrite(run_file: RunFile, **changes: object) -> None:
         ) from None
 
 
-def exit_status_from_run_dir(out: Path, rc: int, output: LauncherOutput | None = None) -> int:
+def exit_status_from_run_dir(out: Path, ended: Ended, output: LauncherOutput | None = None) -> int:
     """The exit status rank 0 recorded in run.json; a run the ranks left unfinished is marked failed.
 
     The parent was not interrupted when it gets here, so a run.json that says ``interrupted`` means the
     launcher stopped the ranks because one of them died: that is a lost rank, named from the launcher's words.
+    What the parent saw itself comes first: a hang it ended, a launcher that died.
     """
+    rc = ended.rc
+    if ended.hang is not None or ended.launcher_signal is not None:
+        return _record_parent_fault(out, ended)
     lost = output.lost_ranks() if output is not None else []
     if not (out / "run.json").is_file():
         for box in output.boxes if output is not None else []:
@@ -276,5 +318,66 @@ def exit_status_from_run_dir(out: Path, rc: int, output: LauncherOutput | None =
 def _failed(run_file: RunFile, failure: dict[str, object]) -> NoReturn:
     """run.json says the run failed (exit 3) for ``failure``, and the parent says it in one line."""
     message = str(failure["message"])
-    _rewrite(run_file, status="failed", verdict="error", reasons=[message], exit_status=EXIT_INFRA, failure=failure)
+    finished = run_file.record.finished_utc or _now()
+    _rewrite(
+        run_file,
+        status="failed",
+        verdict="error",
+        reasons=[message],
+        exit_status=EXIT_INFRA,
+        failure=failure,
+        finished_utc=finished,
+    )
     raise InfraError(f"{message}: {run_file.path.parent}")
+
+
+def _record_parent_fault(out: Path, ended: Ended) -> int:
+    """A hang the parent ended (or saw), or a launcher that died: into run.json when there is one, exit 3.
+
+    A hang the ranks' watchdog already recorded stays as it is (it names the step). A run rank 0 had already
+    recorded keeps its verdict, as a run whose finish step failed does: the measurements are whole, and the
+    exit status 3 with its ``failure`` says the ranks did not end cleanly.
+    """
+    if ended.hang is not None:
+        failure: dict[str, object] = {
+            "kind": "hang",
+            "message": ended.hang,
+            "step": ended.phase,
+            "missing_ranks": list(ended.hung_ranks),
+            "missing_hosts": [ended.host] * len(ended.hung_ranks),
+            "unresponsive_ranks": list(ended.hung_ranks),
+        }
+    else:
+        left = f"; the {len(ended.orphans)} rank(s) it left running were stopped" if ended.orphans else ""
+        failure = {
+            "kind": "launcher",
+            "message": f"the launcher was killed by signal {ended.launcher_signal}{left}",
+        }
+    message = str(failure["message"])
+    if not (out / "run.json").is_file():
+        raise InfraError(f"{message}; no run directory was written ({out})")
+    run_file = RunFile.load(out)
+    recorded = run_file.get("failure")
+    if isinstance(recorded, dict) and recorded.get("kind") == "hang":
+        raise InfraError(f"{recorded.get('message')}: {out}")
+    message += "; results.csv keeps every finished measurement"
+    failure["message"] = message
+    if ended.phase == RECORDED:
+        _rewrite(run_file, exit_status=EXIT_INFRA, failure=failure)
+    else:
+        finished = run_file.record.finished_utc if run_file.status != "running" else None
+        _rewrite(
+            run_file,
+            command=ended.command or run_file.record.command,
+            status="failed",
+            verdict="error",
+            reasons=[message],
+            exit_status=EXIT_INFRA,
+            failure=failure,
+            finished_utc=finished or _now(),
+        )
+    raise InfraError(f"{message}: {out}")
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

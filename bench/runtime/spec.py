@@ -37,33 +37,85 @@ def encode(config: Any) -> str:
     return json.dumps(_plain(config), separators=(",", ":"))
 
 
-def _typed(hint: Any, value: Any) -> Any:
+class _Refused(Exception):
+    """A value of the spec that does not have its field's type (said by :func:`decode` in one line)."""
+
+
+def _typed(hint: Any, value: Any, field: str) -> Any:
+    """``value`` from the JSON as the field's type; ``_Refused`` when it is not that type.
+
+    JSON has one number type and Python's ``int`` accepts ``True``: a spec whose ``iters`` is ``2.5`` or
+    ``true`` would reach ``range()`` on every rank. Every field is checked against its annotation here,
+    before the config's own checks of ranges.
+    """
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         options = [h for h in typing.get_args(hint) if h is not type(None)]
         if value is None:
-            return None
-        return _typed(options[0], value) if len(options) == 1 else value
-    if hint is Path:
-        return Path(value)
+            if len(options) < len(typing.get_args(hint)):
+                return None
+            raise _Refused(f"{field} is null")
+        for option in options:
+            try:
+                return _typed(option, value, field)
+            except _Refused:
+                continue
+        raise _Refused(f"{field} holds {_shown(value)}, not a {' or '.join(_name(o) for o in options)}")
+    if origin is typing.Literal:
+        if value in typing.get_args(hint) and not isinstance(value, bool | float):
+            return value
+        raise _Refused(f"{field} holds {_shown(value)}, not one of {', '.join(map(repr, typing.get_args(hint)))}")
     if origin is tuple:
+        if not isinstance(value, list):
+            raise _Refused(f"{field} holds {_shown(value)}, not a list")
         (item, *_) = typing.get_args(hint)
-        return tuple(_typed(item, v) for v in value)
-    if dataclasses.is_dataclass(hint) and isinstance(value, dict):
-        return _build(hint, value)
-    return value
+        return tuple(_typed(item, v, f"{field}[{i}]") for i, v in enumerate(value))
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise _Refused(f"{field} holds {_shown(value)}, not an object")
+        return _build(hint, value, f"{field}.")
+    checks: dict[Any, Any] = {
+        bool: lambda v: isinstance(v, bool),
+        int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+        float: lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+        str: lambda v: isinstance(v, str),
+        Path: lambda v: isinstance(v, str) and v != "",
+    }
+    if hint not in checks:
+        raise TypeError(f"{SPEC_FLAG} cannot carry a field of type {hint!r} ({field})")
+    if not checks[hint](value):
+        raise _Refused(f"{field} holds {_shown(value)}, not a {_name(hint)}")
+    return Path(value) if hint is Path else float(value) if hint is float else value
 
 
-def _build(cls: Any, doc: dict[str, Any]) -> Any:
+def _name(hint: Any) -> str:
+    names = {bool: "boolean", int: "whole number", float: "number", str: "string", Path: "path"}
+    return names.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _build(cls: Any, doc: dict[str, Any], prefix: str = "") -> Any:
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
     unknown = set(doc) - names
     if unknown:
         raise UserError(
             f"{SPEC_FLAG} names fields this railbench does not know ({', '.join(sorted(unknown))}): "
             "start the ranks with the same railbench version as the parent"
         )
-    return cls(**{name: _typed(hints[name], value) for name, value in doc.items()})
+    required = {
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.init and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    }
+    missing = sorted(required - set(doc))
+    if missing:
+        raise _Refused(f"{prefix}{missing[0]} is missing")
+    return cls(**{name: _typed(hints[name], value, f"{prefix}{name}") for name, value in doc.items()})
 
 
 def decode(cls: type[T], text: str) -> T:
@@ -75,6 +127,8 @@ def decode(cls: type[T], text: str) -> T:
         raise UserError(f"{SPEC_FLAG} is not the JSON a railbench parent writes")
     try:
         built: T = _build(cls, doc)
+    except _Refused as exc:
+        raise UserError(f"{SPEC_FLAG} is not what a railbench parent writes: {exc}: {fix}") from None
     except (TypeError, ValueError) as exc:  # a field of the wrong type: what a config's own checks meet
         raise UserError(f"{SPEC_FLAG} does not fit this railbench's config ({str(exc)[:160]}): {fix}") from None
     return built

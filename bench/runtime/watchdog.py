@@ -84,6 +84,8 @@ class Watchdog:
     """Where the store listens, for the thread's own connection (None: share ``store``)."""
     poll_s: float = 0.5
     rank0_grace_s: float = RANK0_GRACE_S
+    unreachable_hold_s: float = 10.0
+    """How long a rank that finds rank 0's store gone waits for the launcher before it speaks."""
     _step: int = field(default=0, init=False)
     _label: str = field(default="start-up", init=False)
     _started: float | None = field(default=None, init=False)
@@ -211,7 +213,11 @@ class Watchdog:
         try:
             self.on_hang(hang)
         finally:
-            # Rank 0 speaks for everyone unless rank 0 is the one that is gone.
+            # Rank 0 speaks for everyone unless rank 0 is the one that is gone. Its store is also gone when
+            # rank 0 has just ended the run itself (it diagnosed the same step a moment earlier): the launcher
+            # then stops this rank within seconds, so it holds back before saying that rank 0 hung.
+            if hang.unreachable and self.rank != 0:
+                time.sleep(self.unreachable_hold_s)
             if self.rank == 0 or hang.unreachable:
                 print(f"railbench: infrastructure fault: {hang.describe()}", file=sys.stderr, flush=True)
             os._exit(EXIT_INFRA)

@@ -12,6 +12,7 @@ from bench.frame.validate import check_common
 from bench.measure.collectives import DEFAULT_COLLECTIVES, get_collective, get_dtype
 from bench.profiles import Profile, load_profile
 from bench.runtime import spec
+from bench.runtime.deadlines import DEFAULT_TIMEOUT_S, check_timeout
 from bench.units import format_size
 
 MAX_SIZES = 4096
@@ -49,7 +50,7 @@ class RunConfig:
     graph: bool | None = None
     """Capture the timed iterations in a CUDA graph (nccl-tests -G); NCCL only. None: on with NCCL where
     capture works (agreed by every rank before the sweep), off on gloo and under blocking wait."""
-    timeout_s: float = 300.0
+    timeout_s: float = DEFAULT_TIMEOUT_S
     """A collective that has not finished after this many seconds ends the run with exit 3."""
     np: int | None = None
     """Start this many local ranks under mpirun."""
@@ -98,8 +99,7 @@ class RunConfig:
             raise UserError(f"--iters {self.iters} must be at least 1")
         if self.warmup < 0:
             raise UserError(f"--warmup {self.warmup} must not be negative")
-        if self.timeout_s <= 0:
-            raise UserError(f"--timeout {self.timeout_s:g} must be positive (seconds)")
+        check_timeout(self.timeout_s)
         if self.backend == "gloo" and self.graph is True:
             raise UserError("--graph captures CUDA graphs and needs --backend nccl: drop --graph for gloo")
         per_node = (self.nnodes, self.node_rank, self.main_address, self.nproc_per_node)

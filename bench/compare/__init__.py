@@ -1,0 +1,1 @@
+"""Tonight's run against its baseline (``railbench compare``): its config and the comparison."""
