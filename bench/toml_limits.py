@@ -39,8 +39,9 @@ MAX_DEPTH = 16
 _QUOTES = ('"""', "'''", '"', "'")
 
 
-def read_text(path: Path, what: str) -> str:
-    """The UTF-8 text of ``path`` when it is a regular file of at most :data:`MAX_TOML_BYTES`."""
+def read_text(path: Path, what: str, limit: int = MAX_TOML_BYTES) -> str:
+    """The UTF-8 text of ``path`` when it is a regular file of at most ``limit`` bytes (a profile's
+    :data:`MAX_TOML_BYTES`; a fabric's cabling file is larger)."""
     try:
         info = os.stat(path)
     except FileNotFoundError:
@@ -49,16 +50,16 @@ def read_text(path: Path, what: str) -> str:
         raise UserError(f"{what} {path} cannot be read ({exc.strerror}): check the path") from None
     if not stat.S_ISREG(info.st_mode):
         raise UserError(f"{what} {path} is not a regular file: give a .toml file")
-    if info.st_size > MAX_TOML_BYTES:
-        raise UserError(f"{what} {path} is {info.st_size} bytes, over the {MAX_TOML_BYTES >> 10} KiB limit")
+    if info.st_size > limit:
+        raise UserError(f"{what} {path} is {info.st_size} bytes, over the {limit >> 10} KiB limit")
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         with os.fdopen(fd, "rb") as handle:
-            data = handle.read(MAX_TOML_BYTES + 1)
+            data = handle.read(limit + 1)
     except OSError as exc:
         raise UserError(f"{what} {path} cannot be read ({exc.strerror}): check its permissions") from None
-    if len(data) > MAX_TOML_BYTES:
-        raise UserError(f"{what} {path} is over the {MAX_TOML_BYTES >> 10} KiB limit")
+    if len(data) > limit:
+        raise UserError(f"{what} {path} is over the {limit >> 10} KiB limit")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -113,6 +113,7 @@ def config_from_args(args: argparse.Namespace) -> AcceptConfig:
         relative_fraction=args.relative_fraction,
         confirm=args.confirm,
         cell_budget_s=args.cell_budget,
+        topology=args.topology,
     )
     return AcceptConfig(
         profile=args.profile,

@@ -32,6 +32,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="kernel log to scan for link flaps (default: journalctl -k, kern.log or syslog)",
     )
+    parser.add_argument(
+        "--topology",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="the fabric's cabling (ibnetdiscover output or a cabling .toml) to check against the rail plan",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument("--no-gather", action="store_true", help="under mpirun, check each node on its own")
 
@@ -45,6 +52,7 @@ def main(args: argparse.Namespace) -> int:
         gather="off" if args.no_gather else "auto",
         error_window_s=args.error_window,
         kernel_log=args.kernel_log,
+        topology=args.topology,
     )
     return run(config)
 

@@ -78,10 +78,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_diagnosis_flags(group: argparse._ArgumentGroup) -> None:
-    """--confirm and --cell-budget, shared by rails and accept."""
+    """--confirm, --cell-budget and --topology, shared by rails and accept."""
     group.add_argument("--confirm", type=int, metavar="N", help="re-measure each suspect pair N times (0: off)")
     group.add_argument(
         "--cell-budget", type=number("--cell-budget"), metavar="SECONDS", help="time budget of one pair or rail cell"
+    )
+    group.add_argument(
+        "--topology",
+        type=Path,
+        metavar="FILE",
+        help="the fabric's cabling (ibnetdiscover output or a cabling .toml): name cables, leaves, uplinks, spines",
     )
 
 
@@ -113,6 +119,7 @@ def config_from_args(args: argparse.Namespace) -> RailsConfig:
         no_history=args.no_history,
         confirm=args.confirm,
         cell_budget_s=args.cell_budget,
+        topology=args.topology,
     )
 
 

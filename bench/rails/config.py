@@ -14,9 +14,12 @@ from typing import Any, Literal
 from bench.actions import Actions
 from bench.error_limits import ErrorLimits
 from bench.errors import UserError
+from bench.fabric.cabling_plan import rail_order
+from bench.fabric.topology_file import load_cabling
 from bench.measure.collectives import get_collective
 from bench.measure.targets import world_target_gbps
 from bench.profiles import Profile, load_profile
+from bench.rails.fabric_map import Topology
 from bench.runtime import spec
 from bench.runtime.validate import check_common
 from bench.units import parse_size
@@ -74,6 +77,9 @@ class RailsConfig:
     """Re-measurements of every suspect pair before a defect is named (0: none)."""
     cell_budget_s: float | None = None
     """Seconds one pair or rail-group measurement may take; default from the line rate (see rails.budget)."""
+    topology: Path | None = None
+    """The fabric's cabling (ibnetdiscover output or a cabling TOML): localisation then names cables, leaves,
+    uplinks and spines (``bench.rails.switches``). A path every rank can read, as a profile path is."""
     backend: Literal["auto", "nccl", "gloo"] = "auto"
     timeout_s: float = 300.0
     """A step that has not finished after this many seconds ends the run with exit 3."""
@@ -150,6 +156,8 @@ class RailsSettings:
     """The profile's ``[errors]``: which counters convict a link, and whether an ``errors`` defect fails."""
     actions: Actions = dataclasses.field(default_factory=Actions)
     """The profile's ``[actions]``: what a technician does about each defect kind."""
+    topology: Topology | None = None
+    """The fabric's cabling and the HCA of each rail (``--topology``), read and checked before any rank starts."""
 
 
 def _profile_table(profile: Profile) -> dict[str, Any]:
@@ -214,7 +222,16 @@ def resolve(config: RailsConfig, profile: Profile) -> RailsSettings:
         local_pair_target_gbps=world_target_gbps(profile, "sendrecv", 1),
         errors=profile.errors,
         actions=profile.actions,
+        topology=_topology(config.topology, profile),
     )
+
+
+def _topology(path: Path | None, profile: Profile) -> Topology | None:
+    """The cabling in ``path`` with its rail order (the file's, the profile's rail names, or name order)."""
+    if path is None:
+        return None
+    cabling = load_cabling(path)
+    return Topology(cabling, rail_order(cabling, profile.rail_names, profile.excluded_hcas))
 
 
 def validate(config: RailsConfig) -> tuple[Profile, RailsSettings]:

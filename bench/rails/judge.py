@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.rails import evidence, records, windows
+from bench.rails import evidence, fabric_map, records, windows
 from bench.rails.config import RailsSettings
 from bench.rails.layout import RailLayout
-from bench.rails.localise import Diagnosis, Thresholds, diagnose
-from bench.rails.measure import flatten
+from bench.rails.localise import Diagnosis, PairMatrix, Thresholds, diagnose
+from bench.rails.measure import PairTime, flatten
 from bench.rails.pairs import suspects
 from bench.rails.schedule import Cell
 
@@ -47,19 +47,35 @@ def _judging(
 
 def outcome(settings: RailsSettings, layout: RailLayout, gathered: list[dict[str, Any]]) -> records.RailsOutcome:
     """Rank 0: devices, line rates, localisation and targets from everything the ranks sent."""
-    nodes = layout.nodes
-    rail_results = sorted(flatten([g["results"] for g in gathered]), key=lambda r: (r.mode != "concurrent", r.rail))
     times = sorted(
         flatten([g["times"] for g in gathered]), key=lambda t: (t.confirm, t.repeat, t.round, t.rail, t.node)
     )
+    matrix = records.pair_matrix(times, layout.nodes, layout.rails) if times else None
+    return judged(settings, layout, gathered, times, matrix)
+
+
+def judged(
+    settings: RailsSettings,
+    layout: RailLayout,
+    gathered: list[dict[str, Any]],
+    times: list[PairTime],
+    matrix: PairMatrix | None,
+) -> records.RailsOutcome:
+    """``outcome`` once the pair matrix is built: the fabric model (``tests/fabric_model.py``) builds it from its
+    own columns of pair times and calls this, so what it judges is judged exactly as rank 0 judges a run."""
+    nodes = layout.nodes
+    rail_results = sorted(flatten([g["results"] for g in gathered]), key=lambda r: (r.mode != "concurrent", r.rail))
     readers = [g for g in gathered if g["windows"] and g["windows"][0] is not None]
     devices, expected, rates, thresholds = _judging(settings, layout, gathered)
     min_bytes = max(1, settings.rail_bytes // 2)
     findings = evidence.findings(devices, settings.quiet_devices, settings.counter_tolerance_bytes, min_bytes)
     device_names = records.device_map(devices)
     found = Diagnosis(())
-    if times:
-        found = diagnose(records.pair_matrix(times, nodes, layout.rails), rates, thresholds, device_names)
+    fabric = None
+    if settings.topology is not None:
+        fabric = fabric_map.place(settings.topology, nodes, layout.rails, fabric_map.device_hca(device_names))
+    if matrix is not None:
+        found = diagnose(matrix, rates, thresholds, device_names, fabric)
     below = []
     for r in rail_results:
         target = expected.get(r.rail)
