@@ -7,6 +7,7 @@ pair matrix, the rail collectives and the counter windows.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from bench.rails import evidence, fabric_map, records, windows
@@ -20,8 +21,17 @@ from bench.rails.schedule import Cell
 
 def suspect_cells(settings: RailsSettings, layout: RailLayout, gathered: list[dict[str, Any]]) -> list[Cell]:
     """The cells whose matrix samples are slow: re-measured before anything is named."""
+    return suspects_in(settings, layout, gathered, flatten([g["times"] for g in gathered]))
+
+
+def suspects_in(
+    settings: RailsSettings,
+    layout: RailLayout,
+    gathered: list[dict[str, Any]],
+    times: Sequence[PairTime] | records.PairColumns,
+) -> list[Cell]:
+    """``suspect_cells`` of these pair times (the fabric model's columns stand in for the gathered times)."""
     _, _, rates, thresholds = _judging(settings, layout, gathered)
-    times = flatten([g["times"] for g in gathered])
     return suspects(times, layout.nodes, layout.rails, rates, thresholds)
 
 

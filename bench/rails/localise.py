@@ -385,8 +385,9 @@ def _intermittent_links(cells: Cells, link_candidate: np.ndarray, rail_fault: np
         left[k, a, :] = left[k, :, a] = False
     tried = link_candidate.copy()
     links = max(1, int(measured.any(axis=2).sum()))
+    left_count = left.sum(axis=2)  # kept up to date below: a 256 x 8 matrix tries thousands of links
     while True:
-        counts = np.where(tried, -1, left.sum(axis=2))
+        counts = np.where(tried, -1, left_count)
         k, a = np.unravel_index(int(np.argmax(counts)), counts.shape)
         if counts[k, a] < 2:
             return
@@ -399,6 +400,8 @@ def _intermittent_links(cells: Cells, link_candidate: np.ndarray, rail_fault: np
         if beyond and cells.confirmed(np.full(len(b), k), np.full(len(b), a), b):
             link_candidate[k, a] = True
             left[k, a, :] = left[k, :, a] = False
+            left_count[k, a] = 0
+            left_count[k, b] -= 1
 
 
 def suspect_samples(

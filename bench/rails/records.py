@@ -144,11 +144,15 @@ def pair_matrix(times: Sequence[PairTime] | PairColumns, nodes: Sequence[str], r
         raise UserError(f"pair {node[i]}-{peer[i]} on rail {rail[i]} is outside the run's {n} nodes and {rails} rails")
     spans = (n, n, rails, int(repeat.max()) + 1, int(confirm.max()) + 1)
     key = np.ravel_multi_index((low, high, rail, repeat, confirm), spans)
-    # Per key the slowest direction, the earliest of equal ones: sorted by key, then time, then index falling.
-    order = np.lexsort((-np.arange(len(key)), time_us, key))
-    last = np.flatnonzero(np.r_[key[order][1:] != key[order][:-1], True])
-    first = np.r_[0, last[:-1] + 1]
-    pick = order[last]
+    # Per key the slowest direction, the earliest of equal ones: a stable sort by key keeps each key's
+    # directions in their order, and the first that reaches its key's largest time is picked.
+    order = np.argsort(key, kind="stable")
+    ordered = key[order]
+    first = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    times_in_order = time_us[order]
+    largest = np.repeat(np.maximum.reduceat(times_in_order, first), np.diff(np.r_[first, len(order)]))
+    position = np.where(times_in_order == largest, np.arange(len(order)), len(order))
+    pick = order[np.minimum.reduceat(position, first)]
     any_stopped = np.maximum.reduceat(stopped[order].astype(np.int8), first).astype(bool)
     with np.errstate(divide="ignore"):
         rate = np.where(time_us[pick] > 0, nbytes[pick] * 8 / (time_us[pick] * 1e-6) / 1e9, 0.0)  # busbw_Gbps
@@ -163,10 +167,11 @@ def pair_matrix(times: Sequence[PairTime] | PairColumns, nodes: Sequence[str], r
         sel = np.flatnonzero((confirm[pick] > 0) == is_confirm)
         slot = (confirm[pick][sel] - 1) if is_confirm else repeat[pick][sel]
         k, a, b = rail[pick][sel], low[pick][sel], high[pick][sel]
-        where = np.ravel_multi_index((slot, k, a, b), values.shape) if len(sel) else np.zeros(0, dtype=np.int64)
-        _, back = np.unique(where[::-1], return_index=True)
-        keep = len(sel) - 1 - back  # the last of each slot
-        slot, k, a, b, sel = slot[keep], k[keep], a[keep], b[keep], sel[keep]
+        if is_confirm and len(sel):  # only re-measurements can share a slot (one per repeat they came from)
+            where = np.ravel_multi_index((slot, k, a, b), values.shape)
+            _, back = np.unique(where[::-1], return_index=True)
+            keep = len(sel) - 1 - back  # the last of each slot
+            slot, k, a, b, sel = slot[keep], k[keep], a[keep], b[keep], sel[keep]
         for i, j in ((a, b), (b, a)):
             values[slot, k, i, j] = rate[sel]
             flags[slot, k, i, j] = any_stopped[sel]

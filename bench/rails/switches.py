@@ -111,15 +111,14 @@ def _one_node(reproduces: np.ndarray) -> bool:
     return len(a) > 0 and any(bool(np.all((a == x) | (b == x))) for x in (a[0], b[0]))
 
 
-def _spread(reproduces: np.ndarray, near: np.ndarray) -> bool:
-    """The reproducing suspects ``[a, b]`` (each with one end in ``near``) involve at least two of ``near``'s
-    nodes and no one node holds more than half of them: not one node's cable."""
+def _spread(reproduces: np.ndarray) -> bool:
+    """The reproducing suspects ``[a, b]`` are at least two, and no node is in more than half of them: one
+    node's cable (seen from either end) is not a switch's fault."""
     a, b = np.nonzero(np.triu(reproduces, k=1))
     if len(a) < 2:
         return False
-    ends = np.where(near[a], a, b)
-    counts = np.bincount(ends)
-    return int((counts > 0).sum()) >= 2 and 2 * int(counts.max()) <= len(a)
+    counts = np.bincount(np.concatenate([a, b]))
+    return 2 * int(counts.max()) <= len(a)
 
 
 @dataclass(frozen=True)
@@ -150,6 +149,12 @@ def path_faults(cells: Cells, fabric: FabricMap, rail_fault: np.ndarray, per_cel
         """Rail k's cells in ``mask`` (``[a, b]``) hold more reproduced suspects than noise gives."""
         return null.significant(int((reproduces[k] & mask & upper[0]).sum()), int((mask & upper[0]).sum()))
 
+    def switch_inside(k: int, mask: np.ndarray) -> bool:
+        """Rail k's cells within units (``mask``) are slow the way a switch slows them: more reproduced suspects
+        than noise gives, spread over several nodes (one flaky cable inside a unit is that cable's, judged
+        later, and does not hide a spine or an uplink)."""
+        return elevated(k, mask) and _spread(reproduces[k] & mask)
+
     # Spines: every rail they join, between units, and nothing within a unit.
     open_rails = [k for k in range(rails) if not rail_fault[k] and len(leaves_on[k]) >= 2]
     groups: dict[tuple[str, ...], list[int]] = {}
@@ -159,8 +164,8 @@ def path_faults(cells: Cells, fabric: FabricMap, rail_fault: np.ndarray, per_cel
     for spines, ks in groups.items():
         if len(ks) < 2 or not spines:
             continue
-        rail_ok = [elevated(k, cross[k]) and not elevated(k, inside[k]) for k in ks]
-        spread = [_spread(reproduces[k] & cross[k], placed[k]) for k in ks]
+        rail_ok = [elevated(k, cross[k]) and not switch_inside(k, inside[k]) for k in ks]
+        spread = [_spread(reproduces[k] & cross[k]) for k in ks]
         if all(rail_ok) and all(spread):
             mask = np.zeros_like(cross)
             mask[ks] = cross[ks]
@@ -183,7 +188,7 @@ def path_faults(cells: Cells, fabric: FabricMap, rail_fault: np.ndarray, per_cel
                 break
             index, count, mine, near = best
             within = inside[k] & near[:, None] & near[None, :]
-            if not (elevated(k, mine) and _spread(reproduces[k] & mine, near) and not elevated(k, within)):
+            if not (elevated(k, mine) and _spread(reproduces[k] & mine) and not switch_inside(k, within)):
                 break
             far = _far_leaves(reproduces[k] & mine, near, leaf[k])
             chosen = [index, *far] if len(far) == 1 else [index]
