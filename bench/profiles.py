@@ -31,7 +31,7 @@ Keys (top level unless shown):
 ``[actions]``            what to do about each defect kind, one sentence each (``bench.actions``)
 ``[compare]``            regression thresholds (``bench.history.settings``): checked here too, so a bad one
                          is refused by every command, not only by ``compare``
-``[rails_test]``, ``[run]``, ``[accept]``, ``[report]``: tables read by other commands, kept in ``raw``
+``[rails_test]``, ``[run]``, ``[accept]``, ``[report]``, ``[plan]``: tables read by other commands, kept in ``raw``
 =======================  ====================================================================================
 
 An unknown key, a wrong type, a rate or target that is not a finite positive number (``nan``, ``inf``,
@@ -63,7 +63,7 @@ TRANSPORTS: tuple[Transport, ...] = ("ib", "roce", "socket", "loopback")
 LINK_LAYERS = ("InfiniBand", "Ethernet")
 
 # Tables other commands own; accepted as tables and left to them.
-EXTENSION_TABLES = frozenset({"compare", "rails_test", "run", "accept", "report"})
+EXTENSION_TABLES = frozenset({"compare", "rails_test", "run", "accept", "report", "plan"})
 
 
 MAX_RATE_GBPS = 1e6

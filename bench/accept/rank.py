@@ -14,12 +14,13 @@ The verdict functions at the bottom are pure: they take what the phases produced
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.accept.config import AcceptConfig, validate
+from bench.accept.config import AcceptConfig, accept_plan, validate
 from bench.check.node import render, to_json
 from bench.errors import EXIT_FAIL, EXIT_INFRA, EXIT_PASS, UserError
 from bench.fabric import checks, cluster
@@ -31,6 +32,7 @@ from bench.rails import output
 from bench.rails import rank as rails_rank
 from bench.rails.config import RailsSettings
 from bench.rails.defects import describe
+from bench.rails.laps import Laps, compared
 from bench.rails.measure import gather_objects
 from bench.rails.records import RailsOutcome
 from bench.rundir.files import (
@@ -94,6 +96,16 @@ def _accept(config: AcceptConfig, settings: RailsSettings, profile: Profile, ctx
         broadcast_str(ctx.store, "out_dir", str(config.out or default_run_dir(cluster_name)), rank, 60.0)
     )
     started = iso_utc()
+    laps = Laps()
+    laps.mark("start-up and rail groups")  # the launch; rails adds its groups' set-up to it
+    planned = accept_plan(config, profile, settings, len(ctx.node_hosts), ctx.info.local_world_size)
+    sweep_config = config.sweep_config(out_dir)
+    if planned is not None:  # cut to --max-minutes when asked; every rank computes the same plan
+        settings = planned.settings
+        if planned.sweep is not None:
+            sweep_config = dataclasses.replace(sweep_config, max_bytes=planned.sweep.max_bytes)
+        if rank == 0:
+            print("\n".join(planned.lines()), flush=True)
 
     reports = _node_checks(profile, ctx)
     cross: list[CheckResult] = []
@@ -103,8 +115,9 @@ def _accept(config: AcceptConfig, settings: RailsSettings, profile: Profile, ctx
         atomic_write_json(out_dir / "checks.json", to_json(profile, reports, cross, ctx.info.world_size))
         print(render(profile, reports, cross, ctx.info.world_size), flush=True)
 
-    sweep_config = config.sweep_config(out_dir)
+    laps.mark("check")
     world_sweep(sweep_config, ctx, finish=False)  # run.json and results.csv; history and report come last
+    laps.mark("world sweep")
 
     def record_end(status: str, exit_status: int, failure: dict[str, Any] | None) -> None:
         if rank == 0:
@@ -118,7 +131,7 @@ def _accept(config: AcceptConfig, settings: RailsSettings, profile: Profile, ctx
                 **extra,
             )
 
-    outcome = rails_rank.guarded_rails_phase(settings, ctx, record_end)
+    outcome = rails_rank.guarded_rails_phase(settings, ctx, record_end, laps, planned)
 
     status = EXIT_PASS
     if rank == 0 and outcome is not None and reports is not None:
@@ -147,6 +160,7 @@ def _accept(config: AcceptConfig, settings: RailsSettings, profile: Profile, ctx
             verdict=verdict,
             exit_status=status,
             accept=accept_summary(cases),
+            plan=compared(planned.as_dict() if planned is not None else None, outcome.phase_s),
             rails_test=rails_rank.metadata(ctx, cluster_name, profile, settings, "accept")["rails_test"],
         )
         if finish_run(out_dir, profile, history=sweep_config.history, no_history=sweep_config.no_history):

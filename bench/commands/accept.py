@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench.accept.config import AcceptConfig, validate
+from bench.accept.config import AcceptConfig, accept_plan, validate
 from bench.accept.rank import run_rank
 from bench.commands import rails as rails_cmd
 from bench.commands.flags import Given, add_spec_argument, config_or_spec, refuse_two_step_rules
@@ -69,6 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--relative-fraction", type=rails_cmd.number("--relative-fraction"), help="a pair is slow below this x peers"
     )
     rails_cmd.add_diagnosis_flags(rails)
+    rails_cmd.add_plan_flags(parser.add_argument_group("plan"))
     start = parser.add_argument_group("start-up and output")
     start.add_argument("--backend", choices=("auto", "nccl", "gloo"), default="auto", help="nccl on GPUs, gloo on CPU")
     start.add_argument("--timeout", type=float, default=300.0, help="seconds per step before exit 3")
@@ -114,6 +115,9 @@ def config_from_args(args: argparse.Namespace) -> AcceptConfig:
         confirm=args.confirm,
         cell_budget_s=args.cell_budget,
         topology=args.topology,
+        plan=args.plan,
+        nodes=args.nodes,
+        max_minutes=args.max_minutes,
     )
     return AcceptConfig(
         profile=args.profile,
@@ -138,6 +142,10 @@ def run(config: AcceptConfig) -> int:
         per_rank = 2 * config.sweep.max_bytes  # the sweep's largest size dominates: send and receive buffers
         return start_local_ranks(np, config.rank_argv, config.out, config.cluster, config.backend, per_rank)
 
+    if config.rails.plan:
+        profile, settings = validate(config)
+        nodes, ranks = rails_cmd.plan_shape(config.rails, profile)
+        return rails_cmd.print_plan(accept_plan(config, profile, settings, nodes, ranks))
     return rank_or_local(
         "accept", config.np, lambda info: run_rank(config, info), start_local, lambda: validate(config)
     )

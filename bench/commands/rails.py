@@ -21,14 +21,19 @@ Settings come from the command line, else the profile's ``[rails_test]`` table, 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from bench.commands.flags import add_spec_argument, config_or_spec
 from bench.errors import EXIT_INFRA, UserError
 from bench.measure.collectives import get_collective
+from bench.profiles import Profile
+from bench.rails import plan
 from bench.rails.config import RAIL_COLLECTIVES, RailsConfig, RailsSettings, resolve, validate
+from bench.rails.plan import Plan
 from bench.rails.rank import run_rank
+from bench.runtime import env as benv
 from bench.runtime.launch import rank_or_local, start_local_ranks
 from bench.units import parse_size
 
@@ -63,6 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     judge.add_argument("--relative-fraction", type=number("--relative-fraction"), help="slow below this x peers")
     judge.add_argument("--profile", default="local", help="cluster profile: name or TOML path")
     add_diagnosis_flags(judge)
+    add_plan_flags(parser.add_argument_group("plan"))
     net = parser.add_argument_group("interfaces and start-up")
     net.add_argument("--socket-ifname", metavar="LIST", help="rail interfaces (NCCL_SOCKET_IFNAME grammar)")
     net.add_argument("--oob-ifname", metavar="IF", help="management interface for the world group")
@@ -89,6 +95,39 @@ def add_diagnosis_flags(group: argparse._ArgumentGroup) -> None:
         metavar="FILE",
         help="the fabric's cabling (ibnetdiscover output or a cabling .toml): name cables, leaves, uplinks, spines",
     )
+
+
+def add_plan_flags(group: argparse._ArgumentGroup) -> None:
+    """--plan, --nodes and --max-minutes, shared by rails and accept."""
+    group.add_argument("--plan", action="store_true", help="print the plan and its projected wall time; run nothing")
+    group.add_argument("--nodes", type=int, metavar="N", help="plan for N nodes (default: the launch's)")
+    group.add_argument(
+        "--max-minutes",
+        type=number("--max-minutes"),
+        metavar="M",
+        help="fit the run into M minutes: fewer repeats, smaller messages (the plan says what was cut)",
+    )
+
+
+def plan_shape(config: RailsConfig, profile: Profile) -> tuple[int, int]:
+    """(nodes, ranks per node) to plan for: ``--nodes`` with the profile's GPUs per node, else the launch's."""
+    launched = benv.discover_launched_rank()
+    nodes = config.nodes or (launched.nnodes if launched is not None else None)
+    ranks = launched.local_world_size if launched is not None else (profile.gpus_per_node or profile.rail_count)
+    if not nodes or nodes < 2:
+        raise UserError("--plan needs two nodes or more: pass --nodes N, or run it under the cluster's launcher")
+    if not ranks:
+        raise UserError(f"{profile.source} does not say how many GPUs a node has: set gpus_per_node, or launch it")
+    return nodes, ranks
+
+
+def print_plan(plan: Plan | None) -> int:
+    """Print the plan on the first rank (every rank of a launch computes it; one prints); exit 0."""
+    launched = benv.discover_launched_rank()
+    if plan is not None and (launched is None or launched.rank == 0):
+        sys.stdout.write("\n".join(plan.lines()) + "\n")
+        sys.stdout.flush()
+    return 0
 
 
 def config_from_args(args: argparse.Namespace) -> RailsConfig:
@@ -120,6 +159,9 @@ def config_from_args(args: argparse.Namespace) -> RailsConfig:
         confirm=args.confirm,
         cell_budget_s=args.cell_budget,
         topology=args.topology,
+        plan=args.plan,
+        nodes=args.nodes,
+        max_minutes=args.max_minutes,
     )
 
 
@@ -136,6 +178,11 @@ def run(config: RailsConfig) -> int:
         per_rank = 3 * max(settings.rail_bytes, settings.pair_bytes)
         return start_local_ranks(np, config.rank_argv, config.out, config.cluster, config.backend, per_rank)
 
+    if config.plan:
+        profile, settings = validate(config)
+        nodes, ranks = plan_shape(config, profile)
+        intra = plan.intra_planned(settings, bool(profile.gpus_per_node))
+        return print_plan(plan.for_run(nodes, ranks, settings, intra=intra))
     return rank_or_local("rails", config.np, lambda info: run_rank(config, info), start_local, lambda: validate(config))
 
 

@@ -20,6 +20,7 @@ from bench.measure.collectives import get_collective
 from bench.measure.targets import world_target_gbps
 from bench.profiles import Profile, load_profile
 from bench.rails.fabric_map import Topology
+from bench.rails.plan_model import PlanModel
 from bench.runtime import spec
 from bench.runtime.validate import check_common
 from bench.units import parse_size
@@ -80,6 +81,12 @@ class RailsConfig:
     topology: Path | None = None
     """The fabric's cabling (ibnetdiscover output or a cabling TOML): localisation then names cables, leaves,
     uplinks and spines (``bench.rails.switches``). A path every rank can read, as a profile path is."""
+    plan: bool = False
+    """Print the plan (``bench.rails.plan``) for the cluster's shape and its projected wall time; run nothing."""
+    nodes: int | None = None
+    """The number of nodes to plan for (``--plan`` before the cluster exists); default: the launch's."""
+    max_minutes: float | None = None
+    """Fit the run into this many minutes (fewer repeats, smaller messages, ... as ``bench.rails.plan`` cuts)."""
     backend: Literal["auto", "nccl", "gloo"] = "auto"
     timeout_s: float = 300.0
     """A step that has not finished after this many seconds ends the run with exit 3."""
@@ -116,6 +123,7 @@ class RailsConfig:
             raise UserError(f"--timeout {self.timeout_s:g} must be positive (seconds)")
         if self.np is not None and self.np < 1:
             raise UserError(f"--np {self.np} must be at least 1")
+        check_plan_flags(self.nodes, self.max_minutes)
 
     def rank_argv(self, out: Path) -> list[str]:
         """The argv of the ranks the parent starts: this very config (``bench.runtime.spec``), minus how to
@@ -158,6 +166,10 @@ class RailsSettings:
     """The profile's ``[actions]``: what a technician does about each defect kind."""
     topology: Topology | None = None
     """The fabric's cabling and the HCA of each rail (``--topology``), read and checked before any rank starts."""
+    max_minutes: float | None = None
+    """``--max-minutes``: the run is cut to fit (``bench.rails.plan.fit``) once its shape is known."""
+    plan_model: PlanModel | None = None
+    """Rates and fixed costs of the plan (the profile's ``[plan]``); None where no rail rate is known."""
 
 
 def _profile_table(profile: Profile) -> dict[str, Any]:
@@ -223,7 +235,27 @@ def resolve(config: RailsConfig, profile: Profile) -> RailsSettings:
         errors=profile.errors,
         actions=profile.actions,
         topology=_topology(config.topology, profile),
+        max_minutes=config.max_minutes,
+        plan_model=_plan_model(config, profile),
     )
+
+
+def _plan_model(config: RailsConfig, profile: Profile) -> PlanModel | None:
+    model = PlanModel.for_profile(profile, config.rail_rate_gbps or profile.rail_rate_gbps)
+    if model is None and (config.plan or config.max_minutes is not None):
+        raise UserError(
+            f"{profile.source} gives no rail rate to plan with: pass --rail-rate-gbps, or set [rails] rate_gbps "
+            "or [plan] rate_gbps in the profile"
+        )
+    return model
+
+
+def check_plan_flags(nodes: int | None, max_minutes: float | None) -> None:
+    """``--nodes`` and ``--max-minutes``, checked where the config is made."""
+    if nodes is not None and not 2 <= nodes <= 100_000:
+        raise UserError(f"--nodes {nodes} must be between 2 and 100000: the rails test pairs nodes")
+    if max_minutes is not None and not 0 < max_minutes <= 100_000:
+        raise UserError(f"--max-minutes {max_minutes:g} must be a positive number of minutes, e.g. 30")
 
 
 def _topology(path: Path | None, profile: Profile) -> Topology | None:

@@ -30,25 +30,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bench.errors import UserError
 from bench.measure.collectives import get_collective
 from bench.rails.budget import cell_budget, chunks_per_message
 from bench.rails.config import RailsSettings
+from bench.rails.plan_model import PlanModel
 from bench.rails.schedule import round_count
 from bench.units import format_size
 
-PLAN_KEYS: Mapping[str, float] = {
-    "pair_efficiency": 0.96,
-    "rail_efficiency": 0.94,
-    "startup_s": 30.0,
-    "step_s": 0.005,
-    "latency_us": 30.0,
-    "suspect_fraction": 0.01,
-}
 MIN_CUT_BYTES = 16 << 20
 """Messages are not cut below this: at 400 Gb/s 16 MiB still takes 0.3 ms, far above a call's latency."""
 MIN_CUT_ITERS = 3
@@ -56,50 +47,15 @@ MIN_CUT_SWEEP_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
-class PlanModel:
-    """The rates and fixed costs a projection uses."""
+class Sweep:
+    """What accept's world sweep runs, for its phase of the plan."""
 
-    rate_Gbps: float
-    """A rail's line rate (or the planning rate)."""
-    pair_efficiency: float = PLAN_KEYS["pair_efficiency"]
-    rail_efficiency: float = PLAN_KEYS["rail_efficiency"]
-    startup_s: float = PLAN_KEYS["startup_s"]
-    step_s: float = PLAN_KEYS["step_s"]
-    latency_us: float = PLAN_KEYS["latency_us"]
-    suspect_fraction: float = PLAN_KEYS["suspect_fraction"]
-    nvlink_Gbps: float | None = None
-    """An intra-node pair's rate (the profile's NVLink sendrecv target), for the intra-node matrix."""
-    world_Gbps: float | None = None
-    """World collectives' busbw (the profile's node target), for accept's sweep."""
-
-    @property
-    def pair_Gbps(self) -> float:
-        return self.rate_Gbps * self.pair_efficiency
-
-    @classmethod
-    def from_profile(cls, raw: Mapping[str, Any], rate_Gbps: float | None, source: str, **extra: Any) -> PlanModel:
-        """The model of a profile's ``[plan]`` table; UserError naming the key when one is wrong."""
-        table = raw.get("plan", {}) if isinstance(raw, Mapping) else {}
-        unknown = sorted(set(table) - set(PLAN_KEYS) - {"rate_gbps"})
-        if unknown:
-            known = ", ".join(sorted([*PLAN_KEYS, "rate_gbps"]))
-            raise UserError(f"{source}: unknown [plan] key {unknown[0]!r}; known keys: {known}")
-        values: dict[str, float] = {}
-        for key, value in table.items():
-            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1e9:
-                raise UserError(f"{source}: [plan] {key} = {value!r} must be a positive number")
-            values[key] = float(value)
-        rate = rate_Gbps or values.pop("rate_gbps", None)
-        values.pop("rate_gbps", None)
-        if not rate:
-            raise UserError(
-                f"{source} gives no rail rate to plan with: pass --rail-rate-gbps, or set [rails] rate_gbps "
-                "or [plan] rate_gbps in the profile"
-            )
-        for key in ("pair_efficiency", "rail_efficiency", "suspect_fraction"):
-            if key in values and values[key] > 1:
-                raise UserError(f"{source}: [plan] {key} = {values[key]:g} is a fraction: at most 1")
-        return cls(rate, **values, **extra)
+    sizes: list[int]
+    collectives: tuple[str, ...]
+    iters: int
+    warmup: int
+    check: bool
+    max_bytes: int
 
 
 @dataclass(frozen=True)
@@ -125,6 +81,8 @@ class Plan:
     phases: tuple[Phase, ...]
     cut: str | None = None
     """What ``--max-minutes`` cut and what that costs in detection, in one line; None when nothing was."""
+    sweep: Sweep | None = None
+    """accept's world sweep as planned (its largest size cut to fit), None for a rails run."""
 
     @property
     def total_s(self) -> float:
@@ -132,10 +90,15 @@ class Plan:
 
     def lines(self) -> list[str]:
         s = self.settings
+        model = s.plan_model
+        budget = ""
+        if model is not None:
+            _, cell = _pair_cell(s, model)
+            budget = f"; a pair cell may take {cell:.2g} s (healthy: {_pair_cell(s, model)[0]:.2g} s)"
         out = [
             f"# plan: {self.nodes} nodes x {self.ranks_per_node} ranks; pairs {format_size(s.pair_bytes)}B x "
             f"{s.iters} iters (+{s.warmup} warm-up), {s.repeats} repeat(s), {s.confirm} confirmation pass(es); "
-            f"rail groups {format_size(s.rail_bytes)}B",
+            f"rail groups {format_size(s.rail_bytes)}B{budget}",
             f"  {'phase':<34} {'rounds':>7} {'cells':>9} {'bytes/rank':>11} {'seconds':>9}",
         ]
         for p in self.phases:
@@ -198,29 +161,26 @@ def rails_phases(nodes: int, ranks: int, settings: RailsSettings, model: PlanMod
         phases.append(Phase("each rail alone (counter windows)", ranks, ranks, 0, windows + ranks * 2 * step))
     if settings.pairs and nodes >= 2:
         rounds = round_count(nodes) * settings.repeats
-        per_round = nodes // 2
+        pairs = nodes // 2
         cell_s, _ = _pair_cell(settings, model)
-        cells = 2 * rounds * per_round * ranks
+        cells = 2 * rounds * pairs * ranks
+        # A rank sends in one direction of its pair each round: (warm-up + iters) messages and a probe chunk.
+        per_round = settings.pair_bytes * (messages + 1)
         phases.append(
-            Phase(
-                "pair matrix",
-                rounds,
-                cells,
-                rounds * 2 * settings.pair_bytes * (messages + 1),
-                rounds * pair_round_seconds(cell_s, step),
-            )
+            Phase("pair matrix", rounds, cells, rounds * per_round, rounds * pair_round_seconds(cell_s, step))
         )
         if settings.confirm:
             # Each pass re-runs the rounds that hold a suspect, with only their suspects.
             suspect = model.suspect_fraction
-            hit = 1 - (1 - suspect) ** (per_round * ranks)
+            hit = 1 - (1 - suspect) ** (pairs * ranks)
             again = settings.confirm * max(1, round(rounds * hit)) if suspect > 0 else 0
+            cells_again = round(2 * settings.confirm * suspect * rounds * pairs * ranks)
             phases.append(
                 Phase(
                     f"confirmation ({settings.confirm} pass(es))",
                     again,
-                    round(2 * settings.confirm * suspect * rounds * per_round * ranks),
-                    again * 2 * settings.pair_bytes * (messages + 1),
+                    cells_again,
+                    math.ceil(cells_again / (nodes * ranks)) * per_round,  # a rank's share of the suspects
                     again * pair_round_seconds(cell_s, step),
                 )
             )
@@ -238,3 +198,143 @@ def rails_phases(nodes: int, ranks: int, settings: RailsSettings, model: PlanMod
             )
         )
     return phases
+
+
+def sweep_phase(
+    sizes: list[int],
+    collectives: tuple[str, ...],
+    iters: int,
+    warmup: int,
+    check: bool,
+    world: int,
+    model: PlanModel,
+    ranks: int,
+) -> Phase:
+    """accept's world sweep: every collective at every size over every rank."""
+    rate = model.world_Gbps or model.rate_Gbps * ranks * model.rail_efficiency
+    calls = iters + warmup + (1 if check else 0)
+    seconds, moved = 0.0, 0
+    for name in collectives:
+        factor = get_collective(name).busbw_factor(world) or 1.0
+        for size in sizes:
+            seconds += calls * (model.latency_us * 1e-6 + size * factor * 8 / (rate * 1e9)) + 2 * model.step_s
+            moved += calls * size
+    return Phase("world sweep", 0, len(sizes) * len(collectives), moved, seconds)
+
+
+def build(
+    nodes: int,
+    ranks: int,
+    settings: RailsSettings,
+    model: PlanModel,
+    *,
+    intra: bool,
+    sweep: Sweep | None = None,
+    check_s: float = 0.0,
+    cut: str | None = None,
+) -> Plan:
+    """The plan of a rails run (``sweep`` None) or an accept run (check, sweep, then rails)."""
+    phases = rails_phases(nodes, ranks, settings, model, intra)
+    if sweep is not None:
+        head = [phases[0], Phase("check", 0, nodes, 0, check_s)]
+        sizes = [size for size in sweep.sizes if size <= sweep.max_bytes]
+        world = nodes * ranks
+        head.append(sweep_phase(sizes, sweep.collectives, sweep.iters, sweep.warmup, sweep.check, world, model, ranks))
+        phases = head + phases[1:]
+    return Plan(nodes, ranks, settings, tuple(phases), cut, sweep)
+
+
+def fit(
+    nodes: int,
+    ranks: int,
+    settings: RailsSettings,
+    model: PlanModel,
+    max_minutes: float,
+    *,
+    intra: bool,
+    sweep: Sweep | None = None,
+    check_s: float = 0.0,
+) -> Plan:
+    """The plan cut, in the module's order and only as far as needed, to fit ``max_minutes``. Its ``cut`` says
+    in one line what was cut and what that costs in detection; it still says so when even the smallest plan
+    does not fit (the caller refuses to run it)."""
+    limit = max_minutes * 60
+    said: list[str] = []
+
+    def plan() -> Plan:
+        return build(nodes, ranks, settings, model, intra=intra, sweep=sweep, check_s=check_s)
+
+    def fits() -> bool:
+        return plan().total_s <= limit
+
+    if not fits() and settings.repeats > 1:
+        said.append(
+            f"repeats {settings.repeats} -> 1 (a part slow in one pass of {settings.repeats} has one chance to "
+            f"be caught, not {settings.repeats})"
+        )
+        settings = dataclasses.replace(settings, repeats=1)
+    if not fits() and settings.confirm > 1:
+        said.append(
+            f"confirmation {settings.confirm} -> 1 pass (a suspect slow half the time reproduces 50% of the time, "
+            f"not {100 * (1 - 0.5**settings.confirm):.0f}%)"
+        )
+        settings = dataclasses.replace(settings, confirm=1)
+    for name in ("pair_bytes", "rail_bytes"):
+        was = getattr(settings, name)
+        while not fits() and getattr(settings, name) // 2 >= MIN_CUT_BYTES:
+            settings = dataclasses.replace(settings, **{name: getattr(settings, name) // 2})
+        now = getattr(settings, name)
+        if now != was:
+            what = "pair" if name == "pair_bytes" else "rail-group"
+            said.append(
+                f"{what} messages {format_size(was)}B -> {format_size(now)}B (each sample {was // now}x shorter: a "
+                "part that slows only under sustained load has less time to show it)"
+            )
+    was_iters = settings.iters
+    while not fits() and settings.iters > MIN_CUT_ITERS:
+        settings = dataclasses.replace(settings, iters=max(MIN_CUT_ITERS, settings.iters // 2))
+    if settings.iters != was_iters:
+        noisier = math.sqrt(was_iters / settings.iters)
+        said.append(
+            f"iterations {was_iters} -> {settings.iters} (a sample averages fewer messages: its noise grows up to "
+            f"{noisier:.1f}x, and so does the smallest slowdown told from noise)"
+        )
+    if sweep is not None:
+        was_bytes = sweep.max_bytes
+        while not fits() and sweep.max_bytes // 2 >= MIN_CUT_SWEEP_BYTES:
+            sweep = dataclasses.replace(sweep, max_bytes=sweep.max_bytes // 2)
+        if sweep.max_bytes != was_bytes:
+            said.append(
+                f"world sweep up to {format_size(sweep.max_bytes)}B, not {format_size(was_bytes)}B (larger "
+                "messages are not measured)"
+            )
+    final = plan()
+    text = "; ".join(said) or None
+    if final.total_s > limit:
+        text = (text + "; " if text else "") + (
+            f"still {final.total_s / 60:.1f} min: nothing more can be cut to fit {max_minutes:g} min"
+        )
+    return dataclasses.replace(final, cut=text)
+
+
+def intra_planned(settings: RailsSettings, gpus: bool) -> bool:
+    """Whether the intra-node matrix runs: as asked, else on GPUs (NCCL), as ``bench.rails.intranode`` decides."""
+    return settings.intra_node if settings.intra_node is not None else gpus
+
+
+def for_run(
+    nodes: int,
+    ranks: int,
+    settings: RailsSettings,
+    *,
+    intra: bool,
+    sweep: Sweep | None = None,
+    check_s: float = 0.0,
+) -> Plan | None:
+    """The run's plan, fitted into ``settings.max_minutes`` when given; None where no rate is known to plan with."""
+    model = settings.plan_model
+    if model is None:
+        return None
+    if settings.max_minutes is not None:
+        return fit(nodes, ranks, settings, model, settings.max_minutes, intra=intra, sweep=sweep, check_s=check_s)
+    return build(nodes, ranks, settings, model, intra=intra, sweep=sweep, check_s=check_s)

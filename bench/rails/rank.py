@@ -22,10 +22,11 @@ from bench.measure.collectives import get_collective
 from bench.measure.timing import Budget, group_max, measure
 from bench.netaddr import interface_ipv4
 from bench.profiles import Profile
-from bench.rails import evidence, intranode, judge, output, records, windows
+from bench.rails import evidence, intranode, judge, output, plan, records, windows
 from bench.rails.budget import cell_budget, chunks_per_message
 from bench.rails.config import RailsConfig, RailsSettings, validate
 from bench.rails.corroborate import corroborate
+from bench.rails.laps import Laps, compared
 from bench.rails.layout import RailLayout, interface_for_rail, rail_layout
 from bench.rails.measure import PairTime, broadcast_object, gather_objects, make_rail_groups, p2p_wait
 from bench.rails.pairs import PairRunner
@@ -171,8 +172,15 @@ def _ib_rates(local_rank: int) -> dict[str, float] | None:
     return {p.name: p.rate_gbps for p in ib_ports(Sysfs(Path("/sys"))) if p.rate_gbps}
 
 
-def rails_phase(settings: RailsSettings, ctx: DistContext, watchdog: Watchdog) -> records.RailsOutcome | None:
-    """Every rail and every pair; returns the outcome on rank 0, None elsewhere."""
+def rails_phase(
+    settings: RailsSettings,
+    ctx: DistContext,
+    watchdog: Watchdog,
+    laps: Laps | None = None,
+    planned: plan.Plan | None = None,
+) -> records.RailsOutcome | None:
+    """Every rail and every pair; returns the outcome on rank 0, None elsewhere. ``laps`` and ``planned``: accept's
+    phase clock and plan (its check and sweep came first); by default the rails test's own."""
     import torch.distributed as dist
 
     layout = rail_layout(ctx.hosts)
@@ -181,6 +189,14 @@ def rails_phase(settings: RailsSettings, ctx: DistContext, watchdog: Watchdog) -
     if n < 2:
         reason = f"1 node ({layout.nodes[0]}): a rail group needs local rank k of at least 2 nodes"
         return records.RailsOutcome(skipped=reason, nodes=layout.nodes, rails=layout.rails) if rank == 0 else None
+    if planned is None:
+        # The plan for this shape (every rank computes the same), cut to --max-minutes when asked.
+        planned = plan.for_run(n, layout.rails, settings, intra=intranode.wanted(settings, ctx.backend))
+        if planned is not None:
+            settings = planned.settings
+            if rank == 0:
+                print("\n".join(planned.lines()), flush=True)
+    laps = laps or Laps()
     node, rail = layout.where(rank)
     my_ifname = _my_interface(settings, layout, rank)
     # One rank per node reads its counters at every window's edge (bench.rails.windows).
@@ -200,6 +216,7 @@ def rails_phase(settings: RailsSettings, ctx: DistContext, watchdog: Watchdog) -
     group = groups[rail]
     address = interface_ipv4(my_ifname) if my_ifname else None
     counts.close("forming the rail groups")
+    laps.mark("start-up and rail groups")
     reports = gather_objects(
         (evidence.GroupFailure(layout.nodes[node], rail, address, my_ifname, problem), counts.windows, counts.whole())
     )
@@ -247,6 +264,7 @@ def rails_phase(settings: RailsSettings, ctx: DistContext, watchdog: Watchdog) -
     # closes after every rank's last measurement (the gather above, then each rail's closing barrier), and the
     # next measurement starts only after the next barrier, when every node has read its counters.
     counts.close("every rail group at once")
+    laps.mark("rail groups, every rail at once")
     alone: list[dict[str, int] | None] = []
     for k in range(layout.rails):
         watchdog.enter(f"rail {k} alone")
@@ -264,6 +282,7 @@ def rails_phase(settings: RailsSettings, ctx: DistContext, watchdog: Watchdog) -
         dist.barrier()
         alone.append(counts.close(f"rail {k} alone", (k,)))
         watchdog.leave()
+    laps.mark("each rail alone (counter windows)")
 
     times: list[PairTime] = []
     runner = None
@@ -271,6 +290,7 @@ def rails_phase(settings: RailsSettings, ctx: DistContext, watchdog: Watchdog) -
         runner = PairRunner(settings, layout, rank, group, ctx.device, start, p2p_wait(group, op_timeout_s))
         times = runner.matrix(watchdog.enter, watchdog.leave)
         counts.close("pair matrix")
+        laps.mark("pair matrix")
 
     watchdog.enter("gathering the rails results")
     gathered = gather_objects(
@@ -298,20 +318,35 @@ def rails_phase(settings: RailsSettings, ctx: DistContext, watchdog: Watchdog) -
             g["times"] = g["times"] + extra
             g["error_windows"] = g["error_windows"] + read
         watchdog.leave()
+        laps.mark("confirmation")
     if rank != 0:
         return None
-    return dataclasses.replace(judge.outcome(settings, layout, gathered), process_groups=1 + len(groups))
+    outcome = judge.outcome(settings, layout, gathered)
+    return dataclasses.replace(
+        outcome,
+        process_groups=1 + len(groups),
+        plan=planned.as_dict() if planned is not None else None,
+        phase_s=laps.seconds,
+    )
 
 
 def guarded_rails_phase(
-    settings: RailsSettings, ctx: DistContext, record_end: EndRecorder
+    settings: RailsSettings,
+    ctx: DistContext,
+    record_end: EndRecorder,
+    laps: Laps | None = None,
+    planned: plan.Plan | None = None,
 ) -> records.RailsOutcome | None:
     """``rails_phase`` (and the intra-node matrix) under ``bench.runtime.guard``: a hang, a lost rank, Ctrl-C
     or SIGTERM is recorded through ``record_end`` and raised on (exit 3, or 130/143)."""
+    laps = laps or Laps()
     with guarded(ctx, settings.timeout_s, record_end) as watchdog:
-        outcome = rails_phase(settings, ctx, watchdog)
+        outcome = rails_phase(settings, ctx, watchdog, laps, planned)
         if intranode.wanted(settings, ctx.backend):
             outcome = intranode.attach(outcome, intranode.intra_node_phase(settings, ctx, watchdog))
+            laps.mark("intra-node pairs")
+        if outcome is not None:
+            outcome = dataclasses.replace(outcome, phase_s=dict(laps.seconds))
         # The fabric testifies: each defect with its devices' error counters and what to do about it.
         return None if outcome is None else corroborate(outcome, settings.errors, settings.actions)
 
@@ -374,6 +409,7 @@ def _standalone(config: RailsConfig, settings: RailsSettings, profile: Profile, 
             exit_status=status,
             finished_utc=iso_utc(),
             rails_skipped=outcome.skipped,
+            plan=compared(outcome.plan, outcome.phase_s),
         )
         if finish_run(out_dir, profile, history=config.history, no_history=config.no_history):
             status = status or EXIT_INFRA  # a FAIL verdict keeps exit 1
