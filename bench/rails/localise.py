@@ -291,7 +291,7 @@ def diagnose(
         defects.append(_as_cable(defect, fabric, int(rail)))
     # What is left: suspect pairs that no larger part explains, named when they are slow in most samples and
     # more of their samples are slow than noise makes slow in any cell of the matrix.
-    lone = cells.pair_slow & ~explained & _beyond_noise_everywhere(cells, all_cells.noise_rate)
+    lone = cells.pair_slow & ~explained & _beyond_noise_everywhere(cells)
     pk, pa, pb = np.nonzero(np.triu(lone, k=1))
     for kpos, apos, bpos in zip(pk, pa, pb, strict=True):
         node, peer, rail = matrix.nodes[apos], matrix.nodes[bpos], matrix.rails[kpos]
@@ -325,17 +325,40 @@ def _as_cable(defect: Defect, fabric: FabricMap | None, rail: int) -> Defect:
     return dataclasses.replace(defect, kind="cable", switches=(leaf.name,), ports=(leaf_port,), unit=unit)
 
 
-def _beyond_noise_everywhere(cells: Cells, rate: float) -> np.ndarray:
-    """``[rail, a, b]``: the cell has more slow samples than noise gives any cell of the matrix (binomial at the
-    fabric's rate of slow samples, family-wise over every measured cell): on 256 nodes x 8 rails a healthy cell
-    slow in two of three samples happens about once a run, three of three does not."""
-    slow = cells.slow_sample.sum(axis=0) + cells.slow_again.sum(axis=0)
-    samples = (~np.isnan(cells.matrix.busbw)).sum(axis=0) + (~np.isnan(cells.matrix.confirm_values)).sum(axis=0)
-    tested = max(1, int(np.triu(cells.measured, k=1).sum()))
-    out = np.zeros(slow.shape, dtype=bool)
-    for k, n in {(int(k), int(n)) for k, n in zip(slow[cells.pair_slow], samples[cells.pair_slow], strict=True)}:
-        if noise.binom_sf(k, n, rate) * tested <= noise.NAME_FALSE_ALARMS:
-            out |= (slow == k) & (samples == n)
+def _beyond_noise_everywhere(cells: Cells) -> np.ndarray:
+    """``[rail, a, b]``: the lone pairs whose slow samples noise does not explain anywhere in the matrix.
+
+    A candidate's evidence is how slow most of its samples are: its majority value v (the (n//2+1)-th smallest
+    of its n samples; a stopped or empty one counts as slowest). Noise makes a sample that slow with the share
+    q of every other cell's matrix samples at or below v (plus the screen's family-wise share, so a small
+    matrix still has one); the pair is named when ``cells`` x P(Binomial(n, q) >= its samples at or below v)
+    is at most ``noise.LONE_PAIR_FALSE_ALARMS``. On 256 nodes x 8 rails a healthy cell slow in two of three
+    samples near the target happens about once a run and is not named; a pair at half its peers is."""
+    out = np.zeros(cells.measured.shape, dtype=bool)
+    candidates = np.triu(cells.pair_slow, k=1)
+    if not candidates.any():
+        return out
+    matrix = cells.matrix
+    pool = noise.log_rates(matrix.busbw, np.ones((1, len(matrix.rails), 1, 1)))
+    pool = np.where(matrix.stopped_flags, -np.inf, pool)
+    upper = np.triu(np.ones(cells.measured.shape[1:], dtype=bool), k=1)
+    kept = pool[:, :, upper]
+    pooled = np.sort(kept[~np.isnan(kept)])
+    again = noise.log_rates(matrix.confirm_values, np.ones((1, len(matrix.rails), 1, 1)))
+    again = np.where(matrix.confirm_stopped_flags, -np.inf, again)
+    tested = max(1, int((cells.measured & upper).sum()))
+    for k, a, b in zip(*np.nonzero(candidates), strict=True):
+        own = np.concatenate([pool[:, k, a, b], again[:, k, a, b]])
+        own = np.sort(own[~np.isnan(own)])
+        n = len(own)
+        v = own[n // 2]
+        at_or_below = int((own <= v).sum())
+        mine = pool[:, k, a, b]
+        others = len(pooled) - int((~np.isnan(mine)).sum())
+        below = int(np.searchsorted(pooled, v, side="right")) - int((mine <= v).sum())
+        q = min(1.0, (below + noise.FALSE_ALARMS) / max(1, others))
+        if noise.binom_sf(at_or_below, n, q) * tested <= noise.LONE_PAIR_FALSE_ALARMS:
+            out[k, a, b] = out[k, b, a] = True
     return out
 
 
@@ -378,7 +401,9 @@ def _intermittent_links(cells: Cells, link_candidate: np.ndarray, rail_fault: np
     false-alarm rate. Suspects another named part explains do not count, so two slow links on one rail
     do not make their common partners suspects. On a large matrix noise alone reproduces a few suspects, so
     the link's reproduced suspects must also be more than noise gives over its partners (``per_cell`` each,
-    family-wise over every link): on 256 nodes x 8 rails that is three, on a testbed two."""
+    family-wise over every link): on 256 nodes x 8 rails that is three, on a testbed two. And the link must
+    hold more reproduced suspects than any of its partners: without the fabric's cabling, a block of slow
+    pairs between two groups of nodes (a switch path) is named as its pairs, not as one side's links."""
     measured = cells.measured
     left = cells.suspect & ~rail_fault[:, None, None]
     for k, a in zip(*np.nonzero(link_candidate), strict=True):
@@ -397,6 +422,12 @@ def _intermittent_links(cells: Cells, link_candidate: np.ndarray, rail_fault: np
         b = np.flatnonzero(left[k, a])
         again = int(cells.reproduces[k, a, b].sum())
         beyond = noise.poisson_sf(again, int(measured[k, a].sum()) * per_cell) * links <= noise.NAME_FALSE_ALARMS
+        # The link must explain its reproduced suspects better than any of its partners' links does: where
+        # they tie (every node of one group slow with every node of another, as a switch path between two
+        # groups makes them), a link would be a guess, and the slow pairs stay pairs.
+        partners = b[cells.reproduces[k, a, b]]
+        rivals = (left[k, partners] & cells.reproduces[k, partners]).sum(axis=1) if len(partners) else np.zeros(0)
+        beyond &= not bool((rivals >= again).any())
         if beyond and cells.confirmed(np.full(len(b), k), np.full(len(b), a), b):
             link_candidate[k, a] = True
             left[k, a, :] = left[k, :, a] = False

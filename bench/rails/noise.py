@@ -139,9 +139,15 @@ def rail_levels(x: np.ndarray, measured: np.ndarray) -> np.ndarray:
         return np.nanmedian(np.where(measured, x, np.nan), axis=(1, 2))
 
 
-NAME_FALSE_ALARMS = 1e-3
+NAME_FALSE_ALARMS = 1e-4
 """Family-wise chance, per run and per kind of part, that noise alone gets a part *named* after confirmation:
-the screen above lets suspects through at 5%, re-measurement must then stand out of what noise reproduces."""
+the screen above lets suspects through at 5%, re-measurement must then stand out of what noise reproduces.
+At 1e-3 the fabric model's 64 x 8 matrix named one healthy cable in 2,000 runs (three of its 63 partners
+reproduced by chance); at 1e-4 none (``ci/diagnosis_sim.py``)."""
+
+LONE_PAIR_FALSE_ALARMS = 1e-3
+"""The same for a lone pair, whose evidence is its few samples (repeats plus re-measurements): on a large
+matrix no healthy cell's samples come near this level, on a 4-node one two stopped samples must be enough."""
 
 
 def poisson_sf(k: int, mu: float) -> float:

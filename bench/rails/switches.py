@@ -155,10 +155,12 @@ def path_faults(cells: Cells, fabric: FabricMap, rail_fault: np.ndarray, per_cel
         later, and does not hide a spine or an uplink)."""
         return elevated(k, mask) and _spread(reproduces[k] & mask)
 
-    # Spines: every rail they join, between units, and nothing within a unit.
+    # Spines: every rail they join, between units, and nothing within a unit. A rail whose cells between
+    # units a leaf already explains (a slow leaf of one of two units) has nothing left to say either way.
     open_rails = [k for k in range(rails) if not rail_fault[k] and len(leaves_on[k]) >= 2]
+    judged = [k for k in open_rails if cross[k].any()]
     groups: dict[tuple[str, ...], list[int]] = {}
-    for k in open_rails:
+    for k in judged:
         groups.setdefault(fabric.spines_of(leaves_on[k]), []).append(k)
     taken: set[int] = set()
     for spines, ks in groups.items():
