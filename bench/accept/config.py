@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Literal
 
 from bench.errors import UserError
+from bench.frame.validate import check_common
 from bench.profiles import Profile, load_profile
 from bench.rails import plan
 from bench.rails.config import RailsConfig, RailsSettings, resolve
 from bench.rails.plan import Plan
 from bench.runtime import spec
-from bench.runtime.validate import check_common
 from bench.sweep.config import RunConfig
 
 

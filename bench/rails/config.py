@@ -16,13 +16,13 @@ from bench.error_limits import ErrorLimits
 from bench.errors import UserError
 from bench.fabric.cabling_plan import rail_order
 from bench.fabric.topology_file import load_cabling
+from bench.frame.validate import check_common
 from bench.measure.collectives import get_collective
 from bench.measure.targets import world_target_gbps
 from bench.profiles import Profile, load_profile
 from bench.rails.fabric_map import Topology
 from bench.rails.plan_model import PlanModel
 from bench.runtime import spec
-from bench.runtime.validate import check_common
 from bench.units import parse_size
 
 RAIL_COLLECTIVES = ("all_reduce", "all_gather")
