@@ -76,6 +76,21 @@ pair_bytes = "4M"
 iters = 3
 warmup = 1
 relative_fraction = 0.35
+
+# The plan's rates and fixed costs on this machine (2 cores shared by several test runs, load 20-30), read off
+# run.json's measured phases of 6x2 accept runs (ci/bench_plan.py): mpirun's launch plus 12 ranks importing
+# torch took 55-80 s, a sweep point 0.6-0.9 s beyond its bytes, a pair round 0.5-0.7 s, the report and history
+# at the end 25 s; a healthy veth pair moves 2-4 Gb/s.
+[plan]
+rate_gbps = 3
+pair_efficiency = 1
+startup_s = 70
+step_s = 0.1
+latency_us = 500
+world_gbps = 1
+cell_overhead_s = 0.7
+finish_s = 25
+suspect_fraction = 0.02
 """
 
 

@@ -166,6 +166,8 @@ def _accept(config: AcceptConfig, settings: RailsSettings, profile: Profile, ctx
         if finish_run(out_dir, profile, history=sweep_config.history, no_history=sweep_config.no_history):
             status = status or EXIT_INFRA  # a FAIL verdict keeps exit 1
             run_file.update(exit_status=status, finish="failed")
+        laps.mark("finish")
+        run_file.update(plan=compared(planned.as_dict() if planned is not None else None, laps.seconds))
         failed = [c for c in cases if c.status in ("fail", "error")]
         for case in failed:
             print(f"# FAIL {case.classname} {case.name}: {case.message}")

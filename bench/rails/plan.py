@@ -16,7 +16,10 @@ key                  default what it is
 ``step_s``           0.005   one synchronised step: a barrier, a pair's align, a gather over the world
 ``latency_us``       30      one collective call's latency (small sizes of accept's sweep)
 ``suspect_fraction`` 0.01    cells a healthy fabric's noise makes suspect, each re-measured ``confirm`` times
+``cell_overhead_s``  0.01    one sweep point's or rail-group measurement's cost beyond its messages
+``finish_s``         10      the end: rails.json and results, JUnit, the report and its charts, the history
 ``rate_gbps``        -       the rail rate to plan with where the profile and sysfs give none (sockets)
+``world_gbps``       -       accept's world collectives' busbw (default: the node target x rail_efficiency)
 ===================  ======  ================================================================================
 
 ``--max-minutes M`` fits the plan into M minutes by cutting, in this order and only as far as needed: repeats
@@ -150,7 +153,7 @@ def rails_phases(nodes: int, ranks: int, settings: RailsSettings, model: PlanMod
             factor = max(1.0, get_collective(name).busbw_factor(nodes))
             wire = int(settings.rail_bytes * factor)
             budget = cell_budget(wire, messages, model.rate_Gbps, settings.cell_budget_s)
-            rail_s += cell_seconds(wire, messages, rail_rate, budget) + 2 * step
+            rail_s += cell_seconds(wire, messages, rail_rate, budget) + 2 * step + model.cell_overhead_s
             rail_bytes += wire * (messages + 1)
             alone = messages if settings.isolation else 1
             alone_s += cell_seconds(wire, alone, rail_rate, budget) + 2 * step
@@ -217,7 +220,8 @@ def sweep_phase(
     for name in collectives:
         factor = get_collective(name).busbw_factor(world) or 1.0
         for size in sizes:
-            seconds += calls * (model.latency_us * 1e-6 + size * factor * 8 / (rate * 1e9)) + 2 * model.step_s
+            transfer = calls * (model.latency_us * 1e-6 + size * factor * 8 / (rate * 1e9))
+            seconds += transfer + 2 * model.step_s + model.cell_overhead_s
             moved += calls * size
     return Phase("world sweep", 0, len(sizes) * len(collectives), moved, seconds)
 
@@ -241,6 +245,7 @@ def build(
         world = nodes * ranks
         head.append(sweep_phase(sizes, sweep.collectives, sweep.iters, sweep.warmup, sweep.check, world, model, ranks))
         phases = head + phases[1:]
+    phases.append(Phase("finish", 0, 0, 0, model.finish_s))
     return Plan(nodes, ranks, settings, tuple(phases), cut, sweep)
 
 

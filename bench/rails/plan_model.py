@@ -17,6 +17,8 @@ PLAN_KEYS: Mapping[str, float] = {
     "step_s": 0.005,
     "latency_us": 30.0,
     "suspect_fraction": 0.01,
+    "cell_overhead_s": 0.01,
+    "finish_s": 10.0,
 }
 """Defaults of the ``[plan]`` keys that have one (``rate_gbps`` and ``world_gbps`` have none)."""
 
@@ -33,6 +35,10 @@ class PlanModel:
     step_s: float = PLAN_KEYS["step_s"]
     latency_us: float = PLAN_KEYS["latency_us"]
     suspect_fraction: float = PLAN_KEYS["suspect_fraction"]
+    cell_overhead_s: float = PLAN_KEYS["cell_overhead_s"]
+    """What one sweep point or rail-group measurement costs beyond its messages: buffers, checks, records."""
+    finish_s: float = PLAN_KEYS["finish_s"]
+    """The end of the run: rails.json and results, JUnit, the report and its charts, the history."""
     nvlink_Gbps: float | None = None
     """An intra-node pair's rate (the profile's NVLink sendrecv target), for the intra-node matrix."""
     world_Gbps: float | None = None

@@ -395,7 +395,8 @@ def _standalone(config: RailsConfig, settings: RailsSettings, profile: Profile, 
                 **extra,
             )
 
-    outcome = guarded_rails_phase(settings, ctx, record_end)
+    laps = Laps()
+    outcome = guarded_rails_phase(settings, ctx, record_end, laps)
     status = EXIT_PASS
     if outcome is not None and record is not None:
         output.write_outputs(outcome, out_dir, writer, settings.iters)
@@ -414,6 +415,8 @@ def _standalone(config: RailsConfig, settings: RailsSettings, profile: Profile, 
         if finish_run(out_dir, profile, history=config.history, no_history=config.no_history):
             status = status or EXIT_INFRA  # a FAIL verdict keeps exit 1
             record.update(exit_status=status, finish="failed")
+        laps.mark("finish")
+        record.update(plan=compared(outcome.plan, laps.seconds))
         print(f"# run directory: {out_dir}", flush=True)
         sys.stdout.flush()
     return agree_on_exit_status(ctx, status)
