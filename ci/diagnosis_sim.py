@@ -48,7 +48,7 @@ from bench.rails.gpu_pairs import IntraNodeOutcome, LocalMatrix, localise_gpus  
 from bench.rails.layout import RailLayout  # noqa: E402
 from bench.rails.plan import PlanModel, rails_phases  # noqa: E402
 from bench.rails.records import PairColumns, RailsOutcome, pair_matrix  # noqa: E402
-from bench.rails.schedule import confirmation_rounds, schedule  # noqa: E402
+from bench.rails.schedule import Round, confirmation_rounds, schedule  # noqa: E402
 from tests.fabric_model import LINE_GBPS, Fault, Model, Shape  # noqa: E402
 
 KINDS = ("cable", "hca", "node", "gpu", "leaf", "uplink", "spine", "flaky", "dead", "two")
@@ -174,6 +174,12 @@ def settings_for(shape: Shape) -> RailsSettings:
     return dataclasses.replace(settings, topology=Topology(cabling, cabling.rails))
 
 
+@functools.cache
+def _schedule(nodes: int, repeats: int, seed: int) -> tuple[Round, ...]:
+    """``schedule`` is pure: one copy per shape serves every scenario."""
+    return schedule(nodes, repeats, seed)
+
+
 def _wall_s(cols: PairColumns, settings: RailsSettings, fixed_s: float, step_s: float) -> float:
     """The run's time as planned (``bench.rails.plan``), with each round as slow as its slowest cell."""
     messages = settings.warmup + settings.iters
@@ -199,7 +205,7 @@ def run_one(size: str, shape: Shape, kind: str, seed: int) -> Result:
         nodes, tuple(tuple(a * shape.rails + k for k in range(shape.rails)) for a in range(shape.nodes))
     )
     gathered = model.gathered(settings.collectives)
-    rounds = schedule(shape.nodes, settings.repeats, settings.seed)
+    rounds = _schedule(shape.nodes, settings.repeats, settings.seed)
     cols = model.measure_rounds(rounds)
     suspect = judge.suspects_in(settings, layout, gathered, cols)
     again = confirmation_rounds(rounds, suspect, settings.confirm)

@@ -137,7 +137,8 @@ def _judge(matrix: PairMatrix, rates: np.ndarray | None, thresholds: Thresholds)
     with warnings.catch_warnings():
         # The diagonal and unmeasured cells are NaN by design; their all-NaN slices are expected.
         warnings.simplefilter("ignore", RuntimeWarning)
-        cell_median = np.nanmedian(x, axis=0)
+        # One repeat is its own median (numpy's nanmedian over a length-1 axis takes seconds at 256 x 8).
+        cell_median = x[0].copy() if x.shape[0] == 1 else np.nanmedian(x, axis=0)
     effect = math.log(thresholds.relative_fraction)
     slow_rail = _slow_rails(x, cell_median, measured, effect) if rates is None else np.zeros(len(scale), bool)
     ok = ~slow_rail

@@ -89,6 +89,9 @@ def leaf_faults(cells: Cells, fabric: FabricMap, rail_fault: np.ndarray) -> list
             members = np.flatnonzero((row == index) & measured_nodes)
             if len(members) < 2 or len(members) == int(measured_nodes.sum()):
                 continue
+            rows = cells.suspect[kpos, members] | ~cells.measured[kpos, members]
+            if not rows.all():
+                continue  # a cell of it measured healthy: not this leaf (the common case, decided cheaply)
             mask = np.zeros(cells.measured.shape, dtype=bool)
             mask[kpos, members, :] = True
             mask[kpos, :, members] = True
