@@ -12,6 +12,7 @@ from typing import Any
 
 from bench.rails import evidence, fabric_map, records, windows
 from bench.rails.config import RailsSettings
+from bench.rails.corroborate import device_of
 from bench.rails.layout import RailLayout
 from bench.rails.localise import Diagnosis, PairMatrix, Thresholds, diagnose
 from bench.rails.measure import PairTime, flatten
@@ -83,7 +84,9 @@ def judged(
     found = Diagnosis(())
     fabric = None
     if settings.topology is not None:
-        fabric = fabric_map.place(settings.topology, nodes, layout.rails, fabric_map.device_hca(device_names))
+        # Rail k's HCA on each node: the one that carried it, else the one it should use (bench.rails.corroborate).
+        hcas = fabric_map.device_hca(device_of(devices))
+        fabric = fabric_map.place(settings.topology, nodes, layout.rails, hcas)
     if matrix is not None:
         found = diagnose(matrix, rates, thresholds, device_names, fabric)
     below = []

@@ -148,10 +148,6 @@ the screen above lets suspects through at 5%, re-measurement must then stand out
 At 1e-3 the fabric model's 64 x 8 matrix named one healthy cable in 2,000 runs (three of its 63 partners
 reproduced by chance); at 1e-4 none (``ci/diagnosis_sim.py``)."""
 
-LONE_PAIR_FALSE_ALARMS = 1e-3
-"""The same for a lone pair, whose evidence is its few samples (repeats plus re-measurements): on a large
-matrix no healthy cell's samples come near this level, on a 4-node one two stopped samples must be enough."""
-
 
 def poisson_sf(k: int, mu: float) -> float:
     """P(X >= k) for X ~ Poisson(mu): the chance noise alone gives ``k`` or more events where ``mu`` are due."""

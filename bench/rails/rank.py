@@ -442,6 +442,8 @@ def metadata(ctx: DistContext, cluster: str, profile: Profile, settings: RailsSe
             "socket_ifname": settings.socket_ifname,
             "confirm": settings.confirm,
             "cell_budget_s": settings.cell_budget_s,
+            "topology": settings.topology.cabling.source if settings.topology is not None else None,
+            "max_minutes": settings.max_minutes,
             "oob_ifname": settings.oob_ifname,
             "host": socket.gethostname(),
         },
