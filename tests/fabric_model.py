@@ -38,7 +38,8 @@ import numpy as np
 
 from bench.fabric.cabling import Cable, Cabling, HostPort, SwitchPort, normalised
 from bench.rails.budget import cell_budget
-from bench.rails.records import PairColumns, RailResult
+from bench.rails.matrix import PairColumns
+from bench.rails.records import RailResult
 from bench.rails.schedule import Round
 from bench.rails.windows import NodeWindow
 

@@ -18,8 +18,8 @@ from bench.measure.timing import Budget, group_max
 from bench.rails.budget import cell_budget, chunks_per_message, expected_rate
 from bench.rails.layout import RailLayout
 from bench.rails.localise import Thresholds, suspect_samples
+from bench.rails.matrix import PairColumns, pair_matrix
 from bench.rails.measure import PairTime, flatten, gather_objects, pair_buffers, pair_round
-from bench.rails.records import PairColumns, pair_matrix
 from bench.rails.schedule import Cell, Round, confirmation_rounds, schedule
 
 Enter = Callable[[str], None]
