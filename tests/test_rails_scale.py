@@ -142,3 +142,25 @@ def test_at_scale_a_pair_is_named_by_how_slow_it_is_not_by_heavy_tails() -> None
     matrix = PairMatrix(tuple(names), (0, 1), busbw, confirm=confirm)
     found = diagnose(matrix, 400.0)
     assert [(d.kind, d.node, d.peer, d.rail) for d in found.defects] == [("pair", "node006", "node010", 0)]
+
+
+def test_accept_fits_its_sweep_too_when_the_rails_alone_cannot_fit() -> None:
+    from bench.accept.config import AcceptConfig, accept_plan, validate
+    from bench.sweep.config import RunConfig
+
+    def planned(minutes: float | None) -> plan.Plan:
+        rails = RailsConfig(profile="lambda-1cc", max_minutes=minutes)
+        config = AcceptConfig("lambda-1cc", RunConfig(max_bytes=16 << 30, profile="lambda-1cc"), rails)
+        profile, settings = validate(config)
+        found = accept_plan(config, profile, settings, 64, 8)
+        assert found is not None and found.sweep is not None
+        return found
+
+    full = planned(None)
+    assert full.sweep is not None and full.sweep.max_bytes == 16 << 30 and full.cut is None
+    # The sweep is cut last: only when the rails test's own cuts are not enough.
+    rails_only = planned(0.9 * full.total_s / 60)
+    assert rails_only.sweep is not None and rails_only.sweep.max_bytes == 16 << 30 and rails_only.cut is not None
+    cut = planned(50 / 60)
+    assert cut.sweep is not None and cut.sweep.max_bytes < 16 << 30
+    assert cut.cut is not None and "world sweep up to" in cut.cut and cut.total_s <= 50
