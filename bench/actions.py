@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from bench.errors import UserError
+from bench.exits import UserError
 
 DEFAULT_ACTIONS: Mapping[str, str] = MappingProxyType(
     {

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from bench.errors import UserError
+from bench.exits import UserError
 
 Sign = Literal["any", "non-negative", "positive"]
 

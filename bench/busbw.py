@@ -1,4 +1,5 @@
-"""nccl-tests' bus-bandwidth factors: the one table every part of railbench uses (DESIGN.md).
+"""nccl-tests' bus-bandwidth factors: the one table every part of railbench uses (each factor is derived in
+docs/design.md, "Units and formulas").
 
 busbw = algbw x factor(n), n the ranks in the communicator. The factor makes numbers comparable across
 rank counts: it is the fraction of the data each rank must put on the wire for the collective.

@@ -18,7 +18,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from bench.errors import EXIT_USAGE, InfraError, UserError, interrupt_status
+from bench.exits import EXIT_USAGE, InfraError, UserError, interrupt_status
 from bench.runtime.env import PARENT_VAR, discover_rank, get
 from bench.version import __version__
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.error_limits import DEFAULT_FAIL_ON_RISE
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.units import parse_size
 
 MAX_PATTERN_CHARS = 200

@@ -34,7 +34,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from bench.bounded import Where, finite
-from bench.errors import UserError
+from bench.exits import UserError
 
 IB_PORT_COUNTERS: Mapping[str, int] = MappingProxyType(
     {

@@ -54,7 +54,7 @@ from bench.bounded import Where, finite
 from bench.busbw import BUSBW_FACTOR
 from bench.compare_settings import CompareSettings
 from bench.error_limits import ErrorLimits
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.units import parse_size
 
 PROFILE_DIR = Path(__file__).resolve().parent / "profiles"

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
-from bench.errors import UserError
+from bench.exits import UserError
 
 MAX_LINE_CHARS = 16384
 """Longer than any line nccl-tests or NCCL writes (an 80-rank device list is one line per rank; an mpirun

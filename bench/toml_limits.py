@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.errors import UserError
+from bench.exits import UserError
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from bench.errors import UserError
+from bench.exits import UserError
 
 _SUFFIX = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 MAX_SIZE = 1 << 60

@@ -1,6 +1,6 @@
 """Realistic run directories for the report tests, built from a small model of a rail-optimised cluster.
 
-The numbers follow the shapes real clusters show (DESIGN.md "Units and formulas"): busbw rises with message
+The numbers follow the shapes real clusters show (docs/design.md, "Units and formulas"): busbw rises with message
 size and saturates near 92-96 % of 3200 Gb/s for world all_reduce, a healthy NDR rail carries ~384 Gb/s of
 sendrecv, and one deliberately weak HCA (``bad``) drags its rail and every pair that crosses it. Pure
 functions return rows and dicts; ``write_run_dir`` puts them on disk in the run-directory format.

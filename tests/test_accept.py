@@ -9,13 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from bench.accept.rank import accept_summary, check_cases, node_cases, overall, rail_cases, sweep_cases
-from bench.fabric.checks import CheckResult
-from bench.fabric.cluster import NodeReport
+from bench.accept.rank import accept_items, accept_summary
+from bench.finding import Finding
+from bench.frame.verdict import decide, junit_case
+from bench.preflight.checks import CheckResult
+from bench.preflight.cluster import NodeReport
 from bench.profiles import load_profile
+from bench.rails.items import node_items, rail_items
 from bench.rails.localise import Defect
 from bench.rails.records import RailDevices, RailResult, RailsOutcome
 from bench.rundir.junit import junit_xml
+from bench.sweep.judge import collective_items, counter_item
 from tests.support import railbench
 
 SCHEMA = Path(__file__).parent / "data" / "junit_jenkins.xsd"
@@ -74,9 +78,8 @@ def _outcome() -> RailsOutcome:
         [],
         devices,
         (link,),
-        [],
-        {0: 400.0, 1: 400.0},
-        ["rail 1 all_reduce (concurrent): 230 Gb/s = 58% of 400 Gb/s (needs 90%)"],
+        expected={0: 400.0, 1: 400.0},
+        below_target=["rail 1 all_reduce (concurrent): 230 Gb/s = 58% of 400 Gb/s (needs 90%)"],
     )
 
 
@@ -116,12 +119,19 @@ def test_verdicts_per_node_rail_collective_and_check() -> None:
         {"scope": "rail", "collective": "all_reduce", "bytes": "268435456", "wrong": "", "efficiency": "0.1"},
     ]
     profile = load_profile("lambda-1cc")
-    cases = (
-        check_cases(reports, cross)
-        + sweep_cases(rows, {"findings": [{"severity": "fail", "message": "mlx5_0 carried 9MB"}]}, profile)
-        + rail_cases(_outcome())
-        + node_cases(["node01", "node02", "node03", "node04"], reports, _outcome())
+    outcome = _outcome()
+    failed_checks = {"node04": ["rail: mlx5_1:1 is DOWN"]}
+    items = accept_items(
+        reports,
+        cross,
+        [
+            *collective_items(rows, profile.judge_min_bytes, profile.pass_fraction, profile.name),
+            counter_item([Finding("fail", "mlx5_0 carried 9MB", "mlx5_0")], {}),
+        ],
+        rail_items(outcome),
+        node_items(["node01", "node02", "node03", "node04"], outcome, failed_checks),
     )
+    cases = [junit_case(i) for i in items]
     status = {(c.classname, c.name): c.status for c in cases}
     assert status[("railbench.check.node02", "gpu-count")] == "pass"  # a warning passes, and says so
     assert status[("railbench.check.node04", "rail mlx5_1:1")] == "fail"
@@ -133,9 +143,18 @@ def test_verdicts_per_node_rail_collective_and_check() -> None:
     assert [n for (cls, n), s in status.items() if cls == "railbench.nodes" and s == "fail"] == ["node03", "node04"]
     node03 = next(c for c in cases if c.name == "node03")
     assert node03.message.startswith("node03 rail 1 (mlx5_2): 212 Gb/s = 53% of 400 Gb/s in 3/3 pairs → link fault")
-    assert overall(cases) == "fail"
-    summary = accept_summary(cases)
-    assert summary["verdict"] == "fail" and summary["checks"] == {
+    verdict = decide(items)
+    assert verdict.word == "fail"
+    # each failure once, named by its own item (the node lines repeat them and are not said again)
+    assert verdict.reasons == (
+        "node04 rail: mlx5_1:1 is DOWN",
+        "all_gather at 256M: busbw 1600 Gb/s is 50% of 3200 Gb/s (needs 90%)",
+        "mlx5_0 carried 9MB",
+        "node03 rail 1 (mlx5_2): 212 Gb/s = 53% of 400 Gb/s in 3/3 pairs → link fault; "
+        "rail 1 all_reduce (concurrent): 230 Gb/s = 58% of 400 Gb/s (needs 90%)",
+    ), verdict.reasons
+    summary = accept_summary(items)
+    assert summary["checks"] == {
         "node01": "pass",
         "node02": "pass",
         "node03": "pass",
@@ -148,12 +167,40 @@ def test_verdicts_per_node_rail_collective_and_check() -> None:
     validate_junit(junit_xml("railbench.accept", cases, hostname="head"))
 
 
-def test_a_single_node_skips_rails_but_not_the_verdict() -> None:
+def test_a_single_node_skips_rails_and_a_skip_is_never_a_pass() -> None:
     outcome = RailsOutcome(skipped="1 node (vm): a rail group needs local rank k of at least 2 nodes")
-    cases = rail_cases(outcome)
-    assert [(c.name, c.status) for c in cases] == [("rails", "skip")]
-    assert overall(cases) == "pass"
-    validate_junit(junit_xml("railbench.accept", cases))
+    items = rail_items(outcome)
+    assert [(i.name, i.state) for i in items] == [("rails", "skip")]
+    verdict = decide(items)
+    assert verdict.word == "skip" and verdict.reasons == (f"rails not tested: {outcome.skipped}",)
+    validate_junit(junit_xml("railbench.accept", [junit_case(i) for i in items]))
+
+
+def test_sizes_below_the_judged_size_are_measured_and_say_how_to_judge() -> None:
+    """Issue 21: a sweep to 4M on a GPU profile is measured (not pass, not fail), and says to raise -e."""
+    profile = load_profile("lambda-1cc")
+    rows = [
+        {
+            "scope": "world",
+            "collective": "all_reduce",
+            "bytes": 4 << 20,
+            "wrong": 0,
+            "efficiency": 0.001,
+            "busbw_Gbps": 3.0,
+            "target_Gbps": 3840.0,
+        },
+    ]
+    items = collective_items(rows, profile.judge_min_bytes, profile.pass_fraction, profile.name)
+    verdict = decide(items)
+    assert verdict.word == "measured"
+    assert verdict.reasons == (
+        "the largest size 4M is below the judged 256M (the profile's judge_min_bytes): "
+        "run with -e 256M or more to judge against the targets",
+    )
+    # a judged size that meets its target beside it passes the collective; one that misses fails it
+    at_256m = {**rows[0], "bytes": 256 << 20, "efficiency": 0.95, "busbw_Gbps": 3648.0}
+    assert decide(collective_items([*rows, at_256m], 256 << 20, 0.9, "lambda-1cc")).word == "pass"
+    assert decide(collective_items([{**at_256m, "efficiency": 0.5}], 256 << 20, 0.9, "lambda-1cc")).word == "fail"
 
 
 @pytest.mark.mpi

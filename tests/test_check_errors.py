@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.errors import UserError
-from bench.fabric import checks, link_flaps
+from bench.exits import UserError
+from bench.fabric import link_flaps
+from bench.preflight import checks
 from bench.profiles import load_profile
 from tests import fabric_trees
 from tests.support import REPO

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.measure.collectives import DTYPES, REGISTRY, data_pattern, get_collective, get_dtype, make_buffers, pattern
 from bench.measure.results import result_row
 

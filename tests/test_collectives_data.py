@@ -15,7 +15,7 @@ import textwrap
 import pytest
 import torch
 
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.measure.collectives import (
     DTYPES,
     REGISTRY,

@@ -14,7 +14,7 @@ import pytest
 
 from bench.commands.compare import CompareConfig, compare, run
 from bench.compare_settings import CompareSettings
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.history.baseline import from_run_dir
 from bench.history.outputs import TREND_COLUMNS
 from bench.history.records import read_run

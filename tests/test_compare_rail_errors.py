@@ -11,7 +11,7 @@ from pathlib import Path
 
 from bench.compare_settings import CompareSettings
 from bench.history import rail_errors
-from bench.history.rail_errors import RailErrors, judge
+from bench.history.rail_errors import RailErrorCount, judge
 from bench.history.store import add_run
 from bench.rails.railsjson import rails_doc
 from bench.rails.records import RailDevices, RailsOutcome
@@ -49,13 +49,13 @@ def _rails_run(path: Path, night: int, node02_rail1: dict[str, int], saturated: 
 def test_the_metric_sums_a_rails_devices_and_keeps_saturation(tmp_path: Path) -> None:
     run_dir = _rails_run(tmp_path / "r", 0, {"symbol_error": 7, "link_downed": 1}, saturated=("port_rcv_errors",))
     metrics = {(e.rail, e.counter): e for e in rail_errors.read_run_dir(run_dir)}
-    assert metrics[(1, "symbol_error")] == RailErrors(1, "symbol_error", 7, 2)
+    assert metrics[(1, "symbol_error")] == RailErrorCount(1, "symbol_error", 7, 2)
     assert metrics[(1, "port_rcv_errors")].saturated and metrics[(0, "link_downed")].count == 0
 
 
 def test_the_noise_rule() -> None:
-    def night(count: int | None, counter: str = "symbol_error") -> list[RailErrors]:
-        return [RailErrors(3, counter, count, 8)]
+    def night(count: int | None, counter: str = "symbol_error") -> list[RailErrorCount]:
+        return [RailErrorCount(3, counter, count, 8)]
 
     clean = [night(0)] * 5
     assert [r.count for r in judge(night(1), clean, WATCHED, 0, 2.0)] == [1]  # zero to nonzero

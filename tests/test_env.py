@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.runtime.env import (
     NodeLaunch,
     RankInfo,

@@ -54,7 +54,7 @@ def test_openmetrics_parses_and_names_units(tmp_path: Path) -> None:
     assert not any(dict(labels).get("scope") == "pair" for _, labels in samples)
     # the local profile judges nothing: MEASURED, not PASS
     verdicts = {dict(labels)["verdict"]: v for (name, labels), v in samples.items() if name == "railbench_verdict"}
-    assert verdicts == {"PASS": 0.0, "MEASURED": 1.0, "FAIL": 0.0, "REGRESSED": 0.0}
+    assert verdicts == {"PASS": 0.0, "FAIL": 0.0, "MEASURED": 1.0, "REGRESSED": 0.0, "SKIP": 0.0, "ERROR": 0.0}
     assert (
         samples[("railbench_run_start_timestamp_seconds", (("cluster", "lab"),))] == 1795140000.0
     )  # 2026-11-20T02:00:00Z

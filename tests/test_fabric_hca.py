@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import bench
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.fabric import hca
 from tests import fabric_trees
 from tests.support import REPO, railbench
@@ -19,7 +19,7 @@ ONE_CC = ["mlx5_0:1", *(f"mlx5_{k}:1" for k in range(1, 9))]
 WIDE = [f"mlx5_{k}:1" for k in range(16)]  # a node with mlx5_10+ (e.g. the deepep H100 with mlx5_13)
 TWO_PORT = ["mlx5_0:1", "mlx5_0:2", "mlx5_1:1", "mlx5_bond_0:1"]
 
-# (value, available, selected): each row is one rule from DESIGN.md / NCCL's source.
+# (value, available, selected): each row is one rule of NCCL's source (src/misc/utils.cc).
 SEMANTICS = [
     # unset, empty and entry-less lists select everything; '^' with nothing excludes everything
     (None, ONE_CC, ONE_CC),

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.fabric import cluster
-from bench.fabric.checks import CheckResult
+from bench.preflight import cluster
+from bench.preflight.checks import CheckResult
 from tests import fabric_trees
 from tests.support import REPO, rank_env
 

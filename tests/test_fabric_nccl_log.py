@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.fabric import nccl_evidence, nccl_log
+from bench.nccllogs import nccl_evidence, nccl_log
 from bench.profiles import load_profile
 from tests.support import railbench
 

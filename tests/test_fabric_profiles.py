@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.fabric.hca import select_hcas
 from bench.measure.targets import world_target_gbps
 from bench.profiles import list_profiles, load_profile

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.profiles import load_profile
 from bench.toml_limits import MAX_DEPTH, MAX_TOML_BYTES, check_nesting
 from tests.support import railbench

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.fabric import checks, counters
+from bench.fabric import counters
 from bench.fabric.sysfs import Sysfs, ib_devices, ib_ports, natural_key, net_devices, nvidia_gpus
 from bench.fabric.sysfs_io import MAX_READ_BYTES
+from bench.preflight import checks
 from bench.profiles import load_profile
 from tests import fabric_trees
 from tests.support import railbench

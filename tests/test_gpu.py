@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.fabric.nccl_log import parse_file
 from bench.fabric.sysfs import Sysfs, nvidia_gpus
+from bench.nccllogs.nccl_log import parse_file
 from tests.support import railbench
 
 GPUS = torch.cuda.device_count() if torch.cuda.is_available() else 0

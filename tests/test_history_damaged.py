@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.history.store import add_run, list_runs, open_store, opened
 from tests.history_fixtures import make_run_dir
 from tests.support import railbench

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.history.records import metrics_from_rows, node_hash, read_run
 from bench.history.store import (
     MIGRATIONS,

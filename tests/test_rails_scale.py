@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.profiles import load_profile
 from bench.rails import plan, records
 from bench.rails.config import RailsConfig, RailsSettings, resolve

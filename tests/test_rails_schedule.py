@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.rails.schedule import (
     NO_PARTNER,
     circle_rounds,

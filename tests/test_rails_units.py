@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.profiles import load_profile
 from bench.rails import evidence, records
 from bench.rails.config import DEFAULTS, RailsConfig, resolve

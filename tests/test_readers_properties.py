@@ -17,9 +17,10 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from bench.errors import UserError
-from bench.fabric import checks, counters, hca
+from bench.exits import UserError
+from bench.fabric import counters, hca
 from bench.fabric.sysfs import Sysfs, ib_devices, net_devices, nvidia_gpus
+from bench.preflight import checks
 from bench.profiles import load_profile
 from tests import fabric_trees
 

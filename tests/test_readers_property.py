@@ -10,8 +10,8 @@ import time
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from bench.errors import UserError
-from bench.fabric import nccl_evidence, nccl_log
+from bench.exits import UserError
+from bench.nccllogs import nccl_evidence, nccl_log
 from bench.nccltests import parse_log
 from bench.nccltests.convert import result_rows
 from tests.history_fixtures import json_log, text_log

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from bench.cli import main as cli_main
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.report import build
 from bench.report.build import ReportOptions, ReportPaths, write_report
 from bench.report.theme import STATUS_COLORS

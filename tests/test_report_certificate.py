@@ -14,7 +14,7 @@ import pytest
 
 from bench.commands.compare import CompareConfig
 from bench.commands.compare import run as compare
-from bench.history.store import add_run
+from bench.history.store import add_run, list_runs, opened
 from bench.report import certificate as cert
 from bench.report.build import ReportOptions, write_report
 from bench.rundir.files import atomic_write_json
@@ -144,27 +144,38 @@ def test_the_certificate_page(tmp_path: Path) -> None:
     assert 'id="section-checks"' in page and 'title="mlx5_4' not in page  # nothing failed here
 
 
-def test_badges_measured_fail_and_regressed(tmp_path: Path) -> None:
-    local = _run(tmp_path / "local", profile="local", target=None, verdict="pass")
+def test_badges_render_the_recorded_verdict(tmp_path: Path) -> None:
+    """The badge is run.json's verdict record, shown as it is: the report never judges again (issue 21)."""
+    why = "profile local sets no busbw target for these collectives"
+    local = _run(tmp_path / "local", profile="local", target=None, verdict="measured", reasons=[why])
     md = write_report(local, options=ReportOptions(images=False)).report_md.read_text(encoding="utf-8")
     assert "**Verdict: MEASURED**" in md and "| placement | 16 nodes, 128 ranks |" in md
+    assert f"- {why}" in md.split("| fact | value |")[0]
 
-    failed = _run(tmp_path / "failed", verdict="fail")
+    failed = _run(tmp_path / "failed", verdict="fail", reasons=["gpu-node-05 rail: mlx5_4 port 1 DOWN"])
     atomic_write_json(failed / "checks.json", _accept_checks(bad="gpu-node-05"))
     md = write_report(failed, options=ReportOptions(images=False)).report_md.read_text(encoding="utf-8")
     head = md.split("| fact | value |")[0]
-    assert "**Verdict: FAIL**" in head and "- gpu-node-05 · rail: mlx5\\_4 port 1 DOWN" in head
+    assert "**Verdict: FAIL**" in head and head.count("mlx5\\_4 port 1 DOWN") == 1  # said once
 
     history = tmp_path / "h.sqlite"
     for night in range(1, 6):
         add_run(history, _run(tmp_path / f"n{night}", verdict="pass", started_utc=f"2026-11-0{night}T02:00:00Z"))
     tonight = _run(tmp_path / "tonight", verdict="pass", versions={"nccl": "2.28.1", "torch": "2.6.0"})
+    add_run(history, tonight)
     (tonight / "results.csv").write_text((tonight / "results.csv").read_text().replace("380.0,", "300.0,"))
     assert compare(CompareConfig(run_dir=tonight, history=history)) == 1
-    assert read_run_json(tonight)["verdict"] == "pass"  # compare never rewrites the run's own verdict ...
-    md = (tonight / "report.md").read_text(encoding="utf-8")  # ... but the page follows compare
+    # compare marks the run regressed in its run.json and the history; the page, the metrics and
+    # ``history list`` all read that
+    meta = read_run_json(tonight)
+    assert meta["verdict"] == "regressed" and meta["before_compare"]["verdict"] == "pass"
+    assert any("regressed" in r for r in meta["reasons"])
+    md = (tonight / "report.md").read_text(encoding="utf-8")
     assert "**Verdict: REGRESSED**" in md and "## Compare with the recent past" in md
     assert "NCCL 2.27.3 -&gt; 2.28.1 since the baseline" in md.split("| fact | value |")[0]  # "->", escaped
+    with opened(history, create=False) as conn:
+        stored = {Path(r.run_dir).name: r.verdict for r in list_runs(conn)}
+    assert stored["tonight"] == "regressed" and stored["n1"] == "pass"
 
 
 @pytest.mark.mpi

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.report import data, trend
 from bench.report.inputs import TREND_COLUMNS, RunInputs, load_inputs
 from tests.report_data import ClusterModel, rails_json, results_rows, write_run_dir

@@ -11,7 +11,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.rundir.railsjson import SCHEMA_PATH as RAILS_SCHEMA_PATH
 from bench.rundir.runjson import SCHEMA_PATH, RunDoc, RunFile, new_record, read_run_json
 from tests.support import railbench

@@ -7,7 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from bench.errors import UserError
+from bench.exits import UserError
+from bench.frame.verdict import decide
 from bench.measure.table import row_line, write_summary
 from bench.measure.targets import world_target_gbps
 from bench.runtime import spec
@@ -15,7 +16,7 @@ from bench.runtime.dist import node_layout
 from bench.runtime.launch import check_local_np, elastic_command
 from bench.runtime.watchdog import Hang, find_missing
 from bench.sweep.config import RunConfig, message_sizes
-from bench.sweep.rank import verdict
+from bench.sweep.judge import collective_items
 
 
 def test_sweep_matches_nccl_tests() -> None:
@@ -70,11 +71,21 @@ def _row(coll: str, nbytes: int, eff: float | None, wrong: int | None = 0) -> di
     }
 
 
+def verdict(rows: list[dict], min_bytes: int, pass_fraction: float) -> tuple[str, tuple[str, ...]]:
+    found = decide(collective_items(rows, min_bytes, pass_fraction, "p"))
+    return found.word, found.reasons
+
+
 def test_verdict_judges_large_sizes_only() -> None:
     rows = [_row("all_reduce", 1 << 20, 0.1), _row("all_reduce", 1 << 30, 0.95)]
-    assert verdict(rows, 256 << 20, 0.9) == ("pass", [])
+    assert verdict(rows, 256 << 20, 0.9) == ("pass", ())
     result, reasons = verdict([*rows, _row("all_gather", 1 << 30, 0.5)], 256 << 20, 0.9)
     assert result == "fail" and "all_gather at 1G" in reasons[0] and "50% of 3200 Gb/s" in reasons[0]
+
+
+def test_a_target_below_the_judged_sizes_is_not_a_pass() -> None:
+    """Issue 21: a row with a target at 64M (under the judged 256M) was enough for PASS."""
+    assert verdict([_row("all_reduce", 64 << 20, 0.05)], 256 << 20, 0.9)[0] == "measured"
 
 
 def test_verdict_fails_on_wrong_elements() -> None:
@@ -143,11 +154,9 @@ def test_elastic_command_is_torchs_own_launcher() -> None:
 
 
 def test_verdict_is_measured_when_no_row_had_a_target() -> None:
-    from bench.sweep.rank import verdict
-
     rows = [{"collective": "all_reduce", "bytes": 1 << 30, "wrong": 0, "efficiency": None, "target_Gbps": None}]
-    assert verdict(rows, 256 << 20, 0.9) == ("measured", [])
+    assert verdict(rows, 256 << 20, 0.9) == ("measured", ("profile p sets no busbw target for these collectives",))
     judged = [{**rows[0], "efficiency": 0.95, "target_Gbps": 3200.0, "busbw_Gbps": 3040.0}]
-    assert verdict(judged, 256 << 20, 0.9) == ("pass", [])
+    assert verdict(judged, 256 << 20, 0.9) == ("pass", ())
     short = [{**judged[0], "efficiency": 0.5, "busbw_Gbps": 1600.0}]
     assert verdict(short, 256 << 20, 0.9)[0] == "fail"

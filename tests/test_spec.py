@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.runtime import spec
 from bench.sweep.config import RunConfig
 

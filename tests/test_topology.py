@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.fabric import cabling_plan, ibnetdiscover
 from bench.fabric.cabling import Cable, Cabling, HostPort, SwitchPort
 from bench.fabric.topology_file import load_cabling

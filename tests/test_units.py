@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.units import GBps_from_gbps, format_size, gbps_from_GBps, parse_size
 
 
@@ -27,6 +27,6 @@ def test_format_size_round_trips_powers_of_two() -> None:
 
 
 def test_node_target_units() -> None:
-    # DESIGN.md: 3200 Gb/s per node is 400 GB/s.
+    # docs/design.md, "Units and formulas": 3200 Gb/s per node is 400 GB/s.
     assert GBps_from_gbps(3200) == 400
     assert gbps_from_GBps(400) == 3200

@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.frame.validate import check_common
 from bench.profiles import Profile, load_profile
 from bench.rails import plan
@@ -41,7 +41,7 @@ class AcceptConfig:
         if self.timeout_s <= 0:
             raise UserError(f"--timeout {self.timeout_s:g} must be positive (seconds)")
 
-    def sweep_config(self, out: Path) -> RunConfig:
+    def sweep_config(self, out: Path | None) -> RunConfig:
         """The world sweep as the ranks run it, inside the accept run directory."""
 
         return replace(
@@ -74,13 +74,17 @@ class AcceptConfig:
         return [*spec.rank_argv("accept", replace(self, out=out, np=None)), "--profile", self.profile]
 
 
-def validate(config: AcceptConfig) -> tuple[Profile, RailsSettings]:
+def validate(config: AcceptConfig, *, with_history: bool = True) -> tuple[Profile, RailsSettings]:
     """The profile, the rails settings and where the run goes, checked in the parent before any rank starts
     and on every rank before it joins the process group."""
     profile = load_profile(config.profile)
     settings = resolve(config.rails_config(Path(".")), profile)
     check_common(
-        backend=config.backend, out=config.out, history=config.sweep.history, no_history=config.sweep.no_history
+        backend=config.backend,
+        out=config.out,
+        history=config.sweep.history,
+        no_history=config.sweep.no_history,
+        with_history=with_history,
     )
     return profile, settings
 

@@ -1,7 +1,8 @@
 """The rank side of ``railbench check``: preflight of this node (and, under mpirun/srun, of every node)
 against a profile.
 
-Exit status: 0 pass (warnings allowed), 1 any check failed, 2 bad input. Under an MPI-family launcher every
+Exit status: 0 pass (warnings allowed) or skip (nothing could be checked, said as SKIP, never PASS), 1 any
+check failed, 2 bad input. Under an MPI-family launcher every
 rank checks its node and rank 0 gathers the reports with mpi4py, compares them, names the odd nodes and
 prints the verdict; every rank exits with rank 0's status. torch is never imported (GPUs come from sysfs
 unless CUDA is already usable, see ``bench.fabric.topology``).
@@ -15,10 +16,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from bench.check.config import INPUT_CHECK, MPI_LAUNCHERS, CheckConfig
-from bench.errors import EXIT_FAIL, EXIT_PASS, EXIT_USAGE, UserError
-from bench.fabric import cabling_plan, checks, cluster, nccl_evidence, nccl_log
+from bench.check.items import check_items
+from bench.exits import EXIT_PASS, EXIT_USAGE, UserError
+from bench.fabric import cabling_plan
 from bench.fabric.topology_file import load_cabling
+from bench.frame.verdict import decide
+from bench.nccllogs import nccl_evidence, nccl_log
+from bench.preflight import checks, cluster
 from bench.profiles import Profile, load_profile
+from bench.rundir.verdict import Verdict
 from bench.runtime import env as benv
 
 
@@ -93,11 +99,12 @@ def render(
     profile: Profile,
     reports: list[cluster.NodeReport],
     cross: list[checks.CheckResult],
+    verdict: Verdict,
     nranks: int = 1,
     cabling: Sequence[checks.CheckResult] = (),
 ) -> str:
     """The text answer: one table for a single node; problems per node plus cross-node lines for many; the
-    fabric's cabling last (``--topology``)."""
+    fabric's cabling (``--topology``); the verdict the frame decided (``bench.frame.verdict``)."""
     everything = [r for rep in reports for r in rep.results] + cross + list(cabling)
     lines = []
     gathered = f" (gathered from {nranks} ranks)" if nranks > 1 else ""
@@ -115,7 +122,9 @@ def render(
     if cabling:
         lines.append("fabric cabling:")
         lines.extend(_table(cabling))
-    lines.append(f"verdict: {checks.verdict(everything).upper()} ({_summary(everything)})")
+    lines.append(f"verdict: {verdict.label} ({_summary(everything)})")
+    if verdict.word == "skip":
+        lines.append("  SKIP is not a pass: no check applied here (each one's reason is above)")
     return "\n".join(lines)
 
 
@@ -123,15 +132,16 @@ def to_json(
     profile: Profile,
     reports: list[cluster.NodeReport],
     cross: list[checks.CheckResult],
+    verdict: Verdict,
     nranks: int = 1,
     cabling: Sequence[checks.CheckResult] = (),
 ) -> dict[str, Any]:
-    """The JSON document ``--json`` prints (also what ``accept`` can store as checks.json)."""
-    everything = [r for rep in reports for r in rep.results] + cross + list(cabling)
+    """The JSON document ``--json`` prints (also what ``accept`` stores as checks.json)."""
     out = {
         "profile": profile.name,
         "nranks": nranks,
-        "verdict": checks.verdict(everything),
+        "verdict": verdict.word,
+        "reasons": list(verdict.reasons),
         "nodes": [rep.to_json() for rep in reports],
         "cross_node": [r.to_json() for r in cross],
     }
@@ -163,12 +173,14 @@ def run(config: CheckConfig) -> int:
     comparable = [rep for rep in reports if not any(r.check == INPUT_CHECK for r in rep.results)]
     cross = cluster.compare_nodes(comparable) if len(comparable) > 1 else []
     everything = [r for rep in reports for r in rep.results] + cross + cabling
-    status = EXIT_FAIL if checks.verdict(everything) == "fail" else EXIT_PASS
+    verdict = decide(check_items(reports, [*cross, *cabling]))
+    status = verdict.exit_status
     if any(r.check == INPUT_CHECK for r in everything):
         status = EXIT_USAGE
     if config.json:
-        sys.stdout.write(json.dumps(to_json(profile, reports, cross, max(nranks, 1), cabling), indent=2) + "\n")
+        document = to_json(profile, reports, cross, verdict, max(nranks, 1), cabling)
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
     else:
-        sys.stdout.write(render(profile, reports, cross, max(nranks, 1), cabling) + "\n")
+        sys.stdout.write(render(profile, reports, cross, verdict, max(nranks, 1), cabling) + "\n")
     sys.stdout.flush()
     return cluster.broadcast_status(status) if gathered else status

@@ -17,7 +17,7 @@ from bench.accept.config import AcceptConfig, accept_plan, validate
 from bench.accept.rank import run_rank
 from bench.commands import rails as rails_cmd
 from bench.commands.flags import Given, add_spec_argument, config_or_spec, refuse_two_step_rules
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.measure.collectives import get_collective
 from bench.rails.config import RailsConfig
 from bench.runtime.launch import rank_or_local, start_local_ranks

@@ -17,11 +17,13 @@ from typing import TextIO
 import numpy as np
 
 from bench.compare_settings import CompareSettings
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.frame.finish import write_report_if_available
+from bench.frame.verdict import clear_regressed, mark_regressed
 from bench.history import rail_errors
 from bench.history.baseline import Baselines, BaselineSet, from_history, from_run_dir, parse_baseline_spec
 from bench.history.compare import (
+    BAD_STATES,
     allowed_change,
     baseline_stats,
     classify,
@@ -32,6 +34,7 @@ from bench.history.compare import (
 from bench.history.outputs import (
     MetricComparison,
     OtherVersion,
+    describe,
     exit_status,
     print_table,
     write_compare_json,
@@ -42,6 +45,7 @@ from bench.history.rail_errors import ErrorRise
 from bench.history.records import MetricRecord, RunRecord, read_run
 from bench.history.store import default_history_path, opened
 from bench.rundir.junit import Case, Status
+from bench.rundir.verdict import Verdict
 
 
 @dataclass(frozen=True)
@@ -240,7 +244,19 @@ def run(config: CompareConfig, out: TextIO | None = None) -> int:
     for rise in rises:
         print(f"{'FAIL' if settings.fail_on_error_rise else 'WARN'} {rise.describe()}", file=out)
     status = max(exit_status(results), 1 if rises and settings.fail_on_error_rise else 0)
+    # The run's own verdict becomes "regressed" in its run.json and in the history when that holds the run (or
+    # returns from it); a history that does not hold the run is left alone.
+    history = config.history
+    verdict: Verdict | None
+    if status:
+        regressed = [describe(r) for r in results if r.state in BAD_STATES]
+        regressed += [r.describe() for r in rises if settings.fail_on_error_rise]
+        verdict = mark_regressed(config.run_dir, regressed, history)
+    else:
+        verdict = clear_regressed(config.run_dir, history)
     _write_outputs(config.run_dir, tonight_run, baselines, settings, results, rises, status)
+    if verdict is not None:
+        print(f"# compare verdict: {verdict.label} (the run's verdict in its run.json and the history)", file=out)
     return status
 
 
@@ -250,7 +266,7 @@ def _error_rises(config: CompareConfig, baselines: Baselines, settings: CompareS
     if not tonight:
         return []
     stored = [r.id for r in baselines.same.runs if r.id is not None]
-    past: dict[int, list[rail_errors.RailErrors]] = {}
+    past: dict[int, list[rail_errors.RailErrorCount]] = {}
     if stored:
         with opened(config.history, create=False) as conn:
             past = rail_errors.of_runs(conn, stored)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TextIO, get_args
 
-from bench.errors import EXIT_PASS, UserError
+from bench.exits import EXIT_PASS, UserError
 
 Format = Literal["openmetrics", "prometheus"]
 

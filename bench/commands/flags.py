@@ -7,7 +7,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.runtime import spec
 
 T = TypeVar("T")

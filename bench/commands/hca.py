@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from bench.errors import EXIT_FAIL, EXIT_PASS, UserError
+from bench.exits import EXIT_FAIL, EXIT_PASS, UserError
 from bench.fabric import hca, sysfs
 from bench.runtime import env as benv
 

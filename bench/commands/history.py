@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal, TextIO
 
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.history.store import add_run, default_history_path, list_runs, opened
 
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TextIO
 
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.frame.finish import write_report_if_available
 from bench.history.store import add_run, default_history_path
 from bench.nccltests import BUS_FACTOR, Table, open_log

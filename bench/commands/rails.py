@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.commands.flags import add_spec_argument, config_or_spec
-from bench.errors import EXIT_INFRA, UserError
+from bench.exits import EXIT_INFRA, UserError
 from bench.measure.collectives import get_collective
 from bench.profiles import Profile
 from bench.rails import plan

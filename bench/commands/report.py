@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import get_args
 
-from bench.errors import EXIT_PASS, UserError
+from bench.exits import EXIT_PASS, UserError
 from bench.report import UnitChoice
 
 

@@ -1,6 +1,6 @@
 """``railbench run``: sweep message sizes for collectives under any launcher, or start the ranks itself.
 
-Three ways to start (DESIGN.md):
+Three ways to start (docs/design.md, "Layers"):
 
 * under a launcher (mpirun, srun, torchrun, deepspeed): this process is a rank and runs the sweep;
 * ``--np N``: start N local ranks under mpirun (gloo on CPU over loopback when there is no GPU);
@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.commands.flags import Given, add_spec_argument, config_or_spec, refuse_two_step_rules
-from bench.errors import EXIT_FAIL, UserError
+from bench.exits import EXIT_FAIL, UserError
 from bench.measure.collectives import DEFAULT_COLLECTIVES, get_collective, get_dtype
 from bench.rundir.files import default_cluster_name, default_run_dir
 from bench.runtime import env as benv

@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.fabric.sysfs_io import natural_key
 
 MAX_CABLES = 1 << 20

@@ -27,9 +27,9 @@ from typing import Any, Literal
 
 from bench.fabric import error_counters
 from bench.fabric.error_counters import DeviceErrors
-from bench.fabric.finding import Finding
-from bench.fabric.nccl_evidence import device_matches
 from bench.fabric.sysfs import U64_MAX, Sysfs, natural_key
+from bench.finding import Finding
+from bench.nccllogs.nccl_evidence import device_matches
 from bench.units import format_size
 
 IB_WORD_BYTES = 4

@@ -26,7 +26,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bench.errors import UserError
+from bench.exits import UserError
 
 MAX_IB_DEVS = 32
 """NCCL reads at most this many NCCL_IB_HCA entries."""

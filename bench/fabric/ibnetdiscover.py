@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.fabric.cabling import Cable, Cabling, HostPort, SwitchPort, normalised
 from bench.textlines import numbered_lines, open_text
 

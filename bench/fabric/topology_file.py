@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench import toml_limits
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.fabric import ibnetdiscover
 from bench.fabric.cabling import Cabling, cabling_from_toml
 

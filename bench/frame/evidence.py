@@ -12,9 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench.fabric import counters, nccl_evidence, nccl_log
-from bench.fabric.checks import expected_rails
-from bench.fabric.finding import Finding
+from bench.fabric import counters
+from bench.finding import Finding
+from bench.nccllogs import nccl_evidence, nccl_log
+from bench.preflight.checks import expected_rails
 from bench.profiles import Profile
 
 

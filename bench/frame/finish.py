@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from bench.errors import EXIT_INFRA, EXIT_PASS, InfraError, UserError
+from bench.exits import EXIT_INFRA, EXIT_PASS, InfraError, UserError
 from bench.history.store import add_run, default_history_path
 from bench.profiles import Profile
 

@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from bench.errors import EXIT_INFRA, InfraError, Interrupted, interrupt_status
+from bench.exits import EXIT_INFRA, InfraError, Interrupted, interrupt_status
 from bench.runtime import signals
 from bench.runtime.dist import DistContext
 from bench.runtime.watchdog import Hang, Watchdog

@@ -1,18 +1,16 @@
-"""run.json: the keys every railbench command writes, and the record rank 0 rewrites atomically on every
-change (DESIGN.md, "The run directory")."""
+"""run.json's first version: the keys every railbench job writes, from the process group's facts
+(docs/design.md, "Records and schemas"); the frame starts the record with them (``bench.frame.job``)."""
 
 from __future__ import annotations
 
 import os
 import platform
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from bench.profiles import Profile
 from bench.rundir.files import FORMAT_VERSION
-from bench.rundir.runjson import RunFile, new_record
 from bench.runtime import env as benv
 from bench.runtime.dist import DistContext, node_layout
 from bench.version import __version__
@@ -46,15 +44,8 @@ def versions(backend: str) -> dict[str, str | None]:
     }
 
 
-class RunRecord(RunFile):
-    """A new run's run.json, started from the fields a command knows (status ``running``)."""
-
-    def __init__(self, out_dir: Path, meta: Mapping[str, Any]) -> None:
-        super().__init__(out_dir, new_record(**meta))
-
-
 def base_metadata(ctx: DistContext, cluster: str, profile: Profile, command: str) -> dict[str, Any]:
-    """The run.json keys every railbench command writes (DESIGN.md, "The run directory")."""
+    """The run.json keys every railbench job writes (docs/design.md, "Records and schemas")."""
     ranks = []
     for r, host in enumerate(ctx.hosts):
         local_rank, _, node_rank, _ = node_layout(ctx.hosts, r)

@@ -1,8 +1,9 @@
 """Everything a user can get wrong about where a run goes and what it runs on, checked before any rank starts.
 
 The parent calls these before it starts mpirun or torch's launcher; ranks started by the user's own
-launcher call the same functions before they join the process group, so a bad ``--out`` or ``--history``
-is one line and exit 2 either way (``bench.runtime.dist.run_as_rank`` lets rank 0 alone say it). None of
+launcher call the same functions before they join the process group, so a bad ``--out`` is one line and
+exit 2 either way (``bench.runtime.dist.run_as_rank`` lets rank 0 alone say it). The history is checked by
+the parent and by rank 0 only, which tells every rank through the store (``bench.frame.job``). None of
 them imports torch: GPUs are counted from the driver's ``/proc`` entries.
 """
 
@@ -12,7 +13,7 @@ import os
 import sqlite3
 from pathlib import Path
 
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.history.store import default_history_path, open_store
 from bench.runtime.gpus import gpu_count
 
@@ -63,9 +64,27 @@ def check_history(history: Path | None, no_history: bool, default: Path) -> None
 
 
 def check_common(
-    *, backend: str, out: Path | None, history: Path | None, no_history: bool, graph: bool = False
+    *,
+    backend: str,
+    out: Path | None,
+    history: Path | None,
+    no_history: bool,
+    graph: bool = False,
+    with_history: bool = True,
 ) -> None:
-    """What run, rails and accept check alike before any rank starts (and again on every rank)."""
+    """What run, rails and accept check alike before any rank starts. On the ranks (``with_history`` off) the
+    history is left to rank 0 alone (:func:`history_problem`): it lives on rank 0's node, and opening a
+    shared SQLite file from every rank (a quick check, the journal mode, migrations) is rank 0's work."""
     check_backend(backend, graph=graph)
     check_out_dir(out)
-    check_history(history, no_history, default_history_path())
+    if with_history:
+        check_history(history, no_history, default_history_path())
+
+
+def history_problem(history: Path | None, no_history: bool) -> str | None:
+    """Why the finish step could not add to the history (rank 0's check), or None."""
+    try:
+        check_history(history, no_history, default_history_path())
+    except UserError as exc:
+        return str(exc)
+    return None

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.history.records import MetricRecord, RunRecord, read_run
 from bench.history.runfacts import EnvironmentChange, environment_changes
 from bench.history.store import StoredRun, comparable_runs, metrics_of, opened, run_id_of

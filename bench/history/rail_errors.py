@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.rundir.files import read_json_object
 from bench.rundir.railsjson import check_rails_json
 
@@ -31,7 +31,7 @@ MAX_RAILS_JSON_BYTES = 512 << 20
 
 
 @dataclass(frozen=True)
-class RailErrors:
+class RailErrorCount:
     """One counter of one rail over one rails test, summed over the nodes."""
 
     rail: int
@@ -46,7 +46,7 @@ class RailErrors:
         return self.count is None
 
 
-def from_rails_json(doc: Mapping[str, Any]) -> list[RailErrors]:
+def from_rails_json(doc: Mapping[str, Any]) -> list[RailErrorCount]:
     """The per-rail error metrics of a rails.json document (none when it predates error counters)."""
     counters = doc.get("counters")
     counters = counters if isinstance(counters, Mapping) else {}
@@ -71,11 +71,11 @@ def from_rails_json(doc: Mapping[str, Any]) -> list[RailErrors]:
                 if isinstance(name, str):
                     sums[name] = None
                     nodes[name] = nodes.get(name, 0) + 1
-        out += [RailErrors(rail["rail"], name, count, nodes[name]) for name, count in sorted(sums.items())]
+        out += [RailErrorCount(rail["rail"], name, count, nodes[name]) for name, count in sorted(sums.items())]
     return out
 
 
-def read_run_dir(run_dir: Path | str) -> list[RailErrors]:
+def read_run_dir(run_dir: Path | str) -> list[RailErrorCount]:
     """The per-rail error metrics of a run directory (none without rails.json); UserError when it is damaged."""
     path = Path(run_dir) / "rails.json"
     if not path.is_file():
@@ -104,7 +104,7 @@ def create_table(conn: sqlite3.Connection) -> None:
     )
 
 
-def write(conn: sqlite3.Connection, run_id: int, errors: Iterable[RailErrors]) -> None:
+def write(conn: sqlite3.Connection, run_id: int, errors: Iterable[RailErrorCount]) -> None:
     """Replace one run's rows (inside the caller's transaction)."""
     conn.execute("DELETE FROM rail_errors WHERE run_id = ?", (run_id,))
     conn.executemany(
@@ -113,15 +113,15 @@ def write(conn: sqlite3.Connection, run_id: int, errors: Iterable[RailErrors]) -
     )
 
 
-def of_runs(conn: sqlite3.Connection, run_ids: Sequence[int]) -> dict[int, list[RailErrors]]:
+def of_runs(conn: sqlite3.Connection, run_ids: Sequence[int]) -> dict[int, list[RailErrorCount]]:
     """The per-rail error metrics of the given runs, by run id."""
-    out: dict[int, list[RailErrors]] = {run_id: [] for run_id in run_ids}
+    out: dict[int, list[RailErrorCount]] = {run_id: [] for run_id in run_ids}
     for start in range(0, len(run_ids), 500):  # stay under SQLite's bound-parameter limit
         chunk = list(run_ids[start : start + 500])
         marks = ",".join("?" * len(chunk))
         query = f"SELECT run_id, rail, counter, count, nodes FROM rail_errors WHERE run_id IN ({marks})"
         for run_id, rail, counter, count, nodes in conn.execute(query, chunk):
-            out[run_id].append(RailErrors(rail, counter, count, nodes))
+            out[run_id].append(RailErrorCount(rail, counter, count, nodes))
     return out
 
 
@@ -158,8 +158,8 @@ class ErrorRise:
 
 
 def judge(
-    tonight: Sequence[RailErrors],
-    baseline: Sequence[Sequence[RailErrors]],
+    tonight: Sequence[RailErrorCount],
+    baseline: Sequence[Sequence[RailErrorCount]],
     watched: Iterable[str],
     allowance: int,
     factor: float,

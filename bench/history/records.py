@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.history.runfacts import run_environment, run_kind
 from bench.jsondoc import table
 from bench.rundir.files import iter_results_rows

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from bench.errors import InfraError, UserError
+from bench.exits import InfraError, UserError
 from bench.history import rail_errors
 
 # The read side lives in queries.py; these names are part of the store's interface.
@@ -405,3 +405,17 @@ def add_run(history_path: Path | str, run_dir: Path | str) -> int:
                 return run_id
 
         return _busy_retried(write)
+
+
+def refresh_run(history_path: Path | str, run_dir: Path | str) -> bool:
+    """Read a run the history already holds again from its run directory (its verdict changed: compare found
+    it regressed); False, and nothing written, when the history does not hold it."""
+    path = Path(history_path)
+    if not path.is_file():
+        return False
+    run, _ = read_run(run_dir)
+    with opened(path, create=False) as conn:
+        held = run_id_of(conn, run.run_key) is not None
+    if held:
+        add_run(path, run_dir)
+    return held

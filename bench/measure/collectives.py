@@ -1,7 +1,7 @@
 """Collectives as data: one small frozen definition each, and one registry.
 
 Each definition carries nccl-tests' byte/element arithmetic and bus-bandwidth factor, so numbers compare
-one-to-one with nccl-tests (DESIGN.md, "Units and formulas"), plus how to fill buffers with deterministic
+one-to-one with nccl-tests (docs/design.md, "Units and formulas"), plus how to fill buffers with deterministic
 per-rank data, what the result must be, and how to issue the call. ``bench.measure.timing`` times any of them and
 knows none of them.
 
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bench.busbw import BUSBW_FACTOR
-from bench.errors import UserError
+from bench.exits import UserError
 
 if TYPE_CHECKING:
     import torch

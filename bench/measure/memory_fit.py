@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.measure.collectives import SCRATCH_BYTES, Collective, Dtype, scratch_bytes
 
 NCCL_RESERVE_BYTES = (2 << 30) + scratch_bytes("cuda")

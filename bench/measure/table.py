@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
+from bench.units import format_size
+
 HEADER = (
     "#       size         count      type   redop    root     time   algbw   busbw  #wrong\n"
     "#        (B)    (elements)                               (us)  (GB/s)  (GB/s)        "
@@ -42,8 +44,9 @@ def row_line(row: Mapping[str, Any]) -> str:
     )
 
 
-def write_summary(out: TextIO, rows: Sequence[Mapping[str, Any]], run_dir: str) -> None:
-    """nccl-tests' closing lines plus railbench's headline: the busbw at the largest size per collective."""
+def write_summary(out: TextIO, rows: Sequence[Mapping[str, Any]], run_dir: str, *, judged_from: int = 0) -> None:
+    """nccl-tests' closing lines plus railbench's headline: the busbw at the largest size per collective, and
+    its share of the target only where that size is judged (``judged_from`` up)."""
     if not rows:
         out.write("# no sizes were measured\n")
         return
@@ -56,11 +59,13 @@ def write_summary(out: TextIO, rows: Sequence[Mapping[str, Any]], run_dir: str) 
         if r["collective"] not in by_coll or int(r["bytes"]) >= int(by_coll[r["collective"]]["bytes"]):
             by_coll[r["collective"]] = r
     for name, r in by_coll.items():
-        target = (
-            f" = {100 * float(r['efficiency']):.0f}% of {float(r['target_Gbps']):g} Gb/s"
-            if r.get("efficiency") not in (None, "")
-            else ""
-        )
+        target = ""
+        if r.get("efficiency") not in (None, ""):
+            target = (
+                f" = {100 * float(r['efficiency']):.0f}% of {float(r['target_Gbps']):g} Gb/s"
+                if int(r["bytes"]) >= judged_from
+                else f" (target {float(r['target_Gbps']):g} Gb/s applies from {format_size(judged_from)})"
+            )
         out.write(
             f"# railbench {name}: busbw {float(r['busbw_GBps']):.2f} GB/s ({float(r['busbw_Gbps']):.1f} Gb/s)"
             f" at {r['bytes']} B{target}\n"

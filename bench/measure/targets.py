@@ -1,4 +1,5 @@
-"""What a measurement is compared against (DESIGN.md), as a pure function of the profile.
+"""What a measurement is compared against, as a pure function of the profile
+(docs/design.md, "Units and formulas").
 
 * World collectives spanning nodes: the node's aggregate rail rate (8 x 400 = 3200 Gb/s on a 1CC).
 * sendrecv spanning nodes is point-to-point: one GPU through one NIC, so one rail's line rate.

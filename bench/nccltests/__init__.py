@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.nccltests.jsonfile import MAX_JSON_BYTES, parse_json
 from bench.nccltests.model import (
     BUS_FACTOR,

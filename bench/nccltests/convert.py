@@ -174,13 +174,16 @@ class LogSummary:
         return summary
 
 
-def _status(log: LogSummary) -> tuple[str, str | None]:
+def _status(log: LogSummary) -> tuple[str, str, list[str]]:
+    """run.json's status, verdict word and reasons for an imported log (docs/design.md, "One verdict")."""
     if log.failures:
-        return "failed", "error"
+        return "failed", "error", [f"the nccl-tests log records a failure: {log.failures[0]}"]
     if log.truncated:
-        return "incomplete", "error"
-    # No targets are checked on import, so a clean log has no verdict rather than a pass.
-    return "complete", "fail" if log.wrong else None
+        return "incomplete", "error", ["the nccl-tests log ends in the middle of its sweep"]
+    if log.wrong:
+        return "complete", "fail", ["the nccl-tests log counts wrong elements (#wrong above 0)"]
+    # No targets are checked on import: a clean log was measured, never judged.
+    return "complete", "measured", ["imported from an nccl-tests log: no target is checked on import"]
 
 
 def run_meta(
@@ -196,7 +199,7 @@ def run_meta(
     world = log.world
     if world is None:
         raise ValueError("run_meta needs a log with at least one table")
-    status, verdict = _status(log)
+    status, verdict, reasons = _status(log)
     per_host: Counter[str] = Counter()
     ranks = []
     node_of = {host: i for i, host in enumerate(world.hosts)}
@@ -224,6 +227,7 @@ def run_meta(
         "finished_utc": finished_utc,
         "status": status,
         "verdict": verdict,
+        "reasons": reasons,
         "hosts": list(world.hosts),
         "nnodes": table_nnodes(world),
         "nranks": world.nranks,

@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.nccltests.model import (
     BUS_FACTOR,
     ELEMENT_SIZE,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bench.bounded import InputError, Sign, Where, finite, parse_float, parse_int
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.nccltests.infer import Evidence, finish, mentions
 from bench.nccltests.model import (
     Device,

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from bench.bounded import InputError, Sign, Where, parse_float, parse_int
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.nccltests.command import read_command
 from bench.nccltests.infer import Evidence, finish, mentions
 from bench.nccltests.model import (

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from bench.actions import Actions
 from bench.error_limits import ErrorLimits
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.fabric.cabling_plan import rail_order
 from bench.fabric.topology_file import load_cabling
 from bench.frame.validate import check_common
@@ -266,10 +266,16 @@ def _topology(path: Path | None, profile: Profile) -> Topology | None:
     return Topology(cabling, rail_order(cabling, profile.rail_names, profile.excluded_hcas))
 
 
-def validate(config: RailsConfig) -> tuple[Profile, RailsSettings]:
+def validate(config: RailsConfig, *, with_history: bool = True) -> tuple[Profile, RailsSettings]:
     """The profile, the resolved settings and where the run goes, checked in the parent before any rank
     starts and on every rank before it joins the process group."""
     profile = load_profile(config.profile)
     settings = resolve(config, profile)
-    check_common(backend=config.backend, out=config.out, history=config.history, no_history=config.no_history)
+    check_common(
+        backend=config.backend,
+        out=config.out,
+        history=config.history,
+        no_history=config.no_history,
+        with_history=with_history,
+    )
     return profile, settings

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from bench.fabric.nccl_evidence import device_matches
+from bench.nccllogs.nccl_evidence import device_matches
 from bench.rails.localise import Defect
 from bench.rails.records import RailDevices, short_device
 from bench.units import format_size

@@ -25,6 +25,7 @@ from bench.measure.timing import reduce_times, time_region
 from bench.rails.config import RailsSettings
 from bench.rails.gpu_pairs import IntraNodeOutcome, LocalMatrix, LocalPairTime, localise_gpus
 from bench.rails.layout import RailLayout, rail_layout
+from bench.rails.live import LiveRails
 from bench.rails.measure import flatten, gather_objects, gloo_interface, one_way, pair_align, pair_buffers
 from bench.rails.records import RailsOutcome
 from bench.rails.schedule import Round, schedule
@@ -77,8 +78,11 @@ def _bus_id(device: Any) -> str | None:
     return gpu_bus_id(device.index) if device_ops.is_cuda(device) and device.index is not None else None
 
 
-def intra_node_phase(settings: RailsSettings, ctx: DistContext, watchdog: Watchdog) -> IntraNodeOutcome | None:
-    """Every local pair of every node; the outcome on rank 0, None elsewhere."""
+def intra_node_phase(
+    settings: RailsSettings, ctx: DistContext, watchdog: Watchdog, live: LiveRails | None = None
+) -> IntraNodeOutcome | None:
+    """Every local pair of every node; the outcome on rank 0, None elsewhere. Each round's times reach rank 0
+    after the round, and ``live`` (rank 0) writes them down at once."""
     layout = rail_layout(ctx.hosts)
     rank, local = ctx.info.rank, layout.rails
     if local < 2:
@@ -93,8 +97,12 @@ def intra_node_phase(settings: RailsSettings, ctx: DistContext, watchdog: Watchd
     times: list[LocalPairTime] = []
     for rnd in schedule(local, settings.repeats, settings.seed):
         watchdog.enter(f"intra-node pairs: repeat {rnd.repeat + 1}, round {rnd.index + 1}")
-        times += local_round(rnd, layout, rank, groups[node], buffers, iters=settings.iters, warmup=settings.warmup)
+        mine = local_round(rnd, layout, rank, groups[node], buffers, iters=settings.iters, warmup=settings.warmup)
+        times += mine
+        everyone = flatten(gather_objects(mine))  # a few small records per rank, outside the timed region
         watchdog.leave()
+        if live is not None:
+            live.add_local(everyone)
     del buffers
     watchdog.enter("gathering the intra-node results")
     gathered = gather_objects({"times": times, "bus_id": _bus_id(ctx.device)})

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.fabric.hca import select_ifnames
 from bench.fabric.sysfs import natural_key
 

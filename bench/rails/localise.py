@@ -37,7 +37,7 @@ from typing import Literal
 
 import numpy as np
 
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.rails import lone_pairs, noise, switches
 from bench.rails.defects import EVIDENCE_LIMIT, Defect, DefectKind, Symptom, Transient, describe
 from bench.rails.fabric_map import FabricMap

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.rails.measure import PairTime
 
 

@@ -1,9 +1,10 @@
-"""What the rails test leaves behind: rails.json, its rows in results.csv, and the table on stdout."""
+"""What the rails test leaves behind: rails.json, its rows in results.csv, and the table on stdout (the
+verdict line is the frame's)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from bench.rails import gpu_pairs, records
 from bench.rails.config import RailsSettings
@@ -12,7 +13,13 @@ from bench.rails.records import RailsOutcome
 from bench.rundir.files import atomic_write_json
 
 
-def write_outputs(outcome: RailsOutcome, out_dir: Path, writer: Any, iters: int) -> dict[str, Any]:
+class Rows(Protocol):
+    """Where results.csv rows go (the frame's ``Run``)."""
+
+    def append(self, *rows: dict[str, Any]) -> None: ...
+
+
+def write_outputs(outcome: RailsOutcome, out_dir: Path, writer: Rows | None, iters: int) -> dict[str, Any]:
     """rails.json and the results.csv rows; returns the rails.json document."""
     doc = rails_doc(outcome)
     atomic_write_json(out_dir / "rails.json", doc)
@@ -30,8 +37,6 @@ def print_outcome(outcome: RailsOutcome, settings: RailsSettings) -> None:
         print(f"# rails: skipped: {outcome.skipped}", flush=True)
         if outcome.intra_node is not None:
             print(gpu_pairs.table(outcome.intra_node), flush=True)
-            if not outcome.intra_node.skipped:
-                print(f"# intra-node verdict: {'FAIL' if outcome.failed else 'PASS'}", flush=True)
         return
     samples = [s for s in records.pair_samples(outcome.pair_times, outcome.nodes) if not s.confirm]
     print(
@@ -54,6 +59,4 @@ def print_outcome(outcome: RailsOutcome, settings: RailsSettings) -> None:
     )
     if outcome.intra_node is not None:
         print(gpu_pairs.table(outcome.intra_node), flush=True)
-    for reason in outcome.below_target:
-        print(f"# FAIL {reason}")
-    print(f"# rails verdict: {'FAIL' if outcome.failed else 'PASS'}", flush=True)
+    # The verdict (each failure a "# FAIL" line, then the word) is the frame's to say (bench.frame.job).

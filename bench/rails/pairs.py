@@ -37,9 +37,12 @@ class PairRunner:
         device: Any,
         start_Gbps: float | None,
         wait: timedelta | None = None,
+        keep: Callable[[list[PairTime]], None] | None = None,
     ) -> None:
         self.settings, self.layout, self.rank, self.group = settings, layout, rank, group
         self.wait = wait
+        self.keep = keep
+        """Rank 0: what to do with every rank's times after each matrix round (write them down)."""
         """How long one send or receive may wait (``bench.rails.measure.p2p_wait``)."""
         self.device = device
         self.buffers = pair_buffers(settings.pair_bytes, device)
@@ -86,8 +89,12 @@ class PairRunner:
             times += mine
             if not rnd.confirm:
                 # Every rail's rates, so that a rail slow as a whole is budgeted by the healthy rails' pairs
-                # (every rank runs the same matrix rounds, so this gather meets on all of them).
-                self.seen += flatten(gather_objects(rates if self.layout.where(self.rank)[0] == 0 else []))
+                # (every rank runs the same matrix rounds, so this gather meets on all of them), and the round's
+                # times, which rank 0 writes down at once (``bench.rails.live``).
+                sent = gather_objects((rates if self.layout.where(self.rank)[0] == 0 else [], mine))
+                self.seen += flatten([r for r, _ in sent])
+                if self.keep is not None:
+                    self.keep(flatten([t for _, t in sent]))
         return times
 
     def matrix(self, enter: Enter, leave: Callable[[], None]) -> list[PairTime]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.measure.targets import world_target_gbps
 from bench.profiles import Profile
 

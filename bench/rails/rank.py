@@ -3,24 +3,24 @@
 ``rails_phase`` runs on every rank inside an existing world process group: it makes the rail groups, runs
 the rail-group collectives (all rails at once, then one rail at a time inside counter windows), the
 round-robin pair matrix, gathers everything to rank 0, and rank 0 localises and builds the outcome.
-``run_rank`` is the standalone command around it: process group, run directory, run.json, exit status.
+``RailsJob`` is the standalone command: a job of the frame (``bench.frame.job``), which owns the process
+group, the run directory, run.json, the verdict and the exit status.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import socket
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.errors import EXIT_FAIL, EXIT_INFRA, EXIT_PASS, UserError
+from bench.exits import UserError
 from bench.fabric.hca import select_hcas
 from bench.fabric.sysfs import Sysfs, ib_ports, net_devices
-from bench.frame.finish import finish_run
-from bench.frame.guard import EndRecorder, guarded
-from bench.frame.record import RunRecord, base_metadata, iso_utc
+from bench.frame.job import Job, run_job
+from bench.frame.run import Launch, Run, write_refused_is_infra
+from bench.frame.verdict import Item
 from bench.measure.collectives import get_collective
 from bench.measure.timing import Budget, group_max, measure
 from bench.netaddr import interface_ipv4
@@ -29,14 +29,16 @@ from bench.rails import evidence, intranode, judge, output, plan, records, windo
 from bench.rails.budget import cell_budget, chunks_per_message
 from bench.rails.config import RailsConfig, RailsSettings, validate
 from bench.rails.corroborate import corroborate
+from bench.rails.items import rail_items
 from bench.rails.laps import Laps, compared
 from bench.rails.layout import RailLayout, interface_for_rail, rail_layout
+from bench.rails.live import LiveRails
 from bench.rails.measure import PairTime, broadcast_object, gather_objects, make_rail_groups, p2p_wait
 from bench.rails.pairs import PairRunner
-from bench.rundir.files import ResultsWriter, default_cluster_name, default_run_dir, proposed_run_dir
+from bench.rundir.files import proposed_run_dir
 from bench.runtime import env as benv
 from bench.runtime.before_init import Prelude, PreludeStep, agree_all_ok, pin_rail, rail_pin, run_directory
-from bench.runtime.dist import DistContext, agree_on_exit_status, broadcast_str, quiet_usage_exit, run_as_rank
+from bench.runtime.dist import DistContext
 from bench.runtime.env import RankInfo
 from bench.runtime.watchdog import Watchdog
 
@@ -176,11 +178,12 @@ def rails_phase(
     settings: RailsSettings,
     ctx: DistContext,
     watchdog: Watchdog,
+    live: LiveRails | None = None,
     laps: Laps | None = None,
-    planned: plan.Plan | None = None,
 ) -> records.RailsOutcome | None:
-    """Every rail and every pair; returns the outcome on rank 0, None elsewhere. ``laps`` and ``planned``: accept's
-    phase clock and plan (its check and sweep came first); by default the rails test's own."""
+    """Every rail and every pair; returns the outcome on rank 0, None elsewhere. ``live`` (rank 0) writes the
+    rail groups' results and each pair round down as soon as they are gathered; ``laps`` marks the end of each
+    phase of the plan (``bench.rails.plan``)."""
     import torch.distributed as dist
 
     layout = rail_layout(ctx.hosts)
@@ -189,13 +192,6 @@ def rails_phase(
     if n < 2:
         reason = f"1 node ({layout.nodes[0]}): a rail group needs local rank k of at least 2 nodes"
         return records.RailsOutcome(skipped=reason, nodes=layout.nodes, rails=layout.rails) if rank == 0 else None
-    if planned is None:
-        # The plan for this shape (every rank computes the same), cut to --max-minutes when asked.
-        planned = plan.for_run(n, layout.rails, settings, intra=intranode.wanted(settings, ctx.backend))
-        if planned is not None:
-            settings = planned.settings
-            if rank == 0:
-                print("\n".join(planned.lines()), flush=True)
     laps = laps or Laps()
     node, rail = layout.where(rank)
     my_ifname = _my_interface(settings, layout, rank)
@@ -257,7 +253,10 @@ def rails_phase(
             mine.append(result)
     # The fastest rail group's busbw, the same on every rank: where no line rate is known, the budgets of
     # the rails measured alone and of the pairs start from it.
-    start = max(gather_objects(fastest))
+    sent = gather_objects((fastest, mine))
+    start = max(f for f, _ in sent)
+    if live is not None:
+        live.add_rails([r for _, results in sent for r in results])
     known = settings.rail_rate_gbps or (start if start > 0 else None)
 
     # One rail at a time inside a counter window: which device carried it, and what stayed quiet. A window
@@ -287,7 +286,8 @@ def rails_phase(
     times: list[PairTime] = []
     runner = None
     if settings.pairs:
-        runner = PairRunner(settings, layout, rank, group, ctx.device, start, p2p_wait(group, op_timeout_s))
+        keep = live.add_pairs if live is not None else None
+        runner = PairRunner(settings, layout, rank, group, ctx.device, start, p2p_wait(group, op_timeout_s), keep)
         times = runner.matrix(watchdog.enter, watchdog.leave)
         counts.close("pair matrix")
         laps.mark("pair matrix")
@@ -321,130 +321,119 @@ def rails_phase(
         laps.mark("confirmation")
     if rank != 0:
         return None
-    outcome = judge.outcome(settings, layout, gathered)
-    return dataclasses.replace(
-        outcome,
-        process_groups=1 + len(groups),
-        plan=planned.as_dict() if planned is not None else None,
-        phase_s=laps.seconds,
-    )
+    return dataclasses.replace(judge.outcome(settings, layout, gathered), process_groups=1 + len(groups))
 
 
 def guarded_rails_phase(
-    settings: RailsSettings,
-    ctx: DistContext,
-    record_end: EndRecorder,
-    laps: Laps | None = None,
-    planned: plan.Plan | None = None,
-) -> records.RailsOutcome | None:
-    """``rails_phase`` (and the intra-node matrix) under ``bench.frame.guard``: a hang, a lost rank, Ctrl-C
-    or SIGTERM is recorded through ``record_end`` and raised on (exit 3, or 130/143)."""
-    laps = laps or Laps()
-    with guarded(ctx, settings.timeout_s, record_end) as watchdog:
-        outcome = rails_phase(settings, ctx, watchdog, laps, planned)
+    settings: RailsSettings, run: Run, laps: Laps | None = None
+) -> tuple[records.RailsOutcome | None, LiveRails | None]:
+    """``rails_phase`` (and the intra-node matrix) under the frame's guard: a hang, a lost rank, Ctrl-C or
+    SIGTERM is recorded in run.json and raised on (exit 3, or 130/143), after what was measured is written.
+    Returns the outcome and the live writer on rank 0, (None, None) elsewhere."""
+    ctx = run.ctx
+    live = None
+    if run.rank0:
+        layout = rail_layout(ctx.hosts)
+        live = LiveRails(run, layout.nodes, layout.rails, settings.rail_rate_gbps, settings.iters)
+    with run.guarded() as watchdog:
+        outcome = rails_phase(settings, ctx, watchdog, live, laps)
         if intranode.wanted(settings, ctx.backend):
-            outcome = intranode.attach(outcome, intranode.intra_node_phase(settings, ctx, watchdog))
-            laps.mark("intra-node pairs")
-        if outcome is not None:
-            outcome = dataclasses.replace(outcome, phase_s=dict(laps.seconds))
+            outcome = intranode.attach(outcome, intranode.intra_node_phase(settings, ctx, watchdog, live))
+            if laps is not None:
+                laps.mark("intra-node pairs")
         # The fabric testifies: each defect with its devices' error counters and what to do about it.
-        return None if outcome is None else corroborate(outcome, settings.errors, settings.actions)
+        return (None if outcome is None else corroborate(outcome, settings.errors, settings.actions)), live
+
+
+def rails_test(settings: RailsSettings, run: Run, laps: Laps | None = None) -> records.RailsOutcome | None:
+    """The rails test on every rank; on rank 0 its outcome, written (rails.json, results.csv rows) and
+    printed. ``rails`` and ``accept`` both run it (``laps``: the run's phase clock)."""
+    outcome, live = guarded_rails_phase(settings, run, laps)
+    if outcome is None or live is None:
+        return None
+    write_refused_is_infra(
+        run.out_dir, "rails.json", lambda: output.write_outputs(outcome, run.out_dir, live, settings.iters)
+    )
+    output.print_outcome(outcome, settings)
+    run.update(rails_skipped=outcome.skipped)
+    return outcome
 
 
 # --- the standalone command ------------------------------------------------------------------------------
 
 
+class RailsJob(Job):
+    """``railbench rails``: every rail and every pair, judged per rail (``bench.rails.items``)."""
+
+    command = "rails"
+
+    def __init__(self, config: RailsConfig) -> None:
+        profile, settings = validate(config, with_history=False)
+        launch = Launch(
+            config.backend,
+            config.timeout_s,
+            settings.oob_ifname,
+            config.out,
+            config.cluster,
+            config.history,
+            config.no_history,
+        )
+        super().__init__(launch, profile)
+        self.settings = settings
+        self.laps = Laps()
+        self.planned: plan.Plan | None = None
+
+    def before_init(self, prelude: Prelude) -> Path | None:
+        launch = self.launch
+        return rail_prelude(self.settings, self.profile, lambda: proposed_run_dir(launch.out, launch.cluster))(prelude)
+
+    def prepare(self, ctx: DistContext) -> dict[str, Any]:
+        # The plan for this shape (every rank computes the same), cut to --max-minutes when asked.
+        layout = rail_layout(ctx.hosts)
+        intra = intranode.wanted(self.settings, ctx.backend)
+        self.planned = plan.for_run(len(layout.nodes), layout.rails, self.settings, intra=intra)
+        if self.planned is not None:
+            self.settings = self.planned.settings
+            if ctx.info.rank == 0:
+                print("\n".join(self.planned.lines()), flush=True)
+        return {"rails_test": rails_section(self.settings), "plan": planned_section(self.planned, self.laps)}
+
+    def measure(self, run: Run) -> list[Item]:
+        outcome = rails_test(self.settings, run, self.laps)
+        run.update(plan=planned_section(self.planned, self.laps))
+        return rail_items(outcome) if outcome is not None else []
+
+
 def run_rank(config: RailsConfig, info: RankInfo) -> int:
     """One rank of the standalone ``railbench rails``; every rank returns the same exit status."""
-    try:
-        profile, settings = validate(config)
-    except UserError:
-        if info.rank != 0:
-            return quiet_usage_exit()
-        raise
-    return run_as_rank(
-        info,
-        config.backend,
-        config.timeout_s,
-        settings.oob_ifname,
-        lambda ctx: _standalone(config, settings, profile, ctx),
-        before_init=rail_prelude(settings, profile, lambda: proposed_run_dir(config.out, config.cluster)),
-    )
+    return run_job(info, lambda: RailsJob(config))
 
 
-def _standalone(config: RailsConfig, settings: RailsSettings, profile: Profile, ctx: DistContext) -> int:
-    rank = ctx.info.rank
-    cluster = config.cluster or default_cluster_name(ctx.hosts[0])
-    out_dir = ctx.out_dir or Path(
-        broadcast_str(ctx.store, "out_dir", str(config.out or default_run_dir(cluster)), rank, 60.0)
-    )
-    record, writer = None, None
-    if rank == 0:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        record = RunRecord(out_dir, metadata(ctx, cluster, profile, settings, "rails"))
-        writer = ResultsWriter(out_dir / "results.csv")
-
-    def record_end(status: str, exit_status: int, failure: dict[str, Any] | None) -> None:
-        if record is not None:
-            extra = {"failure": failure} if failure else {}
-            record.update(
-                status=status,
-                verdict="error" if status == "failed" else None,
-                exit_status=exit_status,
-                finished_utc=iso_utc(),
-                **extra,
-            )
-
-    laps = Laps()
-    outcome = guarded_rails_phase(settings, ctx, record_end, laps)
-    status = EXIT_PASS
-    if outcome is not None and record is not None:
-        output.write_outputs(outcome, out_dir, writer, settings.iters)
-        output.print_outcome(outcome, settings)
-        status = EXIT_FAIL if outcome.failed else EXIT_PASS
-        measured = not outcome.skipped or (outcome.intra_node is not None and not outcome.intra_node.skipped)
-        verdict = "skip" if not measured else ("fail" if outcome.failed else "pass")
-        record.update(
-            status="complete",
-            verdict=None if verdict == "skip" else verdict,
-            exit_status=status,
-            finished_utc=iso_utc(),
-            rails_skipped=outcome.skipped,
-            plan=compared(outcome.plan, outcome.phase_s),
-        )
-        if finish_run(out_dir, profile, history=config.history, no_history=config.no_history):
-            status = status or EXIT_INFRA  # a FAIL verdict keeps exit 1
-            record.update(exit_status=status, finish="failed")
-        laps.mark("finish")
-        record.update(plan=compared(outcome.plan, laps.seconds))
-        print(f"# run directory: {out_dir}", flush=True)
-        sys.stdout.flush()
-    return agree_on_exit_status(ctx, status)
-
-
-def metadata(ctx: DistContext, cluster: str, profile: Profile, settings: RailsSettings, command: str) -> dict[str, Any]:
-    """run.json for a rails or accept run, in the keys every railbench command writes."""
+def rails_section(settings: RailsSettings) -> dict[str, Any]:
+    """run.json's ``rails_test``: the rails settings as resolved from flags, profile and defaults."""
     return {
-        **base_metadata(ctx, cluster, profile, command),
-        "rails_test": {
-            "collectives": list(settings.collectives),
-            "rail_bytes": settings.rail_bytes,
-            "pair_bytes": settings.pair_bytes,
-            "iters": settings.iters,
-            "warmup": settings.warmup,
-            "repeats": settings.repeats,
-            "seed": settings.seed,
-            "isolation": settings.isolation,
-            "pairs": settings.pairs,
-            "intra_node": settings.intra_node,
-            "relative_fraction": settings.relative_fraction,
-            "pass_fraction": settings.pass_fraction,
-            "socket_ifname": settings.socket_ifname,
-            "confirm": settings.confirm,
-            "cell_budget_s": settings.cell_budget_s,
-            "topology": settings.topology.cabling.source if settings.topology is not None else None,
-            "max_minutes": settings.max_minutes,
-            "oob_ifname": settings.oob_ifname,
-            "host": socket.gethostname(),
-        },
+        "collectives": list(settings.collectives),
+        "rail_bytes": settings.rail_bytes,
+        "pair_bytes": settings.pair_bytes,
+        "iters": settings.iters,
+        "warmup": settings.warmup,
+        "repeats": settings.repeats,
+        "seed": settings.seed,
+        "isolation": settings.isolation,
+        "pairs": settings.pairs,
+        "intra_node": settings.intra_node,
+        "relative_fraction": settings.relative_fraction,
+        "pass_fraction": settings.pass_fraction,
+        "socket_ifname": settings.socket_ifname,
+        "confirm": settings.confirm,
+        "cell_budget_s": settings.cell_budget_s,
+        "topology": settings.topology.cabling.source if settings.topology is not None else None,
+        "max_minutes": settings.max_minutes,
+        "oob_ifname": settings.oob_ifname,
+        "host": socket.gethostname(),
     }
+
+
+def planned_section(planned: plan.Plan | None, laps: Laps) -> dict[str, Any] | None:
+    """run.json's ``plan``: the projection beside what each phase has taken so far (``bench.rails.laps``)."""
+    return compared(planned.as_dict() if planned is not None else None, laps.seconds)

@@ -297,10 +297,6 @@ class RailsOutcome:
     per node."""
     intra_node: IntraNodeOutcome | None = None
     """The intra-node pair matrix (``--intra-node``), None when it did not run."""
-    plan: dict[str, Any] | None = None
-    """The run's plan (``bench.rails.plan.Plan.as_dict``), None where no rate was known to plan with."""
-    phase_s: dict[str, float] = field(default_factory=dict)
-    """What each phase of the plan took, as measured on rank 0 (``bench.rails.laps``)."""
 
     @property
     def failing(self) -> tuple[Defect, ...]:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bench.errors import UserError
+from bench.exits import UserError
 
 Cell = tuple[int, int, int, int, int]
 """``(repeat, round, rail, low node, high node)``: one pair's exchange on one rail in one round."""

@@ -96,7 +96,7 @@ class ChartPlan:
 
     name: str
     title: str
-    table: data.Table
+    table: data.ChartData
     draw: Callable[..., alt.TopLevelMixin]
     """A chart function with its table bound; called with ``data=`` (the CSV url) and ``subtitle=``."""
     dates: tuple[str, ...] = ()
@@ -129,7 +129,7 @@ def plan_charts(inputs: RunInputs, options: ReportOptions) -> tuple[list[ChartPl
                 partial(charts.busbw_vs_size_chart, sweep.frame, unit=unit),
             )
         )
-    bar_sources: list[tuple[str, str, data.Table, charts.Unit]] = []
+    bar_sources: list[tuple[str, str, data.ChartData, charts.Unit]] = []
     if inputs.rails is not None:
         bar_sources.append(("rails", "Weakest node per rail", data.rail_bars_table(inputs.rails, eff), "Gb/s"))
         nodes = data.node_bars_table(inputs.rails, eff, options.max_bars)

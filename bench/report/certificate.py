@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.jsondoc import table
 from bench.report.inputs import RunInputs
 from bench.units import format_size

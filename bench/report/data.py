@@ -27,7 +27,7 @@ STATUSES = ("pass", "fail", "no target")
 
 
 @dataclass(frozen=True, eq=False)
-class Table:
+class ChartData:
     """One chart's data: the aggregated frame and a note for the title when rows were left out."""
 
     frame: pd.DataFrame
@@ -59,7 +59,7 @@ def _preferred_placement(rows: pd.DataFrame) -> pd.DataFrame:
     return rows[oop | ~has_oop]
 
 
-def sweep_table(results: pd.DataFrame) -> Table:
+def sweep_table(results: pd.DataFrame) -> ChartData:
     """World collectives: one row per (collective, message size), the mean of repeated measurements.
 
     Zero-byte rows (all_gather of 8 B on 4 ranks sends 0 B per rank) stay in the tables but not here: the
@@ -68,31 +68,31 @@ def sweep_table(results: pd.DataFrame) -> Table:
     world = results[(results["scope"] == "world") & (results["bytes"] > 0)]
     rows = _preferred_placement(world)
     if rows.empty:
-        return Table(pd.DataFrame())
+        return ChartData(pd.DataFrame())
     numeric = ["time_us", "algbw_GBps", "busbw_GBps", "busbw_Gbps", "target_Gbps"]
     frame = rows.groupby(["collective", "bytes"], as_index=False, sort=True)[numeric].mean()
     frame["busbw_Gbps"] = frame["busbw_GBps"] * 8.0  # recomputed so both units agree after averaging
     frame = _with_units(frame)
     frame["size"] = [format_size(b) for b in frame["bytes"]]
     frame["bytes"] = frame["bytes"].astype("int64")
-    return Table(frame)
+    return ChartData(frame)
 
 
-def _limit_bars(frame: pd.DataFrame, max_bars: int, what: str) -> Table:
+def _limit_bars(frame: pd.DataFrame, max_bars: int, what: str) -> ChartData:
     if len(frame) <= max_bars:
-        return Table(frame.reset_index(drop=True))
+        return ChartData(frame.reset_index(drop=True))
     # The chart exists to find the slow ones: keep the slowest, say how many were left out.
     kept = frame.nsmallest(max_bars, "busbw_Gbps").reset_index(drop=True)
-    return Table(kept, f"the {max_bars} slowest of {len(frame)} {what}")
+    return ChartData(kept, f"the {max_bars} slowest of {len(frame)} {what}")
 
 
 def group_bars_table(
     results: pd.DataFrame, scope: str, collective: str, min_efficiency: float, max_bars: int = 64
-) -> Table:
+) -> ChartData:
     """One bar per communicator group of ``scope`` (rail groups, single nodes) at its largest message size."""
     rows = _preferred_placement(results[(results["scope"] == scope) & (results["collective"] == collective)])
     if rows.empty:
-        return Table(pd.DataFrame())
+        return ChartData(pd.DataFrame())
     largest = rows.groupby("group")["bytes"].transform("max")
     rows = rows[rows["bytes"] == largest]
     frame = rows.groupby("group", as_index=False, sort=False).agg(
@@ -169,11 +169,11 @@ def _mark_defects(frame: pd.DataFrame, named: pd.Series, min_efficiency: float) 
     return frame
 
 
-def rail_bars_table(rails: Mapping[str, Any], min_efficiency: float) -> Table:
+def rail_bars_table(rails: Mapping[str, Any], min_efficiency: float) -> ChartData:
     """One bar per rail: its weakest node's busbw, from rails.json."""
     measured = node_rail_levels(rails)
     if measured.empty:
-        return Table(pd.DataFrame())
+        return ChartData(pd.DataFrame())
     _, rails_hit, _ = _defect_keys(rails)
     weakest = measured.loc[measured.groupby("rail")["busbw_Gbps"].idxmin()].sort_values("rail")
     frame = pd.DataFrame(
@@ -187,14 +187,14 @@ def rail_bars_table(rails: Mapping[str, Any], min_efficiency: float) -> Table:
         }
     )
     frame = _mark_defects(_with_units(frame), weakest["rail"].isin(rails_hit), min_efficiency)
-    return Table(frame[_BAR_COLUMNS])
+    return ChartData(frame[_BAR_COLUMNS])
 
 
-def node_bars_table(rails: Mapping[str, Any], min_efficiency: float, max_bars: int = 64) -> Table:
+def node_bars_table(rails: Mapping[str, Any], min_efficiency: float, max_bars: int = 64) -> ChartData:
     """One bar per node: its weakest rail's busbw, from rails.json."""
     measured = node_rail_levels(rails)
     if measured.empty:
-        return Table(pd.DataFrame())
+        return ChartData(pd.DataFrame())
     keys, _, _ = _defect_keys(rails)
     weakest = measured.loc[measured.groupby("node", sort=False)["busbw_Gbps"].idxmin()]
     frame = pd.DataFrame(
@@ -272,14 +272,14 @@ def node_order(names: Iterable[str], hosts: Sequence[str]) -> list[str]:
     return ordered + sorted(seen - set(ordered))
 
 
-def heatmap_table(pairs: pd.DataFrame, hosts: Sequence[str], min_efficiency: float, max_nodes: int = 32) -> Table:
+def heatmap_table(pairs: pd.DataFrame, hosts: Sequence[str], min_efficiency: float, max_nodes: int = 32) -> ChartData:
     """Symmetric node x node matrix per rail; above ``max_nodes`` nodes, blocks of nodes show their worst pair.
 
     Columns: rail, node/peer (labels) with node_index/peer_index (their order), busbw in both units,
     efficiency, status, the worst pair in the cell, its HCA and how many pairs the cell holds.
     """
     if pairs.empty:
-        return Table(pd.DataFrame())
+        return ChartData(pd.DataFrame())
     both = pd.concat([pairs, pairs.rename(columns={"node": "peer", "peer": "node"})], ignore_index=True)
     order = node_order(set(both["node"]) | set(both["peer"]), hosts)
     block = max(1, math.ceil(len(order) / max_nodes))
@@ -313,11 +313,17 @@ def heatmap_table(pairs: pd.DataFrame, hosts: Sequence[str], min_efficiency: flo
     # targets live on in efficiency; dropping them keeps a 512-node matrix well under a megabyte
     frame = frame.drop(columns=["target_Gbps", "target_GBps"])
     note = f"blocks of {block} nodes, worst pair per block" if block > 1 else ""
-    return Table(frame.sort_values(keys).reset_index(drop=True), note)
+    return ChartData(frame.sort_values(keys).reset_index(drop=True), note)
 
 
-def results_summary(results: pd.DataFrame, min_efficiency: float) -> pd.DataFrame:
-    """One line per (scope, collective): the largest size, worst and median busbw, target, verdict."""
+def results_summary(
+    results: pd.DataFrame, min_efficiency: float, judged: Mapping[str, str] | None = None
+) -> pd.DataFrame:
+    """One line per (scope, collective): the largest size, worst and median busbw, target, verdict.
+
+    ``judged`` is the state the run's own verdict gave each world collective (run.json ``items``): shown as
+    it is, so a collective measured below the judged sizes reads "measured", never "fail" against a target
+    that did not apply there."""
     columns = [
         "scope",
         "collective",
@@ -343,7 +349,9 @@ def results_summary(results: pd.DataFrame, min_efficiency: float) -> pd.DataFram
         worst = per_group["busbw_GBps"].idxmin()
         target = per_group["target_Gbps"].max()
         efficiency = (per_group["busbw_GBps"] * 8.0 / per_group["target_Gbps"]).min()
-        if wrong:
+        if scope == "world" and judged and collective in judged:
+            verdict = judged[collective]
+        elif wrong:
             verdict = "fail (wrong results)"
         elif not (target > 0):
             verdict = "measured"

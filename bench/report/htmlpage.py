@@ -43,8 +43,10 @@ th { background: #f5f5f5; }
 .status-pass { color: #2e7d32; font-weight: 600; } .status-fail { color: #c62828; font-weight: 600; }
 .verdict { display: inline-block; padding: 0.1rem 0.6rem; border-radius: 4px; color: #fff; background: #666; }
 .verdict-pass { background: #2e7d32; } .verdict-fail, .verdict-regressed { background: #c62828; }
-.verdict-measured { background: #546e7a; }
-.reasons li { color: #c62828; } .sentence { font-size: 1rem; }
+.verdict-measured, .verdict-skip { background: #546e7a; } .verdict-error { background: #6a1b9a; }
+.reasons li { color: #c62828; }
+.reasons-pass li, .reasons-measured li, .reasons-skip li { color: #37474f; }
+.sentence { font-size: 1rem; }
 .status-warn { color: #ef6c00; font-weight: 600; } .status-skip, .status-none { color: #777; }
 .status-regressed, .status-missing, .status-failed { color: #c62828; font-weight: 600; }
 .status-improved { color: #2e7d32; }
@@ -84,7 +86,8 @@ _TEMPLATE = """<!DOCTYPE html>
 </head><body>
 <header id="verdict">
 <h1>{{ summary.title }} <span class="verdict verdict-{{ summary.verdict | lower }}">{{ summary.verdict }}</span></h1>
-{% if summary.reasons %}<ul class="reasons">{% for r in summary.reasons %}<li>{{ r }}</li>{% endfor %}</ul>{% endif %}
+{% if summary.reasons %}<ul class="reasons reasons-{{ summary.verdict | lower }}">
+{% for r in summary.reasons %}<li>{{ r }}</li>{% endfor %}</ul>{% endif %}
 </header>
 {{ table(("fact", "value"), summary.facts) }}
 {% for section in summary.sections %}

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.rundir.files import RESULT_COLUMNS, SCOPES, read_json_object, read_results_rows
 from bench.rundir.railsjson import check_rails_json
 from bench.rundir.runjson import read_run_json

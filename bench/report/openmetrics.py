@@ -30,13 +30,14 @@ from prometheus_client.core import CollectorRegistry, GaugeMetricFamily, InfoMet
 from prometheus_client.exposition import generate_latest as prometheus_latest
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.history.records import MetricRecord, metrics_from_rows
 from bench.history.runfacts import run_kind
 from bench.jsondoc import table
-from bench.report.verdict import WORDS, Verdict, read_compare, run_verdict, targets_judged
+from bench.report.verdict import LABELS, read_compare, run_verdict
 from bench.rundir.files import atomic_write_text, read_results_rows
-from bench.rundir.runjson import read_run_json
+from bench.rundir.runjson import RunDoc, read_run_json
+from bench.rundir.verdict import Verdict
 
 HEADLINE_SCOPES = ("world", "rail")
 DEFAULT_MIN_BYTES = 1 << 20
@@ -82,9 +83,7 @@ class RunCollector:
         rows = read_results_rows(run_dir)
         self.metrics = headline_metrics(metrics_from_rows(rows), _min_bytes(self.run.get("profile")))
         self.compare = read_compare(run_dir)
-        rails = _read_rails(run_dir)
-        judged = targets_judged((r.get("target_Gbps") for r in rows), rails)
-        self.verdict: Verdict = run_verdict(self.run, judged, self.compare)
+        self.verdict: Verdict = run_verdict(RunDoc.from_json(self.run))
 
     def collect(self) -> Iterator[Metric]:
         cluster = str(self.run.get("cluster") or "")
@@ -112,11 +111,11 @@ class RunCollector:
         yield from (busbw, algbw, latency, wrong)
         verdict = GaugeMetricFamily(
             "railbench_verdict",
-            "1 for the run's verdict (PASS, MEASURED, FAIL, REGRESSED), 0 for the others",
+            "1 for the run's verdict (PASS, FAIL, MEASURED, REGRESSED, SKIP, ERROR), 0 for the others",
             labels=["cluster", "verdict"],
         )
-        for word in WORDS:
-            verdict.add_metric([cluster, word], 1.0 if word == self.verdict.word else 0.0)
+        for word in LABELS:
+            verdict.add_metric([cluster, word], 1.0 if word == self.verdict.label else 0.0)
         yield verdict
         started = _epoch(self.run.get("started_utc"))
         if started is not None:

@@ -28,7 +28,9 @@ from bench.jsondoc import table as json_table
 from bench.report import certificate as cert
 from bench.report.data import results_summary
 from bench.report.inputs import RunInputs
-from bench.report.verdict import Verdict, read_compare, run_verdict, targets_judged
+from bench.report.verdict import read_compare, run_verdict
+from bench.rundir.runjson import RunDoc
+from bench.rundir.verdict import Verdict
 
 # The characters that can start markup inside a table cell or heading (links need '[', so '(' is safe).
 _MD_SPECIALS = re.compile(r"([\\`*_\[\]#|])")
@@ -88,7 +90,7 @@ def chart_rank(name: str) -> int:
 class Summary:
     title: str
     verdict: str
-    """PASS, MEASURED, FAIL or REGRESSED (``bench.report.verdict``)."""
+    """The verdict record's word as shown: PASS, FAIL, MEASURED, REGRESSED, SKIP or ERROR."""
     facts: tuple[tuple[str, str], ...]
     tables: tuple[TextTable, ...]
     """Every table of every section, in page order (for callers that only want the tables)."""
@@ -106,7 +108,13 @@ def _fmt(value: Any, spec: str = ",.1f", empty: str = "—") -> str:
 
 
 def _results_table(inputs: RunInputs, min_efficiency: float) -> TextTable | None:
-    summary = results_summary(inputs.results, min_efficiency)
+    items = inputs.run.get("items") or []
+    judged = {
+        str(i.get("name")): str(i.get("state"))
+        for i in items
+        if isinstance(i, Mapping) and i.get("group") == "railbench.run" and isinstance(i.get("state"), str)
+    }
+    summary = results_summary(inputs.results, min_efficiency, judged)
     if not len(summary):
         return None
     rows = tuple(
@@ -200,30 +208,9 @@ def summarize(inputs: RunInputs, min_efficiency: float, notes: Sequence[str] = (
     """The certificate's content (see the module docstring)."""
     run = inputs.run
     compare = read_compare(inputs.run_dir)
-    judged = targets_judged(inputs.results["target_Gbps"] if len(inputs.results) else [], inputs.rails)
     grid = cert.checks_grid(inputs.checks)
-    named = []
-    for node, cells in grid.rows if grid else ():
-        for check, status in zip(grid.columns if grid else (), cells, strict=True):
-            if status == "fail" and grid is not None:
-                named.append(f"{node} · {check}: {grid.reasons.get((node, check), 'failed')}")
-    for d in (inputs.rails or {}).get("defects") or []:
-        if isinstance(d, Mapping) and d.get("symptom") != "transient" and d.get("severity") != "warn":
-            where = " ".join(
-                str(p)
-                for p in (
-                    d.get("node"),
-                    f"rail {d.get('rail')}" if d.get("rail") is not None else None,
-                    d.get("device"),
-                )
-                if p
-            )
-            action = f"; action: {d['action']}" if d.get("action") else ""
-            named.append(
-                f"{d.get('kind', 'defect')} fault: {where} at {_fmt(d.get('measured_Gbps'), ',.3g')} Gb/s of "
-                f"{_fmt(d.get('expected_Gbps'), ',.4g')} Gb/s{action}"
-            )
-    verdict: Verdict = run_verdict(run, judged, compare, named)
+    # The verdict the frame wrote in run.json, with its reasons (each failed check and defect said once).
+    verdict: Verdict = run_verdict(RunDoc.from_json(run))
     sections: list[Section] = []
     if grid is not None:
         tally = Counter(c for _, cells in grid.rows for c in cells if c)
@@ -269,10 +256,10 @@ def summarize(inputs: RunInputs, min_efficiency: float, notes: Sequence[str] = (
     env = cert.environment(inputs)
     if env is not None:
         sections.append(Section("environment", "Environment", (cert.versions_sentence(env),), environment=env))
-    facts = (("verdict", verdict.word), *cert.facts(run))
+    facts = (("verdict", verdict.label), *cert.facts(run))
     tables = tuple(t for section in sections for t in section.tables)
     title = f"railbench report: {run.get('cluster') or 'cluster'}"
-    return Summary(title, verdict.word, facts, tables, tuple(notes), verdict.reasons, tuple(sections))
+    return Summary(title, verdict.label, facts, tables, tuple(notes), verdict.reasons, tuple(sections))
 
 
 # ------------------------------------------------------------------------------------------- Markdown

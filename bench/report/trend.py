@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from bench.report.data import Table
+from bench.report.data import ChartData
 from bench.report.inputs import TREND_COLUMNS
 from bench.rundir.files import SCOPES
 from bench.units import format_size
@@ -89,14 +89,14 @@ def headline_trend_metrics(
 
 def trend_table(
     trend: pd.DataFrame, max_points: int = 120, *, min_bytes: int = 0, max_sizes: int = 6, max_panels: int = 20
-) -> Table:
+) -> ChartData:
     """The headline metrics' last ``max_points`` nights, oldest first, with a panel title and order.
 
     Columns: TREND_COLUMNS plus ``panel`` (``all_reduce · world · 1G``, ``▼`` first when it raised the
     alarm), ``panel_order`` and ``alarm``. The band's lower edge is clipped at 0: no busbw is negative.
     """
     if trend.empty:
-        return Table(pd.DataFrame())
+        return ChartData(pd.DataFrame())
     shown = headline_trend_metrics(trend, min_bytes, max_sizes, max_panels)
     order = {m.metric: (i, m, alarm) for i, (m, alarm) in enumerate(shown)}
     ordered = trend[trend["metric"].isin(order)].sort_values("run_time")
@@ -115,4 +115,4 @@ def trend_table(
     kept["panel"] = [("▼ " if order[m][2] else "") + order[m][1].panel for m in kept["metric"]]
     kept = kept.sort_values(["panel_order", "run_time"], kind="stable")
     columns = [*TREND_COLUMNS, "panel", "panel_order", "alarm"]
-    return Table(kept[columns].reset_index(drop=True), "; ".join(notes))
+    return ChartData(kept[columns].reset_index(drop=True), "; ".join(notes))

@@ -1,34 +1,24 @@
-"""The one verdict word of a run directory, and its named reasons, as the report badge and the metrics say it.
+"""The verdict a run directory carries, as the report's badge and the metrics show it.
 
-* **FAIL**: the run failed a target or a check (run.json ``verdict`` fail/error), or it did not complete;
-* **REGRESSED**: compare ran on this directory and found a regressed, missing or failed metric;
-* **PASS**: targets were judged and met (a bandwidth target on some row or rail measurement);
-* **MEASURED**: nothing was judged (no target applies, e.g. the ``local`` CPU profile, or an imported log).
-
-run.json is read as written today through ``read_run_facts``-style plain mappings; when it becomes a typed
-record only the lookups here change.
+The frame decided it once and wrote it in run.json (``bench.rundir.verdict``); ``compare`` turns it into
+``regressed`` there (``bench.frame.verdict.mark_regressed``). Here it is only read and shown, never worked
+out again: the badge, report.md, report.html and metrics.prom say the same word as the terminal, junit.xml
+and ``history list``. A run still ``running`` (or one whose ranks died before they could say) has no
+verdict: it shows as ERROR with its status.
 """
 
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-Word = Literal["PASS", "MEASURED", "FAIL", "REGRESSED"]
-WORDS: tuple[Word, ...] = ("PASS", "MEASURED", "FAIL", "REGRESSED")
-_ACCEPT_GROUPS = (("checks", "check"), ("nodes", "node"), ("rails", "rail"), ("collectives", "collective"))
+from bench.rundir.runjson import RunDoc
+from bench.rundir.verdict import WORDS, Verdict
 
-
-@dataclass(frozen=True)
-class Verdict:
-    """The word on the badge and the reasons behind it, one sentence each."""
-
-    word: Word
-    reasons: tuple[str, ...] = ()
+LABELS: tuple[str, ...] = tuple(w.upper() for w in WORDS)
+"""Every word as the badge and the metrics' state set show it: PASS, FAIL, MEASURED, REGRESSED, SKIP, ERROR."""
 
 
 def read_compare(run_dir: Path) -> Mapping[str, Any] | None:
@@ -40,75 +30,11 @@ def read_compare(run_dir: Path) -> Mapping[str, Any] | None:
     return doc if isinstance(doc, Mapping) else None
 
 
-def _finite(value: object) -> bool:
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return False
-    return math.isfinite(number) and number > 0
-
-
-def targets_judged(targets: Iterable[object], rails: Mapping[str, Any] | None = None) -> bool:
-    """Whether any result row had a target (``target_Gbps``) or any rail measurement an expected rate."""
-    if any(_finite(t) for t in targets):
-        return True
-    measurements = (rails or {}).get("measurements") or []
-    return any(isinstance(m, Mapping) and _finite(m.get("expected_Gbps")) for m in measurements)
-
-
-def _accept_reasons(accept: Mapping[str, Any]) -> list[str]:
-    reasons = []
-    for key, label in _ACCEPT_GROUPS:
-        entries = accept.get(key)
-        if not isinstance(entries, Mapping):
-            continue
-        for name, entry in entries.items():
-            if isinstance(entry, Mapping) and entry.get("verdict") in ("fail", "error"):
-                why = str(entry.get("reason") or entry.get("verdict"))
-                reasons.append(f"{label} {name}: {why}")
-    return reasons
-
-
-def _compare_reasons(compare: Mapping[str, Any]) -> list[str]:
-    reasons = []
-    for metric in compare.get("metrics") or []:
-        if not isinstance(metric, Mapping) or metric.get("state") not in ("regressed", "missing", "failed"):
-            continue
-        change = metric.get("change")
-        text = f"{metric.get('metric')} {metric.get('state')}"
-        if isinstance(change, (int, float)):
-            text += f" ({change:+.1%} against the baseline)"
-        since = metric.get("changes") or []
-        if since:
-            text += f"; {', '.join(str(c) for c in since)} since the baseline"
-        reasons.append(text)
-    return reasons
-
-
-def run_verdict(
-    run: Mapping[str, Any], judged: bool, compare: Mapping[str, Any] | None, named: Sequence[str] = ()
-) -> Verdict:
-    """The badge word and reasons of a run (see the module docstring).
-
-    ``named`` are failures the caller found in the run's other files (failed checks, named rail defects):
-    reasons for a FAIL beside run.json's own.
-    """
-    verdict = run.get("verdict")
-    status = run.get("status")
-    if verdict in ("fail", "error") or status in ("failed", "interrupted", "incomplete"):
-        reasons = [str(r) for r in run.get("reasons") or []]
-        accept = run.get("accept")
-        if isinstance(accept, Mapping):
-            reasons += _accept_reasons(accept)
-        failure = run.get("failure")
-        if isinstance(failure, Mapping) and failure.get("message"):
-            reasons.append(str(failure["message"]))
-        reasons += [str(n) for n in named]
-        if not reasons:
-            reasons.append(f"the run ended {status}" if status not in (None, "complete") else "a check failed")
-        return Verdict("FAIL", tuple(dict.fromkeys(reasons)))
-    if compare is not None and compare.get("exit_status") == 1:
-        return Verdict("REGRESSED", tuple(_compare_reasons(compare)))
-    if verdict == "pass" and judged:
-        return Verdict("PASS")
-    return Verdict("MEASURED", ("no target applies to this run: it was measured, not judged",))
+def run_verdict(run: RunDoc) -> Verdict:
+    """The verdict record of ``run`` (an ERROR that names the status when it has none)."""
+    decided = run.decided()
+    if decided is not None:
+        return decided
+    failure = run.sections.get("failure")
+    message = failure.get("message") if isinstance(failure, Mapping) else None
+    return Verdict.of("error", [str(message) if message else f"the run is {run.status}: it has no verdict"])

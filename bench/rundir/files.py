@@ -1,4 +1,4 @@
-"""The run directory: one self-describing folder per run (DESIGN.md, "The run directory").
+"""The run directory: one self-describing folder per run (docs/design.md, "Records and schemas").
 
 ``reports/runs/<UTC time>-<cluster>/`` holds ``run.json`` (metadata), ``results.csv`` (long format, one
 row per measurement), ``checks.json``, ``nccl/<host>-<rank>.log``, ``charts/``, ``report.md``,
@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.errors import UserError
+from bench.exits import UserError
 
 FORMAT_VERSION = 1
 
@@ -140,6 +140,11 @@ class ResultsWriter:
 
     def append(self, *rows: Mapping[str, Any]) -> None:
         self.rows.extend(dict(r) for r in rows)
+        atomic_write_text(self.path, results_csv_text(self.rows, self.columns))
+
+    def replace_from(self, index: int, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Rows ``index`` onwards become ``rows`` (provisional rows replaced by the final ones)."""
+        self.rows[index:] = [dict(r) for r in rows]
         atomic_write_text(self.path, results_csv_text(self.rows, self.columns))
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -35,8 +35,16 @@ class Case:
     time_s: float = 0.0
 
 
-def junit_xml(suite: str, cases: Sequence[Case], *, hostname: str = "", timestamp: float | None = None) -> bytes:
-    """The JUnit XML document for one suite of ``cases``."""
+def junit_xml(
+    suite: str,
+    cases: Sequence[Case],
+    *,
+    hostname: str = "",
+    timestamp: float | None = None,
+    properties: Mapping[str, str] | None = None,
+) -> bytes:
+    """The JUnit XML document for one suite of ``cases``; ``properties`` (the run's verdict record) go in the
+    suite's ``<properties>``."""
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() if timestamp is None else timestamp))
     counts = {s: sum(1 for c in cases if c.status == s) for s in ("fail", "error", "skip")}
     total_time = sum(c.time_s for c in cases)
@@ -60,6 +68,10 @@ def junit_xml(suite: str, cases: Sequence[Case], *, hostname: str = "", timestam
         timestamp=stamp,
         hostname=hostname or "localhost",
     )
+    if properties:
+        props = ET.SubElement(ts, "properties")
+        for name, value in properties.items():
+            ET.SubElement(props, "property", name=name, value=value)
     for case in cases:
         tc = ET.SubElement(ts, "testcase", classname=case.classname, name=case.name, time=f"{case.time_s:.3f}")
         tag = {"fail": "failure", "error": "error", "skip": "skipped"}.get(case.status)
@@ -74,6 +86,13 @@ def junit_xml(suite: str, cases: Sequence[Case], *, hostname: str = "", timestam
     return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
 
 
-def write_junit(path: Path | str, suite: str, cases: Sequence[Case], *, hostname: str = "") -> None:
+def write_junit(
+    path: Path | str,
+    suite: str,
+    cases: Sequence[Case],
+    *,
+    hostname: str = "",
+    properties: Mapping[str, str] | None = None,
+) -> None:
     """Write ``junit.xml`` atomically."""
-    atomic_write_bytes(path, junit_xml(suite, cases, hostname=hostname))
+    atomic_write_bytes(path, junit_xml(suite, cases, hostname=hostname, properties=properties))

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from bench.errors import UserError
+from bench.exits import UserError
 
 SCHEMA_PATH = Path(__file__).with_name("rails.schema.json")
 

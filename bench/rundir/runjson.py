@@ -16,14 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.rundir.files import FORMAT_VERSION, atomic_write_json, read_json_object
+from bench.rundir.verdict import WORDS, Verdict, Word
 
 Status = Literal["running", "complete", "failed", "interrupted", "incomplete"]
 """``incomplete`` only for an imported log that ends in the middle of its sweep."""
 STATUSES: tuple[str, ...] = get_args(Status)
 FINISHED: frozenset[str] = frozenset({"complete", "failed", "interrupted", "incomplete"})
-VERDICTS: frozenset[str | None] = frozenset({None, "pass", "measured", "fail", "error", "skip"})
+VERDICTS: frozenset[str | None] = frozenset({None, *WORDS})
 SCHEMA_PATH = Path(__file__).with_name("run.schema.json")
 
 SECTIONS: Mapping[str, tuple[type, ...]] = {
@@ -38,8 +39,10 @@ SECTIONS: Mapping[str, tuple[type, ...]] = {
     "counters": (dict,),  # bytes per device per host over the run
     "nccl_evidence": (dict, type(None)),  # what NCCL's own log says it used, per host
     "findings": (list,),  # counter and NCCL-log findings
-    "reasons": (list,),  # why the verdict is FAIL
+    "items": (list,),  # every item the verdict was decided from: group, name, state, reason
+    "reasons": (list,),  # the verdict's sentences: what failed, or why nothing was judged
     "failure": (dict,),  # a hang, a lost rank, a launcher fault: kind, message, ranks and hosts
+    "before_compare": (dict,),  # the run's own verdict and reasons, kept while compare says regressed
     "finish": (str,),  # "failed" when the history or the report could not be written
 }
 
@@ -57,7 +60,8 @@ class RunDoc:
     started_utc: str
     status: Status
     finished_utc: str | None = None
-    verdict: str | None = None
+    verdict: Word | None = None
+    """The word of the verdict record (``bench.rundir.verdict``); None while running."""
     exit_status: int | None = None
     """Set once the run has finished (an import, which ran elsewhere, has none)."""
     hosts: tuple[str, ...] = ()
@@ -84,6 +88,13 @@ class RunDoc:
                 raise ValueError(f"run.json has no section {name!r}; declared: {', '.join(SECTIONS)}")
             if not isinstance(value, allowed):
                 raise ValueError(f"run.json section {name!r} holds {type(value).__name__}")
+
+    def decided(self) -> Verdict | None:
+        """The verdict record the frame wrote (None while the run is running)."""
+        if self.verdict is None:
+            return None
+        reasons = self.sections.get("reasons") or ()
+        return Verdict.of(self.verdict, (str(r) for r in reasons))
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {}

@@ -18,7 +18,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.runtime import env as benv
 from bench.runtime.env import RankInfo
 from bench.runtime.placement import cuda_device_index, placement_post, placement_verdict

@@ -18,7 +18,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from bench.errors import EXIT_USAGE, InfraError, UserError
+from bench.exits import EXIT_USAGE, InfraError, UserError
 from bench.netaddr import rendezvous_address
 from bench.runtime import signals
 from bench.runtime.before_init import Prelude, PreludeStep, gather_str, place_gpu, store_broadcast
@@ -266,7 +266,12 @@ def broadcast_str(store: Any, key: str, value: str | None, rank: int, timeout_s:
     return store_broadcast(store, key, rank, timeout_s, lambda: value or "")
 
 
-def agree_on_exit_status(ctx: DistContext, status: int, key: str = "exit_status") -> int:
+def agree_on_exit_status(ctx: DistContext, status: int, key: str = "exit_status", *, timeout_s: float = 60.0) -> int:
     """Rank 0's exit status on every rank, so that every rank of a command exits the same (through the store,
-    which outlives a broken communicator)."""
-    return int(broadcast_str(ctx.store, key, str(status), ctx.info.rank, 60.0))
+    which outlives a broken communicator). A rank 0 that never says it within ``timeout_s`` is a fault."""
+    try:
+        return int(broadcast_str(ctx.store, key, str(status), ctx.info.rank, timeout_s))
+    except RuntimeError as exc:  # torch's DistStoreError: the wait timed out or rank 0's store is gone
+        raise InfraError(
+            f"rank 0 ({ctx.hosts[0]}) did not say the exit status within {timeout_s:g} s ({exc})"
+        ) from None

@@ -42,7 +42,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from bench.errors import UserError
+from bench.exits import UserError
 
 Launcher = Literal["openmpi", "torchrun", "deepspeed", "pmix", "pmi", "slurm"]
 

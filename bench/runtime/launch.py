@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from bench.errors import EXIT_INFRA, InfraError, Interrupted, UserError, interrupt_status
+from bench.exits import EXIT_INFRA, InfraError, Interrupted, UserError, interrupt_status
 from bench.rundir.files import default_cluster_name, default_run_dir
 from bench.rundir.runjson import RunFile
 from bench.runtime import env as benv
@@ -214,12 +214,29 @@ def run_interrupted_into(out: Path, cmd: Sequence[str], output: LauncherOutput |
 
 
 def mark_interrupted(out: Path, status: int) -> None:
-    """run.json says ``interrupted`` with the parent's exit status (the ranks may have died before saying it)."""
+    """run.json says ``interrupted`` with the parent's exit status (the ranks may have died before saying it),
+    also when the run had its verdict and was interrupted while finishing (its history or report missing)."""
     if not (out / "run.json").is_file():
         return
     run_file = RunFile.load(out)
-    if run_file.status in ("running", "interrupted"):
-        run_file.update(status="interrupted", verdict=None, exit_status=status)
+    finishing = run_file.get("finish") == "running"
+    if run_file.status in ("running", "interrupted") or finishing:
+        changes: dict[str, object] = {"status": "interrupted", "exit_status": status}
+        if finishing:
+            changes["finish"] = "interrupted"
+        if run_file.record.verdict is None:
+            changes.update(verdict="error", reasons=[f"interrupted (exit status {status})"])
+        _rewrite(run_file, **changes)
+
+
+def _rewrite(run_file: RunFile, **changes: object) -> None:
+    """Update run.json from the parent; a run directory that refuses the write is one line, exit 3."""
+    try:
+        run_file.update(**changes)
+    except OSError as exc:
+        raise InfraError(
+            f"{run_file.path} could not be updated ({exc.strerror or exc}): the run directory refuses writes"
+        ) from None
 
 
 def exit_status_from_run_dir(out: Path, rc: int, output: LauncherOutput | None = None) -> int:
@@ -237,9 +254,11 @@ def exit_status_from_run_dir(out: Path, rc: int, output: LauncherOutput | None =
     status = run_file.record.exit_status
     if lost and run_file.status in ("running", "interrupted", "failed"):
         message = "; ".join(r.describe() for r in lost) + "; results.csv keeps every finished measurement"
-        run_file.update(
+        _rewrite(
+            run_file,
             status="failed",
             verdict="error",
+            reasons=[message],
             exit_status=EXIT_INFRA,
             failure={
                 "kind": "lost-rank",
@@ -249,12 +268,25 @@ def exit_status_from_run_dir(out: Path, rc: int, output: LauncherOutput | None =
             },
         )
         raise InfraError(f"{message}: {out}")
-    if isinstance(status, int) and run_file.status != "interrupted":
+    finishing = run_file.get("finish") == "running"
+    if isinstance(status, int) and run_file.status != "interrupted" and not finishing:
         return status
+    if finishing and run_file.status == "complete":
+        # The verdict stands; the history or the report is what is missing.
+        _rewrite(run_file, finish="failed", exit_status=status or EXIT_INFRA)
+        raise InfraError(
+            f"the ranks exited with status {rc} while adding the run to the history and drawing its report: "
+            f"redo them with 'railbench history add {out}' and 'railbench report {out}'"
+        )
     # The ranks died without finishing run.json (a rank killed, the launcher aborted): record that here so
     # the run directory says what happened; every row measured before is already in results.csv.
     message = f"the ranks exited with status {rc} during the run; results.csv keeps every finished measurement"
-    run_file.update(
-        status="failed", verdict="error", exit_status=EXIT_INFRA, failure={"kind": "launcher", "message": message}
+    _rewrite(
+        run_file,
+        status="failed",
+        verdict="error",
+        reasons=[message],
+        exit_status=EXIT_INFRA,
+        failure={"kind": "launcher", "message": message},
     )
     raise InfraError(f"{message}: {out}")

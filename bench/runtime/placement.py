@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from bench.errors import UserError
+from bench.exits import UserError
 
 _TRUE = frozenset({"1", "true", "yes", "y", "on"})
 BLOCKING_WAIT_VARS = ("TORCH_NCCL_BLOCKING_WAIT", "NCCL_BLOCKING_WAIT")

@@ -11,7 +11,7 @@ import signal
 import threading
 from types import FrameType
 
-from bench.errors import Interrupted
+from bench.exits import Interrupted
 
 _received: list[int] = []
 

@@ -15,7 +15,7 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bench.errors import UserError
+from bench.exits import UserError
 
 SPEC_FLAG = "--spec"
 T = TypeVar("T")

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from bench.errors import EXIT_INFRA
+from bench.exits import EXIT_INFRA
 
 
 @dataclass(frozen=True)

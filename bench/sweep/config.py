@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from bench.errors import UserError
+from bench.exits import UserError
 from bench.frame.validate import check_common
 from bench.measure.collectives import DEFAULT_COLLECTIVES, get_collective, get_dtype
 from bench.profiles import Profile, load_profile
@@ -147,10 +147,11 @@ def message_sizes(min_bytes: int, max_bytes: int, step_factor: int, step_bytes: 
     return sizes
 
 
-def validate(config: RunConfig) -> Profile:
+def validate(config: RunConfig, *, with_history: bool = True) -> Profile:
     """What a frozen config cannot know by itself: the profile, the hardware, ``--out`` and ``--history``.
 
-    Runs in the parent before any rank starts, and on every rank before it joins the process group.
+    Runs in the parent before any rank starts, and on every rank before it joins the process group (there
+    without the history, which rank 0 alone checks: ``bench.frame.job``).
     """
     profile = load_profile(config.profile)
     check_common(
@@ -159,5 +160,6 @@ def validate(config: RunConfig) -> Profile:
         history=config.history,
         no_history=config.no_history,
         graph=config.graph is True,
+        with_history=with_history,
     )
     return profile

@@ -12,19 +12,11 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from bench.fabric import hca, nccl_evidence, nccl_log, sysfs, topology
-from bench.fabric.check_base import (
-    Check,
-    CheckResult,
-    Context,
-    IbVerbsCheck,
-    RailsFound,
-    Verdict,
-    listed,
-    majority,
-)
-from bench.fabric.error_checks import LinkFlaps, RailErrors
-from bench.fabric.nccl_evidence import device_matches
+from bench.fabric import hca, sysfs, topology
+from bench.nccllogs import nccl_evidence, nccl_log
+from bench.nccllogs.nccl_evidence import device_matches
+from bench.preflight.check_base import Check, CheckResult, Context, IbVerbsCheck, RailsFound, Verdict, listed, majority
+from bench.preflight.error_checks import LinkFlaps, RailErrorWindow
 from bench.profiles import Profile
 
 
@@ -325,7 +317,7 @@ REGISTRY: tuple[Check, ...] = (
     GpuCount(),
     GpuNicAffinity(),
     FirmwareUniform(),
-    RailErrors(),
+    RailErrorWindow(),
     LinkFlaps(),
     NcclLogEvidence(),
     SysfsTree(),
@@ -369,11 +361,14 @@ def run_checks(
 
 
 def verdict(results: Sequence[CheckResult]) -> Verdict:
-    """``fail`` if any result failed, ``warn`` if any warned, else ``pass`` (skips count for nothing)."""
+    """``fail`` if any result failed, ``warn`` if any warned, ``pass`` if any passed, else ``skip``: a node
+    whose every check skipped was not checked, which is never a pass."""
     statuses = {r.status for r in results}
     if "fail" in statuses:
         return "fail"
-    return "warn" if "warn" in statuses else "pass"
+    if "warn" in statuses:
+        return "warn"
+    return "pass" if "pass" in statuses else "skip"
 
 
 def expected_rails(profile: Profile, sysfs_root: Path | str = Path("/sys")) -> list[str]:

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.fabric.checks import CheckResult, Context, verdict
 from bench.fabric.sysfs import Sysfs, nvidia_driver_version
+from bench.preflight.checks import CheckResult, Context, verdict
 from bench.profiles import Profile
 from bench.version import __version__
 
@@ -78,7 +78,7 @@ class NodeReport:
     results: tuple[CheckResult, ...]
     versions: Mapping[str, str | None]
     nccl_evidence: Mapping[str, Any] | None = None
-    """``bench.fabric.nccl_evidence.evidence`` of the ``--nccl-log`` files checked on this node."""
+    """``bench.nccllogs.nccl_evidence.evidence`` of the ``--nccl-log`` files checked on this node."""
 
     @property
     def verdict(self) -> str:

@@ -11,7 +11,7 @@ kept under host ``""``; a bare version line is not given to any host (which host
 Each host also keeps ``facts``: what NCCL said (version, network, plugin, devices listed and used, socket
 fallback) with the file and line that said it, so every answer can be traced to a line of the log. Lines are
 read one at a time through ``bench.textlines`` (lines over its limit are skipped with a note), the prefix and
-the device lists by linear scans (``bench.fabric.nccl_lines``), and every number through ``bench.bounded``.
+the device lists by linear scans (``bench.nccllogs.nccl_lines``), and every number through ``bench.bounded``.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from pathlib import Path
 from types import MappingProxyType
 
 from bench.bounded import Where, parse_int
-from bench.fabric import nccl_lines
-from bench.fabric.nccl_lines import Channel, Fact, NetDevice, NetUsing
+from bench.nccllogs import nccl_lines
+from bench.nccllogs.nccl_lines import Channel, Fact, NcclNetDevice, NetUsing
 from bench.textlines import MAX_LINE_CHARS, numbered_lines, open_text, text_lines
 
 _VERSION = re.compile(r"^NCCL version (\S+)")
@@ -214,9 +214,11 @@ def _parse_using(host: str, pid: int | None, net: str, rest: str, where: tuple[s
     source, line = where
     if net == "IB":
         items = nccl_lines.ib_items(rest, source, line)
-        devices = [NetDevice(i, name, layer, sharp) for i, name, layer, sharp in items]
+        devices = [NcclNetDevice(i, name, layer, sharp) for i, name, layer, sharp in items]
     else:
-        devices = [NetDevice(i, name, None, address=a) for i, name, a in nccl_lines.socket_items(rest, source, line)]
+        devices = [
+            NcclNetDevice(i, name, None, address=a) for i, name, a in nccl_lines.socket_items(rest, source, line)
+        ]
     return NetUsing(host, pid, net, tuple(devices), "[RO]" in rest, nccl_lines.oob(rest), line)
 
 
@@ -299,7 +301,7 @@ def parse_lines(lines: Iterable[str] | Iterable[tuple[int, str | None]], source:
     for a number no real log holds (a 5,000-digit pid or ``[index]``), naming the file and line.
     """
     hosts: dict[str, _Host] = {}
-    usings: dict[tuple[str, int | None, str, tuple[NetDevice, ...]], NetUsing] = {}
+    usings: dict[tuple[str, int | None, str, tuple[NcclNetDevice, ...]], NetUsing] = {}
     channels: dict[tuple[str, int | None, str], Channel] = {}
     versions: dict[tuple[str, str], Fact] = {}
     notes: list[str] = []

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bench.error_limits import ErrorLimits
 from bench.fabric import error_counters, hca, link_flaps
-from bench.fabric.check_base import Check, CheckResult, Context, listed
+from bench.preflight.check_base import Check, CheckResult, Context, listed
 
 LIVE_SYSFS = Path("/sys")
 
@@ -59,7 +59,7 @@ def _rails_or_why_not(ctx: Context) -> str | None:
     return None
 
 
-class RailErrors(Check):
+class RailErrorWindow(Check):
     name = "rail-errors"
 
     def applies(self, ctx: Context) -> str | None:

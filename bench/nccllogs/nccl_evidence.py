@@ -11,8 +11,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import fields, replace
 from typing import TYPE_CHECKING, Any
 
-from bench.fabric.finding import Finding
-from bench.fabric.nccl_log import Fact, HostNet, NcclLog
+from bench.finding import Finding
+from bench.nccllogs.nccl_log import Fact, HostNet, NcclLog
 
 if TYPE_CHECKING:
     from bench.profiles import Profile

@@ -1,6 +1,6 @@
 """The framework of ``railbench check``'s registry: results, the context the checks read, and base classes.
 
-The concrete checks and their order live in ``bench.fabric.checks``.
+The concrete checks and their order live in ``bench.preflight.checks``.
 """
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from bench.fabric import nccl_log, sysfs, topology
-from bench.fabric.nccl_evidence import device_matches
+from bench.fabric import sysfs, topology
+from bench.nccllogs import nccl_log
+from bench.nccllogs.nccl_evidence import device_matches
 from bench.profiles import Profile
 
 Status = Literal["pass", "warn", "fail", "skip"]
-Verdict = Literal["pass", "warn", "fail"]
+Verdict = Literal["pass", "warn", "fail", "skip"]
 
 
 @dataclass(frozen=True)

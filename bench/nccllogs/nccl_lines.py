@@ -165,7 +165,7 @@ class Fact:
 
 
 @dataclass(frozen=True)
-class NetDevice:
+class NcclNetDevice:
     """One entry of a ``NET/<net> : Using`` list."""
 
     index: int
@@ -184,7 +184,7 @@ class NetUsing:
     host: str
     pid: int | None
     net: str
-    devices: tuple[NetDevice, ...]
+    devices: tuple[NcclNetDevice, ...]
     relaxed_ordering: bool
     oob: str | None
     """``if:addr`` of the out-of-band (bootstrap) interface."""

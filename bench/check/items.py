@@ -1,0 +1,32 @@
+"""The preflight checks as items of the frame's one verdict (``bench.frame.verdict``): a check that failed
+fails, one that passed or only warned passes (the warning kept beside it), and one that did not apply is a
+skip that never counts as a pass. ``check`` and ``accept`` both judge their checks this way."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bench.frame.verdict import Item, State
+from bench.preflight.checks import CheckResult
+from bench.preflight.cluster import NodeReport
+
+_STATE: dict[str, State] = {"pass": "pass", "warn": "pass", "fail": "fail", "skip": "skip"}
+
+
+def check_items(reports: Sequence[NodeReport], cross: Sequence[CheckResult]) -> list[Item]:
+    """One item per check result on each node, and per cross-node comparison."""
+    items = []
+    for report in reports:
+        for r in report.results:
+            items.append(_item(f"railbench.check.{report.node}", report.node, r))
+    for r in cross:
+        items.append(_item("railbench.check.cluster", "across nodes", r))
+    return items
+
+
+def _item(group: str, where: str, r: CheckResult) -> Item:
+    name = r.check if not r.device else f"{r.check} {r.device}"
+    # JUnit has no warning state: a warning passes, and says so where CI shows a case's output.
+    details = f"WARN {r.reason}" if r.status == "warn" else ""
+    reason = f"{where} {r.check}: {r.reason}" if r.status in ("fail", "skip") else ""
+    return Item(group, name, _STATE[r.status], reason, details)

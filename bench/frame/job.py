@@ -1,0 +1,188 @@
+"""The frame: what every job does around its measurement, written once (docs/design.md, "The frame").
+
+A job is a :class:`Job`: its config validated into the job (the constructor), what it agrees before
+run.json exists (:meth:`Job.prepare`), and what it measures and how it judges it (:meth:`Job.measure`, which
+returns the items it judged). :func:`run_job` does the rest, in this order, on every rank:
+
+1. validate: bad input is said once, by rank 0 (exit 2); the other ranks leave quietly;
+2. start the world (``bench.runtime.dist.run_as_rank``) and agree on the run directory;
+3. one run record: rank 0 writes run.json (``running``) and keeps results.csv;
+4. the job measures, each phase under the guard (``Run.guarded``: hang, lost rank, Ctrl-C, SIGTERM recorded)
+   and, where it asks, with the counters as evidence (``Run.evidence``);
+5. the verdict, decided once from the job's items (``bench.frame.verdict.decide``): junit.xml, run.json and
+   the terminal all say it;
+6. finish: the history, then the report; a failure there is exit 3 unless the verdict already failed, and a
+   signal there is recorded in run.json;
+7. the agreed exit: every rank returns rank 0's status.
+
+A run directory that refuses a write (disk full, read-only) ends the run with exit 3 and one line, recorded in
+run.json where it still can be.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from bench.exits import EXIT_INFRA, EXIT_PASS, UserError, interrupt_status
+from bench.frame.finish import finish_run
+from bench.frame.record import base_metadata, iso_utc
+from bench.frame.run import Launch, Run, WriteRefused, write_refused_is_infra
+from bench.frame.validate import history_problem
+from bench.frame.verdict import Item, decide, items_json, write_junit_items
+from bench.profiles import Profile
+from bench.rundir.files import ResultsWriter, default_cluster_name, default_run_dir, proposed_run_dir
+from bench.rundir.runjson import RunFile, new_record
+from bench.rundir.verdict import Verdict
+from bench.runtime.before_init import Prelude, agree, run_directory
+from bench.runtime.dist import DistContext, agree_on_exit_status, broadcast_str, quiet_usage_exit, run_as_rank
+from bench.runtime.env import RankInfo
+
+FINISH_S = 600.0
+"""How long the other ranks wait, beyond the step timeout, for rank 0 to finish (the history and the report:
+drawing a 100,000-row report takes about a minute on one core)."""
+
+
+class Job(ABC):
+    """One railbench job as the frame runs it: what it measures and how it judges it, nothing else."""
+
+    command: ClassVar[str]
+    """run.json's ``command``, the JUnit suite (``railbench.<command>``) and the terminal's verdict line."""
+
+    def __init__(self, launch: Launch, profile: Profile) -> None:
+        self.launch = launch
+        self.profile = profile
+
+    def before_init(self, prelude: Prelude) -> Path | None:
+        """Before the first communicator: agree on the run directory (a job may also pin NCCL's environment)."""
+        return run_directory(prelude, lambda: proposed_run_dir(self.launch.out, self.launch.cluster))
+
+    def prepare(self, ctx: DistContext) -> dict[str, Any]:
+        """Every rank, once the world exists and before run.json does: what must be agreed first (UserError
+        here is still bad input, exit 2). Returns the job's own run.json sections."""
+        return {}
+
+    @abstractmethod
+    def measure(self, run: Run) -> Sequence[Item]:
+        """Every rank: measure, write the job's own files, and return the items judged (used on rank 0)."""
+
+
+def run_job(info: RankInfo, make: Callable[[], Job]) -> int:
+    """One rank of a job, validated by ``make`` (the job's constructor); every rank returns the same status."""
+    try:
+        job = make()
+    except UserError:
+        if info.rank != 0:
+            return quiet_usage_exit()  # rank 0 says it once
+        raise
+    launch = job.launch
+
+    def before_init(prelude: Prelude) -> Path | None:
+        # The history lives on rank 0's node: rank 0 alone opens it, and every rank hears its answer.
+        problem = agree(prelude, "history", lambda: history_problem(launch.history, launch.no_history) or "")
+        if problem:
+            raise UserError(problem)
+        return job.before_init(prelude)
+
+    return run_as_rank(
+        info, launch.backend, launch.timeout_s, launch.oob_ifname, lambda ctx: lifecycle(job, ctx), before_init
+    )
+
+
+def lifecycle(job: Job, ctx: DistContext) -> int:
+    """Steps 2-7 of the module docstring, on one rank inside the world."""
+    launch = job.launch
+    cluster = launch.cluster or default_cluster_name(ctx.hosts[0])
+    out_dir = ctx.out_dir or Path(
+        broadcast_str(
+            ctx.store, "out_dir", str(launch.out or default_run_dir(cluster)), ctx.info.rank, launch.timeout_s
+        )
+    )
+    sections = job.prepare(ctx)
+    record, results = None, None
+    if ctx.info.rank == 0:
+        record, results = _start_record(job, ctx, out_dir, cluster, sections)
+    run = Run(ctx, out_dir, job.profile, launch, record, results)
+    try:
+        items = job.measure(run)
+        status = conclude(job, run, items) if run.rank0 else EXIT_PASS
+    except WriteRefused as exc:
+        run.end("failed", EXIT_INFRA, {"kind": "write", "message": str(exc)})
+        raise
+    return agree_on_exit_status(ctx, status, timeout_s=launch.timeout_s + FINISH_S)
+
+
+def _start_record(
+    job: Job, ctx: DistContext, out_dir: Path, cluster: str, sections: dict[str, Any]
+) -> tuple[RunFile, ResultsWriter]:
+    meta = {**base_metadata(ctx, cluster, job.profile, job.command), **sections}
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        return RunFile(out_dir, new_record(**meta)), ResultsWriter(out_dir / "results.csv")
+    except OSError as exc:
+        raise WriteRefused(out_dir, "run.json", exc) from None
+
+
+def conclude(job: Job, run: Run, items: Sequence[Item]) -> int:
+    """Rank 0: the verdict from ``items``, said in junit.xml, run.json and on the terminal; then finish."""
+    verdict = decide(items)
+    junit = run.out_dir / "junit.xml"
+    suite = f"railbench.{job.command}"
+    host = socket.gethostname()
+    write_refused_is_infra(
+        run.out_dir, "junit.xml", lambda: write_junit_items(junit, suite, items, verdict, hostname=host)
+    )
+    run.append()  # results.csv exists even when nothing was measured (a skipped rails test)
+    status = verdict.exit_status
+    run.update(
+        status="complete",
+        verdict=verdict.word,
+        reasons=list(verdict.reasons),
+        items=items_json(items),
+        exit_status=status,
+        finished_utc=iso_utc(),
+        finish="running",
+    )
+    print_verdict(job.command, verdict)
+    return finish(run, status)
+
+
+def print_verdict(command: str, verdict: Verdict) -> None:
+    """The terminal's verdict: every failure on its own ``# FAIL`` line, then the word; for any other word
+    the reasons (why nothing was judged, what was not) under it."""
+    if verdict.word == "fail":
+        for reason in verdict.reasons:
+            print(f"# FAIL {reason}")
+    print(f"# {command} verdict: {verdict.label}")
+    if verdict.word != "fail":
+        for reason in verdict.reasons:
+            print(f"#   {reason}")
+    print(flush=True, end="")
+
+
+def finish(run: Run, status: int) -> int:
+    """The history and the report; returns the exit status (3 when either failed and the verdict did not).
+
+    A signal here (SIGTERM while the report is drawn) is recorded: run.json says ``interrupted`` with the
+    signal's exit status and ``finish: interrupted``, never ``complete``/0 with the report missing.
+    """
+    try:
+        failed = finish_run(run.out_dir, run.profile, history=run.launch.history, no_history=run.launch.no_history)
+    except KeyboardInterrupt as exc:
+        if run.record is not None:
+            with contextlib.suppress(OSError):
+                run.record.update(status="interrupted", exit_status=interrupt_status(exc), finish="interrupted")
+        raise
+    if failed:
+        status = status or EXIT_INFRA  # a FAIL verdict keeps exit 1
+    try:
+        run.update(exit_status=status, finish="failed" if failed else "done")
+    except WriteRefused as exc:
+        print(f"# run.json: {exc}", flush=True)
+        status = status or EXIT_INFRA
+    print(f"# run directory: {run.out_dir}", flush=True)
+    return status

@@ -1,0 +1,152 @@
+"""What a job's phases hold while they measure: the process group, the run directory, its record, the guard
+and the counter evidence, given by the frame (``bench.frame.job``) so that no job builds them itself."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.exits import InfraError
+from bench.frame import evidence
+from bench.frame.guard import guarded
+from bench.frame.record import iso_utc
+from bench.profiles import Profile
+from bench.rundir.files import ResultsWriter
+from bench.rundir.runjson import RunFile
+from bench.runtime.dist import Backend, DistContext
+from bench.runtime.watchdog import Watchdog
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How a job's ranks start and where its run goes: what every job's config says alike."""
+
+    backend: Backend
+    timeout_s: float
+    """A step that has not finished after this many seconds ends the run (exit 3); also every agreement's wait."""
+    oob_ifname: str | None = None
+    """The management interface for the rendezvous and the world group."""
+    out: Path | None = None
+    cluster: str | None = None
+    history: Path | None = None
+    no_history: bool = False
+
+
+@dataclass
+class Evidence:
+    """The counters every node read around a phase, and what rank 0 found wrong in them."""
+
+    per_host: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    findings: list[evidence.Finding] = field(default_factory=list)
+
+
+class Run:
+    """One run as its phases see it. Rank 0 holds the record and the results writer; on every other rank
+    they are None and the writing methods do nothing."""
+
+    def __init__(
+        self,
+        ctx: DistContext,
+        out_dir: Path,
+        profile: Profile,
+        launch: Launch,
+        record: RunFile | None,
+        results: ResultsWriter | None,
+    ) -> None:
+        self.ctx, self.out_dir, self.profile, self.launch = ctx, out_dir, profile, launch
+        self.record, self.results = record, results
+        self.flushers: list[Callable[[], None]] = []
+        """Called (rank 0) when the run ends early, before run.json says so: a phase that holds measurements
+        not yet on disk writes them (``bench.rails.live``)."""
+
+    @property
+    def rank0(self) -> bool:
+        return self.ctx.info.rank == 0
+
+    def update(self, **sections: Any) -> None:
+        """Add to run.json (rank 0): the job's own sections and evidence, as soon as they are known."""
+        record = self.record
+        if record is not None:
+            write_refused_is_infra(self.out_dir, "run.json", lambda: record.update(**sections))
+
+    def append(self, *rows: dict[str, Any]) -> None:
+        """Rows for results.csv (rank 0), on disk before this returns."""
+        if self.results is not None:
+            results = self.results
+            write_refused_is_infra(self.out_dir, "results.csv", lambda: results.append(*rows))
+
+    @property
+    def row_count(self) -> int:
+        """Rows in results.csv so far (rank 0; 0 elsewhere)."""
+        return len(self.results.rows) if self.results is not None else 0
+
+    def replace_rows(self, index: int, rows: Sequence[dict[str, Any]]) -> None:
+        """results.csv's rows from ``index`` on become ``rows`` (rank 0): provisional rows made final."""
+        if self.results is not None:
+            results = self.results
+            write_refused_is_infra(self.out_dir, "results.csv", lambda: results.replace_from(index, rows))
+
+    def end(self, status: str, exit_status: int, failure: dict[str, Any] | None) -> None:
+        """The run ended early (``failed`` or ``interrupted``): say so in run.json, whatever else fails."""
+        if self.record is None:
+            return
+        for flush in self.flushers:
+            with contextlib.suppress(OSError, InfraError):
+                flush()
+        reason = failure["message"] if failure else f"interrupted (exit status {exit_status})"
+        extra = {"failure": failure} if failure else {}
+        with contextlib.suppress(OSError):  # a run directory that refuses writes is said on the terminal
+            self.record.update(
+                status=status,
+                verdict="error",
+                reasons=[reason],
+                exit_status=exit_status,
+                finished_utc=iso_utc(),
+                **extra,
+            )
+
+    @contextlib.contextmanager
+    def guarded(self) -> Iterator[Watchdog]:
+        """A measuring phase under the hang watchdog; a hang, a lost rank, Ctrl-C or SIGTERM is recorded."""
+        with guarded(self.ctx, self.launch.timeout_s, self.end) as watchdog:
+            yield watchdog
+
+    @contextlib.contextmanager
+    def evidence(self) -> Iterator[Evidence]:
+        """Every node's byte and error counters around the phase, audited against the profile on rank 0, and
+        NCCL's own logs; filled when the phase ends without an exception (the gather is a collective)."""
+        found = Evidence()
+        before = evidence.node_snapshot(self.ctx.info.local_rank)
+        yield found
+        found.per_host = evidence.gather_node_deltas(evidence.node_deltas(before), self.ctx.hosts[self.ctx.info.rank])
+        if not self.rank0:
+            return
+        bound = self.ctx.world_ifname if self.ctx.info.nnodes > 1 else None
+        found.findings = evidence.audit_counters(found.per_host, self.profile, bound_ifname=bound)
+        nccl_json, nccl_findings = (
+            evidence.nccl_log_evidence(self.out_dir, self.profile) if self.ctx.backend == "nccl" else (None, [])
+        )
+        found.findings += nccl_findings
+        self.update(counters=found.per_host, nccl_evidence=nccl_json, findings=[f.to_json() for f in found.findings])
+
+
+class WriteRefused(InfraError):
+    """The run directory refused a write (disk full, read-only): exit 3, in one line."""
+
+    def __init__(self, out_dir: Path, file: str, exc: OSError) -> None:
+        why = exc.strerror or type(exc).__name__
+        super().__init__(
+            f"the run directory {out_dir} refused a write of {file}: {why}; free space or fix its permissions"
+        )
+
+
+def write_refused_is_infra(out_dir: Path, file: str, write: Callable[[], object]) -> None:
+    """Run ``write`` (of ``file`` in ``out_dir``); a run directory that refuses it is :class:`WriteRefused`, not
+    a traceback."""
+    try:
+        write()
+    except OSError as exc:
+        raise WriteRefused(out_dir, file, exc) from None

@@ -1,0 +1,131 @@
+"""The one place a verdict is decided: from the items a job judged to the run's verdict record.
+
+A job says, per item it looked at (a collective, a rail, a node's check, a GPU pair matrix), one of
+``pass``, ``fail``, ``measured`` (looked at, not judged: no target applies or the sizes never reached the
+judged size) or ``skip`` (not looked at), each with its sentence. :func:`decide` turns the items into the run's
+:class:`~bench.rundir.verdict.Verdict` by one rule (docs/design.md, "One verdict"):
+
+* any item failed: ``fail``, with every failed item's sentence;
+* else any deciding item passed: ``pass`` (the sentences of items measured but not judged are kept as notes);
+* else any item was measured: ``measured``, with why nothing was judged;
+* else ``skip``: nothing was looked at, which is never a pass.
+
+An item that is evidence rather than a target (the byte counters) or a view over others (a node's line in
+accept, which gathers that node's checks and defects) has ``decides`` off: its failure still fails the run,
+its pass alone never makes one; a view also ``repeats``, so its sentence is not said twice.
+
+:func:`mark_regressed` is how ``compare`` turns a finished run's verdict into ``regressed`` in its run.json
+and the history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from bench.history.store import refresh_run
+from bench.rundir.junit import Case, Status, write_junit
+from bench.rundir.runjson import RunFile
+from bench.rundir.verdict import Verdict
+
+State = Literal["pass", "fail", "measured", "skip"]
+
+_JUNIT: dict[State, Status] = {"pass": "pass", "fail": "fail", "measured": "skip", "skip": "skip"}
+
+
+@dataclass(frozen=True)
+class Item:
+    """One thing a job looked at, and what it found."""
+
+    group: str
+    """Where it belongs, dotted (``railbench.run``, ``railbench.check.node03``): the JUnit classname."""
+    name: str
+    state: State
+    reason: str = ""
+    """One sentence: what failed, or why it was not judged (measured, skip). Names the part."""
+    details: str = ""
+    """The evidence under it (measurements, counters), shown as the JUnit case's output."""
+    decides: bool = True
+    """False for evidence (the byte counters) and for views that repeat others: its fail still fails the
+    run, its pass alone never makes one."""
+    repeats: bool = False
+    """True for a view that gathers other items' failures (a node's line in accept): its sentence is not said
+    again in the verdict."""
+    time_s: float = 0.0
+    """How long looking at it took (JUnit's time)."""
+
+
+def decide(items: Sequence[Item]) -> Verdict:
+    """The run's verdict from its items (see the module docstring)."""
+    failed = [i for i in items if i.state == "fail"]
+    if failed:
+        # A repeating item's sentence only when nothing else said why (it never should).
+        said = [i for i in failed if not i.repeats] or failed
+        return Verdict.of("fail", (_sentence(i) for i in said))
+    unjudged = [_sentence(i) for i in items if i.state == "measured"]
+    if any(i.state == "pass" and i.decides for i in items):
+        return Verdict.of("pass", unjudged)
+    if unjudged:
+        return Verdict.of("measured", unjudged)
+    skipped = [_sentence(i) for i in items if i.state == "skip"]
+    return Verdict.of("skip", skipped or ["nothing was measured or checked"])
+
+
+def items_json(items: Sequence[Item]) -> list[dict[str, object]]:
+    """run.json's ``items``: what the verdict was decided from, so every reader shows the same states."""
+    return [
+        {"group": i.group, "name": i.name, "state": i.state, "reason": i.reason, "decides": i.decides} for i in items
+    ]
+
+
+def _sentence(item: Item) -> str:
+    return item.reason or f"{item.group.removeprefix('railbench.')} {item.name}: {item.state}"
+
+
+def junit_case(item: Item) -> Case:
+    """The item as a JUnit testcase: ``measured`` is a skipped case whose message says it was not judged."""
+    message = item.reason if item.state != "measured" else f"measured, not judged: {item.reason}"
+    return Case(
+        item.group, item.name, _JUNIT[item.state], message if item.state != "pass" else "", item.details, item.time_s
+    )
+
+
+def write_junit_items(path: Path, suite: str, items: Sequence[Item], verdict: Verdict, *, hostname: str = "") -> None:
+    """junit.xml with one testcase per item, and the run's verdict record as the suite's properties
+    (``railbench.verdict``, ``railbench.reasons``): JUnit has no word for measured or skip, so CI reads it there."""
+    properties = {"railbench.verdict": verdict.word, "railbench.reasons": "\n".join(verdict.reasons)}
+    write_junit(path, suite, [junit_case(i) for i in items], hostname=hostname, properties=properties)
+
+
+def mark_regressed(run_dir: Path, reasons: Sequence[str], history: Path | None = None) -> Verdict:
+    """Record in ``run_dir``'s run.json, and in ``history`` when it holds the run, that ``compare`` found it
+    regressed, for the reasons given; returns the verdict the run now has. A run that failed or broke keeps that
+    verdict (it is the worse news); the run's own verdict is kept under ``before_compare`` so
+    :func:`clear_regressed` can restore it."""
+    run_file = RunFile.load(run_dir)
+    record = run_file.record
+    own = record.decided()
+    if own is None or own.word in ("fail", "error") or record.status != "complete":
+        return own or Verdict.of("error", ["the run did not finish"])
+    before = record.sections.get("before_compare") or {"verdict": own.word, "reasons": list(own.reasons)}
+    verdict = Verdict.of("regressed", reasons or ["compare found a regression"])
+    run_file.update(verdict=verdict.word, reasons=list(verdict.reasons), before_compare=before)
+    if history is not None:
+        refresh_run(history, run_dir)
+    return verdict
+
+
+def clear_regressed(run_dir: Path, history: Path | None = None) -> Verdict | None:
+    """Undo :func:`mark_regressed` when a later compare finds nothing regressed; returns the run's verdict."""
+    run_file = RunFile.load(run_dir)
+    record = run_file.record
+    before = record.sections.get("before_compare")
+    if record.verdict != "regressed" or not isinstance(before, dict):
+        return record.decided()
+    own = Verdict.of(before.get("verdict", "measured"), [str(r) for r in before.get("reasons") or []])
+    run_file.update(verdict=own.word, reasons=list(own.reasons))
+    if history is not None:
+        refresh_run(history, run_dir)
+    return own

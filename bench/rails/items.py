@@ -1,0 +1,103 @@
+"""How the rails test is judged, item by item, for the frame's one verdict (``bench.frame.verdict``).
+
+* a rail fails on a defect, a rail-group result under its line rate's target, or counter evidence naming it;
+  it passes when it was judged: its line rate is known, or the pair matrix was compared across rails and
+  nodes (the relative test), which is not possible when the fabric's own spread is too wide
+  (``too_noisy``); otherwise it is only measured, and the item says why;
+* the intra-node matrix is judged per node the same way (a target on GPUs, else the relative test);
+* a single node has no rail groups: the rails item is a skip that says so.
+
+Pure functions of rank 0's :class:`~bench.rails.records.RailsOutcome`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from bench.frame.verdict import Item, State
+from bench.rails.defects import describe
+from bench.rails.gpu_pairs import IntraNodeOutcome
+from bench.rails.records import RailsOutcome
+
+GROUP = "railbench.rails"
+INTRA_GROUP = "railbench.intra_node"
+NODE_GROUP = "railbench.nodes"
+
+
+def rail_items(outcome: RailsOutcome) -> list[Item]:
+    """One item per rail (or one skip for a single node), counter findings that name no rail, and the
+    intra-node matrix's items."""
+    items = _rails(outcome)
+    if outcome.intra_node is not None:
+        items += intra_node_items(outcome.intra_node)
+    return items
+
+
+def _rails(outcome: RailsOutcome) -> list[Item]:
+    if outcome.skipped:
+        return [Item(GROUP, "rails", "skip", f"rails not tested: {outcome.skipped}")]
+    relative = bool(outcome.pair_times) and outcome.too_noisy is None
+    items = []
+    claimed: set[str] = set()
+    for rail in range(outcome.rails):
+        reasons = outcome.rail_reasons(rail)
+        claimed.update(reasons)
+        lines = [f"{r.collective} ({r.mode}): {r.busbw_Gbps:.4g} Gb/s" for r in outcome.rail_results if r.rail == rail]
+        lines += [f"{node}: {dev}" for rd in outcome.devices if rd.rail == rail for node, dev in rd.device.items()]
+        # JUnit has no warning state: a warned link passes, and says so where CI shows the case's output.
+        lines += [f"WARN {describe(d)}" for d in outcome.warnings if d.rail == rail]
+        details = "\n".join(lines)
+        if reasons:
+            items.append(Item(GROUP, f"rail{rail}", "fail", "; ".join(reasons), details))
+        elif outcome.expected.get(rail) or relative:
+            items.append(Item(GROUP, f"rail{rail}", "pass", "", details))
+        else:
+            items.append(Item(GROUP, f"rail{rail}", "measured", _rail_not_judged(outcome), details))
+    loose = [f for f in outcome.findings if f not in claimed]
+    loose += [d for d in (describe(d) for d in outcome.failing) if d not in claimed]
+    if loose:
+        items.append(Item(GROUP, "defects", "fail", "; ".join(dict.fromkeys(loose))))
+    return items
+
+
+def _rail_not_judged(outcome: RailsOutcome) -> str:
+    why = outcome.too_noisy or "the pair matrix did not run (--no-pairs)"
+    return (
+        f"no line rate is known for the rails and the relative test could not judge ({why}): "
+        "give --rail-rate-gbps or the profile's rail_rate_gbps"
+    )
+
+
+def intra_node_items(intra: IntraNodeOutcome) -> list[Item]:
+    """One item per node of the intra-node GPU x GPU matrix."""
+    if intra.skipped:
+        return [Item(INTRA_GROUP, "intra-node", "skip", f"intra-node matrix not run: {intra.skipped}")]
+    judged = intra.target_Gbps is not None or intra.localisation.too_noisy is None
+    items = []
+    for node in intra.nodes:
+        reasons = intra.node_reasons(node)
+        if reasons:
+            items.append(Item(INTRA_GROUP, node, "fail", "; ".join(reasons)))
+        elif judged:
+            items.append(Item(INTRA_GROUP, node, "pass"))
+        else:
+            why = intra.localisation.too_noisy
+            items.append(
+                Item(INTRA_GROUP, node, "measured", f"intra-node pairs measured, not judged: {why} (no target on CPU)")
+            )
+    return items
+
+
+def node_items(
+    nodes: Sequence[str], outcome: RailsOutcome, other: Mapping[str, Sequence[str]] | None = None
+) -> list[Item]:
+    """One item per node gathering what names it (its failed checks in ``other``, rails defects, counter
+    findings): a view for the operator and JUnit that repeats other items, so it never decides alone."""
+    items = []
+    for node in nodes:
+        reasons = [*(other or {}).get(node, ()), *outcome.node_reasons(node)]
+        warned = [f"WARN {describe(d)}" for d in outcome.warnings if d.node == node]
+        state: State = "fail" if reasons else "pass"
+        details = "\n".join([*reasons, *warned])
+        items.append(Item(NODE_GROUP, node, state, "; ".join(reasons), details, decides=False, repeats=True))
+    return items

@@ -1,0 +1,109 @@
+"""rails.json and results.csv kept current while the rails test runs (rank 0).
+
+Rank 0 hears every rail group's result after the concurrent phase, every pair round's times after the round
+and every intra-node round's times after that round (``bench.rails.rank.rails_phase``,
+``bench.rails.pairs.PairRunner`` and ``bench.rails.intranode.intra_node_phase`` gather them to every rank),
+and writes them as provisional rows and a ``partial`` rails.json. A stop, a kill or Ctrl-C midway then leaves
+every finished measurement on disk, as the failure line promises; the final outputs replace the provisional
+ones (the line rates, devices and defects are known only at the end).
+
+Writing costs time between rounds, so it is paced: a write happens when the time since the last one is at
+least :data:`PACE` times what the last one took (at most a tenth of the test's time goes to writing, however
+large the matrix), and always when the run ends early (the frame calls :meth:`LiveRails.flush`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from bench.frame.run import Run, write_refused_is_infra
+from bench.rails import gpu_pairs, records
+from bench.rails.gpu_pairs import IntraNodeOutcome, LocalPairTime
+from bench.rails.measure import PairTime
+from bench.rails.records import RailResult
+from bench.rundir.files import atomic_write_json
+
+PACE = 10.0
+
+
+class LiveRails:
+    """Rank 0's provisional rails outputs."""
+
+    def __init__(self, run: Run, nodes: Sequence[str], rails: int, rate_Gbps: float | None, iters: int) -> None:
+        self.run, self.nodes, self.rails, self.iters = run, tuple(nodes), rails, iters
+        self.expected: dict[int, float | None] = dict.fromkeys(range(rails), rate_Gbps)
+        self.first_row = run.row_count
+        self.rail_results: list[RailResult] = []
+        self.times: list[PairTime] = []
+        self.local: list[LocalPairTime] = []
+        self._lock = threading.Lock()
+        self._dirty = False
+        self._final = False
+        self._next = 0.0
+        run.flushers.append(self.flush)
+
+    def add_rails(self, results: Sequence[RailResult]) -> None:
+        self._add(rail_results=results)
+
+    def add_pairs(self, times: Sequence[PairTime]) -> None:
+        self._add(times=times)
+
+    def add_local(self, times: Sequence[LocalPairTime]) -> None:
+        self._add(local=times)
+
+    def _add(
+        self,
+        *,
+        rail_results: Sequence[RailResult] = (),
+        times: Sequence[PairTime] = (),
+        local: Sequence[LocalPairTime] = (),
+    ) -> None:
+        with self._lock:
+            self.rail_results += rail_results
+            self.times += [t for t in times if not t.confirm]
+            self.local += local
+            self._dirty = True
+        if time.monotonic() >= self._next:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what is held now (rank 0); also called when the run ends early."""
+        with self._lock:
+            if not self._dirty or self._final:
+                return
+            started = time.monotonic()
+            local = IntraNodeOutcome(self.nodes, self.rails, tuple(self.local))
+            rows = [
+                *records.rail_rows(self.rail_results, self.expected, "float"),
+                *records.pair_rows(self.times, self.nodes, self.expected, self.iters),
+                *(gpu_pairs.rows(local, self.iters) if self.local else []),
+            ]
+            self.run.replace_rows(self.first_row, rows)
+            document = self.document()
+            write_refused_is_infra(
+                self.run.out_dir, "rails.json", lambda: atomic_write_json(self.run.out_dir / "rails.json", document)
+            )
+            self._dirty = False
+            took = time.monotonic() - started
+            self._next = time.monotonic() + PACE * took
+
+    def document(self) -> dict[str, Any]:
+        """A rails.json of the measurements so far, marked ``partial`` (no devices, defects or verdict yet)."""
+        return {
+            "partial": True,
+            "skipped": None,
+            "nodes": list(self.nodes),
+            "rails": [],
+            "measurements": records.measurement_json(self.rail_results, self.times, self.nodes, self.expected, {}),
+            "defects": [],
+        }
+
+    def append(self, *rows: dict[str, Any]) -> None:
+        """The final rows, in place of the provisional ones (``bench.rails.output.write_outputs`` calls this);
+        nothing provisional is written after them."""
+        with self._lock:
+            self._final = True
+            self.run.replace_rows(self.first_row, rows)

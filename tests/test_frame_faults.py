@@ -1,0 +1,89 @@
+"""The frame's lifecycle faults (issue 24, item 10): a run directory that refuses writes, and a signal while
+the run finishes, are recorded in run.json and said in one line, never a traceback or a ``complete``/0 with
+files missing. Real ranks under mpirun; the full disk is a real one: a 48 KiB tmpfs mounted in a mount
+namespace of the test's own (``unshare --mount``), so nothing outside sees it and it goes with the command."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support import REPO, rank_env
+
+
+@pytest.mark.mpi
+def test_a_full_run_directory_is_a_recorded_failure_in_one_line(tmp_path: Path) -> None:
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare to mount a small tmpfs in a mount namespace of its own")
+    full, kept = tmp_path / "full", tmp_path / "kept"
+    full.mkdir()
+    # 768 rows of small sizes (about 100 KB of results.csv): quick, and far more than the disk holds
+    run = [sys.executable, "-m", "bench", "run", "--np", "2", "-b", "8", "-e", "64K", "-i", "512", "-n", "1", "-w", "0"]
+    script = (
+        f"mount -t tmpfs -o size=48k railbench-full {shlex.quote(str(full))} || exit 97; "
+        f"{shlex.join([*run, '--out', str(full / 'run'), '--no-history'])}; rc=$?; "
+        f"cp -r {shlex.quote(str(full / 'run'))} {shlex.quote(str(kept))}; exit $rc"
+    )
+    done = subprocess.run(
+        ["unshare", "--mount", "sh", "-c", script],
+        cwd=REPO,
+        env=rank_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if done.returncode == 97:
+        pytest.skip(f"this machine refuses a tmpfs mount: {done.stderr.strip()}")
+    assert done.returncode == 3, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "Traceback" not in done.stderr and "Traceback" not in done.stdout, done.stderr[-3000:]
+    said = [line for line in done.stderr.splitlines() if line.startswith("railbench: ")]
+    assert said and "refused a write of results.csv: No space left on device" in said[0], done.stderr[-2000:]
+    meta = json.loads((kept / "run.json").read_text())
+    assert (meta["status"], meta["verdict"], meta["exit_status"]) == ("failed", "error", 3), meta
+    assert meta["failure"]["kind"] == "write" and meta["failure"]["message"] in said[0]
+    rows = (kept / "results.csv").read_text().splitlines()
+    assert len(rows) > 10  # every row that fitted is still there
+
+
+@pytest.mark.mpi
+def test_a_signal_while_finishing_is_recorded(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "bench", "run", "--np", "2", "-b", "8", "-e", "64K", "-n", "1", "-w", "0"]
+    proc = subprocess.Popen(
+        [*cmd, "--out", str(out), "--history", str(tmp_path / "h.sqlite")],
+        cwd=REPO,
+        env=rank_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while True:  # the finish step (the history, then the report) starts once the verdict is written
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the run never reached its finish step"
+            try:
+                if json.loads((out / "run.json").read_text()).get("finish") == "running":
+                    break
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGTERM)  # what scancel or timeout sends
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 143, stdout[-2000:] + stderr[-2000:]
+    meta = json.loads((out / "run.json").read_text())
+    assert (meta["status"], meta["exit_status"], meta["finish"]) == ("interrupted", 143, "interrupted"), meta
+    assert meta["verdict"] == "measured"  # the verdict was decided before the signal; it stands
