@@ -24,10 +24,28 @@ key                default                                                      
                    (found {device}): PCIe slot, NCCL_IB_HCA, NCCL_TOPO_FILE        another NIC
 =================  ==============================================================  ======================
 
+With the fabric's cabling (``rails --topology``) a link is a cable, and the switches get their own:
+
+=================  ==============================================================  ======================
+``cable_errors``   replace the cable between {node} {device} and {switch_port}     a slow or flaky cable
+                                                                                   whose counters rose
+``cable``          check the HCA {node} {device} and its leaf port {switch_port}   a slow or flaky cable
+                                                                                   with clean counters
+``cable_dead``     check the port state of {node} {device} and {switch_port}, and  no traffic at all
+                   the cable between them
+``leaf``           check leaf {switch} (rail {rail}, {unit})                       every node of a unit
+                                                                                   on one rail
+``uplink``         check the uplinks {uplinks}                                     flows between units on
+                                                                                   one rail
+``spine``          check spines {switch}: their ports to the leaves                flows between units on
+                                                                                   every rail
+=================  ==============================================================  ======================
+
 Placeholders: ``{node}``, ``{peer}`` (the other node or GPU), ``{rail}``, ``{gpu}``, ``{device}`` (``mlx5_4
 port 1``, ``eth3``), ``{hca}`` (``mlx5_4``), ``{port}``, ``{expected}`` (a ``path`` defect's NIC nearest the
-rail's GPU). An unknown key, a value that is not a string, or a
-placeholder outside that list is refused when the profile loads (exit 2).
+rail's GPU), and with a topology ``{switch}`` (leaf or spine names), ``{switch_port}`` (``leaf-su1-r3 port 7``),
+``{uplinks}`` (``leaf-su1-r3 port 33 <-> spine-2 port 1; ...``) and ``{unit}``. An unknown key, a value that is
+not a string, or a placeholder outside that list is refused when the profile loads (exit 2).
 """
 
 from __future__ import annotations
@@ -53,9 +71,17 @@ DEFAULT_ACTIONS: Mapping[str, str] = MappingProxyType(
         "gpu_pair": "drain {node} and check NVLink between GPU {gpu} and GPU {peer}",
         "path": "check that rail {rail} of {node} leaves through {expected} (found {device}): its PCIe slot, "
         "NCCL_IB_HCA, NCCL_TOPO_FILE",
+        "cable_errors": "replace the cable between {node} {device} and {switch_port}",
+        "cable": "check the HCA {node} {device} and its leaf port {switch_port}",
+        "cable_dead": "check the port state of {node} {device} and {switch_port}, and the cable between them",
+        "leaf": "check leaf {switch} (rail {rail}, {unit})",
+        "uplink": "check the uplinks {uplinks}",
+        "spine": "check spines {switch}: their ports to the leaves",
     }
 )
-PLACEHOLDERS = frozenset({"node", "peer", "rail", "gpu", "device", "hca", "port", "expected"})
+PLACEHOLDERS = frozenset(
+    {"node", "peer", "rail", "gpu", "device", "hca", "port", "expected", "switch", "switch_port", "uplinks", "unit"}
+)
 MAX_ACTION_CHARS = 300
 """One sentence for a ticket; a longer value is a mistake."""
 

@@ -39,6 +39,8 @@ Keys (top level unless shown):
                          is refused by every command, not only by ``compare``
 ``[rails_test]``         the rails test's defaults (``rail_bytes``, ``pair_bytes``, ``iters``, ``warmup``,
                          ``repeats``, ``relative_fraction``, ``collectives``, ``confirm``): flags win
+``[plan]``               the acceptance plan's model of this fabric (``railbench rails --plan``): positive
+                         numbers by key (``bench.rails.plan_model``)
 =======================  ====================================================================================
 
 An unknown key, a wrong type, a rate or target that is not a finite positive number (``nan``, ``inf``,
@@ -70,7 +72,7 @@ TRANSPORTS: tuple[Transport, ...] = ("ib", "roce", "socket", "loopback")
 LINK_LAYERS = ("InfiniBand", "Ethernet")
 
 # Tables with a parser of their own (typed at load like every other table).
-EXTENSION_TABLES = frozenset({"compare", "rails_test"})
+EXTENSION_TABLES = frozenset({"compare", "rails_test", "plan"})
 
 
 MAX_RATE_GBPS = 1e6
@@ -184,6 +186,9 @@ class Profile:
     """The ``[compare]`` table: the nightly regression thresholds (``bench.compare_settings``)."""
     rails_test: RailsTestTable = field(default_factory=lambda: RailsTestTable())
     """The ``[rails_test]`` table: the rails test's defaults for this cluster."""
+    plan: Mapping[str, float] = field(default_factory=dict)
+    """The ``[plan]`` table: positive numbers by key; which keys, and which are fractions, is
+    ``bench.rails.plan_model``'s to say."""
 
     def __post_init__(self) -> None:
         if self.transport not in TRANSPORTS:
@@ -331,6 +336,7 @@ def _parse(text: str, where: str, default_name: str) -> Profile:
             f"{where}:{_line_of(text, 'default_max_bytes', None)}: default_max_bytes {default_max} stops below "
             f"judge_min_bytes ({judge_min} bytes): a default run would judge nothing; raise it"
         )
+    plan = _plan_table(data.get("plan", {}), where, text)
     fraction = data.get("pass_fraction", 0.9)
     if not 0 < fraction <= 1.5:
         line = _line_of(text, "pass_fraction", None)
@@ -363,7 +369,19 @@ def _parse(text: str, where: str, default_name: str) -> Profile:
         actions=actions,
         compare=compare,
         rails_test=rails_test,
+        plan=MappingProxyType(plan),
     )
+
+
+def _plan_table(table: Mapping[str, Any], where: str, text: str) -> dict[str, float]:
+    """``[plan]``: every value a positive finite number (the keys are checked where the plan is made)."""
+    values: dict[str, float] = {}
+    for key, value in table.items():
+        line = _line_of(text, key, "plan")
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise UserError(f"{where}:{line}: [plan] {key} = {value!r} must be a positive number")
+        values[key] = finite(float(value), Where(where, f"[plan] {key}", line), sign="positive")
+    return values
 
 
 def _collective_targets(table: Mapping[str, Any], where: str, text: str, name: str) -> dict[str, TargetSteps]:

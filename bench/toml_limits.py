@@ -38,10 +38,11 @@ MAX_DEPTH = 16
 _QUOTES = ('"""', "'''", '"', "'")
 
 
-def read_text(path: Path, what: str) -> str:
-    """The UTF-8 text of ``path`` when it is a regular file of at most :data:`MAX_TOML_BYTES` (read through
-    ``bench.bounded``, which never blocks on a FIFO nor opens a device)."""
-    return bounded.read_text(path, fix="give a .toml file", label=f"{what} {path}", max_bytes=MAX_TOML_BYTES)
+def read_text(path: Path, what: str, limit: int = MAX_TOML_BYTES) -> str:
+    """The UTF-8 text of ``path`` when it is a regular file of at most ``limit`` bytes (a profile's
+    :data:`MAX_TOML_BYTES`; a fabric's cabling file is larger), read through ``bench.bounded``, which never
+    blocks on a FIFO nor opens a device."""
+    return bounded.read_text(path, fix="give a .toml file", label=f"{what} {path}", max_bytes=limit)
 
 
 def _string_end(text: str, start: int, quote: str) -> int:

@@ -18,8 +18,19 @@ Faults (only tbf, htb, pfifo and bfifo exist on this kernel, so no netem):
 * ``slow-rank``: one rank's CPU capped through the cpu cgroup (v1 ``cpu.cfs_quota_us``): its rail's pairs
   with that node slow, a link as the rails test sees it; skipped with a note where no cpu cgroup exists.
 
+With ``--units U`` the testbed has a switch layer (U units, a leaf bridge per rail per unit, a spine bridge per
+rail, veth uplinks) and every run is made twice, with the cabling (``rails --topology``) and without it:
+
+* ``shaped-uplink``: a token bucket on both ends of the first unit's uplink on the last rail: with the cabling,
+  the uplinks between the two units' leaves of that rail (two units: either leaf's uplink carries every slow
+  flow); without it, the slow pairs between the units, each a pair (a switch path), no link guessed;
+* ``shaped-leaf``: every port of the last unit's rail-0 leaf shaped: with the cabling, that leaf; without it,
+  the rail-0 links of that unit's nodes (the rail of a unit);
+* ``shaped-link``: with the cabling a cable, with its leaf port.
+
     python ci/diagnosis_campaign.py --nodes 5 --rails 2 --pair-bytes 16M --iters 5 --repeats 3 [--load 2]
     python ci/diagnosis_campaign.py --nodes 5 --rails 3 --kinds dead-and-slow --repeats 1 --rounds 3 --load 2
+    python ci/diagnosis_campaign.py --nodes 6 --rails 2 --units 2 --pair-bytes 4M --iters 3 --repeats 2
 """
 
 from __future__ import annotations
@@ -188,6 +199,35 @@ def throttled(bed: NetnsCluster, node: str, local_rank: int) -> Iterator[None]:
 Inject = Callable[[], contextlib.AbstractContextManager[None]]
 
 
+def switch_scenarios(bed: NetnsCluster) -> dict[str, tuple[list[Named], list[Named], Inject]]:
+    """Switch-layer fault kind -> (named without the cabling, named with it, a context that injects it)."""
+    rails, last_unit = bed.rails, bed.units - 1
+    r1 = rails - 1
+    first, last = bed.unit_nodes(0), bed.unit_nodes(last_unit)
+    mid = first[len(first) // 2]
+
+    def static(apply: Callable[[], object]) -> Inject:
+        @contextlib.contextmanager
+        def ctx() -> Iterator[None]:
+            apply()
+            yield
+
+        return ctx
+
+    between = "+".join(sorted(f"leaf-u{u + 1}-r{r1}" for u in (0, 1)))
+    uplink_with: list[Named] = [("uplink", between if bed.units == 2 else f"leaf-u1-r{r1}", r1)]
+    pairs: list[Named] = [("pair", a, r1) for a in first for b in bed.nodes if bed.unit_of(b) != 0]
+    return {
+        "shaped-uplink": (pairs, uplink_with, static(lambda: bed.shape_uplink(0, r1, SHAPED_MBIT))),
+        "shaped-leaf": (
+            [("link", n, 0) for n in last],
+            [("leaf", f"leaf-u{last_unit + 1}-r0", 0)],
+            static(lambda: bed.shape_leaf(last_unit, 0, SHAPED_MBIT)),
+        ),
+        "shaped-link": ([("link", mid, r1)], [("cable", mid, r1)], static(lambda: bed.shape(mid, r1, SHAPED_MBIT))),
+    }
+
+
 def scenarios(bed: NetnsCluster) -> dict[str, tuple[list[Named], Inject]]:
     """Fault kind -> (what should be named, a context that injects it for the run)."""
     nodes, rails = bed.nodes, bed.rails
@@ -227,7 +267,9 @@ def scenarios(bed: NetnsCluster) -> dict[str, tuple[list[Named], Inject]]:
     return out
 
 
-def rails_run(bed: NetnsCluster, out: Path, args: argparse.Namespace) -> tuple[int, dict, float]:
+def rails_run(
+    bed: NetnsCluster, out: Path, args: argparse.Namespace, more: tuple[str, ...] = ()
+) -> tuple[int, dict, float]:
     argv = [
         sys.executable,
         "-m",
@@ -246,6 +288,7 @@ def rails_run(bed: NetnsCluster, out: Path, args: argparse.Namespace) -> tuple[i
         str(args.iters),
         "--seed",
         str(args.seed),
+        *more,
         *args.extra,
     ]
     began = time.monotonic()
@@ -258,19 +301,29 @@ def rails_run(bed: NetnsCluster, out: Path, args: argparse.Namespace) -> tuple[i
 
 
 def run_one(
-    bed: NetnsCluster, kind: str, expected: list[Named], inject: Inject, root: Path, args: argparse.Namespace
+    bed: NetnsCluster,
+    kind: str,
+    expected: list[Named],
+    inject: Inject,
+    root: Path,
+    args: argparse.Namespace,
+    more: tuple[str, ...] = (),
 ) -> Run:
     bed.clear_faults()
     run = Run(kind, expected)
     try:
         with inject():
-            run.rc, doc, run.wall_s = rails_run(bed, root / f"{kind}-{len(list(root.iterdir()))}", args)
+            name = kind.replace(" ", "-")
+            run.rc, doc, run.wall_s = rails_run(bed, root / f"{name}-{len(list(root.iterdir()))}", args, more)
     except NoCpuCgroup as exc:
         run.note = f"skipped: {exc}"
         return run
     finally:
         bed.clear_faults()
-    run.named = [(d["kind"], d["node"], d["rail"]) for d in doc.get("defects", [])]
+    run.named = [
+        (d["kind"], d["node"] or "+".join(sorted(d.get("switches") or [])) or None, d["rail"])
+        for d in doc.get("defects", [])
+    ]
     run.transients = len(doc.get("transients", []))
     if kind in ("shaped-link", "two-links", "dead-and-slow"):
         run.rates = [
@@ -284,25 +337,28 @@ def run_one(
 
 
 def _named_kind(run: Run) -> str:
-    return "+".join(sorted(k for k, _, _ in run.named)) or "none"
+    counts: dict[str, int] = {}
+    for k, _, _ in run.named:
+        counts[k] = counts.get(k, 0) + 1
+    return "+".join(f"{n if n > 1 else ''}{k}" for k, n in sorted(counts.items())) or "none"
 
 
 def report(runs: list[Run]) -> None:
     judged = [r for r in runs if not r.note.startswith("skipped")]
     print("\n# runs")
-    print(f"# {'injected':<14} {'rc':>3} {'wall s':>7} {'exact':>5} {'transients':>10}  named")
+    print(f"# {'injected':<26} {'rc':>3} {'wall s':>7} {'exact':>5} {'transients':>10}  named")
     for r in runs:
         named = ", ".join(f"{k} {n or '*'}/{'*' if rail is None else rail}" for k, n, rail in r.named) or "-"
-        print(f"  {r.kind:<14} {r.rc:>3} {r.wall_s:>7.1f} {r.exact!s:>5} {r.transients:>10}  {named} {r.note}")
+        print(f"  {r.kind:<26} {r.rc:>3} {r.wall_s:>7.1f} {r.exact!s:>5} {r.transients:>10}  {named} {r.note}")
     kinds = sorted({r.kind for r in judged})
     columns = sorted({_named_kind(r) for r in judged})
     print("\n# confusion (injected kind x named kinds, runs)")
-    print(f"  {'':<14} " + " ".join(f"{c:>10}" for c in columns))
+    print(f"  {'':<26} " + " ".join(f"{c:>10}" for c in columns))
     for kind in kinds:
         counts = [sum(1 for r in judged if r.kind == kind and _named_kind(r) == c) for c in columns]
-        print(f"  {kind:<14} " + " ".join(f"{n:>10}" for n in counts))
+        print(f"  {kind:<26} " + " ".join(f"{n:>10}" for n in counts))
     exact = sum(r.exact for r in judged)
-    clean = [r for r in judged if r.kind == "clean"]
+    clean = [r for r in judged if r.kind.startswith("clean")]
     alarms = sum(len(r.named) for r in clean)
     print(f"\n# exact match: {exact}/{len(judged)} = {100 * exact / max(1, len(judged)):.0f}%")
     print(f"# false alarms per clean run: {alarms / max(1, len(clean)):.2f} ({alarms} in {len(clean)} runs)")
@@ -345,15 +401,22 @@ def main() -> int:
     parser.add_argument("--run-timeout", type=int, default=600, help="seconds before a run counts as a hang")
     parser.add_argument("--json", type=Path, help="also write every run here")
     parser.add_argument("--keep", type=Path, help="keep every run's rails output under this directory")
+    parser.add_argument("--units", type=int, default=1, help="scalable units of a switch layer (2 or more)")
     parser.add_argument("extra", nargs="*", help="more rails flags, after --")
     args = parser.parse_args()
     runs: list[Run] = []
-    with tempfile.TemporaryDirectory(prefix="rbcampaign") as tmp, build_cluster(args.nodes, args.rails) as bed:
+    with (
+        tempfile.TemporaryDirectory(prefix="rbcampaign") as tmp,
+        build_cluster(args.nodes, args.rails, args.units) as bed,
+    ):
         root = Path(tmp)
         if args.keep:
             root = args.keep
             root.mkdir(parents=True, exist_ok=True)
         (bed.workdir / "netns.toml").write_text(PROFILE)
+        if args.units > 1:
+            runs = switch_campaign(bed, root, args)
+            return finish(runs, args)
         faults = scenarios(bed)
         wanted = list(faults) if args.kinds == "all" else [k for k in args.kinds.split(",") if k != "clean"]
         with cpu_load(args.load):
@@ -364,7 +427,36 @@ def main() -> int:
                 expected, inject = faults[kind]
                 runs.append(run_one(bed, kind, expected, inject, root, args))
                 print(f"# {kind}: {runs[-1].named} in {runs[-1].wall_s:.1f} s {runs[-1].note}", flush=True)
-    print(f"# {args.nodes} nodes x {args.rails} rails, {args.pair_bytes} pairs, {args.iters} iters, load {args.load}")
+    return finish(runs, args)
+
+
+def switch_campaign(bed: NetnsCluster, root: Path, args: argparse.Namespace) -> list[Run]:
+    """Clean runs and the switch-layer faults, each with the cabling and without it."""
+    topology = bed.workdir / "topology.toml"
+    topology.write_text(bed.topology_toml())
+    faults = switch_scenarios(bed)
+    wanted = list(faults) if args.kinds == "all" else [k for k in args.kinds.split(",") if k != "clean"]
+    modes = (("with topology", ("--topology", str(topology))), ("without", ()))
+    runs: list[Run] = []
+    with cpu_load(args.load):
+        for _ in range(args.repeats):
+            for label, more in modes:
+                runs.append(run_one(bed, f"clean {label}", [], contextlib.nullcontext, root, args, more))
+                print(f"# clean {label}: {runs[-1].named} in {runs[-1].wall_s:.1f} s", flush=True)
+        for kind in wanted:
+            without, with_topology, inject = faults[kind]
+            for (label, more), expected in zip(modes, (with_topology, without), strict=True):
+                runs.append(run_one(bed, f"{kind} {label}", expected, inject, root, args, more))
+                print(f"# {kind} {label}: {runs[-1].named} in {runs[-1].wall_s:.1f} s {runs[-1].note}", flush=True)
+    return runs
+
+
+def finish(runs: list[Run], args: argparse.Namespace) -> int:
+    units = f" in {args.units} units" if args.units > 1 else ""
+    print(
+        f"# {args.nodes} nodes x {args.rails} rails{units}, {args.pair_bytes} pairs, {args.iters} iters, "
+        f"load {args.load}"
+    )
     report(runs)
     if args.json:
         args.json.write_text(json.dumps([r.__dict__ | {"exact": r.exact} for r in runs], indent=1))

@@ -17,6 +17,14 @@ Faults: ``shape(node, rail, mbit)`` puts a token-bucket filter on both ends of o
 degraded link, both directions); ``link_down(node, rail)`` takes the node's rail interface down (a dead
 link); ``clear_faults()`` undoes both.
 
+The switch layer (``build_cluster(nodes, rails, units=U)``): a rail-optimised fat tree in the switch namespace.
+The nodes are split into U scalable units (in order); each unit has one leaf bridge per rail (``br-u<u>r<k>``)
+holding its nodes' rail-k cables, and each rail one spine bridge (``br-s<k>``) to which every rail-k leaf is
+joined by an uplink, a veth pair ``u<u>r<k>up`` (leaf end) / ``s<k>u<u>`` (spine end). ``shape_uplink`` and
+``uplink_down`` degrade or cut one; ``shape_leaf`` degrades a whole leaf (every port's egress, node cables and
+uplink: every flow through it crosses one); ``topology_toml()`` is the cabling as ``rails --topology`` reads
+it (leaf ``leaf-u<u+1>-r<k>``, node i of a unit on port i, the uplink on the port after; spine ``spine-r<k>``).
+
 Use ``build_cluster(nodes, rails)`` as a context manager (from a module- or session-scoped fixture): it skips the
 test with a reason where the machine cannot build namespaces, and always tears everything down, the
 processes it started included, even when a test fails.
@@ -68,6 +76,21 @@ pair_bytes = "4M"
 iters = 3
 warmup = 1
 relative_fraction = 0.35
+
+# The plan's rates and fixed costs on this machine (2 cores shared by several test runs, load 20-30), read off
+# run.json's measured phases of 6x2 accept runs (ci/bench_plan.py): mpirun's launch plus 12 ranks importing
+# torch took 55-80 s, a sweep point 0.6-0.9 s beyond its bytes, a pair round 0.5-0.7 s, the report and history
+# at the end 25 s; a healthy veth pair moves 2-4 Gb/s.
+[plan]
+rate_gbps = 3
+pair_efficiency = 1
+startup_s = 70
+step_s = 0.1
+latency_us = 500
+world_gbps = 1
+cell_overhead_s = 0.7
+finish_s = 25
+suspect_fraction = 0.02
 """
 
 
@@ -119,6 +142,8 @@ class NetnsCluster:
     rails: int
     workdir: Path
     """Holds the rsh agent and the hostfile."""
+    units: int = 1
+    """Scalable units of the switch layer; 1: one flat bridge per rail (no leaves or spines)."""
 
     @property
     def switch(self) -> str:
@@ -198,11 +223,59 @@ class NetnsCluster:
             raise AssertionError(f"mpirun did not finish within {timeout} s:\n{out}\n{err}") from None
         return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
+    # --- the switch layer -----------------------------------------------------------------------------
+
+    def unit_of(self, node: str) -> int:
+        """The unit ``node`` sits in: nodes are split into ``units`` runs in order."""
+        per = -(-len(self.nodes) // self.units)
+        return self.nodes.index(node) // per
+
+    def unit_nodes(self, unit: int) -> list[str]:
+        return [n for n in self.nodes if self.unit_of(n) == unit]
+
+    def leaf_bridge(self, unit: int, rail: int) -> str:
+        return f"br-u{unit}r{rail}" if self.units > 1 else f"br-rail{rail}"
+
+    def uplink(self, unit: int, rail: int) -> tuple[str, str]:
+        """(leaf end, spine end) of the uplink of ``unit``'s rail-``rail`` leaf."""
+        return f"u{unit}r{rail}up", f"s{rail}u{unit}"
+
+    def shape_uplink(self, unit: int, rail: int, mbit: float, burst_kb: int = 64) -> None:
+        """A degraded uplink: ``mbit`` Mbit/s each way between the leaf and its spine."""
+        for dev in self.uplink(unit, rail):
+            _ip("netns", "exec", self.switch, "tc", "qdisc", "replace", "dev", dev, *_tbf(mbit, burst_kb))
+
+    def uplink_down(self, unit: int, rail: int) -> None:
+        """A cut uplink: the leaf's end goes down."""
+        _ip("-n", self.switch, "link", "set", self.uplink(unit, rail)[0], "down")
+
+    def shape_leaf(self, unit: int, rail: int, mbit: float, burst_kb: int = 64) -> None:
+        """A degraded leaf: every port of it sends at ``mbit`` Mbit/s (node cables and uplink)."""
+        ports = [self.peer(n, rail) for n in self.unit_nodes(unit)] + [self.uplink(unit, rail)[0]]
+        for dev in ports:
+            _ip("netns", "exec", self.switch, "tc", "qdisc", "replace", "dev", dev, *_tbf(mbit, burst_kb))
+
+    def topology_toml(self) -> str:
+        """The switch layer's cabling in railbench's cabling TOML (``bench.fabric.cabling``)."""
+        lines = [f"rails = [{', '.join(f'{chr(34)}rail{k}{chr(34)}' for k in range(self.rails))}]", ""]
+        for node in self.nodes:
+            unit = self.unit_of(node)
+            port = self.unit_nodes(unit).index(node) + 1
+            lines.append(f"[nodes.{node}]")
+            lines += [f'rail{k} = "leaf-u{unit + 1}-r{k}:{port}"' for k in range(self.rails)]
+            lines.append("")
+        for unit in range(self.units):
+            for k in range(self.rails):
+                lines.append(f"[switches.leaf-u{unit + 1}-r{k}]")
+                lines.append(f'{len(self.unit_nodes(unit)) + 1} = "spine-r{k}:{unit + 1}"')
+                lines.append("")
+        return "\n".join(lines)
+
     # --- faults ---------------------------------------------------------------------------------------
 
     def shape(self, node: str, rail: int, mbit: float, burst_kb: int = 64) -> None:
         """A degraded link: ``mbit`` Mbit/s each way on ``node``'s rail ``rail`` (both ends of the cable)."""
-        spec = ["root", "tbf", "rate", f"{mbit}mbit", "burst", f"{burst_kb}kb", "latency", "100ms"]
+        spec = _tbf(mbit, burst_kb)
         _ip("netns", "exec", self.namespace(node), "tc", "qdisc", "replace", "dev", f"rail{rail}", *spec)
         _ip("netns", "exec", self.switch, "tc", "qdisc", "replace", "dev", self.peer(node, rail), *spec)
 
@@ -222,6 +295,16 @@ class NetnsCluster:
                         timeout=30,
                     )
                 _ip("-n", self.namespace(node), "link", "set", f"rail{rail}", "up")
+        for unit in range(self.units if self.units > 1 else 0):
+            for rail in range(self.rails):
+                for dev in self.uplink(unit, rail):
+                    subprocess.run(
+                        ["ip", "netns", "exec", self.switch, "tc", "qdisc", "del", "dev", dev, "root"],
+                        capture_output=True,
+                        check=False,
+                        timeout=30,
+                    )
+                _ip("-n", self.switch, "link", "set", self.uplink(unit, rail)[0], "up")
 
     # --- teardown -------------------------------------------------------------------------------------
 
@@ -263,6 +346,10 @@ def _remove_stale() -> None:
             _ip("netns", "del", name, check=False)
 
 
+def _tbf(mbit: float, burst_kb: int) -> list[str]:
+    return ["root", "tbf", "rate", f"{mbit}mbit", "burst", f"{burst_kb}kb", "latency", "100ms"]
+
+
 def _build(bed: NetnsCluster) -> None:
     sw = bed.switch
     _ip("netns", "add", sw)
@@ -271,14 +358,30 @@ def _build(bed: NetnsCluster) -> None:
     _ip("-n", sw, "addr", "add", f"{HEAD_ADDRESS}/24", "dev", "br-mgmt")
     _ip("-n", sw, "link", "set", "br-mgmt", "up")
     for k in range(bed.rails):
-        _ip("-n", sw, "link", "add", f"br-rail{k}", "type", "bridge")
-        _ip("-n", sw, "link", "set", f"br-rail{k}", "up")
+        if bed.units == 1:
+            _ip("-n", sw, "link", "add", f"br-rail{k}", "type", "bridge")
+            _ip("-n", sw, "link", "set", f"br-rail{k}", "up")
+            continue
+        spine = f"br-s{k}"
+        _ip("-n", sw, "link", "add", spine, "type", "bridge")
+        _ip("-n", sw, "link", "set", spine, "up")
+        for unit in range(bed.units):
+            leaf = bed.leaf_bridge(unit, k)
+            _ip("-n", sw, "link", "add", leaf, "type", "bridge")
+            _ip("-n", sw, "link", "set", leaf, "up")
+            up, down = bed.uplink(unit, k)
+            _ip("-n", sw, "link", "add", up, "type", "veth", "peer", "name", down)
+            _ip("-n", sw, "link", "set", up, "master", leaf, "up")
+            _ip("-n", sw, "link", "set", down, "master", spine, "up")
     for i, node in enumerate(bed.nodes, start=1):
         ns = bed.namespace(node)
         _ip("netns", "add", ns)
         _ip("-n", ns, "link", "set", "lo", "up")
         cables = [("mgmt", bed.peer(node, None), "br-mgmt", mgmt_address(i))]
-        cables += [(f"rail{k}", bed.peer(node, k), f"br-rail{k}", rail_address(k, i)) for k in range(bed.rails)]
+        unit = bed.unit_of(node)
+        cables += [
+            (f"rail{k}", bed.peer(node, k), bed.leaf_bridge(unit, k), rail_address(k, i)) for k in range(bed.rails)
+        ]
         for ifname, peer, bridge, address in cables:
             _ip("-n", sw, "link", "add", peer, "type", "veth", "peer", "name", ifname, "netns", ns)
             _ip("-n", sw, "link", "set", peer, "master", bridge, "up")
@@ -290,15 +393,16 @@ def _build(bed: NetnsCluster) -> None:
 
 
 @contextlib.contextmanager
-def build_cluster(nodes: int = 4, rails: int = 2) -> Iterator[NetnsCluster]:
-    """Build the cluster, yield it, and always tear it down."""
+def build_cluster(nodes: int = 4, rails: int = 2, units: int = 1) -> Iterator[NetnsCluster]:
+    """Build the cluster (with a switch layer of ``units`` units when more than one), yield it, and always
+    tear it down."""
     _require()
-    if not 2 <= nodes <= 99 or not 1 <= rails <= 16:
-        raise ValueError("the testbed holds 2..99 nodes and 1..16 rails")
+    if not 2 <= nodes <= 99 or not 1 <= rails <= 16 or not 1 <= units <= min(nodes, 9):
+        raise ValueError("the testbed holds 2..99 nodes, 1..16 rails and 1..9 units of at least a node each")
     _remove_stale()
     prefix = f"{PREFIX_STEM}{os.getpid()}"
     bed = NetnsCluster(
-        prefix, tuple(f"node{i:02d}" for i in range(1, nodes + 1)), rails, Path(tempfile.mkdtemp(prefix=prefix))
+        prefix, tuple(f"node{i:02d}" for i in range(1, nodes + 1)), rails, Path(tempfile.mkdtemp(prefix=prefix)), units
     )
     try:
         try:

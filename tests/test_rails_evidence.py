@@ -289,9 +289,9 @@ def test_every_kind_has_an_action() -> None:
 @pytest.mark.parametrize(
     ("table", "message"),
     [
-        ('[actions]\ncable = "x"\n', "p.toml:2: unknown [actions] key 'cable'"),
+        ('[actions]\ntray = "x"\n', "p.toml:2: unknown [actions] key 'tray'"),
         ("[actions]\nlink = 3\n", "p.toml:2: [actions] link = 3 must be a sentence in quotes"),
-        ('[actions]\n\nlink = "check {switch}"\n', "p.toml:3: [actions] link uses {switch}; placeholders: {device}"),
+        ('[actions]\n\nlink = "check {rack}"\n', "p.toml:3: [actions] link uses {rack}; placeholders: {device}"),
         ('[actions]\nrail = "check {rail"\n', "p.toml:2: [actions] rail = 'check {rail'"),
         ('[actions]\nrail = "{0}"\n', "p.toml:2: [actions] rail uses {0}"),
         ("[errors]\nfail_on_errors = 1\n", "p.toml:2: fail_on_errors = 1 must be true or false"),

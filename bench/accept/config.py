@@ -9,10 +9,12 @@ from typing import Literal
 from bench.exits import UserError
 from bench.frame.validate import check_common
 from bench.profiles import Profile, load_profile
+from bench.rails import plan
 from bench.rails.config import RailsConfig, RailsSettings, resolve
+from bench.rails.plan import Plan
 from bench.runtime import spec
 from bench.runtime.deadlines import DEFAULT_TIMEOUT_S, check_timeout
-from bench.sweep.config import RunConfig
+from bench.sweep.config import RunConfig, sized
 
 
 @dataclass(frozen=True)
@@ -86,3 +88,14 @@ def validate(config: AcceptConfig, *, with_history: bool = True) -> tuple[Profil
         with_history=with_history,
     )
     return profile, settings
+
+
+def accept_plan(config: AcceptConfig, profile: Profile, settings: RailsSettings, nodes: int, ranks: int) -> Plan | None:
+    """The plan of an accept run on ``nodes`` x ``ranks``: check, the world sweep, then rails (``bench.rails.plan``),
+    fitted into ``--max-minutes`` when given."""
+    sweep = sized(config.sweep, profile)
+    planned_sweep = plan.Sweep(sweep.sizes, sweep.collectives, sweep.iters, sweep.warmup, sweep.check, sweep.sizes[-1])
+    intra = plan.intra_planned(settings, bool(profile.gpus_per_node))
+    # check reads every rail's error counters twice, window_s apart, on every node at once.
+    check_s = profile.errors.window_s + (settings.plan_model.step_s if settings.plan_model else 0.0)
+    return plan.for_run(nodes, ranks, settings, intra=intra, sweep=planned_sweep, check_s=check_s)

@@ -11,11 +11,12 @@ of the frame (``bench.frame.job``), which owns run.json, the guard, the verdict 
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.accept.config import AcceptConfig, validate
+from bench.accept.config import AcceptConfig, accept_plan, validate
 from bench.check.items import check_items
 from bench.check.node import render, to_json
 from bench.frame.job import Job, run_job
@@ -27,8 +28,10 @@ from bench.preflight.cluster import NodeReport
 from bench.profiles import Profile
 from bench.rails.config import RailsSettings
 from bench.rails.items import node_items, rail_items
+from bench.rails.laps import Laps
 from bench.rails.measure import gather_objects
-from bench.rails.rank import rail_prelude, rails_section, rails_test
+from bench.rails.plan import Plan
+from bench.rails.rank import planned_section, rail_prelude, rails_section, rails_test
 from bench.rundir.files import atomic_write_json, proposed_run_dir
 from bench.runtime import env as benv
 from bench.runtime.before_init import Prelude
@@ -47,8 +50,12 @@ class AcceptJob(Job):
         profile, settings = validate(config, with_history=False)
         self.sweep: RunConfig = sized(config.sweep_config(config.out), profile)
         super().__init__(launch_of(config, settings.oob_ifname, self.sweep.history, self.sweep.no_history), profile)
+        self.config = config
         self.settings: RailsSettings = settings
         self.graph = False
+        self.laps = Laps()
+        self.laps.mark("start-up and rail groups")  # the launch; rails adds its groups' set-up to it
+        self.planned: Plan | None = None
 
     def before_init(self, prelude: Prelude) -> Path | None:
         """The rails' own before-init step: the same NIC variables on every rank of a node, so that the world
@@ -57,8 +64,22 @@ class AcceptJob(Job):
         return rail_prelude(self.settings, self.profile, lambda: proposed_run_dir(launch.out, launch.cluster))(prelude)
 
     def prepare(self, ctx: DistContext) -> dict[str, object]:
+        # The plan for this shape (every rank computes the same), cut to --max-minutes when asked.
+        self.planned = accept_plan(
+            self.config, self.profile, self.settings, len(ctx.node_hosts), ctx.info.local_world_size
+        )
+        if self.planned is not None:
+            self.settings = self.planned.settings
+            if self.planned.sweep is not None:
+                self.sweep = dataclasses.replace(self.sweep, max_bytes=self.planned.sweep.max_bytes)
+            if ctx.info.rank == 0:
+                print("\n".join(self.planned.lines()), flush=True)
         self.graph = agree_sweep(self.sweep, ctx)
-        return {"sweep": sweep_section(self.sweep, self.graph), "rails_test": rails_section(self.settings)}
+        return {
+            "sweep": sweep_section(self.sweep, self.graph),
+            "rails_test": rails_section(self.settings),
+            "plan": planned_section(self.planned, self.laps),
+        }
 
     def measure(self, run: Run) -> list[Item]:
         reports = _node_checks(self.profile, run.ctx)
@@ -71,8 +92,11 @@ class AcceptJob(Job):
                 run.out_dir, "checks.json", lambda: atomic_write_json(run.out_dir / "checks.json", checked)
             )
             print(render(self.profile, reports, cross, decide(items), run.ctx.info.world_size), flush=True)
+        self.laps.mark("check")
         swept = world_sweep(self.sweep, run, self.graph)
-        outcome = rails_test(self.settings, run)
+        self.laps.mark("world sweep")
+        outcome = rails_test(self.settings, run, self.laps)
+        run.update(plan=planned_section(self.planned, self.laps))
         if reports is None or outcome is None:
             return []  # not rank 0
         items = accept_items(

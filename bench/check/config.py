@@ -32,6 +32,8 @@ class CheckConfig:
     """Seconds between the two samples of the rails' error counters; None: the profile's ``[errors] window_s``."""
     kernel_log: Path | None = None
     """The kernel log to scan for link flaps; None: the journal, kern.log or syslog of this machine."""
+    topology: Path | None = None
+    """The fabric's cabling (ibnetdiscover output or a cabling TOML) to check against the rail-optimised plan."""
 
     def __post_init__(self) -> None:
         # Paths are checked per node in local_report: under mpirun one rank's bad path must not leave the

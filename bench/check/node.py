@@ -18,6 +18,8 @@ from typing import Any
 from bench.check.config import INPUT_CHECK, MPI_LAUNCHERS, CheckConfig
 from bench.check.items import check_items
 from bench.exits import EXIT_PASS, EXIT_USAGE, UserError
+from bench.fabric import cabling_plan
+from bench.fabric.topology_file import load_cabling
 from bench.frame.verdict import decide
 from bench.nccllogs import nccl_evidence, nccl_log
 from bench.preflight import checks, cluster
@@ -79,16 +81,31 @@ def _versions(report: cluster.NodeReport) -> str:
     return ", ".join(f"{k} {report.versions.get(k) or 'unknown'}" for k in cluster.VERSION_KEYS)
 
 
+def cabling_results(config: CheckConfig, profile: Profile) -> list[checks.CheckResult]:
+    """``--topology``: the cabling against the rail-optimised plan, one line per departure (a pass line when
+    there is none). Read before any node is checked, so a bad file is exit 2 before anything runs."""
+    if config.topology is None:
+        return []
+    cabling = load_cabling(config.topology)
+    order = cabling_plan.rail_order(cabling, profile.rail_names, profile.excluded_hcas)
+    fabric, found = cabling_plan.check(cabling, order)
+    shape = cabling_plan.summary(fabric, len(fabric.unit_of))
+    if not found:
+        return [checks.CheckResult("cabling", "pass", f"{shape}: cabled as the rail-optimised plan says")]
+    return [checks.CheckResult("cabling", "fail", f.line, f.node_port or f.switch_port) for f in found]
+
+
 def render(
     profile: Profile,
     reports: list[cluster.NodeReport],
     cross: list[checks.CheckResult],
     verdict: Verdict,
     nranks: int = 1,
+    cabling: Sequence[checks.CheckResult] = (),
 ) -> str:
     """The text answer: one table for a single node; problems per node plus cross-node lines for many; the
-    verdict the frame decided (``bench.frame.verdict``)."""
-    everything = [r for rep in reports for r in rep.results] + cross
+    fabric's cabling (``--topology``); the verdict the frame decided (``bench.frame.verdict``)."""
+    everything = [r for rep in reports for r in rep.results] + cross + list(cabling)
     lines = []
     gathered = f" (gathered from {nranks} ranks)" if nranks > 1 else ""
     if len(reports) == 1:
@@ -102,6 +119,9 @@ def render(
             lines.extend(_table(report.results, only_problems=True))
         lines.append("across nodes:")
         lines.extend(_table(cross))
+    if cabling:
+        lines.append("fabric cabling:")
+        lines.extend(_table(cabling))
     lines.append(f"verdict: {verdict.label} ({_summary(everything)})")
     if verdict.word == "skip":
         lines.append("  SKIP is not a pass: no check applied here (each one's reason is above)")
@@ -114,9 +134,10 @@ def to_json(
     cross: list[checks.CheckResult],
     verdict: Verdict,
     nranks: int = 1,
+    cabling: Sequence[checks.CheckResult] = (),
 ) -> dict[str, Any]:
     """The JSON document ``--json`` prints (also what ``accept`` stores as checks.json)."""
-    return {
+    out = {
         "profile": profile.name,
         "nranks": nranks,
         "verdict": verdict.word,
@@ -124,11 +145,15 @@ def to_json(
         "nodes": [rep.to_json() for rep in reports],
         "cross_node": [r.to_json() for r in cross],
     }
+    if cabling:
+        out["cabling"] = [r.to_json() for r in cabling]
+    return out
 
 
 def run(config: CheckConfig) -> int:
     """Check this node (and every node under an MPI launcher); print the verdict; 0 pass, 1 fail."""
     profile = load_profile(config.profile)  # the same file on every rank: fails everywhere or nowhere
+    cabling = cabling_results(config, profile)  # likewise the same topology file
     nranks = _mpi_world() if config.gather == "auto" else 0
     gathered = nranks > 1
     try:
@@ -147,14 +172,15 @@ def run(config: CheckConfig) -> int:
     # A node that could not be checked (bad input) has no answers to compare.
     comparable = [rep for rep in reports if not any(r.check == INPUT_CHECK for r in rep.results)]
     cross = cluster.compare_nodes(comparable) if len(comparable) > 1 else []
-    everything = [r for rep in reports for r in rep.results] + cross
-    verdict = decide(check_items(reports, cross))
+    everything = [r for rep in reports for r in rep.results] + cross + cabling
+    verdict = decide(check_items(reports, [*cross, *cabling]))
     status = verdict.exit_status
     if any(r.check == INPUT_CHECK for r in everything):
         status = EXIT_USAGE
     if config.json:
-        sys.stdout.write(json.dumps(to_json(profile, reports, cross, verdict, max(nranks, 1)), indent=2) + "\n")
+        document = to_json(profile, reports, cross, verdict, max(nranks, 1), cabling)
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
     else:
-        sys.stdout.write(render(profile, reports, cross, verdict, max(nranks, 1)) + "\n")
+        sys.stdout.write(render(profile, reports, cross, verdict, max(nranks, 1), cabling) + "\n")
     sys.stdout.flush()
     return cluster.broadcast_status(status) if gathered else status

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import argparse
 
-from bench.accept.config import AcceptConfig, validate
+from bench.accept.config import AcceptConfig, accept_plan, validate
 from bench.accept.rank import run_rank
 from bench.commands import flags
+from bench.commands import rails as rails_cmd
 from bench.measure.collectives import get_collective
 from bench.profiles import load_profile
 from bench.rails.config import RailsConfig
@@ -32,6 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     flags.add_interfaces(rails, rails=True)
     flags.add_rails(rails, intra_node=None, intra_node_text="on with NCCL (GPUs), off on gloo")
     flags.add_rails_targets(rails)
+    flags.add_plan(parser.add_argument_group("plan"))
     start = parser.add_argument_group("start-up and output")
     flags.add_launch(start)
     flags.add_output(start)
@@ -74,6 +76,10 @@ def run(config: AcceptConfig) -> int:
             np, config.rank_argv, config.out, config.cluster, config.backend, per_rank, config.timeout_s
         )
 
+    if config.rails.plan:
+        profile, settings = validate(config)
+        nodes, ranks = rails_cmd.plan_shape(config.rails, profile)
+        return rails_cmd.print_plan(accept_plan(config, profile, settings, nodes, ranks))
     return rank_or_local(
         "accept", config.np, lambda info: run_rank(config, info), start_local, lambda: validate(config)
     )

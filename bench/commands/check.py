@@ -35,6 +35,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--kernel-log", type=Path, metavar="FILE", help="kernel log to scan for link flaps"),
         "journalctl -k, else kern.log or syslog",
     )
+    parser.add_argument(
+        "--topology",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="the fabric's cabling (ibnetdiscover output or a cabling .toml) to check against the rail plan",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument("--no-gather", action="store_true", help="under mpirun, check each node on its own")
 
@@ -48,6 +55,7 @@ def main(args: argparse.Namespace) -> int:
         gather="off" if args.no_gather else "auto",
         error_window_s=args.error_window,
         kernel_log=args.kernel_log,
+        topology=args.topology,
     )
     return run(config)
 

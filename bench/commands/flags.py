@@ -330,6 +330,27 @@ def add_rails_targets(group: Group) -> None:
         ),
         f"{BUDGET_FACTOR:g}x its expected time at the line rate, {FLOOR_S:g}-{CEILING_S:g} s",
     )
+    group.add_argument(
+        "--topology",
+        type=Path,
+        metavar="FILE",
+        help="the fabric's cabling (ibnetdiscover output or a cabling .toml): name cables, leaves, uplinks, spines",
+    )
+
+
+def add_plan(group: Group) -> None:
+    """``--plan``, ``--nodes`` and ``--max-minutes``: the acceptance plan, shared by rails and accept."""
+    group.add_argument("--plan", action="store_true", help="print the plan and its projected wall time; run nothing")
+    said(
+        group.add_argument("--nodes", type=int, metavar="N", help="plan for N nodes"),
+        "the launch's node count",
+    )
+    group.add_argument(
+        "--max-minutes",
+        type=number("--max-minutes"),
+        metavar="M",
+        help="fit the run into M minutes: fewer repeats, smaller messages (the plan says what was cut)",
+    )
 
 
 def rails_fields(args: argparse.Namespace) -> dict[str, Any]:
@@ -348,6 +369,10 @@ def rails_fields(args: argparse.Namespace) -> dict[str, Any]:
         "relative_fraction": args.relative_fraction,
         "confirm": args.confirm,
         "cell_budget_s": args.cell_budget,
+        "topology": args.topology,
+        "plan": args.plan,
+        "nodes": args.nodes,
+        "max_minutes": args.max_minutes,
     }
 
 

@@ -21,12 +21,17 @@ Settings come from the command line, else the profile's ``[rails_test]`` table, 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from bench.commands import flags
-from bench.exits import EXIT_INFRA
+from bench.exits import EXIT_INFRA, UserError
 from bench.measure.collectives import get_collective
+from bench.profiles import Profile
+from bench.rails import plan
 from bench.rails.config import RAIL_COLLECTIVES, RailsConfig, RailsSettings, resolve, validate
+from bench.rails.plan import Plan
 from bench.rails.rank import run_rank
+from bench.runtime import env as benv
 from bench.runtime.launch import rank_or_local, start_local_ranks
 
 
@@ -46,6 +51,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     flags.add_launch(net)
     flags.add_output(parser.add_argument_group("output"))
     flags.add_spec_argument(parser)
+    flags.add_plan(parser.add_argument_group("plan"))
+
+
+def plan_shape(config: RailsConfig, profile: Profile) -> tuple[int, int]:
+    """(nodes, ranks per node) to plan for: ``--nodes`` with the profile's GPUs per node, else the launch's."""
+    launched = benv.discover_launched_rank()
+    nodes = config.nodes or (launched.nnodes if launched is not None else None)
+    ranks = launched.local_world_size if launched is not None else (profile.gpus_per_node or profile.rail_count)
+    if not nodes or nodes < 2:
+        raise UserError("--plan needs two nodes or more: pass --nodes N, or run it under the cluster's launcher")
+    if not ranks:
+        raise UserError(f"{profile.source} does not say how many GPUs a node has: set gpus_per_node, or launch it")
+    return nodes, ranks
+
+
+def print_plan(plan: Plan | None) -> int:
+    """Print the plan on the first rank (every rank of a launch computes it; one prints); exit 0."""
+    launched = benv.discover_launched_rank()
+    if plan is not None and (launched is None or launched.rank == 0):
+        sys.stdout.write("\n".join(plan.lines()) + "\n")
+        sys.stdout.flush()
+    return 0
 
 
 def config_from_args(args: argparse.Namespace) -> RailsConfig:
@@ -77,6 +104,11 @@ def run(config: RailsConfig) -> int:
             np, config.rank_argv, config.out, config.cluster, config.backend, per_rank, config.timeout_s
         )
 
+    if config.plan:
+        profile, settings = validate(config)
+        nodes, ranks = plan_shape(config, profile)
+        intra = plan.intra_planned(settings, bool(profile.gpus_per_node))
+        return print_plan(plan.for_run(nodes, ranks, settings, intra=intra))
     return rank_or_local("rails", config.np, lambda info: run_rank(config, info), start_local, lambda: validate(config))
 
 

@@ -15,10 +15,14 @@ from typing import Any, Literal
 from bench.actions import Actions
 from bench.error_limits import ErrorLimits
 from bench.exits import UserError
+from bench.fabric.cabling_plan import rail_order
+from bench.fabric.topology_file import load_cabling
 from bench.frame.validate import check_common
 from bench.measure.collectives import get_collective
 from bench.measure.targets import world_target_gbps
 from bench.profiles import Profile, load_profile
+from bench.rails.fabric_map import Topology
+from bench.rails.plan_model import PlanModel
 from bench.runtime import spec
 from bench.runtime.deadlines import DEFAULT_TIMEOUT_S, check_timeout
 
@@ -75,6 +79,15 @@ class RailsConfig:
     """Re-measurements of every suspect pair before a defect is named (0: none)."""
     cell_budget_s: float | None = None
     """Seconds one pair or rail-group measurement may take; default from the line rate (see rails.budget)."""
+    topology: Path | None = None
+    """The fabric's cabling (ibnetdiscover output or a cabling TOML): localisation then names cables, leaves,
+    uplinks and spines (``bench.rails.switches``). A path every rank can read, as a profile path is."""
+    plan: bool = False
+    """Print the plan (``bench.rails.plan``) for the cluster's shape and its projected wall time; run nothing."""
+    nodes: int | None = None
+    """The number of nodes to plan for (``--plan`` before the cluster exists); default: the launch's."""
+    max_minutes: float | None = None
+    """Fit the run into this many minutes (fewer repeats, smaller messages, ... as ``bench.rails.plan`` cuts)."""
     backend: Literal["auto", "nccl", "gloo"] = "auto"
     timeout_s: float = DEFAULT_TIMEOUT_S
     """A step that has not finished after this many seconds ends the run with exit 3."""
@@ -110,6 +123,7 @@ class RailsConfig:
         check_timeout(self.timeout_s)
         if self.np is not None and self.np < 1:
             raise UserError(f"--np {self.np} must be at least 1")
+        check_plan_flags(self.nodes, self.max_minutes)
 
     def rank_argv(self, out: Path) -> list[str]:
         """The argv of the ranks the parent starts: this very config (``bench.runtime.spec``), minus how to
@@ -150,6 +164,12 @@ class RailsSettings:
     """The profile's ``[errors]``: which counters convict a link, and whether an ``errors`` defect fails."""
     actions: Actions = dataclasses.field(default_factory=Actions)
     """The profile's ``[actions]``: what a technician does about each defect kind."""
+    topology: Topology | None = None
+    """The fabric's cabling and the HCA of each rail (``--topology``), read and checked before any rank starts."""
+    max_minutes: float | None = None
+    """``--max-minutes``: the run is cut to fit (``bench.rails.plan.fit``) once its shape is known."""
+    plan_model: PlanModel | None = None
+    """Rates and fixed costs of the plan (the profile's ``[plan]``); None where no rail rate is known."""
 
 
 def resolve(config: RailsConfig, profile: Profile) -> RailsSettings:
@@ -190,7 +210,36 @@ def resolve(config: RailsConfig, profile: Profile) -> RailsSettings:
         local_pair_target_gbps=world_target_gbps(profile, "sendrecv", 1),
         errors=profile.errors,
         actions=profile.actions,
+        topology=_topology(config.topology, profile),
+        max_minutes=config.max_minutes,
+        plan_model=_plan_model(config, profile),
     )
+
+
+def _plan_model(config: RailsConfig, profile: Profile) -> PlanModel | None:
+    model = PlanModel.for_profile(profile, config.rail_rate_gbps or profile.rail_rate_gbps)
+    if model is None and (config.plan or config.max_minutes is not None):
+        raise UserError(
+            f"{profile.source} gives no rail rate to plan with: pass --rail-rate-gbps, or set [rails] rate_gbps "
+            "or [plan] rate_gbps in the profile"
+        )
+    return model
+
+
+def check_plan_flags(nodes: int | None, max_minutes: float | None) -> None:
+    """``--nodes`` and ``--max-minutes``, checked where the config is made."""
+    if nodes is not None and not 2 <= nodes <= 100_000:
+        raise UserError(f"--nodes {nodes} must be between 2 and 100000: the rails test pairs nodes")
+    if max_minutes is not None and not 0 < max_minutes <= 100_000:
+        raise UserError(f"--max-minutes {max_minutes:g} must be a positive number of minutes, e.g. 30")
+
+
+def _topology(path: Path | None, profile: Profile) -> Topology | None:
+    """The cabling in ``path`` with its rail order (the file's, the profile's rail names, or name order)."""
+    if path is None:
+        return None
+    cabling = load_cabling(path)
+    return Topology(cabling, rail_order(cabling, profile.rail_names, profile.excluded_hcas))
 
 
 def validate(config: RailsConfig, *, with_history: bool = True) -> tuple[Profile, RailsSettings]:

@@ -55,13 +55,15 @@ def parts_of(defect: Defect, nodes: Sequence[str], rails: int, where: Mapping[tu
         cells = [(defect.node, k) for k in range(rails)]
     elif defect.kind == "pair":
         cells = [(defect.node, defect.rail), (defect.peer, defect.rail)]
+    elif defect.kind in ("leaf", "uplink", "spine"):
+        cells = []  # switch ports: no node's counters see them
     else:
         cells = [(defect.node, defect.rail)]
     out = []
     for node, rail in cells:
         if node is None or rail is None:
             continue
-        name = where.get((node, rail)) or (defect.device if defect.kind in ("link", "errors") else None)
+        name = where.get((node, rail)) or (defect.device if defect.kind in ("link", "cable", "errors") else None)
         if name:
             out.append((node, name, rail))
     return out
@@ -100,9 +102,9 @@ def _action_key(defect: Defect, physical: bool) -> str:
     if defect.kind == "errors":
         return "errors"
     if defect.symptom == "dead":
-        return "dead"
-    if defect.kind == "link":
-        return "link_errors" if physical else "link"
+        return "cable_dead" if defect.kind == "cable" else "dead"
+    if defect.kind in ("link", "cable"):
+        return f"{defect.kind}_errors" if physical else defect.kind
     return defect.kind
 
 
@@ -196,12 +198,17 @@ def _with_action(defect: Defect, physical: bool, actions: Actions, where: Mappin
     expected = device_words(defect.expected_device)["device"] if defect.expected_device else None
     if defect.kind == "link" and defect.expected_device:
         words = device_words(defect.expected_device)  # a dead port is named by its own port
+    switch = " and ".join(defect.switches) if len(defect.switches) <= 2 else ", ".join(defect.switches)
     sentence = actions.action(
         _action_key(defect, physical),
         node=defect.node,
         peer=defect.peer,
         rail=defect.rail,
         expected=expected,
+        switch=switch or None,
+        switch_port=defect.ports[0] if defect.kind == "cable" and defect.ports else None,
+        uplinks="; ".join(defect.ports) or None,
+        unit=defect.unit,
         **words,
     )
     return dataclasses.replace(defect, action=sentence)

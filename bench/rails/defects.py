@@ -9,9 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-DefectKind = Literal["link", "rail", "node", "pair", "errors", "path"]
+DefectKind = Literal["link", "rail", "node", "pair", "errors", "path", "cable", "leaf", "uplink", "spine"]
 """``errors``: a link whose error counters rose during its own windows while its bandwidth held; ``path``: a
-rail's bytes on a NIC other than the one next to its GPU (``bench.rails.evidence.path_defects``)."""
+rail's bytes on a NIC other than the one next to its GPU (``bench.rails.evidence.path_defects``). With the
+fabric's cabling (``rails --topology``) a link is a ``cable`` (node port <-> leaf port), and ``leaf``,
+``uplink`` and ``spine`` name parts above the node (``bench.rails.switches``)."""
 Symptom = Literal["slow", "flaky", "dead", "errors", "misrouted"]
 Severity = Literal["fail", "warn"]
 
@@ -93,6 +95,12 @@ class Defect:
     """A ``path`` defect's NIC nearest the rail's GPU (``mlx5_4:1``), or a dead port's own."""
     carried: tuple[str, ...] = ()
     """A ``path`` defect's NICs that carried the rail's bytes, busiest first."""
+    switches: tuple[str, ...] = ()
+    """With a topology: the leaf of a cable or leaf; the candidate leaves of an uplink; the spines of a spine."""
+    ports: tuple[str, ...] = ()
+    """With a topology: the switch ports to check (a cable's leaf port, the uplinks ``leaf port <-> spine port``)."""
+    unit: str | None = None
+    """With a topology: the scalable unit of a leaf, or of an uplink's leaf, ``unit 2 (node33-node64)``."""
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -117,6 +125,9 @@ class Defect:
             "errors": None if self.errors is None else [e.as_dict() for e in self.errors],
             "action": self.action,
             "severity": self.severity,
+            "switches": list(self.switches),
+            "ports": list(self.ports),
+            "unit": self.unit,
             "line": describe(self),
         }
 
@@ -155,7 +166,12 @@ def describe(defect: Defect) -> str:
 
 def _finding(defect: Defect) -> str:
     device = f"{defect.device}, " if defect.device else ""
-    if defect.kind == "rail":
+    if defect.kind in ("leaf", "uplink", "spine"):
+        where = _switch_words(defect)
+    elif defect.kind == "cable":
+        ends = f"{defect.node} {defect.device or 'rail ' + str(defect.rail)}"
+        where = f"{defect.node} rail {defect.rail} (cable {ends} <-> {defect.ports[0] if defect.ports else '?'})"
+    elif defect.kind == "rail":
         where = f"rail {defect.rail} ({device}every node)"
     elif defect.kind == "node":
         where = f"{defect.node} (every rail)"
@@ -181,6 +197,22 @@ def _finding(defect: Defect) -> str:
         found = f"in {defect.slow_pairs}/{defect.pairs} pairs"
     verdict = {"slow": "fault", "dead": "dead", "flaky": "flaky"}[defect.symptom]
     return f"{where}: {rate} {found} → {defect.kind} {verdict}"
+
+
+def _switch_words(defect: Defect) -> str:
+    """``leaf leaf-su1-r3 (rail 3, unit 1 (node01-node32))``, ``uplinks of leaf-su2-r3 (rail 3, ...)``,
+    ``uplinks between leaf-su1-r3 and leaf-su2-r3 (rail 3)``, ``spines spine-1..spine-8 (every rail)``."""
+    rail = "every rail" if defect.rail is None else f"rail {defect.rail}"
+    unit = f", {defect.unit}" if defect.unit else ""
+    names = list(defect.switches)
+    if defect.kind == "leaf":
+        return f"leaf {names[0] if names else '?'} ({rail}{unit})"
+    if defect.kind == "uplink":
+        if len(names) == 2:
+            return f"uplinks between {names[0]} and {names[1]} ({rail})"
+        return f"uplinks of {names[0] if names else '?'} ({rail}{unit})"
+    shown = f"{names[0]}..{names[-1]}" if len(names) > 2 else " and ".join(names) or "?"
+    return f"spine {shown} ({rail}, between units)" if len(names) == 1 else f"spines {shown} ({rail}, between units)"
 
 
 def _device_words(device: str) -> str:

@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from bench.rails import evidence, liveness, records, windows
+from bench.rails import evidence, fabric_map, liveness, records, windows
 from bench.rails.config import RailsSettings
+from bench.rails.corroborate import device_of
 from bench.rails.defects import Defect
 from bench.rails.layout import RailLayout
-from bench.rails.liveness import LinkReport, Membership
-from bench.rails.localise import Diagnosis, Thresholds, diagnose
-from bench.rails.measure import flatten
+from bench.rails.liveness import LinkReport, Membership, everyone_live
+from bench.rails.localise import Diagnosis, PairMatrix, Thresholds, diagnose
+from bench.rails.measure import PairTime, flatten
 from bench.rails.pairs import suspects
 from bench.rails.records import short_device
 from bench.rails.schedule import Cell
@@ -26,8 +27,19 @@ def suspect_cells(
     settings: RailsSettings, layout: RailLayout, gathered: list[dict[str, Any]], membership: Membership
 ) -> list[Cell]:
     """The cells whose matrix samples are slow: re-measured before anything is named."""
+    return suspects_in(settings, layout, gathered, flatten([g["times"] for g in gathered]), membership)
+
+
+def suspects_in(
+    settings: RailsSettings,
+    layout: RailLayout,
+    gathered: list[dict[str, Any]],
+    times: Sequence[PairTime] | records.PairColumns,
+    membership: Membership | None = None,
+) -> list[Cell]:
+    """``suspect_cells`` of these pair times (the fabric model's columns stand in for the gathered times)."""
+    membership = membership or everyone_live(len(layout.nodes), layout.rails)
     _, _, rates, thresholds = _judging(settings, layout, gathered, membership)
-    times = flatten([g["times"] for g in gathered])
     return suspects(times, layout.nodes, layout.rails, rates, thresholds)
 
 
@@ -68,19 +80,41 @@ def outcome(
     """Rank 0: devices, line rates, localisation and targets from everything the ranks sent; the dead parts
     found before the rail groups formed come first among the defects, beside whatever the measurements
     named."""
-    nodes = layout.nodes
-    rail_results = sorted(flatten([g["results"] for g in gathered]), key=lambda r: (r.mode != "concurrent", r.rail))
     times = sorted(
         flatten([g["times"] for g in gathered]), key=lambda t: (t.confirm, t.repeat, t.round, t.rail, t.node)
     )
+    matrix = records.pair_matrix(times, layout.nodes, layout.rails) if times else None
+    return judged(settings, layout, gathered, times, matrix, membership, reports)
+
+
+def judged(
+    settings: RailsSettings,
+    layout: RailLayout,
+    gathered: list[dict[str, Any]],
+    times: list[PairTime],
+    matrix: PairMatrix | None,
+    membership: Membership | None = None,
+    reports: Sequence[LinkReport] = (),
+) -> records.RailsOutcome:
+    """``outcome`` once the pair matrix is built: the fabric model (``tests/fabric_model.py``) builds it from its
+    own columns of pair times and calls this, so what it judges is judged exactly as rank 0 judges a run (every
+    link live unless ``membership`` says otherwise)."""
+    nodes = layout.nodes
+    membership = membership or everyone_live(len(nodes), layout.rails)
+    rail_results = sorted(flatten([g["results"] for g in gathered]), key=lambda r: (r.mode != "concurrent", r.rail))
     readers = [g for g in gathered if g["windows"] and g["windows"][0] is not None]
     devices, expected, rates, thresholds = _judging(settings, layout, gathered, membership)
     min_bytes = max(1, settings.rail_bytes // 2)
     findings = evidence.findings(devices, settings.quiet_devices, settings.counter_tolerance_bytes, min_bytes)
     device_names = records.device_map(devices)
     found = Diagnosis(())
-    if times:
-        found = diagnose(records.pair_matrix(times, nodes, layout.rails), rates, thresholds, device_names)
+    fabric = None
+    if settings.topology is not None:
+        # Rail k's HCA on each node: the one that carried it, else the one it should use (bench.rails.corroborate).
+        hcas = fabric_map.device_hca(device_of(devices))
+        fabric = fabric_map.place(settings.topology, nodes, layout.rails, hcas)
+    if matrix is not None:
+        found = diagnose(matrix, rates, thresholds, device_names, fabric)
     below = []
     for r in rail_results:
         target = expected.get(r.rail)

@@ -28,6 +28,7 @@ Pure functions over numpy arrays: a 512-node x 8-rail matrix localises in well u
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from collections.abc import Mapping
@@ -37,8 +38,9 @@ from typing import Literal
 import numpy as np
 
 from bench.exits import UserError
-from bench.rails import noise
+from bench.rails import lone_pairs, noise, switches
 from bench.rails.defects import EVIDENCE_LIMIT, Defect, DefectKind, Symptom, Transient, describe
+from bench.rails.fabric_map import FabricMap
 from bench.rails.matrix import PairMatrix, PairSample
 from bench.rails.parts import Cells, summary_defect, transients
 
@@ -135,7 +137,8 @@ def _judge(matrix: PairMatrix, rates: np.ndarray | None, thresholds: Thresholds)
     with warnings.catch_warnings():
         # The diagonal and unmeasured cells are NaN by design; their all-NaN slices are expected.
         warnings.simplefilter("ignore", RuntimeWarning)
-        cell_median = np.nanmedian(x, axis=0)
+        # One repeat is its own median (numpy's nanmedian over a length-1 axis takes seconds at 256 x 8).
+        cell_median = x[0].copy() if x.shape[0] == 1 else np.nanmedian(x, axis=0)
     effect = math.log(thresholds.relative_fraction)
     slow_rail = _slow_rails(x, cell_median, measured, effect) if rates is None else np.zeros(len(scale), bool)
     ok = ~slow_rail
@@ -185,14 +188,20 @@ def diagnose(
     line_rate_Gbps: float | Mapping[int, float] | None,
     thresholds: Thresholds = Thresholds(),
     devices: Mapping[tuple[str, int], str] | None = None,
+    fabric: FabricMap | None = None,
 ) -> Diagnosis:
     """The smallest set of broken parts that explains every reproducible slow pair measurement.
 
     ``line_rate_Gbps`` is one rate for every rail, a rate per rail, or None where unknown (relative test
-    only). ``devices`` maps ``(node, rail)`` to the HCA or interface name for the report.
+    only). ``devices`` maps ``(node, rail)`` to the HCA or interface name for the report. ``fabric`` places
+    the nodes on the fabric's leaves and spines (``rails --topology``): then a link is a ``cable`` with its leaf
+    port, and leaves, uplinks and spines are named too (``bench.rails.switches``); without it, nothing about
+    the switches is guessed.
     """
     rates = _line_rates(matrix, line_rate_Gbps)
     cells = _judge(matrix, rates, thresholds)
+    # What noise alone reproduces: the yardstick of every part convicted by reproduced suspects.
+    per_cell = cells.reproduced_by_noise
     n = len(matrix.nodes)
     measured, suspect = cells.measured, cells.suspect
     others = ~np.eye(n, dtype=bool)
@@ -207,16 +216,35 @@ def diagnose(
     rail_fault &= np.array([cells.confirmed(*index) for index in rail_cells], dtype=bool)
     for kpos in np.flatnonzero(rail_fault):
         rail_fault[kpos] = not _one_node_explains(cells.reproduces[kpos], measured[kpos])
+    all_cells = cells
+    found_switches: list[switches.SwitchFault] = []
+    if fabric is not None:
+        # A leaf explains every cell of its nodes on its rail; nothing smaller is judged on them.
+        found_switches = switches.leaf_faults(cells, fabric, rail_fault)
+        cells = cells.without(switches.explained(found_switches, suspect.shape))
+        measured, suspect = cells.measured, cells.suspect
     # Link (a, k): every measured partner of a on rail k is suspect; a rail fault explains it already.
     link_candidate = (suspect | ~measured).all(axis=2) & measured.any(axis=2) & ~rail_fault[:, None]
     for kpos, apos in zip(*np.nonzero(link_candidate), strict=True):
         b = all_nodes[others[apos]]
         link_candidate[kpos, apos] = cells.confirmed(np.full(len(b), kpos), np.full(len(b), apos), b)
     _fewest_links(cells.reproduces, link_candidate)
-    _intermittent_links(cells, link_candidate, rail_fault)
-    # Node a: a link candidate on every rail that no rail fault explains, and at least two of them.
+    if fabric is not None:
+        # Between units, what no slow cable explains: an uplink's or a spine's flows.
+        whole = np.zeros_like(suspect)
+        lk0, la0 = np.nonzero(link_candidate)
+        whole[lk0, la0, :] = whole[lk0, :, la0] = True
+        paths = switches.path_faults(cells.without(whole), fabric, rail_fault, per_cell)
+        found_switches += paths
+        cells = cells.without(switches.explained(paths, suspect.shape))
+        measured, suspect = cells.measured, cells.suspect
+    _intermittent_links(cells, link_candidate, rail_fault, per_cell)
+    # Node a: a link candidate on every rail that no rail fault explains (or where a larger part left it no
+    # cell to judge), and at least two of them.
     open_rails = ~rail_fault
-    node_fault = (link_candidate | ~open_rails[:, None]).all(axis=0) & (open_rails.sum() >= 2)
+    judged = measured.any(axis=2) & open_rails[:, None]
+    node_fault = (link_candidate | ~judged).all(axis=0) & ((link_candidate & judged).sum(axis=0) >= 2)
+    node_fault &= open_rails.sum() >= 2
     link_fault = link_candidate & ~node_fault[None, :]
 
     explained = np.zeros_like(suspect)
@@ -232,7 +260,18 @@ def diagnose(
         rail = matrix.rails[kpos]
         names = {d for d in (_device(devices, node, rail) for node in matrix.nodes) if d}
         device = names.pop() if len(names) == 1 else None
-        defects.append(summary_defect(cells, "rail", rail_cells[kpos], node=None, rail_pos=int(kpos), device=device))
+        defect = summary_defect(all_cells, "rail", rail_cells[kpos], node=None, rail_pos=int(kpos), device=device)
+        single = switches.rail_leaf(fabric, all_cells, int(kpos)) if fabric is not None else None
+        if fabric is not None and single is not None:
+            # One unit: the rail's one leaf carries every pair of it.
+            leaf = fabric.leaves[single]
+            unit = fabric.unit_names[leaf.unit] if 0 <= leaf.unit < len(fabric.unit_names) else None
+            ports = tuple(str(c) for c in leaf.uplinks)
+            defect = dataclasses.replace(defect, kind="leaf", switches=(leaf.name,), ports=ports, unit=unit)
+        defects.append(defect)
+    for fault in found_switches:
+        defect = summary_defect(all_cells, fault.kind, fault.index, node=None, rail_pos=fault.rail_pos, device=None)
+        defects.append(dataclasses.replace(defect, switches=fault.switches, ports=fault.ports, unit=fault.unit))
     for apos in np.flatnonzero(node_fault):
         k, b = np.nonzero(others[apos][None, :] & open_rails[:, None])
         node = matrix.nodes[apos]
@@ -242,18 +281,19 @@ def diagnose(
     for kpos, apos in zip(lk, la, strict=True):
         b = all_nodes[others[apos]]
         node, rail = matrix.nodes[apos], matrix.rails[kpos]
-        defects.append(
-            summary_defect(
-                cells,
-                "link",
-                (np.full(len(b), kpos), np.full(len(b), apos), b),
-                node=node,
-                rail_pos=int(kpos),
-                device=_device(devices, node, rail),
-            )
+        defect = summary_defect(
+            cells,
+            "link",
+            (np.full(len(b), kpos), np.full(len(b), apos), b),
+            node=node,
+            rail_pos=int(kpos),
+            device=_device(devices, node, rail),
         )
-    # What is left: suspect pairs that no larger part explains, named when they are slow in most samples.
-    pk, pa, pb = np.nonzero(np.triu(cells.pair_slow & ~explained, k=1))
+        defects.append(_as_cable(defect, fabric, int(rail)))
+    # What is left: suspect pairs that no larger part explains, named when they are slow in most samples and
+    # more of their samples are slow than noise makes slow in any cell of the matrix.
+    lone = cells.pair_slow & ~explained & lone_pairs.beyond_noise(cells)
+    pk, pa, pb = np.nonzero(np.triu(lone, k=1))
     for kpos, apos, bpos in zip(pk, pa, pb, strict=True):
         node, peer, rail = matrix.nodes[apos], matrix.nodes[bpos], matrix.rails[kpos]
         explained[kpos, apos, bpos] = explained[kpos, bpos, apos] = True
@@ -270,6 +310,20 @@ def diagnose(
         )
     level = {rail: float(cells.expected[i]) for i, rail in enumerate(matrix.rails)}
     return Diagnosis(tuple(defects), transients(cells, suspect & ~explained), cells.too_noisy, level)
+
+
+def _as_cable(defect: Defect, fabric: FabricMap | None, rail: int) -> Defect:
+    """A link the cabling places is a ``cable``: the node's HCA port, its cable and its leaf port."""
+    if fabric is None or defect.node is None or defect.node not in fabric.nodes or not 0 <= rail < fabric.rails:
+        return defect
+    node = fabric.nodes.index(defect.node)
+    leaf_port = fabric.leaf_port.get((rail, node))
+    if leaf_port is None:
+        return defect  # the cabling does not hold this HCA: nothing is guessed
+    index = int(fabric.leaf[rail, node])
+    leaf = fabric.leaves[index]
+    unit = fabric.unit_names[leaf.unit] if 0 <= leaf.unit < len(fabric.unit_names) else None
+    return dataclasses.replace(defect, kind="cable", switches=(leaf.name,), ports=(leaf_port,), unit=unit)
 
 
 def _one_node_explains(reproduces: np.ndarray, measured: np.ndarray) -> bool:
@@ -301,7 +355,7 @@ def _fewest_links(reproduces: np.ndarray, link_candidate: np.ndarray) -> None:
             explained[a, :] = explained[:, a] = True
 
 
-def _intermittent_links(cells: Cells, link_candidate: np.ndarray, rail_fault: np.ndarray) -> None:
+def _intermittent_links(cells: Cells, link_candidate: np.ndarray, rail_fault: np.ndarray, per_cell: float) -> None:
     """Add to ``link_candidate`` the links slow with some partners only: a link that fails intermittently
     (or a flapping one) is slow in the rounds that caught it bad and fine in the rest, so not every partner
     is a suspect. Greedily, as the smallest explanation: the link with the most suspect partners that no
@@ -309,14 +363,20 @@ def _intermittent_links(cells: Cells, link_candidate: np.ndarray, rail_fault: np
     link explains two slow pairs better than two pair faults that share it, and two reproducing suspects at
     one link are what noise does not do: each stands out of the fabric's spread at the matrix's family-wise
     false-alarm rate. Suspects another named part explains do not count, so two slow links on one rail
-    do not make their common partners suspects."""
+    do not make their common partners suspects. On a large matrix noise alone reproduces a few suspects, so
+    the link's reproduced suspects must also be more than noise gives over its partners (``per_cell`` each,
+    family-wise over every link): on 256 nodes x 8 rails that is three, on a testbed two. And the link must
+    hold more reproduced suspects than any of its partners: without the fabric's cabling, a block of slow
+    pairs between two groups of nodes (a switch path) is named as its pairs, not as one side's links."""
     measured = cells.measured
     left = cells.suspect & ~rail_fault[:, None, None]
     for k, a in zip(*np.nonzero(link_candidate), strict=True):
         left[k, a, :] = left[k, :, a] = False
     tried = link_candidate.copy()
+    links = max(1, int(measured.any(axis=2).sum()))
+    left_count = left.sum(axis=2)  # kept up to date below: a 256 x 8 matrix tries thousands of links
     while True:
-        counts = np.where(tried, -1, left.sum(axis=2))
+        counts = np.where(tried, -1, left_count)
         k, a = np.unravel_index(int(np.argmax(counts)), counts.shape)
         if counts[k, a] < 2:
             return
@@ -324,9 +384,19 @@ def _intermittent_links(cells: Cells, link_candidate: np.ndarray, rail_fault: np
         if int(measured[k, a].sum()) < 3:
             continue  # with two partners, both suspect is the rule above
         b = np.flatnonzero(left[k, a])
-        if cells.confirmed(np.full(len(b), k), np.full(len(b), a), b):
+        again = int(cells.reproduces[k, a, b].sum())
+        beyond = noise.poisson_sf(again, int(measured[k, a].sum()) * per_cell) * links <= noise.NAME_FALSE_ALARMS
+        # The link must explain its reproduced suspects better than any of its partners' links does: where
+        # they tie (every node of one group slow with every node of another, as a switch path between two
+        # groups makes them), a link would be a guess, and the slow pairs stay pairs.
+        partners = b[cells.reproduces[k, a, b]]
+        rivals = (left[k, partners] & cells.reproduces[k, partners]).sum(axis=1) if len(partners) else np.zeros(0)
+        beyond &= not bool((rivals >= again).any())
+        if beyond and cells.confirmed(np.full(len(b), k), np.full(len(b), a), b):
             link_candidate[k, a] = True
             left[k, a, :] = left[k, :, a] = False
+            left_count[k, a] = 0
+            left_count[k, b] -= 1
 
 
 def suspect_samples(

@@ -1,13 +1,16 @@
-"""The node x node x rail matrix of pair bandwidths, with its re-measurements, as numpy arrays."""
+"""The node x node x rail matrix of pair bandwidths, with its re-measurements, as numpy arrays, and how rank 0
+builds it from the pair directions the ranks measured (``pair_matrix``)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from bench.exits import UserError
+from bench.rails.measure import PairTime
 
 
 @dataclass(frozen=True)
@@ -99,3 +102,86 @@ class PairMatrix:
             values[i, k, a, b] = values[i, k, b, a] = s.busbw_Gbps
             flags[i, k, a, b] = flags[i, k, b, a] = s.stopped
         return cls(tuple(node_list), tuple(rail_list), busbw, stopped, confirm, confirm_stopped)
+
+
+@dataclass(frozen=True, eq=False)
+class PairColumns:
+    """Pair directions as columns, one numpy array per ``PairTime`` field: what rank 0 judges a large matrix
+    from (and what the fabric model of ``tests/fabric_model.py`` produces instead of ranks)."""
+
+    node: np.ndarray
+    peer: np.ndarray
+    rail: np.ndarray
+    repeat: np.ndarray
+    round: np.ndarray
+    nbytes: np.ndarray
+    time_us: np.ndarray
+    stopped: np.ndarray
+    confirm: np.ndarray
+
+    @classmethod
+    def from_times(cls, times: Sequence[PairTime]) -> PairColumns:
+        def column(field: int, dtype: type) -> np.ndarray:
+            return np.fromiter((t[field] for t in times), dtype=dtype, count=len(times))
+
+        node, peer, rail, repeat, index, nbytes = (column(i, np.int64) for i in range(6))
+        return cls(node, peer, rail, repeat, index, nbytes, column(6, np.float64), column(7, bool), column(8, np.int64))
+
+    def __len__(self) -> int:
+        return len(self.node)
+
+    def __add__(self, other: PairColumns) -> PairColumns:
+        return PairColumns(
+            *(np.concatenate([getattr(self, f.name), getattr(other, f.name)]) for f in dataclasses.fields(self))
+        )
+
+
+def pair_matrix(times: Sequence[PairTime] | PairColumns, nodes: Sequence[str], rails: int) -> PairMatrix:
+    """The matrix of ``bench.rails.records.pair_samples(times)``, built with numpy: each (pair, rail, repeat,
+    pass) keeps its slower direction (the first of equal ones), stopped when either ran out of time. Rank 0 of a
+    256-node x 8-rail run holds half a million directions per pass; one Python record per sample took seconds."""
+    n = len(nodes)
+    if not len(times):
+        return PairMatrix.from_samples([], nodes=list(nodes), rails=list(range(rails)))
+    cols = times if isinstance(times, PairColumns) else PairColumns.from_times(times)
+    node, peer, rail, repeat = cols.node, cols.peer, cols.rail, cols.repeat
+    nbytes, time_us, stopped, confirm = cols.nbytes, cols.time_us, cols.stopped, cols.confirm
+    low, high = np.minimum(node, peer), np.maximum(node, peer)
+    bad = (low < 0) | (high >= n) | (low == high) | (rail < 0) | (rail >= rails) | (repeat < 0) | (confirm < 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise UserError(f"pair {node[i]}-{peer[i]} on rail {rail[i]} is outside the run's {n} nodes and {rails} rails")
+    spans = (n, n, rails, int(repeat.max()) + 1, int(confirm.max()) + 1)
+    key = np.ravel_multi_index((low, high, rail, repeat, confirm), spans)
+    # Per key the slowest direction, the earliest of equal ones: a stable sort by key keeps each key's
+    # directions in their order, and the first that reaches its key's largest time is picked.
+    order = np.argsort(key, kind="stable")
+    ordered = key[order]
+    first = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    times_in_order = time_us[order]
+    largest = np.repeat(np.maximum.reduceat(times_in_order, first), np.diff(np.r_[first, len(order)]))
+    position = np.where(times_in_order == largest, np.arange(len(order)), len(order))
+    pick = order[np.minimum.reduceat(position, first)]
+    any_stopped = np.maximum.reduceat(stopped[order].astype(np.int8), first).astype(bool)
+    with np.errstate(divide="ignore"):
+        rate = np.where(time_us[pick] > 0, nbytes[pick] * 8 / (time_us[pick] * 1e-6) / 1e9, 0.0)  # busbw_Gbps
+    repeats = 1 + int(repeat[confirm == 0].max(initial=0))
+    passes = int(confirm.max())
+    busbw = np.full((repeats, rails, n, n), np.nan)
+    again = np.full((passes, rails, n, n), np.nan)
+    stop_m, stop_c = np.zeros(busbw.shape, dtype=bool), np.zeros(again.shape, dtype=bool)
+    # Keys ascend, so where two keys land on one slot (re-measurements from two repeats) the later wins, as a
+    # loop over the sorted samples would.
+    for is_confirm, values, flags in ((False, busbw, stop_m), (True, again, stop_c)):
+        sel = np.flatnonzero((confirm[pick] > 0) == is_confirm)
+        slot = (confirm[pick][sel] - 1) if is_confirm else repeat[pick][sel]
+        k, a, b = rail[pick][sel], low[pick][sel], high[pick][sel]
+        if is_confirm and len(sel):  # only re-measurements can share a slot (one per repeat they came from)
+            where = np.ravel_multi_index((slot, k, a, b), values.shape)
+            _, back = np.unique(where[::-1], return_index=True)
+            keep = len(sel) - 1 - back  # the last of each slot
+            slot, k, a, b, sel = slot[keep], k[keep], a[keep], b[keep], sel[keep]
+        for i, j in ((a, b), (b, a)):
+            values[slot, k, i, j] = rate[sel]
+            flags[slot, k, i, j] = any_stopped[sel]
+    return PairMatrix(tuple(nodes), tuple(range(rails)), busbw, stop_m, again, stop_c)

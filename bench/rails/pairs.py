@@ -18,8 +18,8 @@ from bench.measure.timing import Budget
 from bench.rails.budget import cell_budget, chunks_per_message, expected_rate
 from bench.rails.layout import RailLayout
 from bench.rails.localise import Thresholds, suspect_samples
+from bench.rails.matrix import PairColumns, pair_matrix
 from bench.rails.measure import PairOpen, PairTime, flatten, pair_buffers, pair_round
-from bench.rails.records import pair_matrix
 from bench.rails.schedule import Cell, Round, confirmation_rounds, schedule
 from bench.runtime.coord import Coord, GroupCoord
 
@@ -121,21 +121,26 @@ class PairRunner:
 
 
 def suspects(
-    times: Sequence[PairTime],
+    times: Sequence[PairTime] | PairColumns,
     nodes: Sequence[str],
     rails: int,
     line_rates: Mapping[int, float] | None,
     thresholds: Thresholds,
 ) -> list[Cell]:
     """Rank 0: every cell with a slow sample, as ``(repeat, round, rail, low, high)`` of its first slow one."""
-    if not times:
+    if not len(times):
         return []
-    slow = suspect_samples(pair_matrix(times, nodes, rails), line_rates, thresholds)
-    rounds = {(t.repeat, t.rail, min(t.node, t.peer), max(t.node, t.peer)): t.round for t in times if not t.confirm}
+    cols = times if isinstance(times, PairColumns) else PairColumns.from_times(times)
+    slow = suspect_samples(pair_matrix(cols, nodes, rails), line_rates, thresholds)
+    # The round each matrix sample ran in, -1 where none did.
+    matrix = cols.confirm == 0
+    low, high = np.minimum(cols.node, cols.peer)[matrix], np.maximum(cols.node, cols.peer)[matrix]
+    round_of = np.full(slow.shape, -1, dtype=np.int64)
+    round_of[cols.repeat[matrix], cols.rail[matrix], low, high] = cols.round[matrix]
     out: list[Cell] = []
     for k, a, b in zip(*np.nonzero(np.triu(slow.any(axis=0), k=1)), strict=True):
         repeat = int(np.flatnonzero(slow[:, k, a, b])[0])
-        index = rounds.get((repeat, int(k), int(a), int(b)))
-        if index is not None:
+        index = int(round_of[repeat, k, a, b])
+        if index >= 0:
             out.append((repeat, index, int(k), int(a), int(b)))
     return out

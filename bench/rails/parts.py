@@ -6,6 +6,7 @@ from and turns a set of cells into a ``Defect`` or ``Transient`` with every samp
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Literal
@@ -14,6 +15,7 @@ import numpy as np
 
 from bench.rails.defects import EVIDENCE_LIMIT, Defect, DefectKind, Symptom, Transient
 from bench.rails.matrix import PairMatrix
+from bench.rails.noise import FALSE_ALARMS
 
 CellIndex = tuple[np.ndarray, np.ndarray, np.ndarray]
 """Parallel arrays ``(rail position, node a, node b)``."""
@@ -66,6 +68,37 @@ class Cells:
         if not self.remeasured:
             out &= 2 * self.beyond_noise.sum(axis=0) > samples
         return out
+
+    def without(self, mask: np.ndarray) -> Cells:
+        """The same judgement with the cells in ``mask`` (``[rail, a, b]``) set aside: a larger part explains
+        them, so nothing smaller is judged on them."""
+        keep = ~mask
+        return dataclasses.replace(
+            self,
+            measured=self.measured & keep,
+            slow_sample=self.slow_sample & keep,
+            slow_again=self.slow_again & keep,
+            beyond_noise=self.beyond_noise & keep,
+        )
+
+    @cached_property
+    def noise_rate(self) -> float:
+        """The chance that one matrix sample of a healthy cell is slow: the slow samples of the suspects that
+        re-measured normal (noise, by their own re-measurement) over every matrix sample, plus the screen's
+        family-wise share (``noise.FALSE_ALARMS``), so a matrix with no transient still has a rate."""
+        upper = np.triu(np.ones(self.measured.shape[1:], dtype=bool), k=1)[None]
+        samples = int((~np.isnan(self.matrix.busbw) & upper).sum())
+        transient = self.suspect & ~self.reproduces & upper[0] if self.remeasured else np.zeros_like(self.suspect)
+        slow = int(self.slow_sample[:, transient].sum())
+        return min(1.0, (slow + FALSE_ALARMS) / max(1, samples))
+
+    @property
+    def reproduced_by_noise(self) -> float:
+        """The chance that a healthy cell is a suspect *and* reproduces: what noise gives per cell."""
+        p = self.noise_rate
+        suspect = 1.0 - (1.0 - p) ** self.slow_sample.shape[0]
+        again = 1.0 - (1.0 - p) ** self.slow_again.shape[0] if self.remeasured else 1.0
+        return suspect * again
 
     def confirmed(self, k: np.ndarray, a: np.ndarray, b: np.ndarray) -> bool:
         """At least half of these cells' suspects reproduced (and there is at least one suspect)."""

@@ -26,12 +26,13 @@ from bench.measure import device as device_ops
 from bench.measure.collectives import get_collective
 from bench.measure.timing import Budget, SizeResult, measure
 from bench.profiles import Profile
-from bench.rails import intranode, judge, output, records, windows
+from bench.rails import intranode, judge, output, plan, records, windows
 from bench.rails.budget import cell_budget, chunks_per_message
 from bench.rails.config import RailsConfig, RailsSettings, validate
 from bench.rails.corroborate import corroborate
 from bench.rails.groups import form_rail_groups
 from bench.rails.items import rail_items
+from bench.rails.laps import Laps, compared
 from bench.rails.layout import RailLayout, interface_for_rail, rail_layout
 from bench.rails.live import LiveRails
 from bench.rails.measure import PairTime, p2p_wait
@@ -186,9 +187,11 @@ def rails_phase(
     watchdog: Watchdog,
     live: LiveRails | None = None,
     coord: Coord | None = None,
+    laps: Laps | None = None,
 ) -> records.RailsOutcome | None:
     """Every rail and every pair; returns the outcome on rank 0, None elsewhere. ``live`` (rank 0) writes the
-    rail groups' results and each pair round down as soon as they are gathered.
+    rail groups' results and each pair round down as soon as they are gathered; ``laps`` marks the end of each
+    phase of the plan (``bench.rails.plan``).
 
     Rail groups are formed from their live members (``bench.rails.groups``): a rank whose link is dead, or
     whose rail has no group, measures nothing on its rail but keeps in step with the world (its barriers,
@@ -201,6 +204,7 @@ def rails_phase(
     if len(layout.nodes) < 2:
         reason = f"1 node ({layout.nodes[0]}): a rail group needs local rank k of at least 2 nodes"
         return records.RailsOutcome(skipped=reason, nodes=layout.nodes, rails=layout.rails) if rank == 0 else None
+    laps = laps or Laps()
     node, rail = layout.where(rank)
     coord = coord or world_coord(ctx, settings.timeout_s)
     my_ifname = _my_interface(settings, layout, rank, coord)
@@ -212,6 +216,7 @@ def rails_phase(
     group = formed.mine(rank, layout)
     n = len(membership.live[rail])
     counts.close("forming the rail groups")
+    laps.mark("start-up and rail groups")
 
     mine: list[records.RailResult] = []
     fastest = 0.0
@@ -246,6 +251,7 @@ def rails_phase(
     # closes after every rank's last measurement (the gather above, then each rail's closing barrier), and the
     # next measurement starts only after the next barrier, when every node has read its counters.
     counts.close("every rail group at once")
+    laps.mark("rail groups, every rail at once")
     alone: list[dict[str, int] | None] = []
     for k in range(layout.rails):
         watchdog.enter(f"rail {k} alone")
@@ -273,6 +279,7 @@ def rails_phase(
         coord.barrier()
         alone.append(counts.close(f"rail {k} alone", (k,)))
         watchdog.leave()
+    laps.mark("each rail alone (counter windows)")
 
     op_timeout_s = torch_timeout_s(settings.timeout_s)
     times: list[PairTime] = []
@@ -284,6 +291,7 @@ def rails_phase(
         runner = PairRunner(settings, layout, rank, group, ctx.device, start, wait, keep, measured, coord)
         times = runner.matrix(watchdog.enter, watchdog.leave)
         counts.close("pair matrix")
+        laps.mark("pair matrix")
 
     watchdog.enter("gathering the rails results")
     sent: dict[str, Any] = {  # one rank's report; rank 0 reads them all in judge.outcome
@@ -311,6 +319,7 @@ def rails_phase(
             g["times"] = g["times"] + extra
             g["error_windows"] = g["error_windows"] + read
         watchdog.leave()
+        laps.mark("confirmation")
     if rank != 0:
         return None
     outcome = judge.outcome(settings, layout, gathered, membership, formed.reports)
@@ -322,7 +331,9 @@ def world_coord(ctx: DistContext, timeout_s: float) -> Coord:
     return coordinator(ctx.backend, ctx.store, ctx.info.rank, ctx.info.world_size, torch_timeout_s(timeout_s))
 
 
-def guarded_rails_phase(settings: RailsSettings, run: Run) -> tuple[records.RailsOutcome | None, LiveRails | None]:
+def guarded_rails_phase(
+    settings: RailsSettings, run: Run, laps: Laps | None = None
+) -> tuple[records.RailsOutcome | None, LiveRails | None]:
     """``rails_phase`` (and the intra-node matrix) under the frame's guard: a hang, a lost rank, Ctrl-C or
     SIGTERM is recorded in run.json and raised on (exit 3, or 130/143), after what was measured is written.
     Returns the outcome and the live writer on rank 0, (None, None) elsewhere."""
@@ -333,17 +344,19 @@ def guarded_rails_phase(settings: RailsSettings, run: Run) -> tuple[records.Rail
         live = LiveRails(run, layout.nodes, layout.rails, settings.rail_rate_gbps, settings.iters)
     coord = world_coord(ctx, settings.timeout_s)
     with run.guarded() as watchdog:
-        outcome = rails_phase(settings, ctx, watchdog, live, coord)
+        outcome = rails_phase(settings, ctx, watchdog, live, coord, laps)
         if intranode.wanted(settings, ctx.backend):
             outcome = intranode.attach(outcome, intranode.intra_node_phase(settings, ctx, watchdog, live, coord))
+            if laps is not None:
+                laps.mark("intra-node pairs")
         # The fabric testifies: each defect with its devices' error counters and what to do about it.
         return (None if outcome is None else corroborate(outcome, settings.errors, settings.actions)), live
 
 
-def rails_test(settings: RailsSettings, run: Run) -> records.RailsOutcome | None:
+def rails_test(settings: RailsSettings, run: Run, laps: Laps | None = None) -> records.RailsOutcome | None:
     """The rails test on every rank; on rank 0 its outcome, written (rails.json, results.csv rows) and
-    printed. ``rails`` and ``accept`` both run it."""
-    outcome, live = guarded_rails_phase(settings, run)
+    printed. ``rails`` and ``accept`` both run it (``laps``: the run's phase clock)."""
+    outcome, live = guarded_rails_phase(settings, run, laps)
     if outcome is None or live is None:
         return None
     write_refused_is_infra(
@@ -366,16 +379,27 @@ class RailsJob(Job):
         profile, settings = validate(config, with_history=False)
         super().__init__(launch_of(config, settings.oob_ifname, config.history, config.no_history), profile)
         self.settings = settings
+        self.laps = Laps()
+        self.planned: plan.Plan | None = None
 
     def before_init(self, prelude: Prelude) -> Path | None:
         launch = self.launch
         return rail_prelude(self.settings, self.profile, lambda: proposed_run_dir(launch.out, launch.cluster))(prelude)
 
     def prepare(self, ctx: DistContext) -> dict[str, object]:
-        return {"rails_test": rails_section(self.settings)}
+        # The plan for this shape (every rank computes the same), cut to --max-minutes when asked.
+        layout = rail_layout(ctx.hosts)
+        intra = intranode.wanted(self.settings, ctx.backend)
+        self.planned = plan.for_run(len(layout.nodes), layout.rails, self.settings, intra=intra)
+        if self.planned is not None:
+            self.settings = self.planned.settings
+            if ctx.info.rank == 0:
+                print("\n".join(self.planned.lines()), flush=True)
+        return {"rails_test": rails_section(self.settings), "plan": planned_section(self.planned, self.laps)}
 
     def measure(self, run: Run) -> list[Item]:
-        outcome = rails_test(self.settings, run)
+        outcome = rails_test(self.settings, run, self.laps)
+        run.update(plan=planned_section(self.planned, self.laps))
         return rail_items(outcome) if outcome is not None else []
 
 
@@ -402,6 +426,13 @@ def rails_section(settings: RailsSettings) -> dict[str, object]:
         "socket_ifname": settings.socket_ifname,
         "confirm": settings.confirm,
         "cell_budget_s": settings.cell_budget_s,
+        "topology": settings.topology.cabling.source if settings.topology is not None else None,
+        "max_minutes": settings.max_minutes,
         "oob_ifname": settings.oob_ifname,
         "host": socket.gethostname(),
     }
+
+
+def planned_section(planned: plan.Plan | None, laps: Laps) -> dict[str, Any] | None:
+    """run.json's ``plan``: the projection beside what each phase has taken so far (``bench.rails.laps``)."""
+    return compared(planned.as_dict() if planned is not None else None, laps.seconds)

@@ -16,7 +16,9 @@ from bench.measure.collectives import get_collective
 from bench.measure.results import RowPlace, pair_row, result_row
 from bench.rails.defects import Transient, describe_transient
 from bench.rails.gpu_pairs import IntraNodeOutcome
-from bench.rails.localise import Defect, PairMatrix, PairSample, describe
+from bench.rails.localise import Defect, PairSample, describe
+from bench.rails.matrix import PairColumns as PairColumns  # rank 0 judges the matrix from these
+from bench.rails.matrix import pair_matrix as pair_matrix
 from bench.rails.measure import PairTime
 from bench.rails.windows import ErrorWindow
 from bench.rundir.files import Row
@@ -133,10 +135,6 @@ def pair_samples(times: Sequence[PairTime], nodes: Sequence[str]) -> list[PairSa
 def busbw_Gbps(nbytes: int, time_us: float) -> float:
     """Point-to-point: busbw = algbw = S / t, in Gb/s."""
     return nbytes * 8 / (time_us * 1e-6) / 1e9 if time_us > 0 else 0.0
-
-
-def pair_matrix(times: Sequence[PairTime], nodes: Sequence[str], rails: int) -> PairMatrix:
-    return PairMatrix.from_samples(pair_samples(times, nodes), nodes=list(nodes), rails=list(range(rails)))
 
 
 def device_map(devices: Sequence[RailDevices]) -> dict[tuple[str, int], str]:
@@ -336,8 +334,9 @@ class RailsOutcome:
 
     def rail_reasons(self, rail: int) -> list[str]:
         """Why rail ``rail`` fails (empty: it passes)."""
-        kinds = ("rail", "link", "errors", "path")
+        kinds = ("rail", "link", "errors", "path", "cable", "leaf", "uplink")
         reasons = [describe(d) for d in self.failing if d.rail == rail and d.kind in kinds]
+        reasons += [describe(d) for d in self.failing if d.kind == "spine" and d.rail is None]
         reasons += [r for r in self.below_target if r.startswith(f"rail {rail} ")]
         reasons += [f for f in self.findings if rail in _rails_named(f)]
         return reasons

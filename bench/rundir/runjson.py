@@ -32,6 +32,7 @@ SECTIONS: Mapping[str, tuple[type, ...]] = {
     "sweep": (dict,),  # run: the sweep's settings (graph as it was resolved)
     "rails_test": (dict,),  # rails and accept: the rails settings
     "rails_skipped": (str, type(None)),  # why the rails test measured nothing (one node)
+    "plan": (dict, type(None)),  # rails and accept: each phase projected and measured (bench.rails.laps)
     "accept": (dict,),  # accept: testcases per class
     "source": (dict,),  # import: the log it came from
     "gpus": (list,),  # import: the GPUs the log listed

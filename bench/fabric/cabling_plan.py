@@ -1,0 +1,265 @@
+"""The rail-optimised plan, read back from the cabling: leaves, spines, rails and units, and what breaks it.
+
+A rail-optimised fat tree (the DGX SuperPOD reference) puts HCA k of every node of a scalable unit on that
+unit's leaf switch for rail k; leaves reach the spines through uplinks, every leaf of a rail the same way.
+Nothing here trusts a label; everything is read from the cables:
+
+* a **leaf** is a switch with rail HCAs on it, a **spine** a switch cabled to leaves only (a switch of another
+  fabric, such as storage on ``mlx5_0``, is neither);
+* a leaf's **rail** is the rail most of its node ports carry (rail k = the k-th HCA of ``rail_hcas``);
+* a **unit** is a set of leaves that share most of their nodes (two leaves of one unit share every node, two
+  of different units at most a miswired few), and a node belongs to the unit most of its leaves are in.
+
+``check`` then names every departure from the plan, each with the node port and the switch port:
+
+* ``missing``: a node's rail-k HCA is not cabled; the plan's place is the unit's rail-k leaf, at the port the
+  node uses on the unit's other leaves when they agree;
+* ``miswired``: it is cabled to a leaf of another rail or another unit;
+* ``degraded``: a cable runs at a lower width or speed than the fabric's other cables of its kind;
+* ``uplink``: a leaf has fewer cables to a spine than the other leaves of its rail (a tie goes to the
+  fuller leaf: a fat tree cables every leaf of a rail alike).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from bench.fabric.cabling import Cable, Cabling, HostPort, SwitchPort
+from bench.fabric.sysfs_io import natural_key
+
+FindingKind = Literal["missing", "miswired", "degraded", "uplink"]
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """A leaf switch: the rail its node ports carry, its unit, its nodes and its uplinks."""
+
+    name: str
+    rail: int | None
+    """None when none of its node ports carries a rail HCA."""
+    unit: int
+    hosts: tuple[str, ...]
+    uplinks: tuple[Cable, ...]
+    """Its cables to spines, leaf end first."""
+
+
+@dataclass(frozen=True)
+class FabricShape:
+    """What the cabling says the fabric is."""
+
+    rail_hcas: tuple[str, ...]
+    leaves: Mapping[str, Leaf]
+    spines: tuple[str, ...]
+    units: tuple[tuple[str, ...], ...]
+    """The hosts of each unit, in natural order."""
+    unit_of: Mapping[str, int]
+
+    def unit_name(self, unit: int) -> str:
+        """``unit 2 (node33-node64)``."""
+        hosts = self.units[unit]
+        span = f"{hosts[0]}-{hosts[-1]}" if len(hosts) > 1 else hosts[0] if hosts else "no nodes"
+        return f"unit {unit + 1} ({span})"
+
+    def leaves_of(self, rail: int, unit: int) -> list[Leaf]:
+        return [leaf for leaf in self.leaves.values() if leaf.rail == rail and leaf.unit == unit]
+
+
+@dataclass(frozen=True)
+class CablingFinding:
+    """One departure from the plan."""
+
+    kind: FindingKind
+    line: str
+    node_port: str | None = None
+    """``node07 mlx5_4 port 1``."""
+    switch_port: str | None = None
+    """Where the cable is (miswired, degraded) or where the plan puts it (missing)."""
+
+
+def rail_order(cabling: Cabling, profile_names: Sequence[str] = (), excluded: Sequence[str] = ()) -> tuple[str, ...]:
+    """The HCA of each rail: the file's ``rails``, else the profile's ``[rails] names`` when the cabling has them,
+    else every cabled HCA in natural order, less the profile's excluded ones (``mlx5_0``)."""
+    if cabling.rails:
+        return cabling.rails
+    cabled = {hca for hcas in cabling.hosts.values() for hca in hcas}
+    if profile_names and cabled & set(profile_names):
+        return tuple(name for name in profile_names if name in cabled)
+    skip = {name.partition(":")[0] for name in excluded}
+    return tuple(sorted(cabled - skip, key=natural_key))
+
+
+def _units(leaf_hosts: Mapping[str, set[str]]) -> list[list[str]]:
+    """Leaves grouped into units: two leaves join when they share more than half of the smaller one's nodes."""
+    names = sorted(leaf_hosts, key=natural_key)
+    parent = {name: name for name in names}
+
+    def root(x: str) -> str:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    by_host: dict[str, list[str]] = {}
+    for name in names:
+        for host in leaf_hosts[name]:
+            by_host.setdefault(host, []).append(name)
+    shared: Counter[tuple[str, str]] = Counter()
+    for leaves in by_host.values():
+        for i, a in enumerate(leaves):
+            for b in leaves[i + 1 :]:
+                shared[(a, b)] += 1
+    for (a, b), count in shared.items():
+        if 2 * count > min(len(leaf_hosts[a]), len(leaf_hosts[b])):
+            parent[root(a)] = root(b)
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(root(name), []).append(name)
+    return list(groups.values())
+
+
+def shape(cabling: Cabling, rail_hcas: Sequence[str]) -> FabricShape:
+    """Leaves, spines, rails and units as the cables show them."""
+    rail_of_hca = {hca: k for k, hca in enumerate(rail_hcas)}
+    leaf_hosts: dict[str, set[str]] = {}
+    leaf_rails: dict[str, Counter[int]] = {}
+    for port, cable in cabling.host_ports.items():
+        if port.hca in rail_of_hca:  # an HCA on another fabric (storage's mlx5_0) is not the rails' business
+            leaf_hosts.setdefault(cable.b.switch, set()).add(port.host)
+            leaf_rails.setdefault(cable.b.switch, Counter())[rail_of_hca[port.hca]] += 1
+    uplinks: dict[str, list[Cable]] = {}
+    for cable in cabling.switch_links:
+        a, b = cable.a, cable.b
+        assert isinstance(a, SwitchPort)  # switch_links holds switch-to-switch cables only
+        for near, far in ((a, b), (b, a)):
+            if near.switch in leaf_hosts and far.switch not in leaf_hosts:
+                uplinks.setdefault(near.switch, []).append(Cable(near, far, cable.link))
+    groups = sorted(
+        _units(leaf_hosts), key=lambda g: natural_key(min((h for n in g for h in leaf_hosts[n]), key=natural_key))
+    )
+    unit_of_leaf = {name: i for i, group in enumerate(groups) for name in group}
+    votes: dict[str, Counter[int]] = {}
+    for name, hosts in leaf_hosts.items():
+        for host in hosts:
+            votes.setdefault(host, Counter())[unit_of_leaf[name]] += 1
+    unit_of = {host: min(c, key=lambda u: (-c[u], u)) for host, c in votes.items()}
+    units = tuple(tuple(sorted((h for h, u in unit_of.items() if u == i), key=natural_key)) for i in range(len(groups)))
+    leaves = {}
+    for name in sorted(leaf_hosts, key=natural_key):
+        rails = leaf_rails.get(name)
+        rail = min(rails, key=lambda k: (-rails[k], k)) if rails else None
+        cables = tuple(sorted(uplinks.get(name, []), key=lambda c: c.a))
+        members = tuple(sorted(leaf_hosts[name], key=natural_key))
+        leaves[name] = Leaf(name, rail, unit_of_leaf[name], members, cables)
+    spines = tuple(sorted({c.b.switch for leaf in leaves.values() for c in leaf.uplinks}, key=natural_key))
+    return FabricShape(tuple(rail_hcas), leaves, spines, units, unit_of)
+
+
+def _planned_port(fabric: FabricShape, cabling: Cabling, host: str, leaf: Leaf) -> str:
+    """``leaf-su1-r3 port 7`` when ``host`` uses port 7 on every other leaf of its unit and port 7 is free on
+    ``leaf``; else ``leaf-su1-r3, a free port``."""
+    ports = set()
+    for rail, hca in enumerate(fabric.rail_hcas):
+        cable = cabling.cable_of(host, hca)
+        home = fabric.leaves.get(cable.b.switch) if cable is not None else None
+        if cable is not None and home is not None and home.rail == rail and home.unit == fabric.unit_of.get(host):
+            ports.add(cable.b.port)
+    taken = {c.b.port for c in cabling.host_ports.values() if c.b.switch == leaf.name}
+    taken |= {c.a.port for c in leaf.uplinks if isinstance(c.a, SwitchPort)}
+    if len(ports) == 1 and (port := ports.pop()) not in taken:
+        return str(SwitchPort(leaf.name, port))
+    return f"{leaf.name}, a free port"
+
+
+def _where_planned(fabric: FabricShape, cabling: Cabling, host: str, rail: int) -> str:
+    unit = fabric.unit_of.get(host)
+    planned = fabric.leaves_of(rail, unit) if unit is not None else []
+    if len(planned) == 1:
+        return _planned_port(fabric, cabling, host, planned[0])
+    if planned:
+        return " or ".join(leaf.name for leaf in planned)
+    return f"a rail {rail} leaf of {fabric.unit_name(unit) if unit is not None else 'its unit'} (the cabling has none)"
+
+
+def _usual(links: Sequence[str | None]) -> str | None:
+    known = Counter(link for link in links if link)
+    return known.most_common(1)[0][0] if known else None
+
+
+def _rank(link: str) -> tuple[int, str]:
+    width, _, speed = link.partition("x")
+    return (int(width) if width.isdigit() else 0, speed)
+
+
+def check(cabling: Cabling, rail_hcas: Sequence[str]) -> tuple[FabricShape, list[CablingFinding]]:
+    """The fabric's shape and every departure from the rail-optimised plan (empty: cabled as planned)."""
+    fabric = shape(cabling, rail_hcas)
+    out: list[CablingFinding] = []
+    for host in cabling.hosts:
+        unit = fabric.unit_of.get(host)
+        if unit is None:
+            continue  # no rail HCA of it is cabled at all: a host of another fabric (storage), not a GPU node
+        for rail, hca in enumerate(fabric.rail_hcas):
+            cable = cabling.cable_of(host, hca)
+            if cable is None:
+                planned = _where_planned(fabric, cabling, host, rail)
+                node_port = str(HostPort(host, hca))
+                line = f"missing cable: {node_port} (rail {rail}) is not cabled; the plan puts it on {planned}"
+                out.append(CablingFinding("missing", line, node_port, planned))
+                continue
+            leaf = fabric.leaves[cable.b.switch]
+            if leaf.rail == rail and leaf.unit == unit:
+                continue
+            what = f"a rail {leaf.rail} leaf" if leaf.rail != rail else f"a leaf of {fabric.unit_name(leaf.unit)}"
+            planned = _where_planned(fabric, cabling, host, rail)
+            line = f"miswired cable: {cable.a} (rail {rail}) is on {cable.b}, {what}; the plan puts it on {planned}"
+            out.append(CablingFinding("miswired", line, str(cable.a), str(cable.b)))
+    rail_set = set(fabric.rail_hcas)
+    host_cables = [c for p, c in cabling.host_ports.items() if p.hca in rail_set]
+    uplinks = [c for leaf in fabric.leaves.values() for c in leaf.uplinks]
+    for cables, what in ((host_cables, "node cables"), (uplinks, "uplinks")):
+        usual = _usual([c.link for c in cables])
+        for c in cables:
+            if usual and c.link and _rank(c.link) < _rank(usual):
+                line = f"degraded cable: {c} runs at {c.link}, the fabric's other {what} at {usual}"
+                node = str(c.a) if isinstance(c.a, HostPort) else None
+                out.append(CablingFinding("degraded", line, node, str(c.b) if node else f"{c.a} and {c.b}"))
+    out += _uplink_findings(fabric)
+    return fabric, out
+
+
+def _uplink_findings(fabric: FabricShape) -> list[CablingFinding]:
+    """A leaf with fewer cables to a spine than most leaves of its rail have."""
+    out = []
+    by_rail: dict[int | None, list[Leaf]] = {}
+    for leaf in fabric.leaves.values():
+        by_rail.setdefault(leaf.rail, []).append(leaf)
+    for rail, leaves in by_rail.items():
+        if len(leaves) < 2:
+            continue
+        counts = {leaf.name: Counter(c.b.switch for c in leaf.uplinks) for leaf in leaves}
+        spines = {s for c in counts.values() for s in c}
+        for spine in sorted(spines, key=natural_key):
+            seen = Counter(c.get(spine, 0) for c in counts.values())
+            usual = max(seen, key=lambda n: (seen[n], n))  # a tie goes to the fuller leaf: the fat tree's plan
+            for leaf in leaves:
+                have = counts[leaf.name].get(spine, 0)
+                if have < usual:
+                    ports = [str(c.a) for c in leaf.uplinks if c.b.switch == spine]
+                    now = f" (now {', '.join(ports)})" if ports else ""
+                    line = (
+                        f"missing uplink: {leaf.name} has {have} cable(s) to {spine}, the other rail {rail} leaves "
+                        f"{usual}{now}; cable a free port of {leaf.name} to {spine}"
+                    )
+                    out.append(CablingFinding("uplink", line, None, f"{leaf.name} -> {spine}"))
+    return out
+
+
+def summary(fabric: FabricShape, hosts: int) -> str:
+    """``64 nodes x 8 rails on 16 leaves in 2 units, 8 spines``."""
+    return (
+        f"{hosts} nodes x {len(fabric.rail_hcas)} rails on {len(fabric.leaves)} leaves in {len(fabric.units)} "
+        f"units, {len(fabric.spines)} spines"
+    )

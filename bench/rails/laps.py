@@ -1,0 +1,51 @@
+"""How long each phase of a run took, beside what its plan projected (``bench.rails.plan``).
+
+Every rank marks the same phase ends at the same points of the program; rank 0's laps go into the run's
+records. The first lap starts when the process did (the launch, imports and set-up are the run's time too),
+read from ``/proc/self/stat`` where Linux has it, else when the laps began.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+
+def process_age_s() -> float:
+    """Seconds since this process started (0 where /proc cannot say)."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22, counted after the command's ")"
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return max(0.0, uptime - started)
+
+
+class Laps:
+    """Phase name -> seconds, marked at each phase's end."""
+
+    def __init__(self) -> None:
+        self._last = time.monotonic() - process_age_s()
+        self.seconds: dict[str, float] = {}
+
+    def mark(self, name: str) -> None:
+        now = time.monotonic()
+        self.seconds[name] = self.seconds.get(name, 0.0) + now - self._last
+        self._last = now
+
+
+def compared(plan: Mapping[str, Any] | None, measured: Mapping[str, float]) -> dict[str, Any] | None:
+    """run.json's ``plan``: the projection, each phase's measured seconds beside it, and the totals."""
+    if plan is None:
+        return None
+    phases = []
+    for phase in plan["phases"]:
+        took = measured.get(phase["name"])
+        if took is None:  # "confirmation (2 pass(es))" is marked as "confirmation"
+            took = measured.get(phase["name"].split(" (", 1)[0])
+        phases.append({**phase, "measured_s": None if took is None else round(took, 3)})
+    return {**plan, "phases": phases, "measured_s": round(sum(measured.values()), 3)}

@@ -1,0 +1,57 @@
+"""Lone pairs at scale: a pair slow in most of its samples is named only when noise does not explain them.
+
+A part larger than a pair (a link, a leaf...) is convicted by many cells; a lone pair only by its own few
+samples (repeats and re-measurements), so on a large heavy-tailed matrix some healthy pair is slow in most of
+its samples by chance alone. ``beyond_noise`` asks the fabric's own samples how rare that is.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bench.rails import noise
+from bench.rails.parts import Cells
+
+
+def beyond_noise(cells: Cells) -> np.ndarray:
+    """``[rail, a, b]``: the lone pairs (``Cells.pair_slow``) whose slow samples noise does not explain.
+
+    A pair slow in most samples is named where the matrix cannot say otherwise; where it can, its samples must
+    be slower than the fabric's own samples show noise to be, family-wise over every cell. With a heavy-tailed
+    fabric the screen's normal yardstick is not enough at scale: on the fabric model's 64 x 8 matrix a healthy
+    pair slow in two of its three samples, each among the matrix's three slowest, turned up in 1 of 1,000 clean
+    runs. So, by ranks: for j from a majority to all of its n samples, the share q of every other cell's matrix
+    samples at or below its j-th slowest (counted as one of them, so never zero), and P(Binomial(n, q) >= j)
+    times the cells tested and the j tried must be at most ``noise.NAME_FALSE_ALARMS``. A sample whose budget ran
+    out or that moved nothing is beyond noise as such. Where the matrix is too small for ranks to reach that
+    level at all (a few nodes: even the slowest possible samples would not), the screen's significance stands,
+    as before."""
+    out = np.zeros(cells.measured.shape, dtype=bool)
+    candidates = np.triu(cells.pair_slow, k=1)
+    if not candidates.any():
+        return out
+    matrix = cells.matrix
+    ones = np.ones((1, len(matrix.rails), 1, 1))
+    pool = np.where(matrix.stopped_flags, -np.inf, noise.log_rates(matrix.busbw, ones))
+    again = np.where(matrix.confirm_stopped_flags, -np.inf, noise.log_rates(matrix.confirm_values, ones))
+    upper = np.triu(np.ones(cells.measured.shape[1:], dtype=bool), k=1)
+    # Other lone pairs are left out of noise's samples: two slow pairs must not hide each other.
+    others = pool[:, cells.measured & upper[None] & ~candidates]
+    pooled = np.sort(others[~np.isnan(others)])
+    total = len(pooled)
+    tested = max(1, int((cells.measured & upper[None]).sum()))
+    for k, a, b in zip(*np.nonzero(candidates), strict=True):
+        own = np.concatenate([pool[:, k, a, b], again[:, k, a, b]])
+        own = np.sort(own[~np.isnan(own)])
+        n = len(own)
+        tries = n - n // 2
+        if own[n // 2] == -np.inf or (1 / (total + 1)) ** n * tested * tries > noise.NAME_FALSE_ALARMS:
+            out[k, a, b] = out[k, b, a] = True
+            continue
+        best = 1.0
+        for j in range(n // 2 + 1, n + 1):
+            q = (int(np.searchsorted(pooled, own[j - 1], side="right")) + 1) / (total + 1)
+            best = min(best, noise.binom_sf(j, n, q))
+        if best * tested * tries <= noise.NAME_FALSE_ALARMS:
+            out[k, a, b] = out[k, b, a] = True
+    return out

@@ -1,0 +1,230 @@
+"""Parts above the node, named from the pair matrix when the fabric's cabling is known: leaf, uplink, spine.
+
+In a rail-optimised fat tree a pair on rail k crosses its nodes' cables and their rail-k leaf; when the two
+nodes sit on different leaves (different units), it also crosses an uplink of each leaf and a spine, one per
+flow: adaptive routing spreads a pair's flows over the spines afresh for every transfer. So each part slows
+its own pattern of cells ``[rail, a, b]``:
+
+* a **leaf** (all its ports): every cell with an end on it, within its unit and across units, every sample;
+* an **uplink** of leaf L: the cells that cross from L to another leaf of its rail, in the samples where a flow
+  took that uplink (some, or all when L has one uplink), and no cell within L's unit;
+* a **spine**: the cells that cross between units on every rail whose leaves it joins, in some samples, and
+  none within a unit.
+
+From bandwidth alone one uplink of a leaf cannot be told from another (the flows that cross them are the
+same), nor, between two units only, an uplink of one unit's leaf from the matching uplink of the other's: the
+parts named are the smallest set the measurements can tell apart, each with its cables to check.
+
+The evidence for a part is its count of suspects that reproduced, against what noise alone reproduces over
+that many cells (``noise.poisson_sf`` with the fabric's own rate of slow samples, family-wise over the parts
+tried), and its shape: spread over the leaf's nodes (one node's cable is not an uplink) and absent within the
+unit (an uplink carries no traffic inside it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from bench.rails import noise
+from bench.rails.fabric_map import FabricMap
+from bench.rails.parts import CellIndex, Cells
+
+SwitchKind = Literal["leaf", "uplink", "spine"]
+
+
+@dataclass(frozen=True, eq=False)
+class SwitchFault:
+    """A leaf, uplink set or spine set convicted by the cells in ``mask`` (``[rail, a, b]``, symmetric)."""
+
+    kind: SwitchKind
+    mask: np.ndarray
+    rail_pos: int | None
+    """None for a spine that carries every rail."""
+    switches: tuple[str, ...]
+    ports: tuple[str, ...]
+    """The cables to check: a leaf's uplinks, or ``leaf port -> spine port`` of each candidate uplink."""
+    unit: str | None = None
+
+    @property
+    def index(self) -> CellIndex:
+        k, a, b = np.nonzero(np.triu(self.mask, k=1))
+        return k, a, b
+
+
+def _by_position(fabric: FabricMap, cells: Cells) -> np.ndarray:
+    """``[rail position, node]`` leaf index in the matrix's own order (-1 where unplaced)."""
+    matrix = cells.matrix
+    node_index = {name: i for i, name in enumerate(fabric.nodes)}
+    out = np.full((len(matrix.rails), len(matrix.nodes)), -1, dtype=np.int32)
+    for kpos, rail in enumerate(matrix.rails):
+        if not 0 <= rail < fabric.rails:
+            continue
+        for a, node in enumerate(matrix.nodes):
+            if node in node_index:
+                out[kpos, a] = fabric.leaf[rail, node_index[node]]
+    return out
+
+
+def rail_leaf(fabric: FabricMap, cells: Cells, kpos: int) -> int | None:
+    """The one leaf that carries every measured node of the rail (a single unit), else None."""
+    leaf = _by_position(fabric, cells)[kpos]
+    measured = cells.measured[kpos].any(axis=1)
+    on = set(leaf[measured].tolist())
+    return on.pop() if len(on) == 1 and -1 not in on else None
+
+
+def leaf_faults(cells: Cells, fabric: FabricMap, rail_fault: np.ndarray) -> list[SwitchFault]:
+    """Leaves of two or more nodes every cell of which (within the unit and across) is a suspect, and at least
+    half of those reproduced; a leaf that holds the whole rail is the rail's business."""
+    leaf = _by_position(fabric, cells)
+    out = []
+    for kpos in np.flatnonzero(~rail_fault):
+        row = leaf[kpos]
+        measured_nodes = cells.measured[kpos].any(axis=1)
+        for index in sorted(set(row[measured_nodes].tolist()) - {-1}):
+            members = np.flatnonzero((row == index) & measured_nodes)
+            if len(members) < 2 or len(members) == int(measured_nodes.sum()):
+                continue
+            rows = cells.suspect[kpos, members] | ~cells.measured[kpos, members]
+            if not rows.all():
+                continue  # a cell of it measured healthy: not this leaf (the common case, decided cheaply)
+            mask = np.zeros(cells.measured.shape, dtype=bool)
+            mask[kpos, members, :] = True
+            mask[kpos, :, members] = True
+            mask &= cells.measured
+            k, a, b = np.nonzero(np.triu(mask, k=1))
+            if not (cells.suspect[k, a, b].all() and cells.confirmed(k, a, b)):
+                continue
+            if _one_node(cells.reproduces[kpos] & mask[kpos]):
+                continue  # one node's cable, with noise on the rest
+            named = fabric.leaves[index]
+            unit = fabric.unit_names[named.unit] if named.unit < len(fabric.unit_names) else None
+            ports = tuple(str(c) for c in named.uplinks)
+            out.append(SwitchFault("leaf", mask, int(kpos), (named.name,), ports, unit))
+    return out
+
+
+def _one_node(reproduces: np.ndarray) -> bool:
+    """The reproducing suspects (``[a, b]``) all meet at one node."""
+    a, b = np.nonzero(np.triu(reproduces, k=1))
+    return len(a) > 0 and any(bool(np.all((a == x) | (b == x))) for x in (a[0], b[0]))
+
+
+def _spread(reproduces: np.ndarray) -> bool:
+    """The reproducing suspects ``[a, b]`` are at least two, and no node is in more than half of them: one
+    node's cable (seen from either end) is not a switch's fault."""
+    a, b = np.nonzero(np.triu(reproduces, k=1))
+    if len(a) < 2:
+        return False
+    counts = np.bincount(np.concatenate([a, b]))
+    return 2 * int(counts.max()) <= len(a)
+
+
+@dataclass(frozen=True)
+class _Null:
+    """What noise alone gives: reproducing suspects per cell, and the number of parts tried."""
+
+    per_cell: float
+    tries: int
+
+    def significant(self, count: int, cells: int) -> bool:
+        return noise.poisson_sf(count, cells * self.per_cell) * max(1, self.tries) <= noise.NAME_FALSE_ALARMS
+
+
+def path_faults(cells: Cells, fabric: FabricMap, rail_fault: np.ndarray, per_cell: float) -> list[SwitchFault]:
+    """Spines, then uplinks, from the reproducing suspects between units that no cable or leaf explains."""
+    leaf = _by_position(fabric, cells)
+    rails = len(cells.matrix.rails)
+    placed = leaf >= 0
+    cross = (leaf[:, :, None] != leaf[:, None, :]) & placed[:, :, None] & placed[:, None, :] & cells.measured
+    inside = (leaf[:, :, None] == leaf[:, None, :]) & placed[:, :, None] & cells.measured
+    reproduces = cells.reproduces & cells.measured
+    upper = np.triu(np.ones(cells.measured.shape[1:], dtype=bool), k=1)[None]
+    leaves_on = [sorted(set(leaf[k][placed[k]].tolist())) for k in range(rails)]
+    null = _Null(per_cell, rails + sum(len(x) for x in leaves_on))
+    out: list[SwitchFault] = []
+
+    def elevated(k: int, mask: np.ndarray) -> bool:
+        """Rail k's cells in ``mask`` (``[a, b]``) hold more reproduced suspects than noise gives."""
+        return null.significant(int((reproduces[k] & mask & upper[0]).sum()), int((mask & upper[0]).sum()))
+
+    def switch_inside(k: int, mask: np.ndarray) -> bool:
+        """Rail k's cells within units (``mask``) are slow the way a switch slows them: more reproduced suspects
+        than noise gives, spread over several nodes (one flaky cable inside a unit is that cable's, judged
+        later, and does not hide a spine or an uplink)."""
+        return elevated(k, mask) and _spread(reproduces[k] & mask)
+
+    # Spines: every rail they join, between units, and nothing within a unit. A rail whose cells between
+    # units a leaf already explains (a slow leaf of one of two units) has nothing left to say either way.
+    open_rails = [k for k in range(rails) if not rail_fault[k] and len(leaves_on[k]) >= 2]
+    judged = [k for k in open_rails if cross[k].any()]
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for k in judged:
+        groups.setdefault(fabric.spines_of(leaves_on[k]), []).append(k)
+    taken: set[int] = set()
+    for spines, ks in groups.items():
+        if len(ks) < 2 or not spines:
+            continue
+        rail_ok = [elevated(k, cross[k]) and not switch_inside(k, inside[k]) for k in ks]
+        spread = [_spread(reproduces[k] & cross[k]) for k in ks]
+        if all(rail_ok) and all(spread):
+            mask = np.zeros_like(cross)
+            mask[ks] = cross[ks]
+            out.append(SwitchFault("spine", mask, None, spines, spines))
+            taken |= set(ks)
+    # Uplinks: the cross cells of one leaf, the most convicted first, while significant.
+    for k in open_rails:
+        if k in taken:
+            continue
+        left = cross[k].copy()
+        while True:
+            best = None
+            for index in leaves_on[k]:
+                near = leaf[k] == index
+                mine = left & (near[:, None] | near[None, :])
+                count = int((reproduces[k] & mine & upper[0]).sum())
+                if best is None or count > best[1]:
+                    best = (index, count, mine, near)
+            if best is None or best[1] < 2:
+                break
+            index, count, mine, near = best
+            within = inside[k] & near[:, None] & near[None, :]
+            if not (elevated(k, mine) and _spread(reproduces[k] & mine) and not switch_inside(k, within)):
+                break
+            far = _far_leaves(reproduces[k] & mine, near, leaf[k])
+            chosen = [index, *far] if len(far) == 1 else [index]
+            if len(far) == 1:  # between two leaves only: either one's uplinks carry every slow flow
+                other = leaf[k] == far[0]
+                mine = mine & (other[:, None] | other[None, :])
+            mask = np.zeros_like(cross)
+            mask[k] = mine
+            names = tuple(fabric.leaves[i].name for i in chosen)
+            ports = tuple(str(c) for i in chosen for c in fabric.leaves[i].uplinks)
+            unit = _unit(fabric, chosen[0]) if len(chosen) == 1 else None
+            out.append(SwitchFault("uplink", mask, k, names, ports, unit))
+            left &= ~mine
+    return out
+
+
+def _far_leaves(reproduces: np.ndarray, near: np.ndarray, leaf: np.ndarray) -> list[int]:
+    """The leaves at the far end of the reproducing suspects (``[a, b]``, one end in ``near``)."""
+    a, b = np.nonzero(np.triu(reproduces, k=1))
+    far = np.where(near[a], b, a)
+    return sorted(set(leaf[far].tolist()) - {-1})
+
+
+def _unit(fabric: FabricMap, index: int) -> str | None:
+    unit = fabric.leaves[index].unit
+    return fabric.unit_names[unit] if 0 <= unit < len(fabric.unit_names) else None
+
+
+def explained(faults: Sequence[SwitchFault], shape: tuple[int, ...]) -> np.ndarray:
+    """Every cell the faults explain."""
+    out = np.zeros(shape, dtype=bool)
+    for fault in faults:
+        out |= fault.mask
+    return out

@@ -1,0 +1,324 @@
+"""Localisation at cluster scale: seeded fault scenarios on a model of a 64- and 256-node, 8-rail fabric.
+
+Only the measurement is a model (``tests/fabric_model.py``: a rail-optimised fat tree with line rates, noise of
+a few percent with heavy tails, adaptive routing's spread of flows over the spines, error counters). What
+rank 0 runs is railbench's own code: the round-robin schedule (``bench.rails.schedule.schedule``), the suspect
+cells (``bench.rails.judge.suspects_in``), the confirmation rounds (``schedule.confirmation_rounds``), the
+judgment with the fabric's cabling (``bench.rails.judge.judged``: localisation with leaves, uplinks, spines),
+the intra-node GPU localisation (``bench.rails.gpu_pairs.localise_gpus``) and the actions
+(``bench.rails.corroborate``), all with the settings of ``--profile lambda-1cc --topology`` (the model's cabling).
+
+Scenarios: clean runs, and the fault kinds in turn: a slow cable (its error counters rise), HCA (they stay
+quiet), node, GPU (its NVLink), leaf, uplink, spine; a flaky and a dead cable; two faults at once (two of the
+kinds, on different rails and nodes). A scenario is exact when the parts named are the parts broken (an
+uplink between two units: the two leaves whose uplinks cannot be told apart; a spine: the spine layer) and a
+cable's action says cable, HCA or port as its counters do. Prints per size the confusion table, the
+exact-match rate, false alarms per clean run, the confirmation cost in cells, rounds and the projected wall
+time per scenario, and the simulator's own run time.
+
+    python ci/diagnosis_sim.py                       # 1000 fault scenarios and 1000 clean runs per size
+    python ci/diagnosis_sim.py --scenarios 50 --jobs 2 --sizes 64x8
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import multiprocessing
+import statistics
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.profiles import load_profile  # noqa: E402
+from bench.rails import intranode, judge  # noqa: E402
+from bench.rails.budget import cell_budget, chunks_per_message  # noqa: E402
+from bench.rails.config import RailsConfig, RailsSettings, resolve  # noqa: E402
+from bench.rails.corroborate import corroborate  # noqa: E402
+from bench.rails.fabric_map import Topology  # noqa: E402
+from bench.rails.gpu_pairs import IntraNodeOutcome, LocalMatrix, localise_gpus  # noqa: E402
+from bench.rails.layout import RailLayout  # noqa: E402
+from bench.rails.matrix import PairColumns, pair_matrix  # noqa: E402
+from bench.rails.plan import PlanModel, rails_phases  # noqa: E402
+from bench.rails.records import RailsOutcome  # noqa: E402
+from bench.rails.schedule import Round, confirmation_rounds, schedule  # noqa: E402
+from tests.fabric_model import LINE_GBPS, Fault, Model, Shape  # noqa: E402
+
+KINDS = ("cable", "hca", "node", "gpu", "leaf", "uplink", "spine", "flaky", "dead", "two")
+SINGLE = KINDS[:-1]
+Named = tuple[object, ...]
+
+
+@dataclass
+class Result:
+    size: str
+    kind: str
+    seed: int
+    expected: set[Named]
+    named: set[Named] = field(default_factory=set)
+    actions_ok: bool = True
+    suspects: int = 0
+    passes: int = 0
+    rounds: int = 0
+    wall_s: float = 0.0
+    below_target: int = 0
+    transients: int = 0
+
+    @property
+    def exact(self) -> bool:
+        return self.named == self.expected and self.actions_ok
+
+    @property
+    def named_kinds(self) -> str:
+        """``cable``, ``cable+leaf``, ``32cable+7uplink``."""
+        counts = Counter(str(n[0]) for n in self.named)
+        return "+".join(f"{c if c > 1 else ''}{kind}" for kind, c in sorted(counts.items())) or "none"
+
+
+def _fault(kind: str, shape: Shape, rng: np.random.Generator, avoid: Fault | None = None) -> Fault:
+    """One fault of ``kind`` at a random place (on another rail and node than ``avoid``)."""
+    rails = [k for k in range(shape.rails) if avoid is None or k != avoid.rail]
+    nodes = [a for a in range(shape.nodes) if avoid is None or a != avoid.node]
+    units = [u for u in range(shape.units) if avoid is None or avoid.kind not in ("leaf", "uplink") or u != avoid.unit]
+    rail, node, unit = int(rng.choice(rails)), int(rng.choice(nodes)), int(rng.choice(units))
+    slow = float(rng.uniform(0.3, 0.8))
+    if kind in ("cable", "hca"):
+        return Fault(kind, node=node, rail=rail, factor=slow)
+    if kind == "node":
+        return Fault(kind, node=node, factor=slow)
+    if kind == "gpu":
+        return Fault(kind, node=node, rail=rail, factor=float(rng.uniform(0.4, 0.75)))
+    if kind == "leaf":
+        return Fault(kind, unit=unit, rail=rail, factor=slow)
+    if kind == "uplink":
+        return Fault(kind, unit=unit, rail=rail, uplink=int(rng.integers(shape.uplinks)), factor=rng.uniform(0.2, 0.5))
+    if kind == "spine":
+        return Fault(kind, spine=int(rng.integers(shape.spines)), factor=float(rng.uniform(0.2, 0.5)))
+    if kind == "flaky":
+        return Fault(kind, node=node, rail=rail, factor=float(rng.uniform(0.1, 0.5)), share=rng.uniform(0.3, 0.7))
+    if kind == "dead":
+        return Fault(kind, node=node, rail=rail, factor=0.0)
+    raise ValueError(kind)
+
+
+def faults_for(kind: str, shape: Shape, rng: np.random.Generator) -> tuple[Fault, ...]:
+    if kind == "clean":
+        return ()
+    if kind != "two":
+        return (_fault(kind, shape, rng),)
+    first_kind, second_kind = rng.choice(SINGLE, size=2, replace=False)
+    if {first_kind, second_kind} <= {"uplink", "spine"}:
+        second_kind = "cable"  # a spine's flows cover an uplink's: not two parts the matrix can tell apart
+    first = _fault(str(first_kind), shape, rng)
+    return first, _fault(str(second_kind), shape, rng, avoid=first)
+
+
+def expected(faults: tuple[Fault, ...], shape: Shape) -> tuple[set[Named], dict[tuple[str, int], str]]:
+    """What should be named, and the action each cable's should start with."""
+    out: set[Named] = set()
+    actions: dict[tuple[str, int], str] = {}
+    starts = {"cable": "replace the cable", "hca": "check the HCA", "flaky": "check the HCA", "dead": "check the port"}
+    for f in faults:
+        if f.kind in starts and f.node is not None and f.rail is not None:
+            out.add(("cable", shape.node_name(f.node), f.rail))
+            actions[(shape.node_name(f.node), f.rail)] = starts[f.kind]
+        elif f.kind == "node" and f.node is not None:
+            out.add(("node", shape.node_name(f.node)))
+        elif f.kind == "gpu" and f.node is not None:
+            out.add(("gpu", shape.node_name(f.node), f.rail))
+        elif f.kind == "leaf" and f.unit is not None and f.rail is not None:
+            out.add(("leaf", shape.leaf_name(f.unit, f.rail)))
+        elif f.kind == "uplink" and f.unit is not None and f.rail is not None:
+            # Between two units only, either leaf's uplinks carry every slow flow.
+            leaves = {shape.leaf_name(u, f.rail) for u in range(shape.units)} if shape.units == 2 else set()
+            out.add(("uplink", frozenset(leaves or {shape.leaf_name(f.unit, f.rail)})))
+        elif f.kind == "spine":
+            out.add(("spine",))
+    return out, actions
+
+
+def named(outcome: RailsOutcome) -> set[Named]:
+    out: set[Named] = set()
+    for d in outcome.defects:
+        if d.kind in ("cable", "link", "errors"):
+            out.add((d.kind if d.severity == "fail" else "errors-warning", d.node, d.rail))
+        elif d.kind == "node":
+            out.add(("node", d.node))
+        elif d.kind == "leaf":
+            out.add(("leaf", d.switches[0] if d.switches else None))
+        elif d.kind == "uplink":
+            out.add(("uplink", frozenset(d.switches)))
+        elif d.kind == "spine":
+            out.add(("spine",))
+        elif d.kind == "rail":
+            out.add(("rail", d.rail))
+        else:
+            out.add((d.kind, d.node, d.peer, d.rail))
+    for g in outcome.intra_node.defects if outcome.intra_node is not None else ():
+        out.add((g.kind, g.node, g.gpu) if g.kind != "node" else ("node", g.node))
+    return out
+
+
+@functools.cache
+def settings_for(shape: Shape) -> RailsSettings:
+    profile = load_profile("lambda-1cc")
+    settings = resolve(RailsConfig(profile="lambda-1cc", intra_node=True), profile)
+    cabling = shape.cabling()
+    return dataclasses.replace(settings, topology=Topology(cabling, cabling.rails))
+
+
+@functools.cache
+def _schedule(nodes: int, repeats: int, seed: int) -> tuple[Round, ...]:
+    """``schedule`` is pure: one copy per shape serves every scenario."""
+    return schedule(nodes, repeats, seed)
+
+
+def _wall_s(cols: PairColumns, settings: RailsSettings, fixed_s: float, step_s: float) -> float:
+    """The run's time as planned (``bench.rails.plan``), with each round as slow as its slowest cell."""
+    messages = settings.warmup + settings.iters
+    budget = cell_budget(settings.pair_bytes, messages, LINE_GBPS)
+    probe = 1 / chunks_per_message(settings.pair_bytes)
+    cell = np.minimum(budget, cols.time_us * 1e-6 * (messages + probe))
+    key = (cols.confirm * 1_000_000 + cols.repeat * 10_000 + cols.round) * 2 + (cols.node < cols.peer)
+    _, inverse = np.unique(key, return_inverse=True)
+    slowest = np.zeros(inverse.max() + 1)
+    np.maximum.at(slowest, inverse, cell)
+    rounds = len(slowest) / 2
+    return fixed_s + float(slowest.sum()) + rounds * 7 * step_s
+
+
+def run_one(size: str, shape: Shape, kind: str, seed: int) -> Result:
+    settings = settings_for(shape)
+    rng = np.random.default_rng(seed)
+    faults = faults_for(kind, shape, rng)
+    want, starts = expected(faults, shape)
+    model = Model(shape, faults, rng, settings.pair_bytes, settings.rail_bytes, settings.iters, settings.warmup)
+    nodes = tuple(shape.node_name(a) for a in range(shape.nodes))
+    layout = RailLayout(
+        nodes, tuple(tuple(a * shape.rails + k for k in range(shape.rails)) for a in range(shape.nodes))
+    )
+    gathered = model.gathered(settings.collectives)
+    rounds = _schedule(shape.nodes, settings.repeats, settings.seed)
+    cols = model.measure_rounds(rounds)
+    suspect = judge.suspects_in(settings, layout, gathered, cols)
+    again = confirmation_rounds(rounds, suspect, settings.confirm)
+    if again:
+        cols = cols + model.measure_rounds(again)
+    outcome = judge.judged(settings, layout, gathered, [], pair_matrix(cols, nodes, shape.rails))
+    target = settings.local_pair_target_gbps
+    local = localise_gpus(
+        LocalMatrix(nodes, model.local_matrix(settings.repeats)),
+        target_Gbps=target,
+        pass_fraction=settings.pass_fraction,
+        relative_fraction=settings.relative_fraction,
+    )
+    intra = IntraNodeOutcome(nodes, shape.rails, target_Gbps=target, localisation=local)
+    outcome = intranode.attach(outcome, intra) or outcome
+    outcome = corroborate(outcome, settings.errors, settings.actions)
+    result = Result(size, kind, seed, want, named(outcome))
+    for d in outcome.defects:
+        start = starts.get((d.node or "", d.rail if d.rail is not None else -1))
+        if d.kind == "cable" and start is not None and not d.action.startswith(start):
+            result.actions_ok = False
+    plan_model = PlanModel(LINE_GBPS)
+    fixed = [p for p in rails_phases(shape.nodes, shape.rails, settings, plan_model, True) if "pair" not in p.name]
+    fixed = [p for p in fixed if not p.name.startswith("confirmation")]
+    result.suspects = len(suspect)
+    result.passes = settings.confirm
+    result.rounds = len(rounds) + len(again)
+    result.wall_s = _wall_s(cols, settings, sum(p.seconds for p in fixed), plan_model.step_s)
+    result.below_target = len(outcome.below_target)
+    result.transients = len(outcome.transients)
+    return result
+
+
+def _work(job: tuple[str, Shape, str, int]) -> Result:
+    return run_one(*job)
+
+
+def report(size: str, results: list[Result], seconds: float) -> None:
+    faulty = [r for r in results if r.kind != "clean"]
+    clean = [r for r in results if r.kind == "clean"]
+    print(f"\n## {size}: {len(faulty)} fault scenarios, {len(clean)} clean runs, simulated in {seconds:.0f} s")
+    columns = sorted({r.named_kinds for r in results})
+    kinds = ["clean", *[k for k in KINDS if any(r.kind == k for r in results)]]
+    width = max(8, *(len(c) for c in columns))
+    print("# confusion (injected kind x kinds named, runs)")
+    print(f"  {'':<8} " + " ".join(f"{c:>{width}}" for c in columns) + f" {'exact':>7}")
+    for kind in kinds:
+        mine = [r for r in results if r.kind == kind]
+        counts = [sum(1 for r in mine if r.named_kinds == c) for c in columns]
+        exact = sum(r.exact for r in mine)
+        print(f"  {kind:<8} " + " ".join(f"{n:>{width}}" for n in counts) + f" {exact:>3}/{len(mine):<3}")
+    exact = sum(r.exact for r in faulty)
+    print(f"# exact match over fault scenarios: {exact}/{len(faulty)} = {100 * exact / max(1, len(faulty)):.1f}%")
+    alarms = sum(len(r.named) for r in clean)
+    failing = sum(1 for r in clean if r.named or r.below_target)
+    print(
+        f"# false alarms per clean run: {alarms / max(1, len(clean)):.4f} ({alarms} parts named in {len(clean)} "
+        f"clean runs; {failing} clean runs not PASS)"
+    )
+    cells = [2 * r.suspects * r.passes for r in results]
+    print(
+        f"# confirmation cost: {statistics.mean(cells):.0f} cells per scenario (median {statistics.median(cells):.0f},"
+        f" max {max(cells)}), from {statistics.mean(r.suspects for r in results):.0f} suspect cells re-measured "
+        f"{results[0].passes} times, both directions"
+    )
+    rounds = [r.rounds for r in results]
+    walls = [r.wall_s for r in results]
+    print(f"# rounds per scenario: {statistics.mean(rounds):.0f} (min {min(rounds)}, max {max(rounds)})")
+    print(
+        f"# projected wall time per scenario: {statistics.mean(walls) / 60:.1f} min (min {min(walls) / 60:.1f}, "
+        f"max {max(walls) / 60:.1f})"
+    )
+    wrong = [r for r in faulty if not r.exact][:10]
+    for r in wrong:
+        print(
+            f"#   {r.kind} seed {r.seed}: expected {sorted(map(str, r.expected))}, named {sorted(map(str, r.named))}"
+            + ("" if r.actions_ok else " (cable action wrong)")
+        )
+    for r in [r for r in clean if r.named][:10]:
+        print(f"#   clean seed {r.seed}: named {sorted(map(str, r.named))}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scenarios", type=int, default=1000, help="fault scenarios per size (and as many clean)")
+    parser.add_argument("--clean", type=int, default=None, help="clean runs per size (default: --scenarios)")
+    parser.add_argument("--sizes", default="64x8,256x8", help="NODESxRAILS, comma-separated")
+    parser.add_argument("--unit", type=int, default=32, help="nodes per scalable unit")
+    parser.add_argument("--kinds", default=",".join(KINDS), help="fault kinds, in turn")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--jobs", type=int, default=2, help="worker processes")
+    args = parser.parse_args()
+    kinds = [k for k in args.kinds.split(",") if k]
+    clean = args.scenarios if args.clean is None else args.clean
+    all_exact = True
+    for size in args.sizes.split(","):
+        nodes, rails = (int(x) for x in size.lower().split("x"))
+        shape = Shape(nodes, rails, min(args.unit, nodes))
+        jobs = [(size, shape, "clean", args.seed + i) for i in range(clean)]
+        jobs += [(size, shape, kinds[i % len(kinds)], args.seed + 1_000_000 + i) for i in range(args.scenarios)]
+        began = time.monotonic()
+        if args.jobs > 1:
+            with multiprocessing.get_context("fork").Pool(args.jobs) as pool:
+                results = pool.map(_work, jobs, chunksize=4)
+        else:
+            results = [_work(job) for job in jobs]
+        report(size, results, time.monotonic() - began)
+        faulty = [r for r in results if r.kind != "clean"]
+        all_exact &= sum(r.exact for r in faulty) >= 0.99 * len(faulty)
+        all_exact &= not any(r.named for r in results if r.kind == "clean")
+    return 0 if all_exact else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,53 @@
+"""The testbed's switch layer (issue 23): 4 nodes x 2 rails in 2 units, a leaf per rail per unit, a spine per rail.
+
+Two runs with the cabling (``rails --topology``): the second unit's rail-0 leaf shaped (every port of it) is named
+as that leaf; the first unit's rail-1 uplink shaped is named as the uplinks between the two rail-1 leaves (two
+units: either leaf's uplink carries every slow flow). One fault a run: on 4 nodes a leaf slows 5 of its rail's 6
+pairs, and with a second fault on the other rail too few healthy pairs would be left to say what healthy is. The
+campaign with and without the cabling, clean runs included, is ``ci/diagnosis_campaign.py --units 2``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.netns_testbed import PROFILE, build_cluster
+
+pytestmark = [pytest.mark.netns, pytest.mark.mpi, pytest.mark.slow]
+
+SHAPED_MBIT = 150
+# 1 MiB cells, as the namespace rails tests measure their shaped links (tests/test_rails_netns.py says why).
+SHAPED_PROFILE = PROFILE.replace('rail_bytes = "4M"', 'rail_bytes = "1M"').replace(
+    'pair_bytes = "4M"', 'pair_bytes = "1M"'
+)
+
+
+def test_a_shaped_leaf_and_a_shaped_uplink_are_named_with_the_cabling(tmp_path: Path) -> None:
+    with build_cluster(nodes=4, rails=2, units=2) as bed:
+        profile, topology = bed.workdir / "netns.toml", bed.workdir / "topology.toml"
+        profile.write_text(SHAPED_PROFILE)
+        topology.write_text(bed.topology_toml())
+        argv = [sys.executable, "-m", "bench", "rails", "--profile", str(profile), "--topology", str(topology)]
+        found = {}
+        for fault, inject in (
+            ("leaf", lambda: bed.shape_leaf(1, 0, SHAPED_MBIT)),
+            ("uplink", lambda: bed.shape_uplink(0, 1, SHAPED_MBIT)),
+        ):
+            bed.clear_faults()
+            inject()
+            done = bed.run(2, [*argv, "--out", str(tmp_path / fault), "--no-history"], timeout=600)
+            assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-2000:]
+            found[fault] = json.loads((tmp_path / fault / "rails.json").read_text())["defects"]
+    assert [(d["kind"], d["switches"], d["rail"]) for d in found["leaf"]] == [("leaf", ["leaf-u2-r0"], 0)]
+    (uplink,) = found["uplink"]
+    assert (uplink["kind"], uplink["switches"], uplink["rail"]) == ("uplink", ["leaf-u1-r1", "leaf-u2-r1"], 1)
+    assert uplink["action"] == (
+        "check the uplinks leaf-u1-r1 port 3 <-> spine-r1 port 1; leaf-u2-r1 port 3 <-> spine-r1 port 2"
+    )
+    run = json.loads((tmp_path / "uplink" / "run.json").read_text())
+    phases = {p["name"]: p for p in run["plan"]["phases"]}
+    assert phases["pair matrix"]["rounds"] == 3 and phases["pair matrix"]["measured_s"] > 0

@@ -1,0 +1,118 @@
+"""Issue 23: the fabric's cabling as an input, checked against the rail-optimised plan.
+
+Fixtures in ``tests/data/topology/`` are written by hand in ibnetdiscover(8)'s documented text format and in
+railbench's cabling TOML: 4 nodes in 2 units, rails mlx5_1 and mlx5_2, one leaf per rail per unit, 2 spines;
+the broken ones miswire node02's rail-1 cable onto the rail-0 leaf and leave node04's rail-0 HCA uncabled.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.exits import UserError
+from bench.fabric import cabling_plan, ibnetdiscover
+from bench.fabric.cabling import Cable, Cabling, HostPort, SwitchPort
+from bench.fabric.topology_file import load_cabling
+from tests import fabric_trees
+from tests.support import railbench
+
+DATA = Path(__file__).resolve().parent / "data" / "topology"
+RAILS = ("mlx5_1", "mlx5_2", "mlx5_3")  # a profile's rail names: only the cabled ones are this fabric's rails
+
+
+def _check(name: str) -> tuple[cabling_plan.FabricShape, list[cabling_plan.CablingFinding]]:
+    cabling = load_cabling(DATA / name)
+    return cabling_plan.check(cabling, cabling_plan.rail_order(cabling, RAILS, ("mlx5_0",)))
+
+
+def test_ibnetdiscover_output_reads_as_the_cabling_it_shows() -> None:
+    cabling = load_cabling(DATA / "two-units.ibnet")
+    # 8 rail cables, 4 storage cables on mlx5_0, 8 uplinks: each link once though ibnetdiscover lists both ends.
+    assert len(cabling.cables) == 20
+    assert cabling.cable_of("node03", "mlx5_2") == Cable(
+        HostPort("node03", "mlx5_2"), SwitchPort("leaf-su2-r1", 1), "4xNDR"
+    )
+    fabric, found = _check("two-units.ibnet")
+    assert found == []
+    assert fabric.rail_hcas == ("mlx5_1", "mlx5_2")
+    assert fabric.units == (("node01", "node02"), ("node03", "node04"))
+    assert {n: (leaf.rail, leaf.unit) for n, leaf in fabric.leaves.items()} == {
+        "leaf-su1-r0": (0, 0),
+        "leaf-su1-r1": (1, 0),
+        "leaf-su2-r0": (0, 1),
+        "leaf-su2-r1": (1, 1),
+    }
+    assert fabric.spines == ("spine-1", "spine-2")  # the storage switch is neither a leaf nor a spine
+
+
+@pytest.mark.parametrize("name", ["two-units-broken.ibnet", "two-units-broken.toml"])
+def test_a_miswired_and_a_missing_cable_are_named_with_node_port_and_switch_port(name: str) -> None:
+    _, found = _check(name)
+    by_kind = {f.kind: f for f in found}
+    miswired, missing = by_kind["miswired"], by_kind["missing"]
+    assert (miswired.node_port, miswired.switch_port) == ("node02 mlx5_2 port 1", "leaf-su1-r0 port 3")
+    assert miswired.line == (
+        "miswired cable: node02 mlx5_2 port 1 (rail 1) is on leaf-su1-r0 port 3, a rail 0 leaf; the plan puts it "
+        "on leaf-su1-r1 port 2"
+    )
+    # node04 uses port 2 on its unit's other leaf, and port 2 of leaf-su2-r0 is free: that is where it goes.
+    assert (missing.node_port, missing.switch_port) == ("node04 mlx5_1 port 1", "leaf-su2-r0 port 2")
+    if name.endswith(".ibnet"):  # only ibnetdiscover says how fast a link trained, and the fixture lost an uplink
+        assert by_kind["degraded"].node_port == "node03 mlx5_2 port 1"
+        assert "2xNDR" in by_kind["degraded"].line
+        assert by_kind["uplink"].switch_port == "leaf-su2-r1 -> spine-2"
+        assert len(found) == 4
+    else:
+        assert len(found) == 2
+
+
+def test_check_topology_flags_the_cabling_and_exits_1(tmp_path: Path) -> None:
+    node = fabric_trees.build(tmp_path / "node", fabric_trees.healthy_1cc())
+    env = {"NCCL_IB_HCA": "^=mlx5_0", "NCCL_SOCKET_IFNAME": "=eno1"}
+    base = ["check", "--profile", "lambda-1cc", "--sysfs-root", str(node), "--error-window", "0.1"]
+    clean = railbench([*base, "--topology", str(DATA / "two-units.ibnet")], env=env)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert "4 nodes x 2 rails on 4 leaves in 2 units, 2 spines: cabled as the rail-optimised plan says" in clean.stdout
+    broken = railbench([*base, "--topology", str(DATA / "two-units-broken.toml")], env=env)
+    assert broken.returncode == 1
+    assert "FAIL  cabling             miswired cable: node02 mlx5_2 port 1 (rail 1)" in broken.stdout
+    assert "FAIL  cabling             missing cable: node04 mlx5_1 port 1 (rail 0)" in broken.stdout
+
+
+@pytest.mark.parametrize(
+    ("text", "suffix", "message"),
+    [
+        ("just some text\n", ".txt", "no 'Switch' blocks: give ibnetdiscover's text output"),
+        ('[nodes.node01]\nmlx5_1 = "leaf-1"\n', ".toml", 'must be "switch:port", e.g. "leaf-su1-r3:7"'),
+        ('[nodes.node01]\nmlx5_1 = "leaf-1:99999"\n', ".toml", "must be a port number from 1 to 4096"),
+        ('[nodes.node01]\nmlx5_1 = "leaf-1:1"\nmlx5_2 = "leaf-1:1"\n', ".toml", "is cabled twice"),
+        ('[cables]\nx = "y"\n', ".toml", "unknown key 'cables'"),
+    ],
+)
+def test_bad_topology_files_are_one_line_exit_2(tmp_path: Path, text: str, suffix: str, message: str) -> None:
+    path = tmp_path / f"fabric{suffix}"
+    path.write_text(text)
+    with pytest.raises(UserError) as caught:
+        load_cabling(path)
+    assert message in str(caught.value)
+    proc = railbench(["check", "--profile", "lambda-1cc", "--topology", str(path)])
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and message in proc.stderr
+
+
+def test_switch_names_fall_back_to_their_ids_when_descriptions_repeat() -> None:
+    text = (DATA / "two-units.ibnet").read_text().replace('"spine-2"', '"spine-1"')
+    lines = [(i + 1, line) for i, line in enumerate(text.splitlines())]
+    cabling = ibnetdiscover.parse(lines, "repeated")
+    ends = {end.switch for c in cabling.switch_links for end in (c.a, c.b) if isinstance(end, SwitchPort)}
+    assert {"S-fc6a1c0300e4a900", "S-fc6a1c0300e4aa00", "leaf-su1-r0"} <= ends
+    assert "spine-1" not in ends
+
+
+def test_the_rail_order_comes_from_the_file_then_the_profile_then_the_names() -> None:
+    cables = (Cable(HostPort("n1", "eth2"), SwitchPort("a", 1)), Cable(HostPort("n1", "eth10"), SwitchPort("b", 1)))
+    assert cabling_plan.rail_order(Cabling(cables, "x")) == ("eth2", "eth10")
+    assert cabling_plan.rail_order(Cabling(cables, "x"), ("eth10", "eth2")) == ("eth10", "eth2")
+    assert cabling_plan.rail_order(Cabling(cables, "x", ("eth10",))) == ("eth10",)
