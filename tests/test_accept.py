@@ -5,11 +5,21 @@ from __future__ import annotations
 import csv
 import json
 import subprocess
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
-from bench.accept.rank import accept_summary, check_cases, node_cases, overall, rail_cases, sweep_cases
+from bench.accept.rank import (
+    StepTimes,
+    accept_summary,
+    check_cases,
+    counters_text,
+    node_cases,
+    overall,
+    rail_cases,
+    sweep_cases,
+)
 from bench.fabric.checks import CheckResult
 from bench.fabric.cluster import NodeReport
 from bench.profiles import load_profile
@@ -148,6 +158,34 @@ def test_verdicts_per_node_rail_collective_and_check() -> None:
     validate_junit(junit_xml("railbench.accept", cases, hostname="head"))
 
 
+def test_testcases_carry_the_time_of_the_step_that_judged_them() -> None:
+    reports = [
+        NodeReport(
+            "node01", (CheckResult("rail", "pass", "4X NDR", "mlx5_1:1"), CheckResult("gpu-count", "pass", "8")), {}
+        )
+    ]
+    times = StepTimes({"node01": [3.25, 0.5]}, 0.0, {"all_reduce": 61.5}, 20.0)
+    rows = [{"scope": "world", "collective": "all_reduce", "bytes": "1024", "busbw_Gbps": "1", "target_Gbps": ""}]
+    counters = {"node01": {"mlx5_1:1": {"tx_bytes": 2_330_000_000, "rx_bytes": 870, "errors": {"symbol_error": 3}}}}
+    cases = (
+        check_cases(reports, [], times)
+        + sweep_cases(rows, {"counters": counters}, load_profile("local"), times)
+        + rail_cases(_outcome(), times)
+        + node_cases(["node01"], reports, _outcome(), times)
+    )
+    took = {(c.classname, c.name): c.time_s for c in cases}
+    assert took[("railbench.check.node01", "rail mlx5_1:1")] == 3.25
+    assert took[("railbench.run", "all_reduce")] == 61.5 and took[("railbench.run", "counters")] == 61.5
+    assert took[("railbench.rails", "rail0")] == 20.0 and took[("railbench.nodes", "node01")] == 23.75
+    suite = ET.fromstring(junit_xml("railbench.accept", cases, time_s=91.2)).find("testsuite")
+    assert suite is not None and suite.get("time") == "91.200"
+    assert {tc.get("name"): tc.get("time") for tc in suite.iter("testcase")}["all_reduce"] == "61.500"
+    # the counters testcase reads as lines, not as a Python dict
+    counted = next(c for c in cases if c.name == "counters").details
+    assert counted == "node01:\n  mlx5_1:1: tx 2.33 GB, rx 870 B, symbol_error +3"
+    assert "{" not in counters_text(counters)
+
+
 def test_a_single_node_skips_rails_but_not_the_verdict() -> None:
     outcome = RailsOutcome(skipped="1 node (vm): a rail group needs local rank k of at least 2 nodes")
     cases = rail_cases(outcome)
@@ -174,6 +212,16 @@ def test_accept_local_np4_end_to_end(accept_local_np4: tuple[subprocess.Complete
     assert {r["collective"] for r in rows} == {"all_reduce", "all_gather", "sendrecv"}
     assert all(r["wrong"] == "0" for r in rows)
     validate_junit(out / "junit.xml")
+    # real times: the suite's wall time, and each collective's own sweep time
+    suite = ET.parse(out / "junit.xml").getroot().find("testsuite")
+    assert suite is not None and float(suite.get("time") or 0) > 1.0
+    swept = {
+        tc.get("name"): float(tc.get("time") or 0)
+        for tc in suite.iter("testcase")
+        if tc.get("classname") == "railbench.run"
+    }
+    assert all(seconds > 0 for seconds in swept.values()), swept
+    assert sum(swept.values()) - swept["counters"] < float(suite.get("time") or 0)
 
 
 def test_accept_needs_a_profile() -> None:

@@ -15,7 +15,9 @@ The verdict functions at the bottom are pure: they take what the phases produced
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -75,16 +77,45 @@ def run_rank(config: AcceptConfig, info: RankInfo) -> int:
     )
 
 
-def _node_checks(profile: Profile, ctx: DistContext) -> list[NodeReport] | None:
-    """Every node's preflight report on rank 0 (one per node: its local rank 0 speaks), None elsewhere."""
-    report = None
+@dataclass(frozen=True)
+class StepTimes:
+    """Wall times of accept's steps in seconds, for JUnit: a testcase carries the time of the step that
+    judged it, the suite the wall time of the whole command."""
+
+    checks: Mapping[str, Sequence[float]] = field(default_factory=dict)
+    """Node -> one time per result of its checks, in ``NodeReport.results`` order."""
+    cross_node: float = 0.0
+    """Comparing the nodes' answers."""
+    sweep: Mapping[str, float] = field(default_factory=dict)
+    """Collective -> its sizes' wall time in the world sweep."""
+    rails: float = 0.0
+    """The rails phase: rail groups and the pair matrix run on every rail at once, so each rail's case
+    (and each node's, which the same measurements judge) was under test for all of it."""
+
+    @property
+    def counters(self) -> float:
+        """The byte and error counters are read around the whole world sweep: their case covers it."""
+        return sum(self.sweep.values())
+
+    def node_checks(self, node: str) -> float:
+        return sum(self.checks.get(node, ()))
+
+
+def _node_checks(profile: Profile, ctx: DistContext) -> tuple[list[NodeReport], dict[str, list[float]]] | None:
+    """Every node's preflight report and each result's time on rank 0 (one per node: its local rank 0
+    speaks), None elsewhere."""
+    answer = None
     if ctx.info.local_rank == 0:
-        results = tuple(checks.run_checks(profile, Path("/sys"), (), benv.environ()))
+        timed = checks.timed_checks(profile, Path("/sys"), benv.environ())
+        results = tuple(result for result, _ in timed)
         report = NodeReport(socket.gethostname(), results, cluster.node_versions(profile, Path("/sys"))).to_json()
-    gathered = gather_objects(report)
+        answer = {"report": report, "seconds": [seconds for _, seconds in timed]}
+    gathered = gather_objects(answer)
     if ctx.info.rank != 0:
         return None
-    return [NodeReport.from_json(doc) for doc in gathered if doc is not None]
+    reports = [NodeReport.from_json(doc["report"]) for doc in gathered if doc is not None]
+    seconds = {doc["report"]["node"]: list(doc["seconds"]) for doc in gathered if doc is not None}
+    return reports, seconds
 
 
 def _accept(config: AcceptConfig, settings: RailsSettings, profile: Profile, ctx: DistContext) -> int:
@@ -94,17 +125,24 @@ def _accept(config: AcceptConfig, settings: RailsSettings, profile: Profile, ctx
         broadcast_str(ctx.store, "out_dir", str(config.out or default_run_dir(cluster_name)), rank, 60.0)
     )
     started = iso_utc()
+    clock_started = time.monotonic()
 
-    reports = _node_checks(profile, ctx)
+    checked = _node_checks(profile, ctx)
+    reports = checked[0] if checked is not None else None
     cross: list[CheckResult] = []
+    cross_s = 0.0
     if reports is not None:
+        cross_started = time.monotonic()
         cross = cluster.compare_nodes(reports) if len(reports) > 1 else []
+        cross_s = time.monotonic() - cross_started
         out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out_dir / "checks.json", to_json(profile, reports, cross, ctx.info.world_size))
         print(render(profile, reports, cross, ctx.info.world_size), flush=True)
 
     sweep_config = config.sweep_config(out_dir)
-    world_sweep(sweep_config, ctx, finish=False)  # run.json and results.csv; history and report come last
+    sweep_s: dict[str, float] = {}
+    # run.json and results.csv; history and report come last
+    world_sweep(sweep_config, ctx, finish=False, seconds=sweep_s)
 
     def record_end(status: str, exit_status: int, failure: dict[str, Any] | None) -> None:
         if rank == 0:
@@ -118,7 +156,9 @@ def _accept(config: AcceptConfig, settings: RailsSettings, profile: Profile, ctx
                 **extra,
             )
 
+    rails_started = time.monotonic()
     outcome = rails_rank.guarded_rails_phase(settings, ctx, record_end)
+    times = StepTimes(checked[1] if checked is not None else {}, cross_s, sweep_s, time.monotonic() - rails_started)
 
     status = EXIT_PASS
     if rank == 0 and outcome is not None and reports is not None:
@@ -129,16 +169,16 @@ def _accept(config: AcceptConfig, settings: RailsSettings, profile: Profile, ctx
         run_file = RunFile.load(out_dir)
         meta = run_file.record.to_json()
         cases = (
-            check_cases(reports, cross)
-            + sweep_cases(writer.rows, meta, profile)
-            + rail_cases(outcome)
-            + node_cases(list(ctx.node_hosts), reports, outcome)
+            check_cases(reports, cross, times)
+            + sweep_cases(writer.rows, meta, profile, times)
+            + rail_cases(outcome, times)
+            + node_cases(list(ctx.node_hosts), reports, outcome, times)
         )
         verdict = overall(cases)
         if verdict == "pass" and not targets_judged(writer.rows, outcome):
             verdict = "measured"  # nothing had a target: PASS would claim a judgement never made
         status = EXIT_PASS if verdict in ("pass", "measured") else EXIT_FAIL
-        _write_junit(out_dir, cases)
+        _write_junit(out_dir, cases, time.monotonic() - clock_started)
         run_file.update(
             command="accept",
             started_utc=started,
@@ -160,30 +200,34 @@ def _accept(config: AcceptConfig, settings: RailsSettings, profile: Profile, ctx
     return agree_on_exit_status(ctx, status, "accept/exit_status")
 
 
-def _write_junit(out_dir: Path, cases: Sequence[Case]) -> None:
-    write_junit(out_dir / "junit.xml", "railbench.accept", cases, hostname=socket.gethostname())
+def _write_junit(out_dir: Path, cases: Sequence[Case], wall_s: float) -> None:
+    write_junit(out_dir / "junit.xml", "railbench.accept", cases, hostname=socket.gethostname(), time_s=wall_s)
 
 
 # --- verdicts (pure) ---------------------------------------------------------------------------------------
 
 
-def check_cases(reports: Sequence[NodeReport], cross: Sequence[CheckResult]) -> list[Case]:
+def check_cases(
+    reports: Sequence[NodeReport], cross: Sequence[CheckResult], times: StepTimes = StepTimes()
+) -> list[Case]:
     """One testcase per check result on each node, and per cross-node comparison."""
     cases = []
     for report in reports:
-        for r in report.results:
+        seconds = list(times.checks.get(report.node, ()))
+        for i, r in enumerate(report.results):
             name = r.check if not r.device else f"{r.check} {r.device}"
-            cases.append(_check_case(f"railbench.check.{report.node}", name, r))
+            took = seconds[i] if i < len(seconds) else 0.0
+            cases.append(_check_case(f"railbench.check.{report.node}", name, r, took))
     for r in cross:
-        cases.append(_check_case("railbench.check.cluster", r.check, r))
+        cases.append(_check_case("railbench.check.cluster", r.check, r, times.cross_node / max(1, len(cross))))
     return cases
 
 
-def _check_case(classname: str, name: str, r: CheckResult) -> Case:
+def _check_case(classname: str, name: str, r: CheckResult, time_s: float = 0.0) -> Case:
     # JUnit has no warning state: a warning passes, and says so where CI shows a case's output.
     details = f"WARN {r.reason}" if r.status == "warn" else ""
     message = r.reason if r.status in ("fail", "skip") else ""
-    return Case(classname, name, _JUNIT_STATUS[r.status], message, details)
+    return Case(classname, name, _JUNIT_STATUS[r.status], message, details, time_s)
 
 
 def _number(value: Any) -> float | None:
@@ -192,7 +236,9 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
-def sweep_cases(rows: Sequence[Mapping[str, Any]], meta: Mapping[str, Any], profile: Profile) -> list[Case]:
+def sweep_cases(
+    rows: Sequence[Mapping[str, Any]], meta: Mapping[str, Any], profile: Profile, times: StepTimes = StepTimes()
+) -> list[Case]:
     """One testcase per world collective (judged as ``railbench run`` judges it), and one for its counters."""
     world = [r for r in rows if r.get("scope") == "world"]
     cases = []
@@ -212,24 +258,60 @@ def sweep_cases(rows: Sequence[Mapping[str, Any]], meta: Mapping[str, Any], prof
         result, reasons = verdict(mine, judge_min_bytes(profile), profile.pass_fraction)
         details = "\n".join(f"{format_size(r['bytes'])}: busbw {r['busbw_Gbps']:.4g} Gb/s" for r in mine)
         message = "; ".join(reasons[:3]) + (f" and {len(reasons) - 3} more" if len(reasons) > 3 else "")
-        cases.append(Case("railbench.run", collective, "fail" if result == "fail" else "pass", message, details))
-    counter_failures = [f["message"] for f in meta.get("findings") or [] if f.get("severity") == "fail"]
+        status: Status = "fail" if result == "fail" else "pass"
+        cases.append(Case("railbench.run", collective, status, message, details, times.sweep.get(collective, 0.0)))
+    findings = [f for f in meta.get("findings") or [] if isinstance(f, Mapping)]
+    counter_failures = [str(f.get("message")) for f in findings if f.get("severity") == "fail"]
     cases.append(
         Case(
             "railbench.run",
             "counters",
             "fail" if counter_failures else "pass",
             "; ".join(counter_failures),
-            "\n".join(f"{h}: {d}" for h, d in (meta.get("counters") or {}).items()),
+            counters_text(meta.get("counters"), findings),
+            times.counters,
         )
     )
     return cases
 
 
-def rail_cases(outcome: RailsOutcome) -> list[Case]:
+def counters_text(counters: object, findings: Sequence[Mapping[str, Any]] = ()) -> str:
+    """The counters testcase's output: what the counters found, then one line per node and device with the
+    bytes it sent and received over the sweep and any error counter that rose."""
+    lines = [f"{str(f.get('severity', '')).upper()} {f.get('message')}" for f in findings]
+    if not isinstance(counters, Mapping):
+        return "\n".join([*lines, "no counters were read"])
+    for node, devices in counters.items():
+        if not isinstance(devices, Mapping):
+            continue
+        lines.append(f"{node}:")
+        for device, entry in devices.items():
+            if not isinstance(entry, Mapping):
+                continue
+            said = f"  {device}: tx {format_bytes(entry.get('tx_bytes'))}, rx {format_bytes(entry.get('rx_bytes'))}"
+            flags = [flag for flag in ("wrapped", "saturated") if entry.get(flag)]
+            errors = entry.get("errors")
+            risen = [f"{name} +{count:,}" for name, count in (errors or {}).items() if isinstance(count, int) and count]
+            risen += [f"{name} saturated" for name in entry.get("errors_saturated") or ()]
+            risen += [f"{name} cleared" for name in entry.get("errors_reset") or ()]
+            lines.append(said + "".join(f", {word}" for word in flags + risen))
+    return "\n".join(lines)
+
+
+def format_bytes(value: object) -> str:
+    """``0 B``, ``870 B``, ``2.33 GB`` (decimal units, as the counters count)."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        return "?"
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if value >= scale:
+            return f"{value / scale:.3g} {unit}"
+    return f"{value} B"
+
+
+def rail_cases(outcome: RailsOutcome, times: StepTimes = StepTimes()) -> list[Case]:
     """One testcase per rail: its rail groups against the line rate, its pairs, its counters."""
     if outcome.skipped:
-        return [Case("railbench.rails", "rails", "skip", outcome.skipped)]
+        return [Case("railbench.rails", "rails", "skip", outcome.skipped, "", times.rails)]
     cases = []
     for rail in range(outcome.rails):
         reasons = outcome.rail_reasons(rail)
@@ -237,14 +319,16 @@ def rail_cases(outcome: RailsOutcome) -> list[Case]:
         lines += [f"{node}: {dev}" for rd in outcome.devices if rd.rail == rail for node, dev in rd.device.items()]
         # JUnit has no warning state: a warned link passes, and says so where CI shows the case's output.
         lines += [f"WARN {describe(d)}" for d in outcome.warnings if d.rail == rail]
-        cases.append(
-            Case("railbench.rails", f"rail{rail}", "fail" if reasons else "pass", "; ".join(reasons), "\n".join(lines))
-        )
+        status: Status = "fail" if reasons else "pass"
+        cases.append(Case("railbench.rails", f"rail{rail}", status, "; ".join(reasons), "\n".join(lines), times.rails))
     return cases
 
 
-def node_cases(nodes: Sequence[str], reports: Sequence[NodeReport], outcome: RailsOutcome) -> list[Case]:
-    """One testcase per node: its checks and every rails defect or counter finding that names it."""
+def node_cases(
+    nodes: Sequence[str], reports: Sequence[NodeReport], outcome: RailsOutcome, times: StepTimes = StepTimes()
+) -> list[Case]:
+    """One testcase per node: its checks and every rails defect or counter finding that names it (its time:
+    its own checks and the rails phase, the steps that judge it)."""
     by_node = {report.node: report for report in reports}
     cases = []
     for node in nodes:
@@ -259,6 +343,7 @@ def node_cases(nodes: Sequence[str], reports: Sequence[NodeReport], outcome: Rai
                 "fail" if reasons else "pass",
                 "; ".join(reasons),
                 "\n".join([*reasons, *warned]),
+                times.node_checks(node) + times.rails,
             )
         )
     return cases

@@ -208,9 +208,14 @@ def inline_data(spec: Mapping[str, Any], csv_body: str) -> dict[str, Any]:
     return out
 
 
+def _count(value: object, word: str) -> str:
+    """``1 node``, ``16 nodes``, ``? nodes`` when run.json does not say."""
+    return f"{value} {word}" if value == 1 else f"{value if isinstance(value, int) else '?'} {word}s"
+
+
 def _subtitle(inputs: RunInputs, note: str) -> str:
     run = inputs.run
-    words = [str(run.get("cluster") or ""), f"{run.get('nnodes', '?')} nodes, {run.get('nranks', '?')} ranks"]
+    words = [str(run.get("cluster") or ""), f"{_count(run.get('nnodes'), 'node')}, {_count(run.get('nranks'), 'rank')}"]
     words += [str(run.get("started_utc") or ""), note]
     return " · ".join(w for w in words if w)
 

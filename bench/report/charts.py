@@ -29,7 +29,19 @@ SIZE_LABEL_EXPR = (
     " : datum.value >= 1024 ? format(datum.value / 1024, '~g') + 'K'"
     " : format(datum.value, '~g')"
 )
-_TREND_STATE_COLORS = {"ok": "#4c78a8", "improved": "#54a24b", "regressed": "#e45756", "failed": "#b279a2"}
+# Every state compare writes into trend.csv has a colour of its own: the earlier nights ("baseline") are the
+# quiet grey, tonight's point stands out in its state's colour (an "unchanged" night is blue, not grey).
+_TREND_STATE_COLORS = {
+    "baseline": "#9d9d9d",
+    "unchanged": "#4c78a8",
+    "ok": "#4c78a8",
+    "improved": "#54a24b",
+    "regressed": "#e45756",
+    "failed": "#b279a2",
+    "new": "#f58518",
+    "missing": "#b279a2",
+}
+_OTHER_STATE_COLOR = "#72b7b2"
 
 
 def csv_data(url: str, frame: pd.DataFrame, dates: Sequence[str] = ()) -> alt.UrlData:
@@ -227,6 +239,15 @@ def heatmap_chart(
     )
 
 
+def time_format(table: pd.DataFrame) -> str:
+    """The trend's x labels: the day (``11-23``) when every run fell on a day of its own, the day and the time
+    (``11-23 14:05``) when several runs share a day, so no two ticks read the same."""
+    if not len(table):
+        return "%m-%d"
+    times = pd.to_datetime(table["run_time"], utc=True, errors="coerce").dropna().drop_duplicates()
+    return "%m-%d %H:%M" if times.dt.date.duplicated().any() else "%m-%d"
+
+
 def trend_chart(
     table: pd.DataFrame,
     *,
@@ -242,7 +263,7 @@ def trend_chart(
     """
     states = [s for s in dict.fromkeys(table["state"].astype(str))] if len(table) else ["ok"]
     base = alt.Chart()
-    x = alt.X("run_time:T", title=None, axis=alt.Axis(format="%m-%d", labelOverlap=True, tickCount=4))
+    x = alt.X("run_time:T", title=None, axis=alt.Axis(format=time_format(table), labelOverlap=True, tickCount=4))
     band = base.mark_area(opacity=0.25, color="#9ecae9").encode(
         x=x,
         y=alt.Y("band_lo_GBps:Q", title="busbw GB/s", scale=alt.Scale(zero=False)),
@@ -258,7 +279,7 @@ def trend_chart(
         y="busbw_GBps:Q",
         color=alt.Color(
             "state:N",
-            scale=alt.Scale(domain=states, range=[_TREND_STATE_COLORS.get(s, "#9d9d9d") for s in states]),
+            scale=alt.Scale(domain=states, range=[_TREND_STATE_COLORS.get(s, _OTHER_STATE_COLOR) for s in states]),
             legend=alt.Legend(title="state", orient="right"),
         ),
         tooltip=[

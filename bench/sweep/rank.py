@@ -10,6 +10,7 @@ finished row stays on disk.
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -99,9 +100,10 @@ def run_rank(config: RunConfig, info: RankInfo) -> int:
     )
 
 
-def sweep(config: RunConfig, ctx: DistContext, *, finish: bool = True) -> int:
+def sweep(config: RunConfig, ctx: DistContext, *, finish: bool = True, seconds: dict[str, float] | None = None) -> int:
     """The world sweep on every rank; with ``finish``, rank 0 also adds the run to the history and draws the
-    report (``accept`` finishes once, after its rails phase)."""
+    report (``accept`` finishes once, after its rails phase). ``seconds`` receives each collective's wall
+    time (its JUnit testcase's time in ``accept``)."""
     import torch
 
     rank, nranks, nnodes = ctx.info.rank, ctx.info.world_size, ctx.info.nnodes
@@ -139,10 +141,11 @@ def sweep(config: RunConfig, ctx: DistContext, *, finish: bool = True) -> int:
             )
 
     before = evidence.node_snapshot(ctx.info.local_rank)
-    progress = Progress(len(colls) * len(sizes), _progress_mode(config, ctx))
+    progress = Progress([nbytes for _ in colls for nbytes in sizes], _progress_mode(config, ctx))
     try:
         with guarded(ctx, config.timeout_s, record_end) as watchdog:
             for coll in colls:
+                started = time.monotonic()
                 target = world_target_gbps(profile, coll.name, nnodes)
                 if is_rank0:
                     progress.line(section_header(coll.name, nranks, nnodes, ctx.backend, coll.placement, graph))
@@ -169,6 +172,8 @@ def sweep(config: RunConfig, ctx: DistContext, *, finish: bool = True) -> int:
                         writer.append(row)
                         progress.line(row_line(row))
                     progress.advance(f"{coll.name} {format_size(nbytes)}")
+                if seconds is not None:
+                    seconds[coll.name] = seconds.get(coll.name, 0.0) + time.monotonic() - started
     finally:
         progress.close()
 
