@@ -1,13 +1,15 @@
 """railbench: NCCL and InfiniBand benchmark and validation suite for GPU clusters.
 
 Importing the package is cheap: it never imports torch. Heavy modules load when a command needs them.
+This module is the package's public face, the top of its layers: nothing inside ``bench`` imports it.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from bench.version import __version__
+
 __all__ = ["__version__", "select_hcas"]
 
 if TYPE_CHECKING:

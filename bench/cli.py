@@ -18,9 +18,9 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from bench import __version__
 from bench.errors import EXIT_USAGE, InfraError, UserError, interrupt_status
 from bench.runtime.env import PARENT_VAR, discover_rank, get
+from bench.version import __version__
 
 # name -> (module under bench.commands, one-line summary). Order is the order shown in --help.
 COMMANDS: dict[str, tuple[str, str]] = {

@@ -29,7 +29,7 @@ Keys (top level unless shown):
 ``[errors]``             error-counter and link-flap thresholds of ``railbench check``, and how ``rails``
                          judges error counters that rose during its windows (``bench.error_limits``)
 ``[actions]``            what to do about each defect kind, one sentence each (``bench.actions``)
-``[compare]``            regression thresholds (``bench.history.settings``): checked here too, so a bad one
+``[compare]``            regression thresholds (``bench.compare_settings``): checked here too, so a bad one
                          is refused by every command, not only by ``compare``
 ``[rails_test]``, ``[run]``, ``[accept]``, ``[report]``: tables read by other commands, kept in ``raw``
 =======================  ====================================================================================
@@ -51,10 +51,10 @@ from typing import Any, Literal, cast
 from bench import toml_limits
 from bench.actions import Actions
 from bench.bounded import Where, finite
+from bench.busbw import BUSBW_FACTOR
+from bench.compare_settings import CompareSettings
 from bench.error_limits import ErrorLimits
 from bench.errors import UserError
-from bench.history.settings import CompareSettings
-from bench.measure.busbw import BUSBW_FACTOR
 from bench.units import parse_size
 
 PROFILE_DIR = Path(__file__).resolve().parent / "profiles"

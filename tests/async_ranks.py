@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 import torch
 import torch.distributed as dist
 
-from bench.measure.busbw import BUSBW_FACTOR
+from bench.busbw import BUSBW_FACTOR
 from bench.measure.collectives import get_collective
 from bench.measure.timing import measure
 from bench.rails.config import RailsConfig, validate

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from bench.commands.compare import CompareConfig, compare, run
+from bench.compare_settings import CompareSettings
 from bench.errors import UserError
 from bench.history.baseline import from_run_dir
 from bench.history.outputs import TREND_COLUMNS
 from bench.history.records import read_run
-from bench.history.settings import CompareSettings
 from bench.history.store import add_run
 from tests.history_fixtures import make_run_dir
 from tests.support import railbench, rank_env

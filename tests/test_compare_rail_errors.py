@@ -9,9 +9,9 @@ import sqlite3
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from bench.compare_settings import CompareSettings
 from bench.history import rail_errors
 from bench.history.rail_errors import RailErrors, judge
-from bench.history.settings import CompareSettings
 from bench.history.store import add_run
 from bench.rails.railsjson import rails_doc
 from bench.rails.records import RailDevices, RailsOutcome

@@ -157,8 +157,8 @@ def test_loopback_counters_cover_a_real_gloo_all_reduce() -> None:
 def test_a_world_group_bound_to_the_management_interface_accuses_nothing(tmp_path: Path) -> None:
     # On a socket-rail cluster gloo's world group rides --oob-ifname (mgmt) by railbench's own choice: the
     # counters then show mgmt busy and the rails idle, and neither is a fault of the fabric.
+    from bench.frame.evidence import audit_counters
     from bench.profiles import load_profile
-    from bench.runtime.evidence import audit_counters
 
     toml = tmp_path / "sock.toml"
     toml.write_text(

@@ -1,5 +1,11 @@
-"""The package's layers import only downward: no import cycle inside ``bench/``, function-level imports
-included, and nothing below ``bench/commands`` imports a command module."""
+"""The package's layers import only downward, at module and at folder level.
+
+Modules: no import cycle inside ``bench/``, function-level imports included. Folders: every folder of
+``bench/`` sits in one layer of :data:`LAYERS` (the README's Development section draws the same map); no
+folder imports one in a higher layer, no two folders import each other, and no longer chain of folders
+comes back to where it started. The modules directly under ``bench/`` are the ground: each is a node of its
+own, below every folder.
+"""
 
 from __future__ import annotations
 
@@ -94,6 +100,91 @@ def test_no_import_cycle_in_bench() -> None:
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
 
 
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("bench",),  # the package's public face (``bench.select_hcas``): nothing inside imports it
+    ("bench.__main__", "bench.cli"),
+    ("commands",),
+    ("accept", "sweep", "rails", "check"),  # the jobs (accept runs the other three's phases)
+    ("frame",),
+    ("report", "history"),
+    ("nccltests", "measure", "fabric"),  # the engines
+    ("runtime",),
+    ("rundir",),
+)
+"""Top to bottom. A folder may import its own layer one way only; every module directly under ``bench/`` (but
+the two above) is the ground, below them all."""
+GROUND = len(LAYERS)
+
+
+def folder_of(module: str) -> str:
+    """The folder node of a module: ``bench.rails.rank`` -> ``rails``; a module under ``bench/`` is its own."""
+    parts = module.split(".")
+    if len(parts) >= 3 or (len(parts) == 2 and (BENCH / parts[1] / "__init__.py").is_file()):
+        return parts[1]
+    return module
+
+
+def folder_graph(graph: dict[str, set[str]]) -> dict[str, dict[str, list[str]]]:
+    """Folder -> folder -> the module imports that make the arrow (an arrow inside one folder is left out)."""
+    folders: dict[str, dict[str, list[str]]] = {}
+    for module, targets in graph.items():
+        a = folder_of(module)
+        folders.setdefault(a, {})
+        for target in sorted(targets):
+            b = folder_of(target)
+            if a != b:
+                folders[a].setdefault(b, []).append(f"{module} -> {target}")
+    return folders
+
+
+def layer_of(node: str) -> int:
+    for index, members in enumerate(LAYERS):
+        if node in members:
+            return index
+    if node.startswith("bench.") and (BENCH / f"{node.removeprefix('bench.')}.py").is_file():
+        return GROUND
+    raise AssertionError(f"{node} is in no layer: add the folder to LAYERS in tests/test_layers.py and the README")
+
+
+def layer_violations(folders: dict[str, dict[str, list[str]]]) -> list[str]:
+    """Every arrow that runs up the layers, and every pair of folders that import each other."""
+    problems = []
+    for a, arrows in sorted(folders.items()):
+        for b, why in sorted(arrows.items()):
+            if layer_of(b) < layer_of(a):
+                problems.append(f"upward: {a} -> {b} ({'; '.join(why)})")
+            elif a < b and a in folders.get(b, {}):
+                problems.append(f"mutual: {a} <-> {b} ({'; '.join(why + folders[b][a])})")
+    return problems
+
+
+def test_every_folder_has_a_layer() -> None:
+    for node in folder_graph(import_graph()):
+        layer_of(node)
+
+
+def test_no_folder_imports_upward_or_back() -> None:
+    folders = folder_graph(import_graph())
+    assert layer_violations(folders) == []
+    cycle = find_cycle({a: set(arrows) for a, arrows in folders.items()})
+    assert cycle is None, "folder cycle: " + " -> ".join(cycle or [])
+
+
+def test_a_deliberate_upward_import_fails() -> None:
+    """The checker sees the arrows the issue named: rundir importing runtime, runtime importing history, and
+    history importing report while report reads history."""
+    graph = import_graph()
+    graph["bench.rundir.files"] = {*graph["bench.rundir.files"], "bench.runtime.env"}
+    graph["bench.runtime.launch"] = {*graph["bench.runtime.launch"], "bench.history.store"}
+    problems = layer_violations(folder_graph(graph))
+    assert [p.split(" (")[0] for p in problems] == [
+        "upward: rundir -> runtime",
+        "upward: runtime -> history",
+    ], problems
+    graph["bench.history.store"] = {*graph["bench.history.store"], "bench.report.build"}
+    assert any(p.startswith("mutual: history <-> report") for p in layer_violations(folder_graph(graph)))
+
+
 def test_the_cycle_finder_sees_a_function_level_cycle() -> None:
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert find_cycle(graph) == ["a", "b", "c", "a"]
@@ -102,8 +193,8 @@ def test_the_cycle_finder_sees_a_function_level_cycle() -> None:
 
 def test_function_level_imports_are_edges(tmp_path: Path) -> None:
     graph = import_graph()
-    # bench.runtime.finish imports the report builder inside a function (pandas loads only when drawing).
-    assert "bench.report.build" in graph["bench.runtime.finish"]
+    # bench.frame.finish imports the report builder inside a function (pandas loads only when drawing).
+    assert "bench.report.build" in graph["bench.frame.finish"]
 
 
 def test_nothing_below_commands_imports_commands() -> None:

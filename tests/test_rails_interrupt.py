@@ -1,5 +1,5 @@
 """SIGTERM to a rails rank under the user's own launcher: run.json says ``interrupted`` (143), every process
-ends. The rails and accept phases share the sweep's one guard (``bench.runtime.guard``)."""
+ends. The rails and accept phases share the sweep's one guard (``bench.frame.guard``)."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.runtime.validate import gpu_count
+from bench.runtime.gpus import gpu_count
 from tests.support import railbench, rank_env
 from tests.test_run_failures import _rank_pids, _rows, _start_long_sweep, _wait_for_rows
 

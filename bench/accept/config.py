@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Literal
 
 from bench.errors import UserError
+from bench.frame.validate import check_common
 from bench.profiles import Profile, load_profile
 from bench.rails.config import RailsConfig, RailsSettings, resolve
 from bench.runtime import spec
-from bench.runtime.validate import check_common
 from bench.sweep.config import RunConfig
 
 

@@ -27,6 +27,8 @@ from bench.errors import EXIT_FAIL, EXIT_INFRA, EXIT_PASS, UserError
 from bench.fabric import checks, cluster
 from bench.fabric.checks import CheckResult
 from bench.fabric.cluster import NodeReport
+from bench.frame.finish import finish_run
+from bench.frame.record import iso_utc
 from bench.measure.targets import judge_min_bytes
 from bench.profiles import Profile
 from bench.rails import output
@@ -44,13 +46,11 @@ from bench.rundir.files import (
     read_results_rows,
 )
 from bench.rundir.junit import Case, Status, write_junit
-from bench.rundir.record import iso_utc
 from bench.rundir.runjson import RunFile
 from bench.runtime import env as benv
 from bench.runtime.before_init import run_directory
 from bench.runtime.dist import DistContext, agree_on_exit_status, broadcast_str, quiet_usage_exit, run_as_rank
 from bench.runtime.env import RankInfo
-from bench.runtime.finish import finish_run
 from bench.sweep.rank import sweep as world_sweep
 from bench.sweep.rank import verdict
 from bench.units import format_size

@@ -16,7 +16,9 @@ from typing import TextIO
 
 import numpy as np
 
+from bench.compare_settings import CompareSettings
 from bench.errors import UserError
+from bench.frame.finish import write_report_if_available
 from bench.history import rail_errors
 from bench.history.baseline import Baselines, BaselineSet, from_history, from_run_dir, parse_baseline_spec
 from bench.history.compare import (
@@ -34,12 +36,10 @@ from bench.history.outputs import (
     print_table,
     write_compare_json,
     write_compare_junit,
-    write_report_if_available,
     write_trend_csv,
 )
 from bench.history.rail_errors import ErrorRise
 from bench.history.records import MetricRecord, RunRecord, read_run
-from bench.history.settings import CompareSettings
 from bench.history.store import default_history_path, opened
 from bench.rundir.junit import Case, Status
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Literal, TextIO
 
 from bench.errors import UserError
-from bench.history.outputs import write_report_if_available
+from bench.frame.finish import write_report_if_available
 from bench.history.store import add_run, default_history_path
 from bench.nccltests import BUS_FACTOR, Table, open_log
 from bench.nccltests.convert import COLUMNS, LogSummary, run_meta, table_rows, utc_stamp_of

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import __version__
 from bench.fabric.checks import CheckResult, Context, verdict
 from bench.fabric.sysfs import Sysfs, nvidia_driver_version
 from bench.profiles import Profile
+from bench.version import __version__
 
 VERSION_KEYS = ("railbench", "python", "torch", "nccl", "driver", "firmware")
 _NCCL_LIB_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/local/lib")

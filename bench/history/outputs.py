@@ -178,16 +178,3 @@ def print_table(results: Sequence[MetricComparison], out: TextIO, *, show_all: b
 
 def _cell(value: float | None, width: int = 9) -> str:
     return f"{'-':>{width}}" if value is None else f"{value:>{width}.2f}"
-
-
-def write_report_if_available(run_dir: Path) -> bool:
-    """Charts and the report through ``bench.report``, when that part of railbench is installed."""
-    try:
-        from bench.report.build import write_report
-    except ModuleNotFoundError as exc:
-        # Only the report package itself may be absent; a missing dependency inside it is a real error.
-        if exc.name not in ("bench.report", "bench.report.build"):
-            raise
-        return False
-    write_report(run_dir)
-    return True

@@ -19,8 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from bench.busbw import BUSBW_FACTOR
 from bench.errors import UserError
-from bench.measure.busbw import BUSBW_FACTOR
 
 if TYPE_CHECKING:
     import torch

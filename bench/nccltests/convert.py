@@ -17,11 +17,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from bench import __version__
 from bench.bounded import Where, finite
 from bench.nccltests.model import NcclTestsLog, Table
 from bench.rundir.files import FORMAT_VERSION, RESULT_COLUMNS
 from bench.runtime.env import recorded_environment
+from bench.version import __version__
 
 EXTRA_COLUMNS = ("table", "line")
 COLUMNS = (*RESULT_COLUMNS, *EXTRA_COLUMNS)

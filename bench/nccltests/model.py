@@ -6,12 +6,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from bench.busbw import BUSBW_FACTOR
 from bench.errors import UserError
-from bench.measure.busbw import BUSBW_FACTOR
 
 # busbw = algbw x factor(n), the nccl-tests convention (DESIGN.md, "Units and formulas"). The printed size
 # is already the total buffer for the gather-type collectives, so algbw = size / time for all of them.
-BUS_FACTOR = BUSBW_FACTOR  # one table for the whole project: bench.measure.busbw
+BUS_FACTOR = BUSBW_FACTOR  # one table for the whole project: bench.busbw
 # Collectives whose printed count is the per-rank part: size = count x elsize x nranks.
 PER_RANK_COUNT = frozenset({"all_gather", "reduce_scatter", "alltoall", "gather", "scatter"})
 ROOTED = frozenset({"broadcast", "reduce", "gather", "scatter"})

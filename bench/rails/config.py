@@ -14,11 +14,11 @@ from typing import Any, Literal
 from bench.actions import Actions
 from bench.error_limits import ErrorLimits
 from bench.errors import UserError
+from bench.frame.validate import check_common
 from bench.measure.collectives import get_collective
 from bench.measure.targets import world_target_gbps
 from bench.profiles import Profile, load_profile
 from bench.runtime import spec
-from bench.runtime.validate import check_common
 from bench.units import parse_size
 
 RAIL_COLLECTIVES = ("all_reduce", "all_gather")

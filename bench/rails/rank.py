@@ -18,6 +18,9 @@ from typing import Any
 from bench.errors import EXIT_FAIL, EXIT_INFRA, EXIT_PASS, UserError
 from bench.fabric.hca import select_hcas
 from bench.fabric.sysfs import Sysfs, ib_ports, net_devices
+from bench.frame.finish import finish_run
+from bench.frame.guard import EndRecorder, guarded
+from bench.frame.record import RunRecord, base_metadata, iso_utc
 from bench.measure.collectives import get_collective
 from bench.measure.timing import Budget, group_max, measure
 from bench.netaddr import interface_ipv4
@@ -30,13 +33,10 @@ from bench.rails.layout import RailLayout, interface_for_rail, rail_layout
 from bench.rails.measure import PairTime, broadcast_object, gather_objects, make_rail_groups, p2p_wait
 from bench.rails.pairs import PairRunner
 from bench.rundir.files import ResultsWriter, default_cluster_name, default_run_dir, proposed_run_dir
-from bench.rundir.record import RunRecord, base_metadata, iso_utc
 from bench.runtime import env as benv
 from bench.runtime.before_init import Prelude, PreludeStep, agree_all_ok, pin_rail, rail_pin, run_directory
 from bench.runtime.dist import DistContext, agree_on_exit_status, broadcast_str, quiet_usage_exit, run_as_rank
 from bench.runtime.env import RankInfo
-from bench.runtime.finish import finish_run
-from bench.runtime.guard import EndRecorder, guarded
 from bench.runtime.watchdog import Watchdog
 
 CONNECT_S = 5.0
@@ -306,7 +306,7 @@ def rails_phase(settings: RailsSettings, ctx: DistContext, watchdog: Watchdog) -
 def guarded_rails_phase(
     settings: RailsSettings, ctx: DistContext, record_end: EndRecorder
 ) -> records.RailsOutcome | None:
-    """``rails_phase`` (and the intra-node matrix) under ``bench.runtime.guard``: a hang, a lost rank, Ctrl-C
+    """``rails_phase`` (and the intra-node matrix) under ``bench.frame.guard``: a hang, a lost rank, Ctrl-C
     or SIGTERM is recorded through ``record_end`` and raised on (exit 3, or 130/143)."""
     with guarded(ctx, settings.timeout_s, record_end) as watchdog:
         outcome = rails_phase(settings, ctx, watchdog)

@@ -48,7 +48,7 @@ def _min_bytes(profile: str | None) -> int:
     """The profile's ``[compare] min_bytes`` (1M when the run has no readable profile)."""
     if not profile:
         return DEFAULT_MIN_BYTES
-    from bench.history.settings import CompareSettings
+    from bench.compare_settings import CompareSettings
     from bench.profiles import load_profile
 
     try:

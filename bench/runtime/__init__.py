@@ -1,2 +1,2 @@
 """Being a rank: the environment (the only reader of os.environ), starting ranks, the process group, the
-watchdog, counter evidence and the finish step."""
+watchdog and the signals."""

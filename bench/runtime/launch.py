@@ -24,9 +24,9 @@ from bench.rundir.files import default_cluster_name, default_run_dir
 from bench.rundir.runjson import RunFile
 from bench.runtime import env as benv
 from bench.runtime import signals
+from bench.runtime.gpus import gpu_count
 from bench.runtime.launcher_output import LauncherOutput
 from bench.runtime.progress import Relay
-from bench.runtime.validate import gpu_count
 
 
 def find_mpirun() -> str:

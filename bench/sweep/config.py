@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Literal
 
 from bench.errors import UserError
+from bench.frame.validate import check_common
 from bench.measure.collectives import DEFAULT_COLLECTIVES, get_collective, get_dtype
 from bench.profiles import Profile, load_profile
 from bench.runtime import spec
-from bench.runtime.validate import check_common
 from bench.units import format_size
 
 MAX_SIZES = 4096

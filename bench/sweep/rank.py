@@ -21,6 +21,10 @@ from bench.errors import (
     EXIT_PASS,
     UserError,
 )
+from bench.frame import evidence
+from bench.frame.finish import finish_run
+from bench.frame.guard import guarded
+from bench.frame.record import RunRecord, base_metadata, iso_utc
 from bench.measure.collectives import Collective, Dtype, get_collective, get_dtype
 from bench.measure.memory_fit import check_sizes_fit, free_memory_bytes, largest_fitting
 from bench.measure.results import result_row
@@ -29,14 +33,10 @@ from bench.measure.targets import judge_min_bytes, world_target_gbps
 from bench.measure.timing import graph_capture_works, measure
 from bench.profiles import Profile, load_profile
 from bench.rundir.files import ResultsWriter, default_cluster_name, default_run_dir, proposed_run_dir
-from bench.rundir.record import RunRecord, base_metadata, iso_utc
 from bench.runtime import env as benv
-from bench.runtime import evidence
 from bench.runtime.before_init import run_directory
 from bench.runtime.dist import DistContext, agree_on_exit_status, broadcast_str, quiet_usage_exit, run_as_rank
 from bench.runtime.env import RankInfo
-from bench.runtime.finish import finish_run
-from bench.runtime.guard import guarded
 from bench.runtime.placement import blocking_wait_conflict
 from bench.runtime.progress import Mode, Progress
 from bench.sweep.config import RunConfig, validate

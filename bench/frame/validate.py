@@ -14,16 +14,7 @@ from pathlib import Path
 
 from bench.errors import UserError
 from bench.history.store import default_history_path, open_store
-
-GPU_PROC_ROOT = Path("/proc/driver/nvidia/gpus")
-
-
-def gpu_count(proc_root: Path = GPU_PROC_ROOT) -> int:
-    """GPUs the NVIDIA driver exposes, counted without importing torch (0 on machines without one)."""
-    try:
-        return sum(1 for p in proc_root.iterdir() if p.is_dir())
-    except OSError:
-        return 0
+from bench.runtime.gpus import gpu_count
 
 
 def check_backend(backend: str, *, graph: bool = False, gpus: int | None = None) -> None:

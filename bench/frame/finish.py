@@ -35,3 +35,16 @@ def finish_run(out_dir: Path, profile: Profile, *, history: Path | None, no_hist
         return EXIT_INFRA
     print(f"# report: {paths.report_html}")
     return status
+
+
+def write_report_if_available(run_dir: Path) -> bool:
+    """Charts and the report through ``bench.report``, when that part of railbench is installed."""
+    try:
+        from bench.report.build import write_report
+    except ModuleNotFoundError as exc:
+        # Only the report package itself may be absent; a missing dependency inside it is a real error.
+        if exc.name not in ("bench.report", "bench.report.build"):
+            raise
+        return False
+    write_report(run_dir)
+    return True

@@ -10,12 +10,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from bench import __version__
 from bench.profiles import Profile
 from bench.rundir.files import FORMAT_VERSION
 from bench.rundir.runjson import RunFile, new_record
 from bench.runtime import env as benv
 from bench.runtime.dist import DistContext, node_layout
+from bench.version import __version__
 
 
 def iso_utc(t: float | None = None) -> str:
