@@ -1,33 +1,61 @@
-"""A test-only torch.distributed backend that models NCCL's asynchrony on the CPU.
+"""A test-only torch.distributed backend that models NCCL on the CPU: railbench's own code runs unchanged on it.
 
-NCCL's operations are queued on a CUDA stream: ``Work.wait()`` returns at once (it only makes the current
-stream wait), the transfer happens later, and the host learns that it ended only from the device
-(``torch.cuda.synchronize`` or an event). Code that times NCCL with the host's clock alone measures the
-queuing. gloo, the only backend that runs here, completes every call before returning, so it cannot show
-that mistake. This backend can:
+gloo, the only backend that runs here, completes every call before returning, connects everything when a group
+is made, reads no NIC variable and never hangs for long: it cannot show the mistakes that matter on GPUs. This
+model can. Each behaviour below cites the NCCL (``src/...``) or torch (``torch/...``) source it models.
 
-- every operation is queued on one worker thread per process (the "stream"), in program order, and
-  really carried out there by an inner gloo process group;
-- ``wait()`` does not block the host, as on NCCL; ``barrier()``'s does, as NCCL's does. Small operations
-  (at most :data:`HOST_READ_BYTES`, the sizes torch's object collectives move) block too: torch reads their
-  results on the host straight away, which on a GPU is a device-to-host copy that synchronises;
-- each operation takes at least its bus bytes divided by the configured rate (``RAILBENCH_ASYNC_GBPS``,
-  Gb/s), nccl-tests' bus-bandwidth factors, so the true bus bandwidth of every operation is known;
-- one process can be made slow, as a GPU with a degraded NVLink is: ``RAILBENCH_ASYNC_SLOW=RANK:GBPS`` runs
-  every operation of world rank RANK at GBPS instead. A pair exchange with it ends when its slow end ends,
-  so a pair that includes it measures GBPS and every other pair the configured rate;
-- ``bench.measure.device.synchronize`` on the host drains the queue, as ``cuda.synchronize`` drains a
-  GPU's streams: the backend registers its drain with ``bench.measure.device``;
-- at each process-group creation it records the NCCL variables set at that moment: NCCL reads its
-  environment when a communicator is made.
+1. **Asynchronous completion.** Every operation is queued on one worker thread per process (the "stream"), in
+   program order, and really carried out there by an inner gloo process group. ``wait()`` never blocks the host
+   (torch ``ProcessGroupNCCL.cpp`` ``WorkNCCL::wait`` -> ``synchronizeStream``: the current stream waits, the
+   host does not), whatever the size: railbench code that reads a result on the host must synchronise first
+   (``bench.measure.device.synchronize``). Two exceptions block, as they do on a GPU: ``barrier()``
+   (``ProcessGroupNCCL::barrier`` marks its work ``isBarrierOp_`` and ``wait`` synchronises the stream), and
+   the calls torch's own object collectives make (``distributed_c10d.all_gather_object`` and friends read their
+   results with ``.item()`` / ``.cpu()``, device-to-host copies that wait for the stream).
+2. **Time per call.** Each operation takes at least ``latency + bus bytes / rate + first-use cost``: bus bytes
+   with nccl-tests' factors at ``RAILBENCH_ASYNC_GBPS`` (Gb/s); latency = the algorithm's steps times
+   ``RAILBENCH_ASYNC_STEP_US`` (NCCL ``src/graph/tuning.cc`` ``ncclTopoTuneModel``: a ring all_reduce has
+   2(n-1) steps, all_gather and reduce_scatter n-1, each paying the per-hop latency; point-to-point one).
+   ``RAILBENCH_ASYNC_SLOW=RANK:GBPS`` runs world rank RANK's operations at GBPS (a degraded GPU or link).
+3. **First-use connection.** NCCL connects an algorithm's channels the first time a communicator uses it
+   (``src/init.cc`` ``NCCL_RUNTIME_CONNECT``, default 1; ``src/enqueue.cc`` ``ncclPrepareTasks`` sets
+   ``algoNeedConnect`` for an algorithm not yet in ``initAlgoChannels``), and a peer's point-to-point
+   connectors on the first send or receive to it. The algorithm depends on the size (tuning.cc picks the
+   fastest for each call), so the model charges ``RAILBENCH_ASYNC_CONNECT_MS`` once per (communicator,
+   collective kind, size class: up to :data:`SMALL_BYTES` or above) and once per (communicator, direction,
+   peer) for point-to-point.
+4. **One environment per process.** NCCL reads its variables once per process and keeps them (``NCCL_PARAM``'s
+   cached value, ``src/misc/param.cc``; ``src/transport/net_ib/init.cc`` ``ncclIbInitDevices`` builds the IB
+   device list from ``NCCL_IB_HCA`` once, under ``ncclNIbDevs == -1``): the model takes one snapshot of
+   ``NCCL_*`` at the process's first communicator and ignores later changes (:data:`NCCL_SEEN` records, per
+   communicator, the snapshot it used).
+5. **One NIC view per node.** NCCL fuses the topology of the local ranks of a communicator (``src/graph/topo.cc``
+   ``ncclTopoGetSystem``: ``bootstrapIntraNodeAllGather`` of every local rank's XML, then ``ncclTopoFuseXml``);
+   each process's NICs come from its own ``NCCL_IB_HCA``, so ranks of one node that select different NICs give
+   one fused system with clashing NIC indices, and NCCL's maintainers say not to do it (NVIDIA/nccl issue 1478).
+   The model refuses such a communicator: every member posts its hostname and its ``NCCL_IB_HCA`` /
+   ``NCCL_SOCKET_IFNAME`` through the store the group is made with, and the group fails to form when two ranks
+   of one host differ.
+6. **Errors hang until aborted.** NCCL's connections are lazy, so a communicator over a black-holed NIC forms;
+   its first operation then retries until IB gives up (``NCCL_IB_TIMEOUT`` 20 x ``NCCL_IB_RETRY_CNT`` 7, about
+   30 s, ``net_ib``), and torch's watchdog dumps (``TORCH_NCCL_WAIT_TIMEOUT_DUMP_MILSEC``, 60 s) before it
+   aborts the communicator (``ProcessGroupNCCL::watchdogHandler``). ``RAILBENCH_ASYNC_DEAD=RANK[,RANK...]``
+   black-holes the NIC of those world ranks: every operation of a communicator that spans more than one host and
+   includes one of them hangs on every member, and fails after ``RAILBENCH_ASYNC_ABORT_S`` (default 90). The
+   communicator is then aborted: every later operation on it fails at once. A failure surfaces at the next host
+   synchronisation (``bench.measure.device.synchronize``), as a CUDA error does, or in a blocking ``wait()``.
+   Communicators within one host (NVLink) are not affected.
 
-It is a model of NCCL's behaviour, not a stand-in for railbench: railbench's own code runs unchanged on it.
+It is a model of NCCL's behaviour, not a stand-in for railbench: nothing here knows railbench's code.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import queue
+import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -43,9 +71,40 @@ from bench.measure import device as device_ops
 NAME = "asyncsim"
 RATE_VAR = "RAILBENCH_ASYNC_GBPS"
 SLOW_VAR = "RAILBENCH_ASYNC_SLOW"
-HOST_READ_BYTES = 64 * 1024
+STEP_VAR = "RAILBENCH_ASYNC_STEP_US"
+CONNECT_VAR = "RAILBENCH_ASYNC_CONNECT_MS"
+DEAD_VAR = "RAILBENCH_ASYNC_DEAD"
+ABORT_VAR = "RAILBENCH_ASYNC_ABORT_S"
+NIC_VARS = ("NCCL_IB_HCA", "NCCL_SOCKET_IFNAME")
+SMALL_BYTES = 64 * 1024
+"""Sizes up to this use one algorithm (NCCL's latency-bound choice), larger ones another: two first uses."""
+_TORCH_HOST_READERS = frozenset(
+    {
+        "all_gather_object",
+        "gather_object",
+        "broadcast_object_list",
+        "scatter_object_list",
+        "send_object_list",
+        "recv_object_list",
+    }
+)
+"""torch's object collectives: they read their results on the host at once (behaviour 1)."""
+
 NCCL_SEEN: list[dict[str, str]] = []
-"""The ``NCCL_*`` environment at each process group's creation, in creation order."""
+"""The ``NCCL_*`` environment each communicator used (the process's snapshot), in creation order."""
+_SNAPSHOT: dict[str, str] | None = None
+
+
+def nccl_environment() -> dict[str, str]:
+    """This process's ``NCCL_*`` variables as its first communicator saw them (behaviour 4)."""
+    global _SNAPSHOT
+    if _SNAPSHOT is None:
+        _SNAPSHOT = {k: v for k, v in os.environ.items() if k.startswith("NCCL_")}
+    return dict(_SNAPSHOT)
+
+
+def _float(name: str, default: float) -> float:
+    return float(os.environ.get(name) or default)
 
 
 class _Stream:
@@ -107,58 +166,124 @@ def _nbytes(tensors: list[torch.Tensor]) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
+def _read_on_host_by_torch() -> bool:
+    """Whether the caller is one of torch's object collectives, which read the result on the host at once."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        if frame.f_code.co_name in _TORCH_HOST_READERS and frame.f_globals.get("__name__", "").startswith(
+            "torch.distributed"
+        ):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _post_and_agree(store: Any, rank: int, size: int, world_rank: int, timeout: timedelta) -> list[dict[str, Any]]:
+    """Every member's host, world rank and NIC variables; RuntimeError when two ranks of one host differ
+    (behaviour 5). Posted through the group's own store, as NCCL's bootstrap exchanges its peers' info."""
+    nics = {name: nccl_environment().get(name) for name in NIC_VARS}
+    store.set(f"asyncsim/member/{rank}", json.dumps({"host": socket.gethostname(), "world": world_rank, **nics}))
+    keys = [f"asyncsim/member/{r}" for r in range(size)]
+    store.wait(keys, timeout)
+    members = [json.loads(store.get(k)) for k in keys]
+    mine = members[rank]
+    for r, other in enumerate(members):
+        if other["host"] != mine["host"]:
+            continue
+        for name in NIC_VARS:
+            if other[name] != mine[name]:
+                raise RuntimeError(
+                    f"asyncsim: ranks {rank} and {r} of this communicator share host {mine['host']} but see "
+                    f"{name}={mine[name]!r} and {other[name]!r}: NCCL fuses the NIC topology of a node's ranks "
+                    "and cannot build rings over per-rank NIC lists"
+                )
+    return members
+
+
 class AsyncProcessGroup(dist.ProcessGroup):
     """The operations railbench uses, each queued on :data:`STREAM` and done by an inner gloo group."""
 
     def __init__(self, store: Any, rank: int, size: int, timeout: timedelta) -> None:
         super().__init__(rank, size)
-        NCCL_SEEN.append({k: v for k, v in os.environ.items() if k.startswith("NCCL_")})
-        self._inner = dist.ProcessGroupGloo(store, rank, size, timeout)
-        self._n = size
+        NCCL_SEEN.append(nccl_environment())
         # The world is the first group made: until it exists, ``rank`` is the world rank.
-        self._gbps = _rate(dist.get_rank() if dist.is_initialized() else rank)
+        world_rank = dist.get_rank() if dist.is_initialized() else rank
+        members = _post_and_agree(store, rank, size, world_rank, timeout)
+        dead = {int(r) for r in os.environ.get(DEAD_VAR, "").split(",") if r.strip()}
+        spans_hosts = len({m["host"] for m in members}) > 1
+        self._hung = spans_hosts and any(m["world"] in dead for m in members)
+        self._i_am_dead = self._hung and world_rank in dead
+        self._abort_s = _float(ABORT_VAR, 90.0)
+        inner_timeout = timedelta(seconds=self._abort_s) if self._hung else timeout
+        self._inner = dist.ProcessGroupGloo(store, rank, size, inner_timeout)
+        self._n = size
+        self._gbps = _rate(world_rank)
+        self._step_s = _float(STEP_VAR, 0.0) * 1e-6
+        self._connect_s = _float(CONNECT_VAR, 0.0) * 1e-3
+        self._connected: set[tuple[object, ...]] = set()
+        self._aborted: str | None = None
 
     def getBackendName(self) -> str:
         return NAME
 
-    def _queue(self, bus_bytes: float, moved: int, run: Callable[[], Any], *, blocking: bool = False) -> AsyncWork:
+    def _queue(
+        self, use: tuple[object, ...], steps: int, bus_bytes: float, run: Callable[[], Any], *, blocking: bool = False
+    ) -> AsyncWork:
+        first_use = use not in self._connected
+        self._connected.add(use)
+        modelled = steps * self._step_s + 8 * bus_bytes / (self._gbps * 1e9) + (self._connect_s if first_use else 0)
+
         def job() -> None:
+            if self._aborted is not None:
+                raise RuntimeError(f"asyncsim: communicator aborted earlier ({self._aborted})")
             began = time.perf_counter()
-            run().wait()
-            modelled = 8 * bus_bytes / (self._gbps * 1e9)
+            try:
+                if self._i_am_dead:
+                    time.sleep(self._abort_s)  # nothing this rank sends arrives; the watchdog aborts
+                    raise RuntimeError(f"NET/IB: retry exceeded, communicator aborted after {self._abort_s:g} s")
+                run().wait()
+            except RuntimeError as exc:
+                self._aborted = " ".join(str(exc).split())[:200]
+                raise
             left = modelled - (time.perf_counter() - began)
             if left > 0:
                 time.sleep(left)
 
-        return AsyncWork(STREAM.submit(job), blocking or moved <= HOST_READ_BYTES)
+        return AsyncWork(STREAM.submit(job), blocking or _read_on_host_by_torch())
+
+    def _ring(self, kind: str, moved: int, steps: int, bus_bytes: float, run: Callable[[], Any]) -> AsyncWork:
+        return self._queue((kind, moved <= SMALL_BYTES), steps, bus_bytes, run)
 
     def allreduce(self, tensors: list[torch.Tensor], opts: Any = None) -> AsyncWork:
-        s = _nbytes(tensors)
-        return self._queue(s * 2 * (self._n - 1) / self._n, s, lambda: self._inner.allreduce(tensors, opts))
+        s, n = _nbytes(tensors), self._n
+        return self._ring(
+            "all_reduce", s, 2 * (n - 1), s * 2 * (n - 1) / n, lambda: self._inner.allreduce(tensors, opts)
+        )
 
     def all_gather_single(self, out: torch.Tensor, inp: torch.Tensor, opts: Any = None) -> AsyncWork:
-        s = _nbytes([out])
-        return self._queue(s * (self._n - 1) / self._n, s, lambda: self._inner._allgather_base(out, inp, opts))
+        s, n = _nbytes([out]), self._n
+        return self._ring("all_gather", s, n - 1, s * (n - 1) / n, lambda: self._inner._allgather_base(out, inp, opts))
 
     def allgather(self, outs: list[list[torch.Tensor]], inps: list[torch.Tensor], opts: Any = None) -> AsyncWork:
-        s = sum(_nbytes(o) for o in outs)
-        return self._queue(s * (self._n - 1) / self._n, s, lambda: self._inner.allgather(outs, inps, opts))
+        s, n = sum(_nbytes(o) for o in outs), self._n
+        return self._ring("all_gather", s, n - 1, s * (n - 1) / n, lambda: self._inner.allgather(outs, inps, opts))
 
     def broadcast(self, tensors: list[torch.Tensor], opts: Any = None) -> AsyncWork:
         s = _nbytes(tensors)
-        return self._queue(s, s, lambda: self._inner.broadcast(tensors, opts))
+        return self._ring("broadcast", s, self._n - 1, s, lambda: self._inner.broadcast(tensors, opts))
 
     def send(self, tensors: list[torch.Tensor], dst: int, tag: int = 0) -> AsyncWork:
         s = _nbytes(tensors)
-        return self._queue(s, s, lambda: self._inner.send(tensors, dst, tag))
+        return self._queue(("send", dst), 1, s, lambda: self._inner.send(tensors, dst, tag))
 
     def recv(self, tensors: list[torch.Tensor], src: int, tag: int = 0) -> AsyncWork:
         s = _nbytes(tensors)
-        return self._queue(s, s, lambda: self._inner.recv(tensors, src, tag))
+        return self._queue(("recv", src), 1, s, lambda: self._inner.recv(tensors, src, tag))
 
     def barrier(self, opts: Any = None) -> AsyncWork:
-        # NCCL's barrier is an all-reduce whose wait() synchronises the stream: it blocks the host.
-        return self._queue(0, 0, lambda: self._inner.barrier(opts), blocking=True)
+        # NCCL's barrier is a one-element all-reduce whose wait() synchronises the stream: it blocks the host.
+        steps = 2 * (self._n - 1)
+        return self._queue(("all_reduce", True), steps, 0, lambda: self._inner.barrier(opts), blocking=True)
 
 
 def _rate(world_rank: int) -> float:
@@ -166,7 +291,7 @@ def _rate(world_rank: int) -> float:
     slow_rank, _, slow_gbps = os.environ.get(SLOW_VAR, "").partition(":")
     if slow_rank and int(slow_rank) == world_rank:
         return float(slow_gbps)
-    return float(os.environ.get(RATE_VAR, "8"))
+    return _float(RATE_VAR, 8.0)
 
 
 def _create(store: Any, rank: int, size: int, timeout: timedelta) -> AsyncProcessGroup:

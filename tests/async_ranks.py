@@ -1,18 +1,28 @@
-"""Rank program for the async-backend tests: railbench's own rank code on the test model of NCCL.
+"""Rank program for the tests on the model of NCCL: railbench's own rank code on ``tests/async_backend.py``.
 
-Started by ``tests/test_timing_async.py`` under mpirun. Every rank registers ``tests/async_backend.py``,
-starts the world through railbench's ``init_distributed`` with that backend in NCCL's role, runs one
-scenario and rank 0 writes what it saw as JSON:
+Started under mpirun (by ``tests/test_timing_async.py`` and its neighbours). Every rank registers the model,
+starts the world through railbench's ``init_distributed`` with the model in NCCL's role, runs one scenario,
+and rank 0 writes what it saw as JSON:
 
 - ``timing``: all_reduce through railbench's timing loop, and the same calls timed by the host clock alone
   (what a loop that forgets to synchronise would report);
-- ``rails``: the whole rails phase (rail groups, rail all_reduce, pair matrix) on two pretend nodes;
-- ``intranode``: the intra-node pair matrix on one pretend node of all the ranks (slow one rank with
-  ``RAILBENCH_ASYNC_SLOW``);
-- ``env``: the order in which NCCL's variables and the world's communicator appear, for ``run`` and for a
-  socket-rail ``rails`` rank.
+- ``rails``: the rails phase (rail groups, rail all_reduce, pair matrix) on pretend nodes; ``ASYNC_RAILS``
+  (JSON) overrides the rails settings (sizes, line rate, pairs on or off);
+- ``railsprog``: the rails rank program as the command runs it: its before-init step (run directory, NCCL's
+  environment) on the real ``/sys`` of each node, then the rails phase (run it on the namespace testbed,
+  where every node has its own hostname and rail interfaces);
+- ``intranode``: the intra-node pair matrix on one pretend node of all the ranks;
+- ``env``: the order in which NCCL's variables and the world's communicator appear;
+- ``nics``: ranks of one host set different ``NCCL_IB_HCA`` values and start the world (the model refuses);
+  later, changed variables are ignored by the next communicator;
+- ``agree``: railbench's agreement on one number across ranks, and the model's time per call;
+- ``dead``: one world rank's NIC black-holed (``RAILBENCH_ASYNC_DEAD``): a group across hosts hangs until the
+  model aborts it, a group within one host still works.
 
-Usage: ``python -m tests.async_ranks SCENARIO OUT.json``; the rate comes from ``RAILBENCH_ASYNC_GBPS``.
+Pretend nodes: with ``ASYNC_RANKS_PER_NODE=k`` world rank r reports hostname ``node{r // k}``, as if the
+launcher had placed k ranks on each host (railbench and the model both learn the node from the hostname).
+
+Usage: ``python -m tests.async_ranks SCENARIO OUT.json``.
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -30,8 +41,9 @@ import torch
 import torch.distributed as dist
 
 from bench.busbw import BUSBW_FACTOR
+from bench.measure import device as device_ops
 from bench.measure.collectives import get_collective
-from bench.measure.timing import measure
+from bench.measure.timing import group_max, measure
 from bench.rails.config import RailsConfig, validate
 from bench.rails.intranode import intra_node_phase
 from bench.rails.rank import rail_prelude, rails_phase
@@ -44,6 +56,14 @@ from tests import async_backend
 MODEL_OF_NCCL = Transport("nccl", async_backend.register(), cuda=False)
 MIB = 1 << 20
 T = TypeVar("T")
+
+
+def _pretend_nodes() -> None:
+    """``ASYNC_RANKS_PER_NODE=k``: this rank reports the hostname of node ``world rank // k``."""
+    per_node = int(os.environ.get("ASYNC_RANKS_PER_NODE") or 0)
+    if per_node:
+        name = f"node{int(os.environ['OMPI_COMM_WORLD_RANK']) // per_node}"
+        socket.gethostname = lambda: name
 
 
 def _start(before_init: Any = None) -> DistContext:
@@ -95,32 +115,53 @@ def _timing() -> dict[str, Any]:
     }
 
 
+def _rails_settings(profile: str = "local", **given: Any) -> Any:
+    config = RailsConfig(
+        profile=profile,
+        collectives=("all_reduce",),
+        rail_bytes=8 * MIB,
+        pair_bytes=8 * MIB,
+        iters=3,
+        warmup=1,
+        repeats=1,
+        **{**given, **json.loads(os.environ.get("ASYNC_RAILS") or "{}")},
+    )
+    return validate(config)
+
+
 def _rails() -> dict[str, Any]:
     ctx = _start()
-    n = ctx.info.world_size
-    # Two pretend nodes, n/2 rails: node i holds ranks i*(n/2) .. (i+1)*(n/2)-1, rail k = local rank k.
-    per_node = n // 2
-    ctx = dataclasses.replace(ctx, hosts=tuple(f"node{r // per_node}" for r in range(n)))
-    _, settings = validate(
-        RailsConfig(
-            profile="local",
-            collectives=("all_reduce",),
-            rail_bytes=8 * MIB,
-            pair_bytes=8 * MIB,
-            iters=3,
-            warmup=1,
-            repeats=1,
-        )
-    )
-    # The local profile binds gloo's rail groups to loopback; this backend's groups bind nothing.
+    _, settings = _rails_settings()
+    # The local profile binds gloo's rail groups to loopback; the model's groups bind nothing.
     settings = dataclasses.replace(settings, socket_ifname=None)
+    began = time.perf_counter()
     outcome = _watched(ctx, lambda watchdog: rails_phase(settings, ctx, watchdog))
     if outcome is None:
         return {}
     return {
         "pairs_Gbps": [8 * t.nbytes / (t.time_us * 1e-6) / 1e9 for t in outcome.pair_times],
         "rail_busbw_Gbps": [r.busbw_Gbps for r in outcome.rail_results],
+        "rail_bytes": [r.nbytes for r in outcome.rail_results],
         "process_groups": outcome.process_groups,
+        "nodes": list(outcome.nodes),
+        "seconds": time.perf_counter() - began,
+    }
+
+
+def _railsprog(out_root: Path) -> dict[str, Any]:
+    """The rails command's rank program: its before-init step, the world, the rails phase (no pair matrix)."""
+    profile_path = Path(os.environ["ASYNC_PROFILE"])
+    profile, settings = _rails_settings(str(profile_path), pairs=False)
+    ctx = _start(rail_prelude(settings, profile, lambda: out_root / "rails-run"))
+    outcome = _watched(ctx, lambda watchdog: rails_phase(settings, ctx, watchdog))
+    if outcome is None:
+        return {}
+    return {
+        "nodes": list(outcome.nodes),
+        "rail_busbw_Gbps": [r.busbw_Gbps for r in outcome.rail_results],
+        "communicators": len(async_backend.NCCL_SEEN),
+        "nic_vars": {name: async_backend.nccl_environment().get(name) for name in async_backend.NIC_VARS},
+        "profile": profile.name,
     }
 
 
@@ -160,13 +201,96 @@ def _env(out_root: Path) -> dict[str, Any]:
     return {**_order("run"), "out_dirs": everyone}
 
 
+def _nics() -> dict[str, Any]:
+    """Ranks of one host with different NCCL_IB_HCA: the world must not form. Then, on a world that formed
+    (ASYNC_NICS_AGREE=1), a variable changed afterwards reaches no later communicator."""
+    info = discover_rank()
+    assert info is not None
+    agree = os.environ.get("ASYNC_NICS_AGREE") == "1"
+    os.environ["NCCL_IB_HCA"] = "=mlx5_1" if agree else f"=mlx5_{info.rank + 1}"
+    try:
+        ctx = _start()
+    except RuntimeError as exc:
+        # No world: rank 0 reports through a file of its own.
+        return {"formed": False, "error": " ".join(str(exc).split())}
+    os.environ["NCCL_IB_HCA"] = f"=mlx5_{9 + ctx.info.rank}"  # too late: NCCL read it at the first communicator
+    dist.new_group(list(range(ctx.info.world_size)))
+    return {"formed": True, "seen": [seen.get("NCCL_IB_HCA") for seen in async_backend.NCCL_SEEN]}
+
+
+def _dead() -> dict[str, Any]:
+    """World rank 1's NIC black-holed: the world (across hosts) hangs until aborted; a group within a host works."""
+    ctx = _start()
+    n = ctx.info.world_size
+    same_host = [r for r in range(n) if ctx.hosts[r] == ctx.hosts[0]]
+    groups = [dist.new_group([r for r in range(n) if ctx.hosts[r] == host]) for host in dict.fromkeys(ctx.hosts)]
+    mine = groups[list(dict.fromkeys(ctx.hosts)).index(ctx.hosts[ctx.info.rank])]
+    local = torch.ones(4)
+    dist.all_reduce(local, group=mine)
+    device_ops.synchronize(ctx.device)
+    data = torch.ones(1 << 16)
+    began = time.perf_counter()
+    dist.all_reduce(data)
+    queued_s = time.perf_counter() - began
+    error = None
+    try:
+        device_ops.synchronize(ctx.device)
+    except RuntimeError as exc:
+        error = " ".join(str(exc).split())
+    hung_s = time.perf_counter() - began
+    again = None
+    try:
+        dist.all_reduce(data)
+        device_ops.synchronize(ctx.device)
+    except RuntimeError as exc:
+        again = " ".join(str(exc).split())
+    return {
+        "local_sum": float(local[0]),
+        "same_host": len(same_host),
+        "queued_s": queued_s,
+        "hung_s": hung_s,
+        "error": error,
+        "again": again,
+        "again_s": time.perf_counter() - began - hung_s,
+    }
+
+
+def _agree() -> dict[str, Any]:
+    """railbench's agreement on one number (``group_max``) and the model's time per call: a call's latency and
+    rate, and its first use on a communicator paying the connection."""
+    ctx = _start()
+    agreed = group_max(float(ctx.info.rank), None, ctx.device)
+    data = torch.ones(MIB // 4)
+    calls = []
+    for _ in range(2):
+        began = time.perf_counter()
+        dist.all_reduce(data)
+        device_ops.synchronize(ctx.device)
+        calls.append(time.perf_counter() - began)
+    everyone: list[Any] = [None] * ctx.info.world_size
+    dist.all_gather_object(everyone, agreed)
+    return {"agreed": everyone, "first_s": calls[0], "second_s": calls[1], "bytes": MIB}
+
+
 def main(argv: list[str]) -> int:
     scenario, out = argv[0], Path(argv[1])
-    scenarios = {"timing": _timing, "rails": _rails, "intranode": _intranode, "env": lambda: _env(out.parent)}
+    _pretend_nodes()
+    scenarios: dict[str, Callable[[], dict[str, Any]]] = {
+        "timing": _timing,
+        "rails": _rails,
+        "railsprog": lambda: _railsprog(out.parent),
+        "intranode": _intranode,
+        "env": lambda: _env(out.parent),
+        "nics": _nics,
+        "dead": _dead,
+        "agree": _agree,
+    }
     result = scenarios[scenario]()
-    if dist.is_initialized() and dist.get_rank() == 0:
+    rank = int(os.environ.get("OMPI_COMM_WORLD_RANK", "0"))
+    if rank == 0 and result:
         out.write_text(json.dumps(result))
-    shutdown()
+    if scenario != "dead":  # a black-holed world cannot be torn down cleanly; os._exit below ends the rank
+        shutdown()
     return 0
 
 

