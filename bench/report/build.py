@@ -185,6 +185,7 @@ def plan_charts(inputs: RunInputs, options: ReportOptions) -> tuple[list[ChartPl
             row_title="sending GPU",
             col_title="receiving GPU",
             max_cell=18 if gpus.frame["panel"].nunique() > 4 else 32,  # a few nodes: bigger cells
+            symmetric=False,  # each direction of a GPU pair has its own cell
         )
         plans.append(ChartPlan("gpus", title, gpus, draw))
     if inputs.trend is not None:

@@ -239,7 +239,7 @@ def heatmap_layout(table: pd.DataFrame, max_cell: int = 28) -> tuple[int, int, b
 
     A panel stays about 230 px square from 8 to 64 rows; the panels wrap so the figure fits CHART_WIDTH.
     """
-    count = int(table["row_index"].max()) + 1 if len(table) else 1
+    count = int(max(table["row_index"].max(), table["col_index"].max())) + 1 if len(table) else 1
     cell = max(4, min(max_cell, 230 // max(count, 1)))
     labelled = count <= 32
     label_px = 110 if labelled else 10
@@ -259,10 +259,14 @@ def heatmap_chart(
     row_title: str = "node",
     col_title: str = "peer",
     max_cell: int = 28,
+    symmetric: bool = True,
 ) -> alt.FacetChart:
     """A matrix per panel (``bench.report.matrices``): the node x node pairs of each rail, or the GPU x GPU
     pairs of each node. Colour is the fraction of the line rate (busbw where nothing sets one); marked cells
     are outlined, black when slow, purple when transient. A bad HCA shows as a red, outlined row and column.
+
+    ``symmetric``: the table holds one triangle and the chart mirrors it (a fold turns each cell into itself
+    and its transpose), so the pair matrix's CSV is half the size.
     """
     busbw = _field("busbw", unit)
     cell, columns, labelled = heatmap_layout(table, max_cell)
@@ -279,8 +283,9 @@ def heatmap_chart(
     present = [m for m in MARK_COLORS if m in set(table["mark"])] if len(table) else []
     if present:
         # a condition, so unmarked cells get no outline (and no legend entry) at all
+        marked = "datum.mark == 'slow' || datum.mark == 'transient'"
         encoding["stroke"] = alt.condition(
-            "datum.mark == 'slow' || datum.mark == 'transient'",
+            marked,
             alt.Stroke(
                 "mark:N",
                 scale=alt.Scale(domain=present, range=[MARK_COLORS[m] for m in present]),
@@ -288,27 +293,39 @@ def heatmap_chart(
             ),
             alt.value(None),
         )
-        encoding["strokeWidth"] = alt.condition(
-            "datum.mark == 'slow' || datum.mark == 'transient'", alt.value(1.5), alt.value(0)
+        encoding["strokeWidth"] = alt.condition(marked, alt.value(1.5), alt.value(0))
+    tooltip = [
+        alt.Tooltip("panel:N", title="where"),
+        alt.Tooltip("y:N", title=row_title),
+        alt.Tooltip("x:N", title=col_title),
+        alt.Tooltip("detail:N", title="detail"),
+        alt.Tooltip(f"{busbw}:Q", title=f"busbw ({unit})", format=_value_format(unit)),
+        alt.Tooltip("efficiency:Q", title="of line rate", format=".1%"),
+        alt.Tooltip("mark:N", title="marked"),
+    ]
+    if "pairs" in table.columns:
+        tooltip.append(alt.Tooltip("pairs:Q", title="pairs in cell"))
+    base = alt.Chart(data if data is not None else table)
+    if symmetric:
+        base = base.transform_fold(["row", "col"], as_=["side", "name"]).transform_calculate(
+            y="datum.side == 'row' ? datum.row : datum.col",
+            x="datum.side == 'row' ? datum.col : datum.row",
+            y_index="datum.side == 'row' ? datum.row_index : datum.col_index",
+            x_index="datum.side == 'row' ? datum.col_index : datum.row_index",
         )
+    else:
+        base = base.transform_calculate(
+            y="datum.row", x="datum.col", y_index="datum.row_index", x_index="datum.col_index"
+        )
+    if unit == "GB/s":
+        base = base.transform_calculate(busbw_GBps="datum.busbw_Gbps / 8")
     rect = (
-        alt.Chart(data if data is not None else table)
-        .mark_rect()
+        base.mark_rect()
         .encode(
-            x=alt.X("col:N", sort=alt.EncodingSortField(field="col_index", op="min"), title=col_title, axis=axis),
-            y=alt.Y("row:N", sort=alt.EncodingSortField(field="row_index", op="min"), title=row_title, axis=axis),
+            x=alt.X("x:N", sort=alt.EncodingSortField(field="x_index", op="min"), title=col_title, axis=axis),
+            y=alt.Y("y:N", sort=alt.EncodingSortField(field="y_index", op="min"), title=row_title, axis=axis),
             color=color,
-            tooltip=[
-                alt.Tooltip("panel:N", title="where"),
-                alt.Tooltip("row:N", title=row_title),
-                alt.Tooltip("col:N", title=col_title),
-                alt.Tooltip("detail:N", title="detail"),
-                alt.Tooltip(f"{busbw}:Q", title=f"busbw ({unit})", format=_value_format(unit)),
-                alt.Tooltip("efficiency:Q", title="of line rate", format=".1%"),
-                alt.Tooltip("pairs:Q", title="pairs in cell"),
-                alt.Tooltip("status:N"),
-                alt.Tooltip("mark:N", title="marked"),
-            ],
+            tooltip=tooltip,
             **encoding,
         )
         .properties(width=alt.Step(cell), height=alt.Step(cell))

@@ -5,10 +5,15 @@ Both tables have the same columns, so one chart draws either (``bench.report.cha
 
 * ``panel`` / ``panel_order``: the small multiple (``rail 3``, or a node's name) and its place;
 * ``row`` / ``row_index`` and ``col`` / ``col_index``: the cell's labels and their order;
-* ``busbw_Gbps``, ``busbw_GBps``, ``efficiency`` (of the line rate or target, NaN without one), ``status``;
+* ``busbw_Gbps`` (4 significant digits) and ``efficiency`` (of the line rate or target, NaN without one);
 * ``mark``: ``slow`` when a named defect convicts the cell or it is below the pass line, ``transient`` when
   it was slow once and normal when re-measured, else empty: the chart outlines marked cells;
-* ``detail`` (worst pair of a block, the HCA or the PCI bus ids) and ``pairs`` (pairs in the cell).
+* ``detail`` (the HCA, the worst pair of a block, or the PCI bus ids), and ``pairs`` (pairs in the cell)
+  when nodes are grouped into blocks.
+
+The pair matrix is symmetric, so its table holds the upper triangle only (``row_index <= col_index``) and
+the chart mirrors it: at 64 nodes x 8 rails that is 16,000 rows, not 32,000, and the spec with its data
+inlined stays well under 2 MB.
 
 A pair cell's value is each direction's median over its samples (matrix repeats and re-measurements), the
 slower direction kept: a transient then reads at its normal level, marked, and a broken link reads slow in
@@ -37,13 +42,17 @@ _COLUMNS = [
     "col",
     "col_index",
     "busbw_Gbps",
-    "busbw_GBps",
     "efficiency",
-    "status",
     "mark",
     "detail",
-    "pairs",
 ]
+
+
+def _significant(values: np.ndarray, digits: int) -> np.ndarray:
+    """Each value to ``digits`` significant digits: a heat map's colour needs no more, and the CSV shrinks."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = np.where(values > 0, 10.0 ** (digits - 1 - np.floor(np.log10(np.abs(values)))), 1.0)
+    return np.round(values * scale) / scale
 
 
 def _unordered(a: str, b: str) -> tuple[str, str]:
@@ -124,6 +133,7 @@ def pair_matrix_table(
     block, index, labels = _blocks(order, max_nodes)
     both["row_index"] = both["node"].map(index)
     both["col_index"] = both["peer"].map(index)
+    both = both[both["row_index"] <= both["col_index"]]  # the upper triangle: the chart mirrors it
     both["rank"] = both["mark"].map(_MARK_RANK)
     cell = ["rail", "row_index", "col_index"]
     # The worst pair in a cell is the one worth showing: a bad HCA shows as its node's row and column.
@@ -153,15 +163,14 @@ def pair_matrix_table(
             "row_index": worst.index.get_level_values("row_index"),
             "col": worst.index.get_level_values("col_index").map(labels),
             "col_index": worst.index.get_level_values("col_index"),
-            "busbw_Gbps": worst["busbw_Gbps"].to_numpy(),
-            "busbw_GBps": worst["busbw_Gbps"].to_numpy() / 8.0,
-            "efficiency": _efficiency(worst["busbw_Gbps"], worst["expected_Gbps"]),
-            "status": worst["status"].to_numpy(),
+            "busbw_Gbps": _significant(worst["busbw_Gbps"].to_numpy(dtype=float), 4),
+            "efficiency": _significant(_efficiency(worst["busbw_Gbps"], worst["expected_Gbps"]), 3),
             "mark": mark.reindex(worst.index).to_numpy(),
             "detail": detail,
-            "pairs": count.reindex(worst.index).to_numpy(),
         }
     )
+    if block > 1:
+        frame["pairs"] = count.reindex(worst.index).to_numpy()
     note = f"blocks of {block} nodes, worst pair per block" if block > 1 else ""
     return Table(frame.sort_values(["panel_order", "row_index", "col_index"]).reset_index(drop=True), note)
 
@@ -229,16 +238,13 @@ def gpu_matrix_table(intra: Mapping[str, Any] | None, min_efficiency: float, max
             "row_index": kept["gpu"].astype(int).to_numpy(),
             "col": [f"GPU {p}" for p in kept["peer"]],
             "col_index": kept["peer"].astype(int).to_numpy(),
-            "busbw_Gbps": kept["busbw_Gbps"].to_numpy(),
-            "busbw_GBps": kept["busbw_Gbps"].to_numpy() / 8.0,
-            "efficiency": kept["busbw_Gbps"].to_numpy() / target_Gbps,
-            "status": kept["status"].to_numpy(),
+            "busbw_Gbps": _significant(kept["busbw_Gbps"].to_numpy(dtype=float), 4),
+            "efficiency": _significant(kept["busbw_Gbps"].to_numpy(dtype=float) / target_Gbps, 3),
             "mark": kept["mark"].to_numpy(),
             "detail": [
                 f"{b or '?'} → {p or '?'}" if (b or p) else ""
                 for b, p in zip(kept["bus_id"].fillna(""), kept["peer_bus_id"].fillna(""), strict=True)
             ],
-            "pairs": 1,
         }
     )
     note = ""
