@@ -59,21 +59,32 @@ def _unordered(a: str, b: str) -> tuple[str, str]:
     return (a, b) if a <= b else (b, a)
 
 
-def _convicted_pairs(rails: Mapping[str, Any] | None) -> tuple[set[tuple[int, str, str]], set[tuple[int, str, str]]]:
-    """(rail, node, peer) pairs that a named defect convicts (its evidence), and the transients'."""
-    slow: set[tuple[int, str, str]] = set()
-    flickered: set[tuple[int, str, str]] = set()
+def _key(rail: object, a: str, b: str) -> str:
+    """One string per rail and unordered pair (``3\tnode01\tnode17``), to look pairs up in bulk."""
+    first, second = _unordered(a, b)
+    return f"{rail}\t{first}\t{second}"
+
+
+def _convicted_pairs(rails: Mapping[str, Any] | None) -> tuple[set[str], set[str]]:
+    """Keys (``_key``) of the pairs a named defect convicts (its evidence), and of the transients."""
+    slow: set[str] = set()
+    flickered: set[str] = set()
     for defect in (rails or {}).get("defects") or []:
         if not isinstance(defect, Mapping) or defect.get("severity") == "warn":
             continue
         for cell in defect.get("evidence") or []:
             pair, _, rail = str(cell).rpartition("/rail")
             if rail.isdigit() and pair:
-                slow |= {(int(rail), *_unordered(a, b)) for a, b in _splits(pair)}
+                slow |= {_key(int(rail), a, b) for a, b in _splits(pair)}
     for t in (rails or {}).get("transients") or []:
         if isinstance(t, Mapping) and isinstance(t.get("rail"), int):
-            flickered.add((t["rail"], *_unordered(str(t.get("node")), str(t.get("peer")))))
+            flickered.add(_key(t["rail"], str(t.get("node")), str(t.get("peer"))))
     return slow, flickered
+
+
+def _keys(rail: pd.Series, node: pd.Series, peer: pd.Series) -> pd.Series:
+    """``_key`` of every row at once (node and peer already in order)."""
+    return rail.astype(int).astype(str) + "\t" + node.astype(str) + "\t" + peer.astype(str)
 
 
 def _splits(pair: str) -> Iterable[tuple[str, str]]:
@@ -86,8 +97,9 @@ def pair_levels(pairs: pd.DataFrame) -> pd.DataFrame:
     if pairs.empty:
         return pairs
     frame = pairs.copy()
-    ends = [_unordered(str(a), str(b)) for a, b in zip(frame["node"], frame["peer"], strict=True)]
-    frame["a"], frame["b"] = [e[0] for e in ends], [e[1] for e in ends]
+    node, peer = frame["node"].astype(str).to_numpy(), frame["peer"].astype(str).to_numpy()
+    first = node <= peer
+    frame["a"], frame["b"] = np.where(first, node, peer), np.where(first, peer, node)
     per_direction = frame.groupby(["rail", "a", "b", "node"], sort=False).agg(
         busbw_Gbps=("busbw_Gbps", "median"), expected_Gbps=("expected_Gbps", "max"), device=("device", "first")
     )
@@ -123,11 +135,9 @@ def pair_matrix_table(
         return Table(pd.DataFrame(columns=_COLUMNS))
     slow, flickered = _convicted_pairs(rails)
     levels["status"] = status(levels["busbw_Gbps"], levels["expected_Gbps"], min_efficiency)
-    keys = list(zip(levels["rail"].astype(int), levels["node"], levels["peer"], strict=True))
-    levels["mark"] = [
-        "slow" if key in slow or st == "fail" else ("transient" if key in flickered else "")
-        for key, st in zip(keys, levels["status"], strict=True)
-    ]
+    keys = _keys(levels["rail"], levels["node"], levels["peer"])  # pair_levels put each pair in order
+    convicted = keys.isin(slow) | (levels["status"] == "fail")
+    levels["mark"] = np.where(convicted, "slow", np.where(keys.isin(flickered), "transient", ""))
     both = pd.concat([levels, levels.rename(columns={"node": "peer", "peer": "node"})], ignore_index=True)
     order = node_order(set(both["node"]) | set(both["peer"]), hosts)
     block, index, labels = _blocks(order, max_nodes)
@@ -142,9 +152,13 @@ def pair_matrix_table(
     mark = grouped["rank"].max().map({rank: name for name, rank in _MARK_RANK.items()})
     if block > 1:
         # a diagonal block holds both orientations of each of its pairs: count pairs, not rows
-        both["pair"] = [
-            f"{a}\t{b}" for a, b in (_unordered(n, p) for n, p in zip(both["node"], both["peer"], strict=True))
-        ]
+        node, peer = both["node"].astype(str).to_numpy(), both["peer"].astype(str).to_numpy()
+        first = node <= peer
+        ends = (
+            pd.Series(np.where(first, node, peer), index=both.index),
+            pd.Series(np.where(first, peer, node), index=both.index),
+        )
+        both["pair"] = _keys(both["rail"], *ends)
         count = both.groupby(cell)["pair"].nunique()
     else:
         count = grouped.size()
