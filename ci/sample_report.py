@@ -4,6 +4,7 @@
     python ci/sample_report.py --update-sample RUN_DIR    # from a real run directory (e.g. a CPU `railbench run`)
     python ci/sample_report.py --update-sample            # from the synthetic 8-node run in tests/report_data.py
     python ci/sample_report.py --out DIR                  # draw it elsewhere; the committed sample is left alone
+    python ci/sample_report.py --nodes 64 --out DIR       # a synthetic 64-node x 8-rail acceptance run
 
 Without ``--update-sample`` or ``--out`` it refuses: the committed sample is only rewritten when asked.
 
@@ -25,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -36,11 +38,22 @@ SAMPLE = REPO / "reports" / "sample"
 BAR_CHARTS = ("nodes", "rails", "rail-", "node-")
 
 
-def synthetic_run_dir(root: Path) -> Path:
-    """An 8-node Lambda 1CC-like run with one degraded HCA (node 06, rail 3)."""
-    hosts = tuple(f"lambda-1cc-node-{i:02d}" for i in range(1, 9))
-    model = ClusterModel(hosts=hosts, bad=(hosts[5], 3), bad_fraction=0.55, cluster="lambda-1cc-sample")
-    return write_run_dir(root / "run", model)
+def synthetic_run_dir(root: Path, nodes: int = 8) -> Path:
+    """A Lambda 1CC-like run with one degraded HCA (node 06, rail 3); from 16 nodes on also a slow GPU, a
+    transient pair and a node whose rail firmware differs (the 64-node certificate of the report tests)."""
+    hosts = tuple(f"lambda-1cc-node-{i:02d}" for i in range(1, nodes + 1))
+    more: dict[str, Any] = {}
+    if nodes >= 16:
+        firmware = "mlx5_4 runs 28.36.1010, the other rails 28.39.1002"
+        more = {
+            "bad_gpu": (hosts[nodes * 5 // 8], 5),
+            "transient": (hosts[2], hosts[9], 6),
+            "failed_check": (hosts[nodes * 13 // 16], "rail-firmware", firmware),
+            "min_bytes": 8,
+            "max_bytes": 1 << 34,
+        }
+    model = ClusterModel(hosts=hosts, bad=(hosts[5], 3), bad_fraction=0.55, cluster=f"lambda-1cc-{nodes}", **more)
+    return write_run_dir(root / "run", model, trend=nodes < 16)
 
 
 def testbed_run_dir(root: Path) -> Path:
@@ -87,8 +100,9 @@ def testbed_run_dir(root: Path) -> Path:
     return out
 
 
-def screenshot(page: Path, png: Path) -> None:
-    """The top of ``page`` as headless Chromium draws it (Debian's chromium; no browser download)."""
+def screenshot(page: Path, png: Path, height: int = 2600) -> None:
+    """The top ``height`` px of ``page`` at 1280 px wide as headless Chromium draws it (Debian's chromium; no
+    browser download)."""
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         print(f"no chromium: {png} left as it was")
@@ -102,7 +116,7 @@ def screenshot(page: Path, png: Path) -> None:
         "--disable-component-update",
         "--disable-sync",
         "--hide-scrollbars",
-        "--window-size=1280,2600",
+        f"--window-size=1280,{height}",
         "--virtual-time-budget=5000",
         f"--screenshot={png}",
     ]
@@ -114,6 +128,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", nargs="?", type=Path, help="run directory (default: build a synthetic one)")
     parser.add_argument("--testbed", action="store_true", help="measure a real run on the namespace cluster")
+    parser.add_argument("--nodes", type=int, default=8, help="nodes of the synthetic run (default: 8)")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--update-sample", action="store_true", help="overwrite the committed reports/sample/")
     where.add_argument("--out", type=Path, help="draw the sample into DIR instead")
@@ -123,7 +138,9 @@ def main() -> int:
     sample = SAMPLE if args.update_sample else args.out
     with tempfile.TemporaryDirectory(prefix="railbench-sample-") as scratch:
         scratch_dir = Path(scratch)
-        run_dir = testbed_run_dir(scratch_dir) if args.testbed else args.run_dir or synthetic_run_dir(scratch_dir)
+        run_dir = (
+            testbed_run_dir(scratch_dir) if args.testbed else args.run_dir or synthetic_run_dir(scratch_dir, args.nodes)
+        )
         cmd = [sys.executable, "-m", "bench", "report", str(run_dir), "--out", str(sample)]
         proc = subprocess.run(cmd, cwd=REPO, env=rank_env(), check=False)
         if proc.returncode != 0:
@@ -138,6 +155,8 @@ def main() -> int:
     else:
         print(f"this run has no bar chart: {sample / 'bars.png'} left as it was")
     screenshot(sample / "report.html", sample / "certificate.png")
+    if not args.update_sample:  # what a laptop shows first: the summary must be all there
+        screenshot(sample / "report.html", sample / "first-screen.png", height=800)
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import subprocess
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -221,6 +222,16 @@ def test_accept_local_np4_end_to_end(accept_local_np4: tuple[subprocess.Complete
     assert {r["collective"] for r in rows} == {"all_reduce", "all_gather", "sendrecv"}
     assert all(r["wrong"] == "0" for r in rows)
     validate_junit(out / "junit.xml")
+    # real times: the suite's wall time, and each collective's own sweep time
+    suite = ET.parse(out / "junit.xml").getroot().find("testsuite")
+    assert suite is not None and float(suite.get("time") or 0) > 1.0
+    swept = {
+        tc.get("name"): float(tc.get("time") or 0)
+        for tc in suite.iter("testcase")
+        if tc.get("classname") == "railbench.run"
+    }
+    assert all(seconds > 0 for seconds in swept.values()), swept
+    assert sum(swept.values()) - swept["counters"] < float(suite.get("time") or 0)
 
 
 def test_accept_needs_a_profile() -> None:

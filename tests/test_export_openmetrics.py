@@ -88,3 +88,14 @@ def test_bad_input_is_one_line(tmp_path: Path) -> None:
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
     done = railbench_inline(["export", "openmetrics", str(tmp_path), "--format", "json"])
     assert done.returncode == 2 and "--format" in done.stderr
+
+
+def test_values_read_as_results_csv_wrote_them(tmp_path: Path) -> None:
+    # 0.2601359 GB/s x 1e9 is 260135899.99999997 in binary floating point; the exposition says 2.601359e+08
+    run_dir = make_run_dir(
+        tmp_path / "run", started_utc="2026-11-20T02:00:00Z", busbw={(*AR, 1 << 30): 0.2601359}, meta_extra={}
+    )
+    text = prometheus_text(run_dir)
+    busbw = [line for line in text.splitlines() if line.startswith("railbench_busbw_bytes_per_second{")]
+    assert busbw and busbw[0].endswith(" 2.601359e+08"), busbw
+    assert not any("99999" in line or "00000001" in line for line in text.splitlines() if not line.startswith("#"))

@@ -120,4 +120,17 @@ def test_rails_intra_node_runs_on_one_host_where_the_rails_are_skipped(tmp_path:
     )
     assert intra["defects"] == [], intra["defects"]
     meta = json.loads((out / "run.json").read_text())
-    assert (meta["status"], meta["verdict"], meta["exit_status"]) == ("complete", "pass", 0), meta
+    assert meta["status"] == "complete" and meta["verdict"] == ("fail" if intra["defects"] else "pass")
+    assert meta["exit_status"] == done.returncode
+    # the report draws the GPU x GPU matrix of the node, and says what the terminal said about its spread
+    spec = json.loads((out / "charts" / "gpus.vl.json").read_text())
+    assert spec["facet"]["field"] == "panel" and spec["spec"]["mark"]["type"] == "rect"
+    with (out / "charts" / "gpus.csv").open() as f:
+        cells = list(csv.DictReader(f))
+    assert len(cells) == 12 and {c["panel"] for c in cells} == {node}  # both directions of 6 pairs
+    md = (out / "report.md").read_text()
+    assert "## Intra-node (GPU × GPU)" in md and "### GPU × GPU pairs: a matrix per node" in md
+    said = [line.removeprefix("# intra-node: ") for line in done.stdout.splitlines() if "too noisy" in line]
+    assert said == ([intra["too_noisy"]] if intra["too_noisy"] else [])
+    for sentence in said:
+        assert f"{sentence[0].upper()}{sentence[1:]}: no GPU was named." in md

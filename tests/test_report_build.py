@@ -23,7 +23,7 @@ from tests.report_data import ClusterModel, results_rows, write_run_dir
 from tests.report_schema import validate
 from tests.support import rank_env
 
-ALL_CHARTS = {"busbw-vs-size", "rails", "nodes", "rail-all-reduce", "node-all-reduce", "pairs", "trend"}
+ALL_CHARTS = {"busbw-vs-size", "rails", "nodes", "rail-all-reduce", "node-all-reduce", "pairs", "gpus", "trend"}
 FENCE = re.compile(r"```vegalite\n(.*?)\n```", re.S)
 INLINE = re.compile(r'<script type="application/json" data-chart="([^"]+)">(.*?)</script>', re.S)
 
@@ -109,7 +109,14 @@ def test_the_markdown_page_has_the_summary_and_links(report: ReportPaths) -> Non
     assert page.startswith("# railbench report: lambda-1cc-test\n")
     assert "| verdict | FAIL |" in page
     assert "| world | all\\_reduce | 1 | 1G |" in page
-    assert "## Defects named by the rails test" in page and "| hca | gpu-node-03 | 5 | mlx5\\_6 |" in page
+    summary = page.split("\n## ")[0]  # the top, before the first step's evidence
+    assert "**Verdict: FAIL**" in summary and "### Defects (1)" in summary
+    assert "| link | gpu-node-03 | 5 | mlx5\\_6 | 172 Gb/s = 43% of 400 Gb/s in 3/3 pairs" in summary
+    assert "check the HCA and the switch port of gpu-node-03 mlx5\\_6 |" in summary
+    assert summary.count("gpu-node-03") == 2  # the defect said once: its node and its action
+    assert "| rails | 8 rails: rail groups (all\\_gather, all\\_reduce) and 6 node pairs per rail |" in summary
+    assert "| rails | 400 Gb/s line rate per rail (read from sysfs) |" in summary
+    assert "## Rails" in page and "### Evidence for each defect" in page
     assert "[PNG](charts/rails.png)" in page and "[data](charts/rails.csv)" in page
 
 
@@ -163,8 +170,9 @@ def test_cluster_strings_are_escaped_everywhere(tmp_path: Path) -> None:
 def test_charts_appear_only_when_their_input_is_present(tmp_path: Path) -> None:
     run_dir = write_run_dir(tmp_path / "run", rails=False, checks=False, trend=False)
     paths = write_report(run_dir, options=ReportOptions(images=False))
-    # without rails.json the pair matrix comes from results.csv, and the rails/nodes bars are absent
-    assert {c.name for c in paths.charts} == ALL_CHARTS - {"rails", "nodes", "trend"}
+    # without rails.json the pair matrix comes from results.csv; the rails/nodes bars and the GPU matrix (rails.json's
+    # intra-node record holds each direction) are absent
+    assert {c.name for c in paths.charts} == ALL_CHARTS - {"rails", "nodes", "trend", "gpus"}
     assert "## Checks" not in paths.report_md.read_text(encoding="utf-8")
     rows = [r for r in results_rows(ClusterModel()) if r["scope"] == "world"]
     only_world = write_run_dir(tmp_path / "world", rows=rows, rails=False, checks=False, trend=False)

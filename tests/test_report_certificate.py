@@ -15,12 +15,16 @@ import pytest
 from bench.commands.compare import CompareConfig
 from bench.commands.compare import run as compare
 from bench.history.store import add_run, list_runs, opened
+from bench.profiles import load_profile
 from bench.report import certificate as cert
 from bench.report.build import ReportOptions, write_report
+from bench.report.traffic import traffic_proof
 from bench.rundir.files import atomic_write_json
+from bench.rundir.judged_by import JudgedBy
 from bench.rundir.runjson import RunDoc, new_record, read_run_json
 from tests.history_fixtures import make_run_dir
 from tests.report_browser import chromium, missing_browser, render
+from tests.report_data import ClusterModel, rails_json, run_json
 
 HOSTS = tuple(f"gpu-node-{i:02d}" for i in range(1, 17))
 AG = ("all_gather", "world", "world")
@@ -105,27 +109,55 @@ def _doc(profile: str, **sections: object) -> RunDoc:
 
 
 def test_traffic_proof_says_mlx5_0_carried_nothing(tmp_path: Path) -> None:
-    proof = cert.traffic_proof(_doc("lambda-1cc", counters=_counters()))
-    assert proof is not None and proof.ok and proof.devices[0] == "mlx5_0" and "mlx5_0" in proof.idle
-    assert proof.sentences == ("mlx5_0 carried 0 B on all 16 nodes.",)
-    loud = cert.traffic_proof(_doc("lambda-1cc", counters=_counters(mlx5_0=3 << 30)))
+    proof = traffic_proof({"profile": "lambda-1cc", "counters": _counters()}, None, load_profile("lambda-1cc"))
+    assert (
+        proof is not None
+        and proof.ok
+        and proof.sentences[0] == ("mlx5_0 carried 0 B on all 16 nodes during the world sweep.")
+    )
+    sweep = proof.windows[0]
+    assert [(r.device, r.role) for r in sweep.rows] == [
+        *((f"mlx5_{k}", f"rail {k - 1}") for k in range(1, 9)),  # the profile's rail names, in rail order
+        ("mlx5_0", "must stay idle"),
+        ("other devices (up to 1 a node)", "other"),
+    ]
+    assert sweep.split and sweep.rows[0].tx == 16 * (5 << 30) and sweep.rows[0].rx == 16 * (5 << 30)
+    loud = traffic_proof(
+        {"profile": "lambda-1cc", "counters": _counters(mlx5_0=3 << 30)}, None, load_profile("lambda-1cc")
+    )
     assert loud is not None and not loud.ok
-    assert loud.sentences == ("mlx5_0 carried 3.22 GB on gpu-node-03: it must stay idle.",)
+    assert loud.sentences[0] == "mlx5_0 carried 3.22 GB on gpu-node-03 during the world sweep: it must stay idle."
     # RunPod: the management interface (eth0) is one of the devices that must stay idle
-    runpod = cert.traffic_proof(
-        _doc(
-            "runpod-instant",
-            counters={
+    runpod = traffic_proof(
+        {
+            "profile": "runpod-instant",
+            "counters": {
                 "pod1": {
                     "eth0": {"tx_bytes": 100, "rx_bytes": 100, "kind": "net"},
                     "eth1": {"tx_bytes": 1 << 30, "rx_bytes": 1 << 30, "kind": "net"},
                 }
             },
-        )
+        },
+        None,
+        load_profile("runpod-instant"),
     )
-    assert (
-        runpod is not None and runpod.idle == {"eth0"} and runpod.sentences[0].startswith("eth0 carried at most 200 B")
-    )
+    assert runpod is not None and runpod.sentences[0].startswith("eth0 carried at most 200 B on pod1")
+
+
+def test_the_traffic_proof_scales_to_25_devices_and_keeps_tx_and_rx_apart() -> None:
+    model = ClusterModel(hosts=tuple(f"node{i:02d}" for i in range(1, 65)), bad=("node05", 3), other_devices=14)
+    run, rails = run_json(model), rails_json(model)
+    proof = traffic_proof(run, rails, load_profile("lambda-1cc"))
+    assert proof is not None and proof.ok
+    sweep, tested = proof.windows
+    assert len(run["counters"]["node01"]) == 25  # 8 rails, mlx5_0, eth0, lo and 14 bridges, veths and bonds
+    assert [r.role for r in sweep.rows] == [*(f"rail {k}" for k in range(8)), "management", "must stay idle", "other"]
+    lo = run["counters"]["node01"]["lo"]
+    other = sweep.rows[-1]
+    assert other.tx is not None and other.tx >= 64 * lo["tx_bytes"] and other.tx < 2 * 64 * lo["tx_bytes"]
+    assert sweep.rows[3].least == ("node05", 2 * int(5_100_000_000 * 0.45) + 4096 * 3 + 2048 * 4)  # the weak HCA
+    assert tested.name == "rails test" and tested.split and len(tested.rows) == 11
+    assert [a.rail for a in proof.alone] == list(range(8)) and proof.alone[0].own == 64 * 250_000_000
 
 
 def test_the_certificate_page(tmp_path: Path) -> None:
@@ -136,7 +168,7 @@ def test_the_certificate_page(tmp_path: Path) -> None:
     page = paths.report_html.read_text(encoding="utf-8")
     assert md.index("**Verdict: PASS**") < md.index("## Preflight checks") < md.index("## Traffic proof")
     assert md.index("## Traffic proof") < md.index("## World sweep") < md.index("## Environment")
-    assert "mlx5\\_0 carried 0 B on all 16 nodes." in md
+    assert "mlx5\\_0 carried 0 B on all 16 nodes during the world sweep." in md
     assert "| fact | value |" in md and "|  |  |" not in md and "<th></th>" not in page
     visible = re.sub(r"<script.*?</script>", "", page, flags=re.S)  # the Vega bundle spells None itself
     assert "None" not in md and "None" not in visible and not re.search(r"\b1 nodes\b", md + visible)
@@ -161,8 +193,9 @@ def test_badges_render_the_recorded_verdict(tmp_path: Path) -> None:
     failed = _run(tmp_path / "failed", verdict="fail", reasons=["gpu-node-05 rail: mlx5_4 port 1 DOWN"])
     atomic_write_json(failed / "checks.json", _accept_checks(bad="gpu-node-05"))
     md = write_report(failed, options=ReportOptions(images=False)).report_md.read_text(encoding="utf-8")
-    head = md.split("| fact | value |")[0]
-    assert "**Verdict: FAIL**" in head and head.count("mlx5\\_4 port 1 DOWN") == 1  # said once
+    head = md.split("\n## ")[0]
+    assert "**Verdict: FAIL**" in head and "| check | gpu-node-05 | — | — | rail: mlx5\\_4 port 1 DOWN | — |" in head
+    assert "Other failures" not in head  # the failed check is the verdict's one reason, said once
 
     history = tmp_path / "h.sqlite"
     for night in range(1, 6):
@@ -178,7 +211,7 @@ def test_badges_render_the_recorded_verdict(tmp_path: Path) -> None:
     assert any("regressed" in r for r in meta["reasons"])
     md = (tonight / "report.md").read_text(encoding="utf-8")
     assert "**Verdict: REGRESSED**" in md and "## Compare with the recent past" in md
-    assert "NCCL 2.27.3 -&gt; 2.28.1 since the baseline" in md.split("| fact | value |")[0]  # "->", escaped
+    assert "NCCL 2.27.3 -&gt; 2.28.1 since the baseline" in md.split("\n## ")[0]  # "->", escaped
     with opened(history, create=False) as conn:
         stored = {Path(r.run_dir).name: r.verdict for r in list_runs(conn)}
     assert stored["tonight"] == "regressed" and stored["n1"] == "pass"
@@ -248,8 +281,12 @@ def test_an_old_run_is_shown_against_the_profile_it_recorded() -> None:
         "idle_devices": ["mlx5_9"],
         "counter_tolerance_bytes": 0,
     }
-    proof = cert.traffic_proof(_doc("lambda-1cc", counters=_counters(mlx5_0=3 << 30), judged_by=recorded))
+    judged = JudgedBy.from_json(recorded)
+    doc = {"profile": "lambda-1cc", "counters": _counters(mlx5_0=3 << 30)}
+    proof = traffic_proof(doc, None, load_profile("lambda-1cc"), judged)
     # today's lambda-1cc excludes mlx5_0; the run was judged with mlx5_9 idle, and is shown that way
-    assert proof is not None and proof.idle == frozenset({"mlx5_9"}) and proof.ok
-    today = cert.traffic_proof(_doc("lambda-1cc", counters=_counters(mlx5_0=3 << 30)))
-    assert today is not None and "mlx5_0" in today.idle  # a run from before judged_by: today's profile
+    assert proof is not None and proof.ok, proof
+    idle = {r.device for w in proof.windows for r in w.rows if r.role == "must stay idle"}
+    assert "mlx5_0" not in idle
+    today = traffic_proof(doc, None, load_profile("lambda-1cc"))
+    assert today is not None and not today.ok  # a run from before judged_by: today's profile, mlx5_0 idle

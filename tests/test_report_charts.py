@@ -10,7 +10,7 @@ import altair as alt
 import pandas as pd
 import pytest
 
-from bench.report import charts, data, trend
+from bench.report import charts, data, matrices, trend
 from bench.report.inputs import RunInputs, load_inputs
 from bench.report.theme import STATUS_COLORS, THEME_NAME, spec_dict
 from tests.report_data import write_run_dir
@@ -29,9 +29,25 @@ def tables(inputs: RunInputs) -> dict[str, pd.DataFrame]:
     return {
         "sweep": data.sweep_table(inputs.results).frame,
         "rails": data.rail_bars_table(inputs.rails, 0.9).frame,
-        "heat": data.heatmap_table(pairs, list(inputs.run.hosts), 0.9).frame,
+        "heat": matrices.pair_matrix_table(pairs, list(inputs.run.hosts), 0.9, rails=inputs.rails).frame,
+        "gpus": matrices.gpu_matrix_table(inputs.rails["intra_node"], 0.9).frame,
         "trend": trend.trend_table(inputs.trend).frame,
+        "far": _far_below_target(data.sweep_table(inputs.results).frame),
     }
+
+
+def _far_below_target(sweep: pd.DataFrame) -> pd.DataFrame:
+    """A CPU run judged against a 1CC's targets: 0.1% of the target, which would lie flat at zero."""
+    far = sweep.copy()
+    for column in ("busbw_GBps", "busbw_Gbps", "algbw_GBps"):
+        far[column] = far[column] / 1000.0
+    return far
+
+
+def _far_bars(rails: pd.DataFrame) -> pd.DataFrame:
+    far = rails.copy()
+    far["busbw_Gbps"], far["busbw_GBps"] = far["busbw_Gbps"] / 1000.0, far["busbw_GBps"] / 1000.0
+    return far
 
 
 def all_charts(tables: dict[str, pd.DataFrame], url: bool) -> dict[str, alt.TopLevelMixin]:
@@ -43,6 +59,12 @@ def all_charts(tables: dict[str, pd.DataFrame], url: bool) -> dict[str, alt.TopL
         "sweep-Gbps": charts.busbw_vs_size_chart(tables["sweep"], data=src("sweep"), unit="Gb/s"),
         "rails": charts.bars_chart(tables["rails"], data=src("rails"), title="Weakest node per rail"),
         "heat": charts.heatmap_chart(tables["heat"], data=src("heat")),
+        "gpus": charts.heatmap_chart(
+            tables["gpus"], data=src("gpus"), row_title="sending GPU", max_cell=18, symmetric=False
+        ),
+        "heat-GBps": charts.heatmap_chart(tables["heat"], data=src("heat"), unit="GB/s"),
+        "far": charts.busbw_vs_size_chart(tables["far"], data=src("far")),
+        "far-bars": charts.bars_chart(_far_bars(tables["rails"]), data=src("rails")),
         "trend": charts.trend_chart(tables["trend"], data=src("trend", ("run_time",))),
     }
 
@@ -141,13 +163,45 @@ def test_bars_with_different_targets_mark_each_bars_own_target(tables: dict[str,
     assert "rule" not in {mark(layer) for layer in layers(spec)}
 
 
-def test_heatmap_has_a_panel_per_rail(tables: dict[str, pd.DataFrame]) -> None:
+def test_heatmap_has_a_panel_per_rail_and_outlines_marked_cells(tables: dict[str, pd.DataFrame]) -> None:
     spec = spec_dict(charts.heatmap_chart(tables["heat"]))
-    assert spec["facet"]["field"] == "rail" and spec["columns"] == 4
+    assert spec["facet"]["field"] == "panel" and spec["facet"]["sort"] == {"field": "panel_order"}
+    assert spec["columns"] == 6  # 4 nodes: panels of 112 px, six to a row within the page
     rect = spec["spec"]
     assert mark(rect) == "rect"
-    assert rect["encoding"]["x"]["field"] == "peer" and rect["encoding"]["y"]["field"] == "node"
+    assert rect["encoding"]["x"]["field"] == "x" and rect["encoding"]["y"]["field"] == "y"
+    assert rect["transform"][0]["fold"] == ["row", "col"]  # the table holds one triangle; the chart mirrors it
     assert rect["encoding"]["color"]["field"] == "efficiency"
+    stroke = rect["encoding"]["stroke"]
+    assert stroke["condition"]["field"] == "mark" and stroke["condition"]["scale"]["domain"] == ["slow"]
+    assert stroke["value"] is None  # an unmarked cell has no outline
+
+
+def test_heatmaps_fit_the_page_from_4_to_64_rows(tables: dict[str, pd.DataFrame]) -> None:
+    for count, panels in ((4, 8), (8, 64), (64, 8)):
+        frame = pd.DataFrame(
+            {"row_index": [0] * panels, "col_index": count - 1, "panel": [f"p{i}" for i in range(panels)]}
+        )
+        cell, columns, labelled = charts.heatmap_layout(frame)
+        width = (110 if labelled else 10) + columns * (cell * count + 24)
+        assert width <= charts.CHART_WIDTH + 24, (count, cell, columns)
+        assert labelled == (count <= 32) and 4 <= cell <= 28
+
+
+def test_a_target_far_above_the_data_stays_off_the_axis(tables: dict[str, pd.DataFrame]) -> None:
+    spec = spec_dict(charts.busbw_vs_size_chart(tables["far"]))
+    line = layers(spec)[0]
+    top = line["encoding"]["y"]["scale"]["domain"][1]
+    assert top == pytest.approx(tables["far"]["busbw_GBps"].max())  # the axis runs to the data, not to 400
+    notes = [layer["encoding"]["text"]["value"] for layer in layers(spec) if mark(layer) == "text"]
+    assert any("target 50, 400 GB/s is off this scale" in note for note in notes), notes
+    assert "rule" not in {mark(layer) for layer in layers(spec)}
+    near = spec_dict(charts.busbw_vs_size_chart(tables["sweep"]))
+    assert "scale" not in layers(near)[0]["encoding"]["y"]  # in reach: the axis widens to show the target rule
+    assert "rule" in {mark(layer) for layer in layers(near)}
+    bars = spec_dict(charts.bars_chart(_far_bars(tables["rails"])))
+    assert "rule" not in {mark(layer) for layer in layers(bars)}
+    assert layers(bars)[0]["encoding"]["x"]["scale"]["domain"][1] < 1
 
 
 def test_trend_draws_band_baseline_and_states(tables: dict[str, pd.DataFrame]) -> None:

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from bench.exits import UserError
-from bench.report import data, trend
+from bench.report import data, matrices, trend
 from bench.report.inputs import TREND_COLUMNS, RunInputs, load_inputs
 from tests.report_data import ClusterModel, rails_json, results_rows, write_run_dir
 
@@ -98,38 +98,67 @@ def test_split_pair_group(group: str, hosts: list[str], expected: tuple[str, str
     assert data.split_pair_group(group, hosts) == expected
 
 
-def test_heatmap_is_symmetric_and_marks_the_bad_hca_row_and_column(inputs: RunInputs) -> None:
+def test_pair_matrix_is_symmetric_and_marks_the_bad_hca_row_and_column(inputs: RunInputs) -> None:
     pairs, unparsed = data.pair_measurements(inputs)
     assert unparsed == 0
-    table = data.heatmap_table(pairs, list(inputs.run.hosts), 0.9).frame
-    assert len(table) == 8 * 4 * 3  # 8 rails, 4x4 minus the diagonal
-    rail5 = table[table["rail"] == 5]
-    failed = rail5[rail5["status"] == "fail"]
-    assert set(failed["node"]) | set(failed["peer"]) >= {"gpu-node-03"}
-    assert all("gpu-node-03" in (n, p) for n, p in zip(failed["node"], failed["peer"], strict=True))
-    assert (table[table["rail"] != 5]["status"] == "pass").all()
+    table = matrices.pair_matrix_table(pairs, list(inputs.run.hosts), 0.9, rails=inputs.rails).frame
+    assert len(table) == 8 * 4 * 3 // 2  # 8 rails, the upper triangle of 4x4 (the chart mirrors it)
+    assert (table["row_index"] < table["col_index"]).all()
+    rail5 = table[table["panel"] == "rail 5"]
+    failed = rail5[rail5["efficiency"] < 0.9]
+    assert len(failed) == 3 and all("gpu-node-03" in (n, p) for n, p in zip(failed["row"], failed["col"], strict=True))
+    assert set(failed["mark"]) == {"slow"} and set(failed["detail"]) == {"mlx5_6"}
+    assert (table[table["panel"] != "rail 5"]["efficiency"] > 0.9).all()
+    assert (table[table["panel"] != "rail 5"]["mark"] == "").all()
 
 
-def test_heatmap_from_results_rows_matches_rails_json(tmp_path: Path) -> None:
+def test_a_transient_is_marked_at_its_normal_level_and_a_convicted_pair_as_slow() -> None:
+    # the matrix sample was slow (0.3x) and both re-measurements normal: the cell reads normal, marked transient
+    model = ClusterModel(transient=("gpu-node-01", "gpu-node-02", 2))
+    pairs = pd.DataFrame([m for m in rails_json(model)["measurements"] if m["kind"] == "pair"])
+    table = matrices.pair_matrix_table(pairs, model.hosts, 0.9, rails=rails_json(model)).frame
+    cell = table[(table["panel"] == "rail 2") & (table["row"] == "gpu-node-01") & (table["col"] == "gpu-node-02")]
+    assert cell["mark"].tolist() == ["transient"] and cell["efficiency"].iloc[0] > 0.9
+    slow = table[(table["panel"] == "rail 5") & (table["mark"] == "slow")]
+    assert len(slow) == 3  # gpu-node-03's pairs: what the link defect convicts
+
+
+def test_pair_matrix_from_results_rows_matches_rails_json(tmp_path: Path) -> None:
     run_dir = write_run_dir(tmp_path / "run", rails=False)
     from_results = data.pair_measurements(load_inputs(run_dir))[0]
     assert len(from_results) == 6 * 8
     weak = from_results[from_results["busbw_Gbps"] < 360]
     assert set(weak["rail"]) == {5}
     assert all("gpu-node-03" in (a, b) for a, b in zip(weak["node"], weak["peer"], strict=True))
+    table = matrices.pair_matrix_table(from_results, ClusterModel().hosts, 0.9).frame
+    assert len(table[table["mark"] == "slow"]) == 3  # below the line: marked slow without rails.json too
 
 
-def test_heatmap_groups_big_clusters_into_blocks_with_their_worst_pair() -> None:
+def test_pair_matrix_groups_big_clusters_into_blocks_with_their_worst_pair() -> None:
     hosts = tuple(f"node{i:03d}" for i in range(100))
     model = ClusterModel(hosts=hosts, rails=2, bad=("node050", 1))
     pairs = pd.DataFrame([m for m in rails_json(model)["measurements"] if m["kind"] == "pair"])
-    table = data.heatmap_table(pairs, hosts, 0.9, max_nodes=25)
-    assert table.frame["node"].nunique() == 25 and len(table.frame) == 2 * 25 * 25
+    table = matrices.pair_matrix_table(pairs, hosts, 0.9, max_nodes=25)
+    assert table.frame["row"].nunique() == 25 and len(table.frame) == 2 * 25 * 26 // 2  # blocks: diagonal too
     assert table.note == "blocks of 4 nodes, worst pair per block"
-    worst = table.frame[table.frame["status"] == "fail"]
-    assert set(worst["rail"]) == {1}
-    assert all("node050" in pair for pair in worst["worst_pair"])
-    assert table.frame["pairs"].sum() == 2 * 100 * 99
+    worst = table.frame[table.frame["efficiency"] < 0.9]
+    assert set(worst["panel"]) == {"rail 1"} and set(worst["mark"]) == {"slow"}
+    assert all("node050" in pair for pair in worst["detail"])
+    assert table.frame["pairs"].sum() == 2 * 100 * 99 // 2  # every pair of every rail in one cell
+
+
+def test_gpu_matrix_marks_the_slow_gpus_row_and_column_and_keeps_the_panels_few() -> None:
+    hosts = tuple(f"n{i:02d}" for i in range(20))
+    model = ClusterModel(hosts=hosts, rails=1, bad=None, bad_gpu=("n13", 5))
+    table = matrices.gpu_matrix_table(rails_json(model)["intra_node"], 0.9, max_panels=4)
+    frame = table.frame
+    assert list(dict.fromkeys(frame["panel"])) == ["n00", "n01", "n02", "n13"]  # the marked node is kept
+    assert table.note == "4 of 20 nodes: those with a marked cell first, then the weakest"
+    marked = frame[frame["mark"] == "slow"]
+    assert set(marked["panel"]) == {"n13"} and len(marked) == 14  # GPU 5's row and column
+    assert all(5 in (r, c) for r, c in zip(marked["row_index"], marked["col_index"], strict=True))
+    assert len(frame[frame["panel"] == "n00"]) == 8 * 7  # both directions of every local pair
+    assert "pairs" not in frame.columns and "status" not in frame.columns
 
 
 def test_trend_keeps_the_last_nights_per_metric(inputs: RunInputs) -> None:
@@ -146,7 +175,8 @@ def test_results_summary_verdicts(inputs: RunInputs) -> None:
     assert summary.loc[("rail", "all_reduce"), "verdict"] == "fail"
     assert summary.loc[("rail", "all_reduce"), "worst_group"] == "rail5"
     assert summary.loc[("pair", "sendrecv"), "groups"] == 48
-    assert list(summary.index.get_level_values("scope").unique()) == ["world", "rail", "pair", "node"]
+    scopes = ["world", "rail", "pair", "local-pair", "node"]
+    assert list(summary.index.get_level_values("scope").unique()) == scopes
 
 
 def test_wrong_results_fail_whatever_the_bandwidth(tmp_path: Path) -> None:

@@ -78,3 +78,21 @@ def test_png_stays_short_at_any_history_length(tmp_path: Path) -> None:
         assert height < 2000, (nights, width, height)
         body = (run_dir / "charts" / "trend.csv").read_text()
         assert "-" not in body.split("\n", 1)[1].replace("T", " ").split(",")[3]  # no negative band edge
+
+
+def test_states_have_colours_of_their_own_and_same_day_runs_show_the_hour() -> None:
+    from bench.report import charts
+    from bench.report.theme import spec_dict
+
+    nightly = trend.trend_table(_trend(4), min_bytes=1 << 20)
+    spec = spec_dict(charts.trend_chart(nightly.frame))
+    point = next(layer for layer in spec["spec"]["layer"] if layer["mark"]["type"] == "point")
+    scale = point["encoding"]["color"]["scale"]
+    colours = dict(zip(scale["domain"], scale["range"], strict=True))
+    assert {"baseline", "unchanged", "regressed"} <= set(colours)
+    assert len(set(colours.values())) == len(colours)  # "baseline" and "unchanged" no longer share a grey
+    assert point["encoding"]["x"]["axis"]["format"] == "%m-%d"  # one run a day: the day says it
+    hourly = _trend(4)
+    hourly["run_time"] = pd.Timestamp("2026-11-23T08:00:00Z") + (hourly["run_time"] - hourly["run_time"].min()) / 24
+    table = trend.trend_table(hourly, min_bytes=1 << 20).frame
+    assert charts.time_format(table) == "%m-%d %H:%M"  # four runs on 11-23: the hour tells them apart

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -109,9 +110,10 @@ def lifecycle(job: Job, ctx: DistContext) -> int:
     if ctx.info.rank == 0:
         record, results = _start_record(job, ctx, out_dir, cluster, sections)
     run = Run(ctx, out_dir, job.profile, launch, record, results)
+    started = time.monotonic()
     try:
         items = job.measure(run)
-        status = conclude(job, run, items) if run.rank0 else EXIT_PASS
+        status = conclude(job, run, items, time.monotonic() - started) if run.rank0 else EXIT_PASS
     except WriteRefused as exc:
         run.end("failed", EXIT_INFRA, {"kind": "write", "message": str(exc)})
         raise
@@ -129,14 +131,15 @@ def _start_record(
         raise WriteRefused(out_dir, "run.json", exc) from None
 
 
-def conclude(job: Job, run: Run, items: Sequence[Item]) -> int:
-    """Rank 0: the verdict from ``items``, said in junit.xml, run.json and on the terminal; then finish."""
+def conclude(job: Job, run: Run, items: Sequence[Item], wall_s: float | None = None) -> int:
+    """Rank 0: the verdict from ``items``, said in junit.xml, run.json and on the terminal; then finish.
+    ``wall_s``: how long the job measured, the JUnit suite's time (its items carry their own step's time)."""
     verdict = decide(items)
     junit = run.out_dir / "junit.xml"
     suite = f"railbench.{job.command}"
     host = socket.gethostname()
     write_refused_is_infra(
-        run.out_dir, "junit.xml", lambda: write_junit_items(junit, suite, items, verdict, hostname=host)
+        run.out_dir, "junit.xml", lambda: write_junit_items(junit, suite, items, verdict, hostname=host, time_s=wall_s)
     )
     run.append()  # results.csv exists even when nothing was measured (a skipped rails test)
     status = verdict.exit_status

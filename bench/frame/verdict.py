@@ -92,11 +92,14 @@ def junit_case(item: Item) -> Case:
     )
 
 
-def write_junit_items(path: Path, suite: str, items: Sequence[Item], verdict: Verdict, *, hostname: str = "") -> None:
+def write_junit_items(
+    path: Path, suite: str, items: Sequence[Item], verdict: Verdict, *, hostname: str = "", time_s: float | None = None
+) -> None:
     """junit.xml with one testcase per item, and the run's verdict record as the suite's properties
     (``railbench.verdict``, ``railbench.reasons``): JUnit has no word for measured or skip, so CI reads it there."""
     properties = {"railbench.verdict": verdict.word, "railbench.reasons": "\n".join(verdict.reasons)}
-    write_junit(path, suite, [junit_case(i) for i in items], hostname=hostname, properties=properties)
+    cases = [junit_case(i) for i in items]
+    write_junit(path, suite, cases, hostname=hostname, properties=properties, time_s=time_s)
 
 
 def mark_regressed(run_dir: Path, reasons: Sequence[str], history: Path | None = None) -> Verdict:

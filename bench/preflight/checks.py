@@ -366,11 +366,28 @@ def run_checks(
         kernel_log=kernel_log,
         sleep=sleep,
     )
-    results: list[CheckResult] = []
+    return [result for result, _ in _timed(ctx)]
+
+
+def timed_checks(
+    profile: Profile, sysfs_root: Path | str = Path("/sys"), env: Mapping[str, str] | None = None
+) -> list[tuple[CheckResult, float]]:
+    """``run_checks`` with each result's wall time in seconds (JUnit's testcase time): a check that answers
+    once per device shares its time evenly among its answers, so the times add up to the checks' own."""
+    from bench.runtime import env as benv
+
+    return _timed(Context(profile, Path(sysfs_root), [], benv.environ() if env is None else env))
+
+
+def _timed(ctx: Context) -> list[tuple[CheckResult, float]]:
+    out: list[tuple[CheckResult, float]] = []
     for check in REGISTRY:
+        started = time.monotonic()
         why_not = check.applies(ctx)
-        results.extend([check.result("skip", why_not)] if why_not else check.run(ctx))
-    return results
+        results = [check.result("skip", why_not)] if why_not else list(check.run(ctx))
+        share = (time.monotonic() - started) / max(1, len(results))
+        out += [(result, share) for result in results]
+    return out
 
 
 def verdict(results: Sequence[CheckResult]) -> Verdict:

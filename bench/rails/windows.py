@@ -60,14 +60,16 @@ class NodeCounters:
         return moved
 
     def whole(self) -> DeviceEntries | None:
-        """Every device's bytes and error counters from the first edge to the last (``counters`` in rails.json)."""
+        """Every device's bytes (tx + rx, and each apart) and error counters from the first edge to the last
+        (``counters`` in rails.json)."""
         if self._first is None or self._last is None:
             return None
         moved = counters.delta(self._first, self._last)
         said = counters.error_delta(self._first, self._last)
         out: DeviceEntries = {}
         for device, d in moved.items():
-            out[device] = {"bytes": d.total_bytes}
+            # tx and rx apart too: the report's traffic proof shows each direction of every rail's NIC
+            out[device] = {"bytes": d.total_bytes, "tx_bytes": d.tx_bytes, "rx_bytes": d.rx_bytes}
             if device in said:
                 out[device].update(error_counters.entry_json(said[device]))
         return out

@@ -1,10 +1,12 @@
 """Charts and reports from a run directory (``railbench report``).
 
 * ``bench.report.inputs``: read and check the run directory (run.json, results.csv, rails.json, ...);
-* ``bench.report.data``: aggregate it into small chart tables (pandas);
+* ``bench.report.data``: aggregate it into small chart tables (pandas); ``bench.report.matrices``: the node x
+  node pair matrix of every rail and the GPU x GPU matrix of every node;
 * ``bench.report.charts``: pure ``DataFrame -> altair chart`` functions, one per chart;
 * ``bench.report.theme``: the one registered Altair theme, and spec dicts (Vega-Lite v5, Altair 5);
-* ``bench.report.page``: the summary page as Markdown (mkdocs-charts-plugin) and self-contained HTML;
+* ``bench.report.page``: the certificate as plain data (``summary``: the one-screen top; ``certificate`` and
+  ``traffic``: the evidence), laid out by ``markdown`` (mkdocs-charts-plugin) and ``htmlpage`` (self-contained);
 * ``bench.report.build``: ``write_report(run_dir)`` writes all of it, atomically.
 
 Import ``write_report`` from ``bench.report.build``; this package's import stays cheap (no pandas, no

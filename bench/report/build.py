@@ -29,7 +29,7 @@ import pandas as pd
 import vl_convert
 
 from bench.jsondoc import table
-from bench.report import UnitChoice, charts, data, htmlpage, page, trend
+from bench.report import UnitChoice, charts, data, htmlpage, markdown, matrices, page, trend
 from bench.report.inputs import RunInputs, load_inputs
 from bench.report.openmetrics import write_metrics_file
 from bench.report.theme import spec_dict, vl_convert_version
@@ -54,8 +54,10 @@ class ReportOptions:
     """A bar below this fraction of its target is coloured as a failure (RDMA certification uses 90%)."""
     max_bars: int = 64
     """At most this many bars per chart: the slowest ones, so a 512-node run stays readable and small."""
-    max_nodes: int = 32
+    max_nodes: int = 64
     """Above this many nodes the pair matrix groups nodes into blocks that show their worst pair."""
+    max_gpu_panels: int = 16
+    """At most this many nodes' GPU x GPU matrices: those with a marked cell first, then the weakest."""
     png_scale: float = 2.0
     """PNG pixel density (2 = sharp on slides)."""
 
@@ -158,17 +160,34 @@ def plan_charts(inputs: RunInputs, options: ReportOptions) -> tuple[list[ChartPl
     if unparsed:
         notes.append(f"{unparsed} pair groups in results.csv name no known pair of hosts and are not charted")
     hosts = list(inputs.run.hosts)
-    heat = data.heatmap_table(pairs, hosts, eff, options.max_nodes)
+    heat = matrices.pair_matrix_table(pairs, hosts, eff, options.max_nodes, inputs.rails)
     if len(heat.frame):
         unit = _unit(options, "Gb/s")
         plans.append(
             ChartPlan(
                 "pairs",
-                "Node × node pairs per rail",
+                "Node × node pairs: a matrix per rail",
                 heat,
                 partial(charts.heatmap_chart, heat.frame, unit=unit, min_efficiency=eff),
             )
         )
+    intra = inputs.rails.get("intra_node") if inputs.rails is not None else None
+    gpus = matrices.gpu_matrix_table(intra if isinstance(intra, dict) else None, eff, options.max_gpu_panels)
+    if len(gpus.frame):
+        unit = _unit(options, "Gb/s")
+        title = "GPU × GPU pairs: a matrix per node (row sends, column receives)"
+        draw = partial(
+            charts.heatmap_chart,
+            gpus.frame,
+            unit=unit,
+            title="GPU × GPU bus bandwidth per node",
+            min_efficiency=eff,
+            row_title="sending GPU",
+            col_title="receiving GPU",
+            max_cell=18 if gpus.frame["panel"].nunique() > 4 else 32,  # a few nodes: bigger cells
+            symmetric=False,  # each direction of a GPU pair has its own cell
+        )
+        plans.append(ChartPlan("gpus", title, gpus, draw))
     if inputs.trend is not None:
         nightly = trend.trend_table(inputs.trend, min_bytes=_trend_min_bytes(inputs))
         if len(nightly.frame):
@@ -208,9 +227,14 @@ def inline_data(spec: Mapping[str, Any], csv_body: str) -> dict[str, Any]:
     return out
 
 
+def _count(value: object, word: str) -> str:
+    """``1 node``, ``16 nodes``, ``? nodes`` when run.json does not say."""
+    return f"{value} {word}" if value == 1 else f"{value if isinstance(value, int) else '?'} {word}s"
+
+
 def _subtitle(inputs: RunInputs, note: str) -> str:
     run = inputs.run
-    words = [run.cluster, f"{run.nnodes or '?'} nodes, {run.nranks or '?'} ranks", run.started_utc, note]
+    words = [run.cluster, f"{_count(run.nnodes, 'node')}, {_count(run.nranks, 'rank')}", run.started_utc, note]
     return " · ".join(w for w in words if w)
 
 
@@ -270,7 +294,7 @@ def write_report(run_dir: Path, *, out_dir: Path | None = None, options: ReportO
             image.result()  # re-raises a conversion error here, before any page is replaced
         report_md = out_dir / "report.md"
         report_html = out_dir / "report.html"
-        atomic_write_text(report_md, page.render_markdown(summary, entries))
+        atomic_write_text(report_md, markdown.render_markdown(summary, entries))
         atomic_write_text(report_html, htmlpage.render_html(summary, inline_specs, bundle.result()))
     write_metrics_file(run_dir, out_dir)
     fresh = {p.name for f in written for p in (f.spec, f.csv, f.png, f.svg) if p is not None}

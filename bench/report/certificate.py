@@ -6,8 +6,8 @@ there is something to show.
 
 * ``checks_grid``: preflight checks as a node x check grid, read from checks.json as ``check`` and
   ``accept`` write it (``nodes``: one entry per node with its ``results``), or the older flat ``checks``;
-* ``traffic_proof``: bytes per device per node from run.json's ``counters``, excluded devices and the
-  management interface marked, and one sentence per excluded device ("mlx5_0 carried 0 B on all 16 nodes");
+* ``grid_groups`` and ``grid_reasons``: the grid with identical rows merged and every reason said once for
+  all the checks and nodes that gave it, so 64 healthy nodes read as one row and one line per reason;
 * ``sweep_rows``: the per-size table of the world sweep (time, algbw, busbw, fastest/slowest rank, #wrong);
 * ``compare_rows``: the regressed/missing/failed/improved metrics of compare.json, with what changed;
 * ``environment``: versions per node with the odd ones marked, and the NCCL variables.
@@ -16,16 +16,15 @@ there is something to show.
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
-from bench.exits import UserError
 from bench.report.inputs import RunInputs
-from bench.rundir.judged_by import JudgedBy
 from bench.rundir.runjson import RunDoc
 from bench.units import format_size
 
@@ -48,135 +47,162 @@ def human_bytes(count: float) -> str:
     return f"{count:.0f} B"  # unreachable: count >= 1000 matched kB
 
 
+_NUMBERED = re.compile(r"^(?P<stem>.*?)(?P<number>\d+)$")
+
+
+def node_list(names: Sequence[str], hosts: Sequence[str] = (), limit: int = 6) -> str:
+    """Nodes in few words: ``all 64 nodes`` (when ``hosts`` are all of them), ``node01–node16, node18``
+    (runs of consecutive numbers with one stem), ``a, b, c and 12 more`` past ``limit`` parts."""
+    names = list(dict.fromkeys(names))
+    if hosts and len(names) > 1 and set(names) == set(hosts):
+        return f"all {len(names)} nodes"
+    parts: list[str] = []
+    run: list[tuple[str, int, str]] = []  # (stem, number, name) of the current run of consecutive numbers
+
+    def close() -> None:
+        if run:
+            last = run[-1][2][len(run[-1][0]) :]  # node-01–16: the stem once, the last number as written
+            parts.append(run[0][2] if len(run) < 3 else f"{run[0][2]}–{last}")
+            if len(run) == 2:
+                parts.append(run[1][2])
+            run.clear()
+
+    for name in names:
+        match = _NUMBERED.match(name)
+        if match is None:
+            close()
+            parts.append(name)
+            continue
+        stem, number = match.group("stem"), int(match.group("number"))
+        if run and (run[-1][0] != stem or run[-1][1] + 1 != number):
+            close()
+        run.append((stem, number, name))
+    close()
+    if len(parts) > limit:
+        return f"{', '.join(parts[:limit])} and {len(parts) - limit} more"
+    return ", ".join(parts)
+
+
+_WORST = {"fail": 3, "warn": 2, "pass": 1, "skip": 0, "": -1}
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One result of one check on one node (a check may answer once per device)."""
+
+    node: str
+    check: str
+    status: str
+    reason: str
+    device: str = ""
+
+
 @dataclass(frozen=True)
 class Grid:
-    """A node x item grid of short status words, with the reason behind every non-pass cell."""
+    """A node x check grid of short status words (a check's worst answer on the node), with every answer."""
 
     columns: tuple[str, ...]
     rows: tuple[tuple[str, tuple[str, ...]], ...]
     """(node, one status per column: pass/warn/fail/skip or "" where the node has no such check)."""
     reasons: Mapping[tuple[str, str], str]
-    """(node, column) -> reason, for hover titles and the footnotes."""
+    """(node, column) -> the reasons of the cell's worst answers, for hover titles."""
+    answers: tuple[Answer, ...] = ()
 
 
 def checks_grid(checks: Mapping[str, Any] | None) -> Grid | None:
-    """The preflight grid, or None when the run has no checks.json."""
+    """The preflight grid, or None when the run has no checks.json.
+
+    Reads checks.json as ``check`` and ``accept`` write it (``nodes``: one entry per node with its
+    ``results``; ``cross_node``), or the older single-node flat ``checks`` list.
+    """
     if not checks:
         return None
-    per_node: dict[str, dict[str, tuple[str, str]]] = {}
+    answers: list[Answer] = []
 
-    def put(node: str, result: Mapping[str, Any]) -> None:
-        check = str(result.get("check") or result.get("name") or "?")
-        per_node.setdefault(node, {})[check] = (str(result.get("status", "")), str(result.get("reason", "")))
-
-    nodes = checks.get("nodes")
-    if isinstance(nodes, list):
-        for node in nodes:
-            if not isinstance(node, Mapping):
-                continue
-            name = str(node.get("node") or "?")
-            for result in node.get("results") or []:
-                if isinstance(result, Mapping):
-                    check = str(result.get("check") or result.get("name") or "?")
-                    per_node.setdefault(name, {})[check] = (
-                        str(result.get("status", "")),
-                        str(result.get("reason", "")),
-                    )
-        for result in checks.get("cross_node") or []:
-            if isinstance(result, Mapping):
-                check = str(result.get("check") or "?")
-                per_node.setdefault("all nodes", {})[check] = (
-                    str(result.get("status", "")),
-                    str(result.get("reason", "")),
-                )
-    flat = checks.get("checks")
-    if isinstance(flat, list):  # a single node's flat list (older layout)
-        for result in flat:
+    def take(node: str, results: object) -> None:
+        for result in results if isinstance(results, list) else ():
             if isinstance(result, Mapping):
                 check = str(result.get("check") or result.get("name") or "?")
-                per_node.setdefault("this node", {})[check] = (
-                    str(result.get("status", "")),
-                    str(result.get("reason", "")),
+                device = result.get("device")
+                answers.append(
+                    Answer(
+                        node,
+                        check,
+                        str(result.get("status", "")),
+                        str(result.get("reason", "")),
+                        str(device) if device else "",
+                    )
                 )
-    if not per_node:
+
+    for entry in checks.get("nodes") or []:
+        if isinstance(entry, Mapping):
+            take(str(entry.get("node") or "?"), entry.get("results"))
+    take("all nodes", checks.get("cross_node"))
+    take("this node", checks.get("checks"))  # a single node's flat list (older layout)
+    if not answers:
         return None
-    columns = tuple(dict.fromkeys(check for found in per_node.values() for check in found))
-    rows = tuple((node, tuple(found.get(c, ("", ""))[0] for c in columns)) for node, found in per_node.items())
-    reasons = {(node, c): why for node, found in per_node.items() for c, (status, why) in found.items() if why}
-    return Grid(columns, rows, reasons)
+    columns = tuple(dict.fromkeys(a.check for a in answers))
+    nodes = tuple(dict.fromkeys(a.node for a in answers))
+    worst: dict[tuple[str, str], str] = {}
+    for a in answers:
+        key = (a.node, a.check)
+        if _WORST.get(a.status, 0) > _WORST.get(worst.get(key, ""), -1):
+            worst[key] = a.status
+    reasons: dict[tuple[str, str], list[str]] = {}
+    for a in answers:
+        if a.reason and a.status == worst[(a.node, a.check)]:
+            reasons.setdefault((a.node, a.check), []).append(a.reason)
+    rows = tuple((node, tuple(worst.get((node, c), "") for c in columns)) for node in nodes)
+    return Grid(columns, rows, {k: "; ".join(dict.fromkeys(v)) for k, v in reasons.items()}, tuple(answers))
+
+
+def grid_groups(grid: Grid, hosts: Sequence[str] = ()) -> list[tuple[str, tuple[str, ...], tuple[str, ...]]]:
+    """The grid's rows with identical answers merged: (the nodes in few words, every node, the statuses).
+
+    A healthy 64-node cluster is one row; a node that differs gets a row of its own.
+    """
+    merged: dict[tuple[str, ...], list[str]] = {}
+    for node, cells in grid.rows:
+        merged.setdefault(cells, []).append(node)
+    nodes = [n for n, _ in grid.rows if n not in ("all nodes", "this node")]
+    known = [h for h in hosts if h in set(nodes)] if hosts else nodes
+    return [(node_list(members, known or nodes), tuple(members), cells) for cells, members in merged.items()]
 
 
 @dataclass(frozen=True)
-class TrafficProof:
-    """Bytes per device per node (tx + rx), which devices had to stay idle, and what the counters prove."""
+class ReasonGroup:
+    """One reason said once for every check and node that gave it."""
 
-    devices: tuple[str, ...]
+    status: str
+    checks: tuple[str, ...]
     nodes: tuple[str, ...]
-    bytes: Mapping[tuple[str, str], int]
-    """(node, device) -> tx + rx bytes over the benchmark."""
-    idle: frozenset[str]
-    """Devices that must carry no benchmark traffic: the profile's excluded HCAs and interfaces, management."""
-    sentences: tuple[str, ...]
-    ok: bool
+    where: str
+    """The nodes in few words (``all 64 nodes``, ``node01–node04``)."""
+    reason: str
+
+    def text(self) -> str:
+        return f"{', '.join(self.checks)} ({self.status}) on {self.where}: {self.reason}"
 
 
-def _profile_idle_devices(profile: str | None) -> tuple[frozenset[str], int]:
-    """Today's profile of that name, for a run written before run.json recorded ``judged_by``."""
-    if not profile:
-        return frozenset(), 0
-    from bench.profiles import load_profile
-
-    try:
-        loaded = load_profile(profile)
-    except UserError:
-        return frozenset(), 0
-    idle = set(loaded.excluded_devices) | set(loaded.excluded_ifnames)
-    if loaded.oob_ifname and loaded.oob_ifname != "lo":
-        idle.add(loaded.oob_ifname)
-    return frozenset(idle), int(loaded.counter_tolerance_bytes or 0)
-
-
-def traffic_proof(run: RunDoc) -> TrafficProof | None:
-    """The counters of run.json as proof of where the traffic went, or None when none were recorded."""
-    counters = run.section("counters")
-    if not isinstance(counters, Mapping) or not counters:
-        return None
-    moved: dict[tuple[str, str], int] = {}
-    for node, devices in counters.items():
-        if not isinstance(devices, Mapping):
+def grid_reasons(grid: Grid, hosts: Sequence[str] = ()) -> list[ReasonGroup]:
+    """Every reason behind a cell that is not a plain pass, each said once: identical reasons are grouped
+    across checks and nodes (failures first, then warnings, then skips)."""
+    nodes = [n for n, _ in grid.rows if n not in ("all nodes", "this node")]
+    known = [h for h in hosts if h in set(nodes)] if hosts else nodes
+    groups: dict[tuple[str, str], tuple[list[str], list[str]]] = {}
+    for a in grid.answers:
+        if a.status in ("pass", "") or not a.reason:
             continue
-        for device, entry in devices.items():
-            if isinstance(entry, Mapping):
-                total = int(entry.get("tx_bytes") or 0) + int(entry.get("rx_bytes") or 0)
-                moved[(str(node), str(device))] = total
-    if not moved:
-        return None
-    nodes = tuple(dict.fromkeys(node for node, _ in moved))
-    recorded = JudgedBy.from_json(run.sections.get("judged_by"))
-    if recorded is not None:  # as the run itself was judged, whatever the profile says today
-        idle, tolerance = frozenset(recorded.idle_devices), recorded.counter_tolerance_bytes
-    else:
-        idle, tolerance = _profile_idle_devices(run.profile)
-    devices = tuple(sorted({d for _, d in moved}, key=lambda d: (d not in idle, d)))
-    sentences, ok = [], True
-    for device in (d for d in devices if d in idle):
-        seen = {node: moved[(node, device)] for node in nodes if (node, device) in moved}
-        busiest = max(seen.values())
-        where = f"all {plural(len(seen), 'node')}" if len(seen) > 1 else f"{next(iter(seen))}"
-        if busiest == 0:
-            sentences.append(f"{device} carried 0 B on {where}.")
-        elif busiest <= tolerance:
-            sentences.append(
-                f"{device} carried at most {human_bytes(busiest)} on {where}, within the "
-                f"{human_bytes(tolerance)} tolerance (background traffic)."
-            )
-        else:
-            ok = False
-            loud = [n for n, b in seen.items() if b > tolerance]
-            sentences.append(f"{device} carried {human_bytes(busiest)} on {', '.join(loud)}: it must stay idle.")
-    if not idle:
-        sentences.append("The profile names no device that must stay idle: the counters show where the bytes went.")
-    return TrafficProof(devices, nodes, moved, idle, tuple(sentences), ok)
+        checks_of, nodes_of = groups.setdefault((a.status, a.reason), ([], []))
+        if a.check not in checks_of:
+            checks_of.append(a.check)
+        if a.node not in nodes_of:
+            nodes_of.append(a.node)
+    out = [
+        ReasonGroup(status, tuple(checks_of), tuple(nodes_of), node_list(nodes_of, known or nodes), reason)
+        for (status, reason), (checks_of, nodes_of) in groups.items()
+    ]
+    return sorted(out, key=lambda g: -_WORST.get(g.status, 0))
 
 
 SWEEP_HEADERS = (
@@ -201,11 +227,14 @@ def _num(value: object, spec: str) -> str:
 
 
 def sweep_rows(results: pd.DataFrame) -> tuple[tuple[str, ...], ...]:
-    """One line per (collective, size, placement) of the world sweep, zero-byte rows included."""
+    """One line per (collective, size, placement) of the world sweep, zero-byte rows included, collectives
+    in the order they ran (as the terminal printed them), sizes ascending."""
     world = results[results["scope"] == "world"]
     if world.empty:
         return ()
-    agg = world.groupby(["collective", "bytes", "placement"], as_index=False, sort=True).agg(
+    ran = {name: i for i, name in enumerate(dict.fromkeys(world["collective"]))}
+    world = world.assign(ran=world["collective"].map(ran))
+    agg = world.groupby(["ran", "collective", "bytes", "placement"], as_index=False, sort=True).agg(
         time_us=("time_us", "mean"),
         algbw_GBps=("algbw_GBps", "mean"),
         busbw_GBps=("busbw_GBps", "mean"),
@@ -286,6 +315,18 @@ def environment(inputs: RunInputs) -> Environment | None:
             odd |= {(node, key) for node, v in per_node.items() if str(v.get(key) or "") != usual}
     rows = tuple((node, *(str(v.get(k) or "—") for k in keys)) for node, v in per_node.items())
     return Environment(("node", *keys), rows, frozenset(odd), variables)
+
+
+def environment_groups(
+    env: Environment, hosts: Sequence[str] = ()
+) -> list[tuple[str, tuple[str, ...], tuple[str, ...]]]:
+    """The version rows with identical versions merged: (the nodes in few words, every node, the values)."""
+    merged: dict[tuple[str, ...], list[str]] = {}
+    for row in env.rows:
+        merged.setdefault(tuple(row[1:]), []).append(row[0])
+    everyone = [row[0] for row in env.rows]
+    known = [h for h in hosts if h in set(everyone)] if hosts else everyone
+    return [(node_list(members, known or everyone), tuple(members), values) for values, members in merged.items()]
 
 
 def versions_sentence(env: Environment) -> str:

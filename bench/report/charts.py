@@ -29,7 +29,19 @@ SIZE_LABEL_EXPR = (
     " : datum.value >= 1024 ? format(datum.value / 1024, '~g') + 'K'"
     " : format(datum.value, '~g')"
 )
-_TREND_STATE_COLORS = {"ok": "#4c78a8", "improved": "#54a24b", "regressed": "#e45756", "failed": "#b279a2"}
+# Every state compare writes into trend.csv has a colour of its own: the earlier nights ("baseline") are the
+# quiet grey, tonight's point stands out in its state's colour (an "unchanged" night is blue, not grey).
+_TREND_STATE_COLORS = {
+    "baseline": "#9d9d9d",
+    "unchanged": "#4c78a8",
+    "ok": "#4c78a8",
+    "improved": "#54a24b",
+    "regressed": "#e45756",
+    "failed": "#b279a2",
+    "new": "#f58518",
+    "missing": "#b279a2",
+}
+_OTHER_STATE_COLOR = "#72b7b2"
 
 
 def csv_data(url: str, frame: pd.DataFrame, dates: Sequence[str] = ()) -> alt.UrlData:
@@ -50,6 +62,28 @@ def _value_format(unit: Unit) -> str:
 
 def _title(title: str, subtitle: str | None) -> alt.TitleParams:
     return alt.TitleParams(text=title, subtitle=subtitle) if subtitle else alt.TitleParams(text=title)
+
+
+OFF_SCALE = 5.0
+"""A target above this many times the best value stays off the axis, and a note at the top says where it is:
+on an axis that runs to a 480 GB/s target, 0.5 GB/s of data would lie flat at zero."""
+
+
+def value_scale(values: pd.Series, targets: Sequence[float]) -> tuple[alt.Scale | None, list[float]]:
+    """The bandwidth axis for ``values`` and their ``targets``: (None to let the targets widen it, []) when
+    every target is within OFF_SCALE of the data, else (a scale from 0 to the data and the targets in
+    reach, the targets left off)."""
+    best = float(values.max()) if len(values) and values.notna().any() else 0.0
+    off = sorted(t for t in targets if best > 0 and t > OFF_SCALE * best)
+    if not off:
+        return None, []
+    reach = max([best, *(t for t in targets if t not in off)])
+    return alt.Scale(domain=[0, reach], nice=True), off
+
+
+def _off_scale_note(off: Sequence[float], best: float, unit: Unit) -> str:
+    said = ", ".join(f"{t:,.4g}" for t in off)
+    return f"target {said} {unit} is off this scale (the best here is {best / off[0]:.1%} of it)"
 
 
 def size_ticks(min_bytes: float, max_bytes: float, max_ticks: int = 12) -> list[int]:
@@ -78,9 +112,11 @@ def busbw_vs_size_chart(
         axis=alt.Axis(values=size_ticks(table["bytes"].min(), table["bytes"].max()), labelExpr=SIZE_LABEL_EXPR),
         title="message size (bytes, log2 scale)",
     )
+    scale, off = value_scale(table[busbw], [float(t) for t in table[target].dropna().unique()])
+    y_title = f"bus bandwidth ({UNIT_HELP[unit]})"
     lines = base.mark_line(point=True).encode(
         x=x,
-        y=alt.Y(f"{busbw}:Q", title=f"bus bandwidth ({UNIT_HELP[unit]})"),
+        y=alt.Y(f"{busbw}:Q", title=y_title, scale=scale) if scale is not None else alt.Y(f"{busbw}:Q", title=y_title),
         color=alt.Color("collective:N", title="collective"),
         tooltip=[
             alt.Tooltip("collective:N"),
@@ -93,9 +129,10 @@ def busbw_vs_size_chart(
         ],
     )
     layers: list[alt.Chart] = [lines]
-    if table[target].notna().any():
-        # one rule per distinct target, however many collectives share it
-        targets = base.transform_filter(f"isValid(datum.{target})").transform_aggregate(
+    if table[target].notna().any() and len(off) < table[target].nunique():
+        # one rule per distinct target in reach of the data, however many collectives share it
+        reach = f" && datum.{target} < {off[0]}" if off else ""
+        targets = base.transform_filter(f"isValid(datum.{target}){reach}").transform_aggregate(
             groupby=["target_Gbps", "target_GBps"], n="count()"
         )
         label = "'target ' + format(datum.target_Gbps, ',') + ' Gb/s = ' + format(datum.target_GBps, ',') + ' GB/s'"
@@ -104,6 +141,13 @@ def busbw_vs_size_chart(
             targets.transform_calculate(label=label)
             .mark_text(align="right", baseline="bottom", dy=-4, color=TARGET_COLOR)
             .encode(y=f"{target}:Q", x=alt.value(BAR_WIDTH), text="label:N")
+        )
+    if off:
+        note = _off_scale_note(off, float(table[busbw].max()), unit)
+        layers.append(
+            base.transform_aggregate(n="count()")
+            .mark_text(align="right", baseline="top", dy=2, color=TARGET_COLOR)
+            .encode(x=alt.value(BAR_WIDTH), y=alt.value(0), text=alt.value(f"▲ {note}"))
         )
     return alt.layer(*layers).properties(width=BAR_WIDTH, height=360, title=_title(title, subtitle))
 
@@ -126,7 +170,10 @@ def bars_chart(
     order = alt.EncodingSortField(field=busbw, op="sum", order="descending")
     base = alt.Chart()
     y = alt.Y("label:N", sort=order, title=None)
-    x = alt.X(f"{busbw}:Q", title=f"bus bandwidth ({UNIT_HELP[unit]})")
+    targets = table[target].dropna().unique()
+    scale, off = value_scale(table[busbw], [float(t) for t in targets])
+    x_title = f"bus bandwidth ({UNIT_HELP[unit]})"
+    x = alt.X(f"{busbw}:Q", title=x_title, scale=scale) if scale is not None else alt.X(f"{busbw}:Q", title=x_title)
     present = [s for s in STATUS_COLORS if s in set(table["status"])] or ["pass"]
     bars = base.mark_bar().encode(
         y=y,
@@ -147,16 +194,23 @@ def bars_chart(
         ],
     )
     layers: list[alt.Chart] = [bars]
-    targets = table[target].dropna().unique()
-    if len(targets) == 1:
+    if off:
+        # every layer shares the one source, so the note is one mark by aggregating to a single datum
+        note = _off_scale_note(off, float(table[busbw].max()), unit)
+        layers.append(
+            base.mark_text(align="right", baseline="bottom", dy=-3, color=TARGET_COLOR).encode(
+                x=alt.value(BAR_WIDTH), y=alt.value(0), text=alt.value(f"{note} →"), detail="count():Q"
+            )
+        )
+    if len(targets) == 1 and not off:
         rule = base.mark_rule(color=TARGET_COLOR, strokeDash=[6, 4], strokeWidth=2).encode(x=f"max({target}):Q")
         rule_label = base.mark_text(align="center", baseline="bottom", dy=-3, color=TARGET_COLOR).encode(
             x=f"max({target}):Q", y=alt.value(0), text=alt.value(f"target {targets[0]:,.4g} {unit}")
         )
         layers += [rule, rule_label]
     elif len(targets) > 1:
-        # bars with different targets (mixed link rates): mark each bar's own target
-        layers.append(base.mark_tick(color=TARGET_COLOR, thickness=2).encode(y=y, x=f"{target}:Q"))
+        # bars with different targets (mixed link rates): mark each bar's own target (clipped when off scale)
+        layers.append(base.mark_tick(color=TARGET_COLOR, thickness=2, clip=True).encode(y=y, x=f"{target}:Q"))
     # Value labels sit inside the bar end (white) so they never collide with the target rule just past it;
     # a bar too short to hold its label gets it outside. Two label fields, not two filtered sources.
     layers.append(
@@ -169,8 +223,29 @@ def bars_chart(
         alt.layer(*layers, data=data if data is not None else table)
         .transform_joinaggregate(longest=f"max({busbw})")
         .transform_calculate(inside=f"{fits} ? {label} : ''", outside=f"{fits} ? '' : {label}")
-        .properties(width=BAR_WIDTH, height=alt.Step(22), title=_title(title, subtitle))
+        .properties(width=BAR_WIDTH, height=alt.Step(22 if len(table) <= 24 else 14), title=_title(title, subtitle))
     )
+
+
+MARK_COLORS = {"slow": "#111111", "transient": "#7b3294"}
+"""Outline of a marked heat-map cell: black where a defect convicts it or it is below the line, purple where
+it was slow once and normal when re-measured."""
+CHART_WIDTH = 1000
+"""The widest a figure may be: the report's column is 1100 px on a 1280 px screen."""
+
+
+def heatmap_layout(table: pd.DataFrame, max_cell: int = 28) -> tuple[int, int, bool]:
+    """(cell size in px, panels per row, whether the cells are labelled) for a matrix of this many rows.
+
+    A panel stays about 230 px square from 8 to 64 rows; the panels wrap so the figure fits CHART_WIDTH.
+    """
+    count = int(max(table["row_index"].max(), table["col_index"].max())) + 1 if len(table) else 1
+    cell = max(4, min(max_cell, 230 // max(count, 1)))
+    labelled = count <= 32
+    label_px = 110 if labelled else 10
+    panels = int(table["panel"].nunique()) if len(table) else 1
+    columns = max(1, min(panels, (CHART_WIDTH - label_px) // (cell * count + 24)))
+    return cell, columns, labelled
 
 
 def heatmap_chart(
@@ -181,15 +256,20 @@ def heatmap_chart(
     title: str = "Node × node bus bandwidth per rail",
     subtitle: str | None = None,
     min_efficiency: float = 0.9,
-    columns: int = 4,
+    row_title: str = "node",
+    col_title: str = "peer",
+    max_cell: int = 28,
+    symmetric: bool = True,
 ) -> alt.FacetChart:
-    """Node x node matrix of pair busbw, one panel per rail; a bad HCA shows as a red row and column.
+    """A matrix per panel (``bench.report.matrices``): the node x node pairs of each rail, or the GPU x GPU
+    pairs of each node. Colour is the fraction of the line rate (busbw where nothing sets one); marked cells
+    are outlined, black when slow, purple when transient. A bad HCA shows as a red, outlined row and column.
 
-    With node blocks (big clusters) each cell is the block's worst pair, named in the tooltip.
+    ``symmetric``: the table holds one triangle and the chart mirrors it (a fold turns each cell into itself
+    and its transpose), so the pair matrix's CSV is half the size.
     """
     busbw = _field("busbw", unit)
-    nodes = table["node"].nunique() if len(table) else 1
-    cell = max(5, min(28, 260 // max(nodes, 1)))  # panels stay ~260 px for 4 nodes or 48 node blocks
+    cell, columns, labelled = heatmap_layout(table, max_cell)
     if table["efficiency"].notna().any():
         color = alt.Color(
             "efficiency:Q",
@@ -198,33 +278,73 @@ def heatmap_chart(
         )
     else:
         color = alt.Color(f"{busbw}:Q", scale=alt.Scale(scheme="viridis"), legend=alt.Legend(title=unit))
-    axis = alt.Axis(labels=nodes <= 32, ticks=False, labelLimit=120)
+    axis = alt.Axis(labels=labelled, ticks=False, labelLimit=100)
+    encoding: dict[str, object] = {}
+    present = [m for m in MARK_COLORS if m in set(table["mark"])] if len(table) else []
+    if present:
+        # a condition, so unmarked cells get no outline (and no legend entry) at all
+        marked = "datum.mark == 'slow' || datum.mark == 'transient'"
+        encoding["stroke"] = alt.condition(
+            marked,
+            alt.Stroke(
+                "mark:N",
+                scale=alt.Scale(domain=present, range=[MARK_COLORS[m] for m in present]),
+                legend=alt.Legend(title="marked"),
+            ),
+            alt.value(None),
+        )
+        encoding["strokeWidth"] = alt.condition(marked, alt.value(1.5), alt.value(0))
+    tooltip = [
+        alt.Tooltip("panel:N", title="where"),
+        alt.Tooltip("y:N", title=row_title),
+        alt.Tooltip("x:N", title=col_title),
+        alt.Tooltip("detail:N", title="detail"),
+        alt.Tooltip(f"{busbw}:Q", title=f"busbw ({unit})", format=_value_format(unit)),
+        alt.Tooltip("efficiency:Q", title="of line rate", format=".1%"),
+        alt.Tooltip("mark:N", title="marked"),
+    ]
+    if "pairs" in table.columns:
+        tooltip.append(alt.Tooltip("pairs:Q", title="pairs in cell"))
+    base = alt.Chart(data if data is not None else table)
+    if symmetric:
+        base = base.transform_fold(["row", "col"], as_=["side", "name"]).transform_calculate(
+            y="datum.side == 'row' ? datum.row : datum.col",
+            x="datum.side == 'row' ? datum.col : datum.row",
+            y_index="datum.side == 'row' ? datum.row_index : datum.col_index",
+            x_index="datum.side == 'row' ? datum.col_index : datum.row_index",
+        )
+    else:
+        base = base.transform_calculate(
+            y="datum.row", x="datum.col", y_index="datum.row_index", x_index="datum.col_index"
+        )
+    if unit == "GB/s":
+        base = base.transform_calculate(busbw_GBps="datum.busbw_Gbps / 8")
     rect = (
-        alt.Chart(data if data is not None else table)
-        .mark_rect()
+        base.mark_rect()
         .encode(
-            x=alt.X("peer:N", sort=alt.EncodingSortField(field="peer_index", op="min"), title="peer", axis=axis),
-            y=alt.Y("node:N", sort=alt.EncodingSortField(field="node_index", op="min"), title="node", axis=axis),
+            x=alt.X("x:N", sort=alt.EncodingSortField(field="x_index", op="min"), title=col_title, axis=axis),
+            y=alt.Y("y:N", sort=alt.EncodingSortField(field="y_index", op="min"), title=row_title, axis=axis),
             color=color,
-            tooltip=[
-                alt.Tooltip("rail:O"),
-                alt.Tooltip("node:N"),
-                alt.Tooltip("peer:N"),
-                alt.Tooltip("worst_pair:N", title="worst pair"),
-                alt.Tooltip("device:N", title="HCA"),
-                alt.Tooltip(f"{busbw}:Q", title=f"busbw ({unit})", format=_value_format(unit)),
-                alt.Tooltip("efficiency:Q", title="of line rate", format=".1%"),
-                alt.Tooltip("pairs:Q", title="pairs in cell"),
-                alt.Tooltip("status:N"),
-            ],
+            tooltip=tooltip,
+            **encoding,
         )
         .properties(width=alt.Step(cell), height=alt.Step(cell))
     )
     return rect.facet(
-        facet=alt.Facet("rail:O", title=None, header=alt.Header(labelExpr="'rail ' + datum.value")),
+        facet=alt.Facet("panel:N", title=None, sort=alt.SortField("panel_order")),
         columns=columns,
+        spacing=16,
         title=_title(title, subtitle),
     )
+
+
+def time_format(table: pd.DataFrame) -> str:
+    """The trend's x labels: the day (``11-23``) when every run fell on a day of its own, the day and the time
+    (``11-23 14:05``) when several runs share a day, so no two ticks read the same."""
+    if not len(table):
+        return "%m-%d"
+    times = pd.to_datetime(table["run_time"], utc=True, errors="coerce").dropna().drop_duplicates()
+    return "%m-%d %H:%M" if times.dt.date.duplicated().any() else "%m-%d"
 
 
 def trend_chart(
@@ -242,7 +362,7 @@ def trend_chart(
     """
     states = [s for s in dict.fromkeys(table["state"].astype(str))] if len(table) else ["ok"]
     base = alt.Chart()
-    x = alt.X("run_time:T", title=None, axis=alt.Axis(format="%m-%d", labelOverlap=True, tickCount=4))
+    x = alt.X("run_time:T", title=None, axis=alt.Axis(format=time_format(table), labelOverlap=True, tickCount=4))
     band = base.mark_area(opacity=0.25, color="#9ecae9").encode(
         x=x,
         y=alt.Y("band_lo_GBps:Q", title="busbw GB/s", scale=alt.Scale(zero=False)),
@@ -258,7 +378,7 @@ def trend_chart(
         y="busbw_GBps:Q",
         color=alt.Color(
             "state:N",
-            scale=alt.Scale(domain=states, range=[_TREND_STATE_COLORS.get(s, "#9d9d9d") for s in states]),
+            scale=alt.Scale(domain=states, range=[_TREND_STATE_COLORS.get(s, _OTHER_STATE_COLOR) for s in states]),
             legend=alt.Legend(title="state", orient="right"),
         ),
         tooltip=[

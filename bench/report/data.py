@@ -2,15 +2,14 @@
 
 Vega-Lite slows down above a few thousand rows and a 512-node run has hundreds of thousands of results, so
 every table here is aggregated in pandas first: one row per (collective, size) for the sweep, one bar per
-rail or node (the slowest ``max_bars`` when there are more), node blocks for the pair matrix, and the last
-``max_points`` nights per trend metric (``bench.report.trend``).
+rail or node (the slowest ``max_bars`` when there are more), and the last ``max_points`` nights per trend
+metric (``bench.report.trend``); the pair and GPU matrices are ``bench.report.matrices``.
 
 The run directory is read by ``bench.report.inputs``; this module only aggregates.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -270,50 +269,6 @@ def node_order(names: Iterable[str], hosts: Sequence[str]) -> list[str]:
     seen = set(names)
     ordered = [h for h in hosts if h in seen]
     return ordered + sorted(seen - set(ordered))
-
-
-def heatmap_table(pairs: pd.DataFrame, hosts: Sequence[str], min_efficiency: float, max_nodes: int = 32) -> ChartData:
-    """Symmetric node x node matrix per rail; above ``max_nodes`` nodes, blocks of nodes show their worst pair.
-
-    Columns: rail, node/peer (labels) with node_index/peer_index (their order), busbw in both units,
-    efficiency, status, the worst pair in the cell, its HCA and how many pairs the cell holds.
-    """
-    if pairs.empty:
-        return ChartData(pd.DataFrame())
-    both = pd.concat([pairs, pairs.rename(columns={"node": "peer", "peer": "node"})], ignore_index=True)
-    order = node_order(set(both["node"]) | set(both["peer"]), hosts)
-    block = max(1, math.ceil(len(order) / max_nodes))
-    index = {name: i // block for i, name in enumerate(order)}
-    labels = {}
-    for i in range(0, len(order), block):
-        members = order[i : i + block]
-        labels[i // block] = members[0] if len(members) == 1 else f"{members[0]} +{len(members) - 1}"
-    both["node_index"] = both["node"].map(index)
-    both["peer_index"] = both["peer"].map(index)
-    keys = ["rail", "node_index", "peer_index"]
-    # The worst pair in each cell is the one worth showing: a bad HCA shows up as its node's row and column.
-    worst = both.loc[both.groupby(keys)["busbw_Gbps"].idxmin()]
-    counts = both.groupby(keys).size().to_numpy()
-    frame = pd.DataFrame(
-        {
-            "rail": worst["rail"].astype(int).to_numpy(),
-            "node": worst["node_index"].map(labels).to_numpy(),
-            "node_index": worst["node_index"].to_numpy(),
-            "peer": worst["peer_index"].map(labels).to_numpy(),
-            "peer_index": worst["peer_index"].to_numpy(),
-            "busbw_Gbps": worst["busbw_Gbps"].to_numpy(),
-            "target_Gbps": worst["expected_Gbps"].to_numpy(),
-            "worst_pair": (worst["node"] + " ↔ " + worst["peer"]).to_numpy() if block > 1 else "",
-            "device": worst["device"].to_numpy(),
-            "pairs": counts,
-        }
-    )
-    frame = _with_units(frame)
-    frame["status"] = status(frame["busbw_Gbps"], frame["target_Gbps"], min_efficiency)
-    # targets live on in efficiency; dropping them keeps a 512-node matrix well under a megabyte
-    frame = frame.drop(columns=["target_Gbps", "target_GBps"])
-    note = f"blocks of {block} nodes, worst pair per block" if block > 1 else ""
-    return ChartData(frame.sort_values(keys).reset_index(drop=True), note)
 
 
 def results_summary(

@@ -16,7 +16,9 @@ import jinja2
 from markupsafe import Markup
 
 from bench.report import certificate as cert
-from bench.report.page import ChartEntry, Summary, grid_footnotes
+from bench.report.markdown import alone_rows, window_rows
+from bench.report.page import DEFECT_HEADERS, ChartEntry, Summary, defect_rows
+from bench.report.traffic import IDLE
 
 
 def script_json(obj: Any) -> str:
@@ -34,25 +36,35 @@ def script_json(obj: Any) -> str:
 
 
 _CSS = """
-body { font-family: Helvetica Neue, Helvetica, Arial, sans-serif; margin: 2rem auto; max-width: 1100px;
+body { font-family: Helvetica Neue, Helvetica, Arial, sans-serif; margin: 1.2rem auto; max-width: 1100px;
        color: #222; padding: 0 1rem; }
-h1 { font-size: 1.6rem; } h2 { font-size: 1.25rem; margin-top: 2rem; } h3 { font-size: 1.05rem; }
-table { border-collapse: collapse; margin: 0.5rem 0 1rem; font-size: 0.9rem; }
-th, td { border: 1px solid #ddd; padding: 0.25rem 0.6rem; text-align: left; vertical-align: top; }
+h1 { font-size: 1.5rem; margin: 0 0 0.2rem; } h2 { font-size: 1.25rem; margin-top: 2rem; }
+h3 { font-size: 1.05rem; } h2.sum { font-size: 1.05rem; margin: 0.8rem 0 0.3rem; }
+table { border-collapse: collapse; margin: 0.5rem 0 1rem; font-size: 0.9rem; max-width: 100%; }
+th, td { border: 1px solid #ddd; padding: 0.25rem 0.6rem; text-align: left; vertical-align: top;
+         overflow-wrap: break-word; }
 th { background: #f5f5f5; }
+.headline { color: #444; margin: 0 0 0.4rem; }
+.summary table { margin: 0.2rem 0 0.6rem; } .summary td, .summary th { padding: 0.2rem 0.5rem; }
+td.defects-finding { max-width: 26rem; } td.defects-action { max-width: 22rem; }
+td.defects-node { min-width: 9rem; } td.defects-kind, td.defects-rail { white-space: nowrap; }
+.facts-grid { display: grid; grid-template-columns: 1fr 1fr; gap: 1rem; }
+.facts-grid table { width: 100%; margin: 0; }
+nav.evidence { font-size: 0.9rem; color: #555; margin: 0.6rem 0; }
 .status-pass { color: #2e7d32; font-weight: 600; } .status-fail { color: #c62828; font-weight: 600; }
-.verdict { display: inline-block; padding: 0.1rem 0.6rem; border-radius: 4px; color: #fff; background: #666; }
+.verdict { display: inline-block; padding: 0.1rem 0.6rem; border-radius: 4px; color: #fff; background: #666;
+           vertical-align: middle; }
 .verdict-pass { background: #2e7d32; } .verdict-fail, .verdict-regressed { background: #c62828; }
-.verdict-measured, .verdict-skip { background: #546e7a; } .verdict-error { background: #6a1b9a; }
-.reasons li { color: #c62828; }
-.reasons-pass li, .reasons-measured li, .reasons-skip li { color: #37474f; }
-.sentence { font-size: 1rem; }
+.verdict-measured { background: #546e7a; }
+.reasons-fail li, .reasons-regressed li { color: #c62828; } .reasons-measured li, .reasons-pass li { color: #546e7a; }
+.ok { color: #2e7d32; font-weight: 600; } .sentence { font-size: 1rem; }
 .status-warn { color: #ef6c00; font-weight: 600; } .status-skip, .status-none { color: #777; }
 .status-regressed, .status-missing, .status-failed { color: #c62828; font-weight: 600; }
 .status-improved { color: #2e7d32; }
-th.idle, td.idle { background: #fff3e0; } td.odd { background: #ffebee; font-weight: 600; }
-.chart { margin: 1.5rem 0; } .links { font-size: 0.85rem; color: #555; }
+td.role-idle { background: #fff3e0; } td.odd { background: #ffebee; font-weight: 600; }
+.chart { margin: 1.5rem 0; } .vega { overflow-x: auto; } .links { font-size: 0.85rem; color: #555; }
 .chart-error { color: #c62828; font-family: monospace; white-space: pre-wrap; }
+details summary { cursor: pointer; font-weight: 600; margin: 0.8rem 0 0.3rem; }
 blockquote { color: #555; border-left: 3px solid #ccc; margin-left: 0; padding-left: 1rem; }
 """
 
@@ -86,39 +98,61 @@ _TEMPLATE = """<!DOCTYPE html>
 </head><body>
 <header id="verdict">
 <h1>{{ summary.title }} <span class="verdict verdict-{{ summary.verdict | lower }}">{{ summary.verdict }}</span></h1>
-{% if summary.reasons %}<ul class="reasons reasons-{{ summary.verdict | lower }}">
-{% for r in summary.reasons %}<li>{{ r }}</li>{% endfor %}</ul>{% endif %}
+<p class="headline">{{ summary.headline }}</p>
 </header>
-{{ table(("fact", "value"), summary.facts) }}
+<section id="summary" class="summary">
+{% if summary.defects %}<h2 class="sum">Defects ({{ summary.defects | length }})</h2>
+{{ table(defect_headers, defect_rows[:shown], None, "defects") }}
+{% if defect_rows | length > shown %}<details><summary>{{ defect_rows | length - shown }} more defects</summary>
+{{ table(defect_headers, defect_rows[shown:], None, "defects") }}</details>{% endif %}
+{% elif summary.verdict == "PASS" %}<p class="ok">No defect: every target was met.</p>{% endif %}
+{% if summary.reasons %}<h2 class="sum">{{ reasons_title }}</h2>
+<ul class="reasons reasons-{{ summary.verdict | lower }}">
+{% for r in summary.reasons %}<li>{{ r }}</li>{% endfor %}</ul>
+{% endif %}
+{% if summary.warnings %}<p>{{ warnings }} (not failing): see <a href="#section-rails">Rails</a>.</p>{% endif %}
+<div class="facts-grid">
+{% if summary.tested %}{{ table(("tested", "what"), summary.tested, None, "tested") }}{% endif %}
+{% if summary.targets %}{{ table(("against", "target"), summary.targets, None, "targets") }}{% endif %}
+</div>
+<nav class="evidence">Evidence: {% for section in summary.sections %}{% if not loop.first %} · {% endif %}
+<a href="#section-{{ section.id }}">{{ section.title }}</a>{% endfor %}</nav>
+</section>
 {% for section in summary.sections %}
 <section class="part" id="section-{{ section.id }}"><h2>{{ section.title }}</h2>
 {% for sentence in section.sentences %}<p class="sentence">{{ sentence }}</p>{% endfor %}
 {% if section.grid %}{% set grid = section.grid %}
-<table class="grid"><thead><tr><th>node</th>{% for c in grid.columns %}<th>{{ c }}</th>{% endfor %}</tr></thead>
-<tbody>{% for node, cells in grid.rows %}<tr><th>{{ node }}</th>{% for status in cells %}
-{% set why = grid.reasons.get((node, grid.columns[loop.index0]), '') %}
+<table class="grid"><thead><tr><th>nodes</th>{% for c in grid.columns %}<th>{{ c }}</th>{% endfor %}</tr></thead>
+<tbody>{% for label, members, cells in grid_groups(grid, section.hosts) %}<tr>
+<th title="{{ members | join(', ') }}">{{ label }}</th>{% for status in cells %}
+{% set why = grid.reasons.get((members[0], grid.columns[loop.index0]), '') %}
 <td class="status-{{ status or 'none' }}" title="{{ why }}">{{ status or "—" }}</td>
 {% endfor %}</tr>{% endfor %}</tbody></table>
-{% if footnotes(grid) %}<ul class="footnotes">{% for n in footnotes(grid) %}<li>{{ n }}</li>{% endfor %}</ul>{% endif %}
+{% set groups = grid_reasons(grid, section.hosts) %}
+{% if groups %}<ul class="footnotes">{% for g in groups %}<li><span class="status-{{ g.status }}">{{ g.status }}</span>
+{{ g.checks | join(", ") }} on <span title="{{ g.nodes | join(', ') }}">{{ g.where }}</span>: {{ g.reason }}</li>
+{% endfor %}</ul>{% endif %}
 {% endif %}
-{% if section.traffic %}{% set t = section.traffic %}
-<table class="traffic"><thead><tr><th>node</th>{% for d in t.devices %}
-<th class="{{ 'idle' if d in t.idle else '' }}">{{ d }}{% if d in t.idle %} (must stay idle){% endif %}</th>
-{% endfor %}</tr></thead><tbody>{% for node in t.nodes %}<tr><th>{{ node }}</th>{% for d in t.devices %}
-<td class="{{ 'idle' if d in t.idle else '' }}">{{ human((node, d)) }}</td>{% endfor %}</tr>{% endfor %}</tbody></table>
+{% if section.traffic %}{% for window in section.traffic.windows %}{% set headers, rows = window_rows(window) %}
+<h3>{{ window.name | capitalize }} ({{ window.source }})</h3>{{ table(headers, rows, None, "traffic", 1) }}
+{% endfor %}{% if section.traffic.alone %}{% set headers, rows = alone_rows(section.traffic) %}
+<h3>Each rail alone (rails.json)</h3>{{ table(headers, rows, None, "traffic") }}{% endif %}
 {% endif %}
 {% if section.environment %}{% set env = section.environment %}
 {% if env.rows %}<table class="environment">
-<thead><tr>{% for h in env.headers %}<th>{{ h }}</th>{% endfor %}</tr></thead>
-<tbody>{% for row in env.rows %}<tr><th>{{ row[0] }}</th>{% for v in row[1:] %}
-<td class="{{ 'odd' if (row[0], env.headers[loop.index]) in env.odd else '' }}">{{ v }}</td>
+<thead><tr><th>nodes</th>{% for h in env.headers[1:] %}<th>{{ h }}</th>{% endfor %}</tr></thead>
+<tbody>{% for label, members, values in environment_groups(env, section.hosts) %}<tr>
+<th title="{{ members | join(', ') }}">{{ label }}</th>{% for v in values %}
+<td class="{{ 'odd' if (members[0], env.headers[loop.index]) in env.odd else '' }}">{{ v }}</td>
 {% endfor %}</tr>{% endfor %}
 </tbody></table>{% endif %}
 {% if env.variables %}{{ table(("NCCL variable", "value"), env.variables) }}{% endif %}
 {% endif %}
-{% for t in section.tables %}<h3>{{ t.title }}</h3>{{ table(t.headers, t.rows, t.status_column) }}{% endfor %}
 {% for name, pair in charts.items() %}{% if owner[name] == section.id %}{{ chart(pair) }}{% endif %}
 {% endfor %}
+{% for t in section.tables %}{% if t.long %}<details><summary>{{ t.title }} ({{ t.rows | length }} rows)</summary>
+{{ table(t.headers, t.rows, t.status_column) }}</details>
+{% else %}<h3>{{ t.title }}</h3>{{ table(t.headers, t.rows, t.status_column) }}{% endif %}{% endfor %}
 </section>
 {% endfor %}
 {% for note in summary.notes %}<blockquote>{{ note }}</blockquote>{% endfor %}
@@ -128,10 +162,15 @@ _TEMPLATE = """<!DOCTYPE html>
 </body></html>
 """
 
-_TABLE = """<table><thead><tr>{% for h in headers %}<th>{{ h }}</th>{% endfor %}</tr></thead><tbody>
-{% for row in rows %}<tr>{% for cell in row %}{% set word = cell.split(" ")[0] %}
+_TABLE = """<table{% if css_class %} class="{{ css_class }}"{% endif %}><thead><tr>
+{% for h in headers %}<th>{{ h }}</th>{% endfor %}</tr></thead><tbody>
+{% for row in rows %}<tr{% if role_column is not none and row[role_column] == idle %} class="idle"{% endif %}>
+{% for cell in row %}{% set word = cell.split(" ")[0] %}
 {% set styled = loop.index0 == status_column and word in styled_words %}
-<td{% if styled %} class="status-{{ word }}"{% endif %}>{{ cell }}</td>
+{% set column = headers[loop.index0].split(" ")[0] | lower %}
+{% set cls = "status-" ~ word if styled else (css_class ~ "-" ~ column if css_class == "defects" else "") %}
+{% if role_column is not none and row[role_column] == idle %}{% set cls = "role-idle" %}{% endif %}
+<td{% if cls %} class="{{ cls }}"{% endif %}>{{ cell }}</td>
 {% endfor %}</tr>{% endfor %}</tbody></table>"""
 
 _CHART = """<section class="chart" id="chart-{{ entry.name }}"><h3>{{ entry.title }}</h3>
@@ -143,6 +182,8 @@ _CHART = """<section class="chart" id="chart-{{ entry.name }}"><h3>{{ entry.titl
 
 _STYLED = ("pass", "fail", "regressed", "missing", "failed", "improved")
 _JINJA = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+SUMMARY_DEFECTS = 8
+"""Defects shown in the summary before the rest fold away: the summary stays on one screen."""
 
 
 def render_html(summary: Summary, charts: Sequence[tuple[ChartEntry, Mapping[str, Any]]], bundle: str) -> str:
@@ -157,18 +198,28 @@ def render_html(summary: Summary, charts: Sequence[tuple[ChartEntry, Mapping[str
     table_template = _JINJA.from_string(_TABLE)
     chart_template = _JINJA.from_string(_CHART)
 
-    def table(headers: Sequence[str], rows: Sequence[Sequence[str]], status_column: int | None = None) -> Markup:
+    def table(
+        headers: Sequence[str],
+        rows: Sequence[Sequence[str]],
+        status_column: int | None = None,
+        css_class: str = "",
+        role_column: int | None = None,
+    ) -> Markup:
         return Markup(
-            table_template.render(headers=headers, rows=rows, status_column=status_column, styled_words=_STYLED)
+            table_template.render(
+                headers=headers,
+                rows=rows,
+                status_column=status_column,
+                styled_words=_STYLED,
+                css_class=css_class,
+                role_column=role_column,
+                idle=IDLE,
+            )
         )
 
     def chart(pair: tuple[ChartEntry, Mapping[str, Any]]) -> Markup:
         entry, spec = pair
         return Markup(chart_template.render(entry=entry, spec=Markup(script_json(spec))))
-
-    def human(key: tuple[str, str]) -> str:
-        traffic = next(s.traffic for s in summary.sections if s.traffic is not None)
-        return cert.human_bytes(traffic.bytes[key]) if traffic and key in traffic.bytes else "—"
 
     page = _JINJA.from_string(_TEMPLATE).render(
         summary=summary,
@@ -181,7 +232,15 @@ def render_html(summary: Summary, charts: Sequence[tuple[ChartEntry, Mapping[str
         charts=inline,
         owner=owner,
         rest=[pair for name, pair in inline.items() if owner[name] is None],
-        footnotes=grid_footnotes,
-        human=human,
+        defect_headers=DEFECT_HEADERS,
+        defect_rows=defect_rows(summary),
+        shown=SUMMARY_DEFECTS,
+        reasons_title={"FAIL": "Other failures", "REGRESSED": "Regressed"}.get(summary.verdict, "Note"),
+        warnings=cert.plural(summary.warnings, "warning"),
+        grid_groups=cert.grid_groups,
+        grid_reasons=cert.grid_reasons,
+        environment_groups=cert.environment_groups,
+        window_rows=window_rows,
+        alone_rows=alone_rows,
     )
     return page if page.endswith("\n") else page + "\n"

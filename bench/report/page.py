@@ -1,38 +1,38 @@
-"""The report page: a certificate an operator can hand over, rendered as Markdown and as HTML.
+"""The report page: a certificate an operator can hand over, as plain data that Markdown and HTML lay out.
 
-``summarize`` turns the run's inputs into plain data: the verdict word and its named reasons on top, the
-run's facts, then the sections in this order, each present when its data is (``bench.report.certificate``):
-preflight checks (node x check grid), traffic proof (bytes per device per node), world sweep (chart and
-per-size table), rails (bars, pair matrix, named defects), compare (flagged metrics and the trend), and the
-environment (versions per node, NCCL variables). ``render_markdown`` here and ``bench.report.htmlpage``'s
-``render_html`` only lay them out.
+``summarize`` turns the run's inputs into a ``Summary``. Its top fits one screen at any cluster size
+(``bench.report.summary``): the verdict word, the defects with node, rail, NIC and action (each said once),
+the failures no defect says, what was tested and against which targets. The evidence follows, one
+section per step of the run, charts before long tables: preflight checks (identical nodes merged, every
+reason said once), traffic proof (``bench.report.traffic``), world sweep, rails (with the node x node
+matrix of every rail), intra-node (the GPU x GPU matrix of every node), compare, environment, and the
+run's facts. ``bench.report.markdown`` and ``bench.report.htmlpage`` only lay it out.
 
-Every string that comes from the cluster (hostnames, device names, reasons, the cluster name) is escaped on
-the way out: the HTML page is a Jinja2 template with autoescaping, and report.md escapes HTML and
-Markdown's own specials, so a hostile hostname is text, never markup.
+The verdict word is the run's own (``bench.report.verdict`` reads it); nothing here judges a measurement.
 """
 
 from __future__ import annotations
 
-import html
-import json
-import re
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
+from bench.exits import UserError
 from bench.jsondoc import table as json_table
+from bench.profiles import Profile, load_profile
 from bench.report import certificate as cert
+from bench.report import summary as top
 from bench.report.data import results_summary
 from bench.report.inputs import RunInputs
+from bench.report.traffic import TrafficProof, traffic_proof
 from bench.report.verdict import read_compare, run_verdict
-from bench.rundir.verdict import Verdict
+from bench.rundir.judged_by import JudgedBy
+from bench.rundir.runjson import RunDoc
 
-# The characters that can start markup inside a table cell or heading (links need '[', so '(' is safe).
-_MD_SPECIALS = re.compile(r"([\\`*_\[\]#|])")
+LONG_TABLE = 24
+"""A table longer than this many rows is folded away in report.html (its rows stay in report.md)."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,10 @@ class TextTable:
     headers: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
     status_column: int | None = None
+
+    @property
+    def long(self) -> bool:
+        return len(self.rows) > LONG_TABLE
 
 
 @dataclass(frozen=True)
@@ -57,23 +61,25 @@ class ChartEntry:
 
 @dataclass(frozen=True)
 class Section:
-    """One part of the certificate: sentences, tables, a grid, and the charts (by name) that belong to it."""
+    """One step's evidence: sentences, charts (by name), then tables; a grid or traffic proof where it has one."""
 
     id: str
     title: str
     sentences: tuple[str, ...] = ()
     tables: tuple[TextTable, ...] = ()
     grid: cert.Grid | None = None
-    traffic: cert.TrafficProof | None = None
+    traffic: TrafficProof | None = None
     environment: cert.Environment | None = None
     charts: tuple[str, ...] = ()
     """Chart names (``busbw-vs-size``, ``rails``) or name prefixes ending in ``-`` (``rail-``) drawn here."""
+    hosts: tuple[str, ...] = ()
+    """The run's nodes in launch order, to say groups of them in few words."""
 
     def holds(self, chart: str) -> bool:
         return any(chart == c or (c.endswith("-") and chart.startswith(c)) for c in self.charts)
 
 
-PAGE_CHARTS: tuple[str, ...] = ("busbw-vs-size", "node-", "rails", "nodes", "rail-", "pairs", "trend")
+PAGE_CHARTS: tuple[str, ...] = ("busbw-vs-size", "node-", "rails", "nodes", "rail-", "pairs", "gpus", "trend")
 """Charts in page order (names or prefixes), as the sections below place them."""
 
 
@@ -89,13 +95,20 @@ def chart_rank(name: str) -> int:
 class Summary:
     title: str
     verdict: str
-    """The verdict record's word as shown: PASS, FAIL, MEASURED, REGRESSED, SKIP or ERROR."""
+    """PASS, MEASURED, FAIL or REGRESSED (``bench.report.verdict``)."""
     facts: tuple[tuple[str, str], ...]
     tables: tuple[TextTable, ...]
     """Every table of every section, in page order (for callers that only want the tables)."""
     notes: tuple[str, ...]
     reasons: tuple[str, ...] = ()
+    """The verdict's reasons that no defect says (a FAIL), the regressed metrics, or why nothing was judged."""
     sections: tuple[Section, ...] = ()
+    headline: str = ""
+    defects: tuple[top.Finding, ...] = ()
+    tested: tuple[tuple[str, str], ...] = ()
+    targets: tuple[tuple[str, str], ...] = ()
+    warnings: int = 0
+    """Parts that warned without failing (listed in the rails section)."""
 
 
 def _fmt(value: Any, spec: str = ",.1f", empty: str = "—") -> str:
@@ -106,7 +119,7 @@ def _fmt(value: Any, spec: str = ",.1f", empty: str = "—") -> str:
     return empty if pd.isna(number) else format(number, spec)
 
 
-def _results_table(inputs: RunInputs, min_efficiency: float) -> TextTable | None:
+def _results_table(inputs: RunInputs, min_efficiency: float, scopes: Sequence[str]) -> TextTable | None:
     items = inputs.run.sections.get("items") or []
     judged = {
         str(i.get("name")): str(i.get("state"))
@@ -114,6 +127,7 @@ def _results_table(inputs: RunInputs, min_efficiency: float) -> TextTable | None
         if isinstance(i, Mapping) and i.get("group") == "railbench.run" and isinstance(i.get("state"), str)
     }
     summary = results_summary(inputs.results, min_efficiency, judged)
+    summary = summary[summary["scope"].isin(scopes)] if len(summary) else summary
     if not len(summary):
         return None
     rows = tuple(
@@ -141,7 +155,7 @@ def _results_table(inputs: RunInputs, min_efficiency: float) -> TextTable | None
         "worst of target",
         "verdict",
     )
-    return TextTable(f"Results at the largest size (fail below {min_efficiency:.0%} of target)", headers, rows, 8)
+    return TextTable(f"At the largest size (fail below {min_efficiency:.0%} of target)", headers, rows, 8)
 
 
 def _error_counts(errors: Any) -> str:
@@ -161,215 +175,199 @@ def _error_counts(errors: Any) -> str:
     return "; ".join(said) or "none rose"
 
 
-def _rails_section(inputs: RunInputs) -> Section | None:
-    defects = (inputs.rails or {}).get("defects") or []
-    has_rail_rows = bool(len(inputs.results)) and bool((inputs.results["scope"].isin(["rail", "pair"])).any())
-    if inputs.rails is None and not has_rail_rows:
-        return None
-    tables = []
-    sentences = []
-    if defects:
-        rows = tuple(
-            (
-                str(d.get("kind", "")) + (" (warning)" if d.get("severity") == "warn" else ""),
-                str(d.get("node", "")),
-                str(d.get("rail", "")),
-                str(d.get("device", "")),
-                _fmt(d.get("measured_Gbps"), ",.3g"),
-                _fmt(d.get("expected_Gbps"), ",.4g"),
-                _error_counts(d.get("errors")),
-                str(d.get("action") or "—"),
-                str(d.get("evidence", "")),
+def _evidence_rows(defects: Sequence[Mapping[str, Any]]) -> tuple[tuple[str, ...], ...]:
+    """What convicts each defect (its samples, counters and pairs); its finding and action are said on top."""
+    rows = []
+    for d in defects:
+        where = " ".join(
+            str(p)
+            for p in (
+                d.get("node"),
+                d.get("peer"),
+                f"rail {d['rail']}" if d.get("rail") is not None else "",
+                d.get("device"),
             )
-            for d in defects
-            if isinstance(d, dict)
+            if p
         )
-        headers = (
-            "kind",
-            "node",
-            "rail",
-            "HCA",
-            "measured Gb/s",
-            "expected Gb/s",
-            "error counters",
-            "action",
-            "evidence",
-        )
-        tables.append(TextTable("Defects named by the rails test", headers, rows))
-    elif (inputs.rails or {}).get("skipped"):
-        sentences.append(f"The rails test was skipped: {inputs.rails.get('skipped') if inputs.rails else ''}.")
+        pairs = f"{d.get('slow_pairs', '?')}/{d.get('pairs', '?')} pairs"
+        samples = f"{pairs}, {d.get('slow_samples', '?')}/{d.get('samples', '?')} samples"
+        cells = [str(c) for c in d.get("evidence") or []]
+        shown = ", ".join(cells[:4]) + (f" and {len(cells) - 4} more" if len(cells) > 4 else "")
+        kind = str(d.get("kind", "")) + (" (warning)" if d.get("severity") == "warn" else "")
+        rows.append((kind, where, samples, _error_counts(d.get("errors")), shown or "—"))
+    return tuple(rows)
+
+
+def _rails_section(inputs: RunInputs, min_efficiency: float, hosts: tuple[str, ...]) -> Section | None:
+    rails = inputs.rails or {}
+    has_rows = bool(len(inputs.results)) and bool(inputs.results["scope"].isin(["rail", "pair"]).any())
+    if inputs.rails is None and not has_rows:
+        return None
+    defects = [d for d in rails.get("defects") or [] if isinstance(d, Mapping)]
+    failing = [d for d in defects if d.get("severity") != "warn"]
+    warned = [d for d in defects if d.get("severity") == "warn"]
+    sentences: list[str] = []
+    if rails.get("skipped"):
+        sentences.append(f"The rails test was skipped: {rails['skipped']}.")
+    elif failing:
+        sentences.append(f"{cert.plural(len(failing), 'defect')} named (in the summary above); the evidence is below.")
     else:
         sentences.append("The rails test named no defect.")
-    return Section("rails", "Rails", tuple(sentences), tuple(tables), charts=("rails", "nodes", "rail-", "pairs"))
+    if rails.get("too_noisy"):
+        sentences.append(f"The pair matrix was {rails['too_noisy']}: no part was named from it.")
+    transients = [t for t in rails.get("transients") or [] if isinstance(t, Mapping)]
+    if transients:
+        said = "; ".join(f"{t.get('node')}-{t.get('peer')} rail {t.get('rail')}" for t in transients[:6]) + (
+            f" and {len(transients) - 6} more" if len(transients) > 6 else ""
+        )
+        sentences.append(
+            f"{cert.plural(len(transients), 'pair')} slow once and normal when re-measured (transient, not a "
+            f"fault; outlined in purple): {said}."
+        )
+    sentences += [f"Warning: {d.get('line')}" for d in warned if d.get("line")]
+    tables = []
+    results = _results_table(inputs, min_efficiency, ("rail", "pair"))
+    if results is not None:
+        tables.append(results)
+    if defects:
+        headers = ("kind", "where", "slow", "error counters", "slow pairs")
+        tables.append(TextTable("Evidence for each defect", headers, _evidence_rows(defects)))
+    return Section(
+        "rails", "Rails", tuple(sentences), tuple(tables), charts=("rails", "nodes", "rail-", "pairs"), hosts=hosts
+    )
+
+
+def _intra_section(inputs: RunInputs, min_efficiency: float) -> Section | None:
+    intra = (inputs.rails or {}).get("intra_node")
+    has_rows = bool(len(inputs.results)) and bool((inputs.results["scope"] == "local-pair").any())
+    if not isinstance(intra, Mapping) and not has_rows:
+        return None
+    intra = intra if isinstance(intra, Mapping) else {}
+    sentences: list[str] = []
+    if intra.get("skipped"):
+        sentences.append(f"The intra-node matrix was skipped: {intra['skipped']}.")
+    if intra.get("too_noisy"):
+        sentences.append(f"{str(intra['too_noisy'])[0].upper()}{str(intra['too_noisy'])[1:]}: no GPU was named.")
+    level = intra.get("level_Gbps")
+    if isinstance(level, (int, float)) and not intra.get("too_noisy"):
+        sentences.append(f"Healthy local pairs run at about {level:,.4g} Gb/s ({level / 8:,.4g} GB/s).")
+    named = [d for d in intra.get("defects") or [] if isinstance(d, Mapping)]
+    if intra.get("measurements") and not intra.get("skipped") and not (intra.get("too_noisy") and not named):
+        sentences.append(
+            f"{cert.plural(len(named), 'GPU defect')} named (in the summary above)."
+            if named
+            else "The intra-node matrix named no defect."
+        )
+    results = _results_table(inputs, min_efficiency, ("local-pair",))
+    return Section("intra", "Intra-node (GPU × GPU)", tuple(sentences), (results,) if results else (), charts=("gpus",))
+
+
+def _checks_section(grid: cert.Grid, hosts: tuple[str, ...]) -> Section:
+    answers = grid.answers
+    tally = {s: sum(1 for a in answers if a.status == s) for s in ("pass", "warn", "fail", "skip")}
+    counted = ", ".join(
+        f"{tally[s]} {word}"
+        for s, word in (("fail", "failed"), ("warn", "warned"), ("pass", "passed"), ("skip", "skipped"))
+        if tally[s]
+    )
+    nodes = [n for n, _ in grid.rows if n not in ("all nodes", "this node")] or ["this node"]
+    checked = f"{counted} on {cert.plural(len(nodes), 'node')} (a skipped check did not apply here)."
+    return Section("checks", "Preflight checks", (checked,), grid=grid, hosts=hosts)
+
+
+def _compare_section(compare: Mapping[str, Any]) -> Section:
+    summary = json_table(compare, "summary")
+    counts = ", ".join(f"{summary.get(s, 0)} {s}" for s in ("regressed", "missing", "failed", "improved"))
+    baseline = json_table(compare, "baseline")
+    runs = len(baseline.get("runs") or [])
+    said: list[str] = [f"Against {cert.plural(runs, 'earlier run')}: {counts}."]
+    changes = [c.get("text") for c in compare.get("changes_since_baseline") or [] if isinstance(c, Mapping)]
+    if changes:
+        said.append(f"Changed since the baseline: {'; '.join(str(c) for c in changes)}.")
+    rose = [r.get("text") for r in compare.get("rail_errors") or [] if isinstance(r, Mapping)]
+    if rose:
+        said.append(f"Error counters rose: {'; '.join(str(r) for r in rose)}.")
+    flagged = cert.compare_rows(compare)
+    tables = (TextTable("Flagged metrics", cert.COMPARE_HEADERS, flagged, 1),) if flagged else ()
+    return Section("compare", "Compare with the recent past", tuple(said), tables, charts=("trend",))
+
+
+def _profile(run: RunDoc) -> Profile | None:
+    name = run.profile
+    if not name:
+        return None
+    try:
+        return load_profile(name)
+    except UserError:
+        return None  # a profile file that has gone since the run: the page shows what the files say
 
 
 def summarize(inputs: RunInputs, min_efficiency: float, notes: Sequence[str] = ()) -> Summary:
     """The certificate's content (see the module docstring)."""
     run = inputs.run
+    doc = run.to_json()  # the sections the evidence reads as JSON (counters, failure, rails_test, env)
+    hosts = tuple(run.hosts)
     compare = read_compare(inputs.run_dir)
+    profile = _profile(run)
     grid = cert.checks_grid(inputs.checks)
-    # The verdict the frame wrote in run.json, with its reasons (each failed check and defect said once).
-    verdict: Verdict = run_verdict(run)
+    # The verdict the frame wrote in run.json, with its reasons (``bench.frame.verdict``): never re-judged here.
+    verdict = run_verdict(run)
+    found = top.defects(inputs, grid)
+    reasons = verdict.reasons
+    if verdict.word == "fail":
+        below = [str(b) for b in (inputs.rails or {}).get("below_target") or []]
+        reasons = top.other_failures(verdict.reasons, top.covered_texts(inputs, grid), below)
     sections: list[Section] = []
     if grid is not None:
-        tally = Counter(c for _, cells in grid.rows for c in cells if c)
-        counted = ", ".join(
-            f"{tally[s]} {word}"
-            for s, word in (("pass", "passed"), ("warn", "warned"), ("fail", "failed"), ("skip", "skipped"))
-            if tally[s]
-        )
-        checked = f"{counted} on {cert.plural(len(grid.rows), 'node')} (a skipped check did not apply here)."
-        sections.append(Section("checks", "Preflight checks", (checked,), grid=grid))
-    traffic = cert.traffic_proof(run)
+        sections.append(_checks_section(grid, hosts))
+    traffic = traffic_proof(doc, inputs.rails, profile, JudgedBy.from_json(run.sections.get("judged_by")))
     if traffic is not None:
         sections.append(
             Section("traffic", "Traffic proof (hardware byte counters)", traffic.sentences, traffic=traffic)
         )
     sweep = cert.sweep_rows(inputs.results)
-    results = _results_table(inputs, min_efficiency)
+    results = _results_table(inputs, min_efficiency, ("world", "node"))
     if sweep or results is not None:
         sweep_tables = [t for t in (results,) if t is not None]
         if sweep:
             sweep_tables.append(TextTable("Per size (world)", cert.SWEEP_HEADERS, sweep))
         sections.append(Section("sweep", "World sweep", (), tuple(sweep_tables), charts=("busbw-vs-size", "node-")))
-    rails = _rails_section(inputs)
-    if rails is not None:
-        sections.append(rails)
-    flagged = cert.compare_rows(compare)
+    for section in (_rails_section(inputs, min_efficiency, hosts), _intra_section(inputs, min_efficiency)):
+        if section is not None:
+            sections.append(section)
     if compare is not None:
-        summary = json_table(compare, "summary")
-        counts = ", ".join(f"{summary.get(s, 0)} {s}" for s in ("regressed", "missing", "failed", "improved"))
-        baseline = json_table(compare, "baseline")
-        runs = len(baseline.get("runs") or [])
-        said: list[str] = [f"Against {cert.plural(runs, 'earlier run')}: {counts}."]
-        changes = [c.get("text") for c in compare.get("changes_since_baseline") or [] if isinstance(c, Mapping)]
-        if changes:
-            said.append(f"Changed since the baseline: {'; '.join(str(c) for c in changes)}.")
-        rose = [r.get("text") for r in compare.get("rail_errors") or [] if isinstance(r, Mapping)]
-        if rose:
-            said.append(f"Error counters rose: {'; '.join(str(r) for r in rose)}.")
-        flagged_tables = (TextTable("Flagged metrics", cert.COMPARE_HEADERS, flagged, 1),) if flagged else ()
-        sections.append(
-            Section("compare", "Compare with the recent past", tuple(said), flagged_tables, charts=("trend",))
-        )
+        sections.append(_compare_section(compare))
     env = cert.environment(inputs)
     if env is not None:
-        sections.append(Section("environment", "Environment", (cert.versions_sentence(env),), environment=env))
-    facts = (("verdict", verdict.label), *cert.facts(run))
-    tables = tuple(t for section in sections for t in section.tables)
-    title = f"railbench report: {run.cluster or 'cluster'}"
-    return Summary(title, verdict.label, facts, tables, tuple(notes), verdict.reasons, tuple(sections))
-
-
-# ------------------------------------------------------------------------------------------- Markdown
-
-
-def md_text(text: str) -> str:
-    """A cluster-derived string as inert Markdown: HTML-escaped, Markdown specials backslash-escaped."""
-    # quote=False: an entity such as &#x27; would have its "#" escaped below and show up broken
-    return _MD_SPECIALS.sub(r"\\\1", html.escape(str(text), quote=False)).replace("\n", " ")
-
-
-def fence_json(spec: Mapping[str, Any]) -> str:
-    """A spec as the body of a ```vegalite fence, with the same meaning as ``json.dumps(spec)``.
-
-    Backticks become \\u0060 so no string can close the fence, and '<' / '&' become \\u003c / \\u0026 so
-    the page holds no markup from the cluster even where a renderer forgets to escape a fence. These
-    characters only occur inside JSON strings, where the escapes decode to the same text.
-    """
-    text = json.dumps(spec, indent=2, ensure_ascii=False)
-    return text.replace("`", "\\u0060").replace("<", "\\u003c").replace("&", "\\u0026")
-
-
-def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    lines = ["| " + " | ".join(md_text(h) for h in headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(md_text(c) for c in row) + " |" for row in rows]
-    return lines
-
-
-def _grid_cells(grid: cert.Grid) -> list[tuple[str, ...]]:
-    return [(node, *(c or "—" for c in cells)) for node, cells in grid.rows]
-
-
-def grid_footnotes(grid: cert.Grid) -> list[str]:
-    """The reason of every cell that is not a plain pass."""
-    out = []
-    for node, cells in grid.rows:
-        for column, status in zip(grid.columns, cells, strict=True):
-            if status not in ("pass", "") and (node, column) in grid.reasons:
-                out.append(f"{node} · {column} ({status}): {grid.reasons[(node, column)]}")
-    return out
-
-
-def _traffic_cells(traffic: cert.TrafficProof) -> tuple[list[str], list[tuple[str, ...]]]:
-    headers = ["node", *(f"{d} (must stay idle)" if d in traffic.idle else d for d in traffic.devices)]
-    rows = [
-        (
-            node,
-            *(
-                cert.human_bytes(traffic.bytes[(node, d)]) if (node, d) in traffic.bytes else "—"
-                for d in traffic.devices
-            ),
+        sections.append(
+            Section("environment", "Environment", (cert.versions_sentence(env),), environment=env, hosts=hosts)
         )
-        for node in traffic.nodes
-    ]
-    return headers, rows
+    facts = (("verdict", verdict.label), *cert.facts(run))
+    sections.append(Section("about", "About this run", tables=(TextTable("Facts", ("fact", "value"), facts),)))
+    warned = sum(
+        1 for d in (inputs.rails or {}).get("defects") or [] if isinstance(d, Mapping) and d.get("severity") == "warn"
+    )
+    return Summary(
+        title=f"railbench report: {run.cluster or 'cluster'}",
+        verdict=verdict.label,
+        facts=facts,
+        tables=tuple(t for section in sections for t in section.tables),
+        notes=tuple(notes),
+        reasons=tuple(reasons),
+        sections=tuple(sections),
+        headline=top.headline(doc),
+        defects=found,
+        tested=top.tested(inputs, grid, compare),
+        targets=top.targets(inputs, profile),
+        warnings=warned,
+    )
 
 
-def _env_cells(env: cert.Environment) -> list[tuple[str, ...]]:
-    rows = []
-    for row in env.rows:
-        node = row[0]
-        marked = [
-            f"{v} (odd)" if (node, key) in env.odd else v for key, v in zip(env.headers[1:], row[1:], strict=True)
-        ]
-        rows.append((node, *marked))
-    return rows
+DEFECT_HEADERS = ("kind", "node", "rail", "NIC / GPU", "finding", "action")
 
 
-def render_markdown(summary: Summary, charts: Sequence[ChartEntry]) -> str:
-    """report.md: the verdict and its reasons, the facts, then each section with its charts as ```vegalite
-    fences (mkdocs-charts-plugin)."""
-    placed: set[str] = set()
-    lines = [f"# {md_text(summary.title)}", "", f"**Verdict: {md_text(summary.verdict)}**", ""]
-    lines += [f"- {md_text(r)}" for r in summary.reasons]
-    if summary.reasons:
-        lines.append("")
-    lines += [*_md_table(("fact", "value"), [(k, v) for k, v in summary.facts]), ""]
-
-    def chart_lines(chart: ChartEntry) -> list[str]:
-        links = " · ".join(f"[{md_text(label)}]({path})" for label, path in chart.links)
-        return [f"### {md_text(chart.title)}", "", "```vegalite", fence_json(chart.spec), "```", "", links, ""]
-
-    for section in summary.sections:
-        lines += [f"## {md_text(section.title)}", ""]
-        lines += [md_text(sentence) for sentence in section.sentences]
-        if section.sentences:
-            lines.append("")
-        if section.grid is not None:
-            lines += [*_md_table(("node", *section.grid.columns), _grid_cells(section.grid)), ""]
-            lines += [f"- {md_text(n)}" for n in grid_footnotes(section.grid)]
-            lines.append("")
-        if section.traffic is not None:
-            headers, rows = _traffic_cells(section.traffic)
-            lines += [*_md_table(headers, rows), ""]
-        if section.environment is not None:
-            env = section.environment
-            if env.rows:
-                lines += [*_md_table(env.headers, _env_cells(env)), ""]
-            if env.variables:
-                lines += [*_md_table(("NCCL variable", "value"), env.variables), ""]
-        for table in section.tables:
-            lines += [f"### {md_text(table.title)}", "", *_md_table(table.headers, table.rows), ""]
-        for chart in charts:
-            if section.holds(chart.name) and chart.name not in placed:
-                lines += chart_lines(chart)
-                placed.add(chart.name)
-    for note in summary.notes:
-        lines += [f"> {md_text(note)}", ""]
-    rest = [c for c in charts if c.name not in placed]
-    if rest:
-        lines += ["## Charts", ""]
-        for chart in rest:
-            lines += chart_lines(chart)
-    return "\n".join(lines).rstrip() + "\n"
+def defect_rows(summary: Summary) -> tuple[tuple[str, ...], ...]:
+    """The summary's defects as table rows (an empty cell is a dash)."""
+    return tuple(
+        tuple(cell or "—" for cell in (d.kind, d.node, d.rail, d.part, d.finding, d.action)) for d in summary.defects
+    )

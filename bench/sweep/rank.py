@@ -7,7 +7,9 @@ soon as every rank reported it) and how it is judged (``bench.sweep.judge``).
 
 from __future__ import annotations
 
+import dataclasses
 import sys
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -92,10 +94,12 @@ def world_sweep(config: RunConfig, run: Run, graph: bool) -> list[Item]:
     sizes = config.sizes
     rows: list[Row] = []
     place = RowPlace(dtype.name, nranks, nnodes)
-    progress = Progress(len(colls) * len(sizes), _progress_mode(config, ctx))
+    progress = Progress([nbytes for _ in colls for nbytes in sizes], _progress_mode(config, ctx))
+    seconds: dict[str, float] = {}  # each collective's wall time: its JUnit testcase's time
     try:
         with run.evidence() as found, run.guarded() as watchdog:
             for coll in colls:
+                started = time.monotonic()
                 if run.rank0:
                     progress.line(section_header(coll.name, nranks, nnodes, ctx.backend, coll.placement, graph))
                     if nranks == 1 and world_target_gbps(profile, coll.name, nnodes) is not None:
@@ -111,6 +115,7 @@ def world_sweep(config: RunConfig, run: Run, graph: bool) -> list[Item]:
                         rows.append(row)
                         progress.line(row_line(row))
                     progress.advance(f"{coll.name} {format_size(nbytes)}")
+                seconds[coll.name] = seconds.get(coll.name, 0.0) + time.monotonic() - started
     finally:
         progress.close()
     if not run.rank0:
@@ -118,10 +123,12 @@ def world_sweep(config: RunConfig, run: Run, graph: bool) -> list[Item]:
     min_bytes = judge_min_bytes(profile)
     write_summary(sys.stdout, rows, str(run.out_dir), judged_from=min_bytes)
     sys.stdout.flush()
-    return [
+    items = [
         *collective_items(rows, min_bytes, profile.pass_fraction, profile.name),
         counter_item(found.findings, found.per_host),
     ]
+    whole = sum(seconds.values())
+    return [dataclasses.replace(i, time_s=seconds.get(i.name, whole)) for i in items]
 
 
 def _progress_mode(config: RunConfig, ctx: DistContext) -> Mode:

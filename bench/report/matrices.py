@@ -1,0 +1,267 @@
+"""The two matrices a rail-optimised cluster is judged by, as heat-map tables: the node x node pair matrix of
+each rail, and the GPU x GPU matrix of each node (its NVLink/NVSwitch, or loopback between CPU ranks).
+
+Both tables have the same columns, so one chart draws either (``bench.report.charts.heatmap_chart``):
+
+* ``panel`` / ``panel_order``: the small multiple (``rail 3``, or a node's name) and its place;
+* ``row`` / ``row_index`` and ``col`` / ``col_index``: the cell's labels and their order;
+* ``busbw_Gbps`` (4 significant digits) and ``efficiency`` (of the line rate or target, NaN without one);
+* ``mark``: ``slow`` when a named defect convicts the cell or it is below the pass line, ``transient`` when
+  it was slow once and normal when re-measured, else empty: the chart outlines marked cells;
+* ``detail`` (the HCA, the worst pair of a block, or the PCI bus ids), and ``pairs`` (pairs in the cell)
+  when nodes are grouped into blocks.
+
+The pair matrix is symmetric, so its table holds the upper triangle only (``row_index <= col_index``) and
+the chart mirrors it: at 64 nodes x 8 rails that is 16,000 rows, not 32,000, and the spec with its data
+inlined stays well under 2 MB.
+
+A pair cell's value is each direction's median over its samples (matrix repeats and re-measurements), the
+slower direction kept: a transient then reads at its normal level, marked, and a broken link reads slow in
+every sample. A GPU cell is one direction (row sends, column receives), the median over repeats.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.report.data import ChartData, node_order, status
+
+MARKS = ("slow", "transient")
+_MARK_RANK = {"": 0, "transient": 1, "slow": 2}
+"""A block shows its gravest mark: a convicted pair outranks a transient one."""
+_COLUMNS = [
+    "panel",
+    "panel_order",
+    "row",
+    "row_index",
+    "col",
+    "col_index",
+    "busbw_Gbps",
+    "efficiency",
+    "mark",
+    "detail",
+]
+
+
+def _significant(values: np.ndarray, digits: int) -> np.ndarray:
+    """Each value to ``digits`` significant digits: a heat map's colour needs no more, and the CSV shrinks."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = np.where(values > 0, 10.0 ** (digits - 1 - np.floor(np.log10(np.abs(values)))), 1.0)
+    return np.round(values * scale) / scale
+
+
+def _unordered(a: str, b: str) -> tuple[str, str]:
+    return (a, b) if a <= b else (b, a)
+
+
+def _key(rail: object, a: str, b: str) -> str:
+    """One string per rail and unordered pair (``3\tnode01\tnode17``), to look pairs up in bulk."""
+    first, second = _unordered(a, b)
+    return f"{rail}\t{first}\t{second}"
+
+
+def _convicted_pairs(rails: Mapping[str, Any] | None) -> tuple[set[str], set[str]]:
+    """Keys (``_key``) of the pairs a named defect convicts (its evidence), and of the transients."""
+    slow: set[str] = set()
+    flickered: set[str] = set()
+    for defect in (rails or {}).get("defects") or []:
+        if not isinstance(defect, Mapping) or defect.get("severity") == "warn":
+            continue
+        for cell in defect.get("evidence") or []:
+            pair, _, rail = str(cell).rpartition("/rail")
+            if rail.isdigit() and pair:
+                slow |= {_key(int(rail), a, b) for a, b in _splits(pair)}
+    for t in (rails or {}).get("transients") or []:
+        if isinstance(t, Mapping) and isinstance(t.get("rail"), int):
+            flickered.add(_key(t["rail"], str(t.get("node")), str(t.get("peer"))))
+    return slow, flickered
+
+
+def _keys(rail: pd.Series, node: pd.Series, peer: pd.Series) -> pd.Series:
+    """``_key`` of every row at once (node and peer already in order)."""
+    return rail.astype(int).astype(str) + "\t" + node.astype(str) + "\t" + peer.astype(str)
+
+
+def _splits(pair: str) -> Iterable[tuple[str, str]]:
+    """Every way ``a-b`` splits at a '-' (hostnames may hold '-'; only real pairs will ever match)."""
+    return ((pair[:i], pair[i + 1 :]) for i, c in enumerate(pair) if c == "-")
+
+
+def pair_levels(pairs: pd.DataFrame) -> pd.DataFrame:
+    """One row per rail and unordered node pair: each direction's median over its samples, the slower kept."""
+    if pairs.empty:
+        return pairs
+    frame = pairs.copy()
+    node, peer = frame["node"].astype(str).to_numpy(), frame["peer"].astype(str).to_numpy()
+    first = node <= peer
+    frame["a"], frame["b"] = np.where(first, node, peer), np.where(first, peer, node)
+    per_direction = frame.groupby(["rail", "a", "b", "node"], sort=False).agg(
+        busbw_Gbps=("busbw_Gbps", "median"), expected_Gbps=("expected_Gbps", "max"), device=("device", "first")
+    )
+    slower = per_direction.reset_index().sort_values("busbw_Gbps", kind="stable")
+    levels = slower.drop(columns=["node"]).groupby(["rail", "a", "b"], sort=False).first().reset_index()
+    levels = levels.rename(columns={"a": "node", "b": "peer"})
+    return levels[["rail", "node", "peer", "device", "busbw_Gbps", "expected_Gbps"]]
+
+
+def _blocks(order: Sequence[str], max_nodes: int) -> tuple[int, dict[str, int], dict[int, str]]:
+    block = max(1, math.ceil(len(order) / max_nodes))
+    index = {name: i // block for i, name in enumerate(order)}
+    labels = {}
+    for i in range(0, len(order), block):
+        members = order[i : i + block]
+        labels[i // block] = members[0] if len(members) == 1 else f"{members[0]} +{len(members) - 1}"
+    return block, index, labels
+
+
+def pair_matrix_table(
+    pairs: pd.DataFrame,
+    hosts: Sequence[str],
+    min_efficiency: float,
+    max_nodes: int = 64,
+    rails: Mapping[str, Any] | None = None,
+) -> ChartData:
+    """The node x node matrix of every rail; above ``max_nodes`` nodes, blocks of nodes show their worst pair.
+
+    ``rails`` (rails.json) marks the cells its defects convict and its transients.
+    """
+    levels = pair_levels(pairs)
+    if levels.empty:
+        return ChartData(pd.DataFrame(columns=_COLUMNS))
+    slow, flickered = _convicted_pairs(rails)
+    levels["status"] = status(levels["busbw_Gbps"], levels["expected_Gbps"], min_efficiency)
+    keys = _keys(levels["rail"], levels["node"], levels["peer"])  # pair_levels put each pair in order
+    convicted = keys.isin(slow) | (levels["status"] == "fail")
+    levels["mark"] = np.where(convicted, "slow", np.where(keys.isin(flickered), "transient", ""))
+    both = pd.concat([levels, levels.rename(columns={"node": "peer", "peer": "node"})], ignore_index=True)
+    order = node_order(set(both["node"]) | set(both["peer"]), hosts)
+    block, index, labels = _blocks(order, max_nodes)
+    both["row_index"] = both["node"].map(index)
+    both["col_index"] = both["peer"].map(index)
+    both = both[both["row_index"] <= both["col_index"]]  # the upper triangle: the chart mirrors it
+    both["rank"] = both["mark"].map(_MARK_RANK)
+    cell = ["rail", "row_index", "col_index"]
+    # The worst pair in a cell is the one worth showing: a bad HCA shows as its node's row and column.
+    worst = both.loc[both.groupby(cell)["busbw_Gbps"].idxmin()].set_index(cell)
+    grouped = both.groupby(cell)
+    mark = grouped["rank"].max().map({rank: name for name, rank in _MARK_RANK.items()})
+    if block > 1:
+        # a diagonal block holds both orientations of each of its pairs: count pairs, not rows
+        node, peer = both["node"].astype(str).to_numpy(), both["peer"].astype(str).to_numpy()
+        first = node <= peer
+        ends = (
+            pd.Series(np.where(first, node, peer), index=both.index),
+            pd.Series(np.where(first, peer, node), index=both.index),
+        )
+        both["pair"] = _keys(both["rail"], *ends)
+        count = both.groupby(cell)["pair"].nunique()
+    else:
+        count = grouped.size()
+    # the cell's labels name its pair; a block says which of its pairs is the worst (and the HCA, always)
+    devices = worst["device"].fillna("").astype(str)
+    if block > 1:
+        detail = [f"{n} ↔ {p} {d}".rstrip() for n, p, d in zip(worst["node"], worst["peer"], devices, strict=True)]
+    else:
+        detail = list(devices)
+    rail_values = worst.index.get_level_values("rail").astype(int)
+    frame = pd.DataFrame(
+        {
+            "panel": [f"rail {r}" for r in rail_values],
+            "panel_order": rail_values,
+            "row": worst.index.get_level_values("row_index").map(labels),
+            "row_index": worst.index.get_level_values("row_index"),
+            "col": worst.index.get_level_values("col_index").map(labels),
+            "col_index": worst.index.get_level_values("col_index"),
+            "busbw_Gbps": _significant(worst["busbw_Gbps"].to_numpy(dtype=float), 4),
+            "efficiency": _significant(_efficiency(worst["busbw_Gbps"], worst["expected_Gbps"]), 3),
+            "mark": mark.reindex(worst.index).to_numpy(),
+            "detail": detail,
+        }
+    )
+    if block > 1:
+        frame["pairs"] = count.reindex(worst.index).to_numpy()
+    note = f"blocks of {block} nodes, worst pair per block" if block > 1 else ""
+    return ChartData(frame.sort_values(["panel_order", "row_index", "col_index"]).reset_index(drop=True), note)
+
+
+def _efficiency(busbw: pd.Series, target: pd.Series) -> np.ndarray:
+    busbw_values = busbw.to_numpy(dtype=float)
+    target_values = pd.to_numeric(target, errors="coerce").to_numpy(dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(target_values > 0, busbw_values / target_values, np.nan)
+
+
+def _gpu_marks(defects: Iterable[Any], gpus: int) -> dict[tuple[str, int, int], str]:
+    """(node, sender, receiver) cells a GPU defect convicts: a GPU's row and column, a pair's two cells, or
+    every cell of a node."""
+    marked: dict[tuple[str, int, int], str] = {}
+    for d in defects:
+        if not isinstance(d, Mapping):
+            continue
+        node, gpu, peer = str(d.get("node")), d.get("gpu"), d.get("peer")
+        if isinstance(gpu, int) and isinstance(peer, int):
+            cells = [(gpu, peer), (peer, gpu)]
+        elif isinstance(gpu, int):
+            cells = [(gpu, j) for j in range(gpus)] + [(j, gpu) for j in range(gpus)]
+        else:
+            cells = [(i, j) for i in range(gpus) for j in range(gpus)]
+        marked.update({(node, i, j): "slow" for i, j in cells if i != j})
+    return marked
+
+
+def gpu_matrix_table(intra: Mapping[str, Any] | None, min_efficiency: float, max_panels: int = 16) -> ChartData:
+    """Each node's GPU x GPU matrix (row sends, column receives), from rails.json's ``intra_node``.
+
+    Above ``max_panels`` nodes the nodes with a marked cell come first, then the weakest, and the note says
+    how many were left out.
+    """
+    rows = [m for m in (intra or {}).get("measurements") or [] if isinstance(m, Mapping)]
+    if not rows:
+        return ChartData(pd.DataFrame(columns=_COLUMNS))
+    frame = pd.DataFrame.from_records(rows, columns=["node", "gpu", "peer", "busbw_Gbps", "bus_id", "peer_bus_id"])
+    frame["busbw_Gbps"] = pd.to_numeric(frame["busbw_Gbps"], errors="coerce").astype(float)
+    cells = frame.groupby(["node", "gpu", "peer"], sort=False).agg(
+        busbw_Gbps=("busbw_Gbps", "median"), bus_id=("bus_id", "first"), peer_bus_id=("peer_bus_id", "first")
+    )
+    cells = cells.reset_index()
+    gpus = int(max(cells["gpu"].max(), cells["peer"].max())) + 1
+    target = (intra or {}).get("target_Gbps")
+    target_Gbps = float(target) if isinstance(target, (int, float)) and target > 0 else math.nan
+    cells["status"] = status(cells["busbw_Gbps"], pd.Series(target_Gbps, index=cells.index), min_efficiency)
+    marked = _gpu_marks((intra or {}).get("defects") or [], gpus)
+    cells["mark"] = [
+        marked.get((n, int(g), int(p)), "slow" if st == "fail" else "")
+        for n, g, p, st in zip(cells["node"], cells["gpu"], cells["peer"], cells["status"], strict=True)
+    ]
+    nodes = node_order(set(cells["node"]), [str(n) for n in (intra or {}).get("nodes") or []])
+    weakest = cells.groupby("node")["busbw_Gbps"].min()
+    flagged = set(cells.loc[cells["mark"] != "", "node"])
+    shown = sorted(nodes, key=lambda n: (n not in flagged, weakest.get(n, math.inf), nodes.index(n)))[:max_panels]
+    shown.sort(key=nodes.index)
+    kept = cells[cells["node"].isin(shown)]
+    table = pd.DataFrame(
+        {
+            "panel": kept["node"].to_numpy(),
+            "panel_order": [shown.index(n) for n in kept["node"]],
+            "row": [f"GPU {g}" for g in kept["gpu"]],
+            "row_index": kept["gpu"].astype(int).to_numpy(),
+            "col": [f"GPU {p}" for p in kept["peer"]],
+            "col_index": kept["peer"].astype(int).to_numpy(),
+            "busbw_Gbps": _significant(kept["busbw_Gbps"].to_numpy(dtype=float), 4),
+            "efficiency": _significant(kept["busbw_Gbps"].to_numpy(dtype=float) / target_Gbps, 3),
+            "mark": kept["mark"].to_numpy(),
+            "detail": [
+                f"{b or '?'} → {p or '?'}" if (b or p) else ""
+                for b, p in zip(kept["bus_id"].fillna(""), kept["peer_bus_id"].fillna(""), strict=True)
+            ],
+        }
+    )
+    note = ""
+    if len(shown) < len(nodes):
+        note = f"{len(shown)} of {len(nodes)} nodes: those with a marked cell first, then the weakest"
+    return ChartData(table.sort_values(["panel_order", "row_index", "col_index"]).reset_index(drop=True), note)

@@ -1,0 +1,300 @@
+"""The top of the certificate, the part that must fit one screen at any cluster size: the defects with where
+they are and what to do, the failures that name no part, what was tested, and against which targets.
+
+* ``defects``: every broken part once, from the files that name them (failed preflight checks, the rails
+  test's defects, the intra-node matrix's, a hang or a lost rank), rendered from their fields alone (kind,
+  node, peer, rail, device, gpu, action, line), so a defect kind added later needs no change here;
+* ``other_failures``: the verdict's reasons that no defect already says (a rail group below its line rate,
+  a collective below target), each once;
+* ``tested`` and ``targets``: one line per step of the run and per target it was held to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from bench.profiles import Profile
+from bench.report.certificate import Grid, plural
+from bench.report.inputs import RunInputs
+from bench.units import format_size
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One broken part, said once: what kind, where, what was measured, and what to do."""
+
+    kind: str
+    node: str
+    rail: str
+    part: str
+    """The NIC, port, interface or GPU."""
+    finding: str
+    """What convicts it (its line, without the where and the action that have columns of their own)."""
+    action: str
+    step: str
+    """The step that named it: preflight, rails, intra-node or run."""
+
+
+def _text(value: object) -> str:
+    return "" if value is None else str(value)
+
+
+def _strip(line: str, wheres: Iterable[str], action: str) -> str:
+    """The line without its ``; action: ...`` tail and without a leading ``where:`` the columns already say."""
+    if action and line.endswith(f"; action: {action}"):
+        line = line[: -len(f"; action: {action}")]
+    head, sep, rest = line.partition(": ")
+    return rest if sep and head in set(wheres) else line
+
+
+def _rails_finding(d: Mapping[str, Any]) -> Finding:
+    kind, node, peer, rail, device = (_text(d.get(k)) for k in ("kind", "node", "peer", "rail", "device"))
+    action = _text(d.get("action"))
+    dev = f" ({device})" if device else ""
+    # the where-prefixes the rails test writes (bench.rails.defects.describe): the columns say them
+    wheres = (
+        f"{node} rail {rail}{dev}",
+        f"{node} rail {rail}",
+        f"rail {rail} ({device + ', ' if device else ''}every node)",
+        f"{node} (every rail)",
+        f"{node}-{peer} rail {rail}",
+    )
+    line = _text(d.get("line")) or f"{kind} {_text(d.get('symptom'))}".strip()
+    return Finding(
+        kind=kind or "defect",
+        node=f"{node} ↔ {peer}" if node and peer else (node or ("every node" if rail else "")),
+        rail=rail or ("every rail" if node and kind == "node" else ""),
+        part=device,
+        finding=_strip(line, wheres, action),
+        action=action,
+        step="rails",
+    )
+
+
+def _gpu_finding(d: Mapping[str, Any]) -> Finding:
+    kind, node, gpu, peer, bus = (_text(d.get(k)) for k in ("kind", "node", "gpu", "peer", "bus_id"))
+    action = _text(d.get("action"))
+    part = f"GPU {gpu} ↔ GPU {peer}" if gpu and peer else (f"GPU {gpu}" if gpu else "every GPU")
+    wheres = (
+        f"{node} GPU {gpu} ({bus})",
+        f"{node} GPU {gpu}",
+        f"{node} GPU {gpu} - GPU {peer}",
+        f"{node} (every local pair)",
+    )
+    line = _text(d.get("line")) or kind
+    return Finding(kind or "gpu", node, "", part, _strip(line, wheres, action), action, "intra-node")
+
+
+def defects(inputs: RunInputs, grid: Grid | None) -> tuple[Finding, ...]:
+    """Every part the run convicted, once: failed checks, rails defects, GPU defects, a hang or lost rank.
+
+    Warnings (a link whose error counters rose while its bandwidth held) and transients are not defects:
+    the rails section lists them.
+    """
+    found: list[Finding] = []
+    failure = inputs.run.to_json().get("failure")
+    if isinstance(failure, Mapping) and failure.get("message"):
+        hosts = failure.get("hosts")
+        node = ", ".join(str(h) for h in hosts) if isinstance(hosts, list) else ""
+        found.append(Finding(_text(failure.get("kind")) or "failure", node, "", "", str(failure["message"]), "", "run"))
+    for answer in grid.answers if grid is not None else ():
+        if answer.status == "fail":
+            found.append(
+                Finding("check", answer.node, "", answer.device, f"{answer.check}: {answer.reason}", "", "preflight")
+            )
+    rails = inputs.rails or {}
+    for d in rails.get("defects") or []:
+        if isinstance(d, Mapping) and d.get("severity") != "warn" and d.get("symptom") != "transient":
+            found.append(_rails_finding(d))
+    intra = rails.get("intra_node")
+    for d in (intra.get("defects") or []) if isinstance(intra, Mapping) else ():
+        if isinstance(d, Mapping) and d.get("severity") != "warn":
+            found.append(_gpu_finding(d))
+    return tuple(dict.fromkeys(found))
+
+
+def covered_texts(inputs: RunInputs, grid: Grid | None) -> list[str]:
+    """What the defects and the checks already say, in the words the verdict's reasons use."""
+    texts: list[str] = []
+    rails = inputs.rails or {}
+    intra = rails.get("intra_node")
+    for d in [*(rails.get("defects") or []), *((intra.get("defects") or []) if isinstance(intra, Mapping) else [])]:
+        if isinstance(d, Mapping) and d.get("line"):
+            texts.append(str(d["line"]))
+    for answer in grid.answers if grid is not None else ():
+        if answer.status == "fail":
+            # the frame's reason names the node (``bench.check.items``); the grid's answer does not
+            texts.append(f"{answer.node} {answer.check}: {answer.reason}")
+            texts.append(f"{answer.check}: {answer.reason}")
+    failure = inputs.run.to_json().get("failure")
+    if isinstance(failure, Mapping) and failure.get("message"):
+        texts.append(str(failure["message"]))
+    return texts
+
+
+def other_failures(reasons: Sequence[str], covered: Sequence[str], extra: Sequence[str] = ()) -> tuple[str, ...]:
+    """The verdict's reasons that no defect says, each once.
+
+    A reason may bundle several (``rail rail1: <defect line>; <rail group below target>``): what a defect
+    already says is cut out, the rest is split at ``; `` and a bare label left behind (``rail rail1:``) goes.
+    ``extra`` are failures read from the files themselves (rails.json's ``below_target``), said first.
+    """
+    out: list[str] = list(extra)
+    longest_first = sorted((c for c in covered if c), key=len, reverse=True)
+    for reason in reasons:
+        rest = str(reason)
+        for text in longest_first:
+            rest = rest.replace(text, "")
+        for atom in rest.split("; "):
+            atom = atom.strip().rstrip(";").strip()
+            _, sep, said = atom.partition(": ")
+            if not atom or atom.endswith(":") or (sep and said in out):
+                continue
+            if atom not in out and not any(atom in o for o in out):
+                out.append(atom)
+    return tuple(dict.fromkeys(out))
+
+
+def _sizes(frame: pd.DataFrame) -> str:
+    sized = sorted(int(b) for b in frame["bytes"].unique() if b > 0)
+    if not sized:
+        return "0 B"
+    if len(sized) == 1:
+        return format_size(sized[0])
+    return f"{format_size(sized[0])} to {format_size(sized[-1])} ({len(sized)} sizes)"
+
+
+def tested(inputs: RunInputs, grid: Grid | None, compare: Mapping[str, Any] | None) -> tuple[tuple[str, str], ...]:
+    """One line per step of the run: what it measured, on how much of the cluster."""
+    lines: list[tuple[str, str]] = []
+    if grid is not None:
+        counts = {s: sum(1 for a in grid.answers if a.status == s) for s in ("pass", "warn", "fail", "skip")}
+        said = ", ".join(
+            f"{counts[s]} {word}"
+            for s, word in (("fail", "failed"), ("warn", "warned"), ("pass", "passed"), ("skip", "skipped"))
+            if counts[s]
+        )
+        nodes = [n for n, _ in grid.rows if n not in ("all nodes", "this node")] or ["this node"]
+        lines.append(("preflight", f"{plural(len(grid.columns), 'check')} on {plural(len(nodes), 'node')}: {said}"))
+    results = inputs.results
+    world = results[results["scope"] == "world"] if len(results) else results
+    if len(world):
+        collectives = ", ".join(dict.fromkeys(world["collective"]))
+        lines.append(("world sweep", f"{collectives}; {_sizes(world)}"))
+    rails = inputs.rails or {}
+    if rails.get("skipped"):
+        lines.append(("rails", f"skipped: {rails['skipped']}"))
+    elif rails.get("measurements"):
+        measured = [m for m in rails["measurements"] if isinstance(m, Mapping)]
+        rail_ids = sorted({int(m["rail"]) for m in measured if isinstance(m.get("rail"), int)})
+        groups = sorted({str(m.get("collective")) for m in measured if m.get("kind") == "rail"})
+        pairs = {
+            (m.get("rail"), *sorted((str(m.get("node")), str(m.get("peer")))))
+            for m in measured
+            if m.get("kind") == "pair"
+        }
+        per_rail = len(pairs) // max(1, len(rail_ids))
+        what = [f"{plural(len(rail_ids), 'rail')}"]
+        if groups:
+            what.append(f"rail groups ({', '.join(groups)})")
+        if pairs:
+            what.append(f"{per_rail:,} node pairs per rail")
+        lines.append(("rails", ": ".join([what[0], " and ".join(what[1:])]) if len(what) > 1 else what[0]))
+    intra = rails.get("intra_node")
+    if isinstance(intra, Mapping):
+        if intra.get("skipped"):
+            lines.append(("intra-node", f"skipped: {intra['skipped']}"))
+        elif intra.get("measurements"):
+            nodes = intra.get("nodes") or []
+            local = intra.get("local_ranks")
+            if isinstance(local, int) and local > 1:
+                pairs_text = f"{local * (local - 1) // 2} GPU pairs, both directions,"
+            else:
+                pairs_text = "local pairs"
+            where = f"on each of {len(nodes)} nodes" if len(nodes) > 1 else "on 1 node"
+            lines.append(("intra-node", f"{pairs_text} {where}"))
+    if compare is not None:
+        baseline = compare.get("baseline")
+        runs = len(baseline.get("runs") or []) if isinstance(baseline, Mapping) else 0
+        lines.append(("compare", f"against {plural(runs, 'earlier run')} of this cluster"))
+    return tuple(lines)
+
+
+def _gbps(value: float) -> str:
+    return f"{value:,.4g} Gb/s ({value / 8:,.4g} GB/s)"
+
+
+def targets(inputs: RunInputs, profile: Profile | None) -> tuple[tuple[str, str], ...]:
+    """One line per target the run was held to, and the pass line; a step with none says so."""
+    lines: list[tuple[str, str]] = []
+    judged = False  # whether any target or line rate applies: only then is there a pass line
+    results = inputs.results
+    for scope, label in (("world", "world collectives"), ("node", "single node")):
+        rows = results[(results["scope"] == scope) & (results["target_Gbps"] > 0)] if len(results) else results
+        if len(rows):
+            per = rows.groupby("target_Gbps", sort=False)["collective"].agg(lambda c: ", ".join(dict.fromkeys(c)))
+            said = "; ".join(f"{names}: {_gbps(float(t))} busbw" for t, names in per.items())
+            lines.append((label, said))
+            judged = True
+    rails = inputs.rails or {}
+    rates = sorted(
+        {
+            float(r["line_rate_Gbps"])
+            for r in rails.get("rails") or []
+            if isinstance(r, Mapping) and r.get("line_rate_Gbps")
+        }
+    )
+    if rates:
+        judged = True
+        lines.append(("rails", f"{' / '.join(f'{r:,.4g}' for r in rates)} Gb/s line rate per rail (read from sysfs)"))
+    elif rails.get("measurements"):
+        lines.append(("rails", "no line rate known: parts are judged against their peers only"))
+    intra = rails.get("intra_node")
+    if isinstance(intra, Mapping) and intra.get("measurements"):
+        target = intra.get("target_Gbps")
+        judged = judged or (isinstance(target, (int, float)) and target > 0)
+        lines.append(
+            (
+                "intra-node",
+                f"{_gbps(float(target))} per GPU pair"
+                if isinstance(target, (int, float)) and target > 0
+                else "no target (not GPUs): measured, and judged against the node's other pairs",
+            )
+        )
+    test = inputs.run.to_json().get("rails_test")
+    fraction = test.get("pass_fraction") if isinstance(test, Mapping) else None
+    if not isinstance(fraction, (int, float)) and profile is not None:
+        fraction = profile.pass_fraction
+    if judged and isinstance(fraction, (int, float)):
+        small = f"; sizes below {format_size(profile.judge_min_bytes)} are measured, not judged" if profile else ""
+        lines.append(("pass line", f"{fraction:.0%} of the target{small}"))
+    if profile is not None and profile.excluded_devices:
+        lines.append(("idle devices", f"{', '.join(profile.excluded_devices)} must carry no traffic"))
+    if not lines:
+        lines.append(("targets", "none apply to this run: it was measured, not judged"))
+    return tuple(lines)
+
+
+def headline(run: Mapping[str, Any]) -> str:
+    """``accept on 64 nodes × 8 ranks (512), profile lambda-1cc, 18 min 34 s, finished 2026-11-20 23:01 UTC``."""
+    nnodes, nranks = run.get("nnodes"), run.get("nranks")
+    words = [str(run.get("command") or "run")]
+    if isinstance(nnodes, int) and nnodes and isinstance(nranks, int) and nranks:
+        per = f" × {nranks // nnodes} ranks" if nranks % nnodes == 0 and nnodes > 1 else ""
+        words[0] += f" on {plural(nnodes, 'node')}{per} ({plural(nranks, 'rank')})"
+    if run.get("profile"):
+        words.append(f"profile {run['profile']}")
+    started, finished = run.get("started_utc"), run.get("finished_utc")
+    if isinstance(started, str) and isinstance(finished, str):
+        took = pd.Timestamp(finished) - pd.Timestamp(started)
+        seconds = int(took.total_seconds())
+        if seconds >= 0:
+            words.append(f"{seconds // 60} min {seconds % 60} s" if seconds >= 60 else f"{seconds} s")
+        words.append(f"finished {finished[:16].replace('T', ' ')} UTC")
+    elif isinstance(started, str):
+        words.append(f"started {started[:16].replace('T', ' ')} UTC")
+    return ", ".join(words)

@@ -1,0 +1,171 @@
+"""A certificate that reads at 64 nodes x 8 rails: the summary (verdict, each defect once with its node, rail,
+NIC and action, what was tested, the targets) on the first screen, evidence below grouped by step, the
+traffic proof a row per device that matters, identical skip reasons said once, and (in headless Chromium at
+1280 px) no horizontal overflow with every chart drawn.
+
+The run directory is synthetic (``tests/report_data.py``), in the layout ``railbench accept`` writes: 25
+network devices a node, a slow HCA (a link fault), a slow GPU, a failed firmware check and a transient pair.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.report import certificate as cert
+from bench.report import summary as top
+from bench.report.build import ReportOptions, ReportPaths, write_report
+from bench.report.inputs import load_inputs
+from bench.report.page import summarize
+from tests.report_browser import chromium, missing_browser, render
+from tests.report_data import ClusterModel, write_run_dir
+
+HOSTS = tuple(f"lambda-1cc-node-{i:02d}" for i in range(1, 65))
+FIRMWARE = "mlx5_4 runs 28.36.1010, the other rails 28.39.1002"
+MODEL = ClusterModel(
+    hosts=HOSTS,
+    bad=(HOSTS[16], 3),
+    bad_gpu=(HOSTS[40], 5),
+    transient=(HOSTS[2], HOSTS[9], 6),
+    failed_check=(HOSTS[52], "rail-firmware", FIRMWARE),
+    cluster="lambda-1cc-64",
+    min_bytes=8,
+    max_bytes=1 << 34,
+)
+FOLD_PX = 720
+"""What a 1280 x 800 laptop screen shows of a page under the browser's own bars."""
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_run_dir(tmp_path_factory.mktemp("run64") / "run", MODEL, trend=False)
+
+
+@pytest.fixture(scope="module")
+def report(run_dir: Path) -> ReportPaths:
+    return write_report(run_dir, options=ReportOptions(images=False))
+
+
+def test_the_summary_says_each_defect_once_with_where_and_what_to_do(run_dir: Path) -> None:
+    summary = summarize(load_inputs(run_dir), 0.9)
+    assert summary.verdict == "FAIL"
+    found = {(d.kind, d.node, d.rail, d.part) for d in summary.defects}
+    assert found == {
+        ("check", HOSTS[52], "", ""),
+        ("link", HOSTS[16], "3", "mlx5_4"),
+        ("gpu", HOSTS[40], "", "GPU 5"),
+    }
+    link = next(d for d in summary.defects if d.kind == "link")
+    assert link.action == f"check the HCA and the switch port of {HOSTS[16]} mlx5_4"
+    assert link.finding.startswith("173 Gb/s = 43% of 400 Gb/s in 63/63 pairs → link fault")
+    assert "action" not in link.finding and HOSTS[16] not in link.finding  # the columns say those
+    # accept's per-node and per-rail reasons repeat the defects' own lines: nothing else is left to say
+    assert summary.reasons == ()
+    tested = dict(summary.tested)
+    assert tested["rails"] == "8 rails: rail groups (all_gather, all_reduce) and 2,016 node pairs per rail"
+    assert tested["intra-node"] == "28 GPU pairs, both directions, on each of 64 nodes"
+    assert tested["preflight"] == "13 checks on 64 nodes: 1 failed, 897 passed, 256 skipped"
+    targets = dict(summary.targets)
+    assert targets["rails"] == "400 Gb/s line rate per rail (read from sysfs)"
+    assert targets["pass line"].startswith("90% of the target")
+
+
+def test_64_nodes_of_checks_read_as_a_few_rows_and_each_reason_once(run_dir: Path) -> None:
+    grid = cert.checks_grid(load_inputs(run_dir).checks)
+    assert grid is not None
+    groups = cert.grid_groups(grid, HOSTS)
+    assert [label for label, _, _ in groups] == [
+        "lambda-1cc-node-01–52, lambda-1cc-node-54–64",
+        "lambda-1cc-node-53",
+        "all nodes",
+    ]
+    reasons = [g.text() for g in cert.grid_reasons(grid, HOSTS)]
+    assert reasons[0] == f"rail-firmware (fail) on lambda-1cc-node-53: {FIRMWARE}"
+    assert "nccl-socket-ifname, socket-rail (skip) on all 64 nodes: profile lambda-1cc uses IB verbs" in reasons[1]
+    assert len(reasons) == 4  # not 4 x 64
+
+
+def test_the_markdown_page_puts_the_summary_first_and_charts_before_long_tables(report: ReportPaths) -> None:
+    md = report.report_md.read_text(encoding="utf-8")
+    top, _, evidence = md.partition("\n## ")
+    assert len(top.splitlines()) < 40  # one screen
+    assert top.count("lambda-1cc-node-17") == 2  # the link fault: its node, and its action
+    assert "### Defects (3)" in top and "Other failures" not in top
+    order = ["Preflight checks", "Traffic proof", "World sweep", "Rails", "Intra-node", "Environment"]
+    order = [f"\n## {title}" for title in order]
+    assert [md.index(h) for h in order] == sorted(md.index(h) for h in order)
+    assert md.index("### Bus bandwidth vs message size") < md.index("### Per size (world)")
+    assert md.index("### Node × node pairs") < md.index("### Evidence for each defect")
+    # the traffic proof: a row per rail, management and idle device, the other 15 a node summed
+    traffic = evidence[evidence.index("Traffic proof") : evidence.index("\n## World sweep")]
+    assert "| mlx5\\_0:1 | must stay idle | 0 B | 0 B | 0 B on each |" in traffic
+    assert "| other devices (up to 15 a node) | other |" in traffic and "veth" not in traffic
+    # the per-size table in the order the sweep ran (the terminal's order), not alphabetical
+    sizes = md[md.index("### Per size (world)") :]
+    assert sizes.index("| all\\_reduce | 8 |") < sizes.index("| all\\_gather | 8 |")
+
+
+_LAYOUT_JS = """
+const d = document.documentElement;
+const box = (q) => { const e = document.querySelector(q); return e ? e.getBoundingClientRect() : null; };
+const wide = Array.from(document.querySelectorAll('body *'))
+  .filter(e => e.getBoundingClientRect().right > d.clientWidth + 1)
+  .slice(0, 5).map(e => e.tagName + '#' + e.id + '.' + e.className);
+return {scrollWidth: d.scrollWidth, clientWidth: d.clientWidth, wide: wide,
+        badge: box('#verdict .verdict'), defects: box('table.defects'), targets: box('table.targets'),
+        badgeText: document.querySelector('#verdict .verdict').textContent,
+        defectRows: document.querySelectorAll('#summary table.defects tbody tr').length};
+"""
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(missing_browser() is not None, reason=str(missing_browser()))
+def test_at_1280_px_nothing_overflows_and_the_summary_is_above_the_fold(report: ReportPaths, tmp_path: Path) -> None:
+    with chromium() as driver:
+        shown = render(driver, report.report_html.as_uri(), "div.vega", tmp_path / "report-64.png")
+        assert shown.problems() == []
+        assert {"vis-pairs", "vis-gpus", "vis-busbw-vs-size"} <= set(shown.charts)
+        driver.set_window_size(1280, 800)
+        driver.execute_script("window.scrollTo(0, 0)")
+        layout: dict[str, Any] = driver.execute_script(_LAYOUT_JS)
+    assert layout["scrollWidth"] <= layout["clientWidth"], layout["wide"]
+    assert layout["badgeText"] == "FAIL" and layout["defectRows"] == 3
+    assert layout["badge"]["bottom"] < 100
+    assert layout["defects"]["bottom"] < FOLD_PX and layout["targets"]["bottom"] < FOLD_PX, layout
+
+
+def test_a_defect_kind_the_report_has_never_seen_renders_from_its_fields(run_dir: Path) -> None:
+    # a later railbench names switches too: kind, rail, device and action are enough, and the line says the rest
+    inputs = load_inputs(run_dir)
+    leaf = {
+        "kind": "leaf",
+        "node": None,
+        "rail": 2,
+        "device": "leaf-r2-u1",
+        "action": "check leaf-r2-u1's uplinks",
+        "severity": "fail",
+        "line": "leaf-r2-u1 (rail 2, nodes 1-32): 190 Gb/s = 48% of 400 Gb/s in 496/496 pairs → leaf fault; action: "
+        "check leaf-r2-u1's uplinks",
+    }
+    rails = {**(inputs.rails or {}), "defects": [leaf], "intra_node": None}
+    (found,) = top.defects(dataclasses.replace(inputs, rails=rails), None)
+    assert (found.kind, found.node, found.rail, found.part, found.action) == (
+        "leaf",
+        "every node",
+        "2",
+        "leaf-r2-u1",
+        "check leaf-r2-u1's uplinks",
+    )
+    # its own where-words stay: only the ones the columns already say are cut
+    assert found.finding == "leaf-r2-u1 (rail 2, nodes 1-32): 190 Gb/s = 48% of 400 Gb/s in 496/496 pairs → leaf fault"
+
+
+def test_the_verdicts_reasons_are_said_once() -> None:
+    line = "node03 rail 1 (rail1): 0.284 Gb/s = 57% of 0.5 Gb/s in 3/3 pairs → link fault; action: check node03 rail1"
+    below = ["rail 1 all_reduce (concurrent): 0.275 Gb/s = 55% of 0.5 Gb/s (needs 90%)"]
+    reasons = [f"node node03: {line}", f"rail rail1: {line}; {below[0]}", "collective all_gather: 3 wrong elements"]
+    said = top.other_failures(reasons, [line], below)
+    assert said == (below[0], "collective all_gather: 3 wrong elements")
