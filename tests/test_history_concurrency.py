@@ -36,8 +36,9 @@ from bench.history.records import MetricRecord, RunRecord
 from bench.history.store import open_store, write_run
 conn = open_store(sys.argv[1])
 for i in range(1000):
-    run = RunRecord(f"key{i}", f"/runs/{i}", f"2026-11-{1 + i % 28:02d}T02:00:00Z", "lab", None, "run",
-                    "complete", "pass", ("n1", "n2"), "h", 2, 16, None, "2.27.3", None, None)
+    run = RunRecord(run_key=f"key{i}", run_dir=f"/runs/{i}", time_utc=f"2026-11-{1 + i % 28:02d}T02:00:00Z",
+                    cluster="lab", profile=None, command="run", status="complete", verdict="pass", node_hash="h",
+                    nnodes=2, nranks=16, nccl="2.27.3", hosts=("n1", "n2"))
     metrics = [MetricRecord("all_reduce", "world", "world", b, 16, 300.0 + i, 150.0, 10.0, 0, False, 1)
                for b in range(60000)]
     print(f"writing {i}", flush=True)

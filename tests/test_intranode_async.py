@@ -120,7 +120,8 @@ def test_rails_intra_node_runs_on_one_host_where_the_rails_are_skipped(tmp_path:
     )
     assert intra["defects"] == [], intra["defects"]
     meta = json.loads((out / "run.json").read_text())
-    assert meta["status"] == "complete" and meta["verdict"] == ("fail" if intra["defects"] else "pass")
+    # no target for local pairs on CPU: measured, never PASS (issue 21)
+    assert meta["status"] == "complete" and meta["verdict"] == ("fail" if intra["defects"] else "measured")
     assert meta["exit_status"] == done.returncode
     # the report draws the GPU x GPU matrix of the node, and says what the terminal said about its spread
     spec = json.loads((out / "charts" / "gpus.vl.json").read_text())

@@ -39,7 +39,7 @@ def said(run_dir: Path, stdout: str, command: str, history: Path | None, *, juni
     assert len(terminal) == 1, stdout[-2000:]
     words["terminal"] = terminal[0].lower()
     words["run.json"] = json.loads((run_dir / "run.json").read_text())["verdict"]
-    md = re.search(r"^\*\*Verdict: ([A-Z]+)\*\*$", (run_dir / "report.md").read_text(), re.M)
+    md = re.search(r"^\*\*Verdict: ([A-Z]+)\*\*( · .*)?$", (run_dir / "report.md").read_text(), re.M)
     words["report.md"] = md.group(1).lower() if md else "missing"
     html = re.search(r'class="verdict verdict-([a-z]+)">([A-Z]+)<', (run_dir / "report.html").read_text())
     words["report.html"] = html.group(1) if html and html.group(2).lower() == html.group(1) else "missing"

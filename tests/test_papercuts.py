@@ -162,7 +162,7 @@ def test_compare_of_a_run_below_min_bytes_is_one_line(tmp_path: Path) -> None:
     profile = tmp_path / "p.toml"
     profile.write_text('transport = "loopback"\n[compare]\nmin_bytes = "64M"\n')
     _one_line_exit_2(
-        ["compare", str(run_dir), "--history", str(tmp_path / "h.sqlite"), "--profile", str(profile)],
+        ["compare", str(run_dir), "--history", str(tmp_path / "h.sqlite"), "--init", "--profile", str(profile)],
         tmp_path,
         "no metrics to compare",
         "min_bytes",

@@ -80,7 +80,7 @@ def test_a_spec_with_a_float_for_an_int_is_refused_before_any_rank(
     for field, value in (("iters", 2.5), ("warmup", True), ("max_bytes", "64M"), ("collectives", "all_reduce")):
         text = json.dumps({**doc, field: value})
         _exit_2_one_line(["run", "--spec", text], capsys, "--spec", field)
-    _exit_2_one_line(["run", "--spec", "[" * 100_000], capsys, "--spec", "nested")
+    _exit_2_one_line(["run", "--spec", "[" * 100_000], capsys, "--spec", "nests")
     _exit_2_one_line(["run", "--spec", '{"iters": ' + "9" * 5000 + "}"], capsys, "--spec")
     assert not out.exists()
 
