@@ -1,4 +1,4 @@
-"""Regenerate the sample report under ``reports/sample/`` (linked from the README).
+"""Regenerate the sample report under ``reports/sample/`` (linked from docs/reports.md).
 
     python ci/sample_report.py --update-sample --testbed  # a real `railbench accept` on the namespace cluster
     python ci/sample_report.py --update-sample RUN_DIR    # from a real run directory (e.g. a CPU `railbench run`)
@@ -14,7 +14,7 @@ rails have no line rate, so the sample treats them as 0.5 Gb/s links (``--rail-r
 rail clears that, the shaped one does not.
 
 Either way the report is drawn by ``railbench report RUN_DIR --out reports/sample``, the same command users
-run. ``reports/sample/bars.png`` keeps the ResNet-50-style bar chart for the README: it is refreshed from
+run. ``reports/sample/bars.png`` keeps the ResNet-50-style bar chart for docs/reports.md: it is refreshed from
 the first bar chart the run has, and left as it is when the run has none (a single-node CPU run).
 """
 

@@ -67,7 +67,8 @@ def chromium() -> Iterator[Any]:
 
 
 # vl-convert's self-contained bundle pairs Vega-Lite 5.20 with Vega 6, and vega-embed says so on every chart.
-# The specs are Vega-Lite v5 on purpose (see the README); this notice is the one console warning we accept.
+# The specs are Vega-Lite v5 on purpose (docs/reports.md, "Charts and reports"); this notice is the one console
+# warning we accept.
 KNOWN_WARNINGS = (re.compile(r"The compiled spec uses Vega v5, but current version is v6\."),)
 # mkdocs-charts-plugin gives every spec without a top-level width `width: "container"`; a faceted chart (heat
 # map, trend) cannot have a top-level width, so Vega-Lite ignores it and says so. Accepted for mkdocs pages.

@@ -1,6 +1,6 @@
 """The GPU self-test: the NCCL/CUDA path on every local GPU, with numbers asserted. Skips cleanly without CUDA.
 
-Run it on a new node with ``python -m pytest -m gpu tests/test_gpu.py`` (README, "Testing a new GPU node").
+Run it on a new node with ``python -m pytest -m gpu tests/test_gpu.py`` (docs/development.md, "Testing a new GPU node").
 Every case starts one rank per local GPU, so on an 8-GPU node the communicators have 8 ranks and the ring
 collectives move real data over NVLink (or PCIe); on a 1-GPU machine they still run, with busbw factor 0.
 Each case is a railbench command line and what its run directory must show: every row checked with 0 wrong,

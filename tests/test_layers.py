@@ -1,7 +1,7 @@
 """The package's layers import only downward, at module and at folder level.
 
 Modules: no import cycle inside ``bench/``, function-level imports included. Folders: every folder of
-``bench/`` sits in one layer of :data:`LAYERS` (the README's Development section draws the same map); no
+``bench/`` sits in one layer of :data:`LAYERS` (docs/development.md, "Development", draws the same map); no
 folder imports one in a higher layer, no two folders import each other, and no longer chain of folders
 comes back to where it started. The modules directly under ``bench/`` are the ground: each is a node of its
 own, below every folder.
@@ -144,7 +144,9 @@ def layer_of(node: str) -> int:
             return index
     if node.startswith("bench.") and (BENCH / f"{node.removeprefix('bench.')}.py").is_file():
         return GROUND
-    raise AssertionError(f"{node} is in no layer: add the folder to LAYERS in tests/test_layers.py and the README")
+    raise AssertionError(
+        f"{node} is in no layer: add the folder to LAYERS in tests/test_layers.py and to docs/development.md"
+    )
 
 
 def layer_violations(folders: dict[str, dict[str, list[str]]]) -> list[str]:

@@ -1,6 +1,6 @@
 """What a measurement is compared against, as a pure function of the profile, the collective, the run's shape
 and the message size (docs/design.md, "Units and formulas"). Every figure is the profile's, and the profile
-cites where it comes from (README, "What to expect on a 1CC").
+cites where it comes from (docs/run.md, "What to expect on a 1CC").
 
 * Collectives spanning nodes: the profile's ``[node_targets_gbps]`` figure for the collective, else the
   node's aggregate rail rate (``node_target_gbps``, 8 x 400 = 3200 Gb/s on a 1CC).
