@@ -131,7 +131,10 @@ def test_rails_intra_node_runs_on_one_host_where_the_rails_are_skipped(tmp_path:
     assert len(cells) == 12 and {c["panel"] for c in cells} == {node}  # both directions of 6 pairs
     md = (out / "report.md").read_text()
     assert "## Intra-node (GPU × GPU)" in md and "### GPU × GPU pairs: a matrix per node" in md
-    said = [line.removeprefix("# intra-node: ") for line in done.stdout.splitlines() if "too noisy" in line]
+    said = [
+        line.removeprefix("# intra-node: ") for line in done.stdout.splitlines() if line.startswith("# intra-node: ")
+    ]
+    said = [line for line in said if "too noisy" in line]
     assert said == ([intra["too_noisy"]] if intra["too_noisy"] else [])
     for sentence in said:
         assert f"{sentence[0].upper()}{sentence[1:]}: no GPU was named." in md

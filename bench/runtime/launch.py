@@ -30,7 +30,7 @@ from bench.runtime import env as benv
 from bench.runtime import launcher_watch, session, signals
 from bench.runtime.gpus import gpu_count
 from bench.runtime.launcher_output import LauncherOutput
-from bench.runtime.launcher_watch import RECORDED, Ended, Watch
+from bench.runtime.launcher_watch import Ended, Watch
 from bench.runtime.progress import Relay
 
 
@@ -335,8 +335,8 @@ def _record_parent_fault(out: Path, ended: Ended) -> int:
     """A hang the parent ended (or saw), or a launcher that died: into run.json when there is one, exit 3.
 
     A hang the ranks' watchdog already recorded stays as it is (it names the step). A run rank 0 had already
-    recorded keeps its verdict, as a run whose finish step failed does: the measurements are whole, and the
-    exit status 3 with its ``failure`` says the ranks did not end cleanly.
+    concluded (``complete``) keeps its verdict, as a run whose finish step failed does: the measurements are
+    whole, and the exit status 3 with its ``failure`` says the ranks did not end cleanly.
     """
     if ended.hang is not None:
         failure: dict[str, object] = {
@@ -362,7 +362,9 @@ def _record_parent_fault(out: Path, ended: Ended) -> int:
         raise InfraError(f"{recorded.get('message')}: {out}")
     message += "; results.csv keeps every finished measurement"
     failure["message"] = message
-    if ended.phase == RECORDED:
+    # Only a run rank 0 concluded keeps its verdict. Ranks that stopped themselves when their launcher died wrote
+    # ``interrupted`` (none of them was interrupted by the user): the launcher's death is the run's end.
+    if run_file.status == "complete":
         _rewrite(run_file, exit_status=EXIT_INFRA, failure=failure)
     else:
         finished = run_file.record.finished_utc if run_file.status != "running" else None
