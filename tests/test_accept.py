@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench.accept.rank import accept_items, accept_summary
+from bench.check.items import check_items
 from bench.finding import Finding
 from bench.frame.verdict import decide, junit_case
 from bench.preflight.checks import CheckResult
@@ -123,8 +124,7 @@ def test_verdicts_per_node_rail_collective_and_check() -> None:
     outcome = _outcome()
     failed_checks = {"node04": ["rail: mlx5_1:1 is DOWN"]}
     items = accept_items(
-        reports,
-        cross,
+        check_items(reports, cross),
         [
             *collective_items(rows, profile.judge_min_bytes, profile.pass_fraction, profile.name),
             counter_item([Finding("fail", "mlx5_0 carried 9MB", "mlx5_0")], {}),
@@ -232,6 +232,9 @@ def test_accept_local_np4_end_to_end(accept_local_np4: tuple[subprocess.Complete
     }
     assert all(seconds > 0 for seconds in swept.values()), swept
     assert sum(swept.values()) - swept["counters"] < float(suite.get("time") or 0)
+    # every check, rail and node carries the time of the step that judged it, none 0.000
+    untimed = [(tc.get("classname"), tc.get("name")) for tc in suite.iter("testcase") if tc.get("time") == "0.000"]
+    assert untimed == []
 
 
 def test_accept_needs_a_profile() -> None:

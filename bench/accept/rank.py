@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import socket
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from bench.check.items import check_items
 from bench.check.node import render, to_json
 from bench.frame.job import Job, run_job
 from bench.frame.run import Run, launch_of, write_refused_is_infra
-from bench.frame.verdict import Item, decide
+from bench.frame.verdict import Item, decide, timed
 from bench.preflight import checks, cluster
 from bench.preflight.checks import CheckResult
 from bench.preflight.cluster import NodeReport
@@ -82,6 +83,7 @@ class AcceptJob(Job):
         }
 
     def measure(self, run: Run) -> list[Item]:
+        started = time.monotonic()
         reports = _node_checks(self.profile, run.ctx)
         cross: list[CheckResult] = []
         if reports is not None:
@@ -93,14 +95,20 @@ class AcceptJob(Job):
             )
             print(render(self.profile, reports, cross, decide(items), run.ctx.info.world_size), flush=True)
         self.laps.mark("check")
+        checked_s = time.monotonic() - started
         swept = world_sweep(self.sweep, run, self.graph)
         self.laps.mark("world sweep")
+        rails_started = time.monotonic()
         outcome = rails_test(self.settings, run, self.laps)
+        rails_s = time.monotonic() - rails_started
         run.update(plan=planned_section(self.planned, self.laps))
         if reports is None or outcome is None:
             return []  # not rank 0
         items = accept_items(
-            reports, cross, swept, rail_items(outcome), node_items(run.ctx.node_hosts, outcome, _failed_checks(reports))
+            timed(check_items(reports, cross), checked_s),
+            swept,
+            timed(rail_items(outcome), rails_s),
+            timed(node_items(run.ctx.node_hosts, outcome, _failed_checks(reports)), rails_s),
         )
         run.update(accept=accept_summary(items))
         return items
@@ -128,14 +136,10 @@ def _failed_checks(reports: Sequence[NodeReport]) -> dict[str, list[str]]:
 
 
 def accept_items(
-    reports: Sequence[NodeReport],
-    cross: Sequence[CheckResult],
-    swept: Sequence[Item],
-    rails: Sequence[Item],
-    nodes: Sequence[Item],
+    checks: Sequence[Item], swept: Sequence[Item], rails: Sequence[Item], nodes: Sequence[Item]
 ) -> list[Item]:
     """Every item accept judged, in the order an operator reads them: checks, collectives, rails, nodes."""
-    return [*check_items(reports, cross), *swept, *rails, *nodes]
+    return [*checks, *swept, *rails, *nodes]
 
 
 _WORST = ("fail", "pass", "measured", "skip")

@@ -21,7 +21,7 @@ and the history.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -55,6 +55,12 @@ class Item:
     again in the verdict."""
     time_s: float = 0.0
     """How long looking at it took (JUnit's time)."""
+
+
+def timed(items: Sequence[Item], seconds: float) -> list[Item]:
+    """``items`` with the wall time of the step that judged them, where they carry none of their own (JUnit's
+    testcase time: every rail and node is under test through the whole rails step)."""
+    return [i if i.time_s else replace(i, time_s=seconds) for i in items]
 
 
 def decide(items: Sequence[Item]) -> Verdict:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +22,7 @@ from bench.fabric.rail_nics import rail_nic
 from bench.fabric.sysfs import Sysfs, ib_ports, net_devices
 from bench.frame.job import Job, run_job
 from bench.frame.run import Run, launch_of, write_refused_is_infra
-from bench.frame.verdict import Item
+from bench.frame.verdict import Item, timed
 from bench.measure import device as device_ops
 from bench.measure.collectives import get_collective
 from bench.measure.timing import Budget, SizeResult, measure
@@ -398,9 +399,10 @@ class RailsJob(Job):
         return {"rails_test": rails_section(self.settings), "plan": planned_section(self.planned, self.laps)}
 
     def measure(self, run: Run) -> list[Item]:
+        started = time.monotonic()
         outcome = rails_test(self.settings, run, self.laps)
         run.update(plan=planned_section(self.planned, self.laps))
-        return rail_items(outcome) if outcome is not None else []
+        return timed(rail_items(outcome), time.monotonic() - started) if outcome is not None else []
 
 
 def run_rank(config: RailsConfig, info: RankInfo) -> int:
