@@ -122,7 +122,7 @@ def test_any_spec_field_decodes_to_its_type_or_one_line(cls: type, data: st.Data
     try:
         config = spec.decode(cls, text)
     except UserError as exc:  # the spec's own word, or the config's check of a range ("--iters 0 ...")
-        assert "\n" not in str(exc) and str(exc).startswith("--"), str(exc)
+        assert "\n" not in str(exc) and str(exc).startswith("-"), str(exc)
         return
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(config):

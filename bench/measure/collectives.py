@@ -83,7 +83,7 @@ def get_dtype(name: str) -> Dtype:
     """The Dtype for an nccl-tests or torch name; UserError on anything else."""
     key = _DTYPE_ALIASES.get(name.lower(), name.lower())
     if key not in DTYPES:
-        raise UserError(f"unknown dtype {name!r}: choose one of {', '.join(DTYPES)} (-d/--dtype)")
+        raise UserError(f"-d/--dtype: unknown dtype {name!r}: choose one of {', '.join(DTYPES)}")
     return DTYPES[key]
 
 
