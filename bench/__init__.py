@@ -6,7 +6,7 @@ This module is the package's public face, the top of its layers: nothing inside 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from bench.version import __version__
 
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from bench.fabric.hca import select_hcas
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     # Lazy so that ``import bench`` stays torch-free and fast.
     if name == "select_hcas":
         from bench.fabric.hca import select_hcas

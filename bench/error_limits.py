@@ -158,7 +158,7 @@ class ErrorLimits:
         return cls(**out, max_count=MappingProxyType(counts))
 
 
-def _number(value: Any, where: Where, maximum: float) -> float:
+def _number(value: object, where: Where, maximum: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise UserError(f"{where} = {value!r} must be a number of seconds")
     return finite(float(value), where, sign="non-negative", maximum=maximum)

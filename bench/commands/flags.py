@@ -49,7 +49,7 @@ class Given(argparse.Action):
     """
 
     def __call__(
-        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option: str | None = None
+        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object, option: str | None = None
     ) -> None:
         setattr(namespace, self.dest, values)
         setattr(namespace, f"{self.dest}_given", True)
@@ -385,7 +385,9 @@ def add_spec_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(spec.SPEC_FLAG, default=None, help=argparse.SUPPRESS)
 
 
-def config_or_spec(args: argparse.Namespace, cls: type[T], from_args: Callable[[argparse.Namespace], T]) -> T:
+def config_or_spec(
+    args: argparse.Namespace, cls: type[spec.Config], from_args: Callable[[argparse.Namespace], spec.Config]
+) -> spec.Config:
     """The parent's config when this process is one of its ranks, else the config the user's flags give."""
     text = getattr(args, "spec", None)
     return spec.decode(cls, text) if text else from_args(args)

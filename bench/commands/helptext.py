@@ -62,7 +62,7 @@ class OnOff(argparse.Action):
         super().__init__(names, dest, nargs=0, default=default, **kwargs)
 
     def __call__(
-        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option: str | None = None
+        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object, option: str | None = None
     ) -> None:
         setattr(namespace, self.dest, not (option or "").startswith("--no-"))
 

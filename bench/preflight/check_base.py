@@ -12,13 +12,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 from bench.fabric import sysfs, topology
 from bench.nccllogs import nccl_log
 from bench.nccllogs.nccl_evidence import device_matches
 from bench.profiles import Profile
 
+V = TypeVar("V")
 Status = Literal["pass", "warn", "fail", "skip"]
 Verdict = Literal["pass", "warn", "fail", "skip"]
 
@@ -100,7 +101,7 @@ def listed(items: Sequence[str], limit: int = 8) -> str:
     return ", ".join(items[:limit]) + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
-def majority(values: Sequence[Any]) -> Any:
+def majority(values: Sequence[V]) -> V | None:
     return Counter(values).most_common(1)[0][0] if values else None
 
 

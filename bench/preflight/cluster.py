@@ -17,12 +17,14 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bench.fabric.sysfs import Sysfs, nvidia_driver_version
 from bench.preflight.checks import CheckResult, Context, verdict
 from bench.profiles import Profile
 from bench.version import __version__
+
+V = TypeVar("V")
 
 VERSION_KEYS = ("railbench", "python", "torch", "nccl", "driver", "firmware")
 _NCCL_LIB_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/local/lib")
@@ -101,14 +103,14 @@ class NodeReport:
         return cls(doc["node"], results, dict(doc["versions"]), doc.get("nccl_evidence"))
 
 
-def _odd(values: Mapping[str, Any]) -> tuple[Any, list[str]]:
+def _odd(values: Mapping[str, V]) -> tuple[V, list[str]]:
     """The most common value and the nodes that differ from it."""
     common = Counter(values.values()).most_common(1)[0][0]
     return common, [node for node, value in values.items() if value != common]
 
 
-def _sides(values: Mapping[str, Any]) -> str:
-    groups: dict[Any, list[str]] = defaultdict(list)
+def _sides(values: Mapping[str, object]) -> str:
+    groups: dict[object, list[str]] = defaultdict(list)
     for node, value in values.items():
         groups[value].append(node)
     ordered = sorted(groups.items(), key=lambda item: len(item[1]))

@@ -25,7 +25,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING
 
 from bench.rails import evidence, liveness
 from bench.rails.layout import RailLayout
@@ -35,6 +35,12 @@ from bench.rails.measure import make_rail_groups
 from bench.rails.schedule import circle_rounds
 from bench.runtime.coord import Coord
 from bench.runtime.dist import DistContext, torch_timeout_s
+
+if TYPE_CHECKING:
+    from datetime import timedelta
+
+    import torch
+    from torch.distributed import ProcessGroup
 
 CONNECT_S = 5.0
 """Seconds a gloo rail group's members get to connect, at least (gloo retries for several of them)."""
@@ -53,14 +59,14 @@ Enter = Callable[[str], None]
 class RailGroups:
     """What :func:`form_rail_groups` made: each rail's group, the live members, what every rank reported."""
 
-    groups: dict[int, Any]
+    groups: dict[int, ProcessGroup | None]
     """rail -> this rank's handle of that rail's group (``NON_GROUP_MEMBER``/None where not a member)."""
     membership: Membership
     reports: list[LinkReport]
     made: int = 0
     """Process groups made, probe groups included."""
 
-    def mine(self, rank: int, layout: RailLayout) -> Any | None:
+    def mine(self, rank: int, layout: RailLayout) -> ProcessGroup | None:
         """This rank's own rail group, or None when its link is out of it (dead)."""
         node, rail = layout.where(rank)
         return self.groups.get(rail) if self.membership.in_group(node, rail) else None
@@ -157,7 +163,7 @@ def _gloo_again(
         formed.groups.update(again)
 
 
-def _probe(group: Any, device: Any, deadline_s: float) -> bool:
+def _probe(group: ProcessGroup, device: torch.device, deadline_s: float) -> bool:
     """One tiny all-reduce in ``group``, polled until it completes or ``deadline_s`` passes (never waited on:
     a wait would block the host for as long as NCCL retries)."""
     import torch
@@ -172,7 +178,7 @@ def _probe(group: Any, device: Any, deadline_s: float) -> bool:
     return True
 
 
-def _abort(group: Any) -> None:
+def _abort(group: ProcessGroup) -> None:
     """Abort a group whose probe missed its deadline: ``ProcessGroupNCCL::abort`` -> ``ncclCommAbort``, whose
     abort flag makes the communicator's kernels return at once (its handle is never used again)."""
     from torch.distributed.distributed_c10d import _abort_process_group
@@ -320,7 +326,7 @@ def _failed_with_good(tried: dict[int, bool], good: set[int]) -> int:
     return sum(1 for peer, done in tried.items() if not done and peer in good)
 
 
-def _seconds(s: float) -> Any:
+def _seconds(s: float) -> timedelta:
     from datetime import timedelta
 
     return timedelta(seconds=s)

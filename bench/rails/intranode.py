@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 from bench.measure import device as device_ops
 from bench.measure.timing import reduce_times, time_region
@@ -86,6 +86,13 @@ def local_round(
     return times
 
 
+class IntraNodeReport(TypedDict):
+    """What each rank sends rank 0 at the end of the intra-node pairs."""
+
+    times: list[LocalPairTime]
+    bus_id: str | None
+
+
 def _bus_id(device: torch.device) -> str | None:
     return gpu_bus_id(device.index) if device_ops.is_cuda(device) and device.index is not None else None
 
@@ -125,7 +132,7 @@ def intra_node_phase(
             live.add_local(everyone)
     del buffers
     watchdog.enter("gathering the intra-node results")
-    sent: dict[str, object] = {"times": times, "bus_id": _bus_id(ctx.device)}
+    sent: IntraNodeReport = {"times": times, "bus_id": _bus_id(ctx.device)}
     gathered = coord.all_gather(sent)
     watchdog.leave()
     if rank != 0:

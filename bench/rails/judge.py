@@ -8,7 +8,7 @@ pair matrix, the rail collectives and the counter windows.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 from bench.rails import evidence, fabric_map, liveness, records, windows
 from bench.rails.config import RailsSettings
@@ -21,10 +21,29 @@ from bench.rails.measure import PairTime, flatten
 from bench.rails.pairs import suspects
 from bench.rails.records import short_device
 from bench.rails.schedule import Cell
+from bench.rails.windows import DeviceEntries, NodeWindow
+
+
+class RankReport(TypedDict):
+    """What one rank sends rank 0 at the end of the rails test (``bench.rails.rank``); rank 0 judges them all."""
+
+    host: str
+    results: list[records.RailResult]
+    times: list[PairTime]
+    windows: list[Any]
+    """Each rail alone: this rank's bytes per device (``dict[str, int]``), or None on every rail where the rank
+    reads no counters. Any, because the type cannot say "all or none": the judge reads every rail's window of a
+    rank whose first one is not None."""
+    whole: DeviceEntries | None
+    error_windows: list[NodeWindow]
+    ifname: str | None
+    nic: records.ExpectedNic
+    rail: int
+    rates: dict[str, float] | None
 
 
 def suspect_cells(
-    settings: RailsSettings, layout: RailLayout, gathered: list[dict[str, Any]], membership: Membership
+    settings: RailsSettings, layout: RailLayout, gathered: list[RankReport], membership: Membership
 ) -> list[Cell]:
     """The cells whose matrix samples are slow: re-measured before anything is named."""
     return suspects_in(settings, layout, gathered, flatten([g["times"] for g in gathered]), membership)
@@ -33,7 +52,7 @@ def suspect_cells(
 def suspects_in(
     settings: RailsSettings,
     layout: RailLayout,
-    gathered: list[dict[str, Any]],
+    gathered: list[RankReport],
     times: Sequence[PairTime] | records.PairColumns,
     membership: Membership | None = None,
 ) -> list[Cell]:
@@ -44,7 +63,7 @@ def suspects_in(
 
 
 def _judging(
-    settings: RailsSettings, layout: RailLayout, gathered: list[dict[str, Any]], membership: Membership
+    settings: RailsSettings, layout: RailLayout, gathered: list[RankReport], membership: Membership
 ) -> tuple[list[records.RailDevices], dict[int, float | None], dict[int, float] | None, Thresholds]:
     """The devices each rail used, its line rate, the rates localisation judges by, and the thresholds.
 
@@ -73,7 +92,7 @@ def _judging(
 def outcome(
     settings: RailsSettings,
     layout: RailLayout,
-    gathered: list[dict[str, Any]],
+    gathered: list[RankReport],
     membership: Membership,
     reports: Sequence[LinkReport],
 ) -> records.RailsOutcome:
@@ -90,7 +109,7 @@ def outcome(
 def judged(
     settings: RailsSettings,
     layout: RailLayout,
-    gathered: list[dict[str, Any]],
+    gathered: list[RankReport],
     times: list[PairTime],
     matrix: PairMatrix | None,
     membership: Membership | None = None,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     import torch
     from torch.distributed import ProcessGroup
 
+    from bench.rails.config import RailsSettings
+
 Enter = Callable[[str], None]
 
 
@@ -35,7 +37,7 @@ class PairRunner:
 
     def __init__(
         self,
-        settings: Any,
+        settings: RailsSettings,
         layout: RailLayout,
         rank: int,
         group: ProcessGroup | None,

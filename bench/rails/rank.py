@@ -295,7 +295,7 @@ def rails_phase(
         laps.mark("pair matrix")
 
     watchdog.enter("gathering the rails results")
-    sent: dict[str, Any] = {  # one rank's report; rank 0 reads them all in judge.outcome
+    sent: judge.RankReport = {  # one rank's report; rank 0 reads them all in judge.outcome
         "host": ctx.hosts[rank],
         "results": mine,
         "times": times,

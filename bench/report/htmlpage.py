@@ -21,7 +21,7 @@ from bench.report.page import DEFECT_HEADERS, ChartEntry, Summary, defect_rows
 from bench.report.traffic import IDLE
 
 
-def script_json(obj: Any) -> str:
+def script_json(obj: object) -> str:
     """JSON safe inside a <script> element: no '</script>', '<!--' or line separators can end it early."""
     text = json.dumps(obj, ensure_ascii=False)
     for raw, escaped in (

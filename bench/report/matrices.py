@@ -196,7 +196,7 @@ def _efficiency(busbw: pd.Series, target: pd.Series) -> np.ndarray:
         return np.where(target_values > 0, busbw_values / target_values, np.nan)
 
 
-def _gpu_marks(defects: Iterable[Any], gpus: int) -> dict[tuple[str, int, int], str]:
+def _gpu_marks(defects: Iterable[object], gpus: int) -> dict[tuple[str, int, int], str]:
     """(node, sender, receiver) cells a GPU defect convicts: a GPU's row and column, a pair's two cells, or
     every cell of a node."""
     marked: dict[tuple[str, int, int], str] = {}

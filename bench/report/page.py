@@ -158,7 +158,7 @@ def _results_table(inputs: RunInputs, min_efficiency: float, scopes: Sequence[st
     return TextTable(f"At the largest size (fail below {min_efficiency:.0%} of target)", headers, rows, 8)
 
 
-def _error_counts(errors: Any) -> str:
+def _error_counts(errors: object) -> str:
     """``mlx5_4:1 symbol_error +1,204, link_downed +2`` per device of a defect; ``none rose`` or ``not read``."""
     if not isinstance(errors, list):
         return "not read"

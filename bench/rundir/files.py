@@ -197,7 +197,7 @@ def atomic_write_text(path: Path | str, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def _finite_or_null(obj: Any) -> Any:
+def _finite_or_null(obj: object) -> object:
     """``obj`` with every float that is not finite as None (a copy; the caller's object is not changed)."""
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
@@ -208,7 +208,7 @@ def _finite_or_null(obj: Any) -> Any:
     return obj
 
 
-def atomic_write_json(path: Path | str, obj: Any) -> None:
+def atomic_write_json(path: Path | str, obj: object) -> None:
     """``obj`` as standard JSON, which every reader (``bench.jsondoc``) accepts: a value that is not finite is
     written as ``null``, never as the ``NaN`` or ``Infinity`` that JSON does not have."""
     try:

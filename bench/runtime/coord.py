@@ -17,18 +17,25 @@ import pickle
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from torch.distributed import ProcessGroup, Store
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class Coord(Protocol):
     """The world's agreements, every rank calling each one at the same point."""
 
-    def all_gather(self, obj: Any) -> list[Any]:
+    def all_gather(self, obj: T) -> list[T]:
         """Every rank's ``obj``, in rank order, on every rank."""
         ...
 
-    def broadcast(self, obj: Any) -> Any:
-        """Rank 0's ``obj`` on every rank."""
+    def broadcast(self, obj: T | None) -> T:
+        """Rank 0's ``obj`` on every rank. Rank 0 passes a ``T``; the other ranks' ``obj`` is never read (None
+        where they have none)."""
         ...
 
     def barrier(self) -> None: ...
@@ -41,20 +48,22 @@ class Coord(Protocol):
 class GroupCoord:
     """Agreements over a torch process group (``None``: the world), on the CPU."""
 
-    def __init__(self, group: Any = None) -> None:
+    def __init__(self, group: ProcessGroup | None = None) -> None:
         self.group = group
 
-    def all_gather(self, obj: Any) -> list[Any]:
+    def all_gather(self, obj: T) -> list[T]:
         import torch.distributed as dist
 
+        # Slots to fill: all_gather_object puts one rank's ``obj`` in each.
         everyone: list[Any] = [None] * dist.get_world_size(self.group)
         dist.all_gather_object(everyone, obj, group=self.group)
         return everyone
 
-    def broadcast(self, obj: Any) -> Any:
+    def broadcast(self, obj: T | None) -> T:
         import torch.distributed as dist
 
-        box = [obj]
+        # broadcast_object_list puts rank 0's ``obj`` in the box on every rank.
+        box: list[Any] = [obj]
         dist.broadcast_object_list(box, src=0, group=self.group)
         return box[0]
 
@@ -72,13 +81,17 @@ class StoreCoord:
     """Agreements through the rendezvous store: each rank posts, rank 0 reads every post and answers once."""
 
     store: Any
+    """The rendezvous store (a torch.distributed.Store). Typed Any because torch's stub says ``set`` takes a
+    ``str`` value, while the binding takes the pickled ``bytes`` posted here."""
     rank: int
     world_size: int
     timeout_s: float
     _seq: int = field(default=0, init=False)
 
-    def _round(self, obj: Any, answer: Callable[[list[Any]], Any]) -> Any:
-        """Post ``obj``; rank 0 computes ``answer`` of every rank's post; every rank returns the answer."""
+    def _round(self, obj: object, answer: Callable[[list[T]], R]) -> R:
+        """Post ``obj``; rank 0 computes ``answer`` of every rank's post; every rank returns the answer.
+
+        ``answer`` reads the posts as the ``T`` its caller posted (``broadcast`` reads rank 0's post only)."""
         self._seq += 1
         base = f"railbench/coord/{self._seq}"
         wait = timedelta(seconds=self.timeout_s)
@@ -86,29 +99,33 @@ class StoreCoord:
         if self.rank == 0:
             keys = [f"{base}/{r}" for r in range(self.world_size)]
             self.store.wait(keys, wait)
-            posted = [pickle.loads(self.store.get(k)) for k in keys]
+            posted: list[T] = [pickle.loads(self.store.get(k)) for k in keys]
             result = answer(posted)
             self.store.set(f"{base}/answer", pickle.dumps(result))
             for k in keys:
                 self.store.delete_key(k)
             return result
         self.store.wait([f"{base}/answer"], wait)
-        return pickle.loads(self.store.get(f"{base}/answer"))
+        answered: R = pickle.loads(self.store.get(f"{base}/answer"))
+        return answered
 
-    def all_gather(self, obj: Any) -> list[Any]:
+    def all_gather(self, obj: T) -> list[T]:
         return list(self._round(obj, lambda posted: posted))
 
-    def broadcast(self, obj: Any) -> Any:
-        return self._round(obj if self.rank == 0 else None, lambda posted: posted[0])
+    def broadcast(self, obj: T | None) -> T:
+        def first(posted: list[T]) -> T:
+            return posted[0]
+
+        return self._round(obj if self.rank == 0 else None, first)
 
     def barrier(self) -> None:
         self._round(None, lambda posted: None)
 
     def max(self, value: float) -> float:
-        return float(self._round(value, max))
+        return float(self._round(value, lambda posted: max(posted)))
 
 
-def coordinator(role: str, store: Any, rank: int, world_size: int, timeout_s: float) -> Coord:
+def coordinator(role: str, store: Store, rank: int, world_size: int, timeout_s: float) -> Coord:
     """The world's coordination channel for a job of ``role`` (``gloo`` or ``nccl``)."""
     if role == "gloo":
         return GroupCoord(None)

@@ -12,17 +12,22 @@ import dataclasses
 import json
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar, cast
 
 from bench import jsondoc
 from bench.exits import UserError
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 SPEC_FLAG = "--spec"
-T = TypeVar("T")
+Config = TypeVar("Config", bound="DataclassInstance")
+"""A config class: a (frozen) dataclass of plain fields."""
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: object) -> object:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, Path):
@@ -32,7 +37,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def encode(config: Any) -> str:
+def encode(config: DataclassInstance) -> str:
     """``config`` (a frozen dataclass) as one JSON string."""
     return json.dumps(_plain(config), separators=(",", ":"))
 
@@ -41,7 +46,7 @@ class _Refused(Exception):
     """A value of the spec that does not have its field's type (said by :func:`decode` in one line)."""
 
 
-def _typed(hint: Any, value: Any, field: str) -> Any:
+def _typed(hint: object, value: object, field: str) -> object:
     """``value`` from the JSON as the field's type; ``_Refused`` when it is not that type.
 
     JSON has one number type and Python's ``int`` accepts ``True``: a spec whose ``iters`` is ``2.5`` or
@@ -73,8 +78,9 @@ def _typed(hint: Any, value: Any, field: str) -> Any:
     if dataclasses.is_dataclass(hint):
         if not isinstance(value, dict):
             raise _Refused(f"{field} holds {_shown(value)}, not an object")
-        return _build(hint, value, f"{field}.")
-    checks: dict[Any, Any] = {
+        # A field's annotation is a class, never an instance: is_dataclass just said it is a dataclass.
+        return _build(cast("type[DataclassInstance]", hint), value, f"{field}.")
+    checks: dict[object, Callable[[object], bool]] = {
         bool: lambda v: isinstance(v, bool),
         int: lambda v: isinstance(v, int) and not isinstance(v, bool),
         float: lambda v: isinstance(v, int | float) and not isinstance(v, bool),
@@ -85,20 +91,23 @@ def _typed(hint: Any, value: Any, field: str) -> Any:
         raise TypeError(f"{SPEC_FLAG} cannot carry a field of type {hint!r} ({field})")
     if not checks[hint](value):
         raise _Refused(f"{field} holds {_shown(value)}, not a {_name(hint)}")
-    return Path(value) if hint is Path else float(value) if hint is float else value
+    # checks[hint] just said what value is: a str for a Path, an int or a float for a float.
+    if hint is Path:
+        return Path(cast("str", value))
+    return float(cast("int | float", value)) if hint is float else value
 
 
-def _name(hint: Any) -> str:
-    names = {bool: "boolean", int: "whole number", float: "number", str: "string", Path: "path"}
+def _name(hint: object) -> str:
+    names: dict[object, str] = {bool: "boolean", int: "whole number", float: "number", str: "string", Path: "path"}
     return names.get(hint, getattr(hint, "__name__", str(hint)))
 
 
-def _shown(value: Any) -> str:
+def _shown(value: object) -> str:
     text = json.dumps(value)
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _build(cls: Any, doc: dict[str, Any], prefix: str = "") -> Any:
+def _build(cls: type[Config], doc: dict[str, object], prefix: str = "") -> Config:
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls) if f.init}
     unknown = set(doc) - names
@@ -118,7 +127,7 @@ def _build(cls: Any, doc: dict[str, Any], prefix: str = "") -> Any:
     return cls(**{name: _typed(hints[name], value, f"{prefix}{name}") for name, value in doc.items()})
 
 
-def decode(cls: type[T], text: str) -> T:
+def decode(cls: type[Config], text: str) -> Config:
     """The config of type ``cls`` that :func:`encode` wrote (read through ``bench.jsondoc``: depth and numbers
     bounded, so a hand-typed ``--spec`` is one line and exit 2 like any other bad input)."""
     fix = "start the ranks with the same railbench version as the parent"
@@ -126,7 +135,7 @@ def decode(cls: type[T], text: str) -> T:
     if not isinstance(doc, dict):
         raise UserError(f"{SPEC_FLAG} is not the JSON a railbench parent writes")
     try:
-        built: T = _build(cls, doc)
+        built = _build(cls, doc)
     except _Refused as exc:
         raise UserError(f"{SPEC_FLAG} is not what a railbench parent writes: {exc}: {fix}") from None
     except (TypeError, ValueError) as exc:  # a field of the wrong type: what a config's own checks meet
@@ -134,6 +143,6 @@ def decode(cls: type[T], text: str) -> T:
     return built
 
 
-def rank_argv(command: str, config: Any) -> list[str]:
+def rank_argv(command: str, config: DataclassInstance) -> list[str]:
     """The ranks' argv: the command and its whole config."""
     return [command, SPEC_FLAG, encode(config)]
