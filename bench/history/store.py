@@ -229,7 +229,8 @@ def _busy_retried(attempt: Callable[[], T]) -> T:
 
 def _store_error(path: Path, exc: sqlite3.Error) -> Exception:
     """What a SQLite error on the history means to the user: one line, exit 2 (3 for a lock held too long)."""
-    text = str(exc)
+    # SQLite quotes schema text in some errors (a damaged table's CREATE statement spans lines): one line, bounded.
+    text = " ".join(str(exc).split())[:300]
     if _is_busy(exc):
         return InfraError(f"history {path} stayed locked for {BUSY_TIMEOUT_S:.0f} s by another writer")
     if "readonly" in text or "read-only" in text:
