@@ -20,10 +20,9 @@ from tests.netns_testbed import PROFILE, build_cluster
 pytestmark = [pytest.mark.netns, pytest.mark.mpi, pytest.mark.slow]
 
 SHAPED_MBIT = 150
-# 1 MiB cells, as the namespace rails tests measure their shaped links (tests/test_rails_netns.py says why).
-SHAPED_PROFILE = PROFILE.replace('rail_bytes = "4M"', 'rail_bytes = "1M"').replace(
-    'pair_bytes = "4M"', 'pair_bytes = "1M"'
-)
+# 1 MiB rail-group cells and 4 MiB pairs, as the namespace rails tests measure their shaped links
+# (tests/test_rails_netns.py says why).
+SHAPED_PROFILE = PROFILE.replace('rail_bytes = "4M"', 'rail_bytes = "1M"')
 
 
 def test_a_shaped_leaf_and_a_shaped_uplink_are_named_with_the_cabling(tmp_path: Path) -> None:

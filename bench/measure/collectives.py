@@ -431,7 +431,7 @@ def get_collective(name: str) -> Collective:
     """The registered collective; an unknown name is a usage error, never a silent fallback."""
     key = name.strip().lower().removesuffix("_perf")
     if key not in REGISTRY:
-        raise UserError(f"unknown collective {name!r}: choose from {', '.join(REGISTRY)}")
+        raise UserError(f"--collectives: unknown collective {name!r}: choose from {', '.join(REGISTRY)}")
     return REGISTRY[key]
 
 

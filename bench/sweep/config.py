@@ -22,6 +22,9 @@ JUDGED_MAX_BYTES = 8 << 30
 """-e on a profile that judges world collectives: past its judged sizes (256M up), as nccl-tests users test."""
 
 
+_PER_NODE_FLAGS = ("nnodes", "node-rank", "main-address", "nproc-per-node")
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything a sweep needs; validated on construction so bad input never reaches a rank."""
@@ -78,7 +81,7 @@ class RunConfig:
             get_collective(name)
         get_dtype(self.dtype)
         if self.min_bytes < 0 or (self.max_bytes is not None and self.max_bytes < 0):
-            raise UserError("message sizes must not be negative: use -b/-e like 8, 1K, 64M, 16G")
+            raise UserError("-b/-e: message sizes must not be negative: use sizes like 8, 1K, 64M, 16G")
         if self.max_bytes is not None and self.min_bytes > self.max_bytes:
             raise UserError(
                 f"--min-bytes {format_size(self.min_bytes)} is larger than --max-bytes {format_size(self.max_bytes)}:"
@@ -94,7 +97,7 @@ class RunConfig:
             )
         last = self.max_bytes if self.max_bytes is not None else JUDGED_MAX_BYTES
         if len(message_sizes(self.min_bytes, last, self.step_factor, self.step_bytes)) > MAX_SIZES:
-            raise UserError(f"the sweep has more than {MAX_SIZES} sizes: raise -f or -i, or narrow -b/-e")
+            raise UserError(f"-b/-e: the sweep has more than {MAX_SIZES} sizes: raise -f or -i, or narrow -b/-e")
         if self.iters < 1:
             raise UserError(f"--iters {self.iters} must be at least 1")
         if self.warmup < 0:
@@ -105,8 +108,10 @@ class RunConfig:
         per_node = (self.nnodes, self.node_rank, self.main_address, self.nproc_per_node)
         if any(v is not None for v in per_node):
             if any(v is None for v in per_node):
+                given = ", ".join(f"--{n}" for n, v in zip(_PER_NODE_FLAGS, per_node, strict=True) if v is not None)
                 raise UserError(
-                    "the per-node launch needs all of --nnodes, --node-rank, --main-address and --nproc-per-node"
+                    f"{given}: the per-node launch needs all of --nnodes, --node-rank, --main-address and "
+                    "--nproc-per-node"
                 )
             assert self.nnodes is not None and self.node_rank is not None and self.nproc_per_node is not None
             if self.nnodes < 1 or self.nproc_per_node < 1:
