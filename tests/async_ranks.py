@@ -225,7 +225,10 @@ def _nics() -> dict[str, Any]:
         # No world: rank 0 reports through a file of its own.
         return {"formed": False, "error": " ".join(str(exc).split())}
     os.environ["NCCL_IB_HCA"] = f"=mlx5_{9 + ctx.info.rank}"  # too late: NCCL read it at the first communicator
-    dist.new_group(list(range(ctx.info.world_size)))
+    later = dist.new_group(list(range(ctx.info.world_size)))
+    # No rank leaves while another is still connecting the group's mesh (gloo's connectFullMesh saw "connection
+    # closed by peer" when rank 1 exited first under CI load).
+    dist.barrier(group=later)
     return {"formed": True, "seen": [seen.get("NCCL_IB_HCA") for seen in async_backend.NCCL_SEEN]}
 
 

@@ -67,7 +67,9 @@ def test_a_call_costs_its_latency_and_its_first_use_the_connection(tmp_path: Pat
     assert seen["agreed"] == [float(n - 1)] * n, seen
     # A ring all_reduce: 2(n-1) steps of latency, then 2(n-1)/n of the bytes at the rate.
     warm = 2 * (n - 1) * step_ms / 1e3 + seen["bytes"] * 2 * (n - 1) / n * 8 / (gbps * 1e9)
-    assert warm <= seen["second_s"] < 1.5 * warm + 0.02, seen
+    # The second call pays its latency and bytes, never the connection again: what the model promises. (A loaded
+    # host's late wake-ups stretch the sleeps, so the cut is half the connection, not a fraction of a millisecond.)
+    assert warm <= seen["second_s"] < warm + connect_ms / 2e3, seen
     assert seen["first_s"] >= warm + connect_ms / 1e3, seen
 
 
@@ -83,9 +85,10 @@ def test_a_black_holed_nic_hangs_every_member_until_the_abort(tmp_path: Path) ->
         {"ASYNC_RANKS_PER_NODE": "2", "RAILBENCH_ASYNC_DEAD": "1", "RAILBENCH_ASYNC_ABORT_S": str(abort_s)},
     )
     assert seen["local_sum"] == 2.0, seen  # node0's own group (ranks 0 and 1) never crosses a NIC
-    assert seen["queued_s"] < 0.5, seen  # connections are lazy and wait() does not block: the hang comes later
+    # connections are lazy and wait() does not block: the hang comes later, at the abort (not before it)
+    assert seen["queued_s"] < abort_s / 2, seen
     assert seen["error"] and abort_s <= seen["hung_s"] < abort_s + 10, seen
-    assert seen["again"] and "aborted" in seen["again"] and seen["again_s"] < 1.0, seen
+    assert seen["again"] and "aborted" in seen["again"] and seen["again_s"] < abort_s / 2, seen
 
 
 @pytest.mark.mpi
