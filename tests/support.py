@@ -9,7 +9,8 @@ import io
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -127,3 +128,21 @@ def alive(pids: Sequence[int]) -> list[int]:
         if state != "Z":
             left.append(pid)
     return left
+
+
+def in_thread(call: Callable[[], object], timeout: float = 30.0) -> object:
+    """``call()`` in a daemon thread, its result or the exception it raised; fails the test (instead of hanging
+    the suite) when it blocks past ``timeout`` seconds, as a reader meeting a FIFO or /dev/zero would."""
+    box: list[object] = []
+
+    def target() -> None:
+        try:
+            box.append(call())
+        except BaseException as exc:  # handed back to the test to judge
+            box.append(exc)
+
+    worker = threading.Thread(target=target, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    assert not worker.is_alive(), f"blocked for {timeout} s"
+    return box[0]

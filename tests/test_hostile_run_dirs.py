@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from bench.history.store import add_run, list_runs, opened
 from bench.report.inputs import load_inputs
 from bench.report.openmetrics import openmetrics_text
 from tests.report_data import ClusterModel, write_run_dir
+from tests.support import in_thread
 
 Reader = Callable[[Path], object]
 READERS: dict[str, tuple[Reader, frozenset[str]]] = {
@@ -32,22 +32,6 @@ READERS: dict[str, tuple[Reader, frozenset[str]]] = {
     "history": (read_run, frozenset({"run.json", "results.csv"})),
 }
 COMPARE_JSON = {"format_version": 1, "exit_status": 0, "summary": {"regressed": 0}, "metrics": [], "settings": {}}
-
-
-def _watched(call: Callable[[], object], timeout: float = 30.0) -> object:
-    box: list[object] = []
-
-    def target() -> None:
-        try:
-            box.append(call())
-        except BaseException as exc:  # handed back to the test to judge
-            box.append(exc)
-
-    worker = threading.Thread(target=target, daemon=True)
-    worker.start()
-    worker.join(timeout)
-    assert not worker.is_alive(), f"the reader blocked for {timeout} s"
-    return box[0]
 
 
 def _run_dir(tmp_path: Path) -> Path:
@@ -86,7 +70,7 @@ def test_a_file_that_is_no_regular_file_is_refused_without_blocking(tmp_path: Pa
         (run_dir / name).symlink_to("/dev/zero")
     for reader, reads in READERS.values():
         if name in reads:
-            _one_line(_watched(lambda r=reader: r(run_dir)), name)  # type: ignore[misc]
+            _one_line(in_thread(lambda r=reader: r(run_dir)), name)  # type: ignore[misc]
 
 
 @pytest.mark.parametrize("name", ["run.json", "rails.json", "checks.json", "compare.json"])
@@ -97,7 +81,7 @@ def test_json_beyond_the_limits_is_one_line(tmp_path: Path, name: str, kind: str
     (run_dir / name).write_text(_json_damage(kind, doc))
     for reader, reads in READERS.values():
         if name in reads:
-            _one_line(_watched(lambda r=reader: r(run_dir)), name)  # type: ignore[misc]
+            _one_line(in_thread(lambda r=reader: r(run_dir)), name)  # type: ignore[misc]
 
 
 @pytest.mark.parametrize(
@@ -117,8 +101,8 @@ def test_rails_json_fields_of_the_wrong_type_are_one_line(tmp_path: Path, field:
     doc = json.loads((run_dir / "rails.json").read_text())
     doc[field] = value
     (run_dir / "rails.json").write_text(json.dumps(doc))
-    assert said in _one_line(_watched(lambda: load_inputs(run_dir)), "rails.json")
-    assert said in _one_line(_watched(lambda: add_run(tmp_path / "h.sqlite", run_dir)), "rails.json")
+    assert said in _one_line(in_thread(lambda: load_inputs(run_dir)), "rails.json")
+    assert said in _one_line(in_thread(lambda: add_run(tmp_path / "h.sqlite", run_dir)), "rails.json")
 
 
 @pytest.mark.parametrize(
@@ -135,7 +119,7 @@ def test_checks_and_compare_json_of_the_wrong_shape_are_one_line(tmp_path: Path,
     run_dir = _run_dir(tmp_path)
     (run_dir / name).write_text(json.dumps(doc))
     reader = load_inputs if name == "checks.json" else openmetrics_text
-    _one_line(_watched(lambda: reader(run_dir)), name)
+    _one_line(in_thread(lambda: reader(run_dir)), name)
 
 
 @pytest.mark.parametrize(
@@ -159,8 +143,8 @@ def test_a_damaged_results_row_is_one_line_for_the_history(tmp_path: Path, wrong
         cells[lines[0].split(",").index("wrong")] = wrong
         lines[2] = ",".join(cells)
     path.write_text("\n".join(lines) + "\n")
-    assert said in _one_line(_watched(lambda: add_run(tmp_path / "h.sqlite", run_dir)), "results.csv")
-    report = _watched(lambda: load_inputs(run_dir))  # draws the run, or refuses it in one line
+    assert said in _one_line(in_thread(lambda: add_run(tmp_path / "h.sqlite", run_dir)), "results.csv")
+    report = in_thread(lambda: load_inputs(run_dir))  # draws the run, or refuses it in one line
     if isinstance(report, BaseException):
         _one_line(report, "results.csv")
 
@@ -189,5 +173,5 @@ def test_an_infinite_number_in_results_csv_is_one_line_for_the_report(tmp_path: 
     cells[lines[0].split(",").index(column)] = value
     lines[3] = ",".join(cells)
     path.write_text("\n".join(lines) + "\n")
-    said = _one_line(_watched(lambda: load_inputs(run_dir)), "results.csv")
+    said = _one_line(in_thread(lambda: load_inputs(run_dir)), "results.csv")
     assert f"line 4: {column} is {value!r}, not a finite number" in said

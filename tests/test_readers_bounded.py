@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,6 +18,7 @@ from bench import bounded, jsondoc
 from bench.bounded import InputError, MissingInput
 from bench.exits import UserError
 from bench.rundir.files import atomic_write_json, check_replaceable, current_umask
+from tests.support import in_thread
 
 SETTINGS = settings(max_examples=150, deadline=None)
 _JSON_TOKENS = st.sampled_from(
@@ -116,23 +115,6 @@ def test_writers_write_what_the_readers_read(tmp_path: Path) -> None:
 # files
 
 
-def _in_thread(call: Callable[[], object], timeout: float = 20.0) -> object:
-    """``call()`` in a daemon thread; fails the test (instead of hanging the suite) when it blocks."""
-    box: list[object] = []
-
-    def target() -> None:
-        try:
-            box.append(call())
-        except BaseException as exc:  # handed back to the test to judge
-            box.append(exc)
-
-    worker = threading.Thread(target=target, daemon=True)
-    worker.start()
-    worker.join(timeout)
-    assert not worker.is_alive(), f"blocked for {timeout} s"
-    return box[0]
-
-
 @pytest.mark.parametrize("kind", ["fifo", "dev-zero", "folder", "dangling", "loop", "large"])
 def test_every_odd_path_is_one_input_error_and_never_blocks(tmp_path: Path, kind: str) -> None:
     path = tmp_path / "doc.json"
@@ -149,7 +131,7 @@ def test_every_odd_path_is_one_input_error_and_never_blocks(tmp_path: Path, kind
     else:
         with path.open("wb") as handle:
             handle.truncate(bounded.MAX_DOC_BYTES + 1)  # sparse: costs no disk
-    outcome = _in_thread(lambda: jsondoc.read_json(path, fix="fix it"))
+    outcome = in_thread(lambda: jsondoc.read_json(path, fix="fix it"))
     assert isinstance(outcome, InputError), outcome
     assert isinstance(outcome, MissingInput) == (kind == "dangling")
     assert str(path) in str(outcome) and "\n" not in str(outcome)

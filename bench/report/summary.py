@@ -96,7 +96,7 @@ def defects(inputs: RunInputs, grid: Grid | None) -> tuple[Finding, ...]:
     the rails section lists them.
     """
     found: list[Finding] = []
-    failure = inputs.run.to_json().get("failure")
+    failure = inputs.run.sections.get("failure")
     if isinstance(failure, Mapping) and failure.get("message"):
         hosts = failure.get("hosts")
         node = ", ".join(str(h) for h in hosts) if isinstance(hosts, list) else ""
@@ -130,7 +130,7 @@ def covered_texts(inputs: RunInputs, grid: Grid | None) -> list[str]:
             # the frame's reason names the node (``bench.check.items``); the grid's answer does not
             texts.append(f"{answer.node} {answer.check}: {answer.reason}")
             texts.append(f"{answer.check}: {answer.reason}")
-    failure = inputs.run.to_json().get("failure")
+    failure = inputs.run.sections.get("failure")
     if isinstance(failure, Mapping) and failure.get("message"):
         texts.append(str(failure["message"]))
     return texts
@@ -265,7 +265,7 @@ def targets(inputs: RunInputs, profile: Profile | None) -> tuple[tuple[str, str]
                 else "no target (not GPUs): measured, and judged against the node's other pairs",
             )
         )
-    test = inputs.run.to_json().get("rails_test")
+    test = inputs.run.sections.get("rails_test")
     fraction = test.get("pass_fraction") if isinstance(test, Mapping) else None
     if not isinstance(fraction, (int, float)) and profile is not None:
         fraction = profile.pass_fraction
