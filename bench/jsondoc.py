@@ -26,11 +26,19 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 from bench.bounded import MAX_DOC_BYTES, InputError, MissingInput, read_bytes
+
+JSONValue: TypeAlias = "str | int | float | bool | Sequence[JSONValue] | Mapping[str, JSONValue] | None"
+"""What a writer may hand ``json.dumps``. The containers are read-only (``Sequence``, ``Mapping``) so that a
+``dict[str, float]`` or a tuple of rows is one without a copy; a ``str`` is a ``Sequence`` too, and JSON text."""
+JSONObject: TypeAlias = dict[str, JSONValue]
+"""A JSON object a writer builds (a record's ``to_json``, a section of run.json or rails.json)."""
+Parsed: TypeAlias = Mapping[str, object]
+"""A JSON object or TOML table as read, before it is checked: every value is narrowed where it is used."""
 
 MAX_DEPTH = 64
 """Deeper than any document railbench writes (rails.json's deepest value sits at about six levels)."""
@@ -144,7 +152,7 @@ def optional_object(
         return None
 
 
-def table(doc: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+def table(doc: Parsed, key: str) -> Parsed:
     """``doc[key]`` when it is a JSON object, else an empty one."""
     value = doc.get(key)
     return value if isinstance(value, Mapping) else {}

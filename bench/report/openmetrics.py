@@ -138,7 +138,8 @@ class RunCollector:
                 "railbench_compare_metrics", "Metrics per state in tonight's compare", labels=["cluster", "state"]
             )
             for state in _COMPARE_STATES:
-                states.add_metric([cluster, state], float(summary.get(state) or 0))
+                count = summary.get(state)
+                states.add_metric([cluster, state], float(count) if isinstance(count, int | float) else 0.0)
             yield states
         versions = self.run.versions
         info = InfoMetricFamily("railbench_run", "What ran, and with which versions")

@@ -279,7 +279,8 @@ def _compare_section(compare: Mapping[str, Any]) -> Section:
     summary = json_table(compare, "summary")
     counts = ", ".join(f"{summary.get(s, 0)} {s}" for s in ("regressed", "missing", "failed", "improved"))
     baseline = json_table(compare, "baseline")
-    runs = len(baseline.get("runs") or [])
+    listed = baseline.get("runs")
+    runs = len(listed) if isinstance(listed, list) else 0
     said: list[str] = [f"Against {cert.plural(runs, 'earlier run')}: {counts}."]
     changes = [c.get("text") for c in compare.get("changes_since_baseline") or [] if isinstance(c, Mapping)]
     if changes:

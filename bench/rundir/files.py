@@ -208,13 +208,19 @@ def _finite_or_null(obj: object) -> object:
     return obj
 
 
+def _container(value: object) -> object:
+    """What ``json.dumps`` cannot take itself: a read-only mapping (``jsondoc.JSONValue`` allows any) as an
+    object; anything else (a Path, a datetime) as its text."""
+    return dict(value) if isinstance(value, Mapping) else str(value)
+
+
 def atomic_write_json(path: Path | str, obj: object) -> None:
     """``obj`` as standard JSON, which every reader (``bench.jsondoc``) accepts: a value that is not finite is
     written as ``null``, never as the ``NaN`` or ``Infinity`` that JSON does not have."""
     try:
-        text = json.dumps(obj, indent=2, sort_keys=False, default=str, allow_nan=False)
+        text = json.dumps(obj, indent=2, sort_keys=False, default=_container, allow_nan=False)
     except ValueError:  # a NaN or an infinity somewhere: rare, so the copy is made only then
-        text = json.dumps(_finite_or_null(obj), indent=2, sort_keys=False, default=str, allow_nan=False)
+        text = json.dumps(_finite_or_null(obj), indent=2, sort_keys=False, default=_container, allow_nan=False)
     atomic_write_text(path, text + "\n")
 
 
