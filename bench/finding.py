@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
+
+from bench.jsondoc import JSONObject
 
 Severity = Literal["fail", "warn"]
 
@@ -17,5 +19,5 @@ class Finding:
     device: str | None = None
     host: str | None = None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JSONObject:
         return {"severity": self.severity, "message": self.message, "device": self.device, "host": self.host}

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 from bench.check.config import INPUT_CHECK, MPI_LAUNCHERS, CheckConfig
 from bench.check.items import check_items
@@ -21,6 +20,7 @@ from bench.exits import EXIT_PASS, EXIT_USAGE, UserError
 from bench.fabric import cabling_plan
 from bench.fabric.topology_file import load_cabling
 from bench.frame.verdict import decide
+from bench.jsondoc import JSONObject
 from bench.nccllogs import nccl_evidence, nccl_log
 from bench.preflight import checks, cluster
 from bench.profiles import Profile, load_profile
@@ -135,9 +135,9 @@ def to_json(
     verdict: Verdict,
     nranks: int = 1,
     cabling: Sequence[checks.CheckResult] = (),
-) -> dict[str, Any]:
+) -> JSONObject:
     """The JSON document ``--json`` prints (also what ``accept`` stores as checks.json)."""
-    out = {
+    out: JSONObject = {
         "profile": profile.name,
         "nranks": nranks,
         "verdict": verdict.word,

@@ -23,12 +23,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Literal
 
 from bench.fabric import error_counters
 from bench.fabric.error_counters import DeviceErrors
 from bench.fabric.sysfs import U64_MAX, Sysfs, natural_key
 from bench.finding import Finding
+from bench.jsondoc import JSONObject, JSONValue
 from bench.nccllogs.nccl_evidence import device_matches
 from bench.units import format_size
 
@@ -180,14 +181,14 @@ def audit(
 
 def to_json(
     deltas: Mapping[str, DeviceBytes], errors: Mapping[str, DeviceErrors] | None = None
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, JSONObject]:
     """The ``counters`` block of run.json: ``{device: {tx_bytes, rx_bytes}}`` (plus wrap/saturation flags),
     and beside the bytes each device's error deltas (``errors``, ``errors_saturated``, ``errors_reset``: see
     ``error_counters.entry_json``) when ``errors`` has the device."""
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, JSONObject] = {}
     errors = errors or {}
     for name, moved in deltas.items():
-        entry: dict[str, Any] = {"tx_bytes": moved.tx_bytes, "rx_bytes": moved.rx_bytes, "kind": moved.kind}
+        entry: JSONObject = {"tx_bytes": moved.tx_bytes, "rx_bytes": moved.rx_bytes, "kind": moved.kind}
         if moved.wrapped:
             entry["wrapped"] = True
         if moved.saturated:
@@ -196,3 +197,18 @@ def to_json(
             entry.update(error_counters.entry_json(errors[name]))
         out[name] = entry
     return out
+
+
+def bytes_from_json(entry: Mapping[str, JSONValue]) -> DeviceBytes:
+    """One device's entry of :func:`to_json` read back (rank 0 audits what every node sent). The nodes run this
+    same code, so every field has the type ``to_json`` gave it; a count of another type reads as 0, which the
+    audit reports, rather than a traceback in the middle of a run."""
+    tx, rx = entry.get("tx_bytes"), entry.get("rx_bytes")
+    kind: Kind = "ib" if entry.get("kind") == "ib" else "net"
+    return DeviceBytes(
+        tx if isinstance(tx, int) else 0,
+        rx if isinstance(rx, int) else 0,
+        kind,
+        entry.get("wrapped") is True,
+        entry.get("saturated") is True,
+    )

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from bench.fabric import counters
 from bench.finding import Finding
+from bench.jsondoc import JSONObject, JSONValue
 from bench.nccllogs import nccl_evidence, nccl_log
 from bench.preflight.checks import expected_rails
 from bench.profiles import Profile
@@ -26,7 +27,7 @@ def node_snapshot(local_rank: int) -> counters.Snapshot | None:
     return counters.snapshot() if local_rank == 0 else None
 
 
-def node_deltas(before: counters.Snapshot | None) -> dict[str, dict[str, Any]] | None:
+def node_deltas(before: counters.Snapshot | None) -> dict[str, JSONObject] | None:
     """JSON-able bytes and error-counter deltas per device since ``before`` (None on ranks that did not read)."""
     if before is None:
         return None
@@ -34,17 +35,18 @@ def node_deltas(before: counters.Snapshot | None) -> dict[str, dict[str, Any]] |
     return counters.to_json(counters.delta(before, after), counters.error_delta(before, after))
 
 
-def gather_node_deltas(mine: dict[str, dict[str, Any]] | None, host: str) -> dict[str, dict[str, dict[str, Any]]]:
+def gather_node_deltas(mine: dict[str, JSONObject] | None, host: str) -> dict[str, dict[str, JSONObject]]:
     """{host: {device: bytes}} on every rank, from the ranks that read counters."""
     import torch.distributed as dist
 
-    everyone: list[Any] = [None] * dist.get_world_size()
+    everyone: list[tuple[str, dict[str, JSONObject] | None] | None] = [None] * dist.get_world_size()
     dist.all_gather_object(everyone, (host, mine))
-    return {h: d for h, d in everyone if d is not None}
+    # all_gather_object fills every slot with one rank's pair: none stays None
+    return {h: d for h, d in filter(None, everyone) if d is not None}
 
 
 def audit_counters(
-    per_host: dict[str, dict[str, dict[str, Any]]], profile: Profile, *, bound_ifname: str | None = None
+    per_host: Mapping[str, Mapping[str, Mapping[str, JSONValue]]], profile: Profile, *, bound_ifname: str | None = None
 ) -> list[Finding]:
     """Findings for every node: excluded devices that carried traffic, expected rails that carried none.
 
@@ -66,12 +68,7 @@ def audit_counters(
             )
         )
     for host, devices in per_host.items():
-        deltas = {
-            name: counters.DeviceBytes(
-                d["tx_bytes"], d["rx_bytes"], d["kind"], d.get("wrapped", False), d.get("saturated", False)
-            )
-            for name, d in devices.items()
-        }
+        deltas = {name: counters.bytes_from_json(d) for name, d in devices.items()}
         for f in counters.audit(deltas, expected, excluded, profile.counter_tolerance_bytes):
             findings.append(Finding(f.severity, f"{host}: {f.message}", f.device, host))
     return findings
@@ -90,12 +87,12 @@ def node_nccl_logs(out_dir: Path, local_rank: int, host: str) -> list[nccl_log.N
 
 def gather_nccl_log_evidence(
     mine: list[nccl_log.NcclLog] | None, profile: Profile
-) -> tuple[dict[str, Any] | None, list[Finding]]:
+) -> tuple[JSONObject | None, list[Finding]]:
     """What every node's NCCL logs say (``node_nccl_logs`` on each), known on every rank: called by every rank
     together (a gather over the world), so no node's logs need to be visible to rank 0's file system."""
     import torch.distributed as dist
 
-    everyone: list[Any] = [None] * dist.get_world_size()
+    everyone: list[list[nccl_log.NcclLog] | None] = [None] * dist.get_world_size()
     dist.all_gather_object(everyone, mine)
     logs = [log for part in everyone if part for log in part]
     if not logs:

@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 from bench.exits import EXIT_FAIL, EXIT_PASS
 from bench.fabric import hca, sysfs
 from bench.hca.config import HcaConfig
+from bench.jsondoc import JSONObject
 
 
 def candidates(config: HcaConfig, tree: sysfs.Sysfs | None = None) -> list[hca.Candidate]:
@@ -26,9 +26,7 @@ def candidates(config: HcaConfig, tree: sysfs.Sysfs | None = None) -> list[hca.C
     return [hca.Candidate(p.device, p.port, p.state, p.link_layer, p.rate_gbps) for p in sysfs.ib_ports(tree)]
 
 
-def to_json(
-    config: HcaConfig, result: hca.HcaExplanation, problems: Sequence[sysfs.SysfsProblem] = ()
-) -> dict[str, Any]:
+def to_json(config: HcaConfig, result: hca.HcaExplanation, problems: Sequence[sysfs.SysfsProblem] = ()) -> JSONObject:
     """The JSON document ``--json`` prints."""
     parsed = result.parsed
     return {

@@ -12,6 +12,7 @@ from dataclasses import fields, replace
 from typing import TYPE_CHECKING, Any
 
 from bench.finding import Finding
+from bench.jsondoc import JSONObject
 from bench.nccllogs.nccl_log import Fact, HostNet, NcclLog
 
 if TYPE_CHECKING:
@@ -58,11 +59,11 @@ def _at(fact: Fact) -> str:
     return f"{fact.source or 'log'}:{fact.line}"
 
 
-def _where(fact: Fact) -> dict[str, Any]:
+def _where(fact: Fact) -> JSONObject:
     return {"file": fact.source, "line": fact.line}
 
 
-def host_evidence(host: HostNet) -> dict[str, Any]:
+def host_evidence(host: HostNet) -> JSONObject:
     """Structured, traceable evidence of one host: each value with the file and line that gave it.
 
     ``listed_devices``: what NCCL's ``NET/<net> : Using`` lists and IB discovery lines named, with link
@@ -178,7 +179,7 @@ def findings(logs: Sequence[NcclLog], profile: Profile | None) -> list[Finding]:
     return out
 
 
-def host_summary(host: HostNet) -> dict[str, Any]:
+def host_summary(host: HostNet) -> JSONObject:
     """JSON-able per-host evidence."""
     return {
         "nccl_version": host.nccl_version,
@@ -201,7 +202,7 @@ def host_summary(host: HostNet) -> dict[str, Any]:
     }
 
 
-def evidence(logs: Sequence[NcclLog], profile: Profile | None) -> dict[str, Any]:
+def evidence(logs: Sequence[NcclLog], profile: Profile | None) -> JSONObject:
     """The ``nccl_evidence`` block of run.json: per-host evidence, findings and a verdict."""
     merged = hosts(logs)
     found = findings(logs, profile)

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import ClassVar, Literal, TypeVar, get_args
 
 from bench.fabric import sysfs, topology
+from bench.jsondoc import JSONObject, JSONValue
 from bench.nccllogs import nccl_log
 from bench.nccllogs.nccl_evidence import device_matches
 from bench.profiles import Profile
@@ -22,6 +23,7 @@ from bench.profiles import Profile
 V = TypeVar("V")
 Status = Literal["pass", "warn", "fail", "skip"]
 Verdict = Literal["pass", "warn", "fail", "skip"]
+_STATUSES: Mapping[str, Status] = {status: status for status in get_args(Status)}
 
 
 @dataclass(frozen=True)
@@ -34,8 +36,20 @@ class CheckResult:
     """One line that names the device."""
     device: str | None = None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JSONObject:
         return {"check": self.check, "status": self.status, "reason": self.reason, "device": self.device}
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, JSONValue]) -> CheckResult:
+        """What :meth:`to_json` wrote on another rank (gathered over MPI). Every rank runs this same code, so a
+        field of another type is a bug here, not damaged input: ValueError, as a missing key is KeyError."""
+        check, status, reason, device = doc["check"], doc["status"], doc["reason"], doc["device"]
+        known = _STATUSES.get(status) if isinstance(status, str) else None
+        if not (
+            isinstance(check, str) and known is not None and isinstance(reason, str) and isinstance(device, str | None)
+        ):
+            raise ValueError(f"not a check result: {dict(doc)!r:.200}")
+        return cls(check, known, reason, device)
 
 
 class Context:

@@ -17,9 +17,10 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from bench.fabric.sysfs import Sysfs, nvidia_driver_version
+from bench.jsondoc import JSONObject, JSONValue
 from bench.preflight.checks import CheckResult, Context, verdict
 from bench.profiles import Profile
 from bench.version import __version__
@@ -79,15 +80,15 @@ class NodeReport:
     node: str
     results: tuple[CheckResult, ...]
     versions: Mapping[str, str | None]
-    nccl_evidence: Mapping[str, Any] | None = None
+    nccl_evidence: Mapping[str, JSONValue] | None = None
     """``bench.nccllogs.nccl_evidence.evidence`` of the ``--nccl-log`` files checked on this node."""
 
     @property
     def verdict(self) -> str:
         return verdict(self.results)
 
-    def to_json(self) -> dict[str, Any]:
-        doc = {
+    def to_json(self) -> JSONObject:
+        doc: JSONObject = {
             "node": self.node,
             "verdict": self.verdict,
             "versions": dict(self.versions),
@@ -98,9 +99,21 @@ class NodeReport:
         return doc
 
     @classmethod
-    def from_json(cls, doc: Mapping[str, Any]) -> NodeReport:
-        results = tuple(CheckResult(r["check"], r["status"], r["reason"], r["device"]) for r in doc["results"])
-        return cls(doc["node"], results, dict(doc["versions"]), doc.get("nccl_evidence"))
+    def from_json(cls, doc: Mapping[str, JSONValue]) -> NodeReport:
+        """What :meth:`to_json` wrote on another rank (gathered over MPI): as in ``CheckResult.from_json``, a
+        field of another type is a bug of this code, raised as ValueError."""
+        node, results, versions, evidence = doc["node"], doc["results"], doc["versions"], doc.get("nccl_evidence")
+        if not (
+            isinstance(node, str)
+            and isinstance(results, list)
+            and all(isinstance(r, Mapping) for r in results)
+            and isinstance(versions, Mapping)
+            and all(isinstance(v, str | None) for v in versions.values())
+            and isinstance(evidence, Mapping | None)
+        ):
+            raise ValueError(f"not a node report: {dict(doc)!r:.200}")
+        checked = tuple(CheckResult.from_json(r) for r in results if isinstance(r, Mapping))
+        return cls(node, checked, {k: v for k, v in versions.items() if isinstance(v, str | None)}, evidence)
 
 
 def _odd(values: Mapping[str, V]) -> tuple[V, list[str]]:

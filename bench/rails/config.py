@@ -10,7 +10,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from bench.actions import Actions
 from bench.error_limits import ErrorLimits
@@ -37,6 +37,8 @@ DEFAULTS: Mapping[str, Any] = {
     "confirm": 2,
 }
 """Used where neither the command line nor the profile's ``[rails_test]`` says otherwise."""
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -172,32 +174,31 @@ class RailsSettings:
     """Rates and fixed costs of the plan (the profile's ``[plan]``); None where no rail rate is known."""
 
 
+def _first(given: T | None, profiled: T | None, default: T) -> T:
+    """The command line's value, else the profile's, else the default."""
+    return given if given is not None else profiled if profiled is not None else default
+
+
 def resolve(config: RailsConfig, profile: Profile) -> RailsSettings:
     """Command line first, then the profile's ``[rails_test]``, then DEFAULTS."""
     table = profile.rails_test
-
-    def pick(name: str) -> Any:
-        for value in (getattr(config, name), getattr(table, name)):
-            if value is not None:
-                return value
-        return DEFAULTS[name]
 
     collectives = config.collectives if config.collectives != RAIL_COLLECTIVES else table.collectives
     checked = dataclasses.replace(config, collectives=tuple(collectives or RAIL_COLLECTIVES))
     oob = config.oob_ifname or profile.oob_ifname
     return RailsSettings(
         collectives=checked.collectives,
-        rail_bytes=pick("rail_bytes"),
-        pair_bytes=pick("pair_bytes"),
-        iters=pick("iters"),
-        warmup=pick("warmup"),
-        repeats=pick("repeats"),
+        rail_bytes=_first(config.rail_bytes, table.rail_bytes, DEFAULTS["rail_bytes"]),
+        pair_bytes=_first(config.pair_bytes, table.pair_bytes, DEFAULTS["pair_bytes"]),
+        iters=_first(config.iters, table.iters, DEFAULTS["iters"]),
+        warmup=_first(config.warmup, table.warmup, DEFAULTS["warmup"]),
+        repeats=_first(config.repeats, table.repeats, DEFAULTS["repeats"]),
         seed=config.seed,
         isolation=config.isolation,
         pairs=config.pairs,
         check=config.check,
-        relative_fraction=pick("relative_fraction"),
-        confirm=pick("confirm"),
+        relative_fraction=_first(config.relative_fraction, table.relative_fraction, DEFAULTS["relative_fraction"]),
+        confirm=_first(config.confirm, table.confirm, DEFAULTS["confirm"]),
         cell_budget_s=config.cell_budget_s,
         pass_fraction=profile.pass_fraction,
         rail_rate_gbps=config.rail_rate_gbps or profile.rail_rate_gbps,

@@ -11,7 +11,12 @@ import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+from bench.jsondoc import JSONObject, JSONValue
+
+if TYPE_CHECKING:  # the plan module imports the rails settings, which a lap counter needs not load
+    from bench.rails.plan import Plan
 
 
 def process_age_s() -> float:
@@ -38,14 +43,15 @@ class Laps:
         self._last = now
 
 
-def compared(plan: Mapping[str, Any] | None, measured: Mapping[str, float]) -> dict[str, Any] | None:
-    """run.json's ``plan``: the projection, each phase's measured seconds beside it, and the totals."""
+def compared(plan: Plan | None, measured: Mapping[str, float]) -> JSONObject | None:
+    """run.json's ``plan``: the projection (``Plan.as_dict``), each phase's measured seconds beside it, and the
+    totals."""
     if plan is None:
         return None
-    phases = []
-    for phase in plan["phases"]:
-        took = measured.get(phase["name"])
+    phases: list[JSONValue] = []
+    for phase in plan.phases:
+        took = measured.get(phase.name)
         if took is None:  # "confirmation (2 pass(es))" is marked as "confirmation"
-            took = measured.get(phase["name"].split(" (", 1)[0])
-        phases.append({**phase, "measured_s": None if took is None else round(took, 3)})
-    return {**plan, "phases": phases, "measured_s": round(sum(measured.values()), 3)}
+            took = measured.get(phase.name.split(" (", 1)[0])
+        phases.append({**phase.as_dict(), "measured_s": None if took is None else round(took, 3)})
+    return {**plan.as_dict(), "phases": phases, "measured_s": round(sum(measured.values()), 3)}

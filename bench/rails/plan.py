@@ -34,8 +34,8 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
 
+from bench.jsondoc import JSONObject
 from bench.measure.collectives import get_collective
 from bench.rails.budget import cell_budget, chunks_per_message
 from bench.rails.config import RailsSettings
@@ -72,6 +72,9 @@ class Phase:
     bytes: int
     """Bytes each rank sends in the phase, at most."""
     seconds: float
+
+    def as_dict(self) -> JSONObject:
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)
@@ -111,11 +114,11 @@ class Plan:
             out.append(f"# cut to fit: {self.cut}")
         return out
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> JSONObject:
         return {
             "nodes": self.nodes,
             "ranks_per_node": self.ranks_per_node,
-            "phases": [dataclasses.asdict(p) for p in self.phases],
+            "phases": [p.as_dict() for p in self.phases],
             "projected_s": round(self.total_s, 3),
             "cut": self.cut,
         }

@@ -15,7 +15,7 @@ import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from bench.exits import UserError
 from bench.fabric.rail_nics import rail_nic
@@ -23,6 +23,7 @@ from bench.fabric.sysfs import Sysfs, ib_ports, net_devices
 from bench.frame.job import Job, run_job
 from bench.frame.run import Run, launch_of, write_refused_is_infra
 from bench.frame.verdict import Item, timed
+from bench.jsondoc import JSONObject
 from bench.measure import device as device_ops
 from bench.measure.collectives import get_collective
 from bench.measure.timing import Budget, SizeResult, measure
@@ -435,6 +436,6 @@ def rails_section(settings: RailsSettings) -> dict[str, object]:
     }
 
 
-def planned_section(planned: plan.Plan | None, laps: Laps) -> dict[str, Any] | None:
+def planned_section(planned: plan.Plan | None, laps: Laps) -> JSONObject | None:
     """run.json's ``plan``: the projection beside what each phase has taken so far (``bench.rails.laps``)."""
-    return compared(planned.as_dict() if planned is not None else None, laps.seconds)
+    return compared(planned, laps.seconds)
