@@ -37,6 +37,7 @@ def _nights(tmp_path: Path, values: list[dict[tuple[str, str, str, int], float]]
     return history
 
 
+@pytest.mark.slow
 def test_files_and_states(tmp_path: Path) -> None:
     history = _nights(tmp_path, [{AR_1G: 380.0 + d, AG_1G: 350.0 - d, SR_1G: 48.0} for d in (0, 2, -1, 1)])
     tonight = make_run_dir(
@@ -80,6 +81,7 @@ def test_files_and_states(tmp_path: Path) -> None:
     assert (new_row["state"], new_row["baseline_GBps"]) == ("new", "")
 
 
+@pytest.mark.slow
 def test_a_run_directory_as_baseline(tmp_path: Path) -> None:
     base = make_run_dir(tmp_path / "base", started_utc="2026-11-01T02:00:00Z", busbw={AR_1G: 380.0, SR_1G: 48.0})
     tonight = make_run_dir(
@@ -134,6 +136,7 @@ def test_settings_from_profile() -> None:
             CompareSettings.from_profile({"compare": bad})
 
 
+@pytest.mark.slow
 def test_bad_input_exits_2_with_one_line(tmp_path: Path) -> None:
     tonight = make_run_dir(tmp_path / "t", started_utc="2026-11-02T02:00:00Z", busbw={AR_1G: 380.0})
     for args, hint in (
@@ -145,6 +148,7 @@ def test_bad_input_exits_2_with_one_line(tmp_path: Path) -> None:
         assert done.returncode == 2 and done.stderr.count("\n") == 1 and hint in done.stderr, done.stderr
 
 
+@pytest.mark.slow
 def test_commands_do_not_import_torch() -> None:
     code = (
         "import sys\n"

@@ -9,6 +9,8 @@ import sqlite3
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pytest
+
 from bench.compare_settings import CompareSettings
 from bench.history import rail_errors
 from bench.history.rail_errors import RailErrorCount, judge
@@ -70,6 +72,7 @@ def test_the_noise_rule() -> None:
     assert [r.baseline for r in judge(night(2), [], WATCHED, 0, 2.0)] == [None]  # no baseline: any count
 
 
+@pytest.mark.slow
 def test_compare_flags_a_rail_whose_error_rate_rose(tmp_path: Path) -> None:
     history = tmp_path / "history.sqlite"
     for night in range(5):
@@ -92,6 +95,7 @@ def test_compare_flags_a_rail_whose_error_rate_rose(tmp_path: Path) -> None:
     assert "rail1/symbol_error" in {c.get("name") for c in cases}
 
 
+@pytest.mark.slow
 def test_the_profile_can_make_a_rise_fail_compare(tmp_path: Path) -> None:
     history = tmp_path / "history.sqlite"
     for night in range(2):

@@ -10,6 +10,7 @@ from contextlib import closing
 from pathlib import Path
 
 import jsonschema
+import pytest
 
 from bench.commands.importer import ImportConfig, run
 from bench.history.store import list_runs, open_store
@@ -28,6 +29,7 @@ def _imported(out: str) -> list[Path]:
     return [Path(line.split(" -> ")[1].split(":")[0]) for line in out.splitlines() if line.startswith("imported ")]
 
 
+@pytest.mark.slow
 def test_every_corpus_log_imports(corpus: Path, tmp_path: Path, capsys: object) -> None:
     logs = tuple(corpus / f"{stem}.txt" for stem in sorted(EXPECTED))
     config = ImportConfig(
@@ -65,6 +67,7 @@ def test_every_corpus_log_imports(corpus: Path, tmp_path: Path, capsys: object) 
     }
 
 
+@pytest.mark.slow
 def test_reimport_is_idempotent_and_json_carries_env(tmp_path: Path) -> None:
     log = tmp_path / "all_reduce.json"
     log.write_text(json_log("all_reduce", HOSTS, 8, SIZES))
@@ -93,6 +96,7 @@ def test_reimport_is_idempotent_and_json_carries_env(tmp_path: Path) -> None:
         assert tuple(next(csv.reader(fh)))[: len(RESULT_COLUMNS)] == RESULT_COLUMNS
 
 
+@pytest.mark.slow
 def test_bad_logs_exit_2_and_the_rest_still_import(tmp_path: Path) -> None:
     good = tmp_path / "sendrecv.log"
     good.write_text(text_log("sendrecv", HOSTS, 1, SIZES))
@@ -107,6 +111,7 @@ def test_bad_logs_exit_2_and_the_rest_still_import(tmp_path: Path) -> None:
     assert wrong_kind.returncode == 2 and "invalid choice" in wrong_kind.stderr
 
 
+@pytest.mark.slow
 def test_truncated_and_wrong_logs(tmp_path: Path, capsys: object) -> None:
     cut = tmp_path / "cut.log"
     cut.write_text(text_log("all_gather", HOSTS, 8, SIZES, stop_after=3, cut_last_row=True))
@@ -126,6 +131,7 @@ def test_truncated_and_wrong_logs(tmp_path: Path, capsys: object) -> None:
     )
 
 
+@pytest.mark.slow
 def test_imported_history_feeds_compare(tmp_path: Path) -> None:
     """Months of old logs start the history: import five nights, then compare a sixth against them."""
     history = tmp_path / "h.sqlite"

@@ -166,6 +166,7 @@ def test_over_long_line_is_skipped_with_a_note() -> None:
     assert any("longer than" in note for note in table.notes)
 
 
+@pytest.mark.slow
 def test_failed_import_leaves_nothing_behind(tmp_path: Path) -> None:
     history = tmp_path / "h.sqlite"
     good = tmp_path / "good.log"
@@ -274,6 +275,7 @@ def test_a_rankless_sendrecv_table_imports_with_no_hints(tmp_path: Path, capsys:
         parse_text(small.replace("sendrecv_perf", "all_reduce_perf"), source="x")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["fifo", "dev-zero", "folder"])
 def test_a_log_that_is_no_regular_file_is_refused_before_it_is_read(tmp_path: Path, kind: str) -> None:
     """It used to be hashed first: a FIFO blocked for good and /dev/zero was hashed forever."""
@@ -291,6 +293,7 @@ def test_a_log_that_is_no_regular_file_is_refused_before_it_is_read(tmp_path: Pa
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
+@pytest.mark.slow
 def test_imported_run_directories_have_the_mode_the_umask_gives(tmp_path: Path) -> None:
     """mkdtemp made the staging folder 0700, and the rename kept it: teammates and the web server could not
     read imported runs while run and accept made theirs 0755. Every folder and file now follows the umask."""
@@ -309,6 +312,7 @@ def test_imported_run_directories_have_the_mode_the_umask_gives(tmp_path: Path) 
             assert mode == (0o777 if path.is_dir() else 0o666) & ~mask, f"{path}: {mode:o} under umask {mask:03o}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flag", ["--cluster", "--out-root", "--history"])
 def test_names_too_long_for_a_file_system_are_one_line(tmp_path: Path, flag: str) -> None:
     log = tmp_path / "nccl.out"

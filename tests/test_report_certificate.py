@@ -182,6 +182,7 @@ def test_the_certificate_page(tmp_path: Path) -> None:
     assert 'id="section-checks"' in page and 'title="mlx5_4' not in page  # nothing failed here
 
 
+@pytest.mark.slow
 def test_badges_render_the_recorded_verdict(tmp_path: Path) -> None:
     """The badge is run.json's verdict record, shown as it is: the report never judges again (issue 21)."""
     why = "profile local sets no busbw target for these collectives"
