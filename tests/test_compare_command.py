@@ -95,8 +95,8 @@ def test_a_run_directory_as_baseline(tmp_path: Path) -> None:
     results = compare(metrics, baselines, CompareSettings())
     assert {r.state for r in results} == {"unchanged"}
     assert all(r.noise_source == "floor" and "within the noise" in r.evidence for r in results)
-    looser = CompareSettings.from_profile(
-        {"compare": {"default_threshold": "6%", "rule": [{"pattern": "sendrecv/*", "threshold": 0.10}]}}
+    looser = CompareSettings.from_table(
+        {"default_threshold": "6%", "rule": [{"pattern": "sendrecv/*", "threshold": 0.10}]}
     )
     assert {r.state for r in compare(metrics, baselines, looser)} == {"unchanged"}
     assert all(r.evidence == "" for r in compare(metrics, baselines, looser) if r.metric.startswith("sendrecv"))
@@ -110,19 +110,17 @@ def test_a_run_directory_as_baseline(tmp_path: Path) -> None:
 
 
 def test_settings_from_profile() -> None:
-    settings = CompareSettings.from_profile(
+    settings = CompareSettings.from_table(
         {
-            "compare": {
-                "noise_k": 2.5,
-                "min_bytes": "1M",
-                "rule": [{"pattern": "sendrecv/pair/*", "threshold": 0.10}, {"pattern": "*", "threshold": 0.07}],
-            }
+            "noise_k": 2.5,
+            "min_bytes": "1M",
+            "rule": [{"pattern": "sendrecv/pair/*", "threshold": 0.10}, {"pattern": "*", "threshold": 0.07}],
         }
     )
     assert (settings.noise_k, settings.min_bytes, settings.default_threshold) == (2.5, 1 << 20, 0.05)
     assert settings.threshold_for("sendrecv/pair/node01-node02/rail0/8") == 0.10
     assert settings.threshold_for("all_reduce/world/world/8") == 0.07
-    assert CompareSettings.from_profile(None) == CompareSettings() == CompareSettings.from_profile({"name": "x"})
+    assert CompareSettings.from_table({}) == CompareSettings()
     for bad, match in (
         ({"default_threshold": 5}, "fraction"),
         ({"default_threshold": "five"}, "not a number"),
@@ -133,7 +131,7 @@ def test_settings_from_profile() -> None:
         ({"min_bytes": "lots"}, "not a size"),
     ):
         with pytest.raises(UserError, match=match):
-            CompareSettings.from_profile({"compare": bad})
+            CompareSettings.from_table(bad)
 
 
 @pytest.mark.slow

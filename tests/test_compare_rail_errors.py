@@ -104,7 +104,7 @@ def test_the_profile_can_make_a_rise_fail_compare(tmp_path: Path) -> None:
     profile.write_text(
         '[errors]\nfail_on_rise = ["symbol_error"]\n\n[compare]\nfail_on_error_rise = true\nerror_allowance = 2\n'
     )
-    settings = CompareSettings.from_profile({"compare": {"error_factor": 1.5}, "errors": {"fail_on_rise": []}})
+    settings = CompareSettings.from_table({"error_factor": 1.5}, error_counters=())
     assert settings.error_factor == 1.5 and settings.error_counters == ()
     quiet = _rails_run(tmp_path / "quiet", 20, {"symbol_error": 10, "link_downed": 9})  # 10 = 2 x 5: not above
     assert railbench(["compare", str(quiet), "--history", str(history), "--profile", str(profile)]).returncode == 0

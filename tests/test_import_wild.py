@@ -83,7 +83,7 @@ def test_old_format_marker_then_file_name_as_last_resort(tmp_path: Path) -> None
     config = ImportConfig("nccl-tests", (log,), out_root=tmp_path / "runs", no_history=True, nranks=4)
     assert run(config) == 0
     (run_dir,) = (tmp_path / "runs").iterdir()
-    meta = read_run_json(run_dir)
+    meta = read_run_json(run_dir).to_json()
     assert meta["source"]["collective_from_file_name"] == [1]
     assert "taken from the file name" in " ".join(meta["source"]["tables"][0]["notes"])
 
@@ -262,7 +262,7 @@ def test_a_rankless_sendrecv_table_imports_with_no_hints(tmp_path: Path, capsys:
     (run_dir,) = (tmp_path / "runs").iterdir()
     rows = read_results_rows(run_dir)
     assert [r["busbw_GBps"] for r in rows[::2]] == ["20.0", "24.0", "26.0", "28.0"] and rows[0]["nranks"] == ""
-    assert read_run_json(run_dir)["nranks"] is None
+    assert read_run_json(run_dir).nranks is None
     with closing(open_store(history)) as conn:
         assert len(list_runs(conn, limit=None)) == 1
     # a collective whose busbw depends on the count still asks for it (too slow here for busbw/algbw to tell)

@@ -207,7 +207,7 @@ def test_badges_render_the_recorded_verdict(tmp_path: Path) -> None:
     assert compare(CompareConfig(run_dir=tonight, history=history)) == 1
     # compare marks the run regressed in its run.json and the history; the page, the metrics and
     # ``history list`` all read that
-    meta = read_run_json(tonight)
+    meta = read_run_json(tonight).to_json()
     assert meta["verdict"] == "regressed" and meta["before_compare"]["verdict"] == "pass"
     assert any("regressed" in r for r in meta["reasons"])
     md = (tonight / "report.md").read_text(encoding="utf-8")
