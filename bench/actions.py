@@ -54,9 +54,9 @@ import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
 
 from bench.exits import UserError
+from bench.jsondoc import Parsed
 
 DEFAULT_ACTIONS: Mapping[str, str] = MappingProxyType(
     {
@@ -124,7 +124,7 @@ class Actions:
         return self.templates.get(key, DEFAULT_ACTIONS[key]).format_map(values)
 
     @classmethod
-    def from_table(cls, table: Mapping[str, Any], where: str, line_of: Callable[[str, str], int]) -> Actions:
+    def from_table(cls, table: Parsed, where: str, line_of: Callable[[str, str], int]) -> Actions:
         """The actions of a parsed ``[actions]`` table; UserError naming ``where`` and the line when bad."""
         templates = dict(DEFAULT_ACTIONS)
         for key, value in table.items():

@@ -26,10 +26,11 @@ import fnmatch
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeGuard
 
 from bench.error_limits import DEFAULT_FAIL_ON_RISE
 from bench.exits import UserError
+from bench.jsondoc import Parsed
 from bench.units import parse_size
 
 MAX_PATTERN_CHARS = 200
@@ -38,7 +39,7 @@ MAX_NOISE_K = 100.0
 MAX_RESOLUTION_GBPS = 1e6
 
 
-def _number(value: object) -> bool:
+def _number(value: object) -> TypeGuard[int | float]:
     """An int or a finite float, not a bool (TOML's ``nan`` and ``inf`` are floats)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -68,7 +69,6 @@ def parse_threshold(value: object, where: str) -> float:
             raise UserError(f'{where} = {shown} is not a percentage: write e.g. "5%" or 0.05') from None
     if not _number(value):
         raise UserError(f'{where} = {shown} is not a number: write a fraction such as 0.05 or "5%"')
-    assert isinstance(value, (int, float))  # for the type checker: _number said so
     if not 0.0 < value < 1.0:
         raise UserError(f"{where} = {shown} is not a fraction between 0 and 1: write 0.05 for 5%")
     return float(value)
@@ -123,25 +123,17 @@ class CompareSettings:
     """The counters judged: the profile's ``[errors] fail_on_rise``."""
 
     def __post_init__(self) -> None:
+        # The checkers below return each value narrowed to its type: from_table builds the settings from them,
+        # so a value read from TOML is checked before it is used, with the same message as here.
         parse_threshold(self.default_threshold, "[compare] default_threshold")
-        if not _number(self.noise_k) or not 0 <= self.noise_k <= MAX_NOISE_K:
-            raise UserError(f"[compare] noise_k = {self.noise_k!r} must be a number from 0 to {MAX_NOISE_K}, e.g. 3")
-        if isinstance(self.min_bytes, bool) or not isinstance(self.min_bytes, int) or self.min_bytes < 0:
-            raise UserError(f'[compare] min_bytes = {self.min_bytes!r} must be a size >= 0, e.g. "1M"')
-        if not _number(self.resolution_GBps):
-            raise UserError(f"[compare] resolution_GBps = {self.resolution_GBps!r} must be a number, e.g. 0.01")
-        if isinstance(self.min_runs, bool) or not isinstance(self.min_runs, int) or not 1 <= self.min_runs <= 10**6:
-            raise UserError(f"[compare] min_runs = {self.min_runs!r} must be a whole number from 1 to 1000000, e.g. 5")
-        floor = self.noise_floor
-        if not _number(floor) or not 0 <= floor < 1:
-            raise UserError(f"[compare] noise_floor = {floor!r} must be a fraction in [0, 1), e.g. 0.01")
-        allowance = self.error_allowance
-        if isinstance(allowance, bool) or not isinstance(allowance, int) or not 0 <= allowance <= 10**12:
-            raise UserError(f"[compare] error_allowance = {allowance!r} must be a whole number >= 0, e.g. 0")
-        if not _number(self.error_factor) or not 1 <= self.error_factor <= MAX_ERROR_FACTOR:
-            raise UserError(f"[compare] error_factor = {self.error_factor!r} must be a number from 1, e.g. 2")
-        if not isinstance(self.fail_on_error_rise, bool):
-            raise UserError(f"[compare] fail_on_error_rise = {self.fail_on_error_rise!r} must be true or false")
+        _noise_k(self.noise_k)
+        _min_bytes(self.min_bytes)
+        _resolution(self.resolution_GBps)
+        _min_runs(self.min_runs)
+        _noise_floor(self.noise_floor)
+        _error_allowance(self.error_allowance)
+        _error_factor(self.error_factor)
+        _fail_on_error_rise(self.fail_on_error_rise)
         if not 0 <= self.resolution_GBps <= MAX_RESOLUTION_GBPS:
             raise UserError(
                 f"[compare] resolution_GBps = {self.resolution_GBps!r} must be from 0 to {MAX_RESOLUTION_GBPS:g}"
@@ -155,16 +147,9 @@ class CompareSettings:
         return self.default_threshold
 
     @classmethod
-    def from_profile(cls, raw: Mapping[str, Any] | None) -> CompareSettings:
-        """Settings from a profile's raw TOML mapping (its ``[compare]`` table); defaults without one."""
-        errors = (raw or {}).get("errors")
-        watched = errors.get("fail_on_rise") if isinstance(errors, Mapping) else None
-        counters = tuple(watched) if isinstance(watched, list) else DEFAULT_FAIL_ON_RISE
-        table = (raw or {}).get("compare")
-        if table is None:
-            return cls(error_counters=counters)
-        if not isinstance(table, Mapping):
-            raise UserError("[compare] in the profile must be a table: write [compare] on its own line")
+    def from_table(cls, table: Parsed, error_counters: tuple[str, ...] = DEFAULT_FAIL_ON_RISE) -> CompareSettings:
+        """Settings from a profile's parsed ``[compare]`` table (empty: the defaults); ``error_counters`` are the
+        profile's ``[errors] fail_on_rise``, already checked by ``bench.error_limits``."""
         unknown = sorted(set(table) - set(_KEYS))
         if unknown:
             raise UserError(f"unknown key(s) {', '.join(unknown)} in [compare]: use {', '.join(_KEYS)}")
@@ -186,16 +171,72 @@ class CompareSettings:
             where = f"[[compare.rule]] {pattern[:60]!r} threshold"
             parsed.append(ThresholdRule(pattern, parse_threshold(rule["threshold"], where)))
         min_bytes = table.get("min_bytes", 0)
+        size = parse_size(min_bytes, "[compare] min_bytes") if isinstance(min_bytes, str) else min_bytes
+        # Keyword arguments are evaluated in order: the same order as __post_init__'s checks, so the first bad
+        # value named is the same whichever path built the settings.
         return cls(
             default_threshold=parse_threshold(table.get("default_threshold", 0.05), "[compare] default_threshold"),
-            noise_k=table.get("noise_k", 3.0),
+            noise_k=_noise_k(table.get("noise_k", 3.0)),
             rules=tuple(parsed),
-            min_bytes=parse_size(min_bytes, "[compare] min_bytes") if isinstance(min_bytes, str) else min_bytes,
-            resolution_GBps=table.get("resolution_GBps", 0.01),
-            min_runs=table.get("min_runs", 5),
-            noise_floor=table.get("noise_floor", 0.01),
-            error_allowance=table.get("error_allowance", 0),
-            error_factor=table.get("error_factor", 2.0),
-            fail_on_error_rise=table.get("fail_on_error_rise", False),
-            error_counters=counters,
+            min_bytes=_min_bytes(size),
+            resolution_GBps=_resolution(table.get("resolution_GBps", 0.01)),
+            min_runs=_min_runs(table.get("min_runs", 5)),
+            noise_floor=_noise_floor(table.get("noise_floor", 0.01)),
+            error_allowance=_error_allowance(table.get("error_allowance", 0)),
+            error_factor=_error_factor(table.get("error_factor", 2.0)),
+            fail_on_error_rise=_fail_on_error_rise(table.get("fail_on_error_rise", False)),
+            error_counters=error_counters,
         )
+
+
+def _whole(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _noise_k(value: object) -> float:
+    if not _number(value) or not 0 <= value <= MAX_NOISE_K:
+        raise UserError(f"[compare] noise_k = {value!r} must be a number from 0 to {MAX_NOISE_K}, e.g. 3")
+    return value
+
+
+def _min_bytes(value: object) -> int:
+    if not _whole(value) or value < 0:
+        raise UserError(f'[compare] min_bytes = {value!r} must be a size >= 0, e.g. "1M"')
+    return value
+
+
+def _resolution(value: object) -> float:
+    """The type only: the range is checked last (``__post_init__``), as it always was."""
+    if not _number(value):
+        raise UserError(f"[compare] resolution_GBps = {value!r} must be a number, e.g. 0.01")
+    return value
+
+
+def _min_runs(value: object) -> int:
+    if not _whole(value) or not 1 <= value <= 10**6:
+        raise UserError(f"[compare] min_runs = {value!r} must be a whole number from 1 to 1000000, e.g. 5")
+    return value
+
+
+def _noise_floor(value: object) -> float:
+    if not _number(value) or not 0 <= value < 1:
+        raise UserError(f"[compare] noise_floor = {value!r} must be a fraction in [0, 1), e.g. 0.01")
+    return value
+
+
+def _error_allowance(value: object) -> int:
+    if not _whole(value) or not 0 <= value <= 10**12:
+        raise UserError(f"[compare] error_allowance = {value!r} must be a whole number >= 0, e.g. 0")
+    return value
+
+
+def _error_factor(value: object) -> float:
+    if not _number(value) or not 1 <= value <= MAX_ERROR_FACTOR:
+        raise UserError(f"[compare] error_factor = {value!r} must be a number from 1, e.g. 2")
+    return value
+
+
+def _fail_on_error_rise(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise UserError(f"[compare] fail_on_error_rise = {value!r} must be true or false")
+    return value

@@ -28,13 +28,14 @@ errors during the test (its action is then the cable, not the HCA) and which lin
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Literal
 
 from bench.bounded import Where, finite
 from bench.exits import UserError
+from bench.jsondoc import Parsed
 
 IB_PORT_COUNTERS: Mapping[str, int] = MappingProxyType(
     {
@@ -115,7 +116,7 @@ class ErrorLimits:
             )
 
     @classmethod
-    def from_table(cls, table: Mapping[str, Any], where: str, line_of: Callable[[str, str], int]) -> ErrorLimits:
+    def from_table(cls, table: Parsed, where: str, line_of: Callable[[str, str], int]) -> ErrorLimits:
         """The limits in a parsed ``[errors]`` table; UserError naming ``where`` and the line when bad."""
         known = {"window_s", "kernel_log_window_s", "fail_on_rise", "max_count", "max_count_severity", "fail_on_errors"}
         for key in table:
@@ -124,27 +125,36 @@ class ErrorLimits:
                     f"{where}:{line_of(key, 'errors')}: unknown [errors] key {key!r}; known keys: "
                     + ", ".join(sorted(known))
                 )
-        out: dict[str, Any] = {}
-        for key, maximum in (("window_s", MAX_WINDOW_S), ("kernel_log_window_s", MAX_LOG_WINDOW_S)):
-            if key in table:
-                out[key] = _number(table[key], Where(where, f"[errors] {key}", line_of(key, "errors")), maximum)
+        defaults = cls()
+
+        def seconds(key: str, maximum: float, default: float) -> float:
+            if key not in table:
+                return default
+            return _number(table[key], Where(where, f"[errors] {key}", line_of(key, "errors")), maximum)
+
+        window_s = seconds("window_s", MAX_WINDOW_S, defaults.window_s)
+        kernel_log_window_s = seconds("kernel_log_window_s", MAX_LOG_WINDOW_S, defaults.kernel_log_window_s)
+        fail_on_rise = defaults.fail_on_rise
         if "fail_on_rise" in table:
             names = table["fail_on_rise"]
             if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
                 raise UserError(f"{where}:{line_of('fail_on_rise', 'errors')}: fail_on_rise must be a list of counters")
-            _known(names, where, line_of("fail_on_rise", "errors"))
-            out["fail_on_rise"] = tuple(names)
+            fail_on_rise = tuple(str(n) for n in names)
+            _known(fail_on_rise, where, line_of("fail_on_rise", "errors"))
+        severity: Severity = defaults.max_count_severity
         if "max_count_severity" in table:
-            severity = table["max_count_severity"]
-            if severity not in ("warn", "fail"):
+            value = table["max_count_severity"]
+            if value != "warn" and value != "fail":
                 line = line_of("max_count_severity", "errors")
-                raise UserError(f'{where}:{line}: max_count_severity = {severity!r} must be "warn" or "fail"')
-            out["max_count_severity"] = severity
+                raise UserError(f'{where}:{line}: max_count_severity = {value!r} must be "warn" or "fail"')
+            severity = "warn" if value == "warn" else "fail"
+        fail_on_errors = defaults.fail_on_errors
         if "fail_on_errors" in table:
-            if not isinstance(table["fail_on_errors"], bool):
+            flag = table["fail_on_errors"]
+            if not isinstance(flag, bool):
                 line = line_of("fail_on_errors", "errors")
-                raise UserError(f"{where}:{line}: fail_on_errors = {table['fail_on_errors']!r} must be true or false")
-            out["fail_on_errors"] = table["fail_on_errors"]
+                raise UserError(f"{where}:{line}: fail_on_errors = {flag!r} must be true or false")
+            fail_on_errors = flag
         limits = table.get("max_count", {})
         if not isinstance(limits, Mapping):
             raise UserError(f"{where}:{line_of('max_count', 'errors')}: [errors.max_count] must be a table")
@@ -154,8 +164,15 @@ class ErrorLimits:
             _known([name], where, line)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise UserError(f"{where}:{line}: [errors.max_count] {name} = {value!r} must be a whole number >= 0")
-            counts[name] = value
-        return cls(**out, max_count=MappingProxyType(counts))
+            counts[str(name)] = value
+        return cls(
+            window_s=window_s,
+            kernel_log_window_s=kernel_log_window_s,
+            fail_on_rise=fail_on_rise,
+            max_count=MappingProxyType(counts),
+            max_count_severity=severity,
+            fail_on_errors=fail_on_errors,
+        )
 
 
 def _number(value: object, where: Where, maximum: float) -> float:
@@ -164,7 +181,7 @@ def _number(value: object, where: Where, maximum: float) -> float:
     return finite(float(value), where, sign="non-negative", maximum=maximum)
 
 
-def _known(names: list[str], where: str, line: int) -> None:
+def _known(names: Sequence[str], where: str, line: int) -> None:
     unknown = [n for n in names if n not in ALL_COUNTERS]
     if unknown:
         raise UserError(

@@ -52,10 +52,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal, cast
+from typing import Literal
 
 from bench import toml_limits
 from bench.actions import Actions
@@ -64,6 +64,7 @@ from bench.busbw import BUSBW_FACTOR
 from bench.compare_settings import CompareSettings
 from bench.error_limits import ErrorLimits
 from bench.exits import UserError
+from bench.jsondoc import Parsed, table
 from bench.units import parse_size
 
 PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
@@ -102,14 +103,14 @@ class RailsTestTable:
     confirm: int | None = None
 
     @classmethod
-    def from_table(cls, table: Mapping[str, object], where: str, text: str) -> RailsTestTable:
+    def from_table(cls, values: Parsed, where: str, text: str) -> RailsTestTable:
         """The table, each key checked for its type; UserError naming the file and line otherwise."""
         known = sorted(f.name for f in fields(cls))
         sizes: dict[str, int] = {}
         counts: dict[str, int] = {}
         fraction: float | None = None
         collectives: tuple[str, ...] | None = None
-        for key, value in table.items():
+        for key, value in values.items():
             line = _line_of(text, key, "rails_test")
             number = isinstance(value, (int, float)) and not isinstance(value, bool)
             if key not in known:
@@ -259,7 +260,7 @@ def _line_of(text: str, key: str, table: str | None) -> int:
 
 
 def _check_table(
-    data: Mapping[str, Any],
+    data: Parsed,
     spec: Mapping[str, tuple[tuple[type, ...], str]],
     where: str,
     text: str,
@@ -281,52 +282,80 @@ def _check_table(
             raise UserError(f"{where}:{_line_of(text, key, table)}: {key} must be a list of strings")
 
 
+# Typed reads of values _check_table has already checked against _TOP, _RAILS or _NETWORK: each narrows what
+# that check proved, so a value absent (or, were the spec ever to drift, of another type) reads as None.
+def _text(values: Parsed, key: str) -> str | None:
+    value = values.get(key)
+    return value if isinstance(value, str) else None
+
+
+def _whole(values: Parsed, key: str) -> int | None:
+    value = values.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _number(values: Parsed, key: str) -> int | float | None:
+    value = values.get(key)
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _names(values: Parsed, key: str) -> tuple[str, ...]:
+    value = values.get(key)
+    return tuple(v for v in value if isinstance(v, str)) if isinstance(value, list) else ()
+
+
+def _transport(value: object) -> Transport | None:
+    return next((t for t in TRANSPORTS if t == value), None)
+
+
 def _parse(text: str, where: str, default_name: str) -> Profile:
     data = toml_limits.loads(text, where)
     _check_table(data, _TOP, where, text, None)
-    rails = data.get("rails", {})
-    network = data.get("network", {})
-    env = data.get("recommended_env", {})
+    rails = table(data, "rails")
+    network = table(data, "network")
     _check_table(rails, _RAILS, where, text, "rails")
     _check_table(network, _NETWORK, where, text, "network")
-    nvlink_targets = _collective_targets(data.get("nvlink_targets_gbps", {}), where, text, "nvlink_targets_gbps")
-    node_targets = _collective_targets(data.get("node_targets_gbps", {}), where, text, "node_targets_gbps")
-    for key, value in env.items():
+    nvlink_targets = _collective_targets(table(data, "nvlink_targets_gbps"), where, text, "nvlink_targets_gbps")
+    node_targets = _collective_targets(table(data, "node_targets_gbps"), where, text, "node_targets_gbps")
+    env: dict[str, str] = {}
+    for key, value in table(data, "recommended_env").items():
         if not isinstance(value, str):
             raise UserError(
                 f"{where}:{_line_of(text, key, 'recommended_env')}: {key} = {value!r} must be a string; quote it"
             )
-    transport = data.get("transport", "ib")
-    if transport not in TRANSPORTS:
+        env[key] = value
+    transport = _transport(data.get("transport", "ib"))
+    if transport is None:
         raise UserError(
-            f"{where}:{_line_of(text, 'transport', None)}: transport {transport!r} must be one of "
+            f"{where}:{_line_of(text, 'transport', None)}: transport {data.get('transport')!r} must be one of "
             + ", ".join(TRANSPORTS)
         )
-    link_layer = rails.get("link_layer")
+    link_layer = _text(rails, "link_layer")
     if link_layer is not None and link_layer not in LINK_LAYERS:
         raise UserError(
             f"{where}:{_line_of(text, 'link_layer', 'rails')}: link_layer {link_layer!r} must be InfiniBand or Ethernet"
         )
-    for key, table, minimum, maximum in (
+    for key, values, minimum, maximum in (
         ("count", rails, 1, MAX_RAILS),
         ("gpus_per_node", data, 1, MAX_GPUS_PER_NODE),
         ("counter_tolerance_bytes", data, 0, MAX_BYTES),
     ):
-        value = table.get(key)
+        value = _whole(values, key)
         if value is not None and not minimum <= value <= maximum:
-            line = _line_of(text, key, "rails" if table is rails else None)
+            line = _line_of(text, key, "rails" if values is rails else None)
             raise UserError(f"{where}:{line}: {key} = {value} must be between {minimum} and {maximum}")
-    for key, table in (("rate_gbps", rails), ("node_target_gbps", data), ("nvlink_target_gbps", data)):
-        if key in table:
-            line = _line_of(text, key, "rails" if table is rails else None)
-            finite(table[key], Where(where, key, line), sign="positive", maximum=MAX_RATE_GBPS)
+    for key, values in (("rate_gbps", rails), ("node_target_gbps", data), ("nvlink_target_gbps", data)):
+        rate = _number(values, key)
+        if rate is not None:
+            line = _line_of(text, key, "rails" if values is rails else None)
+            finite(rate, Where(where, key, line), sign="positive", maximum=MAX_RATE_GBPS)
     try:  # [compare] is read by compare and report; refuse a bad one here, before any command starts ranks
-        compare = CompareSettings.from_profile(data)
+        compare = CompareSettings.from_table(table(data, "compare"))
     except UserError as exc:
         raise UserError(f"{where}:{_line_of(text, 'compare', None)}: {exc}") from None
-    rails_test = RailsTestTable.from_table(data.get("rails_test", {}), where, text)
-    errors = ErrorLimits.from_table(data.get("errors", {}), where, lambda key, table: _line_of(text, key, table))
-    actions = Actions.from_table(data.get("actions", {}), where, lambda key, table: _line_of(text, key, table))
+    rails_test = RailsTestTable.from_table(table(data, "rails_test"), where, text)
+    errors = ErrorLimits.from_table(table(data, "errors"), where, lambda key, name: _line_of(text, key, name))
+    actions = Actions.from_table(table(data, "actions"), where, lambda key, name: _line_of(text, key, name))
     judge_min = parse_size(str(data.get("judge_min_bytes", DEFAULT_JUDGE_MIN_BYTES)), f"{where}: judge_min_bytes")
     default_max = data.get("default_max_bytes")
     default_max_bytes = None if default_max is None else parse_size(str(default_max), f"{where}: default_max_bytes")
@@ -336,30 +365,38 @@ def _parse(text: str, where: str, default_name: str) -> Profile:
             f"{where}:{_line_of(text, 'default_max_bytes', None)}: default_max_bytes {default_max} stops below "
             f"judge_min_bytes ({judge_min} bytes): a default run would judge nothing; raise it"
         )
-    plan = _plan_table(data.get("plan", {}), where, text)
-    fraction = data.get("pass_fraction", 0.9)
+    plan = _plan_table(table(data, "plan"), where, text)
+    fraction = _number(data, "pass_fraction")
+    fraction = 0.9 if fraction is None else fraction
     if not 0 < fraction <= 1.5:
         line = _line_of(text, "pass_fraction", None)
         raise UserError(f"{where}:{line}: pass_fraction = {fraction} must be a fraction of the target in (0, 1.5]")
+    name, description = _text(data, "name"), _text(data, "description")
+    rate_gbps, node_target, nvlink_target = (
+        _number(rails, "rate_gbps"),
+        _number(data, "node_target_gbps"),
+        _number(data, "nvlink_target_gbps"),
+    )
+    tolerance = _whole(data, "counter_tolerance_bytes")
     return Profile(
-        name=data.get("name", default_name),
-        description=data.get("description", ""),
-        transport=cast(Transport, transport),
-        rail_count=rails.get("count"),
-        rail_rate_gbps=float(rails["rate_gbps"]) if "rate_gbps" in rails else None,
+        name=default_name if name is None else name,
+        description="" if description is None else description,
+        transport=transport,
+        rail_count=_whole(rails, "count"),
+        rail_rate_gbps=None if rate_gbps is None else float(rate_gbps),
         link_layer=link_layer,
-        rail_names=tuple(rails.get("names", ())),
-        excluded_hcas=tuple(rails.get("exclude", ())),
-        excluded_ifnames=tuple(rails.get("exclude_ifnames", ())),
-        socket_ifnames=network.get("socket_ifnames"),
-        oob_ifname=network.get("oob_ifname"),
-        gpus_per_node=data.get("gpus_per_node"),
-        gpu_model=data.get("gpu_model"),
-        recommended_env=MappingProxyType(dict(env)),
-        node_target_gbps=float(data["node_target_gbps"]) if "node_target_gbps" in data else None,
-        nvlink_target_gbps=float(data["nvlink_target_gbps"]) if "nvlink_target_gbps" in data else None,
+        rail_names=_names(rails, "names"),
+        excluded_hcas=_names(rails, "exclude"),
+        excluded_ifnames=_names(rails, "exclude_ifnames"),
+        socket_ifnames=_text(network, "socket_ifnames"),
+        oob_ifname=_text(network, "oob_ifname"),
+        gpus_per_node=_whole(data, "gpus_per_node"),
+        gpu_model=_text(data, "gpu_model"),
+        recommended_env=MappingProxyType(env),
+        node_target_gbps=None if node_target is None else float(node_target),
+        nvlink_target_gbps=None if nvlink_target is None else float(nvlink_target),
         pass_fraction=float(fraction),
-        counter_tolerance_bytes=int(data.get("counter_tolerance_bytes", 1 << 20)),
+        counter_tolerance_bytes=1 << 20 if tolerance is None else tolerance,
         judge_min_bytes=judge_min,
         source=where,
         nvlink_targets_gbps=MappingProxyType(nvlink_targets),
@@ -367,39 +404,40 @@ def _parse(text: str, where: str, default_name: str) -> Profile:
         default_max_bytes=default_max_bytes,
         errors=errors,
         actions=actions,
-        compare=compare,
+        # [errors] fail_on_rise decides which counters compare judges: taken from the checked table, not re-read
+        compare=replace(compare, error_counters=errors.fail_on_rise),
         rails_test=rails_test,
         plan=MappingProxyType(plan),
     )
 
 
-def _plan_table(table: Mapping[str, Any], where: str, text: str) -> dict[str, float]:
+def _plan_table(values: Parsed, where: str, text: str) -> dict[str, float]:
     """``[plan]``: every value a positive finite number (the keys are checked where the plan is made)."""
-    values: dict[str, float] = {}
-    for key, value in table.items():
+    plan: dict[str, float] = {}
+    for key, value in values.items():
         line = _line_of(text, key, "plan")
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise UserError(f"{where}:{line}: [plan] {key} = {value!r} must be a positive number")
-        values[key] = finite(float(value), Where(where, f"[plan] {key}", line), sign="positive")
-    return values
+        plan[key] = finite(float(value), Where(where, f"[plan] {key}", line), sign="positive")
+    return plan
 
 
-def _collective_targets(table: Mapping[str, Any], where: str, text: str, name: str) -> dict[str, TargetSteps]:
+def _collective_targets(targets: Parsed, where: str, text: str, name: str) -> dict[str, TargetSteps]:
     """``collective = Gb/s`` or ``collective = { "SIZE" = Gb/s, ... }`` entries: a known collective, positive
     finite rates, sizes that parse (each step holds from its size up)."""
     out: dict[str, TargetSteps] = {}
-    for key, value in table.items():
+    for key, value in targets.items():
         line = _line_of(text, key, name)
         if key not in BUSBW_FACTOR:
             raise UserError(
                 f"{where}:{line}: [{name}] {key!r} is not a collective; use one of {', '.join(BUSBW_FACTOR)}"
             )
-        steps = value.items() if isinstance(value, dict) else [("0", value)]
+        steps: list[tuple[object, object]] = list(value.items()) if isinstance(value, Mapping) else [("0", value)]
         if not steps:
             raise UserError(f'{where}:{line}: [{name}] {key} is an empty table: write e.g. {{ "256M" = 3296 }}')
         parsed = []
         for size, rate in steps:
-            here = f"[{name}] {key}" + (f" {size!r}" if isinstance(value, dict) else "")
+            here = f"[{name}] {key}" + (f" {size!r}" if isinstance(value, Mapping) else "")
             if isinstance(rate, bool) or not isinstance(rate, (int, float)) or rate <= 0:
                 raise UserError(f"{where}:{line}: {here} = {rate!r} must be a positive number (Gb/s)")
             gbps = finite(float(rate), Where(where, here, line), sign="positive", maximum=MAX_RATE_GBPS)

@@ -20,10 +20,10 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
-from typing import Any
 
 from bench import bounded
 from bench.exits import UserError
+from bench.jsondoc import Parsed
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -101,11 +101,14 @@ def check_nesting(text: str, where: str, max_depth: int = MAX_DEPTH) -> None:
             position += 1
 
 
-def loads(text: str, where: str) -> dict[str, Any]:
-    """``tomllib.loads`` after :func:`check_nesting`, its errors as one line, then :func:`check_depth`."""
+def loads(text: str, where: str) -> Parsed:
+    """``tomllib.loads`` after :func:`check_nesting`, its errors as one line, then :func:`check_depth`.
+
+    The document is returned as :data:`~bench.jsondoc.Parsed` (a table whose values are ``object``): nothing
+    in it has been checked beyond its depth, so each reader narrows a value where it uses it."""
     check_nesting(text, where)
     try:
-        data = tomllib.loads(text)
+        data: Parsed = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         match = re.search(r"line (\d+)", str(exc))
         lineno = getattr(exc, "lineno", None) or (int(match.group(1)) if match else 1)
@@ -119,7 +122,7 @@ def loads(text: str, where: str) -> dict[str, Any]:
     return data
 
 
-def check_depth(data: dict[str, Any], where: str, max_depth: int = MAX_DEPTH) -> None:
+def check_depth(data: Parsed, where: str, max_depth: int = MAX_DEPTH) -> None:
     """Refuse parsed data nested deeper than ``max_depth`` (walked with a stack, not recursion)."""
     stack: list[tuple[object, int, str]] = [(data, 0, "")]
     while stack:

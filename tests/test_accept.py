@@ -35,6 +35,7 @@ def validate_junit(document: bytes | Path) -> None:
     schema.validate(source)
 
 
+@pytest.mark.slow
 def test_the_schema_rejects_what_ci_would_reject() -> None:
     xmlschema = pytest.importorskip("xmlschema")
     schema = xmlschema.XMLSchema(str(SCHEMA))

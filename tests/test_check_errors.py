@@ -236,6 +236,7 @@ def test_bad_errors_tables_are_refused_with_the_line(tmp_path: Path, table: str,
     assert message in str(caught.value)
 
 
+@pytest.mark.slow
 def test_cli_flags_and_bad_input(tmp_path: Path) -> None:
     root = _healthy(tmp_path)
     log = _kernel_log(tmp_path, [f"{_iso(timedelta(minutes=1))} node07 kernel: ibp7s0: lost carrier"])

@@ -19,6 +19,7 @@ def test_help_lists_every_command() -> None:
         assert f"  {name} " in proc.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(COMMANDS))
 def test_every_command_has_help(name: str) -> None:
     proc = railbench([name, "--help"], timeout=60)
@@ -31,6 +32,7 @@ def test_version() -> None:
     assert proc.returncode == 0 and proc.stdout.startswith("railbench ")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "argv",
     [

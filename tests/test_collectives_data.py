@@ -76,6 +76,7 @@ def test_every_element_sum_is_within_the_exact_range(name: str, n: int) -> None:
     assert int(pat.sums(_indices(pat)).max()) <= DTYPES[name].exact_max
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n", [16, 256, 1024])
 @pytest.mark.parametrize("name", [*FLOAT_DTYPES, "int8", "uint8", "int32"])
 @pytest.mark.parametrize("order", [_ring_sum, _tree_sum, _reverse_sum], ids=["ring", "tree", "reverse"])
@@ -101,6 +102,7 @@ def test_the_ring_simulation_catches_inexact_data() -> None:
     assert int((_ring_sum(data).to(torch.int64) != exact).sum()) > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(REGISTRY))
 @pytest.mark.parametrize("dtype", ["bfloat16", "int8", "float"])
 def test_check_counts_zero_on_the_true_result_and_each_corruption(name: str, dtype: str) -> None:

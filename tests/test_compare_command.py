@@ -37,6 +37,7 @@ def _nights(tmp_path: Path, values: list[dict[tuple[str, str, str, int], float]]
     return history
 
 
+@pytest.mark.slow
 def test_files_and_states(tmp_path: Path) -> None:
     history = _nights(tmp_path, [{AR_1G: 380.0 + d, AG_1G: 350.0 - d, SR_1G: 48.0} for d in (0, 2, -1, 1)])
     tonight = make_run_dir(
@@ -80,6 +81,7 @@ def test_files_and_states(tmp_path: Path) -> None:
     assert (new_row["state"], new_row["baseline_GBps"]) == ("new", "")
 
 
+@pytest.mark.slow
 def test_a_run_directory_as_baseline(tmp_path: Path) -> None:
     base = make_run_dir(tmp_path / "base", started_utc="2026-11-01T02:00:00Z", busbw={AR_1G: 380.0, SR_1G: 48.0})
     tonight = make_run_dir(
@@ -93,8 +95,8 @@ def test_a_run_directory_as_baseline(tmp_path: Path) -> None:
     results = compare(metrics, baselines, CompareSettings())
     assert {r.state for r in results} == {"unchanged"}
     assert all(r.noise_source == "floor" and "within the noise" in r.evidence for r in results)
-    looser = CompareSettings.from_profile(
-        {"compare": {"default_threshold": "6%", "rule": [{"pattern": "sendrecv/*", "threshold": 0.10}]}}
+    looser = CompareSettings.from_table(
+        {"default_threshold": "6%", "rule": [{"pattern": "sendrecv/*", "threshold": 0.10}]}
     )
     assert {r.state for r in compare(metrics, baselines, looser)} == {"unchanged"}
     assert all(r.evidence == "" for r in compare(metrics, baselines, looser) if r.metric.startswith("sendrecv"))
@@ -108,19 +110,17 @@ def test_a_run_directory_as_baseline(tmp_path: Path) -> None:
 
 
 def test_settings_from_profile() -> None:
-    settings = CompareSettings.from_profile(
+    settings = CompareSettings.from_table(
         {
-            "compare": {
-                "noise_k": 2.5,
-                "min_bytes": "1M",
-                "rule": [{"pattern": "sendrecv/pair/*", "threshold": 0.10}, {"pattern": "*", "threshold": 0.07}],
-            }
+            "noise_k": 2.5,
+            "min_bytes": "1M",
+            "rule": [{"pattern": "sendrecv/pair/*", "threshold": 0.10}, {"pattern": "*", "threshold": 0.07}],
         }
     )
     assert (settings.noise_k, settings.min_bytes, settings.default_threshold) == (2.5, 1 << 20, 0.05)
     assert settings.threshold_for("sendrecv/pair/node01-node02/rail0/8") == 0.10
     assert settings.threshold_for("all_reduce/world/world/8") == 0.07
-    assert CompareSettings.from_profile(None) == CompareSettings() == CompareSettings.from_profile({"name": "x"})
+    assert CompareSettings.from_table({}) == CompareSettings()
     for bad, match in (
         ({"default_threshold": 5}, "fraction"),
         ({"default_threshold": "five"}, "not a number"),
@@ -131,9 +131,10 @@ def test_settings_from_profile() -> None:
         ({"min_bytes": "lots"}, "not a size"),
     ):
         with pytest.raises(UserError, match=match):
-            CompareSettings.from_profile({"compare": bad})
+            CompareSettings.from_table(bad)
 
 
+@pytest.mark.slow
 def test_bad_input_exits_2_with_one_line(tmp_path: Path) -> None:
     tonight = make_run_dir(tmp_path / "t", started_utc="2026-11-02T02:00:00Z", busbw={AR_1G: 380.0})
     for args, hint in (
@@ -145,6 +146,7 @@ def test_bad_input_exits_2_with_one_line(tmp_path: Path) -> None:
         assert done.returncode == 2 and done.stderr.count("\n") == 1 and hint in done.stderr, done.stderr
 
 
+@pytest.mark.slow
 def test_commands_do_not_import_torch() -> None:
     code = (
         "import sys\n"

@@ -58,6 +58,7 @@ def _metric(key: tuple[str, str, str, int]) -> str:
     return "/".join(map(str, key))
 
 
+@pytest.mark.slow
 def test_nightly_history_tells_drops_from_noise(tmp_path: Path) -> None:
     history, run_dir = _history(tmp_path)
     assert run(CompareConfig(run_dir=run_dir, history=history)) == 1
@@ -75,6 +76,7 @@ def test_nightly_history_tells_drops_from_noise(tmp_path: Path) -> None:
     assert doc["summary"] == {"regressed": 1, "improved": 1, "unchanged": 3, "new": 0, "missing": 0, "failed": 0}
 
 
+@pytest.mark.slow
 def test_cli_names_the_regressed_metric_and_exits_1(tmp_path: Path) -> None:
     history, run_dir = _history(tmp_path)
     done = railbench(["compare", str(run_dir), "--history", str(history)], timeout=60)
@@ -84,6 +86,7 @@ def test_cli_names_the_regressed_metric_and_exits_1(tmp_path: Path) -> None:
     assert "5 metrics: 1 regressed, 1 improved, 3 unchanged, 0 new, 0 missing, 0 failed" in done.stdout
 
 
+@pytest.mark.slow
 def test_an_nccl_upgrade_does_not_hide_a_drop_and_is_named(tmp_path: Path) -> None:
     history, run_dir = _history(tmp_path, nccl_tonight="2.28.1")
     done = railbench(["compare", str(run_dir), "--history", str(history)], timeout=60)
@@ -101,6 +104,7 @@ def test_an_nccl_upgrade_does_not_hide_a_drop_and_is_named(tmp_path: Path) -> No
     ]
 
 
+@pytest.mark.slow
 def test_same_environment_keeps_other_nccl_versions_out(tmp_path: Path) -> None:
     history, run_dir = _history(tmp_path, nccl_tonight="2.28.1")
     config = CompareConfig(run_dir=run_dir, history=history, same_environment=True)

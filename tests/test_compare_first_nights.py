@@ -95,6 +95,7 @@ def test_pure_first_night_functions() -> None:
     assert list(again) == [True, False]
 
 
+@pytest.mark.slow
 def test_two_runs_and_a_three_percent_dip_is_no_regression(tmp_path: Path) -> None:
     history, rng, nights = _history(tmp_path)
     base = {k: (nights[0][k] + nights[1][k]) / 2 for k in KEYS}
@@ -114,6 +115,7 @@ def test_two_runs_and_a_three_percent_dip_is_no_regression(tmp_path: Path) -> No
     assert json.loads((run_dir / "run.json").read_text())["verdict"] == "measured"  # the run's own word
 
 
+@pytest.mark.slow
 def test_a_drop_over_adjacent_sizes_is_regressed_and_said_everywhere(tmp_path: Path) -> None:
     history, rng, nights = _history(tmp_path)
     base = {k: (nights[0][k] + nights[1][k]) / 2 for k in KEYS}
@@ -146,6 +148,7 @@ def test_a_drop_over_adjacent_sizes_is_regressed_and_said_everywhere(tmp_path: P
         assert {Path(r.run_dir).name: r.verdict for r in list_runs(conn)}["tonight"] == "measured"
 
 
+@pytest.mark.slow
 def test_a_single_size_that_fell_two_nights_running_is_regressed(tmp_path: Path) -> None:
     rng = np.random.default_rng(2611)
     size = KEYS[30]
@@ -172,6 +175,7 @@ def test_a_single_size_that_fell_two_nights_running_is_regressed(tmp_path: Path)
     assert flagged["evidence"].startswith("alone it fell 14.5%") and flagged["evidence"].endswith("last night too")
 
 
+@pytest.mark.slow
 def test_a_missing_history_is_bad_input_unless_started(tmp_path: Path) -> None:
     run_dir = make_run_dir(tmp_path / "t", started_utc="2026-11-02T02:00:00Z", busbw={KEYS[0]: 10.0})
     typo = tmp_path / "typo" / "history.sqlite"
@@ -188,6 +192,7 @@ def test_a_missing_history_is_bad_input_unless_started(tmp_path: Path) -> None:
         assert list_runs(conn) == []
 
 
+@pytest.mark.slow
 def test_the_default_history_is_the_one_beside_the_runs_folder(tmp_path: Path) -> None:
     history, _, nights = _history(tmp_path)
     run_dir = _tonight(tmp_path, nights[0])
@@ -200,6 +205,7 @@ def test_the_default_history_is_the_one_beside_the_runs_folder(tmp_path: Path) -
     assert not (elsewhere / "reports").exists()
 
 
+@pytest.mark.slow
 def test_a_baseline_of_another_shape_is_refused_or_named(tmp_path: Path) -> None:
     sixteen = make_run_dir(tmp_path / "r16", started_utc="2026-11-01T02:00:00Z", busbw={KEYS[-1]: 380.0}, nranks=16)
     two = make_run_dir(

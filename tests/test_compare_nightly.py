@@ -46,6 +46,7 @@ def _busbw(sweep: dict[str, object], scale: float = 1.0) -> dict[tuple[str, str,
     }
 
 
+@pytest.mark.slow
 def test_accept_then_runs_gives_no_missing(tmp_path: Path) -> None:
     history = tmp_path / "h.sqlite"
     accept = make_run_dir(
@@ -79,6 +80,7 @@ def test_accept_then_runs_gives_no_missing(tmp_path: Path) -> None:
     assert doc["kind"].startswith("run sweep[min_bytes=1024 max_bytes=16777216 step_factor=4")
 
 
+@pytest.mark.slow
 def test_two_run_noise_gives_no_false_regression(tmp_path: Path) -> None:
     history = tmp_path / "h.sqlite"
     base = {(*AR, 256 << 10): 2.0, (*AR, 1 << 30): 380.0}
@@ -109,6 +111,7 @@ def test_every_shipped_profile_sets_compare_min_bytes() -> None:
         assert load_profile(name).compare.min_bytes == 1 << 20, name
 
 
+@pytest.mark.slow
 def test_a_replaced_node_keeps_world_metrics_comparable(tmp_path: Path) -> None:
     history = tmp_path / "h.sqlite"
     pair_old = ("sendrecv", "pair", "node01-node02/rail0", 1 << 30)
@@ -149,6 +152,7 @@ def test_a_replaced_node_keeps_world_metrics_comparable(tmp_path: Path) -> None:
     assert run(CompareConfig(run_dir=tonight, history=history, same_environment=True)) == 0
 
 
+@pytest.mark.slow
 def test_driver_and_nccl_variable_changes_are_named(tmp_path: Path) -> None:
     history = tmp_path / "h.sqlite"
     env = {"NCCL_IB_HCA": "^=mlx5_0", "NCCL_DEBUG": "INFO"}
@@ -174,6 +178,7 @@ def test_driver_and_nccl_variable_changes_are_named(tmp_path: Path) -> None:
     assert "changed since the baseline: driver 550.90 -> 560.35; NCCL_IB_HCA ^=mlx5_0 -> ^mlx5_0" in done.stdout
 
 
+@pytest.mark.slow
 def test_nine_imports_in_one_second_keep_their_order(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     logs = []
     for i in range(9):

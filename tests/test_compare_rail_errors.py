@@ -9,6 +9,8 @@ import sqlite3
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pytest
+
 from bench.compare_settings import CompareSettings
 from bench.history import rail_errors
 from bench.history.rail_errors import RailErrorCount, judge
@@ -70,6 +72,7 @@ def test_the_noise_rule() -> None:
     assert [r.baseline for r in judge(night(2), [], WATCHED, 0, 2.0)] == [None]  # no baseline: any count
 
 
+@pytest.mark.slow
 def test_compare_flags_a_rail_whose_error_rate_rose(tmp_path: Path) -> None:
     history = tmp_path / "history.sqlite"
     for night in range(5):
@@ -92,6 +95,7 @@ def test_compare_flags_a_rail_whose_error_rate_rose(tmp_path: Path) -> None:
     assert "rail1/symbol_error" in {c.get("name") for c in cases}
 
 
+@pytest.mark.slow
 def test_the_profile_can_make_a_rise_fail_compare(tmp_path: Path) -> None:
     history = tmp_path / "history.sqlite"
     for night in range(2):
@@ -100,7 +104,7 @@ def test_the_profile_can_make_a_rise_fail_compare(tmp_path: Path) -> None:
     profile.write_text(
         '[errors]\nfail_on_rise = ["symbol_error"]\n\n[compare]\nfail_on_error_rise = true\nerror_allowance = 2\n'
     )
-    settings = CompareSettings.from_profile({"compare": {"error_factor": 1.5}, "errors": {"fail_on_rise": []}})
+    settings = CompareSettings.from_table({"error_factor": 1.5}, error_counters=())
     assert settings.error_factor == 1.5 and settings.error_counters == ()
     quiet = _rails_run(tmp_path / "quiet", 20, {"symbol_error": 10, "link_downed": 9})  # 10 = 2 x 5: not above
     assert railbench(["compare", str(quiet), "--history", str(history), "--profile", str(profile)]).returncode == 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_prometheus
 
@@ -60,6 +61,7 @@ def test_openmetrics_parses_and_names_units(tmp_path: Path) -> None:
     )  # 2026-11-20T02:00:00Z
 
 
+@pytest.mark.slow
 def test_the_verdict_follows_compare_and_the_textfile_is_atomic(tmp_path: Path) -> None:
     history = tmp_path / "h.sqlite"
     for night in range(1, 6):

@@ -28,6 +28,7 @@ def trees(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {case.name: fabric_trees.build(base / case.name, case.spec) for case in CASES}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_check_lambda_1cc_verdict_names_the_device(trees: dict[str, Path], case: Case) -> None:
     proc = railbench(["check", "--profile", "lambda-1cc", "--sysfs-root", str(trees[case.name])], env=GOOD_ENV)
@@ -53,6 +54,7 @@ def test_unset_nccl_ib_hca_on_a_1cc_fails_naming_mlx5_0(trees: dict[str, Path]) 
         assert (result.status, result.device) == ("fail", device), result
 
 
+@pytest.mark.slow
 def test_check_json_and_bond_fix_suggestion(trees: dict[str, Path]) -> None:
     proc = railbench(["check", "--profile", "lambda-1cc", "--sysfs-root", str(trees["bond"]), "--json"], env=GOOD_ENV)
     doc = json.loads(proc.stdout)
@@ -153,6 +155,7 @@ def test_node_env_adds_the_ip_interface(trees: dict[str, Path]) -> None:
     assert checks.node_env(load_profile("local"), trees["healthy"]) == {"GLOO_SOCKET_IFNAME": "lo"}
 
 
+@pytest.mark.slow
 def test_check_never_imports_torch_without_gpus() -> None:
     code = (
         "import sys; from bench.cli import main; rc = main(['check', '--profile', 'lambda-1cc']); "
@@ -162,6 +165,7 @@ def test_check_never_imports_torch_without_gpus() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 def test_gpus_are_counted_on_the_pci_bus_not_by_what_this_process_sees(tmp_path: Path) -> None:
     # NVSwitches and the audio function carry NVIDIA's vendor id and the BMC's VGA is a display class: only
     # the 3D controllers from NVIDIA are GPUs. A rank with CUDA_VISIBLE_DEVICES=3 still checks all 8.

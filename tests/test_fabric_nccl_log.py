@@ -223,6 +223,7 @@ def test_evidence_is_json_and_merges_logs(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.slow
 def test_check_with_nccl_log_fails_on_excluded_device(tmp_path: Path) -> None:
     good = tmp_path / "good.log"
     good.write_text(GOOD_1CC)

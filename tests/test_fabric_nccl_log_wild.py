@@ -87,6 +87,7 @@ def test_long_lines_are_fast(line: str) -> None:
     assert time.perf_counter() - started < 1.0 and log.hosts["h"].networks == ("IB",)
 
 
+@pytest.mark.slow
 def test_check_json_carries_structured_evidence(tmp_path: Path) -> None:
     from tests.test_fabric_nccl_log import GOOD_1CC
 

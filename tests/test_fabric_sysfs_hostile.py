@@ -114,6 +114,7 @@ def test_a_directory_in_place_of_a_file_is_named(tmp_path: Path) -> None:
     _sysfs_fails(root, "rate is a directory")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("parts", "text", "words"),
     [

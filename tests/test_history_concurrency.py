@@ -10,6 +10,8 @@ import time
 from contextlib import closing
 from pathlib import Path
 
+import pytest
+
 from bench.history.store import add_run, list_runs, metrics_of, open_store
 from tests.history_fixtures import make_run_dir
 from tests.support import rank_env
@@ -55,6 +57,7 @@ def _run_dirs(root: Path, writer: int) -> list[Path]:
     ]
 
 
+@pytest.mark.slow
 def test_two_processes_adding_at_once_both_land(tmp_path: Path) -> None:
     history, go = tmp_path / "history.sqlite", tmp_path / "go"  # not created yet: both race to create it too
     writers = [
@@ -78,6 +81,7 @@ def test_two_processes_adding_at_once_both_land(tmp_path: Path) -> None:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
+@pytest.mark.slow
 def test_sigkill_mid_write_leaves_a_readable_store(tmp_path: Path) -> None:
     history = tmp_path / "history.sqlite"
     proc = subprocess.Popen(

@@ -201,6 +201,7 @@ def test_read_only_store_refuses_add_in_one_line(read_only: tuple[Path, list[Pat
     assert _digest(history) == before
 
 
+@pytest.mark.slow
 def test_read_only_store_still_lists_and_compares(read_only: tuple[Path, list[Path]], tmp_path: Path) -> None:
     history, runs = read_only
     listed = railbench_inline(["history", "list", "--history", str(history)], cwd=tmp_path)

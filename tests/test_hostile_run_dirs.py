@@ -59,6 +59,7 @@ def _json_damage(kind: str, doc: dict[str, object]) -> str:
     raise AssertionError(kind)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["run.json", "rails.json", "checks.json", "compare.json", "trend.csv", "results.csv"])
 @pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
 def test_a_file_that_is_no_regular_file_is_refused_without_blocking(tmp_path: Path, name: str, kind: str) -> None:
@@ -73,6 +74,7 @@ def test_a_file_that_is_no_regular_file_is_refused_without_blocking(tmp_path: Pa
             _one_line(in_thread(lambda r=reader: r(run_dir)), name)  # type: ignore[misc]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["run.json", "rails.json", "checks.json", "compare.json"])
 @pytest.mark.parametrize("kind", ["nested", "digits", "over-64-bits", "nan"])
 def test_json_beyond_the_limits_is_one_line(tmp_path: Path, name: str, kind: str) -> None:
@@ -84,6 +86,7 @@ def test_json_beyond_the_limits_is_one_line(tmp_path: Path, name: str, kind: str
             _one_line(in_thread(lambda r=reader: r(run_dir)), name)  # type: ignore[misc]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("field", "value", "said"),
     [
@@ -162,6 +165,7 @@ def test_a_lone_surrogate_in_run_json_is_read_and_stored_printable(tmp_path: Pat
     assert 'cluster="lab\ufffd"' in openmetrics_text(run_dir)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("column", ["busbw_GBps", "wrong", "time_us", "bytes"])
 @pytest.mark.parametrize("value", ["inf", "1e999", "-1e999"])
 def test_an_infinite_number_in_results_csv_is_one_line_for_the_report(tmp_path: Path, column: str, value: str) -> None:

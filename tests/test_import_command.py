@@ -10,6 +10,7 @@ from contextlib import closing
 from pathlib import Path
 
 import jsonschema
+import pytest
 
 from bench.commands.importer import ImportConfig, run
 from bench.history.store import list_runs, open_store
@@ -28,6 +29,7 @@ def _imported(out: str) -> list[Path]:
     return [Path(line.split(" -> ")[1].split(":")[0]) for line in out.splitlines() if line.startswith("imported ")]
 
 
+@pytest.mark.slow
 def test_every_corpus_log_imports(corpus: Path, tmp_path: Path, capsys: object) -> None:
     logs = tuple(corpus / f"{stem}.txt" for stem in sorted(EXPECTED))
     config = ImportConfig(
@@ -37,7 +39,7 @@ def test_every_corpus_log_imports(corpus: Path, tmp_path: Path, capsys: object) 
     run_dirs = _imported(capsys.readouterr().out)  # type: ignore[attr-defined]
     assert len(run_dirs) == len(logs) == len(set(run_dirs))
     for stem, run_dir in zip(sorted(EXPECTED), run_dirs, strict=True):
-        meta = read_run_json(run_dir)
+        meta = read_run_json(run_dir).to_json()
         jsonschema.validate(meta, RUN_SCHEMA)  # imports write the same typed record as live runs
         rows = read_results_rows(run_dir)
         tables = EXPECTED[stem]
@@ -53,7 +55,7 @@ def test_every_corpus_log_imports(corpus: Path, tmp_path: Path, capsys: object) 
         assert len(list_runs(conn, limit=None)) == len(logs)
     failed = read_run_json(
         run_dirs[sorted(EXPECTED).index("nccl_tests_all_reduce_h100_128node_maxbytes_failure_issue322")]
-    )
+    ).to_json()
     assert (failed["status"], failed["verdict"], failed["source"]["truncated"]) == ("failed", "error", True)
     assert failed["nnodes"] == 128 and failed["launcher"] == "mpirun"
     assert failed["env"]["NCCL_ALGO"] == "Ring" and "LD_LIBRARY_PATH" not in failed["env"]
@@ -65,6 +67,7 @@ def test_every_corpus_log_imports(corpus: Path, tmp_path: Path, capsys: object) 
     }
 
 
+@pytest.mark.slow
 def test_reimport_is_idempotent_and_json_carries_env(tmp_path: Path) -> None:
     log = tmp_path / "all_reduce.json"
     log.write_text(json_log("all_reduce", HOSTS, 8, SIZES))
@@ -84,7 +87,7 @@ def test_reimport_is_idempotent_and_json_carries_env(tmp_path: Path) -> None:
     assert _imported(first.stdout) == _imported(again.stdout)
     assert "history run 1" in first.stdout and "history run 1" in again.stdout
     (run_dir,) = _imported(first.stdout)
-    meta = read_run_json(run_dir)
+    meta = read_run_json(run_dir).to_json()
     assert meta["started_utc"] == "2026-11-20T22:43:10Z" and run_dir.name == "20261120T224310Z-lab"
     assert meta["env"] == {"NCCL_DEBUG": "WARN", "NCCL_IB_HCA": "^=mlx5_0"}
     assert meta["versions"]["nccl"] == "2.29.2" and meta["hosts"] == list(HOSTS) and meta["nranks"] == 16
@@ -93,6 +96,7 @@ def test_reimport_is_idempotent_and_json_carries_env(tmp_path: Path) -> None:
         assert tuple(next(csv.reader(fh)))[: len(RESULT_COLUMNS)] == RESULT_COLUMNS
 
 
+@pytest.mark.slow
 def test_bad_logs_exit_2_and_the_rest_still_import(tmp_path: Path) -> None:
     good = tmp_path / "sendrecv.log"
     good.write_text(text_log("sendrecv", HOSTS, 1, SIZES))
@@ -107,6 +111,7 @@ def test_bad_logs_exit_2_and_the_rest_still_import(tmp_path: Path) -> None:
     assert wrong_kind.returncode == 2 and "invalid choice" in wrong_kind.stderr
 
 
+@pytest.mark.slow
 def test_truncated_and_wrong_logs(tmp_path: Path, capsys: object) -> None:
     cut = tmp_path / "cut.log"
     cut.write_text(text_log("all_gather", HOSTS, 8, SIZES, stop_after=3, cut_last_row=True))
@@ -118,14 +123,13 @@ def test_truncated_and_wrong_logs(tmp_path: Path, capsys: object) -> None:
     out = capsys.readouterr().out  # type: ignore[attr-defined]
     assert "warning: truncated" in out
     cut_dir, wrong_dir = _imported(out)
-    assert (read_run_json(cut_dir)["status"], read_run_json(cut_dir)["verdict"]) == ("incomplete", "error")
+    cut = read_run_json(cut_dir)
+    assert (cut.status, cut.verdict) == ("incomplete", "error")
     assert len(read_results_rows(cut_dir)) == 6
-    assert (
-        read_run_json(wrong_dir)["verdict"] == "fail"
-        and read_run_json(wrong_dir)["started_utc"] == "2026-09-21T14:13:20Z"
-    )
+    assert read_run_json(wrong_dir).verdict == "fail" and read_run_json(wrong_dir).started_utc == "2026-09-21T14:13:20Z"
 
 
+@pytest.mark.slow
 def test_imported_history_feeds_compare(tmp_path: Path) -> None:
     """Months of old logs start the history: import five nights, then compare a sixth against them."""
     history = tmp_path / "h.sqlite"

@@ -83,7 +83,7 @@ def test_old_format_marker_then_file_name_as_last_resort(tmp_path: Path) -> None
     config = ImportConfig("nccl-tests", (log,), out_root=tmp_path / "runs", no_history=True, nranks=4)
     assert run(config) == 0
     (run_dir,) = (tmp_path / "runs").iterdir()
-    meta = read_run_json(run_dir)
+    meta = read_run_json(run_dir).to_json()
     assert meta["source"]["collective_from_file_name"] == [1]
     assert "taken from the file name" in " ".join(meta["source"]["tables"][0]["notes"])
 
@@ -166,6 +166,7 @@ def test_over_long_line_is_skipped_with_a_note() -> None:
     assert any("longer than" in note for note in table.notes)
 
 
+@pytest.mark.slow
 def test_failed_import_leaves_nothing_behind(tmp_path: Path) -> None:
     history = tmp_path / "h.sqlite"
     good = tmp_path / "good.log"
@@ -261,7 +262,7 @@ def test_a_rankless_sendrecv_table_imports_with_no_hints(tmp_path: Path, capsys:
     (run_dir,) = (tmp_path / "runs").iterdir()
     rows = read_results_rows(run_dir)
     assert [r["busbw_GBps"] for r in rows[::2]] == ["20.0", "24.0", "26.0", "28.0"] and rows[0]["nranks"] == ""
-    assert read_run_json(run_dir)["nranks"] is None
+    assert read_run_json(run_dir).nranks is None
     with closing(open_store(history)) as conn:
         assert len(list_runs(conn, limit=None)) == 1
     # a collective whose busbw depends on the count still asks for it (too slow here for busbw/algbw to tell)
@@ -274,6 +275,7 @@ def test_a_rankless_sendrecv_table_imports_with_no_hints(tmp_path: Path, capsys:
         parse_text(small.replace("sendrecv_perf", "all_reduce_perf"), source="x")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["fifo", "dev-zero", "folder"])
 def test_a_log_that_is_no_regular_file_is_refused_before_it_is_read(tmp_path: Path, kind: str) -> None:
     """It used to be hashed first: a FIFO blocked for good and /dev/zero was hashed forever."""
@@ -291,6 +293,7 @@ def test_a_log_that_is_no_regular_file_is_refused_before_it_is_read(tmp_path: Pa
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
+@pytest.mark.slow
 def test_imported_run_directories_have_the_mode_the_umask_gives(tmp_path: Path) -> None:
     """mkdtemp made the staging folder 0700, and the rename kept it: teammates and the web server could not
     read imported runs while run and accept made theirs 0755. Every folder and file now follows the umask."""
@@ -309,6 +312,7 @@ def test_imported_run_directories_have_the_mode_the_umask_gives(tmp_path: Path) 
             assert mode == (0o777 if path.is_dir() else 0o666) & ~mask, f"{path}: {mode:o} under umask {mask:03o}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flag", ["--cluster", "--out-root", "--history"])
 def test_names_too_long_for_a_file_system_are_one_line(tmp_path: Path, flag: str) -> None:
     log = tmp_path / "nccl.out"

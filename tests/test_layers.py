@@ -10,6 +10,7 @@ own, below every folder.
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
@@ -34,9 +35,15 @@ def _resolve(name: str, modules: dict[str, Path]) -> str | None:
 
 
 def import_graph() -> dict[str, set[str]]:
-    """Module -> the bench modules it imports anywhere in its body (``TYPE_CHECKING`` blocks excluded)."""
+    """Module -> the bench modules it imports anywhere in its body (``TYPE_CHECKING`` blocks excluded): a copy
+    each caller may change (the sources are parsed once per session: a second apiece)."""
+    return {module: set(targets) for module, targets in _parsed_graph().items()}
+
+
+@functools.cache
+def _parsed_graph() -> dict[str, frozenset[str]]:
     modules = _modules()
-    graph: dict[str, set[str]] = {}
+    graph: dict[str, frozenset[str]] = {}
     for name, path in modules.items():
         tree = ast.parse(path.read_text(), str(path))
         typing_only = {
@@ -64,7 +71,7 @@ def import_graph() -> dict[str, set[str]]:
                 found = _resolve(target, modules)
                 if found is not None and found != name:
                     edges.add(found)
-        graph[name] = edges
+        graph[name] = frozenset(edges)
     return graph
 
 

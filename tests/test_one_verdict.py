@@ -107,6 +107,7 @@ def test_accept_on_the_local_profile_says_one_word(
     assert 'message="measured, not judged: profile local sets no busbw target' in junit
 
 
+@pytest.mark.slow
 def test_check_with_nothing_to_check_says_skip_not_pass(tmp_path: Path) -> None:
     """Issue 21: ``check --profile local`` on a machine with no IB said ``verdict: PASS (12 skip)``."""
     done = railbench(["check", "--profile", "local"], timeout=120)
@@ -120,6 +121,7 @@ def test_check_with_nothing_to_check_says_skip_not_pass(tmp_path: Path) -> None:
     assert doc["verdict"] == "skip" and as_json.returncode == 0 and doc["reasons"]
 
 
+@pytest.mark.slow
 def test_compare_marks_the_run_regressed_everywhere(tmp_path: Path) -> None:
     """Issue 21: after compare found a regression, run.json and ``history list`` still said ``measured``."""
     history = tmp_path / "h.sqlite"

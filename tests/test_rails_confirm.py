@@ -53,6 +53,7 @@ def _kinds(found) -> list[tuple[str, str | None, int | None]]:
     return [(d.kind, d.node, d.rail) for d in found.defects]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("nodes", "rails"), [(3, 2), (5, 2), (8, 4), (16, 8), (32, 8)])
 def test_a_clean_noisy_fabric_names_nothing_across_seeds(nodes: int, rails: int) -> None:
     unconfirmed = 0

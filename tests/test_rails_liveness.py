@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import socket
 
+import pytest
+
 from bench.rails.defects import describe
 from bench.rails.links import connect_all
 from bench.rails.liveness import LinkReport, dead_defects, decide
@@ -91,6 +93,7 @@ def test_reports_cross_the_store_as_json() -> None:
     assert LinkReport.from_json(r.to_json()) == r
 
 
+@pytest.mark.slow
 def test_connect_all_reaches_a_listener_and_names_what_fails() -> None:
     listener = socket.create_server(("127.0.0.1", 0))
     closed = socket.create_server(("127.0.0.1", 0))

@@ -40,6 +40,7 @@ def _kinds(defects) -> list[tuple[str, str | None, int | None]]:
     return [(d.kind, d.node, d.rail) for d in defects]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("line", [LINE, None])
 @pytest.mark.parametrize(
     ("nodes", "rails", "repeats"), [(2, 1, 1), (3, 2, 3), (8, 8, 1), (16, 4, 3), (5, 3, 5), (64, 8, 1)]
@@ -205,6 +206,7 @@ def _cpu_like(nodes: int, rails: int, slow: Callable[[int, int, int], bool], see
     return PairMatrix.from_samples(samples)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", range(20))
 def test_relative_only_with_cpu_noise(seed: int) -> None:
     loose = Thresholds(relative_fraction=0.1)

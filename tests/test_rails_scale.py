@@ -22,6 +22,7 @@ from bench.rails.measure import PairTime
 from tests.support import REPO, railbench
 
 
+@pytest.mark.slow
 def test_every_fault_kind_is_named_exactly_and_a_clean_fabric_names_nothing() -> None:
     proc = subprocess.run(
         [
@@ -49,6 +50,7 @@ def test_every_fault_kind_is_named_exactly_and_a_clean_fabric_names_nothing() ->
     assert "false alarms per clean run: 0.0000 (0 parts named in 3 clean runs; 0 clean runs not PASS)" in proc.stdout
 
 
+@pytest.mark.slow
 def test_the_matrix_from_columns_is_the_matrix_from_samples() -> None:
     """The numpy build of rank 0's matrix keeps each cell's slower direction exactly as the sample records do."""
     rng = np.random.default_rng(3)
@@ -103,6 +105,7 @@ def test_the_plan_follows_the_schedule_and_fits_a_time_limit() -> None:
     assert nothing.settings.pair_bytes == plan.MIN_CUT_BYTES and nothing.settings.iters == plan.MIN_CUT_ITERS
 
 
+@pytest.mark.slow
 def test_accept_plan_prints_before_anything_runs_and_refuses_what_it_cannot_plan() -> None:
     shown = railbench(["accept", "--profile", "lambda-1cc", "--plan", "--nodes", "64"])
     assert shown.returncode == 0, shown.stderr

@@ -43,6 +43,7 @@ def _check_schedule(pairs: np.ndarray, byes: np.ndarray, n: int) -> None:
         assert sorted(byes.tolist()) == list(range(n))
 
 
+@pytest.mark.slow
 def test_every_n_up_to_1024() -> None:
     for n in range(0, 1025):
         pairs, byes = circle_rounds(n)

@@ -436,6 +436,7 @@ def _read_everything(root: Path) -> None:
     assert checks.verdict(results) == ("fail" if "fail" in statuses else "warn" if "warn" in statuses else "pass")
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(entries=_ENTRIES)
 @example(entries=[(["class", "infiniband", "mlx5_0"], "self-link", "", ["x"])])  # RuntimeError: loop
@@ -463,6 +464,7 @@ def _files(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and not p.is_symlink())
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(data=st.data())
 def test_a_healthy_tree_with_damage_is_read_without_error(tmp_path: Path, healthy: Path, data: st.DataObject) -> None:

@@ -41,6 +41,7 @@ def inline_specs(page: str) -> dict[str, dict[str, Any]]:
     return {name: json.loads(body) for name, body in INLINE.findall(page)}
 
 
+@pytest.mark.slow
 def test_every_chart_has_spec_csv_png_and_svg(report: ReportPaths) -> None:
     assert {c.name for c in report.charts} == ALL_CHARTS
     for chart in report.charts:
@@ -53,6 +54,7 @@ def test_every_chart_has_spec_csv_png_and_svg(report: ReportPaths) -> None:
         assert chart.spec.stat().st_size < 2 * 1024 * 1024
 
 
+@pytest.mark.slow
 def test_every_emitted_spec_validates_against_the_schema_it_declares(report: ReportPaths) -> None:
     files = {c.name: json.loads(c.spec.read_text(encoding="utf-8")) for c in report.charts}
     in_markdown = fences(report.report_md.read_text(encoding="utf-8"))
@@ -145,6 +147,7 @@ def test_the_html_page_needs_no_network(report: ReportPaths) -> None:
 HOSTILE = "evil<script>alert(1)</script>|x_*y*`"
 
 
+@pytest.mark.slow
 def test_cluster_strings_are_escaped_everywhere(tmp_path: Path) -> None:
     model = ClusterModel(
         hosts=("gpu-node-01", HOSTILE, "gpu-node-03"),
@@ -167,6 +170,7 @@ def test_cluster_strings_are_escaped_everywhere(tmp_path: Path) -> None:
         validate(spec)
 
 
+@pytest.mark.slow
 def test_charts_appear_only_when_their_input_is_present(tmp_path: Path) -> None:
     run_dir = write_run_dir(tmp_path / "run", rails=False, checks=False, trend=False)
     paths = write_report(run_dir, options=ReportOptions(images=False))
@@ -198,6 +202,7 @@ def test_a_single_node_run_without_targets_and_an_empty_run(tmp_path: Path) -> N
     assert "results.csv holds no measurements yet" in paths.report_html.read_text(encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_a_rerun_replaces_the_report_and_drops_charts_no_longer_drawn(tmp_path: Path) -> None:
     run_dir = write_run_dir(tmp_path / "run")
     options = ReportOptions(images=False)
@@ -219,6 +224,7 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 def test_bad_input_leaves_the_old_report_whole(tmp_path: Path) -> None:
     run_dir = write_run_dir(tmp_path / "run")
     out = tmp_path / "out"
@@ -232,6 +238,7 @@ def test_bad_input_leaves_the_old_report_whole(tmp_path: Path) -> None:
     assert _snapshot(out) == before
 
 
+@pytest.mark.slow
 def test_a_failure_while_drawing_never_leaves_half_a_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     run_dir = write_run_dir(tmp_path / "run")
     write_report(run_dir, options=ReportOptions(images=False))
@@ -251,6 +258,7 @@ def test_a_failure_while_drawing_never_leaves_half_a_report(tmp_path: Path, monk
     assert not list(run_dir.rglob("*.tmp"))
 
 
+@pytest.mark.slow
 def test_url_prefix_and_unit_options(tmp_path: Path) -> None:
     options = ReportOptions(images=False, url_prefix="runs/n42/charts/", unit="Gb/s")
     paths = write_report(write_run_dir(tmp_path / "run", trend=False), options=options)
@@ -296,6 +304,7 @@ def test_cli_errors_are_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFi
         assert "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_cli_writes_the_report_without_importing_torch(tmp_path: Path) -> None:
     run_dir = write_run_dir(tmp_path / "run", trend=False)
     code = (

@@ -182,6 +182,7 @@ def test_the_certificate_page(tmp_path: Path) -> None:
     assert 'id="section-checks"' in page and 'title="mlx5_4' not in page  # nothing failed here
 
 
+@pytest.mark.slow
 def test_badges_render_the_recorded_verdict(tmp_path: Path) -> None:
     """The badge is run.json's verdict record, shown as it is: the report never judges again (issue 21)."""
     why = "profile local sets no busbw target for these collectives"
@@ -206,7 +207,7 @@ def test_badges_render_the_recorded_verdict(tmp_path: Path) -> None:
     assert compare(CompareConfig(run_dir=tonight, history=history)) == 1
     # compare marks the run regressed in its run.json and the history; the page, the metrics and
     # ``history list`` all read that
-    meta = read_run_json(tonight)
+    meta = read_run_json(tonight).to_json()
     assert meta["verdict"] == "regressed" and meta["before_compare"]["verdict"] == "pass"
     assert any("regressed" in r for r in meta["reasons"])
     md = (tonight / "report.md").read_text(encoding="utf-8")

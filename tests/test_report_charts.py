@@ -93,6 +93,7 @@ def mark(layer: dict[str, Any]) -> str:
     return m if isinstance(m, str) else m["type"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("url", [True, False], ids=["url-data", "inline-data"])
 def test_every_chart_is_valid_vega_lite_v5_and_round_trips(tables: dict[str, pd.DataFrame], url: bool) -> None:
     for name, chart in all_charts(tables, url).items():
@@ -105,6 +106,7 @@ def test_every_chart_is_valid_vega_lite_v5_and_round_trips(tables: dict[str, pd.
             assert json.loads(chart.to_json()) == spec, name
 
 
+@pytest.mark.slow
 def test_url_charts_load_one_csv_at_the_top_level(tables: dict[str, pd.DataFrame]) -> None:
     # mkdocs-charts-plugin rewrites data.url (and spec.data.url) only: nested urls would break in docs
     for name, chart in all_charts(tables, url=True).items():

@@ -134,6 +134,7 @@ def test_pair_matrix_from_results_rows_matches_rails_json(tmp_path: Path) -> Non
     assert len(table[table["mark"] == "slow"]) == 3  # below the line: marked slow without rails.json too
 
 
+@pytest.mark.slow
 def test_pair_matrix_groups_big_clusters_into_blocks_with_their_worst_pair() -> None:
     hosts = tuple(f"node{i:03d}" for i in range(100))
     model = ClusterModel(hosts=hosts, rails=2, bad=("node050", 1))

@@ -49,6 +49,7 @@ def report(run_dir: Path) -> ReportPaths:
     return write_report(run_dir, options=ReportOptions(images=False))
 
 
+@pytest.mark.slow
 def test_the_summary_says_each_defect_once_with_where_and_what_to_do(run_dir: Path) -> None:
     summary = summarize(load_inputs(run_dir), 0.9)
     assert summary.verdict == "FAIL"
@@ -73,6 +74,7 @@ def test_the_summary_says_each_defect_once_with_where_and_what_to_do(run_dir: Pa
     assert targets["pass line"].startswith("90% of the target")
 
 
+@pytest.mark.slow
 def test_64_nodes_of_checks_read_as_a_few_rows_and_each_reason_once(run_dir: Path) -> None:
     grid = cert.checks_grid(load_inputs(run_dir).checks)
     assert grid is not None
@@ -88,6 +90,7 @@ def test_64_nodes_of_checks_read_as_a_few_rows_and_each_reason_once(run_dir: Pat
     assert len(reasons) == 4  # not 4 x 64
 
 
+@pytest.mark.slow
 def test_the_markdown_page_puts_the_summary_first_and_charts_before_long_tables(report: ReportPaths) -> None:
     md = report.report_md.read_text(encoding="utf-8")
     top, _, evidence = md.partition("\n## ")
@@ -137,6 +140,7 @@ def test_at_1280_px_nothing_overflows_and_the_summary_is_above_the_fold(report: 
     assert layout["defects"]["bottom"] < FOLD_PX and layout["targets"]["bottom"] < FOLD_PX, layout
 
 
+@pytest.mark.slow
 def test_a_defect_kind_the_report_has_never_seen_renders_from_its_fields(run_dir: Path) -> None:
     # a later railbench names switches too: kind, rail, device and action are enough, and the line says the rest
     inputs = load_inputs(run_dir)

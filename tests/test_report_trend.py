@@ -8,6 +8,7 @@ import struct
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from bench.report import trend
 from bench.report.build import ReportOptions, write_report
@@ -61,6 +62,7 @@ def _png_size(path: Path) -> tuple[int, int]:
     return width, height
 
 
+@pytest.mark.slow
 def test_png_stays_short_at_any_history_length(tmp_path: Path) -> None:
     for nights in (3, 400):
         run_dir = make_run_dir(

@@ -110,6 +110,7 @@ def _typed_like(value: object, hint: object) -> bool:
     return isinstance(value, hint)  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(
     cls=st.sampled_from([RunConfig, RailsConfig]),

@@ -68,6 +68,7 @@ def test_a_miswired_and_a_missing_cable_are_named_with_node_port_and_switch_port
         assert len(found) == 2
 
 
+@pytest.mark.slow
 def test_check_topology_flags_the_cabling_and_exits_1(tmp_path: Path) -> None:
     node = fabric_trees.build(tmp_path / "node", fabric_trees.healthy_1cc())
     env = {"NCCL_IB_HCA": "^=mlx5_0", "NCCL_SOCKET_IFNAME": "=eno1"}
@@ -81,6 +82,7 @@ def test_check_topology_flags_the_cabling_and_exits_1(tmp_path: Path) -> None:
     assert "FAIL  cabling             missing cable: node04 mlx5_1 port 1 (rail 0)" in broken.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("text", "suffix", "message"),
     [

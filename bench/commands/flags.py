@@ -21,7 +21,7 @@ import argparse
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, TypedDict, TypeVar
 
 from bench.commands.helptext import OnOff, said
 from bench.exits import UserError
@@ -34,11 +34,61 @@ from bench.runtime.deadlines import DEFAULT_TIMEOUT_S, check_timeout
 from bench.sweep.config import RunConfig
 from bench.units import format_size, parse_size
 
+if TYPE_CHECKING:  # the launch's name for the literal; importing bench.runtime.dist at start-up costs time
+    from bench.runtime.dist import Backend
+
 T = TypeVar("T")
 Group = argparse._ArgumentGroup | argparse.ArgumentParser
 HISTORY_DEFAULT = "reports/history.sqlite"
 RUN_DIR_DEFAULT = "reports/runs/<UTC time>-<cluster>"
 CLUSTER_DEFAULT = "the host name without its trailing digits, e.g. gpu-node017 -> gpu-node"
+
+
+# What each ``*_fields`` reader returns: the keyword arguments a command splats into its config
+# (``RunConfig(**sweep_fields(args))``), typed so that mypy checks each key and value against the config's own
+# fields. argparse's Namespace is untyped; the values have the types the flags' ``type=`` functions return.
+
+
+class LaunchFields(TypedDict):
+    backend: Backend
+    timeout_s: float
+    np: int | None
+
+
+class OutputFields(TypedDict):
+    out: Path | None
+    cluster: str | None
+    history: Path | None
+    no_history: bool
+
+
+class SweepFields(TypedDict):
+    min_bytes: int
+    max_bytes: int | None
+    step_factor: int
+    step_bytes: int | None
+    iters: int
+    warmup: int
+
+
+class RailsFields(TypedDict):
+    socket_ifname: str | None
+    oob_ifname: str | None
+    rail_bytes: int | None
+    pair_bytes: int | None
+    repeats: int | None
+    seed: int
+    isolation: bool
+    pairs: bool
+    intra_node: bool | None
+    rail_rate_gbps: float | None
+    relative_fraction: float | None
+    confirm: int | None
+    cell_budget_s: float | None
+    topology: Path | None
+    plan: bool
+    nodes: int | None
+    max_minutes: float | None
 
 
 class Given(argparse.Action):
@@ -126,7 +176,7 @@ def add_launch(group: Group) -> None:
     )
 
 
-def launch_fields(args: argparse.Namespace) -> dict[str, Any]:
+def launch_fields(args: argparse.Namespace) -> LaunchFields:
     return {"backend": args.backend, "timeout_s": args.timeout, "np": args.np}
 
 
@@ -159,7 +209,7 @@ def add_output(group: Group) -> None:
     add_history(group, what="this run")
 
 
-def output_fields(args: argparse.Namespace) -> dict[str, Any]:
+def output_fields(args: argparse.Namespace) -> OutputFields:
     return {"out": args.out, "cluster": args.cluster, "history": args.history, "no_history": args.no_history}
 
 
@@ -243,7 +293,7 @@ def add_sweep(group: Group) -> None:
     )
 
 
-def sweep_fields(args: argparse.Namespace) -> dict[str, Any]:
+def sweep_fields(args: argparse.Namespace) -> SweepFields:
     """The sweep's fields; -i and -f together are refused (a sweep adds or multiplies)."""
     if args.step_bytes is not None and getattr(args, "step_factor_given", False):
         raise UserError("-i/--step-bytes and -f/--step-factor both given: a sweep adds or multiplies, keep one of them")
@@ -353,7 +403,7 @@ def add_plan(group: Group) -> None:
     )
 
 
-def rails_fields(args: argparse.Namespace) -> dict[str, Any]:
+def rails_fields(args: argparse.Namespace) -> RailsFields:
     """The rails test's fields common to rails and accept."""
     return {
         "socket_ifname": args.socket_ifname,

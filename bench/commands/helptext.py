@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from typing import Any
 
 DEFAULT_TEXT = "default_text"
 """The attribute of an argparse action that holds its default in words (see :class:`HelpFormatter`)."""
@@ -57,9 +56,19 @@ class OnOff(argparse.Action):
     argparse's ``BooleanOptionalAction`` appends its own ``(default: ...)`` to the help on Python 3.11, which
     doubled the default; this says it once, through :class:`HelpFormatter`."""
 
-    def __init__(self, option_strings: Sequence[str], dest: str, default: bool | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        option_strings: Sequence[str],
+        dest: str,
+        default: bool | None = None,
+        required: bool = False,
+        help: str | None = None,
+        metavar: str | None = None,
+    ) -> None:
+        # argparse passes what add_argument was given; an on/off flag takes no type, choices, nargs or const,
+        # so those stay errors (a TypeError at parser build time, as a mistyped keyword is).
         names = [*option_strings, *(f"--no-{o[2:]}" for o in option_strings if o.startswith("--"))]
-        super().__init__(names, dest, nargs=0, default=default, **kwargs)
+        super().__init__(names, dest, nargs=0, default=default, required=required, help=help, metavar=metavar)
 
     def __call__(
         self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object, option: str | None = None

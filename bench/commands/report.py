@@ -34,12 +34,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PREFIX",
         help="prefix of the CSV urls inside the specs, relative to the docs root",
     )
-    parser.add_argument(
-        "--min-efficiency",
-        type=float,
-        default=ReportConfig.min_efficiency,
-        metavar="FRACTION",
-        help="bars below this fraction of their target are drawn as failures",
+    said(
+        parser.add_argument(
+            "--min-efficiency",
+            type=float,
+            metavar="FRACTION",
+            help="bars below this fraction of their target are drawn as failures",
+        ),
+        "the pass fraction the run was judged by (run.json judged_by); 0.9 for a run that recorded none",
     )
 
 

@@ -27,10 +27,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from bench.exits import UserError
 from bench.fabric.sysfs_io import natural_key
+from bench.jsondoc import Parsed
 
 MAX_CABLES = 1 << 20
 """More cables than any fabric railbench tests (a 4,096-node, 8-rail fabric has about 66,000)."""
@@ -159,7 +159,7 @@ def normalised(cables: Iterable[Cable], where: str) -> tuple[Cable, ...]:
     return tuple(out.values())
 
 
-def cabling_from_toml(data: Mapping[str, Any], where: str) -> Cabling:
+def cabling_from_toml(data: Parsed, where: str) -> Cabling:
     """The cabling of a parsed TOML document (see the module docstring)."""
     unknown = sorted(set(data) - {"rails", "nodes", "switches"})
     if unknown:

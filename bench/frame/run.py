@@ -54,7 +54,7 @@ def launch_of(config: StartsRanks, oob_ifname: str | None, history: Path | None,
 
 
 @dataclass
-class Evidence:
+class PhaseEvidence:
     """The counters every node read around a phase, and what rank 0 found wrong in them."""
 
     per_host: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
@@ -134,10 +134,10 @@ class Run:
             yield watchdog
 
     @contextlib.contextmanager
-    def evidence(self) -> Iterator[Evidence]:
+    def evidence(self) -> Iterator[PhaseEvidence]:
         """Every node's byte and error counters around the phase, audited against the profile on rank 0, and
         NCCL's own logs; filled when the phase ends without an exception (the gather is a collective)."""
-        found = Evidence()
+        found = PhaseEvidence()
         before = evidence.node_snapshot(self.ctx.info.local_rank)
         yield found
         host = self.ctx.hosts[self.ctx.info.rank]

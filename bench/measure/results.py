@@ -23,7 +23,7 @@ def bandwidths(nbytes: int, time_us: float, busbw_factor: float) -> tuple[float,
     return algbw, algbw * busbw_factor
 
 
-class Timed(Protocol):
+class Measured(Protocol):
     """The numbers of one measurement, as the timing loop (``SizeResult``) and the rails test
     (``RailResult``) keep them."""
 
@@ -67,7 +67,7 @@ class RowPlace:
     group: str = "world"
 
 
-def result_row(coll: Collective, timed: Timed, place: RowPlace, target_gbps: float | None, algo: str = "") -> Row:
+def result_row(coll: Collective, timed: Measured, place: RowPlace, target_gbps: float | None, algo: str = "") -> Row:
     """One row with every RESULT_COLUMNS field; efficiency is blank without a target."""
     algbw, busbw = bandwidths(timed.nbytes, timed.time_us, coll.busbw_factor(place.nranks))
     busbw_gbps = busbw * 8

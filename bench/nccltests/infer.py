@@ -38,7 +38,7 @@ _NAME_MENTION = re.compile(
 
 
 @dataclass
-class Evidence:
+class TableEvidence:
     """What the lines of one table (or the lines before it) say, gathered while reading."""
 
     first_line: int = 0
@@ -88,9 +88,9 @@ class Evidence:
     def started(self) -> bool:
         return bool(self.header or self.devices or self.rows or self.marker)
 
-    def successor(self, first_line: int) -> Evidence:
+    def successor(self, first_line: int) -> TableEvidence:
         """A new table that inherits this one's sticky facts (and, for the preamble, its evidence)."""
-        return Evidence(
+        return TableEvidence(
             first_line=first_line,
             nccl_version=self.nccl_version,
             cuda_version=self.cuda_version,
@@ -161,7 +161,9 @@ def _fits(collective: str, rows: Sequence[Row], nranks: int | None, columns: Seq
     return lo <= 1.0 <= hi
 
 
-def _choose_collective(t: Evidence, nranks: int | None, file_hint: Sequence[str], given: str | None) -> tuple[str, str]:
+def _choose_collective(
+    t: TableEvidence, nranks: int | None, file_hint: Sequence[str], given: str | None
+) -> tuple[str, str]:
     if t.marker:
         if t.marker not in BUS_FACTOR:
             raise UserError(
@@ -188,7 +190,7 @@ def _choose_collective(t: Evidence, nranks: int | None, file_hint: Sequence[str]
     )
 
 
-def _direct_nranks(t: Evidence) -> tuple[int | None, str, list[str]]:
+def _direct_nranks(t: TableEvidence) -> tuple[int | None, str, list[str]]:
     """nranks from NCCL's own lines, the device list and the launcher's -np, with notes."""
     notes: list[str] = []
     if t.info_nranks:
@@ -225,7 +227,9 @@ def _infer_nranks(collective: str, rows: Sequence[Row]) -> int | None:
     return None
 
 
-def finish(t: Evidence, file_hint: Sequence[str], given: str | None, given_nranks: int | None, source: str) -> Table:
+def finish(
+    t: TableEvidence, file_hint: Sequence[str], given: str | None, given_nranks: int | None, source: str
+) -> Table:
     """The frozen ``Table`` for what was read: collective and nranks chosen, notes and failures attached."""
     nranks, nranks_source, notes = _direct_nranks(t)
     collective, collective_source = _choose_collective(t, nranks, file_hint, given)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bench.bounded import InputError, Sign, Where, finite, parse_float, parse_int
 from bench.exits import UserError
-from bench.nccltests.infer import Evidence, finish, mentions
+from bench.nccltests.infer import TableEvidence, finish, mentions
 from bench.nccltests.model import (
     Device,
     Header,
@@ -242,7 +242,7 @@ def parse_json(
         raise UserError(f"{source or 'JSON file'} holds no results: the run wrote no row before it stopped")
     devices = [_json_device(i, d, source) for i, d in enumerate(_list(config, "devices")) if isinstance(d, dict)]
     header = _json_header(config)
-    evidence = Evidence(first_line=1, header=header, rows=rows, devices=devices)
+    evidence = TableEvidence(first_line=1, header=header, rows=rows, devices=devices)
     evidence.footer = not cut and "out_of_bounds" in data
     evidence.command = " ".join(args)[:MAX_LINE_CHARS] or None
     evidence.command_collective = collective_from_program(args[0]) if args else None

@@ -16,7 +16,7 @@ from pathlib import Path
 from bench.bounded import InputError, Sign, Where, parse_float, parse_int
 from bench.exits import UserError
 from bench.nccltests.command import read_command
-from bench.nccltests.infer import Evidence, finish, mentions
+from bench.nccltests.infer import TableEvidence, finish, mentions
 from bench.nccltests.model import (
     Device,
     Header,
@@ -201,14 +201,14 @@ class _Reader:
 
     def __init__(self, source: str) -> None:
         self.source = source
-        self.pending = Evidence()  # what is seen before a table starts belongs to the next table
-        self.cur: Evidence | None = None
-        self.opened: list[Evidence] = []
+        self.pending = TableEvidence()  # what is seen before a table starts belongs to the next table
+        self.cur: TableEvidence | None = None
+        self.opened: list[TableEvidence] = []
 
     def where(self, field: str, line: int) -> Where:
         return Where(self.source or "log", field, line)
 
-    def open_table(self, line_no: int) -> Evidence:
+    def open_table(self, line_no: int) -> TableEvidence:
         table = self.pending
         table.first_line = line_no
         self.pending = self.pending.successor(0)
@@ -216,10 +216,10 @@ class _Reader:
         self.cur = table
         return table
 
-    def evidence(self) -> Evidence:
+    def evidence(self) -> TableEvidence:
         return self.cur if self.cur is not None and not self.cur.closed else self.pending
 
-    def done(self) -> list[Evidence]:
+    def done(self) -> list[TableEvidence]:
         """Tables that no later line can change (every table opened before the current one)."""
         finished = [t for t in self.opened if t is not self.cur]
         self.opened = [t for t in self.opened if t is self.cur]

@@ -35,8 +35,12 @@ from bench.report.openmetrics import write_metrics_file
 from bench.report.theme import spec_dict, vl_convert_version
 from bench.report.verdict import read_compare
 from bench.rundir.files import atomic_write_bytes, atomic_write_json, atomic_write_text
+from bench.rundir.judged_by import JudgedBy
+from bench.rundir.runjson import RunDoc
 
 CHART_SUFFIXES = (".vl.json", ".csv", ".png", ".svg")
+DEFAULT_EFFICIENCY = 0.9
+"""The pass line of a run that recorded none (written before ``judged_by``, or imported): RDMA certification's 90%."""
 
 
 @dataclass(frozen=True)
@@ -50,8 +54,10 @@ class ReportOptions:
     url_prefix: str = "charts/"
     """Prefix of each spec's CSV url: the charts folder as seen from the docs root (mkdocs-charts-plugin
     resolves urls from there). Set it when report.md does not sit at the docs root, e.g. "runs/n42/charts/"."""
-    min_efficiency: float = 0.9
-    """A bar below this fraction of its target is coloured as a failure (RDMA certification uses 90%)."""
+    min_efficiency: float | None = None
+    """A bar below this fraction of its target is coloured as a failure; None: the pass fraction the run was
+    judged by (run.json ``judged_by``), so a re-drawn report draws the line its verdict used, else
+    :data:`DEFAULT_EFFICIENCY`."""
     max_bars: int = 64
     """At most this many bars per chart: the slowest ones, so a 512-node run stays readable and small."""
     max_nodes: int = 64
@@ -61,8 +67,15 @@ class ReportOptions:
     png_scale: float = 2.0
     """PNG pixel density (2 = sharp on slides)."""
 
+    def efficiency(self, run: RunDoc) -> float:
+        """The fraction of target under which a bar fails, for ``run``."""
+        if self.min_efficiency is not None:
+            return self.min_efficiency
+        recorded = JudgedBy.from_json(run.sections.get("judged_by"))
+        return recorded.pass_fraction if recorded is not None else DEFAULT_EFFICIENCY
+
     def __post_init__(self) -> None:
-        if not 0.0 < self.min_efficiency <= 1.5:
+        if self.min_efficiency is not None and not 0.0 < self.min_efficiency <= 1.5:
             raise ValueError(f"min_efficiency {self.min_efficiency} must be in (0, 1.5]")
         if self.max_bars < 1 or self.max_nodes < 2:
             raise ValueError("max_bars must be >= 1 and max_nodes >= 2")
@@ -117,7 +130,7 @@ def plan_charts(inputs: RunInputs, options: ReportOptions) -> tuple[list[ChartPl
 
     A chart whose input is absent is left out.
     """
-    eff, plans, notes = options.min_efficiency, [], []
+    eff, plans, notes = options.efficiency(inputs.run), [], []
     if inputs.results.empty:
         notes.append("results.csv holds no measurements yet: the run stopped before its first result")
     sweep = data.sweep_table(inputs.results)
@@ -289,7 +302,7 @@ def write_report(run_dir: Path, *, out_dir: Path | None = None, options: ReportO
             written.append(files)
             entries.append(entry)
             inline_specs.append((entry, inline))
-        summary = page.summarize(inputs, options.min_efficiency, notes)
+        summary = page.summarize(inputs, options.efficiency(inputs.run), notes)
         for image in images:
             image.result()  # re-raises a conversion error here, before any page is replaced
         report_md = out_dir / "report.md"

@@ -36,7 +36,7 @@ from bench.jsondoc import table
 from bench.report.verdict import LABELS, read_compare, run_verdict
 from bench.rundir.files import atomic_write_text, read_results_rows
 from bench.rundir.judged_by import JudgedBy
-from bench.rundir.runjson import RunDoc, load_run_doc
+from bench.rundir.runjson import RunDoc, read_run_json
 from bench.rundir.verdict import Verdict
 
 HEADLINE_SCOPES = ("world", "rail")
@@ -85,7 +85,7 @@ class RunCollector:
     """A ``prometheus_client`` collector over one run directory (read once, at construction)."""
 
     def __init__(self, run_dir: Path) -> None:
-        self.run: RunDoc = load_run_doc(run_dir)
+        self.run: RunDoc = read_run_json(run_dir)
         rows = read_results_rows(run_dir)
         recorded = JudgedBy.from_json(self.run.sections.get("judged_by"))
         min_bytes = recorded.compare_min_bytes if recorded is not None else _min_bytes(self.run.profile)

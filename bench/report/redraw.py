@@ -26,13 +26,14 @@ class ReportConfig:
     """Write PNG and SVG of every chart."""
     url_prefix: str = "charts/"
     """Prefix of the CSV urls inside the specs, as seen from the docs root."""
-    min_efficiency: float = 0.9
-    """Bars under this fraction of their target are drawn as failures."""
+    min_efficiency: float | None = None
+    """Bars under this fraction of their target are drawn as failures; None: the run's own pass fraction
+    (``bench.report.build.ReportOptions``)."""
 
     def __post_init__(self) -> None:
         if self.unit not in get_args(UnitChoice):
             raise UserError(f"--unit {self.unit!r} is not one of {', '.join(get_args(UnitChoice))}")
-        if not 0.0 < self.min_efficiency <= 1.5:
+        if self.min_efficiency is not None and not 0.0 < self.min_efficiency <= 1.5:
             raise UserError(f"--min-efficiency {self.min_efficiency} must be a fraction such as 0.9")
         if self.url_prefix and not self.url_prefix.endswith("/"):
             raise UserError(f"--url-prefix {self.url_prefix!r} must end with '/', e.g. runs/n42/charts/")

@@ -18,6 +18,7 @@ from typing import Any, Literal, get_args
 
 from bench.bounded import MissingInput, check_path_names
 from bench.exits import UserError
+from bench.jsondoc import JSONObject, Parsed
 from bench.rundir.files import FORMAT_VERSION, MAX_CLUSTER_CHARS, atomic_write_json, read_json_object
 from bench.rundir.verdict import WORDS, Verdict, Word
 
@@ -69,7 +70,7 @@ class RunDoc:
     hosts: tuple[str, ...] = ()
     nnodes: int | None = None
     nranks: int | None = None
-    ranks: tuple[Mapping[str, Any], ...] = ()
+    ranks: tuple[Parsed, ...] = ()
     launcher: str | None = None
     backend: str | None = None
     device: str | None = None
@@ -77,7 +78,9 @@ class RunDoc:
     env: Mapping[str, str] = field(default_factory=dict)
     pid: int | None = None
     sections: Mapping[str, Any] = field(default_factory=dict)
-    """The command's own sections and the evidence, by the names in :data:`SECTIONS`."""
+    """The command's own sections and the evidence, by the names in :data:`SECTIONS`. Any, not object: a
+    section is arbitrary JSON of its declared container type (checked in ``__post_init__``), and readers
+    that index into it do not all narrow it yet (``section()`` hands out a :data:`Parsed` to narrow)."""
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -91,8 +94,9 @@ class RunDoc:
             if not isinstance(value, allowed):
                 raise ValueError(f"run.json section {name!r} holds {type(value).__name__}")
 
-    def section(self, name: str) -> Mapping[str, Any]:
-        """A section that holds a JSON object (``sweep``, ``counters``, ``judged_by``...); empty when absent."""
+    def section(self, name: str) -> Parsed:
+        """A section that holds a JSON object (``sweep``, ``counters``, ``judged_by``...); empty when absent.
+        Its values are as read: a reader narrows each where it uses it."""
         value = self.sections.get(name)
         return value if isinstance(value, Mapping) else {}
 
@@ -103,8 +107,8 @@ class RunDoc:
         reasons = self.sections.get("reasons") or ()
         return Verdict.of(self.verdict, (str(r) for r in reasons))
 
-    def to_json(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {}
+    def to_json(self) -> JSONObject:
+        doc: JSONObject = {}
         for f in dataclasses.fields(self):
             if f.name == "sections":
                 continue
@@ -118,10 +122,12 @@ class RunDoc:
         return doc
 
     @classmethod
-    def from_json(cls, doc: Mapping[str, Any], where: str = "run.json") -> RunDoc:
+    def from_json(cls, doc: Parsed, where: str = "run.json") -> RunDoc:
         """The record in ``doc``; UserError naming ``where`` when a field is missing or of the wrong type."""
         names = [f.name for f in dataclasses.fields(cls) if f.name != "sections"]
-        core = {k: doc[k] for k in names if k in doc}
+        # Any, not object: these values go to the constructor unchecked, and the constructor, __post_init__ and
+        # _check_types are what check each one (the messages readers of a damaged run.json see).
+        core: dict[str, Any] = {k: doc[k] for k in names if k in doc}
         sections = {k: v for k, v in doc.items() if k not in core}
         try:
             for key in ("hosts", "ranks"):
@@ -133,10 +139,10 @@ class RunDoc:
             raise UserError(f"{where}: {exc}: the run directory is damaged or from another tool") from None
         return record
 
-    def with_fields(self, **changes: Any) -> RunDoc:
+    def with_fields(self, **changes: object) -> RunDoc:
         """A new record with ``changes``; the status only moves forward and a finished run keeps its end."""
         core_names = {f.name for f in dataclasses.fields(self)} - {"sections"}
-        core = {k: v for k, v in changes.items() if k in core_names}
+        core: dict[str, Any] = {k: v for k, v in changes.items() if k in core_names}  # checked as in from_json
         sections = {**self.sections, **{k: v for k, v in changes.items() if k not in core_names}}
         new_status = core.get("status", self.status)
         if self.status in FINISHED and new_status == "running":
@@ -144,7 +150,9 @@ class RunDoc:
         for key in ("hosts", "ranks"):
             if key in core:
                 core[key] = tuple(core[key])
-        return dataclasses.replace(self, **core, sections=sections)
+        record = dataclasses.replace(self, **core, sections=sections)
+        _check_types(record)
+        return record
 
 
 _TYPES: Mapping[str, tuple[type, ...]] = {
@@ -177,10 +185,10 @@ def _check_types(record: RunDoc) -> None:
         raise ValueError("field 'hosts' must list host names")
 
 
-def new_record(**fields: Any) -> RunDoc:
+def new_record(**fields: object) -> RunDoc:
     """A record from the fields a writer knows (core fields by name, sections by their declared names)."""
     core_names = {f.name for f in dataclasses.fields(RunDoc)} - {"sections"}
-    core = {k: v for k, v in fields.items() if k in core_names}
+    core: dict[str, Any] = {k: v for k, v in fields.items() if k in core_names}  # checked as in from_json
     sections = {k: v for k, v in fields.items() if k not in core_names}
     for key in ("hosts", "ranks"):
         if key in core:
@@ -190,8 +198,9 @@ def new_record(**fields: Any) -> RunDoc:
     return record
 
 
-def read_run_json(run_dir: Path | str) -> dict[str, Any]:
-    """run.json of a run directory, checked for a format this railbench reads."""
+def read_run_json(run_dir: Path | str) -> RunDoc:
+    """run.json of a run directory as its typed record, checked for a format this railbench reads: what every
+    reader of a run directory starts from."""
     check_path_names(run_dir, "RUN_DIR")
     path = Path(run_dir) / "run.json"
     if not Path(run_dir).is_dir():
@@ -206,16 +215,16 @@ def read_run_json(run_dir: Path | str) -> dict[str, Any]:
             f"{path} has format_version {version!r}; this railbench reads {FORMAT_VERSION}: "
             "upgrade railbench or re-import the run"
         )
-    RunDoc.from_json(meta, str(path))  # every reader gets a record of the declared shape
-    cluster = meta.get("cluster", "")
+    record = RunDoc.from_json(meta, str(path))
+    cluster = record.cluster
     if len(cluster) > MAX_CLUSTER_CHARS:  # a name no command writes: every page and image would carry it
         raise UserError(f"{path}: cluster is {len(cluster)} characters long, over {MAX_CLUSTER_CHARS}: it is damaged")
-    return meta
+    return record
 
 
-def load_run_doc(run_dir: Path | str) -> RunDoc:
-    """run.json of a run directory as its typed record: what every reader of a run directory starts from."""
-    return RunDoc.from_json(read_run_json(run_dir), str(Path(run_dir) / "run.json"))
+load_run_doc = read_run_json
+"""The same reader under its older name, which ``bench.history.records`` and ``bench.report.inputs`` still
+import."""
 
 
 class RunFile:
@@ -229,19 +238,19 @@ class RunFile:
     @classmethod
     def load(cls, out_dir: Path) -> RunFile:
         """The run.json already in ``out_dir`` (checked as every reader checks it)."""
-        return cls(out_dir, RunDoc.from_json(read_run_json(out_dir), str(Path(out_dir) / "run.json")))
+        return cls(out_dir, read_run_json(out_dir))
 
     @property
     def status(self) -> str:
         return self.record.status
 
-    def get(self, name: str) -> Any:
-        """One field or section by its run.json name (None when absent)."""
+    def get(self, name: str) -> object:
+        """One field or section by its run.json name (None when absent); the caller narrows it."""
         if name in {f.name for f in dataclasses.fields(RunDoc)} - {"sections"}:
             return getattr(self.record, name)
         return self.record.sections.get(name)
 
-    def update(self, **fields: Any) -> None:
+    def update(self, **fields: object) -> None:
         self.record = self.record.with_fields(**fields)
         self.save()
 
