@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -87,11 +87,12 @@ def _num(value: float | None, digits: int = 4) -> float | None:
 
 
 def write_compare_json(
-    path: Path, results: Sequence[MetricComparison], header: dict[str, Any], status: int | None = None
+    path: Path, results: Sequence[MetricComparison], header: Mapping[str, object], status: int | None = None
 ) -> None:
-    """compare.json; ``status`` is the exit status when something beside the metrics decided it (error rises)."""
+    """compare.json; ``status`` is the exit status when something beside the metrics decided it (error rises).
+    ``header`` (the run, the baseline, the settings) is written as the caller built it."""
     counts = Counter(r.state for r in results)
-    doc = {
+    doc: dict[str, object] = {
         "format_version": COMPARE_FORMAT_VERSION,
         "tool": "railbench",
         "command": "compare",

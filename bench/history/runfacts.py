@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from bench.jsondoc import JSONObject, Parsed, table
 from bench.rundir.checksjson import read_checks_json
 from bench.rundir.runjson import RunDoc
 
@@ -63,14 +63,15 @@ def run_kind(doc: RunDoc) -> str:
     return " ".join(parts)
 
 
-def _per_node_versions(run_dir: Path) -> dict[str, Mapping[str, Any]]:
+def _per_node_versions(run_dir: Path) -> dict[str, Parsed]:
     """{node: versions} from checks.json as ``check``/``accept`` write it (``nodes``), else {}."""
     doc = read_checks_json(run_dir)  # bounded and type-checked; a damaged one is one line, exit 2
     nodes = doc.get("nodes") if doc is not None else None
-    out: dict[str, Mapping[str, Any]] = {}
+    out: dict[str, Parsed] = {}
     for node in nodes if isinstance(nodes, list) else []:
-        if isinstance(node, Mapping) and isinstance(node.get("versions"), Mapping):
-            out[str(node.get("node"))] = node["versions"]
+        versions = node.get("versions") if isinstance(node, Mapping) else None
+        if isinstance(versions, Mapping):
+            out[str(node.get("node"))] = versions
     return out
 
 
@@ -78,11 +79,11 @@ def _joined(values: set[str]) -> str | None:
     return ",".join(sorted(values)) if values else None
 
 
-def run_environment(doc: RunDoc, run_dir: Path | str) -> dict[str, Any]:
+def run_environment(doc: RunDoc, run_dir: Path | str) -> JSONObject:
     """The environment facts of a run (see the module docstring); absent facts are None."""
     versions = doc.versions
     per_node = _per_node_versions(Path(run_dir))
-    env: dict[str, Any] = {}
+    env: JSONObject = {}
     for key, _ in ENVIRONMENT_FACTS:
         seen = {str(v[key]) for v in per_node.values() if v.get(key)}
         own = versions.get(key)
@@ -111,7 +112,12 @@ def _text(value: object) -> str:
     return "unset" if value in (None, "") else str(value)
 
 
-def environment_changes(baseline: Sequence[Mapping[str, Any]], tonight: Mapping[str, Any]) -> list[EnvironmentChange]:
+def _hosts(facts: Parsed) -> set[str]:
+    hosts = facts.get("hosts")  # a list of names, as run_environment writes it
+    return {str(h) for h in hosts} if isinstance(hosts, list | tuple) else set()
+
+
+def environment_changes(baseline: Sequence[Parsed], tonight: Parsed) -> list[EnvironmentChange]:
     """What changed since the baseline (its runs, newest first), fact by fact.
 
     A fact counts as changed when tonight's value is not the value of the newest baseline run that knows it;
@@ -125,11 +131,11 @@ def environment_changes(baseline: Sequence[Mapping[str, Any]], tonight: Mapping[
             changes.append(EnvironmentChange(label, str(before), str(after)))
     if baseline:
         newest = baseline[0]
-        old_hosts, new_hosts = set(newest.get("hosts") or ()), set(tonight.get("hosts") or ())
+        old_hosts, new_hosts = _hosts(newest), _hosts(tonight)
         if old_hosts and new_hosts and old_hosts != new_hosts:
             gone, came = sorted(old_hosts - new_hosts), sorted(new_hosts - old_hosts)
             changes.append(EnvironmentChange("node set", "+".join(gone) or "-", "+".join(came) or "-"))
-        old_env, new_env = newest.get("nccl_env") or {}, tonight.get("nccl_env") or {}
+        old_env, new_env = table(newest, "nccl_env"), table(tonight, "nccl_env")
         for name in sorted(set(old_env) | set(new_env)):
             if old_env.get(name) != new_env.get(name):
                 changes.append(EnvironmentChange(name, _text(old_env.get(name)), _text(new_env.get(name))))

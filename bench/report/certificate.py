@@ -24,6 +24,7 @@ from typing import Any
 
 import pandas as pd
 
+from bench.jsondoc import Parsed
 from bench.report.inputs import RunInputs
 from bench.rundir.runjson import RunDoc
 from bench.units import format_size
@@ -109,7 +110,7 @@ class Grid:
     answers: tuple[Answer, ...] = ()
 
 
-def checks_grid(checks: Mapping[str, Any] | None) -> Grid | None:
+def checks_grid(checks: Parsed | None) -> Grid | None:
     """The preflight grid, or None when the run has no checks.json.
 
     Reads checks.json as ``check`` and ``accept`` write it (``nodes``: one entry per node with its
@@ -134,7 +135,8 @@ def checks_grid(checks: Mapping[str, Any] | None) -> Grid | None:
                     )
                 )
 
-    for entry in checks.get("nodes") or []:
+    nodes = checks.get("nodes")
+    for entry in nodes if isinstance(nodes, list) else ():  # read_checks_json made sure it is a list of objects
         if isinstance(entry, Mapping):
             take(str(entry.get("node") or "?"), entry.get("results"))
     take("all nodes", checks.get("cross_node"))
@@ -261,12 +263,14 @@ def sweep_rows(results: pd.DataFrame) -> tuple[tuple[str, ...], ...]:
 COMPARE_HEADERS = ("metric", "state", "tonight GB/s", "baseline GB/s", "change", "what changed since the baseline")
 
 
-def compare_rows(compare: Mapping[str, Any] | None) -> tuple[tuple[str, ...], ...]:
+def compare_rows(compare: Parsed | None) -> tuple[tuple[str, ...], ...]:
     """The metrics compare flagged (regressed, missing, failed, then improved)."""
     if not compare:
         return ()
     order = {"regressed": 0, "missing": 1, "failed": 2, "improved": 3}
-    flagged = [m for m in compare.get("metrics") or [] if isinstance(m, Mapping) and m.get("state") in order]
+    metrics = compare.get("metrics")  # read_compare made sure it is a list of objects
+    listed = metrics if isinstance(metrics, list) else []
+    flagged = [m for m in listed if isinstance(m, Mapping) and m.get("state") in order]
     flagged.sort(key=lambda m: (order[str(m.get("state"))], str(m.get("metric"))))
     return tuple(
         (

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from bench.exits import UserError
-from bench.jsondoc import optional_object
+from bench.jsondoc import Parsed, optional_object
 from bench.rundir.runjson import RunDoc
 from bench.rundir.verdict import WORDS, Verdict
 
@@ -25,7 +24,7 @@ LABELS: tuple[str, ...] = tuple(w.upper() for w in WORDS)
 _COMPARE_FIX = "delete it or re-run railbench compare"
 
 
-def read_compare(run_dir: Path) -> Mapping[str, Any] | None:
+def read_compare(run_dir: Path) -> Parsed | None:
     """compare.json when compare has run on this directory, else None. A damaged one is a UserError (exit 2),
     as every damaged file of a run directory is, never quietly taken as absent. Read through
     ``bench.jsondoc`` (regular file, size, depth and numbers bounded), then the fields the report and the

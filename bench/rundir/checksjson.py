@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from bench import jsondoc
 from bench.exits import UserError
+from bench.jsondoc import Parsed
 
 FIX = "delete it or re-run railbench check"
 MAX_CHECKS_JSON_BYTES = 64 << 20
@@ -25,19 +25,22 @@ def _objects(value: object) -> bool:
     return isinstance(value, list) and all(isinstance(item, dict) for item in value)
 
 
-def check_checks_json(doc: Mapping[str, Any], path: Path) -> None:
+def check_checks_json(doc: Parsed, path: Path) -> None:
     """UserError naming ``path`` when checks.json's lists or objects are of another type than readers use."""
     for name in ("checks", "nodes", "cross_node"):
         if name in doc and not _objects(doc[name]):
             raise UserError(f"{path}: '{name}' must be a list of objects: {FIX}")
-    for index, node in enumerate(doc.get("nodes") or ()):
+    nodes = doc.get("nodes")
+    for index, node in enumerate(nodes if isinstance(nodes, list) else ()):
+        if not isinstance(node, Mapping):
+            continue  # not reached: the loop above made sure that nodes is a list of objects
         if not _objects(node.get("results", [])) or not isinstance(node.get("versions", {}), dict):
             raise UserError(
                 f"{path}: nodes[{index}] needs a list of objects under 'results' and an object under 'versions': {FIX}"
             )
 
 
-def read_checks_json(run_dir: Path | str) -> dict[str, Any] | None:
+def read_checks_json(run_dir: Path | str) -> Parsed | None:
     """The run's checks.json, checked; None when the run has none; UserError (exit 2) when it is damaged."""
     path = Path(run_dir) / "checks.json"
     doc = jsondoc.optional_object(path, fix=FIX, max_bytes=MAX_CHECKS_JSON_BYTES)

@@ -28,11 +28,11 @@ import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from bench import jsondoc
 from bench.bounded import MissingInput, capped_lines, file_kind, open_text
 from bench.exits import UserError
+from bench.jsondoc import Parsed
 
 FORMAT_VERSION = 1
 
@@ -255,7 +255,7 @@ class ResultsWriter:
         atomic_write_text(self.path, results_csv_text(self.rows, self.columns))
 
 
-def read_json_object(path: Path, fix: str) -> dict[str, Any]:
+def read_json_object(path: Path, fix: str) -> Parsed:
     """A JSON object from ``path`` (``bench.jsondoc``: a regular file, size, depth and numbers bounded);
     UserError saying ``fix`` when it is absent, damaged or not an object."""
     return jsondoc.read_json_object(path, fix=fix)
