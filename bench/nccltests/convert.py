@@ -15,11 +15,11 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TypedDict
 
 from bench.bounded import Where, finite
 from bench.nccltests.model import NcclTestsLog, Table
-from bench.rundir.files import FORMAT_VERSION, RESULT_COLUMNS
+from bench.rundir.files import FORMAT_VERSION, RESULT_COLUMNS, Row
 from bench.runtime.env import recorded_environment
 from bench.version import __version__
 
@@ -77,7 +77,7 @@ def communicator(table: Table | Shape, world: Table | Shape) -> tuple[str, str]:
     return "world", f"n{table.nranks}" if table.nranks is not None else "nranks-unknown"
 
 
-def table_rows(table: Table, index: int, scope: str = "", group: str = "") -> Iterator[dict[str, Any]]:
+def table_rows(table: Table, index: int, scope: str = "", group: str = "") -> Iterator[Row]:
     """results.csv rows (RESULT_COLUMNS + EXTRA_COLUMNS) of one table, one per row half, in log order.
 
     Every number is checked once more here: nothing that is not finite and non-negative reaches results.csv.
@@ -87,7 +87,7 @@ def table_rows(table: Table, index: int, scope: str = "", group: str = "") -> It
     for row in table.rows:
         for m in row.measurements:
             busbw = m.busbw_GBps.value
-            out = {
+            out: Row = {
                 "collective": table.collective,
                 "scope": scope,
                 "group": group,
@@ -115,14 +115,31 @@ def table_rows(table: Table, index: int, scope: str = "", group: str = "") -> It
             yield out
 
 
-def result_rows(log: NcclTestsLog) -> list[dict[str, Any]]:
+def result_rows(log: NcclTestsLog) -> list[Row]:
     """results.csv rows of a whole parsed log (scope and group filled in), in log order."""
     world = Shape.of(world_table(log))
-    rows: list[dict[str, Any]] = []
+    rows: list[Row] = []
     for index, table in enumerate(log.tables, start=1):
         scope, group = communicator(table, world)
         rows.extend(table_rows(table, index, scope, group))
     return rows
+
+
+class TableSummary(TypedDict):
+    """One table of the log as run.json's ``source.tables`` lists it."""
+
+    collective: str
+    collective_source: str
+    nranks: int | None
+    nranks_source: str
+    rows: int
+    first_line: int
+    complete: bool
+    out_of_bounds: int | None
+    avg_busbw_GBps: float | None
+    hosts: list[str]
+    gpus: list[str]
+    notes: list[str]
 
 
 @dataclass
@@ -132,7 +149,7 @@ class LogSummary:
     source: str = ""
     format: str = "text"
     shapes: list[Shape] = field(default_factory=list)
-    summaries: list[dict[str, Any]] = field(default_factory=list)
+    summaries: list[TableSummary] = field(default_factory=list)
     world: Table | None = None
     """The first table with the most ranks, without its rows."""
     world_dtype: str | None = None
@@ -200,7 +217,7 @@ def run_meta(
     started_utc: str,
     finished_utc: str,
     sha256: str,
-) -> dict[str, Any]:
+) -> dict[str, object]:
     """run.json for an imported log (the shape ``bench.rundir.files``'s readers expect, plus ``source``)."""
     log = log if isinstance(log, LogSummary) else LogSummary.of(log)
     world = log.world
@@ -278,7 +295,7 @@ def run_meta(
     }
 
 
-def _table_summary(t: Table) -> dict[str, Any]:
+def _table_summary(t: Table) -> TableSummary:
     return {
         "collective": t.collective,
         "collective_source": t.collective_source,
