@@ -22,13 +22,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import altair as alt
 import pandas as pd
 import vl_convert
 
-from bench.jsondoc import table
+from bench.jsondoc import JSONObject, JSONValue, table
 from bench.report import UnitChoice, charts, data, htmlpage, markdown, matrices, page, trend
 from bench.report.inputs import RunInputs, load_inputs
 from bench.report.openmetrics import write_metrics_file
@@ -230,10 +229,11 @@ def csv_text(frame: pd.DataFrame) -> str:
     return frame.to_csv(index=False, float_format="%.6g", lineterminator="\n")
 
 
-def inline_data(spec: Mapping[str, Any], csv_body: str) -> dict[str, Any]:
+def inline_data(spec: Mapping[str, JSONValue], csv_body: str) -> JSONObject:
     """The spec with its top-level CSV ``url`` replaced by the same CSV inlined (same parse, same chart)."""
     out = dict(spec)
-    source = dict(out["data"])
+    data = out["data"]
+    source: JSONObject = dict(data) if isinstance(data, Mapping) else {}  # a spec with url data: a mapping
     source.pop("url")
     source["values"] = csv_body
     out["data"] = source
@@ -252,7 +252,7 @@ def _subtitle(inputs: RunInputs, note: str) -> str:
 
 
 def _write_images(
-    svg_path: Path, png_path: Path, inline_spec: Mapping[str, Any], vl_version: str, scale: float
+    svg_path: Path, png_path: Path, inline_spec: Mapping[str, JSONValue], vl_version: str, scale: float
 ) -> None:
     """SVG through vl-convert, and the PNG rasterised from that SVG (the same pixels, one Vega run)."""
     # allowed_base_urls=[]: the data is inline, so vl-convert must never fetch anything

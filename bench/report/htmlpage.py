@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import jinja2
 from markupsafe import Markup
 
+from bench.jsondoc import JSONValue
 from bench.report import certificate as cert
 from bench.report.markdown import alone_rows, window_rows
 from bench.report.page import DEFECT_HEADERS, ChartEntry, Summary, defect_rows
@@ -186,7 +186,7 @@ SUMMARY_DEFECTS = 8
 """Defects shown in the summary before the rest fold away: the summary stays on one screen."""
 
 
-def render_html(summary: Summary, charts: Sequence[tuple[ChartEntry, Mapping[str, Any]]], bundle: str) -> str:
+def render_html(summary: Summary, charts: Sequence[tuple[ChartEntry, Mapping[str, JSONValue]]], bundle: str) -> str:
     """report.html with Vega, Vega-Lite, vega-embed and every chart's data inlined: it opens with no network.
 
     ``charts`` pairs each entry with its spec whose data is inlined (not the url spec of report.md).
@@ -217,7 +217,7 @@ def render_html(summary: Summary, charts: Sequence[tuple[ChartEntry, Mapping[str
             )
         )
 
-    def chart(pair: tuple[ChartEntry, Mapping[str, Any]]) -> Markup:
+    def chart(pair: tuple[ChartEntry, Mapping[str, JSONValue]]) -> Markup:
         entry, spec = pair
         return Markup(chart_template.render(entry=entry, spec=Markup(script_json(spec))))
 

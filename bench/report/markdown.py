@@ -11,8 +11,8 @@ import html
 import json
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
 
+from bench.jsondoc import JSONValue
 from bench.report import certificate as cert
 from bench.report.page import DEFECT_HEADERS, ChartEntry, Section, Summary, defect_rows
 from bench.report.traffic import TrafficProof, Window
@@ -27,7 +27,7 @@ def md_text(text: str) -> str:
     return _MD_SPECIALS.sub(r"\\\1", html.escape(str(text), quote=False)).replace("\n", " ")
 
 
-def fence_json(spec: Mapping[str, Any]) -> str:
+def fence_json(spec: Mapping[str, JSONValue]) -> str:
     """A spec as the body of a ```vegalite fence, with the same meaning as ``json.dumps(spec)``.
 
     Backticks become \\u0060 so no string can close the fence, and '<' / '&' become \\u003c / \\u0026 so

@@ -6,9 +6,9 @@ importing railbench never changes Altair's global theme for a notebook that also
 
 from __future__ import annotations
 
-from typing import Any
-
 import altair as alt
+
+from bench.jsondoc import JSONObject
 
 THEME_NAME = "railbench"
 VEGA_LITE_MAJOR = 5  # Altair 5 writes Vega-Lite v5, the version of the vendor docs' charts
@@ -54,7 +54,7 @@ def register() -> None:
         alt.theme.register(THEME_NAME, enable=False)(theme_config)
 
 
-def spec_dict(chart: alt.TopLevelMixin, *, validate: bool = True) -> dict[str, Any]:
+def spec_dict(chart: alt.TopLevelMixin, *, validate: bool = True) -> JSONObject:
     """The chart as a Vega-Lite dict with railbench's theme merged into its ``config``."""
     register()
     with alt.theme.enable(THEME_NAME):
