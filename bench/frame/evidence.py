@@ -41,7 +41,7 @@ def gather_node_deltas(mine: dict[str, JSONObject] | None, host: str) -> dict[st
 
     everyone: list[tuple[str, dict[str, JSONObject] | None] | None] = [None] * dist.get_world_size()
     dist.all_gather_object(everyone, (host, mine))
-    # all_gather_object fills every slot with one rank's pair: none stays None
+    # once the gather returns, every slot holds one rank's (host, deltas): filter(None) only tells mypy so
     return {h: d for h, d in filter(None, everyone) if d is not None}
 
 

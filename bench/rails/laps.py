@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from bench.jsondoc import JSONObject, JSONValue
 
-if TYPE_CHECKING:  # the plan module imports the rails settings, which a lap counter needs not load
+if TYPE_CHECKING:  # only a type here: a lap counter need not load the planner and the rails settings
     from bench.rails.plan import Plan
 
 
