@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bench.accept.config import AcceptConfig, accept_plan, validate
 from bench.check.items import check_items
-from bench.check.node import render, to_json
+from bench.check.node import CheckAnswer, render, to_json
 from bench.frame.job import Job, run_job
 from bench.frame.run import Run, launch_of, write_refused_is_infra
 from bench.frame.verdict import Item, decide, timed
@@ -89,11 +89,12 @@ class AcceptJob(Job):
         if reports is not None:
             cross = cluster.compare_nodes(reports) if len(reports) > 1 else []
             items = check_items(reports, cross)
-            checked = to_json(self.profile, reports, cross, decide(items), run.ctx.info.world_size)
+            answer = CheckAnswer(self.profile, reports, cross, decide(items), run.ctx.info.world_size)
+            checked = to_json(answer)
             write_refused_is_infra(
                 run.out_dir, "checks.json", lambda: atomic_write_json(run.out_dir / "checks.json", checked)
             )
-            print(render(self.profile, reports, cross, decide(items), run.ctx.info.world_size), flush=True)
+            print(render(answer), flush=True)
         self.laps.mark("check")
         checked_s = time.monotonic() - started
         swept = world_sweep(self.sweep, run, self.graph)

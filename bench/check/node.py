@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from bench.check.config import INPUT_CHECK, MPI_LAUNCHERS, CheckConfig
 from bench.check.items import check_items
@@ -95,16 +96,25 @@ def cabling_results(config: CheckConfig, profile: Profile) -> list[checks.CheckR
     return [checks.CheckResult("cabling", "fail", f.line, f.node_port or f.switch_port) for f in found]
 
 
-def render(
-    profile: Profile,
-    reports: list[cluster.NodeReport],
-    cross: list[checks.CheckResult],
-    verdict: Verdict,
-    nranks: int = 1,
-    cabling: Sequence[checks.CheckResult] = (),
-) -> str:
+@dataclass(frozen=True)
+class CheckAnswer:
+    """What ``check`` (and ``accept``'s check phase) answers: each node's report, the cross-node comparison,
+    the fabric's cabling, and the verdict the frame decided from them; printed as text or as checks.json."""
+
+    profile: Profile
+    reports: Sequence[cluster.NodeReport]
+    cross: Sequence[checks.CheckResult]
+    verdict: Verdict
+    nranks: int = 1
+    """The ranks the reports were gathered from (1: this node alone)."""
+    cabling: Sequence[checks.CheckResult] = ()
+
+
+def render(answer: CheckAnswer) -> str:
     """The text answer: one table for a single node; problems per node plus cross-node lines for many; the
     fabric's cabling (``--topology``); the verdict the frame decided (``bench.frame.verdict``)."""
+    profile, reports, cross, verdict = answer.profile, answer.reports, list(answer.cross), answer.verdict
+    nranks, cabling = answer.nranks, answer.cabling
     everything = [r for rep in reports for r in rep.results] + cross + list(cabling)
     lines = []
     gathered = f" (gathered from {nranks} ranks)" if nranks > 1 else ""
@@ -128,15 +138,10 @@ def render(
     return "\n".join(lines)
 
 
-def to_json(
-    profile: Profile,
-    reports: list[cluster.NodeReport],
-    cross: list[checks.CheckResult],
-    verdict: Verdict,
-    nranks: int = 1,
-    cabling: Sequence[checks.CheckResult] = (),
-) -> JSONObject:
+def to_json(answer: CheckAnswer) -> JSONObject:
     """The JSON document ``--json`` prints (also what ``accept`` stores as checks.json)."""
+    profile, reports, cross, verdict = answer.profile, answer.reports, answer.cross, answer.verdict
+    nranks, cabling = answer.nranks, answer.cabling
     out: JSONObject = {
         "profile": profile.name,
         "nranks": nranks,
@@ -177,10 +182,10 @@ def run(config: CheckConfig) -> int:
     status = verdict.exit_status
     if any(r.check == INPUT_CHECK for r in everything):
         status = EXIT_USAGE
+    answer = CheckAnswer(profile, reports, cross, verdict, max(nranks, 1), cabling)
     if config.json:
-        document = to_json(profile, reports, cross, verdict, max(nranks, 1), cabling)
-        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        sys.stdout.write(json.dumps(to_json(answer), indent=2) + "\n")
     else:
-        sys.stdout.write(render(profile, reports, cross, verdict, max(nranks, 1), cabling) + "\n")
+        sys.stdout.write(render(answer) + "\n")
     sys.stdout.flush()
     return cluster.broadcast_status(status) if gathered else status
