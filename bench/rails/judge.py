@@ -168,7 +168,7 @@ def judged(
         transients=found.transients,
         too_noisy=found.too_noisy,
         error_windows=windows.join({g["host"]: g["error_windows"] for g in readers}),
-        links=links_json(reports, membership, nodes),
+        links=link_records(reports, membership, nodes),
     )
 
 
@@ -184,7 +184,7 @@ def _covered(defect: Defect, dead: Sequence[Defect]) -> bool:
     return False
 
 
-def links_json(reports: Sequence[LinkReport], membership: Membership, nodes: Sequence[str]) -> tuple[Link, ...]:
+def link_records(reports: Sequence[LinkReport], membership: Membership, nodes: Sequence[str]) -> tuple[Link, ...]:
     """rails.json's ``links``: each (node, rail) link as it was found before its rail group formed."""
     return tuple(
         Link(

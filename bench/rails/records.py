@@ -313,7 +313,7 @@ class RailsOutcome:
     """The intra-node pair matrix (``--intra-node``), None when it did not run."""
     links: tuple[Link, ...] = ()
     """Each (node, rail) link as found before the rail groups formed: port state, peers reached or not, and
-    whether it joined its rail's group (``bench.rails.judge.links_json``)."""
+    whether it joined its rail's group (``bench.rails.judge.link_records``)."""
 
     @property
     def failing(self) -> tuple[Defect, ...]:
