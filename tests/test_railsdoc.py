@@ -11,6 +11,7 @@ import jsonschema
 import pytest
 
 from bench.exits import UserError
+from bench.jsonparts import READERS
 from bench.rundir import railsdoc
 from bench.rundir.railsdoc import SCHEMA_PATH, RailsDoc, read_rails_doc
 from tests.report_data import ClusterModel, rails_json
@@ -34,14 +35,15 @@ NESTED = {
     "Measurement": {"kind"},
     "RailDefect": {"errors"},
     "IntraNode": {"measurements", "defects"},
-    "RailsDoc": {"rails", "measurements", "defects", "transients", "error_windows", "intra_node", "links"},
+    "ErrorWindow": {"errors"},
+    "RailsDoc": {"rails", "measurements", "defects", "transients", "error_windows", "intra_node", "links", "counters"},
 }
 
 
 def test_every_field_of_every_part_has_a_reader() -> None:
     for part in PARTS:
         for f in dataclasses.fields(part):
-            assert f.name in NESTED.get(part.__name__, ()) or str(f.type) in railsdoc._READ, (part, f.name, f.type)
+            assert f.name in NESTED.get(part.__name__, ()) or str(f.type) in READERS, (part, f.name, f.type)
 
 
 def test_a_document_reads_back_as_the_record_it_was_written_from() -> None:

@@ -10,153 +10,30 @@ is what would otherwise be a traceback deep in a reader: a field of the wrong ty
 accepts, a field a document lacks takes its default, and a value of the wrong type where readers only look
 (a defect's ``rail`` as text) reads as absent.
 
-Every part's fields are declared in the order the writer writes its keys, under the keys' own names, so one
-walk (:func:`_to_json`) writes each part and one table of readers by declared type (:data:`_READ`) reads it.
+Every part's fields are declared in the order the writer writes its keys, under the keys' own names: each is
+written and read field by field (``bench.jsonparts``).
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, cast, runtime_checkable
+from typing import Any, Literal
 
 from bench import jsondoc
 from bench.exits import UserError
 from bench.jsondoc import JSONObject, JSONValue, Parsed
-
-if TYPE_CHECKING:
-    from _typeshed import DataclassInstance
+from bench.jsonparts import Written, fields, objects, per_key, whole
 
 SCHEMA_PATH = Path(__file__).with_name("rails.schema.json")
 MAX_RAILS_JSON_BYTES = 512 << 20
 """rails.json of 4,096 nodes x 8 rails is tens of MiB; a larger file is not one railbench wrote."""
 FIX = "re-run railbench rails"
-T = TypeVar("T")
-
-
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _whole(value: object) -> int | None:
-    # bool is an int to Python, never to a JSON reader
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _number(value: object) -> float | None:
-    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-def _texts(value: object) -> tuple[str, ...]:
-    return tuple(v for v in value if isinstance(v, str)) if isinstance(value, list) else ()
-
-
-def _numbers(value: object) -> tuple[float, ...]:
-    return tuple(n for n in map(_number, value) if n is not None) if isinstance(value, list) else ()
-
-
-def _objects(value: object) -> list[Parsed]:
-    return [v for v in value if isinstance(v, Mapping)] if isinstance(value, list) else []
-
-
-def _counts(value: object) -> dict[str, int]:
-    """counter (or device) -> count: the entries that are whole numbers."""
-    if not isinstance(value, Mapping):
-        return {}
-    return {str(name): count for name, count in value.items() if _whole(count) is not None}
-
-
-def _per_node(value: object, read: Callable[[object], T], holds: tuple[type, ...] = (Mapping,)) -> dict[str, T]:
-    """node (or cell) -> ``read`` of what it holds, for those that hold an object (or what ``holds`` says)."""
-    if not isinstance(value, Mapping):
-        return {}
-    return {str(key): read(entry) for key, entry in value.items() if isinstance(entry, holds)}
-
-
-def _bus_ids(value: object) -> tuple[str | None, ...]:
-    return tuple(map(_text, value)) if isinstance(value, list) else ()
-
-
-def _json_object(value: object) -> dict[str, JSONValue]:
-    return {str(k): v for k, v in value.items()} if isinstance(value, Mapping) else {}
-
-
-def counters_from_json(value: object) -> dict[str, dict[str, DeviceCounters]]:
-    """node -> device -> counters of a ``counters`` block (run.json's or rails.json's); what is not an object
-    is left out."""
-    return _per_node(value, lambda devices: _per_node(devices, DeviceCounters.from_json))
-
-
-_READ: Mapping[str, Callable[[object], object]] = {
-    # a field's declared type -> how a JSON value becomes one (a wrong type reads as absent)
-    "str": lambda v: _text(v) or "",
-    "str | None": _text,
-    "int": lambda v: _whole(v) or 0,
-    "int | None": _whole,
-    "float": lambda v: _number(v) or 0.0,
-    "float | None": _number,
-    "bool": lambda v: v is True,
-    "bool | None": lambda v: v if isinstance(v, bool) else None,
-    "tuple[str, ...]": _texts,
-    "tuple[str, ...] | None": _texts,
-    "tuple[int, ...] | None": lambda v: tuple(r for r in v if _whole(r) is not None) if isinstance(v, list) else None,
-    "tuple[float, ...]": _numbers,
-    "Mapping[str, int]": _counts,
-    "Mapping[str, int] | None": lambda v: _counts(v) if isinstance(v, Mapping) else None,
-    "Mapping[str, str]": lambda v: {str(k): str(w) for k, w in v.items()} if isinstance(v, Mapping) else {},
-    "Mapping[str, str | None]": lambda v: {str(k): _text(w) for k, w in v.items()} if isinstance(v, Mapping) else {},
-    "Mapping[str, tuple[float, ...]]": lambda v: _per_node(v, _numbers, (list,)),
-    "Mapping[str, tuple[str | None, ...]]": lambda v: _per_node(v, _bus_ids, (list,)),
-    "Mapping[str, Mapping[str, int]]": lambda v: _per_node(v, _counts),
-    "Mapping[str, Mapping[str, JSONValue]]": lambda v: _per_node(v, _json_object),
-    "Counters": counters_from_json,
-}
-
-
-def _fields(cls: type[DataclassInstance], doc: Parsed, **given: object) -> dict[str, Any]:
-    """The arguments of ``cls`` read from ``doc`` by their declared types, beside those ``given``; a key ``doc``
-    lacks keeps the field's default."""
-    out = dict(given)
-    for f in dataclasses.fields(cls):
-        if f.name not in out and f.name in doc:
-            out[f.name] = _READ[str(f.type)](doc[f.name])
-    return out
-
-
-@runtime_checkable
-class _Part(Protocol):
-    def to_json(self) -> JSONObject: ...
-
-
-def _json(value: object) -> JSONValue:
-    if isinstance(value, _Part):  # each part writes itself (some leave keys out)
-        return value.to_json()
-    if isinstance(value, tuple | list):
-        return [_json(v) for v in value]
-    if isinstance(value, Mapping):
-        return {str(k): _json(v) for k, v in value.items()}
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    raise TypeError(f"rails.json cannot hold a {type(value).__name__}")
-
-
-def _to_json(part: DataclassInstance) -> JSONObject:
-    """``part`` as JSON: every field under its own name, in declared order."""
-    return {f.name: _json(getattr(part, f.name)) for f in dataclasses.fields(part)}
-
-
-class _Written:
-    """A part of rails.json (every one is a dataclass): written as :func:`_to_json` writes it, unless it
-    says otherwise."""
-
-    def to_json(self) -> JSONObject:
-        return _to_json(cast("DataclassInstance", self))
 
 
 @dataclass(frozen=True, kw_only=True)
-class DeviceCounters(_Written):
+class DeviceCounters(Written):
     """One device's counters over a window: the bytes it carried and its error counters. A key the window did
     not record is None here and absent from the JSON (``errors_saturated`` only when one saturated)."""
 
@@ -171,19 +48,25 @@ class DeviceCounters(_Written):
     errors_reset: tuple[str, ...] | None = None
 
     def to_json(self) -> JSONObject:
-        return {key: value for key, value in _to_json(self).items() if value is not None}
+        return {key: value for key, value in super().to_json().items() if value is not None}
 
     @classmethod
     def from_json(cls, entry: object) -> DeviceCounters:
-        return cls(**_fields(cls, entry if isinstance(entry, Mapping) else {}))
+        return cls(**fields(cls, entry if isinstance(entry, Mapping) else {}))
 
 
 Counters = Mapping[str, Mapping[str, DeviceCounters]]
 """node -> device -> its counters."""
 
 
+def counters_from_json(value: object) -> dict[str, dict[str, DeviceCounters]]:
+    """node -> device -> counters of a ``counters`` block (run.json's or rails.json's); what is not an object
+    is left out."""
+    return per_key(value, lambda devices: per_key(devices, DeviceCounters.from_json))
+
+
 @dataclass(frozen=True, kw_only=True)
-class DefectErrors(_Written):
+class DefectErrors(Written):
     """The error counters of one device a defect names, summed over the defect's own windows."""
 
     node: str | None = None
@@ -194,7 +77,7 @@ class DefectErrors(_Written):
 
 
 @dataclass(frozen=True, kw_only=True)
-class RailEntry(_Written):
+class RailEntry(Written):
     """One rail: its line rate, the device that carried it on each node and the one expected there."""
 
     rail: int
@@ -209,7 +92,7 @@ class RailEntry(_Written):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Measurement(_Written):
+class Measurement(Written):
     """One rail-group result (``kind`` rail: no peer, and a node only in per-node records) or one direction of
     a node pair on a rail (``kind`` pair)."""
 
@@ -239,11 +122,11 @@ class Measurement(_Written):
         other = (
             ("round", "confirm", "stopped") if self.kind == "rail" else ("mode", "time_us_min", "time_us_max", "wrong")
         )
-        return {key: value for key, value in _to_json(self).items() if key not in other}
+        return {key: value for key, value in super().to_json().items() if key not in other}
 
 
 @dataclass(frozen=True, kw_only=True)
-class RailDefect(_Written):
+class RailDefect(Written):
     """One broken part the rails test named (``bench.rails.defects``) and what convicts it. Older releases
     wrote other kinds and fewer fields."""
 
@@ -282,12 +165,12 @@ class RailDefect(_Written):
     @classmethod
     def from_json(cls, d: Parsed) -> RailDefect:
         errors = d.get("errors")
-        read = tuple(DefectErrors(**_fields(DefectErrors, e)) for e in _objects(errors))
-        return cls(**_fields(cls, d, errors=read if isinstance(errors, list) else None))
+        read = tuple(DefectErrors(**fields(DefectErrors, e)) for e in objects(errors))
+        return cls(**fields(cls, d, errors=read if isinstance(errors, list) else None))
 
 
 @dataclass(frozen=True, kw_only=True)
-class Transient(_Written):
+class Transient(Written):
     """A suspect pair that measured normal again when re-measured: recorded, not a fault."""
 
     node: str | None = None
@@ -298,7 +181,7 @@ class Transient(_Written):
 
 
 @dataclass(frozen=True, kw_only=True)
-class GpuDefect(_Written):
+class GpuDefect(Written):
     """One slow GPU, GPU pair or node of the intra-node matrix (``bench.rails.gpu_pairs``)."""
 
     kind: str = ""
@@ -323,12 +206,12 @@ class GpuDefect(_Written):
     """The intra-node matrix writes none (every GPU defect fails); a hand-made ``warn`` is kept."""
 
     def to_json(self) -> JSONObject:
-        doc = _to_json(self)
+        doc = super().to_json()
         return doc if self.severity is not None else {k: v for k, v in doc.items() if k != "severity"}
 
 
 @dataclass(frozen=True, kw_only=True)
-class LocalMeasurement(_Written):
+class LocalMeasurement(Written):
     """One direction of one local GPU pair on one node: GPU ``gpu`` sends, GPU ``peer`` receives."""
 
     node: str
@@ -345,7 +228,7 @@ class LocalMeasurement(_Written):
 
 
 @dataclass(frozen=True, kw_only=True)
-class IntraNode(_Written):
+class IntraNode(Written):
     """rails.json's ``intra_node``: each node's GPU x GPU matrix and the GPUs it named."""
 
     skipped: str | None = None
@@ -365,16 +248,16 @@ class IntraNode(_Written):
     def from_json(cls, intra: Parsed) -> IntraNode:
         # a measurement that names no node and GPU pair has no cell of the matrix to go in
         measured = [
-            LocalMeasurement(**_fields(LocalMeasurement, m))
-            for m in _objects(intra.get("measurements"))
-            if isinstance(m.get("node"), str) and _whole(m.get("gpu")) is not None and _whole(m.get("peer")) is not None
+            LocalMeasurement(**fields(LocalMeasurement, m))
+            for m in objects(intra.get("measurements"))
+            if isinstance(m.get("node"), str) and whole(m.get("gpu")) is not None and whole(m.get("peer")) is not None
         ]
-        defects = tuple(GpuDefect(**_fields(GpuDefect, d)) for d in _objects(intra.get("defects")))
-        return cls(**_fields(cls, intra, measurements=tuple(measured), defects=defects))
+        defects = tuple(GpuDefect(**fields(GpuDefect, d)) for d in objects(intra.get("defects")))
+        return cls(**fields(cls, intra, measurements=tuple(measured), defects=defects))
 
 
 @dataclass(frozen=True, kw_only=True)
-class ErrorWindow(_Written):
+class ErrorWindow(Written):
     """One counter window of the test (the rail groups at once, each rail alone, the pairs...): the devices
     whose error counters said something in it, per node."""
 
@@ -383,9 +266,13 @@ class ErrorWindow(_Written):
     """None: every rail."""
     errors: Counters = field(default_factory=dict)
 
+    @classmethod
+    def from_json(cls, w: Parsed) -> ErrorWindow:
+        return cls(**fields(cls, w, errors=counters_from_json(w.get("errors"))))
+
 
 @dataclass(frozen=True, kw_only=True)
-class Link(_Written):
+class Link(Written):
     """One (node, rail) link as found before the rail groups formed."""
 
     node: str = ""
@@ -401,7 +288,7 @@ class Link(_Written):
 
 
 @dataclass(frozen=True, kw_only=True)
-class RailsDoc(_Written):
+class RailsDoc(Written):
     """One rails.json. ``partial`` while the test runs: the measurements so far, no devices, defects or
     verdict yet, and only the sections the schema requires."""
 
@@ -426,7 +313,7 @@ class RailsDoc(_Written):
     links: tuple[Link, ...] = ()
 
     def to_json(self) -> JSONObject:
-        doc = _to_json(self)
+        doc = super().to_json()
         if self.partial:
             return {key: doc[key] for key in ("partial", "skipped", "nodes", "rails", "measurements", "defects")}
         return {key: value for key, value in doc.items() if key != "partial"}
@@ -438,17 +325,18 @@ class RailsDoc(_Written):
         _check(doc, str(where))
         intra = doc.get("intra_node")
         parts = {
-            "rails": tuple(RailEntry(**_fields(RailEntry, r)) for r in doc.get("rails") or ()),
+            "rails": tuple(RailEntry(**fields(RailEntry, r)) for r in doc.get("rails") or ()),
             "measurements": tuple(
-                Measurement(**_fields(Measurement, m, kind=m["kind"])) for m in doc.get("measurements") or ()
+                Measurement(**fields(Measurement, m, kind=m["kind"])) for m in doc.get("measurements") or ()
             ),
             "defects": tuple(RailDefect.from_json(d) for d in doc.get("defects") or ()),
-            "transients": tuple(Transient(**_fields(Transient, t)) for t in doc.get("transients") or ()),
-            "error_windows": tuple(ErrorWindow(**_fields(ErrorWindow, w)) for w in doc.get("error_windows") or ()),
+            "transients": tuple(Transient(**fields(Transient, t)) for t in doc.get("transients") or ()),
+            "error_windows": tuple(ErrorWindow.from_json(w) for w in doc.get("error_windows") or ()),
+            "counters": counters_from_json(doc.get("counters")),
             "intra_node": IntraNode.from_json(intra) if isinstance(intra, Mapping) else None,
-            "links": tuple(Link(**_fields(Link, link)) for link in _objects(doc.get("links"))),
+            "links": tuple(Link(**fields(Link, link)) for link in objects(doc.get("links"))),
         }
-        return cls(**_fields(cls, doc, **parts))
+        return cls(**fields(cls, doc, **parts))
 
 
 _NUMBER = (int, float)
