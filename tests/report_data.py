@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.rundir.files import FORMAT_VERSION, RESULT_COLUMNS, results_csv_text
+from bench.rundir.railsdoc import RailsDoc
 
 # busbw factor per collective, as nccl-tests computes it (n = ranks in the communicator)
 _FACTOR = {
@@ -410,6 +411,11 @@ def rails_json(model: ClusterModel) -> dict[str, Any]:
         "process_groups": model.rails + 1,
         "intra_node": _intra_node(model),
     }
+
+
+def rails_doc(model: ClusterModel) -> RailsDoc:
+    """:func:`rails_json` as the report reads it."""
+    return RailsDoc.from_json(rails_json(model))
 
 
 def checks_json(model: ClusterModel) -> dict[str, Any]:

@@ -19,9 +19,9 @@ from bench.fabric.sysfs import Sysfs
 from bench.rails import evidence
 from bench.rails.corroborate import corroborate
 from bench.rails.defects import describe
-from bench.rails.railsjson import rails_doc
+from bench.rails.output import rails_doc
 from bench.rails.records import ExpectedNic, RailsOutcome
-from bench.rundir.railsjson import SCHEMA_PATH
+from bench.rundir.railsdoc import SCHEMA_PATH
 from tests.fabric_trees import build, healthy_1cc, port_down
 
 MIB = 1 << 20
@@ -117,7 +117,7 @@ def test_rails_json_says_per_node_which_nic_was_expected_and_which_carried() -> 
         ErrorLimits(),
         Actions(),
     )
-    doc = json.loads(json.dumps(rails_doc(outcome)))
+    doc = json.loads(json.dumps(rails_doc(outcome).to_json()))
     jsonschema.validate(doc, json.loads(SCHEMA_PATH.read_text()))
     assert doc["rails"][0]["path"] == {
         "node07": {

@@ -23,10 +23,10 @@ from bench.rails.defects import describe
 from bench.rails.items import node_items, rail_items
 from bench.rails.localise import Thresholds, diagnose
 from bench.rails.measure import PairTime
-from bench.rails.railsjson import rails_doc
+from bench.rails.output import rails_doc
 from bench.rails.windows import NodeCounters, join
 from bench.rundir.junit import junit_xml
-from bench.rundir.railsjson import SCHEMA_PATH
+from bench.rundir.railsdoc import SCHEMA_PATH
 from tests import fabric_trees
 from tests.fabric_trees import HcaSpec, NetSpec, NodeSpec, PortSpec
 from tests.test_fabric_error_counters import write_errors, write_net_errors, zero_errors
@@ -146,7 +146,7 @@ def test_error_deltas_are_recorded_per_window_and_device(tmp_path: Path) -> None
         and whole["errors"]["symbol_error"] == 0
         and "carrier_changes" in outcome.counters["node01"]["eth0"]["errors"]
     )
-    doc = rails_doc(corroborate(outcome, ErrorLimits(), Actions()))
+    doc = rails_doc(corroborate(outcome, ErrorLimits(), Actions())).to_json()
     jsonschema.validate(doc, RAILS_SCHEMA)
     assert doc["error_windows"][3] == {
         "window": "rail 1 alone",
@@ -245,7 +245,7 @@ def test_rising_counters_on_a_link_whose_bandwidth_held_are_named_errors(tmp_pat
     strict = corroborate(plain, ErrorLimits(fail_on_errors=True), Actions())
     assert strict.failed and strict.defects[0].severity == "fail"
     assert "→ link errors (FAIL)" in describe(strict.defects[0])
-    jsonschema.validate(rails_doc(strict), RAILS_SCHEMA)
+    jsonschema.validate(rails_doc(strict).to_json(), RAILS_SCHEMA)
 
 
 def test_actions_reach_rails_json_junit_and_the_profile(tmp_path: Path) -> None:
@@ -261,7 +261,7 @@ def test_actions_reach_rails_json_junit_and_the_profile(tmp_path: Path) -> None:
     )
     actions = load_profile(str(profile_path)).actions
     outcome = corroborate(_outcome(tmp_path, change, slow=("node03", 1)), ErrorLimits(), actions)
-    doc = rails_doc(outcome)
+    doc = rails_doc(outcome).to_json()
     jsonschema.validate(doc, RAILS_SCHEMA)
     link, warned = doc["defects"]
     assert link["action"] == "open a ticket: swap the cable on node03 mlx5_2 port 1 (rail 1)"

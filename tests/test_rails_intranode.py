@@ -13,9 +13,9 @@ from bench.rails.gpu_pairs import (
     Localisation,
     LocalMatrix,
     LocalPairTime,
-    as_json,
     describe_gpu,
     localise_gpus,
+    record,
     rows,
     table,
 )
@@ -119,9 +119,9 @@ def test_outputs_rows_json_and_table() -> None:
     csv = rows(outcome, 10)
     assert len(csv) == 6 * 2 and {r["scope"] for r in csv} == {"local-pair"}
     assert {r["group"] for r in csv} >= {"node00/gpu0-gpu1", "node00/gpu2-gpu3"}
-    doc = as_json(outcome)
-    assert len(doc["measurements"]) == 12 * 2 and doc["process_groups"] == 1
-    assert [(d["kind"], d["gpu"]) for d in doc["defects"]] == [("gpu", 3)]
+    intra = record(outcome)
+    assert len(intra.measurements) == 12 * 2 and intra.process_groups == 1
+    assert [(d.kind, d.gpu) for d in intra.defects] == [("gpu", 3)]
     text = table(outcome)
     assert "node00: 12 samples" in text and "node00 GPU 3 (0000:48:00.0): " in text
 

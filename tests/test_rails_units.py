@@ -148,7 +148,7 @@ def test_pair_records_keep_the_slower_direction() -> None:
     assert [r["group"] for r in rows] == ["n1-n2/rail0", "n1-n3/rail0"]
     assert rows[0]["busbw_Gbps"] == pytest.approx(2.0) and rows[0]["efficiency"] == pytest.approx(0.2)
     assert rows[0]["time_us_min"] == 1000.0 and rows[0]["time_us_max"] == 4000.0
-    doc = records.measurement_json([], times, nodes, {0: 10.0}, {("n2", 0): "mlx5_1"})
+    doc = [m.to_json() for m in records.measurements([], times, nodes, {0: 10.0}, {("n2", 0): "mlx5_1"})]
     assert doc[1]["node"] == "n2" and doc[1]["peer"] == "n1"
     assert doc[1]["device"] == "mlx5_1" and doc[1]["busbw_Gbps"] == pytest.approx(2.0)
 

@@ -24,7 +24,7 @@ from bench.rundir.judged_by import JudgedBy
 from bench.rundir.runjson import RunDoc, new_record, read_run_json
 from tests.history_fixtures import make_run_dir
 from tests.report_browser import chromium, missing_browser, render
-from tests.report_data import ClusterModel, rails_json, run_json
+from tests.report_data import ClusterModel, rails_doc, run_json
 
 HOSTS = tuple(f"gpu-node-{i:02d}" for i in range(1, 17))
 AG = ("all_gather", "world", "world")
@@ -146,7 +146,7 @@ def test_traffic_proof_says_mlx5_0_carried_nothing(tmp_path: Path) -> None:
 
 def test_the_traffic_proof_scales_to_25_devices_and_keeps_tx_and_rx_apart() -> None:
     model = ClusterModel(hosts=tuple(f"node{i:02d}" for i in range(1, 65)), bad=("node05", 3), other_devices=14)
-    run, rails = run_json(model), rails_json(model)
+    run, rails = run_json(model), rails_doc(model)
     proof = traffic_proof(run, rails, load_profile("lambda-1cc"))
     assert proof is not None and proof.ok
     sweep, tested = proof.windows

@@ -30,7 +30,7 @@ def tables(inputs: RunInputs) -> dict[str, pd.DataFrame]:
         "sweep": data.sweep_table(inputs.results).frame,
         "rails": data.rail_bars_table(inputs.rails, 0.9).frame,
         "heat": matrices.pair_matrix_table(pairs, list(inputs.run.hosts), 0.9, rails=inputs.rails).frame,
-        "gpus": matrices.gpu_matrix_table(inputs.rails["intra_node"], 0.9).frame,
+        "gpus": matrices.gpu_matrix_table(inputs.rails.intra_node, 0.9).frame,
         "trend": trend.trend_table(inputs.trend).frame,
         "far": _far_below_target(data.sweep_table(inputs.results).frame),
     }

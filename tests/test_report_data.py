@@ -11,7 +11,8 @@ import pytest
 from bench.exits import UserError
 from bench.report import data, matrices, trend
 from bench.report.inputs import TREND_COLUMNS, RunInputs, load_inputs
-from tests.report_data import ClusterModel, rails_json, results_rows, write_run_dir
+from bench.rundir.railsdoc import RailsDoc
+from tests.report_data import ClusterModel, rails_doc, rails_json, results_rows, write_run_dir
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +63,7 @@ def test_node_bars_show_each_nodes_weakest_rail(inputs: RunInputs) -> None:
 
 def test_a_named_defect_fails_its_bar_even_above_threshold() -> None:
     model = ClusterModel(bad=("gpu-node-02", 1), bad_fraction=0.95)  # slow, but above 90 %
-    rails = rails_json(model)
+    rails = rails_doc(model)
     table = data.rail_bars_table(rails, 0.9).frame.set_index("label")
     assert table.loc["rail 1 (mlx5_2)", "efficiency"] > 0.9
     assert table.loc["rail 1 (mlx5_2)", "status"] == "fail"
@@ -70,7 +71,7 @@ def test_a_named_defect_fails_its_bar_even_above_threshold() -> None:
 
 def test_bars_keep_only_the_slowest_when_there_are_too_many() -> None:
     hosts = tuple(f"n{i:03d}" for i in range(100))
-    rails = rails_json(ClusterModel(hosts=hosts, bad=("n042", 2)))
+    rails = rails_doc(ClusterModel(hosts=hosts, bad=("n042", 2)))
     table = data.node_bars_table(rails, 0.9, max_bars=10)
     assert len(table.frame) == 10
     assert "n042" in set(table.frame["label"])
@@ -116,7 +117,7 @@ def test_a_transient_is_marked_at_its_normal_level_and_a_convicted_pair_as_slow(
     # the matrix sample was slow (0.3x) and both re-measurements normal: the cell reads normal, marked transient
     model = ClusterModel(transient=("gpu-node-01", "gpu-node-02", 2))
     pairs = pd.DataFrame([m for m in rails_json(model)["measurements"] if m["kind"] == "pair"])
-    table = matrices.pair_matrix_table(pairs, model.hosts, 0.9, rails=rails_json(model)).frame
+    table = matrices.pair_matrix_table(pairs, model.hosts, 0.9, rails=rails_doc(model)).frame
     cell = table[(table["panel"] == "rail 2") & (table["row"] == "gpu-node-01") & (table["col"] == "gpu-node-02")]
     assert cell["mark"].tolist() == ["transient"] and cell["efficiency"].iloc[0] > 0.9
     slow = table[(table["panel"] == "rail 5") & (table["mark"] == "slow")]
@@ -151,7 +152,7 @@ def test_pair_matrix_groups_big_clusters_into_blocks_with_their_worst_pair() -> 
 def test_gpu_matrix_marks_the_slow_gpus_row_and_column_and_keeps_the_panels_few() -> None:
     hosts = tuple(f"n{i:02d}" for i in range(20))
     model = ClusterModel(hosts=hosts, rails=1, bad=None, bad_gpu=("n13", 5))
-    table = matrices.gpu_matrix_table(rails_json(model)["intra_node"], 0.9, max_panels=4)
+    table = matrices.gpu_matrix_table(rails_doc(model).intra_node, 0.9, max_panels=4)
     frame = table.frame
     assert list(dict.fromkeys(frame["panel"])) == ["n00", "n01", "n02", "n13"]  # the marked node is kept
     assert table.note == "4 of 20 nodes: those with a marked cell first, then the weakest"
@@ -267,10 +268,9 @@ def test_rails_json_as_railbench_rails_writes_it() -> None:
                             "expected_Gbps": None,
                         }
                     )
-    rails = {
-        "measurements": measurements,
-        "defects": [{"kind": "link", "node": "node03", "rail": 1, "device": "rail1"}],
-    }
+    rails = RailsDoc.from_json(
+        {"measurements": measurements, "defects": [{"kind": "link", "node": "node03", "rail": 1, "device": "rail1"}]}
+    )
     levels = data.node_rail_levels(rails)
     assert len(levels) == 8
     worst = levels.loc[levels["busbw_Gbps"].idxmin()]

@@ -20,6 +20,7 @@ from bench.report import summary as top
 from bench.report.build import ReportOptions, ReportPaths, write_report
 from bench.report.inputs import load_inputs
 from bench.report.page import summarize
+from bench.rundir.railsdoc import RailDefect, RailsDoc
 from tests.report_browser import chromium, missing_browser, render
 from tests.report_data import ClusterModel, write_run_dir
 
@@ -144,17 +145,19 @@ def test_at_1280_px_nothing_overflows_and_the_summary_is_above_the_fold(report: 
 def test_a_defect_kind_the_report_has_never_seen_renders_from_its_fields(run_dir: Path) -> None:
     # a later railbench names switches too: kind, rail, device and action are enough, and the line says the rest
     inputs = load_inputs(run_dir)
-    leaf = {
-        "kind": "leaf",
-        "node": None,
-        "rail": 2,
-        "device": "leaf-r2-u1",
-        "action": "check leaf-r2-u1's uplinks",
-        "severity": "fail",
-        "line": "leaf-r2-u1 (rail 2, nodes 1-32): 190 Gb/s = 48% of 400 Gb/s in 496/496 pairs → leaf fault; action: "
-        "check leaf-r2-u1's uplinks",
-    }
-    rails = {**(inputs.rails or {}), "defects": [leaf], "intra_node": None}
+    leaf = RailDefect.from_json(
+        {
+            "kind": "leaf",
+            "node": None,
+            "rail": 2,
+            "device": "leaf-r2-u1",
+            "action": "check leaf-r2-u1's uplinks",
+            "severity": "fail",
+            "line": "leaf-r2-u1 (rail 2, nodes 1-32): 190 Gb/s = 48% of 400 Gb/s in 496/496 pairs → leaf fault; "
+            "action: check leaf-r2-u1's uplinks",
+        }
+    )
+    rails = dataclasses.replace(inputs.rails or RailsDoc(), defects=(leaf,), intra_node=None)
     (found,) = top.defects(dataclasses.replace(inputs, rails=rails), None)
     assert (found.kind, found.node, found.rail, found.part, found.action) == (
         "leaf",

@@ -12,7 +12,7 @@ import jsonschema
 import pytest
 
 from bench.exits import UserError
-from bench.rundir.railsjson import SCHEMA_PATH as RAILS_SCHEMA_PATH
+from bench.rundir.railsdoc import SCHEMA_PATH as RAILS_SCHEMA_PATH
 from bench.rundir.runjson import SCHEMA_PATH, RunDoc, RunFile, new_record, read_run_json
 from tests.support import railbench
 

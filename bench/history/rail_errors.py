@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import sqlite3
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from bench.jsondoc import INT_MAX
-from bench.rundir.railsjson import read_rails_json
+from bench.jsondoc import INT_MAX, JSONObject
+from bench.rundir.railsdoc import RailsDoc, read_rails_doc
 
 
 @dataclass(frozen=True)
@@ -42,41 +41,33 @@ class RailErrorCount:
         return self.count is None
 
 
-def from_rails_json(doc: Mapping[str, Any]) -> list[RailErrorCount]:
-    """The per-rail error metrics of a rails.json document (none when it predates error counters)."""
-    counters = doc.get("counters")
-    counters = counters if isinstance(counters, Mapping) else {}
+def from_rails_doc(doc: RailsDoc) -> list[RailErrorCount]:
+    """The per-rail error metrics of a rails.json record (none when it predates error counters)."""
     out = []
-    for rail in doc.get("rails") or []:
-        if not isinstance(rail, Mapping) or not isinstance(rail.get("rail"), int):
-            continue
+    for rail in doc.rails:
         sums: dict[str, int | None] = {}
         nodes: dict[str, int] = {}
-        devices = rail.get("devices")
-        devices = devices if isinstance(devices, Mapping) else {}
-        for node, device in devices.items():
-            entry = (counters.get(node) or {}).get(device) if isinstance(device, str) else None
-            if not isinstance(entry, Mapping) or not isinstance(entry.get("errors"), Mapping):
+        for node, device in rail.devices.items():
+            entry = doc.counters.get(node, {}).get(device) if device is not None else None
+            if entry is None or entry.errors is None:
                 continue
-            for name, count in entry["errors"].items():
-                if isinstance(count, int) and not isinstance(count, bool):
-                    before = sums.get(name, 0)
-                    total = None if before is None else before + count
-                    # a sum past the store's 64-bit integers is no count anyone can use: kept as saturated
-                    sums[name] = None if total is None or total > INT_MAX else total
-                    nodes[name] = nodes.get(name, 0) + 1
-            for name in entry.get("errors_saturated") or ():
-                if isinstance(name, str):
-                    sums[name] = None
-                    nodes[name] = nodes.get(name, 0) + 1
-        out += [RailErrorCount(rail["rail"], name, count, nodes[name]) for name, count in sorted(sums.items())]
+            for name, count in entry.errors.items():
+                before = sums.get(name, 0)
+                total = None if before is None else before + count
+                # a sum past the store's 64-bit integers is no count anyone can use: kept as saturated
+                sums[name] = None if total is None or total > INT_MAX else total
+                nodes[name] = nodes.get(name, 0) + 1
+            for name in entry.errors_saturated or ():
+                sums[name] = None
+                nodes[name] = nodes.get(name, 0) + 1
+        out += [RailErrorCount(rail.rail, name, count, nodes[name]) for name, count in sorted(sums.items())]
     return out
 
 
 def read_run_dir(run_dir: Path | str) -> list[RailErrorCount]:
     """The per-rail error metrics of a run directory (none without rails.json); UserError when it is damaged."""
-    doc = read_rails_json(run_dir)
-    return [] if doc is None else from_rails_json(doc)
+    doc = read_rails_doc(run_dir)
+    return [] if doc is None else from_rails_doc(doc)
 
 
 # --- the store's table ---------------------------------------------------------------------------------
@@ -138,7 +129,7 @@ class ErrorRise:
         before = "no baseline" if self.baseline is None else f"baseline median {self.baseline:,.4g}"
         return f"rail {self.rail}: {self.counter} {tonight} per rails test ({before} over {self.runs} runs) → rose"
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> JSONObject:
         return {
             "rail": self.rail,
             "counter": self.counter,

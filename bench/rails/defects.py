@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from bench.jsondoc import JSONObject
+from bench.rundir import railsdoc
+
 DefectKind = Literal["link", "rail", "node", "pair", "errors", "path", "cable", "leaf", "uplink", "spine"]
 """``errors``: a link whose error counters rose during its own windows while its bandwidth held; ``path``: a
 rail's bytes on a NIC other than the one next to its GPU (``bench.rails.evidence.path_defects``). With the
@@ -21,8 +24,8 @@ EVIDENCE_LIMIT = 64
 """Pairs listed in one defect's evidence; a rail fault on 512 nodes has 130,816 slow pairs."""
 
 
-def _rounded(values: tuple[float, ...]) -> list[float]:
-    return [round(v, 6) for v in values]
+def _rounded(values: tuple[float, ...]) -> tuple[float, ...]:
+    return tuple(round(v, 6) for v in values)
 
 
 @dataclass(frozen=True)
@@ -43,14 +46,14 @@ class CounterEvidence:
     def quiet(self) -> bool:
         return not (self.risen or self.saturated or self.reset)
 
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "node": self.node,
-            "device": self.device,
-            "errors": dict(self.risen),
-            "errors_saturated": list(self.saturated),
-            "errors_reset": list(self.reset),
-        }
+    def record(self) -> railsdoc.DefectErrors:
+        return railsdoc.DefectErrors(
+            node=self.node,
+            device=self.device,
+            errors=dict(self.risen),
+            errors_saturated=self.saturated,
+            errors_reset=self.reset,
+        )
 
 
 @dataclass(frozen=True)
@@ -102,34 +105,38 @@ class Defect:
     unit: str | None = None
     """With a topology: the scalable unit of a leaf, or of an uplink's leaf, ``unit 2 (node33-node64)``."""
 
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "expected_device": self.expected_device,
-            "carried": list(self.carried),
-            "kind": self.kind,
-            "node": self.node,
-            "peer": self.peer,
-            "rail": self.rail,
-            "device": self.device,
-            "measured_Gbps": round(self.measured_Gbps, 6),
-            "expected_Gbps": round(self.expected_Gbps, 6),
-            "basis": self.basis,
-            "symptom": self.symptom,
-            "slow_pairs": self.slow_pairs,
-            "pairs": self.pairs,
-            "slow_samples": self.slow_samples,
-            "samples": self.samples,
-            "spread": round(self.spread, 6),
-            "evidence": list(self.evidence),
-            "samples_Gbps": {cell: _rounded(values) for cell, values in self.sample_values},
-            "errors": None if self.errors is None else [e.as_dict() for e in self.errors],
-            "action": self.action,
-            "severity": self.severity,
-            "switches": list(self.switches),
-            "ports": list(self.ports),
-            "unit": self.unit,
-            "line": describe(self),
-        }
+    def record(self) -> railsdoc.RailDefect:
+        """The defect as rails.json says it (``defects``)."""
+        return railsdoc.RailDefect(
+            expected_device=self.expected_device,
+            carried=self.carried,
+            kind=self.kind,
+            node=self.node,
+            peer=self.peer,
+            rail=self.rail,
+            device=self.device,
+            measured_Gbps=round(self.measured_Gbps, 6),
+            expected_Gbps=round(self.expected_Gbps, 6),
+            basis=self.basis,
+            symptom=self.symptom,
+            slow_pairs=self.slow_pairs,
+            pairs=self.pairs,
+            slow_samples=self.slow_samples,
+            samples=self.samples,
+            spread=round(self.spread, 6),
+            evidence=self.evidence,
+            samples_Gbps={cell: _rounded(values) for cell, values in self.sample_values},
+            errors=None if self.errors is None else tuple(e.record() for e in self.errors),
+            action=self.action,
+            severity=self.severity,
+            switches=self.switches,
+            ports=self.ports,
+            unit=self.unit,
+            line=describe(self),
+        )
+
+    def as_dict(self) -> JSONObject:
+        return self.record().to_json()
 
 
 @dataclass(frozen=True)
@@ -144,14 +151,17 @@ class Transient:
     confirm_Gbps: tuple[float, ...]
     """The re-measurements, same partner and same concurrent load."""
 
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "node": self.node,
-            "peer": self.peer,
-            "rail": self.rail,
-            "samples_Gbps": _rounded(self.samples_Gbps),
-            "confirm_Gbps": _rounded(self.confirm_Gbps),
-        }
+    def record(self) -> railsdoc.Transient:
+        return railsdoc.Transient(
+            node=self.node,
+            peer=self.peer,
+            rail=self.rail,
+            samples_Gbps=_rounded(self.samples_Gbps),
+            confirm_Gbps=_rounded(self.confirm_Gbps),
+        )
+
+    def as_dict(self) -> JSONObject:
+        return self.record().to_json()
 
 
 def describe(defect: Defect) -> str:

@@ -30,11 +30,13 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from statistics import NormalDist
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
+from bench.jsondoc import JSONObject
 from bench.measure.results import RowPlace, pair_row
+from bench.rundir import railsdoc
 from bench.rundir.files import Row
 
 GpuDefectKind = Literal["gpu", "gpu-pair", "node"]
@@ -95,26 +97,30 @@ class GpuDefect:
     action: str = ""
     """What a technician does about it (the profile's ``[actions]``)."""
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "node": self.node,
-            "gpu": self.gpu,
-            "peer": self.peer,
-            "bus_id": self.bus_id,
-            "peer_bus_id": self.peer_bus_id,
-            "measured_Gbps": round(self.measured_Gbps, 6),
-            "expected_Gbps": round(self.expected_Gbps, 6),
-            "basis": self.basis,
-            "symptom": self.symptom,
-            "slow_pairs": self.slow_pairs,
-            "pairs": self.pairs,
-            "slow_samples": self.slow_samples,
-            "samples": self.samples,
-            "evidence": list(self.evidence),
-            "action": self.action,
-            "line": describe_gpu(self),
-        }
+    def record(self) -> railsdoc.GpuDefect:
+        """The defect as rails.json says it (``intra_node.defects``)."""
+        return railsdoc.GpuDefect(
+            kind=self.kind,
+            node=self.node,
+            gpu=self.gpu,
+            peer=self.peer,
+            bus_id=self.bus_id,
+            peer_bus_id=self.peer_bus_id,
+            measured_Gbps=round(self.measured_Gbps, 6),
+            expected_Gbps=round(self.expected_Gbps, 6),
+            basis=self.basis,
+            symptom=self.symptom,
+            slow_pairs=self.slow_pairs,
+            pairs=self.pairs,
+            slow_samples=self.slow_samples,
+            samples=self.samples,
+            evidence=self.evidence,
+            action=self.action,
+            line=describe_gpu(self),
+        )
+
+    def as_dict(self) -> JSONObject:
+        return self.record().to_json()
 
 
 @dataclass(frozen=True, eq=False)
@@ -350,7 +356,7 @@ def rows(outcome: IntraNodeOutcome, iters: int) -> list[Row]:
     return out
 
 
-def as_json(outcome: IntraNodeOutcome) -> dict[str, Any]:
+def record(outcome: IntraNodeOutcome) -> railsdoc.IntraNode:
     """rails.json's ``intra_node`` section."""
     loc = outcome.localisation
 
@@ -358,33 +364,33 @@ def as_json(outcome: IntraNodeOutcome) -> dict[str, Any]:
         ids = outcome.bus_ids.get(node) or ()
         return ids[gpu] if gpu < len(ids) else None
 
-    return {
-        "skipped": outcome.skipped,
-        "nodes": list(outcome.nodes),
-        "local_ranks": outcome.local_ranks,
-        "bus_ids": {n: list(ids) for n, ids in outcome.bus_ids.items()},
-        "target_Gbps": outcome.target_Gbps,
-        "level_Gbps": None if loc.level_Gbps is None else round(loc.level_Gbps, 6),
-        "too_noisy": loc.too_noisy,
-        "process_groups": outcome.process_groups,
-        "measurements": [
-            {
-                "node": outcome.nodes[t.node],
-                "gpu": t.gpu,
-                "peer": t.peer,
-                "bus_id": bus(outcome.nodes[t.node], t.gpu),
-                "peer_bus_id": bus(outcome.nodes[t.node], t.peer),
-                "collective": "sendrecv",
-                "busbw_Gbps": round(t.busbw_Gbps, 6),
-                "bytes": t.nbytes,
-                "time_us": round(t.time_us, 3),
-                "repeat": t.repeat,
-                "round": t.round,
-            }
+    return railsdoc.IntraNode(
+        skipped=outcome.skipped,
+        nodes=tuple(outcome.nodes),
+        local_ranks=outcome.local_ranks,
+        bus_ids={n: tuple(ids) for n, ids in outcome.bus_ids.items()},
+        target_Gbps=outcome.target_Gbps,
+        level_Gbps=None if loc.level_Gbps is None else round(loc.level_Gbps, 6),
+        too_noisy=loc.too_noisy,
+        process_groups=outcome.process_groups,
+        measurements=tuple(
+            railsdoc.LocalMeasurement(
+                node=outcome.nodes[t.node],
+                gpu=t.gpu,
+                peer=t.peer,
+                bus_id=bus(outcome.nodes[t.node], t.gpu),
+                peer_bus_id=bus(outcome.nodes[t.node], t.peer),
+                collective="sendrecv",
+                busbw_Gbps=round(t.busbw_Gbps, 6),
+                bytes=t.nbytes,
+                time_us=round(t.time_us, 3),
+                repeat=t.repeat,
+                round=t.round,
+            )
             for t in outcome.times
-        ],
-        "defects": [d.as_dict() for d in loc.defects],
-    }
+        ),
+        defects=tuple(d.record() for d in loc.defects),
+    )
 
 
 def table(outcome: IntraNodeOutcome) -> str:

@@ -22,6 +22,7 @@ from bench.rails.pairs import suspects
 from bench.rails.records import short_device
 from bench.rails.schedule import Cell
 from bench.rails.windows import DeviceEntries, NodeWindow
+from bench.rundir.railsdoc import Link
 
 
 class RankReport(TypedDict):
@@ -167,7 +168,7 @@ def judged(
         transients=found.transients,
         too_noisy=found.too_noisy,
         error_windows=windows.join({g["host"]: g["error_windows"] for g in readers}),
-        links=links_json(reports, membership, nodes),
+        links=link_records(reports, membership, nodes),
     )
 
 
@@ -183,25 +184,21 @@ def _covered(defect: Defect, dead: Sequence[Defect]) -> bool:
     return False
 
 
-def links_json(
-    reports: Sequence[LinkReport], membership: Membership, nodes: Sequence[str]
-) -> tuple[dict[str, Any], ...]:
+def link_records(reports: Sequence[LinkReport], membership: Membership, nodes: Sequence[str]) -> tuple[Link, ...]:
     """rails.json's ``links``: each (node, rail) link as it was found before its rail group formed."""
-    out = []
-    for r in sorted(reports, key=lambda r: (r.rail, r.node)):
-        out.append(
-            {
-                "node": nodes[r.node],
-                "rail": r.rail,
-                "device": r.device,
-                "port": r.port,
-                "port_up": r.port_up,
-                "reached": [nodes[p] for p in r.reached],
-                "unreached": {nodes[p]: why for p, why in r.failed},
-                "in_group": membership.in_group(r.node, r.rail),
-            }
+    return tuple(
+        Link(
+            node=nodes[r.node],
+            rail=r.rail,
+            device=r.device,
+            port=r.port,
+            port_up=r.port_up,
+            reached=tuple(nodes[p] for p in r.reached),
+            unreached={nodes[p]: why for p, why in r.failed},
+            in_group=membership.in_group(r.node, r.rail),
         )
-    return tuple(out)
+        for r in sorted(reports, key=lambda r: (r.rail, r.node))
+    )
 
 
 def _line_rates(

@@ -24,6 +24,7 @@ from bench.rails.gpu_pairs import IntraNodeOutcome, LocalPairTime
 from bench.rails.measure import PairTime
 from bench.rails.records import RailResult
 from bench.rundir.files import Row, atomic_write_json
+from bench.rundir.railsdoc import RailsDoc
 
 PACE = 10.0
 
@@ -81,7 +82,7 @@ class LiveRails:
                 *(gpu_pairs.rows(local, self.iters) if self.local else []),
             ]
             self.run.replace_rows(self.first_row, rows)
-            document = self.document()
+            document = self.document().to_json()
             write_refused_is_infra(
                 self.run.out_dir, "rails.json", lambda: atomic_write_json(self.run.out_dir / "rails.json", document)
             )
@@ -89,16 +90,10 @@ class LiveRails:
             took = time.monotonic() - started
             self._next = time.monotonic() + PACE * took
 
-    def document(self) -> dict[str, object]:
+    def document(self) -> RailsDoc:
         """A rails.json of the measurements so far, marked ``partial`` (no devices, defects or verdict yet)."""
-        return {
-            "partial": True,
-            "skipped": None,
-            "nodes": list(self.nodes),
-            "rails": [],
-            "measurements": records.measurement_json(self.rail_results, self.times, self.nodes, self.expected, {}),
-            "defects": [],
-        }
+        measured = records.measurements(self.rail_results, self.times, self.nodes, self.expected, {})
+        return RailsDoc(partial=True, nodes=tuple(self.nodes), measurements=tuple(measured))
 
     def append(self, *rows: Row) -> None:
         """The final rows, in place of the provisional ones (``bench.rails.output.write_outputs`` calls this);

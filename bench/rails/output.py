@@ -1,5 +1,5 @@
-"""What the rails test leaves behind: rails.json, its rows in results.csv, and the table on stdout (the
-verdict line is the frame's)."""
+"""What the rails test leaves behind: rails.json (its record, ``bench.rundir.railsdoc.RailsDoc``, built once
+from rank 0's outcome), its rows in results.csv, and the table on stdout (the verdict line is the frame's)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import Protocol
 
 from bench.rails import gpu_pairs, records
 from bench.rails.config import RailsSettings
-from bench.rails.railsjson import rails_doc
 from bench.rails.records import RailsOutcome
 from bench.rundir.files import Row, atomic_write_json
+from bench.rundir.railsdoc import RailEntry, RailsDoc, counters_from_json
 
 
 class Rows(Protocol):
@@ -19,10 +19,43 @@ class Rows(Protocol):
     def append(self, *rows: Row) -> None: ...
 
 
-def write_outputs(outcome: RailsOutcome, out_dir: Path, writer: Rows | None, iters: int) -> dict[str, object]:
-    """rails.json and the results.csv rows; returns the rails.json document."""
+def rails_doc(outcome: RailsOutcome) -> RailsDoc:
+    """The rails.json record of ``outcome``."""
+    devices = records.device_map(outcome.devices)
+    return RailsDoc(
+        skipped=outcome.skipped,
+        nodes=tuple(outcome.nodes),
+        rails=tuple(
+            RailEntry(
+                rail=rd.rail,
+                line_rate_Gbps=outcome.expected.get(rd.rail),
+                devices=rd.device,
+                expected_devices=rd.expected,
+                path=rd.path_json(),
+                bytes_alone=rd.moved,
+            )
+            for rd in outcome.devices
+        ),
+        measurements=tuple(
+            records.measurements(outcome.rail_results, outcome.pair_times, outcome.nodes, outcome.expected, devices)
+        ),
+        defects=tuple(d.record() for d in outcome.defects),
+        transients=tuple(t.record() for t in outcome.transients),
+        too_noisy=outcome.too_noisy,
+        counter_findings=tuple(outcome.findings),
+        below_target=tuple(outcome.below_target),
+        counters=counters_from_json(outcome.counters),
+        error_windows=tuple(w.record() for w in outcome.error_windows),
+        process_groups=outcome.process_groups,
+        intra_node=gpu_pairs.record(outcome.intra_node) if outcome.intra_node is not None else None,
+        links=outcome.links,
+    )
+
+
+def write_outputs(outcome: RailsOutcome, out_dir: Path, writer: Rows | None, iters: int) -> RailsDoc:
+    """rails.json and the results.csv rows; returns the rails.json record."""
     doc = rails_doc(outcome)
-    atomic_write_json(out_dir / "rails.json", doc)
+    atomic_write_json(out_dir / "rails.json", doc.to_json())
     if writer is not None:
         writer.append(
             *records.rail_rows(outcome.rail_results, outcome.expected, "float"),

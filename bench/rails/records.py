@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from bench.jsondoc import JSONObject
 from bench.measure.collectives import get_collective
 from bench.measure.results import RowPlace, pair_row, result_row
 from bench.rails.defects import Transient, describe_transient
@@ -22,6 +23,7 @@ from bench.rails.matrix import pair_matrix as pair_matrix
 from bench.rails.measure import PairTime
 from bench.rails.windows import ErrorWindow
 from bench.rundir.files import Row
+from bench.rundir.railsdoc import Link, Measurement
 from bench.units import format_size
 
 Mode = Literal["concurrent", "isolated"]
@@ -73,7 +75,7 @@ class ExpectedNic:
         """An IB port that is not ACTIVE: NCCL will not use it (a dead link)."""
         return self.state is not None and self.state != "ACTIVE"
 
-    def as_dict(self) -> dict[str, object]:
+    def as_dict(self) -> JSONObject:
         return {
             "expected": self.device,
             "state": self.state,
@@ -100,9 +102,9 @@ class RailDevices:
     nics: Mapping[str, ExpectedNic] = field(default_factory=dict)
     """node -> what its rank of this rail expected (state and PCI distance included)."""
 
-    def path_json(self) -> dict[str, dict[str, object]]:
+    def path_json(self) -> dict[str, JSONObject]:
         """rails.json's ``path``: per node, the NIC expected and the NICs that carried the rail's bytes."""
-        out: dict[str, dict[str, object]] = {}
+        out: dict[str, JSONObject] = {}
         for node in dict.fromkeys([*self.device, *self.nics]):
             nic = self.nics.get(node) or ExpectedNic(self.expected.get(node))
             out[node] = {**nic.as_dict(), "carried": list(self.carried.get(node, ()))}
@@ -148,54 +150,49 @@ def device_map(devices: Sequence[RailDevices]) -> dict[tuple[str, int], str]:
     return out
 
 
-def measurement_json(
+def measurements(
     rail_results: Sequence[RailResult],
     times: Sequence[PairTime],
     nodes: Sequence[str],
     expected: Mapping[int, float | None],
     devices: Mapping[tuple[str, int], str],
-) -> list[dict[str, Any]]:
+) -> list[Measurement]:
     """rails.json's ``measurements``: every rail-group result and every pair direction."""
-    out: list[dict[str, Any]] = []
-    for r in rail_results:
-        out.append(
-            {
-                "kind": "rail",
-                "rail": r.rail,
-                "node": None,
-                "peer": None,
-                "device": None,
-                "collective": r.collective,
-                "mode": r.mode,
-                "busbw_Gbps": round(r.busbw_Gbps, 6),
-                "expected_Gbps": expected.get(r.rail),
-                "bytes": r.nbytes,
-                "time_us": round(r.time_us, 3),
-                "time_us_min": round(r.time_us_min, 3),
-                "time_us_max": round(r.time_us_max, 3),
-                "wrong": r.wrong,
-                "repeat": 0,
-            }
+    out = [
+        Measurement(
+            kind="rail",
+            rail=r.rail,
+            collective=r.collective,
+            mode=r.mode,
+            busbw_Gbps=round(r.busbw_Gbps, 6),
+            expected_Gbps=expected.get(r.rail),
+            bytes=r.nbytes,
+            time_us=round(r.time_us, 3),
+            time_us_min=round(r.time_us_min, 3),
+            time_us_max=round(r.time_us_max, 3),
+            wrong=r.wrong,
         )
+        for r in rail_results
+    ]
     for t in times:
         node = nodes[t.node]
         out.append(
-            {
-                "kind": "pair",
-                "rail": t.rail,
-                "node": node,
-                "peer": nodes[t.peer],
-                "device": devices.get((node, t.rail)),
-                "collective": "sendrecv",
-                "busbw_Gbps": round(busbw_Gbps(t.nbytes, t.time_us), 6),
-                "expected_Gbps": expected.get(t.rail),
-                "bytes": t.nbytes,
-                "time_us": round(t.time_us, 3),
-                "repeat": t.repeat,
-                "round": t.round,
-                "confirm": t.confirm,
-                "stopped": t.stopped,
-            }
+            Measurement(
+                kind="pair",
+                rail=t.rail,
+                node=node,
+                peer=nodes[t.peer],
+                device=devices.get((node, t.rail)),
+                collective="sendrecv",
+                busbw_Gbps=round(busbw_Gbps(t.nbytes, t.time_us), 6),
+                expected_Gbps=expected.get(t.rail),
+                bytes=t.nbytes,
+                time_us=round(t.time_us, 3),
+                repeat=t.repeat,
+                round=t.round,
+                confirm=t.confirm,
+                stopped=t.stopped,
+            )
         )
     return out
 
@@ -314,9 +311,9 @@ class RailsOutcome:
     per node."""
     intra_node: IntraNodeOutcome | None = None
     """The intra-node pair matrix (``--intra-node``), None when it did not run."""
-    links: tuple[dict[str, Any], ...] = ()
+    links: tuple[Link, ...] = ()
     """Each (node, rail) link as found before the rail groups formed: port state, peers reached or not, and
-    whether it joined its rail's group (``bench.rails.judge.links_json``)."""
+    whether it joined its rail's group (``bench.rails.judge.link_records``)."""
 
     @property
     def failing(self) -> tuple[Defect, ...]:

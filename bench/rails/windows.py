@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.fabric import counters, error_counters
+from bench.rundir import railsdoc
 
 DeviceEntries = dict[str, dict[str, Any]]
 """device -> ``error_counters.entry_json`` (``errors``, ``errors_saturated``, ``errors_reset``)."""
@@ -83,12 +84,9 @@ class ErrorWindow:
     rails: tuple[int, ...] | None
     errors: Mapping[str, DeviceEntries]
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "window": self.name,
-            "rails": None if self.rails is None else list(self.rails),
-            "errors": {node: dict(devices) for node, devices in self.errors.items()},
-        }
+    def record(self) -> railsdoc.ErrorWindow:
+        """The window as rails.json says it (``error_windows``)."""
+        return railsdoc.ErrorWindow(window=self.name, rails=self.rails, errors=railsdoc.counters_from_json(self.errors))
 
 
 def join(per_node: Mapping[str, Sequence[NodeWindow]]) -> tuple[ErrorWindow, ...]:

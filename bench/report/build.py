@@ -183,8 +183,8 @@ def plan_charts(inputs: RunInputs, options: ReportOptions) -> tuple[list[ChartPl
                 partial(charts.heatmap_chart, heat.frame, unit=unit, min_efficiency=eff),
             )
         )
-    intra = inputs.rails.get("intra_node") if inputs.rails is not None else None
-    gpus = matrices.gpu_matrix_table(intra if isinstance(intra, dict) else None, eff, options.max_gpu_panels)
+    intra = inputs.rails.intra_node if inputs.rails is not None else None
+    gpus = matrices.gpu_matrix_table(intra, eff, options.max_gpu_panels)
     if len(gpus.frame):
         unit = _unit(options, "Gb/s")
         title = "GPU × GPU pairs: a matrix per node (row sends, column receives)"

@@ -13,13 +13,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from bench.report.inputs import RunInputs
 from bench.rundir.files import SCOPES
+from bench.rundir.railsdoc import RailsDoc
 from bench.units import format_size
 
 STATUSES = ("pass", "fail", "no target")
@@ -106,25 +106,27 @@ def group_bars_table(
     return _limit_bars(frame[columns], max_bars, f"{scope} groups")
 
 
-def _defect_keys(rails: Mapping[str, Any]) -> tuple[set[tuple[str, int]], set[int], set[str]]:
+def _defect_keys(rails: RailsDoc) -> tuple[set[tuple[str, int]], set[int], set[str]]:
     """(node, rail) pairs, rails and nodes that the rails command named as defective (a warning, such as a
     link whose error counters rose while its bandwidth held, fails no bar)."""
     keys, rails_hit, nodes_hit = set(), set(), set()
-    for defect in rails.get("defects", []):
-        if not isinstance(defect, Mapping) or defect.get("severity") == "warn":
+    for defect in rails.defects:
+        if defect.severity == "warn":
             continue
-        node, rail = defect.get("node"), defect.get("rail")
-        if isinstance(node, str) and isinstance(rail, int):
+        node, rail = defect.node, defect.rail
+        if node is not None and rail is not None:
             keys.add((node, rail))
-        if isinstance(rail, int):
+        if rail is not None:
             rails_hit.add(rail)
-        if isinstance(node, str):
+        if node is not None:
             nodes_hit.add(node)
     return keys, rails_hit, nodes_hit
 
 
-def _rail_measurements(rails: Mapping[str, Any], kind: str) -> pd.DataFrame:
-    rows = [m for m in rails.get("measurements", []) if m.get("kind") == kind]
+def _rail_measurements(rails: RailsDoc, kind: str) -> pd.DataFrame:
+    rows = [
+        (m.rail, m.node, m.peer, m.device, m.busbw_Gbps, m.expected_Gbps) for m in rails.measurements if m.kind == kind
+    ]
     columns = ["rail", "node", "peer", "device", "busbw_Gbps", "expected_Gbps"]
     frame = pd.DataFrame.from_records(rows, columns=columns) if rows else pd.DataFrame(columns=columns)
     frame["busbw_Gbps"] = pd.to_numeric(frame["busbw_Gbps"], errors="coerce").astype(float)
@@ -133,7 +135,7 @@ def _rail_measurements(rails: Mapping[str, Any], kind: str) -> pd.DataFrame:
     return frame
 
 
-def node_rail_levels(rails: Mapping[str, Any]) -> pd.DataFrame:
+def node_rail_levels(rails: RailsDoc) -> pd.DataFrame:
     """busbw per (node, rail): per-node rail records where rails.json has them, else the median of every pair
     the node took part in on that rail (either direction). A bad link is slow with every partner, so its
     median is slow; a healthy node with one bad partner keeps a healthy median."""
@@ -168,7 +170,7 @@ def _mark_defects(frame: pd.DataFrame, named: pd.Series, min_efficiency: float) 
     return frame
 
 
-def rail_bars_table(rails: Mapping[str, Any], min_efficiency: float) -> ChartData:
+def rail_bars_table(rails: RailsDoc, min_efficiency: float) -> ChartData:
     """One bar per rail: its weakest node's busbw, from rails.json."""
     measured = node_rail_levels(rails)
     if measured.empty:
@@ -189,7 +191,7 @@ def rail_bars_table(rails: Mapping[str, Any], min_efficiency: float) -> ChartDat
     return ChartData(frame[_BAR_COLUMNS])
 
 
-def node_bars_table(rails: Mapping[str, Any], min_efficiency: float, max_bars: int = 64) -> ChartData:
+def node_bars_table(rails: RailsDoc, min_efficiency: float, max_bars: int = 64) -> ChartData:
     """One bar per node: its weakest rail's busbw, from rails.json."""
     measured = node_rail_levels(rails)
     if measured.empty:

@@ -20,7 +20,7 @@ from bench.bounded import MissingInput, capped_lines, open_text
 from bench.exits import UserError
 from bench.rundir.checksjson import read_checks_json
 from bench.rundir.files import RESULT_COLUMNS, SCOPES, read_results_rows
-from bench.rundir.railsjson import read_rails_json
+from bench.rundir.railsdoc import RailsDoc, read_rails_doc
 from bench.rundir.runjson import RunDoc, load_run_doc
 
 NUMERIC_COLUMNS = (
@@ -55,8 +55,8 @@ class RunInputs:
     """run.json as its typed record (``bench.rundir.runjson.load_run_doc``)."""
     results: pd.DataFrame
     """results.csv with numeric columns parsed (blank -> NaN)."""
-    rails: Mapping[str, Any] | None
-    """rails.json: ``{"measurements": [...], "defects": [...]}``, or None when the run had no rails step."""
+    rails: RailsDoc | None
+    """rails.json as its record (``bench.rundir.railsdoc``), or None when the run had no rails step."""
     checks: Mapping[str, Any] | None
     """checks.json: ``{"checks": [...], "verdict": ...}``, or None."""
     trend: pd.DataFrame | None
@@ -67,7 +67,7 @@ def load_inputs(run_dir: Path) -> RunInputs:
     """Read and check every input of a report; bad input raises UserError with one line."""
     run = load_run_doc(run_dir)
     results = results_frame(read_results_rows(run_dir), run_dir / "results.csv")
-    rails = read_rails_json(run_dir)
+    rails = read_rails_doc(run_dir)
     checks = read_checks_json(run_dir)
     return RunInputs(run_dir, run, results, rails, checks, read_trend(run_dir / "trend.csv"))
 

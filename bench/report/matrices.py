@@ -23,13 +23,13 @@ every sample. A GPU cell is one direction (row sends, column receives), the medi
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from bench.report.data import ChartData, node_order, status
+from bench.rundir.railsdoc import GpuDefect, IntraNode, RailsDoc
 
 MARKS = ("slow", "transient")
 _MARK_RANK = {"": 0, "transient": 1, "slow": 2}
@@ -65,20 +65,20 @@ def _key(rail: object, a: str, b: str) -> str:
     return f"{rail}\t{first}\t{second}"
 
 
-def _convicted_pairs(rails: Mapping[str, Any] | None) -> tuple[set[str], set[str]]:
+def _convicted_pairs(rails: RailsDoc | None) -> tuple[set[str], set[str]]:
     """Keys (``_key``) of the pairs a named defect convicts (its evidence), and of the transients."""
     slow: set[str] = set()
     flickered: set[str] = set()
-    for defect in (rails or {}).get("defects") or []:
-        if not isinstance(defect, Mapping) or defect.get("severity") == "warn":
+    for defect in rails.defects if rails is not None else ():
+        if defect.severity == "warn":
             continue
-        for cell in defect.get("evidence") or []:
-            pair, _, rail = str(cell).rpartition("/rail")
+        for cell in defect.evidence:
+            pair, _, rail = cell.rpartition("/rail")
             if rail.isdigit() and pair:
                 slow |= {_key(int(rail), a, b) for a, b in _splits(pair)}
-    for t in (rails or {}).get("transients") or []:
-        if isinstance(t, Mapping) and isinstance(t.get("rail"), int):
-            flickered.add(_key(t["rail"], str(t.get("node")), str(t.get("peer"))))
+    for t in rails.transients if rails is not None else ():
+        if t.rail is not None:
+            flickered.add(_key(t.rail, str(t.node), str(t.peer)))
     return slow, flickered
 
 
@@ -124,7 +124,7 @@ def pair_matrix_table(
     hosts: Sequence[str],
     min_efficiency: float,
     max_nodes: int = 64,
-    rails: Mapping[str, Any] | None = None,
+    rails: RailsDoc | None = None,
 ) -> ChartData:
     """The node x node matrix of every rail; above ``max_nodes`` nodes, blocks of nodes show their worst pair.
 
@@ -196,17 +196,15 @@ def _efficiency(busbw: pd.Series, target: pd.Series) -> np.ndarray:
         return np.where(target_values > 0, busbw_values / target_values, np.nan)
 
 
-def _gpu_marks(defects: Iterable[object], gpus: int) -> dict[tuple[str, int, int], str]:
+def _gpu_marks(defects: Iterable[GpuDefect], gpus: int) -> dict[tuple[str, int, int], str]:
     """(node, sender, receiver) cells a GPU defect convicts: a GPU's row and column, a pair's two cells, or
     every cell of a node."""
     marked: dict[tuple[str, int, int], str] = {}
     for d in defects:
-        if not isinstance(d, Mapping):
-            continue
-        node, gpu, peer = str(d.get("node")), d.get("gpu"), d.get("peer")
-        if isinstance(gpu, int) and isinstance(peer, int):
+        node, gpu, peer = str(d.node), d.gpu, d.peer
+        if gpu is not None and peer is not None:
             cells = [(gpu, peer), (peer, gpu)]
-        elif isinstance(gpu, int):
+        elif gpu is not None:
             cells = [(gpu, j) for j in range(gpus)] + [(j, gpu) for j in range(gpus)]
         else:
             cells = [(i, j) for i in range(gpus) for j in range(gpus)]
@@ -214,15 +212,15 @@ def _gpu_marks(defects: Iterable[object], gpus: int) -> dict[tuple[str, int, int
     return marked
 
 
-def gpu_matrix_table(intra: Mapping[str, Any] | None, min_efficiency: float, max_panels: int = 16) -> ChartData:
+def gpu_matrix_table(intra: IntraNode | None, min_efficiency: float, max_panels: int = 16) -> ChartData:
     """Each node's GPU x GPU matrix (row sends, column receives), from rails.json's ``intra_node``.
 
     Above ``max_panels`` nodes the nodes with a marked cell come first, then the weakest, and the note says
     how many were left out.
     """
-    rows = [m for m in (intra or {}).get("measurements") or [] if isinstance(m, Mapping)]
-    if not rows:
+    if intra is None or not intra.measurements:
         return ChartData(pd.DataFrame(columns=_COLUMNS))
+    rows = [(m.node, m.gpu, m.peer, m.busbw_Gbps, m.bus_id, m.peer_bus_id) for m in intra.measurements]
     frame = pd.DataFrame.from_records(rows, columns=["node", "gpu", "peer", "busbw_Gbps", "bus_id", "peer_bus_id"])
     frame["busbw_Gbps"] = pd.to_numeric(frame["busbw_Gbps"], errors="coerce").astype(float)
     cells = frame.groupby(["node", "gpu", "peer"], sort=False).agg(
@@ -230,15 +228,15 @@ def gpu_matrix_table(intra: Mapping[str, Any] | None, min_efficiency: float, max
     )
     cells = cells.reset_index()
     gpus = int(max(cells["gpu"].max(), cells["peer"].max())) + 1
-    target = (intra or {}).get("target_Gbps")
-    target_Gbps = float(target) if isinstance(target, (int, float)) and target > 0 else math.nan
+    target = intra.target_Gbps
+    target_Gbps = float(target) if target is not None and target > 0 else math.nan
     cells["status"] = status(cells["busbw_Gbps"], pd.Series(target_Gbps, index=cells.index), min_efficiency)
-    marked = _gpu_marks((intra or {}).get("defects") or [], gpus)
+    marked = _gpu_marks(intra.defects, gpus)
     cells["mark"] = [
         marked.get((n, int(g), int(p)), "slow" if st == "fail" else "")
         for n, g, p, st in zip(cells["node"], cells["gpu"], cells["peer"], cells["status"], strict=True)
     ]
-    nodes = node_order(set(cells["node"]), [str(n) for n in (intra or {}).get("nodes") or []])
+    nodes = node_order(set(cells["node"]), list(intra.nodes))
     weakest = cells.groupby("node")["busbw_Gbps"].min()
     flagged = set(cells.loc[cells["mark"] != "", "node"])
     shown = sorted(nodes, key=lambda n: (n not in flagged, weakest.get(n, math.inf), nodes.index(n)))[:max_panels]

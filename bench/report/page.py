@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from bench.exits import UserError
+from bench.jsondoc import Parsed
 from bench.jsondoc import table as json_table
 from bench.profiles import Profile, load_profile
 from bench.report import certificate as cert
@@ -29,6 +30,7 @@ from bench.report.inputs import RunInputs
 from bench.report.traffic import TrafficProof, traffic_proof
 from bench.report.verdict import read_compare, run_verdict
 from bench.rundir.judged_by import JudgedBy
+from bench.rundir.railsdoc import DefectErrors, IntraNode, RailDefect, RailsDoc
 from bench.rundir.runjson import RunDoc
 
 LONG_TABLE = 24
@@ -111,11 +113,10 @@ class Summary:
     """Parts that warned without failing (listed in the rails section)."""
 
 
-def _fmt(value: Any, spec: str = ",.1f", empty: str = "—") -> str:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
+def _fmt(value: float | None, spec: str = ",.1f", empty: str = "—") -> str:
+    if value is None:
         return empty
+    number = float(value)
     return empty if pd.isna(number) else format(number, spec)
 
 
@@ -158,73 +159,66 @@ def _results_table(inputs: RunInputs, min_efficiency: float, scopes: Sequence[st
     return TextTable(f"At the largest size (fail below {min_efficiency:.0%} of target)", headers, rows, 8)
 
 
-def _error_counts(errors: object) -> str:
+def _error_counts(errors: tuple[DefectErrors, ...] | None) -> str:
     """``mlx5_4:1 symbol_error +1,204, link_downed +2`` per device of a defect; ``none rose`` or ``not read``."""
-    if not isinstance(errors, list):
+    if errors is None:
         return "not read"
     said = []
     for e in errors:
-        if not isinstance(e, Mapping):
-            continue
-        counts = e.get("errors")
-        counts = counts if isinstance(counts, Mapping) else {}
-        parts = [f"{name} +{count:,}" for name, count in counts.items() if isinstance(count, int) and count]
-        parts += [f"{name} saturated" for name in e.get("errors_saturated") or () if isinstance(name, str)]
+        parts = [f"{name} +{count:,}" for name, count in e.errors.items() if count]
+        parts += [f"{name} saturated" for name in e.errors_saturated]
         if parts:
-            said.append(f"{e.get('node')} {e.get('device')}: {', '.join(parts)}")
+            said.append(f"{e.node} {e.device}: {', '.join(parts)}")
     return "; ".join(said) or "none rose"
 
 
-def _evidence_rows(defects: Sequence[Mapping[str, Any]]) -> tuple[tuple[str, ...], ...]:
+def _evidence_rows(defects: Sequence[RailDefect]) -> tuple[tuple[str, ...], ...]:
     """What convicts each defect (its samples, counters and pairs); its finding and action are said on top."""
     rows = []
     for d in defects:
         where = " ".join(
-            str(p)
-            for p in (
-                d.get("node"),
-                d.get("peer"),
-                f"rail {d['rail']}" if d.get("rail") is not None else "",
-                d.get("device"),
-            )
-            if p
+            str(p) for p in (d.node, d.peer, f"rail {d.rail}" if d.rail is not None else "", d.device) if p
         )
-        pairs = f"{d.get('slow_pairs', '?')}/{d.get('pairs', '?')} pairs"
-        samples = f"{pairs}, {d.get('slow_samples', '?')}/{d.get('samples', '?')} samples"
-        cells = [str(c) for c in d.get("evidence") or []]
+
+        def said(count: int | None) -> str:
+            return "?" if count is None else str(count)
+
+        pairs = f"{said(d.slow_pairs)}/{said(d.pairs)} pairs"
+        samples = f"{pairs}, {said(d.slow_samples)}/{said(d.samples)} samples"
+        cells = list(d.evidence)
         shown = ", ".join(cells[:4]) + (f" and {len(cells) - 4} more" if len(cells) > 4 else "")
-        kind = str(d.get("kind", "")) + (" (warning)" if d.get("severity") == "warn" else "")
-        rows.append((kind, where, samples, _error_counts(d.get("errors")), shown or "—"))
+        kind = d.kind + (" (warning)" if d.severity == "warn" else "")
+        rows.append((kind, where, samples, _error_counts(d.errors), shown or "—"))
     return tuple(rows)
 
 
 def _rails_section(inputs: RunInputs, min_efficiency: float, hosts: tuple[str, ...]) -> Section | None:
-    rails = inputs.rails or {}
+    rails = inputs.rails or RailsDoc()
     has_rows = bool(len(inputs.results)) and bool(inputs.results["scope"].isin(["rail", "pair"]).any())
     if inputs.rails is None and not has_rows:
         return None
-    defects = [d for d in rails.get("defects") or [] if isinstance(d, Mapping)]
-    failing = [d for d in defects if d.get("severity") != "warn"]
-    warned = [d for d in defects if d.get("severity") == "warn"]
+    defects = rails.defects
+    failing = [d for d in defects if d.severity != "warn"]
+    warned = [d for d in defects if d.severity == "warn"]
     sentences: list[str] = []
-    if rails.get("skipped"):
-        sentences.append(f"The rails test was skipped: {rails['skipped']}.")
+    if rails.skipped:
+        sentences.append(f"The rails test was skipped: {rails.skipped}.")
     elif failing:
         sentences.append(f"{cert.plural(len(failing), 'defect')} named (in the summary above); the evidence is below.")
     else:
         sentences.append("The rails test named no defect.")
-    if rails.get("too_noisy"):
-        sentences.append(f"The pair matrix was {rails['too_noisy']}: no part was named from it.")
-    transients = [t for t in rails.get("transients") or [] if isinstance(t, Mapping)]
+    if rails.too_noisy:
+        sentences.append(f"The pair matrix was {rails.too_noisy}: no part was named from it.")
+    transients = rails.transients
     if transients:
-        said = "; ".join(f"{t.get('node')}-{t.get('peer')} rail {t.get('rail')}" for t in transients[:6]) + (
+        said = "; ".join(f"{t.node}-{t.peer} rail {t.rail}" for t in transients[:6]) + (
             f" and {len(transients) - 6} more" if len(transients) > 6 else ""
         )
         sentences.append(
             f"{cert.plural(len(transients), 'pair')} slow once and normal when re-measured (transient, not a "
             f"fault; outlined in purple): {said}."
         )
-    sentences += [f"Warning: {d.get('line')}" for d in warned if d.get("line")]
+    sentences += [f"Warning: {d.line}" for d in warned if d.line]
     tables = []
     results = _results_table(inputs, min_efficiency, ("rail", "pair"))
     if results is not None:
@@ -238,21 +232,21 @@ def _rails_section(inputs: RunInputs, min_efficiency: float, hosts: tuple[str, .
 
 
 def _intra_section(inputs: RunInputs, min_efficiency: float) -> Section | None:
-    intra = (inputs.rails or {}).get("intra_node")
+    found = inputs.rails.intra_node if inputs.rails is not None else None
     has_rows = bool(len(inputs.results)) and bool((inputs.results["scope"] == "local-pair").any())
-    if not isinstance(intra, Mapping) and not has_rows:
+    if found is None and not has_rows:
         return None
-    intra = intra if isinstance(intra, Mapping) else {}
+    intra = found or IntraNode()
     sentences: list[str] = []
-    if intra.get("skipped"):
-        sentences.append(f"The intra-node matrix was skipped: {intra['skipped']}.")
-    if intra.get("too_noisy"):
-        sentences.append(f"{str(intra['too_noisy'])[0].upper()}{str(intra['too_noisy'])[1:]}: no GPU was named.")
-    level = intra.get("level_Gbps")
-    if isinstance(level, (int, float)) and not intra.get("too_noisy"):
+    if intra.skipped:
+        sentences.append(f"The intra-node matrix was skipped: {intra.skipped}.")
+    if intra.too_noisy:
+        sentences.append(f"{intra.too_noisy[0].upper()}{intra.too_noisy[1:]}: no GPU was named.")
+    level = intra.level_Gbps
+    if level is not None and not intra.too_noisy:
         sentences.append(f"Healthy local pairs run at about {level:,.4g} Gb/s ({level / 8:,.4g} GB/s).")
-    named = [d for d in intra.get("defects") or [] if isinstance(d, Mapping)]
-    if intra.get("measurements") and not intra.get("skipped") and not (intra.get("too_noisy") and not named):
+    named = intra.defects
+    if intra.measurements and not intra.skipped and not (intra.too_noisy and not named):
         sentences.append(
             f"{cert.plural(len(named), 'GPU defect')} named (in the summary above)."
             if named
@@ -275,19 +269,25 @@ def _checks_section(grid: cert.Grid, hosts: tuple[str, ...]) -> Section:
     return Section("checks", "Preflight checks", (checked,), grid=grid, hosts=hosts)
 
 
-def _compare_section(compare: Mapping[str, Any]) -> Section:
+def _texts_of(listed: object) -> list[str]:
+    """The ``text`` of each object in a compare.json list (changes, error rises)."""
+    items = listed if isinstance(listed, list) else []
+    return [str(item.get("text")) for item in items if isinstance(item, Mapping)]
+
+
+def _compare_section(compare: Parsed) -> Section:
     summary = json_table(compare, "summary")
     counts = ", ".join(f"{summary.get(s, 0)} {s}" for s in ("regressed", "missing", "failed", "improved"))
     baseline = json_table(compare, "baseline")
     listed = baseline.get("runs")
     runs = len(listed) if isinstance(listed, list) else 0
     said: list[str] = [f"Against {cert.plural(runs, 'earlier run')}: {counts}."]
-    changes = [c.get("text") for c in compare.get("changes_since_baseline") or [] if isinstance(c, Mapping)]
+    changes = _texts_of(compare.get("changes_since_baseline"))
     if changes:
-        said.append(f"Changed since the baseline: {'; '.join(str(c) for c in changes)}.")
-    rose = [r.get("text") for r in compare.get("rail_errors") or [] if isinstance(r, Mapping)]
+        said.append(f"Changed since the baseline: {'; '.join(changes)}.")
+    rose = _texts_of(compare.get("rail_errors"))
     if rose:
-        said.append(f"Error counters rose: {'; '.join(str(r) for r in rose)}.")
+        said.append(f"Error counters rose: {'; '.join(rose)}.")
     flagged = cert.compare_rows(compare)
     tables = (TextTable("Flagged metrics", cert.COMPARE_HEADERS, flagged, 1),) if flagged else ()
     return Section("compare", "Compare with the recent past", tuple(said), tables, charts=("trend",))
@@ -316,7 +316,7 @@ def summarize(inputs: RunInputs, min_efficiency: float, notes: Sequence[str] = (
     found = top.defects(inputs, grid)
     reasons = verdict.reasons
     if verdict.word == "fail":
-        below = [str(b) for b in (inputs.rails or {}).get("below_target") or []]
+        below = list(inputs.rails.below_target) if inputs.rails is not None else []
         reasons = top.other_failures(verdict.reasons, top.covered_texts(inputs, grid), below)
     sections: list[Section] = []
     if grid is not None:
@@ -345,9 +345,7 @@ def summarize(inputs: RunInputs, min_efficiency: float, notes: Sequence[str] = (
         )
     facts = (("verdict", verdict.label), *cert.facts(run))
     sections.append(Section("about", "About this run", tables=(TextTable("Facts", ("fact", "value"), facts),)))
-    warned = sum(
-        1 for d in (inputs.rails or {}).get("defects") or [] if isinstance(d, Mapping) and d.get("severity") == "warn"
-    )
+    warned = sum(1 for d in inputs.rails.defects if d.severity == "warn") if inputs.rails is not None else 0
     return Summary(
         title=f"railbench report: {run.cluster or 'cluster'}",
         verdict=verdict.label,
@@ -356,7 +354,7 @@ def summarize(inputs: RunInputs, min_efficiency: float, notes: Sequence[str] = (
         notes=tuple(notes),
         reasons=tuple(reasons),
         sections=tuple(sections),
-        headline=top.headline(doc),
+        headline=top.headline(run),
         defects=found,
         tested=top.tested(inputs, grid, compare),
         targets=top.targets(inputs, profile),

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import pandas as pd
 
+from bench.jsondoc import Parsed
 from bench.profiles import Profile
 from bench.report.certificate import Grid, plural
 from bench.report.inputs import RunInputs
+from bench.rundir.railsdoc import GpuDefect, RailDefect, RailsDoc
+from bench.rundir.runjson import RunDoc
 from bench.units import format_size
 
 
@@ -51,9 +53,9 @@ def _strip(line: str, wheres: Iterable[str], action: str) -> str:
     return rest if sep and head in set(wheres) else line
 
 
-def _rails_finding(d: Mapping[str, Any]) -> Finding:
-    kind, node, peer, rail, device = (_text(d.get(k)) for k in ("kind", "node", "peer", "rail", "device"))
-    action = _text(d.get("action"))
+def _rails_finding(d: RailDefect) -> Finding:
+    kind, node, peer, rail, device = (_text(v) for v in (d.kind, d.node, d.peer, d.rail, d.device))
+    action = d.action
     dev = f" ({device})" if device else ""
     # the where-prefixes the rails test writes (bench.rails.defects.describe): the columns say them
     wheres = (
@@ -63,7 +65,7 @@ def _rails_finding(d: Mapping[str, Any]) -> Finding:
         f"{node} (every rail)",
         f"{node}-{peer} rail {rail}",
     )
-    line = _text(d.get("line")) or f"{kind} {_text(d.get('symptom'))}".strip()
+    line = d.line or f"{kind} {_text(d.symptom)}".strip()
     return Finding(
         kind=kind or "defect",
         node=f"{node} ↔ {peer}" if node and peer else (node or ("every node" if rail else "")),
@@ -75,9 +77,9 @@ def _rails_finding(d: Mapping[str, Any]) -> Finding:
     )
 
 
-def _gpu_finding(d: Mapping[str, Any]) -> Finding:
-    kind, node, gpu, peer, bus = (_text(d.get(k)) for k in ("kind", "node", "gpu", "peer", "bus_id"))
-    action = _text(d.get("action"))
+def _gpu_finding(d: GpuDefect) -> Finding:
+    kind, node, gpu, peer, bus = (_text(v) for v in (d.kind, d.node, d.gpu, d.peer, d.bus_id))
+    action = d.action
     part = f"GPU {gpu} ↔ GPU {peer}" if gpu and peer else (f"GPU {gpu}" if gpu else "every GPU")
     wheres = (
         f"{node} GPU {gpu} ({bus})",
@@ -85,7 +87,7 @@ def _gpu_finding(d: Mapping[str, Any]) -> Finding:
         f"{node} GPU {gpu} - GPU {peer}",
         f"{node} (every local pair)",
     )
-    line = _text(d.get("line")) or kind
+    line = d.line or kind
     return Finding(kind or "gpu", node, "", part, _strip(line, wheres, action), action, "intra-node")
 
 
@@ -106,25 +108,22 @@ def defects(inputs: RunInputs, grid: Grid | None) -> tuple[Finding, ...]:
             found.append(
                 Finding("check", answer.node, "", answer.device, f"{answer.check}: {answer.reason}", "", "preflight")
             )
-    rails = inputs.rails or {}
-    for d in rails.get("defects") or []:
-        if isinstance(d, Mapping) and d.get("severity") != "warn" and d.get("symptom") != "transient":
+    rails = inputs.rails or RailsDoc()
+    for d in rails.defects:
+        if d.severity != "warn" and d.symptom != "transient":
             found.append(_rails_finding(d))
-    intra = rails.get("intra_node")
-    for d in (intra.get("defects") or []) if isinstance(intra, Mapping) else ():
-        if isinstance(d, Mapping) and d.get("severity") != "warn":
-            found.append(_gpu_finding(d))
+    for g in rails.intra_node.defects if rails.intra_node is not None else ():
+        if g.severity != "warn":
+            found.append(_gpu_finding(g))
     return tuple(dict.fromkeys(found))
 
 
 def covered_texts(inputs: RunInputs, grid: Grid | None) -> list[str]:
     """What the defects and the checks already say, in the words the verdict's reasons use."""
     texts: list[str] = []
-    rails = inputs.rails or {}
-    intra = rails.get("intra_node")
-    for d in [*(rails.get("defects") or []), *((intra.get("defects") or []) if isinstance(intra, Mapping) else [])]:
-        if isinstance(d, Mapping) and d.get("line"):
-            texts.append(str(d["line"]))
+    rails = inputs.rails or RailsDoc()
+    gpu_defects = rails.intra_node.defects if rails.intra_node is not None else ()
+    texts += [d.line for d in rails.defects if d.line] + [g.line for g in gpu_defects if g.line]
     for answer in grid.answers if grid is not None else ():
         if answer.status == "fail":
             # the frame's reason names the node (``bench.check.items``); the grid's answer does not
@@ -168,7 +167,7 @@ def _sizes(frame: pd.DataFrame) -> str:
     return f"{format_size(sized[0])} to {format_size(sized[-1])} ({len(sized)} sizes)"
 
 
-def tested(inputs: RunInputs, grid: Grid | None, compare: Mapping[str, Any] | None) -> tuple[tuple[str, str], ...]:
+def tested(inputs: RunInputs, grid: Grid | None, compare: Parsed | None) -> tuple[tuple[str, str], ...]:
     """One line per step of the run: what it measured, on how much of the cluster."""
     lines: list[tuple[str, str]] = []
     if grid is not None:
@@ -185,18 +184,14 @@ def tested(inputs: RunInputs, grid: Grid | None, compare: Mapping[str, Any] | No
     if len(world):
         collectives = ", ".join(dict.fromkeys(world["collective"]))
         lines.append(("world sweep", f"{collectives}; {_sizes(world)}"))
-    rails = inputs.rails or {}
-    if rails.get("skipped"):
-        lines.append(("rails", f"skipped: {rails['skipped']}"))
-    elif rails.get("measurements"):
-        measured = [m for m in rails["measurements"] if isinstance(m, Mapping)]
-        rail_ids = sorted({int(m["rail"]) for m in measured if isinstance(m.get("rail"), int)})
-        groups = sorted({str(m.get("collective")) for m in measured if m.get("kind") == "rail"})
-        pairs = {
-            (m.get("rail"), *sorted((str(m.get("node")), str(m.get("peer")))))
-            for m in measured
-            if m.get("kind") == "pair"
-        }
+    rails = inputs.rails or RailsDoc()
+    if rails.skipped:
+        lines.append(("rails", f"skipped: {rails.skipped}"))
+    elif rails.measurements:
+        measured = rails.measurements
+        rail_ids = sorted({m.rail for m in measured})
+        groups = sorted({str(m.collective) for m in measured if m.kind == "rail"})
+        pairs = {(m.rail, *sorted((str(m.node), str(m.peer)))) for m in measured if m.kind == "pair"}
         per_rail = len(pairs) // max(1, len(rail_ids))
         what = [f"{plural(len(rail_ids), 'rail')}"]
         if groups:
@@ -204,18 +199,17 @@ def tested(inputs: RunInputs, grid: Grid | None, compare: Mapping[str, Any] | No
         if pairs:
             what.append(f"{per_rail:,} node pairs per rail")
         lines.append(("rails", ": ".join([what[0], " and ".join(what[1:])]) if len(what) > 1 else what[0]))
-    intra = rails.get("intra_node")
-    if isinstance(intra, Mapping):
-        if intra.get("skipped"):
-            lines.append(("intra-node", f"skipped: {intra['skipped']}"))
-        elif intra.get("measurements"):
-            nodes = intra.get("nodes") or []
-            local = intra.get("local_ranks")
-            if isinstance(local, int) and local > 1:
+    intra = rails.intra_node
+    if intra is not None:
+        if intra.skipped:
+            lines.append(("intra-node", f"skipped: {intra.skipped}"))
+        elif intra.measurements:
+            local = intra.local_ranks
+            if local is not None and local > 1:
                 pairs_text = f"{local * (local - 1) // 2} GPU pairs, both directions,"
             else:
                 pairs_text = "local pairs"
-            where = f"on each of {len(nodes)} nodes" if len(nodes) > 1 else "on 1 node"
+            where = f"on each of {len(intra.nodes)} nodes" if len(intra.nodes) > 1 else "on 1 node"
             lines.append(("intra-node", f"{pairs_text} {where}"))
     if compare is not None:
         baseline = compare.get("baseline")
@@ -240,28 +234,22 @@ def targets(inputs: RunInputs, profile: Profile | None) -> tuple[tuple[str, str]
             said = "; ".join(f"{names}: {_gbps(float(t))} busbw" for t, names in per.items())
             lines.append((label, said))
             judged = True
-    rails = inputs.rails or {}
-    rates = sorted(
-        {
-            float(r["line_rate_Gbps"])
-            for r in rails.get("rails") or []
-            if isinstance(r, Mapping) and r.get("line_rate_Gbps")
-        }
-    )
+    rails = inputs.rails or RailsDoc()
+    rates = sorted({float(r.line_rate_Gbps) for r in rails.rails if r.line_rate_Gbps})
     if rates:
         judged = True
         lines.append(("rails", f"{' / '.join(f'{r:,.4g}' for r in rates)} Gb/s line rate per rail (read from sysfs)"))
-    elif rails.get("measurements"):
+    elif rails.measurements:
         lines.append(("rails", "no line rate known: parts are judged against their peers only"))
-    intra = rails.get("intra_node")
-    if isinstance(intra, Mapping) and intra.get("measurements"):
-        target = intra.get("target_Gbps")
-        judged = judged or (isinstance(target, (int, float)) and target > 0)
+    intra = rails.intra_node
+    if intra is not None and intra.measurements:
+        target = intra.target_Gbps
+        judged = judged or (target is not None and target > 0)
         lines.append(
             (
                 "intra-node",
                 f"{_gbps(float(target))} per GPU pair"
-                if isinstance(target, (int, float)) and target > 0
+                if target is not None and target > 0
                 else "no target (not GPUs): measured, and judged against the node's other pairs",
             )
         )
@@ -279,22 +267,22 @@ def targets(inputs: RunInputs, profile: Profile | None) -> tuple[tuple[str, str]
     return tuple(lines)
 
 
-def headline(run: Mapping[str, Any]) -> str:
+def headline(run: RunDoc) -> str:
     """``accept on 64 nodes × 8 ranks (512), profile lambda-1cc, 18 min 34 s, finished 2026-11-20 23:01 UTC``."""
-    nnodes, nranks = run.get("nnodes"), run.get("nranks")
-    words = [str(run.get("command") or "run")]
-    if isinstance(nnodes, int) and nnodes and isinstance(nranks, int) and nranks:
+    nnodes, nranks = run.nnodes, run.nranks
+    words = [run.command or "run"]
+    if nnodes and nranks:
         per = f" × {nranks // nnodes} ranks" if nranks % nnodes == 0 and nnodes > 1 else ""
         words[0] += f" on {plural(nnodes, 'node')}{per} ({plural(nranks, 'rank')})"
-    if run.get("profile"):
-        words.append(f"profile {run['profile']}")
-    started, finished = run.get("started_utc"), run.get("finished_utc")
-    if isinstance(started, str) and isinstance(finished, str):
+    if run.profile:
+        words.append(f"profile {run.profile}")
+    started, finished = run.started_utc, run.finished_utc
+    if finished is not None:
         took = pd.Timestamp(finished) - pd.Timestamp(started)
         seconds = int(took.total_seconds())
         if seconds >= 0:
             words.append(f"{seconds // 60} min {seconds % 60} s" if seconds >= 60 else f"{seconds} s")
         words.append(f"finished {finished[:16].replace('T', ' ')} UTC")
-    elif isinstance(started, str):
+    else:
         words.append(f"started {started[:16].replace('T', ' ')} UTC")
     return ", ".join(words)

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
+from bench.jsondoc import Parsed
 from bench.profiles import Profile
 from bench.report.certificate import human_bytes, node_list, plural
 from bench.rundir.judged_by import JudgedBy
+from bench.rundir.railsdoc import Counters, RailsDoc, counters_from_json
 
 OTHER = "other"
 IDLE = "must stay idle"
@@ -108,19 +109,16 @@ class Roles:
         return OTHER
 
 
-def roles(
-    run: Mapping[str, Any], rails: Mapping[str, Any] | None, profile: Profile | None, judged: JudgedBy | None = None
-) -> Roles:
+def roles(run: Parsed, rails: RailsDoc | None, profile: Profile | None, judged: JudgedBy | None = None) -> Roles:
     """Who is who: rails from rails.json's devices (else the profile's rail names), the profile's excluded
     devices, and the management interface (the profile's, the rails test's --oob-ifname, or on an IB
     cluster the NCCL_SOCKET_IFNAME it bootstraps over)."""
     by_name: dict[str, int] = {}
-    for entry in (rails or {}).get("rails") or []:
-        if isinstance(entry, Mapping) and isinstance(entry.get("rail"), int):
-            for devices in (entry.get("devices"), entry.get("expected_devices")):
-                for name in (devices or {}).values() if isinstance(devices, Mapping) else ():
-                    if isinstance(name, str) and name:
-                        by_name.setdefault(name, entry["rail"])
+    for entry in rails.rails if rails is not None else ():
+        for devices in (entry.devices, entry.expected_devices):
+            for name in devices.values():
+                if name:
+                    by_name.setdefault(name, entry.rail)
     if not by_name and profile is not None:
         by_name = {name: k for k, name in enumerate(profile.rail_names)}
     idle = tuple(profile.excluded_devices) if profile is not None else ()
@@ -148,33 +146,25 @@ def _role_order(role: str) -> tuple[int, int, str]:
     return ({MANAGEMENT: 1, IDLE: 2, OTHER: 3}.get(role, 3), 0, role)
 
 
-def _window(name: str, source: str, counters: Mapping[str, Any], who: Roles, nodes: Sequence[str]) -> Window | None:
-    """Rows of one window: ``counters`` is node -> device -> {tx_bytes, rx_bytes} or {bytes}."""
+def _window(name: str, source: str, counters: Counters, who: Roles, nodes: Sequence[str]) -> Window | None:
+    """Rows of one window: ``counters`` is node -> device -> tx and rx bytes, or bytes both ways."""
     per: dict[tuple[str, str], dict[str, list[int]]] = {}  # (role, device) -> node -> [tx, rx, total]
     split = True
     for node, devices in counters.items():
-        if not isinstance(devices, Mapping):
-            continue
         for device, entry in devices.items():
-            if not isinstance(entry, Mapping):
-                continue
-            tx, rx = entry.get("tx_bytes"), entry.get("rx_bytes")
-            whole = entry.get("bytes")
-            if isinstance(tx, int) and isinstance(rx, int):
+            tx, rx = entry.tx_bytes, entry.rx_bytes
+            if tx is not None and rx is not None:
                 total = tx + rx
             else:
                 split, tx, rx = False, 0, 0
-                total = whole if isinstance(whole, int) else 0
-            role = who.of(str(device), entry.get("kind") if isinstance(entry.get("kind"), str) else None)
-            key = (role, OTHER if role == OTHER else str(device))
-            sums = per.setdefault(key, {}).setdefault(str(node), [0, 0, 0])
-            sums[0], sums[1], sums[2] = sums[0] + int(tx), sums[1] + int(rx), sums[2] + int(total)
+                total = entry.bytes or 0
+            role = who.of(device, entry.kind)
+            key = (role, OTHER if role == OTHER else device)
+            sums = per.setdefault(key, {}).setdefault(node, [0, 0, 0])
+            sums[0], sums[1], sums[2] = sums[0] + tx, sums[1] + rx, sums[2] + total
     if not per:
         return None
-    others = sorted(
-        {str(d) for devs in counters.values() if isinstance(devs, Mapping) for d in devs}
-        - {device for role, device in per if role != OTHER}
-    )
+    others = sorted({d for devs in counters.values() for d in devs} - {device for role, device in per if role != OTHER})
     rows = []
     for (role, device), by_node in sorted(per.items(), key=lambda kv: (_role_order(kv[0][0]), kv[0][1])):
         ordered = sorted(by_node.items(), key=lambda kv: (kv[1][2], nodes.index(kv[0]) if kv[0] in nodes else 0))
@@ -195,41 +185,31 @@ def _window(name: str, source: str, counters: Mapping[str, Any], who: Roles, nod
     return Window(name, source, tuple(rows), split)
 
 
-def _most_per_node(counters: Mapping[str, Any], who: Roles) -> int:
+def _most_per_node(counters: Counters, who: Roles) -> int:
     """The most devices one node has beside its rails, management and idle devices."""
-    return max(
-        (
-            sum(1 for d in devices if who.of(str(d), None) == OTHER)
-            for devices in counters.values()
-            if isinstance(devices, Mapping)
-        ),
-        default=0,
-    )
+    return max((sum(1 for d in devices if who.of(d, None) == OTHER) for devices in counters.values()), default=0)
 
 
-def _alone(rails: Mapping[str, Any] | None, who: Roles) -> tuple[RailAlone, ...]:
+def _alone(rails: RailsDoc | None, who: Roles) -> tuple[RailAlone, ...]:
     out = []
-    for entry in (rails or {}).get("rails") or []:
-        moved = entry.get("bytes_alone") if isinstance(entry, Mapping) else None
-        if not isinstance(moved, Mapping) or not moved or not isinstance(entry.get("rail"), int):
+    for entry in rails.rails if rails is not None else ():
+        if not entry.bytes_alone:
             continue
-        rail = entry["rail"]
+        rail = entry.rail
         own_per_node: dict[str, int] = {}
         other_rails = idle = rest = 0
-        for node, devices in moved.items():
-            for device, count in (devices or {}).items() if isinstance(devices, Mapping) else ():
-                if not isinstance(count, int):
-                    continue
-                role = who.of(str(device), None)
+        for node, devices in entry.bytes_alone.items():
+            for device, count in devices.items():
+                role = who.of(device, None)
                 if role == f"rail {rail}":
-                    own_per_node[str(node)] = own_per_node.get(str(node), 0) + count
+                    own_per_node[node] = own_per_node.get(node, 0) + count
                 elif role.startswith("rail"):
                     other_rails += count
                 elif role == IDLE:
                     idle += count
                 else:
                     rest += count
-        names = sorted({str(d) for d in (entry.get("devices") or {}).values()}) if entry.get("devices") else []
+        names = sorted({str(d) for d in entry.devices.values()})
         least = min(own_per_node.items(), key=lambda kv: kv[1]) if own_per_node else ("", 0)
         out.append(RailAlone(rail, ", ".join(names), sum(own_per_node.values()), least, other_rails, idle, rest))
     return tuple(out)
@@ -258,19 +238,19 @@ def _idle_sentences(windows: Iterable[Window], tolerance: int) -> tuple[list[str
 
 
 def traffic_proof(
-    run: Mapping[str, Any], rails: Mapping[str, Any] | None, profile: Profile | None, judged: JudgedBy | None = None
+    run: Parsed, rails: RailsDoc | None, profile: Profile | None, judged: JudgedBy | None = None
 ) -> TrafficProof | None:
     """The counters of run.json and rails.json as proof of where the traffic went, or None without any; the idle
     devices and their tolerance are those the run was judged by (run.json ``judged_by``) where it says."""
     who = roles(run, rails, profile, judged)
-    hosts = [str(h) for h in run.get("hosts") or []]
+    listed = run.get("hosts")
+    hosts = [str(h) for h in listed] if isinstance(listed, list) else []
     windows = []
     sweep = run.get("counters")
     if isinstance(sweep, Mapping) and sweep:
-        windows.append(_window("world sweep", "run.json counters", sweep, who, hosts))
-    tested = (rails or {}).get("counters")
-    if isinstance(tested, Mapping) and tested:
-        windows.append(_window("rails test", "rails.json counters", tested, who, hosts))
+        windows.append(_window("world sweep", "run.json counters", counters_from_json(sweep), who, hosts))
+    if rails is not None and rails.counters:
+        windows.append(_window("rails test", "rails.json counters", rails.counters, who, hosts))
     kept = tuple(w for w in windows if w is not None)
     alone = _alone(rails, who)
     if not kept and not alone:
@@ -289,7 +269,8 @@ def traffic_proof(
     ]
     if quiet:
         sentences.append("; ".join(quiet) + ", while its rail carried bytes elsewhere.")
-    for finding in run.get("findings") or []:
+    findings = run.get("findings")
+    for finding in findings if isinstance(findings, list) else ():
         if isinstance(finding, Mapping) and finding.get("message"):
             sentences.append(f"{str(finding.get('severity', '')).upper()}: {finding['message']}".lstrip(": "))
     sentences.append("The counters are the NICs' own: they count every process on the host, not only railbench.")

@@ -1,0 +1,410 @@
+"""rails.json as one typed, immutable record: ``bench.rails.output`` builds a :class:`RailsDoc` and writes its
+``to_json()``; every reader (the report, compare, the history) gets one from :func:`read_rails_doc`.
+
+``rails.schema.json`` beside this module is the contract as a JSON Schema, shipped in the package; the tests
+check every rails.json they produce against it. :meth:`RailsDoc.from_json` checks the shape readers rely on,
+not the whole schema: the report also draws older and hand-made documents (defect kinds of earlier releases,
+no ``skipped``, sections missing), and must keep doing so. What it refuses, each as one line naming the file,
+is what would otherwise be a traceback deep in a reader: a field of the wrong type (``"measurements": 5``,
+``"rails": true``), a list item that is not an object, a measurement without its numbers. Inside what it
+accepts, a field a document lacks takes its default, and a value of the wrong type where readers only look
+(a defect's ``rail`` as text) reads as absent.
+
+Every part's fields are declared in the order the writer writes its keys, under the keys' own names: each is
+written and read field by field (``bench.jsonparts``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from bench import jsondoc
+from bench.exits import UserError
+from bench.jsondoc import JSONObject, JSONValue, Parsed
+from bench.jsonparts import Written, fields, objects, per_key, whole
+
+SCHEMA_PATH = Path(__file__).with_name("rails.schema.json")
+MAX_RAILS_JSON_BYTES = 512 << 20
+"""rails.json of 4,096 nodes x 8 rails is tens of MiB; a larger file is not one railbench wrote."""
+FIX = "re-run railbench rails"
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeviceCounters(Written):
+    """One device's counters over a window: the bytes it carried and its error counters. A key the window did
+    not record is None here and absent from the JSON (``errors_saturated`` only when one saturated)."""
+
+    bytes: int | None = None
+    tx_bytes: int | None = None
+    rx_bytes: int | None = None
+    kind: str | None = None
+    """run.json's counters name the device's kind (``ib``, ``eth``); rails.json's do not."""
+    errors: Mapping[str, int] | None = None
+    """counter -> increase; a saturated or cleared counter is never counted here."""
+    errors_saturated: tuple[str, ...] | None = None
+    errors_reset: tuple[str, ...] | None = None
+
+    def to_json(self) -> JSONObject:
+        return {key: value for key, value in super().to_json().items() if value is not None}
+
+    @classmethod
+    def from_json(cls, entry: object) -> DeviceCounters:
+        return cls(**fields(cls, entry if isinstance(entry, Mapping) else {}))
+
+
+Counters = Mapping[str, Mapping[str, DeviceCounters]]
+"""node -> device -> its counters."""
+
+
+def counters_from_json(value: object) -> dict[str, dict[str, DeviceCounters]]:
+    """node -> device -> counters of a ``counters`` block (run.json's or rails.json's); what is not an object
+    is left out."""
+    return per_key(value, lambda devices: per_key(devices, DeviceCounters.from_json))
+
+
+@dataclass(frozen=True, kw_only=True)
+class DefectErrors(Written):
+    """The error counters of one device a defect names, summed over the defect's own windows."""
+
+    node: str | None = None
+    device: str | None = None
+    errors: Mapping[str, int] = field(default_factory=dict)
+    errors_saturated: tuple[str, ...] = ()
+    errors_reset: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class RailEntry(Written):
+    """One rail: its line rate, the device that carried it on each node and the one expected there."""
+
+    rail: int
+    line_rate_Gbps: float | None = None
+    devices: Mapping[str, str | None] = field(default_factory=dict)
+    """node -> the device that moved the most bytes while the rail ran alone (None: none moved its share)."""
+    expected_devices: Mapping[str, str | None] = field(default_factory=dict)
+    path: Mapping[str, Mapping[str, JSONValue]] = field(default_factory=dict)
+    """node -> the NIC expected, its port state and PCI distance, and the NICs that carried the rail."""
+    bytes_alone: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    """node -> device -> bytes while the rail ran alone."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Measurement(Written):
+    """One rail-group result (``kind`` rail: no peer, and a node only in per-node records) or one direction of
+    a node pair on a rail (``kind`` pair)."""
+
+    kind: Literal["rail", "pair"]
+    rail: int
+    node: str | None = None
+    peer: str | None = None
+    device: str | None = None
+    collective: str | None = None
+    mode: str | None = None
+    """A rail group's: ``concurrent`` or ``isolated``."""
+    busbw_Gbps: float
+    expected_Gbps: float | None = None
+    bytes: int | None = None
+    time_us: float | None = None
+    time_us_min: float | None = None
+    time_us_max: float | None = None
+    wrong: int | None = None
+    repeat: int = 0
+    round: int | None = None
+    confirm: int = 0
+    """A pair's: 0 for the matrix, 1.. for a re-measurement of a suspect."""
+    stopped: bool = False
+
+    def to_json(self) -> JSONObject:
+        # a rail group has a mode, a spread and a count of wrong elements; a pair its round and re-measurement
+        other = (
+            ("round", "confirm", "stopped") if self.kind == "rail" else ("mode", "time_us_min", "time_us_max", "wrong")
+        )
+        return {key: value for key, value in super().to_json().items() if key not in other}
+
+
+@dataclass(frozen=True, kw_only=True)
+class RailDefect(Written):
+    """One broken part the rails test named (``bench.rails.defects``) and what convicts it. Older releases
+    wrote other kinds and fewer fields."""
+
+    expected_device: str | None = None
+    """A path defect's NIC nearest the rail's GPU, or a dead port's own."""
+    carried: tuple[str, ...] = ()
+    kind: str = ""
+    node: str | None = None
+    peer: str | None = None
+    """The other node, for a pair fault."""
+    rail: int | None = None
+    device: str | None = None
+    measured_Gbps: float | None = None
+    expected_Gbps: float | None = None
+    basis: str | None = None
+    symptom: str | None = None
+    slow_pairs: int | None = None
+    pairs: int | None = None
+    slow_samples: int | None = None
+    samples: int | None = None
+    spread: float | None = None
+    evidence: tuple[str, ...] = ()
+    """The slow pairs, ``node02-node07/rail3``."""
+    samples_Gbps: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+    errors: tuple[DefectErrors, ...] | None = None
+    """None when the error counters were not read."""
+    action: str = ""
+    severity: str = "fail"
+    """``warn``: named, but fails nothing (an ``errors`` defect unless the profile says otherwise)."""
+    switches: tuple[str, ...] = ()
+    ports: tuple[str, ...] = ()
+    unit: str | None = None
+    line: str | None = None
+    """The one human line (``node07 rail 3 (mlx5_4): 212 Gb/s = 53% of 400 Gb/s in 7/7 pairs → link fault``)."""
+
+    @classmethod
+    def from_json(cls, d: Parsed) -> RailDefect:
+        errors = d.get("errors")
+        read = tuple(DefectErrors(**fields(DefectErrors, e)) for e in objects(errors))
+        return cls(**fields(cls, d, errors=read if isinstance(errors, list) else None))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Transient(Written):
+    """A suspect pair that measured normal again when re-measured: recorded, not a fault."""
+
+    node: str | None = None
+    peer: str | None = None
+    rail: int | None = None
+    samples_Gbps: tuple[float, ...] = ()
+    confirm_Gbps: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class GpuDefect(Written):
+    """One slow GPU, GPU pair or node of the intra-node matrix (``bench.rails.gpu_pairs``)."""
+
+    kind: str = ""
+    node: str | None = None
+    gpu: int | None = None
+    """Local rank; None for a node."""
+    peer: int | None = None
+    bus_id: str | None = None
+    peer_bus_id: str | None = None
+    measured_Gbps: float | None = None
+    expected_Gbps: float | None = None
+    basis: str | None = None
+    symptom: str | None = None
+    slow_pairs: int | None = None
+    pairs: int | None = None
+    slow_samples: int | None = None
+    samples: int | None = None
+    evidence: tuple[str, ...] = ()
+    action: str = ""
+    line: str | None = None
+    severity: str | None = None
+    """The intra-node matrix writes none (every GPU defect fails); a hand-made ``warn`` is kept."""
+
+    def to_json(self) -> JSONObject:
+        doc = super().to_json()
+        return doc if self.severity is not None else {k: v for k, v in doc.items() if k != "severity"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class LocalMeasurement(Written):
+    """One direction of one local GPU pair on one node: GPU ``gpu`` sends, GPU ``peer`` receives."""
+
+    node: str
+    gpu: int
+    peer: int
+    bus_id: str | None = None
+    peer_bus_id: str | None = None
+    collective: str | None = None
+    busbw_Gbps: float | None = None
+    bytes: int | None = None
+    time_us: float | None = None
+    repeat: int = 0
+    round: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class IntraNode(Written):
+    """rails.json's ``intra_node``: each node's GPU x GPU matrix and the GPUs it named."""
+
+    skipped: str | None = None
+    nodes: tuple[str, ...] = ()
+    local_ranks: int | None = None
+    bus_ids: Mapping[str, tuple[str | None, ...]] = field(default_factory=dict)
+    """node -> the PCI bus id of each local rank's GPU (None where unknown)."""
+    target_Gbps: float | None = None
+    level_Gbps: float | None = None
+    """The healthy local pairs' level."""
+    too_noisy: str | None = None
+    process_groups: int | None = None
+    measurements: tuple[LocalMeasurement, ...] = ()
+    defects: tuple[GpuDefect, ...] = ()
+
+    @classmethod
+    def from_json(cls, intra: Parsed) -> IntraNode:
+        # a measurement that names no node and GPU pair has no cell of the matrix to go in
+        measured = [
+            LocalMeasurement(**fields(LocalMeasurement, m))
+            for m in objects(intra.get("measurements"))
+            if isinstance(m.get("node"), str) and whole(m.get("gpu")) is not None and whole(m.get("peer")) is not None
+        ]
+        defects = tuple(GpuDefect(**fields(GpuDefect, d)) for d in objects(intra.get("defects")))
+        return cls(**fields(cls, intra, measurements=tuple(measured), defects=defects))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ErrorWindow(Written):
+    """One counter window of the test (the rail groups at once, each rail alone, the pairs...): the devices
+    whose error counters said something in it, per node."""
+
+    window: str = ""
+    rails: tuple[int, ...] | None = None
+    """None: every rail."""
+    errors: Counters = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, w: Parsed) -> ErrorWindow:
+        return cls(**fields(cls, w, errors=counters_from_json(w.get("errors"))))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Link(Written):
+    """One (node, rail) link as found before the rail groups formed."""
+
+    node: str = ""
+    rail: int = 0
+    device: str | None = None
+    port: str = ""
+    port_up: bool | None = None
+    """The port's state in sysfs; None where it could not be read."""
+    reached: tuple[str, ...] = ()
+    unreached: Mapping[str, str] = field(default_factory=dict)
+    """peer -> why it was not reached."""
+    in_group: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class RailsDoc(Written):
+    """One rails.json. ``partial`` while the test runs: the measurements so far, no devices, defects or
+    verdict yet, and only the sections the schema requires."""
+
+    partial: bool = False
+    skipped: str | None = None
+    """Why nothing was measured (a single node)."""
+    nodes: tuple[str, ...] = ()
+    rails: tuple[RailEntry, ...] = ()
+    measurements: tuple[Measurement, ...] = ()
+    defects: tuple[RailDefect, ...] = ()
+    transients: tuple[Transient, ...] = ()
+    too_noisy: str | None = None
+    """Why the pair matrix named nothing: the fabric's healthy spread is too wide to tell."""
+    counter_findings: tuple[str, ...] = ()
+    below_target: tuple[str, ...] = ()
+    """Rail-group results under the pass line, as the verdict says them."""
+    counters: Counters = field(default_factory=dict)
+    """Per node, per device: bytes and error counters over the whole test."""
+    error_windows: tuple[ErrorWindow, ...] = ()
+    process_groups: int | None = None
+    intra_node: IntraNode | None = None
+    links: tuple[Link, ...] = ()
+
+    def to_json(self) -> JSONObject:
+        doc = super().to_json()
+        if self.partial:
+            return {key: doc[key] for key in ("partial", "skipped", "nodes", "rails", "measurements", "defects")}
+        return {key: value for key, value in doc.items() if key != "partial"}
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any], where: str | Path = "rails.json") -> RailsDoc:
+        """The record in ``doc`` (as ``bench.jsondoc`` reads it); UserError naming ``where`` when it lacks what
+        readers use (:func:`_check`)."""
+        _check(doc, str(where))
+        intra = doc.get("intra_node")
+        parts = {
+            "rails": tuple(RailEntry(**fields(RailEntry, r)) for r in doc.get("rails") or ()),
+            "measurements": tuple(
+                Measurement(**fields(Measurement, m, kind=m["kind"])) for m in doc.get("measurements") or ()
+            ),
+            "defects": tuple(RailDefect.from_json(d) for d in doc.get("defects") or ()),
+            "transients": tuple(Transient(**fields(Transient, t)) for t in doc.get("transients") or ()),
+            "error_windows": tuple(ErrorWindow.from_json(w) for w in doc.get("error_windows") or ()),
+            "counters": counters_from_json(doc.get("counters")),
+            "intra_node": IntraNode.from_json(intra) if isinstance(intra, Mapping) else None,
+            "links": tuple(Link(**fields(Link, link)) for link in objects(doc.get("links"))),
+        }
+        return cls(**fields(cls, doc, **parts))
+
+
+_NUMBER = (int, float)
+_TOP: Mapping[str, tuple[tuple[type, ...], str]] = {
+    # field: (allowed types, as said in the message)
+    "skipped": ((str, type(None)), "a string or null"),
+    "nodes": ((list,), "a list"),
+    "rails": ((list,), "a list"),
+    "measurements": ((list,), "a list"),
+    "defects": ((list,), "a list"),
+    "transients": ((list,), "a list"),
+    "too_noisy": ((str, type(None)), "a string or null"),
+    "counter_findings": ((list,), "a list"),
+    "below_target": ((list,), "a list"),
+    "counters": ((dict,), "an object"),
+    "error_windows": ((list,), "a list"),
+    "process_groups": ((int, type(None)), "a whole number or null"),
+    "intra_node": ((dict, type(None)), "an object or null"),
+}
+_OBJECT_ITEMS = ("rails", "measurements", "defects", "transients", "error_windows")
+
+
+def _is(value: object, allowed: tuple[type, ...]) -> bool:
+    # bool is an int to Python, never to a JSON reader
+    return isinstance(value, allowed) and not (isinstance(value, bool) and bool not in allowed)
+
+
+def _check(rails: Mapping[str, Any], path: str) -> None:
+    """UserError naming ``path`` when a rails.json lacks what its readers use (the report, compare, export)."""
+    for name, (allowed, said) in _TOP.items():
+        if name in rails and not _is(rails[name], allowed):
+            raise UserError(f"{path}: '{name}' must be {said}, not {type(rails[name]).__name__}: {FIX}")
+    for name in _OBJECT_ITEMS:
+        for index, item in enumerate(rails.get(name) or ()):
+            if not isinstance(item, dict):
+                raise UserError(f"{path}: {name}[{index}] is a {type(item).__name__}, not an object: {FIX}")
+    if not all(isinstance(node, str) for node in rails.get("nodes") or ()):
+        raise UserError(f"{path}: 'nodes' must list node names: {FIX}")
+    for index, rail in enumerate(rails.get("rails") or ()):
+        if not _is(rail.get("rail"), (int,)) or not all(
+            isinstance(rail.get(key, {}), dict) for key in ("devices", "expected_devices", "bytes_alone")
+        ):
+            raise UserError(f"{path}: rails[{index}] needs a whole 'rail' and objects for its devices: {FIX}")
+    for node, devices in (rails.get("counters") or {}).items():
+        if not isinstance(devices, dict) or not all(isinstance(entry, dict) for entry in devices.values()):
+            raise UserError(f"{path}: counters of {str(node)[:40]} must map each device to an object: {FIX}")
+    for index, window in enumerate(rails.get("error_windows") or ()):
+        if not isinstance(window.get("errors", {}), dict):
+            raise UserError(f"{path}: error_windows[{index}] needs an object under 'errors': {FIX}")
+    for index, item in enumerate(rails.get("measurements") or ()):
+        ok = (
+            item.get("kind") in ("rail", "pair")
+            and _is(item.get("rail"), (int,))
+            and _is(item.get("busbw_Gbps"), _NUMBER)
+            # a rail group spans every node (no node); a pair names both of its nodes
+            and (
+                (item.get("kind") == "rail" and (item.get("node") is None or isinstance(item.get("node"), str)))
+                or (isinstance(item.get("node"), str) and isinstance(item.get("peer"), str))
+            )
+        )
+        if not ok:
+            raise UserError(f"{path} measurement {index} lacks kind/rail/node/peer/busbw_Gbps: {FIX}")
+
+
+def read_rails_doc(run_dir: Path | str) -> RailsDoc | None:
+    """The run's rails.json as its record; None when the run has none. UserError (exit 2) when it is damaged:
+    a FIFO, a link to a device, too large, not JSON, nested too deep, numbers out of range, fields of the
+    wrong type."""
+    path = Path(run_dir) / "rails.json"
+    doc = jsondoc.optional_object(path, fix=FIX, max_bytes=MAX_RAILS_JSON_BYTES)
+    return None if doc is None else RailsDoc.from_json(doc, path)
