@@ -23,7 +23,7 @@ from bench.exits import UserError
 from bench.history.runfacts import run_environment, run_kind
 from bench.jsondoc import INT_MAX
 from bench.rundir.files import iter_results_rows
-from bench.rundir.runjson import RunDoc, load_run_doc
+from bench.rundir.runjson import RunDoc, read_run_json
 
 
 def metric_key(collective: str, scope: str, group: str, nbytes: int) -> str:
@@ -199,7 +199,7 @@ def metrics_from_rows(rows: Iterable[Mapping[str, str]]) -> list[MetricRecord]:
 
 
 def run_record(doc: RunDoc, run_dir: Path | str) -> RunRecord:
-    """The run row for a run.json (read by ``load_run_doc``, so every field has its declared type)."""
+    """The run row for a run.json (read by ``read_run_json``, so every field has its declared type)."""
     time_utc = doc.started_utc or doc.finished_utc
     if not time_utc:
         raise UserError(f"{run_dir}/run.json has no started_utc: it cannot be placed in the history")
@@ -229,4 +229,4 @@ def run_record(doc: RunDoc, run_dir: Path | str) -> RunRecord:
 
 def read_run(run_dir: Path | str) -> tuple[RunRecord, list[MetricRecord]]:
     """The run row and key metrics of a run directory; UserError if it is not one."""
-    return run_record(load_run_doc(run_dir), run_dir), metrics_from_rows(iter_results_rows(run_dir))
+    return run_record(read_run_json(run_dir), run_dir), metrics_from_rows(iter_results_rows(run_dir))

@@ -21,7 +21,7 @@ from bench.exits import UserError
 from bench.rundir.checksjson import read_checks_json
 from bench.rundir.files import RESULT_COLUMNS, SCOPES, read_results_rows
 from bench.rundir.railsdoc import RailsDoc, read_rails_doc
-from bench.rundir.runjson import RunDoc, load_run_doc
+from bench.rundir.runjson import RunDoc, read_run_json
 
 NUMERIC_COLUMNS = (
     "nranks",
@@ -52,7 +52,7 @@ class RunInputs:
 
     run_dir: Path
     run: RunDoc
-    """run.json as its typed record (``bench.rundir.runjson.load_run_doc``)."""
+    """run.json as its typed record (``bench.rundir.runjson.read_run_json``)."""
     results: pd.DataFrame
     """results.csv with numeric columns parsed (blank -> NaN)."""
     rails: RailsDoc | None
@@ -65,7 +65,7 @@ class RunInputs:
 
 def load_inputs(run_dir: Path) -> RunInputs:
     """Read and check every input of a report; bad input raises UserError with one line."""
-    run = load_run_doc(run_dir)
+    run = read_run_json(run_dir)
     results = results_frame(read_results_rows(run_dir), run_dir / "results.csv")
     rails = read_rails_doc(run_dir)
     checks = read_checks_json(run_dir)

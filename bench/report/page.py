@@ -106,7 +106,7 @@ class Summary:
     """The verdict's reasons that no defect says (a FAIL), the regressed metrics, or why nothing was judged."""
     sections: tuple[Section, ...] = ()
     headline: str = ""
-    defects: tuple[top.Finding, ...] = ()
+    defects: tuple[top.BrokenPart, ...] = ()
     tested: tuple[tuple[str, str], ...] = ()
     targets: tuple[tuple[str, str], ...] = ()
     warnings: int = 0
@@ -121,7 +121,8 @@ def _fmt(value: float | None, spec: str = ",.1f", empty: str = "—") -> str:
 
 
 def _results_table(inputs: RunInputs, min_efficiency: float, scopes: Sequence[str]) -> TextTable | None:
-    items = inputs.run.sections.get("items") or []
+    items = inputs.run.sections.get("items")
+    items = items if isinstance(items, list) else []  # a damaged run.json's items read as none
     judged = {
         str(i.get("name")): str(i.get("state"))
         for i in items

@@ -26,7 +26,7 @@ from bench.units import format_size
 
 
 @dataclass(frozen=True)
-class Finding:
+class BrokenPart:
     """One broken part, said once: what kind, where, what was measured, and what to do."""
 
     kind: str
@@ -53,7 +53,7 @@ def _strip(line: str, wheres: Iterable[str], action: str) -> str:
     return rest if sep and head in set(wheres) else line
 
 
-def _rails_finding(d: RailDefect) -> Finding:
+def _rails_finding(d: RailDefect) -> BrokenPart:
     kind, node, peer, rail, device = (_text(v) for v in (d.kind, d.node, d.peer, d.rail, d.device))
     action = d.action
     dev = f" ({device})" if device else ""
@@ -66,7 +66,7 @@ def _rails_finding(d: RailDefect) -> Finding:
         f"{node}-{peer} rail {rail}",
     )
     line = d.line or f"{kind} {_text(d.symptom)}".strip()
-    return Finding(
+    return BrokenPart(
         kind=kind or "defect",
         node=f"{node} ↔ {peer}" if node and peer else (node or ("every node" if rail else "")),
         rail=rail or ("every rail" if node and kind == "node" else ""),
@@ -77,7 +77,7 @@ def _rails_finding(d: RailDefect) -> Finding:
     )
 
 
-def _gpu_finding(d: GpuDefect) -> Finding:
+def _gpu_finding(d: GpuDefect) -> BrokenPart:
     kind, node, gpu, peer, bus = (_text(v) for v in (d.kind, d.node, d.gpu, d.peer, d.bus_id))
     action = d.action
     part = f"GPU {gpu} ↔ GPU {peer}" if gpu and peer else (f"GPU {gpu}" if gpu else "every GPU")
@@ -88,25 +88,27 @@ def _gpu_finding(d: GpuDefect) -> Finding:
         f"{node} (every local pair)",
     )
     line = d.line or kind
-    return Finding(kind or "gpu", node, "", part, _strip(line, wheres, action), action, "intra-node")
+    return BrokenPart(kind or "gpu", node, "", part, _strip(line, wheres, action), action, "intra-node")
 
 
-def defects(inputs: RunInputs, grid: Grid | None) -> tuple[Finding, ...]:
+def defects(inputs: RunInputs, grid: Grid | None) -> tuple[BrokenPart, ...]:
     """Every part the run convicted, once: failed checks, rails defects, GPU defects, a hang or lost rank.
 
     Warnings (a link whose error counters rose while its bandwidth held) and transients are not defects:
     the rails section lists them.
     """
-    found: list[Finding] = []
+    found: list[BrokenPart] = []
     failure = inputs.run.sections.get("failure")
     if isinstance(failure, Mapping) and failure.get("message"):
         hosts = failure.get("hosts")
         node = ", ".join(str(h) for h in hosts) if isinstance(hosts, list) else ""
-        found.append(Finding(_text(failure.get("kind")) or "failure", node, "", "", str(failure["message"]), "", "run"))
+        found.append(
+            BrokenPart(_text(failure.get("kind")) or "failure", node, "", "", str(failure["message"]), "", "run")
+        )
     for answer in grid.answers if grid is not None else ():
         if answer.status == "fail":
             found.append(
-                Finding("check", answer.node, "", answer.device, f"{answer.check}: {answer.reason}", "", "preflight")
+                BrokenPart("check", answer.node, "", answer.device, f"{answer.check}: {answer.reason}", "", "preflight")
             )
     rails = inputs.rails or RailsDoc()
     for d in rails.defects:

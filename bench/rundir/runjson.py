@@ -222,11 +222,6 @@ def read_run_json(run_dir: Path | str) -> RunDoc:
     return record
 
 
-load_run_doc = read_run_json
-"""The same reader under its older name, which ``bench.history.records`` and ``bench.report.inputs`` still
-import."""
-
-
 class RunFile:
     """The run.json of one run directory, rewritten atomically on every change (rank 0 or the parent)."""
 
