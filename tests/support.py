@@ -4,11 +4,15 @@ Import as ``from tests.support import railbench, rank_env, REPO, CORPUS``."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import functools
 import io
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -45,8 +49,21 @@ def rank_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
     env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
     env["PYTHONUNBUFFERED"] = "1"
+    # A TMPDIR of its own for every launch: an mpirun killed earlier (on this machine, by any test or session)
+    # leaves $TMPDIR/ompi.<pid>, and a later mpirun given that pid fails before any rank starts
+    # (tests/test_run_launch.py shows it; railbench's own launches are guarded in bench.runtime.launch).
+    env["TMPDIR"] = tempfile.mkdtemp(prefix="t", dir=_scratch_root())
     env.update(extra or {})
     return env
+
+
+@functools.cache
+def _scratch_root() -> str:
+    """One short folder per test session for the launches' TMPDIRs (a PMIx socket path must stay under 108
+    bytes), removed when the session ends."""
+    root = tempfile.mkdtemp(prefix="railbench-tests-")
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    return root
 
 
 def railbench(

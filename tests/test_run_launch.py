@@ -5,15 +5,22 @@ gloo on CPU over loopback; nothing is mocked. Each test reads back the run direc
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
 
+from bench.runtime.launch import child_environment, run_ranks
+from bench.runtime.launcher_watch import Watch
 from tests.support import railbench, rank_env
 
 pytestmark = pytest.mark.mpi
@@ -171,3 +178,55 @@ def test_under_mpirun_directly(tmp_path: Path) -> None:
     proc = subprocess.run(cmd, cwd=tmp_path, env=rank_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert_complete_sweep(out, 2, proc.stdout)
+
+
+def _next_pid_is(pid: int) -> None:
+    """The kernel gives the next new process ``pid`` (root; another process forking first takes it)."""
+    Path("/proc/sys/kernel/ns_last_pid").write_text(str(pid - 1))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="choosing the next pid needs root")
+def test_a_killed_launcher_s_session_directory_does_not_stop_the_next_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kill -9 of mpirun leaves $TMPDIR/ompi.<pid>; the next mpirun the kernel gives that pid exits 213 ("The
+    PMIx server's listener thread failed to start") before any rank runs. railbench gives each launch a TMPDIR
+    of its own, so a stale session directory is never in its way, and removes it afterwards."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    env = rank_env({"TMPDIR": str(temp)})
+    # mpirun in this test's session: a session of its own would keep its pid in use (a session or process
+    # group id is not handed out again while a member, even a zombie, holds it), and the hazard would not show.
+    killed = subprocess.Popen(["mpirun", "-np", "1", "--oversubscribe", "sleep", "60"], env=env)
+    stale = temp / f"ompi.{killed.pid}"
+    children = Path(f"/proc/{killed.pid}/task/{killed.pid}/children")
+    deadline = time.monotonic() + 30
+    while not (stale.is_dir() and children.read_text().split()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    ranks = [int(pid) for pid in children.read_text().split()]
+    killed.kill()  # mpirun alone, as kill -9 does: nothing cleans up its session directory
+    killed.wait()
+    for pid in ranks:  # then its rank, which would otherwise outlive the test
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert stale.is_dir(), "mpirun made no session directory"
+
+    said = tmp_path / "rank_tmp"
+    _next_pid_is(killed.pid)
+    ended = run_ranks(
+        ["mpirun", "-np", "1", "sh", "-c", f'echo "$TMPDIR" > {said}'],
+        child_environment(),
+        Watch(timeout_s=60.0, command="run"),
+    )
+    assert ended.rc == 0, ended
+    rank_tmp = Path(said.read_text().strip())
+    assert rank_tmp.parent == temp and rank_tmp.name.startswith("railbench-launch-")
+    assert not list(temp.glob("railbench-launch-*")), "the launch's own TMPDIR was not removed"
+    # The hazard itself, in the same set-up: a launch without a TMPDIR of its own, given the same pid.
+    assert stale.is_dir()
+    _next_pid_is(killed.pid)
+    bare = subprocess.run(["mpirun", "-np", "1", "true"], env=env, capture_output=True, text=True, timeout=60)
+    if bare.returncode == 0:
+        pytest.skip("another process took the stale pid first: the hazard did not show this time")
+    assert "PMIx server's listener thread failed to start" in bare.stdout + bare.stderr, bare

@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -143,6 +144,17 @@ def run_ranks(
 
     With ``output``, the launcher's stderr goes through it (Open MPI's boxes held back)."""
     signals.install()  # SIGTERM to the parent (scancel, timeout) stops the ranks too, never only the parent
+    # A launcher that was killed (a hang railbench ended, a kill -9) leaves its PMIx session directory,
+    # $TMPDIR/ompi.<pid>, behind; a later mpirun the kernel gives the same pid cannot start its PMIx listener and
+    # exits 213 before any rank runs. Each launch gets a TMPDIR of its own (under the user's), removed once the
+    # launcher and every rank have ended, whichever way.
+    with tempfile.TemporaryDirectory(prefix="railbench-launch-", ignore_cleanup_errors=True) as scratch:
+        return _run_launcher(cmd, {**child_env, "TMPDIR": scratch}, watch, output)
+
+
+def _run_launcher(
+    cmd: Sequence[str], child_env: Mapping[str, str], watch: Watch, output: LauncherOutput | None
+) -> Ended:
     piped = subprocess.PIPE if output is not None else None
     proc = subprocess.Popen(
         list(cmd),
