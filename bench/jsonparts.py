@@ -120,6 +120,12 @@ def as_json(value: object) -> JSONValue:
         return {str(k): as_json(v) for k, v in value.items()}
     if value is None or isinstance(value, str | int | float | bool):
         return value
+    # A numpy count, flag or median (localisation computes with numpy) is a value, not an error: np.int64 is no
+    # int and np.bool_ no bool, and refusing one would lose the whole document at write time. A numpy scalar
+    # (shape ``()``) gives its Python value through ``item()``.
+    item = getattr(value, "item", None)
+    if callable(item) and getattr(value, "shape", None) == ():
+        return as_json(item())
     raise TypeError(f"JSON cannot hold a {type(value).__name__}")
 
 

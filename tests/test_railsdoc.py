@@ -8,10 +8,11 @@ import json
 from pathlib import Path
 
 import jsonschema
+import numpy as np
 import pytest
 
 from bench.exits import UserError
-from bench.jsonparts import READERS
+from bench.jsonparts import READERS, as_json
 from bench.rundir import railsdoc
 from bench.rundir.railsdoc import SCHEMA_PATH, RailsDoc, read_rails_doc
 from tests.report_data import ClusterModel, rails_json
@@ -90,3 +91,12 @@ def test_a_field_of_the_wrong_type_is_one_line_naming_the_file(tmp_path: Path) -
     (tmp_path / "rails.json").write_text(json.dumps({"measurements": 5}))
     with pytest.raises(UserError, match=r"rails.json: 'measurements' must be a list, not int: re-run railbench rails"):
         read_rails_doc(tmp_path)
+
+
+def test_numpy_scalars_are_written_as_their_values() -> None:
+    """Localisation computes with numpy: a defect whose count is an np.int64 or whose flag is an np.bool_ is
+    written with those values (JSON numbers and booleans), never refused at the end of a run."""
+    written = as_json({"slow_pairs": np.int64(7), "measured_Gbps": np.float64(212.5), "stopped": np.bool_(True)})
+    assert json.loads(json.dumps(written)) == {"slow_pairs": 7, "measured_Gbps": 212.5, "stopped": True}
+    with pytest.raises(TypeError, match="ndarray"):
+        as_json(np.arange(3))  # an array is a writer's mistake, said as one
