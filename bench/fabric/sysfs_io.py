@@ -92,6 +92,12 @@ class Sysfs:
 
     def read(self, *parts: str) -> str | None:
         """The file's text, stripped; None when it is absent, unreadable or not a sysfs attribute."""
+        data = self.read_raw(*parts)
+        return None if data is None else data.decode("utf-8", errors="replace").strip()
+
+    def read_raw(self, *parts: str) -> bytes | None:
+        """The file's bytes as the kernel gives them (a binary attribute such as a PCI function's ``config``);
+        None when it is absent, unreadable or over a page."""
         path = self.path(*parts)
         try:
             fd = open_fd(path)
@@ -110,7 +116,7 @@ class Sysfs:
         if len(data) > MAX_READ_BYTES:
             self._problem(path, f"{path} holds more than {MAX_READ_BYTES} bytes, more than a sysfs attribute can")
             return None
-        return data.decode("utf-8", errors="replace").strip()
+        return data
 
     def parse(self, parts: tuple[str, ...], text: str, convert: Callable[[str, Where], T]) -> T | None:
         """``convert(text, where)``; a value it refuses becomes a problem naming the path, and None."""

@@ -18,6 +18,8 @@ from bench.nccllogs import nccl_evidence, nccl_log
 from bench.nccllogs.nccl_evidence import device_matches
 from bench.preflight.check_base import Check, CheckResult, Context, IbVerbsCheck, RailsFound, Verdict, listed, majority
 from bench.preflight.error_checks import LinkFlaps, RailErrorWindow
+from bench.preflight.gpu_checks import FabricManager, GpuClocks, GpuEcc, GpuXid, NvLinks
+from bench.preflight.path_checks import GpuPeerMemory, Iommu, NicPcie, PcieAcs, PcieLink, PortMtu
 from bench.profiles import Profile
 
 
@@ -329,9 +331,20 @@ REGISTRY: tuple[Check, ...] = (
     SocketRails(),
     GpuCount(),
     GpuNicAffinity(),
+    PcieLink(),
+    PcieAcs(),
+    Iommu(),
+    GpuPeerMemory(),
+    NicPcie(),
+    PortMtu(),
     FirmwareUniform(),
     RailErrorWindow(),
     LinkFlaps(),
+    GpuXid(),
+    GpuEcc(),
+    GpuClocks(),
+    NvLinks(),
+    FabricManager(),
     NcclLogEvidence(),
     SysfsTree(),
 )
@@ -346,13 +359,17 @@ def run_checks(
     *,
     error_window_s: float | None = None,
     kernel_log: Path | None = None,
+    nvidia_smi: Sequence[Path] = (),
+    node: str | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    only: Sequence[str] | None = None,
 ) -> list[CheckResult]:
     """Run every registered check against this node (``sysfs_root`` stands in for /sys).
 
     ``nccl_logs`` are parsed logs or paths to parse; ``env`` is the environment NCCL will see (default: the
-    process environment, read through ``bench.runtime.env``). ``error_window_s``, ``kernel_log`` and
-    ``sleep`` are the error checks' (see ``Context``).
+    process environment, read through ``bench.runtime.env``). ``error_window_s``, ``kernel_log``,
+    ``nvidia_smi``, ``node`` and ``sleep`` are the checks' context (see ``Context``); ``only`` runs the named
+    checks alone (``rails`` reads the node-local causes of a slow rail this way).
     """
     from bench.runtime import env as benv
 
@@ -364,9 +381,11 @@ def run_checks(
         benv.environ() if env is None else env,
         error_window_s=error_window_s,
         kernel_log=kernel_log,
+        nvidia_smi=nvidia_smi,
+        node=node,
         sleep=sleep,
     )
-    return [result for result, _ in _timed(ctx)]
+    return [result for result, _ in _timed(ctx, only)]
 
 
 def timed_checks(
@@ -379,9 +398,11 @@ def timed_checks(
     return _timed(Context(profile, Path(sysfs_root), [], benv.environ() if env is None else env))
 
 
-def _timed(ctx: Context) -> list[tuple[CheckResult, float]]:
+def _timed(ctx: Context, only: Sequence[str] | None = None) -> list[tuple[CheckResult, float]]:
     out: list[tuple[CheckResult, float]] = []
     for check in REGISTRY:
+        if only is not None and check.name not in only:
+            continue
         started = time.monotonic()
         why_not = check.applies(ctx)
         results = [check.result("skip", why_not)] if why_not else list(check.run(ctx))
