@@ -124,8 +124,8 @@ def _node_checks(profile: Profile, ctx: DistContext) -> list[NodeReport] | None:
     """Every node's preflight report on rank 0 (one per node: its local rank 0 speaks), None elsewhere."""
     report = None
     if ctx.info.local_rank == 0:
-        results = tuple(checks.run_checks(profile, Path("/sys"), (), benv.environ()))
-        report = NodeReport(socket.gethostname(), results, cluster.node_versions(profile, Path("/sys"))).to_json()
+        results = tuple(checks.run_checks(profile, ctx.sysfs_root, (), benv.environ()))
+        report = NodeReport(socket.gethostname(), results, cluster.node_versions(profile, ctx.sysfs_root)).to_json()
     gathered = gather_objects(report)
     if ctx.info.rank != 0:
         return None

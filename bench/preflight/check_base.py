@@ -16,6 +16,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import ClassVar, Literal, TypeVar, get_args
 
+from bench import sysroot
 from bench.fabric import sysfs, topology
 from bench.fabric.rail_nics import PlacedGpu, PlacedNic, nearest_rail_nics
 from bench.gpu import state
@@ -25,7 +26,8 @@ from bench.nccllogs.nccl_evidence import device_matches
 from bench.profiles import Profile
 
 V = TypeVar("V")
-LIVE_SYSFS = Path("/sys")
+LIVE_SYSFS = sysroot.LIVE
+"""The live ``/sys`` (a name of its own here so a test can make a fixture tree stand for it)."""
 Status = Literal["pass", "warn", "fail", "skip"]
 Verdict = Literal["pass", "warn", "fail", "skip"]
 _STATUSES: Mapping[str, Status] = {status: status for status in get_args(Status)}

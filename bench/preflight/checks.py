@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from bench import sysroot
 from bench.fabric import hca, sysfs
 from bench.fabric.rail_nics import PlacedGpu, PlacedNic, nearest_rail_nics
 from bench.nccllogs import nccl_evidence, nccl_log
@@ -353,7 +354,7 @@ REGISTRY: tuple[Check, ...] = (
 
 def run_checks(
     profile: Profile,
-    sysfs_root: Path | str = Path("/sys"),
+    sysfs_root: Path | str = sysroot.LIVE,
     nccl_logs: Sequence[nccl_log.NcclLog | Path | str] = (),
     env: Mapping[str, str] | None = None,
     *,
@@ -389,7 +390,7 @@ def run_checks(
 
 
 def timed_checks(
-    profile: Profile, sysfs_root: Path | str = Path("/sys"), env: Mapping[str, str] | None = None
+    profile: Profile, sysfs_root: Path | str = sysroot.LIVE, env: Mapping[str, str] | None = None
 ) -> list[tuple[CheckResult, float]]:
     """``run_checks`` with each result's wall time in seconds (JUnit's testcase time): a check that answers
     once per device shares its time evenly among its answers, so the times add up to the checks' own."""
@@ -422,7 +423,7 @@ def verdict(results: Sequence[CheckResult]) -> Verdict:
     return "pass" if "pass" in statuses else "skip"
 
 
-def expected_rails(profile: Profile, sysfs_root: Path | str = Path("/sys")) -> list[str]:
+def expected_rails(profile: Profile, sysfs_root: Path | str = sysroot.LIVE) -> list[str]:
     """The devices that should carry the benchmark's bytes on this node: rail ports (``mlx5_1:1``) on an
     IB/RoCE profile, rail interfaces on a socket profile, nothing on a loopback profile."""
     ctx = Context(profile, Path(sysfs_root), (), {})
@@ -434,7 +435,7 @@ def expected_rails(profile: Profile, sysfs_root: Path | str = Path("/sys")) -> l
     return []
 
 
-def node_env(profile: Profile, sysfs_root: Path | str = Path("/sys")) -> dict[str, str]:
+def node_env(profile: Profile, sysfs_root: Path | str = sysroot.LIVE) -> dict[str, str]:
     """The NCCL environment to recommend on this node: the profile's ``recommended_env`` plus, when the
     profile does not fix it, NCCL_SOCKET_IFNAME set to the node's IP interface (its ``oob_ifname``, else the
     interface ``sysfs.ip_interface`` finds)."""

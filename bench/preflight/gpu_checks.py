@@ -297,10 +297,20 @@ class FabricManager(Check):
         reporting = [g for g in report.gpus if g.fabric_state not in (None, "Not Supported")]
         if not reporting:
             return [self.result("skip", "the GPUs report no NVSwitch fabric state (pre-Hopper, or no NVSwitch)")]
+        waiting = [g for g in reporting if not (g.fabric_state == "Completed" and g.fabric_status in (None, "Success"))]
+        states = {(g.fabric_state, g.fabric_status) for g in waiting}
         out = []
-        for gpu in reporting:
-            if gpu.fabric_state == "Completed" and gpu.fabric_status in (None, "Success"):
-                continue
+        if len(waiting) == len(reporting) > 1 and len(states) == 1:
+            # Every GPU waits alike: one cause, the fabric manager itself, said once.
+            state, status = states.pop()
+            shown = f", status {status}" if status else ""
+            reason = (
+                f"all {len(waiting)} GPUs: fabric state {state}{shown}: the fabric manager has not registered them, "
+                "so CUDA and NCCL cannot use their NVLinks"
+            )
+            everyone = [k for g in waiting for k in _who(ctx, g)[2]]
+            return [self.result("fail", reason, action=ctx.action("fabric_manager"), gpus=everyone)]
+        for gpu in waiting:
             label, words, gpus = _who(ctx, gpu)
             status = f", status {gpu.fabric_status}" if gpu.fabric_status else ""
             reason = (

@@ -51,12 +51,12 @@ if TYPE_CHECKING:
     from torch.distributed import ProcessGroup
 
 
-def _my_interface(settings: RailsSettings, layout: RailLayout, rank: int, coord: Coord) -> str | None:
+def _my_interface(settings: RailsSettings, layout: RailLayout, rank: int, coord: Coord, sysfs: Sysfs) -> str | None:
     """The interface this rank's rail binds (socket rails), after every rank agrees the choice is valid."""
     problem, ifname = None, None
     if settings.socket_ifname:
         node, rail = layout.where(rank)
-        available = [d.name for d in net_devices(Sysfs(Path("/sys")))]
+        available = [d.name for d in net_devices(sysfs)]
         try:
             ifname = interface_for_rail(settings.socket_ifname, available, rail, layout.nodes[node])
         except UserError as exc:
@@ -97,7 +97,7 @@ def _my_nic(ctx: DistContext, my_ifname: str | None) -> records.ExpectedNic:
     if not device_ops.is_cuda(ctx.device):
         return records.ExpectedNic(None)
     bus = gpu_bus_id(int(ctx.device.index))
-    found = rail_nic(Sysfs(Path("/sys")), bus, benv.get("NCCL_IB_HCA"))
+    found = rail_nic(Sysfs(ctx.sysfs_root), bus, benv.get("NCCL_IB_HCA"))
     return records.ExpectedNic(found.nic, found.state, found.distance, bus, found.shared)
 
 
@@ -175,12 +175,11 @@ def _measure_rail(
     )
 
 
-def _ib_rates(local_rank: int) -> dict[str, float] | None:
+def _ib_rates(local_rank: int, sysfs: Sysfs) -> dict[str, float] | None:
     """IB port -> line rate from sysfs, read by one rank per node."""
     if local_rank != 0:
         return None
-
-    return {p.name: p.rate_gbps for p in ib_ports(Sysfs(Path("/sys"))) if p.rate_gbps}
+    return {p.name: p.rate_gbps for p in ib_ports(sysfs) if p.rate_gbps}
 
 
 def rails_phase(
@@ -209,10 +208,10 @@ def rails_phase(
     laps = laps or Laps()
     node, rail = layout.where(rank)
     coord = coord or world_coord(ctx, settings.timeout_s)
-    my_ifname = _my_interface(settings, layout, rank, coord)
+    my_ifname = _my_interface(settings, layout, rank, coord, Sysfs(ctx.sysfs_root))
     my_nic = _my_nic(ctx, my_ifname)
     # One rank per node reads its counters at every window's edge (bench.rails.windows).
-    counts = windows.NodeCounters(local_rank == 0)
+    counts = windows.NodeCounters(local_rank == 0, ctx.sysfs_root)
     formed = form_rail_groups(ctx, layout, my_ifname, settings.timeout_s, coord, watchdog.enter, watchdog.leave)
     membership = formed.membership
     group = formed.mine(rank, layout)
@@ -306,7 +305,7 @@ def rails_phase(
         "ifname": my_ifname,
         "nic": my_nic,
         "rail": rail,
-        "rates": _ib_rates(local_rank),
+        "rates": _ib_rates(local_rank, Sysfs(ctx.sysfs_root)),
     }
     gathered = coord.all_gather(sent)
     watchdog.leave()
