@@ -68,12 +68,12 @@ def changed(k: int, **fields: object) -> list[SmiGpuSpec]:
 
 def _gpu(spec: SmiGpuSpec, old_names: bool) -> str:
     events_tag, event_prefix = (
-        ("clocks_throttle_reasons", "clocks_throttle_reason_") if old_names else ("clocks_event_reasons", "clocks_event_reason_")
+        ("clocks_throttle_reasons", "clocks_throttle_reason_")
+        if old_names
+        else ("clocks_event_reasons", "clocks_event_reason_")
     )
-    events = "".join(
-        f"\t\t\t<{event_prefix}{name}>{'Active' if name in spec.active_events else 'Not Active'}</{event_prefix}{name}>\n"
-        for name in EVENT_NAMES
-    )
+    states = {name: "Active" if name in spec.active_events else "Not Active" for name in EVENT_NAMES}
+    events = "".join(f"\t\t\t<{event_prefix}{n}>{state}</{event_prefix}{n}>\n" for n, state in states.items())
     if old_names:
         volatile = (
             f"\t\t\t\t<single_bit><device_memory>0</device_memory><total>0</total></single_bit>\n"
@@ -81,7 +81,7 @@ def _gpu(spec: SmiGpuSpec, old_names: bool) -> str:
             f"<total>{spec.dram_uncorrectable}</total></double_bit>\n"
         )
         aggregate = f"\t\t\t\t<double_bit><total>{spec.aggregate_uncorrectable}</total></double_bit>\n"
-        pending = f"\t\t\t<pending_blacklist>N/A</pending_blacklist>\n"
+        pending = "\t\t\t<pending_blacklist>N/A</pending_blacklist>\n"
     else:
         volatile = (
             "\t\t\t\t<sram_correctable>0</sram_correctable>\n"
@@ -98,7 +98,9 @@ def _gpu(spec: SmiGpuSpec, old_names: bool) -> str:
             f"\t\t\t\t<dram_uncorrectable>{spec.aggregate_uncorrectable}</dram_uncorrectable>\n"
             "\t\t\t\t<sram_threshold_exceeded>No</sram_threshold_exceeded>\n"
         )
-        pending = "\t\t\t<pending_blacklist>N/A</pending_blacklist>\n\t\t\t<pending_retirement>N/A</pending_retirement>\n"
+        pending = (
+            "\t\t\t<pending_blacklist>N/A</pending_blacklist>\n\t\t\t<pending_retirement>N/A</pending_retirement>\n"
+        )
     return (
         f'\t<gpu id="{spec.pci}">\n'
         f"\t\t<product_name>{spec.name}</product_name>\n"
@@ -139,7 +141,8 @@ def _gpu(spec: SmiGpuSpec, old_names: bool) -> str:
         f"\t\t\t<remapped_row_unc>{spec.remapped_unc}</remapped_row_unc>\n"
         f"\t\t\t<remapped_row_pending>{spec.remap_pending}</remapped_row_pending>\n"
         f"\t\t\t<remapped_row_failure>{spec.remap_failure}</remapped_row_failure>\n"
-        "\t\t\t<row_remapper_histogram>\n\t\t\t\t<row_remapper_histogram_max>2558 bank(s)</row_remapper_histogram_max>\n"
+        "\t\t\t<row_remapper_histogram>\n"
+        "\t\t\t\t<row_remapper_histogram_max>2558 bank(s)</row_remapper_histogram_max>\n"
         "\t\t\t\t<row_remapper_histogram_high>0 bank(s)</row_remapper_histogram_high>\n"
         "\t\t\t</row_remapper_histogram>\n"
         "\t\t</remapped_rows>\n"
@@ -230,7 +233,10 @@ def kernel_log(spec: KernelLog) -> str:
     )
     lines.append(f"Jun  3 09:58:01 {host} kernel: [    0.000000] Command line: BOOT_IMAGE=/vmlinuz ro quiet")
     for i in range(spec.noise):
-        lines.append(f"Jun  3 09:58:{i % 60:02d} {host} kernel: [   {i}.500000] mlx5_core 0000:14:00.0: firmware version 28.39.1002")
+        lines.append(
+            f"Jun  3 09:58:{i % 60:02d} {host} kernel: [   {i}.500000] mlx5_core 0000:14:00.0: "
+            "firmware version 28.39.1002"
+        )
     lines.extend(_xid(host, 120 + i, e) for i, e in enumerate(spec.events))
     lines.extend(spec.filler)
     return "\n".join(lines) + "\n"

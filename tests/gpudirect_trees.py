@@ -253,7 +253,9 @@ class Fault:
 
 
 FAULTS = (
-    Fault("gpu-x8", gpu_at_x8(3), "pcie-link", "GPU3", ("x8", "capable of x16", "under the rail's 400"), "reseat GPU 3"),
+    Fault(
+        "gpu-x8", gpu_at_x8(3), "pcie-link", "GPU3", ("x8", "capable of x16", "under the rail's 400"), "reseat GPU 3"
+    ),
     Fault("nic-gen4", nic_at_gen4("mlx5_6"), "pcie-link", "mlx5_6", ("16 GT/s (Gen4)", "252 of 504"), "reseat mlx5_6"),
     Fault("acs-on", acs_on(2), "pcie-acs", "0000:52:00.0", ("ReqRedir+", "CmpltRedir+"), "disable ACS"),
     Fault("iommu-dma", iommu_translating(), "iommu", "GPU0", ("DMA-FQ", "translated"), "iommu=pt"),

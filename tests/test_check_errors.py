@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from bench.exits import UserError
 from bench.fabric import link_flaps
-from bench.preflight import check_base, checks, error_checks
+from bench.preflight import check_base, checks
 from bench.profiles import load_profile
 from tests import fabric_trees
 from tests.support import REPO

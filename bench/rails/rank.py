@@ -28,12 +28,12 @@ from bench.measure import device as device_ops
 from bench.measure.collectives import get_collective
 from bench.measure.timing import Budget, SizeResult, measure
 from bench.profiles import Profile
-from bench.rails import intranode, judge, output, plan, records, windows
+from bench.rails import intranode, judge, local_causes, output, plan, records, windows
 from bench.rails.budget import cell_budget, chunks_per_message
 from bench.rails.config import RailsConfig, RailsSettings, validate
 from bench.rails.corroborate import corroborate
 from bench.rails.groups import form_rail_groups
-from bench.rails.items import rail_items
+from bench.rails.items import local_cause_items, rail_items
 from bench.rails.laps import Laps, compared
 from bench.rails.layout import RailLayout, interface_for_rail, rail_layout
 from bench.rails.live import LiveRails
@@ -333,11 +333,14 @@ def world_coord(ctx: DistContext, timeout_s: float) -> Coord:
 
 
 def guarded_rails_phase(
-    settings: RailsSettings, run: Run, laps: Laps | None = None
+    settings: RailsSettings, run: Run, laps: Laps | None = None, node_checks: local_causes.Reports | None = None
 ) -> tuple[records.RailsOutcome | None, LiveRails | None]:
     """``rails_phase`` (and the intra-node matrix) under the frame's guard: a hang, a lost rank, Ctrl-C or
     SIGTERM is recorded in run.json and raised on (exit 3, or 130/143), after what was measured is written.
-    Returns the outcome and the live writer on rank 0, (None, None) elsewhere."""
+    Returns the outcome and the live writer on rank 0, (None, None) elsewhere.
+
+    ``node_checks`` (rank 0): every node's GPUDirect checks where the caller has them (``accept``'s check
+    phase); None: every node reads its own now (``bench.rails.local_causes``)."""
     ctx = run.ctx
     live = None
     if run.rank0:
@@ -350,14 +353,25 @@ def guarded_rails_phase(
             outcome = intranode.attach(outcome, intranode.intra_node_phase(settings, ctx, watchdog, live, coord))
             if laps is not None:
                 laps.mark("intra-node pairs")
-        # The fabric testifies: each defect with its devices' error counters and what to do about it.
-        return (None if outcome is None else corroborate(outcome, settings.errors, settings.actions)), live
+        if node_checks is None:
+            watchdog.enter("reading every node's GPUDirect path")
+            node_checks = local_causes.gather(run.profile, ctx, coord, run.out_dir)
+            watchdog.leave()
+        if outcome is None:
+            return None, live
+        # The fabric testifies: each defect with its devices' error counters and what to do about it; then each
+        # node's own GPUDirect path, where it explains a defect (its action then the cause's).
+        outcome = corroborate(outcome, settings.errors, settings.actions)
+        return local_causes.attribute(outcome, node_checks), live
 
 
-def rails_test(settings: RailsSettings, run: Run, laps: Laps | None = None) -> records.RailsOutcome | None:
+def rails_test(
+    settings: RailsSettings, run: Run, laps: Laps | None = None, node_checks: local_causes.Reports | None = None
+) -> records.RailsOutcome | None:
     """The rails test on every rank; on rank 0 its outcome, written (rails.json, results.csv rows) and
-    printed. ``rails`` and ``accept`` both run it (``laps``: the run's phase clock)."""
-    outcome, live = guarded_rails_phase(settings, run, laps)
+    printed. ``rails`` and ``accept`` both run it (``laps``: the run's phase clock; ``node_checks``: see
+    :func:`guarded_rails_phase`)."""
+    outcome, live = guarded_rails_phase(settings, run, laps, node_checks)
     if outcome is None or live is None:
         return None
     write_refused_is_infra(
@@ -402,7 +416,9 @@ class RailsJob(Job):
         started = time.monotonic()
         outcome = rails_test(self.settings, run, self.laps)
         run.update(plan=planned_section(self.planned, self.laps))
-        return timed(rail_items(outcome), time.monotonic() - started) if outcome is not None else []
+        if outcome is None:
+            return []
+        return timed([*rail_items(outcome), *local_cause_items(outcome)], time.monotonic() - started)
 
 
 def run_rank(config: RailsConfig, info: RankInfo) -> int:

@@ -1,0 +1,106 @@
+"""A node-local cause tied to the rail it slows, on the namespace testbed: `rails --sysfs-root DIR/{host}`.
+
+Each node reads its own fixture tree (``tests.gpudirect_trees``): its GPUs and their PCIe links from the tree,
+its rails (``class/net``, a link to the node's own ``/sys/class/net``) live. node03's GPU 1 trained at x8 and
+its rail 1 is shaped to 150 Mbit/s, standing in for the bandwidth that link costs: the defect must name node03
+rail 1, carry the PCIe link as its cause and take the reseat as its action, not the cable's. node02's GPU 0 is
+at x8 too, but its rail runs at full speed (this run's messages never felt it): the fault is still named, in
+``node_causes`` and as a failed item of its own, and no defect is invented for it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from bench.rundir.railsdoc import SCHEMA_PATH
+from tests import gpudirect_trees
+from tests.fabric_trees import healthy_1cc
+from tests.gpudirect_trees import PathSpec
+from tests.netns_testbed import PROFILE, NetnsCluster, build_cluster
+
+pytestmark = [pytest.mark.netns, pytest.mark.mpi, pytest.mark.slow]
+
+SHAPED_MBIT = 150
+# As tests/test_rails_netns.py: 1 MiB rail-group cells, so the shaped rail's calls stay short.
+SHAPED_PROFILE = PROFILE.replace('rail_bytes = "4M"', 'rail_bytes = "1M"')
+
+
+@pytest.fixture(scope="module")
+def bed() -> Iterator[NetnsCluster]:
+    with build_cluster(nodes=4, rails=2) as built:
+        (built.workdir / "netns.toml").write_text(SHAPED_PROFILE)
+        yield built
+
+
+def _trees(base: Path, nodes: tuple[str, ...]) -> Path:
+    faults = {"node03": PathSpec(gpu_width={1: 8}, live_net=True), "node02": PathSpec(gpu_width={0: 8}, live_net=True)}
+    for node in nodes:
+        gpudirect_trees.build(base / node, healthy_1cc(), faults.get(node, PathSpec(live_net=True)))
+    return base
+
+
+def test_a_gpu_at_x8_behind_a_slow_rail_is_the_cause_and_the_reseat_the_action(bed: NetnsCluster, tmp_path: Path) -> None:
+    bed.clear_faults()
+    trees = _trees(tmp_path / "sys", bed.nodes)
+    out = tmp_path / "run"
+    bed.shape("node03", 1, SHAPED_MBIT)
+    try:
+        done = bed.run(
+            2,
+            [
+                sys.executable,
+                "-m",
+                "bench",
+                "rails",
+                "--profile",
+                str(bed.workdir / "netns.toml"),
+                "--sysfs-root",
+                f"{trees}/{{host}}",
+                "--out",
+                str(out),
+                "--no-history",
+                "--timeout",
+                "90",
+            ],
+            timeout=240,
+        )
+    finally:
+        bed.clear_faults()
+    said = done.stdout + done.stderr
+    assert done.returncode == 1, said
+    doc = json.loads((out / "rails.json").read_text())
+    jsonschema.validate(doc, json.loads(SCHEMA_PATH.read_text()))
+    named = [(d["kind"], d["node"], d["rail"]) for d in doc["defects"] if d.get("severity", "fail") == "fail"]
+    assert named == [("link", "node03", 1)], said
+    defect = doc["defects"][0]
+    assert [(c["check"], c["node"], c["device"], c["gpus"]) for c in defect["causes"]] == [
+        ("pcie-link", "node03", "GPU1", [1])
+    ]
+    assert "x8" in defect["causes"][0]["reason"] and "capable of x16" in defect["causes"][0]["reason"]
+    assert defect["action"].startswith("reseat GPU 1 (0000:33:00.0) on node03")
+    assert "cable" not in defect["action"] and "cause on the node: pcie-link" in defect["line"]
+    # Every fault each node found, the one no defect carries included.
+    causes = {(c["node"], c["check"], c["device"], c["explains"]) for c in doc["node_causes"]}
+    assert causes == {("node03", "pcie-link", "GPU1", True), ("node02", "pcie-link", "GPU0", False)}
+    # The verdict, run.json and JUnit say both: the rail with its cause, node02's GPU 0 on its own.
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["verdict"] == "fail"
+    reasons = "\n".join(meta["reasons"])
+    assert "node03 rail 1" in reasons and "reseat GPU 1" in reasons
+    assert "node02 pcie-link: GPU 0 (0000:13:00.0)" in reasons
+    cases = {
+        (case.get("classname"), case.get("name")): case
+        for case in ET.parse(out / "junit.xml").getroot().iter("testcase")
+    }
+    rail1 = cases[("railbench.rails", "rail1")].find("failure")
+    assert rail1 is not None and "reseat GPU 1" in (rail1.get("message") or "")
+    assert cases[("railbench.gpudirect", "node02")].find("failure") is not None
+    assert ("railbench.gpudirect", "node03") not in cases  # carried by the rail's defect, said once
+    assert "cause on the node: pcie-link" in done.stdout
