@@ -258,7 +258,7 @@ FAULTS = (
     ),
     Fault("nic-gen4", nic_at_gen4("mlx5_6"), "pcie-link", "mlx5_6", ("16 GT/s (Gen4)", "252 of 504"), "reseat mlx5_6"),
     Fault("acs-on", acs_on(2), "pcie-acs", "0000:52:00.0", ("ReqRedir+", "CmpltRedir+"), "disable ACS"),
-    Fault("iommu-dma", iommu_translating(), "iommu", "GPU0", ("DMA-FQ", "translated"), "iommu=pt"),
+    Fault("iommu-dma", iommu_translating(), "iommu", None, ("all 16 GPUs and rail NICs", "DMA-FQ"), "iommu=pt"),
     Fault("no-peermem", no_peermem(), "gpu-peer-memory", None, ("neither nvidia_peermem",), "modprobe nvidia-peermem"),
     Fault("small-mrrs", small_read_request("mlx5_2"), "nic-pcie", "mlx5_2", ("MaxReadReq 512",), "4096"),
 )

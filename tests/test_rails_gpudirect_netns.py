@@ -46,7 +46,9 @@ def _trees(base: Path, nodes: tuple[str, ...]) -> Path:
     return base
 
 
-def test_a_gpu_at_x8_behind_a_slow_rail_is_the_cause_and_the_reseat_the_action(bed: NetnsCluster, tmp_path: Path) -> None:
+def test_a_gpu_at_x8_behind_a_slow_rail_is_the_cause_and_the_reseat_the_action(
+    bed: NetnsCluster, tmp_path: Path
+) -> None:
     bed.clear_faults()
     trees = _trees(tmp_path / "sys", bed.nodes)
     out = tmp_path / "run"

@@ -142,7 +142,8 @@ def pci_address(gpu_id: str) -> str | None:
     hexdigits = set("0123456789abcdef")
     if not set(domain) <= hexdigits or not set(rest.replace(":", "").replace(".", "")) <= hexdigits:
         return None
-    return f"{int(domain, 16):04x}:{rest}"
+    number = int(domain, 16)
+    return f"{number:04x}:{rest}" if number <= 0xFFFF else None  # Linux PCI domains are 16-bit
 
 
 def _gpu(element: Element, source: str) -> SmiGpu | None:
