@@ -68,7 +68,13 @@ class PcieLink(Check):
         if link.down:
             reason = f"{words} ({link.below.address}): its PCIe link{above} is down (width 0)"
             return self.result("fail", reason, label, action=self._act(ctx, name, link), gpus=gpus)
-        reason = f"{words} ({link.below.address}) on {_on_paths(gpus, ctx)}: PCIe link{above} at {link.describe()}"
+        paths = [p for p in ctx.gpu_paths if p.k in gpus]
+        if link.below.is_gpu:
+            nic = f", rail NIC {paths[0].hca}" if len(paths) == 1 and paths[0].hca else ""
+            where = f"{words} ({link.below.address}{nic})"
+        else:
+            where = f"{words} ({link.below.address}) on the path of {_on_paths(gpus, ctx)}"
+        reason = f"{where}: PCIe link{above} at {link.describe()}"
         rates = [p.rate_gbps for p in ctx.gpu_paths if p.k in gpus and p.rate_gbps]
         available = link.available_gbps
         if rates and available is not None and available < max(rates):
@@ -129,7 +135,7 @@ class PcieAcs(Check):
                 continue
             label, words, name = part(ctx, function)
             reason = (
-                f"{words} on {_on_paths(gpus, ctx)}: {acs.describe()}: {' and '.join(acs.redirects)} send "
+                f"{words} on the path of {_on_paths(gpus, ctx)}: {acs.describe()}: {' and '.join(acs.redirects)} send "
                 "GPU-NIC peer traffic up to the root complex instead of across the switch"
             )
             action = ctx.action("pcie_acs", device=name, pci=address)
