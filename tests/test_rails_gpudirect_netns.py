@@ -106,3 +106,61 @@ def test_a_gpu_at_x8_behind_a_slow_rail_is_the_cause_and_the_reseat_the_action(
     assert cases[("railbench.gpudirect", "node02")].find("failure") is not None
     assert ("railbench.gpudirect", "node03") not in cases  # carried by the rail's defect, said once
     assert "cause on the node: pcie-link" in done.stdout
+
+
+def test_accept_ties_its_check_phases_finding_to_the_slow_rail(bed: NetnsCluster, tmp_path: Path) -> None:
+    """accept reads each node's GPUDirect path once, in its check phase, and the rails phase ties that finding
+    to the rail it slows: checks.json fails node03's pcie-link, rails.json's defect carries it as its cause."""
+    bed.clear_faults()
+    trees = tmp_path / "sys"
+    for node in bed.nodes:
+        spec = PathSpec(gpu_width={1: 8}, live_net=True) if node == "node03" else PathSpec(live_net=True)
+        gpudirect_trees.build(trees / node, healthy_1cc(), spec)
+    out = tmp_path / "run"
+    bed.shape("node03", 1, SHAPED_MBIT)
+    try:
+        done = bed.run(
+            2,
+            [
+                sys.executable,
+                "-m",
+                "bench",
+                "accept",
+                "--profile",
+                str(bed.workdir / "netns.toml"),
+                "--sysfs-root",
+                f"{trees}/{{host}}",
+                "--collectives",
+                "all_reduce",
+                "-e",
+                "1M",
+                "-n",
+                "2",
+                "-w",
+                "1",
+                "--out",
+                str(out),
+                "--no-history",
+                "--timeout",
+                "90",
+            ],
+            timeout=400,
+        )
+    finally:
+        bed.clear_faults()
+    said = done.stdout + done.stderr
+    assert done.returncode == 1, said
+    checked = json.loads((out / "checks.json").read_text())
+    node03 = next(n for n in checked["nodes"] if n["node"] == "node03")
+    link = [r for r in node03["results"] if r["check"] == "pcie-link"]
+    assert [(r["status"], r["device"], r["gpus"]) for r in link] == [("fail", "GPU1", [1])]
+    assert link[0]["action"].startswith("reseat GPU 1 (0000:33:00.0) on node03")
+    others = [r for n in checked["nodes"] if n["node"] != "node03" for r in n["results"] if r["check"] == "pcie-link"]
+    assert {r["status"] for r in others} == {"pass"}
+    doc = json.loads((out / "rails.json").read_text())
+    failing = [d for d in doc["defects"] if d.get("severity", "fail") == "fail"]
+    assert [(d["kind"], d["node"], d["rail"]) for d in failing] == [("link", "node03", 1)], said
+    assert [c["check"] for c in failing[0]["causes"]] == ["pcie-link"]
+    assert failing[0]["action"].startswith("reseat GPU 1 (0000:33:00.0) on node03")
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["verdict"] == "fail" and any("reseat GPU 1" in r for r in meta["reasons"])
