@@ -11,9 +11,11 @@ at x8 too, but its rail runs at full speed (this run's messages never felt it): 
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import jsonschema
@@ -39,42 +41,33 @@ def bed() -> Iterator[NetnsCluster]:
         yield built
 
 
-def _trees(base: Path, nodes: tuple[str, ...]) -> Path:
-    faults = {"node03": PathSpec(gpu_width={1: 8}, live_net=True), "node02": PathSpec(gpu_width={0: 8}, live_net=True)}
+def _trees(base: Path, nodes: tuple[str, ...], faults: dict[str, PathSpec]) -> Path:
+    """One fixture tree per node, ``faults`` by node; every node's rails are its own live interfaces."""
     for node in nodes:
-        gpudirect_trees.build(base / node, healthy_1cc(), faults.get(node, PathSpec(live_net=True)))
+        gpudirect_trees.build(base / node, healthy_1cc(), replace(faults.get(node, PathSpec()), live_net=True))
     return base
+
+
+def _shaped_run(
+    bed: NetnsCluster, command: str, trees: Path, out: Path, *extra: str, timeout: float = 240
+) -> subprocess.CompletedProcess[str]:
+    """``railbench COMMAND`` over the testbed with node03's rail 1 at 150 Mbit/s, each node on its own tree."""
+    bed.clear_faults()
+    bed.shape("node03", 1, SHAPED_MBIT)
+    argv = [sys.executable, "-m", "bench", command, "--profile", str(bed.workdir / "netns.toml")]
+    argv += ["--sysfs-root", f"{trees}/{{host}}", "--out", str(out), "--no-history", "--timeout", "90", *extra]
+    try:
+        return bed.run(2, argv, timeout=timeout)
+    finally:
+        bed.clear_faults()
 
 
 def test_a_gpu_at_x8_behind_a_slow_rail_is_the_cause_and_the_reseat_the_action(
     bed: NetnsCluster, tmp_path: Path
 ) -> None:
-    bed.clear_faults()
-    trees = _trees(tmp_path / "sys", bed.nodes)
+    faults = {"node03": PathSpec(gpu_width={1: 8}), "node02": PathSpec(gpu_width={0: 8})}
     out = tmp_path / "run"
-    bed.shape("node03", 1, SHAPED_MBIT)
-    try:
-        done = bed.run(
-            2,
-            [
-                sys.executable,
-                "-m",
-                "bench",
-                "rails",
-                "--profile",
-                str(bed.workdir / "netns.toml"),
-                "--sysfs-root",
-                f"{trees}/{{host}}",
-                "--out",
-                str(out),
-                "--no-history",
-                "--timeout",
-                "90",
-            ],
-            timeout=240,
-        )
-    finally:
-        bed.clear_faults()
+    done = _shaped_run(bed, "rails", _trees(tmp_path / "sys", bed.nodes, faults), out)
     said = done.stdout + done.stderr
     assert done.returncode == 1, said
     doc = json.loads((out / "rails.json").read_text())
@@ -111,43 +104,10 @@ def test_a_gpu_at_x8_behind_a_slow_rail_is_the_cause_and_the_reseat_the_action(
 def test_accept_ties_its_check_phases_finding_to_the_slow_rail(bed: NetnsCluster, tmp_path: Path) -> None:
     """accept reads each node's GPUDirect path once, in its check phase, and the rails phase ties that finding
     to the rail it slows: checks.json fails node03's pcie-link, rails.json's defect carries it as its cause."""
-    bed.clear_faults()
-    trees = tmp_path / "sys"
-    for node in bed.nodes:
-        spec = PathSpec(gpu_width={1: 8}, live_net=True) if node == "node03" else PathSpec(live_net=True)
-        gpudirect_trees.build(trees / node, healthy_1cc(), spec)
+    trees = _trees(tmp_path / "sys", bed.nodes, {"node03": PathSpec(gpu_width={1: 8})})
     out = tmp_path / "run"
-    bed.shape("node03", 1, SHAPED_MBIT)
-    try:
-        done = bed.run(
-            2,
-            [
-                sys.executable,
-                "-m",
-                "bench",
-                "accept",
-                "--profile",
-                str(bed.workdir / "netns.toml"),
-                "--sysfs-root",
-                f"{trees}/{{host}}",
-                "--collectives",
-                "all_reduce",
-                "-e",
-                "1M",
-                "-n",
-                "2",
-                "-w",
-                "1",
-                "--out",
-                str(out),
-                "--no-history",
-                "--timeout",
-                "90",
-            ],
-            timeout=400,
-        )
-    finally:
-        bed.clear_faults()
+    sweep = ("--collectives", "all_reduce", "-e", "1M", "-n", "2", "-w", "1")
+    done = _shaped_run(bed, "accept", trees, out, *sweep, timeout=400)
     said = done.stdout + done.stderr
     assert done.returncode == 1, said
     checked = json.loads((out / "checks.json").read_text())

@@ -192,6 +192,13 @@ class Context:
             return state.GpuState(report_missing=why, links_missing=why)
         return state.from_tool()
 
+    def kernel_log_missing(self) -> str | None:
+        """Why no kernel log speaks for this tree: it is a copy of another node's and no ``--kernel-log`` came
+        with it (this machine's own journal would speak for the wrong node); None when one does."""
+        if self.kernel_log is None and not self.live:
+            return f"the sysfs tree {self.sysfs.root} is not this machine's: give its kernel log with --kernel-log"
+        return None
+
     def action(self, key: str, **words: object) -> str:
         """The profile's action for ``key`` on this node."""
         return self.profile.actions.action(key, node=self.node, **words)

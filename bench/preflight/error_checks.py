@@ -129,10 +129,7 @@ class LinkFlaps(Check):
     name = "link-flaps"
 
     def applies(self, ctx: Context) -> str | None:
-        why_not = _rails_or_why_not(ctx)
-        if why_not is None and ctx.kernel_log is None and not ctx.live:
-            return f"the sysfs tree {ctx.sysfs.root} is not this machine's: give its kernel log with --kernel-log"
-        return why_not
+        return _rails_or_why_not(ctx) or ctx.kernel_log_missing()
 
     def run(self, ctx: Context) -> list[CheckResult]:
         window = ctx.profile.errors.kernel_log_window_s

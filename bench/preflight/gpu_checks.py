@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from bench.bounded import InputError, Where, parse_float, read_bytes
 from bench.fabric import link_flaps
 from bench.gpu import xid
-from bench.gpu.smi import SmiGpu
+from bench.gpu.smi import SmiGpu, SmiReport
 from bench.preflight.check_base import Check, CheckResult, Context, GpuPath, Status, listed
 
 FAILING_CLOCK_EVENTS = ("hw_slowdown", "hw_thermal_slowdown", "hw_power_brake_slowdown", "sw_thermal_slowdown")
@@ -61,16 +61,29 @@ def boot_time(now: datetime, live: bool) -> datetime:
     return now - timedelta(seconds=seconds)
 
 
+class SmiCheck(Check):
+    """Base of the checks that judge ``nvidia-smi -q -x``: skipped, with the reason, without it."""
+
+    def applies(self, ctx: Context) -> str | None:
+        return _smi_or_why_not(ctx)
+
+    def run(self, ctx: Context) -> list[CheckResult]:
+        report = ctx.gpu_state.report
+        if report is None:  # applies() said so; narrowed here for the type checker
+            return [self.result("skip", f"no nvidia-smi -q -x report: {ctx.gpu_state.report_missing}")]
+        return self.judge(ctx, report)
+
+    def judge(self, ctx: Context, report: SmiReport) -> list[CheckResult]:
+        raise NotImplementedError
+
+
 class GpuXid(Check):
     """No Xid event the profile fails on (``[gpudirect] fail_xids``) since the node booted."""
 
     name = "gpu-xid"
 
     def applies(self, ctx: Context) -> str | None:
-        why = _no_gpu(ctx)
-        if why is None and ctx.kernel_log is None and not ctx.live:
-            return f"the sysfs tree {ctx.sysfs.root} is not this machine's: give its kernel log with --kernel-log"
-        return why
+        return _no_gpu(ctx) or ctx.kernel_log_missing()
 
     def run(self, ctx: Context) -> list[CheckResult]:
         log = link_flaps.read_kernel_log(ctx.kernel_log, boot_time(ctx.now(), ctx.live))
@@ -102,19 +115,13 @@ class GpuXid(Check):
         return out
 
 
-class GpuEcc(Check):
+class GpuEcc(SmiCheck):
     """No uncorrectable ECC error since the driver loaded, no pending row remap or page retirement, no failed
     remap (nvidia-smi(1), "ECC Errors", "Retired Pages", "Remapped Rows")."""
 
     name = "gpu-ecc"
 
-    def applies(self, ctx: Context) -> str | None:
-        return _smi_or_why_not(ctx)
-
-    def run(self, ctx: Context) -> list[CheckResult]:
-        report = ctx.gpu_state.report
-        if report is None:  # applies() said so; narrowed for the type checker
-            return [self.result("skip", f"no nvidia-smi -q -x report: {ctx.gpu_state.report_missing}")]
+    def judge(self, ctx: Context, report: SmiReport) -> list[CheckResult]:
         out = []
         unknown = []
         for gpu in report.gpus:
@@ -168,18 +175,12 @@ def _ecc_findings(gpu: SmiGpu) -> tuple[list[str] | None, list[str]]:
     return fails, warns
 
 
-class GpuClocks(Check):
+class GpuClocks(SmiCheck):
     """No GPU has its clocks held down by heat or a power brake (nvidia-smi's clock event reasons)."""
 
     name = "gpu-clocks"
 
-    def applies(self, ctx: Context) -> str | None:
-        return _smi_or_why_not(ctx)
-
-    def run(self, ctx: Context) -> list[CheckResult]:
-        report = ctx.gpu_state.report
-        if report is None:
-            return [self.result("skip", f"no nvidia-smi -q -x report: {ctx.gpu_state.report_missing}")]
+    def judge(self, ctx: Context, report: SmiReport) -> list[CheckResult]:
         out = []
         judged = 0
         for gpu in report.gpus:
@@ -281,19 +282,13 @@ class NvLinks(Check):
         return out
 
 
-class FabricManager(Check):
+class FabricManager(SmiCheck):
     """Every GPU registered with the NVSwitch fabric (state ``Completed``, status ``Success``): the fabric
     manager is running and has finished (NVIDIA Fabric Manager user guide; Hopper and later report it)."""
 
     name = "fabric-manager"
 
-    def applies(self, ctx: Context) -> str | None:
-        return _smi_or_why_not(ctx)
-
-    def run(self, ctx: Context) -> list[CheckResult]:
-        report = ctx.gpu_state.report
-        if report is None:
-            return [self.result("skip", f"no nvidia-smi -q -x report: {ctx.gpu_state.report_missing}")]
+    def judge(self, ctx: Context, report: SmiReport) -> list[CheckResult]:
         reporting = [g for g in report.gpus if g.fabric_state not in (None, "Not Supported")]
         if not reporting:
             return [self.result("skip", "the GPUs report no NVSwitch fabric state (pre-Hopper, or no NVSwitch)")]
