@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.bounded import InputError
 from bench.fabric import devinfo, iommu, pci_config, pcie, peer_memory
 from bench.fabric.sysfs import Sysfs, pci_chain
 from bench.gpu import nvlink, safe_xml, smi, state, xid
@@ -246,7 +247,7 @@ def test_files_given_with_nvidia_smi_are_told_apart_by_content(tmp_path: Path) -
     assert both.report is not None and both.links is not None and both.report_missing is None
     only = state.from_files([q])
     assert only.links is None and only.links_missing is not None and "nvlink -s" in only.links_missing
-    with pytest.raises(state.InputError, match="neither nvidia-smi -q -x XML nor nvidia-smi nvlink -s"):
+    with pytest.raises(InputError, match="neither nvidia-smi -q -x XML nor nvidia-smi nvlink -s"):
         state.from_files([other])
 
 

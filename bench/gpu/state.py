@@ -106,6 +106,3 @@ def from_tool() -> GpuState:
         decoded = text.decode("utf-8", errors="replace")
         links = nvlink.parse_status(line for _, line in text_lines(decoded) if line is not None)
     return GpuState(report, report_missing, links, links_missing)
-
-
-__all__ = ["GpuState", "InputError", "from_files", "from_tool"]

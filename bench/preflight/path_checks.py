@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from bench.fabric import devinfo, iommu, pci_config, pcie, peer_memory
 from bench.nccllogs import nccl_evidence
-from bench.preflight.check_base import Check, CheckResult, Context, GpuPath, RailsFound, listed
+from bench.preflight.check_base import Check, CheckResult, Context, RailsFound, listed
 
 
 def _no_gpu(ctx: Context) -> str | None:
@@ -356,6 +356,3 @@ class PortMtu(RailsFound):
             also = f"; not known for {listed(missing)} ({why_not})" if missing else ""
             out.append(self.result("pass", f"{len(judged)} rail ports at an active MTU of {wanted} or more{also}"))
         return out
-
-
-__all__ = ["GpuPath", "GpuPeerMemory", "Iommu", "NicPcie", "PcieAcs", "PcieLink", "PortMtu"]

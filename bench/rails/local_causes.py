@@ -84,8 +84,8 @@ def gather(profile: Profile, ctx: DistContext, coord: Coord, out_dir: Path | Non
         host = ctx.hosts[ctx.info.rank]
         logs = (node_nccl_logs(out_dir, 0, host) or []) if ctx.backend == "nccl" and out_dir is not None else []
         mine = (host, [r.to_json() for r in read_node(profile, ctx, logs, host)])
-    heard = coord.all_gather(mine)
-    if ctx.info.rank != 0:
+    heard = coord.gather(mine)
+    if heard is None:
         return {}
     return {host: [CheckResult.from_json(r) for r in results] for host, results in filter(None, heard)}
 
