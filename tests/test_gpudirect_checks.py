@@ -17,7 +17,7 @@ from bench.profiles import load_profile
 from tests import gpu_state_docs as docs
 from tests import gpudirect_trees
 from tests.gpudirect_trees import FAULTS, Fault
-from tests.support import REPO, railbench
+from tests.support import REPO, railbench, railbench_inline
 
 GOOD_ENV = {"NCCL_IB_HCA": "^=mlx5_0", "NCCL_SOCKET_IFNAME": "=eno1"}
 PATH_CHECKS = ("pcie-link", "pcie-acs", "iommu", "gpu-peer-memory", "nic-pcie", "port-mtu")
@@ -252,3 +252,14 @@ def test_a_file_that_is_not_nvidia_smi_output_is_one_line_and_exit_2(tmp_path: P
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().count("\n") == 0 and "neither nvidia-smi -q -x XML" in proc.stderr
+
+
+def test_a_pass_says_by_name_what_it_did_not_judge(trees: dict[str, Path]) -> None:
+    """A copied tree without nvidia-smi output: the node passes what was read, and the line above the verdict
+    names every check that was not judged, the GPU checks among them."""
+    done = railbench_inline(["check", "--profile", "lambda-1cc", "--sysfs-root", str(trees["healthy"])], env=GOOD_ENV)
+    lines = done.stdout.splitlines()
+    assert done.returncode == 0 and lines[-1].startswith("verdict: PASS"), done.stdout
+    assert lines[-2].startswith("not judged (SKIP above, each with why): ")
+    for name in ("port-mtu", *GPU_CHECKS):
+        assert name in lines[-2]

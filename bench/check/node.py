@@ -145,6 +145,10 @@ def render(answer: CheckAnswer) -> str:
     if cabling:
         lines.append("fabric cabling:")
         lines.extend(_table(cabling))
+    skipped = list(dict.fromkeys(r.check for r in everything if r.status == "skip"))
+    if skipped and verdict.word == "pass":
+        # PASS is about what was judged: say by name what was not, so no one reads it as covered.
+        lines.append(f"not judged (SKIP above, each with why): {', '.join(skipped)}")
     lines.append(f"verdict: {verdict.label} ({_summary(everything)})")
     if verdict.word == "skip":
         lines.append("  SKIP is not a pass: no check applied here (each one's reason is above)")
