@@ -41,11 +41,41 @@ With the fabric's cabling (``rails --topology``) a link is a cable, and the swit
                                                                                    every rail
 =================  ==============================================================  ======================
 
-Placeholders: ``{node}``, ``{peer}`` (the other node or GPU), ``{rail}``, ``{gpu}``, ``{device}`` (``mlx5_4
-port 1``, ``eth3``), ``{hca}`` (``mlx5_4``), ``{port}``, ``{expected}`` (a ``path`` defect's NIC nearest the
-rail's GPU), and with a topology ``{switch}`` (leaf or spine names), ``{switch_port}`` (``leaf-su1-r3 port 7``),
-``{uplinks}`` (``leaf-su1-r3 port 33 <-> spine-2 port 1; ...``) and ``{unit}``. An unknown key, a value that is
-not a string, or a placeholder outside that list is refused when the profile loads (exit 2).
+The checks of the GPUDirect path (``railbench check``, and the node-local cause of a slow rail or GPU in
+``rails`` and ``accept``) have theirs; ``{device}`` is the part named (``GPU 3``, ``mlx5_4``, ``PCIe switch port
+0000:19:01.0``) and ``{pci}`` its PCI address:
+
+====================  ===========================================================================  =================
+``pcie_link``         reseat {device} ({pci}) on {node} and check its slot or riser: its PCIe       a link below its
+                      link trained below what both ends support                                     width or speed
+``pcie_acs``          disable ACS redirection on {device} ({pci}) of {node} (BIOS, or setpci at     ACS on a switch
+                      boot) so GPU-NIC traffic stays in the PCIe switch                             port
+``iommu``             set the IOMMU of {node} to passthrough (iommu=pt on the kernel command line)  DMA translated
+                      or turn it off
+``gpu_peer_memory``   load nvidia_peermem on {node} (modprobe nvidia-peermem), or use DMA-BUF       no peer-memory
+                      (open GPU kernel module, Linux 5.12+)                                         path
+``gpu_xid``           drain {node} and check {device} ({pci}) against NVIDIA's Xid catalogue;       Xid events
+                      reset or replace it
+``gpu_ecc``           drain {node} and reset {device} ({pci}) to apply its pending row remap or     ECC errors,
+                      page retirement; replace it if remapping failed                               pending remaps
+``gpu_clocks``        check the cooling and power of {device} ({pci}) on {node}: its clocks are      clocks held down
+                      held down
+``nvlink``            drain {node} and check the NVLinks of {device} ({pci}) (nvidia-smi nvlink     NVLink down,
+                      -s); turn MIG off for NCCL jobs                                               MIG on
+``fabric_manager``    start nvidia-fabricmanager on {node} and wait until every GPU's fabric state  fabric not ready
+                      is Completed
+``nic_pcie``          set the PCIe MaxReadReq of {device} ({pci}) on {node} to 4096 (setpci, or     MaxReadReq
+                      the HCA's firmware setting)
+``port_mtu``          raise the active MTU of {device} on {node} to 4096 (the subnet manager's      MTU below 4096
+                      partition MTU; the interface MTU on RoCE)
+====================  ===========================================================================  =================
+
+Placeholders: ``{node}``, ``{peer}`` (the other node or GPU), ``{rail}``, ``{gpu}``, ``{device}`` (``mlx5_4 port
+1``, ``eth3``), ``{hca}`` (``mlx5_4``), ``{port}``, ``{expected}`` (a ``path`` defect's NIC nearest the rail's
+GPU), and with a topology ``{switch}`` (leaf or spine names), ``{switch_port}`` (``leaf-su1-r3 port 7``),
+``{uplinks}`` (``leaf-su1-r3 port 33 <-> spine-2 port 1; ...``) and ``{unit}``, and ``{pci}`` (a PCI address). An
+unknown key, a value that is not a string, or a placeholder outside that list is refused when the profile loads
+(exit 2).
 """
 
 from __future__ import annotations
@@ -77,10 +107,42 @@ DEFAULT_ACTIONS: Mapping[str, str] = MappingProxyType(
         "leaf": "check leaf {switch} (rail {rail}, {unit})",
         "uplink": "check the uplinks {uplinks}",
         "spine": "check spines {switch}: their ports to the leaves",
+        "pcie_link": "reseat {device} ({pci}) on {node} and check its slot or riser: its PCIe link trained below "
+        "what both ends support",
+        "pcie_acs": "disable ACS redirection on {device} ({pci}) of {node} (BIOS, or setpci at boot) so GPU-NIC "
+        "traffic stays in the PCIe switch",
+        "iommu": "set the IOMMU of {node} to passthrough (iommu=pt on the kernel command line) or turn it off",
+        "gpu_peer_memory": "load nvidia_peermem on {node} (modprobe nvidia-peermem), or use DMA-BUF (open GPU "
+        "kernel module, Linux 5.12+)",
+        "gpu_xid": "drain {node} and check {device} ({pci}) against NVIDIA's Xid catalogue; reset or replace it",
+        "gpu_ecc": "drain {node} and reset {device} ({pci}) to apply its pending row remap or page retirement; "
+        "replace it if remapping failed",
+        "gpu_clocks": "check the cooling and power of {device} ({pci}) on {node}: its clocks are held down",
+        "nvlink": "drain {node} and check the NVLinks of {device} ({pci}) (nvidia-smi nvlink -s); turn MIG off for "
+        "NCCL jobs",
+        "fabric_manager": "start nvidia-fabricmanager on {node} and wait until every GPU's fabric state is Completed",
+        "nic_pcie": "set the PCIe MaxReadReq of {device} ({pci}) on {node} to 4096 (setpci, or the HCA's firmware "
+        "setting)",
+        "port_mtu": "raise the active MTU of {device} on {node} to 4096 (the subnet manager's partition MTU; the "
+        "interface MTU on RoCE)",
     }
 )
 PLACEHOLDERS = frozenset(
-    {"node", "peer", "rail", "gpu", "device", "hca", "port", "expected", "switch", "switch_port", "uplinks", "unit"}
+    {
+        "node",
+        "peer",
+        "rail",
+        "gpu",
+        "device",
+        "hca",
+        "port",
+        "expected",
+        "switch",
+        "switch_port",
+        "uplinks",
+        "unit",
+        "pci",
+    }
 )
 MAX_ACTION_CHARS = 300
 """One sentence for a ticket; a longer value is a mistake."""

@@ -81,6 +81,7 @@ READERS: Mapping[str, Callable[[object], object]] = {
     "bool | None": lambda v: v if isinstance(v, bool) else None,
     "tuple[str, ...]": texts,
     "tuple[str, ...] | None": texts,
+    "tuple[int, ...]": lambda v: tuple(r for r in v if whole(r) is not None) if isinstance(v, list) else (),
     "tuple[int, ...] | None": lambda v: tuple(r for r in v if whole(r) is not None) if isinstance(v, list) else None,
     "tuple[float, ...]": numbers,
     "Mapping[str, int]": counts,

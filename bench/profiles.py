@@ -35,6 +35,8 @@ Keys (top level unless shown):
 ``[errors]``             error-counter and link-flap thresholds of ``railbench check``, and how ``rails``
                          judges error counters that rose during its windows (``bench.error_limits``)
 ``[actions]``            what to do about each defect kind, one sentence each (``bench.actions``)
+``[gpudirect]``          thresholds of the GPUDirect path's checks: the rail NICs' MaxReadReq and MTU, the
+                         Xid events that fail a node (``bench.gpudirect_limits``)
 ``[compare]``            regression thresholds (``bench.compare_settings``): checked here too, so a bad one
                          is refused by every command, not only by ``compare``
 ``[rails_test]``         the rails test's defaults (``rail_bytes``, ``pair_bytes``, ``iters``, ``warmup``,
@@ -64,6 +66,7 @@ from bench.busbw import BUSBW_FACTOR
 from bench.compare_settings import CompareSettings
 from bench.error_limits import ErrorLimits
 from bench.exits import UserError
+from bench.gpudirect_limits import GpuDirectLimits
 from bench.jsondoc import Parsed, table
 from bench.units import parse_size
 
@@ -183,6 +186,8 @@ class Profile:
     """The ``[errors]`` table: error-counter and link-flap thresholds."""
     actions: Actions = field(default_factory=Actions)
     """The ``[actions]`` table: what a technician does about each defect kind."""
+    gpudirect: GpuDirectLimits = field(default_factory=GpuDirectLimits)
+    """The ``[gpudirect]`` table: thresholds of the GPUDirect path's checks."""
     compare: CompareSettings = field(default_factory=CompareSettings)
     """The ``[compare]`` table: the nightly regression thresholds (``bench.compare_settings``)."""
     rails_test: RailsTestTable = field(default_factory=lambda: RailsTestTable())
@@ -228,6 +233,7 @@ _TOP: dict[str, tuple[tuple[type, ...], str]] = {
     "default_max_bytes": ((int, str), "a size such as 8G"),
     "errors": ((dict,), "a table"),
     "actions": ((dict,), 'a table of defect kind = "sentence"'),
+    "gpudirect": ((dict,), "a table"),
 }
 _RAILS: dict[str, tuple[tuple[type, ...], str]] = {
     "count": ((int,), "an integer"),
@@ -356,6 +362,7 @@ def _parse(text: str, where: str, default_name: str) -> Profile:
     rails_test = RailsTestTable.from_table(table(data, "rails_test"), where, text)
     errors = ErrorLimits.from_table(table(data, "errors"), where, lambda key, name: _line_of(text, key, name))
     actions = Actions.from_table(table(data, "actions"), where, lambda key, name: _line_of(text, key, name))
+    gpudirect = GpuDirectLimits.from_table(table(data, "gpudirect"), where, lambda key, name: _line_of(text, key, name))
     judge_min = parse_size(str(data.get("judge_min_bytes", DEFAULT_JUDGE_MIN_BYTES)), f"{where}: judge_min_bytes")
     default_max = data.get("default_max_bytes")
     default_max_bytes = None if default_max is None else parse_size(str(default_max), f"{where}: default_max_bytes")
@@ -404,6 +411,7 @@ def _parse(text: str, where: str, default_name: str) -> Profile:
         default_max_bytes=default_max_bytes,
         errors=errors,
         actions=actions,
+        gpudirect=gpudirect,
         # [errors] fail_on_rise decides which counters compare judges: taken from the checked table, not re-read
         compare=replace(compare, error_counters=errors.fail_on_rise),
         rails_test=rails_test,

@@ -83,6 +83,8 @@ class NodeSpec:
     nets: tuple[NetSpec, ...] = ()
     driver: str | None = "550.54.15"
     other_pci: tuple[PciSpec, ...] = ()
+    peermem: bool = True
+    """``module/nvidia_peermem`` is loaded beside the (proprietary, ``POE``-tainted) driver: GPUDirect RDMA works."""
 
 
 def _rc(switch: int) -> int:
@@ -202,6 +204,9 @@ def build(root: Path, spec: NodeSpec) -> Path:
             _netdev(root, net, None)
     if spec.driver:
         _write(root / "module" / "nvidia" / "version", spec.driver)
+        _write(root / "module" / "nvidia" / "taint", "POE")
+        if spec.peermem:
+            _write(root / "module" / "nvidia_peermem" / "initstate", "live")
     return root
 
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from bench.exits import UserError
 from bench.fabric import link_flaps
-from bench.preflight import checks, error_checks
+from bench.preflight import check_base, checks
 from bench.profiles import load_profile
 from tests import fabric_trees
 from tests.support import REPO
@@ -45,7 +45,7 @@ def _iso(ago: timedelta) -> str:
 
 def test_a_clean_tree_passes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = _healthy(tmp_path)
-    monkeypatch.setattr(error_checks, "LIVE_SYSFS", root)  # this tree stands for the node's own /sys
+    monkeypatch.setattr(check_base, "LIVE_SYSFS", root)  # this tree stands for the node's own /sys
     log = _kernel_log(tmp_path, [f"{_iso(timedelta(minutes=5))} node07 kernel: ibp3s0: link up"])
     slept: list[float] = []
     results = checks.run_checks(

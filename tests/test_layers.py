@@ -115,7 +115,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("accept", "sweep", "rails", "check", "compare", "importer", "hca"),
     ("frame",),
     ("report", "history"),
-    ("nccltests", "measure", "preflight", "fabric", "nccllogs"),  # the engines
+    ("nccltests", "measure", "preflight", "fabric", "nccllogs", "gpu"),  # the engines
     ("runtime",),
     ("rundir",),
 )

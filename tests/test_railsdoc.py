@@ -20,6 +20,7 @@ from tests.report_data import ClusterModel, rails_json
 PARTS = (
     railsdoc.DeviceCounters,
     railsdoc.DefectErrors,
+    railsdoc.DefectCause,
     railsdoc.RailEntry,
     railsdoc.Measurement,
     railsdoc.RailDefect,
@@ -34,10 +35,21 @@ PARTS = (
 # the fields each part reads itself (nested parts), not through the table of declared types
 NESTED = {
     "Measurement": {"kind"},
-    "RailDefect": {"errors"},
+    "RailDefect": {"errors", "causes"},
+    "GpuDefect": {"causes"},
     "IntraNode": {"measurements", "defects"},
     "ErrorWindow": {"errors"},
-    "RailsDoc": {"rails", "measurements", "defects", "transients", "error_windows", "intra_node", "links", "counters"},
+    "RailsDoc": {
+        "rails",
+        "measurements",
+        "defects",
+        "transients",
+        "error_windows",
+        "intra_node",
+        "links",
+        "counters",
+        "node_causes",
+    },
 }
 
 

@@ -28,7 +28,7 @@ from bench.nccltests import parse_log
 from bench.nccltests.convert import result_rows
 from bench.preflight import checks
 from bench.profiles import load_profile
-from tests import fabric_trees
+from tests import fabric_trees, gpudirect_trees
 from tests.history_fixtures import json_log, text_log
 
 FIXED_S = 3.0
@@ -338,6 +338,18 @@ _PARTS = st.sampled_from(
         "fw_ver",
         "master",
         "dev_port",
+        "config",
+        "current_link_speed",
+        "current_link_width",
+        "max_link_speed",
+        "max_link_width",
+        "iommu_group",
+        "kernel",
+        "iommu_groups",
+        "iommu",
+        "taint",
+        "nvidia_peermem",
+        "initstate",
     ]
 )
 _CONTENT = st.one_of(
@@ -359,6 +371,11 @@ _CONTENT = st.one_of(
             "",
             "\xff\xfe",
             "9" * 400 + " Gb/sec",
+            "32.0 GT/s PCIe",
+            "1e999 GT/s",
+            "Unknown",
+            "DMA-FQ",
+            "POE",
         ]
     ),
     st.text(max_size=64),
@@ -457,7 +474,10 @@ def test_any_sysfs_tree_is_read_without_error(
 
 @pytest.fixture(scope="module")
 def healthy(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return fabric_trees.build(tmp_path_factory.mktemp("healthy") / "sys", fabric_trees.healthy_1cc())
+    """A healthy node down to its PCIe layer (link attributes, configuration space, IOMMU groups), so that the
+    damage reaches the GPUDirect path's readers too."""
+    spec = gpudirect_trees.PathSpec(iommu="identity")
+    return gpudirect_trees.build(tmp_path_factory.mktemp("healthy") / "sys", fabric_trees.healthy_1cc(), spec)
 
 
 def _files(root: Path) -> list[str]:

@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from bench.commands.compare import CompareConfig
@@ -17,7 +18,9 @@ from bench.commands.compare import run as compare
 from bench.history.store import add_run, list_runs, opened
 from bench.profiles import load_profile
 from bench.report import certificate as cert
+from bench.report import summary
 from bench.report.build import ReportOptions, write_report
+from bench.report.inputs import RunInputs
 from bench.report.traffic import traffic_proof
 from bench.rundir.files import atomic_write_json
 from bench.rundir.judged_by import JudgedBy
@@ -100,6 +103,25 @@ def test_the_grid_reads_checks_json_as_accept_writes_it() -> None:
     assert grid is not None and grid.columns == ("ib-devices", "rail", "gpu-nic-affinity")
     assert len(grid.rows) == 16 and dict(grid.rows)["gpu-node-05"] == ("pass", "fail", "skip")
     assert grid.reasons[("gpu-node-05", "rail")] == "mlx5_4 port 1 DOWN"
+
+
+def test_a_failed_checks_action_reaches_the_certificates_defects(tmp_path: Path) -> None:
+    """A GPUDirect check's action (checks.json ``action``) is the defect's action in the report's table."""
+    result = {
+        "check": "pcie-link",
+        "status": "fail",
+        "reason": "GPU 3 (0000:73:00.0): PCIe link at x8 at 32 GT/s (Gen5), capable of x16",
+        "device": "GPU3",
+        "action": "reseat GPU 3 (0000:73:00.0) on gpu-node-05",
+        "gpus": [3],
+    }
+    checks = {"nodes": [{"node": "gpu-node-05", "results": [result]}], "cross_node": []}
+    grid = cert.checks_grid(checks)
+    assert grid is not None and grid.answers[0].action == result["action"]
+    inputs = RunInputs(tmp_path, _doc("lambda-1cc"), pd.DataFrame(), None, checks, None)
+    [part] = summary.defects(inputs, grid)
+    assert (part.node, part.part, part.action) == ("gpu-node-05", "GPU3", result["action"])
+    assert part.finding.startswith("pcie-link: GPU 3 (0000:73:00.0): PCIe link at x8")
 
 
 def _doc(profile: str, **sections: object) -> RunDoc:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
+from bench import sysroot
 from bench.exits import UserError
 from bench.frame.validate import check_common
 from bench.profiles import Profile, load_profile
@@ -32,6 +33,8 @@ class AcceptConfig:
     """A step that has not finished after this many seconds ends the run with exit 3."""
     np: int | None = None
     """Start this many local ranks under mpirun."""
+    sysfs_root: Path = sysroot.LIVE
+    """Stands in for each node's /sys; ``{host}`` becomes the node's host name (``bench.sysroot``)."""
     out: Path | None = None
     """Run directory; default reports/runs/<UTC time>-<cluster>."""
     cluster: str | None = None
@@ -53,6 +56,7 @@ class AcceptConfig:
             cluster=self.cluster,
             oob_ifname=self.rails.oob_ifname or self.sweep.oob_ifname,
             np=None,
+            sysfs_root=self.sysfs_root,
             progress="off",
         )
 
@@ -65,6 +69,7 @@ class AcceptConfig:
             out=out,
             cluster=self.cluster,
             np=None,
+            sysfs_root=self.sysfs_root,
         )
 
     def rank_argv(self, out: Path) -> list[str]:

@@ -100,7 +100,7 @@ class AcceptJob(Job):
         swept = world_sweep(self.sweep, run, self.graph)
         self.laps.mark("world sweep")
         rails_started = time.monotonic()
-        outcome = rails_test(self.settings, run, self.laps)
+        outcome = rails_test(self.settings, run, self.laps, _gpudirect_checks(reports))
         rails_s = time.monotonic() - rails_started
         run.update(plan=planned_section(self.planned, self.laps))
         if reports is None or outcome is None:
@@ -124,12 +124,18 @@ def _node_checks(profile: Profile, ctx: DistContext) -> list[NodeReport] | None:
     """Every node's preflight report on rank 0 (one per node: its local rank 0 speaks), None elsewhere."""
     report = None
     if ctx.info.local_rank == 0:
-        results = tuple(checks.run_checks(profile, Path("/sys"), (), benv.environ()))
-        report = NodeReport(socket.gethostname(), results, cluster.node_versions(profile, Path("/sys"))).to_json()
+        results = tuple(checks.run_checks(profile, ctx.sysfs_root, (), benv.environ()))
+        report = NodeReport(socket.gethostname(), results, cluster.node_versions(profile, ctx.sysfs_root)).to_json()
     gathered = gather_objects(report)
     if ctx.info.rank != 0:
         return None
     return [NodeReport.from_json(doc) for doc in gathered if doc is not None]
+
+
+def _gpudirect_checks(reports: Sequence[NodeReport] | None) -> dict[str, Sequence[CheckResult]]:
+    """The check phase's results as the rails test ties them to its defects (rank 0; empty elsewhere, where
+    the rails test does not read them)."""
+    return {rep.node: rep.results for rep in reports or ()}
 
 
 def _failed_checks(reports: Sequence[NodeReport]) -> dict[str, list[str]]:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from bench import sysroot
 from bench.bounded import Where, finite
 from bench.error_limits import MAX_WINDOW_S
 from bench.exits import UserError
@@ -20,8 +21,8 @@ class CheckConfig:
 
     profile: str
     """Profile NAME (shipped) or PATH to a .toml file."""
-    sysfs_root: Path = Path("/sys")
-    """Stands in for /sys (DIR/class/infiniband/...)."""
+    sysfs_root: Path = sysroot.LIVE
+    """Stands in for /sys (DIR/class/infiniband/...); ``{host}`` becomes this node's host name."""
     nccl_logs: tuple[Path, ...] = ()
     """NCCL_DEBUG=INFO logs to judge as evidence."""
     json: bool = False
@@ -31,7 +32,9 @@ class CheckConfig:
     error_window_s: float | None = None
     """Seconds between the two samples of the rails' error counters; None: the profile's ``[errors] window_s``."""
     kernel_log: Path | None = None
-    """The kernel log to scan for link flaps; None: the journal, kern.log or syslog of this machine."""
+    """The kernel log to scan for link flaps and Xid events; None: the journal, kern.log or syslog of this machine."""
+    nvidia_smi: tuple[Path, ...] = ()
+    """Captured ``nvidia-smi -q -x`` and ``nvidia-smi nvlink -s`` output to judge; empty: run nvidia-smi (live)."""
     topology: Path | None = None
     """The fabric's cabling (ibnetdiscover output or a cabling TOML) to check against the rail-optimised plan."""
 

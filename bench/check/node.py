@@ -11,10 +11,12 @@ unless CUDA is already usable, see ``bench.fabric.topology``).
 from __future__ import annotations
 
 import json
+import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from bench import sysroot
 from bench.check.config import INPUT_CHECK, MPI_LAUNCHERS, CheckConfig
 from bench.check.items import check_items
 from bench.exits import EXIT_PASS, EXIT_USAGE, UserError
@@ -37,26 +39,34 @@ def _mpi_world() -> int:
 
 def local_report(config: CheckConfig, profile: Profile) -> cluster.NodeReport:
     """This node's checks and versions."""
-    if not config.sysfs_root.is_dir():
-        raise UserError(f"--sysfs-root {config.sysfs_root} is not a directory: give a copy of /sys or /sys itself")
+    problem = sysroot.problem(config.sysfs_root, socket.gethostname())
+    if problem is not None:
+        raise UserError(problem)
+    root = sysroot.node_root(config.sysfs_root, socket.gethostname())
     for path in config.nccl_logs:
         if not path.is_file():
             raise UserError(f"--nccl-log {path} is not a file: give an NCCL_DEBUG=INFO log")
     if config.kernel_log is not None and not config.kernel_log.is_file():
         raise UserError(f"--kernel-log {config.kernel_log} is not a file: give a kernel log (kern.log, journalctl -k)")
+    for path in config.nvidia_smi:
+        if not path.is_file():
+            raise UserError(f"--nvidia-smi {path} is not a file: give nvidia-smi -q -x or nvidia-smi nvlink -s output")
     logs = [nccl_log.parse_file(p) for p in config.nccl_logs]
+    label = cluster.node_label(root)
     results = checks.run_checks(
         profile,
-        config.sysfs_root,
+        root,
         logs,
         benv.environ(),
         error_window_s=config.error_window_s,
         kernel_log=config.kernel_log,
+        nvidia_smi=config.nvidia_smi,
+        node=label,
     )
     return cluster.NodeReport(
-        cluster.node_label(config.sysfs_root),
+        label,
         tuple(results),
-        cluster.node_versions(profile, config.sysfs_root),
+        cluster.node_versions(profile, root),
         nccl_evidence.evidence(logs, profile) if logs else None,
     )
 
@@ -66,11 +76,14 @@ def _status(result: checks.CheckResult) -> str:
 
 
 def _table(results: Sequence[checks.CheckResult], only_problems: bool = False) -> list[str]:
-    return [
-        f"  {_status(r):<5} {r.check:<19} {r.reason}"
-        for r in results
-        if not only_problems or r.status in ("fail", "warn")
-    ]
+    lines = []
+    for r in results:
+        if only_problems and r.status not in ("fail", "warn"):
+            continue
+        lines.append(f"  {_status(r):<5} {r.check:<19} {r.reason}")
+        if r.action and r.status in ("fail", "warn"):
+            lines.append(f"  {'':<5} {'':<19} action: {r.action}")
+    return lines
 
 
 def _summary(results: list[checks.CheckResult]) -> str:
@@ -132,6 +145,10 @@ def render(answer: CheckAnswer) -> str:
     if cabling:
         lines.append("fabric cabling:")
         lines.extend(_table(cabling))
+    skipped = list(dict.fromkeys(r.check for r in everything if r.status == "skip"))
+    if skipped and verdict.word == "pass":
+        # PASS is about what was judged: say by name what was not, so no one reads it as covered.
+        lines.append(f"not judged (SKIP above, each with why): {', '.join(skipped)}")
     lines.append(f"verdict: {verdict.label} ({_summary(everything)})")
     if verdict.word == "skip":
         lines.append("  SKIP is not a pass: no check applied here (each one's reason is above)")
@@ -167,7 +184,8 @@ def run(config: CheckConfig) -> int:
         if not gathered:
             raise
         bad = checks.CheckResult(INPUT_CHECK, "fail", str(exc))
-        report = cluster.NodeReport(cluster.node_label(config.sysfs_root), (bad,), {})
+        root = sysroot.node_root(config.sysfs_root, socket.gethostname())
+        report = cluster.NodeReport(cluster.node_label(root), (bad,), {})
     if gathered:
         reports = cluster.gather_reports(report)
         if reports is None:  # not rank 0: rank 0 prints and decides

@@ -16,9 +16,7 @@ from bench.commands.helptext import said
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     flags.add_profile(parser, default=None)
-    parser.add_argument(
-        "--sysfs-root", type=Path, default=CheckConfig.sysfs_root, metavar="DIR", help="stands in for /sys"
-    )
+    flags.add_sysfs_root(parser)
     parser.add_argument(
         "--nccl-log", type=Path, nargs="+", default=[], metavar="FILE", help="NCCL_DEBUG=INFO logs to judge"
     )
@@ -32,8 +30,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "the profile's [errors] window_s",
     )
     said(
-        parser.add_argument("--kernel-log", type=Path, metavar="FILE", help="kernel log to scan for link flaps"),
+        parser.add_argument(
+            "--kernel-log", type=Path, metavar="FILE", help="kernel log to scan for link flaps and Xid events"
+        ),
         "journalctl -k, else kern.log or syslog",
+    )
+    said(
+        parser.add_argument(
+            "--nvidia-smi",
+            type=Path,
+            nargs="+",
+            default=[],
+            metavar="FILE",
+            help="nvidia-smi -q -x (and nvidia-smi nvlink -s) output to judge the GPUs by",
+        ),
+        "run nvidia-smi on this node",
     )
     parser.add_argument(
         "--topology",
@@ -55,6 +66,7 @@ def main(args: argparse.Namespace) -> int:
         gather="off" if args.no_gather else "auto",
         error_window_s=args.error_window,
         kernel_log=args.kernel_log,
+        nvidia_smi=tuple(args.nvidia_smi),
         topology=args.topology,
     )
     return run(config)

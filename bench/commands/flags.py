@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict, TypeVar
 
+from bench import sysroot
 from bench.commands.helptext import OnOff, said
 from bench.exits import UserError
 from bench.measure.collectives import DEFAULT_COLLECTIVES
@@ -53,6 +54,7 @@ class LaunchFields(TypedDict):
     backend: Backend
     timeout_s: float
     np: int | None
+    sysfs_root: Path
 
 
 class OutputFields(TypedDict):
@@ -174,10 +176,22 @@ def add_launch(group: Group) -> None:
     group.add_argument(
         "--np", type=int, metavar="N", help="start N local ranks under mpirun (omit under your own launcher)"
     )
+    add_sysfs_root(group)
+
+
+def add_sysfs_root(group: Group) -> None:
+    """``--sysfs-root DIR``: where each node's facts are read (``bench.sysroot``)."""
+    group.add_argument(
+        "--sysfs-root",
+        type=Path,
+        default=sysroot.LIVE,
+        metavar="DIR",
+        help="stands in for /sys; {host} becomes each node's host name (a copy of each node's /sys)",
+    )
 
 
 def launch_fields(args: argparse.Namespace) -> LaunchFields:
-    return {"backend": args.backend, "timeout_s": args.timeout, "np": args.np}
+    return {"backend": args.backend, "timeout_s": args.timeout, "np": args.np, "sysfs_root": args.sysfs_root}
 
 
 def add_interfaces(group: Group, *, rails: bool) -> None:

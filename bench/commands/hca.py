@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bench import sysroot
 from bench.commands.helptext import said
 from bench.exits import UserError
 from bench.hca.config import HcaConfig
@@ -35,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="LIST",
         help="comma-separated ports to consider, e.g. mlx5_0:1,mlx5_1:1 (a bare name means port 1)",
     )
-    source.add_argument("--sysfs-root", type=Path, default=Path("/sys"), metavar="DIR", help="stands in for /sys")
+    source.add_argument("--sysfs-root", type=Path, default=sysroot.LIVE, metavar="DIR", help="stands in for /sys")
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from bench import sysroot
 from bench.bounded import (
     MAX_NUMBER_CHARS,
     InputError,
@@ -72,7 +73,7 @@ def parse_hex(text: str, where: Where) -> int:
 class Sysfs:
     """The one path helper: every sysfs read goes through here (see the module docstring)."""
 
-    root: Path = Path("/sys")
+    root: Path = sysroot.LIVE
     _problems: dict[str, SysfsProblem] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     @property
@@ -92,6 +93,12 @@ class Sysfs:
 
     def read(self, *parts: str) -> str | None:
         """The file's text, stripped; None when it is absent, unreadable or not a sysfs attribute."""
+        data = self.read_raw(*parts)
+        return None if data is None else data.decode("utf-8", errors="replace").strip()
+
+    def read_raw(self, *parts: str) -> bytes | None:
+        """The file's bytes as the kernel gives them (a binary attribute such as a PCI function's ``config``);
+        None when it is absent, unreadable or over a page."""
         path = self.path(*parts)
         try:
             fd = open_fd(path)
@@ -110,7 +117,7 @@ class Sysfs:
         if len(data) > MAX_READ_BYTES:
             self._problem(path, f"{path} holds more than {MAX_READ_BYTES} bytes, more than a sysfs attribute can")
             return None
-        return data.decode("utf-8", errors="replace").strip()
+        return data
 
     def parse(self, parts: tuple[str, ...], text: str, convert: Callable[[str, Where], T]) -> T | None:
         """``convert(text, where)``; a value it refuses becomes a problem naming the path, and None."""

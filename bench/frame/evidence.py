@@ -14,6 +14,7 @@ import glob
 from collections.abc import Mapping
 from pathlib import Path
 
+from bench import sysroot
 from bench.fabric import counters
 from bench.finding import Finding
 from bench.jsondoc import JSONObject, JSONValue
@@ -22,16 +23,16 @@ from bench.preflight.checks import expected_rails
 from bench.profiles import Profile
 
 
-def node_snapshot(local_rank: int) -> counters.Snapshot | None:
-    """This node's counters, read by one rank per node."""
-    return counters.snapshot() if local_rank == 0 else None
+def node_snapshot(local_rank: int, sysfs_root: Path) -> counters.Snapshot | None:
+    """This node's counters, read by one rank per node (``sysfs_root``: the run's, ``DistContext.sysfs_root``)."""
+    return counters.snapshot(sysfs_root) if local_rank == 0 else None
 
 
-def node_deltas(before: counters.Snapshot | None) -> dict[str, JSONObject] | None:
+def node_deltas(before: counters.Snapshot | None, sysfs_root: Path) -> dict[str, JSONObject] | None:
     """JSON-able bytes and error-counter deltas per device since ``before`` (None on ranks that did not read)."""
     if before is None:
         return None
-    after = counters.snapshot()
+    after = counters.snapshot(sysfs_root)
     return counters.to_json(counters.delta(before, after), counters.error_delta(before, after))
 
 
@@ -46,7 +47,11 @@ def gather_node_deltas(mine: dict[str, JSONObject] | None, host: str) -> dict[st
 
 
 def audit_counters(
-    per_host: Mapping[str, Mapping[str, Mapping[str, JSONValue]]], profile: Profile, *, bound_ifname: str | None = None
+    per_host: Mapping[str, Mapping[str, Mapping[str, JSONValue]]],
+    profile: Profile,
+    *,
+    bound_ifname: str | None = None,
+    sysfs_root: Path = sysroot.LIVE,
 ) -> list[Finding]:
     """Findings for every node: excluded devices that carried traffic, expected rails that carried none.
 
@@ -55,7 +60,7 @@ def audit_counters(
     the management network by railbench's own choice. Failing that interface for carrying it, or the rails
     for carrying nothing, would accuse healthy parts; the rails test measures each rail on its own instead.
     """
-    expected = () if bound_ifname else expected_rails(profile)
+    expected = () if bound_ifname else expected_rails(profile, sysfs_root)
     excluded = tuple(d for d in profile.excluded_devices if d != bound_ifname)
     findings: list[Finding] = []
     if bound_ifname:

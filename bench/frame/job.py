@@ -92,7 +92,13 @@ def run_job(info: RankInfo, make: Callable[[], Job]) -> int:
         return job.before_init(prelude)
 
     return run_as_rank(
-        info, launch.backend, launch.timeout_s, launch.oob_ifname, lambda ctx: lifecycle(job, ctx), before_init
+        info,
+        launch.backend,
+        launch.timeout_s,
+        launch.oob_ifname,
+        lambda ctx: lifecycle(job, ctx),
+        before_init,
+        launch.sysfs_root,
     )
 
 

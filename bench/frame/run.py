@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from bench import sysroot
 from bench.exits import InfraError
 from bench.frame import evidence
 from bench.frame.guard import guarded
@@ -33,6 +34,9 @@ class Launch:
     cluster: str | None = None
     history: Path | None = None
     no_history: bool = False
+    sysfs_root: Path = sysroot.LIVE
+    """Stands in for each node's /sys (``{host}``: the node's host name); expanded per rank into the run's
+    context (``DistContext.sysfs_root``)."""
 
 
 class StartsRanks(Protocol):
@@ -46,11 +50,15 @@ class StartsRanks(Protocol):
     def out(self) -> Path | None: ...
     @property
     def cluster(self) -> str | None: ...
+    @property
+    def sysfs_root(self) -> Path: ...
 
 
 def launch_of(config: StartsRanks, oob_ifname: str | None, history: Path | None, no_history: bool) -> Launch:
     """The frame's :class:`Launch` from a job's config (the history flags sit in different places)."""
-    return Launch(config.backend, config.timeout_s, oob_ifname, config.out, config.cluster, history, no_history)
+    return Launch(
+        config.backend, config.timeout_s, oob_ifname, config.out, config.cluster, history, no_history, config.sysfs_root
+    )
 
 
 @dataclass
@@ -138,10 +146,10 @@ class Run:
         """Every node's byte and error counters around the phase, audited against the profile on rank 0, and
         NCCL's own logs; filled when the phase ends without an exception (the gather is a collective)."""
         found = PhaseEvidence()
-        before = evidence.node_snapshot(self.ctx.info.local_rank)
+        before = evidence.node_snapshot(self.ctx.info.local_rank, self.ctx.sysfs_root)
         yield found
         host = self.ctx.hosts[self.ctx.info.rank]
-        found.per_host = evidence.gather_node_deltas(evidence.node_deltas(before), host)
+        found.per_host = evidence.gather_node_deltas(evidence.node_deltas(before, self.ctx.sysfs_root), host)
         nccl_json: dict[str, Any] | None = None
         nccl_findings: list[evidence.Finding] = []
         if self.ctx.backend == "nccl":
@@ -151,7 +159,9 @@ class Run:
         if not self.rank0:
             return
         bound = self.ctx.world_ifname if self.ctx.info.nnodes > 1 else None
-        found.findings = evidence.audit_counters(found.per_host, self.profile, bound_ifname=bound)
+        found.findings = evidence.audit_counters(
+            found.per_host, self.profile, bound_ifname=bound, sysfs_root=self.ctx.sysfs_root
+        )
         found.findings += nccl_findings
         self.update(counters=found.per_host, nccl_evidence=nccl_json, findings=[f.to_json() for f in found.findings])
 

@@ -94,6 +94,11 @@ class HostNet:
     where it names the bootstrap interface, as NCCL 2.4 prints on every rank)."""
     facts: tuple[Fact, ...] = ()
     """What the log said, each with its file and line (first occurrence)."""
+    gdr_off: Fact | None = None
+    """The first line in which NCCL said GPUDirect RDMA is off: ``Connected all rings, use ring PXN 0 GDR 0``
+    (NCCL 2.23+, ``transport.cc``: some ring's network connection stages through host memory) or ``GPU Direct
+    RDMA Disabled for ...`` (``transport/net_ib.cc``: no peer-memory module; ``graph/paths.cc``: the NIC is
+    farther from the GPU than ``NCCL_NET_GDR_LEVEL``)."""
 
     @property
     def transport(self) -> str | None:
@@ -184,6 +189,7 @@ class _Host:
     error_hcas: list[str] = field(default_factory=list)
     roce_gid: bool = False
     driver: str | None = None
+    gdr_off: Fact | None = None
     facts: dict[tuple[str, str, str | None], Fact] = field(default_factory=dict)
     socket_lines: list[Fact] = field(default_factory=list)
     """Lines that can show a socket fallback, first of each kind (``Using network Socket``, ``No device
@@ -291,7 +297,16 @@ def _message(host: _Host, msg: str, found: list[NetUsing], where: tuple[str, int
         host.fact(Fact("network" if name in ("IB", "Socket") else "plugin", name, source, number))
     elif m := _DRIVER.match(msg):
         host.driver = m.group(1)[:20]
+    elif host.gdr_off is None and _gdr_off(msg):
+        host.gdr_off = Fact("gdr_off", msg[:200], source, number)
     return None
+
+
+def _gdr_off(msg: str) -> bool:
+    """Whether NCCL says GPUDirect RDMA is off (see ``HostNet.gdr_off``)."""
+    if msg.startswith("Connected all rings"):
+        return msg.rstrip().endswith(" GDR 0")
+    return "GPU Direct RDMA Disabled" in msg
 
 
 def parse_lines(lines: Iterable[str] | Iterable[tuple[int, str | None]], source: str | None = None) -> NcclLog:
@@ -448,6 +463,7 @@ def _freeze(hosts: dict[str, _Host], channels: list[Channel], source: str) -> Ma
             error_hcas=tuple(h.error_hcas),
             roce_gid=h.roce_gid,
             cuda_driver=h.driver,
+            gdr_off=h.gdr_off,
             socket_reason=_socket_reason(h, ib_anywhere, old_nccl, socket_channels),
             facts=(*h.facts.values(), *_channel_facts(net_channels, source)),
         )

@@ -5,22 +5,29 @@ The concrete checks and their order live in ``bench.preflight.checks``.
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 from typing import ClassVar, Literal, TypeVar, get_args
 
+from bench import sysroot
 from bench.fabric import sysfs, topology
+from bench.fabric.rail_nics import PlacedGpu, PlacedNic, nearest_rail_nics
+from bench.gpu import state
 from bench.jsondoc import JSONObject, JSONValue
 from bench.nccllogs import nccl_log
 from bench.nccllogs.nccl_evidence import device_matches
 from bench.profiles import Profile
 
 V = TypeVar("V")
+LIVE_SYSFS = sysroot.LIVE
+"""The live ``/sys`` (a name of its own here so a test can make a fixture tree stand for it)."""
 Status = Literal["pass", "warn", "fail", "skip"]
 Verdict = Literal["pass", "warn", "fail", "skip"]
 _STATUSES: Mapping[str, Status] = {status: status for status in get_args(Status)}
@@ -35,29 +42,50 @@ class CheckResult:
     reason: str
     """One line that names the device."""
     device: str | None = None
+    action: str | None = None
+    """What a technician does about a fail or warning (the profile's ``[actions]``); None where no action applies."""
+    gpus: tuple[int, ...] = ()
+    """The GPUs (in PCI bus order, GPU k on rail k) whose path the result is about: how ``rails`` and ``accept``
+    tie a node-local cause to the rail or GPU it slows (``bench.preflight.local_causes``)."""
 
     def to_json(self) -> JSONObject:
-        return {"check": self.check, "status": self.status, "reason": self.reason, "device": self.device}
+        return {
+            "check": self.check,
+            "status": self.status,
+            "reason": self.reason,
+            "device": self.device,
+            "action": self.action,
+            "gpus": list(self.gpus),
+        }
 
     @classmethod
     def from_json(cls, doc: Mapping[str, JSONValue]) -> CheckResult:
         """What :meth:`to_json` wrote on another rank (gathered over MPI). Every rank runs this same code, so a
         field of another type is a bug here, not damaged input: ValueError, as a missing key is KeyError."""
         check, status, reason, device = doc["check"], doc["status"], doc["reason"], doc["device"]
+        action, gpus = doc.get("action"), doc.get("gpus", [])
         known = _STATUSES.get(status) if isinstance(status, str) else None
         if not (
-            isinstance(check, str) and known is not None and isinstance(reason, str) and isinstance(device, str | None)
+            isinstance(check, str)
+            and known is not None
+            and isinstance(reason, str)
+            and isinstance(device, str | None)
+            and isinstance(action, str | None)
+            and isinstance(gpus, list)
+            and all(isinstance(g, int) and not isinstance(g, bool) for g in gpus)
         ):
             raise ValueError(f"not a check result: {dict(doc)!r:.200}")
-        return cls(check, known, reason, device)
+        return cls(check, known, reason, device, action, tuple(g for g in gpus if isinstance(g, int)))
 
 
 class Context:
     """What the checks look at; sysfs is read once, lazily.
 
     ``error_window_s`` overrides the profile's idle window of the error counters (``--error-window``);
-    ``kernel_log`` is the log to scan for link flaps (None: the system's own); ``sleep`` and ``now`` are the
-    clock, so a test can change its fixture tree between the window's two samples."""
+    ``kernel_log`` is the log to scan for link flaps and Xid events (None: the system's own); ``nvidia_smi``
+    holds captured ``nvidia-smi -q -x`` / ``nvidia-smi nvlink -s`` output (empty: run the tool on a live node);
+    ``node`` names the node in actions; ``sleep`` and ``now`` are the clock, so a test can change its fixture
+    tree between the window's two samples."""
 
     def __init__(
         self,
@@ -68,6 +96,8 @@ class Context:
         *,
         error_window_s: float | None = None,
         kernel_log: Path | None = None,
+        nvidia_smi: Sequence[Path] = (),
+        node: str | None = None,
         sleep: Callable[[float], None] = time.sleep,
         now: Callable[[], datetime] = datetime.now,
     ) -> None:
@@ -77,8 +107,16 @@ class Context:
         self.env = env
         self.error_window_s = error_window_s
         self.kernel_log = kernel_log
+        self.nvidia_smi = tuple(nvidia_smi)
+        self.node = node or socket.gethostname()
         self.sleep = sleep
         self.now = now
+
+    @cached_property
+    def live(self) -> bool:
+        """Whether the tree is this machine's own ``/sys`` (a copy is another node's: no tool of this machine
+        speaks for it)."""
+        return Path(os.path.realpath(self.sysfs.root)) == LIVE_SYSFS
 
     @cached_property
     def devices(self) -> list[sysfs.IbDevice]:
@@ -110,6 +148,88 @@ class Context:
     def _candidates(self) -> list[sysfs.IbPort]:
         return [p for p in self.ports if not device_matches(p.name, self.profile.excluded_hcas)]
 
+    @cached_property
+    def gpu_paths(self) -> list[GpuPath]:
+        """Every GPU on the PCI bus in bus order (fixed-width hex sorted as text: GPU k is local rank k's, and rail
+        k's), each with the rail NIC nearest it in the PCIe tree (``bench.fabric.rail_nics``, as ``rails``
+        maps them) where the profile has RDMA rails."""
+        by_device = {d.name: d for d in self.devices}
+        nics = [
+            PlacedNic(p.name, by_device[p.device].pci_path, by_device[p.device].numa_node, p.state)
+            for p in self.rails
+            if p.device in by_device and self.profile.uses_ib_verbs
+        ]
+        ordered = sorted(self.gpus, key=lambda g: g.pci_address or "")
+        placed = [PlacedGpu(g.pci_address or f"GPU{k}", g.pci_path, g.numa_node) for k, g in enumerate(ordered)]
+        found = nearest_rail_nics(placed, nics) if nics else {}
+        ports = {p.name: p for p in self.rails}
+        out = []
+        for k, (gpu, where) in enumerate(zip(ordered, placed, strict=True)):
+            nic = found[where.address].nic if where.address in found else None
+            port = ports.get(nic) if nic else None
+            device = by_device.get(port.device) if port else None
+            out.append(
+                GpuPath(
+                    k,
+                    gpu,
+                    nic,
+                    device.pci_address if device else None,
+                    device.pci_path if device else (),
+                    port.rate_gbps if port and port.rate_gbps else self.profile.rail_rate_gbps,
+                )
+            )
+        return out
+
+    @cached_property
+    def gpu_state(self) -> state.GpuState:
+        """nvidia-smi's view of the GPUs: the files given, else the tool on a live node; why not, otherwise."""
+        if self.nvidia_smi:
+            return state.from_files(self.nvidia_smi)
+        if not self.live:
+            why = (
+                f"the sysfs tree {self.sysfs.root} is not this machine's: give its nvidia-smi output with --nvidia-smi"
+            )
+            return state.GpuState(report_missing=why, links_missing=why)
+        return state.from_tool()
+
+    def kernel_log_missing(self) -> str | None:
+        """Why no kernel log speaks for this tree: it is a copy of another node's and no ``--kernel-log`` came
+        with it (this machine's own journal would speak for the wrong node); None when one does."""
+        if self.kernel_log is None and not self.live:
+            return f"the sysfs tree {self.sysfs.root} is not this machine's: give its kernel log with --kernel-log"
+        return None
+
+    def action(self, key: str, **words: object) -> str:
+        """The profile's action for ``key`` on this node."""
+        return self.profile.actions.action(key, node=self.node, **words)
+
+
+@dataclass(frozen=True)
+class GpuPath:
+    """GPU k of a node (PCI bus order) and the rail NIC its GPUDirect traffic should leave through."""
+
+    k: int
+    gpu: topology.Gpu
+    nic: str | None
+    """The rail port, ``mlx5_4:1``; None where none is placed next to the GPU (a socket profile, no rails)."""
+    nic_pci: str | None
+    nic_chain: tuple[str, ...]
+    rate_gbps: float | None
+    """The rail's line rate: its port's, else the profile's."""
+
+    @property
+    def label(self) -> str:
+        """``GPU3``, as the checks name a GPU."""
+        return f"GPU{self.k}"
+
+    @property
+    def address(self) -> str:
+        return self.gpu.pci_address or self.label
+
+    @property
+    def hca(self) -> str | None:
+        return self.nic.split(":")[0] if self.nic else None
+
 
 def listed(items: Sequence[str], limit: int = 8) -> str:
     return ", ".join(items[:limit]) + (f" and {len(items) - limit} more" if len(items) > limit else "")
@@ -131,8 +251,16 @@ class Check:
     def run(self, ctx: Context) -> list[CheckResult]:
         raise NotImplementedError
 
-    def result(self, status: Status, reason: str, device: str | None = None) -> CheckResult:
-        return CheckResult(self.name, status, reason, device)
+    def result(
+        self,
+        status: Status,
+        reason: str,
+        device: str | None = None,
+        *,
+        action: str | None = None,
+        gpus: Iterable[int] = (),
+    ) -> CheckResult:
+        return CheckResult(self.name, status, reason, device, action, tuple(sorted(gpus)))
 
 
 class IbVerbsCheck(Check):

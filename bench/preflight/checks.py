@@ -12,12 +12,15 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from bench import sysroot
 from bench.fabric import hca, sysfs
 from bench.fabric.rail_nics import PlacedGpu, PlacedNic, nearest_rail_nics
 from bench.nccllogs import nccl_evidence, nccl_log
 from bench.nccllogs.nccl_evidence import device_matches
 from bench.preflight.check_base import Check, CheckResult, Context, IbVerbsCheck, RailsFound, Verdict, listed, majority
 from bench.preflight.error_checks import LinkFlaps, RailErrorWindow
+from bench.preflight.gpu_checks import FabricManager, GpuClocks, GpuEcc, GpuXid, NvLinks
+from bench.preflight.path_checks import GpuPeerMemory, Iommu, NicPcie, PcieAcs, PcieLink, PortMtu
 from bench.profiles import Profile
 
 
@@ -329,9 +332,20 @@ REGISTRY: tuple[Check, ...] = (
     SocketRails(),
     GpuCount(),
     GpuNicAffinity(),
+    PcieLink(),
+    PcieAcs(),
+    Iommu(),
+    GpuPeerMemory(),
+    NicPcie(),
+    PortMtu(),
     FirmwareUniform(),
     RailErrorWindow(),
     LinkFlaps(),
+    GpuXid(),
+    GpuEcc(),
+    GpuClocks(),
+    NvLinks(),
+    FabricManager(),
     NcclLogEvidence(),
     SysfsTree(),
 )
@@ -340,19 +354,23 @@ REGISTRY: tuple[Check, ...] = (
 
 def run_checks(
     profile: Profile,
-    sysfs_root: Path | str = Path("/sys"),
+    sysfs_root: Path | str = sysroot.LIVE,
     nccl_logs: Sequence[nccl_log.NcclLog | Path | str] = (),
     env: Mapping[str, str] | None = None,
     *,
     error_window_s: float | None = None,
     kernel_log: Path | None = None,
+    nvidia_smi: Sequence[Path] = (),
+    node: str | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    only: Sequence[str] | None = None,
 ) -> list[CheckResult]:
     """Run every registered check against this node (``sysfs_root`` stands in for /sys).
 
     ``nccl_logs`` are parsed logs or paths to parse; ``env`` is the environment NCCL will see (default: the
-    process environment, read through ``bench.runtime.env``). ``error_window_s``, ``kernel_log`` and
-    ``sleep`` are the error checks' (see ``Context``).
+    process environment, read through ``bench.runtime.env``). ``error_window_s``, ``kernel_log``,
+    ``nvidia_smi``, ``node`` and ``sleep`` are the checks' context (see ``Context``); ``only`` runs the named
+    checks alone (``rails`` reads the node-local causes of a slow rail this way).
     """
     from bench.runtime import env as benv
 
@@ -364,13 +382,15 @@ def run_checks(
         benv.environ() if env is None else env,
         error_window_s=error_window_s,
         kernel_log=kernel_log,
+        nvidia_smi=nvidia_smi,
+        node=node,
         sleep=sleep,
     )
-    return [result for result, _ in _timed(ctx)]
+    return [result for result, _ in _timed(ctx, only)]
 
 
 def timed_checks(
-    profile: Profile, sysfs_root: Path | str = Path("/sys"), env: Mapping[str, str] | None = None
+    profile: Profile, sysfs_root: Path | str = sysroot.LIVE, env: Mapping[str, str] | None = None
 ) -> list[tuple[CheckResult, float]]:
     """``run_checks`` with each result's wall time in seconds (JUnit's testcase time): a check that answers
     once per device shares its time evenly among its answers, so the times add up to the checks' own."""
@@ -379,9 +399,11 @@ def timed_checks(
     return _timed(Context(profile, Path(sysfs_root), [], benv.environ() if env is None else env))
 
 
-def _timed(ctx: Context) -> list[tuple[CheckResult, float]]:
+def _timed(ctx: Context, only: Sequence[str] | None = None) -> list[tuple[CheckResult, float]]:
     out: list[tuple[CheckResult, float]] = []
     for check in REGISTRY:
+        if only is not None and check.name not in only:
+            continue
         started = time.monotonic()
         why_not = check.applies(ctx)
         results = [check.result("skip", why_not)] if why_not else list(check.run(ctx))
@@ -401,7 +423,7 @@ def verdict(results: Sequence[CheckResult]) -> Verdict:
     return "pass" if "pass" in statuses else "skip"
 
 
-def expected_rails(profile: Profile, sysfs_root: Path | str = Path("/sys")) -> list[str]:
+def expected_rails(profile: Profile, sysfs_root: Path | str = sysroot.LIVE) -> list[str]:
     """The devices that should carry the benchmark's bytes on this node: rail ports (``mlx5_1:1``) on an
     IB/RoCE profile, rail interfaces on a socket profile, nothing on a loopback profile."""
     ctx = Context(profile, Path(sysfs_root), (), {})
@@ -413,7 +435,7 @@ def expected_rails(profile: Profile, sysfs_root: Path | str = Path("/sys")) -> l
     return []
 
 
-def node_env(profile: Profile, sysfs_root: Path | str = Path("/sys")) -> dict[str, str]:
+def node_env(profile: Profile, sysfs_root: Path | str = sysroot.LIVE) -> dict[str, str]:
     """The NCCL environment to recommend on this node: the profile's ``recommended_env`` plus, when the
     profile does not fix it, NCCL_SOCKET_IFNAME set to the node's IP interface (its ``oob_ifname``, else the
     interface ``sysfs.ip_interface`` finds)."""

@@ -16,13 +16,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 
 from bench.error_limits import ErrorLimits
 from bench.fabric import error_counters, hca, link_flaps
 from bench.preflight.check_base import Check, CheckResult, Context, listed
-
-LIVE_SYSFS = Path("/sys")
 
 
 @dataclass(frozen=True)
@@ -71,7 +68,7 @@ class RailErrorWindow(Check):
         window = limits.window_s if ctx.error_window_s is None else ctx.error_window_s
         # A copied tree (--sysfs-root) is a snapshot: nothing rises in it while we wait, so the profile's window
         # would be seconds spent to learn nothing. It is read once; --error-window still samples it twice.
-        copy = ctx.sysfs.root != LIVE_SYSFS and ctx.error_window_s is None
+        copy = not ctx.live and ctx.error_window_s is None
         found = rails(ctx)
         devices = [d for r in found for d in r.devices]
         first = error_counters.read(ctx.sysfs, only=devices)
@@ -132,10 +129,7 @@ class LinkFlaps(Check):
     name = "link-flaps"
 
     def applies(self, ctx: Context) -> str | None:
-        why_not = _rails_or_why_not(ctx)
-        if why_not is None and ctx.kernel_log is None and ctx.sysfs.root != LIVE_SYSFS:
-            return f"the sysfs tree {ctx.sysfs.root} is not this machine's: give its kernel log with --kernel-log"
-        return why_not
+        return _rails_or_why_not(ctx) or ctx.kernel_log_missing()
 
     def run(self, ctx: Context) -> list[CheckResult]:
         window = ctx.profile.errors.kernel_log_window_s

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from bench import sysroot
 from bench.actions import Actions
 from bench.error_limits import ErrorLimits
 from bench.exits import UserError
@@ -95,6 +96,8 @@ class RailsConfig:
     """A step that has not finished after this many seconds ends the run with exit 3."""
     np: int | None = None
     """Start this many local ranks under mpirun."""
+    sysfs_root: Path = sysroot.LIVE
+    """Stands in for each node's /sys; ``{host}`` becomes the node's host name (``bench.sysroot``)."""
     out: Path | None = None
     """Run directory; default reports/runs/<UTC time>-<cluster>."""
     cluster: str | None = None

@@ -104,6 +104,9 @@ class Defect:
     """With a topology: the switch ports to check (a cable's leaf port, the uplinks ``leaf port <-> spine port``)."""
     unit: str | None = None
     """With a topology: the scalable unit of a leaf, or of an uplink's leaf, ``unit 2 (node33-node64)``."""
+    causes: tuple[railsdoc.DefectCause, ...] = ()
+    """Faults on the node's own GPUDirect path that explain it (``bench.rails.local_causes``): a GPU at x8 behind
+    a slow rail. The action is then the first one's."""
 
     def record(self) -> railsdoc.RailDefect:
         """The defect as rails.json says it (``defects``)."""
@@ -133,6 +136,7 @@ class Defect:
             ports=self.ports,
             unit=self.unit,
             line=describe(self),
+            causes=self.causes,
         )
 
     def as_dict(self) -> JSONObject:
@@ -171,7 +175,16 @@ def describe(defect: Defect) -> str:
     line = _finding(defect)
     if defect.errors is not None:
         line += f"; {errors_clause(defect.errors, defect.node)}"
+    line += cause_clause(defect.causes)
     return f"{line}; action: {defect.action}" if defect.action else line
+
+
+def cause_clause(causes: tuple[railsdoc.DefectCause, ...]) -> str:
+    """``; cause on the node: GPU 3 (0000:73:00.0) ... PCIe link at x8 ...`` (and how many more), or nothing."""
+    if not causes:
+        return ""
+    more = f" (and {len(causes) - 1} more)" if len(causes) > 1 else ""
+    return f"; cause on the node: {causes[0].check}: {causes[0].reason}{more}"
 
 
 def _finding(defect: Defect) -> str:

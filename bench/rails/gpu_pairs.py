@@ -96,6 +96,9 @@ class GpuDefect:
     """The slow pairs, ``node03/gpu1-gpu5``."""
     action: str = ""
     """What a technician does about it (the profile's ``[actions]``)."""
+    causes: tuple[railsdoc.DefectCause, ...] = ()
+    """Faults of the GPU itself that explain it (``bench.rails.local_causes``): its clocks held down, an NVLink
+    inactive. The action is then the first one's."""
 
     def record(self) -> railsdoc.GpuDefect:
         """The defect as rails.json says it (``intra_node.defects``)."""
@@ -117,6 +120,7 @@ class GpuDefect:
             evidence=self.evidence,
             action=self.action,
             line=describe_gpu(self),
+            causes=self.causes,
         )
 
     def as_dict(self) -> JSONObject:
@@ -293,6 +297,9 @@ def describe_gpu(defect: GpuDefect) -> str:
     """One line: ``node03 GPU 5 (0000:9a:00.0): 120 Gb/s = 25% of peers' 480 Gb/s in 7/7 local pairs → gpu fault``,
     then ``; action: ...`` where one is known."""
     line = _gpu_finding(defect)
+    if defect.causes:
+        more = f" (and {len(defect.causes) - 1} more)" if len(defect.causes) > 1 else ""
+        line += f"; cause on the node: {defect.causes[0].check}: {defect.causes[0].reason}{more}"
     return f"{line}; action: {defect.action}" if defect.action else line
 
 

@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from bench.fabric.sysfs import Sysfs
 from bench.rails import evidence, liveness
 from bench.rails.layout import RailLayout
 from bench.rails.links import probe_links
@@ -90,7 +91,7 @@ def form_rail_groups(
     """Every rail group from its live members; see the module docstring. Every rank calls it together."""
     rank = ctx.info.rank
     enter("probing every rail link")
-    reports = probe_links(layout, rank, coord, ifname)
+    reports = probe_links(layout, rank, coord, ifname, sysfs=Sysfs(ctx.sysfs_root))
     membership = liveness.decide(reports, len(layout.nodes), layout.rails)
     leave()
     op_timeout_s = torch_timeout_s(timeout_s)

@@ -22,6 +22,7 @@ from bench.rails.records import RailsOutcome
 GROUP = "railbench.rails"
 INTRA_GROUP = "railbench.intra_node"
 NODE_GROUP = "railbench.nodes"
+GPUDIRECT_GROUP = "railbench.gpudirect"
 
 
 def rail_items(outcome: RailsOutcome) -> list[Item]:
@@ -58,6 +59,19 @@ def _rails(outcome: RailsOutcome) -> list[Item]:
     if loose:
         items.append(Item(GROUP, "defects", "fail", "; ".join(dict.fromkeys(loose))))
     return items
+
+
+def local_cause_items(outcome: RailsOutcome) -> list[Item]:
+    """``rails``: one item per node whose GPUDirect path checks failed on something no defect carries
+    (``bench.rails.local_causes``): the fault is real whether or not this run's traffic felt it. ``accept`` judges
+    the same results in its check phase and does not add these."""
+    loose: dict[str, list[str]] = {}
+    for c in outcome.node_causes:
+        if c.status == "fail" and not c.explains and c.node is not None:
+            loose.setdefault(c.node, []).append(
+                f"{c.node} {c.check}: {c.reason}" + (f"; action: {c.action}" if c.action else "")
+            )
+    return [Item(GPUDIRECT_GROUP, node, "fail", "; ".join(lines)) for node, lines in loose.items()]
 
 
 def _rail_not_judged(outcome: RailsOutcome) -> str:

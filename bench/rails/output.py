@@ -49,6 +49,7 @@ def rails_doc(outcome: RailsOutcome) -> RailsDoc:
         process_groups=outcome.process_groups,
         intra_node=gpu_pairs.record(outcome.intra_node) if outcome.intra_node is not None else None,
         links=outcome.links,
+        node_causes=outcome.node_causes,
     )
 
 

@@ -28,12 +28,12 @@ from bench.measure import device as device_ops
 from bench.measure.collectives import get_collective
 from bench.measure.timing import Budget, SizeResult, measure
 from bench.profiles import Profile
-from bench.rails import intranode, judge, output, plan, records, windows
+from bench.rails import intranode, judge, local_causes, output, plan, records, windows
 from bench.rails.budget import cell_budget, chunks_per_message
 from bench.rails.config import RailsConfig, RailsSettings, validate
 from bench.rails.corroborate import corroborate
 from bench.rails.groups import form_rail_groups
-from bench.rails.items import rail_items
+from bench.rails.items import local_cause_items, rail_items
 from bench.rails.laps import Laps, compared
 from bench.rails.layout import RailLayout, interface_for_rail, rail_layout
 from bench.rails.live import LiveRails
@@ -51,12 +51,12 @@ if TYPE_CHECKING:
     from torch.distributed import ProcessGroup
 
 
-def _my_interface(settings: RailsSettings, layout: RailLayout, rank: int, coord: Coord) -> str | None:
+def _my_interface(settings: RailsSettings, layout: RailLayout, rank: int, coord: Coord, sysfs: Sysfs) -> str | None:
     """The interface this rank's rail binds (socket rails), after every rank agrees the choice is valid."""
     problem, ifname = None, None
     if settings.socket_ifname:
         node, rail = layout.where(rank)
-        available = [d.name for d in net_devices(Sysfs(Path("/sys")))]
+        available = [d.name for d in net_devices(sysfs)]
         try:
             ifname = interface_for_rail(settings.socket_ifname, available, rail, layout.nodes[node])
         except UserError as exc:
@@ -97,7 +97,7 @@ def _my_nic(ctx: DistContext, my_ifname: str | None) -> records.ExpectedNic:
     if not device_ops.is_cuda(ctx.device):
         return records.ExpectedNic(None)
     bus = gpu_bus_id(int(ctx.device.index))
-    found = rail_nic(Sysfs(Path("/sys")), bus, benv.get("NCCL_IB_HCA"))
+    found = rail_nic(Sysfs(ctx.sysfs_root), bus, benv.get("NCCL_IB_HCA"))
     return records.ExpectedNic(found.nic, found.state, found.distance, bus, found.shared)
 
 
@@ -175,12 +175,11 @@ def _measure_rail(
     )
 
 
-def _ib_rates(local_rank: int) -> dict[str, float] | None:
+def _ib_rates(local_rank: int, sysfs: Sysfs) -> dict[str, float] | None:
     """IB port -> line rate from sysfs, read by one rank per node."""
     if local_rank != 0:
         return None
-
-    return {p.name: p.rate_gbps for p in ib_ports(Sysfs(Path("/sys"))) if p.rate_gbps}
+    return {p.name: p.rate_gbps for p in ib_ports(sysfs) if p.rate_gbps}
 
 
 def rails_phase(
@@ -209,10 +208,10 @@ def rails_phase(
     laps = laps or Laps()
     node, rail = layout.where(rank)
     coord = coord or world_coord(ctx, settings.timeout_s)
-    my_ifname = _my_interface(settings, layout, rank, coord)
+    my_ifname = _my_interface(settings, layout, rank, coord, Sysfs(ctx.sysfs_root))
     my_nic = _my_nic(ctx, my_ifname)
     # One rank per node reads its counters at every window's edge (bench.rails.windows).
-    counts = windows.NodeCounters(local_rank == 0)
+    counts = windows.NodeCounters(local_rank == 0, ctx.sysfs_root)
     formed = form_rail_groups(ctx, layout, my_ifname, settings.timeout_s, coord, watchdog.enter, watchdog.leave)
     membership = formed.membership
     group = formed.mine(rank, layout)
@@ -306,7 +305,7 @@ def rails_phase(
         "ifname": my_ifname,
         "nic": my_nic,
         "rail": rail,
-        "rates": _ib_rates(local_rank),
+        "rates": _ib_rates(local_rank, Sysfs(ctx.sysfs_root)),
     }
     gathered = coord.all_gather(sent)
     watchdog.leave()
@@ -334,11 +333,14 @@ def world_coord(ctx: DistContext, timeout_s: float) -> Coord:
 
 
 def guarded_rails_phase(
-    settings: RailsSettings, run: Run, laps: Laps | None = None
+    settings: RailsSettings, run: Run, laps: Laps | None = None, node_checks: local_causes.Reports | None = None
 ) -> tuple[records.RailsOutcome | None, LiveRails | None]:
     """``rails_phase`` (and the intra-node matrix) under the frame's guard: a hang, a lost rank, Ctrl-C or
     SIGTERM is recorded in run.json and raised on (exit 3, or 130/143), after what was measured is written.
-    Returns the outcome and the live writer on rank 0, (None, None) elsewhere."""
+    Returns the outcome and the live writer on rank 0, (None, None) elsewhere.
+
+    ``node_checks`` (rank 0): every node's GPUDirect checks where the caller has them (``accept``'s check
+    phase); None: every node reads its own now (``bench.rails.local_causes``)."""
     ctx = run.ctx
     live = None
     if run.rank0:
@@ -351,14 +353,25 @@ def guarded_rails_phase(
             outcome = intranode.attach(outcome, intranode.intra_node_phase(settings, ctx, watchdog, live, coord))
             if laps is not None:
                 laps.mark("intra-node pairs")
-        # The fabric testifies: each defect with its devices' error counters and what to do about it.
-        return (None if outcome is None else corroborate(outcome, settings.errors, settings.actions)), live
+        if node_checks is None:
+            watchdog.enter("reading every node's GPUDirect path")
+            node_checks = local_causes.gather(run.profile, ctx, coord, run.out_dir)
+            watchdog.leave()
+        if outcome is None:
+            return None, live
+        # The fabric testifies: each defect with its devices' error counters and what to do about it; then each
+        # node's own GPUDirect path, where it explains a defect (its action then the cause's).
+        outcome = corroborate(outcome, settings.errors, settings.actions)
+        return local_causes.attribute(outcome, node_checks), live
 
 
-def rails_test(settings: RailsSettings, run: Run, laps: Laps | None = None) -> records.RailsOutcome | None:
+def rails_test(
+    settings: RailsSettings, run: Run, laps: Laps | None = None, node_checks: local_causes.Reports | None = None
+) -> records.RailsOutcome | None:
     """The rails test on every rank; on rank 0 its outcome, written (rails.json, results.csv rows) and
-    printed. ``rails`` and ``accept`` both run it (``laps``: the run's phase clock)."""
-    outcome, live = guarded_rails_phase(settings, run, laps)
+    printed. ``rails`` and ``accept`` both run it (``laps``: the run's phase clock; ``node_checks``: see
+    :func:`guarded_rails_phase`)."""
+    outcome, live = guarded_rails_phase(settings, run, laps, node_checks)
     if outcome is None or live is None:
         return None
     write_refused_is_infra(
@@ -403,7 +416,9 @@ class RailsJob(Job):
         started = time.monotonic()
         outcome = rails_test(self.settings, run, self.laps)
         run.update(plan=planned_section(self.planned, self.laps))
-        return timed(rail_items(outcome), time.monotonic() - started) if outcome is not None else []
+        if outcome is None:
+            return []
+        return timed([*rail_items(outcome), *local_cause_items(outcome)], time.monotonic() - started)
 
 
 def run_rank(config: RailsConfig, info: RankInfo) -> int:

@@ -22,6 +22,7 @@ from bench.rails.matrix import PairColumns as PairColumns  # rank 0 judges the m
 from bench.rails.matrix import pair_matrix as pair_matrix
 from bench.rails.measure import PairTime
 from bench.rails.windows import ErrorWindow
+from bench.rundir import railsdoc
 from bench.rundir.files import Row
 from bench.rundir.railsdoc import Link, Measurement
 from bench.units import format_size
@@ -314,6 +315,9 @@ class RailsOutcome:
     links: tuple[Link, ...] = ()
     """Each (node, rail) link as found before the rail groups formed: port state, peers reached or not, and
     whether it joined its rail's group (``bench.rails.judge.link_records``)."""
+    node_causes: tuple[railsdoc.DefectCause, ...] = ()
+    """Every fault each node's GPUDirect path checks found (``bench.rails.local_causes``), ``explains`` set on
+    those a defect carries."""
 
     @property
     def failing(self) -> tuple[Defect, ...]:

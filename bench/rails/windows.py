@@ -39,7 +39,7 @@ class NodeWindow:
 class NodeCounters:
     """The counter windows of one node, read by one rank per node (``reads``); others only keep in step."""
 
-    def __init__(self, reads: bool, sysfs_root: Path = Path("/sys")) -> None:
+    def __init__(self, reads: bool, sysfs_root: Path) -> None:
         self._root = Path(sysfs_root)
         self._first = counters.snapshot(self._root) if reads else None
         self._last = self._first

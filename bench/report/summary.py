@@ -108,7 +108,15 @@ def defects(inputs: RunInputs, grid: Grid | None) -> tuple[BrokenPart, ...]:
     for answer in grid.answers if grid is not None else ():
         if answer.status == "fail":
             found.append(
-                BrokenPart("check", answer.node, "", answer.device, f"{answer.check}: {answer.reason}", "", "preflight")
+                BrokenPart(
+                    "check",
+                    answer.node,
+                    "",
+                    answer.device,
+                    f"{answer.check}: {answer.reason}",
+                    answer.action,
+                    "preflight",
+                )
             )
     rails = inputs.rails or RailsDoc()
     for d in rails.defects:

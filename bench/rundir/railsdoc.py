@@ -77,6 +77,29 @@ class DefectErrors(Written):
 
 
 @dataclass(frozen=True, kw_only=True)
+class DefectCause(Written):
+    """A fault on a node's own GPUDirect path (a preflight check's fail or warning, ``bench.rails.local_causes``):
+    beside a defect it explains, it says why the rail or GPU is slow and what to do instead."""
+
+    check: str = ""
+    """The check that found it: ``pcie-link``, ``pcie-acs``, ``iommu``, ``gpu-peer-memory``, ``nic-pcie``, ..."""
+    status: str = "fail"
+    node: str | None = None
+    device: str | None = None
+    """The part it names: ``GPU3``, ``mlx5_4``, a PCI address."""
+    gpus: tuple[int, ...] = ()
+    """The GPUs (local ranks, PCI bus order) whose path it is on: GPU k's is rail k's."""
+    reason: str = ""
+    action: str | None = None
+    explains: bool = False
+    """In ``node_causes``: whether a defect of the test carries it."""
+
+
+def _causes(value: object) -> tuple[DefectCause, ...]:
+    return tuple(DefectCause(**fields(DefectCause, c)) for c in objects(value))
+
+
+@dataclass(frozen=True, kw_only=True)
 class RailEntry(Written):
     """One rail: its line rate, the device that carried it on each node and the one expected there."""
 
@@ -161,12 +184,15 @@ class RailDefect(Written):
     unit: str | None = None
     line: str | None = None
     """The one human line (``node07 rail 3 (mlx5_4): 212 Gb/s = 53% of 400 Gb/s in 7/7 pairs → link fault``)."""
+    causes: tuple[DefectCause, ...] = ()
+    """Faults on the node's own GPUDirect path that explain it (a GPU at x8 behind a slow rail); the action is
+    then the first one's."""
 
     @classmethod
     def from_json(cls, d: Parsed) -> RailDefect:
         errors = d.get("errors")
         read = tuple(DefectErrors(**fields(DefectErrors, e)) for e in objects(errors))
-        return cls(**fields(cls, d, errors=read if isinstance(errors, list) else None))
+        return cls(**fields(cls, d, errors=read if isinstance(errors, list) else None, causes=_causes(d.get("causes"))))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -204,10 +230,16 @@ class GpuDefect(Written):
     line: str | None = None
     severity: str | None = None
     """The intra-node matrix writes none (every GPU defect fails); a hand-made ``warn`` is kept."""
+    causes: tuple[DefectCause, ...] = ()
+    """Faults of the GPU itself that explain it (clocks held down, an NVLink inactive, Xid events)."""
 
     def to_json(self) -> JSONObject:
         doc = super().to_json()
         return doc if self.severity is not None else {k: v for k, v in doc.items() if k != "severity"}
+
+    @classmethod
+    def from_json(cls, d: Parsed) -> GpuDefect:
+        return cls(**fields(cls, d, causes=_causes(d.get("causes"))))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -252,7 +284,7 @@ class IntraNode(Written):
             for m in objects(intra.get("measurements"))
             if isinstance(m.get("node"), str) and whole(m.get("gpu")) is not None and whole(m.get("peer")) is not None
         ]
-        defects = tuple(GpuDefect(**fields(GpuDefect, d)) for d in objects(intra.get("defects")))
+        defects = tuple(GpuDefect.from_json(d) for d in objects(intra.get("defects")))
         return cls(**fields(cls, intra, measurements=tuple(measured), defects=defects))
 
 
@@ -311,6 +343,8 @@ class RailsDoc(Written):
     process_groups: int | None = None
     intra_node: IntraNode | None = None
     links: tuple[Link, ...] = ()
+    node_causes: tuple[DefectCause, ...] = ()
+    """Every fault each node's GPUDirect path checks found, whether or not a defect carries it."""
 
     def to_json(self) -> JSONObject:
         doc = super().to_json()
@@ -335,6 +369,7 @@ class RailsDoc(Written):
             "counters": counters_from_json(doc.get("counters")),
             "intra_node": IntraNode.from_json(intra) if isinstance(intra, Mapping) else None,
             "links": tuple(Link(**fields(Link, link)) for link in objects(doc.get("links"))),
+            "node_causes": _causes(doc.get("node_causes")),
         }
         return cls(**fields(cls, doc, **parts))
 

@@ -33,6 +33,11 @@ class Coord(Protocol):
         """Every rank's ``obj``, in rank order, on every rank."""
         ...
 
+    def gather(self, obj: T) -> list[T] | None:
+        """Every rank's ``obj``, in rank order, on rank 0 alone (None elsewhere): what only rank 0 reads travels
+        to rank 0 alone, never n times to everyone."""
+        ...
+
     def broadcast(self, obj: T | None) -> T:
         """Rank 0's ``obj`` on every rank. Rank 0 passes a ``T``; the other ranks' ``obj`` is never read (None
         where they have none)."""
@@ -58,6 +63,14 @@ class GroupCoord:
         everyone: list[Any] = [None] * dist.get_world_size(self.group)
         dist.all_gather_object(everyone, obj, group=self.group)
         return everyone
+
+    def gather(self, obj: T) -> list[T] | None:
+        import torch.distributed as dist
+
+        rank0 = dist.get_rank(self.group) == 0
+        slots: list[Any] | None = [None] * dist.get_world_size(self.group) if rank0 else None
+        dist.gather_object(obj, slots, dst=0, group=self.group)
+        return slots
 
     def broadcast(self, obj: T | None) -> T:
         import torch.distributed as dist
@@ -111,6 +124,20 @@ class StoreCoord:
 
     def all_gather(self, obj: T) -> list[T]:
         return list(self._round(obj, lambda posted: posted))
+
+    def gather(self, obj: T) -> list[T] | None:
+        """Each rank posts; rank 0 reads every post and answers nobody (the others go on at once)."""
+        self._seq += 1
+        base = f"railbench/coord/{self._seq}"
+        self.store.set(f"{base}/{self.rank}", pickle.dumps(obj))
+        if self.rank != 0:
+            return None
+        keys = [f"{base}/{r}" for r in range(self.world_size)]
+        self.store.wait(keys, timedelta(seconds=self.timeout_s))
+        posted: list[T] = [pickle.loads(self.store.get(k)) for k in keys]
+        for k in keys:
+            self.store.delete_key(k)
+        return posted
 
     def broadcast(self, obj: T | None) -> T:
         def first(posted: list[T]) -> T:

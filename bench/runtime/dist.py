@@ -18,6 +18,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from bench import sysroot
 from bench.exits import EXIT_USAGE, InfraError, UserError
 from bench.netaddr import rendezvous_address
 from bench.runtime import orphan, signals
@@ -49,6 +50,9 @@ class DistContext:
     """The one interface a gloo world group is bound to (``--oob-ifname``); None when NCCL picks its own."""
     out_dir: Path | None = None
     """The run directory every rank agreed on before the first communicator (None: the command has none)."""
+    sysfs_root: Path = sysroot.LIVE
+    """This node's ``/sys`` or its stand-in (``--sysfs-root``, ``{host}`` expanded): every node fact a rank reads
+    (ports, counters, the PCIe path) comes from here."""
 
     @property
     def node_hosts(self) -> tuple[str, ...]:
@@ -175,8 +179,12 @@ def init_distributed(
     timeout_s: float,
     oob_ifname: str | None = None,
     before_init: PreludeStep | None = None,
+    sysfs_root: Path = sysroot.LIVE,
 ) -> DistContext:
     """Start the world process group for ``info``; returns the corrected facts and the store.
+
+    ``sysfs_root`` (``--sysfs-root``) is expanded for this rank's host; a node where it is no directory is bad
+    input said by every rank alike, before any communicator.
 
     Order matters on NCCL: rendezvous (the store), then ``before_init`` (run directory and NCCL's
     environment, agreed through the store), then the world communicator, made eagerly on this rank's GPU
@@ -193,6 +201,7 @@ def init_distributed(
         store = _env_rendezvous(info, timeout)
         hosts = None
     prelude = Prelude(info, store, transport.reads_nccl_env, timeout_s)
+    my_root = node_sysfs_root(prelude, sysfs_root)
     device = _cuda_device(prelude) if transport.cuda else torch.device("cpu")
     out_dir = before_init(prelude) if before_init is not None else None
     dist.init_process_group(
@@ -216,7 +225,19 @@ def init_distributed(
         store=store,
         world_ifname=world_ifname,
         out_dir=out_dir,
+        sysfs_root=my_root,
     )
+
+
+def node_sysfs_root(prelude: Prelude, template: Path) -> Path:
+    """This rank's ``/sys`` stand-in (``bench.sysroot``), agreed sound on every node through the store."""
+    host = socket.gethostname()
+    if template == sysroot.LIVE:
+        return template
+    problems = [p for p in gather_str(prelude, "sysfs_root", sysroot.problem(template, host) or "") if p]
+    if problems:
+        raise UserError(problems[0])
+    return sysroot.node_root(template, host)
 
 
 USAGE_HOLD_S = 3.0
@@ -237,6 +258,7 @@ def run_as_rank(
     oob_ifname: str | None,
     body: Callable[[DistContext], int],
     before_init: PreludeStep | None = None,
+    sysfs_root: Path = sysroot.LIVE,
 ) -> int:
     """Start the world group, run ``body`` on it and always tear it down; every command's rank entry.
 
@@ -250,7 +272,7 @@ def run_as_rank(
         transport = transport_for(backend)
         # gloo's world group binds GLOO_SOCKET_IFNAME as it is at start-up: the management interface.
         with scoped("GLOO_SOCKET_IFNAME", oob_ifname):
-            ctx = init_distributed(info, transport, timeout_s, oob_ifname, before_init)
+            ctx = init_distributed(info, transport, timeout_s, oob_ifname, before_init, sysfs_root)
     except UserError:
         shutdown()
         if info.rank != 0:

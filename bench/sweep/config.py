@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
+from bench import sysroot
 from bench.exits import UserError
 from bench.frame.validate import check_common
 from bench.measure.collectives import DEFAULT_COLLECTIVES, get_collective, get_dtype
@@ -57,6 +58,8 @@ class RunConfig:
     """A collective that has not finished after this many seconds ends the run with exit 3."""
     np: int | None = None
     """Start this many local ranks under mpirun."""
+    sysfs_root: Path = sysroot.LIVE
+    """Stands in for each node's /sys; ``{host}`` becomes the node's host name (``bench.sysroot``)."""
     nnodes: int | None = None
     node_rank: int | None = None
     main_address: str | None = None

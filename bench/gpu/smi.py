@@ -1,0 +1,205 @@
+"""GPU state from ``nvidia-smi -q -x``: memory errors, clock events, fabric state, MIG mode, PCIe link.
+
+The document is ``<nvidia_smi_log>`` with one ``<gpu id="00000000:18:00.0">`` per GPU (the DTD ships with the
+driver as ``nvsmi_device_v*.dtd``; nvidia-smi(1) explains each field). The fields read, by their XML path
+below ``<gpu>``, and how the names moved between drivers:
+
+=====================================  ======================================================================
+``ecc_mode/current_ecc``               ``Enabled``, ``Disabled``, ``N/A``
+``ecc_errors/volatile/...``            uncorrectable errors since the driver loaded: ``dram_uncorrectable``,
+                                       ``sram_uncorrectable`` (or its ``_parity`` and ``_secded`` halves,
+                                       R550+); ``double_bit/total`` before R510
+``ecc_errors/aggregate/...``           the same, over the GPU's life
+``retired_pages/pending_retirement``   a retired page waits for a reboot (``pending_blacklist`` before R460)
+``remapped_rows/remapped_row_pending`` a row remap waits for a GPU reset (A100 and later)
+``remapped_rows/remapped_row_failure`` a remap failed: the GPU has run out of spare rows
+``clocks_event_reasons/*``             ``Active`` reasons the clocks are held below their maximum
+                                       (``clocks_throttle_reasons/clocks_throttle_reason_*`` before R535)
+``fabric/state``, ``fabric/status``    the NVSwitch fabric's registration of the GPU (Hopper and later):
+                                       ``Not Started``, ``In Progress``, ``Completed``; status ``Success``
+``fabric/health/bandwidth``            ``Full`` or ``Degraded`` NVLink bandwidth (R550+)
+``mig_mode/current_mig``               ``Enabled``, ``Disabled``, ``N/A``
+``pci/pci_gpu_link_info/...``          PCIe generation and width, current and maximum
+=====================================  ======================================================================
+
+A field the GPU does not have reads ``N/A`` (or ``[N/A]``, or ``Requested functionality has been
+deprecated``); every such value is None here, never a zero or a "No".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bench.bounded import InputError, Where, parse_int
+from bench.gpu.safe_xml import Element, XmlRefused, parse
+
+MAX_COUNT = 1 << 48
+"""Above any error count a GPU reports."""
+EVENT_PREFIXES = ("clocks_event_reason_", "clocks_throttle_reason_")
+
+
+class SmiRefused(ValueError):
+    """The document is not nvidia-smi -q -x output railbench can read."""
+
+
+@dataclass(frozen=True)
+class SmiGpu:
+    """One GPU as nvidia-smi -q -x shows it."""
+
+    pci: str
+    """Its PCI address as sysfs writes it, ``0000:18:00.0``."""
+    name: str | None
+    ecc_mode: str | None
+    volatile_uncorrectable: int | None
+    """Uncorrectable ECC errors since the driver loaded (DRAM and SRAM); None when not reported."""
+    aggregate_uncorrectable: int | None
+    retirement_pending: bool | None
+    retired_pages: int | None
+    remap_pending: bool | None
+    remap_failure: bool | None
+    remapped_uncorrectable: int | None
+    clock_events: tuple[str, ...]
+    """The ``Active`` clock event reasons, named without their prefix (``hw_thermal_slowdown``)."""
+    clock_events_known: bool
+    """Whether the document had a clock event section at all."""
+    fabric_state: str | None
+    fabric_status: str | None
+    fabric_bandwidth: str | None
+    mig_current: str | None
+    mig_pending: str | None
+    pcie_gen: int | None
+    pcie_max_gen: int | None
+    pcie_width: int | None
+    pcie_max_width: int | None
+
+
+@dataclass(frozen=True)
+class SmiReport:
+    """The whole document: the driver version and every GPU, in nvidia-smi's order (PCI bus order)."""
+
+    source: str
+    driver: str | None
+    gpus: tuple[SmiGpu, ...]
+
+    def by_pci(self) -> dict[str, SmiGpu]:
+        return {g.pci: g for g in self.gpus}
+
+
+def _known(text: str | None) -> str | None:
+    """``text`` unless it is one of nvidia-smi's ways of saying nothing (``N/A``, ``[N/A]``, empty,
+    ``Requested functionality has been deprecated``); ``Not Active`` and ``Not Started`` are values."""
+    if text is None:
+        return None
+    stripped = text.strip()
+    lowered = stripped.lower()
+    if lowered in ("", "n/a", "[n/a]") or lowered.startswith("requested functionality"):
+        return None
+    return stripped
+
+
+def _count(text: str | None, where: str) -> int | None:
+    """A count (``12``, ``0``); None for N/A or anything that is no count."""
+    value = _known(text)
+    if value is None:
+        return None
+    number = value.split()[0]
+    if not number.isdigit():
+        return None
+    try:
+        return parse_int(number, Where(where, "count"), maximum=MAX_COUNT)
+    except InputError:
+        return None
+
+
+def _yes(text: str | None) -> bool | None:
+    value = _known(text)
+    if value is None:
+        return None
+    lowered = value.lower()
+    return True if lowered == "yes" else False if lowered == "no" else None
+
+
+def _sum(*counts: int | None) -> int | None:
+    known = [c for c in counts if c is not None]
+    return sum(known) if known else None
+
+
+def _uncorrectable(section: Element | None, where: str) -> int | None:
+    if section is None:
+        return None
+    names = ("dram_uncorrectable", "sram_uncorrectable", "sram_uncorrectable_parity", "sram_uncorrectable_secded")
+    found = _sum(*(_count(section.value(n), where) for n in names))
+    if found is None:  # before R510: <double_bit><total>
+        found = _count(section.value("double_bit", "total"), where)
+    return found
+
+
+def pci_address(gpu_id: str) -> str | None:
+    """nvidia-smi's ``00000000:18:00.0`` (a 32-bit domain) as sysfs writes it, ``0000:18:00.0``."""
+    domain, _, rest = gpu_id.strip().lower().partition(":")
+    if not rest or len(domain) > 8 or len(rest) != 7 or rest[2] != ":" or rest[5] != ".":
+        return None
+    hexdigits = set("0123456789abcdef")
+    if not set(domain) <= hexdigits or not set(rest.replace(":", "").replace(".", "")) <= hexdigits:
+        return None
+    number = int(domain, 16)
+    return f"{number:04x}:{rest}" if number <= 0xFFFF else None  # Linux PCI domains are 16-bit
+
+
+def _gpu(element: Element, source: str) -> SmiGpu | None:
+    address = pci_address(element.attributes.get("id", "") or element.value("pci", "pci_bus_id") or "")
+    if address is None:
+        return None
+    where = f"{source} GPU {address}"
+    ecc = element.find("ecc_errors")
+    retired = element.find("retired_pages")
+    remap = element.find("remapped_rows")
+    events = element.find("clocks_event_reasons") or element.find("clocks_throttle_reasons")
+    active: list[str] = []
+    for child in events.children if events is not None else ():
+        if child.text.lower() == "active":
+            name = child.tag
+            for prefix in EVENT_PREFIXES:
+                name = name.removeprefix(prefix)
+            active.append(name)
+    link = element.find("pci", "pci_gpu_link_info")
+    return SmiGpu(
+        pci=address,
+        name=_known(element.value("product_name")),
+        ecc_mode=_known(element.value("ecc_mode", "current_ecc")),
+        volatile_uncorrectable=_uncorrectable(ecc.child("volatile") if ecc else None, where),
+        aggregate_uncorrectable=_uncorrectable(ecc.child("aggregate") if ecc else None, where),
+        retirement_pending=_yes(retired.value("pending_retirement") or retired.value("pending_blacklist"))
+        if retired
+        else None,
+        retired_pages=_sum(
+            _count(retired.value("multiple_single_bit_retirement", "retired_count"), where) if retired else None,
+            _count(retired.value("double_bit_retirement", "retired_count"), where) if retired else None,
+        ),
+        remap_pending=_yes(remap.value("remapped_row_pending")) if remap else None,
+        remap_failure=_yes(remap.value("remapped_row_failure")) if remap else None,
+        remapped_uncorrectable=_count(remap.value("remapped_row_unc"), where) if remap else None,
+        clock_events=tuple(active),
+        clock_events_known=events is not None,
+        fabric_state=_known(element.value("fabric", "state")),
+        fabric_status=_known(element.value("fabric", "status")),
+        fabric_bandwidth=_known(element.value("fabric", "health", "bandwidth")),
+        mig_current=_known(element.value("mig_mode", "current_mig")),
+        mig_pending=_known(element.value("mig_mode", "pending_mig")),
+        pcie_gen=_count(link.value("pcie_gen", "current_link_gen"), where) if link else None,
+        pcie_max_gen=_count(link.value("pcie_gen", "max_link_gen"), where) if link else None,
+        pcie_width=_count((link.value("link_widths", "current_link_width") or "").rstrip("x"), where) if link else None,
+        pcie_max_width=_count((link.value("link_widths", "max_link_width") or "").rstrip("x"), where) if link else None,
+    )
+
+
+def parse_report(data: bytes, source: str) -> SmiReport:
+    """The report in ``data`` (nvidia-smi -q -x output); SmiRefused when it is not one."""
+    try:
+        root = parse(data, source)
+    except XmlRefused as exc:
+        raise SmiRefused(str(exc)) from None
+    if root.tag != "nvidia_smi_log":
+        raise SmiRefused(f"{source} is XML but not nvidia-smi -q -x output (its root is <{root.tag[:40]}>)")
+    gpus = [g for g in (_gpu(e, source) for e in root.all("gpu")) if g is not None]
+    return SmiReport(source, _known(root.value("driver_version")), tuple(sorted(gpus, key=lambda g: g.pci)))

@@ -1,0 +1,108 @@
+"""Where a node's GPU state comes from: nvidia-smi on the node itself, or its output captured in files.
+
+* Files (``check --nvidia-smi FILE...``): ``nvidia-smi -q -x`` and ``nvidia-smi nvlink -s`` outputs, told apart
+  by their content; each read through ``bench.bounded`` (a regular file, at most :data:`MAX_FILE_BYTES`). A file
+  that is neither is bad input (exit 2), said in one line.
+* The tool: on the live node, when ``nvidia-smi`` is on the PATH, it is run with a timeout and its output
+  capped; a failure (no driver, a hung GPU) is a reason the GPU checks skip, never a pass.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.bounded import InputError, read_bytes
+from bench.gpu import nvlink
+from bench.gpu.safe_xml import MAX_XML_BYTES
+from bench.gpu.smi import SmiRefused, SmiReport, parse_report
+from bench.textlines import text_lines
+
+MAX_FILE_BYTES = MAX_XML_BYTES
+QUERY_TIMEOUT_S = 60.0
+"""nvidia-smi -q -x on 8 GPUs answers in a few seconds; a GPU that has fallen off the bus can hold it longer."""
+NVLINK_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class GpuState:
+    """The node's GPU state, or why each part of it is missing."""
+
+    report: SmiReport | None = None
+    report_missing: str | None = None
+    """Why there is no ``nvidia-smi -q -x`` report (None when there is one)."""
+    links: tuple[nvlink.GpuLinks, ...] | None = None
+    links_missing: str | None = None
+
+
+def _is_xml(data: bytes) -> bool:
+    head = data.lstrip()[:64]
+    return head.startswith((b"<?xml", b"<nvidia_smi_log", b"<!DOCTYPE"))
+
+
+def from_files(paths: Sequence[Path]) -> GpuState:
+    """The state captured in ``paths``; InputError (exit 2) for a file that is not nvidia-smi output."""
+    report: SmiReport | None = None
+    links: tuple[nvlink.GpuLinks, ...] | None = None
+    fix = "give nvidia-smi -q -x or nvidia-smi nvlink -s output"
+    for path in paths:
+        data = read_bytes(path, fix=fix, label=f"--nvidia-smi {path}", max_bytes=MAX_FILE_BYTES)
+        if _is_xml(data):
+            try:
+                report = parse_report(data, str(path))
+            except SmiRefused as exc:
+                raise InputError(f"--nvidia-smi: {exc}: {fix}") from None
+            continue
+        text = data.decode("utf-8", errors="replace")
+        if nvlink.is_status_output(text):
+            links = nvlink.parse_status(line for _, line in text_lines(text) if line is not None)
+            continue
+        raise InputError(f"--nvidia-smi {path} is neither nvidia-smi -q -x XML nor nvidia-smi nvlink -s output: {fix}")
+    names = ", ".join(str(p) for p in paths)
+    return GpuState(
+        report,
+        None if report is not None else f"no nvidia-smi -q -x output among --nvidia-smi {names}",
+        links,
+        None if links is not None else f"no nvidia-smi nvlink -s output among --nvidia-smi {names}",
+    )
+
+
+def _run(argv: list[str], timeout_s: float) -> tuple[bytes | None, str | None]:
+    """(stdout, None) or (None, why it gave none)."""
+    shown = " ".join(argv)
+    try:
+        done = subprocess.run(argv, capture_output=True, timeout=timeout_s, check=False, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return None, f"{shown} gave no answer in {timeout_s:g} s (a hung GPU or driver)"
+    except OSError as exc:
+        return None, f"cannot run {shown}: {exc.strerror or exc}"
+    if done.returncode != 0:
+        said = (done.stdout or done.stderr).decode("utf-8", errors="replace").strip().splitlines()
+        return None, f"{shown} failed ({said[0][:200] if said else f'exit status {done.returncode}'})"
+    if len(done.stdout) > MAX_FILE_BYTES:
+        return None, f"{shown} wrote over {MAX_FILE_BYTES >> 20} MiB"
+    return done.stdout, None
+
+
+def from_tool() -> GpuState:
+    """The live node's state from ``nvidia-smi`` itself."""
+    tool = shutil.which("nvidia-smi")
+    if tool is None:
+        why = "nvidia-smi is not on the PATH (no NVIDIA driver utilities on this node)"
+        return GpuState(report_missing=why, links_missing=why)
+    report, report_missing = None, None
+    data, report_missing = _run([tool, "-q", "-x"], QUERY_TIMEOUT_S)
+    if data is not None:
+        try:
+            report = parse_report(data, "nvidia-smi -q -x")
+        except SmiRefused as exc:
+            report_missing = str(exc)
+    links, links_missing = None, None
+    text, links_missing = _run([tool, "nvlink", "-s"], NVLINK_TIMEOUT_S)
+    if text is not None:
+        decoded = text.decode("utf-8", errors="replace")
+        links = nvlink.parse_status(line for _, line in text_lines(decoded) if line is not None)
+    return GpuState(report, report_missing, links, links_missing)

@@ -1,0 +1,318 @@
+"""The checks of the GPUs themselves: Xid events, ECC and row remapping, clock events, NVLink and MIG, and the
+NVSwitch fabric manager (docs/preflight.md, "The GPUDirect path").
+
+They read ``nvidia-smi -q -x`` and ``nvidia-smi nvlink -s`` (``bench.gpu.state``: the tool on a live node, or
+files given with ``--nvidia-smi``) and the kernel log (``--kernel-log``, the journal, kern.log). Without their
+source they skip, saying which source is missing; a machine without a GPU skips them all.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timedelta
+
+from bench.bounded import InputError, Where, parse_float, read_bytes
+from bench.fabric import link_flaps
+from bench.gpu import xid
+from bench.gpu.smi import SmiGpu, SmiReport
+from bench.preflight.check_base import Check, CheckResult, Context, GpuPath, Status, listed
+
+FAILING_CLOCK_EVENTS = ("hw_slowdown", "hw_thermal_slowdown", "hw_power_brake_slowdown", "sw_thermal_slowdown")
+"""Clock event reasons that hold a GPU's clocks down for its health (nvidia-smi(1), "Clocks Event Reasons": the
+hardware slowing it for heat or an external power brake, the driver for heat)."""
+WARNING_CLOCK_EVENTS = ("sw_power_cap", "applications_clocks_setting")
+"""Reasons that hold clocks down by configuration: the power limit reached, application clocks set low."""
+UPTIME = "/proc/uptime"
+
+
+def _no_gpu(ctx: Context) -> str | None:
+    return None if ctx.gpu_paths else "no GPU on this machine (no NVIDIA GPU on the PCI bus)"
+
+
+def _smi_or_why_not(ctx: Context) -> str | None:
+    why = _no_gpu(ctx)
+    if why is None and ctx.gpu_state.report is None:
+        return f"no nvidia-smi -q -x report: {ctx.gpu_state.report_missing}"
+    return why
+
+
+def _path_of(ctx: Context, pci: str) -> GpuPath | None:
+    return next((p for p in ctx.gpu_paths if p.gpu.pci_address == pci), None)
+
+
+def _who(ctx: Context, gpu: SmiGpu) -> tuple[str, str, tuple[int, ...]]:
+    """(label, words, gpus) of a GPU nvidia-smi reports: ``GPU3``, ``GPU 3 (0000:1b:00.0)``, (3,)."""
+    path = _path_of(ctx, gpu.pci)
+    if path is None:
+        return gpu.pci, f"the GPU at {gpu.pci} (not on this tree's PCI bus)", ()
+    return path.label, f"GPU {path.k} ({gpu.pci})", (path.k,)
+
+
+def boot_time(now: datetime, live: bool) -> datetime:
+    """When this node booted (``/proc/uptime``), for the journal's ``--since``; the epoch when unknown."""
+    epoch = datetime(1970, 1, 1)
+    if not live:
+        return epoch
+    try:
+        text = read_bytes(UPTIME, fix="uptime is optional", max_bytes=256).decode("ascii", errors="replace")
+        seconds = parse_float(text.split()[0] if text.split() else "", Where(UPTIME, "uptime"), maximum=1e10)
+    except InputError:
+        return epoch
+    return now - timedelta(seconds=seconds)
+
+
+class SmiCheck(Check):
+    """Base of the checks that judge ``nvidia-smi -q -x``: skipped, with the reason, without it."""
+
+    def applies(self, ctx: Context) -> str | None:
+        return _smi_or_why_not(ctx)
+
+    def run(self, ctx: Context) -> list[CheckResult]:
+        report = ctx.gpu_state.report
+        if report is None:  # applies() said so; narrowed here for the type checker
+            return [self.result("skip", f"no nvidia-smi -q -x report: {ctx.gpu_state.report_missing}")]
+        return self.judge(ctx, report)
+
+    def judge(self, ctx: Context, report: SmiReport) -> list[CheckResult]:
+        raise NotImplementedError
+
+
+class GpuXid(Check):
+    """No Xid event the profile fails on (``[gpudirect] fail_xids``) since the node booted."""
+
+    name = "gpu-xid"
+
+    def applies(self, ctx: Context) -> str | None:
+        return _no_gpu(ctx) or ctx.kernel_log_missing()
+
+    def run(self, ctx: Context) -> list[CheckResult]:
+        log = link_flaps.read_kernel_log(ctx.kernel_log, boot_time(ctx.now(), ctx.live))
+        if log.skipped is not None:
+            return [self.result("skip", f"kernel log not read: {log.skipped}")]
+        lines = xid.since_boot(log.lines)
+        found = xid.events(lines)
+        failing = set(ctx.profile.gpudirect.fail_xids)
+        out = []
+        for path in ctx.gpu_paths:
+            mine = [e for e in found if e.matches(path.address)]
+            if not mine:
+                continue
+            counts = Counter(e.code for e in mine)
+            said = ", ".join(
+                f"Xid {code} ({xid.MEANINGS.get(code, 'see the Xid catalogue')})" + (f" x{n}" if n > 1 else "")
+                for code, n in sorted(counts.items())
+            )
+            status: Status = "fail" if failing & set(counts) else "warn"
+            reason = f"GPU {path.k} ({path.address}): {said} since boot in {log.source}; latest: {mine[-1].line[:200]}"
+            action = ctx.action("gpu_xid", device=f"GPU {path.k}", pci=path.address)
+            out.append(self.result(status, reason, path.label, action=action, gpus=(path.k,)))
+        stray = [e for e in found if not any(e.matches(p.address) for p in ctx.gpu_paths)]
+        if stray:
+            buses = listed(sorted({e.bus for e in stray}))
+            out.append(self.result("warn", f"Xid events for PCI {buses}, no GPU of this node: {stray[-1].line[:200]}"))
+        if not out:
+            out.append(self.result("pass", f"no Xid event since boot in {log.source} ({len(lines)} lines read)"))
+        return out
+
+
+class GpuEcc(SmiCheck):
+    """No uncorrectable ECC error since the driver loaded, no pending row remap or page retirement, no failed
+    remap (nvidia-smi(1), "ECC Errors", "Retired Pages", "Remapped Rows")."""
+
+    name = "gpu-ecc"
+
+    def judge(self, ctx: Context, report: SmiReport) -> list[CheckResult]:
+        out = []
+        unknown = []
+        for gpu in report.gpus:
+            label, words, gpus = _who(ctx, gpu)
+            fails, warns = _ecc_findings(gpu)
+            if fails is None:
+                unknown.append(words)
+                continue
+            action = ctx.action("gpu_ecc", device=words.split(" (")[0], pci=gpu.pci)
+            if fails:
+                out.append(self.result("fail", f"{words}: {'; '.join(fails + warns)}", label, action=action, gpus=gpus))
+            elif warns:
+                out.append(self.result("warn", f"{words}: {'; '.join(warns)}", label, action=action, gpus=gpus))
+        judged = len(report.gpus) - len(unknown)
+        if not judged:
+            return [self.result("skip", f"{report.source} reports no ECC state for {listed(unknown)}")]
+        if not out:
+            out.append(
+                self.result(
+                    "pass", f"no uncorrectable ECC error, pending row remap or page retirement on {judged} GPUs"
+                )
+            )
+        return out
+
+
+def _ecc_findings(gpu: SmiGpu) -> tuple[list[str] | None, list[str]]:
+    """(what fails, what warns) about one GPU's memory; (None, []) when nvidia-smi reports none of it."""
+    known = (
+        gpu.volatile_uncorrectable,
+        gpu.aggregate_uncorrectable,
+        gpu.remap_pending,
+        gpu.remap_failure,
+        gpu.retirement_pending,
+        gpu.ecc_mode,
+    )
+    if all(value is None for value in known):
+        return None, []
+    fails, warns = [], []
+    if gpu.remap_failure:
+        fails.append("a row remap failed: the GPU has run out of spare rows")
+    if gpu.remap_pending:
+        fails.append("a row remap is pending until the GPU is reset")
+    if gpu.retirement_pending:
+        fails.append("a page retirement is pending until the GPU is reset")
+    if gpu.volatile_uncorrectable:
+        fails.append(f"{gpu.volatile_uncorrectable} uncorrectable ECC errors since the driver loaded")
+    elif gpu.aggregate_uncorrectable:
+        warns.append(f"{gpu.aggregate_uncorrectable} uncorrectable ECC errors over its life")
+    if gpu.ecc_mode == "Disabled":
+        warns.append("ECC is disabled")
+    return fails, warns
+
+
+class GpuClocks(SmiCheck):
+    """No GPU has its clocks held down by heat or a power brake (nvidia-smi's clock event reasons)."""
+
+    name = "gpu-clocks"
+
+    def judge(self, ctx: Context, report: SmiReport) -> list[CheckResult]:
+        out = []
+        judged = 0
+        for gpu in report.gpus:
+            if not gpu.clock_events_known:
+                continue
+            judged += 1
+            label, words, gpus = _who(ctx, gpu)
+            bad = [e for e in gpu.clock_events if e in FAILING_CLOCK_EVENTS]
+            odd = [e for e in gpu.clock_events if e in WARNING_CLOCK_EVENTS]
+            action = ctx.action("gpu_clocks", device=words.split(" (")[0], pci=gpu.pci)
+            if bad or odd:
+                status: Status = "fail" if bad else "warn"
+                reason = f"{words}: clocks held down by {', '.join(bad + odd)}"
+                out.append(self.result(status, reason, label, action=action, gpus=gpus))
+        if not judged:
+            return [self.result("skip", f"{report.source} has no clock event reasons (clocks_event_reasons)")]
+        if not out:
+            out.append(self.result("pass", f"no clock held down by heat, power or configuration on {judged} GPUs"))
+        return out
+
+
+class NvLinks(Check):
+    """Every GPU's NVLinks active at one speed, the fabric's NVLink bandwidth full, and MIG off (MIG instances
+    have no NVLink or peer-to-peer path: NVIDIA's MIG user guide)."""
+
+    name = "nvlink"
+
+    def applies(self, ctx: Context) -> str | None:
+        why = _no_gpu(ctx)
+        state = ctx.gpu_state
+        if why is None and state.report is None and state.links is None:
+            return f"no nvidia-smi output: {state.report_missing}"
+        return why
+
+    def run(self, ctx: Context) -> list[CheckResult]:
+        state = ctx.gpu_state
+        out = []
+        for gpu in state.report.gpus if state.report is not None else ():
+            label, words, gpus = _who(ctx, gpu)
+            action = ctx.action("nvlink", device=words.split(" (")[0], pci=gpu.pci)
+            if gpu.mig_current == "Enabled":
+                reason = f"{words}: MIG is enabled: its instances have no NVLink or GPU peer-to-peer path"
+                out.append(self.result("fail", reason, label, action=action, gpus=gpus))
+            elif gpu.mig_pending == "Enabled":
+                reason = f"{words}: MIG is enabled from the next GPU reset"
+                out.append(self.result("warn", reason, label, action=action, gpus=gpus))
+            if gpu.fabric_bandwidth == "Degraded":
+                reason = f"{words}: the NVSwitch fabric reports its NVLink bandwidth Degraded"
+                out.append(self.result("fail", reason, label, action=action, gpus=gpus))
+        out += self._links(ctx)
+        if out:
+            return out
+        if state.links is None:
+            return [
+                self.result("skip", f"MIG off, fabric bandwidth not degraded; NVLink states: {state.links_missing}")
+            ]
+        listed_links = [g for g in state.links if g.links]
+        if not listed_links:
+            return [self.result("skip", "nvidia-smi nvlink -s lists no NVLink on these GPUs (PCIe GPUs?)")]
+        total = sum(len(g.links) for g in listed_links)
+        return [self.result("pass", f"all {total} NVLinks of {len(listed_links)} GPUs active at one speed; MIG off")]
+
+    def _links(self, ctx: Context) -> list[CheckResult]:
+        links = ctx.gpu_state.links or ()
+        listed_links = [g for g in links if g.links]
+        if not listed_links:
+            return []
+        most = max(sum(1 for link in g.links if link.active) for g in listed_links)
+        speeds = Counter(link.gbytes_per_s for g in listed_links for link in g.links if link.active)
+        common = speeds.most_common(1)[0][0] if speeds else None
+        paths = {p.k: p for p in ctx.gpu_paths}
+        out = []
+        if most == 0:
+            return [
+                self.result(
+                    "fail",
+                    f"every NVLink of the {len(listed_links)} GPUs is inactive (the fabric manager not running?)",
+                    action=ctx.action("nvlink", device="every GPU", pci="-"),
+                    gpus=paths,
+                )
+            ]
+        for g in listed_links:
+            active = [link for link in g.links if link.active]
+            slow = [link for link in active if common is not None and (link.gbytes_per_s or 0) < common]
+            if len(active) >= most and not slow:
+                continue
+            path = paths.get(g.index)
+            pci = path.address if path else "?"
+            problems = []
+            if len(active) < most:
+                problems.append(
+                    f"NVLink {listed([str(n) for n in g.inactive])} inactive ({len(active)} of {most} active)"
+                )
+            if slow:
+                problems.append(f"link {listed([str(s.link) for s in slow])} below the others' {common:g} GB/s")
+            reason = f"GPU {g.index} ({pci}): {'; '.join(problems)}"
+            action = ctx.action("nvlink", device=f"GPU {g.index}", pci=pci)
+            out.append(self.result("fail", reason, f"GPU{g.index}", action=action, gpus=(g.index,)))
+        return out
+
+
+class FabricManager(SmiCheck):
+    """Every GPU registered with the NVSwitch fabric (state ``Completed``, status ``Success``): the fabric
+    manager is running and has finished (NVIDIA Fabric Manager user guide; Hopper and later report it)."""
+
+    name = "fabric-manager"
+
+    def judge(self, ctx: Context, report: SmiReport) -> list[CheckResult]:
+        reporting = [g for g in report.gpus if g.fabric_state not in (None, "Not Supported")]
+        if not reporting:
+            return [self.result("skip", "the GPUs report no NVSwitch fabric state (pre-Hopper, or no NVSwitch)")]
+        waiting = [g for g in reporting if not (g.fabric_state == "Completed" and g.fabric_status in (None, "Success"))]
+        states = {(g.fabric_state, g.fabric_status) for g in waiting}
+        out = []
+        if len(waiting) == len(reporting) > 1 and len(states) == 1:
+            # Every GPU waits alike: one cause, the fabric manager itself, said once.
+            state, status = states.pop()
+            shown = f", status {status}" if status else ""
+            reason = (
+                f"all {len(waiting)} GPUs: fabric state {state}{shown}: the fabric manager has not registered them, "
+                "so CUDA and NCCL cannot use their NVLinks"
+            )
+            everyone = [k for g in waiting for k in _who(ctx, g)[2]]
+            return [self.result("fail", reason, action=ctx.action("fabric_manager"), gpus=everyone)]
+        for gpu in waiting:
+            label, words, gpus = _who(ctx, gpu)
+            status = f", status {gpu.fabric_status}" if gpu.fabric_status else ""
+            reason = (
+                f"{words}: fabric state {gpu.fabric_state}{status}: the fabric manager has not registered it, so "
+                "CUDA and NCCL cannot use its NVLinks"
+            )
+            out.append(self.result("fail", reason, label, action=ctx.action("fabric_manager"), gpus=gpus))
+        if not out:
+            out.append(self.result("pass", f"fabric state Completed on all {len(reporting)} GPUs"))
+        return out

@@ -1,0 +1,164 @@
+"""Node-local causes of a slow rail or GPU: each node's GPUDirect path checks, tied to the defects they explain.
+
+Localisation names a part from bandwidth alone; a slow link on rail k of node N is the cable, the HCA or the
+switch port as far as the fabric can tell. But GPUDirect RDMA on rail k runs from GPU k through its PCIe switch
+to NIC k, and the cause is as often there: GPU k trained at x8, ACS redirecting the switch's peer traffic, the
+IOMMU translating DMA, no peer-memory path. So, once the measurements are done:
+
+* every node (its local rank 0) runs the checks of its own GPUDirect path (``bench.preflight``, the same code as
+  ``railbench check``) on the run's sysfs root (``DistContext.sysfs_root``); on a live node the GPU checks run
+  nvidia-smi and read the kernel log, and on NCCL the node's own NCCL logs of this run are evidence for
+  ``gpu-peer-memory`` (``GDR 0``); ``accept`` hands over the reports of its check phase instead of reading twice;
+* rank 0 gathers them (one small round of the run's coordination channel) and ties each failure to the
+  defects it explains, GPU k's path being rail k's (local rank k drives GPU k, in PCI bus order):
+
+  =============================  ======================================================================
+  defect                         explained by a failure on node N of
+  =============================  ======================================================================
+  link or cable, slow or flaky   a path check (:data:`PATH_CHECKS`) whose GPUs include k
+  link or cable, dead            ``pcie-link`` (a link down) or ``gpu-xid`` whose GPUs include k
+  node                           a path check covering two of its rails or more (node-wide: the IOMMU,
+                                 peer memory, several degraded links)
+  rail                           the same path check with GPU k on every node
+  intra-node gpu, gpu-pair       a GPU check (:data:`GPU_CHECKS`) of that GPU (or its peer)
+  =============================  ======================================================================
+
+The defect keeps its measurements and its counters; it gains the causes (rails.json ``causes``), its line
+says the first, and its action becomes the cause's: the reseat of GPU k, not the cable. Every failure found is
+also kept in rails.json's ``node_causes``, ``explains`` saying whether a defect carries it; one that explains
+no defect still fails the node (``bench.rails.items``): a GPU at x8 is a fault whether or not this run's
+messages were large enough to feel it.
+
+This is the seam on the output side: :func:`attribute` takes the judged outcome and returns it with causes
+and actions, after ``bench.rails.corroborate``; nothing of the judge changes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from bench.frame.evidence import node_nccl_logs
+from bench.nccllogs.nccl_log import NcclLog
+from bench.preflight import checks
+from bench.preflight.checks import CheckResult
+from bench.profiles import Profile
+from bench.rails.defects import Defect
+from bench.rails.gpu_pairs import GpuDefect
+from bench.rails.records import RailsOutcome
+from bench.rundir.railsdoc import DefectCause
+from bench.runtime import env as benv
+from bench.runtime.coord import Coord
+from bench.runtime.dist import DistContext
+
+PATH_CHECKS = ("pcie-link", "pcie-acs", "iommu", "gpu-peer-memory", "nic-pcie", "port-mtu")
+"""Checks of the path between GPU k and its NIC: a failure slows GPUDirect RDMA on rail k."""
+GPU_CHECKS = ("gpu-xid", "gpu-ecc", "gpu-clocks", "nvlink", "fabric-manager")
+"""Checks of the GPU itself: a failure slows its intra-node (NVLink) pairs."""
+DEAD_CHECKS = ("pcie-link", "gpu-xid")
+"""What can take a link's traffic away entirely: a PCIe link down, a GPU fallen off the bus."""
+
+Reports = Mapping[str, Sequence[CheckResult]]
+"""node -> its GPUDirect checks' results."""
+
+
+def read_node(
+    profile: Profile, ctx: DistContext, logs: Sequence[NcclLog] = (), node: str | None = None
+) -> list[CheckResult]:
+    """This node's GPUDirect path and GPU checks on the run's sysfs root."""
+    return checks.run_checks(
+        profile,
+        ctx.sysfs_root,
+        logs,
+        benv.environ(),
+        node=node or ctx.hosts[ctx.info.rank],
+        only=PATH_CHECKS + GPU_CHECKS,
+    )
+
+
+def gather(profile: Profile, ctx: DistContext, coord: Coord, out_dir: Path | None) -> dict[str, list[CheckResult]]:
+    """Every node's results on rank 0 (empty elsewhere): every rank calls it together; one per node reads."""
+    mine = None
+    if ctx.info.local_rank == 0:
+        host = ctx.hosts[ctx.info.rank]
+        logs = (node_nccl_logs(out_dir, 0, host) or []) if ctx.backend == "nccl" and out_dir is not None else []
+        mine = (host, [r.to_json() for r in read_node(profile, ctx, logs, host)])
+    heard = coord.gather(mine)
+    if heard is None:
+        return {}
+    return {host: [CheckResult.from_json(r) for r in results] for host, results in filter(None, heard)}
+
+
+def cause(node: str, result: CheckResult) -> DefectCause:
+    return DefectCause(
+        check=result.check,
+        status=result.status,
+        node=node,
+        device=result.device,
+        gpus=result.gpus,
+        reason=result.reason,
+        action=result.action,
+    )
+
+
+def _failures(reports: Reports, node: str | None, names: Sequence[str]) -> list[CheckResult]:
+    if node is None:
+        return []
+    return [r for r in reports.get(node, ()) if r.status == "fail" and r.check in names]
+
+
+def _rail_causes(defect: Defect, reports: Reports, nodes: Sequence[str]) -> list[tuple[str, CheckResult]]:
+    k = defect.rail
+    if defect.kind in ("link", "cable") and k is not None:
+        names = DEAD_CHECKS if defect.symptom == "dead" else PATH_CHECKS
+        return [(defect.node or "", r) for r in _failures(reports, defect.node, names) if k in r.gpus]
+    if defect.kind == "node":
+        return [(defect.node or "", r) for r in _failures(reports, defect.node, PATH_CHECKS) if len(r.gpus) > 1]
+    if defect.kind == "rail" and k is not None and nodes:
+        per_node = {n: [r for r in _failures(reports, n, PATH_CHECKS) if k in r.gpus] for n in nodes}
+        shared = set.intersection(*({r.check for r in found} for found in per_node.values()))
+        return [(n, r) for n, found in per_node.items() for r in found if r.check in shared]
+    return []
+
+
+def _gpu_causes(defect: GpuDefect, reports: Reports) -> list[tuple[str, CheckResult]]:
+    gpus = {g for g in (defect.gpu, defect.peer) if g is not None}
+    found = _failures(reports, defect.node, GPU_CHECKS)
+    if defect.kind == "node":
+        return [(defect.node, r) for r in found]
+    return [(defect.node, r) for r in found if gpus & set(r.gpus)]
+
+
+def attribute(outcome: RailsOutcome, reports: Reports) -> RailsOutcome:
+    """``outcome`` with every defect's node-local causes (its action the first cause's), and every failure and
+    warning of the nodes' checks in ``node_causes``."""
+    carried: set[tuple[str, str, str, str | None]] = set()
+
+    def tied(found: list[tuple[str, CheckResult]]) -> tuple[DefectCause, ...]:
+        for node, r in found:
+            carried.add((node, r.check, r.reason, r.device))
+        return tuple(cause(node, r) for node, r in found)
+
+    defects = []
+    for defect in outcome.defects:
+        causes = tied(_rail_causes(defect, reports, outcome.nodes)) if defect.symptom != "errors" else ()
+        action = next((c.action for c in causes if c.action), None)
+        defects.append(dataclasses.replace(defect, causes=causes, action=action or defect.action))
+    intra = outcome.intra_node
+    if intra is not None and intra.defects:
+        gpu_defects = []
+        for g in intra.defects:
+            causes = tied(_gpu_causes(g, reports))
+            action = next((c.action for c in causes if c.action), None)
+            gpu_defects.append(dataclasses.replace(g, causes=causes, action=action or g.action))
+        intra = dataclasses.replace(
+            intra, localisation=dataclasses.replace(intra.localisation, defects=tuple(gpu_defects))
+        )
+    every = tuple(
+        dataclasses.replace(cause(node, r), explains=(node, r.check, r.reason, r.device) in carried)
+        for node, results in reports.items()
+        for r in results
+        if r.status in ("fail", "warn")
+    )
+    return dataclasses.replace(outcome, defects=tuple(defects), intra_node=intra, node_causes=every)

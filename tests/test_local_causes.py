@@ -1,0 +1,105 @@
+"""Node-local causes tied to the defects they explain (``bench.rails.local_causes.attribute``): a pure function
+of the judged outcome and each node's GPUDirect checks. GPU k's path is rail k's."""
+
+from __future__ import annotations
+
+from bench.preflight.checks import CheckResult
+from bench.rails.defects import Defect, describe
+from bench.rails.gpu_pairs import GpuDefect, IntraNodeOutcome, Localisation
+from bench.rails.local_causes import attribute
+from bench.rails.records import RailsOutcome
+
+NODES = ("n1", "n2", "n3", "n4")
+
+
+def _defect(kind: str, node: str | None, rail: int | None, symptom: str = "slow", action: str = "cable") -> Defect:
+    return Defect(
+        kind,  # type: ignore[arg-type]
+        node,
+        rail,
+        "mlx5_2",
+        20.0,
+        400.0,
+        "line rate",
+        symptom,  # type: ignore[arg-type]
+        3,
+        3,
+        3,
+        3,
+        0.01,
+        ("n1-n3/rail1",),
+        action=action,
+    )
+
+
+def _result(check: str, gpus: tuple[int, ...], status: str = "fail", device: str | None = "GPU1") -> CheckResult:
+    return CheckResult(check, status, f"{check} on {device}", device, f"fix {check} on {device}", gpus)  # type: ignore[arg-type]
+
+
+def _outcome(*defects: Defect, intra: IntraNodeOutcome | None = None) -> RailsOutcome:
+    return RailsOutcome(nodes=NODES, rails=2, defects=defects, intra_node=intra)
+
+
+def test_a_link_takes_the_cause_on_its_own_gpus_path_and_its_action() -> None:
+    reports = {
+        "n3": [_result("pcie-link", (1,)), _result("pcie-link", (0,), device="GPU0"), _result("iommu", (), "pass")]
+    }
+    found = attribute(_outcome(_defect("link", "n3", 1)), reports)
+    defect = found.defects[0]
+    assert [(c.check, c.device, c.gpus) for c in defect.causes] == [("pcie-link", "GPU1", (1,))]
+    assert defect.action == "fix pcie-link on GPU1"
+    assert "cause on the node: pcie-link: pcie-link on GPU1; action: fix pcie-link on GPU1" in describe(defect)
+    record = defect.record()
+    assert record.causes[0].check == "pcie-link" and record.action == "fix pcie-link on GPU1"
+    # Every failure is kept, and only the one carried says it explains something.
+    assert {(c.device, c.explains) for c in found.node_causes} == {("GPU1", True), ("GPU0", False)}
+
+
+def test_another_nodes_cause_or_a_gpu_check_never_explains_a_link() -> None:
+    reports = {"n2": [_result("pcie-link", (1,))], "n3": [_result("gpu-clocks", (1,))]}
+    defect = attribute(_outcome(_defect("link", "n3", 1)), reports).defects[0]
+    assert defect.causes == () and defect.action == "cable"
+
+
+def test_a_dead_link_is_explained_only_by_what_can_take_all_its_traffic() -> None:
+    reports = {"n3": [_result("pcie-acs", (1,)), _result("gpu-xid", (1,))]}
+    defect = attribute(_outcome(_defect("link", "n3", 1, "dead")), reports).defects[0]
+    assert [c.check for c in defect.causes] == ["gpu-xid"]
+
+
+def test_a_node_is_explained_by_what_spans_its_rails() -> None:
+    reports = {"n2": [_result("pcie-link", (1,)), _result("gpu-peer-memory", tuple(range(8)), device=None)]}
+    defect = attribute(_outcome(_defect("node", "n2", None)), reports).defects[0]
+    assert [c.check for c in defect.causes] == ["gpu-peer-memory"]
+
+
+def test_a_rail_is_explained_only_by_a_cause_every_node_shares() -> None:
+    everyone = {n: [_result("nic-pcie", (1,), device="mlx5_2")] for n in NODES}
+    assert len(attribute(_outcome(_defect("rail", None, 1)), everyone).defects[0].causes) == 4
+    some = {**everyone, "n4": []}
+    assert attribute(_outcome(_defect("rail", None, 1)), some).defects[0].causes == ()
+
+
+def test_an_errors_defect_keeps_its_cable_action() -> None:
+    """Counters that rose while the bandwidth held are the cable's, whatever the PCIe link says."""
+    defect = attribute(_outcome(_defect("link", "n3", 1, "errors")), {"n3": [_result("pcie-link", (1,))]}).defects[0]
+    assert defect.causes == () and defect.action == "cable"
+
+
+def test_a_slow_gpu_of_the_intra_node_matrix_takes_its_own_gpus_cause() -> None:
+    gpu = GpuDefect(
+        "gpu", "n2", 5, None, "0000:b3:00.0", None, 100.0, 400.0, "peers", "slow", 7, 7, 7, 7, ("n2/gpu5-gpu1",)
+    )
+    intra = IntraNodeOutcome(nodes=NODES, local_ranks=8, localisation=Localisation((gpu,), None, None))
+    reports = {"n2": [_result("gpu-clocks", (5,), device="GPU5"), _result("pcie-link", (5,), device="GPU5")]}
+    found = attribute(_outcome(intra=intra), reports)
+    assert found.intra_node is not None
+    defect = found.intra_node.defects[0]
+    assert [c.check for c in defect.causes] == ["gpu-clocks"] and defect.action == "fix gpu-clocks on GPU5"
+    assert "cause on the node: gpu-clocks" in (defect.record().line or "")
+
+
+def test_warnings_are_kept_but_never_carried() -> None:
+    found = attribute(_outcome(_defect("link", "n3", 1)), {"n3": [_result("pcie-link", (1,), "warn")]})
+    assert found.defects[0].causes == ()
+    assert [(c.status, c.explains) for c in found.node_causes] == [("warn", False)]
