@@ -39,6 +39,7 @@ from bench.bounded import (
     parse_int,
     read_at_most,
 )
+from bench.textlines import printable
 
 MAX_READ_BYTES = 4096
 """A sysfs attribute is at most one page (``PAGE_SIZE``, 4 KiB on x86-64 and most arm64 kernels)."""
@@ -110,7 +111,8 @@ class Sysfs:
         if len(data) > MAX_READ_BYTES:
             self._problem(path, f"{path} holds more than {MAX_READ_BYTES} bytes, more than a sysfs attribute can")
             return None
-        return data.decode("utf-8", errors="replace").strip()
+        # printable: an attribute any root can write (node_desc) reaches the terminal and checks.json
+        return printable(data.decode("utf-8", errors="replace").strip())
 
     def parse(self, parts: tuple[str, ...], text: str, convert: Callable[[str, Where], T]) -> T | None:
         """``convert(text, where)``; a value it refuses becomes a problem naming the path, and None."""
