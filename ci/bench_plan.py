@@ -82,10 +82,10 @@ def main() -> int:
                 inside = low <= wall <= high
                 held.append(inside)
                 where = "inside" if inside else ("below" if wall < low else "above")
+                at = (wall - low) / max(high - low, 1e-9)
                 print(
                     f"# planned {low:.0f}-{high:.0f} s, measured {wall:.0f} s (mpirun to its end; run.json's phases "
-                    f"{plan.get('measured_s', 0):.0f} s): {where} the range, at {(wall - low) / max(high - low, 1e-9):.2f} "
-                    "of its width"
+                    f"{plan.get('measured_s', 0):.0f} s): {where} the range, at {at:.2f} of its width"
                 )
     loads = os.getloadavg()
     print(
