@@ -262,3 +262,16 @@ def test_outside_text_is_printable_before_any_reader_sees_it(tmp_path: Path) -> 
     device.mkdir(parents=True)
     (device / "node_desc").write_text(hostile + "\n")
     assert Sysfs(tmp_path).read("class", "infiniband", "mlx5_1", "node_desc") == shown
+
+
+def test_a_run_directory_from_elsewhere_names_its_hosts_printably(tmp_path: Path) -> None:
+    """run.json is input too (CI artifacts, a tarball from another site): its names reach `history list`, the
+    report and compare's lines, so a string escaping a control character comes out printable."""
+    text = json.dumps({"cluster": "lab\x1b]0;pwned\x07", "hosts": ["n1\u202e", "n2"], "note\x9b": "x\ny"})
+    assert "\\u001b" in text  # JSON escapes what it cannot hold raw
+    assert jsondoc.loads(text, "run.json", "f") == {
+        "cluster": "lab",
+        "hosts": ["n1\\u202e", "n2"],
+        "note\\x9b": "x\\x0ay",
+    }
+    assert jsondoc.loads('{"cluster": "lab", "a": "\\\\u001b"}', "run.json", "f") == {"cluster": "lab", "a": "\\u001b"}
