@@ -220,19 +220,21 @@ def rails_phases(nodes: int, ranks: int, settings: RailsSettings, model: PlanMod
     phases = [Phase("start-up and rail groups", 0, 0, 0, startup_seconds(nodes, ranks, model))]
     pair_cells = 0
     if nodes >= 2:
-        rail_s, rail_bytes, alone_s = Span.point(0.0), 0, Span.point(0.0)
+        rail_s, rail_bytes, measured_alone = Span.point(0.0), 0, []
         for name in settings.collectives:
             factor = max(1.0, get_collective(name).busbw_factor(nodes))
             wire = int(settings.rail_bytes * factor)
             budget = cell_budget(wire, messages, model.rate_Gbps.low, settings.cell_budget_s)
             rail_s += cell_seconds(wire, messages, model.rail_Gbps, budget) + model.step_s * 2 + model.cell_overhead_s
             rail_bytes += wire * (messages + 1)
-            alone = messages if settings.isolation else 1
-            alone_s += cell_seconds(wire, alone, model.rail_Gbps, budget) + model.sync(world) * 2
+            measured_alone.append(cell_seconds(wire, messages if settings.isolation else 1, model.rail_Gbps, budget))
         phases.append(
             Phase("rail groups, every rail at once", 1, ranks * len(settings.collectives), rail_bytes, rail_s)
         )
-        windows = alone_s * ranks if settings.isolation else alone_s * (ranks / len(settings.collectives))
+        # Each rail's window: every collective alone (--isolation) or one call of the first, a barrier on either
+        # side, and every node's counters read at its edge.
+        alone = sum(measured_alone, Span.point(0.0)) if settings.isolation else measured_alone[0]
+        windows = (alone + model.sync(world) * 2 + model.cell_overhead_s) * ranks
         phases.append(Phase("each rail alone (counter windows)", ranks, ranks, 0, windows))
     follows: list[Phase] = []
     if settings.pairs and nodes >= 2:
@@ -323,8 +325,9 @@ def build(
     phases = rails_phases(nodes, ranks, settings, model, intra)
     rows = sum(p.cells for p in phases)
     if sweep is not None:
-        # check reads every rail's error counters twice, window_s apart, on every node at once.
-        check = Span.point(check_window_s) + model.sync(nodes * ranks) * 2
+        # check reads every rail's error counters twice, window_s apart, on every node at once, then runs each
+        # node's checks over its sysfs and gathers the reports.
+        check = Span.point(check_window_s) + model.cell_overhead_s + model.sync(nodes * ranks) * 2
         head = [phases[0], Phase("check", 0, nodes, 0, check)]
         swept = sweep_phase(sweep, nodes, ranks, model)
         rows += swept.cells
