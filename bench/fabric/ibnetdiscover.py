@@ -40,6 +40,7 @@ What real files do, and what is read from them:
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -236,10 +237,8 @@ def parse(lines: list[tuple[int, str | None]], where: str) -> Cabling:
         for port in switch.ports:
             if port.peer not in nodes and _kind_of(port.peer) == "ca":
                 nodes[port.peer] = _Node("ca", port.peer, port.peer_description or "", port.line)
-    described = [n.description for n in switches]
-    names = {
-        n.ident: n.description if n.description and described.count(n.description) == 1 else n.ident for n in switches
-    }
+    described = Counter(n.description for n in switches)
+    names = {n.ident: n.description if n.description and described[n.description] == 1 else n.ident for n in switches}
     hca_of: dict[tuple[str, str], str] = {}
     for node in nodes.values():
         if node.kind == "ca" and node.description:

@@ -7,8 +7,9 @@ the phase grows from that run's shape to this one, once with the model's quick e
 (they grow differently: a start-up that is mostly the launch hardly grows with the ranks, one that is mostly
 communicator set-up grows with them). The learned span is the smallest to the largest of those figures over
 the runs (up to ``LEARN_FROM_RUNS``, newest first), so it also shows how much this cluster's runs differ from
-each other. A phase none of them measured (the world sweep after rails runs only, the end of the run) stays
-the model's. The plan says which runs it learned from.
+each other, and ``RUN_MARGIN`` beyond, for the next run's own difference. The end of a run is timed after the
+history is written, so it is read from each run's run.json (``finish_s``). A phase none of them measured (the
+world sweep after rails runs only) stays the model's. The plan says which runs it learned from.
 """
 
 from __future__ import annotations
