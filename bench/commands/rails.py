@@ -82,8 +82,10 @@ def plan_history(
     profile: Profile, history: Path | None, no_history: bool, out: Path | None, cluster: str | None
 ) -> tuple[plan.Adjust | None, str | None]:
     """What the cluster's own runs say to the plan (``bench.rails.plan_learn``): from ``--history``, else the
-    history the run would be added to; nothing under ``--no-history``."""
-    if no_history:
+    history the run would be added to; nothing under ``--no-history``, nor on a rank other than the first of a
+    launch (only it prints, and one reader of the history is enough)."""
+    launched = benv.discover_launched_rank()
+    if no_history or (launched is not None and launched.rank != 0):
         return None, None
     path = history or (history_for(out) if out is not None else default_history_path())
     return plan_learn.from_history(path, profile.name, cluster)
