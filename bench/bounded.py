@@ -28,9 +28,12 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal, TextIO
+from typing import TYPE_CHECKING, BinaryIO, Literal, TextIO, cast
 
 from bench.exits import UserError
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 Sign = Literal["any", "non-negative", "positive"]
 
@@ -126,11 +129,66 @@ def read_at_most(fd: int, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def open_regular(path: Path | str, *, fix: str, label: str | None = None) -> BinaryIO:
+MAX_STREAM_BYTES = 4 << 30
+"""The most any file read as a stream may hold when its reader names no cap of its own."""
+
+
+class _Counted(io.RawIOBase):
+    """A regular file's descriptor, read with a count: what ``stat`` says of a file is no bound on what it gives
+    (a ``/proc`` file says 0 bytes and may stream without end; a log may grow while it is read), so the cap is
+    on the bytes read, and a read the kernel refuses (EIO from a file that opened) is the same one line."""
+
+    def __init__(self, fd: int, shown: str, fix: str, max_bytes: int) -> None:
+        super().__init__()
+        self._fd, self._shown, self._fix, self._max = fd, shown, fix, max_bytes
+        self._at = 0
+        """The offset read up to: what a cap counts (a seek back reads those bytes again, not more of them)."""
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        view = memoryview(buffer).cast("B")
+        try:
+            data = os.read(self._fd, len(view))
+        except OSError as exc:
+            raise InputError(f"cannot read {self._shown} ({exc.strerror or exc}): {self._fix}") from None
+        self._at += len(data)
+        if self._at > self._max:
+            raise InputError(f"{self._shown} is over the {_size(self._max)} limit for it (read so far): {self._fix}")
+        view[: len(data)] = data
+        return len(data)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        try:
+            self._at = os.lseek(self._fd, offset, whence)
+        except OSError as exc:
+            raise InputError(f"cannot read {self._shown} ({exc.strerror or exc}): {self._fix}") from None
+        return self._at
+
+    def tell(self) -> int:
+        return self._at
+
+    def close(self) -> None:
+        if not self.closed:
+            os.close(self._fd)
+        super().close()
+
+
+def open_regular(
+    path: Path | str, *, fix: str, label: str | None = None, max_bytes: int = MAX_STREAM_BYTES
+) -> BinaryIO:
     """``path`` opened for binary reading when it is a regular file (a link to one is followed).
 
     Never blocks and never opens a device: MissingInput when absent, InputError naming the path (``label``
-    when given) and saying ``fix`` when it is something else or cannot be opened.
+    when given) and saying ``fix`` when it is something else or cannot be opened. Reading it past
+    ``max_bytes``, or a read the kernel refuses, is an InputError too, never a traceback or a read without end.
     """
     shown = label or str(path)
     try:
@@ -141,23 +199,20 @@ def open_regular(path: Path | str, *, fix: str, label: str | None = None) -> Bin
         raise MissingInput(f"{shown} does not exist: {fix}") from None
     except OSError as exc:
         raise InputError(f"cannot read {shown} ({exc.strerror or exc}): {fix}") from None
-    return os.fdopen(fd, "rb")
+    return cast(BinaryIO, io.BufferedReader(_Counted(fd, shown, fix, max_bytes)))
 
 
 def read_bytes(path: Path | str, *, fix: str, label: str | None = None, max_bytes: int = MAX_DOC_BYTES) -> bytes:
     """The whole of ``path`` (see :func:`open_regular`) when it holds at most ``max_bytes``."""
     shown = label or str(path)
-    with open_regular(path, fix=fix, label=label) as handle:
+    with open_regular(path, fix=fix, label=label, max_bytes=max_bytes) as handle:
         try:
             size = os.fstat(handle.fileno()).st_size
-            if size > max_bytes:
-                raise InputError(f"{shown} is {size} bytes, over the {_size(max_bytes)} limit for it: {fix}")
-            data = handle.read(max_bytes + 1)
         except OSError as exc:
             raise InputError(f"cannot read {shown} ({exc.strerror or exc}): {fix}") from None
-    if len(data) > max_bytes:  # grew while it was read
-        raise InputError(f"{shown} is over the {_size(max_bytes)} limit for it: {fix}")
-    return data
+        if size > max_bytes:
+            raise InputError(f"{shown} is {size} bytes, over the {_size(max_bytes)} limit for it: {fix}")
+        return handle.read()  # past max_bytes (grown, or a stream whose size said less) the reader refuses
 
 
 def read_text(path: Path | str, *, fix: str, label: str | None = None, max_bytes: int = MAX_DOC_BYTES) -> str:
@@ -169,9 +224,9 @@ def read_text(path: Path | str, *, fix: str, label: str | None = None, max_bytes
         raise InputError(f"{label or path} is not UTF-8 text (byte {exc.start}): {fix}") from None
 
 
-def open_text(path: Path | str, *, fix: str, label: str | None = None) -> TextIO:
+def open_text(path: Path | str, *, fix: str, label: str | None = None, max_bytes: int = MAX_STREAM_BYTES) -> TextIO:
     """:func:`open_regular` as strict UTF-8 text with universal newlines kept for ``csv`` (``newline=""``)."""
-    return io.TextIOWrapper(open_regular(path, fix=fix, label=label), encoding="utf-8", newline="")
+    return io.TextIOWrapper(open_regular(path, fix=fix, label=label, max_bytes=max_bytes), encoding="utf-8", newline="")
 
 
 def capped_lines(stream: TextIO, *, label: str, fix: str, limit: int = MAX_LINE_CHARS) -> Iterator[str]:

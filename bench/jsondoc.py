@@ -12,7 +12,9 @@ with limits, and the accessors for fields that may be missing or of the wrong ty
 :func:`loads` refuses all of these as :class:`~bench.bounded.InputError` (one line, exit 2) naming the file:
 nesting deeper than :data:`MAX_DEPTH`, integers outside the signed 64-bit range, numbers that are not finite.
 Lone surrogates are replaced by U+FFFD rather than refused: railbench itself writes them when a value it
-records (an environment variable) held bytes that are not UTF-8. :func:`read_json` and
+records (an environment variable) held bytes that are not UTF-8. A string holding what a terminal acts on (an
+escaped ``\\u001b``, a C1 or bidirectional control: a run directory from another site names its hosts and its
+cluster) comes out :func:`bench.textlines.printable`, as every line of outside text does. :func:`read_json` and
 :func:`read_json_object` read the file first through :func:`bench.bounded.read_bytes` (regular files only,
 size-capped, never blocking). Writers write standard JSON for these readers: ``bench.rundir.files`` writes a
 value that is not finite as ``null``.
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import Any, TypeAlias
 
 from bench.bounded import MAX_DOC_BYTES, InputError, MissingInput, read_bytes
+from bench.textlines import printable
 
 JSONValue: TypeAlias = "str | int | float | bool | Sequence[JSONValue] | Mapping[str, JSONValue] | None"
 """What a writer may hand ``json.dumps``. The containers are read-only (``Sequence``, ``Mapping``) so that a
@@ -47,6 +50,11 @@ INT_MIN, INT_MAX = -(1 << 63), (1 << 63) - 1
 _MAX_INT_CHARS = 20  # the digits of INT_MIN, with its sign
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _SURROGATE = re.compile("[\ud800-\udfff]")  # json pairs high and low surrogates itself; those left are lone
+_CONTROL_ESCAPE = re.compile(
+    r"\\u(?:00[01]|00[89]|007[fF]|20(?:2[89a-eA-E]|6[6-9]))|[\x80-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+)
+"""A string that may hold a control character: JSON escapes it (raw C0 is not allowed in a string) or holds C1 and
+the bidirectional controls as they are."""
 
 
 class _Refused(Exception):
@@ -77,11 +85,12 @@ _DECODER = json.JSONDecoder(parse_int=_int, parse_float=_float, parse_constant=_
 
 
 def _fix_text(text: str) -> str:
-    return text if text.isascii() else _SURROGATE.sub("\ufffd", text)
+    return printable(text if text.isascii() else _SURROGATE.sub("\ufffd", text))
 
 
 def _walk(doc: object, where: str, fix: str, surrogates: bool) -> object:
-    """Check the depth of ``doc`` without recursion; with ``surrogates``, replace lone ones in its strings."""
+    """Check the depth of ``doc`` without recursion; with ``surrogates``, make its strings plain (lone surrogates
+    replaced, control characters shown)."""
     if surrogates and isinstance(doc, str):
         return _fix_text(doc)
     stack: list[tuple[object, int]] = [(doc, 1)]
@@ -123,7 +132,8 @@ def loads(text: str | bytes, where: str, fix: str) -> object:
         ) from None
     except ValueError as exc:  # what the hooks' int() or float() refuse, should the limits above ever let it by
         raise InputError(f"{where} holds a number Python cannot read ({str(exc)[:80]}): {fix}") from None
-    return _walk(doc, where, fix, surrogates=_SURROGATE_ESCAPE.search(text) is not None)
+    odd = _SURROGATE_ESCAPE.search(text) is not None or _CONTROL_ESCAPE.search(text) is not None
+    return _walk(doc, where, fix, surrogates=odd)
 
 
 def read_json(path: Path | str, *, fix: str, label: str | None = None, max_bytes: int = MAX_DOC_BYTES) -> object:

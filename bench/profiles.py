@@ -41,8 +41,8 @@ Keys (top level unless shown):
                          is refused by every command, not only by ``compare``
 ``[rails_test]``         the rails test's defaults (``rail_bytes``, ``pair_bytes``, ``iters``, ``warmup``,
                          ``repeats``, ``relative_fraction``, ``collectives``, ``confirm``): flags win
-``[plan]``               the acceptance plan's model of this fabric (``railbench rails --plan``): positive
-                         numbers by key (``bench.rails.plan_model``)
+``[plan]``               the acceptance plan's model of this fabric (``railbench rails --plan``): a number
+                         >= 0 or a ``[low, high]`` pair by key (``bench.rails.plan_model``)
 =======================  ====================================================================================
 
 An unknown key, a wrong type, a rate or target that is not a finite positive number (``nan``, ``inf``,
@@ -192,9 +192,9 @@ class Profile:
     """The ``[compare]`` table: the nightly regression thresholds (``bench.compare_settings``)."""
     rails_test: RailsTestTable = field(default_factory=lambda: RailsTestTable())
     """The ``[rails_test]`` table: the rails test's defaults for this cluster."""
-    plan: Mapping[str, float] = field(default_factory=dict)
-    """The ``[plan]`` table: positive numbers by key; which keys, and which are fractions, is
-    ``bench.rails.plan_model``'s to say."""
+    plan: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    """The ``[plan]`` table: ``(low, high)`` by key (a single number is both); which keys, and which are
+    fractions, is ``bench.rails.plan_model``'s to say."""
 
     def __post_init__(self) -> None:
         if self.transport not in TRANSPORTS:
@@ -419,14 +419,20 @@ def _parse(text: str, where: str, default_name: str) -> Profile:
     )
 
 
-def _plan_table(values: Parsed, where: str, text: str) -> dict[str, float]:
-    """``[plan]``: every value a positive finite number (the keys are checked where the plan is made)."""
-    plan: dict[str, float] = {}
+def _plan_table(values: Parsed, where: str, text: str) -> dict[str, tuple[float, float]]:
+    """``[plan]``: every value a finite number >= 0, or a ``[low, high]`` pair of them with low <= high (the
+    keys are checked where the plan is made)."""
+    plan: dict[str, tuple[float, float]] = {}
     for key, value in values.items():
         line = _line_of(text, key, "plan")
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise UserError(f"{where}:{line}: [plan] {key} = {value!r} must be a positive number")
-        plan[key] = finite(float(value), Where(where, f"[plan] {key}", line), sign="positive")
+        pair = value if isinstance(value, list) else [value, value]
+        numbers = [v for v in pair if isinstance(v, int | float) and not isinstance(v, bool)]
+        if len(pair) != 2 or len(numbers) != 2:
+            raise UserError(f"{where}:{line}: [plan] {key} = {value!r} must be a number or a [low, high] pair")
+        low, high = (finite(float(v), Where(where, f"[plan] {key}", line)) for v in numbers)
+        if low > high:
+            raise UserError(f"{where}:{line}: [plan] {key} = [{low:g}, {high:g}]: the low figure comes first")
+        plan[key] = (low, high)
     return plan
 
 

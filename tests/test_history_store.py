@@ -82,9 +82,15 @@ def test_named_migrations_upgrade_an_old_store(tmp_path: Path) -> None:
         conn.execute("PRAGMA user_version = 1")
     add_run(history, _run(tmp_path, "a", 1))
     with closing(open_store(history)) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
         names = [r[0] for r in conn.execute("SELECT name FROM schema_migrations ORDER BY version")]
-        assert names == ["runs_and_metrics", "comparable_runs_index", "run_kind_and_environment", "rail_errors"]
+        assert names == [
+            "runs_and_metrics",
+            "comparable_runs_index",
+            "run_kind_and_environment",
+            "rail_errors",
+            "phase_times",
+        ]
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         indexes = {r[1] for r in conn.execute("PRAGMA index_list(runs)")}
         assert "runs_comparable" in indexes

@@ -14,11 +14,12 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from bench import bounded, jsondoc
+from bench import bounded, jsondoc, textlines
 from bench.bounded import InputError, MissingInput
 from bench.exits import UserError
+from bench.fabric.sysfs_io import Sysfs
 from bench.rundir.files import atomic_write_json, check_replaceable, current_umask
-from tests.support import in_thread
+from tests.support import in_thread, railbench_inline
 
 SETTINGS = settings(max_examples=150, deadline=None)
 _JSON_TOKENS = st.sampled_from(
@@ -190,3 +191,87 @@ def test_json_files_round_trip_through_the_reader(tmp_path: Path) -> None:
     (tmp_path / "doc.json").write_text(json.dumps(doc))
     assert jsondoc.read_json_object(tmp_path / "doc.json", fix="f") == doc
     assert jsondoc.optional_object(tmp_path / "absent.json", fix="f") is None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# files that open but do not read as their size says (issue 33 item 21): real /proc files, no stand-ins
+
+_MEM, _PAGEMAP = Path("/proc/self/mem"), Path("/proc/self/pagemap")
+needs_proc = pytest.mark.skipif(
+    not (_MEM.exists() and _PAGEMAP.exists() and os.access(_MEM, os.R_OK) and os.access(_PAGEMAP, os.R_OK)),
+    reason="needs Linux /proc/self/mem and /proc/self/pagemap readable",
+)
+
+
+@needs_proc
+def test_a_read_the_kernel_refuses_is_one_input_error_in_every_reader() -> None:
+    """/proc/self/mem is a regular file of size 0 that opens, and reading its first page fails with EIO."""
+    for read in (
+        lambda: bounded.read_bytes(_MEM, fix="fix it"),
+        lambda: list(textlines.numbered_lines(textlines.open_text(_MEM))),
+        lambda: list(bounded.capped_lines(bounded.open_text(_MEM, fix="f"), label="mem", fix="f")),
+    ):
+        with pytest.raises(InputError, match=r"cannot read .*mem \(Input/output error\)"):
+            read()
+
+
+@needs_proc
+def test_a_file_whose_size_says_zero_is_read_up_to_its_reader_s_cap_not_without_end() -> None:
+    """/proc/self/pagemap says 0 bytes and streams 8 bytes per page of the address space (terabytes)."""
+    assert _PAGEMAP.stat().st_size == 0
+    cap = 1 << 20
+    with pytest.raises(InputError, match="pagemap is over the 1 MiB limit for it"):
+        bounded.read_bytes(_PAGEMAP, fix="f", max_bytes=cap)
+    with pytest.raises(InputError, match="pagemap is over the 1 MiB limit for it"):
+        for _ in textlines.numbered_lines(textlines.open_text(_PAGEMAP, max_bytes=cap)):
+            pass
+
+
+def test_the_cap_counts_what_was_read_and_a_seek_back_reads_it_again(tmp_path: Path) -> None:
+    path = tmp_path / "log.txt"
+    path.write_bytes(b"x" * 5000)
+    with bounded.open_regular(path, fix="f", max_bytes=5000) as handle:
+        assert len(handle.read(4096)) == 4096
+        handle.seek(0)  # nccl-tests' reader looks at the head, then starts over
+        assert len(handle.read()) == 5000
+    with bounded.open_regular(path, fix="f", max_bytes=4999) as handle, pytest.raises(InputError, match="over"):
+        handle.read()
+
+
+@needs_proc
+@pytest.mark.parametrize(
+    ("flag", "path", "said"),
+    [
+        ("--nccl-log", _MEM, "cannot read /proc/self/mem (Input/output error)"),
+        ("--topology", _MEM, "cannot read /proc/self/mem (Input/output error)"),
+        ("--topology", _PAGEMAP, "/proc/self/pagemap is over the 64 MiB limit for it"),
+    ],
+)
+def test_check_refuses_such_files_in_one_line(flag: str, path: Path, said: str) -> None:
+    proc = railbench_inline(["check", "--profile", "lambda-1cc", flag, str(path)])
+    assert proc.returncode == 2 and said in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+
+
+def test_outside_text_is_printable_before_any_reader_sees_it(tmp_path: Path) -> None:
+    """A NodeDescription, a log line or a sysfs attribute any root can write reaches the terminal and the JSON
+    records: escape sequences are removed and every other control character shown (issue 33 item 20)."""
+    hostile = "node01\x1b]0;pwned\x07 mlx5_1\x1b[2J\x00\x9b\u202e"
+    shown = "node01 mlx5_1\\x00\\x9b\\u202e"
+    assert list(textlines.text_lines(f"{hostile}\nplain\ttab\n")) == [(1, shown), (2, "plain\ttab")]
+    device = tmp_path / "class" / "infiniband" / "mlx5_1"
+    device.mkdir(parents=True)
+    (device / "node_desc").write_text(hostile + "\n")
+    assert Sysfs(tmp_path).read("class", "infiniband", "mlx5_1", "node_desc") == shown
+
+
+def test_a_run_directory_from_elsewhere_names_its_hosts_printably(tmp_path: Path) -> None:
+    """run.json is input too (CI artifacts, a tarball from another site): its names reach `history list`, the
+    report and compare's lines, so a string escaping a control character comes out printable."""
+    text = json.dumps({"cluster": "lab\x1b]0;pwned\x07", "hosts": ["n1\u202e", "n2"], "note\x9b": "x\ny"})
+    assert "\\u001b" in text  # JSON escapes what it cannot hold raw
+    assert jsondoc.loads(text, "run.json", "f") == {
+        "cluster": "lab",
+        "hosts": ["n1\\u202e", "n2"],
+        "note\\x9b": "x\\x0ay",
+    }
+    assert jsondoc.loads('{"cluster": "lab", "a": "\\\\u001b"}', "run.json", "f") == {"cluster": "lab", "a": "\\u001b"}

@@ -21,13 +21,14 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from bench.exits import UserError
-from bench.fabric import counters, hca
+from bench.fabric import cabling_plan, counters, hca, ibnetdiscover
 from bench.fabric.sysfs import Sysfs, ib_devices, net_devices, nvidia_gpus
 from bench.nccllogs import nccl_evidence, nccl_log
 from bench.nccltests import parse_log
 from bench.nccltests.convert import result_rows
 from bench.preflight import checks
 from bench.profiles import load_profile
+from bench.textlines import printable, text_lines
 from tests import fabric_trees, gpudirect_trees
 from tests.history_fixtures import json_log, text_log
 
@@ -505,3 +506,63 @@ def test_a_healthy_tree_with_damage_is_read_without_error(tmp_path: Path, health
     _read_everything(root)
     _within_bound(started, written)
     shutil.rmtree(root)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# ibnetdiscover's text and the cabling read from it (issue 28 item 7, issue 33 items 20-21)
+
+TOPOLOGY_PIECES = [
+    'Switch\t65 "S-00000000000000a1"\t\t# "leaf-1" enhanced port 0 lid 1 lmc 0',
+    'Switch\t65 "S-00000000000000a2"\t\t# "spine-1" enhanced port 0 lid 2 lmc 0',
+    'Ca\t1 "H-00000000000000b1"\t\t# "node01 mlx5_1"',
+    'Ca\t1 "H-00000000000000b2"\t\t# "node02 HCA-2"',
+    'Rt\t1 "R-00000000000000c1"\t\t# "router"',
+    '[1]\t"H-00000000000000b1"[1](b1) \t\t# "node01 mlx5_1" lid 11 4xNDR',
+    '[2]\t"H-00000000000000b2"[1](b2) \t\t# "node02 HCA-2" lid 12 4xNDR',
+    '[33][ext 17]\t"S-00000000000000a2"[1]\t\t# "spine-1" lid 2 2xNDR',
+    '[1]\t"S-00000000000000a1"[33]\t\t# "leaf-1" lid 1 4xNDR',
+    '[1](b1) \t"S-00000000000000a1"[1]\t\t# lid 11 lmc 0 "leaf-1" lid 1 4xNDR',
+    '[1](b2) \t"S-00000000000000a1"[2]\t\t# lid 12 lmc 0 "leaf-1" lid 1 4xNDR',
+    "vendid=0x2c9",
+    "\x1b]0;title\x07",
+    "\x1b[2J",
+    "\x9b",
+    "\u202e",
+    '"',
+    "[",
+    "#",
+    "9" * 40,
+]
+
+
+@SETTINGS
+@given(_lines(TOPOLOGY_PIECES))
+@example('Switch 2 "S-1" # "leaf\x1b]0;x\x07"\n[1] "H-2"[1](2) # "n\x1b[2J m" lid 1 4xNDR\n')
+def test_topology_text_gives_a_cabling_of_printable_names_or_one_line(text: str) -> None:
+    started = time.monotonic()
+    try:
+        cabling = ibnetdiscover.parse(list(text_lines(text)), "gen.txt")
+        order = cabling_plan.rail_order(cabling, ("mlx5_1", "mlx5_2"), ("mlx5_0",))
+        fabric, found = cabling_plan.check(cabling, order)
+    except UserError as exc:
+        assert "\n" not in str(exc) and printable(str(exc)) == str(exc)
+    else:
+        names = [str(end) for c in cabling.cables for end in (c.a, c.b)] + [f.line for f in found]
+        names += [*fabric.leaves, *fabric.spines]
+        assert all(printable(name) == name for name in names), names
+    _within_log_bound(started, text)
+
+
+_CONTROLS = "".join(chr(c) for c in (*range(0x20), 0x7F, *range(0x80, 0xA0), 0x2028, 0x2029, *range(0x202A, 0x202F)))
+
+
+@SETTINGS
+@given(st.text(max_size=300) | st.lists(st.sampled_from([*_CONTROLS, "[", "]", "0;", "2J", "x", "\\"])).map("".join))
+@example("\x1b]0;set the title\x07visible\x1b[2J\x1b[31mred\x1b[0m")
+@example("\x1b[" + "0" * 10_000)  # a sequence that never ends: linear, and the ESC shown
+def test_printable_leaves_nothing_a_terminal_acts_on_but_the_tab(text: str) -> None:
+    shown = printable(text)
+    assert not any(ch in _CONTROLS and ch != "\t" for ch in shown)
+    assert printable(shown) == shown
+    if not any(ch in _CONTROLS for ch in text):
+        assert shown == text  # plain text (tabs, accents, emoji) is left as it is

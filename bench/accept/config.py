@@ -95,12 +95,20 @@ def validate(config: AcceptConfig, *, with_history: bool = True) -> tuple[Profil
     return profile, settings
 
 
-def accept_plan(config: AcceptConfig, profile: Profile, settings: RailsSettings, nodes: int, ranks: int) -> Plan | None:
+def accept_plan(
+    config: AcceptConfig,
+    profile: Profile,
+    settings: RailsSettings,
+    nodes: int,
+    ranks: int,
+    adjust: plan.Adjust | None = None,
+) -> Plan | None:
     """The plan of an accept run on ``nodes`` x ``ranks``: check, the world sweep, then rails (``bench.rails.plan``),
-    fitted into ``--max-minutes`` when given."""
+    fitted into ``--max-minutes`` when given; ``adjust``: what the cluster's own runs measured
+    (``bench.rails.plan_learn``)."""
     sweep = sized(config.sweep, profile)
     planned_sweep = plan.Sweep(sweep.sizes, sweep.collectives, sweep.iters, sweep.warmup, sweep.check, sweep.sizes[-1])
     intra = plan.intra_planned(settings, bool(profile.gpus_per_node))
-    # check reads every rail's error counters twice, window_s apart, on every node at once.
-    check_s = profile.errors.window_s + (settings.plan_model.step_s if settings.plan_model else 0.0)
-    return plan.for_run(nodes, ranks, settings, intra=intra, sweep=planned_sweep, check_s=check_s)
+    return plan.for_run(
+        nodes, ranks, settings, intra=intra, sweep=planned_sweep, check_window_s=profile.errors.window_s, adjust=adjust
+    )

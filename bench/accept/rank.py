@@ -55,7 +55,6 @@ class AcceptJob(Job):
         self.settings: RailsSettings = settings
         self.graph = False
         self.laps = Laps()
-        self.laps.mark("start-up and rail groups")  # the launch; rails adds its groups' set-up to it
         self.planned: Plan | None = None
 
     def before_init(self, prelude: Prelude) -> Path | None:
@@ -65,6 +64,8 @@ class AcceptJob(Job):
         return rail_prelude(self.settings, self.profile, lambda: proposed_run_dir(launch.out, launch.cluster))(prelude)
 
     def prepare(self, ctx: DistContext) -> dict[str, object]:
+        # The launch and the world's set-up, marked once the world exists; rails adds its groups' set-up to it.
+        self.laps.mark("start-up and rail groups")
         # The plan for this shape (every rank computes the same), cut to --max-minutes when asked.
         self.planned = accept_plan(
             self.config, self.profile, self.settings, len(ctx.node_hosts), ctx.info.local_world_size

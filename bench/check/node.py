@@ -104,9 +104,11 @@ def cabling_results(config: CheckConfig, profile: Profile) -> list[checks.CheckR
     order = cabling_plan.rail_order(cabling, profile.rail_names, profile.excluded_hcas)
     fabric, found = cabling_plan.check(cabling, order)
     shape = cabling_plan.summary(fabric, len(fabric.unit_of))
+    guessed = cabling_plan.by_position(fabric, profile.rail_names)
+    said = [checks.CheckResult("cabling", "warn", guessed)] if guessed else []
     if not found:
-        return [checks.CheckResult("cabling", "pass", f"{shape}: cabled as the rail-optimised plan says")]
-    return [checks.CheckResult("cabling", "fail", f.line, f.node_port or f.switch_port) for f in found]
+        return [checks.CheckResult("cabling", "pass", f"{shape}: cabled as the rail-optimised plan says"), *said]
+    return [*(checks.CheckResult("cabling", "fail", f.line, f.node_port or f.switch_port) for f in found), *said]
 
 
 @dataclass(frozen=True)

@@ -79,7 +79,9 @@ def run(config: AcceptConfig) -> int:
     if config.rails.plan:
         profile, settings = validate(config)
         nodes, ranks = rails_cmd.plan_shape(config.rails, profile)
-        return rails_cmd.print_plan(accept_plan(config, profile, settings, nodes, ranks))
+        sweep = config.sweep
+        adjust, note = rails_cmd.plan_history(profile, sweep.history, sweep.no_history, config.out, config.cluster)
+        return rails_cmd.print_plan(accept_plan(config, profile, settings, nodes, ranks, adjust), note)
     return rank_or_local(
         "accept", config.np, lambda info: run_rank(config, info), start_local, lambda: validate(config)
     )

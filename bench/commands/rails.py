@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from bench.commands import flags
 from bench.exits import EXIT_INFRA, UserError
+from bench.history.store import default_history_path, history_for
 from bench.measure.collectives import get_collective
 from bench.profiles import Profile
-from bench.rails import plan
+from bench.rails import plan, plan_learn
 from bench.rails.config import RAIL_COLLECTIVES, RailsConfig, RailsSettings, resolve, validate
 from bench.rails.plan import Plan
 from bench.rails.rank import run_rank
@@ -66,13 +68,27 @@ def plan_shape(config: RailsConfig, profile: Profile) -> tuple[int, int]:
     return nodes, ranks
 
 
-def print_plan(plan: Plan | None) -> int:
-    """Print the plan on the first rank (every rank of a launch computes it; one prints); exit 0."""
+def print_plan(plan: Plan | None, note: str | None = None) -> int:
+    """Print the plan on the first rank (every rank of a launch computes it; one prints); exit 0. ``note``: why
+    the history was not read, when it could not be."""
     launched = benv.discover_launched_rank()
     if plan is not None and (launched is None or launched.rank == 0):
-        sys.stdout.write("\n".join(plan.lines()) + "\n")
+        sys.stdout.write("\n".join([*plan.lines(), *([f"# {note}"] if note else [])]) + "\n")
         sys.stdout.flush()
     return 0
+
+
+def plan_history(
+    profile: Profile, history: Path | None, no_history: bool, out: Path | None, cluster: str | None
+) -> tuple[plan.Adjust | None, str | None]:
+    """What the cluster's own runs say to the plan (``bench.rails.plan_learn``): from ``--history``, else the
+    history the run would be added to; nothing under ``--no-history``, nor on a rank other than the first of a
+    launch (only it prints, and one reader of the history is enough)."""
+    launched = benv.discover_launched_rank()
+    if no_history or (launched is not None and launched.rank != 0):
+        return None, None
+    path = history or (history_for(out) if out is not None else default_history_path())
+    return plan_learn.from_history(path, profile.name, cluster)
 
 
 def config_from_args(args: argparse.Namespace) -> RailsConfig:
@@ -108,7 +124,8 @@ def run(config: RailsConfig) -> int:
         profile, settings = validate(config)
         nodes, ranks = plan_shape(config, profile)
         intra = plan.intra_planned(settings, bool(profile.gpus_per_node))
-        return print_plan(plan.for_run(nodes, ranks, settings, intra=intra))
+        adjust, note = plan_history(profile, config.history, config.no_history, config.out, config.cluster)
+        return print_plan(plan.for_run(nodes, ranks, settings, intra=intra, adjust=adjust), note)
     return rank_or_local("rails", config.np, lambda info: run_rank(config, info), start_local, lambda: validate(config))
 
 

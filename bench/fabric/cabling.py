@@ -31,11 +31,14 @@ from dataclasses import dataclass, field
 from bench.exits import UserError
 from bench.fabric.sysfs_io import natural_key
 from bench.jsondoc import Parsed
+from bench.textlines import printable
 
 MAX_CABLES = 1 << 20
 """More cables than any fabric railbench tests (a 4,096-node, 8-rail fabric has about 66,000)."""
 MAX_NAME_CHARS = 200
 """Longer than any host, HCA or switch name (NodeDescriptions are 64 bytes in the IBA)."""
+MAX_RAILS = 64
+"""More rails than any node has (a GPU node has one HCA port per GPU: 8 today, 16 at most on record)."""
 MAX_PORT = 4096
 """Above any switch's port count (a Quantum-2 has 64; ibnetdiscover counts a director's ports per ASIC)."""
 
@@ -89,14 +92,21 @@ class Cabling:
     """The HCA of rail k on every node, in rail order, where the file says (TOML ``rails``)."""
     host_ports: Mapping[HostPort, Cable] = field(init=False, repr=False, compare=False)
     _by_hca: Mapping[tuple[str, str], Cable] = field(init=False, repr=False, compare=False)
+    _used: Mapping[str, frozenset[int]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         ports = {c.a: c for c in self.cables if isinstance(c.a, HostPort)}
         by_hca: dict[tuple[str, str], Cable] = {}
         for port in sorted(ports, reverse=True):  # the lowest-numbered port of an HCA wins
             by_hca[(port.host, port.hca)] = ports[port]
+        used: dict[str, set[int]] = {}
+        for cable in self.cables:
+            for end in (cable.a, cable.b):
+                if isinstance(end, SwitchPort):
+                    used.setdefault(end.switch, set()).add(end.port)
         object.__setattr__(self, "host_ports", ports)
         object.__setattr__(self, "_by_hca", by_hca)
+        object.__setattr__(self, "_used", {switch: frozenset(p) for switch, p in used.items()})
 
     @property
     def hosts(self) -> dict[str, tuple[str, ...]]:
@@ -115,11 +125,19 @@ class Cabling:
         """The cable of ``host``'s HCA ``hca`` (its lowest-numbered cabled port), or None."""
         return self._by_hca.get((host, hca))
 
+    def used_ports(self, switch: str) -> frozenset[int]:
+        """The ports of ``switch`` that have a cable."""
+        return self._used.get(switch, frozenset())
+
 
 def _name(text: str, what: str, where: str) -> str:
     name = text.strip()
-    if not name or len(name) > MAX_NAME_CHARS or any(ch.isspace() for ch in name):
-        raise UserError(f"{where}: {what} {text[:60]!r} must be a name without spaces, at most {MAX_NAME_CHARS} chars")
+    # isprintable: a control character in a name would reach the terminal and checks.json (bench.textlines)
+    if not name or len(name) > MAX_NAME_CHARS or not name.isprintable() or any(ch.isspace() for ch in name):
+        raise UserError(
+            f"{where}: {what} {printable(text[:60])!r} must be a name of printable characters without spaces, at "
+            f"most {MAX_NAME_CHARS} chars"
+        )
     return name
 
 
@@ -169,6 +187,8 @@ def cabling_from_toml(data: Parsed, where: str) -> Cabling:
         raise UserError(f'{where}: rails must be a list of HCA names in rail order, e.g. ["mlx5_1", "mlx5_2"]')
     if len(set(rails)) != len(rails):
         raise UserError(f"{where}: rails lists an HCA twice: each rail has its own HCA")
+    if len(rails) > MAX_RAILS:
+        raise UserError(f"{where}: rails lists {len(rails)} HCAs, more than any node has ({MAX_RAILS})")
     cables: list[Cable] = []
     for table, is_node in (("nodes", True), ("switches", False)):
         entries = data.get(table, {})

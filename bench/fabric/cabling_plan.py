@@ -27,7 +27,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from bench.fabric.cabling import Cable, Cabling, HostPort, SwitchPort
+from bench.exits import UserError
+from bench.fabric.cabling import MAX_RAILS, Cable, Cabling, HostPort, SwitchPort
+from bench.fabric.ibnetdiscover import NAME_FIX
 from bench.fabric.sysfs_io import natural_key
 
 FindingKind = Literal["missing", "miswired", "degraded", "uplink"]
@@ -81,14 +83,48 @@ class CablingFinding:
 
 def rail_order(cabling: Cabling, profile_names: Sequence[str] = (), excluded: Sequence[str] = ()) -> tuple[str, ...]:
     """The HCA of each rail: the file's ``rails``, else the profile's ``[rails] names`` when the cabling has them,
-    else every cabled HCA in natural order, less the profile's excluded ones (``mlx5_0``)."""
+    else every cabled HCA in natural order, less the profile's excluded ones (``mlx5_0``).
+
+    The last is reading the rails by position: where the NodeDescriptions name no HCA the profile knows
+    (MLNX_OFED's ``<host> HCA-<n>``), the n-th HCA of a node is its n-th rail. That holds only when the cabling
+    shows as many HCAs per node as the profile has rails; otherwise which one is not a rail (storage on
+    mlx5_0? a spare?) cannot be told, and it is refused with the fix. UserError too above ``MAX_RAILS``."""
     if cabling.rails:
+        if len(cabling.rails) > MAX_RAILS:
+            listed = len(cabling.rails)
+            raise UserError(f"{cabling.source}: rails lists {listed} HCAs, more than any node has ({MAX_RAILS})")
         return cabling.rails
-    cabled = {hca for hcas in cabling.hosts.values() for hca in hcas}
+    hosts = cabling.hosts
+    cabled = {hca for hcas in hosts.values() for hca in hcas}
     if profile_names and cabled & set(profile_names):
         return tuple(name for name in profile_names if name in cabled)
     skip = {name.partition(":")[0] for name in excluded}
-    return tuple(sorted(cabled - skip, key=natural_key))
+    order = tuple(sorted(cabled - skip, key=natural_key))
+    if profile_names and len(order) != len(profile_names):
+        shown = f"{order[0]}..{order[-1]}" if len(order) > 1 else ", ".join(order) or "none"
+        raise UserError(
+            f"{cabling.source}: its HCAs are named {shown} ({len(order)} per node at most), not the profile's "
+            f"{len(profile_names)} rails ({profile_names[0]}..{profile_names[-1]}), so which HCA is which rail cannot "
+            f"be told: {NAME_FIX}, or list the rails' HCAs in order in a cabling .toml (rails = [...])"
+        )
+    if len(order) > MAX_RAILS:
+        raise UserError(
+            f"{cabling.source}: {len(order)} different HCA names, more rails than any node has ({MAX_RAILS}): "
+            f"{NAME_FIX}, or give the profile's [rails] names"
+        )
+    return order
+
+
+def by_position(fabric: FabricShape, profile_names: Sequence[str]) -> str | None:
+    """``rails read by position: HCA-2..HCA-9 are rails 0-7 (mlx5_1..mlx5_8)`` when the rails' HCAs are not
+    the profile's names (``rail_order``'s last case), else None."""
+    hcas = fabric.rail_hcas
+    if not hcas or not profile_names or set(hcas) & set(profile_names):
+        return None
+    return (
+        f"rails read by position: {hcas[0]}..{hcas[-1]} are rails 0-{len(hcas) - 1} "
+        f"({profile_names[0]}..{profile_names[-1]}); NodeDescriptions that name the HCA (rdma-ndd) need no guess"
+    )
 
 
 def _units(leaf_hosts: Mapping[str, set[str]]) -> list[list[str]]:
@@ -122,13 +158,16 @@ def _units(leaf_hosts: Mapping[str, set[str]]) -> list[list[str]]:
 
 def shape(cabling: Cabling, rail_hcas: Sequence[str]) -> FabricShape:
     """Leaves, spines, rails and units as the cables show them."""
-    rail_of_hca = {hca: k for k, hca in enumerate(rail_hcas)}
     leaf_hosts: dict[str, set[str]] = {}
     leaf_rails: dict[str, Counter[int]] = {}
-    for port, cable in cabling.host_ports.items():
-        if port.hca in rail_of_hca:  # an HCA on another fabric (storage's mlx5_0) is not the rails' business
-            leaf_hosts.setdefault(cable.b.switch, set()).add(port.host)
-            leaf_rails.setdefault(cable.b.switch, Counter())[rail_of_hca[port.hca]] += 1
+    # Each rail HCA's own port (its lowest cabled one): a node then sits on at most one leaf per rail, so
+    # grouping leaves into units costs rails^2 per node however a hostile file cables its ports.
+    for host in cabling.hosts:
+        for k, hca in enumerate(rail_hcas):  # an HCA on another fabric (storage's mlx5_0) is not the rails' business
+            cable = cabling.cable_of(host, hca)
+            if cable is not None:
+                leaf_hosts.setdefault(cable.b.switch, set()).add(host)
+                leaf_rails.setdefault(cable.b.switch, Counter())[k] += 1
     uplinks: dict[str, list[Cable]] = {}
     for cable in cabling.switch_links:
         a, b = cable.a, cable.b
@@ -166,9 +205,7 @@ def _planned_port(fabric: FabricShape, cabling: Cabling, host: str, leaf: Leaf) 
         home = fabric.leaves.get(cable.b.switch) if cable is not None else None
         if cable is not None and home is not None and home.rail == rail and home.unit == fabric.unit_of.get(host):
             ports.add(cable.b.port)
-    taken = {c.b.port for c in cabling.host_ports.values() if c.b.switch == leaf.name}
-    taken |= {c.a.port for c in leaf.uplinks if isinstance(c.a, SwitchPort)}
-    if len(ports) == 1 and (port := ports.pop()) not in taken:
+    if len(ports) == 1 and (port := ports.pop()) not in cabling.used_ports(leaf.name):
         return str(SwitchPort(leaf.name, port))
     return f"{leaf.name}, a free port"
 
@@ -231,7 +268,8 @@ def check(cabling: Cabling, rail_hcas: Sequence[str]) -> tuple[FabricShape, list
 
 
 def _uplink_findings(fabric: FabricShape) -> list[CablingFinding]:
-    """A leaf with fewer cables to a spine than most leaves of its rail have."""
+    """A leaf with fewer cables to a spine than most leaves of its rail have. Linear in the uplinks and the
+    findings: only the leaves that reach a spine are counted, the others have 0 cables to it."""
     out = []
     by_rail: dict[int | None, list[Leaf]] = {}
     for leaf in fabric.leaves.values():
@@ -239,13 +277,20 @@ def _uplink_findings(fabric: FabricShape) -> list[CablingFinding]:
     for rail, leaves in by_rail.items():
         if len(leaves) < 2:
             continue
-        counts = {leaf.name: Counter(c.b.switch for c in leaf.uplinks) for leaf in leaves}
-        spines = {s for c in counts.values() for s in c}
-        for spine in sorted(spines, key=natural_key):
-            seen = Counter(c.get(spine, 0) for c in counts.values())
+        reach: dict[str, Counter[str]] = {}  # spine -> leaf -> its cables to that spine
+        for leaf in leaves:
+            for c in leaf.uplinks:
+                reach.setdefault(c.b.switch, Counter())[leaf.name] += 1
+        for spine in sorted(reach, key=natural_key):
+            counts = reach[spine]
+            seen = Counter(counts.values())
+            if len(leaves) > len(counts):
+                seen[0] = len(leaves) - len(counts)
             usual = max(seen, key=lambda n: (seen[n], n))  # a tie goes to the fuller leaf: the fat tree's plan
+            if usual == 0:
+                continue
             for leaf in leaves:
-                have = counts[leaf.name].get(spine, 0)
+                have = counts.get(leaf.name, 0)
                 if have < usual:
                     ports = [str(c.a) for c in leaf.uplinks if c.b.switch == spine]
                     now = f" (now {', '.join(ports)})" if ports else ""

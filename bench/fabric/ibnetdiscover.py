@@ -1,7 +1,8 @@
 """Read ibnetdiscover's topology file (its text output) into a ``Cabling``.
 
-The format, as ibnetdiscover(8) documents it: one block per node, each opened by a header line and followed
-by one line per connected port::
+The format, as ibnetdiscover(8) writes it (``infiniband-diags/ibnetdiscover.c``): one block per node, the
+switches first, then the channel adapters (CAs), then routers; each block opens with a header line and lists
+one line per connected port::
 
     vendid=0x2c9
     devid=0xd2f0
@@ -14,18 +15,32 @@ by one line per connected port::
     [1](9c63c00300a1b2c4)  "S-b8cef603005e1a40"[1]      # lid 33 lmc 0 "leaf-su1-r3" lid 17 4xNDR
 
 A header names the node type (``Switch``, ``Ca``; routers are skipped), its port count, its id in quotes and,
-after ``#``, its NodeDescription in quotes. A port line starts with the local port in brackets (a switch may
-add ``[ext N]``, a CA its port GUID in parentheses), then the peer's id in quotes with the peer's port in
-brackets, and ends with the active link width and speed (``4xNDR``).
+after ``#``, its NodeDescription in quotes. A port line starts with the local port in brackets (``-g`` adds
+``[ext N]``, a CA its port GUID in parentheses), then the peer's id in quotes with the peer's port in
+brackets, and after ``#`` the peer's NodeDescription in quotes and the active link width and speed
+(``4xNDR``). Lines are read with a length limit, control characters neutralised (``bench.textlines``), and
+scanned with string methods only (no regex that could backtrack on a hostile line).
 
-Names: a CA's NodeDescription is ``<host> <HCA>`` (rdma-ndd's default ``%h %d``), so ``node01 mlx5_4`` is
-node01's mlx5_4; a switch is named by its NodeDescription when that is unique, else by its id. Every link
-appears from both of its ends; each becomes one cable. Lines are read with a length limit and scanned with
-string methods only (no regex that could backtrack on a hostile line).
+What real files do, and what is read from them:
+
+* **Hosts from the switch side.** Every switch line names its peer's NodeDescription, so the cabling is whole
+  from the switch blocks alone: output whose CA blocks were left out (a paste of the switches, a filter) reads
+  its hosts from there.
+* **A file that was cut** is refused, never read as a smaller fabric. ibnetdiscover writes every link from
+  both of its ends, so a switch that is cabled to but has no block, a CA the switches name that has no block
+  while other CAs have theirs (the file ends inside the host section), or a port line whose other end does
+  not list it back (a block cut short) each say where the file stops being whole.
+* **Names.** A CA's NodeDescription is ``<host> <HCA>`` (rdma-ndd's default ``%h %d``), so ``node01 mlx5_4``
+  is node01's mlx5_4; MLNX_OFED's default is ``<host> HCA-<n>``, which names no HCA: the rails are then read
+  by position (``bench.fabric.cabling_plan.rail_order`` says when that is safe, and refuses when not). A
+  NodeDescription that several CAs share (an adapter's factory default, ``MT4129 ConnectX7 Mellanox
+  Technologies``) names no host and is refused with the fix. A switch is named by its NodeDescription when
+  that is unique, else by its id.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +51,25 @@ from bench.textlines import numbered_lines, open_text
 MAX_FILE_BYTES = 64 << 20
 """A 4,096-node fabric's ibnetdiscover output is about 20 MiB."""
 NODE_TYPES = {"Switch": "switch", "Ca": "ca", "Rt": "router"}
+ID_KINDS = {"S": "switch", "H": "ca", "R": "router"}
+"""The node type an id's prefix says (``node_name`` in ibnetdiscover.c writes S-, H-, R-)."""
+FIX = "give ibnetdiscover's whole output ('ibnetdiscover > fabric.txt' on a node with an IB port)"
+NAME_FIX = (
+    "set every HCA's NodeDescription to '<host> <HCA>' (rdma-ndd's default: 'systemctl enable --now rdma-ndd' on "
+    "every node) and run ibnetdiscover again, or give the cabling as a .toml file"
+)
+
+
+@dataclass(frozen=True)
+class _Port:
+    local: int
+    peer: str
+    peer_port: int
+    link: str | None
+    """The active link width and speed (``4xNDR``), else None."""
+    peer_description: str | None
+    """The peer's NodeDescription as this line quotes it."""
+    line: int
 
 
 @dataclass
@@ -44,8 +78,7 @@ class _Node:
     ident: str
     description: str
     line: int
-    ports: list[tuple[int, str, int, str | None]] = field(default_factory=list)
-    """(local port, peer id, peer port, link width and speed)."""
+    ports: list[_Port] = field(default_factory=list)
 
 
 def _quoted(text: str, start: int = 0) -> tuple[str, int] | None:
@@ -62,7 +95,7 @@ def _quoted(text: str, start: int = 0) -> tuple[str, int] | None:
 def _bracketed(text: str, start: int) -> tuple[int, int] | None:
     """The number in ``[N]`` right at ``start`` (after spaces) and the index past ``]``."""
     i = start
-    while i < len(text) and text[i] == " ":
+    while i < len(text) and text[i] in " \t":
         i += 1
     if i >= len(text) or text[i] != "[":
         return None
@@ -73,12 +106,18 @@ def _bracketed(text: str, start: int) -> tuple[int, int] | None:
     return int(digits), j + 1
 
 
-def _link(comment: str) -> str | None:
-    """``4xNDR`` from the end of a port line's comment, else None."""
+def _link(comment: str) -> tuple[bool, str | None]:
+    """(whether the port line's comment is whole, the link's width and speed ``4xNDR`` where it says one).
+
+    ibnetdiscover ends every port line with ``lid <N> <width><speed>`` (``-f`` adds ``s= w= v=`` after it; an
+    unknown width or speed prints as ``??``), so a comment without a word after its last ``lid N`` was cut."""
     words = comment.split()
-    last = words[-1] if words else ""
-    width, x, speed = last.partition("x")
-    return last if x and width.isdigit() and speed.isalnum() and len(last) <= 16 else None
+    at = max((i for i, w in enumerate(words) if w == "lid"), default=-1)
+    if at < 0 or at + 2 >= len(words) or not words[at + 1].isdigit():
+        return False, None
+    link = words[at + 2]
+    width, x, speed = link.partition("x")
+    return True, link if x and width.isdigit() and speed.isalnum() and len(link) <= 16 else None
 
 
 def _header(line: str, number: int) -> _Node | None:
@@ -93,7 +132,8 @@ def _header(line: str, number: int) -> _Node | None:
     return _Node(NODE_TYPES[word], ident[0], description[0].strip() if description else "", number)
 
 
-def _port_line(line: str) -> tuple[int, str, int, str | None] | None:
+def _port_line(line: str, number: int) -> _Port | None:
+    """The port a line describes; None when it is not whole (cut in the middle, damaged)."""
     first = _bracketed(line, 0)
     if first is None:
         return None
@@ -105,19 +145,30 @@ def _port_line(line: str) -> tuple[int, str, int, str | None] | None:
     if peer_port is None:
         return None
     hash_at = line.find("#", peer_port[1])
-    return local, peer[0], peer_port[0], _link(line[hash_at + 1 :]) if hash_at >= 0 else None
+    comment = line[hash_at + 1 :] if hash_at >= 0 else ""
+    whole, link = _link(comment)
+    if not whole:
+        return None
+    described = _quoted(comment) if comment else None
+    return _Port(local, peer[0], peer_port[0], link, described[0].strip() if described else None, number)
 
 
-def parse(lines: list[tuple[int, str | None]], where: str) -> Cabling:
-    """The cabling described by ibnetdiscover's output, given as numbered lines."""
+def _kind_of(ident: str) -> str | None:
+    prefix, dash, _ = ident.partition("-")
+    return ID_KINDS.get(prefix) if dash else None
+
+
+def _blocks(lines: list[tuple[int, str | None]], where: str) -> dict[str, _Node]:
     nodes: dict[str, _Node] = {}
     current: _Node | None = None
     for number, line in lines:
         if line is None:
-            raise UserError(f"{where}:{number}: a line over the length limit: give ibnetdiscover's own output")
+            raise UserError(f"{where}:{number}: a line over the length limit: {FIX}")
         stripped = line.strip()
         if stripped.startswith("["):
-            port = _port_line(stripped)
+            port = _port_line(stripped, number)
+            if current is not None and port is None:
+                raise UserError(f"{where}:{number}: a port line that is cut short or damaged: {FIX}")
             if current is not None and port is not None:
                 current.ports.append(port)
             continue
@@ -126,35 +177,95 @@ def parse(lines: list[tuple[int, str | None]], where: str) -> Cabling:
             if node.ident in nodes:
                 raise UserError(f"{where}:{number}: node {node.ident} appears twice: give one ibnetdiscover run")
             nodes[node.ident] = current = node
+    return nodes
+
+
+def _whole(nodes: dict[str, _Node], where: str) -> None:
+    """UserError where the file is not whole: a switch cabled to without a block, CAs missing from a host
+    section that has begun, a link that only one of its two blocks lists."""
+    listed = {(n.ident, p.local): p for n in nodes.values() for p in n.ports}
+    has_cas = any(n.kind == "ca" for n in nodes.values())
+    missing_cas: dict[str, _Port] = {}
+    for node in nodes.values():
+        for port in node.ports:
+            peer = nodes.get(port.peer)
+            kind = _kind_of(port.peer) if peer is None else peer.kind
+            if peer is None and kind == "switch":
+                named = f' ("{port.peer_description}")' if port.peer_description else ""
+                raise UserError(
+                    f"{where}:{port.line}: switch {port.peer}{named} is cabled to but has no block of its own: the "
+                    f"file is cut or filtered: {FIX}"
+                )
+            if peer is None and kind == "ca" and has_cas:
+                missing_cas.setdefault(port.peer, port)
+            if peer is None or kind == "router":
+                continue
+            back = listed.get((port.peer, port.peer_port))
+            if back is None or back.peer != node.ident or back.peer_port != port.local:
+                raise UserError(
+                    f"{where}:{port.line}: {node.ident} port {port.local} is cabled to {port.peer} port "
+                    f"{port.peer_port}, whose block (line {peer.line}) does not list that link back: the file is "
+                    f"cut or damaged there: {FIX}"
+                )
+    if missing_cas:
+        first = next(iter(missing_cas.values()))
+        named = f' ("{first.peer_description}")' if first.peer_description else ""
+        raise UserError(
+            f"{where}: the file ends inside its host section: {len(missing_cas)} channel adapter(s) the switches "
+            f"name have no Ca block (first: {first.peer}{named}, line {first.line}): {FIX}"
+        )
+
+
+def _host_port(node: _Node, port: int) -> HostPort:
+    """A CA's port: ``<host> <HCA>`` from its NodeDescription (its id stands for the HCA when it says less)."""
+    host, _, hca = node.description.rpartition(" ")
+    host = host.strip()
+    if not host:  # one word, or none: a host without an HCA name
+        host, hca = node.description or node.ident, node.ident
+    return HostPort(host, hca, port)
+
+
+def parse(lines: list[tuple[int, str | None]], where: str) -> Cabling:
+    """The cabling described by ibnetdiscover's output, given as numbered lines."""
+    nodes = _blocks(lines, where)
     switches = [n for n in nodes.values() if n.kind == "switch"]
     if not switches:
         raise UserError(f"{where}: no 'Switch' blocks: give ibnetdiscover's text output (or a cabling .toml file)")
-    described = [n.description for n in switches]
-    names = {
-        n.ident: n.description if n.description and described.count(n.description) == 1 else n.ident for n in switches
-    }
+    _whole(nodes, where)
+    # Hosts from the switch side: a CA with no block of its own is the one its switch line describes.
+    for switch in switches:
+        for port in switch.ports:
+            if port.peer not in nodes and _kind_of(port.peer) == "ca":
+                nodes[port.peer] = _Node("ca", port.peer, port.peer_description or "", port.line)
+    described = Counter(n.description for n in switches)
+    names = {n.ident: n.description if n.description and described[n.description] == 1 else n.ident for n in switches}
+    hca_of: dict[tuple[str, str], str] = {}
+    for node in nodes.values():
+        if node.kind == "ca" and node.description:
+            named = _host_port(node, 1)
+            other = hca_of.setdefault((named.host, named.hca), node.ident)
+            if other != node.ident:
+                raise UserError(
+                    f"{where}:{node.line}: channel adapters {other} and {node.ident} share the NodeDescription "
+                    f"{node.description!r}, which names no one host and HCA: {NAME_FIX}"
+                )
 
     def end(ident: str, port: int) -> HostPort | SwitchPort | None:
         node = nodes.get(ident)
         if node is None or node.kind == "router":
             return None
-        if node.kind == "switch":
-            return SwitchPort(names[ident], port)
-        host, _, hca = node.description.rpartition(" ")
-        if not host:  # no "<host> <HCA>" description: the CA's id stands for both
-            host, hca = node.description or ident, ident
-        return HostPort(host, hca, port)
+        return SwitchPort(names[ident], port) if node.kind == "switch" else _host_port(node, port)
 
     cables = []
     for node in nodes.values():
-        for local, peer, peer_port, link in node.ports:
-            near, far = end(node.ident, local), end(peer, peer_port)
+        for port in node.ports:
+            near, far = end(node.ident, port.local), end(port.peer, port.peer_port)
             if near is None or far is None:
                 continue
             if isinstance(near, SwitchPort) and isinstance(far, HostPort):
                 near, far = far, near
             if isinstance(far, SwitchPort):  # a CA cabled straight to a CA has no switch port to check
-                cables.append(Cable(near, far, link))
+                cables.append(Cable(near, far, port.link))
     if not cables:
         raise UserError(f"{where}: no links between switches and HCAs: is this ibnetdiscover's full output?")
     return Cabling(normalised(cables, where), where)
@@ -168,5 +279,5 @@ def read(path: Path) -> Cabling:
         raise UserError(f"cannot read {path}: {exc.strerror}: check the path") from None
     if size is not None and size > MAX_FILE_BYTES:
         raise UserError(f"{path} is {size} bytes, over the {MAX_FILE_BYTES >> 20} MiB limit of a topology file")
-    with open_text(path) as stream:
+    with open_text(path, MAX_FILE_BYTES, "give ibnetdiscover's text output (or a cabling .toml file)") as stream:
         return parse(list(numbered_lines(stream)), str(path))

@@ -84,6 +84,8 @@ def _tail(path: Path) -> KernelLog:
             data = handle.read(MAX_TAIL_BYTES)
         except OSError as exc:
             return KernelLog(str(path), skipped=f"cannot read {path}: {exc.strerror}")
+        except InputError as exc:  # a read the kernel refused (bench.bounded)
+            return KernelLog(str(path), skipped=str(exc))
     text = data.decode("utf-8", errors="replace")
     if start:  # the first line was cut in the middle
         text = text.partition("\n")[2]

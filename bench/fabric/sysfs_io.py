@@ -40,6 +40,7 @@ from bench.bounded import (
     parse_int,
     read_at_most,
 )
+from bench.textlines import printable
 
 MAX_READ_BYTES = 4096
 """A sysfs attribute is at most one page (``PAGE_SIZE``, 4 KiB on x86-64 and most arm64 kernels)."""
@@ -94,7 +95,8 @@ class Sysfs:
     def read(self, *parts: str) -> str | None:
         """The file's text, stripped; None when it is absent, unreadable or not a sysfs attribute."""
         data = self.read_raw(*parts)
-        return None if data is None else data.decode("utf-8", errors="replace").strip()
+        # printable: an attribute any root can write (node_desc) reaches the terminal and checks.json
+        return None if data is None else printable(data.decode("utf-8", errors="replace").strip())
 
     def read_raw(self, *parts: str) -> bytes | None:
         """The file's bytes as the kernel gives them (a binary attribute such as a PCI function's ``config``);

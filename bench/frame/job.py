@@ -181,6 +181,7 @@ def finish(run: Run, status: int) -> int:
     A signal here (SIGTERM while the report is drawn) is recorded: run.json says ``interrupted`` with the
     signal's exit status and ``finish: interrupted``, never ``complete``/0 with the report missing.
     """
+    began = time.monotonic()
     try:
         failed = finish_run(run.out_dir, run.profile, history=run.launch.history, no_history=run.launch.no_history)
     except KeyboardInterrupt as exc:
@@ -191,7 +192,8 @@ def finish(run: Run, status: int) -> int:
     if failed:
         status = status or EXIT_INFRA  # a FAIL verdict keeps exit 1
     try:
-        run.update(exit_status=status, finish="failed" if failed else "done")
+        took = round(time.monotonic() - began, 3)
+        run.update(exit_status=status, finish="failed" if failed else "done", finish_s=took)
     except WriteRefused as exc:
         print(f"# run.json: {exc}", flush=True)
         status = status or EXIT_INFRA

@@ -15,6 +15,8 @@ transaction, and recorded in ``schema_migrations``):
   their command alone.
 * 4 ``rail_errors`` — per run, rail and error counter: the count over the rails test, NULL when saturated
   (``bench.history.rail_errors``). Runs added before it have no rows: their error counts are unknown.
+* 5 ``phase_times`` — per rails or accept run and phase: the seconds it took and what its plan projected
+  (``bench.history.phase_times``), which the next plan learns from. Runs added before it have no rows.
 
 Order: runs are ordered by start time, ties by the order they were added (``id``), so a backlog of logs
 imported within one second still lines up one after another.
@@ -40,7 +42,7 @@ from typing import TypeVar
 
 from bench.bounded import check_path_names
 from bench.exits import InfraError, UserError
-from bench.history import rail_errors
+from bench.history import phase_times, rail_errors
 
 # The read side lives in queries.py; these names are part of the store's interface.
 from bench.history.queries import StoredRun as StoredRun
@@ -139,6 +141,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "comparable_runs_index", _comparable_runs_index),
     Migration(3, "run_kind_and_environment", _run_kind_and_environment),
     Migration(4, "rail_errors", rail_errors.create_table),
+    Migration(5, "phase_times", phase_times.create_table),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
@@ -421,12 +424,14 @@ def add_run(history_path: Path | str, run_dir: Path | str) -> int:
     """
     run, metrics = read_run(run_dir)
     errors = rail_errors.read_run_dir(run_dir)
+    phases = phase_times.read_run_dir(run_dir)
     with opened(history_path, write=True) as conn:
 
         def write() -> int:
             with transaction(conn):
                 run_id = _write_run_rows(conn, run, metrics)
                 rail_errors.write(conn, run_id, errors)
+                phase_times.write(conn, run_id, phases)
                 return run_id
 
         return _busy_retried(write)

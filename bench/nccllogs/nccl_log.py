@@ -50,6 +50,9 @@ _ROCE_GID = re.compile(r"\blocalGid ::ffff:")
 
 SOCKET_NETS = ("Socket", "FastSocket")
 MAX_FACTS = 512
+MAX_LOG_BYTES = 256 << 20
+"""The most one NCCL_DEBUG=INFO log may hold: a rank's log is a few MB even with every subsystem on; past
+this (a /proc file that streams, a wrong path) it is refused, not read without end."""
 """Facts kept per host: more than every device and channel transport of a node, so repeats cannot grow it."""
 
 
@@ -479,5 +482,5 @@ def parse_file(path: Path | str) -> NcclLog:
     """Parse a log file line by line (undecodable bytes are replaced, never fatal); UserError when it cannot
     be read."""
     path = Path(path)
-    with open_text(path) as handle:
+    with open_text(path, MAX_LOG_BYTES) as handle:
         return parse_lines(numbered_lines(handle), str(path))

@@ -3,8 +3,9 @@
 Localisation works on node and rail indices; the cabling (``bench.fabric.cabling``) names hosts, HCAs and
 switch ports. Rail k of a node is the HCA that carried rail k's bytes in the run (its counters say so, see
 ``bench.rails.evidence``), else the HCA the plan gives rail k (``rails`` of the cabling file, the profile's
-rail names, or name order). A (node, rail) whose HCA the cabling does not hold is left unplaced (-1): nothing
-is guessed about it, and it is judged as it would be without a topology.
+rail names, or name order); where the cabling never uses the counters' names (NodeDescriptions ``<host>
+HCA-<n>``, rails read by position) also the plan's. A (node, rail) whose HCA the cabling does not hold is left
+unplaced (-1): nothing is guessed about it, and it is judged as it would be without a topology.
 """
 
 from __future__ import annotations
@@ -77,11 +78,17 @@ def place(topology: Topology, nodes: Sequence[str], rails: int, hca_of: Callable
     leaf = np.full((rails, len(nodes)), -1, dtype=np.int32)
     node_port: dict[tuple[int, int], str] = {}
     leaf_port: dict[tuple[int, int], str] = {}
+    named = {port.hca for port in cabling.host_ports}
     for k in range(rails):
         planned = topology.rail_hcas[k] if k < len(topology.rail_hcas) else None
         for a, node in enumerate(nodes):
-            hca = hca_of(node, k) or planned
-            cable = cabling.cable_of(node, hca) if hca else None
+            seen = hca_of(node, k)
+            cable = cabling.cable_of(node, seen) if seen else None
+            if cable is None and planned is not None and (seen is None or seen not in named):
+                # No counter saw the rail, or the HCA they saw is a name the cabling never uses (its
+                # NodeDescriptions say "<host> HCA-<n>": rails read by position): the plan's HCA of rail k. An
+                # HCA the cabling names elsewhere but not on this node is uncabled here: nothing is guessed.
+                cable = cabling.cable_of(node, planned)
             if cable is None or cable.b.switch not in index:
                 continue
             leaf[k, a] = index[cable.b.switch]

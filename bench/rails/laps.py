@@ -43,15 +43,18 @@ class Laps:
         self._last = now
 
 
-def compared(plan: Plan | None, measured: Mapping[str, float]) -> JSONObject | None:
-    """run.json's ``plan``: the projection (``Plan.as_dict``), each phase's measured seconds beside it, and the
-    totals."""
+def compared(plan: Plan | None, measured: Mapping[str, float]) -> JSONObject:
+    """run.json's ``plan``: the projection (``Plan.as_dict``) with each phase's measured seconds beside it, and
+    the totals; without a plan (no rate known to plan with), the phases as measured alone, so every run keeps
+    its phase times (the history learns from them: ``bench.history.phase_times``)."""
+    total = round(sum(measured.values()), 3)
     if plan is None:
-        return None
-    phases: list[JSONValue] = []
+        phases: list[JSONValue] = [{"name": name, "measured_s": round(took, 3)} for name, took in measured.items()]
+        return {"phases": phases, "measured_s": total}
+    phases = []
     for phase in plan.phases:
         took = measured.get(phase.name)
         if took is None:  # "confirmation (2 pass(es))" is marked as "confirmation"
             took = measured.get(phase.name.split(" (", 1)[0])
         phases.append({**phase.as_dict(), "measured_s": None if took is None else round(took, 3)})
-    return {**plan.as_dict(), "phases": phases, "measured_s": round(sum(measured.values()), 3)}
+    return {**plan.as_dict(), "phases": phases, "measured_s": total}

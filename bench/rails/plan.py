@@ -2,29 +2,29 @@
 
 Before anything starts, ``railbench accept --plan`` (and ``rails --plan``) lays out the run for N nodes of R
 ranks (GPUs, rails) from the settings the run would use: its phases, each with its rounds, cells, bytes and
-projected seconds. The projection is built from the same pieces the run is: the round-robin schedule
-(``bench.rails.schedule``), the cell budgets (``bench.rails.budget``), the confirmation passes over the rounds
-that hold suspects. Rates and fixed costs come from the profile: the rail's line rate (or ``[plan]
-rate_gbps`` where sysfs gives none), and the ``[plan]`` table:
+seconds. The seconds are a range, never one guess: every rate and fixed cost of ``bench.rails.plan_model`` is
+a span, the low figure is the run where every one of them is at its quick end, the high figure the run where
+every one is as slow as a healthy cluster gets. The projection is built from the same pieces the run is:
 
-===================  ======  ================================================================================
-key                  default what it is
-===================  ======  ================================================================================
-``pair_efficiency``  0.96    a healthy pair's rate as a fraction of the line rate (NDR sendrecv: 46-49 GB/s)
-``rail_efficiency``  0.94    a rail group's busbw as a fraction of the line rate
-``startup_s``        30      launch, imports, the world's and the rail groups' set-up
-``step_s``           0.005   one synchronised step: a barrier, a pair's align, a gather over the world
-``latency_us``       30      one collective call's latency (small sizes of accept's sweep)
-``suspect_fraction`` 0.01    cells a healthy fabric's noise makes suspect, each re-measured ``confirm`` times
-``cell_overhead_s``  0.01    one sweep point's or rail-group measurement's cost beyond its messages
-``finish_s``         10      the end: rails.json and results, JUnit, the report and its charts, the history
-``rate_gbps``        -       the rail rate to plan with where the profile and sysfs give none (sockets)
-``world_gbps``       -       accept's world collectives' busbw (default: the node target x rail_efficiency)
-===================  ======  ================================================================================
+* start-up: the launch, then every communicator (the world and one group per rail), each made by every rank
+  of the world (torch makes a group with the whole world taking part), at a cost per member rank;
+* each pair round: both directions in turn, each its slowest cell (``bench.rails.budget``) and the rail
+  group's small collectives around it; on NCCL a new peer's connection on its first send (every round pairs
+  each rank with a node it has not met); the round's times gathered over the world through the store;
+* confirmation: each pass re-runs the rounds that hold a suspect, with only their suspects; the share of
+  suspect cells comes from the fabric's noise against the pass line (``PlanModel.suspect_share``), so a
+  healthy but noisy fabric re-runs nearly every round and a calm one almost none; then every pair time is
+  gathered to rank 0;
+* accept's world sweep: each collective at each size, at a busbw between its target (what a passing run
+  reaches) and its bound, plus each call's latency;
+* the end: rails.json, JUnit, the history, and a report whose drawing grows with its rows.
 
-``--max-minutes M`` fits the plan into M minutes by cutting, in this order and only as far as needed: repeats
-to 1, confirmation passes to 1, pair and rail-group messages halved down to 16 MiB, iterations down to 3,
-accept's sweep down to 64 MiB; one line says what was cut and what that costs in detection.
+Once the cluster has run, ``bench.rails.plan_learn`` scales what its runs measured to the planned shape.
+
+``--max-minutes M`` fits the plan's high figure into M minutes by cutting, in this order and only as far as
+needed: repeats to 1, confirmation passes to 1, pair and rail-group messages halved down to 16 MiB,
+iterations down to 3, accept's sweep down to 64 MiB; one line says what was cut and what that costs in
+detection.
 
 Pure arithmetic; nothing here talks to a rank.
 """
@@ -33,13 +33,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bench.jsondoc import JSONObject
 from bench.measure.collectives import get_collective
 from bench.rails.budget import cell_budget, chunks_per_message
 from bench.rails.config import RailsSettings
-from bench.rails.plan_model import PlanModel
+from bench.rails.plan_model import PlanModel, Span
 from bench.rails.schedule import round_count
 from bench.units import format_size
 
@@ -47,6 +48,12 @@ MIN_CUT_BYTES = 16 << 20
 """Messages are not cut below this: at 400 Gb/s 16 MiB still takes 0.3 ms, far above a call's latency."""
 MIN_CUT_ITERS = 3
 MIN_CUT_SWEEP_BYTES = 64 << 20
+GROUP_STEPS = 4
+"""Small collectives inside the rail group around each direction of a pair (``bench.rails.measure.pair_round``):
+the barrier before it, the pair's align, the agreement on a cell's chunked plan, the gather of every end's
+time."""
+PAIR_RECORD_BYTES = 160
+"""One pair time as the ranks send it to rank 0 (``bench.rails.measure.PairTime``, pickled)."""
 
 
 @dataclass(frozen=True)
@@ -67,14 +74,22 @@ class Phase:
 
     name: str
     rounds: int
+    """Rounds at most (confirmation: when every round holds a suspect)."""
     cells: int
-    """Measurements: pair directions, rail-group collectives, sweep points."""
+    """Measurements at most: pair directions, rail-group collectives, sweep points."""
     bytes: int
     """Bytes each rank sends in the phase, at most."""
-    seconds: float
+    seconds: Span
 
     def as_dict(self) -> JSONObject:
-        return dataclasses.asdict(self)
+        return {
+            "name": self.name,
+            "rounds": self.rounds,
+            "cells": self.cells,
+            "bytes": self.bytes,
+            "low_s": round(self.seconds.low, 3),
+            "high_s": round(self.seconds.high, 3),
+        }
 
 
 @dataclass(frozen=True)
@@ -89,144 +104,210 @@ class Plan:
     """What ``--max-minutes`` cut and what that costs in detection, in one line; None when nothing was."""
     sweep: Sweep | None = None
     """accept's world sweep as planned (its largest size cut to fit), None for a rails run."""
+    learned: str | None = None
+    """Where the figures come from when this cluster's runs set them (``bench.rails.plan_learn``), one line."""
+    learned_from: tuple[str, ...] = ()
+    """The run keys (history) whose measurements set the figures."""
 
     @property
-    def total_s(self) -> float:
-        return sum(p.seconds for p in self.phases)
+    def total(self) -> Span:
+        return sum((p.seconds for p in self.phases), Span.point(0.0))
 
     def lines(self) -> list[str]:
         s = self.settings
         model = s.plan_model
         budget = ""
         if model is not None:
-            _, cell = _pair_cell(s, model)
-            budget = f"; a pair cell may take {cell:.2g} s (healthy: {_pair_cell(s, model)[0]:.2g} s)"
+            healthy, cell = _pair_cell(s, model)
+            budget = f"; a pair cell may take {cell:.2g} s (healthy: {healthy.low:.2g}-{healthy.high:.2g} s)"
         out = [
             f"# plan: {self.nodes} nodes x {self.ranks_per_node} ranks; pairs {format_size(s.pair_bytes)}B x "
             f"{s.iters} iters (+{s.warmup} warm-up), {s.repeats} repeat(s), {s.confirm} confirmation pass(es); "
             f"rail groups {format_size(s.rail_bytes)}B{budget}",
-            f"  {'phase':<34} {'rounds':>7} {'cells':>9} {'bytes/rank':>11} {'seconds':>9}",
+            f"  {'phase':<34} {'rounds':>7} {'cells':>9} {'bytes/rank':>11} {'low s':>9} {'high s':>9}",
         ]
         for p in self.phases:
-            out.append(f"  {p.name:<34} {p.rounds:>7} {p.cells:>9} {format_size(p.bytes) + 'B':>11} {p.seconds:>9.1f}")
-        out.append(f"# projected wall time: {self.total_s:.0f} s = {self.total_s / 60:.1f} min")
+            out.append(
+                f"  {p.name:<34} {p.rounds:>7} {p.cells:>9} {format_size(p.bytes) + 'B':>11} "
+                f"{p.seconds.low:>9.1f} {p.seconds.high:>9.1f}"
+            )
+        total = self.total
+        out.append(
+            f"# projected wall time: {total.low:.0f}-{total.high:.0f} s = "
+            f"{total.low / 60:.1f}-{total.high / 60:.1f} min"
+        )
+        out.append(f"# {self.learned}" if self.learned else f"# {MODEL_LINE}")
         if self.cut:
             out.append(f"# cut to fit: {self.cut}")
         return out
 
     def as_dict(self) -> JSONObject:
+        total = self.total
         return {
             "nodes": self.nodes,
             "ranks_per_node": self.ranks_per_node,
             "phases": [p.as_dict() for p in self.phases],
-            "projected_s": round(self.total_s, 3),
+            "projected_low_s": round(total.low, 3),
+            "projected_high_s": round(total.high, 3),
             "cut": self.cut,
+            "learned_from": list(self.learned_from),
         }
 
 
-def cell_seconds(nbytes: int, messages: int, rate_Gbps: float, budget_s: float | None = None) -> float:
+MODEL_LINE = (
+    "low: every cost at its quick end; high: every cost as slow as a healthy cluster gets (no runs of this "
+    "cluster in the history to learn from)"
+)
+
+
+def cell_seconds(nbytes: int, messages: int, rate_Gbps: Span, budget_s: float | None = None) -> Span:
     """One measured cell: a probe chunk, then ``messages`` messages at ``rate_Gbps``, within its budget."""
     probe = 1 / chunks_per_message(nbytes)
-    seconds = (messages + probe) * nbytes * 8 / (rate_Gbps * 1e9) if rate_Gbps > 0 else math.inf
-    return min(seconds, budget_s) if budget_s is not None else seconds
+    seconds = Span.point((messages + probe) * nbytes * 8 / 1e9).over(rate_Gbps)
+    if budget_s is None:
+        return seconds
+    return Span(min(seconds.low, budget_s), min(seconds.high, budget_s))
 
 
-def pair_round_seconds(cell_s: float, step_s: float) -> float:
-    """One round of the pair matrix: each direction in turn (its group barrier, the pair's align, the gather of
-    every end's time) after its slowest cell, then the gather of the round's rates over the world."""
-    return 2 * (cell_s + 3 * step_s) + step_s
+def pair_round_seconds(
+    cell: Span, model: PlanModel, world: int, *, new_peer: bool, gather: bool, agree: bool = False
+) -> Span:
+    """One round of a pair matrix: each direction in turn, after its slowest cell and the group's small
+    collectives (``agree``: and the budget's fastest probe agreed over the world, where no line rate is
+    known); a new peer's connection (``new_peer``); the round's times gathered over the world (``gather``)."""
+    direction = cell + model.step_s * GROUP_STEPS
+    if agree:
+        direction = direction + model.sync(world)
+    seconds = direction * 2
+    if new_peer:
+        seconds = seconds + model.connect_s
+    if gather:
+        seconds = seconds + model.sync(world)
+    return seconds
 
 
-def _pair_cell(settings: RailsSettings, model: PlanModel) -> tuple[float, float]:
-    """(seconds of a healthy pair cell, its budget)."""
+def _pair_cell(settings: RailsSettings, model: PlanModel) -> tuple[Span, float]:
+    """(seconds of a healthy pair cell, its budget: the most a dead-slow one costs)."""
     messages = settings.warmup + settings.iters
-    budget = cell_budget(settings.pair_bytes, messages, model.rate_Gbps, settings.cell_budget_s)
+    budget = cell_budget(settings.pair_bytes, messages, model.rate_Gbps.low, settings.cell_budget_s)
     return cell_seconds(settings.pair_bytes, messages, model.pair_Gbps, budget), budget
+
+
+def startup_seconds(nodes: int, ranks: int, model: PlanModel) -> Span:
+    """The launch, then the world and one group per rail, every one made with the whole world taking part,
+    and the agreements around them (each rail link probed, a barrier, each group's probe)."""
+    world = nodes * ranks
+    communicators = 1 + ranks
+    return model.launch_s + model.comm_rank_s * (world * communicators) + model.sync(world) * 3
+
+
+def confirmation_rounds(rounds: int, pairs: int, ranks: int, passes: int, share: float) -> tuple[int, int]:
+    """(rounds, cells) the confirmation passes re-run when a share ``share`` of samples is suspect: each pass
+    re-runs every round that holds a suspect cell (a cell: a pair on a rail, suspect when either direction
+    is), with only those cells, both directions."""
+    if passes <= 0 or share <= 0:
+        return 0, 0
+    cell = 1 - (1 - share) ** 2
+    held = 1 - (1 - cell) ** (pairs * ranks)
+    return passes * math.ceil(rounds * held - 1e-9), round(2 * passes * cell * rounds * pairs * ranks)
 
 
 def rails_phases(nodes: int, ranks: int, settings: RailsSettings, model: PlanModel, intra: bool) -> list[Phase]:
     """The phases of the rails test on ``nodes`` x ``ranks``."""
-    step = model.step_s
-    rail_rate = model.rate_Gbps * model.rail_efficiency
+    world = nodes * ranks
     messages = settings.warmup + settings.iters
-    phases = [Phase("start-up and rail groups", 0, 0, 0, model.startup_s + (ranks + 2) * step)]
+    agree = not settings.rail_rate_gbps and settings.cell_budget_s is None
+    phases = [Phase("start-up and rail groups", 0, 0, 0, startup_seconds(nodes, ranks, model))]
+    pair_cells = 0
     if nodes >= 2:
-        rail_s, rail_bytes, alone_s = 0.0, 0, 0.0
+        rail_s, rail_bytes, measured_alone = Span.point(0.0), 0, []
         for name in settings.collectives:
             factor = max(1.0, get_collective(name).busbw_factor(nodes))
             wire = int(settings.rail_bytes * factor)
-            budget = cell_budget(wire, messages, model.rate_Gbps, settings.cell_budget_s)
-            rail_s += cell_seconds(wire, messages, rail_rate, budget) + 2 * step + model.cell_overhead_s
+            budget = cell_budget(wire, messages, model.rate_Gbps.low, settings.cell_budget_s)
+            rail_s += cell_seconds(wire, messages, model.rail_Gbps, budget) + model.step_s * 2 + model.cell_overhead_s
             rail_bytes += wire * (messages + 1)
-            alone = messages if settings.isolation else 1
-            alone_s += cell_seconds(wire, alone, rail_rate, budget) + 2 * step
+            measured_alone.append(cell_seconds(wire, messages if settings.isolation else 1, model.rail_Gbps, budget))
         phases.append(
             Phase("rail groups, every rail at once", 1, ranks * len(settings.collectives), rail_bytes, rail_s)
         )
-        windows = ranks * (alone_s if settings.isolation else alone_s / len(settings.collectives))
-        phases.append(Phase("each rail alone (counter windows)", ranks, ranks, 0, windows + ranks * 2 * step))
+        # Each rail's window: every collective alone (--isolation) or one call of the first, a barrier on either
+        # side, and every node's counters read at its edge.
+        alone = sum(measured_alone, Span.point(0.0)) if settings.isolation else measured_alone[0]
+        windows = (alone + model.sync(world) * 2 + model.cell_overhead_s) * ranks
+        phases.append(Phase("each rail alone (counter windows)", ranks, ranks, 0, windows))
+    follows: list[Phase] = []
     if settings.pairs and nodes >= 2:
         rounds = round_count(nodes) * settings.repeats
         pairs = nodes // 2
-        cell_s, _ = _pair_cell(settings, model)
-        cells = 2 * rounds * pairs * ranks
+        cell, _ = _pair_cell(settings, model)
+        pair_cells = 2 * rounds * pairs * ranks
         # A rank sends in one direction of its pair each round: (warm-up + iters) messages and a probe chunk.
         per_round = settings.pair_bytes * (messages + 1)
-        phases.append(
-            Phase("pair matrix", rounds, cells, rounds * per_round, rounds * pair_round_seconds(cell_s, step))
-        )
+        matrix_round = pair_round_seconds(cell, model, world, new_peer=True, gather=True, agree=agree)
+        phases.append(Phase("pair matrix", rounds, pair_cells, rounds * per_round, matrix_round * rounds))
+        # Then every rank's pair times reach rank 0, the suspects go out, and their re-measurements come back.
+        gathered = Span.point(world * rounds * PAIR_RECORD_BYTES / 1e6).over(model.store_MBps) + model.sync(world) * 3
         if settings.confirm:
-            # Each pass re-runs the rounds that hold a suspect, with only their suspects.
-            suspect = model.suspect_fraction
-            hit = 1 - (1 - suspect) ** (pairs * ranks)
-            again = settings.confirm * max(1, round(rounds * hit)) if suspect > 0 else 0
-            cells_again = round(2 * settings.confirm * suspect * rounds * pairs * ranks)
-            phases.append(
-                Phase(
-                    f"confirmation ({settings.confirm} pass(es))",
-                    again,
-                    cells_again,
-                    math.ceil(cells_again / (nodes * ranks)) * per_round,  # a rank's share of the suspects
-                    again * pair_round_seconds(cell_s, step),
-                )
-            )
+            share = model.suspect_share(_suspect_threshold(settings))
+            quick = confirmation_rounds(rounds, pairs, ranks, settings.confirm, share.low)
+            slow = confirmation_rounds(rounds, pairs, ranks, settings.confirm, share.high)
+            again = pair_round_seconds(cell, model, world, new_peer=False, gather=False, agree=agree)
+            seconds = Span(again.low * quick[0], again.high * slow[0]) + gathered
+            pair_cells += slow[1]
+            share_bytes = math.ceil(slow[1] / world) * per_round  # a rank's share of the suspects
+            phases.append(Phase(f"confirmation ({settings.confirm} pass(es))", slow[0], slow[1], share_bytes, seconds))
+        else:
+            follows.append(Phase("gathering the pair times", 0, 0, 0, gathered))
     if intra and ranks >= 2:
         local_rounds = round_count(ranks) * settings.repeats
-        rate = model.nvlink_Gbps or model.pair_Gbps
-        cell_s = cell_seconds(settings.pair_bytes, messages, rate)
+        rate = Span.point(model.nvlink_Gbps) if model.nvlink_Gbps else model.pair_Gbps
+        cell = cell_seconds(settings.pair_bytes, messages, rate)
+        local_round = pair_round_seconds(cell, model, world, new_peer=True, gather=True)
+        cells = 2 * local_rounds * (ranks // 2) * nodes
+        pair_cells += cells
+        startup = model.comm_rank_s * world  # one group per node, the whole world taking part
         phases.append(
             Phase(
                 "intra-node pairs",
                 local_rounds,
-                2 * local_rounds * (ranks // 2) * nodes,
+                cells,
                 local_rounds * 2 * settings.pair_bytes * messages,
-                local_rounds * pair_round_seconds(cell_s, step),
+                local_round * local_rounds + startup + sum(p.seconds for p in follows),
             )
         )
-    return phases
+        follows = []
+    return phases + follows
 
 
-def sweep_phase(
-    sizes: list[int],
-    collectives: tuple[str, ...],
-    iters: int,
-    warmup: int,
-    check: bool,
-    world: int,
-    model: PlanModel,
-    ranks: int,
-) -> Phase:
-    """accept's world sweep: every collective at every size over every rank."""
-    rate = model.world_Gbps or model.rate_Gbps * ranks * model.rail_efficiency
-    calls = iters + warmup + (1 if check else 0)
-    seconds, moved = 0.0, 0
-    for name in collectives:
+def _suspect_threshold(settings: RailsSettings) -> float:
+    """What makes a sample suspect, as a fraction of a healthy pair's level: the pass line where the line rate
+    is known (judged against it), else the relative test alone."""
+    if settings.rail_rate_gbps:
+        return max(settings.pass_fraction, settings.relative_fraction)
+    return settings.relative_fraction
+
+
+def sweep_phase(sweep: Sweep, nodes: int, ranks: int, model: PlanModel) -> Phase:
+    """accept's world sweep: every collective at every size over every rank, each at its own rate."""
+    world = nodes * ranks
+    sizes = [size for size in sweep.sizes if size <= sweep.max_bytes]
+    calls = sweep.iters + sweep.warmup + (1 if sweep.check else 0)
+    latency = model.latency_us * 1e-6
+    seconds, moved = Span.point(0.0), 0
+    for name in sweep.collectives:
         factor = get_collective(name).busbw_factor(world) or 1.0
         for size in sizes:
-            transfer = calls * (model.latency_us * 1e-6 + size * factor * 8 / (rate * 1e9))
-            seconds += transfer + 2 * model.step_s + model.cell_overhead_s
+            rate = model.world_rate(name, nodes, ranks, size) or model.rail_Gbps * ranks
+            transfer = latency + Span.point(size * factor * 8 / 1e9).over(rate)
+            seconds += transfer * calls + model.step_s * 2 + model.cell_overhead_s  # the world's barriers
             moved += calls * size
-    return Phase("world sweep", 0, len(sizes) * len(collectives), moved, seconds)
+    return Phase("world sweep", 0, len(sizes) * len(sweep.collectives), moved, seconds)
+
+
+def finish_phase(rows: int, model: PlanModel) -> Phase:
+    """The end: rails.json, JUnit, the history, and the report drawn over ``rows`` results."""
+    return Phase("finish", 0, 0, 0, model.finish_s + model.row_s * rows)
 
 
 def build(
@@ -237,19 +318,26 @@ def build(
     *,
     intra: bool,
     sweep: Sweep | None = None,
-    check_s: float = 0.0,
+    check_window_s: float = 0.0,
     cut: str | None = None,
 ) -> Plan:
     """The plan of a rails run (``sweep`` None) or an accept run (check, sweep, then rails)."""
     phases = rails_phases(nodes, ranks, settings, model, intra)
+    rows = sum(p.cells for p in phases)
     if sweep is not None:
-        head = [phases[0], Phase("check", 0, nodes, 0, check_s)]
-        sizes = [size for size in sweep.sizes if size <= sweep.max_bytes]
-        world = nodes * ranks
-        head.append(sweep_phase(sizes, sweep.collectives, sweep.iters, sweep.warmup, sweep.check, world, model, ranks))
-        phases = head + phases[1:]
-    phases.append(Phase("finish", 0, 0, 0, model.finish_s))
+        # check reads every rail's error counters twice, window_s apart, on every node at once, then runs each
+        # node's checks over its sysfs and gathers the reports.
+        check = Span.point(check_window_s) + model.cell_overhead_s + model.sync(nodes * ranks) * 2
+        head = [phases[0], Phase("check", 0, nodes, 0, check)]
+        swept = sweep_phase(sweep, nodes, ranks, model)
+        rows += swept.cells
+        phases = [*head, swept, *phases[1:]]
+    phases.append(finish_phase(rows, model))
     return Plan(nodes, ranks, settings, tuple(phases), cut, sweep)
+
+
+Adjust = Callable[[Plan], Plan]
+"""What ``fit`` projects each candidate with beyond the model (``bench.rails.plan_learn``: the cluster's runs)."""
 
 
 def fit(
@@ -261,19 +349,21 @@ def fit(
     *,
     intra: bool,
     sweep: Sweep | None = None,
-    check_s: float = 0.0,
+    check_window_s: float = 0.0,
+    adjust: Adjust | None = None,
 ) -> Plan:
-    """The plan cut, in the module's order and only as far as needed, to fit ``max_minutes``. Its ``cut`` says
-    in one line what was cut and what that costs in detection; it still says so when even the smallest plan
-    does not fit (the caller refuses to run it)."""
+    """The plan cut, in the module's order and only as far as needed, until its high figure fits
+    ``max_minutes``. Its ``cut`` says in one line what was cut and what that costs in detection; it still says
+    so when even the smallest plan does not fit (the caller refuses to run it)."""
     limit = max_minutes * 60
     said: list[str] = []
 
     def plan() -> Plan:
-        return build(nodes, ranks, settings, model, intra=intra, sweep=sweep, check_s=check_s)
+        built = build(nodes, ranks, settings, model, intra=intra, sweep=sweep, check_window_s=check_window_s)
+        return adjust(built) if adjust is not None else built
 
     def fits() -> bool:
-        return plan().total_s <= limit
+        return plan().total.high <= limit
 
     if not fits() and settings.repeats > 1:
         said.append(
@@ -318,9 +408,9 @@ def fit(
             )
     final = plan()
     text = "; ".join(said) or None
-    if final.total_s > limit:
+    if final.total.high > limit:
         text = (text + "; " if text else "") + (
-            f"still {final.total_s / 60:.1f} min: nothing more can be cut to fit {max_minutes:g} min"
+            f"still up to {final.total.high / 60:.1f} min: nothing more can be cut to fit {max_minutes:g} min"
         )
     return dataclasses.replace(final, cut=text)
 
@@ -337,12 +427,25 @@ def for_run(
     *,
     intra: bool,
     sweep: Sweep | None = None,
-    check_s: float = 0.0,
+    check_window_s: float = 0.0,
+    adjust: Adjust | None = None,
 ) -> Plan | None:
-    """The run's plan, fitted into ``settings.max_minutes`` when given; None where no rate is known to plan with."""
+    """The run's plan, fitted into ``settings.max_minutes`` when given; None where no rate is known to plan
+    with. ``adjust``: the cluster's own runs (``bench.rails.plan_learn``), applied to every candidate."""
     model = settings.plan_model
     if model is None:
         return None
     if settings.max_minutes is not None:
-        return fit(nodes, ranks, settings, model, settings.max_minutes, intra=intra, sweep=sweep, check_s=check_s)
-    return build(nodes, ranks, settings, model, intra=intra, sweep=sweep, check_s=check_s)
+        return fit(
+            nodes,
+            ranks,
+            settings,
+            model,
+            settings.max_minutes,
+            intra=intra,
+            sweep=sweep,
+            check_window_s=check_window_s,
+            adjust=adjust,
+        )
+    built = build(nodes, ranks, settings, model, intra=intra, sweep=sweep, check_window_s=check_window_s)
+    return adjust(built) if adjust is not None else built

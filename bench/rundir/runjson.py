@@ -47,6 +47,7 @@ SECTIONS: Mapping[str, tuple[type, ...]] = {
     "judged_by": (dict,),  # the profile's thresholds and idle devices as the run used them (rundir/judged_by.py)
     "before_compare": (dict,),  # the run's own verdict and reasons, kept while compare says regressed
     "finish": (str,),  # "failed" when the history or the report could not be written
+    "finish_s": (int, float),  # how long the finish step took (the next plan learns the run's end from it)
 }
 
 

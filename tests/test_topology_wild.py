@@ -1,0 +1,178 @@
+"""Issue 28 item 7 and issue 33 items 20-21: the cabling reader takes the files real fabrics give.
+
+The fixtures are the project's own, in ibnetdiscover's output format (``tests/data/topology/``); the variants
+here are made from them as the wild makes them: the CA blocks left out, the file cut inside a section or inside
+a block, MLNX_OFED's ``<host> HCA-<n>`` NodeDescriptions, an adapter's factory description on every CA,
+NodeDescriptions holding terminal escapes, and a hostile file whose one host sits on thousands of leaves.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.exits import UserError
+from bench.fabric import cabling_plan, ibnetdiscover
+from bench.fabric.cabling import MAX_RAILS, Cable, Cabling, HostPort, SwitchPort
+from bench.fabric.topology_file import load_cabling
+from bench.rails.fabric_map import Topology, device_hca, place
+from tests.support import railbench_inline
+
+DATA = Path(__file__).resolve().parent / "data" / "topology"
+RAILS = ("mlx5_1", "mlx5_2")
+
+
+def _blocks(text: str) -> list[str]:
+    return [block.strip("\n") for block in text.split("\n\n") if block.strip()]
+
+
+def _is_ca(block: str) -> bool:
+    return any(line.startswith("Ca\t") for line in block.splitlines())
+
+
+def _parse(text: str, where: str = "fabric.txt") -> Cabling:
+    return ibnetdiscover.parse([(i + 1, line) for i, line in enumerate(text.splitlines())], where)
+
+
+def _cables(cabling: Cabling) -> set[tuple[str, str, str | None]]:
+    return {(str(c.a), str(c.b), c.link) for c in cabling.cables}
+
+
+def test_real_output_reads_whole_with_its_grouping_routers_and_vendor_names() -> None:
+    cabling = load_cabling(DATA / "grouped-ndr.ibnet")
+    assert cabling.cable_of("gpu-a002", "mlx5_2") == Cable(
+        HostPort("gpu-a002", "mlx5_2"), SwitchPort("MF0;gpu-leaf-r1:MQM9700/U1", 2), "4xNDR"
+    )
+    fabric, found = cabling_plan.check(cabling, cabling_plan.rail_order(cabling, (*RAILS, "mlx5_3")))
+    assert found == []
+    # Two spines share the vendor's default NodeDescription: each is named by its GUID id; the router is no end.
+    assert fabric.spines == ("S-b83fd20300aa0a00", "S-b83fd20300aa0900")
+    assert len(cabling.cables) == 8
+
+
+def test_hosts_are_read_from_the_switch_side_when_the_ca_blocks_are_absent() -> None:
+    text = (DATA / "two-units.ibnet").read_text()
+    switches_only = "\n\n".join(b for b in _blocks(text) if not _is_ca(b))
+    assert "Ca\t" not in switches_only
+    assert _cables(_parse(switches_only)) == _cables(_parse(text))  # the same 20 cables, links and names
+
+
+@pytest.mark.parametrize(
+    ("where", "said"),
+    [
+        ("a whole CA block", "the file ends inside its host section: 1 channel adapter(s) the switches name"),
+        ("a CA block's port line", "whose block (line"),
+        ("the middle of a line", "a port line that is cut short or damaged"),
+        ("the switch section", "is cabled to but has no block of its own: the file is cut or filtered"),
+    ],
+)
+def test_a_file_cut_short_is_refused_never_read_as_a_smaller_fabric(where: str, said: str) -> None:
+    text = (DATA / "two-units.ibnet").read_text()
+    blocks = _blocks(text)
+    if where == "a whole CA block":
+        cut = "\n\n".join(blocks[:-1])
+    elif where == "a CA block's port line":
+        cut = "\n\n".join(blocks[:-1]) + "\n\n" + blocks[-1].rsplit("\n", 1)[0]
+    elif where == "the middle of a line":
+        cut = text.rstrip("\n")[:-40]
+    else:
+        first_ca = next(i for i, b in enumerate(blocks) if _is_ca(b))
+        cut = "\n\n".join(blocks[: first_ca - 2])  # the last spine and the storage switch are lost
+    with pytest.raises(UserError) as caught:
+        _parse(cut)
+    message = str(caught.value)
+    assert said in message and "give ibnetdiscover's whole output" in message and "\n" not in message
+
+
+def _hca_n(text: str) -> str:
+    """The NodeDescriptions MLNX_OFED's openibd writes: ``<host> HCA-<n>``, numbered in device order."""
+    for name, label in (("mlx5_0", "HCA-1"), ("mlx5_1", "HCA-2"), ("mlx5_2", "HCA-3")):
+        text = text.replace(f' {name}"', f' {label}"')
+    return text
+
+
+def test_hca_n_descriptions_are_rails_by_position_when_the_count_matches_the_profile() -> None:
+    text = _hca_n((DATA / "two-units-broken.ibnet").read_text())
+    storage = [b for b in _blocks(text) if "storage-1" in b or 'HCA-1"' in b]
+    rails_only = "\n\n".join(b for b in _blocks(text) if b not in storage)
+    cabling = _parse(rails_only)
+    order = cabling_plan.rail_order(cabling, RAILS, ("mlx5_0",))
+    assert order == ("HCA-2", "HCA-3")
+    fabric, found = cabling_plan.check(cabling, order)
+    kinds = {f.kind: f for f in found}
+    assert kinds["miswired"].node_port == "node02 HCA-3 port 1" and "(rail 1)" in kinds["miswired"].line
+    assert kinds["missing"].node_port == "node04 HCA-2 port 1"
+    note = cabling_plan.by_position(fabric, RAILS)
+    assert note is not None and "HCA-2..HCA-3 are rails 0-1 (mlx5_1..mlx5_2)" in note
+    # rails --topology: the counters name mlx5_2 for rail 1, a name the cabling never uses: the plan's HCA-3.
+    topology = Topology(cabling, order)
+    devices = {(node, k): f"mlx5_{k + 1}:1" for node in ("node01", "node02", "node03") for k in range(2)}
+    placed = place(topology, ("node01", "node02", "node03"), 2, device_hca(devices))
+    assert placed.node_port[(1, 0)] == "node01 HCA-3 port 1"
+    assert placed.leaf_port[(0, 2)] == "leaf-su2-r0 port 1"
+
+
+def test_hca_n_descriptions_that_cannot_be_told_apart_are_refused_with_the_fix(tmp_path: Path) -> None:
+    text = _hca_n((DATA / "two-units.ibnet").read_text())  # storage's mlx5_0 is HCA-1 on the same fabric
+    cabling = _parse(text)
+    with pytest.raises(UserError) as caught:
+        cabling_plan.rail_order(cabling, RAILS, ("mlx5_0",))
+    message = str(caught.value)
+    assert "named HCA-1..HCA-3 (3 per node at most), not the profile's 2 rails (mlx5_1..mlx5_2)" in message
+    assert "rdma-ndd" in message and "rails = [...]" in message
+    path = tmp_path / "fabric.txt"
+    path.write_text(text)
+    proc = railbench_inline(["check", "--profile", "lambda-1cc", "--topology", str(path)])
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "not the profile's 8 rails" in proc.stderr
+
+
+def test_a_factory_node_description_on_every_ca_is_refused_with_the_fix() -> None:
+    text = (DATA / "two-units.ibnet").read_text()
+    for node in ("node01", "node02", "node03", "node04"):
+        for hca in ("mlx5_0", "mlx5_1", "mlx5_2"):
+            text = text.replace(f'"{node} {hca}"', '"MT4129 ConnectX7   Mellanox Technologies"')
+    with pytest.raises(UserError, match="share the NodeDescription 'MT4129 ConnectX7   Mellanox Technologies'"):
+        _parse(text)
+
+
+def test_node_descriptions_with_terminal_escapes_reach_no_output_raw(tmp_path: Path) -> None:
+    """Any root on any host sets its NodeDescription: a window title (OSC 0), a screen clear (CSI 2J), a C1 CSI and
+    a bidirectional override must not reach the terminal or checks.json as they are."""
+    text = (DATA / "two-units-broken.ibnet").read_text()
+    text = text.replace('"node02 mlx5_2"', '"node02\x1b]0;pwned\x07 mlx5_2\x1b[2J"')
+    text = text.replace('"leaf-su1-r0"', '"leaf\x9b2J-su1-r0\u202e"')
+    path = tmp_path / "fabric.txt"
+    path.write_bytes(text.encode("utf-8"))
+    for args in ([], ["--json"]):
+        proc = railbench_inline(["check", "--profile", "generic", "--topology", str(path), *args])
+        shown = proc.stdout + proc.stderr
+        assert proc.returncode == 1, shown
+        for raw in ("\x1b", "\x07", "\x9b", "\u202e"):
+            assert raw not in shown
+        said = json.loads(proc.stdout)["cabling"][0]["reason"] if args else shown
+        assert "leaf\\x9b2J-su1-r0\\u202e port 3" in said
+
+
+def test_a_host_on_thousands_of_leaves_costs_its_rails_not_its_ports() -> None:
+    """The unit grouping counted every pair of one host's leaves: a 0.8 MB file cabling one host's HCA ports to
+    3,000 switches took minutes. A node sits on one leaf per rail, and a file naming more rails than any node
+    has is refused."""
+    many_hcas = tuple(Cable(HostPort("x", f"mlx5_{i}"), SwitchPort(f"leaf-{i}", 1)) for i in range(3000))
+    with pytest.raises(UserError, match=f"3000 different HCA names, more rails than any node has \\({MAX_RAILS}\\)"):
+        cabling_plan.rail_order(Cabling(many_hcas, "hostile"))
+    fabric = cabling_plan.shape(Cabling(many_hcas, "hostile"), ("mlx5_1", "mlx5_2"))
+    assert sorted(fabric.leaves) == ["leaf-1", "leaf-2"]
+    many_ports = tuple(Cable(HostPort("x", "mlx5_1", p), SwitchPort(f"sw-{p}", 1)) for p in range(1, 4001))
+    assert list(cabling_plan.shape(Cabling(many_ports, "hostile"), ("mlx5_1",)).leaves) == ["sw-1"]
+    with pytest.raises(UserError, match="more than any node has"):
+        cabling_plan.rail_order(Cabling(many_hcas, "hostile", tuple(f"mlx5_{i}" for i in range(100))))
+
+
+def test_uplink_findings_count_only_the_leaves_that_reach_a_spine() -> None:
+    """2,000 leaves of one rail, each with its own spine: no spine is the usual one, nothing is missing."""
+    cables = [Cable(HostPort(f"n{i}", "mlx5_1"), SwitchPort(f"leaf-{i}", 1)) for i in range(2000)]
+    cables += [Cable(SwitchPort(f"leaf-{i}", 33), SwitchPort(f"spine-{i}", 1)) for i in range(2000)]
+    _, found = cabling_plan.check(Cabling(tuple(cables), "hostile"), ("mlx5_1",))
+    assert [f.kind for f in found] == []
