@@ -143,7 +143,7 @@ def accept_items(
     return [*checks, *swept, *rails, *nodes]
 
 
-_WORST = ("fail", "pass", "measured", "skip")
+_WORST = ("fail", "warn", "pass", "measured", "skip")
 """A group's word from its items' states, the worst first (a skip never hides a pass)."""
 
 

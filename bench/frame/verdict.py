@@ -1,18 +1,21 @@
 """The one place a verdict is decided: from the items a job judged to the run's verdict record.
 
 A job says, per item it looked at (a collective, a rail, a node's check, a GPU pair matrix), one of
-``pass``, ``fail``, ``measured`` (looked at, not judged: no target applies or the sizes never reached the
-judged size) or ``skip`` (not looked at), each with its sentence. :func:`decide` turns the items into the run's
+``pass``, ``warn`` (judged and passed, with a warning that says what to watch), ``fail``, ``measured``
+(looked at, not judged: no target applies or the sizes never reached the judged size) or ``skip`` (not
+looked at), each with its sentence. :func:`decide` turns the items into the run's
 :class:`~bench.rundir.verdict.Verdict` by one rule (docs/design.md, "One verdict"):
 
 * any item failed: ``fail``, with every failed item's sentence;
-* else any deciding item passed: ``pass`` (the sentences of items measured but not judged are kept as notes);
+* else any deciding item passed or only warned: ``pass`` (the sentences of items measured but not judged are
+  kept as notes; a warning stays with its item in run.json ``items`` and junit.xml);
 * else any item was measured: ``measured``, with why nothing was judged;
 * else ``skip``: nothing was looked at, which is never a pass.
 
 An item that is evidence rather than a target (the byte counters) or a view over others (a node's line in
 accept, which gathers that node's checks and defects) has ``decides`` off: its failure still fails the run,
-its pass alone never makes one; a view also ``repeats``, so its sentence is not said twice.
+its pass alone never makes one; a view also ``repeats``, so its sentence is not said twice, and it is no
+JUnit testcase: the items it gathers are, so CI counts one failure per defect.
 
 :func:`mark_regressed` is how ``compare`` turns a finished run's verdict into ``regressed`` in its run.json
 and the history.
@@ -30,9 +33,10 @@ from bench.rundir.junit import Case, Status, write_junit
 from bench.rundir.runjson import RunFile
 from bench.rundir.verdict import Verdict
 
-State = Literal["pass", "fail", "measured", "skip"]
+State = Literal["pass", "warn", "fail", "measured", "skip"]
 
-_JUNIT: dict[State, Status] = {"pass": "pass", "fail": "fail", "measured": "skip", "skip": "skip"}
+# JUnit has no warning state: a warned item passes there, and says so in the case's output.
+_JUNIT: dict[State, Status] = {"pass": "pass", "warn": "pass", "fail": "fail", "measured": "skip", "skip": "skip"}
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,7 @@ class Item:
     name: str
     state: State
     reason: str = ""
-    """One sentence: what failed, or why it was not judged (measured, skip). Names the part."""
+    """One sentence: what failed, what it warns of, or why it was not judged (measured, skip). Names the part."""
     details: str = ""
     """The evidence under it (measurements, counters), shown as the JUnit case's output."""
     decides: bool = True
@@ -71,7 +75,7 @@ def decide(items: Sequence[Item]) -> Verdict:
         said = [i for i in failed if not i.repeats] or failed
         return Verdict.of("fail", (_sentence(i) for i in said))
     unjudged = [_sentence(i) for i in items if i.state == "measured"]
-    if any(i.state == "pass" and i.decides for i in items):
+    if any(i.state in ("pass", "warn") and i.decides for i in items):
         return Verdict.of("pass", unjudged)
     if unjudged:
         return Verdict.of("measured", unjudged)
@@ -91,11 +95,20 @@ def _sentence(item: Item) -> str:
 
 
 def junit_case(item: Item) -> Case:
-    """The item as a JUnit testcase: ``measured`` is a skipped case whose message says it was not judged."""
+    """The item as a JUnit testcase: ``measured`` is a skipped case whose message says it was not judged; a
+    warning passes, and its output opens with ``WARN`` and the reason (CI shows a passed case's output)."""
+    if item.state in ("pass", "warn"):
+        warned = f"WARN {item.reason}" if item.state == "warn" else ""
+        return Case(item.group, item.name, "pass", "", "\n".join(filter(None, (warned, item.details))), item.time_s)
     message = item.reason if item.state != "measured" else f"measured, not judged: {item.reason}"
-    return Case(
-        item.group, item.name, _JUNIT[item.state], message if item.state != "pass" else "", item.details, item.time_s
-    )
+    return Case(item.group, item.name, _JUNIT[item.state], message, item.details, item.time_s)
+
+
+def junit_cases(items: Sequence[Item]) -> list[Case]:
+    """junit.xml's testcases: one per item that judges or is evidence; a view that repeats others (a node's
+    line in accept) is left out, since the items it gathers are cases of their own and CI counts one failure
+    per defect."""
+    return [junit_case(i) for i in items if not i.repeats]
 
 
 def write_junit_items(
@@ -104,7 +117,7 @@ def write_junit_items(
     """junit.xml with one testcase per item, and the run's verdict record as the suite's properties
     (``railbench.verdict``, ``railbench.reasons``): JUnit has no word for measured or skip, so CI reads it there."""
     properties = {"railbench.verdict": verdict.word, "railbench.reasons": "\n".join(verdict.reasons)}
-    cases = [junit_case(i) for i in items]
+    cases = junit_cases(items)
     write_junit(path, suite, cases, hostname=hostname, properties=properties, time_s=time_s)
 
 

@@ -87,5 +87,5 @@ def counter_item(findings: Sequence[Finding], per_host: Mapping[str, Mapping[str
     details = "\n".join(f"{host}: {devices}" for host, devices in per_host.items())
     if failed:
         return Item(GROUP, "counters", "fail", "; ".join(failed), details, decides=False)
-    warned = "\n".join(f"WARN {f.message}" for f in findings if f.severity == "warn")
-    return Item(GROUP, "counters", "pass", "", "\n".join(filter(None, [warned, details])), decides=False)
+    warned = "; ".join(f.message for f in findings if f.severity == "warn")
+    return Item(GROUP, "counters", "warn" if warned else "pass", warned, details, decides=False)
