@@ -1,6 +1,7 @@
 """The preflight checks as items of the frame's one verdict (``bench.frame.verdict``): a check that failed
 fails, one that passed passes, one that warned is a ``warn`` (it passes, and its reason is kept in run.json
-``items`` and junit.xml), and one that did not apply is a skip that never counts as a pass. ``check`` and ``accept`` both judge their checks this way."""
+``items`` and junit.xml), and one that did not apply is a skip that never counts as a pass. ``check`` and
+``accept`` both judge their checks this way."""
 
 from __future__ import annotations
 

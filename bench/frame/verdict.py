@@ -17,8 +17,9 @@ accept, which gathers that node's checks and defects) has ``decides`` off: its f
 its pass alone never makes one; a view also ``repeats``, so its sentence is not said twice, and it is no
 JUnit testcase: the items it gathers are, so CI counts one failure per defect.
 
-:func:`mark_regressed` is how ``compare`` turns a finished run's verdict into ``regressed`` in its run.json
-and the history.
+:func:`mark_regressed` is how ``compare`` turns a finished run's verdict into ``regressed`` in every output of
+the run (run.json's word, reasons and exit status, junit.xml; the report and metrics.prom are drawn again from
+run.json) and in the history.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from pathlib import Path
 from typing import Literal
 
 from bench.history.store import refresh_run
-from bench.rundir.junit import Case, Status, write_junit
+from bench.rundir.files import atomic_write_bytes
+from bench.rundir.junit import Case, Status, restated_junit, write_junit
 from bench.rundir.runjson import RunFile
 from bench.rundir.verdict import Verdict
 
@@ -116,38 +118,71 @@ def write_junit_items(
 ) -> None:
     """junit.xml with one testcase per item, and the run's verdict record as the suite's properties
     (``railbench.verdict``, ``railbench.reasons``): JUnit has no word for measured or skip, so CI reads it there."""
-    properties = {"railbench.verdict": verdict.word, "railbench.reasons": "\n".join(verdict.reasons)}
-    cases = junit_cases(items)
-    write_junit(path, suite, cases, hostname=hostname, properties=properties, time_s=time_s)
+    write_junit(
+        path, suite, junit_cases(items), hostname=hostname, properties=_verdict_properties(verdict), time_s=time_s
+    )
+
+
+COMPARE_GROUP = "railbench.compare"
+"""The JUnit classname of compare's case in the run's own junit.xml."""
+
+
+def _verdict_properties(verdict: Verdict) -> dict[str, str]:
+    return {"railbench.verdict": verdict.word, "railbench.reasons": "\n".join(verdict.reasons)}
+
+
+def _compare_case(verdict: Verdict) -> Case:
+    shown = "; ".join(verdict.reasons[:3]) + (
+        f" and {len(verdict.reasons) - 3} more" if len(verdict.reasons) > 3 else ""
+    )
+    return Case(COMPARE_GROUP, "baseline", "fail", shown, "\n".join(verdict.reasons))
+
+
+def _restate(run_dir: Path, run_file: RunFile, verdict: Verdict, exit_status: int | None, **sections: object) -> None:
+    """Say ``verdict`` in every output of the run: junit.xml (its properties, and compare's own failing case
+    while the run is regressed), run.json (the word, the reasons and the exit status). junit.xml is read and
+    checked first, so a damaged one is refused before run.json changes."""
+    cases = [_compare_case(verdict)] if verdict.word == "regressed" else []
+    junit = run_dir / "junit.xml"
+    document = restated_junit(junit, _verdict_properties(verdict), COMPARE_GROUP, cases)
+    run_file.update(verdict=verdict.word, reasons=list(verdict.reasons), exit_status=exit_status, **sections)
+    if document is not None:
+        atomic_write_bytes(junit, document)
 
 
 def mark_regressed(run_dir: Path, reasons: Sequence[str], history: Path | None = None) -> Verdict:
-    """Record in ``run_dir``'s run.json, and in ``history`` when it holds the run, that ``compare`` found it
-    regressed, for the reasons given; returns the verdict the run now has. A run that failed or broke keeps that
-    verdict (it is the worse news); the run's own verdict is kept under ``before_compare`` so
-    :func:`clear_regressed` can restore it."""
+    """Record in every output of ``run_dir`` (run.json's verdict and exit status, junit.xml) and in ``history``
+    when it holds the run, that ``compare`` found it regressed, for the reasons given; returns the verdict the
+    run now has. A run that failed or broke keeps that verdict (it is the worse news); the run's own verdict
+    and exit status are kept under ``before_compare`` so :func:`clear_regressed` can restore them."""
     run_file = RunFile.load(run_dir)
     record = run_file.record
     own = record.decided()
     if own is None or own.word in ("fail", "error") or record.status != "complete":
         return own or Verdict.of("error", ["the run did not finish"])
-    before = record.sections.get("before_compare") or {"verdict": own.word, "reasons": list(own.reasons)}
+    before = record.sections.get("before_compare") or {
+        "verdict": own.word,
+        "reasons": list(own.reasons),
+        "exit_status": record.exit_status,
+    }
     verdict = Verdict.of("regressed", reasons or ["compare found a regression"])
-    run_file.update(verdict=verdict.word, reasons=list(verdict.reasons), before_compare=before)
+    _restate(run_dir, run_file, verdict, verdict.exit_status, before_compare=before)
     if history is not None:
         refresh_run(history, run_dir)
     return verdict
 
 
 def clear_regressed(run_dir: Path, history: Path | None = None) -> Verdict | None:
-    """Undo :func:`mark_regressed` when a later compare finds nothing regressed; returns the run's verdict."""
+    """Undo :func:`mark_regressed` when a later compare finds nothing regressed (run.json, junit.xml, the
+    history); returns the run's verdict."""
     run_file = RunFile.load(run_dir)
     record = run_file.record
     before = record.sections.get("before_compare")
     if record.verdict != "regressed" or not isinstance(before, dict):
         return record.decided()
     own = Verdict.of(before.get("verdict", "measured"), [str(r) for r in before.get("reasons") or []])
-    run_file.update(verdict=own.word, reasons=list(own.reasons))
+    status = before.get("exit_status")
+    _restate(run_dir, run_file, own, status if isinstance(status, int) else own.exit_status)
     if history is not None:
         refresh_run(history, run_dir)
     return own
