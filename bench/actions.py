@@ -41,6 +41,37 @@ With the fabric's cabling (``rails --topology``) a link is a cable, and the swit
                                                                                    every rail
 =================  ==============================================================  ======================
 
+A preflight check that fails (or warns) is a defect of its own kind, keyed by the check's name:
+
+========================  =========================================================================
+key                       default
+========================  =========================================================================
+``ib-devices``            load the RDMA driver on {node} (modprobe mlx5_ib) and check that ibstat
+                          lists its HCAs
+``rail-count``            check the rail HCAs of {node}: one is missing, unseated or without its
+                          driver ({device})
+``rail``                  check the port state, the rate and the cable of {node} {device}
+``nccl-ib-hca``           set NCCL_IB_HCA on {node} to the profile's value ('railbench hca' shows
+                          the ports a value selects)
+``nccl-socket-ifname``    set NCCL_SOCKET_IFNAME on {node} to an interface that is up and not excluded
+``socket-rail``           check the link, the speed and the cable of {node} {device}
+``gpu-count``             drain {node} and check its GPUs (nvidia-smi, the driver, the model the
+                          profile expects)
+``gpu-nic-affinity``      check the PCIe slots of {node}'s GPUs and rail NICs ({device}) and
+                          NCCL_TOPO_FILE
+``rail-firmware``         update the firmware of {node} {hca} to the version its other rails run
+``rail-errors``           reseat or replace the cable/transceiver on {node} {device}
+``link-flaps``            check the cable and the switch port of {node} {device}: its link went down
+``nccl-log``              check NCCL_IB_HCA and the RDMA stack on {node}: NCCL's log shows it used
+                          {device}
+``sysfs-tree``            check {node}'s /sys ({device}): an entry is not what the kernel writes
+``input``                 fix the input on {node}: its reason says what was refused
+``same-versions``         bring {device} to the version the other nodes run (HCA firmware: the
+                          vendor's update tool; driver, NCCL, torch: the cluster's image)
+``same-answers``          look at {device}'s own check lines: it answers unlike the other nodes
+``cabling``               re-cable {device} as the rail-optimised plan says
+========================  =========================================================================
+
 Placeholders: ``{node}``, ``{peer}`` (the other node or GPU), ``{rail}``, ``{gpu}``, ``{device}`` (``mlx5_4
 port 1``, ``eth3``), ``{hca}`` (``mlx5_4``), ``{port}``, ``{expected}`` (a ``path`` defect's NIC nearest the
 rail's GPU), and with a topology ``{switch}`` (leaf or spine names), ``{switch_port}`` (``leaf-su1-r3 port 7``),
@@ -77,8 +108,30 @@ DEFAULT_ACTIONS: Mapping[str, str] = MappingProxyType(
         "leaf": "check leaf {switch} (rail {rail}, {unit})",
         "uplink": "check the uplinks {uplinks}",
         "spine": "check spines {switch}: their ports to the leaves",
+        **{
+            "ib-devices": "load the RDMA driver on {node} (modprobe mlx5_ib) and check that ibstat lists its HCAs",
+            "rail-count": "check the rail HCAs of {node}: one is missing, unseated or without its driver ({device})",
+            "rail": "check the port state, the rate and the cable of {node} {device}",
+            "nccl-ib-hca": "set NCCL_IB_HCA on {node} to the profile's value ('railbench hca' shows the ports a "
+            "value selects)",
+            "nccl-socket-ifname": "set NCCL_SOCKET_IFNAME on {node} to an interface that is up and not excluded",
+            "socket-rail": "check the link, the speed and the cable of {node} {device}",
+            "gpu-count": "drain {node} and check its GPUs (nvidia-smi, the driver, the model the profile expects)",
+            "gpu-nic-affinity": "check the PCIe slots of {node}'s GPUs and rail NICs ({device}) and NCCL_TOPO_FILE",
+            "rail-firmware": "update the firmware of {node} {hca} to the version its other rails run",
+            "rail-errors": "reseat or replace the cable/transceiver on {node} {device}",
+            "link-flaps": "check the cable and the switch port of {node} {device}: its link went down",
+            "nccl-log": "check NCCL_IB_HCA and the RDMA stack on {node}: NCCL's log shows it used {device}",
+            "sysfs-tree": "check {node}'s /sys ({device}): an entry is not what the kernel writes there",
+            "input": "fix the input on {node}: its reason says what was refused",
+            "same-versions": "bring {device} to the version the other nodes run (HCA firmware: the vendor's update "
+            "tool; driver, NCCL, torch: the cluster's image)",
+            "same-answers": "look at {device}'s own check lines: it answers unlike the other nodes",
+            "cabling": "re-cable {device} as the rail-optimised plan says",
+        },
     }
 )
+"""Every defect kind's default action: the rails test's kinds, then the preflight checks' (by check name)."""
 PLACEHOLDERS = frozenset(
     {"node", "peer", "rail", "gpu", "device", "hca", "port", "expected", "switch", "switch_port", "uplinks", "unit"}
 )
@@ -122,6 +175,13 @@ class Actions:
         """The sentence for defect kind ``key`` with its placeholders filled (absent ones read ``?``)."""
         values = {name: "?" for name in PLACEHOLDERS} | {k: str(v) for k, v in words.items() if v is not None}
         return self.templates.get(key, DEFAULT_ACTIONS[key]).format_map(values)
+
+    def for_check(self, check: str, node: str, device: str | None) -> str:
+        """What to do about check ``check`` failing or warning on ``node`` (``device``: the part it names);
+        empty for a check this table does not know (one a later railbench added)."""
+        if check not in self.templates and check not in DEFAULT_ACTIONS:
+            return ""
+        return self.action(check, node=node, **device_words(device))
 
     @classmethod
     def from_table(cls, table: Parsed, where: str, line_of: Callable[[str, str], int]) -> Actions:

@@ -5,19 +5,28 @@ finite positions."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
+from bench.check.items import check_items
+from bench.check.node import CheckAnswer, to_json
 from bench.commands.compare import CompareConfig
 from bench.commands.compare import run as compare
+from bench.frame.verdict import decide
 from bench.history.store import add_run, list_runs, opened
+from bench.preflight.checks import CheckResult
+from bench.preflight.cluster import NodeReport
 from bench.profiles import load_profile
 from bench.report import certificate as cert
+from bench.report import summary as top
 from bench.report.build import ReportOptions, write_report
+from bench.report.inputs import RunInputs
 from bench.report.traffic import traffic_proof
 from bench.rundir.files import atomic_write_json
 from bench.rundir.judged_by import JudgedBy
@@ -100,6 +109,40 @@ def test_the_grid_reads_checks_json_as_accept_writes_it() -> None:
     assert grid is not None and grid.columns == ("ib-devices", "rail", "gpu-nic-affinity")
     assert len(grid.rows) == 16 and dict(grid.rows)["gpu-node-05"] == ("pass", "fail", "skip")
     assert grid.reasons[("gpu-node-05", "rail")] == "mlx5_4 port 1 DOWN"
+
+
+def test_every_check_defect_has_its_action_from_the_actions_table(tmp_path: Path) -> None:
+    """Issue 33 item 9: the certificate's action column was "—" for check defects (no RDMA driver, firmware
+    that differs between nodes) though the actions table says what to do about each."""
+    profile_path = tmp_path / "p.toml"
+    profile_path.write_text(
+        'transport = "ib"\n[actions]\n"ib-devices" = "open a ticket: {node} lost its RDMA driver"\n'
+    )
+    profile = load_profile(str(profile_path))
+    reports = [
+        NodeReport("node01", (CheckResult("ib-devices", "fail", "no RDMA device: is mlx5_ib loaded?"),), {}),
+        NodeReport("node02", (CheckResult("rail", "fail", "mlx5_4:1: DOWN", "mlx5_4:1"),), {}),
+    ]
+    cross = [CheckResult("same-versions", "fail", "firmware differs: 28.36 on node02; 28.39 on node01", "node02")]
+    items = check_items(reports, cross)
+    doc = json.loads(json.dumps(to_json(CheckAnswer(profile, reports, cross, decide(items), 2))))
+    grid = cert.checks_grid(doc)
+    actions = {(d.node, d.finding.split(":")[0]): d.action for d in top.defects(_inputs(), grid)}
+    assert actions == {
+        ("node01", "ib-devices"): "open a ticket: node01 lost its RDMA driver",  # the profile's own sentence
+        ("node02", "rail"): "check the port state, the rate and the cable of node02 mlx5_4 port 1",
+        ("all nodes", "same-versions"): "bring node02 to the version the other nodes run (HCA firmware: the "
+        "vendor's update tool; driver, NCCL, torch: the cluster's image)",
+    }
+    # a checks.json written before it carried actions gets each check's default
+    for result in doc["nodes"][0]["results"]:
+        result.pop("action")
+    (old,) = [d for d in top.defects(_inputs(), cert.checks_grid(doc)) if d.node == "node01"]
+    assert old.action == "load the RDMA driver on node01 (modprobe mlx5_ib) and check that ibstat lists its HCAs"
+
+
+def _inputs() -> RunInputs:
+    return RunInputs(Path("."), _doc("lambda-1cc"), pd.DataFrame(), None, None, None)
 
 
 def _doc(profile: str, **sections: object) -> RunDoc:

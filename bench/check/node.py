@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from bench.actions import Actions
 from bench.check.config import INPUT_CHECK, MPI_LAUNCHERS, CheckConfig
 from bench.check.items import check_items
 from bench.exits import EXIT_PASS, EXIT_USAGE, UserError
@@ -142,17 +143,39 @@ def to_json(answer: CheckAnswer) -> JSONObject:
     """The JSON document ``--json`` prints (also what ``accept`` stores as checks.json)."""
     profile, reports, cross, verdict = answer.profile, answer.reports, answer.cross, answer.verdict
     nranks, cabling = answer.nranks, answer.cabling
+    actions = profile.actions
+    nodes = []
+    for rep in reports:
+        doc = rep.to_json()
+        doc["results"] = [_result_json(r, rep.node, actions) for r in rep.results]
+        nodes.append(doc)
     out: JSONObject = {
         "profile": profile.name,
         "nranks": nranks,
         "verdict": verdict.word,
         "reasons": list(verdict.reasons),
-        "nodes": [rep.to_json() for rep in reports],
-        "cross_node": [r.to_json() for r in cross],
+        "nodes": nodes,
+        "cross_node": [_result_json(r, CROSS_NODE, actions) for r in cross],
     }
     if cabling:
-        out["cabling"] = [r.to_json() for r in cabling]
+        out["cabling"] = [_result_json(r, FABRIC, actions) for r in cabling]
     return out
+
+
+CROSS_NODE = "all nodes"
+"""Where checks.json's cross-node comparisons are said to be (the report's grid row of the same name)."""
+FABRIC = "fabric"
+"""Where the cabling's departures are said to be: the fabric's, not a node's."""
+
+
+def _result_json(result: checks.CheckResult, node: str, actions: Actions) -> JSONObject:
+    """One check result as checks.json keeps it: a failure or warning with what to do about it, from the
+    profile's ``[actions]`` (``bench.actions``), so the certificate names the action the run was judged with."""
+    doc = result.to_json()
+    action = actions.for_check(result.check, node, result.device) if result.status in ("fail", "warn") else ""
+    if action:
+        doc["action"] = action
+    return doc
 
 
 def run(config: CheckConfig) -> int:

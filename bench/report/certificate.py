@@ -96,6 +96,8 @@ class Answer:
     status: str
     reason: str
     device: str = ""
+    action: str = ""
+    """What to do, as checks.json says it (``bench.check.node``): from the profile's ``[actions]``."""
 
 
 @dataclass(frozen=True)
@@ -124,7 +126,7 @@ def checks_grid(checks: Parsed | None) -> Grid | None:
         for result in results if isinstance(results, list) else ():
             if isinstance(result, Mapping):
                 check = str(result.get("check") or result.get("name") or "?")
-                device = result.get("device")
+                device, action = result.get("device"), result.get("action")
                 answers.append(
                     Answer(
                         node,
@@ -132,6 +134,7 @@ def checks_grid(checks: Parsed | None) -> Grid | None:
                         str(result.get("status", "")),
                         str(result.get("reason", "")),
                         str(device) if device else "",
+                        action if isinstance(action, str) else "",
                     )
                 )
 

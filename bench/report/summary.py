@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from bench.actions import Actions
 from bench.jsondoc import Parsed
 from bench.profiles import Profile
 from bench.report.certificate import Grid, plural
@@ -23,6 +24,9 @@ from bench.report.inputs import RunInputs
 from bench.rundir.railsdoc import GpuDefect, RailDefect, RailsDoc
 from bench.rundir.runjson import RunDoc
 from bench.units import format_size
+
+DEFAULT = Actions()
+"""The default actions, for a checks.json written before it carried its own."""
 
 
 @dataclass(frozen=True)
@@ -107,8 +111,12 @@ def defects(inputs: RunInputs, grid: Grid | None) -> tuple[BrokenPart, ...]:
         )
     for answer in grid.answers if grid is not None else ():
         if answer.status == "fail":
+            # checks.json says what to do; one written before it did gets the default action of its check
+            action = answer.action or DEFAULT.for_check(answer.check, answer.node, answer.device or None)
             found.append(
-                BrokenPart("check", answer.node, "", answer.device, f"{answer.check}: {answer.reason}", "", "preflight")
+                BrokenPart(
+                    "check", answer.node, "", answer.device, f"{answer.check}: {answer.reason}", action, "preflight"
+                )
             )
     rails = inputs.rails or RailsDoc()
     for d in rails.defects:
