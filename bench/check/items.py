@@ -14,14 +14,19 @@ from bench.preflight.cluster import NodeReport
 _STATE: dict[str, State] = {"pass": "pass", "warn": "warn", "fail": "fail", "skip": "skip"}
 
 
-def check_items(reports: Sequence[NodeReport], cross: Sequence[CheckResult]) -> list[Item]:
-    """One item per check result on each node, and per cross-node comparison."""
+def check_items(
+    reports: Sequence[NodeReport], cross: Sequence[CheckResult], cabling: Sequence[CheckResult] = ()
+) -> list[Item]:
+    """One item per check result on each node, per cross-node comparison, and per finding of the fabric's
+    cabling (``--topology``)."""
     items = []
     for report in reports:
         for r in report.results:
             items.append(_item(f"railbench.check.{report.node}", report.node, r))
     for r in cross:
         items.append(_item("railbench.check.cluster", "across nodes", r))
+    for r in cabling:
+        items.append(_item("railbench.check.fabric", "fabric", r))
     return items
 
 

@@ -20,6 +20,7 @@ from bench.check.config import INPUT_CHECK, MPI_LAUNCHERS, CheckConfig
 from bench.check.items import check_items
 from bench.exits import EXIT_PASS, EXIT_USAGE, UserError
 from bench.fabric import cabling_plan
+from bench.fabric.cabling import Cabling
 from bench.fabric.topology_file import load_cabling
 from bench.frame.verdict import decide
 from bench.jsondoc import JSONObject
@@ -89,8 +90,13 @@ def cabling_results(config: CheckConfig, profile: Profile) -> list[checks.CheckR
     if config.topology is None:
         return []
     cabling = load_cabling(config.topology)
-    order = cabling_plan.rail_order(cabling, profile.rail_names, profile.excluded_hcas)
-    fabric, found = cabling_plan.check(cabling, order)
+    return judge_cabling(cabling, cabling_plan.rail_order(cabling, profile.rail_names, profile.excluded_hcas))
+
+
+def judge_cabling(cabling: Cabling, rail_hcas: Sequence[str]) -> list[checks.CheckResult]:
+    """The cabling against the rail-optimised plan with rails in ``rail_hcas`` order: one ``cabling`` fail per
+    departure, or one pass. ``check --topology`` and ``accept --topology`` judge a file by this one rule."""
+    fabric, found = cabling_plan.check(cabling, rail_hcas)
     shape = cabling_plan.summary(fabric, len(fabric.unit_of))
     if not found:
         return [checks.CheckResult("cabling", "pass", f"{shape}: cabled as the rail-optimised plan says")]
@@ -201,7 +207,7 @@ def run(config: CheckConfig) -> int:
     comparable = [rep for rep in reports if not any(r.check == INPUT_CHECK for r in rep.results)]
     cross = cluster.compare_nodes(comparable) if len(comparable) > 1 else []
     everything = [r for rep in reports for r in rep.results] + cross + cabling
-    verdict = decide(check_items(reports, [*cross, *cabling]))
+    verdict = decide(check_items(reports, cross, cabling))
     status = verdict.exit_status
     if any(r.check == INPUT_CHECK for r in everything):
         status = EXIT_USAGE

@@ -84,6 +84,9 @@ def node_list(names: Sequence[str], hosts: Sequence[str] = (), limit: int = 6) -
     return ", ".join(parts)
 
 
+NOT_NODES = frozenset({"all nodes", "this node", "fabric"})
+"""Rows of the grid that are not one node: the cross-node comparison, a single node's flat list, the cabling."""
+
 _WORST = {"fail": 3, "warn": 2, "pass": 1, "skip": 0, "": -1}
 
 
@@ -143,6 +146,7 @@ def checks_grid(checks: Parsed | None) -> Grid | None:
         if isinstance(entry, Mapping):
             take(str(entry.get("node") or "?"), entry.get("results"))
     take("all nodes", checks.get("cross_node"))
+    take("fabric", checks.get("cabling"))  # --topology: the cabling against the rail-optimised plan
     take("this node", checks.get("checks"))  # a single node's flat list (older layout)
     if not answers:
         return None
@@ -169,7 +173,7 @@ def grid_groups(grid: Grid, hosts: Sequence[str] = ()) -> list[tuple[str, tuple[
     merged: dict[tuple[str, ...], list[str]] = {}
     for node, cells in grid.rows:
         merged.setdefault(cells, []).append(node)
-    nodes = [n for n, _ in grid.rows if n not in ("all nodes", "this node")]
+    nodes = [n for n, _ in grid.rows if n not in NOT_NODES]
     known = [h for h in hosts if h in set(nodes)] if hosts else nodes
     return [(node_list(members, known or nodes), tuple(members), cells) for cells, members in merged.items()]
 
@@ -192,7 +196,7 @@ class ReasonGroup:
 def grid_reasons(grid: Grid, hosts: Sequence[str] = ()) -> list[ReasonGroup]:
     """Every reason behind a cell that is not a plain pass, each said once: identical reasons are grouped
     across checks and nodes (failures first, then warnings, then skips)."""
-    nodes = [n for n, _ in grid.rows if n not in ("all nodes", "this node")]
+    nodes = [n for n, _ in grid.rows if n not in NOT_NODES]
     known = [h for h in hosts if h in set(nodes)] if hosts else nodes
     groups: dict[tuple[str, str], tuple[list[str], list[str]]] = {}
     for a in grid.answers:

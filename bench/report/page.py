@@ -265,7 +265,7 @@ def _checks_section(grid: cert.Grid, hosts: tuple[str, ...]) -> Section:
         for s, word in (("fail", "failed"), ("warn", "warned"), ("pass", "passed"), ("skip", "skipped"))
         if tally[s]
     )
-    nodes = [n for n, _ in grid.rows if n not in ("all nodes", "this node")] or ["this node"]
+    nodes = [n for n, _ in grid.rows if n not in cert.NOT_NODES] or ["this node"]
     checked = f"{counted} on {cert.plural(len(nodes), 'node')} (a skipped check did not apply here)."
     return Section("checks", "Preflight checks", (checked,), grid=grid, hosts=hosts)
 

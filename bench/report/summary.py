@@ -19,7 +19,7 @@ import pandas as pd
 from bench.actions import Actions
 from bench.jsondoc import Parsed
 from bench.profiles import Profile
-from bench.report.certificate import Grid, plural
+from bench.report.certificate import NOT_NODES, Grid, plural
 from bench.report.inputs import RunInputs
 from bench.rundir.railsdoc import GpuDefect, RailDefect, RailsDoc
 from bench.rundir.runjson import RunDoc
@@ -187,7 +187,7 @@ def tested(inputs: RunInputs, grid: Grid | None, compare: Parsed | None) -> tupl
             for s, word in (("fail", "failed"), ("warn", "warned"), ("pass", "passed"), ("skip", "skipped"))
             if counts[s]
         )
-        nodes = [n for n, _ in grid.rows if n not in ("all nodes", "this node")] or ["this node"]
+        nodes = [n for n, _ in grid.rows if n not in NOT_NODES] or ["this node"]
         lines.append(("preflight", f"{plural(len(grid.columns), 'check')} on {plural(len(nodes), 'node')}: {said}"))
     results = inputs.results
     world = results[results["scope"] == "world"] if len(results) else results
