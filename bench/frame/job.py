@@ -37,6 +37,7 @@ from bench.frame.validate import history_problem
 from bench.frame.verdict import Item, decide, items_json, write_junit_items
 from bench.profiles import Profile
 from bench.rundir.files import ResultsWriter, default_cluster_name, default_run_dir, proposed_run_dir
+from bench.rundir.numbers import numbers_of
 from bench.rundir.runjson import RunFile, new_record
 from bench.rundir.verdict import Verdict
 from bench.runtime.before_init import Prelude, agree, run_directory
@@ -152,17 +153,20 @@ def conclude(job: Job, run: Run, items: Sequence[Item], wall_s: float | None = N
         finished_utc=iso_utc(),
         finish="running",
     )
-    print_verdict(job.command, verdict)
+    print_verdict(job.command, verdict, numbers_of(run.record.record) if run.record is not None else "")
     return finish(run, status)
 
 
-def print_verdict(command: str, verdict: Verdict) -> None:
-    """The terminal's verdict: every failure on its own ``# FAIL`` line, then the word; for any other word
+def print_verdict(command: str, verdict: Verdict, numbers: str = "") -> None:
+    """The terminal's verdict: every failure on its own ``# FAIL`` line, then the word and what the numbers
+    are of (``bench.rundir.numbers``: a CPU run says its numbers are not the fabric's); for any other word
     the reasons (why nothing was judged, what was not) under it."""
     if verdict.word == "fail":
         for reason in verdict.reasons:
             print(f"# FAIL {reason}")
     print(f"# {command} verdict: {verdict.label}")
+    if numbers:
+        print(f"# numbers: {numbers}")
     if verdict.word != "fail":
         for reason in verdict.reasons:
             print(f"#   {reason}")

@@ -30,6 +30,7 @@ from bench.report.inputs import RunInputs
 from bench.report.traffic import TrafficProof, traffic_proof
 from bench.report.verdict import read_compare, run_verdict
 from bench.rundir.judged_by import JudgedBy
+from bench.rundir.numbers import numbers_of
 from bench.rundir.railsdoc import DefectErrors, IntraNode, RailDefect, RailsDoc
 from bench.rundir.runjson import RunDoc
 
@@ -106,6 +107,8 @@ class Summary:
     """The verdict's reasons that no defect says (a FAIL), the regressed metrics, or why nothing was judged."""
     sections: tuple[Section, ...] = ()
     headline: str = ""
+    numbers: str = ""
+    """What the numbers are of, in one line (``bench.rundir.numbers``): the backend, the devices, the path."""
     defects: tuple[top.BrokenPart, ...] = ()
     tested: tuple[tuple[str, str], ...] = ()
     targets: tuple[tuple[str, str], ...] = ()
@@ -356,6 +359,7 @@ def summarize(inputs: RunInputs, min_efficiency: float, notes: Sequence[str] = (
         reasons=tuple(reasons),
         sections=tuple(sections),
         headline=top.headline(run),
+        numbers=numbers_of(run),
         defects=found,
         tested=top.tested(inputs, grid, compare),
         targets=top.targets(inputs, profile),
