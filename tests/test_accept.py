@@ -177,7 +177,10 @@ def test_a_warning_is_kept_in_run_json_and_each_defect_fails_one_junit_case() ->
         NodeReport("node02", (CheckResult("rail", "fail", "mlx5_1:1 is DOWN", "mlx5_1:1"),), {}),
     ]
     outcome = RailsOutcome(skipped="rails not run here")
-    items = [*check_items(reports, []), *node_items(["node01", "node02"], outcome, {"node02": ["rail: mlx5_1:1 is DOWN"]})]
+    items = [
+        *check_items(reports, []),
+        *node_items(["node01", "node02"], outcome, {"node02": ["rail: mlx5_1:1 is DOWN"]}),
+    ]
     recorded = {(i["group"], i["name"]): i for i in items_json(items)}
     warned = recorded[("railbench.check.node01", "rail-errors mlx5_1:1")]
     assert warned["state"] == "warn"

@@ -165,6 +165,38 @@ def checks_grid(checks: Parsed | None) -> Grid | None:
     return Grid(columns, rows, {k: "; ".join(dict.fromkeys(v)) for k, v in reasons.items()}, tuple(answers))
 
 
+_TALLY = (("fail", "failed"), ("warn", "warned"), ("pass", "passed"), ("skip", "skipped"))
+_ACROSS = {"all nodes": "across the nodes", "fabric": "of the fabric's cabling"}
+
+
+def _tallied(cells: Sequence[str]) -> str:
+    counts = Counter(cells)
+    return ", ".join(f"{counts[s]} {word}" for s, word in _TALLY if counts[s])
+
+
+def grid_tally(grid: Grid) -> str:
+    """What the grid holds, each count in the unit its heading names: one answer per check and node (a check
+    answering per device counts once, at its worst), then the checks across the nodes and of the cabling.
+
+    ``11 checks on 64 nodes (704 answers, one per check and node: 1 failed, 447 passed, 256 skipped); 2
+    checks across the nodes: 2 passed``: never per-device results under a per-check heading.
+    """
+    parts = []
+    node_rows = [(node, cells) for node, cells in grid.rows if node not in _ACROSS]
+    if node_rows:
+        columns = [i for i in range(len(grid.columns)) if any(cells[i] for _, cells in node_rows)]
+        answers = [cells[i] for _, cells in node_rows for i in columns if cells[i]]
+        parts.append(
+            f"{plural(len(columns), 'check')} on {plural(len(node_rows), 'node')} ({plural(len(answers), 'answer')}, "
+            f"one per check and node: {_tallied(answers)})"
+        )
+    for node, cells in grid.rows:
+        if node in _ACROSS:
+            answered = [c for c in cells if c]
+            parts.append(f"{plural(len(answered), 'check')} {_ACROSS[node]}: {_tallied(answered)}")
+    return "; ".join(parts)
+
+
 def grid_groups(grid: Grid, hosts: Sequence[str] = ()) -> list[tuple[str, tuple[str, ...], tuple[str, ...]]]:
     """The grid's rows with identical answers merged: (the nodes in few words, every node, the statuses).
 

@@ -19,7 +19,7 @@ import pandas as pd
 from bench.actions import Actions
 from bench.jsondoc import Parsed
 from bench.profiles import Profile
-from bench.report.certificate import NOT_NODES, Grid, plural
+from bench.report.certificate import Grid, grid_tally, plural
 from bench.report.inputs import RunInputs
 from bench.rundir.railsdoc import GpuDefect, RailDefect, RailsDoc
 from bench.rundir.runjson import RunDoc
@@ -181,14 +181,7 @@ def tested(inputs: RunInputs, grid: Grid | None, compare: Parsed | None) -> tupl
     """One line per step of the run: what it measured, on how much of the cluster."""
     lines: list[tuple[str, str]] = []
     if grid is not None:
-        counts = {s: sum(1 for a in grid.answers if a.status == s) for s in ("pass", "warn", "fail", "skip")}
-        said = ", ".join(
-            f"{counts[s]} {word}"
-            for s, word in (("fail", "failed"), ("warn", "warned"), ("pass", "passed"), ("skip", "skipped"))
-            if counts[s]
-        )
-        nodes = [n for n, _ in grid.rows if n not in NOT_NODES] or ["this node"]
-        lines.append(("preflight", f"{plural(len(grid.columns), 'check')} on {plural(len(nodes), 'node')}: {said}"))
+        lines.append(("preflight", grid_tally(grid)))
     results = inputs.results
     world = results[results["scope"] == "world"] if len(results) else results
     if len(world):
@@ -245,10 +238,23 @@ def targets(inputs: RunInputs, profile: Profile | None) -> tuple[tuple[str, str]
             lines.append((label, said))
             judged = True
     rails = inputs.rails or RailsDoc()
-    rates = sorted({float(r.line_rate_Gbps) for r in rails.rails if r.line_rate_Gbps})
-    if rates:
+    by_rate: dict[float, list[int]] = {}
+    for r in rails.rails:
+        if r.line_rate_Gbps:
+            by_rate.setdefault(float(r.line_rate_Gbps), []).append(r.rail)
+    if by_rate:
         judged = True
-        lines.append(("rails", f"{' / '.join(f'{r:,.4g}' for r in rates)} Gb/s line rate per rail (read from sysfs)"))
+        profiled = profile.rail_rate_gbps if profile is not None else None
+        source = "the profile's rail rate" if profiled is not None and set(by_rate) == {profiled} else "from sysfs"
+        if len(by_rate) == 1:
+            (rate,) = by_rate
+            said = f"{rate:,.4g} Gb/s line rate per rail"
+        else:  # one rate per group of rails, never two numbers under one heading with no rails to them
+            said = "; ".join(
+                f"rail {', '.join(map(str, sorted(k)))}: {r:,.4g} Gb/s" for r, k in sorted(by_rate.items())
+            )
+            said = f"line rate per rail: {said}"
+        lines.append(("rails", f"{said} ({source})"))
     elif rails.measurements:
         lines.append(("rails", "no line rate known: parts are judged against their peers only"))
     intra = rails.intra_node
