@@ -181,7 +181,9 @@ class Actions:
         empty for a check this table does not know (one a later railbench added)."""
         if check not in self.templates and check not in DEFAULT_ACTIONS:
             return ""
-        return self.action(check, node=node, **device_words(device))
+        # a check that names no device (a count, a version) points at its own reason
+        words = device_words(device) if device else dict.fromkeys(("device", "hca"), "(the part its reason names)")
+        return self.action(check, node=node, **words)
 
     @classmethod
     def from_table(cls, table: Parsed, where: str, line_of: Callable[[str, str], int]) -> Actions:

@@ -39,7 +39,9 @@ def test_a_cpu_run_says_its_numbers_are_not_the_fabric() -> None:
 def test_a_gpu_run_says_which_links_and_network_carried_it() -> None:
     one = numbers_of(_run("nccl", "cuda:0", 1, 8))
     assert one == "NCCL on 8 GPUs of 1 node: the links inside the node (NVLink/NVSwitch or PCIe), no network crossed"
-    named = _run("nccl", "cuda:0", 2, 16, judged_by={"gpu_model": "NVIDIA B200"}, nccl_evidence=_evidence("IB", "IB"))
+    named = _run(
+        "nccl", "cuda:0", 2, 16, judged_by={"gpu_models": ["NVIDIA B200"]}, nccl_evidence=_evidence("IB", "IB")
+    )
     assert numbers_of(named) == "NCCL on 16 × NVIDIA B200 across 2 nodes over IB, as NCCL's log says"
     fallback = numbers_of(_run("nccl", "cuda:0", 2, 16, nccl_evidence=_evidence("IB", "Socket")))
     assert fallback.endswith("over IB/Socket: sockets, not RDMA (NCCL fell back)")

@@ -238,7 +238,12 @@ def test_badges_render_the_recorded_verdict(tmp_path: Path) -> None:
     atomic_write_json(failed / "checks.json", _accept_checks(bad="gpu-node-05"))
     md = write_report(failed, options=ReportOptions(images=False)).report_md.read_text(encoding="utf-8")
     head = md.split("\n## ")[0]
-    assert "**Verdict: FAIL**" in head and "| check | gpu-node-05 | — | — | rail: mlx5\\_4 port 1 DOWN | — |" in head
+    assert "**Verdict: FAIL**" in head
+    # the check's action from the actions table (issue 33 item 9), never a dash
+    assert (
+        "| check | gpu-node-05 | — | — | rail: mlx5\\_4 port 1 DOWN | check the port state, the rate and the cable of "
+        "gpu-node-05 (the part its reason names) |" in head
+    )
     assert "Other failures" not in head  # the failed check is the verdict's one reason, said once
 
     history = tmp_path / "h.sqlite"

@@ -27,7 +27,7 @@ from bench.preflight import checks, cluster
 from bench.preflight.checks import CheckResult
 from bench.preflight.cluster import NodeReport
 from bench.profiles import Profile
-from bench.rails.config import RailsSettings
+from bench.rails.config import RailsSettings, retargeted
 from bench.rails.items import node_items, rail_items
 from bench.rails.laps import Laps
 from bench.rails.measure import gather_objects
@@ -63,6 +63,10 @@ class AcceptJob(Job):
         sweep and the rails phase run on the NICs NCCL picks for each GPU, as ``railbench rails`` does."""
         launch = self.launch
         return rail_prelude(self.settings, self.profile, lambda: proposed_run_dir(launch.out, launch.cluster))(prelude)
+
+    def retarget(self, profile: Profile) -> None:
+        super().retarget(profile)
+        self.settings = retargeted(self.settings, profile)
 
     def prepare(self, ctx: DistContext) -> dict[str, object]:
         # The plan for this shape (every rank computes the same), cut to --max-minutes when asked.

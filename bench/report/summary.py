@@ -21,6 +21,7 @@ from bench.jsondoc import Parsed
 from bench.profiles import Profile
 from bench.report.certificate import Grid, grid_tally, plural
 from bench.report.inputs import RunInputs
+from bench.rundir.judged_by import JudgedBy
 from bench.rundir.railsdoc import GpuDefect, RailDefect, RailsDoc
 from bench.rundir.runjson import RunDoc
 from bench.units import format_size
@@ -229,6 +230,13 @@ def targets(inputs: RunInputs, profile: Profile | None) -> tuple[tuple[str, str]
     """One line per target the run was held to, and the pass line; a step with none says so."""
     lines: list[tuple[str, str]] = []
     judged = False  # whether any target or line rate applies: only then is there a pass line
+    # the GPU generation whose figures judged the run, as run.json recorded it (never today's profile)
+    recorded = JudgedBy.from_json(inputs.run.sections.get("judged_by"))
+    if recorded is not None and recorded.gpu_generation:
+        gpus = ", ".join(recorded.gpu_models) or "its GPUs"
+        lines.append(("GPU targets", f"{recorded.gpu_generation} figures for {gpus} (from {recorded.targets_source})"))
+    elif recorded is not None and recorded.targets_note:
+        lines.append(("GPU targets", f"none: {recorded.targets_note}"))
     results = inputs.results
     for scope, label in (("world", "world collectives"), ("node", "single node")):
         rows = results[(results["scope"] == scope) & (results["target_Gbps"] > 0)] if len(results) else results

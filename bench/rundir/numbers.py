@@ -36,10 +36,13 @@ def _transports(run: RunDoc) -> list[str]:
 
 
 def _gpus(run: RunDoc) -> str:
-    """``16 GPUs`` or, where run.json names the model, ``16 × NVIDIA H100 80GB HBM3``."""
-    model = run.section("judged_by").get("gpu_model")
+    """``16 GPUs`` or, where run.json names the models, ``16 × NVIDIA H100 80GB HBM3``."""
+    models = run.section("judged_by").get("gpu_models")
+    named = [m for m in models if isinstance(m, str) and m] if isinstance(models, list) else []
     count = run.nranks or 0
-    return f"{count} × {model}" if isinstance(model, str) and model else _plural(count, "GPU")
+    if len(named) == 1:
+        return f"{count} × {named[0]}"
+    return _plural(count, "GPU") + (f" ({', '.join(named)})" if named else "")
 
 
 def numbers_of(run: RunDoc) -> str:
