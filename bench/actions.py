@@ -41,7 +41,9 @@ With the fabric's cabling (``rails --topology``) a link is a cable, and the swit
                                                                                    every rail
 =================  ==============================================================  ======================
 
-A preflight check that fails (or warns) is a defect of its own kind, keyed by the check's name:
+A preflight check that fails (or warns) is a defect of its own kind, keyed by the check's name in the table's
+``[actions.checks]`` (a check and a defect kind may share a name: the ``rail`` check is a port, the ``rail``
+defect a whole rail):
 
 ========================  =========================================================================
 key                       default
@@ -108,30 +110,34 @@ DEFAULT_ACTIONS: Mapping[str, str] = MappingProxyType(
         "leaf": "check leaf {switch} (rail {rail}, {unit})",
         "uplink": "check the uplinks {uplinks}",
         "spine": "check spines {switch}: their ports to the leaves",
-        **{
-            "ib-devices": "load the RDMA driver on {node} (modprobe mlx5_ib) and check that ibstat lists its HCAs",
-            "rail-count": "check the rail HCAs of {node}: one is missing, unseated or without its driver ({device})",
-            "rail": "check the port state, the rate and the cable of {node} {device}",
-            "nccl-ib-hca": "set NCCL_IB_HCA on {node} to the profile's value ('railbench hca' shows the ports a "
-            "value selects)",
-            "nccl-socket-ifname": "set NCCL_SOCKET_IFNAME on {node} to an interface that is up and not excluded",
-            "socket-rail": "check the link, the speed and the cable of {node} {device}",
-            "gpu-count": "drain {node} and check its GPUs (nvidia-smi, the driver, the model the profile expects)",
-            "gpu-nic-affinity": "check the PCIe slots of {node}'s GPUs and rail NICs ({device}) and NCCL_TOPO_FILE",
-            "rail-firmware": "update the firmware of {node} {hca} to the version its other rails run",
-            "rail-errors": "reseat or replace the cable/transceiver on {node} {device}",
-            "link-flaps": "check the cable and the switch port of {node} {device}: its link went down",
-            "nccl-log": "check NCCL_IB_HCA and the RDMA stack on {node}: NCCL's log shows it used {device}",
-            "sysfs-tree": "check {node}'s /sys ({device}): an entry is not what the kernel writes there",
-            "input": "fix the input on {node}: its reason says what was refused",
-            "same-versions": "bring {device} to the version the other nodes run (HCA firmware: the vendor's update "
-            "tool; driver, NCCL, torch: the cluster's image)",
-            "same-answers": "look at {device}'s own check lines: it answers unlike the other nodes",
-            "cabling": "re-cable {device} as the rail-optimised plan says",
-        },
     }
 )
-"""Every defect kind's default action: the rails test's kinds, then the preflight checks' (by check name)."""
+"""Every defect kind's default action (the rails test's)."""
+DEFAULT_CHECK_ACTIONS: Mapping[str, str] = MappingProxyType(
+    {
+        "ib-devices": "load the RDMA driver on {node} (modprobe mlx5_ib) and check that ibstat lists its HCAs",
+        "rail-count": "check the rail HCAs of {node}: one is missing, unseated or without its driver ({device})",
+        "rail": "check the port state, the rate and the cable of {node} {device}",
+        "nccl-ib-hca": "set NCCL_IB_HCA on {node} to the profile's value ('railbench hca' shows the ports a "
+        "value selects)",
+        "nccl-socket-ifname": "set NCCL_SOCKET_IFNAME on {node} to an interface that is up and not excluded",
+        "socket-rail": "check the link, the speed and the cable of {node} {device}",
+        "gpu-count": "drain {node} and check its GPUs (nvidia-smi, the driver, the model the profile expects)",
+        "gpu-nic-affinity": "check the PCIe slots of {node}'s GPUs and rail NICs ({device}) and NCCL_TOPO_FILE",
+        "rail-firmware": "update the firmware of {node} {hca} to the version its other rails run",
+        "rail-errors": "reseat or replace the cable/transceiver on {node} {device}",
+        "link-flaps": "check the cable and the switch port of {node} {device}: its link went down",
+        "nccl-log": "check NCCL_IB_HCA and the RDMA stack on {node}: NCCL's log shows it used {device}",
+        "sysfs-tree": "check {node}'s /sys ({device}): an entry is not what the kernel writes there",
+        "input": "fix the input on {node}: its reason says what was refused",
+        "same-versions": "bring {device} to the version the other nodes run (HCA firmware: the vendor's update "
+        "tool; driver, NCCL, torch: the cluster's image)",
+        "same-answers": "look at {device}'s own check lines: it answers unlike the other nodes",
+        "cabling": "re-cable {device} as the rail-optimised plan says",
+    }
+)
+"""Every preflight check's default action, by the check's name (``[actions.checks]``: a check and a defect kind
+may share a name, ``rail``, and mean different parts)."""
 PLACEHOLDERS = frozenset(
     {"node", "peer", "rail", "gpu", "device", "hca", "port", "expected", "switch", "switch_port", "uplinks", "unit"}
 )
@@ -164,12 +170,18 @@ class Actions:
     """The ``[actions]`` table resolved over the defaults (see the module docstring)."""
 
     templates: Mapping[str, str] = field(default_factory=lambda: DEFAULT_ACTIONS)
+    checks: Mapping[str, str] = field(default_factory=lambda: DEFAULT_CHECK_ACTIONS)
+    """``[actions.checks]``: what to do about each preflight check that fails or warns, by its name."""
 
     def __post_init__(self) -> None:
         for key, template in self.templates.items():
             if key not in DEFAULT_ACTIONS:
                 raise UserError(f"[actions] {key!r} is not a defect kind; known: {', '.join(DEFAULT_ACTIONS)}")
             check_template(key, template)
+        for key, template in self.checks.items():
+            if key not in DEFAULT_CHECK_ACTIONS:
+                raise UserError(f"[actions.checks] {key!r} is not a check; known: {', '.join(DEFAULT_CHECK_ACTIONS)}")
+            check_template(f"checks.{key}", template)
 
     def action(self, key: str, **words: object) -> str:
         """The sentence for defect kind ``key`` with its placeholders filled (absent ones read ``?``)."""
@@ -179,29 +191,44 @@ class Actions:
     def for_check(self, check: str, node: str, device: str | None) -> str:
         """What to do about check ``check`` failing or warning on ``node`` (``device``: the part it names);
         empty for a check this table does not know (one a later railbench added)."""
-        if check not in self.templates and check not in DEFAULT_ACTIONS:
+        template = self.checks.get(check, DEFAULT_CHECK_ACTIONS.get(check))
+        if template is None:
             return ""
         # a check that names no device (a count, a version) points at its own reason
         words = device_words(device) if device else dict.fromkeys(("device", "hca"), "(the part its reason names)")
-        return self.action(check, node=node, **words)
+        values = {name: "?" for name in PLACEHOLDERS} | {"node": node} | words
+        return template.format_map(values)
 
     @classmethod
     def from_table(cls, table: Parsed, where: str, line_of: Callable[[str, str], int]) -> Actions:
-        """The actions of a parsed ``[actions]`` table; UserError naming ``where`` and the line when bad."""
+        """The actions of a parsed ``[actions]`` table (and its ``[actions.checks]``); UserError naming ``where``
+        and the line when bad."""
         templates = dict(DEFAULT_ACTIONS)
+        checks = dict(DEFAULT_CHECK_ACTIONS)
         for key, value in table.items():
-            line = line_of(key, "actions")
-            if key not in DEFAULT_ACTIONS:
-                known = ", ".join(DEFAULT_ACTIONS)
-                raise UserError(f"{where}:{line}: unknown [actions] key {key!r}; known keys: {known}")
-            if not isinstance(value, str) or not value.strip():
-                raise UserError(f"{where}:{line}: [actions] {key} = {value!r:.60} must be a sentence in quotes")
-            try:
-                check_template(key, value)
-            except UserError as exc:
-                raise UserError(f"{where}:{line}: {exc}") from None
-            templates[key] = value
-        return cls(MappingProxyType(templates))
+            if key == "checks" and isinstance(value, dict):
+                for check, sentence in value.items():
+                    checks[check] = _sentence(
+                        f"checks.{check}", sentence, DEFAULT_CHECK_ACTIONS, where, line_of(check, "actions.checks")
+                    )
+                continue
+            templates[key] = _sentence(key, value, DEFAULT_ACTIONS, where, line_of(key, "actions"))
+        return cls(MappingProxyType(templates), MappingProxyType(checks))
+
+
+def _sentence(key: str, value: object, known: Mapping[str, str], where: str, line: int) -> str:
+    """``value`` as the action of ``key`` (``checks.rail`` for a check), checked; UserError with the line."""
+    name = key.removeprefix("checks.")
+    if name not in known:
+        table = "[actions.checks]" if key.startswith("checks.") else "[actions]"
+        raise UserError(f"{where}:{line}: unknown {table} key {name!r}; known keys: {', '.join(known)}")
+    if not isinstance(value, str) or not value.strip():
+        raise UserError(f"{where}:{line}: [actions] {key} = {value!r:.60} must be a sentence in quotes")
+    try:
+        check_template(key, value)
+    except UserError as exc:
+        raise UserError(f"{where}:{line}: {exc}") from None
+    return value
 
 
 def check_template(key: str, template: str) -> None:

@@ -116,7 +116,7 @@ def test_every_check_defect_has_its_action_from_the_actions_table(tmp_path: Path
     that differs between nodes) though the actions table says what to do about each."""
     profile_path = tmp_path / "p.toml"
     profile_path.write_text(
-        'transport = "ib"\n[actions]\n"ib-devices" = "open a ticket: {node} lost its RDMA driver"\n'
+        'transport = "ib"\n[actions.checks]\n"ib-devices" = "open a ticket: {node} lost its RDMA driver"\n'
     )
     profile = load_profile(str(profile_path))
     reports = [
