@@ -41,32 +41,65 @@ With the fabric's cabling (``rails --topology``) a link is a cable, and the swit
                                                                                    every rail
 =================  ==============================================================  ======================
 
-The checks of the GPUDirect path (``railbench check``, and the node-local cause of a slow rail or GPU in
-``rails`` and ``accept``) have theirs; ``{device}`` is the part named (``GPU 3``, ``mlx5_4``, ``PCIe switch port
-0000:19:01.0``) and ``{pci}`` its PCI address:
+A preflight check that fails (or warns) is a defect of its own kind, keyed by the check's name in the table's
+``[actions.checks]`` (a check and a defect kind may share a name: the ``rail`` check is a port, the ``rail``
+defect a whole rail):
+
+========================  =========================================================================
+key                       default
+========================  =========================================================================
+``ib-devices``            load the RDMA driver on {node} (modprobe mlx5_ib) and check that ibstat
+                          lists its HCAs
+``rail-count``            check the rail HCAs of {node}: one is missing, unseated or without its
+                          driver ({device})
+``rail``                  check the port state, the rate and the cable of {node} {device}
+``nccl-ib-hca``           set NCCL_IB_HCA on {node} to the profile's value ('railbench hca' shows
+                          the ports a value selects)
+``nccl-socket-ifname``    set NCCL_SOCKET_IFNAME on {node} to an interface that is up and not excluded
+``socket-rail``           check the link, the speed and the cable of {node} {device}
+``gpu-count``             drain {node} and check its GPUs (nvidia-smi, the driver, the model the
+                          profile expects)
+``gpu-nic-affinity``      check the PCIe slots of {node}'s GPUs and rail NICs ({device}) and
+                          NCCL_TOPO_FILE
+``rail-firmware``         update the firmware of {node} {hca} to the version its other rails run
+``rail-errors``           reseat or replace the cable/transceiver on {node} {device}
+``link-flaps``            check the cable and the switch port of {node} {device}: its link went down
+``nccl-log``              check NCCL_IB_HCA and the RDMA stack on {node}: NCCL's log shows it used
+                          {device}
+``sysfs-tree``            check {node}'s /sys ({device}): an entry is not what the kernel writes
+``input``                 fix the input on {node}: its reason says what was refused
+``same-versions``         bring {device} to the version the other nodes run (HCA firmware: the
+                          vendor's update tool; driver, NCCL, torch: the cluster's image)
+``same-answers``          look at {device}'s own check lines: it answers unlike the other nodes
+``cabling``               re-cable {device} as the rail-optimised plan says
+========================  =========================================================================
+
+The GPUDirect path's checks (``railbench check``, and the node-local cause of a slow rail or GPU in ``rails``
+and ``accept``) are in the same table and word their action with the part they name: ``{device}`` (``GPU 3``,
+``mlx5_4``, ``PCIe switch port 0000:19:01.0``) and ``{pci}``, its PCI address:
 
 ====================  ===========================================================================  =================
-``pcie_link``         reseat {device} ({pci}) on {node} and check its slot or riser: its PCIe       a link below its
+``pcie-link``         reseat {device} ({pci}) on {node} and check its slot or riser: its PCIe       a link below its
                       link trained below what both ends support                                     width or speed
-``pcie_acs``          disable ACS redirection on {device} ({pci}) of {node} (BIOS, or setpci at     ACS on a switch
+``pcie-acs``          disable ACS redirection on {device} ({pci}) of {node} (BIOS, or setpci at     ACS on a switch
                       boot) so GPU-NIC traffic stays in the PCIe switch                             port
 ``iommu``             set the IOMMU of {node} to passthrough (iommu=pt on the kernel command line)  DMA translated
                       or turn it off
-``gpu_peer_memory``   load nvidia_peermem on {node} (modprobe nvidia-peermem), or use DMA-BUF       no peer-memory
+``gpu-peer-memory``   load nvidia_peermem on {node} (modprobe nvidia-peermem), or use DMA-BUF       no peer-memory
                       (open GPU kernel module, Linux 5.12+)                                         path
-``gpu_xid``           drain {node} and check {device} ({pci}) against NVIDIA's Xid catalogue;       Xid events
+``gpu-xid``           drain {node} and check {device} ({pci}) against NVIDIA's Xid catalogue;       Xid events
                       reset or replace it
-``gpu_ecc``           drain {node} and reset {device} ({pci}) to apply its pending row remap or     ECC errors,
+``gpu-ecc``           drain {node} and reset {device} ({pci}) to apply its pending row remap or     ECC errors,
                       page retirement; replace it if remapping failed                               pending remaps
-``gpu_clocks``        check the cooling and power of {device} ({pci}) on {node}: its clocks are      clocks held down
+``gpu-clocks``        check the cooling and power of {device} ({pci}) on {node}: its clocks are      clocks held down
                       held down
 ``nvlink``            drain {node} and check the NVLinks of {device} ({pci}) (nvidia-smi nvlink     NVLink down,
                       -s); turn MIG off for NCCL jobs                                               MIG on
-``fabric_manager``    start nvidia-fabricmanager on {node} and wait until every GPU's fabric state  fabric not ready
+``fabric-manager``    start nvidia-fabricmanager on {node} and wait until every GPU's fabric state  fabric not ready
                       is Completed
-``nic_pcie``          set the PCIe MaxReadReq of {device} ({pci}) on {node} to 4096 (setpci, or     MaxReadReq
+``nic-pcie``          set the PCIe MaxReadReq of {device} ({pci}) on {node} to 4096 (setpci, or     MaxReadReq
                       the HCA's firmware setting)
-``port_mtu``          raise the active MTU of {device} on {node} to 4096 (the subnet manager's      MTU below 4096
+``port-mtu``          raise the active MTU of {device} on {node} to 4096 (the subnet manager's      MTU below 4096
                       partition MTU; the interface MTU on RoCE)
 ====================  ===========================================================================  =================
 
@@ -107,26 +140,52 @@ DEFAULT_ACTIONS: Mapping[str, str] = MappingProxyType(
         "leaf": "check leaf {switch} (rail {rail}, {unit})",
         "uplink": "check the uplinks {uplinks}",
         "spine": "check spines {switch}: their ports to the leaves",
-        "pcie_link": "reseat {device} ({pci}) on {node} and check its slot or riser: its PCIe link trained below "
+    }
+)
+"""Every defect kind's default action (the rails test's)."""
+DEFAULT_CHECK_ACTIONS: Mapping[str, str] = MappingProxyType(
+    {
+        "ib-devices": "load the RDMA driver on {node} (modprobe mlx5_ib) and check that ibstat lists its HCAs",
+        "rail-count": "check the rail HCAs of {node}: one is missing, unseated or without its driver ({device})",
+        "rail": "check the port state, the rate and the cable of {node} {device}",
+        "nccl-ib-hca": "set NCCL_IB_HCA on {node} to the profile's value ('railbench hca' shows the ports a "
+        "value selects)",
+        "nccl-socket-ifname": "set NCCL_SOCKET_IFNAME on {node} to an interface that is up and not excluded",
+        "socket-rail": "check the link, the speed and the cable of {node} {device}",
+        "gpu-count": "drain {node} and check its GPUs (nvidia-smi, the driver, the model the profile expects)",
+        "gpu-nic-affinity": "check the PCIe slots of {node}'s GPUs and rail NICs ({device}) and NCCL_TOPO_FILE",
+        "rail-firmware": "update the firmware of {node} {hca} to the version its other rails run",
+        "rail-errors": "reseat or replace the cable/transceiver on {node} {device}",
+        "link-flaps": "check the cable and the switch port of {node} {device}: its link went down",
+        "nccl-log": "check NCCL_IB_HCA and the RDMA stack on {node}: NCCL's log shows it used {device}",
+        "sysfs-tree": "check {node}'s /sys ({device}): an entry is not what the kernel writes there",
+        "input": "fix the input on {node}: its reason says what was refused",
+        "same-versions": "bring {device} to the version the other nodes run (HCA firmware: the vendor's update "
+        "tool; driver, NCCL, torch: the cluster's image)",
+        "same-answers": "look at {device}'s own check lines: it answers unlike the other nodes",
+        "cabling": "re-cable {device} as the rail-optimised plan says",
+        "pcie-link": "reseat {device} ({pci}) on {node} and check its slot or riser: its PCIe link trained below "
         "what both ends support",
-        "pcie_acs": "disable ACS redirection on {device} ({pci}) of {node} (BIOS, or setpci at boot) so GPU-NIC "
+        "pcie-acs": "disable ACS redirection on {device} ({pci}) of {node} (BIOS, or setpci at boot) so GPU-NIC "
         "traffic stays in the PCIe switch",
         "iommu": "set the IOMMU of {node} to passthrough (iommu=pt on the kernel command line) or turn it off",
-        "gpu_peer_memory": "load nvidia_peermem on {node} (modprobe nvidia-peermem), or use DMA-BUF (open GPU "
+        "gpu-peer-memory": "load nvidia_peermem on {node} (modprobe nvidia-peermem), or use DMA-BUF (open GPU "
         "kernel module, Linux 5.12+)",
-        "gpu_xid": "drain {node} and check {device} ({pci}) against NVIDIA's Xid catalogue; reset or replace it",
-        "gpu_ecc": "drain {node} and reset {device} ({pci}) to apply its pending row remap or page retirement; "
+        "gpu-xid": "drain {node} and check {device} ({pci}) against NVIDIA's Xid catalogue; reset or replace it",
+        "gpu-ecc": "drain {node} and reset {device} ({pci}) to apply its pending row remap or page retirement; "
         "replace it if remapping failed",
-        "gpu_clocks": "check the cooling and power of {device} ({pci}) on {node}: its clocks are held down",
+        "gpu-clocks": "check the cooling and power of {device} ({pci}) on {node}: its clocks are held down",
         "nvlink": "drain {node} and check the NVLinks of {device} ({pci}) (nvidia-smi nvlink -s); turn MIG off for "
         "NCCL jobs",
-        "fabric_manager": "start nvidia-fabricmanager on {node} and wait until every GPU's fabric state is Completed",
-        "nic_pcie": "set the PCIe MaxReadReq of {device} ({pci}) on {node} to 4096 (setpci, or the HCA's firmware "
+        "fabric-manager": "start nvidia-fabricmanager on {node} and wait until every GPU's fabric state is Completed",
+        "nic-pcie": "set the PCIe MaxReadReq of {device} ({pci}) on {node} to 4096 (setpci, or the HCA's firmware "
         "setting)",
-        "port_mtu": "raise the active MTU of {device} on {node} to 4096 (the subnet manager's partition MTU; the "
+        "port-mtu": "raise the active MTU of {device} on {node} to 4096 (the subnet manager's partition MTU; the "
         "interface MTU on RoCE)",
     }
 )
+"""Every preflight check's default action, by the check's name (``[actions.checks]``: a check and a defect kind
+may share a name, ``rail``, and mean different parts)."""
 PLACEHOLDERS = frozenset(
     {
         "node",
@@ -173,35 +232,71 @@ class Actions:
     """The ``[actions]`` table resolved over the defaults (see the module docstring)."""
 
     templates: Mapping[str, str] = field(default_factory=lambda: DEFAULT_ACTIONS)
+    checks: Mapping[str, str] = field(default_factory=lambda: DEFAULT_CHECK_ACTIONS)
+    """``[actions.checks]``: what to do about each preflight check that fails or warns, by its name."""
 
     def __post_init__(self) -> None:
         for key, template in self.templates.items():
             if key not in DEFAULT_ACTIONS:
                 raise UserError(f"[actions] {key!r} is not a defect kind; known: {', '.join(DEFAULT_ACTIONS)}")
             check_template(key, template)
+        for key, template in self.checks.items():
+            if key not in DEFAULT_CHECK_ACTIONS:
+                raise UserError(f"[actions.checks] {key!r} is not a check; known: {', '.join(DEFAULT_CHECK_ACTIONS)}")
+            check_template(f"checks.{key}", template)
 
     def action(self, key: str, **words: object) -> str:
         """The sentence for defect kind ``key`` with its placeholders filled (absent ones read ``?``)."""
         values = {name: "?" for name in PLACEHOLDERS} | {k: str(v) for k, v in words.items() if v is not None}
         return self.templates.get(key, DEFAULT_ACTIONS[key]).format_map(values)
 
+    def check_action(self, check: str, **words: object) -> str:
+        """The sentence for check ``check`` with its placeholders filled (absent ones read ``?``): for a check that
+        names its part itself (the GPUDirect path's, with the PCI address)."""
+        values = {name: "?" for name in PLACEHOLDERS} | {k: str(v) for k, v in words.items() if v is not None}
+        return self.checks.get(check, DEFAULT_CHECK_ACTIONS[check]).format_map(values)
+
+    def for_check(self, check: str, node: str, device: str | None) -> str:
+        """What to do about check ``check`` failing or warning on ``node`` (``device``: the part it names);
+        empty for a check this table does not know (one a later railbench added)."""
+        template = self.checks.get(check, DEFAULT_CHECK_ACTIONS.get(check))
+        if template is None:
+            return ""
+        # a check that names no device (a count, a version) points at its own reason
+        words = device_words(device) if device else dict.fromkeys(("device", "hca"), "(the part its reason names)")
+        values = {name: "?" for name in PLACEHOLDERS} | {"node": node} | words
+        return template.format_map(values)
+
     @classmethod
     def from_table(cls, table: Parsed, where: str, line_of: Callable[[str, str], int]) -> Actions:
-        """The actions of a parsed ``[actions]`` table; UserError naming ``where`` and the line when bad."""
+        """The actions of a parsed ``[actions]`` table (and its ``[actions.checks]``); UserError naming ``where``
+        and the line when bad."""
         templates = dict(DEFAULT_ACTIONS)
+        checks = dict(DEFAULT_CHECK_ACTIONS)
         for key, value in table.items():
-            line = line_of(key, "actions")
-            if key not in DEFAULT_ACTIONS:
-                known = ", ".join(DEFAULT_ACTIONS)
-                raise UserError(f"{where}:{line}: unknown [actions] key {key!r}; known keys: {known}")
-            if not isinstance(value, str) or not value.strip():
-                raise UserError(f"{where}:{line}: [actions] {key} = {value!r:.60} must be a sentence in quotes")
-            try:
-                check_template(key, value)
-            except UserError as exc:
-                raise UserError(f"{where}:{line}: {exc}") from None
-            templates[key] = value
-        return cls(MappingProxyType(templates))
+            if key == "checks" and isinstance(value, dict):
+                for check, sentence in value.items():
+                    checks[check] = _sentence(
+                        f"checks.{check}", sentence, DEFAULT_CHECK_ACTIONS, where, line_of(check, "actions.checks")
+                    )
+                continue
+            templates[key] = _sentence(key, value, DEFAULT_ACTIONS, where, line_of(key, "actions"))
+        return cls(MappingProxyType(templates), MappingProxyType(checks))
+
+
+def _sentence(key: str, value: object, known: Mapping[str, str], where: str, line: int) -> str:
+    """``value`` as the action of ``key`` (``checks.rail`` for a check), checked; UserError with the line."""
+    name = key.removeprefix("checks.")
+    if name not in known:
+        table = "[actions.checks]" if key.startswith("checks.") else "[actions]"
+        raise UserError(f"{where}:{line}: unknown {table} key {name!r}; known keys: {', '.join(known)}")
+    if not isinstance(value, str) or not value.strip():
+        raise UserError(f"{where}:{line}: [actions] {key} = {value!r:.60} must be a sentence in quotes")
+    try:
+        check_template(key, value)
+    except UserError as exc:
+        raise UserError(f"{where}:{line}: {exc}") from None
+    return value
 
 
 def check_template(key: str, template: str) -> None:

@@ -21,6 +21,9 @@ Keys (top level unless shown):
 ``[node_targets_gbps]``  per-collective targets of collectives spanning nodes, in the same two forms; a
                          collective not listed uses ``node_target_gbps`` (alltoall: one NIC per GPU,
                          ``bench.measure.targets``)
+``[gpu.<generation>]``   the four target keys above per GPU generation, with ``match`` (the GPU names it
+                         judges) and ``source`` (``bench.gpu_targets``); a profile with these tables has no
+                         target keys at its top level, and a run is judged by its GPUs' generation only
 ``default_max_bytes``    the default ``-e`` of ``run`` and ``accept`` on this profile (a size such as ``8G``);
                          it must reach ``judge_min_bytes`` on a profile with targets
 ``pass_fraction``        a measurement passes at this fraction of its target (default 0.9)
@@ -53,7 +56,7 @@ is a regular file of at most 256 KiB nested at most 16 deep (``bench.toml_limits
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -62,10 +65,10 @@ from typing import Literal
 from bench import toml_limits
 from bench.actions import Actions
 from bench.bounded import Where, finite
-from bench.busbw import BUSBW_FACTOR
 from bench.compare_settings import CompareSettings
 from bench.error_limits import ErrorLimits
 from bench.exits import UserError
+from bench.gpu_targets import MAX_RATE_GBPS, GpuTargets, TargetSteps, choose, collective_targets, generations
 from bench.gpudirect_limits import GpuDirectLimits
 from bench.jsondoc import Parsed, table
 from bench.units import parse_size
@@ -76,17 +79,13 @@ TRANSPORTS: tuple[Transport, ...] = ("ib", "roce", "socket", "loopback")
 LINK_LAYERS = ("InfiniBand", "Ethernet")
 
 # Tables with a parser of their own (typed at load like every other table).
-EXTENSION_TABLES = frozenset({"compare", "rails_test", "plan"})
+EXTENSION_TABLES = frozenset({"compare", "rails_test", "plan", "gpu"})
 
-
-MAX_RATE_GBPS = 1e6
-"""Above any rail, node or NVLink figure (a petabit per second): a larger rate or target is a typo."""
+TARGET_KEYS = ("nvlink_target_gbps", "nvlink_targets_gbps", "node_target_gbps", "node_targets_gbps")
+"""The keys that give busbw targets: at the top level, or in each ``[gpu.<generation>]`` table, never both."""
 MAX_RAILS = 64
 MAX_GPUS_PER_NODE = 1024
 MAX_BYTES = 1 << 62
-
-TargetSteps = tuple[tuple[int, float], ...]
-"""A target by size range: ``((from_bytes, gbps), ...)`` in rising size; a flat target is ``((0, gbps),)``."""
 
 DEFAULT_JUDGE_MIN_BYTES = 256 << 20
 """Small messages measure latency, not bandwidth: a sweep is judged on its sizes at or above this."""
@@ -195,12 +194,77 @@ class Profile:
     plan: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     """The ``[plan]`` table: ``(low, high)`` by key (a single number is both); which keys, and which are
     fractions, is ``bench.rails.plan_model``'s to say."""
+    generations: tuple[GpuTargets, ...] = ()
+    """The ``[gpu.<generation>]`` tables: targets per GPU generation (``bench.gpu_targets``). While any exist,
+    the four target fields above stay empty until :meth:`for_gpus` fills them from the run's generation."""
+    generation: str | None = None
+    """The generation whose figures the target fields hold (set by :meth:`for_gpus`)."""
+    targets_source: str | None = None
+    """Where those figures come from (the generation's ``source``)."""
+    targets_note: str = ""
+    """Why no generation's figures judge this run (no GPU, an unknown one, two generations); empty otherwise."""
+    gpus: tuple[str, ...] = ()
+    """The GPU names the run's ranks reported, most ranks first (set by :meth:`for_gpus`)."""
 
     def __post_init__(self) -> None:
         if self.transport not in TRANSPORTS:
             raise UserError(f"{self.source}: transport {self.transport!r} must be one of {', '.join(TRANSPORTS)}")
         if not 0 < self.pass_fraction <= 1.5:
             raise UserError(f"{self.source}: pass_fraction {self.pass_fraction} must be in (0, 1.5]")
+
+    @property
+    def has_targets(self) -> bool:
+        """Whether any busbw target is given, at the top level or for some GPU generation."""
+        return bool(
+            self.node_target_gbps
+            or self.nvlink_target_gbps
+            or self.nvlink_targets_gbps
+            or self.node_targets_gbps
+            or self.generations
+        )
+
+    def for_gpus(self, names: Sequence[str]) -> Profile:
+        """This profile as it judges a run whose ranks report these GPUs (one name per rank, empty on a CPU
+        rank): a profile without generations as it is; else the one generation of every GPU, its figures in
+        the target fields, or no target at all and :attr:`targets_note` saying why (``bench.gpu_targets``)."""
+        seen = tuple(dict.fromkeys(n for n in names if n))
+        if not self.generations:
+            return replace(self, gpus=seen)
+        choice = choose(self.name, self.generations, names)
+        chosen = choice.generation
+        if chosen is None:
+            return replace(
+                self,
+                gpus=choice.gpus,
+                nvlink_target_gbps=None,
+                nvlink_targets_gbps=MappingProxyType({}),
+                node_target_gbps=None,
+                node_targets_gbps=MappingProxyType({}),
+                generation=None,
+                targets_source=None,
+                targets_note=choice.why_none,
+            )
+        return replace(
+            self,
+            gpus=choice.gpus,
+            nvlink_target_gbps=chosen.nvlink_target_gbps,
+            nvlink_targets_gbps=MappingProxyType(dict(chosen.nvlink_targets_gbps)),
+            node_target_gbps=chosen.node_target_gbps,
+            node_targets_gbps=MappingProxyType(dict(chosen.node_targets_gbps)),
+            generation=chosen.name,
+            targets_source=chosen.source,
+            targets_note="",
+        )
+
+    def targets_line(self) -> str:
+        """One line on the terminal and the certificate: which GPU generation's figures judge the run and where
+        they come from, or why none does; empty for a profile without generations."""
+        if not self.generations:
+            return ""
+        if self.generation is None:
+            return f"no NVLink or node target applies: {self.targets_note or 'no GPU seen yet'}"
+        gpus = ", ".join(self.gpus) or "its GPUs"
+        return f"{self.generation} targets of profile {self.name} for {gpus} (from {self.targets_source})"
 
     @property
     def uses_ib_verbs(self) -> bool:
@@ -321,8 +385,19 @@ def _parse(text: str, where: str, default_name: str) -> Profile:
     network = table(data, "network")
     _check_table(rails, _RAILS, where, text, "rails")
     _check_table(network, _NETWORK, where, text, "network")
-    nvlink_targets = _collective_targets(table(data, "nvlink_targets_gbps"), where, text, "nvlink_targets_gbps")
-    node_targets = _collective_targets(table(data, "node_targets_gbps"), where, text, "node_targets_gbps")
+
+    def line_of(key: str, name: str | None) -> int:
+        return _line_of(text, key, name)
+
+    nvlink_targets = collective_targets(table(data, "nvlink_targets_gbps"), where, "nvlink_targets_gbps", line_of)
+    node_targets = collective_targets(table(data, "node_targets_gbps"), where, "node_targets_gbps", line_of)
+    per_gpu = generations(table(data, "gpu"), where, line_of)
+    both = [key for key in TARGET_KEYS if key in data]
+    if per_gpu and both:
+        raise UserError(
+            f"{where}:{_line_of(text, both[0], None)}: {both[0]} is set at the top level and the profile has "
+            "[gpu.<generation>] tables: give every target in the generation it was measured on"
+        )
     env: dict[str, str] = {}
     for key, value in table(data, "recommended_env").items():
         if not isinstance(value, str):
@@ -366,7 +441,9 @@ def _parse(text: str, where: str, default_name: str) -> Profile:
     judge_min = parse_size(str(data.get("judge_min_bytes", DEFAULT_JUDGE_MIN_BYTES)), f"{where}: judge_min_bytes")
     default_max = data.get("default_max_bytes")
     default_max_bytes = None if default_max is None else parse_size(str(default_max), f"{where}: default_max_bytes")
-    has_targets = any(k in data for k in ("node_target_gbps", "nvlink_target_gbps", "nvlink_targets_gbps"))
+    has_targets = bool(per_gpu) or any(
+        k in data for k in ("node_target_gbps", "nvlink_target_gbps", "nvlink_targets_gbps")
+    )
     if default_max_bytes is not None and has_targets and default_max_bytes < judge_min:
         raise UserError(
             f"{where}:{_line_of(text, 'default_max_bytes', None)}: default_max_bytes {default_max} stops below "
@@ -416,6 +493,7 @@ def _parse(text: str, where: str, default_name: str) -> Profile:
         compare=replace(compare, error_counters=errors.fail_on_rise),
         rails_test=rails_test,
         plan=MappingProxyType(plan),
+        generations=per_gpu,
     )
 
 
@@ -434,30 +512,6 @@ def _plan_table(values: Parsed, where: str, text: str) -> dict[str, tuple[float,
             raise UserError(f"{where}:{line}: [plan] {key} = [{low:g}, {high:g}]: the low figure comes first")
         plan[key] = (low, high)
     return plan
-
-
-def _collective_targets(targets: Parsed, where: str, text: str, name: str) -> dict[str, TargetSteps]:
-    """``collective = Gb/s`` or ``collective = { "SIZE" = Gb/s, ... }`` entries: a known collective, positive
-    finite rates, sizes that parse (each step holds from its size up)."""
-    out: dict[str, TargetSteps] = {}
-    for key, value in targets.items():
-        line = _line_of(text, key, name)
-        if key not in BUSBW_FACTOR:
-            raise UserError(
-                f"{where}:{line}: [{name}] {key!r} is not a collective; use one of {', '.join(BUSBW_FACTOR)}"
-            )
-        steps: list[tuple[object, object]] = list(value.items()) if isinstance(value, Mapping) else [("0", value)]
-        if not steps:
-            raise UserError(f'{where}:{line}: [{name}] {key} is an empty table: write e.g. {{ "256M" = 3296 }}')
-        parsed = []
-        for size, rate in steps:
-            here = f"[{name}] {key}" + (f" {size!r}" if isinstance(value, Mapping) else "")
-            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or rate <= 0:
-                raise UserError(f"{where}:{line}: {here} = {rate!r} must be a positive number (Gb/s)")
-            gbps = finite(float(rate), Where(where, here, line), sign="positive", maximum=MAX_RATE_GBPS)
-            parsed.append((parse_size(str(size), f"{where}:{line}: {here}"), gbps))
-        out[key] = tuple(sorted(parsed))
-    return out
 
 
 def list_profiles() -> list[str]:

@@ -169,7 +169,8 @@ def named(outcome: RailsOutcome) -> set[Named]:
 
 @functools.cache
 def settings_for(shape: Shape) -> RailsSettings:
-    profile = load_profile("lambda-1cc")
+    # the model's nodes are 8 x H100 SXM: the profile as the ranks of such a node resolve it (its NVLink figures)
+    profile = load_profile("lambda-1cc").for_gpus(["NVIDIA H100 80GB HBM3"] * shape.rails)
     settings = resolve(RailsConfig(profile="lambda-1cc", intra_node=True), profile)
     cabling = shape.cabling()
     return dataclasses.replace(settings, topology=Topology(cabling, cabling.rails))

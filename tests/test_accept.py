@@ -13,7 +13,7 @@ import pytest
 from bench.accept.rank import accept_items, accept_summary
 from bench.check.items import check_items
 from bench.finding import Finding
-from bench.frame.verdict import decide, junit_case
+from bench.frame.verdict import decide, items_json, junit_case, junit_cases
 from bench.preflight.checks import CheckResult
 from bench.preflight.cluster import NodeReport
 from bench.profiles import load_profile
@@ -158,15 +158,41 @@ def test_verdicts_per_node_rail_collective_and_check() -> None:
     summary = accept_summary(items)
     assert summary["checks"] == {
         "node01": "pass",
-        "node02": "pass",
+        "node02": "warn",
         "node03": "pass",
         "node04": "fail",
         "cluster": "pass",
     }
     assert summary["rails"]["rail1"]["verdict"] == "fail" and summary["nodes"]["node01"]["verdict"] == "pass"
     warned = next(c for c in cases if c.classname == "railbench.check.node02" and c.name == "gpu-count")
-    assert warned.details == "WARN 8 GPUs"
+    assert warned.details == "WARN node02 gpu-count: 8 GPUs"
     validate_junit(junit_xml("railbench.accept", cases, hostname="head"))
+
+
+def test_a_warning_is_kept_in_run_json_and_each_defect_fails_one_junit_case() -> None:
+    """Issue 33 item 7: run.json ``items`` said a warned check passed, with no reason (checks.json kept the
+    warning); junit.xml counted node04's one down port twice, under its check and again under its node line."""
+    reports = [
+        NodeReport("node01", (CheckResult("rail-errors", "warn", "mlx5_1:1 symbol_error rose by 3", "mlx5_1:1"),), {}),
+        NodeReport("node02", (CheckResult("rail", "fail", "mlx5_1:1 is DOWN", "mlx5_1:1"),), {}),
+    ]
+    outcome = RailsOutcome(skipped="rails not run here")
+    items = [
+        *check_items(reports, []),
+        *node_items(["node01", "node02"], outcome, {"node02": ["rail: mlx5_1:1 is DOWN"]}),
+    ]
+    recorded = {(i["group"], i["name"]): i for i in items_json(items)}
+    warned = recorded[("railbench.check.node01", "rail-errors mlx5_1:1")]
+    assert warned["state"] == "warn"
+    assert warned["reason"] == "node01 rail-errors: mlx5_1:1 symbol_error rose by 3"
+    assert decide(items[:1]).word == "pass"  # a warning alone passes (exit 0, "warnings allowed")
+    document = ET.fromstring(junit_xml("railbench.accept", junit_cases(items)))
+    suite = document.find("testsuite")
+    assert suite is not None and suite.get("failures") == "1", ET.tostring(document).decode()
+    (failed,) = [c for c in suite.iter("testcase") if c.find("failure") is not None]
+    assert (failed.get("classname"), failed.get("name")) == ("railbench.check.node02", "rail mlx5_1:1")
+    out = [c.findtext("system-out") for c in suite.iter("testcase") if c.get("name") == "rail-errors mlx5_1:1"]
+    assert out == ["WARN node01 rail-errors: mlx5_1:1 symbol_error rose by 3"]
 
 
 def test_a_single_node_skips_rails_and_a_skip_is_never_a_pass() -> None:

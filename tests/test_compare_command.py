@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -15,10 +16,12 @@ import pytest
 from bench.commands.compare import CompareConfig, compare, run
 from bench.compare_settings import CompareSettings
 from bench.exits import UserError
+from bench.frame.verdict import Item, write_junit_items
 from bench.history.baseline import from_run_dir
 from bench.history.outputs import TREND_COLUMNS
 from bench.history.records import read_run
 from bench.history.store import add_run
+from bench.rundir.verdict import Verdict
 from tests.history_fixtures import make_run_dir
 from tests.support import railbench, rank_env
 
@@ -107,6 +110,115 @@ def test_a_run_directory_as_baseline(tmp_path: Path) -> None:
     assert done.returncode == 1 and "1 regressed" in done.stdout, done.stdout + done.stderr
     (line,) = [x for x in done.stdout.splitlines() if x.startswith("all_reduce/world/world/1073741824")]
     assert "-31.6%  regressed  (alone it fell 31.6%, beyond the" in line
+
+
+def _sweep(max_bytes: int, dtype: str = "float") -> dict[str, object]:
+    return {
+        "sweep": {
+            "collectives": ["all_reduce", "all_gather"],
+            "min_bytes": 1 << 20,
+            "max_bytes": max_bytes,
+            "step_factor": 4,
+            "dtype": dtype,
+        }
+    }
+
+
+AR_4G, AG_4G = ("all_reduce", "world", "world", 4 << 30), ("all_gather", "world", "world", 4 << 30)
+
+
+def test_a_baseline_of_another_kind_is_compared_on_what_both_measured(tmp_path: Path) -> None:
+    """Issue 33 item 6: a shorter sweep against a run directory that went further was REGRESSED on the sizes
+    it never set out to measure (``missing``)."""
+    base = make_run_dir(
+        tmp_path / "base",
+        started_utc="2026-11-01T02:00:00Z",
+        busbw={AR_1G: 380.0, AG_1G: 350.0, AR_4G: 470.0, AG_4G: 360.0},
+        meta_extra=_sweep(4 << 30),
+    )
+    tonight = make_run_dir(
+        tmp_path / "tonight",
+        started_utc="2026-11-02T02:00:00Z",
+        busbw={AR_1G: 381.0, AG_1G: 349.0},
+        meta_extra=_sweep(1 << 30),
+    )
+    tonight_run, metrics = read_run(tonight)
+    baselines = from_run_dir(base, tonight_run, metrics)
+    (note,) = [n for n in baselines.notes if "another kind" in n]
+    assert "2 that only the baseline measured are left out, not missing" in note
+    results = compare(metrics, baselines, CompareSettings())
+    assert {r.metric: r.state for r in results} == {
+        "all_gather/world/world/1073741824": "unchanged",
+        "all_reduce/world/world/1073741824": "unchanged",
+    }
+    # a group lost at a size tonight measured elsewhere is still missing: a rail that went quiet
+    rail1 = ("sendrecv", "pair", "node01-node02/rail1", 1 << 30)
+    base = make_run_dir(
+        tmp_path / "rails-base", started_utc="2026-11-01T02:00:00Z", busbw={SR_1G: 48.0, rail1: 48.0}, command="rails"
+    )
+    quiet = make_run_dir(tmp_path / "quiet", started_utc="2026-11-03T02:00:00Z", busbw={SR_1G: 48.0}, command="accept")
+    quiet_run, quiet_metrics = read_run(quiet)
+    lost = compare(quiet_metrics, from_run_dir(base, quiet_run, quiet_metrics), CompareSettings())
+    assert {r.metric: r.state for r in lost} == {
+        "sendrecv/pair/node01-node02/rail0/1073741824": "unchanged",
+        "sendrecv/pair/node01-node02/rail1/1073741824": "missing",
+    }
+
+
+def test_a_baseline_with_nothing_in_common_or_another_dtype_is_refused(tmp_path: Path) -> None:
+    tonight = make_run_dir(
+        tmp_path / "tonight", started_utc="2026-11-02T02:00:00Z", busbw={AR_1G: 381.0}, meta_extra=_sweep(1 << 30)
+    )
+    tonight_run, metrics = read_run(tonight)
+    rails = make_run_dir(tmp_path / "rails", started_utc="2026-11-01T02:00:00Z", busbw={SR_1G: 48.0}, command="rails")
+    with pytest.raises(UserError, match=r"no collective, scope and size in common .* choose a run of the same kind"):
+        from_run_dir(rails, tonight_run, metrics)
+    halves = make_run_dir(
+        tmp_path / "bf16",
+        started_utc="2026-11-01T02:00:00Z",
+        busbw={AR_1G: 381.0},
+        meta_extra=_sweep(4 << 30, dtype="bfloat16"),
+    )
+    with pytest.raises(UserError, match="measured bfloat16, tonight's run float: busbw of another element type"):
+        from_run_dir(halves, tonight_run, metrics)
+
+
+@pytest.mark.slow
+def test_compare_says_its_verdict_in_every_output_of_the_run_and_gives_it_back(tmp_path: Path) -> None:
+    """Issue 33 item 6: after compare, run.json said regressed with exit_status 0 and junit.xml still said
+    measured. Now run.json's word and exit status, junit.xml's property and failure count, the report and
+    metrics.prom all say REGRESSED, and a later compare that finds nothing gives every one of them back."""
+    base = make_run_dir(tmp_path / "base", started_utc="2026-11-01T02:00:00Z", busbw={AR_1G: 380.0, AG_1G: 350.0})
+    tonight = make_run_dir(
+        tmp_path / "tonight",
+        started_utc="2026-11-02T02:00:00Z",
+        busbw={AR_1G: 250.0, AG_1G: 350.0},
+        meta_extra={"exit_status": 0},
+    )
+    own = Verdict.of("measured", ["no busbw target applies to these rows"])
+    items = [Item("railbench.run", "all_reduce", "measured", own.reasons[0], "1G: busbw 2000 Gb/s")]
+    write_junit_items(tonight / "junit.xml", "railbench.run", items, own)
+
+    def outputs() -> tuple[str, int, str, str, str, str]:
+        doc = json.loads((tonight / "run.json").read_text())
+        suite = ET.parse(tonight / "junit.xml").getroot().find("testsuite")
+        assert suite is not None
+        word = next(p.get("value") for p in suite.iter("property") if p.get("name") == "railbench.verdict")
+        lit = re.findall(
+            r'railbench_verdict\{cluster="lab",verdict="([A-Z]+)"\} 1\.0', (tonight / "metrics.prom").read_text()
+        )
+        md = re.search(r"^\*\*Verdict: ([A-Z]+)\*\*", (tonight / "report.md").read_text(), re.M)
+        assert md is not None and len(lit) == 1
+        return doc["verdict"], doc["exit_status"], str(word), str(suite.get("failures")), lit[0], md.group(1)
+
+    assert run(CompareConfig(run_dir=tonight, baseline=str(base))) == 1
+    assert outputs() == ("regressed", 1, "regressed", "1", "REGRESSED", "REGRESSED")
+    cases = ET.parse(tonight / "junit.xml").getroot().iter("testcase")
+    assert [c.get("name") for c in cases] == ["all_reduce", "baseline"]  # the run's own case is kept as written
+    assert "1G: busbw 2000 Gb/s" in (tonight / "junit.xml").read_text()
+    low = make_run_dir(tmp_path / "low", started_utc="2026-11-01T01:00:00Z", busbw={AR_1G: 250.0, AG_1G: 350.0})
+    assert run(CompareConfig(run_dir=tonight, baseline=str(low))) == 0
+    assert outputs() == ("measured", 0, "measured", "0", "MEASURED", "MEASURED")
 
 
 def test_settings_from_profile() -> None:

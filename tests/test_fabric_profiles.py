@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,11 @@ from bench.exits import UserError
 from bench.fabric.hca import select_hcas
 from bench.measure.targets import world_target_gbps
 from bench.profiles import list_profiles, load_profile
-from tests.support import railbench_inline
+from bench.sweep.judge import collective_items
+from tests.support import railbench, railbench_inline
+
+H100 = ["NVIDIA H100 80GB HBM3"] * 8
+"""What 8 ranks of an H100 SXM node report (torch.cuda.get_device_name, as nvidia-smi names it)."""
 
 
 def test_shipped_profiles_load() -> None:
@@ -23,7 +29,7 @@ def test_shipped_profiles_load() -> None:
         "InfiniBand",
     )
     assert one_cc.excluded_hcas == ("mlx5_0",) and one_cc.gpus_per_node == 8
-    assert one_cc.node_target_gbps == 3200 == one_cc.rail_count * one_cc.rail_rate_gbps
+    assert one_cc.for_gpus(H100).node_target_gbps == 3200 == one_cc.rail_count * one_cc.rail_rate_gbps
     assert one_cc.recommended_env["NCCL_IB_HCA"] == "^=mlx5_0"
     assert one_cc.recommended_env["NCCL_IB_PCI_RELAXED_ORDERING"] == "1"
     # The recommended value really leaves out exactly the excluded device.
@@ -40,7 +46,7 @@ def test_shipped_profiles_load() -> None:
 def test_single_node_targets_are_per_collective_and_size() -> None:
     # A healthy 8 x H100 node runs NVLS all_reduce near 480 GB/s but only from GiB sizes, and all_gather and
     # sendrecv well below: one NVLink figure for all of them, or from 256M up, failed healthy nodes.
-    one_cc = load_profile("lambda-1cc")
+    one_cc = load_profile("lambda-1cc").for_gpus(H100)
     assert one_cc.nvlink_targets_gbps["all_reduce"] == (
         (256 << 20, 3296),
         (512 << 20, 3448),
@@ -66,7 +72,7 @@ def test_single_node_targets_are_per_collective_and_size() -> None:
 
 
 def test_multi_node_targets() -> None:
-    one_cc = load_profile("lambda-1cc")
+    one_cc = load_profile("lambda-1cc").for_gpus(H100 * 2)
     # measured on healthy 4-node H100 clusters (Voltage Park), not the NICs' 3200 aggregate
     assert world_target_gbps(one_cc, "all_reduce", 2, nbytes=1 << 30, nranks=16) == 2640
     assert world_target_gbps(one_cc, "all_gather", 4, nbytes=1 << 30, nranks=32) == 2584
@@ -78,6 +84,84 @@ def test_multi_node_targets() -> None:
     assert 50.38 * 8 >= 0.9 * 395
     # ranks sharing a node's NICs get their share of them
     assert world_target_gbps(one_cc, "alltoall", 2, nbytes=1 << 30, nranks=32) == 200 * 31 / 32
+
+
+def test_targets_are_chosen_per_gpu_generation_and_a_b200_never_meets_h100_figures() -> None:
+    """Issue 33 item 25: lambda-1cc says H100 or B200, and every NVLink and node figure in it was an H100's."""
+    one_cc = load_profile("lambda-1cc")
+    assert [g.name for g in one_cc.generations] == ["H100", "B200"]
+    assert world_target_gbps(one_cc, "all_reduce", 1, nbytes=4 << 30) is None  # no GPU seen: nothing judged
+    b200 = one_cc.for_gpus(["NVIDIA B200"] * 16)
+    assert b200.generation == "B200" and b200.gpus == ("NVIDIA B200",)
+
+    def single(c: str, n: int) -> float | None:
+        return world_target_gbps(b200, c, 1, nbytes=n)
+
+    # NVLink 5: 830 GB/s NVLS all_reduce from 4 GiB (NVIDIA/nccl#1807), the NVL72 curve below it
+    assert [single("all_reduce", n) for n in (256 << 20, 512 << 20, 1 << 30, 2 << 30, 8 << 30)] == [
+        None,
+        4688,
+        5448,
+        6056,
+        6640,
+    ]
+    assert single("all_gather", 4 << 30) == 5560 == single("reduce_scatter", 16 << 30)  # 695 GB/s, nccl#2140
+    # no published B200 figure: measured, never the H100's 2880 or 3600
+    assert single("sendrecv", 1 << 30) is None and single("broadcast", 1 << 30) is None
+    assert single("reduce", 1 << 30) is None
+    # across nodes: no B200 figure for all_reduce, one NIC's rate for sendrecv and alltoall (any GPU)
+    assert world_target_gbps(b200, "all_reduce", 2, nbytes=1 << 30, nranks=16) is None
+    assert world_target_gbps(b200, "sendrecv", 2, nbytes=1 << 30, nranks=16) == 400
+    assert world_target_gbps(b200, "alltoall", 2, nbytes=1 << 30, nranks=16) == 375
+    assert "NVIDIA/nccl#1807" in (b200.targets_source or "") and "B200 targets of profile lambda-1cc" in (
+        b200.targets_line()
+    )
+    h200 = one_cc.for_gpus(["NVIDIA H200"] * 8)
+    assert h200.generation == "H100" and world_target_gbps(h200, "all_reduce", 1, nbytes=4 << 30) == 3784
+
+
+@pytest.mark.parametrize(
+    ("gpus", "said"),
+    [
+        (["NVIDIA H100 PCIe"] * 8, "the NVIDIA H100 PCIe is of no GPU generation profile lambda-1cc has targets for"),
+        (["NVIDIA GB300"] * 4, "the NVIDIA GB300 is of no GPU generation"),
+        (["NVIDIA B200"] * 8 + ["NVIDIA H100 80GB HBM3"] * 8, "GPUs of 2 generations (B200, H100) in one run"),
+        (["", ""], "no GPU: profile lambda-1cc's NVLink and node targets are per GPU generation (H100, B200)"),
+    ],
+    ids=["pcie-h100", "unknown", "mixed", "cpu"],
+)
+def test_a_gpu_of_no_known_generation_is_judged_by_nothing_and_says_why(gpus: list[str], said: str) -> None:
+    chosen = load_profile("lambda-1cc").for_gpus(gpus)
+    assert chosen.generation is None and said in chosen.targets_note
+    for collective in ("all_reduce", "all_gather", "sendrecv", "broadcast"):
+        assert world_target_gbps(chosen, collective, 1, nbytes=8 << 30) is None
+        assert world_target_gbps(chosen, collective, 2, nbytes=8 << 30, nranks=16) in (None, 400)
+    items = collective_items(
+        [{"scope": "world", "collective": "all_reduce", "bytes": 8 << 30, "nranks": 8, "wrong": 0}],
+        256 << 20,
+        0.9,
+        "lambda-1cc",
+        chosen.targets_note,
+    )
+    assert [(i.state, i.reason) for i in items] == [("measured", f"no busbw target: {chosen.targets_note}")]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('node_target_gbps = 3200\n[gpu.X]\nmatch = ["A"]\nsource = "s"\n', "set at the top level and the profile has"),
+        ('[gpu.X]\nsource = "s"\n', "[gpu.X] match must list the GPU names it judges"),
+        ('[gpu.X]\nmatch = ["A"]\n', "[gpu.X] source must say where its figures come from"),
+        ('[gpu.X]\nmatch = ["A"]\nsource = "s"\nspeed = 1\n', "unknown [gpu.X] key 'speed'"),
+        ('[gpu.X]\nmatch = ["A"]\nsource = "s"\n[gpu.X.nvlink_targets_gbps]\nallreduce = 1\n', "not a collective"),
+        ("[gpu]\nX = 3\n", "[gpu] X must be a table"),
+    ],
+)
+def test_bad_generation_tables_are_one_line_with_the_line(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "gens.toml"
+    path.write_text('name = "gens"\n' + text)
+    with pytest.raises(UserError, match=re.escape(message)):
+        load_profile(str(path))
 
 
 def test_load_by_path_types_the_compare_table_at_load(tmp_path: Path) -> None:
@@ -161,3 +245,29 @@ def test_gpu_profiles_sweep_to_their_judged_sizes_by_default() -> None:
         assert sweep.max_bytes == 8 << 30 and 256 << 20 in sweep.sizes
         explicit = module.config_from_args(parser.parse_args([*argv, "-e", "4M"]))
         assert (explicit if isinstance(explicit, RunConfig) else explicit.sweep).max_bytes == 4 << 20
+
+
+@pytest.mark.mpi
+def test_a_run_on_cpu_under_a_profile_with_generations_is_judged_by_none_of_them(tmp_path: Path) -> None:
+    """The frame gathers every rank's GPU name before the job prepares: on CPU ranks there is none, so the
+    generation's figure (which this sweep would fail by far) judges nothing, and every output says why."""
+    profile = tmp_path / "gens.toml"
+    profile.write_text(
+        'name = "gens"\ntransport = "loopback"\njudge_min_bytes = "1K"\n[network]\nsocket_ifnames = "lo"\n'
+        'oob_ifname = "lo"\n[gpu.H100]\nmatch = ["NVIDIA H100 80GB HBM3"]\nsource = "a published run"\n'
+        "nvlink_target_gbps = 1000000\n"
+    )
+    out = tmp_path / "run"
+    sweep = ["-b", "4K", "-e", "8K", "-n", "2", "-w", "0", "--collectives", "all_reduce"]
+    done = railbench(
+        ["run", "--np", "2", *sweep, "--profile", str(profile), "--out", str(out), "--no-history"],
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    why = "no GPU: profile gens's NVLink and node targets are per GPU generation (H100)"
+    assert f"# targets: no NVLink or node target applies: {why}" in done.stdout
+    assert "# run verdict: MEASURED" in done.stdout and f"#   no busbw target: {why}" in done.stdout
+    judged = json.loads((out / "run.json").read_text())["judged_by"]
+    assert (judged["gpu_models"], judged["gpu_generation"], judged["targets_note"]) == ([], None, why)
+    assert f"| GPU targets | none: {why} |" in (out / "report.md").read_text()

@@ -105,6 +105,12 @@ def test_accept_on_the_local_profile_says_one_word(
     assert assert_one_word(done, out, "accept", history) == "measured"
     junit = (out / "junit.xml").read_text()
     assert 'message="measured, not judged: profile local sets no busbw target' in junit
+    # what the numbers are of, under the verdict and on the certificate's first screen (issue 33 item 3)
+    said = "gloo on CPU, 4 ranks on 1 node, over host loopback: host-memory numbers of this machine, not the GPU"
+    assert f"# accept verdict: MEASURED\n# numbers: {said}" in done.stdout
+    md = (out / "report.md").read_text()
+    assert md.index("**Verdict: MEASURED**") < md.index(f"**Numbers:** {said}") < md.index("| tested | what |")
+    assert f'<p class="numbers"><b>Numbers:</b> {said}' in (out / "report.html").read_text()
 
 
 @pytest.mark.slow

@@ -368,3 +368,27 @@ def test_a_flap_across_a_window_edge_counts_every_carrier_change(tmp_path: Path,
     assert named.errors is not None and dict(named.errors[0].risen) == {"carrier_changes": 2}
     line = describe(named)
     assert "2 carrier_changes on rail1 during the test" in line and "node03 rail1" in named.action, line
+
+
+def test_every_check_has_an_action_of_its_own_apart_from_the_defect_kinds(tmp_path: Path) -> None:
+    """Issue 33 item 9: each preflight check has a default action, and the ``rail`` check (a port) never takes
+    the ``rail`` defect's (a whole rail's leaf switch), nor the other way round."""
+    from bench.actions import DEFAULT_CHECK_ACTIONS
+    from bench.check.config import INPUT_CHECK
+    from bench.preflight.checks import REGISTRY
+
+    names = {check.name for check in REGISTRY} | {INPUT_CHECK, "same-versions", "same-answers", "cabling"}
+    assert names == set(DEFAULT_CHECK_ACTIONS)
+    actions = Actions()
+    assert actions.action("rail", rail=3) == "check leaf switch for rail 3"
+    assert (
+        actions.for_check("rail", "n1", "mlx5_4:1")
+        == "check the port state, the rate and the cable of n1 mlx5_4 port 1"
+    )
+    path = tmp_path / "p.toml"
+    path.write_text('[actions]\nrail = "leaf {rail}"\n[actions.checks]\nrail = "port {node} {device}"\n')
+    mine = load_profile(str(path)).actions
+    assert (mine.action("rail", rail=2), mine.for_check("rail", "n1", "eth3")) == ("leaf 2", "port n1 eth3")
+    path.write_text('[actions.checks]\n\nrails = "x"\n')
+    with pytest.raises(UserError, match=r"p.toml:3: unknown \[actions.checks\] key 'rails'"):
+        load_profile(str(path))

@@ -128,7 +128,7 @@ def test_outputs_rows_json_and_table() -> None:
 
 def test_on_by_default_with_nccl_only_and_asked_for_in_rails() -> None:
     from bench.profiles import load_profile
-    from bench.rails.config import RailsConfig, resolve
+    from bench.rails.config import RailsConfig, resolve, retargeted
     from bench.rails.intranode import wanted
 
     profile = load_profile("lambda-1cc")
@@ -136,7 +136,10 @@ def test_on_by_default_with_nccl_only_and_asked_for_in_rails() -> None:
     assert wanted(auto, "nccl") and not wanted(auto, "gloo")
     assert not wanted(resolve(RailsConfig(), profile), "nccl")  # rails: only with --intra-node
     assert wanted(resolve(RailsConfig(intra_node=True), profile), "gloo")
-    assert auto.local_pair_target_gbps == 2880  # the profile's NVLink sendrecv figure
+    # the profile's NVLink sendrecv figure of the run's GPU generation, once the ranks have reported their GPUs
+    assert auto.local_pair_target_gbps is None
+    assert retargeted(auto, profile.for_gpus(["NVIDIA H100 80GB HBM3"] * 8)).local_pair_target_gbps == 2880
+    assert retargeted(auto, profile.for_gpus(["NVIDIA B200"] * 8)).local_pair_target_gbps is None  # none published
 
 
 @pytest.mark.parametrize(("flag", "expected"), [([], None), (["--intra-node"], True), (["--no-intra-node"], False)])

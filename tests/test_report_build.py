@@ -117,7 +117,7 @@ def test_the_markdown_page_has_the_summary_and_links(report: ReportPaths) -> Non
     assert "check the HCA and the switch port of gpu-node-03 mlx5\\_6 |" in summary
     assert summary.count("gpu-node-03") == 2  # the defect said once: its node and its action
     assert "| rails | 8 rails: rail groups (all\\_gather, all\\_reduce) and 6 node pairs per rail |" in summary
-    assert "| rails | 400 Gb/s line rate per rail (read from sysfs) |" in summary
+    assert "| rails | 400 Gb/s line rate per rail (the profile's rail rate) |" in summary
     assert "## Rails" in page and "### Evidence for each defect" in page
     assert "[PNG](charts/rails.png)" in page and "[data](charts/rails.csv)" in page
 

@@ -5,6 +5,7 @@ finite positions."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -13,9 +14,14 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from bench.check.items import check_items
+from bench.check.node import CheckAnswer, to_json
 from bench.commands.compare import CompareConfig
 from bench.commands.compare import run as compare
+from bench.frame.verdict import decide
 from bench.history.store import add_run, list_runs, opened
+from bench.preflight.checks import CheckResult
+from bench.preflight.cluster import NodeReport
 from bench.profiles import load_profile
 from bench.report import certificate as cert
 from bench.report import summary
@@ -124,6 +130,40 @@ def test_a_failed_checks_action_reaches_the_certificates_defects(tmp_path: Path)
     assert part.finding.startswith("pcie-link: GPU 3 (0000:73:00.0): PCIe link at x8")
 
 
+def test_every_check_defect_has_its_action_from_the_actions_table(tmp_path: Path) -> None:
+    """Issue 33 item 9: the certificate's action column was "—" for check defects (no RDMA driver, firmware
+    that differs between nodes) though the actions table says what to do about each."""
+    profile_path = tmp_path / "p.toml"
+    profile_path.write_text(
+        'transport = "ib"\n[actions.checks]\n"ib-devices" = "open a ticket: {node} lost its RDMA driver"\n'
+    )
+    profile = load_profile(str(profile_path))
+    reports = [
+        NodeReport("node01", (CheckResult("ib-devices", "fail", "no RDMA device: is mlx5_ib loaded?"),), {}),
+        NodeReport("node02", (CheckResult("rail", "fail", "mlx5_4:1: DOWN", "mlx5_4:1"),), {}),
+    ]
+    cross = [CheckResult("same-versions", "fail", "firmware differs: 28.36 on node02; 28.39 on node01", "node02")]
+    items = check_items(reports, cross)
+    doc = json.loads(json.dumps(to_json(CheckAnswer(profile, reports, cross, decide(items), 2))))
+    grid = cert.checks_grid(doc)
+    actions = {(d.node, d.finding.split(":")[0]): d.action for d in summary.defects(_inputs(), grid)}
+    assert actions == {
+        ("node01", "ib-devices"): "open a ticket: node01 lost its RDMA driver",  # the profile's own sentence
+        ("node02", "rail"): "check the port state, the rate and the cable of node02 mlx5_4 port 1",
+        ("all nodes", "same-versions"): "bring node02 to the version the other nodes run (HCA firmware: the "
+        "vendor's update tool; driver, NCCL, torch: the cluster's image)",
+    }
+    # a checks.json written before it carried actions gets each check's default
+    for result in doc["nodes"][0]["results"]:
+        result.pop("action")
+    (old,) = [d for d in summary.defects(_inputs(), cert.checks_grid(doc)) if d.node == "node01"]
+    assert old.action == "load the RDMA driver on node01 (modprobe mlx5_ib) and check that ibstat lists its HCAs"
+
+
+def _inputs() -> RunInputs:
+    return RunInputs(Path("."), _doc("lambda-1cc"), pd.DataFrame(), None, None, None)
+
+
 def _doc(profile: str, **sections: object) -> RunDoc:
     """A run.json record holding ``sections`` (what the certificate's readers take)."""
     core = {"format_version": 1, "tool": "railbench", "version": "0", "command": "run", "cluster": "c"}
@@ -217,7 +257,12 @@ def test_badges_render_the_recorded_verdict(tmp_path: Path) -> None:
     atomic_write_json(failed / "checks.json", _accept_checks(bad="gpu-node-05"))
     md = write_report(failed, options=ReportOptions(images=False)).report_md.read_text(encoding="utf-8")
     head = md.split("\n## ")[0]
-    assert "**Verdict: FAIL**" in head and "| check | gpu-node-05 | — | — | rail: mlx5\\_4 port 1 DOWN | — |" in head
+    assert "**Verdict: FAIL**" in head
+    # the check's action from the actions table (issue 33 item 9), never a dash
+    assert (
+        "| check | gpu-node-05 | — | — | rail: mlx5\\_4 port 1 DOWN | check the port state, the rate and the cable of "
+        "gpu-node-05 (the part its reason names) |" in head
+    )
     assert "Other failures" not in head  # the failed check is the verdict's one reason, said once
 
     history = tmp_path / "h.sqlite"

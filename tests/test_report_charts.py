@@ -168,7 +168,7 @@ def test_bars_with_different_targets_mark_each_bars_own_target(tables: dict[str,
 def test_heatmap_has_a_panel_per_rail_and_outlines_marked_cells(tables: dict[str, pd.DataFrame]) -> None:
     spec = spec_dict(charts.heatmap_chart(tables["heat"]))
     assert spec["facet"]["field"] == "panel" and spec["facet"]["sort"] == {"field": "panel_order"}
-    assert spec["columns"] == 6  # 4 nodes: panels of 112 px, six to a row within the page
+    assert spec["columns"] == 8  # 4 nodes: 8 panels of 84 px, one full row within the page
     rect = spec["spec"]
     assert mark(rect) == "rect"
     assert rect["encoding"]["x"]["field"] == "x" and rect["encoding"]["y"]["field"] == "y"
@@ -179,15 +179,18 @@ def test_heatmap_has_a_panel_per_rail_and_outlines_marked_cells(tables: dict[str
     assert stroke["value"] is None  # an unmarked cell has no outline
 
 
-def test_heatmaps_fit_the_page_from_4_to_64_rows(tables: dict[str, pd.DataFrame]) -> None:
-    for count, panels in ((4, 8), (8, 64), (64, 8)):
+def test_heatmaps_fit_the_page_from_4_to_64_rows_and_leave_no_empty_panel(tables: dict[str, pd.DataFrame]) -> None:
+    for count, panels in ((4, 8), (8, 64), (64, 8), (8, 16), (64, 6), (8, 4)):
         frame = pd.DataFrame(
             {"row_index": [0] * panels, "col_index": count - 1, "panel": [f"p{i}" for i in range(panels)]}
         )
         cell, columns, labelled = charts.heatmap_layout(frame)
-        width = (110 if labelled else 10) + columns * (cell * count + 24)
+        width = charts.LABEL_PX + columns * (cell * count + 24)
         assert width <= charts.CHART_WIDTH + 24, (count, cell, columns)
-        assert labelled == (count <= 32) and 4 <= cell <= 28
+        assert labelled == (count <= 32) and charts.MIN_CELL_PX <= cell <= 28
+        assert panels % columns == 0, (count, panels, columns)  # every row full: no empty panel with its axes
+    seven = pd.DataFrame({"row_index": [0] * 7, "col_index": 63, "panel": [f"p{i}" for i in range(7)]})
+    assert charts.heatmap_layout(seven)[1] == 4  # 7 rails: 4 and 3, not 7 rows of 1
 
 
 def test_a_target_far_above_the_data_stays_off_the_axis(tables: dict[str, pd.DataFrame]) -> None:

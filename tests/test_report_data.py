@@ -154,7 +154,9 @@ def test_gpu_matrix_marks_the_slow_gpus_row_and_column_and_keeps_the_panels_few(
     model = ClusterModel(hosts=hosts, rails=1, bad=None, bad_gpu=("n13", 5))
     table = matrices.gpu_matrix_table(rails_doc(model).intra_node, 0.9, max_panels=4)
     frame = table.frame
-    assert list(dict.fromkeys(frame["panel"])) == ["n00", "n01", "n02", "n13"]  # the marked node is kept
+    # the marked node is kept and drawn first, as the note says (issue 33 item 10: it was drawn last)
+    assert list(dict.fromkeys(frame["panel"])) == ["n13", "n00", "n01", "n02"]
+    assert frame.loc[frame["panel"] == "n13", "panel_order"].unique().tolist() == [0]
     assert table.note == "4 of 20 nodes: those with a marked cell first, then the weakest"
     marked = frame[frame["mark"] == "slow"]
     assert set(marked["panel"]) == {"n13"} and len(marked) == 14  # GPU 5's row and column

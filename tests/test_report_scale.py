@@ -9,7 +9,9 @@ network devices a node, a slow HCA (a link fault), a slow GPU, a failed firmware
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -69,9 +71,13 @@ def test_the_summary_says_each_defect_once_with_where_and_what_to_do(run_dir: Pa
     tested = dict(summary.tested)
     assert tested["rails"] == "8 rails: rail groups (all_gather, all_reduce) and 2,016 node pairs per rail"
     assert tested["intra-node"] == "28 GPU pairs, both directions, on each of 64 nodes"
-    assert tested["preflight"] == "13 checks on 64 nodes: 1 failed, 897 passed, 256 skipped"
+    # like with like (issue 33 item 10): a check that answers per rail counts once per node, at its worst
+    assert tested["preflight"] == (
+        "11 checks on 64 nodes (704 answers, one per check and node: 1 failed, 447 passed, 256 skipped); "
+        "2 checks across the nodes: 2 passed"
+    )
     targets = dict(summary.targets)
-    assert targets["rails"] == "400 Gb/s line rate per rail (read from sysfs)"
+    assert targets["rails"] == "400 Gb/s line rate per rail (the profile's rail rate)"
     assert targets["pass line"].startswith("90% of the target")
 
 
@@ -110,6 +116,27 @@ def test_the_markdown_page_puts_the_summary_first_and_charts_before_long_tables(
     # the per-size table in the order the sweep ran (the terminal's order), not alphabetical
     sizes = md[md.index("### Per size (world)") :]
     assert sizes.index("| all\\_reduce | 8 |") < sizes.index("| all\\_gather | 8 |")
+
+
+@pytest.mark.slow
+def test_the_64_node_matrices_fill_their_grid_name_the_marked_nodes_and_draw_them_first(report: ReportPaths) -> None:
+    """Issue 33 item 10: 8 rails in 3 columns left an empty ninth panel, 64 x 64 matrices had no node label,
+    the GPU grid said "nodes with a marked cell first" and drew the marked node last, and the rails table said
+    "at the largest size" over two different largest sizes."""
+    pairs = json.loads((report.out_dir / "charts" / "pairs.vl.json").read_text())
+    assert pairs["columns"] == 4  # 2 rows of 4 rails
+    named = pairs["spec"]["encoding"]["y"]["axis"]["values"]
+    assert {HOSTS[16], HOSTS[2], HOSTS[9]} <= set(named)  # the slow link's node and the transient pair's ends
+    assert 8 <= len(named) <= 20 and pairs["spec"]["encoding"]["x"]["axis"]["values"] == named
+    with (report.out_dir / "charts" / "gpus.csv").open() as handle:
+        first = next(csv.DictReader(handle))
+    assert (first["panel"], first["panel_order"]) == (HOSTS[40], "0")  # the slow GPU's node, drawn first
+    gpus = json.loads((report.out_dir / "charts" / "gpus.vl.json").read_text())
+    assert gpus["columns"] == 4  # 16 panels: 4 x 4, no empty place
+    md = report.report_md.read_text(encoding="utf-8")
+    rails = md[md.index("\n## Rails") : md.index("\n## Intra-node")]
+    assert "### Each at its own largest size (fail below 90% of target)" in rails
+    assert "| rail | all\\_reduce | 8 | 16G |" in rails and "| pair | sendrecv | 16128 | 64M |" in rails
 
 
 _LAYOUT_JS = """

@@ -7,6 +7,7 @@ the broken ones miswire node02's rail-1 cable onto the rail-0 leaf and leave nod
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -118,3 +119,30 @@ def test_the_rail_order_comes_from_the_file_then_the_profile_then_the_names() ->
     assert cabling_plan.rail_order(Cabling(cables, "x")) == ("eth2", "eth10")
     assert cabling_plan.rail_order(Cabling(cables, "x"), ("eth10", "eth2")) == ("eth10", "eth2")
     assert cabling_plan.rail_order(Cabling(cables, "x", ("eth10",))) == ("eth10",)
+
+
+@pytest.mark.mpi
+def test_accept_topology_judges_the_cabling_as_check_does(tmp_path: Path) -> None:
+    """Issue 33 item 8: the miswired file that fails ``check --topology`` was MEASURED, exit 0, under
+    ``accept --topology``. Both now judge the cabling by one rule, and accept's every output says it."""
+    out = tmp_path / "run"
+    args = ["accept", "--profile", "local", "--np", "2", "-b", "1K", "-e", "64K", "-n", "2", "-w", "1"]
+    args += ["--topology", str(DATA / "two-units-broken.toml"), "--out", str(out), "--no-history"]
+    done = railbench(args, cwd=tmp_path)
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "# FAIL fabric cabling: miswired cable: node02 mlx5_2 port 1 (rail 1)" in done.stdout
+    assert "# FAIL fabric cabling: missing cable: node04 mlx5_1 port 1 (rail 0)" in done.stdout
+    doc = json.loads((out / "run.json").read_text())
+    assert doc["verdict"] == "fail" and doc["exit_status"] == 1
+    failed = [i for i in doc["items"] if i["state"] == "fail"]
+    assert {(i["group"], i["name"]) for i in failed} == {
+        ("railbench.check.fabric", "cabling node02 mlx5_2 port 1"),
+        ("railbench.check.fabric", "cabling node04 mlx5_1 port 1"),
+    }
+    cabling = json.loads((out / "checks.json").read_text())["cabling"]
+    assert [c["action"] for c in cabling] == [
+        "re-cable node02 mlx5_2 port 1 as the rail-optimised plan says",
+        "re-cable node04 mlx5_1 port 1 as the rail-optimised plan says",
+    ]
+    # the certificate's defect table (Markdown escapes the underscore)
+    assert "| re-cable node04 mlx5\\_1 port 1 as the rail-optimised plan says |" in (out / "report.md").read_text()

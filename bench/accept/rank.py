@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bench.accept.config import AcceptConfig, accept_plan, validate
 from bench.check.items import check_items
-from bench.check.node import CheckAnswer, render, to_json
+from bench.check.node import CheckAnswer, judge_cabling, render, to_json
 from bench.frame.job import Job, run_job
 from bench.frame.run import Run, launch_of, write_refused_is_infra
 from bench.frame.verdict import Item, decide, timed
@@ -27,7 +27,7 @@ from bench.preflight import checks, cluster
 from bench.preflight.checks import CheckResult
 from bench.preflight.cluster import NodeReport
 from bench.profiles import Profile
-from bench.rails.config import RailsSettings
+from bench.rails.config import RailsSettings, retargeted
 from bench.rails.items import node_items, rail_items
 from bench.rails.laps import Laps
 from bench.rails.measure import gather_objects
@@ -63,6 +63,10 @@ class AcceptJob(Job):
         launch = self.launch
         return rail_prelude(self.settings, self.profile, lambda: proposed_run_dir(launch.out, launch.cluster))(prelude)
 
+    def retarget(self, profile: Profile) -> None:
+        super().retarget(profile)
+        self.settings = retargeted(self.settings, profile)
+
     def prepare(self, ctx: DistContext) -> dict[str, object]:
         # The launch and the world's set-up, marked once the world exists; rails adds its groups' set-up to it.
         self.laps.mark("start-up and rail groups")
@@ -87,10 +91,15 @@ class AcceptJob(Job):
         started = time.monotonic()
         reports = _node_checks(self.profile, run.ctx)
         cross: list[CheckResult] = []
+        # --topology: the cabling is judged as `check --topology` judges it (the same file fails both)
+        topology = self.settings.topology
+        cabling = (
+            judge_cabling(topology.cabling, topology.rail_hcas, self.profile.rail_names) if topology is not None else []
+        )
         if reports is not None:
             cross = cluster.compare_nodes(reports) if len(reports) > 1 else []
-            items = check_items(reports, cross)
-            answer = CheckAnswer(self.profile, reports, cross, decide(items), run.ctx.info.world_size)
+            items = check_items(reports, cross, cabling)
+            answer = CheckAnswer(self.profile, reports, cross, decide(items), run.ctx.info.world_size, cabling)
             checked = to_json(answer)
             write_refused_is_infra(
                 run.out_dir, "checks.json", lambda: atomic_write_json(run.out_dir / "checks.json", checked)
@@ -107,7 +116,7 @@ class AcceptJob(Job):
         if reports is None or outcome is None:
             return []  # not rank 0
         items = accept_items(
-            timed(check_items(reports, cross), checked_s),
+            timed(check_items(reports, cross, cabling), checked_s),
             swept,
             timed(rail_items(outcome), rails_s),
             timed(node_items(run.ctx.node_hosts, outcome, _failed_checks(reports)), rails_s),
@@ -150,7 +159,7 @@ def accept_items(
     return [*checks, *swept, *rails, *nodes]
 
 
-_WORST = ("fail", "pass", "measured", "skip")
+_WORST = ("fail", "warn", "pass", "measured", "skip")
 """A group's word from its items' states, the worst first (a skip never hides a pass)."""
 
 

@@ -1,6 +1,7 @@
 """The preflight checks as items of the frame's one verdict (``bench.frame.verdict``): a check that failed
-fails, one that passed or only warned passes (the warning kept beside it), and one that did not apply is a
-skip that never counts as a pass. ``check`` and ``accept`` both judge their checks this way."""
+fails, one that passed passes, one that warned is a ``warn`` (it passes, and its reason is kept in run.json
+``items`` and junit.xml), and one that did not apply is a skip that never counts as a pass. ``check`` and
+``accept`` both judge their checks this way."""
 
 from __future__ import annotations
 
@@ -10,23 +11,26 @@ from bench.frame.verdict import Item, State
 from bench.preflight.checks import CheckResult
 from bench.preflight.cluster import NodeReport
 
-_STATE: dict[str, State] = {"pass": "pass", "warn": "pass", "fail": "fail", "skip": "skip"}
+_STATE: dict[str, State] = {"pass": "pass", "warn": "warn", "fail": "fail", "skip": "skip"}
 
 
-def check_items(reports: Sequence[NodeReport], cross: Sequence[CheckResult]) -> list[Item]:
-    """One item per check result on each node, and per cross-node comparison."""
+def check_items(
+    reports: Sequence[NodeReport], cross: Sequence[CheckResult], cabling: Sequence[CheckResult] = ()
+) -> list[Item]:
+    """One item per check result on each node, per cross-node comparison, and per finding of the fabric's
+    cabling (``--topology``)."""
     items = []
     for report in reports:
         for r in report.results:
             items.append(_item(f"railbench.check.{report.node}", report.node, r))
     for r in cross:
         items.append(_item("railbench.check.cluster", "across nodes", r))
+    for r in cabling:
+        items.append(_item("railbench.check.fabric", "fabric", r))
     return items
 
 
 def _item(group: str, where: str, r: CheckResult) -> Item:
     name = r.check if not r.device else f"{r.check} {r.device}"
-    # JUnit has no warning state: a warning passes, and says so where CI shows a case's output.
-    details = f"WARN {r.reason}" if r.status == "warn" else ""
-    reason = f"{where} {r.check}: {r.reason}" if r.status in ("fail", "skip") else ""
-    return Item(group, name, _STATE[r.status], reason, details)
+    reason = f"{where} {r.check}: {r.reason}" if r.status in ("fail", "warn", "skip") else ""
+    return Item(group, name, _STATE[r.status], reason)

@@ -17,10 +17,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bench import sysroot
+from bench.actions import Actions
 from bench.check.config import INPUT_CHECK, MPI_LAUNCHERS, CheckConfig
 from bench.check.items import check_items
 from bench.exits import EXIT_PASS, EXIT_USAGE, UserError
 from bench.fabric import cabling_plan
+from bench.fabric.cabling import Cabling
 from bench.fabric.topology_file import load_cabling
 from bench.frame.verdict import decide
 from bench.jsondoc import JSONObject
@@ -101,10 +103,17 @@ def cabling_results(config: CheckConfig, profile: Profile) -> list[checks.CheckR
     if config.topology is None:
         return []
     cabling = load_cabling(config.topology)
-    order = cabling_plan.rail_order(cabling, profile.rail_names, profile.excluded_hcas)
-    fabric, found = cabling_plan.check(cabling, order)
+    rail_hcas = cabling_plan.rail_order(cabling, profile.rail_names, profile.excluded_hcas)
+    return judge_cabling(cabling, rail_hcas, profile.rail_names)
+
+
+def judge_cabling(cabling: Cabling, rail_hcas: Sequence[str], profile_rails: Sequence[str]) -> list[checks.CheckResult]:
+    """The cabling against the rail-optimised plan with rails in ``rail_hcas`` order: one ``cabling`` fail per
+    departure, or one pass, and a warning when the rails were read by position (HCAs not named as the profile's
+    ``profile_rails``). ``check --topology`` and ``accept --topology`` judge a file by this one rule."""
+    fabric, found = cabling_plan.check(cabling, rail_hcas)
     shape = cabling_plan.summary(fabric, len(fabric.unit_of))
-    guessed = cabling_plan.by_position(fabric, profile.rail_names)
+    guessed = cabling_plan.by_position(fabric, profile_rails)
     said = [checks.CheckResult("cabling", "warn", guessed)] if guessed else []
     if not found:
         return [checks.CheckResult("cabling", "pass", f"{shape}: cabled as the rail-optimised plan says"), *said]
@@ -161,17 +170,41 @@ def to_json(answer: CheckAnswer) -> JSONObject:
     """The JSON document ``--json`` prints (also what ``accept`` stores as checks.json)."""
     profile, reports, cross, verdict = answer.profile, answer.reports, answer.cross, answer.verdict
     nranks, cabling = answer.nranks, answer.cabling
+    actions = profile.actions
+    nodes = []
+    for rep in reports:
+        doc = rep.to_json()
+        doc["results"] = [_result_json(r, rep.node, actions) for r in rep.results]
+        nodes.append(doc)
     out: JSONObject = {
         "profile": profile.name,
         "nranks": nranks,
         "verdict": verdict.word,
         "reasons": list(verdict.reasons),
-        "nodes": [rep.to_json() for rep in reports],
-        "cross_node": [r.to_json() for r in cross],
+        "nodes": nodes,
+        "cross_node": [_result_json(r, CROSS_NODE, actions) for r in cross],
     }
     if cabling:
-        out["cabling"] = [r.to_json() for r in cabling]
+        out["cabling"] = [_result_json(r, FABRIC, actions) for r in cabling]
     return out
+
+
+CROSS_NODE = "all nodes"
+"""Where checks.json's cross-node comparisons are said to be (the report's grid row of the same name)."""
+FABRIC = "fabric"
+"""Where the cabling's departures are said to be: the fabric's, not a node's."""
+
+
+def _result_json(result: checks.CheckResult, node: str, actions: Actions) -> JSONObject:
+    """One check result as checks.json keeps it: a failure or warning with what to do about it, from the
+    profile's ``[actions]`` (``bench.actions``), so the certificate names the action the run was judged with."""
+    doc = result.to_json()
+    if result.status in ("fail", "warn") and not result.action:
+        # a check that words its own action (the GPUDirect path's, with the PCI address) keeps it
+        action = actions.for_check(result.check, node, result.device)
+        if action:
+            doc["action"] = action
+    return doc
 
 
 def run(config: CheckConfig) -> int:
@@ -198,7 +231,7 @@ def run(config: CheckConfig) -> int:
     comparable = [rep for rep in reports if not any(r.check == INPUT_CHECK for r in rep.results)]
     cross = cluster.compare_nodes(comparable) if len(comparable) > 1 else []
     everything = [r for rep in reports for r in rep.results] + cross + cabling
-    verdict = decide(check_items(reports, [*cross, *cabling]))
+    verdict = decide(check_items(reports, cross, cabling))
     status = verdict.exit_status
     if any(r.check == INPUT_CHECK for r in everything):
         status = EXIT_USAGE

@@ -169,10 +169,13 @@ def run(config: CompareConfig, out: TextIO | None = None) -> int:
             f"{config.run_dir}/results.csv has no metrics to compare: none at or above [compare] min_bytes "
             f"({settings.min_bytes} bytes); measure larger sizes or lower min_bytes in the profile"
         )
-    which = "with the same NCCL and node set" if config.same_environment else f"of kind {tonight_run.kind!r}"
+    # The history's runs are of tonight's kind; a chosen run directory may be of another (its note says so).
+    which = ""
+    if isinstance(spec, int):
+        which = " with the same NCCL and node set" if config.same_environment else f" of kind {tonight_run.kind!r}"
     print(
         f"railbench compare: {config.run_dir} (NCCL {tonight_run.nccl or 'unknown'}) against {baselines.description}: "
-        f"{len(baselines.same.runs)} run(s) {which}",
+        f"{len(baselines.same.runs)} run(s){which}",
         file=out,
     )
     for note in (*baselines.notes, *(n for n in (started, settings_note) if n)):

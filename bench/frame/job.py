@@ -31,16 +31,27 @@ from typing import ClassVar
 
 from bench.exits import EXIT_INFRA, EXIT_PASS, UserError, interrupt_status
 from bench.frame.finish import finish_run
+from bench.frame.guard import guarded
 from bench.frame.record import base_metadata, iso_utc
 from bench.frame.run import Launch, Run, WriteRefused, write_refused_is_infra
 from bench.frame.validate import history_problem
 from bench.frame.verdict import Item, decide, items_json, write_junit_items
+from bench.measure.device import device_name
 from bench.profiles import Profile
 from bench.rundir.files import ResultsWriter, default_cluster_name, default_run_dir, proposed_run_dir
+from bench.rundir.numbers import numbers_of
 from bench.rundir.runjson import RunFile, new_record
 from bench.rundir.verdict import Verdict
 from bench.runtime.before_init import Prelude, agree, run_directory
-from bench.runtime.dist import DistContext, agree_on_exit_status, broadcast_str, quiet_usage_exit, run_as_rank
+from bench.runtime.coord import coordinator
+from bench.runtime.dist import (
+    DistContext,
+    agree_on_exit_status,
+    broadcast_str,
+    quiet_usage_exit,
+    run_as_rank,
+    torch_timeout_s,
+)
 from bench.runtime.env import RankInfo
 
 FINISH_S = 600.0
@@ -61,6 +72,11 @@ class Job(ABC):
     def before_init(self, prelude: Prelude) -> Path | None:
         """Before the first communicator: agree on the run directory (a job may also pin NCCL's environment)."""
         return run_directory(prelude, lambda: proposed_run_dir(self.launch.out, self.launch.cluster))
+
+    def retarget(self, profile: Profile) -> None:
+        """The profile as it judges this run's GPUs (``Profile.for_gpus``), on every rank before
+        :meth:`prepare`; a job that derived settings from the profile's targets derives them again."""
+        self.profile = profile
 
     def prepare(self, ctx: DistContext) -> dict[str, object]:
         """Every rank, once the world exists and before run.json does: what must be agreed first (UserError
@@ -111,6 +127,9 @@ def lifecycle(job: Job, ctx: DistContext) -> int:
             ctx.store, "out_dir", str(launch.out or default_run_dir(cluster)), ctx.info.rank, launch.timeout_s
         )
     )
+    job.retarget(job.profile.for_gpus(_gpu_names(ctx, launch.timeout_s)))
+    if ctx.info.rank == 0 and job.profile.targets_line():
+        print(f"# targets: {job.profile.targets_line()}", flush=True)
     sections = job.prepare(ctx)
     record, results = None, None
     if ctx.info.rank == 0:
@@ -124,6 +143,18 @@ def lifecycle(job: Job, ctx: DistContext) -> int:
         run.end("failed", EXIT_INFRA, {"kind": "write", "message": str(exc)})
         raise
     return agree_on_exit_status(ctx, status, timeout_s=launch.timeout_s + FINISH_S)
+
+
+def _gpu_names(ctx: DistContext, timeout_s: float) -> list[str]:
+    """Every rank's GPU name (empty on a CPU rank), on every rank: the GPU generation whose targets judge the
+    run is chosen from what the nodes report (``bench.gpu_targets``). Under the watchdog, as every agreement
+    before the measurement is: a rank that never answers is a named hang, not a wait without end."""
+    coord = coordinator(ctx.backend, ctx.store, ctx.info.rank, ctx.info.world_size, torch_timeout_s(timeout_s))
+    with guarded(ctx, timeout_s, lambda status, exit_status, failure: None) as watchdog:
+        watchdog.enter("gathering every rank's GPU name")
+        names = coord.all_gather(device_name(ctx.device))
+        watchdog.leave()
+    return [str(name) for name in names]
 
 
 def _start_record(
@@ -158,17 +189,20 @@ def conclude(job: Job, run: Run, items: Sequence[Item], wall_s: float | None = N
         finished_utc=iso_utc(),
         finish="running",
     )
-    print_verdict(job.command, verdict)
+    print_verdict(job.command, verdict, numbers_of(run.record.record) if run.record is not None else "")
     return finish(run, status)
 
 
-def print_verdict(command: str, verdict: Verdict) -> None:
-    """The terminal's verdict: every failure on its own ``# FAIL`` line, then the word; for any other word
+def print_verdict(command: str, verdict: Verdict, numbers: str = "") -> None:
+    """The terminal's verdict: every failure on its own ``# FAIL`` line, then the word and what the numbers
+    are of (``bench.rundir.numbers``: a CPU run says its numbers are not the fabric's); for any other word
     the reasons (why nothing was judged, what was not) under it."""
     if verdict.word == "fail":
         for reason in verdict.reasons:
             print(f"# FAIL {reason}")
     print(f"# {command} verdict: {verdict.label}")
+    if numbers:
+        print(f"# numbers: {numbers}")
     if verdict.word != "fail":
         for reason in verdict.reasons:
             print(f"#   {reason}")

@@ -92,6 +92,10 @@ def judged_by(profile: Profile) -> JudgedBy:
         compare_min_bytes=profile.compare.min_bytes,
         idle_devices=tuple(dict.fromkeys(idle)),
         counter_tolerance_bytes=profile.counter_tolerance_bytes,
+        gpu_models=profile.gpus,
+        gpu_generation=profile.generation,
+        targets_source=profile.targets_source,
+        targets_note=profile.targets_note,
     )
 
 

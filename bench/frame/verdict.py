@@ -1,21 +1,25 @@
 """The one place a verdict is decided: from the items a job judged to the run's verdict record.
 
 A job says, per item it looked at (a collective, a rail, a node's check, a GPU pair matrix), one of
-``pass``, ``fail``, ``measured`` (looked at, not judged: no target applies or the sizes never reached the
-judged size) or ``skip`` (not looked at), each with its sentence. :func:`decide` turns the items into the run's
+``pass``, ``warn`` (judged and passed, with a warning that says what to watch), ``fail``, ``measured``
+(looked at, not judged: no target applies or the sizes never reached the judged size) or ``skip`` (not
+looked at), each with its sentence. :func:`decide` turns the items into the run's
 :class:`~bench.rundir.verdict.Verdict` by one rule (docs/design.md, "One verdict"):
 
 * any item failed: ``fail``, with every failed item's sentence;
-* else any deciding item passed: ``pass`` (the sentences of items measured but not judged are kept as notes);
+* else any deciding item passed or only warned: ``pass`` (the sentences of items measured but not judged are
+  kept as notes; a warning stays with its item in run.json ``items`` and junit.xml);
 * else any item was measured: ``measured``, with why nothing was judged;
 * else ``skip``: nothing was looked at, which is never a pass.
 
 An item that is evidence rather than a target (the byte counters) or a view over others (a node's line in
 accept, which gathers that node's checks and defects) has ``decides`` off: its failure still fails the run,
-its pass alone never makes one; a view also ``repeats``, so its sentence is not said twice.
+its pass alone never makes one; a view also ``repeats``, so its sentence is not said twice, and it is no
+JUnit testcase: the items it gathers are, so CI counts one failure per defect.
 
-:func:`mark_regressed` is how ``compare`` turns a finished run's verdict into ``regressed`` in its run.json
-and the history.
+:func:`mark_regressed` is how ``compare`` turns a finished run's verdict into ``regressed`` in every output of
+the run (run.json's word, reasons and exit status, junit.xml; the report and metrics.prom are drawn again from
+run.json) and in the history.
 """
 
 from __future__ import annotations
@@ -26,13 +30,15 @@ from pathlib import Path
 from typing import Literal
 
 from bench.history.store import refresh_run
-from bench.rundir.junit import Case, Status, write_junit
+from bench.rundir.files import atomic_write_bytes
+from bench.rundir.junit import Case, Status, restated_junit, write_junit
 from bench.rundir.runjson import RunFile
 from bench.rundir.verdict import Verdict
 
-State = Literal["pass", "fail", "measured", "skip"]
+State = Literal["pass", "warn", "fail", "measured", "skip"]
 
-_JUNIT: dict[State, Status] = {"pass": "pass", "fail": "fail", "measured": "skip", "skip": "skip"}
+# JUnit has no warning state: a warned item passes there, and says so in the case's output.
+_JUNIT: dict[State, Status] = {"pass": "pass", "warn": "pass", "fail": "fail", "measured": "skip", "skip": "skip"}
 
 
 @dataclass(frozen=True)
@@ -44,7 +50,7 @@ class Item:
     name: str
     state: State
     reason: str = ""
-    """One sentence: what failed, or why it was not judged (measured, skip). Names the part."""
+    """One sentence: what failed, what it warns of, or why it was not judged (measured, skip). Names the part."""
     details: str = ""
     """The evidence under it (measurements, counters), shown as the JUnit case's output."""
     decides: bool = True
@@ -71,7 +77,7 @@ def decide(items: Sequence[Item]) -> Verdict:
         said = [i for i in failed if not i.repeats] or failed
         return Verdict.of("fail", (_sentence(i) for i in said))
     unjudged = [_sentence(i) for i in items if i.state == "measured"]
-    if any(i.state == "pass" and i.decides for i in items):
+    if any(i.state in ("pass", "warn") and i.decides for i in items):
         return Verdict.of("pass", unjudged)
     if unjudged:
         return Verdict.of("measured", unjudged)
@@ -91,11 +97,20 @@ def _sentence(item: Item) -> str:
 
 
 def junit_case(item: Item) -> Case:
-    """The item as a JUnit testcase: ``measured`` is a skipped case whose message says it was not judged."""
+    """The item as a JUnit testcase: ``measured`` is a skipped case whose message says it was not judged; a
+    warning passes, and its output opens with ``WARN`` and the reason (CI shows a passed case's output)."""
+    if item.state in ("pass", "warn"):
+        warned = f"WARN {item.reason}" if item.state == "warn" else ""
+        return Case(item.group, item.name, "pass", "", "\n".join(filter(None, (warned, item.details))), item.time_s)
     message = item.reason if item.state != "measured" else f"measured, not judged: {item.reason}"
-    return Case(
-        item.group, item.name, _JUNIT[item.state], message if item.state != "pass" else "", item.details, item.time_s
-    )
+    return Case(item.group, item.name, _JUNIT[item.state], message, item.details, item.time_s)
+
+
+def junit_cases(items: Sequence[Item]) -> list[Case]:
+    """junit.xml's testcases: one per item that judges or is evidence; a view that repeats others (a node's
+    line in accept) is left out, since the items it gathers are cases of their own and CI counts one failure
+    per defect."""
+    return [junit_case(i) for i in items if not i.repeats]
 
 
 def write_junit_items(
@@ -103,38 +118,71 @@ def write_junit_items(
 ) -> None:
     """junit.xml with one testcase per item, and the run's verdict record as the suite's properties
     (``railbench.verdict``, ``railbench.reasons``): JUnit has no word for measured or skip, so CI reads it there."""
-    properties = {"railbench.verdict": verdict.word, "railbench.reasons": "\n".join(verdict.reasons)}
-    cases = [junit_case(i) for i in items]
-    write_junit(path, suite, cases, hostname=hostname, properties=properties, time_s=time_s)
+    write_junit(
+        path, suite, junit_cases(items), hostname=hostname, properties=_verdict_properties(verdict), time_s=time_s
+    )
+
+
+COMPARE_GROUP = "railbench.compare"
+"""The JUnit classname of compare's case in the run's own junit.xml."""
+
+
+def _verdict_properties(verdict: Verdict) -> dict[str, str]:
+    return {"railbench.verdict": verdict.word, "railbench.reasons": "\n".join(verdict.reasons)}
+
+
+def _compare_case(verdict: Verdict) -> Case:
+    shown = "; ".join(verdict.reasons[:3]) + (
+        f" and {len(verdict.reasons) - 3} more" if len(verdict.reasons) > 3 else ""
+    )
+    return Case(COMPARE_GROUP, "baseline", "fail", shown, "\n".join(verdict.reasons))
+
+
+def _restate(run_dir: Path, run_file: RunFile, verdict: Verdict, exit_status: int | None, **sections: object) -> None:
+    """Say ``verdict`` in every output of the run: junit.xml (its properties, and compare's own failing case
+    while the run is regressed), run.json (the word, the reasons and the exit status). junit.xml is read and
+    checked first, so a damaged one is refused before run.json changes."""
+    cases = [_compare_case(verdict)] if verdict.word == "regressed" else []
+    junit = run_dir / "junit.xml"
+    document = restated_junit(junit, _verdict_properties(verdict), COMPARE_GROUP, cases)
+    run_file.update(verdict=verdict.word, reasons=list(verdict.reasons), exit_status=exit_status, **sections)
+    if document is not None:
+        atomic_write_bytes(junit, document)
 
 
 def mark_regressed(run_dir: Path, reasons: Sequence[str], history: Path | None = None) -> Verdict:
-    """Record in ``run_dir``'s run.json, and in ``history`` when it holds the run, that ``compare`` found it
-    regressed, for the reasons given; returns the verdict the run now has. A run that failed or broke keeps that
-    verdict (it is the worse news); the run's own verdict is kept under ``before_compare`` so
-    :func:`clear_regressed` can restore it."""
+    """Record in every output of ``run_dir`` (run.json's verdict and exit status, junit.xml) and in ``history``
+    when it holds the run, that ``compare`` found it regressed, for the reasons given; returns the verdict the
+    run now has. A run that failed or broke keeps that verdict (it is the worse news); the run's own verdict
+    and exit status are kept under ``before_compare`` so :func:`clear_regressed` can restore them."""
     run_file = RunFile.load(run_dir)
     record = run_file.record
     own = record.decided()
     if own is None or own.word in ("fail", "error") or record.status != "complete":
         return own or Verdict.of("error", ["the run did not finish"])
-    before = record.sections.get("before_compare") or {"verdict": own.word, "reasons": list(own.reasons)}
+    before = record.sections.get("before_compare") or {
+        "verdict": own.word,
+        "reasons": list(own.reasons),
+        "exit_status": record.exit_status,
+    }
     verdict = Verdict.of("regressed", reasons or ["compare found a regression"])
-    run_file.update(verdict=verdict.word, reasons=list(verdict.reasons), before_compare=before)
+    _restate(run_dir, run_file, verdict, verdict.exit_status, before_compare=before)
     if history is not None:
         refresh_run(history, run_dir)
     return verdict
 
 
 def clear_regressed(run_dir: Path, history: Path | None = None) -> Verdict | None:
-    """Undo :func:`mark_regressed` when a later compare finds nothing regressed; returns the run's verdict."""
+    """Undo :func:`mark_regressed` when a later compare finds nothing regressed (run.json, junit.xml, the
+    history); returns the run's verdict."""
     run_file = RunFile.load(run_dir)
     record = run_file.record
     before = record.sections.get("before_compare")
     if record.verdict != "regressed" or not isinstance(before, dict):
         return record.decided()
     own = Verdict.of(before.get("verdict", "measured"), [str(r) for r in before.get("reasons") or []])
-    run_file.update(verdict=own.word, reasons=list(own.reasons))
+    status = before.get("exit_status")
+    _restate(run_dir, run_file, own, status if isinstance(status, int) else own.exit_status)
     if history is not None:
         refresh_run(history, run_dir)
     return own

@@ -22,6 +22,7 @@ from bench.exits import UserError
 from bench.history.records import MetricRecord, RunRecord, read_run
 from bench.history.runfacts import EnvironmentChange, environment_changes
 from bench.history.store import StoredRun, comparable_runs, metrics_of, opened, other_shapes, run_id_of
+from bench.rundir.runjson import read_run_json
 
 
 @dataclass(frozen=True)
@@ -168,8 +169,54 @@ def shape_changes(
     return refuse, named
 
 
+def _dtype(run_dir: Path | str) -> str | None:
+    """The element type a run's sweep measured (run.json ``sweep.dtype``; None for a rails run)."""
+    dtype = read_run_json(run_dir).section("sweep").get("dtype")
+    return dtype if isinstance(dtype, str) else None
+
+
+def like_with_like(
+    run_dir: Path,
+    base: RunRecord,
+    base_metrics: Sequence[MetricRecord],
+    tonight: RunRecord,
+    tonight_metrics: Sequence[MetricRecord],
+) -> tuple[list[MetricRecord], str | None]:
+    """The chosen run's metrics that tonight's run set out to measure too, and a note when that left any out.
+
+    A run of another kind (another command, sizes or collectives) measured things tonight's run never tried:
+    those are left out, not called ``missing``, so a shorter sweep is never REGRESSED on the sizes it did not
+    run. A (collective, scope, size) tonight measured anywhere still expects every group of the baseline, so a
+    rail or pair that went quiet tonight is missing as it should be. Refused (UserError) when nothing is left,
+    or when the element types differ (busbw of bfloat16 sums is not the number float sums give).
+    """
+    if base.kind == tonight.kind:
+        return list(base_metrics), None
+    choose = "choose a run of the same kind, or use last:N"
+    dtypes = _dtype(run_dir), _dtype(tonight.run_dir)
+    if None not in dtypes and dtypes[0] != dtypes[1]:
+        raise UserError(
+            f"--baseline {run_dir} measured {dtypes[0]}, tonight's run {dtypes[1]}: busbw of another element type "
+            f"is not like with like; {choose}"
+        )
+    measured = {(m.collective, m.scope, m.bytes) for m in tonight_metrics}
+    common = [m for m in base_metrics if (m.collective, m.scope, m.bytes) in measured]
+    if not common:
+        raise UserError(
+            f"--baseline {run_dir} is a run of another kind ({base.kind}) with no collective, scope and size in "
+            f"common with tonight's ({tonight.kind}): nothing to compare; {choose}"
+        )
+    left = len({(m.collective, m.scope, m.bytes) for m in base_metrics} - measured)
+    note = (
+        f"baseline run is of another kind ({base.kind}; tonight: {tonight.kind}): compared on the collectives, "
+        f"scopes and sizes both runs measured; {left} that only the baseline measured are left out, not missing"
+    )
+    return common, note if left else note.split("; ", 1)[0] + ": compared on what both runs measured"
+
+
 def from_run_dir(run_dir: Path, tonight: RunRecord, tonight_metrics: Sequence[MetricRecord] = ()) -> Baselines:
-    """One chosen run as the baseline; refused (UserError) when its rank or node count is not tonight's."""
+    """One chosen run as the baseline; refused (UserError) when its rank or node count is not tonight's, and
+    compared on what both measured when it is of another kind (:func:`like_with_like`)."""
     run, metrics = read_run(run_dir)
     refuse, named = shape_changes(run, metrics, tonight, tonight_metrics)
     if refuse:
@@ -177,7 +224,9 @@ def from_run_dir(run_dir: Path, tonight: RunRecord, tonight_metrics: Sequence[Me
             f"--baseline {run_dir} has another shape ({', '.join(refuse)}): busbw is not comparable across rank "
             "or node counts; choose a run of the same shape, or use last:N"
         )
-    notes = [f"baseline run has {n}: the rails not measured tonight are missing" for n in named]
+    metrics, kind_note = like_with_like(run_dir, run, metrics, tonight, tonight_metrics)
+    notes = [kind_note] if kind_note else []
+    notes += [f"baseline run has {n}: the rails not measured tonight are missing" for n in named]
     if run.nccl != tonight.nccl:
         notes.append(f"baseline run has NCCL {run.nccl}, tonight has {tonight.nccl}: compared as asked")
     if (run.cluster, run.node_hash) != (tonight.cluster, tonight.node_hash):

@@ -1,4 +1,4 @@
-"""The few calls in which a GPU and the host differ, in one place: synchronise, and time a region.
+"""The few calls in which a GPU and the host differ, in one place: synchronise, time a region, name the device.
 
 NCCL's operations are asynchronous: ``Work.wait()`` makes the current CUDA stream wait for NCCL's stream and
 returns at once, so the host learns that a transfer ended only from the device (``cuda.synchronize`` or a
@@ -43,6 +43,15 @@ def unregister_host_queue(drain: Callable[[], None]) -> None:
 
 def is_cuda(device: torch.device) -> bool:
     return getattr(device, "type", "cpu") == "cuda"
+
+
+def device_name(device: torch.device) -> str:
+    """The GPU's name as torch and nvidia-smi say it (``NVIDIA H100 80GB HBM3``); empty on the host."""
+    if not is_cuda(device):
+        return ""
+    import torch
+
+    return str(torch.cuda.get_device_name(device))
 
 
 def synchronize(device: torch.device) -> None:

@@ -25,7 +25,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from bench.profiles import Profile, TargetSteps
+from bench.gpu_targets import TargetSteps
+from bench.profiles import Profile
 
 POINT_TO_POINT = frozenset({"sendrecv"})
 ONE_NIC_PER_GPU = frozenset({"alltoall"})

@@ -200,8 +200,8 @@ class Context:
         return None
 
     def action(self, key: str, **words: object) -> str:
-        """The profile's action for ``key`` on this node."""
-        return self.profile.actions.action(key, node=self.node, **words)
+        """The profile's action (``[actions.checks]``) for check ``key`` on this node."""
+        return self.profile.actions.check_action(key, node=self.node, **words)
 
 
 @dataclass(frozen=True)

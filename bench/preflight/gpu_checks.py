@@ -104,7 +104,7 @@ class GpuXid(Check):
             )
             status: Status = "fail" if failing & set(counts) else "warn"
             reason = f"GPU {path.k} ({path.address}): {said} since boot in {log.source}; latest: {mine[-1].line[:200]}"
-            action = ctx.action("gpu_xid", device=f"GPU {path.k}", pci=path.address)
+            action = ctx.action("gpu-xid", device=f"GPU {path.k}", pci=path.address)
             out.append(self.result(status, reason, path.label, action=action, gpus=(path.k,)))
         stray = [e for e in found if not any(e.matches(p.address) for p in ctx.gpu_paths)]
         if stray:
@@ -130,7 +130,7 @@ class GpuEcc(SmiCheck):
             if fails is None:
                 unknown.append(words)
                 continue
-            action = ctx.action("gpu_ecc", device=words.split(" (")[0], pci=gpu.pci)
+            action = ctx.action("gpu-ecc", device=words.split(" (")[0], pci=gpu.pci)
             if fails:
                 out.append(self.result("fail", f"{words}: {'; '.join(fails + warns)}", label, action=action, gpus=gpus))
             elif warns:
@@ -190,7 +190,7 @@ class GpuClocks(SmiCheck):
             label, words, gpus = _who(ctx, gpu)
             bad = [e for e in gpu.clock_events if e in FAILING_CLOCK_EVENTS]
             odd = [e for e in gpu.clock_events if e in WARNING_CLOCK_EVENTS]
-            action = ctx.action("gpu_clocks", device=words.split(" (")[0], pci=gpu.pci)
+            action = ctx.action("gpu-clocks", device=words.split(" (")[0], pci=gpu.pci)
             if bad or odd:
                 status: Status = "fail" if bad else "warn"
                 reason = f"{words}: clocks held down by {', '.join(bad + odd)}"
@@ -304,7 +304,7 @@ class FabricManager(SmiCheck):
                 "so CUDA and NCCL cannot use their NVLinks"
             )
             everyone = [k for g in waiting for k in _who(ctx, g)[2]]
-            return [self.result("fail", reason, action=ctx.action("fabric_manager"), gpus=everyone)]
+            return [self.result("fail", reason, action=ctx.action("fabric-manager"), gpus=everyone)]
         for gpu in waiting:
             label, words, gpus = _who(ctx, gpu)
             status = f", status {gpu.fabric_status}" if gpu.fabric_status else ""
@@ -312,7 +312,7 @@ class FabricManager(SmiCheck):
                 f"{words}: fabric state {gpu.fabric_state}{status}: the fabric manager has not registered it, so "
                 "CUDA and NCCL cannot use its NVLinks"
             )
-            out.append(self.result("fail", reason, label, action=ctx.action("fabric_manager"), gpus=gpus))
+            out.append(self.result("fail", reason, label, action=ctx.action("fabric-manager"), gpus=gpus))
         if not out:
             out.append(self.result("pass", f"fabric state Completed on all {len(reporting)} GPUs"))
         return out

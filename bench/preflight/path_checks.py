@@ -86,7 +86,7 @@ class PcieLink(Check):
         return self.result("fail", reason, label, action=self._act(ctx, name, link), gpus=gpus)
 
     def _act(self, ctx: Context, words: str, link: pcie.PcieLink) -> str:
-        return ctx.action("pcie_link", device=words, pci=link.below.address)
+        return ctx.action("pcie-link", device=words, pci=link.below.address)
 
 
 def _healthy(ctx: Context, links: list[pcie.PcieLink]) -> str:
@@ -138,7 +138,7 @@ class PcieAcs(Check):
                 f"{words} on the path of {_on_paths(gpus, ctx)}: {acs.describe()}: {' and '.join(acs.redirects)} send "
                 "GPU-NIC peer traffic up to the root complex instead of across the switch"
             )
-            action = ctx.action("pcie_acs", device=name, pci=address)
+            action = ctx.action("pcie-acs", device=name, pci=address)
             out.append(self.result("fail", reason, label, action=action, gpus=gpus))
         if unread and len(unread) == len(bridges):
             address, got = unread[0]
@@ -233,7 +233,7 @@ class GpuPeerMemory(Check):
 
     def run(self, ctx: Context) -> list[CheckResult]:
         everyone = tuple(p.k for p in ctx.gpu_paths)
-        action = ctx.action("gpu_peer_memory")
+        action = ctx.action("gpu-peer-memory")
         out = []
         for name, host in nccl_evidence.hosts(ctx.logs).items():
             if host.gdr_off is not None:
@@ -297,7 +297,7 @@ class NicPcie(RailsFound):
                     f"{device.name} ({device.pci_address}): PCIe MaxReadReq {size} bytes, under the profile's "
                     f"{wanted}: each DMA read from GPU memory fetches less, leaving the link idle between them"
                 )
-                action = ctx.action("nic_pcie", device=device.name, pci=device.pci_address)
+                action = ctx.action("nic-pcie", device=device.name, pci=device.pci_address)
                 out.append(self.result("fail", reason, device.name, action=action, gpus=users.get(device.name, ())))
         if not read and unread:
             device, got = unread[0]
@@ -346,7 +346,7 @@ class PortMtu(RailsFound):
                 reason = (
                     f"{port.name}{how}: active MTU {mtu} bytes, under the profile's {wanted}: more packets per byte"
                 )
-                action = ctx.action("port_mtu", device=port.name)
+                action = ctx.action("port-mtu", device=port.name)
                 out.append(self.result("fail", reason, port.name, action=action, gpus=users.get(port.name, ())))
         judged = [p for p in ctx.rails if p.name in mtus]
         if not judged:

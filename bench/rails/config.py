@@ -220,6 +220,17 @@ def resolve(config: RailsConfig, profile: Profile) -> RailsSettings:
     )
 
 
+def retargeted(settings: RailsSettings, profile: Profile) -> RailsSettings:
+    """``settings`` with what they took from the profile's targets taken again from ``profile`` as it judges the
+    run's GPUs (``Profile.for_gpus``): the intra-node pairs' NVLink figure and the plan's rates. A B200 node's
+    pairs are never held to an H100 figure, and a GPU of no known generation has none (judged against its
+    node's other pairs only)."""
+    model = PlanModel.for_profile(profile, settings.rail_rate_gbps) or settings.plan_model
+    return dataclasses.replace(
+        settings, local_pair_target_gbps=world_target_gbps(profile, "sendrecv", 1), plan_model=model
+    )
+
+
 def _plan_model(config: RailsConfig, profile: Profile) -> PlanModel | None:
     model = PlanModel.for_profile(profile, config.rail_rate_gbps or profile.rail_rate_gbps)
     if model is None and (config.plan or config.max_minutes is not None):

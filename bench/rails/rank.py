@@ -30,7 +30,7 @@ from bench.measure.timing import Budget, SizeResult, measure
 from bench.profiles import Profile
 from bench.rails import intranode, judge, local_causes, output, plan, records, windows
 from bench.rails.budget import cell_budget, chunks_per_message
-from bench.rails.config import RailsConfig, RailsSettings, validate
+from bench.rails.config import RailsConfig, RailsSettings, retargeted, validate
 from bench.rails.corroborate import corroborate
 from bench.rails.groups import form_rail_groups
 from bench.rails.items import local_cause_items, rail_items
@@ -400,6 +400,10 @@ class RailsJob(Job):
     def before_init(self, prelude: Prelude) -> Path | None:
         launch = self.launch
         return rail_prelude(self.settings, self.profile, lambda: proposed_run_dir(launch.out, launch.cluster))(prelude)
+
+    def retarget(self, profile: Profile) -> None:
+        super().retarget(profile)
+        self.settings = retargeted(self.settings, profile)
 
     def prepare(self, ctx: DistContext) -> dict[str, object]:
         # The plan for this shape (every rank computes the same), cut to --max-minutes when asked.

@@ -84,6 +84,9 @@ def node_list(names: Sequence[str], hosts: Sequence[str] = (), limit: int = 6) -
     return ", ".join(parts)
 
 
+NOT_NODES = frozenset({"all nodes", "this node", "fabric"})
+"""Rows of the grid that are not one node: the cross-node comparison, a single node's flat list, the cabling."""
+
 _WORST = {"fail": 3, "warn": 2, "pass": 1, "skip": 0, "": -1}
 
 
@@ -97,7 +100,8 @@ class Answer:
     reason: str
     device: str = ""
     action: str = ""
-    """What to do about a fail or warning (checks.json's ``action``), where the check gives one."""
+    """What to do about a fail or warning, as checks.json says it (``bench.check.node``: the check's own action, or
+    the profile's ``[actions.checks]``)."""
 
 
 @dataclass(frozen=True)
@@ -143,6 +147,7 @@ def checks_grid(checks: Parsed | None) -> Grid | None:
         if isinstance(entry, Mapping):
             take(str(entry.get("node") or "?"), entry.get("results"))
     take("all nodes", checks.get("cross_node"))
+    take("fabric", checks.get("cabling"))  # --topology: the cabling against the rail-optimised plan
     take("this node", checks.get("checks"))  # a single node's flat list (older layout)
     if not answers:
         return None
@@ -161,6 +166,38 @@ def checks_grid(checks: Parsed | None) -> Grid | None:
     return Grid(columns, rows, {k: "; ".join(dict.fromkeys(v)) for k, v in reasons.items()}, tuple(answers))
 
 
+_TALLY = (("fail", "failed"), ("warn", "warned"), ("pass", "passed"), ("skip", "skipped"))
+_ACROSS = {"all nodes": "across the nodes", "fabric": "of the fabric's cabling"}
+
+
+def _tallied(cells: Sequence[str]) -> str:
+    counts = Counter(cells)
+    return ", ".join(f"{counts[s]} {word}" for s, word in _TALLY if counts[s])
+
+
+def grid_tally(grid: Grid) -> str:
+    """What the grid holds, each count in the unit its heading names: one answer per check and node (a check
+    answering per device counts once, at its worst), then the checks across the nodes and of the cabling.
+
+    ``11 checks on 64 nodes (704 answers, one per check and node: 1 failed, 447 passed, 256 skipped); 2
+    checks across the nodes: 2 passed``: never per-device results under a per-check heading.
+    """
+    parts = []
+    node_rows = [(node, cells) for node, cells in grid.rows if node not in _ACROSS]
+    if node_rows:
+        columns = [i for i in range(len(grid.columns)) if any(cells[i] for _, cells in node_rows)]
+        answers = [cells[i] for _, cells in node_rows for i in columns if cells[i]]
+        parts.append(
+            f"{plural(len(columns), 'check')} on {plural(len(node_rows), 'node')} ({plural(len(answers), 'answer')}, "
+            f"one per check and node: {_tallied(answers)})"
+        )
+    for node, cells in grid.rows:
+        if node in _ACROSS:
+            answered = [c for c in cells if c]
+            parts.append(f"{plural(len(answered), 'check')} {_ACROSS[node]}: {_tallied(answered)}")
+    return "; ".join(parts)
+
+
 def grid_groups(grid: Grid, hosts: Sequence[str] = ()) -> list[tuple[str, tuple[str, ...], tuple[str, ...]]]:
     """The grid's rows with identical answers merged: (the nodes in few words, every node, the statuses).
 
@@ -169,7 +206,7 @@ def grid_groups(grid: Grid, hosts: Sequence[str] = ()) -> list[tuple[str, tuple[
     merged: dict[tuple[str, ...], list[str]] = {}
     for node, cells in grid.rows:
         merged.setdefault(cells, []).append(node)
-    nodes = [n for n, _ in grid.rows if n not in ("all nodes", "this node")]
+    nodes = [n for n, _ in grid.rows if n not in NOT_NODES]
     known = [h for h in hosts if h in set(nodes)] if hosts else nodes
     return [(node_list(members, known or nodes), tuple(members), cells) for cells, members in merged.items()]
 
@@ -192,7 +229,7 @@ class ReasonGroup:
 def grid_reasons(grid: Grid, hosts: Sequence[str] = ()) -> list[ReasonGroup]:
     """Every reason behind a cell that is not a plain pass, each said once: identical reasons are grouped
     across checks and nodes (failures first, then warnings, then skips)."""
-    nodes = [n for n, _ in grid.rows if n not in ("all nodes", "this node")]
+    nodes = [n for n, _ in grid.rows if n not in NOT_NODES]
     known = [h for h in hosts if h in set(nodes)] if hosts else nodes
     groups: dict[tuple[str, str], tuple[list[str], list[str]]] = {}
     for a in grid.answers:

@@ -9,6 +9,7 @@ frame, so a chart drawn from a CSV url and one drawn from inline values are iden
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
 from typing import Literal
 
@@ -234,18 +235,65 @@ CHART_WIDTH = 1000
 """The widest a figure may be: the report's column is 1100 px on a 1280 px screen."""
 
 
-def heatmap_layout(table: pd.DataFrame, max_cell: int = 28) -> tuple[int, int, bool]:
-    """(cell size in px, panels per row, whether the cells are labelled) for a matrix of this many rows.
+MIN_CELL_PX = 3
+"""The smallest cell a matrix is drawn with: a 64 x 64 panel of 3 px cells is 192 px, four to a row."""
+LABEL_PX = 110
+"""Room left of the first panel for a matrix's row labels (node names, ``GPU 7``)."""
+LABEL_SPACING_PX = 12
+"""Rows of a large matrix are labelled this far apart at least, so the labels never overlap."""
 
-    A panel stays about 230 px square from 8 to 64 rows; the panels wrap so the figure fits CHART_WIDTH.
+
+def heatmap_layout(table: pd.DataFrame, max_cell: int = 28) -> tuple[int, int, bool]:
+    """(cell size in px, panels per row, whether every row is labelled) for a matrix of this many rows.
+
+    A panel stays about 230 px square from 8 to 64 rows, and the panels wrap so the figure fits CHART_WIDTH.
+    The rows are as few as fit (the cells may shrink to three quarters of their size, never below
+    ``MIN_CELL_PX``) and as full as the panel count allows: 8 rails make 2 rows of 4, never 3 rows of 3 with
+    an empty ninth panel, and one more row buys a grid with no empty place (16 nodes: 4 x 4); 7 rails make 4
+    and 3. Matrices above 32 rows label some of their rows (``heatmap_labels``).
     """
     count = int(max(table["row_index"].max(), table["col_index"].max())) + 1 if len(table) else 1
-    cell = max(4, min(max_cell, 230 // max(count, 1)))
+    preferred = max(4, min(max_cell, 230 // max(count, 1)))
     labelled = count <= 32
-    label_px = 110 if labelled else 10
     panels = int(table["panel"].nunique()) if len(table) else 1
-    columns = max(1, min(panels, (CHART_WIDTH - label_px) // (cell * count + 24)))
-    return cell, columns, labelled
+
+    def cell_for(columns: int) -> int:
+        fits = ((CHART_WIDTH - LABEL_PX) // columns - 24) // count
+        return min(preferred, fits)
+
+    floor = max(MIN_CELL_PX, preferred * 3 // 4)
+    fitting = [c for c in range(1, panels + 1) if cell_for(c) >= floor] or [1]
+    rows = -(-panels // max(fitting))
+    columns = -(-panels // rows)  # as few rows as fit, each as full as the panel count allows
+    # An empty place still draws its axis: a grid with none is worth one more row (16 nodes: 4 x 4, not 6 + 6 + 4)
+    full = [c for c in fitting if panels % c == 0 and panels // c <= rows + 1]
+    if panels % columns and full:
+        columns = max(full)
+    return max(MIN_CELL_PX, cell_for(columns)), columns, labelled
+
+
+def heatmap_labels(table: pd.DataFrame, cell: int) -> list[str] | None:
+    """The row and column labels a matrix too large to label every row shows (None: label them all).
+
+    Rows at least ``LABEL_SPACING_PX`` apart, and always the rows the marked cells point at: a part whose whole
+    row and column is marked (a bad HCA, a slow GPU) is named on both axes, as are both ends of a few marked
+    pairs; a stride label that would crowd a named one is left out.
+    """
+    count = int(max(table["row_index"].max(), table["col_index"].max())) + 1 if len(table) else 1
+    if count <= 32:
+        return None
+    names = dict(zip(table["row_index"], table["row"], strict=True)) | dict(
+        zip(table["col_index"], table["col"], strict=True)
+    )
+    named: set[int] = set()
+    for _, panel in table[table["mark"].fillna("") != ""].groupby("panel", sort=False):
+        hits = Counter(int(i) for i in panel["row_index"]) + Counter(int(i) for i in panel["col_index"])
+        most = max(hits.values())
+        # in each panel: a few marked pairs, both ends of each; a marked row and column, the part it crosses at
+        named |= {i for i, n in hits.items() if len(panel) <= 16 or n * 2 >= most}
+    step = max(1, -(-LABEL_SPACING_PX // cell))
+    stride = {i for i in range(0, count, step) if all(abs(i - j) >= step for j in named)}
+    return [str(names[i]) for i in sorted(stride | named) if i in names]
 
 
 def heatmap_chart(
@@ -270,6 +318,7 @@ def heatmap_chart(
     """
     busbw = _field("busbw", unit)
     cell, columns, labelled = heatmap_layout(table, max_cell)
+    shown = None if labelled else heatmap_labels(table, cell)
     if table["efficiency"].notna().any():
         color = alt.Color(
             "efficiency:Q",
@@ -278,7 +327,10 @@ def heatmap_chart(
         )
     else:
         color = alt.Color(f"{busbw}:Q", scale=alt.Scale(scheme="viridis"), legend=alt.Legend(title=unit))
-    axis = alt.Axis(labels=labelled, ticks=False, labelLimit=100)
+    if shown is None:
+        axis = alt.Axis(labels=labelled, ticks=False, labelLimit=100)
+    else:  # a large matrix names some rows (and its marked ones), small, so a marked node can be found
+        axis = alt.Axis(values=shown, ticks=False, labelLimit=LABEL_PX - 10, labelFontSize=9, labelOverlap=False)
     encoding: dict[str, object] = {}
     present = [m for m in MARK_COLORS if m in set(table["mark"])] if len(table) else []
     if present:

@@ -45,6 +45,7 @@ th, td { border: 1px solid #ddd; padding: 0.25rem 0.6rem; text-align: left; vert
          overflow-wrap: break-word; }
 th { background: #f5f5f5; }
 .headline { color: #444; margin: 0 0 0.4rem; }
+.numbers { color: #444; margin: 0 0 0.4rem; }
 .summary table { margin: 0.2rem 0 0.6rem; } .summary td, .summary th { padding: 0.2rem 0.5rem; }
 td.defects-finding { max-width: 26rem; } td.defects-action { max-width: 22rem; }
 td.defects-node { min-width: 9rem; } td.defects-kind, td.defects-rail { white-space: nowrap; }
@@ -99,6 +100,7 @@ _TEMPLATE = """<!DOCTYPE html>
 <header id="verdict">
 <h1>{{ summary.title }} <span class="verdict verdict-{{ summary.verdict | lower }}">{{ summary.verdict }}</span></h1>
 <p class="headline">{{ summary.headline }}</p>
+{% if summary.numbers %}<p class="numbers"><b>Numbers:</b> {{ summary.numbers }}</p>{% endif %}
 </header>
 <section id="summary" class="summary">
 {% if summary.defects %}<h2 class="sum">Defects ({{ summary.defects | length }})</h2>

@@ -102,6 +102,8 @@ def _summary_lines(summary: Summary) -> list[str]:
         f"**Verdict: {md_text(summary.verdict)}** · {md_text(summary.headline)}",
         "",
     ]
+    if summary.numbers:
+        lines += [f"**Numbers:** {md_text(summary.numbers)}", ""]
     if summary.defects:
         lines += [f"### Defects ({len(summary.defects)})", "", *_table(DEFECT_HEADERS, defect_rows(summary)), ""]
     if summary.reasons:

@@ -215,8 +215,8 @@ def _gpu_marks(defects: Iterable[GpuDefect], gpus: int) -> dict[tuple[str, int, 
 def gpu_matrix_table(intra: IntraNode | None, min_efficiency: float, max_panels: int = 16) -> ChartData:
     """Each node's GPU x GPU matrix (row sends, column receives), from rails.json's ``intra_node``.
 
-    Above ``max_panels`` nodes the nodes with a marked cell come first, then the weakest, and the note says
-    how many were left out.
+    The nodes with a marked cell are drawn first; above ``max_panels`` nodes the weakest follow and the note
+    says how many were left out.
     """
     if intra is None or not intra.measurements:
         return ChartData(pd.DataFrame(columns=_COLUMNS))
@@ -239,8 +239,13 @@ def gpu_matrix_table(intra: IntraNode | None, min_efficiency: float, max_panels:
     nodes = node_order(set(cells["node"]), list(intra.nodes))
     weakest = cells.groupby("node")["busbw_Gbps"].min()
     flagged = set(cells.loc[cells["mark"] != "", "node"])
-    shown = sorted(nodes, key=lambda n: (n not in flagged, weakest.get(n, math.inf), nodes.index(n)))[:max_panels]
-    shown.sort(key=nodes.index)
+    # Panels in the order the note says: the nodes with a marked cell first, then the weakest when not every
+    # node fits (else the rest in node order), so a 64-node run draws its bad GPU's node first, not last.
+    marked_first = [n for n in nodes if n in flagged]
+    rest = [n for n in nodes if n not in flagged]
+    if len(nodes) > max_panels:
+        rest.sort(key=lambda n: (weakest.get(n, math.inf), nodes.index(n)))
+    shown = (marked_first + rest)[:max_panels]
     kept = cells[cells["node"].isin(shown)]
     table = pd.DataFrame(
         {

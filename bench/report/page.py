@@ -30,6 +30,7 @@ from bench.report.inputs import RunInputs
 from bench.report.traffic import TrafficProof, traffic_proof
 from bench.report.verdict import read_compare, run_verdict
 from bench.rundir.judged_by import JudgedBy
+from bench.rundir.numbers import numbers_of
 from bench.rundir.railsdoc import DefectErrors, IntraNode, RailDefect, RailsDoc
 from bench.rundir.runjson import RunDoc
 
@@ -106,6 +107,8 @@ class Summary:
     """The verdict's reasons that no defect says (a FAIL), the regressed metrics, or why nothing was judged."""
     sections: tuple[Section, ...] = ()
     headline: str = ""
+    numbers: str = ""
+    """What the numbers are of, in one line (``bench.rundir.numbers``): the backend, the devices, the path."""
     defects: tuple[top.BrokenPart, ...] = ()
     tested: tuple[tuple[str, str], ...] = ()
     targets: tuple[tuple[str, str], ...] = ()
@@ -150,14 +153,17 @@ def _results_table(inputs: RunInputs, min_efficiency: float, scopes: Sequence[st
         "scope",
         "collective",
         "groups",
-        "size",
+        "largest size",
         "worst busbw GB/s (group)",
         "median GB/s",
         "target GB/s",
         "worst of target",
         "verdict",
     )
-    return TextTable(f"At the largest size (fail below {min_efficiency:.0%} of target)", headers, rows, 8)
+    # each line is at its own largest size (rail groups at 16G, pairs at 64M): one heading never claims one
+    sizes = {r.size for r in summary.itertuples()}
+    title = "At the largest size" if len(sizes) == 1 else "Each at its own largest size"
+    return TextTable(f"{title} (fail below {min_efficiency:.0%} of target)", headers, rows, 8)
 
 
 def _error_counts(errors: tuple[DefectErrors, ...] | None) -> str:
@@ -258,15 +264,7 @@ def _intra_section(inputs: RunInputs, min_efficiency: float) -> Section | None:
 
 
 def _checks_section(grid: cert.Grid, hosts: tuple[str, ...]) -> Section:
-    answers = grid.answers
-    tally = {s: sum(1 for a in answers if a.status == s) for s in ("pass", "warn", "fail", "skip")}
-    counted = ", ".join(
-        f"{tally[s]} {word}"
-        for s, word in (("fail", "failed"), ("warn", "warned"), ("pass", "passed"), ("skip", "skipped"))
-        if tally[s]
-    )
-    nodes = [n for n, _ in grid.rows if n not in ("all nodes", "this node")] or ["this node"]
-    checked = f"{counted} on {cert.plural(len(nodes), 'node')} (a skipped check did not apply here)."
+    checked = f"{cert.grid_tally(grid)}. A skipped check did not apply here."
     return Section("checks", "Preflight checks", (checked,), grid=grid, hosts=hosts)
 
 
@@ -356,6 +354,7 @@ def summarize(inputs: RunInputs, min_efficiency: float, notes: Sequence[str] = (
         reasons=tuple(reasons),
         sections=tuple(sections),
         headline=top.headline(run),
+        numbers=numbers_of(run),
         defects=found,
         tested=top.tested(inputs, grid, compare),
         targets=top.targets(inputs, profile),

@@ -16,13 +16,18 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from bench.actions import Actions
 from bench.jsondoc import Parsed
 from bench.profiles import Profile
-from bench.report.certificate import Grid, plural
+from bench.report.certificate import Grid, grid_tally, plural
 from bench.report.inputs import RunInputs
+from bench.rundir.judged_by import JudgedBy
 from bench.rundir.railsdoc import GpuDefect, RailDefect, RailsDoc
 from bench.rundir.runjson import RunDoc
 from bench.units import format_size
+
+DEFAULT = Actions()
+"""The default actions, for a checks.json written before it carried its own."""
 
 
 @dataclass(frozen=True)
@@ -107,15 +112,11 @@ def defects(inputs: RunInputs, grid: Grid | None) -> tuple[BrokenPart, ...]:
         )
     for answer in grid.answers if grid is not None else ():
         if answer.status == "fail":
+            # checks.json says what to do; one written before it did gets the default action of its check
+            action = answer.action or DEFAULT.for_check(answer.check, answer.node, answer.device or None)
             found.append(
                 BrokenPart(
-                    "check",
-                    answer.node,
-                    "",
-                    answer.device,
-                    f"{answer.check}: {answer.reason}",
-                    answer.action,
-                    "preflight",
+                    "check", answer.node, "", answer.device, f"{answer.check}: {answer.reason}", action, "preflight"
                 )
             )
     rails = inputs.rails or RailsDoc()
@@ -181,14 +182,7 @@ def tested(inputs: RunInputs, grid: Grid | None, compare: Parsed | None) -> tupl
     """One line per step of the run: what it measured, on how much of the cluster."""
     lines: list[tuple[str, str]] = []
     if grid is not None:
-        counts = {s: sum(1 for a in grid.answers if a.status == s) for s in ("pass", "warn", "fail", "skip")}
-        said = ", ".join(
-            f"{counts[s]} {word}"
-            for s, word in (("fail", "failed"), ("warn", "warned"), ("pass", "passed"), ("skip", "skipped"))
-            if counts[s]
-        )
-        nodes = [n for n, _ in grid.rows if n not in ("all nodes", "this node")] or ["this node"]
-        lines.append(("preflight", f"{plural(len(grid.columns), 'check')} on {plural(len(nodes), 'node')}: {said}"))
+        lines.append(("preflight", grid_tally(grid)))
     results = inputs.results
     world = results[results["scope"] == "world"] if len(results) else results
     if len(world):
@@ -236,6 +230,13 @@ def targets(inputs: RunInputs, profile: Profile | None) -> tuple[tuple[str, str]
     """One line per target the run was held to, and the pass line; a step with none says so."""
     lines: list[tuple[str, str]] = []
     judged = False  # whether any target or line rate applies: only then is there a pass line
+    # the GPU generation whose figures judged the run, as run.json recorded it (never today's profile)
+    recorded = JudgedBy.from_json(inputs.run.sections.get("judged_by"))
+    if recorded is not None and recorded.gpu_generation:
+        gpus = ", ".join(recorded.gpu_models) or "its GPUs"
+        lines.append(("GPU targets", f"{recorded.gpu_generation} figures for {gpus} (from {recorded.targets_source})"))
+    elif recorded is not None and recorded.targets_note:
+        lines.append(("GPU targets", f"none: {recorded.targets_note}"))
     results = inputs.results
     for scope, label in (("world", "world collectives"), ("node", "single node")):
         rows = results[(results["scope"] == scope) & (results["target_Gbps"] > 0)] if len(results) else results
@@ -245,10 +246,23 @@ def targets(inputs: RunInputs, profile: Profile | None) -> tuple[tuple[str, str]
             lines.append((label, said))
             judged = True
     rails = inputs.rails or RailsDoc()
-    rates = sorted({float(r.line_rate_Gbps) for r in rails.rails if r.line_rate_Gbps})
-    if rates:
+    by_rate: dict[float, list[int]] = {}
+    for r in rails.rails:
+        if r.line_rate_Gbps:
+            by_rate.setdefault(float(r.line_rate_Gbps), []).append(r.rail)
+    if by_rate:
         judged = True
-        lines.append(("rails", f"{' / '.join(f'{r:,.4g}' for r in rates)} Gb/s line rate per rail (read from sysfs)"))
+        profiled = profile.rail_rate_gbps if profile is not None else None
+        source = "the profile's rail rate" if profiled is not None and set(by_rate) == {profiled} else "from sysfs"
+        if len(by_rate) == 1:
+            (rate,) = by_rate
+            said = f"{rate:,.4g} Gb/s line rate per rail"
+        else:  # one rate per group of rails, never two numbers under one heading with no rails to them
+            said = "; ".join(
+                f"rail {', '.join(map(str, sorted(k)))}: {r:,.4g} Gb/s" for r, k in sorted(by_rate.items())
+            )
+            said = f"line rate per rail: {said}"
+        lines.append(("rails", f"{said} ({source})"))
     elif rails.measurements:
         lines.append(("rails", "no line rate known: parts are judged against their peers only"))
     intra = rails.intra_node

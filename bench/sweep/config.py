@@ -190,13 +190,7 @@ def default_max_bytes(profile: Profile) -> int:
     64M where it has none (the CPU profiles: gloo moves 64M in well under a second)."""
     if profile.default_max_bytes:
         return profile.default_max_bytes
-    judges = (
-        profile.node_target_gbps
-        or profile.nvlink_target_gbps
-        or profile.nvlink_targets_gbps
-        or profile.node_targets_gbps
-    )
-    return max(JUDGED_MAX_BYTES, profile.judge_min_bytes) if judges else DEFAULT_MAX_BYTES
+    return max(JUDGED_MAX_BYTES, profile.judge_min_bytes) if profile.has_targets else DEFAULT_MAX_BYTES
 
 
 def sized(config: RunConfig, profile: Profile) -> RunConfig:

@@ -28,19 +28,26 @@ def _number(value: RowValue) -> float | None:
 
 
 def collective_items(
-    rows: Sequence[Mapping[str, RowValue]], min_bytes: int, pass_fraction: float, profile: str
+    rows: Sequence[Mapping[str, RowValue]], min_bytes: int, pass_fraction: float, profile: str, untargeted: str = ""
 ) -> list[Item]:
-    """One item per collective of the world sweep ``rows`` (scope ``world``), in the order measured."""
+    """One item per collective of the world sweep ``rows`` (scope ``world``), in the order measured.
+    ``untargeted``: why the profile gives this run no target at all (``Profile.targets_note``: no GPU, a GPU of
+    no known generation), said for every collective it leaves unjudged."""
     world = [r for r in rows if r.get("scope", "world") == "world"]
     items = []
     for collective in dict.fromkeys(str(r["collective"]) for r in world):
         mine = [r for r in world if r["collective"] == collective]
-        items.append(_collective(collective, mine, min_bytes, pass_fraction, profile))
+        items.append(_collective(collective, mine, min_bytes, pass_fraction, profile, untargeted))
     return items
 
 
 def _collective(
-    collective: str, rows: Sequence[Mapping[str, RowValue]], min_bytes: int, pass_fraction: float, profile: str
+    collective: str,
+    rows: Sequence[Mapping[str, RowValue]],
+    min_bytes: int,
+    pass_fraction: float,
+    profile: str,
+    untargeted: str,
 ) -> Item:
     problems = []
     for r in rows:
@@ -64,15 +71,17 @@ def _collective(
         return Item(GROUP, collective, "fail", "; ".join(problems[:SHOWN]) + more, details)
     if judged:
         return Item(GROUP, collective, "pass", "", details)
-    return Item(GROUP, collective, "measured", not_judged(rows, min_bytes, profile), details)
+    return Item(GROUP, collective, "measured", not_judged(rows, min_bytes, profile, untargeted), details)
 
 
-def not_judged(rows: Sequence[Mapping[str, RowValue]], min_bytes: int, profile: str) -> str:
+def not_judged(rows: Sequence[Mapping[str, RowValue]], min_bytes: int, profile: str, untargeted: str = "") -> str:
     """Why a collective's rows were not judged, and how to reach a judgement (the same words for every
     collective with the same cause, so the verdict says it once)."""
     if rows and all(_number(r.get("nranks")) == 1 for r in rows):
         return ONE_RANK
     if not any((_number(r.get("target_Gbps")) or 0) > 0 for r in rows):
+        if untargeted:
+            return f"no busbw target: {untargeted}"
         return f"profile {profile} sets no busbw target for these collectives"
     largest = max((row_int(r["bytes"]) for r in rows), default=0)
     return (
@@ -87,5 +96,5 @@ def counter_item(findings: Sequence[Finding], per_host: Mapping[str, Mapping[str
     details = "\n".join(f"{host}: {devices}" for host, devices in per_host.items())
     if failed:
         return Item(GROUP, "counters", "fail", "; ".join(failed), details, decides=False)
-    warned = "\n".join(f"WARN {f.message}" for f in findings if f.severity == "warn")
-    return Item(GROUP, "counters", "pass", "", "\n".join(filter(None, [warned, details])), decides=False)
+    warned = "; ".join(f.message for f in findings if f.severity == "warn")
+    return Item(GROUP, "counters", "warn" if warned else "pass", warned, details, decides=False)

@@ -25,6 +25,7 @@ from bench.measure.results import RowPlace, result_row
 from bench.measure.table import row_line, section_header, write_summary
 from bench.measure.targets import ONE_RANK, judge_min_bytes, world_target_gbps
 from bench.measure.timing import SizeResult, graph_capture_works, measure
+from bench.profiles import Profile
 from bench.rundir.files import Row
 from bench.runtime import env as benv
 from bench.runtime.coord import StoreCoord
@@ -124,11 +125,16 @@ def world_sweep(config: RunConfig, run: Run, graph: bool) -> list[Item]:
     write_summary(sys.stdout, rows, str(run.out_dir), judged_from=min_bytes)
     sys.stdout.flush()
     items = [
-        *collective_items(rows, min_bytes, profile.pass_fraction, profile.name),
+        *collective_items(rows, min_bytes, profile.pass_fraction, _label(profile), profile.targets_note),
         counter_item(found.findings, found.per_host),
     ]
     whole = sum(seconds.values())
     return [dataclasses.replace(i, time_s=seconds.get(i.name, whole)) for i in items]
+
+
+def _label(profile: Profile) -> str:
+    """``lambda-1cc (B200 targets)``: the profile as it judged the run, named in a not-judged reason."""
+    return f"{profile.name} ({profile.generation} targets)" if profile.generation else profile.name
 
 
 def _progress_mode(config: RunConfig, ctx: DistContext) -> Mode:
