@@ -21,7 +21,8 @@ launcher       variables
 ``slurm``      ``SLURM_PROCID``, ``SLURM_NTASKS``, ``SLURM_LOCALID``, ``SLURM_NODEID``, ``SLURM_NNODES``,
                ``SLURM_STEP_TASKS_PER_NODE``/``SLURM_TASKS_PER_NODE``; only inside a job step
                (``SLURM_STEP_ID`` set), so a batch script that calls ``railbench run --np 4`` is not
-               mistaken for rank 0 of an srun
+               mistaken for rank 0 of an srun. ``srun --mpi=pmix`` also sets ``PMIX_RANK``: a task whose
+               ``PMIX_RANK`` (or ``PMI_RANK``) is its ``SLURM_PROCID`` is srun's, and says so
 =============  =====================================================================================
 
 Under the MPI-family launchers ``master_addr``/``master_port`` are ``None``: rank 0 picks them and
@@ -267,9 +268,11 @@ def discover_rank(env: Mapping[str, str] | None = None) -> RankInfo | None:
         return _from_openmpi(env)
     if "RANK" in env and "LOCAL_RANK" in env:
         return _from_torch_env(env)
-    if "PMIX_RANK" in env or "PMI_RANK" in env:
+    in_step = "SLURM_PROCID" in env and ("SLURM_STEP_ID" in env or "SLURM_STEPID" in env)
+    pmi_rank = env.get("PMIX_RANK", env.get("PMI_RANK"))
+    if pmi_rank is not None and not (in_step and pmi_rank.strip() == env["SLURM_PROCID"].strip()):
         return _from_pmi(env)
-    if "SLURM_PROCID" in env and ("SLURM_STEP_ID" in env or "SLURM_STEPID" in env):
+    if in_step:
         return _from_slurm(env)
     return None
 
