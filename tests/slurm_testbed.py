@@ -37,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -331,9 +331,12 @@ def _start_munge(cluster: SlurmCluster) -> None:
 
 
 @contextlib.contextmanager
-def build_slurm(bed: NetnsCluster, *, extra_conf: Sequence[str] = ()) -> Iterator[SlurmCluster]:
-    """Start munge, slurmctld and a slurmd per node on ``bed`` (``extra_conf``: more slurm.conf lines), wait
-    until every node is idle, yield the cluster, and always stop every daemon."""
+def build_slurm(
+    bed: NetnsCluster, *, extra_conf: Callable[[SlurmCluster], Sequence[str]] | None = None
+) -> Iterator[SlurmCluster]:
+    """Start munge, slurmctld and a slurmd per node on ``bed``, wait until every node is idle, yield the
+    cluster, and always stop every daemon. ``extra_conf(cluster)``, called before any daemon starts, returns
+    more slurm.conf lines (and may write the scripts they name into ``cluster.root``)."""
     _require()
     # Not inside the testbed's own folder (private): munged refuses a socket whose folders are closed to others.
     root = Path(tempfile.mkdtemp(prefix=f"{bed.prefix}-slurm-"))
@@ -344,7 +347,8 @@ def build_slurm(bed: NetnsCluster, *, extra_conf: Sequence[str] = ()) -> Iterato
         for node in bed.nodes:
             for sub in ("spool", "tmp"):
                 (root / "nodes" / node / sub).mkdir(parents=True)
-        cluster.conf.write_text(slurm_conf(root, bed.nodes, extra=extra_conf))
+        extra = extra_conf(cluster) if extra_conf is not None else ()
+        cluster.conf.write_text(slurm_conf(root, bed.nodes, extra=extra))
         (root / "cgroup.conf").write_text("CgroupPlugin=cgroup/v1\n")
         _start_munge(cluster)
         ctld = _in_node(bed, bed.switch, CONTROLLER, ["slurmctld", "-D", "-i", "-f", str(cluster.conf)])
@@ -374,3 +378,37 @@ def _probe_pmix(cluster: SlurmCluster) -> None:
     if "pmix" in logs.lower() and ("libpmix" in logs.lower() or "cannot open" in logs.lower()):
         pytest.skip(f"Slurm's mpi/pmix plugin cannot load libpmix here (apt-get install libpmix-dev): {done.stderr}")
     raise AssertionError(f"srun on the testbed failed: {done.stderr}\n{logs}")
+
+
+def main() -> None:
+    """``python -m tests.slurm_testbed [NODES]``: a Slurm cluster on the namespace testbed to try by hand,
+    until Enter or Ctrl-C (then every daemon and namespace goes). Root only."""
+    import signal as signals
+
+    from tests.netns_testbed import PROFILE, build_cluster
+
+    nodes = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+    # SIGTERM ends it as Ctrl-C does, so the teardown runs.
+    signals.signal(signals.SIGTERM, signals.default_int_handler)
+    with build_cluster(nodes=nodes, rails=2) as bed, build_slurm(bed) as cluster:
+        profile = cluster.root / "netns.toml"
+        profile.write_text(PROFILE)
+        print(f"Slurm is up on {', '.join(cluster.nodes)}: in another shell, as root,")
+        print(f"  export SLURM_CONF={cluster.conf} {' '.join(f'{k}={v}' for k, v in _shown_env(cluster).items())}")
+        print(f"  ip netns exec {bed.switch} sinfo")
+        print(
+            f"  ip netns exec {bed.switch} srun -N {nodes} --ntasks-per-node=2 railbench rails --profile {profile} "
+            "--out /tmp/try-rails --no-history"
+        )
+        print("Enter (or Ctrl-C) stops it.", flush=True)
+        with contextlib.suppress(KeyboardInterrupt, EOFError):
+            input()
+
+
+def _shown_env(cluster: SlurmCluster) -> dict[str, str]:
+    env = cluster.env()
+    return {k: env[k] for k in ("OMPI_MCA_btl_tcp_if_include", "OMPI_MCA_oob_tcp_if_include")}
+
+
+if __name__ == "__main__":
+    main()

@@ -383,8 +383,7 @@ def _timed(ctx: Context) -> list[tuple[CheckResult, float]]:
     out: list[tuple[CheckResult, float]] = []
     for check in REGISTRY:
         started = time.monotonic()
-        why_not = check.applies(ctx)
-        results = [check.result("skip", why_not)] if why_not else list(check.run(ctx))
+        results = check.answer(ctx)
         share = (time.monotonic() - started) / max(1, len(results))
         out += [(result, share) for result in results]
     return out

@@ -30,6 +30,10 @@ broadcasts them with mpi4py (see ``bench.runtime.dist``), so the user sets nothi
 from the launcher where it says them, else from a uniform block mapping; ``bench.runtime.dist`` replaces them with
 the truth from the gathered hostnames.
 
+Slurm's own facts, outside a rank's identity: ``SLURMD_NODENAME`` (the node's name in slurm.conf, which slurmd
+gives its HealthCheckProgram, prolog, epilog and every task) and the job a process runs in (``SLURM_JOB_ID``,
+``SLURM_JOB_PARTITION``, ``SLURM_JOB_NODELIST``), read by :func:`slurm_node_name` and :func:`slurm_job`.
+
 A RunPod Instant Cluster pod is not a rank: ``PRIMARY_ADDR``, ``PRIMARY_PORT``, ``NODE_RANK``,
 ``NUM_NODES`` and ``NUM_TRAINERS`` describe a per-node launch, returned by ``discover_node_launch``.
 """
@@ -306,6 +310,33 @@ def discover_launched_rank(env: Mapping[str, str] | None = None) -> RankInfo | N
     if problem is not None:
         raise UserError(problem)
     return info
+
+
+@dataclass(frozen=True)
+class SlurmJob:
+    """The Slurm job this process runs in."""
+
+    job_id: str
+    partition: str | None
+    nodelist: str | None
+    """Slurm's compressed list of the job's nodes, ``node[01-03]``."""
+
+
+def slurm_node_name(env: Mapping[str, str] | None = None) -> str | None:
+    """This node's name in slurm.conf (``SLURMD_NODENAME``), where slurmd started this process."""
+    name = (os.environ if env is None else env).get("SLURMD_NODENAME", "").strip()
+    return name or None
+
+
+def slurm_job(env: Mapping[str, str] | None = None) -> SlurmJob | None:
+    """The job this process runs in (``SLURM_JOB_ID``, else the older ``SLURM_JOBID``), or None outside one."""
+    env = os.environ if env is None else env
+    job_id = (env.get("SLURM_JOB_ID") or env.get("SLURM_JOBID") or "").strip()
+    if not job_id:
+        return None
+    partition = env.get("SLURM_JOB_PARTITION", "").strip() or None
+    nodelist = (env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST") or "").strip() or None
+    return SlurmJob(job_id, partition, nodelist)
 
 
 def discover_node_launch(env: Mapping[str, str] | None = None) -> NodeLaunch | None:
