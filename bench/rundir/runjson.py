@@ -47,6 +47,8 @@ SECTIONS: Mapping[str, tuple[type, ...]] = {
     "judged_by": (dict,),  # the profile's thresholds and idle devices as the run used them (rundir/judged_by.py)
     "before_compare": (dict,),  # the run's own verdict and reasons, kept while compare says regressed
     "finish": (str,),  # "failed" when the history or the report could not be written
+    "scheduler": (dict,),  # accept in a Slurm job: the job and the partition's nodes Slurm left out
+    "drain": (dict,),  # accept --drain: what was done to each node a defect names, and what drained nothing
 }
 
 
