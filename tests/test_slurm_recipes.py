@@ -1,16 +1,19 @@
 """railbench's Slurm recipes under a real slurmctld and a slurmd per node (tests/slurm_testbed.py): ``srun``
-for run and rails across the node namespaces, with the rails on their veth links."""
+for run and rails across the node namespaces, with the rails on their veth links, and the nightly sbatch
+recipe (ci/nightly/) end to end, its exit status read back through sacct."""
 
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.netns_testbed import PROFILE, NetnsCluster, build_cluster
-from tests.slurm_testbed import SlurmCluster, build_slurm
+from tests.slurm_testbed import JobEnd, SlurmCluster, build_slurm
+from tests.support import REPO
 
 pytestmark = [pytest.mark.slurm, pytest.mark.netns, pytest.mark.slow]
 
@@ -119,3 +122,95 @@ def test_srun_rails_runs_on_the_veth_rails(cluster: SlurmCluster, tmp_path: Path
     assert len(pairs) == 2 * NODES * (NODES - 1)  # both directions of every pair, on both rails
     meta = json.loads((out / "run.json").read_text())
     assert meta["launcher"] == "slurm" and meta["hosts"] == list(cluster.nodes) and meta["verdict"] == "pass"
+
+
+NIGHTLY = REPO / "ci" / "nightly"
+
+
+def nightly_env(cluster: SlurmCluster, results: Path, textfile: Path) -> dict[str, str]:
+    """The recipe's settings on the testbed: 2 ranks per node (2 rails), the testbed's profile, small sizes."""
+    railbench = Path(sys.executable).parent / "railbench"
+    if not railbench.is_file():
+        pytest.skip(f"no railbench script beside {sys.executable}: install railbench (pip install -e .)")
+    return {
+        "RESULTS": str(results),
+        "RAILBENCH": str(railbench),
+        "PROFILE": profile(cluster.bed),
+        "RANKS_PER_NODE": "2",
+        "ACCEPT_ARGS": "-b 64K -e 256K -n 2 -w 1 --timeout 120",
+        "TEXTFILE_DIR": str(textfile),
+    }
+
+
+def submit_nightly(cluster: SlurmCluster, env: dict[str, str], cwd: Path, *script_args: str) -> tuple[JobEnd, str]:
+    """``sbatch --nodes="$(ci/nightly/usable-nodes.sh)" ci/nightly/lambda-1cc.sbatch`` as docs/slurm.md says,
+    with sbatch's own flags for a test bed without GPUs in slurm.conf; waits for the end through sacct.
+    Returns how the job ended and what usable-nodes.sh said on stderr."""
+    usable = cluster.command(["bash", str(NIGHTLY / "usable-nodes.sh")])
+    assert usable.returncode == 0, usable.stderr
+    job = cluster.sbatch(
+        [
+            f"--nodes={usable.stdout.strip()}",
+            "--ntasks-per-node=2",
+            "--gpus-per-node=0",
+            str(NIGHTLY / "lambda-1cc.sbatch"),
+            *script_args,
+        ],
+        env=env,
+        cwd=cwd,
+    )
+    return cluster.wait_job(job, timeout=600), usable.stderr
+
+
+def test_the_nightly_under_sbatch_a_dead_rail_then_the_next_night(cluster: SlurmCluster, tmp_path: Path) -> None:
+    """Night one: node02's rail 1 is dead; the nightly under sbatch (--drain) ends FAILED with exit 1 in
+    sacct, names node02 rail 1, drains node02 alone with the part and the action. Night two: usable-nodes.sh
+    counts the two nodes left and says node02 is left out; the nightly runs on them, passes (exit 0 in sacct),
+    and its history, compare, metrics and report are there, the report naming node02 as left out."""
+    results, textfile = tmp_path / "results", tmp_path / "textfile"
+    textfile.mkdir()
+    env = nightly_env(cluster, results, textfile)
+    cluster.bed.link_down("node02", 1)
+    try:
+        end, said = submit_nightly(cluster, env, tmp_path, "--drain")
+        output = (tmp_path / f"railbench-nightly-{end.job_id}.out").read_text()
+        assert (end.state, end.exit_code, end.nodes) == ("FAILED", 1, "node[01-03]"), output[-4000:]
+        assert said == ""  # every node was usable
+        assert "node02 rail 1 (rail1): no traffic" in output and "link dead" in output, output[-4000:]
+        states = cluster.sinfo_states()
+        assert states["node02"][0] == "drained"
+        assert states["node02"][1].startswith(
+            "railbench: socket-rail rail1 operstate down, expected up; check the port state and the cable of node02"
+        ), states
+        assert states["node01"] == states["node03"] == ("idle", "none")  # drained exactly the node named
+        (first,) = (results / "reports" / "runs").iterdir()
+        meta = json.loads((first / "run.json").read_text())
+        assert meta["verdict"] == "fail" and meta["exit_status"] == 1 and meta["launcher"] == "slurm"
+        assert [(n["node"], n["outcome"]) for n in meta["drain"]["nodes"]] == [("node02", "drained")]
+        assert meta["scheduler"]["left_out"] == [] and meta["scheduler"]["job_id"] == str(end.job_id)
+        slurm_part = (first / "report.md").read_text().split("\n## Slurm", 1)[1].split("\n## ", 1)[0]
+        assert "| node02 | drained | railbench: socket-rail rail1" in slurm_part, slurm_part
+    finally:
+        cluster.bed.clear_faults()
+
+    end, said = submit_nightly(cluster, env, tmp_path)
+    output = (tmp_path / f"railbench-nightly-{end.job_id}.out").read_text()
+    assert (end.state, end.exit_code, end.nodes) == ("COMPLETED", 0, "node[01,03]"), output[-4000:]
+    assert said.startswith("usable-nodes: node02 left out (drain: railbench: socket-rail rail1"), said
+    assert "# scheduler: node02 left out (drained: railbench: socket-rail rail1" in output
+    second = Path((results / "reports" / "latest-run").read_text().strip())
+    meta = json.loads((second / "run.json").read_text())
+    assert meta["verdict"] == "pass" and meta["hosts"] == ["node01", "node03"]
+    assert [e["node"] for e in meta["scheduler"]["left_out"]] == ["node02"]
+    report = (second / "report.md").read_text()
+    assert "Left out by the scheduler when the run started: node02 (drained: railbench: socket-rail" in report
+    assert (second / "compare.json").is_file()
+    listed = cluster.command(
+        ["railbench", "history", "list", "--history", str(results / "reports" / "history.sqlite"), "--json"]
+    )
+    assert listed.returncode == 0, listed.stderr
+    nights = [json.loads(line) for line in listed.stdout.splitlines()]  # JSON lines, newest first
+    assert [n["verdict"] for n in nights] == ["pass", "fail"], nights
+    prom = (textfile / "railbench.prom").read_text()
+    assert 'railbench_verdict{cluster="node",verdict="PASS"} 1' in prom, prom[:2000]
+    cluster.resume("node02")
