@@ -43,9 +43,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.netns_testbed import HEAD_ADDRESS, MGMT_SUBNET, NetnsCluster, mgmt_address
+from tests.netns_testbed import HEAD_ADDRESS, MGMT_SUBNET, PREFIX_STEM, NetnsCluster, mgmt_address
 from tests.support import rank_env
 
+SLURM_TMP = "/tmp"
+"""Where each cluster's folder goes (see ``build_slurm``)."""
 CONTROLLER = "head"
 PARTITION = "rb"
 CPUS_PER_NODE = 8
@@ -281,6 +283,25 @@ def _require() -> None:
             )
 
 
+def _remove_stale() -> None:
+    """The Slurm folders (and munged, which lives outside the namespaces) of an earlier test process that was
+    killed before its teardown; its namespaces and the daemons in them go with ``build_cluster``'s own
+    clean-up."""
+    for folder in Path(SLURM_TMP).glob(f"{PREFIX_STEM}*-slurm-*"):
+        owner = folder.name[len(PREFIX_STEM) : folder.name.index("-")]
+        if not owner.isdigit() or int(owner) == os.getpid() or Path(f"/proc/{owner}").exists():
+            continue
+        for entry in Path("/proc").iterdir():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if entry.name.isdigit() and str(folder).encode() in cmdline:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(entry.name), signal.SIGKILL)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def _start(
     cluster: SlurmCluster, name: str, argv: Sequence[str], out: Path, env: Mapping[str, str] | None = None
 ) -> None:
@@ -338,8 +359,10 @@ def build_slurm(
     cluster, and always stop every daemon. ``extra_conf(cluster)``, called before any daemon starts, returns
     more slurm.conf lines (and may write the scripts they name into ``cluster.root``)."""
     _require()
-    # Not inside the testbed's own folder (private): munged refuses a socket whose folders are closed to others.
-    root = Path(tempfile.mkdtemp(prefix=f"{bed.prefix}-slurm-"))
+    _remove_stale()
+    # munged refuses a socket below a folder closed to others: not the testbed's own folder, nor a private
+    # TMPDIR (tests/support.rank_env gives every launch one), so /tmp itself.
+    root = Path(tempfile.mkdtemp(prefix=f"{bed.prefix}-slurm-", dir=SLURM_TMP))
     root.chmod(0o755)
     cluster = SlurmCluster(bed, root)
     try:

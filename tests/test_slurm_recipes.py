@@ -5,6 +5,7 @@ recipe (ci/nightly/) end to end, its exit status read back through sacct."""
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 
 from tests.netns_testbed import PROFILE, NetnsCluster, build_cluster
 from tests.slurm_testbed import JobEnd, SlurmCluster, build_slurm
-from tests.support import REPO
+from tests.support import REPO, rank_env
 
 pytestmark = [pytest.mark.slurm, pytest.mark.netns, pytest.mark.slow]
 
@@ -214,3 +215,30 @@ def test_the_nightly_under_sbatch_a_dead_rail_then_the_next_night(cluster: Slurm
     prom = (textfile / "railbench.prom").read_text()
     assert 'railbench_verdict{cluster="node",verdict="PASS"} 1' in prom, prom[:2000]
     cluster.resume("node02")
+
+
+def test_the_testbed_starts_by_hand_and_leaves_nothing(tmp_path: Path) -> None:
+    """``python -m tests.slurm_testbed 2`` (docs/slurm.md, for a try by hand): up, then Enter takes every daemon,
+    job step and namespace away."""
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.slurm_testbed", "2"],
+        input="\n",
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=REPO,
+        env=rank_env(),
+        check=False,
+    )
+    assert done.returncode == 0 and "Slurm is up on node01, node02" in done.stdout, done.stdout + done.stderr
+    conf = next(w for w in done.stdout.split() if w.startswith("SLURM_CONF=")).removeprefix("SLURM_CONF=")
+    assert not Path(conf).exists()
+    left = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _cmdline_holds(p, Path(conf).parent)]
+    assert left == []
+
+
+def _cmdline_holds(proc: Path, folder: Path) -> bool:
+    try:
+        return str(folder).encode() in (proc / "cmdline").read_bytes()
+    except OSError:
+        return False

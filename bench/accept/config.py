@@ -91,11 +91,7 @@ def validate(config: AcceptConfig, *, with_history: bool = True) -> tuple[Profil
         with_history=with_history,
     )
     if config.drain:
-        for tool in ("sinfo", "scontrol"):
-            try:
-                scheduler.command(tool)
-            except scheduler.SchedulerError as exc:
-                raise UserError(f"--drain: {exc}; or leave --drain off") from None
+        scheduler.require("--drain")
     return profile, settings
 
 

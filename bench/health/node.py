@@ -89,11 +89,7 @@ def run(config: HealthConfig) -> int:
     if not config.sysfs_root.is_dir():
         raise UserError(f"--sysfs-root {config.sysfs_root} is not a directory: give a copy of /sys or /sys itself")
     if config.drain:
-        for tool in ("sinfo", "scontrol"):
-            try:
-                scheduler.command(tool)
-            except scheduler.SchedulerError as exc:
-                raise UserError(f"--drain: {exc}") from None
+        scheduler.require("--drain")
     window = profile.errors.window_s if config.error_window_s is None else config.error_window_s
     if window >= config.time_limit_s:
         raise UserError(

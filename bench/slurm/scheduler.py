@@ -15,6 +15,7 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from bench.exits import UserError
 from bench.runtime import env as benv
 
 CALL_TIMEOUT_S = 20.0
@@ -66,6 +67,15 @@ def command(name: str) -> str:
     if found is None:
         raise SchedulerError(f"Slurm's {name} is not on PATH: run on a node of a Slurm cluster, or put {name} on PATH")
     return found
+
+
+def require(flag: str) -> None:
+    """UserError, before anything runs, when sinfo or scontrol is missing: ``flag`` acts through them."""
+    for name in ("sinfo", "scontrol"):
+        try:
+            command(name)
+        except SchedulerError as exc:
+            raise UserError(f"{flag}: {exc}; or leave {flag} off") from None
 
 
 def _call(argv: Sequence[str]) -> str:
