@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from bench.exits import UserError
 from bench.runtime import env as benv
 
-CALL_TIMEOUT_S = 20.0
-"""Longest a single sinfo or scontrol may take: a controller that does not answer in this is down."""
+CALL_TIMEOUT_S = 10.0
+"""Longest a single sinfo or scontrol may take: a controller that does not answer in this is down. A health
+check makes two calls after its checks, so its 30 s default time limit and these stay under the 60 s after
+which slurmd kills it."""
 MAX_OUTPUT_CHARS = 1_000_000
 """sinfo of 100,000 nodes is about 5 MB; a partition railbench reads is far smaller."""
 USABLE = ("idle", "mixed", "allocated", "completing", "planned", "mix", "alloc", "comp", "plnd")
