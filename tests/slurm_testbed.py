@@ -408,11 +408,18 @@ def main() -> None:
     until Enter or Ctrl-C (then every daemon and namespace goes). Root only."""
     import signal as signals
 
-    from tests.netns_testbed import PROFILE, build_cluster
-
     nodes = int(sys.argv[1]) if len(sys.argv) > 1 else 3
     # SIGTERM ends it as Ctrl-C does, so the teardown runs.
     signals.signal(signals.SIGTERM, signals.default_int_handler)
+    try:
+        _try_by_hand(nodes)
+    except pytest.skip.Exception as exc:  # what a test would skip for: not root, a package missing
+        raise SystemExit(f"no Slurm testbed here: {exc}") from None
+
+
+def _try_by_hand(nodes: int) -> None:
+    from tests.netns_testbed import PROFILE, build_cluster
+
     with build_cluster(nodes=nodes, rails=2) as bed, build_slurm(bed) as cluster:
         profile = cluster.root / "netns.toml"
         profile.write_text(PROFILE)
