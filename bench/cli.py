@@ -32,6 +32,7 @@ from bench.version import __version__
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("run", "sweep message sizes for collectives and print the nccl-tests table"),
     "check": ("check", "preflight: IB ports, rates, NCCL_IB_HCA, GPUs, affinity, versions"),
+    "health": ("health", "this node's health check for Slurm (HealthCheckProgram, prolog): drains a bad node"),
     "hca": ("hca", "explain which HCAs NCCL will use for a given NCCL_IB_HCA"),
     "rails": ("rails", "per-rail groups and node x node pairs; names the bad node, rail or HCA"),
     "accept": ("accept", "acceptance of a new cluster: check + run + rails + report + verdict"),

@@ -7,6 +7,8 @@ import socket
 import struct
 from pathlib import Path
 
+from bench.exits import UserError
+
 _SIOCGIFADDR = 0x8915
 
 
@@ -37,7 +39,8 @@ def rendezvous_address(oob_ifname: str | None, single_host: bool) -> str:
     """The address rank 0 listens on: loopback when every rank is on this host, else a routable one.
 
     ``oob_ifname`` (the management interface; profiles set it) wins; then the default route's interface;
-    then whatever the hostname resolves to.
+    then whatever the hostname resolves to. UserError when none gives one: a node with no default route whose
+    hostname no resolver knows (a Slurm node named only in slurm.conf, a network namespace).
     """
     if single_host:
         return "127.0.0.1"
@@ -46,4 +49,12 @@ def rendezvous_address(oob_ifname: str | None, single_host: bool) -> str:
             addr = interface_ipv4(ifname)
             if addr:
                 return addr
-    return socket.gethostbyname(socket.gethostname())
+    host = socket.gethostname()
+    try:
+        return socket.gethostbyname(host)
+    except OSError as exc:
+        raise UserError(
+            f"no rendezvous address for rank 0 on {host}: no default route and the hostname does not resolve "
+            f"({exc.strerror or exc}); pass --oob-ifname with the management interface (or set [network] "
+            "oob_ifname in the profile)"
+        ) from None

@@ -345,6 +345,10 @@ def _remove_stale() -> None:
             continue
         owner = name[len(PREFIX_STEM) : name.index("-")]
         if owner.isdigit() and int(owner) != os.getpid() and not Path(f"/proc/{owner}").exists():
+            # Its processes first (a rank, a Slurm daemon or job step): deleting the name leaves them running.
+            for pid in _ip("netns", "pids", name, check=False).stdout.split():
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid), 9)
             _ip("netns", "del", name, check=False)
 
 

@@ -143,6 +143,15 @@ def test_srun_without_a_pmi_plugin_is_one_line_with_the_fix() -> None:
 def test_srun_with_pmix_or_pmi2_forms_a_world(pmi: dict[str, str]) -> None:
     info = discover_launched_rank({**SRUN_16, **pmi})
     assert info is not None and info.world_size == 16
+    # srun's own tasks say so (run.json's launcher), with srun's local rank and node
+    assert (info.launcher, info.local_rank, info.local_world_size, info.node_rank) == ("slurm", 4, 8, 1)
+
+
+def test_a_pmix_rank_other_than_sruns_is_not_taken_for_srun() -> None:
+    """Something inside a job step that numbers its own processes (another launcher's PMIx server) is that
+    launcher's, not srun's."""
+    info = discover_launched_rank({**SRUN_16, "PMIX_RANK": "3", "PMIX_SIZE": "4"})
+    assert info is not None and (info.launcher, info.rank, info.world_size) == ("pmix", 3, 4)
 
 
 def test_a_single_srun_task_needs_no_pmi() -> None:

@@ -166,22 +166,25 @@ def test_every_example_runs_on_every_usable_node() -> None:
     workflow = yaml.safe_load((NIGHTLY / "github-actions-nightly.yml").read_text())
     (job,) = workflow["jobs"].values()
     submits = [step["run"] for step in job["steps"] if "sbatch" in step.get("run", "")]
-    assert len(usage) == 1 and len(submits) == 1
-    for example in (usage[0], cron, submits[0]):
+    assert len(usage) == 2 and len(submits) == 1  # with and without --drain
+    for example in (*usage, cron, submits[0]):
         assert NODES_FLAG in example, example
     assert NODES_FLAG.replace("$(", "$$(") in exec_start  # systemd's literal $
-    assert all("sinfo" not in line for line in (usage[0], cron, exec_start, submits[0]))
+    assert all("sinfo" not in line for line in (*usage, cron, exec_start, submits[0]))
 
 
 def _fake_sinfo(folder: Path, by_node: str) -> Path:
     """An ``sinfo`` that prints what Slurm's would for the options usable-nodes.sh passes: ``-o %P`` the
-    partitions (default marked *), ``-N -p P -o '%N %t'`` one line per node of P, in the format of sinfo(1)."""
+    partitions (default marked *), ``-N -p P -o '%N|%t|%E'`` one line per node of P, in the format of sinfo(1)
+    (the reason, the rest of a ``by_node`` line, ``none`` when there is none). tests/test_slurm_recipes.py runs
+    the script against a real slurmctld."""
     sinfo = folder / "sinfo"
     sinfo.write_text(
         "#!/bin/bash\n"
         'if [ "$*" = "-h -o %P" ]; then printf "gpu*\\ndebug\\n"; exit 0; fi\n'
         'part=""; while [ $# -gt 0 ]; do [ "$1" = "-p" ] && part="$2"; shift; done\n'
-        f"cat <<'EOF' | awk -v p=\"$part\" '$1 == p {{ print $2, $3 }}'\n{by_node}EOF\n"
+        f'cat <<\'EOF\' | awk -v p="$part" \'$1 == p {{ r = $0; sub(/^[^ ]+ [^ ]+ [^ ]+ ?/, "", r);'
+        f' print $2 "|" $3 "|" (r == "" ? "none" : r) }}\'\n{by_node}EOF\n'
     )
     sinfo.chmod(0o755)
     return sinfo
@@ -191,8 +194,8 @@ def test_usable_nodes_is_one_number(tmp_path: Path) -> None:
     # two partitions sharing node01/node02, one drained node, one down and not responding, one powered down:
     # 'sinfo -h -o %D' would print a line per partition and state here
     nodes = (
-        "gpu node01 idle\ngpu node02 mix\ngpu node03 alloc\ngpu node04 drain\ngpu node05 down*\ngpu node06 idle~\n"
-        "debug node01 idle\ndebug node02 mix\n"
+        "gpu node01 idle\ngpu node02 mix\ngpu node03 alloc\ngpu node04 drain railbench: rail 1 (mlx5_2) link dead | x\n"
+        "gpu node05 down*\ngpu node06 idle~\ndebug node01 idle\ndebug node02 mix\n"
     )
     _fake_sinfo(tmp_path, nodes)
     env = rank_env({"PATH": f"{tmp_path}:{os.environ['PATH']}"})
@@ -205,6 +208,10 @@ def test_usable_nodes_is_one_number(tmp_path: Path) -> None:
 
     done = count()  # the default partition, gpu
     assert (done.returncode, done.stdout) == (0, "4\n"), done.stderr
+    assert done.stderr.splitlines() == [
+        "usable-nodes: node04 left out (drain: railbench: rail 1 (mlx5_2) link dead | x)",
+        "usable-nodes: node05 left out (down*)",
+    ]
     assert count("debug").stdout == "2\n" and count(partition="debug").stdout == "2\n"
     _fake_sinfo(tmp_path, "gpu node01 drain\ngpu node02 down*\n")
     empty = count()

@@ -112,10 +112,10 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("bench.__main__", "bench.cli"),
     ("commands",),
     # the jobs (accept runs the other three's phases) and the other commands' logic, each in its own folder
-    ("accept", "sweep", "rails", "check", "compare", "importer", "hca"),
+    ("accept", "sweep", "rails", "check", "health", "compare", "importer", "hca"),
     ("frame",),
     ("report", "history"),
-    ("nccltests", "measure", "preflight", "fabric", "nccllogs", "gpu"),  # the engines
+    ("nccltests", "measure", "slurm", "preflight", "fabric", "nccllogs", "gpu"),  # the engines
     ("runtime",),
     ("rundir",),
 )

@@ -15,6 +15,7 @@ from bench.rails.config import RailsConfig, RailsSettings, resolve
 from bench.rails.plan import Plan
 from bench.runtime import spec
 from bench.runtime.deadlines import DEFAULT_TIMEOUT_S, check_timeout
+from bench.slurm import scheduler
 from bench.sweep.config import RunConfig, sized
 
 
@@ -38,6 +39,8 @@ class AcceptConfig:
     out: Path | None = None
     """Run directory; default reports/runs/<UTC time>-<cluster>."""
     cluster: str | None = None
+    drain: bool = False
+    """Drain in Slurm every node a defect names (``bench.slurm.drain``); the rest are left alone."""
 
     def __post_init__(self) -> None:
         if self.np is not None and self.np < 1:
@@ -92,6 +95,8 @@ def validate(config: AcceptConfig, *, with_history: bool = True) -> tuple[Profil
         cluster=config.cluster,
         with_history=with_history,
     )
+    if config.drain:
+        scheduler.require("--drain")
     return profile, settings
 
 

@@ -17,6 +17,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench.accept import slurm
 from bench.accept.config import AcceptConfig, accept_plan, validate
 from bench.check.items import check_items
 from bench.check.node import CheckAnswer, judge_cabling, render, to_json
@@ -33,7 +34,9 @@ from bench.rails.laps import Laps
 from bench.rails.measure import gather_objects
 from bench.rails.plan import Plan
 from bench.rails.rank import planned_section, rail_prelude, rails_section, rails_test
+from bench.rails.records import RailsOutcome
 from bench.rundir.files import atomic_write_json, proposed_run_dir
+from bench.rundir.verdict import Verdict
 from bench.runtime import env as benv
 from bench.runtime.before_init import Prelude
 from bench.runtime.dist import DistContext
@@ -56,6 +59,8 @@ class AcceptJob(Job):
         self.graph = False
         self.laps = Laps()
         self.planned: Plan | None = None
+        self.reports: list[NodeReport] = []
+        self.outcome: RailsOutcome | None = None
 
     def before_init(self, prelude: Prelude) -> Path | None:
         """The rails' own before-init step: the same NIC variables on every rank of a node, so that the world
@@ -81,11 +86,15 @@ class AcceptJob(Job):
             if ctx.info.rank == 0:
                 print("\n".join(self.planned.lines()), flush=True)
         self.graph = agree_sweep(self.sweep, ctx)
-        return {
+        sections: dict[str, object] = {
             "sweep": sweep_section(self.sweep, self.graph),
             "rails_test": rails_section(self.settings),
             "plan": planned_section(self.planned, self.laps),
         }
+        scheduler = slurm.scheduler_section() if ctx.info.rank == 0 else None  # one sinfo, not one per rank
+        if scheduler is not None:
+            sections["scheduler"] = scheduler
+        return sections
 
     def measure(self, run: Run) -> list[Item]:
         started = time.monotonic()
@@ -115,6 +124,7 @@ class AcceptJob(Job):
         run.update(plan=planned_section(self.planned, self.laps))
         if reports is None or outcome is None:
             return []  # not rank 0
+        self.reports, self.outcome = reports, outcome
         items = accept_items(
             timed(check_items(reports, cross, cabling), checked_s),
             swept,
@@ -123,6 +133,12 @@ class AcceptJob(Job):
         )
         run.update(accept=accept_summary(items))
         return items
+
+    def after_verdict(self, run: Run, verdict: Verdict) -> dict[str, object]:
+        """``--drain``: every node a defect names is drained (``bench.accept.slurm``)."""
+        if not self.config.drain:
+            return {}
+        return {"drain": slurm.drain_section(self.reports, self.outcome, self.profile)}
 
 
 def run_rank(config: AcceptConfig, info: RankInfo) -> int:

@@ -37,6 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     start = parser.add_argument_group("start-up and output")
     flags.add_launch(start)
     flags.add_output(start)
+    flags.add_drain(start, what="every node a defect names, the rest left alone")
     flags.add_spec_argument(parser)
 
 
@@ -59,6 +60,7 @@ def config_from_args(args: argparse.Namespace) -> AcceptConfig:
         **flags.launch_fields(args),
         out=output["out"],
         cluster=output["cluster"],
+        drain=args.drain,
     )
 
 

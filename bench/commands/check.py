@@ -16,18 +16,9 @@ from bench.commands.helptext import said
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     flags.add_profile(parser, default=None)
-    flags.add_sysfs_root(parser)
+    flags.add_node_sources(parser)
     parser.add_argument(
         "--nccl-log", type=Path, nargs="+", default=[], metavar="FILE", help="NCCL_DEBUG=INFO logs to judge"
-    )
-    said(
-        parser.add_argument(
-            "--error-window",
-            type=float,
-            metavar="SECONDS",
-            help="idle seconds between the two samples of the rails' error counters",
-        ),
-        "the profile's [errors] window_s",
     )
     said(
         parser.add_argument(

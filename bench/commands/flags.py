@@ -8,7 +8,9 @@ back with the matching ``*_fields`` function, so a flag's name, type, default an
   :func:`add_profile`, in run, rails and accept;
 * :func:`add_sweep` (nccl-tests' ``-b -e -f -i -n -w``) in run and accept, :func:`add_check` (``-c/--check``
   with nccl-tests' optional 0 or 1, and ``--no-check``) in run, rails and accept, with each command's default;
-* :func:`add_rails` and :func:`add_rails_targets`, the rails test's flags, in rails and accept.
+* :func:`add_rails` and :func:`add_rails_targets`, the rails test's flags, in rails and accept;
+* :func:`add_node_sources` (``--sysfs-root``, ``--error-window``) in check and health;
+* :func:`add_drain` (``--drain``, off by default) in accept and health: act on Slurm's node states.
 
 Help says the effective default once (``bench.commands.helptext``), in words where the value comes from elsewhere:
 ``(default: the profile's [rails_test] pair_bytes, else 256M)``. A new flag that several commands share is one
@@ -442,6 +444,29 @@ def rails_fields(args: argparse.Namespace) -> RailsFields:
 
 RAIL_COLLECTIVES_TEXT = _from_profile("collectives", ",".join(RAIL_COLLECTIVES))
 WORLD_COLLECTIVES = DEFAULT_COLLECTIVES
+
+
+def add_node_sources(group: Group) -> None:
+    """``--sysfs-root`` and ``--error-window``: where a node's checks read it, in check and health."""
+    add_sysfs_root(group)
+    said(
+        group.add_argument(
+            "--error-window",
+            type=number("--error-window"),
+            metavar="SECONDS",
+            help="idle seconds between the two samples of the rails' error counters",
+        ),
+        "the profile's [errors] window_s",
+    )
+
+
+def add_drain(group: Group, *, what: str) -> None:
+    """``--drain``: drain nodes in Slurm (``scontrol``) with a ``railbench:`` reason; off unless given."""
+    group.add_argument(
+        "--drain",
+        action="store_true",
+        help=f"drain in Slurm {what} (reason 'railbench: <part>; <action>'; never a node someone else drained)",
+    )
 
 
 def add_spec_argument(parser: argparse.ArgumentParser) -> None:

@@ -11,7 +11,8 @@ returns the items it judged). :func:`run_job` does the rest, in this order, on e
    and, where it asks, with the counters as evidence (``Run.evidence``);
 5. the verdict, decided once from the job's items (``bench.frame.verdict.decide``): junit.xml, run.json and
    the terminal all say it;
-6. finish: the history, then the report; a failure there is exit 3 unless the verdict already failed, and a
+6. what the job does about the verdict (``Job.after_verdict``: ``accept --drain`` drains nodes), then
+   finish: the history, then the report; a failure there is exit 3 unless the verdict already failed, and a
    signal there is recorded in run.json;
 7. the agreed exit: every rank returns rank 0's status.
 
@@ -86,6 +87,12 @@ class Job(ABC):
     @abstractmethod
     def measure(self, run: Run) -> Sequence[Item]:
         """Every rank: measure, write the job's own files, and return the items judged (used on rank 0)."""
+
+    def after_verdict(self, run: Run, verdict: Verdict) -> dict[str, object]:
+        """Rank 0, once the verdict is in run.json and before the finish (history, report): what the job does
+        about the verdict (``accept --drain`` drains the nodes its defects name). Returns run.json sections
+        to add, which the report then shows."""
+        return {}
 
 
 def run_job(info: RankInfo, make: Callable[[], Job]) -> int:
@@ -190,6 +197,9 @@ def conclude(job: Job, run: Run, items: Sequence[Item], wall_s: float | None = N
         finish="running",
     )
     print_verdict(job.command, verdict, numbers_of(run.record.record) if run.record is not None else "")
+    sections = job.after_verdict(run, verdict)
+    if sections:
+        run.update(**sections)
     return finish(run, status)
 
 

@@ -251,6 +251,11 @@ class Check:
     def run(self, ctx: Context) -> list[CheckResult]:
         raise NotImplementedError
 
+    def answer(self, ctx: Context) -> list[CheckResult]:
+        """Its results here, or one skip that says why it does not apply."""
+        why_not = self.applies(ctx)
+        return [self.result("skip", why_not)] if why_not else list(self.run(ctx))
+
     def result(
         self,
         status: Status,

@@ -24,6 +24,7 @@ from bench.jsondoc import Parsed
 from bench.jsondoc import table as json_table
 from bench.profiles import Profile, load_profile
 from bench.report import certificate as cert
+from bench.report import scheduler
 from bench.report import summary as top
 from bench.report.data import results_summary
 from bench.report.inputs import RunInputs
@@ -318,6 +319,11 @@ def summarize(inputs: RunInputs, min_efficiency: float, notes: Sequence[str] = (
         below = list(inputs.rails.below_target) if inputs.rails is not None else []
         reasons = top.other_failures(verdict.reasons, top.covered_texts(inputs, grid), below)
     sections: list[Section] = []
+    slurm = scheduler.sentences(run)
+    if slurm:
+        drained = scheduler.drain_rows(run)
+        table = (TextTable("Nodes --drain acted on", scheduler.DRAIN_HEADERS, drained),) if drained else ()
+        sections.append(Section("slurm", "Slurm", slurm, table))
     if grid is not None:
         sections.append(_checks_section(grid, hosts))
     traffic = traffic_proof(doc, inputs.rails, profile, JudgedBy.from_json(run.sections.get("judged_by")))

@@ -48,6 +48,8 @@ SECTIONS: Mapping[str, tuple[type, ...]] = {
     "before_compare": (dict,),  # the run's own verdict and reasons, kept while compare says regressed
     "finish": (str,),  # "failed" when the history or the report could not be written
     "finish_s": (int, float),  # how long the finish step took (the next plan learns the run's end from it)
+    "scheduler": (dict,),  # accept in a Slurm job: the job and the partition's nodes Slurm left out
+    "drain": (dict,),  # accept --drain: what was done to each node a defect names, and what drained nothing
 }
 
 

@@ -99,13 +99,21 @@ def _mpi_rendezvous(
         info, local_rank=local_rank, local_world_size=local_size, node_rank=node_rank, nnodes=nnodes
     )
     if info.rank == 0:
-        addr = rendezvous_address(oob_ifname, single_host=nnodes == 1)
-        store = dist.TCPStore(addr, 0, info.world_size, True, timeout=timeout, wait_for_workers=False)
-        addr_port = comm.bcast((addr, store.port), root=0)
+        try:
+            addr = rendezvous_address(oob_ifname, single_host=nnodes == 1)
+            store = dist.TCPStore(addr, 0, info.world_size, True, timeout=timeout, wait_for_workers=False)
+        except BaseException as exc:
+            # The other ranks wait in the bcast below: tell them, so they leave instead of waiting for ever
+            # (and rank 0's own MPI_Finalize waiting for them), then say it once here.
+            comm.bcast(("", 0, str(exc) if isinstance(exc, UserError) else f"rank 0 failed: {exc!r}"), root=0)
+            raise
+        addr, port, _ = comm.bcast((addr, store.port, ""), root=0)
     else:
-        addr_port = comm.bcast(None, root=0)
-        store = dist.TCPStore(addr_port[0], addr_port[1], info.world_size, False, timeout=timeout)
-    info = dataclasses.replace(info, master_addr=addr_port[0], master_port=addr_port[1])
+        addr, port, problem = comm.bcast(None, root=0)
+        if not addr:
+            raise UserError(problem)  # rank 0 says it; this rank leaves quietly (run_as_rank)
+        store = dist.TCPStore(addr, port, info.world_size, False, timeout=timeout)
+    info = dataclasses.replace(info, master_addr=addr, master_port=port)
     return info, hosts, store
 
 

@@ -21,13 +21,18 @@ launcher       variables
 ``slurm``      ``SLURM_PROCID``, ``SLURM_NTASKS``, ``SLURM_LOCALID``, ``SLURM_NODEID``, ``SLURM_NNODES``,
                ``SLURM_STEP_TASKS_PER_NODE``/``SLURM_TASKS_PER_NODE``; only inside a job step
                (``SLURM_STEP_ID`` set), so a batch script that calls ``railbench run --np 4`` is not
-               mistaken for rank 0 of an srun
+               mistaken for rank 0 of an srun. ``srun --mpi=pmix`` also sets ``PMIX_RANK``: a task whose
+               ``PMIX_RANK`` (or ``PMI_RANK``) is its ``SLURM_PROCID`` is srun's, and says so
 =============  =====================================================================================
 
 Under the MPI-family launchers ``master_addr``/``master_port`` are ``None``: rank 0 picks them and
 broadcasts them with mpi4py (see ``bench.runtime.dist``), so the user sets nothing. ``node_rank``/``nnodes`` come
 from the launcher where it says them, else from a uniform block mapping; ``bench.runtime.dist`` replaces them with
 the truth from the gathered hostnames.
+
+Slurm's own facts, outside a rank's identity: ``SLURMD_NODENAME`` (the node's name in slurm.conf, which slurmd
+gives its HealthCheckProgram, prolog, epilog and every task) and the job a process runs in (``SLURM_JOB_ID``,
+``SLURM_JOB_PARTITION``, ``SLURM_JOB_NODELIST``), read by :func:`slurm_node_name` and :func:`slurm_job`.
 
 A RunPod Instant Cluster pod is not a rank: ``PRIMARY_ADDR``, ``PRIMARY_PORT``, ``NODE_RANK``,
 ``NUM_NODES`` and ``NUM_TRAINERS`` describe a per-node launch, returned by ``discover_node_launch``.
@@ -267,9 +272,11 @@ def discover_rank(env: Mapping[str, str] | None = None) -> RankInfo | None:
         return _from_openmpi(env)
     if "RANK" in env and "LOCAL_RANK" in env:
         return _from_torch_env(env)
-    if "PMIX_RANK" in env or "PMI_RANK" in env:
+    in_step = "SLURM_PROCID" in env and ("SLURM_STEP_ID" in env or "SLURM_STEPID" in env)
+    pmi_rank = env.get("PMIX_RANK", env.get("PMI_RANK"))
+    if pmi_rank is not None and not (in_step and pmi_rank.strip() == env["SLURM_PROCID"].strip()):
         return _from_pmi(env)
-    if "SLURM_PROCID" in env and ("SLURM_STEP_ID" in env or "SLURM_STEPID" in env):
+    if in_step:
         return _from_slurm(env)
     return None
 
@@ -303,6 +310,33 @@ def discover_launched_rank(env: Mapping[str, str] | None = None) -> RankInfo | N
     if problem is not None:
         raise UserError(problem)
     return info
+
+
+@dataclass(frozen=True)
+class SlurmJob:
+    """The Slurm job this process runs in."""
+
+    job_id: str
+    partition: str | None
+    nodelist: str | None
+    """Slurm's compressed list of the job's nodes, ``node[01-03]``."""
+
+
+def slurm_node_name(env: Mapping[str, str] | None = None) -> str | None:
+    """This node's name in slurm.conf (``SLURMD_NODENAME``), where slurmd started this process."""
+    name = (os.environ if env is None else env).get("SLURMD_NODENAME", "").strip()
+    return name or None
+
+
+def slurm_job(env: Mapping[str, str] | None = None) -> SlurmJob | None:
+    """The job this process runs in (``SLURM_JOB_ID``, else the older ``SLURM_JOBID``), or None outside one."""
+    env = os.environ if env is None else env
+    job_id = (env.get("SLURM_JOB_ID") or env.get("SLURM_JOBID") or "").strip()
+    if not job_id:
+        return None
+    partition = env.get("SLURM_JOB_PARTITION", "").strip() or None
+    nodelist = (env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST") or "").strip() or None
+    return SlurmJob(job_id, partition, nodelist)
 
 
 def discover_node_launch(env: Mapping[str, str] | None = None) -> NodeLaunch | None:

@@ -1,0 +1,59 @@
+"""``accept`` under Slurm (docs/slurm.md): what the scheduler left out of the run, and ``--drain``.
+
+* run.json's ``scheduler`` section, when accept runs inside a Slurm job: the job, its partition and nodes,
+  and every node of the partition Slurm would not give a job when the run started (drained, down, failed,
+  reserved, not responding), with its state and reason, so the report says why tonight ran on fewer nodes.
+* run.json's ``drain`` section, with ``--drain``: every node a defect names, drained as the drain policy says
+  (``bench.slurm.drain``), what was done to each, and the defects that drained nothing and why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bench.jsondoc import JSONObject
+from bench.preflight.cluster import NodeReport
+from bench.profiles import Profile
+from bench.rails.records import RailsOutcome
+from bench.runtime import env as benv
+from bench.slurm import drain, scheduler
+
+
+def scheduler_section() -> JSONObject | None:
+    """The Slurm job this run is part of and the partition's nodes Slurm left out; None outside a job."""
+    job = benv.slurm_job()
+    if job is None:
+        return None
+    section: JSONObject = {"job_id": job.job_id, "partition": job.partition, "nodelist": job.nodelist}
+    try:
+        states = scheduler.node_states(partition=job.partition)
+    except scheduler.SchedulerError as exc:
+        section["left_out"] = None
+        section["note"] = f"the partition's nodes were not read: {exc}"
+        return section
+    left_out = [s for s in sorted(states.values(), key=lambda s: s.node) if not s.usable]
+    section["left_out"] = [{"node": s.node, "state": s.state, "reason": s.reason, "user": s.user} for s in left_out]
+    for s in left_out:
+        print(f"# scheduler: {s.node} left out ({s.state}{': ' + s.reason if s.reason else ''})", flush=True)
+    return section
+
+
+def drain_section(reports: Sequence[NodeReport], outcome: RailsOutcome | None, profile: Profile) -> JSONObject:
+    """Drain every node the run's defects name; the ``drain`` section that says what was done."""
+    faults: list[drain.NodeFault] = []
+    skipped: list[str] = []
+    for report in reports:
+        found, settings = drain.check_faults(report.node, report.results, profile.actions)
+        faults += found
+        skipped += settings
+    if outcome is not None:
+        gpu = outcome.intra_node.defects if outcome.intra_node is not None else ()
+        found, above = drain.defect_faults([d.record() for d in outcome.defects], [g.record() for g in gpu])
+        faults += found
+        skipped += above
+    actions = drain.drain_faulty(faults)
+    for action in actions:
+        print(f"# drain: {action.line}", flush=True)
+    for line in skipped:
+        print(f"# drain: {line}", flush=True)
+    return {"nodes": [a.to_json() for a in actions], "not_drained": list(skipped)}

@@ -1,0 +1,67 @@
+"""What ``railbench health`` checks, and how long it may take."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import sysroot
+from bench.bounded import Where, finite
+from bench.error_limits import MAX_WINDOW_S
+from bench.exits import UserError
+
+HEALTH_CHECKS: tuple[str, ...] = (
+    "ib-devices",
+    "rail-count",
+    "rail",
+    "socket-rail",
+    "gpu-count",
+    "gpu-nic-affinity",
+    "rail-firmware",
+    "rail-errors",
+    "sysfs-tree",
+    "pcie-link",
+    "gpu-peer-memory",
+    "gpu-xid",
+    "gpu-ecc",
+    "nvlink",
+    "fabric-manager",
+)
+"""The node-local subset of ``check`` (``bench.preflight.checks``) a health check runs: the node's own
+hardware as it is now, the GPUs' own health included (Xid events since boot: a GPU that fell off the bus or
+took a double-bit error stays broken until it is reset, so it drains again after a resume until then). Left
+out: the checks of the run's settings (``NCCL_IB_HCA``, ``NCCL_SOCKET_IFNAME``: slurmd gives its health check
+no job's environment), NCCL's logs (none given), and the kernel log's link flaps (history, not the present: a
+flap an hour ago would drain the node again after every resume)."""
+
+DEFAULT_TIME_LIMIT_S = 30.0
+"""slurmd kills its HealthCheckProgram after 60 s (``run_script_health_check``, slurmd.c); a prolog
+waits as long as ``PrologEpilogTimeout``. Half of that leaves room for a slow ``scontrol``."""
+MAX_TIME_LIMIT_S = 600.0
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    """``railbench health``: the node-local checks of a profile, bounded in time, for Slurm."""
+
+    profile: str
+    """Profile NAME (shipped) or PATH to a .toml file: what the node should have."""
+    node: str | None = None
+    """This node's name in Slurm; None: ``SLURMD_NODENAME`` (set by slurmd), else this host's name."""
+    drain: bool = False
+    """Drain the node in Slurm when a check fails, and resume it when it passes and railbench drained it."""
+    time_limit_s: float = DEFAULT_TIME_LIMIT_S
+    """A check still running after this many seconds is a finding (the node hung reading its devices)."""
+    sysfs_root: Path = sysroot.LIVE
+    """Stands in for /sys."""
+    error_window_s: float | None = None
+    """Seconds between the two samples of the rails' error counters; None: the profile's ``[errors] window_s``."""
+
+    def __post_init__(self) -> None:
+        finite(self.time_limit_s, Where("--time-limit", "seconds"), maximum=MAX_TIME_LIMIT_S)
+        if self.time_limit_s <= 0:
+            raise UserError(f"--time-limit {self.time_limit_s:g} must be above 0 seconds")
+        if self.error_window_s is not None:  # that it fits in the time limit is checked with the profile's
+            finite(self.error_window_s, Where("--error-window", "seconds"), maximum=MAX_WINDOW_S)
+        if self.node is not None and (not self.node.strip() or any(c.isspace() or c == "," for c in self.node)):
+            raise UserError(f"--node {self.node!r} is not a node name: give one name as slurm.conf writes it")

@@ -1,0 +1,259 @@
+"""The drain policy (docs/slurm.md, "The drain policy"): which findings name a part of one node, the short
+reason a drained node carries, and what railbench may do to a node's state.
+
+* **What is drained.** A node is drained for a part of its own: a failed hardware check of the node (a rail
+  port down or at the wrong rate, a missing HCA or GPU, a GPU far from its NIC, error counters rising, a
+  damaged sysfs), and a rails or intra-node defect of kind ``link``, ``cable``, ``errors``, ``path`` or
+  ``node``, or of one of its GPUs. A part above the nodes (a ``rail``, a ``pair``'s switch path, a
+  ``leaf``, an ``uplink``, a ``spine``) drains no node: every node it touches is healthy, and draining them
+  would take a working cluster out of service. Nor does a setting of the run (``NCCL_IB_HCA``,
+  ``NCCL_SOCKET_IFNAME``), which is the job's, not the node's. Warnings and transients drain nothing.
+* **The reason** says who drained it, the part and what to do, in one ASCII line Slurm shows in ``sinfo -R``:
+  ``railbench: rail 1 (rail1) link dead; check the port state and the cable of node02 rail1``. A node with
+  several faults names the first and how many more.
+* **Whose node it is.** railbench changes only what it did: it drains a node that is in service, renews
+  the reason of a node it drained itself (the reason starts ``railbench:``), resumes only such a node, and
+  leaves a node someone else drained exactly as it is, saying so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Literal
+
+from bench.actions import Actions, device_words
+from bench.jsondoc import JSONObject
+from bench.preflight.checks import CheckResult
+from bench.rundir.railsdoc import GpuDefect, RailDefect
+from bench.slurm import scheduler
+from bench.slurm.scheduler import SchedulerError
+
+REASON_PREFIX = "railbench:"
+"""How a reason says railbench set it; nothing else decides whether railbench may resume a node."""
+MAX_REASON_CHARS = 200
+"""One line in ``sinfo -R`` and ``scontrol show node``; Slurm keeps longer ones, people do not read them."""
+
+CHECK_ACTIONS: Mapping[str, str | None] = MappingProxyType(
+    {
+        "ib-devices": "node",
+        "rail-count": "node",
+        "rail": "dead",
+        "socket-rail": "dead",
+        "gpu-count": "node",
+        "gpu-nic-affinity": "node",
+        "rail-errors": "errors",
+        "link-flaps": "errors",
+        "sysfs-tree": "node",
+        "rail-firmware": "node",
+        # settings of the run, not parts of the node: never drained
+        "nccl-ib-hca": None,
+        "nccl-socket-ifname": None,
+        "nccl-log": None,
+        "input": None,
+    }
+)
+"""A failed check -> the ``[actions]`` key of what to do about the node (``bench.actions``), or None when the
+check judges the run's settings rather than the node (drains nothing)."""
+
+NODE_DEFECTS: frozenset[str] = frozenset({"link", "cable", "errors", "path", "node"})
+"""Kinds of rails defects that are a part of one node (``bench.rails.defects``); every kind of intra-node defect
+(a GPU, a GPU pair, every pair of a node) is one too."""
+
+Outcome = Literal["drained", "renewed", "resumed", "kept", "left", "failed", "unknown"]
+"""What railbench did to a node: ``drained`` (it was in service), ``renewed`` (railbench had drained it; the
+reason now says tonight's finding), ``resumed`` (railbench had drained it and it passes now), ``kept``
+(railbench had drained it for the same finding: nothing changed), ``left`` (someone else drained it or
+it is down: nothing changed), ``failed`` (Slurm refused: the note says why), ``unknown`` (Slurm has no such
+node)."""
+
+
+@dataclass(frozen=True)
+class NodeFault:
+    """One broken part of one node, in the words a Slurm reason carries."""
+
+    node: str
+    part: str
+    """``rail 1 (rail1)``, ``socket-rail rail1``, ``GPU 3``."""
+    finding: str
+    """``link dead``, ``operstate down, expected up``."""
+    action: str = ""
+
+    @property
+    def short(self) -> str:
+        """``rail 1 (rail1) link dead; check the port state and the cable of node02 rail1``."""
+        said = f"{self.part} {self.finding}" if self.part else self.finding
+        return f"{said}; {self.action}" if self.action else said
+
+
+@dataclass(frozen=True)
+class NodeAction:
+    """What railbench did (or found it must not do) to one node's state in Slurm."""
+
+    node: str
+    outcome: Outcome
+    reason: str
+    """The reason railbench gave or would have given (``railbench: ...``); empty for a resume."""
+    note: str = ""
+    """Who else drained it and why, Slurm's refusal, the reason it kept."""
+
+    def to_json(self) -> JSONObject:
+        return {"node": self.node, "outcome": self.outcome, "reason": self.reason, "note": self.note}
+
+    @property
+    def line(self) -> str:
+        """One line for the terminal and the report: the node, then :attr:`words`."""
+        return f"{self.node} {self.words}"
+
+    @property
+    def words(self) -> str:
+        """What happened to the node, without its name."""
+        said = {
+            "drained": f"drained ({self.reason})",
+            "renewed": f"drained by railbench before; reason now: {self.reason}",
+            "resumed": "resumed: railbench had drained it and it passes now",
+            "kept": f"still drained by railbench ({self.reason})",
+            "left": f"not drained by railbench: {self.note}",
+            "failed": f"NOT drained: {self.note}",
+            "unknown": f"NOT drained: {self.note}",
+        }
+        return said[self.outcome]
+
+
+def owned(reason: str) -> bool:
+    """A reason railbench set."""
+    return reason.startswith(REASON_PREFIX)
+
+
+def reason(faults: Sequence[NodeFault]) -> str:
+    """The drain reason for one node's faults: the first in full, then how many more (ASCII, one line)."""
+    text = faults[0].short if faults else "failed its checks"
+    more = f" (+{len(faults) - 1} more)" if len(faults) > 1 else ""
+    plain = " ".join(text.replace("→", "->").encode("ascii", "replace").decode().split())
+    room = MAX_REASON_CHARS - len(REASON_PREFIX) - 1 - len(more)
+    if len(plain) > room:
+        plain = plain[: room - 3].rstrip() + "..."
+    return f"{REASON_PREFIX} {plain}{more}"
+
+
+# -- findings -> faults -----------------------------------------------------------------------------------
+
+
+def check_faults(node: str, results: Iterable[CheckResult], actions: Actions) -> tuple[list[NodeFault], list[str]]:
+    """The node's failed checks that name a part of it, and (second) the failed checks that drain nothing,
+    each said with why."""
+    faults, not_drained = [], []
+    for r in results:
+        if r.status != "fail":
+            continue
+        key = CHECK_ACTIONS.get(r.check)
+        if key is None:
+            not_drained.append(f"{node} {r.check}: a setting of the run, not a part of the node")
+            continue
+        text = r.reason
+        if r.device and text.startswith(f"{r.device}: "):
+            text = text[len(r.device) + 2 :]
+        part = f"{r.check} {r.device}" if r.device else r.check
+        action = actions.action(key, node=node, **device_words(r.device if r.device else None))
+        faults.append(NodeFault(node, part, text, action))
+    return faults, not_drained
+
+
+def defect_faults(
+    defects: Iterable[RailDefect], gpu_defects: Iterable[GpuDefect] = ()
+) -> tuple[list[NodeFault], list[str]]:
+    """The rails and intra-node defects that name a part of one node, and (second) those that drain no node,
+    each said with why (warnings and transients are neither: they fail nothing)."""
+    faults, not_drained = [], []
+    for d in defects:
+        if d.severity != "fail" or d.symptom == "transient":
+            continue
+        finding = f"{d.kind} {d.symptom or ''}".strip()
+        if d.kind not in NODE_DEFECTS or not d.node:
+            where = f"rail {d.rail}" if d.rail is not None else "every rail"
+            named = f"{d.node}-{d.peer} {where}" if d.node and d.peer else where
+            not_drained.append(f"{named} {finding}: a part above the nodes, no node drained ({d.action})")
+            continue
+        device = f" ({d.device})" if d.device else ""
+        part = "every rail" if d.kind == "node" else f"rail {d.rail}{device}"
+        faults.append(NodeFault(d.node, part, finding, d.action))
+    for g in gpu_defects:
+        if not g.node:
+            continue
+        if g.gpu is not None and g.peer is not None:
+            part = f"GPU {g.gpu}-GPU {g.peer}"
+        else:
+            part = f"GPU {g.gpu}" if g.gpu is not None else "every GPU pair"
+        faults.append(NodeFault(g.node, part, f"{g.kind} {g.symptom or ''}".strip(), g.action))
+    return faults, not_drained
+
+
+# -- acting on Slurm ----------------------------------------------------------------------------------------
+
+
+def by_node(faults: Iterable[NodeFault]) -> dict[str, list[NodeFault]]:
+    grouped: dict[str, list[NodeFault]] = {}
+    for fault in faults:
+        grouped.setdefault(fault.node, []).append(fault)
+    return grouped
+
+
+def drain_faulty(faults: Iterable[NodeFault]) -> list[NodeAction]:
+    """Drain every node ``faults`` name (see the module docstring for whose nodes railbench touches); one
+    action per node, in the order the faults name them. Slurm's refusals are outcomes, never raised."""
+    grouped = by_node(faults)
+    if not grouped:
+        return []
+    # A host that calls itself by its full name is the node slurm.conf names by the first label.
+    names = list(dict.fromkeys([*grouped, *(node.split(".")[0] for node in grouped)]))
+    try:
+        states = scheduler.node_states(names)
+    except SchedulerError as exc:
+        return [NodeAction(node, "failed", reason(its), str(exc)) for node, its in grouped.items()]
+    return [
+        _drain_one(node, reason(its), states.get(node) or states.get(node.split(".")[0]))
+        for node, its in grouped.items()
+    ]
+
+
+def _drain_one(node: str, why: str, state: scheduler.NodeState | None) -> NodeAction:
+    if state is None:
+        return NodeAction(node, "unknown", why, f"Slurm has no node named {node}")
+    node = state.node
+    if state.drained and not owned(state.reason):
+        return NodeAction(node, "left", why, _whose(state))
+    if state.drained and state.reason == why:
+        return NodeAction(node, "kept", why, "the same finding as when it was drained")
+    try:
+        scheduler.drain(node, why)
+    except SchedulerError as exc:
+        return NodeAction(node, "failed", why, str(exc))
+    return NodeAction(node, "renewed" if state.drained else "drained", why)
+
+
+def resume_if_ours(node: str) -> NodeAction | None:
+    """A node that passes: resumed when railbench drained it; said (``left``) when someone else did; None
+    when it is in service (nothing to do)."""
+    try:
+        state = scheduler.node_states([node]).get(node)
+    except SchedulerError as exc:
+        return NodeAction(node, "failed", "", str(exc))
+    if state is None:
+        return NodeAction(node, "unknown", "", f"Slurm has no node named {node}")
+    if not state.drained:
+        return None
+    if not owned(state.reason):
+        return NodeAction(node, "left", "", _whose(state))
+    try:
+        scheduler.resume(node)
+    except SchedulerError as exc:
+        return NodeAction(node, "failed", "", str(exc))
+    return NodeAction(node, "resumed", "", f"was: {state.reason}")
+
+
+def _whose(state: scheduler.NodeState) -> str:
+    by = f" by {state.user}" if state.user and state.user.lower() != "unknown" else ""
+    if state.drained:
+        return f"drained{by} for '{state.reason or 'no reason'}', left as it is"
+    return f"{state.state}{by}: '{state.reason or 'no reason'}', left as it is"

@@ -1,0 +1,249 @@
+"""The drain policy and ``railbench health`` without a scheduler: which findings drain a node and with what
+reason, how sinfo's states read, the health check on sysfs fixture trees (its lines, exit status and time
+limit), bad input, and the report's Slurm part. tests/test_slurm_health.py and tests/test_slurm_recipes.py run
+the same against a real Slurm."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from bench.actions import Actions
+from bench.health.config import HealthConfig
+from bench.health.node import findings, run_checks
+from bench.preflight.checks import CheckResult
+from bench.profiles import load_profile
+from bench.report import scheduler as report_slurm
+from bench.rundir.railsdoc import GpuDefect, RailDefect
+from bench.rundir.runjson import SCHEMA_PATH, RunDoc
+from bench.slurm import drain
+from bench.slurm.scheduler import NodeState
+from tests import fabric_trees
+from tests.support import railbench_inline
+from tests.test_fabric_error_counters import zero_errors
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "slurm.md"
+
+
+@pytest.fixture(scope="module")
+def trees(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("health-sysfs")
+    healthy = fabric_trees.build(base / "healthy", fabric_trees.healthy_1cc())
+    zero_errors(healthy, [f"mlx5_{k}" for k in range(9)], [f"ibp{k}s0" for k in range(1, 9)])
+    return {
+        "healthy": healthy,
+        "port-down": fabric_trees.build(base / "port-down", fabric_trees.port_down("mlx5_3")),
+    }
+
+
+# -- the reason and whose node it is ------------------------------------------------------------------------
+
+
+def test_the_reason_names_the_part_and_the_action_in_one_ascii_line() -> None:
+    dead = drain.NodeFault("node02", "rail 1 (mlx5_2)", "link dead", "check the port state and the cable")
+    assert drain.reason([dead]) == "railbench: rail 1 (mlx5_2) link dead; check the port state and the cable"
+    more = drain.reason([dead, drain.NodeFault("node02", "GPU 3", "gpu slow"), dead])
+    assert more.endswith(" (+2 more)") and more.startswith("railbench: rail 1 (mlx5_2) link dead;")
+    long = drain.reason([drain.NodeFault("n", "rail 1 → x", "é " * 300 + "\n end")])
+    assert len(long) <= drain.MAX_REASON_CHARS and long.isascii() and "\n" not in long and long.endswith("...")
+    assert drain.owned(long) and not drain.owned("maintenance: railbench: later") and not drain.owned("")
+
+
+def test_failed_hardware_checks_drain_and_settings_of_the_run_do_not() -> None:
+    results = [
+        CheckResult("rail", "fail", "mlx5_3:1: port DOWN (phys_state Disabled), expected ACTIVE/LinkUp", "mlx5_3:1"),
+        CheckResult("nccl-ib-hca", "fail", "NCCL_IB_HCA unset: NCCL would use mlx5_0", "mlx5_0:1"),
+        CheckResult("rail-firmware", "warn", "rail firmware differs", "mlx5_4"),
+        CheckResult("gpu-count", "fail", "7 GPUs, expected 8"),
+        CheckResult("rail", "pass", "mlx5_1:1: ACTIVE LinkUp", "mlx5_1:1"),
+    ]
+    faults, not_drained = drain.check_faults("gpu-node07", results, Actions())
+    assert [(f.part, f.finding, f.action) for f in faults] == [
+        (
+            "rail mlx5_3:1",
+            "port DOWN (phys_state Disabled), expected ACTIVE/LinkUp",
+            "check the port state and the cable of gpu-node07 mlx5_3 port 1",
+        ),
+        ("gpu-count", "7 GPUs, expected 8", "drain gpu-node07 and check its PCIe/NUMA/GPU placement"),
+    ]
+    assert not_drained == ["gpu-node07 nccl-ib-hca: a setting of the run, not a part of the node"]
+    # every check the registry has is placed: a new check must say whether it is a part of the node
+    from bench.preflight.checks import REGISTRY
+
+    assert {c.name for c in REGISTRY} <= set(drain.CHECK_ACTIONS)
+
+
+def _defect(kind: str, node: str | None, **extra: object) -> RailDefect:
+    base: dict[str, object] = {"kind": kind, "node": node, "rail": 1, "device": "mlx5_2", "symptom": "dead"}
+    return RailDefect(**{**base, "action": f"{kind} action", **extra})  # type: ignore[arg-type]
+
+
+def test_only_defects_of_one_nodes_parts_drain_it() -> None:
+    defects = [
+        _defect("link", "node02"),
+        _defect("pair", "node03", peer="node04", symptom="slow"),
+        _defect("rail", None, symptom="slow"),
+        _defect("leaf", None, rail=1, symptom="slow"),
+        _defect("errors", "node05", severity="warn", symptom="errors"),  # a warning fails nothing
+        _defect("node", "node06", rail=None, symptom="slow"),
+        _defect("path", "node07", symptom="misrouted"),
+    ]
+    gpus = [GpuDefect(kind="gpu", node="node08", gpu=3, symptom="slow", action="drain node08 and check NVLink")]
+    faults, not_drained = drain.defect_faults(defects, gpus)
+    assert [(f.node, f.part, f.finding) for f in faults] == [
+        ("node02", "rail 1 (mlx5_2)", "link dead"),
+        ("node06", "every rail", "node slow"),
+        ("node07", "rail 1 (mlx5_2)", "path misrouted"),
+        ("node08", "GPU 3", "gpu slow"),
+    ]
+    assert [line.split(":")[0] for line in not_drained] == [
+        "node03-node04 rail 1 pair slow",
+        "rail 1 rail slow",
+        "rail 1 leaf slow",
+    ]
+    assert all("a part above the nodes, no node drained" in line for line in not_drained)
+
+
+@pytest.mark.parametrize(
+    ("state", "drained", "usable"),
+    [
+        ("idle", False, True),
+        ("mixed", False, True),
+        ("allocated", False, True),
+        ("idle~", False, True),
+        ("drained", True, False),
+        ("draining", True, False),
+        ("drain", True, False),
+        ("drng", True, False),
+        ("down*", False, False),
+        ("idle*", False, False),
+        ("reserved", False, False),
+        ("maint", False, False),
+        ("mixed+drain", True, False),
+    ],
+)
+def test_sinfo_states_read_as_slurm_means_them(state: str, drained: bool, usable: bool) -> None:
+    node = NodeState("node01", state, "")
+    assert (node.drained, node.usable) == (drained, usable)
+
+
+def test_what_railbench_did_is_said_in_one_line() -> None:
+    done = drain.NodeAction("node02", "drained", "railbench: rail 1 link dead")
+    assert done.line == "node02 drained (railbench: rail 1 link dead)"
+    left = drain.NodeAction("node03", "left", "railbench: x", "drained by root for 'PSU', left as it is")
+    assert left.words == "not drained by railbench: drained by root for 'PSU', left as it is"
+    assert json.loads(json.dumps(left.to_json()))["outcome"] == "left"
+
+
+# -- railbench health without a scheduler -------------------------------------------------------------------
+
+
+def test_health_says_one_line_per_finding_and_exits_as_slurm_reads_it(trees: dict[str, Path]) -> None:
+    healthy = railbench_inline(
+        ["health", "--profile", "lambda-1cc", "--sysfs-root", str(trees["healthy"]), "--node", "gpu-node07"]
+    )
+    assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+    assert healthy.stdout.splitlines()[-1].startswith("railbench health gpu-node07: PASS (21 pass, 1 skip in ")
+    broken = railbench_inline(
+        ["health", "--profile", "lambda-1cc", "--sysfs-root", str(trees["port-down"]), "--node", "gpu-node07"]
+    )
+    assert broken.returncode == 1, broken.stdout + broken.stderr
+    lines = broken.stdout.splitlines()
+    assert lines[0] == (
+        "railbench health gpu-node07: FAIL rail: mlx5_3:1: port DOWN (phys_state Disabled), expected ACTIVE/LinkUp"
+    )
+    assert lines[1].startswith("railbench health gpu-node07: FAIL (1 fail, 12 pass, 2 skip in ") and len(lines) == 2
+    # the reason --drain gives this node, as docs/slurm.md shows it
+    results = run_checks(HealthConfig("lambda-1cc", sysfs_root=trees["port-down"]), load_profile("lambda-1cc"))
+    faults, _ = drain.check_faults("gpu-node07", results.results, load_profile("lambda-1cc").actions)
+    shown = drain.reason(faults)
+    assert shown == (
+        "railbench: rail mlx5_3:1 port DOWN (phys_state Disabled), expected ACTIVE/LinkUp; check the port state and "
+        "the cable of gpu-node07 mlx5_3 port 1"
+    )
+    assert f"drained ({shown})" in DOCS.read_text()
+
+
+def test_a_check_that_hangs_is_a_finding_at_the_time_limit(trees: dict[str, Path]) -> None:
+    """A sysfs read that never returns (a wedged driver), here the error window's wait: the health check ends at
+    its limit, naming the check it was in, instead of being killed by slurmd with nothing said."""
+    released = threading.Event()
+    config = HealthConfig("lambda-1cc", time_limit_s=0.5, sysfs_root=trees["healthy"], error_window_s=0.1)
+    try:
+        checked = run_checks(config, load_profile("lambda-1cc"), sleep=lambda _: released.wait(30))
+    finally:
+        released.set()
+    assert checked.stuck_in == "rail-errors" and checked.seconds < 5
+    (hung,) = findings("gpu-node07", checked, config)
+    assert hung.check == "time-limit" and hung.status == "fail"
+    assert hung.reason.startswith("rail-errors did not finish within the 0.5 s time limit")
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--time-limit", "0"], "--time-limit 0 must be above 0 seconds"),
+        (["--time-limit", "nan"], "--time-limit 'nan' is not a finite number"),
+        (["--time-limit", "4000"], "above the largest plausible value 600"),
+        (["--node", "node01,node02"], "is not a node name"),
+        (["--time-limit", "2"], "does not fit in --time-limit 2 s"),  # lambda-1cc's window is 3 s
+        (["--sysfs-root", "/nonexistent"], "--sysfs-root /nonexistent is not a directory"),
+    ],
+)
+def test_bad_health_input_is_one_line(args: list[str], said: str) -> None:
+    done = railbench_inline(["health", "--profile", "lambda-1cc", *args])
+    assert done.returncode == 2 and done.stdout == "", done.stdout + done.stderr
+    assert len(done.stderr.splitlines()) == 1 and said in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("command", [["health", "--profile", "local"], ["accept", "--profile", "local", "--np", "2"]])
+def test_drain_without_slurm_is_refused_before_anything_runs(tmp_path: Path, command: list[str]) -> None:
+    done = railbench_inline([*command, "--drain"], env={"PATH": str(tmp_path)})
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.startswith("railbench: error: --drain: Slurm's sinfo is not on PATH") and done.stdout == ""
+
+
+# -- the report's Slurm part --------------------------------------------------------------------------------
+
+
+def test_the_report_says_what_was_left_out_and_drained() -> None:
+    doc = {
+        "format_version": 1,
+        "tool": "railbench",
+        "version": "0",
+        "command": "accept",
+        "cluster": "lab",
+        "profile": "netns",
+        "started_utc": "2026-11-24T02:00:00Z",
+        "finished_utc": "2026-11-24T02:05:00Z",
+        "status": "complete",
+        "verdict": "fail",
+        "exit_status": 1,
+        "scheduler": {
+            "job_id": "42",
+            "partition": "rb",
+            "nodelist": "node[01,03-04]",
+            "left_out": [
+                {"node": "node02", "state": "drained", "reason": "railbench: rail 1 link dead", "user": "root"}
+            ],
+        },
+        "drain": {
+            "nodes": [{"node": "node03", "outcome": "drained", "reason": "railbench: GPU 3 gpu slow", "note": ""}],
+            "not_drained": ["rail 0 rail slow: a part above the nodes, no node drained (check leaf switch for rail 0)"],
+        },
+    }
+    jsonschema.validate(doc, json.loads(SCHEMA_PATH.read_text()))
+    run = RunDoc.from_json(doc)
+    assert report_slurm.sentences(run) == (
+        "Slurm job 42 in partition rb on node[01,03-04].",
+        "Left out by the scheduler when the run started: node02 (drained: railbench: rail 1 link dead).",
+        "--drain: 1 node(s) named by a defect, in the table below.",
+        "Not drained: rail 0 rail slow: a part above the nodes, no node drained (check leaf switch for rail 0).",
+    )
+    assert report_slurm.drain_rows(run) == (("node03", "drained", "railbench: GPU 3 gpu slow", ""),)
+    outside = RunDoc.from_json({k: v for k, v in doc.items() if k not in ("scheduler", "drain")})
+    assert report_slurm.sentences(outside) == () and report_slurm.drain_rows(outside) == ()
