@@ -25,7 +25,7 @@ SCRIPT = REPO / "ci" / "slurm" / "railbench-health.sh"
 # The testbed's profile with a short idle window for the error counters: every run fits well inside the interval.
 HEALTH_PROFILE = PROFILE.replace("[plan]", "[errors]\nwindow_s = 0.5\n\n[plan]")
 DEAD_RAIL1 = (
-    "railbench: socket-rail rail1 operstate down, expected up; check the port state and the cable of {node} rail1"
+    "railbench: socket-rail rail1 operstate down, expected up; check the link, the speed and the cable of {node} rail1"
 )
 
 

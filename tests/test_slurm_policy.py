@@ -66,15 +66,24 @@ def test_failed_hardware_checks_drain_and_settings_of_the_run_do_not() -> None:
         (
             "rail mlx5_3:1",
             "port DOWN (phys_state Disabled), expected ACTIVE/LinkUp",
-            "check the port state and the cable of gpu-node07 mlx5_3 port 1",
+            "check the port state, the rate and the cable of gpu-node07 mlx5_3 port 1",
         ),
-        ("gpu-count", "7 GPUs, expected 8", "drain gpu-node07 and check its PCIe/NUMA/GPU placement"),
+        (
+            "gpu-count",
+            "7 GPUs, expected 8",
+            "drain gpu-node07 and check its GPUs (nvidia-smi, the driver, the model the profile expects)",
+        ),
     ]
     assert not_drained == ["gpu-node07 nccl-ib-hca: a setting of the run, not a part of the node"]
     # every check the registry has is placed: a new check must say whether it is a part of the node
     from bench.preflight.checks import REGISTRY
 
-    assert {c.name for c in REGISTRY} <= set(drain.CHECK_ACTIONS)
+    assert not drain.NODE_CHECKS & drain.RUN_SETTING_CHECKS
+    assert {c.name for c in REGISTRY} <= drain.NODE_CHECKS | drain.RUN_SETTING_CHECKS
+    # a check that words its own action (with the PCI address) keeps it in the drain reason
+    pcie = CheckResult("pcie-link", "fail", "GPU 3 (0000:33:00.0): x8", "GPU3", "reseat GPU 3 (0000:33:00.0)")
+    [fault], _ = drain.check_faults("gpu-node07", [pcie], Actions())
+    assert fault.action == "reseat GPU 3 (0000:33:00.0)"
 
 
 def _defect(kind: str, node: str | None, **extra: object) -> RailDefect:
@@ -147,7 +156,7 @@ def test_health_says_one_line_per_finding_and_exits_as_slurm_reads_it(trees: dic
         ["health", "--profile", "lambda-1cc", "--sysfs-root", str(trees["healthy"]), "--node", "gpu-node07"]
     )
     assert healthy.returncode == 0, healthy.stdout + healthy.stderr
-    assert healthy.stdout.splitlines()[-1].startswith("railbench health gpu-node07: PASS (21 pass, 1 skip in ")
+    assert healthy.stdout.splitlines()[-1].startswith("railbench health gpu-node07: PASS (22 pass, 6 skip in ")
     broken = railbench_inline(
         ["health", "--profile", "lambda-1cc", "--sysfs-root", str(trees["port-down"]), "--node", "gpu-node07"]
     )
@@ -156,14 +165,14 @@ def test_health_says_one_line_per_finding_and_exits_as_slurm_reads_it(trees: dic
     assert lines[0] == (
         "railbench health gpu-node07: FAIL rail: mlx5_3:1: port DOWN (phys_state Disabled), expected ACTIVE/LinkUp"
     )
-    assert lines[1].startswith("railbench health gpu-node07: FAIL (1 fail, 12 pass, 2 skip in ") and len(lines) == 2
+    assert lines[1].startswith("railbench health gpu-node07: FAIL (1 fail, 13 pass, 7 skip in ") and len(lines) == 2
     # the reason --drain gives this node, as docs/slurm.md shows it
     results = run_checks(HealthConfig("lambda-1cc", sysfs_root=trees["port-down"]), load_profile("lambda-1cc"))
     faults, _ = drain.check_faults("gpu-node07", results.results, load_profile("lambda-1cc").actions)
     shown = drain.reason(faults)
     assert shown == (
-        "railbench: rail mlx5_3:1 port DOWN (phys_state Disabled), expected ACTIVE/LinkUp; check the port state and "
-        "the cable of gpu-node07 mlx5_3 port 1"
+        "railbench: rail mlx5_3:1 port DOWN (phys_state Disabled), expected ACTIVE/LinkUp; check the port state, "
+        "the rate and the cable of gpu-node07 mlx5_3 port 1"
     )
     assert f"drained ({shown})" in DOCS.read_text()
 

@@ -181,7 +181,8 @@ def test_the_nightly_under_sbatch_a_dead_rail_then_the_next_night(cluster: Slurm
         states = cluster.sinfo_states()
         assert states["node02"][0] == "drained"
         assert states["node02"][1].startswith(
-            "railbench: socket-rail rail1 operstate down, expected up; check the port state and the cable of node02"
+            "railbench: socket-rail rail1 operstate down, expected up; check the link, the speed and the cable of "
+            "node02"
         ), states
         assert states["node01"] == states["node03"] == ("idle", "none")  # drained exactly the node named
         (first,) = (results / "reports" / "runs").iterdir()

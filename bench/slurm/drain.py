@@ -18,12 +18,11 @@ reason a drained node carries, and what railbench may do to a node's state.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Literal
 
-from bench.actions import Actions, device_words
+from bench.actions import Actions
 from bench.jsondoc import JSONObject
 from bench.preflight.checks import CheckResult
 from bench.rundir.railsdoc import GpuDefect, RailDefect
@@ -35,27 +34,35 @@ REASON_PREFIX = "railbench:"
 MAX_REASON_CHARS = 200
 """One line in ``sinfo -R`` and ``scontrol show node``; Slurm keeps longer ones, people do not read them."""
 
-CHECK_ACTIONS: Mapping[str, str | None] = MappingProxyType(
+NODE_CHECKS: frozenset[str] = frozenset(
     {
-        "ib-devices": "node",
-        "rail-count": "node",
-        "rail": "dead",
-        "socket-rail": "dead",
-        "gpu-count": "node",
-        "gpu-nic-affinity": "node",
-        "rail-errors": "errors",
-        "link-flaps": "errors",
-        "sysfs-tree": "node",
-        "rail-firmware": "node",
-        # settings of the run, not parts of the node: never drained
-        "nccl-ib-hca": None,
-        "nccl-socket-ifname": None,
-        "nccl-log": None,
-        "input": None,
+        "ib-devices",
+        "rail-count",
+        "rail",
+        "socket-rail",
+        "gpu-count",
+        "gpu-nic-affinity",
+        "rail-errors",
+        "link-flaps",
+        "sysfs-tree",
+        "rail-firmware",
+        "pcie-link",
+        "pcie-acs",
+        "iommu",
+        "gpu-peer-memory",
+        "nic-pcie",
+        "port-mtu",
+        "gpu-xid",
+        "gpu-ecc",
+        "gpu-clocks",
+        "nvlink",
+        "fabric-manager",
     }
 )
-"""A failed check -> the ``[actions]`` key of what to do about the node (``bench.actions``), or None when the
-check judges the run's settings rather than the node (drains nothing)."""
+"""Checks that judge a part of the node (its hardware, firmware, kernel and BIOS settings): a failure drains it."""
+RUN_SETTING_CHECKS: frozenset[str] = frozenset({"nccl-ib-hca", "nccl-socket-ifname", "nccl-log", "input"})
+"""Checks that judge the run's settings or input rather than the node: a failure drains nothing. Every check
+of the registry is in one of the two sets (a test holds it), so a new check says which it is."""
 
 NODE_DEFECTS: frozenset[str] = frozenset({"link", "cable", "errors", "path", "node"})
 """Kinds of rails defects that are a part of one node (``bench.rails.defects``); every kind of intra-node defect
@@ -147,15 +154,15 @@ def check_faults(node: str, results: Iterable[CheckResult], actions: Actions) ->
     for r in results:
         if r.status != "fail":
             continue
-        key = CHECK_ACTIONS.get(r.check)
-        if key is None:
+        if r.check not in NODE_CHECKS:
             not_drained.append(f"{node} {r.check}: a setting of the run, not a part of the node")
             continue
         text = r.reason
         if r.device and text.startswith(f"{r.device}: "):
             text = text[len(r.device) + 2 :]
         part = f"{r.check} {r.device}" if r.device else r.check
-        action = actions.action(key, node=node, **device_words(r.device if r.device else None))
+        # the check's own action (the GPUDirect path's names the PCI address), else [actions.checks]'s
+        action = r.action or actions.for_check(r.check, node, r.device)
         faults.append(NodeFault(node, part, text, action))
     return faults, not_drained
 
