@@ -5,6 +5,7 @@
     python ci/sample_report.py --update-sample            # from the synthetic 8-node run in tests/report_data.py
     python ci/sample_report.py --out DIR                  # draw it elsewhere; the committed sample is left alone
     python ci/sample_report.py --nodes 64 --out DIR       # a synthetic 64-node x 8-rail acceptance run
+    python ci/sample_report.py --tiny                     # the sample drawn into a temporary folder (CI)
 
 Without ``--update-sample`` or ``--out`` it refuses: the committed sample is only rewritten when asked.
 
@@ -132,15 +133,23 @@ def main() -> int:
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--update-sample", action="store_true", help="overwrite the committed reports/sample/")
     where.add_argument("--out", type=Path, help="draw the sample into DIR instead")
+    where.add_argument("--tiny", action="store_true", help="the 8-node sample into a temporary folder, no screenshots")
     args = parser.parse_args()
+    if args.tiny:
+        with tempfile.TemporaryDirectory(prefix="railbench-sample-tiny-") as scratch:
+            return draw(args.run_dir, Path(scratch) / "sample", testbed=args.testbed, nodes=8, shots=False)
     if not args.update_sample and args.out is None:
         parser.error("pass --update-sample to overwrite the committed reports/sample/, or --out DIR")
     sample = SAMPLE if args.update_sample else args.out
+    return draw(args.run_dir, sample, testbed=args.testbed, nodes=args.nodes, shots=True, first=not args.update_sample)
+
+
+def draw(run_dir: Path | None, sample: Path, *, testbed: bool, nodes: int, shots: bool, first: bool = True) -> int:
+    """Draw the sample into ``sample`` from ``run_dir``, the testbed or a synthetic run of ``nodes`` nodes; with
+    ``shots`` the certificate's screenshots too (and the first screen, unless the committed sample is drawn)."""
     with tempfile.TemporaryDirectory(prefix="railbench-sample-") as scratch:
         scratch_dir = Path(scratch)
-        run_dir = (
-            testbed_run_dir(scratch_dir) if args.testbed else args.run_dir or synthetic_run_dir(scratch_dir, args.nodes)
-        )
+        run_dir = testbed_run_dir(scratch_dir) if testbed else run_dir or synthetic_run_dir(scratch_dir, nodes)
         cmd = [sys.executable, "-m", "bench", "report", str(run_dir), "--out", str(sample)]
         proc = subprocess.run(cmd, cwd=REPO, env=rank_env(), check=False)
         if proc.returncode != 0:
@@ -154,8 +163,9 @@ def main() -> int:
             break
     else:
         print(f"this run has no bar chart: {sample / 'bars.png'} left as it was")
-    screenshot(sample / "report.html", sample / "certificate.png")
-    if not args.update_sample:  # what a laptop shows first: the summary must be all there
+    if shots:
+        screenshot(sample / "report.html", sample / "certificate.png")
+    if shots and first:  # what a laptop shows first: the summary must be all there
         screenshot(sample / "report.html", sample / "first-screen.png", height=800)
     return 0
 
