@@ -71,7 +71,8 @@ def sweep_rows(results: pd.DataFrame) -> tuple[tuple[str, ...], ...]:
         time_us=("time_us", "mean"),
         algbw_GBps=("algbw_GBps", "mean"),
         busbw_GBps=("busbw_GBps", "mean"),
-        wrong=("wrong", lambda wrong: wrong.sum(min_count=1)),  # N/A (not checked) stays N/A, never 0
+        wrong=("wrong", "sum"),
+        checked=("wrong", "count"),
         time_us_min=("time_us_min", "min"),
         time_us_max=("time_us_max", "max"),
     )
@@ -79,8 +80,9 @@ def sweep_rows(results: pd.DataFrame) -> tuple[tuple[str, ...], ...]:
     counts: dict[tuple[int, str, int], object] = {}
     for r in agg.itertuples():
         key = (int(r.ran), str(r.collective), int(r.bytes))
+        wrong = r.wrong if r.checked else math.nan  # N/A (not checked) stays N/A: a sum of nothing is not 0
         lines.setdefault(key, {})[str(r.half)] = _Half(
-            r.time_us, r.algbw_GBps, r.busbw_GBps, r.wrong, r.time_us_min, r.time_us_max
+            r.time_us, r.algbw_GBps, r.busbw_GBps, wrong, r.time_us_min, r.time_us_max
         )
         counts.setdefault(key, r.count)
     out = []
