@@ -14,7 +14,6 @@ there is something to show.
 
 from __future__ import annotations
 
-import math
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -23,6 +22,7 @@ from typing import Any
 
 from bench.jsondoc import Parsed
 from bench.report.inputs import RunInputs
+from bench.report.sweep_table import number_cell
 from bench.rundir.runjson import RunDoc
 
 CHECK_STATUSES = ("pass", "warn", "fail", "skip")
@@ -203,14 +203,6 @@ def grid_reasons(grid: Grid, hosts: Sequence[str] = ()) -> list[ReasonGroup]:
     return sorted(out, key=lambda g: -_WORST.get(g.status, 0))
 
 
-def _num(value: object, spec: str) -> str:
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return "—"
-    return "—" if math.isnan(number) else format(number, spec)
-
-
 COMPARE_HEADERS = ("metric", "state", "tonight GB/s", "baseline GB/s", "change", "what changed since the baseline")
 
 
@@ -227,9 +219,9 @@ def compare_rows(compare: Parsed | None) -> tuple[tuple[str, ...], ...]:
         (
             str(m.get("metric")),
             str(m.get("state")),
-            _num(m.get("busbw_GBps"), ",.2f"),
-            _num(m.get("baseline_GBps"), ",.2f"),
-            _num(m.get("change"), "+.1%"),
+            number_cell(m.get("busbw_GBps"), ",.2f"),
+            number_cell(m.get("baseline_GBps"), ",.2f"),
+            number_cell(m.get("change"), "+.1%"),
             ", ".join(str(c) for c in m.get("changes") or []) or "—",
         )
         for m in flagged

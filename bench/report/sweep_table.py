@@ -36,7 +36,8 @@ class _Half(NamedTuple):
     time_us_max: float
 
 
-def _num(value: object, spec: str) -> str:
+def number_cell(value: object, spec: str) -> str:
+    """A table cell for a number, formatted by ``spec``; a dash for no number (blank, NaN, text)."""
     try:
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
@@ -48,10 +49,10 @@ def _cells(half: _Half | None) -> tuple[str, ...]:
     if half is None:
         return ("—",) * len(HALF)
     return (
-        _num(half.time_us, ",.1f"),
-        _num(half.algbw_GBps, ",.2f"),
-        _num(half.busbw_GBps, ",.2f"),
-        _num(half.wrong, ".0f"),
+        number_cell(half.time_us, ",.1f"),
+        number_cell(half.algbw_GBps, ",.2f"),
+        number_cell(half.busbw_GBps, ",.2f"),
+        number_cell(half.wrong, ".0f"),
     )
 
 
@@ -95,11 +96,11 @@ def sweep_rows(results: pd.DataFrame) -> tuple[tuple[str, ...], ...]:
             (
                 collective,
                 format_size(nbytes),
-                _num(counts[key], ".0f"),
+                number_cell(counts[key], ".0f"),
                 *_cells(halves.get("out-of-place")),
                 *_cells(halves.get("in-place")),
-                _num(fastest, ",.1f"),
-                _num(slowest, ",.1f"),
+                number_cell(fastest, ",.1f"),
+                number_cell(slowest, ",.1f"),
             )
         )
     return tuple(out)
