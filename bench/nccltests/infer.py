@@ -5,7 +5,8 @@ marker, then the command line (``.../all_gather_perf -b ...``), then ``--collect
 when only one collective fits it (redop, root, size/count ratio, busbw/algbw), then a name mentioned before
 the table (``-t all_gather``), then the file name; a name is only taken from a hint if the rows fit it.
 nranks: NCCL's own ``nranks N`` lines, then the device list (or the launcher's ``-np`` when the list is
-cut short), then size/count for per-rank-count collectives, then inverting the all_reduce factor.
+cut short), then ``--nranks`` (which also counts when the collective is chosen), then size/count for
+per-rank-count collectives, then inverting the all_reduce factor over every row fast enough to pin it.
 """
 
 from __future__ import annotations
