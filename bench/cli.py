@@ -115,6 +115,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return interrupt_status(exc)
 
 
+def entry() -> int:
+    """The ``railbench`` program (``python -m bench`` too): :func:`main`, then the process's exit. A rank that
+    imported torch leaves through ``bench.runtime.rank_exit`` (seconds faster than the interpreter's
+    teardown of torch); :func:`main` itself always returns, for callers in the same process."""
+    status = main()
+    if "torch" in sys.modules and discover_rank() is not None:
+        from bench.runtime.rank_exit import end_rank
+
+        end_rank(status)
+    return status
+
+
 def _reader_gone() -> int:
     """Exit status 141 (128 + SIGPIPE, as a shell reports a tool that ``| head`` closed on): what was already
     written stays written; stdout goes to /dev/null so the interpreter's final flush raises nothing more."""

@@ -1,6 +1,6 @@
 """Memory and speed of making and checking a buffer (-c), per size: printed, not asserted.
 
-    python ci/bench_check_memory.py [--sizes 16M,64M,256M,1G] [--dtype float] [--device cpu|cuda]
+    python ci/bench_check_memory.py [--sizes 16M,64M,256M,1G] [--dtype float] [--device cpu|cuda] [--tiny]
 
 Each size runs in a fresh process (a one-rank gloo or NCCL group) through the sweep's own path
 (``bench.timing.measure`` with ``check=True``). It prints the growth of the peak memory beyond the buffers
@@ -63,7 +63,14 @@ def main() -> int:
     parser.add_argument("--sizes", default="16M,64M,256M,1G")
     parser.add_argument("--dtype", default="float")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="one size, 1M: the same code at the smallest size, in seconds (CI runs every ci/ script so)",
+    )
     args = parser.parse_args()
+    if args.tiny:
+        args.sizes = "1M"
     env = dict(os.environ, PYTHONPATH=str(REPO))
     print(f"{'size':>8} {'buffers MiB':>12} {'peak beyond MiB':>16} {'make+run+check s':>17} {'wrong':>6}")
     for text in args.sizes.split(","):

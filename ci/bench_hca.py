@@ -3,7 +3,7 @@
 Builds a 1CC-style sysfs tree (mlx5_0 Ethernet + 8 NDR rails + a RoCE bond) in a temporary directory and
 times whole ``python -m bench hca`` processes, interpreter start included, for a few NCCL_IB_HCA values.
 
-    python ci/bench_hca.py [--repeat 10]
+    python ci/bench_hca.py [--repeat 10] [--tiny]
 """
 
 from __future__ import annotations
@@ -29,7 +29,14 @@ TARGET_S = 0.5
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=10)
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="one run per value: the same code at the smallest size, in seconds (CI runs every ci/ script so)",
+    )
     args = parser.parse_args()
+    if args.tiny:
+        args.repeat = 1
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     with tempfile.TemporaryDirectory() as tmp:
         root = fabric_trees.build(Path(tmp) / "node", fabric_trees.bond_node())

@@ -1,6 +1,6 @@
 """Is railbench's number honest? Its all_reduce busbw against a bare torch.distributed loop, same run.
 
-    python ci/bench_honest.py [--np 4] [--iters 20] [--repeats 5]
+    python ci/bench_honest.py [--np 4] [--iters 20] [--repeats 5] [--tiny]
 
 Starts N local ranks under mpirun (gloo on CPU; nccl where CUDA is available). In one process group, for
 each size from 1 MiB to 64 MiB it alternates railbench's timing path (``bench.measure.timing.measure``, the code
@@ -41,26 +41,26 @@ def bare_loop_us(x: object, iters: int, warmup: int) -> float:
     return statistics.fmean(float(t) for t in everyone)  # type: ignore[arg-type]
 
 
-def worker(iters: int, warmup: int, repeats: int) -> None:
+def worker(iters: int, warmup: int, repeats: int, sizes: list[int]) -> None:
     import torch
     import torch.distributed as dist
 
     from bench.measure.collectives import REGISTRY
     from bench.measure.results import bandwidths
     from bench.measure.timing import measure
-    from bench.runtime.dist import init_distributed, shutdown
+    from bench.runtime.dist import init_distributed, shutdown, transport_for
     from bench.runtime.env import discover_rank
 
     info = discover_rank()
     assert info is not None, "run me through 'python ci/bench_honest.py', which starts mpirun"
-    ctx = init_distributed(info, "auto", 300.0)
+    ctx = init_distributed(info, transport_for("auto"), 300.0)
     n, rank = ctx.info.world_size, ctx.info.rank
     coll = REGISTRY["all_reduce"]
     factor = coll.busbw_factor(n)
     if rank == 0:
         print(f"# {n} ranks, {ctx.backend} on {ctx.device}, {iters} iters, median of {repeats} alternations")
         print(f"# {'size':>8} {'railbench':>12} {'bare loop':>12} {'ratio':>7}   (busbw GB/s)")
-    for nbytes in SIZES:
+    for nbytes in sizes:
         ours, bare = [], []
         x = torch.ones(nbytes // 4, dtype=torch.float32, device=ctx.device)
         for _ in range(repeats):
@@ -92,10 +92,16 @@ def main() -> int:
     parser.add_argument("--iters", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--tiny", action="store_true", help="2 ranks, 1 MiB, one short repeat: the code path, in seconds"
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.tiny:
+        args.np, args.iters, args.warmup, args.repeats = 2, 2, 1, 1
+    sizes = SIZES[:1] if args.tiny else SIZES
     if args.worker:
-        worker(args.iters, args.warmup, args.repeats)
+        worker(args.iters, args.warmup, args.repeats, sizes)
         return 0
     env = dict(os.environ, PYTHONPATH=str(REPO), OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
     mpirun = Path(sys.executable).parent / "mpirun"
@@ -115,6 +121,7 @@ def main() -> int:
         str(args.warmup),
         "--repeats",
         str(args.repeats),
+        *(["--tiny"] if args.tiny else []),
     ]
     return subprocess.call(cmd, env=env)
 

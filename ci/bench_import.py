@@ -65,7 +65,14 @@ def import_once(log: Path, work: Path) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tables", type=int, nargs=2, default=[1000, 4000], metavar=("SMALL", "LARGE"))
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="3 and 6 tables: the same code at the smallest size, in seconds (CI runs every ci/ script so)",
+    )
     args = parser.parse_args()
+    if args.tiny:
+        args.tables = [3, 6]
     peaks = []
     with tempfile.TemporaryDirectory(prefix="railbench-import-") as tmp:
         for tables in args.tables:

@@ -1,6 +1,6 @@
 """How fast the torch-free commands start (target: under 0.5 s from a warm cache), printed, not asserted.
 
-    python ci/bench_startup.py [--repeat 10]
+    python ci/bench_startup.py [--repeat 10] [--tiny]
 
 Times whole ``python -m bench ...`` processes, interpreter start included, and says whether torch was
 imported (it must not be for these commands).
@@ -32,7 +32,14 @@ PROBE = "import sys, runpy; sys.argv = ['railbench', *sys.argv[1:]]\ntry:\n    r
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=10)
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="one run per command: the same code at the smallest size, in seconds (CI runs every ci/ script so)",
+    )
     args = parser.parse_args()
+    if args.tiny:
+        args.repeat = 1
     env = dict(os.environ, PYTHONPATH=str(REPO))
     print(f"railbench start-up, {args.repeat} runs each, whole process (target < {TARGET_S} s)")
     worst = 0.0

@@ -18,6 +18,7 @@ time per scenario, and the simulator's own run time.
 
     python ci/diagnosis_sim.py                       # 1000 fault scenarios and 1000 clean runs per size
     python ci/diagnosis_sim.py --scenarios 50 --jobs 2 --sizes 64x8
+    python ci/diagnosis_sim.py --tiny                # two scenarios on 16 x 2, the code path in seconds (CI)
 """
 
 from __future__ import annotations
@@ -300,7 +301,10 @@ def main() -> int:
     parser.add_argument("--kinds", default=",".join(KINDS), help="fault kinds, in turn")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=2, help="worker processes")
+    parser.add_argument("--tiny", action="store_true", help="2 scenarios and 1 clean run on 16 x 2, one process")
     args = parser.parse_args()
+    if args.tiny:
+        args.scenarios, args.clean, args.sizes, args.unit, args.jobs = 2, 1, "16x2", 8, 1
     kinds = [k for k in args.kinds.split(",") if k]
     clean = args.scenarios if args.clean is None else args.clean
     all_exact = True
@@ -319,7 +323,7 @@ def main() -> int:
         faulty = [r for r in results if r.kind != "clean"]
         all_exact &= sum(r.exact for r in faulty) >= 0.99 * len(faulty)
         all_exact &= not any(r.named for r in results if r.kind == "clean")
-    return 0 if all_exact else 1
+    return 0 if all_exact or args.tiny else 1  # tiny: the code ran; two scenarios make no rate
 
 
 if __name__ == "__main__":

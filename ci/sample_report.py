@@ -2,9 +2,11 @@
 
     python ci/sample_report.py --update-sample --testbed  # a real `railbench accept` on the namespace cluster
     python ci/sample_report.py --update-sample RUN_DIR    # from a real run directory (e.g. a CPU `railbench run`)
+    python ci/sample_report.py --update-sample reports/sample/run  # the committed run, drawn by today's renderer
     python ci/sample_report.py --update-sample            # from the synthetic 8-node run in tests/report_data.py
     python ci/sample_report.py --out DIR                  # draw it elsewhere; the committed sample is left alone
     python ci/sample_report.py --nodes 64 --out DIR       # a synthetic 64-node x 8-rail acceptance run
+    python ci/sample_report.py --tiny                     # the sample drawn into a temporary folder (CI)
 
 Without ``--update-sample`` or ``--out`` it refuses: the committed sample is only rewritten when asked.
 
@@ -13,9 +15,12 @@ Without ``--update-sample`` or ``--out`` it refuses: the committed sample is onl
 rails have no line rate, so the sample treats them as 0.5 Gb/s links (``--rail-rate-gbps 0.5``): every healthy
 rail clears that, the shaped one does not.
 
-Either way the report is drawn by ``railbench report RUN_DIR --out reports/sample``, the same command users
-run. ``reports/sample/bars.png`` keeps the ResNet-50-style bar chart for docs/reports.md: it is refreshed from
-the first bar chart the run has, and left as it is when the run has none (a single-node CPU run).
+Either way the run's inputs (run.json, results.csv, rails.json, checks.json, ...) are kept in
+``reports/sample/run/`` and the report is drawn from them by ``railbench report reports/sample/run --out
+reports/sample``, the same command users run. ``tests/test_sample_report.py`` draws them again with the current
+renderer and fails when the committed pages differ: the sample cannot go stale unseen.
+``reports/sample/bars.png`` keeps the ResNet-50-style bar chart for docs/reports.md: it is refreshed from the
+first bar chart the run has, and left as it is when the run has none (a single-node CPU run).
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ from tests.report_data import ClusterModel, write_run_dir  # noqa: E402
 from tests.support import rank_env  # noqa: E402
 
 SAMPLE = REPO / "reports" / "sample"
+REPORT_INPUTS = ("run.json", "results.csv", "rails.json", "checks.json", "compare.json", "trend.csv")
+"""What ``railbench report`` reads from a run directory (``bench.report.inputs``, ``bench.report.verdict``)."""
 BAR_CHARTS = ("nodes", "rails", "rail-", "node-")
 
 
@@ -132,16 +139,40 @@ def main() -> int:
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--update-sample", action="store_true", help="overwrite the committed reports/sample/")
     where.add_argument("--out", type=Path, help="draw the sample into DIR instead")
+    where.add_argument("--tiny", action="store_true", help="the 8-node sample into a temporary folder, no screenshots")
     args = parser.parse_args()
+    if args.tiny:
+        with tempfile.TemporaryDirectory(prefix="railbench-sample-tiny-") as scratch:
+            return draw(args.run_dir, Path(scratch) / "sample", testbed=args.testbed, nodes=8, shots=False)
     if not args.update_sample and args.out is None:
         parser.error("pass --update-sample to overwrite the committed reports/sample/, or --out DIR")
     sample = SAMPLE if args.update_sample else args.out
+    return draw(args.run_dir, sample, testbed=args.testbed, nodes=args.nodes, shots=True, first=not args.update_sample)
+
+
+def keep_inputs(run_dir: Path, inputs: Path) -> None:
+    """The files ``railbench report`` reads from ``run_dir``, copied into ``inputs`` (emptied first), so the
+    sample can be drawn again from them by any later renderer (``tests/test_sample_report.py`` does)."""
+    if inputs.exists():
+        shutil.rmtree(inputs)
+    inputs.mkdir(parents=True)
+    for name in REPORT_INPUTS:
+        if (run_dir / name).is_file():
+            shutil.copyfile(run_dir / name, inputs / name)
+
+
+def draw(run_dir: Path | None, sample: Path, *, testbed: bool, nodes: int, shots: bool, first: bool = True) -> int:
+    """Draw the sample into ``sample`` from ``run_dir``, the testbed or a synthetic run of ``nodes`` nodes (its
+    inputs kept in ``sample/run``; ``run_dir`` may be that folder itself, to draw the committed run again);
+    with ``shots`` the certificate's screenshots too (and the first screen, unless the committed sample is
+    drawn)."""
+    inputs = sample / "run"
     with tempfile.TemporaryDirectory(prefix="railbench-sample-") as scratch:
         scratch_dir = Path(scratch)
-        run_dir = (
-            testbed_run_dir(scratch_dir) if args.testbed else args.run_dir or synthetic_run_dir(scratch_dir, args.nodes)
-        )
-        cmd = [sys.executable, "-m", "bench", "report", str(run_dir), "--out", str(sample)]
+        source = testbed_run_dir(scratch_dir) if testbed else run_dir or synthetic_run_dir(scratch_dir, nodes)
+        if not inputs.exists() or source.resolve() != inputs.resolve():
+            keep_inputs(source, inputs)
+        cmd = [sys.executable, "-m", "bench", "report", str(inputs), "--out", str(sample)]
         proc = subprocess.run(cmd, cwd=REPO, env=rank_env(), check=False)
         if proc.returncode != 0:
             return proc.returncode
@@ -154,8 +185,9 @@ def main() -> int:
             break
     else:
         print(f"this run has no bar chart: {sample / 'bars.png'} left as it was")
-    screenshot(sample / "report.html", sample / "certificate.png")
-    if not args.update_sample:  # what a laptop shows first: the summary must be all there
+    if shots:
+        screenshot(sample / "report.html", sample / "certificate.png")
+    if shots and first:  # what a laptop shows first: the summary must be all there
         screenshot(sample / "report.html", sample / "first-screen.png", height=800)
     return 0
 

@@ -235,7 +235,7 @@ def test_the_certificate_page(tmp_path: Path) -> None:
     visible = re.sub(r"<script.*?</script>", "", page, flags=re.S)  # the Vega bundle spells None itself
     assert "None" not in md and "None" not in visible and not re.search(r"\b1 nodes\b", md + visible)
     # zero-byte rows stay in the per-size table, and out of the log-scale chart
-    assert "| all\\_gather | 0 | out-of-place |" in md
+    assert "| all\\_gather | 0 | 0 | — | 0.00 | 0.00 | 0 | — |" in md  # size, count, the out-of-place half
     chart_csv = (run_dir / "charts" / "busbw-vs-size.csv").read_text().splitlines()
     assert all(int(line.split(",")[1]) > 0 for line in chart_csv[1:])
     # the environment marks the node whose HCA firmware differs

@@ -11,6 +11,8 @@ Runs under any launcher (mpirun/srun/torchrun on every node), or starts ``--np N
 from __future__ import annotations
 
 import argparse
+import sys
+from dataclasses import replace
 
 from bench.accept.config import AcceptConfig, accept_plan, validate
 from bench.accept.rank import run_rank
@@ -19,8 +21,8 @@ from bench.commands import rails as rails_cmd
 from bench.measure.collectives import get_collective
 from bench.profiles import load_profile
 from bench.rails.config import RailsConfig
-from bench.runtime.launch import rank_or_local, start_local_ranks
-from bench.sweep.config import RunConfig, sized
+from bench.runtime.launch import local_ranks_use_gpus, rank_or_local, start_local_ranks
+from bench.sweep.config import RunConfig, cpu_sized, sized
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,10 +74,17 @@ def run(config: AcceptConfig) -> int:
     """Accept the cluster as a rank, or start ``--np`` local ranks and return their verdict."""
 
     def start_local(np: int) -> int:
-        sweep = sized(config.sweep, load_profile(config.profile))
+        profile = load_profile(config.profile)
+        if local_ranks_use_gpus(config.backend):
+            sweep = sized(config.sweep, profile)
+        else:
+            sweep, note = cpu_sized(config.sweep, profile, np)
+            if note:
+                print(f"railbench: note: {note}", file=sys.stderr)
         per_rank = 2 * (sweep.max_bytes or 0)  # the sweep's largest size dominates: send and receive buffers
+        ranks = replace(config, sweep=sweep)  # the ranks sweep what was chosen and said here
         return start_local_ranks(
-            np, config.rank_argv, config.out, config.cluster, config.backend, per_rank, config.timeout_s
+            np, ranks.rank_argv, config.out, config.cluster, config.backend, per_rank, config.timeout_s
         )
 
     if config.rails.plan:

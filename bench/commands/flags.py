@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict, TypeVar
 
@@ -30,8 +30,6 @@ from bench.commands.helptext import OnOff, said
 from bench.exits import UserError
 from bench.measure.collectives import DEFAULT_COLLECTIVES
 from bench.rails.budget import BUDGET_FACTOR, CEILING_S, FLOOR_S
-from bench.rails.config import DEFAULTS as RAILS_DEFAULTS
-from bench.rails.config import RAIL_COLLECTIVES
 from bench.runtime import spec
 from bench.runtime.deadlines import DEFAULT_TIMEOUT_S, check_timeout
 from bench.sweep.config import RunConfig
@@ -327,21 +325,37 @@ def _from_profile(key: str, shown: str) -> str:
     return f"the profile's [rails_test] {key}, else {shown}"
 
 
+def _rails_defaults() -> Mapping[str, int | float]:
+    """The rails test's defaults, read when a rails flag is added: ``bench.rails.config`` brings the fabric
+    map (numpy) and the history store, which ``run --help`` must not wait for (start-up under 0.5 s)."""
+    from bench.rails.config import DEFAULTS
+
+    return DEFAULTS
+
+
+def rail_collectives_text() -> str:
+    """The rail collectives' default, as ``--help`` says it."""
+    from bench.rails.config import RAIL_COLLECTIVES
+
+    return _from_profile("collectives", ",".join(RAIL_COLLECTIVES))
+
+
 def add_rails(group: Group, *, intra_node: bool | None, intra_node_text: str) -> None:
     """What the rails test measures: message sizes, repeats, the parts it runs."""
+    defaults = _rails_defaults()
     for flag, key, help_text in (
         ("--rail-bytes", "rail_bytes", "message size of the rail-group collectives"),
         ("--pair-bytes", "pair_bytes", "message size of each pair exchange, per direction"),
     ):
         said(
             group.add_argument(flag, type=size(flag), metavar="SIZE", help=help_text),
-            _from_profile(key, format_size(RAILS_DEFAULTS[key])),
+            _from_profile(key, format_size(defaults[key])),
         )
     said(
         group.add_argument(
             "--repeats", type=int, metavar="N", help="passes over the pair matrix (reshuffled after the first)"
         ),
-        _from_profile("repeats", str(RAILS_DEFAULTS["repeats"])),
+        _from_profile("repeats", str(defaults["repeats"])),
     )
     group.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the reshuffled repeats")
     group.add_argument("--isolation", action="store_true", help="also time each rail group alone")
@@ -356,18 +370,20 @@ def add_rails(group: Group, *, intra_node: bool | None, intra_node_text: str) ->
 
 def add_rails_iterations(group: Group) -> None:
     """``-n`` and ``-w`` of the rails test (accept's -n and -w are its world sweep's)."""
+    defaults = _rails_defaults()
     said(
         group.add_argument("-n", "--iters", type=int, metavar="N", help="timed iterations per measurement"),
-        _from_profile("iters", str(RAILS_DEFAULTS["iters"])),
+        _from_profile("iters", str(defaults["iters"])),
     )
     said(
         group.add_argument("-w", "--warmup", type=int, metavar="N", help="untimed iterations before each measurement"),
-        _from_profile("warmup", str(RAILS_DEFAULTS["warmup"])),
+        _from_profile("warmup", str(defaults["warmup"])),
     )
 
 
 def add_rails_targets(group: Group) -> None:
     """How the rails test judges: the line rate, the relative cut, confirmation and the cell budget."""
+    defaults = _rails_defaults()
     said(
         group.add_argument(
             "--rail-rate-gbps", type=number("--rail-rate-gbps"), metavar="GBPS", help="line rate of one rail in Gb/s"
@@ -381,11 +397,11 @@ def add_rails_targets(group: Group) -> None:
             metavar="FRACTION",
             help="a pair or rail is slow below this fraction of its peers' level",
         ),
-        _from_profile("relative_fraction", f"{RAILS_DEFAULTS['relative_fraction']:g}"),
+        _from_profile("relative_fraction", f"{defaults['relative_fraction']:g}"),
     )
     said(
         group.add_argument("--confirm", type=int, metavar="N", help="re-measure each suspect pair N times (0: off)"),
-        _from_profile("confirm", str(RAILS_DEFAULTS["confirm"])),
+        _from_profile("confirm", str(defaults["confirm"])),
     )
     said(
         group.add_argument(
@@ -442,7 +458,6 @@ def rails_fields(args: argparse.Namespace) -> RailsFields:
     }
 
 
-RAIL_COLLECTIVES_TEXT = _from_profile("collectives", ",".join(RAIL_COLLECTIVES))
 WORLD_COLLECTIVES = DEFAULT_COLLECTIVES
 
 

@@ -40,7 +40,7 @@ from bench.runtime.launch import rank_or_local, start_local_ranks
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     what = parser.add_argument_group("what to test")
     flags.add_collectives(
-        what, default=RAIL_COLLECTIVES, help="rail-group collectives", default_text=flags.RAIL_COLLECTIVES_TEXT
+        what, default=RAIL_COLLECTIVES, help="rail-group collectives", default_text=flags.rail_collectives_text()
     )
     flags.add_rails(what, intra_node=RailsConfig.intra_node, intra_node_text="off")
     flags.add_rails_iterations(what)

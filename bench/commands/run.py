@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import argparse
 import socket
+import sys
 
 from bench.commands import flags
 from bench.exits import EXIT_FAIL, InfraError, UserError
 from bench.measure.collectives import DEFAULT_COLLECTIVES, get_collective, get_dtype
 from bench.rundir.files import default_cluster_name, default_run_dir
 from bench.runtime import env as benv
-from bench.runtime import launch
 from bench.runtime.placement import blocking_wait_conflict
-from bench.sweep.config import RunConfig, message_sizes, sized, validate
-from bench.sweep.rank import run_rank
+from bench.sweep.config import RunConfig, cpu_sized, message_sizes, sized, validate
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -94,14 +93,24 @@ def run(config: RunConfig) -> int:
             raise UserError(
                 f"railbench is already a rank under {info.launcher}: drop --np/--nnodes, the launcher starts ranks"
             )
+        from bench.sweep.rank import run_rank  # the rank side (frame, torch's world): not for --help
+
         return run_rank(config, info)
-    config = sized(config, validate(config))  # bad input: one line and exit 2 before any rank starts
+    profile = validate(config)  # bad input: one line and exit 2 before any rank starts
     node = _node_launch(config)
     if config.np is None and node is None:
         raise UserError(
             "no launcher detected and no --np: use 'railbench run --np 4' for local ranks, start it under "
             "mpirun/srun/torchrun, or give --nnodes/--node-rank/--main-address/--nproc-per-node"
         )
+    from bench.runtime import launch  # the launcher and its output relay: not for --help
+
+    if node is None and config.np is not None and not launch.local_ranks_use_gpus(config.backend):
+        config, note = cpu_sized(config, profile, config.np)
+        if note:
+            print(f"railbench: note: {note}", file=sys.stderr)
+    else:
+        config = sized(config, profile)
     return _start_ranks(config, node)
 
 
@@ -116,6 +125,8 @@ def _node_launch(config: RunConfig) -> benv.NodeLaunch | None:
 
 
 def _start_ranks(config: RunConfig, node: benv.NodeLaunch | None) -> int:
+    from bench.runtime import launch
+
     if node is None:
         assert config.np is not None
         per_rank = 2 * (config.max_bytes or 0)  # send + receive buffers; the check works in fixed chunks, no copy

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import errno
 import os
-import sqlite3
 from pathlib import Path
 
 from bench.bounded import check_path_names
 from bench.exits import UserError
-from bench.history.store import default_history_path, history_for, open_store
 from bench.rundir.files import check_cluster_name
 from bench.runtime.gpus import gpu_count
 
@@ -78,6 +76,10 @@ def check_history(history: Path | None, no_history: bool, default: Path) -> None
     if not path.exists() and not os.access(parent, os.W_OK | os.X_OK):
         raise UserError(f"history {path} cannot be created ({parent} is not writable): pass --history or --no-history")
     if path.exists():
+        import sqlite3
+
+        from bench.history.store import open_store
+
         if not os.access(path, os.R_OK | os.W_OK):
             raise UserError(f"history {path} is not writable: fix its permissions, pass --history or --no-history")
         try:
@@ -109,6 +111,10 @@ def check_common(
 def default_history(out: Path | None) -> Path:
     """The history the finish step adds to without ``--history``: the one of the run directory's ``runs``
     folder when ``--out`` names one (``bench.history.store.history_for``), else ``reports/history.sqlite``."""
+    # The store (its records, schema and run.json readers) is imported here, when a history is checked, not
+    # with the module: every command's --help imports this one and must start in under 0.5 s.
+    from bench.history.store import default_history_path, history_for
+
     return history_for(out) if out is not None else default_history_path()
 
 

@@ -162,17 +162,41 @@ def _host_findings(host: HostNet, logs: Sequence[NcclLog], profile: Profile | No
     if host.plugin_fallback:
         plugin = next((p for p in host.plugins if not p.startswith("/")), host.plugins[0])
         out.append(Finding("warn", f"{who}: net plugin {plugin} loaded, then failed; NCCL fell back", None, host.host))
-    if host.warnings:
+    if host.init_failures:
+        out.append(_init_failed(host))
+    elif host.warnings:  # an init failure quotes its own WARN
         more = f" (and {len(host.warnings) - 1} more)" if len(host.warnings) > 1 else ""
         out.append(Finding("warn", f"{who}: NCCL WARN {host.warnings[0][:160]}{more}", None, host.host))
     return out
 
 
+def _init_failed(host: HostNet) -> Finding:
+    """A fail naming the ranks of ``host`` whose communicator init failed, and the first one's reason: no
+    collective runs on a communicator that a rank could not join."""
+    failed, seen = host.init_failures, len(host.nccl_ranks)
+    which = f"every rank the log shows ({len(failed)})" if len(failed) >= seen else f"{len(failed)} of {seen} ranks"
+    gpus = sorted({f.device for f in failed if f.device is not None})
+    on = f" (GPU {', '.join(map(str, gpus))})" if gpus else ""
+    first = failed[0]
+    return Finding(
+        "fail",
+        f"{_label(host.host)}: NCCL init failed on {which}{on}: '{first.reason[:160]}' at "
+        f"{first.source or 'log'}:{first.line}",
+        None,
+        host.host,
+    )
+
+
 def findings(logs: Sequence[NcclLog], profile: Profile | None) -> list[Finding]:
     """Everything the logs say is wrong for ``profile`` (None: only profile-independent warnings)."""
     merged = hosts(logs)
-    out = [f for h in merged.values() if h.has_network_evidence for f in _host_findings(h, logs, profile)]
-    if not any(h.has_network_evidence for h in merged.values()):
+    out = [
+        f
+        for h in merged.values()
+        if h.has_network_evidence or h.init_failures
+        for f in _host_findings(h, logs, profile)
+    ]
+    if not any(h.has_network_evidence or h.init_failures for h in merged.values()):
         out.append(
             Finding("warn", "the NCCL logs have no network lines: run NCCL with NCCL_DEBUG=INFO (subsystems INIT,NET)")
         )
@@ -198,6 +222,10 @@ def host_summary(host: HostNet) -> JSONObject:
         "ranks": list(host.ranks),
         "error_hcas": list(host.error_hcas),
         "warnings": len(host.warnings),
+        "init_failures": [
+            {"pid": f.pid, "device": f.device, "reason": f.reason, "file": f.source, "line": f.line}
+            for f in host.init_failures
+        ],
         "evidence": host_evidence(host),
     }
 
@@ -211,7 +239,11 @@ def evidence(logs: Sequence[NcclLog], profile: Profile | None) -> JSONObject:
         "profile": profile.name if profile is not None else None,
         "logs": [log.source for log in logs],
         "nccl_versions": list(dict.fromkeys(v for log in logs for v in log.versions)),
-        "hosts": {name: host_summary(h) for name, h in merged.items() if h.has_network_evidence or h.nccl_version},
+        "hosts": {
+            name: host_summary(h)
+            for name, h in merged.items()
+            if h.has_network_evidence or h.nccl_version or h.init_failures
+        },
         "findings": [f.to_json() for f in found],
         "verdict": verdict,
     }

@@ -31,14 +31,16 @@ class NcclLine:
     pid: int | None
     level: str
     message: str
+    device: int | None = None
+    """The CUDA device of the ``[dev]`` field (None when the line has no prefix)."""
 
 
 def _digits(text: str) -> bool:
     return text.isascii() and text.isdigit()
 
 
-def _prefix(head: str, source: str, line: int) -> tuple[str, int] | None:
-    """(host, pid) from the text before `` NCCL ``: ``... host:pid:tid [dev]`` or ``... [dev] file.cc:NN``."""
+def _prefix(head: str, source: str, line: int) -> tuple[str, int, int | None] | None:
+    """(host, pid, dev) from the text before `` NCCL ``: ``... host:pid:tid [dev]`` or ``... [dev] file.cc:NN``."""
     words = head.rsplit(None, 3)
     if len(words) >= 2 and not words[-1].startswith("[") and ":" in words[-1]:
         src, _, src_line = words[-1].rpartition(":")
@@ -60,7 +62,9 @@ def _prefix(head: str, source: str, line: int) -> tuple[str, int] | None:
     host = host_part[start:].lstrip("._-")
     if not host:
         return None
-    return host, parse_int(pid, Where(source, "pid", line), maximum=_MAX_PID)
+    # The device only tells ranks of one process apart: one past any GPU count is kept as unknown, not refused.
+    device = int(dev[1:-1]) if len(dev) <= 6 and int(dev[1:-1]) <= MAX_INDEX else None
+    return host, parse_int(pid, Where(source, "pid", line), maximum=_MAX_PID), device
 
 
 def split_line(raw: str, source: str = "log", line: int = 0) -> NcclLine | None:
@@ -75,7 +79,7 @@ def split_line(raw: str, source: str = "log", line: int = 0) -> NcclLine | None:
         if level in LEVELS:
             found = _prefix(text[:at], source, line)
             if found is not None:
-                return NcclLine(found[0], found[1], level, message.rstrip())
+                return NcclLine(found[0], found[1], level, message.rstrip(), found[2])
         start = at + 1
     stripped = text.lstrip()
     if stripped.startswith("NCCL version "):

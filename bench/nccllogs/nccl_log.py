@@ -24,6 +24,7 @@ from types import MappingProxyType
 
 from bench.bounded import Where, parse_int
 from bench.nccllogs import nccl_lines
+from bench.nccllogs.nccl_init import InitFailure, InitWatch
 from bench.nccllogs.nccl_lines import Channel, Fact, NcclNetDevice, NetUsing
 from bench.textlines import MAX_LINE_CHARS, numbered_lines, open_text, text_lines
 
@@ -102,6 +103,10 @@ class HostNet:
     (NCCL 2.23+, ``transport.cc``: some ring's network connection stages through host memory) or ``GPU Direct
     RDMA Disabled for ...`` (``transport/net_ib.cc``: no peer-memory module; ``graph/paths.cc``: the NIC is
     farther from the GPU than ``NCCL_NET_GDR_LEVEL``)."""
+    init_failures: tuple[InitFailure, ...] = ()
+    """Ranks whose communicator init failed (``bench.nccllogs.nccl_init``)."""
+    nccl_ranks: tuple[str, ...] = ()
+    """Every rank the log shows on this host, as ``pid/device``."""
 
     @property
     def transport(self) -> str | None:
@@ -325,6 +330,7 @@ def parse_lines(lines: Iterable[str] | Iterable[tuple[int, str | None]], source:
     notes: list[str] = []
     nccl_count = 0
     label = source or "log"
+    watch = InitWatch(source)
     for number, raw in _numbered(lines):
         if raw is None or len(raw) > MAX_LINE_CHARS:
             if len(notes) < 50:
@@ -336,6 +342,7 @@ def parse_lines(lines: Iterable[str] | Iterable[tuple[int, str | None]], source:
         nccl_count += 1
         host = hosts.get(split.host) or hosts.setdefault(split.host, _Host(split.host))
         msg = split.message
+        watch.feed(split, number)
         if split.level == "WARN":
             if len(host.warnings) < 100:
                 _add(host.warnings, msg[:300])
@@ -357,7 +364,7 @@ def parse_lines(lines: Iterable[str] | Iterable[tuple[int, str | None]], source:
     resolved = _resolve_channels(list(channels.values()), list(usings.values()))
     return NcclLog(
         source,
-        _freeze(hosts, resolved, label),
+        _freeze(hosts, resolved, label, watch),
         tuple(usings.values()),
         tuple(resolved),
         nccl_count,
@@ -430,7 +437,7 @@ def _channel_facts(net_channels: list[Channel], source: str) -> list[Fact]:
     return list(first.values())[:MAX_FACTS]
 
 
-def _freeze(hosts: dict[str, _Host], channels: list[Channel], source: str) -> Mapping[str, HostNet]:
+def _freeze(hosts: dict[str, _Host], channels: list[Channel], source: str, watch: InitWatch) -> Mapping[str, HostNet]:
     ib_anywhere = any(h.layers for h in hosts.values()) or any(
         c.net is not None and c.net.startswith("IB") for c in channels
     )
@@ -469,6 +476,8 @@ def _freeze(hosts: dict[str, _Host], channels: list[Channel], source: str) -> Ma
             gdr_off=h.gdr_off,
             socket_reason=_socket_reason(h, ib_anywhere, old_nccl, socket_channels),
             facts=(*h.facts.values(), *_channel_facts(net_channels, source)),
+            init_failures=watch.failures(name),
+            nccl_ranks=watch.ranks(name),
         )
     return MappingProxyType(out)
 

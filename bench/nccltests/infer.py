@@ -5,11 +5,13 @@ marker, then the command line (``.../all_gather_perf -b ...``), then ``--collect
 when only one collective fits it (redop, root, size/count ratio, busbw/algbw), then a name mentioned before
 the table (``-t all_gather``), then the file name; a name is only taken from a hint if the rows fit it.
 nranks: NCCL's own ``nranks N`` lines, then the device list (or the launcher's ``-np`` when the list is
-cut short), then size/count for per-rank-count collectives, then inverting the all_reduce factor.
+cut short), then ``--nranks`` (which also counts when the collective is chosen), then size/count for
+per-rank-count collectives, then inverting the all_reduce factor over every row fast enough to pin it.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,6 +25,7 @@ from bench.nccltests.model import (
     ROOTED,
     Device,
     Header,
+    Measurement,
     Row,
     Table,
     busbw_factor,
@@ -51,7 +54,11 @@ class TableEvidence:
     out_of_bounds: int | None = None
     avg: float | None = None
     failures: list[str] = field(default_factory=list)
+    first_failure_line: int | None = None
+    """The log line of the first failure, to say where a run stopped."""
     notes: list[str] = field(default_factory=list)
+    hashless: bool = False
+    """The table's ``#`` lines came without their ``#`` (noted once)."""
     info_nranks: int | None = None
     """The largest ``nranks N`` NCCL INFO lines gave."""
     info_hosts: dict[str, None] = field(default_factory=dict)
@@ -76,8 +83,10 @@ class TableEvidence:
         elif len(self.notes) == MAX_NOTES:
             self.notes.append("more notes left out")
 
-    def fail(self, line: str) -> None:
+    def fail(self, line: str, number: int | None = None) -> None:
         """Add a failure line (shortened; past ``MAX_NOTES`` only the first ones are kept)."""
+        if self.first_failure_line is None:
+            self.first_failure_line = number
         if len(self.failures) < MAX_NOTES:
             self.failures.append(line[:300])
 
@@ -120,15 +129,29 @@ def _count_ratio(rows: Sequence[Row]) -> int | None:
     return None
 
 
-def _bus_ratio(rows: Sequence[Row]) -> tuple[float, float, float] | None:
-    """busbw/algbw with bounds, from the measurement with the largest algbw (the most precise one)."""
-    best = max((m for r in rows for m in r.measurements), key=lambda m: m.algbw_GBps.value, default=None)
-    if best is None or best.algbw_GBps.value < 1.0:
+def _measurement_bounds(m: Measurement) -> tuple[float, float]:
+    """busbw/algbw of one measurement, as printed, widened by half a printed unit each side."""
+    a, b = m.algbw_GBps, m.busbw_GBps
+    return max(b.value - b.half_unit, 0.0) / (a.value + a.half_unit), (b.value + b.half_unit) / max(
+        a.value - a.half_unit, 1e-12
+    )
+
+
+def _bus_bounds(rows: Sequence[Row]) -> tuple[float, float] | None:
+    """The busbw/algbw bounds every measurement of 1 GB/s algbw or more agrees with: nccl-tests multiplies
+    every row of a table by the same factor, so each row narrows it (below 1 GB/s two printed decimals pin
+    nothing). None when no row is that fast. Rows that disagree (a damaged table) give the bounds of the most
+    precise one alone."""
+    fast = [m for r in rows for m in r.measurements if m.algbw_GBps.value >= 1.0]
+    if not fast:
         return None
-    a, b = best.algbw_GBps, best.busbw_GBps
-    lo = max(b.value - b.half_unit, 0.0) / (a.value + a.half_unit)
-    hi = (b.value + b.half_unit) / max(a.value - a.half_unit, 1e-12)
-    return b.value / a.value, lo, hi
+    lo, hi = 0.0, math.inf
+    for m in fast:
+        m_lo, m_hi = _measurement_bounds(m)
+        lo, hi = max(lo, m_lo), min(hi, m_hi)
+    if lo <= hi:
+        return lo, hi
+    return _measurement_bounds(max(fast, key=lambda m: m.algbw_GBps.value))
 
 
 def _fits(collective: str, rows: Sequence[Row], nranks: int | None, columns: Sequence[str] = ()) -> bool:
@@ -138,7 +161,11 @@ def _fits(collective: str, rows: Sequence[Row], nranks: int | None, columns: Seq
         return False
     if columns and "redop" not in columns and collective in REDUCING:
         return False
-    if first.root is not None and (first.root >= 0) != (collective in ROOTED):
+    # Every nccl-tests version prints a root column for the rooted collectives (the old format too), and no
+    # row that has one says -1 for them.
+    if collective in ROOTED and (first.root is None or first.root < 0 or (columns and "root" not in columns)):
+        return False
+    if first.root is not None and first.root >= 0 and collective not in ROOTED:
         return False
     ratio = _count_ratio(rows)
     if ratio is not None:
@@ -148,17 +175,33 @@ def _fits(collective: str, rows: Sequence[Row], nranks: int | None, columns: Seq
                 return False
         elif ratio != 1:
             return False
-    bus = _bus_ratio(rows)
+    if nranks is not None and busbw_factor(collective, nranks) == 0.0:
+        # One rank moves nothing over the bus: nccl-tests prints busbw 0 at every size.
+        return all(m.busbw_GBps.value == 0.0 for r in rows for m in r.measurements)
+    bus = _bus_bounds(rows)
     if bus is None:
         return True
-    _, lo, hi = bus
+    lo, hi = bus
     if nranks is not None:
         return lo <= busbw_factor(collective, nranks) <= hi
+    # The factors over every rank count: 0 for one rank, then all_reduce's 2(n-1)/n in [1, 2), the ring's
+    # (n-1)/n in [0.5, 1), and 1 for the rest.
     if collective == "all_reduce":
-        return hi >= 1.0 or lo <= 0.0  # 2(n-1)/n is 0 for one rank, then in [1, 2)
+        return lo <= 0.0 or (hi >= 1.0 and lo < 2.0)
     if collective in PER_RANK_COUNT:
-        return hi >= 0.5 or lo <= 0.0
+        return lo <= 0.0 or (hi >= 0.5 and lo < 1.0)
     return lo <= 1.0 <= hi
+
+
+def _row_shape(t: TableEvidence) -> str:
+    """What the rows look like, for a message that says why no collective fits them."""
+    first = t.rows[0]
+    parts = [f"redop {first.redop or '(none)'}", f"root {'(no column)' if first.root is None else first.root}"]
+    if (ratio := _count_ratio(t.rows)) is not None:
+        parts.append(f"size/count {ratio} element{'s' if ratio != 1 else ''}")
+    if (bus := _bus_bounds(t.rows)) is not None:
+        parts.append(f"busbw/algbw {(bus[0] + bus[1]) / 2:.3f}")
+    return ", ".join(parts)
 
 
 def _choose_collective(
@@ -183,9 +226,14 @@ def _choose_collective(
         for name in names:
             if name in fits or (source == "given" and name in BUS_FACTOR):
                 return name, source
-    choices = " or ".join(fits) if fits else "any known collective"
+    if not fits:
+        counted = f" over {nranks} ranks" if nranks else ""
+        raise UserError(
+            f"table at line {t.first_line}: its rows fit no collective nccl-tests runs{counted} ({_row_shape(t)}): "
+            "pass --collective NAME (and --nranks N) if you know them"
+        )
     raise UserError(
-        f"table at line {t.first_line}: cannot tell which collective it measured (rows fit {choices}): "
+        f"table at line {t.first_line}: cannot tell which collective it measured (rows fit {' or '.join(fits)}): "
         "pass --collective NAME"
     )
 
@@ -219,9 +267,9 @@ def _infer_nranks(collective: str, rows: Sequence[Row]) -> int | None:
     """nranks from the numbers alone: the count ratio, or inverting the all_reduce busbw factor."""
     if collective in PER_RANK_COUNT:
         return _count_ratio(rows)
-    bus = _bus_ratio(rows)
+    bus = _bus_bounds(rows)
     if collective == "all_reduce" and bus:
-        _, lo, hi = bus
+        lo, hi = bus
         fits = [n for n in range(1, 4097) if lo <= busbw_factor("all_reduce", n) <= hi]
         return fits[0] if len(fits) == 1 else None
     return None
@@ -232,6 +280,10 @@ def finish(
 ) -> Table:
     """The frozen ``Table`` for what was read: collective and nranks chosen, notes and failures attached."""
     nranks, nranks_source, notes = _direct_nranks(t)
+    if nranks is None and given_nranks:
+        # What the user knows beats what the numbers suggest: busbw/algbw pins all_reduce's count only as
+        # closely as two printed decimals allow.
+        nranks, nranks_source = given_nranks, "given"
     collective, collective_source = _choose_collective(t, nranks, file_hint, given)
     if collective in PER_RANK_COUNT and (ratio := _count_ratio(t.rows)) and ratio != nranks:
         if nranks is not None:
@@ -239,8 +291,8 @@ def finish(
         nranks, nranks_source = ratio, "count per rank"
     if nranks is None and (inferred := _infer_nranks(collective, t.rows)):
         nranks, nranks_source = inferred, "busbw/algbw"
-    if nranks is None and given_nranks:
-        nranks, nranks_source = given_nranks, "given"
+    if nranks_source == "given" and (inferred := _infer_nranks(collective, t.rows)) and inferred != nranks:
+        notes.append(f"--nranks says {nranks} ranks but busbw/algbw says {inferred}; using {nranks}")
     if nranks is None and rank_free(collective):
         # busbw = algbw x 1 at any rank count: the numbers stand as printed, and the count stays unknown
         notes.append(

@@ -239,6 +239,13 @@ def parse_json(
     except (KeyError, TypeError, ValueError) as exc:
         raise UserError(f"{source or 'JSON file'}: a result is not an nccl-tests -J record ({exc})") from None
     if not rows:
+        errors = [str(e).strip() for e in _list(data, "errors") if str(e).strip()]
+        if errors:
+            program = Path(args[0]).name if args else "nccl-tests"
+            raise UserError(
+                f"{source or 'JSON file'}: the {program} run failed before its first result ({errors[0][:300]}): "
+                "nothing was measured, so there is nothing to import"
+            )
         raise UserError(f"{source or 'JSON file'} holds no results: the run wrote no row before it stopped")
     devices = [_json_device(i, d, source) for i, d in enumerate(_list(config, "devices")) if isinstance(d, dict)]
     header = _json_header(config)

@@ -65,6 +65,19 @@ _HEADER_FIELDS = {
 }
 _STEP = re.compile(r"step:\s*(\d+)\((factor|bytes)\)")
 _ITERS = re.compile(r"(warmup |agg )?iters:\s*(\d+)")
+_GRAMMAR_WORDS = (
+    "nThread",
+    "Using devices",
+    "Rank",
+    "size",
+    "Out of bounds",
+    "Avg bus bandwidth",
+    "Collective test",
+    "nccl-tests version",
+    "Reducing maxBytes",
+)
+"""How the table's own ``#`` lines begin. A log pasted into Markdown (an issue, a wiki) without a code fence
+loses every leading ``#`` to the heading syntax; a line that begins so is read as the ``#`` line it was."""
 
 
 def _is_number(token: str) -> bool:
@@ -233,6 +246,14 @@ class _Reader:
         elif _ROW.match(line):
             self._row(number, line, stripped)
             return
+        elif stripped.startswith(_GRAMMAR_WORDS) and self._comment(number, "# " + stripped):
+            into = self.evidence()
+            if not into.hashless:
+                into.hashless = True
+                into.note(
+                    f"line {number}: the table's lines have lost their '#' (pasted through Markdown?); read as such"
+                )
+            return
         self._free_line(number, stripped)
 
     def _comment(self, number: int, stripped: str) -> bool:
@@ -317,7 +338,7 @@ class _Reader:
         if _FAILURE.search(line) or "failure" in tail or "error" in tail:
             # A failure after the last row (before any footer) belongs to the table it cut short.
             owner = cur if cur is not None and cur.rows and not cur.footer else into
-            owner.fail(line)
+            owner.fail(line, number)
         nccl_line = _NCCL_LINE.match(line)
         if nccl_line:
             into.info_hosts.setdefault(nccl_line.group(1)[:255], None)
@@ -351,6 +372,8 @@ def iter_tables(
     reader = _Reader(source)
     hint = mentions(Path(source).stem) if source else []
     found = 0
+    stopped: list[TableEvidence] = []
+    """Runs that failed before their first row: no table, but their failure lines count."""
     for number, line in _clean_lines(lines):
         if line is None:
             reader.evidence().note(f"line {number}: longer than {MAX_LINE_CHARS} characters, skipped")
@@ -360,15 +383,33 @@ def iter_tables(
             if table.rows:
                 found += 1
                 yield finish(table, hint, collective, nranks, source)
+            elif table.failures:
+                stopped.append(table)
     reader.cur = None
     for table in reader.done():
         if table.rows:
             found += 1
             yield finish(table, hint, collective, nranks, source)
+        elif table.failures:
+            stopped.append(table)
+    failed = [t for t in (*stopped, reader.pending) if t.failures]
     if failures is not None:
-        failures.extend(reader.pending.failures)
+        failures.extend(f for t in failed for f in t.failures)
+    if not found and failed:
+        raise UserError(_failed_before_rows(source, failed[0]))
     if not found:
         raise UserError(f"{source or 'log'}: no nccl-tests result rows found: pass the output of an *_perf run")
+
+
+def _failed_before_rows(source: str, table: TableEvidence) -> str:
+    """The refusal of a log whose run failed before it printed a row, saying where (the failure line names
+    the host and the nccl-tests source line; the log line is ours)."""
+    run = table.marker or table.command_collective or "nccl-tests"
+    where = f"line {table.first_failure_line}: " if table.first_failure_line else ""
+    return (
+        f"{source or 'log'}: the {run} run failed before its first result row ({where}{table.failures[0].strip()}): "
+        "nothing was measured, so there is nothing to import; the lines before it say why"
+    )
 
 
 def parse_text(

@@ -14,9 +14,8 @@ size, so NCCL's connection set-up on first use never shrinks a budget or stretch
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-
-import numpy as np
 
 BUDGET_FACTOR = 4.0
 """A cell may take this many times what its messages should take at the expected rate."""
@@ -55,7 +54,7 @@ def expected_rate(line_rate_Gbps: float | None, start_Gbps: float | None, seen_G
     times the matrix."""
     if line_rate_Gbps:
         return line_rate_Gbps
-    start = start_Gbps if start_Gbps and np.isfinite(start_Gbps) and start_Gbps > 0 else None
+    start = start_Gbps if start_Gbps and math.isfinite(start_Gbps) and start_Gbps > 0 else None
     positive = sorted(r for r in seen_Gbps if r > 0)
     seen = float(positive[len(positive) // 2]) if positive else None
     known = [r for r in (start, seen) if r is not None]

@@ -8,26 +8,22 @@ there is something to show.
   ``accept`` write it (``nodes``: one entry per node with its ``results``), or the older flat ``checks``;
 * ``grid_groups`` and ``grid_reasons``: the grid with identical rows merged and every reason said once for
   all the checks and nodes that gave it, so 64 healthy nodes read as one row and one line per reason;
-* ``sweep_rows``: the per-size table of the world sweep (time, algbw, busbw, fastest/slowest rank, #wrong);
 * ``compare_rows``: the regressed/missing/failed/improved metrics of compare.json, with what changed;
 * ``environment``: versions per node with the odd ones marked, and the NCCL variables.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import pandas as pd
-
 from bench.jsondoc import Parsed
 from bench.report.inputs import RunInputs
+from bench.report.sweep_table import number_cell
 from bench.rundir.runjson import RunDoc
-from bench.units import format_size
 
 CHECK_STATUSES = ("pass", "warn", "fail", "skip")
 VERSION_KEYS = ("railbench", "python", "torch", "nccl", "cuda", "driver", "firmware", "kernel")
@@ -247,59 +243,6 @@ def grid_reasons(grid: Grid, hosts: Sequence[str] = ()) -> list[ReasonGroup]:
     return sorted(out, key=lambda g: -_WORST.get(g.status, 0))
 
 
-SWEEP_HEADERS = (
-    "collective",
-    "size",
-    "placement",
-    "time (us)",
-    "algbw GB/s",
-    "busbw GB/s",
-    "fastest rank (us)",
-    "slowest rank (us)",
-    "#wrong",
-)
-
-
-def _num(value: object, spec: str) -> str:
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return "—"
-    return "—" if math.isnan(number) else format(number, spec)
-
-
-def sweep_rows(results: pd.DataFrame) -> tuple[tuple[str, ...], ...]:
-    """One line per (collective, size, placement) of the world sweep, zero-byte rows included, collectives
-    in the order they ran (as the terminal printed them), sizes ascending."""
-    world = results[results["scope"] == "world"]
-    if world.empty:
-        return ()
-    ran = {name: i for i, name in enumerate(dict.fromkeys(world["collective"]))}
-    world = world.assign(ran=world["collective"].map(ran))
-    agg = world.groupby(["ran", "collective", "bytes", "placement"], as_index=False, sort=True).agg(
-        time_us=("time_us", "mean"),
-        algbw_GBps=("algbw_GBps", "mean"),
-        busbw_GBps=("busbw_GBps", "mean"),
-        time_us_min=("time_us_min", "min"),
-        time_us_max=("time_us_max", "max"),
-        wrong=("wrong", "sum"),
-    )
-    return tuple(
-        (
-            str(r.collective),
-            format_size(int(r.bytes)),
-            str(r.placement or "—"),
-            _num(r.time_us, ",.1f"),
-            _num(r.algbw_GBps, ",.2f"),
-            _num(r.busbw_GBps, ",.2f"),
-            _num(r.time_us_min, ",.1f"),
-            _num(r.time_us_max, ",.1f"),
-            _num(r.wrong, ".0f"),
-        )
-        for r in agg.itertuples()
-    )
-
-
 COMPARE_HEADERS = ("metric", "state", "tonight GB/s", "baseline GB/s", "change", "what changed since the baseline")
 
 
@@ -316,9 +259,9 @@ def compare_rows(compare: Parsed | None) -> tuple[tuple[str, ...], ...]:
         (
             str(m.get("metric")),
             str(m.get("state")),
-            _num(m.get("busbw_GBps"), ",.2f"),
-            _num(m.get("baseline_GBps"), ",.2f"),
-            _num(m.get("change"), "+.1%"),
+            number_cell(m.get("busbw_GBps"), ",.2f"),
+            number_cell(m.get("baseline_GBps"), ",.2f"),
+            number_cell(m.get("change"), "+.1%"),
             ", ".join(str(c) for c in m.get("changes") or []) or "—",
         )
         for m in flagged

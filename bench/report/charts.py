@@ -127,6 +127,11 @@ def busbw_vs_size_chart(
             alt.Tooltip("busbw_GBps:Q", title="busbw (GB/s)", format=",.2f"),
             alt.Tooltip("busbw_Gbps:Q", title="busbw (Gb/s)", format=",.1f"),
             alt.Tooltip("efficiency:Q", title="of target", format=".1%"),
+            *(
+                [alt.Tooltip("in_place_busbw_GBps:Q", title="in-place busbw (GB/s)", format=",.2f")]
+                if "in_place_busbw_GBps" in table
+                else []
+            ),
         ],
     )
     layers: list[alt.Chart] = [lines]

@@ -70,6 +70,12 @@ def sweep_table(results: pd.DataFrame) -> ChartData:
         return ChartData(pd.DataFrame())
     numeric = ["time_us", "algbw_GBps", "busbw_GBps", "busbw_Gbps", "target_Gbps"]
     frame = rows.groupby(["collective", "bytes"], as_index=False, sort=True)[numeric].mean()
+    # The other half nccl-tests measured (in-place, beside the out-of-place line): in the tooltip, not a line
+    # of its own, since the two nearly always coincide.
+    other = world.drop(rows.index)
+    if not other.empty:
+        in_place = other.groupby(["collective", "bytes"], as_index=False)["busbw_GBps"].mean()
+        frame = frame.merge(in_place.rename(columns={"busbw_GBps": "in_place_busbw_GBps"}), how="left")
     frame["busbw_Gbps"] = frame["busbw_GBps"] * 8.0  # recomputed so both units agree after averaging
     frame = _with_units(frame)
     frame["size"] = [format_size(b) for b in frame["bytes"]]

@@ -28,6 +28,7 @@ from bench.report import scheduler
 from bench.report import summary as top
 from bench.report.data import results_summary
 from bench.report.inputs import RunInputs
+from bench.report.sweep_table import SWEEP_HEADERS, sweep_rows
 from bench.report.traffic import TrafficProof, traffic_proof
 from bench.report.verdict import read_compare, run_verdict
 from bench.rundir.judged_by import JudgedBy
@@ -331,12 +332,12 @@ def summarize(inputs: RunInputs, min_efficiency: float, notes: Sequence[str] = (
         sections.append(
             Section("traffic", "Traffic proof (hardware byte counters)", traffic.sentences, traffic=traffic)
         )
-    sweep = cert.sweep_rows(inputs.results)
+    sweep = sweep_rows(inputs.results)
     results = _results_table(inputs, min_efficiency, ("world", "node"))
     if sweep or results is not None:
         sweep_tables = [t for t in (results,) if t is not None]
         if sweep:
-            sweep_tables.append(TextTable("Per size (world)", cert.SWEEP_HEADERS, sweep))
+            sweep_tables.append(TextTable("Per size (world)", SWEEP_HEADERS, sweep))
         sections.append(Section("sweep", "World sweep", (), tuple(sweep_tables), charts=("busbw-vs-size", "node-")))
     for section in (_rails_section(inputs, min_efficiency, hosts), _intra_section(inputs, min_efficiency)):
         if section is not None:

@@ -63,11 +63,16 @@ def mem_available_bytes(meminfo: Path = Path("/proc/meminfo")) -> int | None:
     return None
 
 
+def local_ranks_use_gpus(backend: str, gpus: int | None = None) -> bool:
+    """Whether ranks started here run on GPUs: ``--backend nccl``, or ``auto`` on a node that has GPUs."""
+    return backend == "nccl" or (backend == "auto" and (gpu_count() if gpus is None else gpus) > 0)
+
+
 def check_local_np(np: int, backend: str, per_rank_bytes: int, *, cpus: int, gpus: int, mem: int | None) -> None:
     """Refuse a ``--np`` this machine cannot hold, with the limit and the fix in one line."""
     if np < 1:
         raise UserError(f"--np {np} must be at least 1")
-    use_gpus = backend == "nccl" or (backend == "auto" and gpus > 0)
+    use_gpus = local_ranks_use_gpus(backend, gpus)
     if use_gpus and np > gpus:
         raise UserError(f"--np {np} but this node has {gpus} GPU(s): use --np {gpus} or fewer")
     if not use_gpus and np > 4 * cpus:
@@ -77,7 +82,8 @@ def check_local_np(np: int, backend: str, per_rank_bytes: int, *, cpus: int, gpu
     if not use_gpus and mem is not None and np * per_rank_bytes > mem:
         need, have = np * per_rank_bytes / 2**30, mem / 2**30
         raise UserError(
-            f"--np {np} ranks need about {need:.1f} GiB at -e but {have:.1f} GiB is available: lower -e or --np"
+            f"--np {np} ranks need about {need:.1f} GiB ({per_rank_bytes / 2**30:.1f} GiB each at the largest "
+            f"size, -e) but {have:.1f} GiB is available: lower -e or --np"
         )
 
 

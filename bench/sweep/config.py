@@ -193,6 +193,33 @@ def default_max_bytes(profile: Profile) -> int:
     return max(JUDGED_MAX_BYTES, profile.judge_min_bytes) if profile.has_targets else DEFAULT_MAX_BYTES
 
 
+def cpu_sized(config: RunConfig, profile: Profile, np: int) -> tuple[RunConfig, str | None]:
+    """:func:`sized` for ``np`` local ranks on the CPU (gloo over loopback), and the note to print when the
+    profile's default -e was not taken.
+
+    A profile's default -e is sized for its GPUs (8G on lambda-1cc, past its judged 256M): on CPU ranks it asks
+    for np x 2 x 8 GiB of memory and minutes per size, and the memory check refused the run before a single
+    check could say why this machine is not the cluster (no RDMA device, no GPU). Without -e, CPU ranks sweep
+    to the CPU default (64M, which gloo moves in well under a second), and the note says so; a -e the user
+    gave is kept (and still refused when it cannot fit).
+    """
+    if config.max_bytes is not None or default_max_bytes(profile) <= DEFAULT_MAX_BYTES:
+        return sized(config, profile), None
+    chosen = max(DEFAULT_MAX_BYTES, config.min_bytes)
+    profile_default = default_max_bytes(profile)
+    need = np * 2 * profile_default / 2**30
+    unjudged = (
+        f", below the {format_size(profile.judge_min_bytes)} its targets judge from"
+        if chosen < profile.judge_min_bytes
+        else ""
+    )
+    return replace(config, max_bytes=chosen), (
+        f"-e not given: profile {profile.name} sweeps to {format_size(profile_default)}, sized for its GPUs; "
+        f"these {np} ranks run on the CPU (gloo), where that needs about {need:.0f} GiB and minutes per size, "
+        f"so the sweep stops at {format_size(chosen)}{unjudged} (give -e to choose)"
+    )
+
+
 def sized(config: RunConfig, profile: Profile) -> RunConfig:
     """``config`` with its last size resolved from ``profile`` when -e was not given (issue 21: a default run
     on a GPU profile must reach the judged size, or it judges nothing)."""
