@@ -260,7 +260,7 @@ def pair_round(
         chunked = Chunked(
             one_way(send_buf[:chunk], recv_buf[:chunk], peer_rank, sending, group, wait),
             per,
-            one_way(send_buf[:1], recv_buf[:1], peer_rank, sending, group, wait),
+            one_way(send_buf[: chunk // 2], recv_buf[: chunk // 2], peer_rank, sending, group, wait),
         )
         align = pair_align(peer_rank, group, device, wait)
         if budget is None:

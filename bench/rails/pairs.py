@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from bench.measure.timing import Budget
-from bench.rails.budget import cell_budget, chunks_per_message, expected_rate
+from bench.rails.budget import cell_budget, expected_rate
 from bench.rails.layout import RailLayout
 from bench.rails.localise import Thresholds, suspect_samples
 from bench.rails.matrix import PairColumns, pair_matrix
@@ -74,11 +74,11 @@ class PairRunner:
         if s.cell_budget_s is not None or s.rail_rate_gbps:
             return cell_budget(s.pair_bytes, s.warmup + s.iters, s.rail_rate_gbps, s.cell_budget_s)
         known = expected_rate(None, self.start_Gbps, self.seen)
-        chunk_bits = s.pair_bytes // chunks_per_message(s.pair_bytes) * 8
 
         def plan(probe_s: float) -> float:
+            # probe_s: the time of one whole message the fastest pair's probe plans (bench.measure.timing)
             fastest = -self.coord.max(-probe_s)
-            probed = chunk_bits / fastest / 1e9 if 0 < fastest < math.inf else None
+            probed = s.pair_bytes * 8 / fastest / 1e9 if 0 < fastest < math.inf else None
             rates = [r for r in (known, probed) if r]
             return cell_budget(s.pair_bytes, s.warmup + s.iters, max(rates) if rates else None)
 

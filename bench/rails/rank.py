@@ -146,11 +146,11 @@ def _measure_rail(
     if rate_Gbps is not None or settings.cell_budget_s is not None:
         budget = cell_budget(wire, warmup + iters, rate_Gbps, settings.cell_budget_s)
     else:
-        # Every rail at once and no rate known: the fastest rail's probe sets every rail's budget, so a
-        # rail that fell to 1% costs a few of the fastest rail's cells, not a hundred.
+        # Every rail at once and no rate known: the fastest rail's probe (of one whole call) sets every rail's
+        # budget, so a rail that fell to 1% costs a few of the fastest rail's cells, not a hundred.
         def budget(probe_s: float) -> float:
             fastest = -coord.max(-probe_s)
-            rate = wire / chunks * 8 / fastest / 1e9 if fastest > 0 else None
+            rate = wire * 8 / fastest / 1e9 if 0 < fastest < math.inf else None
             return cell_budget(wire, warmup + iters, rate)
 
     if group is None:
