@@ -28,7 +28,7 @@ import pytest
 from bench.measure import device as device_ops
 from bench.measure import timing
 from bench.measure.collectives import get_collective
-from bench.measure.timing import PROBE_SAMPLES, Chunked, Timed, chunk_counts, time_budgeted
+from bench.measure.timing import PROBE_SAMPLES, Budget, Chunked, Timed, chunk_counts, time_budgeted
 from bench.rails.budget import cell_budget
 from tests.nccl_tuning import busbw_Gbps, call_s, nccl_choice
 
@@ -97,7 +97,7 @@ def _rail_budget(collective: str, nranks: int, nbytes: int) -> float:
     return cell_budget(wire, WARMUP + ITERS, LINE_Gbps)
 
 
-def _cell(comm: Communicator, nbytes: int, budget_s: float, chunks: int = 1) -> Timed:
+def _cell(comm: Communicator, nbytes: int, budget_s: Budget, chunks: int = 1) -> Timed:
     """One cell as the rails test times it, in whole messages or (``chunks`` > 1) with a chunk and half a chunk."""
     chunked = None
     if chunks > 1:
@@ -196,15 +196,7 @@ def test_a_late_chunk_probe_neither_stops_a_healthy_pair_nor_moves_its_budget(
 
     for late_s in (0.0, 3e-3):
         comm = virtual("all_reduce", 2, late_call=4, late_s=late_s)
-        timed = time_budgeted(
-            comm.call(nbytes),
-            group=None,
-            device=torch.device("cpu"),
-            iters=ITERS,
-            warmup=WARMUP,
-            budget_s=budget,
-            chunked=Chunked(comm.call(4 * MiB), 64, comm.call(2 * MiB)),
-        )
+        timed = _cell(comm, nbytes, budget, chunks=64)
         assert not timed.stopped and timed.steps == ITERS
         assert comm.calls[nbytes] == ITERS + WARMUP - 1, "the plan fits: whole messages, as usual"
         read = busbw_Gbps("all_reduce", 2, nbytes, timed.time_us * 1e-6)
