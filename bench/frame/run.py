@@ -104,7 +104,7 @@ class Run:
     @property
     def row_count(self) -> int:
         """Rows in results.csv so far (rank 0; 0 elsewhere)."""
-        return len(self.results.rows) if self.results is not None else 0
+        return self.results.count if self.results is not None else 0
 
     def replace_rows(self, index: int, rows: Sequence[Row]) -> None:
         """results.csv's rows from ``index`` on become ``rows`` (rank 0): provisional rows made final."""
