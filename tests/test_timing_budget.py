@@ -170,6 +170,31 @@ def test_a_64_node_rail_whose_plan_does_not_fit_times_whole_messages(
             assert comm.calls[nbytes // chunks] == 1 + PROBE_SAMPLES, "chunks only probed, never timed as the cell"
 
 
+@pytest.mark.parametrize("late_s", LATE_S)
+def test_chunks_and_a_smaller_call_off_their_cost_line_are_never_extrapolated(
+    virtual: Callable[..., Communicator], late_s: float
+) -> None:
+    # A caller that planned a chunk's fixed cost from a 1-element call (tree LL, 67 us, where the 4 MiB chunk
+    # pays 116 us on LL128): the two do not share a cost line (twice the small call is far under the chunk), so
+    # the cell times whole messages, and reads the rail's true busbw.
+    nbytes = 256 * MiB
+    for late_call in range(2, 2 + 2 * PROBE_SAMPLES):
+        comm = virtual("all_reduce", 64, late_call=late_call, late_s=late_s)
+        chunked = Chunked(comm.call(4 * MiB), 64, comm.call(256))
+        timed = time_budgeted(
+            comm.call(nbytes),
+            group=None,
+            device=torch.device("cpu"),
+            iters=ITERS,
+            warmup=WARMUP,
+            budget_s=0.05,
+            chunked=chunked,
+        )
+        read = busbw_Gbps("all_reduce", 64, nbytes, timed.time_us * 1e-6)
+        assert abs(read / comm.true_busbw(nbytes) - 1) < 0.05, (late_call, late_s, read, comm.calls)
+        assert comm.calls[4 * MiB] == 1 + PROBE_SAMPLES and comm.calls[nbytes] >= 2
+
+
 def test_a_dead_slow_two_rank_link_moves_chunks_within_its_budget(virtual: Callable[..., Communicator]) -> None:
     # A 2-node rail at 1% of its rate: a whole message takes about 0.54 s, the budget 0.5 s. Its chunks are
     # almost all bytes, so they are timed, and no whole message crosses the link.

@@ -126,7 +126,8 @@ class Chunked:
 
 
 LATENCY_SHARE = 0.1
-"""Chunks judge bandwidth only while their fixed cost per call is at most this share of a chunk's time."""
+"""Chunks judge bandwidth only while their fixed cost per call is at most this share of a chunk's time (and the
+chunk and half a chunk agree with one cost line to within it)."""
 PROBE_SAMPLES = 3
 """Timed calls behind a probe, which plans from their median: one call that a scheduling hiccup or a late
 completion stretched (by a few milliseconds: a quarter of a healthy 64-node message) must not decide a plan."""
@@ -159,9 +160,10 @@ def time_budgeted(
     not one more fits the probe's calls are the measurement. With ``chunked`` (two ranks only, see
     :class:`Chunked`) the probe times a chunk and half a chunk; a whole message is expected to take the fixed
     cost plus ``per_step`` times the chunk's time beyond it. When the plan fits, whole messages as usual;
-    when it does not and the chunk's time is mostly its bytes (fixed cost at most :data:`LATENCY_SHARE` of
-    it), chunks in two batches (:func:`_chunks`); when the chunk is mostly fixed cost, the whole messages that
-    fit (one at least), since such a chunk cannot judge bandwidth.
+    when it does not and the chunk's time is its bytes (the two sizes on one cost line whose fixed part is at
+    most :data:`LATENCY_SHARE` of a chunk's time), chunks in two batches (:func:`_chunks`); else the whole
+    messages that fit (one at least): a chunk that is mostly fixed cost cannot judge bandwidth, and two sizes
+    off one line (half the chunk far faster than half its time: another protocol) cannot be extrapolated.
 
     Every rank of ``group`` meets the same barriers whichever way its own plan went (pairs of one rail plan
     differently and share the rail's group); ``align`` runs before every timer starts, and the two ends of a
@@ -181,16 +183,20 @@ def time_budgeted(
         return _whole_steps(step, group, device, iters, max(0, warmup - 1 - len(taken)), left, taken, align)
     samples = _probe([chunked.step, chunked.half], group, device, align, agreed, lambda spent: True)
     chunk_s, half_s = _median([s[0] for s in samples]), _median([s[1] for s in samples])
-    fixed = min(chunk_s, max(0.0, 2 * half_s - chunk_s))
+    # One cost line through both sizes: its fixed part. Far below zero, the two sizes do not share one line (the
+    # smaller ran another protocol or algorithm), and nothing can be extrapolated from them.
+    line_fixed = 2 * half_s - chunk_s
+    fixed = min(chunk_s, max(0.0, line_fixed))
     whole = fixed + (chunk_s - fixed) * chunked.per_step
     left = (budget_s(whole) if callable(budget_s) else budget_s) - sum(map(sum, samples))
     if whole * (warmup + iters) <= left:
         timed = Timed(_region(step, group, device, iters, max(1, warmup - 1), False, align), iters, False)
         _steps(lambda: None, group, device, 0)  # the barrier of the second batch of the chunked branch
         return timed
-    if fixed <= LATENCY_SHARE * chunk_s:
+    if abs(line_fixed) <= LATENCY_SHARE * chunk_s:
         return _chunks(chunked, group, device, iters, left, chunk_s, fixed, agreed, align)
-    # Chunks that are mostly fixed cost: whole messages, the first of them untimed (its own size may connect anew).
+    # Chunks that are mostly fixed cost (or off any one cost line): whole messages, the first of them untimed (its
+    # own size may connect anew).
     fits = int(left // whole) if whole > 0 else warmup + iters
     steps = max(1, min(iters, fits - 1))
     timed = Timed(_region(step, group, device, steps, 1, False, align), steps, steps < iters)
