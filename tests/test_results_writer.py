@@ -4,6 +4,7 @@ rewritten, every row on disk before the next measurement, and readable after a k
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -62,6 +63,23 @@ def test_the_file_gets_the_mode_open_would_give(tmp_path: Path) -> None:
     finally:
         os.umask(mask)
     assert (tmp_path / "results.csv").stat().st_mode & 0o777 == 0o640
+
+
+def test_rows_that_would_leave_no_room_to_record_the_run_are_refused_as_a_full_disk(tmp_path: Path) -> None:
+    # A run.json as large as the disk's free space (sparse): two more copies of it cannot fit, so the rows are
+    # refused with ENOSPC before a byte is written, and run.json can still say why (tests/test_frame_faults.py
+    # fills a real tmpfs).
+    record = tmp_path / "run.json"
+    record.write_text("{}")
+    writer = ResultsWriter(tmp_path / "results.csv", keep_room_for=record)
+    writer.append(_row(0))
+    disk = os.statvfs(tmp_path)
+    os.truncate(record, disk.f_bavail * disk.f_frsize)
+    size = (tmp_path / "results.csv").stat().st_size
+    with pytest.raises(OSError) as refused:
+        writer.append(_row(1))
+    assert refused.value.errno == errno.ENOSPC
+    assert (tmp_path / "results.csv").stat().st_size == size and writer.count == 1
 
 
 def test_a_last_line_a_crash_cut_is_left_out_and_the_rows_before_it_are_read(tmp_path: Path) -> None:

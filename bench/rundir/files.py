@@ -20,6 +20,7 @@ Format history (``run.json["format_version"]``; results.csv carries the same ver
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import math
@@ -252,6 +253,10 @@ def results_csv_text(rows: Iterable[Mapping[str, RowValue]], columns: Sequence[s
     return buf.getvalue()
 
 
+ROOM_SLACK = 16 << 10
+"""Room kept free beside two copies of run.json (:class:`ResultsWriter`): the failure it will record, and blocks."""
+
+
 class ResultsWriter:
     """results.csv on disk after every measurement: rows appended, never rewritten while the run goes on.
 
@@ -264,14 +269,34 @@ class ResultsWriter:
 
     The file is created at the first call, as ``open`` would make it (0666 less the umask); a symlink, a FIFO or
     anything but a regular file in its place is refused (``check_replaceable``), never followed or written through.
+
+    ``keep_room_for`` (the run's run.json): rows that would leave too little room on the disk to rewrite that
+    file twice more (rank 0's failure record, then the parent's) plus :data:`ROOM_SLACK` are refused as a full
+    disk refuses them (``OSError`` ENOSPC), before a byte is written, so that a full disk is still a recorded
+    failure. (A whole-file rewrite kept that room by itself: its copy needed as much again.)
     """
 
-    def __init__(self, path: Path | str, columns: Sequence[str] = RESULT_COLUMNS) -> None:
+    def __init__(
+        self, path: Path | str, columns: Sequence[str] = RESULT_COLUMNS, keep_room_for: Path | None = None
+    ) -> None:
         self.path = Path(path)
         self.columns = tuple(columns)
+        self.keep_room_for = keep_room_for
         self._fd: int | None = None
         self._ends: list[int] = []
         """Where each row ends in the file, in bytes (the header's end first)."""
+
+    def _check_room(self, fd: int, nbytes: int) -> None:
+        """ENOSPC when writing ``nbytes`` more would leave no room to record the run (see the class docstring)."""
+        if self.keep_room_for is None:
+            return
+        try:
+            record = os.stat(self.keep_room_for).st_size
+        except OSError:
+            record = 0
+        disk = os.fstatvfs(fd)
+        if disk.f_bavail * disk.f_frsize - nbytes < 2 * record + ROOM_SLACK:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
 
     @property
     def count(self) -> int:
@@ -304,6 +329,11 @@ class ResultsWriter:
             os.close(fd)
             raise UserError(f"{self.path} is a {file_kind(mode)}, not a regular file: railbench never writes one")
         header = results_csv_text([], self.columns).encode("utf-8")
+        try:
+            self._check_room(fd, len(header))
+        except OSError:
+            os.close(fd)
+            raise
         _write_all(fd, header)
         os.fsync(fd)
         _sync_folder(self.path.parent)  # the new file's name is as durable as its rows
@@ -316,7 +346,9 @@ class ResultsWriter:
         if not rows:
             return
         lines = self._encoded(rows)
-        _write_all(fd, b"".join(lines))
+        data = b"".join(lines)
+        self._check_room(fd, len(data))
+        _write_all(fd, data)
         _datasync(fd)
         end = self._ends[-1]
         for line in lines:
@@ -332,6 +364,7 @@ class ResultsWriter:
         with open(self.path, "rb") as current:
             head = current.read(keep)
         lines = self._encoded(rows)
+        self._check_room(fd, keep + sum(map(len, lines)))  # the new file beside the old, until the rename
         atomic_write_bytes(self.path, head + b"".join(lines))
         os.close(fd)
         self._fd = None
