@@ -286,6 +286,12 @@ class AsyncProcessGroup(dist.ProcessGroup):
         s, n = sum(_nbytes(o) for o in outs), self._n
         return self._ring("all_gather", s, n - 1, s * (n - 1) / n, lambda: self._inner.allgather(outs, inps, opts))
 
+    def gather(self, outs: list[list[torch.Tensor]], inps: list[torch.Tensor], opts: Any = None) -> AsyncWork:
+        # torch ProcessGroupNCCL::gather: the root receives every rank's tensor (ncclRecv from each, ncclSend to
+        # the root, in one NCCL group); its bytes cross the root's link once.
+        s = _nbytes(inps) * self._n
+        return self._ring("gather", s, 1, s, lambda: self._inner.gather(outs, inps, opts))
+
     def broadcast(self, tensors: list[torch.Tensor], opts: Any = None) -> AsyncWork:
         s = _nbytes(tensors)
         return self._ring("broadcast", s, self._n - 1, s, lambda: self._inner.broadcast(tensors, opts))

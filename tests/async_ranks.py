@@ -52,6 +52,7 @@ from bench.rails.config import RailsConfig, validate
 from bench.rails.intranode import intra_node_phase
 from bench.rails.rank import rail_prelude, rails_phase
 from bench.runtime.before_init import run_directory
+from bench.runtime.coord import coordinator
 from bench.runtime.dist import DistContext, Transport, init_distributed, shutdown
 from bench.runtime.env import discover_rank
 from bench.runtime.watchdog import Watchdog
@@ -302,7 +303,8 @@ def _nccllogs(out_root: Path) -> dict[str, Any]:
     dist.barrier()
     log.unlink()  # gone before rank 0 gathers: only what each node parsed can reach rank 0
     dist.barrier()
-    found, _ = evidence.gather_nccl_log_evidence(mine, load_profile("lambda-1cc"))
+    coord = coordinator("nccl", ctx.store, rank, ctx.info.world_size, 60.0)  # as the frame's, on NCCL
+    found, _ = evidence.gather_nccl_log_evidence(mine, load_profile("lambda-1cc"), coord)
     return {
         "hosts": sorted(found["hosts"]) if found else [],
         "devices": found and {name: h["devices"] for name, h in found["hosts"].items()},

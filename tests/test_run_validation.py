@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import types
 import typing
 from pathlib import Path
@@ -70,6 +71,32 @@ def test_an_out_that_is_a_symlink_loop_is_refused(
     for out, words in ((tmp_path / "a", "loop"), (tmp_path / "a" / "run", "loop"), (tmp_path / "nowhere", "nothing")):
         _exit_2_one_line([command, "--np", "2", "--out", str(out), "--no-history", *profile], capsys, "--out", words)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "nowhere"]
+
+
+@pytest.mark.parametrize("command", ["run", "rails", "accept"])
+@pytest.mark.parametrize("name", ["results.csv", "rails.json", "junit.xml", "nccl"])
+def test_an_out_holding_a_symlinked_run_file_is_refused_before_any_rank(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, name: str
+) -> None:
+    # Rank 0 used to refuse it mid-run, exit 3: an infrastructure fault blamed on the cluster (issue 33 item 22).
+    out = tmp_path / "out"
+    out.mkdir()
+    target = tmp_path / "someone-elses"
+    target.write_text("keep me\n")
+    (out / name).symlink_to(target)
+    profile = ["--profile", "local"] if command == "accept" else []
+    _exit_2_one_line([command, "--np", "2", "--out", str(out), "--no-history", *profile], capsys, name, "link")
+    assert target.read_text() == "keep me\n"
+    assert sorted(p.name for p in out.iterdir()) == [name]
+
+
+def test_an_out_holding_a_fifo_where_a_run_file_goes_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    os.mkfifo(out / "results.csv")
+    _exit_2_one_line(["rails", "--np", "2", "--out", str(out), "--no-history"], capsys, "results.csv", "FIFO")
 
 
 def test_a_spec_with_a_float_for_an_int_is_refused_before_any_rank(

@@ -4,7 +4,9 @@ One rank per node (local rank 0) reads the node's byte and error counters before
 and error counts beside them) travel to rank 0, which records them in run.json and audits them against the
 profile: an excluded device (mlx5_0 on a 1CC) that carried more than the tolerance, or an expected rail that
 carried nothing, fails the run. After an NCCL run, one rank per node parses that node's ``nccl/*.log`` files and
-rank 0 gathers them and records which devices NCCL used on every node (no shared file system needed).
+rank 0 gathers them and records which devices NCCL used on every node (no shared file system needed). Both
+gathers end at rank 0 through the run's coordinator (``bench.runtime.coord``: on NCCL the store, never the world
+communicator that rides the rails).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from bench.jsondoc import JSONObject, JSONValue
 from bench.nccllogs import nccl_evidence, nccl_log
 from bench.preflight.checks import expected_rails
 from bench.profiles import Profile
+from bench.runtime.coord import Coord
 
 
 def node_snapshot(local_rank: int, sysfs_root: Path) -> counters.Snapshot | None:
@@ -36,14 +39,15 @@ def node_deltas(before: counters.Snapshot | None, sysfs_root: Path) -> dict[str,
     return counters.to_json(counters.delta(before, after), counters.error_delta(before, after))
 
 
-def gather_node_deltas(mine: dict[str, JSONObject] | None, host: str) -> dict[str, dict[str, JSONObject]]:
-    """{host: {device: bytes}} on every rank, from the ranks that read counters."""
-    import torch.distributed as dist
-
-    everyone: list[tuple[str, dict[str, JSONObject] | None] | None] = [None] * dist.get_world_size()
-    dist.all_gather_object(everyone, (host, mine))
-    # once the gather returns, every slot holds one rank's (host, deltas): filter(None) only tells mypy so
-    return {h: d for h, d in filter(None, everyone) if d is not None}
+def gather_node_deltas(
+    mine: dict[str, JSONObject] | None, host: str, coord: Coord
+) -> dict[str, dict[str, JSONObject]] | None:
+    """{host: {device: bytes}} on rank 0 (None on the others), from the ranks that read counters; every rank
+    calls it together."""
+    everyone = coord.gather((host, mine))
+    if everyone is None:
+        return None
+    return {h: d for h, d in everyone if d is not None}
 
 
 def audit_counters(
@@ -91,15 +95,12 @@ def node_nccl_logs(out_dir: Path, local_rank: int, host: str) -> list[nccl_log.N
 
 
 def gather_nccl_log_evidence(
-    mine: list[nccl_log.NcclLog] | None, profile: Profile
+    mine: list[nccl_log.NcclLog] | None, profile: Profile, coord: Coord
 ) -> tuple[JSONObject | None, list[Finding]]:
-    """What every node's NCCL logs say (``node_nccl_logs`` on each), known on every rank: called by every rank
-    together (a gather over the world), so no node's logs need to be visible to rank 0's file system."""
-    import torch.distributed as dist
-
-    everyone: list[list[nccl_log.NcclLog] | None] = [None] * dist.get_world_size()
-    dist.all_gather_object(everyone, mine)
-    logs = [log for part in everyone if part for log in part]
+    """What every node's NCCL logs say (``node_nccl_logs`` on each), on rank 0 (nothing on the others): called by
+    every rank together (a gather to rank 0), so no node's logs need to be visible to rank 0's file system."""
+    everyone = coord.gather(mine)
+    logs = [log for part in everyone or [] if part for log in part]
     if not logs:
         return None, []
     return nccl_evidence.evidence(logs, profile), nccl_evidence.findings(logs, profile)

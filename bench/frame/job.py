@@ -170,7 +170,9 @@ def _start_record(
     meta = {**base_metadata(ctx, cluster, job.profile, job.command), **sections}
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        return RunFile(out_dir, new_record(**meta)), ResultsWriter(out_dir / "results.csv")
+        record = RunFile(out_dir, new_record(**meta))
+        # A full disk refuses results.csv while run.json can still say so (ResultsWriter.keep_room_for).
+        return record, ResultsWriter(out_dir / "results.csv", keep_room_for=record.path)
     except OSError as exc:
         raise WriteRefused(out_dir, "run.json", exc) from None
 

@@ -17,7 +17,8 @@ from bench.frame.record import iso_utc, rank0_lost_recorder
 from bench.profiles import Profile
 from bench.rundir.files import ResultsWriter, Row
 from bench.rundir.runjson import RunFile
-from bench.runtime.dist import Backend, DistContext
+from bench.runtime.coord import coordinator
+from bench.runtime.dist import Backend, DistContext, torch_timeout_s
 from bench.runtime.watchdog import Watchdog
 
 
@@ -84,6 +85,10 @@ class Run:
     ) -> None:
         self.ctx, self.out_dir, self.profile, self.launch = ctx, out_dir, profile, launch
         self.record, self.results = record, results
+        self.coord = coordinator(
+            ctx.backend, ctx.store, ctx.info.rank, ctx.info.world_size, torch_timeout_s(launch.timeout_s)
+        )
+        """How the ranks agree (``bench.runtime.coord``): the evidence's gathers end at rank 0 through it."""
         self.flushers: list[Callable[[], None]] = []
         """Called (rank 0) when the run ends early, before run.json says so: a phase that holds measurements
         not yet on disk writes them (``bench.rails.live``)."""
@@ -107,7 +112,7 @@ class Run:
     @property
     def row_count(self) -> int:
         """Rows in results.csv so far (rank 0; 0 elsewhere)."""
-        return len(self.results.rows) if self.results is not None else 0
+        return self.results.count if self.results is not None else 0
 
     def replace_rows(self, index: int, rows: Sequence[Row]) -> None:
         """results.csv's rows from ``index`` on become ``rows`` (rank 0): provisional rows made final."""
@@ -149,15 +154,16 @@ class Run:
         before = evidence.node_snapshot(self.ctx.info.local_rank, self.ctx.sysfs_root)
         yield found
         host = self.ctx.hosts[self.ctx.info.rank]
-        found.per_host = evidence.gather_node_deltas(evidence.node_deltas(before, self.ctx.sysfs_root), host)
+        per_host = evidence.gather_node_deltas(evidence.node_deltas(before, self.ctx.sysfs_root), host, self.coord)
         nccl_json: dict[str, Any] | None = None
         nccl_findings: list[evidence.Finding] = []
         if self.ctx.backend == "nccl":
-            # Each node reads its own NCCL logs; every rank gathers them (no shared file system needed).
+            # Each node reads its own NCCL logs; rank 0 gathers them (no shared file system needed).
             mine = evidence.node_nccl_logs(self.out_dir, self.ctx.info.local_rank, host)
-            nccl_json, nccl_findings = evidence.gather_nccl_log_evidence(mine, self.profile)
-        if not self.rank0:
+            nccl_json, nccl_findings = evidence.gather_nccl_log_evidence(mine, self.profile, self.coord)
+        if per_host is None:
             return
+        found.per_host = per_host
         bound = self.ctx.world_ifname if self.ctx.info.nnodes > 1 else None
         found.findings = evidence.audit_counters(
             found.per_host, self.profile, bound_ifname=bound, sysfs_root=self.ctx.sysfs_root

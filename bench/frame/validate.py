@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from pathlib import Path
 
-from bench.bounded import check_path_names
+from bench.bounded import check_path_names, file_kind
 from bench.exits import UserError
-from bench.rundir.files import check_cluster_name
+from bench.rundir.files import RUN_FILES, RUN_FOLDERS, check_cluster_name
 from bench.runtime.gpus import gpu_count
 
 
@@ -42,9 +43,36 @@ def check_out_dir(out: Path | None) -> None:
         raise UserError(f"--out {out} is a file, not a directory: give a new directory for the run")
     if (out / "run.json").exists():
         raise UserError(f"--out {out} already holds a run (run.json): give a new directory or move that run away")
+    if out.is_dir():
+        _check_run_files(out)
     parent = next((p for p in (out, *out.parents) if p.exists()), Path("."))
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
         raise UserError(f"--out {out} cannot be created or written ({parent} is not writable): give another folder")
+
+
+def _check_run_files(out: Path) -> None:
+    """No file railbench will write in ``out`` is a symlink or anything but a regular file, and none of its
+    folders a symlink: rank 0 would refuse it mid-run (an infrastructure fault blamed on the cluster), or write
+    through it into someone else's file."""
+    for name in (*RUN_FILES, *RUN_FOLDERS):
+        try:
+            mode = os.lstat(out / name).st_mode
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise UserError(f"--out {out}: {name} cannot be checked ({exc.strerror}): give a new directory") from None
+        folder = name in RUN_FOLDERS
+        if stat.S_ISLNK(mode):
+            raise UserError(
+                f"--out {out} holds {name} as a symbolic link: railbench writes its run there and would write "
+                "through it or replace it; give a new directory or remove the link"
+            )
+        if (folder and not stat.S_ISDIR(mode)) or (not folder and not stat.S_ISREG(mode)):
+            wanted = "a folder" if folder else "a regular file"
+            raise UserError(
+                f"--out {out} holds {name} as a {file_kind(mode)}, where railbench writes {wanted}: give a new "
+                "directory or move it away"
+            )
 
 
 def _check_path_resolves(path: Path, flag: str) -> None:

@@ -13,8 +13,11 @@ over ranks plus the fastest and slowest rank (the straggler signal), as nccl-tes
 
 from __future__ import annotations
 
+import contextlib
 import gc
-from collections.abc import Callable
+import math
+import statistics
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING
@@ -71,7 +74,8 @@ Agree = Callable[[float], float]
 """Turns this rank's seconds into the value every rank of the measurement uses (the slowest of them)."""
 
 Budget = float | Callable[[float], float]
-"""Seconds, or seconds planned from the agreed probe (where the expected rate is only learnt by probing)."""
+"""Seconds, or seconds planned from the probe's agreed time of one whole step (where the expected rate is only
+learnt by probing)."""
 
 Align = Callable[[], None]
 """Run after the group's barrier, before the timer starts: the two ends of a pair meet once more (a tiny
@@ -107,18 +111,26 @@ class Chunked:
     what it can when not even its planned messages fit, so that a dead-slow part costs its budget and is
     measured over the bytes it moved, instead of one whole message that may take a hundred budgets.
 
-    ``tiny`` is one call of the same collective or exchange with one element: its time is the per-call
-    latency, which a chunk pays as a whole message does. On NCCL that latency grows with the ring (a 64-node
-    all_reduce takes 2 x 63 network steps, docs/design.md "Timing on GPUs"), and a chunk can be mostly
-    latency: its rate then says nothing about the link's bandwidth."""
+    Only for an exchange between two ranks (a pair direction, a two-rank group), never for a collective over
+    more than two: there the chunk and the whole message do not run the same algorithm, and no chunk's rate
+    says what the whole message's is (docs/design.md, "A cell within its time budget").
+
+    ``half`` is the same exchange with half a chunk's bytes. A chunk pays a fixed cost per call, as a whole
+    message does; it is planned from these two sizes (twice the half's time less the chunk's), both large
+    enough to run the same protocol, never from a one-element call, which on NCCL runs another protocol (LL)
+    and often another algorithm (a tree) than any chunk does, with a fraction of a chunk's fixed cost."""
 
     step: Callable[[], None]
     per_step: int
-    tiny: Callable[[], None]
+    half: Callable[[], None]
 
 
 LATENCY_SHARE = 0.1
-"""Chunks judge bandwidth only while per-call latency is at most this share of a chunk's time."""
+"""Chunks judge bandwidth only while their fixed cost per call is at most this share of a chunk's time (and the
+chunk and half a chunk agree with one cost line to within it)."""
+PROBE_SAMPLES = 3
+"""Timed calls behind a probe, which plans from their median: one call that a scheduling hiccup or a late
+completion stretched (by a few milliseconds: a quarter of a healthy 64-node message) must not decide a plan."""
 
 
 def time_budgeted(
@@ -136,19 +148,22 @@ def time_budgeted(
     """:func:`time_region` within a time budget: a dead-slow part costs the budget, not ``iters`` steps.
 
     Connections first: NCCL connects an algorithm's channels (and a peer's point-to-point connectors) on the
-    first call that needs them, and that can take longer than a whole healthy message. So every probe below is
-    one untimed call, then the same call timed (:func:`_probe`); nothing timed or budget-deciding ever pays a
+    first call that needs them, and that can take longer than a whole healthy message. So every probe starts
+    with one untimed call of each size it times (:func:`_probe`); nothing timed or budget-deciding ever pays a
     connection, and whole messages are timed only after at least one untimed whole message.
 
-    The probe is one step, or with ``chunked`` one chunk after the per-call latency (``chunked.tiny``). Every
-    rank that takes part must run the same number of steps, so each probe goes through ``agree`` (default:
-    the slowest rank of ``group``) and every rank plans from those values. Without ``chunked``: when the whole
-    plan fits the budget it runs as usual; else the rest of the warmup is skipped and only the steps that fit
-    are timed (when not even one more fits, the probe is the measurement). With ``chunked`` a whole message
-    is expected to take the latency plus ``per_step`` times the chunk's time beyond the latency: when the plan
-    fits, whole messages as usual; when it does not and the chunk's time is mostly its bytes (latency at most
-    :data:`LATENCY_SHARE` of it), chunks in two batches (:func:`_chunks`); when the chunk is mostly latency,
-    the whole messages that fit (one at least), since a latency-bound chunk cannot judge bandwidth.
+    The probe is the median of up to :data:`PROBE_SAMPLES` timed calls, each through ``agree`` (default: the
+    slowest rank of ``group``), so every rank that takes part plans from the same values and runs the same
+    number of steps. What it plans is the time of one whole step, the value a callable ``budget_s`` is given.
+    Without ``chunked``, the probe calls are whole steps (fewer where they alone spend a fixed budget): when the
+    whole plan fits the rest of the budget it runs as usual, else only the steps that fit are timed, and when
+    not one more fits the probe's calls are the measurement. With ``chunked`` (two ranks only, see
+    :class:`Chunked`) the probe times a chunk and half a chunk; a whole message is expected to take the fixed
+    cost plus ``per_step`` times the chunk's time beyond it. When the plan fits, whole messages as usual;
+    when it does not and the chunk's time is its bytes (the two sizes on one cost line whose fixed part is at
+    most :data:`LATENCY_SHARE` of a chunk's time), chunks in two batches (:func:`_chunks`); else the whole
+    messages that fit (one at least): a chunk that is mostly fixed cost cannot judge bandwidth, and two sizes
+    off one line (half the chunk far faster than half its time: another protocol) cannot be extrapolated.
 
     Every rank of ``group`` meets the same barriers whichever way its own plan went (pairs of one rail plan
     differently and share the rail's group); ``align`` runs before every timer starts, and the two ends of a
@@ -159,20 +174,29 @@ def time_budgeted(
         raise ValueError(f"budget_s {budget_s!r} must be positive")
     agreed = agree or (lambda s: group_max(s, group, device))
     if chunked is None:
-        probe = agreed(_probe(step, group, device, align))
-        left = (budget_s(probe) if callable(budget_s) else budget_s) - probe
-        return _whole_steps(step, group, device, iters, max(0, warmup - 1), left, probe, align)
-    latency = agreed(_probe(chunked.tiny, group, device, align))
-    probe = agreed(_probe(chunked.step, group, device, align))
-    left = (budget_s(probe) if callable(budget_s) else budget_s) - probe
-    whole = latency + max(0.0, probe - latency) * chunked.per_step
+        limit = math.inf if callable(budget_s) else budget_s
+        # Messages that alone spend a fixed budget are not timed again: their timed calls are the measurement.
+        samples = _probe([step], group, device, align, agreed, lambda spent: spent < limit)
+        taken = [s[0] for s in samples]
+        probe = _median(taken)
+        left = (budget_s(probe) if callable(budget_s) else budget_s) - sum(taken)
+        return _whole_steps(step, group, device, iters, max(0, warmup - 1 - len(taken)), left, taken, align)
+    samples = _probe([chunked.step, chunked.half], group, device, align, agreed, lambda spent: True)
+    chunk_s, half_s = _median([s[0] for s in samples]), _median([s[1] for s in samples])
+    # One cost line through both sizes: its fixed part. Far below zero, the two sizes do not share one line (the
+    # smaller ran another protocol or algorithm), and nothing can be extrapolated from them.
+    line_fixed = 2 * half_s - chunk_s
+    fixed = min(chunk_s, max(0.0, line_fixed))
+    whole = fixed + (chunk_s - fixed) * chunked.per_step
+    left = (budget_s(whole) if callable(budget_s) else budget_s) - sum(map(sum, samples))
     if whole * (warmup + iters) <= left:
         timed = Timed(_region(step, group, device, iters, max(1, warmup - 1), False, align), iters, False)
         _steps(lambda: None, group, device, 0)  # the barrier of the second batch of the chunked branch
         return timed
-    if latency <= LATENCY_SHARE * probe:
-        return _chunks(chunked, group, device, iters, left, probe, agreed, align)
-    # Latency-bound chunks: whole messages, the first of them untimed (its own size may connect anew).
+    if abs(line_fixed) <= LATENCY_SHARE * chunk_s:
+        return _chunks(chunked, group, device, iters, left, chunk_s, fixed, agreed, align)
+    # Chunks that are mostly fixed cost (or off any one cost line): whole messages, the first of them untimed (its
+    # own size may connect anew).
     fits = int(left // whole) if whole > 0 else warmup + iters
     steps = max(1, min(iters, fits - 1))
     timed = Timed(_region(step, group, device, steps, 1, False, align), steps, steps < iters)
@@ -180,18 +204,44 @@ def time_budgeted(
     return timed
 
 
-def _probe(step: Callable[[], None], group: ProcessGroup | None, device: torch.device, align: Align | None) -> float:
-    """This rank's seconds for one ``step`` after one untimed ``step``: the untimed one pays whatever the
-    first use of this call costs (NCCL's connection set-up), so the timed one is what every later call takes."""
+def _median(values: Sequence[float]) -> float:
+    return float(statistics.median(values)) if values else 0.0
+
+
+def _probe(
+    steps: Sequence[Callable[[], None]],
+    group: ProcessGroup | None,
+    device: torch.device,
+    align: Align | None,
+    agree: Agree,
+    more: Callable[[float], bool],
+) -> list[list[float]]:
+    """One untimed call of each of ``steps`` (it pays whatever the first use of that size costs: NCCL's
+    connection set-up), then up to :data:`PROBE_SAMPLES` rounds of one timed call of each, every time agreed;
+    a round is taken while ``more(seconds spent so far)``. Returns the agreed seconds, round by round.
+
+    One barrier of ``group`` however many rounds are taken (pairs of one group take different numbers); the
+    calls after the first start together through ``align`` (pairs) or the previous agreement (collectives).
+    The agreed values are the same at every rank that takes part, so they all take the same rounds."""
     _start(group, device, align)
-    step()
+    for step in steps:
+        step()
     device_ops.synchronize(device)
-    if align is not None:
-        align()
-    timer = device_ops.RegionTimer(device)
-    timer.start()
-    step()
-    return timer.stop()
+    rounds: list[list[float]] = []
+    spent = 0.0
+    with _no_collection():
+        while len(rounds) < PROBE_SAMPLES and more(spent):
+            taken = []
+            for step in steps:
+                if align is not None:
+                    align()
+                timer = device_ops.RegionTimer(device)
+                timer.start()
+                step()
+                taken.append(agree(timer.stop()))
+            rounds.append(taken)
+            spent += sum(taken)
+    return rounds
 
 
 def _whole_steps(
@@ -201,18 +251,20 @@ def _whole_steps(
     iters: int,
     warmup: int,
     left: float,
-    probe: float,
+    taken: Sequence[float],
     align: Align | None,
 ) -> Timed:
-    """Whole steps within ``left`` seconds, planned from ``probe`` (one step's agreed time)."""
+    """Whole steps within ``left`` seconds, planned from the median of ``taken`` (the probe's agreed times of
+    one whole step each)."""
+    probe = _median(taken)
     fits = int(left // probe) if probe > 0 else iters + warmup
     if fits >= warmup + iters:
         return Timed(_region(step, group, device, iters, warmup, False, align), iters, False)
     if fits < 1:
-        # Not one more step fits: the probe is the measurement. The barrier keeps the group in step
+        # Not one more step fits: the probe's calls are the measurement. The barrier keeps the group in step
         # with ranks whose plan timed more.
         _dist().barrier(group=group)
-        return Timed(probe * 1e6, 1, True)
+        return Timed(probe * 1e6, len(taken), True)
     steps = min(fits, iters)
     return Timed(_region(step, group, device, steps, 0, False, align), steps, steps < iters)
 
@@ -224,15 +276,16 @@ def _chunks(
     iters: int,
     left: float,
     probe: float,
+    fixed: float,
     agree: Agree,
     align: Align | None,
 ) -> Timed:
     """Chunks in two timed batches within ``left`` seconds: the first planned from the probe for a quarter
     of it, the second from the first batch, and only when every chunk still wanted fits (a probe stretched
     by a scheduling hiccup plans too few chunks, and the second batch moves the rest; a cell that is really
-    slow stops after the first, having spent a quarter of its budget). The mean time per whole step is over the
-    chunks moved; the probe is left out, as warmup is (the first chunk on a token bucket rides its burst,
-    the first on TCP its slow start)."""
+    slow stops after the first, having spent a quarter of its budget). A whole step is the chunks' mean time
+    beyond their ``fixed`` cost per call, ``per_step`` times, plus that cost once; the probe is left out, as
+    warmup is (the first chunk on a token bucket rides its burst, the first on TCP its slow start)."""
     wanted = iters * chunked.per_step
     moved, spent = 0, 0.0
     per_chunk = probe
@@ -251,10 +304,12 @@ def _chunks(
         seconds = agree(_steps(chunked.step, group, device, batch, align))
         if batch:
             moved, spent, per_chunk = moved + batch, spent + seconds, seconds / batch
+    if moved:
+        per_chunk = spent / moved
+    whole = fixed + max(0.0, per_chunk - fixed) * chunked.per_step
     if not moved:
-        return Timed(probe * chunked.per_step * 1e6, 1, True)
-    mean = spent / moved * chunked.per_step
-    return Timed(mean * 1e6, max(1, moved // chunked.per_step), moved < wanted)
+        return Timed(whole * 1e6, 1, True)
+    return Timed(whole * 1e6, max(1, moved // chunked.per_step), moved < wanted)
 
 
 def _steps(
@@ -293,11 +348,7 @@ def _region(
     """The loop itself: untimed warmup, the group together, the device drained, ``iters`` steps timed."""
     _repeat(step, warmup)
     cuda_graph = _capture(step, device, iters) if graph else None
-    # No garbage collection between the barrier and the end of the region: a full collection pauses the host
-    # for up to ~100 ms with torch loaded, and a peer waiting on this rank would count the pause as transfer.
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
+    with _no_collection():
         _start(group, device, align)
         timer = device_ops.RegionTimer(device)
         timer.start()
@@ -306,10 +357,20 @@ def _region(
         else:
             _repeat(step, iters)
         seconds = timer.stop()
+    return seconds * 1e6 / iters
+
+
+@contextlib.contextmanager
+def _no_collection() -> Iterator[None]:
+    """No garbage collection while a timer runs: a full collection pauses the host for up to ~100 ms with torch
+    loaded, and a peer waiting on this rank would count the pause as transfer."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
     finally:
         if collecting:
             gc.enable()
-    return seconds * 1e6 / iters
 
 
 def group_max(seconds: float, group: ProcessGroup | None, device: torch.device) -> float:
@@ -390,7 +451,7 @@ def time_loop(
 ) -> Timed:
     """This rank's mean time per call of ``coll`` (:func:`time_region` on one collective, or
     :func:`time_budgeted` when ``budget_s`` is given, in chunks when ``chunk_buffers`` (a chunk's buffers and
-    a one-element call's, see :class:`Chunked`) are given)."""
+    half a chunk's, see :class:`Chunked`) are given)."""
 
     def step() -> None:
         coll.call(buffers, rank, nranks, group)
@@ -398,16 +459,26 @@ def time_loop(
     if budget_s is not None:
         chunked = None
         if chunk_buffers is not None:
-            chunk, tiny = chunk_buffers
+            chunk, half = chunk_buffers
             chunked = Chunked(
                 lambda: coll.call(chunk, rank, nranks, group),
                 max(1, buffers.nbytes // chunk.nbytes),
-                lambda: coll.call(tiny, rank, nranks, group),
+                lambda: coll.call(half, rank, nranks, group),
             )
         return time_budgeted(
             step, group=group, device=device, iters=iters, warmup=warmup, budget_s=budget_s, chunked=chunked
         )
     return Timed(time_region(step, group=group, device=device, iters=iters, warmup=warmup, graph=graph), iters, False)
+
+
+def chunk_counts(coll: Collective, nbytes: int, nranks: int, elsize: int, chunks: int) -> tuple[int, int] | None:
+    """Element counts of a chunk and of half a chunk of a ``nbytes`` call of ``coll`` split ``chunks`` ways, or
+    None where it is timed whole: over more than two ranks (:class:`Chunked`), or when there is nothing to split."""
+    if nranks > 2 or chunks <= 1:
+        return None
+    chunk = coll.count_for_bytes(nbytes // chunks, elsize, nranks)
+    half = coll.count_for_bytes(coll.bytes_for_count(chunk, elsize, nranks) // 2, elsize, nranks)
+    return (chunk, half) if half > 0 else None
 
 
 def check_once(
@@ -467,20 +538,18 @@ def measure(
 ) -> SizeResult:
     """Time ``coll`` at ``nbytes`` in ``group`` and, with ``check``, verify it; every rank returns the same.
 
-    With ``budget_s``, a call that does not fit is measured over ``chunks`` smaller calls of a
-    ``chunks``-th of the bytes each (:func:`time_budgeted`)."""
+    With ``budget_s``, a call that does not fit is measured over ``chunks`` smaller calls of a ``chunks``-th of
+    the bytes each where that can be trusted (two ranks, :func:`chunk_counts`), else over the whole calls that
+    fit (:func:`time_budgeted`)."""
     count = coll.count_for_bytes(nbytes, elsize, nranks)
     real_bytes = coll.bytes_for_count(count, elsize, nranks)
     buffers = make_buffers(coll, count, real_bytes, rank, nranks, dtype, device)
     chunk_buffers = None
-    if budget_s is not None and chunks > 1:
-        chunk_count = coll.count_for_bytes(real_bytes // chunks, elsize, nranks)
-        chunk_bytes = coll.bytes_for_count(chunk_count, elsize, nranks)
-        tiny_count = coll.count_for_bytes(elsize * nranks, elsize, nranks)
-        tiny_bytes = coll.bytes_for_count(tiny_count, elsize, nranks)
+    counts = chunk_counts(coll, real_bytes, nranks, elsize, chunks) if budget_s is not None else None
+    if counts is not None:
         chunk_buffers = (
-            make_buffers(coll, chunk_count, chunk_bytes, rank, nranks, dtype, device),
-            make_buffers(coll, tiny_count, tiny_bytes, rank, nranks, dtype, device),
+            make_buffers(coll, counts[0], coll.bytes_for_count(counts[0], elsize, nranks), rank, nranks, dtype, device),
+            make_buffers(coll, counts[1], coll.bytes_for_count(counts[1], elsize, nranks), rank, nranks, dtype, device),
         )
     timed = time_loop(
         coll,

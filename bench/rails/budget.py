@@ -55,7 +55,11 @@ def expected_rate(line_rate_Gbps: float | None, start_Gbps: float | None, seen_G
     if line_rate_Gbps:
         return line_rate_Gbps
     start = start_Gbps if start_Gbps and math.isfinite(start_Gbps) and start_Gbps > 0 else None
-    positive = sorted(r for r in seen_Gbps if r > 0)
-    seen = float(positive[len(positive) // 2]) if positive else None
-    known = [r for r in (start, seen) if r is not None]
+    known = [r for r in (start, upper_median(seen_Gbps)) if r is not None]
     return max(known) if known else None
+
+
+def upper_median(rates_Gbps: Sequence[float]) -> float | None:
+    """The upper median of the positive rates (None without one): a dead-slow minority cannot pull it down."""
+    positive = sorted(r for r in rates_Gbps if r > 0)
+    return float(positive[len(positive) // 2]) if positive else None

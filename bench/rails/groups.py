@@ -125,8 +125,9 @@ def _gloo_again(
     second failure is the rail's. ``formed`` is updated in place."""
     reported = {(r.node, r.rail): r for r in formed.reports}
     for attempt in (1, 2):
-        said: list[str] = coord.all_gather(problem or "")
-        failed = sorted({layout.where(r)[1] for r, text in enumerate(said) if text})
+        # Only the ranks that could not connect say something, and every rank needs only what they said.
+        said = dict(coord.agree(problem or "", lambda posted: _spoken(posted, "")))
+        failed = sorted({layout.where(r)[1] for r in said})
         if not failed:
             return
         membership = formed.membership
@@ -135,14 +136,18 @@ def _gloo_again(
         for k in failed:
             formed.groups.pop(k, None)
             if attempt == 2:
-                reasons = tuple(f"{layout.nodes[layout.where(r)[0]]}: {t}" for r, t in enumerate(said) if t)
+                reasons = tuple(f"{layout.nodes[layout.where(r)[0]]}: {t}" for r, t in sorted(said.items()))
                 dead.append(DeadPart("rail", None, k, reasons=reasons[:8]))
                 live[k] = ()
                 continue
             members = [layout.nodes[n] for n in live[k]]
             failures = [
                 evidence.GroupFailure(
-                    layout.nodes[n], k, reported[(n, k)].address, reported[(n, k)].device, said[layout.ranks[n][k]]
+                    layout.nodes[n],
+                    k,
+                    reported[(n, k)].address,
+                    reported[(n, k)].device,
+                    said.get(layout.ranks[n][k], ""),
                 )
                 for n in live[k]
             ]
@@ -162,6 +167,11 @@ def _gloo_again(
         again, problem = make_rail_groups(layout, formed.membership.live, ifname, startup_s, op_timeout_s, failed)
         formed.made += len(again)
         formed.groups.update(again)
+
+
+def _spoken(posted: Sequence[str], silent: str) -> list[tuple[int, str]]:
+    """(rank, what it said) of every rank that said more than ``silent``: all that the others need to hear."""
+    return [(r, text) for r, text in enumerate(posted) if text != silent]
 
 
 def _probe(group: ProcessGroup, device: torch.device, deadline_s: float) -> bool:
@@ -202,8 +212,9 @@ def _nccl_check(ctx: DistContext, layout: RailLayout, formed: RailGroups, coord:
     for attempt in (1, 2):
         mine = formed.mine(rank, layout)
         ok = "-" if mine is None else ("1" if _probe(mine, ctx.device, GROUP_PROBE_S) else "0")
-        said: list[str] = coord.all_gather(ok)
-        failed = sorted({layout.where(r)[1] for r, text in enumerate(said) if text == "0"})
+        failed: list[int] = coord.agree(
+            ok, lambda posted: sorted({layout.where(r)[1] for r, t in enumerate(posted) if t == "0"})
+        )
         if not failed:
             return
         if mine is not None and rail in failed:
@@ -274,9 +285,8 @@ def _pair_probes(
             done = _probe(group, ctx.device, PAIR_PROBE_S)
             said = f"{peer} {int(done)}"
             _abort(group)  # done with it either way; a completed one has nothing in flight
-        for r, text in enumerate(coord.all_gather(said)):
-            if text == "-":
-                continue
+        # Every rank plans the next round from every probe's outcome, and only the probing ranks have one.
+        for r, text in coord.agree(said, lambda posted: _spoken(posted, "-")):
             n, k = layout.where(r)
             other, completed = (int(x) for x in text.split())
             results[k][n][other] = bool(completed)

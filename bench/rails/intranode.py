@@ -126,16 +126,16 @@ def intra_node_phase(
         watchdog.enter(f"intra-node pairs: repeat {rnd.repeat + 1}, round {rnd.index + 1}")
         mine = local_round(rnd, layout, rank, groups[node], buffers, iters=settings.iters, warmup=settings.warmup)
         times += mine
-        everyone = flatten(coord.all_gather(mine))  # a few small records per rank, outside the timed region
+        heard = coord.gather(mine)  # a few small records per rank, outside the timed region, to rank 0
         watchdog.leave()
-        if live is not None:
-            live.add_local(everyone)
+        if live is not None and heard is not None:
+            live.add_local(flatten(heard))
     del buffers
     watchdog.enter("gathering the intra-node results")
     sent: IntraNodeReport = {"times": times, "bus_id": _bus_id(ctx.device)}
-    gathered = coord.all_gather(sent)
+    gathered = coord.gather(sent)
     watchdog.leave()
-    if rank != 0:
+    if gathered is None:
         return None
     all_times = sorted(flatten([g["times"] for g in gathered]), key=lambda t: (t.repeat, t.round, t.node, t.gpu))
     bus_ids = {name: tuple(gathered[r]["bus_id"] for r in layout.ranks[k]) for k, name in enumerate(layout.nodes)}

@@ -9,7 +9,9 @@ ones (the line rates, devices and defects are known only at the end).
 
 Writing costs time between rounds, so it is paced: a write happens when the time since the last one is at
 least :data:`PACE` times what the last one took (at most a tenth of the test's time goes to writing, however
-large the matrix), and always when the run ends early (the frame calls :meth:`LiveRails.flush`).
+large the matrix), and always when the run ends early (the frame calls :meth:`LiveRails.flush`). results.csv
+gets only the rows of what arrived since the last write, appended; the final rows replace the provisional
+ones once, at the end.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ class LiveRails:
         self._dirty = False
         self._final = False
         self._next = 0.0
+        self._written = (0, 0, 0)
+        """Rail results, pair times and local pair times whose provisional rows are in results.csv."""
         run.flushers.append(self.flush)
 
     def add_rails(self, results: Sequence[RailResult]) -> None:
@@ -75,13 +79,17 @@ class LiveRails:
             if not self._dirty or self._final:
                 return
             started = time.monotonic()
-            local = IntraNodeOutcome(self.nodes, self.rails, tuple(self.local))
+            # Only what arrived since the last write is appended: a round's times come in one call, both
+            # directions of each pair together, so each pair's row is written once, whole.
+            rails, times, local = self._written
+            new_local = IntraNodeOutcome(self.nodes, self.rails, tuple(self.local[local:]))
             rows = [
-                *records.rail_rows(self.rail_results, self.expected, "float"),
-                *records.pair_rows(self.times, self.nodes, self.expected, self.iters),
-                *(gpu_pairs.rows(local, self.iters) if self.local else []),
+                *records.rail_rows(self.rail_results[rails:], self.expected, "float"),
+                *records.pair_rows(self.times[times:], self.nodes, self.expected, self.iters),
+                *(gpu_pairs.rows(new_local, self.iters) if new_local.times else []),
             ]
-            self.run.replace_rows(self.first_row, rows)
+            self.run.append(*rows)
+            self._written = (len(self.rail_results), len(self.times), len(self.local))
             document = self.document().to_json()
             write_refused_is_infra(
                 self.run.out_dir, "rails.json", lambda: atomic_write_json(self.run.out_dir / "rails.json", document)

@@ -255,12 +255,18 @@ def pair_round(
     for sender_is_low in (True, False):
         sending = partner is not None and (node < partner) == sender_is_low
         step = one_way(send_buf, recv_buf, peer_rank, sending, group, wait)
+        # Chunks (and half a chunk, for their fixed cost) where a message has more than one; every rank of the
+        # rail has the same size, so every one takes the same branches and meets the same barriers.
         per = chunks_per_message(nbytes)
         chunk = send_buf.numel() // per
-        chunked = Chunked(
-            one_way(send_buf[:chunk], recv_buf[:chunk], peer_rank, sending, group, wait),
-            per,
-            one_way(send_buf[:1], recv_buf[:1], peer_rank, sending, group, wait),
+        chunked = (
+            Chunked(
+                one_way(send_buf[:chunk], recv_buf[:chunk], peer_rank, sending, group, wait),
+                per,
+                one_way(send_buf[: chunk // 2], recv_buf[: chunk // 2], peer_rank, sending, group, wait),
+            )
+            if per > 1
+            else None
         )
         align = pair_align(peer_rank, group, device, wait)
         if budget is None:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from bench.measure.timing import Budget
-from bench.rails.budget import cell_budget, chunks_per_message, expected_rate
+from bench.rails.budget import cell_budget, expected_rate, upper_median
 from bench.rails.layout import RailLayout
 from bench.rails.localise import Thresholds, suspect_samples
 from bench.rails.matrix import PairColumns, pair_matrix
@@ -63,7 +63,9 @@ class PairRunner:
         self.buffers = pair_buffers(settings.pair_bytes, device)
         self.start_Gbps = start_Gbps
         self.seen: list[float] = []
-        """Rates of every pair direction measured so far on every rail (the same list on every rank)."""
+        """Rank 0: the rates of every pair direction measured so far on every rail."""
+        self.seen_Gbps: float | None = None
+        """Their upper median, the same on every rank (rank 0 answers it after every matrix round)."""
         self.rounds = schedule(len(layout.nodes), settings.repeats, settings.seed)
 
     def budget_s(self) -> Budget:
@@ -73,12 +75,12 @@ class PairRunner:
         s = self.settings
         if s.cell_budget_s is not None or s.rail_rate_gbps:
             return cell_budget(s.pair_bytes, s.warmup + s.iters, s.rail_rate_gbps, s.cell_budget_s)
-        known = expected_rate(None, self.start_Gbps, self.seen)
-        chunk_bits = s.pair_bytes // chunks_per_message(s.pair_bytes) * 8
+        known = expected_rate(None, self.start_Gbps, [self.seen_Gbps] if self.seen_Gbps else [])
 
         def plan(probe_s: float) -> float:
+            # probe_s: the time of one whole message the fastest pair's probe plans (bench.measure.timing)
             fastest = -self.coord.max(-probe_s)
-            probed = chunk_bits / fastest / 1e9 if 0 < fastest < math.inf else None
+            probed = s.pair_bytes * 8 / fastest / 1e9 if 0 < fastest < math.inf else None
             rates = [r for r in (known, probed) if r]
             return cell_budget(s.pair_bytes, s.warmup + s.iters, max(rates) if rates else None)
 
@@ -105,13 +107,19 @@ class PairRunner:
             times += mine
             if not rnd.confirm:
                 # Every rail's rates, so that a rail slow as a whole is budgeted by the healthy rails' pairs
-                # (every rank runs the same matrix rounds, so this gather meets on all of them), and the round's
-                # times, which rank 0 writes down at once (``bench.rails.live``).
-                sent = self.coord.all_gather((rates if self.layout.where(self.rank)[0] == 0 else [], mine))
-                self.seen += flatten([r for r, _ in sent])
-                if self.keep is not None:
-                    self.keep(flatten([t for _, t in sent]))
+                # (every rank runs the same matrix rounds, so this agreement meets on all of them), and the
+                # round's times, which rank 0 writes down at once (``bench.rails.live``). Only rank 0 reads
+                # them; every rank gets their upper median so far.
+                sent = (rates if self.layout.where(self.rank)[0] == 0 else [], mine)
+                self.seen_Gbps = self.coord.agree(sent, self._heard)
         return times
+
+    def _heard(self, posted: list[tuple[list[float], list[PairTime]]]) -> float | None:
+        """Rank 0: a matrix round's rates and times from every rank; the upper median of every rate so far."""
+        self.seen += flatten([r for r, _ in posted])
+        if self.keep is not None:
+            self.keep(flatten([t for _, t in posted]))
+        return upper_median(self.seen)
 
     def matrix(self, enter: Enter, leave: Callable[[], None]) -> list[PairTime]:
         """Every pair on every rail, ``repeats`` times."""

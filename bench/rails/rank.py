@@ -61,9 +61,9 @@ def _my_interface(settings: RailsSettings, layout: RailLayout, rank: int, coord:
             ifname = interface_for_rail(settings.socket_ifname, available, rail, layout.nodes[node])
         except UserError as exc:
             problem = str(exc)
-    problems = [p for p in coord.all_gather(problem) if p]
-    if problems:
-        raise UserError(problems[0])
+    first = coord.agree(problem, lambda posted: next((p for p in posted if p), None))
+    if first:
+        raise UserError(first)
     return ifname
 
 
@@ -146,11 +146,11 @@ def _measure_rail(
     if rate_Gbps is not None or settings.cell_budget_s is not None:
         budget = cell_budget(wire, warmup + iters, rate_Gbps, settings.cell_budget_s)
     else:
-        # Every rail at once and no rate known: the fastest rail's probe sets every rail's budget, so a
-        # rail that fell to 1% costs a few of the fastest rail's cells, not a hundred.
+        # Every rail at once and no rate known: the fastest rail's probe (of one whole call) sets every rail's
+        # budget, so a rail that fell to 1% costs a few of the fastest rail's cells, not a hundred.
         def budget(probe_s: float) -> float:
             fastest = -coord.max(-probe_s)
-            rate = wire / chunks * 8 / fastest / 1e9 if fastest > 0 else None
+            rate = wire * 8 / fastest / 1e9 if 0 < fastest < math.inf else None
             return cell_budget(wire, warmup + iters, rate)
 
     if group is None:
@@ -241,11 +241,11 @@ def rails_phase(
             if node == membership.live[rail][0]:
                 mine.append(result)
     # The fastest rail group's busbw, the same on every rank: where no line rate is known, the budgets of
-    # the rails measured alone and of the pairs start from it.
-    heard = coord.all_gather((fastest, mine))
-    start = max(f for f, _ in heard)
-    if live is not None:
-        live.add_rails([r for _, results in heard for r in results])
+    # the rails measured alone and of the pairs start from it. The results themselves go to rank 0 alone.
+    heard = coord.gather(mine)
+    start = coord.max(fastest)
+    if live is not None and heard is not None:
+        live.add_rails([r for results in heard for r in results])
     known = settings.rail_rate_gbps or (start if start > 0 else None)
 
     # One rail at a time inside a counter window: which device carried it, and what stayed quiet. A window
@@ -307,21 +307,22 @@ def rails_phase(
         "rail": rail,
         "rates": _ib_rates(local_rank, Sysfs(ctx.sysfs_root)),
     }
-    gathered = coord.all_gather(sent)
+    gathered = coord.gather(sent)  # on rank 0 alone, the one rank that judges
     watchdog.leave()
     if runner is not None and settings.confirm:
         # Every suspect is measured again, in its own round and beside the same round's other suspects,
         # before anything is named.
-        found = judge.suspect_cells(settings, layout, gathered, membership) if rank == 0 else None
+        found = judge.suspect_cells(settings, layout, gathered, membership) if gathered is not None else None
         again = runner.confirm(coord.broadcast(found), watchdog.enter, watchdog.leave)
         counts.close("re-measurements")
         watchdog.enter("gathering the re-measurements")
-        for g, (extra, read) in zip(gathered, coord.all_gather((again, counts.windows[-1:])), strict=True):
+        extras = coord.gather((again, counts.windows[-1:]))
+        for g, (extra, read) in zip(gathered or [], extras or [], strict=True):
             g["times"] = g["times"] + extra
             g["error_windows"] = g["error_windows"] + read
         watchdog.leave()
         laps.mark("confirmation")
-    if rank != 0:
+    if gathered is None:
         return None
     outcome = judge.outcome(settings, layout, gathered, membership, formed.reports)
     return dataclasses.replace(outcome, process_groups=1 + formed.made)

@@ -6,14 +6,23 @@ channel as it always was. On NCCL the world communicator rides the rails themsel
 channels its nearest NIC, and a port that is up but black-holed (a dead cable behind an ACTIVE port, a switch
 that drops the rail) hangs every communicator that spans nodes through it, the world's included, until IB
 gives up and torch's watchdog aborts it (``bench.rails.groups``). So on NCCL every agreement of the rails
-test goes through the rendezvous store, which rides the management network: rank 0 reads what every rank
-posted and posts the answer once, 2n store operations per agreement. NCCL communicators then carry only the
-traffic being measured, and a dead link costs its own rail group, never the run.
+test goes through the rendezvous store, which rides the management network.
+
+Every agreement costs O(n) in all, never n answers of O(n) each (docs/design.md, "Coordination in O(n)"): a
+gather ends at rank 0, the one rank that reads it (the others wait for a done key); an agreement sends every
+rank only its answer, which the caller keeps small (the fastest probe, the rails that failed, the first
+problem). Only :meth:`Coord.all_gather` sends every post to every rank, for the few that need them all.
+
+Through the store (:class:`StoreCoord`) every rank appends its post to the round's one key and counts itself
+in; the rank that completes the count marks the round full; rank 0 waits for that mark and reads every post
+in one request, so its cost is a few store operations and the posts' bytes, whatever the number of ranks.
 """
 
 from __future__ import annotations
 
+import itertools
 import pickle
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -29,13 +38,19 @@ R = TypeVar("R")
 class Coord(Protocol):
     """The world's agreements, every rank calling each one at the same point."""
 
-    def all_gather(self, obj: T) -> list[T]:
-        """Every rank's ``obj``, in rank order, on every rank."""
+    def gather(self, obj: T) -> list[T] | None:
+        """Every rank's ``obj``, in rank order, on rank 0; None on the other ranks, which return once rank 0 has
+        them all."""
         ...
 
-    def gather(self, obj: T) -> list[T] | None:
-        """Every rank's ``obj``, in rank order, on rank 0 alone (None elsewhere): what only rank 0 reads travels
-        to rank 0 alone, never n times to everyone."""
+    def agree(self, obj: T, answer: Callable[[list[T]], R]) -> R:
+        """``answer`` of every rank's ``obj`` (in rank order), on every rank. ``answer`` runs on rank 0 alone,
+        which may also keep what it reads; what it returns travels to every rank, so it should be small."""
+        ...
+
+    def all_gather(self, obj: T) -> list[T]:
+        """Every rank's ``obj``, in rank order, on every rank: n posts to each of n ranks, only for a caller whose
+        every rank needs every post."""
         ...
 
     def broadcast(self, obj: T | None) -> T:
@@ -56,6 +71,24 @@ class GroupCoord:
     def __init__(self, group: ProcessGroup | None = None) -> None:
         self.group = group
 
+    def gather(self, obj: T) -> list[T] | None:
+        import torch.distributed as dist
+
+        root = dist.get_rank(self.group) == 0
+        # Slots to fill on the group's rank 0: gather_object puts one rank's ``obj`` in each.
+        everyone: list[Any] | None = [None] * dist.get_world_size(self.group) if root else None
+        dist.gather_object(obj, everyone, group=self.group, group_dst=0)
+        return everyone
+
+    def agree(self, obj: T, answer: Callable[[list[T]], R]) -> R:
+        import torch.distributed as dist
+
+        everyone = self.gather(obj)
+        # broadcast_object_list puts the root's answer in the box on every rank.
+        box: list[Any] = [answer(everyone) if everyone is not None else None]
+        dist.broadcast_object_list(box, group=self.group, group_src=0)
+        return box[0]
+
     def all_gather(self, obj: T) -> list[T]:
         import torch.distributed as dist
 
@@ -64,20 +97,12 @@ class GroupCoord:
         dist.all_gather_object(everyone, obj, group=self.group)
         return everyone
 
-    def gather(self, obj: T) -> list[T] | None:
-        import torch.distributed as dist
-
-        rank0 = dist.get_rank(self.group) == 0
-        slots: list[Any] | None = [None] * dist.get_world_size(self.group) if rank0 else None
-        dist.gather_object(obj, slots, dst=0, group=self.group)
-        return slots
-
     def broadcast(self, obj: T | None) -> T:
         import torch.distributed as dist
 
         # broadcast_object_list puts rank 0's ``obj`` in the box on every rank.
         box: list[Any] = [obj]
-        dist.broadcast_object_list(box, src=0, group=self.group)
+        dist.broadcast_object_list(box, group=self.group, group_src=0)
         return box[0]
 
     def barrier(self) -> None:
@@ -86,12 +111,20 @@ class GroupCoord:
         dist.barrier(group=self.group)
 
     def max(self, value: float) -> float:
-        return float(max(self.all_gather(value)))
+        return float(self.agree(value, max))
+
+
+_FRAME = struct.Struct("<IQ")
+"""A post in a round's key: the rank, the length of its pickle, then the pickle."""
+_COORDINATORS = itertools.count(1)
+"""Each StoreCoord of a process takes the next number, its keys' namespace. Every rank makes its coordinators in
+the same order (the same program on every rank), so the n-th coordinator of every rank shares its keys, and two
+coordinators over one store (the sweep's and the rails test's in one accept run) never read each other's."""
 
 
 @dataclass
 class StoreCoord:
-    """Agreements through the rendezvous store: each rank posts, rank 0 reads every post and answers once."""
+    """Agreements through the rendezvous store (see the module docstring)."""
 
     store: Any
     """The rendezvous store (a torch.distributed.Store). Typed Any because torch's stub says ``set`` takes a
@@ -99,57 +132,92 @@ class StoreCoord:
     rank: int
     world_size: int
     timeout_s: float
+    name: str = field(default_factory=lambda: str(next(_COORDINATORS)))
+    """The keys' namespace, the same on every rank (default: the coordinator's number in this process)."""
     _seq: int = field(default=0, init=False)
+    _spent: list[str] = field(default_factory=list, init=False)
+    """Rank 0: keys of past rounds, deleted once every rank has posted to a later round (and so has read them)."""
 
-    def _round(self, obj: object, answer: Callable[[list[T]], R]) -> R:
-        """Post ``obj``; rank 0 computes ``answer`` of every rank's post; every rank returns the answer.
+    @property
+    def _wait(self) -> timedelta:
+        return timedelta(seconds=self.timeout_s)
 
-        ``answer`` reads the posts as the ``T`` its caller posted (``broadcast`` reads rank 0's post only)."""
+    def _next(self) -> str:
         self._seq += 1
-        base = f"railbench/coord/{self._seq}"
-        wait = timedelta(seconds=self.timeout_s)
-        self.store.set(f"{base}/{self.rank}", pickle.dumps(obj))
-        if self.rank == 0:
-            keys = [f"{base}/{r}" for r in range(self.world_size)]
-            self.store.wait(keys, wait)
-            posted: list[T] = [pickle.loads(self.store.get(k)) for k in keys]
-            result = answer(posted)
-            self.store.set(f"{base}/answer", pickle.dumps(result))
-            for k in keys:
-                self.store.delete_key(k)
-            return result
-        self.store.wait([f"{base}/answer"], wait)
-        answered: R = pickle.loads(self.store.get(f"{base}/answer"))
-        return answered
+        return f"railbench/coord/{self.name}/{self._seq}"
 
-    def all_gather(self, obj: T) -> list[T]:
-        return list(self._round(obj, lambda posted: posted))
+    def _post(self, base: str, obj: object) -> None:
+        """Append this rank's post to the round's key and count it; the last one in marks the round full (the
+        append reaches the store before the count: one connection's requests are served in order)."""
+        payload = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+        self.store.append(f"{base}/posts", _FRAME.pack(self.rank, len(payload)) + payload)
+        if self.store.add(f"{base}/count", 1) == self.world_size:
+            self.store.set(f"{base}/full", b"1")
+
+    def _collect(self, base: str) -> list[Any]:
+        """Rank 0: every post of the round, in rank order, read in one request."""
+        self.store.wait([f"{base}/full"], self._wait)
+        blob = self.store.get(f"{base}/posts")
+        posts: list[Any] = [None] * self.world_size
+        offset = 0
+        while offset < len(blob):
+            rank, size = _FRAME.unpack_from(blob, offset)
+            offset += _FRAME.size
+            posts[rank] = pickle.loads(blob[offset : offset + size])
+            offset += size
+        # Every rank posted to this round, so every rank is past every earlier round's answer.
+        for key in self._spent:
+            self.store.delete_key(key)
+        self._spent = [f"{base}/posts", f"{base}/count", f"{base}/full"]
+        return posts
+
+    def _answer(self, base: str, value: object) -> None:
+        self.store.set(f"{base}/done", pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+        self._spent.append(f"{base}/done")
+
+    def _answered(self, base: str) -> Any:
+        self.store.wait([f"{base}/done"], self._wait)
+        return pickle.loads(self.store.get(f"{base}/done"))
 
     def gather(self, obj: T) -> list[T] | None:
-        """Each rank posts; rank 0 reads every post and answers nobody (the others go on at once)."""
-        self._seq += 1
-        base = f"railbench/coord/{self._seq}"
-        self.store.set(f"{base}/{self.rank}", pickle.dumps(obj))
+        base = self._next()
+        self._post(base, obj)
         if self.rank != 0:
+            self.store.wait([f"{base}/done"], self._wait)  # the answer is empty: only its key is read
             return None
-        keys = [f"{base}/{r}" for r in range(self.world_size)]
-        self.store.wait(keys, timedelta(seconds=self.timeout_s))
-        posted: list[T] = [pickle.loads(self.store.get(k)) for k in keys]
-        for k in keys:
-            self.store.delete_key(k)
-        return posted
+        posts = self._collect(base)
+        self._answer(base, None)
+        return posts
+
+    def agree(self, obj: T, answer: Callable[[list[T]], R]) -> R:
+        base = self._next()
+        self._post(base, obj)
+        if self.rank != 0:
+            answered: R = self._answered(base)
+            return answered
+        result = answer(self._collect(base))
+        self._answer(base, result)
+        return result
+
+    def all_gather(self, obj: T) -> list[T]:
+        return self.agree(obj, lambda posts: posts)
 
     def broadcast(self, obj: T | None) -> T:
-        def first(posted: list[T]) -> T:
-            return posted[0]
-
-        return self._round(obj if self.rank == 0 else None, first)
+        # Only rank 0 writes: nobody posts, and its key is deleted at rank 0's next gather or agreement.
+        base = self._next()
+        if self.rank != 0:
+            answered: T = self._answered(base)
+            return answered
+        if obj is None:
+            raise ValueError("broadcast needs rank 0 to send a value")
+        self._answer(base, obj)
+        return obj
 
     def barrier(self) -> None:
-        self._round(None, lambda posted: None)
+        self.gather(None)
 
     def max(self, value: float) -> float:
-        return float(self._round(value, lambda posted: max(posted)))
+        return float(self.agree(value, max))
 
 
 def coordinator(role: str, store: Store, rank: int, world_size: int, timeout_s: float) -> Coord:

@@ -186,8 +186,8 @@ def _resolve_graph(asked: bool | None, ctx: DistContext, timeout_s: float) -> bo
     coord = StoreCoord(ctx.store, rank, ctx.info.world_size, torch_timeout_s(timeout_s))
 
     def agree(why: str | None) -> str | None:
-        said = coord.all_gather(f"rank {rank}: {why}" if why else "")
-        return next((text for text in said if text), None)
+        said = f"rank {rank}: {why}" if why else ""
+        return coord.agree(said, lambda posted: next((text for text in posted if text), None))
 
     why = graph_capture_works(ctx.device, agree)
     if why is None:
