@@ -19,6 +19,7 @@ from bench.rails.gpu_pairs import (
     rows,
     table,
 )
+from bench.rails.items import intra_node_items
 
 MIB = 1 << 20
 
@@ -91,6 +92,17 @@ def test_one_slow_pair_is_a_gpu_pair() -> None:
 def test_two_local_ranks_cannot_tell_which_gpu() -> None:
     loc = _localise(_times(4, 2, {(3, 0, 1): 700.0}), 4, 2)
     assert [(d.kind, d.node) for d in loc.defects] == [("gpu-pair", "node03")]
+
+
+def test_one_local_pair_in_all_is_not_judged_however_tight_its_samples() -> None:
+    """Two ranks on one node (``rails --np 2 --intra-node`` on a CPU host): the pair has no peer, so the relative
+    test judged nothing; a tight spread once made that a PASS, a loaded machine's a MEASURED."""
+    for noise in (0.0, 0.001, 0.3):
+        loc = _localise(_times(1, 2, {}, repeats=3, noise=noise), 1, 2)
+        assert loc.defects == () and (loc.too_noisy or "").startswith("one local pair: ")
+    outcome = IntraNodeOutcome(("node00",), 2, localisation=_localise(_times(1, 2, {}), 1, 2))
+    (item,) = intra_node_items(outcome)
+    assert item.state == "measured" and "no other pair to compare it with" in item.reason
 
 
 def test_a_node_with_every_pair_slow_is_the_node_not_eight_gpus() -> None:

@@ -201,7 +201,11 @@ def localise_gpus(
     z = NormalDist().inv_cdf(1.0 - FALSE_ALARMS / max(1, comparisons))
     noise_cut = level - z * sigma
     too_noisy = None
-    if noise_cut < level + np.log(NOISY_BELOW):
+    if int(np.triu(measured, k=1).sum()) < 2:
+        # One local pair in the whole matrix (two ranks on one node): the relative test has nothing to compare
+        # it with, so it judged nothing, however tight its own samples are.
+        too_noisy = "one local pair: the relative test has no other pair to compare it with"
+    elif noise_cut < level + np.log(NOISY_BELOW):
         values = np.exp(samples) if samples.size else np.exp(cell[measured])
         too_noisy = (
             f"too noisy to localise GPUs: healthy local pairs spread {_gbps(float(values.min()))}-"
