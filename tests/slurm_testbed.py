@@ -273,7 +273,8 @@ class SlurmCluster:
         return "\n".join(shown)
 
 
-def _require() -> None:
+def require_slurm() -> None:
+    """Skip, with the reason and the fix, where this machine cannot run the Slurm testbed."""
     if not hasattr(os, "geteuid") or os.geteuid() != 0:
         pytest.skip("the Slurm testbed needs root (CI runs as root)")
     for tool in (*DAEMONS, *CLIENTS, "munge"):
@@ -358,7 +359,7 @@ def build_slurm(
     """Start munge, slurmctld and a slurmd per node on ``bed``, wait until every node is idle, yield the
     cluster, and always stop every daemon. ``extra_conf(cluster)``, called before any daemon starts, returns
     more slurm.conf lines (and may write the scripts they name into ``cluster.root``)."""
-    _require()
+    require_slurm()
     _remove_stale()
     # munged refuses a socket below a folder closed to others: not the testbed's own folder, nor a private
     # TMPDIR (tests/support.rank_env gives every launch one), so /tmp itself.

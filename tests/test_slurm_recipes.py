@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.netns_testbed import PROFILE, NetnsCluster, build_cluster
-from tests.slurm_testbed import JobEnd, SlurmCluster, build_slurm
+from tests.slurm_testbed import JobEnd, SlurmCluster, build_slurm, require_slurm
 from tests.support import REPO, rank_env
 
 pytestmark = [pytest.mark.slurm, pytest.mark.netns, pytest.mark.slow]
@@ -221,6 +221,7 @@ def test_the_nightly_under_sbatch_a_dead_rail_then_the_next_night(cluster: Slurm
 def test_the_testbed_starts_by_hand_and_leaves_nothing(tmp_path: Path) -> None:
     """``python -m tests.slurm_testbed 2`` (docs/slurm.md, for a try by hand): up, then Enter takes every daemon,
     job step and namespace away."""
+    require_slurm()  # the other tests skip through their fixture; this one starts the testbed itself
     done = subprocess.run(
         [sys.executable, "-m", "tests.slurm_testbed", "2"],
         input="\n",
