@@ -35,8 +35,11 @@ def main() -> None:
         groups.append(dist.new_group([k + rails * n for n in range(ctx.info.nnodes)]))
     os.environ["GLOO_SOCKET_IFNAME"] = "mgmt"
     data = torch.ones(1 << 20)
-    dist.barrier()
+    # Both ranks of a node read the node's counters: each takes its "before" ahead of the barrier, so no rail's
+    # all_reduce has started when either reads (a rank released late by the barrier once read its neighbour's
+    # rail half-way through its all_reduce, and counted half of it).
     before = counters.snapshot()
+    dist.barrier()
     dist.all_reduce(data, group=groups[ctx.info.local_rank])
     dist.barrier()  # both ranks of a node share its counters: wait for every rail's all_reduce
     after = counters.snapshot()
