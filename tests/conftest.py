@@ -18,6 +18,18 @@ def _reports_state() -> dict[str, float]:
     )
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that builds the namespace testbed (the Slurm ones too) runs on one xdist worker, one after
+    another: two clusters at once would double the load on the rates those tests judge, and their module-scoped
+    clusters are built once, not once per worker."""
+    for item in items:
+        if item.get_closest_marker("netns"):
+            item.add_marker(pytest.mark.xdist_group("testbed"))
+        elif item.get_closest_marker("gpu"):
+            # The GPU tests time the node's GPUs: two at once would each measure half of them.
+            item.add_marker(pytest.mark.xdist_group("gpu"))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def reports_left_alone() -> Iterator[None]:
     """No test writes into the repository's reports/ (the user's history and the committed sample)."""
