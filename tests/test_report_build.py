@@ -16,8 +16,11 @@ import pytest
 
 from bench.cli import main as cli_main
 from bench.exits import UserError
+from bench.profiles import load_profile
 from bench.report import build
 from bench.report.build import ReportOptions, ReportPaths, write_report
+from bench.report.inputs import load_inputs
+from bench.report.summary import targets
 from bench.report.theme import STATUS_COLORS
 from tests.report_data import ClusterModel, results_rows, write_run_dir
 from tests.report_schema import validate
@@ -319,3 +322,22 @@ def test_cli_writes_the_report_without_importing_torch(tmp_path: Path) -> None:
     assert proc.stdout.splitlines()[-1] == "False"
     assert f"report: {tmp_path / 'out' / 'report.html'}" in proc.stdout
     assert (tmp_path / "out" / "report.md").is_file() and not (tmp_path / "out" / "charts" / "pairs.png").exists()
+
+
+def test_the_rail_rate_says_where_it_came_from(tmp_path: Path) -> None:
+    """The sample's veth rails, judged at ``--rail-rate-gbps 0.5``, were said to run at 0.5 Gb/s "from sysfs"."""
+    run_dir = write_run_dir(tmp_path / "run")
+    profile = load_profile("lambda-1cc")
+    said = dict(targets(load_inputs(run_dir), profile))
+    assert said["rails"] == "400 Gb/s line rate per rail (the profile's rail rate)"
+
+    run = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    rails = json.loads((run_dir / "rails.json").read_text(encoding="utf-8"))
+    for record in rails["rails"]:
+        record["line_rate_Gbps"] = 0.5
+    (run_dir / "rails.json").write_text(json.dumps(rails), encoding="utf-8")
+    for given, source in ((0.5, "given with --rail-rate-gbps"), (None, "from sysfs")):
+        run["rails_test"]["rail_rate_gbps"] = given
+        (run_dir / "run.json").write_text(json.dumps(run), encoding="utf-8")
+        said = dict(targets(load_inputs(run_dir), profile))
+        assert said["rails"] == f"0.5 Gb/s line rate per rail ({source})"

@@ -446,6 +446,7 @@ def rails_section(settings: RailsSettings) -> dict[str, object]:
         "intra_node": settings.intra_node,
         "relative_fraction": settings.relative_fraction,
         "pass_fraction": settings.pass_fraction,
+        "rail_rate_gbps": settings.rail_rate_gbps,
         "socket_ifname": settings.socket_ifname,
         "confirm": settings.confirm,
         "cell_budget_s": settings.cell_budget_s,

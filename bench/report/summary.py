@@ -252,8 +252,7 @@ def targets(inputs: RunInputs, profile: Profile | None) -> tuple[tuple[str, str]
             by_rate.setdefault(float(r.line_rate_Gbps), []).append(r.rail)
     if by_rate:
         judged = True
-        profiled = profile.rail_rate_gbps if profile is not None else None
-        source = "the profile's rail rate" if profiled is not None and set(by_rate) == {profiled} else "from sysfs"
+        source = _rate_source(set(by_rate), inputs.run.sections.get("rails_test"), profile)
         if len(by_rate) == 1:
             (rate,) = by_rate
             said = f"{rate:,.4g} Gb/s line rate per rail"
@@ -289,6 +288,17 @@ def targets(inputs: RunInputs, profile: Profile | None) -> tuple[tuple[str, str]
     if not lines:
         lines.append(("targets", "none apply to this run: it was measured, not judged"))
     return tuple(lines)
+
+
+def _rate_source(rates: set[float], test: object, profile: Profile | None) -> str:
+    """Where the rails' line rate came from: the one the run was given (``--rail-rate-gbps``, or the profile's),
+    else each HCA's own rate from sysfs. A run recorded before ``rails_test`` kept the rate is judged by the
+    profile's alone."""
+    given = test.get("rail_rate_gbps") if isinstance(test, Mapping) else None
+    profiled = profile.rail_rate_gbps if profile is not None else None
+    if isinstance(given, (int, float)) and rates == {float(given)}:
+        return "the profile's rail rate" if given == profiled else "given with --rail-rate-gbps"
+    return "the profile's rail rate" if profiled is not None and rates == {profiled} else "from sysfs"
 
 
 def headline(run: RunDoc) -> str:
