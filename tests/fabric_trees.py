@@ -51,6 +51,8 @@ class GpuSpec:
     switch: int
     numa: int = 0
     device_id: int = 0x2330  # H100 SXM5 80GB
+    bus: int | None = None
+    """The GPU's own PCI bus number; None puts it three buses below its root port."""
 
 
 @dataclass(frozen=True)
@@ -138,7 +140,7 @@ def _gpu_chain(gpu: GpuSpec) -> list[str]:
         f"0000:{rc:02x}:01.0",
         f"0000:{rc + 1:02x}:00.0",
         f"0000:{rc + 2:02x}:00.0",
-        f"0000:{rc + 3:02x}:00.0",
+        f"0000:{rc + 3 if gpu.bus is None else gpu.bus:02x}:00.0",
     ]
 
 
@@ -243,6 +245,17 @@ def hgx_with_other_pci(gpu_device_id: int = 0x2330) -> NodeSpec:
     audio = PciSpec(("pci0000:c0", "0000:c0:02.0", "0000:c9:00.1"), 0x10DE, 0x22BA, 0x040300, 1)
     bmc_vga = PciSpec(("pci0000:00", "0000:00:1c.0", "0000:03:00.0"), 0x1A03, 0x2000, 0x030000, 0)
     return replace(base, gpus=gpus, other_pci=(*nvswitches, audio, bmc_vga))
+
+
+HGX_H100_GPU_BUSES = (0x18, 0x2A, 0x3A, 0x5D, 0x9A, 0xAB, 0xBA, 0xDB)
+"""The GPUs' PCI bus numbers on an HGX H100 8-GPU board (Dell XE9680 / Supermicro SYS-821GE ``nvidia-smi``
+listings): bus order is CUDA's PCI_BUS_ID order and nvidia-smi's, and half of them start with a hex letter."""
+
+
+def hgx_h100_buses() -> NodeSpec:
+    """A healthy 1CC node whose GPUs sit at an HGX H100's real bus numbers (GPU k on PCIe switch k)."""
+    base = healthy_1cc()
+    return replace(base, gpus=tuple(replace(g, bus=b) for g, b in zip(base.gpus, HGX_H100_GPU_BUSES, strict=True)))
 
 
 def port_down(rail: str = "mlx5_3") -> NodeSpec:
