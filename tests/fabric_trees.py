@@ -258,6 +258,23 @@ def hgx_h100_buses() -> NodeSpec:
     return replace(base, gpus=tuple(replace(g, bus=b) for g, b in zip(base.gpus, HGX_H100_GPU_BUSES, strict=True)))
 
 
+SHUFFLED_HCA_NAMES = (5, 7, 6, 8, 1, 3, 2, 4)
+"""mlx5_{SHUFFLED_HCA_NAMES[k]} shares GPU k's PCIe switch: HCA names that do not follow the GPUs' bus order, as
+some cloud images enumerate them (the driver names HCAs in its own probe order, not by PCI bus)."""
+
+
+def hca_names_out_of_gpu_order(down_gpu: int | None = None) -> NodeSpec:
+    """A 1CC node whose rail NICs are named out of GPU order; the NIC nearest GPU ``down_gpu`` has its port
+    DOWN."""
+    base = healthy_1cc()
+    rails = []
+    for k, hca in enumerate(h for h in base.hcas if h.switch is not None):
+        name = f"mlx5_{SHUFFLED_HCA_NAMES[k]}"
+        port = PortSpec(state="DOWN", phys_state="Disabled", rate=DOWN_RATE) if k == down_gpu else PortSpec()
+        rails.append(replace(hca, name=name, netdev=f"ibp{SHUFFLED_HCA_NAMES[k]}s0", ports=(port,)))
+    return replace(base, hcas=(base.hcas[0], *rails))
+
+
 def port_down(rail: str = "mlx5_3") -> NodeSpec:
     return healthy_1cc(**{rail: PortSpec(state="DOWN", phys_state="Disabled", rate=DOWN_RATE)})
 

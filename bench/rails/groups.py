@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from bench.fabric.sysfs import Sysfs
+from bench.measure import device as device_ops
 from bench.rails import evidence, liveness
 from bench.rails.layout import RailLayout
 from bench.rails.links import probe_links
@@ -35,7 +36,7 @@ from bench.rails.liveness import DeadPart, LinkReport, Membership
 from bench.rails.measure import make_rail_groups
 from bench.rails.schedule import circle_rounds
 from bench.runtime.coord import Coord
-from bench.runtime.dist import DistContext, torch_timeout_s
+from bench.runtime.dist import DistContext, gpu_bus_id, torch_timeout_s
 
 if TYPE_CHECKING:
     from datetime import timedelta
@@ -91,7 +92,7 @@ def form_rail_groups(
     """Every rail group from its live members; see the module docstring. Every rank calls it together."""
     rank = ctx.info.rank
     enter("probing every rail link")
-    reports = probe_links(layout, rank, coord, ifname, sysfs=Sysfs(ctx.sysfs_root))
+    reports = probe_links(layout, rank, coord, ifname, sysfs=Sysfs(ctx.sysfs_root), gpu_bus=_gpu_bus(ctx))
     membership = liveness.decide(reports, len(layout.nodes), layout.rails)
     leave()
     op_timeout_s = torch_timeout_s(timeout_s)
@@ -109,6 +110,13 @@ def form_rail_groups(
         _nccl_check(ctx, layout, formed, coord, op_timeout_s)
         leave()
     return formed
+
+
+def _gpu_bus(ctx: DistContext) -> str | None:
+    """The PCI address of the GPU this rank drives (its rail's expected NIC is the one nearest it); None on CPU."""
+    if not device_ops.is_cuda(ctx.device):
+        return None
+    return gpu_bus_id(int(ctx.device.index))
 
 
 def _gloo_again(
