@@ -99,7 +99,7 @@ def form_rail_groups(
     enter("creating the rail groups")
     coord.barrier()  # every member starts connecting at once: a late one must not read as a dead link
     nccl = ctx.backend == "nccl"
-    startup = op_timeout_s if nccl else gloo_connect_s(len(layout.nodes), timeout_s)
+    startup = rail_group_startup_s(nccl, len(layout.nodes), timeout_s)
     groups, problem = make_rail_groups(layout, membership.live, ifname if not nccl else None, startup, op_timeout_s)
     formed = RailGroups(groups, membership, reports, len(groups))
     if not nccl:
@@ -110,6 +110,20 @@ def form_rail_groups(
         _nccl_check(ctx, layout, formed, coord, op_timeout_s)
         leave()
     return formed
+
+
+def rail_group_startup_s(nccl: bool, members: int, timeout_s: float) -> float:
+    """How long a rail group may take to form, in a step whose timeout is ``timeout_s``.
+
+    gloo: :func:`gloo_connect_s` (its connections are made at creation, and a dead member must be named within
+    the step). NCCL: as long as any operation may (``torch_timeout_s``). Creation is not where NCCL finds a dead
+    link (its connections are made on first use, and the bounded group probe that follows names the member), and
+    it can legitimately take long: with the world bound to a device, torch makes each group by ``ncclCommSplit``
+    of the world's communicator, a collective of every world rank, members or not (``perform_nocolor_split``),
+    so a member waits for every rank's earlier splits, and a non-blocking communicator's start-up is bounded by
+    this timeout. A few seconds there would fail healthy groups of a large or busy cluster as lost ranks.
+    """
+    return torch_timeout_s(timeout_s) if nccl else gloo_connect_s(members, timeout_s)
 
 
 def _gpu_bus(ctx: DistContext) -> str | None:
