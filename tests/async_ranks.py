@@ -18,6 +18,7 @@ and rank 0 writes what it saw as JSON:
   later, changed variables are ignored by the next communicator;
 - ``nccllogs``: NCCL's logs parsed on each node and gathered to rank 0;
 - ``agree``: railbench's agreement on one number across ranks, and the model's time per call;
+- ``accept``: the accept command's job on the model (``RAILBENCH_ASYNC_DEAD`` black-holes a NIC there too);
 - ``dead``: one world rank's NIC black-holed (``RAILBENCH_ASYNC_DEAD``): a group across hosts hangs until the
   model aborts it, a group within one host still works.
 
@@ -311,6 +312,39 @@ def _nccllogs(out_root: Path) -> dict[str, Any]:
     }
 
 
+def _accept(out_root: Path) -> dict[str, Any]:
+    """``railbench accept`` as the command's ranks run it (its job, the frame, run.json), with the model in
+    NCCL's role: ``transport_for`` hands out the model where the command would start NCCL (``Transport``'s
+    docstring: only the test suite does this). Small sizes: the model's time, not the sizes, is under test."""
+    from bench.accept.config import AcceptConfig
+    from bench.accept.rank import AcceptJob
+    from bench.frame.job import run_job
+    from bench.runtime import dist as bench_dist
+    from bench.sweep.config import RunConfig
+
+    bench_dist.transport_for = lambda backend: MODEL_OF_NCCL
+    info = discover_rank()
+    assert info is not None, "start under mpirun"
+    profile = os.environ.get("ASYNC_PROFILE") or "local"
+    rails = RailsConfig(
+        profile=profile, collectives=("all_reduce",), rail_bytes=MIB, pair_bytes=MIB, iters=3, warmup=1, repeats=1
+    )
+    sweep = RunConfig(collectives=("all_reduce",), min_bytes=MIB, max_bytes=MIB, iters=3, warmup=1, no_history=True)
+    config = AcceptConfig(profile, sweep, rails, backend="gloo", timeout_s=60.0, out=out_root / "accept-run")
+
+    def job() -> AcceptJob:
+        made = AcceptJob(config)
+        # A socket profile binds gloo's rail groups to its interfaces; the model's groups bind nothing.
+        made.settings = dataclasses.replace(made.settings, socket_ifname=None)
+        return made
+
+    began = time.perf_counter()
+    status = run_job(info, job)
+    seconds = time.perf_counter() - began
+    run_json = out_root / "accept-run" / "run.json"
+    return {"exit": status, "seconds": seconds, "run": json.loads(run_json.read_text()) if run_json.is_file() else {}}
+
+
 def main(argv: list[str]) -> int:
     scenario, out = argv[0], Path(argv[1])
     _pretend_nodes()
@@ -325,6 +359,7 @@ def main(argv: list[str]) -> int:
         "dead": _dead,
         "agree": _agree,
         "nccllogs": lambda: _nccllogs(out.parent),
+        "accept": lambda: _accept(out.parent),
     }
     result = scenarios[scenario]()
     rank = int(os.environ.get("OMPI_COMM_WORLD_RANK", "0"))

@@ -51,6 +51,8 @@ class GpuSpec:
     switch: int
     numa: int = 0
     device_id: int = 0x2330  # H100 SXM5 80GB
+    bus: int | None = None
+    """The GPU's own PCI bus number; None puts it three buses below its root port."""
 
 
 @dataclass(frozen=True)
@@ -138,7 +140,7 @@ def _gpu_chain(gpu: GpuSpec) -> list[str]:
         f"0000:{rc:02x}:01.0",
         f"0000:{rc + 1:02x}:00.0",
         f"0000:{rc + 2:02x}:00.0",
-        f"0000:{rc + 3:02x}:00.0",
+        f"0000:{rc + 3 if gpu.bus is None else gpu.bus:02x}:00.0",
     ]
 
 
@@ -243,6 +245,34 @@ def hgx_with_other_pci(gpu_device_id: int = 0x2330) -> NodeSpec:
     audio = PciSpec(("pci0000:c0", "0000:c0:02.0", "0000:c9:00.1"), 0x10DE, 0x22BA, 0x040300, 1)
     bmc_vga = PciSpec(("pci0000:00", "0000:00:1c.0", "0000:03:00.0"), 0x1A03, 0x2000, 0x030000, 0)
     return replace(base, gpus=gpus, other_pci=(*nvswitches, audio, bmc_vga))
+
+
+HGX_H100_GPU_BUSES = (0x18, 0x2A, 0x3A, 0x5D, 0x9A, 0xAB, 0xBA, 0xDB)
+"""The GPUs' PCI bus numbers on an HGX H100 8-GPU board (Dell XE9680 / Supermicro SYS-821GE ``nvidia-smi``
+listings): bus order is CUDA's PCI_BUS_ID order and nvidia-smi's, and half of them start with a hex letter."""
+
+
+def hgx_h100_buses() -> NodeSpec:
+    """A healthy 1CC node whose GPUs sit at an HGX H100's real bus numbers (GPU k on PCIe switch k)."""
+    base = healthy_1cc()
+    return replace(base, gpus=tuple(replace(g, bus=b) for g, b in zip(base.gpus, HGX_H100_GPU_BUSES, strict=True)))
+
+
+SHUFFLED_HCA_NAMES = (5, 7, 6, 8, 1, 3, 2, 4)
+"""mlx5_{SHUFFLED_HCA_NAMES[k]} shares GPU k's PCIe switch: HCA names that do not follow the GPUs' bus order, as
+some cloud images enumerate them (the driver names HCAs in its own probe order, not by PCI bus)."""
+
+
+def hca_names_out_of_gpu_order(down_gpu: int | None = None) -> NodeSpec:
+    """A 1CC node whose rail NICs are named out of GPU order; the NIC nearest GPU ``down_gpu`` has its port
+    DOWN."""
+    base = healthy_1cc()
+    rails = []
+    for k, hca in enumerate(h for h in base.hcas if h.switch is not None):
+        name = f"mlx5_{SHUFFLED_HCA_NAMES[k]}"
+        port = PortSpec(state="DOWN", phys_state="Disabled", rate=DOWN_RATE) if k == down_gpu else PortSpec()
+        rails.append(replace(hca, name=name, netdev=f"ibp{SHUFFLED_HCA_NAMES[k]}s0", ports=(port,)))
+    return replace(base, hcas=(base.hcas[0], *rails))
 
 
 def port_down(rail: str = "mlx5_3") -> NodeSpec:

@@ -20,6 +20,73 @@ CEILING_MARGIN = 1.1
 """Timing noise above the ceiling that is still physics (a region's edges, a clock's granularity)."""
 
 
+PUBLISHED_MARGIN = 1.3
+"""How far above the published peak of a collective on this GPU a reading may go (the figure the shipped
+lambda-1cc profile gives at its largest size, from published nccl-tests runs): enough for a better NCCL or a
+lucky run, not for a timing error of 2x (a real 412 GB/s all_reduce read as 824 GB/s fails)."""
+PUBLISHED_PEAKS = ("all_reduce", "all_gather", "reduce_scatter")
+"""Collectives whose profile figure at its largest size is a measured saturation (NVLS all_reduce's curve up to
+4 GiB, all_gather and reduce_scatter "saturated at ~360 GB/s"); broadcast's is one suite's peak at 128 MiB and
+alltoall's and sendrecv's are assumed, so those keep the physical ceiling only."""
+PUBLISHED_NODE_GPUS = 8
+"""The profile's single-node figures are for 8 GPUs on NVSwitch; other counts have no published peak here."""
+HBM_GBPS = (
+    ("H100 NVL", 3900.0),
+    ("H100 PCIE", 2000.0),
+    ("H100", 3350.0),
+    ("H200", 4800.0),
+    ("H20", 4000.0),
+    ("A100 80GB PCIE", 1935.0),
+    ("A100-SXM4-80GB", 2039.0),
+    ("A100", 1555.0),
+    ("B200", 8000.0),
+)
+"""Device memory bandwidth in GB/s by GPU name (the first pattern the name contains wins), from NVIDIA's
+datasheets: H100 SXM5 3.35 TB/s, H100 PCIe 2.0, H100 NVL 3.9, H200 4.8, H20 4.0, A100 80GB SXM4 2,039 GB/s,
+A100 80GB PCIe 1,935, A100 40GB 1,555, B200 8 TB/s."""
+ONE_GPU_COPY_FLOOR = 0.3
+"""A one-rank all_gather or reduce_scatter is one device-to-device copy (NCCL copies the input into the output
+buffer), which reads and writes every byte: its algbw is at most half the memory bandwidth, and healthy GPUs
+reach 80-90% of that. The floor is 30% of the memory bandwidth (60% of the copy's best): a region that times
+twice the work reads 25% or less and fails."""
+ONE_GPU_COPIES = ("all_gather", "reduce_scatter")
+
+
+def hbm_gbps(gpu_name: str) -> float | None:
+    """This GPU's memory bandwidth (GB/s) from :data:`HBM_GBPS`; None for a model not in it."""
+    upper = gpu_name.upper()
+    return next((rate for pattern, rate in HBM_GBPS if pattern.upper() in upper), None)
+
+
+def one_gpu_copy_bounds(collective: str, gpu_name: str) -> tuple[float, float] | None:
+    """(floor, ceiling) in GB/s of the algbw of ``collective`` on one rank at a large size, where it is a device
+    copy on a GPU whose memory bandwidth is known; None otherwise."""
+    hbm = hbm_gbps(gpu_name)
+    if hbm is None or collective not in ONE_GPU_COPIES:
+        return None
+    return ONE_GPU_COPY_FLOOR * hbm, CEILING_MARGIN * hbm / 2
+
+
+def published_ceiling_gbps(collective: str, nranks: int, gpu_name: str) -> float | None:
+    """:data:`PUBLISHED_MARGIN` times the busbw (GB/s) the shipped lambda-1cc profile gives ``collective`` on
+    ``nranks`` GPUs named ``gpu_name`` at its largest size (its published peak); None where it gives none."""
+    from bench.measure.targets import world_target_gbps
+    from bench.profiles import load_profile
+
+    if nranks != PUBLISHED_NODE_GPUS or collective not in PUBLISHED_PEAKS:
+        return None
+    profile = load_profile("lambda-1cc").for_gpus([gpu_name] * nranks)
+    peak = world_target_gbps(profile, collective, 1, nbytes=1 << 50, nranks=nranks)
+    return None if peak is None else PUBLISHED_MARGIN * peak / 8
+
+
+def busbw_ceiling_gbps(collective: str, nranks: int, gpu_name: str, link: float) -> float:
+    """The lower of the physical ceiling and the published one (where the profile has one)."""
+    published = published_ceiling_gbps(collective, nranks, gpu_name)
+    physical = ceiling_gbps(collective, nranks, link)
+    return physical if published is None else min(physical, published)
+
+
 def link_gbps() -> float:
     """This node's per-GPU link bandwidth, GB/s per direction (the table, else the fastest known link)."""
     import torch

@@ -190,3 +190,19 @@ def test_torch_names_every_gpu_with_the_same_device_id(tmp_path: Path) -> None:
     seen = {on_bus[5].address: "NVIDIA B300 SXM6"}
     named = topology.named_gpus(on_bus, seen)
     assert [g.model for g in named] == ["NVIDIA B300 SXM6"] * 8 and [g.index for g in named] == list(range(8))
+
+
+def test_gpu_numbers_follow_pci_bus_order_on_hgx_h100_bus_numbers(tmp_path: Path) -> None:
+    # CUDA (CUDA_DEVICE_ORDER=PCI_BUS_ID) and nvidia-smi call the GPU at 0000:18:00.0 GPU 0 on an HGX H100; a
+    # natural (digit-run) sort of the addresses put 0000:2a:00.0 first and called 18 GPU 4.
+    root = fabric_trees.build(tmp_path / "hgx", fabric_trees.hgx_h100_buses())
+    expected = [f"0000:{bus:02x}:00.0" for bus in fabric_trees.HGX_H100_GPU_BUSES]
+    assert [g.address for g in nvidia_gpus(Sysfs(root))] == expected
+    assert [(g.index, g.pci_address) for g in topology.gpus(Sysfs(root))] == list(enumerate(expected))
+    proc = railbench(["check", "--profile", "lambda-1cc", "--sysfs-root", str(root), "--json"], env=GOOD_ENV)
+    results = {r["check"]: r for r in json.loads(proc.stdout)["nodes"][0]["results"]}
+    affinity = results["gpu-nic-affinity"]
+    assert affinity["status"] == "pass", affinity
+    # GPU k shares PCIe switch k with rail NIC mlx5_{k+1}: the number, its address and its NIC agree.
+    for k, address in enumerate(expected):
+        assert f"GPU{k} ({address})->mlx5_{k + 1}" in affinity["reason"], affinity["reason"]

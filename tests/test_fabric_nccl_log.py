@@ -253,3 +253,40 @@ def test_logs_of_one_host_merge() -> None:
     assert merged.devices == RAILS_1_8 and merged.networks == ("IB",) and merged.nccl_version == "2.21.5+cuda12.4"
     # Channel indexes resolve only against the Using list of the same log (the same process).
     assert second.hosts["nodea"].channel_nics == tuple(f"IB/{k}" for k in range(8)) and merged.gdrdma is True
+
+
+def _rank_log(host: str, me: int, peers: tuple[int, ...], hca: str) -> str:
+    """One rank's NCCL log on 10.0.0.<n> after a link died mid-measurement: NET/IB's device list with the host's
+    OOB address, then net_ib's completion WARN for each peer it was talking to (NCCL 2.19+ wording)."""
+    lines = [
+        f"{host}:4101:4101 [1] NCCL INFO NET/IB : Using [0]mlx5_1:1/IB [1]{hca}:1/IB ; OOB eno1:10.0.0.{me}<0>",
+        f"{host}:4101:4101 [1] NCCL INFO Using network IB",
+    ]
+    lines += [
+        f"{host}:4101:4190 [1] transport/net_ib.cc:1696 NCCL WARN NET/IB : Got completion from peer "
+        f"10.0.0.{p}<50532> with status=12 opcode=0 len=0 vendor err 129 (Recv) localGid ::ffff:10.0.0.{me} "
+        f"remoteGids::ffff:10.0.0.{p} hca {hca}"
+        for p in peers
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def test_a_link_that_died_mid_measurement_is_named_from_the_ranks_logs() -> None:
+    # node1's rail 1 goes dark: node0 and node2 lose node1, node1 loses both. The address two hosts name is
+    # node1's own OOB address; node1's own errors say its NIC was mlx5_2.
+    logs = [
+        nccl_log.parse_text(_rank_log("node0", 1, (2,), "mlx5_2"), "node0-1.log"),
+        nccl_log.parse_text(_rank_log("node1", 2, (1, 3), "mlx5_2"), "node1-3.log"),
+        nccl_log.parse_text(_rank_log("node2", 3, (2,), "mlx5_2"), "node2-5.log"),
+    ]
+    merged = nccl_evidence.hosts(logs)
+    assert merged["node1"].error_peers == ("10.0.0.1", "10.0.0.3") and merged["node1"].oob_addresses == ("10.0.0.2",)
+    (dead,) = nccl_evidence.dead_links(merged)
+    assert (dead.severity, dead.host, dead.device) == ("fail", "node1", "mlx5_2")
+    assert dead.message == "node1 (10.0.0.2, mlx5_2): its link died: NCCL on node0, node2 got completion errors from it"
+    assert dead in nccl_evidence.findings(logs, load_profile("lambda-1cc"))
+    # Two nodes: each names the other, and both are said.
+    pair = [nccl_log.parse_text(_rank_log(host, me, (3 - me,), "mlx5_1")) for host, me in (("a", 1), ("b", 2))]
+    assert [f.host for f in nccl_evidence.dead_links(nccl_evidence.hosts(pair))] == ["a", "b"]
+    healthy = [nccl_log.parse_text(_rank_log("node0", 1, (), "mlx5_2"))]
+    assert nccl_evidence.dead_links(nccl_evidence.hosts(healthy)) == []

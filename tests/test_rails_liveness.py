@@ -4,12 +4,16 @@
 from __future__ import annotations
 
 import socket
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
+from bench.fabric.sysfs import Sysfs, nvidia_gpus
 from bench.rails.defects import describe
-from bench.rails.links import connect_all
+from bench.rails.links import connect_all, ib_port
 from bench.rails.liveness import LinkReport, dead_defects, decide
+from tests import fabric_trees
 
 NODES = ("n1", "n2", "n3", "n4", "n5")
 TIMED_OUT = "Connection timed out"
@@ -107,3 +111,45 @@ def test_connect_all_reaches_a_listener_and_names_what_fails() -> None:
         listener.close()
     assert reached == (1,)
     assert failed == ((2, "Connection refused"),)
+
+
+def test_liveness_reads_the_port_nearest_each_rails_gpu_where_hca_names_are_out_of_gpu_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Rail k's NIC is GPU k's nearest (the path proof's and NCCL's mapping), not the k-th HCA by name: with
+    # names out of GPU order a DOWN port read by name order is charged to another rail, and the rail whose
+    # NIC is really dead then fails its group probe too, the same fault twice.
+    monkeypatch.setenv("NCCL_IB_HCA", "^=mlx5_0")
+    down_gpu = 2
+    healthy = Sysfs(fabric_trees.build(tmp_path / "healthy", fabric_trees.hca_names_out_of_gpu_order()))
+    broken = Sysfs(fabric_trees.build(tmp_path / "broken", fabric_trees.hca_names_out_of_gpu_order(down_gpu)))
+    names = fabric_trees.SHUFFLED_HCA_NAMES
+    assert [ib_port(k, healthy).device for k in range(8)] == [f"mlx5_{names[k]}:1" for k in range(8)]
+    # A rank that knows its GPU (CUDA) reads the port nearest that GPU, whatever its rail number says.
+    gpu2 = nvidia_gpus(broken)[down_gpu].address
+    assert ib_port(5, broken, gpu2).device == f"mlx5_{names[down_gpu]}:1"
+    found = []
+    for node, sysfs in enumerate((healthy, healthy, broken)):
+        for k in range(8):
+            port = ib_port(k, sysfs)
+            found.append(LinkReport(node, k, port.device, None, port.words, port.up))
+    membership = decide(found, 3, 8)
+    assert [(d.kind, d.node, d.rail) for d in membership.dead] == [("link", 2, down_gpu)]
+    devices = {(r.node, r.rail): r.device for r in found}
+    (defect,) = dead_defects(membership, NODES[:3], None, devices)
+    assert defect.device == f"mlx5_{names[down_gpu]}:1" and "DOWN (Disabled)" in " ".join(defect.evidence)
+
+
+def test_with_no_gpu_on_the_node_rail_k_is_the_kth_selected_port_in_any_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A DOWN port keeps its place: were only ACTIVE ports counted, rails 2..6 would read their neighbours' NICs
+    # and rail 7 none, and the DOWN port would be charged to no rail at all.
+    monkeypatch.setenv("NCCL_IB_HCA", "^=mlx5_0")
+    spec = replace(fabric_trees.port_down("mlx5_3"), gpus=())
+    sysfs = Sysfs(fabric_trees.build(tmp_path / "nogpu", spec))
+    ports = [ib_port(k, sysfs) for k in range(8)]
+    assert [p.device for p in ports] == [f"mlx5_{k + 1}:1" for k in range(8)]
+    assert [k for k, p in enumerate(ports) if not p.up] == [2] and ports[2].words == "DOWN (Disabled)"
+    monkeypatch.setenv("NCCL_IB_HCA", "=mlx5_4:1")  # a rank pinned to one port reads that port, on any rail
+    assert ib_port(0, sysfs).device == "mlx5_4:1"

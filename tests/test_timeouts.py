@@ -3,11 +3,13 @@ torch applies is the one railbench needs, said in one line when a site's setting
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from bench.rails.groups import GROUP_PROBE_S, PAIR_PROBE_S, gloo_connect_s
+from bench.rails.groups import GROUP_PROBE_S, PAIR_PROBE_S, gloo_connect_s, rail_group_startup_s
 from bench.runtime import env as benv
-from bench.runtime.before_init import ASYNC_ERROR_VAR, own_error_handling
+from bench.runtime.before_init import ASYNC_ERROR_VAR, DUMP_WAIT_VAR, nccl_log_environment, own_error_handling
 from bench.runtime.dist import torch_timeout_s
 from bench.runtime.watchdog import DIAGNOSE_S, RANK0_GRACE_S
 
@@ -27,6 +29,25 @@ def test_no_group_gets_a_start_up_timeout_shorter_than_its_size_needs() -> None:
     assert gloo_connect_s(4, 300.0) == 5.0
     assert gloo_connect_s(512, 300.0) >= 25.0  # 511 connections per rank, not 5 s
     assert gloo_connect_s(512, 12.0) <= 12.0 / 6  # and always within a sixth of the step's timeout
+
+
+@pytest.mark.parametrize("watchdog_s", [12.0, 90.0, 300.0])
+def test_an_nccl_rail_group_may_take_as_long_to_form_as_any_operation(watchdog_s: float) -> None:
+    # Each NCCL rail group is a split of the world's communicator that every world rank joins, one rail after
+    # another: a few seconds (gloo's bound) would lose healthy members of a large or busy cluster. A dead link is
+    # the bounded group probe's to name, after creation.
+    for members in (2, 64, 512):
+        assert rail_group_startup_s(True, members, watchdog_s) == torch_timeout_s(watchdog_s)
+        assert rail_group_startup_s(True, members, watchdog_s) > watchdog_s + RANK0_GRACE_S + DIAGNOSE_S
+        assert rail_group_startup_s(False, members, watchdog_s) == gloo_connect_s(members, watchdog_s)
+
+
+def test_a_link_that_dies_mid_measurement_ends_the_step_in_well_under_a_minute(tmp_path: Path) -> None:
+    # IB's retries (about 34 s at NCCL's defaults) and then torch's watchdog sleeping 4 x the dump wait: the
+    # default 15 s made it 94 s; railbench's default keeps the dump and ends the step within about 38 s.
+    values = nccl_log_environment(tmp_path, "node01", 0)
+    assert NCCL_IB_RETRY_S + TORCH_DUMP_SLEEP_S > 90
+    assert NCCL_IB_RETRY_S + 4 * int(values[DUMP_WAIT_VAR]) / 1000 < 40
 
 
 def test_a_dead_peer_on_nccl_is_named_well_before_nccl_and_torch_would_end_the_step() -> None:

@@ -1,12 +1,19 @@
 """The rank side of ``railbench accept``: three phases in one set of ranks and one run directory, as a job
 of the frame (``bench.frame.job``), which owns run.json, the guard, the verdict and the exit status.
 
-1. check: every node runs the preflight checks (``bench.preflight.checks``); rank 0 gathers them, compares the
-   nodes and writes ``checks.json``;
-2. the world sweep (``bench.sweep.rank.world_sweep``): rows in results.csv, the counters as evidence;
-3. rails (``bench.rails.rank.rails_test``): ``rails.json`` and rail/pair rows in results.csv;
+1. check: every node runs the preflight checks (``bench.preflight.checks``); rank 0 gathers them through the
+   store (``Run.coord``), compares the nodes and writes ``checks.json``;
+2. rails (``bench.rails.rank.rails_test``): ``rails.json`` and rail/pair rows in results.csv;
+3. the world sweep (``bench.sweep.rank.world_sweep``): rows in results.csv, the counters as evidence; not
+   measured, with the reason, where the rails test found a dead link or node;
 4. the items judged: every check, collective, rail and node (``accept_items``), from which the frame decides
    the one verdict and writes ``junit.xml``; run.json's ``accept`` block lists them by group.
+
+Every link is known before any world collective. On NCCL the world communicator rides the rails (each GPU's
+channels leave through its nearest NIC), so a link whose port is ACTIVE but carries nothing hangs the first
+world collective across nodes until IB gives up and torch's watchdog aborts it, and the run would end as a lost
+rank before anything named the link. The rails test finds it first, within seconds (its link probe and
+bounded group probes, ``bench.rails.groups``), and every agreement before it goes through the store.
 """
 
 from __future__ import annotations
@@ -29,9 +36,9 @@ from bench.preflight.checks import CheckResult
 from bench.preflight.cluster import NodeReport
 from bench.profiles import Profile
 from bench.rails.config import RailsSettings, retargeted
+from bench.rails.defects import Defect
 from bench.rails.items import node_items, rail_items
 from bench.rails.laps import Laps
-from bench.rails.measure import gather_objects
 from bench.rails.plan import Plan
 from bench.rails.rank import planned_section, rail_prelude, rails_section, rails_test
 from bench.rails.records import RailsOutcome
@@ -42,6 +49,7 @@ from bench.runtime.before_init import Prelude
 from bench.runtime.dist import DistContext
 from bench.runtime.env import RankInfo
 from bench.sweep.config import RunConfig, sized
+from bench.sweep.judge import GROUP as SWEEP_GROUP
 from bench.sweep.rank import agree_sweep, sweep_section, world_sweep
 
 
@@ -98,7 +106,7 @@ class AcceptJob(Job):
 
     def measure(self, run: Run) -> list[Item]:
         started = time.monotonic()
-        reports = _node_checks(self.profile, run.ctx)
+        reports = _node_checks(self.profile, run)
         cross: list[CheckResult] = []
         # --topology: the cabling is judged as `check --topology` judges it (the same file fails both)
         topology = self.settings.topology
@@ -116,11 +124,13 @@ class AcceptJob(Job):
             print(render(answer), flush=True)
         self.laps.mark("check")
         checked_s = time.monotonic() - started
-        swept = world_sweep(self.sweep, run, self.graph)
-        self.laps.mark("world sweep")
         rails_started = time.monotonic()
         outcome = rails_test(self.settings, run, self.laps, _gpudirect_checks(reports))
         rails_s = time.monotonic() - rails_started
+        # Every rank hears from rank 0 whether the world communicator would cross a dead part.
+        dead = run.coord.agree(_dead_parts(outcome), lambda posts: posts[0])
+        swept = _not_measured(self.sweep.collectives, dead) if dead else world_sweep(self.sweep, run, self.graph)
+        self.laps.mark("world sweep")
         run.update(plan=planned_section(self.planned, self.laps))
         if reports is None or outcome is None:
             return []  # not rank 0
@@ -146,16 +156,53 @@ def run_rank(config: AcceptConfig, info: RankInfo) -> int:
     return run_job(info, lambda: AcceptJob(config))
 
 
-def _node_checks(profile: Profile, ctx: DistContext) -> list[NodeReport] | None:
-    """Every node's preflight report on rank 0 (one per node: its local rank 0 speaks), None elsewhere."""
+def _node_checks(profile: Profile, run: Run) -> list[NodeReport] | None:
+    """Every node's preflight report on rank 0 (one per node: its local rank 0 speaks), None elsewhere; gathered
+    through ``run.coord`` (on NCCL the store, in O(n)), never a world collective (see the module docstring)."""
+    ctx = run.ctx
     report = None
     if ctx.info.local_rank == 0:
         results = tuple(checks.run_checks(profile, ctx.sysfs_root, (), benv.environ()))
         report = NodeReport(socket.gethostname(), results, cluster.node_versions(profile, ctx.sysfs_root)).to_json()
-    gathered = gather_objects(report)
-    if ctx.info.rank != 0:
+    gathered = run.coord.gather(report)
+    if gathered is None:
         return None
     return [NodeReport.from_json(doc) for doc in gathered if doc is not None]
+
+
+def _dead_parts(outcome: RailsOutcome | None) -> str | None:
+    """Rank 0: the dead links and nodes the rails test named, in one phrase; None when it named none (or on the
+    other ranks, which have no outcome)."""
+    if outcome is None:
+        return None
+    dead = [_where(d) for d in outcome.defects if d.symptom == "dead"]
+    if not dead:
+        return None
+    more = f" and {len(dead) - 3} more" if len(dead) > 3 else ""
+    return ", ".join(dead[:3]) + more
+
+
+def _where(defect: Defect) -> str:
+    """``the link node1 rail 1 (mlx5_2:1)``: a dead part as the verdict names it."""
+    where = " ".join(
+        part
+        for part in (
+            defect.node,
+            None if defect.rail is None else f"rail {defect.rail}",
+            defect.device and f"({defect.device})",
+        )
+        if part
+    )
+    return f"the {defect.kind} {where}"
+
+
+def _not_measured(collectives: Sequence[str], dead: str) -> list[Item]:
+    """The world sweep's collectives, each not measured for the dead part(s) the rails test named."""
+    reason = (
+        f"not measured: the rails test found {dead} dead, and the world communicator crosses every link (a world "
+        "collective would hang until IB and torch's watchdog give up); run accept again once it is replaced"
+    )
+    return [Item(SWEEP_GROUP, name, "skip", reason) for name in collectives]
 
 
 def _gpudirect_checks(reports: Sequence[NodeReport] | None) -> dict[str, Sequence[CheckResult]]:

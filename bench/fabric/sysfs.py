@@ -268,9 +268,12 @@ class PciDevice:
 
 
 def nvidia_gpus(sysfs: Sysfs) -> list[PciDevice]:
-    """NVIDIA display/3D controllers on the PCI bus: the GPUs a node has, whether or not CUDA works."""
+    """NVIDIA display/3D controllers on the PCI bus, in bus order: the GPUs a node has, whether or not CUDA works."""
     out = []
-    for address in sysfs.listdir("bus", "pci", "devices"):
+    # PCI bus order, as CUDA numbers GPUs under CUDA_DEVICE_ORDER=PCI_BUS_ID and as nvidia-smi lists them: the
+    # address is fixed-width hex (dddd:bb:dd.f), so its text order is the bus order. The natural order of
+    # listdir splits hex into digit runs and puts 0000:2a:00.0 before 0000:18:00.0.
+    for address in sorted(sysfs.listdir("bus", "pci", "devices"), key=str.lower):
         base = ("bus", "pci", "devices", address)
         vendor = sysfs.read_int(*base, "vendor")
         pci_class = sysfs.read_int(*base, "class")

@@ -28,7 +28,8 @@ def versions(backend: str) -> dict[str, str | None]:
     import torch
 
     nccl = None
-    if backend == "nccl":
+    # A torch built without NCCL has no _nccl_version: the version is then unknown, not a failed run.
+    if backend == "nccl" and hasattr(torch._C, "_nccl_version"):
         v = torch.cuda.nccl.version()
         nccl = ".".join(str(x) for x in v) if isinstance(v, tuple) else str(v)
     driver = None

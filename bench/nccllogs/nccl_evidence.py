@@ -7,7 +7,7 @@ channels without GPUDirect RDMA, a net plugin that loaded and then failed, and N
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import fields, replace
 from typing import TYPE_CHECKING, Any
 
@@ -196,10 +196,40 @@ def findings(logs: Sequence[NcclLog], profile: Profile | None) -> list[Finding]:
         if h.has_network_evidence or h.init_failures
         for f in _host_findings(h, logs, profile)
     ]
+    out += dead_links(merged)
     if not any(h.has_network_evidence or h.init_failures for h in merged.values()):
         out.append(
             Finding("warn", "the NCCL logs have no network lines: run NCCL with NCCL_DEBUG=INFO (subsystems INIT,NET)")
         )
+    return out
+
+
+def dead_links(merged: Mapping[str, HostNet]) -> list[Finding]:
+    """The link the hosts' completion errors converge on.
+
+    A link that dies mid-measurement makes NCCL on every peer that talks to it log ``Got completion from peer
+    <its address>`` (``status=12`` is IBV_WC_RETRY_EXC_ERR: the transport's retries ran out), and its own NCCL
+    log the peers' addresses, one each. The address most hosts name is the dead end (on two nodes each names
+    the other: both are listed); each host's own ``OOB`` address says whose it is, and that host's own
+    completion errors name its HCA."""
+    owner = {address: name for name, host in merged.items() for address in host.oob_addresses}
+    named: dict[str, set[str]] = {}
+    for name, host in merged.items():
+        for address in host.error_peers:
+            named.setdefault(address, set()).add(name)
+    if not named:
+        return []
+    most = max(len(by) for by in named.values())
+    out = []
+    for address, by in sorted(named.items()):
+        if len(by) < most:
+            continue
+        peer = owner.get(address)
+        errors = merged[peer].error_hcas if peer is not None and peer in merged else ()
+        hca = errors[0] if errors else None
+        where = f"{peer} ({address}{', ' + hca if hca else ''})" if peer else address
+        message = f"{where}: its link died: NCCL on {', '.join(sorted(by))} got completion errors from it"
+        out.append(Finding("fail", message, hca, peer or address))
     return out
 
 

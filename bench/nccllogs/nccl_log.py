@@ -47,6 +47,7 @@ _PLUGIN_MISSING = re.compile(r"^NET/Plugin ?: (?:No plugin found|Plugin load .* 
 _PLUGIN_FAILED = re.compile(r"^plugin/net\.cc:\d+ -> \d+")
 _NET_INITIALIZED = re.compile(r"^(?:Initialized NET plugin|Assigned NET plugin) (.+?)(?: to comm)?$")
 _ERROR_HCA = re.compile(r"\bhca (\S+)")
+_ERROR_PEER = re.compile(r"\bGot completion from peer ([^\s<]+)<")
 _ROCE_GID = re.compile(r"\blocalGid ::ffff:")
 
 SOCKET_NETS = ("Socket", "FastSocket")
@@ -91,6 +92,12 @@ class HostNet:
     """NCCL WARN messages."""
     error_hcas: tuple[str, ...] = ()
     """HCAs named in completion errors (``... hca mlx5_1``)."""
+    error_peers: tuple[str, ...] = ()
+    """Peer addresses of completion errors (``NET/IB : Got completion from peer 10.0.0.3<47123> with status=12``,
+    ``src/transport/net_ib``: the address is the peer's out-of-band one, from the connection's handshake)."""
+    oob_addresses: tuple[str, ...] = ()
+    """This host's own out-of-band address (``NET/IB : Using ... ; OOB eno1:10.0.0.1<0>``): what its peers'
+    completion errors name it by."""
     roce_gid: bool = False
     cuda_driver: str | None = None
     socket_reason: Fact | None = None
@@ -195,6 +202,8 @@ class _Host:
     ranks: list[int] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     error_hcas: list[str] = field(default_factory=list)
+    error_peers: list[str] = field(default_factory=list)
+    oob_addresses: list[str] = field(default_factory=list)
     roce_gid: bool = False
     driver: str | None = None
     gdr_off: Fact | None = None
@@ -214,6 +223,8 @@ class _Host:
 
 
 def _using(host: _Host, using: NetUsing) -> None:
+    if using.oob:
+        _add(host.oob_addresses, using.oob.partition(":")[2][:64])
     if using.net == "IB":
         _add(host.devices, *(d.name for d in using.devices))
         _add(host.layers, *(d.link_layer for d in using.devices if d.link_layer))
@@ -347,6 +358,7 @@ def parse_lines(lines: Iterable[str] | Iterable[tuple[int, str | None]], source:
             if len(host.warnings) < 100:
                 _add(host.warnings, msg[:300])
             _add(host.error_hcas, *(m.group(1)[:64] for m in _ERROR_HCA.finditer(msg)))
+            _add(host.error_peers, *(m.group(1)[:64] for m in _ERROR_PEER.finditer(msg)))
             host.roce_gid |= bool(_ROCE_GID.search(msg))
             continue
         found: list[NetUsing] = []
@@ -471,6 +483,8 @@ def _freeze(hosts: dict[str, _Host], channels: list[Channel], source: str, watch
             ranks=tuple(sorted(h.ranks)),
             warnings=tuple(h.warnings),
             error_hcas=tuple(h.error_hcas),
+            error_peers=tuple(h.error_peers),
+            oob_addresses=tuple(h.oob_addresses),
             roce_gid=h.roce_gid,
             cuda_driver=h.driver,
             gdr_off=h.gdr_off,

@@ -214,12 +214,14 @@ class GpuCount(Check):
         if profile.gpus_per_node is not None and len(gpus) != profile.gpus_per_node:
             out.append(self.result("fail", f"{len(gpus)} GPUs, expected {profile.gpus_per_node}"))
         if len(models) > 1:
-            odd = [f"GPU{g.index} {g.model}" for g in gpus if g.model != models.most_common(1)[0][0]]
+            odd = [f"GPU{g.index} ({g.pci_address}) {g.model}" for g in gpus if g.model != models.most_common(1)[0][0]]
             out.append(self.result("fail", f"mixed GPU models: {listed(odd)}", odd[0].split()[0]))
         if profile.gpu_model is not None:
-            wrong = [f"GPU{g.index}" for g in gpus if profile.gpu_model.lower() not in g.model.lower()]
+            wrong = [g for g in gpus if profile.gpu_model.lower() not in g.model.lower()]
             if wrong:
-                out.append(self.result("fail", f"{listed(wrong)} not {profile.gpu_model} ({gpus[0].model})", wrong[0]))
+                named = listed([f"GPU{g.index} ({g.pci_address})" for g in wrong])
+                reason = f"{named} not {profile.gpu_model} ({wrong[0].model})"
+                out.append(self.result("fail", reason, f"GPU{wrong[0].index}"))
         if not out:
             model = ", ".join(f"{n} x {m}" for m, n in models.items())
             out.append(self.result("pass", f"{len(gpus)} GPUs: {model} (from {gpus[0].source})"))
@@ -260,7 +262,7 @@ class GpuNicAffinity(Check):
             for g, a in far
         ]
         if not far:
-            shown = ", ".join(f"GPU{g.index}->{short(a.nic)} {a.distance}" for g, a in pairs)
+            shown = ", ".join(f"GPU{g.index} ({g.pci_address})->{short(a.nic)} {a.distance}" for g, a in pairs)
             out.append(self.result("pass", f"every GPU has a rail NIC at PIX/PXB: {shown}"))
             shared = sorted({a.nic.split(":")[0] for _, a in pairs if a.shared and a.nic})
             if shared and len(nics) >= len(pairs):

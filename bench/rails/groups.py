@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from bench.fabric.sysfs import Sysfs
+from bench.measure import device as device_ops
 from bench.rails import evidence, liveness
 from bench.rails.layout import RailLayout
 from bench.rails.links import probe_links
@@ -35,7 +36,7 @@ from bench.rails.liveness import DeadPart, LinkReport, Membership
 from bench.rails.measure import make_rail_groups
 from bench.rails.schedule import circle_rounds
 from bench.runtime.coord import Coord
-from bench.runtime.dist import DistContext, torch_timeout_s
+from bench.runtime.dist import DistContext, gpu_bus_id, torch_timeout_s
 
 if TYPE_CHECKING:
     from datetime import timedelta
@@ -91,14 +92,14 @@ def form_rail_groups(
     """Every rail group from its live members; see the module docstring. Every rank calls it together."""
     rank = ctx.info.rank
     enter("probing every rail link")
-    reports = probe_links(layout, rank, coord, ifname, sysfs=Sysfs(ctx.sysfs_root))
+    reports = probe_links(layout, rank, coord, ifname, sysfs=Sysfs(ctx.sysfs_root), gpu_bus=_gpu_bus(ctx))
     membership = liveness.decide(reports, len(layout.nodes), layout.rails)
     leave()
     op_timeout_s = torch_timeout_s(timeout_s)
     enter("creating the rail groups")
     coord.barrier()  # every member starts connecting at once: a late one must not read as a dead link
     nccl = ctx.backend == "nccl"
-    startup = op_timeout_s if nccl else gloo_connect_s(len(layout.nodes), timeout_s)
+    startup = rail_group_startup_s(nccl, len(layout.nodes), timeout_s)
     groups, problem = make_rail_groups(layout, membership.live, ifname if not nccl else None, startup, op_timeout_s)
     formed = RailGroups(groups, membership, reports, len(groups))
     if not nccl:
@@ -109,6 +110,27 @@ def form_rail_groups(
         _nccl_check(ctx, layout, formed, coord, op_timeout_s)
         leave()
     return formed
+
+
+def rail_group_startup_s(nccl: bool, members: int, timeout_s: float) -> float:
+    """How long a rail group may take to form, in a step whose timeout is ``timeout_s``.
+
+    gloo: :func:`gloo_connect_s` (its connections are made at creation, and a dead member must be named within
+    the step). NCCL: as long as any operation may (``torch_timeout_s``). Creation is not where NCCL finds a dead
+    link (its connections are made on first use, and the bounded group probe that follows names the member), and
+    it can legitimately take long: with the world bound to a device, torch makes each group by ``ncclCommSplit``
+    of the world's communicator, a collective of every world rank, members or not (``perform_nocolor_split``),
+    so a member waits for every rank's earlier splits, and a non-blocking communicator's start-up is bounded by
+    this timeout. A few seconds there would fail healthy groups of a large or busy cluster as lost ranks.
+    """
+    return torch_timeout_s(timeout_s) if nccl else gloo_connect_s(members, timeout_s)
+
+
+def _gpu_bus(ctx: DistContext) -> str | None:
+    """The PCI address of the GPU this rank drives (its rail's expected NIC is the one nearest it); None on CPU."""
+    if not device_ops.is_cuda(ctx.device):
+        return None
+    return gpu_bus_id(int(ctx.device.index))
 
 
 def _gloo_again(

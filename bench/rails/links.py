@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.fabric.hca_list import select_hcas
-from bench.fabric.sysfs import Sysfs, ib_ports
+from bench.fabric.rail_nics import rail_nic
+from bench.fabric.sysfs import Sysfs, ib_ports, nvidia_gpus
 from bench.netaddr import interface_ipv4
 from bench.rails.layout import RailLayout
 from bench.rails.liveness import LinkReport
@@ -62,19 +63,37 @@ def socket_port(ifname: str, sysfs: Sysfs) -> Port:
     return Port(ifname, words, state in ("up", "unknown") and carrier != "0")
 
 
-def ib_port(rail: int, sysfs: Sysfs) -> Port:
+def ib_port(rail: int, sysfs: Sysfs, gpu_bus: str | None = None) -> Port:
     """Rail ``rail``'s HCA port: its ``state`` (ACTIVE is up) and ``phys_state``.
 
-    The port is the one ``NCCL_IB_HCA`` pins for this rank, or the ``rail``-th it selects among every port
-    in any state (a port that is down must not shift the higher rails onto their neighbours' NICs).
+    The port is the one ``NCCL_IB_HCA`` pins for this rank, else the rank's expected NIC: the port nearest its
+    GPU in the PCIe tree among those ``NCCL_IB_HCA`` selects, as the path proof and NCCL map it
+    (``bench.fabric.rail_nics``). ``gpu_bus``: the PCI address of the GPU this rank drives; without one (a CPU
+    run) rail k's GPU is GPU k in PCI bus order, the one local rank k drives. Only where the node shows no GPU
+    is the port the ``rail``-th selected in name order, in any state (a port that is down must not shift the
+    higher rails onto their neighbours' NICs). Name order is not GPU order on every node: some clouds name
+    their HCAs in another order than their GPUs' buses, and a DOWN port would then be charged to another rail.
     """
     ports = [p for p in ib_ports(sysfs) if p.link_layer in ("InfiniBand", "Ethernet")]
-    chosen = select_hcas(benv.get("NCCL_IB_HCA"), [p.name for p in ports])
-    name = chosen[0] if len(chosen) == 1 else chosen[rail] if rail < len(chosen) else None
+    hca = benv.get("NCCL_IB_HCA")
+    chosen = select_hcas(hca, [p.name for p in ports])
+    name = chosen[0] if len(chosen) == 1 else _nearest_port(rail, sysfs, hca, gpu_bus)
+    if name is None and len(chosen) > 1:
+        name = chosen[rail] if rail < len(chosen) else None
     port = next((p for p in ports if p.name == name), None)
     if port is None:
         return Port(None, "unknown (no HCA port known for this rail)", None)
     return Port(port.name, f"{port.state} ({port.phys_state})", port.state == "ACTIVE")
+
+
+def _nearest_port(rail: int, sysfs: Sysfs, nccl_ib_hca: str | None, gpu_bus: str | None) -> str | None:
+    """The port nearest this rank's GPU (``gpu_bus``, else GPU ``rail`` in bus order); None with no GPU."""
+    if gpu_bus is None:
+        on_bus = nvidia_gpus(sysfs)
+        if rail >= len(on_bus):
+            return None
+        gpu_bus = on_bus[rail].address
+    return rail_nic(sysfs, gpu_bus, nccl_ib_hca).nic
 
 
 def _listen(address: str, backlog: int) -> socket.socket | None:
@@ -150,16 +169,18 @@ def probe_links(
     ifname: str | None,
     deadline_s: float = LINK_PROBE_S,
     sysfs: Sysfs | None = None,
+    gpu_bus: str | None = None,
 ) -> list[LinkReport]:
     """Every rank's ``LinkReport``, in rank order, on every rank (each rank calls this once, all together).
 
-    ``ifname``: this rank's rail interface (socket rails), else None and the port is its HCA port. The
+    ``ifname``: this rank's rail interface (socket rails), else None and the port is its HCA port, the one
+    nearest ``gpu_bus`` (the PCI address of the rank's GPU; see :func:`ib_port`). The
     listeners are all open before anyone connects (the first exchange through ``coord``), and each stays open
     until every rank has reported (the second), so a late rank is not mistaken for a dead one.
     """
     sysfs = sysfs or Sysfs(Path("/sys"))
     node, rail = layout.where(rank)
-    port = socket_port(ifname, sysfs) if ifname else ib_port(rail, sysfs)
+    port = socket_port(ifname, sysfs) if ifname else ib_port(rail, sysfs, gpu_bus)
     address = interface_ipv4(ifname) if ifname else None
     listener = _listen(address, max(128, len(layout.nodes))) if address else None
     mine = f"{address} {listener.getsockname()[1]}" if address and listener else "-"

@@ -322,14 +322,5 @@ def broadcast_object(obj: T | None) -> T:
     return box[0]
 
 
-def gather_objects(obj: T) -> list[T]:
-    """Every rank's ``obj`` on every rank, in rank order (over the world group)."""
-    import torch.distributed as dist
-
-    everyone: list[T] = [obj] * dist.get_world_size()  # every slot is overwritten with that rank's object
-    dist.all_gather_object(everyone, obj)
-    return everyone
-
-
 def flatten(lists: Sequence[Sequence[T]]) -> list[T]:
     return [item for items in lists for item in items]

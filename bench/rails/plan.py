@@ -321,7 +321,8 @@ def build(
     check_window_s: float = 0.0,
     cut: str | None = None,
 ) -> Plan:
-    """The plan of a rails run (``sweep`` None) or an accept run (check, sweep, then rails)."""
+    """The plan of a rails run (``sweep`` None) or an accept run (check, rails, then the world sweep: accept knows
+    every link before any world collective, ``bench.accept.rank``)."""
     phases = rails_phases(nodes, ranks, settings, model, intra)
     rows = sum(p.cells for p in phases)
     if sweep is not None:
@@ -331,7 +332,7 @@ def build(
         head = [phases[0], Phase("check", 0, nodes, 0, check)]
         swept = sweep_phase(sweep, nodes, ranks, model)
         rows += swept.cells
-        phases = [*head, swept, *phases[1:]]
+        phases = [*head, *phases[1:], swept]
     phases.append(finish_phase(rows, model))
     return Plan(nodes, ranks, settings, tuple(phases), cut, sweep)
 

@@ -28,7 +28,7 @@ from bench.measure import device as device_ops
 from bench.measure.collectives import get_collective
 from bench.measure.timing import Budget, SizeResult, measure
 from bench.profiles import Profile
-from bench.rails import intranode, judge, local_causes, output, plan, records, windows
+from bench.rails import bootstrap_nic, intranode, judge, local_causes, output, plan, records, windows
 from bench.rails.budget import cell_budget, chunks_per_message
 from bench.rails.config import RailsConfig, RailsSettings, retargeted, validate
 from bench.rails.corroborate import corroborate
@@ -73,8 +73,9 @@ def rail_prelude(settings: RailsSettings, profile: Profile, proposal: Callable[[
     No rank gets a NIC of its own: NCCL reads ``NCCL_IB_HCA``/``NCCL_SOCKET_IFNAME`` once per process and merges
     the NIC lists of a node's ranks in every communicator, so they must be the same on every rank of a node
     (``bench.runtime.before_init.nic_disagreement``). Every rank gets the profile's values where the user set
-    none (and on socket rails the rail interface list), and NCCL's own topology takes each GPU to its nearest
-    NIC (``bench.fabric.rail_nics``); the counters prove which NIC carried each rail (``bench.rails.evidence``).
+    none (and on socket rails the rail interface list; on IB rails the management interface for NCCL's own
+    sockets, ``bench.rails.bootstrap_nic``), and NCCL's own topology takes each GPU to its nearest NIC
+    (``bench.fabric.rail_nics``); the counters prove which NIC carried each rail (``bench.rails.evidence``).
     """
     defaults = {
         "NCCL_IB_HCA": profile.recommended_env.get("NCCL_IB_HCA"),
@@ -83,7 +84,11 @@ def rail_prelude(settings: RailsSettings, profile: Profile, proposal: Callable[[
 
     def step(prelude: Prelude) -> Path:
         out_dir = run_directory(prelude, proposal)
-        shared_nic_environment(prelude, defaults)
+        nics = dict(defaults)
+        if profile.uses_ib_verbs and prelude.reads_nccl_env and not nics["NCCL_SOCKET_IFNAME"]:
+            # NCCL's bootstrap and IB handshakes off the rails (bench.rails.bootstrap_nic).
+            nics["NCCL_SOCKET_IFNAME"] = bootstrap_nic.on_management(prelude.info)
+        shared_nic_environment(prelude, nics)
         return out_dir
 
     return step

