@@ -168,6 +168,15 @@ class SlurmCluster:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             out, err = proc.communicate()
+            # srun killed leaves its job step's tasks to slurmd: cancel every job, so that the next test
+            # finds its nodes idle instead of waiting behind this one's tasks.
+            subprocess.run(
+                ["ip", "netns", "exec", self.bed.switch, "scancel", "--full", "--user", "root"],
+                env=self.env(),
+                capture_output=True,
+                timeout=30,
+                check=False,
+            )
             raise AssertionError(f"{' '.join(argv)} did not finish within {timeout} s:\n{out}\n{err}") from None
         return subprocess.CompletedProcess(list(argv), proc.returncode, out, err)
 

@@ -10,7 +10,9 @@ TCPStore on a free port and broadcasts the address. Under torchrun and the deeps
 from __future__ import annotations
 
 import dataclasses
+import os
 import socket
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from bench import sysroot
-from bench.exits import EXIT_USAGE, InfraError, UserError
+from bench.exits import EXIT_INFRA, EXIT_USAGE, InfraError, UserError
 from bench.netaddr import rendezvous_address
 from bench.runtime import orphan, signals
 from bench.runtime.before_init import Prelude, PreludeStep, gather_str, place_gpu, store_broadcast
@@ -28,6 +30,7 @@ from bench.runtime.watchdog import DIAGNOSE_S, RANK0_GRACE_S
 
 if TYPE_CHECKING:
     import torch
+    from mpi4py import MPI
     from torch.distributed import Store
 
 Backend = Literal["auto", "nccl", "gloo"]
@@ -83,10 +86,40 @@ def resolve_backend(requested: Backend) -> Literal["nccl", "gloo"]:
 def _mpi_rendezvous(
     info: RankInfo, oob_ifname: str | None, timeout: timedelta
 ) -> tuple[RankInfo, tuple[str, ...], Store]:
-    import torch.distributed as dist
     from mpi4py import MPI
 
     comm = MPI.COMM_WORLD
+    _every_rank_reached(comm, info, timeout)
+    return _mpi_exchange(comm, info, oob_ifname, timeout)
+
+
+def _every_rank_reached(comm: MPI.Intracomm, info: RankInfo, timeout: timedelta) -> None:
+    """Wait, within the start-up timeout, until every rank has reached the rendezvous. MPI's blocking
+    collectives have no deadline and hold the interpreter (no Python thread or signal handler runs): under a
+    launcher railbench did not start (srun, the user's mpirun) a wire-up that never completes (a transport that
+    cannot reach a peer) held every rank in the first allgather for ever, and srun with it. A non-blocking
+    barrier polled against the clock cannot hang; nothing is measured yet, so the rank says where it stopped,
+    in one line, and leaves with the infrastructure status."""
+    seconds = timeout.total_seconds()
+    deadline = time.monotonic() + seconds
+    request = comm.Ibarrier()
+    while not request.Test():
+        if time.monotonic() > deadline:
+            print(
+                f"railbench: rank {info.rank}: the MPI rendezvous did not complete within {seconds:g} s (not every "
+                "rank reached it): check that MPI's transports reach every node (btl_tcp_if_include, PMIx)",
+                file=sys.stderr,
+                flush=True,
+            )
+            os._exit(EXIT_INFRA)
+        time.sleep(0.005)
+
+
+def _mpi_exchange(
+    comm: MPI.Intracomm, info: RankInfo, oob_ifname: str | None, timeout: timedelta
+) -> tuple[RankInfo, tuple[str, ...], Store]:
+    import torch.distributed as dist
+
     if comm.Get_size() != info.world_size or comm.Get_rank() != info.rank:
         raise UserError(
             f"MPI says rank {comm.Get_rank()} of {comm.Get_size()} but the launcher variables say "
