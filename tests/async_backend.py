@@ -16,7 +16,14 @@ model can. Each behaviour below cites the NCCL (``src/...``) or torch (``torch/.
    with nccl-tests' factors at ``RAILBENCH_ASYNC_GBPS`` (Gb/s); latency = the algorithm's steps times
    ``RAILBENCH_ASYNC_STEP_US`` (NCCL ``src/graph/tuning.cc`` ``ncclTopoTuneModel``: a ring all_reduce has
    2(n-1) steps, all_gather and reduce_scatter n-1, each paying the per-hop latency; point-to-point one).
-   ``RAILBENCH_ASYNC_SLOW=RANK:GBPS`` runs world rank RANK's operations at GBPS (a degraded GPU or link).
+   ``RAILBENCH_ASYNC_SLOW=RANK:GBPS`` runs world rank RANK's operations at GBPS (a degraded GPU or link),
+   and every operation it takes part in at that rate: a ring or a pair moves at its slowest member's pace
+   (NCCL's kernels wait for their peer's data, ``src/device/prims_simple.h`` ``waitPeer``). The stream keeps
+   a **device clock** (``bench.measure.device.register_host_clock``), as a GPU's does for CUDA events: it
+   advances by each operation's modelled time and, while the stream is idle, with the wall clock. A host
+   starved of CPU (the test machine under load) delays when work is queued and may make the inner gloo
+   transfer overrun the model, but a GPU's kernels do not slow down when its host is busy: what railbench
+   measures is the model's rate, not the test machine's load.
 3. **First-use connection.** NCCL connects an algorithm's channels the first time a communicator uses it
    (``src/init.cc`` ``NCCL_RUNTIME_CONNECT``, default 1; ``src/enqueue.cc`` ``ncclPrepareTasks`` sets
    ``algoNeedConnect`` for an algorithm not yet in ``initAlgoChannels``), and a peer's point-to-point
@@ -119,15 +126,31 @@ class _Stream:
     """One in-order queue of work per process, like a GPU stream, with a drain like ``cuda.synchronize``."""
 
     def __init__(self) -> None:
-        self._queue: queue.Queue[tuple[Callable[[], None], Future[None]]] = queue.Queue()
+        self._queue: queue.Queue[tuple[Callable[[], float], Future[None]]] = queue.Queue()
         self._error: BaseException | None = None
+        self._lock = threading.Lock()
+        self._device_s = 0.0
+        """The device clock at the end of the last operation (or at ``_idle_from``, while idle)."""
+        self._idle_from: float | None = time.perf_counter()
+        """Wall-clock time since which the stream has been idle; None while an operation runs."""
         threading.Thread(target=self._run, name="asyncsim-stream", daemon=True).start()
+
+    def clock(self) -> float:
+        """The stream's device clock in seconds (behaviour 2): modelled time per operation, wall time idle."""
+        with self._lock:
+            idle = time.perf_counter() - self._idle_from if self._idle_from is not None else 0.0
+            return self._device_s + idle
 
     def _run(self) -> None:
         while True:
             job, done = self._queue.get()
+            with self._lock:
+                if self._idle_from is not None:
+                    self._device_s += time.perf_counter() - self._idle_from
+                self._idle_from = None
+            charged = 0.0
             try:
-                job()
+                charged = job()
                 done.set_result(None)
             except OwnerAborted as exc:  # the kernel returned: its work failed, the device is fine
                 done.set_exception(exc)
@@ -135,9 +158,12 @@ class _Stream:
                 self._error = exc
                 done.set_exception(exc)
             finally:
+                with self._lock:
+                    self._device_s += charged
+                    self._idle_from = time.perf_counter()
                 self._queue.task_done()
 
-    def submit(self, job: Callable[[], None]) -> Future[None]:
+    def submit(self, job: Callable[[], float]) -> Future[None]:
         done: Future[None] = Future()
         self._queue.put((job, done))
         return done
@@ -151,6 +177,7 @@ class _Stream:
 
 STREAM = _Stream()
 device_ops.register_host_queue(STREAM.drain)
+device_ops.register_host_clock(STREAM.clock)
 
 
 class AsyncWork(dist._Work):
@@ -227,6 +254,8 @@ class AsyncProcessGroup(dist.ProcessGroup):
         self._inner = dist.ProcessGroupGloo(store, rank, size, inner_timeout)
         self._n = size
         self._gbps = _rate(world_rank)
+        self._member_gbps = [_rate(int(m["world"])) for m in members]
+        """Each member's own rate (by group rank): an operation moves at its slowest participant's."""
         self._step_s = _float(STEP_VAR, 0.0) * 1e-6
         self._connect_s = _float(CONNECT_VAR, 0.0) * 1e-3
         self._connected: set[tuple[object, ...]] = set()
@@ -242,13 +271,21 @@ class AsyncProcessGroup(dist.ProcessGroup):
         self._abort_called.set()
 
     def _queue(
-        self, use: tuple[object, ...], steps: int, bus_bytes: float, run: Callable[[], Any], *, blocking: bool = False
+        self,
+        use: tuple[object, ...],
+        steps: int,
+        bus_bytes: float,
+        run: Callable[[], Any],
+        *,
+        blocking: bool = False,
+        peer: int | None = None,
     ) -> AsyncWork:
         first_use = use not in self._connected
         self._connected.add(use)
-        modelled = steps * self._step_s + 8 * bus_bytes / (self._gbps * 1e9) + (self._connect_s if first_use else 0)
+        gbps = min(self._gbps, self._member_gbps[peer]) if peer is not None else min(self._member_gbps)
+        modelled = steps * self._step_s + 8 * bus_bytes / (gbps * 1e9) + (self._connect_s if first_use else 0)
 
-        def job() -> None:
+        def job() -> float:
             if self._aborted is not None:
                 kind = OwnerAborted if self._abort_called.is_set() else RuntimeError
                 raise kind(f"asyncsim: communicator aborted earlier ({self._aborted})")
@@ -266,6 +303,7 @@ class AsyncProcessGroup(dist.ProcessGroup):
             left = modelled - (time.perf_counter() - began)
             if left > 0:
                 time.sleep(left)
+            return modelled
 
         return AsyncWork(STREAM.submit(job), blocking or _read_on_host_by_torch())
 
@@ -298,11 +336,11 @@ class AsyncProcessGroup(dist.ProcessGroup):
 
     def send(self, tensors: list[torch.Tensor], dst: int, tag: int = 0) -> AsyncWork:
         s = _nbytes(tensors)
-        return self._queue(("send", dst), 1, s, lambda: self._inner.send(tensors, dst, tag))
+        return self._queue(("send", dst), 1, s, lambda: self._inner.send(tensors, dst, tag), peer=dst)
 
     def recv(self, tensors: list[torch.Tensor], src: int, tag: int = 0) -> AsyncWork:
         s = _nbytes(tensors)
-        return self._queue(("recv", src), 1, s, lambda: self._inner.recv(tensors, src, tag))
+        return self._queue(("recv", src), 1, s, lambda: self._inner.recv(tensors, src, tag), peer=src)
 
     def barrier(self, opts: Any = None) -> AsyncWork:
         # NCCL's barrier is a one-element all-reduce whose wait() synchronises the stream: it blocks the host.

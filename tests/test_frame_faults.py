@@ -5,6 +5,7 @@ namespace of the test's own (``unshare --mount``), so nothing outside sees it an
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import REPO, rank_env
+from tests.support import REPO, rank_env, rank_pids
 
 
 @pytest.mark.mpi
@@ -87,3 +88,54 @@ def test_a_signal_while_finishing_is_recorded(tmp_path: Path) -> None:
     meta = json.loads((out / "run.json").read_text())
     assert (meta["status"], meta["exit_status"], meta["finish"]) == ("interrupted", 143, "interrupted"), meta
     assert meta["verdict"] == "measured"  # the verdict was decided before the signal; it stands
+
+
+@pytest.mark.mpi
+def test_a_fault_the_parent_records_while_finishing_says_what_is_missing(tmp_path: Path) -> None:
+    # Issue 33, item 17: rank 0 stopped in its finish step (the history, then the report). The parent ends the
+    # run as a hang; run.json must not say ``finish: running`` for ever, and the line names what is missing.
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "bench", "run", "--np", "2", "-b", "8", "-e", "64K", "-n", "1", "-w", "0"]
+    proc = subprocess.Popen(
+        [*cmd, "--timeout", "10", "--out", str(out), "--history", str(tmp_path / "h.sqlite")],
+        cwd=REPO,
+        env=rank_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    rank0 = None
+    try:
+        deadline = time.monotonic() + 300
+        while rank0 is None:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the run never reached its finish step"
+            try:
+                if json.loads((out / "run.json").read_text()).get("finish") == "running":
+                    rank0 = rank_pids(out)[0]
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.02)
+        os.kill(rank0, signal.SIGSTOP)
+        stdout, stderr = proc.communicate(timeout=180)
+    finally:
+        if rank0 is not None:
+            for sig in (signal.SIGCONT, signal.SIGKILL):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(rank0, sig)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 3, stdout[-2000:] + stderr[-2000:]
+    said = [line for line in stderr.splitlines() if line.startswith("railbench: ")]
+    assert len(said) == 1 and "Traceback" not in stderr, stderr
+    assert "rank(s) 0" in said[0] and "history row and report may be missing" in said[0], said
+    assert f"railbench report {out}" in said[0], said
+    meta = json.loads((out / "run.json").read_text())
+    assert (meta["status"], meta["verdict"], meta["exit_status"], meta["finish"]) == (
+        "complete",
+        "measured",
+        3,
+        "failed",
+    )
+    assert meta["failure"]["kind"] == "hang" and meta["failure"]["message"] in said[0], meta

@@ -197,3 +197,27 @@ def test_kill_9_of_the_users_mpirun_leaves_no_rank(tmp_path: Path) -> None:
     meta = json.loads((out / "run.json").read_text())
     # Each rank saw its launcher go and stopped itself as SIGTERM stops it: rank 0 recorded that.
     assert (meta["status"], meta["exit_status"]) == ("interrupted", 143), meta
+
+
+def test_a_stopped_launcher_is_ended_and_named(tmp_path: Path) -> None:
+    # Issue 33, item 16: SIGSTOP of prterun once the ranks run. They finish their run, but a stopped launcher
+    # never reaps them nor exits: the parent ends it after the stopped-rank deadline and says it was the launcher.
+    out = tmp_path / "run"
+    args = ["run", "--np", "3", *SMALL_SWEEP, "--timeout", str(TIMEOUT_S), "--out", str(out), "--no-history"]
+    proc = _railbench(args, tmp_path)
+    _until("run.json", lambda: _status(out)[0] is not None, proc)
+    launcher = _launcher_of(proc.pid)
+    pids = list(rank_pids(out).values())
+    os.kill(launcher, signal.SIGSTOP)
+    stderr, took = _finish(proc, 180, [launcher])
+    assert proc.returncode == 3, stderr
+    said = [line for line in stderr.splitlines() if line.startswith("railbench: infrastructure fault:")]
+    assert (
+        len(said) == 1 and f"(pid {launcher}) on {HOST} was stopped for {TIMEOUT_S + STOPPED_GRACE_S:.0f} s" in said[0]
+    )
+    assert "Traceback" not in stderr, stderr
+    assert took < TIMEOUT_S + STOPPED_GRACE_S + 30, took
+    assert alive([launcher, *pids]) == []
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["exit_status"] == 3 and meta["failure"]["kind"] == "launcher", meta
+    assert meta["failure"]["message"] in said[0], (meta, said)

@@ -13,7 +13,8 @@ Two implementations of the same calls:
   operation before ``wait()`` returns, so it registers nothing. A backend whose operations finish
   later on a thread of its own (the test suite's model of NCCL, ``tests/async_backend.py``) registers
   the call that drains its queue, and is then timed exactly as CUDA is: the region ends when the work
-  ends.
+  ends. Such a backend may also register its *device clock*, read in place of ``perf_counter`` as a CUDA
+  event is: the time its stream spent on the work, which a busy host does not stretch.
 """
 
 from __future__ import annotations
@@ -28,6 +29,24 @@ if TYPE_CHECKING:
 
 _HOST_QUEUES: list[Callable[[], None]] = []
 """Calls that wait until a host-side asynchronous backend has finished everything queued so far."""
+
+
+_HOST_CLOCK: list[Callable[[], float]] = []
+"""The device clock of a host-side asynchronous backend (seconds), when it keeps one."""
+
+
+def register_host_clock(clock: Callable[[], float]) -> None:
+    """Time host regions by ``clock`` (seconds of the backend's stream) instead of the host's ``perf_counter``."""
+    _HOST_CLOCK[:] = [clock]
+
+
+def unregister_host_clock(clock: Callable[[], float]) -> None:
+    if clock in _HOST_CLOCK:
+        _HOST_CLOCK.clear()
+
+
+def _host_seconds() -> float:
+    return _HOST_CLOCK[0]() if _HOST_CLOCK else time.perf_counter()
 
 
 def register_host_queue(drain: Callable[[], None]) -> None:
@@ -86,7 +105,7 @@ class RegionTimer:
             self._events = (begin, end)
             return
         synchronize(self.device)  # nothing queued earlier may land inside the region
-        self._start_s = time.perf_counter()
+        self._start_s = _host_seconds()
 
     def stop(self) -> float:
         if self._events is not None:
@@ -96,4 +115,4 @@ class RegionTimer:
             self._events = None
             return float(begin.elapsed_time(end)) / 1e3
         synchronize(self.device)
-        return time.perf_counter() - self._start_s
+        return _host_seconds() - self._start_s

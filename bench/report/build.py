@@ -16,7 +16,9 @@ reader never sees a page that points at a chart not yet written, nor half of an 
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,6 +29,8 @@ import altair as alt
 import pandas as pd
 import vl_convert
 
+from bench.bounded import file_kind
+from bench.exits import UserError
 from bench.jsondoc import JSONObject, JSONValue, table
 from bench.report import UnitChoice, charts, data, htmlpage, markdown, matrices, page, trend
 from bench.report.bundle import vega_bundle
@@ -34,7 +38,13 @@ from bench.report.inputs import RunInputs, load_inputs
 from bench.report.openmetrics import write_metrics_file
 from bench.report.theme import spec_dict, vl_convert_version
 from bench.report.verdict import read_compare
-from bench.rundir.files import atomic_write_bytes, atomic_write_json, atomic_write_text
+from bench.rundir.files import (
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    check_output_folder,
+    check_replaceable,
+)
 from bench.rundir.judged_by import JudgedBy
 from bench.rundir.runjson import RunDoc
 
@@ -271,6 +281,7 @@ def write_report(run_dir: Path, *, out_dir: Path | None = None, options: ReportO
     vl_version = vl_convert_version()
     written, entries, inline_specs = [], [], []
     inputs = load_inputs(run_dir)  # first: bad input fails fast, before any work is started
+    check_report_folder(out_dir)
     # vl-convert releases the GIL: the JS bundle and the images are made while pandas aggregates and Altair
     # builds specs.
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="railbench-report") as pool:
@@ -314,6 +325,30 @@ def write_report(run_dir: Path, *, out_dir: Path | None = None, options: ReportO
     fresh = {p.name for f in written for p in (f.spec, f.csv, f.png, f.svg) if p is not None}
     _remove_stale_charts(charts_dir, fresh)
     return ReportPaths(out_dir, report_md, report_html, tuple(written))
+
+
+def check_report_folder(out_dir: Path) -> None:
+    """UserError before any chart is drawn unless the report can be written into ``out_dir`` without following
+    a link inside it. A run directory is input (CI artifacts, a tarball from another site): a ``charts``
+    symlink in it would have the report replace, and its clean-up remove, files elsewhere. ``out_dir`` itself
+    is the user's own choice and may be a link."""
+    check_output_folder(out_dir, f"the report folder {out_dir}")
+    charts_dir = out_dir / "charts"
+    try:
+        mode = os.lstat(charts_dir).st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        raise UserError(f"{charts_dir} cannot be checked ({exc.strerror or exc}): give another --out") from None
+    if mode is not None and stat.S_ISLNK(mode):
+        raise UserError(
+            f"{charts_dir} is a symlink: railbench never writes through a link in a run directory; remove it, "
+            "or draw the report elsewhere with --out DIR"
+        )
+    if mode is not None and not stat.S_ISDIR(mode):
+        raise UserError(f"{charts_dir} is a {file_kind(mode)}, not a folder: remove it, or give --out DIR")
+    for name in ("report.md", "report.html", "metrics.prom"):
+        check_replaceable(out_dir / name)
 
 
 def _remove_stale_charts(charts_dir: Path, fresh: set[str]) -> None:

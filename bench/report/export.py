@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Literal, TextIO, get_args
 
 from bench.bounded import check_path_names
-from bench.exits import EXIT_PASS, UserError
-from bench.rundir.files import check_replaceable
+from bench.exits import EXIT_PASS, InfraError, UserError
+from bench.rundir.files import check_output_folder, check_replaceable
 
 Format = Literal["openmetrics", "prometheus"]
 
@@ -39,6 +39,7 @@ class ExportConfig:
                 raise UserError(f"--out {self.out} is a folder: name the file, e.g. {self.out}/railbench.prom")
             # the file is replaced by a rename: never over /dev/null, a FIFO or a symlink (see check_replaceable)
             check_replaceable(self.out, "--out")
+            check_output_folder(self.out.parent, f"--out {self.out}")
 
 
 def run(config: ExportConfig, out: TextIO | None = None) -> int:
@@ -50,5 +51,9 @@ def run(config: ExportConfig, out: TextIO | None = None) -> int:
     if config.out is None:
         (out or sys.stdout).write(text)
     else:
-        atomic_write_text(config.out, text)
+        try:
+            atomic_write_text(config.out, text)
+        except OSError as exc:  # checked writable up front: the disk filled, or the folder changed since
+            why = exc.strerror or exc
+            raise InfraError(f"{config.out} could not be written ({why}): free space and retry") from None
     return EXIT_PASS

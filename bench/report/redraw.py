@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import get_args
 
-from bench.exits import EXIT_PASS, UserError
+from bench.exits import EXIT_PASS, InfraError, UserError
 from bench.report import UnitChoice
 
 
@@ -52,7 +52,12 @@ def run(config: ReportConfig) -> int:
         url_prefix=config.url_prefix,
         min_efficiency=config.min_efficiency,
     )
-    paths = write_report(config.run_dir, out_dir=config.out_dir, options=options)
+    try:
+        paths = write_report(config.run_dir, out_dir=config.out_dir, options=options)
+    except OSError as exc:  # the folder was checked writable up front: the disk filled, or it changed since
+        where = config.out_dir or config.run_dir
+        why = exc.strerror or exc
+        raise InfraError(f"the report could not be written to {where} ({why}): free space and retry") from None
     print(f"report: {paths.report_html}", file=sys.stdout)
     print(f"        {paths.report_md}", file=sys.stdout)
     print(f"        {paths.out_dir / 'metrics.prom'} (Prometheus textfile)", file=sys.stdout)

@@ -192,6 +192,25 @@ def check_replaceable(path: Path | str, flag: str | None = None) -> None:
         )
 
 
+def check_output_folder(folder: Path, shown: str) -> None:
+    """UserError, before any work, unless railbench can write files in ``folder`` (made if absent): a path
+    that cannot be looked at (a symlink loop), a file in the way, or a folder that refuses a new file
+    (read-only, ``/proc``). A probe file is made and removed: permission bits do not say it for root."""
+    probe_in = folder
+    try:
+        while not probe_in.exists():
+            if probe_in.parent == probe_in:
+                break
+            probe_in = probe_in.parent
+        if not probe_in.is_dir():
+            raise UserError(f"{shown}: {probe_in} is a {file_kind(os.stat(probe_in).st_mode)}, not a folder")
+        fd, probe = tempfile.mkstemp(prefix=".railbench-probe.", dir=probe_in)
+    except OSError as exc:
+        raise UserError(f"{shown} cannot be written ({exc.strerror or exc}): give a folder you can write") from None
+    os.close(fd)
+    Path(probe).unlink(missing_ok=True)
+
+
 def atomic_write_bytes(path: Path | str, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never a mix. A path that is
     a symlink or not a regular file is refused (:func:`check_replaceable`), never replaced."""
@@ -234,14 +253,39 @@ def _container(value: object) -> object:
     return dict(value) if isinstance(value, Mapping) else str(value)
 
 
-def atomic_write_json(path: Path | str, obj: object) -> None:
+def json_text(obj: object) -> str:
     """``obj`` as standard JSON, which every reader (``bench.jsondoc``) accepts: a value that is not finite is
     written as ``null``, never as the ``NaN`` or ``Infinity`` that JSON does not have."""
     try:
         text = json.dumps(obj, indent=2, sort_keys=False, default=_container, allow_nan=False)
     except ValueError:  # a NaN or an infinity somewhere: rare, so the copy is made only then
         text = json.dumps(_finite_or_null(obj), indent=2, sort_keys=False, default=_container, allow_nan=False)
-    atomic_write_text(path, text + "\n")
+    return text + "\n"
+
+
+def atomic_write_json(path: Path | str, obj: object) -> None:
+    """``obj`` as JSON (:func:`json_text`), replacing ``path`` atomically."""
+    atomic_write_text(path, json_text(obj))
+
+
+def overwrite_in_own_blocks(path: Path, data: bytes) -> bool:
+    """Write ``data`` over the regular file ``path`` in place, when it fits in the blocks the file already
+    holds: on a full disk the atomic write's new copy finds no room, but a record must still be able to say
+    that the run failed. False (nothing written) when it does not fit or ``path`` is not a regular file."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        held = os.fstat(fd)
+        if not stat.S_ISREG(held.st_mode) or len(data) > held.st_blocks * 512:
+            return False
+        os.pwrite(fd, data, 0)
+        os.ftruncate(fd, len(data))
+        os.fsync(fd)
+        return True
+    finally:
+        os.close(fd)
 
 
 def results_csv_text(rows: Iterable[Mapping[str, RowValue]], columns: Sequence[str] = RESULT_COLUMNS) -> str:

@@ -11,6 +11,7 @@ package for anyone who reads run directories; the tests check every run.json the
 from __future__ import annotations
 
 import dataclasses
+import errno
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,14 @@ from typing import Any, Literal, get_args
 from bench.bounded import MissingInput, check_path_names
 from bench.exits import UserError
 from bench.jsondoc import JSONObject, Parsed
-from bench.rundir.files import FORMAT_VERSION, MAX_CLUSTER_CHARS, atomic_write_json, read_json_object
+from bench.rundir.files import (
+    FORMAT_VERSION,
+    MAX_CLUSTER_CHARS,
+    atomic_write_json,
+    json_text,
+    overwrite_in_own_blocks,
+    read_json_object,
+)
 from bench.rundir.verdict import WORDS, Verdict, Word
 
 Status = Literal["running", "complete", "failed", "interrupted", "incomplete"]
@@ -228,15 +236,18 @@ def read_run_json(run_dir: Path | str) -> RunDoc:
 class RunFile:
     """The run.json of one run directory, rewritten atomically on every change (rank 0 or the parent)."""
 
-    def __init__(self, out_dir: Path, record: RunDoc) -> None:
+    def __init__(self, out_dir: Path, record: RunDoc, *, write: bool = True) -> None:
+        """``record`` as ``out_dir``'s run.json, written now unless ``write`` is False (it is on disk)."""
         self.path = Path(out_dir) / "run.json"
         self.record = record
-        self.save()
+        if write:
+            self.save()
 
     @classmethod
     def load(cls, out_dir: Path) -> RunFile:
-        """The run.json already in ``out_dir`` (checked as every reader checks it)."""
-        return cls(out_dir, read_run_json(out_dir))
+        """The run.json already in ``out_dir`` (checked as every reader checks it). Reading writes nothing: a
+        run directory that refuses writes (full, read-only) can still be read and told why."""
+        return cls(out_dir, read_run_json(out_dir), write=False)
 
     @property
     def status(self) -> str:
@@ -253,4 +264,12 @@ class RunFile:
         self.save()
 
     def save(self) -> None:
-        atomic_write_json(self.path, self.record.to_json())
+        """Replace run.json atomically; on a full disk, in place where the new record fits in the old one's
+        blocks, so a run that ends on a full disk still says how it ended."""
+        try:
+            atomic_write_json(self.path, self.record.to_json())
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            if not overwrite_in_own_blocks(self.path, json_text(self.record.to_json()).encode("utf-8")):
+                raise

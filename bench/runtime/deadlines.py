@@ -24,6 +24,8 @@ parent only ends what the watchdog cannot see: a stop between steps, in start-up
 LINGER_S = 60.0
 """Once rank 0 has recorded the run's end and one rank has exited, the others have this long to follow
 (they only agree on the exit status through the store, whose wait is 60 s, and tear their groups down)."""
+TERM_WAIT_S = 5.0
+"""How long a launcher the parent asked to end (SIGTERM) has before it and its session are killed."""
 POLL_S = 0.25
 """How often the parent looks at its launcher and the ranks."""
 

@@ -323,10 +323,7 @@ def exit_status_from_run_dir(out: Path, ended: Ended, output: LauncherOutput | N
     if finishing and run_file.status == "complete":
         # The verdict stands; the history or the report is what is missing.
         _rewrite(run_file, finish="failed", exit_status=status or EXIT_INFRA)
-        raise InfraError(
-            f"the ranks exited with status {rc} while adding the run to the history and drawing its report: "
-            f"redo them with 'railbench history add {out}' and 'railbench report {out}'"
-        )
+        raise InfraError(f"the ranks exited with status {rc} while finishing the run: {_finish_missing(out)}")
     # The ranks died without finishing run.json (a rank killed, the launcher aborted): record that here so
     # the run directory says what happened; every row measured before is already in results.csv.
     message = f"the ranks exited with status {rc} during the run; results.csv keeps every finished measurement"
@@ -356,8 +353,10 @@ def _record_parent_fault(out: Path, ended: Ended) -> int:
     concluded (``complete``) keeps its verdict, as a run whose finish step failed does: the measurements are
     whole, and the exit status 3 with its ``failure`` says the ranks did not end cleanly.
     """
-    if ended.hang is not None:
-        failure: dict[str, object] = {
+    if ended.hang is not None and ended.launcher_hung:
+        failure: dict[str, object] = {"kind": "launcher", "message": ended.hang}
+    elif ended.hang is not None:
+        failure = {
             "kind": "hang",
             "message": ended.hang,
             "step": ended.phase,
@@ -383,7 +382,13 @@ def _record_parent_fault(out: Path, ended: Ended) -> int:
     # Only a run rank 0 concluded keeps its verdict. Ranks that stopped themselves when their launcher died wrote
     # ``interrupted`` (none of them was interrupted by the user): the launcher's death is the run's end.
     if run_file.status == "complete":
-        _rewrite(run_file, exit_status=EXIT_INFRA, failure=failure)
+        changes: dict[str, object] = {"exit_status": EXIT_INFRA, "failure": failure}
+        if run_file.get("finish") == "running":
+            # Rank 0 was adding the run to the history and drawing its report when the parent ended the ranks.
+            changes["finish"] = "failed"
+            message += f"; {_finish_missing(out)}"
+            failure["message"] = message
+        _rewrite(run_file, **changes)
     else:
         finished = run_file.record.finished_utc if run_file.status != "running" else None
         _rewrite(
@@ -397,6 +402,14 @@ def _record_parent_fault(out: Path, ended: Ended) -> int:
             finished_utc=finished or _now(),
         )
     raise InfraError(f"{message}: {out}")
+
+
+def _finish_missing(out: Path) -> str:
+    """What a finish step cut short leaves missing, and how to redo it."""
+    return (
+        f"its history row and report may be missing: redo them with 'railbench history add {out}' and "
+        f"'railbench report {out}'"
+    )
 
 
 def _now() -> str:

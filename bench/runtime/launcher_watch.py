@@ -9,13 +9,19 @@ session (``bench.runtime.session``):
   ends the session and names the rank, host and phase;
 * once rank 0 has **recorded the end** of the run and one rank has exited, the others must follow within
   ``LINGER_S``, or they are named and ended;
+* the **launcher itself stopped** (SIGSTOP of mpirun or prterun) for as long as a stopped rank may be, or
+  alive for ``LINGER_S`` after every rank it started has exited: it will never reap them, so the parent wakes
+  it (SIGCONT), asks it to end (SIGTERM), kills what is left, and says so;
 * when the **launcher exits** (or is killed), every process it left behind is killed: no rank outlives
   railbench to append rows to a run that is over.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import socket
 import subprocess
 import time
@@ -23,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.runtime import session
-from bench.runtime.deadlines import LINGER_S, POLL_S, stopped_deadline_s
+from bench.runtime.deadlines import LINGER_S, POLL_S, TERM_WAIT_S, stopped_deadline_s
 
 START_UP = "start-up"
 RUNNING = "the run"
@@ -84,6 +90,9 @@ class Ended:
     host: str = ""
     orphans: tuple[int, ...] = ()
     """Ranks still running after the launcher had exited, which the parent killed."""
+    launcher_hung: bool = False
+    """``hang`` is the launcher's own (stopped, or never exiting after its ranks): a launcher fault, not a
+    rank's."""
 
     @property
     def launcher_signal(self) -> int | None:
@@ -97,6 +106,10 @@ class _Seen:
     rank_of: dict[int, int] = field(default_factory=dict)
     most_ranks: int = 0
     linger_from: float | None = None
+    launcher_stopped_since: float | None = None
+    """When the launcher (or one of its helpers) was first seen stopped."""
+    ranks_gone_since: float | None = None
+    """When every rank the launcher started was first seen exited while the launcher was still there."""
 
 
 def _ranks_text(ranks: list[int]) -> str:
@@ -136,6 +149,9 @@ def wait(proc: subprocess.Popen[str], watch: Watch) -> Ended:
                 "ended the run"
             )
             return _ended_by_parent(proc, phase, watch.command, message, overdue, host)
+        launcher_hang = _launcher_hang(proc.pid, seen, bool(alive), now, deadline, host)
+        if launcher_hang is not None:
+            return _launcher_ended(proc, phase, watch.command, launcher_hang, host)
         some_exited = seen.most_ranks and len(alive) < seen.most_ranks
         if some_exited and seen.linger_from is None and phase == RECORDED:
             seen.linger_from = now
@@ -147,6 +163,47 @@ def wait(proc: subprocess.Popen[str], watch: Watch) -> Ended:
                 f"{LINGER_S:.0f} s of the others (process state {states}); railbench ended them"
             )
             return _ended_by_parent(proc, phase, watch.command, message, left, host)
+
+
+def _launcher_hang(leader: int, seen: _Seen, ranks_alive: bool, now: float, deadline: float, host: str) -> str | None:
+    """One line when the launcher is past its deadline: stopped for ``deadline`` seconds, or still there
+    ``LINGER_S`` after every rank it started exited (its ranks wait to be reaped by a launcher that never
+    will); None while it is within them."""
+    launcher = [m for m in session.launcher_processes(leader) if not m.gone]
+    stopped = [m for m in launcher if m.stopped]
+    if not stopped:
+        seen.launcher_stopped_since = None
+    elif seen.launcher_stopped_since is None:
+        seen.launcher_stopped_since = now
+    if seen.most_ranks and not ranks_alive:
+        seen.ranks_gone_since = seen.ranks_gone_since or now
+    else:
+        seen.ranks_gone_since = None
+    names = ", ".join(f"{m.name} (pid {m.pid})" for m in (stopped or launcher))
+    if seen.launcher_stopped_since is not None and now - seen.launcher_stopped_since >= deadline:
+        return (
+            f"the launcher {names} on {host} was stopped for {deadline:.0f} s (SIGSTOP, a debugger or a frozen "
+            "node) and could not end its ranks; railbench ended it"
+        )
+    if seen.ranks_gone_since is not None and now - seen.ranks_gone_since >= LINGER_S:
+        return (
+            f"the launcher {names} on {host} did not exit within {LINGER_S:.0f} s of its last rank; railbench ended it"
+        )
+    return None
+
+
+def _launcher_ended(proc: subprocess.Popen[str], phase: str, command: str, message: str, host: str) -> Ended:
+    """End a launcher that hung: wake it (a stopped process keeps a SIGTERM pending), ask it to end so that it
+    can remove its own files, then kill whatever of its session is left."""
+    for member in session.launcher_processes(proc.pid):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(member.pid, signal.SIGCONT)
+            os.kill(member.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=TERM_WAIT_S)
+    session.kill_all(proc.pid)
+    rc = proc.wait()
+    return Ended(rc, phase, command, message, (), host, launcher_hung=True)
 
 
 def _ended_by_parent(

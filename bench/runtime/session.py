@@ -30,6 +30,8 @@ class Member:
     """The kernel's state letter (``/proc/PID/stat``): R, S, D, T (stopped), t (traced), Z (zombie), ..."""
     rank: int | None
     """The rank number its launcher gave it; None for the launcher and its helpers."""
+    name: str = ""
+    """The kernel's name for it (``comm``: prterun, mpirun, python)."""
 
     @property
     def stopped(self) -> bool:
@@ -41,8 +43,8 @@ class Member:
         return self.state in ("Z", "X", "x")
 
 
-def _stat(pid_dir: Path) -> tuple[str, int] | None:
-    """(state, session) of one process; None when it is gone or unreadable."""
+def _stat(pid_dir: Path) -> tuple[str, int, str] | None:
+    """(state, session, name) of one process; None when it is gone or unreadable."""
     try:
         text = (pid_dir / "stat").read_text()
     except OSError:
@@ -50,7 +52,7 @@ def _stat(pid_dir: Path) -> tuple[str, int] | None:
     # "pid (comm) state ppid pgrp session ...": comm may hold spaces and parentheses, so split after the last ")".
     fields = text[text.rfind(")") + 2 :].split()
     try:
-        return fields[0], int(fields[3])
+        return fields[0], int(fields[3]), text[text.find("(") + 1 : text.rfind(")")]
     except (IndexError, ValueError):
         return None
 
@@ -77,8 +79,16 @@ def members(session: int, proc: Path = PROC) -> list[Member]:
         stat = _stat(entry)
         if stat is None or stat[1] != session:
             continue
-        found.append(Member(int(entry.name), stat[0], _rank(entry)))
+        found.append(Member(int(entry.name), stat[0], _rank(entry), stat[2]))
     return sorted(found, key=lambda m: (m.rank is None, m.rank or 0, m.pid))
+
+
+def launcher_processes(session: int, proc: Path = PROC) -> list[Member]:
+    """The launcher (the session's leader) and its helpers (prterun under Open MPI's mpirun wrapper): every
+    process of the session that is not a rank."""
+    leader = _stat(proc / str(session))
+    found = [Member(session, leader[0], None, leader[2])] if leader is not None and leader[1] == session else []
+    return found + [m for m in members(session, proc) if m.rank is None]
 
 
 def ranks(session: int, proc: Path = PROC) -> list[Member]:
