@@ -25,7 +25,7 @@ from bench.nccltests.model import (
     ROOTED,
     Device,
     Header,
-    Measurement,
+    PlacementResult,
     Row,
     Table,
     busbw_factor,
@@ -129,7 +129,7 @@ def _count_ratio(rows: Sequence[Row]) -> int | None:
     return None
 
 
-def _measurement_bounds(m: Measurement) -> tuple[float, float]:
+def _measurement_bounds(m: PlacementResult) -> tuple[float, float]:
     """busbw/algbw of one measurement, as printed, widened by half a printed unit each side."""
     a, b = m.algbw_GBps, m.busbw_GBps
     return max(b.value - b.half_unit, 0.0) / (a.value + a.half_unit), (b.value + b.half_unit) / max(

@@ -19,10 +19,10 @@ from bench.nccltests.infer import TableEvidence, finish, mentions
 from bench.nccltests.model import (
     Device,
     Header,
-    Measurement,
     NcclTestsLog,
     Number,
     Placement,
+    PlacementResult,
     Row,
     collective_from_program,
     nccl_version_from_code,
@@ -158,7 +158,7 @@ def _list(mapping: Mapping[str, object], key: str) -> list[object]:
     return value if isinstance(value, list) else []
 
 
-def _json_measurement(placement: Placement, half: object, where: str) -> Measurement | None:
+def _json_measurement(placement: Placement, half: object, where: str) -> PlacementResult | None:
     if not isinstance(half, dict):
         return None  # null: nccl-tests skipped this half (trace replay)
     wrong = half.get("nwrong")
@@ -166,7 +166,7 @@ def _json_measurement(placement: Placement, half: object, where: str) -> Measure
     def at(key: str) -> Where:
         return Where(where, f"{placement.replace('-', '_')}.{key}")
 
-    return Measurement(
+    return PlacementResult(
         placement=placement,
         time_us=_number(half.get("time", half.get("cpu_time")), at("time")),
         algbw_GBps=_number(half.get("alg_bw"), at("alg_bw")),

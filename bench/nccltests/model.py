@@ -95,7 +95,7 @@ class Number:
 
 
 @dataclass(frozen=True)
-class Measurement:
+class PlacementResult:
     """One half of a row: the out-of-place or the in-place measurement."""
 
     placement: Placement
@@ -116,7 +116,7 @@ class Row:
     redop: str
     root: int | None
     """None in the old format, which has no root column."""
-    measurements: tuple[Measurement, ...]
+    measurements: tuple[PlacementResult, ...]
     line: int
 
 

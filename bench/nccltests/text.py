@@ -20,10 +20,10 @@ from bench.nccltests.infer import TableEvidence, finish, mentions
 from bench.nccltests.model import (
     Device,
     Header,
-    Measurement,
     NcclTestsLog,
     Number,
     Placement,
+    PlacementResult,
     Row,
     Table,
     collective_from_program,
@@ -145,7 +145,7 @@ def parse_row(line: str, line_no: int = 0, source: str = "") -> Row:
         return None if text.upper() == "N/A" else round(_real(text, source, name, line_no, maximum=1e18))
 
     measurements = tuple(
-        Measurement(
+        PlacementResult(
             placement=placement,
             time_us=number(half[0], f"{placement} time"),
             algbw_GBps=number(half[1], f"{placement} algbw"),

@@ -20,7 +20,7 @@ from bench.nccllogs.nccl_evidence import device_matches
 from bench.preflight.check_base import Check, CheckResult, Context, IbVerbsCheck, RailsFound, Verdict, listed, majority
 from bench.preflight.error_checks import LinkFlaps, RailErrorWindow
 from bench.preflight.gpu_checks import FabricManager, GpuClocks, GpuEcc, GpuXid, NvLinks
-from bench.preflight.path_checks import GpuPeerMemory, Iommu, NicPcie, PcieAcs, PcieLink, PortMtu
+from bench.preflight.path_checks import GpuPeerMemory, Iommu, NicPcie, PcieAcs, PcieLinkSpeed, PortMtu
 from bench.profiles import Profile
 
 
@@ -334,7 +334,7 @@ REGISTRY: tuple[Check, ...] = (
     SocketRails(),
     GpuCount(),
     GpuNicAffinity(),
-    PcieLink(),
+    PcieLinkSpeed(),
     PcieAcs(),
     Iommu(),
     GpuPeerMemory(),

@@ -38,7 +38,7 @@ def _on_paths(gpus: set[int], ctx: Context) -> str:
     return listed([p.label for p in paths])
 
 
-class PcieLink(Check):
+class PcieLinkSpeed(Check):
     """Every link on GPU k's path to its rail NIC (or, without one, from its root port down) at what both its
     ends support."""
 
