@@ -148,9 +148,9 @@ def path_faults(cells: Cells, fabric: FabricMap, rail_fault: np.ndarray, per_cel
     null = _Null(per_cell, rails + sum(len(x) for x in leaves_on))
     out: list[SwitchFault] = []
 
-    def elevated(k: int, mask: np.ndarray) -> bool:
+    def elevated(k: int, mask: np.ndarray, against: _Null = null) -> bool:
         """Rail k's cells in ``mask`` (``[a, b]``) hold more reproduced suspects than noise gives."""
-        return null.significant(int((reproduces[k] & mask & upper[0]).sum()), int((mask & upper[0]).sum()))
+        return against.significant(int((reproduces[k] & mask & upper[0]).sum()), int((mask & upper[0]).sum()))
 
     def switch_inside(k: int, mask: np.ndarray) -> bool:
         """Rail k's cells within units (``mask``) are slow the way a switch slows them: more reproduced suspects
@@ -176,7 +176,16 @@ def path_faults(cells: Cells, fabric: FabricMap, rail_fault: np.ndarray, per_cel
             mask[ks] = cross[ks]
             out.append(SwitchFault("spine", mask, None, spines, spines))
             taken |= set(ks)
-    # Uplinks: the cross cells of one leaf, the most convicted first, while significant.
+    # Uplinks: the cross cells of one leaf, the most convicted first, while significant. Congestion where flows
+    # share uplinks reproduces between units more often than within them, on every rail alike; an uplink slows
+    # one rail's. So the yardstick between units is the run's own: the median over rails of the share of cross
+    # cells that reproduced (robust to the rail the uplink is on), when that is above the fabric-wide rate.
+    shares = [
+        float((reproduces[k] & cross[k] & upper[0]).sum()) / float((cross[k] & upper[0]).sum())
+        for k in open_rails
+        if k not in taken and (cross[k] & upper[0]).any()
+    ]
+    between = _Null(max(per_cell, float(np.median(shares))) if len(shares) >= 3 else per_cell, null.tries)
     for k in open_rails:
         if k in taken:
             continue
@@ -193,7 +202,7 @@ def path_faults(cells: Cells, fabric: FabricMap, rail_fault: np.ndarray, per_cel
                 break
             index, count, mine, near = best
             within = inside[k] & near[:, None] & near[None, :]
-            if not (elevated(k, mine) and _spread(reproduces[k] & mine) and not switch_inside(k, within)):
+            if not (elevated(k, mine, between) and _spread(reproduces[k] & mine) and not switch_inside(k, within)):
                 break
             far = _far_leaves(reproduces[k] & mine, near, leaf[k])
             chosen = [index, *far] if len(far) == 1 else [index]
