@@ -162,11 +162,16 @@ def _judge(matrix: PairMatrix, rates: np.ndarray | None, thresholds: Thresholds)
 
     # The absolute line judges a part's level, not single samples: a healthy fabric's weakest links and its
     # congested samples dip under 90% of line now and then. A sample under the line counts as slow when a link
-    # it crosses sits under the line by its level (the upper median over its partners), or when the sample is
+    # it crosses sits under the line by its level (slow with three quarters of its partners), or when it is
     # under the line by more than the spread the run measured across healthy cells can explain (Holm over all
     # samples, as the relative test).
+    # The level is the upper quartile over partners, not the median: a slow leaf of one of two units spoils
+    # exactly half of every other link's partners on its rail, and must not drag those links under the line.
     mark = math.log(thresholds.pass_fraction)
-    low_link = noise.upper_median(np.where(measured, cell_median, np.nan), axis=-1) < mark
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # links with no measured partner: NaN, never low
+        quartile = np.nanpercentile(np.where(measured, cell_median, np.nan), 75, axis=-1)
+    low_link = quartile < mark
     low_cell = low_link[:, :, None] | low_link[:, None, :]
 
     def under_line(xs: np.ndarray) -> np.ndarray:
