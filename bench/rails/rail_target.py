@@ -1,5 +1,6 @@
-"""The bus bandwidth a healthy rail group's collective must reach at its node count (docs/design.md, "Rail
-targets at any node count").
+"""The bus bandwidth a healthy rail group's collective must reach at its node count.
+
+See docs/design.md, "Rail targets at any node count".
 
 A rail group is one GPU per node, so every step of a ring crosses the network, and every step pays NCCL's
 per-step latency on top of its share of the bytes. NCCL's own cost model (``src/graph/tuning.cc``,
