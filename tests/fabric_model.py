@@ -42,6 +42,7 @@ from bench.rails.matrix import PairColumns
 from bench.rails.records import ExpectedNic, RailResult
 from bench.rails.schedule import Round
 from bench.rails.windows import NodeWindow
+from tests.fabric_regimes import KIND, Regime
 
 LINE_GBPS = 400.0
 PAIR_EFFICIENCY = 0.965
@@ -57,6 +58,14 @@ NVLINK_SIGMA = 0.01
 SPINE_PORTS = 64
 SYMBOL_ERRORS = 1200
 """Symbol errors a bad cable raises per window (any count a ``fail_on_rise`` counter rises by will do)."""
+
+
+def nccl_time_us(collective: str, nranks: int, nbytes: int, busbw_Gbps: float) -> float:
+    """One call's time in NCCL's cost model over links that carry ``busbw_Gbps`` of bus bandwidth."""
+    from tests.nccl_tuning import nccl_choice
+
+    # nccl-tests' size of an all_gather is its whole gathered buffer, the bytes NCCL prices it at.
+    return nccl_choice(collective, nranks, nbytes, busbw_Gbps / 8).time_us(nbytes)
 
 
 @dataclass(frozen=True)
@@ -161,12 +170,15 @@ class Model:
     rail_bytes: int = 256 << 20
     iters: int = 10
     warmup: int = 2
+    regime: Regime = KIND
     _link: np.ndarray = field(init=False, repr=False)
+    _persist: np.ndarray = field(init=False, repr=False)
     _flaky: list[tuple[int, int, float, float]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         s = self.shape
         self._link = np.ones((s.rails, s.nodes))
+        self._persist = self._persistent() if self.regime.harsh else np.ones((s.rails, s.nodes))
         self._flaky = []
         for f in self.faults:
             if f.kind in ("cable", "hca", "dead") and f.node is not None and f.rail is not None:
@@ -179,14 +191,40 @@ class Model:
             elif f.kind == "flaky" and f.node is not None and f.rail is not None:
                 self._flaky.append((f.rail, f.node, f.factor, f.share))
 
+    def _persistent(self) -> np.ndarray:
+        """Each healthy link's own mean, as a share of the kind model's: node spread times link spread, held
+        between the regime's floor and the line rate (a link runs no faster than its wire)."""
+        s, r = self.shape, self.regime
+        log = r.node_spread * self.rng.standard_normal(s.nodes)[None, :]
+        log = log + r.link_spread * self.rng.standard_normal((s.rails, s.nodes))
+        low = r.floor / PAIR_EFFICIENCY if r.floor else 0.0
+        return np.clip(np.exp(log), low, 0.995 / PAIR_EFFICIENCY)
+
+    def _noise(self, m: int, cross: np.ndarray) -> np.ndarray:
+        """Per-sample log-noise: the kind model's normal draws, or the regime's heavy-tailed ones (Student's t
+        scaled to the regime's sigma, a detour of more than a quarter left to the outliers)."""
+        r, rng = self.regime, self.rng
+        if not r.harsh:
+            return SIGMA * rng.standard_normal(m) + SIGMA_AR * rng.standard_normal(m) * cross
+        dof = r.heavy_tail_dof
+        draw = rng.standard_t(dof, m) * math.sqrt((dof - 2) / dof) if dof > 2 else rng.standard_normal(m)
+        log = r.sigma * draw + SIGMA_AR * rng.standard_normal(m) * cross
+        return np.clip(log, -0.25, 0.05)
+
     def _rates(self, rail: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """One sample per (rail, a -> b) direction, Gb/s."""
-        s, rng, m = self.shape, self.rng, len(rail)
+        s, rng, m, r = self.shape, self.rng, len(rail), self.regime
         cross = (a // s.unit) != (b // s.unit)
-        log = SIGMA * rng.standard_normal(m) + SIGMA_AR * rng.standard_normal(m) * cross
-        rate = LINE_GBPS * PAIR_EFFICIENCY * np.exp(log)
-        tail = rng.random(m) < 1 / TAIL_RATE
-        rate[tail] *= rng.uniform(TAIL_LOW, TAIL_HIGH, int(tail.sum()))
+        rate = LINE_GBPS * PAIR_EFFICIENCY * np.exp(self._noise(m, cross))
+        if r.harsh:
+            # A pair runs at its slower end's own mean.
+            rate *= np.minimum(self._persist[rail, a], self._persist[rail, b])
+        tail = rng.random(m) < 1 / (r.outlier_per if r.harsh else TAIL_RATE)
+        low, high = (r.outlier_low, r.outlier_high) if r.harsh else (TAIL_LOW, TAIL_HIGH)
+        rate[tail] *= rng.uniform(low, high, int(tail.sum()))
+        if r.congestion:
+            shared = cross & (rng.random(m) < r.congestion)
+            rate[shared] *= rng.uniform(r.congestion_low, r.congestion_high, int(shared.sum()))
         factor = np.minimum(self._link[rail, a], self._link[rail, b])
         for k, node, slow, share in self._flaky:
             hit = (rail == k) & ((a == node) | (b == node)) & (rng.random(m) < share)
@@ -194,9 +232,16 @@ class Model:
         paths = [f for f in self.faults if f.kind in ("uplink", "spine")]
         if paths and cross.any():
             idx = np.flatnonzero(cross)
-            up = rng.integers(s.uplinks, size=(len(idx), FLOWS))
-            spine = (up // s.links_per_spine) % s.spines
-            down = spine * s.links_per_spine + rng.integers(s.links_per_spine, size=(len(idx), FLOWS))
+            if r.static_routing:
+                # ftree/updn: the destination fixes the path, up from the source's leaf through uplink j (the
+                # destination's port on its own leaf) and down into the destination's leaf through its uplink j.
+                up = np.repeat((b[idx] % s.unit)[:, None], FLOWS, axis=1)
+                down = up
+                spine = (up // s.links_per_spine) % s.spines
+            else:
+                up = rng.integers(s.uplinks, size=(len(idx), FLOWS))
+                spine = (up // s.links_per_spine) % s.spines
+                down = spine * s.links_per_spine + rng.integers(s.links_per_spine, size=(len(idx), FLOWS))
             flow = np.ones(up.shape)
             ua, ub, k = (a[idx] // s.unit)[:, None], (b[idx] // s.unit)[:, None], rail[idx][:, None]
             for f in paths:
@@ -250,11 +295,22 @@ class Model:
         s, out = self.shape, []
         for k in range(s.rails):
             live = self._link[k] > 0
-            slowest = float(self._link[k][live].min()) if live.any() else 0.0
+            level = self._link[k] * self._persist[k]
+            slowest = float(level[live].min()) if live.any() else 0.0
+            share = RAIL_EFFICIENCY * slowest
+            if self.regime.harsh:
+                # A ring runs at its slowest link's own level, or the collective's efficiency if that is lower.
+                share = min(
+                    RAIL_EFFICIENCY * float(self._link[k][live].min()) if live.any() else 0.0, PAIR_EFFICIENCY * slowest
+                )
             for name in collectives:
-                busbw = LINE_GBPS * RAIL_EFFICIENCY * slowest * math.exp(0.005 * self.rng.standard_normal())
+                busbw = LINE_GBPS * share * math.exp(0.005 * self.rng.standard_normal())
                 factor = get_collective(name).busbw_factor(int(live.sum()))
                 time_us = self.rail_bytes * factor * 8 / (busbw * 1e9) * 1e6 if busbw > 0 else 0.0
+                if self.regime.harsh and busbw > 0 and live.sum() > 1:
+                    # The harsh regimes time the call as NCCL's cost model prices it: its per-step latency
+                    # on top of the bytes (tests/nccl_tuning.py).
+                    time_us = nccl_time_us(name, int(live.sum()), self.rail_bytes, busbw)
                 out.append(
                     RailResult(
                         k,

@@ -160,13 +160,33 @@ def _judge(matrix: PairMatrix, rates: np.ndarray | None, thresholds: Thresholds)
         hits |= np.swapaxes(hits, -1, -2)
         return hits & (xs < level + effect) & (noisy is None)
 
-    def slow(relative: np.ndarray, raw: np.ndarray, stopped: np.ndarray) -> np.ndarray:
-        below_target = np.zeros(raw.shape, bool) if rates is None else raw < thresholds.pass_fraction * per_rail
+    # The absolute line judges a part's level, not single samples: a healthy fabric's weakest links and its
+    # congested samples dip under 90% of line now and then. A sample under the line counts as slow when a link
+    # it crosses sits under the line by its level (slow with three quarters of its partners), or when it is
+    # under the line by more than the spread the run measured across healthy cells can explain (Holm over all
+    # samples, as the relative test).
+    # The level is the upper quartile over partners, not the median: a slow leaf of one of two units spoils
+    # exactly half of every other link's partners on its rail, and must not drag those links under the line.
+    mark = math.log(thresholds.pass_fraction)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # links with no measured partner: NaN, never low
+        quartile = np.nanpercentile(np.where(measured, cell_median, np.nan), 75, axis=-1)
+    low_link = quartile < mark
+    low_cell = low_link[:, :, None] | low_link[:, None, :]
+
+    def under_line(xs: np.ndarray) -> np.ndarray:
+        z = np.where(upper, (mark - xs) / sigma, np.nan)
+        hits = noise.holm_significant(z)
+        hits |= np.swapaxes(hits, -1, -2)
+        return (xs < mark) & (hits | low_cell)
+
+    def slow(relative: np.ndarray, xs: np.ndarray, raw: np.ndarray, stopped: np.ndarray) -> np.ndarray:
+        below_target = np.zeros(raw.shape, bool) if rates is None else under_line(xs)
         return (relative | below_target | stopped | (raw <= 0)) & ~np.isnan(raw)
 
     relative = beyond_noise(x)
-    slow_sample = slow(relative, values, matrix.stopped_flags)
-    slow_again = slow(beyond_noise(x_again), again, matrix.confirm_stopped_flags)
+    slow_sample = slow(relative, x, values, matrix.stopped_flags)
+    slow_again = slow(beyond_noise(x_again), x_again, again, matrix.confirm_stopped_flags)
     expected = np.exp(level) * scale if rates is None else rates
     basis: Literal["line rate", "peers"] = "peers" if rates is None else "line rate"
     return Cells(

@@ -78,8 +78,9 @@ def rail_leaf(fabric: FabricMap, cells: Cells, kpos: int) -> int | None:
 
 
 def leaf_faults(cells: Cells, fabric: FabricMap, rail_fault: np.ndarray) -> list[SwitchFault]:
-    """Leaves of two or more nodes every cell of which (within the unit and across) is a suspect, and at least
-    half of those reproduced; a leaf that holds the whole rail is the rail's business."""
+    """Leaves of two or more nodes each member of which is a suspect with most of its partners (within the unit
+    and across), and at least half of those suspects reproduced; a leaf that holds the whole rail is the rail's
+    business."""
     leaf = _by_position(fabric, cells)
     out = []
     for kpos in np.flatnonzero(~rail_fault):
@@ -89,15 +90,21 @@ def leaf_faults(cells: Cells, fabric: FabricMap, rail_fault: np.ndarray) -> list
             members = np.flatnonzero((row == index) & measured_nodes)
             if len(members) < 2 or len(members) == int(measured_nodes.sum()):
                 continue
-            rows = cells.suspect[kpos, members] | ~cells.measured[kpos, members]
-            if not rows.all():
-                continue  # a cell of it measured healthy: not this leaf (the common case, decided cheaply)
+            # By level, not by every sample: each member's link is slow with most of its partners (its upper
+            # median among them is slow), as a leaf at 85% leaves it, though noise lifts a few cells over the
+            # line. One or two bad cables on the leaf leave the other members slow with one or two partners.
+            # Within the unit too: a spine or an uplink slows only the cells between units.
+            measured = cells.measured[kpos, members]
+            suspect = cells.suspect[kpos, members] & measured
+            inside = measured & (row == index)[None, :]
+            if not (_most(suspect, measured) & _most(suspect & inside, inside)).all():
+                continue  # a member's link measured healthy with most partners: not this leaf
             mask = np.zeros(cells.measured.shape, dtype=bool)
             mask[kpos, members, :] = True
             mask[kpos, :, members] = True
             mask &= cells.measured
             k, a, b = np.nonzero(np.triu(mask, k=1))
-            if not (cells.suspect[k, a, b].all() and cells.confirmed(k, a, b)):
+            if not cells.confirmed(k, a, b):
                 continue
             if _one_node(cells.reproduces[kpos] & mask[kpos]):
                 continue  # one node's cable, with noise on the rest
@@ -106,6 +113,11 @@ def leaf_faults(cells: Cells, fabric: FabricMap, rail_fault: np.ndarray) -> list
             ports = tuple(str(c) for c in named.uplinks)
             out.append(SwitchFault("leaf", mask, int(kpos), (named.name,), ports, unit))
     return out
+
+
+def _most(slow: np.ndarray, measured: np.ndarray) -> np.ndarray:
+    """Per row, whether more than half of the measured cells are slow."""
+    return 2 * slow.sum(axis=1) > measured.sum(axis=1)
 
 
 def _one_node(reproduces: np.ndarray) -> bool:
@@ -148,9 +160,9 @@ def path_faults(cells: Cells, fabric: FabricMap, rail_fault: np.ndarray, per_cel
     null = _Null(per_cell, rails + sum(len(x) for x in leaves_on))
     out: list[SwitchFault] = []
 
-    def elevated(k: int, mask: np.ndarray) -> bool:
+    def elevated(k: int, mask: np.ndarray, against: _Null = null) -> bool:
         """Rail k's cells in ``mask`` (``[a, b]``) hold more reproduced suspects than noise gives."""
-        return null.significant(int((reproduces[k] & mask & upper[0]).sum()), int((mask & upper[0]).sum()))
+        return against.significant(int((reproduces[k] & mask & upper[0]).sum()), int((mask & upper[0]).sum()))
 
     def switch_inside(k: int, mask: np.ndarray) -> bool:
         """Rail k's cells within units (``mask``) are slow the way a switch slows them: more reproduced suspects
@@ -176,7 +188,16 @@ def path_faults(cells: Cells, fabric: FabricMap, rail_fault: np.ndarray, per_cel
             mask[ks] = cross[ks]
             out.append(SwitchFault("spine", mask, None, spines, spines))
             taken |= set(ks)
-    # Uplinks: the cross cells of one leaf, the most convicted first, while significant.
+    # Uplinks: the cross cells of one leaf, the most convicted first, while significant. Congestion where flows
+    # share uplinks reproduces between units more often than within them, on every rail alike; an uplink slows
+    # one rail's. So the yardstick between units is the run's own: the median over rails of the share of cross
+    # cells that reproduced (robust to the rail the uplink is on), when that is above the fabric-wide rate.
+    shares = [
+        float((reproduces[k] & cross[k] & upper[0]).sum()) / float((cross[k] & upper[0]).sum())
+        for k in open_rails
+        if k not in taken and (cross[k] & upper[0]).any()
+    ]
+    between = _Null(max(per_cell, float(np.median(shares))) if len(shares) >= 3 else per_cell, null.tries)
     for k in open_rails:
         if k in taken:
             continue
@@ -193,7 +214,7 @@ def path_faults(cells: Cells, fabric: FabricMap, rail_fault: np.ndarray, per_cel
                 break
             index, count, mine, near = best
             within = inside[k] & near[:, None] & near[None, :]
-            if not (elevated(k, mine) and _spread(reproduces[k] & mine) and not switch_inside(k, within)):
+            if not (elevated(k, mine, between) and _spread(reproduces[k] & mine) and not switch_inside(k, within)):
                 break
             far = _far_leaves(reproduces[k] & mine, near, leaf[k])
             chosen = [index, *far] if len(far) == 1 else [index]

@@ -1,0 +1,52 @@
+"""The bus bandwidth a healthy rail group's collective must reach at its node count.
+
+See docs/design.md, "Rail targets at any node count".
+
+A rail group is one GPU per node, so every step of a ring crosses the network, and every step pays NCCL's
+per-step latency on top of its share of the bytes. NCCL's own cost model (``src/graph/tuning.cc``,
+``ncclTopoTuneModel``) prices a ring call at ``baseLatency + steps x netLatency`` (x 1.4 for a ring all_reduce on
+the Simple protocol: the "plateau effect of ring") plus its bytes over the bandwidth. With 2(n-1) steps for an
+all_reduce, 64 nodes add about 2.5 ms to the 10.6 ms a 256 MiB all_reduce spends on bytes at 400 Gb/s: a healthy
+rail reads about 81% of line however good its links are, and a fixed 90%-of-line mark fails it.
+
+So the mark is on the bandwidth term: the rail passes when its call is no slower than its bytes at
+``pass_fraction`` of line plus NCCL's latency for its node count. A rail whose links deliver less than
+``pass_fraction`` of line still fails, at any node count, because the latency added is the same on both sides.
+"""
+
+from __future__ import annotations
+
+from bench.measure.collectives import get_collective
+
+BASE_LATENCY_US = 8.4
+"""``baseLatencies[NCCL_ALGO_RING][NCCL_PROTO_SIMPLE]`` in ``src/graph/tuning.cc``."""
+NET_STEP_LATENCY_US = 14.0
+"""``hwLatencies[NCCL_HW_NET][NCCL_ALGO_TREE][NCCL_PROTO_SIMPLE]``: with one GPU per node NCCL charges every
+network step the tree's network latency ("latencies are fully exposed")."""
+RING_PLATEAU = 1.4
+"""A ring all_reduce on Simple pays 1.4 times its latency (compute capability 8.0 and up)."""
+
+
+def network_steps(collective: str, nnodes: int) -> int:
+    """Ring steps of one call with one GPU per node: 2(n-1) for an all_reduce, n-1 for a gather or scatter."""
+    return 2 * (nnodes - 1) if collective == "all_reduce" else max(0, nnodes - 1)
+
+
+def latency_us(collective: str, nnodes: int) -> float:
+    """NCCL's modelled fixed cost of one ring call over ``nnodes`` nodes of one GPU each (0 for one node)."""
+    if nnodes < 2:
+        return 0.0
+    latency = BASE_LATENCY_US + network_steps(collective, nnodes) * NET_STEP_LATENCY_US
+    return latency * RING_PLATEAU if collective == "all_reduce" else latency
+
+
+def needed_busbw_Gbps(collective: str, nnodes: int, nbytes: int, line_mark_Gbps: float) -> float:
+    """The bus bandwidth a call of ``nbytes`` reads at when its bytes move at ``line_mark_Gbps`` and it pays
+    NCCL's latency for ``nnodes``: the mark a rail group's measured busbw is judged against."""
+    if line_mark_Gbps <= 0 or nbytes <= 0:
+        return line_mark_Gbps
+    bus_bits = nbytes * get_collective(collective).busbw_factor(nnodes) * 8
+    if bus_bits <= 0:
+        return line_mark_Gbps
+    seconds = bus_bits / (line_mark_Gbps * 1e9) + latency_us(collective, nnodes) * 1e-6
+    return bus_bits / seconds / 1e9

@@ -1,0 +1,134 @@
+"""Regimes of the fabric model (``tests/fabric_model.py``): how healthy a healthy fabric looks, and how broken a
+broken part is. ``docs/rails.md`` ("The fabric model's regimes") lists them with their sources.
+
+``kind`` is the model as it first was: every healthy link alike, 1.5% noise, adaptive routing, faults far below
+the pass mark. The others carry what real rail-optimised fabrics show:
+
+* **persistent spread** per node and per link, drawn once per fabric: cables, transceivers and HCAs of one
+  model differ by a few percent in what they sustain, run after run (Skinner and Kramer, "Understanding the
+  causes of performance variability in HPC workloads", IISWC 2005; Chunduri et al., "Run-to-run variability on
+  Xeon Phi based Cray XC systems", SC17: 3-7% between nodes of one model). The fair floor: every healthy link
+  averages at least ``floor`` (92%) of line rate, as the issue that asked for this model fixed;
+* **heavy-tailed per-sample noise**: Student's t (few degrees of freedom) rather than a normal, plus outliers
+  (Hoefler, Schneider and Lumsdaine, "Characterizing the influence of system noise on large-scale applications
+  by simulation", SC10: OS and network noise is heavy-tailed, rare long detours dominate);
+* **congestion where flows share uplinks**: a cross-unit sample now and then shares an uplink with another
+  flow of its round and runs at a fraction of its rate (Hoefler, Schneider and Lumsdaine, "Multistage switches
+  are not crossbars: effects of static routing in high-performance networks", IEEE Cluster 2008: with static
+  routing, bisection patterns lose up to 40% of bandwidth to shared uplinks);
+* **static destination routing** (OpenSM's ftree and updn engines: the route to a destination LID is fixed, so
+  a pair always leaves its leaf through the same uplink, chosen by the destination; OpenSM documentation,
+  "Routing algorithms") besides adaptive routing (NVIDIA Quantum's AR spreads a pair's packets over every
+  uplink, per transfer);
+* **borderline faults** at 70-90% of the peers' rate, a node at 85%, a degraded uplink, a flapping link (a
+  link that retrains now and then: a sample it flaps in moves almost nothing; NVIDIA UFM documentation
+  counts link-down events per port as "link flapping"), a dead link beside a 20%-slow one, and two or three
+  faults at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Regime:
+    """One regime's healthy fabric and its faults' depth."""
+
+    name: str
+    node_spread: float = 0.0
+    """Persistent lognormal sigma per node (every rail of it)."""
+    link_spread: float = 0.0
+    """Persistent lognormal sigma per (node, rail) link."""
+    floor: float = 0.0
+    """Every healthy link's mean is at least this share of line rate (0: no floor)."""
+    sigma: float = 0.015
+    """Per-sample noise (the scale of the t or normal draw)."""
+    heavy_tail_dof: int = 0
+    """Degrees of freedom of the per-sample t noise; 0: normal."""
+    outlier_per: int = 100
+    """One sample in this many is slowed by a transient outlier."""
+    outlier_low: float = 0.70
+    outlier_high: float = 0.98
+    congestion: float = 0.0
+    """Chance that a cross-unit sample shares an uplink with another flow of its round."""
+    congestion_low: float = 0.6
+    congestion_high: float = 0.95
+    static_routing: bool = False
+    """Destination routing (ftree/updn): a pair's flows all take one uplink, fixed by the destination."""
+    slow: tuple[float, float] = (0.3, 0.8)
+    """The range a slow cable, HCA, node or leaf's factor is drawn from."""
+    uplink_slow: tuple[float, float] = (0.2, 0.5)
+    flap_share: tuple[float, float] = (0.3, 0.7)
+    """The share of samples a flaky (flapping) link is slow in."""
+    kinds: tuple[str, ...] = ("cable", "hca", "node", "gpu", "leaf", "uplink", "spine", "flaky", "dead", "two")
+    """The fault scenarios drawn in turn (``ci/diagnosis_sim.py``)."""
+
+    @property
+    def harsh(self) -> bool:
+        """Whether any property beyond the kind model's is on (the kind model draws no extra random numbers)."""
+        return bool(self.node_spread or self.link_spread or self.heavy_tail_dof or self.congestion)
+
+
+HARSH_KINDS = (
+    "cable",
+    "hca",
+    "node",
+    "node85",
+    "gpu",
+    "leaf",
+    "uplink",
+    "spine",
+    "flaky",
+    "dead",
+    "deadslow",
+    "two",
+    "three",
+)
+
+KIND = Regime("kind")
+REALISTIC = Regime(
+    "realistic",
+    node_spread=0.02,
+    link_spread=0.04,
+    floor=0.92,
+    sigma=0.02,
+    heavy_tail_dof=4,
+    outlier_per=100,
+    congestion=0.02,
+    static_routing=True,
+    slow=(0.70, 0.90),
+    uplink_slow=(0.5, 0.8),
+    flap_share=(0.2, 0.5),
+    kinds=HARSH_KINDS,
+)
+ADAPTIVE = Regime(
+    "adaptive",
+    node_spread=0.02,
+    link_spread=0.05,
+    floor=0.92,
+    sigma=0.025,
+    heavy_tail_dof=3,
+    outlier_per=60,
+    congestion=0.01,
+    slow=(0.70, 0.90),
+    uplink_slow=(0.4, 0.7),
+    flap_share=(0.2, 0.5),
+    kinds=HARSH_KINDS,
+)
+NOISY = Regime(
+    "noisy",
+    node_spread=0.03,
+    link_spread=0.06,
+    floor=0.92,
+    sigma=0.03,
+    heavy_tail_dof=3,
+    outlier_per=40,
+    congestion=0.05,
+    static_routing=True,
+    slow=(0.70, 0.85),
+    uplink_slow=(0.5, 0.75),
+    flap_share=(0.3, 0.6),
+    kinds=HARSH_KINDS,
+)
+REGIMES = {r.name: r for r in (KIND, REALISTIC, ADAPTIVE, NOISY)}

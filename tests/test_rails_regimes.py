@@ -1,0 +1,47 @@
+"""The judge on the harsh fabric model (tests/fabric_regimes.py ``realistic``: persistent spread, heavy-tailed
+noise, congestion between units, static routing, borderline faults) at 64 x 8, through rank 0's own code as
+``ci/diagnosis_sim.py`` drives it. The rates over a thousand scenarios are that script's to print; here a few
+scenarios pin the mechanisms: a clean fabric whose weakest links sit at 92% of line names nothing, a node at
+85% is the node, a leaf at 70-90% is the leaf (not its cables), a degraded uplink under static routing and a
+spine are named as themselves."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from types import ModuleType
+
+import pytest
+
+from tests.fabric_model import Shape
+from tests.fabric_regimes import REALISTIC
+from tests.support import REPO
+
+
+def _sim() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("diagnosis_sim", REPO / "ci" / "diagnosis_sim.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+SIM = _sim()
+SHAPE = Shape(64, 8, 32)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_clean_realistic_fabric_names_nothing(seed: int) -> None:
+    result = SIM.run_one("64x8", SHAPE, "clean", seed, REALISTIC)
+    assert result.named == set() and result.below_target == 0
+
+
+# Seeds as ci/diagnosis_sim.py numbers its scenarios (kind i of the regime's list with seed 1,000,000 + i).
+@pytest.mark.parametrize(
+    ("kind", "seed"),
+    [("node85", 1000003), ("leaf", 1000005), ("uplink", 1000006), ("spine", 1000007), ("deadslow", 1000010)],
+)
+def test_each_fault_is_named_as_itself(kind: str, seed: int) -> None:
+    result = SIM.run_one("64x8", SHAPE, kind, seed, REALISTIC)
+    assert result.named == result.expected and result.actions_ok, (result.expected, result.named)
