@@ -13,6 +13,7 @@ Faults (only tbf, htb, pfifo and bfifo exist on this kernel, so no netem):
 * ``dead-and-slow``: issue 20's hidden case: the first node's rail 0 down and the fourth node's rail 1 shaped
   (two rails and four nodes at least): a dead link must not hide the slow one, both are named;
 * ``flaky-link``: the token bucket switched on and off (``FLAKY_ON_S``, ``FLAKY_OFF_S``) during the run;
+  ``half-flaky-link`` the same, shaped half of the time (``FLAKY_ON_S`` on, as long off);
 * ``lossy-link``: a token bucket at a high rate with a queue of a few KiB, which drops packets (TCP then
   retransmits, and the link crawls);
 * ``slow-rank``: one rank's CPU capped through the cpu cgroup (v1 ``cpu.cfs_quota_us``): its rail's pairs
@@ -116,8 +117,10 @@ def unshape(bed: NetnsCluster, node: str, rail: int) -> None:
 
 
 @contextlib.contextmanager
-def flapping(bed: NetnsCluster, node: str, rail: int) -> Iterator[None]:
-    """Shaping on for FLAKY_ON_S and off for FLAKY_OFF_S until the block ends."""
+def flapping(
+    bed: NetnsCluster, node: str, rail: int, on_s: float = FLAKY_ON_S, off_s: float = FLAKY_OFF_S
+) -> Iterator[None]:
+    """Shaping on for ``on_s`` and off for ``off_s`` until the block ends."""
     stop = threading.Event()
 
     def loop() -> None:
@@ -127,7 +130,7 @@ def flapping(bed: NetnsCluster, node: str, rail: int) -> Iterator[None]:
                 bed.shape(node, rail, SHAPED_MBIT)
             else:
                 unshape(bed, node, rail)
-            stop.wait(FLAKY_ON_S if on else FLAKY_OFF_S)
+            stop.wait(on_s if on else off_s)
             on = not on
 
     worker = threading.Thread(target=loop, daemon=True)
@@ -250,6 +253,8 @@ def scenarios(bed: NetnsCluster) -> dict[str, tuple[list[Named], Inject]]:
         "shaped-rail": ([("rail", None, 0)], static(lambda: [bed.shape(n, 0, SHAPED_MBIT) for n in nodes])),
         "dead-link": ([("link", last, 0)], static(lambda: bed.link_down(last, 0))),
         "flaky-link": ([("link", mid, 0)], lambda: flapping(bed, mid, 0)),
+        # Shaped half of the time (2 s on, 2 s off): the at-scale rules must not blind the small case to it.
+        "half-flaky-link": ([("link", mid, 0)], lambda: flapping(bed, mid, 0, FLAKY_ON_S, FLAKY_ON_S)),
         "lossy-link": ([("link", nodes[0], r1)], static(lambda: tc(bed, nodes[0], r1, LOSSY))),
         "slow-rank": ([("link", nodes[1], 0)], lambda: throttled(bed, nodes[1], 0)),
     }
