@@ -60,7 +60,7 @@ def test_the_summary_says_each_defect_once_with_where_and_what_to_do(run_dir: Pa
     assert found == {
         ("check", HOSTS[52], "", ""),
         ("link", HOSTS[16], "3", "mlx5_4"),
-        ("gpu", HOSTS[40], "", "GPU 5"),
+        ("gpu", HOSTS[40], "", "GPU 5 (0000:68:00.0)"),  # the number and the PCI address (issue 29 item 6)
     }
     link = next(d for d in summary.defects if d.kind == "link")
     assert link.action == f"check the HCA and the switch port of {HOSTS[16]} mlx5_4"

@@ -101,13 +101,27 @@ def test_only_defects_of_one_nodes_parts_drain_it() -> None:
         _defect("node", "node06", rail=None, symptom="slow"),
         _defect("path", "node07", symptom="misrouted"),
     ]
-    gpus = [GpuDefect(kind="gpu", node="node08", gpu=3, symptom="slow", action="drain node08 and check NVLink")]
+    gpus = [
+        GpuDefect(kind="gpu", node="node08", gpu=3, symptom="slow", action="drain node08 and check NVLink"),
+        GpuDefect(
+            kind="gpu-pair",
+            node="node09",
+            gpu=1,
+            peer=6,
+            bus_id="0000:2a:00.0",
+            peer_bus_id="0000:ba:00.0",
+            symptom="slow",
+            action="drain node09 and check NVLink between GPU 1 and GPU 6",
+        ),
+    ]
     faults, not_drained = drain.defect_faults(defects, gpus)
     assert [(f.node, f.part, f.finding) for f in faults] == [
         ("node02", "rail 1 (mlx5_2)", "link dead"),
         ("node06", "every rail", "node slow"),
         ("node07", "rail 1 (mlx5_2)", "path misrouted"),
         ("node08", "GPU 3", "gpu slow"),
+        # the number as CUDA and nvidia-smi say it, and the PCI address beside it (issue 29 item 6)
+        ("node09", "GPU 1 (0000:2a:00.0) - GPU 6 (0000:ba:00.0)", "gpu-pair slow"),
     ]
     assert [line.split(":")[0] for line in not_drained] == [
         "node03-node04 rail 1 pair slow",

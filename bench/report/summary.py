@@ -85,7 +85,6 @@ def _rails_finding(d: RailDefect) -> BrokenPart:
 def _gpu_finding(d: GpuDefect) -> BrokenPart:
     kind, node, gpu, peer, bus = (_text(v) for v in (d.kind, d.node, d.gpu, d.peer, d.bus_id))
     action = d.action
-    part = f"GPU {gpu} ↔ GPU {peer}" if gpu and peer else (f"GPU {gpu}" if gpu else "every GPU")
     wheres = (
         f"{node} GPU {gpu} ({bus})",
         f"{node} GPU {gpu}",
@@ -93,7 +92,7 @@ def _gpu_finding(d: GpuDefect) -> BrokenPart:
         f"{node} (every local pair)",
     )
     line = d.line or kind
-    return BrokenPart(kind or "gpu", node, "", part, _strip(line, wheres, action), action, "intra-node")
+    return BrokenPart(kind or "gpu", node, "", d.part, _strip(line, wheres, action), action, "intra-node")
 
 
 def defects(inputs: RunInputs, grid: Grid | None) -> tuple[BrokenPart, ...]:

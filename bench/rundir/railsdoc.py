@@ -233,6 +233,20 @@ class GpuDefect(Written):
     causes: tuple[DefectCause, ...] = ()
     """Faults of the GPU itself that explain it (clocks held down, an NVLink inactive, Xid events)."""
 
+    @property
+    def part(self) -> str:
+        """The GPU or GPU pair as an operator finds it in the node: its number (CUDA's and nvidia-smi's, in PCI bus
+        order) with its PCI address beside it where the run knew it; ``every GPU pair`` for a node."""
+
+        def one(gpu: int, bus: str | None) -> str:
+            return f"GPU {gpu} ({bus})" if bus else f"GPU {gpu}"
+
+        if self.gpu is None:
+            return "every GPU pair"
+        if self.peer is None:
+            return one(self.gpu, self.bus_id)
+        return f"{one(self.gpu, self.bus_id)} - {one(self.peer, self.peer_bus_id)}"
+
     def to_json(self) -> JSONObject:
         doc = super().to_json()
         return doc if self.severity is not None else {k: v for k, v in doc.items() if k != "severity"}

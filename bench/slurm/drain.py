@@ -188,11 +188,7 @@ def defect_faults(
     for g in gpu_defects:
         if not g.node:
             continue
-        if g.gpu is not None and g.peer is not None:
-            part = f"GPU {g.gpu}-GPU {g.peer}"
-        else:
-            part = f"GPU {g.gpu}" if g.gpu is not None else "every GPU pair"
-        faults.append(NodeFault(g.node, part, f"{g.kind} {g.symptom or ''}".strip(), g.action))
+        faults.append(NodeFault(g.node, g.part, f"{g.kind} {g.symptom or ''}".strip(), g.action))
     return faults, not_drained
 
 
