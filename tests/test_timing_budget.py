@@ -86,6 +86,9 @@ def virtual(monkeypatch: pytest.MonkeyPatch, one_rank_world: None) -> Callable[.
     def make(*args: Any, **kwargs: Any) -> Communicator:
         comm = Communicator(*args, **kwargs)
         monkeypatch.setattr(device_ops, "time", SimpleNamespace(perf_counter=comm.perf_counter))
+        # A device clock registered earlier in this process (tests/async_backend.py registers its stream's when
+        # imported, as a GPU backend would) takes precedence over perf_counter: this test's clock must win.
+        monkeypatch.setattr(device_ops, "_HOST_CLOCK", [])
         return comm
 
     return make
