@@ -86,7 +86,14 @@ class Cells:
         """The chance that one matrix sample of a healthy cell is slow: the slow samples of the suspects that
         re-measured normal (noise, by their own re-measurement) over every matrix sample, plus the screen's
         family-wise share (``noise.FALSE_ALARMS``), so a matrix with no transient still has a rate."""
-        upper = np.triu(np.ones(self.measured.shape[1:], dtype=bool), k=1)[None]
+        return self.noise_rate_in(np.ones(self.measured.shape, dtype=bool))
+
+    def noise_rate_in(self, region: np.ndarray) -> float:
+        """:attr:`noise_rate` over the cells of ``region`` (``[rail, a, b]``) alone. Congestion slows cells
+        between units (flows share uplinks there) and never cells within one leaf, so a part is judged against
+        the noise of its own class of cells: the cross-unit rate would hide a flaky cable inside a unit, the
+        fabric-wide rate would convict an uplink of congestion."""
+        upper = np.triu(np.ones(self.measured.shape[1:], dtype=bool), k=1)[None] & region
         samples = int((~np.isnan(self.matrix.busbw) & upper).sum())
         transient = self.suspect & ~self.reproduces & upper[0] if self.remeasured else np.zeros_like(self.suspect)
         slow = int(self.slow_sample[:, transient].sum())
@@ -95,7 +102,13 @@ class Cells:
     @property
     def reproduced_by_noise(self) -> float:
         """The chance that a healthy cell is a suspect *and* reproduces: what noise gives per cell."""
-        p = self.noise_rate
+        return self._reproduced(self.noise_rate)
+
+    def reproduced_by_noise_in(self, region: np.ndarray) -> float:
+        """:attr:`reproduced_by_noise` from the noise of ``region``'s cells alone (:meth:`noise_rate_in`)."""
+        return self._reproduced(self.noise_rate_in(region))
+
+    def _reproduced(self, p: float) -> float:
         suspect = 1.0 - (1.0 - p) ** self.slow_sample.shape[0]
         again = 1.0 - (1.0 - p) ** self.slow_again.shape[0] if self.remeasured else 1.0
         return suspect * again

@@ -31,6 +31,7 @@ import numpy as np
 
 from bench.rails import noise
 from bench.rails.fabric_map import FabricMap
+from bench.rails.matrix import PairMatrix
 from bench.rails.parts import CellIndex, Cells
 
 SwitchKind = Literal["leaf", "uplink", "spine"]
@@ -57,7 +58,10 @@ class SwitchFault:
 
 def _by_position(fabric: FabricMap, cells: Cells) -> np.ndarray:
     """``[rail position, node]`` leaf index in the matrix's own order (-1 where unplaced)."""
-    matrix = cells.matrix
+    return _leaf_index(fabric, cells.matrix)
+
+
+def _leaf_index(fabric: FabricMap, matrix: PairMatrix) -> np.ndarray:
     node_index = {name: i for i, name in enumerate(fabric.nodes)}
     out = np.full((len(matrix.rails), len(matrix.nodes)), -1, dtype=np.int32)
     for kpos, rail in enumerate(matrix.rails):
@@ -67,6 +71,14 @@ def _by_position(fabric: FabricMap, cells: Cells) -> np.ndarray:
             if node in node_index:
                 out[kpos, a] = fabric.leaf[rail, node_index[node]]
     return out
+
+
+def between_units(fabric: FabricMap, matrix: PairMatrix) -> np.ndarray:
+    """``[rail, a, b]`` in the matrix's order: the pair's nodes sit on different leaves of the rail, so its
+    flows cross an uplink of each and a spine (where congestion lives); False where either is unplaced."""
+    leaf = _leaf_index(fabric, matrix)
+    placed = leaf >= 0
+    return (leaf[:, :, None] != leaf[:, None, :]) & placed[:, :, None] & placed[:, None, :]
 
 
 def rail_leaf(fabric: FabricMap, cells: Cells, kpos: int) -> int | None:
@@ -136,6 +148,26 @@ def _spread(reproduces: np.ndarray) -> bool:
     return 2 * int(counts.max()) <= len(a)
 
 
+def _hubs(reproduces: np.ndarray, mine: np.ndarray) -> list[int]:
+    """Nodes slow with most of their cells in ``mine`` (``[a, b]``): under static routing (OpenSM's ftree or
+    updn) a pair's flows always take the uplink its destination's port fixes, so a degraded uplink slows one
+    node's every flow into its leaf from other units, and every flow out of the leaf to the nodes on that port
+    of the other units: it shows as a few nodes slow with (nearly) all of their partners across units."""
+    count = mine.sum(axis=1)
+    return [int(x) for x in np.flatnonzero((2 * reproduces.sum(axis=1) > count) & (count >= 2))]
+
+
+def _routed(reproduces: np.ndarray, mine: np.ndarray, hubs: list[int]) -> bool:
+    """The reproducing suspects in ``mine`` are a static route's: hubs (:func:`_hubs`, none of them slow inside
+    its own unit, which a cable would be) and at least half of the suspects at a hub. A hub is spread over
+    every partner it has across units, which no single cable is without also slowing its own unit."""
+    if not hubs:
+        return False
+    a, b = np.nonzero(np.triu(reproduces & mine, k=1))
+    at_hub = np.isin(a, hubs) | np.isin(b, hubs)
+    return len(a) >= 2 and 2 * int(at_hub.sum()) >= len(a)
+
+
 @dataclass(frozen=True)
 class _Null:
     """What noise alone gives: reproducing suspects per cell, and the number of parts tried."""
@@ -144,7 +176,10 @@ class _Null:
     tries: int
 
     def significant(self, count: int, cells: int) -> bool:
-        return noise.poisson_sf(count, cells * self.per_cell) * max(1, self.tries) <= noise.NAME_FALSE_ALARMS
+        return self.significant_at(count, cells, noise.NAME_FALSE_ALARMS)
+
+    def significant_at(self, count: int, cells: int, alpha: float) -> bool:
+        return noise.poisson_sf(count, cells * self.per_cell) * max(1, self.tries) <= alpha
 
 
 def path_faults(cells: Cells, fabric: FabricMap, rail_fault: np.ndarray, per_cell: float) -> list[SwitchFault]:
@@ -198,6 +233,29 @@ def path_faults(cells: Cells, fabric: FabricMap, rail_fault: np.ndarray, per_cel
         if k not in taken and (cross[k] & upper[0]).any()
     ]
     between = _Null(max(per_cell, float(np.median(shares))) if len(shares) >= 3 else per_cell, null.tries)
+    inside_null = _Null(cells.reproduced_by_noise_in(inside), len(cells.matrix.nodes))
+
+    def elevated_inside(k: int, node: int) -> bool:
+        """Node's cells within its own leaf hold more reproduced suspects than the noise within units gives, at
+        the screen's family-wise level over the nodes (a cable's fault, flaky or slow, shows inside too)."""
+        row = inside[k, node]
+        count = int((reproduces[k, node] & row).sum())
+        return count >= 2 and inside_null.significant_at(count, int(row.sum()), noise.FALSE_ALARMS)
+
+    def uplink_stands(k: int, mine: np.ndarray, within: np.ndarray) -> bool:
+        """An uplink's cross cells ``mine`` (``[a, b]``) reproduce beyond what congestion gives between units,
+        in an uplink's shape (spread over the leaf's nodes, or in the hubs a static route makes), and nothing
+        like it within the unit. When the node with the most of them is slow inside its own unit too, a cable
+        of that node may be all there is: the uplink must stand without it."""
+        slow = reproduces[k] & mine
+        busiest = int(np.argmax(slow.sum(axis=1)))
+        if elevated_inside(k, busiest):
+            mine = mine.copy()
+            mine[busiest, :] = mine[:, busiest] = False
+            slow = reproduces[k] & mine
+        shaped = _spread(slow) or _routed(slow, mine, [x for x in _hubs(slow, mine) if not elevated_inside(k, x)])
+        return elevated(k, mine, between) and shaped and not switch_inside(k, within)
+
     for k in open_rails:
         if k in taken:
             continue
@@ -214,7 +272,7 @@ def path_faults(cells: Cells, fabric: FabricMap, rail_fault: np.ndarray, per_cel
                 break
             index, count, mine, near = best
             within = inside[k] & near[:, None] & near[None, :]
-            if not (elevated(k, mine, between) and _spread(reproduces[k] & mine) and not switch_inside(k, within)):
+            if not uplink_stands(k, mine, within):
                 break
             far = _far_leaves(reproduces[k] & mine, near, leaf[k])
             chosen = [index, *far] if len(far) == 1 else [index]
