@@ -125,8 +125,12 @@ def _slow_rails(x: np.ndarray, cell_median: np.ndarray, measured: np.ndarray, ef
     return out
 
 
-def _judge(matrix: PairMatrix, rates: np.ndarray | None, thresholds: Thresholds) -> Cells:
-    """Slow samples, suspects and re-measurements: everything the explanations below are built from."""
+def _judge(
+    matrix: PairMatrix, rates: np.ndarray | None, thresholds: Thresholds, between: np.ndarray | None = None
+) -> Cells:
+    """Slow samples, suspects and re-measurements: everything the explanations below are built from.
+
+    ``between`` (``[rail, a, b]``, where the cabling is known) marks the cells whose flows cross units."""
     scale = np.ones(len(matrix.rails)) if rates is None else rates
     per_rail = scale[None, :, None, None]
     values, again = matrix.busbw, matrix.confirm_values
@@ -167,10 +171,15 @@ def _judge(matrix: PairMatrix, rates: np.ndarray | None, thresholds: Thresholds)
     # samples, as the relative test).
     # The level is the upper quartile over partners, not the median: a slow leaf of one of two units spoils
     # exactly half of every other link's partners on its rail, and must not drag those links under the line.
+    # Where the cabling is known, the level is taken within the unit and across units apart, and the link is
+    # low only when both are: congestion and a static route's degraded uplink slow a link's partners across
+    # units alone (a whole class of its partners, more than a quarter of them), while its own cable slows both.
     mark = math.log(thresholds.pass_fraction)
+    classes = [measured] if between is None else [measured & between, measured & ~between]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # links with no measured partner: NaN, never low
-        quartile = np.nanpercentile(np.where(measured, cell_median, np.nan), 75, axis=-1)
+        levels = [np.nanpercentile(np.where(c, cell_median, np.nan), 75, axis=-1) for c in classes]
+        quartile = levels[0] if len(levels) == 1 else np.fmax(*levels)
     low_link = quartile < mark
     low_cell = low_link[:, :, None] | low_link[:, None, :]
 
@@ -219,9 +228,15 @@ def diagnose(
     the switches is guessed.
     """
     rates = _line_rates(matrix, line_rate_Gbps)
-    cells = _judge(matrix, rates, thresholds)
-    # What noise alone reproduces: the yardstick of every part convicted by reproduced suspects.
+    between = switches.between_units(fabric, matrix) if fabric is not None else None
+    cells = _judge(matrix, rates, thresholds, between)
+    # What noise alone reproduces: the yardstick of every part convicted by reproduced suspects. Per class of
+    # cells where the cabling is known: congestion reproduces between units, never within a leaf.
     per_cell = cells.reproduced_by_noise
+    if between is None:
+        null = np.full(cells.measured.shape, per_cell)
+    else:
+        null = np.where(between, cells.reproduced_by_noise_in(between), cells.reproduced_by_noise_in(~between))
     n = len(matrix.nodes)
     measured, suspect = cells.measured, cells.suspect
     others = ~np.eye(n, dtype=bool)
@@ -258,7 +273,7 @@ def diagnose(
         found_switches += paths
         cells = cells.without(switches.explained(paths, suspect.shape))
         measured, suspect = cells.measured, cells.suspect
-    _intermittent_links(cells, link_candidate, rail_fault, per_cell)
+    _intermittent_links(cells, link_candidate, rail_fault, null)
     # Node a: a link candidate on every rail that no rail fault explains (or where a larger part left it no
     # cell to judge), and at least two of them.
     open_rails = ~rail_fault
@@ -312,7 +327,7 @@ def diagnose(
         defects.append(_as_cable(defect, fabric, int(rail)))
     # What is left: suspect pairs that no larger part explains, named when they are slow in most samples and
     # more of their samples are slow than noise makes slow in any cell of the matrix.
-    lone = cells.pair_slow & ~explained & lone_pairs.beyond_noise(cells)
+    lone = cells.pair_slow & ~explained & lone_pairs.beyond_noise(cells, between)
     pk, pa, pb = np.nonzero(np.triu(lone, k=1))
     for kpos, apos, bpos in zip(pk, pa, pb, strict=True):
         node, peer, rail = matrix.nodes[apos], matrix.nodes[bpos], matrix.rails[kpos]
@@ -375,7 +390,7 @@ def _fewest_links(reproduces: np.ndarray, link_candidate: np.ndarray) -> None:
             explained[a, :] = explained[:, a] = True
 
 
-def _intermittent_links(cells: Cells, link_candidate: np.ndarray, rail_fault: np.ndarray, per_cell: float) -> None:
+def _intermittent_links(cells: Cells, link_candidate: np.ndarray, rail_fault: np.ndarray, null: np.ndarray) -> None:
     """Add to ``link_candidate`` the links slow with some partners only: a link that fails intermittently
     (or a flapping one) is slow in the rounds that caught it bad and fine in the rest, so not every partner
     is a suspect. Greedily, as the smallest explanation: the link with the most suspect partners that no
@@ -384,8 +399,9 @@ def _intermittent_links(cells: Cells, link_candidate: np.ndarray, rail_fault: np
     one link are what noise does not do: each stands out of the fabric's spread at the matrix's family-wise
     false-alarm rate. Suspects another named part explains do not count, so two slow links on one rail
     do not make their common partners suspects. On a large matrix noise alone reproduces a few suspects, so
-    the link's reproduced suspects must also be more than noise gives over its partners (``per_cell`` each,
-    family-wise over every link): on 256 nodes x 8 rails that is three, on a testbed two. And the link must
+    the link's reproduced suspects must also be more than noise gives over its partners (``null[k, a, b]`` for
+    each, the rate of its class of cells: within a unit or across units; family-wise over every link): on 256
+    nodes x 8 rails that is three, on a testbed two. And the link must
     hold more reproduced suspects than any of its partners: without the fabric's cabling, a block of slow
     pairs between two groups of nodes (a switch path) is named as its pairs, not as one side's links."""
     measured = cells.measured
@@ -405,7 +421,7 @@ def _intermittent_links(cells: Cells, link_candidate: np.ndarray, rail_fault: np
             continue  # with two partners, both suspect is the rule above
         b = np.flatnonzero(left[k, a])
         again = int(cells.reproduces[k, a, b].sum())
-        beyond = noise.poisson_sf(again, int(measured[k, a].sum()) * per_cell) * links <= noise.NAME_FALSE_ALARMS
+        beyond = noise.poisson_sf(again, float(null[k, a][measured[k, a]].sum())) * links <= noise.NAME_FALSE_ALARMS
         # The link must explain its reproduced suspects better than any of its partners' links does: where
         # they tie (every node of one group slow with every node of another, as a switch path between two
         # groups makes them), a link would be a guess, and the slow pairs stay pairs.

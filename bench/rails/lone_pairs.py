@@ -13,7 +13,7 @@ from bench.rails import noise
 from bench.rails.parts import Cells
 
 
-def beyond_noise(cells: Cells) -> np.ndarray:
+def beyond_noise(cells: Cells, between: np.ndarray | None = None) -> np.ndarray:
     """``[rail, a, b]``: the lone pairs (``Cells.pair_slow``) whose slow samples noise does not explain.
 
     A pair slow in most samples is named where the matrix cannot say otherwise; where it can, its samples must
@@ -25,7 +25,10 @@ def beyond_noise(cells: Cells) -> np.ndarray:
     times the cells tested and the j tried must be at most ``noise.NAME_FALSE_ALARMS``. A sample whose budget ran
     out or that moved nothing is beyond noise as such. Where the matrix is too small for ranks to reach that
     level at all (a few nodes: even the slowest possible samples would not), the screen's significance stands,
-    as before."""
+    as before. Where the cabling is known (``between``: the cells whose flows cross units), a pair is ranked
+    among the cells of its own class: congestion slows cells across units and never within a leaf, so a pair
+    across units is no more unusual than the congested samples around it, and one within a unit is held to
+    the quieter samples of its class."""
     out = np.zeros(cells.measured.shape, dtype=bool)
     candidates = np.triu(cells.pair_slow, k=1)
     if not candidates.any():
@@ -36,11 +39,15 @@ def beyond_noise(cells: Cells) -> np.ndarray:
     again = np.where(matrix.confirm_stopped_flags, -np.inf, noise.log_rates(matrix.confirm_values, ones))
     upper = np.triu(np.ones(cells.measured.shape[1:], dtype=bool), k=1)
     # Other lone pairs are left out of noise's samples: two slow pairs must not hide each other.
-    others = pool[:, cells.measured & upper[None] & ~candidates]
-    pooled = np.sort(others[~np.isnan(others)])
-    total = len(pooled)
+    classes = [cells.measured] if between is None else [cells.measured & between, cells.measured & ~between]
+    pools = []
+    for region in classes:
+        others = pool[:, region & upper[None] & ~candidates]
+        pools.append(np.sort(others[~np.isnan(others)]))
     tested = max(1, int((cells.measured & upper[None]).sum()))
     for k, a, b in zip(*np.nonzero(candidates), strict=True):
+        pooled = pools[0] if between is None or between[k, a, b] else pools[1]
+        total = len(pooled)
         own = np.concatenate([pool[:, k, a, b], again[:, k, a, b]])
         own = np.sort(own[~np.isnan(own)])
         n = len(own)
