@@ -7,6 +7,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import functools
+import importlib.util
 import io
 import os
 import shutil
@@ -16,6 +17,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import ModuleType
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = next(
@@ -163,3 +165,14 @@ def in_thread(call: Callable[[], object], timeout: float = 30.0) -> object:
     worker.join(timeout)
     assert not worker.is_alive(), f"blocked for {timeout} s"
     return box[0]
+
+
+@functools.cache
+def diagnosis_sim() -> ModuleType:
+    """``ci/diagnosis_sim.py`` as a module (a script, not a package member), loaded once per process."""
+    spec = importlib.util.spec_from_file_location("diagnosis_sim", REPO / "ci" / "diagnosis_sim.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module

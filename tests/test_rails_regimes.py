@@ -7,27 +7,13 @@ spine are named as themselves."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from types import ModuleType
-
 import pytest
 
 from tests.fabric_model import Shape
 from tests.fabric_regimes import REALISTIC
-from tests.support import REPO
+from tests.support import diagnosis_sim
 
-
-def _sim() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("diagnosis_sim", REPO / "ci" / "diagnosis_sim.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-SIM = _sim()
+SIM = diagnosis_sim()
 SHAPE = Shape(64, 8, 32)
 
 
@@ -45,3 +31,20 @@ def test_a_clean_realistic_fabric_names_nothing(seed: int) -> None:
 def test_each_fault_is_named_as_itself(kind: str, seed: int) -> None:
     result = SIM.run_one("64x8", SHAPE, kind, seed, REALISTIC)
     assert result.named == result.expected and result.actions_ok, (result.expected, result.named)
+
+
+# Scenarios the first judge of the harsh regimes got wrong (ci/diagnosis_sim.py --regime realistic, 64 x 8).
+@pytest.mark.parametrize(
+    ("kind", "seed", "was"),
+    [
+        ("uplink", 1000175, "a degraded uplink under static routing named as 45 pairs at its two hubs"),
+        ("three", 1000090, "the same named as the two hubs' cables, beside a cable and a node"),
+        ("two", 1000232, "an uplink beside a cable: the uplink named as 64 pairs"),
+        ("two", 1000284, "an uplink beside a cable: the uplink named as two cables"),
+        ("gpu", 1000225, "a healthy pair across units named beside the GPU: congested samples ranked as noise-free"),
+        ("gpu", 1000303, "a healthy cable named beside the GPU: its reproduced suspects against the fabric's rate"),
+    ],
+)
+def test_what_static_routing_and_congestion_misled_is_named_right(kind: str, seed: int, was: str) -> None:
+    result = SIM.run_one("64x8", SHAPE, kind, seed, REALISTIC)
+    assert result.named == result.expected and result.actions_ok, (was, result.expected, result.named)

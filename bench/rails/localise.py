@@ -289,6 +289,17 @@ def diagnose(
     lk, la = np.nonzero(link_fault)
     explained[lk, la, :] = True
     explained[lk, :, la] = True
+    # What is left: suspect pairs that no larger part explains, named when they are slow in most samples and
+    # more of their samples are slow than noise makes slow in any cell of the matrix; two or more of them at
+    # one link are that link.
+    lone = cells.pair_slow & ~explained & lone_pairs.beyond_noise(cells, between)
+    shared = lone_pairs.shared_links(lone)
+    if shared.any():
+        link_fault |= shared
+        lk, la = np.nonzero(link_fault)
+        explained[lk, la, :] = True
+        explained[lk, :, la] = True
+        lone &= ~explained
 
     defects: list[Defect] = []
     for kpos in np.flatnonzero(rail_fault):
@@ -325,9 +336,6 @@ def diagnose(
             device=_device(devices, node, rail),
         )
         defects.append(_as_cable(defect, fabric, int(rail)))
-    # What is left: suspect pairs that no larger part explains, named when they are slow in most samples and
-    # more of their samples are slow than noise makes slow in any cell of the matrix.
-    lone = cells.pair_slow & ~explained & lone_pairs.beyond_noise(cells, between)
     pk, pa, pb = np.nonzero(np.triu(lone, k=1))
     for kpos, apos, bpos in zip(pk, pa, pb, strict=True):
         node, peer, rail = matrix.nodes[apos], matrix.nodes[bpos], matrix.rails[kpos]

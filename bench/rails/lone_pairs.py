@@ -62,3 +62,28 @@ def beyond_noise(cells: Cells, between: np.ndarray | None = None) -> np.ndarray:
         if best * tested * tries <= noise.NAME_FALSE_ALARMS:
             out[k, a, b] = out[k, b, a] = True
     return out
+
+
+def shared_links(lone: np.ndarray) -> np.ndarray:
+    """``[rail, node]``: the links at which two or more lone pairs (``[rail, a, b]``, symmetric) meet.
+
+    Each lone pair already stands out of noise on its own; two of them on one rail sharing a node are one
+    fault of that node's link far more often than two faults of two cables that happen to meet (a link
+    flapping in a few rounds of a 256-node matrix leaves a handful of pairs slow in most of their samples and
+    the rest normal). Greedily, the link with the most lone pairs first, while it has two or more and more than
+    any of its partners: where they tie (every node of one group slow with every node of another, a switch path
+    seen without the cabling) a link would be a guess, and the pairs stay pairs."""
+    left = lone.copy()
+    out = np.zeros(lone.shape[:2], dtype=bool)
+    tried = np.zeros(lone.shape[:2], dtype=bool)
+    while True:
+        counts = left.sum(axis=2)
+        k, a = np.unravel_index(int(np.argmax(np.where(tried, -1, counts))), counts.shape)
+        if tried[k, a] or counts[k, a] < 2:
+            return out
+        tried[k, a] = True
+        partners = np.flatnonzero(left[k, a])
+        if (counts[k, partners] >= counts[k, a]).any():
+            continue
+        out[k, a] = True
+        left[k, a, :] = left[k, :, a] = False
