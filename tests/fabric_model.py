@@ -75,6 +75,8 @@ class Shape:
     nodes: int
     rails: int = 8
     unit: int = 32
+    oversubscription: int = 1
+    """Nodes per uplink of a leaf: 1 is non-blocking (the reference design), 2 is a 2:1 tapered tree."""
 
     @property
     def units(self) -> int:
@@ -82,8 +84,8 @@ class Shape:
 
     @property
     def uplinks(self) -> int:
-        """Uplinks per leaf: as many as its nodes (non-blocking)."""
-        return self.unit
+        """Uplinks per leaf: as many as its nodes (non-blocking), or a share of them on a tapered tree."""
+        return max(1, self.unit // self.oversubscription)
 
     @property
     def spines(self) -> int:
@@ -234,8 +236,9 @@ class Model:
             idx = np.flatnonzero(cross)
             if r.static_routing:
                 # ftree/updn: the destination fixes the path, up from the source's leaf through uplink j (the
-                # destination's port on its own leaf) and down into the destination's leaf through its uplink j.
-                up = np.repeat((b[idx] % s.unit)[:, None], FLOWS, axis=1)
+                # destination's port on its own leaf, modulo the uplinks on a tapered tree) and down into the
+                # destination's leaf through its uplink j.
+                up = np.repeat((b[idx] % s.unit % s.uplinks)[:, None], FLOWS, axis=1)
                 down = up
                 spine = (up // s.links_per_spine) % s.spines
             else:

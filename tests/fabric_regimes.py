@@ -20,6 +20,9 @@ the pass mark. The others carry what real rail-optimised fabrics show:
   a pair always leaves its leaf through the same uplink, chosen by the destination; OpenSM documentation,
   "Routing algorithms") besides adaptive routing (NVIDIA Quantum's AR spreads a pair's packets over every
   uplink, per transfer);
+* **a tapered tree** (``oversubscribed``: half as many uplinks per leaf as nodes, 2:1, as cost-reduced clusters
+  build them; the fat-tree papers call it a blocking factor, Leiserson, "Fat-trees", IEEE ToC 1985): two
+  destinations share each uplink under static routing, and more cross-unit flows share uplinks;
 * **borderline faults** at 70-90% of the peers' rate, a node at 85%, a degraded uplink, a flapping link (a
   link that retrains now and then: a sample it flaps in moves almost nothing; NVIDIA UFM documentation
   counts link-down events per port as "link flapping"), a dead link beside a 20%-slow one, and two or three
@@ -56,6 +59,8 @@ class Regime:
     congestion_high: float = 0.95
     static_routing: bool = False
     """Destination routing (ftree/updn): a pair's flows all take one uplink, fixed by the destination."""
+    oversubscription: int = 1
+    """Nodes per uplink of a leaf (``Shape.oversubscription``): 2 is a 2:1 tapered tree."""
     slow: tuple[float, float] = (0.3, 0.8)
     """The range a slow cable, HCA, node or leaf's factor is drawn from."""
     uplink_slow: tuple[float, float] = (0.2, 0.5)
@@ -131,4 +136,20 @@ NOISY = Regime(
     flap_share=(0.3, 0.6),
     kinds=HARSH_KINDS,
 )
-REGIMES = {r.name: r for r in (KIND, REALISTIC, ADAPTIVE, NOISY)}
+OVERSUBSCRIBED = Regime(
+    "oversubscribed",
+    node_spread=0.02,
+    link_spread=0.04,
+    floor=0.92,
+    sigma=0.025,
+    heavy_tail_dof=4,
+    outlier_per=80,
+    congestion=0.04,
+    static_routing=True,
+    oversubscription=2,
+    slow=(0.70, 0.90),
+    uplink_slow=(0.5, 0.8),
+    flap_share=(0.2, 0.5),
+    kinds=HARSH_KINDS,
+)
+REGIMES = {r.name: r for r in (KIND, REALISTIC, ADAPTIVE, NOISY, OVERSUBSCRIBED)}
