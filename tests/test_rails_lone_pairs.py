@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bench.rails.localise import PairMatrix, PairSample, diagnose
 from bench.rails.lone_pairs import shared_links
 from tests.fabric_model import Shape
 from tests.fabric_regimes import REALISTIC
@@ -46,3 +47,41 @@ def test_a_link_flapping_in_a_fifth_of_its_samples_at_256_nodes_is_named_as_the_
     flaky-link rule, and each was named as a pair."""
     result = diagnosis_sim().run_one("256x8", Shape(256, 8, 32), "flaky", 1000099, REALISTIC)
     assert result.named == result.expected == {("cable", "node204", 6)}
+
+
+def _half_flaky_testbed(transients: bool = True) -> PairMatrix:
+    """A five-node, two-rail namespace testbed run (``ci/diagnosis_campaign.py --kinds half-flaky-link``, under
+    load): node03's rail-0 link shaped 2 s on, 2 s off. Each cell's slower direction, Gb/s. In the matrix node03
+    was slow with three of its four rail-0 partners; of the six re-measurements one fell in an "on" period.
+    Without ``transients`` node03's two other slow partners measured at their peers' rate."""
+    rails = {
+        0: {"01-02": 6.07, "01-03": 4.87, "01-04": 6.24, "01-05": 5.04, "02-03": 0.144, "02-04": 5.21},
+        1: {"01-02": 5.15, "01-03": 5.00, "01-04": 5.53, "01-05": 4.95, "02-03": 5.63, "02-04": 6.95},
+    }
+    rails[0] |= {"02-05": 5.21, "03-04": 0.436, "03-05": 0.144, "04-05": 5.19}
+    rails[1] |= {"02-05": 4.72, "03-04": 6.70, "03-05": 5.32, "04-05": 3.46}
+    again = {"02-03": (11.60, 0.145)}
+    if transients:
+        again |= {"03-04": (8.61, 8.81), "03-05": (10.72, 10.96)}
+    else:
+        rails[0] |= {"03-04": 5.62, "03-05": 5.48}
+    samples = [PairSample(f"node{p[:2]}", f"node{p[3:]}", k, v) for k, row in rails.items() for p, v in row.items()]
+    samples += [
+        PairSample(f"node{pair[:2]}", f"node{pair[3:]}", 0, value, confirm=c + 1)
+        for pair, values in again.items()
+        for c, value in enumerate(values)
+    ]
+    return PairMatrix.from_samples(samples)
+
+
+def test_a_half_flaky_link_whose_other_partners_were_transients_is_the_link_not_a_pair() -> None:
+    """One pair reproduced, node03's two other slow partners did not: they are evidence all the same (3-8% of
+    the peers' rate), and node02 has none. Named before as 'check the switch path between node02 and node03'."""
+    found = diagnose(_half_flaky_testbed(), None)
+    assert [(d.kind, d.node, d.peer, d.rail) for d in found.defects] == [("link", "node03", None, 0)]
+
+
+def test_a_lone_pair_with_nothing_else_at_either_end_stays_a_pair() -> None:
+    """The same run without node03's transients: nothing tells its link from node02's, and the pair stays."""
+    found = diagnose(_half_flaky_testbed(transients=False), None)
+    assert [(d.kind, d.node, d.peer, d.rail) for d in found.defects] == [("pair", "node02", "node03", 0)]

@@ -294,6 +294,7 @@ def diagnose(
     # one link are that link.
     lone = cells.pair_slow & ~explained & lone_pairs.beyond_noise(cells, between)
     shared = lone_pairs.shared_links(lone)
+    shared |= lone_pairs.guilty_ends(cells, lone & ~_link_cells(shared), ~explained, between)
     if shared.any():
         link_fault |= shared
         lk, la = np.nonzero(link_fault)
@@ -353,6 +354,14 @@ def diagnose(
         )
     level = {rail: float(cells.expected[i]) for i, rail in enumerate(matrix.rails)}
     return Diagnosis(tuple(defects), transients(cells, suspect & ~explained), cells.too_noisy, level)
+
+
+def _link_cells(links: np.ndarray) -> np.ndarray:
+    """``[rail, a, b]``: every cell of the links in ``links`` (``[rail, node]``)."""
+    out = np.zeros((*links.shape, links.shape[1]), dtype=bool)
+    k, a = np.nonzero(links)
+    out[k, a, :] = out[k, :, a] = True
+    return out
 
 
 def _as_cable(defect: Defect, fabric: FabricMap | None, rail: int) -> Defect:

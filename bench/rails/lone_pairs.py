@@ -7,9 +7,12 @@ its samples by chance alone. ``beyond_noise`` asks the fabric's own samples how 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from bench.rails import noise
+from bench.rails.noise import FALSE_ALARMS
 from bench.rails.parts import Cells
 
 
@@ -87,3 +90,70 @@ def shared_links(lone: np.ndarray) -> np.ndarray:
             continue
         out[k, a] = True
         left[k, a, :] = left[k, :, a] = False
+
+
+def guilty_ends(cells: Cells, lone: np.ndarray, open_cells: np.ndarray, between: np.ndarray | None) -> np.ndarray:
+    """``[rail, node]``: for each lone pair, the end whose link explains it, where one end alone shows more.
+
+    A link that flaps is slow in the rounds that caught it bad, and re-measurement is luck: on a five-node
+    testbed a link shaped 2 s on and 2 s off was slow with three of its four partners in the matrix, at 3-8% of
+    its peers' rate, and one re-measurement of one of them fell in an "on" period: one pair stood out, the
+    other two were transients, and the pair was named ("check the switch path"). The transients are evidence
+    all the same. Each end's other matrix samples (cells no part explains and no other lone pair holds) that
+    stand out of the fabric's spread (``Cells.beyond_noise``: the screen's z-test at ``LONE_FALSE_ALARMS``) are
+    counted against what the rest of the matrix shows (:class:`Outliers`); when one end has two or more, more
+    than noise gives at the screen's family-wise level over both ends, and the other end is no more than noise,
+    the first end's link is named instead of the pair. This only chooses between the explanations of a pair
+    already named. Other lone pairs do not count: a block between two groups (a switch path seen without the
+    cabling) stays pairs, as ``shared_links`` leaves it."""
+    out = np.zeros(lone.shape[:2], dtype=bool)
+    if not lone.any():
+        return out
+    free = open_cells & cells.measured & ~lone
+    outliers = Outliers.of(cells, free, between)
+    for k, a, b in zip(*np.nonzero(np.triu(lone, k=1)), strict=True):
+        chance = {end: outliers.chance(k, end, np.flatnonzero(free[k, end])) for end in (a, b)}
+        for end, peer in ((a, b), (b, a)):
+            if 2 * chance[end] <= FALSE_ALARMS and chance[peer] > FALSE_ALARMS:
+                out[k, end] = True
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class Outliers:
+    """Per cell ``[rail, a, b]``: matrix samples beyond the fabric's noise, and noise's rate of them per link with
+    that link's own cells left out (so the link under test cannot raise its own yardstick)."""
+
+    beyond: np.ndarray
+    samples: np.ndarray
+    classes: tuple[np.ndarray, ...]
+    """Masks ``[rail, a, b]`` that partition the cells: one, or within units and across units (congestion lives
+    only across)."""
+    rates: tuple[np.ndarray, ...]
+    """Per class, ``[rail, node]``: the share of matrix samples beyond noise outside that link's cells."""
+
+    @classmethod
+    def of(cls, cells: Cells, free: np.ndarray, between: np.ndarray | None) -> Outliers:
+        beyond = cells.beyond_noise.sum(axis=0)
+        samples = (~np.isnan(cells.matrix.busbw)).sum(axis=0)
+        classes = (free,) if between is None else (free & between, free & ~between)
+        upper = np.triu(np.ones(free.shape[1:], dtype=bool), k=1)[None]
+        rates = []
+        for region in classes:
+            # Both arrays are symmetric: a link's row holds each of its cells once, the upper triangle every cell.
+            hits, seen = np.where(region, beyond, 0), np.where(region, samples, 0)
+            rest_hits = float((hits * upper).sum()) - hits.sum(axis=2)
+            rest_seen = np.maximum(1.0, float((seen * upper).sum()) - seen.sum(axis=2))
+            rates.append(np.minimum(1.0, (rest_hits + FALSE_ALARMS) / rest_seen))
+        return cls(beyond, samples, classes, tuple(rates))
+
+    def chance(self, k: int, a: int, partners: np.ndarray) -> float:
+        """The chance noise alone puts as many of link ``(k, a)``'s samples with ``partners`` beyond noise (1 where
+        fewer than two are: one outlier says nothing of a link)."""
+        count = int(self.beyond[k, a, partners].sum())
+        if count < 2:
+            return 1.0
+        expected = 0.0
+        for region, rate in zip(self.classes, self.rates, strict=True):
+            expected += float(rate[k, a]) * float(self.samples[k, a, partners][region[k, a, partners]].sum())
+        return noise.poisson_sf(count, expected)
