@@ -133,12 +133,17 @@ class SlurmCluster:
         """The environment of a command run against this cluster: no launcher variables of the test's own,
         ``SLURM_CONF``, railbench's interpreter first on PATH, and Open MPI's traffic on the management
         subnet (a site sets the same in openmpi-mca-params.conf: a rail taken down must not hold up mpi4py's
-        rendezvous)."""
+        rendezvous). And TCP between the two ranks of a pretend node too, as the mpirun testbed has from its
+        start (``NetnsCluster.mpirun``): the pretend nodes share one kernel and its /dev/shm, and Open MPI's
+        shared-memory transport crashed in MPI_Finalize under load there (a SIGSEGV in
+        ``mca_btl_sm_poll_handle_frag``, srun then failing the step after the run had finished and said its
+        verdict), which says nothing of a real node."""
         child = rank_env({"TORCH_CPP_LOG_LEVEL": "ERROR", **(extra or {})})
         child["SLURM_CONF"] = str(self.conf)
         child["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), child.get("PATH", os.defpath)])
         child.setdefault("OMPI_MCA_btl_tcp_if_include", MGMT_SUBNET)
         child.setdefault("OMPI_MCA_oob_tcp_if_include", MGMT_SUBNET)
+        child.setdefault("OMPI_MCA_btl", "self,tcp")
         return child
 
     def command(
@@ -447,7 +452,7 @@ def _try_by_hand(nodes: int) -> None:
 
 def _shown_env(cluster: SlurmCluster) -> dict[str, str]:
     env = cluster.env()
-    return {k: env[k] for k in ("OMPI_MCA_btl_tcp_if_include", "OMPI_MCA_oob_tcp_if_include")}
+    return {k: env[k] for k in ("OMPI_MCA_btl_tcp_if_include", "OMPI_MCA_oob_tcp_if_include", "OMPI_MCA_btl")}
 
 
 if __name__ == "__main__":
