@@ -24,7 +24,7 @@ import sys
 from collections.abc import Sequence
 
 from bench.commands.helptext import HelpFormatter
-from bench.exits import EXIT_USAGE, InfraError, UserError, interrupt_status
+from bench.exits import EXIT_USAGE, FabricFault, InfraError, UserError, interrupt_status
 from bench.runtime.env import PARENT_VAR, discover_rank, get
 from bench.version import __version__
 
@@ -96,6 +96,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_status
     except InfraError as exc:
         print(f"railbench: infrastructure fault: {exc}", file=sys.stderr)
+        return exc.exit_status
+    except FabricFault as exc:
+        # run.json already says it; rank 0 says it once on the terminal (a parent launcher reads run.json only)
+        info = discover_rank()
+        if info is None or info.rank == 0:
+            print(f"railbench: FAIL: {exc}", file=sys.stderr)
         return exc.exit_status
     except BrokenPipeError:
         return _reader_gone()

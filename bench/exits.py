@@ -28,6 +28,13 @@ class InfraError(Exception):
     exit_status = EXIT_INFRA
 
 
+class FabricFault(Exception):
+    """A part the run named failed before the run could finish (a link that died mid-measurement): run.json
+    already says the FAIL and the step it ended in; exit status 1, as any run that names a broken part."""
+
+    exit_status = EXIT_FAIL
+
+
 class Interrupted(KeyboardInterrupt):
     """SIGINT or SIGTERM: exit status 128 + the signal (130, 143). A KeyboardInterrupt, so every handler that
     keeps rows on Ctrl-C keeps them on SIGTERM (what ``scancel`` and ``timeout`` send) too."""

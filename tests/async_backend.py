@@ -56,6 +56,20 @@ model can. Each behaviour below cites the NCCL (``src/...``) or torch (``torch/.
    ``ncclCommAbort``, whose abort flag makes the communicator's kernels return, ``src/init.cc``): the hung
    operation then fails at once on that member, and so does every later one.
 
+7. **A link that dies mid-run.** ``RAILBENCH_ASYNC_DIES=RANK:N`` black-holes world rank RANK's NIC after it has
+   taken part in N operations of communicators across hosts: its next such operation, and every member's
+   operation that waits on it, hangs until IB gives up (``RAILBENCH_ASYNC_ABORT_S``) and fails; the communicator
+   is then aborted on those members (``ProcessGroupNCCL::watchdogHandler`` with
+   ``TORCH_NCCL_ASYNC_ERROR_HANDLING`` 2: the failed work raises, later work fails at once). Members of the
+   communicator that were not waiting on it go on until they next need it.
+8. **NCCL's own log.** Where ``NCCL_DEBUG=INFO`` and ``NCCL_DEBUG_FILE`` are set (once per process, behaviour
+   4), the process's first communicator writes ``NET/IB : Using`` with its host's NICs and its out-of-band
+   address (``src/transport/net_ib/init.cc`` ``ncclIbInit``: ``... ; OOB eth0:198.18.0.2<0>``), and a failed
+   operation over a dead NIC writes, on each rank that was talking through it, ``NET/IB : Got completion from
+   peer <address> with status=12`` with its own HCA (``src/transport/net_ib`` ``ncclIbTest``; 12 is
+   IBV_WC_RETRY_EXC_ERR). NICs are named as on a 1-Click Cluster node: local rank k drives ``mlx5_{k+1}``
+   (``mlx5_0`` is the storage NIC), and host h of the world's sorted hosts is ``198.18.0.{h+1}``.
+
 It is a model of NCCL's behaviour, not a stand-in for railbench: nothing here knows railbench's code.
 """
 
@@ -85,6 +99,7 @@ STEP_VAR = "RAILBENCH_ASYNC_STEP_US"
 CONNECT_VAR = "RAILBENCH_ASYNC_CONNECT_MS"
 DEAD_VAR = "RAILBENCH_ASYNC_DEAD"
 ABORT_VAR = "RAILBENCH_ASYNC_ABORT_S"
+DIES_VAR = "RAILBENCH_ASYNC_DIES"
 NIC_VARS = ("NCCL_IB_HCA", "NCCL_SOCKET_IFNAME")
 SMALL_BYTES = 64 * 1024
 """Sizes up to this use one algorithm (NCCL's latency-bound choice), larger ones another: two first uses."""
@@ -115,6 +130,35 @@ def nccl_environment() -> dict[str, str]:
 
 def _float(name: str, default: float) -> float:
     return float(os.environ.get(name) or default)
+
+
+_ADDRESS: dict[str, str] = {}
+"""Each host's out-of-band address (behaviour 8), fixed when the world is made."""
+_LOCAL_RANK: list[int] = []
+"""This process's rank among the world's ranks on its host (the GPU, and so the NIC, it drives)."""
+_CROSS_OPS = 0
+"""Operations of communicators across hosts this process has taken part in (behaviour 7)."""
+
+
+def _dies() -> tuple[int, int] | None:
+    """``RAILBENCH_ASYNC_DIES``: (the world rank whose NIC dies, after how many operations across hosts)."""
+    rank, _, after = os.environ.get(DIES_VAR, "").partition(":")
+    return (int(rank), int(after)) if rank.strip() else None
+
+
+def _hca(local_rank: int) -> str:
+    return f"mlx5_{local_rank + 1}"
+
+
+def _nccl_log(local_rank: int, text: str) -> None:
+    """One line of NCCL's INFO/WARN log in NCCL's prefix (``host:pid:tid [cudaDev]``), where the process's
+    snapshot asks for one (behaviour 8)."""
+    env = nccl_environment()
+    path = env.get("NCCL_DEBUG_FILE")
+    if not path or env.get("NCCL_DEBUG", "").upper() not in ("INFO", "TRACE"):
+        return
+    with open(path, "a", encoding="utf-8") as log:
+        log.write(f"{socket.gethostname()}:{os.getpid()}:{threading.get_native_id()} [{local_rank}] NCCL {text}\n")
 
 
 class OwnerAborted(RuntimeError):
@@ -250,7 +294,19 @@ class AsyncProcessGroup(dist.ProcessGroup):
         spans_hosts = len({m["host"] for m in members}) > 1
         self._hung = spans_hosts and any(m["world"] in dead for m in members)
         self._abort_s = _float(ABORT_VAR, 90.0)
-        inner_timeout = timedelta(seconds=self._abort_s) if self._hung else timeout
+        self._spans_hosts = spans_hosts
+        self._world = world_rank
+        self._members = [(str(m["host"]), int(m["world"])) for m in members]
+        if not _ADDRESS:  # the world: every host's address, and this process's NET/IB line (behaviour 8)
+            mine = sorted(w for h, w in self._members if h == socket.gethostname())
+            _ADDRESS.update({h: f"198.18.0.{i + 1}" for i, h in enumerate(sorted({h for h, _ in self._members}))})
+            _LOCAL_RANK.append(mine.index(world_rank))
+            nics = " ".join(f"[{k}]{_hca(k)}:1/IB" for k in range(len(mine)))
+            _nccl_log(self._local, f"INFO NET/IB : Using {nics} ; OOB eth0:{_ADDRESS[socket.gethostname()]}<0>")
+        dies = _dies()
+        self._dying: tuple[int, int] | None
+        self._dying = dies if dies is not None and spans_hosts and dies[0] in {w for _, w in self._members} else None
+        inner_timeout = timedelta(seconds=self._abort_s) if self._hung or self._dying else timeout
         self._inner = dist.ProcessGroupGloo(store, rank, size, inner_timeout)
         self._n = size
         self._gbps = _rate(world_rank)
@@ -285,19 +341,29 @@ class AsyncProcessGroup(dist.ProcessGroup):
         gbps = min(self._gbps, self._member_gbps[peer]) if peer is not None else min(self._member_gbps)
         modelled = steps * self._step_s + 8 * bus_bytes / (gbps * 1e9) + (self._connect_s if first_use else 0)
 
+        talks_to = self._talks_to(peer)
+
         def job() -> float:
             if self._aborted is not None:
                 kind = OwnerAborted if self._abort_called.is_set() else RuntimeError
                 raise kind(f"asyncsim: communicator aborted earlier ({self._aborted})")
             began = time.perf_counter()
+            died = self._nic_died()
             try:
-                if self._hung:
+                if self._hung or died:
                     # Nothing crosses the dead NIC: every member waits until the watchdog or its owner aborts.
                     if self._abort_called.wait(self._abort_s):
                         raise OwnerAborted("asyncsim: communicator aborted by its owner while the operation hung")
+                    if died:
+                        self._completion_errors(talks_to)
                     raise RuntimeError(f"NET/IB: retry exceeded, communicator aborted after {self._abort_s:g} s")
                 run().wait()
+            except OwnerAborted:
+                self._aborted = "aborted by its owner"
+                raise
             except RuntimeError as exc:
+                if self._dying is not None and not died and self._dying[0] in talks_to:
+                    self._completion_errors([self._dying[0]])  # waited on the dead NIC until IB gave up
                 self._aborted = " ".join(str(exc).split())[:200]
                 raise
             left = modelled - (time.perf_counter() - began)
@@ -306,6 +372,40 @@ class AsyncProcessGroup(dist.ProcessGroup):
             return modelled
 
         return AsyncWork(STREAM.submit(job), blocking or _read_on_host_by_torch())
+
+    @property
+    def _local(self) -> int:
+        """This process's local rank on its host, fixed with the world (the GPU and the NIC it drives)."""
+        return _LOCAL_RANK[0] if _LOCAL_RANK else 0
+
+    def _talks_to(self, peer: int | None) -> list[int]:
+        """World ranks on other hosts this member exchanges data with in one operation: a point-to-point peer,
+        else its ring neighbours (``src/graph/rings.cc``: a ring visits the members in order)."""
+        me = next(i for i, (_, w) in enumerate(self._members) if w == self._world)
+        near = [peer] if peer is not None else [(me - 1) % len(self._members), (me + 1) % len(self._members)]
+        host = self._members[me][0]
+        return sorted({self._members[i][1] for i in near if self._members[i][0] != host})
+
+    def _nic_died(self) -> bool:
+        """Whether this operation is the dying rank's after its NIC died (behaviour 7): counted in stream order
+        over communicators across hosts."""
+        global _CROSS_OPS
+        if self._dying is None or self._world != self._dying[0]:
+            return False
+        _CROSS_OPS += 1
+        return self._dying[1] < _CROSS_OPS
+
+    def _completion_errors(self, peers: list[int]) -> None:
+        """net_ib's WARN for each peer whose connection's retries ran out (behaviour 8)."""
+        me = _ADDRESS.get(socket.gethostname(), "0.0.0.0")
+        for world in peers:
+            host = next(h for h, w in self._members if w == world)
+            them = _ADDRESS.get(host, "0.0.0.0")
+            _nccl_log(
+                self._local,
+                f"WARN NET/IB : Got completion from peer {them}<50532> with status=12 opcode=0 len=0 vendor err 129 "
+                f"(Recv) localGid ::ffff:{me} remoteGids::ffff:{them} hca {_hca(self._local)}",
+            )
 
     def _ring(self, kind: str, moved: int, steps: int, bus_bytes: float, run: Callable[[], Any]) -> AsyncWork:
         return self._queue((kind, moved <= SMALL_BYTES), steps, bus_bytes, run)

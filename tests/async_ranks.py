@@ -19,6 +19,7 @@ and rank 0 writes what it saw as JSON:
 - ``nccllogs``: NCCL's logs parsed on each node and gathered to rank 0;
 - ``agree``: railbench's agreement on one number across ranks, and the model's time per call;
 - ``accept``: the accept command's job on the model (``RAILBENCH_ASYNC_DEAD`` black-holes a NIC there too);
+- ``railsjob``: the rails command's job on the model (``RAILBENCH_ASYNC_DIES`` kills a NIC mid-measurement);
 - ``dead``: one world rank's NIC black-holed (``RAILBENCH_ASYNC_DEAD``): a group across hosts hangs until the
   model aborts it, a group within one host still works.
 
@@ -345,6 +346,41 @@ def _accept(out_root: Path) -> dict[str, Any]:
     return {"exit": status, "seconds": seconds, "run": json.loads(run_json.read_text()) if run_json.is_file() else {}}
 
 
+def _railsjob(out_root: Path) -> dict[str, Any]:
+    """``railbench rails`` as the command's ranks run it (its job, the frame, run.json) with the model in NCCL's
+    role, as ``accept`` above. ``RAILBENCH_ASYNC_DIES`` may kill a NIC mid-measurement: rank 0 may then end from
+    its watchdog's thread, so the test reads run.json from the run directory, not this scenario's output."""
+    from bench.frame.job import run_job
+    from bench.rails.rank import RailsJob
+    from bench.runtime import dist as bench_dist
+
+    bench_dist.transport_for = lambda backend: MODEL_OF_NCCL
+    info = discover_rank()
+    assert info is not None, "start under mpirun"
+    profile = os.environ.get("ASYNC_PROFILE") or "local"
+    sizes = {"rail_bytes": MIB, "pair_bytes": MIB, **json.loads(os.environ.get("ASYNC_RAILS") or "{}")}
+    config = RailsConfig(
+        profile=profile,
+        collectives=("all_reduce",),
+        iters=3,
+        warmup=1,
+        repeats=1,
+        timeout_s=60.0,
+        out=out_root / "rails-run",
+        **sizes,
+    )
+
+    def job() -> RailsJob:
+        made = RailsJob(config)
+        # A socket profile binds gloo's rail groups to its interfaces; the model's groups bind nothing.
+        made.settings = dataclasses.replace(made.settings, socket_ifname=None)
+        return made
+
+    began = time.perf_counter()
+    status = run_job(info, job)
+    return {"exit": status, "seconds": time.perf_counter() - began}
+
+
 def main(argv: list[str]) -> int:
     scenario, out = argv[0], Path(argv[1])
     _pretend_nodes()
@@ -360,6 +396,7 @@ def main(argv: list[str]) -> int:
         "agree": _agree,
         "nccllogs": lambda: _nccllogs(out.parent),
         "accept": lambda: _accept(out.parent),
+        "railsjob": lambda: _railsjob(out.parent),
     }
     result = scenarios[scenario]()
     rank = int(os.environ.get("OMPI_COMM_WORLD_RANK", "0"))

@@ -285,8 +285,10 @@ def test_a_link_that_died_mid_measurement_is_named_from_the_ranks_logs() -> None
     assert (dead.severity, dead.host, dead.device) == ("fail", "node1", "mlx5_2")
     assert dead.message == "node1 (10.0.0.2, mlx5_2): its link died: NCCL on node0, node2 got completion errors from it"
     assert dead in nccl_evidence.findings(logs, load_profile("lambda-1cc"))
-    # Two nodes: each names the other, and both are said.
+    # Two nodes (or a point-to-point pair): each names only the other, so the pair is said, neither end alone.
     pair = [nccl_log.parse_text(_rank_log(host, me, (3 - me,), "mlx5_1")) for host, me in (("a", 1), ("b", 2))]
-    assert [f.host for f in nccl_evidence.dead_links(nccl_evidence.hosts(pair))] == ["a", "b"]
+    (both,) = nccl_evidence.dead_links(nccl_evidence.hosts(pair))
+    assert (both.host, both.device) == (None, None), both
+    assert both.message.startswith("the link between a (10.0.0.1, mlx5_1) and b (10.0.0.2, mlx5_1) died: each end's")
     healthy = [nccl_log.parse_text(_rank_log("node0", 1, (), "mlx5_2"))]
     assert nccl_evidence.dead_links(nccl_evidence.hosts(healthy)) == []

@@ -11,7 +11,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator, Mapping
 
-from bench.exits import EXIT_INFRA, InfraError, Interrupted, interrupt_status
+from bench.exits import EXIT_INFRA, FabricFault, InfraError, Interrupted, interrupt_status
+from bench.frame.postmortem import Postmortem
 from bench.runtime import signals
 from bench.runtime.dist import DistContext
 from bench.runtime.watchdog import Hang, Watchdog
@@ -44,13 +45,20 @@ def rank0_lost_failure(label: str, host0: str, rank: int) -> dict[str, object]:
 
 @contextlib.contextmanager
 def guarded(
-    ctx: DistContext, timeout_s: float, record_end: EndRecorder, rank0_lost: EndRecorder | None = None
+    ctx: DistContext,
+    timeout_s: float,
+    record_end: EndRecorder,
+    rank0_lost: EndRecorder | None = None,
+    postmortem: Postmortem | None = None,
 ) -> Iterator[Watchdog]:
     """Run a measuring phase under the hang watchdog; every early end is recorded, then raised on.
 
     Rank 0 records through ``record_end``. When rank 0 is what was lost, nobody would: a surviving rank then
     records it through ``rank0_lost`` (run.json where this rank can see it), under the user's own mpirun or
     srun as under railbench's launcher, so the run never stays ``running``.
+
+    ``postmortem`` (NCCL): a call that failed in the backend first asks the failed ranks' NCCL logs which link
+    broke it (``bench.frame.postmortem``); a link named is the run's FAIL, exit 1, not a lost rank.
     """
     address = (ctx.info.master_addr, ctx.info.master_port) if ctx.info.master_addr and ctx.info.master_port else None
     rank = ctx.info.rank
@@ -64,7 +72,8 @@ def guarded(
         if hang.unreachable:
             survivor_records(hang.label)
 
-    watchdog = Watchdog(ctx.store, rank, ctx.hosts, timeout_s, on_hang, store_address=address)
+    tick = postmortem.poll if postmortem is not None and rank == 0 else None
+    watchdog = Watchdog(ctx.store, rank, ctx.hosts, timeout_s, on_hang, store_address=address, on_tick=tick)
     watchdog.start()
     try:
         yield watchdog
@@ -81,6 +90,10 @@ def guarded(
                 survivor_records(watchdog.current_label())
             record_end("interrupted", 128 + signum, None)
             raise Interrupted(signum) from None
+        # A link that died under a communicator: its ranks' NCCL logs name it, and the run is a FAIL.
+        named = postmortem.failed_here(watchdog.current_label(), exc) if postmortem is not None else None
+        if named is not None:
+            raise FabricFault(named) from None
         # A peer that died or a transport error surfaces here as torch's RuntimeError/DistError.
         message = watchdog.lost(exc)
         record_end("failed", EXIT_INFRA, {"kind": "lost-rank", "message": message})

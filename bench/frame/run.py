@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bench import sysroot
-from bench.exits import InfraError
+from bench.exits import EXIT_FAIL, InfraError
 from bench.frame import evidence
 from bench.frame.guard import guarded
+from bench.frame.postmortem import Postmortem, own_link_errors
 from bench.frame.record import iso_utc, rank0_lost_recorder
 from bench.profiles import Profile
 from bench.rundir.files import ResultsWriter, Row
@@ -121,7 +122,8 @@ class Run:
             write_refused_is_infra(self.out_dir, "results.csv", lambda: results.replace_from(index, rows))
 
     def end(self, status: str, exit_status: int, failure: Mapping[str, object] | None) -> None:
-        """The run ended early (``failed`` or ``interrupted``): say so in run.json, whatever else fails."""
+        """The run ended early (``failed`` or ``interrupted``): say so in run.json, whatever else fails. Exit
+        status 1 is a FAIL that names a part (a link that died mid-measurement); anything else is an error."""
         if self.record is None:
             return
         for flush in self.flushers:
@@ -132,7 +134,7 @@ class Run:
         with contextlib.suppress(OSError):  # a run directory that refuses writes is said on the terminal
             self.record.update(
                 status=status,
-                verdict="error",
+                verdict="fail" if exit_status == EXIT_FAIL else "error",
                 reasons=[reason],
                 exit_status=exit_status,
                 finished_utc=iso_utc(),
@@ -143,8 +145,23 @@ class Run:
     def guarded(self) -> Iterator[Watchdog]:
         """A measuring phase under the hang watchdog; a hang, a lost rank, Ctrl-C or SIGTERM is recorded (rank 0's
         own loss by a surviving rank that can see run.json)."""
-        with guarded(self.ctx, self.launch.timeout_s, self.end, rank0_lost_recorder(self.out_dir)) as watchdog:
+        with guarded(
+            self.ctx, self.launch.timeout_s, self.end, rank0_lost_recorder(self.out_dir), self._postmortem()
+        ) as watchdog:
             yield watchdog
+
+    def _postmortem(self) -> Postmortem | None:
+        """On NCCL, what names a link that dies while a phase measures (``bench.frame.postmortem``)."""
+        if self.ctx.backend != "nccl":
+            return None  # gloo's errors are lost peers ("Connection reset by peer"); it keeps no log to read
+        rank, host, out_dir = self.ctx.info.rank, self.ctx.hosts[self.ctx.info.rank], self.out_dir
+        return Postmortem(
+            self.ctx.store,
+            rank,
+            lambda step, error: own_link_errors(out_dir, host, rank, step, error),
+            self.end,
+            out_dir,
+        )
 
     @contextlib.contextmanager
     def evidence(self) -> Iterator[PhaseEvidence]:

@@ -8,7 +8,7 @@ channels without GPUDirect RDMA, a net plugin that loaded and then failed, and N
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
 from bench.finding import Finding
@@ -204,14 +204,51 @@ def findings(logs: Sequence[NcclLog], profile: Profile | None) -> list[Finding]:
     return out
 
 
-def dead_links(merged: Mapping[str, HostNet]) -> list[Finding]:
-    """The link the hosts' completion errors converge on.
+@dataclass(frozen=True)
+class LinkEnd:
+    """One end of a link NCCL's completion errors point at: its out-of-band address, and where known its host
+    and the HCA its own errors named."""
+
+    address: str
+    host: str | None
+    hca: str | None
+
+    def words(self) -> str:
+        if self.host is None:
+            return self.address
+        return f"{self.host} ({self.address}{', ' + self.hca if self.hca else ''})"
+
+
+@dataclass(frozen=True)
+class DeadLink:
+    """A link that died under NCCL: one end when the hosts' errors converge on it; both ends of a pair when each
+    names only the other (two nodes, or a point-to-point pair), which the logs alone cannot tell apart."""
+
+    ends: tuple[LinkEnd, ...]
+    by: tuple[str, ...]
+    """The hosts whose NCCL got completion errors from it."""
+
+    def finding(self) -> Finding:
+        if len(self.ends) == 1:
+            (end,) = self.ends
+            message = f"{end.words()}: its link died: NCCL on {', '.join(self.by)} got completion errors from it"
+            return Finding("fail", message, end.hca, end.host or end.address)
+        a, b = self.ends
+        message = (
+            f"the link between {a.words()} and {b.words()} died: each end's NCCL got completion errors from the "
+            "other: one end's cable or the switch path between them, which their ports' link_downed counters tell"
+        )
+        return Finding("fail", message)
+
+
+def dead_link_ends(merged: Mapping[str, HostNet]) -> list[DeadLink]:
+    """The links the hosts' completion errors converge on.
 
     A link that dies mid-measurement makes NCCL on every peer that talks to it log ``Got completion from peer
     <its address>`` (``status=12`` is IBV_WC_RETRY_EXC_ERR: the transport's retries ran out), and its own NCCL
-    log the peers' addresses, one each. The address most hosts name is the dead end (on two nodes each names
-    the other: both are listed); each host's own ``OOB`` address says whose it is, and that host's own
-    completion errors name its HCA."""
+    log the peers' addresses, one each. The address most hosts name is the dead end; each host's own ``OOB``
+    address says whose it is, and that host's own completion errors name its HCA. Where no address is named by
+    more than one host and two hosts name each other, the logs cannot tell which end died: the pair is said."""
     owner = {address: name for name, host in merged.items() for address in host.oob_addresses}
     named: dict[str, set[str]] = {}
     for name, host in merged.items():
@@ -219,18 +256,31 @@ def dead_links(merged: Mapping[str, HostNet]) -> list[Finding]:
             named.setdefault(address, set()).add(name)
     if not named:
         return []
-    most = max(len(by) for by in named.values())
-    out = []
-    for address, by in sorted(named.items()):
-        if len(by) < most:
-            continue
+
+    def end(address: str) -> LinkEnd:
         peer = owner.get(address)
         errors = merged[peer].error_hcas if peer is not None and peer in merged else ()
-        hca = errors[0] if errors else None
-        where = f"{peer} ({address}{', ' + hca if hca else ''})" if peer else address
-        message = f"{where}: its link died: NCCL on {', '.join(sorted(by))} got completion errors from it"
-        out.append(Finding("fail", message, hca, peer or address))
+        return LinkEnd(address, peer, errors[0] if errors else None)
+
+    most = max(len(by) for by in named.values())
+    out: list[DeadLink] = []
+    paired: set[str] = set()
+    for address, by in sorted(named.items()):
+        if len(by) < most or address in paired:
+            continue
+        (namer,) = by if most == 1 else (None,)
+        mutual = [a for a in merged[namer].oob_addresses if named.get(a) == {owner.get(address)}] if namer else []
+        if mutual:
+            paired.update((address, mutual[0]))
+            out.append(DeadLink(tuple(sorted((end(address), end(mutual[0])), key=LinkEnd.words)), ()))
+        else:
+            out.append(DeadLink((end(address),), tuple(sorted(by))))
     return out
+
+
+def dead_links(merged: Mapping[str, HostNet]) -> list[Finding]:
+    """:func:`dead_link_ends`, each as a fail."""
+    return [d.finding() for d in dead_link_ends(merged)]
 
 
 def host_summary(host: HostNet) -> JSONObject:

