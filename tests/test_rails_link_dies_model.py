@@ -79,6 +79,7 @@ def test_a_link_that_dies_in_a_rail_all_reduce_is_named_and_the_run_fails(
     said = f"{end['host']} ({end['address']}, {end['device']}): its link died: NCCL on "
     assert run["reasons"] == [failure["message"]] and failure["message"].startswith(said), failure
     assert failure["message"].endswith("(during all_reduce in every rail group at once)"), failure
+    assert failure["action"].startswith(f"check {end['host']} {end['device']}'s port"), failure
     assert took < BOUND_S, took
 
 

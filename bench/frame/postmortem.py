@@ -152,9 +152,18 @@ def failure_of(links: list[DeadLink], posts: list[LinkErrors]) -> dict[str, obje
         "step": step,
         "hosts": list(dict.fromkeys(end.host or end.address for end in ends)),
         "links": [[{"host": e.host, "device": e.hca, "address": e.address} for e in link.ends] for link in links],
+        "action": "; ".join(_action(link) for link in links),
         "reported_by": sorted(p.rank for p in posts),
         "causes": sorted({p.cause for p in posts})[:4],
     }
+
+
+def _action(link: DeadLink) -> str:
+    """What to do about a dead link: its end's port and cable, or both ends' where the logs cannot tell."""
+    ports = " and ".join(f"{e.host or e.address} {e.hca or 'its rail HCA'}" for e in link.ends)
+    if len(link.ends) == 1:
+        return f"check {ports}'s port (ibstat, link_downed) and reseat or replace its cable"
+    return f"check the ports of {ports} (ibstat, link_downed): reseat or replace the cable of the one that went down"
 
 
 class Postmortem:

@@ -107,7 +107,15 @@ def defects(inputs: RunInputs, grid: Grid | None) -> tuple[BrokenPart, ...]:
         hosts = failure.get("hosts")
         node = ", ".join(str(h) for h in hosts) if isinstance(hosts, list) else ""
         found.append(
-            BrokenPart(_text(failure.get("kind")) or "failure", node, "", "", str(failure["message"]), "", "run")
+            BrokenPart(
+                _text(failure.get("kind")) or "failure",
+                node,
+                "",
+                "",
+                str(failure["message"]),
+                _text(failure.get("action")) or "",
+                "run",
+            )
         )
     for answer in grid.answers if grid is not None else ():
         if answer.status == "fail":
