@@ -20,6 +20,7 @@ from bench.nccllogs.nccl_evidence import device_matches
 from bench.preflight.check_base import Check, CheckResult, Context, IbVerbsCheck, RailsFound, Verdict, listed, majority
 from bench.preflight.error_checks import LinkFlaps, RailErrorWindow
 from bench.preflight.gpu_checks import FabricManager, GpuClocks, GpuEcc, GpuXid, NvLinks
+from bench.preflight.nccl_retry import IbRetry
 from bench.preflight.path_checks import GpuPeerMemory, Iommu, NicPcie, PcieAcs, PcieLinkSpeed, PortMtu
 from bench.profiles import Profile
 
@@ -330,6 +331,7 @@ REGISTRY: tuple[Check, ...] = (
     RailCount(),
     RailPorts(),
     NcclIbHca(),
+    IbRetry(),
     SocketIfname(),
     SocketRails(),
     GpuCount(),

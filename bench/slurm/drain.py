@@ -60,7 +60,9 @@ NODE_CHECKS: frozenset[str] = frozenset(
     }
 )
 """Checks that judge a part of the node (its hardware, firmware, kernel and BIOS settings): a failure drains it."""
-RUN_SETTING_CHECKS: frozenset[str] = frozenset({"nccl-ib-hca", "nccl-socket-ifname", "nccl-log", "input"})
+RUN_SETTING_CHECKS: frozenset[str] = frozenset(
+    {"nccl-ib-hca", "nccl-ib-retry", "nccl-socket-ifname", "nccl-log", "input"}
+)
 """Checks that judge the run's settings or input rather than the node: a failure drains nothing. Every check
 of the registry is in one of the two sets (a test holds it), so a new check says which it is."""
 
