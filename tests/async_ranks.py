@@ -39,7 +39,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -52,13 +52,16 @@ from bench.measure.timing import group_max, measure
 from bench.profiles import load_profile
 from bench.rails.config import RailsConfig, validate
 from bench.rails.intranode import intra_node_phase
-from bench.rails.rank import rail_prelude, rails_phase
+from bench.rails.rank import RailsJob, rail_prelude, rails_phase
 from bench.runtime.before_init import run_directory
 from bench.runtime.coord import coordinator
 from bench.runtime.dist import DistContext, Transport, init_distributed, shutdown
 from bench.runtime.env import discover_rank
 from bench.runtime.watchdog import Watchdog
 from tests import async_backend
+
+if TYPE_CHECKING:
+    from bench.accept.rank import AcceptJob
 
 MODEL_OF_NCCL = Transport("nccl", async_backend.register(), cuda=False)
 MIB = 1 << 20
@@ -319,44 +322,45 @@ def _accept(out_root: Path) -> dict[str, Any]:
     docstring: only the test suite does this). Small sizes: the model's time, not the sizes, is under test."""
     from bench.accept.config import AcceptConfig
     from bench.accept.rank import AcceptJob
-    from bench.frame.job import run_job
-    from bench.runtime import dist as bench_dist
     from bench.sweep.config import RunConfig
 
-    bench_dist.transport_for = lambda backend: MODEL_OF_NCCL
-    info = discover_rank()
-    assert info is not None, "start under mpirun"
     profile = os.environ.get("ASYNC_PROFILE") or "local"
     rails = RailsConfig(
         profile=profile, collectives=("all_reduce",), rail_bytes=MIB, pair_bytes=MIB, iters=3, warmup=1, repeats=1
     )
     sweep = RunConfig(collectives=("all_reduce",), min_bytes=MIB, max_bytes=MIB, iters=3, warmup=1, no_history=True)
     config = AcceptConfig(profile, sweep, rails, backend="gloo", timeout_s=60.0, out=out_root / "accept-run")
+    done = _job_on_the_model(lambda: AcceptJob(config))
+    run_json = out_root / "accept-run" / "run.json"
+    return {**done, "run": json.loads(run_json.read_text()) if run_json.is_file() else {}}
 
-    def job() -> AcceptJob:
-        made = AcceptJob(config)
+
+def _job_on_the_model(make: Callable[[], RailsJob | AcceptJob]) -> dict[str, Any]:
+    """Run a command's job as its ranks do (``run_job``: the frame, run.json) with the model in NCCL's role:
+    ``transport_for`` hands out the model where the command would start NCCL (``Transport``'s docstring: only
+    the test suite does this). Returns the job's exit status and how long it took."""
+    from bench.frame.job import run_job
+    from bench.runtime import dist as bench_dist
+
+    bench_dist.transport_for = lambda backend: MODEL_OF_NCCL
+    info = discover_rank()
+    assert info is not None, "start under mpirun"
+
+    def job() -> RailsJob | AcceptJob:
+        made = make()
         # A socket profile binds gloo's rail groups to its interfaces; the model's groups bind nothing.
         made.settings = dataclasses.replace(made.settings, socket_ifname=None)
         return made
 
     began = time.perf_counter()
     status = run_job(info, job)
-    seconds = time.perf_counter() - began
-    run_json = out_root / "accept-run" / "run.json"
-    return {"exit": status, "seconds": seconds, "run": json.loads(run_json.read_text()) if run_json.is_file() else {}}
+    return {"exit": status, "seconds": time.perf_counter() - began}
 
 
 def _railsjob(out_root: Path) -> dict[str, Any]:
     """``railbench rails`` as the command's ranks run it (its job, the frame, run.json) with the model in NCCL's
     role, as ``accept`` above. ``RAILBENCH_ASYNC_DIES`` may kill a NIC mid-measurement: rank 0 may then end from
     its watchdog's thread, so the test reads run.json from the run directory, not this scenario's output."""
-    from bench.frame.job import run_job
-    from bench.rails.rank import RailsJob
-    from bench.runtime import dist as bench_dist
-
-    bench_dist.transport_for = lambda backend: MODEL_OF_NCCL
-    info = discover_rank()
-    assert info is not None, "start under mpirun"
     profile = os.environ.get("ASYNC_PROFILE") or "local"
     sizes = {"rail_bytes": MIB, "pair_bytes": MIB, **json.loads(os.environ.get("ASYNC_RAILS") or "{}")}
     config = RailsConfig(
@@ -369,16 +373,7 @@ def _railsjob(out_root: Path) -> dict[str, Any]:
         out=out_root / "rails-run",
         **sizes,
     )
-
-    def job() -> RailsJob:
-        made = RailsJob(config)
-        # A socket profile binds gloo's rail groups to its interfaces; the model's groups bind nothing.
-        made.settings = dataclasses.replace(made.settings, socket_ifname=None)
-        return made
-
-    began = time.perf_counter()
-    status = run_job(info, job)
-    return {"exit": status, "seconds": time.perf_counter() - began}
+    return _job_on_the_model(lambda: RailsJob(config))
 
 
 def main(argv: list[str]) -> int:

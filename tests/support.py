@@ -27,6 +27,16 @@ CORPUS = next(
 """The real-world logs in ``shared/corpus`` beside the checkout, or beside a folder above it (a git worktree)."""
 
 
+NCCL_MODEL_PROFILE = """name = "nccl-model"
+description = "pretend nodes on one host, talking over loopback"
+transport = "loopback"
+pass_fraction = 0.9
+counter_tolerance_bytes = 1048576
+"""
+"""The profile of the tests on the model of NCCL (tests/async_backend.py): no interface of the host is a rail or
+the management network there, loopback carries every pretend node."""
+
+
 def rank_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """Environment for subprocesses: the checkout on PYTHONPATH, root allowed to run mpirun, no launcher."""
     env = {

