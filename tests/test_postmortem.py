@@ -91,6 +91,14 @@ def test_posts_that_name_no_peer_name_nothing(tmp_path: Path) -> None:
     assert named_links(posts) == []
 
 
+def test_an_end_that_did_not_post_is_not_named_a_link(tmp_path: Path) -> None:
+    # node1's process crashed: its peers' logs name it as a dead link would, but it posted nothing of its own
+    # (or posted no completion error), so nothing says its link died: the run ends as a lost rank instead.
+    peers = [_post(tmp_path, 1, "node0", 1, (2,)), _post(tmp_path, 5, "node2", 3, (2,))]
+    assert named_links(peers) == []
+    assert named_links([*peers, _post(tmp_path, 3, "node1", 2, ())]) == []
+
+
 def test_the_parent_keeps_the_named_link_when_the_launcher_reports_the_ranks_it_then_lost(tmp_path: Path) -> None:
     # The ranks ended the run with the link named (exit 1); mpirun then reports the ranks it stopped.
     posts = [

@@ -127,7 +127,8 @@ def own_link_errors(out_dir: Path, host: str, rank: int, step: str, error: BaseE
 
 
 def named_links(posts: list[LinkErrors]) -> list[DeadLink]:
-    """The links the posts' completion errors converge on (none when they name no peer)."""
+    """The links the posts' completion errors converge on, each end alive and naming its own HCA (none when they
+    name no peer, or the end they name did not post: its process may be what died)."""
     by_host: dict[str, HostNet] = {}
     for post in posts:
         seen = by_host.get(post.host) or HostNet(host=post.host)
@@ -137,7 +138,13 @@ def named_links(posts: list[LinkErrors]) -> list[DeadLink]:
             error_peers=tuple(dict.fromkeys((*seen.error_peers, *post.peers))),
             error_hcas=tuple(dict.fromkeys((*seen.error_hcas, *post.hcas))),
         )
-    return nccl_evidence.dead_link_ends(by_host)
+    # A peer process that crashed leaves the same completion errors on its peers as a link that died; only an end
+    # that is alive and saw its own link fail (it posted, with completion errors of its own) is a link.
+    return [
+        link
+        for link in nccl_evidence.dead_link_ends(by_host)
+        if all(end.host is not None and end.hca is not None for end in link.ends)
+    ]
 
 
 def failure_of(links: list[DeadLink], posts: list[LinkErrors]) -> dict[str, object]:
