@@ -9,6 +9,7 @@ TCPStore on a free port and broadcasts the address. Under torchrun and the deeps
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import socket
@@ -346,12 +347,28 @@ def broadcast_str(store: Store, key: str, value: str | None, rank: int, timeout_
     return store_broadcast(store, key, rank, timeout_s, lambda: value or "")
 
 
+HEARD_S = 10.0
+"""The most rank 0 waits, after saying the exit status, for every rank to have read it."""
+
+
 def agree_on_exit_status(ctx: DistContext, status: int, key: str = "exit_status", *, timeout_s: float = 60.0) -> int:
     """Rank 0's exit status on every rank, so that every rank of a command exits the same (through the store,
     which outlives a broken communicator). A rank 0 that never says it within ``timeout_s`` is a fault."""
     try:
-        return int(broadcast_str(ctx.store, key, str(status), ctx.info.rank, timeout_s))
+        agreed = int(broadcast_str(ctx.store, key, str(status), ctx.info.rank, timeout_s))
     except RuntimeError as exc:  # torch's DistStoreError: the wait timed out or rank 0's store is gone
         raise InfraError(
             f"rank 0 ({ctx.hosts[0]}) never said the exit status: it is gone, or stuck past {timeout_s:g} s ({exc})"
         ) from None
+    heard = f"railbench/{key}/heard"
+    if ctx.info.rank != 0:
+        with contextlib.suppress(RuntimeError):  # rank 0 stopped waiting: it has its answer already
+            ctx.store.add(heard, 1)
+        return agreed
+    # The store lives in rank 0's process: leaving before every rank has read the status would fail their read
+    # (a rank slow to read it, under load or beside a stopped launcher, then says rank 0 is gone).
+    until = time.monotonic() + min(timeout_s, HEARD_S)
+    with contextlib.suppress(RuntimeError):
+        while int(ctx.store.add(heard, 0)) < ctx.info.world_size - 1 and time.monotonic() < until:
+            time.sleep(0.02)
+    return agreed
