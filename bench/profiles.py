@@ -378,26 +378,18 @@ def _transport(value: object) -> Transport | None:
     return next((t for t in TRANSPORTS if t == value), None)
 
 
-def _parse(text: str, where: str, default_name: str) -> Profile:
-    data = toml_limits.loads(text, where)
-    _check_table(data, _TOP, where, text, None)
-    rails = table(data, "rails")
-    network = table(data, "network")
-    _check_table(rails, _RAILS, where, text, "rails")
-    _check_table(network, _NETWORK, where, text, "network")
-
-    def line_of(key: str, name: str | None) -> int:
-        return _line_of(text, key, name)
-
-    nvlink_targets = collective_targets(table(data, "nvlink_targets_gbps"), where, "nvlink_targets_gbps", line_of)
-    node_targets = collective_targets(table(data, "node_targets_gbps"), where, "node_targets_gbps", line_of)
-    per_gpu = generations(table(data, "gpu"), where, line_of)
+def _refuse_top_level_targets(data: Parsed, per_gpu: bool, where: str, text: str) -> None:
+    """A target at the top level beside ``[gpu.<generation>]`` tables is refused: it would be ambiguous."""
     both = [key for key in TARGET_KEYS if key in data]
     if per_gpu and both:
         raise UserError(
             f"{where}:{_line_of(text, both[0], None)}: {both[0]} is set at the top level and the profile has "
             "[gpu.<generation>] tables: give every target in the generation it was measured on"
         )
+
+
+def _recommended_env(data: Parsed, where: str, text: str) -> dict[str, str]:
+    """``[recommended_env]``: every value a string."""
     env: dict[str, str] = {}
     for key, value in table(data, "recommended_env").items():
         if not isinstance(value, str):
@@ -405,17 +397,30 @@ def _parse(text: str, where: str, default_name: str) -> Profile:
                 f"{where}:{_line_of(text, key, 'recommended_env')}: {key} = {value!r} must be a string; quote it"
             )
         env[key] = value
+    return env
+
+
+def _checked_transport(data: Parsed, where: str, text: str) -> Transport:
     transport = _transport(data.get("transport", "ib"))
     if transport is None:
         raise UserError(
             f"{where}:{_line_of(text, 'transport', None)}: transport {data.get('transport')!r} must be one of "
             + ", ".join(TRANSPORTS)
         )
+    return transport
+
+
+def _checked_link_layer(rails: Parsed, where: str, text: str) -> str | None:
     link_layer = _text(rails, "link_layer")
     if link_layer is not None and link_layer not in LINK_LAYERS:
         raise UserError(
             f"{where}:{_line_of(text, 'link_layer', 'rails')}: link_layer {link_layer!r} must be InfiniBand or Ethernet"
         )
+    return link_layer
+
+
+def _check_ranges(data: Parsed, rails: Parsed, where: str, text: str) -> None:
+    """The counts within their bounds, and the rates positive and finite."""
     for key, values, minimum, maximum in (
         ("count", rails, 1, MAX_RAILS),
         ("gpus_per_node", data, 1, MAX_GPUS_PER_NODE),
@@ -430,31 +435,66 @@ def _parse(text: str, where: str, default_name: str) -> Profile:
         if rate is not None:
             line = _line_of(text, key, "rails" if values is rails else None)
             finite(rate, Where(where, key, line), sign="positive", maximum=MAX_RATE_GBPS)
+
+
+def _compare_table(data: Parsed, where: str, text: str) -> CompareSettings:
     try:  # [compare] is read by compare and report; refuse a bad one here, before any command starts ranks
-        compare = CompareSettings.from_table(table(data, "compare"))
+        return CompareSettings.from_table(table(data, "compare"))
     except UserError as exc:
         raise UserError(f"{where}:{_line_of(text, 'compare', None)}: {exc}") from None
-    rails_test = RailsTestTable.from_table(table(data, "rails_test"), where, text)
-    errors = ErrorLimits.from_table(table(data, "errors"), where, lambda key, name: _line_of(text, key, name))
-    actions = Actions.from_table(table(data, "actions"), where, lambda key, name: _line_of(text, key, name))
-    gpudirect = GpuDirectLimits.from_table(table(data, "gpudirect"), where, lambda key, name: _line_of(text, key, name))
+
+
+def _byte_limits(data: Parsed, per_gpu: bool, where: str, text: str) -> tuple[int, int | None]:
+    """``judge_min_bytes`` and ``default_max_bytes``; a default run that would stop below the judged sizes of a
+    profile with targets is refused."""
     judge_min = parse_size(str(data.get("judge_min_bytes", DEFAULT_JUDGE_MIN_BYTES)), f"{where}: judge_min_bytes")
     default_max = data.get("default_max_bytes")
     default_max_bytes = None if default_max is None else parse_size(str(default_max), f"{where}: default_max_bytes")
-    has_targets = bool(per_gpu) or any(
-        k in data for k in ("node_target_gbps", "nvlink_target_gbps", "nvlink_targets_gbps")
-    )
+    has_targets = per_gpu or any(k in data for k in ("node_target_gbps", "nvlink_target_gbps", "nvlink_targets_gbps"))
     if default_max_bytes is not None and has_targets and default_max_bytes < judge_min:
         raise UserError(
             f"{where}:{_line_of(text, 'default_max_bytes', None)}: default_max_bytes {default_max} stops below "
             f"judge_min_bytes ({judge_min} bytes): a default run would judge nothing; raise it"
         )
-    plan = _plan_table(table(data, "plan"), where, text)
+    return judge_min, default_max_bytes
+
+
+def _pass_fraction(data: Parsed, where: str, text: str) -> float:
     fraction = _number(data, "pass_fraction")
     fraction = 0.9 if fraction is None else fraction
     if not 0 < fraction <= 1.5:
         line = _line_of(text, "pass_fraction", None)
         raise UserError(f"{where}:{line}: pass_fraction = {fraction} must be a fraction of the target in (0, 1.5]")
+    return float(fraction)
+
+
+def _parse(text: str, where: str, default_name: str) -> Profile:
+    data = toml_limits.loads(text, where)
+    _check_table(data, _TOP, where, text, None)
+    rails = table(data, "rails")
+    network = table(data, "network")
+    _check_table(rails, _RAILS, where, text, "rails")
+    _check_table(network, _NETWORK, where, text, "network")
+
+    def line_of(key: str, name: str | None) -> int:
+        return _line_of(text, key, name)
+
+    nvlink_targets = collective_targets(table(data, "nvlink_targets_gbps"), where, "nvlink_targets_gbps", line_of)
+    node_targets = collective_targets(table(data, "node_targets_gbps"), where, "node_targets_gbps", line_of)
+    per_gpu = generations(table(data, "gpu"), where, line_of)
+    _refuse_top_level_targets(data, bool(per_gpu), where, text)
+    env = _recommended_env(data, where, text)
+    transport = _checked_transport(data, where, text)
+    link_layer = _checked_link_layer(rails, where, text)
+    _check_ranges(data, rails, where, text)
+    compare = _compare_table(data, where, text)
+    rails_test = RailsTestTable.from_table(table(data, "rails_test"), where, text)
+    errors = ErrorLimits.from_table(table(data, "errors"), where, line_of)
+    actions = Actions.from_table(table(data, "actions"), where, line_of)
+    gpudirect = GpuDirectLimits.from_table(table(data, "gpudirect"), where, line_of)
+    judge_min, default_max_bytes = _byte_limits(data, bool(per_gpu), where, text)
+    plan = _plan_table(table(data, "plan"), where, text)
+    fraction = _pass_fraction(data, where, text)
     name, description = _text(data, "name"), _text(data, "description")
     rate_gbps, node_target, nvlink_target = (
         _number(rails, "rate_gbps"),
@@ -479,7 +519,7 @@ def _parse(text: str, where: str, default_name: str) -> Profile:
         recommended_env=MappingProxyType(env),
         node_target_gbps=None if node_target is None else float(node_target),
         nvlink_target_gbps=None if nvlink_target is None else float(nvlink_target),
-        pass_fraction=float(fraction),
+        pass_fraction=fraction,
         counter_tolerance_bytes=1 << 20 if tolerance is None else tolerance,
         judge_min_bytes=judge_min,
         source=where,
