@@ -275,6 +275,20 @@ def _infer_nranks(collective: str, rows: Sequence[Row]) -> int | None:
     return None
 
 
+def _reading_notes(t: TableEvidence, collective: str, collective_source: str) -> list[str]:
+    """What the reader should know of how the table was read: a collective guessed from the file's name, a
+    table cut short."""
+    notes = []
+    if collective_source == "file name":
+        notes.append(
+            f"collective {collective} taken from the file name: the log names it nowhere else (no command line, "
+            "no 'Collective test starting' marker); pass --collective to be sure"
+        )
+    if not t.footer:
+        notes.append("table has no footer: the run stopped or the log was cut (truncated)")
+    return notes
+
+
 def finish(
     t: TableEvidence, file_hint: Sequence[str], given: str | None, given_nranks: int | None, source: str
 ) -> Table:
@@ -308,14 +322,8 @@ def finish(
     if nranks_source == "command line" and (inferred := _infer_nranks(collective, t.rows)) and inferred != nranks:
         notes.append(f"the command line says {nranks} ranks but busbw/algbw says {inferred}; using {inferred}")
         nranks, nranks_source = inferred, "busbw/algbw"
-    if collective_source == "file name":
-        notes.append(
-            f"collective {collective} taken from the file name: the log names it nowhere else (no command line, "
-            "no 'Collective test starting' marker); pass --collective to be sure"
-        )
+    notes += _reading_notes(t, collective, collective_source)
     hosts = tuple(dict.fromkeys(d.host for d in t.devices)) or tuple(t.info_hosts)
-    if not t.footer:
-        notes.append("table has no footer: the run stopped or the log was cut (truncated)")
     return Table(
         collective=collective,
         collective_source=collective_source,
