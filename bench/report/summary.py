@@ -22,7 +22,7 @@ from bench.profiles import Profile
 from bench.report.certificate import Grid, grid_tally, plural
 from bench.report.inputs import RunInputs
 from bench.rundir.judged_by import JudgedBy
-from bench.rundir.railsdoc import GpuDefect, RailDefect, RailsDoc
+from bench.rundir.railsdoc import GpuDefect, IntraNode, RailDefect, RailsDoc
 from bench.rundir.runjson import RunDoc
 from bench.units import format_size
 
@@ -185,6 +185,42 @@ def _sizes(frame: pd.DataFrame) -> str:
     return f"{format_size(sized[0])} to {format_size(sized[-1])} ({len(sized)} sizes)"
 
 
+def _rails_tested(rails: RailsDoc) -> tuple[str, str] | None:
+    """The rails step's line: skipped, or its rails, rail groups and node pairs; None when it measured nothing."""
+    if rails.skipped:
+        return ("rails", f"skipped: {rails.skipped}")
+    measured = rails.measurements
+    if not measured:
+        return None
+    rail_ids = sorted({m.rail for m in measured})
+    groups = sorted({str(m.collective) for m in measured if m.kind == "rail"})
+    pairs = {(m.rail, *sorted((str(m.node), str(m.peer)))) for m in measured if m.kind == "pair"}
+    per_rail = len(pairs) // max(1, len(rail_ids))
+    what = [f"{plural(len(rail_ids), 'rail')}"]
+    if groups:
+        what.append(f"rail groups ({', '.join(groups)})")
+    if pairs:
+        what.append(f"{per_rail:,} node pairs per rail")
+    return ("rails", ": ".join([what[0], " and ".join(what[1:])]) if len(what) > 1 else what[0])
+
+
+def _intra_tested(intra: IntraNode | None) -> tuple[str, str] | None:
+    """The intra-node step's line: skipped, or its GPU pairs on how many nodes; None when it did not run."""
+    if intra is None:
+        return None
+    if intra.skipped:
+        return ("intra-node", f"skipped: {intra.skipped}")
+    if not intra.measurements:
+        return None
+    local = intra.local_ranks
+    if local is not None and local > 1:
+        pairs_text = f"{local * (local - 1) // 2} GPU pairs, both directions,"
+    else:
+        pairs_text = "local pairs"
+    where = f"on each of {len(intra.nodes)} nodes" if len(intra.nodes) > 1 else "on 1 node"
+    return ("intra-node", f"{pairs_text} {where}")
+
+
 def tested(inputs: RunInputs, grid: Grid | None, compare: Parsed | None) -> tuple[tuple[str, str], ...]:
     """One line per step of the run: what it measured, on how much of the cluster."""
     lines: list[tuple[str, str]] = []
@@ -196,32 +232,7 @@ def tested(inputs: RunInputs, grid: Grid | None, compare: Parsed | None) -> tupl
         collectives = ", ".join(dict.fromkeys(world["collective"]))
         lines.append(("world sweep", f"{collectives}; {_sizes(world)}"))
     rails = inputs.rails or RailsDoc()
-    if rails.skipped:
-        lines.append(("rails", f"skipped: {rails.skipped}"))
-    elif rails.measurements:
-        measured = rails.measurements
-        rail_ids = sorted({m.rail for m in measured})
-        groups = sorted({str(m.collective) for m in measured if m.kind == "rail"})
-        pairs = {(m.rail, *sorted((str(m.node), str(m.peer)))) for m in measured if m.kind == "pair"}
-        per_rail = len(pairs) // max(1, len(rail_ids))
-        what = [f"{plural(len(rail_ids), 'rail')}"]
-        if groups:
-            what.append(f"rail groups ({', '.join(groups)})")
-        if pairs:
-            what.append(f"{per_rail:,} node pairs per rail")
-        lines.append(("rails", ": ".join([what[0], " and ".join(what[1:])]) if len(what) > 1 else what[0]))
-    intra = rails.intra_node
-    if intra is not None:
-        if intra.skipped:
-            lines.append(("intra-node", f"skipped: {intra.skipped}"))
-        elif intra.measurements:
-            local = intra.local_ranks
-            if local is not None and local > 1:
-                pairs_text = f"{local * (local - 1) // 2} GPU pairs, both directions,"
-            else:
-                pairs_text = "local pairs"
-            where = f"on each of {len(intra.nodes)} nodes" if len(intra.nodes) > 1 else "on 1 node"
-            lines.append(("intra-node", f"{pairs_text} {where}"))
+    lines += [line for line in (_rails_tested(rails), _intra_tested(rails.intra_node)) if line is not None]
     if compare is not None:
         baseline = compare.get("baseline")
         runs = len(baseline.get("runs") or []) if isinstance(baseline, Mapping) else 0
