@@ -356,6 +356,15 @@ class _Reader:
             into.mention(mentions(line))
 
 
+def _with_rows(done: Iterable[TableEvidence], stopped: list[TableEvidence]) -> Iterator[TableEvidence]:
+    """The tables just completed that hold rows; those that failed before their first row go to ``stopped``."""
+    for table in done:
+        if table.rows:
+            yield table
+        elif table.failures:
+            stopped.append(table)
+
+
 def iter_tables(
     lines: Iterable[tuple[int, str | None]],
     *,
@@ -379,19 +388,13 @@ def iter_tables(
             reader.evidence().note(f"line {number}: longer than {MAX_LINE_CHARS} characters, skipped")
             continue
         reader.feed(number, line)
-        for table in reader.done():
-            if table.rows:
-                found += 1
-                yield finish(table, hint, collective, nranks, source)
-            elif table.failures:
-                stopped.append(table)
-    reader.cur = None
-    for table in reader.done():
-        if table.rows:
+        for table in _with_rows(reader.done(), stopped):
             found += 1
             yield finish(table, hint, collective, nranks, source)
-        elif table.failures:
-            stopped.append(table)
+    reader.cur = None
+    for table in _with_rows(reader.done(), stopped):
+        found += 1
+        yield finish(table, hint, collective, nranks, source)
     failed = [t for t in (*stopped, reader.pending) if t.failures]
     if failures is not None:
         failures.extend(f for t in failed for f in t.failures)
