@@ -328,6 +328,24 @@ def _gdr_off(msg: str) -> bool:
     return "GPU Direct RDMA Disabled" in msg
 
 
+def _warning(host: _Host, msg: str) -> None:
+    """A WARN line: kept (the first 100), with the HCAs and peers its errors name, and whether it matches
+    ``_ROCE_GID``."""
+    if len(host.warnings) < 100:
+        _add(host.warnings, msg[:300])
+    _add(host.error_hcas, *(m.group(1)[:64] for m in _ERROR_HCA.finditer(msg)))
+    _add(host.error_peers, *(m.group(1)[:64] for m in _ERROR_PEER.finditer(msg)))
+    host.roce_gid |= bool(_ROCE_GID.search(msg))
+
+
+def _rank_seen(host: _Host, msg: str, label: str, number: int) -> None:
+    """The rank a line names, added to its host's (at most 4096 of them)."""
+    if m := _RANK.search(msg):
+        rank = parse_int(m.group(1), Where(label, "rank", number), maximum=1 << 24)
+        if rank not in host.ranks and len(host.ranks) < 4096:
+            host.ranks.append(rank)
+
+
 def parse_lines(lines: Iterable[str] | Iterable[tuple[int, str | None]], source: str | None = None) -> NcclLog:
     """Parse NCCL_DEBUG=INFO output given as lines, or as ``bench.textlines`` (number, line) pairs.
 
@@ -355,11 +373,7 @@ def parse_lines(lines: Iterable[str] | Iterable[tuple[int, str | None]], source:
         msg = split.message
         watch.feed(split, number)
         if split.level == "WARN":
-            if len(host.warnings) < 100:
-                _add(host.warnings, msg[:300])
-            _add(host.error_hcas, *(m.group(1)[:64] for m in _ERROR_HCA.finditer(msg)))
-            _add(host.error_peers, *(m.group(1)[:64] for m in _ERROR_PEER.finditer(msg)))
-            host.roce_gid |= bool(_ROCE_GID.search(msg))
+            _warning(host, msg)
             continue
         found: list[NetUsing] = []
         channel = _message(host, msg, found, (label, number), split.pid)
@@ -369,10 +383,7 @@ def parse_lines(lines: Iterable[str] | Iterable[tuple[int, str | None]], source:
             channels.setdefault((channel.host, channel.pid, channel.path), channel)
         if msg.startswith("NCCL version ") and (v := _VERSION.match(msg)):
             versions.setdefault((split.host, v.group(1)), Fact("nccl_version", v.group(1), label, number, split.host))
-        if m := _RANK.search(msg):
-            rank = parse_int(m.group(1), Where(label, "rank", number), maximum=1 << 24)
-            if rank not in host.ranks and len(host.ranks) < 4096:
-                host.ranks.append(rank)
+        _rank_seen(host, msg, label, number)
     resolved = _resolve_channels(list(channels.values()), list(usings.values()))
     return NcclLog(
         source,
