@@ -225,6 +225,17 @@ def _json_header(config: Mapping[str, object]) -> Header:
     )
 
 
+def _average_busbw(data: Mapping[str, object], source: str) -> float | None:
+    """The file's average bus bandwidth, None where it has none."""
+    # Version 1 spelled these keys "average_bus_bandwidith" and "bandwidith".
+    avg = data.get("average_bus_bandwidth", data.get("average_bus_bandwidith"))
+    if not isinstance(avg, dict):
+        return None
+    value = avg.get("bandwidth", avg.get("bandwidith"))
+    at = Where(source or "JSON file", "average_bus_bandwidth")
+    return _json_number(value, at) if isinstance(value, (int, float)) else None
+
+
 def parse_json(
     text: str, *, source: str = "", collective: str | None = None, nranks: int | None = None
 ) -> NcclTestsLog:
@@ -260,12 +271,7 @@ def parse_json(
     evidence.nccl_version = nccl_version_from_code(code) if isinstance(code, int) and 0 < code < 10**8 else None
     oob = data.get("out_of_bounds")
     evidence.out_of_bounds = _optional_int(oob, "count") if isinstance(oob, dict) else None
-    # Version 1 spelled these keys "average_bus_bandwidith" and "bandwidith".
-    avg = data.get("average_bus_bandwidth", data.get("average_bus_bandwidith"))
-    if isinstance(avg, dict):
-        value = avg.get("bandwidth", avg.get("bandwidith"))
-        at = Where(source or "JSON file", "average_bus_bandwidth")
-        evidence.avg = _json_number(value, at) if isinstance(value, (int, float)) else None
+    evidence.avg = _average_busbw(data, source)
     for error in _list(data, "errors"):
         if str(error).strip():
             evidence.fail(str(error))
