@@ -156,16 +156,7 @@ def _bus_bounds(rows: Sequence[Row]) -> tuple[float, float] | None:
 
 def _fits(collective: str, rows: Sequence[Row], nranks: int | None, columns: Sequence[str] = ()) -> bool:
     """Whether the rows could come from ``collective`` (redop, root, count/size and busbw/algbw)."""
-    first = rows[0]
-    if first.redop in ("none", "") and collective in REDUCING:
-        return False
-    if columns and "redop" not in columns and collective in REDUCING:
-        return False
-    # Every nccl-tests version prints a root column for the rooted collectives (the old format too), and no
-    # row that has one says -1 for them.
-    if collective in ROOTED and (first.root is None or first.root < 0 or (columns and "root" not in columns)):
-        return False
-    if first.root is not None and first.root >= 0 and collective not in ROOTED:
+    if not _columns_fit(collective, rows[0], columns):
         return False
     ratio = _count_ratio(rows)
     if ratio is not None:
@@ -184,8 +175,26 @@ def _fits(collective: str, rows: Sequence[Row], nranks: int | None, columns: Seq
     lo, hi = bus
     if nranks is not None:
         return lo <= busbw_factor(collective, nranks) <= hi
-    # The factors over every rank count: 0 for one rank, then all_reduce's 2(n-1)/n in [1, 2), the ring's
-    # (n-1)/n in [0.5, 1), and 1 for the rest.
+    return _some_factor_fits(collective, lo, hi)
+
+
+def _columns_fit(collective: str, first: Row, columns: Sequence[str]) -> bool:
+    """Whether the first row's redop and root (and the table's columns) are those ``collective`` prints."""
+    if first.redop in ("none", "") and collective in REDUCING:
+        return False
+    if columns and "redop" not in columns and collective in REDUCING:
+        return False
+    # Every nccl-tests version prints a root column for the rooted collectives (the old format too), and no
+    # row that has one says -1 for them.
+    if collective in ROOTED and (first.root is None or first.root < 0 or (columns and "root" not in columns)):
+        return False
+    return not (first.root is not None and first.root >= 0 and collective not in ROOTED)
+
+
+def _some_factor_fits(collective: str, lo: float, hi: float) -> bool:
+    """Whether busbw/algbw in [lo, hi] is ``collective``'s factor at some rank count. The factors over every
+    rank count: 0 for one rank, then all_reduce's 2(n-1)/n in [1, 2), the ring's (n-1)/n in [0.5, 1), and 1
+    for the rest."""
     if collective == "all_reduce":
         return lo <= 0.0 or (hi >= 1.0 and lo < 2.0)
     if collective in PER_RANK_COUNT:
