@@ -74,23 +74,28 @@ def _command_parser(name: str) -> argparse.ArgumentParser:
     return parser
 
 
+def _run_command(args_list: list[str]) -> int:
+    """The command ``args_list`` names, run; the top-level help where it names none."""
+    if not args_list or args_list[0] not in COMMANDS:
+        top = _top_parser()
+        if not args_list or args_list[0].startswith("-"):
+            top.parse_args(args_list)  # handles --help/--version and exits
+            top.print_help()
+            return EXIT_USAGE
+        known = ", ".join(COMMANDS)
+        raise UserError(f"unknown command {args_list[0]!r}: choose one of {known}")
+    parser = _command_parser(args_list[0])
+    args = parser.parse_args(args_list[1:])
+    status = int(args._handler(args))
+    sys.stdout.flush()  # here, not at exit, so a reader that went away (| head) is met by the handler in main
+    return status
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``railbench``; returns the exit status."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     try:
-        if not args_list or args_list[0] not in COMMANDS:
-            top = _top_parser()
-            if not args_list or args_list[0].startswith("-"):
-                top.parse_args(args_list)  # handles --help/--version and exits
-                top.print_help()
-                return EXIT_USAGE
-            known = ", ".join(COMMANDS)
-            raise UserError(f"unknown command {args_list[0]!r}: choose one of {known}")
-        parser = _command_parser(args_list[0])
-        args = parser.parse_args(args_list[1:])
-        status = int(args._handler(args))
-        sys.stdout.flush()  # here, not at exit, so a reader that went away (| head) is met by the handler below
-        return status
+        return _run_command(args_list)
     except UserError as exc:
         print(f"railbench: error: {exc}", file=sys.stderr)
         return exc.exit_status

@@ -134,37 +134,10 @@ class ErrorLimits:
 
         window_s = seconds("window_s", MAX_WINDOW_S, defaults.window_s)
         kernel_log_window_s = seconds("kernel_log_window_s", MAX_LOG_WINDOW_S, defaults.kernel_log_window_s)
-        fail_on_rise = defaults.fail_on_rise
-        if "fail_on_rise" in table:
-            names = table["fail_on_rise"]
-            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-                raise UserError(f"{where}:{line_of('fail_on_rise', 'errors')}: fail_on_rise must be a list of counters")
-            fail_on_rise = tuple(str(n) for n in names)
-            _known(fail_on_rise, where, line_of("fail_on_rise", "errors"))
-        severity: Severity = defaults.max_count_severity
-        if "max_count_severity" in table:
-            value = table["max_count_severity"]
-            if value != "warn" and value != "fail":
-                line = line_of("max_count_severity", "errors")
-                raise UserError(f'{where}:{line}: max_count_severity = {value!r} must be "warn" or "fail"')
-            severity = "warn" if value == "warn" else "fail"
-        fail_on_errors = defaults.fail_on_errors
-        if "fail_on_errors" in table:
-            flag = table["fail_on_errors"]
-            if not isinstance(flag, bool):
-                line = line_of("fail_on_errors", "errors")
-                raise UserError(f"{where}:{line}: fail_on_errors = {flag!r} must be true or false")
-            fail_on_errors = flag
-        limits = table.get("max_count", {})
-        if not isinstance(limits, Mapping):
-            raise UserError(f"{where}:{line_of('max_count', 'errors')}: [errors.max_count] must be a table")
-        counts: dict[str, int] = {}
-        for name, value in limits.items():
-            line = line_of(name, "errors.max_count")
-            _known([name], where, line)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise UserError(f"{where}:{line}: [errors.max_count] {name} = {value!r} must be a whole number >= 0")
-            counts[str(name)] = value
+        fail_on_rise = _fail_on_rise(table, where, line_of, defaults.fail_on_rise)
+        severity = _severity(table, where, line_of, defaults.max_count_severity)
+        fail_on_errors = _fail_on_errors(table, where, line_of, defaults.fail_on_errors)
+        counts = _max_counts(table, where, line_of)
         return cls(
             window_s=window_s,
             kernel_log_window_s=kernel_log_window_s,
@@ -188,3 +161,53 @@ def _known(names: Sequence[str], where: str, line: int) -> None:
             f"{where}:{line}: {', '.join(unknown)} is not an error counter railbench reads; "
             f"known: {', '.join(sorted(ALL_COUNTERS))}"
         )
+
+
+# The [errors] keys past the windows, each checked in the order ErrorLimits.from_table reads them.
+_LineOf = Callable[[str, str], int]
+
+
+def _fail_on_rise(table: Parsed, where: str, line_of: _LineOf, default: tuple[str, ...]) -> tuple[str, ...]:
+    if "fail_on_rise" not in table:
+        return default
+    names = table["fail_on_rise"]
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise UserError(f"{where}:{line_of('fail_on_rise', 'errors')}: fail_on_rise must be a list of counters")
+    fail_on_rise = tuple(str(n) for n in names)
+    _known(fail_on_rise, where, line_of("fail_on_rise", "errors"))
+    return fail_on_rise
+
+
+def _severity(table: Parsed, where: str, line_of: _LineOf, default: Severity) -> Severity:
+    if "max_count_severity" not in table:
+        return default
+    value = table["max_count_severity"]
+    if value != "warn" and value != "fail":
+        line = line_of("max_count_severity", "errors")
+        raise UserError(f'{where}:{line}: max_count_severity = {value!r} must be "warn" or "fail"')
+    return "warn" if value == "warn" else "fail"
+
+
+def _fail_on_errors(table: Parsed, where: str, line_of: _LineOf, default: bool) -> bool:
+    if "fail_on_errors" not in table:
+        return default
+    flag = table["fail_on_errors"]
+    if not isinstance(flag, bool):
+        line = line_of("fail_on_errors", "errors")
+        raise UserError(f"{where}:{line}: fail_on_errors = {flag!r} must be true or false")
+    return flag
+
+
+def _max_counts(table: Parsed, where: str, line_of: _LineOf) -> dict[str, int]:
+    """``[errors.max_count]``: counter -> the count above which it is reported, each a whole number >= 0."""
+    limits = table.get("max_count", {})
+    if not isinstance(limits, Mapping):
+        raise UserError(f"{where}:{line_of('max_count', 'errors')}: [errors.max_count] must be a table")
+    counts: dict[str, int] = {}
+    for name, value in limits.items():
+        line = line_of(name, "errors.max_count")
+        _known([name], where, line)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise UserError(f"{where}:{line}: [errors.max_count] {name} = {value!r} must be a whole number >= 0")
+        counts[str(name)] = value
+    return counts

@@ -60,7 +60,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Literal
 
 from bench import toml_limits
 from bench.actions import Actions
@@ -68,27 +67,35 @@ from bench.bounded import Where, finite
 from bench.compare_settings import CompareSettings
 from bench.error_limits import ErrorLimits
 from bench.exits import UserError
-from bench.gpu_targets import MAX_RATE_GBPS, GpuTargets, TargetSteps, choose, collective_targets, generations
+from bench.gpu_targets import GpuTargets, TargetSteps, choose, collective_targets, generations
 from bench.gpudirect_limits import GpuDirectLimits
 from bench.jsondoc import Parsed, table
+from bench.profile_checks import (
+    DEFAULT_JUDGE_MIN_BYTES,
+    NETWORK_KEYS,
+    RAILS_KEYS,
+    TOP_KEYS,
+    TRANSPORTS,
+    Transport,
+    byte_limits,
+    check_ranges,
+    check_table,
+    checked_env,
+    checked_link_layer,
+    checked_pass_fraction,
+    checked_transport,
+    compare_table,
+    line_of,
+    names_of,
+    number_of,
+    plan_table,
+    refuse_top_level_targets,
+    text_of,
+    whole_of,
+)
 from bench.units import parse_size
 
 PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
-Transport = Literal["ib", "roce", "socket", "loopback"]
-TRANSPORTS: tuple[Transport, ...] = ("ib", "roce", "socket", "loopback")
-LINK_LAYERS = ("InfiniBand", "Ethernet")
-
-# Tables with a parser of their own (typed at load like every other table).
-EXTENSION_TABLES = frozenset({"compare", "rails_test", "plan", "gpu"})
-
-TARGET_KEYS = ("nvlink_target_gbps", "nvlink_targets_gbps", "node_target_gbps", "node_targets_gbps")
-"""The keys that give busbw targets: at the top level, or in each ``[gpu.<generation>]`` table, never both."""
-MAX_RAILS = 64
-MAX_GPUS_PER_NODE = 1024
-MAX_BYTES = 1 << 62
-
-DEFAULT_JUDGE_MIN_BYTES = 256 << 20
-"""Small messages measure latency, not bandwidth: a sweep is judged on its sizes at or above this."""
 
 
 @dataclass(frozen=True)
@@ -113,7 +120,7 @@ class RailsTestTable:
         fraction: float | None = None
         collectives: tuple[str, ...] | None = None
         for key, value in values.items():
-            line = _line_of(text, key, "rails_test")
+            line = line_of(text, key, "rails_test")
             number = isinstance(value, (int, float)) and not isinstance(value, bool)
             if key not in known:
                 raise UserError(f"{where}:{line}: unknown [rails_test] key {key!r}; known keys: {', '.join(known)}")
@@ -277,209 +284,58 @@ class Profile:
         return self.excluded_hcas + self.excluded_ifnames
 
 
-# key -> (python types accepted, description for messages)
-_TOP: dict[str, tuple[tuple[type, ...], str]] = {
-    "name": ((str,), "a string"),
-    "description": ((str,), "a string"),
-    "transport": ((str,), "one of " + ", ".join(TRANSPORTS)),
-    "gpus_per_node": ((int,), "an integer"),
-    "gpu_model": ((str,), "a string"),
-    "node_target_gbps": ((int, float), "a number (Gb/s)"),
-    "nvlink_target_gbps": ((int, float), "a number (Gb/s)"),
-    "pass_fraction": ((int, float), "a number such as 0.9"),
-    "counter_tolerance_bytes": ((int,), "an integer number of bytes"),
-    "judge_min_bytes": ((int, str), "a size such as 256M"),
-    "rails": ((dict,), "a table"),
-    "network": ((dict,), "a table"),
-    "recommended_env": ((dict,), 'a table of NAME = "value"'),
-    "nvlink_targets_gbps": ((dict,), "a table of collective = Gb/s"),
-    "node_targets_gbps": ((dict,), "a table of collective = Gb/s"),
-    "default_max_bytes": ((int, str), "a size such as 8G"),
-    "errors": ((dict,), "a table"),
-    "actions": ((dict,), 'a table of defect kind = "sentence"'),
-    "gpudirect": ((dict,), "a table"),
-}
-_RAILS: dict[str, tuple[tuple[type, ...], str]] = {
-    "count": ((int,), "an integer"),
-    "rate_gbps": ((int, float), "a number (Gb/s)"),
-    "link_layer": ((str,), "InfiniBand or Ethernet"),
-    "names": ((list,), "a list of strings"),
-    "exclude": ((list,), "a list of strings"),
-    "exclude_ifnames": ((list,), "a list of strings"),
-}
-_NETWORK: dict[str, tuple[tuple[type, ...], str]] = {
-    "socket_ifnames": ((str,), "an NCCL_SOCKET_IFNAME value"),
-    "oob_ifname": ((str,), "an interface name"),
-}
-
-
-def _line_of(text: str, key: str, table: str | None) -> int:
-    """The line where ``key`` is set (inside ``[table]`` when given); 1 when it cannot be found."""
-    current: str | None = None
-    pattern = re.compile(rf"^\s*\"?{re.escape(key)}\"?\s*=")
-    for number, line in enumerate(text.splitlines(), start=1):
-        stripped = line.lstrip()
-        if stripped.startswith("["):  # string methods, not a regex: a hostile line must cost linear time
-            current = stripped.lstrip("[").split("]", 1)[0].strip()
-            if table is None and (current == key or current.startswith(f"{key}.")):
-                return number
-            continue
-        if pattern.match(line) and current == table:
-            return number
-    return 1
-
-
-def _check_table(
-    data: Parsed,
-    spec: Mapping[str, tuple[tuple[type, ...], str]],
-    where: str,
-    text: str,
-    table: str | None,
-) -> None:
-    for key, value in data.items():
-        if table is None and key in EXTENSION_TABLES:
-            if not isinstance(value, dict):
-                raise UserError(f"{where}:{_line_of(text, key, None)}: [{key}] must be a table")
-            continue
-        if key not in spec:
-            known = ", ".join(sorted(spec) + (sorted(EXTENSION_TABLES) if table is None else []))
-            scope = f"[{table}] " if table else ""
-            raise UserError(f"{where}:{_line_of(text, key, table)}: unknown {scope}key {key!r}; known keys: {known}")
-        types, description = spec[key]
-        if isinstance(value, bool) or not isinstance(value, types):
-            raise UserError(f"{where}:{_line_of(text, key, table)}: {key} = {value!r} must be {description}")
-        if isinstance(value, list) and not all(isinstance(item, str) for item in value):
-            raise UserError(f"{where}:{_line_of(text, key, table)}: {key} must be a list of strings")
-
-
-# Typed reads of values _check_table has already checked against _TOP, _RAILS or _NETWORK: each narrows what
-# that check proved, so a value absent (or, were the spec ever to drift, of another type) reads as None.
-def _text(values: Parsed, key: str) -> str | None:
-    value = values.get(key)
-    return value if isinstance(value, str) else None
-
-
-def _whole(values: Parsed, key: str) -> int | None:
-    value = values.get(key)
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _number(values: Parsed, key: str) -> int | float | None:
-    value = values.get(key)
-    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-def _names(values: Parsed, key: str) -> tuple[str, ...]:
-    value = values.get(key)
-    return tuple(v for v in value if isinstance(v, str)) if isinstance(value, list) else ()
-
-
-def _transport(value: object) -> Transport | None:
-    return next((t for t in TRANSPORTS if t == value), None)
-
-
 def _parse(text: str, where: str, default_name: str) -> Profile:
     data = toml_limits.loads(text, where)
-    _check_table(data, _TOP, where, text, None)
+    check_table(data, TOP_KEYS, where, text, None)
     rails = table(data, "rails")
     network = table(data, "network")
-    _check_table(rails, _RAILS, where, text, "rails")
-    _check_table(network, _NETWORK, where, text, "network")
+    check_table(rails, RAILS_KEYS, where, text, "rails")
+    check_table(network, NETWORK_KEYS, where, text, "network")
 
-    def line_of(key: str, name: str | None) -> int:
-        return _line_of(text, key, name)
+    def line_in(key: str, name: str | None) -> int:
+        return line_of(text, key, name)
 
-    nvlink_targets = collective_targets(table(data, "nvlink_targets_gbps"), where, "nvlink_targets_gbps", line_of)
-    node_targets = collective_targets(table(data, "node_targets_gbps"), where, "node_targets_gbps", line_of)
-    per_gpu = generations(table(data, "gpu"), where, line_of)
-    both = [key for key in TARGET_KEYS if key in data]
-    if per_gpu and both:
-        raise UserError(
-            f"{where}:{_line_of(text, both[0], None)}: {both[0]} is set at the top level and the profile has "
-            "[gpu.<generation>] tables: give every target in the generation it was measured on"
-        )
-    env: dict[str, str] = {}
-    for key, value in table(data, "recommended_env").items():
-        if not isinstance(value, str):
-            raise UserError(
-                f"{where}:{_line_of(text, key, 'recommended_env')}: {key} = {value!r} must be a string; quote it"
-            )
-        env[key] = value
-    transport = _transport(data.get("transport", "ib"))
-    if transport is None:
-        raise UserError(
-            f"{where}:{_line_of(text, 'transport', None)}: transport {data.get('transport')!r} must be one of "
-            + ", ".join(TRANSPORTS)
-        )
-    link_layer = _text(rails, "link_layer")
-    if link_layer is not None and link_layer not in LINK_LAYERS:
-        raise UserError(
-            f"{where}:{_line_of(text, 'link_layer', 'rails')}: link_layer {link_layer!r} must be InfiniBand or Ethernet"
-        )
-    for key, values, minimum, maximum in (
-        ("count", rails, 1, MAX_RAILS),
-        ("gpus_per_node", data, 1, MAX_GPUS_PER_NODE),
-        ("counter_tolerance_bytes", data, 0, MAX_BYTES),
-    ):
-        value = _whole(values, key)
-        if value is not None and not minimum <= value <= maximum:
-            line = _line_of(text, key, "rails" if values is rails else None)
-            raise UserError(f"{where}:{line}: {key} = {value} must be between {minimum} and {maximum}")
-    for key, values in (("rate_gbps", rails), ("node_target_gbps", data), ("nvlink_target_gbps", data)):
-        rate = _number(values, key)
-        if rate is not None:
-            line = _line_of(text, key, "rails" if values is rails else None)
-            finite(rate, Where(where, key, line), sign="positive", maximum=MAX_RATE_GBPS)
-    try:  # [compare] is read by compare and report; refuse a bad one here, before any command starts ranks
-        compare = CompareSettings.from_table(table(data, "compare"))
-    except UserError as exc:
-        raise UserError(f"{where}:{_line_of(text, 'compare', None)}: {exc}") from None
+    nvlink_targets = collective_targets(table(data, "nvlink_targets_gbps"), where, "nvlink_targets_gbps", line_in)
+    node_targets = collective_targets(table(data, "node_targets_gbps"), where, "node_targets_gbps", line_in)
+    per_gpu = generations(table(data, "gpu"), where, line_in)
+    refuse_top_level_targets(data, bool(per_gpu), where, text)
+    env = checked_env(data, where, text)
+    transport = checked_transport(data, where, text)
+    link_layer = checked_link_layer(rails, where, text)
+    check_ranges(data, rails, where, text)
+    compare = compare_table(data, where, text)
     rails_test = RailsTestTable.from_table(table(data, "rails_test"), where, text)
-    errors = ErrorLimits.from_table(table(data, "errors"), where, lambda key, name: _line_of(text, key, name))
-    actions = Actions.from_table(table(data, "actions"), where, lambda key, name: _line_of(text, key, name))
-    gpudirect = GpuDirectLimits.from_table(table(data, "gpudirect"), where, lambda key, name: _line_of(text, key, name))
-    judge_min = parse_size(str(data.get("judge_min_bytes", DEFAULT_JUDGE_MIN_BYTES)), f"{where}: judge_min_bytes")
-    default_max = data.get("default_max_bytes")
-    default_max_bytes = None if default_max is None else parse_size(str(default_max), f"{where}: default_max_bytes")
-    has_targets = bool(per_gpu) or any(
-        k in data for k in ("node_target_gbps", "nvlink_target_gbps", "nvlink_targets_gbps")
-    )
-    if default_max_bytes is not None and has_targets and default_max_bytes < judge_min:
-        raise UserError(
-            f"{where}:{_line_of(text, 'default_max_bytes', None)}: default_max_bytes {default_max} stops below "
-            f"judge_min_bytes ({judge_min} bytes): a default run would judge nothing; raise it"
-        )
-    plan = _plan_table(table(data, "plan"), where, text)
-    fraction = _number(data, "pass_fraction")
-    fraction = 0.9 if fraction is None else fraction
-    if not 0 < fraction <= 1.5:
-        line = _line_of(text, "pass_fraction", None)
-        raise UserError(f"{where}:{line}: pass_fraction = {fraction} must be a fraction of the target in (0, 1.5]")
-    name, description = _text(data, "name"), _text(data, "description")
+    errors = ErrorLimits.from_table(table(data, "errors"), where, line_in)
+    actions = Actions.from_table(table(data, "actions"), where, line_in)
+    gpudirect = GpuDirectLimits.from_table(table(data, "gpudirect"), where, line_in)
+    judge_min, default_max_bytes = byte_limits(data, bool(per_gpu), where, text)
+    plan = plan_table(table(data, "plan"), where, text)
+    fraction = checked_pass_fraction(data, where, text)
+    name, description = text_of(data, "name"), text_of(data, "description")
     rate_gbps, node_target, nvlink_target = (
-        _number(rails, "rate_gbps"),
-        _number(data, "node_target_gbps"),
-        _number(data, "nvlink_target_gbps"),
+        number_of(rails, "rate_gbps"),
+        number_of(data, "node_target_gbps"),
+        number_of(data, "nvlink_target_gbps"),
     )
-    tolerance = _whole(data, "counter_tolerance_bytes")
+    tolerance = whole_of(data, "counter_tolerance_bytes")
     return Profile(
         name=default_name if name is None else name,
         description="" if description is None else description,
         transport=transport,
-        rail_count=_whole(rails, "count"),
+        rail_count=whole_of(rails, "count"),
         rail_rate_gbps=None if rate_gbps is None else float(rate_gbps),
         link_layer=link_layer,
-        rail_names=_names(rails, "names"),
-        excluded_hcas=_names(rails, "exclude"),
-        excluded_ifnames=_names(rails, "exclude_ifnames"),
-        socket_ifnames=_text(network, "socket_ifnames"),
-        oob_ifname=_text(network, "oob_ifname"),
-        gpus_per_node=_whole(data, "gpus_per_node"),
-        gpu_model=_text(data, "gpu_model"),
+        rail_names=names_of(rails, "names"),
+        excluded_hcas=names_of(rails, "exclude"),
+        excluded_ifnames=names_of(rails, "exclude_ifnames"),
+        socket_ifnames=text_of(network, "socket_ifnames"),
+        oob_ifname=text_of(network, "oob_ifname"),
+        gpus_per_node=whole_of(data, "gpus_per_node"),
+        gpu_model=text_of(data, "gpu_model"),
         recommended_env=MappingProxyType(env),
         node_target_gbps=None if node_target is None else float(node_target),
         nvlink_target_gbps=None if nvlink_target is None else float(nvlink_target),
-        pass_fraction=float(fraction),
+        pass_fraction=fraction,
         counter_tolerance_bytes=1 << 20 if tolerance is None else tolerance,
         judge_min_bytes=judge_min,
         source=where,
@@ -495,23 +351,6 @@ def _parse(text: str, where: str, default_name: str) -> Profile:
         plan=MappingProxyType(plan),
         generations=per_gpu,
     )
-
-
-def _plan_table(values: Parsed, where: str, text: str) -> dict[str, tuple[float, float]]:
-    """``[plan]``: every value a finite number >= 0, or a ``[low, high]`` pair of them with low <= high (the
-    keys are checked where the plan is made)."""
-    plan: dict[str, tuple[float, float]] = {}
-    for key, value in values.items():
-        line = _line_of(text, key, "plan")
-        pair = value if isinstance(value, list) else [value, value]
-        numbers = [v for v in pair if isinstance(v, int | float) and not isinstance(v, bool)]
-        if len(pair) != 2 or len(numbers) != 2:
-            raise UserError(f"{where}:{line}: [plan] {key} = {value!r} must be a number or a [low, high] pair")
-        low, high = (finite(float(v), Where(where, f"[plan] {key}", line)) for v in numbers)
-        if low > high:
-            raise UserError(f"{where}:{line}: [plan] {key} = [{low:g}, {high:g}]: the low figure comes first")
-        plan[key] = (low, high)
-    return plan
 
 
 def list_profiles() -> list[str]:

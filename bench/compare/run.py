@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import socket
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -146,6 +147,34 @@ def _print_other_versions(baselines: Baselines, results: list[MetricComparison],
         )
 
 
+def _baselines(
+    config: CompareConfig, spec: int | Path, history: Path, tonight_run: RunRecord, tonight_metrics: list[MetricRecord]
+) -> tuple[Baselines, str | None]:
+    """The baselines the spec names: the last N runs of the history (and the note when it was just started),
+    or a run directory."""
+    if not isinstance(spec, int):
+        return from_run_dir(spec, tonight_run, tonight_metrics), None
+    started = _history_exists(history, given=config.history is not None, init=config.init)
+    return from_history(history, tonight_run, spec, same_environment=config.same_environment), started
+
+
+def _run_verdict(
+    run_dir: Path,
+    history: Path,
+    status: int,
+    results: Sequence[MetricComparison],
+    rises: Sequence[ErrorRise],
+    settings: CompareSettings,
+) -> Verdict | None:
+    """The run's own verdict becomes "regressed" in its run.json and in the history when that holds the run (or
+    returns from it); a history that does not hold the run is left alone."""
+    if not status:
+        return clear_regressed(run_dir, history)
+    regressed = [describe(r) for r in results if r.state in BAD_STATES]
+    regressed += [r.describe() for r in rises if settings.fail_on_error_rise]
+    return mark_regressed(run_dir, regressed, history)
+
+
 def run(config: CompareConfig, out: TextIO | None = None) -> int:
     """Compare, print, write the outputs; returns the exit status."""
     out = out or sys.stdout
@@ -157,12 +186,7 @@ def run(config: CompareConfig, out: TextIO | None = None) -> int:
         settings, settings_note = _run_profile_settings(tonight_run.profile)
     spec = parse_baseline_spec(config.baseline)
     history = config.history or history_for(config.run_dir)
-    started = None
-    if isinstance(spec, int):
-        started = _history_exists(history, given=config.history is not None, init=config.init)
-        baselines = from_history(history, tonight_run, spec, same_environment=config.same_environment)
-    else:
-        baselines = from_run_dir(spec, tonight_run, tonight_metrics)
+    baselines, started = _baselines(config, spec, history, tonight_run, tonight_metrics)
     results = compare(tonight_metrics, baselines, settings)
     if not results:
         raise UserError(
@@ -191,15 +215,7 @@ def run(config: CompareConfig, out: TextIO | None = None) -> int:
     for rise in rises:
         print(f"{'FAIL' if settings.fail_on_error_rise else 'WARN'} {rise.describe()}", file=out)
     status = max(exit_status(results), 1 if rises and settings.fail_on_error_rise else 0)
-    # The run's own verdict becomes "regressed" in its run.json and in the history when that holds the run (or
-    # returns from it); a history that does not hold the run is left alone.
-    verdict: Verdict | None
-    if status:
-        regressed = [describe(r) for r in results if r.state in BAD_STATES]
-        regressed += [r.describe() for r in rises if settings.fail_on_error_rise]
-        verdict = mark_regressed(config.run_dir, regressed, history)
-    else:
-        verdict = clear_regressed(config.run_dir, history)
+    verdict = _run_verdict(config.run_dir, history, status, results, rises, settings)
     _write_outputs(config.run_dir, tonight_run, baselines, settings, results, rises, status)
     if verdict is not None:
         print(f"# compare verdict: {verdict.label} (the run's verdict in its run.json and the history)", file=out)

@@ -177,11 +177,8 @@ def normalised(cables: Iterable[Cable], where: str) -> tuple[Cable, ...]:
     return tuple(out.values())
 
 
-def cabling_from_toml(data: Parsed, where: str) -> Cabling:
-    """The cabling of a parsed TOML document (see the module docstring)."""
-    unknown = sorted(set(data) - {"rails", "nodes", "switches"})
-    if unknown:
-        raise UserError(f"{where}: unknown key {unknown[0]!r}: a cabling file has rails, [nodes.X] and [switches.X]")
+def _rail_hcas(data: Parsed, where: str) -> list[str]:
+    """``rails``: the HCA names in rail order, each once."""
     rails = data.get("rails", [])
     if not isinstance(rails, list) or not all(isinstance(r, str) for r in rails):
         raise UserError(f'{where}: rails must be a list of HCA names in rail order, e.g. ["mlx5_1", "mlx5_2"]')
@@ -189,6 +186,15 @@ def cabling_from_toml(data: Parsed, where: str) -> Cabling:
         raise UserError(f"{where}: rails lists an HCA twice: each rail has its own HCA")
     if len(rails) > MAX_RAILS:
         raise UserError(f"{where}: rails lists {len(rails)} HCAs, more than any node has ({MAX_RAILS})")
+    return [str(r) for r in rails]
+
+
+def cabling_from_toml(data: Parsed, where: str) -> Cabling:
+    """The cabling of a parsed TOML document (see the module docstring)."""
+    unknown = sorted(set(data) - {"rails", "nodes", "switches"})
+    if unknown:
+        raise UserError(f"{where}: unknown key {unknown[0]!r}: a cabling file has rails, [nodes.X] and [switches.X]")
+    rails = _rail_hcas(data, where)
     cables: list[Cable] = []
     for table, is_node in (("nodes", True), ("switches", False)):
         entries = data.get(table, {})

@@ -127,6 +127,20 @@ def by_position(fabric: FabricShape, profile_names: Sequence[str]) -> str | None
     )
 
 
+def _shared_nodes(leaf_hosts: Mapping[str, set[str]], names: list[str]) -> Counter[tuple[str, str]]:
+    """(leaf a, leaf b) -> the nodes both reach, for every two leaves that share one (a before b in ``names``)."""
+    by_host: dict[str, list[str]] = {}
+    for name in names:
+        for host in leaf_hosts[name]:
+            by_host.setdefault(host, []).append(name)
+    shared: Counter[tuple[str, str]] = Counter()
+    for leaves in by_host.values():
+        for i, a in enumerate(leaves):
+            for b in leaves[i + 1 :]:
+                shared[(a, b)] += 1
+    return shared
+
+
 def _units(leaf_hosts: Mapping[str, set[str]]) -> list[list[str]]:
     """Leaves grouped into units: two leaves join when they share more than half of the smaller one's nodes."""
     names = sorted(leaf_hosts, key=natural_key)
@@ -138,16 +152,7 @@ def _units(leaf_hosts: Mapping[str, set[str]]) -> list[list[str]]:
             x = parent[x]
         return x
 
-    by_host: dict[str, list[str]] = {}
-    for name in names:
-        for host in leaf_hosts[name]:
-            by_host.setdefault(host, []).append(name)
-    shared: Counter[tuple[str, str]] = Counter()
-    for leaves in by_host.values():
-        for i, a in enumerate(leaves):
-            for b in leaves[i + 1 :]:
-                shared[(a, b)] += 1
-    for (a, b), count in shared.items():
+    for (a, b), count in _shared_nodes(leaf_hosts, names).items():
         if 2 * count > min(len(leaf_hosts[a]), len(leaf_hosts[b])):
             parent[root(a)] = root(b)
     groups: dict[str, list[str]] = {}
@@ -282,23 +287,27 @@ def _uplink_findings(fabric: FabricShape) -> list[CablingFinding]:
             for c in leaf.uplinks:
                 reach.setdefault(c.b.switch, Counter())[leaf.name] += 1
         for spine in sorted(reach, key=natural_key):
-            counts = reach[spine]
-            seen = Counter(counts.values())
-            if len(leaves) > len(counts):
-                seen[0] = len(leaves) - len(counts)
-            usual = max(seen, key=lambda n: (seen[n], n))  # a tie goes to the fuller leaf: the fat tree's plan
-            if usual == 0:
-                continue
-            for leaf in leaves:
-                have = counts.get(leaf.name, 0)
-                if have < usual:
-                    ports = [str(c.a) for c in leaf.uplinks if c.b.switch == spine]
-                    now = f" (now {', '.join(ports)})" if ports else ""
-                    line = (
-                        f"missing uplink: {leaf.name} has {have} cable(s) to {spine}, the other rail {rail} leaves "
-                        f"{usual}{now}; cable a free port of {leaf.name} to {spine}"
-                    )
-                    out.append(CablingFinding("uplink", line, None, f"{leaf.name} -> {spine}"))
+            out += _short_of_spine(rail, leaves, spine, reach[spine])
+    return out
+
+
+def _short_of_spine(rail: int | None, leaves: list[Leaf], spine: str, counts: Counter[str]) -> list[CablingFinding]:
+    """The leaves of ``rail`` with fewer cables to ``spine`` than most of them (``counts``: leaf -> cables)."""
+    seen = Counter(counts.values())
+    if len(leaves) > len(counts):
+        seen[0] = len(leaves) - len(counts)
+    usual = max(seen, key=lambda n: (seen[n], n))  # a tie goes to the fuller leaf: the fat tree's plan
+    out = []
+    for leaf in leaves:
+        have = counts.get(leaf.name, 0)
+        if have < usual:
+            ports = [str(c.a) for c in leaf.uplinks if c.b.switch == spine]
+            now = f" (now {', '.join(ports)})" if ports else ""
+            line = (
+                f"missing uplink: {leaf.name} has {have} cable(s) to {spine}, the other rail {rail} leaves "
+                f"{usual}{now}; cable a free port of {leaf.name} to {spine}"
+            )
+            out.append(CablingFinding("uplink", line, None, f"{leaf.name} -> {spine}"))
     return out
 
 

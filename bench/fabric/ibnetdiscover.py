@@ -232,13 +232,26 @@ def parse(lines: list[tuple[int, str | None]], where: str) -> Cabling:
     if not switches:
         raise UserError(f"{where}: no 'Switch' blocks: give ibnetdiscover's text output (or a cabling .toml file)")
     _whole(nodes, where)
-    # Hosts from the switch side: a CA with no block of its own is the one its switch line describes.
+    _hosts_from_switches(nodes, switches)
+    described = Counter(n.description for n in switches)
+    names = {n.ident: n.description if n.description and described[n.description] == 1 else n.ident for n in switches}
+    _one_adapter_per_name(nodes, where)
+    cables = _cables(nodes, names)
+    if not cables:
+        raise UserError(f"{where}: no links between switches and HCAs: is this ibnetdiscover's full output?")
+    return Cabling(normalised(cables, where), where)
+
+
+def _hosts_from_switches(nodes: dict[str, _Node], switches: list[_Node]) -> None:
+    """Hosts from the switch side: a CA with no block of its own is the one its switch line describes."""
     for switch in switches:
         for port in switch.ports:
             if port.peer not in nodes and _kind_of(port.peer) == "ca":
                 nodes[port.peer] = _Node("ca", port.peer, port.peer_description or "", port.line)
-    described = Counter(n.description for n in switches)
-    names = {n.ident: n.description if n.description and described[n.description] == 1 else n.ident for n in switches}
+
+
+def _one_adapter_per_name(nodes: dict[str, _Node], where: str) -> None:
+    """Refuses two channel adapters whose NodeDescription names the same host and HCA."""
     hca_of: dict[tuple[str, str], str] = {}
     for node in nodes.values():
         if node.kind == "ca" and node.description:
@@ -250,25 +263,28 @@ def parse(lines: list[tuple[int, str | None]], where: str) -> Cabling:
                     f"{node.description!r}, which names no one host and HCA: {NAME_FIX}"
                 )
 
-    def end(ident: str, port: int) -> HostPort | SwitchPort | None:
-        node = nodes.get(ident)
-        if node is None or node.kind == "router":
-            return None
-        return SwitchPort(names[ident], port) if node.kind == "switch" else _host_port(node, port)
 
+def _end(nodes: dict[str, _Node], names: dict[str, str], ident: str, port: int) -> HostPort | SwitchPort | None:
+    """One end of a link: a switch's port (by its unique name), a host's HCA port, or None (a router, unknown)."""
+    node = nodes.get(ident)
+    if node is None or node.kind == "router":
+        return None
+    return SwitchPort(names[ident], port) if node.kind == "switch" else _host_port(node, port)
+
+
+def _cables(nodes: dict[str, _Node], names: dict[str, str]) -> list[Cable]:
+    """Every link that ends at a switch port, its host end first where it has one."""
     cables = []
     for node in nodes.values():
         for port in node.ports:
-            near, far = end(node.ident, port.local), end(port.peer, port.peer_port)
+            near, far = _end(nodes, names, node.ident, port.local), _end(nodes, names, port.peer, port.peer_port)
             if near is None or far is None:
                 continue
             if isinstance(near, SwitchPort) and isinstance(far, HostPort):
                 near, far = far, near
             if isinstance(far, SwitchPort):  # a CA cabled straight to a CA has no switch port to check
                 cables.append(Cable(near, far, port.link))
-    if not cables:
-        raise UserError(f"{where}: no links between switches and HCAs: is this ibnetdiscover's full output?")
-    return Cabling(normalised(cables, where), where)
+    return cables
 
 
 def read(path: Path) -> Cabling:

@@ -43,6 +43,18 @@ def rank0_lost_failure(label: str, host0: str, rank: int) -> dict[str, object]:
     }
 
 
+def _survivor_records(ctx: DistContext, rank0_lost: EndRecorder | None, label: str) -> None:
+    """A surviving rank records rank 0's loss (rank 0 itself records through its own recorder)."""
+    if rank0_lost is not None and ctx.info.rank != 0:
+        rank0_lost("failed", EXIT_INFRA, rank0_lost_failure(label, ctx.hosts[0], ctx.info.rank))
+
+
+def _if_rank0_silent(ctx: DistContext, rank0_lost: EndRecorder | None, watchdog: Watchdog) -> None:
+    """The launcher stops every rank when one dies: if that one was rank 0, its end is ours to record."""
+    if ctx.info.rank != 0 and rank0_lost is not None and not watchdog.rank0_answers():
+        _survivor_records(ctx, rank0_lost, watchdog.current_label())
+
+
 @contextlib.contextmanager
 def guarded(
     ctx: DistContext,
@@ -63,14 +75,10 @@ def guarded(
     address = (ctx.info.master_addr, ctx.info.master_port) if ctx.info.master_addr and ctx.info.master_port else None
     rank = ctx.info.rank
 
-    def survivor_records(label: str) -> None:
-        if rank0_lost is not None and rank != 0:
-            rank0_lost("failed", EXIT_INFRA, rank0_lost_failure(label, ctx.hosts[0], rank))
-
     def on_hang(hang: Hang) -> None:
         record_end("failed", EXIT_INFRA, hang_failure(hang))
         if hang.unreachable:
-            survivor_records(hang.label)
+            _survivor_records(ctx, rank0_lost, hang.label)
 
     tick = postmortem.poll if postmortem is not None and rank == 0 else None
     watchdog = Watchdog(ctx.store, rank, ctx.hosts, timeout_s, on_hang, store_address=address, on_tick=tick)
@@ -78,16 +86,13 @@ def guarded(
     try:
         yield watchdog
     except KeyboardInterrupt as exc:
-        # The launcher stops every rank when one dies: if that one was rank 0, its end is ours to record.
-        if rank != 0 and rank0_lost is not None and not watchdog.rank0_answers():
-            survivor_records(watchdog.current_label())
+        _if_rank0_silent(ctx, rank0_lost, watchdog)
         record_end("interrupted", interrupt_status(exc), None)
         raise
     except RuntimeError as exc:
         signum = signals.received()
         if signum is not None:  # the peers were interrupted too: their collective failed first
-            if rank != 0 and rank0_lost is not None and not watchdog.rank0_answers():
-                survivor_records(watchdog.current_label())
+            _if_rank0_silent(ctx, rank0_lost, watchdog)
             record_end("interrupted", 128 + signum, None)
             raise Interrupted(signum) from None
         # A link that died under a communicator: its ranks' NCCL logs name it, and the run is a FAIL.
@@ -98,7 +103,7 @@ def guarded(
         message = watchdog.lost(exc)
         record_end("failed", EXIT_INFRA, {"kind": "lost-rank", "message": message})
         if watchdog.rank0_gone:
-            survivor_records(watchdog.current_label())
+            _survivor_records(ctx, rank0_lost, watchdog.current_label())
         raise InfraError(message) from None
     finally:
         watchdog.stop()

@@ -79,54 +79,60 @@ def _refuse(why: str) -> XmlRefused:
     return XmlRefused(why)
 
 
+@dataclass
+class _Tree:
+    """The elements expat reports, built into a tree within the limits; every refusal names ``source``."""
+
+    source: str
+    stack: list[Element] = field(default_factory=list)
+    root: list[Element] = field(default_factory=list)
+    count: int = 0
+
+    def start(self, tag: str, attributes: dict[str, str]) -> None:
+        self.count += 1
+        if self.count > MAX_ELEMENTS:
+            raise _refuse(f"{self.source} has more than {MAX_ELEMENTS} elements")
+        if len(self.stack) >= MAX_DEPTH:
+            raise _refuse(f"{self.source} nests elements more than {MAX_DEPTH} deep")
+        element = Element(tag[:256], {k[:256]: v[:MAX_TEXT_CHARS] for k, v in list(attributes.items())[:64]})
+        if self.stack:
+            self.stack[-1].children.append(element)
+        elif self.root:
+            raise _refuse(f"{self.source} has more than one root element")
+        else:
+            self.root.append(element)
+        self.stack.append(element)
+
+    def end(self, tag: str) -> None:
+        self.stack.pop()
+
+    def text(self, data: str) -> None:
+        if self.stack:
+            self.stack[-1].add_text(data)
+
+    def entity_declared(self, name: str, *rest: object) -> None:
+        raise _refuse(f"{self.source} declares the entity {name[:40]!r}: entity declarations are refused")
+
+    def entity_skipped(self, name: str, is_parameter: bool) -> None:
+        raise _refuse(f"{self.source} refers to the undeclared entity {name[:40]!r}")
+
+    def external_entity(self, *args: object) -> int:
+        raise _refuse(f"{self.source} refers to an external entity")
+
+
 def parse(data: bytes, source: str) -> Element:
     """The root element of the XML in ``data`` (from ``source``, named in every refusal)."""
     if len(data) > MAX_XML_BYTES:
         raise XmlRefused(f"{source} is {len(data)} bytes of XML, over the {MAX_XML_BYTES >> 20} MiB limit")
     parser = expat.ParserCreate()
-    stack: list[Element] = []
-    root: list[Element] = []
-    count = 0
-
-    def start(tag: str, attributes: dict[str, str]) -> None:
-        nonlocal count
-        count += 1
-        if count > MAX_ELEMENTS:
-            raise _refuse(f"{source} has more than {MAX_ELEMENTS} elements")
-        if len(stack) >= MAX_DEPTH:
-            raise _refuse(f"{source} nests elements more than {MAX_DEPTH} deep")
-        element = Element(tag[:256], {k[:256]: v[:MAX_TEXT_CHARS] for k, v in list(attributes.items())[:64]})
-        if stack:
-            stack[-1].children.append(element)
-        elif root:
-            raise _refuse(f"{source} has more than one root element")
-        else:
-            root.append(element)
-        stack.append(element)
-
-    def end(tag: str) -> None:
-        stack.pop()
-
-    def text(data: str) -> None:
-        if stack:
-            stack[-1].add_text(data)
-
-    def entity_declared(name: str, *rest: object) -> None:
-        raise _refuse(f"{source} declares the entity {name[:40]!r}: entity declarations are refused")
-
-    def entity_skipped(name: str, is_parameter: bool) -> None:
-        raise _refuse(f"{source} refers to the undeclared entity {name[:40]!r}")
-
-    def external_entity(*args: object) -> int:
-        raise _refuse(f"{source} refers to an external entity")
-
-    parser.StartElementHandler = start
-    parser.EndElementHandler = end
-    parser.CharacterDataHandler = text
-    parser.EntityDeclHandler = entity_declared
-    parser.UnparsedEntityDeclHandler = entity_declared
-    parser.SkippedEntityHandler = entity_skipped
-    parser.ExternalEntityRefHandler = external_entity
+    tree = _Tree(source)
+    parser.StartElementHandler = tree.start
+    parser.EndElementHandler = tree.end
+    parser.CharacterDataHandler = tree.text
+    parser.EntityDeclHandler = tree.entity_declared
+    parser.UnparsedEntityDeclHandler = tree.entity_declared
+    parser.SkippedEntityHandler = tree.entity_skipped
+    parser.ExternalEntityRefHandler = tree.external_entity
     parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
     try:
         parser.Parse(data, True)
@@ -135,6 +141,6 @@ def parse(data: bytes, source: str) -> Element:
         raise XmlRefused(f"{source} is not well-formed XML ({why}, line {exc.lineno})") from None
     except RecursionError:
         raise XmlRefused(f"{source} nests too deep to read") from None
-    if not root:
+    if not tree.root:
         raise XmlRefused(f"{source} holds no XML element")
-    return root[0]
+    return tree.root[0]

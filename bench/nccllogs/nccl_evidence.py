@@ -96,6 +96,27 @@ def host_evidence(host: HostNet) -> JSONObject:
     }
 
 
+def _link_layer_findings(host: HostNet, logs: Sequence[NcclLog], profile: Profile) -> list[Finding]:
+    """The IB devices NCCL used on ``host`` whose link layer is not the profile's rails' (none where the profile
+    names no link layer or does not use IB verbs)."""
+    wanted = _LINK_LAYER.get(profile.link_layer or "")
+    if not wanted or not profile.uses_ib_verbs:
+        return []
+    odd = {
+        dev.name: dev.link_layer
+        for log in logs
+        for using in log.usings
+        if using.host == host.host and using.net == "IB"
+        for dev in using.devices
+        if dev.link_layer != wanted and not device_matches(dev.name, profile.excluded_devices)
+    }
+    if not odd:
+        return []
+    names = ", ".join(f"{name}/{layer}" for name, layer in odd.items())
+    message = f"{_label(host.host)}: NCCL used {names}; the profile's rails are {profile.link_layer}"
+    return [Finding("fail", message, ",".join(odd), host.host)]
+
+
 def _host_findings(host: HostNet, logs: Sequence[NcclLog], profile: Profile | None) -> list[Finding]:
     out: list[Finding] = []
     who = _label(host.host)
@@ -116,26 +137,7 @@ def _host_findings(host: HostNet, logs: Sequence[NcclLog], profile: Profile | No
                     host.host,
                 )
             )
-        wanted = _LINK_LAYER.get(profile.link_layer or "")
-        if wanted and profile.uses_ib_verbs:
-            odd = {
-                dev.name: dev.link_layer
-                for log in logs
-                for using in log.usings
-                if using.host == host.host and using.net == "IB"
-                for dev in using.devices
-                if dev.link_layer != wanted and not device_matches(dev.name, profile.excluded_devices)
-            }
-            if odd:
-                names = ", ".join(f"{name}/{layer}" for name, layer in odd.items())
-                out.append(
-                    Finding(
-                        "fail",
-                        f"{who}: NCCL used {names}; the profile's rails are {profile.link_layer}",
-                        ",".join(odd),
-                        host.host,
-                    )
-                )
+        out += _link_layer_findings(host, logs, profile)
         rails = [d for d in host.devices if not device_matches(d, profile.excluded_devices)]
         if profile.rail_count and rails and len(rails) < profile.rail_count:
             out.append(
@@ -159,6 +161,14 @@ def _host_findings(host: HostNet, logs: Sequence[NcclLog], profile: Profile | No
                 host.host,
             )
         )
+    return out + _failure_findings(host)
+
+
+def _failure_findings(host: HostNet) -> list[Finding]:
+    """What went wrong on ``host`` whatever the profile: a net plugin NCCL fell back from, a failed init, or its
+    first WARN."""
+    who = _label(host.host)
+    out: list[Finding] = []
     if host.plugin_fallback:
         plugin = next((p for p in host.plugins if not p.startswith("/")), host.plugins[0])
         out.append(Finding("warn", f"{who}: net plugin {plugin} loaded, then failed; NCCL fell back", None, host.host))

@@ -268,7 +268,24 @@ def _channel(host: str, pid: int | None, path: str, where: tuple[str, int]) -> C
 
 
 def _message(host: _Host, msg: str, found: list[NetUsing], where: tuple[str, int], pid: int | None) -> Channel | None:
-    """Take in one INFO message; a ``NET/x : Using`` line goes to ``found``, a channel line is returned."""
+    """Take in one INFO message; a ``NET/x : Using`` line goes to ``found``, a channel line is returned.
+
+    The kinds of line are tried in one order, the first that matches taking the line: what NCCL set up, then
+    the channels, then the plugins and the rest."""
+    if _setup_message(host, msg, found, where, pid):
+        return None
+    if m := _CHANNEL.match(msg):
+        return _channel(host.host, pid, m.group(8), where)
+    if m := _COLLNET.match(msg):
+        return _channel(host.host, pid, m.group(5), where)
+    if path := nccl_lines.channel_path(msg):
+        return _channel(host.host, pid, path, where)
+    _plugin_message(host, msg, where)
+    return None
+
+
+def _setup_message(host: _Host, msg: str, found: list[NetUsing], where: tuple[str, int], pid: int | None) -> bool:
+    """A line of what NCCL set up (its version, devices and networks) taken in; False for any other line."""
     source, number = where
     if m := _VERSION.match(msg):
         host.version = host.version or m.group(1)
@@ -285,24 +302,32 @@ def _message(host: _Host, msg: str, found: list[NetUsing], where: tuple[str, int
     elif m := _NET_USING.match(msg):
         using = _parse_using(host.host, pid, m["net"], m["rest"], where)
         found.append(using)
-        _using(host, using)
-        for d in using.devices:
-            host.fact(Fact("listed_device", d.name, source, number, using.net, d.link_layer))
-        if using.net in SOCKET_NETS and using.devices:
-            host.socket_line(Fact("socket_fallback", msg[:200], source, number, using.net))
+        _net_using(host, using, msg, where)
     elif msg.startswith(_USING_NETWORK):
         network = msg[len(_USING_NETWORK) :].strip()[:80]  # "AWS Libfabric": a name may hold a space
         _add(host.networks, network)
         host.fact(Fact("network", network, source, number))
         if network in SOCKET_NETS:
             host.socket_line(Fact("socket_fallback", msg[:200], source, number, network))
-    elif m := _CHANNEL.match(msg):
-        return _channel(host.host, pid, m.group(8), where)
-    elif m := _COLLNET.match(msg):
-        return _channel(host.host, pid, m.group(5), where)
-    elif path := nccl_lines.channel_path(msg):
-        return _channel(host.host, pid, path, where)
-    elif m := _PLUGIN_LOADED.match(msg):
+    else:
+        return False
+    return True
+
+
+def _net_using(host: _Host, using: NetUsing, msg: str, where: tuple[str, int]) -> None:
+    """A ``NET/x : Using`` line's devices taken in; on a socket network, the line that says NCCL fell back."""
+    source, number = where
+    _using(host, using)
+    for d in using.devices:
+        host.fact(Fact("listed_device", d.name, source, number, using.net, d.link_layer))
+    if using.net in SOCKET_NETS and using.devices:
+        host.socket_line(Fact("socket_fallback", msg[:200], source, number, using.net))
+
+
+def _plugin_message(host: _Host, msg: str, where: tuple[str, int]) -> None:
+    """A line of the net plugins, the driver or GPUDirect RDMA taken in; any other line is ignored."""
+    source, number = where
+    if m := _PLUGIN_LOADED.match(msg):
         plugin = next(g for g in m.groups() if g)[:200]
         _add(host.plugins, plugin)
         host.fact(Fact("plugin", plugin, source, number))
@@ -318,7 +343,6 @@ def _message(host: _Host, msg: str, found: list[NetUsing], where: tuple[str, int
         host.driver = m.group(1)[:20]
     elif host.gdr_off is None and _gdr_off(msg):
         host.gdr_off = Fact("gdr_off", msg[:200], source, number)
-    return None
 
 
 def _gdr_off(msg: str) -> bool:
@@ -326,6 +350,24 @@ def _gdr_off(msg: str) -> bool:
     if msg.startswith("Connected all rings"):
         return msg.rstrip().endswith(" GDR 0")
     return "GPU Direct RDMA Disabled" in msg
+
+
+def _warning(host: _Host, msg: str) -> None:
+    """A WARN line: kept (the first 100), with the HCAs and peers its errors name, and whether it matches
+    ``_ROCE_GID``."""
+    if len(host.warnings) < 100:
+        _add(host.warnings, msg[:300])
+    _add(host.error_hcas, *(m.group(1)[:64] for m in _ERROR_HCA.finditer(msg)))
+    _add(host.error_peers, *(m.group(1)[:64] for m in _ERROR_PEER.finditer(msg)))
+    host.roce_gid |= bool(_ROCE_GID.search(msg))
+
+
+def _rank_seen(host: _Host, msg: str, label: str, number: int) -> None:
+    """The rank a line names, added to its host's (at most 4096 of them)."""
+    if m := _RANK.search(msg):
+        rank = parse_int(m.group(1), Where(label, "rank", number), maximum=1 << 24)
+        if rank not in host.ranks and len(host.ranks) < 4096:
+            host.ranks.append(rank)
 
 
 def parse_lines(lines: Iterable[str] | Iterable[tuple[int, str | None]], source: str | None = None) -> NcclLog:
@@ -355,11 +397,7 @@ def parse_lines(lines: Iterable[str] | Iterable[tuple[int, str | None]], source:
         msg = split.message
         watch.feed(split, number)
         if split.level == "WARN":
-            if len(host.warnings) < 100:
-                _add(host.warnings, msg[:300])
-            _add(host.error_hcas, *(m.group(1)[:64] for m in _ERROR_HCA.finditer(msg)))
-            _add(host.error_peers, *(m.group(1)[:64] for m in _ERROR_PEER.finditer(msg)))
-            host.roce_gid |= bool(_ROCE_GID.search(msg))
+            _warning(host, msg)
             continue
         found: list[NetUsing] = []
         channel = _message(host, msg, found, (label, number), split.pid)
@@ -369,10 +407,7 @@ def parse_lines(lines: Iterable[str] | Iterable[tuple[int, str | None]], source:
             channels.setdefault((channel.host, channel.pid, channel.path), channel)
         if msg.startswith("NCCL version ") and (v := _VERSION.match(msg)):
             versions.setdefault((split.host, v.group(1)), Fact("nccl_version", v.group(1), label, number, split.host))
-        if m := _RANK.search(msg):
-            rank = parse_int(m.group(1), Where(label, "rank", number), maximum=1 << 24)
-            if rank not in host.ranks and len(host.ranks) < 4096:
-                host.ranks.append(rank)
+        _rank_seen(host, msg, label, number)
     resolved = _resolve_channels(list(channels.values()), list(usings.values()))
     return NcclLog(
         source,

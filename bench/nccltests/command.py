@@ -58,6 +58,37 @@ def _count(text: str, where: Where) -> int:
     return parse_int(text, where, sign="positive", maximum=_MAX_RANKS)
 
 
+def _launcher_processes(before: list[str], source: str, line_no: int | None) -> int | None:
+    """The process count the launcher's words (before the program) give, None where they give none."""
+    processes = None
+    i = 0
+    while i < len(before):
+        word = before[i]
+        if word.startswith("--ntasks=") or word.startswith("--np="):
+            processes = _count(word.partition("=")[2], Where(source, "launcher -np", line_no))
+        elif word in _NP_FLAGS and i + 1 < len(before) and before[i + 1].isdigit():
+            processes = _count(before[i + 1], Where(source, "launcher -np", line_no))
+            i += 1
+        i += 1
+    return processes
+
+
+def _threads_and_gpus(after: list[str], source: str, line_no: int | None) -> tuple[int, int]:
+    """The program's ``-t`` (threads per process) and ``-g`` (GPUs per thread), 1 where not given."""
+    threads = gpus = 1
+    i = 0
+    while i < len(after):
+        for short, long, name in (("-t", "--nthreads", "-t"), ("-g", "--ngpus", "-g")):
+            found = _flag_value(after, i, short, long)
+            if found is not None:
+                value = _count(found[0], Where(source, f"command line {name}", line_no))
+                threads, gpus = (value, gpus) if name == "-t" else (threads, value)
+                i += found[1] - 1
+                break
+        i += 1
+    return threads, gpus
+
+
 def read_command(line: str, source: str = "", line_no: int | None = None) -> Command | None:
     """The run a line quotes, or None when it quotes none (the program must be followed by a flag)."""
     words = line.split()
@@ -71,26 +102,6 @@ def read_command(line: str, source: str = "", line_no: int | None = None) -> Com
         return None
     before, after = words[:program], words[program + 1 :]
     launcher = next((PurePosixPath(w).name for w in before if PurePosixPath(w).name in LAUNCHERS), None)
-    processes: int | None = None if launcher else 1
-    if launcher:
-        i = 0
-        while i < len(before):
-            word = before[i]
-            if word.startswith("--ntasks=") or word.startswith("--np="):
-                processes = _count(word.partition("=")[2], Where(source, "launcher -np", line_no))
-            elif word in _NP_FLAGS and i + 1 < len(before) and before[i + 1].isdigit():
-                processes = _count(before[i + 1], Where(source, "launcher -np", line_no))
-                i += 1
-            i += 1
-    threads = gpus = 1
-    i = 0
-    while i < len(after):
-        for short, long, name in (("-t", "--nthreads", "-t"), ("-g", "--ngpus", "-g")):
-            found = _flag_value(after, i, short, long)
-            if found is not None:
-                value = _count(found[0], Where(source, f"command line {name}", line_no))
-                threads, gpus = (value, gpus) if name == "-t" else (threads, value)
-                i += found[1] - 1
-                break
-        i += 1
+    processes = _launcher_processes(before, source, line_no) if launcher else 1
+    threads, gpus = _threads_and_gpus(after, source, line_no)
     return Command(line.strip(), collective, processes, threads, gpus, launcher)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import TypedDict
 
 from bench.bounded import Where, finite
-from bench.nccltests.model import NcclTestsLog, Table
+from bench.nccltests.model import Header, NcclTestsLog, Table
 from bench.rundir.files import FORMAT_VERSION, RESULT_COLUMNS, Row
 from bench.runtime.env import recorded_environment
 from bench.version import __version__
@@ -224,21 +224,7 @@ def run_meta(
     if world is None:
         raise ValueError("run_meta needs a log with at least one table")
     status, verdict, reasons = _status(log)
-    per_host: Counter[str] = Counter()
-    ranks = []
-    node_of = {host: i for i, host in enumerate(world.hosts)}
-    for device in world.devices:
-        ranks.append(
-            {
-                "rank": device.rank,
-                "host": device.host,
-                "local_rank": per_host[device.host],
-                "node_rank": node_of[device.host],
-            }
-        )
-        per_host[device.host] += 1
     command = log.firsts.get("command")
-    header = world.header
     guessed = [i for i, t in enumerate(log.summaries, start=1) if t["collective_source"] == "file name"]
     return {
         "format_version": FORMAT_VERSION,
@@ -255,29 +241,12 @@ def run_meta(
         "hosts": list(world.hosts),
         "nnodes": table_nnodes(world),
         "nranks": world.nranks,
-        "ranks": ranks,
+        "ranks": _rank_entries(world),
         "launcher": _launcher(command),
         "backend": "nccl",
-        "versions": {
-            "torch": None,
-            "nccl": log.firsts.get("nccl_version"),
-            "cuda": log.firsts.get("cuda_version"),
-            "driver": None,
-            "python": None,
-            "railbench": __version__,
-            "nccl_tests": log.firsts.get("nccl_tests_version"),
-        },
+        "versions": _versions(log),
         "env": recorded_environment(log.env or _exported(command)),
-        "sweep": {
-            "collectives": list(log.collectives),
-            "min_bytes": log.min_bytes,
-            "max_bytes": log.max_bytes,
-            "step_factor": header.step_factor if header else None,
-            "iters": header.iters if header else None,
-            "warmup": header.warmup_iters if header else None,
-            "dtype": log.world_dtype,
-            "check": bool(header.validation) if header and header.validation is not None else None,
-        },
+        "sweep": _sweep(log, world.header),
         "counters": {},
         "nccl_evidence": None,
         "gpus": list(log.gpus),
@@ -292,6 +261,51 @@ def run_meta(
             "collective_from_file_name": guessed,
             "tables": log.summaries,
         },
+    }
+
+
+def _rank_entries(world: Table) -> list[dict[str, object]]:
+    """run.json's ``ranks``: each device's rank, host, local rank (its order on the host) and node rank."""
+    per_host: Counter[str] = Counter()
+    ranks: list[dict[str, object]] = []
+    node_of = {host: i for i, host in enumerate(world.hosts)}
+    for device in world.devices:
+        ranks.append(
+            {
+                "rank": device.rank,
+                "host": device.host,
+                "local_rank": per_host[device.host],
+                "node_rank": node_of[device.host],
+            }
+        )
+        per_host[device.host] += 1
+    return ranks
+
+
+def _versions(log: LogSummary) -> dict[str, object]:
+    """run.json's ``versions``: what the log says, None for what an imported log cannot know."""
+    return {
+        "torch": None,
+        "nccl": log.firsts.get("nccl_version"),
+        "cuda": log.firsts.get("cuda_version"),
+        "driver": None,
+        "python": None,
+        "railbench": __version__,
+        "nccl_tests": log.firsts.get("nccl_tests_version"),
+    }
+
+
+def _sweep(log: LogSummary, header: Header | None) -> dict[str, object]:
+    """run.json's ``sweep``: the sizes and settings the log's tables ran with."""
+    return {
+        "collectives": list(log.collectives),
+        "min_bytes": log.min_bytes,
+        "max_bytes": log.max_bytes,
+        "step_factor": header.step_factor if header else None,
+        "iters": header.iters if header else None,
+        "warmup": header.warmup_iters if header else None,
+        "dtype": log.world_dtype,
+        "check": bool(header.validation) if header and header.validation is not None else None,
     }
 
 

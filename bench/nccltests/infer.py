@@ -156,16 +156,7 @@ def _bus_bounds(rows: Sequence[Row]) -> tuple[float, float] | None:
 
 def _fits(collective: str, rows: Sequence[Row], nranks: int | None, columns: Sequence[str] = ()) -> bool:
     """Whether the rows could come from ``collective`` (redop, root, count/size and busbw/algbw)."""
-    first = rows[0]
-    if first.redop in ("none", "") and collective in REDUCING:
-        return False
-    if columns and "redop" not in columns and collective in REDUCING:
-        return False
-    # Every nccl-tests version prints a root column for the rooted collectives (the old format too), and no
-    # row that has one says -1 for them.
-    if collective in ROOTED and (first.root is None or first.root < 0 or (columns and "root" not in columns)):
-        return False
-    if first.root is not None and first.root >= 0 and collective not in ROOTED:
+    if not _columns_fit(collective, rows[0], columns):
         return False
     ratio = _count_ratio(rows)
     if ratio is not None:
@@ -184,8 +175,26 @@ def _fits(collective: str, rows: Sequence[Row], nranks: int | None, columns: Seq
     lo, hi = bus
     if nranks is not None:
         return lo <= busbw_factor(collective, nranks) <= hi
-    # The factors over every rank count: 0 for one rank, then all_reduce's 2(n-1)/n in [1, 2), the ring's
-    # (n-1)/n in [0.5, 1), and 1 for the rest.
+    return _some_factor_fits(collective, lo, hi)
+
+
+def _columns_fit(collective: str, first: Row, columns: Sequence[str]) -> bool:
+    """Whether the first row's redop and root (and the table's columns) are those ``collective`` prints."""
+    if first.redop in ("none", "") and collective in REDUCING:
+        return False
+    if columns and "redop" not in columns and collective in REDUCING:
+        return False
+    # Every nccl-tests version prints a root column for the rooted collectives (the old format too), and no
+    # row that has one says -1 for them.
+    if collective in ROOTED and (first.root is None or first.root < 0 or (columns and "root" not in columns)):
+        return False
+    return not (first.root is not None and first.root >= 0 and collective not in ROOTED)
+
+
+def _some_factor_fits(collective: str, lo: float, hi: float) -> bool:
+    """Whether busbw/algbw in [lo, hi] is ``collective``'s factor at some rank count. The factors over every
+    rank count: 0 for one rank, then all_reduce's 2(n-1)/n in [1, 2), the ring's (n-1)/n in [0.5, 1), and 1
+    for the rest."""
     if collective == "all_reduce":
         return lo <= 0.0 or (hi >= 1.0 and lo < 2.0)
     if collective in PER_RANK_COUNT:
@@ -275,6 +284,20 @@ def _infer_nranks(collective: str, rows: Sequence[Row]) -> int | None:
     return None
 
 
+def _reading_notes(t: TableEvidence, collective: str, collective_source: str) -> list[str]:
+    """What the reader should know of how the table was read: a collective guessed from the file's name, a
+    table cut short."""
+    notes = []
+    if collective_source == "file name":
+        notes.append(
+            f"collective {collective} taken from the file name: the log names it nowhere else (no command line, "
+            "no 'Collective test starting' marker); pass --collective to be sure"
+        )
+    if not t.footer:
+        notes.append("table has no footer: the run stopped or the log was cut (truncated)")
+    return notes
+
+
 def finish(
     t: TableEvidence, file_hint: Sequence[str], given: str | None, given_nranks: int | None, source: str
 ) -> Table:
@@ -308,14 +331,8 @@ def finish(
     if nranks_source == "command line" and (inferred := _infer_nranks(collective, t.rows)) and inferred != nranks:
         notes.append(f"the command line says {nranks} ranks but busbw/algbw says {inferred}; using {inferred}")
         nranks, nranks_source = inferred, "busbw/algbw"
-    if collective_source == "file name":
-        notes.append(
-            f"collective {collective} taken from the file name: the log names it nowhere else (no command line, "
-            "no 'Collective test starting' marker); pass --collective to be sure"
-        )
+    notes += _reading_notes(t, collective, collective_source)
     hosts = tuple(dict.fromkeys(d.host for d in t.devices)) or tuple(t.info_hosts)
-    if not t.footer:
-        notes.append("table has no footer: the run stopped or the log was cut (truncated)")
     return Table(
         collective=collective,
         collective_source=collective_source,

@@ -63,56 +63,70 @@ def _load_json_prefix(text: str) -> tuple[dict[str, object], bool]:
     element by element, and stop at the first incomplete value.
     """
     decoder = _decoder()
-    try:
-        obj = decoder.decode(text)
-    except RecursionError:
-        raise InputError("the JSON file nests deeper than any nccl-tests -J file: it is damaged") from None
-    except json.JSONDecodeError:
-        pass
-    else:
-        if not isinstance(obj, dict):
-            raise UserError("the JSON file does not hold an object: pass a file written by nccl-tests -J")
-        return obj, False
-
-    def skip(i: int) -> int:
-        while i < len(text) and text[i] in " \t\r\n":
-            i += 1
-        return i
-
+    whole = _whole_json(decoder, text)
+    if whole is not None:
+        return whole, False
     out: dict[str, object] = {}
-    i = skip(0)
+    i = _skip(text, 0)
     if not text.startswith("{", i):
         raise UserError("the file is neither nccl-tests text nor JSON: pass stdout or the -J file")
     i += 1
     try:
         while True:
-            i = skip(i)
+            i = _skip(text, i)
             if text.startswith("}", i):
                 return out, False  # whole, but the first decode failed on trailing data
             key, i = decoder.raw_decode(text, i)
-            i = skip(i)
+            i = _skip(text, i)
             if not text.startswith(":", i):
                 return out, True
-            i = skip(i + 1)
+            i = _skip(text, i + 1)
             if key == "results" and text.startswith("[", i):
                 results: list[object] = []
                 out[key] = results
-                i = skip(i + 1)
-                while not text.startswith("]", i):
-                    item, i = decoder.raw_decode(text, i)
-                    results.append(item)
-                    i = skip(i)
-                    i = skip(i + 1) if text.startswith(",", i) else i
-                i += 1
+                i = _results_prefix(decoder, text, i, results)
             else:
                 out[str(key)], i = decoder.raw_decode(text, i)
-            i = skip(i)
+            i = _skip(text, i)
             if text.startswith(",", i):
                 i += 1
     except (json.JSONDecodeError, IndexError):
         return out, True
     except RecursionError:
         raise InputError("the JSON file nests deeper than any nccl-tests -J file: it is damaged") from None
+
+
+def _whole_json(decoder: json.JSONDecoder, text: str) -> dict[str, object] | None:
+    """The file's object when the whole file decodes; None when it does not (a prefix, or trailing data)."""
+    try:
+        obj = decoder.decode(text)
+    except RecursionError:
+        raise InputError("the JSON file nests deeper than any nccl-tests -J file: it is damaged") from None
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(obj, dict):
+        raise UserError("the JSON file does not hold an object: pass a file written by nccl-tests -J")
+    return obj
+
+
+def _skip(text: str, i: int) -> int:
+    """The first position at or after ``i`` that is not JSON white space."""
+    while i < len(text) and text[i] in " \t\r\n":
+        i += 1
+    return i
+
+
+def _results_prefix(decoder: json.JSONDecoder, text: str, i: int, results: list[object]) -> int:
+    """The ``results`` array opening at ``i``, element by element into ``results`` (the caller's, so a cut
+    element keeps the ones before it); returns the position after the array. JSONDecodeError or IndexError
+    where the file stops inside it."""
+    i = _skip(text, i + 1)
+    while not text.startswith("]", i):
+        item, i = decoder.raw_decode(text, i)
+        results.append(item)
+        i = _skip(text, i)
+        i = _skip(text, i + 1) if text.startswith(",", i) else i
+    return i + 1
 
 
 def _json_number(value: object, where: Where, *, sign: Sign = "non-negative", maximum: float | None = None) -> float:
@@ -225,6 +239,17 @@ def _json_header(config: Mapping[str, object]) -> Header:
     )
 
 
+def _average_busbw(data: Mapping[str, object], source: str) -> float | None:
+    """The file's average bus bandwidth, None where it has none."""
+    # Version 1 spelled these keys "average_bus_bandwidith" and "bandwidith".
+    avg = data.get("average_bus_bandwidth", data.get("average_bus_bandwidith"))
+    if not isinstance(avg, dict):
+        return None
+    value = avg.get("bandwidth", avg.get("bandwidith"))
+    at = Where(source or "JSON file", "average_bus_bandwidth")
+    return _json_number(value, at) if isinstance(value, (int, float)) else None
+
+
 def parse_json(
     text: str, *, source: str = "", collective: str | None = None, nranks: int | None = None
 ) -> NcclTestsLog:
@@ -260,12 +285,7 @@ def parse_json(
     evidence.nccl_version = nccl_version_from_code(code) if isinstance(code, int) and 0 < code < 10**8 else None
     oob = data.get("out_of_bounds")
     evidence.out_of_bounds = _optional_int(oob, "count") if isinstance(oob, dict) else None
-    # Version 1 spelled these keys "average_bus_bandwidith" and "bandwidith".
-    avg = data.get("average_bus_bandwidth", data.get("average_bus_bandwidith"))
-    if isinstance(avg, dict):
-        value = avg.get("bandwidth", avg.get("bandwidith"))
-        at = Where(source or "JSON file", "average_bus_bandwidth")
-        evidence.avg = _json_number(value, at) if isinstance(value, (int, float)) else None
+    evidence.avg = _average_busbw(data, source)
     for error in _list(data, "errors"):
         if str(error).strip():
             evidence.fail(str(error))

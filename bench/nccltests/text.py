@@ -257,7 +257,18 @@ class _Reader:
         self._free_line(number, stripped)
 
     def _comment(self, number: int, stripped: str) -> bool:
-        """A ``#`` line of the table grammar; False for any other ``#`` line."""
+        """A ``#`` line of the table grammar; False for any other ``#`` line.
+
+        The kinds of line are tried in one order, the first that matches taking the line: a run's start and
+        header, its devices and columns, then its footer."""
+        return (
+            self._run_comment(number, stripped)
+            or self._device_comment(number, stripped)
+            or self._footer(number, stripped)
+        )
+
+    def _run_comment(self, number: int, stripped: str) -> bool:
+        """A new run's version line, its collective's marker or its header line; False for any other line."""
         cur = self.cur
         if m := _VERSION.match(stripped):
             self.cur = None  # a new run starts; its table opens at its first table line
@@ -273,7 +284,14 @@ class _Reader:
             if cur is None or cur.header or cur.devices or cur.rows or cur.closed:
                 cur = self.open_table(number)
             cur.header = _parse_header(m, self.where("header", number))
-        elif stripped.lstrip("# ").startswith("Using devices"):
+        else:
+            return False
+        return True
+
+    def _device_comment(self, number: int, stripped: str) -> bool:
+        """The ``Using devices`` line, a device line or the column names; False for any other line."""
+        cur = self.cur
+        if stripped.lstrip("# ").startswith("Using devices"):
             if cur is None or cur.devices or cur.rows or cur.closed:
                 self.open_table(number)
         elif m := _DEVICE.match(stripped):
@@ -296,7 +314,15 @@ class _Reader:
             if cur is None or cur.rows or cur.closed:
                 cur = self.open_table(number)
             cur.columns = tuple(stripped.lstrip("#").split())
-        elif (m := _OOB.match(stripped)) and cur is not None:
+        else:
+            return False
+        return True
+
+    def _footer(self, number: int, stripped: str) -> bool:
+        """A table's footer (out of bounds values, average busbw, its end) or the note that nccl-tests reduced
+        maxBytes; False for any other line."""
+        cur = self.cur
+        if (m := _OOB.match(stripped)) and cur is not None:
             cur.out_of_bounds = parse_int(m.group(1), self.where("Out of bounds values", number), maximum=1 << 62)
             cur.footer = True
         elif (m := _AVG.match(stripped)) and cur is not None:
@@ -356,6 +382,15 @@ class _Reader:
             into.mention(mentions(line))
 
 
+def _with_rows(done: Iterable[TableEvidence], stopped: list[TableEvidence]) -> Iterator[TableEvidence]:
+    """The tables just completed that hold rows; those that failed before their first row go to ``stopped``."""
+    for table in done:
+        if table.rows:
+            yield table
+        elif table.failures:
+            stopped.append(table)
+
+
 def iter_tables(
     lines: Iterable[tuple[int, str | None]],
     *,
@@ -379,19 +414,13 @@ def iter_tables(
             reader.evidence().note(f"line {number}: longer than {MAX_LINE_CHARS} characters, skipped")
             continue
         reader.feed(number, line)
-        for table in reader.done():
-            if table.rows:
-                found += 1
-                yield finish(table, hint, collective, nranks, source)
-            elif table.failures:
-                stopped.append(table)
-    reader.cur = None
-    for table in reader.done():
-        if table.rows:
+        for table in _with_rows(reader.done(), stopped):
             found += 1
             yield finish(table, hint, collective, nranks, source)
-        elif table.failures:
-            stopped.append(table)
+    reader.cur = None
+    for table in _with_rows(reader.done(), stopped):
+        found += 1
+        yield finish(table, hint, collective, nranks, source)
     failed = [t for t in (*stopped, reader.pending) if t.failures]
     if failures is not None:
         failures.extend(f for t in failed for f in t.failures)

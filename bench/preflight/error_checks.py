@@ -99,19 +99,7 @@ class RailErrorWindow(Check):
         fails: list[str] = []
         warns: list[str] = []
         for errors in measured:
-            prefix = "" if errors.device == rail.name else f"{errors.device} "
-            for name, rise in errors.risen.items():
-                (fails if name in limits.fail_on_rise else warns).append(f"{prefix}{name} +{rise}")
-            for name in errors.saturated:
-                top = now[errors.device][name]
-                warns.append(f"{prefix}{name} saturated at {top} (clear the port's counters to count again)")
-            for name in errors.reset:
-                warns.append(f"{prefix}{name} was cleared during the window")
-            for name, limit in limits.max_count.items():
-                value = now[errors.device].get(name)
-                if value is not None and value > limit and name not in errors.saturated:
-                    severe = fails if limits.max_count_severity == "fail" else warns
-                    severe.append(f"{prefix}{name} = {value}, above the profile's {limit}")
+            _device_findings(rail, errors, now, limits, fails, warns)
         during = f"during a {window:g} s idle window" if window is not None else "one reading of a copied tree"
         if fails:
             return self.result("fail", f"{rail.name}: " + "; ".join(fails + warns) + f" ({during})", rail.name)
@@ -158,3 +146,28 @@ class LinkFlaps(Check):
             said = f"no link flap on {len(found)} rails in {log.source} in the last {window:g} s"
             out.append(self.result("pass", said))
         return out
+
+
+def _device_findings(
+    rail: Rail,
+    errors: error_counters.DeviceErrors,
+    now: error_counters.Readings,
+    limits: ErrorLimits,
+    fails: list[str],
+    warns: list[str],
+) -> None:
+    """One device's rises, saturated and cleared counters and counts over the profile's limits, each added to
+    ``fails`` or ``warns`` as the profile's ``[errors]`` says (a rail's devices add to the same two lists)."""
+    prefix = "" if errors.device == rail.name else f"{errors.device} "
+    for name, rise in errors.risen.items():
+        (fails if name in limits.fail_on_rise else warns).append(f"{prefix}{name} +{rise}")
+    for name in errors.saturated:
+        top = now[errors.device][name]
+        warns.append(f"{prefix}{name} saturated at {top} (clear the port's counters to count again)")
+    for name in errors.reset:
+        warns.append(f"{prefix}{name} was cleared during the window")
+    for name, limit in limits.max_count.items():
+        value = now[errors.device].get(name)
+        if value is not None and value > limit and name not in errors.saturated:
+            severe = fails if limits.max_count_severity == "fail" else warns
+            severe.append(f"{prefix}{name} = {value}, above the profile's {limit}")

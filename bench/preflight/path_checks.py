@@ -170,11 +170,7 @@ class Iommu(Check):
         return _no_gpu(ctx)
 
     def run(self, ctx: Context) -> list[CheckResult]:
-        parts: dict[str, tuple[str, str, set[int]]] = {}
-        for path in ctx.gpu_paths:
-            parts.setdefault(path.address, (path.label, f"GPU {path.k}", set()))[2].add(path.k)
-            if path.nic_pci and path.hca:
-                parts.setdefault(path.nic_pci, (path.hca, path.hca, set()))[2].add(path.k)
+        parts = _dma_parts(ctx)
         domains = {address: iommu.domain(ctx.sysfs, address) for address in parts}
         params = iommu.iommu_parameters(iommu.kernel_cmdline(ctx.live))
         cmdline = f"; kernel command line: {' '.join(params)}" if params else ""
@@ -198,11 +194,7 @@ class Iommu(Check):
                 f"translated, which slows or breaks GPUDirect RDMA{cmdline}"
             )
             out.append(self.result("fail", reason, label, action=ctx.action("iommu"), gpus=gpus))
-        for address, domain in domains.items():
-            if domain.type == "unmanaged":
-                label, words, gpus = parts[address]
-                reason = f"{words} ({address}) is owned by a user-space driver (IOMMU group {domain.group} unmanaged)"
-                out.append(self.result("warn", reason, label, gpus=gpus))
+        out += [self.result("warn", reason, label, gpus=gpus) for reason, label, gpus in _unmanaged(parts, domains)]
         if out:
             return out
         grouped = [d for d in domains.values() if d.group is not None]
@@ -321,19 +313,7 @@ class PortMtu(RailsFound):
     def run(self, ctx: Context) -> list[CheckResult]:
         wanted = ctx.profile.gpudirect.mtu
         ib = [p for p in ctx.rails if p.link_layer == "InfiniBand"]
-        mtus: dict[str, int] = {}
-        why_not = None
-        if ib:
-            if ctx.live:
-                mtus, why_not = devinfo.read_live()
-            else:
-                why_not = f"an InfiniBand port's active MTU is not in sysfs, and {ctx.sysfs.root} is a copy"
-        for port in ctx.rails:
-            if port.link_layer == "Ethernet" and port.netdev:
-                interface = ctx.sysfs.read_int("class", "net", port.netdev, "mtu", maximum=1 << 20)
-                roce = devinfo.roce_mtu(interface) if interface is not None else None
-                if roce is not None:
-                    mtus[port.name] = roce
+        mtus, why_not = _active_mtus(ctx, bool(ib))
         users: dict[str, set[int]] = {}
         for path in ctx.gpu_paths:
             if path.nic:
@@ -356,3 +336,44 @@ class PortMtu(RailsFound):
             also = f"; not known for {listed(missing)} ({why_not})" if missing else ""
             out.append(self.result("pass", f"{len(judged)} rail ports at an active MTU of {wanted} or more{also}"))
         return out
+
+
+def _dma_parts(ctx: Context) -> dict[str, tuple[str, str, set[int]]]:
+    """PCI address -> (label, words, the GPUs whose GPUDirect path it is on): each GPU and each rail NIC."""
+    parts: dict[str, tuple[str, str, set[int]]] = {}
+    for path in ctx.gpu_paths:
+        parts.setdefault(path.address, (path.label, f"GPU {path.k}", set()))[2].add(path.k)
+        if path.nic_pci and path.hca:
+            parts.setdefault(path.nic_pci, (path.hca, path.hca, set()))[2].add(path.k)
+    return parts
+
+
+def _unmanaged(
+    parts: dict[str, tuple[str, str, set[int]]], domains: dict[str, iommu.IommuDomain]
+) -> list[tuple[str, str, set[int]]]:
+    """(reason, label, gpus) for each part a user-space driver owns (an unmanaged IOMMU group)."""
+    out = []
+    for address, domain in domains.items():
+        if domain.type == "unmanaged":
+            label, words, gpus = parts[address]
+            reason = f"{words} ({address}) is owned by a user-space driver (IOMMU group {domain.group} unmanaged)"
+            out.append((reason, label, gpus))
+    return out
+
+
+def _active_mtus(ctx: Context, has_ib: bool) -> tuple[dict[str, int], str | None]:
+    """Rail port -> its active MTU where known (InfiniBand from the live devices, RoCE from its interface's
+    MTU), and why the InfiniBand ports' are not known."""
+    mtus: dict[str, int] = {}
+    why_not = None
+    if has_ib and ctx.live:
+        mtus, why_not = devinfo.read_live()
+    elif has_ib:
+        why_not = f"an InfiniBand port's active MTU is not in sysfs, and {ctx.sysfs.root} is a copy"
+    for port in ctx.rails:
+        if port.link_layer == "Ethernet" and port.netdev:
+            interface = ctx.sysfs.read_int("class", "net", port.netdev, "mtu", maximum=1 << 20)
+            roce = devinfo.roce_mtu(interface) if interface is not None else None
+            if roce is not None:
+                mtus[port.name] = roce
+    return mtus, why_not

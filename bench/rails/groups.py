@@ -301,12 +301,7 @@ def _pair_probes(
             made += 1
             if k == my_rail and me in (a, b):
                 mine = (group, b if a == me else a)
-        said = "-"
-        if mine is not None:
-            group, peer = mine
-            done = _probe(group, ctx.device, PAIR_PROBE_S)
-            said = f"{peer} {int(done)}"
-            _abort(group)  # done with it either way; a completed one has nothing in flight
+        said = _probe_pair(mine, ctx.device) if mine is not None else "-"
         # Every rank plans the next round from every probe's outcome, and only the probing ranks have one.
         for r, text in coord.agree(said, lambda posted: _spoken(posted, "-")):
             n, k = layout.where(r)
@@ -314,6 +309,22 @@ def _pair_probes(
             results[k][n][other] = bool(completed)
             if completed:
                 good[k] |= {n, other}
+    return _probed_reports(formed, rails, results), made
+
+
+def _probe_pair(mine: tuple[ProcessGroup, int], device: torch.device) -> str:
+    """This rank's pair probed: ``"peer 1"`` when it completed, ``"peer 0"`` when not."""
+    group, peer = mine
+    done = _probe(group, device, PAIR_PROBE_S)
+    _abort(group)  # done with it either way; a completed one has nothing in flight
+    return f"{peer} {int(done)}"
+
+
+def _probed_reports(
+    formed: RailGroups, rails: Sequence[int], results: dict[int, dict[int, dict[int, bool]]]
+) -> list[LinkReport]:
+    """A report per member of the probed rails: its port as before, the peers it completed with and those it
+    did not (``results[rail][node][peer]``)."""
     reports = []
     by_key = {(r.node, r.rail): r for r in formed.reports}
     for k in rails:
@@ -326,7 +337,7 @@ def _pair_probes(
                 if not done
             )
             reports.append(replace(before, reached=reached, failed=failed))
-    return reports, made
+    return reports
 
 
 def _next_pairs(

@@ -127,14 +127,37 @@ def _pair_results(reports: Sequence[LinkReport]) -> dict[tuple[int, int], list[s
     return tested
 
 
-def _rail(reports: Sequence[LinkReport], rail: int) -> tuple[tuple[int, ...], list[DeadPart], set[int]]:
-    """One rail: its group's members, what is dead, and the members left out without being dead."""
+def _dead_by_own_report(reports: Sequence[LinkReport], rail: int) -> list[DeadPart]:
+    """The links dead by their own report: a port that is down, or a node whose every connect failed at its
+    own end."""
     dead: list[DeadPart] = []
     for r in reports:
         if r.port_up is False:
             dead.append(DeadPart("link", r.node, rail, reasons=(f"port {r.device or '?'} is {r.port}",)))
         elif r.failed and not r.reached and all(any(s in why for s in SELF_FAULTS) for _, why in r.failed):
             dead.append(DeadPart("link", r.node, rail, reasons=(f"its own connects failed: {r.failed[0][1]}",)))
+    return dead
+
+
+def _dead_pairs(
+    results: dict[tuple[int, int], list[str]], live: list[int], rail: int
+) -> tuple[list[DeadPart], set[int]]:
+    """A pair that still fails between members that each connected with someone else: the pair itself. Its
+    higher end leaves the group (removed from ``live``), which could not form around a pair that cannot
+    connect. Returns the dead pairs and the members left out."""
+    dead: list[DeadPart] = []
+    out: set[int] = set()
+    for (a, b), errors in sorted(results.items()):
+        if errors and a in live and b in live:
+            dead.append(DeadPart("pair", a, rail, b, reasons=("; ".join(sorted(set(errors)))[:300],)))
+            out.add(b)
+            live.remove(b)
+    return dead, out
+
+
+def _rail(reports: Sequence[LinkReport], rail: int) -> tuple[tuple[int, ...], list[DeadPart], set[int]]:
+    """One rail: its group's members, what is dead, and the members left out without being dead."""
+    dead = _dead_by_own_report(reports, rail)
     live = sorted({r.node for r in reports} - {d.node for d in dead})
     results = _pair_results(reports)
 
@@ -164,14 +187,8 @@ def _rail(reports: Sequence[LinkReport], rail: int) -> tuple[tuple[int, ...], li
             DeadPart("link", x, rail, reasons=(f"no peer connected with it ({len(bad)}/{len(bad)}): {seen}"[:300],))
         )
         live.remove(x)
-    # A pair that still fails between members that each connected with someone else: the pair itself. Its
-    # higher end leaves the group, which could not form around a pair that cannot connect.
-    out: set[int] = set()
-    for (a, b), errors in sorted(results.items()):
-        if errors and a in live and b in live:
-            dead.append(DeadPart("pair", a, rail, b, reasons=("; ".join(sorted(set(errors)))[:300],)))
-            out.add(b)
-            live.remove(b)
+    pairs_dead, out = _dead_pairs(results, live, rail)
+    dead += pairs_dead
     if len(reports) >= 2 and len(dead) == len(reports) and all(d.kind == "link" for d in dead):
         dead = [DeadPart("rail", None, rail, reasons=tuple(f"node index {d.node}: {d.reasons[0]}" for d in dead))]
     if len(live) < 2:

@@ -28,7 +28,6 @@ Pure functions over numpy arrays: a 512-node x 8-rail matrix localises in well u
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import warnings
 from collections.abc import Mapping
@@ -38,11 +37,11 @@ from typing import Literal
 import numpy as np
 
 from bench.exits import UserError
-from bench.rails import lone_pairs, noise, switches
+from bench.rails import lone_pairs, named_parts, noise, switches
 from bench.rails.defects import EVIDENCE_LIMIT, Defect, DefectKind, Symptom, Transient, describe
 from bench.rails.fabric_map import FabricMap
 from bench.rails.matrix import PairMatrix, PairSample
-from bench.rails.parts import Cells, summary_defect, transients
+from bench.rails.parts import CellIndex, Cells, transients
 
 __all__ = [
     "EVIDENCE_LIMIT",
@@ -125,6 +124,38 @@ def _slow_rails(x: np.ndarray, cell_median: np.ndarray, measured: np.ndarray, ef
     return out
 
 
+def _too_noisy(healthy: np.ndarray, sigma: float, tests: int, scale: np.ndarray) -> str | None:
+    """What the relative test says when the healthy cells spread too wide for any part to stand out."""
+    if not noise.too_noisy(sigma, tests):
+        return None
+    usable = np.exp(healthy[np.isfinite(healthy)]) * float(np.median(scale))
+    low, high = (float(usable.min()), float(usable.max())) if usable.size else (0.0, 0.0)
+    return f"fabric too noisy to localise: healthy pairs spread {low:.3g}-{high:.3g} Gb/s"
+
+
+def _low_cells(cell_median: np.ndarray, measured: np.ndarray, between: np.ndarray | None, mark: float) -> np.ndarray:
+    """``[rail, a, b]``: the cells that cross a link whose level sits under the absolute line (``mark``, in log).
+
+    The absolute line judges a part's level, not single samples: a healthy fabric's weakest links and its
+    congested samples dip under 90% of line now and then. A sample under the line counts as slow when a link
+    it crosses sits under the line by its level (slow with three quarters of its partners), or when it is
+    under the line by more than the spread the run measured across healthy cells can explain (Holm over all
+    samples, as the relative test).
+    The level is the upper quartile over partners, not the median: a slow leaf of one of two units spoils
+    exactly half of every other link's partners on its rail, and must not drag those links under the line.
+    Where the cabling is known, the level is taken within the unit and across units apart, and the link is
+    low only when both are: congestion and a static route's degraded uplink slow a link's partners across
+    units alone (a whole class of its partners, more than a quarter of them), while its own cable slows both.
+    """
+    classes = [measured] if between is None else [measured & between, measured & ~between]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # links with no measured partner: NaN, never low
+        levels = [np.nanpercentile(np.where(c, cell_median, np.nan), 75, axis=-1) for c in classes]
+        quartile = levels[0] if len(levels) == 1 else np.fmax(*levels)
+    low_link = quartile < mark
+    return low_link[:, :, None] | low_link[:, None, :]
+
+
 def _judge(
     matrix: PairMatrix, rates: np.ndarray | None, thresholds: Thresholds, between: np.ndarray | None = None
 ) -> Cells:
@@ -149,11 +180,7 @@ def _judge(
     healthy = x[:, ok][:, noise.healthy_cells(cell_median[ok], measured[ok])]
     level, sigma = noise.level_and_sigma(healthy)
     tests = int((~np.isnan(values)).sum()) // 2
-    noisy = None
-    if noise.too_noisy(sigma, tests):
-        usable = np.exp(healthy[np.isfinite(healthy)]) * float(np.median(scale))
-        low, high = (float(usable.min()), float(usable.max())) if usable.size else (0.0, 0.0)
-        noisy = f"fabric too noisy to localise: healthy pairs spread {low:.3g}-{high:.3g} Gb/s"
+    noisy = _too_noisy(healthy, sigma, tests, scale)
 
     upper = np.triu(np.ones(measured.shape[1:], dtype=bool), k=1)
 
@@ -164,24 +191,8 @@ def _judge(
         hits |= np.swapaxes(hits, -1, -2)
         return hits & (xs < level + effect) & (noisy is None)
 
-    # The absolute line judges a part's level, not single samples: a healthy fabric's weakest links and its
-    # congested samples dip under 90% of line now and then. A sample under the line counts as slow when a link
-    # it crosses sits under the line by its level (slow with three quarters of its partners), or when it is
-    # under the line by more than the spread the run measured across healthy cells can explain (Holm over all
-    # samples, as the relative test).
-    # The level is the upper quartile over partners, not the median: a slow leaf of one of two units spoils
-    # exactly half of every other link's partners on its rail, and must not drag those links under the line.
-    # Where the cabling is known, the level is taken within the unit and across units apart, and the link is
-    # low only when both are: congestion and a static route's degraded uplink slow a link's partners across
-    # units alone (a whole class of its partners, more than a quarter of them), while its own cable slows both.
     mark = math.log(thresholds.pass_fraction)
-    classes = [measured] if between is None else [measured & between, measured & ~between]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # links with no measured partner: NaN, never low
-        levels = [np.nanpercentile(np.where(c, cell_median, np.nan), 75, axis=-1) for c in classes]
-        quartile = levels[0] if len(levels) == 1 else np.fmax(*levels)
-    low_link = quartile < mark
-    low_cell = low_link[:, :, None] | low_link[:, None, :]
+    low_cell = _low_cells(cell_median, measured, between, mark)
 
     def under_line(xs: np.ndarray) -> np.ndarray:
         z = np.where(upper, (mark - xs) / sigma, np.nan)
@@ -229,131 +240,104 @@ def diagnose(
     """
     rates = _line_rates(matrix, line_rate_Gbps)
     between = switches.between_units(fabric, matrix) if fabric is not None else None
-    cells = _judge(matrix, rates, thresholds, between)
-    # What noise alone reproduces: the yardstick of every part convicted by reproduced suspects. Per class of
-    # cells where the cabling is known: congestion reproduces between units, never within a leaf.
-    per_cell = cells.reproduced_by_noise
-    if between is None:
-        null = np.full(cells.measured.shape, per_cell)
-    else:
-        null = np.where(between, cells.reproduced_by_noise_in(between), cells.reproduced_by_noise_in(~between))
-    n = len(matrix.nodes)
-    measured, suspect = cells.measured, cells.suspect
-    others = ~np.eye(n, dtype=bool)
-    all_nodes = np.arange(n)
-
-    # Rail k: every measured pair on it is suspect (and, judged against peers, the rail as a whole is slow).
-    rail_fault = (suspect | ~measured).all(axis=(1, 2)) & measured.any(axis=(1, 2))
-    if rates is None:
-        rail_fault &= cells.slow_rail
-    upper_a, upper_b = np.nonzero(np.triu(others, k=1))
-    rail_cells = [(np.full(len(upper_a), k), upper_a, upper_b) for k in range(len(matrix.rails))]
-    rail_fault &= np.array([cells.confirmed(*index) for index in rail_cells], dtype=bool)
-    for kpos in np.flatnonzero(rail_fault):
-        rail_fault[kpos] = not _one_node_explains(cells.reproduces[kpos], measured[kpos])
-    all_cells = cells
+    all_cells = cells = _judge(matrix, rates, thresholds, between)
+    null = _noise_null(cells, between)
+    rail_fault, rail_cells = _rail_faults(cells, rates)
     found_switches: list[switches.SwitchFault] = []
     if fabric is not None:
         # A leaf explains every cell of its nodes on its rail; nothing smaller is judged on them.
         found_switches = switches.leaf_faults(cells, fabric, rail_fault)
-        cells = cells.without(switches.explained(found_switches, suspect.shape))
-        measured, suspect = cells.measured, cells.suspect
-    # Link (a, k): every measured partner of a on rail k is suspect; a rail fault explains it already.
+        cells = cells.without(switches.explained(found_switches, cells.suspect.shape))
+    link_candidate = _link_candidates(cells, rail_fault)
+    if fabric is not None:
+        # Between units, what no slow cable explains: an uplink's or a spine's flows.
+        paths = switches.path_faults(
+            cells.without(_link_cells(link_candidate)), fabric, rail_fault, all_cells.reproduced_by_noise
+        )
+        found_switches += paths
+        cells = cells.without(switches.explained(paths, cells.suspect.shape))
+    _intermittent_links(cells, link_candidate, rail_fault, null)
+    node_fault, link_fault = _node_faults(cells, link_candidate, rail_fault)
+    explained = rail_fault[:, None, None] | node_fault[None, :, None] | node_fault[None, None, :]
+    explained = explained | _link_cells(link_fault)
+    lone, shared = _lone_pairs(cells, explained, between)
+    if shared.any():
+        link_fault |= shared
+        explained |= _link_cells(link_fault)
+        lone &= ~explained
+    # Each lone pair is named, so it is no transient.
+    upper = np.triu(lone, k=1)
+    explained |= upper | np.swapaxes(upper, -1, -2)
+
+    defects = [
+        *named_parts.rail_defects(matrix, all_cells, rail_fault, rail_cells, devices, fabric),
+        *named_parts.switch_defects(all_cells, found_switches),
+        *named_parts.node_defects(matrix, cells, node_fault, ~rail_fault),
+        *named_parts.link_defects(matrix, cells, link_fault, devices, fabric),
+        *named_parts.pair_defects(matrix, cells, lone, devices),
+    ]
+    level = {rail: float(cells.expected[i]) for i, rail in enumerate(matrix.rails)}
+    return Diagnosis(tuple(defects), transients(cells, cells.suspect & ~explained), cells.too_noisy, level)
+
+
+def _noise_null(cells: Cells, between: np.ndarray | None) -> np.ndarray:
+    """``[rail, a, b]``: what noise alone reproduces, the yardstick of every part convicted by reproduced
+    suspects. Per class of cells where the cabling is known: congestion reproduces between units, never within
+    a leaf."""
+    if between is None:
+        return np.full(cells.measured.shape, cells.reproduced_by_noise)
+    return np.where(between, cells.reproduced_by_noise_in(between), cells.reproduced_by_noise_in(~between))
+
+
+def _rail_faults(cells: Cells, rates: np.ndarray | None) -> tuple[np.ndarray, list[CellIndex]]:
+    """``[rail]``: the faulty rails, and each rail's cells (every pair once). Rail k is faulty when every
+    measured pair on it is suspect (and, judged against peers, the rail as a whole is slow), confirmed, and
+    its reproducing suspects do not all meet at one node."""
+    measured, suspect = cells.measured, cells.suspect
+    rail_fault = (suspect | ~measured).all(axis=(1, 2)) & measured.any(axis=(1, 2))
+    if rates is None:
+        rail_fault &= cells.slow_rail
+    upper_a, upper_b = np.nonzero(np.triu(~np.eye(measured.shape[1], dtype=bool), k=1))
+    rail_cells = [(np.full(len(upper_a), k), upper_a, upper_b) for k in range(measured.shape[0])]
+    rail_fault &= np.array([cells.confirmed(*index) for index in rail_cells], dtype=bool)
+    for kpos in np.flatnonzero(rail_fault):
+        rail_fault[kpos] = not _one_node_explains(cells.reproduces[kpos], measured[kpos])
+    return rail_fault, rail_cells
+
+
+def _link_candidates(cells: Cells, rail_fault: np.ndarray) -> np.ndarray:
+    """``[rail, node]``: link (a, k) where every measured partner of a on rail k is suspect, confirmed, and no
+    rail fault explains it already; only the fewest that explain the rail's reproducing suspects are kept."""
+    measured, suspect = cells.measured, cells.suspect
+    others = ~np.eye(measured.shape[1], dtype=bool)
+    all_nodes = np.arange(measured.shape[1])
     link_candidate = (suspect | ~measured).all(axis=2) & measured.any(axis=2) & ~rail_fault[:, None]
     for kpos, apos in zip(*np.nonzero(link_candidate), strict=True):
         b = all_nodes[others[apos]]
         link_candidate[kpos, apos] = cells.confirmed(np.full(len(b), kpos), np.full(len(b), apos), b)
     _fewest_links(cells.reproduces, link_candidate)
-    if fabric is not None:
-        # Between units, what no slow cable explains: an uplink's or a spine's flows.
-        whole = np.zeros_like(suspect)
-        lk0, la0 = np.nonzero(link_candidate)
-        whole[lk0, la0, :] = whole[lk0, :, la0] = True
-        paths = switches.path_faults(cells.without(whole), fabric, rail_fault, per_cell)
-        found_switches += paths
-        cells = cells.without(switches.explained(paths, suspect.shape))
-        measured, suspect = cells.measured, cells.suspect
-    _intermittent_links(cells, link_candidate, rail_fault, null)
-    # Node a: a link candidate on every rail that no rail fault explains (or where a larger part left it no
-    # cell to judge), and at least two of them.
+    return link_candidate
+
+
+def _node_faults(cells: Cells, link_candidate: np.ndarray, rail_fault: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``[node]`` node faults and ``[rail, node]`` link faults. Node a: a link candidate on every rail that no
+    rail fault explains (or where a larger part left it no cell to judge), and at least two of them; every other
+    link candidate is a link."""
     open_rails = ~rail_fault
-    judged = measured.any(axis=2) & open_rails[:, None]
+    judged = cells.measured.any(axis=2) & open_rails[:, None]
     node_fault = (link_candidate | ~judged).all(axis=0) & ((link_candidate & judged).sum(axis=0) >= 2)
     node_fault &= open_rails.sum() >= 2
-    link_fault = link_candidate & ~node_fault[None, :]
+    return node_fault, link_candidate & ~node_fault[None, :]
 
-    explained = np.zeros_like(suspect)
-    explained[rail_fault] = True
-    explained[:, node_fault, :] = True
-    explained[:, :, node_fault] = True
-    lk, la = np.nonzero(link_fault)
-    explained[lk, la, :] = True
-    explained[lk, :, la] = True
-    # What is left: suspect pairs that no larger part explains, named when they are slow in most samples and
-    # more of their samples are slow than noise makes slow in any cell of the matrix; two or more of them at
-    # one link are that link.
+
+def _lone_pairs(cells: Cells, explained: np.ndarray, between: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """What is left: suspect pairs that no larger part explains (``[rail, a, b]``), named when they are slow in
+    most samples and more of their samples are slow than noise makes slow in any cell of the matrix; and the
+    links (``[rail, node]``) where two or more of them meet, or whose end is the guilty one."""
     lone = cells.pair_slow & ~explained & lone_pairs.beyond_noise(cells, between)
     shared = lone_pairs.shared_links(lone)
     shared |= lone_pairs.guilty_ends(cells, lone & ~_link_cells(shared), ~explained, between)
-    if shared.any():
-        link_fault |= shared
-        lk, la = np.nonzero(link_fault)
-        explained[lk, la, :] = True
-        explained[lk, :, la] = True
-        lone &= ~explained
-
-    defects: list[Defect] = []
-    for kpos in np.flatnonzero(rail_fault):
-        rail = matrix.rails[kpos]
-        names = {d for d in (_device(devices, node, rail) for node in matrix.nodes) if d}
-        device = names.pop() if len(names) == 1 else None
-        defect = summary_defect(all_cells, "rail", rail_cells[kpos], node=None, rail_pos=int(kpos), device=device)
-        single = switches.rail_leaf(fabric, all_cells, int(kpos)) if fabric is not None else None
-        if fabric is not None and single is not None:
-            # One unit: the rail's one leaf carries every pair of it.
-            leaf = fabric.leaves[single]
-            unit = fabric.unit_names[leaf.unit] if 0 <= leaf.unit < len(fabric.unit_names) else None
-            ports = tuple(str(c) for c in leaf.uplinks)
-            defect = dataclasses.replace(defect, kind="leaf", switches=(leaf.name,), ports=ports, unit=unit)
-        defects.append(defect)
-    for fault in found_switches:
-        defect = summary_defect(all_cells, fault.kind, fault.index, node=None, rail_pos=fault.rail_pos, device=None)
-        defects.append(dataclasses.replace(defect, switches=fault.switches, ports=fault.ports, unit=fault.unit))
-    for apos in np.flatnonzero(node_fault):
-        k, b = np.nonzero(others[apos][None, :] & open_rails[:, None])
-        node = matrix.nodes[apos]
-        defects.append(
-            summary_defect(cells, "node", (k, np.full(len(k), apos), b), node=node, rail_pos=None, device=None)
-        )
-    for kpos, apos in zip(lk, la, strict=True):
-        b = all_nodes[others[apos]]
-        node, rail = matrix.nodes[apos], matrix.rails[kpos]
-        defect = summary_defect(
-            cells,
-            "link",
-            (np.full(len(b), kpos), np.full(len(b), apos), b),
-            node=node,
-            rail_pos=int(kpos),
-            device=_device(devices, node, rail),
-        )
-        defects.append(_as_cable(defect, fabric, int(rail)))
-    pk, pa, pb = np.nonzero(np.triu(lone, k=1))
-    for kpos, apos, bpos in zip(pk, pa, pb, strict=True):
-        node, peer, rail = matrix.nodes[apos], matrix.nodes[bpos], matrix.rails[kpos]
-        explained[kpos, apos, bpos] = explained[kpos, bpos, apos] = True
-        defects.append(
-            summary_defect(
-                cells,
-                "pair",
-                (np.array([kpos]), np.array([apos]), np.array([bpos])),
-                node=node,
-                rail_pos=int(kpos),
-                device=_device(devices, node, rail),
-                peer=peer,
-            )
-        )
-    level = {rail: float(cells.expected[i]) for i, rail in enumerate(matrix.rails)}
-    return Diagnosis(tuple(defects), transients(cells, suspect & ~explained), cells.too_noisy, level)
+    return lone, shared
 
 
 def _link_cells(links: np.ndarray) -> np.ndarray:
@@ -362,20 +346,6 @@ def _link_cells(links: np.ndarray) -> np.ndarray:
     k, a = np.nonzero(links)
     out[k, a, :] = out[k, :, a] = True
     return out
-
-
-def _as_cable(defect: Defect, fabric: FabricMap | None, rail: int) -> Defect:
-    """A link the cabling places is a ``cable``: the node's HCA port, its cable and its leaf port."""
-    if fabric is None or defect.node is None or defect.node not in fabric.nodes or not 0 <= rail < fabric.rails:
-        return defect
-    node = fabric.nodes.index(defect.node)
-    leaf_port = fabric.leaf_port.get((rail, node))
-    if leaf_port is None:
-        return defect  # the cabling does not hold this HCA: nothing is guessed
-    index = int(fabric.leaf[rail, node])
-    leaf = fabric.leaves[index]
-    unit = fabric.unit_names[leaf.unit] if 0 <= leaf.unit < len(fabric.unit_names) else None
-    return dataclasses.replace(defect, kind="cable", switches=(leaf.name,), ports=(leaf_port,), unit=unit)
 
 
 def _one_node_explains(reproduces: np.ndarray, measured: np.ndarray) -> bool:
@@ -467,7 +437,3 @@ def localise(
 ) -> tuple[Defect, ...]:
     """The defects of :func:`diagnose` alone."""
     return diagnose(matrix, line_rate_Gbps, thresholds, devices).defects
-
-
-def _device(devices: Mapping[tuple[str, int], str] | None, node: str, rail: int) -> str | None:
-    return None if devices is None else devices.get((node, rail))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
@@ -230,8 +231,6 @@ def pair_round(
     end is never attempted, and a rank outside its rail's group (``group`` None: its link is dead) only
     meets the world's agreement on the budget, once per direction, as every rank does.
     """
-    import torch.distributed as dist
-
     node, rail = layout.where(rank)
     if group is None:
         if callable(budget_s):
@@ -239,12 +238,10 @@ def pair_round(
                 budget_s(math.inf)
         return [], []
     opened = measured or (lambda a, b, k: True)
-    send_buf, recv_buf = buffers
-    device = send_buf.device
     partner = rnd.partner(node, rail)
     partner = partner if partner is not None and opened(node, partner, rail) else None
     peer_rank = layout.ranks[partner][rail] if partner is not None else None
-    nbytes = send_buf.numel() * send_buf.element_size()
+    end = _PairEnd(node, rail, partner, peer_rank, group, buffers[0], buffers[1], wait)
     times: list[PairTime] = []
     rates: list[float] = []
     budget: Budget | None = budget_s
@@ -254,50 +251,92 @@ def pair_round(
         budget = lambda _probe: plan(math.inf)  # noqa: E731
     for sender_is_low in (True, False):
         sending = partner is not None and (node < partner) == sender_is_low
-        step = one_way(send_buf, recv_buf, peer_rank, sending, group, wait)
-        # Chunks (and half a chunk, for their fixed cost) where a message has more than one; every rank of the
-        # rail has the same size, so every one takes the same branches and meets the same barriers.
-        per = chunks_per_message(nbytes)
-        chunk = send_buf.numel() // per
-        chunked = (
-            Chunked(
-                one_way(send_buf[:chunk], recv_buf[:chunk], peer_rank, sending, group, wait),
-                per,
-                one_way(send_buf[: chunk // 2], recv_buf[: chunk // 2], peer_rank, sending, group, wait),
-            )
-            if per > 1
-            else None
-        )
-        align = pair_align(peer_rank, group, device, wait)
-        if budget is None:
-            mean = time_region(step, group=group, device=device, iters=iters, warmup=warmup, align=align)
-            timed = Timed(mean, iters, False)
-        else:
-            timed = time_budgeted(
-                step,
-                group=group,
-                device=device,
-                iters=iters,
-                warmup=warmup,
-                budget_s=budget,
-                agree=pair_agree(peer_rank, group, device, wait),
-                chunked=chunked,
-                align=align,
-            )
-        mine = timed.time_us
-        everyone, _ = reduce_times(mine, 0, group, device)
-        for a, b in rnd.pairs:
-            if rnd.partner(a, rail) == b and opened(a, b, rail):
-                ends = [everyone[dist.get_group_rank(group, layout.ranks[x][rail])] for x in (a, b)]
-                rates.append(nbytes * 8 / (max(ends) * 1e-6) / 1e9 if max(ends) > 0 else 0.0)
+        timed = _time_direction(end, sending, budget, iters=iters, warmup=warmup)
+        everyone, _ = reduce_times(timed.time_us, 0, group, end.device)
+        rates += _round_rates(rnd, layout, end, everyone, opened)
         if sending and peer_rank is not None and partner is not None:
-            theirs = everyone[dist.get_group_rank(group, peer_rank)]
+            theirs = everyone[_group_rank(group, peer_rank)]
+            slower = max(timed.time_us, theirs)
             times.append(
-                PairTime(
-                    node, partner, rail, rnd.repeat, rnd.index, nbytes, max(mine, theirs), timed.stopped, rnd.confirm
-                )
+                PairTime(node, partner, rail, rnd.repeat, rnd.index, end.nbytes, slower, timed.stopped, rnd.confirm)
             )
     return times, rates
+
+
+@dataclass(frozen=True)
+class _PairEnd:
+    """This rank's end of its pair in one round (``partner`` and ``peer_rank`` None: it has no partner and steps
+    through the timing loop doing nothing, to meet its rail group at the loop's barriers)."""
+
+    node: int
+    rail: int
+    partner: int | None
+    peer_rank: int | None
+    group: ProcessGroup
+    send_buf: torch.Tensor
+    recv_buf: torch.Tensor
+    wait: timedelta | None
+
+    @property
+    def device(self) -> torch.device:
+        return self.send_buf.device
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.send_buf.numel() * self.send_buf.element_size())
+
+    def one_way(self, sending: bool, count: int | None = None) -> Callable[[], None]:
+        """One message, or its first ``count`` elements, in the direction ``sending`` says."""
+        if count is None:
+            return one_way(self.send_buf, self.recv_buf, self.peer_rank, sending, self.group, self.wait)
+        return one_way(self.send_buf[:count], self.recv_buf[:count], self.peer_rank, sending, self.group, self.wait)
+
+    def chunked(self, sending: bool) -> Chunked | None:
+        """Chunks (and half a chunk, for their fixed cost) where a message has more than one; every rank of the
+        rail has the same size, so every one takes the same branches and meets the same barriers."""
+        per = chunks_per_message(self.nbytes)
+        if per <= 1:
+            return None
+        chunk = self.send_buf.numel() // per
+        return Chunked(self.one_way(sending, chunk), per, self.one_way(sending, chunk // 2))
+
+
+def _time_direction(end: _PairEnd, sending: bool, budget: Budget | None, *, iters: int, warmup: int) -> Timed:
+    """This rank's time for one direction of its pair (within ``budget`` where given), by the one timing loop."""
+    step = end.one_way(sending)
+    chunked = end.chunked(sending)
+    align = pair_align(end.peer_rank, end.group, end.device, end.wait)
+    if budget is None:
+        mean = time_region(step, group=end.group, device=end.device, iters=iters, warmup=warmup, align=align)
+        return Timed(mean, iters, False)
+    return time_budgeted(
+        step,
+        group=end.group,
+        device=end.device,
+        iters=iters,
+        warmup=warmup,
+        budget_s=budget,
+        agree=pair_agree(end.peer_rank, end.group, end.device, end.wait),
+        chunked=chunked,
+        align=align,
+    )
+
+
+def _round_rates(rnd: Round, layout: RailLayout, end: _PairEnd, everyone: list[float], opened: PairOpen) -> list[float]:
+    """The rate (Gb/s) of this direction of every pair measured on the rail this round: a direction took as
+    long as its slower end (``everyone``: every rank of the rail group's time, in group rank order)."""
+    rates = []
+    for a, b in rnd.pairs:
+        if rnd.partner(a, end.rail) == b and opened(a, b, end.rail):
+            ends = [everyone[_group_rank(end.group, layout.ranks[x][end.rail])] for x in (a, b)]
+            rates.append(end.nbytes * 8 / (max(ends) * 1e-6) / 1e9 if max(ends) > 0 else 0.0)
+    return rates
+
+
+def _group_rank(group: ProcessGroup, rank: int) -> int:
+    import torch.distributed as dist
+
+    return int(dist.get_group_rank(group, rank))
 
 
 def pair_buffers(nbytes: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -341,6 +341,73 @@ Adjust = Callable[[Plan], Plan]
 """What ``fit`` projects each candidate with beyond the model (``bench.rails.plan_learn``: the cluster's runs)."""
 
 
+# The cuts ``fit`` makes, in its order: each takes the settings and whether a candidate fits, and returns
+# the settings it leaves and what it cut, said in a line with what that costs in detection.
+_Fits = Callable[[RailsSettings], bool]
+
+
+def _fewer_passes(settings: RailsSettings, fits: _Fits) -> tuple[RailsSettings, list[str]]:
+    """One repeat of the matrix, then one confirmation pass."""
+    said = []
+    if not fits(settings) and settings.repeats > 1:
+        said.append(
+            f"repeats {settings.repeats} -> 1 (a part slow in one pass of {settings.repeats} has one chance to "
+            f"be caught, not {settings.repeats})"
+        )
+        settings = dataclasses.replace(settings, repeats=1)
+    if not fits(settings) and settings.confirm > 1:
+        said.append(
+            f"confirmation {settings.confirm} -> 1 pass (a suspect slow half the time reproduces 50% of the time, "
+            f"not {100 * (1 - 0.5**settings.confirm):.0f}%)"
+        )
+        settings = dataclasses.replace(settings, confirm=1)
+    return settings, said
+
+
+def _shorter_messages(settings: RailsSettings, fits: _Fits) -> tuple[RailsSettings, list[str]]:
+    """The pair messages halved, then the rail groups', down to ``MIN_CUT_BYTES``."""
+    said = []
+    for name in ("pair_bytes", "rail_bytes"):
+        was = getattr(settings, name)
+        while not fits(settings) and getattr(settings, name) // 2 >= MIN_CUT_BYTES:
+            settings = dataclasses.replace(settings, **{name: getattr(settings, name) // 2})
+        now = getattr(settings, name)
+        if now != was:
+            what = "pair" if name == "pair_bytes" else "rail-group"
+            said.append(
+                f"{what} messages {format_size(was)}B -> {format_size(now)}B (each sample {was // now}x shorter: a "
+                "part that slows only under sustained load has less time to show it)"
+            )
+    return settings, said
+
+
+def _fewer_iterations(settings: RailsSettings, fits: _Fits) -> tuple[RailsSettings, list[str]]:
+    """The iterations halved, down to ``MIN_CUT_ITERS``."""
+    was_iters = settings.iters
+    while not fits(settings) and settings.iters > MIN_CUT_ITERS:
+        settings = dataclasses.replace(settings, iters=max(MIN_CUT_ITERS, settings.iters // 2))
+    if settings.iters == was_iters:
+        return settings, []
+    noisier = math.sqrt(was_iters / settings.iters)
+    return settings, [
+        f"iterations {was_iters} -> {settings.iters} (a sample averages fewer messages: its noise grows up to "
+        f"{noisier:.1f}x, and so does the smallest slowdown told from noise)"
+    ]
+
+
+def _smaller_sweep(sweep: Sweep, fits: Callable[[Sweep], bool]) -> tuple[Sweep, list[str]]:
+    """The world sweep's largest message halved, down to ``MIN_CUT_SWEEP_BYTES``."""
+    was_bytes = sweep.max_bytes
+    while not fits(sweep) and sweep.max_bytes // 2 >= MIN_CUT_SWEEP_BYTES:
+        sweep = dataclasses.replace(sweep, max_bytes=sweep.max_bytes // 2)
+    if sweep.max_bytes == was_bytes:
+        return sweep, []
+    return sweep, [
+        f"world sweep up to {format_size(sweep.max_bytes)}B, not {format_size(was_bytes)}B (larger "
+        "messages are not measured)"
+    ]
+
+
 def fit(
     nodes: int,
     ranks: int,
@@ -357,57 +424,23 @@ def fit(
     ``max_minutes``. Its ``cut`` says in one line what was cut and what that costs in detection; it still says
     so when even the smallest plan does not fit (the caller refuses to run it)."""
     limit = max_minutes * 60
-    said: list[str] = []
 
-    def plan() -> Plan:
-        built = build(nodes, ranks, settings, model, intra=intra, sweep=sweep, check_window_s=check_window_s)
+    def plan(candidate: RailsSettings, swept: Sweep | None) -> Plan:
+        built = build(nodes, ranks, candidate, model, intra=intra, sweep=swept, check_window_s=check_window_s)
         return adjust(built) if adjust is not None else built
 
-    def fits() -> bool:
-        return plan().total.high <= limit
+    def fits(candidate: RailsSettings) -> bool:
+        return plan(candidate, sweep).total.high <= limit
 
-    if not fits() and settings.repeats > 1:
-        said.append(
-            f"repeats {settings.repeats} -> 1 (a part slow in one pass of {settings.repeats} has one chance to "
-            f"be caught, not {settings.repeats})"
-        )
-        settings = dataclasses.replace(settings, repeats=1)
-    if not fits() and settings.confirm > 1:
-        said.append(
-            f"confirmation {settings.confirm} -> 1 pass (a suspect slow half the time reproduces 50% of the time, "
-            f"not {100 * (1 - 0.5**settings.confirm):.0f}%)"
-        )
-        settings = dataclasses.replace(settings, confirm=1)
-    for name in ("pair_bytes", "rail_bytes"):
-        was = getattr(settings, name)
-        while not fits() and getattr(settings, name) // 2 >= MIN_CUT_BYTES:
-            settings = dataclasses.replace(settings, **{name: getattr(settings, name) // 2})
-        now = getattr(settings, name)
-        if now != was:
-            what = "pair" if name == "pair_bytes" else "rail-group"
-            said.append(
-                f"{what} messages {format_size(was)}B -> {format_size(now)}B (each sample {was // now}x shorter: a "
-                "part that slows only under sustained load has less time to show it)"
-            )
-    was_iters = settings.iters
-    while not fits() and settings.iters > MIN_CUT_ITERS:
-        settings = dataclasses.replace(settings, iters=max(MIN_CUT_ITERS, settings.iters // 2))
-    if settings.iters != was_iters:
-        noisier = math.sqrt(was_iters / settings.iters)
-        said.append(
-            f"iterations {was_iters} -> {settings.iters} (a sample averages fewer messages: its noise grows up to "
-            f"{noisier:.1f}x, and so does the smallest slowdown told from noise)"
-        )
+    said: list[str] = []
+    for cut in (_fewer_passes, _shorter_messages, _fewer_iterations):
+        settings, lines = cut(settings, fits)
+        said += lines
     if sweep is not None:
-        was_bytes = sweep.max_bytes
-        while not fits() and sweep.max_bytes // 2 >= MIN_CUT_SWEEP_BYTES:
-            sweep = dataclasses.replace(sweep, max_bytes=sweep.max_bytes // 2)
-        if sweep.max_bytes != was_bytes:
-            said.append(
-                f"world sweep up to {format_size(sweep.max_bytes)}B, not {format_size(was_bytes)}B (larger "
-                "messages are not measured)"
-            )
-    final = plan()
+        chosen = settings
+        sweep, lines = _smaller_sweep(sweep, lambda smaller: plan(chosen, smaller).total.high <= limit)
+        said += lines
+    final = plan(settings, sweep)
     text = "; ".join(said) or None
     if final.total.high > limit:
         text = (text + "; " if text else "") + (

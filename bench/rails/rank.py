@@ -10,7 +10,6 @@ group, the run directory, run.json, the verdict and the exit status.
 from __future__ import annotations
 
 import dataclasses
-import math
 import socket
 import time
 from collections.abc import Callable
@@ -25,11 +24,9 @@ from bench.frame.run import Run, launch_of, write_refused_is_infra
 from bench.frame.verdict import Item, timed
 from bench.jsondoc import JSONObject
 from bench.measure import device as device_ops
-from bench.measure.collectives import get_collective
-from bench.measure.timing import Budget, SizeResult, measure
 from bench.profiles import Profile
 from bench.rails import bootstrap_nic, intranode, judge, local_causes, output, plan, records, windows
-from bench.rails.budget import cell_budget, chunks_per_message
+from bench.rails import rank_steps as steps
 from bench.rails.config import RailsConfig, RailsSettings, retargeted, validate
 from bench.rails.corroborate import corroborate
 from bench.rails.groups import form_rail_groups
@@ -37,8 +34,7 @@ from bench.rails.items import local_cause_items, rail_items
 from bench.rails.laps import Laps, compared
 from bench.rails.layout import RailLayout, interface_for_rail, rail_layout
 from bench.rails.live import LiveRails
-from bench.rails.measure import PairTime, p2p_wait
-from bench.rails.pairs import PairRunner
+from bench.rails.measure import PairTime
 from bench.rundir.files import proposed_run_dir
 from bench.runtime import env as benv
 from bench.runtime.before_init import Prelude, PreludeStep, run_directory, shared_nic_environment
@@ -48,7 +44,7 @@ from bench.runtime.env import RankInfo
 from bench.runtime.watchdog import Watchdog
 
 if TYPE_CHECKING:
-    from torch.distributed import ProcessGroup
+    pass
 
 
 def _my_interface(settings: RailsSettings, layout: RailLayout, rank: int, coord: Coord, sysfs: Sysfs) -> str | None:
@@ -106,80 +102,6 @@ def _my_nic(ctx: DistContext, my_ifname: str | None) -> records.ExpectedNic:
     return records.ExpectedNic(found.nic, found.state, found.distance, bus, found.shared)
 
 
-def _rail_result(coll: str, mode: records.Mode, rail: int, nnodes: int, res: SizeResult) -> records.RailResult:
-    return records.RailResult(
-        rail,
-        coll,
-        mode,
-        nnodes,
-        res.nbytes,
-        res.count,
-        res.iters,
-        res.time_us,
-        res.time_us_min,
-        res.time_us_max,
-        res.wrong,
-    )
-
-
-def _measure_rail(
-    settings: RailsSettings,
-    ctx: DistContext,
-    coll: str,
-    group: ProcessGroup | None,
-    n: int,
-    *,
-    iters: int,
-    warmup: int,
-    rate_Gbps: float | None,
-    coord: Coord,
-) -> SizeResult | None:
-    """One collective in this rank's rail group, within a cell budget from ``rate_Gbps`` (the line rate, or
-    the fastest rail's busbw); where no rate is known yet every rail is measured at once (``rate_Gbps``
-    None) and the budget comes from the fastest rail's probe, agreed over the world.
-
-    ``group`` None: this rank's link is out of its rail group (dead), or its rail has no group; it measures
-    nothing and only meets the world's agreement on the budget, as every rank does (returns None)."""
-    import torch
-    import torch.distributed as dist
-
-    collective = get_collective(coll)
-    # Every rank sends about busbw-factor x the message per call, the pair budget's "wire bytes".
-    wire = int(settings.rail_bytes * max(1.0, collective.busbw_factor(n)))
-    chunks = chunks_per_message(settings.rail_bytes)
-    budget: Budget
-    if rate_Gbps is not None or settings.cell_budget_s is not None:
-        budget = cell_budget(wire, warmup + iters, rate_Gbps, settings.cell_budget_s)
-    else:
-        # Every rail at once and no rate known: the fastest rail's probe (of one whole call) sets every rail's
-        # budget, so a rail that fell to 1% costs a few of the fastest rail's cells, not a hundred.
-        def budget(probe_s: float) -> float:
-            fastest = -coord.max(-probe_s)
-            rate = wire * 8 / fastest / 1e9 if 0 < fastest < math.inf else None
-            return cell_budget(wire, warmup + iters, rate)
-
-    if group is None:
-        if callable(budget):
-            budget(math.inf)
-        return None
-    group_rank = dist.get_group_rank(group, ctx.info.rank)
-    return measure(
-        collective,
-        settings.rail_bytes,
-        group_rank,
-        n,
-        group,
-        dtype=torch.float32,
-        elsize=4,
-        device=ctx.device,
-        iters=iters,
-        warmup=warmup,
-        check=settings.check,
-        budget_s=budget,
-        chunks=chunks,
-    )
-
-
 def _ib_rates(local_rank: int, sysfs: Sysfs) -> dict[str, float] | None:
     """IB port -> line rate from sysfs, read by one rank per node."""
     if local_rank != 0:
@@ -211,90 +133,27 @@ def rails_phase(
         reason = f"1 node ({layout.nodes[0]}): a rail group needs local rank k of at least 2 nodes"
         return records.RailsOutcome(skipped=reason, nodes=layout.nodes, rails=layout.rails) if rank == 0 else None
     laps = laps or Laps()
-    node, rail = layout.where(rank)
     coord = coord or world_coord(ctx, settings.timeout_s)
     my_ifname = _my_interface(settings, layout, rank, coord, Sysfs(ctx.sysfs_root))
     my_nic = _my_nic(ctx, my_ifname)
     # One rank per node reads its counters at every window's edge (bench.rails.windows).
     counts = windows.NodeCounters(local_rank == 0, ctx.sysfs_root)
     formed = form_rail_groups(ctx, layout, my_ifname, settings.timeout_s, coord, watchdog.enter, watchdog.leave)
-    membership = formed.membership
-    group = formed.mine(rank, layout)
-    n = len(membership.live[rail])
+    seat = steps.Seat.taken(layout, rank, formed, coord, counts)
     counts.close("forming the rail groups")
     laps.mark("start-up and rail groups")
 
-    mine: list[records.RailResult] = []
-    fastest = 0.0
-    for coll in settings.collectives:
-        watchdog.enter(f"{coll} in every rail group at once")
-        res = _measure_rail(
-            settings,
-            ctx,
-            coll,
-            group,
-            n,
-            iters=settings.iters,
-            warmup=settings.warmup,
-            rate_Gbps=settings.rail_rate_gbps,
-            coord=coord,
-        )
-        watchdog.leave()
-        if res is not None:
-            result = _rail_result(coll, "concurrent", rail, n, res)
-            fastest = max(fastest, result.busbw_Gbps)
-            if node == membership.live[rail][0]:
-                mine.append(result)
-    # The fastest rail group's busbw, the same on every rank: where no line rate is known, the budgets of
-    # the rails measured alone and of the pairs start from it. The results themselves go to rank 0 alone.
-    heard = coord.gather(mine)
-    start = coord.max(fastest)
-    if live is not None and heard is not None:
-        live.add_rails([r for results in heard for r in results])
-    known = settings.rail_rate_gbps or (start if start > 0 else None)
-
-    # One rail at a time inside a counter window: which device carried it, and what stayed quiet. A window
-    # closes after every rank's last measurement (the gather above, then each rail's closing barrier), and the
-    # next measurement starts only after the next barrier, when every node has read its counters.
+    at_once = steps.every_rail_at_once(settings, ctx, seat, watchdog, live)
+    known = settings.rail_rate_gbps or (at_once.fastest_Gbps if at_once.fastest_Gbps > 0 else None)
     counts.close("every rail group at once")
     laps.mark("rail groups, every rail at once")
-    alone: list[dict[str, int] | None] = []
-    for k in range(layout.rails):
-        watchdog.enter(f"rail {k} alone")
-        coord.barrier()
-        if rail == k and group is not None and known is not None:
-            if settings.isolation:
-                for coll in settings.collectives:
-                    res = _measure_rail(
-                        settings,
-                        ctx,
-                        coll,
-                        group,
-                        n,
-                        iters=settings.iters,
-                        warmup=settings.warmup,
-                        rate_Gbps=known,
-                        coord=coord,
-                    )
-                    if res is not None and node == membership.live[rail][0]:
-                        mine.append(_rail_result(coll, "isolated", rail, n, res))
-            else:
-                # Only to see which device carries the rail: one call is plenty of bytes.
-                first = settings.collectives[0]
-                _measure_rail(settings, ctx, first, group, n, iters=1, warmup=0, rate_Gbps=known, coord=coord)
-        coord.barrier()
-        alone.append(counts.close(f"rail {k} alone", (k,)))
-        watchdog.leave()
+    isolated, alone = steps.each_rail_alone(settings, ctx, seat, watchdog, known)
     laps.mark("each rail alone (counter windows)")
 
-    op_timeout_s = torch_timeout_s(settings.timeout_s)
     times: list[PairTime] = []
     runner = None
     if settings.pairs:
-        measured = None if membership.everyone else membership.pair_open
-        wait = p2p_wait(group, op_timeout_s)
-        keep = live.add_pairs if live is not None else None
-        runner = PairRunner(settings, layout, rank, group, ctx.device, start, wait, keep, measured, coord)
+        runner = steps.pair_runner(settings, ctx, seat, at_once.fastest_Gbps, live)
         times = runner.matrix(watchdog.enter, watchdog.leave)
         counts.close("pair matrix")
         laps.mark("pair matrix")
@@ -302,34 +161,24 @@ def rails_phase(
     watchdog.enter("gathering the rails results")
     sent: judge.RankReport = {  # one rank's report; rank 0 reads them all in judge.outcome
         "host": ctx.hosts[rank],
-        "results": mine,
+        "results": at_once.mine + isolated,
         "times": times,
         "windows": alone,
         "whole": counts.whole(),
         "error_windows": counts.windows,
         "ifname": my_ifname,
         "nic": my_nic,
-        "rail": rail,
+        "rail": seat.rail,
         "rates": _ib_rates(local_rank, Sysfs(ctx.sysfs_root)),
     }
     gathered = coord.gather(sent)  # on rank 0 alone, the one rank that judges
     watchdog.leave()
     if runner is not None and settings.confirm:
-        # Every suspect is measured again, in its own round and beside the same round's other suspects,
-        # before anything is named.
-        found = judge.suspect_cells(settings, layout, gathered, membership) if gathered is not None else None
-        again = runner.confirm(coord.broadcast(found), watchdog.enter, watchdog.leave)
-        counts.close("re-measurements")
-        watchdog.enter("gathering the re-measurements")
-        extras = coord.gather((again, counts.windows[-1:]))
-        for g, (extra, read) in zip(gathered or [], extras or [], strict=True):
-            g["times"] = g["times"] + extra
-            g["error_windows"] = g["error_windows"] + read
-        watchdog.leave()
+        steps.confirm_suspects(settings, seat, runner, gathered, watchdog)
         laps.mark("confirmation")
     if gathered is None:
         return None
-    outcome = judge.outcome(settings, layout, gathered, membership, formed.reports)
+    outcome = judge.outcome(settings, layout, gathered, formed.membership, formed.reports)
     return dataclasses.replace(outcome, process_groups=1 + formed.made)
 
 

@@ -182,111 +182,162 @@ class _Null:
         return noise.poisson_sf(count, cells * self.per_cell) * max(1, self.tries) <= alpha
 
 
-def path_faults(cells: Cells, fabric: FabricMap, rail_fault: np.ndarray, per_cell: float) -> list[SwitchFault]:
-    """Spines, then uplinks, from the reproducing suspects between units that no cable or leaf explains."""
-    leaf = _by_position(fabric, cells)
-    rails = len(cells.matrix.rails)
-    placed = leaf >= 0
-    cross = (leaf[:, :, None] != leaf[:, None, :]) & placed[:, :, None] & placed[:, None, :] & cells.measured
-    inside = (leaf[:, :, None] == leaf[:, None, :]) & placed[:, :, None] & cells.measured
-    reproduces = cells.reproduces & cells.measured
-    upper = np.triu(np.ones(cells.measured.shape[1:], dtype=bool), k=1)[None]
-    leaves_on = [sorted(set(leaf[k][placed[k]].tolist())) for k in range(rails)]
-    null = _Null(per_cell, rails + sum(len(x) for x in leaves_on))
-    out: list[SwitchFault] = []
+@dataclass(frozen=True)
+class _Paths:
+    """The cells between units and within units, rail by rail, that the spines and uplinks are judged on."""
 
-    def elevated(k: int, mask: np.ndarray, against: _Null = null) -> bool:
+    leaf: np.ndarray
+    """``[rail, node]``: the leaf each node's link is on, -1 where the cabling does not place it."""
+    cross: np.ndarray
+    """``[rail, a, b]``: measured cells between two placed nodes on different leaves."""
+    inside: np.ndarray
+    """``[rail, a, b]``: measured cells between two placed nodes on one leaf."""
+    reproduces: np.ndarray
+    """``[rail, a, b]``: measured suspects that reproduced."""
+    upper: np.ndarray
+    """``[a, b]``: each pair once."""
+    leaves_on: list[list[int]]
+    """Each rail's leaves, in index order."""
+    null: _Null
+
+    @classmethod
+    def of(cls, cells: Cells, fabric: FabricMap, per_cell: float) -> _Paths:
+        leaf = _by_position(fabric, cells)
+        rails = len(cells.matrix.rails)
+        placed = leaf >= 0
+        cross = (leaf[:, :, None] != leaf[:, None, :]) & placed[:, :, None] & placed[:, None, :] & cells.measured
+        inside = (leaf[:, :, None] == leaf[:, None, :]) & placed[:, :, None] & cells.measured
+        upper = np.triu(np.ones(cells.measured.shape[1:], dtype=bool), k=1)
+        leaves_on = [sorted(set(leaf[k][placed[k]].tolist())) for k in range(rails)]
+        null = _Null(per_cell, rails + sum(len(x) for x in leaves_on))
+        return cls(leaf, cross, inside, cells.reproduces & cells.measured, upper, leaves_on, null)
+
+    def elevated(self, k: int, mask: np.ndarray, against: _Null | None = None) -> bool:
         """Rail k's cells in ``mask`` (``[a, b]``) hold more reproduced suspects than noise gives."""
-        return against.significant(int((reproduces[k] & mask & upper[0]).sum()), int((mask & upper[0]).sum()))
+        null = self.null if against is None else against
+        return null.significant(int((self.reproduces[k] & mask & self.upper).sum()), int((mask & self.upper).sum()))
 
-    def switch_inside(k: int, mask: np.ndarray) -> bool:
+    def switch_inside(self, k: int, mask: np.ndarray) -> bool:
         """Rail k's cells within units (``mask``) are slow the way a switch slows them: more reproduced suspects
         than noise gives, spread over several nodes (one flaky cable inside a unit is that cable's, judged
         later, and does not hide a spine or an uplink)."""
-        return elevated(k, mask) and _spread(reproduces[k] & mask)
+        return self.elevated(k, mask) and _spread(self.reproduces[k] & mask)
 
-    # Spines: every rail they join, between units, and nothing within a unit. A rail whose cells between
-    # units a leaf already explains (a slow leaf of one of two units) has nothing left to say either way.
-    open_rails = [k for k in range(rails) if not rail_fault[k] and len(leaves_on[k]) >= 2]
-    judged = [k for k in open_rails if cross[k].any()]
+
+def path_faults(cells: Cells, fabric: FabricMap, rail_fault: np.ndarray, per_cell: float) -> list[SwitchFault]:
+    """Spines, then uplinks, from the reproducing suspects between units that no cable or leaf explains."""
+    paths = _Paths.of(cells, fabric, per_cell)
+    # A rail whose cells between units a leaf already explains (a slow leaf of one of two units) has nothing
+    # left to say either way.
+    open_rails = [k for k in range(len(cells.matrix.rails)) if not rail_fault[k] and len(paths.leaves_on[k]) >= 2]
+    out, taken = _spine_faults(paths, fabric, open_rails)
+    uplinks = _Uplinks.of(paths, cells, [k for k in open_rails if k not in taken], per_cell)
+    for k in open_rails:
+        if k not in taken:
+            out += _uplink_faults(paths, uplinks, fabric, k)
+    return out
+
+
+def _spine_faults(paths: _Paths, fabric: FabricMap, open_rails: list[int]) -> tuple[list[SwitchFault], set[int]]:
+    """Spines: every rail they join, between units, and nothing within a unit. Returns them and the rails they
+    take (no uplink is judged there)."""
     groups: dict[tuple[str, ...], list[int]] = {}
-    for k in judged:
-        groups.setdefault(fabric.spines_of(leaves_on[k]), []).append(k)
+    for k in open_rails:
+        if paths.cross[k].any():
+            groups.setdefault(fabric.spines_of(paths.leaves_on[k]), []).append(k)
+    out: list[SwitchFault] = []
     taken: set[int] = set()
     for spines, ks in groups.items():
         if len(ks) < 2 or not spines:
             continue
-        rail_ok = [elevated(k, cross[k]) and not switch_inside(k, inside[k]) for k in ks]
-        spread = [_spread(reproduces[k] & cross[k]) for k in ks]
+        rail_ok = [paths.elevated(k, paths.cross[k]) and not paths.switch_inside(k, paths.inside[k]) for k in ks]
+        spread = [_spread(paths.reproduces[k] & paths.cross[k]) for k in ks]
         if all(rail_ok) and all(spread):
-            mask = np.zeros_like(cross)
-            mask[ks] = cross[ks]
+            mask = np.zeros_like(paths.cross)
+            mask[ks] = paths.cross[ks]
             out.append(SwitchFault("spine", mask, None, spines, spines))
             taken |= set(ks)
-    # Uplinks: the cross cells of one leaf, the most convicted first, while significant. Congestion where flows
-    # share uplinks reproduces between units more often than within them, on every rail alike; an uplink slows
-    # one rail's. So the yardstick between units is the run's own: the median over rails of the share of cross
-    # cells that reproduced (robust to the rail the uplink is on), when that is above the fabric-wide rate.
-    shares = [
-        float((reproduces[k] & cross[k] & upper[0]).sum()) / float((cross[k] & upper[0]).sum())
-        for k in open_rails
-        if k not in taken and (cross[k] & upper[0]).any()
-    ]
-    between = _Null(max(per_cell, float(np.median(shares))) if len(shares) >= 3 else per_cell, null.tries)
-    inside_null = _Null(cells.reproduced_by_noise_in(inside), len(cells.matrix.nodes))
+    return out, taken
 
-    def elevated_inside(k: int, node: int) -> bool:
+
+@dataclass(frozen=True)
+class _Uplinks:
+    """The yardsticks an uplink is judged against: between units, and within a unit."""
+
+    between: _Null
+    inside: _Null
+
+    @classmethod
+    def of(cls, paths: _Paths, cells: Cells, rails: list[int], per_cell: float) -> _Uplinks:
+        """Congestion where flows share uplinks reproduces between units more often than within them, on every
+        rail alike; an uplink slows one rail's. So the yardstick between units is the run's own: the median
+        over ``rails`` of the share of cross cells that reproduced (robust to the rail the uplink is on), when
+        that is above the fabric-wide rate."""
+        cross = {k: paths.cross[k] & paths.upper for k in rails}
+        shares = [float((paths.reproduces[k] & c).sum()) / float(c.sum()) for k, c in cross.items() if c.any()]
+        between = _Null(max(per_cell, float(np.median(shares))) if len(shares) >= 3 else per_cell, paths.null.tries)
+        return cls(between, _Null(cells.reproduced_by_noise_in(paths.inside), len(cells.matrix.nodes)))
+
+    def elevated_inside(self, paths: _Paths, k: int, node: int) -> bool:
         """Node's cells within its own leaf hold more reproduced suspects than the noise within units gives, at
         the screen's family-wise level over the nodes (a cable's fault, flaky or slow, shows inside too)."""
-        row = inside[k, node]
-        count = int((reproduces[k, node] & row).sum())
-        return count >= 2 and inside_null.significant_at(count, int(row.sum()), noise.FALSE_ALARMS)
+        row = paths.inside[k, node]
+        count = int((paths.reproduces[k, node] & row).sum())
+        return count >= 2 and self.inside.significant_at(count, int(row.sum()), noise.FALSE_ALARMS)
 
-    def uplink_stands(k: int, mine: np.ndarray, within: np.ndarray) -> bool:
+    def stands(self, paths: _Paths, k: int, mine: np.ndarray, within: np.ndarray) -> bool:
         """An uplink's cross cells ``mine`` (``[a, b]``) reproduce beyond what congestion gives between units,
         in an uplink's shape (spread over the leaf's nodes, or in the hubs a static route makes), and nothing
         like it within the unit. When the node with the most of them is slow inside its own unit too, a cable
         of that node may be all there is: the uplink must stand without it."""
-        slow = reproduces[k] & mine
+        slow = paths.reproduces[k] & mine
         busiest = int(np.argmax(slow.sum(axis=1)))
-        if elevated_inside(k, busiest):
+        if self.elevated_inside(paths, k, busiest):
             mine = mine.copy()
             mine[busiest, :] = mine[:, busiest] = False
-            slow = reproduces[k] & mine
-        shaped = _spread(slow) or _routed(slow, mine, [x for x in _hubs(slow, mine) if not elevated_inside(k, x)])
-        return elevated(k, mine, between) and shaped and not switch_inside(k, within)
+            slow = paths.reproduces[k] & mine
+        hubs = [x for x in _hubs(slow, mine) if not self.elevated_inside(paths, k, x)]
+        shaped = _spread(slow) or _routed(slow, mine, hubs)
+        return paths.elevated(k, mine, self.between) and shaped and not paths.switch_inside(k, within)
 
-    for k in open_rails:
-        if k in taken:
-            continue
-        left = cross[k].copy()
-        while True:
-            best = None
-            for index in leaves_on[k]:
-                near = leaf[k] == index
-                mine = left & (near[:, None] | near[None, :])
-                count = int((reproduces[k] & mine & upper[0]).sum())
-                if best is None or count > best[1]:
-                    best = (index, count, mine, near)
-            if best is None or best[1] < 2:
-                break
-            index, count, mine, near = best
-            within = inside[k] & near[:, None] & near[None, :]
-            if not uplink_stands(k, mine, within):
-                break
-            far = _far_leaves(reproduces[k] & mine, near, leaf[k])
-            chosen = [index, *far] if len(far) == 1 else [index]
-            if len(far) == 1:  # between two leaves only: either one's uplinks carry every slow flow
-                other = leaf[k] == far[0]
-                mine = mine & (other[:, None] | other[None, :])
-            mask = np.zeros_like(cross)
-            mask[k] = mine
-            names = tuple(fabric.leaves[i].name for i in chosen)
-            ports = tuple(str(c) for i in chosen for c in fabric.leaves[i].uplinks)
-            unit = _unit(fabric, chosen[0]) if len(chosen) == 1 else None
-            out.append(SwitchFault("uplink", mask, k, names, ports, unit))
-            left &= ~mine
-    return out
+
+def _most_convicted_leaf(paths: _Paths, k: int, left: np.ndarray) -> tuple[int, int, np.ndarray, np.ndarray] | None:
+    """Rail k's leaf whose cross cells still ``left`` hold the most reproduced suspects: its index, that count,
+    those cells and its nodes; None on a rail without leaves."""
+    best = None
+    for index in paths.leaves_on[k]:
+        near = paths.leaf[k] == index
+        mine = left & (near[:, None] | near[None, :])
+        count = int((paths.reproduces[k] & mine & paths.upper).sum())
+        if best is None or count > best[1]:
+            best = (index, count, mine, near)
+    return best
+
+
+def _uplink_faults(paths: _Paths, uplinks: _Uplinks, fabric: FabricMap, k: int) -> list[SwitchFault]:
+    """Rail k's uplinks: the cross cells of one leaf, the most convicted first, while significant."""
+    out: list[SwitchFault] = []
+    left = paths.cross[k].copy()
+    while True:
+        best = _most_convicted_leaf(paths, k, left)
+        if best is None or best[1] < 2:
+            return out
+        index, _, mine, near = best
+        within = paths.inside[k] & near[:, None] & near[None, :]
+        if not uplinks.stands(paths, k, mine, within):
+            return out
+        far = _far_leaves(paths.reproduces[k] & mine, near, paths.leaf[k])
+        chosen = [index, *far] if len(far) == 1 else [index]
+        if len(far) == 1:  # between two leaves only: either one's uplinks carry every slow flow
+            other = paths.leaf[k] == far[0]
+            mine = mine & (other[:, None] | other[None, :])
+        mask = np.zeros_like(paths.cross)
+        mask[k] = mine
+        names = tuple(fabric.leaves[i].name for i in chosen)
+        ports = tuple(str(c) for i in chosen for c in fabric.leaves[i].uplinks)
+        unit = _unit(fabric, chosen[0]) if len(chosen) == 1 else None
+        out.append(SwitchFault("uplink", mask, k, names, ports, unit))
+        left &= ~mine
 
 
 def _far_leaves(reproduces: np.ndarray, near: np.ndarray, leaf: np.ndarray) -> list[int]:

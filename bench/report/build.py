@@ -140,20 +140,35 @@ def plan_charts(inputs: RunInputs, options: ReportOptions) -> tuple[list[ChartPl
 
     A chart whose input is absent is left out.
     """
-    eff, plans, notes = options.efficiency(inputs.run), [], []
+    eff, notes = options.efficiency(inputs.run), []
     if inputs.results.empty:
         notes.append("results.csv holds no measurements yet: the run stopped before its first result")
+    pairs, unparsed = data.pair_measurements(inputs)
+    if unparsed:
+        notes.append(f"{unparsed} pair groups in results.csv name no known pair of hosts and are not charted")
+    plans = [
+        *_sweep_plans(inputs, options),
+        *_bar_plans(inputs, options, eff),
+        *_pair_plans(inputs, options, eff, pairs),
+        *_gpu_plans(inputs, options, eff),
+        *_trend_plans(inputs),
+    ]
+    plans.sort(key=lambda plan: page.chart_rank(plan.name))  # the order the certificate shows them in
+    return plans, notes
+
+
+def _sweep_plans(inputs: RunInputs, options: ReportOptions) -> list[ChartPlan]:
+    """The world's busbw against message size."""
     sweep = data.sweep_table(inputs.results)
-    if len(sweep.frame):
-        unit = _unit(options, "GB/s")
-        plans.append(
-            ChartPlan(
-                "busbw-vs-size",
-                "Bus bandwidth vs message size (world)",
-                sweep,
-                partial(charts.busbw_vs_size_chart, sweep.frame, unit=unit),
-            )
-        )
+    if not len(sweep.frame):
+        return []
+    unit = _unit(options, "GB/s")
+    draw = partial(charts.busbw_vs_size_chart, sweep.frame, unit=unit)
+    return [ChartPlan("busbw-vs-size", "Bus bandwidth vs message size (world)", sweep, draw)]
+
+
+def _bar_plans(inputs: RunInputs, options: ReportOptions, eff: float) -> list[ChartPlan]:
+    """The weakest node per rail and rail per node, then each rail group's and single node's collective."""
     bar_sources: list[tuple[str, str, data.ChartData, charts.Unit]] = []
     if inputs.rails is not None:
         bar_sources.append(("rails", "Weakest node per rail", data.rail_bars_table(inputs.rails, eff), "Gb/s"))
@@ -168,63 +183,57 @@ def plan_charts(inputs: RunInputs, options: ReportOptions) -> tuple[list[ChartPl
         for collective in dict.fromkeys(scoped["collective"]):
             table = data.group_bars_table(inputs.results, scope, collective, eff, options.max_bars)
             bar_sources.append((f"{scope}-{_slug(collective)}", f"{words}: {collective}", table, natural))
-    for name, title, table, natural in bar_sources:
-        if len(table.frame):
-            unit = _unit(options, natural)
-            plans.append(
-                ChartPlan(
-                    name,
-                    title,
-                    table,
-                    partial(charts.bars_chart, table.frame, unit=unit, title=title, min_efficiency=eff),
-                )
-            )
-    pairs, unparsed = data.pair_measurements(inputs)
-    if unparsed:
-        notes.append(f"{unparsed} pair groups in results.csv name no known pair of hosts and are not charted")
-    hosts = list(inputs.run.hosts)
-    heat = matrices.pair_matrix_table(pairs, hosts, eff, options.max_nodes, inputs.rails)
-    if len(heat.frame):
-        unit = _unit(options, "Gb/s")
-        plans.append(
-            ChartPlan(
-                "pairs",
-                "Node × node pairs: a matrix per rail",
-                heat,
-                partial(charts.heatmap_chart, heat.frame, unit=unit, min_efficiency=eff),
-            )
+    return [
+        ChartPlan(
+            name,
+            title,
+            table,
+            partial(charts.bars_chart, table.frame, unit=_unit(options, natural), title=title, min_efficiency=eff),
         )
+        for name, title, table, natural in bar_sources
+        if len(table.frame)
+    ]
+
+
+def _pair_plans(inputs: RunInputs, options: ReportOptions, eff: float, pairs: pd.DataFrame) -> list[ChartPlan]:
+    """The node x node matrix of pair busbw, one per rail."""
+    heat = matrices.pair_matrix_table(pairs, list(inputs.run.hosts), eff, options.max_nodes, inputs.rails)
+    if not len(heat.frame):
+        return []
+    draw = partial(charts.heatmap_chart, heat.frame, unit=_unit(options, "Gb/s"), min_efficiency=eff)
+    return [ChartPlan("pairs", "Node × node pairs: a matrix per rail", heat, draw)]
+
+
+def _gpu_plans(inputs: RunInputs, options: ReportOptions, eff: float) -> list[ChartPlan]:
+    """The GPU x GPU matrix of each node's intra-node pairs."""
     intra = inputs.rails.intra_node if inputs.rails is not None else None
     gpus = matrices.gpu_matrix_table(intra, eff, options.max_gpu_panels)
-    if len(gpus.frame):
-        unit = _unit(options, "Gb/s")
-        title = "GPU × GPU pairs: a matrix per node (row sends, column receives)"
-        draw = partial(
-            charts.heatmap_chart,
-            gpus.frame,
-            unit=unit,
-            title="GPU × GPU bus bandwidth per node",
-            min_efficiency=eff,
-            row_title="sending GPU",
-            col_title="receiving GPU",
-            max_cell=18 if gpus.frame["panel"].nunique() > 4 else 32,  # a few nodes: bigger cells
-            symmetric=False,  # each direction of a GPU pair has its own cell
-        )
-        plans.append(ChartPlan("gpus", title, gpus, draw))
-    if inputs.trend is not None:
-        nightly = trend.trend_table(inputs.trend, min_bytes=_trend_min_bytes(inputs))
-        if len(nightly.frame):
-            plans.append(
-                ChartPlan(
-                    "trend",
-                    "Nightly trend against the baseline",
-                    nightly,
-                    partial(charts.trend_chart, nightly.frame),
-                    dates=("run_time",),
-                )
-            )
-    plans.sort(key=lambda plan: page.chart_rank(plan.name))  # the order the certificate shows them in
-    return plans, notes
+    if not len(gpus.frame):
+        return []
+    title = "GPU × GPU pairs: a matrix per node (row sends, column receives)"
+    draw = partial(
+        charts.heatmap_chart,
+        gpus.frame,
+        unit=_unit(options, "Gb/s"),
+        title="GPU × GPU bus bandwidth per node",
+        min_efficiency=eff,
+        row_title="sending GPU",
+        col_title="receiving GPU",
+        max_cell=18 if gpus.frame["panel"].nunique() > 4 else 32,  # a few nodes: bigger cells
+        symmetric=False,  # each direction of a GPU pair has its own cell
+    )
+    return [ChartPlan("gpus", title, gpus, draw)]
+
+
+def _trend_plans(inputs: RunInputs) -> list[ChartPlan]:
+    """The nightly trend against the baseline, where the run has one."""
+    if inputs.trend is None:
+        return []
+    nightly = trend.trend_table(inputs.trend, min_bytes=_trend_min_bytes(inputs))
+    if not len(nightly.frame):
+        return []
+    draw = partial(charts.trend_chart, nightly.frame)
+    return [ChartPlan("trend", "Nightly trend against the baseline", nightly, draw, dates=("run_time",))]
 
 
 def _trend_min_bytes(inputs: RunInputs) -> int:

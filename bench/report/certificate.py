@@ -112,6 +112,26 @@ class Grid:
     answers: tuple[Answer, ...] = ()
 
 
+def _answers(node: str, results: object) -> list[Answer]:
+    """The answers of one node's (or the cross-node, or the cabling's) list of check results."""
+    answers = []
+    for result in results if isinstance(results, list) else ():
+        if isinstance(result, Mapping):
+            check = str(result.get("check") or result.get("name") or "?")
+            device, action = result.get("device"), result.get("action")
+            answers.append(
+                Answer(
+                    node,
+                    check,
+                    str(result.get("status", "")),
+                    str(result.get("reason", "")),
+                    str(device) if device else "",
+                    action if isinstance(action, str) else "",
+                )
+            )
+    return answers
+
+
 def checks_grid(checks: Parsed | None) -> Grid | None:
     """The preflight grid, or None when the run has no checks.json.
 
@@ -121,30 +141,13 @@ def checks_grid(checks: Parsed | None) -> Grid | None:
     if not checks:
         return None
     answers: list[Answer] = []
-
-    def take(node: str, results: object) -> None:
-        for result in results if isinstance(results, list) else ():
-            if isinstance(result, Mapping):
-                check = str(result.get("check") or result.get("name") or "?")
-                device, action = result.get("device"), result.get("action")
-                answers.append(
-                    Answer(
-                        node,
-                        check,
-                        str(result.get("status", "")),
-                        str(result.get("reason", "")),
-                        str(device) if device else "",
-                        action if isinstance(action, str) else "",
-                    )
-                )
-
     nodes = checks.get("nodes")
     for entry in nodes if isinstance(nodes, list) else ():  # read_checks_json made sure it is a list of objects
         if isinstance(entry, Mapping):
-            take(str(entry.get("node") or "?"), entry.get("results"))
-    take("all nodes", checks.get("cross_node"))
-    take("fabric", checks.get("cabling"))  # --topology: the cabling against the rail-optimised plan
-    take("this node", checks.get("checks"))  # a single node's flat list (older layout)
+            answers += _answers(str(entry.get("node") or "?"), entry.get("results"))
+    answers += _answers("all nodes", checks.get("cross_node"))
+    answers += _answers("fabric", checks.get("cabling"))  # --topology: the cabling against the rail-optimised plan
+    answers += _answers("this node", checks.get("checks"))  # a single node's flat list (older layout)
     if not answers:
         return None
     columns = tuple(dict.fromkeys(a.check for a in answers))

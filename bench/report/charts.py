@@ -323,34 +323,65 @@ def heatmap_chart(
     """
     busbw = _field("busbw", unit)
     cell, columns, labelled = heatmap_layout(table, max_cell)
-    shown = None if labelled else heatmap_labels(table, cell)
+    axis = _heatmap_axis(labelled, None if labelled else heatmap_labels(table, cell))
+    rect = (
+        _heatmap_cells(table, data, unit, symmetric=symmetric)
+        .mark_rect()
+        .encode(
+            x=alt.X("x:N", sort=alt.EncodingSortField(field="x_index", op="min"), title=col_title, axis=axis),
+            y=alt.Y("y:N", sort=alt.EncodingSortField(field="y_index", op="min"), title=row_title, axis=axis),
+            color=_heatmap_color(table, busbw, unit, min_efficiency),
+            tooltip=_heatmap_tooltip(table, busbw, unit, row_title, col_title),
+            **_mark_outline(table),
+        )
+        .properties(width=alt.Step(cell), height=alt.Step(cell))
+    )
+    return rect.facet(
+        facet=alt.Facet("panel:N", title=None, sort=alt.SortField("panel_order")),
+        columns=columns,
+        spacing=16,
+        title=_title(title, subtitle),
+    )
+
+
+def _heatmap_color(table: pd.DataFrame, busbw: str, unit: Unit, min_efficiency: float) -> alt.Color:
+    """The fraction of the line rate where the table has one, else busbw."""
     if table["efficiency"].notna().any():
-        color = alt.Color(
+        return alt.Color(
             "efficiency:Q",
             scale=alt.Scale(scheme="redyellowgreen", domain=[max(0.0, min_efficiency - 0.4), 1.0], clamp=True),
             legend=alt.Legend(title="of line rate", format=".0%"),
         )
-    else:
-        color = alt.Color(f"{busbw}:Q", scale=alt.Scale(scheme="viridis"), legend=alt.Legend(title=unit))
+    return alt.Color(f"{busbw}:Q", scale=alt.Scale(scheme="viridis"), legend=alt.Legend(title=unit))
+
+
+def _heatmap_axis(labelled: bool, shown: list[str] | None) -> alt.Axis:
+    """Every row labelled (or none), or the rows :func:`heatmap_labels` chose (``shown``)."""
     if shown is None:
-        axis = alt.Axis(labels=labelled, ticks=False, labelLimit=100)
-    else:  # a large matrix names some rows (and its marked ones), small, so a marked node can be found
-        axis = alt.Axis(values=shown, ticks=False, labelLimit=LABEL_PX - 10, labelFontSize=9, labelOverlap=False)
-    encoding: dict[str, object] = {}
+        return alt.Axis(labels=labelled, ticks=False, labelLimit=100)
+    # a large matrix names some rows (and its marked ones), small, so a marked node can be found
+    return alt.Axis(values=shown, ticks=False, labelLimit=LABEL_PX - 10, labelFontSize=9, labelOverlap=False)
+
+
+def _mark_outline(table: pd.DataFrame) -> dict[str, object]:
+    """The stroke encodings that outline the marked cells, in the colours of the marks present (none: {})."""
     present = [m for m in MARK_COLORS if m in set(table["mark"])] if len(table) else []
-    if present:
-        # a condition, so unmarked cells get no outline (and no legend entry) at all
-        marked = "datum.mark == 'slow' || datum.mark == 'transient'"
-        encoding["stroke"] = alt.condition(
-            marked,
-            alt.Stroke(
-                "mark:N",
-                scale=alt.Scale(domain=present, range=[MARK_COLORS[m] for m in present]),
-                legend=alt.Legend(title="marked"),
-            ),
-            alt.value(None),
-        )
-        encoding["strokeWidth"] = alt.condition(marked, alt.value(1.5), alt.value(0))
+    if not present:
+        return {}
+    # a condition, so unmarked cells get no outline (and no legend entry) at all
+    marked = "datum.mark == 'slow' || datum.mark == 'transient'"
+    stroke = alt.Stroke(
+        "mark:N",
+        scale=alt.Scale(domain=present, range=[MARK_COLORS[m] for m in present]),
+        legend=alt.Legend(title="marked"),
+    )
+    return {
+        "stroke": alt.condition(marked, stroke, alt.value(None)),
+        "strokeWidth": alt.condition(marked, alt.value(1.5), alt.value(0)),
+    }
+
+
+def _heatmap_tooltip(table: pd.DataFrame, busbw: str, unit: Unit, row_title: str, col_title: str) -> list[alt.Tooltip]:
     tooltip = [
         alt.Tooltip("panel:N", title="where"),
         alt.Tooltip("y:N", title=row_title),
@@ -362,6 +393,11 @@ def heatmap_chart(
     ]
     if "pairs" in table.columns:
         tooltip.append(alt.Tooltip("pairs:Q", title="pairs in cell"))
+    return tooltip
+
+
+def _heatmap_cells(table: pd.DataFrame, data: alt.UrlData | None, unit: Unit, *, symmetric: bool) -> alt.Chart:
+    """The cells' source with their x and y (a triangle mirrored where ``symmetric``), in ``unit``."""
     base = alt.Chart(data if data is not None else table)
     if symmetric:
         base = base.transform_fold(["row", "col"], as_=["side", "name"]).transform_calculate(
@@ -376,23 +412,7 @@ def heatmap_chart(
         )
     if unit == "GB/s":
         base = base.transform_calculate(busbw_GBps="datum.busbw_Gbps / 8")
-    rect = (
-        base.mark_rect()
-        .encode(
-            x=alt.X("x:N", sort=alt.EncodingSortField(field="x_index", op="min"), title=col_title, axis=axis),
-            y=alt.Y("y:N", sort=alt.EncodingSortField(field="y_index", op="min"), title=row_title, axis=axis),
-            color=color,
-            tooltip=tooltip,
-            **encoding,
-        )
-        .properties(width=alt.Step(cell), height=alt.Step(cell))
-    )
-    return rect.facet(
-        facet=alt.Facet("panel:N", title=None, sort=alt.SortField("panel_order")),
-        columns=columns,
-        spacing=16,
-        title=_title(title, subtitle),
-    )
+    return base
 
 
 def time_format(table: pd.DataFrame) -> str:

@@ -118,33 +118,54 @@ def _summary_lines(summary: Summary) -> list[str]:
     return lines
 
 
+def _grid_lines(section: Section) -> list[str]:
+    """The section's checks grid, node groups as rows, and the reasons under it."""
+    if section.grid is None:
+        return []
+    groups = cert.grid_groups(section.grid, section.hosts)
+    grid_rows = [(label, *(c or "—" for c in cells)) for label, _, cells in groups]
+    lines = [*_table(("nodes", *section.grid.columns), grid_rows), ""]
+    lines += [f"- {md_text(g.text())}" for g in cert.grid_reasons(section.grid, section.hosts)]
+    lines.append("")
+    return lines
+
+
+def _traffic_lines(section: Section) -> list[str]:
+    """Each counter window's traffic, then each rail alone."""
+    if section.traffic is None:
+        return []
+    lines: list[str] = []
+    for window in section.traffic.windows:
+        headers, table_rows = window_rows(window)
+        lines += [
+            f"### {md_text(window.name.capitalize())} ({md_text(window.source)})",
+            "",
+            *_table(headers, table_rows),
+            "",
+        ]
+    if section.traffic.alone:
+        headers, table_rows = alone_rows(section.traffic)
+        lines += ["### Each rail alone (rails.json)", "", *_table(headers, table_rows), ""]
+    return lines
+
+
+def _environment_lines(section: Section) -> list[str]:
+    """The nodes' environment, then the NCCL variables."""
+    env = section.environment
+    if env is None:
+        return []
+    lines: list[str] = []
+    if env.rows:
+        lines += [*_table(("nodes", *env.headers[1:]), _env_cells(env, section.hosts)), ""]
+    if env.variables:
+        lines += [*_table(("NCCL variable", "value"), env.variables), ""]
+    return lines
+
+
 def _section_lines(section: Section, charts: Sequence[ChartEntry], placed: set[str]) -> list[str]:
     lines = [f"## {md_text(section.title)}", ""]
     lines += [md_text(sentence) + "\n" for sentence in section.sentences]
-    if section.grid is not None:
-        groups = cert.grid_groups(section.grid, section.hosts)
-        grid_rows = [(label, *(c or "—" for c in cells)) for label, _, cells in groups]
-        lines += [*_table(("nodes", *section.grid.columns), grid_rows), ""]
-        lines += [f"- {md_text(g.text())}" for g in cert.grid_reasons(section.grid, section.hosts)]
-        lines.append("")
-    if section.traffic is not None:
-        for window in section.traffic.windows:
-            headers, table_rows = window_rows(window)
-            lines += [
-                f"### {md_text(window.name.capitalize())} ({md_text(window.source)})",
-                "",
-                *_table(headers, table_rows),
-                "",
-            ]
-        if section.traffic.alone:
-            headers, table_rows = alone_rows(section.traffic)
-            lines += ["### Each rail alone (rails.json)", "", *_table(headers, table_rows), ""]
-    if section.environment is not None:
-        env = section.environment
-        if env.rows:
-            lines += [*_table(("nodes", *env.headers[1:]), _env_cells(env, section.hosts)), ""]
-        if env.variables:
-            lines += [*_table(("NCCL variable", "value"), env.variables), ""]
+    lines += _grid_lines(section) + _traffic_lines(section) + _environment_lines(section)
     for chart in charts:  # charts before the long tables
         if section.holds(chart.name) and chart.name not in placed:
             lines += _chart_lines(chart)

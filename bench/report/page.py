@@ -304,6 +304,39 @@ def _profile(run: RunDoc) -> Profile | None:
         return None  # a profile file that has gone since the run: the page shows what the files say
 
 
+def _slurm_section(run: RunDoc) -> Section | None:
+    """What Slurm said of the run, and the nodes ``--drain`` acted on; None outside Slurm."""
+    slurm = scheduler.sentences(run)
+    if not slurm:
+        return None
+    drained = scheduler.drain_rows(run)
+    table = (TextTable("Nodes --drain acted on", scheduler.DRAIN_HEADERS, drained),) if drained else ()
+    return Section("slurm", "Slurm", slurm, table)
+
+
+def _traffic_section(traffic: TrafficProof) -> Section:
+    return Section("traffic", "Traffic proof (hardware byte counters)", traffic.sentences, traffic=traffic)
+
+
+def _sweep_section(inputs: RunInputs, min_efficiency: float) -> Section | None:
+    """The world sweep's results and its per-size table; None when the run swept nothing."""
+    sweep = sweep_rows(inputs.results)
+    results = _results_table(inputs, min_efficiency, ("world", "node"))
+    if not sweep and results is None:
+        return None
+    sweep_tables = [t for t in (results,) if t is not None]
+    if sweep:
+        sweep_tables.append(TextTable("Per size (world)", SWEEP_HEADERS, sweep))
+    return Section("sweep", "World sweep", (), tuple(sweep_tables), charts=("busbw-vs-size", "node-"))
+
+
+def _environment_section(inputs: RunInputs, hosts: tuple[str, ...]) -> Section | None:
+    env = cert.environment(inputs)
+    if env is None:
+        return None
+    return Section("environment", "Environment", (cert.versions_sentence(env),), environment=env, hosts=hosts)
+
+
 def summarize(inputs: RunInputs, min_efficiency: float, notes: Sequence[str] = ()) -> Summary:
     """The certificate's content (see the module docstring)."""
     run = inputs.run
@@ -319,36 +352,18 @@ def summarize(inputs: RunInputs, min_efficiency: float, notes: Sequence[str] = (
     if verdict.word == "fail":
         below = list(inputs.rails.below_target) if inputs.rails is not None else []
         reasons = top.other_failures(verdict.reasons, top.covered_texts(inputs, grid), below)
-    sections: list[Section] = []
-    slurm = scheduler.sentences(run)
-    if slurm:
-        drained = scheduler.drain_rows(run)
-        table = (TextTable("Nodes --drain acted on", scheduler.DRAIN_HEADERS, drained),) if drained else ()
-        sections.append(Section("slurm", "Slurm", slurm, table))
-    if grid is not None:
-        sections.append(_checks_section(grid, hosts))
     traffic = traffic_proof(doc, inputs.rails, profile, JudgedBy.from_json(run.sections.get("judged_by")))
-    if traffic is not None:
-        sections.append(
-            Section("traffic", "Traffic proof (hardware byte counters)", traffic.sentences, traffic=traffic)
-        )
-    sweep = sweep_rows(inputs.results)
-    results = _results_table(inputs, min_efficiency, ("world", "node"))
-    if sweep or results is not None:
-        sweep_tables = [t for t in (results,) if t is not None]
-        if sweep:
-            sweep_tables.append(TextTable("Per size (world)", SWEEP_HEADERS, sweep))
-        sections.append(Section("sweep", "World sweep", (), tuple(sweep_tables), charts=("busbw-vs-size", "node-")))
-    for section in (_rails_section(inputs, min_efficiency, hosts), _intra_section(inputs, min_efficiency)):
-        if section is not None:
-            sections.append(section)
-    if compare is not None:
-        sections.append(_compare_section(compare))
-    env = cert.environment(inputs)
-    if env is not None:
-        sections.append(
-            Section("environment", "Environment", (cert.versions_sentence(env),), environment=env, hosts=hosts)
-        )
+    measured = (
+        _slurm_section(run),
+        _checks_section(grid, hosts) if grid is not None else None,
+        _traffic_section(traffic) if traffic is not None else None,
+        _sweep_section(inputs, min_efficiency),
+        _rails_section(inputs, min_efficiency, hosts),
+        _intra_section(inputs, min_efficiency),
+        _compare_section(compare) if compare is not None else None,
+        _environment_section(inputs, hosts),
+    )
+    sections = [section for section in measured if section is not None]
     facts = (("verdict", verdict.label), *cert.facts(run))
     sections.append(Section("about", "About this run", tables=(TextTable("Facts", ("fact", "value"), facts),)))
     warned = sum(1 for d in inputs.rails.defects if d.severity == "warn") if inputs.rails is not None else 0

@@ -22,7 +22,7 @@ from bench.profiles import Profile
 from bench.report.certificate import Grid, grid_tally, plural
 from bench.report.inputs import RunInputs
 from bench.rundir.judged_by import JudgedBy
-from bench.rundir.railsdoc import GpuDefect, RailDefect, RailsDoc
+from bench.rundir.railsdoc import GpuDefect, IntraNode, RailDefect, RailsDoc
 from bench.rundir.runjson import RunDoc
 from bench.units import format_size
 
@@ -185,6 +185,42 @@ def _sizes(frame: pd.DataFrame) -> str:
     return f"{format_size(sized[0])} to {format_size(sized[-1])} ({len(sized)} sizes)"
 
 
+def _rails_tested(rails: RailsDoc) -> tuple[str, str] | None:
+    """The rails step's line: skipped, or its rails, rail groups and node pairs; None when it measured nothing."""
+    if rails.skipped:
+        return ("rails", f"skipped: {rails.skipped}")
+    measured = rails.measurements
+    if not measured:
+        return None
+    rail_ids = sorted({m.rail for m in measured})
+    groups = sorted({str(m.collective) for m in measured if m.kind == "rail"})
+    pairs = {(m.rail, *sorted((str(m.node), str(m.peer)))) for m in measured if m.kind == "pair"}
+    per_rail = len(pairs) // max(1, len(rail_ids))
+    what = [f"{plural(len(rail_ids), 'rail')}"]
+    if groups:
+        what.append(f"rail groups ({', '.join(groups)})")
+    if pairs:
+        what.append(f"{per_rail:,} node pairs per rail")
+    return ("rails", ": ".join([what[0], " and ".join(what[1:])]) if len(what) > 1 else what[0])
+
+
+def _intra_tested(intra: IntraNode | None) -> tuple[str, str] | None:
+    """The intra-node step's line: skipped, or its GPU pairs on how many nodes; None when it did not run."""
+    if intra is None:
+        return None
+    if intra.skipped:
+        return ("intra-node", f"skipped: {intra.skipped}")
+    if not intra.measurements:
+        return None
+    local = intra.local_ranks
+    if local is not None and local > 1:
+        pairs_text = f"{local * (local - 1) // 2} GPU pairs, both directions,"
+    else:
+        pairs_text = "local pairs"
+    where = f"on each of {len(intra.nodes)} nodes" if len(intra.nodes) > 1 else "on 1 node"
+    return ("intra-node", f"{pairs_text} {where}")
+
+
 def tested(inputs: RunInputs, grid: Grid | None, compare: Parsed | None) -> tuple[tuple[str, str], ...]:
     """One line per step of the run: what it measured, on how much of the cluster."""
     lines: list[tuple[str, str]] = []
@@ -196,32 +232,7 @@ def tested(inputs: RunInputs, grid: Grid | None, compare: Parsed | None) -> tupl
         collectives = ", ".join(dict.fromkeys(world["collective"]))
         lines.append(("world sweep", f"{collectives}; {_sizes(world)}"))
     rails = inputs.rails or RailsDoc()
-    if rails.skipped:
-        lines.append(("rails", f"skipped: {rails.skipped}"))
-    elif rails.measurements:
-        measured = rails.measurements
-        rail_ids = sorted({m.rail for m in measured})
-        groups = sorted({str(m.collective) for m in measured if m.kind == "rail"})
-        pairs = {(m.rail, *sorted((str(m.node), str(m.peer)))) for m in measured if m.kind == "pair"}
-        per_rail = len(pairs) // max(1, len(rail_ids))
-        what = [f"{plural(len(rail_ids), 'rail')}"]
-        if groups:
-            what.append(f"rail groups ({', '.join(groups)})")
-        if pairs:
-            what.append(f"{per_rail:,} node pairs per rail")
-        lines.append(("rails", ": ".join([what[0], " and ".join(what[1:])]) if len(what) > 1 else what[0]))
-    intra = rails.intra_node
-    if intra is not None:
-        if intra.skipped:
-            lines.append(("intra-node", f"skipped: {intra.skipped}"))
-        elif intra.measurements:
-            local = intra.local_ranks
-            if local is not None and local > 1:
-                pairs_text = f"{local * (local - 1) // 2} GPU pairs, both directions,"
-            else:
-                pairs_text = "local pairs"
-            where = f"on each of {len(intra.nodes)} nodes" if len(intra.nodes) > 1 else "on 1 node"
-            lines.append(("intra-node", f"{pairs_text} {where}"))
+    lines += [line for line in (_rails_tested(rails), _intra_tested(rails.intra_node)) if line is not None]
     if compare is not None:
         baseline = compare.get("baseline")
         runs = len(baseline.get("runs") or []) if isinstance(baseline, Mapping) else 0
@@ -233,56 +244,73 @@ def _gbps(value: float) -> str:
     return f"{value:,.4g} Gb/s ({value / 8:,.4g} GB/s)"
 
 
-def targets(inputs: RunInputs, profile: Profile | None) -> tuple[tuple[str, str], ...]:
-    """One line per target the run was held to, and the pass line; a step with none says so."""
-    lines: list[tuple[str, str]] = []
-    judged = False  # whether any target or line rate applies: only then is there a pass line
-    # the GPU generation whose figures judged the run, as run.json recorded it (never today's profile)
-    recorded = JudgedBy.from_json(inputs.run.sections.get("judged_by"))
+def _gpu_targets(recorded: JudgedBy | None) -> list[tuple[str, str]]:
+    """The GPU generation whose figures judged the run, as run.json recorded it (never today's profile), or why
+    none did."""
     if recorded is not None and recorded.gpu_generation:
         gpus = ", ".join(recorded.gpu_models) or "its GPUs"
-        lines.append(("GPU targets", f"{recorded.gpu_generation} figures for {gpus} (from {recorded.targets_source})"))
-    elif recorded is not None and recorded.targets_note:
-        lines.append(("GPU targets", f"none: {recorded.targets_note}"))
-    results = inputs.results
+        return [("GPU targets", f"{recorded.gpu_generation} figures for {gpus} (from {recorded.targets_source})")]
+    if recorded is not None and recorded.targets_note:
+        return [("GPU targets", f"none: {recorded.targets_note}")]
+    return []
+
+
+def _collective_targets(results: pd.DataFrame) -> list[tuple[str, str]]:
+    """The world's and the single node's collectives with a target, grouped by target."""
+    lines = []
     for scope, label in (("world", "world collectives"), ("node", "single node")):
         rows = results[(results["scope"] == scope) & (results["target_Gbps"] > 0)] if len(results) else results
         if len(rows):
             per = rows.groupby("target_Gbps", sort=False)["collective"].agg(lambda c: ", ".join(dict.fromkeys(c)))
             said = "; ".join(f"{names}: {_gbps(float(t))} busbw" for t, names in per.items())
             lines.append((label, said))
-            judged = True
-    rails = inputs.rails or RailsDoc()
+    return lines
+
+
+def _rails_by_rate(rails: RailsDoc) -> dict[float, list[int]]:
+    """Line rate -> the rails at it, for the rails whose line rate is known."""
     by_rate: dict[float, list[int]] = {}
     for r in rails.rails:
         if r.line_rate_Gbps:
             by_rate.setdefault(float(r.line_rate_Gbps), []).append(r.rail)
+    return by_rate
+
+
+def _line_rates(by_rate: dict[float, list[int]]) -> str:
+    """The rails' line rate: one figure, or one per group of rails, never two numbers under one heading with no
+    rails to them."""
+    if len(by_rate) == 1:
+        (rate,) = by_rate
+        return f"{rate:,.4g} Gb/s line rate per rail"
+    said = "; ".join(f"rail {', '.join(map(str, sorted(k)))}: {r:,.4g} Gb/s" for r, k in sorted(by_rate.items()))
+    return f"line rate per rail: {said}"
+
+
+def _intra_target(target: float | None) -> str:
+    if target is not None and target > 0:
+        return f"{_gbps(float(target))} per GPU pair"
+    return "no target (not GPUs): measured, and judged against the node's other pairs"
+
+
+def targets(inputs: RunInputs, profile: Profile | None) -> tuple[tuple[str, str], ...]:
+    """One line per target the run was held to, and the pass line; a step with none says so."""
+    lines = _gpu_targets(JudgedBy.from_json(inputs.run.sections.get("judged_by")))
+    collectives = _collective_targets(inputs.results)
+    lines += collectives
+    judged = bool(collectives)  # whether any target or line rate applies: only then is there a pass line
+    rails = inputs.rails or RailsDoc()
+    by_rate = _rails_by_rate(rails)
     if by_rate:
         judged = True
         source = _rate_source(set(by_rate), inputs.run.sections.get("rails_test"), profile)
-        if len(by_rate) == 1:
-            (rate,) = by_rate
-            said = f"{rate:,.4g} Gb/s line rate per rail"
-        else:  # one rate per group of rails, never two numbers under one heading with no rails to them
-            said = "; ".join(
-                f"rail {', '.join(map(str, sorted(k)))}: {r:,.4g} Gb/s" for r, k in sorted(by_rate.items())
-            )
-            said = f"line rate per rail: {said}"
-        lines.append(("rails", f"{said} ({source})"))
+        lines.append(("rails", f"{_line_rates(by_rate)} ({source})"))
     elif rails.measurements:
         lines.append(("rails", "no line rate known: parts are judged against their peers only"))
     intra = rails.intra_node
     if intra is not None and intra.measurements:
         target = intra.target_Gbps
         judged = judged or (target is not None and target > 0)
-        lines.append(
-            (
-                "intra-node",
-                f"{_gbps(float(target))} per GPU pair"
-                if target is not None and target > 0
-                else "no target (not GPUs): measured, and judged against the node's other pairs",
-            )
-        )
+        lines.append(("intra-node", _intra_target(target)))
     test = inputs.run.sections.get("rails_test")
     fraction = test.get("pass_fraction") if isinstance(test, Mapping) else None
     if not isinstance(fraction, (int, float)) and profile is not None:

@@ -111,6 +111,19 @@ class _Seen:
     ranks_gone_since: float | None = None
     """When every rank the launcher started was first seen exited while the launcher was still there."""
 
+    def track(self, alive: list[session.Member], now: float) -> None:
+        """Learn each live rank's number, the most ranks seen at once, and since when each one is stopped."""
+        for m in alive:
+            assert m.rank is not None
+            self.rank_of[m.pid] = m.rank
+        self.most_ranks = max(self.most_ranks, len(alive))
+        for pid in list(self.stopped_since):
+            if not any(m.pid == pid and m.stopped for m in alive):
+                del self.stopped_since[pid]
+        for m in alive:
+            if m.stopped:
+                self.stopped_since.setdefault(m.pid, now)
+
 
 def _ranks_text(ranks: list[int]) -> str:
     return ", ".join(str(r) for r in sorted(ranks))
@@ -131,16 +144,7 @@ def wait(proc: subprocess.Popen[str], watch: Watch) -> Ended:
         now = time.monotonic()
         phase = watch.phase()
         alive = [m for m in session.ranks(proc.pid) if not m.gone]
-        for m in alive:
-            assert m.rank is not None
-            seen.rank_of[m.pid] = m.rank
-        seen.most_ranks = max(seen.most_ranks, len(alive))
-        for pid in list(seen.stopped_since):
-            if not any(m.pid == pid and m.stopped for m in alive):
-                del seen.stopped_since[pid]
-        for m in alive:
-            if m.stopped:
-                seen.stopped_since.setdefault(m.pid, now)
+        seen.track(alive, now)
         overdue = [seen.rank_of[pid] for pid, since in seen.stopped_since.items() if now - since >= deadline]
         if overdue:
             message = (
