@@ -43,3 +43,14 @@ def test_a_newer_version_is_refused_in_one_line(tmp_path: Path, name: str, doc: 
         (read_rails_doc if name == "rails.json" else read_checks_json)(tmp_path)
     message = str(refused.value)
     assert "\n" not in message and name in message and "99" in message and "upgrade railbench" in message
+
+
+def test_compare_json_version_1_reads_and_a_newer_one_is_refused(tmp_path: Path) -> None:
+    from bench.history.outputs import read_compare_json
+
+    doc = {"format_version": 1, "metrics": []}
+    (tmp_path / "compare.json").write_text(json.dumps(doc))
+    assert read_compare_json(tmp_path / "compare.json") == doc
+    (tmp_path / "compare.json").write_text(json.dumps({**doc, "format_version": 99}))
+    with pytest.raises(UserError, match="upgrade railbench"):
+        read_compare_json(tmp_path / "compare.json")

@@ -15,6 +15,8 @@ from bench.jsondoc import Parsed
 
 RAILS_FORMAT_VERSION = 1
 CHECKS_FORMAT_VERSION = 1
+COMPARE_FORMAT_VERSION = 1
+"""compare.json carried version 1 from its first release, so it has no steps yet."""
 
 Step = Callable[[Parsed], Parsed]
 
@@ -35,6 +37,7 @@ def checks_upgrade_0_to_1(doc: Parsed) -> Parsed:
 
 RAILS_STEPS: Mapping[int, Step] = {0: rails_upgrade_0_to_1}
 CHECKS_STEPS: Mapping[int, Step] = {0: checks_upgrade_0_to_1}
+COMPARE_STEPS: Mapping[int, Step] = {}
 
 
 def upgrade(doc: Parsed, path: Path | str, current: int, steps: Mapping[int, Step]) -> Parsed:
@@ -46,6 +49,9 @@ def upgrade(doc: Parsed, path: Path | str, current: int, steps: Mapping[int, Ste
     if version > current:
         raise UserError(f"{path} is format version {version}, this railbench reads up to {current}: upgrade railbench")
     while version < current:
-        doc = steps[version](doc)
+        step = steps.get(version)
+        if step is None:  # compare.json was versioned from its start: a version-less one is not railbench's
+            raise UserError(f"{path}: format version {version} is not one railbench wrote: delete it or re-run")
+        doc = step(doc)
         version += 1
     return doc
