@@ -54,3 +54,22 @@ def test_compare_json_version_1_reads_and_a_newer_one_is_refused(tmp_path: Path)
     (tmp_path / "compare.json").write_text(json.dumps({**doc, "format_version": 99}))
     with pytest.raises(UserError, match="upgrade railbench"):
         read_compare_json(tmp_path / "compare.json")
+
+
+def test_report_refuses_a_newer_rails_json_with_exit_2_in_one_line(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+    import sys
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(Path(__file__).parent.parent / "reports" / "sample" / "run", run_dir)
+    rails = json.loads((run_dir / "rails.json").read_text())
+    (run_dir / "rails.json").write_text(json.dumps({**rails, "format_version": 99}))
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "report", str(run_dir), "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "upgrade railbench" in done.stderr
