@@ -71,6 +71,7 @@ def test_a_document_reads_back_as_the_record_it_was_written_from() -> None:
 def test_a_partial_document_writes_only_what_the_schema_requires() -> None:
     partial = RailsDoc(partial=True, nodes=("n1", "n2")).to_json()
     assert partial == {
+        "format_version": 1,
         "partial": True,
         "skipped": None,
         "nodes": ["n1", "n2"],

@@ -29,6 +29,7 @@ from bench.jsondoc import JSONObject
 from bench.nccllogs import nccl_evidence, nccl_log
 from bench.preflight import checks, cluster
 from bench.profiles import Profile, load_profile
+from bench.rundir.docversion import CHECKS_FORMAT_VERSION
 from bench.rundir.verdict import Verdict
 from bench.runtime import env as benv
 
@@ -177,6 +178,7 @@ def to_json(answer: CheckAnswer) -> JSONObject:
         doc["results"] = [_result_json(r, rep.node, actions) for r in rep.results]
         nodes.append(doc)
     out: JSONObject = {
+        "format_version": CHECKS_FORMAT_VERSION,  # first: readers decide from it how to read the rest
         "profile": profile.name,
         "nranks": nranks,
         "verdict": verdict.word,

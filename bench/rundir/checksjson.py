@@ -15,6 +15,7 @@ from pathlib import Path
 from bench import jsondoc
 from bench.exits import UserError
 from bench.jsondoc import Parsed
+from bench.rundir.docversion import CHECKS_FORMAT_VERSION, CHECKS_STEPS, upgrade
 
 FIX = "delete it or re-run railbench check"
 MAX_CHECKS_JSON_BYTES = 64 << 20
@@ -44,6 +45,8 @@ def read_checks_json(run_dir: Path | str) -> Parsed | None:
     """The run's checks.json, checked; None when the run has none; UserError (exit 2) when it is damaged."""
     path = Path(run_dir) / "checks.json"
     doc = jsondoc.optional_object(path, fix=FIX, max_bytes=MAX_CHECKS_JSON_BYTES)
-    if doc is not None:
-        check_checks_json(doc, path)
-    return doc
+    if doc is None:
+        return None
+    current = upgrade(doc, path, CHECKS_FORMAT_VERSION, CHECKS_STEPS)
+    check_checks_json(current, path)
+    return current

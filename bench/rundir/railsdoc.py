@@ -25,6 +25,7 @@ from bench import jsondoc
 from bench.exits import UserError
 from bench.jsondoc import JSONObject, JSONValue, Parsed
 from bench.jsonparts import Written, fields, objects, per_key, whole
+from bench.rundir.docversion import RAILS_FORMAT_VERSION, RAILS_STEPS, upgrade
 
 SCHEMA_PATH = Path(__file__).with_name("rails.schema.json")
 MAX_RAILS_JSON_BYTES = 512 << 20
@@ -362,9 +363,12 @@ class RailsDoc(Written):
 
     def to_json(self) -> JSONObject:
         doc = super().to_json()
+        # the version first: a reader decides how to read the rest from it (bench.rundir.docversion)
+        head: JSONObject = {"format_version": RAILS_FORMAT_VERSION}
         if self.partial:
-            return {key: doc[key] for key in ("partial", "skipped", "nodes", "rails", "measurements", "defects")}
-        return {key: value for key, value in doc.items() if key != "partial"}
+            keys = ("partial", "skipped", "nodes", "rails", "measurements", "defects")
+            return head | {key: doc[key] for key in keys}
+        return head | {key: value for key, value in doc.items() if key != "partial"}
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any], where: str | Path = "rails.json") -> RailsDoc:
@@ -456,4 +460,6 @@ def read_rails_doc(run_dir: Path | str) -> RailsDoc | None:
     wrong type."""
     path = Path(run_dir) / "rails.json"
     doc = jsondoc.optional_object(path, fix=FIX, max_bytes=MAX_RAILS_JSON_BYTES)
-    return None if doc is None else RailsDoc.from_json(doc, path)
+    if doc is None:
+        return None
+    return RailsDoc.from_json(upgrade(doc, path, RAILS_FORMAT_VERSION, RAILS_STEPS), path)

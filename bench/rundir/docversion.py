@@ -1,0 +1,57 @@
+"""Format versions of the run directory's JSON documents, and the named steps that upgrade an older one.
+
+A document written before it carried ``format_version`` is version 0. A reader calls :func:`upgrade` first:
+each step turns version N into N + 1, so a reader only ever sees the current shape; a document newer than
+this railbench knows is refused in one line (exit 2) rather than misread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from bench.exits import UserError
+from bench.jsondoc import Parsed
+
+RAILS_FORMAT_VERSION = 1
+CHECKS_FORMAT_VERSION = 1
+COMPARE_FORMAT_VERSION = 1
+"""compare.json carried version 1 from its first release, so it has no steps yet."""
+
+Step = Callable[[Parsed], Parsed]
+
+
+def _stamp(doc: Parsed, version: int) -> Parsed:
+    return {**doc, "format_version": version}
+
+
+def rails_upgrade_0_to_1(doc: Parsed) -> Parsed:
+    """Version 1 only adds the version field: a version-less rails.json already has version 1's shape."""
+    return _stamp(doc, 1)
+
+
+def checks_upgrade_0_to_1(doc: Parsed) -> Parsed:
+    """Version 1 only adds the version field: a version-less checks.json already has version 1's shape."""
+    return _stamp(doc, 1)
+
+
+RAILS_STEPS: Mapping[int, Step] = {0: rails_upgrade_0_to_1}
+CHECKS_STEPS: Mapping[int, Step] = {0: checks_upgrade_0_to_1}
+COMPARE_STEPS: Mapping[int, Step] = {}
+
+
+def upgrade(doc: Parsed, path: Path | str, current: int, steps: Mapping[int, Step]) -> Parsed:
+    """``doc`` brought to version ``current`` by ``steps`` (version -> step to the next); UserError naming
+    ``path`` when its version is not a whole number, or newer than ``current``."""
+    version = doc.get("format_version", 0)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+        raise UserError(f"{path}: format_version must be a whole number, not {version!r}: delete it or re-run")
+    if version > current:
+        raise UserError(f"{path} is format version {version}, this railbench reads up to {current}: upgrade railbench")
+    while version < current:
+        step = steps.get(version)
+        if step is None:  # compare.json was versioned from its start: a version-less one is not railbench's
+            raise UserError(f"{path}: format version {version} is not one railbench wrote: delete it or re-run")
+        doc = step(doc)
+        version += 1
+    return doc
