@@ -1,0 +1,47 @@
+"""The toy job (tests/toy_job.py) on one gloo rank, in this process, through the real frame: ``run_job``
+starts the world, the lifecycle writes run.json, junit.xml and the verdict. What the docs' "Adding a job"
+promises is what a job gets, checked on the smallest job there is."""
+
+from __future__ import annotations
+
+import json
+import socket
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from bench.runtime.env import RankInfo
+from tests.toy_job import PingConfig, run_rank
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_the_toy_job_runs_through_the_frame_on_one_rank(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "ping-run"
+    # A world of one as torchrun would start it: torch's env:// rendezvous reads these; rank 0 hosts the store.
+    port = _free_port()
+    for name, value in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": "0", "WORLD_SIZE": "1"}.items():
+        monkeypatch.setenv(name, value)
+    info = RankInfo(0, 0, 1, 1, 0, 1, "127.0.0.1", port, "torchrun")
+    status = run_rank(PingConfig(out=out, cluster="toy"), info)
+    said = capsys.readouterr().out
+    assert status == 0, said
+    assert "# ping verdict: PASS" in said, said
+    meta = json.loads((out / "run.json").read_text())
+    assert (meta["command"], meta["status"], meta["verdict"], meta["exit_status"]) == ("ping", "complete", "pass", 0)
+    assert meta["items"] == [
+        {"group": "railbench.ping", "name": "all_reduce", "state": "pass", "reason": "", "decides": True}
+    ]
+    suite = ET.parse(out / "junit.xml").getroot()
+    suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
+    assert suite is not None and suite.get("name") == "railbench.ping"
+    cases = suite.findall("testcase")
+    assert [(c.get("classname"), c.get("name")) for c in cases] == [("railbench.ping", "all_reduce")]
+    assert not cases[0].findall("failure")
