@@ -45,3 +45,15 @@ def test_the_toy_job_runs_through_the_frame_on_one_rank(
     cases = suite.findall("testcase")
     assert [(c.get("classname"), c.get("name")) for c in cases] == [("railbench.ping", "all_reduce")]
     assert not cases[0].findall("failure")
+
+
+def test_the_design_document_shows_the_toy_job_as_it_is() -> None:
+    # The docs' example is the toy job's own code, line for line and in order (its docstrings left out), so
+    # the example cannot drift from the job this file runs.
+    repo = Path(__file__).resolve().parent.parent
+    design = (repo / "docs" / "design.md").read_text()
+    section = design[design.index("### Adding a job") :]
+    shown = section[section.index("```python\n") + len("```python\n") : section.index("\n```")]
+    source = iter((repo / "tests" / "toy_job.py").read_text().splitlines())
+    missing = [line for line in shown.splitlines() if line.strip() and all(line != kept for kept in source)]
+    assert missing == []

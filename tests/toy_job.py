@@ -1,4 +1,4 @@
-"""The smallest whole job (docs/development.md, "Adding a job"): a config, a measure function and a
+"""The smallest whole job (docs/design.md, "Adding a job"): a config, a measure function and a
 registration. ``ping`` all-reduces one tensor per rank and judges one item: the sum is the world's size.
 
 It lives in tests/ and is registered only by the test that runs it (``tests/test_toy_job.py``): it is the
