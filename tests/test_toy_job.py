@@ -5,6 +5,7 @@ promises is what a job gets, checked on the smallest job there is."""
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -30,7 +31,13 @@ def test_the_toy_job_runs_through_the_frame_on_one_rank(
     for name, value in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": "0", "WORLD_SIZE": "1"}.items():
         monkeypatch.setenv(name, value)
     info = RankInfo(0, 0, 1, 1, 0, 1, "127.0.0.1", port, "torchrun")
-    status = run_rank(PingConfig(out=out, cluster="toy"), info)
+    # A rank turns SIGINT and SIGTERM into an interrupt for good; this process is pytest's, so it gets them back.
+    kept = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        status = run_rank(PingConfig(out=out, cluster="toy"), info)
+    finally:
+        for signum, handler in kept.items():
+            signal.signal(signum, handler)
     said = capsys.readouterr().out
     assert status == 0, said
     assert "# ping verdict: PASS" in said, said
