@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from bench.exits import UserError
+from bench.frame.launch_job import launch
 from bench.runtime.env import RankInfo
-from tests.toy_job import PingConfig, run_rank
+from tests.toy_job import PING, PingConfig, run_rank
 
 
 def _free_port() -> int:
@@ -64,3 +66,23 @@ def test_the_design_document_shows_the_toy_job_as_it_is() -> None:
     source = iter((repo / "tests" / "toy_job.py").read_text().splitlines())
     missing = [line for line in shown.splitlines() if line.strip() and all(line != kept for kept in source)]
     assert missing == []
+
+
+def test_launch_runs_the_toy_job_as_the_rank_a_launcher_started(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The parent half's first branch, in this process: torchrun's variables make this process rank 0 of 1.
+    out = tmp_path / "ping-run"
+    env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "RANK": "0", "LOCAL_RANK": "0"}
+    for name, value in {**env, "WORLD_SIZE": "1", "LOCAL_WORLD_SIZE": "1"}.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(UserError, match=r"already a rank under \w+: drop --np, the launcher starts ranks"):
+        launch(PING, PingConfig(out=out, np=2))
+    kept = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        status = launch(PING, PingConfig(out=out, cluster="toy"))
+    finally:
+        for signum, handler in kept.items():
+            signal.signal(signum, handler)
+    assert status == 0, capsys.readouterr().out
+    assert json.loads((out / "run.json").read_text())["verdict"] == "pass"

@@ -7,7 +7,7 @@ example the docs show, kept honest by running it through the real frame, not a c
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -16,9 +16,11 @@ import torch.distributed as dist
 
 from bench import sysroot
 from bench.frame.job import Job, run_job
+from bench.frame.launch_job import JobKind, Sized
 from bench.frame.run import Launch, Run, launch_of
 from bench.frame.verdict import Item
-from bench.profiles import load_profile
+from bench.profiles import Profile, load_profile
+from bench.runtime import spec
 from bench.runtime.dist import Backend
 from bench.runtime.env import RankInfo
 
@@ -35,6 +37,11 @@ class PingConfig:
     cluster: str | None = None
     sysfs_root: Path = sysroot.LIVE
     no_history: bool = True
+    np: int | None = None
+
+    def rank_argv(self, out: Path) -> list[str]:
+        """The local ranks' argv under ``--np``: the command and this whole config (``bench.runtime.spec``)."""
+        return spec.rank_argv("ping", replace(self, out=out, np=None))
 
 
 class PingJob(Job):
@@ -62,3 +69,11 @@ class PingJob(Job):
 def run_rank(config: PingConfig, info: RankInfo) -> int:
     """The registration's rank entry: what a command module's ``run_rank`` is for a real job."""
     return run_job(info, lambda: PingJob(config))
+
+
+def _sized(config: PingConfig, profile: Profile, np: int | None) -> Sized[PingConfig]:
+    return Sized(config, 4)  # one float32 per rank
+
+
+PING: JobKind[PingConfig, Profile] = JobKind("ping", run_rank, lambda config: load_profile(config.profile), _sized)
+"""The parent half (``bench.frame.launch_job.launch``): a command's ``run`` is ``launch(PING, config)``."""
