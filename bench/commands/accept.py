@@ -18,10 +18,11 @@ from bench.accept.config import AcceptConfig, accept_plan, validate
 from bench.accept.rank import run_rank
 from bench.commands import flags
 from bench.commands import rails as rails_cmd
+from bench.frame.launch_job import JobKind, Sized, launch
 from bench.measure.collectives import get_collective
-from bench.profiles import load_profile
-from bench.rails.config import RailsConfig
-from bench.runtime.launch import local_ranks_use_gpus, rank_or_local, start_local_ranks
+from bench.profiles import Profile
+from bench.rails.config import RailsConfig, RailsSettings
+from bench.runtime.launch import local_ranks_use_gpus
 from bench.sweep.config import RunConfig, cpu_sized, sized
 
 
@@ -70,29 +71,28 @@ def main(args: argparse.Namespace) -> int:
     return run(flags.config_or_spec(args, AcceptConfig, config_from_args))
 
 
+def _sized(config: AcceptConfig, validated: tuple[Profile, RailsSettings], np: int | None) -> Sized[AcceptConfig]:
+    profile, _ = validated  # the profile validate loaded: the parent loads it once
+    assert np is not None  # accept has no per-node form
+    if local_ranks_use_gpus(config.backend):
+        sweep = sized(config.sweep, profile)
+    else:
+        sweep, note = cpu_sized(config.sweep, profile, np)
+        if note:
+            print(f"railbench: note: {note}", file=sys.stderr)
+    # the sweep's largest size dominates: send and receive buffers; the ranks sweep what was chosen and said here
+    return Sized(replace(config, sweep=sweep), 2 * (sweep.max_bytes or 0))
+
+
+ACCEPT: JobKind[AcceptConfig, tuple[Profile, RailsSettings]] = JobKind("accept", run_rank, validate, _sized)
+
+
 def run(config: AcceptConfig) -> int:
     """Accept the cluster as a rank, or start ``--np`` local ranks and return their verdict."""
-
-    def start_local(np: int) -> int:
-        profile = load_profile(config.profile)
-        if local_ranks_use_gpus(config.backend):
-            sweep = sized(config.sweep, profile)
-        else:
-            sweep, note = cpu_sized(config.sweep, profile, np)
-            if note:
-                print(f"railbench: note: {note}", file=sys.stderr)
-        per_rank = 2 * (sweep.max_bytes or 0)  # the sweep's largest size dominates: send and receive buffers
-        ranks = replace(config, sweep=sweep)  # the ranks sweep what was chosen and said here
-        return start_local_ranks(
-            np, ranks.rank_argv, config.out, config.cluster, config.backend, per_rank, config.timeout_s
-        )
-
     if config.rails.plan:
         profile, settings = validate(config)
         nodes, ranks = rails_cmd.plan_shape(config.rails, profile)
         sweep = config.sweep
         adjust, note = rails_cmd.plan_history(profile, sweep.history, sweep.no_history, config.out, config.cluster)
         return rails_cmd.print_plan(accept_plan(config, profile, settings, nodes, ranks, adjust), note)
-    return rank_or_local(
-        "accept", config.np, lambda info: run_rank(config, info), start_local, lambda: validate(config)
-    )
+    return launch(ACCEPT, config)

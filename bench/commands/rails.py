@@ -26,6 +26,7 @@ from pathlib import Path
 
 from bench.commands import flags
 from bench.exits import EXIT_INFRA, UserError
+from bench.frame.launch_job import JobKind, Sized, launch
 from bench.history.store import default_history_path, history_for
 from bench.measure.collectives import get_collective
 from bench.profiles import Profile
@@ -34,7 +35,6 @@ from bench.rails.config import RAIL_COLLECTIVES, RailsConfig, RailsSettings, res
 from bench.rails.plan import Plan
 from bench.rails.rank import run_rank
 from bench.runtime import env as benv
-from bench.runtime.launch import rank_or_local, start_local_ranks
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -109,24 +109,24 @@ def main(args: argparse.Namespace) -> int:
     return run(flags.config_or_spec(args, RailsConfig, config_from_args))
 
 
+def _sized(config: RailsConfig, validated: tuple[Profile, RailsSettings], np: int | None) -> Sized[RailsConfig]:
+    _, settings = validated
+    # Each rank holds the pair buffers (send, receive) and a rail collective's buffers and check copy.
+    return Sized(config, 3 * max(settings.rail_bytes, settings.pair_bytes))
+
+
+RAILS: JobKind[RailsConfig, tuple[Profile, RailsSettings]] = JobKind("rails", run_rank, validate, _sized)
+
+
 def run(config: RailsConfig) -> int:
     """Run the rails test as a rank, or start ``--np`` local ranks and return their verdict."""
-
-    def start_local(np: int) -> int:
-        _, settings = validate(config)
-        # Each rank holds the pair buffers (send, receive) and a rail collective's buffers and check copy.
-        per_rank = 3 * max(settings.rail_bytes, settings.pair_bytes)
-        return start_local_ranks(
-            np, config.rank_argv, config.out, config.cluster, config.backend, per_rank, config.timeout_s
-        )
-
     if config.plan:
         profile, settings = validate(config)
         nodes, ranks = plan_shape(config, profile)
         intra = plan.intra_planned(settings, bool(profile.gpus_per_node))
         adjust, note = plan_history(profile, config.history, config.no_history, config.out, config.cluster)
         return print_plan(plan.for_run(nodes, ranks, settings, intra=intra, adjust=adjust), note)
-    return rank_or_local("rails", config.np, lambda info: run_rank(config, info), start_local, lambda: validate(config))
+    return launch(RAILS, config)
 
 
 __all__ = ["EXIT_INFRA", "RailsConfig", "RailsSettings", "add_arguments", "main", "resolve", "run"]

@@ -13,13 +13,13 @@ The parent never imports torch; the ranks do (``bench.sweep.rank``).
 from __future__ import annotations
 
 import argparse
-import socket
 import sys
 
 from bench.commands import flags
-from bench.exits import EXIT_FAIL, InfraError, UserError
+from bench.exits import UserError
+from bench.frame.launch_job import JobKind, Sized, launch
 from bench.measure.collectives import DEFAULT_COLLECTIVES, get_collective, get_dtype
-from bench.rundir.files import default_cluster_name, default_run_dir
+from bench.profiles import Profile
 from bench.runtime import env as benv
 from bench.runtime.placement import blocking_wait_conflict
 from bench.sweep.config import RunConfig, cpu_sized, message_sizes, sized, validate
@@ -82,36 +82,22 @@ def main(args: argparse.Namespace) -> int:
     return run(flags.config_or_spec(args, RunConfig, config_from_args))
 
 
-def run(config: RunConfig) -> int:
-    """Run the sweep as a rank, or start the ranks and report their verdict; returns the exit status."""
-    conflict = blocking_wait_conflict(benv.environ(), config.graph is True)
-    if conflict is not None:
-        raise UserError(conflict)
-    info = benv.discover_launched_rank()
-    if info is not None:
-        if config.np is not None or config.nnodes is not None:
-            raise UserError(
-                f"railbench is already a rank under {info.launcher}: drop --np/--nnodes, the launcher starts ranks"
-            )
-        from bench.sweep.rank import run_rank  # the rank side (frame, torch's world): not for --help
+def _rank(config: RunConfig, info: benv.RankInfo) -> int:
+    from bench.sweep.rank import run_rank  # the rank side (frame, torch's world): not for --help
 
-        return run_rank(config, info)
-    profile = validate(config)  # bad input: one line and exit 2 before any rank starts
-    node = _node_launch(config)
-    if config.np is None and node is None:
-        raise UserError(
-            "no launcher detected and no --np: use 'railbench run --np 4' for local ranks, start it under "
-            "mpirun/srun/torchrun, or give --nnodes/--node-rank/--main-address/--nproc-per-node"
-        )
+    return run_rank(config, info)
+
+
+def _sized(config: RunConfig, profile: Profile, np: int | None) -> Sized[RunConfig]:
     from bench.runtime import launch  # the launcher and its output relay: not for --help
 
-    if node is None and config.np is not None and not launch.local_ranks_use_gpus(config.backend):
-        config, note = cpu_sized(config, profile, config.np)
+    if np is not None and not launch.local_ranks_use_gpus(config.backend):
+        config, note = cpu_sized(config, profile, np)
         if note:
             print(f"railbench: note: {note}", file=sys.stderr)
     else:
         config = sized(config, profile)
-    return _start_ranks(config, node)
+    return Sized(config, 2 * (config.max_bytes or 0))  # send + receive buffers; the check works in fixed chunks
 
 
 def _node_launch(config: RunConfig) -> benv.NodeLaunch | None:
@@ -124,27 +110,25 @@ def _node_launch(config: RunConfig) -> benv.NodeLaunch | None:
     return None if config.np is not None else benv.discover_node_launch()
 
 
-def _start_ranks(config: RunConfig, node: benv.NodeLaunch | None) -> int:
-    from bench.runtime import launch
+RUN: JobKind[RunConfig, Profile] = JobKind(
+    "run",
+    _rank,
+    validate,
+    _sized,
+    node=_node_launch,
+    rank_flags=lambda config: config.np is not None or config.nnodes is not None,
+    already_rank="--np/--nnodes",
+    no_launcher="no launcher detected and no --np: use 'railbench run --np 4' for local ranks, start it under "
+    "mpirun/srun/torchrun, or give --nnodes/--node-rank/--main-address/--nproc-per-node",
+)
 
-    if node is None:
-        assert config.np is not None
-        per_rank = 2 * (config.max_bytes or 0)  # send + receive buffers; the check works in fixed chunks, no copy
-        return launch.start_local_ranks(
-            config.np, config.rank_argv, config.out, config.cluster, config.backend, per_rank, config.timeout_s
-        )
-    out = config.out or default_run_dir(config.cluster or default_cluster_name(socket.gethostname()))
-    cmd = launch.elastic_command(
-        node.nnodes, node.node_rank, node.nproc_per_node, node.main_address, node.main_port, config.rank_argv(out)
-    )
-    here = node.node_rank == 0
-    ended = launch.run_interrupted_into(out, cmd, config.timeout_s, launch.terminal_output(), here=here)
-    if not here:
-        # Rank 0 lives on node 0 and writes the run directory there; this node only knows its own ranks.
-        if ended.hang is not None or ended.launcher_signal is not None:
-            raise InfraError(ended.hang or f"the launcher was killed by signal {ended.launcher_signal}")
-        return 0 if ended.rc == 0 else EXIT_FAIL
-    return launch.exit_status_from_run_dir(out, ended)
+
+def run(config: RunConfig) -> int:
+    """Run the sweep as a rank, or start the ranks and report their verdict; returns the exit status."""
+    conflict = blocking_wait_conflict(benv.environ(), config.graph is True)
+    if conflict is not None:
+        raise UserError(conflict)
+    return launch(RUN, config)
 
 
 __all__ = ["RunConfig", "add_arguments", "main", "message_sizes", "run"]

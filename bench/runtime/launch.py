@@ -196,29 +196,6 @@ def _stop(proc: subprocess.Popen[str], first: int = signal.SIGTERM) -> None:
         proc.wait(timeout=2.0)
 
 
-def rank_or_local(
-    command: str,
-    np: int | None,
-    rank_entry: Callable[[benv.RankInfo], int],
-    start_local: Callable[[int], int],
-    validate: Callable[[], object],
-) -> int:
-    """Be a rank when a launcher started this process, else ``validate`` the input and start ``--np`` local
-    ranks; one line otherwise. (A rank validates in ``rank_entry``, where rank 0 alone speaks.)"""
-    info = benv.discover_launched_rank()
-    if info is not None:
-        if np is not None:
-            raise UserError(f"railbench is already a rank under {info.launcher}: drop --np, the launcher starts ranks")
-        return rank_entry(info)
-    validate()  # bad input: one line and exit 2 before any rank starts
-    if np is None:
-        raise UserError(
-            f"no launcher detected and no --np: start 'railbench {command}' under mpirun/srun/torchrun on every "
-            "node, or use --np N for local ranks"
-        )
-    return start_local(np)
-
-
 def start_local_ranks(
     np: int,
     rank_argv: Callable[[Path], list[str]],

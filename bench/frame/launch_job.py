@@ -1,0 +1,125 @@
+"""The parent half of every job, written once: be the rank a launcher started, else validate the input once,
+size the ranks' config, start them (``--np`` local ranks, or the per-node form where the job has one) and read
+their exit status back from the run directory (docs/design.md, "The frame").
+
+A command describes its job by a :class:`JobKind` and calls :func:`launch`; the rank half is the job's
+``run_rank`` (``bench.frame.job.run_job``). The parent never imports torch: ``bench.runtime.launch`` is
+imported where ranks are started, not for ``--help`` or a rank.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Generic, Protocol, TypeVar
+
+from bench.exits import EXIT_FAIL, InfraError, UserError
+from bench.rundir.files import default_cluster_name, default_run_dir
+from bench.runtime import env as benv
+
+
+class LaunchedConfig(Protocol):
+    """What :func:`launch` reads from a job's frozen config."""
+
+    @property
+    def np(self) -> int | None: ...
+    @property
+    def backend(self) -> str: ...
+    @property
+    def timeout_s(self) -> float: ...
+    @property
+    def out(self) -> Path | None: ...
+    @property
+    def cluster(self) -> str | None: ...
+    def rank_argv(self, out: Path) -> list[str]: ...
+
+
+C = TypeVar("C", bound=LaunchedConfig)
+V = TypeVar("V")
+
+
+@dataclass(frozen=True)
+class Sized(Generic[C]):
+    """The config the ranks get (sizes chosen here, said here once) and the memory one rank needs for it."""
+
+    config: C
+    per_rank_bytes: int
+
+
+@dataclass(frozen=True)
+class JobKind(Generic[C, V]):
+    """How one command's job starts: its rank half and what its parent does before starting ranks."""
+
+    command: str
+    rank: Callable[[C, benv.RankInfo], int]
+    """The rank half (the job's ``run_rank``); it validates there, where rank 0 alone speaks."""
+    validate: Callable[[C], V]
+    """Bad input raises ``UserError`` (one line, exit 2, before any rank starts); what it returns (the profile
+    it loaded) is handed to ``size``, so the parent loads it once."""
+    size: Callable[[C, V, int | None], Sized[C]]
+    """The ranks' config and bytes per rank, for ``np`` local ranks or (None) the per-node form."""
+    node: Callable[[C], benv.NodeLaunch | None] | None = None
+    """The per-node form (``torchrun`` on each node), for a job that has one; None: ``--np`` only."""
+    rank_flags: Callable[[C], bool] | None = None
+    """Whether the config asks to start ranks (``--np``, and the per-node flags where the job has them)."""
+    already_rank: str = "--np"
+    """The flags a rank is told to drop."""
+    no_launcher: str | None = None
+    """The line when nothing starts ranks; None: the usual one."""
+
+
+def launch(kind: JobKind[C, V], config: C) -> int:
+    """Run the job as the rank this process is, or start its ranks and return the exit status they recorded."""
+    info = benv.discover_launched_rank()
+    if info is not None:
+        starts = kind.rank_flags(config) if kind.rank_flags is not None else config.np is not None
+        if starts:
+            raise UserError(
+                f"railbench is already a rank under {info.launcher}: drop {kind.already_rank}, "
+                "the launcher starts ranks"
+            )
+        return kind.rank(config, info)
+    validated = kind.validate(config)  # bad input: one line and exit 2 before any rank starts
+    node = kind.node(config) if kind.node is not None else None
+    if config.np is None and node is None:
+        raise UserError(
+            kind.no_launcher
+            or f"no launcher detected and no --np: start 'railbench {kind.command}' under mpirun/srun/torchrun on "
+            "every node, or use --np N for local ranks"
+        )
+    from bench.runtime import launch as starting  # the launcher and its output relay: not for --help
+
+    if node is None:
+        assert config.np is not None
+        sized = kind.size(config, validated, config.np)
+        ranks = sized.config
+        return starting.start_local_ranks(
+            config.np,
+            ranks.rank_argv,
+            config.out,
+            config.cluster,
+            config.backend,
+            sized.per_rank_bytes,
+            config.timeout_s,
+        )
+    return _start_node(kind.size(config, validated, None).config, node)
+
+
+def _start_node(config: LaunchedConfig, node: benv.NodeLaunch) -> int:
+    """This node's ranks under torchrun; node 0 reads the verdict from the run directory its rank 0 wrote."""
+    from bench.runtime import launch as starting
+
+    out = config.out or default_run_dir(config.cluster or default_cluster_name(socket.gethostname()))
+    cmd = starting.elastic_command(
+        node.nnodes, node.node_rank, node.nproc_per_node, node.main_address, node.main_port, config.rank_argv(out)
+    )
+    here = node.node_rank == 0
+    ended = starting.run_interrupted_into(out, cmd, config.timeout_s, starting.terminal_output(), here=here)
+    if not here:
+        # Rank 0 lives on node 0 and writes the run directory there; this node only knows its own ranks.
+        if ended.hang is not None or ended.launcher_signal is not None:
+            raise InfraError(ended.hang or f"the launcher was killed by signal {ended.launcher_signal}")
+        return 0 if ended.rc == 0 else EXIT_FAIL
+    return starting.exit_status_from_run_dir(out, ended)
