@@ -13,26 +13,36 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from bench.exits import EXIT_FAIL, InfraError, UserError
 from bench.rundir.files import default_cluster_name, default_run_dir
 from bench.runtime import env as benv
 
+if TYPE_CHECKING:
+    from bench.runtime.dist import Backend
 
-class LaunchedConfig(Protocol):
-    """What :func:`launch` reads from a job's frozen config."""
+
+class StartsRanks(Protocol):
+    """What every job's config says about starting its ranks and where its run goes."""
 
     @property
-    def np(self) -> int | None: ...
-    @property
-    def backend(self) -> str: ...
+    def backend(self) -> Backend: ...
     @property
     def timeout_s(self) -> float: ...
     @property
     def out(self) -> Path | None: ...
     @property
     def cluster(self) -> str | None: ...
+    @property
+    def sysfs_root(self) -> Path: ...
+
+
+class LaunchedConfig(StartsRanks, Protocol):
+    """What :func:`launch` reads from a job's frozen config besides :class:`StartsRanks`."""
+
+    @property
+    def np(self) -> int | None: ...
     def rank_argv(self, out: Path) -> list[str]: ...
 
 

@@ -7,12 +7,13 @@ import contextlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from bench import sysroot
 from bench.exits import EXIT_FAIL, InfraError
 from bench.frame import evidence
 from bench.frame.guard import guarded
+from bench.frame.launch_job import StartsRanks
 from bench.frame.postmortem import Postmortem, own_link_errors
 from bench.frame.record import iso_utc, rank0_lost_recorder
 from bench.profiles import Profile
@@ -39,21 +40,6 @@ class Launch:
     sysfs_root: Path = sysroot.LIVE
     """Stands in for each node's /sys (``{host}``: the node's host name); expanded per rank into the run's
     context (``DistContext.sysfs_root``)."""
-
-
-class StartsRanks(Protocol):
-    """What every job's config says about starting its ranks and where its run goes."""
-
-    @property
-    def backend(self) -> Backend: ...
-    @property
-    def timeout_s(self) -> float: ...
-    @property
-    def out(self) -> Path | None: ...
-    @property
-    def cluster(self) -> str | None: ...
-    @property
-    def sysfs_root(self) -> Path: ...
 
 
 def launch_of(config: StartsRanks, oob_ifname: str | None, history: Path | None, no_history: bool) -> Launch:
