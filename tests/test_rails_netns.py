@@ -92,8 +92,13 @@ def test_no_fault_names_nothing_and_counters_prove_the_rails(cluster: NetnsClust
             assert moved["mgmt"] < 64 * 1024, (node, moved)
     kinds_seen = {(m["kind"], m["rail"]) for m in doc["measurements"]}
     assert kinds_seen == {("rail", 0), ("rail", 1), ("pair", 0), ("pair", 1)}
-    pairs = [m for m in doc["measurements"] if m["kind"] == "pair"]
-    assert len(pairs) == 2 * 6 * 2  # both directions of 6 pairs on 2 rails
+    # Both directions of 6 pairs on 2 rails, once each; a cell that read low on this loaded machine is measured
+    # again (confirm) before anything is named, and stays unnamed here: re-measurements are of those cells only.
+    pairs = [m for m in doc["measurements"] if m["kind"] == "pair" and not m.get("confirm")]
+    assert len(pairs) == 2 * 6 * 2
+    directions = {(m["rail"], m["node"], m["peer"]) for m in pairs}
+    again = [m for m in doc["measurements"] if m["kind"] == "pair" and m.get("confirm")]
+    assert len(directions) == len(pairs) and {(m["rail"], m["node"], m["peer"]) for m in again} <= directions
     with (tmp_path / "results.csv").open() as fh:
         rows = list(csv.DictReader(fh))
     assert {r["scope"] for r in rows} == {"rail", "pair"}
