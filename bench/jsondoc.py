@@ -57,28 +57,28 @@ _CONTROL_ESCAPE = re.compile(
 the bidirectional controls as they are."""
 
 
-class _Refused(Exception):
+class _NumberRefused(Exception):
     """Raised inside the decoder's hooks; turned into an InputError that names the file."""
 
 
 def _int(text: str) -> int:
     if len(text) > _MAX_INT_CHARS:
-        raise _Refused(f"an integer of {len(text)} digits")
+        raise _NumberRefused(f"an integer of {len(text)} digits")
     value = int(text)
     if not INT_MIN <= value <= INT_MAX:
-        raise _Refused(f"the integer {text}, outside the 64-bit range")
+        raise _NumberRefused(f"the integer {text}, outside the 64-bit range")
     return value
 
 
 def _float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
-        raise _Refused(f"the number {text[:30]}, too large to be finite")
+        raise _NumberRefused(f"the number {text[:30]}, too large to be finite")
     return value
 
 
 def _constant(text: str) -> float:
-    raise _Refused(f"{text}, which is not a number JSON allows")
+    raise _NumberRefused(f"{text}, which is not a number JSON allows")
 
 
 _DECODER = json.JSONDecoder(parse_int=_int, parse_float=_float, parse_constant=_constant)
@@ -122,7 +122,7 @@ def loads(text: str | bytes, where: str, fix: str) -> object:
             raise InputError(f"{where} is not UTF-8 text (byte {exc.start}): {fix}") from None
     try:
         doc: object = _DECODER.decode(text)
-    except _Refused as exc:
+    except _NumberRefused as exc:
         raise InputError(f"{where} holds {exc}: {fix}") from None
     except RecursionError:
         raise InputError(f"{where} nests objects and arrays more than {MAX_DEPTH} deep: {fix}") from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from bench.preflight.checks import CheckResult
 from bench.rails.defects import Defect, describe
-from bench.rails.gpu_pairs import GpuDefect, IntraNodeOutcome, Localisation
+from bench.rails.gpu_pairs import IntraNodeDefect, IntraNodeOutcome, Localisation
 from bench.rails.local_causes import attribute
 from bench.rails.records import RailsOutcome
 
@@ -87,7 +87,7 @@ def test_an_errors_defect_keeps_its_cable_action() -> None:
 
 
 def test_a_slow_gpu_of_the_intra_node_matrix_takes_its_own_gpus_cause() -> None:
-    gpu = GpuDefect(
+    gpu = IntraNodeDefect(
         "gpu", "n2", 5, None, "0000:b3:00.0", None, 100.0, 400.0, "peers", "slow", 7, 7, 7, 7, ("n2/gpu5-gpu1",)
     )
     intra = IntraNodeOutcome(nodes=NODES, local_ranks=8, localisation=Localisation((gpu,), None, None))

@@ -26,9 +26,9 @@ from typing import Literal
 from bench.actions import Actions, device_words
 from bench.error_limits import ErrorLimits
 from bench.rails.defects import CounterEvidence, Defect, Severity
-from bench.rails.gpu_pairs import GpuDefect
+from bench.rails.gpu_pairs import IntraNodeDefect
 from bench.rails.records import RailDevices, RailsOutcome, pair_samples, short_device
-from bench.rails.windows import ErrorWindow
+from bench.rails.windows import WindowErrors
 
 Part = tuple[str, str, int]
 """(node, device, rail) of one device a defect names."""
@@ -70,7 +70,7 @@ def parts_of(defect: Defect, nodes: Sequence[str], rails: int, where: Mapping[tu
 
 
 def evidence(
-    parts: Iterable[Part], windows: Sequence[ErrorWindow], read: set[tuple[str, str]]
+    parts: Iterable[Part], windows: Sequence[WindowErrors], read: set[tuple[str, str]]
 ) -> tuple[CounterEvidence, ...] | None:
     """Each part's error counters summed over every window of the test; None when none of them was read."""
     out = []
@@ -214,6 +214,6 @@ def _with_action(defect: Defect, physical: bool, actions: Actions, where: Mappin
     return dataclasses.replace(defect, action=sentence)
 
 
-def _gpu_action(defect: GpuDefect, actions: Actions) -> GpuDefect:
+def _gpu_action(defect: IntraNodeDefect, actions: Actions) -> IntraNodeDefect:
     key = {"gpu": "gpu", "gpu-pair": "gpu_pair", "node": "node"}[defect.kind]
     return dataclasses.replace(defect, action=actions.action(key, node=defect.node, gpu=defect.gpu, peer=defect.peer))

@@ -144,7 +144,7 @@ class Defect:
 
 
 @dataclass(frozen=True)
-class Transient:
+class TransientPair:
     """A suspect pair that measured normal again when re-measured: recorded, not a fault."""
 
     node: str
@@ -270,7 +270,7 @@ def errors_clause(evidence: tuple[CounterEvidence, ...], node: str | None, limit
     return f"{'; '.join(said)}{more} during the test"
 
 
-def describe_transient(t: Transient) -> str:
+def describe_transient(t: TransientPair) -> str:
     """``node02-node05 rail 1: slow at 1.2 Gb/s, normal when re-measured (9.8, 10.1 Gb/s) → transient``."""
     low = min(t.samples_Gbps) if t.samples_Gbps else 0.0
     again = ", ".join(gbps(v) for v in t.confirm_Gbps)

@@ -70,7 +70,7 @@ class LocalPairTime:
 
 
 @dataclass(frozen=True)
-class GpuDefect:
+class IntraNodeDefect:
     """One slow GPU, GPU pair or node and the local pairs that convict it."""
 
     kind: GpuDefectKind
@@ -152,7 +152,7 @@ class LocalMatrix:
 class Localisation:
     """What the matrix says: defects, the healthy level, and why nothing could be named, if so."""
 
-    defects: tuple[GpuDefect, ...]
+    defects: tuple[IntraNodeDefect, ...]
     level_Gbps: float | None
     too_noisy: str | None
     """Why the relative test named nothing: the healthy pairs' own spread is too wide to tell."""
@@ -235,9 +235,11 @@ class _Judged:
     target: float | None
 
 
-def _defects(j: _Judged, measured: np.ndarray, bus_ids: Mapping[str, Sequence[str | None]]) -> tuple[GpuDefect, ...]:
+def _defects(
+    j: _Judged, measured: np.ndarray, bus_ids: Mapping[str, Sequence[str | None]]
+) -> tuple[IntraNodeDefect, ...]:
     local = j.slow.shape[1]
-    out: list[GpuDefect] = []
+    out: list[IntraNodeDefect] = []
     for k, node in enumerate(j.matrix.nodes):
         ids = tuple(bus_ids.get(node) or (None,) * local)
         pairs = [(a, b) for a in range(local) for b in range(a + 1, local) if measured[k, a, b]]
@@ -265,7 +267,7 @@ def _defect(
     gpu: int | None,
     peer: int | None,
     cells: list[tuple[int, int]],
-) -> GpuDefect:
+) -> IntraNodeDefect:
     """One defect on node ``k`` convicted by the local pairs ``cells``."""
     node = j.matrix.nodes[k]
     first, second = [a for a, _ in cells], [b for _, b in cells]
@@ -278,7 +280,7 @@ def _defect(
     rate = float(np.median(v[f] if symptom == "flaky" and f.any() else v)) if len(v) else 0.0
     below_target = j.target is not None and np.log(max(rate, 1e-12)) < j.absolute
     slow_cells = [(a, b) for a, b in cells if j.slow[k, a, b]]
-    return GpuDefect(
+    return IntraNodeDefect(
         kind=kind,
         node=node,
         gpu=gpu,
@@ -297,7 +299,7 @@ def _defect(
     )
 
 
-def describe_gpu(defect: GpuDefect) -> str:
+def describe_gpu(defect: IntraNodeDefect) -> str:
     """One line: ``node03 GPU 5 (0000:9a:00.0): 120 Gb/s = 25% of peers' 480 Gb/s in 7/7 local pairs → gpu fault``,
     then ``; action: ...`` where one is known."""
     line = _gpu_finding(defect)
@@ -307,7 +309,7 @@ def describe_gpu(defect: GpuDefect) -> str:
     return f"{line}; action: {defect.action}" if defect.action else line
 
 
-def _gpu_finding(defect: GpuDefect) -> str:
+def _gpu_finding(defect: IntraNodeDefect) -> str:
     if defect.kind == "node":
         where = f"{defect.node} (every local pair)"
     elif defect.kind == "gpu":
@@ -343,7 +345,7 @@ class IntraNodeOutcome:
     """Node groups made: one per node, pairs inside it, never one per pair."""
 
     @property
-    def defects(self) -> tuple[GpuDefect, ...]:
+    def defects(self) -> tuple[IntraNodeDefect, ...]:
         return self.localisation.defects
 
     @property

@@ -45,7 +45,7 @@ from bench.preflight import checks
 from bench.preflight.checks import CheckResult
 from bench.profiles import Profile
 from bench.rails.defects import Defect
-from bench.rails.gpu_pairs import GpuDefect
+from bench.rails.gpu_pairs import IntraNodeDefect
 from bench.rails.records import RailsOutcome
 from bench.rundir.railsdoc import DefectCause
 from bench.runtime import env as benv
@@ -122,7 +122,7 @@ def _rail_causes(defect: Defect, reports: Reports, nodes: Sequence[str]) -> list
     return []
 
 
-def _gpu_causes(defect: GpuDefect, reports: Reports) -> list[tuple[str, CheckResult]]:
+def _gpu_causes(defect: IntraNodeDefect, reports: Reports) -> list[tuple[str, CheckResult]]:
     gpus = {g for g in (defect.gpu, defect.peer) if g is not None}
     found = _failures(reports, defect.node, GPU_CHECKS)
     if defect.kind == "node":

@@ -38,7 +38,7 @@ import numpy as np
 
 from bench.exits import UserError
 from bench.rails import lone_pairs, named_parts, noise, switches
-from bench.rails.defects import EVIDENCE_LIMIT, Defect, DefectKind, Symptom, Transient, describe
+from bench.rails.defects import EVIDENCE_LIMIT, Defect, DefectKind, Symptom, TransientPair, describe
 from bench.rails.fabric_map import FabricMap
 from bench.rails.matrix import PairMatrix, PairSample
 from bench.rails.parts import CellIndex, Cells, transients
@@ -52,7 +52,7 @@ __all__ = [
     "PairSample",
     "Symptom",
     "Thresholds",
-    "Transient",
+    "TransientPair",
     "describe",
     "diagnose",
     "localise",
@@ -82,7 +82,7 @@ class Diagnosis:
 
     defects: tuple[Defect, ...]
     """Rail faults, then node, link and pair faults."""
-    transients: tuple[Transient, ...] = ()
+    transients: tuple[TransientPair, ...] = ()
     """Suspects that did not reproduce when re-measured."""
     too_noisy: str | None = None
     """``fabric too noisy to localise: healthy pairs spread 5.3-19.5 Gb/s`` when the relative test gave up."""

@@ -1,7 +1,7 @@
 """The judged matrix (which samples are slow, which suspects reproduced) and the records built from it.
 
 ``bench.rails.localise`` decides which parts are broken; this module holds the per-cell facts it decides
-from and turns a set of cells into a ``Defect`` or ``Transient`` with every sample listed.
+from and turns a set of cells into a ``Defect`` or ``TransientPair`` with every sample listed.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Literal
 
 import numpy as np
 
-from bench.rails.defects import EVIDENCE_LIMIT, Defect, DefectKind, Symptom, Transient
+from bench.rails.defects import EVIDENCE_LIMIT, Defect, DefectKind, Symptom, TransientPair
 from bench.rails.matrix import PairMatrix
 from bench.rails.noise import FALSE_ALARMS
 
@@ -184,7 +184,7 @@ def summary_defect(
     )
 
 
-def transients(cells: Cells, mask: np.ndarray) -> tuple[Transient, ...]:
+def transients(cells: Cells, mask: np.ndarray) -> tuple[TransientPair, ...]:
     """The suspects in ``mask`` that no named part explains, with their samples (after confirmation only)."""
     if not cells.remeasured:
         return ()
@@ -192,7 +192,7 @@ def transients(cells: Cells, mask: np.ndarray) -> tuple[Transient, ...]:
     out = []
     for k, a, b in zip(*np.nonzero(np.triu(mask, k=1)), strict=True):
         out.append(
-            Transient(
+            TransientPair(
                 matrix.nodes[a],
                 matrix.nodes[b],
                 matrix.rails[k],

@@ -15,13 +15,13 @@ from typing import Any, Literal
 from bench.jsondoc import JSONObject
 from bench.measure.collectives import get_collective
 from bench.measure.results import RowPlace, pair_row, result_row
-from bench.rails.defects import Transient, describe_transient
+from bench.rails.defects import TransientPair, describe_transient
 from bench.rails.gpu_pairs import IntraNodeOutcome
 from bench.rails.localise import Defect, PairSample, describe
 from bench.rails.matrix import PairColumns as PairColumns  # rank 0 judges the matrix from these
 from bench.rails.matrix import pair_matrix as pair_matrix
 from bench.rails.measure import PairTime
-from bench.rails.windows import ErrorWindow
+from bench.rails.windows import WindowErrors
 from bench.rundir import railsdoc
 from bench.rundir.files import Row
 from bench.rundir.railsdoc import Link, Measurement
@@ -236,7 +236,7 @@ def table(
     defects: Sequence[Defect],
     expected: Mapping[int, float | None],
     findings: Sequence[str],
-    transients: Sequence[Transient] = (),
+    transients: Sequence[TransientPair] = (),
     too_noisy: str | None = None,
 ) -> str:
     """The human summary: rail groups, the pair matrix per rail, the devices, and the defects."""
@@ -291,7 +291,7 @@ class RailsOutcome:
     pair_times: list[PairTime] = field(default_factory=list)
     devices: list[RailDevices] = field(default_factory=list)
     defects: tuple[Defect, ...] = ()
-    transients: tuple[Transient, ...] = ()
+    transients: tuple[TransientPair, ...] = ()
     """Suspect pairs that measured normal again when re-measured: recorded, not failed."""
     too_noisy: str | None = None
     """Why the relative test named nothing: the fabric's healthy spread is too wide to tell."""
@@ -303,7 +303,7 @@ class RailsOutcome:
     """Rail-group results under pass_fraction x line rate, or with wrong elements."""
     counters: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     """Per node, the bytes each device carried over the whole rails test, and its error-counter deltas."""
-    error_windows: tuple[ErrorWindow, ...] = ()
+    error_windows: tuple[WindowErrors, ...] = ()
     """Per window (the rail groups at once, each rail alone, the pairs...), the devices whose error counters
     said something."""
     process_groups: int | None = None

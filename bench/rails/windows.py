@@ -8,7 +8,7 @@ the devices whose counters said something (rose, saturated, cleared), since a 4,
 quiet ones to list each window. The whole test's block (``whole``) lists every device with every counter,
 zeros included, so "nothing rose" and "not read" differ there.
 
-Rank 0 then joins the nodes' windows (``join``): one :class:`ErrorWindow` per window with every node's
+Rank 0 then joins the nodes' windows (``join``): one :class:`WindowErrors` per window with every node's
 devices. Saturated or cleared counters keep their state; they are never turned into a count.
 """
 
@@ -77,7 +77,7 @@ class NodeCounters:
 
 
 @dataclass(frozen=True)
-class ErrorWindow:
+class WindowErrors:
     """One window of the whole test: node -> device -> what its error counters said."""
 
     name: str
@@ -89,7 +89,7 @@ class ErrorWindow:
         return railsdoc.ErrorWindow(window=self.name, rails=self.rails, errors=railsdoc.counters_from_json(self.errors))
 
 
-def join(per_node: Mapping[str, Sequence[NodeWindow]]) -> tuple[ErrorWindow, ...]:
+def join(per_node: Mapping[str, Sequence[NodeWindow]]) -> tuple[WindowErrors, ...]:
     """The nodes' windows, window by window (every reader closes the same windows in the same order)."""
     lists = [windows for windows in per_node.values() if windows]
     if not lists:
@@ -101,5 +101,5 @@ def join(per_node: Mapping[str, Sequence[NodeWindow]]) -> tuple[ErrorWindow, ...
             for node, windows in per_node.items()
             if len(windows) > index and windows[index].errors
         }
-        out.append(ErrorWindow(first.name, first.rails, errors))
+        out.append(WindowErrors(first.name, first.rails, errors))
     return tuple(out)

@@ -42,12 +42,12 @@ def encode(config: DataclassInstance) -> str:
     return json.dumps(_plain(config), separators=(",", ":"))
 
 
-class _Refused(Exception):
+class _WrongType(Exception):
     """A value of the spec that does not have its field's type (said by :func:`decode` in one line)."""
 
 
 def _typed(hint: object, value: object, field: str) -> object:
-    """``value`` from the JSON as the field's type; ``_Refused`` when it is not that type.
+    """``value`` from the JSON as the field's type; ``_WrongType`` when it is not that type.
 
     JSON has one number type and Python's ``int`` accepts ``True``: a spec whose ``iters`` is ``2.5`` or
     ``true`` would reach ``range()`` on every rank. Every field is checked against its annotation here,
@@ -59,25 +59,25 @@ def _typed(hint: object, value: object, field: str) -> object:
         if value is None:
             if len(options) < len(typing.get_args(hint)):
                 return None
-            raise _Refused(f"{field} is null")
+            raise _WrongType(f"{field} is null")
         for option in options:
             try:
                 return _typed(option, value, field)
-            except _Refused:
+            except _WrongType:
                 continue
-        raise _Refused(f"{field} holds {_shown(value)}, not a {' or '.join(_name(o) for o in options)}")
+        raise _WrongType(f"{field} holds {_shown(value)}, not a {' or '.join(_name(o) for o in options)}")
     if origin is typing.Literal:
         if value in typing.get_args(hint) and not isinstance(value, bool | float):
             return value
-        raise _Refused(f"{field} holds {_shown(value)}, not one of {', '.join(map(repr, typing.get_args(hint)))}")
+        raise _WrongType(f"{field} holds {_shown(value)}, not one of {', '.join(map(repr, typing.get_args(hint)))}")
     if origin is tuple:
         if not isinstance(value, list):
-            raise _Refused(f"{field} holds {_shown(value)}, not a list")
+            raise _WrongType(f"{field} holds {_shown(value)}, not a list")
         (item, *_) = typing.get_args(hint)
         return tuple(_typed(item, v, f"{field}[{i}]") for i, v in enumerate(value))
     if dataclasses.is_dataclass(hint):
         if not isinstance(value, dict):
-            raise _Refused(f"{field} holds {_shown(value)}, not an object")
+            raise _WrongType(f"{field} holds {_shown(value)}, not an object")
         # A field's annotation is a class, never an instance: is_dataclass just said it is a dataclass.
         return _build(cast("type[DataclassInstance]", hint), value, f"{field}.")
     checks: dict[object, Callable[[object], bool]] = {
@@ -90,7 +90,7 @@ def _typed(hint: object, value: object, field: str) -> object:
     if hint not in checks:
         raise TypeError(f"{SPEC_FLAG} cannot carry a field of type {hint!r} ({field})")
     if not checks[hint](value):
-        raise _Refused(f"{field} holds {_shown(value)}, not a {_name(hint)}")
+        raise _WrongType(f"{field} holds {_shown(value)}, not a {_name(hint)}")
     # checks[hint] just said what value is: a str for a Path, an int or a float for a float.
     if hint is Path:
         return Path(cast("str", value))
@@ -123,7 +123,7 @@ def _build(cls: type[Config], doc: dict[str, object], prefix: str = "") -> Confi
     }
     missing = sorted(required - set(doc))
     if missing:
-        raise _Refused(f"{prefix}{missing[0]} is missing")
+        raise _WrongType(f"{prefix}{missing[0]} is missing")
     return cls(**{name: _typed(hints[name], value, f"{prefix}{name}") for name, value in doc.items()})
 
 
@@ -136,7 +136,7 @@ def decode(cls: type[Config], text: str) -> Config:
         raise UserError(f"{SPEC_FLAG} is not the JSON a railbench parent writes")
     try:
         built = _build(cls, doc)
-    except _Refused as exc:
+    except _WrongType as exc:
         raise UserError(f"{SPEC_FLAG} is not what a railbench parent writes: {exc}: {fix}") from None
     except (TypeError, ValueError) as exc:  # a field of the wrong type: what a config's own checks meet
         raise UserError(f"{SPEC_FLAG} does not fit this railbench's config ({str(exc)[:160]}): {fix}") from None
