@@ -1,0 +1,159 @@
+"""bench.codec: records written field by field and read back strictly by their type hints."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bench import codec
+from bench.jsondoc import JSONObject, JSONValue
+
+
+@dataclass(frozen=True)
+class Port:
+    hca: str
+    port: int = 1
+
+
+@dataclass(frozen=True)
+class Sample:
+    name: str
+    iters: int
+    busbw_Gbps: float
+    check: bool = False
+    out: Path | None = None
+    kind: Literal["rail", "pair"] = "rail"
+    hosts: tuple[str, ...] = ()
+    errors: Mapping[str, int] = field(default_factory=dict)
+    ports: tuple[Port, ...] = ()
+    first: Port | None = None
+    raw: Mapping[str, JSONValue] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.iters < 1:
+            raise ValueError(f"iters {self.iters} must be at least 1")
+
+
+@dataclass(frozen=True)
+class Terse:
+    bytes: int | None = None
+
+    def to_json(self) -> JSONObject:
+        return {k: v for k, v in codec.fields_json(self).items() if v is not None}
+
+
+def _through_json(record: object) -> object:
+    return json.loads(json.dumps(codec.encode(record)))
+
+
+def test_a_record_round_trips_through_json() -> None:
+    record = Sample(
+        name="rail 3",
+        iters=20,
+        busbw_Gbps=391.5,
+        check=True,
+        out=Path("/tmp/run"),
+        kind="pair",
+        hosts=("gpu-node01", "gpu-node02"),
+        errors={"symbol_error": 3},
+        ports=(Port("mlx5_1"), Port("mlx5_2", 2)),
+        first=Port("mlx5_1"),
+        raw={"nested": [1, {"a": None}]},
+    )
+    doc = _through_json(record)
+    assert codec.decode(Sample, doc) == record
+    assert isinstance(doc, dict) and list(doc) == [
+        "name",
+        "iters",
+        "busbw_Gbps",
+        "check",
+        "out",
+        "kind",
+        "hosts",
+        "errors",
+        "ports",
+        "first",
+        "raw",
+    ]
+
+
+@given(
+    name=st.text(max_size=20),
+    iters=st.integers(min_value=1, max_value=1 << 40),
+    busbw=st.floats(allow_nan=False, allow_infinity=False),
+    hosts=st.lists(st.text(max_size=8), max_size=4).map(tuple),
+    errors=st.dictionaries(st.text(max_size=8), st.integers(min_value=0, max_value=1 << 62), max_size=4),
+)
+def test_any_record_of_plain_values_round_trips(
+    name: str, iters: int, busbw: float, hosts: tuple[str, ...], errors: dict[str, int]
+) -> None:
+    record = Sample(name=name, iters=iters, busbw_Gbps=busbw, hosts=hosts, errors=errors)
+    assert codec.decode(Sample, _through_json(record)) == record
+
+
+def test_a_whole_number_reads_as_a_float_and_stays_one() -> None:
+    record = codec.decode(Sample, {"name": "a", "iters": 2, "busbw_Gbps": 400})
+    assert record.busbw_Gbps == 400.0 and isinstance(record.busbw_Gbps, float)
+
+
+@pytest.mark.parametrize(
+    ("doc", "said"),
+    [
+        ({"name": "a", "iters": 2.5, "busbw_Gbps": 1}, "iters holds 2.5, not a whole number"),
+        ({"name": "a", "iters": True, "busbw_Gbps": 1}, "iters holds true, not a whole number"),
+        ({"name": "a", "iters": 2, "busbw_Gbps": True}, "busbw_Gbps holds true, not a number"),
+        ({"name": "a", "iters": 2, "busbw_Gbps": 1, "kind": "ring"}, "kind holds \"ring\", not one of 'rail', 'pair'"),
+        ({"name": "a", "iters": 2, "busbw_Gbps": 1, "hosts": "n1"}, 'hosts holds "n1", not a list'),
+        ({"name": "a", "iters": 2, "busbw_Gbps": 1, "hosts": ["n1", 5]}, "hosts[1] holds 5, not a string"),
+        ({"name": "a", "iters": 2, "busbw_Gbps": 1, "errors": {"x": -0.5}}, "errors.x holds -0.5, not a whole number"),
+        ({"name": "a", "iters": 2, "busbw_Gbps": 1, "ports": [{"port": 1}]}, "ports[0].hca is missing"),
+        ({"name": "a", "iters": 2, "busbw_Gbps": 1, "first": 3}, "first holds 3, not an object"),
+        ({"name": "a", "iters": 2, "busbw_Gbps": 1, "out": ""}, 'out holds "", not a path'),
+        ({"name": "a", "iters": 2, "busbw_Gbps": None}, "busbw_Gbps holds null, not a number"),
+        ({"name": "a", "busbw_Gbps": 1}, "iters is missing"),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_refused_naming_its_field(doc: dict[str, object], said: str) -> None:
+    with pytest.raises(codec.Refused) as refused:
+        codec.decode(Sample, doc, "rails.json: ")
+    assert str(refused.value) == f"rails.json: {said}"
+
+
+def test_the_records_own_checks_are_refusals_too() -> None:
+    with pytest.raises(codec.Refused, match="iters 0 must be at least 1"):
+        codec.decode(Sample, {"name": "a", "iters": 0, "busbw_Gbps": 1})
+
+
+def test_a_key_the_record_does_not_declare_is_refused_unless_ignored() -> None:
+    doc = {"name": "a", "iters": 2, "busbw_Gbps": 1, "ports": [{"hca": "mlx5_1", "speed": 400}]}
+    with pytest.raises(codec.UnknownFields) as refused:
+        codec.decode(Sample, doc)
+    assert refused.value.names == ("speed",)
+    assert "ports[0].names fields this railbench does not know (speed)" in str(refused.value)
+    assert codec.decode(Sample, doc, extra="ignore").ports == (Port("mlx5_1"),)
+
+
+def test_a_document_that_is_not_an_object_is_refused() -> None:
+    with pytest.raises(codec.Refused, match=r"^checks.json: holds \[1\], not an object$"):
+        codec.decode(Sample, [1], "checks.json: ")
+
+
+def test_a_record_that_writes_itself_is_written_its_way() -> None:
+    assert codec.encode(Terse()) == {}
+    assert codec.encode((Terse(5), Terse())) == [{"bytes": 5}, {}]
+    assert codec.decode(Terse, {}) == Terse()
+
+
+def test_numpy_scalars_are_written_as_their_values() -> None:
+    written = codec.encode({"count": np.int64(3), "slow": np.bool_(True), "median": np.float64(0.5)})
+    assert json.dumps(written) == '{"count": 3, "slow": true, "median": 0.5}'
+    with pytest.raises(TypeError, match="JSON cannot hold a ndarray"):
+        codec.encode(np.zeros(2))
