@@ -36,7 +36,7 @@ from typing import Any
 from bench.exits import EXIT_FAIL
 from bench.nccllogs import nccl_evidence, nccl_log
 from bench.nccllogs.nccl_evidence import DeadLink
-from bench.nccllogs.nccl_log import HostNet
+from bench.nccllogs.nccl_hostnet import HostNet
 
 EndRecorder = Callable[[str, int, Mapping[str, object] | None], None]
 Store = Any

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from bench.finding import Finding
 from bench.jsondoc import JSONObject
-from bench.nccllogs.nccl_log import Fact, HostNet, NcclLog
+from bench.nccllogs.nccl_hostnet import HostNet, NcclLog
+from bench.nccllogs.nccl_lines import Fact
 
 if TYPE_CHECKING:
     from bench.profiles import Profile

@@ -10,7 +10,7 @@ Using`` and ``NET/Socket : Using`` lists are read the same way, one whitespace-s
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bench.bounded import Where, parse_int
 from bench.textlines import strip_launcher_label
@@ -210,3 +210,42 @@ class Channel:
     device: str | None
     """The NIC, resolved through the process's ``Using`` list; None when that list is not in the log."""
     line: int
+
+
+def _using_list(net: str) -> str:
+    """Which ``NET/<x> : Using`` list a channel's net indexes: IB plugins (``IBext_v8``) print ``NET/IB``."""
+    return "IB" if net.startswith("IB") else net
+
+
+def resolve_channels(channels: list[Channel], usings: list[NetUsing]) -> list[Channel]:
+    """Each NET channel with the device its ``via NET/<net>/<index>`` names: entry ``index`` of the ``Using`` list
+    of the same process (else of the same host), None where that list is not in the log."""
+    by_pid: dict[tuple[str, int | None, str], NetUsing] = {}
+    by_host: dict[tuple[str, str], NetUsing] = {}
+    for using in usings:
+        by_pid.setdefault((using.host, using.pid, using.net), using)
+        by_host.setdefault((using.host, using.net), using)
+    out = []
+    for ch in channels:
+        device = None
+        if ch.nic_index is not None and ch.net is not None and ch.path.startswith("NET/"):
+            net = _using_list(ch.net)
+            found = by_pid.get((ch.host, ch.pid, net)) or by_host.get((ch.host, net))
+            if found and ch.nic_index < len(found.devices):
+                device = found.devices[ch.nic_index].name
+        out.append(Channel(**{**ch.__dict__, "device": device}))
+    return out
+
+
+def channel_facts(net_channels: list[Channel], source: str, most: int) -> list[Fact]:
+    """One fact per NIC the channels went through (its first line), GDRDMA if any channel used it; at most
+    ``most``."""
+    first: dict[str, Fact] = {}
+    for c in net_channels:
+        name = c.device or f"NET/{c.net}/{c.nic_index}"
+        seen = first.get(name)
+        if seen is None:
+            first[name] = Fact("channel_device", name, source, c.line, c.net, None, c.gdrdma)
+        elif c.gdrdma and not seen.gdrdma:
+            first[name] = replace(seen, gdrdma=True)
+    return list(first.values())[:most]

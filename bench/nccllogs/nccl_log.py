@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
 from bench.bounded import Where, parse_int
 from bench.nccllogs import nccl_lines
-from bench.nccllogs.nccl_init import InitFailure, InitWatch
+from bench.nccllogs.nccl_hostnet import SOCKET_NETS, HostNet, NcclLog
+from bench.nccllogs.nccl_init import InitWatch
 from bench.nccllogs.nccl_lines import Channel, Fact, NcclNetDevice, NetUsing
 from bench.textlines import MAX_LINE_CHARS, numbered_lines, open_text, text_lines
 
@@ -50,129 +51,11 @@ _ERROR_HCA = re.compile(r"\bhca (\S+)")
 _ERROR_PEER = re.compile(r"\bGot completion from peer ([^\s<]+)<")
 _ROCE_GID = re.compile(r"\blocalGid ::ffff:")
 
-SOCKET_NETS = ("Socket", "FastSocket")
 MAX_FACTS = 512
+"""Facts kept per host: more than every device and channel transport of a node, so repeats cannot grow it."""
 MAX_LOG_BYTES = 256 << 20
 """The most one NCCL_DEBUG=INFO log may hold: a rank's log is a few MB even with every subsystem on; past
 this (a /proc file that streams, a wrong path) it is refused, not read without end."""
-"""Facts kept per host: more than every device and channel transport of a node, so repeats cannot grow it."""
-
-
-@dataclass(frozen=True)
-class HostNet:
-    """What one host's NCCL said about its network."""
-
-    host: str
-    nccl_version: str | None = None
-    nccl_ib_hca: tuple[str, ...] = ()
-    networks: tuple[str, ...] = ()
-    """``Using network X`` values (``IB``, ``IBext_v8``, ``Socket``)."""
-    devices: tuple[str, ...] = ()
-    """IB ports NCCL opened (``NET/IB : Using`` lists and per-device discovery lines)."""
-    link_layers: tuple[str, ...] = ()
-    socket_devices: tuple[str, ...] = ()
-    other_devices: tuple[str, ...] = ()
-    """Devices of other nets (``NET/FastSocket : Using``), as ``net:name``."""
-    ib_no_device: bool = False
-    channel_devices: tuple[str, ...] = ()
-    """IB ports that channels go through (resolved ``via NET/...`` indexes)."""
-    channel_nics: tuple[str, ...] = ()
-    """``net/index`` of NET channels whose ``Using`` list is not in the log."""
-    gdrdma: bool | None = None
-    """Whether NET channels use GPUDirect RDMA; None when the log has no NET channel."""
-    intra_node: tuple[str, ...] = ()
-    """Intra-node transports seen (``P2P/CUMEM/read``, ``P2P/IPC``, ``SHM``)."""
-    sharp: bool = False
-    plugins: tuple[str, ...] = ()
-    """External net plugins that loaded."""
-    plugin_missing: bool = False
-    plugin_failed: bool = False
-    ranks: tuple[int, ...] = ()
-    warnings: tuple[str, ...] = ()
-    """NCCL WARN messages."""
-    error_hcas: tuple[str, ...] = ()
-    """HCAs named in completion errors (``... hca mlx5_1``)."""
-    error_peers: tuple[str, ...] = ()
-    """Peer addresses of completion errors (``NET/IB : Got completion from peer 10.0.0.3<47123> with status=12``,
-    ``src/transport/net_ib``: the address is the peer's out-of-band one, from the connection's handshake)."""
-    oob_addresses: tuple[str, ...] = ()
-    """This host's own out-of-band address (``NET/IB : Using ... ; OOB eno1:10.0.0.1<0>``): what its peers'
-    completion errors name it by."""
-    roce_gid: bool = False
-    cuda_driver: str | None = None
-    socket_reason: Fact | None = None
-    """The line that shows NCCL fell back to sockets (None: no such line, or ``NET/Socket : Using`` alone
-    where it names the bootstrap interface, as NCCL 2.4 prints on every rank)."""
-    facts: tuple[Fact, ...] = ()
-    """What the log said, each with its file and line (first occurrence)."""
-    gdr_off: Fact | None = None
-    """The first line in which NCCL said GPUDirect RDMA is off: ``Connected all rings, use ring PXN 0 GDR 0``
-    (NCCL 2.23+, ``transport.cc``: some ring's network connection stages through host memory) or ``GPU Direct
-    RDMA Disabled for ...`` (``transport/net_ib.cc``: no peer-memory module; ``graph/paths.cc``: the NIC is
-    farther from the GPU than ``NCCL_NET_GDR_LEVEL``)."""
-    init_failures: tuple[InitFailure, ...] = ()
-    """Ranks whose communicator init failed (``bench.nccllogs.nccl_init``)."""
-    nccl_ranks: tuple[str, ...] = ()
-    """Every rank the log shows on this host, as ``pid/device``."""
-
-    @property
-    def transport(self) -> str | None:
-        """``IB``, ``RoCE``, ``IB+RoCE``, ``Socket``, another net's name, or None when the log does not say."""
-        nets = set(self.networks)
-        if nets and nets <= set(SOCKET_NETS):
-            return "Socket"
-        layers = set(self.link_layers)
-        if layers == {"IB", "RoCE"}:
-            return "IB+RoCE"
-        if layers:
-            return layers.pop()
-        if self.roce_gid:
-            return "RoCE"
-        if self.socket_reason is not None:
-            return "Socket"  # NCCL falls back to sockets when IB finds no device
-        if nets and not any(n.startswith("IB") for n in nets):
-            return sorted(nets)[0]
-        return None
-
-    @property
-    def plugin_fallback(self) -> bool:
-        """An external net plugin loaded but NCCL ended up on its internal transport."""
-        return bool(self.plugins) and self.plugin_failed
-
-    @property
-    def has_network_evidence(self) -> bool:
-        return bool(
-            self.plugins
-            or self.devices
-            or self.socket_devices
-            or self.other_devices
-            or self.networks
-            or self.ib_no_device
-            or self.channel_devices
-            or self.channel_nics
-            or self.error_hcas
-        )
-
-
-@dataclass(frozen=True)
-class NcclLog:
-    """A parsed NCCL_DEBUG=INFO log."""
-
-    source: str | None
-    hosts: Mapping[str, HostNet]
-    usings: tuple[NetUsing, ...]
-    channels: tuple[Channel, ...]
-    nccl_lines: int
-    """How many lines were NCCL lines (with or without a prefix)."""
-    notes: tuple[str, ...] = ()
-    """Lines skipped (over the length limit), with their numbers."""
-    version_facts: tuple[Fact, ...] = ()
-    """Every distinct ``NCCL version`` line, with its host's name as ``net`` ("" when it had no prefix)."""
-
-    @property
-    def versions(self) -> tuple[str, ...]:
-        """Every NCCL version the log names (``2.23.4+cuda12.4``)."""
-        return tuple(dict.fromkeys(h.nccl_version for h in self.hosts.values() if h.nccl_version))
 
 
 def _add(items: list[str], *new: str) -> None:
@@ -408,7 +291,7 @@ def parse_lines(lines: Iterable[str] | Iterable[tuple[int, str | None]], source:
         if msg.startswith("NCCL version ") and (v := _VERSION.match(msg)):
             versions.setdefault((split.host, v.group(1)), Fact("nccl_version", v.group(1), label, number, split.host))
         _rank_seen(host, msg, label, number)
-    resolved = _resolve_channels(list(channels.values()), list(usings.values()))
+    resolved = nccl_lines.resolve_channels(list(channels.values()), list(usings.values()))
     return NcclLog(
         source,
         _freeze(hosts, resolved, label, watch),
@@ -423,29 +306,6 @@ def parse_lines(lines: Iterable[str] | Iterable[tuple[int, str | None]], source:
 def _numbered(lines: Iterable[str] | Iterable[tuple[int, str | None]]) -> Iterator[tuple[int, str | None]]:
     for number, item in enumerate(lines, start=1):
         yield item if isinstance(item, tuple) else (number, item)
-
-
-def _using_list(net: str) -> str:
-    """Which ``NET/<x> : Using`` list a channel's net indexes: IB plugins (``IBext_v8``) print ``NET/IB``."""
-    return "IB" if net.startswith("IB") else net
-
-
-def _resolve_channels(channels: list[Channel], usings: list[NetUsing]) -> list[Channel]:
-    by_pid: dict[tuple[str, int | None, str], NetUsing] = {}
-    by_host: dict[tuple[str, str], NetUsing] = {}
-    for using in usings:
-        by_pid.setdefault((using.host, using.pid, using.net), using)
-        by_host.setdefault((using.host, using.net), using)
-    out = []
-    for ch in channels:
-        device = None
-        if ch.nic_index is not None and ch.net is not None and ch.path.startswith("NET/"):
-            net = _using_list(ch.net)
-            found = by_pid.get((ch.host, ch.pid, net)) or by_host.get((ch.host, net))
-            if found and ch.nic_index < len(found.devices):
-                device = found.devices[ch.nic_index].name
-        out.append(Channel(**{**ch.__dict__, "device": device}))
-    return out
 
 
 def _before_2_5(version: str | None) -> bool:
@@ -469,19 +329,6 @@ def _socket_reason(h: _Host, ib_anywhere: bool, old_nccl: bool, socket_channels:
     if listed and (socket_channels or not (old_nccl or ib_anywhere or h.layers)):
         return listed[0]
     return None
-
-
-def _channel_facts(net_channels: list[Channel], source: str) -> list[Fact]:
-    """One fact per NIC the channels went through (its first line), GDRDMA if any channel used it."""
-    first: dict[str, Fact] = {}
-    for c in net_channels:
-        name = c.device or f"NET/{c.net}/{c.nic_index}"
-        seen = first.get(name)
-        if seen is None:
-            first[name] = Fact("channel_device", name, source, c.line, c.net, None, c.gdrdma)
-        elif c.gdrdma and not seen.gdrdma:
-            first[name] = replace(seen, gdrdma=True)
-    return list(first.values())[:MAX_FACTS]
 
 
 def _freeze(hosts: dict[str, _Host], channels: list[Channel], source: str, watch: InitWatch) -> Mapping[str, HostNet]:
@@ -524,7 +371,7 @@ def _freeze(hosts: dict[str, _Host], channels: list[Channel], source: str, watch
             cuda_driver=h.driver,
             gdr_off=h.gdr_off,
             socket_reason=_socket_reason(h, ib_anywhere, old_nccl, socket_channels),
-            facts=(*h.facts.values(), *_channel_facts(net_channels, source)),
+            facts=(*h.facts.values(), *nccl_lines.channel_facts(net_channels, source, MAX_FACTS)),
             init_failures=watch.failures(name),
             nccl_ranks=watch.ranks(name),
         )
