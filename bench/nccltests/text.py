@@ -13,29 +13,23 @@ import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from bench.bounded import InputError, Sign, Where, parse_float, parse_int
+from bench.bounded import InputError, Where, parse_float, parse_int
 from bench.exits import UserError
 from bench.nccltests.command import read_command
 from bench.nccltests.infer import TableEvidence, finish, mentions
 from bench.nccltests.model import (
     Device,
-    Header,
     NcclTestsLog,
-    Number,
-    Placement,
-    PlacementResult,
     Row,
     Table,
     collective_from_program,
     nccl_version_from_code,
 )
+from bench.nccltests.rows import MAX_COUNT, is_number, layout, parse_header, parse_row, whole_number
 from bench.textlines import MAX_LINE_CHARS, strip_launcher_label, text_lines
 
 MAX_TABLE_ROWS = 100_000
 """A sweep from 0 bytes to 16 GiB in 1 MiB steps has 16,384 sizes; more rows than this is not one table."""
-_MAX_BYTES = 1 << 50
-_MAX_COUNT = 1 << 20
-
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _VERSION = re.compile(r"#\s*nccl-tests version (\S+)(?: nccl-headers=(\d+))?(?: nccl-library=(\d+))?")
 _STARTING = re.compile(r"#\s*Collective test starting:\s*(\S+)")
@@ -46,7 +40,6 @@ _DEVICE = re.compile(
 )
 _COLUMNS = re.compile(r"#\s*size\s+count\s+type\b")
 _ROW = re.compile(r"\s*\d+\s+\d+\s+[A-Za-z]\w*(?:\s|$)")
-_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
 _OOB = re.compile(r"#\s*Out of bounds values\s*:\s*(\S+)")
 _AVG = re.compile(r"#\s*Avg bus bandwidth\s*:\s*(\S+)")
 _REDUCING = re.compile(r"#\s*Reducing maxBytes to (\d{1,24})")
@@ -55,16 +48,6 @@ _NCCL_LINE = re.compile(r"(\S+?):\d+:\d+ \[\d+\] NCCL (INFO|WARN)\b")
 _NRANKS = re.compile(r"\bnranks (\d+)", re.IGNORECASE)
 _FAILURE = re.compile(r"Test (?:NCCL |CUDA )?failure|#\s*error:", re.IGNORECASE)
 _WARN = re.compile(r"\[\d+\] NCCL WARN ")
-_PLAIN = re.compile(r"\d{1,15}(?:\.\d{0,15})?")
-_NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:inf|infinity|nan)", re.IGNORECASE)
-_HEADER_FIELDS = {
-    "min_bytes": re.compile(r"minBytes\s+(\d+)"),
-    "max_bytes": re.compile(r"maxBytes\s+(\d+)"),
-    "validation": re.compile(r"validation:\s*(\d+)"),
-    "graph": re.compile(r"graph:\s*(\d+)"),
-}
-_STEP = re.compile(r"step:\s*(\d+)\((factor|bytes)\)")
-_ITERS = re.compile(r"(warmup |agg )?iters:\s*(\d+)")
 _GRAMMAR_WORDS = (
     "nThread",
     "Using devices",
@@ -78,115 +61,6 @@ _GRAMMAR_WORDS = (
 )
 """How the table's own ``#`` lines begin. A log pasted into Markdown (an issue, a wiki) without a code fence
 loses every leading ``#`` to the heading syntax; a line that begins so is read as the ``#`` line it was."""
-
-
-def _is_number(token: str) -> bool:
-    return _NUMBER.fullmatch(token) is not None
-
-
-def _without_timestamp(line: str) -> str:
-    """The row without the ``YYYY-MM-DD hh:mm:ss`` that ``-S`` style wrappers append (fixed width, no scan)."""
-    body = line.rstrip()
-    if len(body) > 20 and body[-20].isspace() and _TIMESTAMP.fullmatch(body[-19:]):
-        return body[:-19]
-    return body
-
-
-def _whole(text: str, source: str, field: str, line: int, *, maximum: int, sign: Sign = "non-negative") -> int:
-    """``bench.bounded.parse_int``, with a fast path for the plain digits that make up nearly every log."""
-    if len(text) <= 15 and text.isascii() and text.isdigit() and (value := int(text)) <= maximum:
-        return value
-    return parse_int(text, Where(source or "log", field, line), maximum=maximum, sign=sign)
-
-
-def _real(text: str, source: str, field: str, line: int, maximum: float | None = None) -> float:
-    """``bench.bounded.parse_float`` (finite, non-negative), with a fast path for plain decimals."""
-    if _PLAIN.fullmatch(text):
-        value = float(text)
-        if maximum is None or value <= maximum:
-            return value
-    if not _is_number(text):
-        raise ValueError(f"line {line}: {field} {text[:20]!r} is not a number")
-    return parse_float(text, Where(source or "log", field, line), maximum=maximum)
-
-
-def parse_row(line: str, line_no: int = 0, source: str = "") -> Row:
-    """One data row, in any nccl-tests layout.
-
-    ValueError when its shape is damaged (cut off mid-line, a word where a number belongs): the caller skips
-    it. InputError when a number is there but cannot be true (huge, inf/nan, negative): the log is refused.
-    """
-    tokens = _without_timestamp(line).split()
-    if len(tokens) < 7:
-        raise ValueError(f"line {line_no}: not a whole nccl-tests row")
-    size = _whole(tokens[0], source, "size", line_no, maximum=_MAX_BYTES)
-    count = _whole(tokens[1], source, "count", line_no, maximum=_MAX_BYTES)
-    dtype, rest = tokens[2], tokens[3:]
-    redop = rest.pop(0) if rest and not _is_number(rest[0]) else ""  # old alltoall prints no redop
-    # Then an optional root and 4 fields per half (8 with -I per-iteration columns). Times printed with
-    # %.0f look like integers, so the root is recognised by the field count, not by its form.
-    root = None
-    if len(rest) % 4 == 1:
-        if not _is_number(rest[0]):
-            raise ValueError(f"line {line_no}: root {rest[0][:20]!r} is not a number")
-        root = _whole(rest.pop(0), source, "root", line_no, maximum=_MAX_COUNT, sign="any")
-    width = 8 if len(rest) == 16 else 4
-    if len(rest) not in (width, 2 * width):
-        raise ValueError(f"line {line_no}: {len(tokens)} fields are not a whole nccl-tests row")
-    halves = [rest[i : i + width] for i in range(0, len(rest), width)]
-    # Trace replay prints only the in-place half.
-    placements: tuple[Placement, ...] = ("out-of-place", "in-place") if len(halves) == 2 else ("in-place",)
-
-    def number(text: str, name: str) -> Number:
-        return Number.parse(text, _real(text, source, name, line_no))
-
-    def wrong(text: str, name: str) -> int | None:
-        # The old format's "error" column is the largest error, printed like 0e+00 or 3e+02.
-        return None if text.upper() == "N/A" else round(_real(text, source, name, line_no, maximum=1e18))
-
-    measurements = tuple(
-        PlacementResult(
-            placement=placement,
-            time_us=number(half[0], f"{placement} time"),
-            algbw_GBps=number(half[1], f"{placement} algbw"),
-            busbw_GBps=number(half[2], f"{placement} busbw"),
-            wrong=wrong(half[3], f"{placement} #wrong"),
-        )
-        for placement, half in zip(placements, halves, strict=True)
-    )
-    return Row(size, count, dtype, redop, root, measurements, line_no)
-
-
-def _layout(row: Row) -> tuple[str, ...]:
-    return tuple(m.placement for m in row.measurements)
-
-
-def _parse_header(match: re.Match[str], where: Where) -> Header:
-    rest = match.group(3)
-
-    def whole(text: str, field: str) -> int:
-        return parse_int(text, Where(where.source, field, where.line), maximum=_MAX_BYTES)
-
-    def num(key: str) -> int | None:
-        found = _HEADER_FIELDS[key].search(rest)
-        return whole(found.group(1), key) if found else None
-
-    step = _STEP.search(rest)
-    step_value = whole(step.group(1), "step") if step else None
-    iters = {(k or "").strip(): whole(v, f"{k or ''}iters") for k, v in _ITERS.findall(rest)}
-    return Header(
-        nthreads=parse_int(match.group(1), Where(where.source, "nThread", where.line), maximum=_MAX_COUNT),
-        ngpus=parse_int(match.group(2), Where(where.source, "nGpus", where.line), maximum=_MAX_COUNT),
-        min_bytes=num("min_bytes"),
-        max_bytes=num("max_bytes"),
-        step_factor=step_value if step and step.group(2) == "factor" else None,
-        step_bytes=step_value if step and step.group(2) == "bytes" else None,
-        warmup_iters=iters.get("warmup"),
-        iters=iters.get(""),
-        agg_iters=iters.get("agg"),
-        validation=num("validation"),
-        graph=num("graph"),
-    )
 
 
 def _clean_lines(lines: Iterable[tuple[int, str | None]]) -> Iterator[tuple[int, str | None]]:
@@ -274,7 +148,7 @@ class _Reader:
             self.cur = None  # a new run starts; its table opens at its first table line
             self.pending.tests_version = m.group(1)[:40]
             if m.group(3):
-                code = _whole(m.group(3), self.source, "nccl-library", number, maximum=10**8)
+                code = whole_number(m.group(3), self.source, "nccl-library", number, maximum=10**8)
                 self.pending.nccl_version = nccl_version_from_code(code)
         elif m := _STARTING.match(stripped):
             if cur is None or cur.started:
@@ -283,7 +157,7 @@ class _Reader:
         elif m := _NTHREAD.match(stripped):
             if cur is None or cur.header or cur.devices or cur.rows or cur.closed:
                 cur = self.open_table(number)
-            cur.header = _parse_header(m, self.where("header", number))
+            cur.header = parse_header(m, self.where("header", number))
         else:
             return False
         return True
@@ -301,11 +175,11 @@ class _Reader:
             src = self.source
             cur.devices.append(
                 Device(
-                    _whole(rank, src, "device line rank", number, maximum=_MAX_COUNT),
-                    _whole(group or "0", src, "device line group", number, maximum=_MAX_COUNT),
-                    _whole(pid, src, "device line Pid", number, maximum=1 << 40),
+                    whole_number(rank, src, "device line rank", number, maximum=MAX_COUNT),
+                    whole_number(group or "0", src, "device line group", number, maximum=MAX_COUNT),
+                    whole_number(pid, src, "device line Pid", number, maximum=1 << 40),
                     sys.intern(host[:255]),
-                    _whole(device, src, "device line device", number, maximum=_MAX_COUNT),
+                    whole_number(device, src, "device line device", number, maximum=MAX_COUNT),
                     bus_id,
                     sys.intern(gpu.strip()[:255]),
                 )
@@ -327,7 +201,7 @@ class _Reader:
             cur.footer = True
         elif (m := _AVG.match(stripped)) and cur is not None:
             value = m.group(1)
-            cur.avg = parse_float(value, self.where("Avg bus bandwidth", number)) if _is_number(value) else None
+            cur.avg = parse_float(value, self.where("Avg bus bandwidth", number)) if is_number(value) else None
             cur.footer = cur.closed = True
         elif _CONCLUDED.match(stripped) and cur is not None:
             cur.closed = True
@@ -344,7 +218,7 @@ class _Reader:
         except ValueError:
             row = None
         # A row cut off after one whole half parses, so it is also checked against the rows before it.
-        if row is None or (cur is not None and cur.rows and not cur.closed and _layout(row) != _layout(cur.rows[-1])):
+        if row is None or (cur is not None and cur.rows and not cur.closed and layout(row) != layout(cur.rows[-1])):
             self.evidence().note(f"line {number}: damaged row skipped: {stripped[:60]}")
             return
         if cur is None or cur.closed:
@@ -369,7 +243,7 @@ class _Reader:
         if nccl_line:
             into.info_hosts.setdefault(nccl_line.group(1)[:255], None)
             if n := _NRANKS.search(line):
-                count = parse_int(n.group(1), self.where("NCCL INFO nranks", number), maximum=_MAX_COUNT)
+                count = parse_int(n.group(1), self.where("NCCL INFO nranks", number), maximum=MAX_COUNT)
                 into.info_nranks = max(into.info_nranks or 0, count)
         if m := _NCCL_VERSION.search(line):
             into.nccl_version, into.cuda_version = m.group(1), m.group(2) or into.cuda_version
