@@ -21,7 +21,7 @@ def test_nothing_is_promised_before_the_first_step() -> None:
 def test_a_latency_plus_bandwidth_sweep_is_estimated_from_its_first_steps(done: int) -> None:
     eta = Eta(SIZES)
     for size in SIZES[:done]:
-        eta.record(step_time(size))
+        eta.step_done(step_time(size))
     truth = sum(step_time(size) for size in SIZES[done:])
     left = eta.left()
     assert left is not None and left == pytest.approx(truth, rel=1e-6)
@@ -33,11 +33,11 @@ def test_a_latency_plus_bandwidth_sweep_is_estimated_from_its_first_steps(done: 
 def test_noise_and_equal_sizes_never_give_a_negative_estimate() -> None:
     eta = Eta([1024] * 5)
     for seconds in (0.3, 0.1, 0.2):
-        eta.record(seconds)
+        eta.step_done(seconds)
     assert eta.left() == pytest.approx(0.4)  # two steps left at the mean
     shaky = Eta(SIZES[:6])
     for seconds in (0.5, 0.1, 0.05):  # slower at the small end: no bandwidth can be read yet
-        shaky.record(seconds)
+        shaky.step_done(seconds)
     left = shaky.left()
     assert left is not None and left >= 0
 

@@ -86,7 +86,8 @@ class Eta:
         self.step_bytes = [float(b) for b in step_bytes]
         self.times: list[float] = []
 
-    def record(self, seconds: float) -> None:
+    def step_done(self, seconds: float) -> None:
+        """One more step took ``seconds``."""
         self.times.append(max(0.0, seconds))
 
     def left(self) -> float | None:
@@ -131,7 +132,7 @@ class Progress:
     def advance(self, label: str) -> None:
         now = time.monotonic()
         self.done += 1
-        self._eta.record(now - self._last)
+        self._eta.step_done(now - self._last)
         self._last = now
         elapsed, left = now - self._started, self._eta.left()
         if self._bar is not None:
