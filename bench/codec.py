@@ -13,7 +13,9 @@ read: ``bench.rundir.docversion``).
 Field types read: ``str``, ``int``, ``float`` (a JSON whole number too), ``bool``, ``None``, ``Path``,
 ``Literal[...]``, unions (``X | None``), ``tuple[X, ...]``, ``Mapping[str, X]``, nested records, and
 ``JSONValue``/``object`` for a value kept as parsed. JSON has one number type and Python's ``int`` accepts
-``True``: both are told apart here.
+``True``: both are told apart here. A field that may be absent from the document, apart from being null, is
+typed ``X | Absent`` with the default :data:`ABSENT`: it is left out of the JSON while it is absent, so a
+document read and written again keeps its keys (run.json's ``"rails_skipped": null`` is not its absence).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
 Record = TypeVar("Record", bound="DataclassInstance")
+Value = TypeVar("Value")
 Extra = Literal["refuse", "ignore"]
 
 
@@ -48,6 +51,32 @@ class UnknownFields(Refused):
         super().__init__(
             f"{prefix or 'the document '}names fields this railbench does not know ({', '.join(self.names)})"
         )
+
+
+@typing.final
+class Absent:
+    """The value of a field its document does not have (:data:`ABSENT`, the only one): falsy, never written."""
+
+    _made: typing.ClassVar[Absent | None] = None
+
+    def __new__(cls) -> Absent:
+        if cls._made is None:
+            cls._made = super().__new__(cls)
+        return cls._made
+
+    def __bool__(self) -> Literal[False]:
+        return False
+
+    def __repr__(self) -> str:
+        return "ABSENT"
+
+
+ABSENT = Absent()
+
+
+def present(value: Value | Absent) -> Value | None:
+    """``value``, or None where it is absent: what a reader that treats null and absence alike uses."""
+    return None if isinstance(value, Absent) else value
 
 
 @runtime_checkable
@@ -80,9 +109,10 @@ def encode(value: object) -> JSONValue:
 
 
 def fields_json(record: DataclassInstance) -> dict[str, JSONValue]:
-    """Every field of ``record`` under its own name, in declared order (what a ``to_json`` that leaves some
-    keys out starts from)."""
-    return {f.name: encode(getattr(record, f.name)) for f in dataclasses.fields(record)}
+    """Every field of ``record`` under its own name, in declared order, but those :data:`ABSENT` (what a
+    ``to_json`` that leaves some keys out starts from)."""
+    values = ((f.name, getattr(record, f.name)) for f in dataclasses.fields(record))
+    return {name: encode(value) for name, value in values if not isinstance(value, Absent)}
 
 
 def dumps(record: DataclassInstance) -> str:
@@ -164,17 +194,20 @@ def _typed(hint: object, value: object, field: str, extra: Extra) -> object:
 
 
 def _union(options: tuple[object, ...], value: object, field: str, extra: Extra) -> object:
-    present = [h for h in options if h is not type(None)]
+    # Absent is never a value a document holds: it is what a field is when its key is not there.
+    given = [h for h in options if h is not type(None) and h is not Absent]
     if value is None:
-        if len(present) < len(options):
+        if type(None) in options:
             return None
         raise Refused(f"{field} is null")
-    for option in present:
+    if len(given) == 1:  # one type a value can be: its own refusal names the part that is wrong
+        return _typed(given[0], value, field, extra)
+    for option in given:
         try:
             return _typed(option, value, field, extra)
         except Refused:
             continue
-    raise Refused(f"{field} holds {shown(value)}, not {' or '.join(_called(o) for o in present)}")
+    raise Refused(f"{field} holds {shown(value)}, not {' or '.join(_called(o) for o in given)}")
 
 
 _PLAIN: Mapping[object, Callable[[object], bool]] = {

@@ -13,7 +13,7 @@ import pytest
 from bench.accept.rank import accept_items, accept_summary
 from bench.check.items import check_items
 from bench.finding import Finding
-from bench.frame.verdict import decide, items_json, junit_case, junit_cases
+from bench.frame.verdict import decide, item_entries, junit_case, junit_cases
 from bench.preflight.checks import CheckResult
 from bench.preflight.cluster import NodeReport
 from bench.profiles import load_profile
@@ -181,10 +181,10 @@ def test_a_warning_is_kept_in_run_json_and_each_defect_fails_one_junit_case() ->
         *check_items(reports, []),
         *node_items(["node01", "node02"], outcome, {"node02": ["rail: mlx5_1:1 is DOWN"]}),
     ]
-    recorded = {(i["group"], i["name"]): i for i in items_json(items)}
+    recorded = {(i.group, i.name): i for i in item_entries(items)}
     warned = recorded[("railbench.check.node01", "rail-errors mlx5_1:1")]
-    assert warned["state"] == "warn"
-    assert warned["reason"] == "node01 rail-errors: mlx5_1:1 symbol_error rose by 3"
+    assert warned.state == "warn"
+    assert warned.reason == "node01 rail-errors: mlx5_1:1 symbol_error rose by 3"
     assert decide(items[:1]).word == "pass"  # a warning alone passes (exit 0, "warnings allowed")
     document = ET.fromstring(junit_xml("railbench.accept", junit_cases(items)))
     suite = document.find("testsuite")

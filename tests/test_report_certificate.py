@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from bench import codec
 from bench.check.items import check_items
 from bench.check.node import CheckAnswer, to_json
 from bench.commands.compare import CompareConfig
@@ -171,7 +172,7 @@ def _doc(profile: str, **sections: object) -> RunDoc:
 
 
 def test_traffic_proof_says_mlx5_0_carried_nothing(tmp_path: Path) -> None:
-    proof = traffic_proof({"profile": "lambda-1cc", "counters": _counters()}, None, load_profile("lambda-1cc"))
+    proof = traffic_proof(_doc("lambda-1cc", counters=_counters()), None, load_profile("lambda-1cc"))
     assert (
         proof is not None
         and proof.ok
@@ -184,22 +185,20 @@ def test_traffic_proof_says_mlx5_0_carried_nothing(tmp_path: Path) -> None:
         ("other devices (up to 1 a node)", "other"),
     ]
     assert sweep.split and sweep.rows[0].tx == 16 * (5 << 30) and sweep.rows[0].rx == 16 * (5 << 30)
-    loud = traffic_proof(
-        {"profile": "lambda-1cc", "counters": _counters(mlx5_0=3 << 30)}, None, load_profile("lambda-1cc")
-    )
+    loud = traffic_proof(_doc("lambda-1cc", counters=_counters(mlx5_0=3 << 30)), None, load_profile("lambda-1cc"))
     assert loud is not None and not loud.ok
     assert loud.sentences[0] == "mlx5_0 carried 3.22 GB on gpu-node-03 during the world sweep: it must stay idle."
     # RunPod: the management interface (eth0) is one of the devices that must stay idle
     runpod = traffic_proof(
-        {
-            "profile": "runpod-instant",
-            "counters": {
+        _doc(
+            "runpod-instant",
+            counters={
                 "pod1": {
                     "eth0": {"tx_bytes": 100, "rx_bytes": 100, "kind": "net"},
                     "eth1": {"tx_bytes": 1 << 30, "rx_bytes": 1 << 30, "kind": "net"},
                 }
             },
-        },
+        ),
         None,
         load_profile("runpod-instant"),
     )
@@ -209,7 +208,7 @@ def test_traffic_proof_says_mlx5_0_carried_nothing(tmp_path: Path) -> None:
 def test_the_traffic_proof_scales_to_25_devices_and_keeps_tx_and_rx_apart() -> None:
     model = ClusterModel(hosts=tuple(f"node{i:02d}" for i in range(1, 65)), bad=("node05", 3), other_devices=14)
     run, rails = run_json(model), rails_doc(model)
-    proof = traffic_proof(run, rails, load_profile("lambda-1cc"))
+    proof = traffic_proof(RunDoc.from_json(run), rails, load_profile("lambda-1cc"))
     assert proof is not None and proof.ok
     sweep, tested = proof.windows
     assert len(run["counters"]["node01"]) == 25  # 8 rails, mlx5_0, eth0, lo and 14 bridges, veths and bonds
@@ -349,8 +348,8 @@ def test_an_old_run_is_shown_against_the_profile_it_recorded() -> None:
         "idle_devices": ["mlx5_9"],
         "counter_tolerance_bytes": 0,
     }
-    judged = JudgedBy.from_json(recorded)
-    doc = {"profile": "lambda-1cc", "counters": _counters(mlx5_0=3 << 30)}
+    judged = codec.decode(JudgedBy, recorded)
+    doc = _doc("lambda-1cc", counters=_counters(mlx5_0=3 << 30))
     proof = traffic_proof(doc, None, load_profile("lambda-1cc"), judged)
     # today's lambda-1cc excludes mlx5_0; the run was judged with mlx5_9 idle, and is shown that way
     assert proof is not None and proof.ok, proof

@@ -18,9 +18,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.codec import Absent, present
 from bench.jsondoc import JSONObject, Parsed, table
 from bench.rundir.checksjson import read_checks_json
 from bench.rundir.runjson import RunDoc
+from bench.rundir.sections import RailsTestSettings, SweepSettings
 
 ENVIRONMENT_FACTS: tuple[tuple[str, str], ...] = (
     ("nccl", "NCCL"),
@@ -36,15 +38,15 @@ _SWEEP_SHAPE = ("min_bytes", "max_bytes", "step_factor", "step_bytes", "dtype", 
 _RAILS_SHAPE = ("rail_bytes", "pair_bytes", "collectives", "pairs")
 
 
-def _shape(table: object, keys: tuple[str, ...]) -> str:
-    if not isinstance(table, Mapping):
+def _shape(settings: SweepSettings | RailsTestSettings | Absent, keys: tuple[str, ...]) -> str:
+    if not settings:
         return ""
     parts = []
     for key in keys:
-        value = table.get(key)
-        if value in (None, "", [], 0) and key == "step_bytes":
+        value = present(getattr(settings, key))  # keys named above, each a field of its settings
+        if value in (None, "", (), 0) and key == "step_bytes":
             continue
-        if isinstance(value, list):
+        if isinstance(value, tuple):
             value = ",".join(str(v) for v in value)
         if value is not None:
             parts.append(f"{key}={value}")
@@ -54,10 +56,10 @@ def _shape(table: object, keys: tuple[str, ...]) -> str:
 def run_kind(doc: RunDoc) -> str:
     """``"run sweep[min_bytes=8 max_bytes=16777216 ...]"``: the command and the shape of what it measured."""
     parts = [doc.command]
-    sweep = _shape(doc.section("sweep"), _SWEEP_SHAPE)
+    sweep = _shape(doc.sweep, _SWEEP_SHAPE)
     if sweep:
         parts.append(f"sweep[{sweep}]")
-    rails = _shape(doc.section("rails_test"), _RAILS_SHAPE)
+    rails = _shape(doc.rails_test, _RAILS_SHAPE)
     if rails:
         parts.append(f"rails[{rails}]")
     return " ".join(parts)

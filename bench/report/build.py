@@ -45,7 +45,6 @@ from bench.rundir.files import (
     check_output_folder,
     check_replaceable,
 )
-from bench.rundir.judged_by import JudgedBy
 from bench.rundir.runjson import RunDoc
 
 CHART_SUFFIXES = (".vl.json", ".csv", ".png", ".svg")
@@ -81,8 +80,7 @@ class ReportOptions:
         """The fraction of target under which a bar fails, for ``run``."""
         if self.min_efficiency is not None:
             return self.min_efficiency
-        recorded = JudgedBy.from_json(run.sections.get("judged_by"))
-        return recorded.pass_fraction if recorded is not None else DEFAULT_EFFICIENCY
+        return run.judged_by.pass_fraction if run.judged_by else DEFAULT_EFFICIENCY
 
     def __post_init__(self) -> None:
         if self.min_efficiency is not None and not 0.0 < self.min_efficiency <= 1.5:

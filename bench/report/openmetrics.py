@@ -35,7 +35,6 @@ from bench.history.runfacts import run_kind
 from bench.jsondoc import table
 from bench.report.verdict import LABELS, read_compare, run_verdict
 from bench.rundir.files import atomic_write_text, read_results_rows
-from bench.rundir.judged_by import JudgedBy
 from bench.rundir.runjson import RunDoc, read_run_json
 from bench.rundir.verdict import Verdict
 
@@ -87,8 +86,8 @@ class RunCollector:
     def __init__(self, run_dir: Path) -> None:
         self.run: RunDoc = read_run_json(run_dir)
         rows = read_results_rows(run_dir)
-        recorded = JudgedBy.from_json(self.run.sections.get("judged_by"))
-        min_bytes = recorded.compare_min_bytes if recorded is not None else _min_bytes(self.run.profile)
+        recorded = self.run.judged_by
+        min_bytes = recorded.compare_min_bytes if recorded else _min_bytes(self.run.profile)
         self.metrics = headline_metrics(metrics_from_rows(rows), min_bytes)
         self.compare = read_compare(run_dir)
         self.verdict: Verdict = run_verdict(self.run)

@@ -19,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from bench.codec import present
 from bench.exits import UserError
 from bench.jsondoc import Parsed
 from bench.jsondoc import table as json_table
@@ -31,7 +32,6 @@ from bench.report.inputs import RunInputs
 from bench.report.sweep_table import SWEEP_HEADERS, sweep_rows
 from bench.report.traffic import TrafficProof, traffic_proof
 from bench.report.verdict import read_compare, run_verdict
-from bench.rundir.judged_by import JudgedBy
 from bench.rundir.numbers import numbers_of
 from bench.rundir.railsdoc import DefectErrors, IntraNode, RailDefect, RailsDoc
 from bench.rundir.runjson import RunDoc
@@ -126,13 +126,7 @@ def _fmt(value: float | None, spec: str = ",.1f", empty: str = "—") -> str:
 
 
 def _results_table(inputs: RunInputs, min_efficiency: float, scopes: Sequence[str]) -> TextTable | None:
-    items = inputs.run.sections.get("items")
-    items = items if isinstance(items, list) else []  # a damaged run.json's items read as none
-    judged = {
-        str(i.get("name")): str(i.get("state"))
-        for i in items
-        if isinstance(i, Mapping) and i.get("group") == "railbench.run" and isinstance(i.get("state"), str)
-    }
+    judged = {i.name: i.state for i in inputs.run.items or () if i.group == "railbench.run"}
     summary = results_summary(inputs.results, min_efficiency, judged)
     summary = summary[summary["scope"].isin(scopes)] if len(summary) else summary
     if not len(summary):
@@ -340,7 +334,6 @@ def _environment_section(inputs: RunInputs, hosts: tuple[str, ...]) -> Section |
 def summarize(inputs: RunInputs, min_efficiency: float, notes: Sequence[str] = ()) -> Summary:
     """The certificate's content (see the module docstring)."""
     run = inputs.run
-    doc = run.to_json()  # the sections the evidence reads as JSON (counters, failure, rails_test, env)
     hosts = tuple(run.hosts)
     compare = read_compare(inputs.run_dir)
     profile = _profile(run)
@@ -352,7 +345,7 @@ def summarize(inputs: RunInputs, min_efficiency: float, notes: Sequence[str] = (
     if verdict.word == "fail":
         below = list(inputs.rails.below_target) if inputs.rails is not None else []
         reasons = top.other_failures(verdict.reasons, top.covered_texts(inputs, grid), below)
-    traffic = traffic_proof(doc, inputs.rails, profile, JudgedBy.from_json(run.sections.get("judged_by")))
+    traffic = traffic_proof(run, inputs.rails, profile, present(run.judged_by))
     measured = (
         _slurm_section(run),
         _checks_section(grid, hosts) if grid is not None else None,

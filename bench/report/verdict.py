@@ -9,7 +9,6 @@ verdict: it shows as ERROR with its status.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 
 from bench.exits import UserError
@@ -55,6 +54,5 @@ def run_verdict(run: RunDoc) -> Verdict:
     decided = run.decided()
     if decided is not None:
         return decided
-    failure = run.sections.get("failure")
-    message = failure.get("message") if isinstance(failure, Mapping) else None
-    return Verdict.of("error", [str(message) if message else f"the run is {run.status}: it has no verdict"])
+    message = run.failure.message if run.failure else None
+    return Verdict.of("error", [message or f"the run is {run.status}: it has no verdict"])
