@@ -74,7 +74,7 @@ class Absent:
 ABSENT = Absent()
 
 
-def present(value: Value | Absent) -> Value | None:
+def present(value: Value | Absent | None) -> Value | None:
     """``value``, or None where it is absent: what a reader that treats null and absence alike uses."""
     return None if isinstance(value, Absent) else value
 

@@ -29,6 +29,7 @@ from bench.report import summary
 from bench.report.build import ReportOptions, write_report
 from bench.report.inputs import RunInputs
 from bench.report.traffic import traffic_proof
+from bench.rundir.checksjson import ChecksDoc
 from bench.rundir.files import atomic_write_json
 from bench.rundir.judged_by import JudgedBy
 from bench.rundir.runjson import RunDoc, new_record, read_run_json
@@ -106,7 +107,7 @@ def _run(tmp_path: Path, *, profile: str = "lambda-1cc", target: float | None = 
 
 
 def test_the_grid_reads_checks_json_as_accept_writes_it() -> None:
-    grid = cert.checks_grid(_accept_checks(bad="gpu-node-05"))
+    grid = cert.checks_grid(_checks(_accept_checks(bad="gpu-node-05")))
     assert grid is not None and grid.columns == ("ib-devices", "rail", "gpu-nic-affinity")
     assert len(grid.rows) == 16 and dict(grid.rows)["gpu-node-05"] == ("pass", "fail", "skip")
     assert grid.reasons[("gpu-node-05", "rail")] == "mlx5_4 port 1 DOWN"
@@ -122,7 +123,7 @@ def test_a_failed_checks_action_reaches_the_certificates_defects(tmp_path: Path)
         "action": "reseat GPU 3 (0000:73:00.0) on gpu-node-05",
         "gpus": [3],
     }
-    checks = {"nodes": [{"node": "gpu-node-05", "results": [result]}], "cross_node": []}
+    checks = _checks({"nodes": [{"node": "gpu-node-05", "results": [result]}], "cross_node": []})
     grid = cert.checks_grid(checks)
     assert grid is not None and grid.answers[0].action == result["action"]
     inputs = RunInputs(tmp_path, _doc("lambda-1cc"), pd.DataFrame(), None, checks, None)
@@ -146,7 +147,7 @@ def test_every_check_defect_has_its_action_from_the_actions_table(tmp_path: Path
     cross = [CheckResult("same-versions", "fail", "firmware differs: 28.36 on node02; 28.39 on node01", "node02")]
     items = check_items(reports, cross)
     doc = json.loads(json.dumps(to_json(CheckAnswer(profile, reports, cross, decide(items), 2))))
-    grid = cert.checks_grid(doc)
+    grid = cert.checks_grid(_checks(doc))
     actions = {(d.node, d.finding.split(":")[0]): d.action for d in summary.defects(_inputs(), grid)}
     assert actions == {
         ("node01", "ib-devices"): "open a ticket: node01 lost its RDMA driver",  # the profile's own sentence
@@ -157,8 +158,13 @@ def test_every_check_defect_has_its_action_from_the_actions_table(tmp_path: Path
     # a checks.json written before it carried actions gets each check's default
     for result in doc["nodes"][0]["results"]:
         result.pop("action")
-    (old,) = [d for d in summary.defects(_inputs(), cert.checks_grid(doc)) if d.node == "node01"]
+    (old,) = [d for d in summary.defects(_inputs(), cert.checks_grid(_checks(doc))) if d.node == "node01"]
     assert old.action == "load the RDMA driver on node01 (modprobe mlx5_ib) and check that ibstat lists its HCAs"
+
+
+def _checks(doc: object) -> ChecksDoc:
+    """checks.json as every reader gets it (``bench.rundir.checksjson``)."""
+    return codec.decode(ChecksDoc, doc, "checks.json: ")
 
 
 def _inputs() -> RunInputs:

@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bench.history.compare import BAD_STATES, STATES, State
-from bench.jsondoc import Parsed, read_json_object
-from bench.rundir.docversion import COMPARE_FORMAT_VERSION, COMPARE_STEPS, upgrade
+from bench.rundir.docversion import COMPARE_FORMAT_VERSION
 from bench.rundir.files import atomic_write_json, atomic_write_text, results_csv_text
 from bench.rundir.junit import Case, Status, write_junit
 
@@ -215,10 +214,3 @@ def print_table(results: Sequence[MetricComparison], out: TextIO, *, show_all: b
 
 def _cell(value: float | None, width: int = 9) -> str:
     return f"{'-':>{width}}" if value is None else f"{value:>{width}.2f}"
-
-
-def read_compare_json(path: Path | str) -> Parsed:
-    """compare.json brought to the current version (the loader rails.json and checks.json share); UserError
-    (exit 2) when it is damaged or newer than this railbench."""
-    doc = read_json_object(path, fix="delete it or re-run railbench compare")
-    return upgrade(doc, path, COMPARE_FORMAT_VERSION, COMPARE_STEPS)

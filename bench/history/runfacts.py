@@ -65,16 +65,11 @@ def run_kind(doc: RunDoc) -> str:
     return " ".join(parts)
 
 
-def _per_node_versions(run_dir: Path) -> dict[str, Parsed]:
+def _per_node_versions(run_dir: Path) -> dict[str, Mapping[str, str | None]]:
     """{node: versions} from checks.json as ``check``/``accept`` write it (``nodes``), else {}."""
-    doc = read_checks_json(run_dir)  # bounded and type-checked; a damaged one is one line, exit 2
-    nodes = doc.get("nodes") if doc is not None else None
-    out: dict[str, Parsed] = {}
-    for node in nodes if isinstance(nodes, list) else []:
-        versions = node.get("versions") if isinstance(node, Mapping) else None
-        if isinstance(versions, Mapping):
-            out[str(node.get("node"))] = versions
-    return out
+    doc = read_checks_json(run_dir)  # bounded and read strictly; a damaged one is one line, exit 2
+    nodes = doc.nodes if doc is not None else ()
+    return {str(node.node): node.versions for node in nodes if not isinstance(node.versions, Absent)}
 
 
 def _joined(values: set[str]) -> str | None:

@@ -11,17 +11,17 @@ they are and what to do, the failures that name no part, what was tested, and ag
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
 
 from bench.actions import Actions
 from bench.codec import present
-from bench.jsondoc import Parsed
 from bench.profiles import Profile
 from bench.report.certificate import Grid, grid_tally, plural
 from bench.report.inputs import RunInputs
+from bench.rundir.comparedoc import CompareDoc
 from bench.rundir.judged_by import JudgedBy
 from bench.rundir.railsdoc import GpuDefect, IntraNode, RailDefect, RailsDoc
 from bench.rundir.runjson import RunDoc
@@ -212,7 +212,7 @@ def _intra_tested(intra: IntraNode | None) -> tuple[str, str] | None:
     return ("intra-node", f"{pairs_text} {where}")
 
 
-def tested(inputs: RunInputs, grid: Grid | None, compare: Parsed | None) -> tuple[tuple[str, str], ...]:
+def tested(inputs: RunInputs, grid: Grid | None, compare: CompareDoc | None) -> tuple[tuple[str, str], ...]:
     """One line per step of the run: what it measured, on how much of the cluster."""
     lines: list[tuple[str, str]] = []
     if grid is not None:
@@ -225,8 +225,7 @@ def tested(inputs: RunInputs, grid: Grid | None, compare: Parsed | None) -> tupl
     rails = inputs.rails or RailsDoc()
     lines += [line for line in (_rails_tested(rails), _intra_tested(rails.intra_node)) if line is not None]
     if compare is not None:
-        baseline = compare.get("baseline")
-        runs = len(baseline.get("runs") or []) if isinstance(baseline, Mapping) else 0
+        runs = len(compare.baseline.runs) if compare.baseline else 0
         lines.append(("compare", f"against {plural(runs, 'earlier run')} of this cluster"))
     return tuple(lines)
 
