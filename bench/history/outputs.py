@@ -16,7 +16,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from bench import codec
 from bench.history.compare import BAD_STATES, STATES, State
+from bench.rundir.comparedoc import CompareDoc
 from bench.rundir.docversion import COMPARE_FORMAT_VERSION
 from bench.rundir.files import atomic_write_json, atomic_write_text, results_csv_text
 from bench.rundir.junit import Case, Status, write_junit
@@ -110,6 +112,9 @@ def write_compare_json(
             for r in results
         ],
     }
+    # Written as built (its keys in this order), after the reader's record has read it: a key the record does
+    # not declare fails here, where it was made, not in every later report of the run.
+    codec.decode(CompareDoc, codec.encode(doc), f"{path}: ")
     atomic_write_json(path, doc)
 
 

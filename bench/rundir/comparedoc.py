@@ -146,6 +146,8 @@ class CompareDoc:
     format_version: int
     tool: str = "railbench"
     command: str = "compare"
+    run_dir: str | Absent = ABSENT
+    """The run directory compared."""
     run: ComparedRun | Absent = ABSENT
     baseline: Baseline | Absent = ABSENT
     settings: CompareSettings | Absent = ABSENT
