@@ -156,14 +156,14 @@ def test_verdicts_per_node_rail_collective_and_check() -> None:
         "rail 1 all_reduce (concurrent): 230 Gb/s = 58% of 400 Gb/s (needs 90%)",
     ), verdict.reasons
     summary = accept_summary(items)
-    assert summary["checks"] == {
+    assert summary.checks == {
         "node01": "pass",
         "node02": "warn",
         "node03": "pass",
         "node04": "fail",
         "cluster": "pass",
     }
-    assert summary["rails"]["rail1"]["verdict"] == "fail" and summary["nodes"]["node01"]["verdict"] == "pass"
+    assert summary.rails["rail1"].verdict == "fail" and summary.nodes["node01"].verdict == "pass"
     warned = next(c for c in cases if c.classname == "railbench.check.node02" and c.name == "gpu-count")
     assert warned.details == "WARN node02 gpu-count: 8 GPUs"
     validate_junit(junit_xml("railbench.accept", cases, hostname="head"))
