@@ -181,3 +181,14 @@ def test_a_single_record_type_under_a_union_names_the_part_that_is_wrong() -> No
         codec.decode(Skipped, {"name": "a", "port": {"hca": "m", "port": "1"}})
     with pytest.raises(codec.Refused, match=r"^why holds 3, not a string$"):
         codec.decode(Skipped, {"name": "a", "why": 3})
+
+
+def test_a_change_is_read_as_its_field_and_the_rest_is_kept() -> None:
+    record = codec.decode(Skipped, {"name": "a"})
+    changed = codec.replaced(record, {"why": "one node", "port": Port("mlx5_1")}, "doc: ")
+    assert changed == Skipped(name="a", why="one node", port=Port("mlx5_1"))
+    assert codec.replaced(changed, {"port": {"hca": "mlx5_2", "port": 2}}).port == Port("mlx5_2", 2)
+    with pytest.raises(codec.Refused, match=r"^doc: port\.port holds \"2\", not a whole number$"):
+        codec.replaced(record, {"port": {"hca": "m", "port": "2"}}, "doc: ")
+    with pytest.raises(codec.UnknownFields, match=r"^doc: names fields this railbench does not know \(whi\)$"):
+        codec.replaced(record, {"whi": "typo"}, "doc: ")
