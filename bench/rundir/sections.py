@@ -10,7 +10,7 @@ Numbers are ``int | float`` where a writer may give either: a count read back st
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from bench.codec import ABSENT, Absent
@@ -173,11 +173,11 @@ class AcceptSection:
     (an older release also wrote the run's own ``verdict`` here)."""
 
     verdict: str | Absent = ABSENT
-    nodes: Mapping[str, Judged] = field(default_factory=dict)
-    rails: Mapping[str, Judged] = field(default_factory=dict)
+    nodes: Mapping[str, Judged] | Absent = ABSENT
+    rails: Mapping[str, Judged] | Absent = ABSENT
     intra_node: Mapping[str, Judged] | Absent = ABSENT
-    collectives: Mapping[str, Judged] = field(default_factory=dict)
-    checks: Mapping[str, str] = field(default_factory=dict)
+    collectives: Mapping[str, Judged] | Absent = ABSENT
+    checks: Mapping[str, str] | Absent = ABSENT
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -188,11 +188,11 @@ class ImportSource:
     sha256: str
     format: str
     truncated: bool
-    failures: tuple[JSONValue, ...] = ()
-    command: str | None = None
-    collective_from_file_name: tuple[int, ...] = ()
+    failures: tuple[JSONValue, ...] | Absent = ABSENT
+    command: str | Absent | None = ABSENT
+    collective_from_file_name: tuple[int, ...] | Absent = ABSENT
     """Tables (1-based) whose collective only the file's name gave."""
-    tables: tuple[Mapping[str, JSONValue], ...] = ()
+    tables: tuple[Mapping[str, JSONValue], ...] | Absent = ABSENT
 
 
 @dataclass(frozen=True, kw_only=True)
