@@ -199,6 +199,12 @@ def test_the_end_of_a_run_is_a_transition_on_its_record(tmp_path: Path) -> None:
         run.become(replace(run.record, status="running"))
 
 
+def test_a_link_that_died_fails_the_run_and_names_the_part() -> None:
+    died = Failure(kind="link-died", message="node02 mlx5_1 died (during rail 1)", hosts=("node02",))
+    record = new_record(**_running()).failed(died, 1)
+    assert (record.status, record.verdict, record.exit_status, record.reasons) == ("failed", "fail", 1, (died.message,))
+
+
 def test_an_interrupted_run_without_a_verdict_is_an_error(tmp_path: Path) -> None:
     record = new_record(**_running()).interrupted(130)
     assert (record.status, record.verdict, record.reasons, record.finish) == (

@@ -24,7 +24,7 @@ from typing import Literal, get_args
 from bench import codec
 from bench.bounded import MissingInput, check_path_names
 from bench.codec import ABSENT, Absent
-from bench.exits import UserError
+from bench.exits import EXIT_FAIL, UserError
 from bench.jsondoc import JSONObject, JSONValue
 from bench.rundir.files import (
     FORMAT_VERSION,
@@ -195,13 +195,14 @@ class RunDoc:
         )
 
     def failed(self, failure: Failure, exit_status: int, *, command: str | None = None) -> RunDoc:
-        """The run ended in an error (exit 3): ``failure`` says why, and is the verdict's one reason. A run that
-        had already ended keeps the time it ended."""
+        """The run ended early: ``failure`` says why, and is the verdict's one reason. Exit status 1 is a FAIL
+        that names a part (a link that died mid-measurement); any other is an error. A run that had already
+        ended keeps the time it ended."""
         return dataclasses.replace(
             self,
             command=command or self.command,
             status="failed",
-            verdict="error",
+            verdict="fail" if exit_status == EXIT_FAIL else "error",
             reasons=(failure.message,),
             exit_status=exit_status,
             failure=failure,
