@@ -13,7 +13,9 @@ read: ``bench.rundir.docversion``).
 Field types read: ``str``, ``int``, ``float`` (a JSON whole number too), ``bool``, ``None``, ``Path``,
 ``Literal[...]``, unions (``X | None``), ``tuple[X, ...]``, ``Mapping[str, X]``, nested records, and
 ``JSONValue``/``object`` for a value kept as parsed. JSON has one number type and Python's ``int`` accepts
-``True``: both are told apart here.
+``True``: both are told apart here. A field that may be absent from the document, apart from being null, is
+typed ``X | Absent`` with the default :data:`ABSENT`: it is left out of the JSON while it is absent, so a
+document read and written again keeps its keys (run.json's ``"rails_skipped": null`` is not its absence).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
 Record = TypeVar("Record", bound="DataclassInstance")
+Value = TypeVar("Value")
 Extra = Literal["refuse", "ignore"]
 
 
@@ -50,25 +53,57 @@ class UnknownFields(Refused):
         )
 
 
+@typing.final
+class Absent:
+    """The value of a field its document does not have (:data:`ABSENT`, the only one): falsy, never written."""
+
+    _made: typing.ClassVar[Absent | None] = None
+
+    def __new__(cls) -> Absent:
+        if cls._made is None:
+            cls._made = super().__new__(cls)
+        return cls._made
+
+    def __bool__(self) -> Literal[False]:
+        return False
+
+    def __repr__(self) -> str:
+        return "ABSENT"
+
+
+ABSENT = Absent()
+
+
+def present(value: Value | Absent | None) -> Value | None:
+    """``value``, or None where it is absent: what a reader that treats null and absence alike uses."""
+    return None if isinstance(value, Absent) else value
+
+
 @runtime_checkable
 class _WritesItself(Protocol):
     def to_json(self) -> dict[str, JSONValue]: ...
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def encode(value: object) -> JSONValue:
     """``value`` as JSON: a record by its own ``to_json`` if it has one, else every field under its own name
     in declared order; a ``Path`` as text, tuples as lists."""
-    if isinstance(value, _WritesItself):
-        return value.to_json()
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return fields_json(value)
-    if isinstance(value, Path):
-        return str(value)
+    # The plain values first: a run.json of 4,096 nodes holds a million of them, and a Protocol check is slow.
+    if type(value) in _SCALARS:
+        return cast("JSONValue", value)
     if isinstance(value, tuple | list):
         return [encode(v) for v in value]
     if isinstance(value, Mapping):
         return {str(k): encode(v) for k, v in value.items()}
-    if value is None or isinstance(value, str | int | float | bool):
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return value.to_json() if isinstance(value, _WritesItself) else fields_json(value)
+    if isinstance(value, _WritesItself):
+        return value.to_json()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, str | int | float | bool):  # a subclass (an IntEnum, numpy's float64)
         return value
     # A numpy count, flag or median (localisation computes with numpy) is a value, not an error: np.int64 is no
     # int and np.bool_ no bool, and refusing one would lose the whole document at write time. A numpy scalar
@@ -79,10 +114,16 @@ def encode(value: object) -> JSONValue:
     raise TypeError(f"JSON cannot hold a {type(value).__name__}")
 
 
+@cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
 def fields_json(record: DataclassInstance) -> dict[str, JSONValue]:
-    """Every field of ``record`` under its own name, in declared order (what a ``to_json`` that leaves some
-    keys out starts from)."""
-    return {f.name: encode(getattr(record, f.name)) for f in dataclasses.fields(record)}
+    """Every field of ``record`` under its own name, in declared order, but those :data:`ABSENT` (what a
+    ``to_json`` that leaves some keys out starts from)."""
+    values = ((name, getattr(record, name)) for name in _field_names(type(record)))
+    return {name: encode(value) for name, value in values if value is not ABSENT}
 
 
 def dumps(record: DataclassInstance) -> str:
@@ -90,12 +131,58 @@ def dumps(record: DataclassInstance) -> str:
     return json.dumps(encode(record), separators=(",", ":"))
 
 
+class _Wrong(Exception):
+    """A value that is not of its type, on its way out to :func:`decode`: ``path`` (``.hosts[2]``) grows as it
+    passes each enclosing record, list and object, so no path is built for the values that are right."""
+
+    def __init__(self, said: str, *, whole: str = "", names: Sequence[str] = ()) -> None:
+        super().__init__(said)
+        self.said, self.whole, self.names = said, whole, tuple(names)
+        """``whole``: a refusal of a record as a whole (its own check; ``names``: keys it does not declare)."""
+        self.path = ""
+
+    def within(self, part: str) -> _Wrong:
+        self.path = part + self.path
+        return self
+
+    def refusal(self, where: str) -> Refused:
+        field = where + self.path.lstrip(".")
+        if self.names:
+            return UnknownFields(self.names, field + "." if self.path else where)
+        if self.whole:
+            return Refused(f"{field.rstrip('. ') or self.whole}: {self.said}")
+        return Refused(f"{field} {self.said}")
+
+
 def decode(cls: type[Record], doc: object, where: str = "", *, extra: Extra = "refuse") -> Record:
     """The ``cls`` record in the parsed JSON ``doc``; :class:`Refused` naming the field (prefixed by
     ``where``, e.g. ``"rails.json: "``) when a value is not of its declared type."""
     if not isinstance(doc, Mapping):
         raise Refused(f"{where}holds {shown(doc)}, not an object")
-    return _record(cls, doc, where, extra)
+    try:
+        return _record(cls, doc, extra)
+    except _Wrong as wrong:
+        raise wrong.refusal(where) from None
+
+
+def replaced(record: Record, changes: Mapping[str, object], where: str = "") -> Record:
+    """``record`` with the fields ``changes`` names (each a value of its type, or its JSON), each read as
+    :func:`decode` reads it and the rest kept as they are (a change to a long document does not read the whole of
+    it again); :class:`Refused` as :func:`decode` says it."""
+    cls = type(record)
+    hints = _hints(cls)
+    typed = {}
+    for name, value in changes.items():
+        if name not in _declared(cls)[0]:
+            raise UnknownFields([name], where)
+        try:
+            typed[name] = _typed(hints[name], encode(value), "refuse")
+        except _Wrong as wrong:
+            raise wrong.within(f".{name}").refusal(where) from None
+    try:
+        return dataclasses.replace(record, **typed)
+    except (TypeError, ValueError) as exc:  # the record's own checks (__post_init__)
+        raise Refused(f"{where}{str(exc)[:200]}") from None
 
 
 # ``JSONValue`` is a recursive alias written as text: evaluating it needs the names its text uses, which a
@@ -111,70 +198,107 @@ def _hints(cls: type) -> Mapping[str, object]:
     return typing.get_type_hints(cls, localns=dict(_ALIAS_NAMES))
 
 
-def _record(cls: type[Record], doc: Mapping[str, object], prefix: str, extra: Extra) -> Record:
-    hints = _hints(cls)
+@cache
+def _declared(cls: type) -> tuple[frozenset[str], tuple[str, ...]]:
+    """The names ``cls`` takes, and those of them a document must have (no default)."""
     declared = [f for f in dataclasses.fields(cls) if f.init]
-    names = {f.name for f in declared}
+    required = tuple(
+        f.name for f in declared if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    )
+    return frozenset(f.name for f in declared), required
+
+
+def _record(cls: type[Record], doc: Mapping[str, object], extra: Extra) -> Record:
+    hints = _hints(cls)
+    names, required = _declared(cls)
     unknown = [str(k) for k in doc if k not in names]
     if unknown and extra == "refuse":
-        raise UnknownFields(unknown, prefix)
-    missing = [
-        f.name
-        for f in declared
-        if f.name not in doc and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-    ]
+        raise _Wrong("", names=unknown)
+    missing = [name for name in required if name not in doc]
     if missing:
-        raise Refused(f"{prefix}{missing[0]} is missing")
-    args = {f.name: _typed(hints[f.name], doc[f.name], f"{prefix}{f.name}", extra) for f in declared if f.name in doc}
+        raise _Wrong("is missing").within(f".{missing[0]}")
+    args = {}
+    for name, value in doc.items():
+        if name in names:
+            try:
+                args[name] = _typed(hints[name], value, extra)
+            except _Wrong as wrong:
+                raise wrong.within(f".{name}") from None
     try:
         return cls(**args)
     except (TypeError, ValueError) as exc:  # the record's own checks (__post_init__) of values of the right type
-        if isinstance(exc, Refused):
-            raise
-        raise Refused(f"{prefix.rstrip('. ') or cls.__name__}: {str(exc)[:200]}") from None
+        raise _Wrong(str(exc)[:200], whole=cls.__name__) from None
 
 
-def _typed(hint: object, value: object, field: str, extra: Extra) -> object:
-    """``value`` as the field's type; :class:`Refused` when it is not of that type."""
+@cache
+def _shape(hint: object) -> tuple[object, tuple[object, ...]]:
+    return typing.get_origin(hint), typing.get_args(hint)
+
+
+def _typed(hint: object, value: object, extra: Extra) -> object:
+    """``value`` as the field's type; :class:`_Wrong` when it is not of that type."""
+    if hint in _PLAIN:
+        return _plain(hint, value)
     if hint is object or hint == _JSON_VALUE:
         return value
-    origin = typing.get_origin(hint)
+    origin, args = _shape(hint)
     if origin in (typing.Union, types.UnionType):
-        return _union(typing.get_args(hint), value, field, extra)
+        return _union(args, value, extra)
     if origin is Literal:
-        if value in typing.get_args(hint) and not isinstance(value, bool | float):
+        if value in args and not isinstance(value, bool | float):
             return value
-        raise Refused(f"{field} holds {shown(value)}, not one of {', '.join(map(repr, typing.get_args(hint)))}")
+        raise _Wrong(f"holds {shown(value)}, not one of {', '.join(map(repr, args))}")
     if origin is tuple:
         if not isinstance(value, list):
-            raise Refused(f"{field} holds {shown(value)}, not a list")
-        (item, *_) = typing.get_args(hint)
-        return tuple(_typed(item, v, f"{field}[{i}]", extra) for i, v in enumerate(value))
+            raise _Wrong(f"holds {shown(value)}, not a list")
+        return tuple(_items(args[0], value, extra))
     if origin in (Mapping, dict):
         if not isinstance(value, Mapping):
-            raise Refused(f"{field} holds {shown(value)}, not an object")
-        (_, item) = typing.get_args(hint)
-        return {str(k): _typed(item, v, f"{field}.{k}", extra) for k, v in value.items()}
+            raise _Wrong(f"holds {shown(value)}, not an object")
+        return _entries(args[1], value, extra)
     if dataclasses.is_dataclass(hint):
         if not isinstance(value, Mapping):
-            raise Refused(f"{field} holds {shown(value)}, not an object")
+            raise _Wrong(f"holds {shown(value)}, not an object")
         # A field's annotation is a class, never an instance: is_dataclass just said it is a dataclass.
-        return _record(cast("type[DataclassInstance]", hint), value, f"{field}.", extra)
-    return _plain(hint, value, field)
+        return _record(cast("type[DataclassInstance]", hint), value, extra)
+    raise TypeError(f"the codec cannot read a field of type {hint!r}")
 
 
-def _union(options: tuple[object, ...], value: object, field: str, extra: Extra) -> object:
-    present = [h for h in options if h is not type(None)]
-    if value is None:
-        if len(present) < len(options):
-            return None
-        raise Refused(f"{field} is null")
-    for option in present:
+def _items(hint: object, values: list[object], extra: Extra) -> list[object]:
+    out = []
+    for i, v in enumerate(values):
         try:
-            return _typed(option, value, field, extra)
-        except Refused:
+            out.append(_typed(hint, v, extra))
+        except _Wrong as wrong:
+            raise wrong.within(f"[{i}]") from None
+    return out
+
+
+def _entries(hint: object, values: Mapping[object, object], extra: Extra) -> dict[str, object]:
+    out = {}
+    for k, v in values.items():
+        try:
+            out[str(k)] = _typed(hint, v, extra)
+        except _Wrong as wrong:
+            raise wrong.within(f".{k}") from None
+    return out
+
+
+def _union(options: tuple[object, ...], value: object, extra: Extra) -> object:
+    # Absent is never a value a document holds: it is what a field is when its key is not there.
+    given = [h for h in options if h is not type(None) and h is not Absent]
+    if value is None:
+        if type(None) in options:
+            return None
+        raise _Wrong("is null")
+    if len(given) == 1:  # one type a value can be: its own refusal names the part that is wrong
+        return _typed(given[0], value, extra)
+    for option in given:
+        try:
+            return _typed(option, value, extra)
+        except _Wrong:
             continue
-    raise Refused(f"{field} holds {shown(value)}, not {' or '.join(_called(o) for o in present)}")
+    raise _Wrong(f"holds {shown(value)}, not {' or '.join(_called(o) for o in given)}")
 
 
 _PLAIN: Mapping[object, Callable[[object], bool]] = {
@@ -187,11 +311,9 @@ _PLAIN: Mapping[object, Callable[[object], bool]] = {
 }
 
 
-def _plain(hint: object, value: object, field: str) -> object:
-    if hint not in _PLAIN:
-        raise TypeError(f"the codec cannot read a field of type {hint!r} ({field})")
+def _plain(hint: object, value: object) -> object:
     if not _PLAIN[hint](value):
-        raise Refused(f"{field} holds {shown(value)}, not {_called(hint)}")
+        raise _Wrong(f"holds {shown(value)}, not {_called(hint)}")
     # _PLAIN[hint] just said what value is: a str for a Path, an int or a float for a float.
     if hint is Path:
         return Path(cast("str", value))

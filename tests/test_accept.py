@@ -13,7 +13,7 @@ import pytest
 from bench.accept.rank import accept_items, accept_summary
 from bench.check.items import check_items
 from bench.finding import Finding
-from bench.frame.verdict import decide, items_json, junit_case, junit_cases
+from bench.frame.verdict import decide, item_entries, junit_case, junit_cases
 from bench.preflight.checks import CheckResult
 from bench.preflight.cluster import NodeReport
 from bench.profiles import load_profile
@@ -156,14 +156,14 @@ def test_verdicts_per_node_rail_collective_and_check() -> None:
         "rail 1 all_reduce (concurrent): 230 Gb/s = 58% of 400 Gb/s (needs 90%)",
     ), verdict.reasons
     summary = accept_summary(items)
-    assert summary["checks"] == {
+    assert summary.checks == {
         "node01": "pass",
         "node02": "warn",
         "node03": "pass",
         "node04": "fail",
         "cluster": "pass",
     }
-    assert summary["rails"]["rail1"]["verdict"] == "fail" and summary["nodes"]["node01"]["verdict"] == "pass"
+    assert summary.rails["rail1"].verdict == "fail" and summary.nodes["node01"].verdict == "pass"
     warned = next(c for c in cases if c.classname == "railbench.check.node02" and c.name == "gpu-count")
     assert warned.details == "WARN node02 gpu-count: 8 GPUs"
     validate_junit(junit_xml("railbench.accept", cases, hostname="head"))
@@ -181,10 +181,10 @@ def test_a_warning_is_kept_in_run_json_and_each_defect_fails_one_junit_case() ->
         *check_items(reports, []),
         *node_items(["node01", "node02"], outcome, {"node02": ["rail: mlx5_1:1 is DOWN"]}),
     ]
-    recorded = {(i["group"], i["name"]): i for i in items_json(items)}
+    recorded = {(i.group, i.name): i for i in item_entries(items)}
     warned = recorded[("railbench.check.node01", "rail-errors mlx5_1:1")]
-    assert warned["state"] == "warn"
-    assert warned["reason"] == "node01 rail-errors: mlx5_1:1 symbol_error rose by 3"
+    assert warned.state == "warn"
+    assert warned.reason == "node01 rail-errors: mlx5_1:1 symbol_error rose by 3"
     assert decide(items[:1]).word == "pass"  # a warning alone passes (exit 0, "warnings allowed")
     document = ET.fromstring(junit_xml("railbench.accept", junit_cases(items)))
     suite = document.find("testsuite")

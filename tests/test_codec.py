@@ -157,3 +157,38 @@ def test_numpy_scalars_are_written_as_their_values() -> None:
     assert json.dumps(written) == '{"count": 3, "slow": true, "median": 0.5}'
     with pytest.raises(TypeError, match="JSON cannot hold a ndarray"):
         codec.encode(np.zeros(2))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Skipped:
+    name: str
+    why: str | codec.Absent | None = codec.ABSENT
+    port: Port | codec.Absent = codec.ABSENT
+
+
+def test_an_absent_field_stays_absent_and_null_stays_null() -> None:
+    # run.json's "rails_skipped": null is not its absence: a document read and written again keeps its keys
+    for doc in ({"name": "a"}, {"name": "a", "why": None}, {"name": "a", "why": "one node", "port": {"hca": "m"}}):
+        read = codec.decode(Skipped, doc)
+        assert codec.encode(read) == {**doc, **({"port": {"hca": "m", "port": 1}} if "port" in doc else {})}
+    absent = codec.decode(Skipped, {"name": "a"})
+    assert absent.why is codec.ABSENT and not absent.why and codec.present(absent.why) is None
+    assert codec.Absent() is codec.ABSENT and repr(codec.ABSENT) == "ABSENT"
+
+
+def test_a_single_record_type_under_a_union_names_the_part_that_is_wrong() -> None:
+    with pytest.raises(codec.Refused, match=r"^port\.port holds \"1\", not a whole number$"):
+        codec.decode(Skipped, {"name": "a", "port": {"hca": "m", "port": "1"}})
+    with pytest.raises(codec.Refused, match=r"^why holds 3, not a string$"):
+        codec.decode(Skipped, {"name": "a", "why": 3})
+
+
+def test_a_change_is_read_as_its_field_and_the_rest_is_kept() -> None:
+    record = codec.decode(Skipped, {"name": "a"})
+    changed = codec.replaced(record, {"why": "one node", "port": Port("mlx5_1")}, "doc: ")
+    assert changed == Skipped(name="a", why="one node", port=Port("mlx5_1"))
+    assert codec.replaced(changed, {"port": {"hca": "mlx5_2", "port": 2}}).port == Port("mlx5_2", 2)
+    with pytest.raises(codec.Refused, match=r"^doc: port\.port holds \"2\", not a whole number$"):
+        codec.replaced(record, {"port": {"hca": "m", "port": "2"}}, "doc: ")
+    with pytest.raises(codec.UnknownFields, match=r"^doc: names fields this railbench does not know \(whi\)$"):
+        codec.replaced(record, {"whi": "typo"}, "doc: ")

@@ -1,5 +1,6 @@
-"""rails.json and checks.json carry a format version: an older (version-less) one reads as a current one
-would, a newer one is refused in one line."""
+"""rails.json, checks.json and compare.json carry a format version: a document of each older version reads
+as a current one would (rails v0, checks v0, compare v1), read strictly into its typed record; a newer one is
+refused in one line."""
 
 from __future__ import annotations
 
@@ -9,12 +10,47 @@ from pathlib import Path
 import pytest
 
 from bench.exits import UserError
-from bench.rundir.checksjson import read_checks_json
-from bench.rundir.docversion import CHECKS_FORMAT_VERSION, RAILS_FORMAT_VERSION
+from bench.rundir.checksjson import CheckEntry, ChecksDoc, NodeChecks, read_checks_json
+from bench.rundir.comparedoc import read_compare_json
+from bench.rundir.docversion import CHECKS_FORMAT_VERSION, COMPARE_FORMAT_VERSION, RAILS_FORMAT_VERSION
 from bench.rundir.railsdoc import read_rails_doc
 
 RAILS_V0: dict[str, object] = {"skipped": "no rails", "nodes": [], "rails": [], "measurements": [], "defects": []}
-CHECKS_V0: dict[str, object] = {"profile": "p", "nranks": 2, "verdict": "PASS", "nodes": [], "cross_node": []}
+CHECKS_V0: dict[str, object] = {
+    "profile": "p",
+    "nranks": 2,
+    "verdict": "PASS",
+    "nodes": [
+        {
+            "node": "n1",
+            "verdict": "pass",
+            "versions": {"nccl": "2.23.4", "driver": None},
+            "results": [{"check": "rail", "status": "pass", "reason": "n1 mlx5_1 is ACTIVE", "device": "mlx5_1"}],
+        }
+    ],
+    "cross_node": [],
+}
+COMPARE_V1: dict[str, object] = {
+    "format_version": 1,
+    "tool": "railbench",
+    "command": "compare",
+    "baseline": {"description": "last 3 comparable runs", "runs": [{"time_utc": "t", "run_dir": "r", "id": 4}]},
+    "summary": {"regressed": 1, "unchanged": 0},
+    "exit_status": 1,
+    "metrics": [
+        {
+            "metric": "all_reduce/world/world/1024",
+            "collective": "all_reduce",
+            "scope": "world",
+            "group": "world",
+            "bytes": 1024,
+            "state": "regressed",
+            "busbw_GBps": 30.5,
+            "baseline_GBps": 40,
+            "change": -0.2375,
+        }
+    ],
+}
 
 
 def _write(run_dir: Path, name: str, doc: dict[str, object]) -> Path:
@@ -33,27 +69,43 @@ def test_a_versionless_rails_json_reads_as_the_current_version(tmp_path: Path) -
 def test_a_versionless_checks_json_reads_as_the_current_version(tmp_path: Path) -> None:
     old = read_checks_json(_write(tmp_path / "old", "checks.json", CHECKS_V0))
     current = {**CHECKS_V0, "format_version": CHECKS_FORMAT_VERSION}
-    assert old == read_checks_json(_write(tmp_path / "new", "checks.json", current)) == current
+    assert old is not None and old == read_checks_json(_write(tmp_path / "new", "checks.json", current))
+    (node,) = old.nodes
+    assert old.format_version == CHECKS_FORMAT_VERSION and isinstance(old, ChecksDoc)
+    assert node == NodeChecks(
+        node="n1",
+        verdict="pass",
+        versions={"nccl": "2.23.4", "driver": None},
+        results=(CheckEntry(check="rail", status="pass", reason="n1 mlx5_1 is ACTIVE", device="mlx5_1"),),
+    )
 
 
-@pytest.mark.parametrize(("name", "doc"), [("rails.json", RAILS_V0), ("checks.json", CHECKS_V0)])
+def test_a_compare_json_of_version_1_reads_as_its_typed_record(tmp_path: Path) -> None:
+    doc = read_compare_json(_write(tmp_path, "compare.json", COMPARE_V1))
+    assert doc is not None and doc.format_version == COMPARE_FORMAT_VERSION == 1
+    (metric,) = doc.metrics
+    assert (metric.state, metric.busbw_GBps, metric.baseline_GBps, metric.changes) == ("regressed", 30.5, 40, ())
+    assert doc.summary == {"regressed": 1, "unchanged": 0} and doc.baseline and doc.baseline.runs[0].id == 4
+
+
+def test_a_damaged_checks_or_compare_json_names_the_field(tmp_path: Path) -> None:
+    damaged = {**CHECKS_V0, "nodes": [{"node": "n1", "results": [{"check": "rail", "status": 3}]}]}
+    with pytest.raises(UserError, match=r"checks\.json: nodes\[0\]\.results\[0\]\.status holds 3, not a string"):
+        read_checks_json(_write(tmp_path, "checks.json", damaged))
+    with pytest.raises(UserError, match=r"compare\.json: summary\.regressed holds \"many\", not a whole number"):
+        read_compare_json(_write(tmp_path, "compare.json", {**COMPARE_V1, "summary": {"regressed": "many"}}))
+
+
+@pytest.mark.parametrize(
+    ("name", "doc"), [("rails.json", RAILS_V0), ("checks.json", CHECKS_V0), ("compare.json", COMPARE_V1)]
+)
 def test_a_newer_version_is_refused_in_one_line(tmp_path: Path, name: str, doc: dict[str, object]) -> None:
     _write(tmp_path, name, {**doc, "format_version": 99})
+    reader = {"rails.json": read_rails_doc, "checks.json": read_checks_json, "compare.json": read_compare_json}[name]
     with pytest.raises(UserError) as refused:
-        (read_rails_doc if name == "rails.json" else read_checks_json)(tmp_path)
+        reader(tmp_path)
     message = str(refused.value)
     assert "\n" not in message and name in message and "99" in message and "upgrade railbench" in message
-
-
-def test_compare_json_version_1_reads_and_a_newer_one_is_refused(tmp_path: Path) -> None:
-    from bench.history.outputs import read_compare_json
-
-    doc = {"format_version": 1, "metrics": []}
-    (tmp_path / "compare.json").write_text(json.dumps(doc))
-    assert read_compare_json(tmp_path / "compare.json") == doc
-    (tmp_path / "compare.json").write_text(json.dumps({**doc, "format_version": 99}))
-    with pytest.raises(UserError, match="upgrade railbench"):
-        read_compare_json(tmp_path / "compare.json")
 
 
 def test_report_refuses_a_newer_rails_json_with_exit_2_in_one_line(tmp_path: Path) -> None:

@@ -123,7 +123,7 @@ def test_counters_json_keeps_bytes_and_adds_errors_beside_them(tmp_path: Path) -
     assert json.loads(json.dumps(record.to_json()))["counters"]["node1"]["mlx5_1:1"]["errors"]["symbol_error"] == 3
     from bench.report.traffic import traffic_proof
 
-    proof = traffic_proof(record.to_json(), None, None)
+    proof = traffic_proof(record, None, None)
     assert proof is not None
     (row,) = [r for r in proof.windows[0].rows if r.device == "mlx5_1:1"]
     assert (row.tx, row.rx, row.total) == (4000, 0, 4000)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from bench.rundir.judged_by import JudgedBy
 from bench.rundir.numbers import numbers_of
 from bench.rundir.runjson import RunDoc, new_record
 
@@ -40,7 +41,21 @@ def test_a_gpu_run_says_which_links_and_network_carried_it() -> None:
     one = numbers_of(_run("nccl", "cuda:0", 1, 8))
     assert one == "NCCL on 8 GPUs of 1 node: the links inside the node (NVLink/NVSwitch or PCIe), no network crossed"
     named = _run(
-        "nccl", "cuda:0", 2, 16, judged_by={"gpu_models": ["NVIDIA B200"]}, nccl_evidence=_evidence("IB", "IB")
+        "nccl",
+        "cuda:0",
+        2,
+        16,
+        judged_by=JudgedBy(
+            profile="p",
+            source="p.toml",
+            pass_fraction=0.9,
+            judge_min_bytes=0,
+            compare_min_bytes=0,
+            idle_devices=(),
+            counter_tolerance_bytes=0,
+            gpu_models=("NVIDIA B200",),
+        ),
+        nccl_evidence=_evidence("IB", "IB"),
     )
     assert numbers_of(named) == "NCCL on 16 × NVIDIA B200 across 2 nodes over IB, as NCCL's log says"
     fallback = numbers_of(_run("nccl", "cuda:0", 2, 16, nccl_evidence=_evidence("IB", "Socket")))

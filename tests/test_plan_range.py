@@ -18,6 +18,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from bench import codec
 from bench.accept.config import AcceptConfig, accept_plan, validate
 from bench.exits import UserError
 from bench.history.phase_times import from_plan_section, recent_runs
@@ -29,6 +30,7 @@ from bench.rails.laps import compared
 from bench.rails.plan_model import PlanModel, Span, plan_table
 from bench.rundir.files import atomic_write_json
 from bench.rundir.runjson import SCHEMA_PATH
+from bench.rundir.sections import PlanSection
 from bench.sweep.config import RunConfig
 from tests.history_fixtures import make_run_dir
 from tests.support import railbench_inline
@@ -156,8 +158,12 @@ def test_every_run_records_its_phase_times_even_without_a_plan() -> None:
     assert phases["world sweep"]["measured_s"] is None
     for section in (alone, planned):
         jsonschema.validate({"plan": section}, {"properties": RUN_SCHEMA["properties"]})
-    assert [p.phase for p in from_plan_section(alone)] == ["start-up and rail groups", "pair matrix", "confirmation"]
-    assert from_plan_section({"phases": [{"name": 7}, "x", {"name": "a", "measured_s": -1}]})[0].measured_s is None
+    read = codec.decode(PlanSection, alone)
+    assert [p.phase for p in from_plan_section(read)] == ["start-up and rail groups", "pair matrix", "confirmation"]
+    assert (
+        from_plan_section(codec.decode(PlanSection, {"phases": [{"name": "a", "measured_s": -1}]}))[0].measured_s
+        is None
+    )
 
 
 def _history_with_a_run(tmp_path: Path, nodes: int, share: float, cluster: str = "lab") -> tuple[Path, plan.Plan]:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bench import codec
 from bench.exits import EXIT_FAIL
 from bench.frame.postmortem import LinkErrors, failure_of, named_links, own_link_errors
 from bench.rundir.runjson import RunFile, new_record
@@ -115,7 +116,7 @@ def test_the_parent_keeps_the_named_link_when_the_launcher_reports_the_ranks_it_
     assert output.lost_ranks(), output.boxes
     assert exit_status_from_run_dir(tmp_path, Ended(rc=1), output) == EXIT_FAIL
     kept = RunFile.load(tmp_path)
-    assert kept.get("failure") == failure and kept.record.verdict == "fail"
+    assert codec.encode(kept.record.failure) == failure and kept.record.verdict == "fail"
 
 
 @pytest.mark.parametrize("kind", ["lost-rank", None])

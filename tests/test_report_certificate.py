@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from bench import codec
 from bench.check.items import check_items
 from bench.check.node import CheckAnswer, to_json
 from bench.commands.compare import CompareConfig
@@ -28,6 +29,7 @@ from bench.report import summary
 from bench.report.build import ReportOptions, write_report
 from bench.report.inputs import RunInputs
 from bench.report.traffic import traffic_proof
+from bench.rundir.checksjson import ChecksDoc
 from bench.rundir.files import atomic_write_json
 from bench.rundir.judged_by import JudgedBy
 from bench.rundir.runjson import RunDoc, new_record, read_run_json
@@ -105,7 +107,7 @@ def _run(tmp_path: Path, *, profile: str = "lambda-1cc", target: float | None = 
 
 
 def test_the_grid_reads_checks_json_as_accept_writes_it() -> None:
-    grid = cert.checks_grid(_accept_checks(bad="gpu-node-05"))
+    grid = cert.checks_grid(_checks(_accept_checks(bad="gpu-node-05")))
     assert grid is not None and grid.columns == ("ib-devices", "rail", "gpu-nic-affinity")
     assert len(grid.rows) == 16 and dict(grid.rows)["gpu-node-05"] == ("pass", "fail", "skip")
     assert grid.reasons[("gpu-node-05", "rail")] == "mlx5_4 port 1 DOWN"
@@ -121,7 +123,7 @@ def test_a_failed_checks_action_reaches_the_certificates_defects(tmp_path: Path)
         "action": "reseat GPU 3 (0000:73:00.0) on gpu-node-05",
         "gpus": [3],
     }
-    checks = {"nodes": [{"node": "gpu-node-05", "results": [result]}], "cross_node": []}
+    checks = _checks({"nodes": [{"node": "gpu-node-05", "results": [result]}], "cross_node": []})
     grid = cert.checks_grid(checks)
     assert grid is not None and grid.answers[0].action == result["action"]
     inputs = RunInputs(tmp_path, _doc("lambda-1cc"), pd.DataFrame(), None, checks, None)
@@ -145,7 +147,7 @@ def test_every_check_defect_has_its_action_from_the_actions_table(tmp_path: Path
     cross = [CheckResult("same-versions", "fail", "firmware differs: 28.36 on node02; 28.39 on node01", "node02")]
     items = check_items(reports, cross)
     doc = json.loads(json.dumps(to_json(CheckAnswer(profile, reports, cross, decide(items), 2))))
-    grid = cert.checks_grid(doc)
+    grid = cert.checks_grid(_checks(doc))
     actions = {(d.node, d.finding.split(":")[0]): d.action for d in summary.defects(_inputs(), grid)}
     assert actions == {
         ("node01", "ib-devices"): "open a ticket: node01 lost its RDMA driver",  # the profile's own sentence
@@ -156,8 +158,13 @@ def test_every_check_defect_has_its_action_from_the_actions_table(tmp_path: Path
     # a checks.json written before it carried actions gets each check's default
     for result in doc["nodes"][0]["results"]:
         result.pop("action")
-    (old,) = [d for d in summary.defects(_inputs(), cert.checks_grid(doc)) if d.node == "node01"]
+    (old,) = [d for d in summary.defects(_inputs(), cert.checks_grid(_checks(doc))) if d.node == "node01"]
     assert old.action == "load the RDMA driver on node01 (modprobe mlx5_ib) and check that ibstat lists its HCAs"
+
+
+def _checks(doc: object) -> ChecksDoc:
+    """checks.json as every reader gets it (``bench.rundir.checksjson``)."""
+    return codec.decode(ChecksDoc, doc, "checks.json: ")
 
 
 def _inputs() -> RunInputs:
@@ -171,7 +178,7 @@ def _doc(profile: str, **sections: object) -> RunDoc:
 
 
 def test_traffic_proof_says_mlx5_0_carried_nothing(tmp_path: Path) -> None:
-    proof = traffic_proof({"profile": "lambda-1cc", "counters": _counters()}, None, load_profile("lambda-1cc"))
+    proof = traffic_proof(_doc("lambda-1cc", counters=_counters()), None, load_profile("lambda-1cc"))
     assert (
         proof is not None
         and proof.ok
@@ -184,22 +191,20 @@ def test_traffic_proof_says_mlx5_0_carried_nothing(tmp_path: Path) -> None:
         ("other devices (up to 1 a node)", "other"),
     ]
     assert sweep.split and sweep.rows[0].tx == 16 * (5 << 30) and sweep.rows[0].rx == 16 * (5 << 30)
-    loud = traffic_proof(
-        {"profile": "lambda-1cc", "counters": _counters(mlx5_0=3 << 30)}, None, load_profile("lambda-1cc")
-    )
+    loud = traffic_proof(_doc("lambda-1cc", counters=_counters(mlx5_0=3 << 30)), None, load_profile("lambda-1cc"))
     assert loud is not None and not loud.ok
     assert loud.sentences[0] == "mlx5_0 carried 3.22 GB on gpu-node-03 during the world sweep: it must stay idle."
     # RunPod: the management interface (eth0) is one of the devices that must stay idle
     runpod = traffic_proof(
-        {
-            "profile": "runpod-instant",
-            "counters": {
+        _doc(
+            "runpod-instant",
+            counters={
                 "pod1": {
                     "eth0": {"tx_bytes": 100, "rx_bytes": 100, "kind": "net"},
                     "eth1": {"tx_bytes": 1 << 30, "rx_bytes": 1 << 30, "kind": "net"},
                 }
             },
-        },
+        ),
         None,
         load_profile("runpod-instant"),
     )
@@ -209,7 +214,7 @@ def test_traffic_proof_says_mlx5_0_carried_nothing(tmp_path: Path) -> None:
 def test_the_traffic_proof_scales_to_25_devices_and_keeps_tx_and_rx_apart() -> None:
     model = ClusterModel(hosts=tuple(f"node{i:02d}" for i in range(1, 65)), bad=("node05", 3), other_devices=14)
     run, rails = run_json(model), rails_doc(model)
-    proof = traffic_proof(run, rails, load_profile("lambda-1cc"))
+    proof = traffic_proof(RunDoc.from_json(run), rails, load_profile("lambda-1cc"))
     assert proof is not None and proof.ok
     sweep, tested = proof.windows
     assert len(run["counters"]["node01"]) == 25  # 8 rails, mlx5_0, eth0, lo and 14 bridges, veths and bonds
@@ -349,8 +354,8 @@ def test_an_old_run_is_shown_against_the_profile_it_recorded() -> None:
         "idle_devices": ["mlx5_9"],
         "counter_tolerance_bytes": 0,
     }
-    judged = JudgedBy.from_json(recorded)
-    doc = {"profile": "lambda-1cc", "counters": _counters(mlx5_0=3 << 30)}
+    judged = codec.decode(JudgedBy, recorded)
+    doc = _doc("lambda-1cc", counters=_counters(mlx5_0=3 << 30))
     proof = traffic_proof(doc, None, load_profile("lambda-1cc"), judged)
     # today's lambda-1cc excludes mlx5_0; the run was judged with mlx5_9 idle, and is shown that way
     assert proof is not None and proof.ok, proof

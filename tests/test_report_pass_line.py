@@ -41,8 +41,9 @@ def test_the_recorded_pass_fraction_is_the_default() -> None:
     assert ReportOptions().efficiency(_run(judged_by=JUDGED)) == 0.85
     assert ReportOptions().efficiency(_run()) == DEFAULT_EFFICIENCY  # a run from before judged_by
     assert ReportOptions(min_efficiency=0.7).efficiency(_run(judged_by=JUDGED)) == 0.7  # the operator's word
-    damaged = {**JUDGED, "pass_fraction": "most"}
-    assert ReportOptions().efficiency(_run(judged_by=damaged)) == DEFAULT_EFFICIENCY
+    damaged = {**JUDGED, "pass_fraction": "most"}  # refused in one line, never taken as no judged_by
+    with pytest.raises(ValueError, match=r'judged_by\.pass_fraction holds "most", not a number'):
+        _run(judged_by=damaged)
 
 
 @pytest.mark.slow

@@ -43,6 +43,7 @@ from bench.rails.plan import Plan
 from bench.rails.rank import planned_section, rail_prelude, rails_section, rails_test
 from bench.rails.records import RailsOutcome
 from bench.rundir.files import atomic_write_json, proposed_run_dir
+from bench.rundir.sections import AcceptSection, Judged
 from bench.rundir.verdict import Verdict
 from bench.runtime import env as benv
 from bench.runtime.before_init import Prelude
@@ -226,21 +227,21 @@ _WORST = ("fail", "warn", "pass", "measured", "skip")
 """A group's word from its items' states, the worst first (a skip never hides a pass)."""
 
 
-def accept_summary(items: Sequence[Item]) -> dict[str, object]:
+def accept_summary(items: Sequence[Item]) -> AcceptSection:
     """run.json's ``accept`` block: each node, rail, collective and node's checks with its item's state (the
     run's own verdict is run.json's ``verdict``, decided once by the frame)."""
 
-    def group(prefix: str) -> dict[str, dict[str, str]]:
-        return {i.name: {"verdict": i.state, "reason": i.reason} for i in items if i.group == prefix}
+    def group(prefix: str) -> dict[str, Judged]:
+        return {i.name: Judged(verdict=i.state, reason=i.reason) for i in items if i.group == prefix}
 
     by_node: dict[str, set[str]] = {}
     for i in items:
         if i.group.startswith("railbench.check."):
             by_node.setdefault(i.group.removeprefix("railbench.check."), set()).add(i.state)
-    return {
-        "nodes": group("railbench.nodes"),
-        "rails": group("railbench.rails"),
-        "intra_node": group("railbench.intra_node"),
-        "collectives": group("railbench.run"),
-        "checks": {node: next(w for w in _WORST if w in states) for node, states in by_node.items()},
-    }
+    return AcceptSection(
+        nodes=group("railbench.nodes"),
+        rails=group("railbench.rails"),
+        intra_node=group("railbench.intra_node"),
+        collectives=group("railbench.run"),
+        checks={node: next(w for w in _WORST if w in states) for node, states in by_node.items()},
+    )

@@ -11,34 +11,36 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bench.jsondoc import JSONObject
 from bench.preflight.cluster import NodeReport
 from bench.profiles import Profile
 from bench.rails.records import RailsOutcome
+from bench.rundir.sections import Drain, DrainedNode, LeftOutNode, Scheduler
 from bench.runtime import env as benv
 from bench.slurm import drain, scheduler
 
 
-def scheduler_section() -> JSONObject | None:
+def scheduler_section() -> Scheduler | None:
     """The Slurm job this run is part of and the partition's nodes Slurm left out; None outside a job."""
     job = benv.slurm_job()
     if job is None:
         return None
-    section: JSONObject = {"job_id": job.job_id, "partition": job.partition, "nodelist": job.nodelist}
     try:
         states = scheduler.node_states(partition=job.partition)
     except scheduler.SchedulerError as exc:
-        section["left_out"] = None
-        section["note"] = f"the partition's nodes were not read: {exc}"
-        return section
+        note = f"the partition's nodes were not read: {exc}"
+        return Scheduler(job_id=job.job_id, partition=job.partition, nodelist=job.nodelist, left_out=None, note=note)
     left_out = [s for s in sorted(states.values(), key=lambda s: s.node) if not s.usable]
-    section["left_out"] = [{"node": s.node, "state": s.state, "reason": s.reason, "user": s.user} for s in left_out]
     for s in left_out:
         print(f"# scheduler: {s.node} left out ({s.state}{': ' + s.reason if s.reason else ''})", flush=True)
-    return section
+    return Scheduler(
+        job_id=job.job_id,
+        partition=job.partition,
+        nodelist=job.nodelist,
+        left_out=tuple(LeftOutNode(node=s.node, state=s.state, reason=s.reason, user=s.user) for s in left_out),
+    )
 
 
-def drain_section(reports: Sequence[NodeReport], outcome: RailsOutcome | None, profile: Profile) -> JSONObject:
+def drain_section(reports: Sequence[NodeReport], outcome: RailsOutcome | None, profile: Profile) -> Drain:
     """Drain every node the run's defects name; the ``drain`` section that says what was done."""
     faults: list[drain.NodeFault] = []
     skipped: list[str] = []
@@ -56,4 +58,5 @@ def drain_section(reports: Sequence[NodeReport], outcome: RailsOutcome | None, p
         print(f"# drain: {action.line}", flush=True)
     for line in skipped:
         print(f"# drain: {line}", flush=True)
-    return {"nodes": [a.to_json() for a in actions], "not_drained": list(skipped)}
+    nodes = tuple(DrainedNode(node=a.node, outcome=a.outcome, reason=a.reason, note=a.note) for a in actions)
+    return Drain(nodes=nodes, not_drained=tuple(skipped))

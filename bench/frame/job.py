@@ -33,10 +33,10 @@ from typing import ClassVar
 from bench.exits import EXIT_INFRA, EXIT_PASS, UserError, interrupt_status
 from bench.frame.finish import finish_run
 from bench.frame.guard import guarded
-from bench.frame.record import base_metadata, iso_utc
+from bench.frame.record import base_metadata
 from bench.frame.run import Launch, Run, WriteRefused, write_refused_is_infra
 from bench.frame.validate import history_problem
-from bench.frame.verdict import Item, decide, items_json, write_junit_items
+from bench.frame.verdict import Item, decide, item_entries, write_junit_items
 from bench.measure.device import device_name
 from bench.profiles import Profile
 from bench.rundir.files import ResultsWriter, default_cluster_name, default_run_dir, proposed_run_dir
@@ -189,15 +189,10 @@ def conclude(job: Job, run: Run, items: Sequence[Item], wall_s: float | None = N
     )
     run.append()  # results.csv exists even when nothing was measured (a skipped rails test)
     status = verdict.exit_status
-    run.update(
-        status="complete",
-        verdict=verdict.word,
-        reasons=list(verdict.reasons),
-        items=items_json(items),
-        exit_status=status,
-        finished_utc=iso_utc(),
-        finish="running",
-    )
+    record = run.record
+    if record is not None:
+        concluded = record.record.concluded(verdict, item_entries(items))
+        write_refused_is_infra(run.out_dir, "run.json", lambda: record.become(concluded))
     print_verdict(job.command, verdict, numbers_of(run.record.record) if run.record is not None else "")
     sections = job.after_verdict(run, verdict)
     if sections:
@@ -233,13 +228,16 @@ def finish(run: Run, status: int) -> int:
     except KeyboardInterrupt as exc:
         if run.record is not None:
             with contextlib.suppress(OSError):
-                run.record.update(status="interrupted", exit_status=interrupt_status(exc), finish="interrupted")
+                run.record.become(run.record.record.interrupted(interrupt_status(exc)))
         raise
     if failed:
         status = status or EXIT_INFRA  # a FAIL verdict keeps exit 1
     try:
         took = round(time.monotonic() - began, 3)
-        run.update(exit_status=status, finish="failed" if failed else "done", finish_s=took)
+        record = run.record
+        if record is not None:
+            finished = record.record.finished(status, failed=bool(failed), took_s=took)
+            write_refused_is_infra(run.out_dir, "run.json", lambda: record.become(finished))
     except WriteRefused as exc:
         print(f"# run.json: {exc}", flush=True)
         status = status or EXIT_INFRA

@@ -9,11 +9,13 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from bench import codec
 from bench.exits import UserError
 from bench.profiles import Profile
 from bench.rundir.files import FORMAT_VERSION
 from bench.rundir.judged_by import JudgedBy
 from bench.rundir.runjson import RunFile
+from bench.rundir.sections import Failure
 from bench.runtime import env as benv
 from bench.runtime.dist import DistContext, node_layout
 from bench.version import __version__
@@ -76,7 +78,7 @@ def base_metadata(ctx: DistContext, cluster: str, profile: Profile, command: str
         "versions": versions(ctx.backend),
         "env": benv.recorded_environment(),
         "pid": os.getpid(),
-        "judged_by": judged_by(profile).to_json(),
+        "judged_by": judged_by(profile),
     }
 
 
@@ -112,8 +114,10 @@ def rank0_lost_recorder(out_dir: Path | None) -> Callable[[str, int, Mapping[str
             run = RunFile.load(out_dir)
             if run.status in ("failed", "interrupted"):
                 return
-            extra = {"failure": failure, "reasons": [failure["message"]]} if failure else {}
-            run.update(status=status, verdict="error", exit_status=exit_status, finished_utc=iso_utc(), **extra)
+            if failure is None or status == "interrupted":
+                run.become(run.record.interrupted(exit_status))
+            else:
+                run.become(run.record.failed(codec.decode(Failure, failure, "failure: "), exit_status))
         except (OSError, UserError):
             return  # a run directory this rank cannot read or write is rank 0's node's alone
 

@@ -33,6 +33,7 @@ from bench.history.store import refresh_run
 from bench.rundir.files import atomic_write_bytes
 from bench.rundir.junit import Case, Status, restated_junit, write_junit
 from bench.rundir.runjson import RunFile
+from bench.rundir.sections import BeforeCompare, ItemEntry
 from bench.rundir.verdict import Verdict
 
 State = Literal["pass", "warn", "fail", "measured", "skip"]
@@ -85,11 +86,11 @@ def decide(items: Sequence[Item]) -> Verdict:
     return Verdict.of("skip", skipped or ["nothing was measured or checked"])
 
 
-def items_json(items: Sequence[Item]) -> list[dict[str, object]]:
+def item_entries(items: Sequence[Item]) -> tuple[ItemEntry, ...]:
     """run.json's ``items``: what the verdict was decided from, so every reader shows the same states."""
-    return [
-        {"group": i.group, "name": i.name, "state": i.state, "reason": i.reason, "decides": i.decides} for i in items
-    ]
+    return tuple(
+        ItemEntry(group=i.group, name=i.name, state=i.state, reason=i.reason, decides=i.decides) for i in items
+    )
 
 
 def _sentence(item: Item) -> str:
@@ -160,11 +161,9 @@ def mark_regressed(run_dir: Path, reasons: Sequence[str], history: Path | None =
     own = record.decided()
     if own is None or own.word in ("fail", "error") or record.status != "complete":
         return own or Verdict.of("error", ["the run did not finish"])
-    before = record.sections.get("before_compare") or {
-        "verdict": own.word,
-        "reasons": list(own.reasons),
-        "exit_status": record.exit_status,
-    }
+    before = record.before_compare or BeforeCompare(
+        verdict=own.word, reasons=tuple(own.reasons), exit_status=record.exit_status
+    )
     verdict = Verdict.of("regressed", reasons or ["compare found a regression"])
     _restate(run_dir, run_file, verdict, verdict.exit_status, before_compare=before)
     if history is not None:
@@ -177,12 +176,11 @@ def clear_regressed(run_dir: Path, history: Path | None = None) -> Verdict | Non
     history); returns the run's verdict."""
     run_file = RunFile.load(run_dir)
     record = run_file.record
-    before = record.sections.get("before_compare")
-    if record.verdict != "regressed" or not isinstance(before, dict):
+    before = record.before_compare
+    if record.verdict != "regressed" or not before:
         return record.decided()
-    own = Verdict.of(before.get("verdict", "measured"), [str(r) for r in before.get("reasons") or []])
-    status = before.get("exit_status")
-    _restate(run_dir, run_file, own, status if isinstance(status, int) else own.exit_status)
+    own = Verdict.of(before.verdict, before.reasons)
+    _restate(run_dir, run_file, own, own.exit_status if before.exit_status is None else before.exit_status)
     if history is not None:
         refresh_run(history, run_dir)
     return own

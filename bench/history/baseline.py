@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.codec import present
 from bench.exits import UserError
 from bench.history.records import MetricRecord, RunRecord, read_run
 from bench.history.runfacts import EnvironmentChange, environment_changes
@@ -171,8 +172,8 @@ def shape_changes(
 
 def _dtype(run_dir: Path | str) -> str | None:
     """The element type a run's sweep measured (run.json ``sweep.dtype``; None for a rails run)."""
-    dtype = read_run_json(run_dir).section("sweep").get("dtype")
-    return dtype if isinstance(dtype, str) else None
+    sweep = read_run_json(run_dir).sweep
+    return present(sweep.dtype) if sweep else None
 
 
 def like_with_like(

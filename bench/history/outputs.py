@@ -16,9 +16,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from bench import codec
 from bench.history.compare import BAD_STATES, STATES, State
-from bench.jsondoc import Parsed, read_json_object
-from bench.rundir.docversion import COMPARE_FORMAT_VERSION, COMPARE_STEPS, upgrade
+from bench.rundir.comparedoc import CompareDoc
+from bench.rundir.docversion import COMPARE_FORMAT_VERSION
 from bench.rundir.files import atomic_write_json, atomic_write_text, results_csv_text
 from bench.rundir.junit import Case, Status, write_junit
 
@@ -111,6 +112,9 @@ def write_compare_json(
             for r in results
         ],
     }
+    # Written as built (its keys in this order), after the reader's record has read it: a key the record does
+    # not declare fails here, where it was made, not in every later report of the run.
+    codec.decode(CompareDoc, codec.encode(doc), f"{path}: ")
     atomic_write_json(path, doc)
 
 
@@ -215,10 +219,3 @@ def print_table(results: Sequence[MetricComparison], out: TextIO, *, show_all: b
 
 def _cell(value: float | None, width: int = 9) -> str:
     return f"{'-':>{width}}" if value is None else f"{value:>{width}.2f}"
-
-
-def read_compare_json(path: Path | str) -> Parsed:
-    """compare.json brought to the current version (the loader rails.json and checks.json share); UserError
-    (exit 2) when it is damaged or newer than this railbench."""
-    doc = read_json_object(path, fix="delete it or re-run railbench compare")
-    return upgrade(doc, path, COMPARE_FORMAT_VERSION, COMPARE_STEPS)

@@ -16,8 +16,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.codec import present
 from bench.exits import UserError
 from bench.rundir.runjson import read_run_json
+from bench.rundir.sections import PlanSection
 
 MAX_PHASES = 64
 """More phases than any run has (accept has ten): a longer list is not railbench's."""
@@ -58,40 +60,35 @@ def _count(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
-def from_plan_section(section: object, finish_s: object = None) -> list[PhaseTime]:
-    """The phase times in run.json's ``plan`` section (none when it is absent or not the expected shape), the
-    ``finish`` phase measured by ``finish_s`` (run.json's own field, written once the finish step is done)."""
-    phases = section.get("phases") if isinstance(section, Mapping) else None
-    if not isinstance(phases, list):
-        return []
+def from_plan_section(section: PlanSection | None, finish_s: float | None = None) -> list[PhaseTime]:
+    """The phase times in run.json's ``plan`` section (none when it is absent), the ``finish`` phase measured by
+    ``finish_s`` (run.json's own field, written once the finish step is done)."""
     out: dict[str, PhaseTime] = {}
-    for entry in phases[:MAX_PHASES]:
-        if not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str):
-            continue
-        key = phase_key(entry["name"])[:80]
-        measured = entry.get("measured_s")
+    for entry in section.phases[:MAX_PHASES] if section is not None else ():
+        key = phase_key(entry.name)[:80]
+        measured = entry.measured_s
         out[key] = PhaseTime(
             key,
             _number(finish_s if key == FINISH and measured is None else measured),
-            _number(entry.get("low_s")),
-            _number(entry.get("high_s")),
-            _count(entry.get("rounds")),
-            _count(entry.get("cells")),
+            _number(present(entry.low_s)),
+            _number(present(entry.high_s)),
+            _count(present(entry.rounds)),
+            _count(present(entry.cells)),
         )
     return list(out.values())
 
 
 def read_run_dir(run_dir: Path | str) -> list[PhaseTime]:
     """The phase times of a run directory's run.json (UserError when it is damaged)."""
-    sections = read_run_json(run_dir).sections
-    return from_plan_section(sections.get("plan"), sections.get("finish_s"))
+    run = read_run_json(run_dir)
+    return from_plan_section(present(run.plan), present(run.finish_s))
 
 
 def finish_of(run_dir: str) -> float | None:
     """How long a run's finish step took, from its run.json: the history is written during that step, so its
     own rows cannot say (None when the run directory is gone or does not say)."""
     try:
-        return _number(read_run_json(run_dir).sections.get("finish_s"))
+        return _number(present(read_run_json(run_dir).finish_s))
     except (UserError, OSError):
         return None
 

@@ -18,9 +18,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.codec import Absent, present
 from bench.jsondoc import JSONObject, Parsed, table
 from bench.rundir.checksjson import read_checks_json
 from bench.rundir.runjson import RunDoc
+from bench.rundir.sections import RailsTestSettings, SweepSettings
 
 ENVIRONMENT_FACTS: tuple[tuple[str, str], ...] = (
     ("nccl", "NCCL"),
@@ -36,15 +38,15 @@ _SWEEP_SHAPE = ("min_bytes", "max_bytes", "step_factor", "step_bytes", "dtype", 
 _RAILS_SHAPE = ("rail_bytes", "pair_bytes", "collectives", "pairs")
 
 
-def _shape(table: object, keys: tuple[str, ...]) -> str:
-    if not isinstance(table, Mapping):
+def _shape(settings: SweepSettings | RailsTestSettings | Absent, keys: tuple[str, ...]) -> str:
+    if not settings:
         return ""
     parts = []
     for key in keys:
-        value = table.get(key)
-        if value in (None, "", [], 0) and key == "step_bytes":
+        value = present(getattr(settings, key))  # keys named above, each a field of its settings
+        if value in (None, "", (), 0) and key == "step_bytes":
             continue
-        if isinstance(value, list):
+        if isinstance(value, tuple):
             value = ",".join(str(v) for v in value)
         if value is not None:
             parts.append(f"{key}={value}")
@@ -54,25 +56,20 @@ def _shape(table: object, keys: tuple[str, ...]) -> str:
 def run_kind(doc: RunDoc) -> str:
     """``"run sweep[min_bytes=8 max_bytes=16777216 ...]"``: the command and the shape of what it measured."""
     parts = [doc.command]
-    sweep = _shape(doc.section("sweep"), _SWEEP_SHAPE)
+    sweep = _shape(doc.sweep, _SWEEP_SHAPE)
     if sweep:
         parts.append(f"sweep[{sweep}]")
-    rails = _shape(doc.section("rails_test"), _RAILS_SHAPE)
+    rails = _shape(doc.rails_test, _RAILS_SHAPE)
     if rails:
         parts.append(f"rails[{rails}]")
     return " ".join(parts)
 
 
-def _per_node_versions(run_dir: Path) -> dict[str, Parsed]:
+def _per_node_versions(run_dir: Path) -> dict[str, Mapping[str, str | None]]:
     """{node: versions} from checks.json as ``check``/``accept`` write it (``nodes``), else {}."""
-    doc = read_checks_json(run_dir)  # bounded and type-checked; a damaged one is one line, exit 2
-    nodes = doc.get("nodes") if doc is not None else None
-    out: dict[str, Parsed] = {}
-    for node in nodes if isinstance(nodes, list) else []:
-        versions = node.get("versions") if isinstance(node, Mapping) else None
-        if isinstance(versions, Mapping):
-            out[str(node.get("node"))] = versions
-    return out
+    doc = read_checks_json(run_dir)  # bounded and read strictly; a damaged one is one line, exit 2
+    nodes = doc.nodes if doc is not None else ()
+    return {str(node.node): node.versions for node in nodes if not isinstance(node.versions, Absent)}
 
 
 def _joined(values: set[str]) -> str | None:

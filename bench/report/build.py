@@ -30,14 +30,15 @@ import pandas as pd
 import vl_convert
 
 from bench.bounded import file_kind
+from bench.codec import present
 from bench.exits import UserError
-from bench.jsondoc import JSONObject, JSONValue, table
+from bench.jsondoc import JSONObject, JSONValue
 from bench.report import UnitChoice, charts, data, htmlpage, markdown, matrices, page, trend
 from bench.report.bundle import vega_bundle
 from bench.report.inputs import RunInputs, load_inputs
 from bench.report.openmetrics import write_metrics_file
 from bench.report.theme import spec_dict, vl_convert_version
-from bench.report.verdict import read_compare
+from bench.rundir.comparedoc import read_compare_json
 from bench.rundir.files import (
     atomic_write_bytes,
     atomic_write_json,
@@ -45,7 +46,6 @@ from bench.rundir.files import (
     check_output_folder,
     check_replaceable,
 )
-from bench.rundir.judged_by import JudgedBy
 from bench.rundir.runjson import RunDoc
 
 CHART_SUFFIXES = (".vl.json", ".csv", ".png", ".svg")
@@ -81,8 +81,7 @@ class ReportOptions:
         """The fraction of target under which a bar fails, for ``run``."""
         if self.min_efficiency is not None:
             return self.min_efficiency
-        recorded = JudgedBy.from_json(run.sections.get("judged_by"))
-        return recorded.pass_fraction if recorded is not None else DEFAULT_EFFICIENCY
+        return run.judged_by.pass_fraction if run.judged_by else DEFAULT_EFFICIENCY
 
     def __post_init__(self) -> None:
         if self.min_efficiency is not None and not 0.0 < self.min_efficiency <= 1.5:
@@ -238,10 +237,9 @@ def _trend_plans(inputs: RunInputs) -> list[ChartPlan]:
 
 def _trend_min_bytes(inputs: RunInputs) -> int:
     """The smallest size compare judged (its ``min_bytes``), so the trend shows what the verdict is about."""
-    compare = read_compare(inputs.run_dir) or {}
-    settings = table(compare, "settings")
-    value = settings.get("min_bytes")
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 1 << 20
+    compare = read_compare_json(inputs.run_dir)
+    value = present(compare.settings.min_bytes) if compare and compare.settings else None
+    return value if value is not None and value > 0 else 1 << 20
 
 
 def csv_text(frame: pd.DataFrame) -> str:

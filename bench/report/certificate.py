@@ -20,9 +20,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bench.jsondoc import Parsed
+from bench.codec import Absent, present
 from bench.report.inputs import RunInputs
 from bench.report.sweep_table import number_cell
+from bench.rundir.checksjson import CheckEntry, ChecksDoc
+from bench.rundir.comparedoc import CompareDoc
 from bench.rundir.runjson import RunDoc
 
 CHECK_STATUSES = ("pass", "warn", "fail", "skip")
@@ -112,27 +114,15 @@ class Grid:
     answers: tuple[Answer, ...] = ()
 
 
-def _answers(node: str, results: object) -> list[Answer]:
+def _answers(node: str, results: Sequence[CheckEntry]) -> list[Answer]:
     """The answers of one node's (or the cross-node, or the cabling's) list of check results."""
-    answers = []
-    for result in results if isinstance(results, list) else ():
-        if isinstance(result, Mapping):
-            check = str(result.get("check") or result.get("name") or "?")
-            device, action = result.get("device"), result.get("action")
-            answers.append(
-                Answer(
-                    node,
-                    check,
-                    str(result.get("status", "")),
-                    str(result.get("reason", "")),
-                    str(device) if device else "",
-                    action if isinstance(action, str) else "",
-                )
-            )
-    return answers
+    return [
+        Answer(node, r.check or r.name or "?", r.status, r.reason, r.device or "", present(r.action) or "")
+        for r in results
+    ]
 
 
-def checks_grid(checks: Parsed | None) -> Grid | None:
+def checks_grid(checks: ChecksDoc | None) -> Grid | None:
     """The preflight grid, or None when the run has no checks.json.
 
     Reads checks.json as ``check`` and ``accept`` write it (``nodes``: one entry per node with its
@@ -141,13 +131,11 @@ def checks_grid(checks: Parsed | None) -> Grid | None:
     if not checks:
         return None
     answers: list[Answer] = []
-    nodes = checks.get("nodes")
-    for entry in nodes if isinstance(nodes, list) else ():  # read_checks_json made sure it is a list of objects
-        if isinstance(entry, Mapping):
-            answers += _answers(str(entry.get("node") or "?"), entry.get("results"))
-    answers += _answers("all nodes", checks.get("cross_node"))
-    answers += _answers("fabric", checks.get("cabling"))  # --topology: the cabling against the rail-optimised plan
-    answers += _answers("this node", checks.get("checks"))  # a single node's flat list (older layout)
+    for entry in checks.nodes:
+        answers += _answers(entry.node or "?", entry.results)
+    answers += _answers("all nodes", checks.cross_node)
+    answers += _answers("fabric", checks.cabling)  # --topology: the cabling against the rail-optimised plan
+    answers += _answers("this node", checks.checks)  # a single node's flat list (older layout)
     if not answers:
         return None
     columns = tuple(dict.fromkeys(a.check for a in answers))
@@ -249,23 +237,20 @@ def grid_reasons(grid: Grid, hosts: Sequence[str] = ()) -> list[ReasonGroup]:
 COMPARE_HEADERS = ("metric", "state", "tonight GB/s", "baseline GB/s", "change", "what changed since the baseline")
 
 
-def compare_rows(compare: Parsed | None) -> tuple[tuple[str, ...], ...]:
+def compare_rows(compare: CompareDoc | None) -> tuple[tuple[str, ...], ...]:
     """The metrics compare flagged (regressed, missing, failed, then improved)."""
     if not compare:
         return ()
     order = {"regressed": 0, "missing": 1, "failed": 2, "improved": 3}
-    metrics = compare.get("metrics")  # read_compare made sure it is a list of objects
-    listed = metrics if isinstance(metrics, list) else []
-    flagged = [m for m in listed if isinstance(m, Mapping) and m.get("state") in order]
-    flagged.sort(key=lambda m: (order[str(m.get("state"))], str(m.get("metric"))))
+    flagged = sorted((m for m in compare.metrics if m.state in order), key=lambda m: (order[m.state], m.metric))
     return tuple(
         (
-            str(m.get("metric")),
-            str(m.get("state")),
-            number_cell(m.get("busbw_GBps"), ",.2f"),
-            number_cell(m.get("baseline_GBps"), ",.2f"),
-            number_cell(m.get("change"), "+.1%"),
-            ", ".join(str(c) for c in m.get("changes") or []) or "—",
+            m.metric,
+            m.state,
+            number_cell(m.busbw_GBps, ",.2f"),
+            number_cell(m.baseline_GBps, ",.2f"),
+            number_cell(m.change, "+.1%"),
+            ", ".join(m.changes) or "—",
         )
         for m in flagged
     )
@@ -285,9 +270,9 @@ class Environment:
 def environment(inputs: RunInputs) -> Environment | None:
     """Per-node versions from checks.json (else run.json's, for rank 0's node) and the NCCL_* variables."""
     per_node: dict[str, Mapping[str, Any]] = {}
-    for node in (inputs.checks or {}).get("nodes") or []:
-        if isinstance(node, Mapping) and isinstance(node.get("versions"), Mapping):
-            per_node[str(node.get("node"))] = node["versions"]
+    for node in inputs.checks.nodes if inputs.checks else ():
+        if not isinstance(node.versions, Absent):
+            per_node[str(node.node)] = node.versions
     versions = inputs.run.versions
     if not per_node and versions:
         hosts = inputs.run.hosts

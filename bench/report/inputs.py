@@ -11,14 +11,13 @@ import csv
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from bench.bounded import MissingInput, capped_lines, open_text
 from bench.exits import UserError
-from bench.rundir.checksjson import read_checks_json
+from bench.rundir.checksjson import ChecksDoc, read_checks_json
 from bench.rundir.files import RESULT_COLUMNS, SCOPES, read_results_rows
 from bench.rundir.railsdoc import RailsDoc, read_rails_doc
 from bench.rundir.runjson import RunDoc, read_run_json
@@ -57,8 +56,8 @@ class RunInputs:
     """results.csv with numeric columns parsed (blank -> NaN)."""
     rails: RailsDoc | None
     """rails.json as its record (``bench.rundir.railsdoc``), or None when the run had no rails step."""
-    checks: Mapping[str, Any] | None
-    """checks.json: ``{"checks": [...], "verdict": ...}``, or None."""
+    checks: ChecksDoc | None
+    """checks.json, or None."""
     trend: pd.DataFrame | None
     """trend.csv from compare, or None."""
 

@@ -32,10 +32,9 @@ from prometheus_client.openmetrics.exposition import generate_latest as openmetr
 from bench.exits import UserError
 from bench.history.records import MetricRecord, metrics_from_rows
 from bench.history.runfacts import run_kind
-from bench.jsondoc import table
-from bench.report.verdict import LABELS, read_compare, run_verdict
+from bench.report.verdict import LABELS, run_verdict
+from bench.rundir.comparedoc import read_compare_json
 from bench.rundir.files import atomic_write_text, read_results_rows
-from bench.rundir.judged_by import JudgedBy
 from bench.rundir.runjson import RunDoc, read_run_json
 from bench.rundir.verdict import Verdict
 
@@ -87,10 +86,10 @@ class RunCollector:
     def __init__(self, run_dir: Path) -> None:
         self.run: RunDoc = read_run_json(run_dir)
         rows = read_results_rows(run_dir)
-        recorded = JudgedBy.from_json(self.run.sections.get("judged_by"))
-        min_bytes = recorded.compare_min_bytes if recorded is not None else _min_bytes(self.run.profile)
+        recorded = self.run.judged_by
+        min_bytes = recorded.compare_min_bytes if recorded else _min_bytes(self.run.profile)
         self.metrics = headline_metrics(metrics_from_rows(rows), min_bytes)
-        self.compare = read_compare(run_dir)
+        self.compare = read_compare_json(run_dir)
         self.verdict: Verdict = run_verdict(self.run)
 
     def collect(self) -> Iterator[Metric]:
@@ -133,13 +132,12 @@ class RunCollector:
             start.add_metric([cluster], started)
             yield start
         if self.compare is not None:
-            summary = table(self.compare, "summary")
+            summary = self.compare.summary
             states = GaugeMetricFamily(
                 "railbench_compare_metrics", "Metrics per state in tonight's compare", labels=["cluster", "state"]
             )
             for state in _COMPARE_STATES:
-                count = summary.get(state)
-                states.add_metric([cluster, state], float(count) if isinstance(count, int | float) else 0.0)
+                states.add_metric([cluster, state], float(summary.get(state, 0)))
             yield states
         versions = self.run.versions
         info = InfoMetricFamily("railbench_run", "What ran, and with which versions")

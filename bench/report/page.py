@@ -19,9 +19,8 @@ from typing import Any
 
 import pandas as pd
 
+from bench.codec import present
 from bench.exits import UserError
-from bench.jsondoc import Parsed
-from bench.jsondoc import table as json_table
 from bench.profiles import Profile, load_profile
 from bench.report import certificate as cert
 from bench.report import scheduler
@@ -30,8 +29,8 @@ from bench.report.data import results_summary
 from bench.report.inputs import RunInputs
 from bench.report.sweep_table import SWEEP_HEADERS, sweep_rows
 from bench.report.traffic import TrafficProof, traffic_proof
-from bench.report.verdict import read_compare, run_verdict
-from bench.rundir.judged_by import JudgedBy
+from bench.report.verdict import run_verdict
+from bench.rundir.comparedoc import CompareDoc, read_compare_json
 from bench.rundir.numbers import numbers_of
 from bench.rundir.railsdoc import DefectErrors, IntraNode, RailDefect, RailsDoc
 from bench.rundir.runjson import RunDoc
@@ -126,13 +125,7 @@ def _fmt(value: float | None, spec: str = ",.1f", empty: str = "—") -> str:
 
 
 def _results_table(inputs: RunInputs, min_efficiency: float, scopes: Sequence[str]) -> TextTable | None:
-    items = inputs.run.sections.get("items")
-    items = items if isinstance(items, list) else []  # a damaged run.json's items read as none
-    judged = {
-        str(i.get("name")): str(i.get("state"))
-        for i in items
-        if isinstance(i, Mapping) and i.get("group") == "railbench.run" and isinstance(i.get("state"), str)
-    }
+    judged = {i.name: i.state for i in inputs.run.items or () if i.group == "railbench.run"}
     summary = results_summary(inputs.results, min_efficiency, judged)
     summary = summary[summary["scope"].isin(scopes)] if len(summary) else summary
     if not len(summary):
@@ -270,23 +263,14 @@ def _checks_section(grid: cert.Grid, hosts: tuple[str, ...]) -> Section:
     return Section("checks", "Preflight checks", (checked,), grid=grid, hosts=hosts)
 
 
-def _texts_of(listed: object) -> list[str]:
-    """The ``text`` of each object in a compare.json list (changes, error rises)."""
-    items = listed if isinstance(listed, list) else []
-    return [str(item.get("text")) for item in items if isinstance(item, Mapping)]
-
-
-def _compare_section(compare: Parsed) -> Section:
-    summary = json_table(compare, "summary")
-    counts = ", ".join(f"{summary.get(s, 0)} {s}" for s in ("regressed", "missing", "failed", "improved"))
-    baseline = json_table(compare, "baseline")
-    listed = baseline.get("runs")
-    runs = len(listed) if isinstance(listed, list) else 0
+def _compare_section(compare: CompareDoc) -> Section:
+    counts = ", ".join(f"{compare.summary.get(s, 0)} {s}" for s in ("regressed", "missing", "failed", "improved"))
+    runs = len(compare.baseline.runs) if compare.baseline else 0
     said: list[str] = [f"Against {cert.plural(runs, 'earlier run')}: {counts}."]
-    changes = _texts_of(compare.get("changes_since_baseline"))
+    changes = [c.text for c in compare.changes_since_baseline]
     if changes:
         said.append(f"Changed since the baseline: {'; '.join(changes)}.")
-    rose = _texts_of(compare.get("rail_errors"))
+    rose = [r.text for r in compare.rail_errors]
     if rose:
         said.append(f"Error counters rose: {'; '.join(rose)}.")
     flagged = cert.compare_rows(compare)
@@ -340,9 +324,8 @@ def _environment_section(inputs: RunInputs, hosts: tuple[str, ...]) -> Section |
 def summarize(inputs: RunInputs, min_efficiency: float, notes: Sequence[str] = ()) -> Summary:
     """The certificate's content (see the module docstring)."""
     run = inputs.run
-    doc = run.to_json()  # the sections the evidence reads as JSON (counters, failure, rails_test, env)
     hosts = tuple(run.hosts)
-    compare = read_compare(inputs.run_dir)
+    compare = read_compare_json(inputs.run_dir)
     profile = _profile(run)
     grid = cert.checks_grid(inputs.checks)
     # The verdict the frame wrote in run.json, with its reasons (``bench.frame.verdict``): never re-judged here.
@@ -352,7 +335,7 @@ def summarize(inputs: RunInputs, min_efficiency: float, notes: Sequence[str] = (
     if verdict.word == "fail":
         below = list(inputs.rails.below_target) if inputs.rails is not None else []
         reasons = top.other_failures(verdict.reasons, top.covered_texts(inputs, grid), below)
-    traffic = traffic_proof(doc, inputs.rails, profile, JudgedBy.from_json(run.sections.get("judged_by")))
+    traffic = traffic_proof(run, inputs.rails, profile, present(run.judged_by))
     measured = (
         _slurm_section(run),
         _checks_section(grid, hosts) if grid is not None else None,

@@ -11,19 +11,21 @@ they are and what to do, the failures that name no part, what was tested, and ag
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
 
 from bench.actions import Actions
-from bench.jsondoc import Parsed
+from bench.codec import present
 from bench.profiles import Profile
 from bench.report.certificate import Grid, grid_tally, plural
 from bench.report.inputs import RunInputs
+from bench.rundir.comparedoc import CompareDoc
 from bench.rundir.judged_by import JudgedBy
 from bench.rundir.railsdoc import GpuDefect, IntraNode, RailDefect, RailsDoc
 from bench.rundir.runjson import RunDoc
+from bench.rundir.sections import RailsTestSettings
 from bench.units import format_size
 
 DEFAULT = Actions()
@@ -102,21 +104,10 @@ def defects(inputs: RunInputs, grid: Grid | None) -> tuple[BrokenPart, ...]:
     the rails section lists them.
     """
     found: list[BrokenPart] = []
-    failure = inputs.run.sections.get("failure")
-    if isinstance(failure, Mapping) and failure.get("message"):
-        hosts = failure.get("hosts")
-        node = ", ".join(str(h) for h in hosts) if isinstance(hosts, list) else ""
-        found.append(
-            BrokenPart(
-                _text(failure.get("kind")) or "failure",
-                node,
-                "",
-                "",
-                str(failure["message"]),
-                _text(failure.get("action")) or "",
-                "run",
-            )
-        )
+    failure = inputs.run.failure
+    if failure and failure.message:
+        node = ", ".join(str(h) for h in failure.hosts or ())
+        found.append(BrokenPart(failure.kind or "failure", node, "", "", failure.message, failure.action or "", "run"))
     for answer in grid.answers if grid is not None else ():
         if answer.status == "fail":
             # checks.json says what to do; one written before it did gets the default action of its check
@@ -147,9 +138,9 @@ def covered_texts(inputs: RunInputs, grid: Grid | None) -> list[str]:
             # the frame's reason names the node (``bench.check.items``); the grid's answer does not
             texts.append(f"{answer.node} {answer.check}: {answer.reason}")
             texts.append(f"{answer.check}: {answer.reason}")
-    failure = inputs.run.sections.get("failure")
-    if isinstance(failure, Mapping) and failure.get("message"):
-        texts.append(str(failure["message"]))
+    failure = inputs.run.failure
+    if failure and failure.message:
+        texts.append(failure.message)
     return texts
 
 
@@ -221,7 +212,7 @@ def _intra_tested(intra: IntraNode | None) -> tuple[str, str] | None:
     return ("intra-node", f"{pairs_text} {where}")
 
 
-def tested(inputs: RunInputs, grid: Grid | None, compare: Parsed | None) -> tuple[tuple[str, str], ...]:
+def tested(inputs: RunInputs, grid: Grid | None, compare: CompareDoc | None) -> tuple[tuple[str, str], ...]:
     """One line per step of the run: what it measured, on how much of the cluster."""
     lines: list[tuple[str, str]] = []
     if grid is not None:
@@ -234,8 +225,7 @@ def tested(inputs: RunInputs, grid: Grid | None, compare: Parsed | None) -> tupl
     rails = inputs.rails or RailsDoc()
     lines += [line for line in (_rails_tested(rails), _intra_tested(rails.intra_node)) if line is not None]
     if compare is not None:
-        baseline = compare.get("baseline")
-        runs = len(baseline.get("runs") or []) if isinstance(baseline, Mapping) else 0
+        runs = len(compare.baseline.runs) if compare.baseline else 0
         lines.append(("compare", f"against {plural(runs, 'earlier run')} of this cluster"))
     return tuple(lines)
 
@@ -294,7 +284,7 @@ def _intra_target(target: float | None) -> str:
 
 def targets(inputs: RunInputs, profile: Profile | None) -> tuple[tuple[str, str], ...]:
     """One line per target the run was held to, and the pass line; a step with none says so."""
-    lines = _gpu_targets(JudgedBy.from_json(inputs.run.sections.get("judged_by")))
+    lines = _gpu_targets(present(inputs.run.judged_by))
     collectives = _collective_targets(inputs.results)
     lines += collectives
     judged = bool(collectives)  # whether any target or line rate applies: only then is there a pass line
@@ -302,7 +292,7 @@ def targets(inputs: RunInputs, profile: Profile | None) -> tuple[tuple[str, str]
     by_rate = _rails_by_rate(rails)
     if by_rate:
         judged = True
-        source = _rate_source(set(by_rate), inputs.run.sections.get("rails_test"), profile)
+        source = _rate_source(set(by_rate), present(inputs.run.rails_test), profile)
         lines.append(("rails", f"{_line_rates(by_rate)} ({source})"))
     elif rails.measurements:
         lines.append(("rails", "no line rate known: parts are judged against their peers only"))
@@ -311,11 +301,10 @@ def targets(inputs: RunInputs, profile: Profile | None) -> tuple[tuple[str, str]
         target = intra.target_Gbps
         judged = judged or (target is not None and target > 0)
         lines.append(("intra-node", _intra_target(target)))
-    test = inputs.run.sections.get("rails_test")
-    fraction = test.get("pass_fraction") if isinstance(test, Mapping) else None
-    if not isinstance(fraction, (int, float)) and profile is not None:
+    fraction = present(inputs.run.rails_test.pass_fraction) if inputs.run.rails_test else None
+    if fraction is None and profile is not None:
         fraction = profile.pass_fraction
-    if judged and isinstance(fraction, (int, float)):
+    if judged and fraction is not None:
         small = f"; sizes below {format_size(profile.judge_min_bytes)} are measured, not judged" if profile else ""
         lines.append(("pass line", f"{fraction:.0%} of the target{small}"))
     if profile is not None and profile.excluded_devices:
@@ -325,13 +314,13 @@ def targets(inputs: RunInputs, profile: Profile | None) -> tuple[tuple[str, str]
     return tuple(lines)
 
 
-def _rate_source(rates: set[float], test: object, profile: Profile | None) -> str:
+def _rate_source(rates: set[float], test: RailsTestSettings | None, profile: Profile | None) -> str:
     """Where the rails' line rate came from: the one the run was given (``--rail-rate-gbps``, or the profile's),
     else each HCA's own rate from sysfs. A run recorded before ``rails_test`` kept the rate is judged by the
     profile's alone."""
-    given = test.get("rail_rate_gbps") if isinstance(test, Mapping) else None
+    given = present(test.rail_rate_gbps) if test is not None else None
     profiled = profile.rail_rate_gbps if profile is not None else None
-    if isinstance(given, (int, float)) and rates == {float(given)}:
+    if given is not None and rates == {float(given)}:
         return "the profile's rail rate" if given == profiled else "given with --rail-rate-gbps"
     return "the profile's rail rate" if profiled is not None and rates == {profiled} else "from sysfs"
 

@@ -18,11 +18,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from bench.jsondoc import Parsed
+from bench.codec import present
 from bench.profiles import Profile
 from bench.report.certificate import human_bytes, node_list, plural
+from bench.rundir import sections
 from bench.rundir.judged_by import JudgedBy
-from bench.rundir.railsdoc import Counters, RailsDoc, counters_from_json
+from bench.rundir.railsdoc import Counters, DeviceCounters, RailsDoc
+from bench.rundir.runjson import RunDoc
 
 OTHER = "other"
 IDLE = "must stay idle"
@@ -109,7 +111,7 @@ class Roles:
         return OTHER
 
 
-def roles(run: Parsed, rails: RailsDoc | None, profile: Profile | None, judged: JudgedBy | None = None) -> Roles:
+def roles(run: RunDoc, rails: RailsDoc | None, profile: Profile | None, judged: JudgedBy | None = None) -> Roles:
     """Who is who: rails from rails.json's devices (else the profile's rail names), the profile's excluded
     devices, and the management interface (the profile's, the rails test's --oob-ifname, or on an IB
     cluster the NCCL_SOCKET_IFNAME it bootstraps over)."""
@@ -127,14 +129,12 @@ def roles(run: Parsed, rails: RailsDoc | None, profile: Profile | None, judged: 
         management.append(profile.oob_ifname)
     if judged is not None:  # as the run itself was judged, whatever the profile says today
         idle = tuple(d for d in judged.idle_devices if d not in management)
-    test = run.get("rails_test")
-    oob = test.get("oob_ifname") if isinstance(test, Mapping) else None
-    if isinstance(oob, str) and oob and oob != "lo":
+    oob = run.rails_test.oob_ifname if run.rails_test else None
+    if oob and oob != "lo":
         management.append(oob)
-    env = run.get("env")
-    bootstrap = env.get("NCCL_SOCKET_IFNAME") if isinstance(env, Mapping) else None
+    bootstrap = run.env.get("NCCL_SOCKET_IFNAME")
     ib = profile is None or profile.uses_ib_verbs
-    if ib and isinstance(bootstrap, str) and bootstrap and not bootstrap.startswith("^"):
+    if ib and bootstrap and not bootstrap.startswith("^"):
         management += [name.lstrip("=") for name in bootstrap.split(",") if name.lstrip("=")]
     return Roles(by_name, idle, tuple(dict.fromkeys(management)), not by_name and ib)
 
@@ -237,18 +237,34 @@ def _idle_sentences(windows: Iterable[Window], tolerance: int) -> tuple[list[str
     return sentences, ok
 
 
+def _window_counters(counters: sections.Counters) -> Counters:
+    """run.json's counters as a counter window reads them (rails.json's windows are of the same kind)."""
+    return {
+        node: {
+            name: DeviceCounters(
+                tx_bytes=c.tx_bytes,
+                rx_bytes=c.rx_bytes,
+                kind=present(c.kind),
+                errors=present(c.errors),
+                errors_saturated=present(c.errors_saturated),
+                errors_reset=present(c.errors_reset),
+            )
+            for name, c in devices.items()
+        }
+        for node, devices in counters.items()
+    }
+
+
 def traffic_proof(
-    run: Parsed, rails: RailsDoc | None, profile: Profile | None, judged: JudgedBy | None = None
+    run: RunDoc, rails: RailsDoc | None, profile: Profile | None, judged: JudgedBy | None = None
 ) -> TrafficProof | None:
     """The counters of run.json and rails.json as proof of where the traffic went, or None without any; the idle
     devices and their tolerance are those the run was judged by (run.json ``judged_by``) where it says."""
     who = roles(run, rails, profile, judged)
-    listed = run.get("hosts")
-    hosts = [str(h) for h in listed] if isinstance(listed, list) else []
+    hosts = list(run.hosts)
     windows = []
-    sweep = run.get("counters")
-    if isinstance(sweep, Mapping) and sweep:
-        windows.append(_window("world sweep", "run.json counters", counters_from_json(sweep), who, hosts))
+    if run.counters:
+        windows.append(_window("world sweep", "run.json counters", _window_counters(run.counters), who, hosts))
     if rails is not None and rails.counters:
         windows.append(_window("rails test", "rails.json counters", rails.counters, who, hosts))
     kept = tuple(w for w in windows if w is not None)
@@ -269,9 +285,8 @@ def traffic_proof(
     ]
     if quiet:
         sentences.append("; ".join(quiet) + ", while its rail carried bytes elsewhere.")
-    findings = run.get("findings")
-    for finding in findings if isinstance(findings, list) else ():
-        if isinstance(finding, Mapping) and finding.get("message"):
-            sentences.append(f"{str(finding.get('severity', '')).upper()}: {finding['message']}".lstrip(": "))
+    for finding in run.findings or ():
+        if finding.message:
+            sentences.append(f"{finding.severity.upper()}: {finding.message}".lstrip(": "))
     sentences.append("The counters are the NICs' own: they count every process on the host, not only railbench.")
     return TrafficProof(kept, alone, tuple(sentences), ok)

@@ -9,11 +9,6 @@ verdict: it shows as ERROR with its status.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from pathlib import Path
-
-from bench.exits import UserError
-from bench.jsondoc import Parsed, optional_object
 from bench.rundir.runjson import RunDoc
 from bench.rundir.verdict import WORDS, Verdict
 
@@ -21,40 +16,10 @@ LABELS: tuple[str, ...] = tuple(w.upper() for w in WORDS)
 """Every word as the badge and the metrics' state set show it: PASS, FAIL, MEASURED, REGRESSED, SKIP, ERROR."""
 
 
-_COMPARE_FIX = "delete it or re-run railbench compare"
-
-
-def read_compare(run_dir: Path) -> Parsed | None:
-    """compare.json when compare has run on this directory, else None. A damaged one is a UserError (exit 2),
-    as every damaged file of a run directory is, never quietly taken as absent. Read through
-    ``bench.jsondoc`` (regular file, size, depth and numbers bounded), then the fields the report and the
-    metrics use are typed (a summary count of "many" was a ValueError in metrics.prom)."""
-    path = run_dir / "compare.json"
-    doc = optional_object(path, fix=_COMPARE_FIX)
-    if doc is None:
-        return None
-    status = doc.get("exit_status")
-    summary = doc.get("summary", {})
-    ok = (
-        (status is None or (isinstance(status, int) and not isinstance(status, bool)))
-        and isinstance(summary, dict)
-        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in summary.values())
-        and isinstance(doc.get("metrics", []), list)
-        and all(isinstance(m, dict) for m in doc.get("metrics", []))
-        and isinstance(doc.get("settings", {}), dict)
-    )
-    if not ok:
-        raise UserError(
-            f"{path}: exit_status, summary, metrics or settings is not of the type compare writes: {_COMPARE_FIX}"
-        )
-    return doc
-
-
 def run_verdict(run: RunDoc) -> Verdict:
     """The verdict record of ``run`` (an ERROR that names the status when it has none)."""
     decided = run.decided()
     if decided is not None:
         return decided
-    failure = run.sections.get("failure")
-    message = failure.get("message") if isinstance(failure, Mapping) else None
-    return Verdict.of("error", [str(message) if message else f"the run is {run.status}: it has no verdict"])
+    message = run.failure.message if run.failure else None
+    return Verdict.of("error", [message or f"the run is {run.status}: it has no verdict"])

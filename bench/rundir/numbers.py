@@ -26,7 +26,8 @@ def _plural(count: int, word: str) -> str:
 
 def _transports(run: RunDoc) -> list[str]:
     """The inter-node transports NCCL's logs name (``IB``, ``RoCE``, ``Socket``), in the order first seen."""
-    hosts = run.section("nccl_evidence").get("hosts")
+    # nccl_evidence keeps the shape bench.nccllogs gives it: the one part of run.json read as parsed.
+    hosts = run.nccl_evidence.get("hosts") if run.nccl_evidence else None
     found = []
     for host in hosts.values() if isinstance(hosts, Mapping) else ():
         transport = host.get("transport") if isinstance(host, Mapping) else None
@@ -37,8 +38,7 @@ def _transports(run: RunDoc) -> list[str]:
 
 def _gpus(run: RunDoc) -> str:
     """``16 GPUs`` or, where run.json names the models, ``16 × NVIDIA H100 80GB HBM3``."""
-    models = run.section("judged_by").get("gpu_models")
-    named = [m for m in models if isinstance(m, str) and m] if isinstance(models, list) else []
+    named = [m for m in run.judged_by.gpu_models if m] if run.judged_by else []
     count = run.nranks or 0
     if len(named) == 1:
         return f"{count} × {named[0]}"

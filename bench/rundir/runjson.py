@@ -1,25 +1,31 @@
 """run.json as one typed, immutable record: every writer and reader goes through ``RunDoc``.
 
 The record has the fields every command writes (who ran what, where, with which versions, and how it ended)
-as typed attributes, and the command's own sections (``sweep``, ``rails_test``, ``accept``, ``source``,
-evidence) under names declared in :data:`SECTIONS`; nothing else can be written. The status goes
-``running`` -> ``complete`` | ``failed`` | ``interrupted`` and never back, and a finished run has an exit
-status. ``run.schema.json`` beside this module is the same contract as a JSON Schema, shipped in the
-package for anyone who reads run directories; the tests check every run.json they produce against it.
+and the command's own sections (``sweep``, ``rails_test``, ``accept``, ``source``, evidence), each of its
+declared type (``bench.rundir.sections``); it is read and written by the one codec (``bench.codec``), so a
+value of another type or a key no release wrote is refused in one line naming the field. A section the
+command did not write is ``ABSENT``, and absent from the file. The status goes ``running`` -> ``complete`` |
+``failed`` | ``interrupted`` and never back, by the transitions :meth:`RunDoc.concluded`,
+:meth:`RunDoc.failed` and :meth:`RunDoc.interrupted`, and a finished run has an exit status.
+``run.schema.json`` beside this module is the same contract as a JSON Schema, shipped in the package for
+anyone who reads run directories; the tests check every run.json they produce against it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import errno
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Literal, get_args
 
+from bench import codec
 from bench.bounded import MissingInput, check_path_names
-from bench.exits import UserError
-from bench.jsondoc import JSONObject, Parsed
+from bench.codec import ABSENT, Absent
+from bench.exits import EXIT_FAIL, UserError
+from bench.jsondoc import JSONObject, JSONValue
 from bench.rundir.files import (
     FORMAT_VERSION,
     MAX_CLUSTER_CHARS,
@@ -28,42 +34,45 @@ from bench.rundir.files import (
     overwrite_in_own_blocks,
     read_json_object,
 )
-from bench.rundir.verdict import WORDS, Verdict, Word
+from bench.rundir.judged_by import JudgedBy
+from bench.rundir.sections import (
+    AcceptSection,
+    BeforeCompare,
+    Counters,
+    Drain,
+    Failure,
+    FindingEntry,
+    Finish,
+    ImportSource,
+    ItemEntry,
+    Number,
+    PlanSection,
+    RailsTestSettings,
+    Scheduler,
+    SweepSettings,
+)
+from bench.rundir.verdict import Verdict, Word
 
 Status = Literal["running", "complete", "failed", "interrupted", "incomplete"]
 """``incomplete`` only for an imported log that ends in the middle of its sweep."""
 STATUSES: tuple[str, ...] = get_args(Status)
 FINISHED: frozenset[str] = frozenset({"complete", "failed", "interrupted", "incomplete"})
-VERDICTS: frozenset[str | None] = frozenset({None, *WORDS})
 SCHEMA_PATH = Path(__file__).with_name("run.schema.json")
 
-SECTIONS: Mapping[str, tuple[type, ...]] = {
-    "sweep": (dict,),  # run: the sweep's settings (graph as it was resolved)
-    "rails_test": (dict,),  # rails and accept: the rails settings
-    "rails_skipped": (str, type(None)),  # why the rails test measured nothing (one node)
-    "plan": (dict, type(None)),  # rails and accept: each phase projected and measured (bench.rails.laps)
-    "accept": (dict,),  # accept: testcases per class
-    "source": (dict,),  # import: the log it came from
-    "gpus": (list,),  # import: the GPUs the log listed
-    "started_utc_source": (str,),  # import: whether the time came from the log or the file
-    "counters": (dict,),  # bytes per device per host over the run
-    "nccl_evidence": (dict, type(None)),  # what NCCL's own log says it used, per host
-    "findings": (list,),  # counter and NCCL-log findings
-    "items": (list,),  # every item the verdict was decided from: group, name, state, reason
-    "reasons": (list,),  # the verdict's sentences: what failed, or why nothing was judged
-    "failure": (dict,),  # a hang, a lost rank, a launcher fault: kind, message, ranks and hosts
-    "judged_by": (dict,),  # the profile's thresholds and idle devices as the run used them (rundir/judged_by.py)
-    "before_compare": (dict,),  # the run's own verdict and reasons, kept while compare says regressed
-    "finish": (str,),  # "failed" when the history or the report could not be written
-    "finish_s": (int, float),  # how long the finish step took (the next plan learns the run's end from it)
-    "scheduler": (dict,),  # accept in a Slurm job: the job and the partition's nodes Slurm left out
-    "drain": (dict,),  # accept --drain: what was done to each node a defect names, and what drained nothing
-}
+
+@dataclass(frozen=True, kw_only=True)
+class RankEntry:
+    """One of ``ranks``: a rank, its host, and its place on the host and among the nodes."""
+
+    rank: int
+    host: str
+    local_rank: int | Absent = ABSENT
+    node_rank: int | Absent = ABSENT
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RunDoc:
-    """One run.json."""
+    """One run.json: the fields every command writes, then the sections (``ABSENT`` where not written)."""
 
     format_version: int
     tool: str
@@ -81,132 +90,150 @@ class RunDoc:
     hosts: tuple[str, ...] = ()
     nnodes: int | None = None
     nranks: int | None = None
-    ranks: tuple[Parsed, ...] = ()
+    ranks: tuple[RankEntry, ...] = ()
     launcher: str | None = None
     backend: str | None = None
     device: str | None = None
     versions: Mapping[str, str | None] = field(default_factory=dict)
     env: Mapping[str, str] = field(default_factory=dict)
     pid: int | None = None
-    sections: Mapping[str, Any] = field(default_factory=dict)
-    """The command's own sections and the evidence, by the names in :data:`SECTIONS`. Any, not object: a
-    section is arbitrary JSON of its declared container type (checked in ``__post_init__``), and readers
-    that index into it do not all narrow it yet (``section()`` hands out a :data:`Parsed` to narrow)."""
+    judged_by: JudgedBy | Absent = ABSENT
+    """The profile's thresholds and idle devices as the run used them (``bench.rundir.judged_by``)."""
+    sweep: SweepSettings | Absent = ABSENT
+    """run, accept, import: the world sweep's settings as resolved (graph as every rank agreed it)."""
+    rails_test: RailsTestSettings | Absent = ABSENT
+    """rails, accept: the rails settings as resolved."""
+    plan: PlanSection | Absent | None = ABSENT
+    """rails, accept: each phase projected and measured (``bench.rails.laps``)."""
+    rails_skipped: str | Absent | None = ABSENT
+    """rails: why the rails test measured nothing (one node); null when it measured."""
+    counters: Counters | Absent = ABSENT
+    """Bytes and error counters per device per host over the run."""
+    nccl_evidence: Mapping[str, JSONValue] | Absent | None = ABSENT
+    """What NCCL's own log says it used, per host (``bench.nccllogs``: its own shape, kept as written)."""
+    findings: tuple[FindingEntry, ...] | Absent = ABSENT
+    """Counter and NCCL-log findings."""
+    gpus: tuple[str, ...] | Absent = ABSENT
+    """import: the GPUs the log listed."""
+    source: ImportSource | Absent = ABSENT
+    """import: the log it came from."""
+    started_utc_source: str | Absent = ABSENT
+    """import: whether the start time came from the log or the file."""
+    accept: AcceptSection | Absent = ABSENT
+    """accept: each node, rail and collective with its state."""
+    reasons: tuple[str, ...] | Absent = ABSENT
+    """The verdict's sentences: what failed, or why nothing was judged."""
+    items: tuple[ItemEntry, ...] | Absent = ABSENT
+    """Every item the verdict was decided from."""
+    failure: Failure | Absent = ABSENT
+    """A hang, a lost rank, a dead link, a launcher fault, a refused write."""
+    before_compare: BeforeCompare | Absent = ABSENT
+    """The run's own verdict and reasons, kept while compare says regressed."""
+    finish: Finish | Absent = ABSENT
+    """The finish step (history, then report): ``failed`` when either could not be written."""
+    finish_s: Number | Absent = ABSENT
+    """How long the finish step took (the next plan learns the run's end from it)."""
+    scheduler: Scheduler | Absent = ABSENT
+    """accept in a Slurm job: the job and the partition's nodes Slurm left out."""
+    drain: Drain | Absent = ABSENT
+    """accept --drain: what was done to each node a defect names, and what drained nothing."""
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
-            raise ValueError(f"run.json status {self.status!r} is not one of {', '.join(STATUSES)}")
-        if self.verdict not in VERDICTS:
-            raise ValueError(f"run.json verdict {self.verdict!r} is not a railbench verdict")
-        for name, value in self.sections.items():
-            allowed = SECTIONS.get(name)
-            if allowed is None:
-                raise ValueError(f"run.json has no section {name!r}; declared: {', '.join(SECTIONS)}")
-            if not isinstance(value, allowed):
-                raise ValueError(f"run.json section {name!r} holds {type(value).__name__}")
-
-    def section(self, name: str) -> Parsed:
-        """A section that holds a JSON object (``sweep``, ``counters``, ``judged_by``...); empty when absent.
-        Its values are as read: a reader narrows each where it uses it."""
-        value = self.sections.get(name)
-        return value if isinstance(value, Mapping) else {}
+            raise ValueError(f"status {self.status!r} is not one of {', '.join(STATUSES)}")
 
     def decided(self) -> Verdict | None:
         """The verdict record the frame wrote (None while the run is running)."""
         if self.verdict is None:
             return None
-        reasons = self.sections.get("reasons") or ()
-        return Verdict.of(self.verdict, (str(r) for r in reasons))
+        return Verdict.of(self.verdict, self.reasons or ())
 
     def to_json(self) -> JSONObject:
-        doc: JSONObject = {}
-        for f in dataclasses.fields(self):
-            if f.name == "sections":
-                continue
-            value = getattr(self, f.name)
-            if isinstance(value, tuple):
-                value = [dict(v) if isinstance(v, Mapping) else v for v in value]
-            elif isinstance(value, Mapping):
-                value = dict(value)
-            doc[f.name] = value
-        doc.update(self.sections)
-        return doc
+        return codec.fields_json(self)
 
     @classmethod
-    def from_json(cls, doc: Parsed, where: str = "run.json") -> RunDoc:
-        """The record in ``doc``; UserError naming ``where`` when a field is missing or of the wrong type."""
-        names = [f.name for f in dataclasses.fields(cls) if f.name != "sections"]
-        # Any, not object: these values go to the constructor unchecked, and the constructor, __post_init__ and
-        # _check_types are what check each one (the messages readers of a damaged run.json see).
-        core: dict[str, Any] = {k: doc[k] for k in names if k in doc}
-        sections = {k: v for k, v in doc.items() if k not in core}
+    def from_json(cls, doc: Mapping[str, object], where: str = "run.json") -> RunDoc:
+        """The record in ``doc``; UserError naming ``where`` and the field when one is missing, of the wrong
+        type, or not a run.json field."""
         try:
-            for key in ("hosts", "ranks"):
-                if key in core:
-                    core[key] = tuple(core[key])
-            record = cls(**core, sections=sections)
-            _check_types(record)
-        except (TypeError, ValueError) as exc:
-            raise UserError(f"{where}: {exc}: the run directory is damaged or from another tool") from None
-        return record
+            return codec.decode(cls, doc, f"{where}: ")
+        except codec.Refused as exc:
+            raise UserError(f"{exc}: the run directory is damaged or from another tool") from None
 
     def with_fields(self, **changes: object) -> RunDoc:
-        """A new record with ``changes``; the status only moves forward and a finished run keeps its end."""
-        core_names = {f.name for f in dataclasses.fields(self)} - {"sections"}
-        core: dict[str, Any] = {k: v for k, v in changes.items() if k in core_names}  # checked as in from_json
-        sections = {**self.sections, **{k: v for k, v in changes.items() if k not in core_names}}
-        new_status = core.get("status", self.status)
-        if self.status in FINISHED and new_status == "running":
+        """A new record with ``changes`` (fields by their run.json names, each a record or its JSON), read as a
+        reader would read it: :class:`bench.codec.Refused` names a value of the wrong type. The status only
+        moves forward."""
+        # Only the changes are read: a run.json of thousands of nodes' counters is not read again per change.
+        return self._moved_to(codec.replaced(self, changes, "run.json: "))
+
+    def _moved_to(self, new: RunDoc) -> RunDoc:
+        if self.status in FINISHED and new.status == "running":
             raise ValueError(f"run.json is {self.status}; a finished run cannot become running again")
-        for key in ("hosts", "ranks"):
-            if key in core:
-                core[key] = tuple(core[key])
-        record = dataclasses.replace(self, **core, sections=sections)
-        _check_types(record)
-        return record
+        return new
+
+    def concluded(self, verdict: Verdict, items: tuple[ItemEntry, ...]) -> RunDoc:
+        """Rank 0 decided the verdict: the run is complete, with the verdict's exit status, and finishing (its
+        history row and report come next: :meth:`finished`)."""
+        return self._moved_to(
+            dataclasses.replace(
+                self,
+                status="complete",
+                verdict=verdict.word,
+                reasons=tuple(verdict.reasons),
+                items=items,
+                exit_status=verdict.exit_status,
+                finished_utc=_now(),
+                finish="running",
+            )
+        )
+
+    def finished(self, exit_status: int, *, failed: bool, took_s: float) -> RunDoc:
+        """The finish step ended: ``failed`` when the history row or the report could not be written."""
+        return dataclasses.replace(
+            self, exit_status=exit_status, finish="failed" if failed else "done", finish_s=took_s
+        )
+
+    def failed(self, failure: Failure, exit_status: int, *, command: str | None = None) -> RunDoc:
+        """The run ended early: ``failure`` says why, and is the verdict's one reason. Exit status 1 is a FAIL
+        that names a part (a link that died mid-measurement); any other is an error. A run that had already
+        ended keeps the time it ended."""
+        return dataclasses.replace(
+            self,
+            command=command or self.command,
+            status="failed",
+            verdict="fail" if exit_status == EXIT_FAIL else "error",
+            reasons=(failure.message,),
+            exit_status=exit_status,
+            failure=failure,
+            finished_utc=self.finished_utc if self.status != "running" and self.finished_utc else _now(),
+        )
+
+    def interrupted(self, exit_status: int) -> RunDoc:
+        """A signal ended the run (or its finish step): status ``interrupted`` with the signal's exit status. A
+        verdict already decided stands (its history row or report is what is missing); else it is an error."""
+        finish: Finish | Absent = "interrupted" if self.finish == "running" else self.finish
+        ended = dataclasses.replace(self, status="interrupted", exit_status=exit_status, finish=finish)
+        if self.verdict is not None:
+            return ended
+        return dataclasses.replace(ended, verdict="error", reasons=(f"interrupted (exit status {exit_status})",))
+
+    @property
+    def finishing(self) -> bool:
+        """Rank 0 was adding the run to the history and drawing its report."""
+        return self.finish == "running"
 
 
-_TYPES: Mapping[str, tuple[type, ...]] = {
-    "format_version": (int,),
-    "tool": (str,),
-    "version": (str,),
-    "command": (str,),
-    "cluster": (str,),
-    "profile": (str, type(None)),
-    "started_utc": (str,),
-    "finished_utc": (str, type(None)),
-    "exit_status": (int, type(None)),
-    "nnodes": (int, type(None)),
-    "nranks": (int, type(None)),
-    "launcher": (str, type(None)),
-    "backend": (str, type(None)),
-    "device": (str, type(None)),
-    "versions": (dict,),
-    "env": (dict,),
-    "pid": (int, type(None)),
-}
-
-
-def _check_types(record: RunDoc) -> None:
-    for name, allowed in _TYPES.items():
-        value = getattr(record, name)
-        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
-            raise ValueError(f"field {name!r} holds {type(value).__name__}")
-    if not all(isinstance(h, str) for h in record.hosts):
-        raise ValueError("field 'hosts' must list host names")
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def new_record(**fields: object) -> RunDoc:
-    """A record from the fields a writer knows (core fields by name, sections by their declared names)."""
-    core_names = {f.name for f in dataclasses.fields(RunDoc)} - {"sections"}
-    core: dict[str, Any] = {k: v for k, v in fields.items() if k in core_names}  # checked as in from_json
-    sections = {k: v for k, v in fields.items() if k not in core_names}
-    for key in ("hosts", "ranks"):
-        if key in core:
-            core[key] = tuple(core[key])
-    record = RunDoc(**core, sections=sections)
-    _check_types(record)
-    return record
+    """A record from the fields a writer knows (by their run.json names, each a record or its JSON)."""
+    try:
+        return codec.decode(RunDoc, {name: codec.encode(value) for name, value in fields.items()}, "run.json: ")
+    except codec.Refused as exc:
+        raise ValueError(str(exc)) from None
 
 
 def read_run_json(run_dir: Path | str) -> RunDoc:
@@ -253,14 +280,13 @@ class RunFile:
     def status(self) -> str:
         return self.record.status
 
-    def get(self, name: str) -> object:
-        """One field or section by its run.json name (None when absent); the caller narrows it."""
-        if name in {f.name for f in dataclasses.fields(RunDoc)} - {"sections"}:
-            return getattr(self.record, name)
-        return self.record.sections.get(name)
-
     def update(self, **fields: object) -> None:
-        self.record = self.record.with_fields(**fields)
+        """Change fields by their run.json names (each a record or its JSON) and save."""
+        self.become(self.record.with_fields(**fields))
+
+    def become(self, record: RunDoc) -> None:
+        """``record`` is the run's record now (a transition of the old one: :meth:`RunDoc.failed`...); saved."""
+        self.record = self.record._moved_to(record)
         self.save()
 
     def save(self) -> None:

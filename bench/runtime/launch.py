@@ -19,14 +19,15 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import NoReturn
 
 from bench.exits import EXIT_INFRA, InfraError, Interrupted, UserError, interrupt_status
 from bench.rundir.files import default_cluster_name, default_run_dir
-from bench.rundir.runjson import RunFile
+from bench.rundir.runjson import RunDoc, RunFile
+from bench.rundir.sections import Failure
 from bench.runtime import env as benv
 from bench.runtime import launcher_watch, session, signals
 from bench.runtime.gpus import gpu_count
@@ -253,20 +254,15 @@ def mark_interrupted(out: Path, status: int) -> None:
     if not (out / "run.json").is_file():
         return
     run_file = RunFile.load(out)
-    finishing = run_file.get("finish") == "running"
-    if run_file.status in ("running", "interrupted") or finishing:
-        changes: dict[str, object] = {"status": "interrupted", "exit_status": status}
-        if finishing:
-            changes["finish"] = "interrupted"
-        if run_file.record.verdict is None:
-            changes.update(verdict="error", reasons=[f"interrupted (exit status {status})"])
-        _rewrite(run_file, **changes)
+    if run_file.status in ("running", "interrupted") or run_file.record.finishing:
+        _rewrite(run_file, run_file.record.interrupted(status))
 
 
-def _rewrite(run_file: RunFile, **changes: object) -> None:
-    """Update run.json from the parent; a run directory that refuses the write is one line, exit 3."""
+def _rewrite(run_file: RunFile, record: RunDoc) -> None:
+    """run.json becomes ``record``, written by the parent; a run directory that refuses the write is one line,
+    exit 3."""
     try:
-        run_file.update(**changes)
+        run_file.become(record)
     except OSError as exc:
         raise InfraError(
             f"{run_file.path} could not be updated ({exc.strerror or exc}): the run directory refuses writes"
@@ -290,40 +286,30 @@ def exit_status_from_run_dir(out: Path, ended: Ended, output: LauncherOutput | N
         raise InfraError(f"the ranks exited with status {rc} before writing {out}/run.json: see their output above")
     run_file = RunFile.load(out)
     status = run_file.record.exit_status
-    recorded = run_file.get("failure")
-    named = isinstance(recorded, dict) and recorded.get("kind") == "link-died"
+    recorded = run_file.record.failure
+    named = isinstance(recorded, Failure) and recorded.kind == "link-died"
     # A link the ranks named when it died mid-measurement is why the launcher lost them: that record stands.
     if lost and run_file.status in ("running", "interrupted", "failed") and not named:
         message = "; ".join(r.describe() for r in lost) + "; results.csv keeps every finished measurement"
-        lost_ranks = {"missing_ranks": [r.rank for r in lost], "missing_hosts": [r.host for r in lost]}
-        _failed(run_file, {"kind": "lost-rank", "message": message, **lost_ranks})
-    finishing = run_file.get("finish") == "running"
+        ranks, hosts = tuple(r.rank for r in lost), tuple(r.host for r in lost)
+        _failed(run_file, Failure(kind="lost-rank", message=message, missing_ranks=ranks, missing_hosts=hosts))
+    finishing = run_file.record.finishing
     if isinstance(status, int) and run_file.status != "interrupted" and not finishing:
         return status
     if finishing and run_file.status == "complete":
         # The verdict stands; the history or the report is what is missing.
-        _rewrite(run_file, finish="failed", exit_status=status or EXIT_INFRA)
+        _rewrite(run_file, replace(run_file.record, finish="failed", exit_status=status or EXIT_INFRA))
         raise InfraError(f"the ranks exited with status {rc} while finishing the run: {_finish_missing(out)}")
     # The ranks died without finishing run.json (a rank killed, the launcher aborted): record that here so
     # the run directory says what happened; every row measured before is already in results.csv.
     message = f"the ranks exited with status {rc} during the run; results.csv keeps every finished measurement"
-    _failed(run_file, {"kind": "launcher", "message": message})
+    _failed(run_file, Failure(kind="launcher", message=message))
 
 
-def _failed(run_file: RunFile, failure: dict[str, object]) -> NoReturn:
+def _failed(run_file: RunFile, failure: Failure) -> NoReturn:
     """run.json says the run failed (exit 3) for ``failure``, and the parent says it in one line."""
-    message = str(failure["message"])
-    finished = run_file.record.finished_utc or _now()
-    _rewrite(
-        run_file,
-        status="failed",
-        verdict="error",
-        reasons=[message],
-        exit_status=EXIT_INFRA,
-        failure=failure,
-        finished_utc=finished,
-    )
-    raise InfraError(f"{message}: {run_file.path.parent}")
+    _rewrite(run_file, run_file.record.failed(failure, EXIT_INFRA))
+    raise InfraError(f"{failure.message}: {run_file.path.parent}")
 
 
 def _record_parent_fault(out: Path, ended: Ended) -> int:
@@ -333,55 +319,44 @@ def _record_parent_fault(out: Path, ended: Ended) -> int:
     concluded (``complete``) keeps its verdict, as a run whose finish step failed does: the measurements are
     whole, and the exit status 3 with its ``failure`` says the ranks did not end cleanly.
     """
-    if ended.hang is not None and ended.launcher_hung:
-        failure: dict[str, object] = {"kind": "launcher", "message": ended.hang}
-    elif ended.hang is not None:
-        failure = {
-            "kind": "hang",
-            "message": ended.hang,
-            "step": ended.phase,
-            "missing_ranks": list(ended.hung_ranks),
-            "missing_hosts": [ended.host] * len(ended.hung_ranks),
-            "unresponsive_ranks": list(ended.hung_ranks),
-        }
-    else:
-        left = f"; the {len(ended.orphans)} rank(s) it left running were stopped" if ended.orphans else ""
-        failure = {
-            "kind": "launcher",
-            "message": f"the launcher was killed by signal {ended.launcher_signal}{left}",
-        }
-    message = str(failure["message"])
+    failure = _parent_failure(ended)
     if not (out / "run.json").is_file():
-        raise InfraError(f"{message}; no run directory was written ({out})")
+        raise InfraError(f"{failure.message}; no run directory was written ({out})")
     run_file = RunFile.load(out)
-    recorded = run_file.get("failure")
-    if isinstance(recorded, dict) and recorded.get("kind") == "hang":
-        raise InfraError(f"{recorded.get('message')}: {out}")
-    message += "; results.csv keeps every finished measurement"
-    failure["message"] = message
+    recorded = run_file.record.failure
+    if recorded and recorded.kind == "hang":
+        raise InfraError(f"{recorded.message}: {out}")
+    message = failure.message + "; results.csv keeps every finished measurement"
     # Only a run rank 0 concluded keeps its verdict. Ranks that stopped themselves when their launcher died wrote
     # ``interrupted`` (none of them was interrupted by the user): the launcher's death is the run's end.
     if run_file.status == "complete":
-        changes: dict[str, object] = {"exit_status": EXIT_INFRA, "failure": failure}
-        if run_file.get("finish") == "running":
+        if run_file.record.finishing:
             # Rank 0 was adding the run to the history and drawing its report when the parent ended the ranks.
-            changes["finish"] = "failed"
             message += f"; {_finish_missing(out)}"
-            failure["message"] = message
-        _rewrite(run_file, **changes)
+        finish = "failed" if run_file.record.finishing else run_file.record.finish
+        failure = replace(failure, message=message)
+        _rewrite(run_file, replace(run_file.record, exit_status=EXIT_INFRA, failure=failure, finish=finish))
     else:
-        finished = run_file.record.finished_utc if run_file.status != "running" else None
-        _rewrite(
-            run_file,
-            command=ended.command or run_file.record.command,
-            status="failed",
-            verdict="error",
-            reasons=[message],
-            exit_status=EXIT_INFRA,
-            failure=failure,
-            finished_utc=finished or _now(),
-        )
+        failure = replace(failure, message=message)
+        _rewrite(run_file, run_file.record.failed(failure, EXIT_INFRA, command=ended.command or None))
     raise InfraError(f"{message}: {out}")
+
+
+def _parent_failure(ended: Ended) -> Failure:
+    """run.json's ``failure`` for what the parent saw: a hang it ended, a launcher that hung or died."""
+    if ended.hang is not None and ended.launcher_hung:
+        return Failure(kind="launcher", message=ended.hang)
+    if ended.hang is not None:
+        return Failure(
+            kind="hang",
+            message=ended.hang,
+            step=ended.phase,
+            missing_ranks=ended.hung_ranks,
+            missing_hosts=(ended.host,) * len(ended.hung_ranks),
+            unresponsive_ranks=ended.hung_ranks,
+        )
+    left = f"; the {len(ended.orphans)} rank(s) it left running were stopped" if ended.orphans else ""
+    return Failure(kind="launcher", message=f"the launcher was killed by signal {ended.launcher_signal}{left}")
 
 
 def _finish_missing(out: Path) -> str:
@@ -390,7 +365,3 @@ def _finish_missing(out: Path) -> str:
         f"its history row and report may be missing: redo them with 'railbench history add {out}' and "
         f"'railbench report {out}'"
     )
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
