@@ -11,6 +11,7 @@ Prints three lists, each line ``file:line`` first, so an editor jumps to it:
     python ci/declarations.py            # bench/ under the repository this script is in
     python ci/declarations.py --min 4    # calls that copy four or more same-named fields
     python ci/declarations.py PATH...    # other folders or files
+    python ci/declarations.py --tiny     # the same (the whole of bench/ takes a second; tests/test_ci_scripts.py)
 
 It reads the source only (``ast``): nothing is imported, so it runs without the package's dependencies.
 """
@@ -123,6 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="*", type=Path, default=[ROOT / "bench"])
     parser.add_argument("--min", type=int, default=MIN_COPIED, help="same-named fields that make a call a copy")
+    parser.add_argument("--tiny", action="store_true", help="the same: every ci/ script takes it")
     args = parser.parse_args(argv)
     print("\n".join(report(args.paths, args.min)))
     return 0
