@@ -95,7 +95,7 @@ def action_key(kind: str, symptom: str | None, physical: bool) -> str:
     said as dead, and a link whose physical counters rose as a cable."""
     known = kind_of(kind)
     if known is None:
-        return kind
+        return "dead" if symptom == "dead" else kind
     if known.name == "errors":
         return known.errors_action
     if symptom == "dead":
