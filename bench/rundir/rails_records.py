@@ -116,36 +116,54 @@ class RailDefect(Written):
     fewer fields."""
 
     expected_device: str | None = None
-    """A path defect's NIC nearest the rail's GPU, or a dead port's own."""
+    """A ``path`` defect's NIC nearest the rail's GPU (``mlx5_4:1``), or a dead port's own."""
     carried: tuple[str, ...] = ()
+    """A ``path`` defect's NICs that carried the rail's bytes, busiest first."""
     kind: str = ""
     node: str | None = None
+    """None for a rail fault or a switch part."""
     peer: str | None = None
     """The other node, for a pair fault."""
     rail: int | None = None
+    """None for a node fault, or a spine layer that every rail crosses."""
     device: str | None = None
+    """The HCA or interface that carries this rail on this node, e.g. ``mlx5_4``, where known."""
     measured_Gbps: float | None = None
+    """Median busbw of the convicting measurements (of the slow samples, for a flaky part)."""
     expected_Gbps: float | None = None
+    """The line rate where known (``basis`` ``line rate``), else the peers' healthy level (``peers``)."""
     basis: str | None = None
     symptom: str | None = None
+    """``slow``, ``flaky``, ``dead``, ``errors`` or ``misrouted``."""
     slow_pairs: int | None = None
+    """Pairs with at least one slow sample."""
     pairs: int | None = None
+    """Pairs that test this part."""
     slow_samples: int | None = None
     samples: int | None = None
     spread: float | None = None
+    """(max - min) / median over the part's samples: high for a flaky part."""
     evidence: tuple[str, ...] = ()
-    """The slow pairs, ``node02-node07/rail3``."""
+    """The slow pairs, ``node02-node07/rail3`` (at most ``bench.rails.defects.EVIDENCE_LIMIT``)."""
     samples_Gbps: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+    """Every sample (matrix repeats, then confirmations) of each slow pair in ``evidence``."""
     errors: tuple[DefectErrors, ...] | None = None
-    """None when the error counters were not read."""
+    """The error counters of the devices it names over the whole test (``bench.rails.corroborate``); None when
+    they were not read."""
     action: str = ""
+    """What a technician does about it (the profile's ``[actions]``)."""
     severity: str = "fail"
-    """``warn``: named, but fails nothing (an ``errors`` defect unless the profile says otherwise)."""
+    """``warn``: named, but fails nothing (an ``errors`` defect unless the profile's ``[errors]
+    fail_on_errors`` says otherwise)."""
     switches: tuple[str, ...] = ()
+    """With a topology: the leaf of a cable or leaf; the candidate leaves of an uplink; the spines of a spine."""
     ports: tuple[str, ...] = ()
+    """With a topology: the switch ports to check (a cable's leaf port, the uplinks ``leaf port <-> spine port``)."""
     unit: str | None = None
+    """With a topology: the scalable unit of a leaf, or of an uplink's leaf, ``unit 2 (node33-node64)``."""
     line: str | None = None
-    """The one human line (``node07 rail 3 (mlx5_4): 212 Gb/s = 53% of 400 Gb/s in 7/7 pairs → link fault``)."""
+    """The one human line (``node07 rail 3 (mlx5_4): 212 Gb/s = 53% of 400 Gb/s in 7/7 pairs → link fault``),
+    said when the record is written (``bench.rails.defects.described``): None until then."""
     causes: tuple[DefectCause, ...] = ()
     """Faults on the node's own GPUDirect path that explain it (a GPU at x8 behind a slow rail); the action is
     then the first one's."""
@@ -189,19 +207,25 @@ class GpuDefect(Written):
     gpu: int | None = None
     """Local rank; None for a node."""
     peer: int | None = None
+    """The other local rank of a ``gpu-pair``."""
     bus_id: str | None = None
+    """PCI bus id of ``gpu`` where known (GPUs), e.g. ``0000:9a:00.0``."""
     peer_bus_id: str | None = None
     measured_Gbps: float | None = None
+    """Median busbw of the convicting local pairs."""
     expected_Gbps: float | None = None
     basis: str | None = None
+    """``target``: below the profile's NVLink sendrecv target; ``peers``: below the healthy level."""
     symptom: str | None = None
     slow_pairs: int | None = None
     pairs: int | None = None
     slow_samples: int | None = None
     samples: int | None = None
     evidence: tuple[str, ...] = ()
+    """The slow local pairs, ``node03/gpu1-gpu5``."""
     action: str = ""
     line: str | None = None
+    """Said when the record is written (``bench.rails.gpu_pairs.intra_node_section``): None until then."""
     severity: str | None = None
     """The intra-node matrix writes none (every GPU defect fails); a hand-made ``warn`` is kept."""
     causes: tuple[DefectCause, ...] = ()
