@@ -1,7 +1,8 @@
 """The judged matrix (which samples are slow, which suspects reproduced) and the records built from it.
 
 ``bench.rails.localise`` decides which parts are broken; this module holds the per-cell facts it decides
-from and turns a set of cells into a ``RailDefect`` or ``TransientPair`` with every sample listed.
+from and turns a set of cells into a ``RailDefect`` or ``Transient`` (rails.json's own records,
+``bench.rundir.rails_records``) with every sample listed.
 """
 
 from __future__ import annotations
