@@ -188,7 +188,7 @@ def _intranode() -> dict[str, Any]:
         return {}
     return {
         "pairs_Gbps": [[t.gpu, t.peer, t.busbw_Gbps] for t in outcome.times],
-        "defects": [d.as_dict() for d in outcome.defects],
+        "defects": [d.to_json() for d in outcome.defects],
         "level_Gbps": outcome.localisation.level_Gbps,
         "too_noisy": outcome.localisation.too_noisy,
         "process_groups": outcome.process_groups,

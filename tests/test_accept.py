@@ -18,9 +18,9 @@ from bench.preflight.checks import CheckResult
 from bench.preflight.cluster import NodeReport
 from bench.profiles import load_profile
 from bench.rails.items import node_items, rail_items
-from bench.rails.localise import Defect
 from bench.rails.records import RailDevices, RailResult, RailsOutcome
 from bench.rundir.junit import junit_xml
+from bench.rundir.rails_records import RailDefect
 from bench.sweep.judge import collective_items, counter_item
 from tests.support import railbench_inline
 
@@ -51,21 +51,21 @@ def test_the_schema_rejects_what_ci_would_reject() -> None:
 
 
 def _outcome() -> RailsOutcome:
-    link = Defect(
-        "link",
-        "node03",
-        1,
-        "mlx5_2",
-        212.0,
-        400.0,
-        "line rate",
-        "slow",
-        3,
-        3,
-        3,
-        3,
-        0.01,
-        ("node01-node03/rail1", "node02-node03/rail1", "node03-node04/rail1"),
+    link = RailDefect(
+        kind="link",
+        node="node03",
+        rail=1,
+        device="mlx5_2",
+        measured_Gbps=212.0,
+        expected_Gbps=400.0,
+        basis="line rate",
+        symptom="slow",
+        slow_pairs=3,
+        pairs=3,
+        slow_samples=3,
+        samples=3,
+        spread=0.01,
+        evidence=("node01-node03/rail1", "node02-node03/rail1", "node03-node04/rail1"),
     )
     results = [
         RailResult(0, "all_reduce", "concurrent", 4, 1 << 28, 1 << 26, 10, 7000.0, 6900.0, 7100.0, 0),

@@ -4,30 +4,31 @@ of the judged outcome and each node's GPUDirect checks. GPU k's path is rail k's
 from __future__ import annotations
 
 from bench.preflight.checks import CheckResult
-from bench.rails.defects import Defect, describe
-from bench.rails.gpu_pairs import IntraNodeDefect, IntraNodeOutcome, Localisation
+from bench.rails.defects import describe, described
+from bench.rails.gpu_pairs import IntraNodeOutcome, Localisation, intra_node_section
 from bench.rails.local_causes import attribute
 from bench.rails.records import RailsOutcome
+from bench.rundir.rails_records import GpuDefect, RailDefect
 
 NODES = ("n1", "n2", "n3", "n4")
 
 
-def _defect(kind: str, node: str | None, rail: int | None, symptom: str = "slow", action: str = "cable") -> Defect:
-    return Defect(
-        kind,  # type: ignore[arg-type]
-        node,
-        rail,
-        "mlx5_2",
-        20.0,
-        400.0,
-        "line rate",
-        symptom,  # type: ignore[arg-type]
-        3,
-        3,
-        3,
-        3,
-        0.01,
-        ("n1-n3/rail1",),
+def _defect(kind: str, node: str | None, rail: int | None, symptom: str = "slow", action: str = "cable") -> RailDefect:
+    return RailDefect(
+        kind=kind,
+        node=node,
+        rail=rail,
+        device="mlx5_2",
+        measured_Gbps=20.0,
+        expected_Gbps=400.0,
+        basis="line rate",
+        symptom=symptom,
+        slow_pairs=3,
+        pairs=3,
+        slow_samples=3,
+        samples=3,
+        spread=0.01,
+        evidence=("n1-n3/rail1",),
         action=action,
     )
 
@@ -36,7 +37,7 @@ def _result(check: str, gpus: tuple[int, ...], status: str = "fail", device: str
     return CheckResult(check, status, f"{check} on {device}", device, f"fix {check} on {device}", gpus)  # type: ignore[arg-type]
 
 
-def _outcome(*defects: Defect, intra: IntraNodeOutcome | None = None) -> RailsOutcome:
+def _outcome(*defects: RailDefect, intra: IntraNodeOutcome | None = None) -> RailsOutcome:
     return RailsOutcome(nodes=NODES, rails=2, defects=defects, intra_node=intra)
 
 
@@ -49,7 +50,7 @@ def test_a_link_takes_the_cause_on_its_own_gpus_path_and_its_action() -> None:
     assert [(c.check, c.device, c.gpus) for c in defect.causes] == [("pcie-link", "GPU1", (1,))]
     assert defect.action == "fix pcie-link on GPU1"
     assert "cause on the node: pcie-link: pcie-link on GPU1; action: fix pcie-link on GPU1" in describe(defect)
-    record = defect.record()
+    record = described(defect)
     assert record.causes[0].check == "pcie-link" and record.action == "fix pcie-link on GPU1"
     # Every failure is kept, and only the one carried says it explains something.
     assert {(c.device, c.explains) for c in found.node_causes} == {("GPU1", True), ("GPU0", False)}
@@ -87,8 +88,20 @@ def test_an_errors_defect_keeps_its_cable_action() -> None:
 
 
 def test_a_slow_gpu_of_the_intra_node_matrix_takes_its_own_gpus_cause() -> None:
-    gpu = IntraNodeDefect(
-        "gpu", "n2", 5, None, "0000:b3:00.0", None, 100.0, 400.0, "peers", "slow", 7, 7, 7, 7, ("n2/gpu5-gpu1",)
+    gpu = GpuDefect(
+        kind="gpu",
+        node="n2",
+        gpu=5,
+        bus_id="0000:b3:00.0",
+        measured_Gbps=100.0,
+        expected_Gbps=400.0,
+        basis="peers",
+        symptom="slow",
+        slow_pairs=7,
+        pairs=7,
+        slow_samples=7,
+        samples=7,
+        evidence=("n2/gpu5-gpu1",),
     )
     intra = IntraNodeOutcome(nodes=NODES, local_ranks=8, localisation=Localisation((gpu,), None, None))
     reports = {"n2": [_result("gpu-clocks", (5,), device="GPU5"), _result("pcie-link", (5,), device="GPU5")]}
@@ -96,7 +109,8 @@ def test_a_slow_gpu_of_the_intra_node_matrix_takes_its_own_gpus_cause() -> None:
     assert found.intra_node is not None
     defect = found.intra_node.defects[0]
     assert [c.check for c in defect.causes] == ["gpu-clocks"] and defect.action == "fix gpu-clocks on GPU5"
-    assert "cause on the node: gpu-clocks" in (defect.record().line or "")
+    (written,) = intra_node_section(found.intra_node).defects
+    assert "cause on the node: gpu-clocks" in (written.line or "")
 
 
 def test_warnings_are_kept_but_never_carried() -> None:

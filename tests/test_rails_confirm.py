@@ -143,7 +143,7 @@ def test_a_slow_sample_that_does_not_reproduce_is_a_transient() -> None:
     (t,) = found.transients
     assert (t.node, t.peer, t.rail) == ("node02", "node04", 1)
     assert t.samples_Gbps == (0.5,) and t.confirm_Gbps == (10.1, 9.9)
-    assert t.as_dict()["confirm_Gbps"] == [10.1, 9.9]
+    assert t.to_json()["confirm_Gbps"] == [10.1, 9.9]
 
 
 def test_a_slow_sample_that_reproduces_is_a_defect_with_all_its_samples() -> None:
@@ -152,7 +152,7 @@ def test_a_slow_sample_that_reproduces_is_a_defect_with_all_its_samples() -> Non
     (d,) = found.defects
     assert (d.kind, d.node, d.peer, d.rail) == ("pair", "node02", "node04", 1)
     assert d.samples == 3 and d.slow_samples == 3
-    assert d.as_dict()["samples_Gbps"] == {"node02-node04/rail1": [0.5, 0.6, 0.55]}
+    assert d.to_json()["samples_Gbps"] == {"node02-node04/rail1": [0.5, 0.6, 0.55]}
 
 
 def test_a_link_whose_suspects_do_not_reproduce_is_not_named() -> None:

@@ -14,8 +14,8 @@ from bench.rails.gpu_pairs import (
     LocalMatrix,
     LocalPairTime,
     describe_gpu,
+    intra_node_section,
     localise_gpus,
-    record,
     rows,
     table,
 )
@@ -131,7 +131,7 @@ def test_outputs_rows_json_and_table() -> None:
     csv = rows(outcome, 10)
     assert len(csv) == 6 * 2 and {r["scope"] for r in csv} == {"local-pair"}
     assert {r["group"] for r in csv} >= {"node00/gpu0-gpu1", "node00/gpu2-gpu3"}
-    intra = record(outcome)
+    intra = intra_node_section(outcome)
     assert len(intra.measurements) == 12 * 2 and intra.process_groups == 1
     assert [(d.kind, d.gpu) for d in intra.defects] == [("gpu", 3)]
     text = table(outcome)

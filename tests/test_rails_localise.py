@@ -162,7 +162,7 @@ def test_human_line_format() -> None:
     ]
     (d,) = localise(PairMatrix.from_samples(samples, rails=[3]), LINE, devices={("node07", 3): "mlx5_4"})
     assert describe(d) == "node07 rail 3 (mlx5_4): 212 Gb/s = 53% of 400 Gb/s in 7/7 pairs → link fault"
-    as_json = d.as_dict()
+    as_json = d.to_json()
     assert as_json["kind"] == "link" and as_json["device"] == "mlx5_4" and len(as_json["evidence"]) == 7
 
 

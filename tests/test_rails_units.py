@@ -189,9 +189,24 @@ def test_dead_links_from_the_transport_errors() -> None:
 
 
 def test_outcome_reasons_per_rail_and_node() -> None:
-    from bench.rails.localise import Defect
+    from bench.rundir.rails_records import RailDefect
 
-    pair = Defect("pair", "n1", 2, None, 100.0, 400.0, "line rate", "slow", 1, 1, 1, 1, 0.0, ("n1-n3/rail2",), "n3")
+    pair = RailDefect(
+        kind="pair",
+        node="n1",
+        peer="n3",
+        rail=2,
+        measured_Gbps=100.0,
+        expected_Gbps=400.0,
+        basis="line rate",
+        symptom="slow",
+        slow_pairs=1,
+        pairs=1,
+        slow_samples=1,
+        samples=1,
+        spread=0.0,
+        evidence=("n1-n3/rail2",),
+    )
     outcome = records.RailsOutcome(
         None,
         ("n1", "n2", "n3"),

@@ -36,13 +36,13 @@ from bench.preflight.checks import CheckResult
 from bench.preflight.cluster import NodeReport
 from bench.profiles import Profile
 from bench.rails.config import RailsSettings, retargeted
-from bench.rails.defects import Defect
 from bench.rails.items import node_items, rail_items
 from bench.rails.laps import Laps
 from bench.rails.plan import Plan
 from bench.rails.rank import planned_section, rail_prelude, rails_section, rails_test
 from bench.rails.records import RailsOutcome
 from bench.rundir.files import atomic_write_json, proposed_run_dir
+from bench.rundir.rails_records import RailDefect
 from bench.rundir.sections import AcceptSection, Judged
 from bench.rundir.verdict import Verdict
 from bench.runtime import env as benv
@@ -183,7 +183,7 @@ def _dead_parts(outcome: RailsOutcome | None) -> str | None:
     return ", ".join(dead[:3]) + more
 
 
-def _where(defect: Defect) -> str:
+def _where(defect: RailDefect) -> str:
     """``the link node1 rail 1 (mlx5_2:1)``: a dead part as the verdict names it."""
     where = " ".join(
         part

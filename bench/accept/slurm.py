@@ -50,7 +50,7 @@ def drain_section(reports: Sequence[NodeReport], outcome: RailsOutcome | None, p
         skipped += settings
     if outcome is not None:
         gpu = outcome.intra_node.defects if outcome.intra_node is not None else ()
-        found, above = drain.defect_faults([d.record() for d in outcome.defects], [g.record() for g in gpu])
+        found, above = drain.defect_faults(outcome.defects, gpu)
         faults += found
         skipped += above
     actions = drain.drain_faulty(faults)

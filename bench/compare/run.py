@@ -290,7 +290,7 @@ def _write_outputs(
         "changes_since_baseline": [
             {"fact": c.fact, "before": c.before, "after": c.after, "text": c.describe()} for c in baselines.changes
         ],
-        "rail_errors": [r.as_dict() for r in rises],
+        "rail_errors": [r.to_json() for r in rises],
     }
     write_compare_json(run_dir / "compare.json", results, header, status)
     # JUnit has no warning state: a flagged rise passes unless the profile fails it, and says so in its output.

@@ -129,7 +129,7 @@ class ErrorRise:
         before = "no baseline" if self.baseline is None else f"baseline median {self.baseline:,.4g}"
         return f"rail {self.rail}: {self.counter} {tonight} per rails test ({before} over {self.runs} runs) → rose"
 
-    def as_dict(self) -> JSONObject:
+    def to_json(self) -> JSONObject:
         return {
             "rail": self.rail,
             "counter": self.counter,

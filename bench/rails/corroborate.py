@@ -25,10 +25,10 @@ from typing import Literal
 
 from bench.actions import Actions, device_words
 from bench.error_limits import ErrorLimits
-from bench.rails.defects import CounterEvidence, Defect, Severity
-from bench.rails.gpu_pairs import IntraNodeDefect
+from bench.rails.defects import Severity
 from bench.rails.records import RailDevices, RailsOutcome, pair_samples, short_device
-from bench.rails.windows import WindowErrors
+from bench.rundir.defect_kinds import GPU_DEFECT_KINDS, action_key, covered_cells
+from bench.rundir.rails_records import DefectErrors, ErrorWindow, GpuDefect, RailDefect
 
 Part = tuple[str, str, int]
 """(node, device, rail) of one device a defect names."""
@@ -46,21 +46,11 @@ def device_of(devices: Sequence[RailDevices]) -> dict[tuple[str, int], str]:
     return out
 
 
-def parts_of(defect: Defect, nodes: Sequence[str], rails: int, where: Mapping[tuple[str, int], str]) -> list[Part]:
-    """The devices ``defect`` names, each with its node and rail."""
-    cells: list[tuple[str | None, int | None]]
-    if defect.kind == "rail":
-        cells = [(node, defect.rail) for node in nodes]
-    elif defect.kind == "node":
-        cells = [(defect.node, k) for k in range(rails)]
-    elif defect.kind == "pair":
-        cells = [(defect.node, defect.rail), (defect.peer, defect.rail)]
-    elif defect.kind in ("leaf", "uplink", "spine"):
-        cells = []  # switch ports: no node's counters see them
-    else:
-        cells = [(defect.node, defect.rail)]
+def parts_of(defect: RailDefect, nodes: Sequence[str], rails: int, where: Mapping[tuple[str, int], str]) -> list[Part]:
+    """The devices ``defect`` names, each with its node and rail (a switch part's none: no node's counters see
+    its ports)."""
     out = []
-    for node, rail in cells:
+    for node, rail in covered_cells(defect.kind, defect.node, defect.peer, defect.rail, nodes, rails):
         if node is None or rail is None:
             continue
         name = where.get((node, rail)) or (defect.device if defect.kind in ("link", "cable", "errors") else None)
@@ -70,8 +60,8 @@ def parts_of(defect: Defect, nodes: Sequence[str], rails: int, where: Mapping[tu
 
 
 def evidence(
-    parts: Iterable[Part], windows: Sequence[WindowErrors], read: set[tuple[str, str]]
-) -> tuple[CounterEvidence, ...] | None:
+    parts: Iterable[Part], windows: Sequence[ErrorWindow], read: set[tuple[str, str]]
+) -> tuple[DefectErrors, ...] | None:
     """Each part's error counters summed over every window of the test; None when none of them was read."""
     out = []
     for node, device, _rail in parts:
@@ -82,44 +72,33 @@ def evidence(
         reset: dict[str, None] = {}
         for window in windows:
             entry = window.errors.get(node, {}).get(device)
-            if not entry:
+            if entry is None:
                 continue
-            for name, count in entry.get("errors", {}).items():
+            for name, count in (entry.errors or {}).items():
                 if count:
                     risen[name] = risen.get(name, 0) + count
-            saturated.update(dict.fromkeys(entry.get("errors_saturated", ())))
-            reset.update(dict.fromkeys(entry.get("errors_reset", ())))
-        out.append(CounterEvidence(node, device, tuple(risen.items()), tuple(saturated), tuple(reset)))
+            saturated.update(dict.fromkeys(entry.errors_saturated or ()))
+            reset.update(dict.fromkeys(entry.errors_reset or ()))
+        out.append(
+            DefectErrors(
+                node=node, device=device, errors=risen, errors_saturated=tuple(saturated), errors_reset=tuple(reset)
+            )
+        )
     return tuple(out) if out else None
 
 
-def _physical(found: tuple[CounterEvidence, ...] | None, limits: ErrorLimits) -> bool:
+def _physical(found: tuple[DefectErrors, ...] | None, limits: ErrorLimits) -> bool:
     """Whether a counter of the profile's ``fail_on_rise`` (symbol errors, link downs...) rose on any device."""
-    return any(name in limits.fail_on_rise for e in found or () for name, _ in e.risen)
+    return any(name in limits.fail_on_rise for e in found or () for name in e.errors)
 
 
-def _action_key(defect: Defect, physical: bool) -> str:
-    if defect.kind == "errors":
-        return "errors"
-    if defect.symptom == "dead":
-        return "cable_dead" if defect.kind == "cable" else "dead"
-    if defect.kind in ("link", "cable"):
-        return f"{defect.kind}_errors" if physical else defect.kind
-    return defect.kind
-
-
-def _named_cells(defects: Iterable[Defect], nodes: Sequence[str], rails: int) -> set[tuple[str, int]]:
-    cells: set[tuple[str, int]] = set()
-    for d in defects:
-        if d.kind == "rail" and d.rail is not None:
-            cells.update((node, d.rail) for node in nodes)
-        elif d.kind == "node" and d.node is not None:
-            cells.update((d.node, k) for k in range(rails))
-        elif d.node is not None and d.rail is not None:
-            cells.add((d.node, d.rail))
-            if d.peer is not None:
-                cells.add((d.peer, d.rail))
-    return cells
+def _named_cells(defects: Iterable[RailDefect], nodes: Sequence[str], rails: int) -> set[tuple[str, int]]:
+    return {
+        (node, rail)
+        for d in defects
+        for node, rail in covered_cells(d.kind, d.node, d.peer, d.rail, nodes, rails)
+        if node is not None and rail is not None
+    }
 
 
 Basis = Literal["line rate", "peers"]
@@ -161,21 +140,20 @@ def corroborate(outcome: RailsOutcome, limits: ErrorLimits, actions: Actions) ->
             continue
         median, expected, basis, pairs, samples, spread = _held(outcome, node, rail)
         severity: Severity = "fail" if limits.fail_on_errors else "warn"
-        defect = Defect(
-            "errors",
-            node,
-            rail,
-            short_device(device),
-            median,
-            expected,
-            basis,
-            "errors",
-            0,
-            pairs,
-            0,
-            samples,
-            spread,
-            (),
+        defect = RailDefect(
+            kind="errors",
+            node=node,
+            rail=rail,
+            device=short_device(device),
+            measured_Gbps=median,
+            expected_Gbps=expected,
+            basis=basis,
+            symptom="errors",
+            slow_pairs=0,
+            pairs=pairs,
+            slow_samples=0,
+            samples=samples,
+            spread=spread,
             errors=found,
             severity=severity,
         )
@@ -187,7 +165,9 @@ def corroborate(outcome: RailsOutcome, limits: ErrorLimits, actions: Actions) ->
     return dataclasses.replace(outcome, defects=tuple(named), intra_node=intra)
 
 
-def _with_action(defect: Defect, physical: bool, actions: Actions, where: Mapping[tuple[str, int], str]) -> Defect:
+def _with_action(
+    defect: RailDefect, physical: bool, actions: Actions, where: Mapping[tuple[str, int], str]
+) -> RailDefect:
     device = where.get((defect.node, defect.rail)) if defect.node is not None and defect.rail is not None else None
     words = device_words(device or defect.device)
     if defect.kind == "path" and defect.carried:
@@ -200,7 +180,7 @@ def _with_action(defect: Defect, physical: bool, actions: Actions, where: Mappin
         words = device_words(defect.expected_device)  # a dead port is named by its own port
     switch = " and ".join(defect.switches) if len(defect.switches) <= 2 else ", ".join(defect.switches)
     sentence = actions.action(
-        _action_key(defect, physical),
+        action_key(defect.kind, defect.symptom, physical),
         node=defect.node,
         peer=defect.peer,
         rail=defect.rail,
@@ -214,6 +194,6 @@ def _with_action(defect: Defect, physical: bool, actions: Actions, where: Mappin
     return dataclasses.replace(defect, action=sentence)
 
 
-def _gpu_action(defect: IntraNodeDefect, actions: Actions) -> IntraNodeDefect:
-    key = {"gpu": "gpu", "gpu-pair": "gpu_pair", "node": "node"}[defect.kind]
+def _gpu_action(defect: GpuDefect, actions: Actions) -> GpuDefect:
+    key = GPU_DEFECT_KINDS[defect.kind].action
     return dataclasses.replace(defect, action=actions.action(key, node=defect.node, gpu=defect.gpu, peer=defect.peer))

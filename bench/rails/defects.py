@@ -1,22 +1,18 @@
-"""What localisation names: a defect (a broken part and the samples that convict it), a transient (a suspect
-that did not reproduce when measured again), and the one human line for each.
+"""The one human line for what localisation names: a defect (a broken part and the samples that convict it)
+and a transient (a suspect that did not reproduce when measured again).
 
-Plain records with no statistics in them; ``bench.rails.localise`` makes them.
+The records themselves are rails.json's (``bench.rundir.rails_records``: the rails layer builds them, the
+report reads them back); their kinds are ``bench.rundir.defect_kinds``. Here are the words only: the line
+each record carries in rails.json is :func:`described`'s.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
 from typing import Literal
 
-from bench.jsondoc import JSONObject
-from bench.rundir import railsdoc
+from bench.rundir.rails_records import DefectCause, DefectErrors, RailDefect, Transient
 
-DefectKind = Literal["link", "rail", "node", "pair", "errors", "path", "cable", "leaf", "uplink", "spine"]
-"""``errors``: a link whose error counters rose during its own windows while its bandwidth held; ``path``: a
-rail's bytes on a NIC other than the one next to its GPU (``bench.rails.evidence.path_defects``). With the
-fabric's cabling (``rails --topology``) a link is a ``cable`` (node port <-> leaf port), and ``leaf``,
-``uplink`` and ``spine`` name parts above the node (``bench.rails.switches``)."""
 Symptom = Literal["slow", "flaky", "dead", "errors", "misrouted"]
 Severity = Literal["fail", "warn"]
 
@@ -24,151 +20,13 @@ EVIDENCE_LIMIT = 64
 """Pairs listed in one defect's evidence; a rail fault on 512 nodes has 130,816 slow pairs."""
 
 
-def _rounded(values: tuple[float, ...]) -> tuple[float, ...]:
-    return tuple(round(v, 6) for v in values)
+def described(defect: RailDefect) -> RailDefect:
+    """``defect`` with its line, as rails.json carries it: said last, once its counters, causes and action are
+    known."""
+    return dataclasses.replace(defect, line=describe(defect))
 
 
-@dataclass(frozen=True)
-class CounterEvidence:
-    """The error counters of one device a defect names, summed over the defect's own windows."""
-
-    node: str
-    device: str
-    """``mlx5_4:1`` (an IB port) or an interface name."""
-    risen: tuple[tuple[str, int], ...] = ()
-    """(counter, increase) of every counter that rose."""
-    saturated: tuple[str, ...] = ()
-    """Counters at their maximum in some window: they cannot say how many arrived, so no count is given."""
-    reset: tuple[str, ...] = ()
-    """Counters cleared during some window."""
-
-    @property
-    def quiet(self) -> bool:
-        return not (self.risen or self.saturated or self.reset)
-
-    def record(self) -> railsdoc.DefectErrors:
-        return railsdoc.DefectErrors(
-            node=self.node,
-            device=self.device,
-            errors=dict(self.risen),
-            errors_saturated=self.saturated,
-            errors_reset=self.reset,
-        )
-
-
-@dataclass(frozen=True)
-class Defect:
-    """One broken part and the measurements that convict it."""
-
-    kind: DefectKind
-    node: str | None
-    """None for a rail fault."""
-    rail: int | None
-    """None for a node fault."""
-    device: str | None
-    """The HCA or interface that carries this rail on this node, e.g. ``mlx5_4``, where known."""
-    measured_Gbps: float
-    """Median busbw of the convicting measurements (of the slow samples, for a flaky part)."""
-    expected_Gbps: float
-    """The line rate where known, else the peers' healthy level."""
-    basis: Literal["line rate", "peers"]
-    symptom: Symptom
-    slow_pairs: int
-    """Pairs with at least one slow sample."""
-    pairs: int
-    """Pairs that test this part."""
-    slow_samples: int
-    samples: int
-    spread: float
-    """(max - min) / median over the part's samples: high for a flaky part."""
-    evidence: tuple[str, ...]
-    """The slow pairs, ``"node02-node07/rail3"`` (at most EVIDENCE_LIMIT)."""
-    peer: str | None = None
-    """The other node, for a pair fault."""
-    sample_values: tuple[tuple[str, tuple[float, ...]], ...] = ()
-    """Every sample (matrix repeats, then confirmations) of each slow pair in ``evidence``, in Gb/s."""
-    errors: tuple[CounterEvidence, ...] | None = None
-    """The error counters of the devices it names over the whole test (``bench.rails.corroborate``);
-    None when they were not read."""
-    action: str = ""
-    """What a technician does about it (the profile's ``[actions]``)."""
-    severity: Severity = "fail"
-    """``warn`` for an ``errors`` defect unless the profile's ``[errors] fail_on_errors`` says otherwise."""
-    expected_device: str | None = None
-    """A ``path`` defect's NIC nearest the rail's GPU (``mlx5_4:1``), or a dead port's own."""
-    carried: tuple[str, ...] = ()
-    """A ``path`` defect's NICs that carried the rail's bytes, busiest first."""
-    switches: tuple[str, ...] = ()
-    """With a topology: the leaf of a cable or leaf; the candidate leaves of an uplink; the spines of a spine."""
-    ports: tuple[str, ...] = ()
-    """With a topology: the switch ports to check (a cable's leaf port, the uplinks ``leaf port <-> spine port``)."""
-    unit: str | None = None
-    """With a topology: the scalable unit of a leaf, or of an uplink's leaf, ``unit 2 (node33-node64)``."""
-    causes: tuple[railsdoc.DefectCause, ...] = ()
-    """Faults on the node's own GPUDirect path that explain it (``bench.rails.local_causes``): a GPU at x8 behind
-    a slow rail. The action is then the first one's."""
-
-    def record(self) -> railsdoc.RailDefect:
-        """The defect as rails.json says it (``defects``)."""
-        return railsdoc.RailDefect(
-            expected_device=self.expected_device,
-            carried=self.carried,
-            kind=self.kind,
-            node=self.node,
-            peer=self.peer,
-            rail=self.rail,
-            device=self.device,
-            measured_Gbps=round(self.measured_Gbps, 6),
-            expected_Gbps=round(self.expected_Gbps, 6),
-            basis=self.basis,
-            symptom=self.symptom,
-            slow_pairs=self.slow_pairs,
-            pairs=self.pairs,
-            slow_samples=self.slow_samples,
-            samples=self.samples,
-            spread=round(self.spread, 6),
-            evidence=self.evidence,
-            samples_Gbps={cell: _rounded(values) for cell, values in self.sample_values},
-            errors=None if self.errors is None else tuple(e.record() for e in self.errors),
-            action=self.action,
-            severity=self.severity,
-            switches=self.switches,
-            ports=self.ports,
-            unit=self.unit,
-            line=describe(self),
-            causes=self.causes,
-        )
-
-    def as_dict(self) -> JSONObject:
-        return self.record().to_json()
-
-
-@dataclass(frozen=True)
-class TransientPair:
-    """A suspect pair that measured normal again when re-measured: recorded, not a fault."""
-
-    node: str
-    peer: str
-    rail: int
-    samples_Gbps: tuple[float, ...]
-    """The matrix's samples of this pair (one per repeat), the slow one among them."""
-    confirm_Gbps: tuple[float, ...]
-    """The re-measurements, same partner and same concurrent load."""
-
-    def record(self) -> railsdoc.Transient:
-        return railsdoc.Transient(
-            node=self.node,
-            peer=self.peer,
-            rail=self.rail,
-            samples_Gbps=_rounded(self.samples_Gbps),
-            confirm_Gbps=_rounded(self.confirm_Gbps),
-        )
-
-    def as_dict(self) -> JSONObject:
-        return self.record().to_json()
-
-
-def describe(defect: Defect) -> str:
+def describe(defect: RailDefect) -> str:
     """One human line, e.g. ``node07 rail 3 (mlx5_4): 212 Gb/s = 53% of 400 Gb/s in 7/7 pairs → link fault``,
     then what its error counters said and its action where known (``; 1,204 symbol_error on mlx5_4 port 1
     during the test; action: reseat or replace the cable/transceiver on node07 mlx5_4 port 1``)."""
@@ -179,7 +37,7 @@ def describe(defect: Defect) -> str:
     return f"{line}; action: {defect.action}" if defect.action else line
 
 
-def cause_clause(causes: tuple[railsdoc.DefectCause, ...]) -> str:
+def cause_clause(causes: tuple[DefectCause, ...]) -> str:
     """``; cause on the node: GPU 3 (0000:73:00.0) ... PCIe link at x8 ...`` (and how many more), or nothing."""
     if not causes:
         return ""
@@ -187,7 +45,7 @@ def cause_clause(causes: tuple[railsdoc.DefectCause, ...]) -> str:
     return f"; cause on the node: {causes[0].check}: {causes[0].reason}{more}"
 
 
-def _finding(defect: Defect) -> str:
+def _finding(defect: RailDefect) -> str:
     device = f"{defect.device}, " if defect.device else ""
     if defect.kind in ("leaf", "uplink", "spine"):
         where = _switch_words(defect)
@@ -205,24 +63,25 @@ def _finding(defect: Defect) -> str:
     if defect.kind == "path" or (defect.symptom == "dead" and not defect.pairs and defect.evidence):
         # Told by the counters or the port's state, not by a rate.
         return f"{where}: {defect.evidence[0]} → {defect.kind} {defect.symptom}"
-    percent = 100.0 * defect.measured_Gbps / defect.expected_Gbps if defect.expected_Gbps > 0 else 0.0
+    measured, expected = defect.measured_Gbps or 0.0, defect.expected_Gbps or 0.0
+    percent = 100.0 * measured / expected if expected > 0 else 0.0
     of = "of" if defect.basis == "line rate" else "of peers'"
-    rate = f"{gbps(defect.measured_Gbps)} Gb/s = {percent:.0f}% {of} {gbps(defect.expected_Gbps)} Gb/s"
+    rate = f"{gbps(measured)} Gb/s = {percent:.0f}% {of} {gbps(expected)} Gb/s"
     if defect.kind == "errors":
         held = f"bandwidth held at {rate} in {defect.pairs} pairs" if defect.pairs else "no pair measured it"
         return f"{where}: {held} → link errors ({'FAIL' if defect.severity == 'fail' else 'warning'})"
     if defect.symptom == "flaky":
-        found = f"slow in {defect.slow_samples}/{defect.samples} samples, spread {100 * defect.spread:.0f}%"
+        found = f"slow in {defect.slow_samples}/{defect.samples} samples, spread {100 * (defect.spread or 0.0):.0f}%"
     elif defect.symptom == "dead":
         # Nothing moved, so there is no rate to compare.
         return f"{where}: no traffic in {defect.slow_pairs}/{defect.pairs} pairs → {defect.kind} dead"
     else:
         found = f"in {defect.slow_pairs}/{defect.pairs} pairs"
-    verdict = {"slow": "fault", "dead": "dead", "flaky": "flaky"}[defect.symptom]
+    verdict = {"slow": "fault", "dead": "dead", "flaky": "flaky"}.get(defect.symptom or "", defect.symptom)
     return f"{where}: {rate} {found} → {defect.kind} {verdict}"
 
 
-def _switch_words(defect: Defect) -> str:
+def _switch_words(defect: RailDefect) -> str:
     """``leaf leaf-su1-r3 (rail 3, unit 1 (node01-node32))``, ``uplinks of leaf-su2-r3 (rail 3, ...)``,
     ``uplinks between leaf-su1-r3 and leaf-su2-r3 (rail 3)``, ``spines spine-1..spine-8 (every rail)``."""
     rail = "every rail" if defect.rail is None else f"rail {defect.rail}"
@@ -238,29 +97,31 @@ def _switch_words(defect: Defect) -> str:
     return f"spine {shown} ({rail}, between units)" if len(names) == 1 else f"spines {shown} ({rail}, between units)"
 
 
-def _device_words(device: str) -> str:
+def _device_words(device: str | None) -> str:
+    if device is None:
+        return "?"
     hca, colon, port = device.partition(":")
     return f"{hca} port {port}" if colon else hca
 
 
-def errors_clause(evidence: tuple[CounterEvidence, ...], node: str | None, limit: int = 4) -> str:
+def errors_clause(evidence: tuple[DefectErrors, ...], node: str | None, limit: int = 4) -> str:
     """``1,204 symbol_error and 2 link_downed on mlx5_4 port 1 during the test`` (the node named when the
     defect itself does not name it); ``no error counter rose on ...`` when every device stayed quiet."""
     if not evidence:
         return "no error counters were read for its devices"
 
-    def on(e: CounterEvidence) -> str:
+    def on(e: DefectErrors) -> str:
         return _device_words(e.device) if e.node == node else f"{e.node} {_device_words(e.device)}"
 
     said = []
     for e in [e for e in evidence if not e.quiet][:limit]:
         parts = []
-        if e.risen:
-            parts.append(" and ".join(f"{count:,} {name}" for name, count in e.risen))
-        if e.saturated:
-            parts.append(f"{', '.join(e.saturated)} saturated (no count)")
-        if e.reset:
-            parts.append(f"{', '.join(e.reset)} cleared")
+        if e.errors:
+            parts.append(" and ".join(f"{count:,} {name}" for name, count in e.errors.items()))
+        if e.errors_saturated:
+            parts.append(f"{', '.join(e.errors_saturated)} saturated (no count)")
+        if e.errors_reset:
+            parts.append(f"{', '.join(e.errors_reset)} cleared")
         said.append(f"{', '.join(parts)} on {on(e)}")
     loud = sum(1 for e in evidence if not e.quiet)
     if not said:
@@ -270,7 +131,7 @@ def errors_clause(evidence: tuple[CounterEvidence, ...], node: str | None, limit
     return f"{'; '.join(said)}{more} during the test"
 
 
-def describe_transient(t: TransientPair) -> str:
+def describe_transient(t: Transient) -> str:
     """``node02-node05 rail 1: slow at 1.2 Gb/s, normal when re-measured (9.8, 10.1 Gb/s) → transient``."""
     low = min(t.samples_Gbps) if t.samples_Gbps else 0.0
     again = ", ".join(gbps(v) for v in t.confirm_Gbps)

@@ -22,8 +22,8 @@ from typing import Literal
 
 from bench.fabric.rail_nics import NEAR
 from bench.nccllogs.nccl_evidence import device_matches
-from bench.rails.localise import Defect
 from bench.rails.records import ExpectedNic, RailDevices, short_device
+from bench.rundir.rails_records import RailDefect
 from bench.units import format_size
 
 _REMOTE = re.compile(r"remote=\[([0-9a-fA-F.:]+)\]")
@@ -93,7 +93,7 @@ def _words(device: str) -> str:
     return f"{hca} port {port}" if colon else hca
 
 
-def path_defects(devices: Sequence[RailDevices], quiet: Iterable[str] = ()) -> list[Defect]:
+def path_defects(devices: Sequence[RailDevices], quiet: Iterable[str] = ()) -> list[RailDefect]:
     """A ``path`` defect for every node and rail whose bytes did not leave through the NIC next to its GPU, and
     a dead ``link`` for every rail whose own NIC port is down (NCCL uses ACTIVE ports only, so that rail's bytes
     go elsewhere and no path is judged there; no other rail is affected: each keeps its own nearest NIC).
@@ -104,7 +104,7 @@ def path_defects(devices: Sequence[RailDevices], quiet: Iterable[str] = ()) -> l
     excluded) are left to :func:`findings`.
     """
     quiet = tuple(q for q in quiet if q)
-    out: list[Defect] = []
+    out: list[RailDefect] = []
     for rd in devices:
         for node, nic in sorted(rd.nics.items()):
             if nic.device is None:
@@ -140,25 +140,26 @@ def _port_defect(
     expected: str,
     carried: tuple[str, ...],
     line: str,
-) -> Defect:
+) -> RailDefect:
     device = short_device(carried[0] if carried else expected)
-    return Defect(
-        kind,
-        node,
-        rail,
-        device,
-        0.0,
-        0.0,
-        "line rate",
-        symptom,
-        0,
-        0,
-        0,
-        0,
-        0.0,
-        (line,),
+    # told by the port's state or the counters, not by a rate: no pair measured it
+    return RailDefect(
         expected_device=expected,
         carried=carried,
+        kind=kind,
+        node=node,
+        rail=rail,
+        device=device,
+        measured_Gbps=0.0,
+        expected_Gbps=0.0,
+        basis="line rate",
+        symptom=symptom,
+        slow_pairs=0,
+        pairs=0,
+        slow_samples=0,
+        samples=0,
+        spread=0.0,
+        evidence=(line,),
     )
 
 
@@ -175,7 +176,7 @@ class GroupFailure:
     """The transport's error (None: the group formed)."""
 
 
-def dead_links(reports: Sequence[GroupFailure], nodes: Sequence[str], line_rate: float | None) -> list[Defect]:
+def dead_links(reports: Sequence[GroupFailure], nodes: Sequence[str], line_rate: float | None) -> list[RailDefect]:
     """Name the dead part of every rail whose group could not form.
 
     A member whose own connect attempts fail with "Network is unreachable" has no working link on that rail.
@@ -183,7 +184,7 @@ def dead_links(reports: Sequence[GroupFailure], nodes: Sequence[str], line_rate:
     dead too. A member that only timed out waiting names nobody. When no node stands out, the rail as a
     whole is reported dead.
     """
-    out: list[Defect] = []
+    out: list[RailDefect] = []
     for rail in sorted({r.rail for r in reports if r.problem}):
         members = [r for r in reports if r.rail == rail]
         by_address = {r.address: r.node for r in members if r.address}
@@ -207,41 +208,39 @@ def dead_links(reports: Sequence[GroupFailure], nodes: Sequence[str], line_rate:
         basis: Literal["line rate", "peers"] = "line rate" if line_rate else "peers"
         if not dead:
             out.append(
-                Defect(
-                    "rail",
-                    None,
-                    rail,
-                    None,
-                    0.0,
-                    expected,
-                    basis,
-                    "dead",
-                    len(evidence),
-                    len(members),
-                    0,
-                    0,
-                    0.0,
-                    evidence,
+                RailDefect(
+                    kind="rail",
+                    rail=rail,
+                    measured_Gbps=0.0,
+                    expected_Gbps=expected,
+                    basis=basis,
+                    symptom="dead",
+                    slow_pairs=len(evidence),
+                    pairs=len(members),
+                    slow_samples=0,
+                    samples=0,
+                    spread=0.0,
+                    evidence=evidence,
                 )
             )
         for node in (n for n in nodes if n in dead):
             ifname = next((r.ifname for r in members if r.node == node), None)
             out.append(
-                Defect(
-                    "link",
-                    node,
-                    rail,
-                    ifname,
-                    0.0,
-                    expected,
-                    basis,
-                    "dead",
-                    len(nodes) - 1,
-                    len(nodes) - 1,
-                    0,
-                    0,
-                    0.0,
-                    evidence,
+                RailDefect(
+                    kind="link",
+                    node=node,
+                    rail=rail,
+                    device=ifname,
+                    measured_Gbps=0.0,
+                    expected_Gbps=expected,
+                    basis=basis,
+                    symptom="dead",
+                    slow_pairs=len(nodes) - 1,
+                    pairs=len(nodes) - 1,
+                    slow_samples=0,
+                    samples=0,
+                    spread=0.0,
+                    evidence=evidence,
                 )
             )
     return out

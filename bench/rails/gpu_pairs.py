@@ -25,6 +25,7 @@ Pure functions over numpy arrays; the rank side (``bench.rails.intranode``) gath
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import warnings
 from collections.abc import Mapping, Sequence
@@ -34,12 +35,11 @@ from typing import Literal
 
 import numpy as np
 
-from bench.jsondoc import JSONObject
 from bench.measure.results import RowPlace, pair_row
 from bench.rundir import railsdoc
 from bench.rundir.files import Row
+from bench.rundir.rails_records import GpuDefect
 
-GpuDefectKind = Literal["gpu", "gpu-pair", "node"]
 GpuSymptom = Literal["slow", "flaky", "dead"]
 
 FALSE_ALARMS = 0.01
@@ -69,64 +69,6 @@ class LocalPairTime:
         return self.nbytes * 8 / (self.time_us * 1e-6) / 1e9 if self.time_us > 0 else 0.0
 
 
-@dataclass(frozen=True)
-class IntraNodeDefect:
-    """One slow GPU, GPU pair or node and the local pairs that convict it."""
-
-    kind: GpuDefectKind
-    node: str
-    gpu: int | None
-    """Local rank (None for a node)."""
-    peer: int | None
-    """The other local rank of a ``gpu-pair``."""
-    bus_id: str | None
-    """PCI bus id of ``gpu`` where known (GPUs), e.g. ``0000:9a:00.0``."""
-    peer_bus_id: str | None
-    measured_Gbps: float
-    """Median busbw of the convicting pairs."""
-    expected_Gbps: float
-    basis: Literal["target", "peers"]
-    """``target``: below the profile's NVLink sendrecv target; ``peers``: below the healthy level."""
-    symptom: GpuSymptom
-    slow_pairs: int
-    pairs: int
-    slow_samples: int
-    samples: int
-    evidence: tuple[str, ...]
-    """The slow pairs, ``node03/gpu1-gpu5``."""
-    action: str = ""
-    """What a technician does about it (the profile's ``[actions]``)."""
-    causes: tuple[railsdoc.DefectCause, ...] = ()
-    """Faults of the GPU itself that explain it (``bench.rails.local_causes``): its clocks held down, an NVLink
-    inactive. The action is then the first one's."""
-
-    def record(self) -> railsdoc.GpuDefect:
-        """The defect as rails.json says it (``intra_node.defects``)."""
-        return railsdoc.GpuDefect(
-            kind=self.kind,
-            node=self.node,
-            gpu=self.gpu,
-            peer=self.peer,
-            bus_id=self.bus_id,
-            peer_bus_id=self.peer_bus_id,
-            measured_Gbps=round(self.measured_Gbps, 6),
-            expected_Gbps=round(self.expected_Gbps, 6),
-            basis=self.basis,
-            symptom=self.symptom,
-            slow_pairs=self.slow_pairs,
-            pairs=self.pairs,
-            slow_samples=self.slow_samples,
-            samples=self.samples,
-            evidence=self.evidence,
-            action=self.action,
-            line=describe_gpu(self),
-            causes=self.causes,
-        )
-
-    def as_dict(self) -> JSONObject:
-        return self.record().to_json()
-
-
 @dataclass(frozen=True, eq=False)
 class LocalMatrix:
     """``sent[repeat, node, i, j]``: local rank i to local rank j on one node, Gb/s, NaN where unmeasured."""
@@ -152,7 +94,7 @@ class LocalMatrix:
 class Localisation:
     """What the matrix says: defects, the healthy level, and why nothing could be named, if so."""
 
-    defects: tuple[IntraNodeDefect, ...]
+    defects: tuple[GpuDefect, ...]
     level_Gbps: float | None
     too_noisy: str | None
     """Why the relative test named nothing: the healthy pairs' own spread is too wide to tell."""
@@ -235,11 +177,9 @@ class _Judged:
     target: float | None
 
 
-def _defects(
-    j: _Judged, measured: np.ndarray, bus_ids: Mapping[str, Sequence[str | None]]
-) -> tuple[IntraNodeDefect, ...]:
+def _defects(j: _Judged, measured: np.ndarray, bus_ids: Mapping[str, Sequence[str | None]]) -> tuple[GpuDefect, ...]:
     local = j.slow.shape[1]
-    out: list[IntraNodeDefect] = []
+    out: list[GpuDefect] = []
     for k, node in enumerate(j.matrix.nodes):
         ids = tuple(bus_ids.get(node) or (None,) * local)
         pairs = [(a, b) for a in range(local) for b in range(a + 1, local) if measured[k, a, b]]
@@ -263,11 +203,11 @@ def _defect(
     j: _Judged,
     k: int,
     ids: Sequence[str | None],
-    kind: GpuDefectKind,
+    kind: str,
     gpu: int | None,
     peer: int | None,
     cells: list[tuple[int, int]],
-) -> IntraNodeDefect:
+) -> GpuDefect:
     """One defect on node ``k`` convicted by the local pairs ``cells``."""
     node = j.matrix.nodes[k]
     first, second = [a for a, _ in cells], [b for _, b in cells]
@@ -280,7 +220,7 @@ def _defect(
     rate = float(np.median(v[f] if symptom == "flaky" and f.any() else v)) if len(v) else 0.0
     below_target = j.target is not None and np.log(max(rate, 1e-12)) < j.absolute
     slow_cells = [(a, b) for a, b in cells if j.slow[k, a, b]]
-    return IntraNodeDefect(
+    return GpuDefect(
         kind=kind,
         node=node,
         gpu=gpu,
@@ -299,7 +239,7 @@ def _defect(
     )
 
 
-def describe_gpu(defect: IntraNodeDefect) -> str:
+def describe_gpu(defect: GpuDefect) -> str:
     """One line: ``node03 GPU 5 (0000:9a:00.0): 120 Gb/s = 25% of peers' 480 Gb/s in 7/7 local pairs → gpu fault``,
     then ``; action: ...`` where one is known."""
     line = _gpu_finding(defect)
@@ -309,7 +249,7 @@ def describe_gpu(defect: IntraNodeDefect) -> str:
     return f"{line}; action: {defect.action}" if defect.action else line
 
 
-def _gpu_finding(defect: IntraNodeDefect) -> str:
+def _gpu_finding(defect: GpuDefect) -> str:
     if defect.kind == "node":
         where = f"{defect.node} (every local pair)"
     elif defect.kind == "gpu":
@@ -318,9 +258,10 @@ def _gpu_finding(defect: IntraNodeDefect) -> str:
         where = f"{defect.node} GPU {defect.gpu} - GPU {defect.peer}"
     if defect.symptom == "dead":
         return f"{where}: no traffic in {defect.slow_pairs}/{defect.pairs} local pairs → {defect.kind} dead"
-    percent = 100.0 * defect.measured_Gbps / defect.expected_Gbps if defect.expected_Gbps > 0 else 0.0
+    measured, expected = defect.measured_Gbps or 0.0, defect.expected_Gbps or 0.0
+    percent = 100.0 * measured / expected if expected > 0 else 0.0
     of = "of target" if defect.basis == "target" else "of peers'"
-    rate = f"{_gbps(defect.measured_Gbps)} Gb/s = {percent:.0f}% {of} {_gbps(defect.expected_Gbps)} Gb/s"
+    rate = f"{_gbps(measured)} Gb/s = {percent:.0f}% {of} {_gbps(expected)} Gb/s"
     if defect.symptom == "flaky":
         found = f"slow in {defect.slow_samples}/{defect.samples} samples"
     else:
@@ -345,7 +286,7 @@ class IntraNodeOutcome:
     """Node groups made: one per node, pairs inside it, never one per pair."""
 
     @property
-    def defects(self) -> tuple[IntraNodeDefect, ...]:
+    def defects(self) -> tuple[GpuDefect, ...]:
         return self.localisation.defects
 
     @property
@@ -369,8 +310,8 @@ def rows(outcome: IntraNodeOutcome, iters: int) -> list[Row]:
     return out
 
 
-def record(outcome: IntraNodeOutcome) -> railsdoc.IntraNode:
-    """rails.json's ``intra_node`` section."""
+def intra_node_section(outcome: IntraNodeOutcome) -> railsdoc.IntraNode:
+    """rails.json's ``intra_node`` section, each defect with its line."""
     loc = outcome.localisation
 
     def bus(node: str, gpu: int) -> str | None:
@@ -402,7 +343,7 @@ def record(outcome: IntraNodeOutcome) -> railsdoc.IntraNode:
             )
             for t in outcome.times
         ),
-        defects=tuple(d.record() for d in loc.defects),
+        defects=tuple(dataclasses.replace(d, line=describe_gpu(d)) for d in loc.defects),
     )
 
 

@@ -13,7 +13,6 @@ from typing import Any, TypedDict
 from bench.rails import evidence, fabric_map, liveness, rail_target, records, windows
 from bench.rails.config import RailsSettings
 from bench.rails.corroborate import device_of
-from bench.rails.defects import Defect
 from bench.rails.layout import RailLayout
 from bench.rails.liveness import LinkReport, Membership, everyone_live
 from bench.rails.localise import Diagnosis, PairMatrix, Thresholds, diagnose
@@ -22,6 +21,7 @@ from bench.rails.pairs import suspects
 from bench.rails.records import short_device
 from bench.rails.schedule import Cell
 from bench.rails.windows import DeviceEntries, NodeWindow
+from bench.rundir.rails_records import RailDefect
 from bench.rundir.railsdoc import Link
 
 
@@ -178,7 +178,7 @@ def judged(
     )
 
 
-def _covered(defect: Defect, dead: Sequence[Defect]) -> bool:
+def _covered(defect: RailDefect, dead: Sequence[RailDefect]) -> bool:
     """Whether ``defect``'s link is part of one already named dead: the same link, its node or its rail."""
     for d in dead:
         if d.kind == "node" and d.node == defect.node:

@@ -44,7 +44,7 @@ class Laps:
 
 
 def compared(plan: Plan | None, measured: Mapping[str, float]) -> JSONObject:
-    """run.json's ``plan``: the projection (``Plan.as_dict``) with each phase's measured seconds beside it, and
+    """run.json's ``plan``: the projection (``Plan.to_json``) with each phase's measured seconds beside it, and
     the totals; without a plan (no rate known to plan with), the phases as measured alone, so every run keeps
     its phase times (the history learns from them: ``bench.history.phase_times``)."""
     total = round(sum(measured.values()), 3)
@@ -56,5 +56,5 @@ def compared(plan: Plan | None, measured: Mapping[str, float]) -> JSONObject:
         took = measured.get(phase.name)
         if took is None:  # "confirmation (2 pass(es))" is marked as "confirmation"
             took = measured.get(phase.name.split(" (", 1)[0])
-        phases.append({**phase.as_dict(), "measured_s": None if took is None else round(took, 3)})
-    return {**plan.as_dict(), "phases": phases, "measured_s": total}
+        phases.append({**phase.to_json(), "measured_s": None if took is None else round(took, 3)})
+    return {**plan.to_json(), "phases": phases, "measured_s": total}

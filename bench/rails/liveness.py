@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
-from bench.rails.defects import Defect, DefectKind
+from bench.rundir.rails_records import RailDefect
 
 SELF_FAULTS = ("Network is unreachable", "Cannot assign requested address")
 """strerror(ENETUNREACH), strerror(EADDRNOTAVAIL): the connecting end itself has no route or no address on this
@@ -223,16 +223,15 @@ def dead_defects(
     nodes: Sequence[str],
     line_rate: float | None,
     devices: Mapping[tuple[int, int], str | None],
-) -> list[Defect]:
+) -> list[RailDefect]:
     """A ``dead`` defect for every dead part, with the pairs it cost (never attempted) as its evidence.
 
     ``devices``: (node, rail) -> the rail's interface or HCA port on that node.
     """
     n = len(nodes)
     basis: Literal["line rate", "peers"] = "line rate" if line_rate else "peers"
-    out: list[Defect] = []
+    out: list[RailDefect] = []
     for d in sorted(membership.dead, key=_order):
-        kind: DefectKind = d.kind
         if d.kind == "pair":
             assert d.node is not None and d.peer is not None and d.rail is not None
             pairs = 1
@@ -252,22 +251,22 @@ def dead_defects(
         evidence = tuple(f"{where}: {why}" for why in d.reasons) + tuple(f"{c}: not attempted" for c in cells)
         device = devices.get((d.node, d.rail)) if d.node is not None and d.rail is not None else None
         out.append(
-            Defect(
-                kind,
-                nodes[d.node] if d.node is not None else None,
-                d.rail,
-                device,
-                0.0,
-                line_rate or 0.0,
-                basis,
-                "dead",
-                pairs,
-                pairs,
-                0,
-                0,
-                0.0,
-                evidence,
+            RailDefect(
+                kind=d.kind,
+                node=nodes[d.node] if d.node is not None else None,
                 peer=nodes[d.peer] if d.peer is not None else None,
+                rail=d.rail,
+                device=device,
+                measured_Gbps=0.0,
+                expected_Gbps=line_rate or 0.0,
+                basis=basis,
+                symptom="dead",
+                slow_pairs=pairs,
+                pairs=pairs,
+                slow_samples=0,
+                samples=0,
+                spread=0.0,
+                evidence=evidence,
             )
         )
     return out

@@ -44,9 +44,8 @@ from bench.nccllogs.nccl_log import NcclLog
 from bench.preflight import checks
 from bench.preflight.checks import CheckResult
 from bench.profiles import Profile
-from bench.rails.defects import Defect
-from bench.rails.gpu_pairs import IntraNodeDefect
 from bench.rails.records import RailsOutcome
+from bench.rundir.rails_records import GpuDefect, RailDefect
 from bench.rundir.railsdoc import DefectCause
 from bench.runtime import env as benv
 from bench.runtime.coord import Coord
@@ -108,7 +107,7 @@ def _failures(reports: Reports, node: str | None, names: Sequence[str]) -> list[
     return [r for r in reports.get(node, ()) if r.status == "fail" and r.check in names]
 
 
-def _rail_causes(defect: Defect, reports: Reports, nodes: Sequence[str]) -> list[tuple[str, CheckResult]]:
+def _rail_causes(defect: RailDefect, reports: Reports, nodes: Sequence[str]) -> list[tuple[str, CheckResult]]:
     k = defect.rail
     if defect.kind in ("link", "cable") and k is not None:
         names = DEAD_CHECKS if defect.symptom == "dead" else PATH_CHECKS
@@ -122,12 +121,13 @@ def _rail_causes(defect: Defect, reports: Reports, nodes: Sequence[str]) -> list
     return []
 
 
-def _gpu_causes(defect: IntraNodeDefect, reports: Reports) -> list[tuple[str, CheckResult]]:
+def _gpu_causes(defect: GpuDefect, reports: Reports) -> list[tuple[str, CheckResult]]:
     gpus = {g for g in (defect.gpu, defect.peer) if g is not None}
     found = _failures(reports, defect.node, GPU_CHECKS)
+    node = defect.node or ""
     if defect.kind == "node":
-        return [(defect.node, r) for r in found]
-    return [(defect.node, r) for r in found if gpus & set(r.gpus)]
+        return [(node, r) for r in found]
+    return [(node, r) for r in found if gpus & set(r.gpus)]
 
 
 def attribute(outcome: RailsOutcome, reports: Reports) -> RailsOutcome:

@@ -38,21 +38,19 @@ import numpy as np
 
 from bench.exits import UserError
 from bench.rails import lone_pairs, named_parts, noise, switches
-from bench.rails.defects import EVIDENCE_LIMIT, Defect, DefectKind, Symptom, TransientPair, describe
+from bench.rails.defects import EVIDENCE_LIMIT, Symptom, describe
 from bench.rails.fabric_map import FabricMap
 from bench.rails.matrix import PairMatrix, PairSample
 from bench.rails.parts import CellIndex, Cells, transients
+from bench.rundir.rails_records import RailDefect, Transient
 
 __all__ = [
     "EVIDENCE_LIMIT",
-    "Defect",
-    "DefectKind",
     "Diagnosis",
     "PairMatrix",
     "PairSample",
     "Symptom",
     "Thresholds",
-    "TransientPair",
     "describe",
     "diagnose",
     "localise",
@@ -80,9 +78,9 @@ class Thresholds:
 class Diagnosis:
     """What localisation concluded."""
 
-    defects: tuple[Defect, ...]
+    defects: tuple[RailDefect, ...]
     """Rail faults, then node, link and pair faults."""
-    transients: tuple[TransientPair, ...] = ()
+    transients: tuple[Transient, ...] = ()
     """Suspects that did not reproduce when re-measured."""
     too_noisy: str | None = None
     """``fabric too noisy to localise: healthy pairs spread 5.3-19.5 Gb/s`` when the relative test gave up."""
@@ -434,6 +432,6 @@ def localise(
     line_rate_Gbps: float | Mapping[int, float] | None,
     thresholds: Thresholds = Thresholds(),
     devices: Mapping[tuple[str, int], str] | None = None,
-) -> tuple[Defect, ...]:
+) -> tuple[RailDefect, ...]:
     """The defects of :func:`diagnose` alone."""
     return diagnose(matrix, line_rate_Gbps, thresholds, devices).defects

@@ -1,7 +1,7 @@
 """The defects ``bench.rails.localise.diagnose`` names, part by part, once it has decided which parts are broken.
 
 Each builder turns one kind of verdict (``[rail]``, ``[node]`` or ``[rail, node]`` masks, the lone pairs, the
-switch faults) into ``Defect`` records with their samples (``bench.rails.parts.summary_defect``), the device
+switch faults) into ``RailDefect`` records with their samples (``bench.rails.parts.summary_defect``), the device
 each link leaves through where the caller knows it, and the switches and ports where the cabling is known.
 """
 
@@ -13,10 +13,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from bench.rails import switches
-from bench.rails.defects import Defect
 from bench.rails.fabric_map import FabricMap
 from bench.rails.matrix import PairMatrix
 from bench.rails.parts import CellIndex, Cells, summary_defect
+from bench.rundir.rails_records import RailDefect
 
 Devices = Mapping[tuple[str, int], str]
 
@@ -26,7 +26,7 @@ def device(devices: Devices | None, node: str, rail: int) -> str | None:
     return None if devices is None else devices.get((node, rail))
 
 
-def as_cable(defect: Defect, fabric: FabricMap | None, rail: int) -> Defect:
+def as_cable(defect: RailDefect, fabric: FabricMap | None, rail: int) -> RailDefect:
     """A link the cabling places is a ``cable``: the node's HCA port, its cable and its leaf port."""
     if fabric is None or defect.node is None or defect.node not in fabric.nodes or not 0 <= rail < fabric.rails:
         return defect
@@ -47,7 +47,7 @@ def rail_defects(
     rail_cells: Sequence[CellIndex],
     devices: Devices | None,
     fabric: FabricMap | None,
-) -> list[Defect]:
+) -> list[RailDefect]:
     """Each faulty rail, with its one device name where every node names it alike; on one unit of a known
     cabling, the rail's one leaf."""
     defects = []
@@ -67,7 +67,7 @@ def rail_defects(
     return defects
 
 
-def switch_defects(cells: Cells, found: Sequence[switches.SwitchFault]) -> list[Defect]:
+def switch_defects(cells: Cells, found: Sequence[switches.SwitchFault]) -> list[RailDefect]:
     """Each faulty leaf, uplink or spine, with its switches, ports and unit."""
     defects = []
     for fault in found:
@@ -76,7 +76,7 @@ def switch_defects(cells: Cells, found: Sequence[switches.SwitchFault]) -> list[
     return defects
 
 
-def node_defects(matrix: PairMatrix, cells: Cells, node_fault: np.ndarray, open_rails: np.ndarray) -> list[Defect]:
+def node_defects(matrix: PairMatrix, cells: Cells, node_fault: np.ndarray, open_rails: np.ndarray) -> list[RailDefect]:
     """Each faulty node, from its cells with every partner on the rails no rail fault explains."""
     others = ~np.eye(len(matrix.nodes), dtype=bool)
     defects = []
@@ -91,7 +91,7 @@ def node_defects(matrix: PairMatrix, cells: Cells, node_fault: np.ndarray, open_
 
 def link_defects(
     matrix: PairMatrix, cells: Cells, link_fault: np.ndarray, devices: Devices | None, fabric: FabricMap | None
-) -> list[Defect]:
+) -> list[RailDefect]:
     """Each faulty link (a cable where the cabling places it), from its cells with every partner on its rail."""
     all_nodes = np.arange(len(matrix.nodes))
     defects = []
@@ -110,7 +110,7 @@ def link_defects(
     return defects
 
 
-def pair_defects(matrix: PairMatrix, cells: Cells, lone: np.ndarray, devices: Devices | None) -> list[Defect]:
+def pair_defects(matrix: PairMatrix, cells: Cells, lone: np.ndarray, devices: Devices | None) -> list[RailDefect]:
     """Each lone slow pair (``lone``: ``[rail, a, b]``, each pair once in its upper triangle is read)."""
     defects = []
     pk, pa, pb = np.nonzero(np.triu(lone, k=1))

@@ -8,6 +8,7 @@ from typing import Protocol
 
 from bench.rails import gpu_pairs, records
 from bench.rails.config import RailsSettings
+from bench.rails.defects import described
 from bench.rails.records import RailsOutcome
 from bench.rundir.files import Row, atomic_write_json
 from bench.rundir.railsdoc import RailEntry, RailsDoc, counters_from_json
@@ -39,15 +40,15 @@ def rails_doc(outcome: RailsOutcome) -> RailsDoc:
         measurements=tuple(
             records.measurements(outcome.rail_results, outcome.pair_times, outcome.nodes, outcome.expected, devices)
         ),
-        defects=tuple(d.record() for d in outcome.defects),
-        transients=tuple(t.record() for t in outcome.transients),
+        defects=tuple(described(d) for d in outcome.defects),
+        transients=outcome.transients,
         too_noisy=outcome.too_noisy,
         counter_findings=tuple(outcome.findings),
         below_target=tuple(outcome.below_target),
         counters=counters_from_json(outcome.counters),
-        error_windows=tuple(w.record() for w in outcome.error_windows),
+        error_windows=outcome.error_windows,
         process_groups=outcome.process_groups,
-        intra_node=gpu_pairs.record(outcome.intra_node) if outcome.intra_node is not None else None,
+        intra_node=gpu_pairs.intra_node_section(outcome.intra_node) if outcome.intra_node is not None else None,
         links=outcome.links,
         node_causes=outcome.node_causes,
     )

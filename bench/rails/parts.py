@@ -1,7 +1,8 @@
 """The judged matrix (which samples are slow, which suspects reproduced) and the records built from it.
 
 ``bench.rails.localise`` decides which parts are broken; this module holds the per-cell facts it decides
-from and turns a set of cells into a ``Defect`` or ``TransientPair`` with every sample listed.
+from and turns a set of cells into a ``RailDefect`` or ``Transient`` (rails.json's own records,
+``bench.rundir.rails_records``) with every sample listed.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from typing import Literal
 
 import numpy as np
 
-from bench.rails.defects import EVIDENCE_LIMIT, Defect, DefectKind, Symptom, TransientPair
+from bench.rails.defects import EVIDENCE_LIMIT, Symptom
 from bench.rails.matrix import PairMatrix
 from bench.rails.noise import FALSE_ALARMS
+from bench.rundir.rails_records import RailDefect, Transient
 
 CellIndex = tuple[np.ndarray, np.ndarray, np.ndarray]
 """Parallel arrays ``(rail position, node a, node b)``."""
@@ -131,14 +133,14 @@ def _finite(values: np.ndarray) -> tuple[float, ...]:
 
 def summary_defect(
     cells: Cells,
-    kind: DefectKind,
+    kind: str,
     index: CellIndex,
     *,
     node: str | None,
     rail_pos: int | None,
     device: str | None,
     peer: str | None = None,
-) -> Defect:
+) -> RailDefect:
     """The defect on the cells ``index`` (every pair that tests one part): its rate, symptom and samples."""
     k, a, b = index
     keep = cells.measured[k, a, b]
@@ -159,12 +161,12 @@ def summary_defect(
     suspect = cells.suspect[k, a, b]
     listed = list(zip(k[suspect], a[suspect], b[suspect], strict=True))[:EVIDENCE_LIMIT]
     evidence = tuple(_cell_name(matrix, int(z), int(x), int(y)) for z, x, y in listed)
-    sample_values = tuple(
-        (name, _finite(np.concatenate([matrix.busbw[:, z, x, y], matrix.confirm_values[:, z, x, y]])))
+    samples_Gbps = {
+        name: _finite(np.concatenate([matrix.busbw[:, z, x, y], matrix.confirm_values[:, z, x, y]]))
         for name, (z, x, y) in zip(evidence, listed, strict=True)
-    )
+    }
     expected = float(np.median(cells.expected)) if rail_pos is None else float(cells.expected[rail_pos])
-    return Defect(
+    return RailDefect(
         kind=kind,
         node=node,
         rail=None if rail_pos is None else matrix.rails[rail_pos],
@@ -180,11 +182,11 @@ def summary_defect(
         spread=spread,
         evidence=evidence,
         peer=peer,
-        sample_values=sample_values,
+        samples_Gbps=samples_Gbps,
     )
 
 
-def transients(cells: Cells, mask: np.ndarray) -> tuple[TransientPair, ...]:
+def transients(cells: Cells, mask: np.ndarray) -> tuple[Transient, ...]:
     """The suspects in ``mask`` that no named part explains, with their samples (after confirmation only)."""
     if not cells.remeasured:
         return ()
@@ -192,12 +194,12 @@ def transients(cells: Cells, mask: np.ndarray) -> tuple[TransientPair, ...]:
     out = []
     for k, a, b in zip(*np.nonzero(np.triu(mask, k=1)), strict=True):
         out.append(
-            TransientPair(
-                matrix.nodes[a],
-                matrix.nodes[b],
-                matrix.rails[k],
-                _finite(matrix.busbw[:, k, a, b]),
-                _finite(matrix.confirm_values[:, k, a, b]),
+            Transient(
+                node=matrix.nodes[a],
+                peer=matrix.nodes[b],
+                rail=matrix.rails[k],
+                samples_Gbps=_finite(matrix.busbw[:, k, a, b]),
+                confirm_Gbps=_finite(matrix.confirm_values[:, k, a, b]),
             )
         )
     return tuple(out)

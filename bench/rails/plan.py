@@ -81,7 +81,7 @@ class Phase:
     """Bytes each rank sends in the phase, at most."""
     seconds: Span
 
-    def as_dict(self) -> JSONObject:
+    def to_json(self) -> JSONObject:
         return {
             "name": self.name,
             "rounds": self.rounds,
@@ -141,12 +141,12 @@ class Plan:
             out.append(f"# cut to fit: {self.cut}")
         return out
 
-    def as_dict(self) -> JSONObject:
+    def to_json(self) -> JSONObject:
         total = self.total
         return {
             "nodes": self.nodes,
             "ranks_per_node": self.ranks_per_node,
-            "phases": [p.as_dict() for p in self.phases],
+            "phases": [p.to_json() for p in self.phases],
             "projected_low_s": round(total.low, 3),
             "projected_high_s": round(total.high, 3),
             "cut": self.cut,

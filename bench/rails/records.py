@@ -15,15 +15,16 @@ from typing import Any, Literal
 from bench.jsondoc import JSONObject
 from bench.measure.collectives import get_collective
 from bench.measure.results import RowPlace, pair_row, result_row
-from bench.rails.defects import TransientPair, describe_transient
+from bench.rails.defects import describe_transient
 from bench.rails.gpu_pairs import IntraNodeOutcome
-from bench.rails.localise import Defect, PairSample, describe
+from bench.rails.localise import PairSample, describe
 from bench.rails.matrix import PairColumns as PairColumns  # rank 0 judges the matrix from these
 from bench.rails.matrix import pair_matrix as pair_matrix
 from bench.rails.measure import PairTime
-from bench.rails.windows import WindowErrors
 from bench.rundir import railsdoc
+from bench.rundir.defect_kinds import fails_rail
 from bench.rundir.files import Row
+from bench.rundir.rails_records import ErrorWindow, RailDefect, Transient
 from bench.rundir.railsdoc import Link, Measurement
 from bench.units import format_size
 
@@ -76,7 +77,7 @@ class ExpectedNic:
         """An IB port that is not ACTIVE: NCCL will not use it (a dead link)."""
         return self.state is not None and self.state != "ACTIVE"
 
-    def as_dict(self) -> JSONObject:
+    def to_json(self) -> JSONObject:
         return {
             "expected": self.device,
             "state": self.state,
@@ -108,7 +109,7 @@ class RailDevices:
         out: dict[str, JSONObject] = {}
         for node in dict.fromkeys([*self.device, *self.nics]):
             nic = self.nics.get(node) or ExpectedNic(self.expected.get(node))
-            out[node] = {**nic.as_dict(), "carried": list(self.carried.get(node, ()))}
+            out[node] = {**nic.to_json(), "carried": list(self.carried.get(node, ()))}
         return out
 
 
@@ -233,10 +234,10 @@ def table(
     rail_results: Sequence[RailResult],
     samples: Sequence[PairSample],
     devices: Sequence[RailDevices],
-    defects: Sequence[Defect],
+    defects: Sequence[RailDefect],
     expected: Mapping[int, float | None],
     findings: Sequence[str],
-    transients: Sequence[TransientPair] = (),
+    transients: Sequence[Transient] = (),
     too_noisy: str | None = None,
 ) -> str:
     """The human summary: rail groups, the pair matrix per rail, the devices, and the defects."""
@@ -290,8 +291,8 @@ class RailsOutcome:
     rail_results: list[RailResult] = field(default_factory=list)
     pair_times: list[PairTime] = field(default_factory=list)
     devices: list[RailDevices] = field(default_factory=list)
-    defects: tuple[Defect, ...] = ()
-    transients: tuple[TransientPair, ...] = ()
+    defects: tuple[RailDefect, ...] = ()
+    transients: tuple[Transient, ...] = ()
     """Suspect pairs that measured normal again when re-measured: recorded, not failed."""
     too_noisy: str | None = None
     """Why the relative test named nothing: the fabric's healthy spread is too wide to tell."""
@@ -303,7 +304,7 @@ class RailsOutcome:
     """Rail-group results under pass_fraction x line rate, or with wrong elements."""
     counters: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     """Per node, the bytes each device carried over the whole rails test, and its error-counter deltas."""
-    error_windows: tuple[WindowErrors, ...] = ()
+    error_windows: tuple[ErrorWindow, ...] = ()
     """Per window (the rail groups at once, each rail alone, the pairs...), the devices whose error counters
     said something."""
     process_groups: int | None = None
@@ -320,12 +321,12 @@ class RailsOutcome:
     those a defect carries."""
 
     @property
-    def failing(self) -> tuple[Defect, ...]:
+    def failing(self) -> tuple[RailDefect, ...]:
         """The defects that fail the verdict (an ``errors`` defect only warns unless the profile says so)."""
         return tuple(d for d in self.defects if d.severity == "fail")
 
     @property
-    def warnings(self) -> tuple[Defect, ...]:
+    def warnings(self) -> tuple[RailDefect, ...]:
         return tuple(d for d in self.defects if d.severity == "warn")
 
     @property
@@ -335,9 +336,9 @@ class RailsOutcome:
 
     def rail_reasons(self, rail: int) -> list[str]:
         """Why rail ``rail`` fails (empty: it passes)."""
-        kinds = ("rail", "link", "errors", "path", "cable", "leaf", "uplink")
-        reasons = [describe(d) for d in self.failing if d.rail == rail and d.kind in kinds]
-        reasons += [describe(d) for d in self.failing if d.kind == "spine" and d.rail is None]
+        failing = [d for d in self.failing if fails_rail(d.kind, d.rail, rail)]
+        # its own parts (the rail, its links, leaf and uplinks) first, then a spine layer that names every rail
+        reasons = [describe(d) for d in sorted(failing, key=lambda d: d.rail is None)]
         reasons += [r for r in self.below_target if r.startswith(f"rail {rail} ")]
         reasons += [f for f in self.findings if rail in _rails_named(f)]
         return reasons

@@ -8,7 +8,7 @@ the devices whose counters said something (rose, saturated, cleared), since a 4,
 quiet ones to list each window. The whole test's block (``whole``) lists every device with every counter,
 zeros included, so "nothing rose" and "not read" differ there.
 
-Rank 0 then joins the nodes' windows (``join``): one :class:`WindowErrors` per window with every node's
+Rank 0 then joins the nodes' windows (``join``): one rails.json ``ErrorWindow`` per window with every node's
 devices. Saturated or cleared counters keep their state; they are never turned into a count.
 """
 
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.fabric import counters, error_counters
-from bench.rundir import railsdoc
+from bench.rundir.rails_records import ErrorWindow, counters_from_json
 
 DeviceEntries = dict[str, dict[str, Any]]
 """device -> ``error_counters.entry_json`` (``errors``, ``errors_saturated``, ``errors_reset``)."""
@@ -76,20 +76,7 @@ class NodeCounters:
         return out
 
 
-@dataclass(frozen=True)
-class WindowErrors:
-    """One window of the whole test: node -> device -> what its error counters said."""
-
-    name: str
-    rails: tuple[int, ...] | None
-    errors: Mapping[str, DeviceEntries]
-
-    def record(self) -> railsdoc.ErrorWindow:
-        """The window as rails.json says it (``error_windows``)."""
-        return railsdoc.ErrorWindow(window=self.name, rails=self.rails, errors=railsdoc.counters_from_json(self.errors))
-
-
-def join(per_node: Mapping[str, Sequence[NodeWindow]]) -> tuple[WindowErrors, ...]:
+def join(per_node: Mapping[str, Sequence[NodeWindow]]) -> tuple[ErrorWindow, ...]:
     """The nodes' windows, window by window (every reader closes the same windows in the same order)."""
     lists = [windows for windows in per_node.values() if windows]
     if not lists:
@@ -101,5 +88,5 @@ def join(per_node: Mapping[str, Sequence[NodeWindow]]) -> tuple[WindowErrors, ..
             for node, windows in per_node.items()
             if len(windows) > index and windows[index].errors
         }
-        out.append(WindowErrors(first.name, first.rails, errors))
+        out.append(ErrorWindow(window=first.name, rails=first.rails, errors=counters_from_json(errors)))
     return tuple(out)

@@ -24,80 +24,22 @@ from typing import Any, Literal
 from bench import jsondoc
 from bench.exits import UserError
 from bench.jsondoc import JSONObject, JSONValue, Parsed
-from bench.jsonparts import Written, fields, objects, per_key, whole
+from bench.jsonparts import Written, fields, objects, whole
 from bench.rundir.docversion import RAILS_FORMAT_VERSION, RAILS_STEPS, upgrade
+from bench.rundir.rails_records import Counters as Counters
+from bench.rundir.rails_records import DefectCause as DefectCause
+from bench.rundir.rails_records import DefectErrors as DefectErrors
+from bench.rundir.rails_records import DeviceCounters as DeviceCounters
+from bench.rundir.rails_records import ErrorWindow as ErrorWindow
+from bench.rundir.rails_records import GpuDefect as GpuDefect
+from bench.rundir.rails_records import RailDefect as RailDefect
+from bench.rundir.rails_records import Transient as Transient
+from bench.rundir.rails_records import causes_from_json, counters_from_json
 
 SCHEMA_PATH = Path(__file__).with_name("rails.schema.json")
 MAX_RAILS_JSON_BYTES = 512 << 20
 """rails.json of 4,096 nodes x 8 rails is tens of MiB; a larger file is not one railbench wrote."""
 FIX = "re-run railbench rails"
-
-
-@dataclass(frozen=True, kw_only=True)
-class DeviceCounters(Written):
-    """One device's counters over a window: the bytes it carried and its error counters. A key the window did
-    not record is None here and absent from the JSON (``errors_saturated`` only when one saturated)."""
-
-    bytes: int | None = None
-    tx_bytes: int | None = None
-    rx_bytes: int | None = None
-    kind: str | None = None
-    """run.json's counters name the device's kind (``ib``, ``eth``); rails.json's do not."""
-    errors: Mapping[str, int] | None = None
-    """counter -> increase; a saturated or cleared counter is never counted here."""
-    errors_saturated: tuple[str, ...] | None = None
-    errors_reset: tuple[str, ...] | None = None
-
-    def to_json(self) -> JSONObject:
-        return {key: value for key, value in super().to_json().items() if value is not None}
-
-    @classmethod
-    def from_json(cls, entry: object) -> DeviceCounters:
-        return cls(**fields(cls, entry if isinstance(entry, Mapping) else {}))
-
-
-Counters = Mapping[str, Mapping[str, DeviceCounters]]
-"""node -> device -> its counters."""
-
-
-def counters_from_json(value: object) -> dict[str, dict[str, DeviceCounters]]:
-    """node -> device -> counters of a ``counters`` block (run.json's or rails.json's); what is not an object
-    is left out."""
-    return per_key(value, lambda devices: per_key(devices, DeviceCounters.from_json))
-
-
-@dataclass(frozen=True, kw_only=True)
-class DefectErrors(Written):
-    """The error counters of one device a defect names, summed over the defect's own windows."""
-
-    node: str | None = None
-    device: str | None = None
-    errors: Mapping[str, int] = field(default_factory=dict)
-    errors_saturated: tuple[str, ...] = ()
-    errors_reset: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, kw_only=True)
-class DefectCause(Written):
-    """A fault on a node's own GPUDirect path (a preflight check's fail or warning, ``bench.rails.local_causes``):
-    beside a defect it explains, it says why the rail or GPU is slow and what to do instead."""
-
-    check: str = ""
-    """The check that found it: ``pcie-link``, ``pcie-acs``, ``iommu``, ``gpu-peer-memory``, ``nic-pcie``, ..."""
-    status: str = "fail"
-    node: str | None = None
-    device: str | None = None
-    """The part it names: ``GPU3``, ``mlx5_4``, a PCI address."""
-    gpus: tuple[int, ...] = ()
-    """The GPUs (local ranks, PCI bus order) whose path it is on: GPU k's is rail k's."""
-    reason: str = ""
-    action: str | None = None
-    explains: bool = False
-    """In ``node_causes``: whether a defect of the test carries it."""
-
-
-def _causes(value: object) -> tuple[DefectCause, ...]:
-    return tuple(DefectCause(**fields(DefectCause, c)) for c in objects(value))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -150,114 +92,6 @@ class Measurement(Written):
 
 
 @dataclass(frozen=True, kw_only=True)
-class RailDefect(Written):
-    """One broken part the rails test named (``bench.rails.defects``) and what convicts it. Older releases
-    wrote other kinds and fewer fields."""
-
-    expected_device: str | None = None
-    """A path defect's NIC nearest the rail's GPU, or a dead port's own."""
-    carried: tuple[str, ...] = ()
-    kind: str = ""
-    node: str | None = None
-    peer: str | None = None
-    """The other node, for a pair fault."""
-    rail: int | None = None
-    device: str | None = None
-    measured_Gbps: float | None = None
-    expected_Gbps: float | None = None
-    basis: str | None = None
-    symptom: str | None = None
-    slow_pairs: int | None = None
-    pairs: int | None = None
-    slow_samples: int | None = None
-    samples: int | None = None
-    spread: float | None = None
-    evidence: tuple[str, ...] = ()
-    """The slow pairs, ``node02-node07/rail3``."""
-    samples_Gbps: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
-    errors: tuple[DefectErrors, ...] | None = None
-    """None when the error counters were not read."""
-    action: str = ""
-    severity: str = "fail"
-    """``warn``: named, but fails nothing (an ``errors`` defect unless the profile says otherwise)."""
-    switches: tuple[str, ...] = ()
-    ports: tuple[str, ...] = ()
-    unit: str | None = None
-    line: str | None = None
-    """The one human line (``node07 rail 3 (mlx5_4): 212 Gb/s = 53% of 400 Gb/s in 7/7 pairs → link fault``)."""
-    causes: tuple[DefectCause, ...] = ()
-    """Faults on the node's own GPUDirect path that explain it (a GPU at x8 behind a slow rail); the action is
-    then the first one's."""
-
-    @classmethod
-    def from_json(cls, d: Parsed) -> RailDefect:
-        errors = d.get("errors")
-        read = tuple(DefectErrors(**fields(DefectErrors, e)) for e in objects(errors))
-        return cls(**fields(cls, d, errors=read if isinstance(errors, list) else None, causes=_causes(d.get("causes"))))
-
-
-@dataclass(frozen=True, kw_only=True)
-class Transient(Written):
-    """A suspect pair that measured normal again when re-measured: recorded, not a fault."""
-
-    node: str | None = None
-    peer: str | None = None
-    rail: int | None = None
-    samples_Gbps: tuple[float, ...] = ()
-    confirm_Gbps: tuple[float, ...] = ()
-
-
-@dataclass(frozen=True, kw_only=True)
-class GpuDefect(Written):
-    """One slow GPU, GPU pair or node of the intra-node matrix (``bench.rails.gpu_pairs``)."""
-
-    kind: str = ""
-    node: str | None = None
-    gpu: int | None = None
-    """Local rank; None for a node."""
-    peer: int | None = None
-    bus_id: str | None = None
-    peer_bus_id: str | None = None
-    measured_Gbps: float | None = None
-    expected_Gbps: float | None = None
-    basis: str | None = None
-    symptom: str | None = None
-    slow_pairs: int | None = None
-    pairs: int | None = None
-    slow_samples: int | None = None
-    samples: int | None = None
-    evidence: tuple[str, ...] = ()
-    action: str = ""
-    line: str | None = None
-    severity: str | None = None
-    """The intra-node matrix writes none (every GPU defect fails); a hand-made ``warn`` is kept."""
-    causes: tuple[DefectCause, ...] = ()
-    """Faults of the GPU itself that explain it (clocks held down, an NVLink inactive, Xid events)."""
-
-    @property
-    def part(self) -> str:
-        """The GPU or GPU pair as an operator finds it in the node: its number (CUDA's and nvidia-smi's, in PCI bus
-        order) with its PCI address beside it where the run knew it; ``every GPU pair`` for a node."""
-
-        def one(gpu: int, bus: str | None) -> str:
-            return f"GPU {gpu} ({bus})" if bus else f"GPU {gpu}"
-
-        if self.gpu is None:
-            return "every GPU pair"
-        if self.peer is None:
-            return one(self.gpu, self.bus_id)
-        return f"{one(self.gpu, self.bus_id)} - {one(self.peer, self.peer_bus_id)}"
-
-    def to_json(self) -> JSONObject:
-        doc = super().to_json()
-        return doc if self.severity is not None else {k: v for k, v in doc.items() if k != "severity"}
-
-    @classmethod
-    def from_json(cls, d: Parsed) -> GpuDefect:
-        return cls(**fields(cls, d, causes=_causes(d.get("causes"))))
-
-
-@dataclass(frozen=True, kw_only=True)
 class LocalMeasurement(Written):
     """One direction of one local GPU pair on one node: GPU ``gpu`` sends, GPU ``peer`` receives."""
 
@@ -301,21 +135,6 @@ class IntraNode(Written):
         ]
         defects = tuple(GpuDefect.from_json(d) for d in objects(intra.get("defects")))
         return cls(**fields(cls, intra, measurements=tuple(measured), defects=defects))
-
-
-@dataclass(frozen=True, kw_only=True)
-class ErrorWindow(Written):
-    """One counter window of the test (the rail groups at once, each rail alone, the pairs...): the devices
-    whose error counters said something in it, per node."""
-
-    window: str = ""
-    rails: tuple[int, ...] | None = None
-    """None: every rail."""
-    errors: Counters = field(default_factory=dict)
-
-    @classmethod
-    def from_json(cls, w: Parsed) -> ErrorWindow:
-        return cls(**fields(cls, w, errors=counters_from_json(w.get("errors"))))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -387,7 +206,7 @@ class RailsDoc(Written):
             "counters": counters_from_json(doc.get("counters")),
             "intra_node": IntraNode.from_json(intra) if isinstance(intra, Mapping) else None,
             "links": tuple(Link(**fields(Link, link)) for link in objects(doc.get("links"))),
-            "node_causes": _causes(doc.get("node_causes")),
+            "node_causes": causes_from_json(doc.get("node_causes")),
         }
         return cls(**fields(cls, doc, **parts))
 

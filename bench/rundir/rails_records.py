@@ -1,0 +1,269 @@
+"""The records of what the rails test named, as rails.json holds them and as the rails layer makes them: one
+record per idea, built once by its writer (``bench.rails``) and read back by every reader (the report, compare,
+the history, Slurm's drain). A defect (``RailDefect``), a transient (``Transient``), an intra-node defect
+(``GpuDefect``), an error window (``ErrorWindow``), the counters a defect's devices showed (``DefectErrors``)
+and a fault on a node's own path that explains one (``DefectCause``). The kinds they name are one table,
+``bench.rundir.defect_kinds``.
+
+A record holds its numbers as measured; its JSON gives every rate to six decimals (:func:`rounded`), the
+precision rails.json has always had. Each part's fields are declared in the order the writer writes its keys,
+under the keys' own names (``bench.jsonparts``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from bench.jsondoc import JSONObject, JSONValue, Parsed
+from bench.jsonparts import Written, fields, objects, per_key
+
+DECIMALS = 6
+"""Rates in rails.json: a microbit per second is below any NIC's resolution."""
+
+
+def rounded(value: JSONValue) -> JSONValue:
+    """``value`` with every float in it to :data:`DECIMALS` places (whole numbers and flags as they are)."""
+    if isinstance(value, float):
+        return round(value, DECIMALS)
+    if isinstance(value, list):
+        return [rounded(v) for v in value]
+    if isinstance(value, dict):
+        return {k: rounded(v) for k, v in value.items()}
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeviceCounters(Written):
+    """One device's counters over a window: the bytes it carried and its error counters. A key the window did
+    not record is None here and absent from the JSON (``errors_saturated`` only when one saturated)."""
+
+    bytes: int | None = None
+    tx_bytes: int | None = None
+    rx_bytes: int | None = None
+    kind: str | None = None
+    """run.json's counters name the device's kind (``ib``, ``eth``); rails.json's do not."""
+    errors: Mapping[str, int] | None = None
+    """counter -> increase; a saturated or cleared counter is never counted here."""
+    errors_saturated: tuple[str, ...] | None = None
+    errors_reset: tuple[str, ...] | None = None
+
+    def to_json(self) -> JSONObject:
+        return {key: value for key, value in super().to_json().items() if value is not None}
+
+    @classmethod
+    def from_json(cls, entry: object) -> DeviceCounters:
+        return cls(**fields(cls, entry if isinstance(entry, Mapping) else {}))
+
+
+Counters = Mapping[str, Mapping[str, DeviceCounters]]
+"""node -> device -> its counters."""
+
+
+def counters_from_json(value: object) -> dict[str, dict[str, DeviceCounters]]:
+    """node -> device -> counters of a ``counters`` block (run.json's or rails.json's); what is not an object
+    is left out."""
+    return per_key(value, lambda devices: per_key(devices, DeviceCounters.from_json))
+
+
+@dataclass(frozen=True, kw_only=True)
+class DefectErrors(Written):
+    """The error counters of one device a defect names, summed over the defect's own windows."""
+
+    node: str | None = None
+    device: str | None = None
+    errors: Mapping[str, int] = field(default_factory=dict)
+    errors_saturated: tuple[str, ...] = ()
+    errors_reset: tuple[str, ...] = ()
+
+    @property
+    def quiet(self) -> bool:
+        """Nothing rose, saturated or was cleared."""
+        return not (self.errors or self.errors_saturated or self.errors_reset)
+
+    @classmethod
+    def from_json(cls, entry: Parsed) -> DefectErrors:
+        return cls(**fields(cls, entry))
+
+
+@dataclass(frozen=True, kw_only=True)
+class DefectCause(Written):
+    """A fault on a node's own GPUDirect path (a preflight check's fail or warning, ``bench.rails.local_causes``):
+    beside a defect it explains, it says why the rail or GPU is slow and what to do instead."""
+
+    check: str = ""
+    """The check that found it: ``pcie-link``, ``pcie-acs``, ``iommu``, ``gpu-peer-memory``, ``nic-pcie``, ..."""
+    status: str = "fail"
+    node: str | None = None
+    device: str | None = None
+    """The part it names: ``GPU3``, ``mlx5_4``, a PCI address."""
+    gpus: tuple[int, ...] = ()
+    """The GPUs (local ranks, PCI bus order) whose path it is on: GPU k's is rail k's."""
+    reason: str = ""
+    action: str | None = None
+    explains: bool = False
+    """In ``node_causes``: whether a defect of the test carries it."""
+
+
+def causes_from_json(value: object) -> tuple[DefectCause, ...]:
+    return tuple(DefectCause(**fields(DefectCause, c)) for c in objects(value))
+
+
+@dataclass(frozen=True, kw_only=True)
+class RailDefect(Written):
+    """One broken part the rails test named (``bench.rails.localise`` and the modules after it) and what convicts
+    it. Its ``kind`` is one of ``bench.rundir.defect_kinds.DEFECT_KINDS``; older releases wrote other kinds and
+    fewer fields."""
+
+    expected_device: str | None = None
+    """A ``path`` defect's NIC nearest the rail's GPU (``mlx5_4:1``), or a dead port's own."""
+    carried: tuple[str, ...] = ()
+    """A ``path`` defect's NICs that carried the rail's bytes, busiest first."""
+    kind: str = ""
+    node: str | None = None
+    """None for a rail fault or a switch part."""
+    peer: str | None = None
+    """The other node, for a pair fault."""
+    rail: int | None = None
+    """None for a node fault, or a spine layer that every rail crosses."""
+    device: str | None = None
+    """The HCA or interface that carries this rail on this node, e.g. ``mlx5_4``, where known."""
+    measured_Gbps: float | None = None
+    """Median busbw of the convicting measurements (of the slow samples, for a flaky part)."""
+    expected_Gbps: float | None = None
+    """The line rate where known (``basis`` ``line rate``), else the peers' healthy level (``peers``)."""
+    basis: str | None = None
+    symptom: str | None = None
+    """``slow``, ``flaky``, ``dead``, ``errors`` or ``misrouted``."""
+    slow_pairs: int | None = None
+    """Pairs with at least one slow sample."""
+    pairs: int | None = None
+    """Pairs that test this part."""
+    slow_samples: int | None = None
+    samples: int | None = None
+    spread: float | None = None
+    """(max - min) / median over the part's samples: high for a flaky part."""
+    evidence: tuple[str, ...] = ()
+    """The slow pairs, ``node02-node07/rail3`` (at most ``bench.rails.defects.EVIDENCE_LIMIT``)."""
+    samples_Gbps: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+    """Every sample (matrix repeats, then confirmations) of each slow pair in ``evidence``."""
+    errors: tuple[DefectErrors, ...] | None = None
+    """The error counters of the devices it names over the whole test (``bench.rails.corroborate``); None when
+    they were not read."""
+    action: str = ""
+    """What a technician does about it (the profile's ``[actions]``)."""
+    severity: str = "fail"
+    """``warn``: named, but fails nothing (an ``errors`` defect unless the profile's ``[errors]
+    fail_on_errors`` says otherwise)."""
+    switches: tuple[str, ...] = ()
+    """With a topology: the leaf of a cable or leaf; the candidate leaves of an uplink; the spines of a spine."""
+    ports: tuple[str, ...] = ()
+    """With a topology: the switch ports to check (a cable's leaf port, the uplinks ``leaf port <-> spine port``)."""
+    unit: str | None = None
+    """With a topology: the scalable unit of a leaf, or of an uplink's leaf, ``unit 2 (node33-node64)``."""
+    line: str | None = None
+    """The one human line (``node07 rail 3 (mlx5_4): 212 Gb/s = 53% of 400 Gb/s in 7/7 pairs → link fault``),
+    said when the record is written (``bench.rails.defects.described``): None until then."""
+    causes: tuple[DefectCause, ...] = ()
+    """Faults on the node's own GPUDirect path that explain it (a GPU at x8 behind a slow rail); the action is
+    then the first one's."""
+
+    def to_json(self) -> JSONObject:
+        return {key: rounded(value) for key, value in super().to_json().items()}
+
+    @classmethod
+    def from_json(cls, d: Parsed) -> RailDefect:
+        errors = d.get("errors")
+        read = tuple(DefectErrors.from_json(e) for e in objects(errors))
+        return cls(
+            **fields(
+                cls, d, errors=read if isinstance(errors, list) else None, causes=causes_from_json(d.get("causes"))
+            )
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Transient(Written):
+    """A suspect pair that measured normal again when re-measured: recorded, not a fault."""
+
+    node: str | None = None
+    peer: str | None = None
+    rail: int | None = None
+    samples_Gbps: tuple[float, ...] = ()
+    """The matrix's samples of this pair (one per repeat), the slow one among them."""
+    confirm_Gbps: tuple[float, ...] = ()
+    """The re-measurements, same partner and same concurrent load."""
+
+    def to_json(self) -> JSONObject:
+        return {key: rounded(value) for key, value in super().to_json().items()}
+
+
+@dataclass(frozen=True, kw_only=True)
+class GpuDefect(Written):
+    """One slow GPU, GPU pair or node of the intra-node matrix (``bench.rails.gpu_pairs``)."""
+
+    kind: str = ""
+    node: str | None = None
+    gpu: int | None = None
+    """Local rank; None for a node."""
+    peer: int | None = None
+    """The other local rank of a ``gpu-pair``."""
+    bus_id: str | None = None
+    """PCI bus id of ``gpu`` where known (GPUs), e.g. ``0000:9a:00.0``."""
+    peer_bus_id: str | None = None
+    measured_Gbps: float | None = None
+    """Median busbw of the convicting local pairs."""
+    expected_Gbps: float | None = None
+    basis: str | None = None
+    """``target``: below the profile's NVLink sendrecv target; ``peers``: below the healthy level."""
+    symptom: str | None = None
+    slow_pairs: int | None = None
+    pairs: int | None = None
+    slow_samples: int | None = None
+    samples: int | None = None
+    evidence: tuple[str, ...] = ()
+    """The slow local pairs, ``node03/gpu1-gpu5``."""
+    action: str = ""
+    line: str | None = None
+    """Said when the record is written (``bench.rails.gpu_pairs.intra_node_section``): None until then."""
+    severity: str | None = None
+    """The intra-node matrix writes none (every GPU defect fails); a hand-made ``warn`` is kept."""
+    causes: tuple[DefectCause, ...] = ()
+    """Faults of the GPU itself that explain it (clocks held down, an NVLink inactive, Xid events)."""
+
+    @property
+    def part(self) -> str:
+        """The GPU or GPU pair as an operator finds it in the node: its number (CUDA's and nvidia-smi's, in PCI bus
+        order) with its PCI address beside it where the run knew it; ``every GPU pair`` for a node."""
+
+        def one(gpu: int, bus: str | None) -> str:
+            return f"GPU {gpu} ({bus})" if bus else f"GPU {gpu}"
+
+        if self.gpu is None:
+            return "every GPU pair"
+        if self.peer is None:
+            return one(self.gpu, self.bus_id)
+        return f"{one(self.gpu, self.bus_id)} - {one(self.peer, self.peer_bus_id)}"
+
+    def to_json(self) -> JSONObject:
+        doc = {key: rounded(value) for key, value in super().to_json().items()}
+        return doc if self.severity is not None else {k: v for k, v in doc.items() if k != "severity"}
+
+    @classmethod
+    def from_json(cls, d: Parsed) -> GpuDefect:
+        return cls(**fields(cls, d, causes=causes_from_json(d.get("causes"))))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ErrorWindow(Written):
+    """One counter window of the test (the rail groups at once, each rail alone, the pairs...): the devices
+    whose error counters said something in it, per node."""
+
+    window: str = ""
+    rails: tuple[int, ...] | None = None
+    """None: every rail."""
+    errors: Counters = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, w: Parsed) -> ErrorWindow:
+        return cls(**fields(cls, w, errors=counters_from_json(w.get("errors"))))
