@@ -126,6 +126,14 @@ def fields_json(record: DataclassInstance) -> dict[str, JSONValue]:
     return {name: encode(value) for name, value in values if value is not ABSENT}
 
 
+class Written:
+    """A record that writes itself: every field but those :data:`ABSENT`, in declared order. A record that leaves
+    more keys out (a None, a key its kind does not have) overrides ``to_json`` and starts from this one's."""
+
+    def to_json(self) -> dict[str, JSONValue]:
+        return fields_json(cast("DataclassInstance", self))
+
+
 def dumps(record: DataclassInstance) -> str:
     """``record`` as one compact line of JSON."""
     return json.dumps(encode(record), separators=(",", ":"))

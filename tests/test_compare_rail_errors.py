@@ -124,4 +124,4 @@ def test_a_damaged_rails_json_is_one_line(tmp_path: Path) -> None:
     doc = json.loads((run_dir / "rails.json").read_text())
     (run_dir / "rails.json").write_text(json.dumps({**doc, "counters": []}))
     done = railbench(["history", "add", str(run_dir), "--history", str(tmp_path / "h.sqlite")])
-    assert done.returncode == 2 and "'counters' must be an object" in done.stderr and "Traceback" not in done.stderr
+    assert done.returncode == 2 and "counters holds [], not an object" in done.stderr and "Traceback" not in done.stderr

@@ -90,13 +90,13 @@ def test_json_beyond_the_limits_is_one_line(tmp_path: Path, name: str, kind: str
 @pytest.mark.parametrize(
     ("field", "value", "said"),
     [
-        ("measurements", 5, "'measurements' must be a list"),
-        ("rails", True, "'rails' must be a list"),
-        ("counters", [], "'counters' must be an object"),
-        ("defects", [5], "defects[0] is a int, not an object"),
-        ("rails", [{"rail": "0"}], "rails[0] needs a whole 'rail'"),
-        ("counters", {"n1": {"mlx5_1:1": 5}}, "counters of n1 must map each device to an object"),
-        ("error_windows", [{"errors": []}], "error_windows[0] needs an object"),
+        ("measurements", 5, "measurements holds 5, not a list"),
+        ("rails", True, "rails holds true, not a list"),
+        ("counters", [], "counters holds [], not an object"),
+        ("defects", [5], "defects[0] holds 5, not an object"),
+        ("rails", [{"rail": "0"}], 'rails[0].rail holds "0", not a whole number'),
+        ("counters", {"n1": {"mlx5_1:1": 5}}, "counters.n1.mlx5_1:1 holds 5, not an object"),
+        ("error_windows", [{"errors": []}], "error_windows[0].errors holds [], not an object"),
     ],
 )
 def test_rails_json_fields_of_the_wrong_type_are_one_line(tmp_path: Path, field: str, value: object, said: str) -> None:

@@ -200,7 +200,7 @@ def _damage(run_dir: Path, name: str, text: str) -> None:
     [
         ("rails.json", "{not json", "rails.json is not valid JSON"),
         ("rails.json", "[]", "does not hold a JSON object"),
-        ("rails.json", json.dumps({"measurements": [{"kind": "rail"}], "defects": []}), "measurement 0 lacks"),
+        ("rails.json", json.dumps({"measurements": [{"kind": "rail"}]}), r"measurements\[0\].rail is missing"),
         ("checks.json", json.dumps({"checks": "all good"}), 'checks holds "all good", not a list'),
         ("trend.csv", "run_time,metric\n2026-01-01T00:00:00Z,x\n", "trend.csv lacks columns busbw_GBps"),
         ("trend.csv", ",".join(TREND_COLUMNS) + "\nyesterday,x,1,1,1,1,ok\n", "does not parse"),

@@ -7,7 +7,7 @@ and a fault on a node's own path that explains one (``DefectCause``). The kinds 
 
 A record holds its numbers as measured; its JSON gives every rate to six decimals (:func:`rounded`), the
 precision rails.json has always had. Each part's fields are declared in the order the writer writes its keys,
-under the keys' own names (``bench.jsonparts``).
+under the keys' own names, and read back strictly by ``bench.codec``.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from bench.jsondoc import JSONObject, JSONValue, Parsed
-from bench.jsonparts import Written, fields, objects, per_key
+from bench import codec
+from bench.codec import Written
+from bench.jsondoc import JSONObject, JSONValue
 
 DECIMALS = 6
 """Rates in rails.json: a microbit per second is below any NIC's resolution."""
@@ -51,19 +52,22 @@ class DeviceCounters(Written):
     def to_json(self) -> JSONObject:
         return {key: value for key, value in super().to_json().items() if value is not None}
 
-    @classmethod
-    def from_json(cls, entry: object) -> DeviceCounters:
-        return cls(**fields(cls, entry if isinstance(entry, Mapping) else {}))
-
 
 Counters = Mapping[str, Mapping[str, DeviceCounters]]
 """node -> device -> its counters."""
 
 
-def counters_from_json(value: object) -> dict[str, dict[str, DeviceCounters]]:
-    """node -> device -> counters of a ``counters`` block (run.json's or rails.json's); what is not an object
-    is left out."""
-    return per_key(value, lambda devices: per_key(devices, DeviceCounters.from_json))
+def counters_from_json(value: Mapping[str, Mapping[str, Mapping[str, object]]]) -> dict[str, dict[str, DeviceCounters]]:
+    """node -> device -> counters, from the counter windows' own entries (``bench.fabric.counters``): the keys
+    this record does not hold (a wrap or saturation flag run.json keeps) are left out; a value of the wrong
+    type is refused (:class:`bench.codec.Refused`)."""
+    return {
+        node: {
+            device: codec.decode(DeviceCounters, entry, f"counters.{node}.{device}.", extra="ignore")
+            for device, entry in devices.items()
+        }
+        for node, devices in value.items()
+    }
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,10 +84,6 @@ class DefectErrors(Written):
     def quiet(self) -> bool:
         """Nothing rose, saturated or was cleared."""
         return not (self.errors or self.errors_saturated or self.errors_reset)
-
-    @classmethod
-    def from_json(cls, entry: Parsed) -> DefectErrors:
-        return cls(**fields(cls, entry))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,10 +103,6 @@ class DefectCause(Written):
     action: str | None = None
     explains: bool = False
     """In ``node_causes``: whether a defect of the test carries it."""
-
-
-def causes_from_json(value: object) -> tuple[DefectCause, ...]:
-    return tuple(DefectCause(**fields(DefectCause, c)) for c in objects(value))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -170,16 +166,6 @@ class RailDefect(Written):
 
     def to_json(self) -> JSONObject:
         return {key: rounded(value) for key, value in super().to_json().items()}
-
-    @classmethod
-    def from_json(cls, d: Parsed) -> RailDefect:
-        errors = d.get("errors")
-        read = tuple(DefectErrors.from_json(e) for e in objects(errors))
-        return cls(
-            **fields(
-                cls, d, errors=read if isinstance(errors, list) else None, causes=causes_from_json(d.get("causes"))
-            )
-        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -249,10 +235,6 @@ class GpuDefect(Written):
         doc = {key: rounded(value) for key, value in super().to_json().items()}
         return doc if self.severity is not None else {k: v for k, v in doc.items() if k != "severity"}
 
-    @classmethod
-    def from_json(cls, d: Parsed) -> GpuDefect:
-        return cls(**fields(cls, d, causes=causes_from_json(d.get("causes"))))
-
 
 @dataclass(frozen=True, kw_only=True)
 class ErrorWindow(Written):
@@ -263,7 +245,3 @@ class ErrorWindow(Written):
     rails: tuple[int, ...] | None = None
     """None: every rail."""
     errors: Counters = field(default_factory=dict)
-
-    @classmethod
-    def from_json(cls, w: Parsed) -> ErrorWindow:
-        return cls(**fields(cls, w, errors=counters_from_json(w.get("errors"))))

@@ -2,16 +2,14 @@
 ``to_json()``; every reader (the report, compare, the history) gets one from :func:`read_rails_doc`.
 
 ``rails.schema.json`` beside this module is the contract as a JSON Schema, shipped in the package; the tests
-check every rails.json they produce against it. :meth:`RailsDoc.from_json` checks the shape readers rely on,
-not the whole schema: the report also draws older and hand-made documents (defect kinds of earlier releases,
-no ``skipped``, sections missing), and must keep doing so. What it refuses, each as one line naming the file,
-is what would otherwise be a traceback deep in a reader: a field of the wrong type (``"measurements": 5``,
-``"rails": true``), a list item that is not an object, a measurement without its numbers. Inside what it
-accepts, a field a document lacks takes its default, and a value of the wrong type where readers only look
-(a defect's ``rail`` as text) reads as absent.
+check every rails.json they produce against it. A document of an older ``format_version`` is upgraded by its
+named steps (``bench.rundir.docversion``) and then read strictly by ``bench.codec``: a field of the wrong type
+(``"measurements": 5``, ``"rails": true``, a defect's ``rail`` as text), a list item that is not an object, a
+measurement without its numbers or a key no release wrote is refused in one line naming the file and the
+field, never a traceback deep in a reader. A field a document lacks takes its default: older releases wrote
+fewer sections (no ``skipped``, no ``links``) and other defect kinds, and the report still draws them.
 
-Every part's fields are declared in the order the writer writes its keys, under the keys' own names: each is
-written and read field by field (``bench.jsonparts``).
+Every part's fields are declared in the order the writer writes its keys, under the keys' own names.
 """
 
 from __future__ import annotations
@@ -19,12 +17,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from bench import jsondoc
+from bench import codec, jsondoc
+from bench.codec import Written
 from bench.exits import UserError
 from bench.jsondoc import JSONObject, JSONValue, Parsed
-from bench.jsonparts import Written, fields, objects, whole
 from bench.rundir.docversion import RAILS_FORMAT_VERSION, RAILS_STEPS, upgrade
 from bench.rundir.rails_records import Counters as Counters
 from bench.rundir.rails_records import DefectCause as DefectCause
@@ -34,7 +32,7 @@ from bench.rundir.rails_records import ErrorWindow as ErrorWindow
 from bench.rundir.rails_records import GpuDefect as GpuDefect
 from bench.rundir.rails_records import RailDefect as RailDefect
 from bench.rundir.rails_records import Transient as Transient
-from bench.rundir.rails_records import causes_from_json, counters_from_json
+from bench.rundir.rails_records import counters_from_json as counters_from_json
 
 SCHEMA_PATH = Path(__file__).with_name("rails.schema.json")
 MAX_RAILS_JSON_BYTES = 512 << 20
@@ -83,6 +81,11 @@ class Measurement(Written):
     """A pair's: 0 for the matrix, 1.. for a re-measurement of a suspect."""
     stopped: bool = False
 
+    def __post_init__(self) -> None:
+        # a rail group spans every node (no node, but a per-node record's); a pair names both of its nodes
+        if self.kind == "pair" and (self.node is None or self.peer is None):
+            raise ValueError(f"a pair measurement on rail {self.rail} names no node or peer")
+
     def to_json(self) -> JSONObject:
         # a rail group has a mode, a spread and a count of wrong elements; a pair its round and re-measurement
         other = (
@@ -124,17 +127,6 @@ class IntraNode(Written):
     process_groups: int | None = None
     measurements: tuple[LocalMeasurement, ...] = ()
     defects: tuple[GpuDefect, ...] = ()
-
-    @classmethod
-    def from_json(cls, intra: Parsed) -> IntraNode:
-        # a measurement that names no node and GPU pair has no cell of the matrix to go in
-        measured = [
-            LocalMeasurement(**fields(LocalMeasurement, m))
-            for m in objects(intra.get("measurements"))
-            if isinstance(m.get("node"), str) and whole(m.get("gpu")) is not None and whole(m.get("peer")) is not None
-        ]
-        defects = tuple(GpuDefect.from_json(d) for d in objects(intra.get("defects")))
-        return cls(**fields(cls, intra, measurements=tuple(measured), defects=defects))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -190,87 +182,13 @@ class RailsDoc(Written):
         return head | {key: value for key, value in doc.items() if key != "partial"}
 
     @classmethod
-    def from_json(cls, doc: Mapping[str, Any], where: str | Path = "rails.json") -> RailsDoc:
-        """The record in ``doc`` (as ``bench.jsondoc`` reads it); UserError naming ``where`` when it lacks what
-        readers use (:func:`_check`)."""
-        _check(doc, str(where))
-        intra = doc.get("intra_node")
-        parts = {
-            "rails": tuple(RailEntry(**fields(RailEntry, r)) for r in doc.get("rails") or ()),
-            "measurements": tuple(
-                Measurement(**fields(Measurement, m, kind=m["kind"])) for m in doc.get("measurements") or ()
-            ),
-            "defects": tuple(RailDefect.from_json(d) for d in doc.get("defects") or ()),
-            "transients": tuple(Transient(**fields(Transient, t)) for t in doc.get("transients") or ()),
-            "error_windows": tuple(ErrorWindow.from_json(w) for w in doc.get("error_windows") or ()),
-            "counters": counters_from_json(doc.get("counters")),
-            "intra_node": IntraNode.from_json(intra) if isinstance(intra, Mapping) else None,
-            "links": tuple(Link(**fields(Link, link)) for link in objects(doc.get("links"))),
-            "node_causes": causes_from_json(doc.get("node_causes")),
-        }
-        return cls(**fields(cls, doc, **parts))
-
-
-_NUMBER = (int, float)
-_TOP: Mapping[str, tuple[tuple[type, ...], str]] = {
-    # field: (allowed types, as said in the message)
-    "skipped": ((str, type(None)), "a string or null"),
-    "nodes": ((list,), "a list"),
-    "rails": ((list,), "a list"),
-    "measurements": ((list,), "a list"),
-    "defects": ((list,), "a list"),
-    "transients": ((list,), "a list"),
-    "too_noisy": ((str, type(None)), "a string or null"),
-    "counter_findings": ((list,), "a list"),
-    "below_target": ((list,), "a list"),
-    "counters": ((dict,), "an object"),
-    "error_windows": ((list,), "a list"),
-    "process_groups": ((int, type(None)), "a whole number or null"),
-    "intra_node": ((dict, type(None)), "an object or null"),
-}
-_OBJECT_ITEMS = ("rails", "measurements", "defects", "transients", "error_windows")
-
-
-def _is(value: object, allowed: tuple[type, ...]) -> bool:
-    # bool is an int to Python, never to a JSON reader
-    return isinstance(value, allowed) and not (isinstance(value, bool) and bool not in allowed)
-
-
-def _check(rails: Mapping[str, Any], path: str) -> None:
-    """UserError naming ``path`` when a rails.json lacks what its readers use (the report, compare, export)."""
-    for name, (allowed, said) in _TOP.items():
-        if name in rails and not _is(rails[name], allowed):
-            raise UserError(f"{path}: '{name}' must be {said}, not {type(rails[name]).__name__}: {FIX}")
-    for name in _OBJECT_ITEMS:
-        for index, item in enumerate(rails.get(name) or ()):
-            if not isinstance(item, dict):
-                raise UserError(f"{path}: {name}[{index}] is a {type(item).__name__}, not an object: {FIX}")
-    if not all(isinstance(node, str) for node in rails.get("nodes") or ()):
-        raise UserError(f"{path}: 'nodes' must list node names: {FIX}")
-    for index, rail in enumerate(rails.get("rails") or ()):
-        if not _is(rail.get("rail"), (int,)) or not all(
-            isinstance(rail.get(key, {}), dict) for key in ("devices", "expected_devices", "bytes_alone")
-        ):
-            raise UserError(f"{path}: rails[{index}] needs a whole 'rail' and objects for its devices: {FIX}")
-    for node, devices in (rails.get("counters") or {}).items():
-        if not isinstance(devices, dict) or not all(isinstance(entry, dict) for entry in devices.values()):
-            raise UserError(f"{path}: counters of {str(node)[:40]} must map each device to an object: {FIX}")
-    for index, window in enumerate(rails.get("error_windows") or ()):
-        if not isinstance(window.get("errors", {}), dict):
-            raise UserError(f"{path}: error_windows[{index}] needs an object under 'errors': {FIX}")
-    for index, item in enumerate(rails.get("measurements") or ()):
-        ok = (
-            item.get("kind") in ("rail", "pair")
-            and _is(item.get("rail"), (int,))
-            and _is(item.get("busbw_Gbps"), _NUMBER)
-            # a rail group spans every node (no node); a pair names both of its nodes
-            and (
-                (item.get("kind") == "rail" and (item.get("node") is None or isinstance(item.get("node"), str)))
-                or (isinstance(item.get("node"), str) and isinstance(item.get("peer"), str))
-            )
-        )
-        if not ok:
-            raise UserError(f"{path} measurement {index} lacks kind/rail/node/peer/busbw_Gbps: {FIX}")
+    def from_json(cls, doc: Parsed, where: str | Path = "rails.json") -> RailsDoc:
+        """The record in ``doc`` (a current document, as ``bench.jsondoc`` reads it); UserError naming ``where``
+        and the field when a value is not of its declared type."""
+        try:
+            return codec.decode(cls, {k: v for k, v in doc.items() if k != "format_version"}, f"{where}: ")
+        except codec.Refused as exc:
+            raise UserError(f"{exc}: {FIX}") from None
 
 
 def read_rails_doc(run_dir: Path | str) -> RailsDoc | None:
