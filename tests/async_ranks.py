@@ -46,6 +46,7 @@ import torch.distributed as dist
 
 from bench.busbw import BUSBW_FACTOR
 from bench.frame import evidence
+from bench.frame.parts import Launch, Output
 from bench.measure import device as device_ops
 from bench.measure.collectives import get_collective
 from bench.measure.timing import group_max, measure
@@ -328,8 +329,9 @@ def _accept(out_root: Path) -> dict[str, Any]:
     rails = RailsConfig(
         profile=profile, collectives=("all_reduce",), rail_bytes=MIB, pair_bytes=MIB, iters=3, warmup=1, repeats=1
     )
-    sweep = RunConfig(collectives=("all_reduce",), min_bytes=MIB, max_bytes=MIB, iters=3, warmup=1, no_history=True)
-    config = AcceptConfig(profile, sweep, rails, backend="gloo", timeout_s=60.0, out=out_root / "accept-run")
+    sweep = RunConfig(collectives=("all_reduce",), min_bytes=MIB, max_bytes=MIB, iters=3, warmup=1)
+    launch, output = Launch(backend="gloo", timeout_s=60.0), Output(out=out_root / "accept-run", no_history=True)
+    config = AcceptConfig(profile, sweep, rails, launch=launch, output=output)
     done = _job_on_the_model(lambda: AcceptJob(config))
     run_json = out_root / "accept-run" / "run.json"
     return {**done, "run": json.loads(run_json.read_text()) if run_json.is_file() else {}}
@@ -369,8 +371,8 @@ def _railsjob(out_root: Path) -> dict[str, Any]:
         iters=3,
         warmup=1,
         repeats=1,
-        timeout_s=60.0,
-        out=out_root / "rails-run",
+        launch=Launch(timeout_s=60.0),
+        output=Output(out=out_root / "rails-run"),
         **sizes,
     )
     return _job_on_the_model(lambda: RailsJob(config))

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from bench.exits import UserError
+from bench.frame.parts import Output
 from bench.profiles import load_profile
 from bench.rails import evidence, records
 from bench.rails.config import DEFAULTS, RailsConfig, resolve
@@ -90,7 +93,7 @@ def test_rank_argv_round_trips_through_the_parser(tmp_path) -> None:
         pairs=False,
         intra_node=True,
         relative_fraction=0.5,
-        cluster="c",
+        output=Output(cluster="c"),
         profile="generic",
     )
     parser = argparse.ArgumentParser()
@@ -98,7 +101,7 @@ def test_rank_argv_round_trips_through_the_parser(tmp_path) -> None:
     argv = config.rank_argv(tmp_path)
     assert argv[0] == "rails"
     again = config_or_spec(parser.parse_args(argv[1:]), RailsConfig, cmd.config_from_args)  # as a rank reads it
-    assert again == RailsConfig(**{**config.__dict__, "out": tmp_path})
+    assert again == replace(config, output=replace(config.output, out=tmp_path))
 
 
 def test_counter_attribution_and_findings() -> None:

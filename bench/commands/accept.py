@@ -46,13 +46,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> AcceptConfig:
     names = flags.collectives(args, empty="--collectives is empty: name at least one, e.g. all_reduce")
-    output = flags.output_fields(args)
     sweep = RunConfig(
         collectives=tuple(get_collective(c).name for c in names),
         **flags.sweep_fields(args),
         check=args.check,
-        history=output["history"],
-        no_history=output["no_history"],
         profile=args.profile,
     )
     rails = RailsConfig(profile=args.profile, **flags.rails_fields(args))
@@ -60,9 +57,8 @@ def config_from_args(args: argparse.Namespace) -> AcceptConfig:
         profile=args.profile,
         sweep=sweep,
         rails=rails,
-        **flags.launch_fields(args),
-        out=output["out"],
-        cluster=output["cluster"],
+        launch=flags.launch_part(args),
+        output=flags.output_part(args),
         drain=args.drain,
     )
 
@@ -74,7 +70,7 @@ def main(args: argparse.Namespace) -> int:
 def _sized(config: AcceptConfig, validated: tuple[Profile, RailsSettings], np: int | None) -> Sized[AcceptConfig]:
     profile, _ = validated  # the profile validate loaded: the parent loads it once
     assert np is not None  # accept has no per-node form
-    if local_ranks_use_gpus(config.backend):
+    if local_ranks_use_gpus(config.launch.backend):
         sweep = sized(config.sweep, profile)
     else:
         sweep, note = cpu_sized(config.sweep, profile, np)
@@ -92,7 +88,6 @@ def run(config: AcceptConfig) -> int:
     if config.rails.plan:
         profile, settings = validate(config)
         nodes, ranks = rails_cmd.plan_shape(config.rails, profile)
-        sweep = config.sweep
-        adjust, note = rails_cmd.plan_history(profile, sweep.history, sweep.no_history, config.out, config.cluster)
+        adjust, note = rails_cmd.plan_history(profile, config.output)
         return rails_cmd.print_plan(accept_plan(config, profile, settings, nodes, ranks, adjust), note)
     return launch(ACCEPT, config)

@@ -1,11 +1,14 @@
 """Every flag that means one thing in several commands, declared once with its one default.
 
 A command's ``add_arguments`` builds its parser from these groups and its own flags; its ``main`` reads them
-back with the matching ``*_fields`` function, so a flag's name, type, default and help live here alone:
+back with the matching ``*_part`` or ``*_fields`` function, so a flag's name, type, default and help live in
+one place:
 
-* :func:`add_launch` (``--backend --timeout --np``), :func:`add_interfaces` (``--oob-ifname``,
-  ``--socket-ifname``), :func:`add_output` (``--out --cluster --history --no-history``) and
-  :func:`add_profile`, in run, rails and accept;
+* :func:`add_launch` (``--backend --timeout --np --sysfs-root``) and :func:`add_output` (``--out --cluster
+  --history --no-history``) are built from the fields of the parts every job nests (``bench.frame.parts``:
+  each field carries its :class:`~bench.frame.parts.Flag`) and read back whole by :func:`part`;
+  :func:`add_interfaces` (``--oob-ifname``, ``--socket-ifname``) and :func:`add_profile`, in run, rails and
+  accept;
 * :func:`add_sweep` (nccl-tests' ``-b -e -f -i -n -w``) in run and accept, :func:`add_check` (``-c/--check``
   with nccl-tests' optional 0 or 1, and ``--no-check``) in run, rails and accept, with each command's default;
 * :func:`add_rails` and :func:`add_rails_targets`, the rails test's flags, in rails and accept;
@@ -14,7 +17,8 @@ back with the matching ``*_fields`` function, so a flag's name, type, default an
 
 Help says the effective default once (``bench.commands.helptext``), in words where the value comes from elsewhere:
 ``(default: the profile's [rails_test] pair_bytes, else 256M)``. A new flag that several commands share is one
-``add_...`` function here (with its ``*_fields`` reader when it feeds a config), called from each command.
+``add_...`` function here (with its ``*_fields`` reader when it feeds a config), called from each command; a
+field of a shared part is declared once with its ``Flag`` and needs neither.
 """
 
 from __future__ import annotations
@@ -25,43 +29,28 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict, TypeVar
 
-from bench import sysroot
 from bench.commands.helptext import OnOff, said
 from bench.exits import UserError
+from bench.frame import parts
 from bench.measure.collectives import DEFAULT_COLLECTIVES
 from bench.rails.budget import BUDGET_FACTOR, CEILING_S, FLOOR_S
 from bench.runtime import spec
-from bench.runtime.deadlines import DEFAULT_TIMEOUT_S, check_timeout
+from bench.runtime.deadlines import check_timeout
 from bench.sweep.config import RunConfig
 from bench.units import format_size, parse_size
 
-if TYPE_CHECKING:  # the launch's name for the literal; importing bench.runtime.dist at start-up costs time
-    from bench.runtime.dist import Backend
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 T = TypeVar("T")
+P = TypeVar("P", bound="DataclassInstance")
 Group = argparse._ArgumentGroup | argparse.ArgumentParser
-HISTORY_DEFAULT = "reports/history.sqlite"
-RUN_DIR_DEFAULT = "reports/runs/<UTC time>-<cluster>"
-CLUSTER_DEFAULT = "the host name without its trailing digits, e.g. gpu-node017 -> gpu-node"
 
 
 # What each ``*_fields`` reader returns: the keyword arguments a command splats into its config
 # (``RunConfig(**sweep_fields(args))``), typed so that mypy checks each key and value against the config's own
 # fields. argparse's Namespace is untyped; the values have the types the flags' ``type=`` functions return.
-
-
-class LaunchFields(TypedDict):
-    backend: Backend
-    timeout_s: float
-    np: int | None
-    sysfs_root: Path
-
-
-class OutputFields(TypedDict):
-    out: Path | None
-    cluster: str | None
-    history: Path | None
-    no_history: bool
+# The parts every job shares (``bench.frame.parts``) need none: their flags are built from their fields.
 
 
 class SweepFields(TypedDict):
@@ -162,36 +151,59 @@ def add_profile(group: Group, *, default: str | None) -> None:
 
 
 def add_launch(group: Group) -> None:
-    """``--backend``, ``--timeout``, ``--np``: how the ranks start and how long a step may take."""
-    group.add_argument(
-        "--backend", choices=("auto", "nccl", "gloo"), default="auto", help="auto: nccl on GPUs, gloo on CPU"
-    )
-    group.add_argument(
-        "--timeout",
-        type=seconds("--timeout"),
-        default=DEFAULT_TIMEOUT_S,
-        metavar="SECONDS",
-        help="a step that takes longer ends the run with exit 3, naming the ranks that did not arrive",
-    )
-    group.add_argument(
-        "--np", type=int, metavar="N", help="start N local ranks under mpirun (omit under your own launcher)"
-    )
-    add_sysfs_root(group)
+    """``--backend``, ``--timeout``, ``--np``, ``--sysfs-root``: how the ranks start (``parts.Launch``)."""
+    add_part(group, parts.Launch)
 
 
 def add_sysfs_root(group: Group) -> None:
     """``--sysfs-root DIR``: where each node's facts are read (``bench.sysroot``)."""
-    group.add_argument(
-        "--sysfs-root",
-        type=Path,
-        default=sysroot.LIVE,
-        metavar="DIR",
-        help="stands in for /sys; {host} becomes each node's host name (a copy of each node's /sys)",
-    )
+    add_part(group, parts.Launch, only=("sysfs_root",))
 
 
-def launch_fields(args: argparse.Namespace) -> LaunchFields:
-    return {"backend": args.backend, "timeout_s": args.timeout, "np": args.np, "sysfs_root": args.sysfs_root}
+def launch_part(args: argparse.Namespace) -> parts.Launch:
+    return part(parts.Launch, args)
+
+
+def add_part(group: Group, cls: type[DataclassInstance], only: Sequence[str] | None = None) -> None:
+    """The flags of the fields of ``cls`` that carry one (``bench.frame.parts.Flag``), or of those ``only``
+    names, in the fields' order."""
+    for field, flag in parts.flagged_fields(cls):
+        if only is None or field.name in only:
+            add_flag(group, flag, field.default)
+
+
+def add_flag(group: Group, flag: parts.Flag, default: object) -> argparse.Action:
+    """One field's flag: its name, value type, default and help from its :class:`~bench.frame.parts.Flag`."""
+    named: dict[str, object] = {"help": flag.help}
+    if flag.dest is not None:
+        named["dest"] = flag.dest
+    if flag.switch:
+        action = group.add_argument(flag.name, action="store_true", **named)  # type: ignore[arg-type]
+    else:
+        if flag.kind is not None:
+            named["type"] = _parser(flag.kind, flag.name)
+        if flag.choices:
+            named["choices"] = flag.choices
+        if default is not None:
+            named["default"] = default
+        action = group.add_argument(flag.name, metavar=flag.metavar, **named)  # type: ignore[arg-type]
+    if flag.default_text is not None:
+        said(action, flag.default_text)
+    return action
+
+
+def _parser(kind: parts.ValueKind, name: str) -> Callable[[str], object]:
+    if kind == "int":
+        return int
+    if kind == "path":
+        return Path
+    return {"size": size, "number": number, "seconds": seconds}[kind](name)
+
+
+def part(cls: type[P], args: argparse.Namespace) -> P:
+    """The part ``cls`` (a frozen dataclass of flagged fields) from the parsed flags."""
+    given = {f.name: getattr(args, flag.dest or f.name) for f, flag in parts.flagged_fields(cls)}
+    return cls(**given)
 
 
 def add_interfaces(group: Group, *, rails: bool) -> None:
@@ -214,22 +226,17 @@ def add_interfaces(group: Group, *, rails: bool) -> None:
 
 
 def add_output(group: Group) -> None:
-    """``--out``, ``--cluster``, ``--history``, ``--no-history``: where the run goes."""
-    said(group.add_argument("--out", type=Path, metavar="DIR", help="run directory"), RUN_DIR_DEFAULT)
-    said(
-        group.add_argument("--cluster", metavar="NAME", help="cluster name in the run directory and the history"),
-        CLUSTER_DEFAULT,
-    )
-    add_history(group, what="this run")
+    """``--out``, ``--cluster``, ``--history``, ``--no-history``: where the run goes (``parts.Output``)."""
+    add_part(group, parts.Output)
 
 
-def output_fields(args: argparse.Namespace) -> OutputFields:
-    return {"out": args.out, "cluster": args.cluster, "history": args.history, "no_history": args.no_history}
+def output_part(args: argparse.Namespace) -> parts.Output:
+    return part(parts.Output, args)
 
 
 def add_history(group: Group, *, what: str | None = None) -> None:
     """``--history FILE`` (and ``--no-history`` when ``what`` is the thing not to add)."""
-    said(group.add_argument("--history", type=Path, metavar="FILE", help="the history store"), HISTORY_DEFAULT)
+    add_part(group, parts.Output, only=("history",))
     if what is not None:
         group.add_argument("--no-history", action="store_true", help=f"do not add {what} to the history")
 

@@ -65,13 +65,13 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         check=args.check,
         dtype=get_dtype(args.dtype).name,
         graph=args.graph,
-        **flags.launch_fields(args),
+        launch=flags.launch_part(args),
         nnodes=args.nnodes,
         node_rank=args.node_rank,
         main_address=args.main_address,
         main_port=args.main_port,
         nproc_per_node=args.nproc_per_node,
-        **flags.output_fields(args),
+        output=flags.output_part(args),
         profile=args.profile,
         oob_ifname=args.oob_ifname,
         progress=args.progress,
@@ -91,7 +91,7 @@ def _rank(config: RunConfig, info: benv.RankInfo) -> int:
 def _sized(config: RunConfig, profile: Profile, np: int | None) -> Sized[RunConfig]:
     from bench.runtime import launch  # the launcher and its output relay: not for --help
 
-    if np is not None and not launch.local_ranks_use_gpus(config.backend):
+    if np is not None and not launch.local_ranks_use_gpus(config.launch.backend):
         config, note = cpu_sized(config, profile, np)
         if note:
             print(f"railbench: note: {note}", file=sys.stderr)
@@ -107,7 +107,7 @@ def _node_launch(config: RunConfig) -> benv.NodeLaunch | None:
         return benv.NodeLaunch(
             config.nnodes, config.node_rank, config.nproc_per_node, config.main_address, config.main_port, "cli"
         )
-    return None if config.np is not None else benv.discover_node_launch()
+    return None if config.launch.np is not None else benv.discover_node_launch()
 
 
 RUN: JobKind[RunConfig, Profile] = JobKind(
@@ -116,7 +116,7 @@ RUN: JobKind[RunConfig, Profile] = JobKind(
     validate,
     _sized,
     node=_node_launch,
-    rank_flags=lambda config: config.np is not None or config.nnodes is not None,
+    rank_flags=lambda config: config.launch.np is not None or config.nnodes is not None,
     already_rank="--np/--nnodes",
     no_launcher="no launcher detected and no --np: use 'railbench run --np 4' for local ranks, start it under "
     "mpirun/srun/torchrun, or give --nnodes/--node-rank/--main-address/--nproc-per-node",

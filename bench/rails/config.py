@@ -8,16 +8,16 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
-from bench import sysroot
 from bench.actions import Actions
 from bench.error_limits import ErrorLimits
 from bench.exits import UserError
 from bench.fabric.cabling_plan import rail_order
 from bench.fabric.topology_file import load_cabling
+from bench.frame.parts import Launch, Output
 from bench.frame.validate import check_common
 from bench.measure.collectives import get_collective
 from bench.measure.targets import world_target_gbps
@@ -25,7 +25,6 @@ from bench.profiles import Profile, load_profile
 from bench.rails.fabric_map import Topology
 from bench.rails.plan_model import PlanModel
 from bench.runtime import spec
-from bench.runtime.deadlines import DEFAULT_TIMEOUT_S, check_timeout
 
 RAIL_COLLECTIVES = ("all_reduce", "all_gather")
 DEFAULTS: Mapping[str, Any] = {
@@ -91,19 +90,10 @@ class RailsConfig:
     """The number of nodes to plan for (``--plan`` before the cluster exists); default: the launch's."""
     max_minutes: float | None = None
     """Fit the run into this many minutes (fewer repeats, smaller messages, ... as ``bench.rails.plan`` cuts)."""
-    backend: Literal["auto", "nccl", "gloo"] = "auto"
-    timeout_s: float = DEFAULT_TIMEOUT_S
-    """A step that has not finished after this many seconds ends the run with exit 3."""
-    np: int | None = None
-    """Start this many local ranks under mpirun."""
-    sysfs_root: Path = sysroot.LIVE
-    """Stands in for each node's /sys; ``{host}`` becomes the node's host name (``bench.sysroot``)."""
-    out: Path | None = None
-    """Run directory; default reports/runs/<UTC time>-<cluster>."""
-    cluster: str | None = None
-    history: Path | None = None
-    """History store to add the run to (default reports/history.sqlite)."""
-    no_history: bool = False
+    launch: Launch = field(default_factory=Launch)
+    """How the ranks start: backend, step timeout, ``--np``, ``--sysfs-root`` (``bench.frame.parts``)."""
+    output: Output = field(default_factory=Output)
+    """Where the run goes: run directory, cluster name, history (``bench.frame.parts``)."""
 
     def __post_init__(self) -> None:
         if not self.collectives:
@@ -125,15 +115,13 @@ class RailsConfig:
             raise UserError(f"--relative-fraction {self.relative_fraction:g} must be in (0, 1], e.g. 0.8")
         if self.cell_budget_s is not None and not (0 < self.cell_budget_s < math.inf):
             raise UserError(f"--cell-budget {self.cell_budget_s:g} must be positive (seconds), e.g. 30")
-        check_timeout(self.timeout_s)
-        if self.np is not None and self.np < 1:
-            raise UserError(f"--np {self.np} must be at least 1")
         check_plan_flags(self.nodes, self.max_minutes)
 
     def rank_argv(self, out: Path) -> list[str]:
         """The argv of the ranks the parent starts: this very config (``bench.runtime.spec``), minus how to
         start, with the run directory the parent chose."""
-        return spec.rank_argv("rails", replace(self, out=out, np=None))
+        ranks = replace(self, launch=replace(self.launch, np=None), output=replace(self.output, out=out))
+        return spec.rank_argv("rails", ranks)
 
 
 @dataclass(frozen=True)
@@ -209,7 +197,7 @@ def resolve(config: RailsConfig, profile: Profile) -> RailsSettings:
         oob_ifname=oob,
         counter_tolerance_bytes=profile.counter_tolerance_bytes,
         quiet_devices=tuple(d for d in (oob, *profile.excluded_devices) if d),
-        timeout_s=config.timeout_s,
+        timeout_s=config.launch.timeout_s,
         intra_node=config.intra_node,
         local_pair_target_gbps=world_target_gbps(profile, "sendrecv", 1),
         errors=profile.errors,
@@ -262,12 +250,5 @@ def validate(config: RailsConfig, *, with_history: bool = True) -> tuple[Profile
     starts and on every rank before it joins the process group."""
     profile = load_profile(config.profile)
     settings = resolve(config, profile)
-    check_common(
-        backend=config.backend,
-        out=config.out,
-        history=config.history,
-        no_history=config.no_history,
-        cluster=config.cluster,
-        with_history=with_history,
-    )
+    check_common(config.launch, config.output, with_history=with_history)
     return profile, settings
