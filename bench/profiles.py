@@ -67,6 +67,7 @@ from bench.bounded import Where, finite
 from bench.compare_settings import CompareSettings
 from bench.error_limits import ErrorLimits
 from bench.exits import UserError
+from bench.flagged import Flag, given_by
 from bench.gpu_targets import GpuTargets, TargetSteps, choose, collective_targets, generations
 from bench.gpudirect_limits import GpuDirectLimits
 from bench.jsondoc import Parsed, table
@@ -96,20 +97,90 @@ from bench.profile_checks import (
 from bench.units import parse_size
 
 PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
+_MIB256 = 256 << 20
 
 
 @dataclass(frozen=True)
 class RailsTestTable:
-    """A profile's ``[rails_test]``: the rails test's defaults for this cluster (None: railbench's own)."""
+    """A profile's ``[rails_test]``: the rails test's defaults for this cluster (None: railbench's own, each
+    field's ``fallback``). The command line gives the same values (``RailsConfig.rails_test``, the flags built
+    from these fields' ``Flag``) and wins over the profile's, field by field (``bench.rails.config.resolve``)."""
 
-    rail_bytes: int | None = None
-    pair_bytes: int | None = None
-    iters: int | None = None
-    warmup: int | None = None
-    repeats: int | None = None
-    relative_fraction: float | None = None
+    rail_bytes: int | None = field(
+        default=None,
+        metadata=given_by(
+            Flag(
+                "--rail-bytes",
+                "message size of the rail-group collectives",
+                metavar="SIZE",
+                kind="size",
+                fallback=_MIB256,
+            )
+        ),
+    )
+    pair_bytes: int | None = field(
+        default=None,
+        metadata=given_by(
+            Flag(
+                "--pair-bytes",
+                "message size of each pair exchange, per direction",
+                metavar="SIZE",
+                kind="size",
+                fallback=_MIB256,
+            )
+        ),
+    )
+    iters: int | None = field(
+        default=None,
+        metadata=given_by(
+            Flag("--iters", "timed iterations per measurement", short="-n", metavar="N", kind="int", fallback=10)
+        ),
+    )
+    warmup: int | None = field(
+        default=None,
+        metadata=given_by(
+            Flag(
+                "--warmup",
+                "untimed iterations before each measurement",
+                short="-w",
+                metavar="N",
+                kind="int",
+                fallback=2,
+            )
+        ),
+    )
+    repeats: int | None = field(
+        default=None,
+        metadata=given_by(
+            Flag(
+                "--repeats",
+                "passes over the pair matrix (reshuffled after the first)",
+                metavar="N",
+                kind="int",
+                fallback=1,
+            )
+        ),
+    )
+    relative_fraction: float | None = field(
+        default=None,
+        metadata=given_by(
+            Flag(
+                "--relative-fraction",
+                "a pair or rail is slow below this fraction of its peers' level",
+                metavar="FRACTION",
+                kind="number",
+                fallback=0.8,
+            )
+        ),
+    )
     collectives: tuple[str, ...] | None = None
-    confirm: int | None = None
+    """The rail-group collectives (the command line's are ``RailsConfig.collectives``, with their own default)."""
+    confirm: int | None = field(
+        default=None,
+        metadata=given_by(
+            Flag("--confirm", "re-measure each suspect pair N times (0: off)", metavar="N", kind="int", fallback=2)
+        ),
+    )
 
     @classmethod
     def from_table(cls, values: Parsed, where: str, text: str) -> RailsTestTable:

@@ -160,6 +160,6 @@ def test_any_spec_field_decodes_to_its_type_or_one_line(cls: type, data: st.Data
 
 def test_an_accept_spec_checks_its_nested_configs() -> None:
     doc = json.loads(spec.encode(AcceptConfig(profile="local", sweep=RunConfig(), rails=RailsConfig())))
-    doc["rails"]["pair_bytes"] = 1.5
-    with pytest.raises(UserError, match=r"rails\.pair_bytes holds 1\.5"):
+    doc["rails"]["rails_test"]["pair_bytes"] = 1.5
+    with pytest.raises(UserError, match=r"rails\.rails_test\.pair_bytes holds 1\.5"):
         spec.decode(AcceptConfig, json.dumps(doc))

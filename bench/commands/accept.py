@@ -52,7 +52,8 @@ def config_from_args(args: argparse.Namespace) -> AcceptConfig:
         check=args.check,
         profile=args.profile,
     )
-    rails = RailsConfig(profile=args.profile, **flags.rails_fields(args))
+    rails_test = flags.rails_test(args, iterations=False)
+    rails = RailsConfig(profile=args.profile, rails_test=rails_test, **flags.rails_fields(args))
     return AcceptConfig(
         profile=args.profile,
         sweep=sweep,

@@ -94,8 +94,7 @@ def config_from_args(args: argparse.Namespace) -> RailsConfig:
     return RailsConfig(
         profile=args.profile,
         collectives=tuple(get_collective(c).name for c in names),
-        iters=args.iters,
-        warmup=args.warmup,
+        rails_test=flags.rails_test(args, iterations=True),
         check=args.check,
         **flags.rails_fields(args),
         launch=flags.launch_part(args),
