@@ -283,6 +283,8 @@ class Profile:
     """Why no generation's figures judge this run (no GPU, an unknown one, two generations); empty otherwise."""
     gpus: tuple[str, ...] = ()
     """The GPU names the run's ranks reported, most ranks first (set by :meth:`for_gpus`)."""
+    read: ProfileRead | None = field(default=None, compare=False, repr=False)
+    """The file as :func:`load_profile` read it: what a parent hands its ranks, so they parse the same bytes."""
 
     def __post_init__(self) -> None:
         if self.transport not in TRANSPORTS:
@@ -429,6 +431,39 @@ def list_profiles() -> list[str]:
     return sorted(p.stem for p in PROFILE_DIR.glob("*.toml"))
 
 
+MAX_CARRIED_BYTES = 64 << 10
+"""The largest profile text a parent hands its ranks in their ``--spec`` (Linux refuses one argument over
+128 KiB; every shipped profile is under 9 KB). A larger one is read again by each rank, as before."""
+
+
+@dataclass(frozen=True)
+class ProfileRead:
+    """A profile file's text as one process read it (a frozen dataclass of strings: it travels in ``--spec``)."""
+
+    name_or_path: str
+    """What ``--profile`` said."""
+    path: str
+    text: str
+
+    def parsed(self) -> Profile:
+        """The profile these bytes give, as :func:`load_profile` gave it to the process that read them."""
+        return replace(_parse(self.text, self.path, Path(self.path).stem), read=self)
+
+
+def carried(profile: Profile) -> ProfileRead | None:
+    """What a parent hands its ranks of ``profile``: the text it read, when it fits one argument."""
+    read = profile.read
+    return read if read is not None and len(read.text.encode()) <= MAX_CARRIED_BYTES else None
+
+
+def profile_for(name_or_path: str, read: ProfileRead | None) -> Profile:
+    """``--profile``'s profile: parsed from the text the parent read (``read``, carried in the spec) when it is
+    that profile's, else read from its file. A rank under ``--np`` never opens the file the parent already read."""
+    if read is not None and read.name_or_path == name_or_path:
+        return read.parsed()
+    return load_profile(name_or_path)
+
+
 def load_profile(name_or_path: str) -> Profile:
     """A profile by NAME (shipped) or PATH (a ``.toml`` file); UserError naming the file and line if bad."""
     looks_like_path = "/" in name_or_path or name_or_path.endswith(".toml")
@@ -439,4 +474,4 @@ def load_profile(name_or_path: str) -> Profile:
         raise UserError(
             f"unknown profile {name_or_path!r}: choose one of {', '.join(list_profiles())} or give a .toml path"
         )
-    return _parse(toml_limits.read_text(path, "profile file"), str(path), path.stem)
+    return ProfileRead(name_or_path, str(path), toml_limits.read_text(path, "profile file")).parsed()

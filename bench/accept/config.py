@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bench.frame.parts import Launch, Output
 from bench.frame.validate import check_common
-from bench.profiles import Profile, load_profile
+from bench.profiles import Profile, profile_for
 from bench.rails import plan
 from bench.rails.config import RailsConfig, RailsSettings, resolve
 from bench.rails.plan import Plan
@@ -64,7 +64,7 @@ class AcceptConfig:
 def validate(config: AcceptConfig, *, with_history: bool = True) -> tuple[Profile, RailsSettings]:
     """The profile, the rails settings and where the run goes, checked in the parent before any rank starts
     and on every rank before it joins the process group."""
-    profile = load_profile(config.profile)
+    profile = profile_for(config.profile, config.launch.profile_read)
     settings = resolve(config.rails_config(Path(".")), profile)
     check_common(config.launch, config.output, with_history=with_history)
     if config.drain:

@@ -19,6 +19,7 @@ from bench.accept.rank import run_rank
 from bench.commands import flags
 from bench.commands import rails as rails_cmd
 from bench.frame.launch_job import JobKind, Sized, launch
+from bench.frame.parts import carrying
 from bench.measure.collectives import get_collective
 from bench.profiles import Profile
 from bench.rails.config import RailsConfig, RailsSettings
@@ -78,7 +79,8 @@ def _sized(config: AcceptConfig, validated: tuple[Profile, RailsSettings], np: i
         if note:
             print(f"railbench: note: {note}", file=sys.stderr)
     # the sweep's largest size dominates: send and receive buffers; the ranks sweep what was chosen and said here
-    return Sized(replace(config, sweep=sweep), 2 * (sweep.max_bytes or 0))
+    ranks = replace(config, sweep=sweep, launch=carrying(config.launch, profile))  # they parse what was read here
+    return Sized(ranks, 2 * (sweep.max_bytes or 0))
 
 
 ACCEPT: JobKind[AcceptConfig, tuple[Profile, RailsSettings]] = JobKind("accept", run_rank, validate, _sized)

@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 
 from bench.commands import flags
 from bench.exits import EXIT_INFRA, UserError
 from bench.frame.launch_job import JobKind, Sized, launch
-from bench.frame.parts import Output
+from bench.frame.parts import Output, carrying
 from bench.history.store import default_history_path, history_for
 from bench.measure.collectives import get_collective
 from bench.profiles import Profile
@@ -107,9 +108,10 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _sized(config: RailsConfig, validated: tuple[Profile, RailsSettings], np: int | None) -> Sized[RailsConfig]:
-    _, settings = validated
+    profile, settings = validated
+    ranks = replace(config, launch=carrying(config.launch, profile))  # the ranks parse what was read here
     # Each rank holds the pair buffers (send, receive) and a rail collective's buffers and check copy.
-    return Sized(config, 3 * max(settings.rail_bytes, settings.pair_bytes))
+    return Sized(ranks, 3 * max(settings.rail_bytes, settings.pair_bytes))
 
 
 RAILS: JobKind[RailsConfig, tuple[Profile, RailsSettings]] = JobKind("rails", run_rank, validate, _sized)

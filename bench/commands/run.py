@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 
 from bench.commands import flags
 from bench.exits import UserError
 from bench.frame.launch_job import JobKind, Sized, launch
+from bench.frame.parts import carrying
 from bench.measure.collectives import DEFAULT_COLLECTIVES, get_collective, get_dtype
 from bench.profiles import Profile
 from bench.runtime import env as benv
@@ -97,6 +99,7 @@ def _sized(config: RunConfig, profile: Profile, np: int | None) -> Sized[RunConf
             print(f"railbench: note: {note}", file=sys.stderr)
     else:
         config = sized(config, profile)
+    config = replace(config, launch=carrying(config.launch, profile))  # the ranks parse what was read here
     return Sized(config, 2 * (config.max_bytes or 0))  # send + receive buffers; the check works in fixed chunks
 
 

@@ -11,13 +11,14 @@ Nothing here imports torch or the history: every command's ``--help`` imports th
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
 from bench import sysroot
 from bench.exits import UserError
 from bench.flagged import Flag, given_by
+from bench.profiles import Profile, ProfileRead, carried
 from bench.runtime.deadlines import DEFAULT_TIMEOUT_S, check_timeout
 
 Backend = Literal["auto", "nccl", "gloo"]
@@ -65,6 +66,10 @@ class Launch:
         ),
     )
 
+    profile_read: ProfileRead | None = None
+    """The profile file as the parent read it (no flag: the parent sets it for its ranks, ``carrying``), so
+    that every rank parses those bytes instead of reading the file again (``bench.profiles.profile_for``)."""
+
     def __post_init__(self) -> None:
         check_timeout(self.timeout_s)
         if self.np is not None and self.np < 1:
@@ -99,3 +104,8 @@ class Output:
     no_history: bool = field(
         default=False, metadata=given_by(Flag("--no-history", "do not add this run to the history", switch=True))
     )
+
+
+def carrying(launch: Launch, profile: Profile) -> Launch:
+    """``launch`` as the parent hands it to its ranks: with the profile it read (when it fits the spec)."""
+    return replace(launch, profile_read=carried(profile))

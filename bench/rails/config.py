@@ -22,7 +22,7 @@ from bench.frame.parts import Launch, Output
 from bench.frame.validate import check_common
 from bench.measure.collectives import get_collective
 from bench.measure.targets import world_target_gbps
-from bench.profiles import Profile, RailsTestTable, load_profile
+from bench.profiles import Profile, RailsTestTable, profile_for
 from bench.rails.fabric_map import Topology
 from bench.rails.plan_model import PlanModel
 from bench.runtime import spec
@@ -133,7 +133,8 @@ class RailsSettings:
     counter_tolerance_bytes: int
     quiet_devices: tuple[str, ...]
     """The management interface and the profile's excluded devices: they must carry nothing."""
-    timeout_s: float
+    launch: Launch
+    """How the ranks started (its step timeout bounds every wait of the rails phases)."""
     intra_node: bool | None = False
     """As asked; None: on with NCCL (``bench.rails.intranode.wanted``)."""
     local_pair_target_gbps: float | None = None
@@ -148,6 +149,11 @@ class RailsSettings:
     """``--max-minutes``: the run is cut to fit (``bench.rails.plan.fit``) once its shape is known."""
     plan_model: PlanModel | None = None
     """Rates and fixed costs of the plan (the profile's ``[plan]``); None where no rail rate is known."""
+
+    @property
+    def timeout_s(self) -> float:
+        """The step timeout (``--timeout``), declared once on :class:`~bench.frame.parts.Launch`."""
+        return self.launch.timeout_s
 
 
 def _filled(asked: RailsTestTable, profiled: RailsTestTable) -> RailsTestTable:
@@ -196,7 +202,7 @@ def resolve(config: RailsConfig, profile: Profile) -> RailsSettings:
         oob_ifname=oob,
         counter_tolerance_bytes=profile.counter_tolerance_bytes,
         quiet_devices=tuple(d for d in (oob, *profile.excluded_devices) if d),
-        timeout_s=config.launch.timeout_s,
+        launch=config.launch,
         intra_node=config.intra_node,
         local_pair_target_gbps=world_target_gbps(profile, "sendrecv", 1),
         errors=profile.errors,
@@ -247,7 +253,7 @@ def _topology(path: Path | None, profile: Profile) -> Topology | None:
 def validate(config: RailsConfig, *, with_history: bool = True) -> tuple[Profile, RailsSettings]:
     """The profile, the resolved settings and where the run goes, checked in the parent before any rank
     starts and on every rank before it joins the process group."""
-    profile = load_profile(config.profile)
+    profile = profile_for(config.profile, config.launch.profile_read)
     settings = resolve(config, profile)
     check_common(config.launch, config.output, with_history=with_history)
     return profile, settings

@@ -11,7 +11,7 @@ from bench.exits import UserError
 from bench.frame.parts import Launch, Output
 from bench.frame.validate import check_common
 from bench.measure.collectives import DEFAULT_COLLECTIVES, get_collective, get_dtype
-from bench.profiles import Profile, load_profile
+from bench.profiles import Profile, profile_for
 from bench.runtime import spec
 from bench.units import format_size
 
@@ -158,7 +158,7 @@ def validate(config: RunConfig, *, with_history: bool = True) -> Profile:
     Runs in the parent before any rank starts, and on every rank before it joins the process group (there
     without the history, which rank 0 alone checks: ``bench.frame.job``).
     """
-    profile = load_profile(config.profile)
+    profile = profile_for(config.profile, config.launch.profile_read)
     check_common(config.launch, config.output, graph=config.graph is True, with_history=with_history)
     return profile
 
