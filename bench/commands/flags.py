@@ -234,9 +234,11 @@ def output_part(args: argparse.Namespace) -> parts.Output:
     return part(parts.Output, args)
 
 
-def add_history(group: Group, *, what: str | None = None) -> None:
-    """``--history FILE`` (and ``--no-history`` when ``what`` is the thing not to add)."""
-    add_part(group, parts.Output, only=("history",))
+def add_history(group: Group, *, what: str | None = None, default_text: str | None = None) -> None:
+    """``--history FILE`` (and ``--no-history`` when ``what`` is the thing not to add), declared once on
+    ``parts.Output``; ``default_text``: where a command's default is not the usual one (compare's)."""
+    (field, flag), *_ = (pair for pair in flagged_fields(parts.Output) if pair[0].name == "history")
+    add_flag(group, flag, field.default, default_text)
     if what is not None:
         group.add_argument("--no-history", action="store_true", help=f"do not add {what} to the history")
 
