@@ -67,6 +67,7 @@ from bench.bounded import Where, finite
 from bench.compare_settings import CompareSettings
 from bench.error_limits import ErrorLimits
 from bench.exits import UserError
+from bench.flagged import Flag, given_by
 from bench.gpu_targets import GpuTargets, TargetSteps, choose, collective_targets, generations
 from bench.gpudirect_limits import GpuDirectLimits
 from bench.jsondoc import Parsed, table
@@ -96,20 +97,90 @@ from bench.profile_checks import (
 from bench.units import parse_size
 
 PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
+_MIB256 = 256 << 20
 
 
 @dataclass(frozen=True)
 class RailsTestTable:
-    """A profile's ``[rails_test]``: the rails test's defaults for this cluster (None: railbench's own)."""
+    """A profile's ``[rails_test]``: the rails test's defaults for this cluster (None: railbench's own, each
+    field's ``fallback``). The command line gives the same values (``RailsConfig.rails_test``, the flags built
+    from these fields' ``Flag``) and wins over the profile's, field by field (``bench.rails.config.resolve``)."""
 
-    rail_bytes: int | None = None
-    pair_bytes: int | None = None
-    iters: int | None = None
-    warmup: int | None = None
-    repeats: int | None = None
-    relative_fraction: float | None = None
+    rail_bytes: int | None = field(
+        default=None,
+        metadata=given_by(
+            Flag(
+                "--rail-bytes",
+                "message size of the rail-group collectives",
+                metavar="SIZE",
+                kind="size",
+                fallback=_MIB256,
+            )
+        ),
+    )
+    pair_bytes: int | None = field(
+        default=None,
+        metadata=given_by(
+            Flag(
+                "--pair-bytes",
+                "message size of each pair exchange, per direction",
+                metavar="SIZE",
+                kind="size",
+                fallback=_MIB256,
+            )
+        ),
+    )
+    iters: int | None = field(
+        default=None,
+        metadata=given_by(
+            Flag("--iters", "timed iterations per measurement", short="-n", metavar="N", kind="int", fallback=10)
+        ),
+    )
+    warmup: int | None = field(
+        default=None,
+        metadata=given_by(
+            Flag(
+                "--warmup",
+                "untimed iterations before each measurement",
+                short="-w",
+                metavar="N",
+                kind="int",
+                fallback=2,
+            )
+        ),
+    )
+    repeats: int | None = field(
+        default=None,
+        metadata=given_by(
+            Flag(
+                "--repeats",
+                "passes over the pair matrix (reshuffled after the first)",
+                metavar="N",
+                kind="int",
+                fallback=1,
+            )
+        ),
+    )
+    relative_fraction: float | None = field(
+        default=None,
+        metadata=given_by(
+            Flag(
+                "--relative-fraction",
+                "a pair or rail is slow below this fraction of its peers' level",
+                metavar="FRACTION",
+                kind="number",
+                fallback=0.8,
+            )
+        ),
+    )
     collectives: tuple[str, ...] | None = None
-    confirm: int | None = None
+    """The rail-group collectives (the command line's are ``RailsConfig.collectives``, with their own default)."""
+    confirm: int | None = field(
+        default=None,
+        metadata=given_by(
+            Flag("--confirm", "re-measure each suspect pair N times (0: off)", metavar="N", kind="int", fallback=2)
+        ),
+    )
 
     @classmethod
     def from_table(cls, values: Parsed, where: str, text: str) -> RailsTestTable:
@@ -212,6 +283,8 @@ class Profile:
     """Why no generation's figures judge this run (no GPU, an unknown one, two generations); empty otherwise."""
     gpus: tuple[str, ...] = ()
     """The GPU names the run's ranks reported, most ranks first (set by :meth:`for_gpus`)."""
+    read: ProfileRead | None = field(default=None, compare=False, repr=False)
+    """The file as :func:`load_profile` read it: what a parent hands its ranks, so they parse the same bytes."""
 
     def __post_init__(self) -> None:
         if self.transport not in TRANSPORTS:
@@ -358,6 +431,39 @@ def list_profiles() -> list[str]:
     return sorted(p.stem for p in PROFILE_DIR.glob("*.toml"))
 
 
+MAX_CARRIED_BYTES = 64 << 10
+"""The largest profile text a parent hands its ranks in their ``--spec`` (Linux refuses one argument over
+128 KiB; every shipped profile is under 9 KB). A larger one is read again by each rank, as before."""
+
+
+@dataclass(frozen=True)
+class ProfileRead:
+    """A profile file's text as one process read it (a frozen dataclass of strings: it travels in ``--spec``)."""
+
+    name_or_path: str
+    """What ``--profile`` said."""
+    path: str
+    text: str
+
+    def parsed(self) -> Profile:
+        """The profile these bytes give, as :func:`load_profile` gave it to the process that read them."""
+        return replace(_parse(self.text, self.path, Path(self.path).stem), read=self)
+
+
+def carried(profile: Profile) -> ProfileRead | None:
+    """What a parent hands its ranks of ``profile``: the text it read, when it fits one argument."""
+    read = profile.read
+    return read if read is not None and len(read.text.encode()) <= MAX_CARRIED_BYTES else None
+
+
+def profile_for(name_or_path: str, read: ProfileRead | None) -> Profile:
+    """``--profile``'s profile: parsed from the text the parent read (``read``, carried in the spec) when it is
+    that profile's, else read from its file. A rank under ``--np`` never opens the file the parent already read."""
+    if read is not None and read.name_or_path == name_or_path:
+        return read.parsed()
+    return load_profile(name_or_path)
+
+
 def load_profile(name_or_path: str) -> Profile:
     """A profile by NAME (shipped) or PATH (a ``.toml`` file); UserError naming the file and line if bad."""
     looks_like_path = "/" in name_or_path or name_or_path.endswith(".toml")
@@ -368,4 +474,4 @@ def load_profile(name_or_path: str) -> Profile:
         raise UserError(
             f"unknown profile {name_or_path!r}: choose one of {', '.join(list_profiles())} or give a .toml path"
         )
-    return _parse(toml_limits.read_text(path, "profile file"), str(path), path.stem)
+    return ProfileRead(name_or_path, str(path), toml_limits.read_text(path, "profile file")).parsed()

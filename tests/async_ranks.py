@@ -46,6 +46,7 @@ import torch.distributed as dist
 
 from bench.busbw import BUSBW_FACTOR
 from bench.frame import evidence
+from bench.frame.parts import Launch, Output
 from bench.measure import device as device_ops
 from bench.measure.collectives import get_collective
 from bench.measure.timing import group_max, measure
@@ -59,6 +60,7 @@ from bench.runtime.dist import DistContext, Transport, init_distributed, shutdow
 from bench.runtime.env import discover_rank
 from bench.runtime.watchdog import Watchdog
 from tests import async_backend
+from tests.rails_configs import rails_config
 
 if TYPE_CHECKING:
     from bench.accept.rank import AcceptJob
@@ -135,7 +137,7 @@ def _rails_settings(profile: str = "local", **given: Any) -> Any:
         "repeats": 1,
     }
     # ASYNC_RAILS overrides any of these (a size given twice was a TypeError).
-    config = RailsConfig(profile=profile, **{**defaults, **given, **json.loads(os.environ.get("ASYNC_RAILS") or "{}")})
+    config = rails_config(profile=profile, **{**defaults, **given, **json.loads(os.environ.get("ASYNC_RAILS") or "{}")})
     return validate(config)
 
 
@@ -182,7 +184,7 @@ def _railsprog(out_root: Path) -> dict[str, Any]:
 def _intranode() -> dict[str, Any]:
     ctx = _start()
     ctx = dataclasses.replace(ctx, hosts=("node0",) * ctx.info.world_size)
-    _, settings = validate(RailsConfig(profile="local", pair_bytes=MIB, iters=3, warmup=1, intra_node=True))
+    _, settings = validate(rails_config(profile="local", pair_bytes=MIB, iters=3, warmup=1, intra_node=True))
     outcome = _watched(ctx, lambda watchdog: intra_node_phase(settings, ctx, watchdog))
     if outcome is None:
         return {}
@@ -325,11 +327,12 @@ def _accept(out_root: Path) -> dict[str, Any]:
     from bench.sweep.config import RunConfig
 
     profile = os.environ.get("ASYNC_PROFILE") or "local"
-    rails = RailsConfig(
+    rails = rails_config(
         profile=profile, collectives=("all_reduce",), rail_bytes=MIB, pair_bytes=MIB, iters=3, warmup=1, repeats=1
     )
-    sweep = RunConfig(collectives=("all_reduce",), min_bytes=MIB, max_bytes=MIB, iters=3, warmup=1, no_history=True)
-    config = AcceptConfig(profile, sweep, rails, backend="gloo", timeout_s=60.0, out=out_root / "accept-run")
+    sweep = RunConfig(collectives=("all_reduce",), min_bytes=MIB, max_bytes=MIB, iters=3, warmup=1)
+    launch, output = Launch(backend="gloo", timeout_s=60.0), Output(out=out_root / "accept-run", no_history=True)
+    config = AcceptConfig(profile, sweep, rails, launch=launch, output=output)
     done = _job_on_the_model(lambda: AcceptJob(config))
     run_json = out_root / "accept-run" / "run.json"
     return {**done, "run": json.loads(run_json.read_text()) if run_json.is_file() else {}}
@@ -363,14 +366,14 @@ def _railsjob(out_root: Path) -> dict[str, Any]:
     its watchdog's thread, so the test reads run.json from the run directory, not this scenario's output."""
     profile = os.environ.get("ASYNC_PROFILE") or "local"
     sizes = {"rail_bytes": MIB, "pair_bytes": MIB, **json.loads(os.environ.get("ASYNC_RAILS") or "{}")}
-    config = RailsConfig(
+    config = rails_config(
         profile=profile,
         collectives=("all_reduce",),
         iters=3,
         warmup=1,
         repeats=1,
-        timeout_s=60.0,
-        out=out_root / "rails-run",
+        launch=Launch(timeout_s=60.0),
+        output=Output(out=out_root / "rails-run"),
         **sizes,
     )
     return _job_on_the_model(lambda: RailsJob(config))

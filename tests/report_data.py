@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from bench.profiles import load_profile
-from bench.rails.config import RailsConfig, resolve
+from bench.rails.config import resolve
 from bench.rails.laps import compared
 from bench.rails.plan import Sweep, build
 from bench.rundir.files import FORMAT_VERSION, RESULT_COLUMNS, results_csv_text
 from bench.rundir.railsdoc import RailsDoc
+from tests.rails_configs import rails_config
 
 # busbw factor per collective, as nccl-tests computes it (n = ranks in the communicator)
 _FACTOR = {
@@ -549,7 +550,7 @@ def planned_run(model: ClusterModel) -> tuple[dict[str, Any], str]:
     """run.json's ``plan`` of the synthetic accept run and its ``finished_utc``: the planner's own plan for the
     model's shape and settings, each phase measured ``PLAN_SHARE`` of the way through its range, so that the
     certificate's duration is one the plan projects (it was a made-up 18 min 34 s at any size)."""
-    config = RailsConfig(
+    config = rails_config(
         profile="lambda-1cc",
         iters=20,
         warmup=5,

@@ -33,13 +33,14 @@ from bench.rundir.runjson import SCHEMA_PATH
 from bench.rundir.sections import PlanSection
 from bench.sweep.config import RunConfig
 from tests.history_fixtures import make_run_dir
+from tests.rails_configs import rails_config
 from tests.support import railbench_inline
 
 RUN_SCHEMA = json.loads(SCHEMA_PATH.read_text())
 
 
 def _settings(**config: object) -> RailsSettings:
-    return resolve(RailsConfig(profile="lambda-1cc", **config), load_profile("lambda-1cc"))  # type: ignore[arg-type]
+    return resolve(rails_config(profile="lambda-1cc", **config), load_profile("lambda-1cc"))
 
 
 def _accept(nodes: int, ranks: int = 8, adjust: plan.Adjust | None = None) -> plan.Plan:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from bench.exits import UserError
+from bench.frame.parts import Output
 from bench.profiles import load_profile
 from bench.rails import evidence, records
 from bench.rails.config import DEFAULTS, RailsConfig, resolve
@@ -12,6 +15,7 @@ from bench.rails.defects import describe
 from bench.rails.layout import interface_for_rail, rail_interfaces, rail_layout
 from bench.rails.measure import PairTime
 from bench.rails.records import ExpectedNic
+from tests.rails_configs import rails_config
 
 
 def test_layout_from_hostnames() -> None:
@@ -47,7 +51,7 @@ def test_settings_come_from_flags_then_profile_then_defaults(tmp_path) -> None:
         '[rails_test]\npair_bytes = "8M"\niters = 4\nrelative_fraction = 0.5\n'
     )
     profile = load_profile(str(path))
-    s = resolve(RailsConfig(profile=str(path), iters=7), profile)
+    s = resolve(rails_config(profile=str(path), iters=7), profile)
     assert (s.pair_bytes, s.iters, s.relative_fraction) == (8 << 20, 7, 0.5)
     assert s.rail_bytes == DEFAULTS["rail_bytes"] and s.warmup == DEFAULTS["warmup"]
     assert (s.socket_ifname, s.oob_ifname, s.rail_rate_gbps) == ("=eth1,eth2", "eth0", 200.0)
@@ -72,7 +76,7 @@ def test_bad_profile_table_and_flags_are_user_errors(tmp_path) -> None:
         ({"pair_bytes": 2}, "--pair-bytes"),
     ):
         with pytest.raises(UserError, match=match):
-            RailsConfig(**bad)  # type: ignore[arg-type]
+            rails_config(**bad)
 
 
 def test_rank_argv_round_trips_through_the_parser(tmp_path) -> None:
@@ -81,7 +85,7 @@ def test_rank_argv_round_trips_through_the_parser(tmp_path) -> None:
     from bench.commands import rails as cmd
     from bench.commands.flags import config_or_spec
 
-    config = RailsConfig(
+    config = rails_config(
         socket_ifname="eth",
         oob_ifname="eth0",
         pair_bytes=1 << 20,
@@ -90,7 +94,7 @@ def test_rank_argv_round_trips_through_the_parser(tmp_path) -> None:
         pairs=False,
         intra_node=True,
         relative_fraction=0.5,
-        cluster="c",
+        output=Output(cluster="c"),
         profile="generic",
     )
     parser = argparse.ArgumentParser()
@@ -98,7 +102,7 @@ def test_rank_argv_round_trips_through_the_parser(tmp_path) -> None:
     argv = config.rank_argv(tmp_path)
     assert argv[0] == "rails"
     again = config_or_spec(parser.parse_args(argv[1:]), RailsConfig, cmd.config_from_args)  # as a rank reads it
-    assert again == RailsConfig(**{**config.__dict__, "out": tmp_path})
+    assert again == replace(config, output=replace(config.output, out=tmp_path))
 
 
 def test_counter_attribution_and_findings() -> None:

@@ -43,7 +43,7 @@ def test_rank_argv_round_trips_the_sweep() -> None:
     argv = cfg.rank_argv(None)
     assert argv[:1] == ["run"] and "--np" not in argv
     ranks = spec.decode(RunConfig, argv[argv.index(spec.SPEC_FLAG) + 1])
-    assert (ranks.min_bytes, ranks.step_factor, ranks.check, ranks.np) == (1024, 4, True, None)
+    assert (ranks.min_bytes, ranks.step_factor, ranks.check, ranks.launch.np) == (1024, 4, True, None)
 
 
 def test_node_layout_from_hostnames() -> None:

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from bench.accept.config import AcceptConfig
 from bench.cli import main
 from bench.exits import UserError
+from bench.frame.parts import Launch, Output
 from bench.rails.config import RailsConfig
 from bench.runtime import spec
 from bench.runtime.deadlines import MAX_TIMEOUT_S, check_timeout
@@ -103,7 +104,7 @@ def test_a_spec_with_a_float_for_an_int_is_refused_before_any_rank(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "out"
-    doc = json.loads(spec.encode(RunConfig(out=out, np=2, no_history=True)))
+    doc = json.loads(spec.encode(RunConfig(launch=Launch(np=2), output=Output(out=out, no_history=True))))
     for field, value in (("iters", 2.5), ("warmup", True), ("max_bytes", "64M"), ("collectives", "all_reduce")):
         text = json.dumps({**doc, field: value})
         _exit_2_one_line(["run", "--spec", text], capsys, "--spec", field)
@@ -159,6 +160,6 @@ def test_any_spec_field_decodes_to_its_type_or_one_line(cls: type, data: st.Data
 
 def test_an_accept_spec_checks_its_nested_configs() -> None:
     doc = json.loads(spec.encode(AcceptConfig(profile="local", sweep=RunConfig(), rails=RailsConfig())))
-    doc["rails"]["pair_bytes"] = 1.5
-    with pytest.raises(UserError, match=r"rails\.pair_bytes holds 1\.5"):
+    doc["rails"]["rails_test"]["pair_bytes"] = 1.5
+    with pytest.raises(UserError, match=r"rails\.rails_test\.pair_bytes holds 1\.5"):
         spec.decode(AcceptConfig, json.dumps(doc))

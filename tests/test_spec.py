@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench.exits import UserError
+from bench.frame.parts import Launch, Output
 from bench.runtime import spec
 from bench.sweep.config import RunConfig
 
@@ -22,23 +23,21 @@ def test_a_run_config_round_trips_field_for_field() -> None:
         check=True,
         dtype="bfloat16",
         collectives=("all_reduce", "sendrecv"),
-        backend="gloo",
-        timeout_s=42.5,
+        launch=Launch(backend="gloo", timeout_s=42.5),
         graph=None,
-        out=Path("/tmp/x"),
-        history=Path("/tmp/h.sqlite"),
+        output=Output(out=Path("/tmp/x"), history=Path("/tmp/h.sqlite")),
         progress="on",
     )
     assert spec.decode(RunConfig, spec.encode(config)) == config
 
 
 def test_the_ranks_argv_carries_the_config_without_the_launch_flags(tmp_path: Path) -> None:
-    config = RunConfig(np=4, timeout_s=17.0, out=None, progress="off")
+    config = RunConfig(launch=Launch(np=4, timeout_s=17.0), progress="off")
     command, flag, text = config.rank_argv(tmp_path / "run")
     ranks = spec.decode(RunConfig, text)
     assert (command, flag) == ("run", spec.SPEC_FLAG)
-    assert ranks == replace(config, np=None, out=tmp_path / "run")
-    assert ranks.timeout_s == 17.0  # a default that drifted between parent and ranks cannot drift now
+    assert ranks == replace(config, launch=Launch(timeout_s=17.0), output=Output(out=tmp_path / "run"))
+    assert ranks.launch.timeout_s == 17.0  # a default that drifted between parent and ranks cannot drift now
 
 
 def test_a_spec_from_another_version_is_refused_in_one_line() -> None:

@@ -14,6 +14,7 @@ import pytest
 
 from bench.exits import UserError
 from bench.frame.launch_job import launch
+from bench.frame.parts import Launch, Output
 from bench.runtime.env import RankInfo
 from tests.toy_job import PING, PingConfig, run_rank
 
@@ -36,7 +37,7 @@ def test_the_toy_job_runs_through_the_frame_on_one_rank(
     # A rank turns SIGINT and SIGTERM into an interrupt for good; this process is pytest's, so it gets them back.
     kept = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
-        status = run_rank(PingConfig(out=out, cluster="toy"), info)
+        status = run_rank(PingConfig(output=Output(out=out, cluster="toy", no_history=True)), info)
     finally:
         for signum, handler in kept.items():
             signal.signal(signum, handler)
@@ -77,10 +78,10 @@ def test_launch_runs_the_toy_job_as_the_rank_a_launcher_started(
     for name, value in {**env, "WORLD_SIZE": "1", "LOCAL_WORLD_SIZE": "1"}.items():
         monkeypatch.setenv(name, value)
     with pytest.raises(UserError, match=r"already a rank under \w+: drop --np, the launcher starts ranks"):
-        launch(PING, PingConfig(out=out, np=2))
+        launch(PING, PingConfig(launch=Launch(backend="gloo", np=2), output=Output(out=out)))
     kept = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
-        status = launch(PING, PingConfig(out=out, cluster="toy"))
+        status = launch(PING, PingConfig(output=Output(out=out, cluster="toy", no_history=True)))
     finally:
         for signum, handler in kept.items():
             signal.signal(signum, handler)

@@ -7,41 +7,36 @@ example the docs show, kept honest by running it through the real frame, not a c
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import ClassVar
 
 import torch
 import torch.distributed as dist
 
-from bench import sysroot
 from bench.frame.job import Job, run_job
 from bench.frame.launch_job import JobKind, Sized
-from bench.frame.run import Launch, Run, launch_of
+from bench.frame.parts import Launch, Output
+from bench.frame.run import Run, Setup, setup_of
 from bench.frame.verdict import Item
 from bench.profiles import Profile, load_profile
 from bench.runtime import spec
-from bench.runtime.dist import Backend
 from bench.runtime.env import RankInfo
 
 
 @dataclass(frozen=True)
 class PingConfig:
-    """The job's config: frozen, validated by the job's constructor; the fields ``launch_of`` reads
-    (``StartsRanks``) and the job's own."""
+    """The job's config: frozen, validated by the job's constructor; the two parts every job nests, which
+    ``setup_of`` reads (``StartsRanks``), and the job's own fields."""
 
     profile: str = "local"
-    backend: Backend = "gloo"
-    timeout_s: float = 60.0
-    out: Path | None = None
-    cluster: str | None = None
-    sysfs_root: Path = sysroot.LIVE
-    no_history: bool = True
-    np: int | None = None
+    launch: Launch = field(default_factory=lambda: Launch(backend="gloo", timeout_s=60.0))
+    output: Output = field(default_factory=lambda: Output(no_history=True))
 
     def rank_argv(self, out: Path) -> list[str]:
         """The local ranks' argv under ``--np``: the command and this whole config (``bench.runtime.spec``)."""
-        return spec.rank_argv("ping", replace(self, out=out, np=None))
+        ranks = replace(self, launch=replace(self.launch, np=None), output=replace(self.output, out=out))
+        return spec.rank_argv("ping", ranks)
 
 
 class PingJob(Job):
@@ -50,8 +45,8 @@ class PingJob(Job):
     command: ClassVar[str] = "ping"
 
     def __init__(self, config: PingConfig) -> None:
-        launch: Launch = launch_of(config, None, None, config.no_history)
-        super().__init__(launch, load_profile(config.profile))
+        setup: Setup = setup_of(config, None)
+        super().__init__(setup, load_profile(config.profile))
 
     def measure(self, run: Run) -> Sequence[Item]:
         with run.guarded() as watchdog:

@@ -29,7 +29,7 @@ from bench.accept.config import AcceptConfig, accept_plan, validate
 from bench.check.items import check_items
 from bench.check.node import CheckAnswer, judge_cabling, render, to_json
 from bench.frame.job import Job, run_job
-from bench.frame.run import Run, launch_of, write_refused_is_infra
+from bench.frame.run import Run, setup_of, write_refused_is_infra
 from bench.frame.verdict import Item, decide, timed
 from bench.preflight import checks, cluster
 from bench.preflight.checks import CheckResult
@@ -61,8 +61,8 @@ class AcceptJob(Job):
 
     def __init__(self, config: AcceptConfig) -> None:
         profile, settings = validate(config, with_history=False)
-        self.sweep: RunConfig = sized(config.sweep_config(config.out), profile)
-        super().__init__(launch_of(config, settings.oob_ifname, self.sweep.history, self.sweep.no_history), profile)
+        self.sweep: RunConfig = sized(config.sweep_config(config.output.out), profile)
+        super().__init__(setup_of(config, settings.oob_ifname), profile)
         self.config = config
         self.settings: RailsSettings = settings
         self.graph = False
@@ -74,8 +74,8 @@ class AcceptJob(Job):
     def before_init(self, prelude: Prelude) -> Path | None:
         """The rails' own before-init step: the same NIC variables on every rank of a node, so that the world
         sweep and the rails phase run on the NICs NCCL picks for each GPU, as ``railbench rails`` does."""
-        launch = self.launch
-        return rail_prelude(self.settings, self.profile, lambda: proposed_run_dir(launch.out, launch.cluster))(prelude)
+        output = self.setup.output
+        return rail_prelude(self.settings, self.profile, lambda: proposed_run_dir(output.out, output.cluster))(prelude)
 
     def retarget(self, profile: Profile) -> None:
         super().retarget(profile)

@@ -19,6 +19,7 @@ from bench.accept.rank import run_rank
 from bench.commands import flags
 from bench.commands import rails as rails_cmd
 from bench.frame.launch_job import JobKind, Sized, launch
+from bench.frame.parts import carrying
 from bench.measure.collectives import get_collective
 from bench.profiles import Profile
 from bench.rails.config import RailsConfig, RailsSettings
@@ -46,23 +47,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> AcceptConfig:
     names = flags.collectives(args, empty="--collectives is empty: name at least one, e.g. all_reduce")
-    output = flags.output_fields(args)
     sweep = RunConfig(
         collectives=tuple(get_collective(c).name for c in names),
         **flags.sweep_fields(args),
         check=args.check,
-        history=output["history"],
-        no_history=output["no_history"],
         profile=args.profile,
     )
-    rails = RailsConfig(profile=args.profile, **flags.rails_fields(args))
+    rails_test = flags.rails_test(args, iterations=False)
+    rails = RailsConfig(profile=args.profile, rails_test=rails_test, **flags.rails_fields(args))
     return AcceptConfig(
         profile=args.profile,
         sweep=sweep,
         rails=rails,
-        **flags.launch_fields(args),
-        out=output["out"],
-        cluster=output["cluster"],
+        launch=flags.launch_part(args),
+        output=flags.output_part(args),
         drain=args.drain,
     )
 
@@ -74,14 +72,15 @@ def main(args: argparse.Namespace) -> int:
 def _sized(config: AcceptConfig, validated: tuple[Profile, RailsSettings], np: int | None) -> Sized[AcceptConfig]:
     profile, _ = validated  # the profile validate loaded: the parent loads it once
     assert np is not None  # accept has no per-node form
-    if local_ranks_use_gpus(config.backend):
+    if local_ranks_use_gpus(config.launch.backend):
         sweep = sized(config.sweep, profile)
     else:
         sweep, note = cpu_sized(config.sweep, profile, np)
         if note:
             print(f"railbench: note: {note}", file=sys.stderr)
     # the sweep's largest size dominates: send and receive buffers; the ranks sweep what was chosen and said here
-    return Sized(replace(config, sweep=sweep), 2 * (sweep.max_bytes or 0))
+    ranks = replace(config, sweep=sweep, launch=carrying(config.launch, profile))  # they parse what was read here
+    return Sized(ranks, 2 * (sweep.max_bytes or 0))
 
 
 ACCEPT: JobKind[AcceptConfig, tuple[Profile, RailsSettings]] = JobKind("accept", run_rank, validate, _sized)
@@ -92,7 +91,6 @@ def run(config: AcceptConfig) -> int:
     if config.rails.plan:
         profile, settings = validate(config)
         nodes, ranks = rails_cmd.plan_shape(config.rails, profile)
-        sweep = config.sweep
-        adjust, note = rails_cmd.plan_history(profile, sweep.history, sweep.no_history, config.out, config.cluster)
+        adjust, note = rails_cmd.plan_history(profile, config.output)
         return rails_cmd.print_plan(accept_plan(config, profile, settings, nodes, ranks, adjust), note)
     return launch(ACCEPT, config)

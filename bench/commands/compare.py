@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bench.commands import flags
 from bench.commands.helptext import said
 from bench.compare.config import CompareConfig
 from bench.compare.run import compare, run
@@ -23,9 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="last:N|RUN_DIR",
         help="the last N comparable runs in the history, or one run directory",
     )
-    said(
-        parser.add_argument("--history", type=Path, metavar="FILE", help="the history store"),
-        "reports/history.sqlite beside the run's reports/runs/ folder, else ./reports/history.sqlite",
+    flags.add_history(
+        parser,
+        default_text="reports/history.sqlite beside the run's reports/runs/ folder, else ./reports/history.sqlite",
     )
     parser.add_argument("--init", action="store_true", help="start an empty history when there is none yet")
     said(

@@ -1,11 +1,14 @@
 """Every flag that means one thing in several commands, declared once with its one default.
 
 A command's ``add_arguments`` builds its parser from these groups and its own flags; its ``main`` reads them
-back with the matching ``*_fields`` function, so a flag's name, type, default and help live here alone:
+back with the matching ``*_part`` or ``*_fields`` function, so a flag's name, type, default and help live in
+one place:
 
-* :func:`add_launch` (``--backend --timeout --np``), :func:`add_interfaces` (``--oob-ifname``,
-  ``--socket-ifname``), :func:`add_output` (``--out --cluster --history --no-history``) and
-  :func:`add_profile`, in run, rails and accept;
+* :func:`add_launch` (``--backend --timeout --np --sysfs-root``) and :func:`add_output` (``--out --cluster
+  --history --no-history``) are built from the fields of the parts every job nests (``bench.frame.parts``:
+  each field carries its :class:`~bench.flagged.Flag`) and read back whole by :func:`part`;
+  :func:`add_interfaces` (``--oob-ifname``, ``--socket-ifname``) and :func:`add_profile`, in run, rails and
+  accept;
 * :func:`add_sweep` (nccl-tests' ``-b -e -f -i -n -w``) in run and accept, :func:`add_check` (``-c/--check``
   with nccl-tests' optional 0 or 1, and ``--no-check``) in run, rails and accept, with each command's default;
 * :func:`add_rails` and :func:`add_rails_targets`, the rails test's flags, in rails and accept;
@@ -14,54 +17,42 @@ back with the matching ``*_fields`` function, so a flag's name, type, default an
 
 Help says the effective default once (``bench.commands.helptext``), in words where the value comes from elsewhere:
 ``(default: the profile's [rails_test] pair_bytes, else 256M)``. A new flag that several commands share is one
-``add_...`` function here (with its ``*_fields`` reader when it feeds a config), called from each command.
+``add_...`` function here (with its ``*_fields`` reader when it feeds a config), called from each command; a
+field of a shared part is declared once with its ``Flag`` and needs neither.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict, TypeVar
 
-from bench import sysroot
 from bench.commands.helptext import OnOff, said
 from bench.exits import UserError
+from bench.flagged import Flag, ValueKind, flagged_fields
+from bench.frame import parts
 from bench.measure.collectives import DEFAULT_COLLECTIVES
+from bench.profiles import RailsTestTable
 from bench.rails.budget import BUDGET_FACTOR, CEILING_S, FLOOR_S
 from bench.runtime import spec
-from bench.runtime.deadlines import DEFAULT_TIMEOUT_S, check_timeout
+from bench.runtime.deadlines import check_timeout
 from bench.sweep.config import RunConfig
 from bench.units import format_size, parse_size
 
-if TYPE_CHECKING:  # the launch's name for the literal; importing bench.runtime.dist at start-up costs time
-    from bench.runtime.dist import Backend
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 T = TypeVar("T")
+P = TypeVar("P", bound="DataclassInstance")
 Group = argparse._ArgumentGroup | argparse.ArgumentParser
-HISTORY_DEFAULT = "reports/history.sqlite"
-RUN_DIR_DEFAULT = "reports/runs/<UTC time>-<cluster>"
-CLUSTER_DEFAULT = "the host name without its trailing digits, e.g. gpu-node017 -> gpu-node"
 
 
 # What each ``*_fields`` reader returns: the keyword arguments a command splats into its config
 # (``RunConfig(**sweep_fields(args))``), typed so that mypy checks each key and value against the config's own
 # fields. argparse's Namespace is untyped; the values have the types the flags' ``type=`` functions return.
-
-
-class LaunchFields(TypedDict):
-    backend: Backend
-    timeout_s: float
-    np: int | None
-    sysfs_root: Path
-
-
-class OutputFields(TypedDict):
-    out: Path | None
-    cluster: str | None
-    history: Path | None
-    no_history: bool
+# The parts every job shares (``bench.frame.parts``) need none: their flags are built from their fields.
 
 
 class SweepFields(TypedDict):
@@ -76,16 +67,11 @@ class SweepFields(TypedDict):
 class RailsFields(TypedDict):
     socket_ifname: str | None
     oob_ifname: str | None
-    rail_bytes: int | None
-    pair_bytes: int | None
-    repeats: int | None
     seed: int
     isolation: bool
     pairs: bool
     intra_node: bool | None
     rail_rate_gbps: float | None
-    relative_fraction: float | None
-    confirm: int | None
     cell_budget_s: float | None
     topology: Path | None
     plan: bool
@@ -162,36 +148,62 @@ def add_profile(group: Group, *, default: str | None) -> None:
 
 
 def add_launch(group: Group) -> None:
-    """``--backend``, ``--timeout``, ``--np``: how the ranks start and how long a step may take."""
-    group.add_argument(
-        "--backend", choices=("auto", "nccl", "gloo"), default="auto", help="auto: nccl on GPUs, gloo on CPU"
-    )
-    group.add_argument(
-        "--timeout",
-        type=seconds("--timeout"),
-        default=DEFAULT_TIMEOUT_S,
-        metavar="SECONDS",
-        help="a step that takes longer ends the run with exit 3, naming the ranks that did not arrive",
-    )
-    group.add_argument(
-        "--np", type=int, metavar="N", help="start N local ranks under mpirun (omit under your own launcher)"
-    )
-    add_sysfs_root(group)
+    """``--backend``, ``--timeout``, ``--np``, ``--sysfs-root``: how the ranks start (``parts.Launch``)."""
+    add_part(group, parts.Launch)
 
 
 def add_sysfs_root(group: Group) -> None:
     """``--sysfs-root DIR``: where each node's facts are read (``bench.sysroot``)."""
-    group.add_argument(
-        "--sysfs-root",
-        type=Path,
-        default=sysroot.LIVE,
-        metavar="DIR",
-        help="stands in for /sys; {host} becomes each node's host name (a copy of each node's /sys)",
-    )
+    add_part(group, parts.Launch, only=("sysfs_root",))
 
 
-def launch_fields(args: argparse.Namespace) -> LaunchFields:
-    return {"backend": args.backend, "timeout_s": args.timeout, "np": args.np, "sysfs_root": args.sysfs_root}
+def launch_part(args: argparse.Namespace) -> parts.Launch:
+    return part(parts.Launch, args)
+
+
+def add_part(group: Group, cls: type[DataclassInstance], only: Sequence[str] | None = None) -> None:
+    """The flags of the fields of ``cls`` that carry one (``bench.flagged.Flag``), or of those ``only``
+    names, in the fields' order."""
+    for field, flag in flagged_fields(cls):
+        if only is None or field.name in only:
+            add_flag(group, flag, field.default)
+
+
+def add_flag(group: Group, flag: Flag, default: object, default_text: str | None = None) -> argparse.Action:
+    """One field's flag: its name, value type, default and help from its :class:`~bench.flagged.Flag`;
+    ``default_text``, where the command words the default (a profile table's field), else the flag's own."""
+    names = (flag.short, flag.name) if flag.short else (flag.name,)
+    if flag.switch:
+        action = group.add_argument(*names, action="store_true", dest=flag.dest, help=flag.help)
+    else:
+        action = group.add_argument(
+            *names,
+            choices=flag.choices or None,
+            default=default,
+            metavar=flag.metavar,
+            dest=flag.dest,
+            help=flag.help,
+        )
+        if flag.kind is not None:  # set after: argparse takes no type=None, and a text flag has none
+            action.type = _parser(flag.kind, flag.name)
+    text = default_text or flag.default_text
+    if text is not None:
+        said(action, text)
+    return action
+
+
+def _parser(kind: ValueKind, name: str) -> Callable[[str], object]:
+    if kind == "int":
+        return int
+    if kind == "path":
+        return Path
+    return {"size": size, "number": number, "seconds": seconds}[kind](name)
+
+
+def part(cls: type[P], args: argparse.Namespace) -> P:
+    """The part ``cls`` (a frozen dataclass of flagged fields) from the parsed flags."""
+    given = {f.name: getattr(args, flag.dest or f.name) for f, flag in flagged_fields(cls)}
+    return cls(**given)
 
 
 def add_interfaces(group: Group, *, rails: bool) -> None:
@@ -214,22 +226,19 @@ def add_interfaces(group: Group, *, rails: bool) -> None:
 
 
 def add_output(group: Group) -> None:
-    """``--out``, ``--cluster``, ``--history``, ``--no-history``: where the run goes."""
-    said(group.add_argument("--out", type=Path, metavar="DIR", help="run directory"), RUN_DIR_DEFAULT)
-    said(
-        group.add_argument("--cluster", metavar="NAME", help="cluster name in the run directory and the history"),
-        CLUSTER_DEFAULT,
-    )
-    add_history(group, what="this run")
+    """``--out``, ``--cluster``, ``--history``, ``--no-history``: where the run goes (``parts.Output``)."""
+    add_part(group, parts.Output)
 
 
-def output_fields(args: argparse.Namespace) -> OutputFields:
-    return {"out": args.out, "cluster": args.cluster, "history": args.history, "no_history": args.no_history}
+def output_part(args: argparse.Namespace) -> parts.Output:
+    return part(parts.Output, args)
 
 
-def add_history(group: Group, *, what: str | None = None) -> None:
-    """``--history FILE`` (and ``--no-history`` when ``what`` is the thing not to add)."""
-    said(group.add_argument("--history", type=Path, metavar="FILE", help="the history store"), HISTORY_DEFAULT)
+def add_history(group: Group, *, what: str | None = None, default_text: str | None = None) -> None:
+    """``--history FILE`` (and ``--no-history`` when ``what`` is the thing not to add), declared once on
+    ``parts.Output``; ``default_text``: where a command's default is not the usual one (compare's)."""
+    (field, flag), *_ = (pair for pair in flagged_fields(parts.Output) if pair[0].name == "history")
+    add_flag(group, flag, field.default, default_text)
     if what is not None:
         group.add_argument("--no-history", action="store_true", help=f"do not add {what} to the history")
 
@@ -325,12 +334,32 @@ def _from_profile(key: str, shown: str) -> str:
     return f"the profile's [rails_test] {key}, else {shown}"
 
 
-def _rails_defaults() -> Mapping[str, int | float]:
-    """The rails test's defaults, read when a rails flag is added: ``bench.rails.config`` brings the fabric
-    map (numpy) and the history store, which ``run --help`` must not wait for (start-up under 0.5 s)."""
-    from bench.rails.config import DEFAULTS
+def add_rails_test(group: Group, *names: str) -> None:
+    """The flags of the named fields of the rails test's ``[rails_test]`` table (``RailsTestTable``): each
+    field declares its flag and fallback once, and ``--help`` says the profile's key, else the fallback."""
+    for field, flag in flagged_fields(RailsTestTable):
+        if field.name in names:
+            add_flag(group, flag, None, _from_profile(field.name, _shown(flag)))
 
-    return DEFAULTS
+
+def _shown(flag: Flag) -> str:
+    """A table field's fallback as ``--help`` says it: a size as 256M, a fraction as 0.8."""
+    fallback = flag.fallback
+    if flag.kind == "size" and isinstance(fallback, int):
+        return format_size(fallback)
+    return f"{fallback:g}" if isinstance(fallback, float) else str(fallback)
+
+
+RAILS_TEST_FLAGS = ("rail_bytes", "pair_bytes", "repeats", "relative_fraction", "confirm")
+"""The ``[rails_test]`` fields rails and accept both give; ``-n``/``-w`` are the rails test's in ``rails`` only
+(accept's are its world sweep's)."""
+
+
+def rails_test(args: argparse.Namespace, *, iterations: bool) -> RailsTestTable:
+    """The command line's own ``[rails_test]``: the values given, None where the profile's (else the fallback)
+    applies; ``iterations``: whether ``-n``/``-w`` are the rails test's."""
+    names = (*RAILS_TEST_FLAGS, "iters", "warmup") if iterations else RAILS_TEST_FLAGS
+    return RailsTestTable(**{name: getattr(args, name) for name in names})
 
 
 def rail_collectives_text() -> str:
@@ -342,21 +371,7 @@ def rail_collectives_text() -> str:
 
 def add_rails(group: Group, *, intra_node: bool | None, intra_node_text: str) -> None:
     """What the rails test measures: message sizes, repeats, the parts it runs."""
-    defaults = _rails_defaults()
-    for flag, key, help_text in (
-        ("--rail-bytes", "rail_bytes", "message size of the rail-group collectives"),
-        ("--pair-bytes", "pair_bytes", "message size of each pair exchange, per direction"),
-    ):
-        said(
-            group.add_argument(flag, type=size(flag), metavar="SIZE", help=help_text),
-            _from_profile(key, format_size(defaults[key])),
-        )
-    said(
-        group.add_argument(
-            "--repeats", type=int, metavar="N", help="passes over the pair matrix (reshuffled after the first)"
-        ),
-        _from_profile("repeats", str(defaults["repeats"])),
-    )
+    add_rails_test(group, "rail_bytes", "pair_bytes", "repeats")
     group.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the reshuffled repeats")
     group.add_argument("--isolation", action="store_true", help="also time each rail group alone")
     group.add_argument("--no-pairs", action="store_true", help="skip the node x node pair matrix")
@@ -370,39 +385,18 @@ def add_rails(group: Group, *, intra_node: bool | None, intra_node_text: str) ->
 
 def add_rails_iterations(group: Group) -> None:
     """``-n`` and ``-w`` of the rails test (accept's -n and -w are its world sweep's)."""
-    defaults = _rails_defaults()
-    said(
-        group.add_argument("-n", "--iters", type=int, metavar="N", help="timed iterations per measurement"),
-        _from_profile("iters", str(defaults["iters"])),
-    )
-    said(
-        group.add_argument("-w", "--warmup", type=int, metavar="N", help="untimed iterations before each measurement"),
-        _from_profile("warmup", str(defaults["warmup"])),
-    )
+    add_rails_test(group, "iters", "warmup")
 
 
 def add_rails_targets(group: Group) -> None:
     """How the rails test judges: the line rate, the relative cut, confirmation and the cell budget."""
-    defaults = _rails_defaults()
     said(
         group.add_argument(
             "--rail-rate-gbps", type=number("--rail-rate-gbps"), metavar="GBPS", help="line rate of one rail in Gb/s"
         ),
         "the profile's [rails] rate_gbps, else the rail HCA's rate in sysfs",
     )
-    said(
-        group.add_argument(
-            "--relative-fraction",
-            type=number("--relative-fraction"),
-            metavar="FRACTION",
-            help="a pair or rail is slow below this fraction of its peers' level",
-        ),
-        _from_profile("relative_fraction", f"{defaults['relative_fraction']:g}"),
-    )
-    said(
-        group.add_argument("--confirm", type=int, metavar="N", help="re-measure each suspect pair N times (0: off)"),
-        _from_profile("confirm", str(defaults["confirm"])),
-    )
+    add_rails_test(group, "relative_fraction", "confirm")
     said(
         group.add_argument(
             "--cell-budget",
@@ -440,16 +434,11 @@ def rails_fields(args: argparse.Namespace) -> RailsFields:
     return {
         "socket_ifname": args.socket_ifname,
         "oob_ifname": args.oob_ifname,
-        "rail_bytes": args.rail_bytes,
-        "pair_bytes": args.pair_bytes,
-        "repeats": args.repeats,
         "seed": args.seed,
         "isolation": args.isolation,
         "pairs": not args.no_pairs,
         "intra_node": args.intra_node,
         "rail_rate_gbps": args.rail_rate_gbps,
-        "relative_fraction": args.relative_fraction,
-        "confirm": args.confirm,
         "cell_budget_s": args.cell_budget,
         "topology": args.topology,
         "plan": args.plan,

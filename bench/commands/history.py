@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench.commands.helptext import said
+from bench.commands import flags
 from bench.history.manage import LIST_LIMIT, HistoryConfig, run
 from bench.history.store import default_history_path
 
@@ -29,10 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     show.add_argument("--all", action="store_true", help="every run")
     show.add_argument("--json", action="store_true", help="one JSON object per line")
     for each in (add, show, init):
-        said(
-            each.add_argument("--history", type=Path, metavar="FILE", help="the history store"),
-            "reports/history.sqlite",
-        )
+        flags.add_history(each)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
+from dataclasses import replace
 
 from bench.commands import flags
 from bench.exits import EXIT_INFRA, UserError
 from bench.frame.launch_job import JobKind, Sized, launch
+from bench.frame.parts import Output, carrying
 from bench.history.store import default_history_path, history_for
 from bench.measure.collectives import get_collective
 from bench.profiles import Profile
@@ -78,17 +79,15 @@ def print_plan(plan: Plan | None, note: str | None = None) -> int:
     return 0
 
 
-def plan_history(
-    profile: Profile, history: Path | None, no_history: bool, out: Path | None, cluster: str | None
-) -> tuple[plan.Adjust | None, str | None]:
+def plan_history(profile: Profile, output: Output) -> tuple[plan.Adjust | None, str | None]:
     """What the cluster's own runs say to the plan (``bench.rails.plan_learn``): from ``--history``, else the
     history the run would be added to; nothing under ``--no-history``, nor on a rank other than the first of a
     launch (only it prints, and one reader of the history is enough)."""
     launched = benv.discover_launched_rank()
-    if no_history or (launched is not None and launched.rank != 0):
+    if output.no_history or (launched is not None and launched.rank != 0):
         return None, None
-    path = history or (history_for(out) if out is not None else default_history_path())
-    return plan_learn.from_history(path, profile.name, cluster)
+    path = output.history or (history_for(output.out) if output.out is not None else default_history_path())
+    return plan_learn.from_history(path, profile.name, output.cluster)
 
 
 def config_from_args(args: argparse.Namespace) -> RailsConfig:
@@ -96,12 +95,11 @@ def config_from_args(args: argparse.Namespace) -> RailsConfig:
     return RailsConfig(
         profile=args.profile,
         collectives=tuple(get_collective(c).name for c in names),
-        iters=args.iters,
-        warmup=args.warmup,
+        rails_test=flags.rails_test(args, iterations=True),
         check=args.check,
         **flags.rails_fields(args),
-        **flags.launch_fields(args),
-        **flags.output_fields(args),
+        launch=flags.launch_part(args),
+        output=flags.output_part(args),
     )
 
 
@@ -110,9 +108,10 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _sized(config: RailsConfig, validated: tuple[Profile, RailsSettings], np: int | None) -> Sized[RailsConfig]:
-    _, settings = validated
+    profile, settings = validated
+    ranks = replace(config, launch=carrying(config.launch, profile))  # the ranks parse what was read here
     # Each rank holds the pair buffers (send, receive) and a rail collective's buffers and check copy.
-    return Sized(config, 3 * max(settings.rail_bytes, settings.pair_bytes))
+    return Sized(ranks, 3 * max(settings.rail_bytes, settings.pair_bytes))
 
 
 RAILS: JobKind[RailsConfig, tuple[Profile, RailsSettings]] = JobKind("rails", run_rank, validate, _sized)
@@ -124,7 +123,7 @@ def run(config: RailsConfig) -> int:
         profile, settings = validate(config)
         nodes, ranks = plan_shape(config, profile)
         intra = plan.intra_planned(settings, bool(profile.gpus_per_node))
-        adjust, note = plan_history(profile, config.history, config.no_history, config.out, config.cluster)
+        adjust, note = plan_history(profile, config.output)
         return print_plan(plan.for_run(nodes, ranks, settings, intra=intra, adjust=adjust), note)
     return launch(RAILS, config)
 

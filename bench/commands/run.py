@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 
 from bench.commands import flags
 from bench.exits import UserError
 from bench.frame.launch_job import JobKind, Sized, launch
+from bench.frame.parts import carrying
 from bench.measure.collectives import DEFAULT_COLLECTIVES, get_collective, get_dtype
 from bench.profiles import Profile
 from bench.runtime import env as benv
@@ -65,13 +67,13 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         check=args.check,
         dtype=get_dtype(args.dtype).name,
         graph=args.graph,
-        **flags.launch_fields(args),
+        launch=flags.launch_part(args),
         nnodes=args.nnodes,
         node_rank=args.node_rank,
         main_address=args.main_address,
         main_port=args.main_port,
         nproc_per_node=args.nproc_per_node,
-        **flags.output_fields(args),
+        output=flags.output_part(args),
         profile=args.profile,
         oob_ifname=args.oob_ifname,
         progress=args.progress,
@@ -91,12 +93,13 @@ def _rank(config: RunConfig, info: benv.RankInfo) -> int:
 def _sized(config: RunConfig, profile: Profile, np: int | None) -> Sized[RunConfig]:
     from bench.runtime import launch  # the launcher and its output relay: not for --help
 
-    if np is not None and not launch.local_ranks_use_gpus(config.backend):
+    if np is not None and not launch.local_ranks_use_gpus(config.launch.backend):
         config, note = cpu_sized(config, profile, np)
         if note:
             print(f"railbench: note: {note}", file=sys.stderr)
     else:
         config = sized(config, profile)
+    config = replace(config, launch=carrying(config.launch, profile))  # the ranks parse what was read here
     return Sized(config, 2 * (config.max_bytes or 0))  # send + receive buffers; the check works in fixed chunks
 
 
@@ -107,7 +110,7 @@ def _node_launch(config: RunConfig) -> benv.NodeLaunch | None:
         return benv.NodeLaunch(
             config.nnodes, config.node_rank, config.nproc_per_node, config.main_address, config.main_port, "cli"
         )
-    return None if config.np is not None else benv.discover_node_launch()
+    return None if config.launch.np is not None else benv.discover_node_launch()
 
 
 RUN: JobKind[RunConfig, Profile] = JobKind(
@@ -116,7 +119,7 @@ RUN: JobKind[RunConfig, Profile] = JobKind(
     validate,
     _sized,
     node=_node_launch,
-    rank_flags=lambda config: config.np is not None or config.nnodes is not None,
+    rank_flags=lambda config: config.launch.np is not None or config.nnodes is not None,
     already_rank="--np/--nnodes",
     no_launcher="no launcher detected and no --np: use 'railbench run --np 4' for local ranks, start it under "
     "mpirun/srun/torchrun, or give --nnodes/--node-rank/--main-address/--nproc-per-node",

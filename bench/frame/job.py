@@ -34,7 +34,7 @@ from bench.exits import EXIT_INFRA, EXIT_PASS, UserError, interrupt_status
 from bench.frame.finish import finish_run
 from bench.frame.guard import guarded
 from bench.frame.record import base_metadata
-from bench.frame.run import Launch, Run, WriteRefused, write_refused_is_infra
+from bench.frame.run import Run, Setup, WriteRefused, write_refused_is_infra
 from bench.frame.validate import history_problem
 from bench.frame.verdict import Item, decide, item_entries, write_junit_items
 from bench.measure.device import device_name
@@ -66,13 +66,13 @@ class Job(ABC):
     command: ClassVar[str]
     """run.json's ``command``, the JUnit suite (``railbench.<command>``) and the terminal's verdict line."""
 
-    def __init__(self, launch: Launch, profile: Profile) -> None:
-        self.launch = launch
+    def __init__(self, setup: Setup, profile: Profile) -> None:
+        self.setup = setup
         self.profile = profile
 
     def before_init(self, prelude: Prelude) -> Path | None:
         """Before the first communicator: agree on the run directory (a job may also pin NCCL's environment)."""
-        return run_directory(prelude, lambda: proposed_run_dir(self.launch.out, self.launch.cluster))
+        return run_directory(prelude, lambda: proposed_run_dir(self.setup.output.out, self.setup.output.cluster))
 
     def retarget(self, profile: Profile) -> None:
         """The profile as it judges this run's GPUs (``Profile.for_gpus``), on every rank before
@@ -103,12 +103,12 @@ def run_job(info: RankInfo, make: Callable[[], Job]) -> int:
         if info.rank != 0:
             return quiet_usage_exit()  # rank 0 says it once
         raise
-    launch = job.launch
+    launch, output = job.setup.launch, job.setup.output
 
     def before_init(prelude: Prelude) -> Path | None:
         # The history lives on rank 0's node: rank 0 alone opens it, and every rank hears its answer.
         problem = agree(
-            prelude, "history", lambda: history_problem(launch.history, launch.no_history, launch.out) or ""
+            prelude, "history", lambda: history_problem(output.history, output.no_history, output.out) or ""
         )
         if problem:
             raise UserError(problem)
@@ -118,7 +118,7 @@ def run_job(info: RankInfo, make: Callable[[], Job]) -> int:
         info,
         launch.backend,
         launch.timeout_s,
-        launch.oob_ifname,
+        job.setup.oob_ifname,
         lambda ctx: lifecycle(job, ctx),
         before_init,
         launch.sysfs_root,
@@ -127,11 +127,11 @@ def run_job(info: RankInfo, make: Callable[[], Job]) -> int:
 
 def lifecycle(job: Job, ctx: DistContext) -> int:
     """Steps 2-7 of the module docstring, on one rank inside the world."""
-    launch = job.launch
-    cluster = launch.cluster or default_cluster_name(ctx.hosts[0])
+    launch, output = job.setup.launch, job.setup.output
+    cluster = output.cluster or default_cluster_name(ctx.hosts[0])
     out_dir = ctx.out_dir or Path(
         broadcast_str(
-            ctx.store, "out_dir", str(launch.out or default_run_dir(cluster)), ctx.info.rank, launch.timeout_s
+            ctx.store, "out_dir", str(output.out or default_run_dir(cluster)), ctx.info.rank, launch.timeout_s
         )
     )
     job.retarget(job.profile.for_gpus(_gpu_names(ctx, launch.timeout_s)))
@@ -141,7 +141,7 @@ def lifecycle(job: Job, ctx: DistContext) -> int:
     record, results = None, None
     if ctx.info.rank == 0:
         record, results = _start_record(job, ctx, out_dir, cluster, sections)
-    run = Run(ctx, out_dir, job.profile, launch, record, results)
+    run = Run(ctx, out_dir, job.profile, job.setup, record, results)
     started = time.monotonic()
     try:
         items = job.measure(run)
@@ -224,7 +224,9 @@ def finish(run: Run, status: int) -> int:
     """
     began = time.monotonic()
     try:
-        failed = finish_run(run.out_dir, run.profile, history=run.launch.history, no_history=run.launch.no_history)
+        failed = finish_run(
+            run.out_dir, run.profile, history=run.setup.output.history, no_history=run.setup.output.no_history
+        )
     except KeyboardInterrupt as exc:
         if run.record is not None:
             with contextlib.suppress(OSError):

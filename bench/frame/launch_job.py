@@ -20,29 +20,22 @@ from bench.rundir.files import default_cluster_name, default_run_dir
 from bench.runtime import env as benv
 
 if TYPE_CHECKING:
-    from bench.runtime.dist import Backend
+    from bench.frame.parts import Launch, Output
 
 
 class StartsRanks(Protocol):
-    """What every job's config says about starting its ranks and where its run goes."""
+    """What every job's config says about starting its ranks and where its run goes: the two parts it nests
+    (``bench.frame.parts``)."""
 
     @property
-    def backend(self) -> Backend: ...
+    def launch(self) -> Launch: ...
     @property
-    def timeout_s(self) -> float: ...
-    @property
-    def out(self) -> Path | None: ...
-    @property
-    def cluster(self) -> str | None: ...
-    @property
-    def sysfs_root(self) -> Path: ...
+    def output(self) -> Output: ...
 
 
 class LaunchedConfig(StartsRanks, Protocol):
     """What :func:`launch` reads from a job's frozen config besides :class:`StartsRanks`."""
 
-    @property
-    def np(self) -> int | None: ...
     def rank_argv(self, out: Path) -> list[str]: ...
 
 
@@ -84,7 +77,7 @@ def launch(kind: JobKind[C, V], config: C) -> int:
     """Run the job as the rank this process is, or start its ranks and return the exit status they recorded."""
     info = benv.discover_launched_rank()
     if info is not None:
-        starts = kind.rank_flags(config) if kind.rank_flags is not None else config.np is not None
+        starts = kind.rank_flags(config) if kind.rank_flags is not None else config.launch.np is not None
         if starts:
             raise UserError(
                 f"railbench is already a rank under {info.launcher}: drop {kind.already_rank}, "
@@ -93,7 +86,8 @@ def launch(kind: JobKind[C, V], config: C) -> int:
         return kind.rank(config, info)
     validated = kind.validate(config)  # bad input: one line and exit 2 before any rank starts
     node = kind.node(config) if kind.node is not None else None
-    if config.np is None and node is None:
+    np, output = config.launch.np, config.output
+    if np is None and node is None:
         raise UserError(
             kind.no_launcher
             or f"no launcher detected and no --np: start 'railbench {kind.command}' under mpirun/srun/torchrun on "
@@ -102,17 +96,17 @@ def launch(kind: JobKind[C, V], config: C) -> int:
     from bench.runtime import launch as starting  # the launcher and its output relay: not for --help
 
     if node is None:
-        assert config.np is not None
-        sized = kind.size(config, validated, config.np)
+        assert np is not None
+        sized = kind.size(config, validated, np)
         ranks = sized.config
         return starting.start_local_ranks(
-            config.np,
+            np,
             ranks.rank_argv,
-            config.out,
-            config.cluster,
-            config.backend,
+            output.out,
+            output.cluster,
+            config.launch.backend,
             sized.per_rank_bytes,
-            config.timeout_s,
+            config.launch.timeout_s,
         )
     return _start_node(kind.size(config, validated, None).config, node)
 
@@ -121,12 +115,12 @@ def _start_node(config: LaunchedConfig, node: benv.NodeLaunch) -> int:
     """This node's ranks under torchrun; node 0 reads the verdict from the run directory its rank 0 wrote."""
     from bench.runtime import launch as starting
 
-    out = config.out or default_run_dir(config.cluster or default_cluster_name(socket.gethostname()))
+    out = config.output.out or default_run_dir(config.output.cluster or default_cluster_name(socket.gethostname()))
     cmd = starting.elastic_command(
         node.nnodes, node.node_rank, node.nproc_per_node, node.main_address, node.main_port, config.rank_argv(out)
     )
     here = node.node_rank == 0
-    ended = starting.run_interrupted_into(out, cmd, config.timeout_s, starting.terminal_output(), here=here)
+    ended = starting.run_interrupted_into(out, cmd, config.launch.timeout_s, starting.terminal_output(), here=here)
     if not here:
         # Rank 0 lives on node 0 and writes the run directory there; this node only knows its own ranks.
         if ended.hang is not None or ended.launcher_signal is not None:

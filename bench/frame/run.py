@@ -9,44 +9,37 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import sysroot
 from bench.exits import EXIT_FAIL, InfraError
 from bench.frame import evidence
 from bench.frame.guard import guarded
 from bench.frame.launch_job import StartsRanks
+from bench.frame.parts import Launch, Output
 from bench.frame.postmortem import Postmortem, own_link_errors
 from bench.frame.record import iso_utc, rank0_lost_recorder
 from bench.profiles import Profile
 from bench.rundir.files import ResultsWriter, Row
 from bench.rundir.runjson import RunFile
 from bench.runtime.coord import coordinator
-from bench.runtime.dist import Backend, DistContext, torch_timeout_s
+from bench.runtime.dist import DistContext, torch_timeout_s
 from bench.runtime.watchdog import Watchdog
 
 
 @dataclass(frozen=True)
-class Launch:
-    """How a job's ranks start and where its run goes: what every job's config says alike."""
+class Setup:
+    """How a job's ranks started and where its run goes: the parts every job's config nests, and the management
+    interface the job chose (the rails test takes it from the profile when no flag gives it)."""
 
-    backend: Backend
-    timeout_s: float
-    """A step that has not finished after this many seconds ends the run (exit 3); also every agreement's wait."""
+    launch: Launch
+    """Backend, step timeout (also every agreement's wait) and ``--sysfs-root`` (expanded per rank into the run's
+    context, ``DistContext.sysfs_root``)."""
+    output: Output
     oob_ifname: str | None = None
     """The management interface for the rendezvous and the world group."""
-    out: Path | None = None
-    cluster: str | None = None
-    history: Path | None = None
-    no_history: bool = False
-    sysfs_root: Path = sysroot.LIVE
-    """Stands in for each node's /sys (``{host}``: the node's host name); expanded per rank into the run's
-    context (``DistContext.sysfs_root``)."""
 
 
-def launch_of(config: StartsRanks, oob_ifname: str | None, history: Path | None, no_history: bool) -> Launch:
-    """The frame's :class:`Launch` from a job's config (the history flags sit in different places)."""
-    return Launch(
-        config.backend, config.timeout_s, oob_ifname, config.out, config.cluster, history, no_history, config.sysfs_root
-    )
+def setup_of(config: StartsRanks, oob_ifname: str | None) -> Setup:
+    """The frame's :class:`Setup` from a job's config."""
+    return Setup(config.launch, config.output, oob_ifname)
 
 
 @dataclass
@@ -66,14 +59,14 @@ class Run:
         ctx: DistContext,
         out_dir: Path,
         profile: Profile,
-        launch: Launch,
+        setup: Setup,
         record: RunFile | None,
         results: ResultsWriter | None,
     ) -> None:
-        self.ctx, self.out_dir, self.profile, self.launch = ctx, out_dir, profile, launch
+        self.ctx, self.out_dir, self.profile, self.setup = ctx, out_dir, profile, setup
         self.record, self.results = record, results
         self.coord = coordinator(
-            ctx.backend, ctx.store, ctx.info.rank, ctx.info.world_size, torch_timeout_s(launch.timeout_s)
+            ctx.backend, ctx.store, ctx.info.rank, ctx.info.world_size, torch_timeout_s(setup.launch.timeout_s)
         )
         """How the ranks agree (``bench.runtime.coord``): the evidence's gathers end at rank 0 through it."""
         self.flushers: list[Callable[[], None]] = []
@@ -132,7 +125,7 @@ class Run:
         """A measuring phase under the hang watchdog; a hang, a lost rank, Ctrl-C or SIGTERM is recorded (rank 0's
         own loss by a surviving rank that can see run.json)."""
         with guarded(
-            self.ctx, self.launch.timeout_s, self.end, rank0_lost_recorder(self.out_dir), self._postmortem()
+            self.ctx, self.setup.launch.timeout_s, self.end, rank0_lost_recorder(self.out_dir), self._postmortem()
         ) as watchdog:
             yield watchdog
 

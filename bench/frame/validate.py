@@ -16,6 +16,7 @@ from pathlib import Path
 
 from bench.bounded import check_path_names, file_kind
 from bench.exits import UserError
+from bench.frame.parts import Launch, Output
 from bench.rundir.files import RUN_FILES, RUN_FOLDERS, check_cluster_name
 from bench.runtime.gpus import gpu_count
 
@@ -116,24 +117,15 @@ def check_history(history: Path | None, no_history: bool, default: Path) -> None
             raise UserError(f"history {path} cannot be opened ({exc}): pass --history or --no-history") from None
 
 
-def check_common(
-    *,
-    backend: str,
-    out: Path | None,
-    history: Path | None,
-    no_history: bool,
-    graph: bool = False,
-    with_history: bool = True,
-    cluster: str | None = None,
-) -> None:
+def check_common(launch: Launch, output: Output, *, graph: bool = False, with_history: bool = True) -> None:
     """What run, rails and accept check alike before any rank starts. On the ranks (``with_history`` off) the
     history is left to rank 0 alone (:func:`history_problem`): it lives on rank 0's node, and opening a
     shared SQLite file from every rank (a quick check, the journal mode, migrations) is rank 0's work."""
-    check_cluster_name(cluster)  # it names the run directory: a short label, never a 100,000-character one
-    check_backend(backend, graph=graph)
-    check_out_dir(out)
+    check_cluster_name(output.cluster)  # it names the run directory: a short label, never 100,000 characters
+    check_backend(launch.backend, graph=graph)
+    check_out_dir(output.out)
     if with_history:
-        check_history(history, no_history, default_history(out))
+        check_history(output.history, output.no_history, default_history(output.out))
 
 
 def default_history(out: Path | None) -> Path:

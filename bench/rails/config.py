@@ -8,36 +8,29 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
-from bench import sysroot
 from bench.actions import Actions
 from bench.error_limits import ErrorLimits
 from bench.exits import UserError
 from bench.fabric.cabling_plan import rail_order
 from bench.fabric.topology_file import load_cabling
+from bench.flagged import fallbacks
+from bench.frame.parts import Launch, Output
 from bench.frame.validate import check_common
 from bench.measure.collectives import get_collective
 from bench.measure.targets import world_target_gbps
-from bench.profiles import Profile, load_profile
+from bench.profiles import Profile, RailsTestTable, profile_for
 from bench.rails.fabric_map import Topology
 from bench.rails.plan_model import PlanModel
 from bench.runtime import spec
-from bench.runtime.deadlines import DEFAULT_TIMEOUT_S, check_timeout
 
 RAIL_COLLECTIVES = ("all_reduce", "all_gather")
-DEFAULTS: Mapping[str, Any] = {
-    "rail_bytes": 256 << 20,
-    "pair_bytes": 256 << 20,
-    "iters": 10,
-    "warmup": 2,
-    "repeats": 1,
-    "relative_fraction": 0.8,
-    "confirm": 2,
-}
-"""Used where neither the command line nor the profile's ``[rails_test]`` says otherwise."""
+DEFAULTS: Mapping[str, int | float] = fallbacks(RailsTestTable)
+"""Used where neither the command line nor the profile's ``[rails_test]`` says otherwise: each field's
+``fallback``, declared on the table's field (``bench.profiles.RailsTestTable``)."""
 
 T = TypeVar("T")
 
@@ -54,16 +47,10 @@ class RailsConfig:
     """Management interface for the rendezvous and the world group."""
     collectives: tuple[str, ...] = RAIL_COLLECTIVES
     """Collectives run in the rail groups."""
-    rail_bytes: int | None = None
-    """Message size of the rail-group collectives."""
-    pair_bytes: int | None = None
-    """Message size of each pair exchange, per direction."""
-    iters: int | None = None
-    """Timed iterations per measurement."""
-    warmup: int | None = None
-    """Untimed iterations before each measurement."""
-    repeats: int | None = None
-    """Passes over the pair matrix; each repeat after the first reshuffles the order."""
+    rails_test: RailsTestTable = field(default_factory=RailsTestTable)
+    """The command line's own ``[rails_test]`` (message sizes, iterations, repeats, the relative cut,
+    confirmation): each value given wins over the profile's table (:func:`resolve`). Its ``collectives`` is
+    left None: the config's own ``collectives`` holds the flag's."""
     seed: int = 0
     """Seed of the reshuffled repeats (every rank computes the same schedule from it)."""
     isolation: bool = False
@@ -76,10 +63,6 @@ class RailsConfig:
     """Verify the rail-group collectives' results element by element."""
     rail_rate_gbps: float | None = None
     """Line rate of a rail in Gb/s; default: the profile's, else the rail HCA's rate from sysfs."""
-    relative_fraction: float | None = None
-    """A pair is slow below this fraction of its peers' healthy level."""
-    confirm: int | None = None
-    """Re-measurements of every suspect pair before a defect is named (0: none)."""
     cell_budget_s: float | None = None
     """Seconds one pair or rail-group measurement may take; default from the line rate (see rails.budget)."""
     topology: Path | None = None
@@ -91,19 +74,10 @@ class RailsConfig:
     """The number of nodes to plan for (``--plan`` before the cluster exists); default: the launch's."""
     max_minutes: float | None = None
     """Fit the run into this many minutes (fewer repeats, smaller messages, ... as ``bench.rails.plan`` cuts)."""
-    backend: Literal["auto", "nccl", "gloo"] = "auto"
-    timeout_s: float = DEFAULT_TIMEOUT_S
-    """A step that has not finished after this many seconds ends the run with exit 3."""
-    np: int | None = None
-    """Start this many local ranks under mpirun."""
-    sysfs_root: Path = sysroot.LIVE
-    """Stands in for each node's /sys; ``{host}`` becomes the node's host name (``bench.sysroot``)."""
-    out: Path | None = None
-    """Run directory; default reports/runs/<UTC time>-<cluster>."""
-    cluster: str | None = None
-    history: Path | None = None
-    """History store to add the run to (default reports/history.sqlite)."""
-    no_history: bool = False
+    launch: Launch = field(default_factory=Launch)
+    """How the ranks start: backend, step timeout, ``--np``, ``--sysfs-root`` (``bench.frame.parts``)."""
+    output: Output = field(default_factory=Output)
+    """Where the run goes: run directory, cluster name, history (``bench.frame.parts``)."""
 
     def __post_init__(self) -> None:
         if not self.collectives:
@@ -111,29 +85,28 @@ class RailsConfig:
         for name in self.collectives:
             if get_collective(name).name not in RAIL_COLLECTIVES:
                 raise UserError(f"rail groups run {' and '.join(RAIL_COLLECTIVES)}, not {name}: pick from those")
-        for name in ("rail_bytes", "pair_bytes"):
-            value = getattr(self, name)
-            if value is not None and value < 4:
-                raise UserError(f"--{name.replace('_', '-')} {value} is too small: use at least 4 bytes, e.g. 64M")
-        for name, minimum in (("iters", 1), ("warmup", 0), ("repeats", 1), ("confirm", 0)):
-            value = getattr(self, name)
-            if value is not None and value < minimum:
-                raise UserError(f"--{name} {value} must be at least {minimum}")
+        asked = self.rails_test
+        for name, size in (("rail_bytes", asked.rail_bytes), ("pair_bytes", asked.pair_bytes)):
+            if size is not None and size < 4:
+                raise UserError(f"--{name.replace('_', '-')} {size} is too small: use at least 4 bytes, e.g. 64M")
+        counts = (("iters", asked.iters, 1), ("warmup", asked.warmup, 0), ("repeats", asked.repeats, 1))
+        for name, count, minimum in (*counts, ("confirm", asked.confirm, 0)):
+            if count is not None and count < minimum:
+                raise UserError(f"--{name} {count} must be at least {minimum}")
         if self.rail_rate_gbps is not None and not (0 < self.rail_rate_gbps < math.inf):
             raise UserError(f"--rail-rate-gbps {self.rail_rate_gbps:g} must be positive, e.g. 400 for NDR")
-        if self.relative_fraction is not None and not 0 < self.relative_fraction <= 1:
-            raise UserError(f"--relative-fraction {self.relative_fraction:g} must be in (0, 1], e.g. 0.8")
+        fraction = asked.relative_fraction
+        if fraction is not None and not 0 < fraction <= 1:
+            raise UserError(f"--relative-fraction {fraction:g} must be in (0, 1], e.g. 0.8")
         if self.cell_budget_s is not None and not (0 < self.cell_budget_s < math.inf):
             raise UserError(f"--cell-budget {self.cell_budget_s:g} must be positive (seconds), e.g. 30")
-        check_timeout(self.timeout_s)
-        if self.np is not None and self.np < 1:
-            raise UserError(f"--np {self.np} must be at least 1")
         check_plan_flags(self.nodes, self.max_minutes)
 
     def rank_argv(self, out: Path) -> list[str]:
         """The argv of the ranks the parent starts: this very config (``bench.runtime.spec``), minus how to
         start, with the run directory the parent chose."""
-        return spec.rank_argv("rails", replace(self, out=out, np=None))
+        ranks = replace(self, launch=replace(self.launch, np=None), output=replace(self.output, out=out))
+        return spec.rank_argv("rails", ranks)
 
 
 @dataclass(frozen=True)
@@ -160,7 +133,8 @@ class RailsSettings:
     counter_tolerance_bytes: int
     quiet_devices: tuple[str, ...]
     """The management interface and the profile's excluded devices: they must carry nothing."""
-    timeout_s: float
+    launch: Launch
+    """How the ranks started (its step timeout bounds every wait of the rails phases)."""
     intra_node: bool | None = False
     """As asked; None: on with NCCL (``bench.rails.intranode.wanted``)."""
     local_pair_target_gbps: float | None = None
@@ -176,32 +150,51 @@ class RailsSettings:
     plan_model: PlanModel | None = None
     """Rates and fixed costs of the plan (the profile's ``[plan]``); None where no rail rate is known."""
 
+    @property
+    def timeout_s(self) -> float:
+        """The step timeout (``--timeout``), declared once on :class:`~bench.frame.parts.Launch`."""
+        return self.launch.timeout_s
 
-def _first(given: T | None, profiled: T | None, default: T) -> T:
-    """The command line's value, else the profile's, else the default."""
-    return given if given is not None else profiled if profiled is not None else default
+
+def _filled(asked: RailsTestTable, profiled: RailsTestTable) -> RailsTestTable:
+    """The command line's ``[rails_test]`` over the profile's, over DEFAULTS: the precedence, once, field by
+    field (a field without a fallback, ``collectives``, stays None where neither gives it)."""
+    # Each value comes from the same field of a table of the same class (or its fallback, of the field's type):
+    # the one place the fields are walked by name, so the dict is as loosely typed as getattr.
+    chosen: dict[str, Any] = {}
+    for f in dataclasses.fields(RailsTestTable):
+        given = (getattr(asked, f.name), getattr(profiled, f.name), DEFAULTS.get(f.name))
+        chosen[f.name] = next((value for value in given if value is not None), None)
+    return dataclasses.replace(asked, **chosen)
+
+
+def _given(value: T | None) -> T:
+    """A value :func:`_filled` gave (every field with a fallback has one)."""
+    assert value is not None
+    return value
 
 
 def resolve(config: RailsConfig, profile: Profile) -> RailsSettings:
     """Command line first, then the profile's ``[rails_test]``, then DEFAULTS."""
     table = profile.rails_test
+    filled = _filled(config.rails_test, table)
 
     collectives = config.collectives if config.collectives != RAIL_COLLECTIVES else table.collectives
     checked = dataclasses.replace(config, collectives=tuple(collectives or RAIL_COLLECTIVES))
     oob = config.oob_ifname or profile.oob_ifname
     return RailsSettings(
         collectives=checked.collectives,
-        rail_bytes=_first(config.rail_bytes, table.rail_bytes, DEFAULTS["rail_bytes"]),
-        pair_bytes=_first(config.pair_bytes, table.pair_bytes, DEFAULTS["pair_bytes"]),
-        iters=_first(config.iters, table.iters, DEFAULTS["iters"]),
-        warmup=_first(config.warmup, table.warmup, DEFAULTS["warmup"]),
-        repeats=_first(config.repeats, table.repeats, DEFAULTS["repeats"]),
+        rail_bytes=_given(filled.rail_bytes),
+        pair_bytes=_given(filled.pair_bytes),
+        iters=_given(filled.iters),
+        warmup=_given(filled.warmup),
+        repeats=_given(filled.repeats),
         seed=config.seed,
         isolation=config.isolation,
         pairs=config.pairs,
         check=config.check,
-        relative_fraction=_first(config.relative_fraction, table.relative_fraction, DEFAULTS["relative_fraction"]),
-        confirm=_first(config.confirm, table.confirm, DEFAULTS["confirm"]),
+        relative_fraction=_given(filled.relative_fraction),
+        confirm=_given(filled.confirm),
         cell_budget_s=config.cell_budget_s,
         pass_fraction=profile.pass_fraction,
         rail_rate_gbps=config.rail_rate_gbps or profile.rail_rate_gbps,
@@ -209,7 +202,7 @@ def resolve(config: RailsConfig, profile: Profile) -> RailsSettings:
         oob_ifname=oob,
         counter_tolerance_bytes=profile.counter_tolerance_bytes,
         quiet_devices=tuple(d for d in (oob, *profile.excluded_devices) if d),
-        timeout_s=config.timeout_s,
+        launch=config.launch,
         intra_node=config.intra_node,
         local_pair_target_gbps=world_target_gbps(profile, "sendrecv", 1),
         errors=profile.errors,
@@ -260,14 +253,7 @@ def _topology(path: Path | None, profile: Profile) -> Topology | None:
 def validate(config: RailsConfig, *, with_history: bool = True) -> tuple[Profile, RailsSettings]:
     """The profile, the resolved settings and where the run goes, checked in the parent before any rank
     starts and on every rank before it joins the process group."""
-    profile = load_profile(config.profile)
+    profile = profile_for(config.profile, config.launch.profile_read)
     settings = resolve(config, profile)
-    check_common(
-        backend=config.backend,
-        out=config.out,
-        history=config.history,
-        no_history=config.no_history,
-        cluster=config.cluster,
-        with_history=with_history,
-    )
+    check_common(config.launch, config.output, with_history=with_history)
     return profile, settings

@@ -20,7 +20,7 @@ from bench.exits import UserError
 from bench.fabric.rail_nics import rail_nic
 from bench.fabric.sysfs import Sysfs, ib_ports, net_devices
 from bench.frame.job import Job, run_job
-from bench.frame.run import Run, launch_of, write_refused_is_infra
+from bench.frame.run import Run, setup_of, write_refused_is_infra
 from bench.frame.verdict import Item, timed
 from bench.jsondoc import JSONObject
 from bench.measure import device as device_ops
@@ -247,14 +247,14 @@ class RailsJob(Job):
 
     def __init__(self, config: RailsConfig) -> None:
         profile, settings = validate(config, with_history=False)
-        super().__init__(launch_of(config, settings.oob_ifname, config.history, config.no_history), profile)
+        super().__init__(setup_of(config, settings.oob_ifname), profile)
         self.settings = settings
         self.laps = Laps()
         self.planned: plan.Plan | None = None
 
     def before_init(self, prelude: Prelude) -> Path | None:
-        launch = self.launch
-        return rail_prelude(self.settings, self.profile, lambda: proposed_run_dir(launch.out, launch.cluster))(prelude)
+        output = self.setup.output
+        return rail_prelude(self.settings, self.profile, lambda: proposed_run_dir(output.out, output.cluster))(prelude)
 
     def retarget(self, profile: Profile) -> None:
         super().retarget(profile)

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-from bench import sysroot
 from bench.exits import UserError
+from bench.frame.parts import Launch, Output
 from bench.frame.validate import check_common
 from bench.measure.collectives import DEFAULT_COLLECTIVES, get_collective, get_dtype
-from bench.profiles import Profile, load_profile
+from bench.profiles import Profile, profile_for
 from bench.runtime import spec
-from bench.runtime.deadlines import DEFAULT_TIMEOUT_S, check_timeout
 from bench.units import format_size
 
 MAX_SIZES = 4096
@@ -49,33 +48,22 @@ class RunConfig:
     """-c: verify every result element by element and count #wrong."""
     dtype: str = "float"
     """-d: element type (nccl-tests names)."""
-    backend: Literal["auto", "nccl", "gloo"] = "auto"
-    """auto is nccl when CUDA is available, gloo otherwise."""
     graph: bool | None = None
     """Capture the timed iterations in a CUDA graph (nccl-tests -G); NCCL only. None: on with NCCL where
     capture works (agreed by every rank before the sweep), off on gloo and under blocking wait."""
-    timeout_s: float = DEFAULT_TIMEOUT_S
-    """A collective that has not finished after this many seconds ends the run with exit 3."""
-    np: int | None = None
-    """Start this many local ranks under mpirun."""
-    sysfs_root: Path = sysroot.LIVE
-    """Stands in for each node's /sys; ``{host}`` becomes the node's host name (``bench.sysroot``)."""
+    launch: Launch = field(default_factory=Launch)
+    """How the ranks start: backend, step timeout, ``--np``, ``--sysfs-root`` (``bench.frame.parts``)."""
     nnodes: int | None = None
     node_rank: int | None = None
     main_address: str | None = None
     main_port: int = 29500
     nproc_per_node: int | None = None
-    out: Path | None = None
-    """Run directory; default reports/runs/<UTC time>-<cluster>."""
-    cluster: str | None = None
-    """Name in the run directory and history; default: rank 0's hostname without its trailing digits."""
+    output: Output = field(default_factory=Output)
+    """Where the run goes: run directory, cluster name, history (``bench.frame.parts``)."""
     profile: str = "local"
     """Cluster profile (name or TOML path): targets and pass thresholds."""
     oob_ifname: str | None = None
     """Interface for the rendezvous and the world group (the management network)."""
-    history: Path | None = None
-    """History store to add the run to (default reports/history.sqlite)."""
-    no_history: bool = False
     progress: Literal["auto", "on", "off"] = "auto"
     """Progress bar on rank 0: auto shows it when the user's terminal is a terminal."""
 
@@ -105,8 +93,7 @@ class RunConfig:
             raise UserError(f"--iters {self.iters} must be at least 1")
         if self.warmup < 0:
             raise UserError(f"--warmup {self.warmup} must not be negative")
-        check_timeout(self.timeout_s)
-        if self.backend == "gloo" and self.graph is True:
+        if self.launch.backend == "gloo" and self.graph is True:
             raise UserError("--graph captures CUDA graphs and needs --backend nccl: drop --graph for gloo")
         per_node = (self.nnodes, self.node_rank, self.main_address, self.nproc_per_node)
         if any(v is not None for v in per_node):
@@ -121,7 +108,7 @@ class RunConfig:
                 raise UserError("--nnodes and --nproc-per-node must be at least 1")
             if not 0 <= self.node_rank < self.nnodes:
                 raise UserError(f"--node-rank {self.node_rank} must be in 0..{self.nnodes - 1} (--nnodes)")
-            if self.np is not None:
+            if self.launch.np is not None:
                 raise UserError("--np starts local ranks; it cannot be combined with the per-node flags")
         if not 1 <= self.main_port <= 65535:
             raise UserError(f"--main-port {self.main_port} is not a TCP port (1..65535)")
@@ -141,8 +128,8 @@ class RunConfig:
         progress = self.progress if self.progress != "auto" else ("on" if sys.stdout.isatty() else "off")
         ranks = replace(
             self,
-            out=out or self.out,
-            np=None,
+            launch=replace(self.launch, np=None),
+            output=replace(self.output, out=out or self.output.out),
             nnodes=None,
             node_rank=None,
             main_address=None,
@@ -171,16 +158,8 @@ def validate(config: RunConfig, *, with_history: bool = True) -> Profile:
     Runs in the parent before any rank starts, and on every rank before it joins the process group (there
     without the history, which rank 0 alone checks: ``bench.frame.job``).
     """
-    profile = load_profile(config.profile)
-    check_common(
-        backend=config.backend,
-        out=config.out,
-        history=config.history,
-        no_history=config.no_history,
-        graph=config.graph is True,
-        cluster=config.cluster,
-        with_history=with_history,
-    )
+    profile = profile_for(config.profile, config.launch.profile_read)
+    check_common(config.launch, config.output, graph=config.graph is True, with_history=with_history)
     return profile
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from bench.exits import UserError
 from bench.frame.guard import guarded
 from bench.frame.job import Job, run_job
-from bench.frame.run import Run, launch_of
+from bench.frame.run import Run, setup_of
 from bench.frame.verdict import Item
 from bench.measure.collectives import Collective, Dtype, get_collective, get_dtype
 from bench.measure.memory_fit import check_sizes_fit, free_memory_bytes, largest_fitting
@@ -47,7 +47,7 @@ class SweepJob(Job):
 
     def __init__(self, config: RunConfig) -> None:
         profile = validate(config, with_history=False)  # under the user's launcher: the parent's checks
-        super().__init__(launch_of(config, config.oob_ifname, config.history, config.no_history), profile)
+        super().__init__(setup_of(config, config.oob_ifname), profile)
         self.config = sized(config, profile)
         self.graph = False
 
@@ -71,13 +71,14 @@ def agree_sweep(config: RunConfig, ctx: DistContext) -> bool:
         raise UserError("--graph captures CUDA graphs and needs the nccl backend: this run uses gloo")
     # Both checks are collectives: under the watchdog, a rank that fails or hangs in one ends the run as a named
     # hang (exit 3) instead of leaving the others waiting. No run.json exists yet: the hang is said in one line.
-    with guarded(ctx, config.timeout_s, lambda status, exit_status, failure: None) as watchdog:
+    timeout_s = config.launch.timeout_s
+    with guarded(ctx, timeout_s, lambda status, exit_status, failure: None) as watchdog:
         watchdog.enter("checking that every rank can capture CUDA graphs")
-        graph = _resolve_graph(config.graph, ctx, config.timeout_s)
+        graph = _resolve_graph(config.graph, ctx, timeout_s)
         watchdog.leave()
         watchdog.enter("checking that the largest size fits every rank's memory")
         colls = [get_collective(c) for c in config.collectives]
-        _check_memory(ctx, colls, config.sizes, get_dtype(config.dtype), config.timeout_s)
+        _check_memory(ctx, colls, config.sizes, get_dtype(config.dtype), timeout_s)
         watchdog.leave()
     return graph
 
@@ -226,5 +227,5 @@ def sweep_section(config: RunConfig, graph: bool) -> dict[str, object]:
         "dtype": config.dtype,
         "check": config.check,
         "graph": graph,
-        "timeout_s": config.timeout_s,
+        "timeout_s": config.launch.timeout_s,
     }
