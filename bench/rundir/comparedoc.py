@@ -14,6 +14,7 @@ from pathlib import Path
 
 from bench import codec
 from bench.codec import ABSENT, Absent
+from bench.compare_settings import ThresholdRule
 from bench.exits import UserError
 from bench.jsondoc import optional_object
 from bench.rundir.docversion import COMPARE_FORMAT_VERSION, COMPARE_STEPS, upgrade
@@ -35,8 +36,9 @@ class ComparedRun:
 
 
 @dataclass(frozen=True, kw_only=True)
-class BaselineRun:
-    """One run of the baseline, newest first."""
+class BaselineEntry:
+    """One run of the baseline as compare.json names it, newest first (the history's own
+    ``bench.history.baseline.BaselineRun`` also knows its NCCL version, which the baseline says once)."""
 
     time_utc: str
     run_dir: str
@@ -57,19 +59,14 @@ class Baseline:
 
     description: str
     nccl: str | None = None
-    runs: tuple[BaselineRun, ...] = ()
+    runs: tuple[BaselineEntry, ...] = ()
     other_nccl: tuple[OtherNcclRuns, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
-class ThresholdRule:
-    pattern: str
-    threshold: Number
-
-
-@dataclass(frozen=True, kw_only=True)
-class CompareSettings:
-    """``settings``: the thresholds and noise rule compare judged with."""
+class JudgedWith:
+    """``settings``: the part of the profile's ``[compare]`` (``bench.compare_settings.CompareSettings``) that
+    judged the metrics, as written; a key an earlier release did not write stays absent."""
 
     default_threshold: Number | Absent = ABSENT
     noise_k: Number | Absent = ABSENT
@@ -78,6 +75,7 @@ class CompareSettings:
     min_runs: int | Absent = ABSENT
     noise_floor: Number | Absent = ABSENT
     rules: tuple[ThresholdRule, ...] | Absent = ABSENT
+    """Each checked as the profile's ``[[compare.rule]]`` is."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -150,7 +148,7 @@ class CompareDoc:
     """The run directory compared."""
     run: ComparedRun | Absent = ABSENT
     baseline: Baseline | Absent = ABSENT
-    settings: CompareSettings | Absent = ABSENT
+    settings: JudgedWith | Absent = ABSENT
     notes: tuple[str, ...] = ()
     kind: str | Absent | None = ABSENT
     changes_since_baseline: tuple[ChangeEntry, ...] = ()
