@@ -9,16 +9,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.exits import EXIT_FAIL, InfraError
+from bench import codec
+from bench.exits import InfraError
 from bench.frame import evidence
 from bench.frame.guard import guarded
 from bench.frame.launch_job import StartsRanks
 from bench.frame.parts import Launch, Output
 from bench.frame.postmortem import Postmortem, own_link_errors
-from bench.frame.record import iso_utc, rank0_lost_recorder
+from bench.frame.record import rank0_lost_recorder
 from bench.profiles import Profile
 from bench.rundir.files import ResultsWriter, Row
 from bench.rundir.runjson import RunFile
+from bench.rundir.sections import Failure
 from bench.runtime.coord import coordinator
 from bench.runtime.dist import DistContext, torch_timeout_s
 from bench.runtime.watchdog import Watchdog
@@ -108,17 +110,12 @@ class Run:
         for flush in self.flushers:
             with contextlib.suppress(OSError, InfraError):
                 flush()
-        reason = failure["message"] if failure else f"interrupted (exit status {exit_status})"
-        extra = {"failure": failure} if failure else {}
+        record = self.record
         with contextlib.suppress(OSError):  # a run directory that refuses writes is said on the terminal
-            self.record.update(
-                status=status,
-                verdict="fail" if exit_status == EXIT_FAIL else "error",
-                reasons=[reason],
-                exit_status=exit_status,
-                finished_utc=iso_utc(),
-                **extra,
-            )
+            if failure is None or status == "interrupted":
+                record.become(record.record.interrupted(exit_status))
+            else:
+                record.become(record.record.failed(codec.decode(Failure, failure, "failure: "), exit_status))
 
     @contextlib.contextmanager
     def guarded(self) -> Iterator[Watchdog]:

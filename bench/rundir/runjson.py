@@ -213,7 +213,13 @@ class RunDoc:
         """A signal ended the run (or its finish step): status ``interrupted`` with the signal's exit status. A
         verdict already decided stands (its history row or report is what is missing); else it is an error."""
         finish: Finish | Absent = "interrupted" if self.finish == "running" else self.finish
-        ended = dataclasses.replace(self, status="interrupted", exit_status=exit_status, finish=finish)
+        ended = dataclasses.replace(
+            self,
+            status="interrupted",
+            exit_status=exit_status,
+            finish=finish,
+            finished_utc=self.finished_utc or _now(),  # a run stopped while measuring ends now
+        )
         if self.verdict is not None:
             return ended
         return dataclasses.replace(ended, verdict="error", reasons=(f"interrupted (exit status {exit_status})",))
