@@ -42,15 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    config = CompareConfig(
-        run_dir=args.run_dir,
-        baseline=args.baseline,
-        history=args.history,
-        init=args.init,
-        profile=args.profile,
-        show_all=args.show_all,
-        same_environment=args.same_environment,
-    )
+    config = flags.config_of(CompareConfig, args)
     return run(config)
 
 

@@ -24,6 +24,7 @@ field of a shared part is declared once with its ``Flag`` and needs neither.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -204,6 +205,14 @@ def part(cls: type[P], args: argparse.Namespace) -> P:
     """The part ``cls`` (a frozen dataclass of flagged fields) from the parsed flags."""
     given = {f.name: getattr(args, flag.dest or f.name) for f, flag in flagged_fields(cls)}
     return cls(**given)
+
+
+def config_of(cls: type[P], args: argparse.Namespace, **computed: object) -> P:
+    """The config ``cls`` from the parsed flags: each field from the flag of its own name (the flags a command
+    declares for its config are named for its fields), ``computed`` for those a command makes from a flag's
+    text first (a part, a collective's canonical name); a field no flag sets keeps its default."""
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if f.init and hasattr(args, f.name)}
+    return cls(**(given | computed))
 
 
 def add_interfaces(group: Group, *, rails: bool) -> None:

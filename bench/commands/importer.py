@@ -33,16 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    config = ImportConfig(
-        kind=args.kind,
-        logs=tuple(args.logs),
-        cluster=args.cluster,
-        out_root=args.out_root,
-        history=args.history or default_history_path(),
-        no_history=args.no_history,
-        collective=args.collective,
-        nranks=args.nranks,
-    )
+    config = flags.config_of(ImportConfig, args, logs=tuple(args.logs), history=args.history or default_history_path())
     return run(config)
 
 

@@ -61,22 +61,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     names = flags.collectives(args, empty="--collectives is empty: name at least one, e.g. all_reduce")
-    return RunConfig(
+    return flags.config_of(
+        RunConfig,
+        args,
         collectives=tuple(get_collective(c).name for c in names),
         **flags.sweep_fields(args),
-        check=args.check,
         dtype=get_dtype(args.dtype).name,
-        graph=args.graph,
         launch=flags.launch_part(args),
-        nnodes=args.nnodes,
-        node_rank=args.node_rank,
-        main_address=args.main_address,
-        main_port=args.main_port,
-        nproc_per_node=args.nproc_per_node,
         output=flags.output_part(args),
-        profile=args.profile,
-        oob_ifname=args.oob_ifname,
-        progress=args.progress,
     )
 
 
