@@ -334,6 +334,10 @@ def facts(run: RunDoc) -> tuple[tuple[str, str], ...]:
         ("launcher", run.launcher or None),
         ("backend", run.backend or None),
         ("versions", ", ".join(f"{k} {v}" for k, v in run.versions.items() if v) or None),
-        ("NCCL_IB_HCA", str(run.env.get("NCCL_IB_HCA", "(unset)"))),
+        ("NCCL_IB_HCA", _or_unset(run.env_var("NCCL_IB_HCA"))),
     ]
     return tuple((k, v) for k, v in lines if v is not None)
+
+
+def _or_unset(value: str | None) -> str:
+    return "(unset)" if value is None else value

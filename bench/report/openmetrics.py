@@ -139,7 +139,6 @@ class RunCollector:
             for state in _COMPARE_STATES:
                 states.add_metric([cluster, state], float(summary.get(state, 0)))
             yield states
-        versions = self.run.versions
         info = InfoMetricFamily("railbench_run", "What ran, and with which versions")
         info.add_metric(
             [],
@@ -147,8 +146,8 @@ class RunCollector:
                 "cluster": cluster,
                 "command": self.run.command,
                 "profile": self.run.profile or "",
-                "nccl": str(versions.get("nccl") or ""),
-                "torch": str(versions.get("torch") or ""),
+                "nccl": str(self.run.version_of("nccl") or ""),
+                "torch": str(self.run.version_of("torch") or ""),
                 "kind": run_kind(self.run),
             },
         )

@@ -132,7 +132,7 @@ def roles(run: RunDoc, rails: RailsDoc | None, profile: Profile | None, judged: 
     oob = run.rails_test.oob_ifname if run.rails_test else None
     if oob and oob != "lo":
         management.append(oob)
-    bootstrap = run.env.get("NCCL_SOCKET_IFNAME")
+    bootstrap = run.env_var("NCCL_SOCKET_IFNAME")
     ib = profile is None or profile.uses_ib_verbs
     if ib and bootstrap and not bootstrap.startswith("^"):
         management += [name.lstrip("=") for name in bootstrap.split(",") if name.lstrip("=")]

@@ -142,6 +142,16 @@ class RunDoc:
         if self.status not in STATUSES:
             raise ValueError(f"status {self.status!r} is not one of {', '.join(STATUSES)}")
 
+    def version_of(self, software: str) -> str | None:
+        """The version of ``software`` (``nccl``, ``torch``, ``cuda``, ``driver``...) the run recorded; None where
+        it recorded none (an import knows only what its log says)."""
+        return self.versions.get(software)
+
+    def env_var(self, name: str) -> str | None:
+        """The value of the variable ``name`` in the environment the run recorded (only those railbench keeps:
+        ``bench.runtime.env.recorded_environment``); None where it was unset."""
+        return self.env.get(name)
+
     def decided(self) -> Verdict | None:
         """The verdict record the frame wrote (None while the run is running)."""
         if self.verdict is None:
