@@ -5,19 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from bench.jsondoc import JSONObject
+from bench.codec import Written
 
 Severity = Literal["fail", "warn"]
 
 
 @dataclass(frozen=True)
-class Finding:
-    """One problem, in one line that names the device (and host, when known)."""
+class Finding(Written):
+    """One problem, in one line that names the device (and host, when known); run.json's ``findings`` holds it
+    as it is (every field, in this order)."""
 
     severity: Severity
     message: str
     device: str | None = None
     host: str | None = None
-
-    def to_json(self) -> JSONObject:
-        return {"severity": self.severity, "message": self.message, "device": self.device, "host": self.host}

@@ -25,6 +25,7 @@ from bench import codec
 from bench.bounded import MissingInput, check_path_names
 from bench.codec import ABSENT, Absent
 from bench.exits import EXIT_FAIL, UserError
+from bench.finding import Finding
 from bench.jsondoc import JSONObject, JSONValue
 from bench.rundir.files import (
     FORMAT_VERSION,
@@ -41,7 +42,6 @@ from bench.rundir.sections import (
     Counters,
     Drain,
     Failure,
-    FindingEntry,
     Finish,
     ImportSource,
     ItemEntry,
@@ -111,7 +111,7 @@ class RunDoc:
     """Bytes and error counters per device per host over the run."""
     nccl_evidence: Mapping[str, JSONValue] | Absent | None = ABSENT
     """What NCCL's own log says it used, per host (``bench.nccllogs``: its own shape, kept as written)."""
-    findings: tuple[FindingEntry, ...] | Absent = ABSENT
+    findings: tuple[Finding, ...] | Absent = ABSENT
     """Counter and NCCL-log findings."""
     gpus: tuple[str, ...] | Absent = ABSENT
     """import: the GPUs the log listed."""

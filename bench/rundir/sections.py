@@ -119,16 +119,6 @@ Counters = Mapping[str, Mapping[str, DeviceCount]]
 
 
 @dataclass(frozen=True, kw_only=True)
-class FindingEntry:
-    """One of ``findings``: a counter or NCCL-log finding (``bench.finding.Finding`` as written)."""
-
-    severity: str
-    message: str
-    device: str | None = None
-    host: str | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
 class ItemEntry:
     """One of ``items``: what the verdict was decided from."""
 
