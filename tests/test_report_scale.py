@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from bench import codec
 from bench.report import certificate as cert
 from bench.report import summary as top
 from bench.report.build import ReportOptions, ReportPaths, write_report
@@ -172,7 +173,8 @@ def test_at_1280_px_nothing_overflows_and_the_summary_is_above_the_fold(report: 
 def test_a_defect_kind_the_report_has_never_seen_renders_from_its_fields(run_dir: Path) -> None:
     # a later railbench names switches too: kind, rail, device and action are enough, and the line says the rest
     inputs = load_inputs(run_dir)
-    leaf = RailDefect.from_json(
+    leaf = codec.decode(
+        RailDefect,
         {
             "kind": "leaf",
             "node": None,
@@ -182,7 +184,7 @@ def test_a_defect_kind_the_report_has_never_seen_renders_from_its_fields(run_dir
             "severity": "fail",
             "line": "leaf-r2-u1 (rail 2, nodes 1-32): 190 Gb/s = 48% of 400 Gb/s in 496/496 pairs → leaf fault; "
             "action: check leaf-r2-u1's uplinks",
-        }
+        },
     )
     rails = dataclasses.replace(inputs.rails or RailsDoc(), defects=(leaf,), intra_node=None)
     (found,) = top.defects(dataclasses.replace(inputs, rails=rails), None)
