@@ -341,3 +341,17 @@ def test_the_rail_rate_says_where_it_came_from(tmp_path: Path) -> None:
         (run_dir / "run.json").write_text(json.dumps(run), encoding="utf-8")
         said = dict(targets(load_inputs(run_dir), profile))
         assert said["rails"] == f"0.5 Gb/s line rate per rail ({source})"
+
+
+def test_rail_rows_without_a_judgement_clear_no_part(tmp_path: Path) -> None:
+    """A run that ended mid-measurement (a dead link, a lost rank) left rail rows but no rails.json: the rails
+    section says the judge never ran, never "named no defect" under a verdict that names a link."""
+    run_dir = write_run_dir(tmp_path / "run", rails=False, checks=False, trend=False)
+    run = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    run["failure"] = {"kind": "link-died", "message": "the link n1 mlx5_1 - n2 mlx5_1 died", "step": "rails"}
+    (run_dir / "run.json").write_text(json.dumps(run), encoding="utf-8")
+    page = write_report(run_dir, options=ReportOptions(images=False)).report_md.read_text(encoding="utf-8")
+    rails = page.split("## Rails", 1)[1].split("\n## ", 1)[0]
+    assert "named no defect" not in rails
+    assert "ended before it judged its pairs (the run ended early: link-died" in rails
+    assert "clear no part" in rails

@@ -194,6 +194,15 @@ def _evidence_rows(defects: Sequence[RailDefect]) -> tuple[tuple[str, ...], ...]
     return tuple(rows)
 
 
+def _unjudged(run: RunDoc) -> str:
+    """Rail rows without rails.json: the ranks measured pairs but the judge never ran (a link that died
+    mid-measurement, a lost rank, a hang, Ctrl-C), so the rows clear no part, and "named no defect" would say
+    the opposite of the verdict above."""
+    failure = present(run.failure)
+    ended = f" (the run ended early: {failure.kind}, said in the summary above)" if failure else ""
+    return f"The rails test ended before it judged its pairs{ended}: the rows below were measured and clear no part."
+
+
 def _rails_section(inputs: RunInputs, min_efficiency: float, hosts: tuple[str, ...]) -> Section | None:
     rails = inputs.rails or RailsDoc()
     has_rows = bool(len(inputs.results)) and bool(inputs.results["scope"].isin(["rail", "pair"]).any())
@@ -207,6 +216,8 @@ def _rails_section(inputs: RunInputs, min_efficiency: float, hosts: tuple[str, .
         sentences.append(f"The rails test was skipped: {rails.skipped}.")
     elif failing:
         sentences.append(f"{cert.plural(len(failing), 'defect')} named (in the summary above); the evidence is below.")
+    elif inputs.rails is None:
+        sentences.append(_unjudged(inputs.run))
     else:
         sentences.append("The rails test named no defect.")
     if rails.too_noisy:
