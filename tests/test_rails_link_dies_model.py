@@ -30,7 +30,9 @@ pytestmark = [
 ]
 
 
-def _rails_on_the_model(tmp_path: Path, dies: str) -> tuple[int, float, dict[str, Any]]:
+def _rails_on_the_model(
+    tmp_path: Path, dies: str, site: dict[str, str] | None = None
+) -> tuple[int, float, dict[str, Any]]:
     profile = tmp_path / "model.toml"
     profile.write_text(NCCL_MODEL_PROFILE)
     cmd = ["mpirun", "-np", "6", "--oversubscribe", "--bind-to", "none"]
@@ -41,6 +43,7 @@ def _rails_on_the_model(tmp_path: Path, dies: str) -> tuple[int, float, dict[str
         "ASYNC_PROFILE": str(profile),
         "RAILBENCH_ASYNC_DIES": dies,
         "RAILBENCH_ASYNC_ABORT_S": str(ABORT_S),
+        **(site or {}),
     }
     began = time.monotonic()
     done = subprocess.run(cmd, cwd=tmp_path, env=rank_env(env), capture_output=True, text=True, timeout=300)
@@ -51,19 +54,23 @@ def _rails_on_the_model(tmp_path: Path, dies: str) -> tuple[int, float, dict[str
 
 
 @pytest.mark.parametrize(
-    ("dies", "end"),
+    ("dies", "end", "site_log"),
     [
         # node1's rail 1 dies in the first rail all_reduce: rank 0 is not in that communicator, so its watchdog's
         # thread concludes while its main thread waits in the next agreement.
-        ("3:4", {"host": "node1", "device": "mlx5_2", "address": "198.18.0.2"}),
-        # node0's rail 0 dies there: rank 0's own call fails, and its main thread concludes.
-        ("0:4", {"host": "node0", "device": "mlx5_1", "address": "198.18.0.1"}),
+        ("3:4", {"host": "node1", "device": "mlx5_2", "address": "198.18.0.2"}, False),
+        # node0's rail 0 dies there: rank 0's own call fails, and its main thread concludes. The site sets its own
+        # NCCL_DEBUG_FILE (NCCL's %h and %p): railbench's file in the run directory wins, or the post-mortem
+        # would have no log to read and the run would end as a lost rank.
+        ("0:4", {"host": "node0", "device": "mlx5_1", "address": "198.18.0.1"}, True),
     ],
 )
 def test_a_link_that_dies_in_a_rail_all_reduce_is_named_and_the_run_fails(
-    tmp_path: Path, dies: str, end: dict[str, str]
+    tmp_path: Path, dies: str, end: dict[str, str], site_log: bool
 ) -> None:
-    rc, took, run = _rails_on_the_model(tmp_path, dies)
+    site = {"NCCL_DEBUG_FILE": str(tmp_path / "site-%h-%p.log")} if site_log else {}
+    rc, took, run = _rails_on_the_model(tmp_path, dies, site)
+    assert not list(tmp_path.glob("site-*.log"))
     assert (rc, run["status"], run["verdict"], run["exit_status"]) == (1, "failed", "fail", 1), run
     failure = run["failure"]
     assert failure["kind"] == "link-died" and failure["links"] == [[end]], failure

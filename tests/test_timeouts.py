@@ -9,7 +9,14 @@ import pytest
 
 from bench.rails.groups import GROUP_PROBE_S, PAIR_PROBE_S, gloo_connect_s, rail_group_startup_s
 from bench.runtime import env as benv
-from bench.runtime.before_init import ASYNC_ERROR_VAR, DUMP_WAIT_VAR, nccl_log_environment, own_error_handling
+from bench.runtime.before_init import (
+    ASYNC_ERROR_VAR,
+    DEBUG_FILE_VAR,
+    DUMP_WAIT_VAR,
+    nccl_log_environment,
+    own_debug_file,
+    own_error_handling,
+)
 from bench.runtime.dist import torch_timeout_s
 from bench.runtime.watchdog import DIAGNOSE_S, RANK0_GRACE_S
 
@@ -72,3 +79,20 @@ def test_async_error_handling_is_railbench_s_and_an_override_is_said_once(
         assert line == f"# {ASYNC_ERROR_VAR}={site} from the environment overridden to 2: " + (
             "railbench aborts a failed communicator and names the lost rank itself"
         )
+
+
+@pytest.mark.parametrize(("site", "rank", "said"), [("/var/log/nccl-%h-%p.log", 0, True), (None, 0, False)])
+def test_the_nccl_log_is_railbench_s_so_the_post_mortem_finds_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, site: str | None, rank: int, said: bool
+) -> None:
+    """A site's own NCCL_DEBUG_FILE would leave the post-mortem of a dead link nothing to read (it reads
+    nccl/<host>-<rank>.log): the run directory's file wins, and rank 0 says once what it replaced."""
+    ours = str(tmp_path / "nccl" / "n1-0.log")
+    monkeypatch.setenv(DEBUG_FILE_VAR, site or "")
+    if site is None:
+        monkeypatch.delenv(DEBUG_FILE_VAR)
+    line = own_debug_file(ours, rank)
+    assert benv.get(DEBUG_FILE_VAR) == ours
+    assert (line is not None) == said
+    if line:
+        assert line.startswith(f"# {DEBUG_FILE_VAR}={site} from the environment overridden to {ours}: ")

@@ -83,6 +83,7 @@ def agree(prelude: Prelude, key: str, rank0_value: Callable[[], str]) -> str:
     return store_broadcast(prelude.store, key, prelude.info.rank, prelude.timeout_s, rank0_value)
 
 
+DEBUG_FILE_VAR = "NCCL_DEBUG_FILE"
 DUMP_WAIT_VAR = "TORCH_NCCL_WAIT_TIMEOUT_DUMP_MILSEC"
 DUMP_WAIT_MS = "1000"
 """How long torch's watchdog waits for its flight-recorder dump (``ProcessGroupNCCL::HeartbeatMonitor`` reads
@@ -94,12 +95,12 @@ well under a minute, so railbench, not the wait, says what broke."""
 
 def nccl_log_environment(out_dir: Path, host: str, rank: int) -> dict[str, str]:
     """NCCL's INFO log into ``<run dir>/nccl/<host>-<rank>.log``: the evidence the fabric checks read; torch's
-    dump wait bounded (:data:`DUMP_WAIT_MS`, a site value wins); and the error handling railbench needs (set
-    over any site value, see :func:`own_error_handling`)."""
+    dump wait bounded (:data:`DUMP_WAIT_MS`, a site value wins); and the log file and error handling railbench
+    needs (set over any site value, see :func:`own_debug_file` and :func:`own_error_handling`)."""
     return {
         "NCCL_DEBUG": "INFO",
         "NCCL_DEBUG_SUBSYS": "INIT,ENV,NET",
-        "NCCL_DEBUG_FILE": str(out_dir / "nccl" / f"{host}-{rank}.log"),
+        DEBUG_FILE_VAR: str(out_dir / "nccl" / f"{host}-{rank}.log"),
         DUMP_WAIT_VAR: DUMP_WAIT_MS,
         ASYNC_ERROR_VAR: ASYNC_ERROR_CLEANUP_ONLY,
     }
@@ -111,9 +112,19 @@ def apply_defaults(values: Mapping[str, str]) -> None:
         benv.set_default(name, value)
 
 
+def own_value(name: str, value: str, rank: int, why: str) -> str | None:
+    """``name`` set to ``value``, the one railbench needs, over a site's own; returns the one line that says so
+    when a site value was overridden (rank 0 prints it), else None. run.json's environment records the value
+    the run used."""
+    site = benv.get(name)
+    benv.set_value(name, value)
+    if site is None or site.strip() == value or rank != 0:
+        return None
+    return f"# {name}={site.strip()[:80]} from the environment overridden to {value}: {why}"
+
+
 def own_error_handling(rank: int) -> str | None:
-    """``TORCH_NCCL_ASYNC_ERROR_HANDLING`` set to the value railbench needs, over a site's own; returns the one
-    line that says so when a site setting was overridden (rank 0 prints it), else None.
+    """``TORCH_NCCL_ASYNC_ERROR_HANDLING`` set to the value railbench needs, over a site's own.
 
     torch reads it when each ProcessGroupNCCL is made (``getCvarInt(TORCH_NCCL_ASYNC_ERROR_HANDLING, 3)``, 3
     SkipCleanUp by default). 3 and 1 tear the process down from torch's own watchdog, after it has slept
@@ -122,14 +133,24 @@ def own_error_handling(rank: int) -> str | None:
     own error path speaks (exit 3, the rank and host named), and railbench's bounded probes may abort a group
     themselves.
     """
-    site = benv.get(ASYNC_ERROR_VAR)
-    benv.set_value(ASYNC_ERROR_VAR, ASYNC_ERROR_CLEANUP_ONLY)
-    if site is None or site.strip() == ASYNC_ERROR_CLEANUP_ONLY or rank != 0:
-        return None
-    return (
-        f"# {ASYNC_ERROR_VAR}={site.strip()[:20]} from the environment overridden to {ASYNC_ERROR_CLEANUP_ONLY}: "
-        "railbench aborts a failed communicator and names the lost rank itself"
+    return own_value(
+        ASYNC_ERROR_VAR,
+        ASYNC_ERROR_CLEANUP_ONLY,
+        rank,
+        "railbench aborts a failed communicator and names the lost rank itself",
     )
+
+
+def own_debug_file(path: str, rank: int) -> str | None:
+    """``NCCL_DEBUG_FILE`` pointed at this rank's log in the run directory, over a site's own.
+
+    The post-mortem of a link that dies mid-measurement (``bench.frame.postmortem``) and the fabric checks read
+    each rank's NCCL log from ``nccl/<host>-<rank>.log``: a site's own file (NCCL expands ``%h`` and ``%p`` in
+    it, ``src/debug.cc``) is per process at best and, without ``%p``, one file every rank of a node opens with
+    ``"w"`` over the others'. Left in place, a dead link would end as a lost rank (exit 3) with nothing named.
+    A site's ``NCCL_DEBUG`` level is kept: the completion errors the post-mortem reads are WARN lines.
+    """
+    return own_value(DEBUG_FILE_VAR, path, rank, "railbench reads each rank's NCCL log from its run directory")
 
 
 def prepare_nccl_logs(prelude: Prelude, out_dir: Path) -> None:
@@ -137,10 +158,11 @@ def prepare_nccl_logs(prelude: Prelude, out_dir: Path) -> None:
         return
     (out_dir / "nccl").mkdir(parents=True, exist_ok=True)
     values = nccl_log_environment(out_dir, socket.gethostname(), prelude.info.rank)
-    apply_defaults({name: value for name, value in values.items() if name != ASYNC_ERROR_VAR})
-    said = own_error_handling(prelude.info.rank)
-    if said:
-        print(said, flush=True)
+    owned = (ASYNC_ERROR_VAR, DEBUG_FILE_VAR)
+    apply_defaults({name: value for name, value in values.items() if name not in owned})
+    for said in (own_error_handling(prelude.info.rank), own_debug_file(values[DEBUG_FILE_VAR], prelude.info.rank)):
+        if said:
+            print(said, flush=True)
 
 
 def run_directory(prelude: Prelude, proposal: Callable[[], Path]) -> Path:
