@@ -1,8 +1,9 @@
 """The records of what the rails test named, as rails.json holds them and as the rails layer makes them: one
 record per idea, built once by its writer (``bench.rails``) and read back by every reader (the report, compare,
 the history, Slurm's drain). A defect (``RailDefect``), a transient (``Transient``), an intra-node defect
-(``GpuDefect``), an error window (``ErrorWindow``), the counters a defect's devices showed (``DefectErrors``)
-and a fault on a node's own path that explains one (``DefectCause``). The kinds they name are one table,
+(``GpuDefect``), what convicts either (``Conviction``, written inline in the defect's own object), an error
+window (``ErrorWindow``), the counters a defect's devices showed (``DefectErrors``) and a fault on a node's own
+path that explains one (``DefectCause``). The kinds they name are one table,
 ``bench.rundir.defect_kinds``.
 
 A record holds its numbers as measured; its JSON gives every rate to six decimals (:func:`rounded`), the
