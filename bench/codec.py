@@ -16,6 +16,10 @@ Field types read: ``str``, ``int``, ``float`` (a JSON whole number too), ``bool`
 ``True``: both are told apart here. A field that may be absent from the document, apart from being null, is
 typed ``X | Absent`` with the default :data:`ABSENT`: it is left out of the JSON while it is absent, so a
 document read and written again keeps its keys (run.json's ``"rails_skipped": null`` is not its absence).
+
+A field declared :data:`INLINE` holds a record whose keys are written flat at that place in its parent's
+object and read back from the same object: a part two records share (a defect's conviction) is declared once
+and the documents keep the shape they always had.
 """
 
 from __future__ import annotations
@@ -114,16 +118,40 @@ def encode(value: object) -> JSONValue:
     raise TypeError(f"JSON cannot hold a {type(value).__name__}")
 
 
+_INLINE = "bench.codec.inline"
+
+INLINE: Mapping[str, object] = types.MappingProxyType({_INLINE: True})
+"""The metadata of a field written flat (``field(default_factory=Part, metadata=codec.INLINE)``): its record's
+keys at this place in the parent's JSON object, in its own order, and read back from that same object (a key
+neither declares is refused as any other). The record's keys and the parent's own must differ: a class that
+declares one twice is refused (``TypeError``) the first time one is written or read."""
+
+
 @cache
-def _field_names(cls: type) -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(cls))
+def _field_names(cls: type) -> tuple[tuple[str, bool], ...]:
+    """Each field's name, and whether it is :data:`INLINE`."""
+    named = tuple((f.name, bool(f.metadata.get(_INLINE))) for f in dataclasses.fields(cls))
+    if any(flat for _, flat in named):
+        _inlined(cls)  # a key declared twice would be written once, silently: refuse the class instead
+    return named
 
 
 def fields_json(record: DataclassInstance) -> dict[str, JSONValue]:
     """Every field of ``record`` under its own name, in declared order, but those :data:`ABSENT` (what a
-    ``to_json`` that leaves some keys out starts from)."""
-    values = ((name, getattr(record, name)) for name in _field_names(type(record)))
-    return {name: encode(value) for name, value in values if value is not ABSENT}
+    ``to_json`` that leaves some keys out starts from); an :data:`INLINE` one's keys in its place."""
+    out: dict[str, JSONValue] = {}
+    for name, flat in _field_names(type(record)):
+        value = getattr(record, name)
+        if value is ABSENT:
+            continue
+        written = encode(value)
+        if not flat:
+            out[name] = written
+        elif isinstance(written, dict):
+            out.update(written)
+        else:
+            raise TypeError(f"{type(record).__name__}.{name} is inline but writes no object")
+    return out
 
 
 class Written:
@@ -216,22 +244,50 @@ def _declared(cls: type) -> tuple[frozenset[str], tuple[str, ...]]:
     return frozenset(f.name for f in declared), required
 
 
+@cache
+def _inlined(cls: type) -> tuple[Mapping[str, tuple[type[DataclassInstance], frozenset[str]]], frozenset[str]]:
+    """``cls``'s :data:`INLINE` fields (name -> its record and the keys it reads), and every key a document of
+    ``cls`` may hold: its own fields' names but the inline ones', and the inline records' keys in their place."""
+    hints = _hints(cls)
+    parts: dict[str, tuple[type[DataclassInstance], frozenset[str]]] = {}
+    keys: set[str] = set()
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        if not f.metadata.get(_INLINE):
+            taken: frozenset[str] = frozenset({f.name})
+        else:
+            part = hints[f.name]
+            if not (dataclasses.is_dataclass(part) and isinstance(part, type)):
+                raise TypeError(f"{cls.__name__}.{f.name} is inline but is not a record")
+            taken = _inlined(part)[1]
+            parts[f.name] = (part, taken)
+        if keys & taken:
+            raise TypeError(f"{cls.__name__} declares {', '.join(sorted(keys & taken))} twice (an inline field)")
+        keys |= taken
+    return parts, frozenset(keys)
+
+
 def _record(cls: type[Record], doc: Mapping[str, object], extra: Extra) -> Record:
     hints = _hints(cls)
     names, required = _declared(cls)
-    unknown = [str(k) for k in doc if k not in names]
+    parts, keys = _inlined(cls)
+    unknown = [str(k) for k in doc if k not in keys]
     if unknown and extra == "refuse":
         raise _Wrong("", names=unknown)
-    missing = [name for name in required if name not in doc]
+    missing = [name for name in required if name not in doc and name not in parts]
     if missing:
         raise _Wrong("is missing").within(f".{missing[0]}")
     args = {}
     for name, value in doc.items():
-        if name in names:
+        if name in names and name not in parts:
             try:
                 args[name] = _typed(hints[name], value, extra)
             except _Wrong as wrong:
                 raise wrong.within(f".{name}") from None
+    # An inline record reads its own keys of this same object: a refusal names the key as the document has it.
+    for name, (part, taken) in parts.items():
+        args[name] = _record(part, {k: v for k, v in doc.items() if k in taken}, extra)
     try:
         return cls(**args)
     except (TypeError, ValueError) as exc:  # the record's own checks (__post_init__) of values of the right type

@@ -20,7 +20,7 @@ from bench.profiles import load_profile
 from bench.rails.items import node_items, rail_items
 from bench.rails.records import RailDevices, RailResult, RailsOutcome
 from bench.rundir.junit import junit_xml
-from bench.rundir.rails_records import RailDefect
+from bench.rundir.rails_records import Conviction, RailDefect
 from bench.sweep.judge import collective_items, counter_item
 from tests.support import railbench_inline
 
@@ -56,16 +56,18 @@ def _outcome() -> RailsOutcome:
         node="node03",
         rail=1,
         device="mlx5_2",
-        measured_Gbps=212.0,
-        expected_Gbps=400.0,
-        basis="line rate",
-        symptom="slow",
-        slow_pairs=3,
-        pairs=3,
-        slow_samples=3,
-        samples=3,
-        spread=0.01,
-        evidence=("node01-node03/rail1", "node02-node03/rail1", "node03-node04/rail1"),
+        conviction=Conviction(
+            measured_Gbps=212.0,
+            expected_Gbps=400.0,
+            basis="line rate",
+            symptom="slow",
+            slow_pairs=3,
+            pairs=3,
+            slow_samples=3,
+            samples=3,
+            spread=0.01,
+            evidence=("node01-node03/rail1", "node02-node03/rail1", "node03-node04/rail1"),
+        ),
     )
     results = [
         RailResult(0, "all_reduce", "concurrent", 4, 1 << 28, 1 << 26, 10, 7000.0, 6900.0, 7100.0, 0),

@@ -192,3 +192,46 @@ def test_a_change_is_read_as_its_field_and_the_rest_is_kept() -> None:
         codec.replaced(record, {"port": {"hca": "m", "port": "2"}}, "doc: ")
     with pytest.raises(codec.UnknownFields, match=r"^doc: names fields this railbench does not know \(whi\)$"):
         codec.replaced(record, {"whi": "typo"}, "doc: ")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rate:
+    measured: float = 0.0
+    expected: float = 0.0
+    why: str | codec.Absent = codec.ABSENT
+
+
+@dataclass(frozen=True, kw_only=True)
+class Slow:
+    part: str
+    rate: Rate = field(default_factory=Rate, metadata=codec.INLINE)
+    action: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Twice:
+    measured: float = 0.0
+    rate: Rate = field(default_factory=Rate, metadata=codec.INLINE)
+
+
+def test_an_inline_record_is_written_flat_in_its_place_and_read_back_from_the_same_object() -> None:
+    slow = Slow(part="link", rate=Rate(measured=1.5, expected=4.0), action="reseat")
+    written = codec.encode(slow)
+    assert json.dumps(written) == '{"part": "link", "measured": 1.5, "expected": 4.0, "action": "reseat"}'
+    assert codec.decode(Slow, written) == slow
+    assert codec.decode(Slow, {"part": "link"}) == Slow(part="link")  # its keys absent: its defaults
+    assert codec.decode(Slow, {"part": "p", "why": "x"}).rate.why == "x"
+
+
+def test_an_inline_records_keys_are_refused_as_the_document_has_them() -> None:
+    with pytest.raises(codec.Refused, match=r"^doc: measured holds \"1\", not a number$"):
+        codec.decode(Slow, {"part": "link", "measured": "1"}, "doc: ")
+    # the field's own name is no key of the document, nor is a key neither record declares
+    with pytest.raises(codec.UnknownFields, match=r"\(rate, spread\)$"):
+        codec.decode(Slow, {"part": "link", "rate": {}, "spread": 0.1})
+    assert codec.decode(Slow, {"part": "link", "spread": 0.1}, extra="ignore") == Slow(part="link")
+
+
+def test_a_key_declared_by_a_record_and_its_inline_part_is_refused() -> None:
+    with pytest.raises(TypeError, match="Twice declares measured twice"):
+        codec.encode(Twice())

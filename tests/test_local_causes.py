@@ -8,7 +8,7 @@ from bench.rails.defects import describe, described
 from bench.rails.gpu_pairs import IntraNodeOutcome, Localisation, intra_node_section
 from bench.rails.local_causes import attribute
 from bench.rails.records import RailsOutcome
-from bench.rundir.rails_records import GpuDefect, RailDefect
+from bench.rundir.rails_records import Conviction, GpuDefect, RailDefect
 
 NODES = ("n1", "n2", "n3", "n4")
 
@@ -19,16 +19,18 @@ def _defect(kind: str, node: str | None, rail: int | None, symptom: str = "slow"
         node=node,
         rail=rail,
         device="mlx5_2",
-        measured_Gbps=20.0,
-        expected_Gbps=400.0,
-        basis="line rate",
-        symptom=symptom,
-        slow_pairs=3,
-        pairs=3,
-        slow_samples=3,
-        samples=3,
-        spread=0.01,
-        evidence=("n1-n3/rail1",),
+        conviction=Conviction(
+            measured_Gbps=20.0,
+            expected_Gbps=400.0,
+            basis="line rate",
+            symptom=symptom,
+            slow_pairs=3,
+            pairs=3,
+            slow_samples=3,
+            samples=3,
+            spread=0.01,
+            evidence=("n1-n3/rail1",),
+        ),
         action=action,
     )
 
@@ -93,15 +95,17 @@ def test_a_slow_gpu_of_the_intra_node_matrix_takes_its_own_gpus_cause() -> None:
         node="n2",
         gpu=5,
         bus_id="0000:b3:00.0",
-        measured_Gbps=100.0,
-        expected_Gbps=400.0,
-        basis="peers",
-        symptom="slow",
-        slow_pairs=7,
-        pairs=7,
-        slow_samples=7,
-        samples=7,
-        evidence=("n2/gpu5-gpu1",),
+        conviction=Conviction(
+            measured_Gbps=100.0,
+            expected_Gbps=400.0,
+            basis="peers",
+            symptom="slow",
+            slow_pairs=7,
+            pairs=7,
+            slow_samples=7,
+            samples=7,
+            evidence=("n2/gpu5-gpu1",),
+        ),
     )
     intra = IntraNodeOutcome(nodes=NODES, local_ranks=8, localisation=Localisation((gpu,), None, None))
     reports = {"n2": [_result("gpu-clocks", (5,), device="GPU5"), _result("pcie-link", (5,), device="GPU5")]}

@@ -18,7 +18,7 @@ from bench.health.node import findings, run_checks
 from bench.preflight.checks import CheckResult
 from bench.profiles import load_profile
 from bench.report import scheduler as report_slurm
-from bench.rundir.railsdoc import GpuDefect, RailDefect
+from bench.rundir.railsdoc import Conviction, GpuDefect, RailDefect
 from bench.rundir.runjson import SCHEMA_PATH, RunDoc
 from bench.slurm import drain
 from bench.slurm.scheduler import NodeState
@@ -86,9 +86,10 @@ def test_failed_hardware_checks_drain_and_settings_of_the_run_do_not() -> None:
     assert fault.action == "reseat GPU 3 (0000:33:00.0)"
 
 
-def _defect(kind: str, node: str | None, **extra: object) -> RailDefect:
-    base: dict[str, object] = {"kind": kind, "node": node, "rail": 1, "device": "mlx5_2", "symptom": "dead"}
-    return RailDefect(**{**base, "action": f"{kind} action", **extra})  # type: ignore[arg-type]
+def _defect(kind: str, node: str | None, symptom: str = "dead", **extra: object) -> RailDefect:
+    base: dict[str, object] = {"kind": kind, "node": node, "rail": 1, "device": "mlx5_2"}
+    conviction = Conviction(symptom=symptom)
+    return RailDefect(**{**base, "conviction": conviction, "action": f"{kind} action", **extra})  # type: ignore[arg-type]
 
 
 def test_only_defects_of_one_nodes_parts_drain_it() -> None:
@@ -102,7 +103,13 @@ def test_only_defects_of_one_nodes_parts_drain_it() -> None:
         _defect("path", "node07", symptom="misrouted"),
     ]
     gpus = [
-        GpuDefect(kind="gpu", node="node08", gpu=3, symptom="slow", action="drain node08 and check NVLink"),
+        GpuDefect(
+            kind="gpu",
+            node="node08",
+            gpu=3,
+            conviction=Conviction(symptom="slow"),
+            action="drain node08 and check NVLink",
+        ),
         GpuDefect(
             kind="gpu-pair",
             node="node09",
@@ -110,7 +117,7 @@ def test_only_defects_of_one_nodes_parts_drain_it() -> None:
             peer=6,
             bus_id="0000:2a:00.0",
             peer_bus_id="0000:ba:00.0",
-            symptom="slow",
+            conviction=Conviction(symptom="slow"),
             action="drain node09 and check NVLink between GPU 1 and GPU 6",
         ),
     ]

@@ -21,14 +21,13 @@ from __future__ import annotations
 import dataclasses
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Literal
 
 from bench.actions import Actions, device_words
 from bench.error_limits import ErrorLimits
 from bench.rails.defects import Severity
 from bench.rails.records import RailDevices, RailsOutcome, pair_samples, short_device
 from bench.rundir.defect_kinds import GPU_DEFECT_KINDS, action_key, covered_cells
-from bench.rundir.rails_records import DefectErrors, ErrorWindow, GpuDefect, RailDefect
+from bench.rundir.rails_records import Conviction, DefectErrors, ErrorWindow, GpuDefect, RailDefect
 
 Part = tuple[str, str, int]
 """(node, device, rail) of one device a defect names."""
@@ -101,23 +100,25 @@ def _named_cells(defects: Iterable[RailDefect], nodes: Sequence[str], rails: int
     }
 
 
-Basis = Literal["line rate", "peers"]
-
-
-def _held(outcome: RailsOutcome, node: str, rail: int) -> tuple[float, float, Basis, int, int, float]:
-    """(median, expected, basis, pairs, samples, spread) of ``node``'s pairs on ``rail``, for an errors defect."""
+def _held(outcome: RailsOutcome, node: str, rail: int) -> Conviction:
+    """What convicts an errors defect of ``node`` on ``rail``: its counters, while its pairs' bandwidth held (the
+    median, spread, pairs and samples of its pairs on the rail, none of them counted slow; all 0 without one)."""
     samples = [s for s in pair_samples(outcome.pair_times, outcome.nodes) if s.rail == rail and not s.confirm]
     mine = [s for s in samples if node in (s.node_a, s.node_b)]
     values = [s.busbw_Gbps for s in mine]
     line = outcome.expected.get(rail)
-    basis: Basis = "line rate" if line else "peers"
-    if not values:
-        return 0.0, line or 0.0, basis, 0, 0, 0.0
-    median = statistics.median(values)
-    expected = line or statistics.median(s.busbw_Gbps for s in samples)
-    spread = (max(values) - min(values)) / median if median > 0 else 0.0
-    pairs = len({(s.node_a, s.node_b) for s in mine})
-    return median, expected, basis, pairs, len(values), spread
+    median = statistics.median(values) if values else 0.0
+    return Conviction(
+        measured_Gbps=median,
+        expected_Gbps=line or (statistics.median(s.busbw_Gbps for s in samples) if values else 0.0),
+        basis="line rate" if line else "peers",
+        symptom="errors",
+        slow_pairs=0,
+        pairs=len({(s.node_a, s.node_b) for s in mine}),
+        slow_samples=0,
+        samples=len(values),
+        spread=(max(values) - min(values)) / median if median > 0 else 0.0,
+    )
 
 
 def corroborate(outcome: RailsOutcome, limits: ErrorLimits, actions: Actions) -> RailsOutcome:
@@ -138,22 +139,13 @@ def corroborate(outcome: RailsOutcome, limits: ErrorLimits, actions: Actions) ->
         found = evidence([(node, device, rail)], outcome.error_windows, read)
         if not _physical(found, limits):
             continue
-        median, expected, basis, pairs, samples, spread = _held(outcome, node, rail)
         severity: Severity = "fail" if limits.fail_on_errors else "warn"
         defect = RailDefect(
             kind="errors",
             node=node,
             rail=rail,
             device=short_device(device),
-            measured_Gbps=median,
-            expected_Gbps=expected,
-            basis=basis,
-            symptom="errors",
-            slow_pairs=0,
-            pairs=pairs,
-            slow_samples=0,
-            samples=samples,
-            spread=spread,
+            conviction=_held(outcome, node, rail),
             errors=found,
             severity=severity,
         )

@@ -23,7 +23,7 @@ from typing import Literal
 from bench.fabric.rail_nics import NEAR
 from bench.nccllogs.nccl_evidence import device_matches
 from bench.rails.records import ExpectedNic, RailDevices, short_device
-from bench.rundir.rails_records import RailDefect
+from bench.rundir.rails_records import Conviction, RailDefect
 from bench.units import format_size
 
 _REMOTE = re.compile(r"remote=\[([0-9a-fA-F.:]+)\]")
@@ -141,7 +141,6 @@ def _port_defect(
     carried: tuple[str, ...],
     line: str,
 ) -> RailDefect:
-    device = short_device(carried[0] if carried else expected)
     # told by the port's state or the counters, not by a rate: no pair measured it
     return RailDefect(
         expected_device=expected,
@@ -149,17 +148,8 @@ def _port_defect(
         kind=kind,
         node=node,
         rail=rail,
-        device=device,
-        measured_Gbps=0.0,
-        expected_Gbps=0.0,
-        basis="line rate",
-        symptom=symptom,
-        slow_pairs=0,
-        pairs=0,
-        slow_samples=0,
-        samples=0,
-        spread=0.0,
-        evidence=(line,),
+        device=short_device(carried[0] if carried else expected),
+        conviction=Conviction.unmeasured(symptom, (line,), basis="line rate"),
     )
 
 
@@ -204,43 +194,22 @@ def dead_links(reports: Sequence[GroupFailure], nodes: Sequence[str], line_rate:
             if others and accused[node] >= others:
                 dead.add(node)
         evidence = tuple(f"{r.node} rail {rail}: {r.problem}" for r in members if r.problem)[:16]
-        expected = line_rate or 0.0
         basis: Literal["line rate", "peers"] = "line rate" if line_rate else "peers"
         if not dead:
-            out.append(
-                RailDefect(
-                    kind="rail",
-                    rail=rail,
-                    measured_Gbps=0.0,
-                    expected_Gbps=expected,
-                    basis=basis,
-                    symptom="dead",
-                    slow_pairs=len(evidence),
-                    pairs=len(members),
-                    slow_samples=0,
-                    samples=0,
-                    spread=0.0,
-                    evidence=evidence,
-                )
+            # counted in the group's members, slow those whose transport said why it never formed
+            lost = Conviction.unmeasured(
+                "dead",
+                evidence,
+                pairs=len(members),
+                slow_pairs=len(evidence),
+                expected_Gbps=line_rate or 0.0,
+                basis=basis,
             )
+            out.append(RailDefect(kind="rail", rail=rail, conviction=lost))
         for node in (n for n in nodes if n in dead):
             ifname = next((r.ifname for r in members if r.node == node), None)
-            out.append(
-                RailDefect(
-                    kind="link",
-                    node=node,
-                    rail=rail,
-                    device=ifname,
-                    measured_Gbps=0.0,
-                    expected_Gbps=expected,
-                    basis=basis,
-                    symptom="dead",
-                    slow_pairs=len(nodes) - 1,
-                    pairs=len(nodes) - 1,
-                    slow_samples=0,
-                    samples=0,
-                    spread=0.0,
-                    evidence=evidence,
-                )
+            lost = Conviction.unmeasured(
+                "dead", evidence, pairs=len(nodes) - 1, expected_Gbps=line_rate or 0.0, basis=basis
             )
+            out.append(RailDefect(kind="link", node=node, rail=rail, device=ifname, conviction=lost))
     return out

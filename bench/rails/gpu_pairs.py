@@ -38,7 +38,7 @@ import numpy as np
 from bench.measure.results import RowPlace, pair_row
 from bench.rundir import railsdoc
 from bench.rundir.files import Row
-from bench.rundir.rails_records import GpuDefect
+from bench.rundir.rails_records import Conviction, GpuDefect
 
 GpuSymptom = Literal["slow", "flaky", "dead"]
 
@@ -227,15 +227,17 @@ def _defect(
         peer=peer,
         bus_id=None if gpu is None else ids[gpu],
         peer_bus_id=None if peer is None else ids[peer],
-        measured_Gbps=rate,
-        expected_Gbps=float(j.target) if below_target and j.target else float(np.exp(j.level)),
-        basis="target" if below_target else "peers",
-        symptom=symptom,
-        slow_pairs=len(slow_cells),
-        pairs=len(cells),
-        slow_samples=int(f.sum()),
-        samples=len(v),
-        evidence=tuple(_pair_name(node, a, b) for a, b in slow_cells),
+        conviction=Conviction(
+            measured_Gbps=rate,
+            expected_Gbps=float(j.target) if below_target and j.target else float(np.exp(j.level)),
+            basis="target" if below_target else "peers",
+            symptom=symptom,
+            slow_pairs=len(slow_cells),
+            pairs=len(cells),
+            slow_samples=int(f.sum()),
+            samples=len(v),
+            evidence=tuple(_pair_name(node, a, b) for a, b in slow_cells),
+        ),
     )
 
 

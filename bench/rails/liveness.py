@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
-from bench.rundir.rails_records import RailDefect
+from bench.rundir.rails_records import Conviction, RailDefect
 
 SELF_FAULTS = ("Network is unreachable", "Cannot assign requested address")
 """strerror(ENETUNREACH), strerror(EADDRNOTAVAIL): the connecting end itself has no route or no address on this
@@ -249,24 +249,16 @@ def dead_defects(
             cells = [f"{nodes[min(d.node, p)]}-{nodes[max(d.node, p)]}/rail{d.rail}" for p in range(n) if p != d.node]
         where = nodes[d.node] if d.node is not None else f"rail {d.rail}"
         evidence = tuple(f"{where}: {why}" for why in d.reasons) + tuple(f"{c}: not attempted" for c in cells)
-        device = devices.get((d.node, d.rail)) if d.node is not None and d.rail is not None else None
         out.append(
             RailDefect(
                 kind=d.kind,
                 node=nodes[d.node] if d.node is not None else None,
                 peer=nodes[d.peer] if d.peer is not None else None,
                 rail=d.rail,
-                device=device,
-                measured_Gbps=0.0,
-                expected_Gbps=line_rate or 0.0,
-                basis=basis,
-                symptom="dead",
-                slow_pairs=pairs,
-                pairs=pairs,
-                slow_samples=0,
-                samples=0,
-                spread=0.0,
-                evidence=evidence,
+                device=devices.get((d.node, d.rail)) if d.node is not None and d.rail is not None else None,
+                conviction=Conviction.unmeasured(
+                    "dead", evidence, pairs=pairs, expected_Gbps=line_rate or 0.0, basis=basis
+                ),
             )
         )
     return out

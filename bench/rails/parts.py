@@ -17,7 +17,7 @@ import numpy as np
 from bench.rails.defects import EVIDENCE_LIMIT, Symptom
 from bench.rails.matrix import PairMatrix
 from bench.rails.noise import FALSE_ALARMS
-from bench.rundir.rails_records import RailDefect, Transient
+from bench.rundir.rails_records import Conviction, RailDefect, Transient
 
 CellIndex = tuple[np.ndarray, np.ndarray, np.ndarray]
 """Parallel arrays ``(rail position, node a, node b)``."""
@@ -156,33 +156,31 @@ def summary_defect(
     if symptom == "slow" and len(v) and float(v.max()) <= 0.0:
         symptom = "dead"
     centre = float(np.median(v)) if len(v) else 0.0
-    measured = float(np.median(slow_values)) if symptom == "flaky" and len(slow_values) else centre
-    spread = float((v.max() - v.min()) / centre) if len(v) and centre > 0 else 0.0
     suspect = cells.suspect[k, a, b]
     listed = list(zip(k[suspect], a[suspect], b[suspect], strict=True))[:EVIDENCE_LIMIT]
-    evidence = tuple(_cell_name(matrix, int(z), int(x), int(y)) for z, x, y in listed)
-    samples_Gbps = {
-        name: _finite(np.concatenate([matrix.busbw[:, z, x, y], matrix.confirm_values[:, z, x, y]]))
-        for name, (z, x, y) in zip(evidence, listed, strict=True)
-    }
-    expected = float(np.median(cells.expected)) if rail_pos is None else float(cells.expected[rail_pos])
-    return RailDefect(
-        kind=kind,
-        node=node,
-        rail=None if rail_pos is None else matrix.rails[rail_pos],
-        device=device,
-        measured_Gbps=measured,
-        expected_Gbps=expected,
+    conviction = Conviction(
+        measured_Gbps=float(np.median(slow_values)) if symptom == "flaky" and len(slow_values) else centre,
+        expected_Gbps=float(np.median(cells.expected)) if rail_pos is None else float(cells.expected[rail_pos]),
         basis=cells.basis,
         symptom=symptom,
         slow_pairs=int(suspect.sum()),
         pairs=len(k),
         slow_samples=len(slow_values),
         samples=len(v),
-        spread=spread,
-        evidence=evidence,
+        spread=float((v.max() - v.min()) / centre) if len(v) and centre > 0 else 0.0,
+        evidence=tuple(_cell_name(matrix, int(z), int(x), int(y)) for z, x, y in listed),
+    )
+    return RailDefect(
+        kind=kind,
+        node=node,
+        rail=None if rail_pos is None else matrix.rails[rail_pos],
+        device=device,
+        conviction=conviction,
         peer=peer,
-        samples_Gbps=samples_Gbps,
+        samples_Gbps={
+            name: _finite(np.concatenate([matrix.busbw[:, z, x, y], matrix.confirm_values[:, z, x, y]]))
+            for name, (z, x, y) in zip(conviction.evidence, listed, strict=True)
+        },
     )
 
 

@@ -1,8 +1,9 @@
 """The records of what the rails test named, as rails.json holds them and as the rails layer makes them: one
 record per idea, built once by its writer (``bench.rails``) and read back by every reader (the report, compare,
 the history, Slurm's drain). A defect (``RailDefect``), a transient (``Transient``), an intra-node defect
-(``GpuDefect``), an error window (``ErrorWindow``), the counters a defect's devices showed (``DefectErrors``)
-and a fault on a node's own path that explains one (``DefectCause``). The kinds they name are one table,
+(``GpuDefect``), what convicts either (``Conviction``, written inline in the defect's own object), an error
+window (``ErrorWindow``), the counters a defect's devices showed (``DefectErrors``) and a fault on a node's own
+path that explains one (``DefectCause``). The kinds they name are one table,
 ``bench.rundir.defect_kinds``.
 
 A record holds its numbers as measured; its JSON gives every rate to six decimals (:func:`rounded`), the
@@ -16,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from bench import codec
-from bench.codec import Written
+from bench.codec import ABSENT, Absent, Written
 from bench.jsondoc import JSONObject, JSONValue
 
 DECIMALS = 6
@@ -106,7 +107,106 @@ class DefectCause(Written):
 
 
 @dataclass(frozen=True, kw_only=True)
-class RailDefect(Written):
+class Conviction(Written):
+    """What convicts a defect (a rail defect's or a GPU defect's): the rate its pairs measured against the rate
+    expected, and how many of its pairs and samples were slow. Written inline, its keys in the defect's own
+    object (``bench.codec.INLINE``)."""
+
+    measured_Gbps: float | None = None
+    """Median busbw of the convicting measurements (of the slow samples, for a flaky part)."""
+    expected_Gbps: float | None = None
+    """The line rate where known (``basis`` ``line rate``), else the peers' healthy level (``peers``)."""
+    basis: str | None = None
+    symptom: str | None = None
+    """``slow``, ``flaky``, ``dead``, ``errors`` or ``misrouted``."""
+    slow_pairs: int | None = None
+    """Pairs with at least one slow sample."""
+    pairs: int | None = None
+    """Pairs that test this part."""
+    slow_samples: int | None = None
+    samples: int | None = None
+    spread: float | Absent | None = ABSENT
+    """(max - min) / median over the part's samples: high for a flaky part. A GPU defect has none."""
+    evidence: tuple[str, ...] = ()
+    """The slow pairs (at most ``bench.rails.defects.EVIDENCE_LIMIT``), or what told a part dead unmeasured."""
+
+    @classmethod
+    def unmeasured(
+        cls,
+        symptom: str,
+        evidence: tuple[str, ...],
+        *,
+        pairs: int = 0,
+        slow_pairs: int | None = None,
+        expected_Gbps: float = 0.0,
+        basis: str,
+    ) -> Conviction:
+        """A part told ``symptom`` (``dead``, ``misrouted``) by its port's state, its counters or its transport's
+        errors, not by a rate: no sample measured it, and each of the ``pairs`` it should have been measured in
+        counts as slow unless ``slow_pairs`` says how many did."""
+        return cls(
+            measured_Gbps=0.0,
+            expected_Gbps=expected_Gbps,
+            basis=basis,
+            symptom=symptom,
+            slow_pairs=pairs if slow_pairs is None else slow_pairs,
+            pairs=pairs,
+            slow_samples=0,
+            samples=0,
+            spread=0.0,
+            evidence=evidence,
+        )
+
+
+class Convicted:
+    """A defect's :class:`Conviction`, read through the defect itself (``defect.symptom``), as rails.json has it
+    flat and every reader has always read it."""
+
+    conviction: Conviction
+
+    @property
+    def measured_Gbps(self) -> float | None:
+        return self.conviction.measured_Gbps
+
+    @property
+    def expected_Gbps(self) -> float | None:
+        return self.conviction.expected_Gbps
+
+    @property
+    def basis(self) -> str | None:
+        return self.conviction.basis
+
+    @property
+    def symptom(self) -> str | None:
+        return self.conviction.symptom
+
+    @property
+    def slow_pairs(self) -> int | None:
+        return self.conviction.slow_pairs
+
+    @property
+    def pairs(self) -> int | None:
+        return self.conviction.pairs
+
+    @property
+    def slow_samples(self) -> int | None:
+        return self.conviction.slow_samples
+
+    @property
+    def samples(self) -> int | None:
+        return self.conviction.samples
+
+    @property
+    def spread(self) -> float | None:
+        return codec.present(self.conviction.spread)
+
+    @property
+    def evidence(self) -> tuple[str, ...]:
+        return self.conviction.evidence
+
+
+@dataclass(frozen=True, kw_only=True)
+class RailDefect(Convicted, Written):
     """One broken part the rails test named (``bench.rails.localise`` and the modules after it) and what convicts
     it. Its ``kind`` is one of ``bench.rundir.defect_kinds.DEFECT_KINDS``; older releases wrote other kinds and
     fewer fields."""
@@ -124,23 +224,8 @@ class RailDefect(Written):
     """None for a node fault, or a spine layer that every rail crosses."""
     device: str | None = None
     """The HCA or interface that carries this rail on this node, e.g. ``mlx5_4``, where known."""
-    measured_Gbps: float | None = None
-    """Median busbw of the convicting measurements (of the slow samples, for a flaky part)."""
-    expected_Gbps: float | None = None
-    """The line rate where known (``basis`` ``line rate``), else the peers' healthy level (``peers``)."""
-    basis: str | None = None
-    symptom: str | None = None
-    """``slow``, ``flaky``, ``dead``, ``errors`` or ``misrouted``."""
-    slow_pairs: int | None = None
-    """Pairs with at least one slow sample."""
-    pairs: int | None = None
-    """Pairs that test this part."""
-    slow_samples: int | None = None
-    samples: int | None = None
-    spread: float | None = None
-    """(max - min) / median over the part's samples: high for a flaky part."""
-    evidence: tuple[str, ...] = ()
-    """The slow pairs, ``node02-node07/rail3`` (at most ``bench.rails.defects.EVIDENCE_LIMIT``)."""
+    conviction: Conviction = field(default_factory=Conviction, metadata=codec.INLINE)
+    """Its keys in rails.json's defect itself; the slow pairs in ``evidence`` read ``node02-node07/rail3``."""
     samples_Gbps: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
     """Every sample (matrix repeats, then confirmations) of each slow pair in ``evidence``."""
     errors: tuple[DefectErrors, ...] | None = None
@@ -185,7 +270,7 @@ class Transient(Written):
 
 
 @dataclass(frozen=True, kw_only=True)
-class GpuDefect(Written):
+class GpuDefect(Convicted, Written):
     """One slow GPU, GPU pair or node of the intra-node matrix (``bench.rails.gpu_pairs``)."""
 
     kind: str = ""
@@ -197,18 +282,9 @@ class GpuDefect(Written):
     bus_id: str | None = None
     """PCI bus id of ``gpu`` where known (GPUs), e.g. ``0000:9a:00.0``."""
     peer_bus_id: str | None = None
-    measured_Gbps: float | None = None
-    """Median busbw of the convicting local pairs."""
-    expected_Gbps: float | None = None
-    basis: str | None = None
-    """``target``: below the profile's NVLink sendrecv target; ``peers``: below the healthy level."""
-    symptom: str | None = None
-    slow_pairs: int | None = None
-    pairs: int | None = None
-    slow_samples: int | None = None
-    samples: int | None = None
-    evidence: tuple[str, ...] = ()
-    """The slow local pairs, ``node03/gpu1-gpu5``."""
+    conviction: Conviction = field(default_factory=Conviction, metadata=codec.INLINE)
+    """Of its local pairs: ``basis`` ``target`` (below the profile's NVLink sendrecv target) or ``peers`` (below
+    the healthy level), the slow local pairs in ``evidence`` (``node03/gpu1-gpu5``), no ``spread``."""
     action: str = ""
     line: str | None = None
     """Said when the record is written (``bench.rails.gpu_pairs.intra_node_section``): None until then."""
@@ -216,6 +292,11 @@ class GpuDefect(Written):
     """The intra-node matrix writes none (every GPU defect fails); a hand-made ``warn`` is kept."""
     causes: tuple[DefectCause, ...] = ()
     """Faults of the GPU itself that explain it (clocks held down, an NVLink inactive, Xid events)."""
+
+    def __post_init__(self) -> None:
+        # The intra-node matrix never measures one: a document that says one is not the one it wrote.
+        if self.conviction.spread is not ABSENT:
+            raise ValueError("a GPU defect has no spread")
 
     @property
     def part(self) -> str:

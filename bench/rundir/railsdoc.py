@@ -24,6 +24,7 @@ from bench.codec import Written
 from bench.exits import UserError
 from bench.jsondoc import JSONObject, JSONValue, Parsed
 from bench.rundir.docversion import RAILS_FORMAT_VERSION, RAILS_STEPS, upgrade
+from bench.rundir.rails_records import Conviction as Conviction
 from bench.rundir.rails_records import Counters as Counters
 from bench.rundir.rails_records import DefectCause as DefectCause
 from bench.rundir.rails_records import DefectErrors as DefectErrors
