@@ -3,7 +3,7 @@
     python ci/bench_check_memory.py [--sizes 16M,64M,256M,1G] [--dtype float] [--device cpu|cuda] [--tiny]
 
 Each size runs in a fresh process (a one-rank gloo or NCCL group) through the sweep's own path
-(``bench.timing.measure`` with ``check=True``). It prints the growth of the peak memory beyond the buffers
+(``bench.measure.size.measure`` with ``check=True``). It prints the growth of the peak memory beyond the buffers
 (host RSS on CPU, ``torch.cuda.max_memory_allocated`` on CUDA): the target is a fixed margin, the same at
 every size, where the old host-built check needed 4 to 12 times the buffer.
 """
@@ -23,7 +23,8 @@ import json, resource, sys, tempfile, time
 import torch, torch.distributed as dist
 from bench.measure.collectives import REGISTRY, get_dtype
 from bench.measure.memory_fit import buffer_bytes
-from bench.measure.timing import measure
+from bench.measure.size import measure
+from bench.measure.timing import Loop
 
 nbytes, dtype_name, device_kind = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 dtype = get_dtype(dtype_name)
@@ -33,19 +34,20 @@ if device_kind == "cuda":
     torch.cuda.set_device(device)
 dist.init_process_group(backend, store=dist.FileStore(tempfile.mktemp(), 1), rank=0, world_size=1)
 coll = REGISTRY["all_reduce"]
-kw = dict(dtype=getattr(torch, dtype.torch_name), elsize=dtype.size, device=device, iters=1, warmup=0, check=True)
+once = Loop(iters=1, warmup=0)
+kw = dict(dtype=getattr(torch, dtype.torch_name), elsize=dtype.size, device=device, check=True)
 
 def peak():
     if device_kind == "cuda":
         return torch.cuda.max_memory_allocated(device)
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
-measure(coll, 1 << 20, 0, 1, None, **kw)
+measure(coll, 1 << 20, 0, 1, None, once, **kw)
 if device_kind == "cuda":
     torch.cuda.reset_peak_memory_stats(device)
 before = peak() if device_kind != "cuda" else 0
 start = time.perf_counter()
-result = measure(coll, nbytes, 0, 1, None, **kw)
+result = measure(coll, nbytes, 0, 1, None, once, **kw)
 seconds = time.perf_counter() - start
 print(json.dumps({"grown": peak() - before, "buffers": buffer_bytes(coll, nbytes, dtype, 1),
                   "seconds": seconds, "wrong": result.wrong}))

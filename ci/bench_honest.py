@@ -3,7 +3,7 @@
     python ci/bench_honest.py [--np 4] [--iters 20] [--repeats 5] [--tiny]
 
 Starts N local ranks under mpirun (gloo on CPU; nccl where CUDA is available). In one process group, for
-each size from 1 MiB to 64 MiB it alternates railbench's timing path (``bench.measure.timing.measure``, the code
+each size from 1 MiB to 64 MiB it alternates railbench's timing path (``bench.measure.size.measure``, the code
 ``railbench run`` uses) with the plainest possible loop:
 
     barrier; t0 = perf_counter(); for _ in range(iters): all_reduce(x); t1 = perf_counter()
@@ -47,7 +47,8 @@ def worker(iters: int, warmup: int, repeats: int, sizes: list[int]) -> None:
 
     from bench.measure.collectives import REGISTRY
     from bench.measure.results import bandwidths
-    from bench.measure.timing import measure
+    from bench.measure.size import measure
+    from bench.measure.timing import Loop
     from bench.runtime.dist import init_distributed, shutdown, transport_for
     from bench.runtime.env import discover_rank
 
@@ -70,11 +71,10 @@ def worker(iters: int, warmup: int, repeats: int, sizes: list[int]) -> None:
                 rank,
                 n,
                 None,
+                Loop(iters, warmup),
                 dtype=torch.float32,
                 elsize=4,
                 device=ctx.device,
-                iters=iters,
-                warmup=warmup,
                 check=False,
             )
             ours.append(bandwidths(res.nbytes, res.time_us, factor)[1])

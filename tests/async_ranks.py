@@ -49,7 +49,8 @@ from bench.frame import evidence
 from bench.frame.parts import Launch, Output
 from bench.measure import device as device_ops
 from bench.measure.collectives import get_collective
-from bench.measure.timing import group_max, measure
+from bench.measure.size import measure
+from bench.measure.timing import Loop, group_max
 from bench.profiles import load_profile
 from bench.rails.config import RailsConfig, validate
 from bench.rails.intranode import intra_node_phase
@@ -104,11 +105,10 @@ def _timing() -> dict[str, Any]:
         ctx.info.rank,
         n,
         None,
+        Loop(iters, warmup=1),
         dtype=torch.float32,
         elsize=4,
         device=ctx.device,
-        iters=iters,
-        warmup=1,
         check=True,
     )
     # The same calls timed by the host's clock alone: it sees only the queuing.

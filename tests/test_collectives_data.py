@@ -137,7 +137,8 @@ _MEASURE = textwrap.dedent(
     import json, resource, sys, tempfile
     import torch, torch.distributed as dist
     from bench.measure.collectives import REGISTRY, DTYPES
-    from bench.measure.timing import measure
+    from bench.measure.size import measure
+    from bench.measure.timing import Loop
 
     def peak():  # ru_maxrss is in KiB on Linux: the high-water mark of this process
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -146,10 +147,11 @@ _MEASURE = textwrap.dedent(
     store = dist.FileStore(tempfile.mktemp(), 1)
     dist.init_process_group("gloo", store=store, rank=0, world_size=1)
     coll = REGISTRY["all_reduce"]
-    kw = dict(dtype=torch.float32, elsize=4, device=torch.device("cpu"), iters=1, warmup=0, check=True)
-    measure(coll, 1 << 20, 0, 1, None, **kw)  # load every code path once, outside the measurement
+    once = Loop(iters=1, warmup=0)
+    kw = dict(dtype=torch.float32, elsize=4, device=torch.device("cpu"), check=True)
+    measure(coll, 1 << 20, 0, 1, None, once, **kw)  # load every code path once, outside the measurement
     before = peak()
-    result = measure(coll, nbytes, 0, 1, None, **kw)
+    result = measure(coll, nbytes, 0, 1, None, once, **kw)
     print(json.dumps({"before": before, "after": peak(), "wrong": result.wrong}))
     dist.destroy_process_group()
     """

@@ -27,8 +27,10 @@ import pytest
 
 from bench.measure import device as device_ops
 from bench.measure import timing
+from bench.measure.budgeted import PROBE_SAMPLES, Chunked, time_budgeted
 from bench.measure.collectives import get_collective
-from bench.measure.timing import PROBE_SAMPLES, Budget, Chunked, Timed, chunk_counts, time_budgeted
+from bench.measure.size import chunk_counts
+from bench.measure.timing import Budget, Loop, Timed
 from bench.rails.budget import cell_budget
 from tests.nccl_tuning import busbw_Gbps, call_s, nccl_choice
 
@@ -107,11 +109,9 @@ def _cell(comm: Communicator, nbytes: int, budget_s: Budget, chunks: int = 1) ->
         chunked = Chunked(comm.call(nbytes // chunks), chunks, comm.call(nbytes // chunks // 2))
     return time_budgeted(
         comm.call(nbytes),
+        Loop(ITERS, WARMUP, budget_s=budget_s),
         group=None,
         device=torch.device("cpu"),
-        iters=ITERS,
-        warmup=WARMUP,
-        budget_s=budget_s,
         chunked=chunked,
     )
 
@@ -186,11 +186,9 @@ def test_chunks_and_a_smaller_call_off_their_cost_line_are_never_extrapolated(
         chunked = Chunked(comm.call(4 * MiB), 64, comm.call(256))
         timed = time_budgeted(
             comm.call(nbytes),
+            Loop(ITERS, WARMUP, budget_s=0.05),
             group=None,
             device=torch.device("cpu"),
-            iters=ITERS,
-            warmup=WARMUP,
-            budget_s=0.05,
             chunked=chunked,
         )
         read = busbw_Gbps("all_reduce", 64, nbytes, timed.time_us * 1e-6)
@@ -265,3 +263,10 @@ def test_the_timer_really_reads_the_virtual_clock(virtual: Callable[..., Communi
     comm = virtual("all_reduce", 64)
     seconds = timing.time_region(comm.call(256 * MiB), group=None, device=torch.device("cpu"), iters=4, warmup=0)
     assert seconds == pytest.approx(call_s("all_reduce", 64, 256 * MiB) * 1e6)
+
+
+def test_a_budgeted_loop_is_never_captured_in_a_graph() -> None:
+    # A budgeted loop times its steps eagerly: a Loop asking for both would have one of them silently ignored.
+    with pytest.raises(ValueError, match="graph and budget_s"):
+        Loop(ITERS, WARMUP, graph=True, budget_s=1.0)
+    assert Loop(ITERS, WARMUP, graph=True).budget_s is None

@@ -1,6 +1,6 @@
 """Will the sweep's largest size fit? Each rank asks its device before anything is measured.
 
-A rank holds one collective's send and receive buffers at a time (``bench.timing.measure`` frees the timed
+A rank holds one collective's send and receive buffers at a time (``bench.measure.size.measure`` frees the timed
 buffers before the check makes its own) plus the check's fixed scratch, so the need is the largest size's
 buffers plus a fixed reserve. On a GPU the host's share does not grow with the size, so only the device is
 asked; CPU ranks hold their buffers in host memory, shared by the ranks of the node.

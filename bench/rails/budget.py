@@ -2,7 +2,7 @@
 
 A cell should take about ``messages x wire bytes / rate``; its budget is ``BUDGET_FACTOR`` times that,
 between ``FLOOR_S`` and ``CEILING_S``. When it runs out, the measurement stops at the bytes moved so far
-(``bench.measure.timing.time_budgeted``), the cell is slow with its measured rate, and the matrix goes on:
+(``bench.measure.budgeted.time_budgeted``), the cell is slow with its measured rate, and the matrix goes on:
 a link that fell back to 1% of its rate costs a budget per cell, not a hundred times the matrix.
 
 The rate is the rail's line rate where known. Where it is not (sockets on veth), it is the fabric's own:

@@ -12,6 +12,7 @@ of what the wire does), timed by the one timing loop at both ends.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,7 +20,8 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 from bench.measure import device as device_ops
-from bench.measure.timing import Align, Budget, Chunked, Timed, reduce_times, time_budgeted, time_region
+from bench.measure.budgeted import Chunked, time_steps
+from bench.measure.timing import Align, Loop, Timed, reduce_times
 from bench.rails.budget import chunks_per_message
 from bench.rails.layout import RailLayout
 from bench.rails.schedule import Round
@@ -212,17 +214,15 @@ def pair_round(
     rank: int,
     group: ProcessGroup | None,
     buffers: tuple[torch.Tensor, torch.Tensor],
+    loop: Loop,
     *,
-    iters: int,
-    warmup: int,
-    budget_s: Budget | None = None,
     wait: timedelta | None = None,
     measured: PairOpen | None = None,
 ) -> tuple[list[PairTime], list[float]]:
     """This rank's part of one round on its rail: each direction of every pair at once, lower node first.
 
-    Both ends time the same region with the one timing loop (within ``budget_s`` per direction, when
-    given; ``wait`` as in ``p2p_wait``); a direction took as long as its slower end (the receiver has the
+    Both ends time the same region with the one timing loop as ``loop`` says (within its budget per direction,
+    when it has one; ``wait`` as in ``p2p_wait``); a direction took as long as its slower end (the receiver has the
     last byte only when the transfer is over), known on every rank of the rail group after one gather of
     the times. Returns this rank's sending directions and the rate (Gb/s) of every direction measured on
     the rail this round.
@@ -233,9 +233,9 @@ def pair_round(
     """
     node, rail = layout.where(rank)
     if group is None:
-        if callable(budget_s):
+        if callable(loop.budget_s):
             for _ in range(2):
-                budget_s(math.inf)
+                loop.budget_s(math.inf)
         return [], []
     opened = measured or (lambda a, b, k: True)
     partner = rnd.partner(node, rail)
@@ -244,14 +244,13 @@ def pair_round(
     end = _PairEnd(node, rail, partner, peer_rank, group, buffers[0], buffers[1], wait)
     times: list[PairTime] = []
     rates: list[float] = []
-    budget: Budget | None = budget_s
-    if callable(budget_s) and peer_rank is None:
-        plan = budget_s
+    if callable(loop.budget_s) and peer_rank is None:
+        plan = loop.budget_s
         # A rank without a partner this round probed nothing: it must not look like the fastest pair.
-        budget = lambda _probe: plan(math.inf)  # noqa: E731
+        loop = dataclasses.replace(loop, budget_s=lambda _probe: plan(math.inf))
     for sender_is_low in (True, False):
         sending = partner is not None and (node < partner) == sender_is_low
-        timed = _time_direction(end, sending, budget, iters=iters, warmup=warmup)
+        timed = _time_direction(end, sending, loop)
         everyone, _ = reduce_times(timed.time_us, 0, group, end.device)
         rates += _round_rates(rnd, layout, end, everyone, opened)
         if sending and peer_rank is not None and partner is not None:
@@ -301,24 +300,17 @@ class _PairEnd:
         return Chunked(self.one_way(sending, chunk), per, self.one_way(sending, chunk // 2))
 
 
-def _time_direction(end: _PairEnd, sending: bool, budget: Budget | None, *, iters: int, warmup: int) -> Timed:
-    """This rank's time for one direction of its pair (within ``budget`` where given), by the one timing loop."""
-    step = end.one_way(sending)
-    chunked = end.chunked(sending)
-    align = pair_align(end.peer_rank, end.group, end.device, end.wait)
-    if budget is None:
-        mean = time_region(step, group=end.group, device=end.device, iters=iters, warmup=warmup, align=align)
-        return Timed(mean, iters, False)
-    return time_budgeted(
-        step,
+def _time_direction(end: _PairEnd, sending: bool, loop: Loop) -> Timed:
+    """This rank's time for one direction of its pair (within ``loop``'s budget where it has one), by the one
+    timing loop; the two ends agree on the probe by exchanging it (``pair_agree``)."""
+    return time_steps(
+        end.one_way(sending),
+        loop,
         group=end.group,
         device=end.device,
-        iters=iters,
-        warmup=warmup,
-        budget_s=budget,
         agree=pair_agree(end.peer_rank, end.group, end.device, end.wait),
-        chunked=chunked,
-        align=align,
+        chunked=end.chunked(sending),
+        align=pair_align(end.peer_rank, end.group, end.device, end.wait),
     )
 
 

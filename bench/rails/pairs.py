@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bench.measure.timing import Budget
+from bench.measure.timing import Budget, Loop
 from bench.rails.budget import cell_budget, expected_rate, upper_median
 from bench.rails.layout import RailLayout
 from bench.rails.localise import Thresholds, suspect_samples
@@ -78,7 +78,7 @@ class PairRunner:
         known = expected_rate(None, self.start_Gbps, [self.seen_Gbps] if self.seen_Gbps else [])
 
         def plan(probe_s: float) -> float:
-            # probe_s: the time of one whole message the fastest pair's probe plans (bench.measure.timing)
+            # probe_s: the time of one whole message the fastest pair's probe plans (bench.measure.budgeted)
             fastest = -self.coord.max(-probe_s)
             probed = s.pair_bytes * 8 / fastest / 1e9 if 0 < fastest < math.inf else None
             rates = [r for r in (known, probed) if r]
@@ -97,9 +97,7 @@ class PairRunner:
                 self.rank,
                 self.group,
                 self.buffers,
-                iters=self.settings.iters,
-                warmup=self.settings.warmup,
-                budget_s=self.budget_s(),
+                Loop(self.settings.iters, self.settings.warmup, budget_s=self.budget_s()),
                 wait=self.wait,
                 measured=self.measured,
             )

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bench.measure.collectives import get_collective
-from bench.measure.timing import Budget, SizeResult, measure
+from bench.measure.size import SizeResult, measure
+from bench.measure.timing import Budget, Loop
 from bench.rails import judge, records, windows
 from bench.rails.budget import cell_budget, chunks_per_message
 from bench.rails.config import RailsSettings
@@ -130,13 +131,11 @@ def measure_rail(
         group_rank,
         n,
         group,
+        Loop(iters, warmup, budget_s=budget),
         dtype=torch.float32,
         elsize=4,
         device=ctx.device,
-        iters=iters,
-        warmup=warmup,
         check=settings.check,
-        budget_s=budget,
         chunks=chunks_per_message(settings.rail_bytes),
     )
 

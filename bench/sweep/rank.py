@@ -21,9 +21,10 @@ from bench.frame.verdict import Item
 from bench.measure.collectives import Collective, Dtype, get_collective, get_dtype
 from bench.measure.memory_fit import check_sizes_fit, free_memory_bytes, largest_fitting
 from bench.measure.results import RowPlace, result_row
+from bench.measure.size import SizeResult, measure
 from bench.measure.table import row_line, section_header, write_summary
 from bench.measure.targets import ONE_RANK, judge_min_bytes, world_target_gbps
-from bench.measure.timing import SizeResult, graph_capture_works, measure
+from bench.measure.timing import Loop, graph_capture_works
 from bench.profiles import Profile
 from bench.rundir.files import Row
 from bench.runtime import env as benv
@@ -94,6 +95,8 @@ def world_sweep(config: RunConfig, run: Run, graph: bool) -> list[Item]:
     tdtype = getattr(torch, dtype.torch_name)
     colls = [get_collective(c) for c in config.collectives]
     sizes = config.sizes
+    # How every size is timed, the same for the whole sweep: the config's iterations and the agreed graph choice.
+    loop = Loop(config.iters, config.warmup, graph=graph)
     rows: list[Row] = []
     place = RowPlace(dtype.name, nranks, nnodes)
     progress = Progress([nbytes for _ in colls for nbytes in sizes], _progress_mode(config, ctx))
@@ -108,7 +111,7 @@ def world_sweep(config: RunConfig, run: Run, graph: bool) -> list[Item]:
                         progress.line(f"# not judged: {ONE_RANK}")
                 for nbytes in sizes:
                     watchdog.enter(f"{coll.name} at {format_size(nbytes)}")
-                    res = _measure(config, ctx, coll, nbytes, tdtype, dtype.size, graph)
+                    res = _measure(config, ctx, coll, nbytes, tdtype, dtype.size, loop)
                     watchdog.leave()
                     if run.rank0:
                         target = world_target_gbps(profile, coll.name, nnodes, nbytes=nbytes, nranks=nranks)
@@ -152,7 +155,7 @@ def _progress_mode(config: RunConfig, ctx: DistContext) -> Mode:
 
 
 def _measure(
-    config: RunConfig, ctx: DistContext, coll: Collective, nbytes: int, tdtype: torch.dtype, elsize: int, graph: bool
+    config: RunConfig, ctx: DistContext, coll: Collective, nbytes: int, tdtype: torch.dtype, elsize: int, loop: Loop
 ) -> SizeResult:
     return measure(
         coll,
@@ -160,13 +163,11 @@ def _measure(
         ctx.info.rank,
         ctx.info.world_size,
         None,
+        loop,
         dtype=tdtype,
         elsize=elsize,
         device=ctx.device,
-        iters=config.iters,
-        warmup=config.warmup,
         check=config.check,
-        graph=graph,
     )
 
 
