@@ -44,6 +44,7 @@ Keys (top level unless shown):
                          is refused by every command, not only by ``compare``
 ``[rails_test]``         the rails test's defaults (``rail_bytes``, ``pair_bytes``, ``iters``, ``warmup``,
                          ``repeats``, ``relative_fraction``, ``collectives``, ``confirm``): flags win
+                         (``bench.rails_test_table``)
 ``[plan]``               the acceptance plan's model of this fabric (``railbench rails --plan``): a number
                          >= 0 or a ``[low, high]`` pair by key (``bench.rails.plan_model``)
 =======================  ====================================================================================
@@ -57,20 +58,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 
 from bench import toml_limits
 from bench.actions import Actions
-from bench.bounded import Where, finite
 from bench.compare_settings import CompareSettings
 from bench.error_limits import ErrorLimits
 from bench.exits import UserError
-from bench.flagged import Flag, given_by
 from bench.gpu_targets import GpuTargets, TargetSteps, choose, collective_targets, generations
 from bench.gpudirect_limits import GpuDirectLimits
-from bench.jsondoc import Parsed, table
+from bench.jsondoc import table
 from bench.profile_checks import (
     DEFAULT_JUDGE_MIN_BYTES,
     NETWORK_KEYS,
@@ -94,127 +93,9 @@ from bench.profile_checks import (
     text_of,
     whole_of,
 )
-from bench.units import parse_size
+from bench.rails_test_table import RailsTestTable
 
 PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
-_MIB256 = 256 << 20
-
-
-@dataclass(frozen=True)
-class RailsTestTable:
-    """A profile's ``[rails_test]``: the rails test's defaults for this cluster (None: railbench's own, each
-    field's ``fallback``). The command line gives the same values (``RailsConfig.rails_test``, the flags built
-    from these fields' ``Flag``) and wins over the profile's, field by field (``bench.rails.config.resolve``)."""
-
-    rail_bytes: int | None = field(
-        default=None,
-        metadata=given_by(
-            Flag(
-                "--rail-bytes",
-                "message size of the rail-group collectives",
-                metavar="SIZE",
-                kind="size",
-                fallback=_MIB256,
-            )
-        ),
-    )
-    pair_bytes: int | None = field(
-        default=None,
-        metadata=given_by(
-            Flag(
-                "--pair-bytes",
-                "message size of each pair exchange, per direction",
-                metavar="SIZE",
-                kind="size",
-                fallback=_MIB256,
-            )
-        ),
-    )
-    iters: int | None = field(
-        default=None,
-        metadata=given_by(
-            Flag("--iters", "timed iterations per measurement", short="-n", metavar="N", kind="int", fallback=10)
-        ),
-    )
-    warmup: int | None = field(
-        default=None,
-        metadata=given_by(
-            Flag(
-                "--warmup",
-                "untimed iterations before each measurement",
-                short="-w",
-                metavar="N",
-                kind="int",
-                fallback=2,
-            )
-        ),
-    )
-    repeats: int | None = field(
-        default=None,
-        metadata=given_by(
-            Flag(
-                "--repeats",
-                "passes over the pair matrix (reshuffled after the first)",
-                metavar="N",
-                kind="int",
-                fallback=1,
-            )
-        ),
-    )
-    relative_fraction: float | None = field(
-        default=None,
-        metadata=given_by(
-            Flag(
-                "--relative-fraction",
-                "a pair or rail is slow below this fraction of its peers' level",
-                metavar="FRACTION",
-                kind="number",
-                fallback=0.8,
-            )
-        ),
-    )
-    collectives: tuple[str, ...] | None = None
-    """The rail-group collectives (the command line's are ``RailsConfig.collectives``, with their own default)."""
-    confirm: int | None = field(
-        default=None,
-        metadata=given_by(
-            Flag("--confirm", "re-measure each suspect pair N times (0: off)", metavar="N", kind="int", fallback=2)
-        ),
-    )
-
-    @classmethod
-    def from_table(cls, values: Parsed, where: str, text: str) -> RailsTestTable:
-        """The table, each key checked for its type; UserError naming the file and line otherwise."""
-        known = sorted(f.name for f in fields(cls))
-        sizes: dict[str, int] = {}
-        counts: dict[str, int] = {}
-        fraction: float | None = None
-        collectives: tuple[str, ...] | None = None
-        for key, value in values.items():
-            line = line_of(text, key, "rails_test")
-            number = isinstance(value, (int, float)) and not isinstance(value, bool)
-            if key not in known:
-                raise UserError(f"{where}:{line}: unknown [rails_test] key {key!r}; known keys: {', '.join(known)}")
-            if key in ("rail_bytes", "pair_bytes") and (isinstance(value, str) or (number and isinstance(value, int))):
-                sizes[key] = parse_size(str(value), f"{where}:{line}: [rails_test] {key}")
-            elif key == "relative_fraction" and number and isinstance(value, (int, float)):
-                fraction = finite(float(value), Where(where, f"[rails_test] {key}", line), sign="positive", maximum=1.0)
-            elif key in ("iters", "warmup", "repeats", "confirm") and number and isinstance(value, int):
-                counts[key] = value
-            elif key == "collectives" and isinstance(value, list) and all(isinstance(v, str) for v in value):
-                collectives = tuple(str(v) for v in value)
-            else:
-                raise UserError(f"{where}:{line}: [rails_test] {key} = {value!r} has the wrong type; fix the profile")
-        return cls(
-            rail_bytes=sizes.get("rail_bytes"),
-            pair_bytes=sizes.get("pair_bytes"),
-            iters=counts.get("iters"),
-            warmup=counts.get("warmup"),
-            repeats=counts.get("repeats"),
-            relative_fraction=fraction,
-            collectives=collectives,
-            confirm=counts.get("confirm"),
-        )
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,9 @@ from bench.commands import rails as rails_cmd
 from bench.exits import UserError
 from bench.flagged import flagged_fields
 from bench.frame.parts import Launch, Output
-from bench.profiles import MAX_CARRIED_BYTES, RailsTestTable, load_profile, profile_for
+from bench.profiles import MAX_CARRIED_BYTES, load_profile, profile_for
 from bench.rails.config import DEFAULTS, RailsConfig, validate
+from bench.rails_test_table import RailsTestTable
 from bench.runtime import spec
 
 
@@ -46,7 +47,7 @@ def test_the_ranks_parse_the_profile_the_parent_read_and_never_open_it(tmp_path:
     path.unlink()  # a rank that read the file now would fail: it must parse what the parent read
     ranks = spec.decode(RailsConfig, argv[argv.index(spec.SPEC_FLAG) + 1])
     profile, settings = validate(ranks, with_history=False)
-    assert (profile.name, settings.pair_bytes) == ("p", 8 << 20)
+    assert (profile.name, settings.test.pair_bytes) == ("p", 8 << 20)
 
 
 def test_a_profile_too_large_for_one_argument_is_read_by_each_rank(tmp_path: Path) -> None:
