@@ -67,7 +67,7 @@ from bench.actions import Actions
 from bench.compare_settings import CompareSettings
 from bench.error_limits import ErrorLimits
 from bench.exits import UserError
-from bench.gpu_targets import GpuTargets, TargetSteps, choose, collective_targets, generations
+from bench.gpu_targets import Choice, GpuTargets, TargetSteps, choose, collective_targets, generations
 from bench.gpudirect_limits import GpuDirectLimits
 from bench.jsondoc import table
 from bench.profile_checks import (
@@ -156,14 +156,9 @@ class Profile:
     generations: tuple[GpuTargets, ...] = ()
     """The ``[gpu.<generation>]`` tables: targets per GPU generation (``bench.gpu_targets``). While any exist,
     the four target fields above stay empty until :meth:`for_gpus` fills them from the run's generation."""
-    generation: str | None = None
-    """The generation whose figures the target fields hold (set by :meth:`for_gpus`)."""
-    targets_source: str | None = None
-    """Where those figures come from (the generation's ``source``)."""
-    targets_note: str = ""
-    """Why no generation's figures judge this run (no GPU, an unknown one, two generations); empty otherwise."""
-    gpus: tuple[str, ...] = ()
-    """The GPU names the run's ranks reported, most ranks first (set by :meth:`for_gpus`)."""
+    choice: Choice = field(default_factory=lambda: Choice(None, ()))
+    """The run's GPUs as :meth:`for_gpus` saw them: the names the ranks reported, and the generation whose
+    figures the target fields hold or why none does (``bench.gpu_targets.choose``); no GPU before it."""
     read: ProfileRead | None = field(default=None, compare=False, repr=False)
     """The file as :func:`load_profile` read it: what a parent hands its ranks, so they parse the same bytes."""
 
@@ -187,45 +182,45 @@ class Profile:
     def for_gpus(self, names: Sequence[str]) -> Profile:
         """This profile as it judges a run whose ranks report these GPUs (one name per rank, empty on a CPU
         rank): a profile without generations as it is; else the one generation of every GPU, its figures in
-        the target fields, or no target at all and :attr:`targets_note` saying why (``bench.gpu_targets``)."""
-        seen = tuple(dict.fromkeys(n for n in names if n))
+        the target fields, or no target at all and the choice's ``why_none`` saying why (``bench.gpu_targets``)."""
         if not self.generations:
-            return replace(self, gpus=seen)
+            return replace(self, choice=Choice(None, tuple(dict.fromkeys(n for n in names if n))))
         choice = choose(self.name, self.generations, names)
         chosen = choice.generation
         if chosen is None:
             return replace(
                 self,
-                gpus=choice.gpus,
+                choice=choice,
                 nvlink_target_gbps=None,
                 nvlink_targets_gbps=MappingProxyType({}),
                 node_target_gbps=None,
                 node_targets_gbps=MappingProxyType({}),
-                generation=None,
-                targets_source=None,
-                targets_note=choice.why_none,
             )
         return replace(
             self,
-            gpus=choice.gpus,
+            choice=choice,
             nvlink_target_gbps=chosen.nvlink_target_gbps,
             nvlink_targets_gbps=MappingProxyType(dict(chosen.nvlink_targets_gbps)),
             node_target_gbps=chosen.node_target_gbps,
             node_targets_gbps=MappingProxyType(dict(chosen.node_targets_gbps)),
-            generation=chosen.name,
-            targets_source=chosen.source,
-            targets_note="",
         )
+
+    @property
+    def generation(self) -> str | None:
+        """The name of the generation whose figures the target fields hold, if :meth:`for_gpus` chose one."""
+        chosen = self.choice.generation
+        return None if chosen is None else chosen.name
 
     def targets_line(self) -> str:
         """One line on the terminal and the certificate: which GPU generation's figures judge the run and where
         they come from, or why none does; empty for a profile without generations."""
         if not self.generations:
             return ""
-        if self.generation is None:
-            return f"no NVLink or node target applies: {self.targets_note or 'no GPU seen yet'}"
-        gpus = ", ".join(self.gpus) or "its GPUs"
-        return f"{self.generation} targets of profile {self.name} for {gpus} (from {self.targets_source})"
+        chosen = self.choice.generation
+        if chosen is None:
+            return f"no NVLink or node target applies: {self.choice.why_none or 'no GPU seen yet'}"
+        gpus = ", ".join(self.choice.gpus) or "its GPUs"
+        return f"{chosen.name} targets of profile {self.name} for {gpus} (from {chosen.source})"
 
     @property
     def uses_ib_verbs(self) -> bool:
