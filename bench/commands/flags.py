@@ -364,8 +364,8 @@ RAILS_TEST_FLAGS = ("rail_bytes", "pair_bytes", "repeats", "relative_fraction", 
 
 
 def rails_test(args: argparse.Namespace, *, iterations: bool) -> RailsTestTable:
-    """The command line's own ``[rails_test]``: the values given, the table's defaults where the profile's (else
-    the default) applies; ``iterations``: whether ``-n``/``-w`` are the rails test's."""
+    """The command line's own ``[rails_test]``: the values given, named in its ``given`` (the profile's, else the
+    default, applies to the rest); ``iterations``: whether ``-n``/``-w`` are the rails test's."""
     names = (*RAILS_TEST_FLAGS, "iters", "warmup") if iterations else RAILS_TEST_FLAGS
     return RailsTestTable.of({name: getattr(args, name) for name in names if getattr(args, name) is not None})
 

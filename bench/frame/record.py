@@ -87,7 +87,7 @@ def judged_by(profile: Profile) -> JudgedBy:
     idle = [*profile.excluded_devices]
     if profile.oob_ifname and profile.oob_ifname != "lo":
         idle.append(profile.oob_ifname)
-    # run.json keeps the GPU choice flat, as it has since the GPU fields came (``bench.rundir.judged_by``).
+    # The profile holds the GPU choice whole; run.json's judged_by keeps it flat, its format unchanged.
     choice = profile.choice
     chosen = choice.generation
     return JudgedBy(
