@@ -5,8 +5,8 @@ the option's name, help, value kind and what ``--help`` says about the default. 
 builds the argparse flag from it and reads the value back into the config, so no list of flags repeats the
 config's fields (the CLI generated from the config dataclasses, as torchtitan's config manager does).
 
-In the ground: the profile's own tables (``bench.profiles.RailsTestTable``) declare their fields so, where the
-command line gives the same value as the profile and the fallback is railbench's own.
+In the ground: the profile's own tables (``bench.rails_test_table.RailsTestTable``) declare their fields so, where
+the command line gives the same value as the profile and the fallback, the field's default, is railbench's own.
 """
 
 from __future__ import annotations
@@ -46,8 +46,6 @@ class Flag:
     """What ``--help`` says the default is, where the value comes from elsewhere (``bench.commands.helptext``)."""
     short: str | None = None
     """A one-letter form, as nccl-tests' ``-n`` beside ``--iters``."""
-    fallback: int | float | None = None
-    """The value where neither the flag nor the profile's table gives one (a field of a profile table)."""
 
 
 def given_by(flag: Flag) -> Mapping[str, Flag]:
@@ -67,5 +65,10 @@ def flagged_fields(cls: type[DataclassInstance]) -> list[tuple[dataclasses.Field
 
 
 def fallbacks(cls: type[DataclassInstance]) -> Mapping[str, int | float]:
-    """Field -> the value used where neither the command line nor the profile gives one."""
-    return {f.name: flag.fallback for f, flag in flagged_fields(cls) if flag.fallback is not None}
+    """Field -> the value used where neither the command line nor the profile gives one: the default of each
+    flagged field of a profile table (``bench.rails_test_table.RailsTestTable``)."""
+    return {
+        f.name: f.default
+        for f, _ in flagged_fields(cls)
+        if isinstance(f.default, int | float) and not isinstance(f.default, bool)
+    }

@@ -44,6 +44,7 @@ Keys (top level unless shown):
                          is refused by every command, not only by ``compare``
 ``[rails_test]``         the rails test's defaults (``rail_bytes``, ``pair_bytes``, ``iters``, ``warmup``,
                          ``repeats``, ``relative_fraction``, ``collectives``, ``confirm``): flags win
+                         (``bench.rails_test_table``)
 ``[plan]``               the acceptance plan's model of this fabric (``railbench rails --plan``): a number
                          >= 0 or a ``[low, high]`` pair by key (``bench.rails.plan_model``)
 =======================  ====================================================================================
@@ -57,20 +58,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 
 from bench import toml_limits
 from bench.actions import Actions
-from bench.bounded import Where, finite
 from bench.compare_settings import CompareSettings
 from bench.error_limits import ErrorLimits
 from bench.exits import UserError
-from bench.flagged import Flag, given_by
-from bench.gpu_targets import GpuTargets, TargetSteps, choose, collective_targets, generations
+from bench.gpu_targets import Choice, GpuTargets, TargetSteps, choose, collective_targets, generations
 from bench.gpudirect_limits import GpuDirectLimits
-from bench.jsondoc import Parsed, table
+from bench.jsondoc import table
 from bench.profile_checks import (
     DEFAULT_JUDGE_MIN_BYTES,
     NETWORK_KEYS,
@@ -94,127 +93,9 @@ from bench.profile_checks import (
     text_of,
     whole_of,
 )
-from bench.units import parse_size
+from bench.rails_test_table import RailsTestTable
 
 PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
-_MIB256 = 256 << 20
-
-
-@dataclass(frozen=True)
-class RailsTestTable:
-    """A profile's ``[rails_test]``: the rails test's defaults for this cluster (None: railbench's own, each
-    field's ``fallback``). The command line gives the same values (``RailsConfig.rails_test``, the flags built
-    from these fields' ``Flag``) and wins over the profile's, field by field (``bench.rails.config.resolve``)."""
-
-    rail_bytes: int | None = field(
-        default=None,
-        metadata=given_by(
-            Flag(
-                "--rail-bytes",
-                "message size of the rail-group collectives",
-                metavar="SIZE",
-                kind="size",
-                fallback=_MIB256,
-            )
-        ),
-    )
-    pair_bytes: int | None = field(
-        default=None,
-        metadata=given_by(
-            Flag(
-                "--pair-bytes",
-                "message size of each pair exchange, per direction",
-                metavar="SIZE",
-                kind="size",
-                fallback=_MIB256,
-            )
-        ),
-    )
-    iters: int | None = field(
-        default=None,
-        metadata=given_by(
-            Flag("--iters", "timed iterations per measurement", short="-n", metavar="N", kind="int", fallback=10)
-        ),
-    )
-    warmup: int | None = field(
-        default=None,
-        metadata=given_by(
-            Flag(
-                "--warmup",
-                "untimed iterations before each measurement",
-                short="-w",
-                metavar="N",
-                kind="int",
-                fallback=2,
-            )
-        ),
-    )
-    repeats: int | None = field(
-        default=None,
-        metadata=given_by(
-            Flag(
-                "--repeats",
-                "passes over the pair matrix (reshuffled after the first)",
-                metavar="N",
-                kind="int",
-                fallback=1,
-            )
-        ),
-    )
-    relative_fraction: float | None = field(
-        default=None,
-        metadata=given_by(
-            Flag(
-                "--relative-fraction",
-                "a pair or rail is slow below this fraction of its peers' level",
-                metavar="FRACTION",
-                kind="number",
-                fallback=0.8,
-            )
-        ),
-    )
-    collectives: tuple[str, ...] | None = None
-    """The rail-group collectives (the command line's are ``RailsConfig.collectives``, with their own default)."""
-    confirm: int | None = field(
-        default=None,
-        metadata=given_by(
-            Flag("--confirm", "re-measure each suspect pair N times (0: off)", metavar="N", kind="int", fallback=2)
-        ),
-    )
-
-    @classmethod
-    def from_table(cls, values: Parsed, where: str, text: str) -> RailsTestTable:
-        """The table, each key checked for its type; UserError naming the file and line otherwise."""
-        known = sorted(f.name for f in fields(cls))
-        sizes: dict[str, int] = {}
-        counts: dict[str, int] = {}
-        fraction: float | None = None
-        collectives: tuple[str, ...] | None = None
-        for key, value in values.items():
-            line = line_of(text, key, "rails_test")
-            number = isinstance(value, (int, float)) and not isinstance(value, bool)
-            if key not in known:
-                raise UserError(f"{where}:{line}: unknown [rails_test] key {key!r}; known keys: {', '.join(known)}")
-            if key in ("rail_bytes", "pair_bytes") and (isinstance(value, str) or (number and isinstance(value, int))):
-                sizes[key] = parse_size(str(value), f"{where}:{line}: [rails_test] {key}")
-            elif key == "relative_fraction" and number and isinstance(value, (int, float)):
-                fraction = finite(float(value), Where(where, f"[rails_test] {key}", line), sign="positive", maximum=1.0)
-            elif key in ("iters", "warmup", "repeats", "confirm") and number and isinstance(value, int):
-                counts[key] = value
-            elif key == "collectives" and isinstance(value, list) and all(isinstance(v, str) for v in value):
-                collectives = tuple(str(v) for v in value)
-            else:
-                raise UserError(f"{where}:{line}: [rails_test] {key} = {value!r} has the wrong type; fix the profile")
-        return cls(
-            rail_bytes=sizes.get("rail_bytes"),
-            pair_bytes=sizes.get("pair_bytes"),
-            iters=counts.get("iters"),
-            warmup=counts.get("warmup"),
-            repeats=counts.get("repeats"),
-            relative_fraction=fraction,
-            collectives=collectives,
-            confirm=counts.get("confirm"),
-        )
 
 
 @dataclass(frozen=True)
@@ -275,14 +156,9 @@ class Profile:
     generations: tuple[GpuTargets, ...] = ()
     """The ``[gpu.<generation>]`` tables: targets per GPU generation (``bench.gpu_targets``). While any exist,
     the four target fields above stay empty until :meth:`for_gpus` fills them from the run's generation."""
-    generation: str | None = None
-    """The generation whose figures the target fields hold (set by :meth:`for_gpus`)."""
-    targets_source: str | None = None
-    """Where those figures come from (the generation's ``source``)."""
-    targets_note: str = ""
-    """Why no generation's figures judge this run (no GPU, an unknown one, two generations); empty otherwise."""
-    gpus: tuple[str, ...] = ()
-    """The GPU names the run's ranks reported, most ranks first (set by :meth:`for_gpus`)."""
+    choice: Choice = field(default_factory=lambda: Choice(None, ()))
+    """The run's GPUs as :meth:`for_gpus` saw them: the names the ranks reported, and the generation whose
+    figures the target fields hold or why none does (``bench.gpu_targets.choose``); no GPU before it."""
     read: ProfileRead | None = field(default=None, compare=False, repr=False)
     """The file as :func:`load_profile` read it: what a parent hands its ranks, so they parse the same bytes."""
 
@@ -306,45 +182,45 @@ class Profile:
     def for_gpus(self, names: Sequence[str]) -> Profile:
         """This profile as it judges a run whose ranks report these GPUs (one name per rank, empty on a CPU
         rank): a profile without generations as it is; else the one generation of every GPU, its figures in
-        the target fields, or no target at all and :attr:`targets_note` saying why (``bench.gpu_targets``)."""
-        seen = tuple(dict.fromkeys(n for n in names if n))
+        the target fields, or no target at all and the choice's ``why_none`` saying why (``bench.gpu_targets``)."""
         if not self.generations:
-            return replace(self, gpus=seen)
+            return replace(self, choice=Choice(None, tuple(dict.fromkeys(n for n in names if n))))
         choice = choose(self.name, self.generations, names)
         chosen = choice.generation
         if chosen is None:
             return replace(
                 self,
-                gpus=choice.gpus,
+                choice=choice,
                 nvlink_target_gbps=None,
                 nvlink_targets_gbps=MappingProxyType({}),
                 node_target_gbps=None,
                 node_targets_gbps=MappingProxyType({}),
-                generation=None,
-                targets_source=None,
-                targets_note=choice.why_none,
             )
         return replace(
             self,
-            gpus=choice.gpus,
+            choice=choice,
             nvlink_target_gbps=chosen.nvlink_target_gbps,
             nvlink_targets_gbps=MappingProxyType(dict(chosen.nvlink_targets_gbps)),
             node_target_gbps=chosen.node_target_gbps,
             node_targets_gbps=MappingProxyType(dict(chosen.node_targets_gbps)),
-            generation=chosen.name,
-            targets_source=chosen.source,
-            targets_note="",
         )
+
+    @property
+    def generation(self) -> str | None:
+        """The name of the generation whose figures the target fields hold, if :meth:`for_gpus` chose one."""
+        chosen = self.choice.generation
+        return None if chosen is None else chosen.name
 
     def targets_line(self) -> str:
         """One line on the terminal and the certificate: which GPU generation's figures judge the run and where
         they come from, or why none does; empty for a profile without generations."""
         if not self.generations:
             return ""
-        if self.generation is None:
-            return f"no NVLink or node target applies: {self.targets_note or 'no GPU seen yet'}"
-        gpus = ", ".join(self.gpus) or "its GPUs"
-        return f"{self.generation} targets of profile {self.name} for {gpus} (from {self.targets_source})"
+        chosen = self.choice.generation
+        if chosen is None:
+            return f"no NVLink or node target applies: {self.choice.why_none or 'no GPU seen yet'}"
+        gpus = ", ".join(self.choice.gpus) or "its GPUs"
+        return f"{chosen.name} targets of profile {self.name} for {gpus} (from {chosen.source})"
 
     @property
     def uses_ib_verbs(self) -> bool:

@@ -212,9 +212,9 @@ def _schedule(nodes: int, repeats: int, seed: int) -> tuple[Round, ...]:
 
 def _wall_s(cols: PairColumns, settings: RailsSettings, fixed_s: float, step_s: float) -> float:
     """The run's time as planned (``bench.rails.plan``), with each round as slow as its slowest cell."""
-    messages = settings.warmup + settings.iters
-    budget = cell_budget(settings.pair_bytes, messages, LINE_GBPS)
-    probe = 1 / chunks_per_message(settings.pair_bytes)
+    messages = settings.test.warmup + settings.test.iters
+    budget = cell_budget(settings.test.pair_bytes, messages, LINE_GBPS)
+    probe = 1 / chunks_per_message(settings.test.pair_bytes)
     cell = np.minimum(budget, cols.time_us * 1e-6 * (messages + probe))
     key = (cols.confirm * 1_000_000 + cols.repeat * 10_000 + cols.round) * 2 + (cols.node < cols.peer)
     _, inverse = np.unique(key, return_inverse=True)
@@ -229,29 +229,38 @@ def run_one(size: str, shape: Shape, kind: str, seed: int, regime: Regime = KIND
     rng = np.random.default_rng(seed)
     faults = faults_for(kind, shape, rng, regime)
     want, starts = expected(faults, shape)
-    model = Model(shape, faults, rng, settings.pair_bytes, settings.rail_bytes, settings.iters, settings.warmup, regime)
+    model = Model(
+        shape,
+        faults,
+        rng,
+        settings.test.pair_bytes,
+        settings.test.rail_bytes,
+        settings.test.iters,
+        settings.test.warmup,
+        regime,
+    )
     nodes = tuple(shape.node_name(a) for a in range(shape.nodes))
     layout = RailLayout(
         nodes, tuple(tuple(a * shape.rails + k for k in range(shape.rails)) for a in range(shape.nodes))
     )
-    gathered = model.gathered(settings.collectives)
-    rounds = _schedule(shape.nodes, settings.repeats, settings.seed)
+    gathered = model.gathered(settings.test.collectives)
+    rounds = _schedule(shape.nodes, settings.test.repeats, settings.config.seed)
     cols = model.measure_rounds(rounds)
     suspect = judge.suspects_in(settings, layout, gathered, cols)
-    again = confirmation_rounds(rounds, suspect, settings.confirm)
+    again = confirmation_rounds(rounds, suspect, settings.test.confirm)
     if again:
         cols = cols + model.measure_rounds(again)
     outcome = judge.judged(settings, layout, gathered, [], pair_matrix(cols, nodes, shape.rails))
     target = settings.local_pair_target_gbps
     local = localise_gpus(
-        LocalMatrix(nodes, model.local_matrix(settings.repeats)),
+        LocalMatrix(nodes, model.local_matrix(settings.test.repeats)),
         target_Gbps=target,
-        pass_fraction=settings.pass_fraction,
-        relative_fraction=settings.relative_fraction,
+        pass_fraction=settings.profile.pass_fraction,
+        relative_fraction=settings.test.relative_fraction,
     )
     intra = IntraNodeOutcome(nodes, shape.rails, target_Gbps=target, localisation=local)
     outcome = intranode.attach(outcome, intra) or outcome
-    outcome = corroborate(outcome, settings.errors, settings.actions)
+    outcome = corroborate(outcome, settings.profile.errors, settings.profile.actions)
     result = Result(size, kind, seed, want, named(outcome))
     for d in outcome.defects:
         start = starts.get((d.node or "", d.rail if d.rail is not None else -1))
@@ -261,7 +270,7 @@ def run_one(size: str, shape: Shape, kind: str, seed: int, regime: Regime = KIND
     fixed = [p for p in rails_phases(shape.nodes, shape.rails, settings, plan_model, True) if "pair" not in p.name]
     fixed = [p for p in fixed if not p.name.startswith("confirmation")]
     result.suspects = len(suspect)
-    result.passes = settings.confirm
+    result.passes = settings.test.confirm
     result.rounds = len(rounds) + len(again)
     # The plan's slow end: a healthy cluster's run takes at most about this (bench.rails.plan).
     result.wall_s = _wall_s(cols, settings, sum(p.seconds.high for p in fixed), plan_model.step_s.high)

@@ -6,14 +6,15 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
-from bench.profiles import RailsTestTable
 from bench.rails.config import RailsConfig
+from bench.rails_test_table import RailsTestTable
 
-TABLE_FIELDS = frozenset(f.name for f in fields(RailsTestTable)) - {"collectives"}
-"""``collectives`` is the config's own field (with its own default), not its table's."""
+TABLE_FIELDS = frozenset(f.name for f in fields(RailsTestTable)) - {"collectives", "given"}
+"""``collectives`` is the config's own field (with its own default), not its table's; ``given`` is the table's
+record of the others."""
 
 
 def rails_config(**given: Any) -> RailsConfig:
     """``RailsConfig(**given)`` with the table's fields moved into ``rails_test``."""
     table = {name: given.pop(name) for name in sorted(TABLE_FIELDS & given.keys())}
-    return RailsConfig(rails_test=RailsTestTable(**table), **given)
+    return RailsConfig(rails_test=RailsTestTable.of(table), **given)

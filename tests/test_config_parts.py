@@ -14,8 +14,9 @@ from bench.commands import rails as rails_cmd
 from bench.exits import UserError
 from bench.flagged import flagged_fields
 from bench.frame.parts import Launch, Output
-from bench.profiles import MAX_CARRIED_BYTES, RailsTestTable, load_profile, profile_for
+from bench.profiles import MAX_CARRIED_BYTES, load_profile, profile_for
 from bench.rails.config import DEFAULTS, RailsConfig, validate
+from bench.rails_test_table import RailsTestTable
 from bench.runtime import spec
 
 
@@ -37,6 +38,24 @@ def test_the_rails_test_fallbacks_are_the_table_fields_own() -> None:
     assert DEFAULTS["pair_bytes"] == 256 << 20
 
 
+def test_a_flag_given_at_the_fallback_still_wins_over_the_profile_and_the_ranks_see_it_given(tmp_path: Path) -> None:
+    """Which table gives a value is its ``given``, not whether the value differs from the fallback: ``--iters 10``
+    (the fallback) beats the profile's 4, on the parent and on every rank that decodes the spec."""
+    path = tmp_path / "p.toml"
+    path.write_text('name = "p"\ntransport = "socket"\n[rails_test]\niters = 4\nwarmup = 3\nconfirm = 0\n')
+    parser = argparse.ArgumentParser()
+    rails_cmd.add_arguments(parser)
+    args = parser.parse_args(["--profile", str(path), "--iters", "10"])
+    asked = flags.rails_test(args, iterations=True)
+    assert asked.given == ("iters",) and asked.warmup == DEFAULTS["warmup"]
+    config = RailsConfig(profile=str(path), rails_test=asked, launch=Launch(np=2))
+    argv = rails_cmd.RAILS.size(config, validate(config), 2).config.rank_argv(tmp_path / "run")
+    ranks = spec.decode(RailsConfig, argv[argv.index(spec.SPEC_FLAG) + 1])
+    for each in (config, ranks):
+        test = validate(each, with_history=False)[1].test
+        assert (test.iters, test.warmup, test.confirm, test.pair_bytes) == (10, 3, 0, DEFAULTS["pair_bytes"])
+
+
 def test_the_ranks_parse_the_profile_the_parent_read_and_never_open_it(tmp_path: Path) -> None:
     path = tmp_path / "p.toml"
     path.write_text('name = "p"\ntransport = "socket"\n[rails_test]\npair_bytes = "8M"\n')
@@ -46,7 +65,7 @@ def test_the_ranks_parse_the_profile_the_parent_read_and_never_open_it(tmp_path:
     path.unlink()  # a rank that read the file now would fail: it must parse what the parent read
     ranks = spec.decode(RailsConfig, argv[argv.index(spec.SPEC_FLAG) + 1])
     profile, settings = validate(ranks, with_history=False)
-    assert (profile.name, settings.pair_bytes) == ("p", 8 << 20)
+    assert (profile.name, settings.test.pair_bytes) == ("p", 8 << 20)
 
 
 def test_a_profile_too_large_for_one_argument_is_read_by_each_rank(tmp_path: Path) -> None:

@@ -92,7 +92,7 @@ def test_targets_are_chosen_per_gpu_generation_and_a_b200_never_meets_h100_figur
     assert [g.name for g in one_cc.generations] == ["H100", "B200"]
     assert world_target_gbps(one_cc, "all_reduce", 1, nbytes=4 << 30) is None  # no GPU seen: nothing judged
     b200 = one_cc.for_gpus(["NVIDIA B200"] * 16)
-    assert b200.generation == "B200" and b200.gpus == ("NVIDIA B200",)
+    assert b200.generation == "B200" and b200.choice.gpus == ("NVIDIA B200",)
 
     def single(c: str, n: int) -> float | None:
         return world_target_gbps(b200, c, 1, nbytes=n)
@@ -113,9 +113,9 @@ def test_targets_are_chosen_per_gpu_generation_and_a_b200_never_meets_h100_figur
     assert world_target_gbps(b200, "all_reduce", 2, nbytes=1 << 30, nranks=16) is None
     assert world_target_gbps(b200, "sendrecv", 2, nbytes=1 << 30, nranks=16) == 400
     assert world_target_gbps(b200, "alltoall", 2, nbytes=1 << 30, nranks=16) == 375
-    assert "NVIDIA/nccl#1807" in (b200.targets_source or "") and "B200 targets of profile lambda-1cc" in (
-        b200.targets_line()
-    )
+    chosen = b200.choice.generation
+    assert chosen is not None and "NVIDIA/nccl#1807" in chosen.source
+    assert "B200 targets of profile lambda-1cc" in b200.targets_line()
     h200 = one_cc.for_gpus(["NVIDIA H200"] * 8)
     assert h200.generation == "H100" and world_target_gbps(h200, "all_reduce", 1, nbytes=4 << 30) == 3784
 
@@ -132,7 +132,7 @@ def test_targets_are_chosen_per_gpu_generation_and_a_b200_never_meets_h100_figur
 )
 def test_a_gpu_of_no_known_generation_is_judged_by_nothing_and_says_why(gpus: list[str], said: str) -> None:
     chosen = load_profile("lambda-1cc").for_gpus(gpus)
-    assert chosen.generation is None and said in chosen.targets_note
+    assert chosen.generation is None and said in chosen.choice.why_none
     for collective in ("all_reduce", "all_gather", "sendrecv", "broadcast"):
         assert world_target_gbps(chosen, collective, 1, nbytes=8 << 30) is None
         assert world_target_gbps(chosen, collective, 2, nbytes=8 << 30, nranks=16) in (None, 400)
@@ -141,9 +141,9 @@ def test_a_gpu_of_no_known_generation_is_judged_by_nothing_and_says_why(gpus: li
         256 << 20,
         0.9,
         "lambda-1cc",
-        chosen.targets_note,
+        chosen.choice.why_none,
     )
-    assert [(i.state, i.reason) for i in items] == [("measured", f"no busbw target: {chosen.targets_note}")]
+    assert [(i.state, i.reason) for i in items] == [("measured", f"no busbw target: {chosen.choice.why_none}")]
 
 
 @pytest.mark.parametrize(

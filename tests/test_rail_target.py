@@ -23,7 +23,7 @@ def _settings() -> RailsSettings:
 
 def _below(shape: Shape, faults: tuple[Fault, ...]) -> list[str]:
     settings = _settings()
-    model = Model(shape, faults, np.random.default_rng(7), settings.pair_bytes, MIB256, regime=REALISTIC)
+    model = Model(shape, faults, np.random.default_rng(7), settings.test.pair_bytes, MIB256, regime=REALISTIC)
     nodes = tuple(shape.node_name(a) for a in range(shape.nodes))
     layout = RailLayout(
         nodes, tuple(tuple(a * shape.rails + k for k in range(shape.rails)) for a in range(shape.nodes))

@@ -100,14 +100,14 @@ def test_the_plan_follows_the_schedule_and_fits_a_time_limit() -> None:
     assert full.total.low == pytest.approx(sum(p.seconds.low for p in full.phases))
     nothing = plan.fit(64, 8, settings, model, max_minutes=0.01, intra=True)
     assert nothing.cut is not None and "nothing more can be cut to fit 0.01 min" in nothing.cut
-    assert nothing.settings.pair_bytes == plan.MIN_CUT_BYTES and nothing.settings.iters == plan.MIN_CUT_ITERS
+    assert nothing.settings.test.pair_bytes == plan.MIN_CUT_BYTES and nothing.settings.test.iters == plan.MIN_CUT_ITERS
     # The high figure is fitted: at 64 nodes its fixed costs (start-up, coordination, the end) weigh most, so
     # the limit is set between the smallest plan and the whole one.
     limit = (nothing.total.high + full.total.high) / 2
     fitted = plan.fit(64, 8, settings, model, max_minutes=limit / 60, intra=True)
     assert fitted.total.high <= limit
     assert fitted.cut is not None and "confirmation 2 -> 1 pass" in fitted.cut
-    assert fitted.settings.confirm == 1
+    assert fitted.settings.test.confirm == 1
 
 
 @pytest.mark.slow

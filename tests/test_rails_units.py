@@ -52,10 +52,10 @@ def test_settings_come_from_flags_then_profile_then_defaults(tmp_path) -> None:
     )
     profile = load_profile(str(path))
     s = resolve(rails_config(profile=str(path), iters=7), profile)
-    assert (s.pair_bytes, s.iters, s.relative_fraction) == (8 << 20, 7, 0.5)
-    assert s.rail_bytes == DEFAULTS["rail_bytes"] and s.warmup == DEFAULTS["warmup"]
+    assert (s.test.pair_bytes, s.test.iters, s.test.relative_fraction) == (8 << 20, 7, 0.5)
+    assert s.test.rail_bytes == DEFAULTS["rail_bytes"] and s.test.warmup == DEFAULTS["warmup"]
     assert (s.socket_ifname, s.oob_ifname, s.rail_rate_gbps) == ("=eth1,eth2", "eth0", 200.0)
-    assert s.quiet_devices == ("eth0", "mlx5_0") and s.counter_tolerance_bytes == 1000
+    assert s.quiet_devices == ("eth0", "mlx5_0") and s.profile.counter_tolerance_bytes == 1000
     flags = resolve(RailsConfig(profile=str(path), socket_ifname="eth", oob_ifname="ib0", rail_rate_gbps=100), profile)
     assert (flags.socket_ifname, flags.oob_ifname, flags.rail_rate_gbps) == ("eth", "ib0", 100)
 

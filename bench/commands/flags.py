@@ -35,8 +35,8 @@ from bench.exits import UserError
 from bench.flagged import Flag, ValueKind, flagged_fields
 from bench.frame import parts
 from bench.measure.collectives import DEFAULT_COLLECTIVES
-from bench.profiles import RailsTestTable
 from bench.rails.budget import BUDGET_FACTOR, CEILING_S, FLOOR_S
+from bench.rails_test_table import RAIL_COLLECTIVES, RailsTestTable
 from bench.runtime import spec
 from bench.runtime.deadlines import check_timeout
 from bench.sweep.config import RunConfig
@@ -348,12 +348,11 @@ def add_rails_test(group: Group, *names: str) -> None:
     field declares its flag and fallback once, and ``--help`` says the profile's key, else the fallback."""
     for field, flag in flagged_fields(RailsTestTable):
         if field.name in names:
-            add_flag(group, flag, None, _from_profile(field.name, _shown(flag)))
+            add_flag(group, flag, None, _from_profile(field.name, _shown(flag, field.default)))
 
 
-def _shown(flag: Flag) -> str:
-    """A table field's fallback as ``--help`` says it: a size as 256M, a fraction as 0.8."""
-    fallback = flag.fallback
+def _shown(flag: Flag, fallback: object) -> str:
+    """A table field's fallback (its default) as ``--help`` says it: a size as 256M, a fraction as 0.8."""
     if flag.kind == "size" and isinstance(fallback, int):
         return format_size(fallback)
     return f"{fallback:g}" if isinstance(fallback, float) else str(fallback)
@@ -365,16 +364,14 @@ RAILS_TEST_FLAGS = ("rail_bytes", "pair_bytes", "repeats", "relative_fraction", 
 
 
 def rails_test(args: argparse.Namespace, *, iterations: bool) -> RailsTestTable:
-    """The command line's own ``[rails_test]``: the values given, None where the profile's (else the fallback)
-    applies; ``iterations``: whether ``-n``/``-w`` are the rails test's."""
+    """The command line's own ``[rails_test]``: the values given, named in its ``given`` (the profile's, else the
+    default, applies to the rest); ``iterations``: whether ``-n``/``-w`` are the rails test's."""
     names = (*RAILS_TEST_FLAGS, "iters", "warmup") if iterations else RAILS_TEST_FLAGS
-    return RailsTestTable(**{name: getattr(args, name) for name in names})
+    return RailsTestTable.of({name: getattr(args, name) for name in names if getattr(args, name) is not None})
 
 
 def rail_collectives_text() -> str:
     """The rail collectives' default, as ``--help`` says it."""
-    from bench.rails.config import RAIL_COLLECTIVES
-
     return _from_profile("collectives", ",".join(RAIL_COLLECTIVES))
 
 

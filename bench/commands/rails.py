@@ -32,9 +32,10 @@ from bench.history.store import default_history_path, history_for
 from bench.measure.collectives import get_collective
 from bench.profiles import Profile
 from bench.rails import plan, plan_learn
-from bench.rails.config import RAIL_COLLECTIVES, RailsConfig, RailsSettings, resolve, validate
+from bench.rails.config import RailsConfig, RailsSettings, resolve, validate
 from bench.rails.plan import Plan
 from bench.rails.rank import run_rank
+from bench.rails_test_table import RAIL_COLLECTIVES
 from bench.runtime import env as benv
 
 
@@ -111,7 +112,7 @@ def _sized(config: RailsConfig, validated: tuple[Profile, RailsSettings], np: in
     profile, settings = validated
     ranks = replace(config, launch=carrying(config.launch, profile))  # the ranks parse what was read here
     # Each rank holds the pair buffers (send, receive) and a rail collective's buffers and check copy.
-    return Sized(ranks, 3 * max(settings.rail_bytes, settings.pair_bytes))
+    return Sized(ranks, 3 * max(settings.test.rail_bytes, settings.test.pair_bytes))
 
 
 RAILS: JobKind[RailsConfig, tuple[Profile, RailsSettings]] = JobKind("rails", run_rank, validate, _sized)

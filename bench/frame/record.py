@@ -87,6 +87,9 @@ def judged_by(profile: Profile) -> JudgedBy:
     idle = [*profile.excluded_devices]
     if profile.oob_ifname and profile.oob_ifname != "lo":
         idle.append(profile.oob_ifname)
+    # The profile holds the GPU choice whole; run.json's judged_by keeps it flat, its format unchanged.
+    choice = profile.choice
+    chosen = choice.generation
     return JudgedBy(
         profile=profile.name,
         source=profile.source,
@@ -95,10 +98,10 @@ def judged_by(profile: Profile) -> JudgedBy:
         compare_min_bytes=profile.compare.min_bytes,
         idle_devices=tuple(dict.fromkeys(idle)),
         counter_tolerance_bytes=profile.counter_tolerance_bytes,
-        gpu_models=profile.gpus,
-        gpu_generation=profile.generation,
-        targets_source=profile.targets_source,
-        targets_note=profile.targets_note,
+        gpu_models=choice.gpus,
+        gpu_generation=None if chosen is None else chosen.name,
+        targets_source=None if chosen is None else chosen.source,
+        targets_note=choice.why_none,
     )
 
 

@@ -10,10 +10,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar
 
-from bench.actions import Actions
-from bench.error_limits import ErrorLimits
 from bench.exits import UserError
 from bench.fabric.cabling_plan import rail_order
 from bench.fabric.topology_file import load_cabling
@@ -22,22 +19,21 @@ from bench.frame.parts import Launch, Output
 from bench.frame.validate import check_common
 from bench.measure.collectives import get_collective
 from bench.measure.targets import world_target_gbps
-from bench.profiles import Profile, RailsTestTable, profile_for
+from bench.profiles import Profile, profile_for
 from bench.rails.fabric_map import Topology
 from bench.rails.plan_model import PlanModel
+from bench.rails_test_table import RAIL_COLLECTIVES, RailsTestTable
 from bench.runtime import spec
 
-RAIL_COLLECTIVES = ("all_reduce", "all_gather")
 DEFAULTS: Mapping[str, int | float] = fallbacks(RailsTestTable)
 """Used where neither the command line nor the profile's ``[rails_test]`` says otherwise: each field's
-``fallback``, declared on the table's field (``bench.profiles.RailsTestTable``)."""
-
-T = TypeVar("T")
+default, declared on the table's field (``bench.rails_test_table.RailsTestTable``)."""
 
 
 @dataclass(frozen=True)
 class RailsConfig:
-    """What ``railbench rails`` measures. None means: the profile's ``[rails_test]`` value, else DEFAULTS."""
+    """What ``railbench rails`` measures. None, and a ``[rails_test]`` field its table does not give, means: the
+    profile's value, else DEFAULTS."""
 
     profile: str = "local"
     """Cluster profile (name or TOML path): line rate, pass fraction, interfaces, ``[rails_test]``."""
@@ -49,8 +45,8 @@ class RailsConfig:
     """Collectives run in the rail groups."""
     rails_test: RailsTestTable = field(default_factory=RailsTestTable)
     """The command line's own ``[rails_test]`` (message sizes, iterations, repeats, the relative cut,
-    confirmation): each value given wins over the profile's table (:func:`resolve`). Its ``collectives`` is
-    left None: the config's own ``collectives`` holds the flag's."""
+    confirmation): each value it gives wins over the profile's table (:func:`resolve`). It never gives
+    ``collectives``: the config's own ``collectives`` holds the flag's."""
     seed: int = 0
     """Seed of the reshuffled repeats (every rank computes the same schedule from it)."""
     isolation: bool = False
@@ -87,16 +83,16 @@ class RailsConfig:
                 raise UserError(f"rail groups run {' and '.join(RAIL_COLLECTIVES)}, not {name}: pick from those")
         asked = self.rails_test
         for name, size in (("rail_bytes", asked.rail_bytes), ("pair_bytes", asked.pair_bytes)):
-            if size is not None and size < 4:
+            if size < 4:
                 raise UserError(f"--{name.replace('_', '-')} {size} is too small: use at least 4 bytes, e.g. 64M")
         counts = (("iters", asked.iters, 1), ("warmup", asked.warmup, 0), ("repeats", asked.repeats, 1))
         for name, count, minimum in (*counts, ("confirm", asked.confirm, 0)):
-            if count is not None and count < minimum:
+            if count < minimum:
                 raise UserError(f"--{name} {count} must be at least {minimum}")
         if self.rail_rate_gbps is not None and not (0 < self.rail_rate_gbps < math.inf):
             raise UserError(f"--rail-rate-gbps {self.rail_rate_gbps:g} must be positive, e.g. 400 for NDR")
         fraction = asked.relative_fraction
-        if fraction is not None and not 0 < fraction <= 1:
+        if not 0 < fraction <= 1:
             raise UserError(f"--relative-fraction {fraction:g} must be in (0, 1], e.g. 0.8")
         if self.cell_budget_s is not None and not (0 < self.cell_budget_s < math.inf):
             raise UserError(f"--cell-budget {self.cell_budget_s:g} must be positive (seconds), e.g. 30")
@@ -113,102 +109,51 @@ class RailsConfig:
 class RailsSettings:
     """A RailsConfig with every None resolved against the profile."""
 
-    collectives: tuple[str, ...]
-    rail_bytes: int
-    pair_bytes: int
-    iters: int
-    warmup: int
-    repeats: int
-    seed: int
-    isolation: bool
-    pairs: bool
-    check: bool
-    relative_fraction: float
-    confirm: int
-    cell_budget_s: float | None
-    pass_fraction: float
+    config: RailsConfig
+    """As asked: the phases to run (``isolation``, ``pairs``, ``intra_node``, ``check``), the seed, the cell
+    budget, ``--max-minutes`` and the launch. Its fields that the profile can give are read resolved, below."""
+    profile: Profile
+    """The profile the settings were resolved against: the pass fraction, the counter tolerance, ``[errors]``
+    (which counters convict a link) and ``[actions]`` (what a technician does about each defect kind); as it
+    judges the run's GPUs once :func:`retargeted`."""
+    test: RailsTestTable
+    """``[rails_test]`` resolved (the command line's values over the profile's over railbench's own), its
+    ``collectives`` the command line's where given; ``bench.rails.plan`` cuts it to fit ``--max-minutes``."""
     rail_rate_gbps: float | None
     socket_ifname: str | None
     oob_ifname: str | None
-    counter_tolerance_bytes: int
     quiet_devices: tuple[str, ...]
     """The management interface and the profile's excluded devices: they must carry nothing."""
-    launch: Launch
-    """How the ranks started (its step timeout bounds every wait of the rails phases)."""
-    intra_node: bool | None = False
-    """As asked; None: on with NCCL (``bench.rails.intranode.wanted``)."""
     local_pair_target_gbps: float | None = None
     """The profile's single-node sendrecv target (NVLink), judged on GPUs only."""
-    errors: ErrorLimits = dataclasses.field(default_factory=ErrorLimits)
-    """The profile's ``[errors]``: which counters convict a link, and whether an ``errors`` defect fails."""
-    actions: Actions = dataclasses.field(default_factory=Actions)
-    """The profile's ``[actions]``: what a technician does about each defect kind."""
     topology: Topology | None = None
     """The fabric's cabling and the HCA of each rail (``--topology``), read and checked before any rank starts."""
-    max_minutes: float | None = None
-    """``--max-minutes``: the run is cut to fit (``bench.rails.plan.fit``) once its shape is known."""
     plan_model: PlanModel | None = None
     """Rates and fixed costs of the plan (the profile's ``[plan]``); None where no rail rate is known."""
 
     @property
     def timeout_s(self) -> float:
         """The step timeout (``--timeout``), declared once on :class:`~bench.frame.parts.Launch`."""
-        return self.launch.timeout_s
-
-
-def _filled(asked: RailsTestTable, profiled: RailsTestTable) -> RailsTestTable:
-    """The command line's ``[rails_test]`` over the profile's, over DEFAULTS: the precedence, once, field by
-    field (a field without a fallback, ``collectives``, stays None where neither gives it)."""
-    # Each value comes from the same field of a table of the same class (or its fallback, of the field's type):
-    # the one place the fields are walked by name, so the dict is as loosely typed as getattr.
-    chosen: dict[str, Any] = {}
-    for f in dataclasses.fields(RailsTestTable):
-        given = (getattr(asked, f.name), getattr(profiled, f.name), DEFAULTS.get(f.name))
-        chosen[f.name] = next((value for value in given if value is not None), None)
-    return dataclasses.replace(asked, **chosen)
-
-
-def _given(value: T | None) -> T:
-    """A value :func:`_filled` gave (every field with a fallback has one)."""
-    assert value is not None
-    return value
+        return self.config.launch.timeout_s
 
 
 def resolve(config: RailsConfig, profile: Profile) -> RailsSettings:
     """Command line first, then the profile's ``[rails_test]``, then DEFAULTS."""
-    table = profile.rails_test
-    filled = _filled(config.rails_test, table)
-
-    collectives = config.collectives if config.collectives != RAIL_COLLECTIVES else table.collectives
+    filled = config.rails_test.over(profile.rails_test)
+    collectives = config.collectives if config.collectives != RAIL_COLLECTIVES else filled.collectives
+    # Made again only to be checked: the profile's collectives are refused as the flag's would be.
     checked = dataclasses.replace(config, collectives=tuple(collectives or RAIL_COLLECTIVES))
     oob = config.oob_ifname or profile.oob_ifname
     return RailsSettings(
-        collectives=checked.collectives,
-        rail_bytes=_given(filled.rail_bytes),
-        pair_bytes=_given(filled.pair_bytes),
-        iters=_given(filled.iters),
-        warmup=_given(filled.warmup),
-        repeats=_given(filled.repeats),
-        seed=config.seed,
-        isolation=config.isolation,
-        pairs=config.pairs,
-        check=config.check,
-        relative_fraction=_given(filled.relative_fraction),
-        confirm=_given(filled.confirm),
-        cell_budget_s=config.cell_budget_s,
-        pass_fraction=profile.pass_fraction,
+        config=config,
+        profile=profile,
+        test=dataclasses.replace(filled, collectives=checked.collectives),
         rail_rate_gbps=config.rail_rate_gbps or profile.rail_rate_gbps,
         socket_ifname=config.socket_ifname or profile.socket_ifnames,
         oob_ifname=oob,
-        counter_tolerance_bytes=profile.counter_tolerance_bytes,
         quiet_devices=tuple(d for d in (oob, *profile.excluded_devices) if d),
-        launch=config.launch,
-        intra_node=config.intra_node,
         local_pair_target_gbps=world_target_gbps(profile, "sendrecv", 1),
-        errors=profile.errors,
-        actions=profile.actions,
         topology=_topology(config.topology, profile),
-        max_minutes=config.max_minutes,
         plan_model=_plan_model(config, profile),
     )
 
@@ -219,9 +164,8 @@ def retargeted(settings: RailsSettings, profile: Profile) -> RailsSettings:
     pairs are never held to an H100 figure, and a GPU of no known generation has none (judged against its
     node's other pairs only)."""
     model = PlanModel.for_profile(profile, settings.rail_rate_gbps) or settings.plan_model
-    return dataclasses.replace(
-        settings, local_pair_target_gbps=world_target_gbps(profile, "sendrecv", 1), plan_model=model
-    )
+    target = world_target_gbps(profile, "sendrecv", 1)
+    return dataclasses.replace(settings, profile=profile, local_pair_target_gbps=target, plan_model=model)
 
 
 def _plan_model(config: RailsConfig, profile: Profile) -> PlanModel | None:

@@ -42,7 +42,7 @@ LOOPBACK = "lo"
 
 def wanted(settings: RailsSettings, backend: str) -> bool:
     """Whether to run the matrix: as asked, else (``None``) on NCCL, where local ranks are GPUs on NVLink."""
-    return settings.intra_node if settings.intra_node is not None else backend == "nccl"
+    return settings.config.intra_node if settings.config.intra_node is not None else backend == "nccl"
 
 
 def make_node_groups(layout: RailLayout, backend: str, timeout_s: float) -> list[ProcessGroup]:
@@ -120,11 +120,13 @@ def intra_node_phase(
     groups = make_node_groups(layout, ctx.backend, torch_timeout_s(settings.timeout_s))
     watchdog.leave()
     node, _ = layout.where(rank)
-    buffers = pair_buffers(settings.pair_bytes, ctx.device)
+    buffers = pair_buffers(settings.test.pair_bytes, ctx.device)
     times: list[LocalPairTime] = []
-    for rnd in schedule(local, settings.repeats, settings.seed):
+    for rnd in schedule(local, settings.test.repeats, settings.config.seed):
         watchdog.enter(f"intra-node pairs: repeat {rnd.repeat + 1}, round {rnd.index + 1}")
-        mine = local_round(rnd, layout, rank, groups[node], buffers, iters=settings.iters, warmup=settings.warmup)
+        mine = local_round(
+            rnd, layout, rank, groups[node], buffers, iters=settings.test.iters, warmup=settings.test.warmup
+        )
         times += mine
         heard = coord.gather(mine)  # a few small records per rank, outside the timed region, to rank 0
         watchdog.leave()
@@ -144,8 +146,8 @@ def intra_node_phase(
     localisation = localise_gpus(
         LocalMatrix.from_times(all_times, layout.nodes, local),
         target_Gbps=target,
-        pass_fraction=settings.pass_fraction,
-        relative_fraction=settings.relative_fraction,
+        pass_fraction=settings.profile.pass_fraction,
+        relative_fraction=settings.test.relative_fraction,
         bus_ids=bus_ids,
     )
     return IntraNodeOutcome(

@@ -73,7 +73,7 @@ def _judging(
     nodes = layout.nodes
     readers = [g for g in gathered if g["windows"] and g["windows"][0] is not None]
     expected_nic = {(g["host"], g["rail"]): g["nic"] for g in gathered}
-    min_bytes = max(1, settings.rail_bytes // 2)
+    min_bytes = max(1, settings.test.rail_bytes // 2)
     in_group = {(layout.nodes[n], k) for k in range(layout.rails) for n in membership.live[k]}
     devices = [
         evidence.attribute(
@@ -87,7 +87,7 @@ def _judging(
     expected = _line_rates(settings, devices, {g["host"]: g["rates"] for g in readers})
     known = {k: rate for k, rate in expected.items() if rate is not None}
     rates = known if len(known) == layout.rails else None  # a partial set would mix two yardsticks
-    return devices, expected, rates, Thresholds(settings.pass_fraction, settings.relative_fraction)
+    return devices, expected, rates, Thresholds(settings.profile.pass_fraction, settings.test.relative_fraction)
 
 
 def outcome(
@@ -124,8 +124,8 @@ def judged(
     rail_results = sorted(flatten([g["results"] for g in gathered]), key=lambda r: (r.mode != "concurrent", r.rail))
     readers = [g for g in gathered if g["windows"] and g["windows"][0] is not None]
     devices, expected, rates, thresholds = _judging(settings, layout, gathered, membership)
-    min_bytes = max(1, settings.rail_bytes // 2)
-    findings = evidence.findings(devices, settings.quiet_devices, settings.counter_tolerance_bytes, min_bytes)
+    min_bytes = max(1, settings.test.rail_bytes // 2)
+    findings = evidence.findings(devices, settings.quiet_devices, settings.profile.counter_tolerance_bytes, min_bytes)
     device_names = records.device_map(devices)
     found = Diagnosis(())
     fabric = None
@@ -144,12 +144,14 @@ def judged(
         # at pass_fraction of line (bench.rails.rail_target; docs/design.md "Rail targets at any node count").
         if not target:
             continue
-        needed = rail_target.needed_busbw_Gbps(r.collective, r.nnodes, r.nbytes, settings.pass_fraction * target)
+        needed = rail_target.needed_busbw_Gbps(
+            r.collective, r.nnodes, r.nbytes, settings.profile.pass_fraction * target
+        )
         if r.busbw_Gbps < needed:
             below.append(
                 f"rail {r.rail} {r.collective} ({r.mode}): {r.busbw_Gbps:.3g} Gb/s = "
                 f"{100 * r.busbw_Gbps / target:.0f}% of {target:g} Gb/s (needs {needed:.3g} Gb/s: "
-                f"{100 * settings.pass_fraction:.0f}% of line plus NCCL's latency over {r.nnodes} nodes)"
+                f"{100 * settings.profile.pass_fraction:.0f}% of line plus NCCL's latency over {r.nnodes} nodes)"
             )
     counters = {g["host"]: g["whole"] for g in readers if g["whole"]}
     named = {(r.node, r.rail): short_device(r.device) for r in reports}

@@ -76,7 +76,7 @@ def print_outcome(outcome: RailsOutcome, settings: RailsSettings) -> None:
     samples = [s for s in records.pair_samples(outcome.pair_times, outcome.nodes) if not s.confirm]
     print(
         f"# rails: {len(outcome.nodes)} nodes x {outcome.rails} rails; pairs "
-        f"{'off' if not settings.pairs else f'{settings.repeats} repeat(s)'}",
+        f"{'off' if not settings.config.pairs else f'{settings.test.repeats} repeat(s)'}",
         flush=True,
     )
     print(

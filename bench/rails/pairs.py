@@ -60,29 +60,31 @@ class PairRunner:
         self.measured = measured
         """Which pairs are measured (a dead end's are not attempted); None: every pair."""
         self.device = device
-        self.buffers = pair_buffers(settings.pair_bytes, device)
+        self.buffers = pair_buffers(settings.test.pair_bytes, device)
         self.start_Gbps = start_Gbps
         self.seen: list[float] = []
         """Rank 0: the rates of every pair direction measured so far on every rail."""
         self.seen_Gbps: float | None = None
         """Their upper median, the same on every rank (rank 0 answers it after every matrix round)."""
-        self.rounds = schedule(len(layout.nodes), settings.repeats, settings.seed)
+        self.rounds = schedule(len(layout.nodes), settings.test.repeats, settings.config.seed)
 
     def budget_s(self) -> Budget:
         """The line rate's budget (or the one given); where no line rate is known, a plan from the larger of
         the rate expected so far and the fastest pair's probe this round, agreed over every rank (the
         first round has seen no pair yet, and a rail group's busbw can be far below a pair's)."""
         s = self.settings
-        if s.cell_budget_s is not None or s.rail_rate_gbps:
-            return cell_budget(s.pair_bytes, s.warmup + s.iters, s.rail_rate_gbps, s.cell_budget_s)
+        if s.config.cell_budget_s is not None or s.rail_rate_gbps:
+            return cell_budget(
+                s.test.pair_bytes, s.test.warmup + s.test.iters, s.rail_rate_gbps, s.config.cell_budget_s
+            )
         known = expected_rate(None, self.start_Gbps, [self.seen_Gbps] if self.seen_Gbps else [])
 
         def plan(probe_s: float) -> float:
             # probe_s: the time of one whole message the fastest pair's probe plans (bench.measure.budgeted)
             fastest = -self.coord.max(-probe_s)
-            probed = s.pair_bytes * 8 / fastest / 1e9 if 0 < fastest < math.inf else None
+            probed = s.test.pair_bytes * 8 / fastest / 1e9 if 0 < fastest < math.inf else None
             rates = [r for r in (known, probed) if r]
-            return cell_budget(s.pair_bytes, s.warmup + s.iters, max(rates) if rates else None)
+            return cell_budget(s.test.pair_bytes, s.test.warmup + s.test.iters, max(rates) if rates else None)
 
         return plan
 
@@ -97,7 +99,7 @@ class PairRunner:
                 self.rank,
                 self.group,
                 self.buffers,
-                Loop(self.settings.iters, self.settings.warmup, budget_s=self.budget_s()),
+                Loop(self.settings.test.iters, self.settings.test.warmup, budget_s=self.budget_s()),
                 wait=self.wait,
                 measured=self.measured,
             )
@@ -124,8 +126,8 @@ class PairRunner:
         return self.run(self.rounds, enter, leave)
 
     def confirm(self, suspects: Sequence[Cell], enter: Enter, leave: Callable[[], None]) -> list[PairTime]:
-        """``settings.confirm`` passes over the rounds that hold suspects, each suspect in its own round."""
-        return self.run(confirmation_rounds(self.rounds, suspects, self.settings.confirm), enter, leave)
+        """``settings.test.confirm`` passes over the rounds that hold suspects, each suspect in its own round."""
+        return self.run(confirmation_rounds(self.rounds, suspects, self.settings.test.confirm), enter, leave)
 
 
 def suspects(

@@ -120,10 +120,11 @@ class Plan:
         if model is not None:
             healthy, cell = _pair_cell(s, model)
             budget = f"; a pair cell may take {cell:.2g} s (healthy: {healthy.low:.2g}-{healthy.high:.2g} s)"
+        test = s.test
         out = [
-            f"# plan: {self.nodes} nodes x {self.ranks_per_node} ranks; pairs {format_size(s.pair_bytes)}B x "
-            f"{s.iters} iters (+{s.warmup} warm-up), {s.repeats} repeat(s), {s.confirm} confirmation pass(es); "
-            f"rail groups {format_size(s.rail_bytes)}B{budget}",
+            f"# plan: {self.nodes} nodes x {self.ranks_per_node} ranks; pairs {format_size(test.pair_bytes)}B x "
+            f"{test.iters} iters (+{test.warmup} warm-up), {test.repeats} repeat(s), {test.confirm} confirmation "
+            f"pass(es); rail groups {format_size(test.rail_bytes)}B{budget}",
             f"  {'phase':<34} {'rounds':>7} {'cells':>9} {'bytes/rank':>11} {'low s':>9} {'high s':>9}",
         ]
         for p in self.phases:
@@ -188,9 +189,9 @@ def pair_round_seconds(
 
 def _pair_cell(settings: RailsSettings, model: PlanModel) -> tuple[Span, float]:
     """(seconds of a healthy pair cell, its budget: the most a dead-slow one costs)."""
-    messages = settings.warmup + settings.iters
-    budget = cell_budget(settings.pair_bytes, messages, model.rate_Gbps.low, settings.cell_budget_s)
-    return cell_seconds(settings.pair_bytes, messages, model.pair_Gbps, budget), budget
+    messages = settings.test.warmup + settings.test.iters
+    budget = cell_budget(settings.test.pair_bytes, messages, model.rate_Gbps.low, settings.config.cell_budget_s)
+    return cell_seconds(settings.test.pair_bytes, messages, model.pair_Gbps, budget), budget
 
 
 def startup_seconds(nodes: int, ranks: int, model: PlanModel) -> Span:
@@ -215,54 +216,58 @@ def confirmation_rounds(rounds: int, pairs: int, ranks: int, passes: int, share:
 def rails_phases(nodes: int, ranks: int, settings: RailsSettings, model: PlanModel, intra: bool) -> list[Phase]:
     """The phases of the rails test on ``nodes`` x ``ranks``."""
     world = nodes * ranks
-    messages = settings.warmup + settings.iters
-    agree = not settings.rail_rate_gbps and settings.cell_budget_s is None
+    messages = settings.test.warmup + settings.test.iters
+    agree = not settings.rail_rate_gbps and settings.config.cell_budget_s is None
     phases = [Phase("start-up and rail groups", 0, 0, 0, startup_seconds(nodes, ranks, model))]
     pair_cells = 0
     if nodes >= 2:
         rail_s, rail_bytes, measured_alone = Span.point(0.0), 0, []
-        for name in settings.collectives:
+        for name in settings.test.collectives:
             factor = max(1.0, get_collective(name).busbw_factor(nodes))
-            wire = int(settings.rail_bytes * factor)
-            budget = cell_budget(wire, messages, model.rate_Gbps.low, settings.cell_budget_s)
+            wire = int(settings.test.rail_bytes * factor)
+            budget = cell_budget(wire, messages, model.rate_Gbps.low, settings.config.cell_budget_s)
             rail_s += cell_seconds(wire, messages, model.rail_Gbps, budget) + model.step_s * 2 + model.cell_overhead_s
             rail_bytes += wire * (messages + 1)
-            measured_alone.append(cell_seconds(wire, messages if settings.isolation else 1, model.rail_Gbps, budget))
+            measured_alone.append(
+                cell_seconds(wire, messages if settings.config.isolation else 1, model.rail_Gbps, budget)
+            )
         phases.append(
-            Phase("rail groups, every rail at once", 1, ranks * len(settings.collectives), rail_bytes, rail_s)
+            Phase("rail groups, every rail at once", 1, ranks * len(settings.test.collectives), rail_bytes, rail_s)
         )
         # Each rail's window: every collective alone (--isolation) or one call of the first, a barrier on either
         # side, and every node's counters read at its edge.
-        alone = sum(measured_alone, Span.point(0.0)) if settings.isolation else measured_alone[0]
+        alone = sum(measured_alone, Span.point(0.0)) if settings.config.isolation else measured_alone[0]
         windows = (alone + model.sync(world) * 2 + model.cell_overhead_s) * ranks
         phases.append(Phase("each rail alone (counter windows)", ranks, ranks, 0, windows))
     follows: list[Phase] = []
-    if settings.pairs and nodes >= 2:
-        rounds = round_count(nodes) * settings.repeats
+    if settings.config.pairs and nodes >= 2:
+        rounds = round_count(nodes) * settings.test.repeats
         pairs = nodes // 2
         cell, _ = _pair_cell(settings, model)
         pair_cells = 2 * rounds * pairs * ranks
         # A rank sends in one direction of its pair each round: (warm-up + iters) messages and a probe chunk.
-        per_round = settings.pair_bytes * (messages + 1)
+        per_round = settings.test.pair_bytes * (messages + 1)
         matrix_round = pair_round_seconds(cell, model, world, new_peer=True, gather=True, agree=agree)
         phases.append(Phase("pair matrix", rounds, pair_cells, rounds * per_round, matrix_round * rounds))
         # Then every rank's pair times reach rank 0, the suspects go out, and their re-measurements come back.
         gathered = Span.point(world * rounds * PAIR_RECORD_BYTES / 1e6).over(model.store_MBps) + model.sync(world) * 3
-        if settings.confirm:
+        if settings.test.confirm:
             share = model.suspect_share(_suspect_threshold(settings))
-            quick = confirmation_rounds(rounds, pairs, ranks, settings.confirm, share.low)
-            slow = confirmation_rounds(rounds, pairs, ranks, settings.confirm, share.high)
+            quick = confirmation_rounds(rounds, pairs, ranks, settings.test.confirm, share.low)
+            slow = confirmation_rounds(rounds, pairs, ranks, settings.test.confirm, share.high)
             again = pair_round_seconds(cell, model, world, new_peer=False, gather=False, agree=agree)
             seconds = Span(again.low * quick[0], again.high * slow[0]) + gathered
             pair_cells += slow[1]
             share_bytes = math.ceil(slow[1] / world) * per_round  # a rank's share of the suspects
-            phases.append(Phase(f"confirmation ({settings.confirm} pass(es))", slow[0], slow[1], share_bytes, seconds))
+            phases.append(
+                Phase(f"confirmation ({settings.test.confirm} pass(es))", slow[0], slow[1], share_bytes, seconds)
+            )
         else:
             follows.append(Phase("gathering the pair times", 0, 0, 0, gathered))
     if intra and ranks >= 2:
-        local_rounds = round_count(ranks) * settings.repeats
+        local_rounds = round_count(ranks) * settings.test.repeats
         rate = Span.point(model.nvlink_Gbps) if model.nvlink_Gbps else model.pair_Gbps
-        cell = cell_seconds(settings.pair_bytes, messages, rate)
+        cell = cell_seconds(settings.test.pair_bytes, messages, rate)
         local_round = pair_round_seconds(cell, model, world, new_peer=True, gather=True)
         cells = 2 * local_rounds * (ranks // 2) * nodes
         pair_cells += cells
@@ -272,7 +277,7 @@ def rails_phases(nodes: int, ranks: int, settings: RailsSettings, model: PlanMod
                 "intra-node pairs",
                 local_rounds,
                 cells,
-                local_rounds * 2 * settings.pair_bytes * messages,
+                local_rounds * 2 * settings.test.pair_bytes * messages,
                 local_round * local_rounds + startup + sum(p.seconds for p in follows),
             )
         )
@@ -284,8 +289,8 @@ def _suspect_threshold(settings: RailsSettings) -> float:
     """What makes a sample suspect, as a fraction of a healthy pair's level: the pass line where the line rate
     is known (judged against it), else the relative test alone."""
     if settings.rail_rate_gbps:
-        return max(settings.pass_fraction, settings.relative_fraction)
-    return settings.relative_fraction
+        return max(settings.profile.pass_fraction, settings.test.relative_fraction)
+    return settings.test.relative_fraction
 
 
 def sweep_phase(sweep: Sweep, nodes: int, ranks: int, model: PlanModel) -> Phase:
@@ -349,18 +354,18 @@ _Fits = Callable[[RailsSettings], bool]
 def _fewer_passes(settings: RailsSettings, fits: _Fits) -> tuple[RailsSettings, list[str]]:
     """One repeat of the matrix, then one confirmation pass."""
     said = []
-    if not fits(settings) and settings.repeats > 1:
+    if not fits(settings) and settings.test.repeats > 1:
         said.append(
-            f"repeats {settings.repeats} -> 1 (a part slow in one pass of {settings.repeats} has one chance to "
-            f"be caught, not {settings.repeats})"
+            f"repeats {settings.test.repeats} -> 1 (a part slow in one pass of {settings.test.repeats} has one "
+            f"chance to be caught, not {settings.test.repeats})"
         )
-        settings = dataclasses.replace(settings, repeats=1)
-    if not fits(settings) and settings.confirm > 1:
+        settings = dataclasses.replace(settings, test=dataclasses.replace(settings.test, repeats=1))
+    if not fits(settings) and settings.test.confirm > 1:
         said.append(
-            f"confirmation {settings.confirm} -> 1 pass (a suspect slow half the time reproduces 50% of the time, "
-            f"not {100 * (1 - 0.5**settings.confirm):.0f}%)"
+            f"confirmation {settings.test.confirm} -> 1 pass (a suspect slow half the time reproduces 50% of the time, "
+            f"not {100 * (1 - 0.5**settings.test.confirm):.0f}%)"
         )
-        settings = dataclasses.replace(settings, confirm=1)
+        settings = dataclasses.replace(settings, test=dataclasses.replace(settings.test, confirm=1))
     return settings, said
 
 
@@ -368,10 +373,11 @@ def _shorter_messages(settings: RailsSettings, fits: _Fits) -> tuple[RailsSettin
     """The pair messages halved, then the rail groups', down to ``MIN_CUT_BYTES``."""
     said = []
     for name in ("pair_bytes", "rail_bytes"):
-        was = getattr(settings, name)
-        while not fits(settings) and getattr(settings, name) // 2 >= MIN_CUT_BYTES:
-            settings = dataclasses.replace(settings, **{name: getattr(settings, name) // 2})
-        now = getattr(settings, name)
+        was = getattr(settings.test, name)
+        while not fits(settings) and getattr(settings.test, name) // 2 >= MIN_CUT_BYTES:
+            halved = dataclasses.replace(settings.test, **{name: getattr(settings.test, name) // 2})
+            settings = dataclasses.replace(settings, test=halved)
+        now = getattr(settings.test, name)
         if now != was:
             what = "pair" if name == "pair_bytes" else "rail-group"
             said.append(
@@ -383,14 +389,15 @@ def _shorter_messages(settings: RailsSettings, fits: _Fits) -> tuple[RailsSettin
 
 def _fewer_iterations(settings: RailsSettings, fits: _Fits) -> tuple[RailsSettings, list[str]]:
     """The iterations halved, down to ``MIN_CUT_ITERS``."""
-    was_iters = settings.iters
-    while not fits(settings) and settings.iters > MIN_CUT_ITERS:
-        settings = dataclasses.replace(settings, iters=max(MIN_CUT_ITERS, settings.iters // 2))
-    if settings.iters == was_iters:
+    was_iters = settings.test.iters
+    while not fits(settings) and settings.test.iters > MIN_CUT_ITERS:
+        test = dataclasses.replace(settings.test, iters=max(MIN_CUT_ITERS, settings.test.iters // 2))
+        settings = dataclasses.replace(settings, test=test)
+    if settings.test.iters == was_iters:
         return settings, []
-    noisier = math.sqrt(was_iters / settings.iters)
+    noisier = math.sqrt(was_iters / settings.test.iters)
     return settings, [
-        f"iterations {was_iters} -> {settings.iters} (a sample averages fewer messages: its noise grows up to "
+        f"iterations {was_iters} -> {settings.test.iters} (a sample averages fewer messages: its noise grows up to "
         f"{noisier:.1f}x, and so does the smallest slowdown told from noise)"
     ]
 
@@ -451,7 +458,7 @@ def fit(
 
 def intra_planned(settings: RailsSettings, gpus: bool) -> bool:
     """Whether the intra-node matrix runs: as asked, else on GPUs (NCCL), as ``bench.rails.intranode`` decides."""
-    return settings.intra_node if settings.intra_node is not None else gpus
+    return settings.config.intra_node if settings.config.intra_node is not None else gpus
 
 
 def for_run(
@@ -464,18 +471,18 @@ def for_run(
     check_window_s: float = 0.0,
     adjust: Adjust | None = None,
 ) -> Plan | None:
-    """The run's plan, fitted into ``settings.max_minutes`` when given; None where no rate is known to plan
+    """The run's plan, fitted into ``settings.config.max_minutes`` when given; None where no rate is known to plan
     with. ``adjust``: the cluster's own runs (``bench.rails.plan_learn``), applied to every candidate."""
     model = settings.plan_model
     if model is None:
         return None
-    if settings.max_minutes is not None:
+    if settings.config.max_minutes is not None:
         return fit(
             nodes,
             ranks,
             settings,
             model,
-            settings.max_minutes,
+            settings.config.max_minutes,
             intra=intra,
             sweep=sweep,
             check_window_s=check_window_s,

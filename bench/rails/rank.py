@@ -152,7 +152,7 @@ def rails_phase(
 
     times: list[PairTime] = []
     runner = None
-    if settings.pairs:
+    if settings.config.pairs:
         runner = steps.pair_runner(settings, ctx, seat, at_once.fastest_Gbps, live)
         times = runner.matrix(watchdog.enter, watchdog.leave)
         counts.close("pair matrix")
@@ -173,7 +173,7 @@ def rails_phase(
     }
     gathered = coord.gather(sent)  # on rank 0 alone, the one rank that judges
     watchdog.leave()
-    if runner is not None and settings.confirm:
+    if runner is not None and settings.test.confirm:
         steps.confirm_suspects(settings, seat, runner, gathered, watchdog)
         laps.mark("confirmation")
     if gathered is None:
@@ -200,7 +200,7 @@ def guarded_rails_phase(
     live = None
     if run.rank0:
         layout = rail_layout(ctx.hosts)
-        live = LiveRails(run, layout.nodes, layout.rails, settings.rail_rate_gbps, settings.iters)
+        live = LiveRails(run, layout.nodes, layout.rails, settings.rail_rate_gbps, settings.test.iters)
     coord = world_coord(ctx, settings.timeout_s)
     with run.guarded() as watchdog:
         outcome = rails_phase(settings, ctx, watchdog, live, coord, laps)
@@ -216,7 +216,7 @@ def guarded_rails_phase(
             return None, live
         # The fabric testifies: each defect with its devices' error counters and what to do about it; then each
         # node's own GPUDirect path, where it explains a defect (its action then the cause's).
-        outcome = corroborate(outcome, settings.errors, settings.actions)
+        outcome = corroborate(outcome, settings.profile.errors, settings.profile.actions)
         return local_causes.attribute(outcome, node_checks), live
 
 
@@ -230,7 +230,7 @@ def rails_test(
     if outcome is None or live is None:
         return None
     write_refused_is_infra(
-        run.out_dir, "rails.json", lambda: output.write_outputs(outcome, run.out_dir, live, settings.iters)
+        run.out_dir, "rails.json", lambda: output.write_outputs(outcome, run.out_dir, live, settings.test.iters)
     )
     output.print_outcome(outcome, settings)
     run.update(rails_skipped=outcome.skipped)
@@ -288,24 +288,24 @@ def run_rank(config: RailsConfig, info: RankInfo) -> int:
 def rails_section(settings: RailsSettings) -> dict[str, object]:
     """run.json's ``rails_test``: the rails settings as resolved from flags, profile and defaults."""
     return {
-        "collectives": list(settings.collectives),
-        "rail_bytes": settings.rail_bytes,
-        "pair_bytes": settings.pair_bytes,
-        "iters": settings.iters,
-        "warmup": settings.warmup,
-        "repeats": settings.repeats,
-        "seed": settings.seed,
-        "isolation": settings.isolation,
-        "pairs": settings.pairs,
-        "intra_node": settings.intra_node,
-        "relative_fraction": settings.relative_fraction,
-        "pass_fraction": settings.pass_fraction,
+        "collectives": list(settings.test.collectives),
+        "rail_bytes": settings.test.rail_bytes,
+        "pair_bytes": settings.test.pair_bytes,
+        "iters": settings.test.iters,
+        "warmup": settings.test.warmup,
+        "repeats": settings.test.repeats,
+        "seed": settings.config.seed,
+        "isolation": settings.config.isolation,
+        "pairs": settings.config.pairs,
+        "intra_node": settings.config.intra_node,
+        "relative_fraction": settings.test.relative_fraction,
+        "pass_fraction": settings.profile.pass_fraction,
         "rail_rate_gbps": settings.rail_rate_gbps,
         "socket_ifname": settings.socket_ifname,
-        "confirm": settings.confirm,
-        "cell_budget_s": settings.cell_budget_s,
+        "confirm": settings.test.confirm,
+        "cell_budget_s": settings.config.cell_budget_s,
         "topology": settings.topology.cabling.source if settings.topology is not None else None,
-        "max_minutes": settings.max_minutes,
+        "max_minutes": settings.config.max_minutes,
         "oob_ifname": settings.oob_ifname,
         "host": socket.gethostname(),
     }

@@ -82,8 +82,8 @@ def rail_result(coll: str, mode: records.Mode, rail: int, nnodes: int, res: Size
 
 def _rail_budget(settings: RailsSettings, wire: int, calls: int, rate_Gbps: float | None, coord: Coord) -> Budget:
     """A rail cell's budget for ``wire`` bytes a call: from ``rate_Gbps`` (or ``--cell-budget``) where known."""
-    if rate_Gbps is not None or settings.cell_budget_s is not None:
-        return cell_budget(wire, calls, rate_Gbps, settings.cell_budget_s)
+    if rate_Gbps is not None or settings.config.cell_budget_s is not None:
+        return cell_budget(wire, calls, rate_Gbps, settings.config.cell_budget_s)
 
     # Every rail at once and no rate known: the fastest rail's probe (of one whole call) sets every rail's
     # budget, so a rail that fell to 1% costs a few of the fastest rail's cells, not a hundred.
@@ -118,7 +118,7 @@ def measure_rail(
 
     collective = get_collective(coll)
     # Every rank sends about busbw-factor x the message per call, the pair budget's "wire bytes".
-    wire = int(settings.rail_bytes * max(1.0, collective.busbw_factor(n)))
+    wire = int(settings.test.rail_bytes * max(1.0, collective.busbw_factor(n)))
     budget = _rail_budget(settings, wire, warmup + iters, rate_Gbps, coord)
     if group is None:
         if callable(budget):
@@ -127,7 +127,7 @@ def measure_rail(
     group_rank = dist.get_group_rank(group, ctx.info.rank)
     return measure(
         collective,
-        settings.rail_bytes,
+        settings.test.rail_bytes,
         group_rank,
         n,
         group,
@@ -135,8 +135,8 @@ def measure_rail(
         dtype=torch.float32,
         elsize=4,
         device=ctx.device,
-        check=settings.check,
-        chunks=chunks_per_message(settings.rail_bytes),
+        check=settings.config.check,
+        chunks=chunks_per_message(settings.test.rail_bytes),
     )
 
 
@@ -155,7 +155,7 @@ def every_rail_at_once(
     """Every collective in every rail group at once; rank 0's live writer gets the gathered results."""
     mine: list[records.RailResult] = []
     fastest = 0.0
-    for coll in settings.collectives:
+    for coll in settings.test.collectives:
         watchdog.enter(f"{coll} in every rail group at once")
         res = measure_rail(
             settings,
@@ -163,8 +163,8 @@ def every_rail_at_once(
             coll,
             seat.group,
             seat.group_size,
-            iters=settings.iters,
-            warmup=settings.warmup,
+            iters=settings.test.iters,
+            warmup=settings.test.warmup,
             rate_Gbps=settings.rail_rate_gbps,
             coord=seat.coord,
         )
@@ -188,20 +188,20 @@ def _measure_alone(settings: RailsSettings, ctx: DistContext, seat: Seat, known:
     """This rank's rail measured while every other rail is quiet: every collective where ``--isolation`` asks,
     else one call, only to see which device carries the rail (one call is plenty of bytes)."""
     n = seat.group_size
-    if not settings.isolation:
-        first = settings.collectives[0]
+    if not settings.config.isolation:
+        first = settings.test.collectives[0]
         measure_rail(settings, ctx, first, seat.group, n, iters=1, warmup=0, rate_Gbps=known, coord=seat.coord)
         return []
     mine = []
-    for coll in settings.collectives:
+    for coll in settings.test.collectives:
         res = measure_rail(
             settings,
             ctx,
             coll,
             seat.group,
             n,
-            iters=settings.iters,
-            warmup=settings.warmup,
+            iters=settings.test.iters,
+            warmup=settings.test.warmup,
             rate_Gbps=known,
             coord=seat.coord,
         )

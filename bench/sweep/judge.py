@@ -31,7 +31,7 @@ def collective_items(
     rows: Sequence[Mapping[str, RowValue]], min_bytes: int, pass_fraction: float, profile: str, untargeted: str = ""
 ) -> list[Item]:
     """One item per collective of the world sweep ``rows`` (scope ``world``), in the order measured.
-    ``untargeted``: why the profile gives this run no target at all (``Profile.targets_note``: no GPU, a GPU of
+    ``untargeted``: why the profile gives this run no target at all (``Profile.choice.why_none``: no GPU, a GPU of
     no known generation), said for every collective it leaves unjudged."""
     world = [r for r in rows if r.get("scope", "world") == "world"]
     items = []

@@ -129,7 +129,7 @@ def world_sweep(config: RunConfig, run: Run, graph: bool) -> list[Item]:
     write_summary(sys.stdout, rows, str(run.out_dir), judged_from=min_bytes)
     sys.stdout.flush()
     items = [
-        *collective_items(rows, min_bytes, profile.pass_fraction, _label(profile), profile.targets_note),
+        *collective_items(rows, min_bytes, profile.pass_fraction, _label(profile), profile.choice.why_none),
         counter_item(found.findings, found.per_host),
     ]
     whole = sum(seconds.values())
