@@ -173,7 +173,8 @@ def detection_rates(trials: int, rng: np.random.Generator) -> None:
     for label, cv, drop, noisy in cases:
         history = 1 + cv * rng.standard_normal((trials, 10))
         tonight = (1 + drop) * (1 + (cv if noisy else 0.0) * rng.standard_normal(trials))
-        median, sigma, _ = baseline_stats(history)
+        stats = baseline_stats(history)
+        median, sigma = stats.median, stats.sigma
         allowed = allowed_change(median, sigma, np.full(trials, 0.05), 3.0, 0.0)
         states = classify(tonight, np.ones(trials, bool), np.zeros(trials, bool), median, allowed)
         print(f"  {label:<40} flagged as regressed in {states.count('regressed') / trials:7.2%}")

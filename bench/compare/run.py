@@ -94,12 +94,13 @@ def compare(tonight: list[MetricRecord], baselines: Baselines, settings: Compare
     history = _matrix(baselines.same, keys)
     series = [(records[k].collective, records[k].scope, records[k].group) for k in keys]
     judged = judge(current, present, failed, history, thresholds, series, [records[k].scope for k in keys], settings)
-    states, median, sigma, allowed, count = judged.states, judged.median, judged.sigma, judged.allowed, judged.count
+    states, sigma, allowed = judged.states, judged.sigma, judged.allowed
+    median, count = judged.baseline.median, judged.baseline.count
     changes = tuple(c.describe() for c in baselines.changes)
     change = relative_change(current, median)
     others = []
     for other in baselines.others:
-        other_median, _, _ = baseline_stats(_matrix(other, keys))
+        other_median = baseline_stats(_matrix(other, keys)).median
         others.append((other, other_median, relative_change(current, other_median)))
 
     def num(value: float) -> float | None:
