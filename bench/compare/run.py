@@ -184,7 +184,7 @@ def run(config: CompareConfig, out: TextIO | None = None) -> int:
     if config.profile is not None:
         settings = load_settings(config.profile)
     else:
-        settings, settings_note = _run_profile_settings(tonight_run.profile)
+        settings, settings_note = _run_profile_settings(tonight_run.doc.profile)
     spec = parse_baseline_spec(config.baseline)
     history = config.history or history_for(config.run_dir)
     baselines, started = _baselines(config, spec, history, tonight_run, tonight_metrics)
@@ -265,7 +265,7 @@ def _write_outputs(
         "run_dir": str(run_dir),
         "run": {
             "time_utc": tonight.time_utc,
-            "cluster": tonight.cluster,
+            "cluster": tonight.doc.cluster,
             "nccl": tonight.nccl,
             "nranks": tonight.nranks,
             "nnodes": tonight.nnodes,
