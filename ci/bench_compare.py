@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from contextlib import closing
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -80,23 +81,25 @@ def build_history(
             day = time.gmtime(1_600_000_000 + night * 86400)
             stamp = time.strftime("%Y-%m-%dT02:00:00Z", day)
             nccl = NCCL_VERSIONS[min(night * len(NCCL_VERSIONS) // runs, len(NCCL_VERSIONS) - 1)]
-            run = RunRecord(
-                run_key=f"night{night}",
-                run_dir=f"/runs/{night}",
-                time_utc=stamp,
+            night_doc = replace(
+                doc,
+                started_utc=stamp,
                 cluster="bench",
                 profile="lambda-1cc",
                 command="accept",
                 status="complete",
                 verdict="pass",
-                node_hash=nodes,
+                hosts=HOSTS,
                 nnodes=len(HOSTS),
                 nranks=64,
-                nccl=nccl,
-                hosts=HOSTS,
-                torch="2.6.0",
-                cuda="12.4",
-                driver="550.90",
+                versions={"torch": "2.6.0", "nccl": nccl, "cuda": "12.4", "driver": "550.90"},
+            )
+            run = RunRecord(
+                doc=night_doc,
+                run_dir=f"/runs/{night}",
+                run_key=f"night{night}",
+                time_utc=stamp,
+                node_hash=nodes,
                 kind=kind,
                 environment={**environment, "nccl": nccl},
             )
@@ -173,7 +176,8 @@ def detection_rates(trials: int, rng: np.random.Generator) -> None:
     for label, cv, drop, noisy in cases:
         history = 1 + cv * rng.standard_normal((trials, 10))
         tonight = (1 + drop) * (1 + (cv if noisy else 0.0) * rng.standard_normal(trials))
-        median, sigma, _ = baseline_stats(history)
+        stats = baseline_stats(history)
+        median, sigma = stats.median, stats.sigma
         allowed = allowed_change(median, sigma, np.full(trials, 0.05), 3.0, 0.0)
         states = classify(tonight, np.ones(trials, bool), np.zeros(trials, bool), median, allowed)
         print(f"  {label:<40} flagged as regressed in {states.count('regressed') / trials:7.2%}")

@@ -36,11 +36,15 @@ KILLED_WRITER = """
 import sys
 from bench.history.records import MetricRecord, RunRecord
 from bench.history.store import open_store, write_run
+from bench.rundir.files import FORMAT_VERSION
+from bench.rundir.runjson import RunDoc
 conn = open_store(sys.argv[1])
 for i in range(1000):
-    run = RunRecord(run_key=f"key{i}", run_dir=f"/runs/{i}", time_utc=f"2026-11-{1 + i % 28:02d}T02:00:00Z",
-                    cluster="lab", profile=None, command="run", status="complete", verdict="pass", node_hash="h",
-                    nnodes=2, nranks=16, nccl="2.27.3", hosts=("n1", "n2"))
+    started = f"2026-11-{1 + i % 28:02d}T02:00:00Z"
+    doc = RunDoc(format_version=FORMAT_VERSION, tool="railbench", version="0", command="run", cluster="lab",
+                 profile=None, started_utc=started, status="complete", verdict="pass", hosts=("n1", "n2"),
+                 nnodes=2, nranks=16, versions={"nccl": "2.27.3"})
+    run = RunRecord(doc=doc, run_dir=f"/runs/{i}", run_key=f"key{i}", time_utc=started, node_hash="h")
     metrics = [MetricRecord("all_reduce", "world", "world", b, 16, 300.0 + i, 150.0, 10.0, 0, False, 1)
                for b in range(60000)]
     print(f"writing {i}", flush=True)

@@ -11,9 +11,8 @@ import pytest
 
 from bench.exits import UserError
 from bench.history.records import metrics_from_rows, node_hash, read_run
+from bench.history.schema import MIGRATIONS, SCHEMA_VERSION
 from bench.history.store import (
-    MIGRATIONS,
-    SCHEMA_VERSION,
     add_run,
     comparable_runs,
     journal_mode_for,

@@ -124,10 +124,10 @@ def test_headers_devices_and_versions(corpus: Path) -> None:
     assert (table.header.max_bytes, table.header.step_factor, table.header.iters) == (68719476736, 2, 20)
     assert table.hosts == tuple(f"cnode3-{i:03d}" for i in range(2, 12))
     assert table.gpus == ("NVIDIA H100 80GB HBM3",)
-    assert (table.nccl_version, table.nccl_tests_version) == ("2.29.2", "2.17.8")
+    assert (table.quoted.nccl_version, table.quoted.nccl_tests_version) == ("2.29.2", "2.17.8")
     assert table.avg_busbw_GBps == 265.631
     gke = read_log(corpus / "nccl_tests_all_gather_h200_gke_a3ultra_2node_1gpu_dranet.txt").tables[0]
-    assert (gke.nccl_version, gke.cuda_version, gke.gpus) == ("2.25.1", "12.8", ("NVIDIA H200",))
+    assert (gke.quoted.nccl_version, gke.quoted.cuda_version, gke.gpus) == ("2.25.1", "12.8", ("NVIDIA H200",))
     old = read_log(corpus / "nccl_tests_alltoall_a100_1node_oldformat_superbench.txt").tables[0]
     assert old.gpus == ("A100-SXM4-40GB",) and old.rows[0].root is None and old.rows[0].redop == ""
     assert all(m.wrong is None for r in old.rows for m in r.measurements)  # 'N/A' in the error column

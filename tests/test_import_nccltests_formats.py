@@ -21,7 +21,7 @@ def test_json_v3_rows_devices_and_versions() -> None:
     assert (table.collective, table.collective_source) == ("all_reduce", "json args")
     assert (table.nranks, table.nranks_source) == (16, "json devices")
     assert table.hosts == HOSTS and table.gpus == ("NVIDIA H100 80GB HBM3",)
-    assert table.nccl_version == "2.29.2"
+    assert table.quoted.nccl_version == "2.29.2"
     assert [r.bytes for r in table.rows] == SIZES
     expected = sweep("all_reduce", 16, SIZES)
     assert [round(r.measurements[0].busbw_GBps.value, 6) for r in table.rows] == [round(p.busbw, 6) for p in expected]
@@ -74,7 +74,7 @@ def test_text_with_srun_labels_info_lines_and_timestamps() -> None:
     text = text_log("reduce_scatter", HOSTS, 4, SIZES, label_ranks=True, timestamps=True)
     (table,) = parse_text(text).tables
     assert (table.collective, table.nranks, table.complete) == ("reduce_scatter", 8, True)
-    assert len(table.rows) == len(SIZES) and table.nccl_version == "2.27.3"
+    assert len(table.rows) == len(SIZES) and table.quoted.nccl_version == "2.27.3"
     assert table.rows[-1].measurements[1].busbw_GBps.value == pytest.approx(
         sweep("reduce_scatter", 8, SIZES)[-1].busbw, abs=0.005
     )

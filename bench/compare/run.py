@@ -94,12 +94,13 @@ def compare(tonight: list[MetricRecord], baselines: Baselines, settings: Compare
     history = _matrix(baselines.same, keys)
     series = [(records[k].collective, records[k].scope, records[k].group) for k in keys]
     judged = judge(current, present, failed, history, thresholds, series, [records[k].scope for k in keys], settings)
-    states, median, sigma, allowed, count = judged.states, judged.median, judged.sigma, judged.allowed, judged.count
+    states, sigma, allowed = judged.states, judged.sigma, judged.allowed
+    median, count = judged.baseline.median, judged.baseline.count
     changes = tuple(c.describe() for c in baselines.changes)
     change = relative_change(current, median)
     others = []
     for other in baselines.others:
-        other_median, _, _ = baseline_stats(_matrix(other, keys))
+        other_median = baseline_stats(_matrix(other, keys)).median
         others.append((other, other_median, relative_change(current, other_median)))
 
     def num(value: float) -> float | None:
@@ -183,7 +184,7 @@ def run(config: CompareConfig, out: TextIO | None = None) -> int:
     if config.profile is not None:
         settings = load_settings(config.profile)
     else:
-        settings, settings_note = _run_profile_settings(tonight_run.profile)
+        settings, settings_note = _run_profile_settings(tonight_run.doc.profile)
     spec = parse_baseline_spec(config.baseline)
     history = config.history or history_for(config.run_dir)
     baselines, started = _baselines(config, spec, history, tonight_run, tonight_metrics)
@@ -264,7 +265,7 @@ def _write_outputs(
         "run_dir": str(run_dir),
         "run": {
             "time_utc": tonight.time_utc,
-            "cluster": tonight.cluster,
+            "cluster": tonight.doc.cluster,
             "nccl": tonight.nccl,
             "nranks": tonight.nranks,
             "nnodes": tonight.nnodes,

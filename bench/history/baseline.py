@@ -89,11 +89,11 @@ def from_history(history: Path, tonight: RunRecord, last: int, *, same_environme
     with opened(history, create=False) as conn:
         candidates = comparable_runs(
             conn,
-            cluster=tonight.cluster,
+            cluster=tonight.doc.cluster,
             nranks=tonight.nranks,
             nnodes=tonight.nnodes,
             kind=tonight.kind,
-            command=tonight.command,
+            command=tonight.doc.command,
             before_utc=tonight.time_utc,
             before_id=run_id_of(conn, tonight.run_key),
             node_hash=tonight.node_hash if same_environment else None,
@@ -114,9 +114,9 @@ def from_history(history: Path, tonight: RunRecord, last: int, *, same_environme
             if candidates
             else other_shapes(
                 conn,
-                cluster=tonight.cluster,
+                cluster=tonight.doc.cluster,
                 kind=tonight.kind,
-                command=tonight.command,
+                command=tonight.doc.command,
                 nranks=tonight.nranks,
                 nnodes=tonight.nnodes,
             )
@@ -141,7 +141,7 @@ def from_history(history: Path, tonight: RunRecord, last: int, *, same_environme
     chosen_runs = by_version.get(tonight.nccl, [])
     facts = [r.environment_facts for r in chosen_runs]
     changes = tuple(environment_changes(facts, tonight.environment))
-    departed = {h for r in chosen_runs for h in r.host_names} - set(tonight.hosts)
+    departed = {h for r in chosen_runs for h in r.host_names} - set(tonight.doc.hosts)
     return Baselines(same, others, description, tuple(notes), changes, frozenset(departed))
 
 
@@ -230,9 +230,9 @@ def from_run_dir(run_dir: Path, tonight: RunRecord, tonight_metrics: Sequence[Me
     notes += [f"baseline run has {n}: the rails not measured tonight are missing" for n in named]
     if run.nccl != tonight.nccl:
         notes.append(f"baseline run has NCCL {run.nccl}, tonight has {tonight.nccl}: compared as asked")
-    if (run.cluster, run.node_hash) != (tonight.cluster, tonight.node_hash):
+    if (run.doc.cluster, run.node_hash) != (tonight.doc.cluster, tonight.node_hash):
         notes.append("baseline run is on another cluster or node set: compared as asked")
     base = BaselineRun(run.time_utc, run.nccl, run.run_dir)
     changes = tuple(environment_changes([dict(run.environment)], tonight.environment))
-    departed = frozenset(set(run.hosts) - set(tonight.hosts))
+    departed = frozenset(set(run.doc.hosts) - set(tonight.doc.hosts))
     return Baselines(_set(tonight.nccl, [(base, metrics)]), (), f"run {run_dir}", tuple(notes), changes, departed)

@@ -89,13 +89,26 @@ def row_medians(values: FloatArray) -> FloatArray:
         return np.where(count > 0, (low + high) / 2, np.nan)
 
 
-def baseline_stats(history: FloatArray) -> tuple[FloatArray, FloatArray, npt.NDArray[np.int64]]:
+@dataclass(frozen=True)
+class BaselineStats:
+    """Each metric's baseline, one row per metric: what its values were (NaN where it has none)."""
+
+    median: FloatArray
+    sigma: FloatArray
+    """The robust sigma of one value (1.4826 x the median absolute deviation), before any floor."""
+    count: npt.NDArray[np.int64]
+    """How many baseline runs hold a value of the metric."""
+
+
+def baseline_stats(history: FloatArray) -> BaselineStats:
     """Median, robust sigma and count per row of ``history`` (metrics x runs, NaN where absent)."""
     history = as_matrix(history)
-    count = np.sum(np.isfinite(history), axis=1)
     median = row_medians(history)
-    sigma = MAD_TO_SIGMA * row_medians(np.abs(history - median[:, None]))
-    return median, sigma, count
+    return BaselineStats(
+        median=median,
+        sigma=MAD_TO_SIGMA * row_medians(np.abs(history - median[:, None])),
+        count=np.sum(np.isfinite(history), axis=1),
+    )
 
 
 def noise_estimated(count: npt.NDArray[np.int64], min_runs: int) -> BoolArray:

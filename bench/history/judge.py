@@ -12,7 +12,7 @@ metric, ordered by series (collective, scope, group) and then size.
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -20,6 +20,7 @@ import numpy as np
 from bench.compare_settings import CompareSettings
 from bench.history.compare import (
     MAD_TO_SIGMA,
+    BaselineStats,
     BoolArray,
     Direction,
     FloatArray,
@@ -43,12 +44,23 @@ scope, the spread of tonight's changes across them (one baseline run), the floor
 
 
 @dataclass(frozen=True)
+class FirstNights:
+    """How the metrics with fewer than ``min_runs`` baseline values were judged."""
+
+    pooled: dict[Hashable, tuple[float, NoiseSource]]
+    """Per scope: the relative noise the first nights used and where it came from."""
+    single_k: float
+    """The k an isolated first-night size had to clear (``bench.history.compare.isolated_k``)."""
+    count: int
+    """How many metrics were judged as first nights."""
+
+
+@dataclass(frozen=True)
 class Judgement:
-    """The states and what they were judged against (GB/s unless said)."""
+    """The states and what they were judged against (GB/s unless said), one row per metric."""
 
     states: list[State]
-    median: FloatArray
-    count: np.ndarray
+    baseline: BaselineStats
     sigma: FloatArray
     """The noise of one value: own robust sigma, pooled, or floor (NaN without a baseline)."""
     allowed: FloatArray
@@ -57,12 +69,7 @@ class Judgement:
     source: list[NoiseSource]
     evidence: list[str]
     """Why a first-night metric past its threshold is or is not regressed/improved ('' otherwise)."""
-    pooled: dict[Hashable, tuple[float, NoiseSource]]
-    """Per scope: the relative noise the first nights used and where it came from."""
-    single_k: float
-    """The k an isolated first-night size had to clear (``bench.history.compare.isolated_k``)."""
-    first_nights: int
-    """How many metrics were judged as first nights."""
+    first_nights: FirstNights
 
 
 def spread_relative_sigma(
@@ -98,65 +105,92 @@ def judge(
     settings: CompareSettings,
 ) -> Judgement:
     """States for every metric (see the module docstring); ``history`` is metrics x runs, newest first."""
-    median, raw_sigma, count = baseline_stats(history)
-    own = noise_estimated(count, settings.min_runs)
-    sigma = floored_sigma(median, raw_sigma, settings.noise_floor)
-    allowed = allowed_change(median, sigma, thresholds, settings.noise_k, settings.resolution_GBps, own)
-    states = classify(current, present, failed, median, allowed)
-    n = len(current)
-    source: list[NoiseSource] = ["own" if own[i] else "none" for i in range(n)]
-    evidence = [""] * n
+    judged = _on_own_noise(current, present, failed, history, thresholds, settings)
+    if not (np.isfinite(judged.baseline.median) & ~noise_estimated(judged.baseline.count, settings.min_runs)).any():
+        return judged
+    return _on_first_nights(judged, current, present, failed, history, thresholds, series, scopes, settings)
 
-    first = np.isfinite(median) & ~own
-    judged = first & present & ~failed & np.isfinite(current)
-    pooled: dict[Hashable, tuple[float, NoiseSource]] = {}
-    single_k = settings.noise_k
-    rows = [int(i) for i in np.flatnonzero(first)]
-    if rows:
-        from_history = pooled_relative_sigma(history[first], [scopes[i] for i in rows], settings.min_runs)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            change = np.where(judged, (current - median) / np.abs(median), np.nan)
-        one_run = judged & (count == 1)
-        from_tonight = (
-            spread_relative_sigma(change, scopes, np.where(judged, count, 0), settings.min_runs)
-            if one_run.any()
-            else {}
-        )
-        relative = np.full(n, np.nan)
-        for i in rows:
-            value, where = _first_night_noise(scopes[i], int(count[i]), from_history, from_tonight, settings)
-            pooled[scopes[i]] = (value, where)
-            relative[i] = value
-            source[i] = where
-        sigma = np.where(first, relative * np.abs(median), sigma)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            band = np.maximum(thresholds, np.where(first, settings.resolution_GBps / np.abs(median), 0.0))
-        allowed = np.where(first, band * np.abs(median), allowed)
-        sigma_d = difference_sigma(relative, count)
-        single_k = isolated_k(settings.noise_k, int(judged.sum()))
-        directions: tuple[tuple[Direction, float, State], ...] = (
-            ("higher", 1.0, "regressed"),
-            ("lower", -1.0, "improved"),
-        )
-        for direction, sign, word in directions:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                worse = np.where(judged, sign * (median - current) / np.abs(median), np.nan)
-            runs = confirm_runs(worse, band, sigma_d, series, settings.noise_k, single_k)
-            again = repeated(history, current, band, relative, single_k, direction) & judged
-            for i in (int(j) for j in np.flatnonzero(judged & (runs.length > 0))):
-                states[i] = word if runs.confirmed[i] or again[i] else "unchanged"
-                evidence[i] = _evidence(word, runs, i, bool(again[i]))
+
+def _on_own_noise(
+    current: FloatArray,
+    present: BoolArray,
+    failed: BoolArray,
+    history: FloatArray,
+    thresholds: FloatArray,
+    settings: CompareSettings,
+) -> Judgement:
+    """Every metric judged on its own baseline; those with too few values of it by the threshold alone."""
+    baseline = baseline_stats(history)
+    own = noise_estimated(baseline.count, settings.min_runs)
+    sigma = floored_sigma(baseline.median, baseline.sigma, settings.noise_floor)
+    allowed = allowed_change(baseline.median, sigma, thresholds, settings.noise_k, settings.resolution_GBps, own)
     return Judgement(
-        states=states,
-        median=median,
-        count=count,
+        states=classify(current, present, failed, baseline.median, allowed),
+        baseline=baseline,
         sigma=sigma,
         allowed=allowed,
+        source=["own" if known else "none" for known in own],
+        evidence=[""] * len(current),
+        first_nights=FirstNights({}, settings.noise_k, 0),
+    )
+
+
+def _on_first_nights(
+    judged: Judgement,
+    current: FloatArray,
+    present: BoolArray,
+    failed: BoolArray,
+    history: FloatArray,
+    thresholds: FloatArray,
+    series: Sequence[Hashable],
+    scopes: Sequence[Hashable],
+    settings: CompareSettings,
+) -> Judgement:
+    """``judged`` with its first nights (a baseline, but fewer than ``min_runs`` values of it) judged again on
+    pooled noise and confirmed by their neighbours or last night (see the module docstring)."""
+    median, count = judged.baseline.median, judged.baseline.count
+    states, source, evidence = list(judged.states), list(judged.source), list(judged.evidence)
+    first = np.isfinite(median) & ~noise_estimated(count, settings.min_runs)
+    judging = first & present & ~failed & np.isfinite(current)
+    pooled: dict[Hashable, tuple[float, NoiseSource]] = {}
+    rows = [int(i) for i in np.flatnonzero(first)]
+    from_history = pooled_relative_sigma(history[first], [scopes[i] for i in rows], settings.min_runs)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        change = np.where(judging, (current - median) / np.abs(median), np.nan)
+    one_run = judging & (count == 1)
+    from_tonight = (
+        spread_relative_sigma(change, scopes, np.where(judging, count, 0), settings.min_runs) if one_run.any() else {}
+    )
+    relative = np.full(len(current), np.nan)
+    for i in rows:
+        value, where = _first_night_noise(scopes[i], int(count[i]), from_history, from_tonight, settings)
+        pooled[scopes[i]] = (value, where)
+        relative[i] = value
+        source[i] = where
+    with np.errstate(divide="ignore", invalid="ignore"):
+        band = np.maximum(thresholds, np.where(first, settings.resolution_GBps / np.abs(median), 0.0))
+    sigma_d = difference_sigma(relative, count)
+    single_k = isolated_k(settings.noise_k, int(judging.sum()))
+    directions: tuple[tuple[Direction, float, State], ...] = (
+        ("higher", 1.0, "regressed"),
+        ("lower", -1.0, "improved"),
+    )
+    for direction, sign, word in directions:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            worse = np.where(judging, sign * (median - current) / np.abs(median), np.nan)
+        runs = confirm_runs(worse, band, sigma_d, series, settings.noise_k, single_k)
+        again = repeated(history, current, band, relative, single_k, direction) & judging
+        for i in (int(j) for j in np.flatnonzero(judging & (runs.length > 0))):
+            states[i] = word if runs.confirmed[i] or again[i] else "unchanged"
+            evidence[i] = _evidence(word, runs, i, bool(again[i]))
+    return replace(
+        judged,
+        states=states,
+        sigma=np.where(first, relative * np.abs(median), judged.sigma),
+        allowed=np.where(first, band * np.abs(median), judged.allowed),
         source=source,
         evidence=evidence,
-        pooled=pooled,
-        single_k=single_k,
-        first_nights=int(first.sum()),
+        first_nights=FirstNights(pooled, single_k, int(first.sum())),
     )
 
 

@@ -39,7 +39,7 @@ def node_hash(hosts: Iterable[str]) -> str:
 
 @dataclass(frozen=True)
 class RunIdentity:
-    """What the history knows of every run, written or read back: identity, placement, outcome."""
+    """What the history knows of every run it lists: identity, placement, outcome."""
 
     run_key: str
     """Identity used to make adding a run idempotent (cluster, start time, command, nodes, folder name)."""
@@ -58,18 +58,35 @@ class RunIdentity:
 
 
 @dataclass(frozen=True)
-class RunRecord(RunIdentity):
-    """The run row the history is given, read from a run directory: the identity plus every version and the
-    environment facts, as values."""
+class RunRecord:
+    """The run the history is given, read from a run directory: its run.json whole, and what the history
+    derives from it to place and compare the run."""
 
-    hosts: tuple[str, ...] = ()
-    torch: str | None = None
-    cuda: str | None = None
-    driver: str | None = None
+    doc: RunDoc
+    run_dir: str
+    """The run directory, resolved."""
+    run_key: str
+    """Identity used to make adding a run idempotent (cluster, start time, command, nodes, folder name)."""
+    time_utc: str
+    """When the run started (else finished), ISO 8601 with Z; orders the history."""
+    node_hash: str
     kind: str = ""
     """The command and the shape of its sweep (``bench.history.runfacts.run_kind``): what makes runs comparable."""
     environment: Mapping[str, Any] = field(default_factory=dict)
     """Versions, node set and NCCL_* variables (``bench.history.runfacts.run_environment``)."""
+
+    @property
+    def nnodes(self) -> int:
+        """run.json's node count, else its hosts counted."""
+        return self.doc.nnodes or len(self.doc.hosts)
+
+    @property
+    def nranks(self) -> int:
+        return self.doc.nranks or 0
+
+    @property
+    def nccl(self) -> str | None:
+        return self.doc.version_of("nccl")
 
 
 @dataclass(frozen=True)
@@ -206,22 +223,11 @@ def run_record(doc: RunDoc, run_dir: Path | str) -> RunRecord:
     nodes = node_hash(doc.hosts)
     identity = "\n".join([doc.cluster, str(time_utc), doc.command, nodes, Path(run_dir).resolve().name])
     return RunRecord(
-        run_key=hashlib.sha256(identity.encode()).hexdigest()[:24],
+        doc=doc,
         run_dir=str(Path(run_dir).resolve()),
+        run_key=hashlib.sha256(identity.encode()).hexdigest()[:24],
         time_utc=str(time_utc),
-        cluster=doc.cluster,
-        profile=doc.profile,
-        command=doc.command,
-        status=doc.status,
-        verdict=doc.verdict,
-        hosts=doc.hosts,
         node_hash=nodes,
-        nnodes=doc.nnodes or len(doc.hosts),
-        nranks=doc.nranks or 0,
-        torch=doc.version_of("torch"),
-        nccl=doc.version_of("nccl"),
-        cuda=doc.version_of("cuda"),
-        driver=doc.version_of("driver"),
         kind=run_kind(doc),
         environment=run_environment(doc, run_dir),
     )

@@ -4,19 +4,7 @@ Tables: ``runs`` (one row per run: time, cluster, profile, node-set hash, nnodes
 driver versions, status, verdict) and ``metrics`` (one row per key metric of a run, see
 ``bench.history.records``).
 
-Schema history (``PRAGMA user_version``; each step is a named migration, applied in order, each in its own
-transaction, and recorded in ``schema_migrations``):
-
-* 1 ``runs_and_metrics`` — the two tables.
-* 2 ``comparable_runs_index`` — an index on (cluster, node_hash, nranks, time_utc), which ``compare`` walks.
-* 3 ``run_kind_and_environment`` — ``runs.kind`` (the command and the shape of its sweep: what makes runs
-  comparable) and ``runs.environment`` (JSON: versions, node set, NCCL_* variables, named when they change),
-  and an index on (cluster, nranks, kind, time_utc). Rows added before it have NULL there and are matched by
-  their command alone.
-* 4 ``rail_errors`` — per run, rail and error counter: the count over the rails test, NULL when saturated
-  (``bench.history.rail_errors``). Runs added before it have no rows: their error counts are unknown.
-* 5 ``phase_times`` — per rails or accept run and phase: the seconds it took and what its plan projected
-  (``bench.history.phase_times``), which the next plan learns from. Runs added before it have no rows.
+Schema and its migrations: ``bench.history.schema``.
 
 Order: runs are ordered by start time, ties by the order they were added (``id``), so a backlog of logs
 imported within one second still lines up one after another.
@@ -36,7 +24,6 @@ import stat
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -52,6 +39,7 @@ from bench.history.queries import metrics_of as metrics_of
 from bench.history.queries import other_shapes as other_shapes
 from bench.history.queries import run_id_of as run_id_of
 from bench.history.records import MetricRecord, RunRecord, read_run
+from bench.history.schema import migrate, now_utc, transaction
 
 BUSY_TIMEOUT_S = 120.0
 """How long a writer waits for another one (a big run's metrics take well under a second to write)."""
@@ -78,74 +66,6 @@ def history_for(run_dir: Path | str) -> Path:
     return folder.parent / "history.sqlite" if folder.name == "runs" else default_history_path()
 
 
-@dataclass(frozen=True)
-class Migration:
-    """One named step of the schema history."""
-
-    version: int
-    name: str
-    apply: Callable[[sqlite3.Connection], None]
-
-
-def _runs_and_metrics(conn: sqlite3.Connection) -> None:
-    conn.execute(
-        """CREATE TABLE runs (
-            id INTEGER PRIMARY KEY,
-            run_key TEXT NOT NULL UNIQUE,
-            run_dir TEXT NOT NULL,
-            time_utc TEXT NOT NULL,
-            cluster TEXT NOT NULL,
-            profile TEXT,
-            command TEXT NOT NULL,
-            status TEXT NOT NULL,
-            verdict TEXT,
-            hosts TEXT NOT NULL,
-            node_hash TEXT NOT NULL,
-            nnodes INTEGER NOT NULL,
-            nranks INTEGER NOT NULL,
-            torch TEXT, nccl TEXT, cuda TEXT, driver TEXT,
-            added_utc TEXT NOT NULL
-        )"""
-    )
-    conn.execute(
-        """CREATE TABLE metrics (
-            run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-            collective TEXT NOT NULL,
-            scope TEXT NOT NULL,
-            grp TEXT NOT NULL,
-            bytes INTEGER NOT NULL,
-            nranks INTEGER,
-            busbw_GBps REAL,
-            algbw_GBps REAL,
-            time_us REAL,
-            wrong INTEGER,
-            failed INTEGER NOT NULL,
-            samples INTEGER NOT NULL,
-            PRIMARY KEY (run_id, collective, scope, grp, bytes)
-        ) WITHOUT ROWID"""
-    )
-
-
-def _comparable_runs_index(conn: sqlite3.Connection) -> None:
-    conn.execute("CREATE INDEX runs_comparable ON runs(cluster, node_hash, nranks, time_utc)")
-
-
-def _run_kind_and_environment(conn: sqlite3.Connection) -> None:
-    conn.execute("ALTER TABLE runs ADD COLUMN kind TEXT")
-    conn.execute("ALTER TABLE runs ADD COLUMN environment TEXT")
-    conn.execute("CREATE INDEX runs_by_kind ON runs(cluster, nranks, kind, time_utc)")
-
-
-MIGRATIONS: tuple[Migration, ...] = (
-    Migration(1, "runs_and_metrics", _runs_and_metrics),
-    Migration(2, "comparable_runs_index", _comparable_runs_index),
-    Migration(3, "run_kind_and_environment", _run_kind_and_environment),
-    Migration(4, "rail_errors", rail_errors.create_table),
-    Migration(5, "phase_times", phase_times.create_table),
-)
-SCHEMA_VERSION = MIGRATIONS[-1].version
-
-
 def journal_mode_for(path: Path, mounts: str) -> str:
     """``"wal"``, or ``"delete"`` when ``path`` lies on a network filesystem per ``mounts`` (/proc/mounts)."""
     resolved = str(path.resolve())
@@ -167,44 +87,6 @@ def _mounts() -> str:
         return Path("/proc/mounts").read_text()
     except OSError:  # not Linux: assume a local disk
         return ""
-
-
-@contextmanager
-def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """One write transaction; IMMEDIATE takes the write lock up front, so two writers queue, never deadlock."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield conn
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-
-
-def _migrate(conn: sqlite3.Connection, path: Path) -> None:
-    for migration in MIGRATIONS:
-        if conn.execute("PRAGMA user_version").fetchone()[0] >= migration.version:
-            continue
-        with transaction(conn):
-            # Re-read inside the lock: another process may have migrated while we waited.
-            if conn.execute("PRAGMA user_version").fetchone()[0] >= migration.version:
-                continue
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
-                "applied_utc TEXT NOT NULL)"
-            )
-            migration.apply(conn)
-            conn.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)", (migration.version, migration.name, _now()))
-            conn.execute(f"PRAGMA user_version = {migration.version}")
-    found = conn.execute("PRAGMA user_version").fetchone()[0]
-    if found > SCHEMA_VERSION:
-        raise UserError(
-            f"{path} has history schema {found}; this railbench knows up to {SCHEMA_VERSION}: upgrade railbench"
-        )
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def _is_busy(exc: sqlite3.Error) -> bool:
@@ -318,7 +200,7 @@ def open_store(path: Path | str, *, create: bool = True, write: bool = False) ->
             if write or "readonly" not in str(exc):
                 raise
         conn.execute("PRAGMA synchronous = FULL")
-        _migrate(conn, path)
+        migrate(conn, path)
 
     try:
         _busy_retried(set_up)
@@ -356,20 +238,20 @@ def _write_run_rows(conn: sqlite3.Connection, run: RunRecord, metrics: Sequence[
         run.run_key,
         run.run_dir,
         run.time_utc,
-        run.cluster,
-        run.profile,
-        run.command,
-        run.status,
-        run.verdict,
-        json.dumps(list(run.hosts)),
+        run.doc.cluster,
+        run.doc.profile,
+        run.doc.command,
+        run.doc.status,
+        run.doc.verdict,
+        json.dumps(list(run.doc.hosts)),
         run.node_hash,
         run.nnodes,
         run.nranks,
-        run.torch,
+        run.doc.version_of("torch"),
         run.nccl,
-        run.cuda,
-        run.driver,
-        _now(),
+        run.doc.version_of("cuda"),
+        run.doc.version_of("driver"),
+        now_utc(),
         run.kind or None,
         json.dumps(dict(run.environment), sort_keys=True),
     )

@@ -177,7 +177,7 @@ class LogSummary:
         self.truncated |= not table.complete
         self.failures.extend(table.failures[: max(0, 100 - len(self.failures))])
         for key in ("nccl_version", "cuda_version", "nccl_tests_version", "command"):
-            value = getattr(table, key)
+            value = getattr(table.quoted, key)
             if value and key not in self.firsts:
                 self.firsts[key] = value
         self.collectives.setdefault(table.collective, None)

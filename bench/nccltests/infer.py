@@ -26,6 +26,7 @@ from bench.nccltests.model import (
     Device,
     Header,
     PlacementResult,
+    Quoted,
     Row,
     Table,
     busbw_factor,
@@ -66,15 +67,8 @@ class TableEvidence:
     mentions: list[str] = field(default_factory=list)
     columns: tuple[str, ...] = ()
     """The column header's names (``size count type redop root time ...``), when the table printed it."""
-    # Sticky: once seen they hold for the tables that follow.
-    nccl_version: str | None = None
-    cuda_version: str | None = None
-    tests_version: str | None = None
-    command: str | None = None
-    command_collective: str | None = None
-    launcher_np: int | None = None
-    command_ranks: int | None = None
-    """processes x ``-t`` x ``-g`` of a command line with no launcher word (one process)."""
+    quoted: Quoted = field(default_factory=Quoted)
+    """Sticky: what the log said before this table, handed on to the tables that follow."""
 
     def note(self, text: str) -> None:
         """Add a note; a damaged log could give one per line, so past ``MAX_NOTES`` they are only counted."""
@@ -98,17 +92,8 @@ class TableEvidence:
         return bool(self.header or self.devices or self.rows or self.marker)
 
     def successor(self, first_line: int) -> TableEvidence:
-        """A new table that inherits this one's sticky facts (and, for the preamble, its evidence)."""
-        return TableEvidence(
-            first_line=first_line,
-            nccl_version=self.nccl_version,
-            cuda_version=self.cuda_version,
-            tests_version=self.tests_version,
-            command=self.command,
-            command_collective=self.command_collective,
-            launcher_np=self.launcher_np,
-            command_ranks=self.command_ranks,
-        )
+        """A new table that inherits what the log quoted before it."""
+        return TableEvidence(first_line=first_line, quoted=self.quoted)
 
 
 def mentions(text: str) -> list[str]:
@@ -225,7 +210,7 @@ def _choose_collective(
         return t.marker, "marker"
     fits = [c for c in BUS_FACTOR if _fits(c, t.rows, nranks, t.columns)]
     ranked = [
-        ("command", [t.command_collective] if t.command_collective else []),
+        ("command", [t.quoted.command_collective] if t.quoted.command_collective else []),
         ("given", [given] if given else []),
         ("row shape", fits if len(fits) == 1 else []),
         ("mention", list(reversed(t.mentions))),
@@ -253,7 +238,7 @@ def _direct_nranks(t: TableEvidence) -> tuple[int | None, str, list[str]]:
     if t.info_nranks:
         return t.info_nranks, "NCCL INFO", notes
     per_process = (t.header.nthreads * t.header.ngpus) if t.header else 1
-    launched = t.launcher_np * per_process if t.launcher_np else None
+    launched = t.quoted.launcher_np * per_process if t.quoted.launcher_np else None
     if t.devices:
         group0 = t.devices[0].group
         in_group = [d for d in t.devices if d.group == group0]
@@ -266,9 +251,9 @@ def _direct_nranks(t: TableEvidence) -> tuple[int | None, str, list[str]]:
         return len(in_group), "device lines", notes
     if launched:
         return launched, "launcher -np", notes
-    if t.command_ranks:
+    if t.quoted.command_ranks:
         # nThread x nGpus of the header is what ran; the command line's flags are the fallback.
-        return (per_process if t.header else t.command_ranks), "command line", notes
+        return (per_process if t.header else t.quoted.command_ranks), "command line", notes
     return None, "", notes
 
 
@@ -349,9 +334,6 @@ def finish(
         avg_busbw_GBps=t.avg,
         failures=tuple(t.failures),
         notes=tuple(t.notes + notes),
-        nccl_version=t.nccl_version,
-        cuda_version=t.cuda_version,
-        nccl_tests_version=t.tests_version,
-        command=t.command,
+        quoted=t.quoted,
         first_line=t.first_line,
     )

@@ -23,6 +23,7 @@ from bench.nccltests.model import (
     Number,
     Placement,
     PlacementResult,
+    Quoted,
     Row,
     collective_from_program,
     nccl_version_from_code,
@@ -276,13 +277,15 @@ def parse_json(
     header = _json_header(config)
     evidence = TableEvidence(first_line=1, header=header, rows=rows, devices=devices)
     evidence.footer = not cut and "out_of_bounds" in data
-    evidence.command = " ".join(args)[:MAX_LINE_CHARS] or None
-    evidence.command_collective = collective_from_program(args[0]) if args else None
+    code = data.get("nccl_version")
+    evidence.quoted = Quoted(
+        nccl_version=nccl_version_from_code(code) if isinstance(code, int) and 0 < code < 10**8 else None,
+        command=" ".join(args)[:MAX_LINE_CHARS] or None,
+        command_collective=collective_from_program(args[0]) if args else None,
+    )
     if devices:
         # -J lists one device per process (the first GPU of each): nranks = processes x GPUs per process.
         evidence.info_nranks = len(devices) * header.nthreads * header.ngpus
-    code = data.get("nccl_version")
-    evidence.nccl_version = nccl_version_from_code(code) if isinstance(code, int) and 0 < code < 10**8 else None
     oob = data.get("out_of_bounds")
     evidence.out_of_bounds = _optional_int(oob, "count") if isinstance(oob, dict) else None
     evidence.avg = _average_busbw(data, source)

@@ -151,6 +151,23 @@ class Header:
 
 
 @dataclass(frozen=True)
+class Quoted:
+    """What a log says of the run outside its tables: the versions that ran and the command line. A log says
+    each once, before its first table, so each holds for every table after it until the log says it again."""
+
+    nccl_version: str | None = None
+    cuda_version: str | None = None
+    nccl_tests_version: str | None = None
+    command: str | None = None
+    command_collective: str | None = None
+    """The collective the command line's program runs (``all_gather_perf``)."""
+    launcher_np: int | None = None
+    """The launcher's ``-np``, where a launcher word precedes the program."""
+    command_ranks: int | None = None
+    """processes x ``-t`` x ``-g`` of a command line with no launcher word (one process)."""
+
+
+@dataclass(frozen=True)
 class Table:
     """One nccl-tests run: one collective over one communicator."""
 
@@ -177,10 +194,7 @@ class Table:
     """``# Avg bus bandwidth``: an average over every size; kept, never used as the headline."""
     failures: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
-    nccl_version: str | None = None
-    cuda_version: str | None = None
-    nccl_tests_version: str | None = None
-    command: str | None = None
+    quoted: Quoted = Quoted()
     first_line: int = 0
 
     @property

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from bench.bounded import InputError, Where, parse_float, parse_int
@@ -146,10 +147,11 @@ class _Reader:
         cur = self.cur
         if m := _VERSION.match(stripped):
             self.cur = None  # a new run starts; its table opens at its first table line
-            self.pending.tests_version = m.group(1)[:40]
+            quoted = replace(self.pending.quoted, nccl_tests_version=m.group(1)[:40])
             if m.group(3):
                 code = whole_number(m.group(3), self.source, "nccl-library", number, maximum=10**8)
-                self.pending.nccl_version = nccl_version_from_code(code)
+                quoted = replace(quoted, nccl_version=nccl_version_from_code(code))
+            self.pending.quoted = quoted
         elif m := _STARTING.match(stripped):
             if cur is None or cur.started:
                 cur = self.open_table(number)
@@ -246,12 +248,18 @@ class _Reader:
                 count = parse_int(n.group(1), self.where("NCCL INFO nranks", number), maximum=MAX_COUNT)
                 into.info_nranks = max(into.info_nranks or 0, count)
         if m := _NCCL_VERSION.search(line):
-            into.nccl_version, into.cuda_version = m.group(1), m.group(2) or into.cuda_version
+            into.quoted = replace(
+                into.quoted, nccl_version=m.group(1), cuda_version=m.group(2) or into.quoted.cuda_version
+            )
         command = read_command(line, self.source, number) if "_perf" in line else None
         if command is not None:
-            into.command, into.command_collective = command.text[:MAX_LINE_CHARS], command.collective
-            into.launcher_np = command.processes if command.launcher else None
-            into.command_ranks = None if command.launcher else command.nranks
+            into.quoted = replace(
+                into.quoted,
+                command=command.text[:MAX_LINE_CHARS],
+                command_collective=command.collective,
+                launcher_np=command.processes if command.launcher else None,
+                command_ranks=None if command.launcher else command.nranks,
+            )
         elif not nccl_line and not line.startswith("#"):
             into.mention(mentions(line))
 
@@ -307,7 +315,7 @@ def iter_tables(
 def _failed_before_rows(source: str, table: TableEvidence) -> str:
     """The refusal of a log whose run failed before it printed a row, saying where (the failure line names
     the host and the nccl-tests source line; the log line is ours)."""
-    run = table.marker or table.command_collective or "nccl-tests"
+    run = table.marker or table.quoted.command_collective or "nccl-tests"
     where = f"line {table.first_failure_line}: " if table.first_failure_line else ""
     return (
         f"{source or 'log'}: the {run} run failed before its first result row ({where}{table.failures[0].strip()}): "

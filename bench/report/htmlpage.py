@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import jinja2
 from markupsafe import Markup
@@ -19,8 +20,8 @@ from bench.jsondoc import JSONValue
 from bench.report import certificate as cert
 from bench.report.bundle import cache_dir
 from bench.report.markdown import alone_rows, window_rows
-from bench.report.page import DEFECT_HEADERS, ChartEntry, Summary, defect_rows
-from bench.report.traffic import IDLE
+from bench.report.page import DEFECT_HEADERS, ChartEntry, Section, Summary, defect_rows
+from bench.report.traffic import IDLE, Window
 
 
 def script_json(obj: object) -> str:
@@ -122,38 +123,37 @@ _TEMPLATE = """<!DOCTYPE html>
 <nav class="evidence">Evidence: {% for section in summary.sections %}{% if not loop.first %} · {% endif %}
 <a href="#section-{{ section.id }}">{{ section.title }}</a>{% endfor %}</nav>
 </section>
-{% for section in summary.sections %}
+{% for part in parts %}{% set section = part.section %}
 <section class="part" id="section-{{ section.id }}"><h2>{{ section.title }}</h2>
 {% for sentence in section.sentences %}<p class="sentence">{{ sentence }}</p>{% endfor %}
 {% if section.grid %}{% set grid = section.grid %}
 <table class="grid"><thead><tr><th>nodes</th>{% for c in grid.columns %}<th>{{ c }}</th>{% endfor %}</tr></thead>
-<tbody>{% for label, members, cells in grid_groups(grid, section.hosts) %}<tr>
+<tbody>{% for label, members, cells in part.grid_rows %}<tr>
 <th title="{{ members | join(', ') }}">{{ label }}</th>{% for status in cells %}
 {% set why = grid.reasons.get((members[0], grid.columns[loop.index0]), '') %}
 <td class="status-{{ status or 'none' }}" title="{{ why }}">{{ status or "—" }}</td>
 {% endfor %}</tr>{% endfor %}</tbody></table>
-{% set groups = grid_reasons(grid, section.hosts) %}
+{% set groups = part.grid_reasons %}
 {% if groups %}<ul class="footnotes">{% for g in groups %}<li><span class="status-{{ g.status }}">{{ g.status }}</span>
 {{ g.checks | join(", ") }} on <span title="{{ g.nodes | join(', ') }}">{{ g.where }}</span>: {{ g.reason }}</li>
 {% endfor %}</ul>{% endif %}
 {% endif %}
-{% if section.traffic %}{% for window in section.traffic.windows %}{% set headers, rows = window_rows(window) %}
+{% if section.traffic %}{% for window, headers, rows in part.windows %}
 <h3>{{ window.name | capitalize }} ({{ window.source }})</h3>{{ table(headers, rows, None, "traffic", 1) }}
-{% endfor %}{% if section.traffic.alone %}{% set headers, rows = alone_rows(section.traffic) %}
+{% endfor %}{% if part.alone %}{% set headers, rows = part.alone %}
 <h3>Each rail alone (rails.json)</h3>{{ table(headers, rows, None, "traffic") }}{% endif %}
 {% endif %}
 {% if section.environment %}{% set env = section.environment %}
 {% if env.rows %}<table class="environment">
 <thead><tr><th>nodes</th>{% for h in env.headers[1:] %}<th>{{ h }}</th>{% endfor %}</tr></thead>
-<tbody>{% for label, members, values in environment_groups(env, section.hosts) %}<tr>
+<tbody>{% for label, members, values in part.environment_rows %}<tr>
 <th title="{{ members | join(', ') }}">{{ label }}</th>{% for v in values %}
 <td class="{{ 'odd' if (members[0], env.headers[loop.index]) in env.odd else '' }}">{{ v }}</td>
 {% endfor %}</tr>{% endfor %}
 </tbody></table>{% endif %}
 {% if env.variables %}{{ table(("NCCL variable", "value"), env.variables) }}{% endif %}
 {% endif %}
-{% for name, pair in charts.items() %}{% if owner[name] == section.id %}{{ chart(pair) }}{% endif %}
-{% endfor %}
+{% for pair in part.charts %}{{ chart(pair) }}{% endfor %}
 {% for t in section.tables %}{% if t.long %}<details><summary>{{ t.title }} ({{ t.rows | length }} rows)</summary>
 {{ table(t.headers, t.rows, t.status_column) }}</details>
 {% else %}<h3>{{ t.title }}</h3>{{ table(t.headers, t.rows, t.status_column) }}{% endif %}{% endfor %}
@@ -213,8 +213,45 @@ def _jinja() -> jinja2.Environment:
 SUMMARY_DEFECTS = 8
 """Defects shown in the summary before the rest fold away: the summary stays on one screen."""
 
+Chart = tuple[ChartEntry, Mapping[str, JSONValue]]
+"""A chart's entry and its spec with the data inlined."""
+HeadedRows = tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]
+"""A table's headers and rows, as ``bench.report.markdown`` lays a traffic window out for both pages."""
+NodeRows = list[tuple[str, tuple[str, ...], tuple[str, ...]]]
+"""Rows merged across nodes: (the nodes in few words, every node, the cells)."""
 
-def render_html(summary: Summary, charts: Sequence[tuple[ChartEntry, Mapping[str, JSONValue]]], bundle: str) -> str:
+
+@dataclass(frozen=True)
+class DrawnSection:
+    """A section with what the page draws from it, laid out here once rather than by the template: its grid
+    and environment rows merged across nodes, its traffic windows as tables, the charts it holds."""
+
+    section: Section
+    grid_rows: NodeRows
+    grid_reasons: list[cert.ReasonGroup]
+    windows: tuple[tuple[Window, tuple[str, ...], tuple[tuple[str, ...], ...]], ...]
+    """Each counter window with its headers and rows."""
+    alone: HeadedRows | None
+    """The rails-alone table, where rails.json measured each rail alone."""
+    environment_rows: NodeRows
+    charts: tuple[Chart, ...]
+    """The charts whose first holder is this section, in the order they were given."""
+
+    @classmethod
+    def of(cls, section: Section, charts: Sequence[Chart]) -> DrawnSection:
+        grid, traffic, env = section.grid, section.traffic, section.environment
+        return cls(
+            section=section,
+            grid_rows=cert.grid_groups(grid, section.hosts) if grid else [],
+            grid_reasons=cert.grid_reasons(grid, section.hosts) if grid else [],
+            windows=tuple((w, *window_rows(w)) for w in traffic.windows) if traffic else (),
+            alone=alone_rows(traffic) if traffic and traffic.alone else None,
+            environment_rows=cert.environment_groups(env, section.hosts) if env else [],
+            charts=tuple(charts),
+        )
+
+
+def render_html(summary: Summary, charts: Sequence[Chart], bundle: str) -> str:
     """report.html with Vega, Vega-Lite, vega-embed and every chart's data inlined: it opens with no network.
 
     ``charts`` pairs each entry with its spec whose data is inlined (not the url spec of report.md).
@@ -223,6 +260,10 @@ def render_html(summary: Summary, charts: Sequence[tuple[ChartEntry, Mapping[str
     owner = {}
     for name in inline:
         owner[name] = next((sec.id for sec in summary.sections if sec.holds(name)), None)
+    parts = [
+        DrawnSection.of(sec, [pair for name, pair in inline.items() if owner[name] == sec.id])
+        for sec in summary.sections
+    ]
     table_template = _jinja().get_template("table")
     chart_template = _jinja().get_template("chart")
 
@@ -245,7 +286,7 @@ def render_html(summary: Summary, charts: Sequence[tuple[ChartEntry, Mapping[str
             )
         )
 
-    def chart(pair: tuple[ChartEntry, Mapping[str, JSONValue]]) -> Markup:
+    def chart(pair: Chart) -> Markup:
         entry, spec = pair
         return Markup(chart_template.render(entry=entry, spec=Markup(script_json(spec))))
 
@@ -260,19 +301,13 @@ def render_html(summary: Summary, charts: Sequence[tuple[ChartEntry, Mapping[str
             embed=Markup(_EMBED_SCRIPT),
             table=table,
             chart=chart,
-            charts=inline,
-            owner=owner,
+            parts=parts,
             rest=[pair for name, pair in inline.items() if owner[name] is None],
             defect_headers=DEFECT_HEADERS,
             defect_rows=defect_rows(summary),
             shown=SUMMARY_DEFECTS,
             reasons_title={"FAIL": "Other failures", "REGRESSED": "Regressed"}.get(summary.verdict, "Note"),
             warnings=cert.plural(summary.warnings, "warning"),
-            grid_groups=cert.grid_groups,
-            grid_reasons=cert.grid_reasons,
-            environment_groups=cert.environment_groups,
-            window_rows=window_rows,
-            alone_rows=alone_rows,
         )
     )
     return page if page.endswith("\n") else page + "\n"

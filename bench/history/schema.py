@@ -1,0 +1,139 @@
+"""The history's tables: the schema, its migrations, and the write transaction both they and the store's writers
+take.
+
+Schema history (``PRAGMA user_version``; each step is a named migration, applied in order, each in its own
+transaction, and recorded in ``schema_migrations``):
+
+* 1 ``runs_and_metrics`` — the two tables.
+* 2 ``comparable_runs_index`` — an index on (cluster, node_hash, nranks, time_utc), which ``compare`` walks.
+* 3 ``run_kind_and_environment`` — ``runs.kind`` (the command and the shape of its sweep: what makes runs
+  comparable) and ``runs.environment`` (JSON: versions, node set, NCCL_* variables, named when they change),
+  and an index on (cluster, nranks, kind, time_utc). Rows added before it have NULL there and are matched by
+  their command alone.
+* 4 ``rail_errors`` — per run, rail and error counter: the count over the rails test, NULL when saturated
+  (``bench.history.rail_errors``). Runs added before it have no rows: their error counts are unknown.
+* 5 ``phase_times`` — per rails or accept run and phase: the seconds it took and what its plan projected
+  (``bench.history.phase_times``), which the next plan learns from. Runs added before it have no rows.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.exits import UserError
+from bench.history import phase_times, rail_errors
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One named step of the schema history."""
+
+    version: int
+    name: str
+    apply: Callable[[sqlite3.Connection], None]
+
+
+def _runs_and_metrics(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        """CREATE TABLE runs (
+            id INTEGER PRIMARY KEY,
+            run_key TEXT NOT NULL UNIQUE,
+            run_dir TEXT NOT NULL,
+            time_utc TEXT NOT NULL,
+            cluster TEXT NOT NULL,
+            profile TEXT,
+            command TEXT NOT NULL,
+            status TEXT NOT NULL,
+            verdict TEXT,
+            hosts TEXT NOT NULL,
+            node_hash TEXT NOT NULL,
+            nnodes INTEGER NOT NULL,
+            nranks INTEGER NOT NULL,
+            torch TEXT, nccl TEXT, cuda TEXT, driver TEXT,
+            added_utc TEXT NOT NULL
+        )"""
+    )
+    conn.execute(
+        """CREATE TABLE metrics (
+            run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            collective TEXT NOT NULL,
+            scope TEXT NOT NULL,
+            grp TEXT NOT NULL,
+            bytes INTEGER NOT NULL,
+            nranks INTEGER,
+            busbw_GBps REAL,
+            algbw_GBps REAL,
+            time_us REAL,
+            wrong INTEGER,
+            failed INTEGER NOT NULL,
+            samples INTEGER NOT NULL,
+            PRIMARY KEY (run_id, collective, scope, grp, bytes)
+        ) WITHOUT ROWID"""
+    )
+
+
+def _comparable_runs_index(conn: sqlite3.Connection) -> None:
+    conn.execute("CREATE INDEX runs_comparable ON runs(cluster, node_hash, nranks, time_utc)")
+
+
+def _run_kind_and_environment(conn: sqlite3.Connection) -> None:
+    conn.execute("ALTER TABLE runs ADD COLUMN kind TEXT")
+    conn.execute("ALTER TABLE runs ADD COLUMN environment TEXT")
+    conn.execute("CREATE INDEX runs_by_kind ON runs(cluster, nranks, kind, time_utc)")
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "runs_and_metrics", _runs_and_metrics),
+    Migration(2, "comparable_runs_index", _comparable_runs_index),
+    Migration(3, "run_kind_and_environment", _run_kind_and_environment),
+    Migration(4, "rail_errors", rail_errors.create_table),
+    Migration(5, "phase_times", phase_times.create_table),
+)
+SCHEMA_VERSION = MIGRATIONS[-1].version
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One write transaction; IMMEDIATE takes the write lock up front, so two writers queue, never deadlock."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def migrate(conn: sqlite3.Connection, path: Path) -> None:
+    """Apply the migrations ``conn`` lacks, each in its own transaction; UserError for a newer schema."""
+    for migration in MIGRATIONS:
+        if conn.execute("PRAGMA user_version").fetchone()[0] >= migration.version:
+            continue
+        with transaction(conn):
+            # Re-read inside the lock: another process may have migrated while we waited.
+            if conn.execute("PRAGMA user_version").fetchone()[0] >= migration.version:
+                continue
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+                "applied_utc TEXT NOT NULL)"
+            )
+            migration.apply(conn)
+            conn.execute(
+                "INSERT INTO schema_migrations VALUES (?, ?, ?)", (migration.version, migration.name, now_utc())
+            )
+            conn.execute(f"PRAGMA user_version = {migration.version}")
+    found = conn.execute("PRAGMA user_version").fetchone()[0]
+    if found > SCHEMA_VERSION:
+        raise UserError(
+            f"{path} has history schema {found}; this railbench knows up to {SCHEMA_VERSION}: upgrade railbench"
+        )
+
+
+def now_utc() -> str:
+    """Now, ISO 8601 with Z: when a migration was applied or a run added."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
