@@ -3,11 +3,11 @@ of the judged outcome and each node's GPUDirect checks. GPU k's path is rail k's
 
 from __future__ import annotations
 
-from bench.preflight.checks import CheckResult
 from bench.rails.defects import describe, described
 from bench.rails.gpu_pairs import IntraNodeOutcome, Localisation, intra_node_section
 from bench.rails.local_causes import attribute
 from bench.rails.records import RailsOutcome
+from bench.rundir.checksjson import CheckResult, Status
 from bench.rundir.rails_records import Conviction, GpuDefect, RailDefect
 
 NODES = ("n1", "n2", "n3", "n4")
@@ -35,8 +35,8 @@ def _defect(kind: str, node: str | None, rail: int | None, symptom: str = "slow"
     )
 
 
-def _result(check: str, gpus: tuple[int, ...], status: str = "fail", device: str | None = "GPU1") -> CheckResult:
-    return CheckResult(check, status, f"{check} on {device}", device, f"fix {check} on {device}", gpus)  # type: ignore[arg-type]
+def _result(check: str, gpus: tuple[int, ...], status: Status = "fail", device: str | None = "GPU1") -> CheckResult:
+    return CheckResult(check, status, f"{check} on {device}", device, f"fix {check} on {device}", gpus)
 
 
 def _outcome(*defects: RailDefect, intra: IntraNodeOutcome | None = None) -> RailsOutcome:

@@ -39,6 +39,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from bench import codec
 from bench.frame.evidence import node_nccl_logs
 from bench.nccllogs.nccl_log import NcclLog
 from bench.preflight import checks
@@ -82,11 +83,12 @@ def gather(profile: Profile, ctx: DistContext, coord: Coord, out_dir: Path | Non
     if ctx.info.local_rank == 0:
         host = ctx.hosts[ctx.info.rank]
         logs = (node_nccl_logs(out_dir, 0, host) or []) if ctx.backend == "nccl" and out_dir is not None else []
-        mine = (host, [r.to_json() for r in read_node(profile, ctx, logs, host)])
+        mine = (host, [codec.encode(r) for r in read_node(profile, ctx, logs, host)])
     heard = coord.gather(mine)
     if heard is None:
         return {}
-    return {host: [CheckResult.from_json(r) for r in results] for host, results in filter(None, heard)}
+    # every rank runs this same code: a result of another shape is a bug here, raised as codec.Refused
+    return {host: [codec.decode(CheckResult, r) for r in results] for host, results in filter(None, heard)}
 
 
 def cause(node: str, result: CheckResult) -> DefectCause:
