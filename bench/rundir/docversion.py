@@ -53,8 +53,9 @@ def _check_results_1_to_2(results: object) -> object:
 
 def checks_upgrade_1_to_2(doc: Parsed) -> Parsed:
     """Version 2 reads every check's answer strictly as the one record of it (``bench.rundir.checksjson``): an
-    older answer gets the keys that record requires (``name`` renamed ``check``; ``action`` null and ``gpus``
-    none where absent), in ``nodes[].results``, ``cross_node``, ``cabling`` and the single-node ``checks``."""
+    older answer is given the keys the current writer writes (``name`` renamed ``check``, which that record
+    requires; ``action`` null and ``gpus`` none where absent), in ``nodes[].results``, ``cross_node``,
+    ``cabling`` and the single-node ``checks``."""
     out = dict(doc)
     for key in ("cross_node", "cabling", "checks"):
         if key in out:
