@@ -1,6 +1,6 @@
 """rails.json, checks.json and compare.json carry a format version: a document of each older version reads
-as a current one would (rails v0, checks v0, compare v1), read strictly into its typed record; a newer one is
-refused in one line."""
+as a current one would (rails v0, checks v0 and v1, compare v1), read strictly into its typed record; a newer one
+is refused in one line."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench.exits import UserError
-from bench.rundir.checksjson import CheckEntry, ChecksDoc, NodeChecks, read_checks_json
+from bench.rundir.checksjson import CheckResult, ChecksDoc, NodeChecks, read_checks_json
 from bench.rundir.comparedoc import read_compare_json
 from bench.rundir.docversion import CHECKS_FORMAT_VERSION, COMPARE_FORMAT_VERSION, RAILS_FORMAT_VERSION
 from bench.rundir.railsdoc import read_rails_doc
@@ -30,6 +30,16 @@ CHECKS_V0: dict[str, object] = {
     ],
     "cross_node": [],
 }
+CHECKS_V1: dict[str, object] = {
+    "format_version": 1,
+    "checks": [
+        {"name": "rail", "status": "fail", "reason": "mlx5_1 is DOWN", "device": "mlx5_1"},
+        {"check": "pcie-link", "status": "warn", "reason": "GPU1 at x8", "device": "GPU1", "action": "reseat GPU1"},
+    ],
+    "cross_node": [{"check": "same-answers", "status": "pass", "reason": "2 nodes agree", "device": None}],
+}
+"""The older single-node layout: a flat ``checks`` list, its check called ``name``, no ``gpus`` (nor ``action``
+before it was written)."""
 COMPARE_V1: dict[str, object] = {
     "format_version": 1,
     "tool": "railbench",
@@ -68,7 +78,9 @@ def test_a_versionless_rails_json_reads_as_the_current_version(tmp_path: Path) -
 
 def test_a_versionless_checks_json_reads_as_the_current_version(tmp_path: Path) -> None:
     old = read_checks_json(_write(tmp_path / "old", "checks.json", CHECKS_V0))
-    current = {**CHECKS_V0, "format_version": CHECKS_FORMAT_VERSION}
+    (entry,) = CHECKS_V0["nodes"]  # type: ignore[misc]  # the literal above: one node
+    results = [{**r, "action": None, "gpus": []} for r in entry["results"]]
+    current = {**CHECKS_V0, "format_version": CHECKS_FORMAT_VERSION, "nodes": [{**entry, "results": results}]}
     assert old is not None and old == read_checks_json(_write(tmp_path / "new", "checks.json", current))
     (node,) = old.nodes
     assert old.format_version == CHECKS_FORMAT_VERSION and isinstance(old, ChecksDoc)
@@ -76,8 +88,28 @@ def test_a_versionless_checks_json_reads_as_the_current_version(tmp_path: Path) 
         node="n1",
         verdict="pass",
         versions={"nccl": "2.23.4", "driver": None},
-        results=(CheckEntry(check="rail", status="pass", reason="n1 mlx5_1 is ACTIVE", device="mlx5_1"),),
+        results=(CheckResult(check="rail", status="pass", reason="n1 mlx5_1 is ACTIVE", device="mlx5_1"),),
     )
+
+
+def test_a_checks_json_of_version_1_in_the_single_node_layout_reads_as_the_current_version(tmp_path: Path) -> None:
+    doc = read_checks_json(_write(tmp_path, "checks.json", CHECKS_V1))
+    assert doc is not None and doc.format_version == CHECKS_FORMAT_VERSION
+    assert doc.checks == (
+        CheckResult("rail", "fail", "mlx5_1 is DOWN", "mlx5_1"),
+        CheckResult("pcie-link", "warn", "GPU1 at x8", "GPU1", "reseat GPU1"),
+    )
+    assert doc.cross_node == (CheckResult("same-answers", "pass", "2 nodes agree"),)
+
+
+def test_a_current_checks_json_is_read_strictly(tmp_path: Path) -> None:
+    """Once upgraded, the answers are read as they are written: the older keys are refused in the current
+    version, as a key any record does not declare is."""
+    current = {**CHECKS_V1, "format_version": CHECKS_FORMAT_VERSION}
+    with pytest.raises(
+        UserError, match=r"checks\.json: checks\[0\]\.names fields this railbench does not know \(name\)"
+    ):
+        read_checks_json(_write(tmp_path, "checks.json", current))
 
 
 def test_a_compare_json_of_version_1_reads_as_its_typed_record(tmp_path: Path) -> None:
@@ -89,8 +121,8 @@ def test_a_compare_json_of_version_1_reads_as_its_typed_record(tmp_path: Path) -
 
 
 def test_a_damaged_checks_or_compare_json_names_the_field(tmp_path: Path) -> None:
-    damaged = {**CHECKS_V0, "nodes": [{"node": "n1", "results": [{"check": "rail", "status": 3}]}]}
-    with pytest.raises(UserError, match=r"checks\.json: nodes\[0\]\.results\[0\]\.status holds 3, not a string"):
+    damaged = {**CHECKS_V0, "nodes": [{"node": "n1", "results": [{"check": "rail", "status": 3, "reason": "up"}]}]}
+    with pytest.raises(UserError, match=r"checks\.json: nodes\[0\]\.results\[0\]\.status holds 3, not one of"):
         read_checks_json(_write(tmp_path, "checks.json", damaged))
     with pytest.raises(UserError, match=r"compare\.json: summary\.regressed holds \"many\", not a whole number"):
         read_compare_json(_write(tmp_path, "compare.json", {**COMPARE_V1, "summary": {"regressed": "many"}}))

@@ -3,12 +3,13 @@ of the judged outcome and each node's GPUDirect checks. GPU k's path is rail k's
 
 from __future__ import annotations
 
-from bench.preflight.checks import CheckResult
+from bench import codec
 from bench.rails.defects import describe, described
 from bench.rails.gpu_pairs import IntraNodeOutcome, Localisation, intra_node_section
 from bench.rails.local_causes import attribute
 from bench.rails.records import RailsOutcome
-from bench.rundir.rails_records import Conviction, GpuDefect, RailDefect
+from bench.rundir.checksjson import CheckResult, Status
+from bench.rundir.rails_records import Conviction, DefectCause, GpuDefect, RailDefect
 
 NODES = ("n1", "n2", "n3", "n4")
 
@@ -35,8 +36,8 @@ def _defect(kind: str, node: str | None, rail: int | None, symptom: str = "slow"
     )
 
 
-def _result(check: str, gpus: tuple[int, ...], status: str = "fail", device: str | None = "GPU1") -> CheckResult:
-    return CheckResult(check, status, f"{check} on {device}", device, f"fix {check} on {device}", gpus)  # type: ignore[arg-type]
+def _result(check: str, gpus: tuple[int, ...], status: Status = "fail", device: str | None = "GPU1") -> CheckResult:
+    return CheckResult(check, status, f"{check} on {device}", device, f"fix {check} on {device}", gpus)
 
 
 def _outcome(*defects: RailDefect, intra: IntraNodeOutcome | None = None) -> RailsOutcome:
@@ -49,13 +50,13 @@ def test_a_link_takes_the_cause_on_its_own_gpus_path_and_its_action() -> None:
     }
     found = attribute(_outcome(_defect("link", "n3", 1)), reports)
     defect = found.defects[0]
-    assert [(c.check, c.device, c.gpus) for c in defect.causes] == [("pcie-link", "GPU1", (1,))]
+    assert [(c.result.check, c.result.device, c.result.gpus) for c in defect.causes] == [("pcie-link", "GPU1", (1,))]
     assert defect.action == "fix pcie-link on GPU1"
     assert "cause on the node: pcie-link: pcie-link on GPU1; action: fix pcie-link on GPU1" in describe(defect)
     record = described(defect)
-    assert record.causes[0].check == "pcie-link" and record.action == "fix pcie-link on GPU1"
+    assert record.causes[0].result.check == "pcie-link" and record.action == "fix pcie-link on GPU1"
     # Every failure is kept, and only the one carried says it explains something.
-    assert {(c.device, c.explains) for c in found.node_causes} == {("GPU1", True), ("GPU0", False)}
+    assert {(c.result.device, c.explains) for c in found.node_causes} == {("GPU1", True), ("GPU0", False)}
 
 
 def test_another_nodes_cause_or_a_gpu_check_never_explains_a_link() -> None:
@@ -67,13 +68,13 @@ def test_another_nodes_cause_or_a_gpu_check_never_explains_a_link() -> None:
 def test_a_dead_link_is_explained_only_by_what_can_take_all_its_traffic() -> None:
     reports = {"n3": [_result("pcie-acs", (1,)), _result("gpu-xid", (1,))]}
     defect = attribute(_outcome(_defect("link", "n3", 1, "dead")), reports).defects[0]
-    assert [c.check for c in defect.causes] == ["gpu-xid"]
+    assert [c.result.check for c in defect.causes] == ["gpu-xid"]
 
 
 def test_a_node_is_explained_by_what_spans_its_rails() -> None:
     reports = {"n2": [_result("pcie-link", (1,)), _result("gpu-peer-memory", tuple(range(8)), device=None)]}
     defect = attribute(_outcome(_defect("node", "n2", None)), reports).defects[0]
-    assert [c.check for c in defect.causes] == ["gpu-peer-memory"]
+    assert [c.result.check for c in defect.causes] == ["gpu-peer-memory"]
 
 
 def test_a_rail_is_explained_only_by_a_cause_every_node_shares() -> None:
@@ -112,7 +113,7 @@ def test_a_slow_gpu_of_the_intra_node_matrix_takes_its_own_gpus_cause() -> None:
     found = attribute(_outcome(intra=intra), reports)
     assert found.intra_node is not None
     defect = found.intra_node.defects[0]
-    assert [c.check for c in defect.causes] == ["gpu-clocks"] and defect.action == "fix gpu-clocks on GPU5"
+    assert [c.result.check for c in defect.causes] == ["gpu-clocks"] and defect.action == "fix gpu-clocks on GPU5"
     (written,) = intra_node_section(found.intra_node).defects
     assert "cause on the node: gpu-clocks" in (written.line or "")
 
@@ -120,4 +121,26 @@ def test_a_slow_gpu_of_the_intra_node_matrix_takes_its_own_gpus_cause() -> None:
 def test_warnings_are_kept_but_never_carried() -> None:
     found = attribute(_outcome(_defect("link", "n3", 1)), {"n3": [_result("pcie-link", (1,), "warn")]})
     assert found.defects[0].causes == ()
-    assert [(c.status, c.explains) for c in found.node_causes] == [("warn", False)]
+    assert [(c.result.status, c.explains) for c in found.node_causes] == [("warn", False)]
+
+
+def test_a_cause_holds_the_checks_answer_and_writes_its_keys_flat() -> None:
+    """rails.json keeps a cause's keys in its own object (the check's answer inline, then the node and whether a
+    defect carries it), and reads them back into the same record."""
+    found = attribute(_outcome(_defect("link", "n3", 1)), {"n3": [_result("pcie-link", (1,))]})
+    (carried,) = found.node_causes
+    written = codec.encode(carried)
+    assert written == {
+        "check": "pcie-link",
+        "status": "fail",
+        "reason": "pcie-link on GPU1",
+        "device": "GPU1",
+        "action": "fix pcie-link on GPU1",
+        "gpus": [1],
+        "node": "n3",
+        "explains": True,
+    }
+    # dict equality ignores order: rails.json's key order is the check's answer's, then node and explains
+    assert isinstance(written, dict) and list(written)[-2:] == ["node", "explains"]
+    expected = DefectCause(result=_result("pcie-link", (1,)), node="n3", explains=True)
+    assert codec.decode(DefectCause, written) == carried == expected

@@ -10,13 +10,14 @@ unless CUDA is already usable, see ``bench.fabric.topology``).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bench import sysroot
+from bench import codec, sysroot
 from bench.actions import Actions
 from bench.check.config import INPUT_CHECK, MPI_LAUNCHERS, CheckConfig
 from bench.check.items import check_items
@@ -200,13 +201,12 @@ FABRIC = "fabric"
 def _result_json(result: checks.CheckResult, node: str, actions: Actions) -> JSONObject:
     """One check result as checks.json keeps it: a failure or warning with what to do about it, from the
     profile's ``[actions]`` (``bench.actions``), so the certificate names the action the run was judged with."""
-    doc = result.to_json()
     if result.status in ("fail", "warn") and not result.action:
         # a check that words its own action (the GPUDirect path's, with the PCI address) keeps it
         action = actions.for_check(result.check, node, result.device)
         if action:
-            doc["action"] = action
-    return doc
+            result = dataclasses.replace(result, action=action)
+    return codec.fields_json(result)
 
 
 def run(config: CheckConfig) -> int:

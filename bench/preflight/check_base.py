@@ -1,4 +1,6 @@
-"""The framework of ``railbench check``'s registry: results, the context the checks read, and base classes.
+"""The framework of ``railbench check``'s registry: results (``CheckResult``, declared once in the run-directory
+layer, ``bench.rundir.checksjson``, where every reader of checks.json and rails.json imports it too), the context
+the checks read, and base classes.
 
 The concrete checks and their order live in ``bench.preflight.checks``.
 """
@@ -14,68 +16,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
-from typing import ClassVar, Literal, TypeVar, get_args
+from typing import ClassVar, Literal, TypeVar
 
 from bench import sysroot
 from bench.fabric import sysfs, topology
 from bench.fabric.rail_nics import PlacedGpu, PlacedNic, nearest_rail_nics
 from bench.gpu import state
-from bench.jsondoc import JSONObject, JSONValue
 from bench.nccllogs import nccl_log
 from bench.nccllogs.nccl_evidence import device_matches
 from bench.profiles import Profile
+from bench.rundir.checksjson import CheckResult as CheckResult
+from bench.rundir.checksjson import Status as Status
 
 V = TypeVar("V")
 LIVE_SYSFS = sysroot.LIVE
 """The live ``/sys`` (a name of its own here so a test can make a fixture tree stand for it)."""
-Status = Literal["pass", "warn", "fail", "skip"]
 Verdict = Literal["pass", "warn", "fail", "skip"]
-_STATUSES: Mapping[str, Status] = {status: status for status in get_args(Status)}
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    """One line of the verdict table."""
-
-    check: str
-    status: Status
-    reason: str
-    """One line that names the device."""
-    device: str | None = None
-    action: str | None = None
-    """What a technician does about a fail or warning (the profile's ``[actions]``); None where no action applies."""
-    gpus: tuple[int, ...] = ()
-    """The GPUs (in PCI bus order, GPU k on rail k) whose path the result is about: how ``rails`` and ``accept``
-    tie a node-local cause to the rail or GPU it slows (``bench.preflight.local_causes``)."""
-
-    def to_json(self) -> JSONObject:
-        return {
-            "check": self.check,
-            "status": self.status,
-            "reason": self.reason,
-            "device": self.device,
-            "action": self.action,
-            "gpus": list(self.gpus),
-        }
-
-    @classmethod
-    def from_json(cls, doc: Mapping[str, JSONValue]) -> CheckResult:
-        """What :meth:`to_json` wrote on another rank (gathered over MPI). Every rank runs this same code, so a
-        field of another type is a bug here, not damaged input: ValueError, as a missing key is KeyError."""
-        check, status, reason, device = doc["check"], doc["status"], doc["reason"], doc["device"]
-        action, gpus = doc.get("action"), doc.get("gpus", [])
-        known = _STATUSES.get(status) if isinstance(status, str) else None
-        if not (
-            isinstance(check, str)
-            and known is not None
-            and isinstance(reason, str)
-            and isinstance(device, str | None)
-            and isinstance(action, str | None)
-            and isinstance(gpus, list)
-            and all(isinstance(g, int) and not isinstance(g, bool) for g in gpus)
-        ):
-            raise ValueError(f"not a check result: {dict(doc)!r:.200}")
-        return cls(check, known, reason, device, action, tuple(g for g in gpus if isinstance(g, int)))
 
 
 class Context:

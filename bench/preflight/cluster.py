@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from bench import codec
 from bench.fabric.sysfs import Sysfs, nvidia_driver_version
 from bench.jsondoc import JSONObject, JSONValue
 from bench.preflight.checks import CheckResult, Context, verdict
@@ -92,7 +93,7 @@ class NodeReport:
             "node": self.node,
             "verdict": self.verdict,
             "versions": dict(self.versions),
-            "results": [r.to_json() for r in self.results],
+            "results": [codec.encode(r) for r in self.results],
         }
         if self.nccl_evidence is not None:
             doc["nccl_evidence"] = dict(self.nccl_evidence)
@@ -100,8 +101,9 @@ class NodeReport:
 
     @classmethod
     def from_json(cls, doc: Mapping[str, JSONValue]) -> NodeReport:
-        """What :meth:`to_json` wrote on another rank (gathered over MPI): as in ``CheckResult.from_json``, a
-        field of another type is a bug of this code, raised as ValueError."""
+        """What :meth:`to_json` wrote on another rank (gathered over MPI). Every rank runs this same code, so a
+        field of another type is a bug here, not damaged input: ValueError (a result's is ``bench.codec``'s
+        Refused, one), as a missing key is KeyError."""
         node, results, versions, evidence = doc["node"], doc["results"], doc["versions"], doc.get("nccl_evidence")
         if not (
             isinstance(node, str)
@@ -112,7 +114,7 @@ class NodeReport:
             and isinstance(evidence, Mapping | None)
         ):
             raise ValueError(f"not a node report: {dict(doc)!r:.200}")
-        checked = tuple(CheckResult.from_json(r) for r in results if isinstance(r, Mapping))
+        checked = tuple(codec.decode(CheckResult, r) for r in results)
         return cls(node, checked, {k: v for k, v in versions.items() if isinstance(v, str | None)}, evidence)
 
 

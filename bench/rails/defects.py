@@ -42,7 +42,7 @@ def cause_clause(causes: tuple[DefectCause, ...]) -> str:
     if not causes:
         return ""
     more = f" (and {len(causes) - 1} more)" if len(causes) > 1 else ""
-    return f"; cause on the node: {causes[0].check}: {causes[0].reason}{more}"
+    return f"; cause on the node: {causes[0].result.check}: {causes[0].result.reason}{more}"
 
 
 def _finding(defect: RailDefect) -> str:

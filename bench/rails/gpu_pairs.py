@@ -247,7 +247,7 @@ def describe_gpu(defect: GpuDefect) -> str:
     line = _gpu_finding(defect)
     if defect.causes:
         more = f" (and {len(defect.causes) - 1} more)" if len(defect.causes) > 1 else ""
-        line += f"; cause on the node: {defect.causes[0].check}: {defect.causes[0].reason}{more}"
+        line += f"; cause on the node: {defect.causes[0].result.check}: {defect.causes[0].result.reason}{more}"
     return f"{line}; action: {defect.action}" if defect.action else line
 
 

@@ -67,9 +67,10 @@ def local_cause_items(outcome: RailsOutcome) -> list[Item]:
     the same results in its check phase and does not add these."""
     loose: dict[str, list[str]] = {}
     for c in outcome.node_causes:
-        if c.status == "fail" and not c.explains and c.node is not None:
+        if c.result.status == "fail" and not c.explains and c.node is not None:
             loose.setdefault(c.node, []).append(
-                f"{c.node} {c.check}: {c.reason}" + (f"; action: {c.action}" if c.action else "")
+                f"{c.node} {c.result.check}: {c.result.reason}"
+                + (f"; action: {c.result.action}" if c.result.action else "")
             )
     return [Item(GPUDIRECT_GROUP, node, "fail", "; ".join(lines)) for node, lines in loose.items()]
 

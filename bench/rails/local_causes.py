@@ -39,6 +39,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from bench import codec
 from bench.frame.evidence import node_nccl_logs
 from bench.nccllogs.nccl_log import NcclLog
 from bench.preflight import checks
@@ -82,23 +83,12 @@ def gather(profile: Profile, ctx: DistContext, coord: Coord, out_dir: Path | Non
     if ctx.info.local_rank == 0:
         host = ctx.hosts[ctx.info.rank]
         logs = (node_nccl_logs(out_dir, 0, host) or []) if ctx.backend == "nccl" and out_dir is not None else []
-        mine = (host, [r.to_json() for r in read_node(profile, ctx, logs, host)])
+        mine = (host, [codec.encode(r) for r in read_node(profile, ctx, logs, host)])
     heard = coord.gather(mine)
     if heard is None:
         return {}
-    return {host: [CheckResult.from_json(r) for r in results] for host, results in filter(None, heard)}
-
-
-def cause(node: str, result: CheckResult) -> DefectCause:
-    return DefectCause(
-        check=result.check,
-        status=result.status,
-        node=node,
-        device=result.device,
-        gpus=result.gpus,
-        reason=result.reason,
-        action=result.action,
-    )
+    # every rank runs this same code: a result of another shape is a bug here, raised as codec.Refused
+    return {host: [codec.decode(CheckResult, r) for r in results] for host, results in filter(None, heard)}
 
 
 def _failures(reports: Reports, node: str | None, names: Sequence[str]) -> list[CheckResult]:
@@ -138,25 +128,25 @@ def attribute(outcome: RailsOutcome, reports: Reports) -> RailsOutcome:
     def tied(found: list[tuple[str, CheckResult]]) -> tuple[DefectCause, ...]:
         for node, r in found:
             carried.add((node, r.check, r.reason, r.device))
-        return tuple(cause(node, r) for node, r in found)
+        return tuple(DefectCause(result=r, node=node) for node, r in found)
 
     defects = []
     for defect in outcome.defects:
         causes = tied(_rail_causes(defect, reports, outcome.nodes)) if defect.symptom != "errors" else ()
-        action = next((c.action for c in causes if c.action), None)
+        action = next((c.result.action for c in causes if c.result.action), None)
         defects.append(dataclasses.replace(defect, causes=causes, action=action or defect.action))
     intra = outcome.intra_node
     if intra is not None and intra.defects:
         gpu_defects = []
         for g in intra.defects:
             causes = tied(_gpu_causes(g, reports))
-            action = next((c.action for c in causes if c.action), None)
+            action = next((c.result.action for c in causes if c.result.action), None)
             gpu_defects.append(dataclasses.replace(g, causes=causes, action=action or g.action))
         intra = dataclasses.replace(
             intra, localisation=dataclasses.replace(intra.localisation, defects=tuple(gpu_defects))
         )
     every = tuple(
-        dataclasses.replace(cause(node, r), explains=(node, r.check, r.reason, r.device) in carried)
+        DefectCause(result=r, node=node, explains=(node, r.check, r.reason, r.device) in carried)
         for node, results in reports.items()
         for r in results
         if r.status in ("fail", "warn")

@@ -20,10 +20,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bench.codec import Absent, present
+from bench.codec import Absent
 from bench.report.inputs import RunInputs
 from bench.report.sweep_table import number_cell
-from bench.rundir.checksjson import CheckEntry, ChecksDoc
+from bench.rundir.checksjson import CheckResult, ChecksDoc
 from bench.rundir.comparedoc import CompareDoc
 from bench.rundir.runjson import RunDoc
 
@@ -114,12 +114,9 @@ class Grid:
     answers: tuple[Answer, ...] = ()
 
 
-def _answers(node: str, results: Sequence[CheckEntry]) -> list[Answer]:
+def _answers(node: str, results: Sequence[CheckResult]) -> list[Answer]:
     """The answers of one node's (or the cross-node, or the cabling's) list of check results."""
-    return [
-        Answer(node, r.check or r.name or "?", r.status, r.reason, r.device or "", present(r.action) or "")
-        for r in results
-    ]
+    return [Answer(node, r.check, r.status, r.reason, r.device or "", r.action or "") for r in results]
 
 
 def checks_grid(checks: ChecksDoc | None) -> Grid | None:

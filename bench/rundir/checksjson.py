@@ -1,11 +1,15 @@
 """checks.json in the run directory (``check --json`` as ``accept`` stores it) as a typed, immutable record: the
-one reader every command uses (the report's preflight grid, the history's per-node versions).
+one reader every command uses (the report's preflight grid, the history's per-node versions). Its
+:class:`CheckResult`, a check's answer, is the one record of it: the checks make it (``bench.preflight``), ranks
+gather it over MPI as this codec's JSON, and rails.json's node-local causes hold it (``bench.rails.local_causes``).
 
 Shape: ``{"format_version", "profile", "nranks", "verdict", "reasons", "nodes": [{"node", "verdict",
 "versions": {...}, "results": [{check, status, reason, device, action, gpus}, ...]}, ...], "cross_node": [...],
-"cabling": [...]}``; an older single node layout has ``"checks": [...]`` instead of ``nodes``. A key a document
-of an earlier release (or one made by hand) lacks takes its default; a value of another type is refused in one
-line naming the file and the field (``bench.codec``).
+"cabling": [...]}``; an older single node layout has ``"checks": [...]`` instead of ``nodes``. A document of an
+earlier release is brought to this shape by its upgrade steps (``bench.rundir.docversion``: the older layout's
+``name`` becomes ``check``, ``action`` and ``gpus`` are added where they were not yet written); a key the current
+shape leaves optional and a document lacks takes its default; a value of another type is refused in one line
+naming the file and the field (``bench.codec``).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from bench import codec, jsondoc
 from bench.codec import ABSENT, Absent
@@ -25,19 +30,24 @@ MAX_CHECKS_JSON_BYTES = 64 << 20
 """A few KiB per node: 4,096 nodes fit in well under this."""
 
 
-@dataclass(frozen=True, kw_only=True)
-class CheckEntry:
-    """One check's answer on a node (``bench.preflight.checks.CheckResult`` as written)."""
+Status = Literal["pass", "warn", "fail", "skip"]
+"""A check's answer: ``skip`` where the check does not apply (and why is its reason)."""
 
-    check: str | Absent = ABSENT
-    name: str | Absent = ABSENT
-    """What the older single-node layout called the check."""
-    status: str = ""
-    reason: str = ""
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One check's answer on a node: one line of the verdict table, and one entry of checks.json's results."""
+
+    check: str
+    status: Status
+    reason: str
+    """One line that names the device."""
     device: str | None = None
-    action: str | Absent | None = ABSENT
-    """What to do about a fail or warning; absent in a checks.json written before it said."""
-    gpus: tuple[int, ...] | Absent = ABSENT
+    action: str | None = None
+    """What a technician does about a fail or warning (the profile's ``[actions]``); None where no action applies."""
+    gpus: tuple[int, ...] = ()
+    """The GPUs (in PCI bus order, GPU k on rail k) whose path the result is about: how ``rails`` and ``accept``
+    tie a node-local cause to the rail or GPU it slows (``bench.rails.local_causes``)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,7 +57,7 @@ class NodeChecks:
     node: str | None = None
     verdict: str | Absent = ABSENT
     versions: Mapping[str, str | None] | Absent = ABSENT
-    results: tuple[CheckEntry, ...] = ()
+    results: tuple[CheckResult, ...] = ()
     nccl_evidence: Mapping[str, JSONValue] | Absent = ABSENT
     """``bench.nccllogs.nccl_evidence.evidence`` of the ``--nccl-log`` files checked on the node, as written."""
 
@@ -62,10 +72,10 @@ class ChecksDoc:
     verdict: str | Absent = ABSENT
     reasons: tuple[str, ...] | Absent = ABSENT
     nodes: tuple[NodeChecks, ...] = ()
-    cross_node: tuple[CheckEntry, ...] = ()
-    cabling: tuple[CheckEntry, ...] = ()
+    cross_node: tuple[CheckResult, ...] = ()
+    cabling: tuple[CheckResult, ...] = ()
     """``--topology``: the cabling against the rail-optimised plan."""
-    checks: tuple[CheckEntry, ...] = ()
+    checks: tuple[CheckResult, ...] = ()
     """The older single-node layout's flat list."""
 
 

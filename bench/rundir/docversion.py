@@ -14,7 +14,7 @@ from bench.exits import UserError
 from bench.jsondoc import Parsed
 
 RAILS_FORMAT_VERSION = 1
-CHECKS_FORMAT_VERSION = 1
+CHECKS_FORMAT_VERSION = 2
 COMPARE_FORMAT_VERSION = 1
 """compare.json carried version 1 from its first release, so it has no steps yet."""
 
@@ -35,8 +35,42 @@ def checks_upgrade_0_to_1(doc: Parsed) -> Parsed:
     return _stamp(doc, 1)
 
 
+def _check_result_1_to_2(entry: object) -> object:
+    """One check's answer in version 2's shape: the older single-node layout's ``name`` is ``check``, and the
+    ``action`` and ``gpus`` an older railbench did not yet write are null and none. What is not an object is left
+    as it is, for the strict read to refuse in its own words."""
+    if not isinstance(entry, dict):
+        return entry
+    out = {("check" if key == "name" and "check" not in entry else key): value for key, value in entry.items()}
+    out.setdefault("action", None)
+    out.setdefault("gpus", [])
+    return out
+
+
+def _check_results_1_to_2(results: object) -> object:
+    return [_check_result_1_to_2(r) for r in results] if isinstance(results, list) else results
+
+
+def checks_upgrade_1_to_2(doc: Parsed) -> Parsed:
+    """Version 2 reads every check's answer strictly as the one record of it (``bench.rundir.checksjson``): an
+    older answer is given the keys the current writer writes (``name`` renamed ``check``, which that record
+    requires; ``action`` null and ``gpus`` none where absent), in ``nodes[].results``, ``cross_node``,
+    ``cabling`` and the single-node ``checks``."""
+    out = dict(doc)
+    for key in ("cross_node", "cabling", "checks"):
+        if key in out:
+            out[key] = _check_results_1_to_2(out[key])
+    nodes = out.get("nodes")
+    if isinstance(nodes, list):
+        out["nodes"] = [
+            {**n, "results": _check_results_1_to_2(n["results"])} if isinstance(n, dict) and "results" in n else n
+            for n in nodes
+        ]
+    return _stamp(out, 2)
+
+
 RAILS_STEPS: Mapping[int, Step] = {0: rails_upgrade_0_to_1}
-CHECKS_STEPS: Mapping[int, Step] = {0: checks_upgrade_0_to_1}
+CHECKS_STEPS: Mapping[int, Step] = {0: checks_upgrade_0_to_1, 1: checks_upgrade_1_to_2}
 COMPARE_STEPS: Mapping[int, Step] = {}
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from bench import codec
 from bench.codec import ABSENT, Absent, Written
 from bench.jsondoc import JSONObject, JSONValue
+from bench.rundir.checksjson import CheckResult
 
 DECIMALS = 6
 """Rates in rails.json: a microbit per second is below any NIC's resolution."""
@@ -90,18 +91,14 @@ class DefectErrors(Written):
 @dataclass(frozen=True, kw_only=True)
 class DefectCause(Written):
     """A fault on a node's own GPUDirect path (a preflight check's fail or warning, ``bench.rails.local_causes``):
-    beside a defect it explains, it says why the rail or GPU is slow and what to do instead."""
+    beside a defect it explains, it says why the rail or GPU is slow and what to do instead. The check's answer is
+    held as the checks made it, written inline: its keys (``check``, ``status``, ``reason``, ``device``,
+    ``action``, ``gpus``) are the cause's own in rails.json, then the node and whether a defect carries it."""
 
-    check: str = ""
-    """The check that found it: ``pcie-link``, ``pcie-acs``, ``iommu``, ``gpu-peer-memory``, ``nic-pcie``, ..."""
-    status: str = "fail"
+    result: CheckResult = field(metadata=codec.INLINE)
+    """The check's answer: ``device`` names the part (``GPU3``, ``mlx5_4``, a PCI address), ``gpus`` the GPUs
+    (local ranks, PCI bus order) whose path it is on, GPU k's being rail k's."""
     node: str | None = None
-    device: str | None = None
-    """The part it names: ``GPU3``, ``mlx5_4``, a PCI address."""
-    gpus: tuple[int, ...] = ()
-    """The GPUs (local ranks, PCI bus order) whose path it is on: GPU k's is rail k's."""
-    reason: str = ""
-    action: str | None = None
     explains: bool = False
     """In ``node_causes``: whether a defect of the test carries it."""
 
