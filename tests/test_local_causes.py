@@ -9,6 +9,7 @@ from bench.rails.gpu_pairs import IntraNodeOutcome, Localisation, intra_node_sec
 from bench.rails.local_causes import attribute
 from bench.rails.records import RailsOutcome
 from bench.rundir.rails_records import Conviction, GpuDefect, RailDefect
+from bench.rundir.railsdoc import RailsDoc
 
 NODES = ("n1", "n2", "n3", "n4")
 
@@ -40,7 +41,7 @@ def _result(check: str, gpus: tuple[int, ...], status: str = "fail", device: str
 
 
 def _outcome(*defects: RailDefect, intra: IntraNodeOutcome | None = None) -> RailsOutcome:
-    return RailsOutcome(nodes=NODES, rails=2, defects=defects, intra_node=intra)
+    return RailsOutcome(RailsDoc(nodes=NODES), rails=2, defects=defects, intra_node=intra)
 
 
 def test_a_link_takes_the_cause_on_its_own_gpus_path_and_its_action() -> None:
