@@ -290,9 +290,10 @@ class RailsOutcome:
     measured: a single node), ``nodes``, the ``transients`` (suspect pairs that measured normal again when
     re-measured: recorded, not failed), ``too_noisy`` (why the pair matrix named nothing), the ``error_windows``
     (per window of the test, the devices whose error counters said something), ``process_groups`` (the world's
-    and one per rail group formed; with the intra-node matrix, one more per node) and the ``links`` (each
-    (node, rail) link as found before the rail groups formed, ``bench.rails.judge.link_records``). Its other
-    sections are empty here: they are said from the fields below."""
+    and one per rail group formed, the pairs running inside their rail's; with the intra-node matrix, one more
+    per node) and the ``links`` (each (node, rail) link as found before the rail groups formed,
+    ``bench.rails.judge.link_records``). Its other sections are empty here: they are said from the fields
+    below."""
     rails: int = 0
     """How many rails (local ranks per node); rails.json's ``rails`` section is said from ``devices``."""
     rail_results: list[RailResult] = field(default_factory=list)
@@ -317,8 +318,8 @@ class RailsOutcome:
 
     @property
     def nodes(self) -> tuple[str, ...]:
-        """The nodes in rank order: every node number in the working forms (a pair time's ``node``, a rank
-        report's) is an index into them."""
+        """The nodes in rank order: every node number in the working forms (a pair time's ``node`` and ``peer``)
+        is an index into them."""
         return self.written.nodes
 
     @property
