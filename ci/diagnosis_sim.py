@@ -275,7 +275,7 @@ def run_one(size: str, shape: Shape, kind: str, seed: int, regime: Regime = KIND
     # The plan's slow end: a healthy cluster's run takes at most about this (bench.rails.plan).
     result.wall_s = _wall_s(cols, settings, sum(p.seconds.high for p in fixed), plan_model.step_s.high)
     result.below_target = len(outcome.below_target)
-    result.transients = len(outcome.transients)
+    result.transients = len(outcome.written.transients)
     return result
 
 

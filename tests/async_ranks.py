@@ -157,7 +157,7 @@ def _rails() -> dict[str, Any]:
         "rail_nodes": [[r.rail, r.nnodes] for r in outcome.rail_results],
         "rail_bytes": [r.nbytes for r in outcome.rail_results],
         "defects": [[d.kind, d.node, d.rail, d.symptom] for d in outcome.defects],
-        "links": [link.to_json() for link in outcome.links],
+        "links": [link.to_json() for link in outcome.written.links],
         "process_groups": outcome.process_groups,
         "nodes": list(outcome.nodes),
         "seconds": time.perf_counter() - began,

@@ -21,6 +21,7 @@ from bench.rails.items import node_items, rail_items
 from bench.rails.records import RailDevices, RailResult, RailsOutcome
 from bench.rundir.junit import junit_xml
 from bench.rundir.rails_records import Conviction, RailDefect
+from bench.rundir.railsdoc import RailsDoc
 from bench.sweep.judge import collective_items, counter_item
 from tests.support import railbench_inline
 
@@ -76,8 +77,7 @@ def _outcome() -> RailsOutcome:
     nodes = ("node01", "node02", "node03", "node04")
     devices = [RailDevices(k, {n: f"mlx5_{k + 1}:1" for n in nodes}, {}) for k in range(2)]
     return RailsOutcome(
-        None,
-        nodes,
+        RailsDoc(nodes=nodes),
         2,
         results,
         [],
@@ -178,7 +178,7 @@ def test_a_warning_is_kept_in_run_json_and_each_defect_fails_one_junit_case() ->
         NodeReport("node01", (CheckResult("rail-errors", "warn", "mlx5_1:1 symbol_error rose by 3", "mlx5_1:1"),), {}),
         NodeReport("node02", (CheckResult("rail", "fail", "mlx5_1:1 is DOWN", "mlx5_1:1"),), {}),
     ]
-    outcome = RailsOutcome(skipped="rails not run here")
+    outcome = RailsOutcome(RailsDoc(skipped="rails not run here"))
     items = [
         *check_items(reports, []),
         *node_items(["node01", "node02"], outcome, {"node02": ["rail: mlx5_1:1 is DOWN"]}),
@@ -198,11 +198,11 @@ def test_a_warning_is_kept_in_run_json_and_each_defect_fails_one_junit_case() ->
 
 
 def test_a_single_node_skips_rails_and_a_skip_is_never_a_pass() -> None:
-    outcome = RailsOutcome(skipped="1 node (vm): a rail group needs local rank k of at least 2 nodes")
+    outcome = RailsOutcome(RailsDoc(skipped="1 node (vm): a rail group needs local rank k of at least 2 nodes"))
     items = rail_items(outcome)
     assert [(i.name, i.state) for i in items] == [("rails", "skip")]
     verdict = decide(items)
-    assert verdict.word == "skip" and verdict.reasons == (f"rails not tested: {outcome.skipped}",)
+    assert verdict.word == "skip" and verdict.reasons == (f"rails not tested: {outcome.written.skipped}",)
     validate_junit(junit_xml("railbench.accept", [junit_case(i) for i in items]))
 
 

@@ -18,6 +18,7 @@ from bench.history.store import add_run
 from bench.rails.output import rails_doc
 from bench.rails.records import RailDevices, RailsOutcome
 from bench.rundir.files import atomic_write_json
+from bench.rundir.railsdoc import RailsDoc
 from tests.history_fixtures import make_run_dir
 from tests.support import railbench
 
@@ -43,7 +44,7 @@ def _rails_run(path: Path, night: int, node02_rail1: dict[str, int], saturated: 
     devices = [RailDevices(k, {n: f"mlx5_{k + 1}:1" for n in NODES}, {}) for k in range(2)]
     counters = {n: {f"mlx5_{k + 1}:1": _errors({}) for k in range(2)} for n in NODES}
     counters["node02"]["mlx5_2:1"] = _errors(node02_rail1, saturated)
-    outcome = RailsOutcome(None, NODES, 2, devices=devices, counters=counters)
+    outcome = RailsOutcome(RailsDoc(nodes=NODES), 2, devices=devices, counters=counters)
     atomic_write_json(run_dir / "rails.json", rails_doc(outcome).to_json())
     return run_dir
 

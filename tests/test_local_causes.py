@@ -10,6 +10,7 @@ from bench.rails.local_causes import attribute
 from bench.rails.records import RailsOutcome
 from bench.rundir.checksjson import CheckResult, Status
 from bench.rundir.rails_records import Conviction, DefectCause, GpuDefect, RailDefect
+from bench.rundir.railsdoc import RailsDoc
 
 NODES = ("n1", "n2", "n3", "n4")
 
@@ -41,7 +42,7 @@ def _result(check: str, gpus: tuple[int, ...], status: Status = "fail", device: 
 
 
 def _outcome(*defects: RailDefect, intra: IntraNodeOutcome | None = None) -> RailsOutcome:
-    return RailsOutcome(nodes=NODES, rails=2, defects=defects, intra_node=intra)
+    return RailsOutcome(RailsDoc(nodes=NODES), rails=2, defects=defects, intra_node=intra)
 
 
 def test_a_link_takes_the_cause_on_its_own_gpus_path_and_its_action() -> None:

@@ -21,7 +21,7 @@ from bench.rails.corroborate import corroborate
 from bench.rails.defects import describe
 from bench.rails.output import rails_doc
 from bench.rails.records import ExpectedNic, RailsOutcome
-from bench.rundir.railsdoc import SCHEMA_PATH
+from bench.rundir.railsdoc import SCHEMA_PATH, RailsDoc
 from tests.fabric_trees import build, healthy_1cc, port_down
 
 MIB = 1 << 20
@@ -59,7 +59,9 @@ def test_a_port_down_moves_no_other_rail_and_is_named(tmp_path: Path) -> None:
         ("link", "dead", "node02", 2, "mlx5_3:1")
     ]
     outcome = corroborate(
-        RailsOutcome(nodes=("node02",), rails=8, devices=devices, defects=tuple(defects)), ErrorLimits(), Actions()
+        RailsOutcome(RailsDoc(nodes=("node02",)), rails=8, devices=devices, defects=tuple(defects)),
+        ErrorLimits(),
+        Actions(),
     )
     (dead,) = outcome.defects
     assert describe(dead).startswith("node02 rail 2 (mlx5_3): mlx5_3 port 1 is DOWN, the NIC nearest GPU ")
@@ -74,7 +76,9 @@ def test_bytes_on_another_nic_or_on_two_are_path_defects() -> None:
     own = evidence.attribute(3, {"node07": {"mlx5_4:1": 300 * MIB, "mlx5_0:1": 2 * MIB}}, MIB, {"node07": nic})
     found = evidence.path_defects([elsewhere, spread, own], ["mlx5_0"])
     assert [(d.kind, d.carried) for d in found] == [("path", ("mlx5_6:1",)), ("path", ("mlx5_4:1", "mlx5_5:1"))]
-    outcome = corroborate(RailsOutcome(nodes=("node07",), rails=4, defects=tuple(found)), ErrorLimits(), Actions())
+    outcome = corroborate(
+        RailsOutcome(RailsDoc(nodes=("node07",)), rails=4, defects=tuple(found)), ErrorLimits(), Actions()
+    )
     first, second = outcome.defects
     assert describe(first) == (
         "node07 rail 3 (mlx5_6): bytes on mlx5_6 port 1, expected mlx5_4 port 1 (nearest GPU 0000:50:00.0) → path "
@@ -113,7 +117,7 @@ def test_rails_json_says_per_node_which_nic_was_expected_and_which_carried() -> 
     nic = ExpectedNic("mlx5_4:1", "ACTIVE", "PIX", "0000:50:00.0")
     rd = evidence.attribute(3, {"node07": {"mlx5_4:1": 10, "mlx5_6:1": 300 * MIB}}, MIB, {"node07": nic})
     outcome = corroborate(
-        RailsOutcome(nodes=("node07",), rails=4, devices=[rd], defects=tuple(evidence.path_defects([rd]))),
+        RailsOutcome(RailsDoc(nodes=("node07",)), rails=4, devices=[rd], defects=tuple(evidence.path_defects([rd]))),
         ErrorLimits(),
         Actions(),
     )

@@ -25,7 +25,7 @@ from bench.rails.measure import PairTime
 from bench.rails.output import rails_doc
 from bench.rails.windows import NodeCounters, join
 from bench.rundir.junit import junit_xml
-from bench.rundir.railsdoc import SCHEMA_PATH
+from bench.rundir.railsdoc import SCHEMA_PATH, RailsDoc
 from tests import fabric_trees
 from tests.fabric_trees import HcaSpec, NetSpec, NodeSpec, PortSpec
 from tests.test_fabric_error_counters import write_errors, write_net_errors, zero_errors
@@ -105,8 +105,7 @@ def _outcome(tmp_path: Path, change: Change, slow: tuple[str, int] | None = None
     rates = dict.fromkeys(range(len(RAILS)), LINE)
     found = diagnose(records.pair_matrix(times, NODES, len(RAILS)), rates, Thresholds(), records.device_map(devices))
     return records.RailsOutcome(
-        None,
-        NODES,
+        RailsDoc(nodes=NODES, error_windows=join({n: readers[n].windows for n in NODES})),
         len(RAILS),
         [],
         times,
@@ -114,7 +113,6 @@ def _outcome(tmp_path: Path, change: Change, slow: tuple[str, int] | None = None
         found.defects,
         expected=dict(rates),
         counters={n: readers[n].whole() or {} for n in NODES},
-        error_windows=join({n: readers[n].windows for n in NODES}),
     )
 
 
@@ -130,8 +128,8 @@ def test_error_deltas_are_recorded_per_window_and_device(tmp_path: Path) -> None
             write_errors(root, "mlx5_1", {"port_xmit_discards": 5})
 
     outcome = _outcome(tmp_path, change)
-    windows = {w.window: w for w in outcome.error_windows}
-    assert [w.window for w in outcome.error_windows] == [name for name, _ in WINDOWS]
+    windows = {w.window: w for w in outcome.written.error_windows}
+    assert [w.window for w in outcome.written.error_windows] == [name for name, _ in WINDOWS]
     assert windows["rail 1 alone"].rails == (1,)
     assert windows["rail 1 alone"].to_json()["errors"] == {
         "node02": {"mlx5_2:1": {"errors": {"symbol_error": 12, "link_downed": 1}}}
@@ -160,7 +158,7 @@ def test_a_saturated_counter_is_reported_saturated_never_as_a_delta(tmp_path: Pa
             write_errors(root, "mlx5_1", {"symbol_error": 65535, "link_error_recovery": 3})
 
     outcome = corroborate(_outcome(tmp_path, change), ErrorLimits(), Actions())
-    said = [(w.window, w.errors["node03"]["mlx5_1:1"].to_json()) for w in outcome.error_windows if w.errors]
+    said = [(w.window, w.errors["node03"]["mlx5_1:1"].to_json()) for w in outcome.written.error_windows if w.errors]
     # from the window it stuck in on, every window says "saturated", none gives a count
     assert said[0] == (
         "every rail group at once",
@@ -316,12 +314,10 @@ def test_a_dead_link_keeps_its_devices_counters(tmp_path: Path) -> None:
     ]
     dead = evidence.dead_links(failures, ["n1", "n2"], None)
     outcome = records.RailsOutcome(
-        None,
-        ("n1", "n2"),
+        RailsDoc(nodes=("n1", "n2"), error_windows=join({"n2": reader.windows})),
         1,
         defects=tuple(dead),
         counters={"n2": reader.whole() or {}},
-        error_windows=join({"n2": reader.windows}),
     )
     (link,) = corroborate(outcome, ErrorLimits(), Actions()).defects
     assert describe(link) == (
@@ -353,12 +349,10 @@ def test_a_flap_across_a_window_edge_counts_every_carrier_change(tmp_path: Path,
     assert sum((entry.errors or {}).get("carrier_changes", 0) for entry in said if entry is not None) == 2
     devices = [records.RailDevices(k, dict.fromkeys(NODES, nets[k]), {}) for k in range(len(nets))]
     outcome = records.RailsOutcome(
-        None,
-        NODES,
+        RailsDoc(nodes=NODES, error_windows=windows),
         len(nets),
         devices=devices,
         counters={node: reader.whole() or {} for node, reader in readers.items()},
-        error_windows=windows,
     )
     (named,) = corroborate(outcome, ErrorLimits(), Actions()).defects
     assert (named.kind, named.node, named.rail, named.severity) == ("errors", "node03", 1, "warn")

@@ -174,10 +174,11 @@ def test_a_gpu_defect_fails_its_node_in_accept() -> None:
     from bench.frame.verdict import decide
     from bench.rails.items import node_items, rail_items
     from bench.rails.records import RailsOutcome
+    from bench.rundir.railsdoc import RailsDoc
 
     times = _times(2, 4, _slow_gpu(1, 0, 4, 700.0))
     intra = IntraNodeOutcome(("node00", "node01"), 4, tuple(times), localisation=_localise(times, 2, 4))
-    outcome = RailsOutcome(skipped="1 node", intra_node=intra)
+    outcome = RailsOutcome(RailsDoc(skipped="1 node"), intra_node=intra)
     assert outcome.failed
     status = {i.name: (i.state, i.reason) for i in node_items(["node00", "node01"], outcome)}
     assert status["node00"] == ("pass", "")

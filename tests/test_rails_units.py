@@ -15,6 +15,7 @@ from bench.rails.defects import describe
 from bench.rails.layout import interface_for_rail, rail_interfaces, rail_layout
 from bench.rails.measure import PairTime
 from bench.rails.records import ExpectedNic
+from bench.rundir.railsdoc import RailsDoc
 from tests.rails_configs import rails_config
 
 
@@ -214,8 +215,7 @@ def test_outcome_reasons_per_rail_and_node() -> None:
         ),
     )
     outcome = records.RailsOutcome(
-        None,
-        ("n1", "n2", "n3"),
+        RailsDoc(nodes=("n1", "n2", "n3")),
         3,
         defects=(pair,),
         findings=["n2: rails 0, 1 all went over mlx5_1", "n3 rail 2: its bytes went over eth0, which must stay quiet"],

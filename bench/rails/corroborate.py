@@ -127,16 +127,17 @@ def corroborate(outcome: RailsOutcome, limits: ErrorLimits, actions: Actions) ->
     read = {
         (node, device) for node, devices in outcome.counters.items() for device, e in devices.items() if "errors" in e
     }
-    read |= {(node, device) for w in outcome.error_windows for node, devices in w.errors.items() for device in devices}
+    windows = outcome.written.error_windows
+    read |= {(node, device) for w in windows for node, devices in w.errors.items() for device in devices}
     named = []
     for defect in outcome.defects:
-        found = evidence(parts_of(defect, outcome.nodes, outcome.rails, where), outcome.error_windows, read)
+        found = evidence(parts_of(defect, outcome.nodes, outcome.rails, where), windows, read)
         named.append(_with_action(dataclasses.replace(defect, errors=found), _physical(found, limits), actions, where))
     taken = _named_cells((d for d in outcome.defects if d.severity == "fail"), outcome.nodes, outcome.rails)
     for (node, rail), device in sorted(where.items(), key=lambda item: (item[0][1], item[0][0])):
         if (node, rail) in taken:
             continue
-        found = evidence([(node, device, rail)], outcome.error_windows, read)
+        found = evidence([(node, device, rail)], windows, read)
         if not _physical(found, limits):
             continue
         severity: Severity = "fail" if limits.fail_on_errors else "warn"

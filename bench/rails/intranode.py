@@ -160,4 +160,6 @@ def attach(outcome: RailsOutcome | None, intra: IntraNodeOutcome | None) -> Rail
     if outcome is None or intra is None:
         return outcome
     groups = (outcome.process_groups or 1) + intra.process_groups  # a skipped rails test made the world only
-    return dataclasses.replace(outcome, intra_node=intra, process_groups=groups)
+    return dataclasses.replace(
+        outcome, intra_node=intra, written=dataclasses.replace(outcome.written, process_groups=groups)
+    )

@@ -35,9 +35,9 @@ def rail_items(outcome: RailsOutcome) -> list[Item]:
 
 
 def _rails(outcome: RailsOutcome) -> list[Item]:
-    if outcome.skipped:
-        return [Item(GROUP, "rails", "skip", f"rails not tested: {outcome.skipped}")]
-    relative = bool(outcome.pair_times) and outcome.too_noisy is None
+    if outcome.written.skipped:
+        return [Item(GROUP, "rails", "skip", f"rails not tested: {outcome.written.skipped}")]
+    relative = bool(outcome.pair_times) and outcome.written.too_noisy is None
     items = []
     claimed: set[str] = set()
     for rail in range(outcome.rails):
@@ -76,7 +76,7 @@ def local_cause_items(outcome: RailsOutcome) -> list[Item]:
 
 
 def _rail_not_judged(outcome: RailsOutcome) -> str:
-    why = outcome.too_noisy or "the pair matrix did not run (--no-pairs)"
+    why = outcome.written.too_noisy or "the pair matrix did not run (--no-pairs)"
     return (
         f"no line rate is known for the rails and the relative test could not judge ({why}): "
         "give --rail-rate-gbps or the profile's rail_rate_gbps"

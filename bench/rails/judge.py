@@ -22,7 +22,7 @@ from bench.rails.records import short_device
 from bench.rails.schedule import Cell
 from bench.rails.windows import DeviceEntries, NodeWindow
 from bench.rundir.rails_records import RailDefect
-from bench.rundir.railsdoc import Link
+from bench.rundir.railsdoc import Link, RailsDoc
 
 
 class RankReport(TypedDict):
@@ -96,15 +96,16 @@ def outcome(
     gathered: list[RankReport],
     membership: Membership,
     reports: Sequence[LinkReport],
+    process_groups: int | None = None,
 ) -> records.RailsOutcome:
     """Rank 0: devices, line rates, localisation and targets from everything the ranks sent; the dead parts
     found before the rail groups formed come first among the defects, beside whatever the measurements
-    named."""
+    named. ``process_groups``: the groups the test made (``bench.rails.rank``)."""
     times = sorted(
         flatten([g["times"] for g in gathered]), key=lambda t: (t.confirm, t.repeat, t.round, t.rail, t.node)
     )
     matrix = records.pair_matrix(times, layout.nodes, layout.rails) if times else None
-    return judged(settings, layout, gathered, times, matrix, membership, reports)
+    return judged(settings, layout, gathered, times, matrix, membership, reports, process_groups)
 
 
 def judged(
@@ -115,6 +116,7 @@ def judged(
     matrix: PairMatrix | None,
     membership: Membership | None = None,
     reports: Sequence[LinkReport] = (),
+    process_groups: int | None = None,
 ) -> records.RailsOutcome:
     """``outcome`` once the pair matrix is built: the fabric model (``tests/fabric_model.py``) builds it from its
     own columns of pair times and calls this, so what it judges is judged exactly as rank 0 judges a run (every
@@ -161,9 +163,16 @@ def judged(
     paths = tuple(d for d in evidence.path_defects(devices, settings.quiet_devices) if not _covered(d, dead))
     down = [*dead, *(d for d in paths if d.kind == "link")]
     measured = tuple(d for d in found.defects if not (d.kind == "link" and _covered(d, down)))
+    written = RailsDoc(
+        nodes=nodes,
+        transients=found.transients,
+        too_noisy=found.too_noisy,
+        error_windows=windows.join({g["host"]: g["error_windows"] for g in readers}),
+        process_groups=process_groups,
+        links=link_records(reports, membership, nodes),
+    )
     return records.RailsOutcome(
-        None,
-        nodes,
+        written,
         layout.rails,
         rail_results,
         times,
@@ -173,10 +182,6 @@ def judged(
         expected=expected,
         below_target=below,
         counters=counters,
-        transients=found.transients,
-        too_noisy=found.too_noisy,
-        error_windows=windows.join({g["host"]: g["error_windows"] for g in readers}),
-        links=link_records(reports, membership, nodes),
     )
 
 

@@ -1,8 +1,10 @@
-"""What the rails test leaves behind: rails.json (its record, ``bench.rundir.railsdoc.RailsDoc``, built once
-from rank 0's outcome), its rows in results.csv, and the table on stdout (the verdict line is the frame's)."""
+"""What the rails test leaves behind: rails.json (its record, ``bench.rundir.railsdoc.RailsDoc``: the part
+rank 0's outcome already holds written, completed once from its working forms), its rows in results.csv, and
+the table on stdout (the verdict line is the frame's)."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Protocol
 
@@ -21,11 +23,10 @@ class Rows(Protocol):
 
 
 def rails_doc(outcome: RailsOutcome) -> RailsDoc:
-    """The rails.json record of ``outcome``."""
+    """The rails.json record of ``outcome``: its written part, with the sections said from the working forms."""
     devices = records.device_map(outcome.devices)
-    return RailsDoc(
-        skipped=outcome.skipped,
-        nodes=tuple(outcome.nodes),
+    return dataclasses.replace(
+        outcome.written,
         rails=tuple(
             RailEntry(
                 rail=rd.rail,
@@ -41,15 +42,10 @@ def rails_doc(outcome: RailsOutcome) -> RailsDoc:
             records.measurements(outcome.rail_results, outcome.pair_times, outcome.nodes, outcome.expected, devices)
         ),
         defects=tuple(described(d) for d in outcome.defects),
-        transients=outcome.transients,
-        too_noisy=outcome.too_noisy,
         counter_findings=tuple(outcome.findings),
         below_target=tuple(outcome.below_target),
         counters=counters_from_json(outcome.counters),
-        error_windows=outcome.error_windows,
-        process_groups=outcome.process_groups,
         intra_node=gpu_pairs.intra_node_section(outcome.intra_node) if outcome.intra_node is not None else None,
-        links=outcome.links,
         node_causes=outcome.node_causes,
     )
 
@@ -68,8 +64,8 @@ def write_outputs(outcome: RailsOutcome, out_dir: Path, writer: Rows | None, ite
 
 
 def print_outcome(outcome: RailsOutcome, settings: RailsSettings) -> None:
-    if outcome.skipped:
-        print(f"# rails: skipped: {outcome.skipped}", flush=True)
+    if outcome.written.skipped:
+        print(f"# rails: skipped: {outcome.written.skipped}", flush=True)
         if outcome.intra_node is not None:
             print(gpu_pairs.table(outcome.intra_node), flush=True)
         return
@@ -87,8 +83,8 @@ def print_outcome(outcome: RailsOutcome, settings: RailsSettings) -> None:
             outcome.defects,
             outcome.expected,
             outcome.findings,
-            outcome.transients,
-            outcome.too_noisy,
+            outcome.written.transients,
+            outcome.written.too_noisy,
         ),
         flush=True,
     )

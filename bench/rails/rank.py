@@ -9,7 +9,6 @@ group, the run directory, run.json, the verdict and the exit status.
 
 from __future__ import annotations
 
-import dataclasses
 import socket
 import time
 from collections.abc import Callable
@@ -36,6 +35,7 @@ from bench.rails.layout import RailLayout, interface_for_rail, rail_layout
 from bench.rails.live import LiveRails
 from bench.rails.measure import PairTime
 from bench.rundir.files import proposed_run_dir
+from bench.rundir.railsdoc import RailsDoc
 from bench.runtime import env as benv
 from bench.runtime.before_init import Prelude, PreludeStep, run_directory, shared_nic_environment
 from bench.runtime.coord import Coord, coordinator
@@ -131,7 +131,8 @@ def rails_phase(
     rank, local_rank = ctx.info.rank, ctx.info.local_rank
     if len(layout.nodes) < 2:
         reason = f"1 node ({layout.nodes[0]}): a rail group needs local rank k of at least 2 nodes"
-        return records.RailsOutcome(skipped=reason, nodes=layout.nodes, rails=layout.rails) if rank == 0 else None
+        written = RailsDoc(skipped=reason, nodes=layout.nodes)
+        return records.RailsOutcome(written, rails=layout.rails) if rank == 0 else None
     laps = laps or Laps()
     coord = coord or world_coord(ctx, settings.timeout_s)
     my_ifname = _my_interface(settings, layout, rank, coord, Sysfs(ctx.sysfs_root))
@@ -178,8 +179,8 @@ def rails_phase(
         laps.mark("confirmation")
     if gathered is None:
         return None
-    outcome = judge.outcome(settings, layout, gathered, formed.membership, formed.reports)
-    return dataclasses.replace(outcome, process_groups=1 + formed.made)
+    # the world's process group and one per rail group formed
+    return judge.outcome(settings, layout, gathered, formed.membership, formed.reports, 1 + formed.made)
 
 
 def world_coord(ctx: DistContext, timeout_s: float) -> Coord:
@@ -233,7 +234,7 @@ def rails_test(
         run.out_dir, "rails.json", lambda: output.write_outputs(outcome, run.out_dir, live, settings.test.iters)
     )
     output.print_outcome(outcome, settings)
-    run.update(rails_skipped=outcome.skipped)
+    run.update(rails_skipped=outcome.written.skipped)
     return outcome
 
 

@@ -24,8 +24,8 @@ from bench.rails.measure import PairTime
 from bench.rundir import railsdoc
 from bench.rundir.defect_kinds import fails_rail
 from bench.rundir.files import Row
-from bench.rundir.rails_records import ErrorWindow, RailDefect, Transient
-from bench.rundir.railsdoc import Link, Measurement
+from bench.rundir.rails_records import RailDefect, Transient
+from bench.rundir.railsdoc import Measurement
 from bench.units import format_size
 
 Mode = Literal["concurrent", "isolated"]
@@ -282,20 +282,26 @@ def table(
 
 @dataclass(frozen=True)
 class RailsOutcome:
-    """What rank 0 knows after the rails test."""
+    """What rank 0 knows after the rails test: rails.json's record as far as it is final (``written``), beside
+    the working forms its other sections are said from when it is written (``bench.rails.output.rails_doc``)."""
 
-    skipped: str | None = None
-    """Why nothing was measured (a single node), else None."""
-    nodes: tuple[str, ...] = ()
+    written: railsdoc.RailsDoc = field(default_factory=railsdoc.RailsDoc)
+    """rails.json's record with the sections the judge gives in their written form: ``skipped`` (why nothing was
+    measured: a single node), ``nodes``, the ``transients`` (suspect pairs that measured normal again when
+    re-measured: recorded, not failed), ``too_noisy`` (why the pair matrix named nothing), the ``error_windows``
+    (per window of the test, the devices whose error counters said something), ``process_groups`` (the world's
+    and one per rail group formed, the pairs running inside their rail's; with the intra-node matrix, one more
+    per node) and the ``links`` (each (node, rail) link as found before the rail groups formed,
+    ``bench.rails.judge.link_records``). Its other sections are empty here: they are said from the fields
+    below."""
     rails: int = 0
+    """How many rails (local ranks per node); rails.json's ``rails`` section is said from ``devices``."""
     rail_results: list[RailResult] = field(default_factory=list)
     pair_times: list[PairTime] = field(default_factory=list)
     devices: list[RailDevices] = field(default_factory=list)
     defects: tuple[RailDefect, ...] = ()
-    transients: tuple[Transient, ...] = ()
-    """Suspect pairs that measured normal again when re-measured: recorded, not failed."""
-    too_noisy: str | None = None
-    """Why the relative test named nothing: the fabric's healthy spread is too wide to tell."""
+    """Every defect named; each one's ``line`` is said when rails.json is written, once its counters, causes and
+    action are known (``bench.rails.defects.described``)."""
     findings: list[str] = field(default_factory=list)
     """Counter evidence that contradicts the layout (a rail over the wrong device, traffic on mgmt)."""
     expected: dict[int, float | None] = field(default_factory=dict)
@@ -304,21 +310,22 @@ class RailsOutcome:
     """Rail-group results under pass_fraction x line rate, or with wrong elements."""
     counters: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     """Per node, the bytes each device carried over the whole rails test, and its error-counter deltas."""
-    error_windows: tuple[ErrorWindow, ...] = ()
-    """Per window (the rail groups at once, each rail alone, the pairs...), the devices whose error counters
-    said something."""
-    process_groups: int | None = None
-    """Process groups the rails test made, the world's included: expected world + one per rail (pairs run
-    inside their rail's communicator, never a communicator of their own); with the intra-node matrix, one more
-    per node."""
     intra_node: IntraNodeOutcome | None = None
     """The intra-node pair matrix (``--intra-node``), None when it did not run."""
-    links: tuple[Link, ...] = ()
-    """Each (node, rail) link as found before the rail groups formed: port state, peers reached or not, and
-    whether it joined its rail's group (``bench.rails.judge.link_records``)."""
     node_causes: tuple[railsdoc.DefectCause, ...] = ()
     """Every fault each node's GPUDirect path checks found (``bench.rails.local_causes``), ``explains`` set on
-    those a defect carries."""
+    those a defect carries. Set after the defects' causes, by ``local_causes.attribute``, beside them."""
+
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        """The nodes in rank order: every node number in the working forms (a pair time's ``node`` and ``peer``)
+        is an index into them."""
+        return self.written.nodes
+
+    @property
+    def process_groups(self) -> int | None:
+        """The process groups made so far, which the intra-node matrix adds its own to."""
+        return self.written.process_groups
 
     @property
     def failing(self) -> tuple[RailDefect, ...]:
