@@ -18,24 +18,26 @@ def test_json_v3_rows_devices_and_versions() -> None:
     log = parse_json(json_log("all_reduce", HOSTS, 8, SIZES), source="nightly.json")
     (table,) = log.tables
     assert log.format == "json" and not log.truncated
-    assert (table.collective, table.collective_source) == ("all_reduce", "json args")
-    assert (table.nranks, table.nranks_source) == (16, "json devices")
-    assert table.hosts == HOSTS and table.gpus == ("NVIDIA H100 80GB HBM3",)
-    assert table.quoted.nccl_version == "2.29.2"
-    assert [r.bytes for r in table.rows] == SIZES
+    assert (table.collective.value, table.collective.source) == ("all_reduce", "json args")
+    assert (table.nranks.value, table.nranks.source) == (16, "json devices")
+    assert table.hosts == HOSTS and table.printed.gpus == ("NVIDIA H100 80GB HBM3",)
+    assert table.printed.quoted.nccl_version == "2.29.2"
+    assert [r.bytes for r in table.printed.rows] == SIZES
     expected = sweep("all_reduce", 16, SIZES)
-    assert [round(r.measurements[0].busbw_GBps.value, 6) for r in table.rows] == [round(p.busbw, 6) for p in expected]
-    assert [m.placement for m in table.rows[0].measurements] == ["out-of-place", "in-place"]
-    assert table.rows[0].root == -1 and table.rows[0].measurements[0].wrong == 0
+    assert [round(r.measurements[0].busbw_GBps.value, 6) for r in table.printed.rows] == [
+        round(p.busbw, 6) for p in expected
+    ]
+    assert [m.placement for m in table.printed.rows[0].measurements] == ["out-of-place", "in-place"]
+    assert table.printed.rows[0].root == -1 and table.printed.rows[0].measurements[0].wrong == 0
     assert log.env["NCCL_IB_HCA"] == "^=mlx5_0" and log.start_time == "2026-11-20 22:43:10"
-    assert table.avg_busbw_GBps == pytest.approx(sum(p.busbw for p in expected) / len(expected))
+    assert table.printed.avg_busbw_GBps == pytest.approx(sum(p.busbw for p in expected) / len(expected))
 
 
 def test_json_lists_one_device_per_process() -> None:
     """With -g 8 each process drives 8 GPUs but -J records only its first: nranks = processes x nGpus."""
     text = json_log("all_gather", HOSTS, 8, SIZES, ngpus_per_process=8)
     (table,) = parse_json(text).tables
-    assert len(table.devices) == 2 and table.nranks == 16
+    assert len(table.printed.devices) == 2 and table.nranks.value == 16
     assert table.hosts == HOSTS and table.hosts_complete and table_nnodes(table) == 2
 
 
@@ -47,7 +49,7 @@ def test_json_with_a_damaged_record_is_refused() -> None:
 
 def test_json_v1_misspelled_average_key() -> None:
     (table,) = parse_json(json_log("sendrecv", HOSTS, 1, SIZES, version=1)).tables
-    assert table.avg_busbw_GBps is not None and table.avg_busbw_GBps > 0
+    assert table.printed.avg_busbw_GBps is not None and table.printed.avg_busbw_GBps > 0
 
 
 def test_json_cut_off_mid_write_keeps_complete_results() -> None:
@@ -55,9 +57,9 @@ def test_json_cut_off_mid_write_keeps_complete_results() -> None:
     cut = whole[: whole.index(f'{{"size":{SIZES[4]}') + 30]  # inside the fifth result
     log = parse_log(cut, source="killed.json")
     (table,) = log.tables
-    assert log.truncated and not table.complete
-    assert [r.bytes for r in table.rows] == SIZES[:4]
-    assert table.nranks == 16
+    assert log.truncated and not table.printed.complete
+    assert [r.bytes for r in table.printed.rows] == SIZES[:4]
+    assert table.nranks.value == 16
 
 
 def test_json_errors_are_failures() -> None:
@@ -73,9 +75,9 @@ def test_json_without_results_is_refused() -> None:
 def test_text_with_srun_labels_info_lines_and_timestamps() -> None:
     text = text_log("reduce_scatter", HOSTS, 4, SIZES, label_ranks=True, timestamps=True)
     (table,) = parse_text(text).tables
-    assert (table.collective, table.nranks, table.complete) == ("reduce_scatter", 8, True)
-    assert len(table.rows) == len(SIZES) and table.quoted.nccl_version == "2.27.3"
-    assert table.rows[-1].measurements[1].busbw_GBps.value == pytest.approx(
+    assert (table.collective.value, table.nranks.value, table.printed.complete) == ("reduce_scatter", 8, True)
+    assert len(table.printed.rows) == len(SIZES) and table.printed.quoted.nccl_version == "2.27.3"
+    assert table.printed.rows[-1].measurements[1].busbw_GBps.value == pytest.approx(
         sweep("reduce_scatter", 8, SIZES)[-1].busbw, abs=0.005
     )
 
@@ -84,8 +86,8 @@ def test_truncated_text_keeps_rows_and_says_so() -> None:
     text = text_log("all_gather", HOSTS, 8, SIZES, stop_after=3, cut_last_row=True)
     log = parse_text(text)
     (table,) = log.tables
-    assert log.truncated and not table.complete and not log.failures
-    assert [r.bytes for r in table.rows] == SIZES[:3]
+    assert log.truncated and not table.printed.complete and not log.failures
+    assert [r.bytes for r in table.printed.rows] == SIZES[:3]
     assert any("damaged row" in n for n in table.notes) and any("truncated" in n for n in table.notes)
 
 
@@ -93,14 +95,14 @@ def test_failed_text_run_names_the_failure() -> None:
     failure = "gpu-a02: Test NCCL failure common.cu:1083 'remote process exited or there was a network error'"
     log = parse_text(text_log("all_reduce", HOSTS, 8, SIZES, stop_after=2, failure=failure))
     (table,) = log.tables
-    assert table.failures == (failure,) and log.failures == (failure,)
-    assert len(table.rows) == 2 and not table.complete
+    assert table.printed.failures == (failure,) and log.failures == (failure,)
+    assert len(table.printed.rows) == 2 and not table.printed.complete
 
 
 def test_wrong_values_and_out_of_bounds() -> None:
     (table,) = parse_text(text_log("all_reduce", HOSTS, 8, SIZES, wrong={SIZES[2]: 12})).tables
-    assert table.out_of_bounds == 1
-    assert [m.wrong for m in table.rows[2].measurements] == [12, 12]
+    assert table.printed.out_of_bounds == 1
+    assert [m.wrong for m in table.printed.rows[2].measurements] == [12, 12]
 
 
 def test_row_layouts() -> None:
@@ -128,8 +130,8 @@ def test_ambiguous_collective_needs_a_name() -> None:
     text = "\n".join(text_log("alltoall", HOSTS, 8, SIZES).splitlines()[2:])  # drop the version/marker lines
     with pytest.raises(UserError, match="--collective"):
         parse_text(text)
-    assert parse_text(text, collective="alltoall").tables[0].collective_source == "given"
-    assert parse_text(text, source="/logs/alltoall_n16.log").tables[0].collective_source == "file name"
+    assert parse_text(text, collective="alltoall").tables[0].collective.source == "given"
+    assert parse_text(text, source="/logs/alltoall_n16.log").tables[0].collective.source == "file name"
 
 
 def test_unknown_collective_and_empty_logs_are_refused() -> None:

@@ -44,8 +44,8 @@ def test_tag_output_labels_import_without_hints(indent: str) -> None:
     log = parse_text(_tagged(plain, indent), source="eks.out")
     (table,) = log.tables
     expected = parse_text(plain).tables[0]
-    assert (table.collective, table.nranks, table.hosts) == ("all_gather", 16, HOSTS)
-    assert [r.measurements for r in table.rows] == [r.measurements for r in expected.rows]
+    assert (table.collective.value, table.nranks.value, table.hosts) == ("all_gather", 16, HOSTS)
+    assert [r.measurements for r in table.printed.rows] == [r.measurements for r in expected.printed.rows]
 
 
 # Old nccl-tests: no redop/root columns for all_gather, an "error" column in exponent form.
@@ -67,17 +67,17 @@ OLD_ALL_GATHER = """\
 
 def test_old_format_collective_from_the_command_line_not_the_file_name() -> None:
     (table,) = parse_text(OLD_ALL_GATHER, source="results-0412.txt").tables
-    assert (table.collective, table.collective_source) == ("all_gather", "command")
-    assert (table.nranks, table.nranks_source) == (4, "command line")  # one process x -g 4
-    assert table.rows[0].root is None and table.rows[0].redop == ""
-    assert [m.wrong for m in table.rows[2].measurements] == [300, 0]
-    assert table.rows[3].measurements[1].busbw_GBps.value == 20.91
+    assert (table.collective.value, table.collective.source) == ("all_gather", "command")
+    assert (table.nranks.value, table.nranks.source) == (4, "command line")  # one process x -g 4
+    assert table.printed.rows[0].root is None and table.printed.rows[0].redop == ""
+    assert [m.wrong for m in table.printed.rows[2].measurements] == [300, 0]
+    assert table.printed.rows[3].measurements[1].busbw_GBps.value == 20.91
 
 
 def test_old_format_marker_then_file_name_as_last_resort(tmp_path: Path) -> None:
     body = OLD_ALL_GATHER.split("\n", 1)[1]
     marked = parse_text("# Collective test starting: all_gather_perf\n" + body, source="x.txt")
-    assert marked.tables[0].collective_source == "marker"
+    assert marked.tables[0].collective.source == "marker"
     log = tmp_path / "nccl_allgather.log"
     log.write_text(body)
     config = ImportConfig("nccl-tests", (log,), out_root=tmp_path / "runs", no_history=True, nranks=4)
@@ -96,7 +96,7 @@ def test_rank_count_from_the_command_line() -> None:
     body = text_log("sendrecv", ("gpu-a01",), 8, SIZES)
     body = "\n".join(line for line in body.splitlines() if "Rank" not in line and "_perf" not in line)
     log = parse_text("./build/sendrecv_perf -b 128M -e 1G -f 2 -g 8\n" + body.replace("nGpus 1", "nGpus 8"))
-    assert (log.tables[0].nranks, log.tables[0].nranks_source) == (8, "command line")
+    assert (log.tables[0].nranks.value, log.tables[0].nranks.source) == (8, "command line")
 
 
 HOSTILE = {
@@ -156,7 +156,7 @@ def test_long_lines_cost_linear_time(line: str) -> None:
     text = text_log("all_reduce", HOSTS, 8, SIZES)
     started = time.perf_counter()
     log = parse_text(line + "\n" + text + line + "\n")
-    assert time.perf_counter() - started < 1.0 and log.tables[0].collective == "all_reduce"
+    assert time.perf_counter() - started < 1.0 and log.tables[0].collective.value == "all_reduce"
 
 
 def test_over_long_line_is_skipped_with_a_note() -> None:
@@ -223,7 +223,7 @@ def test_an_mpi_build_with_a_name_suffix_imports_with_no_hints(tmp_path: Path) -
     text = _mpi_build_log()
     assert "# Collective test starting: all_reduce_perf_mpi" in text
     (table,) = parse_text(text, source="nccl.out").tables
-    assert (table.collective, table.collective_source, table.nranks) == ("all_reduce", "marker", 16)
+    assert (table.collective.value, table.collective.source, table.nranks.value) == ("all_reduce", "marker", 16)
     assert read_command("srun ./build/sendrecv_perf_mpi -b 8 -e 1G -g 1").collective == "sendrecv"  # type: ignore[union-attr]
     log = tmp_path / "nccl.out"
     log.write_text(text)
@@ -252,7 +252,7 @@ srun --mpi=pmix ./build/sendrecv_perf -b 8M -e 64M -f 2 -g 1
 
 def test_a_rankless_sendrecv_table_imports_with_no_hints(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (table,) = parse_text(OLD_SENDRECV, source="sendrecv.txt").tables
-    assert (table.collective, table.nranks, table.nranks_source) == ("sendrecv", None, "unknown")
+    assert (table.collective.value, table.nranks.value, table.nranks.source) == ("sendrecv", None, "unknown")
     assert "busbw is algbw at any rank count" in table.notes[-1]
     log = tmp_path / "sendrecv.txt"
     log.write_text(OLD_SENDRECV)

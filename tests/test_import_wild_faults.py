@@ -33,8 +33,13 @@ def test_a_table_whose_hash_lines_were_lost_is_read_as_the_table() -> None:
     assert "\nnThread 1 nGpus 1" in text and "\n Rank 15 Group  0" in text
     for hints in ({}, {"collective": "all_reduce"}, {"nranks": 16}):
         (table,) = parse_text(text, source="pasted.txt", **hints).tables  # type: ignore[arg-type]
-        assert (table.collective, table.nranks, table.nranks_source) == ("all_reduce", 16, "device lines")
-        assert table.hosts == HOSTS and table.complete and table.header is not None and table.header.iters == 20
+        assert (table.collective.value, table.nranks.value, table.nranks.source) == ("all_reduce", 16, "device lines")
+        assert (
+            table.hosts == HOSTS
+            and table.printed.complete
+            and table.printed.header is not None
+            and table.printed.header.iters == 20
+        )
         assert any("lost their '#'" in note for note in table.notes)
 
 
@@ -44,7 +49,7 @@ def test_two_tables_without_their_hash_lines_stay_two_tables() -> None:
     one_node = text_log("all_reduce", HOSTS[:1], 8, SIZES, info_lines=False)
     two_nodes = text_log("all_reduce", HOSTS, 8, SIZES, info_lines=False)
     log = parse_text(_without_hashes(one_node + two_nodes), source="night.txt")
-    assert [(t.collective, t.nranks, t.hosts) for t in log.tables] == [
+    assert [(t.collective.value, t.nranks.value, t.hosts) for t in log.tables] == [
         ("all_reduce", 8, HOSTS[:1]),
         ("all_reduce", 16, HOSTS),
     ]
@@ -77,7 +82,7 @@ def test_nranks_given_decides_between_collectives_the_rows_fit() -> None:
     with pytest.raises(UserError, match="all_reduce or sendrecv"):
         parse_text(rows, source="p2p.txt")
     (table,) = parse_text(rows, source="p2p.txt", nranks=16).tables
-    assert (table.collective, table.collective_source, table.nranks, table.nranks_source) == (
+    assert (table.collective.value, table.collective.source, table.nranks.value, table.nranks.source) == (
         "sendrecv",
         "row shape",
         16,
@@ -88,12 +93,12 @@ def test_nranks_given_decides_between_collectives_the_rows_fit() -> None:
 def test_nranks_given_beats_what_busbw_over_algbw_suggests() -> None:
     rows = _bare_rows(text_log("all_reduce", HOSTS, 8, SIZES, info_lines=False))
     (guessed,) = parse_text(rows, source="x.txt").tables
-    assert (guessed.nranks, guessed.nranks_source) == (16, "busbw/algbw")
+    assert (guessed.nranks.value, guessed.nranks.source) == (16, "busbw/algbw")
     # Told a count the numbers contradict, with nothing else to go on: refused, saying what the numbers say.
     with pytest.raises(UserError, match=r"fit no collective nccl-tests runs over 15 ranks \(.*busbw/algbw 1\.875\)"):
         parse_text(rows, source="x.txt", nranks=15)
     (told,) = parse_text(rows, source="x.txt", nranks=15, collective="all_reduce").tables
-    assert (told.nranks, told.nranks_source) == (15, "given")
+    assert (told.nranks.value, told.nranks.source) == (15, "given")
     assert any("busbw/algbw says 16" in note for note in told.notes)
 
 
@@ -139,7 +144,7 @@ def test_a_run_that_failed_before_its_first_row_fails_the_log_it_is_part_of(tmp_
     log = tmp_path / "night.log"
     log.write_text(text_log("all_reduce", HOSTS, 8, SIZES) + _crashed_alltoall())
     parsed = parse_text(log.read_text(), source=str(log))
-    assert [t.collective for t in parsed.tables] == ["all_reduce"]
+    assert [t.collective.value for t in parsed.tables] == ["all_reduce"]
     assert parsed.failures[0].startswith("gpu-b02: Test CUDA failure")
     assert run(ImportConfig("nccl-tests", (log,), out_root=tmp_path / "runs", no_history=True)) == 0
     (run_dir,) = (tmp_path / "runs").iterdir()
@@ -184,6 +189,9 @@ def test_an_old_sendrecv_table_that_never_says_its_rank_count(peak_GBps: float, 
     always print a root; one rank of a ring collective prints busbw 0): it is sendrecv, and its busbw needs no
     rank count. Also when every size is under 1 GB/s, where busbw/algbw pins nothing."""
     (table,) = parse_text(_old_sendrecv(peak_GBps=peak_GBps, with_columns=with_columns), source="results.txt").tables
-    assert (table.collective, table.collective_source) == ("sendrecv", "row shape")
-    assert (table.nranks, table.nranks_source) == (None, "unknown")
-    assert table.rows[-1].measurements[0].busbw_GBps.value == table.rows[-1].measurements[0].algbw_GBps.value
+    assert (table.collective.value, table.collective.source) == ("sendrecv", "row shape")
+    assert (table.nranks.value, table.nranks.source) == (None, "unknown")
+    assert (
+        table.printed.rows[-1].measurements[0].busbw_GBps.value
+        == table.printed.rows[-1].measurements[0].algbw_GBps.value
+    )

@@ -8,10 +8,11 @@ markdown around the output, ``N/A`` in ``#wrong``, exponent-form numbers (``1.0e
 that stops mid-table keeps its rows and says it was truncated.
 
 Which collective and how many ranks a table measured are facts the busbw formula depends on, so each is
-taken from the best evidence available and the source is recorded (``collective_source``,
-``nranks_source``): see ``bench.nccltests.infer``.
+taken from the best evidence available and the source is recorded (``Table.collective.source``,
+``Table.nranks.source``): see ``bench.nccltests.infer``. What the table printed is one record,
+``Table.printed``.
 
-The ``# Avg bus bandwidth`` line is kept (``avg_busbw_GBps``) but is not a headline: it averages every size,
+The ``# Avg bus bandwidth`` line is kept (``Printed.avg_busbw_GBps``) but is not a headline: it averages every size,
 tiny ones included.
 """
 
@@ -32,7 +33,9 @@ from bench.nccltests.model import (
     NcclTestsLog,
     Number,
     PlacementResult,
+    Printed,
     Row,
+    Sourced,
     Table,
     busbw_factor,
     collective_from_program,
@@ -49,7 +52,9 @@ __all__ = [
     "NcclTestsLog",
     "Number",
     "PlacementResult",
+    "Printed",
     "Row",
+    "Sourced",
     "Table",
     "busbw_factor",
     "collective_from_program",
@@ -74,7 +79,7 @@ def read_log(path: Path | str, *, collective: str | None = None, nranks: int | N
     """Read and parse one nccl-tests output file; UserError if it cannot be read or holds no table."""
     with open_log(Path(path), collective=collective, nranks=nranks) as stream:
         tables = tuple(stream.tables)
-        failures = (*(f for t in tables for f in t.failures), *stream.loose_failures)
+        failures = (*(f for t in tables for f in t.printed.failures), *stream.loose_failures)
         return NcclTestsLog(
             stream.source, stream.format, tables, failures, stream.env, stream.start_time, stream.end_time
         )

@@ -30,7 +30,8 @@ _NUMERIC = ("time_us", "algbw_GBps", "busbw_GBps")
 
 def _ranks(table: Table | Shape) -> int:
     """For choosing the world: a table whose rank count the log never gave counts as the smallest."""
-    return table.nranks or 0
+    nranks = table.nranks.value if isinstance(table, Table) else table.nranks
+    return nranks or 0
 
 
 def world_table(log: NcclTestsLog) -> Table:
@@ -44,10 +45,11 @@ def table_nnodes(table: Table) -> int | None:
         return None
     if table.hosts_complete:
         return len(table.hosts)
-    per_host = max(Counter(d.host for d in table.devices).values(), default=0)
-    if not per_host or table.nranks is None:
+    per_host = max(Counter(d.host for d in table.printed.devices).values(), default=0)
+    nranks = table.nranks.value
+    if not per_host or nranks is None:
         return len(table.hosts)
-    return max(len(table.hosts), math.ceil(table.nranks / per_host))
+    return max(len(table.hosts), math.ceil(nranks / per_host))
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,7 @@ class Shape:
 
     @classmethod
     def of(cls, table: Table) -> Shape:
-        return cls(table.nranks, table.hosts, table.hosts_complete, table_nnodes(table))
+        return cls(table.nranks.value, table.hosts, table.hosts_complete, table_nnodes(table))
 
 
 def communicator(table: Table | Shape, world: Table | Shape) -> tuple[str, str]:
@@ -83,15 +85,16 @@ def table_rows(table: Table, index: int, scope: str = "", group: str = "") -> It
     Every number is checked once more here: nothing that is not finite and non-negative reaches results.csv.
     """
     nnodes = table_nnodes(table)
-    iters = table.header.iters if table.header else None
-    for row in table.rows:
+    header = table.printed.header
+    iters = header.iters if header else None
+    for row in table.printed.rows:
         for m in row.measurements:
             busbw = m.busbw_GBps.value
             out: Row = {
-                "collective": table.collective,
+                "collective": table.collective.value,
                 "scope": scope,
                 "group": group,
-                "nranks": table.nranks,
+                "nranks": table.nranks.value,
                 "nnodes": nnodes,
                 "bytes": row.bytes,
                 "count": row.count,
@@ -168,20 +171,21 @@ class LogSummary:
         """Take in one table's facts (its rows are read here and not kept)."""
         self.shapes.append(Shape.of(table))
         self.summaries.append(_table_summary(table))
+        printed = table.printed
         if self.world is None or _ranks(table) > _ranks(self.world):
-            self.world, self.world_dtype = replace(table, rows=()), table.rows[0].dtype
-        sizes = [r.bytes for r in table.rows]
+            self.world, self.world_dtype = replace(table, printed=replace(printed, rows=())), printed.rows[0].dtype
+        sizes = [r.bytes for r in printed.rows]
         self.min_bytes = min(sizes) if self.min_bytes is None else min(self.min_bytes, *sizes)
         self.max_bytes = max(sizes) if self.max_bytes is None else max(self.max_bytes, *sizes)
-        self.wrong |= bool(table.out_of_bounds) or any(m.wrong for r in table.rows for m in r.measurements)
-        self.truncated |= not table.complete
-        self.failures.extend(table.failures[: max(0, 100 - len(self.failures))])
+        self.wrong |= bool(printed.out_of_bounds) or any(m.wrong for r in printed.rows for m in r.measurements)
+        self.truncated |= not printed.complete
+        self.failures.extend(printed.failures[: max(0, 100 - len(self.failures))])
         for key in ("nccl_version", "cuda_version", "nccl_tests_version", "command"):
-            value = getattr(table.quoted, key)
+            value = getattr(printed.quoted, key)
             if value and key not in self.firsts:
                 self.firsts[key] = value
-        self.collectives.setdefault(table.collective, None)
-        for gpu in table.gpus:
+        self.collectives.setdefault(table.collective.value, None)
+        for gpu in printed.gpus:
             self.gpus.setdefault(gpu, None)
 
     def scopes(self) -> list[tuple[str, str]]:
@@ -240,13 +244,13 @@ def run_meta(
         "reasons": reasons,
         "hosts": list(world.hosts),
         "nnodes": table_nnodes(world),
-        "nranks": world.nranks,
+        "nranks": world.nranks.value,
         "ranks": _rank_entries(world),
         "launcher": _launcher(command),
         "backend": "nccl",
         "versions": _versions(log),
         "env": recorded_environment(log.env or _exported(command)),
-        "sweep": _sweep(log, world.header),
+        "sweep": _sweep(log, world.printed.header),
         "counters": {},
         "nccl_evidence": None,
         "gpus": list(log.gpus),
@@ -269,7 +273,7 @@ def _rank_entries(world: Table) -> list[dict[str, object]]:
     per_host: Counter[str] = Counter()
     ranks: list[dict[str, object]] = []
     node_of = {host: i for i, host in enumerate(world.hosts)}
-    for device in world.devices:
+    for device in world.printed.devices:
         ranks.append(
             {
                 "rank": device.rank,
@@ -310,18 +314,19 @@ def _sweep(log: LogSummary, header: Header | None) -> dict[str, object]:
 
 
 def _table_summary(t: Table) -> TableSummary:
+    printed = t.printed
     return {
-        "collective": t.collective,
-        "collective_source": t.collective_source,
-        "nranks": t.nranks,
-        "nranks_source": t.nranks_source,
-        "rows": len(t.rows),
-        "first_line": t.first_line,
-        "complete": t.complete,
-        "out_of_bounds": t.out_of_bounds,
-        "avg_busbw_GBps": t.avg_busbw_GBps,  # read, never used as the headline
+        "collective": t.collective.value,
+        "collective_source": t.collective.source,
+        "nranks": t.nranks.value,
+        "nranks_source": t.nranks.source,
+        "rows": len(printed.rows),
+        "first_line": printed.first_line,
+        "complete": printed.complete,
+        "out_of_bounds": printed.out_of_bounds,
+        "avg_busbw_GBps": printed.avg_busbw_GBps,  # read, never used as the headline
         "hosts": list(t.hosts),
-        "gpus": list(t.gpus),
+        "gpus": list(printed.gpus),
         "notes": list(t.notes),
     }
 

@@ -26,8 +26,10 @@ from bench.nccltests.model import (
     Device,
     Header,
     PlacementResult,
+    Printed,
     Quoted,
     Row,
+    Sourced,
     Table,
     busbw_factor,
     rank_free,
@@ -43,7 +45,9 @@ _NAME_MENTION = re.compile(
 
 @dataclass
 class TableEvidence:
-    """What the lines of one table (or the lines before it) say, gathered while reading."""
+    """What the lines of one table (or the lines before it) say, gathered while reading: the working state
+    that ``printed`` freezes once the table is complete, and the hints (marker, mentions, NCCL INFO lines)
+    that only ``finish`` reads."""
 
     first_line: int = 0
     marker: str | None = None
@@ -90,6 +94,20 @@ class TableEvidence:
     @property
     def started(self) -> bool:
         return bool(self.header or self.devices or self.rows or self.marker)
+
+    def printed(self) -> Printed:
+        """The table as printed, frozen: the lists gathered line by line become the record ``Table`` holds."""
+        return Printed(
+            first_line=self.first_line,
+            rows=tuple(self.rows),
+            devices=tuple(self.devices),
+            header=self.header,
+            complete=self.footer,
+            out_of_bounds=self.out_of_bounds,
+            avg_busbw_GBps=self.avg,
+            failures=tuple(self.failures),
+            quoted=self.quoted,
+        )
 
     def successor(self, first_line: int) -> TableEvidence:
         """A new table that inherits what the log quoted before it."""
@@ -319,21 +337,10 @@ def finish(
     notes += _reading_notes(t, collective, collective_source)
     hosts = tuple(dict.fromkeys(d.host for d in t.devices)) or tuple(t.info_hosts)
     return Table(
-        collective=collective,
-        collective_source=collective_source,
-        nranks=nranks,
-        nranks_source=nranks_source,
-        rows=tuple(t.rows),
-        devices=tuple(t.devices),
-        header=t.header,
+        printed=t.printed(),
+        collective=Sourced(collective, collective_source),
+        nranks=Sourced(nranks, nranks_source),
         hosts=hosts,
         hosts_complete=bool(t.devices) and nranks_source != "launcher -np",
-        ngroups=len({d.group for d in t.devices}) or 1,
-        complete=t.footer,
-        out_of_bounds=t.out_of_bounds,
-        avg_busbw_GBps=t.avg,
-        failures=tuple(t.failures),
         notes=tuple(t.notes + notes),
-        quoted=t.quoted,
-        first_line=t.first_line,
     )

@@ -296,16 +296,17 @@ def parse_json(
         evidence.note("times are CPU times (nccl-tests -C 1), not GPU latencies")
     hint = mentions(Path(source).stem) if source else []
     table = finish(evidence, hint, collective, nranks, source)
-    if table.collective_source == "command":
-        table = replace(table, collective_source="json args")
-    if table.nranks_source == "NCCL INFO":
-        table = replace(table, nranks_source="json devices")
+    # finish() names the text log's evidence; in a -J file the same facts come from its args and devices.
+    if table.collective.source == "command":
+        table = replace(table, collective=replace(table.collective, source="json args"))
+    if table.nranks.source == "NCCL INFO":
+        table = replace(table, nranks=replace(table.nranks, source="json devices"))
     env = dict(str(e)[:MAX_LINE_CHARS].partition("=")[::2] for e in _list(data, "env"))
     return NcclTestsLog(
         source,
         "json",
         (table,),
-        table.failures,
+        table.printed.failures,
         env=env,
         start_time=str(data["start_time"]) if "start_time" in data else None,
         end_time=str(data["end_time"]) if "end_time" in data else None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Generic, Literal, TypeVar
 
 from bench.busbw import BUSBW_FACTOR
 from bench.exits import UserError
@@ -168,38 +168,60 @@ class Quoted:
 
 
 @dataclass(frozen=True)
-class Table:
-    """One nccl-tests run: one collective over one communicator."""
+class Printed:
+    """What one table's lines (and the lines before it) printed, as read: the rows and what surrounds them.
+    Frozen once, when no later line can change the table; what was inferred from it sits beside it in
+    ``Table``."""
 
-    collective: str
-    collective_source: str
-    """How the name was found: ``marker``, ``command``, ``json args``, ``given``, ``row shape``, ``mention``,
-    ``file name``."""
-    nranks: int | None
-    """None only where the log never says and the collective's busbw does not depend on it (``rank_free``)."""
-    nranks_source: str
+    first_line: int
     rows: tuple[Row, ...]
     devices: tuple[Device, ...] = ()
     header: Header | None = None
-    hosts: tuple[str, ...] = ()
-    """Hosts in rank order (device lines, else NCCL INFO line prefixes)."""
-    hosts_complete: bool = True
-    """False when the device list was cut short (more ranks ran than it lists), so hosts are a subset."""
-    ngroups: int = 1
-    """Communicators run side by side (NCCL_TESTS_SPLIT); bandwidth is per communicator."""
     complete: bool = True
     """False when the table has no footer: the run stopped (failure, kill, timeout) or the log was cut."""
     out_of_bounds: int | None = None
     avg_busbw_GBps: float | None = None
     """``# Avg bus bandwidth``: an average over every size; kept, never used as the headline."""
     failures: tuple[str, ...] = ()
-    notes: tuple[str, ...] = ()
     quoted: Quoted = Quoted()
-    first_line: int = 0
 
     @property
     def gpus(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(d.gpu for d in self.devices))
+
+    @property
+    def ngroups(self) -> int:
+        """Communicators run side by side (NCCL_TESTS_SPLIT); bandwidth is per communicator."""
+        return len({d.group for d in self.devices}) or 1
+
+
+Found = TypeVar("Found")
+
+
+@dataclass(frozen=True)
+class Sourced(Generic[Found]):
+    """A fact the busbw formula depends on (a table's collective, its nranks), with the evidence it was taken
+    from: ``bench.nccltests.infer`` says which evidence is preferred."""
+
+    value: Found
+    source: str
+
+
+@dataclass(frozen=True)
+class Table:
+    """One nccl-tests run: one collective over one communicator, as printed and as inferred from that."""
+
+    printed: Printed
+    collective: Sourced[str]
+    """Sources: ``marker``, ``command``, ``json args``, ``given``, ``row shape``, ``mention``, ``file name``."""
+    nranks: Sourced[int | None]
+    """None only where the log never says and the collective's busbw does not depend on it (``rank_free``)."""
+    hosts: tuple[str, ...] = ()
+    """Hosts in rank order (device lines, else NCCL INFO line prefixes)."""
+    hosts_complete: bool = True
+    """False when the device list was cut short (more ranks ran than it lists), so hosts are a subset."""
+    notes: tuple[str, ...] = ()
+    """What the reader should know of how the table was read (damaged lines, guesses, a missing footer)."""
 
 
 @dataclass(frozen=True)
@@ -217,4 +239,4 @@ class NcclTestsLog:
 
     @property
     def truncated(self) -> bool:
-        return any(not t.complete for t in self.tables)
+        return any(not t.printed.complete for t in self.tables)

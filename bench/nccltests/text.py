@@ -329,5 +329,5 @@ def parse_text(
     """Parse nccl-tests text output. ``collective``/``nranks`` are used only where the log does not say."""
     loose: list[str] = []
     done = tuple(iter_tables(text_lines(text), source=source, collective=collective, nranks=nranks, failures=loose))
-    failures = [f for t in done for f in t.failures] + loose
+    failures = [f for t in done for f in t.printed.failures] + loose
     return NcclTestsLog(source, "text", done, tuple(failures))
