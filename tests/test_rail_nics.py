@@ -55,7 +55,7 @@ def test_a_port_down_moves_no_other_rail_and_is_named(tmp_path: Path) -> None:
 
     devices = [evidence.attribute(k, {"node02": window(k)}, 128 * MIB, {"node02": broken[k]}) for k in range(8)]
     defects = evidence.path_defects(devices, ["mlx5_0"])
-    assert [(d.kind, d.symptom, d.node, d.rail, d.expected_device) for d in defects] == [
+    assert [(d.kind, d.conviction.symptom, d.node, d.rail, d.expected_device) for d in defects] == [
         ("link", "dead", "node02", 2, "mlx5_3:1")
     ]
     outcome = corroborate(

@@ -97,10 +97,10 @@ def test_one_slow_link_in_a_noisy_fabric_is_named_exactly(nodes: int, rails: int
         found = diagnose(matrix, None, LOOSE)
         assert _kinds(found) == [("link", f"node{bad_node + 1:02d}", bad_rail)], seed
         (d,) = found.defects
-        assert d.measured_Gbps == pytest.approx(0.15) and d.basis == "peers"
+        assert d.conviction.measured_Gbps == pytest.approx(0.15) and d.conviction.basis == "peers"
         if nodes >= 5:  # enough healthy pairs for the centre to be sharp
             # The healthy level is the fabric's centre (10 Gb/s), not the top of its spread.
-            assert 7.0 < d.expected_Gbps < 14.0
+            assert 7.0 < d.conviction.expected_Gbps < 14.0
 
 
 def test_the_level_is_the_centre_not_the_top() -> None:
@@ -151,7 +151,7 @@ def test_a_slow_sample_that_reproduces_is_a_defect_with_all_its_samples() -> Non
     assert found.transients == ()
     (d,) = found.defects
     assert (d.kind, d.node, d.peer, d.rail) == ("pair", "node02", "node04", 1)
-    assert d.samples == 3 and d.slow_samples == 3
+    assert d.conviction.samples == 3 and d.conviction.slow_samples == 3
     assert d.to_json()["samples_Gbps"] == {"node02-node04/rail1": [0.5, 0.6, 0.55]}
 
 
@@ -172,7 +172,7 @@ def test_a_link_whose_suspects_do_not_reproduce_is_not_named() -> None:
     assert found.defects == () and len(found.transients) == 4
     confirmed = diagnose(_noisy(5, 2, 0, slow, confirm=2), None, LOOSE)
     assert _kinds(confirmed) == [("link", "node03", 0)]
-    assert confirmed.defects[0].samples == 4 * 3  # four partners, each measured once and re-measured twice
+    assert confirmed.defects[0].conviction.samples == 4 * 3  # four partners, each measured once and re-measured twice
 
 
 def test_a_sample_stopped_by_its_budget_is_slow() -> None:
@@ -239,7 +239,7 @@ def test_a_link_slow_with_some_partners_only_is_named_as_the_link(nodes: int, ra
         found = diagnose(_noisy(nodes, rails, seed, slow, confirm=2), None, LOOSE)
         assert _kinds(found) == [("link", f"node{bad + 1:02d}", rail)], seed
         (d,) = found.defects
-        assert d.slow_pairs == 2 and d.pairs == nodes - 1
+        assert d.conviction.slow_pairs == 2 and d.conviction.pairs == nodes - 1
 
 
 def test_two_slow_links_on_one_rail_do_not_accuse_their_common_partners() -> None:

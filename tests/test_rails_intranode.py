@@ -71,8 +71,8 @@ def test_one_slow_gpu_is_named_with_its_bus_id() -> None:
     loc = _localise(_times(4, 8, _slow_gpu(2, 5, 8, 1000.0), noise=0.05), 4, 8)
     (defect,) = loc.defects
     assert (defect.kind, defect.node, defect.gpu, defect.bus_id) == ("gpu", "node02", 5, "0000:68:00.0")
-    assert defect.slow_pairs == defect.pairs == 7 and defect.basis == "peers"
-    assert 900 < defect.measured_Gbps < 1100 and 2600 < defect.expected_Gbps < 3200
+    assert defect.conviction.slow_pairs == defect.conviction.pairs == 7 and defect.conviction.basis == "peers"
+    assert 900 < defect.conviction.measured_Gbps < 1100 and 2600 < defect.conviction.expected_Gbps < 3200
     line = describe_gpu(defect)
     assert line.startswith("node02 GPU 5 (0000:68:00.0): ") and line.endswith("in 7/7 local pairs → gpu fault")
 
@@ -86,7 +86,7 @@ def test_one_slow_pair_is_a_gpu_pair() -> None:
     loc = _localise(_times(2, 8, {(1, 2, 6): 1200.0}), 2, 8)
     (defect,) = loc.defects
     assert (defect.kind, defect.node, defect.gpu, defect.peer) == ("gpu-pair", "node01", 2, 6)
-    assert defect.evidence == ("node01/gpu2-gpu6",)
+    assert defect.conviction.evidence == ("node01/gpu2-gpu6",)
 
 
 def test_two_local_ranks_cannot_tell_which_gpu() -> None:
@@ -113,7 +113,7 @@ def test_a_node_with_every_pair_slow_is_the_node_not_eight_gpus() -> None:
 
 def test_below_the_target_everywhere_fails_every_node_against_the_target() -> None:
     loc = _localise(_times(2, 4, {}, healthy=1000.0), 2, 4, target=2880.0)
-    assert [(d.kind, d.basis) for d in loc.defects] == [("node", "target")] * 2
+    assert [(d.kind, d.conviction.basis) for d in loc.defects] == [("node", "target")] * 2
 
 
 def test_too_noisy_names_nothing_and_says_so() -> None:

@@ -55,10 +55,16 @@ def test_a_port_down_leaves_its_rail_group_and_nothing_else() -> None:
     assert [(d.kind, d.node, d.rail) for d in m.dead] == [("link", 1, 0)]
     assert not m.pair_open(1, 3, 0) and m.pair_open(1, 3, 1) and m.pair_open(0, 4, 0)
     (defect,) = dead_defects(m, NODES, None, {(1, 0): "rail0"})
-    assert (defect.kind, defect.node, defect.rail, defect.symptom, defect.device) == ("link", "n2", 0, "dead", "rail0")
+    assert (defect.kind, defect.node, defect.rail, defect.conviction.symptom, defect.device) == (
+        "link",
+        "n2",
+        0,
+        "dead",
+        "rail0",
+    )
     assert describe(defect) == "n2 rail 0 (rail0): no traffic in 4/4 pairs → link dead"
-    assert "n2: port rail0 is down" in defect.evidence
-    assert "n1-n2/rail0: not attempted" in defect.evidence
+    assert "n2: port rail0 is down" in defect.conviction.evidence
+    assert "n1-n2/rail0: not attempted" in defect.conviction.evidence
 
 
 def test_a_dead_peer_whose_port_says_up_is_found_by_its_peers() -> None:
@@ -137,7 +143,7 @@ def test_liveness_reads_the_port_nearest_each_rails_gpu_where_hca_names_are_out_
     assert [(d.kind, d.node, d.rail) for d in membership.dead] == [("link", 2, down_gpu)]
     devices = {(r.node, r.rail): r.device for r in found}
     (defect,) = dead_defects(membership, NODES[:3], None, devices)
-    assert defect.device == f"mlx5_{names[down_gpu]}:1" and "DOWN (Disabled)" in " ".join(defect.evidence)
+    assert defect.device == f"mlx5_{names[down_gpu]}:1" and "DOWN (Disabled)" in " ".join(defect.conviction.evidence)
 
 
 def test_with_no_gpu_on_the_node_rail_k_is_the_kth_selected_port_in_any_state(

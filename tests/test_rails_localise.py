@@ -59,14 +59,14 @@ def test_one_slow_link(nodes: int, line: float | None) -> None:
     defects = localise(matrix, line, devices=_devices(nodes, 4))
     assert _kinds(defects) == [("link", f"node{nodes:02d}", 2)]
     (d,) = defects
-    assert d.device == "mlx5_3" and d.symptom == "slow"
-    assert d.slow_pairs == d.pairs == nodes - 1
-    assert d.measured_Gbps == pytest.approx(0.53 * HEALTHY, rel=0.05)
+    assert d.device == "mlx5_3" and d.conviction.symptom == "slow"
+    assert d.conviction.slow_pairs == d.conviction.pairs == nodes - 1
+    assert d.conviction.measured_Gbps == pytest.approx(0.53 * HEALTHY, rel=0.05)
     if line is None:
-        assert d.basis == "peers" and d.expected_Gbps == pytest.approx(HEALTHY, rel=0.05)
+        assert d.conviction.basis == "peers" and d.conviction.expected_Gbps == pytest.approx(HEALTHY, rel=0.05)
     else:
-        assert d.basis == "line rate" and d.expected_Gbps == LINE
-    assert len(d.evidence) == nodes - 1 and all(f"node{nodes:02d}" in e for e in d.evidence)
+        assert d.conviction.basis == "line rate" and d.conviction.expected_Gbps == LINE
+    assert len(d.conviction.evidence) == nodes - 1 and all(f"node{nodes:02d}" in e for e in d.conviction.evidence)
 
 
 def test_two_links_on_two_nodes_are_two_link_faults() -> None:
@@ -92,9 +92,9 @@ def test_whole_rail(nodes: int, line: float | None) -> None:
     )
     assert _kinds(defects) == [("rail", None, 1)]
     (d,) = defects
-    assert d.device == "mlx5_2" and d.pairs == d.slow_pairs == nodes * (nodes - 1) // 2
+    assert d.device == "mlx5_2" and d.conviction.pairs == d.conviction.slow_pairs == nodes * (nodes - 1) // 2
     assert describe(d).startswith("rail 1 (mlx5_2, every node): ")
-    assert describe(d).endswith(f"in {d.pairs}/{d.pairs} pairs → rail fault")
+    assert describe(d).endswith(f"in {d.conviction.pairs}/{d.conviction.pairs} pairs → rail fault")
 
 
 @pytest.mark.parametrize("line", [LINE, None])
@@ -102,7 +102,7 @@ def test_whole_rail(nodes: int, line: float | None) -> None:
 def test_whole_node(nodes: int, rails: int, line: float | None) -> None:
     defects = localise(_matrix(nodes, rails, 2, lambda r, k, a, b: 0.3 if 0 in (a, b) else 1.0), line)
     assert _kinds(defects) == [("node", "node01", None)]
-    assert defects[0].pairs == rails * (nodes - 1)
+    assert defects[0].conviction.pairs == rails * (nodes - 1)
     assert "(every rail)" in describe(defects[0]) and describe(defects[0]).endswith("node fault")
 
 
@@ -124,11 +124,11 @@ def test_flaky_link_shows_as_spread_over_repeats() -> None:
     defects = localise(_matrix(6, 2, 5, fault), LINE, devices=_devices(6, 2))
     assert _kinds(defects) == [("link", "node04", 1)]
     (d,) = defects
-    assert d.symptom == "flaky"
-    assert d.slow_samples == 10 and d.samples == 25
-    assert d.spread > 0.5
-    assert d.measured_Gbps == pytest.approx(0.35 * HEALTHY, rel=0.05)
-    assert describe(d).endswith("slow in 10/25 samples, spread " + f"{100 * d.spread:.0f}% → link flaky")
+    assert d.conviction.symptom == "flaky"
+    assert d.conviction.slow_samples == 10 and d.conviction.samples == 25
+    assert d.conviction.spread > 0.5
+    assert d.conviction.measured_Gbps == pytest.approx(0.35 * HEALTHY, rel=0.05)
+    assert describe(d).endswith("slow in 10/25 samples, spread " + f"{100 * d.conviction.spread:.0f}% → link flaky")
 
 
 def test_one_unlucky_sample_is_not_a_fault() -> None:
@@ -138,7 +138,7 @@ def test_one_unlucky_sample_is_not_a_fault() -> None:
 
 def test_dead_link_measured_as_zero() -> None:
     defects = localise(_matrix(4, 2, 1, lambda r, k, a, b: 0.0 if k == 0 and 2 in (a, b) else 1.0), LINE)
-    assert [(d.kind, d.node, d.rail, d.symptom) for d in defects] == [("link", "node03", 0, "dead")]
+    assert [(d.kind, d.node, d.rail, d.conviction.symptom) for d in defects] == [("link", "node03", 0, "dead")]
     assert describe(defects[0]).endswith("no traffic in 3/3 pairs → link dead")
 
 

@@ -180,9 +180,9 @@ def test_dead_links_from_the_transport_errors() -> None:
         *(GroupFailure(n, 0, f"10.0.0.{i}", "eth1", None) for i, n in enumerate(nodes, 1)),
     ]
     (dead,) = dead_links(reports, nodes, 400.0)
-    assert (dead.kind, dead.node, dead.rail, dead.symptom, dead.device) == ("link", "n2", 1, "dead", "eth2")
+    assert (dead.kind, dead.node, dead.rail, dead.conviction.symptom, dead.device) == ("link", "n2", 1, "dead", "eth2")
     assert describe(dead) == "n2 rail 1 (eth2): no traffic in 3/3 pairs → link dead"
-    assert len(dead.evidence) == 4
+    assert len(dead.conviction.evidence) == 4
     # Without a self-report, the node every witness names is the dead one.
     accused = [
         r if r.node != "n2" else GroupFailure("n2", 1, "10.1.0.2", "eth2", "Connect timeout [none]") for r in reports
@@ -190,7 +190,7 @@ def test_dead_links_from_the_transport_errors() -> None:
     assert [(d.kind, d.node) for d in dead_links(accused, nodes, None)] == [("link", "n2")]
     # Nobody named: the rail as a whole could not form.
     vague = [GroupFailure(n, 3, None, None, "Connect timeout [none]") for n in nodes]
-    assert [(d.kind, d.rail, d.symptom) for d in dead_links(vague, nodes, None)] == [("rail", 3, "dead")]
+    assert [(d.kind, d.rail, d.conviction.symptom) for d in dead_links(vague, nodes, None)] == [("rail", 3, "dead")]
 
 
 def test_outcome_reasons_per_rail_and_node() -> None:

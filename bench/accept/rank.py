@@ -176,7 +176,7 @@ def _dead_parts(outcome: RailsOutcome | None) -> str | None:
     other ranks, which have no outcome)."""
     if outcome is None:
         return None
-    dead = [_where(d) for d in outcome.defects if d.symptom == "dead"]
+    dead = [_where(d) for d in outcome.defects if d.conviction.symptom == "dead"]
     if not dead:
         return None
     more = f" and {len(dead) - 3} more" if len(dead) > 3 else ""

@@ -173,7 +173,7 @@ def _with_action(
         words = device_words(defect.expected_device)  # a dead port is named by its own port
     switch = " and ".join(defect.switches) if len(defect.switches) <= 2 else ", ".join(defect.switches)
     sentence = actions.action(
-        action_key(defect.kind, defect.symptom, physical),
+        action_key(defect.kind, defect.conviction.symptom, physical),
         node=defect.node,
         peer=defect.peer,
         rail=defect.rail,

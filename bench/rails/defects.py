@@ -60,24 +60,25 @@ def _finding(defect: RailDefect) -> str:
         where = f"{defect.node}-{defect.peer} rail {defect.rail}"
     else:
         where = f"{defect.node} rail {defect.rail}" + (f" ({defect.device})" if defect.device else "")
-    if defect.kind == "path" or (defect.symptom == "dead" and not defect.pairs and defect.evidence):
+    c = defect.conviction
+    if defect.kind == "path" or (c.symptom == "dead" and not c.pairs and c.evidence):
         # Told by the counters or the port's state, not by a rate.
-        return f"{where}: {defect.evidence[0]} → {defect.kind} {defect.symptom}"
-    measured, expected = defect.measured_Gbps or 0.0, defect.expected_Gbps or 0.0
+        return f"{where}: {c.evidence[0]} → {defect.kind} {c.symptom}"
+    measured, expected = c.measured_Gbps or 0.0, c.expected_Gbps or 0.0
     percent = 100.0 * measured / expected if expected > 0 else 0.0
-    of = "of" if defect.basis == "line rate" else "of peers'"
+    of = "of" if c.basis == "line rate" else "of peers'"
     rate = f"{gbps(measured)} Gb/s = {percent:.0f}% {of} {gbps(expected)} Gb/s"
     if defect.kind == "errors":
-        held = f"bandwidth held at {rate} in {defect.pairs} pairs" if defect.pairs else "no pair measured it"
+        held = f"bandwidth held at {rate} in {c.pairs} pairs" if c.pairs else "no pair measured it"
         return f"{where}: {held} → link errors ({'FAIL' if defect.severity == 'fail' else 'warning'})"
-    if defect.symptom == "flaky":
-        found = f"slow in {defect.slow_samples}/{defect.samples} samples, spread {100 * (defect.spread or 0.0):.0f}%"
-    elif defect.symptom == "dead":
+    if c.symptom == "flaky":
+        found = f"slow in {c.slow_samples}/{c.samples} samples, spread {100 * (c.spread or 0.0):.0f}%"
+    elif c.symptom == "dead":
         # Nothing moved, so there is no rate to compare.
-        return f"{where}: no traffic in {defect.slow_pairs}/{defect.pairs} pairs → {defect.kind} dead"
+        return f"{where}: no traffic in {c.slow_pairs}/{c.pairs} pairs → {defect.kind} dead"
     else:
-        found = f"in {defect.slow_pairs}/{defect.pairs} pairs"
-    verdict = {"slow": "fault", "dead": "dead", "flaky": "flaky"}.get(defect.symptom or "", defect.symptom)
+        found = f"in {c.slow_pairs}/{c.pairs} pairs"
+    verdict = {"slow": "fault", "dead": "dead", "flaky": "flaky"}.get(c.symptom or "", c.symptom)
     return f"{where}: {rate} {found} → {defect.kind} {verdict}"
 
 

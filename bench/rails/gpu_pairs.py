@@ -258,17 +258,18 @@ def _gpu_finding(defect: GpuDefect) -> str:
         where = f"{defect.node} GPU {defect.gpu}" + (f" ({defect.bus_id})" if defect.bus_id else "")
     else:
         where = f"{defect.node} GPU {defect.gpu} - GPU {defect.peer}"
-    if defect.symptom == "dead":
-        return f"{where}: no traffic in {defect.slow_pairs}/{defect.pairs} local pairs → {defect.kind} dead"
-    measured, expected = defect.measured_Gbps or 0.0, defect.expected_Gbps or 0.0
+    c = defect.conviction
+    if c.symptom == "dead":
+        return f"{where}: no traffic in {c.slow_pairs}/{c.pairs} local pairs → {defect.kind} dead"
+    measured, expected = c.measured_Gbps or 0.0, c.expected_Gbps or 0.0
     percent = 100.0 * measured / expected if expected > 0 else 0.0
-    of = "of target" if defect.basis == "target" else "of peers'"
+    of = "of target" if c.basis == "target" else "of peers'"
     rate = f"{_gbps(measured)} Gb/s = {percent:.0f}% {of} {_gbps(expected)} Gb/s"
-    if defect.symptom == "flaky":
-        found = f"slow in {defect.slow_samples}/{defect.samples} samples"
+    if c.symptom == "flaky":
+        found = f"slow in {c.slow_samples}/{c.samples} samples"
     else:
-        found = f"in {defect.slow_pairs}/{defect.pairs} local pairs"
-    return f"{where}: {rate} {found} → {defect.kind} {'fault' if defect.symptom == 'slow' else 'flaky'}"
+        found = f"in {c.slow_pairs}/{c.pairs} local pairs"
+    return f"{where}: {rate} {found} → {defect.kind} {'fault' if c.symptom == 'slow' else 'flaky'}"
 
 
 @dataclass(frozen=True)

@@ -176,10 +176,10 @@ def _gloo_again(
             for d in evidence.dead_links(failures, members, None):
                 if d.kind == "link" and d.node is not None:
                     gone = layout.nodes.index(d.node)
-                    dead.append(DeadPart("link", gone, k, reasons=d.evidence[:4]))
+                    dead.append(DeadPart("link", gone, k, reasons=d.conviction.evidence[:4]))
                     live[k] = tuple(n for n in live[k] if n != gone)
                 else:
-                    dead.append(DeadPart("rail", None, k, reasons=d.evidence[:4]))
+                    dead.append(DeadPart("rail", None, k, reasons=d.conviction.evidence[:4]))
                     live[k] = ()
             if len(live[k]) < 2:
                 live[k] = ()

@@ -100,7 +100,7 @@ def _failures(reports: Reports, node: str | None, names: Sequence[str]) -> list[
 def _rail_causes(defect: RailDefect, reports: Reports, nodes: Sequence[str]) -> list[tuple[str, CheckResult]]:
     k = defect.rail
     if defect.kind in ("link", "cable") and k is not None:
-        names = DEAD_CHECKS if defect.symptom == "dead" else PATH_CHECKS
+        names = DEAD_CHECKS if defect.conviction.symptom == "dead" else PATH_CHECKS
         return [(defect.node or "", r) for r in _failures(reports, defect.node, names) if k in r.gpus]
     if defect.kind == "node":
         return [(defect.node or "", r) for r in _failures(reports, defect.node, PATH_CHECKS) if len(r.gpus) > 1]
@@ -132,7 +132,7 @@ def attribute(outcome: RailsOutcome, reports: Reports) -> RailsOutcome:
 
     defects = []
     for defect in outcome.defects:
-        causes = tied(_rail_causes(defect, reports, outcome.nodes)) if defect.symptom != "errors" else ()
+        causes = tied(_rail_causes(defect, reports, outcome.nodes)) if defect.conviction.symptom != "errors" else ()
         action = next((c.result.action for c in causes if c.result.action), None)
         defects.append(dataclasses.replace(defect, causes=causes, action=action or defect.action))
     intra = outcome.intra_node

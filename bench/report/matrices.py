@@ -72,7 +72,7 @@ def _convicted_pairs(rails: RailsDoc | None) -> tuple[set[str], set[str]]:
     for defect in rails.defects if rails is not None else ():
         if defect.severity == "warn":
             continue
-        for cell in defect.evidence:
+        for cell in defect.conviction.evidence:
             pair, _, rail = cell.rpartition("/rail")
             if rail.isdigit() and pair:
                 slow |= {_key(int(rail), a, b) for a, b in _splits(pair)}

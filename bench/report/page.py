@@ -185,9 +185,9 @@ def _evidence_rows(defects: Sequence[RailDefect]) -> tuple[tuple[str, ...], ...]
         def said(count: int | None) -> str:
             return "?" if count is None else str(count)
 
-        pairs = f"{said(d.slow_pairs)}/{said(d.pairs)} pairs"
-        samples = f"{pairs}, {said(d.slow_samples)}/{said(d.samples)} samples"
-        cells = list(d.evidence)
+        pairs = f"{said(d.conviction.slow_pairs)}/{said(d.conviction.pairs)} pairs"
+        samples = f"{pairs}, {said(d.conviction.slow_samples)}/{said(d.conviction.samples)} samples"
+        cells = list(d.conviction.evidence)
         shown = ", ".join(cells[:4]) + (f" and {len(cells) - 4} more" if len(cells) > 4 else "")
         kind = d.kind + (" (warning)" if d.severity == "warn" else "")
         rows.append((kind, where, samples, _error_counts(d.errors), shown or "—"))

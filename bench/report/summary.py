@@ -72,7 +72,7 @@ def _rails_finding(d: RailDefect) -> BrokenPart:
         f"{node} (every rail)",
         f"{node}-{peer} rail {rail}",
     )
-    line = d.line or f"{kind} {_text(d.symptom)}".strip()
+    line = d.line or f"{kind} {_text(d.conviction.symptom)}".strip()
     return BrokenPart(
         kind=kind or "defect",
         node=f"{node} ↔ {peer}" if node and peer else (node or ("every node" if rail else "")),
@@ -119,7 +119,7 @@ def defects(inputs: RunInputs, grid: Grid | None) -> tuple[BrokenPart, ...]:
             )
     rails = inputs.rails or RailsDoc()
     for d in rails.defects:
-        if d.severity != "warn" and d.symptom != "transient":
+        if d.severity != "warn" and d.conviction.symptom != "transient":
             found.append(_rails_finding(d))
     for g in rails.intra_node.defects if rails.intra_node is not None else ():
         if g.severity != "warn":

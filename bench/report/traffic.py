@@ -18,12 +18,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from bench.codec import present
 from bench.profiles import Profile
 from bench.report.certificate import human_bytes, node_list, plural
-from bench.rundir import sections
 from bench.rundir.judged_by import JudgedBy
-from bench.rundir.railsdoc import Counters, DeviceCounters, RailsDoc
+from bench.rundir.railsdoc import Counters, RailsDoc
 from bench.rundir.runjson import RunDoc
 
 OTHER = "other"
@@ -237,24 +235,6 @@ def _idle_sentences(windows: Iterable[Window], tolerance: int) -> tuple[list[str
     return sentences, ok
 
 
-def _window_counters(counters: sections.Counters) -> Counters:
-    """run.json's counters as a counter window reads them (rails.json's windows are of the same kind)."""
-    return {
-        node: {
-            name: DeviceCounters(
-                tx_bytes=c.tx_bytes,
-                rx_bytes=c.rx_bytes,
-                kind=present(c.kind),
-                errors=present(c.errors),
-                errors_saturated=present(c.errors_saturated),
-                errors_reset=present(c.errors_reset),
-            )
-            for name, c in devices.items()
-        }
-        for node, devices in counters.items()
-    }
-
-
 def traffic_proof(
     run: RunDoc, rails: RailsDoc | None, profile: Profile | None, judged: JudgedBy | None = None
 ) -> TrafficProof | None:
@@ -264,7 +244,7 @@ def traffic_proof(
     hosts = list(run.hosts)
     windows = []
     if run.counters:
-        windows.append(_window("world sweep", "run.json counters", _window_counters(run.counters), who, hosts))
+        windows.append(_window("world sweep", "run.json counters", run.counters, who, hosts))
     if rails is not None and rails.counters:
         windows.append(_window("rails test", "rails.json counters", rails.counters, who, hosts))
     kept = tuple(w for w in windows if w is not None)

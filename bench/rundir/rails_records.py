@@ -14,7 +14,7 @@ under the keys' own names, and read back strictly by ``bench.codec``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from bench import codec
 from bench.codec import ABSENT, Absent, Written
@@ -45,7 +45,11 @@ class DeviceCounters(Written):
     tx_bytes: int | None = None
     rx_bytes: int | None = None
     kind: str | None = None
-    """run.json's counters name the device's kind (``ib``, ``eth``); rails.json's do not."""
+    """run.json's counters name the device's kind (``ib``, ``net``); rails.json's do not."""
+    wrapped: bool | None = None
+    """run.json's: a 32-bit data counter wrapped during the window (flagged only when so)."""
+    saturated: bool | None = None
+    """run.json's: a data counter saturated during the window (flagged only when so)."""
     errors: Mapping[str, int] | None = None
     """counter -> increase; a saturated or cleared counter is never counted here."""
     errors_saturated: tuple[str, ...] | None = None
@@ -60,12 +64,16 @@ Counters = Mapping[str, Mapping[str, DeviceCounters]]
 
 
 def counters_from_json(value: Mapping[str, Mapping[str, Mapping[str, object]]]) -> dict[str, dict[str, DeviceCounters]]:
-    """node -> device -> counters, from the counter windows' own entries (``bench.fabric.counters``): the keys
-    this record does not hold (a wrap or saturation flag run.json keeps) are left out; a value of the wrong
-    type is refused (:class:`bench.codec.Refused`)."""
+    """node -> device -> counters for rails.json, from the counter windows' own entries
+    (``bench.fabric.counters``): rails.json has never recorded the wrap and saturation flags run.json keeps, so
+    they are left out; a value of the wrong type is refused (:class:`bench.codec.Refused`)."""
     return {
         node: {
-            device: codec.decode(DeviceCounters, entry, f"counters.{node}.{device}.", extra="ignore")
+            device: replace(
+                codec.decode(DeviceCounters, entry, f"counters.{node}.{device}.", extra="ignore"),
+                wrapped=None,
+                saturated=None,
+            )
             for device, entry in devices.items()
         }
         for node, devices in value.items()
@@ -155,55 +163,8 @@ class Conviction(Written):
         )
 
 
-class Convicted:
-    """A defect's :class:`Conviction`, read through the defect itself (``defect.symptom``), as rails.json has it
-    flat and every reader has always read it."""
-
-    conviction: Conviction
-
-    @property
-    def measured_Gbps(self) -> float | None:
-        return self.conviction.measured_Gbps
-
-    @property
-    def expected_Gbps(self) -> float | None:
-        return self.conviction.expected_Gbps
-
-    @property
-    def basis(self) -> str | None:
-        return self.conviction.basis
-
-    @property
-    def symptom(self) -> str | None:
-        return self.conviction.symptom
-
-    @property
-    def slow_pairs(self) -> int | None:
-        return self.conviction.slow_pairs
-
-    @property
-    def pairs(self) -> int | None:
-        return self.conviction.pairs
-
-    @property
-    def slow_samples(self) -> int | None:
-        return self.conviction.slow_samples
-
-    @property
-    def samples(self) -> int | None:
-        return self.conviction.samples
-
-    @property
-    def spread(self) -> float | None:
-        return codec.present(self.conviction.spread)
-
-    @property
-    def evidence(self) -> tuple[str, ...]:
-        return self.conviction.evidence
-
-
 @dataclass(frozen=True, kw_only=True)
-class RailDefect(Convicted, Written):
+class RailDefect(Written):
     """One broken part the rails test named (``bench.rails.localise`` and the modules after it) and what convicts
     it. Its ``kind`` is one of ``bench.rundir.defect_kinds.DEFECT_KINDS``; older releases wrote other kinds and
     fewer fields."""
@@ -267,7 +228,7 @@ class Transient(Written):
 
 
 @dataclass(frozen=True, kw_only=True)
-class GpuDefect(Convicted, Written):
+class GpuDefect(Written):
     """One slow GPU, GPU pair or node of the intra-node matrix (``bench.rails.gpu_pairs``)."""
 
     kind: str = ""

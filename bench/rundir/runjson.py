@@ -36,10 +36,10 @@ from bench.rundir.files import (
     read_json_object,
 )
 from bench.rundir.judged_by import JudgedBy
+from bench.rundir.rails_records import Counters
 from bench.rundir.sections import (
     AcceptSection,
     BeforeCompare,
-    Counters,
     Drain,
     Failure,
     Finish,

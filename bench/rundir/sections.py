@@ -99,26 +99,6 @@ class PlanSection:
 
 
 @dataclass(frozen=True, kw_only=True)
-class DeviceCount:
-    """One device's entry of ``counters``: the bytes it carried over the sweep (its 32-bit data counters
-    ``wrapped`` or ``saturated``: flagged only when so) and its error counters beside them."""
-
-    tx_bytes: int
-    rx_bytes: int
-    kind: Literal["ib", "net"] | Absent = ABSENT
-    wrapped: bool | Absent = ABSENT
-    saturated: bool | Absent = ABSENT
-    errors: Mapping[str, int] | Absent = ABSENT
-    """counter -> increase; a saturated or cleared counter is never counted here."""
-    errors_saturated: tuple[str, ...] | Absent = ABSENT
-    errors_reset: tuple[str, ...] | Absent = ABSENT
-
-
-Counters = Mapping[str, Mapping[str, DeviceCount]]
-"""``counters``: node -> device -> its counters over the run."""
-
-
-@dataclass(frozen=True, kw_only=True)
 class ItemEntry:
     """One of ``items``: what the verdict was decided from."""
 

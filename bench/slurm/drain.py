@@ -176,9 +176,9 @@ def defect_faults(
     each said with why (warnings and transients are neither: they fail nothing)."""
     faults, not_drained = [], []
     for d in defects:
-        if d.severity != "fail" or d.symptom == "transient":
+        if d.severity != "fail" or d.conviction.symptom == "transient":
             continue
-        finding = f"{d.kind} {d.symptom or ''}".strip()
+        finding = f"{d.kind} {d.conviction.symptom or ''}".strip()
         if d.kind not in NODE_DEFECTS or not d.node:
             where = f"rail {d.rail}" if d.rail is not None else "every rail"
             named = f"{d.node}-{d.peer} {where}" if d.node and d.peer else where
@@ -190,7 +190,7 @@ def defect_faults(
     for g in gpu_defects:
         if not g.node:
             continue
-        faults.append(NodeFault(g.node, g.part, f"{g.kind} {g.symptom or ''}".strip(), g.action))
+        faults.append(NodeFault(g.node, g.part, f"{g.kind} {g.conviction.symptom or ''}".strip(), g.action))
     return faults, not_drained
 
 
