@@ -190,7 +190,9 @@ def _intranode() -> dict[str, Any]:
         return {}
     return {
         "pairs_Gbps": [[t.gpu, t.peer, t.busbw_Gbps] for t in outcome.times],
+        "remeasured_Gbps": [[t.gpu, t.peer, t.busbw_Gbps] for t in outcome.remeasured],
         "defects": [d.to_json() for d in outcome.defects],
+        "transients": [t.to_json() for t in outcome.localisation.transients],
         "level_Gbps": outcome.localisation.level_Gbps,
         "too_noisy": outcome.localisation.too_noisy,
         "process_groups": outcome.process_groups,

@@ -1,7 +1,9 @@
 """The intra-node pair matrix on the test model of NCCL (``tests/async_backend.py``): one pretend node of four
 ranks, one of them slowed with ``RAILBENCH_ASYNC_SLOW``, must name exactly that local rank as a ``gpu``
-defect, and a clean run must name nothing. Also ``railbench rails --np 4 --intra-node`` with gloo on one
-host: the rails part is skipped honestly (one node), the intra-node matrix still runs and is written."""
+defect, and a clean run must name nothing, however busy the machine: a rank starved of CPU really is slower
+in a sample now and then, and a pair slow once reads normal when re-measured (a transient, not a fault).
+Also ``railbench rails --np 4 --intra-node`` with gloo on one host: the rails part is skipped honestly (one
+node), the intra-node matrix still runs and is written."""
 
 from __future__ import annotations
 
@@ -47,6 +49,24 @@ def _within(rate: float, expected: float, fraction: float = 0.15) -> bool:
     return (1 - fraction) * expected <= rate <= (1 + fraction) * expected
 
 
+def _the_model_rates(seen: dict[str, Any], slowed: int | None) -> None:
+    """Every sample, re-measurements too, is the model's: none faster than its rate (a starved host only delays
+    a transfer, the model's device clock never runs fast), and a slowed rank's pairs at its rate and below every
+    other pair. How far below its rate a busy host drags a sample is the machine's load, not railbench's."""
+    rates = [(gpu, peer, rate) for gpu, peer, rate in seen["pairs_Gbps"] + seen["remeasured_Gbps"]]
+    assert all(rate <= 1.15 * RATE_GBPS for _, _, rate in rates), rates
+    assert seen["level_Gbps"] <= 1.15 * RATE_GBPS, seen
+    if slowed is not None:
+        mine = [rate for gpu, peer, rate in rates if slowed in (gpu, peer)]
+        others = [rate for gpu, peer, rate in rates if slowed not in (gpu, peer)]
+        assert max(mine) <= 1.15 * SLOW_GBPS < min(others), rates
+    for transient in seen["transients"]:
+        # Slow once, then normal in both re-measurements (--confirm's default 2), with the same partner.
+        assert transient["node"].startswith("node0/gpu") and transient["rail"] is None, transient
+        assert len(transient["confirm_Gbps"]) == 2, transient
+        assert min(transient["confirm_Gbps"]) > min(transient["samples_Gbps"]), transient
+
+
 @pytest.mark.mpi
 @pytest.mark.slow
 @needs_mpirun
@@ -56,10 +76,11 @@ def test_the_slowed_local_rank_is_named_and_nothing_else(tmp_path: Path) -> None
     (defect,) = seen["defects"]
     assert defect["slow_pairs"] == defect["pairs"] == 3 and defect["basis"] == "peers"
     assert _within(defect["measured_Gbps"], SLOW_GBPS), defect
-    assert _within(seen["level_Gbps"], RATE_GBPS), seen
     assert len(seen["pairs_Gbps"]) == 12  # 6 local pairs x 2 directions
-    for gpu, peer, rate in seen["pairs_Gbps"]:
-        assert _within(rate, SLOW_GBPS if 2 in (gpu, peer) else RATE_GBPS), seen["pairs_Gbps"]
+    # Named only once slow again: each of its 3 pairs re-measured twice, both directions, 9 samples in all.
+    again = [(gpu, peer) for gpu, peer, _ in seen["remeasured_Gbps"] if 2 in (gpu, peer)]
+    assert len(again) == 3 * 2 * 2 and defect["samples"] == 3 * 3, (again, defect)
+    _the_model_rates(seen, slowed=2)
     # One group for the node, none per pair: the world, then the node's group.
     assert seen["process_groups"] == 1 and seen["communicators"] == 2
 
@@ -70,7 +91,7 @@ def test_the_slowed_local_rank_is_named_and_nothing_else(tmp_path: Path) -> None
 def test_a_clean_node_names_nothing(tmp_path: Path) -> None:
     seen = _intranode(tmp_path, None)
     assert seen["defects"] == [] and seen["too_noisy"] is None, seen
-    assert all(_within(rate, RATE_GBPS) for _, _, rate in seen["pairs_Gbps"]), seen
+    _the_model_rates(seen, slowed=None)
 
 
 @pytest.mark.mpi

@@ -1,8 +1,10 @@
 """The intra-node pair matrix, localised (pure): a GPU slow with every local partner is a ``gpu`` defect,
-one slow local pair a ``gpu-pair``, a node whose every local pair is slow a ``node``; noise names nothing."""
+one slow local pair a ``gpu-pair``, a node whose every local pair is slow a ``node``; noise names nothing, and
+a pair slow once that reads normal when re-measured is a transient, never a defect."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +19,11 @@ from bench.rails.gpu_pairs import (
     intra_node_section,
     localise_gpus,
     rows,
+    suspect_cells,
     table,
 )
 from bench.rails.items import intra_node_items
+from bench.rails.schedule import confirmation_rounds, schedule
 
 MIB = 1 << 20
 
@@ -47,6 +51,30 @@ def _times(
                     time_us = 256 * MIB * 8 / (gbps * 1e9) * 1e6
                     out.append(LocalPairTime(node, a, b, repeat, 0, 256 * MIB, time_us))
     return out
+
+
+def _again(
+    pairs: dict[tuple[int, int, int], float], *, passes: int = 2, noise: float = 0.02, seed: int = 1
+) -> list[LocalPairTime]:
+    """Both directions of each pair ``(node, a, b)`` re-measured ``passes`` times at its Gb/s."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for confirm in range(1, passes + 1):
+        for (node, a, b), rate in pairs.items():
+            for gpu, peer in ((a, b), (b, a)):
+                time_us = 256 * MIB * 8 / (rate * float(np.exp(rng.normal(0, noise))) * 1e9) * 1e6
+                out.append(LocalPairTime(node, gpu, peer, 0, 0, 256 * MIB, time_us, confirm))
+    return out
+
+
+def _slowed_once(times: list[LocalPairTime], node: int, a: int, b: int, gbps: float) -> list[LocalPairTime]:
+    """``times`` with the one direction a -> b of one pair slowed to ``gbps`` in the first repeat: a rank starved
+    of CPU for one sample, as on a loaded machine."""
+    slow_us = 256 * MIB * 8 / (gbps * 1e9) * 1e6
+    return [
+        dataclasses.replace(t, time_us=slow_us) if (t.node, t.gpu, t.peer, t.repeat) == (node, a, b, 0) else t
+        for t in times
+    ]
 
 
 def _slow_gpu(node: int, gpu: int, local: int, gbps: float) -> dict[tuple[int, int, int], float]:
@@ -186,3 +214,92 @@ def test_a_gpu_defect_fails_its_node_in_accept() -> None:
     # the intra-node item names the GPU, and the run fails on it (the node line only repeats it)
     verdict = decide(rail_items(outcome) + node_items(["node00", "node01"], outcome))
     assert verdict.word == "fail" and verdict.reasons == (status["node01"][1],)
+
+
+def test_a_pair_slow_in_one_one_way_sample_and_normal_again_is_a_transient() -> None:
+    """The loaded test machine's case: one direction of one healthy pair at 75% of the level in one sample.
+    Before re-measurement it is a suspect (a gpu-pair, had it been judged alone); re-measured normal twice, it
+    is a transient and nothing is named."""
+    times = _slowed_once(_times(1, 4, {}, healthy=0.25, noise=0.01), 0, 0, 3, 0.18)
+    alone = _localise(times, 1, 4)
+    assert [(d.kind, d.gpu, d.peer) for d in alone.defects] == [("gpu-pair", 0, 3)]  # what --confirm 0 says
+    again = _again({(0, 0, 3): 0.25})
+    loc = _localise(times + again, 1, 4)
+    assert loc.defects == ()
+    (transient,) = loc.transients
+    assert (transient.node, transient.peer, transient.rail) == ("node00/gpu0", "node00/gpu3", None)
+    assert transient.samples_Gbps == (pytest.approx(0.18),) and len(transient.confirm_Gbps) == 2
+    outcome = IntraNodeOutcome(("node00",), 4, tuple(times), localisation=loc, remeasured=tuple(again))
+    assert not outcome.failed
+    text = table(outcome)
+    assert "node00/gpu0-gpu3: slow at 0.18 Gb/s, normal when re-measured (" in text
+    assert "# intra-node defects: none" in text and "node00: 6 samples" in text  # the matrix, not its re-runs
+    assert len(intra_node_section(outcome).measurements) == 12 and len(rows(outcome, 10)) == 6
+
+
+def test_a_slow_pair_slow_again_when_re_measured_is_named() -> None:
+    times = _times(2, 8, {(1, 2, 6): 1200.0})
+    loc = _localise(times + _again({(1, 2, 6): 1200.0}), 2, 8)
+    (defect,) = loc.defects
+    assert (defect.kind, defect.node, defect.gpu, defect.peer, defect.conviction.symptom) == (
+        "gpu-pair",
+        "node01",
+        2,
+        6,
+        "slow",
+    )
+    assert defect.conviction.slow_samples == defect.conviction.samples == 3 and loc.transients == ()
+
+
+def test_a_pair_slow_once_in_three_samples_is_not_named() -> None:
+    """Slow in the matrix and in one re-measurement of two: reproduced, but slow in under most of its samples
+    only when the other re-measurement is normal too, as the rails matrix's lone pairs."""
+    times = _times(2, 8, {(1, 2, 6): 1200.0})
+    again = _again({(1, 2, 6): 1200.0}, passes=1) + [
+        dataclasses.replace(t, confirm=2) for t in _again({(1, 2, 6): 2880.0}, passes=1)
+    ]
+    loc = _localise(times + again, 2, 8)
+    (defect,) = loc.defects  # 2 of 3 samples slow: most of them
+    assert defect.kind == "gpu-pair" and defect.conviction.slow_samples == 2 and defect.conviction.samples == 3
+    healthy_again = _again({(1, 2, 6): 2880.0})
+    loc = _localise(times + healthy_again, 2, 8)
+    assert loc.defects == () and [(t.node, t.peer) for t in loc.transients] == [("node01/gpu2", "node01/gpu6")]
+
+
+def test_a_slow_gpu_slow_again_is_named_and_a_noisy_sample_beside_it_is_a_transient() -> None:
+    slow = _slow_gpu(0, 1, 8, 700.0)
+    times = _slowed_once(_times(1, 8, slow), 0, 2, 3, 1000.0)
+    loc = _localise(times + _again({**slow, (0, 2, 3): 2880.0}), 1, 8)
+    assert [(d.kind, d.gpu, d.conviction.slow_pairs, d.conviction.pairs) for d in loc.defects] == [("gpu", 1, 7, 7)]
+    assert [(t.node, t.peer) for t in loc.transients] == [("node00/gpu2", "node00/gpu3")]
+
+
+def test_one_slow_gpu_and_every_other_pair_slow_once_is_the_gpu_not_the_node() -> None:
+    """On four GPUs a slow GPU is slow with 3 of the 6 pairs; one noisy sample on each other pair makes every
+    pair a suspect, and half of them reproduce. The GPU explains what reproduced, so the node is not named."""
+    slow = _slow_gpu(0, 1, 4, 700.0)
+    times = _times(3, 4, slow)
+    for a, b in ((0, 2), (0, 3), (2, 3)):
+        times = _slowed_once(times, 0, a, b, 1000.0)
+    normal = {(0, a, b): 2880.0 for a, b in ((0, 2), (0, 3), (2, 3))}
+    loc = _localise(times + _again({**slow, **normal}), 3, 4)
+    assert [(d.kind, d.node, d.gpu) for d in loc.defects] == [("gpu", "node00", 1)]
+    assert len(loc.transients) == 3
+
+
+def test_the_suspects_are_re_measured_in_their_own_round_with_their_partner() -> None:
+    """Rank 0's suspects, as the rails matrix's confirmation rounds take them: a node's suspect pair in the
+    round that found it, the node where a rails cell has its rail, and nobody else exchanging."""
+    rounds = schedule(4, 1, 0)
+    times = [
+        dataclasses.replace(t, round=next(r.index for r in rounds if r.partner(t.gpu) == t.peer))
+        for t in _slowed_once(_times(2, 4, {}, noise=0.01), 1, 3, 0, 1000.0)
+    ]
+    found = suspect_cells(times, ("node00", "node01"), 4, target_Gbps=None, pass_fraction=0.9, relative_fraction=0.8)
+    (cell,) = found
+    index = next(r.index for r in rounds if r.partner(0) == 3)
+    assert cell == (0, index, 1, 0, 3)
+    again = confirmation_rounds(rounds, found, 2)
+    assert [(r.confirm, r.index) for r in again] == [(1, index), (2, index)]
+    assert [again[0].partner(g, 1) for g in range(4)] == [3, None, None, 0]
+    assert [again[0].partner(g, 0) for g in range(4)] == [None] * 4  # node00 has no suspect: it waits

@@ -11,6 +11,10 @@ Every rank of the run takes part, at the same point of the program:
   disjoint pairs on 8 GPUs, every node running the same round in its own group at once;
 * each direction is timed on its own by the one timing loop at both ends (``bench.rails.measure.one_way``),
   and the slower end counts, as for the node pairs on a rail;
+* rank 0 finds the suspects (local pairs with a slow sample) and every rank re-measures them, ``confirm``
+  passes of the rounds that hold one, each suspect with its partner in the round that found it, as the rails
+  matrix confirms its suspects (``bench.rails.schedule.confirmation_rounds``, with a suspect's node where a
+  rails cell has its rail): one slow sample under a busy host names nothing;
 * rank 0 gathers the times and every GPU's PCI bus id and localises (``bench.rails.gpu_pairs``).
 """
 
@@ -23,12 +27,12 @@ from typing import TYPE_CHECKING, TypedDict
 from bench.measure import device as device_ops
 from bench.measure.timing import reduce_times, time_region
 from bench.rails.config import RailsSettings
-from bench.rails.gpu_pairs import IntraNodeOutcome, LocalMatrix, LocalPairTime, localise_gpus
+from bench.rails.gpu_pairs import IntraNodeOutcome, LocalMatrix, LocalPairTime, localise_gpus, suspect_cells
 from bench.rails.layout import RailLayout, rail_layout
 from bench.rails.live import LiveRails
 from bench.rails.measure import flatten, gloo_interface, one_way, pair_align, pair_buffers
 from bench.rails.records import RailsOutcome
-from bench.rails.schedule import Round, schedule
+from bench.rails.schedule import Round, confirmation_rounds, schedule
 from bench.runtime.coord import Coord, GroupCoord
 from bench.runtime.dist import DistContext, gpu_bus_id, torch_timeout_s
 from bench.runtime.watchdog import Watchdog
@@ -70,7 +74,8 @@ def local_round(
     node, gpu = layout.where(rank)
     send_buf, recv_buf = buffers
     device = send_buf.device
-    partner = rnd.partner(gpu)
+    # A confirmation round's cells are (node, low, high): the node where the rails matrix has its rail.
+    partner = rnd.partner(gpu, node)
     peer_rank = layout.ranks[node][partner] if partner is not None else None
     nbytes = send_buf.numel() * send_buf.element_size()
     times: list[LocalPairTime] = []
@@ -82,7 +87,8 @@ def local_round(
         everyone, _ = reduce_times(mine, 0, group, device)
         if sending and peer_rank is not None and partner is not None:
             theirs = everyone[dist.get_group_rank(group, peer_rank)]
-            times.append(LocalPairTime(node, gpu, partner, rnd.repeat, rnd.index, nbytes, max(mine, theirs)))
+            took = max(mine, theirs)
+            times.append(LocalPairTime(node, gpu, partner, rnd.repeat, rnd.index, nbytes, took, rnd.confirm))
     return times
 
 
@@ -120,9 +126,13 @@ def intra_node_phase(
     groups = make_node_groups(layout, ctx.backend, torch_timeout_s(settings.timeout_s))
     watchdog.leave()
     node, _ = layout.where(rank)
+    # The profile's NVLink figure says nothing about loopback between CPU ranks.
+    target = settings.local_pair_target_gbps if device_ops.is_cuda(ctx.device) else None
     buffers = pair_buffers(settings.test.pair_bytes, ctx.device)
     times: list[LocalPairTime] = []
-    for rnd in schedule(local, settings.test.repeats, settings.config.seed):
+    matrix_heard: list[LocalPairTime] = []  # rank 0: every rank's matrix times, to find the suspects in
+    rounds = schedule(local, settings.test.repeats, settings.config.seed)
+    for rnd in rounds:
         watchdog.enter(f"intra-node pairs: repeat {rnd.repeat + 1}, round {rnd.index + 1}")
         mine = local_round(
             rnd, layout, rank, groups[node], buffers, iters=settings.test.iters, warmup=settings.test.warmup
@@ -130,8 +140,29 @@ def intra_node_phase(
         times += mine
         heard = coord.gather(mine)  # a few small records per rank, outside the timed region, to rank 0
         watchdog.leave()
-        if live is not None and heard is not None:
-            live.add_local(flatten(heard))
+        if heard is not None:
+            matrix_heard += flatten(heard)
+            if live is not None:
+                live.add_local(flatten(heard))
+    if settings.test.confirm:
+        found = None
+        if rank == 0:
+            found = suspect_cells(
+                matrix_heard,
+                layout.nodes,
+                local,
+                target_Gbps=target,
+                pass_fraction=settings.profile.pass_fraction,
+                relative_fraction=settings.test.relative_fraction,
+            )
+        for rnd in confirmation_rounds(rounds, coord.broadcast(found), settings.test.confirm):
+            watchdog.enter(
+                f"intra-node re-measurements: pass {rnd.confirm}, repeat {rnd.repeat + 1}, round {rnd.index + 1}"
+            )
+            times += local_round(
+                rnd, layout, rank, groups[node], buffers, iters=settings.test.iters, warmup=settings.test.warmup
+            )
+            watchdog.leave()
     del buffers
     watchdog.enter("gathering the intra-node results")
     sent: IntraNodeReport = {"times": times, "bus_id": _bus_id(ctx.device)}
@@ -139,10 +170,10 @@ def intra_node_phase(
     watchdog.leave()
     if gathered is None:
         return None
-    all_times = sorted(flatten([g["times"] for g in gathered]), key=lambda t: (t.repeat, t.round, t.node, t.gpu))
+    all_times = sorted(
+        flatten([g["times"] for g in gathered]), key=lambda t: (t.confirm, t.repeat, t.round, t.node, t.gpu)
+    )
     bus_ids = {name: tuple(gathered[r]["bus_id"] for r in layout.ranks[k]) for k, name in enumerate(layout.nodes)}
-    # The profile's NVLink figure says nothing about loopback between CPU ranks.
-    target = settings.local_pair_target_gbps if device_ops.is_cuda(ctx.device) else None
     localisation = localise_gpus(
         LocalMatrix.from_times(all_times, layout.nodes, local),
         target_Gbps=target,
@@ -151,7 +182,14 @@ def intra_node_phase(
         bus_ids=bus_ids,
     )
     return IntraNodeOutcome(
-        layout.nodes, local, tuple(all_times), bus_ids, target, localisation, process_groups=len(groups)
+        layout.nodes,
+        local,
+        tuple(t for t in all_times if not t.confirm),
+        bus_ids,
+        target,
+        localisation,
+        process_groups=len(groups),
+        remeasured=tuple(t for t in all_times if t.confirm),
     )
 
 
