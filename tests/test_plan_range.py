@@ -28,6 +28,7 @@ from bench.rails import plan, plan_learn
 from bench.rails.config import RailsConfig, RailsSettings, resolve
 from bench.rails.laps import compared
 from bench.rails.plan_model import PlanModel, Span, plan_table
+from bench.rails.schedule import round_count
 from bench.rundir.files import atomic_write_json
 from bench.rundir.runjson import SCHEMA_PATH
 from bench.rundir.sections import PlanSection
@@ -262,3 +263,20 @@ def test_max_minutes_fits_the_learned_figures(tmp_path: Path) -> None:
     assert fitted.total.high <= limit and fitted.learned is not None and fitted.cut is not None
     unlearned = plan.fit(64, 8, settings, model, limit / 60, intra=False)
     assert unlearned.learned is None and unlearned.cut != fitted.cut  # the cluster's own figures decide the cuts
+
+
+def test_the_intra_node_phase_prices_its_confirmation_passes() -> None:
+    """Suspect local pairs are re-measured inside the intra-node phase (``bench.rails.intranode``, one lap):
+    its projection holds the re-measured rounds and cells, more with more passes, none without."""
+    model = _settings().plan_model
+    assert model is not None
+
+    def intra(confirm: int) -> plan.Phase:
+        found = plan.build(16, 8, _settings(confirm=confirm), model, intra=True).phases
+        return next(p for p in found if p.name == "intra-node pairs")
+
+    off, two, four = intra(0), intra(2), intra(4)
+    assert off.rounds == round_count(8)
+    assert off.cells < two.cells < four.cells
+    assert off.rounds < two.rounds <= four.rounds
+    assert off.seconds.high < two.seconds.high < four.seconds.high

@@ -270,15 +270,28 @@ def rails_phases(nodes: int, ranks: int, settings: RailsSettings, model: PlanMod
         cell = cell_seconds(settings.test.pair_bytes, messages, rate)
         local_round = pair_round_seconds(cell, model, world, new_peer=True, gather=True)
         cells = 2 * local_rounds * (ranks // 2) * nodes
-        pair_cells += cells
         startup = model.comm_rank_s * world  # one group per node, the whole world taking part
+        seconds = local_round * local_rounds + startup + sum(p.seconds for p in follows)
+        again_rounds = 0
+        if settings.test.confirm:
+            # Suspect local pairs are re-measured as the rails' are (bench.rails.intranode), inside this phase
+            # (one lap): the same passes over the rounds that hold one, each node's GPUs in the place of a rail's
+            # nodes. The share of suspect samples is the fabric's noise model's: loopback and NVLink have none
+            # of their own here.
+            share = model.suspect_share(_suspect_threshold(settings))
+            quick = confirmation_rounds(local_rounds, ranks // 2, nodes, settings.test.confirm, share.low)
+            slow = confirmation_rounds(local_rounds, ranks // 2, nodes, settings.test.confirm, share.high)
+            again = pair_round_seconds(cell, model, world, new_peer=False, gather=False)
+            seconds += Span(again.low * quick[0], again.high * slow[0]) + model.sync(world) * 2
+            again_rounds, cells = slow[0], cells + slow[1]
+        pair_cells += cells
         phases.append(
             Phase(
                 "intra-node pairs",
-                local_rounds,
+                local_rounds + again_rounds,
                 cells,
                 local_rounds * 2 * settings.test.pair_bytes * messages,
-                local_round * local_rounds + startup + sum(p.seconds for p in follows),
+                seconds,
             )
         )
         follows = []
