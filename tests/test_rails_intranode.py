@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench import codec
 from bench.rails.gpu_pairs import (
     IntraNodeOutcome,
     Localisation,
@@ -24,6 +25,7 @@ from bench.rails.gpu_pairs import (
 )
 from bench.rails.items import intra_node_items
 from bench.rails.schedule import confirmation_rounds, schedule
+from bench.rundir.railsdoc import IntraNode
 
 MIB = 1 << 20
 
@@ -234,7 +236,13 @@ def test_a_pair_slow_in_one_one_way_sample_and_normal_again_is_a_transient() -> 
     text = table(outcome)
     assert "node00/gpu0-gpu3: slow at 0.18 Gb/s, normal when re-measured (" in text
     assert "# intra-node defects: none" in text and "node00: 6 samples" in text  # the matrix, not its re-runs
-    assert len(intra_node_section(outcome).measurements) == 12 and len(rows(outcome, 10)) == 6
+    written = intra_node_section(outcome)
+    assert len(written.measurements) == 12 and len(rows(outcome, 10)) == 6
+    # rails.json keeps the transient beside the matrix, and reads it back
+    assert written.transients == loc.transients
+    (read,) = codec.decode(IntraNode, written.to_json(), "intra_node.").transients
+    assert (read.node, read.peer, read.samples_Gbps) == (transient.node, transient.peer, (0.18,))
+    assert read.confirm_Gbps == pytest.approx(transient.confirm_Gbps, abs=1e-6)  # written to 6 places
 
 
 def test_a_slow_pair_slow_again_when_re_measured_is_named() -> None:

@@ -355,3 +355,18 @@ def test_rail_rows_without_a_judgement_clear_no_part(tmp_path: Path) -> None:
     assert "named no defect" not in rails
     assert "ended before it judged its pairs (the run ended early: link-died" in rails
     assert "clear no part" in rails
+
+
+def test_an_intra_node_transient_is_said_and_fails_nothing(tmp_path: Path) -> None:
+    """A local pair slow once and normal when re-measured is recorded in rails.json's intra_node and said in the
+    report's intra-node section as a transient, never a defect."""
+    run_dir = write_run_dir(tmp_path / "run", checks=False, trend=False)
+    rails = json.loads((run_dir / "rails.json").read_text(encoding="utf-8"))
+    rails["intra_node"]["transients"] = [
+        {"node": "node01/gpu2", "peer": "node01/gpu6", "samples_Gbps": [0.18], "confirm_Gbps": [0.25, 0.24]}
+    ]
+    (run_dir / "rails.json").write_text(json.dumps(rails), encoding="utf-8")
+    page = write_report(run_dir, options=ReportOptions(images=False)).report_md.read_text(encoding="utf-8")
+    intra = page.split("## Intra-node", 1)[1].split("\n## ", 1)[0]
+    said = "1 local pair slow once and normal when re-measured (transient, not a fault): node01/gpu2-node01/gpu6."
+    assert said in intra

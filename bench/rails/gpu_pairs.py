@@ -488,6 +488,7 @@ def intra_node_section(outcome: IntraNodeOutcome) -> railsdoc.IntraNode:
             for t in outcome.times
         ),
         defects=tuple(dataclasses.replace(d, line=describe_gpu(d)) for d in loc.defects),
+        transients=loc.transients,
     )
 
 

@@ -265,6 +265,14 @@ def _intra_section(inputs: RunInputs, min_efficiency: float) -> Section | None:
             if named
             else "The intra-node matrix named no defect."
         )
+    if intra.transients:
+        said = "; ".join(f"{t.node}-{t.peer}" for t in intra.transients[:6]) + (
+            f" and {len(intra.transients) - 6} more" if len(intra.transients) > 6 else ""
+        )
+        sentences.append(
+            f"{cert.plural(len(intra.transients), 'local pair')} slow once and normal when re-measured (transient, "
+            f"not a fault): {said}."
+        )
     results = _results_table(inputs, min_efficiency, ("local-pair",))
     return Section("intra", "Intra-node (GPU × GPU)", tuple(sentences), (results,) if results else (), charts=("gpus",))
 

@@ -128,6 +128,9 @@ class IntraNode(Written):
     process_groups: int | None = None
     measurements: tuple[LocalMeasurement, ...] = ()
     defects: tuple[GpuDefect, ...] = ()
+    transients: tuple[Transient, ...] = ()
+    """Local pairs slow once and normal when re-measured (``node``/``peer`` are the two GPUs, ``node03/gpu1``):
+    recorded, never a fault. Absent from a rails.json written before the intra-node matrix re-measured."""
 
 
 @dataclass(frozen=True, kw_only=True)
