@@ -13,16 +13,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
 
 from bench import sysroot
+from bench.backends import BACKENDS, Backend
 from bench.exits import UserError
 from bench.flagged import Flag, given_by
 from bench.profiles import Profile, ProfileRead, carried
 from bench.runtime.deadlines import DEFAULT_TIMEOUT_S, check_timeout
 
-Backend = Literal["auto", "nccl", "gloo"]
-"""As asked on the command line; auto is nccl when CUDA is available, gloo otherwise."""
 RUN_DIR_DEFAULT = "reports/runs/<UTC time>-<cluster>"
 CLUSTER_DEFAULT = "the host name without its trailing digits, e.g. gpu-node017 -> gpu-node"
 HISTORY_DEFAULT = "reports/history.sqlite"
@@ -34,7 +32,7 @@ class Launch:
 
     backend: Backend = field(
         default="auto",
-        metadata=given_by(Flag("--backend", "auto: nccl on GPUs, gloo on CPU", choices=("auto", "nccl", "gloo"))),
+        metadata=given_by(Flag("--backend", "auto: nccl on GPUs, gloo on CPU", choices=BACKENDS)),
     )
     timeout_s: float = field(
         default=DEFAULT_TIMEOUT_S,

@@ -19,9 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from bench import sysroot
+from bench.backends import Backend, ResolvedBackend
 from bench.exits import EXIT_INFRA, EXIT_USAGE, InfraError, UserError
 from bench.netaddr import rendezvous_address
 from bench.runtime import orphan, signals
@@ -34,8 +35,6 @@ if TYPE_CHECKING:
     from mpi4py import MPI
     from torch.distributed import Store
 
-Backend = Literal["auto", "nccl", "gloo"]
-
 
 @dataclass(frozen=True)
 class DistContext:
@@ -43,7 +42,7 @@ class DistContext:
 
     info: RankInfo
     """Launcher facts, with local rank, node rank and node count corrected from the gathered hostnames."""
-    backend: Literal["nccl", "gloo"]
+    backend: ResolvedBackend
     device: torch.device
     """torch.device the buffers live on (cuda:<local rank> or cpu)."""
     hosts: tuple[str, ...]
@@ -72,7 +71,7 @@ def node_layout(hosts: list[str] | tuple[str, ...], rank: int) -> tuple[int, int
     return peers.index(rank), len(peers), nodes.index(mine), len(nodes)
 
 
-def resolve_backend(requested: Backend) -> Literal["nccl", "gloo"]:
+def resolve_backend(requested: Backend) -> ResolvedBackend:
     """``auto`` is nccl when CUDA is available, gloo otherwise; nccl without CUDA is a usage error."""
     import torch
 
@@ -169,7 +168,7 @@ class Transport:
     unchanged on it.
     """
 
-    role: Literal["nccl", "gloo"]
+    role: ResolvedBackend
     torch_backend: str
     cuda: bool
 
