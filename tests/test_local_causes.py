@@ -115,7 +115,7 @@ def test_a_slow_gpu_of_the_intra_node_matrix_takes_its_own_gpus_cause() -> None:
     assert found.intra_node is not None
     defect = found.intra_node.defects[0]
     assert [c.result.check for c in defect.causes] == ["gpu-clocks"] and defect.action == "fix gpu-clocks on GPU5"
-    (written,) = intra_node_section(found.intra_node).defects
+    (written,) = intra_node_section(found.intra_node).localisation.defects
     assert "cause on the node: gpu-clocks" in (written.line or "")
 
 

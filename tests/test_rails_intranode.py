@@ -163,7 +163,7 @@ def test_outputs_rows_json_and_table() -> None:
     assert {r["group"] for r in csv} >= {"node00/gpu0-gpu1", "node00/gpu2-gpu3"}
     intra = intra_node_section(outcome)
     assert len(intra.measurements) == 12 * 2 and intra.process_groups == 1
-    assert [(d.kind, d.gpu) for d in intra.defects] == [("gpu", 3)]
+    assert [(d.kind, d.gpu) for d in intra.localisation.defects] == [("gpu", 3)]
     text = table(outcome)
     assert "node00: 12 samples" in text and "node00 GPU 3 (0000:48:00.0): " in text
 
@@ -239,8 +239,8 @@ def test_a_pair_slow_in_one_one_way_sample_and_normal_again_is_a_transient() -> 
     written = intra_node_section(outcome)
     assert len(written.measurements) == 12 and len(rows(outcome, 10)) == 6
     # rails.json keeps the transient beside the matrix, and reads it back
-    assert written.transients == loc.transients
-    (read,) = codec.decode(IntraNode, written.to_json(), "intra_node.").transients
+    assert written.localisation.transients == loc.transients
+    (read,) = codec.decode(IntraNode, written.to_json(), "intra_node.").localisation.transients
     assert (read.node, read.peer, read.samples_Gbps) == (transient.node, transient.peer, (0.18,))
     assert read.confirm_Gbps == pytest.approx(transient.confirm_Gbps, abs=1e-6)  # written to 6 places
 

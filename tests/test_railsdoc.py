@@ -23,7 +23,7 @@ def test_a_document_reads_back_as_the_record_it_was_written_from() -> None:
     again = RailsDoc.from_json(written)
     assert again == doc and again.to_json() == written
     jsonschema.validate(written, json.loads(SCHEMA_PATH.read_text()))
-    assert doc.intra_node is not None and doc.intra_node.defects and doc.defects and doc.counters
+    assert doc.intra_node is not None and doc.intra_node.localisation.defects and doc.defects and doc.counters
 
 
 def test_a_partial_document_writes_only_what_the_schema_requires() -> None:

@@ -53,7 +53,7 @@ from bench.rails.parts import Cells, transients
 from bench.rails.schedule import Cell
 from bench.rundir import railsdoc
 from bench.rundir.files import Row
-from bench.rundir.rails_records import Conviction, GpuDefect, Transient
+from bench.rundir.rails_records import Conviction, GpuDefect, Localisation, Transient
 
 GpuSymptom = Literal["slow", "flaky", "dead"]
 
@@ -129,19 +129,6 @@ class LocalMatrix:
             else:
                 sent[t.repeat, t.node, t.gpu, t.peer] = t.busbw_Gbps
         return cls(tuple(nodes), sent, again)
-
-
-@dataclass(frozen=True)
-class Localisation:
-    """What the matrix says: defects, the healthy level, and why nothing could be named, if so."""
-
-    defects: tuple[GpuDefect, ...]
-    level_Gbps: float | None
-    too_noisy: str | None
-    """Why the relative test named nothing: the healthy pairs' own spread is too wide to tell."""
-    transients: tuple[Transient, ...] = ()
-    """Suspect pairs that read normal when re-measured: shown, never a fault. A transient's ``node`` and
-    ``peer`` are its two GPUs (``node03/gpu1``, ``node03/gpu5``); it has no rail."""
 
 
 def _gbps(value: float) -> str:
@@ -422,7 +409,7 @@ class IntraNodeOutcome:
     """node -> PCI bus id of each local rank's GPU (None on CPU)."""
     target_Gbps: float | None = None
     """The profile's NVLink sendrecv target (GPUs only), else None: only the relative test applies."""
-    localisation: Localisation = Localisation((), None, None)
+    localisation: Localisation = field(default_factory=Localisation)
     skipped: str | None = None
     process_groups: int = 0
     """Node groups made: one per node, pairs inside it, never one per pair."""
@@ -468,8 +455,6 @@ def intra_node_section(outcome: IntraNodeOutcome) -> railsdoc.IntraNode:
         local_ranks=outcome.local_ranks,
         bus_ids={n: tuple(ids) for n, ids in outcome.bus_ids.items()},
         target_Gbps=outcome.target_Gbps,
-        level_Gbps=None if loc.level_Gbps is None else round(loc.level_Gbps, 6),
-        too_noisy=loc.too_noisy,
         process_groups=outcome.process_groups,
         measurements=tuple(
             railsdoc.LocalMeasurement(
@@ -487,8 +472,11 @@ def intra_node_section(outcome: IntraNodeOutcome) -> railsdoc.IntraNode:
             )
             for t in outcome.times
         ),
-        defects=tuple(dataclasses.replace(d, line=describe_gpu(d)) for d in loc.defects),
-        transients=loc.transients,
+        localisation=dataclasses.replace(
+            loc,
+            defects=tuple(dataclasses.replace(d, line=describe_gpu(d)) for d in loc.defects),
+            level_Gbps=None if loc.level_Gbps is None else round(loc.level_Gbps, 6),
+        ),
     )
 
 

@@ -231,7 +231,7 @@ def gpu_matrix_table(intra: IntraNode | None, min_efficiency: float, max_panels:
     target = intra.target_Gbps
     target_Gbps = float(target) if target is not None and target > 0 else math.nan
     cells["status"] = status(cells["busbw_Gbps"], pd.Series(target_Gbps, index=cells.index), min_efficiency)
-    marked = _gpu_marks(intra.defects, gpus)
+    marked = _gpu_marks(intra.localisation.defects, gpus)
     cells["mark"] = [
         marked.get((n, int(g), int(p)), "slow" if st == "fail" else "")
         for n, g, p, st in zip(cells["node"], cells["gpu"], cells["peer"], cells["status"], strict=True)

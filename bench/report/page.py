@@ -250,27 +250,28 @@ def _intra_section(inputs: RunInputs, min_efficiency: float) -> Section | None:
     if found is None and not has_rows:
         return None
     intra = found or IntraNode()
+    judged = intra.localisation
     sentences: list[str] = []
     if intra.skipped:
         sentences.append(f"The intra-node matrix was skipped: {intra.skipped}.")
-    if intra.too_noisy:
-        sentences.append(f"{intra.too_noisy[0].upper()}{intra.too_noisy[1:]}: no GPU was named.")
-    level = intra.level_Gbps
-    if level is not None and not intra.too_noisy:
+    if judged.too_noisy:
+        sentences.append(f"{judged.too_noisy[0].upper()}{judged.too_noisy[1:]}: no GPU was named.")
+    level = judged.level_Gbps
+    if level is not None and not judged.too_noisy:
         sentences.append(f"Healthy local pairs run at about {level:,.4g} Gb/s ({level / 8:,.4g} GB/s).")
-    named = intra.defects
-    if intra.measurements and not intra.skipped and not (intra.too_noisy and not named):
+    named = judged.defects
+    if intra.measurements and not intra.skipped and not (judged.too_noisy and not named):
         sentences.append(
             f"{cert.plural(len(named), 'GPU defect')} named (in the summary above)."
             if named
             else "The intra-node matrix named no defect."
         )
-    if intra.transients:
-        said = "; ".join(f"{t.node}-{t.peer}" for t in intra.transients[:6]) + (
-            f" and {len(intra.transients) - 6} more" if len(intra.transients) > 6 else ""
+    if judged.transients:
+        said = "; ".join(f"{t.node}-{t.peer}" for t in judged.transients[:6]) + (
+            f" and {len(judged.transients) - 6} more" if len(judged.transients) > 6 else ""
         )
         sentences.append(
-            f"{cert.plural(len(intra.transients), 'local pair')} slow once and normal when re-measured (transient, "
+            f"{cert.plural(len(judged.transients), 'local pair')} slow once and normal when re-measured (transient, "
             f"not a fault): {said}."
         )
     results = _results_table(inputs, min_efficiency, ("local-pair",))

@@ -121,7 +121,7 @@ def defects(inputs: RunInputs, grid: Grid | None) -> tuple[BrokenPart, ...]:
     for d in rails.defects:
         if d.severity != "warn" and d.conviction.symptom != "transient":
             found.append(_rails_finding(d))
-    for g in rails.intra_node.defects if rails.intra_node is not None else ():
+    for g in rails.intra_node.localisation.defects if rails.intra_node is not None else ():
         if g.severity != "warn":
             found.append(_gpu_finding(g))
     return tuple(dict.fromkeys(found))
@@ -131,7 +131,7 @@ def covered_texts(inputs: RunInputs, grid: Grid | None) -> list[str]:
     """What the defects and the checks already say, in the words the verdict's reasons use."""
     texts: list[str] = []
     rails = inputs.rails or RailsDoc()
-    gpu_defects = rails.intra_node.defects if rails.intra_node is not None else ()
+    gpu_defects = rails.intra_node.localisation.defects if rails.intra_node is not None else ()
     texts += [d.line for d in rails.defects if d.line] + [g.line for g in gpu_defects if g.line]
     for answer in grid.answers if grid is not None else ():
         if answer.status == "fail":

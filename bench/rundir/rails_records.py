@@ -275,6 +275,22 @@ class GpuDefect(Written):
         return doc if self.severity is not None else {k: v for k, v in doc.items() if k != "severity"}
 
 
+@dataclass(frozen=True)
+class Localisation:
+    """What the intra-node matrix says (``bench.rails.gpu_pairs``): the GPUs it named, the healthy level, why
+    nothing could be named, if so, and the suspects that read normal again. rails.json's ``intra_node`` holds it
+    inline (its keys flat beside the matrix's, ``bench.codec.INLINE``)."""
+
+    defects: tuple[GpuDefect, ...] = ()
+    level_Gbps: float | None = None
+    too_noisy: str | None = None
+    """Why the relative test named nothing: the healthy pairs' own spread is too wide to tell."""
+    transients: tuple[Transient, ...] = ()
+    """Suspect pairs that read normal when re-measured: shown, never a fault. A transient's ``node`` and
+    ``peer`` are its two GPUs (``node03/gpu1``, ``node03/gpu5``); it has no rail. Absent from a rails.json
+    written before the intra-node matrix re-measured."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class ErrorWindow(Written):
     """One counter window of the test (the rail groups at once, each rail alone, the pairs...): the devices

@@ -31,6 +31,7 @@ from bench.rundir.rails_records import DefectErrors as DefectErrors
 from bench.rundir.rails_records import DeviceCounters as DeviceCounters
 from bench.rundir.rails_records import ErrorWindow as ErrorWindow
 from bench.rundir.rails_records import GpuDefect as GpuDefect
+from bench.rundir.rails_records import Localisation as Localisation
 from bench.rundir.rails_records import RailDefect as RailDefect
 from bench.rundir.rails_records import Transient as Transient
 from bench.rundir.rails_records import counters_from_json as counters_from_json
@@ -122,15 +123,11 @@ class IntraNode(Written):
     bus_ids: Mapping[str, tuple[str | None, ...]] = field(default_factory=dict)
     """node -> the PCI bus id of each local rank's GPU (None where unknown)."""
     target_Gbps: float | None = None
-    level_Gbps: float | None = None
-    """The healthy local pairs' level."""
-    too_noisy: str | None = None
     process_groups: int | None = None
     measurements: tuple[LocalMeasurement, ...] = ()
-    defects: tuple[GpuDefect, ...] = ()
-    transients: tuple[Transient, ...] = ()
-    """Local pairs slow once and normal when re-measured (``node``/``peer`` are the two GPUs, ``node03/gpu1``):
-    recorded, never a fault. Absent from a rails.json written before the intra-node matrix re-measured."""
+    localisation: Localisation = field(default_factory=Localisation, metadata=codec.INLINE)
+    """What the matrix named (``defects``), its healthy level (``level_Gbps``), ``too_noisy`` and its
+    ``transients``, written flat beside the matrix."""
 
 
 @dataclass(frozen=True, kw_only=True)
