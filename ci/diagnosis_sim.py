@@ -56,7 +56,8 @@ from bench.rails.fabric_map import Topology  # noqa: E402
 from bench.rails.gpu_pairs import IntraNodeOutcome, LocalMatrix, localise_gpus  # noqa: E402
 from bench.rails.layout import RailLayout  # noqa: E402
 from bench.rails.matrix import PairColumns, pair_matrix  # noqa: E402
-from bench.rails.plan import PlanModel, rails_phases  # noqa: E402
+from bench.rails.plan_model import PlanModel  # noqa: E402
+from bench.rails.plan_phases import rails_phases  # noqa: E402
 from bench.rails.records import RailsOutcome  # noqa: E402
 from bench.rails.schedule import Round, confirmation_rounds, schedule  # noqa: E402
 from tests.fabric_model import LINE_GBPS, Fault, Model, Shape  # noqa: E402

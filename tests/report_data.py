@@ -24,7 +24,8 @@ from typing import Any
 from bench.profiles import load_profile
 from bench.rails.config import resolve
 from bench.rails.laps import compared
-from bench.rails.plan import Sweep, build
+from bench.rails.plan import build
+from bench.rails.plan_phases import Sweep
 from bench.rundir.files import FORMAT_VERSION, RESULT_COLUMNS, results_csv_text
 from bench.rundir.railsdoc import RailsDoc
 from tests.rails_configs import rails_config

@@ -24,7 +24,7 @@ from bench.exits import UserError
 from bench.history.phase_times import from_plan_section, recent_runs
 from bench.history.store import add_run, open_store
 from bench.profiles import Profile, load_profile
-from bench.rails import plan, plan_learn
+from bench.rails import plan, plan_learn, plan_phases
 from bench.rails.config import RailsConfig, RailsSettings, resolve
 from bench.rails.laps import compared
 from bench.rails.plan_model import PlanModel, Span, plan_table
@@ -92,8 +92,8 @@ def test_each_world_collective_is_priced_at_its_own_target_never_above_it() -> N
     assert model is not None
     nbytes = 1 << 30
     for collective, target in (("sendrecv", 400.0), ("all_reduce", 2640.0)):
-        sweep = plan.Sweep([nbytes], (collective,), iters=20, warmup=5, check=False, max_bytes=nbytes)
-        phase = plan.sweep_phase(sweep, 64, 8, model)
+        sweep = plan_phases.Sweep([nbytes], (collective,), iters=20, warmup=5, check=False, max_bytes=nbytes)
+        phase = plan_phases.sweep_phase(sweep, 64, 8, model)
         factor = {"sendrecv": 1.0, "all_reduce": 2 * 511 / 512}[collective]
         wire_s = 25 * nbytes * factor * 8 / 1e9
         # The slow end is a run that just passes (target x pass fraction), the quick end no faster than its bound.
@@ -111,8 +111,8 @@ def test_the_share_of_confirmed_cells_comes_from_the_fabric_s_noise() -> None:
     share = model.suspect_share(0.9)
     assert share.low < 1e-9
     assert 0.15 < share.high < 0.3
-    quick = plan.confirmation_rounds(63, 32, 8, 2, share.low)
-    slow = plan.confirmation_rounds(63, 32, 8, 2, share.high)
+    quick = plan_phases.confirmation_rounds(63, 32, 8, 2, share.low)
+    slow = plan_phases.confirmation_rounds(63, 32, 8, 2, share.high)
     assert quick == (0, 0)
     assert slow[0] == 2 * 63  # every round holds a suspect, in both passes
     cell = 1 - (1 - share.high) ** 2
@@ -120,7 +120,7 @@ def test_the_share_of_confirmed_cells_comes_from_the_fabric_s_noise() -> None:
     given = PlanModel(400.0, suspect_fraction=Span(0.0, 0.01))
     assert given.suspect_share(0.9) == Span(0.0, 0.01)
     # One round in a hundred of a small cluster holds a suspect at a 0.1% share: the plan counts rounds, not cells.
-    assert plan.confirmation_rounds(100, 1, 1, 1, 0.001)[0] == math.ceil(100 * (1 - 0.999**2))
+    assert plan_phases.confirmation_rounds(100, 1, 1, 1, 0.001)[0] == math.ceil(100 * (1 - 0.999**2))
 
 
 def test_the_plan_table_takes_a_number_or_a_low_high_pair(tmp_path: Path) -> None:
@@ -271,7 +271,7 @@ def test_the_intra_node_phase_prices_its_confirmation_passes() -> None:
     model = _settings().plan_model
     assert model is not None
 
-    def intra(confirm: int) -> plan.Phase:
+    def intra(confirm: int) -> plan_phases.Phase:
         found = plan.build(16, 8, _settings(confirm=confirm), model, intra=True).phases
         return next(p for p in found if p.name == "intra-node pairs")
 

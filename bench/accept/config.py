@@ -8,7 +8,7 @@ from pathlib import Path
 from bench.frame.parts import Launch, Output
 from bench.frame.validate import check_common
 from bench.profiles import Profile, profile_for
-from bench.rails import plan
+from bench.rails import plan, plan_phases
 from bench.rails.config import RailsConfig, RailsSettings, resolve
 from bench.rails.plan import Plan
 from bench.runtime import spec
@@ -84,7 +84,9 @@ def accept_plan(
     fitted into ``--max-minutes`` when given; ``adjust``: what the cluster's own runs measured
     (``bench.rails.plan_learn``)."""
     sweep = sized(config.sweep, profile)
-    planned_sweep = plan.Sweep(sweep.sizes, sweep.collectives, sweep.iters, sweep.warmup, sweep.check, sweep.sizes[-1])
+    planned_sweep = plan_phases.Sweep(
+        sweep.sizes, sweep.collectives, sweep.iters, sweep.warmup, sweep.check, sweep.sizes[-1]
+    )
     intra = plan.intra_planned(settings, bool(profile.gpus_per_node))
     return plan.for_run(
         nodes, ranks, settings, intra=intra, sweep=planned_sweep, check_window_s=profile.errors.window_s, adjust=adjust

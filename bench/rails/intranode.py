@@ -103,6 +103,21 @@ def _bus_id(device: torch.device) -> str | None:
     return gpu_bus_id(device.index) if device_ops.is_cuda(device) and device.index is not None else None
 
 
+@dataclasses.dataclass(frozen=True)
+class _NodeRounds:
+    """What every round on this rank's node runs with: its node's group, the pair buffers, the timing loop."""
+
+    settings: RailsSettings
+    layout: RailLayout
+    rank: int
+    group: ProcessGroup
+    buffers: tuple[torch.Tensor, torch.Tensor]
+
+    def run(self, rnd: Round) -> list[LocalPairTime]:
+        test = self.settings.test
+        return local_round(rnd, self.layout, self.rank, self.group, self.buffers, iters=test.iters, warmup=test.warmup)
+
+
 def intra_node_phase(
     settings: RailsSettings,
     ctx: DistContext,
@@ -128,48 +143,81 @@ def intra_node_phase(
     node, _ = layout.where(rank)
     # The profile's NVLink figure says nothing about loopback between CPU ranks.
     target = settings.local_pair_target_gbps if device_ops.is_cuda(ctx.device) else None
-    buffers = pair_buffers(settings.test.pair_bytes, ctx.device)
-    times: list[LocalPairTime] = []
-    matrix_heard: list[LocalPairTime] = []  # rank 0: every rank's matrix times, to find the suspects in
+    on_node = _NodeRounds(settings, layout, rank, groups[node], pair_buffers(settings.test.pair_bytes, ctx.device))
     rounds = schedule(local, settings.test.repeats, settings.config.seed)
-    for rnd in rounds:
-        watchdog.enter(f"intra-node pairs: repeat {rnd.repeat + 1}, round {rnd.index + 1}")
-        mine = local_round(
-            rnd, layout, rank, groups[node], buffers, iters=settings.test.iters, warmup=settings.test.warmup
-        )
-        times += mine
-        heard = coord.gather(mine)  # a few small records per rank, outside the timed region, to rank 0
-        watchdog.leave()
-        if heard is not None:
-            matrix_heard += flatten(heard)
-            if live is not None:
-                live.add_local(flatten(heard))
+    times, heard = _matrix(on_node, rounds, watchdog, live, coord)
     if settings.test.confirm:
-        found = None
-        if rank == 0:
-            found = suspect_cells(
-                matrix_heard,
-                layout.nodes,
-                local,
-                target_Gbps=target,
-                pass_fraction=settings.profile.pass_fraction,
-                relative_fraction=settings.test.relative_fraction,
-            )
-        for rnd in confirmation_rounds(rounds, coord.broadcast(found), settings.test.confirm):
-            watchdog.enter(
-                f"intra-node re-measurements: pass {rnd.confirm}, repeat {rnd.repeat + 1}, round {rnd.index + 1}"
-            )
-            times += local_round(
-                rnd, layout, rank, groups[node], buffers, iters=settings.test.iters, warmup=settings.test.warmup
-            )
-            watchdog.leave()
-    del buffers
+        times += _confirm(on_node, rounds, heard, target, watchdog, coord)
+    del on_node  # the pair buffers: a GPU's memory is the sweep's after this phase
     watchdog.enter("gathering the intra-node results")
     sent: IntraNodeReport = {"times": times, "bus_id": _bus_id(ctx.device)}
     gathered = coord.gather(sent)
     watchdog.leave()
     if gathered is None:
         return None
+    return _judged(settings, layout, gathered, target, process_groups=len(groups))
+
+
+def _matrix(
+    on_node: _NodeRounds, rounds: tuple[Round, ...], watchdog: Watchdog, live: LiveRails | None, coord: Coord
+) -> tuple[list[LocalPairTime], list[LocalPairTime]]:
+    """Every round of the matrix: (this rank's times, every rank's as rank 0 heard them after each round)."""
+    times: list[LocalPairTime] = []
+    heard_all: list[LocalPairTime] = []  # rank 0: every rank's matrix times, to find the suspects in
+    for rnd in rounds:
+        watchdog.enter(f"intra-node pairs: repeat {rnd.repeat + 1}, round {rnd.index + 1}")
+        mine = on_node.run(rnd)
+        times += mine
+        heard = coord.gather(mine)  # a few small records per rank, outside the timed region, to rank 0
+        watchdog.leave()
+        if heard is not None:
+            heard_all += flatten(heard)
+            if live is not None:
+                live.add_local(flatten(heard))
+    return times, heard_all
+
+
+def _confirm(
+    on_node: _NodeRounds,
+    rounds: tuple[Round, ...],
+    heard: list[LocalPairTime],
+    target: float | None,
+    watchdog: Watchdog,
+    coord: Coord,
+) -> list[LocalPairTime]:
+    """The suspects rank 0 found in ``heard``, re-measured by every rank in the rounds that hold one."""
+    settings, layout = on_node.settings, on_node.layout
+    found = None
+    if on_node.rank == 0:
+        found = suspect_cells(
+            heard,
+            layout.nodes,
+            layout.rails,
+            target_Gbps=target,
+            pass_fraction=settings.profile.pass_fraction,
+            relative_fraction=settings.test.relative_fraction,
+        )
+    times: list[LocalPairTime] = []
+    for rnd in confirmation_rounds(rounds, coord.broadcast(found), settings.test.confirm):
+        watchdog.enter(
+            f"intra-node re-measurements: pass {rnd.confirm}, repeat {rnd.repeat + 1}, round {rnd.index + 1}"
+        )
+        times += on_node.run(rnd)
+        watchdog.leave()
+    return times
+
+
+def _judged(
+    settings: RailsSettings,
+    layout: RailLayout,
+    gathered: list[IntraNodeReport],
+    target: float | None,
+    *,
+    process_groups: int,
+) -> IntraNodeOutcome:
+    """Rank 0's outcome from every rank's times and bus id: the GPUs localised over the matrix and its
+    re-measurements."""
+    local = layout.rails
     all_times = sorted(
         flatten([g["times"] for g in gathered]), key=lambda t: (t.confirm, t.repeat, t.round, t.node, t.gpu)
     )
@@ -188,7 +236,7 @@ def intra_node_phase(
         bus_ids,
         target,
         localisation,
-        process_groups=len(groups),
+        process_groups=process_groups,
         remeasured=tuple(t for t in all_times if t.confirm),
     )
 

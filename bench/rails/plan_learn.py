@@ -22,8 +22,9 @@ from pathlib import Path
 from bench.exits import InfraError, UserError
 from bench.history.phase_times import FINISH, PhaseTime, TimedRun, finish_of, phase_key, recent_runs
 from bench.history.store import opened
-from bench.rails.plan import Adjust, Phase, Plan
+from bench.rails.plan import Adjust, Plan
 from bench.rails.plan_model import Span
+from bench.rails.plan_phases import Phase
 
 RUN_MARGIN = 0.25
 """How far beyond the runs seen the next one may fall: repeated runs of one cluster differ from each other (on
