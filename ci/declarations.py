@@ -1,12 +1,14 @@
 """Where one idea is declared or copied more than once in bench/ (issue 30: one record per idea).
 
-Prints three lists, each line ``file:line`` first, so an editor jumps to it:
+Prints four lists, each line ``file:line`` first, so an editor jumps to it:
 
 * class names defined in more than one place (two classes of one name are two ideas, or one idea twice);
 * ``def record`` / ``def as_dict``: the methods that copy a working record into its written twin, or into a
   dict, field by field;
 * calls that copy six or more same-named fields: keyword arguments of the form ``name=x.name``, ``name=name``
-  or ``name=d["name"]``, the mark of one record being rebuilt from another.
+  or ``name=d["name"]``, the mark of one record being rebuilt from another;
+* functions longer than 80 lines (decorators and docstring included): a function that long does several
+  jobs, each of which wants a name.
 
     python ci/declarations.py            # bench/ under the repository this script is in
     python ci/declarations.py --min 4    # calls that copy four or more same-named fields
@@ -28,6 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 COPY_METHODS = ("record", "as_dict")
 MIN_COPIED = 6
+MAX_FUNCTION_LINES = 80
 
 
 @dataclass(frozen=True)
@@ -99,12 +102,23 @@ def copy_methods(path: Path, tree: ast.Module) -> Iterator[tuple[str, Place]]:
                 yield node.name, Place(path, node.lineno)
 
 
-def report(paths: Sequence[Path], at_least: int) -> list[str]:
-    """The three lists as lines, each under a heading that says how many it holds."""
+def long_functions(path: Path, tree: ast.Module, longest: int) -> Iterator[tuple[str, int, Place]]:
+    """Every function or method over ``longest`` lines, from its first decorator to its last line."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno is not None:
+            first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+            if node.end_lineno - first + 1 > longest:
+                yield node.name, node.end_lineno - first + 1, Place(path, first)
+
+
+def report(paths: Sequence[Path], at_least: int, longest: int = MAX_FUNCTION_LINES) -> list[str]:
+    """The four lists as lines, each under a heading that says how many it holds."""
     defined: dict[str, list[Place]] = {}
     methods: list[tuple[str, Place]] = []
     calls: list[Copy] = []
+    long: list[tuple[str, int, Place]] = []
     for path, tree in sources(paths):
+        long.extend(long_functions(path, tree, longest))
         for name, place in classes(path, tree):
             defined.setdefault(name, []).append(place)
         methods.extend(copy_methods(path, tree))
@@ -117,6 +131,8 @@ def report(paths: Sequence[Path], at_least: int) -> list[str]:
     copied = sum(call.copied for call in calls)
     lines.append(f"calls copying >= {at_least} same-named fields: {len(calls)} ({copied} fields)")
     lines += [f"  {call.place}  {call.callee}(...) copies {call.copied}" for call in calls]
+    lines.append(f"functions over {longest} lines: {len(long)}")
+    lines += [f"  {place}  def {name}: {count} lines" for name, count, place in long]
     return lines
 
 
@@ -124,9 +140,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="*", type=Path, default=[ROOT / "bench"])
     parser.add_argument("--min", type=int, default=MIN_COPIED, help="same-named fields that make a call a copy")
+    parser.add_argument("--lines", type=int, default=MAX_FUNCTION_LINES, help="a function longer than this is listed")
     parser.add_argument("--tiny", action="store_true", help="the same: every ci/ script takes it")
     args = parser.parse_args(argv)
-    print("\n".join(report(args.paths, args.min)))
+    print("\n".join(report(args.paths, args.min, args.lines)))
     return 0
 
 
