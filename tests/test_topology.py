@@ -8,6 +8,8 @@ the broken ones miswire node02's rail-1 cable onto the rail-0 leaf and leave nod
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,7 @@ from bench.fabric import cabling_plan, ibnetdiscover
 from bench.fabric.cabling import Cable, Cabling, HostPort, SwitchPort
 from bench.fabric.topology_file import load_cabling
 from tests import fabric_trees
-from tests.support import railbench
+from tests.support import railbench, rank_env
 
 DATA = Path(__file__).resolve().parent / "data" / "topology"
 RAILS = ("mlx5_1", "mlx5_2", "mlx5_3")  # a profile's rail names: only the cabled ones are this fabric's rails
@@ -146,3 +148,33 @@ def test_accept_topology_judges_the_cabling_as_check_does(tmp_path: Path) -> Non
     ]
     # the certificate's defect table (Markdown escapes the underscore)
     assert "| re-cable node04 mlx5\\_1 port 1 as the rail-optimised plan says |" in (out / "report.md").read_text()
+
+
+def _users_mpirun(tmp: Path, *per_rank: list[str]) -> subprocess.CompletedProcess[str]:
+    """The user's own mpirun, one rank per argv (Open MPI's ``A : B`` form), no railbench parent."""
+    cmd = [str(Path(sys.executable).parent / "mpirun"), "--bind-to", "none"]
+    for i, argv in enumerate(per_rank):
+        cmd += [*([":"] if i else []), "-np", "1", sys.executable, "-m", "bench", *argv]
+    return subprocess.run(cmd, cwd=tmp, env=rank_env(), capture_output=True, text=True, timeout=240)
+
+
+@pytest.mark.mpi
+def test_rank_0_alone_reads_the_topology_under_the_users_own_launcher(tmp_path: Path) -> None:
+    """Only the judge (rank 0) reads ``--topology``: the other ranks neither parse a whole fabric's dump nor
+    need the file on their node. Here rank 1's path names no file and the run goes on; a file rank 0 cannot
+    read is one line and exit 2 from every rank, never ranks left waiting for rank 0."""
+    base = ["rails", "--profile", "local", "--pair-bytes", "64K", "--iters", "2", "--no-history", "--topology"]
+    out = tmp_path / "run"
+    fine = _users_mpirun(
+        tmp_path,
+        [*base, str(DATA / "two-units.ibnet"), "--out", str(out)],
+        [*base, str(tmp_path / "not-on-this-node.ibnet"), "--out", str(out)],
+    )
+    assert fine.returncode == 0, fine.stdout[-2000:] + fine.stderr[-2000:]
+    assert json.loads((out / "run.json").read_text())["rails_test"]["topology"] == str(DATA / "two-units.ibnet")
+    missing = str(tmp_path / "missing.ibnet")
+    bad = _users_mpirun(tmp_path, [*base, missing], [*base, missing])
+    assert bad.returncode == 2, bad.stdout[-2000:] + bad.stderr[-2000:]
+    said = [line for line in bad.stderr.splitlines() if "railbench: error:" in line]
+    assert len(said) == 1 and f"topology file {missing} is not a file" in said[0], bad.stderr
+    assert "Traceback" not in bad.stderr

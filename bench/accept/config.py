@@ -61,11 +61,14 @@ class AcceptConfig:
         return [*spec.rank_argv("accept", self.ranks(out)), "--profile", self.profile]
 
 
-def validate(config: AcceptConfig, *, with_history: bool = True) -> tuple[Profile, RailsSettings]:
+def validate(
+    config: AcceptConfig, *, with_history: bool = True, topology: bool = True
+) -> tuple[Profile, RailsSettings]:
     """The profile, the rails settings and where the run goes, checked in the parent before any rank starts
-    and on every rank before it joins the process group."""
+    and on every rank before it joins the process group. ``topology``: read ``--topology`` too (the parent; a
+    rank reads it in ``bench.rails.config.with_topology``, rank 0 alone)."""
     profile = profile_for(config.profile, config.launch.profile_read)
-    settings = resolve(config.rails_config(Path(".")), profile)
+    settings = resolve(config.rails_config(Path(".")), profile, topology=topology)
     check_common(config.launch, config.output, with_history=with_history)
     if config.drain:
         scheduler.require("--drain")

@@ -35,7 +35,7 @@ from bench.preflight import checks, cluster
 from bench.preflight.checks import CheckResult
 from bench.preflight.cluster import NodeReport
 from bench.profiles import Profile
-from bench.rails.config import RailsSettings, retargeted
+from bench.rails.config import RailsSettings, retargeted, with_topology
 from bench.rails.items import node_items, rail_items
 from bench.rails.laps import Laps
 from bench.rails.plan import Plan
@@ -46,7 +46,7 @@ from bench.rundir.rails_records import RailDefect
 from bench.rundir.sections import AcceptSection, Judged
 from bench.rundir.verdict import Verdict
 from bench.runtime import env as benv
-from bench.runtime.before_init import Prelude
+from bench.runtime.before_init import Prelude, refuse_together
 from bench.runtime.dist import DistContext
 from bench.runtime.env import RankInfo
 from bench.sweep.config import RunConfig, sized
@@ -60,7 +60,7 @@ class AcceptJob(Job):
     command = "accept"
 
     def __init__(self, config: AcceptConfig) -> None:
-        profile, settings = validate(config, with_history=False)
+        profile, settings = validate(config, with_history=False, topology=False)  # rank 0 reads it in before_init
         self.sweep: RunConfig = sized(config.sweep_config(config.output.out), profile)
         super().__init__(setup_of(config, settings.oob_ifname), profile)
         self.config = config
@@ -74,6 +74,7 @@ class AcceptJob(Job):
     def before_init(self, prelude: Prelude) -> Path | None:
         """The rails' own before-init step: the same NIC variables on every rank of a node, so that the world
         sweep and the rails phase run on the NICs NCCL picks for each GPU, as ``railbench rails`` does."""
+        self.settings = with_topology(self.settings, lambda on_rank0: refuse_together(prelude, "topology", on_rank0))
         output = self.setup.output
         return rail_prelude(self.settings, self.profile, lambda: proposed_run_dir(output.out, output.cluster))(prelude)
 

@@ -43,7 +43,7 @@ from bench.rundir.files import ResultsWriter, default_cluster_name, default_run_
 from bench.rundir.numbers import numbers_of
 from bench.rundir.runjson import RunFile, new_record
 from bench.rundir.verdict import Verdict
-from bench.runtime.before_init import Prelude, agree, run_directory
+from bench.runtime.before_init import Prelude, refuse_together, run_directory
 from bench.runtime.coord import coordinator
 from bench.runtime.dist import (
     DistContext,
@@ -107,11 +107,9 @@ def run_job(info: RankInfo, make: Callable[[], Job]) -> int:
 
     def before_init(prelude: Prelude) -> Path | None:
         # The history lives on rank 0's node: rank 0 alone opens it, and every rank hears its answer.
-        problem = agree(
+        refuse_together(
             prelude, "history", lambda: history_problem(output.history, output.no_history, output.out) or ""
         )
-        if problem:
-            raise UserError(problem)
         return job.before_init(prelude)
 
     return run_as_rank(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -127,7 +127,9 @@ class RailsSettings:
     local_pair_target_gbps: float | None = None
     """The profile's single-node sendrecv target (NVLink), judged on GPUs only."""
     topology: Topology | None = None
-    """The fabric's cabling and the HCA of each rail (``--topology``), read and checked before any rank starts."""
+    """The fabric's cabling and the HCA of each rail (``--topology``), read and checked before any rank starts
+    where the process reads it: the parent, and rank 0, the judge and its only reader (:func:`with_topology`).
+    None on the other ranks; ``config.topology`` says whether one was given."""
     plan_model: PlanModel | None = None
     """Rates and fixed costs of the plan (the profile's ``[plan]``); None where no rail rate is known."""
 
@@ -137,8 +139,9 @@ class RailsSettings:
         return self.config.launch.timeout_s
 
 
-def resolve(config: RailsConfig, profile: Profile) -> RailsSettings:
-    """Command line first, then the profile's ``[rails_test]``, then DEFAULTS."""
+def resolve(config: RailsConfig, profile: Profile, *, topology: bool = True) -> RailsSettings:
+    """Command line first, then the profile's ``[rails_test]``, then DEFAULTS. ``topology``: read
+    ``--topology`` here (a rank leaves it to :func:`with_topology`)."""
     filled = config.rails_test.over(profile.rails_test)
     collectives = config.collectives if config.collectives != RAIL_COLLECTIVES else filled.collectives
     # Made again only to be checked: the profile's collectives are refused as the flag's would be.
@@ -153,7 +156,7 @@ def resolve(config: RailsConfig, profile: Profile) -> RailsSettings:
         oob_ifname=oob,
         quiet_devices=tuple(d for d in (oob, *profile.excluded_devices) if d),
         local_pair_target_gbps=world_target_gbps(profile, "sendrecv", 1),
-        topology=_topology(config.topology, profile),
+        topology=read_topology(config.topology, profile) if topology else None,
         plan_model=_plan_model(config, profile),
     )
 
@@ -186,7 +189,7 @@ def check_plan_flags(nodes: int | None, max_minutes: float | None) -> None:
         raise UserError(f"--max-minutes {max_minutes:g} must be a positive number of minutes, e.g. 30")
 
 
-def _topology(path: Path | None, profile: Profile) -> Topology | None:
+def read_topology(path: Path | None, profile: Profile) -> Topology | None:
     """The cabling in ``path`` with its rail order (the file's, the profile's rail names, or name order)."""
     if path is None:
         return None
@@ -194,10 +197,34 @@ def _topology(path: Path | None, profile: Profile) -> Topology | None:
     return Topology(cabling, rail_order(cabling, profile.rail_names, profile.excluded_hcas))
 
 
-def validate(config: RailsConfig, *, with_history: bool = True) -> tuple[Profile, RailsSettings]:
+def validate(config: RailsConfig, *, with_history: bool = True, topology: bool = True) -> tuple[Profile, RailsSettings]:
     """The profile, the resolved settings and where the run goes, checked in the parent before any rank
-    starts and on every rank before it joins the process group."""
+    starts and on every rank before it joins the process group. ``topology``: read ``--topology`` too (the
+    parent; a rank reads it in :func:`with_topology`, rank 0 alone)."""
     profile = profile_for(config.profile, config.launch.profile_read)
-    settings = resolve(config, profile)
+    settings = resolve(config, profile, topology=topology)
     check_common(config.launch, config.output, with_history=with_history)
     return profile, settings
+
+
+def with_topology(settings: RailsSettings, refuse: Callable[[Callable[[], str]], None]) -> RailsSettings:
+    """``settings`` with ``--topology`` read by rank 0 alone: the judge, on rank 0, is its only reader, so the
+    other ranks neither parse an ibnetdiscover dump of the whole fabric nor need the file on their node. A file
+    rank 0 cannot read is refused by every rank alike through ``refuse``
+    (``bench.runtime.before_init.refuse_together``): one line and exit 2 under any launcher."""
+    path = settings.config.topology
+    if path is None:
+        return settings
+    read: list[Topology] = []
+
+    def on_rank0() -> str:
+        try:
+            topology = read_topology(path, settings.profile)
+        except UserError as exc:
+            return str(exc)
+        if topology is not None:
+            read.append(topology)
+        return ""
+
+    refuse(on_rank0)
+    return dataclasses.replace(settings, topology=read[0]) if read else settings  # read on rank 0 only

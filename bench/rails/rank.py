@@ -26,7 +26,7 @@ from bench.measure import device as device_ops
 from bench.profiles import Profile
 from bench.rails import bootstrap_nic, intranode, judge, local_causes, output, plan, records, windows
 from bench.rails import rank_steps as steps
-from bench.rails.config import RailsConfig, RailsSettings, retargeted, validate
+from bench.rails.config import RailsConfig, RailsSettings, retargeted, validate, with_topology
 from bench.rails.corroborate import corroborate
 from bench.rails.groups import form_rail_groups
 from bench.rails.items import local_cause_items, rail_items
@@ -37,7 +37,7 @@ from bench.rails.measure import PairTime
 from bench.rundir.files import proposed_run_dir
 from bench.rundir.railsdoc import RailsDoc
 from bench.runtime import env as benv
-from bench.runtime.before_init import Prelude, PreludeStep, run_directory, shared_nic_environment
+from bench.runtime.before_init import Prelude, PreludeStep, refuse_together, run_directory, shared_nic_environment
 from bench.runtime.coord import Coord, coordinator
 from bench.runtime.dist import DistContext, gpu_bus_id, torch_timeout_s
 from bench.runtime.env import RankInfo
@@ -247,13 +247,14 @@ class RailsJob(Job):
     command = "rails"
 
     def __init__(self, config: RailsConfig) -> None:
-        profile, settings = validate(config, with_history=False)
+        profile, settings = validate(config, with_history=False, topology=False)  # rank 0 reads it in before_init
         super().__init__(setup_of(config, settings.oob_ifname), profile)
         self.settings = settings
         self.laps = Laps()
         self.planned: plan.Plan | None = None
 
     def before_init(self, prelude: Prelude) -> Path | None:
+        self.settings = with_topology(self.settings, lambda on_rank0: refuse_together(prelude, "topology", on_rank0))
         output = self.setup.output
         return rail_prelude(self.settings, self.profile, lambda: proposed_run_dir(output.out, output.cluster))(prelude)
 
@@ -305,7 +306,7 @@ def rails_section(settings: RailsSettings) -> dict[str, object]:
         "socket_ifname": settings.socket_ifname,
         "confirm": settings.test.confirm,
         "cell_budget_s": settings.config.cell_budget_s,
-        "topology": settings.topology.cabling.source if settings.topology is not None else None,
+        "topology": settings.topology.cabling.source if settings.topology is not None else None,  # rank 0's
         "max_minutes": settings.config.max_minutes,
         "oob_ifname": settings.oob_ifname,
         "host": socket.gethostname(),

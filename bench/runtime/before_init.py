@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -81,6 +82,27 @@ def store_broadcast(store: Store, key: str, rank: int, timeout_s: float, rank0_v
 def agree(prelude: Prelude, key: str, rank0_value: Callable[[], str]) -> str:
     """Rank 0's value for ``key`` on every rank, before the first communicator."""
     return store_broadcast(prelude.store, key, prelude.info.rank, prelude.timeout_s, rank0_value)
+
+
+HEARD_POLL_S = 0.05
+
+
+def refuse_together(prelude: Prelude, key: str, rank0_problem: Callable[[], str]) -> None:
+    """Bad input only rank 0 checks (the history on its node, ``--topology``), raised on every rank: UserError
+    with rank 0's one line, or nothing when it answers "". Rank 0 raises only once every rank has heard: the
+    store lives in rank 0's process, and a rank still connecting to it when rank 0 left would retry for its
+    whole timeout while Open MPI's finalize holds rank 0 and the launcher waits on both."""
+    problem = agree(prelude, key, rank0_problem)
+    if not problem:
+        return
+    info, heard = prelude.info, f"railbench/{key}/heard"
+    if info.rank != 0:
+        prelude.store.add(heard, 1)
+    else:
+        deadline = time.monotonic() + prelude.timeout_s
+        while prelude.store.add(heard, 0) < info.world_size - 1 and time.monotonic() < deadline:
+            time.sleep(HEARD_POLL_S)
+    raise UserError(problem)
 
 
 DEBUG_FILE_VAR = "NCCL_DEBUG_FILE"
