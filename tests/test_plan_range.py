@@ -32,7 +32,7 @@ from bench.rails.schedule import round_count
 from bench.rundir.files import atomic_write_json
 from bench.rundir.runjson import SCHEMA_PATH
 from bench.rundir.sections import PlanSection
-from bench.sweep.config import RunConfig
+from bench.sweep.config import RunConfig, sized
 from tests.history_fixtures import make_run_dir
 from tests.rails_configs import rails_config
 from tests.support import railbench_inline
@@ -47,7 +47,7 @@ def _settings(**config: object) -> RailsSettings:
 def _accept(nodes: int, ranks: int = 8, adjust: plan.Adjust | None = None) -> plan.Plan:
     config = AcceptConfig("lambda-1cc", RunConfig(profile="lambda-1cc"), RailsConfig(profile="lambda-1cc"))
     profile, settings = validate(config)
-    found = accept_plan(config, profile, settings, nodes, ranks, adjust)
+    found = accept_plan(sized(config.sweep, profile), profile, settings, nodes, ranks, adjust)
     assert found is not None
     return found
 

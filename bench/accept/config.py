@@ -13,7 +13,7 @@ from bench.rails.config import RailsConfig, RailsSettings, resolve
 from bench.rails.plan import Plan
 from bench.runtime import spec
 from bench.slurm import scheduler
-from bench.sweep.config import RunConfig, sized
+from bench.sweep.config import RunConfig
 
 
 @dataclass(frozen=True)
@@ -76,17 +76,16 @@ def validate(
 
 
 def accept_plan(
-    config: AcceptConfig,
+    sweep: RunConfig,
     profile: Profile,
     settings: RailsSettings,
     nodes: int,
     ranks: int,
     adjust: plan.Adjust | None = None,
 ) -> Plan | None:
-    """The plan of an accept run on ``nodes`` x ``ranks``: check, the world sweep, then rails (``bench.rails.plan``),
-    fitted into ``--max-minutes`` when given; ``adjust``: what the cluster's own runs measured
-    (``bench.rails.plan_learn``)."""
-    sweep = sized(config.sweep, profile)
+    """The plan of an accept run on ``nodes`` x ``ranks``: check, the world sweep (``sweep``, its -e already
+    sized), then rails (``bench.rails.plan``), fitted into ``--max-minutes`` when given; ``adjust``: what the
+    cluster's own runs measured (``bench.rails.plan_learn``)."""
     planned_sweep = plan_phases.Sweep(
         sweep.sizes, sweep.collectives, sweep.iters, sweep.warmup, sweep.check, sweep.sizes[-1]
     )

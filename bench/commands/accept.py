@@ -92,5 +92,6 @@ def run(config: AcceptConfig) -> int:
         profile, settings = validate(config)
         nodes, ranks = rails_cmd.plan_shape(config.rails, profile)
         adjust, note = rails_cmd.plan_history(profile, config.output)
-        return rails_cmd.print_plan(accept_plan(config, profile, settings, nodes, ranks, adjust), note)
+        sweep = sized(config.sweep, profile)
+        return rails_cmd.print_plan(accept_plan(sweep, profile, settings, nodes, ranks, adjust), note)
     return launch(ACCEPT, config)
