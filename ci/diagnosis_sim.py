@@ -53,7 +53,8 @@ from bench.rails.budget import cell_budget, chunks_per_message  # noqa: E402
 from bench.rails.config import RailsConfig, RailsSettings, resolve  # noqa: E402
 from bench.rails.corroborate import corroborate  # noqa: E402
 from bench.rails.fabric_map import Topology  # noqa: E402
-from bench.rails.gpu_pairs import IntraNodeOutcome, LocalMatrix, localise_gpus  # noqa: E402
+from bench.rails.gpu_outcome import IntraNodeOutcome  # noqa: E402
+from bench.rails.gpu_pairs import LocalMatrix, localise_gpus  # noqa: E402
 from bench.rails.layout import RailLayout  # noqa: E402
 from bench.rails.matrix import PairColumns, pair_matrix  # noqa: E402
 from bench.rails.plan_model import PlanModel  # noqa: E402

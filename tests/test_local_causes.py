@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from bench import codec
 from bench.rails.defects import describe, described
-from bench.rails.gpu_pairs import IntraNodeOutcome, Localisation, intra_node_section
+from bench.rails.gpu_outcome import IntraNodeOutcome, intra_node_section
 from bench.rails.local_causes import attribute
 from bench.rails.records import RailsOutcome
 from bench.rundir.checksjson import CheckResult, Status
-from bench.rundir.rails_records import Conviction, DefectCause, GpuDefect, RailDefect
+from bench.rundir.rails_records import Conviction, DefectCause, GpuDefect, Localisation, RailDefect
 from bench.rundir.railsdoc import RailsDoc
 
 NODES = ("n1", "n2", "n3", "n4")

@@ -11,20 +11,11 @@ import numpy as np
 import pytest
 
 from bench import codec
-from bench.rails.gpu_pairs import (
-    IntraNodeOutcome,
-    Localisation,
-    LocalMatrix,
-    LocalPairTime,
-    describe_gpu,
-    intra_node_section,
-    localise_gpus,
-    rows,
-    suspect_cells,
-    table,
-)
+from bench.rails.gpu_outcome import IntraNodeOutcome, describe_gpu, intra_node_section, rows, table
+from bench.rails.gpu_pairs import LocalMatrix, LocalPairTime, localise_gpus, suspect_cells
 from bench.rails.items import intra_node_items
 from bench.rails.schedule import confirmation_rounds, schedule
+from bench.rundir.rails_records import Localisation
 from bench.rundir.railsdoc import IntraNode
 
 MIB = 1 << 20

@@ -37,7 +37,6 @@ Pure functions over numpy arrays; the rank side (``bench.rails.intranode``) gath
 from __future__ import annotations
 
 import dataclasses
-import statistics
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,13 +45,10 @@ from typing import Literal
 
 import numpy as np
 
-from bench.measure.results import RowPlace, pair_row
 from bench.rails import lone_pairs
 from bench.rails.matrix import PairMatrix
 from bench.rails.parts import Cells, transients
 from bench.rails.schedule import Cell
-from bench.rundir import railsdoc
-from bench.rundir.files import Row
 from bench.rundir.rails_records import Conviction, GpuDefect, Localisation, Transient
 
 GpuSymptom = Literal["slow", "flaky", "dead"]
@@ -131,11 +127,11 @@ class LocalMatrix:
         return cls(tuple(nodes), sent, again)
 
 
-def _gbps(value: float) -> str:
+def gbps(value: float) -> str:
     return f"{value:.0f}" if value >= 100 else f"{value:.3g}"
 
 
-def _pair_name(node: str, a: int, b: int) -> str:
+def pair_name(node: str, a: int, b: int) -> str:
     return f"{node}/gpu{min(a, b)}-gpu{max(a, b)}"
 
 
@@ -234,8 +230,8 @@ def _judge(
     elif noise_cut < level + np.log(NOISY_BELOW):
         values = np.exp(samples) if samples.size else np.exp(cell[measured])
         too_noisy = (
-            f"too noisy to localise GPUs: healthy local pairs spread {_gbps(float(values.min()))}-"
-            f"{_gbps(float(values.max()))} Gb/s"
+            f"too noisy to localise GPUs: healthy local pairs spread {gbps(float(values.min()))}-"
+            f"{gbps(float(values.max()))} Gb/s"
         )
     relative = -np.inf if too_noisy else min(rel_cut, noise_cut)
     absolute = np.log(pass_fraction * target_Gbps) if target_Gbps else -np.inf
@@ -354,157 +350,6 @@ def _defect(
             pairs=len(cells),
             slow_samples=int(f.sum()),
             samples=len(v),
-            evidence=tuple(_pair_name(node, a, b) for a, b in slow_cells),
+            evidence=tuple(pair_name(node, a, b) for a, b in slow_cells),
         ),
     )
-
-
-def describe_gpu(defect: GpuDefect) -> str:
-    """One line: ``node03 GPU 5 (0000:9a:00.0): 120 Gb/s = 25% of peers' 480 Gb/s in 7/7 local pairs → gpu fault``,
-    then ``; action: ...`` where one is known."""
-    line = _gpu_finding(defect)
-    if defect.causes:
-        more = f" (and {len(defect.causes) - 1} more)" if len(defect.causes) > 1 else ""
-        line += f"; cause on the node: {defect.causes[0].result.check}: {defect.causes[0].result.reason}{more}"
-    return f"{line}; action: {defect.action}" if defect.action else line
-
-
-def describe_local_transient(transient: Transient) -> str:
-    """``node03/gpu1-gpu5: slow at 120 Gb/s, normal when re-measured (470, 475 Gb/s) → transient``."""
-    low = min(transient.samples_Gbps) if transient.samples_Gbps else 0.0
-    again = ", ".join(_gbps(v) for v in transient.confirm_Gbps)
-    where = f"{transient.node}-{(transient.peer or '').rpartition('/')[2]}"
-    return f"{where}: slow at {_gbps(low)} Gb/s, normal when re-measured ({again} Gb/s) → transient"
-
-
-def _gpu_finding(defect: GpuDefect) -> str:
-    if defect.kind == "node":
-        where = f"{defect.node} (every local pair)"
-    elif defect.kind == "gpu":
-        where = f"{defect.node} GPU {defect.gpu}" + (f" ({defect.bus_id})" if defect.bus_id else "")
-    else:
-        where = f"{defect.node} GPU {defect.gpu} - GPU {defect.peer}"
-    c = defect.conviction
-    if c.symptom == "dead":
-        return f"{where}: no traffic in {c.slow_pairs}/{c.pairs} local pairs → {defect.kind} dead"
-    measured, expected = c.measured_Gbps or 0.0, c.expected_Gbps or 0.0
-    percent = 100.0 * measured / expected if expected > 0 else 0.0
-    of = "of target" if c.basis == "target" else "of peers'"
-    rate = f"{_gbps(measured)} Gb/s = {percent:.0f}% {of} {_gbps(expected)} Gb/s"
-    if c.symptom == "flaky":
-        found = f"slow in {c.slow_samples}/{c.samples} samples"
-    else:
-        found = f"in {c.slow_pairs}/{c.pairs} local pairs"
-    return f"{where}: {rate} {found} → {defect.kind} {'fault' if c.symptom == 'slow' else 'flaky'}"
-
-
-@dataclass(frozen=True)
-class IntraNodeOutcome:
-    """What rank 0 knows after the intra-node pair matrix."""
-
-    nodes: tuple[str, ...]
-    local_ranks: int
-    times: tuple[LocalPairTime, ...] = ()
-    bus_ids: Mapping[str, tuple[str | None, ...]] = field(default_factory=dict)
-    """node -> PCI bus id of each local rank's GPU (None on CPU)."""
-    target_Gbps: float | None = None
-    """The profile's NVLink sendrecv target (GPUs only), else None: only the relative test applies."""
-    localisation: Localisation = field(default_factory=Localisation)
-    skipped: str | None = None
-    process_groups: int = 0
-    """Node groups made: one per node, pairs inside it, never one per pair."""
-    remeasured: tuple[LocalPairTime, ...] = ()
-    """The re-measurements of the suspect pairs (``LocalPairTime.confirm`` 1..); ``times`` is the matrix."""
-
-    @property
-    def defects(self) -> tuple[GpuDefect, ...]:
-        return self.localisation.defects
-
-    @property
-    def failed(self) -> bool:
-        return bool(self.localisation.defects)
-
-    def node_reasons(self, node: str) -> list[str]:
-        return [describe_gpu(d) for d in self.defects if d.node == node]
-
-
-def rows(outcome: IntraNodeOutcome, iters: int) -> list[Row]:
-    """results.csv rows, one per local pair and repeat (scope ``local-pair``, group ``node03/gpu1-gpu5``):
-    time is the slower direction's, time_us_min/max the two directions'."""
-    both: dict[tuple[int, int, int, int], list[LocalPairTime]] = {}
-    for t in outcome.times:
-        both.setdefault((t.node, min(t.gpu, t.peer), max(t.gpu, t.peer), t.repeat), []).append(t)
-    out: list[Row] = []
-    for (node, a, b, _repeat), pair in sorted(both.items()):
-        place = RowPlace("float", 2, 1, SCOPE, _pair_name(outcome.nodes[node], a, b))
-        out.append(pair_row(pair[0].nbytes, [p.time_us for p in pair], iters, place, outcome.target_Gbps))
-    return out
-
-
-def intra_node_section(outcome: IntraNodeOutcome) -> railsdoc.IntraNode:
-    """rails.json's ``intra_node`` section, each defect with its line."""
-    loc = outcome.localisation
-
-    def bus(node: str, gpu: int) -> str | None:
-        ids = outcome.bus_ids.get(node) or ()
-        return ids[gpu] if gpu < len(ids) else None
-
-    return railsdoc.IntraNode(
-        skipped=outcome.skipped,
-        nodes=tuple(outcome.nodes),
-        local_ranks=outcome.local_ranks,
-        bus_ids={n: tuple(ids) for n, ids in outcome.bus_ids.items()},
-        target_Gbps=outcome.target_Gbps,
-        process_groups=outcome.process_groups,
-        measurements=tuple(
-            railsdoc.LocalMeasurement(
-                node=outcome.nodes[t.node],
-                gpu=t.gpu,
-                peer=t.peer,
-                bus_id=bus(outcome.nodes[t.node], t.gpu),
-                peer_bus_id=bus(outcome.nodes[t.node], t.peer),
-                collective="sendrecv",
-                busbw_Gbps=round(t.busbw_Gbps, 6),
-                bytes=t.nbytes,
-                time_us=round(t.time_us, 3),
-                repeat=t.repeat,
-                round=t.round,
-            )
-            for t in outcome.times
-        ),
-        localisation=dataclasses.replace(
-            loc,
-            defects=tuple(dataclasses.replace(d, line=describe_gpu(d)) for d in loc.defects),
-            level_Gbps=None if loc.level_Gbps is None else round(loc.level_Gbps, 6),
-        ),
-    )
-
-
-def table(outcome: IntraNodeOutcome) -> str:
-    """The human summary: per node the spread of its local pairs, then the defects."""
-    lines = ["# intra-node pairs (local rank i <-> j on each node, sendrecv per direction, slower kept)"]
-    if outcome.skipped:
-        return "\n".join([*lines, f"# intra-node: skipped: {outcome.skipped}"])
-    matrix = LocalMatrix.from_times(outcome.times, outcome.nodes, outcome.local_ranks)
-    upper_a, upper_b = np.triu_indices(outcome.local_ranks, k=1)
-    for k, node in enumerate(outcome.nodes):
-        cells = matrix.busbw[:, k, upper_a, upper_b].ravel()
-        values = [float(v) for v in cells[~np.isnan(cells)]]
-        if values:
-            lines.append(
-                f"  {node}: {len(values)} samples, min {_gbps(min(values))}, median "
-                f"{_gbps(statistics.median(values))}, max {_gbps(max(values))} Gb/s"
-                + (f" (target {_gbps(outcome.target_Gbps)})" if outcome.target_Gbps else "")
-            )
-    loc = outcome.localisation
-    if loc.too_noisy:
-        lines.append(f"# intra-node: {loc.too_noisy}")
-    if loc.transients:
-        lines.append("# intra-node transients (slow once, not when re-measured; not a fault)")
-        lines.extend(describe_local_transient(t) for t in loc.transients)
-    if loc.defects:
-        lines.append("# intra-node defects")
-        lines.extend(describe_gpu(d) for d in loc.defects)
-    else:
-        lines.append("# intra-node defects: none")
-    return "\n".join(lines)

@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, TypedDict
 from bench.measure import device as device_ops
 from bench.measure.timing import reduce_times, time_region
 from bench.rails.config import RailsSettings
-from bench.rails.gpu_pairs import IntraNodeOutcome, LocalMatrix, LocalPairTime, localise_gpus, suspect_cells
+from bench.rails.gpu_outcome import IntraNodeOutcome
+from bench.rails.gpu_pairs import LocalMatrix, LocalPairTime, localise_gpus, suspect_cells
 from bench.rails.layout import RailLayout, rail_layout
 from bench.rails.live import LiveRails
 from bench.rails.measure import flatten, gloo_interface, one_way, pair_align, pair_buffers

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 
 from bench.frame.verdict import Item, State
 from bench.rails.defects import describe
-from bench.rails.gpu_pairs import IntraNodeOutcome
+from bench.rails.gpu_outcome import IntraNodeOutcome
 from bench.rails.records import RailsOutcome
 
 GROUP = "railbench.rails"

@@ -21,8 +21,9 @@ import time
 from collections.abc import Sequence
 
 from bench.frame.run import Run, write_refused_is_infra
-from bench.rails import gpu_pairs, records
-from bench.rails.gpu_pairs import IntraNodeOutcome, LocalPairTime
+from bench.rails import gpu_outcome, records
+from bench.rails.gpu_outcome import IntraNodeOutcome
+from bench.rails.gpu_pairs import LocalPairTime
 from bench.rails.measure import PairTime
 from bench.rails.records import RailResult
 from bench.rundir.files import Row, atomic_write_json
@@ -86,7 +87,7 @@ class LiveRails:
             rows = [
                 *records.rail_rows(self.rail_results[rails:], self.expected, "float"),
                 *records.pair_rows(self.times[times:], self.nodes, self.expected, self.iters),
-                *(gpu_pairs.rows(new_local, self.iters) if new_local.times else []),
+                *(gpu_outcome.rows(new_local, self.iters) if new_local.times else []),
             ]
             self.run.append(*rows)
             self._written = (len(self.rail_results), len(self.times), len(self.local))

@@ -8,7 +8,7 @@ import dataclasses
 from pathlib import Path
 from typing import Protocol
 
-from bench.rails import gpu_pairs, records
+from bench.rails import gpu_outcome, records
 from bench.rails.config import RailsSettings
 from bench.rails.defects import described
 from bench.rails.records import RailsOutcome
@@ -45,7 +45,7 @@ def rails_doc(outcome: RailsOutcome) -> RailsDoc:
         counter_findings=tuple(outcome.findings),
         below_target=tuple(outcome.below_target),
         counters=counters_from_json(outcome.counters),
-        intra_node=gpu_pairs.intra_node_section(outcome.intra_node) if outcome.intra_node is not None else None,
+        intra_node=gpu_outcome.intra_node_section(outcome.intra_node) if outcome.intra_node is not None else None,
         node_causes=outcome.node_causes,
     )
 
@@ -58,7 +58,7 @@ def write_outputs(outcome: RailsOutcome, out_dir: Path, writer: Rows | None, ite
         writer.append(
             *records.rail_rows(outcome.rail_results, outcome.expected, "float"),
             *records.pair_rows(outcome.pair_times, outcome.nodes, outcome.expected, iters),
-            *(gpu_pairs.rows(outcome.intra_node, iters) if outcome.intra_node is not None else []),
+            *(gpu_outcome.rows(outcome.intra_node, iters) if outcome.intra_node is not None else []),
         )
     return doc
 
@@ -67,7 +67,7 @@ def print_outcome(outcome: RailsOutcome, settings: RailsSettings) -> None:
     if outcome.written.skipped:
         print(f"# rails: skipped: {outcome.written.skipped}", flush=True)
         if outcome.intra_node is not None:
-            print(gpu_pairs.table(outcome.intra_node), flush=True)
+            print(gpu_outcome.table(outcome.intra_node), flush=True)
         return
     samples = [s for s in records.pair_samples(outcome.pair_times, outcome.nodes) if not s.confirm]
     print(
@@ -89,5 +89,5 @@ def print_outcome(outcome: RailsOutcome, settings: RailsSettings) -> None:
         flush=True,
     )
     if outcome.intra_node is not None:
-        print(gpu_pairs.table(outcome.intra_node), flush=True)
+        print(gpu_outcome.table(outcome.intra_node), flush=True)
     # The verdict (each failure a "# FAIL" line, then the word) is the frame's to say (bench.frame.job).

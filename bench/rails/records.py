@@ -16,7 +16,7 @@ from bench.jsondoc import JSONObject
 from bench.measure.collectives import get_collective
 from bench.measure.results import RowPlace, pair_row, result_row
 from bench.rails.defects import describe_transient
-from bench.rails.gpu_pairs import IntraNodeOutcome
+from bench.rails.gpu_outcome import IntraNodeOutcome
 from bench.rails.localise import PairSample, describe
 from bench.rails.matrix import PairColumns as PairColumns  # rank 0 judges the matrix from these
 from bench.rails.matrix import pair_matrix as pair_matrix

@@ -245,7 +245,7 @@ class GpuDefect(Written):
     the healthy level), the slow local pairs in ``evidence`` (``node03/gpu1-gpu5``), no ``spread``."""
     action: str = ""
     line: str | None = None
-    """Said when the record is written (``bench.rails.gpu_pairs.intra_node_section``): None until then."""
+    """Said when the record is written (``bench.rails.gpu_outcome.intra_node_section``): None until then."""
     severity: str | None = None
     """The intra-node matrix writes none (every GPU defect fails); a hand-made ``warn`` is kept."""
     causes: tuple[DefectCause, ...] = ()
