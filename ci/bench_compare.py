@@ -42,7 +42,8 @@ from bench.history.judge import judge  # noqa: E402
 from bench.history.records import MetricRecord, RunRecord, node_hash  # noqa: E402
 from bench.history.runfacts import run_environment, run_kind  # noqa: E402
 from bench.history.store import open_store, write_runs  # noqa: E402
-from bench.rundir.files import FORMAT_VERSION, RESULT_COLUMNS, atomic_write_json, results_csv_text  # noqa: E402
+from bench.rundir.files import FORMAT_VERSION, atomic_write_json  # noqa: E402
+from bench.rundir.results_csv import RESULT_COLUMNS, results_csv_text  # noqa: E402
 from bench.rundir.runjson import read_run_json  # noqa: E402
 
 TARGET_S = 3.0

@@ -21,7 +21,7 @@ from pathlib import Path
 # Runnable from a checkout without installing: ``python ci/bench_results.py``.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.rundir.files import ResultsWriter, Row, read_results_rows
+from bench.rundir.results_csv import ResultsWriter, Row, read_results_rows
 
 
 def _row(index: int) -> Row:

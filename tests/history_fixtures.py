@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.nccltests import busbw_factor
-from bench.rundir.files import FORMAT_VERSION, RESULT_COLUMNS, atomic_write_json, results_csv_text
+from bench.rundir.files import FORMAT_VERSION, atomic_write_json
+from bench.rundir.results_csv import RESULT_COLUMNS, results_csv_text
 
 PER_RANK = {"all_gather", "reduce_scatter", "alltoall", "gather", "scatter"}
 ELSIZE = {"float": 4, "double": 8, "half": 2, "int8": 1}

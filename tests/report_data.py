@@ -26,8 +26,9 @@ from bench.rails.config import resolve
 from bench.rails.laps import compared
 from bench.rails.plan import build
 from bench.rails.plan_phases import Sweep
-from bench.rundir.files import FORMAT_VERSION, RESULT_COLUMNS, results_csv_text
+from bench.rundir.files import FORMAT_VERSION
 from bench.rundir.railsdoc import RailsDoc
+from bench.rundir.results_csv import RESULT_COLUMNS, results_csv_text
 from tests.rails_configs import rails_config
 
 # busbw factor per collective, as nccl-tests computes it (n = ranks in the communicator)

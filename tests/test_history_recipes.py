@@ -246,7 +246,7 @@ def _recipe(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 @pytest.mark.slow
 def test_the_recipe_tells_a_pass_a_regression_and_a_launch_fault(tmp_path: Path) -> None:
     from bench.history.store import add_run
-    from bench.rundir.files import iter_results_rows, results_csv_text
+    from bench.rundir.results_csv import iter_results_rows, results_csv_text
 
     # a pass: the first night, nothing to regress against (every metric new), accept measured: exit 0
     first = tmp_path / "first"

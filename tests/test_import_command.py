@@ -14,7 +14,7 @@ import pytest
 
 from bench.commands.importer import ImportConfig, run
 from bench.history.store import list_runs, open_store
-from bench.rundir.files import RESULT_COLUMNS, read_results_rows
+from bench.rundir.results_csv import RESULT_COLUMNS, read_results_rows
 from bench.rundir.runjson import SCHEMA_PATH, read_run_json
 from tests.history_fixtures import json_log, text_log
 from tests.support import railbench

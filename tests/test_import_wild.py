@@ -19,7 +19,7 @@ from bench.exits import UserError
 from bench.history.store import list_runs, open_store
 from bench.nccltests import parse_log, parse_text
 from bench.nccltests.command import read_command
-from bench.rundir.files import read_results_rows
+from bench.rundir.results_csv import read_results_rows
 from bench.rundir.runjson import read_run_json
 from tests.history_fixtures import text_log
 from tests.support import railbench

@@ -1,4 +1,4 @@
-"""results.csv as rank 0 writes it while a run goes on (``bench.rundir.files.ResultsWriter``): appended, never
+"""results.csv as rank 0 writes it while a run goes on (``bench.rundir.results_csv.ResultsWriter``): appended, never
 rewritten, every row on disk before the next measurement, and readable after a kill at any moment.
 ``ci/bench_results.py`` prints what a row costs at 32,768 rows."""
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from bench.exits import UserError
-from bench.rundir.files import RESULT_COLUMNS, ResultsWriter, Row, read_results_rows
+from bench.rundir.results_csv import RESULT_COLUMNS, ResultsWriter, Row, read_results_rows
 from tests.support import rank_env
 
 

@@ -39,8 +39,9 @@ from bench.frame.validate import history_problem
 from bench.frame.verdict import Item, decide, item_entries, write_junit_items
 from bench.measure.device import device_name
 from bench.profiles import Profile
-from bench.rundir.files import ResultsWriter, default_cluster_name, default_run_dir, proposed_run_dir
+from bench.rundir.files import default_cluster_name, default_run_dir, proposed_run_dir
 from bench.rundir.numbers import numbers_of
+from bench.rundir.results_csv import ResultsWriter
 from bench.rundir.runjson import RunFile, new_record
 from bench.rundir.verdict import Verdict
 from bench.runtime.before_init import Prelude, refuse_together, run_directory

@@ -18,7 +18,7 @@ from bench.frame.parts import Launch, Output
 from bench.frame.postmortem import Postmortem, own_link_errors
 from bench.frame.record import rank0_lost_recorder
 from bench.profiles import Profile
-from bench.rundir.files import ResultsWriter, Row
+from bench.rundir.results_csv import ResultsWriter, Row
 from bench.rundir.runjson import RunFile
 from bench.rundir.sections import Failure
 from bench.runtime.coord import coordinator

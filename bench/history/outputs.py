@@ -20,8 +20,9 @@ from bench import codec
 from bench.history.compare import BAD_STATES, STATES, State
 from bench.rundir.comparedoc import CompareDoc
 from bench.rundir.docversion import COMPARE_FORMAT_VERSION
-from bench.rundir.files import atomic_write_json, atomic_write_text, results_csv_text
+from bench.rundir.files import atomic_write_json, atomic_write_text
 from bench.rundir.junit import Case, Status, write_junit
+from bench.rundir.results_csv import results_csv_text
 
 TREND_COLUMNS = ("run_time", "metric", "busbw_GBps", "baseline_GBps", "band_lo_GBps", "band_hi_GBps", "state")
 

@@ -22,7 +22,7 @@ from bench.bounded import Where, parse_float, parse_int
 from bench.exits import UserError
 from bench.history.runfacts import run_environment, run_kind
 from bench.jsondoc import INT_MAX
-from bench.rundir.files import iter_results_rows
+from bench.rundir.results_csv import iter_results_rows
 from bench.rundir.runjson import RunDoc, read_run_json
 
 

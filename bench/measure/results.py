@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from bench.measure.collectives import Collective, get_collective
-from bench.rundir.files import Row
+from bench.rundir.results_csv import Row
 
 
 def _sig(x: float) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TextIO
 
-from bench.rundir.files import RowValue, row_float, row_int
+from bench.rundir.results_csv import RowValue, row_float, row_int
 from bench.units import format_size
 
 HEADER = (

@@ -19,7 +19,8 @@ from typing import TypedDict
 
 from bench.bounded import Where, finite
 from bench.nccltests.model import Header, NcclTestsLog, Table
-from bench.rundir.files import FORMAT_VERSION, RESULT_COLUMNS, Row
+from bench.rundir.files import FORMAT_VERSION
+from bench.rundir.results_csv import RESULT_COLUMNS, Row
 from bench.runtime.env import recorded_environment
 from bench.version import __version__
 

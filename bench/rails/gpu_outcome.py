@@ -14,8 +14,8 @@ import numpy as np
 from bench.measure.results import RowPlace, pair_row
 from bench.rails.gpu_pairs import SCOPE, LocalMatrix, LocalPairTime, gbps, pair_name
 from bench.rundir import railsdoc
-from bench.rundir.files import Row
 from bench.rundir.rails_records import GpuDefect, Localisation, Transient
+from bench.rundir.results_csv import Row
 
 
 def describe_gpu(defect: GpuDefect) -> str:

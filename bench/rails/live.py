@@ -26,8 +26,9 @@ from bench.rails.gpu_outcome import IntraNodeOutcome
 from bench.rails.gpu_pairs import LocalPairTime
 from bench.rails.measure import PairTime
 from bench.rails.records import RailResult
-from bench.rundir.files import Row, atomic_write_json
+from bench.rundir.files import atomic_write_json
 from bench.rundir.railsdoc import RailsDoc
+from bench.rundir.results_csv import Row
 
 PACE = 10.0
 

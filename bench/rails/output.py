@@ -12,8 +12,9 @@ from bench.rails import gpu_outcome, records
 from bench.rails.config import RailsSettings
 from bench.rails.defects import described
 from bench.rails.records import RailsOutcome
-from bench.rundir.files import Row, atomic_write_json
+from bench.rundir.files import atomic_write_json
 from bench.rundir.railsdoc import RailEntry, RailsDoc, counters_from_json
+from bench.rundir.results_csv import Row
 
 
 class Rows(Protocol):

@@ -23,9 +23,9 @@ from bench.rails.matrix import pair_matrix as pair_matrix
 from bench.rails.measure import PairTime
 from bench.rundir import railsdoc
 from bench.rundir.defect_kinds import fails_rail
-from bench.rundir.files import Row
 from bench.rundir.rails_records import RailDefect, Transient
 from bench.rundir.railsdoc import Measurement
+from bench.rundir.results_csv import Row
 from bench.units import format_size
 
 Mode = Literal["concurrent", "isolated"]

@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from bench.report.inputs import RunInputs
-from bench.rundir.files import SCOPES
 from bench.rundir.railsdoc import RailsDoc
+from bench.rundir.results_csv import SCOPES
 from bench.units import format_size
 
 STATUSES = ("pass", "fail", "no target")

@@ -18,8 +18,8 @@ import pandas as pd
 from bench.bounded import MissingInput, capped_lines, open_text
 from bench.exits import UserError
 from bench.rundir.checksjson import ChecksDoc, read_checks_json
-from bench.rundir.files import RESULT_COLUMNS, SCOPES, read_results_rows
 from bench.rundir.railsdoc import RailsDoc, read_rails_doc
+from bench.rundir.results_csv import RESULT_COLUMNS, SCOPES, read_results_rows
 from bench.rundir.runjson import RunDoc, read_run_json
 
 NUMERIC_COLUMNS = (

@@ -34,7 +34,8 @@ from bench.history.records import MetricRecord, metrics_from_rows
 from bench.history.runfacts import run_kind
 from bench.report.verdict import LABELS, run_verdict
 from bench.rundir.comparedoc import read_compare_json
-from bench.rundir.files import atomic_write_text, read_results_rows
+from bench.rundir.files import atomic_write_text
+from bench.rundir.results_csv import read_results_rows
 from bench.rundir.runjson import RunDoc, read_run_json
 from bench.rundir.verdict import Verdict
 

@@ -13,7 +13,7 @@ import pandas as pd
 
 from bench.report.data import ChartData
 from bench.report.inputs import TREND_COLUMNS
-from bench.rundir.files import SCOPES
+from bench.rundir.results_csv import SCOPES
 from bench.units import format_size
 
 TREND_ALARMS = ("regressed", "missing", "failed")

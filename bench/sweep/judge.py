@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from bench.finding import Finding
 from bench.frame.verdict import Item
 from bench.measure.targets import ONE_RANK
-from bench.rundir.files import RowValue, row_float, row_int
+from bench.rundir.results_csv import RowValue, row_float, row_int
 from bench.units import format_size
 
 GROUP = "railbench.run"

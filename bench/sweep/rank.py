@@ -26,7 +26,7 @@ from bench.measure.table import row_line, section_header, write_summary
 from bench.measure.targets import ONE_RANK, judge_min_bytes, world_target_gbps
 from bench.measure.timing import Loop, graph_capture_works
 from bench.profiles import Profile
-from bench.rundir.files import Row
+from bench.rundir.results_csv import Row
 from bench.runtime import env as benv
 from bench.runtime.coord import StoreCoord
 from bench.runtime.dist import DistContext, torch_timeout_s
