@@ -221,6 +221,29 @@ def replaced(record: Record, changes: Mapping[str, object], where: str = "") -> 
         raise Refused(f"{where}{str(exc)[:200]}") from None
 
 
+def projected(cls: type[Record], *sources: object, where: str = "", **given: object) -> Record:
+    """A ``cls`` record that says what other records hold: each field is ``given`` by name, else the attribute of
+    that name of the first of ``sources`` that has one (a field neither given nor held refuses); every value
+    read as :func:`decode` reads it. A document's section that records a resolved config (run.json's ``sweep``
+    and ``rails_test``) is then declared once, as its fields, instead of again as a list of
+    ``"iters": config.iters`` kept in step with them by hand. ``sources`` go from the most resolved to the least
+    (the settings before the flags)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(given) - names)
+    if unknown:
+        raise UnknownFields(unknown, where)
+    doc: dict[str, JSONValue] = {}
+    for name in (f.name for f in dataclasses.fields(cls)):
+        if name in given:
+            doc[name] = encode(given[name])
+            continue
+        source = next((s for s in sources if hasattr(s, name)), None)
+        if source is None:  # a field renamed in the config would otherwise leave the section without its key
+            raise Refused(f"{where}{name}: neither given nor held by any source")
+        doc[name] = encode(getattr(source, name))
+    return decode(cls, doc, where)
+
+
 # ``JSONValue`` is a recursive alias written as text: evaluating it needs the names its text uses, which a
 # module that imports only the alias does not have.
 _ALIAS_NAMES: Mapping[str, object] = {"JSONValue": JSONValue, "Sequence": Sequence, "Mapping": Mapping}

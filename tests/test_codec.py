@@ -235,3 +235,40 @@ def test_an_inline_records_keys_are_refused_as_the_document_has_them() -> None:
 def test_a_key_declared_by_a_record_and_its_inline_part_is_refused() -> None:
     with pytest.raises(TypeError, match="Twice declares measured twice"):
         codec.encode(Twice())
+
+
+@dataclass(frozen=True, kw_only=True)
+class Section:
+    """A document's section recording a resolved config: each field named as the config names it."""
+
+    iters: int | codec.Absent = codec.ABSENT
+    hosts: tuple[str, ...] | codec.Absent = codec.ABSENT
+    check: bool | codec.Absent = codec.ABSENT
+    graph: bool | codec.Absent = codec.ABSENT
+
+
+@dataclass(frozen=True)
+class Resolved:
+    iters: int
+    hosts: list[str]
+
+
+@dataclass(frozen=True)
+class Asked:
+    iters: int | None
+    check: bool
+
+
+def test_a_section_is_filled_by_name_from_the_most_resolved_source_first() -> None:
+    section = codec.projected(Section, Resolved(20, ["a", "b"]), Asked(None, True), graph=False)
+    assert section == Section(iters=20, hosts=("a", "b"), check=True, graph=False)  # a list read as its tuple
+    assert list(codec.encode(section)) == ["iters", "hosts", "check", "graph"]  # the section's own key order
+
+
+def test_a_section_field_no_source_holds_or_a_value_of_the_wrong_type_is_refused() -> None:
+    with pytest.raises(codec.Refused, match=r"sweep\.graph: neither given nor held by any source"):
+        codec.projected(Section, Resolved(20, []), Asked(None, True), where="sweep.")
+    with pytest.raises(codec.UnknownFields, match="colour"):
+        codec.projected(Section, Resolved(20, []), Asked(None, True), graph=True, colour="red")
+    with pytest.raises(codec.Refused, match="iters"):
+        codec.projected(Section, Asked(None, True), Resolved(20, []), graph=True)  # the flags' None is no count

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bench import codec
 from bench.exits import UserError
 from bench.fabric.rail_nics import rail_nic
 from bench.fabric.sysfs import Sysfs, ib_ports, net_devices
@@ -36,6 +37,7 @@ from bench.rails.live import LiveRails
 from bench.rails.measure import PairTime
 from bench.rundir.files import proposed_run_dir
 from bench.rundir.railsdoc import RailsDoc
+from bench.rundir.sections import RailsTestSettings
 from bench.runtime import env as benv
 from bench.runtime.before_init import Prelude, PreludeStep, refuse_together, run_directory, shared_nic_environment
 from bench.runtime.coord import Coord, coordinator
@@ -287,30 +289,19 @@ def run_rank(config: RailsConfig, info: RankInfo) -> int:
     return run_job(info, lambda: RailsJob(config))
 
 
-def rails_section(settings: RailsSettings) -> dict[str, object]:
-    """run.json's ``rails_test``: the rails settings as resolved from flags, profile and defaults."""
-    return {
-        "collectives": list(settings.test.collectives),
-        "rail_bytes": settings.test.rail_bytes,
-        "pair_bytes": settings.test.pair_bytes,
-        "iters": settings.test.iters,
-        "warmup": settings.test.warmup,
-        "repeats": settings.test.repeats,
-        "seed": settings.config.seed,
-        "isolation": settings.config.isolation,
-        "pairs": settings.config.pairs,
-        "intra_node": settings.config.intra_node,
-        "relative_fraction": settings.test.relative_fraction,
-        "pass_fraction": settings.profile.pass_fraction,
-        "rail_rate_gbps": settings.rail_rate_gbps,
-        "socket_ifname": settings.socket_ifname,
-        "confirm": settings.test.confirm,
-        "cell_budget_s": settings.config.cell_budget_s,
-        "topology": settings.topology.cabling.source if settings.topology is not None else None,  # rank 0's
-        "max_minutes": settings.config.max_minutes,
-        "oob_ifname": settings.oob_ifname,
-        "host": socket.gethostname(),
-    }
+def rails_section(settings: RailsSettings) -> RailsTestSettings:
+    """run.json's ``rails_test``: the rails settings as resolved from flags, profile and defaults, each field of
+    the section taken by its name from the resolved ``[rails_test]``, then the settings, then the flags."""
+    return codec.projected(
+        RailsTestSettings,
+        settings.test,
+        settings,
+        settings.config,
+        where="run.json: rails_test.",
+        pass_fraction=settings.profile.pass_fraction,
+        topology=settings.topology.cabling.source if settings.topology is not None else None,  # rank 0's
+        host=socket.gethostname(),
+    )
 
 
 def planned_section(planned: plan.Plan | None, laps: Laps) -> JSONObject | None:

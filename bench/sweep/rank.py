@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from bench import codec
 from bench.exits import UserError
 from bench.frame.guard import guarded
 from bench.frame.job import Job, run_job
@@ -27,6 +28,7 @@ from bench.measure.targets import ONE_RANK, judge_min_bytes, world_target_gbps
 from bench.measure.timing import Loop, graph_capture_works
 from bench.profiles import Profile
 from bench.rundir.results_csv import Row
+from bench.rundir.sections import SweepSettings
 from bench.runtime import env as benv
 from bench.runtime.coord import StoreCoord
 from bench.runtime.dist import DistContext, torch_timeout_s
@@ -215,18 +217,9 @@ def _check_memory(
     check_sizes_fit(colls, sizes, dtype, ctx.info.world_size, agreed, where)
 
 
-def sweep_section(config: RunConfig, graph: bool) -> dict[str, object]:
-    """run.json's ``sweep``: what was swept, with the graph choice as every rank agreed it."""
-    return {
-        "collectives": list(config.collectives),
-        "min_bytes": config.min_bytes,
-        "max_bytes": config.max_bytes,
-        "step_factor": config.step_factor,
-        "step_bytes": config.step_bytes,
-        "iters": config.iters,
-        "warmup": config.warmup,
-        "dtype": config.dtype,
-        "check": config.check,
-        "graph": graph,
-        "timeout_s": config.launch.timeout_s,
-    }
+def sweep_section(config: RunConfig, graph: bool) -> SweepSettings:
+    """run.json's ``sweep``: what was swept, each field of the section taken by its name from the config, with the
+    graph choice as every rank agreed it."""
+    return codec.projected(
+        SweepSettings, config, where="run.json: sweep.", graph=graph, timeout_s=config.launch.timeout_s
+    )
