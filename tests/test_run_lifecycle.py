@@ -104,6 +104,22 @@ def test_bad_usage_under_the_users_own_mpirun_is_said_once(tmp_path: Path) -> No
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.mpi
+def test_input_only_one_ranks_node_refuses_is_said_by_that_rank(tmp_path: Path) -> None:
+    """Rank 1 refuses what rank 0 accepted (here its own profile argument; on a cluster a profile file or a GPU
+    only its node lacks): mpirun used to stop the job with "exit code 2" and no reason. Rank 1 now says it,
+    with its rank and host, once rank 0 has plainly not said the same."""
+    mpirun = Path(sys.executable).parent / "mpirun"
+    common = ["--no-history", "-e", "1K", "-n", "1", "-w", "1", "--out", str(tmp_path / "run")]
+    cmd = [str(mpirun), "--bind-to", "none", "-np", "1", sys.executable, "-m", "bench", "run", "--profile", "local"]
+    cmd += [*common, ":", "-np", "1", sys.executable, "-m", "bench", "run", "--profile", "nosuch", *common]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=rank_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    said = [line for line in proc.stderr.splitlines() if "railbench: error:" in line]
+    assert len(said) == 1 and said[0].startswith("railbench: error: rank 1 on "), proc.stderr
+    assert "unknown profile 'nosuch'" in said[0] and "Traceback" not in proc.stderr
+
+
 def _strays(out: Path) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():

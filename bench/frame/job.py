@@ -100,9 +100,9 @@ def run_job(info: RankInfo, make: Callable[[], Job]) -> int:
     """One rank of a job, validated by ``make`` (the job's constructor); every rank returns the same status."""
     try:
         job = make()
-    except UserError:
+    except UserError as exc:
         if info.rank != 0:
-            return quiet_usage_exit()  # rank 0 says it once
+            return quiet_usage_exit(info, exc)  # rank 0 says it once
         raise
     launch, output = job.setup.launch, job.setup.output
 
