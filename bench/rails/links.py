@@ -23,7 +23,6 @@ import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 from bench.fabric.hca_list import select_hcas
 from bench.fabric.rail_nics import rail_nic
@@ -167,8 +166,8 @@ def probe_links(
     rank: int,
     coord: Coord,
     ifname: str | None,
+    sysfs: Sysfs,
     deadline_s: float = LINK_PROBE_S,
-    sysfs: Sysfs | None = None,
     gpu_bus: str | None = None,
 ) -> list[LinkReport]:
     """Every rank's ``LinkReport``, in rank order, on every rank (each rank calls this once, all together).
@@ -178,7 +177,6 @@ def probe_links(
     listeners are all open before anyone connects (the first exchange through ``coord``), and each stays open
     until every rank has reported (the second), so a late rank is not mistaken for a dead one.
     """
-    sysfs = sysfs or Sysfs(Path("/sys"))
     node, rail = layout.where(rank)
     port = socket_port(ifname, sysfs) if ifname else ib_port(rail, sysfs, gpu_bus)
     address = interface_ipv4(ifname) if ifname else None
