@@ -1,6 +1,6 @@
 """What a results.csv row costs as the file grows, printed (not asserted).
 
-``ResultsWriter`` (``bench.rundir.files``) appends each measurement's rows and makes them durable before the next
+``ResultsWriter`` (``bench.rundir.results_csv``) appends each measurement's rows and makes them durable before the next
 one: the cost of a row must stay flat however many came before (a 64-node acceptance writes about 32,000 pair
 rows while the other ranks wait on rank 0). This writes 32,768 pair rows one append at a time, as a world sweep
 writes its rows, into a run directory on this machine's disk (under $TMPDIR, or ``--dir``), and prints the

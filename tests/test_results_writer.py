@@ -108,7 +108,7 @@ _WRITER = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from bench.rundir.files import ResultsWriter
+    from bench.rundir.results_csv import ResultsWriter
     writer = ResultsWriter(Path(sys.argv[1]) / "results.csv")
     index = 0
     while True:

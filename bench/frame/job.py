@@ -50,7 +50,7 @@ from bench.runtime.dist import (
     DistContext,
     agree_on_exit_status,
     broadcast_str,
-    quiet_usage_exit,
+    refused_before_start,
     run_as_rank,
     torch_timeout_s,
 )
@@ -102,7 +102,7 @@ def run_job(info: RankInfo, make: Callable[[], Job]) -> int:
         job = make()
     except UserError as exc:
         if info.rank != 0:
-            return quiet_usage_exit(info, exc)  # rank 0 says it once
+            return refused_before_start(info, exc)  # rank 0 says it once
         raise
     launch, output = job.setup.launch, job.setup.output
 

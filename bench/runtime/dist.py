@@ -285,6 +285,15 @@ USAGE_HOLD_S = 3.0
 """How long a rank other than 0 waits before exiting 2 on bad input: the launcher stops the whole job at the
 first non-zero exit, and rank 0 must have said the one line by then."""
 
+
+def quiet_usage_exit() -> int:
+    """Exit status 2 for a rank that leaves saying the bad input to rank 0 (see :data:`USAGE_HOLD_S`). Inside the
+    world every refusal is rank 0's own or agreed by every rank (``bench.runtime.before_init.refuse_together``,
+    the ``/sys`` stand-in's gather), so rank 0 says it."""
+    time.sleep(USAGE_HOLD_S)
+    return EXIT_USAGE
+
+
 KEEPS_RANKS_ON_EXIT: frozenset[Launcher] = frozenset({"slurm"})
 """Launchers that leave the other ranks running when one exits non-zero (srun without ``--kill-on-bad-exit``,
 as docs/slurm.md runs it): every rank of a bad command line is still there after the hold."""
@@ -294,15 +303,15 @@ non-zero exit, before it concludes that rank 0 accepted that input and says its 
 rank 0 takes to say the same refusal and exit, and the launcher to stop every rank, on a busy node."""
 
 
-def quiet_usage_exit(info: RankInfo, refusal: UserError) -> int:
-    """Exit status 2 for a rank other than 0 that refused its input: rank 0 says it once. A rank still alive
-    :data:`ALONE_AFTER_S` later under a launcher that stops the job at rank 0's exit knows rank 0 accepted what
-    it refused (a profile file, a GPU or a ``/sys`` that only its node lacks), and says it with its rank and
+def refused_before_start(info: RankInfo, refusal: UserError) -> int:
+    """Exit status 2 for a rank other than 0 that refused its input before the world started (its job's
+    validation; no MPI and no store yet, so rank 0 exits at once when it refused too): rank 0 says it once. A
+    rank still alive :data:`ALONE_AFTER_S` later under a launcher that stops the job at rank 0's exit knows rank
+    0 accepted what it refused (a profile file, a GPU that only its node lacks) and says it with its rank and
     host: mpirun would otherwise end the job with no reason given. Under srun every rank of a bad command line
-    is still alive then, so there a rank stays quiet and leaves after :data:`USAGE_HOLD_S`."""
+    is still alive then, so there a rank stays quiet (:func:`quiet_usage_exit`)."""
     if info.launcher in KEEPS_RANKS_ON_EXIT:
-        time.sleep(USAGE_HOLD_S)
-        return EXIT_USAGE
+        return quiet_usage_exit()
     time.sleep(ALONE_AFTER_S)
     print(f"railbench: error: rank {info.rank} on {socket.gethostname()}: {refusal}", file=sys.stderr, flush=True)
     return EXIT_USAGE
@@ -330,16 +339,16 @@ def run_as_rank(
         # gloo's world group binds GLOO_SOCKET_IFNAME as it is at start-up: the management interface.
         with scoped("GLOO_SOCKET_IFNAME", oob_ifname):
             ctx = init_distributed(info, transport, timeout_s, oob_ifname, before_init, sysfs_root)
-    except UserError as exc:
+    except UserError:
         shutdown()
         if info.rank != 0:
-            return quiet_usage_exit(info, exc)
+            return quiet_usage_exit()
         raise
     try:
         return body(ctx)
-    except UserError as exc:
+    except UserError:
         if ctx.info.rank != 0:
-            return quiet_usage_exit(ctx.info, exc)
+            return quiet_usage_exit()
         raise
     except InfraError:
         if ctx.info.rank != 0:
