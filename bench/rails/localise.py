@@ -250,7 +250,11 @@ def diagnose(
     if fabric is not None:
         # Between units, what no slow cable explains: an uplink's or a spine's flows.
         paths = switches.path_faults(
-            cells.without(_link_cells(link_candidate)), fabric, rail_fault, all_cells.reproduced_by_noise
+            cells.without(_link_cells(link_candidate)),
+            fabric,
+            rail_fault,
+            all_cells.reproduced_by_noise,
+            all_cells.reproduced_always_by_noise,
         )
         found_switches += paths
         cells = cells.without(switches.explained(paths, cells.suspect.shape))

@@ -59,6 +59,26 @@ class Cells:
         return self.suspect & (self.slow_again.any(axis=0) if self.remeasured else True)
 
     @cached_property
+    def reproduces_always(self) -> np.ndarray:
+        """Suspects slow in every sample and every re-measurement, each slower than the slowest sample this
+        run's noise gave (its transients'): the stronger evidence, which noise gives at p^passes a suspect
+        where "at least once" is 1 - (1 - p)^passes. The depth keeps out what congestion under static routing
+        does: a collision re-measured beside the same partners slows the same cells again, to the depths this
+        run's own noise reaches (every suspect, without confirmation)."""
+        if not self.remeasured:
+            return self.suspect
+        per_rail = self.expected[None, :, None, None]
+        unmeasured = np.isnan(self.matrix.busbw)
+        first = np.where(unmeasured, -np.inf, self.matrix.busbw / per_rail)
+        again = np.nan_to_num(self.matrix.confirm_values / per_rail, nan=np.inf)  # a pass that missed it: no
+        transient = self.suspect & ~self.reproduces
+        noise = np.where(self.slow_sample & transient, first, np.inf)
+        floor = float(noise.min(initial=np.inf))  # the slowest sample noise gave; none: any depth counts
+        shallowest = np.maximum(first.max(axis=0), again.max(axis=0, initial=-np.inf))
+        every = (self.slow_sample | unmeasured).all(axis=0) & self.slow_again.all(axis=0)
+        return self.suspect & every & (shallowest < floor)
+
+    @cached_property
     def pair_slow(self) -> np.ndarray:
         """Suspects that reproduced and are slow in most of their samples, re-measurements included.
 
@@ -110,10 +130,22 @@ class Cells:
         """:attr:`reproduced_by_noise` from the noise of ``region``'s cells alone (:meth:`noise_rate_in`)."""
         return self._reproduced(self.noise_rate_in(region))
 
-    def _reproduced(self, p: float) -> float:
+    @property
+    def reproduced_always_by_noise(self) -> float | None:
+        """The chance that a healthy cell is a suspect and slow in every re-measurement (None without
+        re-measurements, where it is :attr:`reproduced_by_noise`)."""
+        return self._reproduced(self.noise_rate, every_pass=True) if self.remeasured else None
+
+    def reproduced_always_by_noise_in(self, region: np.ndarray) -> float | None:
+        """:attr:`reproduced_always_by_noise` from the noise of ``region``'s cells alone."""
+        return self._reproduced(self.noise_rate_in(region), every_pass=True) if self.remeasured else None
+
+    def _reproduced(self, p: float, *, every_pass: bool = False) -> float:
         suspect = 1.0 - (1.0 - p) ** self.slow_sample.shape[0]
-        again = 1.0 - (1.0 - p) ** self.slow_again.shape[0] if self.remeasured else 1.0
-        return suspect * again
+        passes = self.slow_again.shape[0]
+        if not self.remeasured:
+            return suspect
+        return suspect * (p**passes if every_pass else 1.0 - (1.0 - p) ** passes)
 
     def confirmed(self, k: np.ndarray, a: np.ndarray, b: np.ndarray) -> bool:
         """At least half of these cells' suspects reproduced (and there is at least one suspect)."""

@@ -15,10 +15,11 @@ From bandwidth alone one uplink of a leaf cannot be told from another (the flows
 same), nor, between two units only, an uplink of one unit's leaf from the matching uplink of the other's: the
 parts named are the smallest set the measurements can tell apart, each with its cables to check.
 
-The evidence for a part is its count of suspects that reproduced, against what noise alone reproduces over
-that many cells (``noise.poisson_sf`` with the fabric's own rate of slow samples, family-wise over the parts
-tried), and its shape: spread over the leaf's nodes (one node's cable is not an uplink) and absent within the
-unit (an uplink carries no traffic inside it).
+The evidence for a part is its count of suspects that reproduced, and of those slow in every re-measurement,
+each against what noise alone gives over that many cells (``noise.poisson_sf`` with the fabric's own rate of
+slow samples, family-wise over the parts tried and the two counts): a part slow in every sample stands out by
+the second where a noisy run's transients make the first common. And its shape: spread over the leaf's nodes
+(one node's cable is not an uplink) and absent within the unit (an uplink carries no traffic inside it).
 """
 
 from __future__ import annotations
@@ -170,16 +171,25 @@ def _routed(reproduces: np.ndarray, mine: np.ndarray, hubs: list[int]) -> bool:
 
 @dataclass(frozen=True)
 class _Null:
-    """What noise alone gives: reproducing suspects per cell, and the number of parts tried."""
+    """What noise alone gives: reproducing suspects per cell, suspects slow in every re-measurement per cell
+    (None without re-measurements), and the number of parts tried."""
 
     per_cell: float
     tries: int
+    always_per_cell: float | None = None
 
-    def significant(self, count: int, cells: int) -> bool:
-        return self.significant_at(count, cells, noise.NAME_FALSE_ALARMS)
+    def significant(self, count: int, cells: int, always: int = 0) -> bool:
+        return self.significant_at(count, cells, noise.NAME_FALSE_ALARMS, always)
 
-    def significant_at(self, count: int, cells: int, alpha: float) -> bool:
-        return noise.poisson_sf(count, cells * self.per_cell) * max(1, self.tries) <= alpha
+    def significant_at(self, count: int, cells: int, alpha: float, always: int = 0) -> bool:
+        """``count`` reproducing suspects, ``always`` of them slow in every pass, over ``cells`` cells: beyond
+        noise on either count, the two tests sharing ``alpha`` (Bonferroni). A part slow in every sample says
+        so in the second where a noisy run's transients make the first common."""
+        tail = noise.poisson_sf(count, cells * self.per_cell)
+        tests = 1
+        if self.always_per_cell is not None:
+            tail, tests = min(tail, noise.poisson_sf(always, cells * self.always_per_cell)), 2
+        return tail * tests * max(1, self.tries) <= alpha
 
 
 @dataclass(frozen=True)
@@ -194,6 +204,8 @@ class _Paths:
     """``[rail, a, b]``: measured cells between two placed nodes on one leaf."""
     reproduces: np.ndarray
     """``[rail, a, b]``: measured suspects that reproduced."""
+    always: np.ndarray
+    """``[rail, a, b]``: measured suspects slow in every re-measurement."""
     upper: np.ndarray
     """``[a, b]``: each pair once."""
     leaves_on: list[list[int]]
@@ -201,7 +213,7 @@ class _Paths:
     null: _Null
 
     @classmethod
-    def of(cls, cells: Cells, fabric: FabricMap, per_cell: float) -> _Paths:
+    def of(cls, cells: Cells, fabric: FabricMap, per_cell: float, always_per_cell: float | None) -> _Paths:
         leaf = _by_position(fabric, cells)
         rails = len(cells.matrix.rails)
         placed = leaf >= 0
@@ -209,13 +221,17 @@ class _Paths:
         inside = (leaf[:, :, None] == leaf[:, None, :]) & placed[:, :, None] & cells.measured
         upper = np.triu(np.ones(cells.measured.shape[1:], dtype=bool), k=1)
         leaves_on = [sorted(set(leaf[k][placed[k]].tolist())) for k in range(rails)]
-        null = _Null(per_cell, rails + sum(len(x) for x in leaves_on))
-        return cls(leaf, cross, inside, cells.reproduces & cells.measured, upper, leaves_on, null)
+        null = _Null(per_cell, rails + sum(len(x) for x in leaves_on), always_per_cell)
+        reproduces, always = cells.reproduces & cells.measured, cells.reproduces_always & cells.measured
+        return cls(leaf, cross, inside, reproduces, always, upper, leaves_on, null)
 
     def elevated(self, k: int, mask: np.ndarray, against: _Null | None = None) -> bool:
         """Rail k's cells in ``mask`` (``[a, b]``) hold more reproduced suspects than noise gives."""
         null = self.null if against is None else against
-        return null.significant(int((self.reproduces[k] & mask & self.upper).sum()), int((mask & self.upper).sum()))
+        cells = mask & self.upper
+        return null.significant(
+            int((self.reproduces[k] & cells).sum()), int(cells.sum()), int((self.always[k] & cells).sum())
+        )
 
     def switch_inside(self, k: int, mask: np.ndarray) -> bool:
         """Rail k's cells within units (``mask``) are slow the way a switch slows them: more reproduced suspects
@@ -224,9 +240,13 @@ class _Paths:
         return self.elevated(k, mask) and _spread(self.reproduces[k] & mask)
 
 
-def path_faults(cells: Cells, fabric: FabricMap, rail_fault: np.ndarray, per_cell: float) -> list[SwitchFault]:
-    """Spines, then uplinks, from the reproducing suspects between units that no cable or leaf explains."""
-    paths = _Paths.of(cells, fabric, per_cell)
+def path_faults(
+    cells: Cells, fabric: FabricMap, rail_fault: np.ndarray, per_cell: float, always_per_cell: float | None
+) -> list[SwitchFault]:
+    """Spines, then uplinks, from the reproducing suspects between units that no cable or leaf explains;
+    ``per_cell`` and ``always_per_cell``: what noise gives a cell (``Cells.reproduced_by_noise``,
+    ``Cells.reproduced_always_by_noise``)."""
+    paths = _Paths.of(cells, fabric, per_cell, always_per_cell)
     # A rail whose cells between units a leaf already explains (a slow leaf of one of two units) has nothing
     # left to say either way.
     open_rails = [k for k in range(len(cells.matrix.rails)) if not rail_fault[k] and len(paths.leaves_on[k]) >= 2]
@@ -272,18 +292,33 @@ class _Uplinks:
         """Congestion where flows share uplinks reproduces between units more often than within them, on every
         rail alike; an uplink slows one rail's. So the yardstick between units is the run's own: the median
         over ``rails`` of the share of cross cells that reproduced (robust to the rail the uplink is on), when
-        that is above the fabric-wide rate."""
-        cross = {k: paths.cross[k] & paths.upper for k in rails}
-        shares = [float((paths.reproduces[k] & c).sum()) / float(c.sum()) for k, c in cross.items() if c.any()]
-        between = _Null(max(per_cell, float(np.median(shares))) if len(shares) >= 3 else per_cell, paths.null.tries)
-        return cls(between, _Null(cells.reproduced_by_noise_in(paths.inside), len(cells.matrix.nodes)))
+        that is above the fabric-wide rate; the same for the share slow in every pass."""
+        cross = {k: paths.cross[k] & paths.upper for k in rails if (paths.cross[k] & paths.upper).any()}
+
+        def run_share(found: np.ndarray, floor: float) -> float:
+            shares = [float((found[k] & c).sum()) / float(c.sum()) for k, c in cross.items()]
+            return max(floor, float(np.median(shares))) if len(shares) >= 3 else floor
+
+        always = paths.null.always_per_cell
+        between = _Null(
+            run_share(paths.reproduces, per_cell),
+            paths.null.tries,
+            None if always is None else run_share(paths.always, always),
+        )
+        inside = _Null(
+            cells.reproduced_by_noise_in(paths.inside),
+            len(cells.matrix.nodes),
+            cells.reproduced_always_by_noise_in(paths.inside),
+        )
+        return cls(between, inside)
 
     def elevated_inside(self, paths: _Paths, k: int, node: int) -> bool:
         """Node's cells within its own leaf hold more reproduced suspects than the noise within units gives, at
         the screen's family-wise level over the nodes (a cable's fault, flaky or slow, shows inside too)."""
         row = paths.inside[k, node]
         count = int((paths.reproduces[k, node] & row).sum())
-        return count >= 2 and self.inside.significant_at(count, int(row.sum()), noise.FALSE_ALARMS)
+        always = int((paths.always[k, node] & row).sum())
+        return count >= 2 and self.inside.significant_at(count, int(row.sum()), noise.FALSE_ALARMS, always)
 
     def stands(self, paths: _Paths, k: int, mine: np.ndarray, within: np.ndarray) -> bool:
         """An uplink's cross cells ``mine`` (``[a, b]``) reproduce beyond what congestion gives between units,
