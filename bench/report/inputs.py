@@ -19,25 +19,9 @@ from bench.bounded import MissingInput, capped_lines, open_text
 from bench.exits import UserError
 from bench.rundir.checksjson import ChecksDoc, read_checks_json
 from bench.rundir.railsdoc import RailsDoc, read_rails_doc
-from bench.rundir.results_csv import RESULT_COLUMNS, SCOPES, read_results_rows
+from bench.rundir.results_csv import NUMERIC_COLUMNS, RESULT_COLUMNS, SCOPES, read_results_rows
 from bench.rundir.runjson import RunDoc, read_run_json
 
-NUMERIC_COLUMNS = (
-    "nranks",
-    "nnodes",
-    "bytes",
-    "count",
-    "iters",
-    "time_us",
-    "time_us_min",
-    "time_us_max",
-    "algbw_GBps",
-    "busbw_GBps",
-    "busbw_Gbps",
-    "target_Gbps",
-    "efficiency",
-    "wrong",
-)
 # Columns that must hold a value in every row: without them a row cannot be placed on any chart.
 REQUIRED_VALUES = ("collective", "scope", "group", "bytes", "busbw_GBps")
 MAX_TREND_ROWS = 1_000_000

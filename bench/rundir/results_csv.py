@@ -52,6 +52,11 @@ RESULT_COLUMNS: tuple[str, ...] = (
 )
 
 
+TEXT_COLUMNS = ("collective", "scope", "group", "dtype", "placement", "redop", "root", "algo")
+"""The columns that hold words (``root`` as nccl-tests prints it, ``-1`` or a rank); every other one a number."""
+NUMERIC_COLUMNS = tuple(c for c in RESULT_COLUMNS if c not in TEXT_COLUMNS)
+"""The columns that hold numbers, in results.csv's order (what a reader parses as numbers)."""
+
 SCOPES = ("world", "rail", "pair", "local-pair", "node")
 
 
