@@ -228,12 +228,12 @@ def projected(cls: type[Record], *sources: object, where: str = "", **given: obj
     and ``rails_test``) is then declared once, as its fields, instead of again as a list of
     ``"iters": config.iters`` kept in step with them by hand. ``sources`` go from the most resolved to the least
     (the settings before the flags)."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(given) - names)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(given) - set(names))
     if unknown:
         raise UnknownFields(unknown, where)
     doc: dict[str, JSONValue] = {}
-    for name in (f.name for f in dataclasses.fields(cls)):
+    for name in names:
         if name in given:
             doc[name] = encode(given[name])
             continue

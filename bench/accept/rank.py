@@ -35,18 +35,18 @@ from bench.preflight import checks, cluster
 from bench.preflight.checks import CheckResult
 from bench.preflight.cluster import NodeReport
 from bench.profiles import Profile
-from bench.rails.config import RailsSettings, retargeted, with_topology
+from bench.rails.config import RailsSettings, retargeted
 from bench.rails.items import node_items, rail_items
 from bench.rails.laps import Laps
 from bench.rails.plan import Plan
-from bench.rails.rank import planned_section, rail_prelude, rails_section, rails_test
+from bench.rails.rank import planned_section, rails_before_init, rails_section, rails_test
 from bench.rails.records import RailsOutcome
-from bench.rundir.files import atomic_write_json, proposed_run_dir
+from bench.rundir.files import atomic_write_json
 from bench.rundir.rails_records import RailDefect
 from bench.rundir.sections import AcceptSection, Judged
 from bench.rundir.verdict import Verdict
 from bench.runtime import env as benv
-from bench.runtime.before_init import Prelude, refuse_together
+from bench.runtime.before_init import Prelude
 from bench.runtime.dist import DistContext
 from bench.runtime.env import RankInfo
 from bench.sweep.config import RunConfig, sized
@@ -74,9 +74,8 @@ class AcceptJob(Job):
     def before_init(self, prelude: Prelude) -> Path | None:
         """The rails' own before-init step: the same NIC variables on every rank of a node, so that the world
         sweep and the rails phase run on the NICs NCCL picks for each GPU, as ``railbench rails`` does."""
-        self.settings = with_topology(self.settings, lambda on_rank0: refuse_together(prelude, "topology", on_rank0))
-        output = self.setup.output
-        return rail_prelude(self.settings, self.profile, lambda: proposed_run_dir(output.out, output.cluster))(prelude)
+        self.settings, out_dir = rails_before_init(self.settings, self.profile, self.setup.output, prelude)
+        return out_dir
 
     def retarget(self, profile: Profile) -> None:
         super().retarget(profile)

@@ -134,9 +134,14 @@ def errors_clause(evidence: tuple[DefectErrors, ...], node: str | None, limit: i
 
 def describe_transient(t: Transient) -> str:
     """``node02-node05 rail 1: slow at 1.2 Gb/s, normal when re-measured (9.8, 10.1 Gb/s) → transient``."""
+    return transient_line(f"{t.node}-{t.peer} rail {t.rail}", t)
+
+
+def transient_line(where: str, t: Transient) -> str:
+    """A transient said at ``where`` (a pair on a rail, or two GPUs of a node): its slowest sample and its
+    re-measurements."""
     low = min(t.samples_Gbps) if t.samples_Gbps else 0.0
     again = ", ".join(gbps(v) for v in t.confirm_Gbps)
-    where = f"{t.node}-{t.peer} rail {t.rail}"
     return f"{where}: slow at {gbps(low)} Gb/s, normal when re-measured ({again} Gb/s) → transient"
 
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bench.measure.results import RowPlace, pair_row
-from bench.rails.gpu_pairs import SCOPE, LocalMatrix, LocalPairTime, gbps, pair_name
+from bench.rails.defects import gbps, transient_line
+from bench.rails.gpu_pairs import SCOPE, LocalMatrix, LocalPairTime, pair_name
 from bench.rundir import railsdoc
 from bench.rundir.rails_records import GpuDefect, Localisation, Transient
 from bench.rundir.results_csv import Row
@@ -30,10 +31,7 @@ def describe_gpu(defect: GpuDefect) -> str:
 
 def describe_local_transient(transient: Transient) -> str:
     """``node03/gpu1-gpu5: slow at 120 Gb/s, normal when re-measured (470, 475 Gb/s) → transient``."""
-    low = min(transient.samples_Gbps) if transient.samples_Gbps else 0.0
-    again = ", ".join(gbps(v) for v in transient.confirm_Gbps)
-    where = f"{transient.node}-{(transient.peer or '').rpartition('/')[2]}"
-    return f"{where}: slow at {gbps(low)} Gb/s, normal when re-measured ({again} Gb/s) → transient"
+    return transient_line(f"{transient.node}-{(transient.peer or '').rpartition('/')[2]}", transient)
 
 
 def _gpu_finding(defect: GpuDefect) -> str:

@@ -46,6 +46,7 @@ from typing import Literal
 import numpy as np
 
 from bench.rails import lone_pairs
+from bench.rails.defects import gbps
 from bench.rails.matrix import PairMatrix
 from bench.rails.parts import Cells, transients
 from bench.rails.schedule import Cell
@@ -125,10 +126,6 @@ class LocalMatrix:
             else:
                 sent[t.repeat, t.node, t.gpu, t.peer] = t.busbw_Gbps
         return cls(tuple(nodes), sent, again)
-
-
-def gbps(value: float) -> str:
-    return f"{value:.0f}" if value >= 100 else f"{value:.3g}"
 
 
 def pair_name(node: str, a: int, b: int) -> str:

@@ -20,6 +20,7 @@ from bench.exits import UserError
 from bench.fabric.rail_nics import rail_nic
 from bench.fabric.sysfs import Sysfs, ib_ports, net_devices
 from bench.frame.job import Job, run_job
+from bench.frame.parts import Output
 from bench.frame.run import Run, setup_of, write_refused_is_infra
 from bench.frame.verdict import Item, timed
 from bench.jsondoc import JSONObject
@@ -63,6 +64,17 @@ def _my_interface(settings: RailsSettings, layout: RailLayout, rank: int, coord:
     if first:
         raise UserError(first)
     return ifname
+
+
+def rails_before_init(
+    settings: RailsSettings, profile: Profile, output: Output, prelude: Prelude
+) -> tuple[RailsSettings, Path | None]:
+    """What ``rails`` and ``accept`` do before the first communicator: ``--topology`` read by rank 0 alone
+    (``bench.rails.config.with_topology``), then :func:`rail_prelude`. Returns the settings with the topology
+    (rank 0) and the agreed run directory."""
+    settings = with_topology(settings, lambda on_rank0: refuse_together(prelude, "topology", on_rank0))
+    out_dir = rail_prelude(settings, profile, lambda: proposed_run_dir(output.out, output.cluster))(prelude)
+    return settings, out_dir
 
 
 def rail_prelude(settings: RailsSettings, profile: Profile, proposal: Callable[[], Path]) -> PreludeStep:
@@ -256,9 +268,8 @@ class RailsJob(Job):
         self.planned: plan.Plan | None = None
 
     def before_init(self, prelude: Prelude) -> Path | None:
-        self.settings = with_topology(self.settings, lambda on_rank0: refuse_together(prelude, "topology", on_rank0))
-        output = self.setup.output
-        return rail_prelude(self.settings, self.profile, lambda: proposed_run_dir(output.out, output.cluster))(prelude)
+        self.settings, out_dir = rails_before_init(self.settings, self.profile, self.setup.output, prelude)
+        return out_dir
 
     def retarget(self, profile: Profile) -> None:
         super().retarget(profile)

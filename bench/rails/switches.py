@@ -293,7 +293,7 @@ class _Uplinks:
         rail alike; an uplink slows one rail's. So the yardstick between units is the run's own: the median
         over ``rails`` of the share of cross cells that reproduced (robust to the rail the uplink is on), when
         that is above the fabric-wide rate; the same for the share slow in every pass."""
-        cross = {k: paths.cross[k] & paths.upper for k in rails if (paths.cross[k] & paths.upper).any()}
+        cross = {k: c for k in rails if (c := paths.cross[k] & paths.upper).any()}
 
         def run_share(found: np.ndarray, floor: float) -> float:
             shares = [float((found[k] & c).sum()) / float(c.sum()) for k, c in cross.items()]
