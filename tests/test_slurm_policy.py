@@ -6,6 +6,7 @@ the same against a real Slurm."""
 from __future__ import annotations
 
 import json
+import os
 import threading
 from pathlib import Path
 
@@ -13,8 +14,9 @@ import jsonschema
 import pytest
 
 from bench.actions import Actions
-from bench.health.config import HealthConfig
-from bench.health.node import findings, run_checks
+from bench.health.config import HEALTH_CHECKS, HealthConfig
+from bench.health.node import findings, run_checks, unjudged
+from bench.preflight import check_base, checks
 from bench.preflight.checks import CheckResult
 from bench.profiles import load_profile
 from bench.report import scheduler as report_slurm
@@ -277,3 +279,83 @@ def test_the_report_says_what_was_left_out_and_drained() -> None:
     assert report_slurm.drain_rows(run) == (("node03", "drained", "railbench: GPU 3 gpu slow", ""),)
     outside = RunDoc.from_json({k: v for k, v in doc.items() if k not in ("scheduler", "drain")})
     assert report_slurm.sentences(outside) == () and report_slurm.drain_rows(outside) == ()
+
+
+# -- never passing what was not checked (issue 43) -----------------------------------------------------------
+
+
+def test_a_check_that_raises_fails_as_itself_and_the_others_still_run(
+    trees: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug in one reader (the campaign's: an nvidia-smi XML in an encoding the parser did not expect) used to
+    end the health thread early with the checks so far, and the node passed, and --drain resumed it."""
+
+    def broken(self: checks.Check, ctx: checks.Context) -> list[CheckResult]:
+        raise LookupError("unknown encoding: rot13")
+
+    monkeypatch.setattr(checks.RailCount, "run", broken)
+    config = HealthConfig("lambda-1cc", sysfs_root=trees["healthy"])
+    checked = run_checks(config, load_profile("lambda-1cc"))
+    (raised,) = [r for r in checked.results if r.check == "rail-count"]
+    assert raised.status == "fail" and raised.reason == (
+        "could not be judged: the check raised LookupError: unknown encoding: rot13"
+    )
+    assert "run railbench check on" in raised.action
+    assert {r.check for r in checked.results} >= {"rail", "gpu-count", "pcie-link"}  # the later checks ran
+    done = railbench_inline(
+        ["health", "--profile", "lambda-1cc", "--sysfs-root", str(trees["healthy"]), "--node", "gpu-node07"]
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stdout.splitlines()[0] == (
+        "railbench health gpu-node07: FAIL rail-count: could not be judged: the check raised LookupError: "
+        "unknown encoding: rot13"
+    )
+
+
+def test_nvidia_smi_failing_on_a_node_with_gpus_fails_its_checks(
+    trees: dict[str, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The node's own nvidia-smi fails (a GPU fallen off the bus): every GPU check it feeds fails, naming the
+    tool's own line; before, each skipped and the node passed."""
+    monkeypatch.setattr(check_base, "LIVE_SYSFS", trees["healthy"])  # this tree stands for the node's own /sys
+    said = "Unable to determine the device handle for GPU0000:1B:00.0: Unknown Error"
+    tool = tmp_path / "nvidia-smi"
+    tool.write_text(f"#!/bin/sh\necho '{said}'\nexit 255\n")
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    log = tmp_path / "kern.log"
+    log.write_text("")
+    results = checks.run_checks(
+        load_profile("lambda-1cc"), trees["healthy"], env={}, kernel_log=log, sleep=lambda _: None
+    )
+    by_check = {r.check: r for r in results if r.check in ("gpu-ecc", "gpu-clocks", "nvlink", "fabric-manager")}
+    assert {c: r.status for c, r in by_check.items()} == dict.fromkeys(
+        ("gpu-ecc", "gpu-clocks", "nvlink", "fabric-manager"), "fail"
+    )
+    assert by_check["gpu-ecc"].reason == (
+        f"8 GPUs on the PCI bus and no nvidia-smi report to judge them by: {tool} -q -x failed ({said})"
+    )
+    # without the tool at all the node has nothing to run: that is a skip that says so, as before
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    results = checks.run_checks(
+        load_profile("lambda-1cc"), trees["healthy"], env={}, kernel_log=log, sleep=lambda _: None
+    )
+    assert {r.status for r in results if r.check == "gpu-ecc"} == {"skip"}
+
+
+def test_a_node_drained_for_a_check_is_not_resumed_while_that_check_is_unjudged() -> None:
+    drained = "railbench: gpu-ecc GPU3 GPU 3 (0000:1b:00.0): 1 pending row remap; drain gpu-node07 and reset GPU 3"
+    assert drain.drained_for(drained, HEALTH_CHECKS) == "gpu-ecc"
+    assert drain.drained_for("railbench: rail-errors mlx5_1:1 symbol_error rose", HEALTH_CHECKS) == "rail-errors"
+    assert drain.drained_for("railbench: rail 1 (rail1) link dead; check the cable", HEALTH_CHECKS) == "rail"
+    assert drain.drained_for("maintenance by ops", HEALTH_CHECKS) is None
+    skipped = (CheckResult("gpu-ecc", "skip", "no nvidia-smi -q -x report: nvidia-smi is not on the PATH", None),)
+    assert unjudged(drained, skipped) == (
+        "gpu-ecc, which it was drained for, was not judged this time (no nvidia-smi -q -x report: nvidia-smi is "
+        "not on the PATH); check the node by hand"
+    )
+    assert unjudged(drained, ()) is not None  # not run at all
+    assert unjudged(drained, (CheckResult("gpu-ecc", "pass", "no pending remap on 8 GPUs", None),)) is None
+    assert unjudged("railbench: link node02 rail 1 dead", skipped) is None
+    kept = drain.NodeAction("gpu-node07", "kept", drained, unjudged(drained, skipped) or "")
+    assert kept.words.startswith(f"still drained by railbench ({drained}): gpu-ecc, which it was drained for")

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bench import sysroot
+from bench import sysroot, toolrun
 from bench.check.items import check_items
 from bench.exits import EXIT_PASS, UserError
 from bench.frame.verdict import decide
@@ -70,6 +70,10 @@ def run_checks(config: HealthConfig, profile: Profile, sleep: Callable[[float], 
     worker.start()
     worker.join(config.time_limit_s)
     stuck = current[-1] if worker.is_alive() and current else None
+    if stuck is not None:
+        # The abandoned check may be waiting on a tool (a hung nvidia-smi): end it and whatever it started, or
+        # every HealthCheckInterval would leave one more behind.
+        toolrun.stop_all()
     return Checked(tuple(results), stuck, time.monotonic() - started)
 
 
@@ -107,7 +111,9 @@ def run(config: HealthConfig) -> int:
     head = f"railbench health {node}:"
     lines = [f"{head} {f.status.upper()} {f.check}: {f.reason}" for f in found]
     if config.drain:
-        lines += [f"{head} {action.words}" for action in act(node, found, profile, verdict.word == "fail")]
+        lines += [
+            f"{head} {action.words}" for action in act(node, found, profile, verdict.word == "fail", checked.results)
+        ]
     counts = {s: sum(r.status == s for r in checked.results) for s in ("fail", "warn", "pass", "skip")}
     summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
     lines.append(f"{head} {verdict.label} ({summary or 'nothing checked'} in {checked.seconds:.1f} s)")
@@ -116,10 +122,27 @@ def run(config: HealthConfig) -> int:
     return verdict.exit_status if verdict.word == "fail" else EXIT_PASS
 
 
-def act(node: str, found: list[CheckResult], profile: Profile, failed: bool) -> list[drain.NodeAction]:
-    """Drain a failing node with its first finding's short form; resume a passing node railbench drained."""
+def unjudged(reason: str, results: tuple[CheckResult, ...]) -> str | None:
+    """Why a node railbench drained with ``reason`` cannot be resumed on ``results``: the check the reason names
+    gave no judgement this time (every answer a skip, or no answer); None when it was judged, or the reason
+    names no check of the health subset."""
+    check = drain.drained_for(reason, HEALTH_CHECKS)
+    if check is None:
+        return None
+    mine = [r for r in results if r.check == check]
+    if any(r.status != "skip" for r in mine):
+        return None
+    why = mine[0].reason if mine else "it did not run"
+    return f"{check}, which it was drained for, was not judged this time ({why}); check the node by hand"
+
+
+def act(
+    node: str, found: list[CheckResult], profile: Profile, failed: bool, results: tuple[CheckResult, ...]
+) -> list[drain.NodeAction]:
+    """Drain a failing node with its first finding's short form; resume a passing node railbench drained,
+    unless the check it drained for was not judged this time (``results``: every check's answer)."""
     if not failed:
-        resumed = drain.resume_if_ours(node)
+        resumed = drain.resume_if_ours(node, lambda reason: unjudged(reason, results))
         return [resumed] if resumed is not None else []
     faults, _ = drain.check_faults(node, (f for f in found if f.check != "time-limit"), profile.actions)
     if any(f.check == "time-limit" for f in found):
