@@ -186,7 +186,8 @@ def test_health_says_one_line_per_finding_and_exits_as_slurm_reads_it(trees: dic
     assert broken.returncode == 1, broken.stdout + broken.stderr
     lines = broken.stdout.splitlines()
     assert lines[0] == (
-        "railbench health gpu-node07: FAIL rail: mlx5_3:1: port DOWN (phys_state Disabled), expected ACTIVE/LinkUp"
+        "railbench health gpu-node07: FAIL rail: mlx5_3:1: port DOWN (phys_state Disabled), expected ACTIVE/LinkUp; "
+        "action: check the port state, the rate and the cable of gpu-node07 mlx5_3 port 1"
     )
     assert lines[1].startswith("railbench health gpu-node07: FAIL (1 fail, 13 pass, 7 skip in ") and len(lines) == 2
     # the reason --drain gives this node, as docs/slurm.md shows it
@@ -294,7 +295,7 @@ def test_a_check_that_raises_fails_as_itself_and_the_others_still_run(
         raise LookupError("unknown encoding: rot13")
 
     monkeypatch.setattr(checks.RailCount, "run", broken)
-    config = HealthConfig("lambda-1cc", sysfs_root=trees["healthy"])
+    config = HealthConfig("lambda-1cc", node="gpu-node07", sysfs_root=trees["healthy"])
     checked = run_checks(config, load_profile("lambda-1cc"))
     (raised,) = [r for r in checked.results if r.check == "rail-count"]
     assert raised.status == "fail" and raised.reason == (
@@ -308,7 +309,8 @@ def test_a_check_that_raises_fails_as_itself_and_the_others_still_run(
     assert done.returncode == 1, done.stdout + done.stderr
     assert done.stdout.splitlines()[0] == (
         "railbench health gpu-node07: FAIL rail-count: could not be judged: the check raised LookupError: "
-        "unknown encoding: rot13"
+        "unknown encoding: rot13; action: keep gpu-node07 out of service until this check runs: run railbench "
+        "check on gpu-node07 by hand and fix what stops it (the tool's own error is in the reason)"
     )
 
 

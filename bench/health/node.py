@@ -54,7 +54,9 @@ def run_checks(config: HealthConfig, profile: Profile, sleep: Callable[[float], 
     driver's sysfs file) becomes a finding at the time limit instead of a health check slurmd kills.
     ``sleep`` is the error window's wait (``Context``)."""
     root = sysroot.node_root(config.sysfs_root, socket.gethostname())
-    ctx = Context(profile, root, (), benv.environ(), error_window_s=config.error_window_s, sleep=sleep)
+    ctx = Context(
+        profile, root, (), benv.environ(), error_window_s=config.error_window_s, node=node_name(config), sleep=sleep
+    )
     selected = [c for c in checks.REGISTRY if c.name in HEALTH_CHECKS]
     results: list[CheckResult] = []
     current: list[str] = []
@@ -109,7 +111,7 @@ def run(config: HealthConfig) -> int:
     report = NodeReport(node, (*checked.results, *(f for f in found if f.check == "time-limit")), {})
     verdict = decide(check_items([report], []))
     head = f"railbench health {node}:"
-    lines = [f"{head} {f.status.upper()} {f.check}: {f.reason}" for f in found]
+    lines = [f"{head} {f.status.upper()} {f.check}: {f.reason}{_action_clause(f, node, profile)}" for f in found]
     if config.drain:
         lines += [
             f"{head} {action.words}" for action in act(node, found, profile, verdict.word == "fail", checked.results)
@@ -120,6 +122,13 @@ def run(config: HealthConfig) -> int:
     sys.stdout.write("\n".join(lines) + "\n")
     sys.stdout.flush()
     return verdict.exit_status if verdict.word == "fail" else EXIT_PASS
+
+
+def _action_clause(result: CheckResult, node: str, profile: Profile) -> str:
+    """``; action: ...`` for a failure or warning (the check's own words, else the profile's ``[actions]``), so
+    the line says what to do without ``--drain`` too; nothing when no action is known."""
+    action = result.action or profile.actions.for_check(result.check, node, result.device)
+    return f"; action: {action}" if action else ""
 
 
 def unjudged(reason: str, results: tuple[CheckResult, ...]) -> str | None:
