@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 import os
-import threading
+import subprocess
+import time
 from pathlib import Path
 
 import jsonschema
 import pytest
 
+from bench import toolrun
 from bench.actions import Actions
 from bench.health.config import HEALTH_CHECKS, HealthConfig
 from bench.health.node import findings, run_checks, unjudged
@@ -201,19 +203,29 @@ def test_health_says_one_line_per_finding_and_exits_as_slurm_reads_it(trees: dic
     assert f"drained ({shown})" in DOCS.read_text()
 
 
-def test_a_check_that_hangs_is_a_finding_at_the_time_limit(trees: dict[str, Path]) -> None:
-    """A sysfs read that never returns (a wedged driver), here the error window's wait: the health check ends at
-    its limit, naming the check it was in, instead of being killed by slurmd with nothing said."""
-    released = threading.Event()
-    config = HealthConfig("lambda-1cc", time_limit_s=0.5, sysfs_root=trees["healthy"], error_window_s=0.1)
-    try:
-        checked = run_checks(config, load_profile("lambda-1cc"), sleep=lambda _: released.wait(30))
-    finally:
-        released.set()
-    assert checked.stuck_in == "rail-errors" and checked.seconds < 5
+@pytest.mark.slow
+def test_a_check_that_hangs_is_a_finding_at_the_time_limit_and_its_tool_is_ended(trees: dict[str, Path]) -> None:
+    """A read that never returns (a wedged driver: here the error window's wait, spent in a tool that hangs):
+    the health check ends at its limit, naming the check it was in, instead of being killed by slurmd with
+    nothing said, and the hung tool is killed with it (one more was left behind every HealthCheckInterval).
+    The limit is seconds, not a fraction of one, so the checks before it finish on a loaded host too."""
+    hung_for = "297.25"  # a duration no other test sleeps, to find this tool among the machine's processes
+
+    def hang(_: float) -> None:
+        toolrun.run_tool(["sleep", hung_for], 600, 100)
+
+    config = HealthConfig("lambda-1cc", time_limit_s=3.0, sysfs_root=trees["healthy"], error_window_s=0.1)
+    checked = run_checks(config, load_profile("lambda-1cc"), sleep=hang)
+    assert checked.stuck_in == "rail-errors" and checked.seconds < 30
     (hung,) = findings("gpu-node07", checked, config)
     assert hung.check == "time-limit" and hung.status == "fail"
-    assert hung.reason.startswith("rail-errors did not finish within the 0.5 s time limit")
+    assert hung.reason.startswith("rail-errors did not finish within the 3 s time limit")
+    left = subprocess.run(["pgrep", "-f", f"sleep {hung_for}"], capture_output=True, text=True, check=False)
+    deadline = time.monotonic() + 5
+    while left.stdout.strip() and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = subprocess.run(["pgrep", "-f", f"sleep {hung_for}"], capture_output=True, text=True, check=False)
+    assert not left.stdout.strip(), "the hung tool outlived the health check"
 
 
 @pytest.mark.parametrize(
