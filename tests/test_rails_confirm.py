@@ -175,19 +175,32 @@ def test_a_link_whose_suspects_do_not_reproduce_is_not_named() -> None:
     assert confirmed.defects[0].conviction.samples == 4 * 3  # four partners, each measured once and re-measured twice
 
 
-def test_a_sample_stopped_by_its_budget_is_slow() -> None:
+def _stopped_pair(rate: float, again: float) -> PairMatrix:
+    """Four nodes on one rail, node01-node03 stopped by its budget at ``rate`` and re-measured at ``again``."""
     names = _names(4)
     samples = [
-        PairSample(a, b, 0, 10.0 + i + j, stopped=(a, b) == ("node01", "node03"))
+        PairSample(
+            a, b, 0, rate if (a, b) == ("node01", "node03") else 10.0 + i + j, stopped=(a, b) == ("node01", "node03")
+        )
         for i, a in enumerate(names)
         for j, b in enumerate(names[i + 1 :])
     ]
-    found = diagnose(
-        PairMatrix.from_samples([*samples, PairSample("node01", "node03", 0, 10.0, stopped=True, confirm=1)]),
-        None,
-        LOOSE,
-    )
+    return PairMatrix.from_samples([*samples, PairSample("node01", "node03", 0, again, stopped=True, confirm=1)])
+
+
+def test_a_sample_stopped_by_its_budget_is_slow_by_its_rate() -> None:
+    """A cell that ran out of its budget far under its peers (a link at a few % of its rate) is slow, even where
+    the spread is too wide for the relative test alone."""
+    found = diagnose(_stopped_pair(0.5, 0.5), None, LOOSE)
     assert [(d.kind, d.node, d.peer) for d in found.defects] == [("pair", "node01", "node03")]
+
+
+def test_a_sample_stopped_at_its_peers_level_is_no_fault() -> None:
+    """Issue 43: on a loaded host a cell can run past its budget while moving bytes as fast as its peers; such a
+    part was named ("2.56 Gb/s = 100% of peers' 2.55 Gb/s ... link fault"). At or above its peers' level a part
+    is never a fault, whatever its clock said."""
+    found = diagnose(_stopped_pair(11.0, 10.5), None, LOOSE)
+    assert found.defects == ()
 
 
 def test_holm_rejects_no_more_than_bonferroni_allows_on_pure_noise() -> None:

@@ -6,15 +6,19 @@ the same against a real Slurm."""
 from __future__ import annotations
 
 import json
-import threading
+import os
+import subprocess
+import time
 from pathlib import Path
 
 import jsonschema
 import pytest
 
+from bench import toolrun
 from bench.actions import Actions
-from bench.health.config import HealthConfig
-from bench.health.node import findings, run_checks
+from bench.health.config import HEALTH_CHECKS, HealthConfig
+from bench.health.node import findings, run_checks, unjudged
+from bench.preflight import check_base, checks
 from bench.preflight.checks import CheckResult
 from bench.profiles import load_profile
 from bench.report import scheduler as report_slurm
@@ -184,7 +188,8 @@ def test_health_says_one_line_per_finding_and_exits_as_slurm_reads_it(trees: dic
     assert broken.returncode == 1, broken.stdout + broken.stderr
     lines = broken.stdout.splitlines()
     assert lines[0] == (
-        "railbench health gpu-node07: FAIL rail: mlx5_3:1: port DOWN (phys_state Disabled), expected ACTIVE/LinkUp"
+        "railbench health gpu-node07: FAIL rail: mlx5_3:1: port DOWN (phys_state Disabled), expected ACTIVE/LinkUp; "
+        "action: check the port state, the rate and the cable of gpu-node07 mlx5_3 port 1"
     )
     assert lines[1].startswith("railbench health gpu-node07: FAIL (1 fail, 13 pass, 7 skip in ") and len(lines) == 2
     # the reason --drain gives this node, as docs/slurm.md shows it
@@ -198,19 +203,29 @@ def test_health_says_one_line_per_finding_and_exits_as_slurm_reads_it(trees: dic
     assert f"drained ({shown})" in DOCS.read_text()
 
 
-def test_a_check_that_hangs_is_a_finding_at_the_time_limit(trees: dict[str, Path]) -> None:
-    """A sysfs read that never returns (a wedged driver), here the error window's wait: the health check ends at
-    its limit, naming the check it was in, instead of being killed by slurmd with nothing said."""
-    released = threading.Event()
-    config = HealthConfig("lambda-1cc", time_limit_s=0.5, sysfs_root=trees["healthy"], error_window_s=0.1)
-    try:
-        checked = run_checks(config, load_profile("lambda-1cc"), sleep=lambda _: released.wait(30))
-    finally:
-        released.set()
-    assert checked.stuck_in == "rail-errors" and checked.seconds < 5
-    (hung,) = findings("gpu-node07", checked, config)
+@pytest.mark.slow
+def test_a_check_that_hangs_is_a_finding_at_the_time_limit_and_its_tool_is_ended(trees: dict[str, Path]) -> None:
+    """A read that never returns (a wedged driver: here the error window's wait, spent in a tool that hangs):
+    the health check ends at its limit, naming the check it was in, instead of being killed by slurmd with
+    nothing said, and the hung tool is killed with it (one more was left behind every HealthCheckInterval).
+    The limit is seconds, not a fraction of one, so the checks before it finish on a loaded host too."""
+    hung_for = "297.25"  # a duration no other test sleeps, to find this tool among the machine's processes
+
+    def hang(_: float) -> None:
+        toolrun.run_tool(["sleep", hung_for], 600, 100)
+
+    config = HealthConfig("lambda-1cc", time_limit_s=3.0, sysfs_root=trees["healthy"], error_window_s=0.1)
+    checked = run_checks(config, load_profile("lambda-1cc"), sleep=hang)
+    assert checked.stuck_in == "rail-errors" and checked.seconds < 30
+    (hung,) = findings(checked)
     assert hung.check == "time-limit" and hung.status == "fail"
-    assert hung.reason.startswith("rail-errors did not finish within the 0.5 s time limit")
+    assert hung.reason.startswith("rail-errors did not finish within the 3 s time limit")
+    left = subprocess.run(["pgrep", "-f", f"sleep {hung_for}"], capture_output=True, text=True, check=False)
+    deadline = time.monotonic() + 5
+    while left.stdout.strip() and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = subprocess.run(["pgrep", "-f", f"sleep {hung_for}"], capture_output=True, text=True, check=False)
+    assert not left.stdout.strip(), "the hung tool outlived the health check"
 
 
 @pytest.mark.parametrize(
@@ -277,3 +292,84 @@ def test_the_report_says_what_was_left_out_and_drained() -> None:
     assert report_slurm.drain_rows(run) == (("node03", "drained", "railbench: GPU 3 gpu slow", ""),)
     outside = RunDoc.from_json({k: v for k, v in doc.items() if k not in ("scheduler", "drain")})
     assert report_slurm.sentences(outside) == () and report_slurm.drain_rows(outside) == ()
+
+
+# -- never passing what was not checked (issue 43) -----------------------------------------------------------
+
+
+def test_a_check_that_raises_fails_as_itself_and_the_others_still_run(
+    trees: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug in one reader (the campaign's: an nvidia-smi XML in an encoding the parser did not expect) used to
+    end the health thread early with the checks so far, and the node passed, and --drain resumed it."""
+
+    def broken(self: checks.Check, ctx: checks.Context) -> list[CheckResult]:
+        raise LookupError("unknown encoding: rot13")
+
+    monkeypatch.setattr(checks.RailCount, "run", broken)
+    config = HealthConfig("lambda-1cc", node="gpu-node07", sysfs_root=trees["healthy"])
+    checked = run_checks(config, load_profile("lambda-1cc"))
+    (raised,) = [r for r in checked.results if r.check == "rail-count"]
+    assert raised.status == "fail" and raised.reason == (
+        "could not be judged: the check raised LookupError: unknown encoding: rot13"
+    )
+    assert "run railbench check on" in raised.action
+    assert {r.check for r in checked.results} >= {"rail", "gpu-count", "pcie-link"}  # the later checks ran
+    done = railbench_inline(
+        ["health", "--profile", "lambda-1cc", "--sysfs-root", str(trees["healthy"]), "--node", "gpu-node07"]
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stdout.splitlines()[0] == (
+        "railbench health gpu-node07: FAIL rail-count: could not be judged: the check raised LookupError: "
+        "unknown encoding: rot13; action: keep gpu-node07 out of service until this check runs: run railbench "
+        "check on gpu-node07 by hand and fix what stops it (the tool's own error is in the reason)"
+    )
+
+
+def test_nvidia_smi_failing_on_a_node_with_gpus_fails_its_checks(
+    trees: dict[str, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The node's own nvidia-smi fails (a GPU fallen off the bus): every GPU check it feeds fails, naming the
+    tool's own line; before, each skipped and the node passed."""
+    monkeypatch.setattr(check_base, "LIVE_SYSFS", trees["healthy"])  # this tree stands for the node's own /sys
+    said = "Unable to determine the device handle for GPU0000:1B:00.0: Unknown Error"
+    tool = tmp_path / "nvidia-smi"
+    tool.write_text(f"#!/bin/sh\necho '{said}'\nexit 255\n")
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    log = tmp_path / "kern.log"
+    log.write_text("")
+    results = checks.run_checks(
+        load_profile("lambda-1cc"), trees["healthy"], env={}, kernel_log=log, sleep=lambda _: None
+    )
+    by_check = {r.check: r for r in results if r.check in ("gpu-ecc", "gpu-clocks", "nvlink", "fabric-manager")}
+    assert {c: r.status for c, r in by_check.items()} == dict.fromkeys(
+        ("gpu-ecc", "gpu-clocks", "nvlink", "fabric-manager"), "fail"
+    )
+    assert by_check["gpu-ecc"].reason == (
+        f"8 GPUs on the PCI bus and no nvidia-smi report to judge them by: {tool} -q -x failed ({said})"
+    )
+    # without the tool at all the node has nothing to run: that is a skip that says so, as before
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    results = checks.run_checks(
+        load_profile("lambda-1cc"), trees["healthy"], env={}, kernel_log=log, sleep=lambda _: None
+    )
+    assert {r.status for r in results if r.check == "gpu-ecc"} == {"skip"}
+
+
+def test_a_node_drained_for_a_check_is_not_resumed_while_that_check_is_unjudged() -> None:
+    drained = "railbench: gpu-ecc GPU3 GPU 3 (0000:1b:00.0): 1 pending row remap; drain gpu-node07 and reset GPU 3"
+    assert drain.drained_for(drained, HEALTH_CHECKS) == "gpu-ecc"
+    assert drain.drained_for("railbench: rail-errors mlx5_1:1 symbol_error rose", HEALTH_CHECKS) == "rail-errors"
+    assert drain.drained_for("railbench: rail 1 (rail1) link dead; check the cable", HEALTH_CHECKS) == "rail"
+    assert drain.drained_for("maintenance by ops", HEALTH_CHECKS) is None
+    skipped = (CheckResult("gpu-ecc", "skip", "no nvidia-smi -q -x report: nvidia-smi is not on the PATH", None),)
+    assert unjudged(drained, skipped) == (
+        "gpu-ecc, which it was drained for, was not judged this time (no nvidia-smi -q -x report: nvidia-smi is "
+        "not on the PATH); check the node by hand"
+    )
+    assert unjudged(drained, ()) is not None  # not run at all
+    assert unjudged(drained, (CheckResult("gpu-ecc", "pass", "no pending remap on 8 GPUs", None),)) is None
+    assert unjudged("railbench: link node02 rail 1 dead", skipped) is None
+    kept = drain.NodeAction("gpu-node07", "kept", drained, unjudged(drained, skipped) or "")
+    assert kept.words.startswith(f"still drained by railbench ({drained}): gpu-ecc, which it was drained for")

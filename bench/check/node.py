@@ -79,14 +79,29 @@ def _status(result: checks.CheckResult) -> str:
     return result.status.upper()
 
 
-def _table(results: Sequence[checks.CheckResult], only_problems: bool = False) -> list[str]:
+def _table(
+    results: Sequence[checks.CheckResult], actions: Actions, node: str, only_problems: bool = False
+) -> list[str]:
+    """One line per result; under a failure or warning, what to do about it: the check's own action, else the
+    profile's ``[actions]`` sentence (the same one checks.json and the certificate carry)."""
     lines = []
     for r in results:
         if only_problems and r.status not in ("fail", "warn"):
             continue
         lines.append(f"  {_status(r):<5} {r.check:<19} {r.reason}")
-        if r.action and r.status in ("fail", "warn"):
-            lines.append(f"  {'':<5} {'':<19} action: {r.action}")
+        action = r.action or actions.for_check(r.check, node, r.device) if r.status in ("fail", "warn") else None
+        if action:
+            lines.append(f"  {'':<5} {'':<19} action: {action}")
+    return lines
+
+
+def _not_judged(everything: Sequence[checks.CheckResult], nodes: int) -> list[str]:
+    """Every check that skipped, once, with why (its first reason, and on how many nodes when several)."""
+    lines = []
+    for check in dict.fromkeys(r.check for r in everything if r.status == "skip"):
+        skips = [r for r in everything if r.check == check and r.status == "skip"]
+        where = f" (on {len(skips)} of {nodes} nodes)" if nodes > 1 else ""
+        lines.append(f"  {'SKIP':<5} {check:<19} {skips[0].reason}{where}")
     return lines
 
 
@@ -144,24 +159,29 @@ def render(answer: CheckAnswer) -> str:
     everything = [r for rep in reports for r in rep.results] + cross + list(cabling)
     lines = []
     gathered = f" (gathered from {nranks} ranks)" if nranks > 1 else ""
+    actions = profile.actions
     if len(reports) == 1:
         lines.append(f"railbench check: profile {profile.name} on {reports[0].node}{gathered}")
-        lines.extend(_table(reports[0].results))
+        lines.extend(_table(reports[0].results, actions, reports[0].node))
         lines.append(f"versions: {_versions(reports[0])}")
     else:
         lines.append(f"railbench check: profile {profile.name} on {len(reports)} nodes{gathered}")
         for report in reports:
             lines.append(f"node {report.node}: {report.verdict.upper()} ({_summary(list(report.results))})")
-            lines.extend(_table(report.results, only_problems=True))
+            lines.extend(_table(report.results, actions, report.node, only_problems=True))
         lines.append("across nodes:")
-        lines.extend(_table(cross))
+        lines.extend(_table(cross, actions, CROSS_NODE))
     if cabling:
         lines.append("fabric cabling:")
-        lines.extend(_table(cabling))
+        lines.extend(_table(cabling, actions, FABRIC))
     skipped = list(dict.fromkeys(r.check for r in everything if r.status == "skip"))
     if skipped and verdict.word == "pass":
         # PASS is about what was judged: say by name what was not, so no one reads it as covered.
-        lines.append(f"not judged (SKIP above, each with why): {', '.join(skipped)}")
+        if len(reports) == 1:
+            lines.append(f"not judged (SKIP above, each with why): {', '.join(skipped)}")
+        else:  # the node tables list problems only: the skips are said here, each with why
+            lines.append(f"not judged: {', '.join(skipped)}")
+            lines.extend(_not_judged(everything, len(reports)))
     lines.append(f"verdict: {verdict.label} ({_summary(everything)})")
     if verdict.word == "skip":
         lines.append("  SKIP is not a pass: no check applied here (each one's reason is above)")

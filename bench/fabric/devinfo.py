@@ -20,8 +20,9 @@ Lines are split with string methods; ``ibv_devinfo`` runs with a timeout and its
 from __future__ import annotations
 
 import shutil
-import subprocess
 from collections.abc import Iterable
+
+from bench import toolrun
 
 IB_MTUS = (4096, 2048, 1024, 512, 256)
 ROCE_OVERHEAD = 40 + 8 + 12 + 4 + 28 + 4
@@ -63,12 +64,10 @@ def read_live() -> tuple[dict[str, int], str | None]:
     if tool is None:
         return {}, "ibv_devinfo is not on the PATH (rdma-core's utilities are not installed)"
     try:
-        done = subprocess.run([tool], capture_output=True, timeout=TIMEOUT_S, check=False, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        return {}, f"ibv_devinfo gave no answer in {TIMEOUT_S:g} s"
-    except OSError as exc:
+        done = toolrun.run_tool([tool], TIMEOUT_S, MAX_OUTPUT_BYTES)
+    except toolrun.ToolMissing as exc:
         return {}, f"cannot run ibv_devinfo: {exc.strerror or exc}"
-    if done.returncode != 0:
-        return {}, f"ibv_devinfo failed (exit status {done.returncode})"
+    if not done.ok:
+        return {}, done.why_not(TIMEOUT_S, MAX_OUTPUT_BYTES)
     text = done.stdout[:MAX_OUTPUT_BYTES].decode("utf-8", errors="replace")
     return active_mtus(text.splitlines()), None

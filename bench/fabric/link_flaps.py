@@ -19,12 +19,12 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from bench import toolrun
 from bench.bounded import InputError, open_regular
 from bench.textlines import numbered_lines
 
@@ -111,15 +111,12 @@ def _journal(since: datetime) -> KernelLog:
     ]
     source = "journalctl -k"
     try:
-        done = subprocess.run(command, capture_output=True, timeout=JOURNAL_TIMEOUT_S, check=False)
-    except subprocess.TimeoutExpired:
-        return KernelLog(source, skipped=f"journalctl -k gave no answer in {JOURNAL_TIMEOUT_S:g} s")
-    except OSError as exc:
+        done = toolrun.run_tool(command, JOURNAL_TIMEOUT_S, MAX_TAIL_BYTES, keep="tail")
+    except toolrun.ToolMissing as exc:
         return KernelLog(source, skipped=f"cannot run journalctl: {exc.strerror}")
-    if done.returncode != 0:
-        said = done.stderr.decode("utf-8", errors="replace").strip().splitlines()
-        return KernelLog(source, skipped=f"journalctl -k failed ({said[0][:200] if said else done.returncode})")
-    text = done.stdout[-MAX_TAIL_BYTES:].decode("utf-8", errors="replace")
+    if not done.ok:
+        return KernelLog(source, skipped=done.why_not(JOURNAL_TIMEOUT_S, MAX_TAIL_BYTES))
+    text = done.stdout.decode("utf-8", errors="replace")
     lines = tuple(line for line in _lines(text) if not line.startswith("-- "))
     if not lines:
         return KernelLog(source, skipped="journalctl -k holds no kernel messages (no access to the journal?)")

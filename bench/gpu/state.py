@@ -4,17 +4,18 @@
   by their content; each read through ``bench.bounded`` (a regular file, at most :data:`MAX_FILE_BYTES`). A file
   that is neither is bad input (exit 2), said in one line.
 * The tool: on the live node, when ``nvidia-smi`` is on the PATH, it is run with a timeout and its output
-  capped; a failure (no driver, a hung GPU) is a reason the GPU checks skip, never a pass.
+  capped (``bench.toolrun``); a failure (no driver, a hung GPU) fails the GPU checks on a node that has GPUs,
+  never a pass or a skip; a node without the tool skips them, saying so.
 """
 
 from __future__ import annotations
 
 import shutil
-import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench import toolrun
 from bench.bounded import InputError, read_bytes
 from bench.gpu import nvlink
 from bench.gpu.safe_xml import MAX_XML_BYTES
@@ -36,6 +37,9 @@ class GpuState:
     """Why there is no ``nvidia-smi -q -x`` report (None when there is one)."""
     links: tuple[nvlink.GpuLinks, ...] | None = None
     links_missing: str | None = None
+    tool_failed: bool = False
+    """nvidia-smi is on this node and ran, and gave no report railbench can read (it failed, hung, or wrote
+    something else): on a node with GPUs their checks cannot be judged, which is a failure, not a skip."""
 
 
 def _is_xml(data: bytes) -> bool:
@@ -71,19 +75,14 @@ def from_files(paths: Sequence[Path]) -> GpuState:
 
 
 def _run(argv: list[str], timeout_s: float) -> tuple[bytes | None, str | None]:
-    """(stdout, None) or (None, why it gave none)."""
-    shown = " ".join(argv)
+    """(stdout, None) or (None, why it gave none); the tool bounded in time and output (``bench.toolrun``)."""
     try:
-        done = subprocess.run(argv, capture_output=True, timeout=timeout_s, check=False, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        return None, f"{shown} gave no answer in {timeout_s:g} s (a hung GPU or driver)"
-    except OSError as exc:
-        return None, f"cannot run {shown}: {exc.strerror or exc}"
-    if done.returncode != 0:
-        said = (done.stdout or done.stderr).decode("utf-8", errors="replace").strip().splitlines()
-        return None, f"{shown} failed ({said[0][:200] if said else f'exit status {done.returncode}'})"
-    if len(done.stdout) > MAX_FILE_BYTES:
-        return None, f"{shown} wrote over {MAX_FILE_BYTES >> 20} MiB"
+        done = toolrun.run_tool(argv, timeout_s, MAX_FILE_BYTES)
+    except toolrun.ToolMissing as exc:
+        return None, f"cannot run {' '.join(argv)}: {exc.strerror or exc}"
+    if not done.ok:
+        hung = " (a hung GPU or driver)" if done.timed_out else ""
+        return None, done.why_not(timeout_s, MAX_FILE_BYTES) + hung
     return done.stdout, None
 
 
@@ -105,4 +104,4 @@ def from_tool() -> GpuState:
     if text is not None:
         decoded = text.decode("utf-8", errors="replace")
         links = nvlink.parse_status(line for _, line in text_lines(decoded) if line is not None)
-    return GpuState(report, report_missing, links, links_missing)
+    return GpuState(report, report_missing, links, links_missing, tool_failed=report is None)

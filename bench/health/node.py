@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import socket
 import sys
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from bench import sysroot
 from bench.check.items import check_items
@@ -29,19 +27,10 @@ from bench.health.config import HEALTH_CHECKS, HealthConfig
 from bench.preflight import checks
 from bench.preflight.check_base import CheckResult, Context
 from bench.preflight.cluster import NodeReport
+from bench.preflight.deadline import TIME_LIMIT_CHECK, Bounded, run_within
 from bench.profiles import Profile, load_profile
 from bench.runtime import env as benv
 from bench.slurm import drain, scheduler
-
-
-@dataclass(frozen=True)
-class Checked:
-    """What the node's checks said within the time limit."""
-
-    results: tuple[CheckResult, ...]
-    stuck_in: str | None
-    """The check still running when the time limit passed, else None."""
-    seconds: float
 
 
 def node_name(config: HealthConfig) -> str:
@@ -49,40 +38,21 @@ def node_name(config: HealthConfig) -> str:
     return config.node or benv.slurm_node_name() or socket.gethostname().split(".")[0]
 
 
-def run_checks(config: HealthConfig, profile: Profile, sleep: Callable[[float], None] = time.sleep) -> Checked:
-    """The health subset of the node's checks, in a thread of their own so that a read that hangs (a wedged
-    driver's sysfs file) becomes a finding at the time limit instead of a health check slurmd kills.
-    ``sleep`` is the error window's wait (``Context``)."""
+def run_checks(config: HealthConfig, profile: Profile, sleep: Callable[[float], None] = time.sleep) -> Bounded:
+    """The health subset of the node's checks within the time limit (``bench.preflight.deadline``), so a read
+    that hangs becomes a finding at the limit instead of a health check slurmd kills. ``sleep`` is the error
+    window's wait (``Context``)."""
     root = sysroot.node_root(config.sysfs_root, socket.gethostname())
-    ctx = Context(profile, root, (), benv.environ(), error_window_s=config.error_window_s, sleep=sleep)
+    ctx = Context(
+        profile, root, (), benv.environ(), error_window_s=config.error_window_s, node=node_name(config), sleep=sleep
+    )
     selected = [c for c in checks.REGISTRY if c.name in HEALTH_CHECKS]
-    results: list[CheckResult] = []
-    current: list[str] = []
-    started = time.monotonic()
-
-    def work() -> None:
-        for check in selected:
-            current.append(check.name)
-            results.extend(check.answer(ctx))
-        current.append("")
-
-    worker = threading.Thread(target=work, name="railbench-health", daemon=True)
-    worker.start()
-    worker.join(config.time_limit_s)
-    stuck = current[-1] if worker.is_alive() and current else None
-    return Checked(tuple(results), stuck, time.monotonic() - started)
+    return run_within(ctx, selected, config.time_limit_s)
 
 
-def findings(node: str, checked: Checked, config: HealthConfig) -> list[CheckResult]:
+def findings(checked: Bounded) -> list[CheckResult]:
     """Every failed or warned check, and the time limit's own finding when a check did not finish."""
-    found = [r for r in checked.results if r.status in ("fail", "warn")]
-    if checked.stuck_in is not None:
-        message = (
-            f"{checked.stuck_in} did not finish within the {config.time_limit_s:g} s time limit: reading the "
-            "node's devices hung"
-        )
-        found.append(CheckResult("time-limit", "fail", message, None))
-    return found
+    return [r for r in checked.answers if r.status in ("fail", "warn")]
 
 
 def run(config: HealthConfig) -> int:
@@ -101,13 +71,15 @@ def run(config: HealthConfig) -> int:
         )
     node = node_name(config)
     checked = run_checks(config, profile)
-    found = findings(node, checked, config)
-    report = NodeReport(node, (*checked.results, *(f for f in found if f.check == "time-limit")), {})
+    found = findings(checked)
+    report = NodeReport(node, tuple(checked.answers), {})
     verdict = decide(check_items([report], []))
     head = f"railbench health {node}:"
-    lines = [f"{head} {f.status.upper()} {f.check}: {f.reason}" for f in found]
+    lines = [f"{head} {f.status.upper()} {f.check}: {f.reason}{_action_clause(f, node, profile)}" for f in found]
     if config.drain:
-        lines += [f"{head} {action.words}" for action in act(node, found, profile, verdict.word == "fail")]
+        lines += [
+            f"{head} {action.words}" for action in act(node, found, profile, verdict.word == "fail", checked.results)
+        ]
     counts = {s: sum(r.status == s for r in checked.results) for s in ("fail", "warn", "pass", "skip")}
     summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
     lines.append(f"{head} {verdict.label} ({summary or 'nothing checked'} in {checked.seconds:.1f} s)")
@@ -116,13 +88,37 @@ def run(config: HealthConfig) -> int:
     return verdict.exit_status if verdict.word == "fail" else EXIT_PASS
 
 
-def act(node: str, found: list[CheckResult], profile: Profile, failed: bool) -> list[drain.NodeAction]:
-    """Drain a failing node with its first finding's short form; resume a passing node railbench drained."""
+def _action_clause(result: CheckResult, node: str, profile: Profile) -> str:
+    """``; action: ...`` for a failure or warning (the check's own words, else the profile's ``[actions]``), so
+    the line says what to do without ``--drain`` too; nothing when no action is known."""
+    action = result.action or profile.actions.for_check(result.check, node, result.device)
+    return f"; action: {action}" if action else ""
+
+
+def unjudged(reason: str, results: tuple[CheckResult, ...]) -> str | None:
+    """Why a node railbench drained with ``reason`` cannot be resumed on ``results``: the check the reason names
+    gave no judgement this time (every answer a skip, or no answer); None when it was judged, or the reason
+    names no check of the health subset."""
+    check = drain.drained_for(reason, HEALTH_CHECKS)
+    if check is None:
+        return None
+    mine = [r for r in results if r.check == check]
+    if any(r.status != "skip" for r in mine):
+        return None
+    why = mine[0].reason if mine else "it did not run"
+    return f"{check}, which it was drained for, was not judged this time ({why}); check the node by hand"
+
+
+def act(
+    node: str, found: list[CheckResult], profile: Profile, failed: bool, results: tuple[CheckResult, ...]
+) -> list[drain.NodeAction]:
+    """Drain a failing node with its first finding's short form; resume a passing node railbench drained,
+    unless the check it drained for was not judged this time (``results``: every check's answer)."""
     if not failed:
-        resumed = drain.resume_if_ours(node)
+        resumed = drain.resume_if_ours(node, lambda reason: unjudged(reason, results))
         return [resumed] if resumed is not None else []
-    faults, _ = drain.check_faults(node, (f for f in found if f.check != "time-limit"), profile.actions)
-    if any(f.check == "time-limit" for f in found):
-        hung = next(f for f in found if f.check == "time-limit")
+    faults, _ = drain.check_faults(node, (f for f in found if f.check != TIME_LIMIT_CHECK), profile.actions)
+    if any(f.check == TIME_LIMIT_CHECK for f in found):
+        hung = next(f for f in found if f.check == TIME_LIMIT_CHECK)
         faults.append(drain.NodeFault(node, "", hung.reason, "check the node: its drivers and devices"))
     return drain.drain_faulty(faults) if faults else []

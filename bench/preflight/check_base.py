@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import ClassVar, Literal, TypeVar
 
 from bench import sysroot
+from bench.exits import UserError
 from bench.fabric import sysfs, topology
 from bench.fabric.rail_nics import PlacedGpu, PlacedNic, nearest_rail_nics
 from bench.gpu import state
@@ -195,6 +196,13 @@ def majority(values: Sequence[V]) -> V | None:
     return Counter(values).most_common(1)[0][0] if values else None
 
 
+_UNJUDGED_ACTION = (
+    "keep {node} out of service until this check runs: run railbench check on {node} by hand and fix what stops "
+    "it (the tool's own error is in the reason)"
+)
+"""What to do about a check that could not judge a part that is there: the node is not known to be healthy."""
+
+
 class Check:
     """Base of the registry entries: a name, ``applies`` and ``run``."""
 
@@ -207,10 +215,29 @@ class Check:
     def run(self, ctx: Context) -> list[CheckResult]:
         raise NotImplementedError
 
+    def source_failed(self, ctx: Context) -> str | None:
+        """Why the part this check judges is there but its source failed (a tool that ran and gave no answer on
+        a node that has the hardware), else None. Such a check fails: it is not a check that does not apply."""
+        return None
+
     def answer(self, ctx: Context) -> list[CheckResult]:
-        """Its results here, or one skip that says why it does not apply."""
-        why_not = self.applies(ctx)
-        return [self.result("skip", why_not)] if why_not else list(self.run(ctx))
+        """Its results here, or one skip that says why it does not apply. A check that cannot judge what is there
+        fails, never skips or passes: its source failed, or the check itself raised (the error is its
+        finding, so a node is never taken as healthy, nor resumed, on a check that did not run)."""
+        try:
+            why_not = self.applies(ctx)
+            if why_not:
+                failed = self.source_failed(ctx)
+                if failed:
+                    return [self.result("fail", failed, action=_UNJUDGED_ACTION.format(node=ctx.node))]
+                return [self.result("skip", why_not)]
+            return list(self.run(ctx))
+        except UserError:
+            raise  # bad input the user gave (a file, a flag): exit 2 before anything is judged
+        except Exception as exc:  # any error inside a check is a finding of that check, never a crash or a pass
+            said = " ".join(str(exc).split())[:200] or "no message"
+            reason = f"could not be judged: the check raised {type(exc).__name__}: {said}"
+            return [self.result("fail", reason, action=_UNJUDGED_ACTION.format(node=ctx.node))]
 
     def result(
         self,

@@ -17,6 +17,7 @@ from bench.fabric import hca, sysfs
 from bench.fabric.rail_nics import PlacedGpu, PlacedNic, nearest_rail_nics
 from bench.nccllogs import nccl_evidence, nccl_log
 from bench.nccllogs.nccl_evidence import device_matches
+from bench.preflight import deadline
 from bench.preflight.check_base import Check, CheckResult, Context, IbVerbsCheck, RailsFound, Verdict, listed, majority
 from bench.preflight.error_checks import LinkFlaps, RailErrorWindow
 from bench.preflight.gpu_checks import FabricManager, GpuClocks, GpuEcc, GpuXid, NvLinks
@@ -356,6 +357,12 @@ REGISTRY: tuple[Check, ...] = (
 """The checks, in the order they run and print."""
 
 
+CHECKS_TIME_LIMIT_S = 300.0
+"""The most a node's checks may take: each tool is bounded (nvidia-smi 60 + 30 s, ibv_devinfo 15 s, the journal),
+the error window is seconds; past this a read has hung (a wedged driver's sysfs file), and ``check`` and
+``accept`` say so instead of never answering (``railbench health`` has its own, shorter ``--time-limit``)."""
+
+
 def run_checks(
     profile: Profile,
     sysfs_root: Path | str = sysroot.LIVE,
@@ -368,8 +375,10 @@ def run_checks(
     node: str | None = None,
     sleep: Callable[[float], None] = time.sleep,
     only: Sequence[str] | None = None,
+    time_limit_s: float = CHECKS_TIME_LIMIT_S,
 ) -> list[CheckResult]:
-    """Run every registered check against this node (``sysfs_root`` stands in for /sys).
+    """Run every registered check against this node (``sysfs_root`` stands in for /sys), within
+    ``time_limit_s`` (``bench.preflight.deadline``: a check still running then is a ``time-limit`` failure).
 
     ``nccl_logs`` are parsed logs or paths to parse; ``env`` is the environment NCCL will see (default: the
     process environment, read through ``bench.runtime.env``). ``error_window_s``, ``kernel_log``,
@@ -390,7 +399,8 @@ def run_checks(
         node=node,
         sleep=sleep,
     )
-    return [result for result, _ in _timed(ctx, only)]
+    selected = [check for check in REGISTRY if only is None or check.name in only]
+    return deadline.run_within(ctx, selected, time_limit_s).answers
 
 
 def timed_checks(

@@ -61,11 +61,25 @@ def boot_time(now: datetime, live: bool) -> datetime:
     return now - timedelta(seconds=seconds)
 
 
+def _smi_failed(ctx: Context) -> str | None:
+    """Why nvidia-smi's report is missing on a node whose GPUs are on the PCI bus, when the tool ran and failed."""
+    if not ctx.gpu_paths or not ctx.gpu_state.tool_failed:
+        return None
+    return (
+        f"{len(ctx.gpu_paths)} GPUs on the PCI bus and no nvidia-smi report to judge them by: "
+        f"{ctx.gpu_state.report_missing}"
+    )
+
+
 class SmiCheck(Check):
-    """Base of the checks that judge ``nvidia-smi -q -x``: skipped, with the reason, without it."""
+    """Base of the checks that judge ``nvidia-smi -q -x``: skipped, with the reason, without it; failed when the
+    tool failed on a node that has GPUs."""
 
     def applies(self, ctx: Context) -> str | None:
         return _smi_or_why_not(ctx)
+
+    def source_failed(self, ctx: Context) -> str | None:
+        return _smi_failed(ctx)
 
     def run(self, ctx: Context) -> list[CheckResult]:
         report = ctx.gpu_state.report
@@ -214,6 +228,9 @@ class NvLinks(Check):
         if why is None and state.report is None and state.links is None:
             return f"no nvidia-smi output: {state.report_missing}"
         return why
+
+    def source_failed(self, ctx: Context) -> str | None:
+        return _smi_failed(ctx)
 
     def run(self, ctx: Context) -> list[CheckResult]:
         state = ctx.gpu_state

@@ -200,7 +200,11 @@ def _judge(
 
     def slow(relative: np.ndarray, xs: np.ndarray, raw: np.ndarray, stopped: np.ndarray) -> np.ndarray:
         below_target = np.zeros(raw.shape, bool) if rates is None else under_line(xs)
-        return (relative | below_target | stopped | (raw <= 0)) & ~np.isnan(raw)
+        # A cell that ran out of its budget is slow by its rate over what fitted, under its peers' level as the
+        # relative test marks it: on a loaded host every cell may run long, and one at its peers' level is
+        # no fault whatever its clock said (a link at 1% of its rate, the budget's reason, is far below).
+        stalled = stopped & (xs < level + effect)
+        return (relative | below_target | stalled | (raw <= 0)) & ~np.isnan(raw)
 
     relative = beyond_noise(x)
     slow_sample = slow(relative, x, values, matrix.stopped_flags)

@@ -18,7 +18,7 @@ reason a drained node carries, and what railbench may do to a node's state.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -122,7 +122,7 @@ class NodeAction:
             "drained": f"drained ({self.reason})",
             "renewed": f"drained by railbench before; reason now: {self.reason}",
             "resumed": "resumed: railbench had drained it and it passes now",
-            "kept": f"still drained by railbench ({self.reason})",
+            "kept": f"still drained by railbench ({self.reason})" + (f": {self.note}" if self.note else ""),
             "left": f"not drained by railbench: {self.note}",
             "failed": f"NOT drained: {self.note}",
             "unknown": f"NOT drained: {self.note}",
@@ -237,9 +237,20 @@ def _drain_one(node: str, why: str, state: scheduler.NodeState | None) -> NodeAc
     return NodeAction(node, "renewed" if state.drained else "drained", why)
 
 
-def resume_if_ours(node: str) -> NodeAction | None:
+def drained_for(reason: str, checks: Iterable[str]) -> str | None:
+    """The check a railbench drain reason names as its part (the reason :func:`reason` made from a failed
+    check starts with the check's name), among ``checks``; None for any other reason."""
+    if not owned(reason):
+        return None
+    said = reason[len(REASON_PREFIX) :].lstrip()
+    return next((c for c in sorted(checks, key=len, reverse=True) if said.startswith((f"{c} ", f"{c}:"))), None)
+
+
+def resume_if_ours(node: str, unjudged: Callable[[str], str | None] = lambda _: None) -> NodeAction | None:
     """A node that passes: resumed when railbench drained it; said (``left``) when someone else did; None
-    when it is in service (nothing to do)."""
+    when it is in service (nothing to do). ``unjudged(reason)`` says why the drain's own finding was not judged
+    this time (its check skipped): then the node stays drained (``kept``), since passing what was not checked
+    is not passing what was found."""
     try:
         state = scheduler.node_states([node]).get(node)
     except SchedulerError as exc:
@@ -250,6 +261,9 @@ def resume_if_ours(node: str) -> NodeAction | None:
         return None
     if not owned(state.reason):
         return NodeAction(node, "left", "", _whose(state))
+    why_kept = unjudged(state.reason)
+    if why_kept:
+        return NodeAction(node, "kept", state.reason, why_kept)
     try:
         scheduler.resume(node)
     except SchedulerError as exc:

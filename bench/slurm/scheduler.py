@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from bench import toolrun
 from bench.exits import UserError
 from bench.runtime import env as benv
 
@@ -22,8 +22,9 @@ CALL_TIMEOUT_S = 10.0
 """Longest a single sinfo or scontrol may take: a controller that does not answer in this is down. A health
 check makes two calls after its checks, so its 30 s default time limit and these stay under the 60 s after
 which slurmd kills it."""
-MAX_OUTPUT_CHARS = 1_000_000
-"""sinfo of 100,000 nodes is about 5 MB; a partition railbench reads is far smaller."""
+MAX_OUTPUT_BYTES = 8_000_000
+"""sinfo of 100,000 nodes is about 5 MB; a partition railbench reads is far smaller. More is not sinfo's
+answer to what railbench asked, and is not kept."""
 USABLE = ("idle", "mixed", "allocated", "completing", "planned", "mix", "alloc", "comp", "plnd")
 """Node states (sinfo's ``%T``, and ``%t``'s short forms) in which Slurm gives a node jobs: free, partly or
 wholly busy (its jobs end), finishing, or held for a pending job; a power-saving ``~`` or powering-up ``#``
@@ -84,18 +85,18 @@ def _call(argv: Sequence[str]) -> str:
     """stdout of a Slurm command; SchedulerError with its first line of stderr when it fails."""
     tool = command(argv[0])
     try:
-        done = subprocess.run(
-            [tool, *argv[1:]], capture_output=True, text=True, timeout=CALL_TIMEOUT_S, check=False, errors="replace"
-        )
-    except subprocess.TimeoutExpired:
-        said = " ".join(argv[:3])
-        raise SchedulerError(f"{said} did not answer within {CALL_TIMEOUT_S:g} s: is slurmctld up?") from None
-    except OSError as exc:
+        done = toolrun.run_tool([tool, *argv[1:]], CALL_TIMEOUT_S, MAX_OUTPUT_BYTES)
+    except toolrun.ToolMissing as exc:
         raise SchedulerError(f"{argv[0]} could not run: {exc.strerror or exc}") from None
+    if done.timed_out:
+        said = " ".join(argv[:3])
+        raise SchedulerError(f"{said} did not answer within {CALL_TIMEOUT_S:g} s: is slurmctld up?")
+    if done.over_cap:
+        raise SchedulerError(f"{argv[0]} {argv[1]} wrote over {MAX_OUTPUT_BYTES >> 20} MiB, more than any answer")
     if done.returncode != 0:
-        said = next((line.strip() for line in done.stderr.splitlines() if line.strip()), f"exit {done.returncode}")
+        said = done.first_line() or f"exit {done.returncode}"
         raise SchedulerError(f"{argv[0]} {argv[1]}: {said[:300]}")
-    return done.stdout[:MAX_OUTPUT_CHARS]
+    return done.stdout.decode("utf-8", errors="replace")
 
 
 def node_states(nodes: Sequence[str] = (), partition: str | None = None) -> dict[str, NodeState]:
