@@ -23,6 +23,7 @@ from bench.preflight.gpu_checks import FabricManager, GpuClocks, GpuEcc, GpuXid,
 from bench.preflight.nccl_retry import IbRetry
 from bench.preflight.path_checks import GpuPeerMemory, Iommu, NicPcie, PcieAcs, PcieLinkSpeed, PortMtu
 from bench.profiles import Profile
+from bench.runtime.deadlines import DEFAULT_TIMEOUT_S
 
 
 class RdmaDevices(Check):
@@ -368,13 +369,15 @@ def run_checks(
     node: str | None = None,
     sleep: Callable[[float], None] = time.sleep,
     only: Sequence[str] | None = None,
+    step_timeout_s: float = DEFAULT_TIMEOUT_S,
 ) -> list[CheckResult]:
     """Run every registered check against this node (``sysfs_root`` stands in for /sys).
 
     ``nccl_logs`` are parsed logs or paths to parse; ``env`` is the environment NCCL will see (default: the
     process environment, read through ``bench.runtime.env``). ``error_window_s``, ``kernel_log``,
     ``nvidia_smi``, ``node`` and ``sleep`` are the checks' context (see ``Context``); ``only`` runs the named
-    checks alone (``rails`` reads the node-local causes of a slow rail this way).
+    checks alone (``rails`` reads the node-local causes of a slow rail this way); ``step_timeout_s`` is the
+    ``--timeout`` of the run the checks vouch for (``nccl-ib-retry`` weighs NCCL's retries against it).
     """
     from bench.runtime import env as benv
 
@@ -389,6 +392,7 @@ def run_checks(
         nvidia_smi=nvidia_smi,
         node=node,
         sleep=sleep,
+        step_timeout_s=step_timeout_s,
     )
     return [result for result, _ in _timed(ctx, only)]
 
