@@ -134,3 +134,33 @@ def test_the_default_routes_interface_stands_in_for_loopback(bed: NetnsCluster) 
     # Across hosts: the default route's interface, never lo (not even as --oob-ifname), --oob-ifname first;
     # one host keeps loopback; a rendezvous reached over mgmt is mgmt.
     assert json.loads(done.stdout) == ["=mgmt", "=mgmt", "=mgmt", "=lo", "=mgmt"]
+
+
+_RENDEZVOUS = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from bench.exits import UserError
+from bench.netaddr import rendezvous_address
+try:
+    print(rendezvous_address(None, single_host=False))
+except UserError as exc:
+    print("refused:", exc)
+print(rendezvous_address(None, single_host=True))
+"""
+
+
+def test_an_mpi_rendezvous_across_hosts_never_listens_on_the_hostnames_loopback(
+    bed: NetnsCluster, tmp_path: Path
+) -> None:
+    # Under mpirun rank 0 picks the store's address itself: with no --oob-ifname and no default route it falls
+    # back to its hostname, which a Debian /etc/hosts puts on 127.0.1.1, where no other node reaches the store.
+    script = 'hostname "$0" && mount --bind "$1" /etc/hosts && shift && exec "$@"'
+    hosts = _hosts_file(bed, "node01", tmp_path)
+    argv = [sys.executable, "-c", _RENDEZVOUS, str(REPO)]
+    cmd = ["ip", "netns", "exec", bed.namespace("node01"), "unshare", "--uts", "--mount", "sh", "-c", script]
+    done = subprocess.run([*cmd, "node01", str(hosts), *argv], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    refused, single = done.stdout.splitlines()
+    assert refused.startswith("refused: no rendezvous address for rank 0 on node01: no default route and the")
+    assert "resolves to loopback (127.0.1.1" in refused and "--oob-ifname" in refused
+    assert single == "127.0.0.1"  # every rank on this host: loopback is right
