@@ -55,8 +55,8 @@ key                       default
 ``rail``                  check the port state, the rate and the cable of {node} {device}
 ``nccl-ib-hca``           set NCCL_IB_HCA on {node} to the profile's value ('railbench hca' shows
                           the ports a value selects)
-``nccl-ib-retry``         unset NCCL_IB_TIMEOUT and NCCL_IB_RETRY_CNT on {node} (NCCL's 20 and
-                          7), or set 20-22
+``nccl-ib-retry``         unset NCCL_IB_TIMEOUT and NCCL_IB_RETRY_CNT on {node} (NCCL's defaults),
+                          or set 18-22
 ``nccl-socket-ifname``    set NCCL_SOCKET_IFNAME on {node} to an interface that is up and not excluded
 ``socket-rail``           check the link, the speed and the cable of {node} {device}
 ``gpu-count``             drain {node} and check its GPUs (nvidia-smi, the driver, the model the
@@ -152,7 +152,7 @@ DEFAULT_CHECK_ACTIONS: Mapping[str, str] = MappingProxyType(
         "rail": "check the port state, the rate and the cable of {node} {device}",
         "nccl-ib-hca": "set NCCL_IB_HCA on {node} to the profile's value ('railbench hca' shows the ports a "
         "value selects)",
-        "nccl-ib-retry": "unset NCCL_IB_TIMEOUT and NCCL_IB_RETRY_CNT on {node} (NCCL's 20 and 7), or set 20-22",
+        "nccl-ib-retry": "unset NCCL_IB_TIMEOUT and NCCL_IB_RETRY_CNT on {node} (NCCL's defaults), or set 18-22",
         "nccl-socket-ifname": "set NCCL_SOCKET_IFNAME on {node} to an interface that is up and not excluded",
         "socket-rail": "check the link, the speed and the cable of {node} {device}",
         "gpu-count": "drain {node} and check its GPUs (nvidia-smi, the driver, the model the profile expects)",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import ipaddress
 import socket
 import struct
 from pathlib import Path
@@ -39,8 +40,10 @@ def rendezvous_address(oob_ifname: str | None, single_host: bool) -> str:
     """The address rank 0 listens on: loopback when every rank is on this host, else a routable one.
 
     ``oob_ifname`` (the management interface; profiles set it) wins; then the default route's interface;
-    then whatever the hostname resolves to. UserError when none gives one: a node with no default route whose
-    hostname no resolver knows (a Slurm node named only in slurm.conf, a network namespace).
+    then whatever the hostname resolves to, unless that is loopback (Debian and Ubuntu put a host's own name on
+    127.0.1.1 in /etc/hosts: no other node could reach the store there). UserError when none gives one: a node
+    with no default route whose hostname no resolver knows (a Slurm node named only in slurm.conf, a network
+    namespace) or resolves to loopback.
     """
     if single_host:
         return "127.0.0.1"
@@ -51,10 +54,17 @@ def rendezvous_address(oob_ifname: str | None, single_host: bool) -> str:
                 return addr
     host = socket.gethostname()
     try:
-        return socket.gethostbyname(host)
+        address = socket.gethostbyname(host)
     except OSError as exc:
         raise UserError(
             f"no rendezvous address for rank 0 on {host}: no default route and the hostname does not resolve "
             f"({exc.strerror or exc}); pass --oob-ifname with the management interface (or set [network] "
             "oob_ifname in the profile)"
         ) from None
+    if ipaddress.ip_address(address).is_loopback:
+        raise UserError(
+            f"no rendezvous address for rank 0 on {host}: no default route and the hostname resolves to loopback "
+            f"({address}, as /etc/hosts has it), which no other node reaches; pass --oob-ifname with the "
+            "management interface (or set [network] oob_ifname in the profile)"
+        )
+    return address

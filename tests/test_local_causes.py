@@ -1,16 +1,23 @@
 """Node-local causes tied to the defects they explain (``bench.rails.local_causes.attribute``): a pure function
-of the judged outcome and each node's GPUDirect checks. GPU k's path is rail k's."""
+of the judged outcome and each node's GPUDirect checks, tied by the PCI address of the GPU each rank drove (GPU k's
+path is rail k's only where no address is known)."""
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 from bench import codec
+from bench.preflight.checks import run_checks
+from bench.profiles import load_profile
 from bench.rails.defects import describe, described
 from bench.rails.gpu_outcome import IntraNodeOutcome, intra_node_section
 from bench.rails.local_causes import attribute
-from bench.rails.records import RailsOutcome
+from bench.rails.records import ExpectedNic, RailDevices, RailsOutcome
 from bench.rundir.checksjson import CheckResult, Status
 from bench.rundir.rails_records import Conviction, DefectCause, GpuDefect, Localisation, RailDefect
 from bench.rundir.railsdoc import RailsDoc
+from tests import gpudirect_trees
 
 NODES = ("n1", "n2", "n3", "n4")
 
@@ -138,6 +145,7 @@ def test_a_cause_holds_the_checks_answer_and_writes_its_keys_flat() -> None:
         "device": "GPU1",
         "action": "fix pcie-link on GPU1",
         "gpus": [1],
+        "gpu_buses": [],
         "node": "n3",
         "explains": True,
     }
@@ -145,3 +153,59 @@ def test_a_cause_holds_the_checks_answer_and_writes_its_keys_flat() -> None:
     assert isinstance(written, dict) and list(written)[-2:] == ["node", "explains"]
     expected = DefectCause(result=_result("pcie-link", (1,)), node="n3", explains=True)
     assert codec.decode(DefectCause, written) == carried == expected
+
+
+# What each rank of rail k drove on n3 under CUDA_VISIBLE_DEVICES=0,3,2,1 (ExpectedNic.gpu, from the GPU's own PCI
+# ids): local rank 1 drove the GPU at bus 5d, the fourth in bus order (an HGX H100's 18, 2a, 3a, 5d, ...).
+PERMUTED = {0: "0000:18:00.0", 1: "0000:5d:00.0", 2: "0000:3a:00.0", 3: "0000:2a:00.0"}
+
+
+def _driven(rails: dict[int, str], node: str = "n3") -> list[RailDevices]:
+    return [
+        RailDevices(rail=k, device={}, moved={}, nics={node: ExpectedNic("mlx5_1:1", "ACTIVE", "PIX", bus)})
+        for k, bus in rails.items()
+    ]
+
+
+def test_a_cause_is_tied_to_the_rail_whose_rank_drove_its_gpu_by_pci_address() -> None:
+    # pcie-link finds GPU3 in bus order (0000:5d:00.0) at x8; local rank 1 drove it, local rank 3 drove GPU1.
+    x8 = dataclasses.replace(_result("pcie-link", (3,), device="GPU3"), gpu_buses=("0000:5d:00.0",))
+    outcome = dataclasses.replace(
+        _outcome(_defect("link", "n3", 1), _defect("link", "n3", 3)), rails=4, devices=_driven(PERMUTED)
+    )
+    rail1, rail3 = attribute(outcome, {"n3": [x8]}).defects
+    assert [c.result.device for c in rail1.causes] == ["GPU3"] and rail1.action == "fix pcie-link on GPU3"
+    assert rail3.causes == () and rail3.action == "cable"
+    # A rail every node drove through the same check's failing GPU, wherever CUDA numbered it.
+    everyone = {n: [x8] for n in NODES}
+    on_rail1 = dataclasses.replace(
+        _outcome(_defect("rail", None, 1)),
+        devices=[RailDevices(1, {}, {}, nics={n: ExpectedNic("mlx5_1:1", gpu="0000:5d:00.0") for n in NODES})],
+    )
+    assert len(attribute(on_rail1, everyone).defects[0].causes) == 4
+
+
+def test_without_addresses_gpu_k_is_rail_k() -> None:
+    """A CPU run drives no GPU and a check may name none by address: the number ties them, as before."""
+    found = attribute(_outcome(_defect("link", "n3", 1)), {"n3": [_result("pcie-link", (1,))]})
+    assert [c.result.device for c in found.defects[0].causes] == ["GPU1"]
+
+
+def test_an_intra_node_gpu_takes_the_cause_of_the_gpu_at_its_bus_id() -> None:
+    clocks = dataclasses.replace(_result("gpu-clocks", (3,), device="GPU3"), gpu_buses=("0000:5d:00.0",))
+    conviction = Conviction(measured_Gbps=100.0, expected_Gbps=400.0, basis="peers", symptom="slow", evidence=())
+    slow = GpuDefect(kind="gpu", node="n2", gpu=1, bus_id="0000:5d:00.0", conviction=conviction)
+    other = GpuDefect(kind="gpu", node="n2", gpu=3, bus_id="0000:2a:00.0", conviction=conviction)
+    intra = IntraNodeOutcome(nodes=NODES, local_ranks=4, localisation=Localisation((slow, other), None, None))
+    found = attribute(_outcome(intra=intra), {"n2": [clocks]}).intra_node
+    assert found is not None
+    assert [[c.result.device for c in d.causes] for d in found.defects] == [["GPU3"], []]
+
+
+def test_every_check_names_its_gpus_by_pci_address(tmp_path: Path) -> None:
+    node, spec = gpudirect_trees.gpu_at_x8(3)
+    root = gpudirect_trees.build(tmp_path, node, spec)
+    results = run_checks(load_profile("lambda-1cc"), root, env={}, node="n", only=("pcie-link",))
+    (x8,) = [r for r in results if r.status == "fail"]
+    # tests/fabric_trees.py puts GPU k three buses below root port 0x10 + 0x20 k: GPU3 at bus 0x73.
+    assert (x8.check, x8.gpus, x8.gpu_buses) == ("pcie-link", (3,), ("0000:73:00.0",))

@@ -83,6 +83,7 @@ def launch(kind: JobKind[C, V], config: C) -> int:
                 f"railbench is already a rank under {info.launcher}: drop {kind.already_rank}, "
                 "the launcher starts ranks"
             )
+        benv.cuda_device_order()  # before anything in this rank touches CUDA
         return kind.rank(config, info)
     validated = kind.validate(config)  # bad input: one line and exit 2 before any rank starts
     node = kind.node(config) if kind.node is not None else None

@@ -37,6 +37,7 @@ from bench.exits import EXIT_FAIL
 from bench.nccllogs import nccl_evidence, nccl_log
 from bench.nccllogs.nccl_evidence import DeadLink
 from bench.nccllogs.nccl_hostnet import HostNet
+from bench.runtime.deadlines import POSTMORTEM_COLLECT_S
 
 EndRecorder = Callable[[str, int, Mapping[str, object] | None], None]
 Store = Any
@@ -54,8 +55,9 @@ SETTLE_S = 3.0
 """The posts are taken as complete once none has come for this long. The ranks of one communicator fail
 within the same retry window (each side's retries start at the last packet the link carried), seconds apart
 at most, while the next failure would need another communicator's retries to run out."""
-COLLECT_S = 20.0
-"""The most rank 0 waits for the posts to settle, whatever keeps arriving."""
+COLLECT_S = POSTMORTEM_COLLECT_S
+"""The most rank 0 waits for the posts to settle, whatever keeps arriving (declared with railbench's other
+deadlines: the ``nccl-ib-retry`` check counts it against ``--timeout``)."""
 NOTHING_NAMED = "none"
 
 

@@ -28,6 +28,7 @@ from bench.nccllogs.nccl_evidence import device_matches
 from bench.profiles import Profile
 from bench.rundir.checksjson import CheckResult as CheckResult
 from bench.rundir.checksjson import Status as Status
+from bench.runtime.deadlines import DEFAULT_TIMEOUT_S
 
 V = TypeVar("V")
 LIVE_SYSFS = sysroot.LIVE
@@ -42,7 +43,8 @@ class Context:
     ``kernel_log`` is the log to scan for link flaps and Xid events (None: the system's own); ``nvidia_smi``
     holds captured ``nvidia-smi -q -x`` / ``nvidia-smi nvlink -s`` output (empty: run the tool on a live node);
     ``node`` names the node in actions; ``sleep`` and ``now`` are the clock, so a test can change its fixture
-    tree between the window's two samples."""
+    tree between the window's two samples; ``step_timeout_s`` is the ``--timeout`` of the run the checks
+    vouch for (railbench's default where they run alone)."""
 
     def __init__(
         self,
@@ -57,6 +59,7 @@ class Context:
         node: str | None = None,
         sleep: Callable[[float], None] = time.sleep,
         now: Callable[[], datetime] = datetime.now,
+        step_timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> None:
         self.profile = profile
         self.sysfs = sysfs.Sysfs(root)
@@ -68,6 +71,7 @@ class Context:
         self.node = node or socket.gethostname()
         self.sleep = sleep
         self.now = now
+        self.step_timeout_s = step_timeout_s
 
     @cached_property
     def live(self) -> bool:

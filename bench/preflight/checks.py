@@ -7,6 +7,7 @@ this machine, no NCCL log given) says skip, never pass. ``verdict`` aggregates: 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -24,6 +25,7 @@ from bench.preflight.gpu_checks import FabricManager, GpuClocks, GpuEcc, GpuXid,
 from bench.preflight.nccl_retry import IbRetry
 from bench.preflight.path_checks import GpuPeerMemory, Iommu, NicPcie, PcieAcs, PcieLinkSpeed, PortMtu
 from bench.profiles import Profile
+from bench.runtime.deadlines import DEFAULT_TIMEOUT_S
 
 
 class RdmaDevices(Check):
@@ -376,6 +378,7 @@ def run_checks(
     sleep: Callable[[float], None] = time.sleep,
     only: Sequence[str] | None = None,
     time_limit_s: float = CHECKS_TIME_LIMIT_S,
+    step_timeout_s: float = DEFAULT_TIMEOUT_S,
 ) -> list[CheckResult]:
     """Run every registered check against this node (``sysfs_root`` stands in for /sys), within
     ``time_limit_s`` (``bench.preflight.deadline``: a check still running then is a ``time-limit`` failure).
@@ -383,7 +386,8 @@ def run_checks(
     ``nccl_logs`` are parsed logs or paths to parse; ``env`` is the environment NCCL will see (default: the
     process environment, read through ``bench.runtime.env``). ``error_window_s``, ``kernel_log``,
     ``nvidia_smi``, ``node`` and ``sleep`` are the checks' context (see ``Context``); ``only`` runs the named
-    checks alone (``rails`` reads the node-local causes of a slow rail this way).
+    checks alone (``rails`` reads the node-local causes of a slow rail this way); ``step_timeout_s`` is the
+    ``--timeout`` of the run the checks vouch for (``nccl-ib-retry`` weighs NCCL's retries against it).
     """
     from bench.runtime import env as benv
 
@@ -398,6 +402,7 @@ def run_checks(
         nvidia_smi=nvidia_smi,
         node=node,
         sleep=sleep,
+        step_timeout_s=step_timeout_s,
     )
     selected = [check for check in REGISTRY if only is None or check.name in only]
     return deadline.run_within(ctx, selected, time_limit_s).answers
@@ -419,10 +424,20 @@ def _timed(ctx: Context, only: Sequence[str] | None = None) -> list[tuple[CheckR
         if only is not None and check.name not in only:
             continue
         started = time.monotonic()
-        results = check.answer(ctx)
+        results = [_with_buses(ctx, r) for r in check.answer(ctx)]
         share = (time.monotonic() - started) / max(1, len(results))
         out += [(result, share) for result in results]
     return out
+
+
+def _with_buses(ctx: Context, result: CheckResult) -> CheckResult:
+    """``result`` with the PCI address of each GPU it names (``gpus`` index the tree's GPUs in bus order): a rank
+    knows the address of the GPU it drives, never which of the node's GPUs CUDA numbered it."""
+    if not result.gpus:
+        return result
+    order = [p.gpu.pci_address for p in ctx.gpu_paths]
+    buses = tuple(order[k] or "" for k in result.gpus if k < len(order))
+    return dataclasses.replace(result, gpu_buses=tuple(b for b in buses if b))
 
 
 def verdict(results: Sequence[CheckResult]) -> Verdict:

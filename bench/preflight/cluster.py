@@ -8,10 +8,7 @@ package metadata).
 
 from __future__ import annotations
 
-import glob
-import importlib.metadata
 import platform
-import re
 import socket
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
@@ -23,34 +20,13 @@ from bench import codec
 from bench.fabric.sysfs import Sysfs, nvidia_driver_version
 from bench.jsondoc import JSONObject, JSONValue
 from bench.preflight.checks import CheckResult, Context, verdict
+from bench.preflight.nccl_library import nccl_version, package_version
 from bench.profiles import Profile
 from bench.version import __version__
 
 V = TypeVar("V")
 
 VERSION_KEYS = ("railbench", "python", "torch", "nccl", "driver", "firmware")
-_NCCL_LIB_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/local/lib")
-
-
-def _package_version(name: str) -> str | None:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def nccl_version() -> str | None:
-    """NCCL's version without importing torch: the pip wheel torch uses, else the system library's name."""
-    for name in ("nvidia-nccl-cu13", "nvidia-nccl-cu12", "nvidia-nccl-cu11"):
-        version = _package_version(name)
-        if version:
-            return version
-    for directory in _NCCL_LIB_DIRS:
-        for path in sorted(glob.glob(f"{directory}/libnccl.so.2.*")):
-            match = re.search(r"libnccl\.so\.(\d+\.\d+\.\d+)$", path)
-            if match:
-                return match.group(1)
-    return None
 
 
 def node_versions(profile: Profile, sysfs_root: Path) -> dict[str, str | None]:
@@ -61,7 +37,7 @@ def node_versions(profile: Profile, sysfs_root: Path) -> dict[str, str | None]:
     return {
         "railbench": __version__,
         "python": platform.python_version(),
-        "torch": _package_version("torch"),
+        "torch": package_version("torch"),
         "nccl": nccl_version(),
         "driver": nvidia_driver_version(ctx.sysfs),
         "firmware": ",".join(firmware) or None,

@@ -10,7 +10,12 @@ IOMMU translating DMA, no peer-memory path. So, once the measurements are done:
   nvidia-smi and read the kernel log, and on NCCL the node's own NCCL logs of this run are evidence for
   ``gpu-peer-memory`` (``GDR 0``); ``accept`` hands over the reports of its check phase instead of reading twice;
 * rank 0 gathers them (one small round of the run's coordination channel) and ties each failure to the
-  defects it explains, GPU k's path being rail k's (local rank k drives GPU k, in PCI bus order):
+  defects it explains by PCI address: rail k's path on node N is that of the GPU its rank drove there (the
+  address in the rank's ``ExpectedNic``), which a check names by its address (``CheckResult.gpu_buses``).
+  CUDA's own numbering is no tie: a permuted ``CUDA_VISIBLE_DEVICES`` gives local rank k another GPU than the
+  k-th in bus order (and without ``CUDA_DEVICE_ORDER=PCI_BUS_ID``, which railbench sets where the site set
+  none, ``bench.runtime.env.cuda_device_order``, CUDA numbers the fastest first). Where a rank drove no GPU (a
+  CPU run) or a check gives no address, GPU k's path is rail k's, by number:
 
   =============================  ======================================================================
   defect                         explained by a failure on node N of
@@ -97,27 +102,47 @@ def _failures(reports: Reports, node: str | None, names: Sequence[str]) -> list[
     return [r for r in reports.get(node, ()) if r.status == "fail" and r.check in names]
 
 
-def _rail_causes(defect: RailDefect, reports: Reports, nodes: Sequence[str]) -> list[tuple[str, CheckResult]]:
+def _drives(result: CheckResult, k: int | None, bus: str | None) -> bool:
+    """Whether ``result`` is on the path of the GPU a rank drove: its PCI address ``bus`` where both sides know
+    addresses, else GPU number ``k`` (PCI bus order)."""
+    if bus and result.gpu_buses:
+        return bus.lower() in {b.lower() for b in result.gpu_buses}
+    return k is not None and k in result.gpus
+
+
+def rail_gpu_buses(outcome: RailsOutcome, rail: int) -> dict[str, str]:
+    """node -> the PCI address of the GPU that drove ``rail`` there, where its rank knew it (``ExpectedNic``)."""
+    for found in outcome.devices:
+        if found.rail == rail:
+            return {node: nic.gpu for node, nic in found.nics.items() if nic.gpu}
+    return {}
+
+
+def _rail_causes(defect: RailDefect, reports: Reports, outcome: RailsOutcome) -> list[tuple[str, CheckResult]]:
     k = defect.rail
+    buses = rail_gpu_buses(outcome, k) if k is not None else {}
     if defect.kind in ("link", "cable") and k is not None:
         names = DEAD_CHECKS if defect.conviction.symptom == "dead" else PATH_CHECKS
-        return [(defect.node or "", r) for r in _failures(reports, defect.node, names) if k in r.gpus]
+        bus = buses.get(defect.node or "")
+        return [(defect.node or "", r) for r in _failures(reports, defect.node, names) if _drives(r, k, bus)]
     if defect.kind == "node":
         return [(defect.node or "", r) for r in _failures(reports, defect.node, PATH_CHECKS) if len(r.gpus) > 1]
-    if defect.kind == "rail" and k is not None and nodes:
-        per_node = {n: [r for r in _failures(reports, n, PATH_CHECKS) if k in r.gpus] for n in nodes}
+    if defect.kind == "rail" and k is not None and outcome.nodes:
+        per_node = {
+            n: [r for r in _failures(reports, n, PATH_CHECKS) if _drives(r, k, buses.get(n))] for n in outcome.nodes
+        }
         shared = set.intersection(*({r.check for r in found} for found in per_node.values()))
         return [(n, r) for n, found in per_node.items() for r in found if r.check in shared]
     return []
 
 
 def _gpu_causes(defect: GpuDefect, reports: Reports) -> list[tuple[str, CheckResult]]:
-    gpus = {g for g in (defect.gpu, defect.peer) if g is not None}
+    ends = [(g, bus) for g, bus in ((defect.gpu, defect.bus_id), (defect.peer, defect.peer_bus_id)) if g is not None]
     found = _failures(reports, defect.node, GPU_CHECKS)
     node = defect.node or ""
     if defect.kind == "node":
         return [(node, r) for r in found]
-    return [(node, r) for r in found if gpus & set(r.gpus)]
+    return [(node, r) for r in found if any(_drives(r, g, bus) for g, bus in ends)]
 
 
 def attribute(outcome: RailsOutcome, reports: Reports) -> RailsOutcome:
@@ -132,7 +157,7 @@ def attribute(outcome: RailsOutcome, reports: Reports) -> RailsOutcome:
 
     defects = []
     for defect in outcome.defects:
-        causes = tied(_rail_causes(defect, reports, outcome.nodes)) if defect.conviction.symptom != "errors" else ()
+        causes = tied(_rail_causes(defect, reports, outcome)) if defect.conviction.symptom != "errors" else ()
         action = next((c.result.action for c in causes if c.result.action), None)
         defects.append(dataclasses.replace(defect, causes=causes, action=action or defect.action))
     intra = outcome.intra_node

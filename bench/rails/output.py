@@ -8,7 +8,7 @@ import dataclasses
 from pathlib import Path
 from typing import Protocol
 
-from bench.rails import gpu_outcome, records
+from bench.rails import gpu_outcome, rail_target, records
 from bench.rails.config import RailsSettings
 from bench.rails.defects import described
 from bench.rails.records import RailsOutcome
@@ -64,6 +64,18 @@ def write_outputs(outcome: RailsOutcome, out_dir: Path, writer: Rows | None, ite
     return doc
 
 
+def lenient_lines(outcome: RailsOutcome, pass_fraction: float) -> list[str]:
+    """One line per rail-group call (collective, nodes, size, line rate) whose mark may be lenient at this node
+    count (``bench.rails.rail_target.lenient_line``): every rail of one call gives the same."""
+    calls = {(r.collective, r.nnodes, r.nbytes, outcome.expected.get(r.rail)) for r in outcome.rail_results}
+    lines = (
+        rail_target.lenient_line(collective, nnodes, nbytes, line, pass_fraction)
+        for collective, nnodes, nbytes, line in sorted(calls, key=str)
+        if line
+    )
+    return list(dict.fromkeys(line for line in lines if line))
+
+
 def print_outcome(outcome: RailsOutcome, settings: RailsSettings) -> None:
     if outcome.written.skipped:
         print(f"# rails: skipped: {outcome.written.skipped}", flush=True)
@@ -89,6 +101,8 @@ def print_outcome(outcome: RailsOutcome, settings: RailsSettings) -> None:
         ),
         flush=True,
     )
+    for line in lenient_lines(outcome, settings.profile.pass_fraction):
+        print(line, flush=True)
     if outcome.intra_node is not None:
         print(gpu_outcome.table(outcome.intra_node), flush=True)
     # The verdict (each failure a "# FAIL" line, then the word) is the frame's to say (bench.frame.job).

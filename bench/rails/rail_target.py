@@ -12,11 +12,18 @@ rail reads about 81% of line however good its links are, and a fixed 90%-of-line
 So the mark is on the bandwidth term: the rail passes when its call is no slower than its bytes at
 ``pass_fraction`` of line plus NCCL's latency for its node count. A rail whose links deliver less than
 ``pass_fraction`` of line still fails, at any node count, because the latency added is the same on both sides.
+
+The ring on Simple is the dearest price NCCL pays: it runs each call on the cheapest algorithm and protocol of
+its table, and past a few dozen nodes that is LL128 or a tree. There the call is faster than the mark allows for,
+so the target is lenient: links somewhat under ``pass_fraction`` of line can pass. Pricing NCCL's pick would need
+its per-architecture, per-host and per-channel constants; the output says instead where the target may be
+lenient and by how much at most (:func:`lenient_line`).
 """
 
 from __future__ import annotations
 
 from bench.measure.collectives import get_collective
+from bench.units import format_size
 
 BASE_LATENCY_US = 8.4
 """``baseLatencies[NCCL_ALGO_RING][NCCL_PROTO_SIMPLE]`` in ``src/graph/tuning.cc``."""
@@ -25,6 +32,11 @@ NET_STEP_LATENCY_US = 14.0
 network step the tree's network latency ("latencies are fully exposed")."""
 RING_PLATEAU = 1.4
 """A ring all_reduce on Simple pays 1.4 times its latency (compute capability 8.0 and up)."""
+CHEAPER_BANDWIDTH = 0.92
+"""Every other entry of NCCL's table gives up at least 8% of a ring on Simple's bandwidth for its lower latency
+(``ncclTopoTuneModel``): a ring on LL128 runs at 0.92 of it, a tree at 0.92 of the link per direction (and 120/128
+of that on LL128, times ``treeCorrectionFactor`` <= 1), LL at half, PAT at 0.75, the per-channel caps only lower
+them. So NCCL can leave the ring on Simple only where its latency is worth more than 1/0.92 - 1 of the bytes."""
 
 
 def network_steps(collective: str, nnodes: int) -> int:
@@ -50,3 +62,29 @@ def needed_busbw_Gbps(collective: str, nnodes: int, nbytes: int, line_mark_Gbps:
         return line_mark_Gbps
     seconds = bus_bits / (line_mark_Gbps * 1e9) + latency_us(collective, nnodes) * 1e-6
     return bus_bits / seconds / 1e9
+
+
+def may_run_cheaper(collective: str, nnodes: int, nbytes: int, line_Gbps: float) -> bool:
+    """Whether NCCL's tuning may run this call on something cheaper than a ring on Simple: only where the ring's
+    latency exceeds what :data:`CHEAPER_BANDWIDTH` costs the bytes at line rate (a necessary condition: where
+    this is False, NCCL runs the ring on Simple and the mark prices what NCCL pays)."""
+    bus_bits = nbytes * get_collective(collective).busbw_factor(nnodes) * 8
+    if nnodes < 2 or line_Gbps <= 0 or bus_bits <= 0:
+        return False
+    bytes_s = bus_bits / (line_Gbps * 1e9)
+    return latency_us(collective, nnodes) * 1e-6 > bytes_s * (1 / CHEAPER_BANDWIDTH - 1)
+
+
+def lenient_line(collective: str, nnodes: int, nbytes: int, line_Gbps: float, pass_fraction: float) -> str | None:
+    """The one line the output says where the mark of this rail-group call may be lenient (see the module
+    docstring), with the mark and how far under ``pass_fraction`` of line it lets links pass; None elsewhere."""
+    if not may_run_cheaper(collective, nnodes, nbytes, line_Gbps):
+        return None
+    needed = needed_busbw_Gbps(collective, nnodes, nbytes, pass_fraction * line_Gbps)
+    share, wanted = 100 * needed / line_Gbps, 100 * pass_fraction
+    return (
+        f"# rail target: {collective} of {format_size(nbytes)} over {nnodes} nodes needs {needed:.3g} Gb/s, "
+        f"{share:.0f}% of line ({wanted:.0f}% plus NCCL's ring/Simple latency, "
+        f"{latency_us(collective, nnodes) / 1000:.2g} ms a call); NCCL may run it on LL128 or a tree, cheaper, so "
+        f"the target may be lenient here: at most, links at {share:.0f}% of line pass, not {wanted:.0f}%"
+    )

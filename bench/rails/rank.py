@@ -84,8 +84,9 @@ def rail_prelude(settings: RailsSettings, profile: Profile, proposal: Callable[[
     the NIC lists of a node's ranks in every communicator, so they must be the same on every rank of a node
     (``bench.runtime.before_init.nic_disagreement``). Every rank gets the profile's values where the user set
     none (and on socket rails the rail interface list; on IB rails the management interface for NCCL's own
-    sockets, ``bench.rails.bootstrap_nic``), and NCCL's own topology takes each GPU to its nearest NIC
-    (``bench.fabric.rail_nics``); the counters prove which NIC carried each rail (``bench.rails.evidence``).
+    sockets, never loopback for a job across hosts, ``bench.rails.bootstrap_nic``), and NCCL's own topology
+    takes each GPU to its nearest NIC (``bench.fabric.rail_nics``); the counters prove which NIC carried each
+    rail (``bench.rails.evidence``).
     """
     defaults = {
         "NCCL_IB_HCA": profile.recommended_env.get("NCCL_IB_HCA"),
@@ -97,7 +98,7 @@ def rail_prelude(settings: RailsSettings, profile: Profile, proposal: Callable[[
         nics = dict(defaults)
         if profile.uses_ib_verbs and prelude.reads_nccl_env and not nics["NCCL_SOCKET_IFNAME"]:
             # NCCL's bootstrap and IB handshakes off the rails (bench.rails.bootstrap_nic).
-            nics["NCCL_SOCKET_IFNAME"] = bootstrap_nic.on_management(prelude.info)
+            nics["NCCL_SOCKET_IFNAME"] = bootstrap_nic.on_management(prelude, settings.oob_ifname)
         shared_nic_environment(prelude, nics)
         return out_dir
 

@@ -46,8 +46,11 @@ class CheckResult:
     action: str | None = None
     """What a technician does about a fail or warning (the profile's ``[actions]``); None where no action applies."""
     gpus: tuple[int, ...] = ()
-    """The GPUs (in PCI bus order, GPU k on rail k) whose path the result is about: how ``rails`` and ``accept``
-    tie a node-local cause to the rail or GPU it slows (``bench.rails.local_causes``)."""
+    """The GPUs (in PCI bus order, as nvidia-smi numbers them) whose path the result is about."""
+    gpu_buses: tuple[str, ...] = ()
+    """The PCI addresses of ``gpus`` where the tree gives them (``0000:9a:00.0``): how ``rails`` and ``accept`` tie
+    a node-local cause to the rail or GPU it slows, the GPU each rank drove whatever CUDA numbered it
+    (``bench.rails.local_causes``)."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -101,11 +101,13 @@ class DefectCause(Written):
     """A fault on a node's own GPUDirect path (a preflight check's fail or warning, ``bench.rails.local_causes``):
     beside a defect it explains, it says why the rail or GPU is slow and what to do instead. The check's answer is
     held as the checks made it, written inline: its keys (``check``, ``status``, ``reason``, ``device``,
-    ``action``, ``gpus``) are the cause's own in rails.json, then the node and whether a defect carries it."""
+    ``action``, ``gpus``, ``gpu_buses``) are the cause's own in rails.json, then the node and whether a defect
+    carries it."""
 
     result: CheckResult = field(metadata=codec.INLINE)
-    """The check's answer: ``device`` names the part (``GPU3``, ``mlx5_4``, a PCI address), ``gpus`` the GPUs
-    (local ranks, PCI bus order) whose path it is on, GPU k's being rail k's."""
+    """The check's answer: ``device`` names the part (``GPU3``, ``mlx5_4``, a PCI address), ``gpus`` the GPUs (PCI
+    bus order) whose path it is on and ``gpu_buses`` their addresses, which tie it to the rail whose rank drove
+    one of them."""
     node: str | None = None
     explains: bool = False
     """In ``node_causes``: whether a defect of the test carries it."""

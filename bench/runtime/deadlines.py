@@ -16,6 +16,10 @@ DEFAULT_TIMEOUT_S = 300.0
 """``--timeout``: a step that has not finished after this many seconds ends the run with exit 3."""
 MAX_TIMEOUT_S = 86_400.0
 """A day: no collective step waits longer; an infinite timeout would be no deadline at all."""
+POSTMORTEM_COLLECT_S = 20.0
+"""The most rank 0's post-mortem of a failed communicator waits for the failed ranks' posts to settle before it
+names the link (``bench.frame.postmortem``): inside the step's ``--timeout``, after NCCL's own retries and
+torch's abort, or the step ends as a hang instead (the ``nccl-ib-retry`` check counts it)."""
 
 STOPPED_GRACE_S = 15.0
 """A rank stopped for ``--timeout`` plus this long is a hang the parent ends. Inside a measured step the

@@ -52,7 +52,7 @@ from bench.exits import UserError
 Launcher = Literal["openmpi", "torchrun", "deepspeed", "pmix", "pmi", "slurm"]
 
 # Variables recorded in run.json: everything that changes how NCCL, UCX or gloo behave.
-RECORDED_PREFIXES = ("NCCL_", "UCX_", "GLOO_", "TORCH_NCCL_", "CUDA_VISIBLE_DEVICES", "OMPI_MCA_")
+RECORDED_PREFIXES = ("NCCL_", "UCX_", "GLOO_", "TORCH_NCCL_", "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "OMPI_MCA_")
 
 
 PARENT_VAR = "RAILBENCH_PARENT"
@@ -77,6 +77,21 @@ def set_default(name: str, value: str) -> str:
 def set_value(name: str, value: str) -> None:
     """Set ``name`` for this process and its children, over any value it had (a rank's own setting)."""
     os.environ[name] = value
+
+
+CUDA_ORDER_VAR = "CUDA_DEVICE_ORDER"
+PCI_BUS_ORDER = "PCI_BUS_ID"
+
+
+def cuda_device_order() -> str:
+    """``CUDA_DEVICE_ORDER=PCI_BUS_ID`` for this rank unless the site set its own; returns the value in force.
+
+    CUDA numbers GPUs fastest first unless told otherwise (``FASTEST_FIRST``, the CUDA C++ Programming Guide's
+    environment variables), and reads the variable once, when the process first initialises CUDA: so a rank sets
+    it before anything touches CUDA. In PCI bus order local rank k drives the GPU nvidia-smi and railbench's
+    checks call GPU k (a permuted ``CUDA_VISIBLE_DEVICES`` still reorders it: causes are tied to rails by PCI
+    address, ``bench.rails.local_causes``)."""
+    return set_default(CUDA_ORDER_VAR, PCI_BUS_ORDER)
 
 
 @contextlib.contextmanager
