@@ -26,6 +26,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from bench.bounded import ascii_digits
 from bench.exits import UserError
 
 MAX_IB_DEVS = 32
@@ -149,7 +150,7 @@ def parse_list(value: str | None, max_entries: int = MAX_IB_DEVS) -> HcaList:
 def split_device(device: str) -> tuple[str, int]:
     """``"mlx5_1:1"`` -> ``("mlx5_1", 1)``; a bad string raises UserError."""
     name, sep, port = device.rpartition(":")
-    if not sep or not name or not port.isdigit() or not device.isascii() or not device.isprintable():
+    if not sep or not name or not ascii_digits(port) or not device.isascii() or not device.isprintable():
         raise UserError(f"device '{show(device)}' is not NAME:PORT in ASCII: write it like mlx5_1:1")
     return name, int(port)
 

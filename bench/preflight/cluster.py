@@ -47,7 +47,7 @@ def nccl_version() -> str | None:
             return version
     for directory in _NCCL_LIB_DIRS:
         for path in sorted(glob.glob(f"{directory}/libnccl.so.2.*")):
-            match = re.search(r"libnccl\.so\.(\d+\.\d+\.\d+)$", path)
+            match = re.search(r"libnccl\.so\.([0-9]+\.[0-9]+\.[0-9]+)$", path)
             if match:
                 return match.group(1)
     return None

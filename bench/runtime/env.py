@@ -182,7 +182,7 @@ def _slurm_tasks_on_node(spec: str, node_id: int) -> int | None:
     """Tasks on node ``node_id`` from Slurm's compressed list, e.g. ``"8(x2),4"``."""
     index = 0
     for part in spec.split(","):
-        match = re.fullmatch(r"\s*(\d+)(?:\(x(\d+)\))?\s*", part)
+        match = re.fullmatch(r"\s*([0-9]+)(?:\(x([0-9]+)\))?\s*", part)
         if not match:
             return None
         tasks, repeat = int(match.group(1)), int(match.group(2) or 1)
