@@ -186,6 +186,24 @@ def select_ifnames(value: str | None, available: Sequence[str]) -> list[str]:
     return [name for name in available if parsed.matches(name)]
 
 
+def check_socket_ifname(name: str, what: str) -> str:
+    """``name`` when ``NCCL_SOCKET_IFNAME`` of ``=`` and it selects that one interface; UserError (one line) naming
+    ``what`` otherwise. Linux lets an interface name hold ``,`` and control characters (``dev_valid_name``
+    refuses only ``/``, ``:`` and whitespace), but NCCL splits the variable at every ``,`` and ``:`` (the
+    grammar above), so ``a,b`` would select two interfaces or none, and an ESC would reach NCCL's own log
+    lines and the terminal raw."""
+    bad = next((c for c in name if c in ",:" or c.isspace() or not c.isprintable()), None)
+    if name and bad is None:
+        return name
+    problem = (
+        "it is empty" if not name else f"NCCL cannot take it in NCCL_SOCKET_IFNAME (it holds U+{ord(bad or ' '):04X})"
+    )
+    raise UserError(
+        f"{what} '{show(name)}' cannot be named to NCCL: {problem}; rename the interface, or set "
+        "NCCL_SOCKET_IFNAME yourself to select the management interface"
+    )
+
+
 def nccl_default_ifnames(available: Sequence[str]) -> list[str]:
     """The interfaces NCCL picks when NCCL_SOCKET_IFNAME is unset (of those that are up with an address).
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import socket
 
-from bench.fabric.hca_list import select_ifnames, show
+from bench.fabric.hca_list import check_socket_ifname, select_ifnames, show
 from bench.netaddr import interface_ipv4
 from bench.runtime import env as benv
 from bench.runtime.env import RankInfo
@@ -50,7 +50,7 @@ def management_socket_ifname(master_addr: str | None, master_port: int | None) -
     if not master_addr:
         return None
     name = interface_towards(master_addr, master_port or 0)
-    return f"={name}" if name else None
+    return f"={check_socket_ifname(name, 'the management interface')}" if name else None
 
 
 def site_value_line(site: str, management: str, available: list[str]) -> str | None:

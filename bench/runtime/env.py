@@ -47,7 +47,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from bench.bounded import ascii_digits
 from bench.exits import UserError
+from bench.textlines import printable
 
 Launcher = Literal["openmpi", "torchrun", "deepspeed", "pmix", "pmi", "slurm"]
 
@@ -159,9 +161,11 @@ def _int(env: Mapping[str, str], name: str, hint: str, minimum: int = 0) -> int:
     if raw is None or raw.strip() == "":
         raise UserError(f"{name} is not set: {hint}")
     try:
+        if not ascii_digits(raw.strip().removeprefix("-")):  # int() reads '١' and '1_0', and '²' raises
+            raise ValueError(raw)
         value = int(raw.strip())
     except ValueError:
-        raise UserError(f"{name}={raw!r} is not an integer: {hint}") from None
+        raise UserError(f"{name}={printable(raw)!r} is not an integer: {hint}") from None
     if value < minimum:
         raise UserError(f"{name}={value} must be at least {minimum}: {hint}")
     return value
