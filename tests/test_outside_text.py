@@ -16,11 +16,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from bench.exits import UserError
 from bench.fabric.hca_list import check_socket_ifname
 from bench.gpu import state
 from bench.slurm import drain, scheduler
+from bench.textlines import printable
 from tests import fabric_trees
 from tests.support import REPO, railbench_inline, rank_env
 from tests.test_fabric_error_counters import zero_errors
@@ -197,6 +200,23 @@ def test_the_reason_railbench_gives_slurm_is_one_printable_line(slurm_tools: Pat
         os.environ.update(saved)
     (call,) = _calls(slurm_tools, "scontrol")
     assert call[-1] == "Reason=railbench: x\\x0ay"
+
+
+_OUTSIDE = st.text(max_size=80) | st.lists(st.sampled_from([*RAW, "\n", "\x00", "\u202e", "[2J", "]0;", "x", " "])).map(
+    "".join
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(node=_OUTSIDE, part=_OUTSIDE, finding=_OUTSIDE, note=_OUTSIDE)
+def test_any_outside_text_comes_out_one_printable_line(node: str, part: str, finding: str, note: str) -> None:
+    why = drain.reason([drain.NodeFault(node, part, finding, note)])
+    assert why.isascii() and why.isprintable() and len(why) <= drain.MAX_REASON_CHARS
+    for outcome in ("drained", "left", "failed"):
+        line = drain.NodeAction(node, outcome, why, note).line  # type: ignore[arg-type]
+        assert "\n" not in line and printable(line) == line, repr(line)  # nothing a terminal acts on is left
+    said = str(scheduler.SchedulerError(f"scontrol update: {note}"))
+    assert "\n" not in said and printable(said) == said, repr(said)
 
 
 def test_scheduler_errors_are_one_printable_line() -> None:
