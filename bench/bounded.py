@@ -13,7 +13,9 @@ JSON on top of this lives in ``bench.jsondoc``.
 ``1e999`` into ``inf``; a reader that converts raw text directly turns hostile or damaged input into
 tracebacks, infinities or negative bandwidths in the history. Every reader goes through :func:`parse_int`
 and :func:`parse_float` instead: the text's length is limited before conversion, floats must be finite, and
-the sign must make sense for the field.
+the sign must make sense for the field. Only ASCII digits are a number: ``str.isdigit()`` is true of ``'²'``
+(which ``int()`` then refuses with a ValueError) and ``int()`` itself reads ``'١٢'`` and ``'1_000'``; a
+reader that picks digits out of a line asks :func:`ascii_digits`, never ``isdigit()``.
 
 What does not fit raises :class:`InputError` naming the file (and the field), which the CLI reports as one
 line with exit status 2.
@@ -251,6 +253,12 @@ def capped_lines(stream: TextIO, *, label: str, fix: str, limit: int = MAX_LINE_
         yield line
 
 
+def ascii_digits(text: str) -> bool:
+    """Whether ``text`` is one or more of the ASCII digits 0-9 and nothing else: what ``int()`` reads the same
+    in every reader (``isdigit()`` and ``isdecimal()`` are true of superscripts and of other scripts' digits)."""
+    return text.isascii() and text.isdigit()
+
+
 def _size(nbytes: int) -> str:
     return f"{nbytes >> 20} MiB" if nbytes >= 1 << 20 else f"{nbytes >> 10} KiB"
 
@@ -275,6 +283,8 @@ def parse_int(text: str, where: Where, *, sign: Sign = "non-negative", maximum: 
     """``text`` as an int, at most :data:`MAX_NUMBER_CHARS` long, with ``sign`` and ``maximum`` enforced."""
     stripped = _checked_text(text, where)
     try:
+        if not ascii_digits(stripped.removeprefix("-").removeprefix("+")):
+            raise ValueError(stripped)
         value = int(stripped)
     except ValueError:
         raise InputError(f"{where} is {stripped[:20]!r}, not a whole number") from None
@@ -288,6 +298,8 @@ def parse_float(text: str, where: Where, *, sign: Sign = "non-negative", maximum
     """``text`` as a finite float (no nan, inf or overflow to inf), with ``sign`` and ``maximum`` enforced."""
     stripped = _checked_text(text, where)
     try:
+        if not stripped.isascii() or "_" in stripped:  # float() reads other scripts' digits and 1_0
+            raise ValueError(stripped)
         value = float(stripped)
     except ValueError:
         raise InputError(f"{where} is {stripped[:20]!r}, not a number") from None

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
-from bench.bounded import MAX_STREAM_BYTES, open_regular
+from bench.bounded import MAX_STREAM_BYTES, ascii_digits, open_regular
 
 _ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")
 """Terminal sequences, whole: CSI (colour, cursor moves, clearing) and OSC (the window title), ended by BEL or
@@ -97,7 +97,7 @@ def strip_launcher_label(line: str) -> str:
         close = rest.find("]<", 0, 32)
         tag = rest[1:close] if close > 0 else ""
         job, comma, rank = tag.partition(",")
-        if comma and job.isdigit() and rank.isdigit():
+        if comma and ascii_digits(job) and ascii_digits(rank):
             after = rest[close + 1 :]
             for stream in ("<stdout>:", "<stderr>:"):
                 if after.startswith(stream):

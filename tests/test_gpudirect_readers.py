@@ -5,6 +5,7 @@ ibv_devinfo, NCCL's own "GDR 0"."""
 from __future__ import annotations
 
 import struct
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -212,8 +213,9 @@ def test_older_drivers_names_read_the_same() -> None:
 @pytest.mark.parametrize(
     ("text", "why"),
     [
-        ('<!DOCTYPE x [<!ENTITY a "aaaa">]><nvidia_smi_log>&a;</nvidia_smi_log>', "declares the entity 'a'"),
-        ('<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><nvidia_smi_log>&e;</nvidia_smi_log>', "declares"),
+        ('<!DOCTYPE x [<!ENTITY a "aaaa">]><nvidia_smi_log>&a;</nvidia_smi_log>', "has a DTD of its own"),
+        ('<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><nvidia_smi_log>&e;</nvidia_smi_log>', "DTDs are"),
+        ("<nvidia_smi_log>&e;</nvidia_smi_log>", "undefined entity"),
         ("<nvidia_smi_log><gpu>", "not well-formed"),
         ("<other/>", "not nvidia-smi -q -x output"),
         ("<a>" * 100 + "</a>" * 100, "nests elements more than 64 deep"),
@@ -227,8 +229,79 @@ def test_hostile_xml_is_refused_in_one_line(text: str, why: str) -> None:
 
 def test_a_billion_laughs_never_expands() -> None:
     laughs = '<!DOCTYPE l [<!ENTITY l0 "ha">' + "".join(f'<!ENTITY l{i} "&l{i - 1};&l{i - 1};">' for i in range(1, 30))
-    with pytest.raises(safe_xml.XmlRefused, match="declares the entity"):
+    with pytest.raises(safe_xml.XmlRefused, match="has a DTD of its own"):
         safe_xml.parse((laughs + "]><nvidia_smi_log>&l29;</nvidia_smi_log>").encode(), "laughs.xml")
+
+
+ENCODINGS_TRIED = (
+    "UTF-7",
+    "rot13",
+    "idna",
+    "utf-16-le",
+    "utf-16",
+    "utf-32",
+    "shift_jis",
+    "euc-jp",
+    "base64",
+    "hex",
+    "zlib",
+    "ebcdic",
+    "cp500",
+    "iso-8859-1",
+    "cp1252",
+    "koi8-r",
+    "x-unknown",
+    "utf-16-be",
+)
+"""Declared encodings the fault campaign tried: before the fix 9 of these ended in a ValueError, LookupError or
+UnicodeError from Python's codecs (expat hands them an encoding it does not know), 4 were read as Latin-1."""
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS_TRIED)
+def test_an_encoding_nvidia_smi_never_declares_is_refused_in_one_line(encoding: str) -> None:
+    text = docs.smi_xml(docs.healthy(1)).replace(
+        '<?xml version="1.0" ?>', f'<?xml version="1.0" encoding="{encoding}"?>'
+    )
+    with pytest.raises(smi.SmiRefused) as refused:
+        smi.parse_report(text.encode(), "enc.xml")
+    assert "encoding" in str(refused.value) and "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        "<?xml version='1.0' ?><nvidia_smi_log/>".encode("utf-16"),  # its byte-order mark: expat would follow it
+        b"\xff\xfe<\x00n\x00/\x00>\x00",
+        b"\xfe\xff\x00<\x00n\x00/\x00>",
+    ],
+)
+def test_a_byte_order_mark_of_utf16_is_refused(data: bytes) -> None:
+    with pytest.raises(safe_xml.XmlRefused, match="byte-order mark"):
+        safe_xml.parse(data, "bom.xml")
+
+
+@pytest.mark.parametrize("declaration", ['<?xml version="1.0" ?>', '<?xml version="1.0" encoding="UTF-8"?>', ""])
+def test_what_nvidia_smi_declares_is_read(declaration: str) -> None:
+    """R550 writes no encoding, R535 writes UTF-8 (both with the DOCTYPE line naming the DTD file, never fetched)."""
+    text = docs.smi_xml(docs.healthy(2)).replace('<?xml version="1.0" ?>', declaration)
+    assert '<!DOCTYPE nvidia_smi_log SYSTEM "nvsmi_device_v12.dtd">' in text
+    assert len(smi.parse_report(text.encode(), "ok.xml").gpus) == 2
+    assert len(smi.parse_report(text.encode("ascii"), "ok.xml").gpus) == 2
+
+
+def test_attribute_defaults_never_amplify() -> None:
+    """An <!ATTLIST> default is copied into every element that lacks the attribute: 0.3 MB of document made
+    expat build gigabytes of attributes for over 30 s (here 70 KB that would build 40 MB). Any DTD of the
+    document's own is refused before that."""
+    default = "a" * 1000
+    data = (
+        f"<!DOCTYPE nvidia_smi_log [<!ATTLIST gpu {' '.join(f'x{i} CDATA {default!r}' for i in range(4))}>]>"
+        "<nvidia_smi_log>" + "<gpu/>" * 10_000 + "</nvidia_smi_log>"
+    ).encode()
+    started = time.monotonic()
+    with pytest.raises(smi.SmiRefused, match="has a DTD of its own"):
+        smi.parse_report(data, "attlist.xml")
+    assert time.monotonic() - started < 1.0
 
 
 def test_nvlink_status_lines() -> None:

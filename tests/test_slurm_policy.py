@@ -234,7 +234,7 @@ def test_a_check_that_hangs_is_a_finding_at_the_time_limit_and_its_tool_is_ended
         (["--time-limit", "0"], "--time-limit 0 must be above 0 seconds"),
         (["--time-limit", "nan"], "--time-limit 'nan' is not a finite number"),
         (["--time-limit", "4000"], "above the largest plausible value 600"),
-        (["--node", "node01,node02"], "is not a node name"),
+        (["--node", "node01,node02"], "is not one Slurm node name"),
         (["--time-limit", "2"], "does not fit in --time-limit 2 s"),  # lambda-1cc's window is 3 s
         (["--sysfs-root", "/nonexistent"], "--sysfs-root /nonexistent is not a directory"),
     ],

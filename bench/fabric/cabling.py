@@ -28,6 +28,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from bench.bounded import ascii_digits
 from bench.exits import UserError
 from bench.fabric.sysfs_io import natural_key
 from bench.jsondoc import Parsed
@@ -42,7 +43,7 @@ MAX_RAILS = 64
 MAX_PORT = 4096
 """Above any switch's port count (a Quantum-2 has 64; ibnetdiscover counts a director's ports per ASIC)."""
 
-_ENDPOINT = re.compile(r"([^\s:]{1,200}):(\d{1,5})")
+_ENDPOINT = re.compile(r"([^\s:]{1,200}):([0-9]{1,5})")
 
 
 @dataclass(frozen=True, order=True)
@@ -142,7 +143,7 @@ def _name(text: str, what: str, where: str) -> str:
 
 
 def _port(text: str, what: str, where: str) -> int:
-    if not text.isdigit() or len(text) > 5 or not 1 <= int(text) <= MAX_PORT:
+    if not ascii_digits(text) or len(text) > 5 or not 1 <= int(text) <= MAX_PORT:
         raise UserError(f"{where}: {what} {text[:20]!r} must be a port number from 1 to {MAX_PORT}")
     return int(text)
 

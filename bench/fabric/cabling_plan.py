@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from bench.bounded import ascii_digits
 from bench.exits import UserError
 from bench.fabric.cabling import MAX_RAILS, Cable, Cabling, HostPort, SwitchPort
 from bench.fabric.ibnetdiscover import NAME_FIX
@@ -232,7 +233,7 @@ def _usual(links: Sequence[str | None]) -> str | None:
 
 def _rank(link: str) -> tuple[int, str]:
     width, _, speed = link.partition("x")
-    return (int(width) if width.isdigit() else 0, speed)
+    return (int(width) if ascii_digits(width) else 0, speed)
 
 
 def check(cabling: Cabling, rail_hcas: Sequence[str]) -> tuple[FabricShape, list[CablingFinding]]:

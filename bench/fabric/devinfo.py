@@ -23,6 +23,7 @@ import shutil
 from collections.abc import Iterable
 
 from bench import toolrun
+from bench.bounded import ascii_digits
 
 IB_MTUS = (4096, 2048, 1024, 512, 256)
 ROCE_OVERHEAD = 40 + 8 + 12 + 4 + 28 + 4
@@ -49,11 +50,11 @@ def active_mtus(lines: Iterable[str]) -> dict[str, int]:
         value = value.strip()
         if key == "hca_id":
             hca, port = value.split()[0][:64] if value else None, None
-        elif key == "port" and value.isdigit() and len(value) <= 3:
+        elif key == "port" and ascii_digits(value) and len(value) <= 3:
             port = value
         elif key == "active_mtu" and hca and port:
             number = value.split()[0] if value else ""
-            if number.isdigit() and int(number[:6]) in IB_MTUS:
+            if ascii_digits(number) and int(number[:6]) in IB_MTUS:
                 out[f"{hca}:{port}"] = int(number)
     return out
 

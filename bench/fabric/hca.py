@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from bench.bounded import ascii_digits
+
 # Re-exported: the parsing half of this module's interface.
 from bench.fabric.hca_list import ANY_PORT as ANY_PORT
 from bench.fabric.hca_list import C_SPACE as C_SPACE
@@ -199,7 +201,7 @@ def _port_warnings(entry: HcaEntry) -> list[HcaWarning]:
                 "port (ports start at 1)",
             )
         ]
-    if not entry.port_text.isdigit() or str(entry.port) != entry.port_text:
+    if not ascii_digits(entry.port_text) or str(entry.port) != entry.port_text:
         return [
             HcaWarning(
                 "port-atoi",

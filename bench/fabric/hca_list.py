@@ -26,6 +26,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from bench.bounded import ascii_digits
 from bench.exits import UserError
 
 MAX_IB_DEVS = 32
@@ -149,7 +150,7 @@ def parse_list(value: str | None, max_entries: int = MAX_IB_DEVS) -> HcaList:
 def split_device(device: str) -> tuple[str, int]:
     """``"mlx5_1:1"`` -> ``("mlx5_1", 1)``; a bad string raises UserError."""
     name, sep, port = device.rpartition(":")
-    if not sep or not name or not port.isdigit() or not device.isascii() or not device.isprintable():
+    if not sep or not name or not ascii_digits(port) or not device.isascii() or not device.isprintable():
         raise UserError(f"device '{show(device)}' is not NAME:PORT in ASCII: write it like mlx5_1:1")
     return name, int(port)
 
@@ -183,6 +184,24 @@ def select_ifnames(value: str | None, available: Sequence[str]) -> list[str]:
     """
     parsed = parse_list(value, MAX_SOCKET_IFS)
     return [name for name in available if parsed.matches(name)]
+
+
+def check_socket_ifname(name: str, what: str) -> str:
+    """``name`` when ``NCCL_SOCKET_IFNAME`` of ``=`` and it selects that one interface; UserError (one line) naming
+    ``what`` otherwise. Linux lets an interface name hold ``,`` and control characters (``dev_valid_name``
+    refuses only ``/``, ``:`` and whitespace), but NCCL splits the variable at every ``,`` and ``:`` (the
+    grammar above), so ``a,b`` would select two interfaces or none, and an ESC would reach NCCL's own log
+    lines and the terminal raw."""
+    bad = next((c for c in name if c in ",:" or c.isspace() or not c.isprintable()), None)
+    if name and bad is None:
+        return name
+    problem = (
+        "it is empty" if not name else f"NCCL cannot take it in NCCL_SOCKET_IFNAME (it holds U+{ord(bad or ' '):04X})"
+    )
+    raise UserError(
+        f"{what} '{show(name)}' cannot be named to NCCL: {problem}; rename the interface, or set "
+        "NCCL_SOCKET_IFNAME yourself to select the management interface"
+    )
 
 
 def nccl_default_ifnames(available: Sequence[str]) -> list[str]:

@@ -44,6 +44,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.bounded import ascii_digits
 from bench.exits import UserError
 from bench.fabric.cabling import Cable, Cabling, HostPort, SwitchPort, normalised
 from bench.textlines import numbered_lines, open_text
@@ -101,7 +102,7 @@ def _bracketed(text: str, start: int) -> tuple[int, int] | None:
         return None
     j = text.find("]", i)
     digits = text[i + 1 : j] if j > 0 else ""
-    if not digits.isdigit() or len(digits) > 5:
+    if not ascii_digits(digits) or len(digits) > 5:
         return None
     return int(digits), j + 1
 
@@ -113,11 +114,11 @@ def _link(comment: str) -> tuple[bool, str | None]:
     unknown width or speed prints as ``??``), so a comment without a word after its last ``lid N`` was cut."""
     words = comment.split()
     at = max((i for i, w in enumerate(words) if w == "lid"), default=-1)
-    if at < 0 or at + 2 >= len(words) or not words[at + 1].isdigit():
+    if at < 0 or at + 2 >= len(words) or not ascii_digits(words[at + 1]):
         return False, None
     link = words[at + 2]
     width, x, speed = link.partition("x")
-    return True, link if x and width.isdigit() and speed.isalnum() and len(link) <= 16 else None
+    return True, link if x and ascii_digits(width) and speed.isalnum() and len(link) <= 16 else None
 
 
 def _header(line: str, number: int) -> _Node | None:

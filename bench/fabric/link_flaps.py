@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from bench import toolrun
-from bench.bounded import InputError, open_regular
+from bench.bounded import InputError, ascii_digits, open_regular
 from bench.textlines import numbered_lines
 
 FLAP_PHRASES: tuple[str, ...] = (
@@ -157,7 +157,7 @@ def line_time(line: str, now: datetime) -> datetime | None:
         except (ValueError, OverflowError, OSError):  # OverflowError: year 1 or 9999 moved by its zone
             return None
     words = line[:32].split()
-    if len(words) < 3 or words[0][:3].lower() not in _MONTHS or not words[1].isdigit():
+    if len(words) < 3 or words[0][:3].lower() not in _MONTHS or not ascii_digits(words[1]):
         return None
     try:
         hour, minute, second = (int(p) for p in words[2].split(":"))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from bench.bounded import ascii_digits
 from bench.fabric.sysfs import Sysfs
 
 PEERMEM_MODULES = ("nvidia_peermem", "nv_peer_mem")
@@ -47,7 +48,7 @@ class PeerMemory:
         numbers = []
         for part in self.kernel.split("-", 1)[0].split(".")[:2]:
             digits = part[:4]
-            if not digits.isdigit():
+            if not ascii_digits(digits):
                 return None
             numbers.append(int(digits))
         return tuple(numbers) >= DMABUF_KERNEL if len(numbers) == 2 else None

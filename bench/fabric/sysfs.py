@@ -31,7 +31,7 @@ U64_MAX = (1 << 64) - 1
 PCI_ADDRESS = re.compile(r"^[0-9a-fA-F]{4,}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")
 _HOST_BRIDGE = re.compile(r"^pci[0-9a-fA-F]{4,}:[0-9a-fA-F]{2}$")
 _RATE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*Gb/sec(?:\s*\((.*)\))?")
-_STATE = re.compile(r"^\s*(\d+)\s*:\s*(\S+)")
+_STATE = re.compile(r"^\s*([0-9]+)\s*:\s*(\S+)")
 
 
 def pci_chain(resolved: Path | None) -> tuple[str, ...]:

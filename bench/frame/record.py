@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from bench import codec
+from bench.bounded import ascii_digits
 from bench.exits import UserError
 from bench.profiles import Profile
 from bench.rundir.files import FORMAT_VERSION
@@ -37,7 +38,7 @@ def versions(backend: str) -> dict[str, str | None]:
     driver = None
     try:
         first = Path("/proc/driver/nvidia/version").read_text().splitlines()[0]
-        driver = next((w for w in first.split() if w[:1].isdigit() and "." in w), None)
+        driver = next((w for w in first.split() if ascii_digits(w[:1]) and "." in w), None)
     except (OSError, IndexError):
         pass
     return {

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from bench.bounded import InputError, Where, parse_float
+from bench.bounded import InputError, Where, ascii_digits, parse_float
 
 MAX_LINKS = 64
 """More links than any GPU has (18 on Hopper and Blackwell)."""
@@ -52,12 +52,12 @@ def is_status_output(text: str) -> bool:
 
 def _index(line: str) -> int | None:
     head = line.strip().removeprefix("GPU ").partition(":")[0]
-    return int(head) if head.isdigit() and len(head) <= 4 else None
+    return int(head) if ascii_digits(head) and len(head) <= 4 else None
 
 
 def _link(line: str) -> NvLink | None:
     words = line.strip().removeprefix("Link ").partition(":")
-    if not words[0].isdigit() or len(words[0]) > 3:
+    if not ascii_digits(words[0]) or len(words[0]) > 3:
         return None
     number = int(words[0])
     value = words[2].strip()

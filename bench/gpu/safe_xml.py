@@ -8,7 +8,13 @@ millions of elements. This reader uses the standard library's expat with those d
   anywhere; a reference to an entity nobody declared is refused too; the five predefined ones (``&amp;``...)
   and character references stay, as they are plain text;
 * external DTDs are never fetched (expat does not load them unless asked; the ``<!DOCTYPE nvidia_smi_log
-  SYSTEM "nvsmi_device_v12.dtd">`` line that nvidia-smi writes is allowed and ignored);
+  SYSTEM "nvsmi_device_v12.dtd">`` line that nvidia-smi writes is allowed and ignored); a DOCTYPE with an
+  internal subset (``[...]``) is refused whole, so no ``<!ATTLIST>`` default is copied into every element (0.3 MB
+  of them took expat over 30 s) and no ``<!ENTITY>`` is declared;
+* the document is read as UTF-8, whatever it declares: nvidia-smi writes ``<?xml version="1.0" ?>`` (R550) or
+  ``encoding="UTF-8"``, and any other declared encoding is refused (expat hands an encoding it does not know to
+  Python's codecs, where UTF-7, UTF-16, rot13, idna and others end in a ValueError or LookupError, not an
+  ExpatError);
 * the input, the depth, the number of elements and each element's text are capped.
 
 What does not fit raises :class:`XmlRefused` with one line that says why. The result is a tree of
@@ -27,6 +33,8 @@ MAX_DEPTH = 64
 MAX_ELEMENTS = 2_000_000
 MAX_TEXT_CHARS = 4096
 """Text kept per element: a value nvidia-smi prints is a word or a number; more is cut."""
+ENCODINGS = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
+"""Declared encodings read (as UTF-8, of which ASCII is a part): what nvidia-smi declares, or nothing."""
 
 
 class XmlRefused(ValueError):
@@ -110,6 +118,14 @@ class _Tree:
         if self.stack:
             self.stack[-1].add_text(data)
 
+    def declaration(self, version: str, encoding: str | None, standalone: int) -> None:
+        if encoding is not None and encoding.lower() not in ENCODINGS:
+            raise _refuse(f"{self.source} declares the encoding {encoding[:40]!r}: only UTF-8 is read")
+
+    def doctype(self, name: str, system_id: str | None, public_id: str | None, has_internal_subset: int) -> None:
+        if has_internal_subset:
+            raise _refuse(f"{self.source} has a DTD of its own (<!DOCTYPE {name[:40]} [...]>): DTDs are refused")
+
     def entity_declared(self, name: str, *rest: object) -> None:
         raise _refuse(f"{self.source} declares the entity {name[:40]!r}: entity declarations are refused")
 
@@ -124,8 +140,12 @@ def parse(data: bytes, source: str) -> Element:
     """The root element of the XML in ``data`` (from ``source``, named in every refusal)."""
     if len(data) > MAX_XML_BYTES:
         raise XmlRefused(f"{source} is {len(data)} bytes of XML, over the {MAX_XML_BYTES >> 20} MiB limit")
-    parser = expat.ParserCreate()
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):  # a byte-order mark: expat would read UTF-16 whatever it is told
+        raise XmlRefused(f"{source} is UTF-16 or UTF-32 (its byte-order mark): only UTF-8 is read")
+    parser = expat.ParserCreate(encoding="utf-8")  # read as UTF-8 whatever is declared; declaration() checks it
     tree = _Tree(source)
+    parser.XmlDeclHandler = tree.declaration
+    parser.StartDoctypeDeclHandler = tree.doctype
     parser.StartElementHandler = tree.start
     parser.EndElementHandler = tree.end
     parser.CharacterDataHandler = tree.text

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.bounded import InputError, Where, parse_int
+from bench.bounded import InputError, Where, ascii_digits, parse_int
 from bench.gpu.safe_xml import Element, XmlRefused, parse
 
 MAX_COUNT = 1 << 48
@@ -103,7 +103,7 @@ def _count(text: str | None, where: str) -> int | None:
     if value is None:
         return None
     number = value.split()[0]
-    if not number.isdigit():
+    if not ascii_digits(number):
         return None
     try:
         return parse_int(number, Where(where, "count"), maximum=MAX_COUNT)

@@ -20,7 +20,7 @@ from bench.bounded import InputError, read_bytes
 from bench.gpu import nvlink
 from bench.gpu.safe_xml import MAX_XML_BYTES
 from bench.gpu.smi import SmiRefused, SmiReport, parse_report
-from bench.textlines import text_lines
+from bench.textlines import printable, text_lines
 
 MAX_FILE_BYTES = MAX_XML_BYTES
 QUERY_TIMEOUT_S = 60.0
@@ -104,4 +104,9 @@ def from_tool() -> GpuState:
     if text is not None:
         decoded = text.decode("utf-8", errors="replace")
         links = nvlink.parse_status(line for _, line in text_lines(decoded) if line is not None)
-    return GpuState(report, report_missing, links, links_missing, tool_failed=report is None)
+    # why each part is missing quotes nvidia-smi's own failure line: it reaches the terminal and checks.json
+    return GpuState(report, _shown(report_missing), links, _shown(links_missing), tool_failed=report is None)
+
+
+def _shown(why: str | None) -> str | None:
+    return printable(why) if why is not None else None

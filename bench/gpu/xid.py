@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from bench.bounded import ascii_digits
+
 MEANINGS: dict[int, str] = {
     13: "graphics engine exception",
     31: "GPU memory page fault",
@@ -90,7 +92,7 @@ def parse_line(line: str) -> Xid | None:
     digits = rest[1:].lstrip()
     code = ""
     for char in digits[:6]:
-        if not char.isdigit():
+        if not ascii_digits(char):
             break
         code += char
     if not code or len(code) > 5:

@@ -9,6 +9,7 @@ from bench import sysroot
 from bench.bounded import Where, finite
 from bench.error_limits import MAX_WINDOW_S
 from bench.exits import UserError
+from bench.slurm.scheduler import check_node_name
 
 HEALTH_CHECKS: tuple[str, ...] = (
     "ib-devices",
@@ -63,5 +64,5 @@ class HealthConfig:
             raise UserError(f"--time-limit {self.time_limit_s:g} must be above 0 seconds")
         if self.error_window_s is not None:  # that it fits in the time limit is checked with the profile's
             finite(self.error_window_s, Where("--error-window", "seconds"), maximum=MAX_WINDOW_S)
-        if self.node is not None and (not self.node.strip() or any(c.isspace() or c == "," for c in self.node)):
-            raise UserError(f"--node {self.node!r} is not a node name: give one name as slurm.conf writes it")
+        if self.node is not None:
+            check_node_name(self.node, "--node")

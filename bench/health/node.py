@@ -31,11 +31,22 @@ from bench.preflight.deadline import TIME_LIMIT_CHECK, Bounded, run_within
 from bench.profiles import Profile, load_profile
 from bench.runtime import env as benv
 from bench.slurm import drain, scheduler
+from bench.textlines import printable
 
 
 def node_name(config: HealthConfig) -> str:
     """The node's name in Slurm: ``--node``, else slurmd's ``SLURMD_NODENAME``, else this host's short name."""
-    return config.node or benv.slurm_node_name() or socket.gethostname().split(".")[0]
+    return named_node(config)[0]
+
+
+def named_node(config: HealthConfig) -> tuple[str, str]:
+    """(the node's name in Slurm, where it came from): see :func:`node_name`."""
+    if config.node:
+        return config.node, "--node"
+    slurm = benv.slurm_node_name()
+    if slurm:
+        return slurm, "SLURMD_NODENAME"
+    return socket.gethostname().split(".")[0], "this host's name"
 
 
 def run_checks(config: HealthConfig, profile: Profile, sleep: Callable[[float], None] = time.sleep) -> Bounded:
@@ -63,6 +74,7 @@ def run(config: HealthConfig) -> int:
         raise UserError(problem)
     if config.drain:
         scheduler.require("--drain")
+        scheduler.check_node_name(*named_node(config))  # it goes into sinfo and scontrol: refused before a check
     window = profile.errors.window_s if config.error_window_s is None else config.error_window_s
     if window >= config.time_limit_s:
         raise UserError(
@@ -83,7 +95,7 @@ def run(config: HealthConfig) -> int:
     counts = {s: sum(r.status == s for r in checked.results) for s in ("fail", "warn", "pass", "skip")}
     summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
     lines.append(f"{head} {verdict.label} ({summary or 'nothing checked'} in {checked.seconds:.1f} s)")
-    sys.stdout.write("\n".join(lines) + "\n")
+    sys.stdout.write("\n".join(printable(line) for line in lines) + "\n")  # names and tools' words are outside text
     sys.stdout.flush()
     return verdict.exit_status if verdict.word == "fail" else EXIT_PASS
 

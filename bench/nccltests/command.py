@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from bench.bounded import Where, parse_int
+from bench.bounded import Where, ascii_digits, parse_int
 from bench.nccltests.model import collective_from_program
 
 LAUNCHERS = frozenset({"mpirun", "mpiexec", "orterun", "srun", "prun", "jsrun", "aprun", "flux", "oshrun"})
@@ -49,7 +49,7 @@ def _flag_value(words: list[str], i: int, short: str, long: str) -> tuple[str, i
         return (words[i + 1], 2) if i + 1 < len(words) else None
     if word.startswith(long + "="):
         return word[len(long) + 1 :], 1
-    if short and word.startswith(short) and len(word) > len(short) and word[len(short) :].isdigit():
+    if short and word.startswith(short) and len(word) > len(short) and ascii_digits(word[len(short) :]):
         return word[len(short) :], 1
     return None
 
@@ -66,7 +66,7 @@ def _launcher_processes(before: list[str], source: str, line_no: int | None) -> 
         word = before[i]
         if word.startswith("--ntasks=") or word.startswith("--np="):
             processes = _count(word.partition("=")[2], Where(source, "launcher -np", line_no))
-        elif word in _NP_FLAGS and i + 1 < len(before) and before[i + 1].isdigit():
+        elif word in _NP_FLAGS and i + 1 < len(before) and ascii_digits(before[i + 1]):
             processes = _count(before[i + 1], Where(source, "launcher -np", line_no))
             i += 1
         i += 1

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bench.bounded import InputError, Sign, Where, finite, parse_float, parse_int
+from bench.bounded import InputError, Sign, Where, ascii_digits, finite, parse_float, parse_int
 from bench.exits import UserError
 from bench.nccltests.infer import TableEvidence, finish, mentions
 from bench.nccltests.model import (
@@ -197,7 +197,7 @@ def _json_row(number: int, item: Mapping[str, object], source: str) -> Row:
         _json_measurement("out-of-place", item.get("out_of_place"), where),
         _json_measurement("in-place", item.get("in_place"), where),
     )
-    has_root = isinstance(root, (int, _Digits)) or (isinstance(root, str) and root.strip().lstrip("-").isdigit())
+    has_root = isinstance(root, (int, _Digits)) or (isinstance(root, str) and ascii_digits(root.strip().lstrip("-")))
     return Row(
         bytes=_json_int(item["size"], Where(where, "size")),
         count=_json_int(item["count"], Where(where, "count")),

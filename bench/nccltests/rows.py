@@ -16,17 +16,19 @@ MAX_BYTES = 1 << 50
 MAX_COUNT = 1 << 20
 """No rank, thread or GPU count is larger."""
 
-_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
-_PLAIN = re.compile(r"\d{1,15}(?:\.\d{0,15})?")
-_NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:inf|infinity|nan)", re.IGNORECASE)
+_TIMESTAMP = re.compile(r"[0-9]{4}-[0-9][0-9]-[0-9][0-9] [0-9][0-9]:[0-9][0-9]:[0-9][0-9]")
+_PLAIN = re.compile(r"[0-9]{1,15}(?:\.[0-9]{0,15})?")
+_NUMBER = re.compile(
+    r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[-+]?(?:inf|infinity|nan)", re.IGNORECASE
+)
 _HEADER_FIELDS = {
-    "min_bytes": re.compile(r"minBytes\s+(\d+)"),
-    "max_bytes": re.compile(r"maxBytes\s+(\d+)"),
-    "validation": re.compile(r"validation:\s*(\d+)"),
-    "graph": re.compile(r"graph:\s*(\d+)"),
+    "min_bytes": re.compile(r"minBytes\s+([0-9]+)"),
+    "max_bytes": re.compile(r"maxBytes\s+([0-9]+)"),
+    "validation": re.compile(r"validation:\s*([0-9]+)"),
+    "graph": re.compile(r"graph:\s*([0-9]+)"),
 }
-_STEP = re.compile(r"step:\s*(\d+)\((factor|bytes)\)")
-_ITERS = re.compile(r"(warmup |agg )?iters:\s*(\d+)")
+_STEP = re.compile(r"step:\s*([0-9]+)\((factor|bytes)\)")
+_ITERS = re.compile(r"(warmup |agg )?iters:\s*([0-9]+)")
 
 
 def is_number(token: str) -> bool:

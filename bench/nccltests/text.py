@@ -32,23 +32,23 @@ from bench.textlines import MAX_LINE_CHARS, strip_launcher_label, text_lines
 MAX_TABLE_ROWS = 100_000
 """A sweep from 0 bytes to 16 GiB in 1 MiB steps has 16,384 sizes; more rows than this is not one table."""
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-_VERSION = re.compile(r"#\s*nccl-tests version (\S+)(?: nccl-headers=(\d+))?(?: nccl-library=(\d+))?")
+_VERSION = re.compile(r"#\s*nccl-tests version (\S+)(?: nccl-headers=([0-9]+))?(?: nccl-library=([0-9]+))?")
 _STARTING = re.compile(r"#\s*Collective test starting:\s*(\S+)")
 _CONCLUDED = re.compile(r"#\s*Collective test concluded")
-_NTHREAD = re.compile(r"#\s*nThread\s+(\d+)\s+nGpus\s+(\d+)(.*)")
+_NTHREAD = re.compile(r"#\s*nThread\s+([0-9]+)\s+nGpus\s+([0-9]+)(.*)")
 _DEVICE = re.compile(
-    r"#\s*Rank\s+(\d+)\s+(?:Group\s+(\d+)\s+)?Pid\s+(\d+)\s+on\s+(\S+)\s+device\s+(\d+)\s+\[([^\]]*)\](.*)"
+    r"#\s*Rank\s+([0-9]+)\s+(?:Group\s+([0-9]+)\s+)?Pid\s+([0-9]+)\s+on\s+(\S+)\s+device\s+([0-9]+)\s+\[([^\]]*)\](.*)"
 )
 _COLUMNS = re.compile(r"#\s*size\s+count\s+type\b")
-_ROW = re.compile(r"\s*\d+\s+\d+\s+[A-Za-z]\w*(?:\s|$)")
+_ROW = re.compile(r"\s*[0-9]+\s+[0-9]+\s+[A-Za-z]\w*(?:\s|$)")
 _OOB = re.compile(r"#\s*Out of bounds values\s*:\s*(\S+)")
 _AVG = re.compile(r"#\s*Avg bus bandwidth\s*:\s*(\S+)")
-_REDUCING = re.compile(r"#\s*Reducing maxBytes to (\d{1,24})")
-_NCCL_VERSION = re.compile(r"NCCL version (\d+\.\d+\.\d+)(?:\+cuda(\d+\.\d+))?")
-_NCCL_LINE = re.compile(r"(\S+?):\d+:\d+ \[\d+\] NCCL (INFO|WARN)\b")
-_NRANKS = re.compile(r"\bnranks (\d+)", re.IGNORECASE)
+_REDUCING = re.compile(r"#\s*Reducing maxBytes to ([0-9]{1,24})")
+_NCCL_VERSION = re.compile(r"NCCL version ([0-9]+\.[0-9]+\.[0-9]+)(?:\+cuda([0-9]+\.[0-9]+))?")
+_NCCL_LINE = re.compile(r"(\S+?):[0-9]+:[0-9]+ \[[0-9]+\] NCCL (INFO|WARN)\b")
+_NRANKS = re.compile(r"\bnranks ([0-9]+)", re.IGNORECASE)
 _FAILURE = re.compile(r"Test (?:NCCL |CUDA )?failure|#\s*error:", re.IGNORECASE)
-_WARN = re.compile(r"\[\d+\] NCCL WARN ")
+_WARN = re.compile(r"\[[0-9]+\] NCCL WARN ")
 _GRAMMAR_WORDS = (
     "nThread",
     "Using devices",

@@ -26,7 +26,7 @@ def nccl_version() -> str | None:
             return version
     for directory in _NCCL_LIB_DIRS:
         for path in sorted(glob.glob(f"{directory}/libnccl.so.2.*")):
-            match = re.search(r"libnccl\.so\.(\d+\.\d+\.\d+)$", path)
+            match = re.search(r"libnccl\.so\.([0-9]+\.[0-9]+\.[0-9]+)$", path)
             if match:
                 return match.group(1)
     return None
@@ -34,5 +34,5 @@ def nccl_version() -> str | None:
 
 def major_minor(version: str | None) -> tuple[int, int] | None:
     """``(2, 21)`` from ``2.21.5``, ``2.21.5+cuda12.4`` or ``2.21.5-1``; None where it is not such a version."""
-    match = re.match(r"\s*(\d+)\.(\d+)", version or "")
+    match = re.match(r"\s*([0-9]+)\.([0-9]+)", version or "")
     return (int(match.group(1)), int(match.group(2))) if match else None

@@ -30,7 +30,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 
-from bench.fabric.hca_list import select_ifnames, show
+from bench.fabric.hca_list import check_socket_ifname, select_ifnames, show
 from bench.netaddr import default_route_interface, interface_ipv4
 from bench.runtime import env as benv
 from bench.runtime.before_init import Prelude, gather_str
@@ -71,12 +71,12 @@ def management_socket_ifname(
     ``oob_ifname``, then the default route's interface (see the module docstring)."""
     towards = interface_towards(master_addr, master_port or 0) if master_addr else None
     if towards and not (spans_hosts and is_loopback(towards)):
-        return f"={towards}"
+        return f"={check_socket_ifname(towards, 'the management interface')}"
     if not spans_hosts:
         return None
     for name in (oob_ifname, default_route_interface()):
         if name and interface_ipv4(name) and not is_loopback(name):
-            return f"={name}"
+            return f"={check_socket_ifname(name, 'the management interface')}"
     return None
 
 

@@ -47,7 +47,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from bench.bounded import ascii_digits
 from bench.exits import UserError
+from bench.textlines import printable
 
 Launcher = Literal["openmpi", "torchrun", "deepspeed", "pmix", "pmi", "slurm"]
 
@@ -174,9 +176,11 @@ def _int(env: Mapping[str, str], name: str, hint: str, minimum: int = 0) -> int:
     if raw is None or raw.strip() == "":
         raise UserError(f"{name} is not set: {hint}")
     try:
+        if not ascii_digits(raw.strip().removeprefix("-")):  # int() reads '١' and '1_0', and '²' raises
+            raise ValueError(raw)
         value = int(raw.strip())
     except ValueError:
-        raise UserError(f"{name}={raw!r} is not an integer: {hint}") from None
+        raise UserError(f"{name}={printable(raw)!r} is not an integer: {hint}") from None
     if value < minimum:
         raise UserError(f"{name}={value} must be at least {minimum}: {hint}")
     return value
@@ -197,7 +201,7 @@ def _slurm_tasks_on_node(spec: str, node_id: int) -> int | None:
     """Tasks on node ``node_id`` from Slurm's compressed list, e.g. ``"8(x2),4"``."""
     index = 0
     for part in spec.split(","):
-        match = re.fullmatch(r"\s*(\d+)(?:\(x(\d+)\))?\s*", part)
+        match = re.fullmatch(r"\s*([0-9]+)(?:\(x([0-9]+)\))?\s*", part)
         if not match:
             return None
         tasks, repeat = int(match.group(1)), int(match.group(2) or 1)

@@ -17,7 +17,7 @@ from typing import IO, TextIO
 from bench.runtime.progress import Relay
 
 _RULE = re.compile(r"^-{20,}\s*$")
-_LOST = re.compile(r"process rank (\d+) with PID \d+ on node (\S+) exited on signal (\d+)")
+_LOST = re.compile(r"process rank ([0-9]+) with PID [0-9]+ on node (\S+) exited on signal ([0-9]+)")
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,8 @@ from typing import Literal, TextIO
 
 from tqdm import tqdm
 
+from bench.bounded import ascii_digits
+
 MARK = "#@railbench-progress "
 """Prefix of the progress lines rank 0 writes for a railbench parent; the parent never shows them.
 A marker reads ``DONE TOTAL ELAPSED_S LEFT_S LABEL`` (``LEFT_S`` is ``-`` while no estimate exists)."""
@@ -175,7 +177,7 @@ class Relay:
 
     def _advance(self, mark: str) -> None:
         done_text, total_text, elapsed_text, left_text, label = [*mark.split(" ", 4), "", "", "", ""][:5]
-        if not (self.draw and done_text.isdigit() and total_text.isdigit()):
+        if not (self.draw and ascii_digits(done_text) and ascii_digits(total_text)):
             return
         done, total = int(done_text), int(total_text)
         if self._bar is None:

@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.bounded import ascii_digits
+
 PROC = Path("/proc")
 RANK_VARS = (b"OMPI_COMM_WORLD_RANK=", b"PMIX_RANK=", b"RANK=")
 """How a launcher tells a rank its number: Open MPI, PMIx (prterun, srun), torch's elastic launcher."""
@@ -74,7 +76,7 @@ def members(session: int, proc: Path = PROC) -> list[Member]:
     """Every process of ``session`` but its leader, with its state and rank."""
     found = []
     for entry in proc.iterdir():
-        if not entry.name.isdigit() or int(entry.name) == session:
+        if not ascii_digits(entry.name) or int(entry.name) == session:
             continue
         stat = _stat(entry)
         if stat is None or stat[1] != session:

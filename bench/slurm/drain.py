@@ -28,6 +28,7 @@ from bench.preflight.checks import CheckResult
 from bench.rundir.railsdoc import GpuDefect, RailDefect
 from bench.slurm import scheduler
 from bench.slurm.scheduler import SchedulerError
+from bench.textlines import printable
 
 REASON_PREFIX = "railbench:"
 """How a reason says railbench set it; nothing else decides whether railbench may resume a node."""
@@ -107,6 +108,12 @@ class NodeAction:
     note: str = ""
     """Who else drained it and why, Slurm's refusal, the reason it kept."""
 
+    def __post_init__(self) -> None:
+        # Each field may carry outside text (a host's name, another operator's reason, Slurm's refusal) and
+        # goes to the terminal, the report and run.json as it is: made printable once, here.
+        for name in ("node", "reason", "note"):
+            object.__setattr__(self, name, printable(getattr(self, name)))
+
     def to_json(self) -> JSONObject:
         return {"node": self.node, "outcome": self.outcome, "reason": self.reason, "note": self.note}
 
@@ -139,7 +146,7 @@ def reason(faults: Sequence[NodeFault]) -> str:
     """The drain reason for one node's faults: the first in full, then how many more (ASCII, one line)."""
     text = faults[0].short if faults else "failed its checks"
     more = f" (+{len(faults) - 1} more)" if len(faults) > 1 else ""
-    plain = " ".join(text.replace("→", "->").encode("ascii", "replace").decode().split())
+    plain = " ".join(printable(text.replace("→", "->")).encode("ascii", "replace").decode().split())
     room = MAX_REASON_CHARS - len(REASON_PREFIX) - 1 - len(more)
     if len(plain) > room:
         plain = plain[: room - 3].rstrip() + "..."
@@ -206,10 +213,22 @@ def by_node(faults: Iterable[NodeFault]) -> dict[str, list[NodeFault]]:
 
 def drain_faulty(faults: Iterable[NodeFault]) -> list[NodeAction]:
     """Drain every node ``faults`` name (see the module docstring for whose nodes railbench touches); one
-    action per node, in the order the faults name them. Slurm's refusals are outcomes, never raised."""
+    action per node, in the order the faults name them. Slurm's refusals are outcomes, never raised; a name
+    Slurm cannot take as one node's (a comma or brackets make a host list, a newline or ESC would land in the
+    Reason every operator reads) is never sent to it."""
     grouped = by_node(faults)
-    if not grouped:
-        return []
+    refused = {node: problem for node in grouped if (problem := scheduler.node_name_problem(node)) is not None}
+    named = {node: its for node, its in grouped.items() if node not in refused}
+    asked = iter(_drain_named(named) if named else [])  # one action per named node, in their order
+    return [
+        NodeAction(node, "failed", reason(its), f"not one Slurm node name ({refused[node]}): not drained")
+        if node in refused
+        else next(asked)
+        for node, its in grouped.items()
+    ]
+
+
+def _drain_named(grouped: dict[str, list[NodeFault]]) -> list[NodeAction]:
     # A host that calls itself by its full name is the node slurm.conf names by the first label.
     names = list(dict.fromkeys([*grouped, *(node.split(".")[0] for node in grouped)]))
     try:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from bench import toolrun
 from bench.exits import UserError
 from bench.runtime import env as benv
+from bench.textlines import printable
 
 CALL_TIMEOUT_S = 10.0
 """Longest a single sinfo or scontrol may take: a controller that does not answer in this is down. A health
@@ -32,8 +33,53 @@ node counts (Slurm wakes it). Everything else (drained, draining, down, failed, 
 responding ``*``) does not: the same rule as ci/nightly/usable-nodes.sh."""
 
 
+MAX_NODE_NAME_CHARS = 255
+"""A host name's most (``HOST_NAME_MAX`` is 64 on Linux; slurm.conf's NodeName may be longer, never this)."""
+_NOT_IN_A_NODE_NAME = ",[]="
+"""What Slurm reads as syntax around a node name: ``,`` and ``[...]`` make a host list (``node[01-03]`` names
+three nodes), ``=`` ends ``NodeName=`` in scontrol's update."""
+
+
 class SchedulerError(Exception):
-    """A Slurm command failed or is missing; the message is one line that says which and why."""
+    """A Slurm command failed or is missing; the message is one line that says which and why.
+
+    The message carries what Slurm answered (another operator's words, scontrol's refusal) and node names, so
+    it is made printable once, here: no escape sequence or newline from outside reaches the terminal."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(printable(message))
+
+
+def node_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot go into a Slurm command as one node's name (whitespace, a control character such as
+    ESC or a newline, host-list syntax); None where it can. Said with the character's code point, so the
+    character itself is never printed."""
+    if not name:
+        return "it is empty"
+    if len(name) > MAX_NODE_NAME_CHARS:
+        return f"it is {len(name)} characters long, over {MAX_NODE_NAME_CHARS}"
+    bad = next((c for c in name if not c.isprintable() or c.isspace() or c in _NOT_IN_A_NODE_NAME), None)
+    if bad is None:
+        return None
+    if bad == "=":
+        what = "'=', which ends NodeName= in scontrol"
+    elif bad in _NOT_IN_A_NODE_NAME:
+        what = f"'{bad}', which Slurm reads as a host list"
+    else:
+        what = "whitespace" if bad.isspace() else "a control character"
+    return f"it holds {what} (U+{ord(bad):04X})"
+
+
+def check_node_name(name: str, source: str) -> str:
+    """``name`` when Slurm can take it as one node's name; UserError (exit 2, one line) naming ``source``
+    (``--node``, ``SLURMD_NODENAME``, this host's name) otherwise, before railbench puts it into Slurm."""
+    problem = node_name_problem(name)
+    if problem is not None:
+        raise UserError(
+            f"node name '{printable(name[:80])}' from {source} is not one Slurm node name: {problem}; "
+            "pass --node with the name slurm.conf gives this node"
+        )
+    return name
 
 
 @dataclass(frozen=True)
@@ -104,7 +150,7 @@ def node_states(nodes: Sequence[str] = (), partition: str | None = None) -> dict
     SchedulerError when Slurm knows none of ``nodes``."""
     argv = ["sinfo", "--noheader", "--Node", "--format", "%N|%T|%u|%E"]
     if nodes:
-        argv += ["--nodes", ",".join(nodes)]
+        argv += ["--nodes", ",".join(_one_node(node) for node in nodes)]
     if partition:
         argv += ["--partition", partition]
     states: dict[str, NodeState] = {}
@@ -118,11 +164,21 @@ def node_states(nodes: Sequence[str] = (), partition: str | None = None) -> dict
     return states
 
 
+def _one_node(node: str) -> str:
+    """``node`` where Slurm can take it as one node's name; SchedulerError otherwise (never sent to Slurm)."""
+    problem = node_name_problem(node)
+    if problem is not None:
+        raise SchedulerError(f"'{node[:80]}' is not one Slurm node name ({problem}): nothing sent to Slurm")
+    return node
+
+
 def drain(node: str, reason: str) -> None:
-    """Drain ``node`` with ``reason`` (a node already drained keeps its state and takes the new reason)."""
-    _call(["scontrol", "update", f"NodeName={node}", "State=DRAIN", f"Reason={reason}"])
+    """Drain ``node`` with ``reason`` (a node already drained keeps its state and takes the new reason).
+    Slurm stores the reason as it is given and shows it to every operator: it goes in printable, one line."""
+    said = " ".join(printable(reason).split())
+    _call(["scontrol", "update", f"NodeName={_one_node(node)}", "State=DRAIN", f"Reason={said}"])
 
 
 def resume(node: str) -> None:
     """Return ``node`` to service."""
-    _call(["scontrol", "update", f"NodeName={node}", "State=RESUME"])
+    _call(["scontrol", "update", f"NodeName={_one_node(node)}", "State=RESUME"])
