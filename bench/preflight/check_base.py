@@ -7,6 +7,7 @@ The concrete checks and their order live in ``bench.preflight.checks``.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import time
@@ -225,6 +226,9 @@ class Check:
         return None
 
     def answer(self, ctx: Context) -> list[CheckResult]:
+        return [_with_buses(ctx, r) for r in self._answer(ctx)]
+
+    def _answer(self, ctx: Context) -> list[CheckResult]:
         """Its results here, or one skip that says why it does not apply. A check that cannot judge what is there
         fails, never skips or passes: its source failed, or the check itself raised (the error is its
         finding, so a node is never taken as healthy, nor resumed, on a check that did not run)."""
@@ -253,6 +257,16 @@ class Check:
         gpus: Iterable[int] = (),
     ) -> CheckResult:
         return CheckResult(self.name, status, reason, device, action, tuple(sorted(gpus)))
+
+
+def _with_buses(ctx: Context, result: CheckResult) -> CheckResult:
+    """``result`` with the PCI address of each GPU it names (``gpus`` index the tree's GPUs in bus order): a rank
+    knows the address of the GPU it drives, never which of the node's GPUs CUDA numbered it."""
+    if not result.gpus:
+        return result
+    order = [p.gpu.pci_address for p in ctx.gpu_paths]
+    buses = tuple(order[k] or "" for k in result.gpus if k < len(order))
+    return dataclasses.replace(result, gpu_buses=tuple(b for b in buses if b))
 
 
 class IbVerbsCheck(Check):

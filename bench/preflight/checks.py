@@ -7,7 +7,6 @@ this machine, no NCCL log given) says skip, never pass. ``verdict`` aggregates: 
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -424,20 +423,10 @@ def _timed(ctx: Context, only: Sequence[str] | None = None) -> list[tuple[CheckR
         if only is not None and check.name not in only:
             continue
         started = time.monotonic()
-        results = [_with_buses(ctx, r) for r in check.answer(ctx)]
+        results = check.answer(ctx)
         share = (time.monotonic() - started) / max(1, len(results))
         out += [(result, share) for result in results]
     return out
-
-
-def _with_buses(ctx: Context, result: CheckResult) -> CheckResult:
-    """``result`` with the PCI address of each GPU it names (``gpus`` index the tree's GPUs in bus order): a rank
-    knows the address of the GPU it drives, never which of the node's GPUs CUDA numbered it."""
-    if not result.gpus:
-        return result
-    order = [p.gpu.pci_address for p in ctx.gpu_paths]
-    buses = tuple(order[k] or "" for k in result.gpus if k < len(order))
-    return dataclasses.replace(result, gpu_buses=tuple(b for b in buses if b))
 
 
 def verdict(results: Sequence[CheckResult]) -> Verdict:
