@@ -83,12 +83,10 @@ It is a model of NCCL's behaviour, not a stand-in for railbench: nothing here kn
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import queue
 import socket
-import struct
 import sys
 import threading
 import time
@@ -101,6 +99,7 @@ import torch.distributed as dist
 from torch.futures import Future
 
 from bench.measure import device as device_ops
+from tests import async_nccl_log as nccl_log
 
 NAME = "asyncsim"
 RATE_VAR = "RAILBENCH_ASYNC_GBPS"
@@ -110,7 +109,6 @@ CONNECT_VAR = "RAILBENCH_ASYNC_CONNECT_MS"
 DEAD_VAR = "RAILBENCH_ASYNC_DEAD"
 ABORT_VAR = "RAILBENCH_ASYNC_ABORT_S"
 DIES_VAR = "RAILBENCH_ASYNC_DIES"
-WORDING_VAR = "RAILBENCH_ASYNC_NCCL"
 NIC_VARS = ("NCCL_IB_HCA", "NCCL_SOCKET_IFNAME")
 SMALL_BYTES = 64 * 1024
 """Sizes up to this use one algorithm (NCCL's latency-bound choice), larger ones another: two first uses."""
@@ -162,66 +160,8 @@ def _hca(local_rank: int) -> str:
 
 
 def _nccl_log(local_rank: int, text: str) -> None:
-    """One line of NCCL's INFO/WARN log in NCCL's prefix (``host:pid:tid [cudaDev]``), where the process's
-    snapshot asks for its level (behaviour 8)."""
-    env = nccl_environment()
-    path = env.get("NCCL_DEBUG_FILE")
-    wanted = {"WARN": ("WARN",), "INFO": ("WARN", "INFO"), "TRACE": ("WARN", "INFO")}
-    if not path or not text.startswith(wanted.get(env.get("NCCL_DEBUG", "").upper(), ())):
-        return
-    with open(path, "a", encoding="utf-8") as log:
-        log.write(f"{socket.gethostname()}:{os.getpid()}:{threading.get_native_id()} [{local_rank}] NCCL {text}\n")
-
-
-def _completion_warn(peer: str, me: str, them: str, hca: str) -> str:
-    """net_ib's completion WARN for a retry-exceeded receive, in the wording of ``RAILBENCH_ASYNC_NCCL``
-    (behaviour 8): NCCL's own format string of that version, filled as ``ncclIbTest`` fills it."""
-    wording = os.environ.get(WORDING_VAR) or "2.22"
-    gids = f"localGid ::ffff:{me} remoteGids::ffff:{them}"
-    if wording == "2.18":  # 2.18.1 - 2.19 (src/transport/net_ib.cc, d97a32fa)
-        return (
-            f"WARN NET/IB : Got completion from peer {peer} with error 12, opcode 0, len 0, vendor err 129 (Recv) "
-            f"localGid ::ffff:{me} remoteGid ::ffff:{them}"
-        )
-    if wording == "2.20":  # 2.20 - 2.21 (b6475625)
-        return (
-            f"WARN NET/IB : Got completion from peer {peer} with status=12 opcode=0 len=0 vendor err 129 (Recv) {gids}"
-        )
-    if wording == "2.28":  # 2.28.7 (ae7aed19)
-        return (
-            f"WARN NET/IB: Got completion from peer {peer} with status=IBV_WC_RETRY_EXC_ERR(12) "
-            f"opcode=IBV_WC_RECV_RDMA_WITH_IMM(129) reqSize=0 vendor_err=129 req_type=Recv {gids} hca {hca}"
-        )
-    # 2.22 - 2.28.3 (178b6b75)
-    return (
-        f"WARN NET/IB: Got completion from peer {peer} with status=12 opcode=0 len=0 vendor err 129 (Recv) "
-        f"{gids} hca {hca}"
-    )
-
-
-def _ipv4(ifname: str) -> str | None:
-    """The IPv4 address of ``ifname`` (``SIOCGIFADDR``), None without one."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        try:
-            packed = fcntl.ioctl(probe.fileno(), 0x8915, struct.pack("256s", ifname.encode()[:15]))
-        except OSError:
-            return None
-    return socket.inet_ntoa(packed[20:24])
-
-
-def _oob_address() -> str | None:
-    """This host's out-of-band address as NCCL finds it (behaviour 8, ``ncclFindInterfaces``)."""
-    value = nccl_environment().get("NCCL_SOCKET_IFNAME")
-    names = [name for _, name in socket.if_nameindex()]
-    tries = [value] if value else ["ib", "^docker,lo", "docker", "lo"]
-    for wanted in tries:
-        exclude, exact = wanted.startswith("^"), wanted.lstrip("^").startswith("=")
-        items = [item.strip() for item in wanted.lstrip("^").lstrip("=").split(",") if item.strip()]
-        for name in names:
-            hit = any(name == item if exact else name.startswith(item) for item in items)
-            if hit != exclude and (address := _ipv4(name)):
-                return address
-    return None
+    """One line of NCCL's log, where the process's snapshot asks for its level (behaviour 8)."""
+    nccl_log.write(nccl_environment(), local_rank, text)
 
 
 class OwnerAborted(RuntimeError):
@@ -326,7 +266,7 @@ def _post_and_agree(store: Any, rank: int, size: int, world_rank: int, timeout: 
     """Every member's host, world rank and NIC variables; RuntimeError when two ranks of one host differ
     (behaviour 5). Posted through the group's own store, as NCCL's bootstrap exchanges its peers' info."""
     nics = {name: nccl_environment().get(name) for name in NIC_VARS}
-    post = {"host": socket.gethostname(), "world": world_rank, "oob": _oob_address(), **nics}
+    post = {"host": socket.gethostname(), "world": world_rank, "oob": nccl_log.oob_address(nccl_environment()), **nics}
     store.set(f"asyncsim/member/{rank}", json.dumps(post))
     keys = [f"asyncsim/member/{r}" for r in range(size)]
     store.wait(keys, timeout)
@@ -343,14 +283,6 @@ def _post_and_agree(store: Any, rank: int, size: int, world_rank: int, timeout: 
                     "and cannot build rings over per-rank NIC lists"
                 )
     return members
-
-
-def _world_addresses(members: list[dict[str, Any]]) -> dict[str, str]:
-    """Each host's out-of-band address (behaviour 8): its own, or pretend ones where two hosts would share one."""
-    own = {str(m["host"]): m["oob"] for m in members}
-    if None not in own.values() and len(set(own.values())) == len(own):
-        return {host: str(address) for host, address in own.items()}
-    return {host: f"198.18.0.{i + 1}" for i, host in enumerate(sorted(own))}
 
 
 class AsyncProcessGroup(dist.ProcessGroup):
@@ -371,7 +303,7 @@ class AsyncProcessGroup(dist.ProcessGroup):
         self._members = [(str(m["host"]), int(m["world"])) for m in members]
         if not _ADDRESS:  # the world: every host's address, and this process's NET/IB line (behaviour 8)
             mine = sorted(w for h, w in self._members if h == socket.gethostname())
-            _ADDRESS.update(_world_addresses(members))
+            _ADDRESS.update(nccl_log.world_addresses(members))
             _LOCAL_RANK.append(mine.index(world_rank))
             nics = " ".join(f"[{k}]{_hca(k)}:1/IB" for k in range(len(mine)))
             _nccl_log(self._local, f"INFO NET/IB : Using {nics} [RO]; OOB eth0:{_ADDRESS[socket.gethostname()]}<0>")
@@ -473,7 +405,7 @@ class AsyncProcessGroup(dist.ProcessGroup):
         for world in peers:
             host = next(h for h, w in self._members if w == world)
             them = _ADDRESS.get(host, "0.0.0.0")
-            _nccl_log(self._local, _completion_warn(f"{them}<50532>", me, them, _hca(self._local)))
+            _nccl_log(self._local, nccl_log.completion_warn(f"{them}<50532>", me, them, _hca(self._local)))
 
     def _ring(self, kind: str, moved: int, steps: int, bus_bytes: float, run: Callable[[], Any]) -> AsyncWork:
         return self._queue((kind, moved <= SMALL_BYTES), steps, bus_bytes, run)
