@@ -62,13 +62,21 @@ model can. Each behaviour below cites the NCCL (``src/...``) or torch (``torch/.
    is then aborted on those members (``ProcessGroupNCCL::watchdogHandler`` with
    ``TORCH_NCCL_ASYNC_ERROR_HANDLING`` 2: the failed work raises, later work fails at once). Members of the
    communicator that were not waiting on it go on until they next need it.
-8. **NCCL's own log.** Where ``NCCL_DEBUG=INFO`` and ``NCCL_DEBUG_FILE`` are set (once per process, behaviour
-   4), the process's first communicator writes ``NET/IB : Using`` with its host's NICs and its out-of-band
-   address (``src/transport/net_ib/init.cc`` ``ncclIbInit``: ``... ; OOB eth0:198.18.0.2<0>``), and a failed
-   operation over a dead NIC writes, on each rank that was talking through it, ``NET/IB : Got completion from
-   peer <address> with status=12`` with its own HCA (``src/transport/net_ib`` ``ncclIbTest``; 12 is
-   IBV_WC_RETRY_EXC_ERR). NICs are named as on a 1-Click Cluster node: local rank k drives ``mlx5_{k+1}``
-   (``mlx5_0`` is the storage NIC), and host h of the world's sorted hosts is ``198.18.0.{h+1}``.
+8. **NCCL's own log.** Where ``NCCL_DEBUG_FILE`` is set, at the level ``NCCL_DEBUG`` asks for (once per process,
+   behaviour 4; ``src/debug.cc``: ``WARN`` prints WARN lines only, ``INFO`` and ``TRACE`` INFO lines too), the
+   process's first communicator writes (INFO) ``NET/IB : Using`` with its host's NICs and its out-of-band
+   address (``src/transport/net_ib.cc`` ``ncclIbInit``: ``... [RO]; OOB eth0:198.18.0.2<0>``), and a failed
+   operation over a dead NIC writes (WARN), on each rank that was talking through it, net_ib's completion error
+   for the peer whose retries ran out (``ncclIbTest``; status 12 is IBV_WC_RETRY_EXC_ERR) in the wording of the
+   NCCL that ``RAILBENCH_ASYNC_NCCL`` names: ``2.18`` (``with error 12, opcode 0, len 0, ...``, no HCA), ``2.20``
+   (``with status=12 ...``, no HCA), ``2.22`` (the default: ``NET/IB: ... hca mlx5_2``) or ``2.28``
+   (``status=IBV_WC_RETRY_EXC_ERR(12) ...``), each NCCL's own format string (``bench.nccllogs.ib_completion``
+   cites the commits). NICs are named as on a 1-Click Cluster node: local rank k drives ``mlx5_{k+1}``
+   (``mlx5_0`` is the storage NIC). A host's out-of-band address is, as NCCL finds it (``ncclFindInterfaces``,
+   ``src/misc/socket.cc``), the IPv4 address of the first interface ``NCCL_SOCKET_IFNAME`` selects (a prefix,
+   ``=`` exact, ``^`` excluded; unset: ``ib`` interfaces first, then any but ``docker`` and ``lo``); where two
+   hosts of the world would share one (pretend nodes on one machine), host h of the world's sorted hosts is
+   ``198.18.0.{h+1}`` instead.
 
 It is a model of NCCL's behaviour, not a stand-in for railbench: nothing here knows railbench's code.
 """
@@ -91,6 +99,7 @@ import torch.distributed as dist
 from torch.futures import Future
 
 from bench.measure import device as device_ops
+from tests import async_nccl_log as nccl_log
 
 NAME = "asyncsim"
 RATE_VAR = "RAILBENCH_ASYNC_GBPS"
@@ -151,14 +160,8 @@ def _hca(local_rank: int) -> str:
 
 
 def _nccl_log(local_rank: int, text: str) -> None:
-    """One line of NCCL's INFO/WARN log in NCCL's prefix (``host:pid:tid [cudaDev]``), where the process's
-    snapshot asks for one (behaviour 8)."""
-    env = nccl_environment()
-    path = env.get("NCCL_DEBUG_FILE")
-    if not path or env.get("NCCL_DEBUG", "").upper() not in ("INFO", "TRACE"):
-        return
-    with open(path, "a", encoding="utf-8") as log:
-        log.write(f"{socket.gethostname()}:{os.getpid()}:{threading.get_native_id()} [{local_rank}] NCCL {text}\n")
+    """One line of NCCL's log, where the process's snapshot asks for its level (behaviour 8)."""
+    nccl_log.write(nccl_environment(), local_rank, text)
 
 
 class OwnerAborted(RuntimeError):
@@ -263,7 +266,8 @@ def _post_and_agree(store: Any, rank: int, size: int, world_rank: int, timeout: 
     """Every member's host, world rank and NIC variables; RuntimeError when two ranks of one host differ
     (behaviour 5). Posted through the group's own store, as NCCL's bootstrap exchanges its peers' info."""
     nics = {name: nccl_environment().get(name) for name in NIC_VARS}
-    store.set(f"asyncsim/member/{rank}", json.dumps({"host": socket.gethostname(), "world": world_rank, **nics}))
+    post = {"host": socket.gethostname(), "world": world_rank, "oob": nccl_log.oob_address(nccl_environment()), **nics}
+    store.set(f"asyncsim/member/{rank}", json.dumps(post))
     keys = [f"asyncsim/member/{r}" for r in range(size)]
     store.wait(keys, timeout)
     members = [json.loads(store.get(k)) for k in keys]
@@ -299,10 +303,10 @@ class AsyncProcessGroup(dist.ProcessGroup):
         self._members = [(str(m["host"]), int(m["world"])) for m in members]
         if not _ADDRESS:  # the world: every host's address, and this process's NET/IB line (behaviour 8)
             mine = sorted(w for h, w in self._members if h == socket.gethostname())
-            _ADDRESS.update({h: f"198.18.0.{i + 1}" for i, h in enumerate(sorted({h for h, _ in self._members}))})
+            _ADDRESS.update(nccl_log.world_addresses(members))
             _LOCAL_RANK.append(mine.index(world_rank))
             nics = " ".join(f"[{k}]{_hca(k)}:1/IB" for k in range(len(mine)))
-            _nccl_log(self._local, f"INFO NET/IB : Using {nics} ; OOB eth0:{_ADDRESS[socket.gethostname()]}<0>")
+            _nccl_log(self._local, f"INFO NET/IB : Using {nics} [RO]; OOB eth0:{_ADDRESS[socket.gethostname()]}<0>")
         dies = _dies()
         self._dying: tuple[int, int] | None
         self._dying = dies if dies is not None and spans_hosts and dies[0] in {w for _, w in self._members} else None
@@ -401,11 +405,7 @@ class AsyncProcessGroup(dist.ProcessGroup):
         for world in peers:
             host = next(h for h, w in self._members if w == world)
             them = _ADDRESS.get(host, "0.0.0.0")
-            _nccl_log(
-                self._local,
-                f"WARN NET/IB : Got completion from peer {them}<50532> with status=12 opcode=0 len=0 vendor err 129 "
-                f"(Recv) localGid ::ffff:{me} remoteGids::ffff:{them} hca {_hca(self._local)}",
-            )
+            _nccl_log(self._local, nccl_log.completion_warn(f"{them}<50532>", me, them, _hca(self._local)))
 
     def _ring(self, kind: str, moved: int, steps: int, bus_bytes: float, run: Callable[[], Any]) -> AsyncWork:
         return self._queue((kind, moved <= SMALL_BYTES), steps, bus_bytes, run)

@@ -256,14 +256,16 @@ def test_logs_of_one_host_merge() -> None:
 
 
 def _rank_log(host: str, me: int, peers: tuple[int, ...], hca: str) -> str:
-    """One rank's NCCL log on 10.0.0.<n> after a link died mid-measurement: NET/IB's device list with the host's
-    OOB address, then net_ib's completion WARN for each peer it was talking to (NCCL 2.19+ wording)."""
+    """One rank's NCCL log on 10.0.0.<n> after a link died mid-measurement, written for this test in NCCL
+    2.22-2.28.3's words (``src/transport/net_ib.cc``, 2.22.3 commit 178b6b75; real lines of every wording are in
+    tests/data/nccl_completion/): NET/IB's device list with the host's OOB address, then net_ib's completion WARN
+    for each peer it was talking to."""
     lines = [
-        f"{host}:4101:4101 [1] NCCL INFO NET/IB : Using [0]mlx5_1:1/IB [1]{hca}:1/IB ; OOB eno1:10.0.0.{me}<0>",
+        f"{host}:4101:4101 [1] NCCL INFO NET/IB : Using [0]mlx5_1:1/IB [1]{hca}:1/IB [RO]; OOB eno1:10.0.0.{me}<0>",
         f"{host}:4101:4101 [1] NCCL INFO Using network IB",
     ]
     lines += [
-        f"{host}:4101:4190 [1] transport/net_ib.cc:1696 NCCL WARN NET/IB : Got completion from peer "
+        f"{host}:4101:4190 [1] transport/net_ib.cc:1986 NCCL WARN NET/IB: Got completion from peer "
         f"10.0.0.{p}<50532> with status=12 opcode=0 len=0 vendor err 129 (Recv) localGid ::ffff:10.0.0.{me} "
         f"remoteGids::ffff:10.0.0.{p} hca {hca}"
         for p in peers

@@ -18,6 +18,8 @@ from bench.runtime.launcher_output import LauncherOutput
 from bench.runtime.launcher_watch import Ended
 
 STEP = "all_reduce in every rail group at once"
+WILD = Path(__file__).parent / "data" / "nccl_completion"
+"""Real NCCL logs, one per wording of net_ib's completion WARN (its README says where each was posted)."""
 
 
 def _running(out: Path) -> RunFile:
@@ -35,11 +37,13 @@ def _running(out: Path) -> RunFile:
 
 
 def _log(host: str, me: int, peers: tuple[int, ...], hca: str) -> str:
-    """One rank's NCCL log in NCCL's own words: NET/IB's device list with the OOB address, then net_ib's
+    """One rank's NCCL log, written for these tests in NCCL 2.22-2.28.3's words (``src/transport/net_ib.cc``, the
+    INFO line of ``ncclIbInit`` and the completion WARN of ``ncclIbTest``, 2.22.3 commit 178b6b75; real lines of
+    every wording are in tests/data/nccl_completion/): NET/IB's device list with the OOB address, then a
     completion WARN for each peer whose retries ran out."""
-    lines = [f"{host}:7:7 [1] NCCL INFO NET/IB : Using [0]mlx5_1:1/IB [1]{hca}:1/IB ; OOB eth0:10.1.0.{me}<0>"]
+    lines = [f"{host}:7:7 [1] NCCL INFO NET/IB : Using [0]mlx5_1:1/IB [1]{hca}:1/IB [RO]; OOB eth0:10.1.0.{me}<0>"]
     lines += [
-        f"{host}:7:9 [1] transport/net_ib.cc:1696 NCCL WARN NET/IB : Got completion from peer 10.1.0.{p}<50532> "
+        f"{host}:7:9 [1] transport/net_ib.cc:1986 NCCL WARN NET/IB: Got completion from peer 10.1.0.{p}<50532> "
         f"with status=12 opcode=0 len=0 vendor err 129 (Recv) localGid ::ffff:10.1.0.{me} "
         f"remoteGids::ffff:10.1.0.{p} hca {hca}"
         for p in peers
@@ -129,3 +133,124 @@ def test_without_a_named_link_the_launchers_lost_rank_is_the_failure(tmp_path: P
         output.feed(line + "\n")
     with pytest.raises(Exception, match="rank 2 on node1 was killed by signal 9"):
         exit_status_from_run_dir(tmp_path, Ended(rc=1), output)
+
+
+def _own_post(
+    tmp_path: Path, rank: int, host: str, lines: list[str], nic: str | None, addresses: tuple[str, ...]
+) -> LinkErrors:
+    """A rank's post from its own log (``lines``), its own NIC (the rails' ExpectedNic) and the addresses of the
+    interface railbench set (``NCCL_SOCKET_IFNAME``), as ``bench.frame.run`` gives them."""
+    (tmp_path / "nccl").mkdir(exist_ok=True)
+    (tmp_path / "nccl" / f"{host}-{rank}.log").write_text("\n".join(lines) + "\n")
+    error = RuntimeError("NCCL communicator was aborted")
+    return own_link_errors(tmp_path, host, rank, STEP, error, nic=nic, addresses=addresses)
+
+
+def test_nccl_2_18_wording_without_hca_names_the_link_from_each_ranks_own_nic(tmp_path: Path) -> None:
+    # node-2's own log, NCCL 2.18.1 (wrapped as it was posted): "with error 12", no hca. Its peer 10.2.0.5 is a
+    # node whose log was not posted: its line is written here in the same 2.18 wording.
+    node2 = (WILD / "with-error-2.18.log").read_text().splitlines()
+    node1 = [
+        "node-1:4040:4088 [0] transport/net_ib.cc:1296 NCCL WARN NET/IB : Got completion from peer 10.2.0.4<41822> "
+        "with error 12, opcode 0, len 0, vendor err 129 (Recv)"
+    ]
+    posts = [
+        _own_post(tmp_path, 0, "node-2", node2, "ibP111p0s0:1", ("10.2.0.4",)),
+        _own_post(tmp_path, 1, "node-1", node1, "ibP111p0s0:1", ("10.2.0.5",)),
+    ]
+    assert posts[0].peers == ("10.2.0.5",) and posts[0].hcas == ("ibP111p0s0:1",)
+    (link,) = named_links(posts)
+    failure = failure_of([link], posts)
+    assert failure["links"] == [
+        [
+            {"host": "node-1", "device": "ibP111p0s0:1", "address": "10.2.0.5"},
+            {"host": "node-2", "device": "ibP111p0s0:1", "address": "10.2.0.4"},
+        ]
+    ]
+    assert str(failure["message"]).startswith("the link between node-1 (10.2.0.5, ibP111p0s0:1) and node-2 ")
+
+
+def test_a_warn_only_log_names_the_link_from_the_interface_railbench_set(tmp_path: Path) -> None:
+    # NCCL 2.30.4 at NCCL_DEBUG=WARN: no NET/IB OOB line, and the markdown damage left no host prefix either. Each
+    # rank knows its own host and the addresses of the interface it set (ens16f1 in that post).
+    lines = (WILD / "status-name-2.30-warn-only.log").read_text().splitlines()
+    ranks = {
+        pid: [line for line in lines if pid in line] for pid in ("ubuntu2:319733", "ubuntu4:250415", "ubuntu4:250414")
+    }
+    assert all(ranks.values())
+
+    def posts(with_addresses: bool) -> list[LinkErrors]:
+        mine = {"ubuntu2": ("10.153.235.11",), "ubuntu4": ("10.153.235.13",)}
+        return [
+            _own_post(
+                tmp_path,
+                rank,
+                pid.split(":")[0],
+                ranks[pid],
+                "mlx5_0:1",
+                mine[pid.split(":")[0]] if with_addresses else (),
+            )
+            for rank, pid in enumerate(ranks)
+        ]
+
+    (link,) = named_links(posts(True))
+    ends = failure_of([link], posts(True))["links"]
+    assert ends == [
+        [
+            {"host": "ubuntu2", "device": "mlx5_1", "address": "10.153.235.11"},  # NCCL 2.22+ names the HCA itself
+            {"host": "ubuntu4", "device": "mlx5_0", "address": "10.153.235.13"},
+        ]
+    ]
+    # Without the interface's addresses a WARN-only log cannot say whose address a peer's error names.
+    assert named_links(posts(False)) == []
+
+
+def test_a_local_status_names_the_reporting_hosts_hca_not_its_peer(tmp_path: Path) -> None:
+    # NCCL 2.27.5, status 4 (IBV_WC_LOC_PROT_ERR) against peer 10.99.91.63: the HCA of tpgds-aihub0007 refused the
+    # work. Its peer's errors (written here in the same 2.22+ wording) name tpgds-aihub0007 back: the same fault.
+    own = (WILD / "hca-2.27-local-status.log").read_text().splitlines()
+    peer = [
+        "tpgds-aihub0008:207009:207100 [1] transport/net_ib.cc:2453 NCCL WARN NET/IB: Got completion from peer "
+        "10.99.91.59<51161> with status=12 opcode=0 len=0 vendor err 129 (Recv) localGid ::ffff:10.99.91.63 "
+        "remoteGids::ffff:10.99.92.59 hca mlx5_1"
+    ]
+    posts = [
+        _own_post(tmp_path, 1, "tpgds-aihub0007", own, "mlx5_1:1", ("10.99.91.59",)),
+        _own_post(tmp_path, 9, "tpgds-aihub0008", peer, "mlx5_1:1", ("10.99.91.63",)),
+    ]
+    (link,) = named_links(posts)
+    failure = failure_of([link], posts)
+    assert failure["hosts"] == ["tpgds-aihub0007"]
+    assert failure["links"] == [[{"host": "tpgds-aihub0007", "device": "mlx5_1", "address": "10.99.91.59"}]]
+    assert "its own HCA failed NCCL's work (status 4 (IBV_WC_LOC_PROT_ERR), a local error)" in str(failure["message"])
+    assert str(failure["action"]).startswith("check tpgds-aihub0007 mlx5_1 itself")
+    # Alone, its own post names it the same way.
+    (alone,) = named_links(posts[:1])
+    assert alone.ends[0].host == "tpgds-aihub0007" and alone.local is not None
+
+
+def test_an_address_two_hosts_claim_names_neither(tmp_path: Path) -> None:
+    # Pretend nodes on one machine post the same interface address: it tells no host apart, so node-1's error
+    # that names it names nobody.
+    wild = (WILD / "with-error-2.18.log").read_text().splitlines()
+    written = [
+        "node-1:1:1 [0] NCCL WARN NET/IB : Got completion from peer 10.2.0.9<1> with error 12, opcode 0, len 0, "
+        "vendor err 129 (Recv)"
+    ]
+    posts = [
+        _own_post(tmp_path, 0, "node-2", wild, None, ("10.2.0.9",)),
+        _own_post(tmp_path, 1, "node-1", written, None, ("10.2.0.9",)),
+    ]
+    assert named_links(posts) == []
+
+
+def test_a_post_travels_as_json_with_its_completions(tmp_path: Path) -> None:
+    post = _own_post(
+        tmp_path,
+        3,
+        "tpgds-aihub0007",
+        (WILD / "hca-2.27-local-status.log").read_text().splitlines(),
+        "mlx5_1:1",
+        ("10.0.0.7",),
+    )
+    assert LinkErrors.from_json(post.to_json()) == post and post.peers == () and post.completions[0].status == 4

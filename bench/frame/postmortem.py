@@ -8,8 +8,12 @@ aborts the communicator, raising in the waiting call (``TORCH_NCCL_ASYNC_ERROR_H
 ``bench.runtime.before_init``). Only the ranks of the failed communicator see the error; the others wait in
 the next agreement for ranks that will not come.
 
-So each rank whose call failed posts what its own NCCL log says (its host's out-of-band address, the peers its
-completion errors name, its HCA) to the rendezvous store, which rides the management network. Rank 0, from
+So each rank whose call failed posts to the rendezvous store, which rides the management network, what it
+knows of itself and what its own NCCL log says: its host's out-of-band addresses (those of the interfaces
+``NCCL_SOCKET_IFNAME`` selects, as railbench set it), its own NIC (the rails' ``ExpectedNic``), and the
+completion errors of its log, WARN lines in any wording since NCCL 2.17 (``bench.nccllogs.ib_completion``).
+None of that needs NCCL 2.22's ``hca`` word nor the ``OOB`` address NCCL prints at INFO: a site's
+``NCCL_DEBUG=WARN`` or the NCCL 2.18-2.21 of torch 2.1-2.5 wheels name the link as well. Rank 0, from
 its main thread when its own call failed and otherwise from its watchdog's thread, which sees the count of
 posts rise, waits until the posts settle, names the link they converge on
 (``bench.nccllogs.nccl_evidence.dead_link_ends``), records the run's end with the step it ended in (a FAIL
@@ -24,19 +28,23 @@ import contextlib
 import ctypes
 import json
 import os
+import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from bench.exits import EXIT_FAIL
+from bench.fabric.hca_list import nccl_default_ifnames, select_ifnames
 from bench.nccllogs import nccl_evidence, nccl_log
+from bench.nccllogs.ib_completion import Completion
 from bench.nccllogs.nccl_evidence import DeadLink
 from bench.nccllogs.nccl_hostnet import HostNet
+from bench.netaddr import interface_ipv4
 from bench.runtime.deadlines import POSTMORTEM_COLLECT_S
 
 EndRecorder = Callable[[str, int, Mapping[str, object] | None], None]
@@ -63,7 +71,8 @@ NOTHING_NAMED = "none"
 
 @dataclass(frozen=True)
 class LinkErrors:
-    """What one failed rank's own NCCL log says about the link that broke its call."""
+    """What one failed rank knows of the link that broke its call: its own NIC and addresses, and the completion
+    errors its own NCCL log holds."""
 
     rank: int
     host: str
@@ -72,8 +81,23 @@ class LinkErrors:
     cause: str
     """The first line of the error torch raised."""
     oob: tuple[str, ...] = ()
-    peers: tuple[str, ...] = ()
-    hcas: tuple[str, ...] = ()
+    """This host's out-of-band addresses: those of the interfaces ``NCCL_SOCKET_IFNAME`` selects here (what its
+    peers' completion errors name it by), and the one its log's ``NET/IB : Using ... ; OOB`` line gave."""
+    completions: tuple[Completion, ...] = ()
+    nic: str | None = None
+    """The NIC this rank's traffic leaves through, as railbench expected it (the rails' ``ExpectedNic``); None
+    where the phase does not know it."""
+
+    @property
+    def peers(self) -> tuple[str, ...]:
+        """The peers its completion errors point at (``bench.nccllogs.ib_completion``)."""
+        return tuple(dict.fromkeys(c.peer for c in self.completions if c.points_at == "peer"))
+
+    @property
+    def hcas(self) -> tuple[str, ...]:
+        """The HCA its errors happened on: what NCCL 2.22+ names in the line, else its own NIC."""
+        named = tuple(dict.fromkeys(c.hca for c in self.completions if c.hca))
+        return named or ((self.nic,) if self.completions and self.nic else ())
 
     def to_json(self) -> str:
         return json.dumps(
@@ -83,8 +107,8 @@ class LinkErrors:
                 "step": self.step,
                 "cause": self.cause,
                 "oob": list(self.oob),
-                "peers": list(self.peers),
-                "hcas": list(self.hcas),
+                "completions": [[c.peer, c.status, c.hca] for c in self.completions],
+                "nic": self.nic,
             }
         )
 
@@ -97,56 +121,77 @@ class LinkErrors:
             str(doc["step"]),
             str(doc["cause"]),
             tuple(map(str, doc["oob"])),
-            tuple(map(str, doc["peers"])),
-            tuple(map(str, doc["hcas"])),
+            tuple(Completion(str(p), int(s), None if h is None else str(h)) for p, s, h in doc["completions"]),
+            None if doc["nic"] is None else str(doc["nic"]),
         )
 
 
-def own_link_errors(out_dir: Path, host: str, rank: int, step: str, error: BaseException) -> LinkErrors:
-    """This rank's post: its own NCCL log (``nccl/<host>-<rank>.log``, ``bench.runtime.before_init``) read
-    after C stdio is flushed, since NCCL's log lines are written through a buffered ``FILE``."""
+def socket_addresses(value: str | None, interfaces: Sequence[str] | None = None) -> tuple[str, ...]:
+    """The IPv4 addresses of this host's interfaces that ``NCCL_SOCKET_IFNAME=value`` selects (NCCL's own
+    search where unset, ``bench.fabric.hca_list``): net_ib's handshakes leave from there, so its peers'
+    completion errors name this host by one of them. Loopback is left out: it names no host."""
+    names = interfaces if interfaces is not None else [name for _, name in socket.if_nameindex()]
+    up = [name for name in names if interface_ipv4(name)]
+    chosen = select_ifnames(value, up) if value else nccl_default_ifnames(up)
+    found = (interface_ipv4(name) for name in chosen)
+    return tuple(dict.fromkeys(a for a in found if a and not a.startswith("127.")))
+
+
+def own_link_errors(
+    out_dir: Path,
+    host: str,
+    rank: int,
+    step: str,
+    error: BaseException,
+    nic: str | None = None,
+    addresses: tuple[str, ...] = (),
+) -> LinkErrors:
+    """This rank's post: its own NIC and addresses (``nic``, ``addresses``: what railbench set and expected,
+    whatever NCCL's version and log level), and the completion errors of its own NCCL log
+    (``nccl/<host>-<rank>.log``, ``bench.runtime.before_init``: WARN lines, in any wording since NCCL 2.17),
+    read after C stdio is flushed, since NCCL's log lines are written through a buffered ``FILE``."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None).fflush(None)
     text = str(error).strip()
     cause = f"{type(error).__name__}: {text.splitlines()[0][:200] if text else 'no message'}"
+    bare = LinkErrors(rank, host, step, cause, addresses, (), nic)
     path = out_dir / "nccl" / f"{host}-{rank}.log"
     if not path.is_file():
-        return LinkErrors(rank, host, step, cause)
+        return bare
     try:
         log = nccl_log.parse_file(path)
     except Exception:  # a log that cannot be read names nothing; the failure path goes on
-        return LinkErrors(rank, host, step, cause)
-    mine = list(log.hosts.values())
-    return LinkErrors(
-        rank,
-        host,
-        step,
-        cause,
-        tuple(dict.fromkeys(a for h in mine for a in h.oob_addresses)),
-        tuple(dict.fromkeys(p for h in mine for p in h.error_peers)),
-        tuple(dict.fromkeys(c for h in mine for c in h.error_hcas)),
-    )
+        return bare
+    mine = list(log.hosts.values())  # this rank's own file: every line is this host's, prefixed or not
+    oob = tuple(dict.fromkeys((*addresses, *(a for h in mine for a in h.oob_addresses))))
+    completions = tuple(dict.fromkeys(c for h in mine for c in h.completions))
+    return LinkErrors(rank, host, step, cause, oob, completions, nic)
 
 
 def named_links(posts: list[LinkErrors]) -> list[DeadLink]:
-    """The links the posts' completion errors converge on, each end alive and naming its own HCA (none when they
-    name no peer, or the end they name did not post: its process may be what died)."""
+    """The links the posts' completion errors converge on, and the hosts whose own HCA failed (a local status);
+    each end alive, with completion errors of its own (none when they name no peer, or the end they name did
+    not post: its process may be what died)."""
+    claims: dict[str, set[str]] = {}
+    for post in posts:
+        for address in post.oob:
+            claims.setdefault(address, set()).add(post.host)
     by_host: dict[str, HostNet] = {}
     for post in posts:
         seen = by_host.get(post.host) or HostNet(host=post.host)
+        # An address two hosts claim (pretend nodes on one machine, a shared NAT) tells neither apart.
+        mine = (a for a in post.oob if claims[a] == {post.host})
         by_host[post.host] = HostNet(
             host=post.host,
-            oob_addresses=tuple(dict.fromkeys((*seen.oob_addresses, *post.oob))),
+            oob_addresses=tuple(dict.fromkeys((*seen.oob_addresses, *mine))),
             error_peers=tuple(dict.fromkeys((*seen.error_peers, *post.peers))),
             error_hcas=tuple(dict.fromkeys((*seen.error_hcas, *post.hcas))),
+            completions=tuple(dict.fromkeys((*seen.completions, *post.completions))),
         )
     # A peer process that crashed leaves the same completion errors on its peers as a link that died; only an end
     # that is alive and saw its own link fail (it posted, with completion errors of its own) is a link.
-    return [
-        link
-        for link in nccl_evidence.dead_link_ends(by_host)
-        if all(end.host is not None and end.hca is not None for end in link.ends)
-    ]
+    errored = {post.host for post in posts if post.completions}
+    return [link for link in nccl_evidence.dead_link_ends(by_host) if all(end.host in errored for end in link.ends)]
 
 
 def failure_of(links: list[DeadLink], posts: list[LinkErrors]) -> dict[str, object]:
@@ -168,7 +213,14 @@ def failure_of(links: list[DeadLink], posts: list[LinkErrors]) -> dict[str, obje
 
 
 def _action(link: DeadLink) -> str:
-    """What to do about a dead link: its end's port and cable, or both ends' where the logs cannot tell."""
+    """What to do about a dead link: its end's port and cable, or both ends' where the logs cannot tell; about a
+    local error, the host's HCA."""
+    if link.local is not None:
+        (end,) = link.ends
+        return (
+            f"check {end.host or end.address} {end.hca or 'its rail HCA'} itself (dmesg, its firmware, and "
+            "GPUDirect RDMA: nvidia_peermem or dma-buf); its link is not what failed"
+        )
     ports = " and ".join(f"{e.host or e.address} {e.hca or 'its rail HCA'}" for e in link.ends)
     if len(link.ends) == 1:
         return f"check {ports}'s port (ibstat, link_downed) and reseat or replace its cable"

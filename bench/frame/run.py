@@ -15,12 +15,13 @@ from bench.frame import evidence
 from bench.frame.guard import guarded
 from bench.frame.launch_job import StartsRanks
 from bench.frame.parts import Launch, Output
-from bench.frame.postmortem import Postmortem, own_link_errors
+from bench.frame.postmortem import LinkErrors, Postmortem, own_link_errors, socket_addresses
 from bench.frame.record import rank0_lost_recorder
 from bench.profiles import Profile
 from bench.rundir.results_csv import ResultsWriter, Row
 from bench.rundir.runjson import RunFile
 from bench.rundir.sections import Failure
+from bench.runtime import env as benv
 from bench.runtime.coord import coordinator
 from bench.runtime.dist import DistContext, torch_timeout_s
 from bench.runtime.watchdog import Watchdog
@@ -71,6 +72,9 @@ class Run:
             ctx.backend, ctx.store, ctx.info.rank, ctx.info.world_size, torch_timeout_s(setup.launch.timeout_s)
         )
         """How the ranks agree (``bench.runtime.coord``): the evidence's gathers end at rank 0 through it."""
+        self.nic: str | None = None
+        """The NIC this rank's traffic leaves through, where the phase knows it (the rails set their
+        ``ExpectedNic``): the post-mortem names it for this rank's end (``bench.frame.postmortem``)."""
         self.flushers: list[Callable[[], None]] = []
         """Called (rank 0) when the run ends early, before run.json says so: a phase that holds measurements
         not yet on disk writes them (``bench.rails.live``)."""
@@ -131,13 +135,13 @@ class Run:
         if self.ctx.backend != "nccl":
             return None  # gloo's errors are lost peers ("Connection reset by peer"); it keeps no log to read
         rank, host, out_dir = self.ctx.info.rank, self.ctx.hosts[self.ctx.info.rank], self.out_dir
-        return Postmortem(
-            self.ctx.store,
-            rank,
-            lambda step, error: own_link_errors(out_dir, host, rank, step, error),
-            self.end,
-            out_dir,
-        )
+
+        def own(step: str, error: BaseException) -> LinkErrors:
+            # This process's NCCL_SOCKET_IFNAME is what NCCL read: railbench's default or the site's own.
+            addresses = socket_addresses(benv.get("NCCL_SOCKET_IFNAME"))
+            return own_link_errors(out_dir, host, rank, step, error, self.nic, addresses)
+
+        return Postmortem(self.ctx.store, rank, own, self.end, out_dir)
 
     @contextlib.contextmanager
     def evidence(self) -> Iterator[PhaseEvidence]:

@@ -227,19 +227,31 @@ class LinkEnd:
     def words(self) -> str:
         if self.host is None:
             return self.address
-        return f"{self.host} ({self.address}{', ' + self.hca if self.hca else ''})"
+        said = ", ".join(filter(None, (self.address, self.hca)))
+        return f"{self.host} ({said})" if said else self.host
 
 
 @dataclass(frozen=True)
 class DeadLink:
     """A link that died under NCCL: one end when the hosts' errors converge on it; both ends of a pair when each
-    names only the other (two nodes, or a point-to-point pair), which the logs alone cannot tell apart."""
+    names only the other (two nodes, or a point-to-point pair), which the logs alone cannot tell apart. With
+    ``local`` set, the one end is a host whose own HCA failed the work (a local completion status,
+    ``bench.nccllogs.ib_completion``), not its link."""
 
     ends: tuple[LinkEnd, ...]
     by: tuple[str, ...]
     """The hosts whose NCCL got completion errors from it."""
+    local: str | None = None
+    """The local status its own NCCL reported (``status 4 (IBV_WC_LOC_PROT_ERR)``)."""
 
     def finding(self) -> Finding:
+        if self.local is not None:
+            (end,) = self.ends
+            message = (
+                f"{end.words()}: its own HCA failed NCCL's work ({self.local}, a local error): that host's HCA, "
+                "its driver or its GPUDirect RDMA path, not the link to its peers"
+            )
+            return Finding("fail", message, end.hca, end.host or end.address)
         if len(self.ends) == 1:
             (end,) = self.ends
             message = f"{end.words()}: its link died: NCCL on {', '.join(self.by)} got completion errors from it"
@@ -252,26 +264,48 @@ class DeadLink:
         return Finding("fail", message)
 
 
+def _hca_of(host: HostNet) -> str | None:
+    """The HCA a host's own completion errors named (NCCL 2.22+), else the first its WARN lines named."""
+    named = [c.hca for c in host.completions if c.hca] or list(host.error_hcas)
+    return named[0] if named else None
+
+
+def local_failures(merged: Mapping[str, HostNet]) -> list[DeadLink]:
+    """The hosts whose own completion errors carry a local status: their own HCA is named, never the peer."""
+    out = []
+    for name, host in sorted(merged.items()):
+        local = next((c for c in host.completions if c.points_at == "local"), None)
+        if local is None:
+            continue
+        hca = local.hca or _hca_of(host)
+        end = LinkEnd(host.oob_addresses[0] if host.oob_addresses else "", name, hca)
+        out.append(DeadLink((end,), (name,), local.words()))
+    return out
+
+
 def dead_link_ends(merged: Mapping[str, HostNet]) -> list[DeadLink]:
     """The links the hosts' completion errors converge on.
 
     A link that dies mid-measurement makes NCCL on every peer that talks to it log ``Got completion from peer
-    <its address>`` (``status=12`` is IBV_WC_RETRY_EXC_ERR: the transport's retries ran out), and its own NCCL
+    <its address>`` (status 12 is IBV_WC_RETRY_EXC_ERR: the transport's retries ran out), and its own NCCL
     log the peers' addresses, one each. The address most hosts name is the dead end; each host's own ``OOB``
     address says whose it is, and that host's own completion errors name its HCA. Where no address is named by
-    more than one host and two hosts name each other, the logs cannot tell which end died: the pair is said."""
+    more than one host and two hosts name each other, the logs cannot tell which end died: the pair is said.
+    A host whose own errors are local (``local_failures``) is named for its HCA, first; a link with it as an
+    end is that same fault, not another."""
+    local = local_failures(merged)
+    faulty = {end.host for link in local for end in link.ends}
     owner = {address: name for name, host in merged.items() for address in host.oob_addresses}
     named: dict[str, set[str]] = {}
     for name, host in merged.items():
         for address in host.error_peers:
             named.setdefault(address, set()).add(name)
     if not named:
-        return []
+        return local
 
     def end(address: str) -> LinkEnd:
         peer = owner.get(address)
-        errors = merged[peer].error_hcas if peer is not None and peer in merged else ()
-        return LinkEnd(address, peer, errors[0] if errors else None)
+        return LinkEnd(address, peer, _hca_of(merged[peer]) if peer is not None and peer in merged else None)
 
     most = max(len(by) for by in named.values())
     out: list[DeadLink] = []
@@ -286,7 +320,7 @@ def dead_link_ends(merged: Mapping[str, HostNet]) -> list[DeadLink]:
             out.append(DeadLink(tuple(sorted((end(address), end(mutual[0])), key=LinkEnd.words)), ()))
         else:
             out.append(DeadLink((end(address),), tuple(sorted(by))))
-    return out
+    return local + [link for link in out if not any(e.host in faulty for e in link.ends)]
 
 
 def dead_links(merged: Mapping[str, HostNet]) -> list[Finding]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from bench.nccllogs.ib_completion import Completion
 from bench.nccllogs.nccl_init import InitFailure
 from bench.nccllogs.nccl_lines import Channel, Fact, NetUsing
 
@@ -48,8 +49,11 @@ class HostNet:
     error_hcas: tuple[str, ...] = ()
     """HCAs named in completion errors (``... hca mlx5_1``)."""
     error_peers: tuple[str, ...] = ()
-    """Peer addresses of completion errors (``NET/IB : Got completion from peer 10.0.0.3<47123> with status=12``,
-    ``src/transport/net_ib``: the address is the peer's out-of-band one, from the connection's handshake)."""
+    """Peer addresses of the completion errors that point at the peer or the path to it
+    (``NET/IB : Got completion from peer 10.0.0.3<47123> with status=12``, ``src/transport/net_ib``: the address
+    is the peer's out-of-band one, from the connection's handshake; ``bench.nccllogs.ib_completion``)."""
+    completions: tuple[Completion, ...] = ()
+    """Every distinct completion error, whatever its status points at (the first 256)."""
     oob_addresses: tuple[str, ...] = ()
     """This host's own out-of-band address (``NET/IB : Using ... ; OOB eno1:10.0.0.1<0>``): what its peers'
     completion errors name it by."""

@@ -95,24 +95,60 @@ def index(text: str, source: str, line: int, field: str) -> int:
     return parse_int(text, Where(source, field, line), maximum=MAX_INDEX)
 
 
-def ib_items(rest: str, source: str, line: int) -> list[tuple[int, str, str, bool]]:
-    """(index, ``name:port``, link layer, SHARP) of each ``[0]mlx5_1:1/IB/SHARP`` word of a NET/IB list."""
-    out = []
+def _ib_word(word: str) -> tuple[str, str, bool] | None:
+    """(``name:port``, link layer, SHARP) of ``mlx5_1:1/IB/SHARP`` (a fused list's ``,`` or ``}`` after it)."""
+    parts = word.rstrip(",}").split("/")
+    if len(parts) < 2 or parts[1] not in ("IB", "RoCE"):
+        return None
+    name, _, port = parts[0].partition(":")
+    port = port.partition(":")[0]
+    if not name or not _digits(port):
+        return None
+    return f"{name}:{port}", parts[1], "SHARP" in parts[2:]
+
+
+def ib_items(rest: str, source: str, line: int) -> list[tuple[int, int, str, str, bool]]:
+    """(net device, index, ``name:port``, link layer, SHARP) of each device of a NET/IB list.
+
+    A plain entry is one word, ``[0]mlx5_1:1/IB/SHARP``. NCCL 2.20 - 2.23 fuse the ports of one NIC into one net
+    device and print it as ``[0]={[0] mlx5_0:1/IB, [1] mlx5_1:1/IB}`` (``src/transport/net_ib.cc``
+    ``ncclIbInit``, 2.20.3 commit b6475625 to 2.24.3 commit 6aae3792): each port is a device of the host, all of
+    them behind the one net device a channel's ``via NET/IB/<n>`` names, which is the entry's position in the
+    list (the ``[n]`` before a plain entry is the port's own index, which differs once a NIC is fused)."""
+    out: list[tuple[int, int, str, str, bool]] = []
+    net, port, fused = 0, None, False
     for word in rest.split():
         close = word.find("]")
-        if not word.startswith("[") or close < 2 or not _digits(word[1:close]):
+        if word.startswith("[") and close >= 2 and _digits(word[1:close]):
+            number = index(word[1:close], source, line, "NET/IB Using index")
+            tail = word[close + 1 :]
+            if tail.startswith("={"):  # a fused net device opens: ``[0]={[0]``, its first port's index next
+                fused, inner = True, tail[2:]
+                port = _fused_index(inner, source, line)
+                continue
+            if fused and not tail:  # ``[1]`` alone, before a fused port's name
+                port = number
+                continue
+            found = _ib_word(tail)
+            if found is not None and not fused:
+                out.append((net, number, *found))
+                net += 1
             continue
-        parts = word[close + 1 :].split("/")
-        if len(parts) < 2 or parts[1] not in ("IB", "RoCE"):
-            continue
-        name, _, port = parts[0].partition(":")
-        port = port.partition(":")[0]
-        if not name or not _digits(port):
-            continue
-        out.append(
-            (index(word[1:close], source, line, "NET/IB Using index"), f"{name}:{port}", parts[1], "SHARP" in parts[2:])
-        )
+        found = _ib_word(word) if fused else None
+        if found is not None and port is not None:
+            out.append((net, port, *found))
+        if fused and word.endswith("}"):
+            fused, port = False, None
+            net += 1
     return out
+
+
+def _fused_index(inner: str, source: str, line: int) -> int | None:
+    """The port index of a fused device's opening word's ``[0]``."""
+    close = inner.find("]")
+    if inner.startswith("[") and close >= 2 and _digits(inner[1:close]):
+        return index(inner[1:close], source, line, "NET/IB Using index")
+    return None
 
 
 def socket_items(rest: str, source: str, line: int) -> list[tuple[int, str, str]]:
@@ -179,6 +215,9 @@ class NcclNetDevice:
     """``IB`` or ``RoCE`` for NET/IB; None for sockets."""
     sharp: bool = False
     address: str | None = None
+    net: int | None = None
+    """The net device it is behind, what a channel's ``via NET/<net>/<n>`` names (None: its position in the list;
+    several ports of a fused NIC share one, ``ib_items``)."""
 
 
 @dataclass(frozen=True)
@@ -218,22 +257,26 @@ def _using_list(net: str) -> str:
 
 
 def resolve_channels(channels: list[Channel], usings: list[NetUsing]) -> list[Channel]:
-    """Each NET channel with the device its ``via NET/<net>/<index>`` names: entry ``index`` of the ``Using`` list
-    of the same process (else of the same host), None where that list is not in the log."""
+    """Each NET channel with the device its ``via NET/<net>/<index>`` names: net device ``index`` of the ``Using``
+    list of the same process (else of the same host), one channel per port of a fused device; None where that
+    list is not in the log."""
     by_pid: dict[tuple[str, int | None, str], NetUsing] = {}
     by_host: dict[tuple[str, str], NetUsing] = {}
     for using in usings:
         by_pid.setdefault((using.host, using.pid, using.net), using)
         by_host.setdefault((using.host, using.net), using)
-    out = []
+    out: list[Channel] = []
     for ch in channels:
-        device = None
+        behind: list[str | None] = []
         if ch.nic_index is not None and ch.net is not None and ch.path.startswith("NET/"):
             net = _using_list(ch.net)
             found = by_pid.get((ch.host, ch.pid, net)) or by_host.get((ch.host, net))
-            if found and ch.nic_index < len(found.devices):
-                device = found.devices[ch.nic_index].name
-        out.append(Channel(**{**ch.__dict__, "device": device}))
+            if found:
+                behind = [
+                    d.name for at, d in enumerate(found.devices) if (at if d.net is None else d.net) == ch.nic_index
+                ]
+        # A fused net device carries the channel over each of its ports: one resolved channel per port.
+        out.extend(Channel(**{**ch.__dict__, "device": device}) for device in (behind or [None]))
     return out
 
 

@@ -23,7 +23,8 @@ from pathlib import Path
 from types import MappingProxyType
 
 from bench.bounded import Where, parse_int
-from bench.nccllogs import nccl_lines
+from bench.nccllogs import ib_completion, nccl_lines
+from bench.nccllogs.ib_completion import Completion
 from bench.nccllogs.nccl_hostnet import SOCKET_NETS, HostNet, NcclLog
 from bench.nccllogs.nccl_init import InitWatch
 from bench.nccllogs.nccl_lines import Channel, Fact, NcclNetDevice, NetUsing
@@ -48,7 +49,6 @@ _PLUGIN_MISSING = re.compile(r"^NET/Plugin ?: (?:No plugin found|Plugin load .* 
 _PLUGIN_FAILED = re.compile(r"^plugin/net\.cc:\d+ -> \d+")
 _NET_INITIALIZED = re.compile(r"^(?:Initialized NET plugin|Assigned NET plugin) (.+?)(?: to comm)?$")
 _ERROR_HCA = re.compile(r"\bhca (\S+)")
-_ERROR_PEER = re.compile(r"\bGot completion from peer ([^\s<]+)<")
 _ROCE_GID = re.compile(r"\blocalGid ::ffff:")
 
 MAX_FACTS = 512
@@ -86,6 +86,7 @@ class _Host:
     warnings: list[str] = field(default_factory=list)
     error_hcas: list[str] = field(default_factory=list)
     error_peers: list[str] = field(default_factory=list)
+    completions: list[Completion] = field(default_factory=list)
     oob_addresses: list[str] = field(default_factory=list)
     roce_gid: bool = False
     driver: str | None = None
@@ -122,7 +123,7 @@ def _parse_using(host: str, pid: int | None, net: str, rest: str, where: tuple[s
     source, line = where
     if net == "IB":
         items = nccl_lines.ib_items(rest, source, line)
-        devices = [NcclNetDevice(i, name, layer, sharp) for i, name, layer, sharp in items]
+        devices = [NcclNetDevice(i, name, layer, sharp, net=net) for net, i, name, layer, sharp in items]
     else:
         devices = [
             NcclNetDevice(i, name, None, address=a) for i, name, a in nccl_lines.socket_items(rest, source, line)
@@ -236,12 +237,18 @@ def _gdr_off(msg: str) -> bool:
 
 
 def _warning(host: _Host, msg: str) -> None:
-    """A WARN line: kept (the first 100), with the HCAs and peers its errors name, and whether it matches
+    """A WARN line: kept (the first 100), with the HCAs its errors name, its completion error
+    (``bench.nccllogs.ib_completion``: the peer where the status points at it), and whether it matches
     ``_ROCE_GID``."""
     if len(host.warnings) < 100:
         _add(host.warnings, msg[:300])
     _add(host.error_hcas, *(m.group(1)[:64] for m in _ERROR_HCA.finditer(msg)))
-    _add(host.error_peers, *(m.group(1)[:64] for m in _ERROR_PEER.finditer(msg)))
+    found = ib_completion.completion(msg)
+    if found is not None:
+        if found not in host.completions and len(host.completions) < 256:
+            host.completions.append(found)
+        if found.points_at == "peer":
+            _add(host.error_peers, found.peer)
     host.roce_gid |= bool(_ROCE_GID.search(msg))
 
 
@@ -366,6 +373,7 @@ def _freeze(hosts: dict[str, _Host], channels: list[Channel], source: str, watch
             warnings=tuple(h.warnings),
             error_hcas=tuple(h.error_hcas),
             error_peers=tuple(h.error_peers),
+            completions=tuple(h.completions),
             oob_addresses=tuple(h.oob_addresses),
             roce_gid=h.roce_gid,
             cuda_driver=h.driver,

@@ -131,10 +131,12 @@ def rails_phase(
     live: LiveRails | None = None,
     coord: Coord | None = None,
     laps: Laps | None = None,
+    on_nic: Callable[[records.ExpectedNic], None] | None = None,
 ) -> records.RailsOutcome | None:
     """Every rail and every pair; returns the outcome on rank 0, None elsewhere. ``live`` (rank 0) writes the
     rail groups' results and each pair round down as soon as they are gathered; ``laps`` marks the end of each
-    phase of the plan (``bench.rails.plan``).
+    phase of the plan (``bench.rails.plan``); ``on_nic`` hears this rank's NIC as soon as it is known (the
+    post-mortem of a link that dies mid-measurement names it, ``bench.frame.postmortem``).
 
     Rail groups are formed from their live members (``bench.rails.groups``): a rank whose link is dead, or
     whose rail has no group, measures nothing on its rail but keeps in step with the world (its barriers,
@@ -152,6 +154,8 @@ def rails_phase(
     coord = coord or world_coord(ctx, settings.timeout_s)
     my_ifname = _my_interface(settings, layout, rank, coord, Sysfs(ctx.sysfs_root))
     my_nic = _my_nic(ctx, my_ifname)
+    if on_nic is not None:
+        on_nic(my_nic)
     # One rank per node reads its counters at every window's edge (bench.rails.windows).
     counts = windows.NodeCounters(local_rank == 0, ctx.sysfs_root)
     formed = form_rail_groups(ctx, layout, my_ifname, settings.timeout_s, coord, watchdog.enter, watchdog.leave)
@@ -203,6 +207,10 @@ def world_coord(ctx: DistContext, timeout_s: float) -> Coord:
     return coordinator(ctx.backend, ctx.store, ctx.info.rank, ctx.info.world_size, torch_timeout_s(timeout_s))
 
 
+def _nic_heard(run: Run, nic: records.ExpectedNic) -> None:
+    run.nic = nic.device
+
+
 def guarded_rails_phase(
     settings: RailsSettings, run: Run, laps: Laps | None = None, node_checks: local_causes.Reports | None = None
 ) -> tuple[records.RailsOutcome | None, LiveRails | None]:
@@ -219,7 +227,7 @@ def guarded_rails_phase(
         live = LiveRails(run, layout.nodes, layout.rails, settings.rail_rate_gbps, settings.test.iters)
     coord = world_coord(ctx, settings.timeout_s)
     with run.guarded() as watchdog:
-        outcome = rails_phase(settings, ctx, watchdog, live, coord, laps)
+        outcome = rails_phase(settings, ctx, watchdog, live, coord, laps, on_nic=lambda nic: _nic_heard(run, nic))
         if intranode.wanted(settings, ctx.backend):
             outcome = intranode.attach(outcome, intranode.intra_node_phase(settings, ctx, watchdog, live, coord))
             if laps is not None:
