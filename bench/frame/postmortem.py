@@ -1,12 +1,12 @@
 """A communicator that failed in the middle of a measurement: the link its ranks' NCCL logs name.
 
 On NCCL a link that dies while a phase measures does not end the phase at once. Every connection through it
-retries until InfiniBand gives up (``NCCL_IB_TIMEOUT`` x ``NCCL_IB_RETRY_CNT``, about 34 s by default,
-``src/transport/net_ib``); net_ib then logs ``NET/IB : Got completion from peer <address> with status=12``
-(IBV_WC_RETRY_EXC_ERR) on each rank that was talking through the dead link, the dead end included, and torch
-aborts the communicator, raising in the waiting call (``TORCH_NCCL_ASYNC_ERROR_HANDLING`` 2,
-``bench.runtime.before_init``). Only the ranks of the failed communicator see the error; the others wait in
-the next agreement for ranks that will not come.
+retries until InfiniBand gives up (``NCCL_IB_TIMEOUT`` x ``NCCL_IB_RETRY_CNT``: about 34 s at NCCL 2.23's
+default, 8.6 s before, ``src/transport/net_ib``); net_ib then logs ``NET/IB : Got completion from peer <address>
+with status=12`` (IBV_WC_RETRY_EXC_ERR) on each rank that was talking through the dead link, the dead end
+included, and torch aborts the communicator, raising in the waiting call (``TORCH_NCCL_ASYNC_ERROR_HANDLING`` 2,
+``bench.runtime.before_init``). Only the ranks of the failed communicator see the error; the others wait in the
+next agreement for ranks that will not come.
 
 So each rank whose call failed posts to the rendezvous store, which rides the management network, what it
 knows of itself and what its own NCCL log says: its host's out-of-band addresses (those of the interfaces
