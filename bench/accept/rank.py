@@ -5,7 +5,8 @@ of the frame (``bench.frame.job``), which owns run.json, the guard, the verdict 
    store (``Run.coord``), compares the nodes and writes ``checks.json``;
 2. rails (``bench.rails.rank.rails_test``): ``rails.json`` and rail/pair rows in results.csv;
 3. the world sweep (``bench.sweep.rank.world_sweep``): rows in results.csv, the counters as evidence; not
-   measured, with the reason, where the rails test found a dead link or node;
+   measured, with the reason, where the rails test found a dead link or node. Whether its calls are captured in
+   CUDA graphs is probed only then (``bench.sweep.rank.agree_graph``), and not at all after a dead part;
 4. the items judged: every check, collective, rail and node (``accept_items``), from which the frame decides
    the one verdict and writes ``junit.xml``; run.json's ``accept`` block lists them by group.
 
@@ -13,7 +14,9 @@ Every link is known before any world collective. On NCCL the world communicator 
 channels leave through its nearest NIC), so a link whose port is ACTIVE but carries nothing hangs the first
 world collective across nodes until IB gives up and torch's watchdog aborts it, and the run would end as a lost
 rank before anything named the link. The rails test finds it first, within seconds (its link probe and
-bounded group probes, ``bench.rails.groups``), and every agreement before it goes through the store.
+bounded group probes, ``bench.rails.groups``), and every agreement before it goes through the store: ``prepare``
+checks only what the store can (the sizes fit every rank's memory), and the CUDA-graph capture probe, an eager
+world all-reduce and a replay (``bench.measure.timing.graph_capture_works``), waits for the rails test.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ from bench.runtime.dist import DistContext
 from bench.runtime.env import RankInfo
 from bench.sweep.config import RunConfig, sized
 from bench.sweep.judge import GROUP as SWEEP_GROUP
-from bench.sweep.rank import agree_sweep, sweep_section, world_sweep
+from bench.sweep.rank import agree_graph, agree_sweep, sweep_section, world_sweep
 
 
 class AcceptJob(Job):
@@ -94,7 +97,8 @@ class AcceptJob(Job):
                 self.sweep = dataclasses.replace(self.sweep, max_bytes=self.planned.sweep.max_bytes)
             if ctx.info.rank == 0:
                 print("\n".join(self.planned.lines()), flush=True)
-        self.graph = agree_sweep(self.sweep, ctx)
+        # Store-only here: the graph probe is a world collective, decided after the rails phase (see measure).
+        self.graph = agree_sweep(self.sweep, ctx, probe_graph=False)
         sections: dict[str, object] = {
             "sweep": sweep_section(self.sweep, self.graph),
             "rails_test": rails_section(self.settings),
@@ -130,7 +134,14 @@ class AcceptJob(Job):
         rails_s = time.monotonic() - rails_started
         # Every rank hears from rank 0 whether the world communicator would cross a dead part.
         dead = run.coord.agree(_dead_parts(outcome), lambda posts: posts[0])
-        swept = _not_measured(self.sweep.collectives, dead) if dead else world_sweep(self.sweep, run, self.graph)
+        if dead:
+            swept = _not_measured(self.sweep.collectives, dead)
+            if run.rank0 and run.ctx.backend == "nccl" and self.sweep.graph is not False:
+                print(f"# CUDA graph capture not probed: {_graph_not_probed(dead)}", flush=True)
+        else:
+            self.graph = agree_graph(self.sweep, run)
+            run.update(sweep=sweep_section(self.sweep, self.graph))
+            swept = world_sweep(self.sweep, run, self.graph)
         self.laps.mark("world sweep")
         run.update(plan=planned_section(self.planned, self.laps))
         if reports is None or outcome is None:
@@ -195,6 +206,14 @@ def _where(defect: RailDefect) -> str:
         if part
     )
     return f"the {defect.kind} {where}"
+
+
+def _graph_not_probed(dead: str) -> str:
+    """Why the CUDA-graph capture probe did not run: it is a world collective, after a dead part."""
+    return (
+        f"the rails test found {dead} dead, and the probe is a world collective (an eager all-reduce and a "
+        "replay) that would hang on it"
+    )
 
 
 def _not_measured(collectives: Sequence[str], dead: str) -> list[Item]:

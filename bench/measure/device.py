@@ -14,7 +14,8 @@ Two implementations of the same calls:
   later on a thread of its own (the test suite's model of NCCL, ``tests/async_backend.py``) registers
   the call that drains its queue, and is then timed exactly as CUDA is: the region ends when the work
   ends. Such a backend may also register its *device clock*, read in place of ``perf_counter`` as a CUDA
-  event is: the time its stream spent on the work, which a busy host does not stretch.
+  event is: the time its stream spent on the work, which a busy host does not stretch, and its *graph
+  capture* (:func:`register_host_capture`), so that the CUDA-graph path runs on it as on a GPU.
 """
 
 from __future__ import annotations
@@ -22,7 +23,19 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
+
+
+class Graph(Protocol):
+    """A captured sequence of device work (``torch.cuda.CUDAGraph``), run again by each ``replay()``."""
+
+    def replay(self) -> None: ...
+
+
+HostCapture = Callable[[Callable[[], None]], Graph]
+"""A host backend's graph capture: the graph of the work its argument issues (see :func:`capture`)."""
+
+_HOST_CAPTURE: list[HostCapture] = []
 
 if TYPE_CHECKING:
     import torch
@@ -58,6 +71,42 @@ def register_host_queue(drain: Callable[[], None]) -> None:
 def unregister_host_queue(drain: Callable[[], None]) -> None:
     if drain in _HOST_QUEUES:
         _HOST_QUEUES.remove(drain)
+
+
+def register_host_capture(capture_graph: HostCapture) -> None:
+    """Capture graphs on a host device with ``capture_graph`` (the test suite's model of NCCL)."""
+    _HOST_CAPTURE[:] = [capture_graph]
+
+
+def unregister_host_capture(capture_graph: HostCapture) -> None:
+    if capture_graph in _HOST_CAPTURE:
+        _HOST_CAPTURE.clear()
+
+
+def can_capture(device: torch.device) -> bool:
+    """Whether :func:`capture` works on ``device``: a GPU, or a host backend that registered a capture."""
+    return is_cuda(device) or bool(_HOST_CAPTURE)
+
+
+def capture(first: Callable[[], None], record: Callable[[], None], device: torch.device) -> Graph:
+    """The graph of what ``record`` issues, after ``first`` ran once eagerly on the stream the capture uses
+    (NCCL needs one eager call on that stream before a collective is captured there). The eager call is a real
+    one: a collective in it waits for its peers, and the capture's start (``torch.cuda.graph`` synchronises the
+    device first) waits for it. RuntimeError when this build, driver or backend cannot capture."""
+    if not is_cuda(device):
+        first()
+        return _HOST_CAPTURE[0](record)
+    import torch
+
+    cuda_graph = torch.cuda.CUDAGraph()
+    side = torch.cuda.Stream(device=device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side):
+        first()
+    torch.cuda.current_stream(device).wait_stream(side)
+    with torch.cuda.graph(cuda_graph, stream=side):
+        record()
+    return cuda_graph
 
 
 def is_cuda(device: torch.device) -> bool:

@@ -165,21 +165,12 @@ def group_max(seconds: float, group: ProcessGroup | None, device: torch.device) 
     return float(value.item())
 
 
-def _capture(step: Callable[[], None], device: torch.device, iters: int, upload: bool = True) -> torch.cuda.CUDAGraph:
-    """``iters`` steps captured in one CUDA graph (nccl-tests ``-G``), uploaded by one untimed replay (unless
-    not ``upload``: a replay of a collective is a collective, which only a rank sure of its peers may start)."""
-    import torch
-
+def _capture(step: Callable[[], None], device: torch.device, iters: int, upload: bool = True) -> device_ops.Graph:
+    """``iters`` steps captured in one CUDA graph (nccl-tests ``-G``), after one eager step on the capture's
+    stream, uploaded by one untimed replay (unless not ``upload``: a replay of a collective is a collective,
+    which only a rank sure of its peers may start)."""
     device_ops.synchronize(device)
-    cuda_graph = torch.cuda.CUDAGraph()
-    # Capture runs on a side stream; NCCL needs one eager call on that stream first.
-    side = torch.cuda.Stream(device=device)
-    side.wait_stream(torch.cuda.current_stream(device))
-    with torch.cuda.stream(side):
-        step()
-    torch.cuda.current_stream(device).wait_stream(side)
-    with torch.cuda.graph(cuda_graph, stream=side):
-        _repeat(step, iters)
+    cuda_graph = device_ops.capture(step, lambda: _repeat(step, iters), device)
     if upload:
         cuda_graph.replay()
     device_ops.synchronize(device)
@@ -193,13 +184,17 @@ def graph_capture_works(device: torch.device, agree: Callable[[str | None], str 
     rank's answer and returns the first refusal of any rank (None: every rank captured), through the store:
     a rank whose capture failed must not meet its peers' replay with some other collective. Only then is the
     graph replayed, on every rank or on none, so one rank that cannot capture leaves no other waiting.
+
+    It is a world collective all the same (the eager call before the capture, and the replay): on NCCL a
+    black-holed link that carries the world's channels hangs it, so ``accept`` runs it only once the rails test
+    found every link alive (``bench.accept.rank``).
     """
     import torch
     import torch.distributed as dist
 
     why: str | None = "not a CUDA device"
     graph = None
-    if device_ops.is_cuda(device):
+    if device_ops.can_capture(device):
         probe = torch.ones(1, device=device)
         try:
             graph = _capture(lambda: dist.all_reduce(probe), device, 1, upload=False)

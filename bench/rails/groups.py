@@ -197,8 +197,15 @@ def _spoken(posted: Sequence[str], silent: str) -> list[tuple[int, str]]:
 
 
 def _probe(group: ProcessGroup, device: torch.device, deadline_s: float) -> bool:
-    """One tiny all-reduce in ``group``, polled until it completes or ``deadline_s`` passes (never waited on:
-    a wait would block the host for as long as NCCL retries)."""
+    """One tiny all-reduce in ``group``, polled until it ends or ``deadline_s`` passes (never waited on: a wait
+    would block the host for as long as NCCL retries); True only when it completed without an error.
+
+    torch's ``is_completed()`` is true for a work that ended in an NCCL error too (``ProcessGroupNCCL.cpp``
+    ``WorkNCCL::isCompleted``: ``exception() || finishedGPUExecutionInternal()``): with a site's
+    ``NCCL_IB_TIMEOUT`` of 17 or less, IB gives up on a black-holed link within this deadline (4.096 us x 2^17
+    x 7 retries, about 4 s) and the probe ends, errored. ``exception()`` tells (the error, or None; torch keeps
+    it although it calls it deprecated, pytorch issue 46291); ``is_success()`` does not (recent torch's
+    ``WorkNCCL::isSuccess`` raises "deprecated"), nor does a non-blocking ``wait()`` on every torch."""
     import torch
     import torch.distributed as dist
 
@@ -208,7 +215,7 @@ def _probe(group: ProcessGroup, device: torch.device, deadline_s: float) -> bool
         if time.monotonic() >= end:
             return False
         time.sleep(POLL_S)
-    return True
+    return work.exception() is None
 
 
 def _abort(group: ProcessGroup) -> None:

@@ -115,17 +115,45 @@ for a link that dies mid-measurement. One second keeps the dump (a site may set 
 well under a minute, so railbench, not the wait, says what broke."""
 
 
+DUMP_ON_TIMEOUT_VAR = "TORCH_NCCL_DUMP_ON_TIMEOUT"
+NO_DUMP = "0"
+"""torch's flight-recorder dump on a watchdog-detected error, off unless the site set it. On (torch's default
+since 2.7, pytorch PR 143446), the first error any communicator's watchdog sees (``ProcessGroupNCCL.cpp``
+``Watchdog::runLoop`` -> ``broadcastDumpSignal``, a key in the world's store) makes every rank's heartbeat
+monitor (``HeartbeatMonitor::runLoop``, polling that key every TORCH_NCCL_COORD_CHECK_MILSEC) dump, sleep
+TORCH_NCCL_HEARTBEAT_TIMEOUT_SEC (480 s by default) and then end its process (``terminateProcess``:
+``LOG(FATAL)``, SIGABRT) unless its world group was shut down first. railbench goes on past an NCCL error by
+design (a bounded rail probe that errored names a dead link, and the rails phase and accept continue), so with
+the dump on, a run still measuring 480 s after its first NCCL error would lose every rank at once. Off, the
+monitor still ends a process whose watchdog thread is stuck (no heartbeat for 480 s)."""
+
+
 def nccl_log_environment(out_dir: Path, host: str, rank: int) -> dict[str, str]:
     """NCCL's INFO log into ``<run dir>/nccl/<host>-<rank>.log``: the evidence the fabric checks read; torch's
-    dump wait bounded (:data:`DUMP_WAIT_MS`, a site value wins); and the log file and error handling railbench
-    needs (set over any site value, see :func:`own_debug_file` and :func:`own_error_handling`)."""
+    dump wait bounded (:data:`DUMP_WAIT_MS`) and its dump on error off (:data:`NO_DUMP`), a site value winning
+    both; and the log file and error handling railbench needs (set over any site value, see
+    :func:`own_debug_file` and :func:`own_error_handling`)."""
     return {
         "NCCL_DEBUG": "INFO",
         "NCCL_DEBUG_SUBSYS": "INIT,ENV,NET",
         DEBUG_FILE_VAR: str(out_dir / "nccl" / f"{host}-{rank}.log"),
         DUMP_WAIT_VAR: DUMP_WAIT_MS,
+        DUMP_ON_TIMEOUT_VAR: NO_DUMP,
         ASYNC_ERROR_VAR: ASYNC_ERROR_CLEANUP_ONLY,
     }
+
+
+def site_dump_note(rank: int) -> str | None:
+    """Rank 0's one line when the site itself turned torch's dump on error on (see :data:`NO_DUMP`), which
+    railbench keeps: what it costs a run that goes on past an NCCL error."""
+    site = (benv.get(DUMP_ON_TIMEOUT_VAR) or "").strip().lower()
+    if rank != 0 or site in ("", "0", "false", "no", "off", "n"):
+        return None
+    return (
+        f"# {DUMP_ON_TIMEOUT_VAR}={site} from the environment kept: torch's heartbeat monitor then ends every rank "
+        "TORCH_NCCL_HEARTBEAT_TIMEOUT_SEC (480 s by default) after the first NCCL error, and a run still measuring "
+        f"then ends as a lost rank; unset it (or set {DUMP_ON_TIMEOUT_VAR}=0) to let a run go on past a dead link"
+    )
 
 
 def apply_defaults(values: Mapping[str, str]) -> None:
@@ -181,8 +209,13 @@ def prepare_nccl_logs(prelude: Prelude, out_dir: Path) -> None:
     (out_dir / "nccl").mkdir(parents=True, exist_ok=True)
     values = nccl_log_environment(out_dir, socket.gethostname(), prelude.info.rank)
     owned = (ASYNC_ERROR_VAR, DEBUG_FILE_VAR)
+    dump = site_dump_note(prelude.info.rank)  # before the default is set: only a site's own value is said
     apply_defaults({name: value for name, value in values.items() if name not in owned})
-    for said in (own_error_handling(prelude.info.rank), own_debug_file(values[DEBUG_FILE_VAR], prelude.info.rank)):
+    for said in (
+        dump,
+        own_error_handling(prelude.info.rank),
+        own_debug_file(values[DEBUG_FILE_VAR], prelude.info.rank),
+    ):
         if said:
             print(said, flush=True)
 

@@ -35,6 +35,7 @@ from bench.runtime.dist import DistContext, torch_timeout_s
 from bench.runtime.env import RankInfo
 from bench.runtime.placement import blocking_wait_conflict
 from bench.runtime.progress import Mode, Progress
+from bench.runtime.watchdog import Watchdog
 from bench.sweep.config import RunConfig, sized, validate
 from bench.sweep.judge import collective_items, counter_item
 from bench.units import format_size
@@ -67,22 +68,39 @@ def run_rank(config: RunConfig, info: RankInfo) -> int:
     return run_job(info, lambda: SweepJob(config))
 
 
-def agree_sweep(config: RunConfig, ctx: DistContext) -> bool:
+def agree_sweep(config: RunConfig, ctx: DistContext, *, probe_graph: bool = True) -> bool:
     """What every rank settles before the sweep: whether calls are captured in CUDA graphs, and that the
-    largest size fits every rank's memory (UserError, exit 2, otherwise). Returns the graph choice."""
+    largest size fits every rank's memory (UserError, exit 2, otherwise). Returns the graph choice.
+
+    ``probe_graph=False`` (``accept``, before its rails phase): only what goes through the store, and False;
+    the capture probe is a world collective (:func:`agree_graph`, once every link is known)."""
     if config.graph and ctx.backend != "nccl":
         raise UserError("--graph captures CUDA graphs and needs the nccl backend: this run uses gloo")
-    # Both checks are collectives: under the watchdog, a rank that fails or hangs in one ends the run as a named
-    # hang (exit 3) instead of leaving the others waiting. No run.json exists yet: the hang is said in one line.
+    # Each check waits on every rank: under the watchdog, a rank that fails or hangs in one ends the run as a
+    # named hang (exit 3) instead of leaving the others waiting. No run.json exists yet: the hang is one line.
     timeout_s = config.launch.timeout_s
+    graph = False
     with guarded(ctx, timeout_s, lambda status, exit_status, failure: None) as watchdog:
-        watchdog.enter("checking that every rank can capture CUDA graphs")
-        graph = _resolve_graph(config.graph, ctx, timeout_s)
-        watchdog.leave()
+        if probe_graph:
+            graph = _graph_step(config, ctx, watchdog)
         watchdog.enter("checking that the largest size fits every rank's memory")
         colls = [get_collective(c) for c in config.collectives]
         _check_memory(ctx, colls, config.sizes, get_dtype(config.dtype), timeout_s)
         watchdog.leave()
+    return graph
+
+
+def agree_graph(config: RunConfig, run: Run) -> bool:
+    """Whether the sweep's calls are captured in CUDA graphs, decided in a run that has started (``accept``,
+    after its rails phase): the capture probe under the run's own guard, a hang recorded in run.json."""
+    with run.guarded() as watchdog:
+        return _graph_step(config, run.ctx, watchdog)
+
+
+def _graph_step(config: RunConfig, ctx: DistContext, watchdog: Watchdog) -> bool:
+    watchdog.enter("checking that every rank can capture CUDA graphs")
+    graph = _resolve_graph(config.graph, ctx, config.launch.timeout_s)
+    watchdog.leave()
     return graph
 
 
