@@ -174,7 +174,10 @@ def _node_checks(profile: Profile, run: Run) -> list[NodeReport] | None:
     ctx = run.ctx
     report = None
     if ctx.info.local_rank == 0:
-        results = tuple(checks.run_checks(profile, ctx.sysfs_root, (), benv.environ()))
+        # nccl-ib-retry weighs NCCL's retries against this run's own --timeout, not railbench's default
+        results = tuple(
+            checks.run_checks(profile, ctx.sysfs_root, (), benv.environ(), step_timeout_s=run.setup.launch.timeout_s)
+        )
         report = NodeReport(socket.gethostname(), results, cluster.node_versions(profile, ctx.sysfs_root)).to_json()
     gathered = run.coord.gather(report)
     if gathered is None:
