@@ -166,3 +166,43 @@ def test_a_read_only_mount_is_listed_and_compared_and_refuses_an_add_in_one_line
     _one_line(add, 2, f"history {history} is on a read-only file system (EROFS", "remount it read-write")
     assert compared[0] == 0 and "Traceback" not in compared[2], compared[1][-2000:] + compared[2]
     assert "2 run(s)" in compared[1], compared[1][-2000:]
+
+
+def _nights(tmp_path: Path) -> tuple[Path, list[Path]]:
+    """Two nights in a history and tonight's run, 100 GB/s lower: compare has a regression to write."""
+    history = tmp_path / "h.sqlite"
+    runs = []
+    for day in (1, 2, 3):
+        busbw = {AR: 300.0 + day - (100.0 if day == 3 else 0.0)}
+        runs.append(
+            make_run_dir(tmp_path / "runs" / f"d{day}", started_utc=f"2026-11-{day:02d}T02:00:00Z", busbw=busbw)
+        )
+    for run_dir in runs[:2]:
+        add_run(history, run_dir)
+    return history, runs
+
+
+@pytest.mark.slow
+def test_compare_into_a_read_only_or_full_run_directory_is_one_line(tmp_path: Path) -> None:
+    history, runs = _nights(tmp_path)
+    tonight = runs[2]
+    before = {p.name: _digest(p) for p in tonight.iterdir() if p.is_file()}
+    ro, full = tmp_path / "ro", tmp_path / "full"
+    ro.mkdir()
+    full.mkdir()
+    q = shlex.quote
+    steps = [
+        ["sh", f"mount --bind {q(str(tonight))} {q(str(ro))} && mount -o remount,bind,ro {q(str(ro))}"],
+        ["compare", str(ro), "--history", str(history)],
+        ["sh", f"mount -t tmpfs -o size=256k railbench-full {q(str(full))} && cp -r {q(str(tonight))} {q(str(full))}/"],
+        ["sh", f"dd if=/dev/zero of={q(str(full / 'fill'))} bs=4k || true"],
+        ["compare", str(full / tonight.name), "--history", str(history)],
+    ]
+    read_only, filled = _in_namespace(steps)
+    _one_line(read_only, 2, f"the run directory {ro} cannot be written (Read-only file system)", "copy the run")
+    _one_line(filled, 3, f"the run directory {full / tonight.name} refused a write: No space left on device")
+    assert {p.name: _digest(p) for p in tonight.iterdir() if p.is_file()} == before  # the original untouched
+    # With room, the same compare writes its verdict and its outputs.
+    done = railbench_inline(["compare", str(tonight), "--history", str(history)], cwd=tmp_path)
+    assert done.returncode == 1 and "regressed" in done.stdout, done.stdout[-2000:] + done.stderr
+    assert (tonight / "compare.json").is_file()
