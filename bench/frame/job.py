@@ -51,6 +51,7 @@ from bench.runtime.dist import (
     agree_on_exit_status,
     refused_before_start,
     run_as_rank,
+    say_exit_status,
     torch_timeout_s,
 )
 from bench.runtime.env import RankInfo
@@ -230,6 +231,7 @@ def finish(run: Run, status: int) -> int:
         if run.record is not None:
             with contextlib.suppress(OSError):
                 run.record.become(run.record.record.interrupted(interrupt_status(exc)))
+        say_exit_status(run.ctx, interrupt_status(exc))  # the others wait for it: they end with the signal's status
         raise
     if failed:
         status = status or EXIT_INFRA  # a FAIL verdict keeps exit 1

@@ -288,6 +288,8 @@ def exit_status_from_run_dir(out: Path, ended: Ended, output: LauncherOutput | N
 
     The parent was not interrupted when it gets here, so a run.json that says ``interrupted`` means the
     launcher stopped the ranks because one of them died: that is a lost rank, named from the launcher's words.
+    Except in the finish step: rank 0 alone works there (the others wait for its exit status), so a run.json
+    that says its finish was interrupted is rank 0's own record of a signal, and stands.
     What the parent saw itself comes first: a hang it ended, a launcher that died.
     """
     rc = ended.rc
@@ -309,6 +311,11 @@ def exit_status_from_run_dir(out: Path, ended: Ended, output: LauncherOutput | N
         _failed(run_file, Failure(kind="lost-rank", message=message, missing_ranks=ranks, missing_hosts=hosts))
     finishing = run_file.record.finishing
     if isinstance(status, int) and run_file.status != "interrupted" and not finishing:
+        return status
+    if run_file.status == "interrupted" and run_file.record.finish == "interrupted" and isinstance(status, int):
+        # Rank 0 recorded a signal in its own finish step (SIGTERM to rank 0 alone, a step's scancel): the
+        # verdict was decided and stands, and the signal is what ended the run; never "failed during the run".
+        print(f"railbench: interrupted while finishing the run; {_finish_missing(out)}", file=sys.stderr)
         return status
     if finishing and run_file.status == "complete":
         # The verdict stands; the history or the report is what is missing.
