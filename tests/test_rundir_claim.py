@@ -9,7 +9,9 @@ separate processes, each with the start second held to the same value so that ev
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -116,3 +118,36 @@ def test_a_run_started_in_a_second_another_run_holds_writes_a_folder_of_its_own(
     assert len(mine) == 1, sorted(p.name for p in (tmp_path / "reports" / "runs").iterdir())
     assert json.loads((mine[0] / "run.json").read_text())["status"] == "complete"
     assert f"# run directory: reports/runs/{mine[0].name}" in done.stdout
+
+
+def test_imports_of_logs_started_in_one_second_each_keep_a_folder_of_their_own(tmp_path: Path) -> None:
+    # Before the claim, a name checked free and renamed into later could go to two imports at once, and the
+    # second moved the first one's run directory aside as "an earlier import of the same log", then removed it.
+    from bench.importer.config import ImportConfig
+    from bench.importer.run import import_log
+    from tests.history_fixtures import text_log
+
+    logs = []
+    for n in range(6):
+        log = tmp_path / f"night{n}.log"
+        log.write_text(text_log("all_reduce", ["node01", "node02"], 8, [1 << 20, 1 << (21 + n)]))
+        os.utime(log, (1_764_000_000, 1_764_000_000))  # one start second for every log (no -J start time)
+        logs.append(log)
+    config = ImportConfig(kind="nccl-tests", logs=tuple(logs), out_root=tmp_path / "runs", no_history=True)
+    start = threading.Barrier(len(logs))
+    placed: dict[Path, Path] = {}
+
+    def one(log: Path) -> None:
+        start.wait()
+        placed[log] = import_log(config, log)[0]
+
+    threads = [threading.Thread(target=one, args=(log,)) for log in logs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(placed.values())) == len(logs), placed
+    for log, run_dir in placed.items():
+        source = json.loads((run_dir / "run.json").read_text())["source"]
+        assert source["sha256"] == hashlib.sha256(log.read_bytes()).hexdigest(), (log, run_dir)
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == sorted(p.name for p in placed.values())
