@@ -136,9 +136,11 @@ def test_a_full_disk_is_named_as_one_and_the_history_stays_intact(tmp_path: Path
         ["history", "list", "--history", str(history), "--json"],
     ]
     add, listed, init, after = _in_namespace(steps)
-    for said in (add, listed, init):
+    for said in (add, init):
         _one_line(said, 3, "no space left on its file system (ENOSPC", "free space there")
         assert "damaged" not in said[2] and "not a railbench history" not in said[2], said[2]
+    # Closed cleanly (no write-ahead log), the history is whole in its main file: it is still listed.
+    assert listed[0] == 0 and str(runs[0]) in listed[1], listed[1] + listed[2]
     assert after[0] == 0 and [json.loads(line)["run_dir"] for line in after[1].splitlines()] == [str(runs[0])]
 
 

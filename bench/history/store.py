@@ -32,7 +32,16 @@ from bench.bounded import check_path_names
 from bench.exits import UserError
 from bench.history import phase_times, rail_errors
 from bench.history.faults import BUSY_TIMEOUT_S as BUSY_TIMEOUT_S
-from bench.history.faults import SQLITE_CANTOPEN, file_system_state, is_busy, not_writable, primary_code, store_error
+from bench.history.faults import (
+    SQLITE_CANTOPEN,
+    SQLITE_FULL,
+    SQLITE_IOERR,
+    file_system_state,
+    is_busy,
+    not_writable,
+    primary_code,
+    store_error,
+)
 
 # The read side lives in queries.py; these names are part of the store's interface.
 from bench.history.queries import StoredRun as StoredRun
@@ -201,21 +210,33 @@ def _open_known(path: Path) -> Known:
 
 
 def _read_only(path: Path) -> sqlite3.Connection:
-    """A read-only connection to ``path``. On a read-only mount a store in WAL mode whose ``-shm`` is gone
-    cannot be opened so (SQLite would have to make the file), and nothing can write through that mount: it
-    is read as immutable there."""
+    """A read-only connection to ``path``. A store in WAL mode is read through its shared-memory index
+    (``-shm``), which SQLite makes or grows first: on a read-only mount it cannot, and on a full disk it
+    cannot. There, when no write-ahead log holds committed pages (``-wal`` absent or empty: the main file is
+    the whole history), the store is read as immutable; nothing can write through a read-only mount, and a
+    writer on a full disk fails before its first page."""
     uri = f"{path.absolute().as_uri()}?mode=ro"
     conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-    if file_system_state(path) != "read-only":
+    state = file_system_state(path)
+    if not state:
         return conn
     try:
         conn.execute("PRAGMA schema_version").fetchone()  # the first read opens the WAL index, if any
     except sqlite3.OperationalError as exc:
         conn.close()
-        if primary_code(exc) != SQLITE_CANTOPEN:
+        stranded = (SQLITE_CANTOPEN,) if state == "read-only" else (SQLITE_CANTOPEN, SQLITE_IOERR, SQLITE_FULL)
+        if primary_code(exc) not in stranded or not _wal_empty(path):
             raise
         conn = sqlite3.connect(f"{uri}&immutable=1", uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)
     return conn
+
+
+def _wal_empty(path: Path) -> bool:
+    """No write-ahead log beside ``path`` holds a page (absent, or empty)."""
+    try:
+        return path.with_name(f"{path.name}-wal").stat().st_size == 0
+    except FileNotFoundError:
+        return True
 
 
 @contextmanager
