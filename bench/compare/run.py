@@ -9,9 +9,12 @@ command line is ``bench.commands.compare``.
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
@@ -19,7 +22,7 @@ import numpy as np
 
 from bench.compare.config import CompareConfig
 from bench.compare_settings import CompareSettings
-from bench.exits import UserError
+from bench.exits import InfraError, UserError
 from bench.frame.finish import write_report_if_available
 from bench.frame.verdict import clear_regressed, mark_regressed
 from bench.history import rail_errors
@@ -180,6 +183,7 @@ def run(config: CompareConfig, out: TextIO | None = None) -> int:
     """Compare, print, write the outputs; returns the exit status."""
     out = out or sys.stdout
     tonight_run, tonight_metrics = read_run(config.run_dir)
+    _check_writable(config.run_dir)
     settings_note = None
     if config.profile is not None:
         settings = load_settings(config.profile)
@@ -216,11 +220,41 @@ def run(config: CompareConfig, out: TextIO | None = None) -> int:
     for rise in rises:
         print(f"{'FAIL' if settings.fail_on_error_rise else 'WARN'} {rise.describe()}", file=out)
     status = max(exit_status(results), 1 if rises and settings.fail_on_error_rise else 0)
-    verdict = _run_verdict(config.run_dir, history, status, results, rises, settings)
-    _write_outputs(config.run_dir, tonight_run, baselines, settings, results, rises, status)
+    with _refused_is_one_line(config.run_dir):
+        verdict = _run_verdict(config.run_dir, history, status, results, rises, settings)
+        _write_outputs(config.run_dir, tonight_run, baselines, settings, results, rises, status)
     if verdict is not None:
         print(f"# compare verdict: {verdict.label} (the run's verdict in its run.json and the history)", file=out)
     return status
+
+
+def _check_writable(run_dir: Path) -> None:
+    """UserError, before any work, when ``run_dir`` refuses a new file (a read-only mount, a tarball unpacked
+    read-only): compare writes its verdict and its outputs there. A probe file is made and removed: permission
+    bits do not say it for root, nor for a read-only mount."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".railbench-probe.", dir=run_dir)
+    except OSError as exc:
+        raise UserError(
+            f"the run directory {run_dir} cannot be written ({exc.strerror or exc}): compare writes its verdict and "
+            "compare.json there; copy the run directory somewhere writable and compare the copy"
+        ) from None
+    os.close(fd)
+    Path(probe).unlink(missing_ok=True)
+
+
+@contextmanager
+def _refused_is_one_line(run_dir: Path) -> Iterator[None]:
+    """A run directory that refuses a write while compare writes its outputs (a disk that fills, a mount
+    turned read-only) is an infrastructure fault in one line (exit 3), as it is for a run: each file is
+    replaced whole, so what is there is the old file or the new one, never half of one."""
+    try:
+        yield
+    except OSError as exc:
+        raise InfraError(
+            f"the run directory {run_dir} refused a write: {exc.strerror or exc}; free space there or fix its "
+            "permissions, then compare again"
+        ) from None
 
 
 def _history_exists(path: Path, *, given: bool, init: bool) -> str | None:

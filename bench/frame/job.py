@@ -39,19 +39,19 @@ from bench.frame.validate import history_problem
 from bench.frame.verdict import Item, decide, item_entries, write_junit_items
 from bench.measure.device import device_name
 from bench.profiles import Profile
-from bench.rundir.files import default_cluster_name, default_run_dir, proposed_run_dir
+from bench.rundir.files import default_cluster_name, new_run_dir, proposed_run_dir
 from bench.rundir.numbers import numbers_of
 from bench.rundir.results_csv import ResultsWriter
 from bench.rundir.runjson import RunFile, new_record
 from bench.rundir.verdict import Verdict
-from bench.runtime.before_init import Prelude, refuse_together, run_directory
+from bench.runtime.before_init import Prelude, refuse_together, run_directory, store_broadcast
 from bench.runtime.coord import coordinator
 from bench.runtime.dist import (
     DistContext,
     agree_on_exit_status,
-    broadcast_str,
     refused_before_start,
     run_as_rank,
+    say_exit_status,
     torch_timeout_s,
 )
 from bench.runtime.env import RankInfo
@@ -129,8 +129,9 @@ def lifecycle(job: Job, ctx: DistContext) -> int:
     launch, output = job.setup.launch, job.setup.output
     cluster = output.cluster or default_cluster_name(ctx.hosts[0])
     out_dir = ctx.out_dir or Path(
-        broadcast_str(
-            ctx.store, "out_dir", str(output.out or default_run_dir(cluster)), ctx.info.rank, launch.timeout_s
+        # rank 0 alone claims a new folder (bench.rundir.files.claim_run_dir); the others hear its name
+        store_broadcast(
+            ctx.store, "out_dir", ctx.info.rank, launch.timeout_s, lambda: str(output.out or new_run_dir(cluster))
         )
     )
     job.retarget(job.profile.for_gpus(_gpu_names(ctx, launch.timeout_s)))
@@ -230,6 +231,7 @@ def finish(run: Run, status: int) -> int:
         if run.record is not None:
             with contextlib.suppress(OSError):
                 run.record.become(run.record.record.interrupted(interrupt_status(exc)))
+        say_exit_status(run.ctx, interrupt_status(exc))  # the others wait for it: they end with the signal's status
         raise
     if failed:
         status = status or EXIT_INFRA  # a FAIL verdict keeps exit 1

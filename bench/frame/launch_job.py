@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from bench.exits import EXIT_FAIL, InfraError, UserError
-from bench.rundir.files import default_cluster_name, default_run_dir
+from bench.rundir.files import default_cluster_name, default_run_dir, new_run_dir
 from bench.runtime import env as benv
 
 if TYPE_CHECKING:
@@ -116,11 +116,24 @@ def _start_node(config: LaunchedConfig, node: benv.NodeLaunch) -> int:
     """This node's ranks under torchrun; node 0 reads the verdict from the run directory its rank 0 wrote."""
     from bench.runtime import launch as starting
 
-    out = config.output.out or default_run_dir(config.output.cluster or default_cluster_name(socket.gethostname()))
+    here = node.node_rank == 0
+    # Node 0 claims the folder its rank 0 writes; the other nodes' proposals lose to rank 0's and are never made.
+    claimed = here and config.output.out is None
+    cluster = config.output.cluster or default_cluster_name(socket.gethostname())
+    out = config.output.out or (new_run_dir(cluster) if claimed else default_run_dir(cluster))
+    try:
+        return _run_node(config, node, out, here)
+    finally:
+        if claimed:
+            starting.release_unused(out)
+
+
+def _run_node(config: LaunchedConfig, node: benv.NodeLaunch, out: Path, here: bool) -> int:
+    from bench.runtime import launch as starting
+
     cmd = starting.elastic_command(
         node.nnodes, node.node_rank, node.nproc_per_node, node.main_address, node.main_port, config.rank_argv(out)
     )
-    here = node.node_rank == 0
     ended = starting.run_interrupted_into(out, cmd, config.launch.timeout_s, starting.terminal_output(), here=here)
     if not here:
         # Rank 0 lives on node 0 and writes the run directory there; this node only knows its own ranks.

@@ -15,7 +15,7 @@ import stat
 from pathlib import Path
 
 from bench.bounded import check_path_names, file_kind
-from bench.exits import UserError
+from bench.exits import InfraError, UserError
 from bench.frame.parts import Launch, Output
 from bench.rundir.files import RUN_FILES, RUN_FOLDERS, check_cluster_name
 from bench.runtime.gpus import gpu_count
@@ -107,9 +107,14 @@ def check_history(history: Path | None, no_history: bool, default: Path) -> None
     if path.exists():
         import sqlite3
 
+        from bench.history.faults import file_system_state
         from bench.history.store import open_store
 
         if not os.access(path, os.R_OK | os.W_OK):
+            if file_system_state(path) == "read-only":
+                raise UserError(
+                    f"history {path} is on a read-only file system: pass a --history on a writable one, or --no-history"
+                )
             raise UserError(f"history {path} is not writable: fix its permissions, pass --history or --no-history")
         try:
             open_store(path, create=False, write=True).close()
@@ -142,6 +147,6 @@ def history_problem(history: Path | None, no_history: bool, out: Path | None = N
     """Why the finish step could not add to the history (rank 0's check), or None."""
     try:
         check_history(history, no_history, default_history(out))
-    except UserError as exc:
+    except (UserError, InfraError) as exc:  # a full disk too: said by every rank, never raised on rank 0 alone
         return str(exc)
     return None

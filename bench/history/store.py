@@ -24,12 +24,24 @@ import stat
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 from bench.bounded import check_path_names
-from bench.exits import InfraError, UserError
+from bench.exits import UserError
 from bench.history import phase_times, rail_errors
+from bench.history.faults import BUSY_TIMEOUT_S as BUSY_TIMEOUT_S
+from bench.history.faults import (
+    SQLITE_CANTOPEN,
+    SQLITE_FULL,
+    SQLITE_IOERR,
+    file_system_state,
+    is_busy,
+    not_writable,
+    primary_code,
+    store_error,
+)
 
 # The read side lives in queries.py; these names are part of the store's interface.
 from bench.history.queries import StoredRun as StoredRun
@@ -39,10 +51,7 @@ from bench.history.queries import metrics_of as metrics_of
 from bench.history.queries import other_shapes as other_shapes
 from bench.history.queries import run_id_of as run_id_of
 from bench.history.records import MetricRecord, RunRecord, read_run
-from bench.history.schema import migrate, now_utc, transaction
-
-BUSY_TIMEOUT_S = 120.0
-"""How long a writer waits for another one (a big run's metrics take well under a second to write)."""
+from bench.history.schema import SCHEMA_VERSION, known_version, migrate, now_utc, transaction
 
 T = TypeVar("T")
 
@@ -89,10 +98,6 @@ def _mounts() -> str:
         return ""
 
 
-def _is_busy(exc: sqlite3.Error) -> bool:
-    return "locked" in str(exc) or "busy" in str(exc)
-
-
 def _busy_retried(attempt: Callable[[], T]) -> T:
     """``attempt()``, tried again while SQLite answers "locked" within ``BUSY_TIMEOUT_S`` of the first try.
 
@@ -107,49 +112,9 @@ def _busy_retried(attempt: Callable[[], T]) -> T:
             return attempt()
         except sqlite3.OperationalError as exc:
             waited = time.monotonic() - began
-            if not _is_busy(exc) or waited >= BUSY_TIMEOUT_S:
+            if not is_busy(exc) or waited >= BUSY_TIMEOUT_S:
                 raise
             time.sleep(min(0.05 + 0.01 * waited, 1.0))
-
-
-def _store_error(path: Path, exc: sqlite3.Error) -> Exception:
-    """What a SQLite error on the history means to the user: one line, exit 2 (3 for a lock held too long)."""
-    # SQLite quotes schema text in some errors (a damaged table's CREATE statement spans lines): one line, bounded.
-    text = " ".join(str(exc).split())[:300]
-    if _is_busy(exc):
-        return InfraError(f"history {path} stayed locked for {BUSY_TIMEOUT_S:.0f} s by another writer")
-    if "readonly" in text or "read-only" in text:
-        return UserError(f"history {path} is read-only ({text}): fix its permissions, or pass another --history")
-    if "not a database" in text:
-        return UserError(f"{path} is not a railbench history ({text}): pass another --history")
-    if isinstance(exc, sqlite3.DatabaseError) and any(word in text for word in _DAMAGED):
-        return UserError(
-            f"history {path} is damaged ({text}): restore it from a backup, or rebuild it with "
-            f"'sqlite3 {path} .recover', or pass another --history"
-        )
-    return UserError(f"{path} is not a railbench history ({text}): pass another --history")
-
-
-_DAMAGED = ("malformed", "corrupt", "disk I/O", "integrity_check")
-
-
-def _check_intact(conn: sqlite3.Connection) -> None:
-    """``PRAGMA integrity_check``: a damaged page must never be read as an intact history.
-
-    Not ``quick_check``: it skips the cross-checks of indexes against their tables and of the key order of a
-    WITHOUT ROWID table (``metrics``). Of 300 random bit flips of a small history, 25 were seen by
-    ``integrity_check`` alone ("row not in PRIMARY KEY order for metrics", "row 5 missing from index
-    runs_comparable") and none by ``quick_check`` alone; with it, list, compare and add read and wrote such a
-    store as intact. The cost: 1.5 s against 1.1 s for ``quick_check`` on 5,000 runs x 200 metrics (85 MB,
-    ``ci/bench_compare.py``) on the shared 2-core CI box at load 13; a year of nightly runs is a tenth of that.
-    """
-    try:
-        rows = conn.execute("PRAGMA integrity_check(1)").fetchall()
-    except UnicodeDecodeError:  # the report quotes damaged bytes that are not UTF-8
-        raise sqlite3.DatabaseError("integrity_check: damaged text that is not UTF-8") from None
-    if rows != [("ok",)]:
-        first = " ".join(str(rows[0][0]).split()) if rows else "no answer"
-        raise sqlite3.DatabaseError(f"integrity_check: {first[:200]}")
 
 
 def _check_path(path: Path, *, create: bool, write: bool) -> None:
@@ -171,28 +136,35 @@ def _check_path(path: Path, *, create: bool, write: bool) -> None:
     if not stat.S_ISREG(mode):  # a FIFO would block SQLite's first read for good
         raise UserError(f"history {path} is not a regular file: pass a .sqlite file as --history")
     if write and not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK)):
-        where = path if not os.access(path, os.W_OK) else path.parent
-        raise UserError(
-            f"history {path} is read-only ({where} is not writable): fix its permissions, or pass another --history"
-        )
+        raise not_writable(path, path if not os.access(path, os.W_OK) else path.parent)
 
 
 def open_store(path: Path | str, *, create: bool = True, write: bool = False) -> sqlite3.Connection:
     """A connection to the history at ``path``, created and migrated as needed. Close it when done.
 
-    A store that is not a regular file, is read-only while ``write`` is asked for, or fails SQLite's
-    ``integrity_check`` is refused with one line (UserError).
+    A store that is not a regular file, is read-only while ``write`` is asked for, fails SQLite's
+    ``integrity_check`` or is not railbench's is refused with one line (UserError). A file that exists is
+    opened read-only first (:func:`_open_known`): nothing is written to it, not even its journal mode, until
+    it is known to be a railbench history; a read is answered from that read-only connection.
     """
     path = Path(path)
     _check_path(path, create=create, write=write)
+    checked = False
+    if path.exists():
+        known = _open_known(path)
+        if known.version == SCHEMA_VERSION and not write:
+            return known.conn
+        known.conn.close()
+        checked = True
     try:
         # isolation_level=None: we issue BEGIN/COMMIT ourselves (see ``transaction``).
         conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
     except sqlite3.Error as exc:
-        raise UserError(f"cannot open history {path} ({exc}): check the path and its permissions") from None
+        raise store_error(path, exc) from None
 
     def set_up() -> None:
-        _check_intact(conn)
+        if not checked:  # another process may have made it since: the same checks, on this connection
+            known_version(conn, path)
         conn.execute("PRAGMA foreign_keys = ON")
         try:
             conn.execute(f"PRAGMA journal_mode = {journal_mode_for(path, _mounts()).upper()}")
@@ -202,15 +174,69 @@ def open_store(path: Path | str, *, create: bool = True, write: bool = False) ->
         conn.execute("PRAGMA synchronous = FULL")
         migrate(conn, path)
 
+    _set_up_or_close(conn, path, set_up)
+    return conn
+
+
+def _set_up_or_close(conn: sqlite3.Connection, path: Path, set_up: Callable[[], T]) -> T:
+    """``set_up()`` on ``conn`` (retried while another process holds the lock); ``conn`` closed when it fails."""
     try:
-        _busy_retried(set_up)
+        return _busy_retried(set_up)
     except sqlite3.Error as exc:
         conn.close()
-        raise _store_error(path, exc) from None
+        raise store_error(path, exc) from None
     except BaseException:
         conn.close()
         raise
+
+
+@dataclass(frozen=True)
+class Known:
+    """A read-only connection to a store known to be a railbench history, and its schema version (0: empty)."""
+
+    conn: sqlite3.Connection
+    version: int
+
+
+def _open_known(path: Path) -> Known:
+    """``path`` opened read-only (``mode=ro``), checked intact and known to be railbench's before anything is
+    written to it: a foreign SQLite file given as ``--history`` is refused as it was, never switched to WAL
+    nor given railbench's tables."""
+    try:
+        conn = _read_only(path)
+    except sqlite3.Error as exc:
+        raise store_error(path, exc) from None
+    return Known(conn, _set_up_or_close(conn, path, lambda: known_version(conn, path)))
+
+
+def _read_only(path: Path) -> sqlite3.Connection:
+    """A read-only connection to ``path``. A store in WAL mode is read through its shared-memory index
+    (``-shm``), which SQLite makes or grows first: on a read-only mount it cannot, and on a full disk it
+    cannot. There, when no write-ahead log holds committed pages (``-wal`` absent or empty: the main file is
+    the whole history), the store is read as immutable; nothing can write through a read-only mount, and a
+    writer on a full disk fails before its first page."""
+    uri = f"{path.absolute().as_uri()}?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    state = file_system_state(path)
+    if not state:
+        return conn
+    try:
+        conn.execute("PRAGMA schema_version").fetchone()  # the first read opens the WAL index, if any
+    except sqlite3.OperationalError as exc:
+        conn.close()
+        stranded = (SQLITE_CANTOPEN,) if state == "read-only" else (SQLITE_CANTOPEN, SQLITE_IOERR, SQLITE_FULL)
+        if primary_code(exc) not in stranded or not _wal_empty(path):
+            raise
+        conn = sqlite3.connect(f"{uri}&immutable=1", uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)
     return conn
+
+
+def _wal_empty(path: Path) -> bool:
+    """No write-ahead log beside ``path`` holds a page (absent, or empty)."""
+    try:
+        return path.with_name(f"{path.name}-wal").stat().st_size == 0
+    except FileNotFoundError:
+        return True
 
 
 @contextmanager
@@ -222,9 +248,9 @@ def opened(path: Path | str, *, create: bool = True, write: bool = False) -> Ite
         try:
             yield conn
         except sqlite3.Error as exc:
-            raise _store_error(path, exc) from None
+            raise store_error(path, exc) from None
         except UnicodeDecodeError:  # a text value whose bytes were damaged: sqlite3 decodes it as UTF-8
-            raise _store_error(path, sqlite3.DatabaseError("malformed text that is not UTF-8")) from None
+            raise store_error(path, sqlite3.DatabaseError("malformed text that is not UTF-8")) from None
 
 
 def write_run(conn: sqlite3.Connection, run: RunRecord, metrics: Sequence[MetricRecord]) -> int:

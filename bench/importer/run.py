@@ -47,13 +47,22 @@ def _json_time(text: str | None) -> str | None:
         return None
 
 
-def _run_dir_for(config: ImportConfig, started_epoch: float, sha256: str) -> Path:
-    """The run directory of a log: its own again when re-imported, else a fresh name."""
+def _run_dir_for(config: ImportConfig, started_epoch: float, sha256: str) -> tuple[Path, bool]:
+    """The run directory of a log and whether it is new: its own again when re-imported, else a fresh name,
+    claimed with one ``mkdir``: two imports of logs that started in the same second, at once, each get one
+    (a name checked free and renamed into later went to both, and the second moved the first aside)."""
     base = default_run_dir(config.cluster, root=config.out_root, now=started_epoch)
     for attempt in range(1, 1000):
         candidate = base if attempt == 1 else base.with_name(f"{base.name}-{attempt}")
-        if not candidate.exists() or _imported_sha256(candidate) == sha256:
-            return candidate
+        if candidate.exists():
+            if _imported_sha256(candidate) == sha256:
+                return candidate, False
+            continue
+        try:
+            candidate.mkdir()  # one mkdir: exactly one import wins the name (bench.rundir.files.claim_run_dir)
+        except FileExistsError:
+            continue
+        return candidate, True
     raise UserError(f"too many imports named {base}: pass another --out-root")
 
 
@@ -123,10 +132,11 @@ def _build(config: ImportConfig, path: Path, staging: Path, sha256: str) -> tupl
     return summary, meta
 
 
-def _place(staging: Path, run_dir: Path) -> Path | None:
-    """Rename ``staging`` to ``run_dir``; an earlier import of the same log is moved aside (returned)."""
+def _place(staging: Path, run_dir: Path, fresh: bool) -> Path | None:
+    """Rename ``staging`` to ``run_dir`` (over the empty folder claimed for it when ``fresh``); an earlier
+    import of the same log is moved aside (returned)."""
     aside = None
-    if run_dir.exists():
+    if not fresh:
         aside = run_dir.with_name(f".{run_dir.name}.replaced-{staging.name}")
         run_dir.rename(aside)
     try:
@@ -159,8 +169,14 @@ def import_log(config: ImportConfig, path: Path) -> tuple[Path, LogSummary, int 
     try:
         summary, meta = _build(config, path, staging, sha256)
         started_epoch = calendar.timegm(time.strptime(str(meta["started_utc"]), "%Y-%m-%dT%H:%M:%SZ"))
-        run_dir = _run_dir_for(config, started_epoch, sha256)
-        aside = _place(staging, run_dir)
+        run_dir, fresh = _run_dir_for(config, started_epoch, sha256)
+        try:
+            aside = _place(staging, run_dir, fresh)
+        except BaseException:
+            if fresh:
+                with contextlib.suppress(OSError):
+                    run_dir.rmdir()  # the name claimed for this import, still empty
+            raise
         placed = run_dir
         run_id = None if config.no_history else add_run(config.history, run_dir)
     except BaseException:

@@ -89,10 +89,45 @@ def default_run_dir(cluster: str, root: Path | str = "reports/runs", now: float 
     return Path(root) / f"{utc_stamp(now)}-{safe}"
 
 
+MAX_CLAIMS = 1000
+"""How many names a run tries (``<time>-<cluster>``, then ``-2``, ``-3``, ...) before it gives up: a thousand
+runs of one cluster started in one second is a loop, not a cluster."""
+
+
+def claim_run_dir(base: Path) -> Path:
+    """A new, empty run directory at ``base``, or at ``base-2``, ``base-3``, ... when another run holds the name.
+
+    The default name is the start second and the cluster: two runs started in the same second (two nightly
+    jobs, a retry loop) would share one folder, and their rows, run.json and history record with it. Each name
+    is taken with one ``mkdir`` that fails when the folder exists, which exactly one process wins on a local or
+    a network file system alike; a run never writes into a folder it did not make. OSError when the folder
+    cannot be made at all (a read-only mount); UserError after :data:`MAX_CLAIMS` names taken.
+    """
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for attempt in range(1, MAX_CLAIMS + 1):
+        candidate = base if attempt == 1 else base.with_name(f"{base.name}-{attempt}")
+        try:
+            candidate.mkdir()  # mode 0777 less the umask, as every run directory gets
+        except FileExistsError:
+            continue
+        return candidate
+    raise UserError(f"{MAX_CLAIMS} run directories named {base.name}[-N] already exist: pass --out")
+
+
+def new_run_dir(cluster: str | None, root: Path | str = "reports/runs") -> Path:
+    """The default run directory of a run starting now, claimed (:func:`claim_run_dir`). A folder that cannot be
+    made is left to the run's first write, which names the file and why (exit 3) on every rank alike."""
+    base = default_run_dir(cluster or default_cluster_name(socket.gethostname()), root)
+    try:
+        return claim_run_dir(base)
+    except OSError:
+        return base
+
+
 def proposed_run_dir(out: Path | None, cluster: str | None) -> Path:
-    """This rank's proposal for the run directory (rank 0's wins): ``--out``, else the default named after
-    ``--cluster`` or this host's cluster."""
-    return out or default_run_dir(cluster or default_cluster_name(socket.gethostname()))
+    """This rank's proposal for the run directory (rank 0's wins, and only rank 0 makes one): ``--out``, else a
+    new folder named after the start time and ``--cluster`` or this host's cluster, claimed for this run."""
+    return out or new_run_dir(cluster)
 
 
 def current_umask() -> int:

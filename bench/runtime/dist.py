@@ -375,7 +375,18 @@ HEARD_S = 10.0
 """The most rank 0 waits, after saying the exit status, for every rank to have read it."""
 
 
-def agree_on_exit_status(ctx: DistContext, status: int, key: str = "exit_status", *, timeout_s: float = 60.0) -> int:
+EXIT_STATUS_KEY = "exit_status"
+
+
+def say_exit_status(ctx: DistContext, status: int, key: str = EXIT_STATUS_KEY) -> None:
+    """Rank 0, on its way out (a signal in its finish step): its exit status for the ranks waiting in
+    :func:`agree_on_exit_status`, said without waiting for them to hear it, so that they end with it instead of
+    naming rank 0 lost. Best effort: a store already gone leaves them to say so, as before."""
+    with contextlib.suppress(RuntimeError, OSError):
+        ctx.store.set(f"railbench/{key}", str(status))
+
+
+def agree_on_exit_status(ctx: DistContext, status: int, key: str = EXIT_STATUS_KEY, *, timeout_s: float = 60.0) -> int:
     """Rank 0's exit status on every rank, so that every rank of a command exits the same (through the store,
     which outlives a broken communicator). A rank 0 that never says it within ``timeout_s`` is a fault."""
     try:

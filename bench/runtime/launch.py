@@ -15,7 +15,6 @@ import ctypes
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from bench.exits import EXIT_INFRA, InfraError, Interrupted, UserError, interrupt_status
-from bench.rundir.files import default_cluster_name, default_run_dir
+from bench.rundir.files import new_run_dir
 from bench.rundir.runjson import RunDoc, RunFile
 from bench.rundir.sections import Failure
 from bench.runtime import env as benv
@@ -207,11 +206,26 @@ def start_local_ranks(
     timeout_s: float,
 ) -> int:
     """Start ``np`` local ranks under mpirun with ``rank_argv(out)``; returns the exit status rank 0 recorded."""
-    out = out or default_run_dir(cluster or default_cluster_name(socket.gethostname()))
     check_local_np(np, backend, per_rank_bytes, cpus=cpu_count(), gpus=gpu_count(), mem=mem_available_bytes())
-    cmd = mpirun_command(np, rank_argv(out), oversubscribe=gpu_count() == 0)
-    output = terminal_output()
-    return exit_status_from_run_dir(out, run_interrupted_into(out, cmd, timeout_s, output), output)
+    claimed = out is None
+    out = out or new_run_dir(cluster)  # claimed here: the ranks get it as --out
+    try:
+        cmd = mpirun_command(np, rank_argv(out), oversubscribe=gpu_count() == 0)
+        output = terminal_output()
+        return exit_status_from_run_dir(out, run_interrupted_into(out, cmd, timeout_s, output), output)
+    finally:
+        if claimed:
+            release_unused(out)
+
+
+def release_unused(out: Path) -> None:
+    """Remove the run directory this launcher claimed when no run ever started in it (the ranks refused their
+    input before run.json): only empty folders go, so nothing a rank wrote is ever removed."""
+    if (out / "run.json").exists():
+        return
+    for folder in (out / "nccl", out):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 def terminal_output() -> LauncherOutput:
@@ -274,6 +288,8 @@ def exit_status_from_run_dir(out: Path, ended: Ended, output: LauncherOutput | N
 
     The parent was not interrupted when it gets here, so a run.json that says ``interrupted`` means the
     launcher stopped the ranks because one of them died: that is a lost rank, named from the launcher's words.
+    Except in the finish step: rank 0 alone works there (the others wait for its exit status), so a run.json
+    that says its finish was interrupted is rank 0's own record of a signal, and stands.
     What the parent saw itself comes first: a hang it ended, a launcher that died.
     """
     rc = ended.rc
@@ -295,6 +311,11 @@ def exit_status_from_run_dir(out: Path, ended: Ended, output: LauncherOutput | N
         _failed(run_file, Failure(kind="lost-rank", message=message, missing_ranks=ranks, missing_hosts=hosts))
     finishing = run_file.record.finishing
     if isinstance(status, int) and run_file.status != "interrupted" and not finishing:
+        return status
+    if run_file.status == "interrupted" and run_file.record.finish == "interrupted" and isinstance(status, int):
+        # Rank 0 recorded a signal in its own finish step (SIGTERM to rank 0 alone, a step's scancel): the
+        # verdict was decided and stands, and the signal is what ended the run; never "failed during the run".
+        print(f"railbench: interrupted while finishing the run; {_finish_missing(out)}", file=sys.stderr)
         return status
     if finishing and run_file.status == "complete":
         # The verdict stands; the history or the report is what is missing.

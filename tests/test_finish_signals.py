@@ -1,0 +1,84 @@
+"""A signal in the finish step is recorded as what it is (issue 43, item 4).
+
+Rank 0 alone works in the finish step (the history row, then the report) while the other ranks wait for its
+exit status. SIGTERM to rank 0 there was recorded by rank 0 as ``interrupted`` with its verdict standing; then
+the other ranks named rank 0 lost ("never said the exit status") and the parent rewrote run.json as failed
+"during the run" (exit 3), so ``history add`` later listed a run whose verdict was decided as an error; rails
+never ended at all. Real ranks under the real launcher, the signal sent to rank 0's process alone, as an
+operator's ``kill`` would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support import REPO, railbench_inline, rank_env, rank_pids
+
+pytestmark = [pytest.mark.mpi, pytest.mark.slow]
+
+
+def _started_finishing(out: Path, proc: subprocess.Popen[str]) -> None:
+    """Wait until rank 0 has written its verdict and started the finish step."""
+    deadline = time.monotonic() + 300
+    while True:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the run never reached its finish step"
+        try:
+            if json.loads((out / "run.json").read_text()).get("finish") == "running":
+                return
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.02)
+
+
+COMMANDS = {
+    "run": ["run", "--np", "2", "-b", "8", "-e", "64K", "-n", "1", "-w", "0"],
+    # One node: the rails test is skipped and judged; the finish step is the same as a full run's.
+    "rails": ["rails", "--np", "2", "--rail-bytes", "64K", "--pair-bytes", "64K"],
+    "accept": ["accept", "--profile", "local", "--np", "2", "-e", "64K", "-n", "1", "-w", "0"],
+}
+VERDICTS = {"run": "measured", "rails": "skip", "accept": "measured"}
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_sigterm_to_rank_0_in_its_finish_step_is_an_interrupt_not_a_failure(tmp_path: Path, command: str) -> None:
+    # Before the fix: run ended exit 3 with run.json rewritten as failed "during the run" and rank 1 naming
+    # rank 0 lost; rails never ended (rank 0 in MPI's finalize, rank 1 waiting for rank 0's exit status).
+    out, history = tmp_path / "run", tmp_path / "h.sqlite"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench", *COMMANDS[command], "--out", str(out), "--history", str(history)],
+        cwd=REPO,
+        env=rank_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        _started_finishing(out, proc)
+        os.kill(rank_pids(out)[0], signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            for pid in rank_pids(out).values():
+                os.kill(pid, signal.SIGKILL)
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 143, stdout[-2000:] + stderr[-2000:]
+    said = [line for line in stderr.splitlines() if line.startswith("railbench: ")]
+    assert len(said) == 1 and said[0].startswith("railbench: interrupted while finishing the run"), stderr[-3000:]
+    meta = json.loads((out / "run.json").read_text())
+    assert (meta["status"], meta["exit_status"], meta["finish"]) == ("interrupted", 143, "interrupted"), meta
+    assert meta["verdict"] == VERDICTS[command] and meta.get("failure") is None, meta  # decided before the signal
+    # Added later as the line says, the history lists the run with the verdict it had, not as an error.
+    assert railbench_inline(["history", "add", str(out), "--history", str(history)]).returncode == 0
+    listed = railbench_inline(["history", "list", "--history", str(history), "--json"])
+    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert [(r["status"], r["verdict"]) for r in rows] == [("interrupted", VERDICTS[command])], listed.stdout
