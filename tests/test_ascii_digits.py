@@ -22,6 +22,7 @@ from bench.fabric import cabling_plan, devinfo, ibnetdiscover
 from bench.fabric.cabling import Cabling, switch_port
 from bench.fabric.peer_memory import PeerMemory
 from bench.gpu import nvlink, smi, xid
+from bench.history.baseline import parse_baseline_spec
 from tests import gpu_state_docs as docs
 
 DATA = Path(__file__).resolve().parent / "data" / "topology"
@@ -133,3 +134,10 @@ def test_any_lookalike_digit_in_a_readers_input_is_read_past_or_refused(
         read(_swapped(text, swaps))
     except (UserError, smi.SmiRefused) as refused:  # SmiRefused: health's one-line finding
         assert "\n" not in str(refused)
+
+
+def test_a_baseline_count_in_other_digits_is_one_line() -> None:
+    """``--baseline last:²`` was a ValueError traceback (isdigit() is true of a superscript)."""
+    with pytest.raises(UserError, match="write last:N"):
+        parse_baseline_spec("last:²")
+    assert parse_baseline_spec("last:7") == 7

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.bounded import ascii_digits
 from bench.codec import present
 from bench.exits import UserError
 from bench.history.records import MetricRecord, RunRecord, read_run
@@ -66,7 +67,7 @@ def parse_baseline_spec(spec: str) -> int | Path:
     """``"last:10"`` -> 10; anything else is a run directory."""
     if spec.startswith("last:"):
         count = spec.removeprefix("last:")
-        if not count.isdigit() or int(count) < 1:
+        if not ascii_digits(count) or len(count) > 6 or int(count) < 1:
             raise UserError(f"--baseline {spec!r}: write last:N with N >= 1 (e.g. last:10) or a run directory")
         return int(count)
     return Path(spec)

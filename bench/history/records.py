@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.bounded import Where, parse_float, parse_int
+from bench.bounded import Where, ascii_digits, parse_float, parse_int
 from bench.exits import UserError
 from bench.history.runfacts import run_environment, run_kind
 from bench.jsondoc import INT_MAX
@@ -127,7 +127,7 @@ def _count(row: Mapping[str, str | None], key: str) -> int | None:
     if not text:
         return None
     where = Where("results.csv", f"{key} of {row.get('collective') or '?'} at {row.get('bytes') or '?'} bytes")
-    if text.lstrip("+-").isdigit():
+    if ascii_digits(text.lstrip("+-")):
         return parse_int(text, where, maximum=INT_MAX)  # exact, where a float would round above 2**53
     value = parse_float(text, where)
     if value != int(value) or int(value) > INT_MAX:

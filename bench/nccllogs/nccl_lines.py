@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from bench.bounded import Where, parse_int
+from bench.bounded import Where, ascii_digits, parse_int
 from bench.textlines import strip_launcher_label
 
 LEVELS = ("INFO", "WARN", "TRACE", "ABORT")
@@ -35,26 +35,22 @@ class NcclLine:
     """The CUDA device of the ``[dev]`` field (None when the line has no prefix)."""
 
 
-def _digits(text: str) -> bool:
-    return text.isascii() and text.isdigit()
-
-
 def _prefix(head: str, source: str, line: int) -> tuple[str, int, int | None] | None:
     """(host, pid, dev) from the text before `` NCCL ``: ``... host:pid:tid [dev]`` or ``... [dev] file.cc:NN``."""
     words = head.rsplit(None, 3)
     if len(words) >= 2 and not words[-1].startswith("[") and ":" in words[-1]:
         src, _, src_line = words[-1].rpartition(":")
-        if not src or not _digits(src_line):
+        if not src or not ascii_digits(src_line):
             return None
         words = words[:-1]  # the source location NCCL adds to WARN lines
     if len(words) < 2:
         return None
     dev = words[-1]
-    if not (dev.startswith("[") and dev.endswith("]") and _digits(dev[1:-1])):
+    if not (dev.startswith("[") and dev.endswith("]") and ascii_digits(dev[1:-1])):
         return None
     host_part, sep, tid = words[-2].rpartition(":")
     host_part, sep2, pid = host_part.rpartition(":")
-    if not (sep and sep2 and _digits(pid) and _digits(tid)):
+    if not (sep and sep2 and ascii_digits(pid) and ascii_digits(tid)):
         return None
     start = len(host_part)
     while start > 0 and host_part[start - 1] in _HOST_CHARS:
@@ -102,7 +98,7 @@ def _ib_word(word: str) -> tuple[str, str, bool] | None:
         return None
     name, _, port = parts[0].partition(":")
     port = port.partition(":")[0]
-    if not name or not _digits(port):
+    if not name or not ascii_digits(port):
         return None
     return f"{name}:{port}", parts[1], "SHARP" in parts[2:]
 
@@ -119,7 +115,7 @@ def ib_items(rest: str, source: str, line: int) -> list[tuple[int, int, str, str
     net, port, fused = 0, None, False
     for word in rest.split():
         close = word.find("]")
-        if word.startswith("[") and close >= 2 and _digits(word[1:close]):
+        if word.startswith("[") and close >= 2 and ascii_digits(word[1:close]):
             number = index(word[1:close], source, line, "NET/IB Using index")
             tail = word[close + 1 :]
             if tail.startswith("={"):  # a fused net device opens: ``[0]={[0]``, its first port's index next
@@ -146,7 +142,7 @@ def ib_items(rest: str, source: str, line: int) -> list[tuple[int, int, str, str
 def _fused_index(inner: str, source: str, line: int) -> int | None:
     """The port index of a fused device's opening word's ``[0]``."""
     close = inner.find("]")
-    if inner.startswith("[") and close >= 2 and _digits(inner[1:close]):
+    if inner.startswith("[") and close >= 2 and ascii_digits(inner[1:close]):
         return index(inner[1:close], source, line, "NET/IB Using index")
     return None
 
@@ -156,7 +152,7 @@ def socket_items(rest: str, source: str, line: int) -> list[tuple[int, str, str]
     out = []
     for word in rest.split():
         close = word.find("]")
-        if not word.startswith("[") or close < 2 or not _digits(word[1:close]):
+        if not word.startswith("[") or close < 2 or not ascii_digits(word[1:close]):
             continue
         name, sep, address = word[close + 1 :].partition(":")
         angle = address.rfind("<")

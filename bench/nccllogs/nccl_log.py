@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
-from bench.bounded import Where, parse_int
+from bench.bounded import Where, ascii_digits, parse_int
 from bench.nccllogs import ib_completion, nccl_lines
 from bench.nccllogs.ib_completion import Completion
 from bench.nccllogs.nccl_hostnet import SOCKET_NETS, HostNet, NcclLog
@@ -319,7 +319,7 @@ def _before_2_5(version: str | None) -> bool:
     """NCCL 2.4 and older print ``NET/Socket : Using`` for the bootstrap interface on every rank."""
     major, _, rest = (version or "").partition(".")
     minor = rest.partition(".")[0]
-    return major == "2" and minor.isdigit() and len(minor) <= 3 and int(minor) < 5
+    return major == "2" and ascii_digits(minor) and len(minor) <= 3 and int(minor) < 5
 
 
 def _socket_reason(h: _Host, ib_anywhere: bool, old_nccl: bool, socket_channels: bool) -> Fact | None:
