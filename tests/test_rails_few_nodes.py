@@ -71,11 +71,12 @@ def _time_us(gbps: float) -> float:
 
 
 def _gathered(
-    layout: RailLayout, membership: Membership, slow: Collection[tuple[int, int, int]]
+    layout: RailLayout, membership: Membership, slow: Collection[tuple[int, int, int]], flapped: Collection[Link]
 ) -> list[judge.RankReport]:
     """What each rank sends rank 0: its rail group's result (the group's first live node), its pairs both ways
     (``slow``: (rail, a, b) cells at the token bucket's rate, measured again twice as a confirmation does) and
-    on local rank 0 its node's counters, rail k's interface carrying rail k alone where its link is in a group."""
+    on local rank 0 its node's counters, rail k's interface carrying rail k alone where its link is in a group
+    (``flapped`` links went down and up four times in the pair matrix's window)."""
     nodes = layout.nodes
     healthy = iter(HEALTHY_GBPS * 8)
     out: list[judge.RankReport] = []
@@ -88,7 +89,14 @@ def _gathered(
                 rate = SLOW_GBPS if cell in slow else next(healthy)
                 passes = (0, 1, 2) if cell in slow else (0,)
                 times += [PairTime(a, b, k, 0, 0, NBYTES, _time_us(rate), confirm=c) for c in passes]
-            result = records.RailResult(k, "all_reduce", "concurrent", len(live), NBYTES, NBYTES // 4, 3, 9e3, 8e3, 1e4, 0)
+            result = records.RailResult(
+                k, "all_reduce", "concurrent", len(live), NBYTES, NBYTES // 4, 3, 9e3, 8e3, 1e4, 0
+            )
+            flaps = {
+                f"rail{j}": {"errors": {"carrier_changes": 4}, "errors_saturated": [], "errors_reset": []}
+                for j in range(RAILS)
+                if (a, j) in flapped
+            }
             moved = [
                 {f"rail{j}": (3 * NBYTES if j == w and a in membership.live[w] else 0) for j in range(RAILS)}
                 for w in range(RAILS)
@@ -99,8 +107,10 @@ def _gathered(
                     "results": [result] if live and live[0] == a else [],
                     "times": times,
                     "windows": moved if k == 0 else [None] * RAILS,
-                    "whole": {f"rail{j}": {"bytes": 9 * NBYTES, "errors": {}} for j in range(RAILS)} if k == 0 else None,
-                    "error_windows": [NodeWindow("pair matrix", None, {})] if k == 0 else [],
+                    "whole": {f"rail{j}": {"bytes": 9 * NBYTES, "errors": {}} for j in range(RAILS)}
+                    if k == 0
+                    else None,
+                    "error_windows": [NodeWindow("pair matrix", None, flaps)] if k == 0 else [],
                     "ifname": f"rail{k}",
                     "nic": records.ExpectedNic(f"rail{k}"),
                     "rail": k,
@@ -116,13 +126,14 @@ def _judged(
     nodes: int,
     down: Collection[Link] = (),
     slow: Collection[tuple[int, int, int]] = (),
+    flapped: Collection[Link] = (),
 ) -> tuple[Membership, records.RailsOutcome, Mapping[str, object], dict[str, str], str]:
     """The membership, the outcome (corroborated), rails.json as written, each rail item's state and the table."""
     names = tuple(f"node{i:02d}" for i in range(1, nodes + 1))
     layout = RailLayout(names, tuple(tuple(a * RAILS + k for k in range(RAILS)) for a in range(nodes)))
     reports = _reports(nodes, down)
     membership = decide(reports, nodes, RAILS)
-    gathered = _gathered(layout, membership, slow)
+    gathered = _gathered(layout, membership, slow, flapped)
     # Confirmation picks the suspects from the matrix alone, before any re-measurement: the slow cells.
     first = [{**g, "times": [t for t in g["times"] if not t.confirm]} for g in gathered]
     found = judge.suspect_cells(settings, layout, first, membership)  # type: ignore[arg-type]
@@ -192,7 +203,7 @@ def test_two_nodes_a_node_dead_on_every_rail_leaves_no_group(settings: RailsSett
 def test_two_nodes_a_slow_pair_is_the_pair_and_says_its_end_cannot_be_told(
     settings: RailsSettings, tmp_path: Path
 ) -> None:
-    _, outcome, doc, items, _ = _judged(settings, tmp_path, 2, slow={(1, 0, 1)})
+    _, _, doc, items, _ = _judged(settings, tmp_path, 2, slow={(1, 0, 1)})
     assert _named(doc) == [("pair", "node01", "node02", 1, "slow")]
     (defect,) = doc["defects"]
     assert defect["only_pair"] is True and 0.1 < defect["measured_Gbps"] < 0.2
@@ -202,6 +213,20 @@ def test_two_nodes_a_slow_pair_is_the_pair_and_says_its_end_cannot_be_told(
     ) in defect["line"]
     assert defect["action"] == "check the switch path between node01 and node02 on rail 1"
     assert items == {"rail0": "pass", "rail1": "fail"}
+
+
+def test_two_nodes_a_slow_pair_whose_one_end_flapped_is_that_end(settings: RailsSettings, tmp_path: Path) -> None:
+    """The port's counters tell what one pair cannot: node02's rail1 went down and up, node01's did not."""
+    _, _, doc, items, _ = _judged(settings, tmp_path, 2, slow={(1, 0, 1)}, flapped={(1, 1)})
+    assert _named(doc) == [("link", "node02", None, 1, "slow")]
+    (defect,) = doc["defects"]
+    assert "only_pair" not in defect and [(e["node"], e["device"]) for e in defect["errors"]] == [("node02", "rail1")]
+    assert "→ link fault; 4 carrier_changes on rail1 during the test" in defect["line"]
+    assert defect["action"] == "reseat or replace the cable/transceiver on node02 rail1"
+    assert items == {"rail0": "pass", "rail1": "fail"}
+    # Both ends' counters rose: nothing tells them apart, and the pair stays the pair.
+    _, _, doc, _, _ = _judged(settings, tmp_path, 2, slow={(1, 0, 1)}, flapped={(0, 1), (1, 1)})
+    assert _named(doc) == [("pair", "node01", "node02", 1, "slow")]
 
 
 def test_three_nodes_one_live_node_on_a_rail_names_its_dead_links(settings: RailsSettings, tmp_path: Path) -> None:

@@ -312,9 +312,7 @@ def _one_pair_rails(measured: np.ndarray) -> np.ndarray:
     return np.asarray(measured.any(axis=2).sum(axis=1) == 2)
 
 
-def _rail_faults(
-    cells: Cells, rates: np.ndarray | None, one_pair: np.ndarray
-) -> tuple[np.ndarray, list[CellIndex]]:
+def _rail_faults(cells: Cells, rates: np.ndarray | None, one_pair: np.ndarray) -> tuple[np.ndarray, list[CellIndex]]:
     """``[rail]``: the faulty rails, and each rail's cells (every pair once). Rail k is faulty when every
     measured pair on it is suspect (and, judged against peers, the rail as a whole is slow), confirmed, and
     its reproducing suspects do not all meet at one node; never a rail of one pair (``one_pair``)."""

@@ -244,7 +244,9 @@ def table(
     lines = ["#"]
     if rail_results:
         lines.append("# rail groups (local rank k of every node)")
-        lines.append(f"# {'rail':>4}  {'collective':<11} {'mode':<10} {'size':>6}  {'busbw Gb/s':>10}  {'line Gb/s':>9}")
+        lines.append(
+            f"# {'rail':>4}  {'collective':<11} {'mode':<10} {'size':>6}  {'busbw Gb/s':>10}  {'line Gb/s':>9}"
+        )
     else:
         lines.append("# rail groups: none measured (no rail had two live nodes)")
     for r in rail_results:
