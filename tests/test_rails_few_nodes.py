@@ -127,6 +127,7 @@ def _judged(
     down: Collection[Link] = (),
     slow: Collection[tuple[int, int, int]] = (),
     flapped: Collection[Link] = (),
+    rate_Gbps: float | None = None,
 ) -> tuple[Membership, records.RailsOutcome, Mapping[str, object], dict[str, str], str]:
     """The membership, the outcome (corroborated), rails.json as written, each rail item's state and the table."""
     names = tuple(f"node{i:02d}" for i in range(1, nodes + 1))
@@ -134,6 +135,9 @@ def _judged(
     reports = _reports(nodes, down)
     membership = decide(reports, nodes, RAILS)
     gathered = _gathered(layout, membership, slow, flapped)
+    if rate_Gbps is not None:  # every port's rate as sysfs gives it, read by each node's local rank 0
+        for g in gathered:
+            g["rates"] = {f"rail{j}": rate_Gbps for j in range(RAILS)} if g["windows"][0] is not None else None
     # Confirmation picks the suspects from the matrix alone, before any re-measurement: the slow cells.
     first = [{**g, "times": [t for t in g["times"] if not t.confirm]} for g in gathered]
     found = judge.suspect_cells(settings, layout, first, membership)  # type: ignore[arg-type]
@@ -179,6 +183,15 @@ def test_two_nodes_a_dead_link_is_that_link_and_the_live_rail_is_only_measured(
     assert doc["too_noisy"].startswith("one pair measured (node01-node02 rail 0)")
     assert "# rail 1 carried by nothing measured (no rail group)" in table
     assert [r["rail"] for r in doc["measurements"] if r["kind"] == "rail"] == [0]
+
+
+def test_two_nodes_a_dead_rail_leaves_the_line_rate_to_judge_the_other(settings: RailsSettings, tmp_path: Path) -> None:
+    """Where sysfs gives each port's rate, a rail with no group has none to read: rail 0's pair is still judged
+    against its line rate (not left to a relative test that has one pair to compare with)."""
+    _, _, doc, _, _ = _judged(settings, tmp_path, 2, down={(1, 1)}, slow={(0, 0, 1)}, rate_Gbps=8.0)
+    assert _named(doc) == [("link", "node02", None, 1, "dead"), ("pair", "node01", "node02", 0, "slow")]
+    assert doc["defects"][1]["basis"] == "line rate" and doc["too_noisy"] is None
+    assert [r["line_rate_Gbps"] for r in doc["rails"]] == [8.0, None]
 
 
 def test_two_nodes_both_ports_down_on_a_rail_is_the_rail(settings: RailsSettings, tmp_path: Path) -> None:
