@@ -265,3 +265,15 @@ def test_three_nodes_a_slow_link_is_still_the_link(settings: RailsSettings, tmp_
     _, _, doc, _, _ = _judged(settings, tmp_path, 3, slow={(1, 0, 2), (1, 1, 2)})
     assert _named(doc) == [("link", "node03", None, 1, "slow")]
     assert "only_pair" not in doc["defects"][0]
+
+
+def test_four_nodes_a_rail_of_one_or_two_live_nodes(settings: RailsSettings, tmp_path: Path) -> None:
+    """The same on 4 nodes: rail 1 with one live node names its three DOWN ports; with two live nodes, their
+    slow pair is the rail's only pair."""
+    membership, _, doc, items, _ = _judged(settings, tmp_path, 4, down={(0, 1), (1, 1), (2, 1)})
+    assert membership.live == ((0, 1, 2, 3), ())
+    assert _named(doc) == [("link", f"node0{n}", None, 1, "dead") for n in (1, 2, 3)]
+    assert items == {"rail0": "pass", "rail1": "fail"}
+    membership, _, doc, _, _ = _judged(settings, tmp_path, 4, down={(0, 1), (1, 1)}, slow={(1, 2, 3)})
+    assert membership.live == ((0, 1, 2, 3), (2, 3))
+    assert _named(doc)[2:] == [("pair", "node03", "node04", 1, "slow")] and doc["defects"][2]["only_pair"] is True
