@@ -207,6 +207,7 @@ def test_two_nodes_a_node_dead_on_every_rail_leaves_no_group(settings: RailsSett
     membership, outcome, doc, items, table = _judged(settings, tmp_path, 2, down={(1, 0), (1, 1)})
     assert membership.live == ((), ())
     assert _named(doc) == [("node", "node02", None, None, "dead")]
+    assert outcome.defects[0].action == "check the port state and the cable of node02 on every rail"
     assert outcome.pair_times == [] and outcome.rail_results == []
     assert "# rail groups: none measured (no rail had two live nodes)" in table
     assert "# rail groups (local rank k" not in table

@@ -190,6 +190,9 @@ def _with_action(
     expected = device_words(defect.expected_device)["device"] if defect.expected_device else None
     if defect.kind == "link" and defect.expected_device:
         words = device_words(defect.expected_device)  # a dead port is named by its own port
+    if defect.kind == "node" and not (device or defect.device):
+        # A node names no one device: every rail's ("check the port state and the cable of node02 on every rail").
+        words = {**words, "device": "on every rail", "hca": "every rail's HCA"}
     switch = " and ".join(defect.switches) if len(defect.switches) <= 2 else ", ".join(defect.switches)
     sentence = actions.action(
         action_key(defect.kind, defect.conviction.symptom, physical),
