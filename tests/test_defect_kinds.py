@@ -25,7 +25,9 @@ def _as_dispatched(kind: str, symptom: str, physical: bool) -> str:
     if kind == "errors":
         return "errors"
     if symptom == "dead":
-        return "cable_dead" if kind == "cable" else "dead"
+        # Since issue 41, a dead rail or pair is said with its own sentence: the dead link's names {node} and
+        # {device}, which neither has ("check the port state and the cable of ? its rail device").
+        return "cable_dead" if kind == "cable" else kind if kind in ("rail", "pair") else "dead"
     if kind in ("link", "cable"):
         return f"{kind}_errors" if physical else kind
     return kind

@@ -26,9 +26,9 @@ pytestmark = [
 ]
 
 
-def _rails_on_the_model(tmp_path: Path, env: dict[str, str]) -> dict[str, Any]:
+def _rails_on_the_model(tmp_path: Path, env: dict[str, str], nodes: int = 3) -> dict[str, Any]:
     out = tmp_path / "rails.json"
-    cmd = ["mpirun", "-np", "6", "--oversubscribe", "--bind-to", "none"]
+    cmd = ["mpirun", "-np", str(2 * nodes), "--oversubscribe", "--bind-to", "none"]
     cmd += [sys.executable, "-m", "tests.async_ranks", "rails", str(out)]
     settings = {"rail_bytes": 1 << 20, "pair_bytes": 1 << 20}
     # 1 MiB at 0.5 Gb/s is 17 ms a message: the model's time, not this CPU's scheduling, sets every rate.
@@ -60,6 +60,20 @@ def test_a_probe_that_ended_in_an_nccl_error_is_a_failed_probe(tmp_path: Path) -
     assert sorted(map(tuple, seen["rail_nodes"])) == [(0, 3), (1, 2)], seen
     (link,) = [x for x in seen["links"] if (x["node"], x["rail"]) == ("node1", 1)]
     assert link["in_group"] is False and set(link["unreached"]) == {"node0", "node2"}, link
+
+
+def test_on_two_nodes_a_black_holed_nic_is_the_rails_one_pair(tmp_path: Path) -> None:
+    """Issue 41: 2 pretend nodes, node1's rail 1 black-holed (world rank 3). Rail 1 is left with no group, which
+    once divided by zero on every rank of it (exit 3, no report). Its port reads up (the model has no HCA port),
+    so nothing tells which end: the rail's one pair is named dead, and rail 0 is measured as usual."""
+    seen = _rails_on_the_model(
+        tmp_path, {"RAILBENCH_ASYNC_DEAD": "3", "RAILBENCH_ASYNC_ABORT_S": str(ABORT_S)}, nodes=2
+    )
+    assert seen["defects"] == [["pair", "node0", 1, "dead"]], seen
+    assert [tuple(r) for r in seen["rail_nodes"]] == [(0, 2)], seen
+    assert {(rail, min(a, b), max(a, b)) for rail, a, b in seen["pairs"]} == {(0, 0, 1)}, seen
+    assert not any(x["in_group"] for x in seen["links"] if x["rail"] == 1), seen
+    assert seen["seconds"] < ABORT_S / 4, seen
 
 
 def test_without_a_dead_peer_every_link_joins_its_group(tmp_path: Path) -> None:

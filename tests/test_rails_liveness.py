@@ -94,8 +94,19 @@ def test_a_rail_where_nobody_connects_is_the_rail_and_a_node_dead_everywhere_is_
 def test_every_port_down_is_the_rail_and_two_nodes_cannot_tell_a_link_from_the_rail() -> None:
     m = decide(reports(1, 3, down={(0, 0), (1, 0), (2, 0)}), 3, 1)
     assert [(d.kind, d.rail) for d in m.dead] == [("rail", 0)]
+    m = decide(reports(1, 2, down={(0, 0), (1, 0)}), 2, 1)
+    assert [(d.kind, d.rail) for d in m.dead] == [("rail", 0)] and m.live == ((),)
+    (rail,) = dead_defects(m, NODES[:2], None, {})
+    assert rail.action == "" and describe(rail).startswith("rail 0 (every node): ")
+    # Two ports up that cannot connect: the rail's one pair, which cannot tell either end's link from the switch.
     m = decide(reports(1, 2, cut={(0, 0, 1)}), 2, 1)
-    assert [(d.kind, d.rail) for d in m.dead] == [("rail", 0)]
+    assert [(d.kind, d.node, d.peer, d.rail) for d in m.dead] == [("pair", 0, 1, 0)] and m.live == ((),)
+    (pair,) = dead_defects(m, NODES[:2], None, {})
+    assert pair.only_pair is True
+    assert describe(pair) == (
+        "n1-n2 rail 0: no traffic in 1/1 pairs, the rail's only pair: n1's link, n2's link or the switch, one pair "
+        "cannot tell which → pair dead"
+    )
 
 
 def test_reports_cross_the_store_as_json() -> None:

@@ -4,6 +4,8 @@ shows as a ``carrier_changes`` delta on that interface in rails.json, and the de
 Each rank reads ``/sys/class/net`` of its own node's namespace (``ip netns exec`` mounts a /sys for it), and
 a veth counts every carrier change there. The flap is set off from inside the node's namespace once the
 rail's own bytes start to move (the rail groups are measuring, so the first counter reading is behind us).
+
+On the same 3-node bed, a rail left with one live node (issue 41) names its DOWN ports and writes the report.
 """
 
 from __future__ import annotations
@@ -97,3 +99,26 @@ def test_a_flapped_rail_shows_carrier_changes_and_is_named(bed: NetnsCluster, tm
     assert named["line"] in done.stdout
     if named["kind"] == "errors":
         assert named["severity"] == "warn" and done.returncode == 0, done.stdout
+
+
+def test_a_rail_left_with_one_live_node_names_its_dead_links(bed: NetnsCluster, tmp_path: Path) -> None:
+    """Issue 41, a leaf lost but for one node: node01's and node02's rail 1 are down, so rail 1 has one live node
+    and no group (which once divided by zero on every rank of it: exit 3, no report). Both DOWN ports are named
+    with their action, rail 0 is measured on all three nodes, and the report is written."""
+    out = tmp_path / "run"
+    bed.link_down("node01", 1)
+    bed.link_down("node02", 1)
+    argv = [sys.executable, "-m", "bench", "rails", "--profile", str(bed.workdir / "netns.toml"), "--out", str(out)]
+    try:
+        done = bed.run(2, [*argv, "--no-history", "--timeout", "60", "--rail-bytes", "1M"], timeout=180)
+    finally:
+        bed.clear_faults()
+    assert done.returncode == 1 and (out / "rails.json").is_file(), done.stdout[-4000:] + done.stderr[-4000:]
+    doc = json.loads((out / "rails.json").read_text())
+    assert [(d["kind"], d["node"], d["rail"], d["symptom"], d["action"]) for d in doc["defects"]] == [
+        ("link", node, 1, "dead", f"check the port state and the cable of {node} rail1")
+        for node in ("node01", "node02")
+    ], done.stdout[-4000:]
+    assert {m["rail"] for m in doc["measurements"] if m["kind"] == "rail"} == {0}
+    assert "# rail 1 carried by nothing measured (no rail group)" in done.stdout
+    assert (out / "report.md").is_file() and (out / "report.html").is_file()

@@ -125,6 +125,29 @@ def test_srun_rails_runs_on_the_veth_rails(cluster: SlurmCluster, tmp_path: Path
     assert meta["launcher"] == "slurm" and meta["hosts"] == list(cluster.nodes) and meta["verdict"] == "pass"
 
 
+@pytest.mark.parametrize("command", ["rails", "accept"])
+def test_srun_on_two_nodes_a_dead_link_is_named_with_its_action(
+    cluster: SlurmCluster, tmp_path: Path, command: str
+) -> None:
+    """Issue 41's first contact, under srun: 2 nodes, node02's rail 1 down. Rail 1 has one live node and no
+    group; the DOWN port names the link, the run exits 1 with its action, and the report is written."""
+    out = tmp_path / command
+    cluster.bed.link_down("node02", 1)
+    sweep = ["-b", "64K", "-e", "64K", "-n", "2", "-w", "1", "--collectives", "all_reduce"]
+    argv = ["srun", "-N2", "-w", "node01,node02", "--ntasks-per-node=2", "railbench", command]
+    argv += ["--profile", profile(cluster.bed), "--out", str(out), "--no-history", "--timeout", "60"]
+    done = cluster.command([*argv, "--rail-bytes", "1M", *(sweep if command == "accept" else [])], timeout=360)
+    assert done.returncode == 1, done.stdout[-4000:] + done.stderr[-4000:]
+    doc = json.loads((out / "rails.json").read_text())
+    assert [(d["kind"], d["node"], d["rail"], d["symptom"]) for d in doc["defects"]] == [("link", "node02", 1, "dead")]
+    (defect,) = doc["defects"]
+    assert defect["action"] == "check the port state and the cable of node02 rail1"
+    assert f"# FAIL {defect['line']}" in done.stdout
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["launcher"] == "slurm" and meta["hosts"] == ["node01", "node02"] and meta["exit_status"] == 1
+    assert "| link | node02 | 1 | rail1 | no traffic in 1/1 pairs → link dead" in (out / "report.md").read_text()
+
+
 NIGHTLY = REPO / "ci" / "nightly"
 
 

@@ -10,7 +10,9 @@ Localisation names a part from bandwidth alone. Here, on rank 0 after it, each d
   and up while another rail runs alone) must count whole: down and up are two carrier changes, and the
   operator's sentence and action say two;
 * its action from the profile's ``[actions]``: a slow link whose physical counters (the profile's ``[errors]
-  fail_on_rise``) rose is a cable, one whose counters stayed quiet is the HCA or the switch port.
+  fail_on_rise``) rose is a cable, one whose counters stayed quiet is the HCA or the switch port;
+* a rail's only pair (two live nodes on it), which bandwidth cannot tell the end of, is the link of the one
+  end whose physical counters rose, where only one end's did.
 
 A link whose physical counters rose while its bandwidth held is named too, as kind ``errors``: a warning,
 unless ``[errors] fail_on_errors = true``. Pure functions over the outcome's records.
@@ -23,6 +25,7 @@ import statistics
 from collections.abc import Iterable, Mapping, Sequence
 
 from bench.actions import Actions, device_words
+from bench.codec import ABSENT
 from bench.error_limits import ErrorLimits
 from bench.rails.defects import Severity
 from bench.rails.records import RailDevices, RailsOutcome, pair_samples, short_device
@@ -132,7 +135,8 @@ def corroborate(outcome: RailsOutcome, limits: ErrorLimits, actions: Actions) ->
     named = []
     for defect in outcome.defects:
         found = evidence(parts_of(defect, outcome.nodes, outcome.rails, where), windows, read)
-        named.append(_with_action(dataclasses.replace(defect, errors=found), _physical(found, limits), actions, where))
+        defect = _told_end(dataclasses.replace(defect, errors=found), limits)
+        named.append(_with_action(defect, _physical(defect.errors, limits), actions, where))
     taken = _named_cells((d for d in outcome.defects if d.severity == "fail"), outcome.nodes, outcome.rails)
     for (node, rail), device in sorted(where.items(), key=lambda item: (item[0][1], item[0][0])):
         if (node, rail) in taken:
@@ -158,6 +162,21 @@ def corroborate(outcome: RailsOutcome, limits: ErrorLimits, actions: Actions) ->
     return dataclasses.replace(outcome, defects=tuple(named), intra_node=intra)
 
 
+def _told_end(defect: RailDefect, limits: ErrorLimits) -> RailDefect:
+    """A rail's only pair (``RailDefect.only_pair``: its bandwidth cannot tell its end) whose physical counters
+    rose at one end alone is that end's link: the port that went down and up, or took symbol errors, is the one
+    the pair's traffic suffered from. Otherwise the pair, as named."""
+    if defect.kind != "pair" or not defect.only_pair:
+        return defect
+    loud = [e for e in defect.errors or () if _physical((e,), limits)]
+    if len({e.node for e in loud}) != 1:
+        return defect
+    end = loud[0]
+    return dataclasses.replace(
+        defect, kind="link", node=end.node, peer=None, device=short_device(end.device), errors=(end,), only_pair=ABSENT
+    )
+
+
 def _with_action(
     defect: RailDefect, physical: bool, actions: Actions, where: Mapping[tuple[str, int], str]
 ) -> RailDefect:
@@ -171,6 +190,9 @@ def _with_action(
     expected = device_words(defect.expected_device)["device"] if defect.expected_device else None
     if defect.kind == "link" and defect.expected_device:
         words = device_words(defect.expected_device)  # a dead port is named by its own port
+    if defect.kind == "node" and not (device or defect.device):
+        # A node names no one device: every rail's ("check the port state and the cable of node02 on every rail").
+        words = {**words, "device": "on every rail", "hca": "every rail's HCA"}
     switch = " and ".join(defect.switches) if len(defect.switches) <= 2 else ", ".join(defect.switches)
     sentence = actions.action(
         action_key(defect.kind, defect.conviction.symptom, physical),

@@ -71,13 +71,19 @@ def _finding(defect: RailDefect) -> str:
     if defect.kind == "errors":
         held = f"bandwidth held at {rate} in {c.pairs} pairs" if c.pairs else "no pair measured it"
         return f"{where}: {held} → link errors ({'FAIL' if defect.severity == 'fail' else 'warning'})"
+    # Two live nodes on the rail: its one pair is every pair of the rail and of both ends' links.
+    untold = (
+        f", the rail's only pair: {defect.node}'s link, {defect.peer}'s link or the switch, one pair cannot tell which"
+        if defect.only_pair
+        else ""
+    )
     if c.symptom == "flaky":
-        found = f"slow in {c.slow_samples}/{c.samples} samples, spread {100 * (c.spread or 0.0):.0f}%"
+        found = f"slow in {c.slow_samples}/{c.samples} samples, spread {100 * (c.spread or 0.0):.0f}%{untold}"
     elif c.symptom == "dead":
         # Nothing moved, so there is no rate to compare.
-        return f"{where}: no traffic in {c.slow_pairs}/{c.pairs} pairs → {defect.kind} dead"
+        return f"{where}: no traffic in {c.slow_pairs}/{c.pairs} pairs{untold} → {defect.kind} dead"
     else:
-        found = f"in {c.slow_pairs}/{c.pairs} pairs"
+        found = f"in {c.slow_pairs}/{c.pairs} pairs{untold}"
     verdict = {"slow": "fault", "dead": "dead", "flaky": "flaky"}.get(c.symptom or "", c.symptom)
     return f"{where}: {rate} {found} → {defect.kind} {verdict}"
 

@@ -86,7 +86,12 @@ def _judging(
     ]
     expected = _line_rates(settings, devices, {g["host"]: g["rates"] for g in readers})
     known = {k: rate for k, rate in expected.items() if rate is not None}
-    rates = known if len(known) == layout.rails else None  # a partial set would mix two yardsticks
+    # A partial set would mix two yardsticks. A rail with no group (fewer than two live nodes) has no device to
+    # read a rate from, and no pair to judge by one: the other rails' line rates still judge theirs, and it
+    # takes the slowest of them only to fill the table localisation reads (its cells are all unmeasured).
+    grouped = {k for k in range(layout.rails) if membership.live[k]}
+    filled = {k: known.get(k, min(known.values(), default=0.0)) for k in range(layout.rails)}
+    rates = filled if known and grouped <= known.keys() else None
     return devices, expected, rates, Thresholds(settings.profile.pass_fraction, settings.test.relative_fraction)
 
 

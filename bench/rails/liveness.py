@@ -16,8 +16,10 @@ The smallest explanation wins, as in localisation:
   ``link``: one bad end explains all of its pairs;
 * a failed pair left over between two members that each reached someone else is a dead ``pair``; one end
   leaves the group (a group cannot form around a pair that cannot connect), its other pairs unmeasured;
-* a rail whose every member is dead is a dead ``rail``; a node dead on every rail (two or more) is a dead
-  ``node``.
+  so is the one pair of a rail with two members left whose ports are up (a 2-node cluster): either end's link
+  or the switch, which one pair cannot tell (its defect says so, ``RailDefect.only_pair``);
+* a rail whose every member is dead (whose ports are all down, or, with three members or more, where nobody
+  connects) is a dead ``rail``; a node dead on every rail (two or more) is a dead ``node``.
 
 Pure functions: the reports come in as arguments.
 """
@@ -29,6 +31,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
+from bench.codec import ABSENT
 from bench.rundir.rails_records import Conviction, RailDefect
 
 SELF_FAULTS = ("Network is unreachable", "Cannot assign requested address")
@@ -167,8 +170,9 @@ def _rail(reports: Sequence[LinkReport], rail: int) -> tuple[tuple[int, ...], li
         return [p for p in peers if results[(min(x, p), max(x, p))]], len(peers)
 
     pairs = [key for key in results if key[0] in live and key[1] in live]
-    if len(live) == len(reports) >= 2 and pairs and all(results[key] for key in pairs):
-        # Nobody connected with anybody: no member stands out, the rail itself (its switch) is dead.
+    if len(live) == len(reports) >= 3 and pairs and all(results[key] for key in pairs):
+        # Nobody connected with anybody: no member stands out, the rail itself (its switch) is dead. Two members
+        # have one pair, which is every pair of the rail and of either end's link: it is named the pair below.
         seen = "; ".join(sorted({why for key in pairs for why in results[key]}))
         return (
             (),
@@ -231,6 +235,8 @@ def dead_defects(
     n = len(nodes)
     basis: Literal["line rate", "peers"] = "line rate" if line_rate else "peers"
     out: list[RailDefect] = []
+    gone = {(d.node, d.rail) for d in membership.dead if d.kind == "link"}
+    gone |= {(d.node, k) for d in membership.dead if d.kind == "node" for k in range(len(membership.live))}
     for d in sorted(membership.dead, key=_order):
         if d.kind == "pair":
             assert d.node is not None and d.peer is not None and d.rail is not None
@@ -259,6 +265,8 @@ def dead_defects(
                 conviction=Conviction.unmeasured(
                     "dead", evidence, pairs=pairs, expected_Gbps=line_rate or 0.0, basis=basis
                 ),
+                # A pair with no other live node on its rail is the rail's only pair: its end cannot be told.
+                only_pair=True if d.kind == "pair" and n - sum(1 for x, k in gone if k == d.rail) == 2 else ABSENT,
             )
         )
     return out

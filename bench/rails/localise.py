@@ -9,6 +9,11 @@ the smallest one that every slow measurement agrees with is the answer:
 * ``link``: node a is slow with every partner on rail k only -> a's HCA, cable or port on rail k;
 * ``pair``: one pair is slow and nothing larger explains it -> one cable between two leaves.
 
+A rail on which only two nodes were measured (a 2-node cluster, or a rail left with two live nodes) has one
+pair, and a slow pair there is slow with every partner of both ends and is every pair of the rail: its
+rail, either end's link and the cable between explain it alike. It is named as the ``pair``, never a rail or
+one end's link, which one pair cannot tell (``named_parts.pair_defects`` says so).
+
 A sample is slow when it is below the absolute target (line rate x pass fraction, where the line rate is
 known), when its time budget ran out, or when it is significantly below the fabric's healthy level given
 the fabric's own spread and the number of samples tested (``bench.rails.noise``) *and* below
@@ -131,6 +136,16 @@ def _too_noisy(healthy: np.ndarray, sigma: float, tests: int, scale: np.ndarray)
     return f"fabric too noisy to localise: healthy pairs spread {low:.3g}-{high:.3g} Gb/s"
 
 
+def _alone(matrix: PairMatrix) -> str:
+    """Why the relative test judges nothing when one pair was measured in all (2 nodes on one rail, or on two
+    with the other rail dead): its only yardstick would be that pair itself."""
+    k, a, b = (int(i[0]) for i in np.nonzero(~np.isnan(matrix.busbw).all(axis=0)))
+    return (
+        f"one pair measured ({matrix.nodes[a]}-{matrix.nodes[b]} rail {matrix.rails[k]}): the relative test has no "
+        "other pair to compare it with"
+    )
+
+
 def _low_cells(cell_median: np.ndarray, measured: np.ndarray, between: np.ndarray | None, mark: float) -> np.ndarray:
     """``[rail, a, b]``: the cells that cross a link whose level sits under the absolute line (``mark``, in log).
 
@@ -178,7 +193,7 @@ def _judge(
     healthy = x[:, ok][:, noise.healthy_cells(cell_median[ok], measured[ok])]
     level, sigma = noise.level_and_sigma(healthy)
     tests = int((~np.isnan(values)).sum()) // 2
-    noisy = _too_noisy(healthy, sigma, tests, scale)
+    noisy = _too_noisy(healthy, sigma, tests, scale) if rates is not None or measured.sum() > 2 else _alone(matrix)
 
     upper = np.triu(np.ones(measured.shape[1:], dtype=bool), k=1)
 
@@ -244,13 +259,14 @@ def diagnose(
     between = switches.between_units(fabric, matrix) if fabric is not None else None
     all_cells = cells = _judge(matrix, rates, thresholds, between)
     null = _noise_null(cells, between)
-    rail_fault, rail_cells = _rail_faults(cells, rates)
+    one_pair = _one_pair_rails(cells.measured)
+    rail_fault, rail_cells = _rail_faults(cells, rates, one_pair)
     found_switches: list[switches.SwitchFault] = []
     if fabric is not None:
         # A leaf explains every cell of its nodes on its rail; nothing smaller is judged on them.
         found_switches = switches.leaf_faults(cells, fabric, rail_fault)
         cells = cells.without(switches.explained(found_switches, cells.suspect.shape))
-    link_candidate = _link_candidates(cells, rail_fault)
+    link_candidate = _link_candidates(cells, rail_fault | one_pair)
     if fabric is not None:
         # Between units, what no slow cable explains: an uplink's or a spine's flows.
         paths = switches.path_faults(
@@ -263,7 +279,7 @@ def diagnose(
         found_switches += paths
         cells = cells.without(switches.explained(paths, cells.suspect.shape))
     _intermittent_links(cells, link_candidate, rail_fault, null)
-    node_fault, link_fault = _node_faults(cells, link_candidate, rail_fault)
+    node_fault, link_fault = _node_faults(cells, link_candidate, rail_fault, one_pair)
     explained = rail_fault[:, None, None] | node_fault[None, :, None] | node_fault[None, None, :]
     explained = explained | _link_cells(link_fault)
     lone, shared = _lone_pairs(cells, explained, between)
@@ -280,7 +296,7 @@ def diagnose(
         *named_parts.switch_defects(all_cells, found_switches),
         *named_parts.node_defects(matrix, cells, node_fault, ~rail_fault),
         *named_parts.link_defects(matrix, cells, link_fault, devices, fabric),
-        *named_parts.pair_defects(matrix, cells, lone, devices),
+        *named_parts.pair_defects(matrix, cells, lone, devices, one_pair),
     ]
     level = {rail: float(cells.expected[i]) for i, rail in enumerate(matrix.rails)}
     return Diagnosis(tuple(defects), transients(cells, cells.suspect & ~explained), cells.too_noisy, level)
@@ -295,12 +311,17 @@ def _noise_null(cells: Cells, between: np.ndarray | None) -> np.ndarray:
     return np.where(between, cells.reproduced_by_noise_in(between), cells.reproduced_by_noise_in(~between))
 
 
-def _rail_faults(cells: Cells, rates: np.ndarray | None) -> tuple[np.ndarray, list[CellIndex]]:
+def _one_pair_rails(measured: np.ndarray) -> np.ndarray:
+    """``[rail]``: the rails on which exactly two nodes were measured, one pair (see the module's docstring)."""
+    return np.asarray(measured.any(axis=2).sum(axis=1) == 2)
+
+
+def _rail_faults(cells: Cells, rates: np.ndarray | None, one_pair: np.ndarray) -> tuple[np.ndarray, list[CellIndex]]:
     """``[rail]``: the faulty rails, and each rail's cells (every pair once). Rail k is faulty when every
     measured pair on it is suspect (and, judged against peers, the rail as a whole is slow), confirmed, and
-    its reproducing suspects do not all meet at one node."""
+    its reproducing suspects do not all meet at one node; never a rail of one pair (``one_pair``)."""
     measured, suspect = cells.measured, cells.suspect
-    rail_fault = (suspect | ~measured).all(axis=(1, 2)) & measured.any(axis=(1, 2))
+    rail_fault = (suspect | ~measured).all(axis=(1, 2)) & measured.any(axis=(1, 2)) & ~one_pair
     if rates is None:
         rail_fault &= cells.slow_rail
     upper_a, upper_b = np.nonzero(np.triu(~np.eye(measured.shape[1], dtype=bool), k=1))
@@ -325,12 +346,14 @@ def _link_candidates(cells: Cells, rail_fault: np.ndarray) -> np.ndarray:
     return link_candidate
 
 
-def _node_faults(cells: Cells, link_candidate: np.ndarray, rail_fault: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _node_faults(
+    cells: Cells, link_candidate: np.ndarray, rail_fault: np.ndarray, one_pair: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """``[node]`` node faults and ``[rail, node]`` link faults. Node a: a link candidate on every rail that no
-    rail fault explains (or where a larger part left it no cell to judge), and at least two of them; every other
-    link candidate is a link."""
+    rail fault explains (or where a larger part left it no cell to judge: a rail of one pair judges no link),
+    and at least two of them; every other link candidate is a link."""
     open_rails = ~rail_fault
-    judged = cells.measured.any(axis=2) & open_rails[:, None]
+    judged = cells.measured.any(axis=2) & (open_rails & ~one_pair)[:, None]
     node_fault = (link_candidate | ~judged).all(axis=0) & ((link_candidate & judged).sum(axis=0) >= 2)
     node_fault &= open_rails.sum() >= 2
     return node_fault, link_candidate & ~node_fault[None, :]

@@ -110,21 +110,23 @@ def link_defects(
     return defects
 
 
-def pair_defects(matrix: PairMatrix, cells: Cells, lone: np.ndarray, devices: Devices | None) -> list[RailDefect]:
-    """Each lone slow pair (``lone``: ``[rail, a, b]``, each pair once in its upper triangle is read)."""
+def pair_defects(
+    matrix: PairMatrix, cells: Cells, lone: np.ndarray, devices: Devices | None, one_pair: np.ndarray
+) -> list[RailDefect]:
+    """Each lone slow pair (``lone``: ``[rail, a, b]``, each pair once in its upper triangle is read); on a rail
+    of one pair (``one_pair``: ``[rail]``) it says that its end cannot be told (``RailDefect.only_pair``)."""
     defects = []
     pk, pa, pb = np.nonzero(np.triu(lone, k=1))
     for kpos, apos, bpos in zip(pk, pa, pb, strict=True):
         node, peer, rail = matrix.nodes[apos], matrix.nodes[bpos], matrix.rails[kpos]
-        defects.append(
-            summary_defect(
-                cells,
-                "pair",
-                (np.array([kpos]), np.array([apos]), np.array([bpos])),
-                node=node,
-                rail_pos=int(kpos),
-                device=device(devices, node, rail),
-                peer=peer,
-            )
+        defect = summary_defect(
+            cells,
+            "pair",
+            (np.array([kpos]), np.array([apos]), np.array([bpos])),
+            node=node,
+            rail_pos=int(kpos),
+            device=device(devices, node, rail),
+            peer=peer,
         )
+        defects.append(dataclasses.replace(defect, only_pair=True) if one_pair[kpos] else defect)
     return defects

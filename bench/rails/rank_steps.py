@@ -60,8 +60,10 @@ class Seat:
 
     @property
     def reports_rail(self) -> bool:
-        """Whether this rank speaks for its rail group's results: the group's first live node's rank."""
-        return self.node == self.membership.live[self.rail][0]
+        """Whether this rank speaks for its rail group's results: the group's first live node's rank (nobody
+        on a rail with no group)."""
+        members = self.membership.live[self.rail]
+        return bool(members) and self.node == members[0]
 
 
 def rail_result(coll: str, mode: records.Mode, rail: int, nnodes: int, res: SizeResult) -> records.RailResult:
@@ -117,8 +119,9 @@ def measure_rail(
     import torch.distributed as dist
 
     collective = get_collective(coll)
-    # Every rank sends about busbw-factor x the message per call, the pair budget's "wire bytes".
-    wire = int(settings.test.rail_bytes * max(1.0, collective.busbw_factor(n)))
+    # Every rank sends about busbw-factor x the message per call, the pair budget's "wire bytes". A rank with
+    # no group sends none: its rail may have fewer than two live nodes, whose factor is no number (n = 0).
+    wire = int(settings.test.rail_bytes * max(1.0, collective.busbw_factor(n))) if group is not None else 0
     budget = _rail_budget(settings, wire, warmup + iters, rate_Gbps, coord)
     if group is None:
         if callable(budget):

@@ -241,8 +241,14 @@ def table(
     too_noisy: str | None = None,
 ) -> str:
     """The human summary: rail groups, the pair matrix per rail, the devices, and the defects."""
-    lines = ["#", "# rail groups (local rank k of every node)"]
-    lines.append(f"# {'rail':>4}  {'collective':<11} {'mode':<10} {'size':>6}  {'busbw Gb/s':>10}  {'line Gb/s':>9}")
+    lines = ["#"]
+    if rail_results:
+        lines.append("# rail groups (local rank k of every node)")
+        lines.append(
+            f"# {'rail':>4}  {'collective':<11} {'mode':<10} {'size':>6}  {'busbw Gb/s':>10}  {'line Gb/s':>9}"
+        )
+    else:
+        lines.append("# rail groups: none measured (no rail had two live nodes)")
     for r in rail_results:
         lines.append(
             f"  {r.rail:>4}  {r.collective:<11} {r.mode:<10} {format_size(r.nbytes):>6}  {_rate(r.busbw_Gbps):>10}"
@@ -260,7 +266,9 @@ def table(
             )
     for rd in devices:
         names = sorted({short_device(d) or "?" for d in rd.device.values()})
-        lines.append(f"# rail {rd.rail} carried by {', '.join(names)}")
+        # A rail with fewer than two live nodes formed no group: nothing of it was measured to carry.
+        carried = ", ".join(names) or "nothing measured (no rail group)"
+        lines.append(f"# rail {rd.rail} carried by {carried}")
     lines.extend(f"# COUNTERS {f}" for f in findings)
     failing = [d for d in defects if d.severity == "fail"]
     if failing:
@@ -343,7 +351,8 @@ class RailsOutcome:
 
     def rail_reasons(self, rail: int) -> list[str]:
         """Why rail ``rail`` fails (empty: it passes)."""
-        failing = [d for d in self.failing if fails_rail(d.kind, d.rail, rail)]
+        # A pair that is its rail's only pair measured is every pair of that rail: it fails the rail too.
+        failing = [d for d in self.failing if fails_rail(d.kind, d.rail, rail) or (d.only_pair and d.rail == rail)]
         # its own parts (the rail, its links, leaf and uplinks) first, then a spine layer that names every rail
         reasons = [describe(d) for d in sorted(failing, key=lambda d: d.rail is None)]
         reasons += [r for r in self.below_target if r.startswith(f"rail {rail} ")]

@@ -38,11 +38,11 @@ DEFECT_KINDS: Mapping[str, DefectKind] = {
     kind.name: kind
     for kind in (
         DefectKind("link", "link", True, "one node's NIC, port or cable on one rail", "link", "dead", "link_errors"),
-        DefectKind("rail", "rail", True, "one rail on every node: its switch or its settings", "rail", "dead", "rail"),
+        DefectKind("rail", "rail", True, "one rail on every node: its switch or its settings", "rail", "rail", "rail"),
         DefectKind(
             "node", "node", False, "one node on every rail: its PCIe, its CPU, its GPUs", "node", "dead", "node"
         ),
-        DefectKind("pair", "pair", False, "one pair of nodes on one rail, and no other pair", "pair", "dead", "pair"),
+        DefectKind("pair", "pair", False, "one pair of nodes on one rail, and no other pair", "pair", "pair", "pair"),
         DefectKind(
             "errors",
             "link",

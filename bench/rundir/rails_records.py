@@ -208,6 +208,9 @@ class RailDefect(Written):
     causes: tuple[DefectCause, ...] = ()
     """Faults on the node's own GPUDirect path that explain it (a GPU at x8 behind a slow rail); the action is
     then the first one's."""
+    only_pair: bool | Absent = ABSENT
+    """A pair fault that was its rail's only pair measured (two live nodes on the rail): either end's link or
+    the switch between, which one pair cannot tell. Absent otherwise."""
 
     def to_json(self) -> JSONObject:
         return {key: rounded(value) for key, value in super().to_json().items()}
