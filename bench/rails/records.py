@@ -241,8 +241,10 @@ def table(
     too_noisy: str | None = None,
 ) -> str:
     """The human summary: rail groups, the pair matrix per rail, the devices, and the defects."""
-    lines = ["#", "# rail groups (local rank k of every node)"]
-    lines.append(f"# {'rail':>4}  {'collective':<11} {'mode':<10} {'size':>6}  {'busbw Gb/s':>10}  {'line Gb/s':>9}")
+    lines = ["#"]
+    if rail_results:  # none when no rail group ran (every rail with fewer than two live nodes): no bare header
+        header = f"# {'rail':>4}  {'collective':<11} {'mode':<10} {'size':>6}  {'busbw Gb/s':>10}  {'line Gb/s':>9}"
+        lines += ["# rail groups (local rank k of every node)", header]
     for r in rail_results:
         lines.append(
             f"  {r.rail:>4}  {r.collective:<11} {r.mode:<10} {format_size(r.nbytes):>6}  {_rate(r.busbw_Gbps):>10}"

@@ -223,7 +223,10 @@ def bars_chart(
         base.mark_text(align="right", baseline="middle", dx=-4, color="white").encode(y=y, x=x, text="inside:N")
     )
     layers.append(base.mark_text(align="left", baseline="middle", dx=3).encode(y=y, x=x, text="outside:N"))
-    label = f"format(datum.{busbw}, '{_value_format(unit)}')"
+    # A failing bar at 0 moved nothing (a dead link: ``bench.report.data``): its bar has no length to be red in,
+    # so its label says dead.
+    value = f"format(datum.{busbw}, '{_value_format(unit)}')"
+    label = f"datum.{busbw} == 0 && datum.status == 'fail' ? '0 (dead)' : {value}"
     fits = f"datum.{busbw} >= 0.15 * datum.longest"
     return (
         alt.layer(*layers, data=data if data is not None else table)

@@ -169,6 +169,39 @@ def node_rail_levels(rails: RailsDoc) -> pd.DataFrame:
     return levels[["rail", "node", "peer", "device", "busbw_Gbps", "expected_Gbps"]]
 
 
+def _with_dead(levels: pd.DataFrame, rails: RailsDoc) -> pd.DataFrame:
+    """``levels`` with every (node, rail) a dead defect names at 0 Gb/s: a dead link moved nothing, and its pairs
+    were never attempted, so the median of its node's pairs is absent (no bar) or the healthy pairs' (too long a
+    bar). A dead node is dead on every rail; a dead rail on every node."""
+    dead = [d for d in rails.defects if d.severity != "warn" and d.conviction.symptom == "dead"]
+    if not dead:
+        return levels
+    nodes = list(dict.fromkeys([*map(str, rails.nodes), *levels["node"].astype(str)]))
+    all_rails = sorted({int(r) for r in levels["rail"]} | {e.rail for e in rails.rails})
+    placed = zip(levels["node"], levels["rail"], levels["device"], strict=True)
+    devices = {(str(n), int(r)): str(d) for n, r, d in placed}
+    zero: dict[tuple[str, int], str] = {}
+    for d in dead:
+        for node in [d.node] if d.node is not None else nodes:
+            for rail in [d.rail] if d.rail is not None else all_rails:
+                zero[(node, rail)] = d.device if d.device and d.node is not None else devices.get((node, rail), "")
+    keep = [(str(n), int(r)) not in zero for n, r in zip(levels["node"], levels["rail"], strict=True)]
+    expected = levels.groupby("rail")["expected_Gbps"].first().to_dict() if len(levels) else {}
+    added = pd.DataFrame.from_records(
+        [(r, n, None, dev, 0.0, expected.get(r, float("nan")), True) for (n, r), dev in zero.items()],
+        columns=["rail", "node", "peer", "device", "busbw_Gbps", "expected_Gbps", "dead"],
+    )
+    alive = levels[keep].assign(dead=False)
+    return pd.concat([f for f in (alive, added) if len(f)], ignore_index=True)
+
+
+def _dead_mark(weakest: pd.DataFrame) -> list[str]:
+    """``: dead`` after a bar's detail where its weakest part is a dead one (its 0 Gb/s is no measurement)."""
+    if "dead" not in weakest:
+        return [""] * len(weakest)
+    return [": dead" if dead else "" for dead in weakest["dead"]]
+
+
 def _mark_defects(frame: pd.DataFrame, named: pd.Series, min_efficiency: float) -> pd.DataFrame:
     frame["status"] = status(frame["busbw_Gbps"], frame["target_Gbps"], min_efficiency)
     # A defect the rails command proved (pair evidence) fails the bar even if this aggregate looks fine.
@@ -177,8 +210,8 @@ def _mark_defects(frame: pd.DataFrame, named: pd.Series, min_efficiency: float) 
 
 
 def rail_bars_table(rails: RailsDoc, min_efficiency: float) -> ChartData:
-    """One bar per rail: its weakest node's busbw, from rails.json."""
-    measured = node_rail_levels(rails)
+    """One bar per rail: its weakest node's busbw, from rails.json (a dead link's node at 0)."""
+    measured = _with_dead(node_rail_levels(rails), rails)
     if measured.empty:
         return ChartData(pd.DataFrame())
     _, rails_hit, _ = _defect_keys(rails)
@@ -190,7 +223,7 @@ def rail_bars_table(rails: RailsDoc, min_efficiency: float) -> ChartData:
             ],
             "busbw_Gbps": weakest["busbw_Gbps"].to_numpy(),
             "target_Gbps": weakest["expected_Gbps"].to_numpy(),
-            "detail": [f"weakest node {n}" for n in weakest["node"]],
+            "detail": [f"weakest node {n}{m}" for n, m in zip(weakest["node"], _dead_mark(weakest), strict=True)],
         }
     )
     frame = _mark_defects(_with_units(frame), weakest["rail"].isin(rails_hit), min_efficiency)
@@ -198,8 +231,8 @@ def rail_bars_table(rails: RailsDoc, min_efficiency: float) -> ChartData:
 
 
 def node_bars_table(rails: RailsDoc, min_efficiency: float, max_bars: int = 64) -> ChartData:
-    """One bar per node: its weakest rail's busbw, from rails.json."""
-    measured = node_rail_levels(rails)
+    """One bar per node: its weakest rail's busbw, from rails.json (a dead link's rail at 0)."""
+    measured = _with_dead(node_rail_levels(rails), rails)
     if measured.empty:
         return ChartData(pd.DataFrame())
     keys, _, _ = _defect_keys(rails)
@@ -210,8 +243,8 @@ def node_bars_table(rails: RailsDoc, min_efficiency: float, max_bars: int = 64) 
             "busbw_Gbps": weakest["busbw_Gbps"].to_numpy(),
             "target_Gbps": weakest["expected_Gbps"].to_numpy(),
             "detail": [
-                f"weakest rail {r}" + (f" ({d})" if d else "")
-                for r, d in zip(weakest["rail"], weakest["device"], strict=True)
+                f"weakest rail {r}" + (f" ({d})" if d else "") + m
+                for r, d, m in zip(weakest["rail"], weakest["device"], _dead_mark(weakest), strict=True)
             ],
         }
     )
