@@ -1,5 +1,4 @@
-"""Check answers that a named defect already tells: one fault, one defect (docs/design.md, "One fault, one
-defect").
+"""Check answers that a named defect already tells (docs/design.md, "One fault, one defect").
 
 A dead or slow cable is seen twice in ``accept``: by the checks that read the link itself on its node (its port
 state and speed, its error counters, its flaps in the kernel log) and by the rails test, which names the link
