@@ -11,6 +11,7 @@ and files, and the report drawn from them. The same run on the testbed is
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from bench.check.node import CheckAnswer, to_json
 from bench.frame.verdict import Item, decide, junit_cases
 from bench.preflight.checks import CheckResult
 from bench.preflight.cluster import NodeReport, compare_nodes
+from bench.preflight.told import told
 from bench.profiles import load_profile
 from bench.rails.defects import describe
 from bench.rails.measure import PairTime
@@ -176,3 +178,35 @@ def test_the_terminal_never_prints_a_rail_groups_header_without_rows() -> None:
     bare = table([], [], outcome.devices, outcome.defects, outcome.expected, [])
     assert "# rail groups" not in bare and "collective" not in bare
     assert describe(outcome.defects[0]) in bare
+
+
+def test_only_the_link_checks_on_the_named_nic_fold() -> None:
+    """By node, device and check name: an IB port (``mlx5_4:1``) folds into a defect that names its HCA; a check
+    that does not read the link (port-mtu), another NIC, another node, a warned defect and a disagreement that
+    stands without the folded answers do not."""
+    link = RailDefect(kind="link", node="node02", rail=3, device="mlx5_4", conviction=Conviction(symptom="dead"))
+    node02 = (
+        CheckResult("rail", "fail", "mlx5_4:1: port DOWN (phys_state Disabled), expected ACTIVE/LinkUp", "mlx5_4:1"),
+        CheckResult("port-mtu", "fail", "mlx5_4:1: active MTU 1024, expected 4096", "mlx5_4:1"),
+        CheckResult("rail", "fail", "mlx5_5:1: port DOWN (phys_state Disabled), expected ACTIVE/LinkUp", "mlx5_5:1"),
+    )
+    healthy = (
+        CheckResult("rail", "pass", "mlx5_4:1: ACTIVE LinkUp 400 Gb/s InfiniBand", "mlx5_4:1"),
+        CheckResult("port-mtu", "pass", "mlx5_4:1: active MTU 4096", "mlx5_4:1"),
+        CheckResult("rail", "pass", "mlx5_5:1: ACTIVE LinkUp 400 Gb/s InfiniBand", "mlx5_5:1"),
+    )
+    nodes = {"node01": healthy, "node02": node02, "node03": healthy}
+    cross = compare_nodes([NodeReport(n, r, {}) for n, r in nodes.items()])
+    found = told([link], nodes, cross)
+    assert [(t.node, t.result) for t in found] == [("node02", node02[0])]
+    # rail's disagreement stands on mlx5_5 still; port-mtu's was never the link's
+    said = [r.reason for r in cross if r.check == "same-answers"]
+    assert [s.split(":")[0] for s in said] == ["nodes disagree on rail", "nodes disagree on port-mtu"]
+    assert told([dataclasses.replace(link, severity="warn")], nodes, cross) == []
+    assert told([dataclasses.replace(link, node="node01")], nodes, cross) == []
+    # with mlx5_5 healthy, the rail disagreement is the link's alone: it folds too
+    alone = {**nodes, "node02": (node02[0], node02[1], healthy[2])}
+    cross_alone = compare_nodes([NodeReport(n, r, {}) for n, r in alone.items()])
+    folded = told([link], alone, cross_alone)
+    assert [(t.node, t.result.check) for t in folded] == [("node02", "rail"), ("", "same-answers")]
+    assert "nodes disagree on rail" in folded[1].result.reason

@@ -43,7 +43,21 @@ def _owner(node: str, result: CheckResult, defects: Sequence[RailDefect]) -> Rai
     """The failing defect on ``node``'s NIC that ``result`` (a link check's fail or warning there) is part of."""
     if result.check not in LINK_CHECKS or result.status not in ("fail", "warn") or not result.device:
         return None
-    return next((d for d in defects if d.node == node and d.device == result.device), None)
+    return next((d for d in defects if d.node == node and _same_nic(result.device, d)), None)
+
+
+def _same_nic(device: str, defect: RailDefect) -> bool:
+    """Whether a check's device is the NIC of the defect: a port (``mlx5_4:1``) is its HCA's (``mlx5_4``) where
+    either side names only the HCA, as the rails test does where it read the device from the byte counters."""
+    for named in (defect.device, defect.expected_device):
+        if not named:
+            continue
+        if ":" in device and ":" in named:
+            if device == named:
+                return True
+        elif device.split(":")[0] == named.split(":")[0]:
+            return True
+    return False
 
 
 def told(
