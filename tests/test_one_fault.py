@@ -158,6 +158,12 @@ def test_the_charts_draw_the_dead_link_dead(judged: tuple[Path, list[Item]]) -> 
     assert {nodes[n]["status"] for n in ("node01", "node03")} == {"no target"}
     spec = (run_dir / "charts" / "rails.vl.json").read_text()
     assert "(dead)" in spec  # a bar with no length says dead in its label
+    # the pair matrix: node02's two pairs on rail 1, never attempted, at 0 and marked dead; the live pair measured
+    with (run_dir / "charts" / "pairs.csv").open() as f:
+        cells = {(r["panel"], r["row"], r["col"]): (float(r["busbw_Gbps"]), r["mark"]) for r in csv.DictReader(f)}
+    assert cells[("rail 1", "node01", "node02")] == (0.0, "dead") == cells[("rail 1", "node02", "node03")]
+    assert cells[("rail 1", "node01", "node03")][0] > 0 and cells[("rail 1", "node01", "node03")][1] == ""
+    assert {mark for (panel, _, _), (_, mark) in cells.items() if panel == "rail 0"} == {""}
 
 
 def test_the_skipped_world_sweep_says_why(judged: tuple[Path, list[Item]]) -> None:

@@ -236,9 +236,9 @@ def bars_chart(
     )
 
 
-MARK_COLORS = {"slow": "#111111", "transient": "#7b3294"}
-"""Outline of a marked heat-map cell: black where a defect convicts it or it is below the line, purple where
-it was slow once and normal when re-measured."""
+MARK_COLORS = {"dead": "#e45756", "slow": "#111111", "transient": "#7b3294"}
+"""Outline of a marked heat-map cell: red where a dead part left it unmeasured (drawn at 0), black where a
+defect convicts it or it is below the line, purple where it was slow once and normal when re-measured."""
 CHART_WIDTH = 1000
 """The widest a figure may be: the report's column is 1100 px on a 1280 px screen."""
 
@@ -372,7 +372,7 @@ def _mark_outline(table: pd.DataFrame) -> dict[str, object]:
     if not present:
         return {}
     # a condition, so unmarked cells get no outline (and no legend entry) at all
-    marked = "datum.mark == 'slow' || datum.mark == 'transient'"
+    marked = " || ".join(f"datum.mark == '{m}'" for m in MARK_COLORS)
     stroke = alt.Stroke(
         "mark:N",
         scale=alt.Scale(domain=present, range=[MARK_COLORS[m] for m in present]),
