@@ -30,6 +30,7 @@ from bench.rails.defects import describe
 from bench.rails.measure import PairTime
 from bench.rails.output import rails_doc
 from bench.rails.records import RailDevices, RailResult, RailsOutcome, table
+from bench.report import data, matrices
 from bench.report.build import ReportOptions, write_report
 from bench.rundir.files import atomic_write_json
 from bench.rundir.rails_records import Conviction, RailDefect
@@ -216,3 +217,43 @@ def test_only_the_link_checks_on_the_named_nic_fold() -> None:
     folded = told([link], alone, cross_alone)
     assert [(t.node, t.result.check) for t in folded] == [("node02", "rail"), ("", "same-answers")]
     assert "nodes disagree on rail" in folded[1].result.reason
+
+
+@pytest.mark.parametrize(
+    ("kind", "node", "peer", "rail", "bars", "cells"),
+    [
+        # a dead node: its weakest rail is dead, and every rail's weakest node is it; rail 1's unmeasured pairs
+        ("node", "node02", None, None, {"node02": 0.0}, {(1, "node01", "node02"), (1, "node02", "node03")}),
+        # a dead pair: neither end's level is the pair's (their other pairs hold), only its cell is dead
+        ("pair", "node01", "node02", 1, {}, {(1, "node01", "node02")}),
+        # a dead rail: every node on it
+        (
+            "rail",
+            None,
+            None,
+            1,
+            {"node01": 0.0, "node02": 0.0, "node03": 0.0},
+            {(1, "node01", "node02"), (1, "node02", "node03")},
+        ),
+    ],
+)
+def test_each_dead_kind_is_drawn_on_the_cells_it_covers(
+    kind: str,
+    node: str | None,
+    peer: str | None,
+    rail: int | None,
+    bars: dict[str, float],
+    cells: set[tuple[int, str, str]],
+) -> None:
+    outcome = _outcome()
+    defect = dataclasses.replace(outcome.defects[0], kind=kind, node=node, peer=peer, rail=rail, device=None)
+    doc = rails_doc(dataclasses.replace(outcome, defects=(defect,)))
+    nodes = data.node_bars_table(doc, 0.9).frame.set_index("label")
+    assert {n: 0.0 for n in nodes.index if nodes.loc[n, "busbw_Gbps"] == 0} == bars
+    assert all(nodes.loc[n, "status"] == "fail" for n in bars)
+    weakest = data.rail_bars_table(doc, 0.9).frame
+    assert (weakest["busbw_Gbps"] == 0).sum() == (0 if kind == "pair" else 1 if kind == "rail" else 2)
+    pairs = data._rail_measurements(doc, "pair")
+    heat = matrices.pair_matrix_table(pairs, NODES, 0.9, rails=doc).frame
+    dead = {(int(r.panel_order), r.row, r.col) for r in heat.itertuples() if r.mark == "dead"}
+    assert dead == cells and (heat.loc[heat["mark"] == "dead", "busbw_Gbps"] == 0).all()

@@ -29,7 +29,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from bench.report.data import ChartData, node_order, status
+from bench.report.data import ChartData, dead_parts, node_order, rail_count, status
+from bench.rundir.defect_kinds import covered_cells
 from bench.rundir.railsdoc import GpuDefect, IntraNode, RailsDoc
 
 MARKS = ("dead", "slow", "transient")
@@ -111,28 +112,26 @@ def pair_levels(pairs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _dead_pairs(levels: pd.DataFrame, rails: RailsDoc | None, hosts: Sequence[str]) -> pd.DataFrame:
-    """``levels`` with every pair a dead link, node or rail takes part in at 0 Gb/s where no sample measured it
-    (its pairs are never attempted, ``bench.rails.liveness``): the matrix draws the dead part, not a gap."""
-    if rails is None:
-        return levels
-    dead = [d for d in rails.defects if d.severity != "warn" and d.conviction.symptom == "dead"]
-    if not dead:
+    """``levels`` with every pair a dead link, node, rail or pair takes part in at 0 Gb/s where no sample measured
+    it (its pairs are never attempted, ``bench.rails.liveness``): the matrix draws the dead part, not a gap."""
+    if rails is None or not (dead := dead_parts(rails)):
         return levels
     nodes = list(dict.fromkeys([*hosts, *rails.nodes]))
-    every_rail = sorted({int(r) for r in levels["rail"]} | {e.rail for e in rails.rails})
     measured = set(_keys(levels["rail"], levels["node"], levels["peer"]))
     expected = levels.groupby("rail")["expected_Gbps"].max().to_dict()
     added: dict[str, tuple[int, str, str, str, float, float]] = {}
     for d in dead:
-        for rail in [d.rail] if d.rail is not None else every_rail:
-            ends = [d.node] if d.node is not None else nodes
-            for a in ends:
-                for b in (n for n in nodes if n != a):
-                    node, peer = _unordered(a, b)
-                    key = _key(rail, node, peer)
-                    if key not in measured:
-                        device = (d.device or "") if d.node is not None and d.rail is not None else ""
-                        added[key] = (rail, node, peer, device, 0.0, expected.get(rail, float("nan")))
+        for node, rail in covered_cells(d.kind, d.node, d.peer, d.rail, nodes, rail_count(levels, rails)):
+            if node is None or rail is None:
+                continue  # a switch part: no node's pairs are its own
+            # a pair's cells are its two ends, each with the other; anything else's is its node with every node
+            peers = [d.node if node == d.peer else d.peer] if d.peer is not None else [n for n in nodes if n != node]
+            for other in peers:
+                first, second = _unordered(node, str(other))
+                key = _key(rail, first, second)
+                if key not in measured and key not in added:
+                    device = d.device if d.device and d.node == node else ""
+                    added[key] = (rail, first, second, device or "", 0.0, expected.get(rail, float("nan")))
     if not added:
         return levels
     rows = pd.DataFrame.from_records(list(added.values()), columns=list(levels.columns))
