@@ -123,12 +123,11 @@ def test_accept_names_a_dead_cable_once(bed: NetnsCluster, tmp_path: Path) -> No
     link = "node02 rail 1 (rail1): no traffic in 2/2 pairs → link dead"
     fails = [line for line in done.stdout.splitlines() if line.startswith("# FAIL ")]
     assert len(fails) == 1 and fails[0].startswith(f"# FAIL {link}"), said
-    assert "# world sweep skipped: the rails test found the link node02 rail 1 (rail1) dead" in done.stdout
-    assert "FAIL  socket-rail         rail1: operstate down" in done.stdout  # the check phase's own answer stays
+    assert "# world sweep skipped: the rails test found the link node02 rail 1 (rail1) dead" in done.stdout, said
+    assert "FAIL  socket-rail         rail1: operstate down" in done.stdout, said  # the check phase's answer stays
     cases = ET.parse(out / "junit.xml").getroot().iter("testcase")
-    assert [(c.get("classname"), c.get("name")) for c in cases if c.find("failure") is not None] == [
-        ("railbench.rails", "rail1")
-    ]
+    failed = [(c.get("classname"), c.get("name")) for c in cases if c.find("failure") is not None]
+    assert failed == [("railbench.rails", "rail1")], said
     md = (out / "report.md").read_text()
     assert "### Defects (1)" in md and "Other failures" not in md, md
     (row,) = [r for r in md.splitlines() if r.startswith("| link | node02 | 1 | rail1 |")]
