@@ -1,5 +1,7 @@
 """The fabric testifies on the namespace cluster: a rail interface that goes down and up during a rails run
-shows as a ``carrier_changes`` delta on that interface in rails.json, and the defect for that link names it.
+shows as a ``carrier_changes`` delta on that interface in rails.json, and the defect for that link names it;
+a rail interface down for the whole of an ``accept`` is one defect, the link, with the check that saw its port
+down as its evidence (one fault, one defect).
 
 Each rank reads ``/sys/class/net`` of its own node's namespace (``ip netns exec`` mounts a /sys for it), and
 a veth counts every carrier change there. The flap is set off from inside the node's namespace once the
@@ -10,9 +12,11 @@ On the same 3-node bed, a rail left with one live node (issue 41) names its DOWN
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -122,3 +126,43 @@ def test_a_rail_left_with_one_live_node_names_its_dead_links(bed: NetnsCluster, 
     assert {m["rail"] for m in doc["measurements"] if m["kind"] == "rail"} == {0}
     assert "# rail 1 carried by nothing measured (no rail group)" in done.stdout
     assert (out / "report.md").is_file() and (out / "report.html").is_file()
+
+
+def test_accept_names_a_dead_cable_once(bed: NetnsCluster, tmp_path: Path) -> None:
+    """node02's rail1 down: the check phase fails its port (socket-rail) and the nodes disagree (same-answers),
+    the rails test names the link dead, and the run says the one cable once: one FAIL line, one JUnit failure,
+    one defect on the certificate with the checks as its evidence, the dead rail drawn dead on node02, and the
+    world sweep not measured, with why, in the terminal and the report."""
+    out = tmp_path / "run"
+    argv = [sys.executable, "-m", "bench", "accept", "--profile", str(bed.workdir / "netns.toml")]
+    argv += ["--out", str(out), "--no-history", "--timeout", "60", "--collectives", "all_reduce"]
+    argv += ["-e", "1M", "-n", "2", "-w", "1"]
+    bed.clear_faults()
+    bed.link_down("node02", 1)
+    try:
+        done = bed.run(2, argv, timeout=240)
+    finally:
+        bed.clear_faults()
+    said = done.stdout + done.stderr
+    assert done.returncode == 1, said
+    link = "node02 rail 1 (rail1): no traffic in 2/2 pairs → link dead"
+    fails = [line for line in done.stdout.splitlines() if line.startswith("# FAIL ")]
+    assert len(fails) == 1 and fails[0].startswith(f"# FAIL {link}"), said
+    assert "# world sweep skipped: the rails test found the link node02 rail 1 (rail1) dead" in done.stdout, said
+    assert "FAIL  socket-rail         rail1: operstate down" in done.stdout, said  # the check phase's answer stays
+    cases = ET.parse(out / "junit.xml").getroot().iter("testcase")
+    failed = [(c.get("classname"), c.get("name")) for c in cases if c.find("failure") is not None]
+    assert failed == [("railbench.rails", "rail1")], said
+    md = (out / "report.md").read_text()
+    assert "### Defects (1)" in md and "Other failures" not in md, md
+    (row,) = [r for r in md.splitlines() if r.startswith("| link | node02 | 1 | rail1 |")]
+    assert "node02 socket-rail: rail1: operstate down, expected up" in row
+    (sweep,) = [r for r in md.splitlines() if r.startswith("| world sweep |")]
+    assert "all\\_reduce not measured: the rails test found the link node02 rail 1 (rail1) dead" in sweep
+    with (out / "charts" / "nodes.csv").open() as f:
+        nodes = {r["label"]: r for r in csv.DictReader(f)}
+    assert (float(nodes["node02"]["busbw_Gbps"]), nodes["node02"]["status"]) == (0.0, "fail")
+    with (out / "charts" / "rails.csv").open() as f:
+        rails = {r["label"]: r for r in csv.DictReader(f)}
+    assert rails["rail 1 (rail1)"]["detail"] == "weakest node node02: dead"
+    assert float(rails["rail 1 (rail1)"]["busbw_Gbps"]) == 0.0

@@ -24,7 +24,8 @@ from __future__ import annotations
 import dataclasses
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.accept import slurm
@@ -37,6 +38,7 @@ from bench.frame.verdict import Item, decide, timed
 from bench.preflight import checks, cluster
 from bench.preflight.checks import CheckResult
 from bench.preflight.cluster import NodeReport
+from bench.preflight.told import told
 from bench.profiles import Profile
 from bench.rails.config import RailsSettings, retargeted
 from bench.rails.items import node_items, rail_items
@@ -136,8 +138,10 @@ class AcceptJob(Job):
         dead = run.coord.agree(_dead_parts(outcome), lambda posts: posts[0])
         if dead:
             swept = _not_measured(self.sweep.collectives, dead)
-            if run.rank0 and run.ctx.backend == "nccl" and self.sweep.graph is not False:
-                print(f"# CUDA graph capture not probed: {_graph_not_probed(dead)}", flush=True)
+            if run.rank0:
+                print(sweep_skipped_line(dead), flush=True)
+                if run.ctx.backend == "nccl" and self.sweep.graph is not False:
+                    print(f"# CUDA graph capture not probed: {_graph_not_probed(dead)}", flush=True)
         else:
             self.graph = agree_graph(self.sweep, run)
             run.update(sweep=sweep_section(self.sweep, self.graph))
@@ -147,12 +151,8 @@ class AcceptJob(Job):
         if reports is None or outcome is None:
             return []  # not rank 0
         self.reports, self.outcome = reports, outcome
-        items = accept_items(
-            timed(check_items(reports, cross, cabling), checked_s),
-            swept,
-            timed(rail_items(outcome), rails_s),
-            timed(node_items(run.ctx.node_hosts, outcome, _failed_checks(reports)), rails_s),
-        )
+        phase = Checked(reports, cross, cabling, checked_s)
+        items = judged_items(phase, swept, outcome, run.ctx.node_hosts, rails_s)
         run.update(accept=accept_summary(items))
         return items
 
@@ -219,12 +219,21 @@ def _graph_not_probed(dead: str) -> str:
     )
 
 
-def _not_measured(collectives: Sequence[str], dead: str) -> list[Item]:
-    """The world sweep's collectives, each not measured for the dead part(s) the rails test named."""
-    reason = (
-        f"not measured: the rails test found {dead} dead, and the world communicator crosses every link (a world "
+def sweep_skipped_line(dead: str) -> str:
+    """The terminal's line for a world sweep not measured (run.json's collectives and the report say it too)."""
+    return f"# world sweep skipped: {_skipped_because(dead)}"
+
+
+def _skipped_because(dead: str) -> str:
+    return (
+        f"the rails test found {dead} dead, and the world communicator crosses every link (a world "
         "collective would hang until IB and torch's watchdog give up); run accept again once it is replaced"
     )
+
+
+def _not_measured(collectives: Sequence[str], dead: str) -> list[Item]:
+    """The world sweep's collectives, each not measured for the dead part(s) the rails test named."""
+    reason = f"not measured: {_skipped_because(dead)}"
     return [Item(SWEEP_GROUP, name, "skip", reason) for name in collectives]
 
 
@@ -234,8 +243,39 @@ def _gpudirect_checks(reports: Sequence[NodeReport] | None) -> dict[str, Sequenc
     return {rep.node: rep.results for rep in reports or ()}
 
 
-def _failed_checks(reports: Sequence[NodeReport]) -> dict[str, list[str]]:
-    return {rep.node: [f"{r.check}: {r.reason}" for r in rep.results if r.status == "fail"] for rep in reports}
+def _failed_checks(
+    reports: Sequence[NodeReport], folded: Collection[tuple[str, CheckResult]] = ()
+) -> dict[str, list[str]]:
+    """Each node's failed checks in its line, but those a rails defect tells (it names the node itself)."""
+    return {
+        rep.node: [f"{r.check}: {r.reason}" for r in rep.results if r.status == "fail" and (rep.node, r) not in folded]
+        for rep in reports
+    }
+
+
+@dataclass(frozen=True)
+class Checked:
+    """The check phase's answers (rank 0): each node's, the cross-node comparison, the cabling, and how long."""
+
+    reports: Sequence[NodeReport]
+    cross: Sequence[CheckResult]
+    cabling: Sequence[CheckResult] = ()
+    seconds: float = 0.0
+
+
+def judged_items(
+    checked: Checked, swept: Sequence[Item], outcome: RailsOutcome, hosts: Sequence[str], rails_s: float = 0.0
+) -> list[Item]:
+    """Every item of the run from its phases' records. One fault, one defect: a link check's answer on a NIC the
+    rails test named (``bench.preflight.told``) still fails, as the defect's evidence, and is not said again."""
+    reports, cross = checked.reports, checked.cross
+    folded = {(t.node, t.result) for t in told(outcome.defects, {r.node: r.results for r in reports}, cross)}
+    return accept_items(
+        timed(check_items(reports, cross, checked.cabling, folded), checked.seconds),
+        swept,
+        timed(rail_items(outcome), rails_s),
+        timed(node_items(hosts, outcome, _failed_checks(reports, folded)), rails_s),
+    )
 
 
 def accept_items(

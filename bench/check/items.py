@@ -1,11 +1,15 @@
 """The preflight checks as items of the frame's one verdict (``bench.frame.verdict``): a check that failed
 fails, one that passed passes, one that warned is a ``warn`` (it passes, and its reason is kept in run.json
 ``items`` and junit.xml), and one that did not apply is a skip that never counts as a pass. ``check`` and
-``accept`` both judge their checks this way."""
+``accept`` both judge their checks this way.
+
+An answer a rails defect already tells (``bench.preflight.told``: ``accept``'s link checks on the NIC of a link
+the rails test named) still fails, as that defect's evidence: its item repeats the defect's, so its sentence is
+not said again in the verdict and it is no JUnit testcase of its own (one fault, one defect)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from bench.frame.verdict import Item, State
 from bench.preflight.checks import CheckResult
@@ -15,22 +19,25 @@ _STATE: dict[str, State] = {"pass": "pass", "warn": "warn", "fail": "fail", "ski
 
 
 def check_items(
-    reports: Sequence[NodeReport], cross: Sequence[CheckResult], cabling: Sequence[CheckResult] = ()
+    reports: Sequence[NodeReport],
+    cross: Sequence[CheckResult],
+    cabling: Sequence[CheckResult] = (),
+    told: Collection[tuple[str, CheckResult]] = (),
 ) -> list[Item]:
     """One item per check result on each node, per cross-node comparison, and per finding of the fabric's
-    cabling (``--topology``)."""
+    cabling (``--topology``); ``told`` (node, or ``""`` across nodes, and the answer) repeat a rails defect."""
     items = []
     for report in reports:
         for r in report.results:
-            items.append(_item(f"railbench.check.{report.node}", report.node, r))
+            items.append(_item(f"railbench.check.{report.node}", report.node, r, (report.node, r) in told))
     for r in cross:
-        items.append(_item("railbench.check.cluster", "across nodes", r))
+        items.append(_item("railbench.check.cluster", "across nodes", r, ("", r) in told))
     for r in cabling:
         items.append(_item("railbench.check.fabric", "fabric", r))
     return items
 
 
-def _item(group: str, where: str, r: CheckResult) -> Item:
+def _item(group: str, where: str, r: CheckResult, repeats: bool = False) -> Item:
     name = r.check if not r.device else f"{r.check} {r.device}"
     reason = f"{where} {r.check}: {r.reason}" if r.status in ("fail", "warn", "skip") else ""
-    return Item(group, name, _STATE[r.status], reason)
+    return Item(group, name, _STATE[r.status], reason, decides=not repeats, repeats=repeats)

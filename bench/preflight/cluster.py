@@ -121,15 +121,22 @@ def answer(results: Sequence[CheckResult], check: str) -> str:
     return f"{worst} ({', '.join(devices)})" if devices else worst
 
 
-def compare_nodes(reports: Sequence[NodeReport]) -> list[CheckResult]:
-    """Cross-node results: the same answers and the same versions everywhere, odd nodes named."""
-    out: list[CheckResult] = []
+def disagreements(reports: Sequence[NodeReport]) -> list[tuple[str, CheckResult]]:
+    """Each check the nodes answer differently, with its ``same-answers`` failure (the odd node its device)."""
+    out: list[tuple[str, CheckResult]] = []
     names = list(dict.fromkeys(r.check for report in reports for r in report.results))
     for check in names:
         answers = {report.node: answer(report.results, check) for report in reports}
         _, odd = _odd(answers)
         if odd:
-            out.append(CheckResult("same-answers", "fail", f"nodes disagree on {check}: {_sides(answers)}", odd[0]))
+            said = f"nodes disagree on {check}: {_sides(answers)}"
+            out.append((check, CheckResult("same-answers", "fail", said, odd[0])))
+    return out
+
+
+def compare_nodes(reports: Sequence[NodeReport]) -> list[CheckResult]:
+    """Cross-node results: the same answers and the same versions everywhere, odd nodes named."""
+    out = [result for _, result in disagreements(reports)]
     if not out:
         out.append(CheckResult("same-answers", "pass", f"{len(reports)} nodes give the same answers"))
     mismatched = False

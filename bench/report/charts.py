@@ -223,7 +223,10 @@ def bars_chart(
         base.mark_text(align="right", baseline="middle", dx=-4, color="white").encode(y=y, x=x, text="inside:N")
     )
     layers.append(base.mark_text(align="left", baseline="middle", dx=3).encode(y=y, x=x, text="outside:N"))
-    label = f"format(datum.{busbw}, '{_value_format(unit)}')"
+    # A failing bar at 0 moved nothing (a dead link: ``bench.report.data``): its bar has no length to be red in,
+    # so its label says dead.
+    value = f"format(datum.{busbw}, '{_value_format(unit)}')"
+    label = f"datum.{busbw} == 0 && datum.status == 'fail' ? '0 (dead)' : {value}"
     fits = f"datum.{busbw} >= 0.15 * datum.longest"
     return (
         alt.layer(*layers, data=data if data is not None else table)
@@ -233,9 +236,9 @@ def bars_chart(
     )
 
 
-MARK_COLORS = {"slow": "#111111", "transient": "#7b3294"}
-"""Outline of a marked heat-map cell: black where a defect convicts it or it is below the line, purple where
-it was slow once and normal when re-measured."""
+MARK_COLORS = {"dead": "#e45756", "slow": "#111111", "transient": "#7b3294"}
+"""Outline of a marked heat-map cell: red where a dead part left it unmeasured (drawn at 0), black where a
+defect convicts it or it is below the line, purple where it was slow once and normal when re-measured."""
 CHART_WIDTH = 1000
 """The widest a figure may be: the report's column is 1100 px on a 1280 px screen."""
 
@@ -369,7 +372,7 @@ def _mark_outline(table: pd.DataFrame) -> dict[str, object]:
     if not present:
         return {}
     # a condition, so unmarked cells get no outline (and no legend entry) at all
-    marked = "datum.mark == 'slow' || datum.mark == 'transient'"
+    marked = " || ".join(f"datum.mark == '{m}'" for m in MARK_COLORS)
     stroke = alt.Stroke(
         "mark:N",
         scale=alt.Scale(domain=present, range=[MARK_COLORS[m] for m in present]),

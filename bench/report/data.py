@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from bench.report.inputs import RunInputs
-from bench.rundir.railsdoc import RailsDoc
+from bench.rundir.defect_kinds import DEFECT_KINDS, covered_cells, kind_of
+from bench.rundir.railsdoc import RailDefect, RailsDoc
 from bench.rundir.results_csv import SCOPES
 from bench.units import format_size
 
@@ -169,6 +170,53 @@ def node_rail_levels(rails: RailsDoc) -> pd.DataFrame:
     return levels[["rail", "node", "peer", "device", "busbw_Gbps", "expected_Gbps"]]
 
 
+def dead_parts(rails: RailsDoc) -> list[RailDefect]:
+    """The failing defects told dead (nothing moved through them; their pairs were never attempted)."""
+    return [d for d in rails.defects if d.severity != "warn" and d.conviction.symptom == "dead"]
+
+
+def rail_count(levels: pd.DataFrame, rails: RailsDoc) -> int:
+    """How many rails: every rail measured or recorded in rails.json."""
+    return max([-1, *(int(r) for r in levels["rail"]), *(e.rail for e in rails.rails)]) + 1
+
+
+def _with_dead(levels: pd.DataFrame, rails: RailsDoc) -> pd.DataFrame:
+    """``levels`` with every (node, rail) a dead link, node or rail covers at 0 Gb/s (``covered_cells``): its
+    pairs were never attempted, so the median of its node's pairs is absent (no bar) or the healthy pairs' (too
+    long a bar). A dead pair leaves both ends' other pairs, their level, as measured."""
+    dead = [d for d in dead_parts(rails) if (kind_of(d.kind) or DEFECT_KINDS["link"]).cells != "pair"]
+    if not dead:
+        return levels
+    nodes = list(dict.fromkeys([*map(str, rails.nodes), *levels["node"].astype(str)]))
+    placed = zip(levels["node"], levels["rail"], levels["device"], strict=True)
+    devices = {(str(n), int(r)): str(d) for n, r, d in placed}
+    zero: dict[tuple[str, int], str] = {}
+    for d in dead:
+        for node, rail in covered_cells(d.kind, d.node, d.peer, d.rail, nodes, rail_count(levels, rails)):
+            if node is not None and rail is not None:
+                zero[(node, rail)] = d.device if d.device and d.node == node else devices.get((node, rail), "")
+    keep = [(str(n), int(r)) not in zero for n, r in zip(levels["node"], levels["rail"], strict=True)]
+    expected = levels.groupby("rail")["expected_Gbps"].first().to_dict() if len(levels) else {}
+    added = pd.DataFrame.from_records(
+        [(r, n, None, dev, 0.0, expected.get(r, float("nan")), True) for (n, r), dev in zero.items()],
+        columns=["rail", "node", "peer", "device", "busbw_Gbps", "expected_Gbps", "dead"],
+    )
+    alive = levels[keep].assign(dead=False)
+    return pd.concat([f for f in (alive, added) if len(f)], ignore_index=True)
+
+
+def _dead(weakest: pd.DataFrame) -> np.ndarray:
+    """Whether each bar's weakest part is a dead one (its 0 Gb/s is no measurement): such a bar fails."""
+    if "dead" not in weakest:
+        return np.zeros(len(weakest), dtype=bool)
+    return weakest["dead"].fillna(False).to_numpy(dtype=bool)
+
+
+def _dead_mark(weakest: pd.DataFrame) -> list[str]:
+    """``: dead`` after a bar's detail where its weakest part is a dead one."""
+    return [": dead" if dead else "" for dead in _dead(weakest)]
+
+
 def _mark_defects(frame: pd.DataFrame, named: pd.Series, min_efficiency: float) -> pd.DataFrame:
     frame["status"] = status(frame["busbw_Gbps"], frame["target_Gbps"], min_efficiency)
     # A defect the rails command proved (pair evidence) fails the bar even if this aggregate looks fine.
@@ -177,8 +225,8 @@ def _mark_defects(frame: pd.DataFrame, named: pd.Series, min_efficiency: float) 
 
 
 def rail_bars_table(rails: RailsDoc, min_efficiency: float) -> ChartData:
-    """One bar per rail: its weakest node's busbw, from rails.json."""
-    measured = node_rail_levels(rails)
+    """One bar per rail: its weakest node's busbw, from rails.json (a dead link's node at 0)."""
+    measured = _with_dead(node_rail_levels(rails), rails)
     if measured.empty:
         return ChartData(pd.DataFrame())
     _, rails_hit, _ = _defect_keys(rails)
@@ -190,16 +238,16 @@ def rail_bars_table(rails: RailsDoc, min_efficiency: float) -> ChartData:
             ],
             "busbw_Gbps": weakest["busbw_Gbps"].to_numpy(),
             "target_Gbps": weakest["expected_Gbps"].to_numpy(),
-            "detail": [f"weakest node {n}" for n in weakest["node"]],
+            "detail": [f"weakest node {n}{m}" for n, m in zip(weakest["node"], _dead_mark(weakest), strict=True)],
         }
     )
-    frame = _mark_defects(_with_units(frame), weakest["rail"].isin(rails_hit), min_efficiency)
+    frame = _mark_defects(_with_units(frame), weakest["rail"].isin(rails_hit) | _dead(weakest), min_efficiency)
     return ChartData(frame[_BAR_COLUMNS])
 
 
 def node_bars_table(rails: RailsDoc, min_efficiency: float, max_bars: int = 64) -> ChartData:
-    """One bar per node: its weakest rail's busbw, from rails.json."""
-    measured = node_rail_levels(rails)
+    """One bar per node: its weakest rail's busbw, from rails.json (a dead link's rail at 0)."""
+    measured = _with_dead(node_rail_levels(rails), rails)
     if measured.empty:
         return ChartData(pd.DataFrame())
     keys, _, _ = _defect_keys(rails)
@@ -210,12 +258,12 @@ def node_bars_table(rails: RailsDoc, min_efficiency: float, max_bars: int = 64) 
             "busbw_Gbps": weakest["busbw_Gbps"].to_numpy(),
             "target_Gbps": weakest["expected_Gbps"].to_numpy(),
             "detail": [
-                f"weakest rail {r}" + (f" ({d})" if d else "")
-                for r, d in zip(weakest["rail"], weakest["device"], strict=True)
+                f"weakest rail {r}" + (f" ({d})" if d else "") + m
+                for r, d, m in zip(weakest["rail"], weakest["device"], _dead_mark(weakest), strict=True)
             ],
         }
     )
-    named = pd.Series([(n, r) in keys for n, r in zip(weakest["node"], weakest["rail"], strict=True)])
+    named = pd.Series([(n, r) in keys for n, r in zip(weakest["node"], weakest["rail"], strict=True)]) | _dead(weakest)
     frame = _mark_defects(_with_units(frame), named, min_efficiency)
     return _limit_bars(frame[_BAR_COLUMNS], max_bars, "nodes")
 

@@ -6,8 +6,9 @@ Both tables have the same columns, so one chart draws either (``bench.report.cha
 * ``panel`` / ``panel_order``: the small multiple (``rail 3``, or a node's name) and its place;
 * ``row`` / ``row_index`` and ``col`` / ``col_index``: the cell's labels and their order;
 * ``busbw_Gbps`` (4 significant digits) and ``efficiency`` (of the line rate or target, NaN without one);
-* ``mark``: ``slow`` when a named defect convicts the cell or it is below the pass line, ``transient`` when
-  it was slow once and normal when re-measured, else empty: the chart outlines marked cells;
+* ``mark``: ``dead`` for a pair with a dead end, never attempted (drawn at 0), ``slow`` when a named defect
+  convicts the cell or it is below the pass line, ``transient`` when it was slow once and normal when
+  re-measured, else empty: the chart outlines marked cells;
 * ``detail`` (the HCA, the worst pair of a block, or the PCI bus ids), and ``pairs`` (pairs in the cell)
   when nodes are grouped into blocks.
 
@@ -28,12 +29,13 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from bench.report.data import ChartData, node_order, status
+from bench.report.data import ChartData, dead_parts, node_order, rail_count, status
+from bench.rundir.defect_kinds import covered_cells
 from bench.rundir.railsdoc import GpuDefect, IntraNode, RailsDoc
 
-MARKS = ("slow", "transient")
-_MARK_RANK = {"": 0, "transient": 1, "slow": 2}
-"""A block shows its gravest mark: a convicted pair outranks a transient one."""
+MARKS = ("dead", "slow", "transient")
+_MARK_RANK = {"": 0, "transient": 1, "slow": 2, "dead": 3}
+"""A block shows its gravest mark: a dead pair outranks a convicted one, which outranks a transient one."""
 _COLUMNS = [
     "panel",
     "panel_order",
@@ -109,6 +111,33 @@ def pair_levels(pairs: pd.DataFrame) -> pd.DataFrame:
     return levels[["rail", "node", "peer", "device", "busbw_Gbps", "expected_Gbps"]]
 
 
+def _dead_pairs(levels: pd.DataFrame, rails: RailsDoc | None, hosts: Sequence[str]) -> pd.DataFrame:
+    """``levels`` with every pair a dead link, node, rail or pair takes part in at 0 Gb/s where no sample measured
+    it (its pairs are never attempted, ``bench.rails.liveness``): the matrix draws the dead part, not a gap."""
+    if rails is None or not (dead := dead_parts(rails)):
+        return levels
+    nodes = list(dict.fromkeys([*hosts, *rails.nodes]))
+    measured = set(_keys(levels["rail"], levels["node"], levels["peer"]))
+    expected = levels.groupby("rail")["expected_Gbps"].max().to_dict()
+    added: dict[str, tuple[int, str, str, str, float, float]] = {}
+    for d in dead:
+        for node, rail in covered_cells(d.kind, d.node, d.peer, d.rail, nodes, rail_count(levels, rails)):
+            if node is None or rail is None:
+                continue  # a switch part: no node's pairs are its own
+            # a pair's cells are its two ends, each with the other; anything else's is its node with every node
+            peers = [d.node if node == d.peer else d.peer] if d.peer is not None else [n for n in nodes if n != node]
+            for other in peers:
+                first, second = _unordered(node, str(other))
+                key = _key(rail, first, second)
+                if key not in measured and key not in added:
+                    device = d.device if d.device and d.node == node else ""
+                    added[key] = (rail, first, second, device or "", 0.0, expected.get(rail, float("nan")))
+    if not added:
+        return levels
+    rows = pd.DataFrame.from_records(list(added.values()), columns=list(levels.columns))
+    return pd.concat([levels, rows], ignore_index=True)
+
+
 def _blocks(order: Sequence[str], max_nodes: int) -> tuple[int, dict[str, int], dict[int, str]]:
     block = max(1, math.ceil(len(order) / max_nodes))
     index = {name: i // block for i, name in enumerate(order)}
@@ -133,11 +162,14 @@ def pair_matrix_table(
     levels = pair_levels(pairs)
     if levels.empty:
         return ChartData(pd.DataFrame(columns=_COLUMNS))
+    measured = len(levels)
+    levels = _dead_pairs(levels, rails, hosts)
     slow, flickered = _convicted_pairs(rails)
     levels["status"] = status(levels["busbw_Gbps"], levels["expected_Gbps"], min_efficiency)
     keys = _keys(levels["rail"], levels["node"], levels["peer"])  # pair_levels put each pair in order
     convicted = keys.isin(slow) | (levels["status"] == "fail")
-    levels["mark"] = np.where(convicted, "slow", np.where(keys.isin(flickered), "transient", ""))
+    marks = np.where(convicted, "slow", np.where(keys.isin(flickered), "transient", ""))
+    levels["mark"] = np.where(levels.index >= measured, "dead", marks)
     both = pd.concat([levels, levels.rename(columns={"node": "peer", "peer": "node"})], ignore_index=True)
     order = node_order(set(both["node"]) | set(both["peer"]), hosts)
     block, index, labels = _blocks(order, max_nodes)

@@ -3,7 +3,9 @@ they are and what to do, the failures that name no part, what was tested, and ag
 
 * ``defects``: every broken part once, from the files that name them (failed preflight checks, the rails
   test's defects, the intra-node matrix's, a hang or a lost rank), rendered from their fields alone (kind,
-  node, peer, rail, device, gpu, action, line), so a defect kind added later needs no change here;
+  node, peer, rail, device, gpu, action, line), so a defect kind added later needs no change here; a check's
+  failure that a rails defect tells (``bench.preflight.told``: the port of a link the rails test named) is that
+  defect's evidence, in its row, not a row of its own (one fault, one defect);
 * ``other_failures``: the verdict's reasons that no defect already says (a rail group below its line rate,
   a collective below target), each once;
 * ``tested`` and ``targets``: one line per step of the run and per target it was held to.
@@ -18,6 +20,7 @@ import pandas as pd
 
 from bench.actions import Actions
 from bench.codec import present
+from bench.preflight.told import ACROSS, Told, told
 from bench.profiles import Profile
 from bench.report.certificate import Grid, grid_tally, plural
 from bench.report.inputs import RunInputs
@@ -46,6 +49,8 @@ class BrokenPart:
     action: str
     step: str
     """The step that named it: preflight, rails, intra-node or run."""
+    evidence: tuple[str, ...] = ()
+    """The check answers that saw the same fault (``where check: reason``), said in its finding."""
 
 
 def _text(value: object) -> str:
@@ -60,7 +65,7 @@ def _strip(line: str, wheres: Iterable[str], action: str) -> str:
     return rest if sep and head in set(wheres) else line
 
 
-def _rails_finding(d: RailDefect) -> BrokenPart:
+def _rails_finding(d: RailDefect, evidence: Sequence[str] = ()) -> BrokenPart:
     kind, node, peer, rail, device = (_text(v) for v in (d.kind, d.node, d.peer, d.rail, d.device))
     action = d.action
     dev = f" ({device})" if device else ""
@@ -73,14 +78,18 @@ def _rails_finding(d: RailDefect) -> BrokenPart:
         f"{node}-{peer} rail {rail}",
     )
     line = d.line or f"{kind} {_text(d.conviction.symptom)}".strip()
+    finding = _strip(line, wheres, action)
+    if evidence:
+        finding += f"; the checks saw it too: {'; '.join(evidence)}"
     return BrokenPart(
         kind=kind or "defect",
         node=f"{node} ↔ {peer}" if node and peer else (node or ("every node" if rail else "")),
         rail=rail or ("every rail" if node and kind == "node" else ""),
         part=device,
-        finding=_strip(line, wheres, action),
+        finding=finding,
         action=action,
         step="rails",
+        evidence=tuple(evidence),
     )
 
 
@@ -97,18 +106,40 @@ def _gpu_finding(d: GpuDefect) -> BrokenPart:
     return BrokenPart(kind or "gpu", node, "", d.part, _strip(line, wheres, action), action, "intra-node")
 
 
+_WHERE = {"all nodes": ACROSS}
+"""The grid's row of the cross-node answers, as ``bench.preflight.told`` names it."""
+_ITEM_WHERE = {"all nodes": "across nodes"}
+"""The grid's rows as the verdict's reasons name them (``bench.check.items``)."""
+
+
+def _told(inputs: RunInputs) -> list[Told]:
+    """The failing check answers a rails defect tells (``bench.preflight.told``), from checks.json and rails.json."""
+    checks, rails = inputs.checks, inputs.rails
+    if checks is None or rails is None:
+        return []
+    return told(rails.defects, {str(n.node): n.results for n in checks.nodes if n.node}, checks.cross_node)
+
+
+def _told_key(node: str, check: str, status: str, reason: str, device: str) -> tuple[str, str, str, str, str]:
+    return (_WHERE.get(node, node), check, status, reason, device)
+
+
 def defects(inputs: RunInputs, grid: Grid | None) -> tuple[BrokenPart, ...]:
     """Every part the run convicted, once: failed checks, rails defects, GPU defects, a hang or lost rank.
 
     Warnings (a link whose error counters rose while its bandwidth held) and transients are not defects:
-    the rails section lists them.
+    the rails section lists them. A failed check a rails defect tells is said in that defect's row.
     """
     found: list[BrokenPart] = []
     failure = inputs.run.failure
     if failure and failure.message:
         node = ", ".join(str(h) for h in failure.hosts or ())
         found.append(BrokenPart(failure.kind or "failure", node, "", "", failure.message, failure.action or "", "run"))
+    folded = _told(inputs)
+    keys = {_told_key(t.node, t.result.check, t.result.status, t.result.reason, t.result.device or "") for t in folded}
     for answer in grid.answers if grid is not None else ():
+        if _told_key(answer.node, answer.check, answer.status, answer.reason, answer.device) in keys:
+            continue
         if answer.status == "fail":
             # checks.json says what to do; one written before it did gets the default action of its check
             action = answer.action or DEFAULT.for_check(answer.check, answer.node, answer.device or None)
@@ -120,7 +151,8 @@ def defects(inputs: RunInputs, grid: Grid | None) -> tuple[BrokenPart, ...]:
     rails = inputs.rails or RailsDoc()
     for d in rails.defects:
         if d.severity != "warn" and d.conviction.symptom != "transient":
-            found.append(_rails_finding(d))
+            seen = [f"{t.node or 'across nodes'} {t.result.check}: {t.result.reason}" for t in folded if t.defect == d]
+            found.append(_rails_finding(d, seen))
     for g in rails.intra_node.localisation.defects if rails.intra_node is not None else ():
         if g.severity != "warn":
             found.append(_gpu_finding(g))
@@ -136,7 +168,7 @@ def covered_texts(inputs: RunInputs, grid: Grid | None) -> list[str]:
     for answer in grid.answers if grid is not None else ():
         if answer.status == "fail":
             # the frame's reason names the node (``bench.check.items``); the grid's answer does not
-            texts.append(f"{answer.node} {answer.check}: {answer.reason}")
+            texts.append(f"{_ITEM_WHERE.get(answer.node, answer.node)} {answer.check}: {answer.reason}")
             texts.append(f"{answer.check}: {answer.reason}")
     failure = inputs.run.failure
     if failure and failure.message:
@@ -212,6 +244,18 @@ def _intra_tested(intra: IntraNode | None) -> tuple[str, str] | None:
     return ("intra-node", f"{pairs_text} {where}")
 
 
+def _sweep_skipped(run: RunDoc) -> list[tuple[str, str]]:
+    """accept's world sweep when it measured nothing: each collective's reason as run.json's ``accept`` holds it
+    (a dead part the rails test found: the world communicator would cross it)."""
+    accept = present(run.accept)
+    judged = present(accept.collectives) if accept is not None else None
+    skipped: dict[str, list[str]] = {}
+    for name, said in (judged or {}).items():
+        if said.verdict == "skip" and said.reason:
+            skipped.setdefault(said.reason, []).append(name)
+    return [("world sweep", f"{', '.join(names)} {reason}") for reason, names in skipped.items()]
+
+
 def tested(inputs: RunInputs, grid: Grid | None, compare: CompareDoc | None) -> tuple[tuple[str, str], ...]:
     """One line per step of the run: what it measured, on how much of the cluster."""
     lines: list[tuple[str, str]] = []
@@ -222,6 +266,8 @@ def tested(inputs: RunInputs, grid: Grid | None, compare: CompareDoc | None) -> 
     if len(world):
         collectives = ", ".join(dict.fromkeys(world["collective"]))
         lines.append(("world sweep", f"{collectives}; {_sizes(world)}"))
+    else:
+        lines += _sweep_skipped(inputs.run)
     rails = inputs.rails or RailsDoc()
     lines += [line for line in (_rails_tested(rails), _intra_tested(rails.intra_node)) if line is not None]
     if compare is not None:
