@@ -18,7 +18,15 @@ from pathlib import Path
 import pytest
 
 from bench import codec
-from bench.accept.rank import Checked, _dead_parts, _not_measured, accept_summary, judged_items, sweep_skipped_line
+from bench.accept.rank import (
+    Checked,
+    _dead_parts,
+    _not_measured,
+    _where,
+    accept_summary,
+    judged_items,
+    sweep_skipped_line,
+)
 from bench.check.items import check_items
 from bench.check.node import CheckAnswer, to_json
 from bench.frame.verdict import Item, decide, junit_cases
@@ -259,3 +267,11 @@ def test_each_dead_kind_is_drawn_on_the_cells_it_covers(
     heat = matrices.pair_matrix_table(pairs, NODES, 0.9, rails=doc).frame
     dead = {(int(r.panel_order), r.row, r.col) for r in heat.itertuples() if r.mark == "dead"}
     assert dead == cells and (heat.loc[heat["mark"] == "dead", "busbw_Gbps"] == 0).all()
+
+
+def test_a_dead_pair_is_said_with_both_its_nodes() -> None:
+    """A 2-node rail's one pair named dead: the world sweep's reason names both ends ("the pair node01 rail 1"
+    read as a node)."""
+    conviction = Conviction(symptom="dead", pairs=1, slow_pairs=1, evidence=("node01-node02/rail1",))
+    pair = RailDefect(kind="pair", node="node01", peer="node02", rail=1, conviction=conviction)
+    assert _where(pair) == "the pair node01-node02 rail 1"

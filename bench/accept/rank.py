@@ -202,7 +202,7 @@ def _where(defect: RailDefect) -> str:
     where = " ".join(
         part
         for part in (
-            defect.node,
+            f"{defect.node}-{defect.peer}" if defect.node and defect.peer else defect.node,
             None if defect.rail is None else f"rail {defect.rail}",
             defect.device and f"({defect.device})",
         )

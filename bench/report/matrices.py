@@ -29,6 +29,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from bench.bounded import ascii_digits
 from bench.report.data import ChartData, dead_parts, node_order, rail_count, status
 from bench.rundir.defect_kinds import covered_cells
 from bench.rundir.railsdoc import GpuDefect, IntraNode, RailsDoc
@@ -76,7 +77,7 @@ def _convicted_pairs(rails: RailsDoc | None) -> tuple[set[str], set[str]]:
             continue
         for cell in defect.conviction.evidence:
             pair, _, rail = cell.rpartition("/rail")
-            if rail.isdigit() and pair:
+            if ascii_digits(rail) and pair:
                 slow |= {_key(int(rail), a, b) for a, b in _splits(pair)}
     for t in rails.transients if rails is not None else ():
         if t.rail is not None:

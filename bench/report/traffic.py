@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from bench.bounded import ascii_digits
 from bench.profiles import Profile
 from bench.report.certificate import human_bytes, node_list, plural
 from bench.rundir.judged_by import JudgedBy
@@ -140,7 +141,7 @@ def roles(run: RunDoc, rails: RailsDoc | None, profile: Profile | None, judged: 
 def _role_order(role: str) -> tuple[int, int, str]:
     if role.startswith("rail"):
         number = role.removeprefix("rail").strip()
-        return (0, int(number) if number.isdigit() else -1, role)
+        return (0, int(number) if ascii_digits(number) and len(number) <= 6 else -1, role)
     return ({MANAGEMENT: 1, IDLE: 2, OTHER: 3}.get(role, 3), 0, role)
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from bench.bounded import ascii_digits
 from bench.report.data import ChartData
 from bench.report.inputs import TREND_COLUMNS
 from bench.rundir.results_csv import SCOPES
@@ -32,7 +33,7 @@ class TrendMetric:
     @classmethod
     def parse(cls, metric: str) -> TrendMetric:
         parts = metric.split("/")
-        if len(parts) >= 4 and parts[-1].isdigit():
+        if len(parts) >= 4 and ascii_digits(parts[-1]):
             return cls(metric, parts[0], parts[1], "/".join(parts[2:-1]), int(parts[-1]))
         return cls(metric, metric, "", "", None)  # a name compare did not write: shown as it is
 
