@@ -104,7 +104,11 @@ def test_a_dead_rail_drains_its_node_and_the_node_comes_back(cluster: SlurmClust
     assert states["node02"] == ("drained", DEAD_RAIL1.format(node="node02"))
     assert states["node01"] == states["node03"] == ("idle", "none")  # the healthy nodes stay in service
     said = wait_runs(cluster, "node02", 1)
-    assert "railbench health node02: FAIL socket-rail: rail1: operstate down, expected up" in said
+    # the finding, then what to do about it on the same line (the check's action, without --drain too)
+    assert (
+        "railbench health node02: FAIL socket-rail: rail1: operstate down, expected up; action: check the link, "
+        "the speed and the cable of node02 rail1"
+    ) in said, said
     # what docs/slurm.md shows an operator: sinfo -R (the reason cut at 20 characters), and the whole of it
     listed = cluster.command(["sinfo", "-R"]).stdout.splitlines()
     assert listed[0].split() == ["REASON", "USER", "TIMESTAMP", "NODELIST"]
