@@ -9,12 +9,14 @@ import contextlib
 import functools
 import importlib.util
 import io
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
@@ -144,6 +146,21 @@ def rank_pids(out: Path) -> dict[int, int]:
             if var.startswith(b"OMPI_COMM_WORLD_RANK="):
                 pids[int(var.split(b"=")[1])] = int(entry.name)
     return pids
+
+
+def wait_for_finish_step(out: Path, proc: subprocess.Popen[str], timeout_s: float = 300) -> None:
+    """Wait until rank 0 has written its verdict and started the finish step (the history, then the report):
+    run.json's ``finish`` reads ``running``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the run never reached its finish step"
+        try:
+            if json.loads((out / "run.json").read_text()).get("finish") == "running":
+                return
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.02)
 
 
 def alive(pids: Sequence[int]) -> list[int]:

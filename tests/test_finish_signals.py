@@ -15,28 +15,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.support import REPO, railbench_inline, rank_env, rank_pids
+from tests.support import REPO, railbench_inline, rank_env, rank_pids, wait_for_finish_step
 
 pytestmark = [pytest.mark.mpi, pytest.mark.slow]
-
-
-def _started_finishing(out: Path, proc: subprocess.Popen[str]) -> None:
-    """Wait until rank 0 has written its verdict and started the finish step."""
-    deadline = time.monotonic() + 300
-    while True:
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "the run never reached its finish step"
-        try:
-            if json.loads((out / "run.json").read_text()).get("finish") == "running":
-                return
-        except (OSError, ValueError):
-            pass
-        time.sleep(0.02)
 
 
 COMMANDS = {
@@ -63,7 +48,7 @@ def test_sigterm_to_rank_0_in_its_finish_step_is_an_interrupt_not_a_failure(tmp_
         start_new_session=True,
     )
     try:
-        _started_finishing(out, proc)
+        wait_for_finish_step(out, proc)
         os.kill(rank_pids(out)[0], signal.SIGTERM)
         stdout, stderr = proc.communicate(timeout=120)
     finally:

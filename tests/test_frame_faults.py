@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import REPO, rank_env, rank_pids
+from tests.support import REPO, rank_env, rank_pids, wait_for_finish_step
 
 
 @pytest.mark.mpi
@@ -69,16 +69,7 @@ def test_a_signal_while_finishing_is_recorded(tmp_path: Path) -> None:
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 300
-        while True:  # the finish step (the history, then the report) starts once the verdict is written
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "the run never reached its finish step"
-            try:
-                if json.loads((out / "run.json").read_text()).get("finish") == "running":
-                    break
-            except (OSError, ValueError):
-                pass
-            time.sleep(0.02)
+        wait_for_finish_step(out, proc)  # the finish step starts once the verdict is written
         os.killpg(proc.pid, signal.SIGTERM)  # what scancel or timeout sends
         stdout, stderr = proc.communicate(timeout=120)
     finally:
