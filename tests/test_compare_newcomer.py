@@ -57,7 +57,7 @@ def test_a_first_night_past_its_threshold_shows_no_band_that_its_state_ignores(t
     text = _compare(run_dir)
     line = _line(text, DROPPED)
     cells = line.split()
-    assert float(cells[5].rstrip("%")) < -25 and cells[6] == "unchanged" and "within the noise" in line, line
+    assert float(cells[6].rstrip("%")) < -25 and cells[7] == "unchanged" and "within the noise" in line, line
     assert cells[4] == "first", line  # the allowed column: no number for a band there is not yet
     assert "first = under 5 baseline runs, no band yet" in text
     doc = json.loads((run_dir / "compare.json").read_text())

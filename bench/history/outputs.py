@@ -156,22 +156,34 @@ def write_trend_csv(path: Path, results: Sequence[MetricComparison], run_times: 
     atomic_write_text(path, results_csv_text(rows, TREND_COLUMNS))
 
 
+LINK_SCOPES = frozenset({"rail", "pair", "local-pair"})
+"""Scopes whose busbw is a link's rate: said in Gb/s, as the rails' lines, rails.json and charts say it (the
+statistics and compare.json stay in GB/s, results.csv's ``busbw_GBps``; ``docs/design.md``, "Units and
+formulas")."""
+
+
+def rate_unit(r: MetricComparison) -> tuple[str, float]:
+    """The unit ``r``'s rates are said in, and the factor from GB/s to it."""
+    return ("Gb/s", 8.0) if r.scope in LINK_SCOPES else ("GB/s", 1.0)
+
+
 def describe(r: MetricComparison) -> str:
-    """One line: what happened to the metric, in numbers."""
-    tonight = "absent" if r.busbw_GBps is None else f"{r.busbw_GBps:.2f} GB/s"
+    """One line: what happened to the metric, in numbers (in its scope's unit, ``rate_unit``)."""
+    unit, factor = rate_unit(r)
+    tonight = "absent" if r.busbw_GBps is None else f"{r.busbw_GBps * factor:.2f} {unit}"
     if r.baseline_GBps is None:
         return f"{r.metric}: {r.state}: tonight {tonight}, no baseline"
     change = "" if r.change is None else f" ({r.change:+.1%})"
-    noise = f", noise {r.sigma_GBps:.2f}" if r.sigma_GBps else ""
+    noise = f", noise {r.sigma_GBps * factor:.2f}" if r.sigma_GBps else ""
     if r.sigma_GBps and not r.noise_estimated:
-        noise = f", noise {r.sigma_GBps:.2f} {_SOURCES.get(r.noise_source, r.noise_source)}"
+        noise = f", noise {r.sigma_GBps * factor:.2f} {_SOURCES.get(r.noise_source, r.noise_source)}"
     since = f"; {', '.join(r.changes)} since the baseline" if r.changes else ""
     why = f"; {r.evidence}" if r.evidence else ""
-    band = f"allowed +-{r.allowed_GBps or 0:.2f} (threshold {r.threshold:.0%})"
+    band = f"allowed +-{(r.allowed_GBps or 0) * factor:.2f} (threshold {r.threshold:.0%})"
     if first_night(r):
         band = f"no band of its own yet: within the threshold {r.threshold:.0%} unchanged, past it the evidence decides"
     return (
-        f"{r.metric}: {r.state}: tonight {tonight}{change} vs baseline {r.baseline_GBps:.2f} GB/s over "
+        f"{r.metric}: {r.state}: tonight {tonight}{change} vs baseline {r.baseline_GBps * factor:.2f} {unit} over "
         f"{r.baseline_runs} run(s){noise}, {band}{why}{since}"
     )
 
@@ -219,18 +231,20 @@ def print_table(
     shown = [r for r in results if show_all or (r.state not in ("unchanged", "new")) or r.evidence]
     if shown:
         width = max(len("metric"), *(len(r.metric) for r in shown))
-        head = f"{'metric':<{width}}  {'tonight':>9}  {'baseline':>9}  {'noise':>7}  {'allowed':>8}  {'change':>7}"
-        legend = "GB/s; allowed = +- band around the baseline"
+        head = f"{'metric':<{width}}  {'tonight':>9}  {'baseline':>9}  {'noise':>7}  {'allowed':>8}  {'unit':<4}"
+        legend = "allowed = +- band around the baseline"
         if any(first_night(r) for r in shown):
             legend += f"; first = under {min_runs} baseline runs, no band yet: the evidence in brackets decides"
-        print(f"{head}  state   ({legend})", file=out)
+        print(f"{head}  {'change':>7}  state   ({legend})", file=out)
         for r in shown:
-            allowed = f"{'first':>8}" if first_night(r) else _cell(r.allowed_GBps, 8)
-            cells = [_cell(r.busbw_GBps), _cell(r.baseline_GBps), _cell(r.sigma_GBps, 7), allowed]
+            unit, f = rate_unit(r)
+            allowed = f"{'first':>8}" if first_night(r) else _cell(r.allowed_GBps, 8, f)
+            cells = [_cell(r.busbw_GBps, 9, f), _cell(r.baseline_GBps, 9, f), _cell(r.sigma_GBps, 7, f), allowed]
             change = "" if r.change is None else f"{r.change:+.1%}"
             since = f"  ({', '.join(r.changes)} since the baseline)" if r.changes else ""
             why = f"  ({r.evidence})" if r.evidence else ""
-            print(f"{r.metric:<{width}}  {'  '.join(cells)}  {change:>7}  {r.state}{why}{since}", file=out)
+            row = f"{r.metric:<{width}}  {'  '.join(cells)}  {unit:<4}  {change:>7}  {r.state}"
+            print(f"{row}{why}{since}", file=out)
     if new and not show_all:
         print(_new_line(len(new), len(results), from_history), file=out)
     counts = Counter(r.state for r in results)
@@ -249,5 +263,5 @@ def _new_line(new: int, total: int, from_history: bool) -> str:
     return f"{which} new (no baseline value): {after}; each is in compare.json"
 
 
-def _cell(value: float | None, width: int = 9) -> str:
-    return f"{'-':>{width}}" if value is None else f"{value:>{width}.2f}"
+def _cell(value: float | None, width: int = 9, factor: float = 1.0) -> str:
+    return f"{'-':>{width}}" if value is None else f"{value * factor:>{width}.2f}"

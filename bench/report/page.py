@@ -127,9 +127,8 @@ def _fmt(value: float | None, spec: str = ",.1f", empty: str = "—") -> str:
 def _results_table(
     inputs: RunInputs, min_efficiency: float, scopes: Sequence[str], unit: Literal["GB/s", "Gb/s"] = "GB/s"
 ) -> TextTable | None:
-    """The results of ``scopes`` at their largest sizes, in ``unit``: GB/s for collectives (nccl-tests' unit,
-    as the world's chart and the terminal give them), Gb/s for rails and pairs (a link's unit, as the rails'
-    charts, lines and rails.json give them; ``docs/design.md``, "Units and formulas")."""
+    """``scopes`` at their largest sizes in ``unit``: GB/s for collectives, Gb/s for rails and pairs, as every
+    other output says them (``docs/design.md``, "Units and formulas")."""
     judged = {i.name: i.state for i in inputs.run.items or () if i.group == "railbench.run"}
     summary = results_summary(inputs.results, min_efficiency, judged)
     summary = summary[summary["scope"].isin(scopes)] if len(summary) else summary

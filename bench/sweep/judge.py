@@ -64,10 +64,10 @@ def _collective(
     for r in judged:
         efficiency = _number(r.get("efficiency")) or 0.0
         if efficiency < pass_fraction:
-            target = _number(r.get("target_Gbps")) or 0.0
+            target, size = _number(r.get("target_Gbps")) or 0.0, format_size(row_int(r["bytes"]))
             problems.append(
-                f"{collective} at {format_size(row_int(r['bytes']))}: busbw {_busbw_said(r)} is {100 * efficiency:.0f}% "
-                f"of its {target / 8:.4g} GB/s target ({target:.4g} Gb/s; needs {100 * pass_fraction:.0f}%)"
+                f"{collective} at {size}: busbw {_busbw_said(r)} is {100 * efficiency:.0f}% of its "
+                f"{target / 8:.4g} GB/s target ({target:.4g} Gb/s; needs {100 * pass_fraction:.0f}%)"
             )
     details = "\n".join(f"{format_size(row_int(r['bytes']))}: busbw {_busbw_said(r)}" for r in rows)
     if problems:
