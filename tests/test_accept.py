@@ -152,7 +152,7 @@ def test_verdicts_per_node_rail_collective_and_check() -> None:
     # each failure once, named by its own item (the node lines repeat them and are not said again)
     assert verdict.reasons == (
         "node04 rail: mlx5_1:1 is DOWN",
-        "all_gather at 256M: busbw 1600 Gb/s is 50% of 3200 Gb/s (needs 90%)",
+        "all_gather at 256M: busbw 200 GB/s is 50% of its 400 GB/s target (3200 Gb/s; needs 90%)",
         "mlx5_0 carried 9MB",
         "node03 rail 1 (mlx5_2): 212 Gb/s = 53% of 400 Gb/s in 3/3 pairs → link fault; "
         "rail 1 all_reduce (concurrent): 230 Gb/s = 58% of 400 Gb/s (needs 90%)",

@@ -211,11 +211,18 @@ def test_a_target_far_above_the_data_stays_off_the_axis(tables: dict[str, pd.Dat
 
 def test_trend_draws_band_baseline_and_states(tables: dict[str, pd.DataFrame]) -> None:
     spec = spec_dict(charts.trend_chart(tables["trend"]))
-    assert spec["facet"]["field"] == "panel" and spec["columns"] == 4  # small panels, wrapped
+    assert spec["facet"]["field"] == "panel_unit" and spec["columns"] == 4  # small panels, wrapped
     assert spec["facet"]["sort"] == {"field": "panel_order"}  # alarmed first, then sizes in numeric order
     assert spec["resolve"]["scale"]["y"] == "independent"
     by_mark = {mark(layer): layer for layer in layers(spec)}
-    assert by_mark["area"]["encoding"]["y2"]["field"] == "band_hi_GBps"
+    # trend.csv is GB/s; a rail's or a pair's panel is drawn in Gb/s, as its other outputs say it
+    assert by_mark["area"]["encoding"]["y2"]["field"] == "band_hi_shown"
+    calculated = {t["as"]: t["calculate"] for t in spec["transform"]}
+    assert calculated["panel_unit"] == "datum.panel + ' · ' + datum.rate_unit"  # each panel says its unit
+    assert calculated["busbw_shown"] == "datum.busbw_GBps * datum.rate_factor"
+    assert "['rail', 'pair', 'local-pair']" in calculated["rate_factor"] and calculated["rate_factor"].endswith(
+        "? 8 : 1"
+    )
     assert by_mark["point"]["encoding"]["color"]["field"] == "state"
     domain = by_mark["point"]["encoding"]["color"]["scale"]["domain"]
     assert domain == ["ok", "regressed"]

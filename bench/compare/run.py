@@ -214,7 +214,7 @@ def run(config: CompareConfig, out: TextIO | None = None) -> int:
     first = first_night_note(results, settings.min_runs)
     if first:
         print(f"note: {first}", file=out)
-    print_table(results, out, show_all=config.show_all)
+    print_table(results, out, show_all=config.show_all, min_runs=settings.min_runs, from_history=isinstance(spec, int))
     _print_other_versions(baselines, results, out)
     rises = _error_rises(config.run_dir, history, baselines, settings)
     for rise in rises:

@@ -187,11 +187,20 @@ def _on_first_nights(
         judged,
         states=states,
         sigma=np.where(first, relative * np.abs(median), judged.sigma),
-        allowed=np.where(first, band * np.abs(median), judged.allowed),
+        allowed=np.where(first, _threshold_band(median, thresholds, settings.resolution_GBps), judged.allowed),
         source=source,
         evidence=evidence,
         first_nights=FirstNights(pooled, single_k, int(first.sum())),
     )
+
+
+def _threshold_band(median: FloatArray, thresholds: FloatArray, resolution: float) -> FloatArray:
+    """The first nights' band in GB/s: the threshold's share of the baseline, never below the resolution.
+
+    Worked in GB/s, not as the relative band times the baseline: a baseline of 0 (a 0-byte row's busbw) makes
+    the relative band infinite, and infinity times 0 is NaN, not a band.
+    """
+    return np.maximum(thresholds * np.abs(median), resolution)
 
 
 def _first_night_noise(

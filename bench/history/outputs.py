@@ -156,22 +156,42 @@ def write_trend_csv(path: Path, results: Sequence[MetricComparison], run_times: 
     atomic_write_text(path, results_csv_text(rows, TREND_COLUMNS))
 
 
+LINK_SCOPES = frozenset({"rail", "pair", "local-pair"})
+"""Scopes whose busbw is a link's rate: said in Gb/s, as the rails' lines, rails.json and charts say it (the
+statistics and compare.json stay in GB/s, results.csv's ``busbw_GBps``; ``docs/design.md``, "Units and
+formulas")."""
+
+
+def rate_unit(r: MetricComparison) -> tuple[str, float]:
+    """The unit ``r``'s rates are said in, and the factor from GB/s to it."""
+    return ("Gb/s", 8.0) if r.scope in LINK_SCOPES else ("GB/s", 1.0)
+
+
 def describe(r: MetricComparison) -> str:
-    """One line: what happened to the metric, in numbers."""
-    tonight = "absent" if r.busbw_GBps is None else f"{r.busbw_GBps:.2f} GB/s"
+    """One line: what happened to the metric, in numbers (in its scope's unit, ``rate_unit``)."""
+    unit, factor = rate_unit(r)
+    tonight = "absent" if r.busbw_GBps is None else f"{r.busbw_GBps * factor:.2f} {unit}"
     if r.baseline_GBps is None:
         return f"{r.metric}: {r.state}: tonight {tonight}, no baseline"
     change = "" if r.change is None else f" ({r.change:+.1%})"
-    noise = f", noise {r.sigma_GBps:.2f}" if r.sigma_GBps else ""
+    noise = f", noise {r.sigma_GBps * factor:.2f}" if r.sigma_GBps else ""
     if r.sigma_GBps and not r.noise_estimated:
-        noise = f", noise {r.sigma_GBps:.2f} {_SOURCES.get(r.noise_source, r.noise_source)}"
+        noise = f", noise {r.sigma_GBps * factor:.2f} {_SOURCES.get(r.noise_source, r.noise_source)}"
     since = f"; {', '.join(r.changes)} since the baseline" if r.changes else ""
     why = f"; {r.evidence}" if r.evidence else ""
+    band = f"allowed +-{(r.allowed_GBps or 0) * factor:.2f} (threshold {r.threshold:.0%})"
+    if first_night(r):
+        band = f"no band of its own yet: within the threshold {r.threshold:.0%} unchanged, past it the evidence decides"
     return (
-        f"{r.metric}: {r.state}: tonight {tonight}{change} vs baseline {r.baseline_GBps:.2f} GB/s over "
-        f"{r.baseline_runs} run(s){noise}, allowed +-{r.allowed_GBps or 0:.2f} (threshold {r.threshold:.0%})"
-        f"{why}{since}"
+        f"{r.metric}: {r.state}: tonight {tonight}{change} vs baseline {r.baseline_GBps * factor:.2f} {unit} over "
+        f"{r.baseline_runs} run(s){noise}, {band}{why}{since}"
     )
+
+
+def first_night(r: MetricComparison) -> bool:
+    """A metric with a baseline too short for a noise band of its own (``bench.history.judge``, the first
+    nights): its threshold is no band, a change past it is judged by its evidence (``r.evidence``)."""
+    return r.baseline_GBps is not None and not r.noise_estimated
 
 
 _SOURCES = {
@@ -197,26 +217,51 @@ def first_night_note(results: Sequence[MetricComparison], min_runs: int) -> str 
     )
 
 
-def print_table(results: Sequence[MetricComparison], out: TextIO, *, show_all: bool) -> None:
+def print_table(
+    results: Sequence[MetricComparison], out: TextIO, *, show_all: bool, min_runs: int, from_history: bool = True
+) -> None:
     """The metrics that need a look (all of them with ``show_all``), then a one-line summary.
 
-    A first-night metric past its threshold that the noise explains is shown too, with why it is unchanged.
+    A first-night metric past its threshold that the noise explains is shown too, with why it is unchanged;
+    its ``allowed`` cell says ``first``, not a number: with fewer than ``min_runs`` baseline runs there is no
+    band, the evidence beside it decides. New metrics are one line, not one each (the first night is every
+    metric; each is in compare.json), unless ``show_all``.
     """
-    shown = [r for r in results if show_all or r.state != "unchanged" or r.evidence]
+    new = [r for r in results if r.state == "new"]
+    shown = [r for r in results if show_all or (r.state not in ("unchanged", "new")) or r.evidence]
     if shown:
         width = max(len("metric"), *(len(r.metric) for r in shown))
-        head = f"{'metric':<{width}}  {'tonight':>9}  {'baseline':>9}  {'noise':>7}  {'allowed':>8}  {'change':>7}"
-        print(f"{head}  state   (GB/s; allowed = +- band around the baseline)", file=out)
+        head = f"{'metric':<{width}}  {'tonight':>9}  {'baseline':>9}  {'noise':>7}  {'allowed':>8}  {'unit':<4}"
+        legend = "allowed = +- band around the baseline"
+        if any(first_night(r) for r in shown):
+            legend += f"; first = under {min_runs} baseline runs, no band yet: the evidence in brackets decides"
+        print(f"{head}  {'change':>7}  state   ({legend})", file=out)
         for r in shown:
-            cells = [_cell(r.busbw_GBps), _cell(r.baseline_GBps), _cell(r.sigma_GBps, 7), _cell(r.allowed_GBps, 8)]
+            unit, f = rate_unit(r)
+            allowed = f"{'first':>8}" if first_night(r) else _cell(r.allowed_GBps, 8, f)
+            cells = [_cell(r.busbw_GBps, 9, f), _cell(r.baseline_GBps, 9, f), _cell(r.sigma_GBps, 7, f), allowed]
             change = "" if r.change is None else f"{r.change:+.1%}"
             since = f"  ({', '.join(r.changes)} since the baseline)" if r.changes else ""
             why = f"  ({r.evidence})" if r.evidence else ""
-            print(f"{r.metric:<{width}}  {'  '.join(cells)}  {change:>7}  {r.state}{why}{since}", file=out)
+            row = f"{r.metric:<{width}}  {'  '.join(cells)}  {unit:<4}  {change:>7}  {r.state}"
+            print(f"{row}{why}{since}", file=out)
+    if new and not show_all:
+        print(_new_line(len(new), len(results), from_history), file=out)
     counts = Counter(r.state for r in results)
     parts = ", ".join(f"{counts.get(s, 0)} {s}" for s in STATES)
     print(f"{len(results)} metrics: {parts}", file=out)
 
 
-def _cell(value: float | None, width: int = 9) -> str:
-    return f"{'-':>{width}}" if value is None else f"{value:>{width}.2f}"
+def _new_line(new: int, total: int, from_history: bool) -> str:
+    """One line for the metrics the baseline holds no value of (each is in compare.json)."""
+    which = f"all {total} metrics are" if new == total else f"{new} of {total} metrics are"
+    after = (
+        "tonight's values become their baseline for the next compare"
+        if from_history
+        else "the baseline run has no value of them"
+    )
+    return f"{which} new (no baseline value): {after}; each is in compare.json"
+
+
+def _cell(value: float | None, width: int = 9, factor: float = 1.0) -> str:
+    return f"{'-':>{width}}" if value is None else f"{value * factor:>{width}.2f}"

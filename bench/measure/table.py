@@ -64,10 +64,12 @@ def write_summary(out: TextIO, rows: Sequence[Mapping[str, RowValue]], run_dir: 
         target = ""
         if r.get("efficiency") not in (None, ""):
             goal = row_float(r["target_Gbps"])
+            # the target in the busbw's own unit (GB/s), its line rate beside it: 95% of 400 GB/s, not of 3200 Gb/s
+            goal_said = f"{goal / 8:.4g} GB/s ({goal:.4g} Gb/s)"
             target = (
-                f" = {100 * row_float(r['efficiency']):.0f}% of {goal:g} Gb/s"
+                f" = {100 * row_float(r['efficiency']):.0f}% of {goal_said}"
                 if row_int(r["bytes"]) >= judged_from
-                else f" (target {goal:g} Gb/s applies from {format_size(judged_from)})"
+                else f" (target {goal_said} applies from {format_size(judged_from)})"
             )
         out.write(
             f"# railbench {name}: busbw {row_float(r['busbw_GBps']):.2f} GB/s ({row_float(r['busbw_Gbps']):.1f} Gb/s)"

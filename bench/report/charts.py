@@ -427,6 +427,11 @@ def time_format(table: pd.DataFrame) -> str:
     return "%m-%d %H:%M" if times.dt.date.duplicated().any() else "%m-%d"
 
 
+_LINK_METRIC = "indexof(['rail', 'pair', 'local-pair'], split(datum.metric, '/')[1]) >= 0"
+"""A trend metric (``collective/scope/group/bytes``) of a link's scope: its rate is said in Gb/s."""
+_TREND_RATES = ("busbw", "baseline", "band_lo", "band_hi")
+
+
 def trend_chart(
     table: pd.DataFrame,
     *,
@@ -439,23 +444,25 @@ def trend_chart(
 
     One small panel per metric, ``columns`` to a row, in ``panel_order`` (alarmed metrics first, their line
     in red), so the figure stays a few panels tall whatever the history length or the number of metrics.
+    trend.csv is in GB/s; a rail's or a pair's panel is drawn in Gb/s, the unit its rails lines, tables and
+    charts give it (``docs/design.md``, "Units and formulas"); each panel's title ends with its unit.
     """
     states = [s for s in dict.fromkeys(table["state"].astype(str))] if len(table) else ["ok"]
     base = alt.Chart()
     x = alt.X("run_time:T", title=None, axis=alt.Axis(format=time_format(table), labelOverlap=True, tickCount=4))
     band = base.mark_area(opacity=0.25, color="#9ecae9").encode(
         x=x,
-        y=alt.Y("band_lo_GBps:Q", title="busbw GB/s", scale=alt.Scale(zero=False)),
-        y2="band_hi_GBps:Q",
+        y=alt.Y("band_lo_shown:Q", title="busbw", scale=alt.Scale(zero=False)),
+        y2="band_hi_shown:Q",
     )
-    baseline = base.mark_line(color="#555555", strokeDash=[4, 3], strokeWidth=1).encode(x=x, y="baseline_GBps:Q")
+    baseline = base.mark_line(color="#555555", strokeDash=[4, 3], strokeWidth=1).encode(x=x, y="baseline_shown:Q")
     # a value condition, not a scale: no second legend, and red only where the metric raised the alarm
     line = base.mark_line().encode(
-        x=x, y="busbw_GBps:Q", color=alt.condition("datum.alarm == 1", alt.value("#e45756"), alt.value("#4c78a8"))
+        x=x, y="busbw_shown:Q", color=alt.condition("datum.alarm == 1", alt.value("#e45756"), alt.value("#4c78a8"))
     )
     points = base.mark_point(filled=True, size=35).encode(
         x=x,
-        y="busbw_GBps:Q",
+        y="busbw_shown:Q",
         color=alt.Color(
             "state:N",
             scale=alt.Scale(domain=states, range=[_TREND_STATE_COLORS.get(s, _OTHER_STATE_COLOR) for s in states]),
@@ -464,10 +471,11 @@ def trend_chart(
         tooltip=[
             alt.Tooltip("run_time:T", title="night", format="%Y-%m-%d %H:%M"),
             alt.Tooltip("metric:N"),
-            alt.Tooltip("busbw_GBps:Q", title="busbw (GB/s)", format=",.2f"),
-            alt.Tooltip("baseline_GBps:Q", title="baseline (GB/s)", format=",.2f"),
-            alt.Tooltip("band_lo_GBps:Q", title="band low", format=",.2f"),
-            alt.Tooltip("band_hi_GBps:Q", title="band high", format=",.2f"),
+            alt.Tooltip("busbw_shown:Q", title="busbw", format=",.2f"),
+            alt.Tooltip("baseline_shown:Q", title="baseline", format=",.2f"),
+            alt.Tooltip("band_lo_shown:Q", title="band low", format=",.2f"),
+            alt.Tooltip("band_hi_shown:Q", title="band high", format=",.2f"),
+            alt.Tooltip("rate_unit:N", title="unit"),
             alt.Tooltip("state:N"),
         ],
     )
@@ -476,14 +484,18 @@ def trend_chart(
         layered.properties(width=220, height=80)
         .facet(
             facet=alt.Facet(
-                "panel:N",
+                "panel_unit:N",
                 title=None,
                 sort=alt.SortField("panel_order"),
-                header=alt.Header(labelFontSize=11, labelLimit=240),
+                header=alt.Header(labelFontSize=11, labelLimit=280),  # a pair's name, its size and its unit
             ),
             columns=columns,
             spacing=8,
         )
         .resolve_scale(y="independent")
+        .transform_calculate(rate_factor=f"({_LINK_METRIC}) ? 8 : 1")
+        .transform_calculate(rate_unit=f"({_LINK_METRIC}) ? 'Gb/s' : 'GB/s'")
+        .transform_calculate(panel_unit="datum.panel + ' · ' + datum.rate_unit")
+        .transform_calculate(**{f"{c}_shown": f"datum.{c}_GBps * datum.rate_factor" for c in _TREND_RATES})
         .properties(title=_title(title, subtitle))
     )

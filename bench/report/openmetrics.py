@@ -3,8 +3,13 @@
 Two renderings of the same metrics:
 
 * ``openmetrics_text``: the OpenMetrics text format (``railbench export openmetrics RUN_DIR``);
-* ``prometheus_text``: the Prometheus text format 0.0.4, which the node exporter's textfile collector reads;
-  ``write_metrics_file`` puts it beside the report as ``metrics.prom``.
+* ``prometheus_text``: the Prometheus text format 0.0.4, which the node exporter's textfile collector, the
+  pushgateway and ``promtool check metrics`` read; ``write_metrics_file`` puts it beside the report as
+  ``metrics.prom``.
+
+Both are gauges only, so the OpenMetrics rendering is also a valid Prometheus text document: its ``# UNIT``
+and ``# EOF`` lines are comments there. OpenMetrics' ``info`` type is not used (a Prometheus text parser
+refuses the whole document over its ``# TYPE`` line).
 
 Metrics (all gauges; units in the names, as Prometheus naming asks):
 
@@ -25,7 +30,7 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from prometheus_client.core import CollectorRegistry, GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.core import CollectorRegistry, GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest as prometheus_latest
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 
@@ -140,18 +145,19 @@ class RunCollector:
             for state in _COMPARE_STATES:
                 states.add_metric([cluster, state], float(summary.get(state, 0)))
             yield states
-        info = InfoMetricFamily("railbench_run", "What ran, and with which versions")
-        info.add_metric(
-            [],
-            {
-                "cluster": cluster,
-                "command": self.run.command,
-                "profile": self.run.profile or "",
-                "nccl": str(self.run.version_of("nccl") or ""),
-                "torch": str(self.run.version_of("torch") or ""),
-                "kind": run_kind(self.run),
-            },
-        )
+        # A gauge of 1, not OpenMetrics' info type: "# TYPE ... info" is a line the Prometheus text format does
+        # not have, and its parsers (promtool check metrics, the textfile collector, the pushgateway) refuse the
+        # whole document over it. A gauge named *_info is Prometheus' own convention (node_uname_info).
+        facts = {
+            "cluster": cluster,
+            "command": self.run.command,
+            "profile": self.run.profile or "",
+            "nccl": str(self.run.version_of("nccl") or ""),
+            "torch": str(self.run.version_of("torch") or ""),
+            "kind": run_kind(self.run),
+        }
+        info = GaugeMetricFamily("railbench_run_info", "What ran, and with which versions", labels=list(facts))
+        info.add_metric(list(facts.values()), 1.0)
         yield info
 
 

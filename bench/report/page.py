@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 
@@ -124,21 +124,26 @@ def _fmt(value: float | None, spec: str = ",.1f", empty: str = "—") -> str:
     return empty if pd.isna(number) else format(number, spec)
 
 
-def _results_table(inputs: RunInputs, min_efficiency: float, scopes: Sequence[str]) -> TextTable | None:
+def _results_table(
+    inputs: RunInputs, min_efficiency: float, scopes: Sequence[str], unit: Literal["GB/s", "Gb/s"] = "GB/s"
+) -> TextTable | None:
+    """``scopes`` at their largest sizes in ``unit``: GB/s for collectives, Gb/s for rails and pairs, as every
+    other output says them (``docs/design.md``, "Units and formulas")."""
     judged = {i.name: i.state for i in inputs.run.items or () if i.group == "railbench.run"}
     summary = results_summary(inputs.results, min_efficiency, judged)
     summary = summary[summary["scope"].isin(scopes)] if len(summary) else summary
     if not len(summary):
         return None
+    scale = 8.0 if unit == "Gb/s" else 1.0
     rows = tuple(
         (
             r.scope,
             r.collective,
             str(r.groups),
             r.size,
-            f"{_fmt(r.worst_GBps, ',.2f')} ({r.worst_group})",
-            _fmt(r.median_GBps, ",.2f"),
-            _fmt(r.target_Gbps / 8.0, ",.4g"),
+            f"{_fmt(r.worst_GBps * scale, ',.2f')} ({r.worst_group})",
+            _fmt(r.median_GBps * scale, ",.2f"),
+            _fmt(r.target_Gbps / 8.0 * scale, ",.4g"),
             _fmt(r.worst_efficiency, ".1%"),
             r.verdict,
         )
@@ -149,9 +154,9 @@ def _results_table(inputs: RunInputs, min_efficiency: float, scopes: Sequence[st
         "collective",
         "groups",
         "largest size",
-        "worst busbw GB/s (group)",
-        "median GB/s",
-        "target GB/s",
+        f"worst busbw {unit} (group)",
+        f"median {unit}",
+        f"target {unit}",
         "worst of target",
         "verdict",
     )
@@ -233,7 +238,7 @@ def _rails_section(inputs: RunInputs, min_efficiency: float, hosts: tuple[str, .
         )
     sentences += [f"Warning: {d.line}" for d in warned if d.line]
     tables = []
-    results = _results_table(inputs, min_efficiency, ("rail", "pair"))
+    results = _results_table(inputs, min_efficiency, ("rail", "pair"), "Gb/s")
     if results is not None:
         tables.append(results)
     if defects:
@@ -274,7 +279,7 @@ def _intra_section(inputs: RunInputs, min_efficiency: float) -> Section | None:
             f"{cert.plural(len(judged.transients), 'local pair')} slow once and normal when re-measured (transient, "
             f"not a fault): {said}."
         )
-    results = _results_table(inputs, min_efficiency, ("local-pair",))
+    results = _results_table(inputs, min_efficiency, ("local-pair",), "Gb/s")
     return Section("intra", "Intra-node (GPU × GPU)", tuple(sentences), (results,) if results else (), charts=("gpus",))
 
 

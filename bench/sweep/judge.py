@@ -27,6 +27,12 @@ def _number(value: RowValue) -> float | None:
     return None if value is None or value == "" else row_float(value)
 
 
+def _busbw_said(row: Mapping[str, RowValue]) -> str:
+    """A collective's busbw in GB/s, as nccl-tests, the terminal's table, the report and its charts give it
+    (``docs/design.md``, "Units and formulas"): Gb/s is for links and rails."""
+    return f"{(_number(row.get('busbw_Gbps')) or 0.0) / 8:.4g} GB/s"
+
+
 def collective_items(
     rows: Sequence[Mapping[str, RowValue]], min_bytes: int, pass_fraction: float, profile: str, untargeted: str = ""
 ) -> list[Item]:
@@ -58,14 +64,12 @@ def _collective(
     for r in judged:
         efficiency = _number(r.get("efficiency")) or 0.0
         if efficiency < pass_fraction:
-            size, busbw = format_size(row_int(r["bytes"])), _number(r.get("busbw_Gbps")) or 0
+            target, size = _number(r.get("target_Gbps")) or 0.0, format_size(row_int(r["bytes"]))
             problems.append(
-                f"{collective} at {size}: busbw {busbw:.0f} Gb/s is {100 * efficiency:.0f}% of "
-                f"{_number(r.get('target_Gbps')):g} Gb/s (needs {100 * pass_fraction:.0f}%)"
+                f"{collective} at {size}: busbw {_busbw_said(r)} is {100 * efficiency:.0f}% of its "
+                f"{target / 8:.4g} GB/s target ({target:.4g} Gb/s; needs {100 * pass_fraction:.0f}%)"
             )
-    details = "\n".join(
-        f"{format_size(row_int(r['bytes']))}: busbw {_number(r.get('busbw_Gbps')) or 0:.4g} Gb/s" for r in rows
-    )
+    details = "\n".join(f"{format_size(row_int(r['bytes']))}: busbw {_busbw_said(r)}" for r in rows)
     if problems:
         more = f" and {len(problems) - SHOWN} more" if len(problems) > SHOWN else ""
         return Item(GROUP, collective, "fail", "; ".join(problems[:SHOWN]) + more, details)
