@@ -91,7 +91,7 @@ class AcceptJob(Job):
         self.laps.mark("start-up and rail groups")
         # The plan for this shape (every rank computes the same), cut to --max-minutes when asked.
         self.planned = accept_plan(
-            self.sweep, self.profile, self.settings, len(ctx.node_hosts), ctx.info.local_world_size
+            self.sweep, self.profile, self.settings, len(ctx.node_hosts), ctx.info.local_world_size, ctx.backend
         )
         if self.planned is not None:
             self.settings = self.planned.settings
