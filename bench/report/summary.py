@@ -168,7 +168,10 @@ def covered_texts(inputs: RunInputs, grid: Grid | None) -> list[str]:
     for answer in grid.answers if grid is not None else ():
         if answer.status == "fail":
             # the frame's reason names the node (``bench.check.items``); the grid's answer does not
-            texts.append(f"{_ITEM_WHERE.get(answer.node, answer.node)} {answer.check}: {answer.reason}")
+            said = f"{_ITEM_WHERE.get(answer.node, answer.node)} {answer.check}: {answer.reason}"
+            # accept's item says the check's action after it (bench.accept.rank._acted); the grid shows it
+            texts += [f"{said}; action: {answer.action}"] if answer.action else []
+            texts.append(said)
             texts.append(f"{answer.check}: {answer.reason}")
     failure = inputs.run.failure
     if failure and failure.message:
