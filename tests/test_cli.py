@@ -87,7 +87,7 @@ def test_help_says_each_default_once_and_never_none() -> None:
     assert helps["rails"]["--pair-bytes"].endswith("(default: the profile's [rails_test] pair_bytes, else 256M)")
     assert helps["accept"]["--pair-bytes"] == helps["rails"]["--pair-bytes"]
     for name in ("run", "rails", "accept"):
-        assert "without its trailing digits" in helps[name]["--cluster"]
+        assert "SLURM_CLUSTER_NAME, else the name the ranks' hosts share" in helps[name]["--cluster"]
         assert helps[name]["--timeout"].endswith("(default: 300)")
         assert helps[name]["--history"].endswith("(default: reports/history.sqlite)")
 

@@ -32,6 +32,7 @@ from bench.rails.schedule import round_count
 from bench.rundir.files import atomic_write_json
 from bench.rundir.runjson import SCHEMA_PATH
 from bench.rundir.sections import PlanSection
+from bench.runtime.gpus import gpu_count
 from bench.sweep.config import RunConfig, sized
 from tests.history_fixtures import make_run_dir
 from tests.rails_configs import rails_config
@@ -47,7 +48,7 @@ def _settings(**config: object) -> RailsSettings:
 def _accept(nodes: int, ranks: int = 8, adjust: plan.Adjust | None = None) -> plan.Plan:
     config = AcceptConfig("lambda-1cc", RunConfig(profile="lambda-1cc"), RailsConfig(profile="lambda-1cc"))
     profile, settings = validate(config)
-    found = accept_plan(sized(config.sweep, profile), profile, settings, nodes, ranks, adjust)
+    found = accept_plan(sized(config.sweep, profile), profile, settings, nodes, ranks, "nccl", adjust)
     assert found is not None
     return found
 
@@ -82,6 +83,38 @@ def test_accept_plan_prints_a_low_and_a_high_figure() -> None:
     assert 0 < low < high
     assert "low s" in shown.stdout and "high s" in shown.stdout
     assert "no runs of this cluster in the history" in shown.stdout
+
+
+def test_the_plan_prices_intra_node_pairs_only_on_the_backend_that_runs_them() -> None:
+    """gloo runs no intra-node pairs unless ``--intra-node`` asks (``bench.rails.intranode.wanted``, the run's
+    rule): a plan on gloo that listed them priced a phase the run never does (issue 43: a CPU user's plan showed
+    21 rounds of them). ``--backend nccl`` plans a GPU cluster's run from a node without GPUs, as a login node."""
+    from bench.rails import intranode
+
+    rails = RailsConfig(profile="lambda-1cc", intra_node=None)  # accept's default: on with NCCL
+    config = AcceptConfig("lambda-1cc", RunConfig(profile="lambda-1cc"), rails)
+    profile, settings = validate(config)
+    phases = {
+        backend: [p.name for p in found.phases]
+        for backend in ("gloo", "nccl")
+        if (found := accept_plan(sized(config.sweep, profile), profile, settings, 4, 8, backend)) is not None
+    }
+    assert "intra-node pairs" in phases["nccl"] and "intra-node pairs" not in phases["gloo"], phases
+    for backend in ("gloo", "nccl"):
+        for asked in (None, True, False):
+            asked_settings = _settings(intra_node=asked)
+            assert plan.intra_planned(asked_settings, backend) == intranode.wanted(asked_settings, backend)
+    base = ["accept", "--profile", "lambda-1cc", "--plan", "--nodes", "4", "--no-history"]
+    gloo = railbench_inline([*base, "--backend", "gloo"])
+    assert gloo.returncode == 0 and "intra-node pairs" not in gloo.stdout, gloo.stdout + gloo.stderr
+    asked = railbench_inline([*base, "--backend", "gloo", "--intra-node"])
+    assert asked.returncode == 0 and "  intra-node pairs" in asked.stdout, asked.stdout + asked.stderr
+    nccl = railbench_inline([*base, "--backend", "nccl"])
+    assert nccl.returncode == 0 and "  intra-node pairs" in nccl.stdout, nccl.stdout + nccl.stderr
+    if gpu_count() == 0:  # auto on a node without GPUs: gloo, and a line says so and how to plan the GPU run
+        auto = railbench_inline(base)
+        assert "intra-node pairs" not in auto.stdout.replace("no intra-node pairs", ""), auto.stdout
+        assert "# planned on gloo: no GPU on this node" in auto.stdout and "--backend nccl" in auto.stdout
 
 
 def test_each_world_collective_is_priced_at_its_own_target_never_above_it() -> None:

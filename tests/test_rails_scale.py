@@ -160,7 +160,7 @@ def test_accept_fits_its_sweep_too_when_the_rails_alone_cannot_fit() -> None:
         rails = RailsConfig(profile="lambda-1cc", max_minutes=minutes)
         config = AcceptConfig("lambda-1cc", RunConfig(max_bytes=16 << 30, profile="lambda-1cc"), rails)
         profile, settings = validate(config)
-        found = accept_plan(config.sweep, profile, settings, 64, 8)
+        found = accept_plan(config.sweep, profile, settings, 64, 8, "nccl")
         assert found is not None and found.sweep is not None
         return found
 

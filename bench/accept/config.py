@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from bench.backends import ResolvedBackend
 from bench.frame.parts import Launch, Output
 from bench.frame.validate import check_common
 from bench.profiles import Profile, profile_for
@@ -81,15 +82,16 @@ def accept_plan(
     settings: RailsSettings,
     nodes: int,
     ranks: int,
+    backend: ResolvedBackend,
     adjust: plan.Adjust | None = None,
 ) -> Plan | None:
-    """The plan of an accept run on ``nodes`` x ``ranks``: check, the world sweep (``sweep``, its -e already
-    sized), then rails (``bench.rails.plan``), fitted into ``--max-minutes`` when given; ``adjust``: what the
-    cluster's own runs measured (``bench.rails.plan_learn``)."""
+    """The plan of an accept run on ``nodes`` x ``ranks`` on ``backend``: check, the world sweep (``sweep``, its
+    -e already sized), then rails (``bench.rails.plan``), fitted into ``--max-minutes`` when given; ``adjust``:
+    what the cluster's own runs measured (``bench.rails.plan_learn``)."""
     planned_sweep = plan_phases.Sweep(
         sweep.sizes, sweep.collectives, sweep.iters, sweep.warmup, sweep.check, sweep.sizes[-1]
     )
-    intra = plan.intra_planned(settings, bool(profile.gpus_per_node))
+    intra = plan.intra_planned(settings, backend)
     return plan.for_run(
         nodes, ranks, settings, intra=intra, sweep=planned_sweep, check_window_s=profile.errors.window_s, adjust=adjust
     )

@@ -25,13 +25,14 @@ import dataclasses
 import socket
 import time
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.accept import slurm
 from bench.accept.config import AcceptConfig, accept_plan, validate
+from bench.actions import Actions
 from bench.check.items import check_items
-from bench.check.node import CheckAnswer, judge_cabling, render, to_json
+from bench.check.node import CROSS_NODE, FABRIC, CheckAnswer, judge_cabling, render, to_json
 from bench.frame.job import Job, run_job
 from bench.frame.run import Run, setup_of, write_refused_is_infra
 from bench.frame.verdict import Item, decide, timed
@@ -91,7 +92,7 @@ class AcceptJob(Job):
         self.laps.mark("start-up and rail groups")
         # The plan for this shape (every rank computes the same), cut to --max-minutes when asked.
         self.planned = accept_plan(
-            self.sweep, self.profile, self.settings, len(ctx.node_hosts), ctx.info.local_world_size
+            self.sweep, self.profile, self.settings, len(ctx.node_hosts), ctx.info.local_world_size, ctx.backend
         )
         if self.planned is not None:
             self.settings = self.planned.settings
@@ -151,7 +152,7 @@ class AcceptJob(Job):
         if reports is None or outcome is None:
             return []  # not rank 0
         self.reports, self.outcome = reports, outcome
-        phase = Checked(reports, cross, cabling, checked_s)
+        phase = Checked(reports, cross, cabling, checked_s, self.profile.actions)
         items = judged_items(phase, swept, outcome, run.ctx.node_hosts, rails_s)
         run.update(accept=accept_summary(items))
         return items
@@ -261,6 +262,8 @@ class Checked:
     cross: Sequence[CheckResult]
     cabling: Sequence[CheckResult] = ()
     seconds: float = 0.0
+    actions: Actions = field(default_factory=Actions)
+    """The profile's ``[actions]``: what a failed check's item says to do (``_acted``)."""
 
 
 def judged_items(
@@ -270,12 +273,31 @@ def judged_items(
     rails test named (``bench.preflight.told``) still fails, as the defect's evidence, and is not said again."""
     reports, cross = checked.reports, checked.cross
     folded = {(t.node, t.result) for t in told(outcome.defects, {r.node: r.results for r in reports}, cross)}
+    # check_items makes one item per result, in this order (each node's, then across nodes, then the cabling).
+    results = [
+        *((report.node, r) for report in reports for r in report.results),
+        *((CROSS_NODE, r) for r in cross),
+        *((FABRIC, r) for r in checked.cabling),
+    ]
+    items = check_items(reports, cross, checked.cabling, folded)
+    checks = [_acted(i, r, node, checked.actions) for i, (node, r) in zip(items, results, strict=True)]
     return accept_items(
-        timed(check_items(reports, cross, checked.cabling, folded), checked.seconds),
+        timed(checks, checked.seconds),
         swept,
         timed(rail_items(outcome), rails_s),
         timed(node_items(hosts, outcome, _failed_checks(reports, folded)), rails_s),
     )
+
+
+def _acted(item: Item, result: CheckResult, node: str, actions: Actions) -> Item:
+    """A failed check said with its action (its own, else the profile's ``[actions.checks]``: the one the check
+    table and checks.json carry), as a rails defect says its own (``bench.rails.defects.describe``): the
+    terminal's end-of-run ``# FAIL`` line, run.json's items and junit.xml then say what to do, not only what is
+    wrong."""
+    action = result.action or actions.for_check(result.check, node, result.device)
+    if item.state != "fail" or not action:
+        return item
+    return dataclasses.replace(item, reason=f"{item.reason}; action: {action}")
 
 
 def accept_items(

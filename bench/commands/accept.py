@@ -89,9 +89,11 @@ ACCEPT: JobKind[AcceptConfig, tuple[Profile, RailsSettings]] = JobKind("accept",
 def run(config: AcceptConfig) -> int:
     """Accept the cluster as a rank, or start ``--np`` local ranks and return their verdict."""
     if config.rails.plan:
-        profile, settings = validate(config)
+        profile, settings = validate(replace(config, launch=rails_cmd.planning(config.launch)))
         nodes, ranks = rails_cmd.plan_shape(config.rails, profile)
+        backend, planned_on = rails_cmd.plan_backend(config.launch.backend, profile, settings)
         adjust, note = rails_cmd.plan_history(profile, config.output)
         sweep = sized(config.sweep, profile)
-        return rails_cmd.print_plan(accept_plan(sweep, profile, settings, nodes, ranks, adjust), note)
+        found = accept_plan(sweep, profile, settings, nodes, ranks, backend, adjust)
+        return rails_cmd.print_plan(found, planned_on, note)
     return launch(ACCEPT, config)

@@ -24,10 +24,11 @@ import argparse
 import sys
 from dataclasses import replace
 
+from bench.backends import Backend, ResolvedBackend
 from bench.commands import flags
 from bench.exits import EXIT_INFRA, UserError
 from bench.frame.launch_job import JobKind, Sized, launch
-from bench.frame.parts import Output, carrying
+from bench.frame.parts import Launch, Output, carrying
 from bench.history.store import default_history_path, history_for
 from bench.measure.collectives import get_collective
 from bench.profiles import Profile
@@ -37,6 +38,7 @@ from bench.rails.plan import Plan
 from bench.rails.rank import run_rank
 from bench.rails_test_table import RAIL_COLLECTIVES
 from bench.runtime import env as benv
+from bench.runtime.launch import local_ranks_use_gpus
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,12 +72,35 @@ def plan_shape(config: RailsConfig, profile: Profile) -> tuple[int, int]:
     return nodes, ranks
 
 
-def print_plan(plan: Plan | None, note: str | None = None) -> int:
-    """Print the plan on the first rank (every rank of a launch computes it; one prints); exit 0. ``note``: why
-    the history was not read, when it could not be."""
+def plan_backend(requested: Backend, profile: Profile, settings: RailsSettings) -> tuple[ResolvedBackend, str | None]:
+    """The backend the run will use, as its ranks resolve it (``bench.runtime.dist.resolve_backend``): as asked,
+    else NCCL where this node has GPUs and gloo where it has none (under a launch this node is one of the run's);
+    with the line that says so when ``auto`` planned gloo for a profile of GPU nodes and that dropped the
+    intra-node pairs (``bench.rails.plan.intra_planned``)."""
+    if requested != "auto":
+        return requested, None
+    if local_ranks_use_gpus(requested):
+        return "nccl", None
+    if not profile.gpus_per_node or settings.config.intra_node is not None:
+        return "gloo", None
+    return "gloo", (
+        f"planned on gloo: no GPU on this node, so the run has no intra-node pairs; --backend nccl plans the run on "
+        f"{profile.name}'s GPU nodes"
+    )
+
+
+def planning(launch: Launch) -> Launch:
+    """``launch`` as the plan validates it: the plan starts nothing on this node, so ``--backend nccl`` plans a
+    GPU cluster's run from a node without GPUs (a login node) and is checked where the run starts."""
+    return replace(launch, backend="auto")
+
+
+def print_plan(plan: Plan | None, *notes: str | None) -> int:
+    """Print the plan on the first rank (every rank of a launch computes it; one prints); exit 0. ``notes``: the
+    backend it was planned on when that is not the profile's, why the history was not read when it could not be."""
     launched = benv.discover_launched_rank()
     if plan is not None and (launched is None or launched.rank == 0):
-        sys.stdout.write("\n".join([*plan.lines(), *([f"# {note}"] if note else [])]) + "\n")
+        sys.stdout.write("\n".join([*plan.lines(), *(f"# {note}" for note in notes if note)]) + "\n")
         sys.stdout.flush()
     return 0
 
@@ -121,11 +146,12 @@ RAILS: JobKind[RailsConfig, tuple[Profile, RailsSettings]] = JobKind("rails", ru
 def run(config: RailsConfig) -> int:
     """Run the rails test as a rank, or start ``--np`` local ranks and return their verdict."""
     if config.plan:
-        profile, settings = validate(config)
+        profile, settings = validate(replace(config, launch=planning(config.launch)))
         nodes, ranks = plan_shape(config, profile)
-        intra = plan.intra_planned(settings, bool(profile.gpus_per_node))
+        backend, planned_on = plan_backend(config.launch.backend, profile, settings)
+        intra = plan.intra_planned(settings, backend)
         adjust, note = plan_history(profile, config.output)
-        return print_plan(plan.for_run(nodes, ranks, settings, intra=intra, adjust=adjust), note)
+        return print_plan(plan.for_run(nodes, ranks, settings, intra=intra, adjust=adjust), planned_on, note)
     return launch(RAILS, config)
 
 

@@ -127,7 +127,7 @@ def run_job(info: RankInfo, make: Callable[[], Job]) -> int:
 def lifecycle(job: Job, ctx: DistContext) -> int:
     """Steps 2-7 of the module docstring, on one rank inside the world."""
     launch, output = job.setup.launch, job.setup.output
-    cluster = output.cluster or default_cluster_name(ctx.hosts[0])
+    cluster = output.cluster or default_cluster_name(ctx.hosts)  # every rank's host, and Slurm's name
     out_dir = ctx.out_dir or Path(
         # rank 0 alone claims a new folder (bench.rundir.files.claim_run_dir); the others hear its name
         store_broadcast(

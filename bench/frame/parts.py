@@ -22,7 +22,10 @@ from bench.profiles import Profile, ProfileRead, carried
 from bench.runtime.deadlines import DEFAULT_TIMEOUT_S, check_timeout
 
 RUN_DIR_DEFAULT = "reports/runs/<UTC time>-<cluster>"
-CLUSTER_DEFAULT = "the host name without its trailing digits, e.g. gpu-node017 -> gpu-node"
+CLUSTER_DEFAULT = (
+    "Slurm's SLURM_CLUSTER_NAME, else the name the ranks' hosts share without their trailing numbers, "
+    "e.g. gpu-node017, gpu-node018 -> gpu-node"
+)
 HISTORY_DEFAULT = "reports/history.sqlite"
 
 

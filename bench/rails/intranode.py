@@ -24,6 +24,7 @@ import dataclasses
 from datetime import timedelta
 from typing import TYPE_CHECKING, TypedDict
 
+from bench.backends import ResolvedBackend
 from bench.measure import device as device_ops
 from bench.measure.timing import reduce_times, time_region
 from bench.rails.config import RailsSettings
@@ -32,6 +33,7 @@ from bench.rails.gpu_pairs import LocalMatrix, LocalPairTime, localise_gpus, sus
 from bench.rails.layout import RailLayout, rail_layout
 from bench.rails.live import LiveRails
 from bench.rails.measure import flatten, gloo_interface, one_way, pair_align, pair_buffers
+from bench.rails.plan import intra_planned
 from bench.rails.records import RailsOutcome
 from bench.rails.schedule import Round, confirmation_rounds, schedule
 from bench.runtime.coord import Coord, GroupCoord
@@ -45,9 +47,10 @@ if TYPE_CHECKING:
 LOOPBACK = "lo"
 
 
-def wanted(settings: RailsSettings, backend: str) -> bool:
-    """Whether to run the matrix: as asked, else (``None``) on NCCL, where local ranks are GPUs on NVLink."""
-    return settings.config.intra_node if settings.config.intra_node is not None else backend == "nccl"
+def wanted(settings: RailsSettings, backend: ResolvedBackend) -> bool:
+    """Whether to run the matrix: as asked, else (``None``) on NCCL, where local ranks are GPUs on NVLink; the
+    plan's own rule (``bench.rails.plan.intra_planned``), so that it prices what runs."""
+    return intra_planned(settings, backend)
 
 
 def make_node_groups(layout: RailLayout, backend: str, timeout_s: float) -> list[ProcessGroup]:

@@ -37,6 +37,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from bench.backends import ResolvedBackend
 from bench.jsondoc import JSONObject
 from bench.rails.config import RailsSettings
 from bench.rails.plan_model import PlanModel, Span
@@ -259,9 +260,11 @@ def fit(
     return dataclasses.replace(final, cut=text)
 
 
-def intra_planned(settings: RailsSettings, gpus: bool) -> bool:
-    """Whether the intra-node matrix runs: as asked, else on GPUs (NCCL), as ``bench.rails.intranode`` decides."""
-    return settings.config.intra_node if settings.config.intra_node is not None else gpus
+def intra_planned(settings: RailsSettings, backend: ResolvedBackend) -> bool:
+    """Whether the intra-node matrix runs: as asked (``--intra-node``), else on NCCL only, where the local ranks
+    are GPUs on NVLink; on gloo they share one host's loopback, and the run skips them. The run asks this same
+    rule (``bench.rails.intranode.wanted``), so the plan prices only what the run will do."""
+    return settings.config.intra_node if settings.config.intra_node is not None else backend == "nccl"
 
 
 def for_run(

@@ -168,7 +168,10 @@ def covered_texts(inputs: RunInputs, grid: Grid | None) -> list[str]:
     for answer in grid.answers if grid is not None else ():
         if answer.status == "fail":
             # the frame's reason names the node (``bench.check.items``); the grid's answer does not
-            texts.append(f"{_ITEM_WHERE.get(answer.node, answer.node)} {answer.check}: {answer.reason}")
+            said = f"{_ITEM_WHERE.get(answer.node, answer.node)} {answer.check}: {answer.reason}"
+            # accept's item says the check's action after it (bench.accept.rank._acted); the grid shows it
+            texts += [f"{said}; action: {answer.action}"] if answer.action else []
+            texts.append(said)
             texts.append(f"{answer.check}: {answer.reason}")
     failure = inputs.run.failure
     if failure and failure.message:
@@ -372,7 +375,8 @@ def _rate_source(rates: set[float], test: RailsTestSettings | None, profile: Pro
 
 
 def headline(run: RunDoc) -> str:
-    """``accept on 64 nodes × 8 ranks (512), profile lambda-1cc, 18 min 34 s, finished 2026-11-20 23:01 UTC``."""
+    """``accept on 64 nodes × 8 ranks (512), profile lambda-1cc, 19 min 2 s from rank 0's start to the report
+    (18 min 34 s from the world's set-up to the verdict), finished 2026-11-20 23:01 UTC``."""
     nnodes, nranks = run.nnodes, run.nranks
     words = [run.command or "run"]
     if nnodes and nranks:
@@ -382,11 +386,32 @@ def headline(run: RunDoc) -> str:
         words.append(f"profile {run.profile}")
     started, finished = run.started_utc, run.finished_utc
     if finished is not None:
-        took = pd.Timestamp(finished) - pd.Timestamp(started)
-        seconds = int(took.total_seconds())
-        if seconds >= 0:
-            words.append(f"{seconds // 60} min {seconds % 60} s" if seconds >= 60 else f"{seconds} s")
+        took = (pd.Timestamp(finished) - pd.Timestamp(started)).total_seconds()
+        if took >= 0:
+            words.append(_times(run, took))
         words.append(f"finished {finished[:16].replace('T', ' ')} UTC")
     else:
         words.append(f"started {started[:16].replace('T', ' ')} UTC")
     return ", ".join(words)
+
+
+def _times(run: RunDoc, verdict_s: float) -> str:
+    """How long the user waited, as far as run.json knows it, and what that time runs from; beside it the ranks'
+    time (``started_utc`` to ``finished_utc``: the world's set-up to the verdict), which alone was the headline
+    and left out the launch and the report (issue 43: a 10 s accept said 0 s). rails and accept time their
+    phases from rank 0's process start (``bench.rails.laps``); every run times its finish step (``finish_s``).
+    The launcher's own start before rank 0's is in no record, and the words say where the time starts."""
+    finish_s = present(run.finish_s)
+    plan = present(run.plan)
+    from_start = present(plan.measured_s) if plan is not None else None
+    ranks = f"{_duration(verdict_s)} from the world's set-up to the verdict"
+    if from_start is not None and finish_s is not None:
+        return f"{_duration(float(from_start) + float(finish_s))} from rank 0's start to the report ({ranks})"
+    if finish_s is not None:
+        return f"{_duration(verdict_s + float(finish_s))} from the world's set-up to the report"
+    return ranks
+
+
+def _duration(seconds: float) -> str:
+    whole = round(seconds)
+    return f"{whole // 60} min {whole % 60} s" if whole >= 60 else f"{whole} s"

@@ -19,14 +19,16 @@ Format history (``run.json["format_version"]``; results.csv carries the same ver
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
+import re
 import socket
 import stat
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from bench import jsondoc
@@ -59,9 +61,30 @@ def utc_stamp(now: float | None = None) -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() if now is None else now))
 
 
-def default_cluster_name(hostname: str) -> str:
-    """A cluster name from a node's hostname: ``gpu-node017.lambda`` -> ``gpu-node``."""
-    return hostname.split(".")[0].rstrip("0123456789-_") or "local"
+def default_cluster_name(hosts: str | Sequence[str], environ: Mapping[str, str] | None = None) -> str:
+    """The name of the cluster the run's ranks are on, where ``--cluster`` gives none.
+
+    Under Slurm, ``SLURM_CLUSTER_NAME`` (slurm.conf's ClusterName, which Slurm sets in every job's environment):
+    the site's own name for it. Else the stem the ranks' host names share, each without its domain and its
+    trailing number (``gpu-node017.lambda``, ``gpu-node018.lambda`` -> ``gpu-node``; ``a100-east-01``,
+    ``a100-west-01`` -> ``a100``); with nothing shared, the first host's stem; ``local`` when even that is
+    empty. One host's name is the stem of that host alone, as before the ranks' names were known."""
+    slurm = (os.environ if environ is None else environ).get("SLURM_CLUSTER_NAME", "").strip()
+    if slurm and len(slurm) <= MAX_CLUSTER_CHARS and slurm.isprintable():
+        return slurm
+    stems = list(dict.fromkeys(_host_stem(h) for h in ([hosts] if isinstance(hosts, str) else hosts)))
+    if len(stems) == 1:
+        return stems[0] or "local"
+    # different stems share whole words only: gpu-alpha and gpu-alto share gpu, never gpu-al
+    words = [re.findall(r"[^-_]+[-_]*", stem) for stem in stems]
+    shared_words = [group[0] for group in itertools.takewhile(lambda g: len(set(g)) == 1, zip(*words, strict=False))]
+    shared = "".join(shared_words).rstrip("-_")
+    return shared or (stems[0] if stems else "") or "local"
+
+
+def _host_stem(hostname: str) -> str:
+    """``gpu-node017.lambda`` -> ``gpu-node``: the host's name without its domain and its trailing number."""
+    return hostname.split(".")[0].rstrip("0123456789-_")
 
 
 MAX_CLUSTER_CHARS = 64

@@ -4,6 +4,18 @@ railbench owns its exit status and says what went wrong in one line, so the boxe
 rank exits non-zero ("prterun detected that one or more processes exited with non-zero status") never
 reach the user after a normal FAIL verdict. The parent reads them instead: a box saying which rank died on
 which node names a killed rank, and when nothing else explains a failure the boxes are shown after all.
+
+One line of torch's is held back too: c10d's ``The hostname of the client socket cannot be retrieved. err=-3``,
+once per rank (rank 0's store prints it for each rank that connects, each rank for the store it connects to).
+torch names every store connection's peer with ``getnameinfo`` without ``NI_NUMERICHOST``
+(``formatSockAddr`` in torch/csrc/distributed/c10d/socket.cpp,
+https://github.com/pytorch/pytorch/blob/main/torch/csrc/distributed/c10d/socket.cpp) and warns when the
+reverse lookup fails rather than finds no name: ``err=-3`` is ``EAI_AGAIN``, a resolver the node cannot reach
+(a network namespace, a node without DNS). It then prints the address itself, and the connection works: the
+line says nothing about the run, and railbench cannot stop it at its cause, a lookup torch makes of whatever
+address the store's peer has (a loopback store, as on one host, resolves from /etc/hosts and never warns).
+Under a launcher railbench did not start (srun, the user's mpirun) the ranks' stderr is not railbench's to read,
+and the line is printed as torch wrote it.
 """
 
 from __future__ import annotations
@@ -18,6 +30,12 @@ from bench.runtime.progress import Relay
 
 _RULE = re.compile(r"^-{20,}\s*$")
 _LOST = re.compile(r"process rank ([0-9]+) with PID [0-9]+ on node (\S+) exited on signal ([0-9]+)")
+_C10D_PEER_NAME = re.compile(
+    r"^(?:\[[0-9,]+\]<std(?:err|out)>: ?)?\[W[0-9]{4} [0-9:.]+ socket\.cpp:[0-9]+\] \[c10d\] "
+    r"The hostname of the client socket cannot be retrieved\. err=-?[0-9]+\s*$"
+)
+"""torch's warning that a store peer's reverse lookup failed (the module docstring), as a rank prints it; Open
+MPI's ``--tag-output`` prefix allowed."""
 
 
 @dataclass(frozen=True)
@@ -40,9 +58,14 @@ class LauncherOutput:
     relay: Relay | None = None
     """Where rank lines go (both streams, one terminal, the progress bar kept off the lines); None: ``sink``."""
     boxes: list[str] = field(default_factory=list)
+    held_peer_names: int = 0
+    """torch's c10d peer-name warnings held back (the module docstring)."""
     _box: list[str] | None = None
 
     def feed(self, line: str) -> None:
+        if self._box is None and _C10D_PEER_NAME.match(line):
+            self.held_peer_names += 1
+            return
         if _RULE.match(line):
             if self._box is None:
                 self._box = []
