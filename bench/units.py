@@ -52,3 +52,14 @@ def gbps_from_GBps(gigabytes_per_s: float) -> float:
 def GBps_from_gbps(gigabits_per_s: float) -> float:
     """Gb/s to GB/s."""
     return gigabits_per_s / 8.0
+
+
+LINK_SCOPES = frozenset({"rail", "pair", "local-pair"})
+"""Scopes whose busbw is a link's rate: said in Gb/s, as the rails' lines, rails.json and charts say it (the
+statistics and compare.json stay in GB/s, results.csv's ``busbw_GBps``; ``docs/design.md``, "Units and
+formulas"). A world collective's busbw is said in GB/s, as nccl-tests prints it."""
+
+
+def rate_unit_of(scope: str) -> tuple[str, float]:
+    """The unit a busbw of ``scope`` is said in, and the factor from GB/s to it."""
+    return ("Gb/s", 8.0) if scope in LINK_SCOPES else ("GB/s", 1.0)

@@ -20,7 +20,10 @@ from bench.history.store import add_run
 from bench.measure.table import write_summary
 from bench.report import charts, trend
 from bench.report.build import ReportOptions, write_report
+from bench.report.certificate import compare_rows
 from bench.report.theme import spec_dict, vl_convert_version
+from bench.rundir.comparedoc import ComparedMetric, CompareDoc
+from bench.rundir.docversion import COMPARE_FORMAT_VERSION
 from bench.sweep.judge import collective_items
 from tests.history_fixtures import make_run_dir
 from tests.report_data import write_run_dir
@@ -147,3 +150,19 @@ def test_the_trend_chart_draws_a_pairs_nights_in_gbits() -> None:
     assert any(70 <= t <= 90 for t in ticks) and any(350 <= t <= 400 for t in ticks), ticks
     assert not any(5 <= t <= 15 for t in ticks), ticks  # the rail is not drawn in GB/s
     assert "all_reduce · rail rail0 · 1G · Gb/s" in svg and "all_reduce · world · 1G · GB/s" in svg
+
+
+def test_the_certificates_flagged_metrics_say_each_rate_in_its_scopes_unit() -> None:
+    """A rail's or pair's rate in Gb/s, a collective's in GB/s, on the certificate as in compare's own table."""
+    common = {"collective": "all_reduce", "bytes": 4 << 20, "state": "regressed"}
+    rail = ComparedMetric(
+        metric="rail/all_reduce/rail1/4M", scope="rail", group="rail1", busbw_GBps=0.035, baseline_GBps=0.07, **common
+    )
+    world = ComparedMetric(
+        metric="world/all_reduce/4M", scope="world", group="world", busbw_GBps=200.0, baseline_GBps=400.0, **common
+    )
+    rows = compare_rows(CompareDoc(format_version=COMPARE_FORMAT_VERSION, metrics=(rail, world)))
+    assert [(r[0], r[2], r[3]) for r in rows] == [
+        ("rail/all_reduce/rail1/4M", "0.28 Gb/s", "0.56 Gb/s"),
+        ("world/all_reduce/4M", "200.00 GB/s", "400.00 GB/s"),
+    ]

@@ -23,6 +23,7 @@ from bench.rundir.docversion import COMPARE_FORMAT_VERSION
 from bench.rundir.files import atomic_write_json, atomic_write_text
 from bench.rundir.junit import Case, Status, write_junit
 from bench.rundir.results_csv import results_csv_text
+from bench.units import rate_unit_of
 
 TREND_COLUMNS = ("run_time", "metric", "busbw_GBps", "baseline_GBps", "band_lo_GBps", "band_hi_GBps", "state")
 
@@ -156,15 +157,9 @@ def write_trend_csv(path: Path, results: Sequence[MetricComparison], run_times: 
     atomic_write_text(path, results_csv_text(rows, TREND_COLUMNS))
 
 
-LINK_SCOPES = frozenset({"rail", "pair", "local-pair"})
-"""Scopes whose busbw is a link's rate: said in Gb/s, as the rails' lines, rails.json and charts say it (the
-statistics and compare.json stay in GB/s, results.csv's ``busbw_GBps``; ``docs/design.md``, "Units and
-formulas")."""
-
-
 def rate_unit(r: MetricComparison) -> tuple[str, float]:
     """The unit ``r``'s rates are said in, and the factor from GB/s to it."""
-    return ("Gb/s", 8.0) if r.scope in LINK_SCOPES else ("GB/s", 1.0)
+    return rate_unit_of(r.scope)
 
 
 def describe(r: MetricComparison) -> str:

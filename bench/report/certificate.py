@@ -26,6 +26,7 @@ from bench.report.sweep_table import number_cell
 from bench.rundir.checksjson import CheckResult, ChecksDoc
 from bench.rundir.comparedoc import CompareDoc
 from bench.rundir.runjson import RunDoc
+from bench.units import rate_unit_of
 
 CHECK_STATUSES = ("pass", "warn", "fail", "skip")
 VERSION_KEYS = ("railbench", "python", "torch", "nccl", "cuda", "driver", "firmware", "kernel")
@@ -231,7 +232,8 @@ def grid_reasons(grid: Grid, hosts: Sequence[str] = ()) -> list[ReasonGroup]:
     return sorted(out, key=lambda g: -_WORST.get(g.status, 0))
 
 
-COMPARE_HEADERS = ("metric", "state", "tonight GB/s", "baseline GB/s", "change", "what changed since the baseline")
+COMPARE_HEADERS = ("metric", "state", "tonight", "baseline", "change", "what changed since the baseline")
+"""The rates carry their unit in each cell: a rail's or pair's in Gb/s, a collective's in GB/s (``rate_unit_of``)."""
 
 
 def compare_rows(compare: CompareDoc | None) -> tuple[tuple[str, ...], ...]:
@@ -244,13 +246,20 @@ def compare_rows(compare: CompareDoc | None) -> tuple[tuple[str, ...], ...]:
         (
             m.metric,
             m.state,
-            number_cell(m.busbw_GBps, ",.2f"),
-            number_cell(m.baseline_GBps, ",.2f"),
+            _rate_cell(m.busbw_GBps, m.scope),
+            _rate_cell(m.baseline_GBps, m.scope),
             number_cell(m.change, "+.1%"),
             ", ".join(m.changes) or "—",
         )
         for m in flagged
     )
+
+
+def _rate_cell(GBps: float | None, scope: str) -> str:
+    """``0.28 Gb/s`` for a rail or pair, ``231.40 GB/s`` for a collective; the empty cell's mark when absent."""
+    unit, factor = rate_unit_of(scope)
+    shown = number_cell(None if GBps is None else GBps * factor, ",.2f")
+    return f"{shown} {unit}" if GBps is not None else shown
 
 
 @dataclass(frozen=True)
