@@ -26,7 +26,7 @@ def beyond_noise(cells: Cells, between: np.ndarray | None = None) -> np.ndarray:
     runs. So, by ranks: for j from a majority to all of its n samples, the share q of every other cell's matrix
     samples at or below its j-th slowest (counted as one of them, so never zero), and P(Binomial(n, q) >= j)
     times the cells tested and the j tried must be at most ``noise.NAME_FALSE_ALARMS``. A sample whose budget ran
-    out or that moved nothing is beyond noise as such. Where the matrix is too small for ranks to reach that
+    out under its peers' level, or that moved nothing, is beyond noise as such. Where the matrix is too small for ranks to reach that
     level at all (a few nodes: even the slowest possible samples would not), the screen's significance stands,
     as before. Where the cabling is known (``between``: the cells whose flows cross units), a pair is ranked
     among the cells of its own class: congestion slows cells across units and never within a leaf, so a pair
@@ -38,8 +38,13 @@ def beyond_noise(cells: Cells, between: np.ndarray | None = None) -> np.ndarray:
         return out
     matrix = cells.matrix
     ones = np.ones((1, len(matrix.rails), 1, 1))
-    pool = np.where(matrix.stopped_flags, -np.inf, noise.log_rates(matrix.busbw, ones))
-    again = np.where(matrix.confirm_stopped_flags, -np.inf, noise.log_rates(matrix.confirm_values, ones))
+    # A sample whose budget ran out ranks as nothing moved only where the judge found it slow by its rate
+    # (``localise._judge``): on a loaded host a cell at its peers' level runs long too, and ranked at -inf it
+    # alone made its pair stand out of noise ("3.2 Gb/s = 126% of peers' ... pair fault", issue 43).
+    pool = np.where(matrix.stopped_flags & cells.slow_sample, -np.inf, noise.log_rates(matrix.busbw, ones))
+    again = np.where(
+        matrix.confirm_stopped_flags & cells.slow_again, -np.inf, noise.log_rates(matrix.confirm_values, ones)
+    )
     upper = np.triu(np.ones(cells.measured.shape[1:], dtype=bool), k=1)
     # Other lone pairs are left out of noise's samples: two slow pairs must not hide each other.
     classes = [cells.measured] if between is None else [cells.measured & between, cells.measured & ~between]
