@@ -188,10 +188,14 @@ def summary_defect(
     if symptom == "slow" and len(v) and float(v.max()) <= 0.0:
         symptom = "dead"
     centre = float(np.median(v)) if len(v) else 0.0
+    # The rate a slow part is convicted at is the one at least half of its samples reach no higher than: the
+    # lower median. With exactly half its samples slow the plain median averages its fastest slow sample with
+    # its slowest normal one and can print a part at its peers' level beside a "fault" (issue 43).
+    convicted = float(np.sort(v)[(len(v) - 1) // 2]) if len(v) else 0.0
     suspect = cells.suspect[k, a, b]
     listed = list(zip(k[suspect], a[suspect], b[suspect], strict=True))[:EVIDENCE_LIMIT]
     conviction = Conviction(
-        measured_Gbps=float(np.median(slow_values)) if symptom == "flaky" and len(slow_values) else centre,
+        measured_Gbps=float(np.median(slow_values)) if symptom == "flaky" and len(slow_values) else convicted,
         expected_Gbps=float(np.median(cells.expected)) if rail_pos is None else float(cells.expected[rail_pos]),
         basis=cells.basis,
         symptom=symptom,
