@@ -120,7 +120,8 @@ class Conviction(Written):
     object (``bench.codec.INLINE``)."""
 
     measured_Gbps: float | None = None
-    """Median busbw of the convicting measurements (of the slow samples, for a flaky part)."""
+    """The rate the part is convicted at: the lower median of its measurements (at least half of them at or under
+    it, so a slow part prints a rate under its mark), of the slow samples for a flaky part."""
     expected_Gbps: float | None = None
     """The line rate where known (``basis`` ``line rate``), else the peers' healthy level (``peers``)."""
     basis: str | None = None
