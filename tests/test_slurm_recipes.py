@@ -237,7 +237,8 @@ def test_the_nightly_under_sbatch_a_dead_rail_then_the_next_night(cluster: Slurm
     nights = [json.loads(line) for line in listed.stdout.splitlines()]  # JSON lines, newest first
     assert [n["verdict"] for n in nights] == ["pass", "fail"], nights
     prom = (textfile / "railbench.prom").read_text()
-    assert 'railbench_verdict{cluster="node",verdict="PASS"} 1' in prom, prom[:2000]
+    # the cluster is named as Slurm names it (slurm.conf's ClusterName, SLURM_CLUSTER_NAME in the job)
+    assert 'railbench_verdict{cluster="railbench-testbed",verdict="PASS"} 1' in prom, prom[:2000]
     cluster.resume("node02")
 
 
