@@ -207,16 +207,17 @@ def test_a_warn_only_log_names_the_link_from_the_interface_railbench_set(tmp_pat
 
 def test_a_local_status_names_the_reporting_hosts_hca_not_its_peer(tmp_path: Path) -> None:
     # NCCL 2.27.5, status 4 (IBV_WC_LOC_PROT_ERR) against peer 10.99.91.63: the HCA of tpgds-aihub0007 refused the
-    # work. Its peer's errors (written here in the same 2.22+ wording) name tpgds-aihub0007 back: the same fault.
+    # work. Its peer (a host of this test's own, at the address that log names) answers in the same 2.22+ wording
+    # with retry exceeded toward tpgds-aihub0007: the same fault, named once.
     own = (WILD / "hca-2.27-local-status.log").read_text().splitlines()
     peer = [
-        "tpgds-aihub0008:207009:207100 [1] transport/net_ib.cc:2453 NCCL WARN NET/IB: Got completion from peer "
-        "10.99.91.59<51161> with status=12 opcode=0 len=0 vendor err 129 (Recv) localGid ::ffff:10.99.91.63 "
-        "remoteGids::ffff:10.99.92.59 hca mlx5_1"
+        "peer-node:4242:4250 [3] transport/net_ib.cc:2453 NCCL WARN NET/IB: Got completion from peer "
+        "10.99.91.59<40001> with status=12 opcode=1 len=0 vendor err 129 (Recv) localGid ::ffff:10.99.91.63 "
+        "remoteGids::ffff:10.99.91.59 hca mlx5_3"
     ]
     posts = [
         _own_post(tmp_path, 1, "tpgds-aihub0007", own, "mlx5_1:1", ("10.99.91.59",)),
-        _own_post(tmp_path, 9, "tpgds-aihub0008", peer, "mlx5_1:1", ("10.99.91.63",)),
+        _own_post(tmp_path, 9, "peer-node", peer, "mlx5_3:1", ("10.99.91.63",)),
     ]
     (link,) = named_links(posts)
     failure = failure_of([link], posts)
