@@ -158,23 +158,32 @@ def test_a_link_slow_in_half_its_samples_prints_the_rate_it_is_convicted_at() ->
     assert (defect.line or "").startswith("node5 rail 0: 0.4 Gb/s = 16% of peers'"), defect.line
 
 
-def _campaign_pair() -> PairMatrix:
-    """The campaign's second shape: node2-node3 rail 1 ran past its budget in every sample and re-measurement at
-    126% of its peers' level (3.2 of 2.55 Gb/s), beside one slow sample of its own; every other cell healthy."""
-    rng = np.random.default_rng(7)
+def _six_nodes_one_pair(seed: int, pair: list[tuple[float, bool]], again: list[tuple[float, bool]]) -> PairMatrix:
+    """6 nodes x 2 rails, three samples a cell around 2.55 Gb/s, but node2-node3 rail 1: ``pair`` (rate, ran past
+    its budget) per sample and ``again`` per re-measurement."""
+    rng = np.random.default_rng(seed)
     names = NAMES[:6]
     samples = []
     for k in range(2):
         for a in range(6):
             for b in range(a + 1, 6):
-                pair = (k, a, b) == (1, 1, 2)
-                for r in range(3):
-                    value = (0.3 if r == 0 else 3.2) if pair else 2.55 * float(np.exp(rng.normal(0, 0.05)))
-                    samples.append(PairSample(names[a], names[b], k, value, r, stopped=pair and r > 0))
-                if pair:
-                    for p in (1, 2):
-                        samples.append(PairSample(names[a], names[b], k, 3.2, 0, stopped=True, confirm=p))
+                if (k, a, b) != (1, 1, 2):
+                    samples += [
+                        PairSample(names[a], names[b], k, 2.55 * float(np.exp(rng.normal(0, 0.05))), r)
+                        for r in range(3)
+                    ]
+                    continue
+                samples += [PairSample(names[a], names[b], k, v, r, stopped=s) for r, (v, s) in enumerate(pair)]
+                samples += [
+                    PairSample(names[a], names[b], k, v, 0, stopped=s, confirm=p) for p, (v, s) in enumerate(again, 1)
+                ]
     return PairMatrix.from_samples(samples, nodes=names, rails=[0, 1])
+
+
+def _campaign_pair() -> PairMatrix:
+    """The campaign's second shape: node2-node3 rail 1 ran past its budget in every sample and re-measurement at
+    126% of its peers' level (3.2 of 2.55 Gb/s), beside one slow sample of its own; every other cell healthy."""
+    return _six_nodes_one_pair(7, [(0.3, False), (3.2, True), (3.2, True)], [(3.2, True), (3.2, True)])
 
 
 def test_a_pair_run_long_at_above_its_peers_level_is_no_fault() -> None:
@@ -189,20 +198,8 @@ def test_a_sample_run_long_at_its_peers_level_is_not_ranked_as_nothing_moved() -
     ranked as nothing moved (``-inf``) whatever its rate, so two re-measurements that ran long at 126% of the
     peers' level made three middling slow samples the rarest of the matrix. Ranked by their rates, the three
     are what noise gives among 90 and the pair is not named; it stays a suspect on record."""
-    rng = np.random.default_rng(11)
-    names = NAMES[:6]
-    samples = []
-    for k in range(2):
-        for a in range(6):
-            for b in range(a + 1, 6):
-                pair = (k, a, b) == (1, 1, 2)
-                for r in range(3):
-                    value = (0.3 if r < 2 else 3.2) if pair else 2.55 * float(np.exp(rng.normal(0, 0.05)))
-                    samples.append(PairSample(names[a], names[b], k, value, r, stopped=pair and r == 2))
-                if pair:
-                    samples.append(PairSample(names[a], names[b], k, 0.3, 0, confirm=1))
-                    samples.append(PairSample(names[a], names[b], k, 3.2, 0, stopped=True, confirm=2))
-    found = diagnose(PairMatrix.from_samples(samples, nodes=names, rails=[0, 1]), None, Thresholds(0.9, 0.35))
+    matrix = _six_nodes_one_pair(11, [(0.3, False), (0.3, False), (3.2, True)], [(0.3, False), (3.2, True)])
+    found = diagnose(matrix, None, Thresholds(0.9, 0.35))
     assert found.defects == ()
     assert [(t.node, t.peer, t.rail) for t in found.transients] == [("node2", "node3", 1)]
 
