@@ -1,0 +1,16 @@
+"""Rewrite the table of sources in ``tests/data/wild/README.md`` from the manifests: ``python -m tests.wild.table``."""
+
+from __future__ import annotations
+
+from tests.test_wild_corpus import BEGIN
+from tests.wild import manifest
+
+
+def main() -> None:
+    path = manifest.WILD / "README.md"
+    head = path.read_text(encoding="utf-8").split(BEGIN, 1)[0]
+    path.write_text(f"{head}{BEGIN}\n\n{manifest.table()}", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
