@@ -193,7 +193,8 @@ class LinkFault:
 class Judgement:
     faults: tuple[LinkFault, ...] = ()
     every_link_down: bool = False
-    """No link is active on any GPU, on GPUs that have NVLink: the fabric (or the fabric manager) is down."""
+    """No link is active on any GPU, on GPUs that have NVLink: the fabric (or the fabric manager) is down. Each
+    GPU's fault is in :attr:`faults` too."""
     no_nvlink: str | None = None
     """Why the GPUs are not judged: none lists a link, or NVML says none is active on models without a fixed
     NVLink count (PCIe cards without bridges)."""
@@ -209,8 +210,9 @@ def judge(gpus: Sequence[GpuLinks]) -> Judgement:
       same card with the same bridges has it up. A link inactive on every peer (the H100 PCIe's links 4, 5,
       10, 11, 16, 17 with three bridges) is its design.
     * An active link slower than the node's most common link speed fails its GPU.
-    * No link active anywhere fails the node once (:attr:`Judgement.every_link_down`) when the GPUs list links or
-      have a known design; NVML's all-down line on every GPU of models without one is a node without NVLink.
+    * No link active anywhere fails every GPU and marks the node (:attr:`Judgement.every_link_down`) when the
+      GPUs list links or have a known design; NVML's all-down line on every GPU of models without one is a node
+      without NVLink (the A100 PCIe cards of HPE-Japan-Presales/e-learning), not judged.
     """
     listed = [g for g in gpus if g.links or g.all_down or design_links(g.name) is not None]
     if not any(g.links or g.all_down for g in listed):
@@ -220,18 +222,19 @@ def judge(gpus: Sequence[GpuLinks]) -> Judgement:
         if all(g.all_down and design_links(g.name) is None for g in listed):
             names = ", ".join(sorted({g.name for g in listed}))
             return Judgement(no_nvlink=f"NVML: no NVLink active on any of the {len(listed)} GPUs ({names}: PCIe)")
-        return Judgement(every_link_down=True)
     speeds = Counter(link.gbytes_per_s for g in listed for link in g.active)
-    common = speeds.most_common(1)[0][0]
+    common = speeds.most_common(1)[0][0] if speeds else None
     faults = []
     for g in listed:
-        fault = _gpu_fault(g, up, common)
+        fault = _gpu_fault(g, up or {link.link for link in g.links}, common)
         if fault is not None:
             faults.append(fault)
-    return Judgement(tuple(faults))
+    return Judgement(tuple(faults), every_link_down=not up)
 
 
 def _gpu_fault(g: GpuLinks, up: set[int], common: float | None) -> LinkFault | None:
+    """``g``'s fault: its links down of those it should have (its design's, else ``up``: those up on a peer, or
+    its own when none is up anywhere), missing from its block, or slower than ``common``."""
     design = design_links(g.name)
     expected = set(range(design)) if design is not None else up
     numbers = {link.link for link in g.links}

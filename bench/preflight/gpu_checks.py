@@ -266,7 +266,7 @@ class NvLinks(Check):
         gpus = ctx.gpu_state.links or ()
         judged = nvlink.judge(gpus)
         paths = {p.k: p for p in ctx.gpu_paths}
-        if judged.every_link_down:
+        if judged.every_link_down and len(judged.faults) > 1:
             listed_links = [g for g in gpus if g.links or g.all_down]
             return [
                 self.result(
