@@ -218,15 +218,17 @@ def judge(gpus: Sequence[GpuLinks]) -> Judgement:
     if not any(g.links or g.all_down for g in listed):
         return Judgement(no_nvlink=f"{STATUS} lists no NVLink on these GPUs (PCIe GPUs without NVLink)")
     up = {link.link for g in listed for link in g.active}
-    if not up:
-        if all(g.all_down and design_links(g.name) is None for g in listed):
-            names = ", ".join(sorted({g.name for g in listed}))
-            return Judgement(no_nvlink=f"NVML: no NVLink active on any of the {len(listed)} GPUs ({names}: PCIe)")
+    if not up and all(g.all_down and design_links(g.name) is None for g in listed):
+        names = ", ".join(sorted({g.name for g in listed}))
+        return Judgement(
+            no_nvlink=f"NVML: no NVLink active on any of the {len(listed)} GPUs ({names}: no fixed NVLink count, "
+            "so PCIe cards without bridges)"
+        )
     speeds = Counter(link.gbytes_per_s for g in listed for link in g.active)
     common = speeds.most_common(1)[0][0] if speeds else None
     faults = []
     for g in listed:
-        fault = _gpu_fault(g, up or {link.link for link in g.links}, common)
+        fault = _gpu_fault(g, up, common)
         if fault is not None:
             faults.append(fault)
     return Judgement(tuple(faults), every_link_down=not up)
@@ -236,7 +238,7 @@ def _gpu_fault(g: GpuLinks, up: set[int], common: float | None) -> LinkFault | N
     """``g``'s fault: its links down of those it should have (its design's, else ``up``: those up on a peer, or
     its own when none is up anywhere), missing from its block, or slower than ``common``."""
     design = design_links(g.name)
-    expected = set(range(design)) if design is not None else up
+    expected = set(range(design)) if design is not None else up or {link.link for link in g.links}
     numbers = {link.link for link in g.links}
     down = sorted(n for n in expected if n not in numbers) if g.all_down else []
     down += [n for n in g.inactive if n in expected]
@@ -245,18 +247,18 @@ def _gpu_fault(g: GpuLinks, up: set[int], common: float | None) -> LinkFault | N
     if not (down or missing or slow):
         return None
     out = len(g.active)
-    of = design if design is not None else len(expected | numbers)
+    of = f"{out} of {design if design is not None else len(expected)} active"
+    if design is None and up:
+        of += "; its peers have them active"
     problems = []
     if g.all_down:
-        problems.append(f"NVML: all its NVLinks inactive ({out} of {of} active)")
+        problems.append(f"NVML: all its NVLinks inactive ({of})")
     elif down:
-        problems.append(f"NVLink {_numbers(down)} inactive ({out} of {of} active)")
+        problems.append(f"NVLink {_numbers(down)} inactive ({of})")
     if missing:
-        problems.append(f"NVLink {_numbers(missing)} missing from its block ({of} by design)")
+        problems.append(f"NVLink {_numbers(missing)} missing from its block ({design} by design)")
     if slow:
         problems.append(f"NVLink {_numbers(slow)} below the others' {common:g} GB/s")
-    if design is None and down:
-        problems.append("its peers have them active")
     return LinkFault(g.index, tuple(sorted(set(down + missing + slow))), "; ".join(problems))
 
 

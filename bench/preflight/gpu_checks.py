@@ -258,8 +258,14 @@ class NvLinks(Check):
         if judged.no_nvlink is not None:
             return [self.result("skip", judged.no_nvlink)]
         listed_links = [g for g in state.links if g.links]
-        total = sum(len(g.links) for g in listed_links)
-        return [self.result("pass", f"all {total} NVLinks of {len(listed_links)} GPUs active at one speed; MIG off")]
+        up = sum(len(g.active) for g in listed_links)
+        by_design = sorted({n for g in listed_links for n in g.inactive})
+        unused = (
+            f"; link {', '.join(map(str, by_design))} inactive on every GPU, as its bridges leave them"
+            if by_design
+            else ""
+        )
+        return [self.result("pass", f"all {up} NVLinks of {len(listed_links)} GPUs up at one speed{unused}; MIG off")]
 
     def _links(self, ctx: Context) -> list[CheckResult]:
         """A FAIL per GPU with a link down or slow (``nvlink.judge``), naming its index, PCI address and links."""
