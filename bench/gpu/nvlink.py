@@ -18,7 +18,7 @@ blank lines. So the output is told by its lines anywhere in the file (:func:`out
 without its launcher label. Another ``nvidia-smi`` output (``nvlink -i``, ``-c``, ``-e``, ``-R``, ``topo -m``,
 ``-q``) has the same ``GPU N:`` headers; its own lines name it, so it is refused by name, never read as ``-s``.
 
-:func:`judge` turns the blocks into faults (docs/preflight.md, "nvlink"): see its docstring for the rules.
+:func:`judge` turns the blocks into faults (docs/preflight.md, "The GPUDirect path"): see its docstring for the rules.
 """
 
 from __future__ import annotations
