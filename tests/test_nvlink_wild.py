@@ -14,6 +14,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from bench.bounded import InputError
 from bench.gpu import nvlink, state
@@ -242,3 +244,37 @@ def test_no_link_up_on_any_gpu_fails_the_node_and_each_gpu() -> None:
     pcie = docs.nvlink_status([replace(g, name="NVIDIA H100 PCIe", links_inactive=(0, 1)) for g in docs.healthy(2)], 2)
     judged = _judged(pcie)
     assert judged.every_link_down and [f.why for f in judged.faults] == ["NVLink 0, 1 inactive (0 of 2 active)"] * 2
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    lines=st.lists(
+        st.one_of(
+            st.sampled_from(
+                [
+                    "GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-1)",
+                    "0: GPU 1: NVIDIA H100 PCIe (UUID: GPU-2)",
+                    "GPU 2: NVIDIA B200 (UUID: GPU-3)",
+                    "\t Link 3: 26.562 GB/s",
+                    "\t Link 4: <inactive>",
+                    "\t Link 17: 13.281 GB/s",
+                    "NVML: Unable to retrieve NVLink information as all links are inActive",
+                    "\t Link 0: Replay Errors: 0",
+                ]
+            ),
+            st.text(max_size=30),
+        ),
+        max_size=40,
+    )
+)
+def test_any_lines_are_named_or_judged_never_an_error(lines: list[str]) -> None:
+    """Whatever the lines, the reader names them or judges them: every fault is a GPU that is in the output,
+    with links it should have (its model's, or its peers')."""
+    kind = nvlink.output_kind(lines)
+    gpus = nvlink.parse_status(lines)
+    judged = nvlink.judge(gpus)
+    indexes = {g.index for g in gpus}
+    for fault in judged.faults:
+        assert fault.index in indexes and fault.links and fault.why
+    if kind is None:
+        assert not any(g.links or g.all_down for g in gpus)
