@@ -308,7 +308,8 @@ def test_nvlink_status_lines() -> None:
     gpus = nvlink.parse_status(docs.nvlink_status(docs.changed(6, links_inactive=(4, 5))).splitlines())
     assert len(gpus) == 8 and all(len(g.links) == 18 for g in gpus)
     assert gpus[6].inactive == (4, 5) and gpus[0].inactive == () and gpus[0].links[0].gbytes_per_s == 26.562
-    assert nvlink.is_status_output("GPU 0: NVIDIA H100 (UUID: GPU-1)\n") and not nvlink.is_status_output("<xml/>")
+    assert nvlink.output_kind(["GPU 0: NVIDIA H100 (UUID: GPU-1)"]) == nvlink.STATUS
+    assert nvlink.output_kind(["<xml/>"]) is None
 
 
 def test_files_given_with_nvidia_smi_are_told_apart_by_content(tmp_path: Path) -> None:

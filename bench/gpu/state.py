@@ -42,9 +42,21 @@ class GpuState:
     something else): on a node with GPUs their checks cannot be judged, which is a failure, not a skip."""
 
 
-def _is_xml(data: bytes) -> bool:
-    head = data.lstrip()[:64]
-    return head.startswith((b"<?xml", b"<nvidia_smi_log", b"<!DOCTYPE"))
+XML_SEARCH_BYTES = 4096
+"""How far into a file the XML report may start: after the shell prompt and command echoed before it, a banner,
+blank lines (captures pasted into tickets and issues)."""
+
+
+def _xml_start(data: bytes) -> int | None:
+    """Where ``nvidia-smi -q -x``'s document starts in ``data`` (its declaration, DOCTYPE or root element at the
+    start of a line), or None when it is not there."""
+    head = data[:XML_SEARCH_BYTES]
+    starts = [
+        at
+        for marker in (b"<?xml", b"<!DOCTYPE nvidia_smi_log", b"<nvidia_smi_log")
+        if (at := head.find(marker)) >= 0 and (at == 0 or head[at - 1 : at] in (b"\n", b"\r", b" ", b"\t"))
+    ]
+    return min(starts) if starts else None
 
 
 def from_files(paths: Sequence[Path]) -> GpuState:
@@ -54,17 +66,14 @@ def from_files(paths: Sequence[Path]) -> GpuState:
     fix = "give nvidia-smi -q -x or nvidia-smi nvlink -s output"
     for path in paths:
         data = read_bytes(path, fix=fix, label=f"--nvidia-smi {path}", max_bytes=MAX_FILE_BYTES)
-        if _is_xml(data):
+        start = _xml_start(data)
+        if start is not None:
             try:
-                report = parse_report(data, str(path))
+                report = parse_report(data[start:], str(path))
             except SmiRefused as exc:
                 raise InputError(f"--nvidia-smi: {exc}: {fix}") from None
             continue
-        text = data.decode("utf-8", errors="replace")
-        if nvlink.is_status_output(text):
-            links = nvlink.parse_status(line for _, line in text_lines(text) if line is not None)
-            continue
-        raise InputError(f"--nvidia-smi {path} is neither nvidia-smi -q -x XML nor nvidia-smi nvlink -s output: {fix}")
+        links = _status(path, data.decode("utf-8", errors="replace"), fix)
     names = ", ".join(str(p) for p in paths)
     return GpuState(
         report,
@@ -72,6 +81,16 @@ def from_files(paths: Sequence[Path]) -> GpuState:
         links,
         None if links is not None else f"no nvidia-smi nvlink -s output among --nvidia-smi {names}",
     )
+
+
+def _status(path: Path, text: str, fix: str) -> tuple[nvlink.GpuLinks, ...]:
+    """The GPU blocks of ``nvidia-smi nvlink -s`` output in ``text``; InputError naming what it holds instead."""
+    kind = nvlink.output_kind(line for _, line in text_lines(text) if line is not None)
+    if kind == nvlink.STATUS:
+        return nvlink.parse_status(line for _, line in text_lines(text) if line is not None)
+    if kind is not None:
+        raise InputError(f"--nvidia-smi {path} holds {kind} output, not nvidia-smi nvlink -s: {fix}")
+    raise InputError(f"--nvidia-smi {path} is neither nvidia-smi -q -x XML nor nvidia-smi nvlink -s output: {fix}")
 
 
 def _run(argv: list[str], timeout_s: float) -> tuple[bytes | None, str | None]:

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from bench.bounded import InputError, Where, parse_float, read_bytes
 from bench.fabric import link_flaps
-from bench.gpu import xid
+from bench.gpu import nvlink, xid
 from bench.gpu.smi import SmiGpu, SmiReport
 from bench.preflight.check_base import Check, CheckResult, Context, GpuPath, Status, listed
 
@@ -254,49 +254,54 @@ class NvLinks(Check):
             return [
                 self.result("skip", f"MIG off, fabric bandwidth not degraded; NVLink states: {state.links_missing}")
             ]
+        judged = nvlink.judge(state.links)
+        if judged.no_nvlink is not None:
+            return [self.result("skip", judged.no_nvlink)]
         listed_links = [g for g in state.links if g.links]
-        if not listed_links:
-            return [self.result("skip", "nvidia-smi nvlink -s lists no NVLink on these GPUs (PCIe GPUs?)")]
-        total = sum(len(g.links) for g in listed_links)
-        return [self.result("pass", f"all {total} NVLinks of {len(listed_links)} GPUs active at one speed; MIG off")]
+        up = sum(len(g.active) for g in listed_links)
+        by_design = sorted({n for g in listed_links for n in g.inactive})
+        unused = (
+            f"; link {', '.join(map(str, by_design))} inactive on every GPU, as its bridges leave them"
+            if by_design
+            else ""
+        )
+        return [self.result("pass", f"all {up} NVLinks of {len(listed_links)} GPUs up at one speed{unused}; MIG off")]
 
     def _links(self, ctx: Context) -> list[CheckResult]:
-        links = ctx.gpu_state.links or ()
-        listed_links = [g for g in links if g.links]
-        if not listed_links:
-            return []
-        most = max(sum(1 for link in g.links if link.active) for g in listed_links)
-        speeds = Counter(link.gbytes_per_s for g in listed_links for link in g.links if link.active)
-        common = speeds.most_common(1)[0][0] if speeds else None
+        """A FAIL per GPU with a link down or slow (``nvlink.judge``), naming its index, PCI address and links."""
+        gpus = ctx.gpu_state.links or ()
+        judged = nvlink.judge(gpus)
         paths = {p.k: p for p in ctx.gpu_paths}
-        out = []
-        if most == 0:
+        if judged.every_link_down and len(judged.faults) > 1:
+            listed_links = [g for g in gpus if g.links or g.all_down]
             return [
                 self.result(
                     "fail",
-                    f"every NVLink of the {len(listed_links)} GPUs is inactive (the fabric manager not running?)",
+                    f"every NVLink of the {len(listed_links)} GPUs is inactive or down "
+                    "(the fabric manager not running, or the NVLink fabric down)",
                     action=ctx.action("nvlink", device="every GPU", pci="-"),
                     gpus=paths,
                 )
             ]
-        for g in listed_links:
-            active = [link for link in g.links if link.active]
-            slow = [link for link in active if common is not None and (link.gbytes_per_s or 0) < common]
-            if len(active) >= most and not slow:
-                continue
-            path = paths.get(g.index)
-            pci = path.address if path else "?"
-            problems = []
-            if len(active) < most:
-                problems.append(
-                    f"NVLink {listed([str(n) for n in g.inactive])} inactive ({len(active)} of {most} active)"
-                )
-            if slow:
-                problems.append(f"link {listed([str(s.link) for s in slow])} below the others' {common:g} GB/s")
-            reason = f"GPU {g.index} ({pci}): {'; '.join(problems)}"
-            action = ctx.action("nvlink", device=f"GPU {g.index}", pci=pci)
-            out.append(self.result("fail", reason, f"GPU{g.index}", action=action, gpus=(g.index,)))
+        out = []
+        for fault in judged.faults:
+            pci = _nvlink_pci(ctx, fault.index)
+            reason = f"GPU {fault.index} ({pci}): {fault.why}"
+            action = ctx.action("nvlink", device=f"GPU {fault.index}", pci=pci)
+            out.append(self.result("fail", reason, f"GPU{fault.index}", action=action, gpus=(fault.index,)))
         return out
+
+
+def _nvlink_pci(ctx: Context, index: int) -> str:
+    """GPU ``index``'s PCI address: from the PCI tree, else from the ``-q -x`` report (nvidia-smi's index is its
+    PCI bus order, the report's order); "PCI address unknown" when neither has it."""
+    path = next((p for p in ctx.gpu_paths if p.k == index), None)
+    if path is not None:
+        return path.address
+    report = ctx.gpu_state.report
+    if report is not None and 0 <= index < len(report.gpus):
+        return report.gpus[index].pci
+    return "PCI address unknown"
 
 
 class FabricManager(SmiCheck):
