@@ -229,16 +229,6 @@ def since_boot(lines: Sequence[str]) -> Sequence[str]:
     return lines
 
 
-def booted_kernel(lines: Sequence[str]) -> str | None:
-    """The release the last boot banner names (``Linux version 6.8.0-45-generic (...)`` -> ``6.8.0-45-generic``)."""
-    for index in range(len(lines) - 1, -1, -1):
-        at = lines[index].find(BOOT_MARKER)
-        if at >= 0:
-            release = lines[index][at + len(BOOT_MARKER) :].split(" ", 1)[0]
-            return release[:64] or None
-    return None
-
-
 @dataclass(frozen=True)
 class Verdict:
     status: Literal["fail", "warn"]

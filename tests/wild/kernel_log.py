@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench.fabric import link_flaps
 from bench.gpu import xid, xid_catalogue
 
 
@@ -27,5 +28,5 @@ def read(path: Path) -> dict[str, object]:
         {"kind": kind, "code": code, "device": device, "severity": status, "why": why, "count": count}
         for (kind, code, device, status, why), count in seen.items()
     ]
-    kernel = xid.booted_kernel(lines)
+    kernel = link_flaps.booted_kernel(lines)
     return {"events": events, "kernel": kernel if kernel is not None else "not in the excerpt"}
