@@ -140,7 +140,7 @@ class GpuXid(Check):
             reason = f"{switch} ({bus}.0): {said.words} since boot in {source}; latest: {said.latest}"
             action = ctx.action("gpu-xid", device=switch, pci=f"{bus}.0")
             gpus = tuple(p.k for p in ctx.gpu_paths) if said.status == "fail" else ()
-            out.append(self.result(said.status, reason, mine[0].switch or bus, action=action, gpus=gpus))
+            out.append(self.result(said.status, reason, mine[0].switch or "NVSwitch", action=action, gpus=gpus))
         return out
 
 
