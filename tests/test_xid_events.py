@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bench.fabric import link_flaps
-from bench.gpu import xid, xid_catalogue
+from bench.gpu import xid, xid_catalogue, xid_report
 from bench.gpudirect_limits import DEFAULT_FAIL_XIDS
 from bench.preflight import checks
 from bench.profiles import load_profile
@@ -139,8 +139,6 @@ def test_the_profiles_fail_xids_are_the_catalogues() -> None:
 
 
 def test_only_the_last_recovery_action_counts_and_a_bus_loss_beside_xid_79_is_that_xid() -> None:
-    from bench.gpu import xid_report
-
     recovered = XID_154.replace(
         "from 0x0 (None) to 0x1 (GPU Reset Required)", "from 0x1 (GPU Reset Required) to 0x0 (None)"
     )
@@ -210,3 +208,14 @@ def test_a_non_fatal_sxid_warns_naming_the_nvswitch(tree: Path) -> None:
 def test_blackwell_nvlink_xids_of_no_gpu_here_warn_as_strays(tree: Path) -> None:
     found = _check(tree, "blackwell-nvlink5-xid-149-fatal-145-nonfatal.txt")
     assert [r.status for r in found] == ["warn"] and "no GPU of this node" in found[0].reason
+
+
+def test_a_gsp_halt_and_its_recovery_action_are_said_with_meaning_and_action() -> None:
+    lines = (WILD / "rtx5080-xid-62-154-gpu-reset-required.txt").read_text(encoding="utf-8").splitlines()
+    said = xid_report.say(xid_report.current(xid.events(lines)), FAILS)
+    assert said.status == "fail"
+    assert said.words == (
+        "Xid 62 internal micro-controller halt (catalogue: RESET_GPU: reset the GPU); "
+        "Xid 154 GPU recovery action changed (recovery action: GPU Reset Required: reset the GPU)"
+    )
+    assert said.latest == XID_154
