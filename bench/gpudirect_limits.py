@@ -11,11 +11,13 @@ key                    what                                                     
                        warns
 =====================  ============================================================================  =========
 
-The default ``fail_xids`` are the hardware events NVIDIA's Xid catalogue tells operators to act on, and the
-ones the issue's health checkers (Azure NHC, gpud, DCGM) fail a node for: 48 (double-bit ECC), 63 and 64 (page
-retirement or row remapping recorded, failed), 74 (NVLink), 79 (fallen off the bus), 92 (high single-bit ECC
-rate), 94 and 95 (contained, uncontained ECC), 119 and 120 (GSP timeout, GSP error). Application faults such
-as 13, 31, 43 and 45 only warn: a user's kernel raises them on a healthy GPU.
+The default ``fail_xids`` are the Xids whose Immediate Action in NVIDIA's Xid catalogue takes the GPU out of
+service (``bench.gpu.xid_catalogue``: a GPU reset, a node reboot, the ECC or NVLink workflow, the board's power):
+46, 48 (double-bit ECC), 54, 62, 64 (remapping failed), 74 (NVLink), 79 (fallen off the bus), 95 (uncontained
+ECC), 109, 110, 119 and 120 (GSP), 136, 140, 143, 155, 156, 158. The catalogue's ``RESTART_APP`` and ``IGNORE``
+Xids only warn: 13, 31, 43 and 45 (a program's faults), 63 (a row remap recorded: ``gpu-ecc`` judges a pending
+one), 92, 94 (contained to one application). Whatever the list, a line that says ``Fatal``, Xid 154's recovery
+action, a GPU lost from the bus and a fatal NVSwitch SXid fail (``bench.gpu.xid.judge``).
 
 A bad key, a value of the wrong type or out of range is refused when the profile loads (exit 2, with the file
 and line).
@@ -29,7 +31,8 @@ from dataclasses import dataclass
 from bench.exits import UserError
 from bench.jsondoc import Parsed
 
-DEFAULT_FAIL_XIDS: tuple[int, ...] = (48, 63, 64, 74, 79, 92, 94, 95, 119, 120)
+DEFAULT_FAIL_XIDS: tuple[int, ...] = (46, 48, 54, 62, 64, 74, 79, 95, 109, 110, 119, 120, 136, 140, 143, 155, 156, 158)
+"""``bench.gpu.xid_catalogue.default_fail_xids()`` (this module sits below ``bench.gpu``: tests hold them equal)."""
 _READ_REQUESTS = (128, 256, 512, 1024, 2048, 4096)
 _MTUS = (256, 512, 1024, 2048, 4096)
 """The MTUs an InfiniBand port can run (IBA: ``IBV_MTU_256`` ... ``IBV_MTU_4096``)."""

@@ -186,8 +186,11 @@ def test_a_power_cap_warns(trees: dict[str, Path], smi_files: dict[str, Path]) -
 def test_xid_events_since_boot_name_their_gpu(trees: dict[str, Path], smi_files: dict[str, Path]) -> None:
     found = _gpu(trees, smi_files, "healthy.xml", log="xid.log")["gpu-xid"]
     assert [(r.status, r.device, r.gpus) for r in found] == [("warn", "GPU0", (0,)), ("fail", "GPU3", (3,))]
-    assert "Xid 79 (GPU has fallen off the bus) x2" in found[1].reason
-    assert "Xid 13 (graphics engine exception)" in found[0].reason  # an application's fault: a warning
+    # code, meaning, what decides it and NVIDIA's action (docs.nvidia.com/deploy/xid-errors: 79 RESTART_BM)
+    assert "Xid 79 GPU has fallen off the bus (catalogue: RESTART_BM: reboot the node (bare-metal restart)) x2" in (
+        found[1].reason
+    )
+    assert "Xid 13 graphics engine exception (catalogue: RESTART_APP" in found[0].reason  # a program's fault: warns
 
 
 def test_without_nvidia_smi_output_a_copied_tree_skips_the_gpu_checks(trees: dict[str, Path]) -> None:

@@ -37,6 +37,8 @@ FLAP_PHRASES: tuple[str, ...] = (
     "link becomes not ready",
 )
 """Lower-case phrases of drivers' link-loss messages (IPoIB, mlx5e, ixgbe/igb/e1000e, ADDRCONF)."""
+BOOT_BANNER = "Linux version "
+"""The kernel's first message at every boot, with its release: ``Linux version 6.8.0-45-generic (...)``."""
 SYSTEM_LOGS: tuple[Path, ...] = (Path("/var/log/kern.log"), Path("/var/log/syslog"))
 MAX_TAIL_BYTES = 8 << 20
 """The end of a log file that is read: hours of a busy kernel's messages, never a whole multi-GB syslog."""
@@ -190,3 +192,15 @@ def flaps(lines: Iterable[str], devices: Sequence[str], since: datetime, now: da
             continue
         out.append(Flap(named[0], when, line))
     return out
+
+
+def booted_kernel(lines: Sequence[str]) -> str | None:
+    """The release the last boot banner in ``lines`` names (``Linux version 6.8.0-45-generic (...)`` ->
+    ``6.8.0-45-generic``); None when the log holds no banner (journalctl -k of a long-running node, a rotated
+    file)."""
+    for index in range(len(lines) - 1, -1, -1):
+        at = lines[index].find(BOOT_BANNER)
+        if at >= 0:
+            release = lines[index][at + len(BOOT_BANNER) :].split(" ", 1)[0]
+            return release[:64] or None
+    return None

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from bench.bounded import InputError, Where, parse_float, read_bytes
 from bench.fabric import link_flaps
-from bench.gpu import nvlink, xid
+from bench.gpu import nvlink, xid, xid_report
 from bench.gpu.smi import SmiGpu, SmiReport
 from bench.preflight.check_base import Check, CheckResult, Context, GpuPath, Status, listed
 
@@ -92,7 +92,9 @@ class SmiCheck(Check):
 
 
 class GpuXid(Check):
-    """No Xid event the profile fails on (``[gpudirect] fail_xids``) since the node booted."""
+    """No GPU or NVSwitch event since the node booted that takes it out of service: Xids (the line's own Fatal,
+    Xid 154's recovery action, else NVIDIA's Xid catalogue through the profile's ``[gpudirect] fail_xids``), a GPU
+    lost from the bus without an Xid line, and NVSwitch SXids (``bench.gpu.xid``)."""
 
     name = "gpu-xid"
 
@@ -105,27 +107,40 @@ class GpuXid(Check):
             return [self.result("skip", f"kernel log not read: {log.skipped}")]
         lines = xid.since_boot(log.lines)
         found = xid.events(lines)
-        failing = set(ctx.profile.gpudirect.fail_xids)
+        gpu_events = [e for e in found if e.kind != "SXid"]
         out = []
         for path in ctx.gpu_paths:
-            mine = [e for e in found if e.matches(path.address)]
+            mine = xid_report.current([e for e in gpu_events if e.matches(path.address)])
             if not mine:
                 continue
-            counts = Counter(e.code for e in mine)
-            said = ", ".join(
-                f"Xid {code} ({xid.MEANINGS.get(code, 'see the Xid catalogue')})" + (f" x{n}" if n > 1 else "")
-                for code, n in sorted(counts.items())
-            )
-            status: Status = "fail" if failing & set(counts) else "warn"
-            reason = f"GPU {path.k} ({path.address}): {said} since boot in {log.source}; latest: {mine[-1].line[:200]}"
+            said = xid_report.say(mine, ctx.profile.gpudirect.fail_xids)
+            reason = f"GPU {path.k} ({path.address}): {said.words} since boot in {log.source}; latest: {said.latest}"
             action = ctx.action("gpu-xid", device=f"GPU {path.k}", pci=path.address)
-            out.append(self.result(status, reason, path.label, action=action, gpus=(path.k,)))
-        stray = [e for e in found if not any(e.matches(p.address) for p in ctx.gpu_paths)]
+            out.append(self.result(said.status, reason, path.label, action=action, gpus=(path.k,)))
+        out += self._switches(ctx, [e for e in found if e.kind == "SXid"], log.source)
+        stray = [e for e in gpu_events if not any(e.matches(p.address) for p in ctx.gpu_paths)]
         if stray:
             buses = listed(sorted({e.bus for e in stray}))
             out.append(self.result("warn", f"Xid events for PCI {buses}, no GPU of this node: {stray[-1].line[:200]}"))
         if not out:
-            out.append(self.result("pass", f"no Xid event since boot in {log.source} ({len(lines)} lines read)"))
+            reason = (
+                f"no Xid event since boot in {log.source} ({len(lines)} lines read; no SXid, no GPU lost from the bus)"
+            )
+            out.append(self.result("pass", reason))
+        return out
+
+    def _switches(self, ctx: Context, events: list[xid.Xid], source: str) -> list[CheckResult]:
+        """One result per NVSwitch with SXids, named by its driver name and PCI address; a fatal one stalls the
+        NVLink traffic of every GPU through it, so it names them all."""
+        out = []
+        for bus in dict.fromkeys(e.bus for e in events):
+            mine = [e for e in events if e.bus == bus]
+            switch = f"NVSwitch {mine[0].switch or '?'}"
+            said = xid_report.say(mine, ctx.profile.gpudirect.fail_xids)
+            reason = f"{switch} ({bus}.0): {said.words} since boot in {source}; latest: {said.latest}"
+            action = ctx.action("gpu-xid", device=switch, pci=f"{bus}.0")
+            gpus = tuple(p.k for p in ctx.gpu_paths) if said.status == "fail" else ()
+            out.append(self.result(said.status, reason, mine[0].switch or "NVSwitch", action=action, gpus=gpus))
         return out
 
 

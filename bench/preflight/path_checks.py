@@ -214,7 +214,9 @@ class Iommu(Check):
 
 
 class GpuPeerMemory(Check):
-    """The NIC can reach GPU memory (``nvidia_peermem``, or DMA-BUF); NCCL's own ``GDR 0`` is evidence too."""
+    """The NIC can reach GPU memory (``nvidia_peermem``, or DMA-BUF); NCCL's own ``GDR 0`` is evidence too, and so
+    is its ``DMA-BUF is available on GPU device N``. The kernel's release is ``uname``'s on the live node, the
+    kernel log's boot banner (``--kernel-log``) for a copied tree (``bench.fabric.peer_memory``)."""
 
     name = "gpu-peer-memory"
 
@@ -234,19 +236,26 @@ class GpuPeerMemory(Check):
                     f"NCCL on {name or 'the log'} said GPUDirect RDMA is off: {fact.source}:{fact.line}: {fact.value}"
                 )
                 out.append(self.result("fail", reason, action=action, gpus=everyone))
-        found = peer_memory.read(ctx.sysfs, ctx.live)
+        banner = peer_memory.kernel_banner(ctx.kernel_log) if ctx.kernel_log and not ctx.live else None
+        found = peer_memory.read(ctx.sysfs, ctx.live, banner)
         if not found.driver_loaded:
             if not out:
                 out.append(self.result("skip", "the NVIDIA driver is not loaded (no module/nvidia): nothing to judge"))
             return out
+        possible = found.open_module is not False and found.kernel_dmabuf is not False
+        nccl_said = peer_memory.nccl_said_dmabuf(log.source for log in ctx.logs) if possible else None
         if found.peermem is not None:
             out.append(self.result("pass", f"{found.peermem} is loaded: the NIC registers GPU memory directly"))
         elif found.open_module and found.kernel_dmabuf:
-            out.append(self.result("pass", f"DMA-BUF: the open GPU kernel module on Linux {found.kernel}"))
+            where = f" ({found.kernel_source})" if found.kernel_source != "uname" else ""
+            out.append(self.result("pass", f"DMA-BUF: the open GPU kernel module on Linux {found.kernel}{where}"))
+        elif nccl_said is not None:
+            out.append(self.result("pass", f"DMA-BUF: NCCL said so: {nccl_said}"))
         elif found.open_module and found.kernel_dmabuf is None:
             reason = (
                 "no nvidia_peermem; the open GPU kernel module allows DMA-BUF, if the kernel is 5.12 or later "
-                "(a copied tree does not say which it is)"
+                "(a copied tree does not say which it is: give its kernel log with --kernel-log, or an NCCL log "
+                "with --nccl-log)"
             )
             out.append(self.result("warn", reason, action=action, gpus=everyone))
         else:
