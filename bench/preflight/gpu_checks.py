@@ -8,7 +8,6 @@ source they skip, saying which source is missing; a machine without a GPU skips 
 
 from __future__ import annotations
 
-from collections import Counter
 from datetime import datetime, timedelta
 
 from bench.bounded import InputError, Where, parse_float, read_bytes
