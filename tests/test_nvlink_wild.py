@@ -10,6 +10,7 @@ prompt). Each FAIL line names the GPU's index, PCI address and links, and carrie
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -278,3 +279,21 @@ def test_any_lines_are_named_or_judged_never_an_error(lines: list[str]) -> None:
         assert fault.index in indexes and fault.links and fault.why
     if kind is None:
         assert not any(g.links or g.all_down for g in gpus)
+
+
+def test_a_live_listing_that_ends_non_zero_is_still_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A GPU whose links are all down makes nvidia-smi say so through NVML; whatever the exit status, the listing
+    it printed is the finding (the B200 corpus file, printed by a stand-in nvidia-smi that then exits 255), while
+    a tool that printed no GPU block stays a tool failure."""
+    listing = WILD / "b200-gpu2-nvml-all-down.txt"
+    tool = tmp_path / "nvidia-smi"
+    tool.write_text(f'#!/bin/sh\n[ "$1" = nvlink ] || exit 9\ncat "{listing}"\nexit 255\n')
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ.get('PATH', '')}")
+    found = state.from_tool()
+    assert found.links is not None and found.links_missing is None
+    down = [g for g in found.links if g.all_down]
+    assert [g.index for g in down] == [2]
+    tool.write_text("#!/bin/sh\necho 'Failed to initialize NVML: Driver/library version mismatch'\nexit 255\n")
+    found = state.from_tool()
+    assert found.links is None and found.links_missing is not None and "version mismatch" in found.links_missing

@@ -105,6 +105,28 @@ def _run(argv: list[str], timeout_s: float) -> tuple[bytes | None, str | None]:
     return done.stdout, None
 
 
+def _run_listing(argv: list[str], timeout_s: float) -> tuple[bytes | None, str | None]:
+    """Like :func:`_run`, but a listing that finished is read whatever the exit status: a GPU whose links are
+    all down makes ``nvidia-smi nvlink -s`` say so through NVML and may end it non-zero, and that GPU is the
+    finding, not a tool failure. Its NVML line can come on either stream, so both are read, stdout first."""
+    try:
+        done = toolrun.run_tool(argv, timeout_s, MAX_FILE_BYTES)
+    except toolrun.ToolMissing as exc:
+        return None, f"cannot run {' '.join(argv)}: {exc.strerror or exc}"
+    if done.ok:
+        return done.stdout, None
+    both = done.stdout + b"\n" + done.stderr
+    if done.timed_out or done.over_cap or not _has_gpu_block(both):
+        hung = " (a hung GPU or driver)" if done.timed_out else ""
+        return None, done.why_not(timeout_s, MAX_FILE_BYTES) + hung
+    return both, None
+
+
+def _has_gpu_block(data: bytes) -> bool:
+    decoded = data.decode("utf-8", errors="replace")
+    return bool(nvlink.parse_status(line for _, line in text_lines(decoded) if line is not None))
+
+
 def from_tool() -> GpuState:
     """The live node's state from ``nvidia-smi`` itself."""
     tool = shutil.which("nvidia-smi")
@@ -119,7 +141,7 @@ def from_tool() -> GpuState:
         except SmiRefused as exc:
             report_missing = str(exc)
     links, links_missing = None, None
-    text, links_missing = _run([tool, "nvlink", "-s"], NVLINK_TIMEOUT_S)
+    text, links_missing = _run_listing([tool, "nvlink", "-s"], NVLINK_TIMEOUT_S)
     if text is not None:
         decoded = text.decode("utf-8", errors="replace")
         links = nvlink.parse_status(line for _, line in text_lines(decoded) if line is not None)
