@@ -6,6 +6,7 @@ is named with its GPU or port and its action, on the FAIL line itself and in the
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -78,6 +79,38 @@ def test_the_gb200_tray_is_judged_by_its_design_not_excused(tmp_path: Path) -> N
     moved = node_designs.nic_on_other_socket(DESIGNS["h200"], "mlx5_5")
     status, lines = _health(_tree(tmp_path, moved), moved)
     assert status == 1 and any("FAIL gpu-nic-affinity: GPU5" in line for line in lines), lines
+
+
+@pytest.mark.parametrize("gpu_numa", [(0, 0, 1, 1), (2, 10, 18, 26)], ids=["cpu-nodes", "gpu-memory-nodes"])
+def test_the_gb200_pairs_are_the_trays_own_whichever_numa_node_sysfs_gives_its_gpus(
+    tmp_path: Path, gpu_numa: tuple[int, ...]
+) -> None:
+    # sysfs may give a C2C GPU its Grace's node or its own memory's (sglang#11208's "GPU NUMA ID" 2, 10, 18, 26):
+    # either way GPU k leaves through the NIC nvidia-resiliency-ext#152 maps to it, and nothing fails.
+    tray = DESIGNS["gb200"]
+    gpus = tuple(replace(g, numa=n) for g, n in zip(tray.spec.gpus, gpu_numa, strict=True))
+    design = replace(tray, spec=replace(tray.spec, gpus=gpus))
+    root = _tree(tmp_path, design)
+    answers = run_checks(
+        HealthConfig(design.profile, sysfs_root=root, error_window_s=0.1), load_profile(design.profile)
+    )
+    affinity = next(r for r in answers.answers if r.check == "gpu-nic-affinity")
+    assert affinity.status == "pass", affinity
+    for k, nic in enumerate(("mlx5_0", "mlx5_1", "mlx5_3", "mlx5_4")):
+        assert re.search(rf"GPU{k} \([0-9a-f:.]+\)->{nic} ", affinity.reason), affinity.reason
+    assert not [r for r in answers.answers if r.status in ("fail", "warn")]
+
+
+def test_the_same_tray_with_gpus_that_are_not_superchips_fails_affinity(tmp_path: Path) -> None:
+    # The C2C judgement is the GPU's own (its PCI device id), not a looser check: H200s (0x2335) placed as a
+    # tray's GPUs, each alone under a root port with no NIC below it, are 4 GPUs far from their NICs.
+    tray = DESIGNS["gb200"]
+    gpus = tuple(replace(g, device_id=0x2335) for g in tray.spec.gpus)
+    design = replace(tray, spec=replace(tray.spec, gpus=gpus))
+    status, lines = _health(_tree(tmp_path, design), design)
+    failed = [line for line in lines if " FAIL gpu-nic-affinity: " in line]
+    assert status == 1 and len(failed) == 4, lines
+    assert all("expected PIX or PXB" in line and "; action: " in line for line in failed)
 
 
 @pytest.mark.parametrize("fault", FAULTS, ids=[f.name for f in FAULTS])
