@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.fabric.sysfs import Sysfs, ib_devices
+from bench.fabric.sysfs import nvidia_gpus as sysfs_gpus
+from bench.fabric.topology import distance
 from bench.health.config import HealthConfig
 from bench.health.node import findings, run_checks
 from bench.profiles import load_profile
@@ -18,7 +21,7 @@ from bench.slurm import drain
 from tests import gpu_state_docs as docs
 from tests import node_designs
 from tests.node_designs import DESIGNS, Design, Fault
-from tests.support import railbench_inline
+from tests.support import CORPUS, railbench_inline
 
 FAULTS = node_designs.faults()
 
@@ -177,3 +180,37 @@ def test_a_missing_captured_input_is_bad_input_in_one_line(tmp_path: Path, flag:
     )
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert flag in proc.stderr and "Traceback" not in proc.stderr
+
+
+MATRICES = {
+    # design: (corpus file of a real node of that shape, its NIC columns that are the rails, in GPU order)
+    "h200": ("topo_h100_8gpu_8nic_2numa_sglang30401.txt", tuple(range(8))),
+    "roce": ("topo_h100_8gpu_8nic_2numa_sglang30401.txt", tuple(range(8))),
+    "hgx-b200": ("topo_b300_8gpu_tabs_ansi_remnant_mlx5_10_17_sglang26039.txt", tuple(range(8))),
+}
+
+
+def _matrix(path: Path, gpus: int, rails: tuple[int, ...]) -> list[list[str]]:
+    """The GPU x rail part of an ``nvidia-smi topo -m`` matrix: the cells after each GPU row's GPU columns."""
+    rows = [line.split() for line in path.read_text().splitlines() if re.match(r"GPU[0-9]+\s", line)]
+    return [[row[1 + gpus + j] for j in rails] for row in rows[:gpus]]
+
+
+@pytest.mark.parametrize("name", list(MATRICES))
+def test_each_switch_design_places_its_gpus_and_rails_as_a_real_node_of_that_shape(tmp_path: Path, name: str) -> None:
+    # The fixture's GPU x rail distances (bench.fabric.topology, as nvidia-smi topo -m reckons them) are those
+    # a real node of the shape printed: PIX (H100 SXM, sglang#30401) or PXB (HGX B300, sglang#26039) to its own
+    # rail, NODE to the other rails of its socket, SYS across sockets.
+    corpus_file, rails = MATRICES[name]
+    path = CORPUS / corpus_file
+    if not path.is_file():
+        pytest.skip(f"corpus file {corpus_file} absent")
+    design = DESIGNS[name]
+    root = _tree(tmp_path, design)
+    sysfs = Sysfs(root)
+    gpus = sysfs_gpus(sysfs)
+    by_name = {d.name: d for d in ib_devices(sysfs)}
+    names = node_designs.ROCE_RAILS if name == "roce" else tuple(f"mlx5_{k}" for k in range(8))
+    nics = [by_name[n] for n in names]
+    ours = [[distance(g.pci_path, g.numa_node, n.pci_path, n.numa_node) for n in nics] for g in gpus]
+    assert ours == _matrix(path, 8, rails)
