@@ -116,6 +116,21 @@ def test_the_same_tray_with_gpus_that_are_not_superchips_fails_affinity(tmp_path
     assert all("expected PIX or PXB" in line and "; action: " in line for line in failed)
 
 
+def test_two_gpus_on_one_rail_nic_while_another_carries_none_warn(tmp_path: Path) -> None:
+    # GPU 5 seated behind GPU 4's switch: both are PIX to mlx5_4, and mlx5_5 has no GPU near it. NCCL sends both
+    # GPUs' rails through mlx5_4 (half the network each); a tie NCCL spreads one GPU per NIC warns nothing (the
+    # HGX B200 and GB200 trees above).
+    design = DESIGNS["h200"]
+    gpus = list(design.spec.gpus)
+    gpus[5] = replace(gpus[5], chain=("pci0000:90", "0000:90:01.0", "0000:91:00.0", "0000:92:02.0", "0000:97:00.0"))
+    moved = replace(design, spec=replace(design.spec, gpus=tuple(gpus)))
+    status, lines = _health(_tree(tmp_path, moved), moved)
+    assert status == 0, lines
+    warned = [line for line in lines if " WARN gpu-nic-affinity: " in line]
+    assert warned and "GPUs share rail NIC mlx5_4 while mlx5_5 carries no GPU" in warned[0], lines
+    assert "; action: " in warned[0]
+
+
 @pytest.mark.parametrize("fault", FAULTS, ids=[f.name for f in FAULTS])
 def test_each_fault_is_named_with_its_part_and_action_in_health_check_and_the_drain_reason(
     tmp_path: Path, fault: Fault

@@ -289,7 +289,8 @@ class GpuNicAffinity(Check):
         doubled = sorted(n for n, count in load.items() if n and count > 1)
         idle = sorted({short(n.name) or n.name for n in nics} - set(load))
         if doubled and idle:
-            message = f"GPUs share rail NIC {listed(doubled)} while rail {listed(idle)} has no GPU"
+            carry = "carries" if len(idle) == 1 else "carry"
+            message = f"GPUs share rail NIC {listed(doubled)} while {listed(idle)} {carry} no GPU"
             out.append(self.result("warn", message, doubled[0]))
         return out
 
