@@ -27,7 +27,8 @@ What each property stands on:
   7, 8 (leptonai/gpud's ibstat of an 8 x H100 RoCE node, in the corpus), each rail NIC on GPU k's switch (PIX),
   interface MTU 9000 (RoCE MTU 4096).
 
-Every link is PCIe Gen5 x16 (B200, H100/H200 SXM and ConnectX-7 are Gen5 x16 devices).
+Every link is PCIe Gen5 x16 (B200, H100/H200 SXM, ConnectX-7 and BlueField-3 are Gen5 x16 devices), but a
+ConnectX-6 Dx's (Gen4 x16).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from pathlib import Path
 
 from tests import fabric_trees
 from tests.fabric_trees import NDR, GpuSpec, HcaSpec, NetSpec, NodeSpec, PortSpec
-from tests.gpudirect_trees import ACS_ON, GEN5, _speed_text, _write, config_space
+from tests.gpudirect_trees import ACS_ON, GEN4, GEN5, _speed_text, _write, config_space
 
 _ROOT_PORT, _UPSTREAM, _DOWNSTREAM, _ENDPOINT = 4, 5, 6, 0
 
@@ -134,7 +135,7 @@ def _rails(names: tuple[str, ...], port: PortSpec, netdev: str) -> list[HcaSpec]
 
 
 def _front_end(name: str, rate: str, hca_type: str = "MT4129", bus: int = 0x02) -> HcaSpec:
-    chain = ("pci0000:00", "0000:00:02.0", f"0000:{bus:02x}:00.0")
+    chain = ("pci0000:00", f"0000:00:{bus:02x}.0", f"0000:{bus:02x}:00.0")
     return HcaSpec(
         name, (PortSpec(rate=rate, link_layer="Ethernet"),), netdev=f"eno{bus}np0", hca_type=hca_type, chain=chain
     )
@@ -153,6 +154,10 @@ def _h200() -> Design:
     hcas = (*_rails(names, PortSpec(), "ibp{k}s0"), _front_end("mlx5_8", "100 Gb/sec (4X EDR)"))
     return Design("h200", "h200", NodeSpec(tuple(hcas), gpus, _nets(), driver="550.144.03"))
 
+
+PCIE_MAX = {"MT4125": GEN4}
+"""HCA type -> its PCIe generation where it is not Gen5: ConnectX-6 Dx (MT4125) is a PCIe Gen4 x16 card (NVIDIA's
+ConnectX-6 Dx datasheet); ConnectX-7 (MT4129) and BlueField-3 (MT41692) are Gen5."""
 
 ROCE_RAILS = ("mlx5_0", "mlx5_3", "mlx5_4", "mlx5_5", "mlx5_6", "mlx5_9", "mlx5_10", "mlx5_11")
 """The 400G RoCE rails of gpud's 8 x H100 RoCE capture, in GPU order; mlx5_1, 2, 7 and 8 are its 100G ports."""
@@ -186,10 +191,10 @@ def build(root: Path, design: Design) -> Path:
     """``design``'s tree under ``root`` (use it as ``--sysfs-root``)."""
     spec = design.spec
     fabric_trees.build(root, spec)
-    chains = [fabric_trees._gpu_chain(g) for g in spec.gpus]
-    chains += [fabric_trees._nic_chain(h, i) for i, h in enumerate(spec.hcas)]
+    chains = [(fabric_trees._gpu_chain(g), GEN5) for g in spec.gpus]
+    chains += [(fabric_trees._nic_chain(h, i), PCIE_MAX.get(h.hca_type, GEN5)) for i, h in enumerate(spec.hcas)]
     written: set[str] = set()
-    for chain in chains:
+    for chain, top in chains:
         typed = _port_types(chain)
         for i, (address, port_type) in enumerate(typed):
             if address in written:
@@ -197,10 +202,10 @@ def build(root: Path, design: Design) -> Path:
             written.add(address)
             # A port facing down reads the link below it; the others the link above them.
             below = typed[i + 1][0] if port_type in (_ROOT_PORT, _DOWNSTREAM) and i + 1 < len(typed) else address
-            speed, width = design.links.get(below, (GEN5, 16))
+            speed, width = design.links.get(below, (top, 16))
             default = design.root_port_acs if port_type == _ROOT_PORT else 0
             acs = design.acs.get(address, default) if port_type in (_ROOT_PORT, _DOWNSTREAM) else None
-            _function(root, address, port_type, speed, width, acs)
+            _function(root, address, port_type, speed, width, acs, top)
     if design.open_module:
         _write(root / "module" / "nvidia" / "taint", "OE")
     for hca in spec.hcas:
@@ -209,18 +214,19 @@ def build(root: Path, design: Design) -> Path:
     return root
 
 
-def _function(root: Path, address: str, port_type: int, speed: float, width: int, acs: int | None) -> None:
+def _function(root: Path, address: str, port_type: int, speed: float, width: int, acs: int | None, top: float) -> None:
     function = (root / "bus" / "pci" / "devices" / address).resolve()
+    top = top if port_type == _ENDPOINT else GEN5  # a Gen4 card in a Gen5 slot: its link trains to Gen4
     _write(function / "current_link_speed", _speed_text(speed))
     _write(function / "current_link_width", width)
-    _write(function / "max_link_speed", _speed_text(GEN5))
+    _write(function / "max_link_speed", _speed_text(top))
     _write(function / "max_link_width", 16)
     vendor = int((function / "vendor").read_text(), 16) if (function / "vendor").exists() else 0x10DE
     space = config_space(
         port_type,
         speed=speed,
         width=width,
-        max_speed=GEN5,
+        max_speed=top,
         max_width=16,
         max_read_request=4096,
         acs_control=acs,
