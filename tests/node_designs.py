@@ -11,11 +11,13 @@ What each property stands on:
   ``drivers/vfio/pci/nvgrace-gpu/main.c``), each alone in a PCI domain of its own on bus 1 at 0008, 0009, 0018
   and 0019:01:00.0 (nvidia-smi listings of GB200 trays), joined to its Grace by NVLink-C2C, so that every
   GPU-NIC pair prints SYS (sglang#11208) and NCCL runs GPUDirect RDMA over C2C (NCCL_NET_GDR_C2C, NVIDIA/nccl#1579).
-  Four ConnectX-7 rails at 0000, 0002, 0010 and 0012:03:00.0 below a switch under a Grace root port
-  (``0010:03:00.0 <- 0010:02:00.0 <- 0010:00:00.0`` in OCI's BM.GPU.GB200.4 shape list), named mlx5_0, mlx5_1,
-  mlx5_3 and mlx5_4 for GPUs 0-3, and a BlueField-3 front end as mlx5_2 (0006:09:00.0) and mlx5_5
-  (0016:0b:00.0) (NVIDIA/nvidia-resiliency-ext#152's GB200 GPU-NIC map). The Grace root ports keep ACS
-  redirection on (the kernel enables it under an SMMU): they carry no GPU-NIC peer traffic.
+  Four ConnectX-7 rails at 0000, 0002, 0010 and 0012:03:00.0 below a switch under a Grace root port (OCI's
+  BM.GPU.GB200.4 shape lists these four addresses, and a public NIC-selection test the chain ``0010:03:00.0 <-
+  0010:02:00.0 <- 0010:00:00.0``; both seen in the code index without a URL), named mlx5_0, mlx5_1, mlx5_3 and
+  mlx5_4 for GPUs 0-3 (NVIDIA/nvidia-resiliency-ext#152's GB200 GPU-NIC map), and a front end as mlx5_2
+  (0006:09:00.0) and mlx5_5 (0016:0b:00.0) (a public GB200 address-to-HCA table in the code index; modelled as
+  a BlueField-3's Ethernet ports). The Grace root ports keep ACS redirection on (the kernel enables it under an
+  SMMU): they carry no GPU-NIC peer traffic.
 * **HGX B200** (``hgx_b200``): 8 B200 (0x2901) and 8 NDR ConnectX-7, GPU k and NIC k below one switch tree two
   levels deep, PXB to each other and NODE to the other pairs of their socket (the HGX B300 matrix of
   sglang#26039, in the corpus), NUMA 0 for pairs 0-3 and 1 for 4-7; NVIDIA's open GPU kernel module (no ``P``
