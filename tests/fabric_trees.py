@@ -44,6 +44,8 @@ class HcaSpec:
     numa: int = 0
     fw_ver: str = "28.39.1002"
     hca_type: str = "MT4129"
+    chain: tuple[str, ...] = ()
+    """The PCI chain (host bridge first, the NIC last) where a design places it; empty: by ``switch``."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,8 @@ class GpuSpec:
     device_id: int = 0x2330  # H100 SXM5 80GB
     bus: int | None = None
     """The GPU's own PCI bus number; None puts it three buses below its root port."""
+    chain: tuple[str, ...] = ()
+    """The PCI chain (host bridge first, the GPU last) where a design places it; empty: by ``switch``."""
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,8 @@ def _pci_function(root: Path, chain: list[str], numa: int, vendor: int, device: 
 
 
 def _nic_chain(hca: HcaSpec, index: int) -> list[str]:
+    if hca.chain:
+        return list(hca.chain)
     if hca.switch is None:
         return ["pci0000:00", "0000:00:02.0", f"0000:{index + 1:02x}:00.0"]
     rc = _rc(hca.switch)
@@ -134,6 +140,8 @@ def _nic_chain(hca: HcaSpec, index: int) -> list[str]:
 
 
 def _gpu_chain(gpu: GpuSpec) -> list[str]:
+    if gpu.chain:
+        return list(gpu.chain)
     rc = _rc(gpu.switch)
     return [
         f"pci0000:{rc:02x}",

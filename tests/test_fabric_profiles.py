@@ -20,7 +20,16 @@ H100 = ["NVIDIA H100 80GB HBM3"] * 8
 
 
 def test_shipped_profiles_load() -> None:
-    assert list_profiles() == ["generic", "lambda-1cc", "local", "runpod-instant"]
+    assert list_profiles() == [
+        "gb200-nvl72",
+        "generic",
+        "h200",
+        "hgx-b200",
+        "lambda-1cc",
+        "local",
+        "roce-8x400",
+        "runpod-instant",
+    ]
     one_cc = load_profile("lambda-1cc")
     assert (one_cc.transport, one_cc.rail_count, one_cc.rail_rate_gbps, one_cc.link_layer) == (
         "ib",

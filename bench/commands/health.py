@@ -6,6 +6,7 @@ Exit status: 0 healthy, 1 a check failed, 2 bad input (see ``bench.health.node``
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from bench.commands import flags
 from bench.commands.helptext import said
@@ -28,6 +29,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a check still running after this long is a finding (slurmd stops a health check at 60 s)",
     )
     flags.add_node_sources(parser)
+    said(
+        parser.add_argument(
+            "--kernel-log", type=Path, metavar="FILE", help="a captured kernel log to read Xid events from"
+        ),
+        "this machine's journal, on its own /sys only",
+    )
+    said(
+        parser.add_argument(
+            "--nvidia-smi",
+            type=Path,
+            nargs="+",
+            default=[],
+            metavar="FILE",
+            help="nvidia-smi -q -x (and nvidia-smi nvlink -s) output to judge the GPUs by",
+        ),
+        "run nvidia-smi on this node",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -39,6 +57,8 @@ def main(args: argparse.Namespace) -> int:
             time_limit_s=args.time_limit,
             sysfs_root=args.sysfs_root,
             error_window_s=args.error_window,
+            kernel_log=args.kernel_log,
+            nvidia_smi=tuple(args.nvidia_smi),
         )
     )
 

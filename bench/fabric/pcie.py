@@ -45,6 +45,18 @@ MAX_WIDTH = 32
 """A PCIe link has at most 32 lanes."""
 NVIDIA_VENDOR = 0x10DE
 MELLANOX_VENDOR = 0x15B3
+GRACE_SUPERCHIP_GPUS: dict[int, str] = {
+    0x2342: "GH200",
+    0x2345: "GH200",
+    0x2348: "GH200",
+    0x2941: "GB200",
+    0x31C2: "GB300",
+}
+"""PCI device ids of the GPUs of NVIDIA's Grace superchips, each joined to its Grace CPU by NVLink-C2C: the ids
+Linux's ``drivers/vfio/pci/nvgrace-gpu/main.c`` (``nvgrace_gpu_vfio_pci_table``) lists as GH200 120GB/480GB,
+GH200, GB200 and GB300. Such a GPU reaches its rail NIC through its Grace (C2C, then a Grace root port): no PCIe
+switch is shared by design, NCCL enables GPUDirect RDMA over C2C (``NCCL_NET_GDR_C2C``, NVIDIA/nccl#1579), and
+``nvidia-smi topo -m`` prints every GPU-NIC pair of a GB200 tray SYS (sgl-project/sglang#11208)."""
 
 
 def parse_speed(text: str | None) -> float | None:
@@ -94,6 +106,13 @@ class PciFunction:
     @property
     def is_gpu(self) -> bool:
         return self.vendor == NVIDIA_VENDOR and self.pci_class is not None and self.pci_class >> 8 in (0x0300, 0x0302)
+
+    @property
+    def superchip(self) -> str | None:
+        """``GB200`` for the GPU of a Grace superchip (NVLink-C2C to its CPU, :data:`GRACE_SUPERCHIP_GPUS`)."""
+        if self.vendor != NVIDIA_VENDOR or self.device is None:
+            return None
+        return GRACE_SUPERCHIP_GPUS.get(self.device)
 
     @property
     def pcie(self) -> pci_config.PcieCapability | None:
@@ -235,6 +254,17 @@ def path_links(sysfs: Sysfs, a: Sequence[str], b: Sequence[str] = ()) -> list[Pc
             if link.below.address in wanted:
                 out.setdefault((link.above.address if link.above else None, link.below.address), link)
     return list(out.values())
+
+
+def shares_bridge(a: Sequence[str], b: Sequence[str]) -> bool:
+    """Whether the two chains' devices sit under a PCI bridge they share (a switch port, or a root port they
+    are both below): their peer traffic can turn there without reaching the host bridge (PIX or PXB)."""
+    for x, y in zip(a[:-1], b[:-1], strict=False):
+        if x != y:
+            return False
+        if PCI_ADDRESS.match(x):
+            return True
+    return False
 
 
 def bridges_on_path(a: Sequence[str], b: Sequence[str]) -> list[str]:

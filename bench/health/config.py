@@ -22,18 +22,20 @@ HEALTH_CHECKS: tuple[str, ...] = (
     "rail-errors",
     "sysfs-tree",
     "pcie-link",
+    "pcie-acs",
     "gpu-peer-memory",
     "gpu-xid",
     "gpu-ecc",
     "nvlink",
     "fabric-manager",
 )
-"""The node-local subset of ``check`` (``bench.preflight.checks``) a health check runs: the node's own
-hardware as it is now, the GPUs' own health included (Xid events since boot: a GPU that fell off the bus or
-took a double-bit error stays broken until it is reset, so it drains again after a resume until then). Left
-out: the checks of the run's settings (``NCCL_IB_HCA``, ``NCCL_SOCKET_IFNAME``: slurmd gives its health check
-no job's environment), NCCL's logs (none given), and the kernel log's link flaps (history, not the present: a
-flap an hour ago would drain the node again after every resume)."""
+"""The node-local subset of ``check`` (``bench.preflight.checks``) a health check runs: the node's own hardware as it
+is now (``pcie-acs`` included: a BIOS update or a reboot can turn ACS redirection back on under a switch shared by a
+GPU and its NIC), the GPUs' own health included (Xid events since boot: a GPU that fell off the bus or took a
+double-bit error stays broken until it is reset, so it drains again after a resume until then). Left out: the checks
+of the run's settings (``NCCL_IB_HCA``, ``NCCL_SOCKET_IFNAME``: slurmd gives its health check no job's environment),
+NCCL's logs (none given), and the kernel log's link flaps (history, not the present: a flap an hour ago would drain
+the node again after every resume)."""
 
 DEFAULT_TIME_LIMIT_S = 30.0
 """slurmd kills its HealthCheckProgram after 60 s (``run_script_health_check``, slurmd.c); a prolog
@@ -57,6 +59,12 @@ class HealthConfig:
     """Stands in for /sys."""
     error_window_s: float | None = None
     """Seconds between the two samples of the rails' error counters; None: the profile's ``[errors] window_s``."""
+    kernel_log: Path | None = None
+    """A captured kernel log (``journalctl -k``, kern.log) to read Xid events from, as ``check --kernel-log``;
+    None: this machine's own, on its own ``/sys`` only."""
+    nvidia_smi: tuple[Path, ...] = ()
+    """Captured ``nvidia-smi -q -x`` / ``nvidia-smi nvlink -s`` output to judge the GPUs by, as ``check
+    --nvidia-smi``; empty: run nvidia-smi on a live node."""
 
     def __post_init__(self) -> None:
         finite(self.time_limit_s, Where("--time-limit", "seconds"), maximum=MAX_TIME_LIMIT_S)
@@ -66,3 +74,12 @@ class HealthConfig:
             finite(self.error_window_s, Where("--error-window", "seconds"), maximum=MAX_WINDOW_S)
         if self.node is not None:
             check_node_name(self.node, "--node")
+        if self.kernel_log is not None and not self.kernel_log.is_file():
+            raise UserError(
+                f"--kernel-log {self.kernel_log} is not a file: give a kernel log (kern.log, journalctl -k)"
+            )
+        for path in self.nvidia_smi:
+            if not path.is_file():
+                raise UserError(
+                    f"--nvidia-smi {path} is not a file: give nvidia-smi -q -x or nvidia-smi nvlink -s output"
+                )

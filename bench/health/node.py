@@ -55,7 +55,15 @@ def run_checks(config: HealthConfig, profile: Profile, sleep: Callable[[float], 
     window's wait (``Context``)."""
     root = sysroot.node_root(config.sysfs_root, socket.gethostname())
     ctx = Context(
-        profile, root, (), benv.environ(), error_window_s=config.error_window_s, node=node_name(config), sleep=sleep
+        profile,
+        root,
+        (),
+        benv.environ(),
+        error_window_s=config.error_window_s,
+        kernel_log=config.kernel_log,
+        nvidia_smi=config.nvidia_smi,
+        node=node_name(config),
+        sleep=sleep,
     )
     selected = [c for c in checks.REGISTRY if c.name in HEALTH_CHECKS]
     return run_within(ctx, selected, config.time_limit_s)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from bench import sysroot
-from bench.fabric import hca, sysfs
+from bench.fabric import hca, pcie, sysfs
 from bench.fabric.rail_nics import PlacedGpu, PlacedNic, nearest_rail_nics
 from bench.nccllogs import nccl_evidence, nccl_log
 from bench.nccllogs.nccl_evidence import device_matches
@@ -232,6 +232,10 @@ class GpuCount(Check):
 
 
 class GpuNicAffinity(Check):
+    """Each GPU has a rail NIC next to it: on a switch design (HGX, PCIe GPUs) behind the same PCIe switch (PIX or
+    PXB); on a Grace superchip (GB200, GB300, GH200: ``bench.fabric.pcie.GRACE_SUPERCHIP_GPUS``) the GPU reaches
+    its NIC through its Grace over NVLink-C2C by design, so any PCIe distance is the design's, not a fault."""
+
     name = "gpu-nic-affinity"
 
     def applies(self, ctx: Context) -> str | None:
@@ -254,7 +258,8 @@ class GpuNicAffinity(Check):
         gpus = [PlacedGpu(g.pci_address or f"GPU{g.index}", g.pci_path, g.numa_node) for g in ctx.gpus]
         found = nearest_rail_nics(gpus, nics)
         pairs = [(g, found[p.address]) for g, p in zip(ctx.gpus, gpus, strict=True)]
-        far = [(g, a) for g, a in pairs if not a.near]
+        c2c = {g.index: chip for g in ctx.gpus if g.pci_address and (chip := _superchip(ctx, g.pci_address))}
+        far = [(g, a) for g, a in pairs if not a.near and not (g.index in c2c and a.nic)]
         out = [
             self.result(
                 "fail",
@@ -264,14 +269,35 @@ class GpuNicAffinity(Check):
             )
             for g, a in far
         ]
-        if not far:
-            shown = ", ".join(f"GPU{g.index} ({g.pci_address})->{short(a.nic)} {a.distance}" for g, a in pairs)
+        if far:
+            return out
+        shown = ", ".join(f"GPU{g.index} ({g.pci_address})->{short(a.nic)} {a.distance}" for g, a in pairs)
+        if c2c:
+            chips = listed(sorted(set(c2c.values())))
+            out.append(
+                self.result(
+                    "pass",
+                    f"every GPU has a rail NIC: {shown}; {chips} GPUs reach their NIC through their Grace CPU over "
+                    "NVLink-C2C by design (no PCIe switch is shared, so nvidia-smi topo -m shows no PIX/PXB)",
+                )
+            )
+        else:
             out.append(self.result("pass", f"every GPU has a rail NIC at PIX/PXB: {shown}"))
-            shared = sorted({a.nic.split(":")[0] for _, a in pairs if a.shared and a.nic})
-            if shared and len(nics) >= len(pairs):
-                message = f"GPUs share rail NIC {listed(shared)} while other rails have no GPU"
-                out.append(self.result("warn", message, shared[0]))
+        # NCCL spreads GPUs that tie on a set of NICs over it one each; only a NIC that two GPUs must share while
+        # another rail NIC carries none halves those GPUs' share of the network.
+        load = Counter(short(a.nic) for _, a in pairs if a.nic)
+        doubled = sorted(n for n, count in load.items() if n and count > 1)
+        idle = sorted({short(n.name) or n.name for n in nics} - set(load))
+        if doubled and idle:
+            carry = "carries" if len(idle) == 1 else "carry"
+            message = f"GPUs share rail NIC {listed(doubled)} while {listed(idle)} {carry} no GPU"
+            out.append(self.result("warn", message, doubled[0]))
         return out
+
+
+def _superchip(ctx: Context, address: str) -> str | None:
+    """``GB200`` when the GPU at ``address`` is a Grace superchip's (joined to its CPU by NVLink-C2C)."""
+    return pcie.pci_function(ctx.sysfs, address).superchip
 
 
 def short(nic: str | None) -> str | None:

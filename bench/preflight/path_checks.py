@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from bench.fabric import devinfo, iommu, pci_config, pcie, peer_memory
 from bench.nccllogs import nccl_evidence
-from bench.preflight.check_base import Check, CheckResult, Context, RailsFound, listed
+from bench.preflight.check_base import Check, CheckResult, Context, GpuPath, RailsFound, listed
 
 
 def _no_gpu(ctx: Context) -> str | None:
@@ -49,26 +49,44 @@ class PcieLinkSpeed(Check):
 
     def run(self, ctx: Context) -> list[CheckResult]:
         found: dict[tuple[str | None, str], tuple[pcie.PcieLink, set[int]]] = {}
+        peer: set[tuple[str | None, str]] = set()
         for path in ctx.gpu_paths:
-            for link in pcie.path_links(ctx.sysfs, path.gpu.pci_path, path.nic_chain):
-                key = (link.above.address if link.above else None, link.below.address)
-                found.setdefault(key, (link, set()))[1].add(path.k)
-        known = [(link, gpus) for link, gpus in found.values() if link.width is not None or link.speed_gts]
+            # The GPU-NIC path, then the GPU's own path from its root port: a switch's upstream link carries no
+            # GPU-NIC traffic under that switch, but every copy between host memory and the GPU.
+            for on_peer_path, chain in ((True, path.nic_chain), (False, ())):
+                for link in pcie.path_links(ctx.sysfs, path.gpu.pci_path, chain):
+                    key = (link.above.address if link.above else None, link.below.address)
+                    found.setdefault(key, (link, set()))[1].add(path.k)
+                    if on_peer_path or not path.nic_chain:
+                        peer.add(key)
+        known = [(key, link, gpus) for key, (link, gpus) in found.items() if link.width is not None or link.speed_gts]
         if not known:
             where = listed([p.address for p in ctx.gpu_paths], 4)
             return [self.result("skip", f"sysfs shows no PCIe link speed or width on the paths of {where}")]
-        out = [self._judged(ctx, link, gpus) for link, gpus in known if link.degraded or link.down]
+        out = [
+            self._judged(ctx, link, gpus, host_side=key not in peer)
+            for key, link, gpus in known
+            if link.degraded or link.down
+        ]
         if not out:
-            out.append(self.result("pass", _healthy(ctx, [link for link, _ in known])))
+            out.append(self.result("pass", _healthy(ctx, [link for _, link, _ in known])))
         return out
 
-    def _judged(self, ctx: Context, link: pcie.PcieLink, gpus: set[int]) -> CheckResult:
+    def _judged(self, ctx: Context, link: pcie.PcieLink, gpus: set[int], *, host_side: bool) -> CheckResult:
         label, words, name = part(ctx, link.below)
         above = f" to {link.above.address}" if link.above is not None else ""
         if link.down:
             reason = f"{words} ({link.below.address}): its PCIe link{above} is down (width 0)"
             return self.result("fail", reason, label, action=self._act(ctx, name, link), gpus=gpus)
         paths = [p for p in ctx.gpu_paths if p.k in gpus]
+        if host_side:
+            where = words if label == link.below.address else f"{words} ({link.below.address})"
+            reason = (
+                f"{where} above {_on_paths(gpus, ctx)}: PCIe link{above} at "
+                f"{link.describe()}; GPU-NIC traffic turns below it, but every copy between host memory and "
+                f"{listed([p.label for p in paths])} crosses it at that rate"
+            )
+            return self.result("fail", reason, label, action=self._act(ctx, name, link), gpus=gpus)
         if link.below.is_gpu:
             nic = f", rail NIC {paths[0].hca}" if len(paths) == 1 and paths[0].hca else ""
             where = f"{words} ({link.below.address}{nic})"
@@ -77,7 +95,9 @@ class PcieLinkSpeed(Check):
         reason = f"{where}: PCIe link{above} at {link.describe()}"
         rates = [p.rate_gbps for p in ctx.gpu_paths if p.k in gpus and p.rate_gbps]
         available = link.available_gbps
-        if rates and available is not None and available < max(rates):
+        # A Grace superchip's GPU reaches its NIC over NVLink-C2C, not over its own PCIe link.
+        c2c = link.below.superchip is not None
+        if rates and available is not None and available < max(rates) and not c2c:
             reason += f", under the rail's {max(rates):g} Gb/s line rate"
         if link.slow and not link.narrow and link.below.is_gpu:
             # nvidia-smi(1): the current generation "may be reduced when the GPU is not in use".
@@ -97,7 +117,7 @@ def _healthy(ctx: Context, links: list[pcie.PcieLink]) -> str:
         widths = sorted({f"x{link.width} at {pcie.speed_words(link.speed_gts)}" for link in chosen})
         if widths:
             shown.append(f"{what} {', '.join(widths)}")
-    target = "their rail NICs" if nics else "their root ports"
+    target = "their root ports and rail NICs" if nics else "their root ports"
     summary = f" ({'; '.join(shown)})" if shown else ""
     count = len(ctx.gpu_paths)
     return f"all {len(links)} PCIe links between the {count} GPUs and {target} at full width and speed{summary}"
@@ -114,12 +134,18 @@ class PcieAcs(Check):
             return _no_gpu(ctx)
         if not any(p.nic_chain for p in ctx.gpu_paths):
             return "no rail NIC placed next to a GPU: no GPU-to-NIC peer path to judge"
+        if not any(_peers(p) for p in ctx.gpu_paths):
+            # A GPU and NIC under different root ports (a Grace superchip's C2C GPU, a NIC on the CPU) exchange
+            # nothing across a PCIe switch: ACS on those root ports redirects no GPU-NIC peer traffic.
+            return (
+                "no GPU shares a PCIe switch with its rail NIC: no peer-to-peer path under a switch for ACS to divert"
+            )
         return None
 
     def run(self, ctx: Context) -> list[CheckResult]:
         bridges: dict[str, set[int]] = {}
         for path in ctx.gpu_paths:
-            if path.nic_chain:
+            if _peers(path):
                 for address in pcie.bridges_on_path(path.gpu.pci_path, path.nic_chain):
                     bridges.setdefault(address, set()).add(path.k)
         out: list[CheckResult] = []
@@ -159,6 +185,12 @@ class PcieAcs(Check):
                 )
             )
         return out
+
+
+def _peers(path: GpuPath) -> bool:
+    """Whether GPU k and its rail NIC are peers under a PCIe bridge they share (PIX or PXB): the only path on
+    which an ACS redirect sends their traffic up to the root complex."""
+    return bool(path.nic_chain) and pcie.shares_bridge(path.gpu.pci_path, path.nic_chain)
 
 
 class Iommu(Check):

@@ -143,14 +143,32 @@ def owned(reason: str) -> bool:
 
 
 def reason(faults: Sequence[NodeFault]) -> str:
-    """The drain reason for one node's faults: the first in full, then how many more (ASCII, one line)."""
-    text = faults[0].short if faults else "failed its checks"
+    """The drain reason for one node's faults: the first, then how many more (ASCII, one line). Past
+    :data:`MAX_REASON_CHARS` the finding is shortened, never the part or the action: they are what a technician
+    needs from ``scontrol show node`` (``sinfo -R`` prints only a reason's first 20 characters, its ``%20E``)."""
     more = f" (+{len(faults) - 1} more)" if len(faults) > 1 else ""
-    plain = " ".join(printable(text.replace("→", "->")).encode("ascii", "replace").decode().split())
     room = MAX_REASON_CHARS - len(REASON_PREFIX) - 1 - len(more)
+    if not faults:
+        return f"{REASON_PREFIX} failed its checks{more}"
+    first = faults[0]
+    plain = _ascii(first.short)
     if len(plain) > room:
-        plain = plain[: room - 3].rstrip() + "..."
+        part, finding, action = _ascii(first.part), _ascii(first.finding), _ascii(first.action)
+        head = f"{part} " if part else ""
+        tail = f"; {action}" if action else ""
+        left = room - len(head) - len(tail) - 3
+        if left >= 12:
+            plain = f"{head}{finding[:left].rstrip()}...{tail}"
+        elif len(head) + len(tail) <= room:  # no room for a finding worth reading: the part and what to do
+            plain = f"{head.rstrip()}{tail}"
+        else:
+            plain = plain[: room - 3].rstrip() + "..."
     return f"{REASON_PREFIX} {plain}{more}"
+
+
+def _ascii(text: str) -> str:
+    """One line of ASCII: Slurm's reason field and ``sinfo`` columns take nothing else."""
+    return " ".join(printable(text.replace("→", "->")).encode("ascii", "replace").decode().split())
 
 
 # -- findings -> faults -----------------------------------------------------------------------------------
