@@ -229,3 +229,21 @@ def test_each_switch_design_places_its_gpus_and_rails_as_a_real_node_of_that_sha
     nics = [by_name[n] for n in names]
     ours = [[distance(g.pci_path, g.numa_node, n.pci_path, n.numa_node) for n in nics] for g in gpus]
     assert ours == _matrix(path, 8, rails)
+
+
+def test_the_hgx_b200_on_dma_buf_is_judged_from_its_kernel_log_not_warned(tmp_path: Path) -> None:
+    """HGX B200 nodes run GPUDirect RDMA over DMA-BUF (no nvidia_peermem). On a copied tree the kernel that
+    makes DMA-BUF possible is read from the log's boot banner (Linux 5.15 >= 5.12): gpu-peer-memory passes
+    and health passes with no warning about it; without the log it can only warn, never pass or fail."""
+    design = DESIGNS["hgx-b200"]
+    root = _tree(tmp_path, design)
+    log = tmp_path / "kern.log"
+    log.write_text(docs.kernel_log(docs.KernelLog(host="tray01")))
+    profile = load_profile(design.profile)
+    with_log = run_checks(HealthConfig(design.profile, sysfs_root=root, kernel_log=log, error_window_s=0.1), profile)
+    peer = [r for r in with_log.answers if r.check == "gpu-peer-memory"]
+    assert [r.status for r in peer] == ["pass"] and "5.15" in peer[0].reason, peer
+    status, lines = _health(root, design, "--kernel-log", str(log))
+    assert status == 0 and not [line for line in lines if "gpu-peer-memory" in line and " WARN " in line], lines
+    without = run_checks(HealthConfig(design.profile, sysfs_root=root, error_window_s=0.1), profile)
+    assert [r.status for r in without.answers if r.check == "gpu-peer-memory"] == ["warn"]
