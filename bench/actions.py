@@ -59,8 +59,9 @@ key                       default
                           or set 18-22
 ``nccl-socket-ifname``    set NCCL_SOCKET_IFNAME on {node} to an interface that is up and not excluded
 ``socket-rail``           check the link, the speed and the cable of {node} {device}
-``gpu-count``             drain {node} and check its GPUs (nvidia-smi, the driver, the model the
-                          profile expects)
+``gpu-count``             drain {node}, check the power, seating and driver of its GPUs (lspci,
+                          nvidia-smi) and reboot it; replace (RMA) a GPU still missing or not the
+                          profile's model (NHC's check_nv_gpu_count, Azure's NHC2009)
 ``gpu-nic-affinity``      check the PCIe slots of {node}'s GPUs and rail NICs ({device}) and
                           NCCL_TOPO_FILE
 ``rail-firmware``         update the firmware of {node} {hca} to the version its other rails run
@@ -155,7 +156,8 @@ DEFAULT_CHECK_ACTIONS: Mapping[str, str] = MappingProxyType(
         "nccl-ib-retry": "unset NCCL_IB_TIMEOUT and NCCL_IB_RETRY_CNT on {node} (NCCL's defaults), or set 18-22",
         "nccl-socket-ifname": "set NCCL_SOCKET_IFNAME on {node} to an interface that is up and not excluded",
         "socket-rail": "check the link, the speed and the cable of {node} {device}",
-        "gpu-count": "drain {node} and check its GPUs (nvidia-smi, the driver, the model the profile expects)",
+        "gpu-count": "drain {node}, check the power, seating and driver of its GPUs (lspci, nvidia-smi) and "
+        "reboot it; replace (RMA) a GPU still missing or not the profile's model",
         "gpu-nic-affinity": "check the PCIe slots of {node}'s GPUs and rail NICs ({device}) and NCCL_TOPO_FILE",
         "rail-firmware": "update the firmware of {node} {hca} to the version its other rails run",
         "rail-errors": "reseat or replace the cable/transceiver on {node} {device}",
