@@ -131,7 +131,7 @@ class GpuXid(Check):
 
 
 class GpuEcc(SmiCheck):
-    """The GPUs' memory as NVIDIA's memory error management guide judges it (docs/design.md, "GPU memory"):
+    """The GPUs' memory as NVIDIA's memory error management guide judges it (docs/design.md, "One verdict"):
     failing on what needs a GPU reset (a pending row remap, repair or page retirement, uncorrectable errors
     since the driver loaded) and on what needs the GPU replaced (a failed remap, unrepairable memory, SRAM
     errors past NVIDIA's threshold); rows remapped or pages retired in the past with nothing pending are the

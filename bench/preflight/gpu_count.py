@@ -1,4 +1,5 @@
-"""``gpu-count``: the GPUs that answer on the PCI bus, against the profile's count and model.
+"""``gpu-count``: the GPUs that answer on the PCI bus, against the profile's count and model (docs/design.md,
+"One verdict").
 
 The count is a fact of the node (issue 42): LBNL NHC's ``check_nv_gpu_count`` and Azure's
 ``check_gpu_count`` (azurehpc-health-checks ``customTests/azure_gpu_count.nhc``: "Expected to see 8 but found
