@@ -41,7 +41,8 @@ def _healthy(root: Path) -> Path:
 
 
 def _gpu_dirs(tree: Path) -> list[Path]:
-    return [(tree / "bus" / "pci" / "devices" / g.pci_address).resolve() for g in gpus(Sysfs(tree), use_torch=False)]
+    addresses = [g.pci_address for g in gpus(Sysfs(tree), use_torch=False) if g.pci_address]
+    return [(tree / "bus" / "pci" / "devices" / address).resolve() for address in addresses]
 
 
 def _off_the_bus(tree: Path, ks: range | list[int]) -> list[str]:
@@ -204,3 +205,12 @@ def test_a_gpu_element_stripped_to_its_id_reads_as_unknown_and_a_foreign_root_is
     assert gpu.pci == "0000:1b:00.0" and ecc_findings(gpu) is None and not gpu.clock_events_known
     with pytest.raises(SmiRefused):
         parse_report(b"<nvidia_smi><gpu/></nvidia_smi>", "other")
+
+
+def test_a_dead_function_that_is_no_gpu_does_not_fail_a_full_gpu_count(tmp_path: Path) -> None:
+    # all 8 GPUs answer; a function elsewhere whose vendor reads 0xffff is not a GPU the count misses
+    tree = _healthy(tmp_path / "nic")
+    nic = (tree / "class" / "infiniband" / "mlx5_0" / "device").resolve()
+    (nic / "vendor").write_text("0xffff\n")
+    (result,) = [r for r in checks.run_checks(load_profile("lambda-1cc"), tree, (), GOOD_ENV) if r.check == "gpu-count"]
+    assert result.status == "pass" and result.reason.startswith("8 GPUs: 8 x NVIDIA H100 80GB HBM3")

@@ -112,16 +112,19 @@ class SilentFunction:
 
 def silent_functions(sysfs: Sysfs, gpus_on_bus: Sequence[Gpu]) -> list[SilentFunction]:
     """The PCI functions of this tree that do not answer, in bus order: each GPU of ``gpus_on_bus`` whose
-    ``config`` reads a Vendor ID of 0xffff (``pci_config.answers``), then every function whose ``vendor``
-    attribute itself reads 0xffff. A GPU whose ``config`` cannot be read (absent, as in many copied trees)
-    is not counted silent: nothing says so."""
+    ``config`` reads a Vendor ID of 0xffff (``pci_config.answers``) or whose device id reads 0xffff, then every
+    function whose ``vendor`` attribute itself reads 0xffff. A GPU whose ``config`` cannot be read (absent, as
+    in many copied trees) is not counted silent: nothing says so."""
     out = []
     for gpu in gpus_on_bus:
         if gpu.pci_address is None:
             continue
         raw = sysfs.read_raw("bus", "pci", "devices", gpu.pci_address, "config")
+        device = sysfs.read_int("bus", "pci", "devices", gpu.pci_address, "device", maximum=0xFFFF)
         if raw is not None and pci_config.answers(raw) is False:
             out.append(SilentFunction(gpu.pci_address, True, "config space reads 0xffff"))
+        elif device == pci_config.NO_FUNCTION:
+            out.append(SilentFunction(gpu.pci_address, True, "device 0xffff"))
     known = {f.address for f in out}
     for address in sorted(sysfs.listdir("bus", "pci", "devices"), key=str.lower):
         if address in known:

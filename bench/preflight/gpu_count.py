@@ -24,10 +24,13 @@ from bench.preflight.check_base import CheckResult, Context, listed
 def count_findings(ctx: Context, name: str) -> list[CheckResult]:
     """The ``gpu-count`` results of ``ctx``'s node (``name`` is the check's name)."""
     gpus = ctx.gpus
-    silent = topology.silent_functions(ctx.sysfs, gpus)
-    quiet = {f.address for f in silent}
+    found = topology.silent_functions(ctx.sysfs, gpus)
+    quiet = {f.address for f in found if f.gpu}
     answering = [g for g in gpus if g.pci_address not in quiet]
     expected = ctx.profile.gpus_per_node
+    short = expected is not None and len(answering) < expected
+    # A function that lost even its vendor may be any device; it is named here only when GPUs are missing.
+    silent = [f for f in found if f.gpu or short]
     out = []
     if silent or (expected is not None and len(answering) != expected):
         out.append(_count_result(ctx, name, answering, silent, expected))
