@@ -152,13 +152,31 @@ def test_rows_remapped_in_the_past_with_nothing_pending_are_healthy() -> None:
 
 
 def test_a_pending_remap_fails_for_a_reset_and_a_failed_one_for_a_replacement() -> None:
-    fails, _, _ = _finding(_one(remap_pending="Yes", remapped_unc=1, dram_uncorrectable=1))
-    assert fails == [
-        "a row remap is pending until the GPU is reset",
-        "1 uncorrectable ECC errors since the driver loaded",
+    # the fixture's driver says gpu_recovery_action None: the error itself was recovered, the remap waits
+    fails, warns, _ = _finding(_one(remap_pending="Yes", remapped_unc=1, dram_uncorrectable=1))
+    assert fails == ["a row remap is pending until the GPU is reset"]
+    assert warns == [
+        "1 uncorrectable ECC errors since the driver loaded, recovered (recovery action None: usable again, NVIDIA "
+        "says)"
     ]
     fails, _, _ = _finding(_one(remap_failure="Yes", aggregate_uncorrectable=40, remapped_unc=40))
     assert fails == ["a row remap failed: the GPU is out of spare rows (NVIDIA: replace it)"]
+
+
+@pytest.mark.parametrize(("action", "fails"), [("None", False), ("Reset", True), ("Drain and Reset", True)])
+def test_the_drivers_recovery_action_decides_errors_since_the_driver_loaded(action: str, fails: bool) -> None:
+    text = docs.smi_xml([_one(dram_uncorrectable=2)])
+    recovery = "<gpu_recovery_action>None</gpu_recovery_action>"
+    assert recovery in text
+    (gpu,) = parse_report(
+        text.replace(recovery, f"<gpu_recovery_action>{action}</gpu_recovery_action>").encode(), "r"
+    ).gpus
+    finding = ecc_findings(gpu)
+    assert finding is not None and bool(finding.fails) is fails
+    # without the flag (drivers before R550) the errors fail, as DCGM's volatile DBE check does
+    (old,) = parse_report(text.replace(recovery, "").encode(), "old").gpus
+    older = ecc_findings(old)
+    assert older is not None and older.fails == ["2 uncorrectable ECC errors since the driver loaded"]
 
 
 def test_lifetime_errors_nothing_accounts_for_still_warn() -> None:

@@ -14,6 +14,10 @@ Remapping", "Error Recovery and Response Flags", "RMA Policy Thresholds for Row-
   health check fails them too);
 * before A100, **dynamic page retirement** plays the remap's part: retired pages with nothing pending are
   healthy; a page pending retirement waits for a reboot or GPU reset;
+* the driver's **recovery action** (``gpu_recovery_action``, R550+; the guide's "Recovery action flag", set
+  for uncorrectable errors) says what an uncorrectable error left to do: ``None`` means "the GPU can be
+  immediately used again", so errors since the driver loaded with action ``None`` warn; ``Reset``, ``Reboot``
+  and the drains fail with that action; without the flag (older drivers) such errors fail, as DCGM's;
 * SRAM errors cannot be remapped: NVIDIA's ``sram_threshold_exceeded`` flag (R550+) says when they pass its
   replacement threshold; newer drivers (v13 DTD) add ``channel_repair_pending``/``tpc_repair_pending``
   (waiting for a reset) and ``unrepairable_memory`` (replace).
@@ -53,7 +57,8 @@ def ecc_findings(gpu: SmiGpu) -> EccFinding | None:
         gpu.retirement_pending,
         gpu.ecc_mode,
     )
-    if all(value is None for value in known) and not gpu.repair_pending and not gpu.unrepairable_memory:
+    acted = gpu.recovery_action not in (None, "None")
+    if all(value is None for value in known) and not (gpu.repair_pending or gpu.unrepairable_memory or acted):
         return None
     fails, warns = [], []
     if gpu.remap_failure:
@@ -67,7 +72,14 @@ def ecc_findings(gpu: SmiGpu) -> EccFinding | None:
     fails += [f"a {part} repair is pending until the GPU is reset" for part in gpu.repair_pending]
     if gpu.retirement_pending:
         fails.append("a page retirement is pending until the GPU is reset or the node rebooted")
-    if gpu.volatile_uncorrectable:
+    if gpu.recovery_action is not None and gpu.recovery_action != "None":
+        fails.append(f"the driver asks for recovery action {gpu.recovery_action!r} (gpu_recovery_action)")
+    if gpu.volatile_uncorrectable and gpu.recovery_action == "None":
+        warns.append(
+            f"{gpu.volatile_uncorrectable} uncorrectable ECC errors since the driver loaded, recovered (recovery "
+            "action None: usable again, NVIDIA says)"
+        )
+    elif gpu.volatile_uncorrectable:
         fails.append(f"{gpu.volatile_uncorrectable} uncorrectable ECC errors since the driver loaded")
     history = _memory_history(gpu)
     unexplained = _unexplained_aggregate(gpu)

@@ -15,6 +15,8 @@ below ``<gpu>``, and how the names moved between drivers:
 ``ecc_errors/channel_repair_pending``  a memory channel or TPC repair waits for a GPU reset (v13 DTD, R575+)
 ``ecc_errors/tpc_repair_pending``
 ``ecc_errors/unrepairable_memory``     the memory has faults no repair can cover (v13 DTD)
+``gpu_recovery_action``                what the driver asks after an uncorrectable error (R550+): ``None``,
+                                       ``Reset``, ``Reboot``, ``Drain P2P``, ``Drain and Reset``
 ``retired_pages/...``                  pages retired for errors (``retired_count`` per cause; before A100) and
                                        one waiting for a reboot (``pending_retirement``; ``pending_blacklist``
                                        before R460)
@@ -75,6 +77,8 @@ class SmiGpu:
     repair_pending: tuple[str, ...]
     """Repairs waiting for a GPU reset (``channel``, ``tpc``: the v13 DTD's ``*_repair_pending``)."""
     unrepairable_memory: bool | None
+    recovery_action: str | None
+    """``gpu_recovery_action``: ``None`` (the word: nothing to do), ``Reset``, ``Reboot``, ``Drain P2P``..."""
     clock_events: tuple[str, ...]
     """The ``Active`` clock event reasons, named without their prefix (``hw_thermal_slowdown``)."""
     clock_events_known: bool
@@ -228,6 +232,7 @@ def _gpu(element: Element, source: str) -> SmiGpu | None:
         remapped_uncorrectable=_count(remap.value("remapped_row_unc"), where) if remap else None,
         repair_pending=_repairs(ecc),
         unrepairable_memory=_yes(ecc.value("unrepairable_memory")) if ecc else None,
+        recovery_action=_known(element.value("gpu_recovery_action")),
         clock_events=tuple(active),
         clock_events_known=events is not None,
         fabric_state=_known(element.value("fabric", "state")),
