@@ -92,8 +92,9 @@ and ``accept``) are in the same table and word their action with the part they n
                       (open GPU kernel module, Linux 5.12+)                                         path
 ``gpu-xid``           drain {node} and check {device} ({pci}) against NVIDIA's Xid catalogue;       Xid events
                       reset or replace it
-``gpu-ecc``           drain {node} and reset {device} ({pci}) to apply its pending row remap or     ECC errors,
-                      page retirement; replace it if remapping failed                               pending remaps
+``gpu-ecc``           drain {node} and reset {device} ({pci}) to apply its pending row remap,       ECC errors,
+                      repair or page retirement; replace it (RMA) if a remap failed or its memory   pending remaps
+                      is beyond repair
 ``gpu-clocks``        check the cooling and power of {device} ({pci}) on {node}: its clocks are      clocks held down
                       held down
 ``nvlink``            drain {node} and check the NVLinks of {device} ({pci}) (nvidia-smi nvlink     NVLink down,
@@ -177,8 +178,8 @@ DEFAULT_CHECK_ACTIONS: Mapping[str, str] = MappingProxyType(
         "gpu-peer-memory": "load nvidia_peermem on {node} (modprobe nvidia-peermem), or use DMA-BUF (open GPU "
         "kernel module, Linux 5.12+)",
         "gpu-xid": "drain {node} and check {device} ({pci}) against NVIDIA's Xid catalogue; reset or replace it",
-        "gpu-ecc": "drain {node} and reset {device} ({pci}) to apply its pending row remap or page retirement; "
-        "replace it if remapping failed",
+        "gpu-ecc": "drain {node} and reset {device} ({pci}) to apply its pending row remap, repair or page "
+        "retirement; replace it (RMA) if a remap failed or its memory is beyond repair",
         "gpu-clocks": "check the cooling and power of {device} ({pci}) on {node}: its clocks are held down",
         "nvlink": "drain {node} and check the NVLinks of {device} ({pci}) (nvidia-smi nvlink -s); turn MIG off for "
         "NCCL jobs",
