@@ -232,3 +232,12 @@ def test_a_dead_function_that_is_no_gpu_does_not_fail_a_full_gpu_count(tmp_path:
     (nic / "vendor").write_text("0xffff\n")
     (result,) = [r for r in checks.run_checks(load_profile("lambda-1cc"), tree, (), GOOD_ENV) if r.check == "gpu-count"]
     assert result.status == "pass" and result.reason.startswith("8 GPUs: 8 x NVIDIA H100 80GB HBM3")
+
+
+def test_more_gpus_than_the_profile_expects_fail_with_the_count(tmp_path: Path) -> None:
+    spec = fabric_trees.healthy_1cc()
+    tree = fabric_trees.build(
+        tmp_path / "nine", replace(spec, gpus=(*spec.gpus, fabric_trees.GpuSpec(switch=0, bus=0x15)))
+    )
+    (result,) = [r for r in checks.run_checks(load_profile("lambda-1cc"), tree, (), GOOD_ENV) if r.check == "gpu-count"]
+    assert (result.status, result.reason) == ("fail", "9 GPUs answer on the PCI bus, expected 8")
