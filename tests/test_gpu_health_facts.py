@@ -241,3 +241,11 @@ def test_more_gpus_than_the_profile_expects_fail_with_the_count(tmp_path: Path) 
     )
     (result,) = [r for r in checks.run_checks(load_profile("lambda-1cc"), tree, (), GOOD_ENV) if r.check == "gpu-count"]
     assert (result.status, result.reason) == ("fail", "9 GPUs answer on the PCI bus, expected 8")
+
+
+def test_text_a_capture_put_around_the_document_is_skipped() -> None:
+    text = docs.smi_xml(docs.healthy(2))
+    wrapped = f"$ nvidia-smi -q -x 2>&1 | tee q.xml\nWARNING: something on stderr\n{text}\n$ \n".encode()
+    assert [g.pci for g in parse_report(wrapped, "captured").gpus] == ["0000:13:00.0", "0000:33:00.0"]
+    with pytest.raises(SmiRefused):  # a document cut short is still refused, not half read
+        parse_report(text[: len(text) // 2].encode(), "cut")

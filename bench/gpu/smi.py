@@ -247,8 +247,35 @@ def _gpu(element: Element, source: str) -> SmiGpu | None:
     )
 
 
+DOCUMENT_STARTS = (b"<?xml", b"<!DOCTYPE nvidia_smi_log", b"<nvidia_smi_log")
+DOCUMENT_END = b"</nvidia_smi_log>"
+HEAD_BYTES = 64 << 10
+"""How far into a file the document may start: room for lines a capture put before it, not a search of 32 MB."""
+
+
+def document_span(data: bytes) -> tuple[int, int] | None:
+    """Where the ``nvidia-smi -q -x`` document lies in ``data`` (start, end), found by its content: text a
+    capture put around it (a shell prompt, a warning a ``2>&1`` redirect put first, a blank line after) lies
+    outside; markup outside it is never skipped (the whole is read, and a hostile DTD before the root refused);
+    None when no document starts in the first 64 KiB."""
+    head = data[:HEAD_BYTES]
+    starts = [at for at in (head.find(mark) for mark in DOCUMENT_STARTS) if at >= 0]
+    if not starts:
+        return None
+    start = min(starts)
+    end = data.rfind(DOCUMENT_END)
+    end = end + len(DOCUMENT_END) if end >= start else len(data)
+    if b"<" in data[:start] or b"<" in data[end:]:
+        return 0, len(data)  # markup outside it (a DTD of its own, a second root): read whole, and refused whole
+    return start, end
+
+
 def parse_report(data: bytes, source: str) -> SmiReport:
-    """The report in ``data`` (nvidia-smi -q -x output); SmiRefused when it is not one."""
+    """The report in ``data`` (nvidia-smi -q -x output, text around it skipped: ``document_span``); SmiRefused
+    when it is not one."""
+    span = document_span(data)
+    if span is not None:
+        data = data[span[0] : span[1]]
     try:
         root = parse(data, source)
     except XmlRefused as exc:
