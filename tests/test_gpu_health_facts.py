@@ -249,3 +249,12 @@ def test_text_a_capture_put_around_the_document_is_skipped() -> None:
     assert [g.pci for g in parse_report(wrapped, "captured").gpus] == ["0000:13:00.0", "0000:33:00.0"]
     with pytest.raises(SmiRefused):  # a document cut short is still refused, not half read
         parse_report(text[: len(text) // 2].encode(), "cut")
+
+
+def test_check_reads_a_capture_with_a_line_before_the_document(tmp_path: Path) -> None:
+    tree = gpudirect_trees.build(tmp_path / "node", *gpudirect_trees.healthy())
+    capture = tmp_path / "q.xml"
+    capture.write_text("root@node07:~# nvidia-smi -q -x\n" + docs.smi_xml(docs.changed(3, remap_pending="Yes")))
+    results = checks.run_checks(load_profile("lambda-1cc"), tree, (), GOOD_ENV, nvidia_smi=[capture])
+    (ecc,) = [r for r in results if r.check == "gpu-ecc"]
+    assert (ecc.status, ecc.device) == ("fail", "GPU3") and "row remap is pending" in ecc.reason

@@ -19,7 +19,7 @@ from bench import toolrun
 from bench.bounded import InputError, read_bytes
 from bench.gpu import nvlink
 from bench.gpu.safe_xml import MAX_XML_BYTES
-from bench.gpu.smi import SmiRefused, SmiReport, parse_report
+from bench.gpu.smi import SmiRefused, SmiReport, document_span, parse_report
 from bench.textlines import printable, text_lines
 
 MAX_FILE_BYTES = MAX_XML_BYTES
@@ -43,8 +43,9 @@ class GpuState:
 
 
 def _is_xml(data: bytes) -> bool:
+    """XML by its content: the document may follow text a capture put first (``smi.document_span``)."""
     head = data.lstrip()[:64]
-    return head.startswith((b"<?xml", b"<nvidia_smi_log", b"<!DOCTYPE"))
+    return head.startswith((b"<?xml", b"<nvidia_smi_log", b"<!DOCTYPE")) or document_span(data) is not None
 
 
 def from_files(paths: Sequence[Path]) -> GpuState:
