@@ -97,6 +97,10 @@ def named_gpus(on_bus: Sequence[PciDevice], names: Mapping[str, str]) -> list[Gp
     return out
 
 
+ALL_ONES = (pci_config.NO_FUNCTION, 0xFFFFFFFF)
+"""An id attribute read back as all ones: the 16-bit register's, or a 32-bit read of it."""
+
+
 @dataclass(frozen=True)
 class SilentFunction:
     """A PCI function sysfs lists that does not answer on the bus: an NVIDIA GPU whose configuration space
@@ -120,17 +124,17 @@ def silent_functions(sysfs: Sysfs, gpus_on_bus: Sequence[Gpu]) -> list[SilentFun
         if gpu.pci_address is None:
             continue
         raw = sysfs.read_raw("bus", "pci", "devices", gpu.pci_address, "config")
-        device = sysfs.read_int("bus", "pci", "devices", gpu.pci_address, "device", maximum=0xFFFF)
+        device = sysfs.read_int("bus", "pci", "devices", gpu.pci_address, "device")
         if raw is not None and pci_config.answers(raw) is False:
             out.append(SilentFunction(gpu.pci_address, True, "config space reads 0xffff"))
-        elif device == pci_config.NO_FUNCTION:
+        elif device in ALL_ONES:
             out.append(SilentFunction(gpu.pci_address, True, "device 0xffff"))
     known = {f.address for f in out}
     for address in sorted(sysfs.listdir("bus", "pci", "devices"), key=str.lower):
         if address in known:
             continue
-        vendor = sysfs.read_int("bus", "pci", "devices", address, "vendor", maximum=0xFFFF)
-        if vendor == pci_config.NO_FUNCTION:
+        vendor = sysfs.read_int("bus", "pci", "devices", address, "vendor")
+        if vendor in ALL_ONES:
             out.append(SilentFunction(address, False, "vendor 0xffff"))
     return out
 
