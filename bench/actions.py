@@ -59,8 +59,9 @@ key                       default
                           or set 18-22
 ``nccl-socket-ifname``    set NCCL_SOCKET_IFNAME on {node} to an interface that is up and not excluded
 ``socket-rail``           check the link, the speed and the cable of {node} {device}
-``gpu-count``             drain {node} and check its GPUs (nvidia-smi, the driver, the model the
-                          profile expects)
+``gpu-count``             drain {node}, check the power, seating and driver of its GPUs (lspci,
+                          nvidia-smi) and reboot it; replace (RMA) a GPU still missing or not the
+                          profile's model (NHC's check_nv_gpu_count, Azure's NHC2009)
 ``gpu-nic-affinity``      check the PCIe slots of {node}'s GPUs and rail NICs ({device}) and
                           NCCL_TOPO_FILE
 ``rail-firmware``         update the firmware of {node} {hca} to the version its other rails run
@@ -91,8 +92,9 @@ and ``accept``) are in the same table and word their action with the part they n
                       (open GPU kernel module, Linux 5.12+)                                         path
 ``gpu-xid``           drain {node} and check {device} ({pci}) against NVIDIA's Xid catalogue;       Xid events
                       reset or replace it
-``gpu-ecc``           drain {node} and reset {device} ({pci}) to apply its pending row remap or     ECC errors,
-                      page retirement; replace it if remapping failed                               pending remaps
+``gpu-ecc``           drain {node} and reset {device} ({pci}) to apply its pending row remap,       ECC errors,
+                      repair or page retirement; replace it (RMA) if a remap failed or its memory   pending remaps
+                      is beyond repair
 ``gpu-clocks``        check the cooling and power of {device} ({pci}) on {node}: its clocks are      clocks held down
                       held down
 ``nvlink``            drain {node} and check the NVLinks of {device} ({pci}) (nvidia-smi nvlink     NVLink down,
@@ -155,7 +157,8 @@ DEFAULT_CHECK_ACTIONS: Mapping[str, str] = MappingProxyType(
         "nccl-ib-retry": "unset NCCL_IB_TIMEOUT and NCCL_IB_RETRY_CNT on {node} (NCCL's defaults), or set 18-22",
         "nccl-socket-ifname": "set NCCL_SOCKET_IFNAME on {node} to an interface that is up and not excluded",
         "socket-rail": "check the link, the speed and the cable of {node} {device}",
-        "gpu-count": "drain {node} and check its GPUs (nvidia-smi, the driver, the model the profile expects)",
+        "gpu-count": "drain {node}, check the power, seating and driver of its GPUs (lspci, nvidia-smi) and "
+        "reboot it; replace (RMA) a GPU still missing or not the profile's model",
         "gpu-nic-affinity": "check the PCIe slots of {node}'s GPUs and rail NICs ({device}) and NCCL_TOPO_FILE",
         "rail-firmware": "update the firmware of {node} {hca} to the version its other rails run",
         "rail-errors": "reseat or replace the cable/transceiver on {node} {device}",
@@ -175,8 +178,8 @@ DEFAULT_CHECK_ACTIONS: Mapping[str, str] = MappingProxyType(
         "gpu-peer-memory": "load nvidia_peermem on {node} (modprobe nvidia-peermem), or use DMA-BUF (open GPU "
         "kernel module, Linux 5.12+)",
         "gpu-xid": "drain {node} and check {device} ({pci}) against NVIDIA's Xid catalogue; reset or replace it",
-        "gpu-ecc": "drain {node} and reset {device} ({pci}) to apply its pending row remap or page retirement; "
-        "replace it if remapping failed",
+        "gpu-ecc": "drain {node} and reset {device} ({pci}) to apply its pending row remap, repair or page "
+        "retirement; replace it (RMA) if a remap failed or its memory is beyond repair",
         "gpu-clocks": "check the cooling and power of {device} ({pci}) on {node}: its clocks are held down",
         "nvlink": "drain {node} and check the NVLinks of {device} ({pci}) (nvidia-smi nvlink -s); turn MIG off for "
         "NCCL jobs",

@@ -75,7 +75,8 @@ def test_failed_hardware_checks_drain_and_settings_of_the_run_do_not() -> None:
         (
             "gpu-count",
             "7 GPUs, expected 8",
-            "drain gpu-node07 and check its GPUs (nvidia-smi, the driver, the model the profile expects)",
+            "drain gpu-node07, check the power, seating and driver of its GPUs (lspci, nvidia-smi) and reboot it; "
+            "replace (RMA) a GPU still missing or not the profile's model",
         ),
     ]
     assert not_drained == ["gpu-node07 nccl-ib-hca: a setting of the run, not a part of the node"]

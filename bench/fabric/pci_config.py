@@ -65,6 +65,20 @@ REDIRECTING = ("ReqRedir", "CmpltRedir", "EgressCtrl")
 switch (PCIe Base 6.0 section 6.12.1.1): with any of them on, GPU-to-NIC traffic leaves the switch."""
 
 
+NO_FUNCTION = 0xFFFF
+"""The Vendor ID a configuration read returns when no function answers: a read the device does not complete
+ends as all ones (PCI Local Bus 3.0 section 6.2.1: 0xFFFF is no valid vendor, the value host bridges return
+for a non-existent function; PCIe Base 6.0 section 2.3.2: an Unsupported Request to a configuration read
+completes with all ones). A GPU that "fell off the bus" (Xid 79) reads this way until it is reset."""
+
+
+def answers(data: bytes) -> bool | None:
+    """Whether the function answered the read of its configuration space (its Vendor ID is not all ones);
+    None when fewer than two bytes were read."""
+    vendor = _u16(data, 0x00)
+    return None if vendor is None else vendor != NO_FUNCTION
+
+
 def _u16(data: bytes, offset: int) -> int | None:
     return int.from_bytes(data[offset : offset + 2], "little") if offset + 2 <= len(data) else None
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from bench.fabric import pci_config
 from bench.fabric.sysfs import PciDevice, Sysfs, nvidia_gpus
 
 Distance = Literal["PIX", "PXB", "PHB", "NODE", "SYS"]
@@ -94,6 +95,53 @@ def named_gpus(on_bus: Sequence[PciDevice], names: Mapping[str, str]) -> list[Gp
         model = model or GPU_MODELS.get(dev.device, f"NVIDIA GPU 0x{dev.device:04x}")
         out.append(Gpu(index, model, dev.address, dev.numa_node, dev.pci_path, "sysfs"))
     return out
+
+
+ALL_ONES = (pci_config.NO_FUNCTION, 0xFFFFFFFF)
+"""An id attribute read back as all ones: the 16-bit register's, or a 32-bit read of it."""
+
+
+@dataclass(frozen=True)
+class SilentFunction:
+    """A PCI function sysfs lists that does not answer on the bus: an NVIDIA GPU whose configuration space
+    reads all ones (the kernel keeps the vendor and class it read at boot, the device no longer answers), or a
+    function whose very vendor reads 0xffff."""
+
+    address: str
+    gpu: bool
+    """Whether sysfs still names it an NVIDIA GPU (its cached vendor and class)."""
+    said: str
+    """What was read: ``config space reads 0xffff``, ``vendor 0xffff``."""
+
+
+def silent_functions(sysfs: Sysfs, gpus_on_bus: Sequence[Gpu]) -> list[SilentFunction]:
+    """The PCI functions of this tree that do not answer, in bus order: each GPU of ``gpus_on_bus`` whose
+    ``config`` reads a Vendor ID of 0xffff (``pci_config.answers``) or whose device id reads 0xffff, then every
+    function whose ``vendor`` attribute itself reads 0xffff. A GPU whose ``config`` cannot be read (absent, as
+    in many copied trees) is not counted silent: nothing says so."""
+    out = []
+    for gpu in gpus_on_bus:
+        if gpu.pci_address is None:
+            continue
+        raw = sysfs.read_raw("bus", "pci", "devices", gpu.pci_address, "config")
+        device = sysfs.read_int("bus", "pci", "devices", gpu.pci_address, "device")
+        if raw is not None and pci_config.answers(raw) is False:
+            out.append(SilentFunction(gpu.pci_address, True, "config space reads 0xffff"))
+        elif device in ALL_ONES:
+            out.append(SilentFunction(gpu.pci_address, True, "device 0xffff"))
+    known = {f.address for f in out}
+    for address in sorted(sysfs.listdir("bus", "pci", "devices"), key=str.lower):
+        if address in known:
+            continue
+        vendor = sysfs.read_int("bus", "pci", "devices", address, "vendor")
+        if vendor in ALL_ONES:
+            out.append(SilentFunction(address, False, "vendor 0xffff"))
+    return out
+
+
+def pci_bus_listed(sysfs: Sysfs) -> bool:
+    """Whether the tree lists any PCI function at all (``bus/pci/devices``): an empty tree counts nothing."""
+    return bool(sysfs.listdir("bus", "pci", "devices"))
 
 
 def _torch_names(bus_addresses: list[str]) -> dict[str, str]:

@@ -8,11 +8,23 @@ below ``<gpu>``, and how the names moved between drivers:
 ``ecc_mode/current_ecc``               ``Enabled``, ``Disabled``, ``N/A``
 ``ecc_errors/volatile/...``            uncorrectable errors since the driver loaded: ``dram_uncorrectable``,
                                        ``sram_uncorrectable`` (or its ``_parity`` and ``_secded`` halves,
-                                       R550+); ``double_bit/total`` before R510
-``ecc_errors/aggregate/...``           the same, over the GPU's life
-``retired_pages/pending_retirement``   a retired page waits for a reboot (``pending_blacklist`` before R460)
+                                       R550+); before R510 ``double_bit/device_memory`` (DRAM) and
+                                       ``double_bit/total`` (DRAM and the on-chip SRAMs)
+``ecc_errors/aggregate/...``           the same, over the GPU's life; ``sram_threshold_exceeded`` (R550+):
+                                       the SRAM errors passed NVIDIA's replacement threshold
+``ecc_errors/channel_repair_pending``  a memory channel or TPC repair waits for a GPU reset (v13 DTD, R575+)
+``ecc_errors/tpc_repair_pending``
+``ecc_errors/unrepairable_memory``     the memory has faults no repair can cover (v13 DTD)
+``gpu_recovery_action``                what the driver asks after an uncorrectable error (R550+): ``None``,
+                                       ``Reset``, ``Reboot``, ``Drain P2P``, ``Drain and Reset``
+``retired_pages/...``                  pages retired for errors (``retired_count`` per cause; before A100) and
+                                       one waiting for a reboot (``pending_retirement``; ``pending_blacklist``
+                                       before R460)
+``remapped_rows/remapped_row_unc``     rows remapped for uncorrectable errors over the GPU's life (A100+)
 ``remapped_rows/remapped_row_pending`` a row remap waits for a GPU reset (A100 and later)
 ``remapped_rows/remapped_row_failure`` a remap failed: the GPU has run out of spare rows
+``remapped_rows``                      ``N/A`` as a whole on a GPU with MIG instances (NVML does not report
+                                       remapped rows there) and on GPUs without HBM
 ``clocks_event_reasons/*``             ``Active`` reasons the clocks are held below their maximum
                                        (``clocks_throttle_reasons/clocks_throttle_reason_*`` before R535)
 ``fabric/state``, ``fabric/status``    the NVSwitch fabric's registration of the GPU (Hopper and later):
@@ -53,11 +65,20 @@ class SmiGpu:
     volatile_uncorrectable: int | None
     """Uncorrectable ECC errors since the driver loaded (DRAM and SRAM); None when not reported."""
     aggregate_uncorrectable: int | None
+    """The same over the GPU's life (DRAM and SRAM)."""
+    aggregate_dram_uncorrectable: int | None
+    aggregate_sram_uncorrectable: int | None
+    sram_threshold_exceeded: bool | None
     retirement_pending: bool | None
     retired_pages: int | None
     remap_pending: bool | None
     remap_failure: bool | None
     remapped_uncorrectable: int | None
+    repair_pending: tuple[str, ...]
+    """Repairs waiting for a GPU reset (``channel``, ``tpc``: the v13 DTD's ``*_repair_pending``)."""
+    unrepairable_memory: bool | None
+    recovery_action: str | None
+    """``gpu_recovery_action``: ``None`` (the word: nothing to do), ``Reset``, ``Reboot``, ``Drain P2P``..."""
     clock_events: tuple[str, ...]
     """The ``Active`` clock event reasons, named without their prefix (``hw_thermal_slowdown``)."""
     clock_events_known: bool
@@ -124,14 +145,40 @@ def _sum(*counts: int | None) -> int | None:
     return sum(known) if known else None
 
 
-def _uncorrectable(section: Element | None, where: str) -> int | None:
+SRAM_NAMES = ("sram_uncorrectable", "sram_uncorrectable_parity", "sram_uncorrectable_secded")
+OLD_SRAM_NAMES = ("register_file", "l1_cache", "l2_cache", "texture_memory", "texture_shm", "cbu")
+"""Before R510 the double-bit counts came per memory: ``device_memory`` is the DRAM, the rest on-chip SRAM."""
+
+
+def _dram_sram(section: Element | None, where: str) -> tuple[int | None, int | None]:
+    """(DRAM, SRAM) uncorrectable errors in a ``volatile`` or ``aggregate`` section; None where not reported."""
     if section is None:
-        return None
-    names = ("dram_uncorrectable", "sram_uncorrectable", "sram_uncorrectable_parity", "sram_uncorrectable_secded")
-    found = _sum(*(_count(section.value(n), where) for n in names))
-    if found is None:  # before R510: <double_bit><total>
-        found = _count(section.value("double_bit", "total"), where)
-    return found
+        return None, None
+    dram = _count(section.value("dram_uncorrectable"), where)
+    sram = _sum(*(_count(section.value(n), where) for n in SRAM_NAMES))
+    old = section.child("double_bit")
+    if dram is None and sram is None and old is not None:  # before R510: <double_bit><device_memory>...
+        dram = _count(old.value("device_memory"), where)
+        sram = _sum(*(_count(old.value(n), where) for n in OLD_SRAM_NAMES))
+        total = _count(old.value("total"), where)
+        if total is not None and dram is None and sram is None:
+            return total, None  # only the total: counted as DRAM, where most double-bit errors are
+    return dram, sram
+
+
+def _uncorrectable(section: Element | None, where: str) -> int | None:
+    return _sum(*_dram_sram(section, where))
+
+
+def _repairs(ecc: Element | None) -> tuple[str, ...]:
+    """The repairs the v13 DTD says wait for a reset (``channel_repair_pending``, ``tpc_repair_pending``)."""
+    if ecc is None:
+        return ()
+    return tuple(
+        c.tag.removesuffix("_repair_pending")
+        for c in ecc.children
+        if c.tag.endswith("_repair_pending") and _yes(c.text)
+    )
 
 
 def pci_address(gpu_id: str) -> str | None:
@@ -163,12 +210,16 @@ def _gpu(element: Element, source: str) -> SmiGpu | None:
                 name = name.removeprefix(prefix)
             active.append(name)
     link = element.find("pci", "pci_gpu_link_info")
+    aggregate_dram, aggregate_sram = _dram_sram(ecc.child("aggregate") if ecc else None, where)
     return SmiGpu(
         pci=address,
         name=_known(element.value("product_name")),
         ecc_mode=_known(element.value("ecc_mode", "current_ecc")),
         volatile_uncorrectable=_uncorrectable(ecc.child("volatile") if ecc else None, where),
-        aggregate_uncorrectable=_uncorrectable(ecc.child("aggregate") if ecc else None, where),
+        aggregate_uncorrectable=_sum(aggregate_dram, aggregate_sram),
+        aggregate_dram_uncorrectable=aggregate_dram,
+        aggregate_sram_uncorrectable=aggregate_sram,
+        sram_threshold_exceeded=_yes(ecc.value("aggregate", "sram_threshold_exceeded")) if ecc else None,
         retirement_pending=_yes(retired.value("pending_retirement") or retired.value("pending_blacklist"))
         if retired
         else None,
@@ -179,6 +230,9 @@ def _gpu(element: Element, source: str) -> SmiGpu | None:
         remap_pending=_yes(remap.value("remapped_row_pending")) if remap else None,
         remap_failure=_yes(remap.value("remapped_row_failure")) if remap else None,
         remapped_uncorrectable=_count(remap.value("remapped_row_unc"), where) if remap else None,
+        repair_pending=_repairs(ecc),
+        unrepairable_memory=_yes(ecc.value("unrepairable_memory")) if ecc else None,
+        recovery_action=_known(element.value("gpu_recovery_action")),
         clock_events=tuple(active),
         clock_events_known=events is not None,
         fabric_state=_known(element.value("fabric", "state")),
@@ -193,8 +247,35 @@ def _gpu(element: Element, source: str) -> SmiGpu | None:
     )
 
 
+DOCUMENT_STARTS = (b"<?xml", b"<!DOCTYPE nvidia_smi_log", b"<nvidia_smi_log")
+DOCUMENT_END = b"</nvidia_smi_log>"
+HEAD_BYTES = 64 << 10
+"""How far into a file the document may start: room for lines a capture put before it, not a search of 32 MB."""
+
+
+def document_span(data: bytes) -> tuple[int, int] | None:
+    """Where the ``nvidia-smi -q -x`` document lies in ``data`` (start, end), found by its content: text a
+    capture put around it (a shell prompt, a warning a ``2>&1`` redirect put first, a blank line after) lies
+    outside; markup outside it is never skipped (the whole is read, and a hostile DTD before the root refused);
+    None when no document starts in the first 64 KiB."""
+    head = data[:HEAD_BYTES]
+    starts = [at for at in (head.find(mark) for mark in DOCUMENT_STARTS) if at >= 0]
+    if not starts:
+        return None
+    start = min(starts)
+    end = data.rfind(DOCUMENT_END)
+    end = end + len(DOCUMENT_END) if end >= start else len(data)
+    if b"<" in data[:start] or b"<" in data[end:]:
+        return 0, len(data)  # markup outside it (a DTD of its own, a second root): read whole, and refused whole
+    return start, end
+
+
 def parse_report(data: bytes, source: str) -> SmiReport:
-    """The report in ``data`` (nvidia-smi -q -x output); SmiRefused when it is not one."""
+    """The report in ``data`` (nvidia-smi -q -x output, text around it skipped: ``document_span``); SmiRefused
+    when it is not one."""
+    span = document_span(data)
+    if span is not None:
+        data = data[span[0] : span[1]]
     try:
         root = parse(data, source)
     except XmlRefused as exc:

@@ -19,7 +19,7 @@ from bench import toolrun
 from bench.bounded import InputError, read_bytes
 from bench.gpu import nvlink
 from bench.gpu.safe_xml import MAX_XML_BYTES
-from bench.gpu.smi import SmiRefused, SmiReport, parse_report
+from bench.gpu.smi import SmiRefused, SmiReport, document_span, parse_report
 from bench.textlines import printable, text_lines
 
 MAX_FILE_BYTES = MAX_XML_BYTES
@@ -42,21 +42,10 @@ class GpuState:
     something else): on a node with GPUs their checks cannot be judged, which is a failure, not a skip."""
 
 
-XML_SEARCH_BYTES = 4096
-"""How far into a file the XML report may start: after the shell prompt and command echoed before it, a banner,
-blank lines (captures pasted into tickets and issues)."""
-
-
-def _xml_start(data: bytes) -> int | None:
-    """Where ``nvidia-smi -q -x``'s document starts in ``data`` (its declaration, DOCTYPE or root element at the
-    start of a line), or None when it is not there."""
-    head = data[:XML_SEARCH_BYTES]
-    starts = [
-        at
-        for marker in (b"<?xml", b"<!DOCTYPE nvidia_smi_log", b"<nvidia_smi_log")
-        if (at := head.find(marker)) >= 0 and (at == 0 or head[at - 1 : at] in (b"\n", b"\r", b" ", b"\t"))
-    ]
-    return min(starts) if starts else None
+def _is_xml(data: bytes) -> bool:
+    """XML by its content: the document may follow text a capture put first (``smi.document_span``)."""
+    head = data.lstrip()[:64]
+    return head.startswith((b"<?xml", b"<nvidia_smi_log", b"<!DOCTYPE")) or document_span(data) is not None
 
 
 def from_files(paths: Sequence[Path]) -> GpuState:
@@ -66,10 +55,9 @@ def from_files(paths: Sequence[Path]) -> GpuState:
     fix = "give nvidia-smi -q -x or nvidia-smi nvlink -s output"
     for path in paths:
         data = read_bytes(path, fix=fix, label=f"--nvidia-smi {path}", max_bytes=MAX_FILE_BYTES)
-        start = _xml_start(data)
-        if start is not None:
+        if _is_xml(data):
             try:
-                report = parse_report(data[start:], str(path))
+                report = parse_report(data, str(path))
             except SmiRefused as exc:
                 raise InputError(f"--nvidia-smi: {exc}: {fix}") from None
             continue

@@ -13,11 +13,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from bench import sysroot
-from bench.fabric import hca, pcie, sysfs
+from bench.fabric import hca, pcie, sysfs, topology
 from bench.fabric.rail_nics import PlacedGpu, PlacedNic, nearest_rail_nics
 from bench.nccllogs import nccl_evidence, nccl_log
 from bench.nccllogs.nccl_evidence import device_matches
-from bench.preflight import deadline
+from bench.preflight import deadline, gpu_count
 from bench.preflight.check_base import Check, CheckResult, Context, IbVerbsCheck, RailsFound, Verdict, listed, majority
 from bench.preflight.error_checks import LinkFlaps, RailErrorWindow
 from bench.preflight.gpu_checks import FabricManager, GpuClocks, GpuEcc, GpuXid, NvLinks
@@ -201,34 +201,19 @@ class SocketRails(Check):
 
 
 class GpuCount(Check):
+    """The GPUs that answer on the PCI bus: as many as the profile expects, of its model (``gpu_count``)."""
+
     name = "gpu-count"
 
     def applies(self, ctx: Context) -> str | None:
         if ctx.profile.gpus_per_node is None and ctx.profile.gpu_model is None:
             return f"profile {ctx.profile.name} expects no GPU count or model"
-        if not ctx.gpus:
-            return "no GPU on this machine (no CUDA device and no NVIDIA PCI device)"
+        if not ctx.gpus and not topology.pci_bus_listed(ctx.sysfs):
+            return f"the sysfs tree {ctx.sysfs.root} lists no PCI function (bus/pci/devices): nothing to count"
         return None
 
     def run(self, ctx: Context) -> list[CheckResult]:
-        profile, gpus = ctx.profile, ctx.gpus
-        models = Counter(g.model for g in gpus)
-        out = []
-        if profile.gpus_per_node is not None and len(gpus) != profile.gpus_per_node:
-            out.append(self.result("fail", f"{len(gpus)} GPUs, expected {profile.gpus_per_node}"))
-        if len(models) > 1:
-            odd = [f"GPU{g.index} ({g.pci_address}) {g.model}" for g in gpus if g.model != models.most_common(1)[0][0]]
-            out.append(self.result("fail", f"mixed GPU models: {listed(odd)}", odd[0].split()[0]))
-        if profile.gpu_model is not None:
-            wrong = [g for g in gpus if profile.gpu_model.lower() not in g.model.lower()]
-            if wrong:
-                named = listed([f"GPU{g.index} ({g.pci_address})" for g in wrong])
-                reason = f"{named} not {profile.gpu_model} ({wrong[0].model})"
-                out.append(self.result("fail", reason, f"GPU{wrong[0].index}"))
-        if not out:
-            model = ", ".join(f"{n} x {m}" for m, n in models.items())
-            out.append(self.result("pass", f"{len(gpus)} GPUs: {model} (from {gpus[0].source})"))
-        return out
+        return gpu_count.count_findings(ctx, self.name)
 
 
 class GpuNicAffinity(Check):
