@@ -40,6 +40,7 @@ GPU_MODELS = {
     0x2331: "NVIDIA H100 PCIe",
     0x2335: "NVIDIA H200",
     0x2901: "NVIDIA B200",
+    0x2941: "NVIDIA GB200",  # as nvidia-smi names it (tests/data/wild/nvlink-status/gb200-gpu0.txt)
 }
 
 
