@@ -34,7 +34,7 @@ MAX_TABLE_ROWS = 100_000
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _VERSION = re.compile(r"#\s*nccl-tests version (\S+)(?: nccl-headers=([0-9]+))?(?: nccl-library=([0-9]+))?")
 _STARTING = re.compile(r"#\s*Collective test starting:\s*(\S+)")
-_CONCLUDED = re.compile(r"#\s*Collective test concluded")
+_CONCLUDED = re.compile(r"#\s*Collective test concluded:?\s*(\S*)")
 _NTHREAD = re.compile(r"#\s*nThread\s+([0-9]+)\s+nGpus\s+([0-9]+)(.*)")
 _DEVICE = re.compile(
     r"#\s*Rank\s+([0-9]+)\s+(?:Group\s+([0-9]+)\s+)?Pid\s+([0-9]+)\s+on\s+(\S+)\s+device\s+([0-9]+)\s+\[([^\]]*)\](.*)"
@@ -205,7 +205,11 @@ class _Reader:
             value = m.group(1)
             cur.avg = parse_float(value, self.where("Avg bus bandwidth", number)) if is_number(value) else None
             cur.footer = cur.closed = True
-        elif _CONCLUDED.match(stripped) and cur is not None:
+        elif (m := _CONCLUDED.match(stripped)) and cur is not None:
+            # The run's last line names its test too: where the starting marker was lost (a table pasted
+            # without its head), it is the log's own word for the collective.
+            if cur.marker is None and m.group(1):
+                cur.marker = collective_from_program(m.group(1)) or m.group(1).removesuffix("_perf")[:40]
             cur.closed = True
         elif m := _REDUCING.match(stripped):
             self.evidence().note(f"nccl-tests reduced maxBytes to {m.group(1)} (GPU memory limit)")
