@@ -1,0 +1,49 @@
+"""NCCL_DEBUG=INFO lines as public bug reports show them, beyond what the log format documents (issue 42): an
+HCA's own async event before the flush errors it causes, NCCL's ``DMA-BUF is available`` line, and a host name
+redacted by hand with a space before its ``:pid``. Each file is in ``tests/data/wild/nccl-info/`` (its URL in
+that folder's ``cases.toml``)."""
+
+from __future__ import annotations
+
+from bench.nccllogs import nccl_evidence
+from bench.nccllogs.nccl_log import parse_file, parse_text
+from tests.wild.manifest import WILD
+
+INFO = WILD / "nccl-info"
+
+
+def test_an_hca_async_event_names_that_hca_not_the_peer() -> None:
+    """NVIDIA/nccl#1524: ``mlx5_0:1 Got async event : local access violation work queue error`` and then a
+    status 5 (a flush, which says nothing of where): the host's own mlx5_0 failed, whatever the peer."""
+    log = parse_file(INFO / "cx4-nccl2.20.3-local-access-violation-status5.txt")
+    host = log.hosts["ubuntu20-server-2"]
+    assert [(e.device, e.fault) for e in host.async_events] == [("mlx5_0:1", True)]
+    assert host.error_hcas == ("mlx5_0",) and host.error_peers == ()
+    (found,) = [f for f in nccl_evidence.findings([log], None) if f.severity == "fail"]
+    assert (found.host, found.device) == ("ubuntu20-server-2", "mlx5_0")
+    assert "its own HCA failed" in found.message and "local access violation" in found.message
+
+
+def test_an_async_notice_is_not_a_fault() -> None:
+    """Only error, catastrophic and fatal events are the HCA failing; ``GID table change`` is a notice (the
+    older wording, without the device, as NCCL before 2.20 prints it)."""
+    log = parse_text("n1:10:20 [0] transport/net_ib.cc:90 NCCL WARN NET/IB : Got async event : GID table change\n")
+    (event,) = log.hosts["n1"].async_events
+    assert (event.device, event.event, event.fault) == ("", "GID table change", False)
+    assert nccl_evidence.local_failures(nccl_evidence.hosts([log])) == []
+
+
+def test_dma_buf_available_is_read_per_gpu() -> None:
+    """aws/aws-ofi-nccl#715: NCCL's init.cc says ``DMA-BUF is available on GPU device N`` for each GPU whose
+    memory the NIC can register without nvidia_peermem (the lines behind a CloudWatch ``| time |`` prefix)."""
+    host = parse_file(INFO / "sagemaker-efa-dmabuf-available-timestamped.txt").hosts["algo-1"]
+    assert host.dmabuf_gpus == tuple(range(8))
+
+
+def test_a_host_name_redacted_with_a_space_keeps_its_lines() -> None:
+    """NVIDIA/nccl-tests#217: ``NAME :70918:70928 [0] NCCL INFO ...`` (the poster replaced the host name):
+    the lines are that host's, with its socket fallback and its WARN, not lines without a host."""
+    log = parse_file(INFO / "rtx-a6000-nccl2.21.5-socket-lo-closed.txt")
+    host = log.hosts["NAME"]
+    assert (host.transport, host.socket_devices, len(host.warnings)) == ("Socket", ("lo",), 1)
+    assert log.hosts[""].socket_devices == () and not log.hosts[""].warnings
