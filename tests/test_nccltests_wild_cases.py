@@ -9,13 +9,20 @@ src/util.cu); the verbatim cases behind each are in ``tests/data/wild/nccl-tests
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from bench.exits import UserError
 from bench.nccltests import parse_text
 from tests.history_fixtures import float_str, sweep, text_log
+from tests.support import railbench_inline
+from tests.wild.manifest import WILD
 
 SIZES = [1 << k for k in range(20, 31, 2)]
+TEXT = WILD / "nccl-tests-text"
 
 
 def _without_head(text: str) -> list[str]:
@@ -82,3 +89,36 @@ def test_the_command_line_names_an_all_gather_whose_busbw_is_its_algbw() -> None
     assert (table.collective.value, table.collective.source) == ("all_gather", "command")
     assert (table.nranks.value, table.printed.out_of_bounds, table.printed.avg_busbw_GBps) == (8, 0, 128.942)
     assert any("not all_gather's factor" in note for note in table.notes)
+
+
+def _import(log: Path, out: Path) -> tuple[int, list[str], dict[str, Any]]:
+    """``railbench import nccl-tests LOG`` as a user runs it: exit status, stderr lines and the run.json."""
+    done = railbench_inline(["import", "nccl-tests", str(log), "--out-root", str(out), "--no-history"])
+    found = sorted(out.glob("*/run.json"))
+    return done.returncode, done.stderr.splitlines(), json.loads(found[0].read_text()) if found else {}
+
+
+def test_import_of_a_gb200_table_cut_to_rank_71(tmp_path: Path) -> None:
+    """coreweave/nccl-tests#43, verbatim: 72 ranks (busbw/algbw), and 18 trays of 4 GPUs (``device 3`` of the
+    one host listed), not 72 nodes of one GPU; measured, no target on import."""
+    rc, _, run_json = _import(TEXT / "gb200-nvl72-rank71-only.txt", tmp_path / "runs")
+    assert rc == 0
+    assert (run_json["nranks"], run_json["nnodes"], run_json["verdict"]) == (72, 18, "measured")
+    assert run_json["sweep"]["collectives"] == ["all_reduce"]
+
+
+def test_import_of_an_old_all_gather_whose_header_lost_its_hash(tmp_path: Path) -> None:
+    """nccl-tests#37, verbatim: all_gather over 8 GPUs from its command line, its error column 1e+00 (and 2
+    out-of-bounds values) a failed run."""
+    rc, _, run_json = _import(TEXT / "v100-8gpu-header-lost-hash-oob-failed.txt", tmp_path / "runs")
+    assert rc == 0
+    assert (run_json["nranks"], run_json["verdict"]) == (8, "fail")
+    assert run_json["sweep"]["collectives"] == ["all_gather"]
+
+
+def test_import_of_a_table_two_collectives_fit_is_refused_in_one_line(tmp_path: Path) -> None:
+    """nccl#1184, verbatim: sum, root -1, busbw = algbw is all_reduce or sendrecv over 2 ranks, and the cut
+    names neither: exit 2, one line that asks for --collective, no run directory."""
+    rc, err, run_json = _import(TEXT / "dgx-h100-proto-simple-wrong-counts.txt", tmp_path / "runs")
+    assert (rc, len(err), run_json) == (2, 1, {})
+    assert "all_reduce or sendrecv" in err[0] and "--collective" in err[0]

@@ -262,6 +262,13 @@ def _choose_collective(
     )
 
 
+def _list_cut(t: TableEvidence) -> bool:
+    """Whether the device list names a rank past the lines it holds (-J lists one line per process, so a
+    process's nThread x nGpus ranks count per line)."""
+    per_line = (t.header.nthreads * t.header.ngpus) if t.header else 1
+    return bool(t.devices) and max(d.rank for d in t.devices) + 1 > len(t.devices) * per_line
+
+
 def _direct_nranks(t: TableEvidence) -> tuple[int | None, str, list[str]]:
     """nranks from NCCL's own lines, the device list and the launcher's -np, with notes."""
     notes: list[str] = []
@@ -276,7 +283,7 @@ def _direct_nranks(t: TableEvidence) -> tuple[int | None, str, list[str]]:
         if launched and launched > listed:
             notes.append(f"device list shows {listed} of {launched} ranks; nranks from the launcher's -np")
             return launched, "launcher -np", notes
-        if listed > len(t.devices):
+        if _list_cut(t):
             # Rank 71 alone (a paste that kept the list's last line) says 72 ranks or more, not 1.
             notes.append(f"device list is cut: it shows {len(t.devices)} line(s) up to rank {listed - 1}")
             return None, "", notes
@@ -359,6 +366,6 @@ def finish(
         collective=Sourced(collective, collective_source),
         nranks=Sourced(nranks, nranks_source),
         hosts=hosts,
-        hosts_complete=bool(t.devices) and nranks_source != "launcher -np" and at_least <= len(t.devices),
+        hosts_complete=bool(t.devices) and nranks_source != "launcher -np" and not _list_cut(t),
         notes=tuple(t.notes + notes),
     )
