@@ -122,3 +122,20 @@ def test_import_of_a_table_two_collectives_fit_is_refused_in_one_line(tmp_path: 
     rc, err, run_json = _import(TEXT / "dgx-h100-proto-simple-wrong-counts.txt", tmp_path / "runs")
     assert (rc, len(err), run_json) == (2, 1, {})
     assert "all_reduce or sendrecv" in err[0] and "--collective" in err[0]
+
+
+def test_rank_labels_inside_rows_are_not_part_of_them() -> None:
+    """MPICH and Intel MPI label each write with ``[N]`` (``-l``, ``-prepend-rank``), and nccl-tests prints a
+    row in several writes: ``[0]   1048576 ... sum      -1[0]    1626.5 ...      0[0]    2302.3 ...``
+    (NVIDIA/nccl#1453). The labels go, the rows stay, and an NCCL INFO line keeps its own ``[0]``."""
+    plain = text_log("all_reduce", ("gpu-a01", "gpu-a02"), 8, SIZES)
+    labelled = []
+    for line in plain.splitlines():
+        if line.lstrip()[:1].isdigit():  # a row: a label glued after its root field
+            line = line.replace("      -1  ", "      -1[0]  ")
+        labelled.append(f"[0] {line}")
+    assert sum("-1[0]  " in line for line in labelled) == len(SIZES)
+    (table,) = parse_text("\n".join(labelled)).tables
+    (expected,) = parse_text(plain).tables
+    assert [r.measurements for r in table.printed.rows] == [r.measurements for r in expected.printed.rows]
+    assert (table.collective.value, table.nranks.value, table.hosts) == ("all_reduce", 16, ("gpu-a01", "gpu-a02"))
