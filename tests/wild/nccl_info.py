@@ -4,7 +4,7 @@
 ``host:pid:tid [dev]`` prefix, such as a bare version line): its NCCL version, the transport NCCL used (IB,
 RoCE, Socket or another net's name; ``"unknown"`` where the log does not say), the networks of ``Using
 network``, the IB ports, sockets and other nets' devices it opened, GPUDirect RDMA on its channels (``"no
-channel"`` where the log has no NET channel), the GPUs DMA-BUF is available on, the net plugins that loaded
+channel"`` where the log has no NET channel), SHARP, the GPUs DMA-BUF is available on, the net plugins that loaded
 and whether one was missing, the ranks it shows (``pid/device``), its WARN count, each completion error as
 ``[peer, status, what it points at, HCA or ""]``, each async event as ``[device, event, fault]``, and the HCAs
 its errors name.
@@ -27,6 +27,7 @@ def _host(h: HostNet) -> dict[str, object]:
         "socket_devices": list(h.socket_devices),
         "other_devices": list(h.other_devices),
         "gdrdma": "no channel" if h.gdrdma is None else h.gdrdma,
+        "sharp": h.sharp,
         "dmabuf_gpus": list(h.dmabuf_gpus),
         "plugins": list(h.plugins),
         "plugin_missing": h.plugin_missing,
