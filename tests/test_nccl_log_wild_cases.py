@@ -47,3 +47,32 @@ def test_a_host_name_redacted_with_a_space_keeps_its_lines() -> None:
     host = log.hosts["NAME"]
     assert (host.transport, host.socket_devices, len(host.warnings)) == ("Socket", ("lo",), 1)
     assert log.hosts[""].socket_devices == () and not log.hosts[""].warnings
+
+
+def test_a_completion_error_without_a_peer_address_is_still_read() -> None:
+    """NCCL 2.18 printed ``Got completion from peer with error 4, ...`` with no address (NVIDIA/nccl#1052, an
+    H800, whose title is the line): status 4 is local, so the host's own HCA is named all the same; a
+    peer-side status with no address names no one. The title has no prefix; the one here is NCCL's own
+    ``host:pid:tid [dev]`` with the issue's host and pid (its device line), the thread id made up."""
+    line = (
+        "node2:14159:14230 [0] transport/net_ib.cc:1295 NCCL WARN NET/IB : Got completion from peer with error 4, "
+        "opcode 0, len 0, vendor err 81 (Send) localGid ::ffff: remoteGid ::ffff:\n"
+    )
+    log = parse_text(line)
+    (completion,) = log.hosts["node2"].completions
+    assert (completion.peer, completion.status, completion.points_at) == ("", 4, "local")
+    (found,) = [f for f in nccl_evidence.findings([log], None) if f.severity == "fail"]
+    assert found.host == "node2" and "its own HCA failed" in found.message
+    retry = parse_text(line.replace("error 4", "error 12"))
+    assert retry.hosts["node2"].completions[0].points_at == "nothing" and not retry.hosts["node2"].error_peers
+
+
+def test_three_hosts_each_with_a_local_status_are_each_named() -> None:
+    """NVIDIA/nccl#928: three hosts' NCCL 2.18 each got status 4 (IBV_WC_LOC_PROT_ERR, vendor err 81; ACS in
+    that thread) from IPoIB link-local peers: each host's own HCA, never a peer's link."""
+    log = parse_file(INFO / "ipoib-ipv6-peers-three-hosts-error4-local.txt")
+    failed = sorted(
+        (f.host, "its own HCA failed" in f.message) for f in nccl_evidence.findings([log], None) if f.severity == "fail"
+    )
+    assert failed == [("H100-1", True), ("H100-2", True), ("H100-5", True)]
+    assert all(not h.error_peers for h in log.hosts.values())

@@ -77,9 +77,11 @@ PEER_SIDE = frozenset({7, 9, 10, 11, 12, 13, 15, 16, 20})
 LOCAL = frozenset({1, 2, 3, 4, 6, 8, 14, 19})
 
 _COMPLETION = re.compile(
-    r"\bGot completion from peer (?P<peer>[^\s<]+)(?:<[^>\s]*>)? with "
+    r"\bGot completion from peer (?:(?P<peer>[^\s<]+)(?:<[^>\s]*>)? )?with "
     r"(?:error (?P<old>\d{1,3})\b|status=(?:[A-Z_]{1,40}\()?(?P<new>\d{1,3})\b)"
 )
+"""The peer may be missing: ``Got completion from peer with error 4, ...`` (NCCL 2.18, NVIDIA/nccl#1052's
+title) printed no address; the status still says what it points at."""
 _HCA = re.compile(r"\bhca (\S{1,64})")
 _ASYNC = re.compile(r"^NET/\w{1,16} ?: (?:(?P<device>\S{1,64}) )?Got async event : (?P<event>.{1,120}?)\s*$")
 _FAULT_WORDS = ("error", "catastrophic", "fatal")
@@ -96,10 +98,11 @@ class Completion:
 
     @property
     def points_at(self) -> str:
-        """``peer`` (the peer or the path to it), ``local`` (the reporting host's own HCA) or ``nothing``."""
+        """``peer`` (the peer or the path to it), ``local`` (the reporting host's own HCA) or ``nothing`` (also a
+        peer-side status whose line printed no peer address: there is no one to name)."""
         if self.status in LOCAL:
             return "local"
-        return "peer" if self.status in PEER_SIDE else "nothing"
+        return "peer" if self.status in PEER_SIDE and self.peer else "nothing"
 
     def words(self) -> str:
         """``status 4 (IBV_WC_LOC_PROT_ERR)``."""
@@ -113,7 +116,7 @@ def completion(message: str) -> Completion | None:
     if found is None:
         return None
     hca = _HCA.search(message, found.end())
-    return Completion(found["peer"][:64], int(found["old"] or found["new"]), hca.group(1) if hca else None)
+    return Completion((found["peer"] or "")[:64], int(found["old"] or found["new"]), hca.group(1) if hca else None)
 
 
 @dataclass(frozen=True)
