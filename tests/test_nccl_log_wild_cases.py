@@ -5,8 +5,11 @@ that folder's ``cases.toml``)."""
 
 from __future__ import annotations
 
+import pytest
+
 from bench.nccllogs import nccl_evidence
 from bench.nccllogs.nccl_log import parse_file, parse_text
+from tests.support import CORPUS
 from tests.wild.manifest import WILD
 
 INFO = WILD / "nccl-info"
@@ -38,6 +41,16 @@ def test_dma_buf_available_is_read_per_gpu() -> None:
     memory the NIC can register without nvidia_peermem (the lines behind a CloudWatch ``| time |`` prefix)."""
     host = parse_file(INFO / "sagemaker-efa-dmabuf-available-timestamped.txt").hosts["algo-1"]
     assert host.dmabuf_gpus == tuple(range(8))
+
+
+def test_dma_buf_on_an_h100_roce_node_of_the_shared_corpus() -> None:
+    """The shared corpus's NCCL 2.27.5 log of an H100 node on 8 RoCE rails (read in place): DMA-BUF on all 8
+    GPUs, the path NCCL takes without nvidia_peermem."""
+    path = CORPUS / "nccl_log_h100_2node_roce_8rails_nccl2.27.5_ofi_fallback.txt"
+    if not path.is_file():
+        pytest.skip(f"{path} is not here (the shared corpus sits beside the checkout)")
+    host = parse_file(path).hosts["tpgds-aihub0008"]
+    assert (host.nccl_version, host.transport, host.dmabuf_gpus) == ("2.27.5+cuda12.9", "RoCE", tuple(range(8)))
 
 
 def test_a_host_name_redacted_with_a_space_keeps_its_lines() -> None:
