@@ -34,6 +34,13 @@ The status is ``enum ibv_wc_status`` (rdma-core ``libibverbs/verbs.h``; NCCL car
   ``MW_BIND`` 6, ``LOC_ACCESS`` 8, ``LOC_RDD_VIOL`` 14, and ``FATAL`` 19;
 - **nothing**: ``WR_FLUSH_ERR`` (5) flushes the work still queued on a queue pair that an earlier error
   already broke, and the rest say nothing of where.
+
+net_ib's async thread also logs every asynchronous event its HCA raises but ``IBV_EVENT_COMM_EST``
+(``ncclIbAsyncThreadMain``: ``NET/IB : Got async event : <ibv_event_type_str>``; later NCCL, 2.20 in
+NVIDIA/nccl#1524, names the device and port: ``NET/IB : mlx5_0:1 Got async event : local access violation work
+queue error``). The events whose words say error, catastrophic or fatal (rdma-core ``ibv_event_type_str``: a
+queue pair's access or request error, a CQ or SRQ error, ``local catastrophic error``, ``port error``) are the
+reporting host's own HCA or port failing: the status 5 flushes that follow them are its consequence.
 """
 
 from __future__ import annotations
@@ -70,10 +77,14 @@ PEER_SIDE = frozenset({7, 9, 10, 11, 12, 13, 15, 16, 20})
 LOCAL = frozenset({1, 2, 3, 4, 6, 8, 14, 19})
 
 _COMPLETION = re.compile(
-    r"\bGot completion from peer (?P<peer>[^\s<]+)(?:<[^>\s]*>)? with "
+    r"\bGot completion from peer (?:(?P<peer>[^\s<]+)(?:<[^>\s]*>)? )?with "
     r"(?:error (?P<old>\d{1,3})\b|status=(?:[A-Z_]{1,40}\()?(?P<new>\d{1,3})\b)"
 )
+"""The peer may be missing: ``Got completion from peer with error 4, ...`` (NCCL 2.18, NVIDIA/nccl#1052's
+title) printed no address; the status still says what it points at."""
 _HCA = re.compile(r"\bhca (\S{1,64})")
+_ASYNC = re.compile(r"^NET/\w{1,16} ?: (?:(?P<device>\S{1,64}) )?Got async event : (?P<event>.{1,120}?)\s*$")
+_FAULT_WORDS = ("error", "catastrophic", "fatal")
 
 
 @dataclass(frozen=True)
@@ -87,10 +98,11 @@ class Completion:
 
     @property
     def points_at(self) -> str:
-        """``peer`` (the peer or the path to it), ``local`` (the reporting host's own HCA) or ``nothing``."""
+        """``peer`` (the peer or the path to it), ``local`` (the reporting host's own HCA) or ``nothing`` (also a
+        peer-side status whose line printed no peer address: there is no one to name)."""
         if self.status in LOCAL:
             return "local"
-        return "peer" if self.status in PEER_SIDE else "nothing"
+        return "peer" if self.status in PEER_SIDE and self.peer else "nothing"
 
     def words(self) -> str:
         """``status 4 (IBV_WC_LOC_PROT_ERR)``."""
@@ -104,4 +116,32 @@ def completion(message: str) -> Completion | None:
     if found is None:
         return None
     hca = _HCA.search(message, found.end())
-    return Completion(found["peer"][:64], int(found["old"] or found["new"]), hca.group(1) if hca else None)
+    return Completion((found["peer"] or "")[:64], int(found["old"] or found["new"]), hca.group(1) if hca else None)
+
+
+@dataclass(frozen=True)
+class AsyncEvent:
+    """An asynchronous event net_ib's HCA raised: the device and port where NCCL names them (``mlx5_0:1``, ""
+    where it does not) and the event's words."""
+
+    device: str
+    event: str
+
+    @property
+    def fault(self) -> bool:
+        """Whether the event is the HCA or its port failing (see the module's note), not a notice."""
+        return any(word in self.event.lower() for word in _FAULT_WORDS)
+
+    @property
+    def hca(self) -> str | None:
+        return self.device.partition(":")[0] or None
+
+    def words(self) -> str:
+        """``async event 'local access violation work queue error' on mlx5_0:1``."""
+        return f"async event '{self.event}'" + (f" on {self.device}" if self.device else "")
+
+
+def async_event(message: str) -> AsyncEvent | None:
+    """The async event a WARN message reports, in either wording; None for any other message."""
+    found = _ASYNC.match(message)
+    return AsyncEvent(found["device"] or "", found["event"]) if found else None

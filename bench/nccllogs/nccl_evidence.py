@@ -242,7 +242,8 @@ class DeadLink:
     by: tuple[str, ...]
     """The hosts whose NCCL got completion errors from it."""
     local: str | None = None
-    """The local status its own NCCL reported (``status 4 (IBV_WC_LOC_PROT_ERR)``)."""
+    """The local status its own NCCL reported (``status 4 (IBV_WC_LOC_PROT_ERR)``), or the fault async event its
+    HCA raised (``async event 'local access violation work queue error' on mlx5_0:1``)."""
 
     def finding(self) -> Finding:
         if self.local is not None:
@@ -271,15 +272,20 @@ def _hca_of(host: HostNet) -> str | None:
 
 
 def local_failures(merged: Mapping[str, HostNet]) -> list[DeadLink]:
-    """The hosts whose own completion errors carry a local status: their own HCA is named, never the peer."""
+    """The hosts whose own completion errors carry a local status, or whose HCA raised a fault async event
+    (``bench.nccllogs.ib_completion``): their own HCA is named, never the peer."""
     out = []
     for name, host in sorted(merged.items()):
         local = next((c for c in host.completions if c.points_at == "local"), None)
-        if local is None:
+        event = next((e for e in host.async_events if e.fault), None)
+        if local is not None:
+            hca, words = local.hca or _hca_of(host), local.words()
+        elif event is not None:
+            hca, words = event.hca or _hca_of(host), event.words()
+        else:
             continue
-        hca = local.hca or _hca_of(host)
         end = LinkEnd(host.oob_addresses[0] if host.oob_addresses else "", name, hca)
-        out.append(DeadLink((end,), (name,), local.words()))
+        out.append(DeadLink((end,), (name,), words))
     return out
 
 

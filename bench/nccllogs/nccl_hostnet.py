@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from bench.nccllogs.ib_completion import Completion
+from bench.nccllogs.ib_completion import AsyncEvent, Completion
 from bench.nccllogs.nccl_init import InitFailure
 from bench.nccllogs.nccl_lines import Channel, Fact, NetUsing
 
@@ -54,6 +54,11 @@ class HostNet:
     is the peer's out-of-band one, from the connection's handshake; ``bench.nccllogs.ib_completion``)."""
     completions: tuple[Completion, ...] = ()
     """Every distinct completion error, whatever its status points at (the first 256)."""
+    async_events: tuple[AsyncEvent, ...] = ()
+    """Every distinct async event net_ib's HCAs raised (the first 256): a fault one is the host's own HCA."""
+    dmabuf_gpus: tuple[int, ...] = ()
+    """CUDA devices NCCL found DMA-BUF available on (``DMA-BUF is available on GPU device 0``, init.cc
+    ``ncclCudaDmaBufSupport``): the GPU and driver can export its memory to the NIC without nvidia_peermem."""
     oob_addresses: tuple[str, ...] = ()
     """This host's own out-of-band address (``NET/IB : Using ... ; OOB eno1:10.0.0.1<0>``): what its peers'
     completion errors name it by."""
@@ -110,6 +115,7 @@ class HostNet:
             or self.channel_devices
             or self.channel_nics
             or self.error_hcas
+            or self.async_events
         )
 
 

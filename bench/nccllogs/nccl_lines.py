@@ -52,6 +52,8 @@ def _prefix(head: str, source: str, line: int) -> tuple[str, int, int | None] | 
     host_part, sep2, pid = host_part.rpartition(":")
     if not (sep and sep2 and ascii_digits(pid) and ascii_digits(tid)):
         return None
+    if not host_part and len(words) >= 3:
+        host_part = words[-3]  # ``NAME :70918:70918 [0]``: a host name redacted by hand kept its space
     start = len(host_part)
     while start > 0 and host_part[start - 1] in _HOST_CHARS:
         start -= 1

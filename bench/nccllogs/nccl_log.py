@@ -24,7 +24,7 @@ from types import MappingProxyType
 
 from bench.bounded import Where, ascii_digits, parse_int
 from bench.nccllogs import ib_completion, nccl_lines
-from bench.nccllogs.ib_completion import Completion
+from bench.nccllogs.ib_completion import AsyncEvent, Completion
 from bench.nccllogs.nccl_hostnet import SOCKET_NETS, HostNet, NcclLog
 from bench.nccllogs.nccl_init import InitWatch
 from bench.nccllogs.nccl_lines import Channel, Fact, NcclNetDevice, NetUsing
@@ -50,6 +50,7 @@ _PLUGIN_FAILED = re.compile(r"^plugin/net\.cc:\d+ -> \d+")
 _NET_INITIALIZED = re.compile(r"^(?:Initialized NET plugin|Assigned NET plugin) (.+?)(?: to comm)?$")
 _ERROR_HCA = re.compile(r"\bhca (\S+)")
 _ROCE_GID = re.compile(r"\blocalGid ::ffff:")
+_DMABUF = re.compile(r"^DMA-BUF is available on GPU device (\d{1,4})\b")
 
 MAX_FACTS = 512
 """Facts kept per host: more than every device and channel transport of a node, so repeats cannot grow it."""
@@ -87,6 +88,8 @@ class _Host:
     error_hcas: list[str] = field(default_factory=list)
     error_peers: list[str] = field(default_factory=list)
     completions: list[Completion] = field(default_factory=list)
+    async_events: list[AsyncEvent] = field(default_factory=list)
+    dmabuf_gpus: list[int] = field(default_factory=list)
     oob_addresses: list[str] = field(default_factory=list)
     roce_gid: bool = False
     driver: str | None = None
@@ -225,6 +228,8 @@ def _plugin_message(host: _Host, msg: str, where: tuple[str, int]) -> None:
         host.fact(Fact("network" if name in ("IB", "Socket") else "plugin", name, source, number))
     elif m := _DRIVER.match(msg):
         host.driver = m.group(1)[:20]
+    elif (m := _DMABUF.match(msg)) and int(m.group(1)) not in host.dmabuf_gpus:
+        host.dmabuf_gpus.append(int(m.group(1)))
     elif host.gdr_off is None and _gdr_off(msg):
         host.gdr_off = Fact("gdr_off", msg[:200], source, number)
 
@@ -249,6 +254,10 @@ def _warning(host: _Host, msg: str) -> None:
             host.completions.append(found)
         if found.points_at == "peer":
             _add(host.error_peers, found.peer)
+    event = ib_completion.async_event(msg)
+    if event is not None and event not in host.async_events and len(host.async_events) < 256:
+        host.async_events.append(event)
+        _add(host.error_hcas, *([event.hca] if event.hca and event.fault else []))
     host.roce_gid |= bool(_ROCE_GID.search(msg))
 
 
@@ -374,6 +383,8 @@ def _freeze(hosts: dict[str, _Host], channels: list[Channel], source: str, watch
             error_hcas=tuple(h.error_hcas),
             error_peers=tuple(h.error_peers),
             completions=tuple(h.completions),
+            async_events=tuple(h.async_events),
+            dmabuf_gpus=tuple(sorted(h.dmabuf_gpus)),
             oob_addresses=tuple(h.oob_addresses),
             roce_gid=h.roce_gid,
             cuda_driver=h.driver,

@@ -46,7 +46,10 @@ def table_nnodes(table: Table) -> int | None:
         return None
     if table.hosts_complete:
         return len(table.hosts)
-    per_host = max(Counter(d.host for d in table.printed.devices).values(), default=0)
+    # A host drives at least as many GPUs as it lists, and at least its highest device index + 1: a list cut
+    # to ``Rank 71 ... device 3`` (a GB200 tray's fourth GPU) says 4 per host, not 1.
+    devices = table.printed.devices
+    per_host = max((*Counter(d.host for d in devices).values(), *(d.device + 1 for d in devices)), default=0)
     nranks = table.nranks.value
     if not per_host or nranks is None:
         return len(table.hosts)

@@ -141,11 +141,11 @@ def _measurement_bounds(m: PlacementResult) -> tuple[float, float]:
 
 
 def _bus_bounds(rows: Sequence[Row]) -> tuple[float, float] | None:
-    """The busbw/algbw bounds every measurement of 1 GB/s algbw or more agrees with: nccl-tests multiplies
-    every row of a table by the same factor, so each row narrows it (below 1 GB/s two printed decimals pin
-    nothing). None when no row is that fast. Rows that disagree (a damaged table) give the bounds of the most
-    precise one alone."""
-    fast = [m for r in rows for m in r.measurements if m.algbw_GBps.value >= 1.0]
+    """The busbw/algbw bounds every measurement with a non-zero algbw agrees with: nccl-tests multiplies every
+    row of a table by the same factor, so each row narrows it by what its printed decimals allow (0.81 and
+    0.81 pin 0.988-1.012: all_reduce over 2 ranks, not 3). None when every row printed algbw 0. Rows that
+    disagree (a damaged table) give the bounds of the most precise one alone."""
+    fast = [m for r in rows for m in r.measurements if m.algbw_GBps.value > m.algbw_GBps.half_unit]
     if not fast:
         return None
     lo, hi = 0.0, math.inf
@@ -157,18 +157,24 @@ def _bus_bounds(rows: Sequence[Row]) -> tuple[float, float] | None:
     return _measurement_bounds(max(fast, key=lambda m: m.algbw_GBps.value))
 
 
-def _fits(collective: str, rows: Sequence[Row], nranks: int | None, columns: Sequence[str] = ()) -> bool:
-    """Whether the rows could come from ``collective`` (redop, root, count/size and busbw/algbw)."""
+def _shape_fits(collective: str, rows: Sequence[Row], nranks: int | None, columns: Sequence[str] = ()) -> bool:
+    """Whether the rows' redop, root, columns and size/count are those ``collective`` prints."""
     if not _columns_fit(collective, rows[0], columns):
         return False
     ratio = _count_ratio(rows)
-    if ratio is not None:
-        if collective in PER_RANK_COUNT:
-            nranks = nranks or ratio
-            if ratio != nranks:
-                return False
-        elif ratio != 1:
-            return False
+    if ratio is None:
+        return True
+    if collective in PER_RANK_COUNT:
+        return ratio == (nranks or ratio)
+    return ratio == 1
+
+
+def _fits(collective: str, rows: Sequence[Row], nranks: int | None, columns: Sequence[str] = ()) -> bool:
+    """Whether the rows could come from ``collective`` (redop, root, count/size and busbw/algbw)."""
+    if not _shape_fits(collective, rows, nranks, columns):
+        return False
+    if collective in PER_RANK_COUNT and nranks is None:
+        nranks = _count_ratio(rows)
     if nranks is not None and busbw_factor(collective, nranks) == 0.0:
         # One rank moves nothing over the bus: nccl-tests prints busbw 0 at every size.
         return all(m.busbw_GBps.value == 0.0 for r in rows for m in r.measurements)
@@ -238,6 +244,12 @@ def _choose_collective(
         for name in names:
             if name in fits or (source == "given" and name in BUS_FACTOR):
                 return name, source
+    named = t.quoted.command_collective
+    if named in BUS_FACTOR and _shape_fits(named, t.rows, nranks, t.columns):
+        # The command line names the program and the rows have its shape; only busbw/algbw disagrees, as in
+        # nccl-tests of early 2020, whose all_gather printed busbw = algbw. The log's own word stands.
+        t.note(f"busbw/algbw ({_row_shape(t)}) is not {named}'s factor: busbw read as printed")
+        return named, "command"
     if not fits:
         counted = f" over {nranks} ranks" if nranks else ""
         raise UserError(
@@ -248,6 +260,13 @@ def _choose_collective(
         f"table at line {t.first_line}: cannot tell which collective it measured (rows fit {' or '.join(fits)}): "
         "pass --collective NAME"
     )
+
+
+def _list_cut(t: TableEvidence) -> bool:
+    """Whether the device list names a rank past the lines it holds (-J lists one line per process, so a
+    process's nThread x nGpus ranks count per line)."""
+    per_line = (t.header.nthreads * t.header.ngpus) if t.header else 1
+    return bool(t.devices) and max(d.rank for d in t.devices) + 1 > len(t.devices) * per_line
 
 
 def _direct_nranks(t: TableEvidence) -> tuple[int | None, str, list[str]]:
@@ -264,6 +283,10 @@ def _direct_nranks(t: TableEvidence) -> tuple[int | None, str, list[str]]:
         if launched and launched > listed:
             notes.append(f"device list shows {listed} of {launched} ranks; nranks from the launcher's -np")
             return launched, "launcher -np", notes
+        if _list_cut(t):
+            # Rank 71 alone (a paste that kept the list's last line) says 72 ranks or more, not 1.
+            notes.append(f"device list is cut: it shows {len(t.devices)} line(s) up to rank {listed - 1}")
+            return None, "", notes
         if len(in_group) < len(t.devices):
             notes.append(f"{len({d.group for d in t.devices})} communicators side by side (NCCL_TESTS_SPLIT)")
         return len(in_group), "device lines", notes
@@ -275,14 +298,15 @@ def _direct_nranks(t: TableEvidence) -> tuple[int | None, str, list[str]]:
     return None, "", notes
 
 
-def _infer_nranks(collective: str, rows: Sequence[Row]) -> int | None:
-    """nranks from the numbers alone: the count ratio, or inverting the all_reduce busbw factor."""
+def _infer_nranks(collective: str, rows: Sequence[Row], at_least: int = 1) -> int | None:
+    """nranks from the numbers alone: the count ratio, or inverting the all_reduce busbw factor over the
+    counts from ``at_least`` (the highest rank a cut device list shows, plus one)."""
     if collective in PER_RANK_COUNT:
         return _count_ratio(rows)
     bus = _bus_bounds(rows)
     if collective == "all_reduce" and bus:
         lo, hi = bus
-        fits = [n for n in range(1, 4097) if lo <= busbw_factor("all_reduce", n) <= hi]
+        fits = [n for n in range(at_least, 4097) if lo <= busbw_factor("all_reduce", n) <= hi]
         return fits[0] if len(fits) == 1 else None
     return None
 
@@ -315,7 +339,8 @@ def finish(
         if nranks is not None:
             notes.append(f"{nranks_source} says {nranks} ranks but sizes/counts say {ratio}; using {ratio}")
         nranks, nranks_source = ratio, "count per rank"
-    if nranks is None and (inferred := _infer_nranks(collective, t.rows)):
+    at_least = max((d.rank for d in t.devices), default=0) + 1
+    if nranks is None and (inferred := _infer_nranks(collective, t.rows, at_least)):
         nranks, nranks_source = inferred, "busbw/algbw"
     if nranks_source == "given" and (inferred := _infer_nranks(collective, t.rows)) and inferred != nranks:
         notes.append(f"--nranks says {nranks} ranks but busbw/algbw says {inferred}; using {nranks}")
@@ -341,6 +366,6 @@ def finish(
         collective=Sourced(collective, collective_source),
         nranks=Sourced(nranks, nranks_source),
         hosts=hosts,
-        hosts_complete=bool(t.devices) and nranks_source != "launcher -np",
+        hosts_complete=bool(t.devices) and nranks_source != "launcher -np" and not _list_cut(t),
         notes=tuple(t.notes + notes),
     )

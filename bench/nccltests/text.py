@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
-from bench.bounded import InputError, Where, parse_float, parse_int
+from bench.bounded import InputError, Where, ascii_digits, parse_float, parse_int
 from bench.exits import UserError
 from bench.nccltests.command import read_command
 from bench.nccltests.infer import TableEvidence, finish, mentions
@@ -32,9 +32,10 @@ from bench.textlines import MAX_LINE_CHARS, strip_launcher_label, text_lines
 MAX_TABLE_ROWS = 100_000
 """A sweep from 0 bytes to 16 GiB in 1 MiB steps has 16,384 sizes; more rows than this is not one table."""
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_GLUED_RANK_LABEL = re.compile(r"(?<=\S)\[[0-9]{1,6}\](?=\s)")
 _VERSION = re.compile(r"#\s*nccl-tests version (\S+)(?: nccl-headers=([0-9]+))?(?: nccl-library=([0-9]+))?")
 _STARTING = re.compile(r"#\s*Collective test starting:\s*(\S+)")
-_CONCLUDED = re.compile(r"#\s*Collective test concluded")
+_CONCLUDED = re.compile(r"#\s*Collective test concluded:?\s*(\S*)")
 _NTHREAD = re.compile(r"#\s*nThread\s+([0-9]+)\s+nGpus\s+([0-9]+)(.*)")
 _DEVICE = re.compile(
     r"#\s*Rank\s+([0-9]+)\s+(?:Group\s+([0-9]+)\s+)?Pid\s+([0-9]+)\s+on\s+(\S+)\s+device\s+([0-9]+)\s+\[([^\]]*)\](.*)"
@@ -64,14 +65,26 @@ _GRAMMAR_WORDS = (
 loses every leading ``#`` to the heading syntax; a line that begins so is read as the ``#`` line it was."""
 
 
+def _without_rank_labels(line: str) -> str:
+    """``line`` without the ``[N]`` labels of MPI's ``-prepend-rank`` (Intel MPI, MPICH hydra): they label each
+    write, and nccl-tests prints a row in several, so they also sit inside it, glued to the field before
+    (``sum      -1[0]    1626.5``; NVIDIA/nccl#1453). Only a line that starts with one is so labelled."""
+    stripped = line.lstrip()
+    close = stripped.find("]", 0, 8)
+    if not (stripped.startswith("[") and close > 1 and ascii_digits(stripped[1:close])):
+        return line
+    return _GLUED_RANK_LABEL.sub("", stripped[close + 1 :])
+
+
 def _clean_lines(lines: Iterable[tuple[int, str | None]]) -> Iterator[tuple[int, str | None]]:
-    """Numbered lines without ANSI colour, launcher labels, markdown quotes and CRs; continuations joined."""
+    """Numbered lines without ANSI colour, launcher and rank labels, markdown quotes and CRs; continuations
+    joined."""
     joined, first = "", 0
     for number, raw in lines:
         if raw is None:
             yield number, None
             continue
-        line = strip_launcher_label(_ANSI.sub("", raw) if "\x1b" in raw else raw)
+        line = _without_rank_labels(strip_launcher_label(_ANSI.sub("", raw) if "\x1b" in raw else raw))
         if "\r" in line:
             line = line.replace("\r", "")
         if line.startswith(">"):
@@ -205,7 +218,11 @@ class _Reader:
             value = m.group(1)
             cur.avg = parse_float(value, self.where("Avg bus bandwidth", number)) if is_number(value) else None
             cur.footer = cur.closed = True
-        elif _CONCLUDED.match(stripped) and cur is not None:
+        elif (m := _CONCLUDED.match(stripped)) and cur is not None:
+            # The run's last line names its test too: where the starting marker was lost (a table pasted
+            # without its head), it is the log's own word for the collective.
+            if cur.marker is None and m.group(1):
+                cur.marker = collective_from_program(m.group(1)) or m.group(1).removesuffix("_perf")[:40]
             cur.closed = True
         elif m := _REDUCING.match(stripped):
             self.evidence().note(f"nccl-tests reduced maxBytes to {m.group(1)} (GPU memory limit)")
