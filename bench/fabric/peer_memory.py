@@ -16,28 +16,21 @@ else from the node's kernel log (``--kernel-log``): its last boot banner, ``Linu
 NCCL says it too, in its own ``NCCL_DEBUG=INFO`` log: ``NCCL INFO DMA-BUF is available on GPU device 0``
 (``src/init.cc``, ``dmaBufSupported()``: printed only where ``NCCL_DMABUF_ENABLE`` is on, the net plugin can
 register DMA-BUF memory, CUDA is 11.7 or later and the driver reports ``CU_DEVICE_ATTRIBUTE_DMA_BUF_SUPPORTED``
-for the GPU); :func:`nccl_dmabuf` finds that line in an NCCL log file.
+for the GPU); ``bench.nccllogs`` reads that line per host (``HostNet.dmabuf_gpus``).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from bench.bounded import ascii_digits
-from bench.exits import UserError
 from bench.fabric import link_flaps
 from bench.fabric.sysfs import Sysfs
-from bench.textlines import numbered_lines, open_text
 
 PEERMEM_MODULES = ("nvidia_peermem", "nv_peer_mem")
-NCCL_DMABUF = "NCCL INFO DMA-BUF is available on GPU device "
-"""NCCL's line when the GPU can export DMA-BUF for its network plugin (``src/init.cc``, NCCL 2.13 and later)."""
-MAX_NCCL_LOG_BYTES = 256 << 20
-"""As ``bench.nccllogs.nccl_log.MAX_LOG_BYTES``: the log was read whole once already, within this bound."""
 DMABUF_KERNEL = (5, 12)
 """The first kernel with ``ibv_reg_dmabuf_mr`` (RDMA's DMA-BUF import)."""
 
@@ -92,32 +85,8 @@ def read(sysfs: Sysfs, live: bool, banner: tuple[str, str] | None = None) -> Pee
     )
 
 
-def nccl_dmabuf(path: Path) -> tuple[int, str] | None:
-    """(line number, line) of the first ``DMA-BUF is available on GPU device N`` in the NCCL log file ``path``;
-    None when it has none or cannot be read (bounded by ``bench.textlines``, as the log's own reader)."""
-    try:
-        with open_text(path, MAX_NCCL_LOG_BYTES) as stream:
-            for number, line in numbered_lines(stream):
-                if line is not None and NCCL_DMABUF in line:
-                    return number, line.strip()[:300]
-    except (OSError, UserError):
-        return None
-    return None
-
-
 def kernel_banner(kernel_log: Path) -> tuple[str, str] | None:
     """(release, where) of the last boot banner in the kernel log file ``kernel_log`` (``--kernel-log``)."""
     log = link_flaps.read_kernel_log(kernel_log, datetime(1970, 1, 1))
     release = link_flaps.booted_kernel(log.lines)
     return (release, f"the boot banner in {log.source}") if release else None
-
-
-def nccl_said_dmabuf(sources: Iterable[str | None]) -> str | None:
-    """``file:line: line`` of the first ``DMA-BUF is available on GPU device N`` in the NCCL log files."""
-    for source in sources:
-        if source is None:
-            continue
-        found = nccl_dmabuf(Path(source))
-        if found is not None:
-            return f"{source}:{found[0]}: {found[1]}"
-    return None

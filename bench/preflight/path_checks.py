@@ -245,6 +245,16 @@ class Iommu(Check):
         return [self.result("pass", f"IOMMU in passthrough (identity domains) for all {len(grouped)} devices")]
 
 
+def _nccl_said_dmabuf(ctx: Context) -> str | None:
+    """Which host's NCCL said DMA-BUF is available, on which CUDA devices (from the ``--nccl-log`` files as
+    ``bench.nccllogs`` reads them); None when none did."""
+    for name, host in nccl_evidence.hosts(ctx.logs).items():
+        if host.dmabuf_gpus:
+            devices = ", ".join(str(d) for d in host.dmabuf_gpus)
+            return f"NCCL on {name or 'the log'} said DMA-BUF is available on GPU device {devices}"
+    return None
+
+
 class GpuPeerMemory(Check):
     """The NIC can reach GPU memory (``nvidia_peermem``, or DMA-BUF); NCCL's own ``GDR 0`` is evidence too, and so
     is its ``DMA-BUF is available on GPU device N``. The kernel's release is ``uname``'s on the live node, the
@@ -275,14 +285,14 @@ class GpuPeerMemory(Check):
                 out.append(self.result("skip", "the NVIDIA driver is not loaded (no module/nvidia): nothing to judge"))
             return out
         possible = found.open_module is not False and found.kernel_dmabuf is not False
-        nccl_said = peer_memory.nccl_said_dmabuf(log.source for log in ctx.logs) if possible else None
+        nccl_said = _nccl_said_dmabuf(ctx) if possible else None
         if found.peermem is not None:
             out.append(self.result("pass", f"{found.peermem} is loaded: the NIC registers GPU memory directly"))
         elif found.open_module and found.kernel_dmabuf:
             where = f" ({found.kernel_source})" if found.kernel_source != "uname" else ""
             out.append(self.result("pass", f"DMA-BUF: the open GPU kernel module on Linux {found.kernel}{where}"))
         elif nccl_said is not None:
-            out.append(self.result("pass", f"DMA-BUF: NCCL said so: {nccl_said}"))
+            out.append(self.result("pass", f"DMA-BUF: {nccl_said}"))
         elif found.open_module and found.kernel_dmabuf is None:
             reason = (
                 "no nvidia_peermem; the open GPU kernel module allows DMA-BUF, if the kernel is 5.12 or later "
