@@ -68,3 +68,24 @@ def test_a_fused_nic_lists_each_of_its_ports_and_its_channels_go_over_them() -> 
     # "via NET/IBext_v8/1" is the second net device, the fused mlx5_0 and mlx5_1, not the second port in the list.
     assert bigo.channel_devices == ("mlx5_0:1", "mlx5_1:1") and bigo.channel_nics == ()
     assert "no device named" not in nccl_evidence.describe(bigo)
+
+
+def test_a_peer_that_refused_the_work_is_named_for_its_registration_not_its_link() -> None:
+    """Status 10 (IBV_WC_REM_ACCESS_ERR) is the responder's answer (ibv_poll_cq(3)): packets crossed the link, so
+    the peer's memory registration or HCA is named, not a dead link; status 12 from the same peer is the path.
+    No public log with status 10 was found: the lines are the 2.20 wording's real line (status-2.20-wording.log)
+    with its status number changed, and a second host's line for the peer's own OOB address."""
+    real = (DATA / "status-2.20-wording.log").read_text().splitlines()[0]
+    assert "status=12" in real
+    peer_oob = "peer-node:11:11 [0] NCCL INFO Bootstrap : Using eth0:10.216.210.236<0>"
+
+    def verdict(status: int) -> str:
+        lines = [real.replace("status=12", f"status={status}"), peer_oob]
+        log = nccl_log.parse_lines(lines, "nccl.log")
+        (finding,) = [f for f in nccl_evidence.dead_links(nccl_evidence.hosts([log]))]
+        return finding.message
+
+    refused = verdict(10)
+    assert "refused NCCL's RDMA work (status 10 (IBV_WC_REM_ACCESS_ERR)" in refused, refused
+    assert "not its cable" in refused and "link died" not in refused
+    assert "its link died" in verdict(12)

@@ -74,6 +74,12 @@ STATUS_NAMES = (
 )
 """``enum ibv_wc_status`` in its order: the index is the status."""
 PEER_SIDE = frozenset({7, 9, 10, 11, 12, 13, 15, 16, 20})
+REFUSED = frozenset({9, 10, 11, 15})
+"""Peer-side statuses the responder answered with (ibv_poll_cq(3): ``REM_INV_REQ`` "the responder detected an
+invalid message", ``REM_ACCESS`` "a protection error occurred on a remote data buffer", ``REM_OP`` "the
+operation could not be completed successfully by the responder", ``REM_INV_RD_REQ``): packets crossed the link
+and came back, so the path works; the peer's memory registration (its peer memory or DMA-BUF, its IOMMU) or its
+HCA refused the work."""
 LOCAL = frozenset({1, 2, 3, 4, 6, 8, 14, 19})
 
 _COMPLETION = re.compile(
@@ -103,6 +109,11 @@ class Completion:
         if self.status in LOCAL:
             return "local"
         return "peer" if self.status in PEER_SIDE and self.peer else "nothing"
+
+    @property
+    def refused(self) -> bool:
+        """The peer answered and refused the work (:data:`REFUSED`): its link is alive."""
+        return self.status in REFUSED
 
     def words(self) -> str:
         """``status 4 (IBV_WC_LOC_PROT_ERR)``."""

@@ -241,6 +241,10 @@ class DeadLink:
     ends: tuple[LinkEnd, ...]
     by: tuple[str, ...]
     """The hosts whose NCCL got completion errors from it."""
+    refused: str | None = None
+    """Set when every completion error naming this one end was the peer refusing the work
+    (``ib_completion.REFUSED``, e.g. ``status 10 (IBV_WC_REM_ACCESS_ERR)``): its link carried them, its memory
+    registration or HCA said no."""
     local: str | None = None
     """The local status its own NCCL reported (``status 4 (IBV_WC_LOC_PROT_ERR)``), or the fault async event its
     HCA raised (``async event 'local access violation work queue error' on mlx5_0:1``)."""
@@ -251,6 +255,14 @@ class DeadLink:
             message = (
                 f"{end.words()}: its own HCA failed NCCL's work ({self.local}, a local error): that host's HCA, "
                 "its driver or its GPUDirect RDMA path, not the link to its peers"
+            )
+            return Finding("fail", message, end.hca, end.host or end.address)
+        if len(self.ends) == 1 and self.refused is not None:
+            (end,) = self.ends
+            message = (
+                f"{end.words()}: its HCA refused NCCL's RDMA work ({self.refused}, answered by that end, so the "
+                f"link carries packets): its GPU memory registration (nvidia_peermem or DMA-BUF, the IOMMU) or its "
+                f"HCA, not its cable; NCCL on {', '.join(self.by)} got the errors"
             )
             return Finding("fail", message, end.hca, end.host or end.address)
         if len(self.ends) == 1:
@@ -285,8 +297,15 @@ def local_failures(merged: Mapping[str, HostNet]) -> list[DeadLink]:
         else:
             continue
         end = LinkEnd(host.oob_addresses[0] if host.oob_addresses else "", name, hca)
-        out.append(DeadLink((end,), (name,), words))
+        out.append(DeadLink((end,), (name,), local=words))
     return out
+
+
+def _refused(merged: Mapping[str, HostNet], by: set[str], address: str) -> str | None:
+    """The refusal status when every completion error the hosts ``by`` got from ``address`` was one
+    (``Completion.refused``); None when any says the path failed (a retry ran out: the link)."""
+    said = [c for name in by for c in merged[name].completions if c.peer == address and c.points_at == "peer"]
+    return said[0].words() if said and all(c.refused for c in said) else None
 
 
 def dead_link_ends(merged: Mapping[str, HostNet]) -> list[DeadLink]:
@@ -325,7 +344,7 @@ def dead_link_ends(merged: Mapping[str, HostNet]) -> list[DeadLink]:
             paired.update((address, mutual[0]))
             out.append(DeadLink(tuple(sorted((end(address), end(mutual[0])), key=LinkEnd.words)), ()))
         else:
-            out.append(DeadLink((end(address),), tuple(sorted(by))))
+            out.append(DeadLink((end(address),), tuple(sorted(by)), _refused(merged, by, address)))
     return local + [link for link in out if not any(e.host in faulty for e in link.ends)]
 
 
