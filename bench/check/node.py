@@ -133,8 +133,18 @@ def judge_cabling(cabling: Cabling, rail_hcas: Sequence[str], profile_rails: Seq
     guessed = cabling_plan.by_position(fabric, profile_rails)
     said = [checks.CheckResult("cabling", "warn", guessed)] if guessed else []
     if not found:
-        return [checks.CheckResult("cabling", "pass", f"{shape}: cabled as the rail-optimised plan says"), *said]
-    return [*(checks.CheckResult("cabling", "fail", f.line, f.node_port or f.switch_port) for f in found), *said]
+        plan = "the rail-optimised plan says" if fabric.rail_optimised else "a fat tree: no link below its peers"
+        return [checks.CheckResult("cabling", "pass", f"{shape}: cabled as {plan}"), *said]
+    # unnamed adapters are not judged (a warning); every other finding is a departure (a failure)
+    return [
+        *(
+            checks.CheckResult(
+                "cabling", "warn" if f.kind == "unnamed" else "fail", f.line, f.node_port or f.switch_port
+            )
+            for f in found
+        ),
+        *said,
+    ]
 
 
 @dataclass(frozen=True)

@@ -35,13 +35,27 @@ What real files do, and what is read from them:
   by position (``bench.fabric.cabling_plan.rail_order`` says when that is safe, and refuses when not). A
   NodeDescription that several CAs share (an adapter's factory default, ``MT4129 ConnectX7 Mellanox
   Technologies``) names no host and is refused with the fix. A switch is named by its NodeDescription when
-  that is unique, else by its id.
+  that is unique, else by its id. A NodeDescription that several CAs share while others name their hosts
+  (some nodes never ran rdma-ndd) leaves those adapters out and says so (``Cabling.unnamed``); only when no CA
+  names its host is the file refused. Where some hosts say ``HCA-<n>`` and others ``mlx5_<k>`` (two naming
+  services on one fabric), ``HCA-<n>`` is read as ``mlx5_<n-1>``, the n-th adapter in device order, so one
+  adapter is never two rails: a real SuperPOD dump shows it, the leaf that carries ``HCA-6`` of one unit's
+  nodes carrying ``mlx5_5`` of another's.
+* **SHARP aggregation nodes.** A Quantum switch's SHARP engine is a CA on its last port, described
+  ``Mellanox Technologies Aggregation Node`` (NVIDIA SHARP deployment guide): part of the switch, not a host.
+* **Redacted GUIDs.** Output pasted with its GUIDs cut (``"H-946d<redacted>"``) gives several hosts one id. A
+  CA with no block of its own that the switch lines describe with different NodeDescriptions is read by its
+  NodeDescription, one adapter each; where such an id has a block of its own the file cannot be read by id
+  or by name, and is refused as partial.
+* **Older output** (infiniband-diags of 2009) ends a port line at ``lid <N>`` without the link's width and
+  speed. A file whose port lines all end so is read without link speeds; in a file whose other lines carry
+  them, a line that ends at its lid was cut.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bench.bounded import ascii_digits
@@ -54,6 +68,9 @@ MAX_FILE_BYTES = 64 << 20
 NODE_TYPES = {"Switch": "switch", "Ca": "ca", "Rt": "router"}
 ID_KINDS = {"S": "switch", "H": "ca", "R": "router"}
 """The node type an id's prefix says (``node_name`` in ibnetdiscover.c writes S-, H-, R-)."""
+AGGREGATION_NODE = "Mellanox Technologies Aggregation Node"
+"""The NodeDescription of a Quantum switch's SHARP aggregation node (a CA inside the switch)."""
+REDACTED_FIX = "give the output as ibnetdiscover printed it, GUIDs unredacted"
 FIX = "give ibnetdiscover's whole output ('ibnetdiscover > fabric.txt' on a node with an IB port)"
 NAME_FIX = (
     "set every HCA's NodeDescription to '<host> <HCA>' (rdma-ndd's default: 'systemctl enable --now rdma-ndd' on "
@@ -71,6 +88,8 @@ class _Port:
     peer_description: str | None
     """The peer's NodeDescription as this line quotes it."""
     line: int
+    bare: bool = False
+    """The line ends at the peer's lid, without a link width and speed (older ibnetdiscover)."""
 
 
 @dataclass
@@ -107,18 +126,22 @@ def _bracketed(text: str, start: int) -> tuple[int, int] | None:
     return int(digits), j + 1
 
 
-def _link(comment: str) -> tuple[bool, str | None]:
-    """(whether the port line's comment is whole, the link's width and speed ``4xNDR`` where it says one).
+def _link(comment: str) -> tuple[bool, str | None, bool]:
+    """(whether the port line's comment is whole, the link's width and speed ``4xNDR`` where it says one,
+    whether it ends at the lid).
 
     ibnetdiscover ends every port line with ``lid <N> <width><speed>`` (``-f`` adds ``s= w= v=`` after it; an
-    unknown width or speed prints as ``??``), so a comment without a word after its last ``lid N`` was cut."""
+    unknown width or speed prints as ``??``); older versions end it at ``lid <N>`` (``parse`` tells the two
+    apart by the whole file)."""
     words = comment.split()
     at = max((i for i, w in enumerate(words) if w == "lid"), default=-1)
-    if at < 0 or at + 2 >= len(words) or not ascii_digits(words[at + 1]):
-        return False, None
+    if at < 0 or at + 1 >= len(words) or not ascii_digits(words[at + 1]):
+        return False, None, False
+    if at + 2 == len(words):
+        return True, None, True
     link = words[at + 2]
     width, x, speed = link.partition("x")
-    return True, link if x and ascii_digits(width) and speed.isalnum() and len(link) <= 16 else None
+    return True, link if x and ascii_digits(width) and speed.isalnum() and len(link) <= 16 else None, False
 
 
 def _header(line: str, number: int) -> _Node | None:
@@ -147,11 +170,11 @@ def _port_line(line: str, number: int) -> _Port | None:
         return None
     hash_at = line.find("#", peer_port[1])
     comment = line[hash_at + 1 :] if hash_at >= 0 else ""
-    whole, link = _link(comment)
+    whole, link, bare = _link(comment)
     if not whole:
         return None
     described = _quoted(comment) if comment else None
-    return _Port(local, peer[0], peer_port[0], link, described[0].strip() if described else None, number)
+    return _Port(local, peer[0], peer_port[0], link, described[0].strip() if described else None, number, bare)
 
 
 def _kind_of(ident: str) -> str | None:
@@ -176,9 +199,25 @@ def _blocks(lines: list[tuple[int, str | None]], where: str) -> dict[str, _Node]
         node = _header(stripped, number)
         if node is not None:
             if node.ident in nodes:
+                first = nodes[node.ident].description
+                if first != node.description:  # one id, two nodes: GUIDs cut from the paste
+                    raise UserError(
+                        f"{where}:{number}: id {node.ident} names two nodes ({first!r} and {node.description!r}): "
+                        f"its GUID is redacted or shared, so the file cannot be read whole: {REDACTED_FIX}"
+                    )
                 raise UserError(f"{where}:{number}: node {node.ident} appears twice: give one ibnetdiscover run")
             nodes[node.ident] = current = node
+    _bare_lines(nodes, where)
     return nodes
+
+
+def _bare_lines(nodes: dict[str, _Node], where: str) -> None:
+    """UserError at the first port line that ends at its lid in a file whose other port lines carry a link."""
+    ports = [p for n in nodes.values() for p in n.ports]
+    if any(not p.bare for p in ports):
+        cut = min((p.line for p in ports if p.bare), default=None)
+        if cut is not None:
+            raise UserError(f"{where}:{cut}: a port line that is cut short or damaged: {FIX}")
 
 
 def _whole(nodes: dict[str, _Node], where: str) -> None:
@@ -230,17 +269,47 @@ def parse(lines: list[tuple[int, str | None]], where: str) -> Cabling:
     """The cabling described by ibnetdiscover's output, given as numbered lines."""
     nodes = _blocks(lines, where)
     switches = [n for n in nodes.values() if n.kind == "switch"]
+    if not switches and any(n.kind == "ca" for n in nodes.values()):
+        # A lone Ca block: the port ibnetdiscover ran from reached no switch (a GB200 tray's dump shows it)
+        raise UserError(
+            f"{where}: channel adapters but no switch: the port ibnetdiscover ran from reaches none (its link is "
+            "down or not cabled: 'ibstat' shows its state): run it on a node whose IB port is Active"
+        )
     if not switches:
         raise UserError(f"{where}: no 'Switch' blocks: give ibnetdiscover's text output (or a cabling .toml file)")
+    _read_shared_ids_by_name(nodes, switches, where)  # first: a redacted id is no cut file
     _whole(nodes, where)
     _hosts_from_switches(nodes, switches)
     described = Counter(n.description for n in switches)
     names = {n.ident: n.description if n.description and described[n.description] == 1 else n.ident for n in switches}
-    _one_adapter_per_name(nodes, where)
-    cables = _cables(nodes, names)
+    unnamed = _unnamed_adapters(nodes, where)
+    mixed = _mixed_naming(nodes)
+    cables = _cables(nodes, names, mixed)
     if not cables:
         raise UserError(f"{where}: no links between switches and HCAs: is this ibnetdiscover's full output?")
-    return Cabling(normalised(cables, where), where)
+    return Cabling(normalised(cables, where), where, unnamed=_unnamed_ports(nodes, names, unnamed))
+
+
+def _read_shared_ids_by_name(nodes: dict[str, _Node], switches: list[_Node], where: str) -> None:
+    """A CA id the switch lines describe with different NodeDescriptions (GUIDs redacted in a paste): each
+    description its own adapter where the id has no block of its own; refused as partial where it has one."""
+    described: dict[str, set[str]] = {}
+    for switch in switches:
+        for port in switch.ports:
+            if _kind_of(port.peer) == "ca" and port.peer_description:
+                described.setdefault(port.peer, set()).add(port.peer_description)
+    shared = {ident for ident, names in described.items() if len(names) > 1}
+    for ident in sorted(shared):
+        if ident in nodes:
+            raise UserError(
+                f"{where}:{nodes[ident].line}: id {ident} names {len(described[ident])} different adapters "
+                f"({', '.join(repr(d) for d in sorted(described[ident])[:2])}, ...): its GUID is redacted or shared, "
+                f"so the file cannot be read whole: {REDACTED_FIX}"
+            )
+    for switch in switches:
+        switch.ports = [
+            replace(p, peer=f"{p.peer} {p.peer_description}") if p.peer in shared else p for p in switch.ports
+        ]
 
 
 def _hosts_from_switches(nodes: dict[str, _Node], switches: list[_Node]) -> None:
@@ -251,34 +320,78 @@ def _hosts_from_switches(nodes: dict[str, _Node], switches: list[_Node]) -> None
                 nodes[port.peer] = _Node("ca", port.peer, port.peer_description or "", port.line)
 
 
-def _one_adapter_per_name(nodes: dict[str, _Node], where: str) -> None:
-    """Refuses two channel adapters whose NodeDescription names the same host and HCA."""
-    hca_of: dict[tuple[str, str], str] = {}
-    for node in nodes.values():
-        if node.kind == "ca" and node.description:
+def _unnamed_adapters(nodes: dict[str, _Node], where: str) -> dict[str, str]:
+    """The CAs whose NodeDescription names no one host and HCA (several CAs share it: an adapter's factory
+    default), id -> description; refused with the fix when no CA names its host. They become no host: a
+    SHARP aggregation node is part of its switch and is dropped here too."""
+    by_name: dict[tuple[str, str], list[_Node]] = {}
+    for node in list(nodes.values()):
+        if node.kind == "ca" and node.description == AGGREGATION_NODE:
+            node.kind = "router"  # no end of a node cable: the switch's own engine
+        elif node.kind == "ca" and node.description:
             named = _host_port(node, 1)
-            other = hca_of.setdefault((named.host, named.hca), node.ident)
-            if other != node.ident:
-                raise UserError(
-                    f"{where}:{node.line}: channel adapters {other} and {node.ident} share the NodeDescription "
-                    f"{node.description!r}, which names no one host and HCA: {NAME_FIX}"
-                )
+            by_name.setdefault((named.host, named.hca), []).append(node)
+    unnamed = {n.ident: n.description for group in by_name.values() if len(group) > 1 for n in group}
+    if unnamed and len(unnamed) == sum(len(group) for group in by_name.values()):
+        first, second = next(group for group in by_name.values() if len(group) > 1)[:2]
+        raise UserError(
+            f"{where}:{second.line}: channel adapters {first.ident} and {second.ident} share the NodeDescription "
+            f"{second.description!r}, which names no one host and HCA: {NAME_FIX}"
+        )
+    for ident in unnamed:
+        nodes[ident].kind = "router"  # left out of the cabling: said in Cabling.unnamed
+    return unnamed
 
 
-def _end(nodes: dict[str, _Node], names: dict[str, str], ident: str, port: int) -> HostPort | SwitchPort | None:
+def _unnamed_ports(
+    nodes: dict[str, _Node], names: dict[str, str], unnamed: dict[str, str]
+) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """(description, the switch ports its adapters are cabled to) for each shared NodeDescription."""
+    ports: dict[str, list[str]] = {}
+    for node in nodes.values():
+        if node.kind == "switch":
+            for p in node.ports:
+                if p.peer in unnamed:
+                    ports.setdefault(unnamed[p.peer], []).append(str(SwitchPort(names[node.ident], p.local)))
+    return tuple((d, tuple(sorted(found))) for d, found in sorted(ports.items()))
+
+
+def _mixed_naming(nodes: dict[str, _Node]) -> bool:
+    """Whether some CAs name their HCA ``HCA-<n>`` (MLNX_OFED) and others ``mlx5_<k>`` (rdma-ndd)."""
+    styles = {_style(_host_port(n, 1).hca) for n in nodes.values() if n.kind == "ca" and n.description}
+    return {"HCA", "mlx5"} <= styles
+
+
+def _style(hca: str) -> str | None:
+    for prefix, style in (("HCA-", "HCA"), ("mlx5_", "mlx5")):
+        rest = hca[len(prefix) :]
+        if hca.startswith(prefix) and ascii_digits(rest) and len(rest) <= 3:
+            return style
+    return None
+
+
+def _end(
+    nodes: dict[str, _Node], names: dict[str, str], ident: str, port: int, mixed: bool
+) -> HostPort | SwitchPort | None:
     """One end of a link: a switch's port (by its unique name), a host's HCA port, or None (a router, unknown)."""
     node = nodes.get(ident)
     if node is None or node.kind == "router":
         return None
-    return SwitchPort(names[ident], port) if node.kind == "switch" else _host_port(node, port)
+    if node.kind == "switch":
+        return SwitchPort(names[ident], port)
+    end = _host_port(node, port)
+    if mixed and _style(end.hca) == "HCA" and int(end.hca[4:]) >= 1:
+        return HostPort(end.host, f"mlx5_{int(end.hca[4:]) - 1}", port)  # the n-th adapter: see the docstring
+    return end
 
 
-def _cables(nodes: dict[str, _Node], names: dict[str, str]) -> list[Cable]:
+def _cables(nodes: dict[str, _Node], names: dict[str, str], mixed: bool) -> list[Cable]:
     """Every link that ends at a switch port, its host end first where it has one."""
     cables = []
     for node in nodes.values():
         for port in node.ports:
-            near, far = _end(nodes, names, node.ident, port.local), _end(nodes, names, port.peer, port.peer_port)
+            near = _end(nodes, names, node.ident, port.local, mixed)
+            far = _end(nodes, names, port.peer, port.peer_port, mixed)
             if near is None or far is None:
                 continue
             if isinstance(near, SwitchPort) and isinstance(far, HostPort):
