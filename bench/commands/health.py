@@ -6,6 +6,7 @@ Exit status: 0 healthy, 1 a check failed, 2 bad input (see ``bench.health.node``
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from bench.commands import flags
 from bench.commands.helptext import said
@@ -28,6 +29,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a check still running after this long is a finding (slurmd stops a health check at 60 s)",
     )
     flags.add_node_sources(parser)
+    said(
+        parser.add_argument(
+            "--ibv-devinfo",
+            type=Path,
+            metavar="FILE",
+            help="ibv_devinfo (or ibv_devinfo -v) output of this node: the InfiniBand ports' active MTU",
+        ),
+        "run ibv_devinfo on this node (a copied --sysfs-root: not judged)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -39,6 +49,7 @@ def main(args: argparse.Namespace) -> int:
             time_limit_s=args.time_limit,
             sysfs_root=args.sysfs_root,
             error_window_s=args.error_window,
+            ibv_devinfo=args.ibv_devinfo,
         )
     )
 

@@ -27,6 +27,7 @@ HEALTH_CHECKS: tuple[str, ...] = (
     "gpu-ecc",
     "nvlink",
     "fabric-manager",
+    "port-mtu",
 )
 """The node-local subset of ``check`` (``bench.preflight.checks``) a health check runs: the node's own
 hardware as it is now, the GPUs' own health included (Xid events since boot: a GPU that fell off the bus or
@@ -57,6 +58,8 @@ class HealthConfig:
     """Stands in for /sys."""
     error_window_s: float | None = None
     """Seconds between the two samples of the rails' error counters; None: the profile's ``[errors] window_s``."""
+    ibv_devinfo: Path | None = None
+    """Captured ``ibv_devinfo`` output of this node (an InfiniBand port's active MTU); None: run it (live)."""
 
     def __post_init__(self) -> None:
         finite(self.time_limit_s, Where("--time-limit", "seconds"), maximum=MAX_TIME_LIMIT_S)
