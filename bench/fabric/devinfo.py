@@ -20,10 +20,11 @@ Captured output (``--ibv-devinfo FILE``: ``ibv_devinfo`` or ``ibv_devinfo -v``, 
 copied) is read the same way, its format told by its content anywhere in the file, never its name: an
 ``hca_id:`` line and a ``port:`` line under it. Other tools' output is refused in one line naming the tool
 (``ibstat``'s ``CA '...'``, ``ibstatus``'s ``Infiniband device '...'``, ``ibv_devices``' table). What real
-output carries, and what is read (``ports``): ibv_devinfo of 2009 printed neither ``transport:`` nor
-``link_layer:`` (libibverbs knew InfiniBand alone then), so a port without a ``link_layer:`` line is
-InfiniBand unless its device's transport says iWARP; ``-v`` adds fields between the port lines, and a long
-``GID[ 0]:`` value wrapped by a mail client stands on a line of its own; none of it is needed.
+output carries, and what is read (``ports``): each port's state, link layer and active MTU as printed. Some
+builds print no ``link_layer:`` line (ibv_devinfo of 2009; a Soft-RoCE ``rxe0`` of 2016, an Ethernet port), so
+a port without one has no link layer read (None), never a guessed one; the check takes a port's link layer
+from sysfs anyway. ``-v`` adds fields between the port lines, ``Device ports:`` may head them, a prompt line may
+precede the output; none of it is needed.
 """
 
 from __future__ import annotations
@@ -71,7 +72,6 @@ def ports(lines: Iterable[str]) -> list[DevinfoPort]:
     """Every port ``ibv_devinfo`` output lists, in order (see the module docstring for what real output holds)."""
     out: list[DevinfoPort] = []
     hca: str | None = None
-    iwarp = False
     current: DevinfoPort | None = None
     for raw in lines:
         key, colon, value = raw.strip().partition(":")
@@ -80,11 +80,9 @@ def ports(lines: Iterable[str]) -> list[DevinfoPort]:
         value = value.strip()
         word = value.split()[0] if value else ""
         if key == "hca_id":
-            hca, iwarp, current = (word[:64] or None), False, None
-        elif key == "transport" and hca:
-            iwarp = word == "iWARP"
+            hca, current = (word[:64] or None), None
         elif key == "port" and hca and ascii_digits(value) and len(value) <= 3:
-            current = DevinfoPort(hca, int(value), link_layer="iWARP" if iwarp else "InfiniBand")
+            current = DevinfoPort(hca, int(value))
             out.append(current)
         elif current is not None and key == "state":
             current.state = word[:32] or None
