@@ -18,7 +18,7 @@ from bench.fabric import cabling_links, cabling_plan, ibnetdiscover
 from bench.fabric.cabling import MAX_RAILS, Cable, Cabling, HostPort, SwitchPort
 from bench.fabric.topology_file import load_cabling
 from bench.rails.fabric_map import Topology, device_hca, place
-from tests.support import railbench_inline
+from tests.support import CORPUS, railbench_inline
 
 DATA = Path(__file__).resolve().parent / "data" / "topology"
 RAILS = ("mlx5_1", "mlx5_2")
@@ -269,3 +269,15 @@ def test_hca_n_and_mlx5_names_of_one_fabric_are_one_set_of_rails() -> None:
     assert not [f for f in found if f.node_port and f.node_port.startswith(("ubuntu ", "B11-P1-CUFM-02 "))]
     unnamed = [f for f in found if f.kind == "unnamed"]
     assert len(unnamed) == 1 and unnamed[0].line.startswith("unnamed adapters: 69 channel adapter(s) share")
+
+
+def test_another_tools_output_is_named_not_read_as_a_fabric() -> None:
+    devinfo_capture = (
+        Path(__file__).resolve().parent / "data" / "wild" / "ibv-devinfo" / "cx6dx-roce-port-down-1024-deepep60.txt"
+    )
+    with pytest.raises(UserError, match="ibv_devinfo's output, not ibnetdiscover's topology"):
+        load_cabling(devinfo_capture)
+    ibstat = CORPUS / "ibstat_a100_8xHDR_ibpanic_gpud.txt"
+    if ibstat.is_file():  # the shared corpus, where this machine has it
+        with pytest.raises(UserError, match="ibstat's output, not ibnetdiscover's topology"):
+            load_cabling(ibstat)

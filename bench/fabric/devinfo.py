@@ -37,6 +37,7 @@ from pathlib import Path
 from bench import toolrun
 from bench.bounded import ascii_digits
 from bench.exits import UserError
+from bench.fabric import other_tools
 from bench.textlines import numbered_lines, open_text
 
 IB_MTUS = (4096, 2048, 1024, 512, 256)
@@ -98,15 +99,6 @@ def active_mtus(lines: Iterable[str]) -> dict[str, int]:
     return {p.name: p.active_mtu for p in ports(lines) if p.active_mtu is not None}
 
 
-OTHER_TOOLS = (
-    ("CA '", "ibstat"),
-    ("Infiniband device '", "ibstatus"),
-    ("node GUID", "ibv_devices"),
-    ("Topology file:", "ibnetdiscover"),
-    ("<nvidia_smi_log>", "nvidia-smi -q -x"),
-    (" ==> ", "ibdev2netdev"),
-)
-"""A line that holds the first says the file is the second tool's output (ibv_devinfo prints none of them)."""
 FILE_FIX = "give ibv_devinfo's output ('ibv_devinfo > devinfo.txt' or 'ibv_devinfo -v', on the node)"
 
 
@@ -118,10 +110,9 @@ def read_file(path: Path) -> list[DevinfoPort]:
     found = ports(lines)
     if found and any(line.lstrip().startswith("hca_id:") for line in lines):
         return found
-    for line in lines:
-        tool = next((name for mark, name in OTHER_TOOLS if mark in line), None)
-        if tool is not None:
-            raise UserError(f"--ibv-devinfo {path} is {tool}'s output, not ibv_devinfo's: {FILE_FIX}")
+    tool = other_tools.which(lines, "ibv_devinfo")
+    if tool is not None:
+        raise UserError(f"--ibv-devinfo {path} is {tool}'s output, not ibv_devinfo's: {FILE_FIX}")
     raise UserError(f"--ibv-devinfo {path} lists no port under an hca_id: line: {FILE_FIX}")
 
 

@@ -60,6 +60,7 @@ from pathlib import Path
 
 from bench.bounded import ascii_digits
 from bench.exits import UserError
+from bench.fabric import other_tools
 from bench.fabric.cabling import Cable, Cabling, HostPort, SwitchPort, normalised
 from bench.textlines import numbered_lines, open_text
 
@@ -276,7 +277,9 @@ def parse(lines: list[tuple[int, str | None]], where: str) -> Cabling:
             "down or not cabled: 'ibstat' shows its state): run it on a node whose IB port is Active"
         )
     if not switches:
-        raise UserError(f"{where}: no 'Switch' blocks: give ibnetdiscover's text output (or a cabling .toml file)")
+        tool = other_tools.which((line for _, line in lines), "ibnetdiscover")
+        said = f"{tool}'s output, not ibnetdiscover's topology" if tool else "no 'Switch' blocks"
+        raise UserError(f"{where}: {said}: give ibnetdiscover's text output (or a cabling .toml file)")
     _read_shared_ids_by_name(nodes, switches, where)  # first: a redacted id is no cut file
     _whole(nodes, where)
     _hosts_from_switches(nodes, switches)
