@@ -34,13 +34,12 @@ What real files do, and what is read from them:
   is node01's mlx5_4; MLNX_OFED's default is ``<host> HCA-<n>``, which names no HCA: the rails are then read
   by position (``bench.fabric.cabling_plan.rail_order`` says when that is safe, and refuses when not). A
   NodeDescription that several CAs share (an adapter's factory default, ``MT4129 ConnectX7 Mellanox
-  Technologies``) names no host and is refused with the fix. A switch is named by its NodeDescription when
-  that is unique, else by its id. A NodeDescription that several CAs share while others name their hosts
-  (some nodes never ran rdma-ndd) leaves those adapters out and says so (``Cabling.unnamed``); only when no CA
-  names its host is the file refused. Where some hosts say ``HCA-<n>`` and others ``mlx5_<k>`` (two naming
-  services on one fabric), ``HCA-<n>`` is read as ``mlx5_<n-1>``, the n-th adapter in device order, so one
-  adapter is never two rails: a real SuperPOD dump shows it, the leaf that carries ``HCA-6`` of one unit's
-  nodes carrying ``mlx5_5`` of another's.
+  Technologies``: some nodes never ran rdma-ndd) names no host: those adapters are left out and said
+  (``Cabling.unnamed``), and a file where no CA names its host is refused with the fix. A switch is named by
+  its NodeDescription when that is unique, else by its id. Where some hosts say ``HCA-<n>`` and others
+  ``mlx5_<k>`` (two naming services on one fabric), ``HCA-<n>`` is read as ``mlx5_<n-1>``, the n-th adapter in
+  device order (unless its host has a CA named so already), so one adapter is never two rails: a real SuperPOD
+  dump shows it, the leaf that carries ``HCA-6`` of one unit's nodes carrying ``mlx5_5`` of another's.
 * **SHARP aggregation nodes.** A Quantum switch's SHARP engine is a CA on its last port, described
   ``Mellanox Technologies Aggregation Node`` (NVIDIA SHARP deployment guide): part of the switch, not a host.
 * **Redacted GUIDs.** Output pasted with its GUIDs cut (``"H-946d<redacted>"``) gives several hosts one id. A
@@ -286,8 +285,7 @@ def parse(lines: list[tuple[int, str | None]], where: str) -> Cabling:
     described = Counter(n.description for n in switches)
     names = {n.ident: n.description if n.description and described[n.description] == 1 else n.ident for n in switches}
     unnamed = _unnamed_adapters(nodes, where)
-    mixed = _mixed_naming(nodes)
-    cables = _cables(nodes, names, mixed)
+    cables = _cables(nodes, names, _canonical_hcas(nodes))
     if not cables:
         raise UserError(f"{where}: no links between switches and HCAs: is this ibnetdiscover's full output?")
     return Cabling(normalised(cables, where), where, unnamed=_unnamed_ports(nodes, names, unnamed))
@@ -359,10 +357,22 @@ def _unnamed_ports(
     return tuple((d, tuple(sorted(found))) for d, found in sorted(ports.items()))
 
 
-def _mixed_naming(nodes: dict[str, _Node]) -> bool:
-    """Whether some CAs name their HCA ``HCA-<n>`` (MLNX_OFED) and others ``mlx5_<k>`` (rdma-ndd)."""
-    styles = {_style(_host_port(n, 1).hca) for n in nodes.values() if n.kind == "ca" and n.description}
-    return {"HCA", "mlx5"} <= styles
+def _canonical_hcas(nodes: dict[str, _Node]) -> dict[str, str]:
+    """CA id -> ``mlx5_<n-1>`` for each CA named ``<host> HCA-<n>`` on a fabric where other CAs are named
+    ``mlx5_<k>`` (MLNX_OFED's and rdma-ndd's naming side by side), unless its host already has a CA of that
+    name (then the two are different adapters, and neither is renamed)."""
+    named = {n.ident: _host_port(n, 1) for n in nodes.values() if n.kind == "ca" and n.description}
+    styles = {_style(end.hca) for end in named.values()}
+    if not {"HCA", "mlx5"} <= styles:
+        return {}
+    taken = {(end.host, end.hca) for end in named.values() if _style(end.hca) == "mlx5"}
+    out = {}
+    for ident, end in named.items():
+        if _style(end.hca) == "HCA" and int(end.hca[4:]) >= 1:
+            hca = f"mlx5_{int(end.hca[4:]) - 1}"
+            if (end.host, hca) not in taken:
+                out[ident] = hca
+    return out
 
 
 def _style(hca: str) -> str | None:
@@ -374,7 +384,7 @@ def _style(hca: str) -> str | None:
 
 
 def _end(
-    nodes: dict[str, _Node], names: dict[str, str], ident: str, port: int, mixed: bool
+    nodes: dict[str, _Node], names: dict[str, str], ident: str, port: int, renamed: dict[str, str]
 ) -> HostPort | SwitchPort | None:
     """One end of a link: a switch's port (by its unique name), a host's HCA port, or None (a router, unknown)."""
     node = nodes.get(ident)
@@ -383,18 +393,16 @@ def _end(
     if node.kind == "switch":
         return SwitchPort(names[ident], port)
     end = _host_port(node, port)
-    if mixed and _style(end.hca) == "HCA" and int(end.hca[4:]) >= 1:
-        return HostPort(end.host, f"mlx5_{int(end.hca[4:]) - 1}", port)  # the n-th adapter: see the docstring
-    return end
+    return HostPort(end.host, renamed[ident], port) if ident in renamed else end  # the n-th adapter: the docstring
 
 
-def _cables(nodes: dict[str, _Node], names: dict[str, str], mixed: bool) -> list[Cable]:
+def _cables(nodes: dict[str, _Node], names: dict[str, str], renamed: dict[str, str]) -> list[Cable]:
     """Every link that ends at a switch port, its host end first where it has one."""
     cables = []
     for node in nodes.values():
         for port in node.ports:
-            near = _end(nodes, names, node.ident, port.local, mixed)
-            far = _end(nodes, names, port.peer, port.peer_port, mixed)
+            near = _end(nodes, names, node.ident, port.local, renamed)
+            far = _end(nodes, names, port.peer, port.peer_port, renamed)
             if near is None or far is None:
                 continue
             if isinstance(near, SwitchPort) and isinstance(far, HostPort):
