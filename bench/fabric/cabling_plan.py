@@ -37,7 +37,7 @@ from typing import Literal
 from bench.exits import UserError
 from bench.fabric import cabling_links
 from bench.fabric.cabling import MAX_RAILS, Cable, Cabling, HostPort, SwitchPort
-from bench.fabric.ibnetdiscover import NAME_FIX
+from bench.fabric.ibnetdiscover_names import NAME_FIX
 from bench.fabric.sysfs_io import natural_key
 
 FindingKind = Literal["missing", "miswired", "degraded", "uplink", "unnamed"]

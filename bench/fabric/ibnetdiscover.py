@@ -54,13 +54,21 @@ What real files do, and what is read from them:
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 from bench.bounded import ascii_digits
 from bench.exits import UserError
 from bench.fabric import other_tools
 from bench.fabric.cabling import Cable, Cabling, HostPort, SwitchPort, normalised
+from bench.fabric.ibnetdiscover_names import (
+    Node,
+    Port,
+    canonical_hcas,
+    host_port,
+    unnamed_adapters,
+    unnamed_ports,
+)
 from bench.textlines import numbered_lines, open_text
 
 MAX_FILE_BYTES = 64 << 20
@@ -68,37 +76,8 @@ MAX_FILE_BYTES = 64 << 20
 NODE_TYPES = {"Switch": "switch", "Ca": "ca", "Rt": "router"}
 ID_KINDS = {"S": "switch", "H": "ca", "R": "router"}
 """The node type an id's prefix says (``node_name`` in ibnetdiscover.c writes S-, H-, R-)."""
-AGGREGATION_NODE = "Mellanox Technologies Aggregation Node"
-"""The NodeDescription of a Quantum switch's SHARP aggregation node (a CA inside the switch)."""
 REDACTED_FIX = "give the output as ibnetdiscover printed it, GUIDs unredacted"
 FIX = "give ibnetdiscover's whole output ('ibnetdiscover > fabric.txt' on a node with an IB port)"
-NAME_FIX = (
-    "set every HCA's NodeDescription to '<host> <HCA>' (rdma-ndd's default: 'systemctl enable --now rdma-ndd' on "
-    "every node) and run ibnetdiscover again, or give the cabling as a .toml file"
-)
-
-
-@dataclass(frozen=True)
-class _Port:
-    local: int
-    peer: str
-    peer_port: int
-    link: str | None
-    """The active link width and speed (``4xNDR``), else None."""
-    peer_description: str | None
-    """The peer's NodeDescription as this line quotes it."""
-    line: int
-    bare: bool = False
-    """The line ends at the peer's lid, without a link width and speed (older ibnetdiscover)."""
-
-
-@dataclass
-class _Node:
-    kind: str
-    ident: str
-    description: str
-    line: int
-    ports: list[_Port] = field(default_factory=list)
 
 
 def _quoted(text: str, start: int = 0) -> tuple[str, int] | None:
@@ -144,7 +123,7 @@ def _link(comment: str) -> tuple[bool, str | None, bool]:
     return True, link if x and ascii_digits(width) and speed.isalnum() and len(link) <= 16 else None, False
 
 
-def _header(line: str, number: int) -> _Node | None:
+def _header(line: str, number: int) -> Node | None:
     word = line.split(None, 1)[0] if line.strip() else ""
     if word not in NODE_TYPES:
         return None
@@ -153,10 +132,10 @@ def _header(line: str, number: int) -> _Node | None:
         return None
     hash_at = line.find("#", ident[1])
     description = _quoted(line, hash_at) if hash_at >= 0 else None
-    return _Node(NODE_TYPES[word], ident[0], description[0].strip() if description else "", number)
+    return Node(NODE_TYPES[word], ident[0], description[0].strip() if description else "", number)
 
 
-def _port_line(line: str, number: int) -> _Port | None:
+def _port_line(line: str, number: int) -> Port | None:
     """The port a line describes; None when it is not whole (cut in the middle, damaged)."""
     first = _bracketed(line, 0)
     if first is None:
@@ -174,7 +153,7 @@ def _port_line(line: str, number: int) -> _Port | None:
     if not whole:
         return None
     described = _quoted(comment) if comment else None
-    return _Port(local, peer[0], peer_port[0], link, described[0].strip() if described else None, number, bare)
+    return Port(local, peer[0], peer_port[0], link, described[0].strip() if described else None, number, bare)
 
 
 def _kind_of(ident: str) -> str | None:
@@ -182,9 +161,9 @@ def _kind_of(ident: str) -> str | None:
     return ID_KINDS.get(prefix) if dash else None
 
 
-def _blocks(lines: list[tuple[int, str | None]], where: str) -> dict[str, _Node]:
-    nodes: dict[str, _Node] = {}
-    current: _Node | None = None
+def _blocks(lines: list[tuple[int, str | None]], where: str) -> dict[str, Node]:
+    nodes: dict[str, Node] = {}
+    current: Node | None = None
     for number, line in lines:
         if line is None:
             raise UserError(f"{where}:{number}: a line over the length limit: {FIX}")
@@ -211,7 +190,7 @@ def _blocks(lines: list[tuple[int, str | None]], where: str) -> dict[str, _Node]
     return nodes
 
 
-def _bare_lines(nodes: dict[str, _Node], where: str) -> None:
+def _bare_lines(nodes: dict[str, Node], where: str) -> None:
     """UserError at the first port line that ends at its lid in a file whose other port lines carry a link."""
     ports = [p for n in nodes.values() for p in n.ports]
     if any(not p.bare for p in ports):
@@ -220,12 +199,12 @@ def _bare_lines(nodes: dict[str, _Node], where: str) -> None:
             raise UserError(f"{where}:{cut}: a port line that is cut short or damaged: {FIX}")
 
 
-def _whole(nodes: dict[str, _Node], where: str) -> None:
+def _whole(nodes: dict[str, Node], where: str) -> None:
     """UserError where the file is not whole: a switch cabled to without a block, CAs missing from a host
     section that has begun, a link that only one of its two blocks lists."""
     listed = {(n.ident, p.local): p for n in nodes.values() for p in n.ports}
     has_cas = any(n.kind == "ca" for n in nodes.values())
-    missing_cas: dict[str, _Port] = {}
+    missing_cas: dict[str, Port] = {}
     for node in nodes.values():
         for port in node.ports:
             peer = nodes.get(port.peer)
@@ -256,15 +235,6 @@ def _whole(nodes: dict[str, _Node], where: str) -> None:
         )
 
 
-def _host_port(node: _Node, port: int) -> HostPort:
-    """A CA's port: ``<host> <HCA>`` from its NodeDescription (its id stands for the HCA when it says less)."""
-    host, _, hca = node.description.rpartition(" ")
-    host = host.strip()
-    if not host:  # one word, or none: a host without an HCA name
-        host, hca = node.description or node.ident, node.ident
-    return HostPort(host, hca, port)
-
-
 def parse(lines: list[tuple[int, str | None]], where: str) -> Cabling:
     """The cabling described by ibnetdiscover's output, given as numbered lines."""
     nodes = _blocks(lines, where)
@@ -284,14 +254,14 @@ def parse(lines: list[tuple[int, str | None]], where: str) -> Cabling:
     _hosts_from_switches(nodes, switches)
     described = Counter(n.description for n in switches)
     names = {n.ident: n.description if n.description and described[n.description] == 1 else n.ident for n in switches}
-    unnamed = _unnamed_adapters(nodes, where)
-    cables = _cables(nodes, names, _canonical_hcas(nodes))
+    unnamed = unnamed_adapters(nodes, where)
+    cables = _cables(nodes, names, canonical_hcas(nodes))
     if not cables:
         raise UserError(f"{where}: no links between switches and HCAs: is this ibnetdiscover's full output?")
-    return Cabling(normalised(cables, where), where, unnamed=_unnamed_ports(nodes, names, unnamed))
+    return Cabling(normalised(cables, where), where, unnamed=unnamed_ports(nodes, names, unnamed))
 
 
-def _read_shared_ids_by_name(nodes: dict[str, _Node], switches: list[_Node], where: str) -> None:
+def _read_shared_ids_by_name(nodes: dict[str, Node], switches: list[Node], where: str) -> None:
     """A CA id the switch lines describe with different NodeDescriptions (GUIDs redacted in a paste): each
     description its own adapter where the id has no block of its own; refused as partial where it has one."""
     described: dict[str, set[str]] = {}
@@ -313,78 +283,16 @@ def _read_shared_ids_by_name(nodes: dict[str, _Node], switches: list[_Node], whe
         ]
 
 
-def _hosts_from_switches(nodes: dict[str, _Node], switches: list[_Node]) -> None:
+def _hosts_from_switches(nodes: dict[str, Node], switches: list[Node]) -> None:
     """Hosts from the switch side: a CA with no block of its own is the one its switch line describes."""
     for switch in switches:
         for port in switch.ports:
             if port.peer not in nodes and _kind_of(port.peer) == "ca":
-                nodes[port.peer] = _Node("ca", port.peer, port.peer_description or "", port.line)
-
-
-def _unnamed_adapters(nodes: dict[str, _Node], where: str) -> dict[str, str]:
-    """The CAs whose NodeDescription names no one host and HCA (several CAs share it: an adapter's factory
-    default), id -> description; refused with the fix when no CA names its host. They become no host: a
-    SHARP aggregation node is part of its switch and is dropped here too."""
-    by_name: dict[tuple[str, str], list[_Node]] = {}
-    for node in list(nodes.values()):
-        if node.kind == "ca" and node.description == AGGREGATION_NODE:
-            node.kind = "router"  # no end of a node cable: the switch's own engine
-        elif node.kind == "ca" and node.description:
-            named = _host_port(node, 1)
-            by_name.setdefault((named.host, named.hca), []).append(node)
-    unnamed = {n.ident: n.description for group in by_name.values() if len(group) > 1 for n in group}
-    if unnamed and len(unnamed) == sum(len(group) for group in by_name.values()):
-        first, second = next(group for group in by_name.values() if len(group) > 1)[:2]
-        raise UserError(
-            f"{where}:{second.line}: channel adapters {first.ident} and {second.ident} share the NodeDescription "
-            f"{second.description!r}, which names no one host and HCA: {NAME_FIX}"
-        )
-    for ident in unnamed:
-        nodes[ident].kind = "router"  # left out of the cabling: said in Cabling.unnamed
-    return unnamed
-
-
-def _unnamed_ports(
-    nodes: dict[str, _Node], names: dict[str, str], unnamed: dict[str, str]
-) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    """(description, the switch ports its adapters are cabled to) for each shared NodeDescription."""
-    ports: dict[str, list[str]] = {}
-    for node in nodes.values():
-        if node.kind == "switch":
-            for p in node.ports:
-                if p.peer in unnamed:
-                    ports.setdefault(unnamed[p.peer], []).append(str(SwitchPort(names[node.ident], p.local)))
-    return tuple((d, tuple(sorted(found))) for d, found in sorted(ports.items()))
-
-
-def _canonical_hcas(nodes: dict[str, _Node]) -> dict[str, str]:
-    """CA id -> ``mlx5_<n-1>`` for each CA named ``<host> HCA-<n>`` on a fabric where other CAs are named
-    ``mlx5_<k>`` (MLNX_OFED's and rdma-ndd's naming side by side), unless its host already has a CA of that
-    name (then the two are different adapters, and neither is renamed)."""
-    named = {n.ident: _host_port(n, 1) for n in nodes.values() if n.kind == "ca" and n.description}
-    styles = {_style(end.hca) for end in named.values()}
-    if not {"HCA", "mlx5"} <= styles:
-        return {}
-    taken = {(end.host, end.hca) for end in named.values() if _style(end.hca) == "mlx5"}
-    out = {}
-    for ident, end in named.items():
-        if _style(end.hca) == "HCA" and int(end.hca[4:]) >= 1:
-            hca = f"mlx5_{int(end.hca[4:]) - 1}"
-            if (end.host, hca) not in taken:
-                out[ident] = hca
-    return out
-
-
-def _style(hca: str) -> str | None:
-    for prefix, style in (("HCA-", "HCA"), ("mlx5_", "mlx5")):
-        rest = hca[len(prefix) :]
-        if hca.startswith(prefix) and ascii_digits(rest) and len(rest) <= 3:
-            return style
-    return None
+                nodes[port.peer] = Node("ca", port.peer, port.peer_description or "", port.line)
 
 
 def _end(
-    nodes: dict[str, _Node], names: dict[str, str], ident: str, port: int, renamed: dict[str, str]
+    nodes: dict[str, Node], names: dict[str, str], ident: str, port: int, renamed: dict[str, str]
 ) -> HostPort | SwitchPort | None:
     """One end of a link: a switch's port (by its unique name), a host's HCA port, or None (a router, unknown)."""
     node = nodes.get(ident)
@@ -392,11 +300,11 @@ def _end(
         return None
     if node.kind == "switch":
         return SwitchPort(names[ident], port)
-    end = _host_port(node, port)
+    end = host_port(node, port)
     return HostPort(end.host, renamed[ident], port) if ident in renamed else end  # the n-th adapter: the docstring
 
 
-def _cables(nodes: dict[str, _Node], names: dict[str, str], renamed: dict[str, str]) -> list[Cable]:
+def _cables(nodes: dict[str, Node], names: dict[str, str], renamed: dict[str, str]) -> list[Cable]:
     """Every link that ends at a switch port, its host end first where it has one."""
     cables = []
     for node in nodes.values():
