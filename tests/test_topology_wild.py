@@ -281,3 +281,23 @@ def test_another_tools_output_is_named_not_read_as_a_fabric() -> None:
     if ibstat.is_file():  # the shared corpus, where this machine has it
         with pytest.raises(UserError, match="ibstat's output, not ibnetdiscover's topology"):
             load_cabling(ibstat)
+
+
+def test_hca_n_is_never_merged_into_an_adapter_its_host_already_names(tmp_path: Path) -> None:
+    """node2's "HCA-1" beside its own "mlx5_0" are two adapters (two GUIDs): neither is renamed; where only
+    another host says mlx5_k, node2's "HCA-1" is its first adapter, mlx5_0."""
+    text = (WILD / "ompi-2009-sdr-infiniscale-iii-single-switch.txt").read_text()
+    text = text.replace('"node1 HCA-1" lid 9', '"node2 mlx5_0" lid 9')
+    cabling = _parse(text)
+    assert cabling.hosts["node2"] == ("HCA-1", "mlx5_0")
+    text = text.replace('"node2 mlx5_0" lid 9', '"node1 mlx5_0" lid 9')
+    assert _parse(text).hosts["node2"] == ("mlx5_0",)
+
+
+def test_check_passes_a_healthy_fat_tree_and_says_it_is_one(tmp_path: Path) -> None:
+    path = WILD / "ompi-2009-sdr-infiniscale-iii-single-switch.txt"
+    proc = railbench_inline(["check", "--profile", "lambda-1cc", "--topology", str(path), "--json"])
+    said = [r for r in json.loads(proc.stdout)["cabling"]]
+    assert [(r["status"], r["reason"]) for r in said] == [
+        ("pass", "24 nodes on 1 leaves, 0 spines, not rail-optimised: cabled as a fat tree: no link below its peers")
+    ]

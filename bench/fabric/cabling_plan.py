@@ -133,8 +133,8 @@ def by_position(fabric: FabricShape, profile_names: Sequence[str]) -> str | None
     """``rails read by position: HCA-2..HCA-9 are rails 0-7 (mlx5_1..mlx5_8)`` when the rails' HCAs are not
     the profile's names (``rail_order``'s last case), else None."""
     hcas = fabric.rail_hcas
-    if not hcas or not profile_names or set(hcas) & set(profile_names):
-        return None
+    if not fabric.rail_optimised or not hcas or not profile_names or set(hcas) & set(profile_names):
+        return None  # no rails read at all where the fabric has none
     return (
         f"rails read by position: {hcas[0]}..{hcas[-1]} are rails 0-{len(hcas) - 1} "
         f"({profile_names[0]}..{profile_names[-1]}); NodeDescriptions that name the HCA (rdma-ndd) need no guess"
