@@ -74,7 +74,8 @@ key                       default
 ``same-versions``         bring {device} to the version the other nodes run (HCA firmware: the
                           vendor's update tool; driver, NCCL, torch: the cluster's image)
 ``same-answers``          look at {device}'s own check lines: it answers unlike the other nodes
-``cabling``               re-cable {device} as the rail-optimised plan says
+``cabling``               re-cable {device} where the line says (missing, miswired, uplink), or
+                          reseat or replace its cable (degraded)
 ========================  =========================================================================
 
 The GPUDirect path's checks (``railbench check``, and the node-local cause of a slow rail or GPU in ``rails``
@@ -169,7 +170,8 @@ DEFAULT_CHECK_ACTIONS: Mapping[str, str] = MappingProxyType(
         "same-versions": "bring {device} to the version the other nodes run (HCA firmware: the vendor's update "
         "tool; driver, NCCL, torch: the cluster's image)",
         "same-answers": "look at {device}'s own check lines: it answers unlike the other nodes",
-        "cabling": "re-cable {device} as the rail-optimised plan says",
+        "cabling": "re-cable {device} where the line says (missing, miswired, uplink), or reseat or replace its "
+        "cable (degraded)",
         "pcie-link": "reseat {device} ({pci}) on {node} and check its slot or riser: its PCIe link trained below "
         "what both ends support",
         "pcie-acs": "disable ACS redirection on {device} ({pci}) of {node} (BIOS, or setpci at boot) so GPU-NIC "

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from bench.exits import UserError
-from bench.fabric import cabling_plan, ibnetdiscover
+from bench.fabric import cabling_links, cabling_plan, ibnetdiscover
 from bench.fabric.cabling import MAX_RAILS, Cable, Cabling, HostPort, SwitchPort
 from bench.fabric.topology_file import load_cabling
 from bench.rails.fabric_map import Topology, device_hca, place
-from tests.support import railbench_inline
+from tests.support import CORPUS, railbench_inline
 
 DATA = Path(__file__).resolve().parent / "data" / "topology"
 RAILS = ("mlx5_1", "mlx5_2")
@@ -176,3 +176,128 @@ def test_uplink_findings_count_only_the_leaves_that_reach_a_spine() -> None:
     cables += [Cable(SwitchPort(f"leaf-{i}", 33), SwitchPort(f"spine-{i}", 1)) for i in range(2000)]
     _, found = cabling_plan.check(Cabling(tuple(cables), "hostile"), ("mlx5_1",))
     assert [f.kind for f in found] == []
+
+
+# Issue 42: rails only where the fabric is rail-optimised; redacted ids, older output, lone adapters.
+WILD = Path(__file__).resolve().parent / "data" / "wild" / "ibnetdiscover"
+
+
+def _fat_tree(uplink_link: str) -> Cabling:
+    """A two-level fat tree of one HCA per host (MLNX_OFED's ``HCA-1``): 2 leaves of 3 hosts, 2 spines, each leaf
+    two cables to each spine at 4xEDR, one of them at ``uplink_link``."""
+    cables = [
+        Cable(HostPort(f"n{leaf}{i}", "HCA-1"), SwitchPort(f"leaf{leaf}", i), "4xEDR")
+        for leaf in (1, 2)
+        for i in (1, 2, 3)
+    ]
+    for leaf in (1, 2):
+        for spine in (1, 2):
+            for k in (1, 2):
+                link = uplink_link if (leaf, spine, k) == (2, 1, 2) else "4xEDR"
+                cables.append(
+                    Cable(
+                        SwitchPort(f"leaf{leaf}", 30 + 2 * spine + k), SwitchPort(f"spine{spine}", 2 * leaf + k), link
+                    )
+                )
+    return Cabling(tuple(cables), "fat-tree")
+
+
+def test_a_fat_tree_of_one_hca_per_host_is_judged_without_rails() -> None:
+    cabling = _fat_tree("4xEDR")
+    # the profile's 8 rails named otherwise are no reason to refuse: there are no rails to tell apart
+    order = cabling_plan.rail_order(cabling, tuple(f"mlx5_{k}" for k in range(8)), ("mlx5_0",))
+    fabric, found = cabling_plan.check(cabling, order)
+    assert not fabric.rail_optimised and found == []
+    assert cabling_plan.summary(fabric, 6) == "6 nodes on 2 leaves, 2 spines, not rail-optimised"
+
+
+def test_a_degraded_uplink_of_a_fat_tree_is_still_named() -> None:
+    _, found = cabling_plan.check(_fat_tree("4xDDR"), ("HCA-1",))
+    assert [(f.kind, f.switch_port) for f in found] == [("degraded", "leaf2 port 34 and spine1 port 6")]
+    assert "runs at 4xDDR, the fabric's other switch links at 4xEDR" in found[0].line
+
+
+def test_link_speeds_compare_by_what_they_carry_not_their_letters() -> None:
+    assert cabling_links.bandwidth("2xNDR") == cabling_links.bandwidth("4xHDR") == 212.5
+    assert cabling_links.usual(["4xQDR", "4xFDR", "4xFDR", "4xQDR", "4xSDR"]) == "4xQDR"  # a tie: the lower
+    cables = [
+        Cable(HostPort(f"h{i}", "mlx5_0"), SwitchPort("s", i), link)
+        for i, link in enumerate(["4xQDR", "4xFDR", "4xQDR"])
+    ]
+    assert cabling_links.below(cables) == ("4xQDR", [])  # FDR is faster than QDR, whatever its letters say
+
+
+def test_redacted_ids_are_read_by_name_or_refused_as_partial() -> None:
+    cabling = load_cabling(WILD / "charlie-ndr200-redacted-guids.txt")
+    assert sorted(cabling.hosts) == [f"tj01-4090-node00{n}" for n in (4, 5, 6, 7, 9)]
+    text = (WILD / "charlie-ndr200-redacted-guids.txt").read_text().replace("...omitted\n", "")
+    block = (
+        'Ca\t1 "H-946d<redacted>"\t\t# "tj01-4090-node004 mlx5_2"\n'
+        '[1](946d<redacted>) \t"S-9c05<redacted>"[2]\t\t# lid 27 lmc 0 "x" lid 1 2xNDR\n'
+    )
+    with pytest.raises(
+        UserError, match=r"names 3 different adapters .* redacted or shared, so the file cannot be read whole"
+    ):
+        _parse(text + "\n" + block)
+
+
+def test_older_output_without_link_speeds_is_read_and_a_bare_line_among_linked_ones_is_cut() -> None:
+    cabling = load_cabling(WILD / "ompi-2009-sdr-infiniscale-iii-single-switch.txt")
+    assert len(cabling.hosts) == 24 and {c.link for c in cabling.cables} == {None}
+    text = (DATA / "two-units.ibnet").read_text()
+    line = next(
+        i for i, text_line in enumerate(text.splitlines()) if text_line.startswith("[1]") and "4xNDR" in text_line
+    )
+    lines = text.splitlines()
+    lines[line] = lines[line].rsplit(" ", 1)[0]
+    with pytest.raises(UserError, match=f":{line + 1}: a port line that is cut short or damaged"):
+        _parse("\n".join(lines))
+
+
+def test_a_dump_whose_port_reached_no_switch_says_so() -> None:
+    with pytest.raises(UserError, match="channel adapters but no switch: the port ibnetdiscover ran from reaches none"):
+        load_cabling(WILD / "gb200-lone-ca.txt")
+
+
+def test_hca_n_and_mlx5_names_of_one_fabric_are_one_set_of_rails() -> None:
+    cabling = load_cabling(WILD / "h100-ndr-superpod-rail-optimised.txt")
+    order = cabling_plan.rail_order(cabling)
+    assert order == ("mlx5_0", "mlx5_1", "mlx5_4", "mlx5_5")  # HCA-1, HCA-2, HCA-5, HCA-6 elsewhere
+    assert cabling.hosts["a06-p1-dgx-02-c01"] == order
+    fabric, found = cabling_plan.check(cabling, order)
+    assert fabric.rail_optimised
+    assert not [f for f in found if f.node_port and f.node_port.startswith(("ubuntu ", "B11-P1-CUFM-02 "))]
+    unnamed = [f for f in found if f.kind == "unnamed"]
+    assert len(unnamed) == 1 and unnamed[0].line.startswith("unnamed adapters: 69 channel adapter(s) share")
+
+
+def test_another_tools_output_is_named_not_read_as_a_fabric() -> None:
+    devinfo_capture = (
+        Path(__file__).resolve().parent / "data" / "wild" / "ibv-devinfo" / "cx6dx-roce-port-down-1024-deepep60.txt"
+    )
+    with pytest.raises(UserError, match="ibv_devinfo's output, not ibnetdiscover's topology"):
+        load_cabling(devinfo_capture)
+    ibstat = CORPUS / "ibstat_a100_8xHDR_ibpanic_gpud.txt"
+    if ibstat.is_file():  # the shared corpus, where this machine has it
+        with pytest.raises(UserError, match="ibstat's output, not ibnetdiscover's topology"):
+            load_cabling(ibstat)
+
+
+def test_hca_n_is_never_merged_into_an_adapter_its_host_already_names(tmp_path: Path) -> None:
+    """node2's "HCA-1" beside its own "mlx5_0" are two adapters (two GUIDs): neither is renamed; where only
+    another host says mlx5_k, node2's "HCA-1" is its first adapter, mlx5_0."""
+    text = (WILD / "ompi-2009-sdr-infiniscale-iii-single-switch.txt").read_text()
+    text = text.replace('"node1 HCA-1" lid 9', '"node2 mlx5_0" lid 9')
+    cabling = _parse(text)
+    assert cabling.hosts["node2"] == ("HCA-1", "mlx5_0")
+    text = text.replace('"node2 mlx5_0" lid 9', '"node1 mlx5_0" lid 9')
+    assert _parse(text).hosts["node2"] == ("mlx5_0",)
+
+
+def test_check_passes_a_healthy_fat_tree_and_says_it_is_one(tmp_path: Path) -> None:
+    path = WILD / "ompi-2009-sdr-infiniscale-iii-single-switch.txt"
+    proc = railbench_inline(["check", "--profile", "lambda-1cc", "--topology", str(path), "--json"])
+    said = [r for r in json.loads(proc.stdout)["cabling"]]
+    assert [(r["status"], r["reason"]) for r in said] == [
+        ("pass", "24 nodes on 1 leaves, 0 spines, not rail-optimised: cabled as a fat tree: no link below its peers")
+    ]

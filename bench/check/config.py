@@ -35,6 +35,8 @@ class CheckConfig:
     """The kernel log to scan for link flaps and Xid events; None: the journal, kern.log or syslog of this machine."""
     nvidia_smi: tuple[Path, ...] = ()
     """Captured ``nvidia-smi -q -x`` and ``nvidia-smi nvlink -s`` output to judge; empty: run nvidia-smi (live)."""
+    ibv_devinfo: Path | None = None
+    """Captured ``ibv_devinfo`` output of this node (an InfiniBand port's active MTU); None: run it (live)."""
     topology: Path | None = None
     """The fabric's cabling (ibnetdiscover output or a cabling TOML) to check against the rail-optimised plan."""
 

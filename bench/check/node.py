@@ -22,7 +22,7 @@ from bench.actions import Actions
 from bench.check.config import INPUT_CHECK, MPI_LAUNCHERS, CheckConfig
 from bench.check.items import check_items
 from bench.exits import EXIT_PASS, EXIT_USAGE, UserError
-from bench.fabric import cabling_plan
+from bench.fabric import cabling_plan, devinfo
 from bench.fabric.cabling import Cabling
 from bench.fabric.topology_file import load_cabling
 from bench.frame.verdict import decide
@@ -55,6 +55,8 @@ def local_report(config: CheckConfig, profile: Profile) -> cluster.NodeReport:
     for path in config.nvidia_smi:
         if not path.is_file():
             raise UserError(f"--nvidia-smi {path} is not a file: give nvidia-smi -q -x or nvidia-smi nvlink -s output")
+    if config.ibv_devinfo is not None:
+        devinfo.read_file(config.ibv_devinfo)  # another tool's output is one line and exit 2, before any check
     logs = [nccl_log.parse_file(p) for p in config.nccl_logs]
     label = cluster.node_label(root)
     results = checks.run_checks(
@@ -66,6 +68,7 @@ def local_report(config: CheckConfig, profile: Profile) -> cluster.NodeReport:
         kernel_log=config.kernel_log,
         nvidia_smi=config.nvidia_smi,
         node=label,
+        ibv_devinfo=config.ibv_devinfo,
     )
     return cluster.NodeReport(
         label,
@@ -133,8 +136,18 @@ def judge_cabling(cabling: Cabling, rail_hcas: Sequence[str], profile_rails: Seq
     guessed = cabling_plan.by_position(fabric, profile_rails)
     said = [checks.CheckResult("cabling", "warn", guessed)] if guessed else []
     if not found:
-        return [checks.CheckResult("cabling", "pass", f"{shape}: cabled as the rail-optimised plan says"), *said]
-    return [*(checks.CheckResult("cabling", "fail", f.line, f.node_port or f.switch_port) for f in found), *said]
+        plan = "the rail-optimised plan says" if fabric.rail_optimised else "a fat tree: no link below its peers"
+        return [checks.CheckResult("cabling", "pass", f"{shape}: cabled as {plan}"), *said]
+    # unnamed adapters are not judged (a warning); every other finding is a departure (a failure)
+    return [
+        *(
+            checks.CheckResult(
+                "cabling", "warn" if f.kind == "unnamed" else "fail", f.line, f.node_port or f.switch_port
+            )
+            for f in found
+        ),
+        *said,
+    ]
 
 
 @dataclass(frozen=True)

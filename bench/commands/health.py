@@ -46,6 +46,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         ),
         "run nvidia-smi on this node",
     )
+    said(
+        parser.add_argument(
+            "--ibv-devinfo",
+            type=Path,
+            metavar="FILE",
+            help="ibv_devinfo (or ibv_devinfo -v) output of this node: the InfiniBand ports' active MTU",
+        ),
+        "run ibv_devinfo on this node (a copied --sysfs-root: not judged)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -59,6 +68,7 @@ def main(args: argparse.Namespace) -> int:
             error_window_s=args.error_window,
             kernel_log=args.kernel_log,
             nvidia_smi=tuple(args.nvidia_smi),
+            ibv_devinfo=args.ibv_devinfo,
         )
     )
 

@@ -91,6 +91,9 @@ class Cabling:
     """The file it came from."""
     rails: tuple[str, ...] = ()
     """The HCA of rail k on every node, in rail order, where the file says (TOML ``rails``)."""
+    unnamed: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """(NodeDescription, the switch ports its adapters are cabled to) for each NodeDescription that several
+    adapters share (an adapter's factory default): their hosts cannot be told, their cables are left out."""
     host_ports: Mapping[HostPort, Cable] = field(init=False, repr=False, compare=False)
     _by_hca: Mapping[tuple[str, str], Cable] = field(init=False, repr=False, compare=False)
     _used: Mapping[str, frozenset[int]] = field(init=False, repr=False, compare=False)

@@ -10,6 +10,13 @@ Nothing here trusts a label; everything is read from the cables:
 * a **unit** is a set of leaves that share most of their nodes (two leaves of one unit share every node, two
   of different units at most a miswired few), and a node belongs to the unit most of its leaves are in.
 
+Rails are inferred only where the fabric is rail-optimised, and that is read from the structure, never from
+names (``rail_optimised``): most nodes that cable two or more HCAs put each on a different switch. A classic fat
+tree (one HCA per host, or a host's HCAs on one switch) has no rails to keep apart: a plan of rails read from
+its HCA names would call every host with one HCA "missing" the others (a real EDR fabric gave 97 such false
+findings). There the cables and switch links are judged without rails: a link below its peers, a leaf with
+fewer cables to a spine than the other leaves.
+
 ``check`` then names every departure from the plan, each with the node port and the switch port:
 
 * ``missing``: a node's rail-k HCA is not cabled; the plan's place is the unit's rail-k leaf, at the port the
@@ -27,13 +34,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from bench.bounded import ascii_digits
 from bench.exits import UserError
+from bench.fabric import cabling_links
 from bench.fabric.cabling import MAX_RAILS, Cable, Cabling, HostPort, SwitchPort
-from bench.fabric.ibnetdiscover import NAME_FIX
+from bench.fabric.ibnetdiscover_names import NAME_FIX
 from bench.fabric.sysfs_io import natural_key
 
-FindingKind = Literal["missing", "miswired", "degraded", "uplink"]
+FindingKind = Literal["missing", "miswired", "degraded", "uplink", "unnamed"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,8 @@ class FabricShape:
     units: tuple[tuple[str, ...], ...]
     """The hosts of each unit, in natural order."""
     unit_of: Mapping[str, int]
+    rail_optimised: bool = True
+    """False: a fabric without rails (``rail_optimised``); its cabling is judged without a rail plan."""
 
     def unit_name(self, unit: int) -> str:
         """``unit 2 (node33-node64)``."""
@@ -97,6 +106,10 @@ def rail_order(cabling: Cabling, profile_names: Sequence[str] = (), excluded: Se
         return cabling.rails
     hosts = cabling.hosts
     cabled = {hca for hcas in hosts.values() for hca in hcas}
+    if not rail_optimised(cabling, tuple(sorted(cabled, key=natural_key))):
+        # No rails to tell apart (one HCA per host, or a host's HCAs on one switch): every cabled HCA is judged
+        # alike and no name is taken for a rail, so nothing is refused for a count of names either.
+        return tuple(sorted(cabled, key=natural_key))[:MAX_RAILS]
     if profile_names and cabled & set(profile_names):
         return tuple(name for name in profile_names if name in cabled)
     skip = {name.partition(":")[0] for name in excluded}
@@ -120,12 +133,28 @@ def by_position(fabric: FabricShape, profile_names: Sequence[str]) -> str | None
     """``rails read by position: HCA-2..HCA-9 are rails 0-7 (mlx5_1..mlx5_8)`` when the rails' HCAs are not
     the profile's names (``rail_order``'s last case), else None."""
     hcas = fabric.rail_hcas
-    if not hcas or not profile_names or set(hcas) & set(profile_names):
-        return None
+    if not fabric.rail_optimised or not hcas or not profile_names or set(hcas) & set(profile_names):
+        return None  # no rails read at all where the fabric has none
     return (
         f"rails read by position: {hcas[0]}..{hcas[-1]} are rails 0-{len(hcas) - 1} "
         f"({profile_names[0]}..{profile_names[-1]}); NodeDescriptions that name the HCA (rdma-ndd) need no guess"
     )
+
+
+def rail_optimised(cabling: Cabling, hcas: Sequence[str]) -> bool:
+    """Whether the cabling is rail-optimised, read from its structure: of the nodes that cable two or more of
+    ``hcas``, more put each on a different switch than put two on one switch. The names of the HCAs play no
+    part, so ``HCA-<n>`` and ``mlx5_<k>`` naming alike; a miswired node or two do not change the answer, a
+    fabric of one HCA per host (no node votes) is not rail-optimised."""
+    spread = together = 0
+    for host in cabling.hosts:
+        switches = [c.b.switch for hca in hcas if (c := cabling.cable_of(host, hca)) is not None]
+        if len(switches) >= 2:
+            if len(set(switches)) == len(switches):
+                spread += 1
+            else:
+                together += 1
+    return spread > together
 
 
 def _shared_nodes(leaf_hosts: Mapping[str, set[str]], names: list[str]) -> Counter[tuple[str, str]]:
@@ -199,7 +228,7 @@ def shape(cabling: Cabling, rail_hcas: Sequence[str]) -> FabricShape:
         members = tuple(sorted(leaf_hosts[name], key=natural_key))
         leaves[name] = Leaf(name, rail, unit_of_leaf[name], members, cables)
     spines = tuple(sorted({c.b.switch for leaf in leaves.values() for c in leaf.uplinks}, key=natural_key))
-    return FabricShape(tuple(rail_hcas), leaves, spines, units, unit_of)
+    return FabricShape(tuple(rail_hcas), leaves, spines, units, unit_of, rail_optimised(cabling, rail_hcas))
 
 
 def _planned_port(fabric: FabricShape, cabling: Cabling, host: str, leaf: Leaf) -> str:
@@ -226,24 +255,62 @@ def _where_planned(fabric: FabricShape, cabling: Cabling, host: str, rail: int) 
     return f"a rail {rail} leaf of {fabric.unit_name(unit) if unit is not None else 'its unit'} (the cabling has none)"
 
 
-def _usual(links: Sequence[str | None]) -> str | None:
-    known = Counter(link for link in links if link)
-    return known.most_common(1)[0][0] if known else None
+def _in_plan(fabric: FabricShape, cabling: Cabling, host: str) -> bool:
+    """Whether ``host`` is a node of the rail plan: it cables every rail, or at least one of its cables is where
+    the plan puts it. A UFM server or a storage host with two HCAs on two rail leaves is neither (a real
+    SuperPOD dump has two), and calling its other rails "missing" would be false."""
+    cables = [(k, cabling.cable_of(host, hca)) for k, hca in enumerate(fabric.rail_hcas)]
+    placed = [(k, c) for k, c in cables if c is not None]
+    if len(placed) == len(fabric.rail_hcas):
+        return True
+    unit = fabric.unit_of.get(host)
+    return any((leaf := fabric.leaves.get(c.b.switch)) and leaf.rail == k and leaf.unit == unit for k, c in placed)
 
 
-def _rank(link: str) -> tuple[int, str]:
-    width, _, speed = link.partition("x")
-    return (int(width) if ascii_digits(width) else 0, speed)
+def _degraded(cables: Sequence[Cable], what: str) -> list[CablingFinding]:
+    """A cable that carries less than the usual link of ``cables`` (``bench.fabric.cabling_links``)."""
+    norm, slow = cabling_links.below(cables)
+    out = []
+    for c in slow:
+        line = f"degraded cable: {c} runs at {c.link}, the fabric's other {what} at {norm}"
+        node = str(c.a) if isinstance(c.a, HostPort) else None
+        out.append(CablingFinding("degraded", line, node, str(c.b) if node else f"{c.a} and {c.b}"))
+    return out
+
+
+def _unnamed(cabling: Cabling) -> list[CablingFinding]:
+    """One finding per NodeDescription that names no one adapter: those adapters' cabling is not judged."""
+    out = []
+    for description, ports in cabling.unnamed:
+        line = (
+            f"unnamed adapters: {len(ports)} channel adapter(s) share the NodeDescription {description!r} (first on "
+            f"{ports[0]}), which names no host: their cabling is not judged; {NAME_FIX}"
+        )
+        out.append(CablingFinding("unnamed", line, None, ports[0]))
+    return out
+
+
+def _without_rails(cabling: Cabling, fabric: FabricShape) -> list[CablingFinding]:
+    """A fabric that is not rail-optimised: its node cables and switch links below their peers, its leaves short
+    of a spine, its unnamed adapters; no rail plan, so no cable is missing or miswired for one."""
+    out = _degraded(list(cabling.host_ports.values()), "node cables")
+    # A cable from a switch to itself (a lab's loopback) joins no two switches: not a peer of the links between them
+    links = [c for c in cabling.switch_links if isinstance(c.a, SwitchPort) and c.a.switch != c.b.switch]
+    out += _degraded(links, "switch links")
+    return out + _uplink_findings(fabric) + _unnamed(cabling)
 
 
 def check(cabling: Cabling, rail_hcas: Sequence[str]) -> tuple[FabricShape, list[CablingFinding]]:
-    """The fabric's shape and every departure from the rail-optimised plan (empty: cabled as planned)."""
+    """The fabric's shape and every departure from the rail-optimised plan (empty: cabled as planned); on a
+    fabric that is not rail-optimised, every departure judged without rails (degraded links, missing uplinks)."""
     fabric = shape(cabling, rail_hcas)
+    if not fabric.rail_optimised:
+        return fabric, _without_rails(cabling, fabric)
     out: list[CablingFinding] = []
     for host in cabling.hosts:
         unit = fabric.unit_of.get(host)
-        if unit is None:
-            continue  # no rail HCA of it is cabled at all: a host of another fabric (storage), not a GPU node
+        if unit is None or not _in_plan(fabric, cabling, host):
+            continue  # a host of another role (storage, the UFM server), not a node of the rail plan
         for rail, hca in enumerate(fabric.rail_hcas):
             cable = cabling.cable_of(host, hca)
             if cable is None:
@@ -262,15 +329,8 @@ def check(cabling: Cabling, rail_hcas: Sequence[str]) -> tuple[FabricShape, list
     rail_set = set(fabric.rail_hcas)
     host_cables = [c for p, c in cabling.host_ports.items() if p.hca in rail_set]
     uplinks = [c for leaf in fabric.leaves.values() for c in leaf.uplinks]
-    for cables, what in ((host_cables, "node cables"), (uplinks, "uplinks")):
-        usual = _usual([c.link for c in cables])
-        for c in cables:
-            if usual and c.link and _rank(c.link) < _rank(usual):
-                line = f"degraded cable: {c} runs at {c.link}, the fabric's other {what} at {usual}"
-                node = str(c.a) if isinstance(c.a, HostPort) else None
-                out.append(CablingFinding("degraded", line, node, str(c.b) if node else f"{c.a} and {c.b}"))
-    out += _uplink_findings(fabric)
-    return fabric, out
+    out += _degraded(host_cables, "node cables") + _degraded(uplinks, "uplinks")
+    return fabric, out + _uplink_findings(fabric) + _unnamed(cabling)
 
 
 def _uplink_findings(fabric: FabricShape) -> list[CablingFinding]:
@@ -278,8 +338,8 @@ def _uplink_findings(fabric: FabricShape) -> list[CablingFinding]:
     findings: only the leaves that reach a spine are counted, the others have 0 cables to it."""
     out = []
     by_rail: dict[int | None, list[Leaf]] = {}
-    for leaf in fabric.leaves.values():
-        by_rail.setdefault(leaf.rail, []).append(leaf)
+    for leaf in fabric.leaves.values():  # without rails, every leaf is cabled alike in a fat tree
+        by_rail.setdefault(leaf.rail if fabric.rail_optimised else None, []).append(leaf)
     for rail, leaves in by_rail.items():
         if len(leaves) < 2:
             continue
@@ -304,16 +364,20 @@ def _short_of_spine(rail: int | None, leaves: list[Leaf], spine: str, counts: Co
         if have < usual:
             ports = [str(c.a) for c in leaf.uplinks if c.b.switch == spine]
             now = f" (now {', '.join(ports)})" if ports else ""
+            others = "the other leaves" if rail is None else f"the other rail {rail} leaves"
             line = (
-                f"missing uplink: {leaf.name} has {have} cable(s) to {spine}, the other rail {rail} leaves "
-                f"{usual}{now}; cable a free port of {leaf.name} to {spine}"
+                f"missing uplink: {leaf.name} has {have} cable(s) to {spine}, {others} {usual}{now}; cable a free "
+                f"port of {leaf.name} to {spine}"
             )
             out.append(CablingFinding("uplink", line, None, f"{leaf.name} -> {spine}"))
     return out
 
 
 def summary(fabric: FabricShape, hosts: int) -> str:
-    """``64 nodes x 8 rails on 16 leaves in 2 units, 8 spines``."""
+    """``64 nodes x 8 rails on 16 leaves in 2 units, 8 spines``; ``97 nodes on 4 leaves, 2 spines, not
+    rail-optimised`` for a fabric without rails."""
+    if not fabric.rail_optimised:
+        return f"{hosts} nodes on {len(fabric.leaves)} leaves, {len(fabric.spines)} spines, not rail-optimised"
     return (
         f"{hosts} nodes x {len(fabric.rail_hcas)} rails on {len(fabric.leaves)} leaves in {len(fabric.units)} "
         f"units, {len(fabric.spines)} spines"

@@ -15,15 +15,30 @@ the interface's MTU less the RoCE headers (``include/rdma/ib_addr.h`` ``iboe_get
 XRC 4, AtomicETH 28 and ICRC 4 bytes, 96 in all), so 4096 needs an interface MTU of 4192 or more.
 
 Lines are split with string methods; ``ibv_devinfo`` runs with a timeout and its output is capped.
+
+Captured output (``--ibv-devinfo FILE``: ``ibv_devinfo`` or ``ibv_devinfo -v``, of a node whose ``/sys`` was
+copied) is read the same way, its format told by its content anywhere in the file, never its name: an
+``hca_id:`` line and a ``port:`` line under it. Other tools' output is refused in one line naming the tool
+(``ibstat``'s ``CA '...'``, ``ibstatus``'s ``Infiniband device '...'``, ``ibv_devices``' table). What real
+output carries, and what is read (``ports``): each port's state, link layer and active MTU as printed. Some
+builds print no ``link_layer:`` line (ibv_devinfo of 2009; a Soft-RoCE ``rxe0`` of 2016, an Ethernet port), so
+a port without one has no link layer read (None), never a guessed one; the check takes a port's link layer
+from sysfs anyway. ``-v`` adds fields between the port lines, ``Device ports:`` may head them, a prompt line may
+precede the output; none of it is needed.
 """
 
 from __future__ import annotations
 
 import shutil
 from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
 
 from bench import toolrun
 from bench.bounded import ascii_digits
+from bench.exits import UserError
+from bench.fabric import other_tools
+from bench.textlines import numbered_lines, open_text
 
 IB_MTUS = (4096, 2048, 1024, 512, 256)
 ROCE_OVERHEAD = 40 + 8 + 12 + 4 + 28 + 4
@@ -38,25 +53,67 @@ def roce_mtu(interface_mtu: int) -> int | None:
     return next((mtu for mtu in IB_MTUS if mtu <= room), None)
 
 
-def active_mtus(lines: Iterable[str]) -> dict[str, int]:
-    """``mlx5_1:1`` -> active MTU in bytes, for every port ``ibv_devinfo`` output lists."""
-    out: dict[str, int] = {}
+@dataclass
+class DevinfoPort:
+    """One port as ``ibv_devinfo`` prints it."""
+
+    hca: str
+    port: int
+    state: str | None = None
+    """``PORT_ACTIVE``, ``PORT_DOWN``, ...: the word before the number in parentheses."""
+    link_layer: str | None = None
+    active_mtu: int | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.hca}:{self.port}"
+
+
+def ports(lines: Iterable[str]) -> list[DevinfoPort]:
+    """Every port ``ibv_devinfo`` output lists, in order (see the module docstring for what real output holds)."""
+    out: list[DevinfoPort] = []
     hca: str | None = None
-    port: str | None = None
+    current: DevinfoPort | None = None
     for raw in lines:
         key, colon, value = raw.strip().partition(":")
         if not colon:
             continue
         value = value.strip()
+        word = value.split()[0] if value else ""
         if key == "hca_id":
-            hca, port = value.split()[0][:64] if value else None, None
-        elif key == "port" and ascii_digits(value) and len(value) <= 3:
-            port = value
-        elif key == "active_mtu" and hca and port:
-            number = value.split()[0] if value else ""
-            if ascii_digits(number) and int(number[:6]) in IB_MTUS:
-                out[f"{hca}:{port}"] = int(number)
+            hca, current = (word[:64] or None), None
+        elif key == "port" and hca and ascii_digits(value) and len(value) <= 3:
+            current = DevinfoPort(hca, int(value))
+            out.append(current)
+        elif current is not None and key == "state":
+            current.state = word[:32] or None
+        elif current is not None and key == "link_layer":
+            current.link_layer = word[:32] or None
+        elif current is not None and key == "active_mtu" and ascii_digits(word) and int(word[:6]) in IB_MTUS:
+            current.active_mtu = int(word)
     return out
+
+
+def active_mtus(lines: Iterable[str]) -> dict[str, int]:
+    """``mlx5_1:1`` -> active MTU in bytes, for every port ``ibv_devinfo`` output lists."""
+    return {p.name: p.active_mtu for p in ports(lines) if p.active_mtu is not None}
+
+
+FILE_FIX = "give ibv_devinfo's output ('ibv_devinfo > devinfo.txt' or 'ibv_devinfo -v', on the node)"
+
+
+def read_file(path: Path) -> list[DevinfoPort]:
+    """The ports of captured ``ibv_devinfo`` output; UserError (one line) when the file is another tool's output
+    or holds no port."""
+    with open_text(path, MAX_OUTPUT_BYTES, FILE_FIX) as stream:
+        lines = [line for _, line in numbered_lines(stream) if line is not None]
+    found = ports(lines)
+    if found and any(line.lstrip().startswith("hca_id:") for line in lines):
+        return found
+    tool = other_tools.which(lines, "ibv_devinfo")
+    if tool is not None:
+        raise UserError(f"--ibv-devinfo {path} is {tool}'s output, not ibv_devinfo's: {FILE_FIX}")
+    raise UserError(f"--ibv-devinfo {path} lists no port under an hca_id: line: {FILE_FIX}")
 
 
 def read_live() -> tuple[dict[str, int], str | None]:

@@ -28,6 +28,7 @@ HEALTH_CHECKS: tuple[str, ...] = (
     "gpu-ecc",
     "nvlink",
     "fabric-manager",
+    "port-mtu",
 )
 """The node-local subset of ``check`` (``bench.preflight.checks``) a health check runs: the node's own hardware as it
 is now (``pcie-acs`` included: a BIOS update or a reboot can turn ACS redirection back on under a switch shared by a
@@ -65,6 +66,8 @@ class HealthConfig:
     nvidia_smi: tuple[Path, ...] = ()
     """Captured ``nvidia-smi -q -x`` / ``nvidia-smi nvlink -s`` output to judge the GPUs by, as ``check
     --nvidia-smi``; empty: run nvidia-smi on a live node."""
+    ibv_devinfo: Path | None = None
+    """Captured ``ibv_devinfo`` output of this node (an InfiniBand port's active MTU); None: run it (live)."""
 
     def __post_init__(self) -> None:
         finite(self.time_limit_s, Where("--time-limit", "seconds"), maximum=MAX_TIME_LIMIT_S)

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from bench import sysroot
 from bench.check.items import check_items
 from bench.exits import EXIT_PASS, UserError
+from bench.fabric import devinfo
 from bench.frame.verdict import decide
 from bench.health.config import HEALTH_CHECKS, HealthConfig
 from bench.preflight import checks
@@ -64,6 +65,7 @@ def run_checks(config: HealthConfig, profile: Profile, sleep: Callable[[float], 
         nvidia_smi=config.nvidia_smi,
         node=node_name(config),
         sleep=sleep,
+        ibv_devinfo=config.ibv_devinfo,
     )
     selected = [c for c in checks.REGISTRY if c.name in HEALTH_CHECKS]
     return run_within(ctx, selected, config.time_limit_s)
@@ -89,6 +91,8 @@ def run(config: HealthConfig) -> int:
             f"the error counters' idle window ({window:g} s, [errors] window_s of profile {profile.name}) does not "
             f"fit in --time-limit {config.time_limit_s:g} s: pass a shorter --error-window or a longer --time-limit"
         )
+    if config.ibv_devinfo is not None:
+        devinfo.read_file(config.ibv_devinfo)  # another tool's output is one line and exit 2, before any check
     node = node_name(config)
     checked = run_checks(config, profile)
     found = findings(checked)

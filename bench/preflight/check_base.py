@@ -61,6 +61,7 @@ class Context:
         sleep: Callable[[float], None] = time.sleep,
         now: Callable[[], datetime] = datetime.now,
         step_timeout_s: float = DEFAULT_TIMEOUT_S,
+        ibv_devinfo: Path | None = None,
     ) -> None:
         self.profile = profile
         self.sysfs = sysfs.Sysfs(root)
@@ -73,6 +74,8 @@ class Context:
         self.sleep = sleep
         self.now = now
         self.step_timeout_s = step_timeout_s
+        self.ibv_devinfo = ibv_devinfo
+        """Captured ``ibv_devinfo`` output: the InfiniBand ports' active MTU on a copied tree (None: run it live)."""
 
     @cached_property
     def live(self) -> bool:

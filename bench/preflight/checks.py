@@ -389,6 +389,7 @@ def run_checks(
     only: Sequence[str] | None = None,
     time_limit_s: float = CHECKS_TIME_LIMIT_S,
     step_timeout_s: float = DEFAULT_TIMEOUT_S,
+    ibv_devinfo: Path | None = None,
 ) -> list[CheckResult]:
     """Run every registered check against this node (``sysfs_root`` stands in for /sys), within
     ``time_limit_s`` (``bench.preflight.deadline``: a check still running then is a ``time-limit`` failure).
@@ -397,7 +398,8 @@ def run_checks(
     process environment, read through ``bench.runtime.env``). ``error_window_s``, ``kernel_log``,
     ``nvidia_smi``, ``node`` and ``sleep`` are the checks' context (see ``Context``); ``only`` runs the named
     checks alone (``rails`` reads the node-local causes of a slow rail this way); ``step_timeout_s`` is the
-    ``--timeout`` of the run the checks vouch for (``nccl-ib-retry`` weighs NCCL's retries against it).
+    ``--timeout`` of the run the checks vouch for (``nccl-ib-retry`` weighs NCCL's retries against it);
+    ``ibv_devinfo`` is captured ``ibv_devinfo`` output (``port-mtu`` on a copied tree).
     """
     from bench.runtime import env as benv
 
@@ -413,6 +415,7 @@ def run_checks(
         node=node,
         sleep=sleep,
         step_timeout_s=step_timeout_s,
+        ibv_devinfo=ibv_devinfo,
     )
     selected = [check for check in REGISTRY if only is None or check.name in only]
     return deadline.run_within(ctx, selected, time_limit_s).answers

@@ -373,10 +373,10 @@ class PortMtu(RailsFound):
         for port in ctx.rails:
             mtu = mtus.get(port.name)
             if mtu is not None and mtu < wanted:
-                how = f" (interface {port.netdev})" if port.link_layer == "Ethernet" else ""
                 reason = (
-                    f"{port.name}{how}: active MTU {mtu} bytes, under the profile's {wanted}: more packets per byte"
+                    f"{port.name}{_mtu_cause(port.link_layer, port.netdev, wanted)}: active MTU {mtu} bytes, under "
                 )
+                reason += f"the profile's {wanted}: more packets per byte"
                 action = ctx.action("port-mtu", device=port.name)
                 out.append(self.result("fail", reason, port.name, action=action, gpus=users.get(port.name, ())))
         judged = [p for p in ctx.rails if p.name in mtus]
@@ -387,6 +387,16 @@ class PortMtu(RailsFound):
             also = f"; not known for {listed(missing)} ({why_not})" if missing else ""
             out.append(self.result("pass", f"{len(judged)} rail ports at an active MTU of {wanted} or more{also}"))
         return out
+
+
+def _mtu_cause(link_layer: str, netdev: str | None, wanted: int) -> str:
+    """Where a port's active MTU is set, said beside it: on InfiniBand the subnet manager sets it (PortInfo
+    NeighborMTU) to the lower MTU cap of the port and the switch port it is cabled to, so both ends and the SM's
+    setting (OpenSM ``partitions.conf`` ``mtu=5`` is 4096) are where it is raised; on RoCE the kernel takes
+    the largest MTU that fits in the interface's MTU less 96 bytes of headers (``ip link set <if> mtu``)."""
+    if link_layer == "Ethernet":
+        return f" (interface {netdev}: its MTU needs {wanted + devinfo.ROCE_OVERHEAD} bytes or more)" if netdev else ""
+    return " (InfiniBand: set by the subnet manager from the MTU cap of the port and of its switch port)"
 
 
 def _dma_parts(ctx: Context) -> dict[str, tuple[str, str, set[int]]]:
@@ -417,10 +427,16 @@ def _active_mtus(ctx: Context, has_ib: bool) -> tuple[dict[str, int], str | None
     MTU), and why the InfiniBand ports' are not known."""
     mtus: dict[str, int] = {}
     why_not = None
-    if has_ib and ctx.live:
+    if has_ib and ctx.ibv_devinfo is not None:  # a copied tree's own node, as ibv_devinfo printed it there
+        mtus = {p.name: p.active_mtu for p in devinfo.read_file(ctx.ibv_devinfo) if p.active_mtu is not None}
+        why_not = f"--ibv-devinfo {ctx.ibv_devinfo} does not list it"
+    elif has_ib and ctx.live:
         mtus, why_not = devinfo.read_live()
     elif has_ib:
-        why_not = f"an InfiniBand port's active MTU is not in sysfs, and {ctx.sysfs.root} is a copy"
+        why_not = (
+            f"an InfiniBand port's active MTU is not in sysfs, and {ctx.sysfs.root} is a copy: give that node's "
+            "ibv_devinfo output with --ibv-devinfo"
+        )
     for port in ctx.rails:
         if port.link_layer == "Ethernet" and port.netdev:
             interface = ctx.sysfs.read_int("class", "net", port.netdev, "mtu", maximum=1 << 20)
