@@ -11,7 +11,6 @@ from pathlib import Path
 from bench.check.config import CheckConfig
 from bench.check.node import run
 from bench.commands import flags
-from bench.commands.helptext import said
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,31 +19,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--nccl-log", type=Path, nargs="+", default=[], metavar="FILE", help="NCCL_DEBUG=INFO logs to judge"
     )
-    said(
-        parser.add_argument(
-            "--kernel-log", type=Path, metavar="FILE", help="kernel log to scan for link flaps and Xid events"
-        ),
-        "journalctl -k, else kern.log or syslog",
-    )
-    said(
-        parser.add_argument(
-            "--nvidia-smi",
-            type=Path,
-            nargs="+",
-            default=[],
-            metavar="FILE",
-            help="nvidia-smi -q -x (and nvidia-smi nvlink -s) output to judge the GPUs by",
-        ),
-        "run nvidia-smi on this node",
-    )
-    said(
-        parser.add_argument(
-            "--ibv-devinfo",
-            type=Path,
-            metavar="FILE",
-            help="ibv_devinfo (or ibv_devinfo -v) output of this node: the InfiniBand ports' active MTU",
-        ),
-        "run ibv_devinfo on this node (a copied --sysfs-root: not judged)",
+    flags.add_node_captures(
+        parser,
+        kernel_log="kernel log to scan for link flaps and Xid events",
+        kernel_log_default="journalctl -k, else kern.log or syslog",
     )
     parser.add_argument(
         "--topology",

@@ -470,6 +470,32 @@ def add_node_sources(group: Group) -> None:
     )
 
 
+def add_node_captures(group: Group, *, kernel_log: str, kernel_log_default: str) -> None:
+    """``--kernel-log``, ``--nvidia-smi`` and ``--ibv-devinfo``: a node's tool output captured in files, judged in
+    place of running the tools (check and health; a copied ``--sysfs-root`` needs them)."""
+    said(group.add_argument("--kernel-log", type=Path, metavar="FILE", help=kernel_log), kernel_log_default)
+    said(
+        group.add_argument(
+            "--nvidia-smi",
+            type=Path,
+            nargs="+",
+            default=[],
+            metavar="FILE",
+            help="nvidia-smi -q -x (and nvidia-smi nvlink -s) output to judge the GPUs by",
+        ),
+        "run nvidia-smi on this node",
+    )
+    said(
+        group.add_argument(
+            "--ibv-devinfo",
+            type=Path,
+            metavar="FILE",
+            help="ibv_devinfo (or ibv_devinfo -v) output of this node: the InfiniBand ports' active MTU",
+        ),
+        "run ibv_devinfo on this node (a copied --sysfs-root: not judged)",
+    )
+
+
 def add_drain(group: Group, *, what: str) -> None:
     """``--drain``: drain nodes in Slurm (``scontrol``) with a ``railbench:`` reason; off unless given."""
     group.add_argument(

@@ -6,7 +6,6 @@ Exit status: 0 healthy, 1 a check failed, 2 bad input (see ``bench.health.node``
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from bench.commands import flags
 from bench.commands.helptext import said
@@ -29,31 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a check still running after this long is a finding (slurmd stops a health check at 60 s)",
     )
     flags.add_node_sources(parser)
-    said(
-        parser.add_argument(
-            "--kernel-log", type=Path, metavar="FILE", help="a captured kernel log to read Xid events from"
-        ),
-        "this machine's journal, on its own /sys only",
-    )
-    said(
-        parser.add_argument(
-            "--nvidia-smi",
-            type=Path,
-            nargs="+",
-            default=[],
-            metavar="FILE",
-            help="nvidia-smi -q -x (and nvidia-smi nvlink -s) output to judge the GPUs by",
-        ),
-        "run nvidia-smi on this node",
-    )
-    said(
-        parser.add_argument(
-            "--ibv-devinfo",
-            type=Path,
-            metavar="FILE",
-            help="ibv_devinfo (or ibv_devinfo -v) output of this node: the InfiniBand ports' active MTU",
-        ),
-        "run ibv_devinfo on this node (a copied --sysfs-root: not judged)",
+    flags.add_node_captures(
+        parser,
+        kernel_log="a captured kernel log to read Xid events from",
+        kernel_log_default="this machine's journal, on its own /sys only",
     )
 
 
