@@ -24,7 +24,7 @@ import sys
 from collections.abc import Sequence
 
 from bench.commands.helptext import HelpFormatter
-from bench.exits import EXIT_USAGE, FabricFault, InfraError, UserError, interrupt_status
+from bench.exits import EXIT_USAGE, FabricFault, InfraError, Interrupted, UserError, interrupt_status
 from bench.runtime.env import PARENT_VAR, discover_rank, get
 from bench.version import __version__
 
@@ -122,7 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Results are written as they are measured, so an interrupt loses nothing already on disk.
         info = discover_rank()
         if info is None or (info.rank == 0 and not get(PARENT_VAR)):  # one voice: the parent, else rank 0
-            print("railbench: interrupted; results measured so far are on disk", file=sys.stderr)
+            why = f": {exc.why}" if isinstance(exc, Interrupted) and exc.why else ""
+            print(f"railbench: interrupted{why}; results measured so far are on disk", file=sys.stderr)
         return interrupt_status(exc)
 
 

@@ -304,6 +304,11 @@ def exit_status_from_run_dir(out: Path, ended: Ended, output: LauncherOutput | N
     status = run_file.record.exit_status
     recorded = run_file.record.failure
     named = isinstance(recorded, Failure) and recorded.kind == "link-died"
+    if run_file.status == "interrupted" and isinstance(recorded, Failure) and recorded.kind == "signal":
+        # One rank was sent the signal (an operator's kill); the launcher then stopped the others, and the ranks
+        # already recorded whose signal it was: said once, here, not as the ranks lost with it.
+        print(f"railbench: interrupted: {recorded.message}; results measured so far are on disk", file=sys.stderr)
+        return status if isinstance(status, int) else EXIT_INFRA
     # A link the ranks named when it died mid-measurement is why the launcher lost them: that record stands.
     if lost and run_file.status in ("running", "interrupted", "failed") and not named:
         message = "; ".join(r.describe() for r in lost) + "; results.csv keeps every finished measurement"
