@@ -117,6 +117,10 @@ class RunDoc:
     """import: the GPUs the log listed."""
     source: ImportSource | Absent = ABSENT
     """import: the log it came from."""
+    launched_utc: str | Absent = ABSENT
+    """When the railbench launcher that started the ranks (``run --np``, ``accept``) started: the user's wait
+    begins there, before mpirun and the ranks' own start (``bench.runtime.clock``); absent under the user's own
+    launcher."""
     started_utc_source: str | Absent = ABSENT
     """import: whether the start time came from the log or the file."""
     accept: AcceptSection | Absent = ABSENT

@@ -27,8 +27,8 @@ from bench.exits import EXIT_INFRA, InfraError, Interrupted, UserError, interrup
 from bench.rundir.files import new_run_dir
 from bench.rundir.runjson import RunDoc, RunFile
 from bench.rundir.sections import Failure
+from bench.runtime import clock, launcher_watch, session, signals
 from bench.runtime import env as benv
-from bench.runtime import launcher_watch, session, signals
 from bench.runtime.gpus import gpu_count
 from bench.runtime.launcher_output import LauncherOutput
 from bench.runtime.launcher_watch import Ended, Watch
@@ -247,7 +247,8 @@ def run_interrupted_into(
     ``here``: rank 0 writes ``out`` on this node (not so on the other nodes of a per-node launch)."""
     watch = Watch(timeout_s, _command_of(cmd), out if here else None)
     try:
-        return run_ranks(cmd, child_environment({benv.PARENT_VAR: "1"}), watch, output=output)
+        ranks_env = child_environment({benv.PARENT_VAR: "1", **clock.launched_env()})  # the user's wait starts here
+        return run_ranks(cmd, ranks_env, watch, output=output)
     except KeyboardInterrupt as exc:
         mark_interrupted(out, interrupt_status(exc))
         raise
