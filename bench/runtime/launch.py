@@ -125,8 +125,10 @@ def child_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
         child.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
     # Ranks print as they measure; without this, Python holds their lines back behind mpirun's pipe.
     child.setdefault("PYTHONUNBUFFERED", "1")
-    # When a peer dies, torch's C++ store client logs a stack per rank; railbench reports the fault once.
-    child.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
+    # When a peer dies, torch's C++ store client logs a stack per rank; railbench reports the fault once (the
+    # ranks set the same themselves under any launcher: benv.quiet_torch_cpp_log).
+    if not child.get(benv.TORCH_CPP_LOG_LEVEL):
+        child[benv.TORCH_CPP_LOG_LEVEL] = "ERROR"
     child.update(extra or {})
     return child
 
