@@ -1,13 +1,18 @@
 """``railbench health --drain`` on a real Slurm cluster never passes, nor resumes, a node it could not judge
-(issue 43): nvidia-smi failing on a node that has GPUs, and a check that raises, each fail the health check and
-keep the node drained with railbench's reason, run after run.
+(issue 43): nvidia-smi failing on a node that has GPUs fails the health check and keeps the node drained with
+railbench's reason, run after run.
 
 The testbed's nodes have no GPUs: node01 is given eight by a sysfs tree (``tests.gpudirect_trees``: an HGX H100
 node's PCI functions, its rails the node's own veths), bind-mounted over ``/sys`` in a private mount namespace
 of railbench's own process, as the campaign did; so railbench reads it as this machine's own ``/sys`` and runs
 the ``nvidia-smi`` it finds on the PATH, a script standing for the node's. Before the fix every GPU check
 skipped when nvidia-smi failed, the node passed and ``--drain`` resumed the node railbench had drained for a
-pending row remap; a check that raised ended the checks early and passed the node the same way.
+pending row remap.
+
+A check that raises has no case here: no input found still makes one raise (the campaign's nvidia-smi XML in
+an odd encoding is refused in one line now; thousands of mutated sysfs trees, nvidia-smi reports, nvlink lines
+and kernel logs gave none), and a monkeypatched reader would not be railbench as a node runs it. Its path (a
+failed finding with an action, drained, never resumed) is held in-process by tests/test_slurm_policy.py.
 """
 
 from __future__ import annotations
