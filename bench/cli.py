@@ -16,6 +16,7 @@ with 141 as SIGPIPE would; any other exception keeps its traceback because it is
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import importlib
 import os
@@ -24,8 +25,8 @@ import sys
 from collections.abc import Sequence
 
 from bench.commands.helptext import HelpFormatter
-from bench.exits import EXIT_USAGE, FabricFault, InfraError, UserError, interrupt_status
-from bench.runtime.env import PARENT_VAR, discover_rank, get
+from bench.exits import EXIT_USAGE, FabricFault, InfraError, Interrupted, UserError, interrupt_status
+from bench.runtime.env import PARENT_VAR, discover_rank, get, quiet_torch_cpp_log
 from bench.version import __version__
 
 # name -> (module under bench.commands, one-line summary). Order is the order shown in --help.
@@ -122,7 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Results are written as they are measured, so an interrupt loses nothing already on disk.
         info = discover_rank()
         if info is None or (info.rank == 0 and not get(PARENT_VAR)):  # one voice: the parent, else rank 0
-            print("railbench: interrupted; results measured so far are on disk", file=sys.stderr)
+            why = f": {exc.why}" if isinstance(exc, Interrupted) and exc.why else ""
+            print(f"railbench: interrupted{why}; results measured so far are on disk", file=sys.stderr)
         return interrupt_status(exc)
 
 
@@ -130,6 +132,9 @@ def entry() -> int:
     """The ``railbench`` program (``python -m bench`` too): :func:`main`, then the process's exit. A rank that
     imported torch leaves through ``bench.runtime.rank_exit`` (seconds faster than the interpreter's
     teardown of torch); :func:`main` itself always returns, for callers in the same process."""
+    with contextlib.suppress(UserError):  # a launcher variable it cannot read: main says so, in one line
+        if discover_rank() is not None:
+            quiet_torch_cpp_log()  # before torch is imported: libtorch reads it when it loads
     status = main()
     if "torch" in sys.modules and discover_rank() is not None:
         from bench.runtime.rank_exit import end_rank

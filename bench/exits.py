@@ -39,10 +39,12 @@ class Interrupted(KeyboardInterrupt):
     """SIGINT or SIGTERM: exit status 128 + the signal (130, 143). A KeyboardInterrupt, so every handler that
     keeps rows on Ctrl-C keeps them on SIGTERM (what ``scancel`` and ``timeout`` send) too."""
 
-    def __init__(self, signum: int) -> None:
+    def __init__(self, signum: int, why: str | None = None) -> None:
         super().__init__(signum)
         self.signum = signum
         self.exit_status = 128 + signum
+        self.why = why
+        """Which process the signal was sent to, where it was not this one (a peer rank's SIGTERM)."""
 
 
 def interrupt_status(exc: BaseException) -> int:

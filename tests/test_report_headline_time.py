@@ -43,3 +43,15 @@ def test_a_run_without_phase_laps_says_where_its_time_starts() -> None:
     assert "1 min 2 s from the world's set-up to the verdict" in headline(
         _run("import", finished_utc="2026-11-25T19:50:52Z")
     )
+
+
+def test_a_run_railbench_launched_says_the_wait_from_the_launchers_start() -> None:
+    """The launcher's start (``launched_utc``, before mpirun and the ranks' own start) is where the user's wait
+    began: the headline runs from it, and says so."""
+    said = headline(
+        _run("accept", launched_utc="2026-11-25T19:49:41Z", plan=PlanSection(measured_s=5.74), finish_s=1.027)
+    )
+    assert said == (
+        "accept on 1 node (2 ranks), profile lambda-1cc, 10 s from railbench accept's start to the report "
+        "(0 s from the world's set-up to the verdict), finished 2026-11-25 19:49 UTC"
+    )

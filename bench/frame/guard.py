@@ -9,7 +9,9 @@ says so before the exception goes on: ``failed`` with the hang or the lost rank 
 from __future__ import annotations
 
 import contextlib
+import signal
 from collections.abc import Callable, Iterator, Mapping
+from datetime import timedelta
 
 from bench.exits import EXIT_INFRA, FabricFault, InfraError, Interrupted, interrupt_status
 from bench.frame.postmortem import Postmortem
@@ -40,6 +42,50 @@ def rank0_lost_failure(label: str, host0: str, rank: int) -> dict[str, object]:
         "message": f"{label}: rank 0 ({host0}) died or stopped answering (recorded by rank {rank})",
         "missing_ranks": [0],
         "missing_hosts": [host0],
+    }
+
+
+SIGNALLED_KEY = "railbench/signalled/"
+"""Store key prefix under which a rank says which signal stopped it (the key ends with its rank)."""
+
+
+def announce_signal(ctx: DistContext) -> None:
+    """This rank was sent SIGINT or SIGTERM: say so in the store before it leaves its collective, so that its
+    peers, whose collective then fails, name it as the run's end instead of a rank that died. Best effort."""
+    signum = signals.received()
+    if signum is None:
+        return
+    with contextlib.suppress(RuntimeError, OSError):
+        ctx.store.set(f"{SIGNALLED_KEY}{ctx.info.rank}", str(signum))
+
+
+def signalled_peer(ctx: DistContext) -> tuple[int, int] | None:
+    """(rank, signal) of a peer that said a signal stopped it, lowest rank first; None when none did (or the
+    store no longer answers: rank 0 is gone, which the lost-rank path says)."""
+    try:
+        ctx.store.set_timeout(timedelta(seconds=5))
+        for rank in range(ctx.info.world_size):
+            key = f"{SIGNALLED_KEY}{rank}"
+            if rank != ctx.info.rank and ctx.store.check([key]):
+                return rank, int(ctx.store.get(key))
+    except (RuntimeError, ValueError):
+        return None
+    return None
+
+
+def signal_failure(label: str, ctx: DistContext, rank: int, signum: int) -> dict[str, object]:
+    """run.json's ``failure`` of a run one rank's signal ended: that rank, its host and the signal, not the
+    ranks whose collective failed with it."""
+    host = ctx.hosts[rank]
+    try:
+        name = signal.Signals(signum).name
+    except ValueError:
+        name = f"signal {signum}"
+    return {
+        "kind": "signal",
+        "message": f"{label}: rank {rank} on {host} was sent {name} and stopped the run",
+        "missing_ranks": [rank],
+        "missing_hosts": [host],
     }
 
 
@@ -86,15 +132,23 @@ def guarded(
     try:
         yield watchdog
     except KeyboardInterrupt as exc:
+        announce_signal(ctx)
         _if_rank0_silent(ctx, rank0_lost, watchdog)
         record_end("interrupted", interrupt_status(exc), None)
         raise
     except RuntimeError as exc:
         signum = signals.received()
         if signum is not None:  # the peers were interrupted too: their collective failed first
+            announce_signal(ctx)
             _if_rank0_silent(ctx, rank0_lost, watchdog)
             record_end("interrupted", 128 + signum, None)
             raise Interrupted(signum) from None
+        # One peer was sent the signal (an operator's kill of one rank): its leaving failed this collective.
+        peer = signalled_peer(ctx)
+        if peer is not None:
+            failure = signal_failure(watchdog.current_label(), ctx, *peer)
+            record_end("interrupted", 128 + peer[1], failure)
+            raise Interrupted(peer[1], str(failure["message"])) from None
         # A link that died under a communicator: its ranks' NCCL logs name it, and the run is a FAIL.
         named = postmortem.failed_here(watchdog.current_label(), exc) if postmortem is not None else None
         if named is not None:

@@ -17,6 +17,7 @@ from bench.rundir.files import FORMAT_VERSION
 from bench.rundir.judged_by import JudgedBy
 from bench.rundir.runjson import RunFile
 from bench.rundir.sections import Failure
+from bench.runtime import clock
 from bench.runtime import env as benv
 from bench.runtime.dist import DistContext, node_layout
 from bench.version import __version__
@@ -57,6 +58,7 @@ def base_metadata(ctx: DistContext, cluster: str, profile: Profile, command: str
     for r, host in enumerate(ctx.hosts):
         local_rank, _, node_rank, _ = node_layout(ctx.hosts, r)
         ranks.append({"rank": r, "host": host, "local_rank": local_rank, "node_rank": node_rank})
+    launched = clock.launched_at(benv.environ())
     return {
         "format_version": FORMAT_VERSION,
         "tool": "railbench",
@@ -64,6 +66,7 @@ def base_metadata(ctx: DistContext, cluster: str, profile: Profile, command: str
         "command": command,
         "cluster": cluster,
         "profile": profile.name,
+        **({"launched_utc": iso_utc(launched)} if launched is not None else {}),  # the launcher's start
         "started_utc": iso_utc(),
         "finished_utc": None,
         "status": "running",

@@ -116,10 +116,11 @@ class Run:
                 flush()
         record = self.record
         with contextlib.suppress(OSError):  # a run directory that refuses writes is said on the terminal
-            if failure is None or status == "interrupted":
-                record.become(record.record.interrupted(exit_status))
+            said = None if failure is None else codec.decode(Failure, failure, "failure: ")
+            if said is None or status == "interrupted":
+                record.become(record.record.interrupted(exit_status, said))
             else:
-                record.become(record.record.failed(codec.decode(Failure, failure, "failure: "), exit_status))
+                record.become(record.record.failed(said, exit_status))
 
     @contextlib.contextmanager
     def guarded(self) -> Iterator[Watchdog]:

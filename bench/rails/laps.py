@@ -7,27 +7,15 @@ read from ``/proc/self/stat`` where Linux has it, else when the laps began.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bench.jsondoc import JSONObject, JSONValue
+from bench.runtime.clock import process_age_s
 
 if TYPE_CHECKING:  # only a type here: a lap counter need not load the planner and the rails settings
     from bench.rails.plan import Plan
-
-
-def process_age_s() -> float:
-    """Seconds since this process started (0 where /proc cannot say)."""
-    try:
-        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
-        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22, counted after the command's ")"
-        uptime = float(Path("/proc/uptime").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 0.0
-    return max(0.0, uptime - started)
 
 
 class Laps:

@@ -117,6 +117,10 @@ class RunDoc:
     """import: the GPUs the log listed."""
     source: ImportSource | Absent = ABSENT
     """import: the log it came from."""
+    launched_utc: str | Absent = ABSENT
+    """When the railbench launcher that started the ranks (``run --np``, ``accept``) started: the user's wait
+    begins there, before mpirun and the ranks' own start (``bench.runtime.clock``); absent under the user's own
+    launcher."""
     started_utc_source: str | Absent = ABSENT
     """import: whether the start time came from the log or the file."""
     accept: AcceptSection | Absent = ABSENT
@@ -219,9 +223,10 @@ class RunDoc:
             finished_utc=self.finished_utc if self.status != "running" and self.finished_utc else _now(),
         )
 
-    def interrupted(self, exit_status: int) -> RunDoc:
+    def interrupted(self, exit_status: int, failure: Failure | None = None) -> RunDoc:
         """A signal ended the run (or its finish step): status ``interrupted`` with the signal's exit status. A
-        verdict already decided stands (its history row or report is what is missing); else it is an error."""
+        verdict already decided stands (its history row or report is what is missing); else it is an error.
+        ``failure`` (kind ``signal``) names the one rank the signal was sent to, where it was not every rank."""
         finish: Finish | Absent = "interrupted" if self.finish == "running" else self.finish
         ended = dataclasses.replace(
             self,
@@ -230,9 +235,12 @@ class RunDoc:
             finish=finish,
             finished_utc=self.finished_utc or _now(),  # a run stopped while measuring ends now
         )
+        if failure is not None:
+            ended = dataclasses.replace(ended, failure=failure)
         if self.verdict is not None:
             return ended
-        return dataclasses.replace(ended, verdict="error", reasons=(f"interrupted (exit status {exit_status})",))
+        why = failure.message if failure is not None else "interrupted"
+        return dataclasses.replace(ended, verdict="error", reasons=(f"{why} (exit status {exit_status})",))
 
     @property
     def finishing(self) -> bool:

@@ -61,6 +61,23 @@ PARENT_VAR = "RAILBENCH_PARENT"
 """Set for ranks a railbench parent started: the parent speaks for them when the run is interrupted."""
 
 
+TORCH_CPP_LOG_LEVEL = "TORCH_CPP_LOG_LEVEL"
+"""libtorch's C++ log threshold (``INFO``, ``WARNING``, ``ERROR``, ``FATAL``; PyTorch's "Debugging Environment
+Variables", https://docs.pytorch.org/docs/stable/debugging_environment_variables.html), read when libtorch
+loads: set before ``import torch`` or not at all."""
+
+
+def quiet_torch_cpp_log() -> None:
+    """A rank's C++ log threshold ``ERROR`` unless the user chose one: torch's warnings are not railbench's to
+    pass on. c10d warns once per rank where a store peer's reverse lookup fails (``The hostname of the client
+    socket cannot be retrieved. err=-3``, ``formatSockAddr`` in torch/csrc/distributed/c10d/socket.cpp: a node
+    without a resolver, a network namespace), and logs a stack per rank when a peer dies; railbench says the
+    fault once itself. The launcher railbench starts sets the same for its ranks; a rank under srun or the
+    user's own mpirun sets it here, before torch is imported. An empty value counts as unset."""
+    if not os.environ.get(TORCH_CPP_LOG_LEVEL):
+        os.environ[TORCH_CPP_LOG_LEVEL] = "ERROR"
+
+
 def environ() -> Mapping[str, str]:
     """The process environment (read-only view)."""
     return os.environ

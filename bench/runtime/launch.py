@@ -27,8 +27,8 @@ from bench.exits import EXIT_INFRA, InfraError, Interrupted, UserError, interrup
 from bench.rundir.files import new_run_dir
 from bench.rundir.runjson import RunDoc, RunFile
 from bench.rundir.sections import Failure
+from bench.runtime import clock, launcher_watch, session, signals
 from bench.runtime import env as benv
-from bench.runtime import launcher_watch, session, signals
 from bench.runtime.gpus import gpu_count
 from bench.runtime.launcher_output import LauncherOutput
 from bench.runtime.launcher_watch import Ended, Watch
@@ -125,8 +125,10 @@ def child_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
         child.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
     # Ranks print as they measure; without this, Python holds their lines back behind mpirun's pipe.
     child.setdefault("PYTHONUNBUFFERED", "1")
-    # When a peer dies, torch's C++ store client logs a stack per rank; railbench reports the fault once.
-    child.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
+    # When a peer dies, torch's C++ store client logs a stack per rank; railbench reports the fault once (the
+    # ranks set the same themselves under any launcher: benv.quiet_torch_cpp_log).
+    if not child.get(benv.TORCH_CPP_LOG_LEVEL):
+        child[benv.TORCH_CPP_LOG_LEVEL] = "ERROR"
     child.update(extra or {})
     return child
 
@@ -247,7 +249,8 @@ def run_interrupted_into(
     ``here``: rank 0 writes ``out`` on this node (not so on the other nodes of a per-node launch)."""
     watch = Watch(timeout_s, _command_of(cmd), out if here else None)
     try:
-        return run_ranks(cmd, child_environment({benv.PARENT_VAR: "1"}), watch, output=output)
+        ranks_env = child_environment({benv.PARENT_VAR: "1", **clock.launched_env()})  # the user's wait starts here
+        return run_ranks(cmd, ranks_env, watch, output=output)
     except KeyboardInterrupt as exc:
         mark_interrupted(out, interrupt_status(exc))
         raise
@@ -304,6 +307,11 @@ def exit_status_from_run_dir(out: Path, ended: Ended, output: LauncherOutput | N
     status = run_file.record.exit_status
     recorded = run_file.record.failure
     named = isinstance(recorded, Failure) and recorded.kind == "link-died"
+    if run_file.status == "interrupted" and isinstance(recorded, Failure) and recorded.kind == "signal":
+        # One rank was sent the signal (an operator's kill); the launcher then stopped the others, and the ranks
+        # already recorded whose signal it was: said once, here, not as the ranks lost with it.
+        print(f"railbench: interrupted: {recorded.message}; results measured so far are on disk", file=sys.stderr)
+        return status if isinstance(status, int) else EXIT_INFRA
     # A link the ranks named when it died mid-measurement is why the launcher lost them: that record stands.
     if lost and run_file.status in ("running", "interrupted", "failed") and not named:
         message = "; ".join(r.describe() for r in lost) + "; results.csv keeps every finished measurement"

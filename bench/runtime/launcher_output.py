@@ -14,8 +14,10 @@ reverse lookup fails rather than finds no name: ``err=-3`` is ``EAI_AGAIN``, a r
 (a network namespace, a node without DNS). It then prints the address itself, and the connection works: the
 line says nothing about the run, and railbench cannot stop it at its cause, a lookup torch makes of whatever
 address the store's peer has (a loopback store, as on one host, resolves from /etc/hosts and never warns).
-Under a launcher railbench did not start (srun, the user's mpirun) the ranks' stderr is not railbench's to read,
-and the line is printed as torch wrote it.
+Every rank sets libtorch's C++ log threshold to ``ERROR`` before importing torch unless the user chose one
+(``bench.runtime.env.quiet_torch_cpp_log``), so the line is not printed at all, under srun or the user's own
+mpirun too, whose ranks' stderr is not railbench's to read; this filter keeps it out of what railbench relays
+where the user's own threshold lets torch print it.
 """
 
 from __future__ import annotations
