@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.support import CORPUS, REPO, railbench
+
+if TYPE_CHECKING:
+    from xdist.remote import Producer
+    from xdist.scheduler import LoadGroupScheduling
+    from xdist.workermanage import WorkerController
 
 
 def _reports_state() -> dict[str, float]:
@@ -18,16 +27,77 @@ def _reports_state() -> dict[str, float]:
     )
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every test that builds the namespace testbed (the Slurm ones too) runs on one xdist worker, one after
-    another: two clusters at once would double the load on the rates those tests judge, and their module-scoped
-    clusters are built once, not once per worker."""
+GROUPS_FOLDER = "railbench_xdist_groups"
+"""The key, in each xdist worker's input, of the folder where it writes every test's group for the controller."""
+_GROUPS_FOLDER_KEY = pytest.StashKey[Path]()
+
+
+def xdist_group_of(item: pytest.Item) -> str | None:
+    """The tests that build the namespace testbed run in two groups, each on one worker, one test after
+    another: the Slurm cluster's tests in one, the other testbed tests in the other. Each testbed is named by
+    its test process's pid (its namespaces, its Slurm folder and munge socket), so the two groups' clusters
+    never meet, and each group's module-scoped clusters are built once, not once per worker. xdist starts
+    the biggest groups first, one a worker, and the unit, mpi and browser tests fill both workers after them;
+    at most two clusters run at once, one a worker, each beside nothing heavier than the other worker: the
+    rails tests' peer comparisons hold at load 9-13 (ci/loaded_rails.py). The GPU tests time the node's
+    GPUs: two at once would each measure half of them."""
+    if item.get_closest_marker("slurm"):
+        return "slurm-testbed"
+    if item.get_closest_marker("netns"):
+        return "testbed"
+    if item.get_closest_marker("gpu"):
+        return "gpu"
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Each test's group, as an ``xdist_group`` mark and, on an xdist worker, in a file for the controller's
+    scheduler (:func:`pytest_xdist_make_scheduler`): pytest 9.2 keeps a node's id in a new field, so xdist
+    3.8's own way of passing the mark on (a suffix written into the old one) is lost and ``--dist=loadgroup``
+    groups nothing (pytest-dev/pytest-xdist#1386): every testbed test ran on whichever worker was free."""
+    groups = {item.nodeid: group for item in items if (group := xdist_group_of(item)) is not None}
     for item in items:
-        if item.get_closest_marker("netns"):
-            item.add_marker(pytest.mark.xdist_group("testbed"))
-        elif item.get_closest_marker("gpu"):
-            # The GPU tests time the node's GPUs: two at once would each measure half of them.
-            item.add_marker(pytest.mark.xdist_group("gpu"))
+        if item.nodeid in groups:
+            item.add_marker(pytest.mark.xdist_group(groups[item.nodeid]))
+    worker = getattr(config, "workerinput", {})
+    if GROUPS_FOLDER in worker:
+        (Path(worker[GROUPS_FOLDER]) / f"{worker['workerid']}.json").write_text(json.dumps(groups))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: WorkerController) -> None:
+    """The controller gives every worker the one folder where workers write their tests' groups."""
+    config = node.config
+    if _GROUPS_FOLDER_KEY not in config.stash:
+        config.stash[_GROUPS_FOLDER_KEY] = Path(tempfile.mkdtemp(prefix="railbench-xdist-groups-"))
+    node.workerinput[GROUPS_FOLDER] = str(config.stash[_GROUPS_FOLDER_KEY])
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _GROUPS_FOLDER_KEY in config.stash:
+        shutil.rmtree(config.stash[_GROUPS_FOLDER_KEY], ignore_errors=True)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Producer) -> LoadGroupScheduling | None:
+    """``--dist=loadgroup`` with each test's group read from what the workers wrote (every worker collects
+    the same tests, so any one's file serves); a test none of them grouped is its own unit, as in xdist."""
+    if config.getoption("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class WrittenGroups(LoadGroupScheduling):
+        groups: dict[str, str] | None = None
+
+        def _split_scope(self, nodeid: str) -> str:
+            if self.groups is None and _GROUPS_FOLDER_KEY in config.stash:
+                # Read when the scheduling starts, once every worker has collected (and written).
+                written = sorted(config.stash[_GROUPS_FOLDER_KEY].glob("*.json"))
+                self.groups = json.loads(written[0].read_text()) if written else None
+            group = (self.groups or {}).get(nodeid)
+            return group if group is not None else super()._split_scope(nodeid)
+
+    return WrittenGroups(config, log)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bench.rails.bootstrap_nic import interface_towards, management_socket_ifname, site_value_line
 from tests.support import REPO
 
@@ -55,6 +57,7 @@ def test_the_interface_towards_the_rendezvous_is_the_one_the_kernel_routes_it_by
     assert interface_towards("no-such-host.invalid", 1) is None
 
 
+@pytest.mark.slow  # four Python processes: 6 s of the unit tier's 29 at load 1
 def test_ib_profiles_keep_nccls_sockets_on_the_management_interface(tmp_path: Path) -> None:
     # Unset, NCCL would take ib* (IPoIB on a rail) first (src/misc/socket.cc ncclFindInterfaces).
     value, said = _step(tmp_path / "a", "lambda-1cc", None)

@@ -69,6 +69,7 @@ def test_a_named_defect_fails_its_bar_even_above_threshold() -> None:
     assert table.loc["rail 1 (mlx5_2)", "status"] == "fail"
 
 
+@pytest.mark.slow  # a 100-node rails.json modelled and judged: 2 s at load 1
 def test_bars_keep_only_the_slowest_when_there_are_too_many() -> None:
     hosts = tuple(f"n{i:03d}" for i in range(100))
     rails = rails_doc(ClusterModel(hosts=hosts, bad=("n042", 2)))
