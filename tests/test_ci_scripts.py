@@ -20,6 +20,9 @@ import pytest
 from tests.support import REPO, rank_env
 
 SCRIPTS = sorted((REPO / "ci").glob("*.py"))
+TESTBED = {"bench_plan.py", "diagnosis_campaign.py", "loaded_rails.py", "sample_report.py"}
+"""Scripts that build the namespace testbed in their tiny run: in the testbed's xdist group (tests/conftest.py), so
+no more clusters run at once than the groups allow."""
 TIMEOUT_S = 300
 
 
@@ -28,7 +31,11 @@ def test_the_ci_folder_has_scripts() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("script", SCRIPTS, ids=[p.name for p in SCRIPTS])
+@pytest.mark.parametrize(
+    "script",
+    [pytest.param(p, marks=[pytest.mark.netns] if p.name in TESTBED else []) for p in SCRIPTS],
+    ids=[p.name for p in SCRIPTS],
+)
 def test_every_ci_script_runs_tiny(script: Path) -> None:
     done = subprocess.run(
         [sys.executable, str(script), "--tiny"],
