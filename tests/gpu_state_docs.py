@@ -49,10 +49,12 @@ class SmiGpuSpec:
     mig_pending: str = "Disabled"
     links_inactive: tuple[int, ...] = ()
     """NVLinks down (``nvidia-smi nvlink -s``)."""
+    domain: int = 0
+    """The GPU's PCI domain: 0 but on a GB200 tray, whose GPUs sit each in a domain of its own (0008, 0009, ...)."""
 
     @property
     def pci(self) -> str:
-        return f"00000000:{self.bus:02X}:00.0"
+        return f"{self.domain:08X}:{self.bus:02X}:00.0"
 
 
 def healthy(count: int = 8) -> list[SmiGpuSpec]:
@@ -112,7 +114,7 @@ def _gpu(spec: SmiGpuSpec, old_names: bool) -> str:
         f"\t\t<minor_number>{GPU_BUSES.index(spec.bus) if spec.bus in GPU_BUSES else 0}</minor_number>\n"
         "\t\t<gpu_recovery_action>None</gpu_recovery_action>\n"
         "\t\t<pci>\n"
-        f"\t\t\t<pci_bus>{spec.bus:02X}</pci_bus>\n\t\t\t<pci_device>00</pci_device>\n\t\t\t<pci_domain>0000</pci_domain>\n"
+        f"\t\t\t<pci_bus>{spec.bus:02X}</pci_bus>\n\t\t\t<pci_device>00</pci_device>\n\t\t\t<pci_domain>{spec.domain:04X}</pci_domain>\n"
         "\t\t\t<pci_device_id>233010DE</pci_device_id>\n"
         f"\t\t\t<pci_bus_id>{spec.pci}</pci_bus_id>\n"
         "\t\t\t<pci_gpu_link_info>\n"

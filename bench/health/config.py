@@ -26,6 +26,7 @@ HEALTH_CHECKS: tuple[str, ...] = (
     "gpu-peer-memory",
     "gpu-xid",
     "gpu-ecc",
+    "gpu-clocks",
     "nvlink",
     "fabric-manager",
     "port-mtu",
@@ -33,7 +34,8 @@ HEALTH_CHECKS: tuple[str, ...] = (
 """The node-local subset of ``check`` (``bench.preflight.checks``) a health check runs: the node's own hardware as it
 is now (``pcie-acs`` included: a BIOS update or a reboot can turn ACS redirection back on under a switch shared by a
 GPU and its NIC), the GPUs' own health included (Xid events since boot: a GPU that fell off the bus or took a
-double-bit error stays broken until it is reset, so it drains again after a resume until then). Left out: the checks
+double-bit error stays broken until it is reset, so it drains again after a resume until then; a GPU whose clocks
+heat or a power brake hold down at idle, a fault of its cooling or power). Left out: the checks
 of the run's settings (``NCCL_IB_HCA``, ``NCCL_SOCKET_IFNAME``: slurmd gives its health check no job's environment),
 NCCL's logs (none given), and the kernel log's link flaps (history, not the present: a flap an hour ago would drain
 the node again after every resume)."""
