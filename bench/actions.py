@@ -183,8 +183,8 @@ DEFAULT_CHECK_ACTIONS: Mapping[str, str] = MappingProxyType(
         "gpu-ecc": "drain {node} and reset {device} ({pci}) to apply its pending row remap, repair or page "
         "retirement; replace it (RMA) if a remap failed or its memory is beyond repair",
         "gpu-clocks": "check the cooling and power of {device} ({pci}) on {node}: its clocks are held down",
-        "nvlink": "drain {node} and check the NVLinks of {device} ({pci}) (nvidia-smi nvlink -s); turn MIG off for "
-        "NCCL jobs",
+        "nvlink": "drain {node} and check the NVLinks of {device} ({pci}) (nvidia-smi nvlink -s, -e): reset the GPU; "
+        "reseat or replace it, or its baseboard, if a link stays down",
         "fabric-manager": "start nvidia-fabricmanager on {node} and wait until every GPU's fabric state is Completed",
         "nic-pcie": "set the PCIe MaxReadReq of {device} ({pci}) on {node} to 4096 (setpci, or the HCA's firmware "
         "setting)",

@@ -182,7 +182,7 @@ def test_health_says_one_line_per_finding_and_exits_as_slurm_reads_it(trees: dic
         ["health", "--profile", "lambda-1cc", "--sysfs-root", str(trees["healthy"]), "--node", "gpu-node07"]
     )
     assert healthy.returncode == 0, healthy.stdout + healthy.stderr
-    assert healthy.stdout.splitlines()[-1].startswith("railbench health gpu-node07: PASS (22 pass, 8 skip in ")
+    assert healthy.stdout.splitlines()[-1].startswith("railbench health gpu-node07: PASS (22 pass, 9 skip in ")
     broken = railbench_inline(
         ["health", "--profile", "lambda-1cc", "--sysfs-root", str(trees["port-down"]), "--node", "gpu-node07"]
     )
@@ -192,7 +192,7 @@ def test_health_says_one_line_per_finding_and_exits_as_slurm_reads_it(trees: dic
         "railbench health gpu-node07: FAIL rail: mlx5_3:1: port DOWN (phys_state Disabled), expected ACTIVE/LinkUp; "
         "action: check the port state, the rate and the cable of gpu-node07 mlx5_3 port 1"
     )
-    assert lines[1].startswith("railbench health gpu-node07: FAIL (1 fail, 13 pass, 9 skip in ") and len(lines) == 2
+    assert lines[1].startswith("railbench health gpu-node07: FAIL (1 fail, 13 pass, 10 skip in ") and len(lines) == 2
     # the reason --drain gives this node, as docs/slurm.md shows it
     results = run_checks(HealthConfig("lambda-1cc", sysfs_root=trees["port-down"]), load_profile("lambda-1cc"))
     faults, _ = drain.check_faults("gpu-node07", results.results, load_profile("lambda-1cc").actions)

@@ -240,12 +240,17 @@ class NvLinks(Check):
         for gpu in state.report.gpus if state.report is not None else ():
             label, words, gpus = _who(ctx, gpu)
             action = ctx.action("nvlink", device=words.split(" (")[0], pci=gpu.pci)
+            # MIG is a setting, not a link: its own action, whatever the profile says for NVLinks
+            mig_off = (
+                f"turn MIG off on {ctx.node} {words} (nvidia-smi -i {gpu.pci} -mig 0, then reset the GPU): NCCL "
+                "needs whole GPUs"
+            )
             if gpu.mig_current == "Enabled":
                 reason = f"{words}: MIG is enabled: its instances have no NVLink or GPU peer-to-peer path"
-                out.append(self.result("fail", reason, label, action=action, gpus=gpus))
+                out.append(self.result("fail", reason, label, action=mig_off, gpus=gpus))
             elif gpu.mig_pending == "Enabled":
                 reason = f"{words}: MIG is enabled from the next GPU reset"
-                out.append(self.result("warn", reason, label, action=action, gpus=gpus))
+                out.append(self.result("warn", reason, label, action=mig_off, gpus=gpus))
             if gpu.fabric_bandwidth == "Degraded":
                 reason = f"{words}: the NVSwitch fabric reports its NVLink bandwidth Degraded"
                 out.append(self.result("fail", reason, label, action=action, gpus=gpus))
