@@ -138,7 +138,11 @@ def test_nvidia_smi_failing_on_a_node_drained_for_a_row_remap_fails_and_keeps_it
     assert status == 1, said
     assert said[0].startswith(f"railbench health {NODE}: FAIL gpu-ecc: GPU 3 (0000:73:00.0): a row remap is pending")
     state, reason = slurm_state(cluster)
-    assert "DRAIN" in state.split("+") and reason.startswith("railbench: gpu-ecc GPU3 "), (state, reason)
+    assert (
+        "DRAIN" in state.split("+")
+        and reason.startswith("railbench: gpu-ecc GPU3")
+        and "reset GPU 3 (0000:73:00.0)" in reason
+    ), (state, reason)
     # The driver stops answering: every GPU check nvidia-smi feeds fails, naming the tool's own line and the
     # action, and the node stays drained, run after run (before: all skipped, PASS, and the node resumed).
     node.smi("failing")
@@ -150,9 +154,11 @@ def test_nvidia_smi_failing_on_a_node_drained_for_a_row_remap_fails_and_keeps_it
             f"by: {node.tools / 'nvidia-smi'} -q -x failed ({SMI_FAILED}); action: keep {NODE} out of service"
         )
         assert any(line.startswith(fail) for line in said), said
-        assert said[-1].startswith(f"railbench health {NODE}: FAIL (3 fail, "), said
+        assert said[-1].startswith(f"railbench health {NODE}: FAIL (4 fail, "), (
+            said
+        )  # gpu-ecc, gpu-clocks, nvlink, fabric-manager
         assert not any("resumed" in line for line in said), said
         state, reason = slurm_state(cluster)
         assert "DRAIN" in state.split("+"), (state, reason)
-        assert reason.startswith("railbench: gpu-ecc ") and "no nvidia-smi report" in reason, reason
+        assert reason.startswith("railbench: gpu-ecc ") and f"keep {NODE} out of service" in reason, reason
     cluster.resume(NODE)
