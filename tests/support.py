@@ -12,6 +12,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -125,6 +126,32 @@ def railbench_inline(
         os.environ.clear()
         os.environ.update(saved_env)
     return subprocess.CompletedProcess(["railbench", *args], status, out.getvalue(), err.getvalue())
+
+
+def spawn_railbench(args: Sequence[str], cwd: Path = REPO) -> subprocess.Popen[str]:
+    """``python -m bench ARGS`` as its own session (so a test can signal its whole process group as scancel
+    does), its output piped; end it with :func:`kill_leftovers` in a ``finally``."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "bench", *args],
+        cwd=cwd,
+        env=rank_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def kill_leftovers(proc: subprocess.Popen[str], out: Path | None = None) -> None:
+    """SIGKILL what a failed test leaves running: the ranks writing to ``out`` (they may have left the
+    launcher's group) and the launcher's process group."""
+    if proc.poll() is not None:
+        return
+    for pid in rank_pids(out).values() if out is not None else ():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def rank_pids(out: Path) -> dict[int, int]:

@@ -13,13 +13,17 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.support import REPO, railbench_inline, rank_env, rank_pids, wait_for_finish_step
+from tests.support import (
+    kill_leftovers,
+    railbench_inline,
+    rank_pids,
+    spawn_railbench,
+    wait_for_finish_step,
+)
 
 pytestmark = [pytest.mark.mpi, pytest.mark.slow]
 
@@ -38,24 +42,13 @@ def test_sigterm_to_rank_0_in_its_finish_step_is_an_interrupt_not_a_failure(tmp_
     # Before the fix: run ended exit 3 with run.json rewritten as failed "during the run" and rank 1 naming
     # rank 0 lost; rails never ended (rank 0 in MPI's finalize, rank 1 waiting for rank 0's exit status).
     out, history = tmp_path / "run", tmp_path / "h.sqlite"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bench", *COMMANDS[command], "--out", str(out), "--history", str(history)],
-        cwd=REPO,
-        env=rank_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    proc = spawn_railbench([*COMMANDS[command], "--out", str(out), "--history", str(history)])
     try:
         wait_for_finish_step(out, proc)
         os.kill(rank_pids(out)[0], signal.SIGTERM)
         stdout, stderr = proc.communicate(timeout=120)
     finally:
-        if proc.poll() is None:
-            for pid in rank_pids(out).values():
-                os.kill(pid, signal.SIGKILL)
-            os.killpg(proc.pid, signal.SIGKILL)
+        kill_leftovers(proc, out)
     assert proc.returncode == 143, stdout[-2000:] + stderr[-2000:]
     said = [line for line in stderr.splitlines() if line.startswith("railbench: ")]
     assert len(said) == 1 and said[0].startswith("railbench: interrupted while finishing the run"), stderr[-3000:]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import REPO, rank_env, rank_pids, wait_for_finish_step
+from tests.support import REPO, kill_leftovers, rank_env, rank_pids, spawn_railbench, wait_for_finish_step
 
 
 @pytest.mark.mpi
@@ -58,23 +58,14 @@ def test_a_full_run_directory_is_a_recorded_failure_in_one_line(tmp_path: Path) 
 @pytest.mark.mpi
 def test_a_signal_while_finishing_is_recorded(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "bench", "run", "--np", "2", "-b", "8", "-e", "64K", "-n", "1", "-w", "0"]
-    proc = subprocess.Popen(
-        [*cmd, "--out", str(out), "--history", str(tmp_path / "h.sqlite")],
-        cwd=REPO,
-        env=rank_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    cmd = ["run", "--np", "2", "-b", "8", "-e", "64K", "-n", "1", "-w", "0"]
+    proc = spawn_railbench([*cmd, "--out", str(out), "--history", str(tmp_path / "h.sqlite")])
     try:
         wait_for_finish_step(out, proc)  # the finish step starts once the verdict is written
         os.killpg(proc.pid, signal.SIGTERM)  # what scancel or timeout sends
         stdout, stderr = proc.communicate(timeout=120)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        kill_leftovers(proc)
     assert proc.returncode == 143, stdout[-2000:] + stderr[-2000:]
     meta = json.loads((out / "run.json").read_text())
     assert (meta["status"], meta["exit_status"], meta["finish"]) == ("interrupted", 143, "interrupted"), meta

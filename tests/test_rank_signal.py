@@ -13,14 +13,12 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.support import REPO, railbench_inline, rank_env, rank_pids
+from tests.support import kill_leftovers, railbench_inline, rank_pids, spawn_railbench
 
 pytestmark = [pytest.mark.mpi, pytest.mark.slow]
 
@@ -36,15 +34,7 @@ def test_sigterm_to_rank_2_is_one_line_naming_it_and_an_interrupt_everywhere(tmp
     out, history = tmp_path / "run", tmp_path / "h.sqlite"
     args = ["run", "--np", "4", "-b", "64K", "-e", "256M", "-f", "2", "-n", "10", "-w", "1"]
     args += ["--collectives", "all_reduce", "--timeout", "60", "--out", str(out), "--no-history"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bench", *args],
-        cwd=REPO,
-        env=rank_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    proc = spawn_railbench(args)
     try:
         deadline = time.monotonic() + 180
         while _rows(out) < 2:  # the sweep is measuring: every rank is in its collectives
@@ -54,10 +44,7 @@ def test_sigterm_to_rank_2_is_one_line_naming_it_and_an_interrupt_everywhere(tmp
         os.kill(rank_pids(out)[2], signal.SIGTERM)
         _, stderr = proc.communicate(timeout=120)
     finally:
-        if proc.poll() is None:
-            for pid in rank_pids(out).values():
-                os.kill(pid, signal.SIGKILL)
-            os.killpg(proc.pid, signal.SIGKILL)
+        kill_leftovers(proc, out)
     host = socket.gethostname()
     said = [line for line in stderr.splitlines() if line.startswith("railbench: ")]
     assert len(said) == 1, stderr[-3000:]
