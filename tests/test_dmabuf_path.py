@@ -20,13 +20,13 @@ from tests import gpu_state_docs as docs
 from tests.support import CORPUS, railbench_inline
 
 GOOD_ENV = {"NCCL_IB_HCA": "^=mlx5_0", "NCCL_SOCKET_IFNAME": "=eno1"}
-# https://github.com/devopsrustem/slurmv4/blob/e95c7d7cc07303628822f12a30d607d38da1f54d/3/13.sh (NCCL 2.27.5 on
-# an H100 node, NCCL_DEBUG=INFO; also /work/shared/corpus/nccl_log_h100_2node_roce_8rails_nccl2.27.5_ofi_fallback)
+# This project's own lines in NCCL 2.27's INFO format (src/init.cc prints "DMA-BUF is available on GPU device N");
+# the real wording is read from the shared corpus's NCCL 2.27.5 log in test_the_corpus_nccl_log_tells_it.
 NCCL_LINES = """\
-tpgds-aihub0008:207009:207009 [2] NCCL INFO Using network IB
-tpgds-aihub0008:207008:207008 [1] NCCL INFO DMA-BUF is available on GPU device 1
-tpgds-aihub0008:207008:207008 [1] NCCL INFO ncclCommInitRank comm 0x5654997a1f80 rank 9 nranks 16 cudaDev 1 \
-nvmlDev 1 busId 2a000 commId 0xde4443395863ef4a - Init START
+gpu-node07:41207:41207 [2] NCCL INFO Using network IB
+gpu-node07:41206:41206 [1] NCCL INFO DMA-BUF is available on GPU device 1
+gpu-node07:41206:41206 [1] NCCL INFO ncclCommInitRank comm 0x55d0c8e31a40 rank 1 nranks 16 cudaDev 1 \
+nvmlDev 1 busId 2a000 commId 0x7c1d52a09e6b3f10 - Init START
 """
 CORPUS_LOG = CORPUS / "nccl_log_h100_2node_roce_8rails_nccl2.27.5_ofi_fallback.txt"
 
@@ -84,7 +84,7 @@ def test_nccls_own_dmabuf_line_tells_it(tree: Path, tmp_path: Path) -> None:
     log.write_text(NCCL_LINES)
     found = _peer(tree, nccl=(log,))
     assert [r.status for r in found] == ["pass"], found
-    assert found[0].reason == "DMA-BUF: NCCL on tpgds-aihub0008 said DMA-BUF is available on GPU device 1"
+    assert found[0].reason == "DMA-BUF: NCCL on gpu-node07 said DMA-BUF is available on GPU device 1"
 
 
 @pytest.mark.skipif(not CORPUS_LOG.is_file(), reason="the shared corpus is not beside this checkout")
