@@ -34,7 +34,7 @@ WILD = manifest.WILD / "nvlink-status"
 GOOD_ENV = {"NCCL_IB_HCA": "^=mlx5_0", "NCCL_SOCKET_IFNAME": "=eno1"}
 
 
-def _judged(text: str) -> nvlink.Judgement:
+def _judged(text: str) -> nvlink.LinkJudgement:
     return nvlink.judge(nvlink.parse_status(text.splitlines()))
 
 

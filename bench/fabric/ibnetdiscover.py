@@ -63,7 +63,7 @@ from bench.fabric import other_tools
 from bench.fabric.cabling import Cable, Cabling, HostPort, SwitchPort, normalised
 from bench.fabric.ibnetdiscover_names import (
     Node,
-    Port,
+    PortLine,
     canonical_hcas,
     host_port,
     unnamed_adapters,
@@ -135,7 +135,7 @@ def _header(line: str, number: int) -> Node | None:
     return Node(NODE_TYPES[word], ident[0], description[0].strip() if description else "", number)
 
 
-def _port_line(line: str, number: int) -> Port | None:
+def _port_line(line: str, number: int) -> PortLine | None:
     """The port a line describes; None when it is not whole (cut in the middle, damaged)."""
     first = _bracketed(line, 0)
     if first is None:
@@ -153,7 +153,7 @@ def _port_line(line: str, number: int) -> Port | None:
     if not whole:
         return None
     described = _quoted(comment) if comment else None
-    return Port(local, peer[0], peer_port[0], link, described[0].strip() if described else None, number, bare)
+    return PortLine(local, peer[0], peer_port[0], link, described[0].strip() if described else None, number, bare)
 
 
 def _kind_of(ident: str) -> str | None:
@@ -204,7 +204,7 @@ def _whole(nodes: dict[str, Node], where: str) -> None:
     section that has begun, a link that only one of its two blocks lists."""
     listed = {(n.ident, p.local): p for n in nodes.values() for p in n.ports}
     has_cas = any(n.kind == "ca" for n in nodes.values())
-    missing_cas: dict[str, Port] = {}
+    missing_cas: dict[str, PortLine] = {}
     for node in nodes.values():
         for port in node.ports:
             peer = nodes.get(port.peer)

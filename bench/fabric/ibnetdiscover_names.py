@@ -23,7 +23,7 @@ NAME_FIX = (
 
 
 @dataclass(frozen=True)
-class Port:
+class PortLine:
     local: int
     peer: str
     peer_port: int
@@ -42,7 +42,7 @@ class Node:
     ident: str
     description: str
     line: int
-    ports: list[Port] = field(default_factory=list)
+    ports: list[PortLine] = field(default_factory=list)
 
 
 def host_port(node: Node, port: int) -> HostPort:

@@ -190,7 +190,7 @@ class LinkFault:
 
 
 @dataclass(frozen=True)
-class Judgement:
+class LinkJudgement:
     faults: tuple[LinkFault, ...] = ()
     every_link_down: bool = False
     """No link is active on any GPU, on GPUs that have NVLink: the fabric (or the fabric manager) is down. Each
@@ -200,7 +200,7 @@ class Judgement:
     NVLink count (PCIe cards without bridges)."""
 
 
-def judge(gpus: Sequence[GpuLinks]) -> Judgement:
+def judge(gpus: Sequence[GpuLinks]) -> LinkJudgement:
     """The faults in ``gpus``' links.
 
     * A GPU whose model has N NVLinks by design (:func:`design_links`) fails for each of links 0..N-1 that is
@@ -210,17 +210,17 @@ def judge(gpus: Sequence[GpuLinks]) -> Judgement:
       same card with the same bridges has it up. A link inactive on every peer (the H100 PCIe's links 4, 5,
       10, 11, 16, 17 with three bridges) is its design.
     * An active link slower than the node's most common link speed fails its GPU.
-    * No link active anywhere fails every GPU and marks the node (:attr:`Judgement.every_link_down`) when the
+    * No link active anywhere fails every GPU and marks the node (:attr:`LinkJudgement.every_link_down`) when the
       GPUs list links or have a known design; NVML's all-down line on every GPU of models without one is a node
       without NVLink (the A100 PCIe cards of HPE-Japan-Presales/e-learning), not judged.
     """
     listed = [g for g in gpus if g.links or g.all_down or design_links(g.name) is not None]
     if not any(g.links or g.all_down for g in listed):
-        return Judgement(no_nvlink=f"{STATUS} lists no NVLink on these GPUs (PCIe GPUs without NVLink)")
+        return LinkJudgement(no_nvlink=f"{STATUS} lists no NVLink on these GPUs (PCIe GPUs without NVLink)")
     up = {link.link for g in listed for link in g.active}
     if not up and all(g.all_down and design_links(g.name) is None for g in listed):
         names = ", ".join(sorted({g.name for g in listed}))
-        return Judgement(
+        return LinkJudgement(
             no_nvlink=f"NVML: no NVLink active on any of the {len(listed)} GPUs ({names}: no fixed NVLink count, "
             "so PCIe cards without bridges)"
         )
@@ -231,7 +231,7 @@ def judge(gpus: Sequence[GpuLinks]) -> Judgement:
         fault = _gpu_fault(g, up, common)
         if fault is not None:
             faults.append(fault)
-    return Judgement(tuple(faults), every_link_down=not up)
+    return LinkJudgement(tuple(faults), every_link_down=not up)
 
 
 def _gpu_fault(g: GpuLinks, up: set[int], common: float | None) -> LinkFault | None:

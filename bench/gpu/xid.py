@@ -230,7 +230,7 @@ def since_boot(lines: Sequence[str]) -> Sequence[str]:
 
 
 @dataclass(frozen=True)
-class Verdict:
+class XidVerdict:
     status: Literal["fail", "warn"]
     why: str
     """The words that decide it (the line's severity, the catalogue's bucket, Xid 154's recovery action)."""
@@ -238,27 +238,27 @@ class Verdict:
     """What NVIDIA says to do."""
 
 
-def judge(event: Xid, fail_xids: Iterable[int]) -> Verdict:
+def judge(event: Xid, fail_xids: Iterable[int]) -> XidVerdict:
     """Fail or warn one event: what the line says first (Fatal; Non-fatal; Xid 154's recovery action), then the
     catalogue's bucket through the profile's ``fail_xids``."""
     cat = xid_catalogue
     if event.kind == "SXid":
         if event.severity == "fatal":
-            return Verdict("fail", "the line says Fatal", cat.SXID_FATAL_ACTION)
+            return XidVerdict("fail", "the line says Fatal", cat.SXID_FATAL_ACTION)
         said = "the line says Non-fatal" if event.severity == "nonfatal" else "no severity line in the log"
-        return Verdict("warn", said, cat.SXID_NONFATAL_ACTION)
+        return XidVerdict("warn", said, cat.SXID_NONFATAL_ACTION)
     bucket = cat.entry(event.code).bucket
     if event.kind == "bus":
-        return Verdict("fail", "the GPU stopped answering on PCIe (no Xid line)", cat.BUCKET_WORDS["RESTART_BM"])
+        return XidVerdict("fail", "the GPU stopped answering on PCIe (no Xid line)", cat.BUCKET_WORDS["RESTART_BM"])
     if event.severity == "fatal":
-        return Verdict("fail", "the line says Fatal", cat.BUCKET_WORDS.get(bucket, "reset the GPU"))
+        return XidVerdict("fail", "the line says Fatal", cat.BUCKET_WORDS.get(bucket, "reset the GPU"))
     recovery = event.recovery
     if recovery is not None:
         if recovery in cat.FAILING_RECOVERY:
-            return Verdict("fail", f"recovery action: {recovery}", cat.FAILING_RECOVERY[recovery])
-        return Verdict("warn", f"recovery action: {recovery}", "no action")
+            return XidVerdict("fail", f"recovery action: {recovery}", cat.FAILING_RECOVERY[recovery])
+        return XidVerdict("warn", f"recovery action: {recovery}", "no action")
     if event.severity == "nonfatal":
-        return Verdict("warn", "the line says Nonfatal", cat.BUCKET_WORDS["IGNORE"])
+        return XidVerdict("warn", "the line says Nonfatal", cat.BUCKET_WORDS["IGNORE"])
     if event.code in set(fail_xids):
-        return Verdict("fail", f"catalogue: {bucket}", cat.BUCKET_WORDS.get(bucket, "reset the GPU"))
-    return Verdict("warn", f"catalogue: {bucket}", cat.BUCKET_WORDS.get(bucket, "contact NVIDIA support"))
+        return XidVerdict("fail", f"catalogue: {bucket}", cat.BUCKET_WORDS.get(bucket, "reset the GPU"))
+    return XidVerdict("warn", f"catalogue: {bucket}", cat.BUCKET_WORDS.get(bucket, "contact NVIDIA support"))
