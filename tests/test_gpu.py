@@ -165,7 +165,7 @@ def assert_one_verdict(proc: subprocess.CompletedProcess[str], out: Path) -> dic
     that run.json judged (a missed target on this node is a finding, not a crash); returns run.json."""
     meta: dict[str, Any] = json.loads((out / "run.json").read_text())
     assert proc.returncode == meta["exit_status"], (proc.returncode, meta.get("exit_status"), proc.stderr[-2000:])
-    want = {"pass": 0, "measured": 0, "fail": 1}
+    want = {"pass": 0, "measured": 0, "skip": 0, "fail": 1}  # skip: nothing judged (rails on one node), exit 0
     assert meta["status"] == "complete" and want.get(meta["verdict"]) == proc.returncode, (meta, proc.stderr[-2000:])
     return meta
 
@@ -188,7 +188,8 @@ def assert_nccl_run(out: Path, collectives: tuple[str, ...], *, graph: bool = Tr
     assert all(r["wrong"] == "0" for r in rows), [r for r in rows if r["wrong"] != "0"]
     largest = max(int(r["bytes"]) for r in rows)
     name = torch.cuda.get_device_name(0)
-    for row in rows:  # no size, however small, may read above what the links carry or published runs reached
+    for row in rows if GPUS > 1 else ():  # no size, however small, may read above what the links carry or
+        # published runs reached. One rank crosses no link: its rows are device copies (held below) or no work at all
         assert float(row["busbw_GBps"]) <= busbw_ceiling_gbps(row["collective"], GPUS, name, link_gbps()), row
     for row in (r for r in rows if int(r["bytes"]) == largest):
         assert float(row["algbw_GBps"]) >= ALGBW_FLOOR_GBPS, row

@@ -39,3 +39,13 @@ def test_a_one_gpu_copy_is_held_to_its_memory_bandwidth() -> None:
     assert one_gpu_copy_bounds("all_reduce", H100) is None  # in place on one rank: nothing is copied
     assert hbm_gbps("NVIDIA H100 PCIe") == 2000.0 and hbm_gbps("NVIDIA A100-SXM4-80GB") == 2039.0
     assert hbm_gbps("NVIDIA GeForce RTX 4090") is None
+
+
+def test_a_one_rank_sendrecv_is_a_copy_not_a_link() -> None:
+    """What one H200 read at 256 MiB (2026-11-26, railbench on NCCL 2.28.9): sendrecv to itself 2,090 GB/s and
+    all_gather 2,095 GB/s, both device copies. No link carries 2 TB/s; the copy's bounds hold them."""
+    h200 = "NVIDIA H200"
+    assert ceiling_gbps("sendrecv", 1, 450.0) < 2090.05
+    for collective, algbw in (("sendrecv", 2090.05), ("all_gather", 2095.11)):
+        floor, ceiling = one_gpu_copy_bounds(collective, h200) or (0.0, 0.0)
+        assert floor <= algbw <= ceiling, (collective, floor, ceiling)
