@@ -2,7 +2,8 @@
 
 Run it on a new node with ``python -m pytest -m gpu tests/test_gpu.py`` (docs/development.md, "Testing a new GPU node").
 Every case starts one rank per local GPU, so on an 8-GPU node the communicators have 8 ranks and the ring
-collectives move real data over NVLink (or PCIe); on a 1-GPU machine they still run, with busbw factor 0.
+collectives move real data over NVLink (or PCIe); on a 1-GPU machine they still run, as device copies (or no
+work) held to the GPU's memory bandwidth.
 Each case is a railbench command line and what its run directory must show: every row checked with 0 wrong,
 busbw between a floor and a physical ceiling at the largest size when there are peers, and each rank's NCCL log
 written and parsed. The ceiling is what the fastest link could carry, times the in-network factor the design

@@ -12,7 +12,7 @@ import pytest
 from bench.exits import UserError
 from bench.frame.verdict import decide
 from bench.measure.table import row_line, write_summary
-from bench.measure.targets import world_target_gbps
+from bench.measure.targets import ONE_RANK, world_target_gbps
 from bench.runtime import spec
 from bench.runtime.dist import node_layout
 from bench.runtime.launch import check_local_np, elastic_command
@@ -61,7 +61,7 @@ def test_targets_follow_design() -> None:
     assert world_target_gbps(one_cc, "sendrecv", 4) == 400.0  # one GPU through one NIC
     assert world_target_gbps(one_cc, "all_reduce", 1) == 3840.0
     assert world_target_gbps(SimpleNamespace(), "all_reduce", 2) is None
-    # One rank moves nothing between GPUs (busbw factor 0): nothing to judge, never a FAIL at 0 Gb/s.
+    # One rank moves nothing between GPUs (its busbw is a copy or no work): nothing to judge, never a FAIL at 0 Gb/s.
     assert world_target_gbps(one_cc, "all_reduce", 1, nranks=1) is None
     assert world_target_gbps(one_cc, "all_reduce", 1, nranks=8) == 3840.0
 
@@ -197,6 +197,4 @@ def test_one_rank_on_a_gpu_profile_is_measured_not_failed(tmp_path: Path) -> Non
     assert "# not judged: one rank moves nothing between GPUs" in done.stdout
     meta = json.loads((out / "run.json").read_text())
     assert meta["verdict"] == "measured", meta
-    assert meta["reasons"] == [
-        "one rank moves nothing between GPUs (busbw factor 0): start one rank per GPU to judge bandwidth"
-    ]
+    assert meta["reasons"] == [ONE_RANK]

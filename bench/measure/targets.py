@@ -33,7 +33,10 @@ ONE_NIC_PER_GPU = frozenset({"alltoall"})
 """Collectives whose inter-node traffic leaves each GPU through its own NIC only."""
 
 
-ONE_RANK = "one rank moves nothing between GPUs (busbw factor 0): start one rank per GPU to judge bandwidth"
+ONE_RANK = (
+    "one rank moves nothing between GPUs (its busbw is a copy on the device, or no work):"
+    " start one rank per GPU to judge bandwidth"
+)
 
 
 def at_size(steps: TargetSteps, nbytes: int | None) -> float | None:
