@@ -11,7 +11,7 @@ from pathlib import Path
 
 from bench.commands.compare import CompareConfig, run
 from bench.history.store import add_run
-from tests.history_fixtures import make_run_dir
+from tests.support.history_fixtures import make_run_dir
 
 Key = tuple[str, str, str, int]
 SIZES = [0] + [1 << e for e in range(20, 28)]

@@ -9,8 +9,8 @@ from bench.error_limits import IB_PORT_COUNTERS, NET_STATISTICS
 from bench.fabric import counters, error_counters
 from bench.fabric.sysfs_io import Sysfs
 from bench.rundir import runjson
-from tests import fabric_trees
-from tests.fabric_trees import HcaSpec, NetSpec, NodeSpec, PortSpec
+from tests.support.trees import fabric_trees
+from tests.support.trees.fabric_trees import HcaSpec, NetSpec, NodeSpec, PortSpec
 
 
 def write_errors(root: Path, device: str, values: dict[str, int], folder: str = "counters", port: int = 1) -> None:

@@ -17,8 +17,8 @@ import pytest
 
 from bench.preflight import cluster
 from bench.preflight.checks import CheckResult
-from tests import fabric_trees
 from tests.support import REPO, rank_env
+from tests.support.trees import fabric_trees
 
 pytestmark = pytest.mark.mpi
 

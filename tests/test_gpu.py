@@ -30,14 +30,14 @@ import torch
 from bench.fabric.rail_nics import node_rail_nics
 from bench.fabric.sysfs import Sysfs, nvidia_gpus
 from bench.nccllogs.nccl_log import parse_file
-from tests.gpu_bounds import (
+from tests.support import railbench
+from tests.support.models.gpu_bounds import (
     assert_every_rail_judged,
     busbw_ceiling_gbps,
     ceiling_gbps,
     link_gbps,
     one_gpu_copy_bounds,
 )
-from tests.support import railbench
 
 GPUS = torch.cuda.device_count() if torch.cuda.is_available() else 0
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(GPUS == 0, reason="needs a CUDA GPU (run on a GPU node)")]

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 from bench.fabric import devinfo, link_flaps, pci_config, pcie
 from bench.gpu import nvlink, safe_xml, smi, xid
-from tests import gpu_state_docs as docs
-from tests.gpudirect_trees import GEN4, GEN5, config_space
+from tests.support.trees import gpu_state_docs as docs
+from tests.support.trees.gpudirect_trees import GEN4, GEN5, config_space
 
 SETTINGS = settings(
     max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]

@@ -24,8 +24,8 @@ from bench.fabric.hca_list import check_socket_ifname
 from bench.gpu import state
 from bench.slurm import drain, scheduler
 from bench.textlines import printable
-from tests import fabric_trees
 from tests.support import REPO, railbench_inline, rank_env
+from tests.support.trees import fabric_trees
 from tests.test_fabric_error_counters import zero_errors
 
 RAW = ("\x1b", "\x07", "\x9b", "\r")

@@ -26,8 +26,8 @@ from bench.rails.output import rails_doc
 from bench.rails.windows import NodeCounters, join
 from bench.rundir.junit import junit_xml
 from bench.rundir.railsdoc import SCHEMA_PATH, RailsDoc
-from tests import fabric_trees
-from tests.fabric_trees import HcaSpec, NetSpec, NodeSpec, PortSpec
+from tests.support.trees import fabric_trees
+from tests.support.trees.fabric_trees import HcaSpec, NetSpec, NodeSpec, PortSpec
 from tests.test_fabric_error_counters import write_errors, write_net_errors, zero_errors
 
 NODES = ("node01", "node02", "node03", "node04")

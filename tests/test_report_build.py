@@ -22,9 +22,9 @@ from bench.report.build import ReportOptions, ReportPaths, write_report
 from bench.report.inputs import load_inputs
 from bench.report.summary import targets
 from bench.report.theme import STATUS_COLORS
-from tests.report_data import ClusterModel, results_rows, write_run_dir
-from tests.report_schema import validate
 from tests.support import rank_env
+from tests.support.report_data import ClusterModel, results_rows, write_run_dir
+from tests.support.report_schema import validate
 
 ALL_CHARTS = {"busbw-vs-size", "rails", "nodes", "rail-all-reduce", "node-all-reduce", "pairs", "gpus", "trend"}
 FENCE = re.compile(r"```vegalite\n(.*?)\n```", re.S)

@@ -18,8 +18,8 @@ from bench.exits import UserError
 from bench.fabric import cabling_plan, ibnetdiscover
 from bench.fabric.cabling import Cable, Cabling, HostPort, SwitchPort
 from bench.fabric.topology_file import load_cabling
-from tests import fabric_trees
 from tests.support import railbench, rank_env
+from tests.support.trees import fabric_trees
 
 DATA = Path(__file__).resolve().parent / "data" / "topology"
 RAILS = ("mlx5_1", "mlx5_2", "mlx5_3")  # a profile's rail names: only the cabled ones are this fabric's rails

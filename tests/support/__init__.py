@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 CORPUS = next(
     (p / "shared" / "corpus" for p in REPO.parents if (p / "shared" / "corpus").is_dir()),
     REPO.parent / "shared" / "corpus",
@@ -36,8 +36,8 @@ transport = "loopback"
 pass_fraction = 0.9
 counter_tolerance_bytes = 1048576
 """
-"""The profile of the tests on the model of NCCL (tests/async_backend.py): no interface of the host is a rail or
-the management network there, loopback carries every pretend node."""
+"""The profile of the tests on the model of NCCL (tests/support/models/async_backend.py): no interface of the host is a
+rail or the management network there, loopback carries every pretend node."""
 
 
 def rank_env(extra: dict[str, str] | None = None) -> dict[str, str]:
