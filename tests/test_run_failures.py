@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import railbench_inline, rank_env, rank_pids
+from tests.support import mpirun_command, railbench_inline, rank_env, rank_pids
 
 
 @pytest.mark.parametrize(
@@ -53,14 +53,9 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str], messa
 @pytest.mark.mpi
 def test_a_size_that_does_not_fit_the_ranks_memory_is_exit_2_before_anything_is_measured(tmp_path: Path) -> None:
     # Started by mpirun directly, so only the ranks' own check (each rank asks its device) stands in the way.
-    mpirun = Path(sys.executable).parent / "mpirun"
     out = tmp_path / "run"
     cmd = [
-        str(mpirun),
-        "-np",
-        "2",
-        "--bind-to",
-        "none",
+        *mpirun_command(2, []),
         sys.executable,
         "-m",
         "bench",
@@ -192,8 +187,9 @@ def test_losing_rank_0_under_the_users_own_mpirun_is_recorded_by_a_survivor(tmp_
     """No railbench parent to notice: rank 0 dies mid-sweep and a surviving rank marks run.json failed."""
     out = tmp_path / "run"
     argv = ["-b", "64K", "-e", "256M", "-f", "2", "-n", "10", "-w", "1", "--collectives", "all_reduce"]
-    cmd = [str(Path(sys.executable).parent / "mpirun"), "-np", "3", "--bind-to", "none", "--oversubscribe"]
-    cmd += [sys.executable, "-m", "bench", "run", *argv, "--timeout", "60", "--out", str(out), "--no-history"]
+    cmd = mpirun_command(
+        3, [sys.executable, "-m", "bench", "run", *argv, "--timeout", "60", "--out", str(out), "--no-history"]
+    )
     proc = subprocess.Popen(
         cmd, env=rank_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
     )

