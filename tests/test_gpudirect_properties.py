@@ -146,6 +146,7 @@ def test_a_cut_or_spliced_report_is_read_or_refused(cut: int, insert: str) -> No
     _refused_or_read((GOOD_XML[:cut] + insert + GOOD_XML[cut:]).encode())
 
 
+@pytest.mark.slow  # its point is the size: 5 MB of text, 400,000 elements and 10,000 levels, each read in bounds
 def test_deep_wide_and_long_xml_is_bounded() -> None:
     for data in (
         b"<a>" * 10_000 + b"</a>" * 10_000,
