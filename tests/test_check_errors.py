@@ -17,7 +17,7 @@ from bench.preflight import check_base, checks
 from bench.profiles import load_profile
 from tests.support import REPO
 from tests.support.trees import fabric_trees
-from tests.test_fabric_error_counters import write_errors, write_net_errors, zero_errors
+from tests.support.trees.counters import write_errors, write_net_errors, zero_errors
 
 RAILS = [f"mlx5_{k}" for k in range(1, 9)]
 NETDEVS = [f"ibp{k}s0" for k in range(1, 9)]

@@ -27,7 +27,7 @@ from bench.profiles import load_profile
 from tests.support import railbench_inline
 from tests.support.trees import fabric_trees, gpudirect_trees
 from tests.support.trees import gpu_state_docs as docs
-from tests.test_fabric_error_counters import zero_errors
+from tests.support.trees.counters import zero_errors
 
 GOOD_ENV = {"NCCL_IB_HCA": "^=mlx5_0", "NCCL_SOCKET_IFNAME": "=eno1"}
 ALL_ONES = b"\xff" * 4096

@@ -10,7 +10,6 @@ import csv
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,7 +20,7 @@ import pytest
 
 from bench.runtime.launch import child_environment, run_ranks
 from bench.runtime.launcher_watch import Watch
-from tests.support import mpirun_command, railbench, rank_env
+from tests.support import free_port, mpirun_command, railbench, rank_env
 
 pytestmark = pytest.mark.mpi
 
@@ -31,12 +30,6 @@ FULL_SIZES = [1 << 10, 1 << 12, 1 << 14, 1 << 16, 1 << 18, 1 << 20, 1 << 22, 1 <
 SHORT = ["-b", "1K", "-e", "64K", "-f", "4", "-n", "3", "-w", "1", "-c"]
 SHORT_SIZES = [1 << 10, 1 << 12, 1 << 14, 1 << 16]
 FACTORS = {"all_reduce": lambda n: 2 * (n - 1) / n, "all_gather": lambda n: (n - 1) / n, "sendrecv": lambda n: 1.0}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def read_rows(out: Path) -> list[dict[str, str]]:

@@ -17,8 +17,16 @@ from pathlib import Path
 import pytest
 
 from bench.runtime.gpus import gpu_count
-from tests.support import mpirun_command, railbench, railbench_inline, rank_env, rank_pids
-from tests.test_run_failures import _rows, _start_long_sweep, _wait_for_rows
+from tests.support import (
+    mpirun_command,
+    railbench,
+    railbench_inline,
+    rank_env,
+    rank_pids,
+    start_long_sweep,
+    sweep_rows,
+    wait_for_rows,
+)
 
 BAD_PROFILE = 'name = "bad"\ntransport = "loopback"\npass_fraction = 0.9\ncounter_tolerance_bytes = -1\n'
 
@@ -119,12 +127,12 @@ def _strays(out: Path) -> list[int]:
 @pytest.mark.parametrize(("signum", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["TERM", "INT"])
 def test_a_signal_to_the_parent_stops_every_rank_and_is_recorded(tmp_path: Path, signum: int, status: int) -> None:
     out = tmp_path / "run"
-    proc = _start_long_sweep(out, timeout_s=60)
+    proc = start_long_sweep(out, timeout_s=60)
     try:
-        _wait_for_rows(out, proc, 2)
+        wait_for_rows(out, proc, 2)
         ranks = rank_pids(out)
         assert len(ranks) == 3
-        kept = len(_rows(out))
+        kept = len(sweep_rows(out))
         os.kill(proc.pid, signum)  # the parent only, as scancel/timeout/Ctrl-C in a script would
         _, stderr = proc.communicate(timeout=30)
         deadline = time.monotonic() + 10
@@ -138,7 +146,7 @@ def test_a_signal_to_the_parent_stops_every_rank_and_is_recorded(tmp_path: Path,
     assert "Traceback" not in stderr
     meta = json.loads((out / "run.json").read_text())
     assert meta["status"] == "interrupted" and meta["exit_status"] == status
-    assert len(_rows(out)) >= kept >= 2
+    assert len(sweep_rows(out)) >= kept >= 2
 
 
 @pytest.mark.mpi

@@ -28,7 +28,7 @@ from bench.slurm import drain
 from bench.slurm.scheduler import NodeState
 from tests.support import railbench_inline
 from tests.support.trees import fabric_trees
-from tests.test_fabric_error_counters import zero_errors
+from tests.support.trees.counters import zero_errors
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "slurm.md"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import csv
 import functools
 import importlib.util
 import io
@@ -16,6 +17,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -202,6 +204,39 @@ def rank_pids(out: Path) -> dict[int, int]:
             if var.startswith(b"OMPI_COMM_WORLD_RANK="):
                 pids[int(var.split(b"=")[1])] = int(entry.name)
     return pids
+
+
+def free_port() -> int:
+    """A TCP port on the loopback that no one listens on now (for a rendezvous a test starts itself)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def sweep_rows(out: Path) -> list[dict[str, str]]:
+    """The rows of ``out/results.csv`` written so far (none before the file is)."""
+    try:
+        with (out / "results.csv").open() as fh:
+            return list(csv.DictReader(fh))
+    except FileNotFoundError:
+        return []
+
+
+def start_long_sweep(out: Path, timeout_s: int) -> subprocess.Popen[str]:
+    """A ``run --np 3`` all_reduce sweep of 64K to 256M, ten timed iterations a size (long enough to stop or
+    kill a rank mid-sweep), with the ranks' ``--timeout``; its own session, as :func:`spawn_railbench`."""
+    sweep = ["-b", "64K", "-e", "256M", "-f", "2", "-n", "10", "-w", "1", "--collectives", "all_reduce"]
+    args = ["run", "--np", "3", *sweep, "--timeout", str(timeout_s), "--out", str(out), "--no-history"]
+    return spawn_railbench(args)
+
+
+def wait_for_rows(out: Path, proc: subprocess.Popen[str], n: int, limit_s: float = 120) -> None:
+    """Wait until the sweep writing ``out`` has written ``n`` rows; fails the test if it ends or stalls first."""
+    deadline = time.monotonic() + limit_s
+    while len(sweep_rows(out)) < n:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the sweep did not start"
+        time.sleep(0.2)
 
 
 def wait_for_finish_step(out: Path, proc: subprocess.Popen[str], timeout_s: float = 300) -> None:

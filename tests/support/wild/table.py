@@ -4,7 +4,7 @@ tests.support.wild.table``."""
 from __future__ import annotations
 
 from tests.support.wild import manifest
-from tests.test_wild_corpus import BEGIN
+from tests.support.wild.manifest import BEGIN
 
 
 def main() -> None:
