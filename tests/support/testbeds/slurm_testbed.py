@@ -377,7 +377,7 @@ def build_slurm(
     require_slurm()
     _remove_stale()
     # munged refuses a socket below a folder closed to others: not the testbed's own folder, nor a private
-    # TMPDIR (tests/support.rank_env gives every launch one), so /tmp itself.
+    # TMPDIR (tests.support.rank_env gives every launch one), so /tmp itself.
     root = Path(tempfile.mkdtemp(prefix=f"{bed.prefix}-slurm-", dir=SLURM_TMP))
     root.chmod(0o755)
     cluster = SlurmCluster(bed, root)
