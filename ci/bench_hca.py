@@ -20,7 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests import fabric_trees  # noqa: E402  (the fixture builder lives with the tests)
+from tests.support.trees import fabric_trees  # noqa: E402  (the fixture builder lives with the tests)
 
 VALUES = ["^=mlx5_0", "^mlx5_1", "^=mlx5_8,^=mlx5_14", "=^mlx5_0", "x" * 10_000]
 TARGET_S = 0.5

@@ -23,6 +23,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.support import mpirun_command  # noqa: E402  (the one way the tests start ranks themselves)
+
 SIZES = [1 << 20, 4 << 20, 16 << 20, 64 << 20]
 
 
@@ -104,14 +108,7 @@ def main() -> int:
         worker(args.iters, args.warmup, args.repeats, sizes)
         return 0
     env = dict(os.environ, PYTHONPATH=str(REPO), OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
-    mpirun = Path(sys.executable).parent / "mpirun"
-    cmd = [
-        str(mpirun) if mpirun.exists() else "mpirun",
-        "-np",
-        str(args.np),
-        "--oversubscribe",
-        "--bind-to",
-        "none",
+    worker_argv = [
         sys.executable,
         __file__,
         "--worker",
@@ -123,7 +120,7 @@ def main() -> int:
         str(args.repeats),
         *(["--tiny"] if args.tiny else []),
     ]
-    return subprocess.call(cmd, env=env)
+    return subprocess.call(mpirun_command(args.np, worker_argv), env=env)
 
 
 if __name__ == "__main__":

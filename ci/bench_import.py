@@ -21,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.history_fixtures import text_log  # noqa: E402  (the repository's own fixture writer)
+from tests.support.history_fixtures import text_log  # noqa: E402  (the repository's own fixture writer)
 
 HOSTS = tuple(f"gpu-{i:02d}" for i in range(10))
 SIZES = [1 << k for k in range(10, 31)]

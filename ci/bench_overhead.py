@@ -29,8 +29,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.history_fixtures import text_log  # noqa: E402
 from tests.support import rank_env  # noqa: E402
+from tests.support.history_fixtures import text_log  # noqa: E402
 
 _EXIT = """
 import os, sys, time, torch

@@ -1,6 +1,7 @@
 """Whether ``accept --plan``'s range holds the run it plans, on the network-namespace testbed (root only).
 
-Builds the testbed (``tests/netns_testbed.py``) and, under its mpirun with one rank per rail on every node:
+Builds the testbed (``tests/support/testbeds/netns_testbed.py``) and, under its mpirun with one rank per rail on every
+node:
 
 1. ``railbench accept --plan``: the range from the model alone (a cluster nothing has run on);
 2. ``accept`` for real, added to a history of its own;
@@ -10,7 +11,8 @@ Builds the testbed (``tests/netns_testbed.py``) and, under its mpirun with one r
 Prints each range beside the measured wall time (mpirun's start to its end) and where the measurement falls in
 it, and each phase's range beside what run.json recorded (``plan.phases[].measured_s``). Exit 0 when every
 run fell inside the range planned for it. The testbed's profile gives the model only what a veth fabric cannot
-say itself (``[plan]`` in ``tests/netns_testbed.py``: its rail rate, idle to loaded); nothing is fitted here.
+say itself (``[plan]`` in ``tests/support/testbeds/netns_testbed.py``: its rail rate, idle to loaded); nothing is fitted
+here.
 
     python ci/bench_plan.py --nodes 6 --rails 2 [--units 2] [--load 0] [--runs 2] [-- more accept flags]
     python ci/bench_plan.py --tiny   # 2 nodes x 1 rail, 64K sizes, two runs: the code path in seconds (CI)
@@ -32,7 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from ci.diagnosis_campaign import cpu_load  # noqa: E402
-from tests.netns_testbed import PROFILE, build_cluster  # noqa: E402
+from tests.support.testbeds.netns_testbed import PROFILE, build_cluster  # noqa: E402
 
 DEFAULT_FLAGS = ("-e", "4M", "-n", "5", "-w", "1", "--pair-bytes", "4M", "--rail-bytes", "4M")
 """A short sweep and the testbed profile's cells: minutes, not an hour, on 2 busy cores."""

@@ -23,8 +23,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.report_data import ClusterModel, results_rows, write_run_dir  # noqa: E402
 from tests.support import rank_env  # noqa: E402
+from tests.support.report_data import ClusterModel, results_rows, write_run_dir  # noqa: E402
 
 TIME_LIMIT_S = 10.0
 SPEC_LIMIT_BYTES = 2 * 1024 * 1024

@@ -1,7 +1,7 @@
 """How often ``railbench rails`` names exactly the broken part, and how often it accuses a healthy one.
 
-Builds the network-namespace cluster (``tests/netns_testbed.py``) in the shape asked for, runs ``rails``
-``--repeats`` times with no fault and once per fault kind, and prints a confusion table (injected kind x
+Builds the network-namespace cluster (``tests/support/testbeds/netns_testbed.py``) in the shape asked for, runs
+``rails`` ``--repeats`` times with no fault and once per fault kind, and prints a confusion table (injected kind x
 named kinds), the exact-match rate, false alarms per clean run, the wall time of every run, and for shaped
 links the rate railbench named beside the token bucket's rate. Root only (namespaces, tc, cgroups).
 
@@ -55,7 +55,7 @@ sys.path.insert(0, str(REPO))
 
 import pytest  # noqa: E402  (the testbed refuses through pytest.skip where it cannot build)
 
-from tests.netns_testbed import PROFILE, NetnsCluster, build_cluster, rail_address  # noqa: E402
+from tests.support.testbeds.netns_testbed import PROFILE, NetnsCluster, build_cluster, rail_address  # noqa: E402
 
 SHAPED_MBIT = 150
 """The token rate of a shaped link: 2-5% of a healthy veth pair on a busy 2-core machine."""

@@ -1,7 +1,7 @@
 """Localisation at cluster scale: seeded fault scenarios on a model of a 64- and 256-node, 8-rail fabric.
 
-Only the measurement is a model (``tests/fabric_model.py``: a rail-optimised fat tree with line rates, noise of
-a few percent with heavy tails, adaptive routing's spread of flows over the spines, error counters). What
+Only the measurement is a model (``tests/support/models/fabric_model.py``: a rail-optimised fat tree with line rates,
+noise of a few percent with heavy tails, adaptive routing's spread of flows over the spines, error counters). What
 rank 0 runs is railbench's own code: the round-robin schedule (``bench.rails.schedule.schedule``), the suspect
 cells (``bench.rails.judge.suspects_in``), the confirmation rounds (``schedule.confirmation_rounds``), the
 judgment with the fabric's cabling (``bench.rails.judge.judged``: localisation with leaves, uplinks, spines),
@@ -22,10 +22,10 @@ time per scenario, and the simulator's own run time.
     python ci/diagnosis_sim.py --regime realistic --sizes 64x8 --scenarios 1000
     python ci/diagnosis_sim.py --regime adaptive,oversubscribed --sizes 64x8 --scenarios 100   # held out
 
-``--regime`` picks the fabric model's regime (``tests/fabric_regimes.py``, docs/rails.md): ``kind`` (the default,
-the model as it first was), ``realistic`` (persistent spread, heavy tails, congestion, static routing, borderline
-and several faults), ``noisy`` (the same, harsher), and ``adaptive`` and ``oversubscribed`` (a 2:1 tapered tree),
-held out: no rule of the judge was written while looking at what they print, so they are a fair check that
+``--regime`` picks the fabric model's regime (``tests/support/models/fabric_regimes.py``, docs/rails.md): ``kind`` (the
+default, the model as it first was), ``realistic`` (persistent spread, heavy tails, congestion, static routing,
+borderline and several faults), ``noisy`` (the same, harsher), and ``adaptive`` and ``oversubscribed`` (a 2:1 tapered
+tree), held out: no rule of the judge was written while looking at what they print, so they are a fair check that
 nothing was fitted.
 """
 
@@ -61,8 +61,8 @@ from bench.rails.plan_model import PlanModel  # noqa: E402
 from bench.rails.plan_phases import rails_phases  # noqa: E402
 from bench.rails.records import RailsOutcome  # noqa: E402
 from bench.rails.schedule import Round, confirmation_rounds, schedule  # noqa: E402
-from tests.fabric_model import LINE_GBPS, Fault, Model, Shape  # noqa: E402
-from tests.fabric_regimes import KIND, REGIMES, Regime  # noqa: E402
+from tests.support.models.fabric_model import LINE_GBPS, Fault, Model, Shape  # noqa: E402
+from tests.support.models.fabric_regimes import KIND, REGIMES, Regime  # noqa: E402
 
 KINDS = ("cable", "hca", "node", "gpu", "leaf", "uplink", "spine", "flaky", "dead", "two")
 SINGLE = KINDS[:-1]

@@ -45,7 +45,7 @@ def main() -> int:
     if not hasattr(os, "geteuid") or os.geteuid() != 0:
         print("skipped: the namespace testbed needs root")
         return 0
-    from tests.netns_testbed import PROFILE, build_cluster
+    from tests.support.testbeds.netns_testbed import PROFILE, build_cluster
 
     clean = 0
     with (

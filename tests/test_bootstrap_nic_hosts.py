@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from bench.runtime.launch import elastic_command
-from tests.netns_testbed import HEAD_ADDRESS, NetnsCluster, build_cluster, mgmt_address
 from tests.support import REPO, rank_env
+from tests.support.testbeds.netns_testbed import HEAD_ADDRESS, NetnsCluster, build_cluster, mgmt_address
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
@@ -48,7 +48,7 @@ def _on_every_node(
     bed: NetnsCluster, tmp_path: Path, launch: dict[str, list[str]]
 ) -> tuple[list[dict[str, str | None]], list[str]]:
     """Start ``launch[node]`` on each pretend node at once (its hostname, its /etc/hosts); returns every rank's
-    JSON line (tests/bootstrap_probe.py) in rank order, and the lines said about NCCL_SOCKET_IFNAME."""
+    JSON line (tests/support/ranks/bootstrap_probe.py) in rank order, and the lines said about NCCL_SOCKET_IFNAME."""
     env = rank_env({"GLOO_SOCKET_IFNAME": "mgmt", "TORCH_CPP_LOG_LEVEL": "ERROR"})
     script = 'hostname "$0" && mount --bind "$1" /etc/hosts && shift && exec "$@"'
     procs = []
@@ -71,7 +71,7 @@ def _on_every_node(
 
 
 def _probe(out: Path, oob: str | None) -> list[str]:
-    return ["-m", "tests.bootstrap_probe", str(out), *([oob] if oob else [])]
+    return ["-m", "tests.support.ranks.bootstrap_probe", str(out), *([oob] if oob else [])]
 
 
 def test_torchrun_with_its_own_master_addr_keeps_nccls_bootstrap_off_loopback(

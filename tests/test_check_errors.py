@@ -15,9 +15,9 @@ from bench.exits import UserError
 from bench.fabric import link_flaps
 from bench.preflight import check_base, checks
 from bench.profiles import load_profile
-from tests import fabric_trees
 from tests.support import REPO
-from tests.test_fabric_error_counters import write_errors, write_net_errors, zero_errors
+from tests.support.trees import fabric_trees
+from tests.support.trees.counters import write_errors, write_net_errors, zero_errors
 
 RAILS = [f"mlx5_{k}" for k in range(1, 9)]
 NETDEVS = [f"ibp{k}s0" for k in range(1, 9)]

@@ -16,8 +16,8 @@ from bench.preflight import checks
 from bench.preflight.checks import CheckResult
 from bench.preflight.cluster import NodeReport
 from bench.profiles import load_profile
-from tests import fabric_trees
-from tests.test_fabric_error_counters import zero_errors
+from tests.support.trees import fabric_trees
+from tests.support.trees.counters import zero_errors
 
 PORT_DOWN = CheckResult("rail", "fail", "mlx5_3:1: port DOWN (phys_state Disabled), expected ACTIVE/LinkUp", "mlx5_3:1")
 NO_SMI = CheckResult("gpu-ecc", "skip", "no nvidia-smi -q -x report: nvidia-smi is not on the PATH", None)

@@ -22,8 +22,8 @@ from bench.history.outputs import TREND_COLUMNS
 from bench.history.records import read_run
 from bench.history.store import add_run
 from bench.rundir.verdict import Verdict
-from tests.history_fixtures import make_run_dir
 from tests.support import railbench, rank_env
+from tests.support.history_fixtures import make_run_dir
 
 AR_1G = ("all_reduce", "world", "world", 1 << 30)
 AG_1G = ("all_gather", "world", "world", 1 << 30)

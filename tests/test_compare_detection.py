@@ -24,8 +24,8 @@ from bench.history.compare import (
     relative_change,
 )
 from bench.history.store import add_run
-from tests.history_fixtures import make_run_dir
 from tests.support import railbench
+from tests.support.history_fixtures import make_run_dir
 
 GiB = 1 << 30
 BIG_DROP = ("all_reduce", "world", "world", GiB)  # -8% at 2% CV: regressed

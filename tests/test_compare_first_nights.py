@@ -22,8 +22,8 @@ from bench.history.compare import (
     repeated,
 )
 from bench.history.store import add_run, history_for, list_runs, opened
-from tests.history_fixtures import make_run_dir
 from tests.support import railbench
+from tests.support.history_fixtures import make_run_dir
 
 COLLECTIVES = ("all_reduce", "all_gather", "sendrecv")
 SIZES = [1 << e for e in range(20, 34)]  # 1M .. 8G: a 1CC nightly's compared sizes

@@ -9,9 +9,15 @@ import json
 import warnings
 from pathlib import Path
 
+import pytest
+
 from bench.commands.compare import CompareConfig, run
 from bench.history.store import add_run
-from tests.history_fixtures import make_run_dir
+from tests.support.history_fixtures import make_run_dir
+
+# Every test here runs compare whole, which draws the run's report (bench.compare.run writes it): a second or
+# more a test, so the slow tier.
+pytestmark = pytest.mark.slow
 
 Key = tuple[str, str, str, int]
 SIZES = [0] + [1 << e for e in range(20, 28)]

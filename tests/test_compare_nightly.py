@@ -15,8 +15,8 @@ from bench.cli import main as cli_main
 from bench.commands.compare import CompareConfig, run
 from bench.history.store import add_run
 from bench.profiles import load_profile
-from tests.history_fixtures import make_run_dir, text_log
 from tests.support import railbench
+from tests.support.history_fixtures import make_run_dir, text_log
 
 AR = ("all_reduce", "world", "world")
 ACCEPT_SWEEP = {

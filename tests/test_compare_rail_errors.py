@@ -19,8 +19,8 @@ from bench.rails.output import rails_doc
 from bench.rails.records import RailDevices, RailsOutcome
 from bench.rundir.files import atomic_write_json
 from bench.rundir.railsdoc import RailsDoc
-from tests.history_fixtures import make_run_dir
 from tests.support import railbench
+from tests.support.history_fixtures import make_run_dir
 
 NODES = ("node01", "node02")
 AR = ("all_reduce", "rail", "rail0", 1 << 28)

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import railbench, rank_env
-from tests.test_run_launch import free_port
+from tests.support import free_port, railbench, rank_env
 
 SWEEP = ["-b", "1K", "-e", "1K", "-n", "2", "-w", "1", "--no-history"]
 

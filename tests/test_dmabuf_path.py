@@ -15,9 +15,9 @@ import pytest
 
 from bench.preflight import checks
 from bench.profiles import load_profile
-from tests import fabric_trees, gpudirect_trees
-from tests import gpu_state_docs as docs
 from tests.support import CORPUS, railbench_inline
+from tests.support.trees import fabric_trees, gpudirect_trees
+from tests.support.trees import gpu_state_docs as docs
 
 GOOD_ENV = {"NCCL_IB_HCA": "^=mlx5_0", "NCCL_SOCKET_IFNAME": "=eno1"}
 # This project's own lines in NCCL 2.27's INFO format (src/init.cc prints "DMA-BUF is available on GPU device N");
@@ -55,7 +55,8 @@ def _peer(tree: Path, kernel_log: Path | None = None, nccl: tuple[Path, ...] = (
 
 
 def _log(tmp_path: Path, release: str) -> Path:
-    """The kernel log ``tests.gpu_state_docs`` writes (a syslog boot banner as Ubuntu prints it), at ``release``."""
+    """The kernel log ``tests.support.trees.gpu_state_docs`` writes (a syslog boot banner as Ubuntu prints it), at
+    ``release``."""
     path = tmp_path / "kern.log"
     path.write_text(docs.kernel_log(docs.KernelLog()).replace("5.15.0-122-generic", release))
     return path

@@ -14,6 +14,7 @@ from bench.rundir.checksjson import CheckResult, ChecksDoc, NodeChecks, read_che
 from bench.rundir.comparedoc import read_compare_json
 from bench.rundir.docversion import CHECKS_FORMAT_VERSION, COMPARE_FORMAT_VERSION, RAILS_FORMAT_VERSION
 from bench.rundir.railsdoc import read_rails_doc
+from tests.support import railbench_inline
 
 RAILS_V0: dict[str, object] = {"skipped": "no rails", "nodes": [], "rails": [], "measurements": [], "defects": []}
 CHECKS_V0: dict[str, object] = {
@@ -142,18 +143,13 @@ def test_a_newer_version_is_refused_in_one_line(tmp_path: Path, name: str, doc: 
 
 def test_report_refuses_a_newer_rails_json_with_exit_2_in_one_line(tmp_path: Path) -> None:
     import shutil
-    import subprocess
-    import sys
 
     run_dir = tmp_path / "run"
     shutil.copytree(Path(__file__).parent.parent / "reports" / "sample" / "run", run_dir)
     rails = json.loads((run_dir / "rails.json").read_text())
     (run_dir / "rails.json").write_text(json.dumps({**rails, "format_version": 99}))
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "report", str(run_dir), "--out", str(tmp_path / "out")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    # In this process: the refusal comes before any rank or chart (railbench_inline, the same exit status and
+    # stderr as a started interpreter, without a second of importing railbench again).
+    done = railbench_inline(["report", str(run_dir), "--out", str(tmp_path / "out")])
     assert done.returncode == 2, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "upgrade railbench" in done.stderr

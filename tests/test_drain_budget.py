@@ -1,7 +1,7 @@
 """A drain budget (issue 42): ``railbench health`` drains no healthy node. Every healthy node of the verbatim
-corpus (``tests/data/wild``: its manifests say which) and every healthy design fixture (``tests/node_designs.py``)
-passes health end to end with nothing drained; every unhealthy corpus node fails, its FAIL line naming the GPU
-and carrying the action, and the drain reason keeps both.
+corpus (``tests/data/wild``: its manifests say which) and every healthy design fixture
+(``tests/support/trees/node_designs.py``) passes health end to end with nothing drained; every unhealthy corpus node
+fails, its FAIL line naming the GPU and carrying the action, and the drain reason keeps both.
 
 Which corpus node is healthy is read from the manifests, never listed here: an ``nvidia-smi -q -x`` whose every GPU
 verdict (gpu-ecc, gpu-clocks, fabric-manager) is pass, warn or skip and whose GPUs run without MIG (MIG instances
@@ -23,12 +23,12 @@ from bench.health.node import findings, run_checks
 from bench.preflight.checks import CheckResult
 from bench.profiles import load_profile
 from bench.slurm import drain
-from tests import fabric_trees, node_designs
-from tests import gpu_state_docs as docs
-from tests.fabric_trees import GpuSpec, NetSpec, NodeSpec
-from tests.node_designs import DESIGNS, Design
 from tests.support import railbench_inline
-from tests.wild.manifest import WILD, Case, cases
+from tests.support.trees import fabric_trees, node_designs
+from tests.support.trees import gpu_state_docs as docs
+from tests.support.trees.fabric_trees import GpuSpec, NetSpec, NodeSpec
+from tests.support.trees.node_designs import DESIGNS, Design
+from tests.support.wild.manifest import WILD, Case, cases
 
 NODE = "n01"
 SMI_VERDICTS = ("gpu_ecc", "gpu_clocks", "fabric_manager")

@@ -16,7 +16,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families as parse_prometheus
 
 from bench.report.openmetrics import openmetrics_text, prometheus_text
-from tests.history_fixtures import make_run_dir
+from tests.support.history_fixtures import make_run_dir
 
 BUSBW = {("all_reduce", "world", "world", 1 << 30): 380.0, ("all_gather", "world", "world", 1 << 30): 350.0}
 PROMTOOL = shutil.which("promtool")

@@ -14,8 +14,8 @@ from bench.commands.compare import CompareConfig
 from bench.commands.compare import run as compare
 from bench.history.store import add_run
 from bench.report.openmetrics import prometheus_text
-from tests.history_fixtures import make_run_dir
 from tests.support import railbench_inline
+from tests.support.history_fixtures import make_run_dir
 
 AR = ("all_reduce", "world", "world")
 PAIR = ("sendrecv", "pair", "node01-node02/rail0", 1 << 30)

@@ -15,9 +15,9 @@ from bench.fabric.rail_nics import node_rail_nics
 from bench.fabric.sysfs import Sysfs, nvidia_gpus
 from bench.preflight import checks
 from bench.profiles import load_profile
-from tests import fabric_trees
-from tests.fabric_trees import CASES, Case, NetSpec, NodeSpec
 from tests.support import REPO, railbench
+from tests.support.trees import fabric_trees
+from tests.support.trees.fabric_trees import CASES, Case, NetSpec, NodeSpec
 
 GOOD_ENV = {"NCCL_IB_HCA": "^=mlx5_0", "NCCL_SOCKET_IFNAME": "=eno1"}
 

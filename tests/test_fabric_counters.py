@@ -13,9 +13,9 @@ import pytest
 
 from bench.fabric import counters
 from bench.fabric.sysfs import Sysfs
-from tests import fabric_trees
-from tests.fabric_trees import HcaSpec, NetSpec, NodeSpec, PortSpec
 from tests.support import REPO, rank_env
+from tests.support.trees import fabric_trees
+from tests.support.trees.fabric_trees import HcaSpec, NetSpec, NodeSpec, PortSpec
 
 
 def _set(root: Path, device: str, name: str, value: int, folder: str = "counters") -> None:

@@ -12,8 +12,8 @@ import pytest
 import bench
 from bench.exits import UserError
 from bench.fabric import hca
-from tests import fabric_trees
 from tests.support import REPO, railbench_inline
+from tests.support.trees import fabric_trees
 
 ONE_CC = ["mlx5_0:1", *(f"mlx5_{k}:1" for k in range(1, 9))]
 WIDE = [f"mlx5_{k}:1" for k in range(16)]  # a node with mlx5_10+ (e.g. the deepep H100 with mlx5_13)

@@ -7,7 +7,6 @@ so three ranks on this machine are three different nodes.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -17,28 +16,20 @@ import pytest
 
 from bench.preflight import cluster
 from bench.preflight.checks import CheckResult
-from tests import fabric_trees
-from tests.support import REPO, rank_env
+from tests.support import REPO, find_mpirun, mpirun_command, rank_env
+from tests.support.trees import fabric_trees
 
 pytestmark = pytest.mark.mpi
 
 ENV = {"NCCL_IB_HCA": "^=mlx5_0", "NCCL_SOCKET_IFNAME": "=eno1"}
 
 
-def _mpirun() -> str:
-    beside = Path(sys.executable).parent / "mpirun"
-    found = str(beside) if beside.exists() else shutil.which("mpirun")
-    if found is None:
-        pytest.skip("mpirun not found")
-    return found
-
-
 def _run(ranks: list[list[str]], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    command = [_mpirun(), "--oversubscribe", *(a for name in ENV for a in ("-x", name))]
-    for index, args in enumerate(ranks):
-        if index:
-            command.append(":")
-        command += ["-np", "1", sys.executable, "-m", "bench", *args]
+    if find_mpirun() is None:
+        pytest.skip("mpirun not found")
+    first, *rest = ([sys.executable, "-m", "bench", *args] for args in ranks)
+    options = [a for name in ENV for a in ("-x", name)]
+    command = mpirun_command(1, first, options=options, then=[(1, argv) for argv in rest])
     return subprocess.run(
         command, cwd=REPO, env=rank_env(ENV), capture_output=True, text=True, timeout=timeout, check=False
     )

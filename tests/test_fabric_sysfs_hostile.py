@@ -14,8 +14,8 @@ from bench.fabric.sysfs import Sysfs, ib_devices, ib_ports, natural_key, net_dev
 from bench.fabric.sysfs_io import MAX_READ_BYTES
 from bench.preflight import checks
 from bench.profiles import load_profile
-from tests import fabric_trees
 from tests.support import railbench_inline
+from tests.support.trees import fabric_trees
 
 GOOD_ENV = {"NCCL_IB_HCA": "^=mlx5_0", "NCCL_SOCKET_IFNAME": "=eno1"}
 RATE = ("class", "infiniband", "mlx5_3", "ports", "1", "rate")

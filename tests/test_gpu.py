@@ -30,14 +30,14 @@ import torch
 from bench.fabric.rail_nics import node_rail_nics
 from bench.fabric.sysfs import Sysfs, nvidia_gpus
 from bench.nccllogs.nccl_log import parse_file
-from tests.gpu_bounds import (
+from tests.support import mpirun_command, railbench
+from tests.support.models.gpu_bounds import (
     assert_every_rail_judged,
     busbw_ceiling_gbps,
     ceiling_gbps,
     link_gbps,
     one_gpu_copy_bounds,
 )
-from tests.support import railbench
 
 GPUS = torch.cuda.device_count() if torch.cuda.is_available() else 0
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(GPUS == 0, reason="needs a CUDA GPU (run on a GPU node)")]
@@ -253,10 +253,11 @@ def test_every_rail_of_two_nodes_is_judged(tmp_path: Path) -> None:
     """The per-rail verdict on hardware: ``rails`` over the hostfile's first two nodes, one rank per GPU, every
     rail judged by its own numbers (``assert_every_rail_judged``). Rank 0 runs on this node and writes here."""
     out = tmp_path / "rails2"
-    cmd = ["mpirun", "-np", str(2 * GPUS), "-N", str(GPUS), "--hostfile", str(HOSTFILE), "--bind-to", "none"]
-    cmd += [f"-x{name}" for name in ("NCCL_IB_HCA", "NCCL_SOCKET_IFNAME") if name in os.environ]
-    cmd += [sys.executable, "-m", "bench", "rails", "--profile", str(_node_profile(tmp_path)), "--backend", "nccl"]
-    cmd += ["-c", "--rail-bytes", "256M", "--pair-bytes", "64M", "--out", str(out), "--no-history"]
+    options = ["-N", str(GPUS), "--hostfile", str(HOSTFILE)]
+    options += [f"-x{name}" for name in ("NCCL_IB_HCA", "NCCL_SOCKET_IFNAME") if name in os.environ]
+    argv = [sys.executable, "-m", "bench", "rails", "--profile", str(_node_profile(tmp_path)), "--backend", "nccl"]
+    argv += ["-c", "--rail-bytes", "256M", "--pair-bytes", "64M", "--out", str(out), "--no-history"]
+    cmd = mpirun_command(2 * GPUS, argv, options=options)
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=900, check=False)
     meta = assert_one_verdict(proc, out)
     doc = json.loads((out / "rails.json").read_text())

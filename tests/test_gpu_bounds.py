@@ -1,11 +1,17 @@
-"""The GPU self-test's bounds (``tests/gpu_bounds.py``) would fail on a real timing bug: checked here on the CPU,
-with the figures published for the GPUs they hold (the GPU tests themselves need a GPU)."""
+"""The GPU self-test's bounds (``tests/support/models/gpu_bounds.py``) would fail on a real timing bug: checked here on
+the CPU, with the figures published for the GPUs they hold (the GPU tests themselves need a GPU)."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.gpu_bounds import busbw_ceiling_gbps, ceiling_gbps, hbm_gbps, one_gpu_copy_bounds, published_ceiling_gbps
+from tests.support.models.gpu_bounds import (
+    busbw_ceiling_gbps,
+    ceiling_gbps,
+    hbm_gbps,
+    one_gpu_copy_bounds,
+    published_ceiling_gbps,
+)
 
 H100 = "NVIDIA H100 80GB HBM3"
 NVLINK4_GBPS = 450.0

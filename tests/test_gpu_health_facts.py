@@ -24,10 +24,10 @@ from bench.gpu.ecc import ecc_findings
 from bench.gpu.smi import SmiRefused, parse_report
 from bench.preflight import checks
 from bench.profiles import load_profile
-from tests import fabric_trees, gpudirect_trees
-from tests import gpu_state_docs as docs
 from tests.support import railbench_inline
-from tests.test_fabric_error_counters import zero_errors
+from tests.support.trees import fabric_trees, gpudirect_trees
+from tests.support.trees import gpu_state_docs as docs
+from tests.support.trees.counters import zero_errors
 
 GOOD_ENV = {"NCCL_IB_HCA": "^=mlx5_0", "NCCL_SOCKET_IFNAME": "=eno1"}
 ALL_ONES = b"\xff" * 4096

@@ -14,10 +14,10 @@ import pytest
 from bench.preflight import checks
 from bench.preflight.checks import CheckResult
 from bench.profiles import load_profile
-from tests import gpu_state_docs as docs
-from tests import gpudirect_trees
-from tests.gpudirect_trees import FAULTS, Fault
 from tests.support import REPO, railbench, railbench_inline
+from tests.support.trees import gpu_state_docs as docs
+from tests.support.trees import gpudirect_trees
+from tests.support.trees.gpudirect_trees import FAULTS, Fault
 
 GOOD_ENV = {"NCCL_IB_HCA": "^=mlx5_0", "NCCL_SOCKET_IFNAME": "=eno1"}
 PATH_CHECKS = ("pcie-link", "pcie-acs", "iommu", "gpu-peer-memory", "nic-pcie", "port-mtu")

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 from bench.fabric import devinfo, link_flaps, pci_config, pcie
 from bench.gpu import nvlink, safe_xml, smi, xid
-from tests import gpu_state_docs as docs
-from tests.gpudirect_trees import GEN4, GEN5, config_space
+from tests.support.trees import gpu_state_docs as docs
+from tests.support.trees.gpudirect_trees import GEN4, GEN5, config_space
 
 SETTINGS = settings(
     max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
@@ -146,6 +146,7 @@ def test_a_cut_or_spliced_report_is_read_or_refused(cut: int, insert: str) -> No
     _refused_or_read((GOOD_XML[:cut] + insert + GOOD_XML[cut:]).encode())
 
 
+@pytest.mark.slow  # its point is the size: 5 MB of text, 400,000 elements and 10,000 levels, each read in bounds
 def test_deep_wide_and_long_xml_is_bounded() -> None:
     for data in (
         b"<a>" * 10_000 + b"</a>" * 10_000,

@@ -16,10 +16,10 @@ from bench.fabric import devinfo, iommu, pci_config, pcie, peer_memory
 from bench.fabric.sysfs import Sysfs, pci_chain
 from bench.gpu import nvlink, safe_xml, smi, state, xid
 from bench.nccllogs import nccl_evidence, nccl_log
-from tests import gpu_state_docs as docs
-from tests import gpudirect_trees
-from tests.fabric_trees import healthy_1cc
-from tests.gpudirect_trees import GEN4, GEN5, PathSpec, config_space
+from tests.support.trees import gpu_state_docs as docs
+from tests.support.trees import gpudirect_trees
+from tests.support.trees.fabric_trees import healthy_1cc
+from tests.support.trees.gpudirect_trees import GEN4, GEN5, PathSpec, config_space
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 

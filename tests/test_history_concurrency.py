@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from bench.history.store import add_run, list_runs, metrics_of, open_store
-from tests.history_fixtures import make_run_dir
 from tests.support import rank_env
+from tests.support.history_fixtures import make_run_dir
 
 RUNS_PER_WRITER = 6
 METRICS_PER_RUN = 400

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from bench.exits import UserError
 from bench.history.queries import metrics_of
 from bench.history.store import add_run, list_runs, open_store, opened
-from tests.history_fixtures import make_run_dir
 from tests.support import railbench_inline
+from tests.support.history_fixtures import make_run_dir
 
 AR = ("all_reduce", "world", "world", 1 << 30)
 PAGE = 4096

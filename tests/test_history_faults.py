@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 
 from bench.history.store import add_run
-from tests.history_fixtures import make_run_dir
 from tests.support import REPO, railbench_inline, rank_env
+from tests.support.history_fixtures import make_run_dir
 
 AR = ("all_reduce", "world", "world", 1 << 30)
 

@@ -131,8 +131,8 @@ def test_sbatch_drops_the_metrics_into_the_textfile_directory(tmp_path: Path) ->
     """The script's own export block, run as written, leaves one complete railbench.prom and no temp file."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    from tests.history_fixtures import make_run_dir
     from tests.support import rank_env
+    from tests.support.history_fixtures import make_run_dir
 
     script = SBATCH.read_text()
     block = re.search(r'^if \[ -n "\$TEXTFILE_DIR" \].*?^fi$', script, re.M | re.S)

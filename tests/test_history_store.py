@@ -20,8 +20,8 @@ from bench.history.store import (
     metrics_of,
     open_store,
 )
-from tests.history_fixtures import make_run_dir
 from tests.support import railbench_inline
+from tests.support.history_fixtures import make_run_dir
 
 AR = ("all_reduce", "world", "world")
 

@@ -22,8 +22,8 @@ from bench.history.records import read_run
 from bench.history.store import add_run, list_runs, opened
 from bench.report.inputs import load_inputs
 from bench.report.openmetrics import openmetrics_text
-from tests.report_data import ClusterModel, write_run_dir
 from tests.support import in_thread
+from tests.support.report_data import ClusterModel, write_run_dir
 
 Reader = Callable[[Path], object]
 READERS: dict[str, tuple[Reader, frozenset[str]]] = {

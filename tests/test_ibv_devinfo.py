@@ -16,8 +16,8 @@ import pytest
 
 from bench.exits import UserError
 from bench.fabric import devinfo
-from tests import gpudirect_trees
 from tests.support import CORPUS, railbench_inline
+from tests.support.trees import gpudirect_trees
 
 GOOD_ENV = {"NCCL_IB_HCA": "^=mlx5_0", "NCCL_SOCKET_IFNAME": "=eno1"}
 MTU_ENUM = {256: 1, 512: 2, 1024: 3, 2048: 4, 4096: 5}

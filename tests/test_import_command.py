@@ -16,8 +16,8 @@ from bench.commands.importer import ImportConfig, run
 from bench.history.store import list_runs, open_store
 from bench.rundir.results_csv import RESULT_COLUMNS, read_results_rows
 from bench.rundir.runjson import SCHEMA_PATH, read_run_json
-from tests.history_fixtures import json_log, text_log
 from tests.support import railbench
+from tests.support.history_fixtures import json_log, text_log
 from tests.test_import_nccltests_corpus import EXPECTED
 
 RUN_SCHEMA = json.loads(SCHEMA_PATH.read_text())
@@ -137,7 +137,7 @@ def test_imported_history_feeds_compare(tmp_path: Path) -> None:
         log = tmp_path / f"night{night}.log"
         text = text_log("all_reduce", HOSTS, 8, SIZES)
         if night == 5:  # tonight the largest size is 20% slower
-            from tests.history_fixtures import float_str, sweep
+            from tests.support.history_fixtures import float_str, sweep
 
             p = sweep("all_reduce", 16, SIZES)[-1]
             old, new = float_str(p.busbw, 6), float_str(p.busbw * 0.8, 6)

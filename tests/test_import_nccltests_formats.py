@@ -8,7 +8,7 @@ import pytest
 from bench.exits import UserError
 from bench.nccltests import Number, parse_json, parse_log, parse_row, parse_text
 from bench.nccltests.convert import table_nnodes
-from tests.history_fixtures import json_log, sweep, text_log
+from tests.support.history_fixtures import json_log, sweep, text_log
 
 SIZES = [1 << k for k in range(10, 31, 4)]  # 1K .. 1G, 6 sizes
 HOSTS = ("gpu-a01", "gpu-a02")

@@ -21,8 +21,8 @@ from bench.nccltests import parse_log, parse_text
 from bench.nccltests.command import read_command
 from bench.rundir.results_csv import read_results_rows
 from bench.rundir.runjson import read_run_json
-from tests.history_fixtures import text_log
 from tests.support import railbench
+from tests.support.history_fixtures import text_log
 
 SIZES = [1 << k for k in range(20, 27, 2)]
 HOSTS = ("gpu-a01", "gpu-a02")
@@ -136,7 +136,7 @@ def test_hostile_numbers_are_refused_naming_the_field(kind: str) -> None:
 
 
 def test_json_hostile_numbers() -> None:
-    from tests.history_fixtures import json_log
+    from tests.support.history_fixtures import json_log
 
     good = json_log("all_reduce", HOSTS, 8, SIZES)
     for old, new, field in (

@@ -16,7 +16,7 @@ from bench.commands.importer import ImportConfig, run
 from bench.exits import UserError
 from bench.nccltests import parse_log, parse_text
 from bench.rundir.runjson import read_run_json
-from tests.history_fixtures import float_str, json_log, sweep, text_log
+from tests.support.history_fixtures import float_str, json_log, sweep, text_log
 
 HOSTS = ("gpu-b01", "gpu-b02")
 SIZES = [1 << k for k in range(20, 31, 2)]

@@ -1,5 +1,5 @@
-"""The intra-node pair matrix on the test model of NCCL (``tests/async_backend.py``): one pretend node of four
-ranks, one of them slowed with ``RAILBENCH_ASYNC_SLOW``, must name exactly that local rank as a ``gpu``
+"""The intra-node pair matrix on the test model of NCCL (``tests/support/models/async_backend.py``): one pretend node of
+four ranks, one of them slowed with ``RAILBENCH_ASYNC_SLOW``, must name exactly that local rank as a ``gpu``
 defect, and a clean run must name nothing, however busy the machine: a rank starved of CPU really is slower
 in a sample now and then, and a pair slow once reads normal when re-measured (a transient, not a fault).
 Also ``railbench rails --np 4 --intra-node`` with gloo on one host: the rails part is skipped honestly (one
@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import railbench
+from tests.support import mpirun_command, railbench
 
 REPO = Path(__file__).resolve().parent.parent
 RATE_GBPS = 0.25
@@ -39,7 +39,7 @@ def _intranode(tmp_path: Path, slow: str | None) -> dict[str, Any]:
     env.pop("RAILBENCH_ASYNC_SLOW", None)
     if slow:
         env["RAILBENCH_ASYNC_SLOW"] = slow
-    cmd = ["mpirun", "-np", "4", "--oversubscribe", sys.executable, "-m", "tests.async_ranks", "intranode", str(out)]
+    cmd = mpirun_command(4, [sys.executable, "-m", "tests.support.ranks.async_ranks", "intranode", str(out)])
     done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return dict(json.loads(out.read_text()))

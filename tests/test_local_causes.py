@@ -17,7 +17,7 @@ from bench.rails.records import ExpectedNic, RailDevices, RailsOutcome
 from bench.rundir.checksjson import CheckResult, Status
 from bench.rundir.rails_records import Conviction, DefectCause, GpuDefect, Localisation, RailDefect
 from bench.rundir.railsdoc import RailsDoc
-from tests import gpudirect_trees
+from tests.support.trees import gpudirect_trees
 
 NODES = ("n1", "n2", "n3", "n4")
 
@@ -207,5 +207,5 @@ def test_every_check_names_its_gpus_by_pci_address(tmp_path: Path) -> None:
     root = gpudirect_trees.build(tmp_path, node, spec)
     results = run_checks(load_profile("lambda-1cc"), root, env={}, node="n", only=("pcie-link",))
     (x8,) = [r for r in results if r.status == "fail"]
-    # tests/fabric_trees.py puts GPU k three buses below root port 0x10 + 0x20 k: GPU3 at bus 0x73.
+    # tests/support/trees/fabric_trees.py puts GPU k three buses below root port 0x10 + 0x20 k: GPU3 at bus 0x73.
     assert (x8.check, x8.gpus, x8.gpu_buses) == ("pcie-link", (3,), ("0000:73:00.0",))

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.support import REPO, rank_env
+from tests.support import REPO, mpirun_command, rank_env
 
 pytestmark = [
     pytest.mark.mpi,
@@ -37,7 +37,7 @@ print("rendezvous completed", flush=True)
 def test_a_rank_whose_peer_never_joins_leaves_within_the_start_up_timeout() -> None:
     started = time.monotonic()
     done = subprocess.run(
-        ["mpirun", "-np", "2", "--bind-to", "none", sys.executable, "-c", PROGRAM],
+        mpirun_command(2, [sys.executable, "-c", PROGRAM]),
         cwd=REPO,
         env=rank_env(),
         capture_output=True,

@@ -10,7 +10,7 @@ import pytest
 from bench.nccllogs import nccl_evidence
 from bench.nccllogs.nccl_log import parse_file, parse_text
 from tests.support import CORPUS
-from tests.wild.manifest import WILD
+from tests.support.wild.manifest import WILD
 
 INFO = WILD / "nccl-info"
 

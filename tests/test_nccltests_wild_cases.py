@@ -2,7 +2,7 @@
 lost its ``#`` named only by its closing ``# Collective test concluded`` line, a device list cut to its last
 line, a run whose every size is under 1 GB/s, and an early-2020 all_gather whose busbw equals its algbw.
 
-The tables are written by ``tests.history_fixtures.text_log`` (nccl-tests' own ``%7s``/``%6s`` formatting of
+The tables are written by ``tests.support.history_fixtures.text_log`` (nccl-tests' own ``%7s``/``%6s`` formatting of
 src/util.cu); the verbatim cases behind each are in ``tests/data/wild/nccl-tests-text/`` (their URLs in its
 ``cases.toml``).
 """
@@ -17,9 +17,9 @@ import pytest
 
 from bench.exits import UserError
 from bench.nccltests import parse_text
-from tests.history_fixtures import float_str, sweep, text_log
 from tests.support import railbench_inline
-from tests.wild.manifest import WILD
+from tests.support.history_fixtures import float_str, sweep, text_log
+from tests.support.wild.manifest import WILD
 
 SIZES = [1 << k for k in range(20, 31, 2)]
 TEXT = WILD / "nccl-tests-text"

@@ -1,7 +1,8 @@
-"""A node's design is not its fault (issue 42): healthy nodes of current designs (``tests/node_designs.py``: a
-GB200 NVL72 tray, HGX B200 on DMA-BUF, H200, a RoCE node like a Dell XE9680) pass ``railbench health`` and
-``railbench check`` against their shipped profiles with nothing failed, so nothing is drained; one fault on each
-is named with its GPU or port and its action, on the FAIL line itself and in the drain reason."""
+"""A node's design is not its fault (issue 42): healthy nodes of current designs
+(``tests/support/trees/node_designs.py``: a GB200 NVL72 tray, HGX B200 on DMA-BUF, H200, a RoCE node like a Dell XE9680)
+pass ``railbench health`` and ``railbench check`` against their shipped profiles with nothing failed, so nothing is
+drained; one fault on each is named with its GPU or port and its action, on the FAIL line itself and in the drain
+reason."""
 
 from __future__ import annotations
 
@@ -18,10 +19,10 @@ from bench.health.config import HealthConfig
 from bench.health.node import findings, run_checks
 from bench.profiles import load_profile
 from bench.slurm import drain
-from tests import gpu_state_docs as docs
-from tests import node_designs
-from tests.node_designs import DESIGNS, Design, Fault
 from tests.support import CORPUS, railbench_inline
+from tests.support.trees import gpu_state_docs as docs
+from tests.support.trees import node_designs
+from tests.support.trees.node_designs import DESIGNS, Design, Fault
 
 FAULTS = node_designs.faults()
 

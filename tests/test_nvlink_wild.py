@@ -1,8 +1,8 @@
 """Issue 42: ``nvidia-smi nvlink -s`` judged as nodes print it (``bench.gpu.nvlink``, the ``nvlink`` check).
 
 The verbatim captures of ``tests/data/wild/nvlink-status`` (each with its URL in the folder's ``cases.toml``) and
-the H100 fixtures of ``tests/gpu_state_docs.py``: every inactive link on a board whose GPUs all have N links is
-a fault on each GPU showing it, whatever its peers show; a PCIe card's links are judged against its peers';
+the H100 fixtures of ``tests/support/trees/gpu_state_docs.py``: every inactive link on a board whose GPUs all have N
+links is a fault on each GPU showing it, whatever its peers show; a PCIe card's links are judged against its peers';
 NVML's all-down line fails a GPU that has NVLink and marks a node of bridge-less PCIe cards as having none;
 another nvidia-smi output is refused by name; the format is found in any line (srun labels, banners, the
 prompt). Each FAIL line names the GPU's index, PCI address and links, and carries the action.
@@ -24,11 +24,11 @@ from bench.preflight import checks
 from bench.preflight.check_base import Context
 from bench.preflight.checks import CheckResult
 from bench.profiles import load_profile
-from tests import gpu_state_docs as docs
-from tests import gpudirect_trees
 from tests.support import railbench_inline
-from tests.wild import manifest
-from tests.wild.nvlink_status import read
+from tests.support.trees import gpu_state_docs as docs
+from tests.support.trees import gpudirect_trees
+from tests.support.wild import manifest
+from tests.support.wild.nvlink_status import read
 
 WILD = manifest.WILD / "nvlink-status"
 GOOD_ENV = {"NCCL_IB_HCA": "^=mlx5_0", "NCCL_SOCKET_IFNAME": "=eno1"}

@@ -43,8 +43,8 @@ from bench.report.build import ReportOptions, write_report
 from bench.rundir.files import atomic_write_json
 from bench.rundir.rails_records import Conviction, RailDefect
 from bench.rundir.railsdoc import RailsDoc
-from tests.history_fixtures import make_run_dir
-from tests.netns_testbed import PROFILE
+from tests.support.history_fixtures import make_run_dir
+from tests.support.testbeds.netns_testbed import PROFILE
 
 NODES = ("node01", "node02", "node03")
 DEAD = ("node02", 1)

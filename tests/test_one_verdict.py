@@ -18,8 +18,8 @@ import pytest
 
 from bench.history.store import add_run
 from bench.rundir.verdict import Verdict
-from tests.history_fixtures import make_run_dir
 from tests.support import railbench
+from tests.support.history_fixtures import make_run_dir
 
 AR = ("all_reduce", "world", "world")
 BUSBW = {(*AR, 1 << 20): 40.0, (*AR, 1 << 30): 380.0}

@@ -22,8 +22,8 @@ import pytest
 
 from bench.exits import UserError
 from bench.report.build import check_report_folder
-from tests.report_data import ClusterModel, write_run_dir
 from tests.support import REPO, rank_env
+from tests.support.report_data import ClusterModel, write_run_dir
 
 pytestmark = pytest.mark.slow
 

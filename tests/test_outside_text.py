@@ -24,9 +24,9 @@ from bench.fabric.hca_list import check_socket_ifname
 from bench.gpu import state
 from bench.slurm import drain, scheduler
 from bench.textlines import printable
-from tests import fabric_trees
 from tests.support import REPO, railbench_inline, rank_env
-from tests.test_fabric_error_counters import zero_errors
+from tests.support.trees import fabric_trees
+from tests.support.trees.counters import zero_errors
 
 RAW = ("\x1b", "\x07", "\x9b", "\r")
 """What must never reach a terminal or Slurm's Reason as it is."""

@@ -15,7 +15,7 @@ import vl_convert
 
 from bench.report.bundle import MIN_BUNDLE_BYTES, vega_bundle
 from bench.report.theme import vl_convert_version
-from tests.support import REPO, rank_env
+from tests.support import REPO, mpirun_command, rank_env
 
 
 @pytest.fixture(scope="module")
@@ -78,10 +78,8 @@ end_rank(3 if rank == 1 else 0)
 def test_a_rank_ends_with_its_output_flushed_mpi_finalized_and_its_status(tmp_path: Path) -> None:
     script = tmp_path / "rank.py"
     script.write_text(_RANK)
-    mpirun = Path(sys.executable).parent / "mpirun"
-    launcher = [str(mpirun) if mpirun.exists() else "mpirun", "-np", "2", "--oversubscribe", "--bind-to", "none"]
     done = subprocess.run(
-        [*launcher, sys.executable, str(script)],
+        mpirun_command(2, [sys.executable, str(script)]),
         cwd=REPO,
         env=rank_env(),
         capture_output=True,

@@ -78,7 +78,7 @@ def test_hca_unset_is_said_once(tmp_path: Path) -> None:
 
 
 def test_report_out_that_is_a_file_is_refused(tmp_path: Path) -> None:
-    from tests.report_data import ClusterModel, write_run_dir
+    from tests.support.report_data import ClusterModel, write_run_dir
 
     run_dir = write_run_dir(tmp_path / "run", ClusterModel(hosts=("a-01", "a-02")))
     afile = tmp_path / "afile"
@@ -100,7 +100,7 @@ def test_import_error_names_the_log_once(tmp_path: Path) -> None:
 
 
 def _run_dir(tmp_path: Path) -> Path:
-    from tests.history_fixtures import make_run_dir
+    from tests.support.history_fixtures import make_run_dir
 
     return make_run_dir(
         tmp_path / "run", started_utc="2026-11-20T02:00:00Z", busbw={("all_reduce", "world", "world", 1 << 20): 300.0}

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from bench.runtime.deadlines import STOPPED_GRACE_S
-from tests.support import alive, rank_env, rank_pids
+from tests.support import alive, mpirun_command, rank_env, rank_pids
 
 pytestmark = [pytest.mark.mpi, pytest.mark.slow]
 
@@ -186,9 +186,7 @@ def test_kill_9_of_railbench_s_mpirun_leaves_no_rank(tmp_path: Path) -> None:
 
 def test_kill_9_of_the_users_mpirun_leaves_no_rank(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    mpirun = Path(sys.executable).parent / "mpirun"
-    cmd = [str(mpirun), "-np", "3", "--oversubscribe", "--bind-to", "none", sys.executable, "-m", "bench"]
-    proc = _start([*cmd, *_long_sweep(out), "--no-history"], tmp_path)
+    proc = _start(mpirun_command(3, [sys.executable, "-m", "bench", *_long_sweep(out), "--no-history"]), tmp_path)
     _until("two rows", lambda: _rows(out) >= 2, proc)
     pids = list(rank_pids(out).values())
     os.kill(proc.pid, signal.SIGKILL)

@@ -34,9 +34,9 @@ from bench.rundir.runjson import SCHEMA_PATH
 from bench.rundir.sections import PlanSection
 from bench.runtime.gpus import gpu_count
 from bench.sweep.config import RunConfig, sized
-from tests.history_fixtures import make_run_dir
-from tests.rails_configs import rails_config
 from tests.support import railbench_inline
+from tests.support.history_fixtures import make_run_dir
+from tests.support.rails_configs import rails_config
 
 RUN_SCHEMA = json.loads(SCHEMA_PATH.read_text())
 

@@ -1,11 +1,11 @@
 """A link that dies mid-measurement under a site's ``NCCL_DEBUG=WARN`` and NCCL 2.18's wording, named end to end.
 
 At WARN level NCCL prints no ``NET/IB : Using ... ; OOB`` line, and before 2.22 its completion WARN names no HCA:
-only the peer's address and the status. The rails command runs with the model of NCCL (``tests/async_backend.py``,
-behaviours 7 and 8) on the namespace testbed, where every node has its own rail interfaces and so its own
-out-of-band address, found as NCCL finds it from ``NCCL_SOCKET_IFNAME``. Each failed rank posts the addresses of
-the interfaces that variable selects on its node (``bench.frame.postmortem``), and rank 0 names the end the others'
-errors point at: a FAIL (exit 1), never a lost rank (exit 3).
+only the peer's address and the status. The rails command runs with the model of NCCL
+(``tests/support/models/async_backend.py``, behaviours 7 and 8) on the namespace testbed, where every node has its own
+rail interfaces and so its own out-of-band address, found as NCCL finds it from ``NCCL_SOCKET_IFNAME``. Each failed rank
+posts the addresses of the interfaces that variable selects on its node (``bench.frame.postmortem``), and rank 0 names
+the end the others' errors point at: a FAIL (exit 1), never a lost rank (exit 3).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.netns_testbed import PROFILE, NetnsCluster, build_cluster, mgmt_address
+from tests.support.testbeds.netns_testbed import PROFILE, NetnsCluster, build_cluster, mgmt_address
 
 pytestmark = [pytest.mark.netns, pytest.mark.mpi, pytest.mark.slow]
 
@@ -33,7 +33,7 @@ def test_a_warn_only_nccl_2_18_log_names_the_dead_end(bed: NetnsCluster) -> None
     out.parent.mkdir()
     done = bed.run(
         2,
-        [sys.executable, "-m", "tests.async_ranks", "railsjob", str(out)],
+        [sys.executable, "-m", "tests.support.ranks.async_ranks", "railsjob", str(out)],
         env={
             "ASYNC_PROFILE": str(bed.workdir / "netns.toml"),
             "GLOO_SOCKET_IFNAME": "mgmt",

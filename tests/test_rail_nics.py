@@ -22,7 +22,7 @@ from bench.rails.defects import describe
 from bench.rails.output import rails_doc
 from bench.rails.records import ExpectedNic, RailsOutcome
 from bench.rundir.railsdoc import SCHEMA_PATH, RailsDoc
-from tests.fabric_trees import build, healthy_1cc, port_down
+from tests.support.trees.fabric_trees import build, healthy_1cc, port_down
 
 MIB = 1 << 20
 

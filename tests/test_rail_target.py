@@ -1,5 +1,6 @@
 """Rail-group targets at any node count (bench/rails/rail_target.py): a healthy 64-node rail whose call pays NCCL's
-per-step latency (tests/nccl_tuning.py) passes through the real judge; a rail whose links deliver 85% fails."""
+per-step latency (tests/support/models/nccl_tuning.py) passes through the real judge; a rail whose links deliver 85%
+fails."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from bench.rails import judge, output, rail_target
 from bench.rails.config import RailsConfig, RailsSettings, resolve
 from bench.rails.layout import RailLayout
 from bench.rails.records import RailsOutcome
-from tests.fabric_model import LINE_GBPS, Fault, Model, Shape
-from tests.fabric_regimes import REALISTIC
-from tests.nccl_tuning import _choices, nccl_choice
+from tests.support.models.fabric_model import LINE_GBPS, Fault, Model, Shape
+from tests.support.models.fabric_regimes import REALISTIC
+from tests.support.models.nccl_tuning import _choices, nccl_choice
 
 MIB256 = 256 << 20
 

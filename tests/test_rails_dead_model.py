@@ -1,6 +1,6 @@
-"""A dead peer on one rail, on the model of NCCL (``tests/async_backend.py``, behaviour 6): its NIC is black-holed,
-so every communicator across hosts that includes it hangs, the world's included, until torch's watchdog aborts
-it (stretched here to ten minutes). railbench must name it as a dead link within seconds, by its own bounded
+"""A dead peer on one rail, on the model of NCCL (``tests/support/models/async_backend.py``, behaviour 6): its NIC is
+black-holed, so every communicator across hosts that includes it hangs, the world's included, until torch's watchdog
+aborts it (stretched here to ten minutes). railbench must name it as a dead link within seconds, by its own bounded
 probes, and measure every other rail and pair as usual: a FAIL with the part named, never a lost rank."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import rank_env
+from tests.support import mpirun_command, rank_env
 
 ABORT_S = 600
 """The model's IB retry plus torch's dump sleep, made longer than this test may run: waiting on them fails it."""
@@ -28,8 +28,7 @@ pytestmark = [
 
 def _rails_on_the_model(tmp_path: Path, env: dict[str, str], nodes: int = 3) -> dict[str, Any]:
     out = tmp_path / "rails.json"
-    cmd = ["mpirun", "-np", str(2 * nodes), "--oversubscribe", "--bind-to", "none"]
-    cmd += [sys.executable, "-m", "tests.async_ranks", "rails", str(out)]
+    cmd = mpirun_command(2 * nodes, [sys.executable, "-m", "tests.support.ranks.async_ranks", "rails", str(out)])
     settings = {"rail_bytes": 1 << 20, "pair_bytes": 1 << 20}
     # 1 MiB at 0.5 Gb/s is 17 ms a message: the model's time, not this CPU's scheduling, sets every rate.
     env = {"ASYNC_RANKS_PER_NODE": "2", "ASYNC_RAILS": json.dumps(settings), "RAILBENCH_ASYNC_GBPS": "0.5", **env}

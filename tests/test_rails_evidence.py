@@ -26,9 +26,9 @@ from bench.rails.output import rails_doc
 from bench.rails.windows import NodeCounters, join
 from bench.rundir.junit import junit_xml
 from bench.rundir.railsdoc import SCHEMA_PATH, RailsDoc
-from tests import fabric_trees
-from tests.fabric_trees import HcaSpec, NetSpec, NodeSpec, PortSpec
-from tests.test_fabric_error_counters import write_errors, write_net_errors, zero_errors
+from tests.support.trees import fabric_trees
+from tests.support.trees.counters import write_errors, write_net_errors, zero_errors
+from tests.support.trees.fabric_trees import HcaSpec, NetSpec, NodeSpec, PortSpec
 
 NODES = ("node01", "node02", "node03", "node04")
 RAILS = ("mlx5_1", "mlx5_2")

@@ -24,8 +24,8 @@ from bench.rails.layout import RailLayout
 from bench.rails.liveness import LinkReport, Membership, decide
 from bench.rails.measure import PairTime
 from bench.rails.windows import NodeWindow
-from tests.netns_testbed import PROFILE
-from tests.rails_configs import rails_config
+from tests.support.rails_configs import rails_config
+from tests.support.testbeds.netns_testbed import PROFILE
 
 RAILS = 2
 NBYTES = 4 << 20

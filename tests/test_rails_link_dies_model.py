@@ -1,8 +1,8 @@
-"""A link that dies in the middle of ``railbench rails``, on the model of NCCL (``tests/async_backend.py``,
-behaviours 7 and 8): the communicators through it hang until IB gives up, fail on the ranks that were waiting on
-it, and NCCL logs ``Got completion from peer ... status=12`` on each of them. railbench must name the link from
-those logs, say the step the run ended in, and end as a FAIL (exit 1) within a bounded time: never a lost rank
-(exit 3) with nothing named, as it did before."""
+"""A link that dies in the middle of ``railbench rails``, on the model of NCCL
+(``tests/support/models/async_backend.py``, behaviours 7 and 8): the communicators through it hang until IB gives up,
+fail on the ranks that were waiting on it, and NCCL logs ``Got completion from peer ... status=12`` on each of them.
+railbench must name the link from those logs, say the step the run ended in, and end as a FAIL (exit 1) within a bounded
+time: never a lost rank (exit 3) with nothing named, as it did before."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import NCCL_MODEL_PROFILE, rank_env
+from tests.support import NCCL_MODEL_PROFILE, mpirun_command, rank_env
 
 ABORT_S = 5
 """The model's IB retry before a failed operation raises (NCCL's is about 34 s, plus torch's bounded dump)."""
@@ -35,8 +35,8 @@ def _rails_on_the_model(
 ) -> tuple[int, float, dict[str, Any]]:
     profile = tmp_path / "model.toml"
     profile.write_text(NCCL_MODEL_PROFILE)
-    cmd = ["mpirun", "-np", "6", "--oversubscribe", "--bind-to", "none"]
-    cmd += [sys.executable, "-m", "tests.async_ranks", "railsjob", str(tmp_path / "out.json")]
+    rank = [sys.executable, "-m", "tests.support.ranks.async_ranks", "railsjob", str(tmp_path / "out.json")]
+    cmd = mpirun_command(6, rank)
     env = {
         "ASYNC_RANKS_PER_NODE": "2",  # three pretend nodes of two ranks: world rank 2k + r is node k's rail r
         "RAILBENCH_ASYNC_GBPS": "0.5",

@@ -13,7 +13,7 @@ from bench.fabric.sysfs import Sysfs, nvidia_gpus
 from bench.rails.defects import describe
 from bench.rails.links import connect_all, ib_port
 from bench.rails.liveness import LinkReport, dead_defects, decide
-from tests import fabric_trees
+from tests.support.trees import fabric_trees
 
 NODES = ("n1", "n2", "n3", "n4", "n5")
 TIMED_OUT = "Connection timed out"

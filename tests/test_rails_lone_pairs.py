@@ -9,9 +9,9 @@ import pytest
 
 from bench.rails.localise import PairMatrix, PairSample, diagnose
 from bench.rails.lone_pairs import shared_links
-from tests.fabric_model import Shape
-from tests.fabric_regimes import REALISTIC
 from tests.support import diagnosis_sim
+from tests.support.models.fabric_model import Shape
+from tests.support.models.fabric_regimes import REALISTIC
 
 
 def _lone(nodes: int, rails: int, pairs: list[tuple[int, int, int]]) -> np.ndarray:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.gpu_bounds import assert_every_rail_judged
-from tests.netns_testbed import PROFILE, NetnsCluster, build_cluster
+from tests.support.models.gpu_bounds import assert_every_rail_judged
+from tests.support.testbeds.netns_testbed import PROFILE, NetnsCluster, build_cluster
 
 pytestmark = [pytest.mark.netns, pytest.mark.mpi, pytest.mark.slow]
 
@@ -169,7 +169,7 @@ def test_the_rails_rank_program_on_the_model_of_nccl(cluster: NetnsCluster, tmp_
     out = tmp_path / "railsprog.json"
     done = cluster.run(
         2,
-        [sys.executable, "-m", "tests.async_ranks", "railsprog", str(out)],
+        [sys.executable, "-m", "tests.support.ranks.async_ranks", "railsprog", str(out)],
         env={"ASYNC_PROFILE": str(cluster.workdir / "netns.toml"), "GLOO_SOCKET_IFNAME": "mgmt"},
         timeout=200,
     )

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.netns_testbed import PROFILE, NetnsCluster, build_cluster
 from tests.support import rank_env
+from tests.support.testbeds.netns_testbed import PROFILE, NetnsCluster, build_cluster
 
 pytestmark = [pytest.mark.netns, pytest.mark.mpi, pytest.mark.slow]
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.netns_testbed import NetnsCluster, build_cluster
+from tests.support.testbeds.netns_testbed import NetnsCluster, build_cluster
 
 pytestmark = [pytest.mark.netns, pytest.mark.mpi]
 
@@ -30,7 +30,7 @@ def test_mpirun_reaches_every_node_under_its_hostname(bed: NetnsCluster) -> None
 def test_gloo_world_over_mgmt_and_rail_groups_over_their_rails(bed: NetnsCluster) -> None:
     import sys
 
-    done = bed.run(2, [sys.executable, "-m", "tests.netns_probe", "2"], timeout=120)
+    done = bed.run(2, [sys.executable, "-m", "tests.support.ranks.netns_probe", "2"], timeout=120)
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     assert len(lines) == 6

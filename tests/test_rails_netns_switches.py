@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.netns_testbed import PROFILE, build_cluster
+from tests.support.testbeds.netns_testbed import PROFILE, build_cluster
 
 pytestmark = [pytest.mark.netns, pytest.mark.mpi, pytest.mark.slow]
 

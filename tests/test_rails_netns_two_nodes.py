@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.netns_testbed import PROFILE, NetnsCluster, build_cluster
+from tests.support.testbeds.netns_testbed import PROFILE, NetnsCluster, build_cluster
 
 pytestmark = [pytest.mark.netns, pytest.mark.mpi, pytest.mark.slow]
 

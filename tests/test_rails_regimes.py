@@ -1,5 +1,5 @@
-"""The judge on the harsh fabric model (tests/fabric_regimes.py ``realistic``: persistent spread, heavy-tailed
-noise, congestion between units, static routing, borderline faults) at 64 x 8, through rank 0's own code as
+"""The judge on the harsh fabric model (tests/support/models/fabric_regimes.py ``realistic``: persistent spread,
+heavy-tailed noise, congestion between units, static routing, borderline faults) at 64 x 8, through rank 0's own code as
 ``ci/diagnosis_sim.py`` drives it. The rates over a thousand scenarios are that script's to print; here a few
 scenarios pin the mechanisms: a clean fabric whose weakest links sit at 92% of line names nothing, a node at
 85% is the node, a leaf at 70-90% is the leaf (not its cables), a degraded uplink under static routing and a
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.fabric_model import Shape
-from tests.fabric_regimes import REALISTIC
 from tests.support import diagnosis_sim
+from tests.support.models.fabric_model import Shape
+from tests.support.models.fabric_regimes import REALISTIC
 
 SIM = diagnosis_sim()
 SHAPE = Shape(64, 8, 32)

@@ -16,7 +16,7 @@ from bench.rails.layout import interface_for_rail, rail_interfaces, rail_layout
 from bench.rails.measure import PairTime
 from bench.rails.records import ExpectedNic
 from bench.rundir.railsdoc import RailsDoc
-from tests.rails_configs import rails_config
+from tests.support.rails_configs import rails_config
 
 
 def test_layout_from_hostnames() -> None:

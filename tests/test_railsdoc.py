@@ -14,7 +14,7 @@ from bench import codec
 from bench.exits import UserError
 from bench.rundir import railsdoc
 from bench.rundir.railsdoc import SCHEMA_PATH, RailsDoc, read_rails_doc
-from tests.report_data import ClusterModel, rails_json
+from tests.support.report_data import ClusterModel, rails_json
 
 
 def test_a_document_reads_back_as_the_record_it_was_written_from() -> None:

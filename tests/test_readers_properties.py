@@ -29,8 +29,8 @@ from bench.nccltests.convert import result_rows
 from bench.preflight import checks
 from bench.profiles import load_profile
 from bench.textlines import printable, text_lines
-from tests import fabric_trees, gpudirect_trees
-from tests.history_fixtures import json_log, text_log
+from tests.support.history_fixtures import json_log, text_log
+from tests.support.trees import fabric_trees, gpudirect_trees
 
 FIXED_S = 3.0
 PER_KIB_S = 0.25

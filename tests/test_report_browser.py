@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 
 from bench.report.build import ReportOptions, ReportPaths, write_report
-from tests.report_browser import MKDOCS_CONTAINER_WIDTH, PageRender, chromium, missing_browser, render
-from tests.report_data import write_run_dir
 from tests.support import REPO, rank_env
+from tests.support.report_browser import MKDOCS_CONTAINER_WIDTH, PageRender, chromium, missing_browser, render
+from tests.support.report_data import write_run_dir
 
 pytestmark = [
     pytest.mark.browser,

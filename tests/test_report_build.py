@@ -22,9 +22,9 @@ from bench.report.build import ReportOptions, ReportPaths, write_report
 from bench.report.inputs import load_inputs
 from bench.report.summary import targets
 from bench.report.theme import STATUS_COLORS
-from tests.report_data import ClusterModel, results_rows, write_run_dir
-from tests.report_schema import validate
 from tests.support import rank_env
+from tests.support.report_data import ClusterModel, results_rows, write_run_dir
+from tests.support.report_schema import validate
 
 ALL_CHARTS = {"busbw-vs-size", "rails", "nodes", "rail-all-reduce", "node-all-reduce", "pairs", "gpus", "trend"}
 FENCE = re.compile(r"```vegalite\n(.*?)\n```", re.S)
@@ -73,6 +73,7 @@ def test_every_emitted_spec_validates_against_the_schema_it_declares(report: Rep
         assert {k: v for k, v in spec.items() if k != "data"} == {k: v for k, v in files[name].items() if k != "data"}
 
 
+@pytest.mark.slow  # reads the drawn charts (the module's report, drawn once per worker)
 def test_the_size_axis_reads_1k_1m_1g_and_shows_the_unit(report: ReportPaths) -> None:
     svg = (report.out_dir / "charts" / "busbw-vs-size.svg").read_text(encoding="utf-8")
     texts = {t.text for t in ET.fromstring(svg).iter() if t.tag.endswith("text")}
@@ -92,6 +93,7 @@ def _svg_texts(svg: Path) -> list[tuple[float, float, str]]:
     return out
 
 
+@pytest.mark.slow  # reads the drawn charts (the module's report, drawn once per worker)
 def test_the_rendered_bars_are_sorted_descending_with_labels_and_target(report: ReportPaths) -> None:
     chart = next(c for c in report.charts if c.name == "rails")
     assert chart.svg is not None
@@ -109,6 +111,7 @@ def test_the_rendered_bars_are_sorted_descending_with_labels_and_target(report: 
     assert any(e.get("fill") == STATUS_COLORS["fail"] for e in failed)  # the weak rail is drawn in red
 
 
+@pytest.mark.slow  # reads the drawn report (the module's, drawn once per worker)
 def test_the_markdown_page_has_the_summary_and_links(report: ReportPaths) -> None:
     page = report.report_md.read_text(encoding="utf-8")
     assert page.startswith("# railbench report: lambda-1cc-test\n")
@@ -138,6 +141,7 @@ class _Resources(HTMLParser):
                 self.loads.append((tag, value or ""))
 
 
+@pytest.mark.slow  # reads the drawn report (the module's, drawn once per worker)
 def test_the_html_page_needs_no_network(report: ReportPaths) -> None:
     page = report.report_html.read_text(encoding="utf-8")
     parser = _Resources()

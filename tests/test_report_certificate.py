@@ -33,9 +33,9 @@ from bench.rundir.checksjson import ChecksDoc
 from bench.rundir.files import atomic_write_json
 from bench.rundir.judged_by import JudgedBy
 from bench.rundir.runjson import RunDoc, new_record, read_run_json
-from tests.history_fixtures import make_run_dir
-from tests.report_browser import chromium, missing_browser, render
-from tests.report_data import ClusterModel, rails_doc, run_json
+from tests.support.history_fixtures import make_run_dir
+from tests.support.report_browser import chromium, missing_browser, render
+from tests.support.report_data import ClusterModel, rails_doc, run_json
 
 HOSTS = tuple(f"gpu-node-{i:02d}" for i in range(1, 17))
 AG = ("all_gather", "world", "world")

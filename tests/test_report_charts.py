@@ -13,8 +13,8 @@ import pytest
 from bench.report import charts, data, matrices, trend
 from bench.report.inputs import RunInputs, load_inputs
 from bench.report.theme import STATUS_COLORS, THEME_NAME, spec_dict
-from tests.report_data import write_run_dir
-from tests.report_schema import declared_version, validate
+from tests.support.report_data import write_run_dir
+from tests.support.report_schema import declared_version, validate
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from bench.exits import UserError
 from bench.report import data, matrices, trend
 from bench.report.inputs import TREND_COLUMNS, RunInputs, load_inputs
 from bench.rundir.railsdoc import RailsDoc
-from tests.report_data import ClusterModel, rails_doc, rails_json, results_rows, write_run_dir
+from tests.support.report_data import ClusterModel, rails_doc, rails_json, results_rows, write_run_dir
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ import pytest
 
 from bench.report.build import DEFAULT_EFFICIENCY, ReportOptions
 from bench.rundir.runjson import RunDoc, new_record
-from tests.history_fixtures import make_run_dir
 from tests.support import railbench_inline
+from tests.support.history_fixtures import make_run_dir
 
 JUDGED = {
     "profile": "lab",

@@ -13,7 +13,7 @@ import pytest
 from bench.commands.importer import ImportConfig, run
 from bench.report import data
 from bench.report.sweep_table import SWEEP_HEADERS, sweep_rows
-from tests.history_fixtures import float_str, text_log
+from tests.support.history_fixtures import float_str, text_log
 
 HOSTS = ("gpu-c01", "gpu-c02")
 SIZES = [1 << k for k in range(20, 31, 2)]

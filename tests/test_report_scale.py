@@ -3,7 +3,7 @@ NIC and action, what was tested, the targets) on the first screen, evidence belo
 traffic proof a row per device that matters, identical skip reasons said once, and (in headless Chromium at
 1280 px) no horizontal overflow with every chart drawn.
 
-The run directory is synthetic (``tests/report_data.py``), in the layout ``railbench accept`` writes: 25
+The run directory is synthetic (``tests/support/report_data.py``), in the layout ``railbench accept`` writes: 25
 network devices a node, a slow HCA (a link fault), a slow GPU, a failed firmware check and a transient pair.
 """
 
@@ -24,8 +24,8 @@ from bench.report.build import ReportOptions, ReportPaths, write_report
 from bench.report.inputs import load_inputs
 from bench.report.page import summarize
 from bench.rundir.railsdoc import RailDefect, RailsDoc
-from tests.report_browser import chromium, missing_browser, render
-from tests.report_data import ClusterModel, write_run_dir
+from tests.support.report_browser import chromium, missing_browser, render
+from tests.support.report_data import ClusterModel, write_run_dir
 
 HOSTS = tuple(f"lambda-1cc-node-{i:02d}" for i in range(1, 65))
 FIRMWARE = "mlx5_4 runs 28.36.1010, the other rails 28.39.1002"

@@ -12,7 +12,7 @@ import pytest
 
 from bench.report import trend
 from bench.report.build import ReportOptions, write_report
-from tests.history_fixtures import make_run_dir
+from tests.support.history_fixtures import make_run_dir
 
 SIZES = [1 << e for e in range(3, 35)]  # 8 B .. 16 GiB, as accept's -b 8 -f 2 sweep
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import os
 import re
@@ -11,12 +10,19 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.support import railbench_inline, rank_env, rank_pids
+from tests.support import (
+    mpirun_command,
+    railbench_inline,
+    rank_env,
+    rank_pids,
+    start_long_sweep,
+    sweep_rows,
+    wait_for_rows,
+)
 
 
 @pytest.mark.parametrize(
@@ -53,14 +59,9 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str], messa
 @pytest.mark.mpi
 def test_a_size_that_does_not_fit_the_ranks_memory_is_exit_2_before_anything_is_measured(tmp_path: Path) -> None:
     # Started by mpirun directly, so only the ranks' own check (each rank asks its device) stands in the way.
-    mpirun = Path(sys.executable).parent / "mpirun"
     out = tmp_path / "run"
     cmd = [
-        str(mpirun),
-        "-np",
-        "2",
-        "--bind-to",
-        "none",
+        *mpirun_command(2, []),
         sys.executable,
         "-m",
         "bench",
@@ -89,65 +90,16 @@ def test_unknown_command_is_exit_2() -> None:
     assert proc.returncode == 2 and "unknown command" in proc.stderr
 
 
-def _rows(out: Path) -> list[dict[str, str]]:
-    try:
-        with (out / "results.csv").open() as fh:
-            return list(csv.DictReader(fh))
-    except FileNotFoundError:
-        return []
-
-
-def _start_long_sweep(out: Path, timeout_s: int) -> subprocess.Popen[str]:
-    args = [
-        "run",
-        "--np",
-        "3",
-        "-b",
-        "64K",
-        "-e",
-        "256M",
-        "-f",
-        "2",
-        "-n",
-        "10",
-        "-w",
-        "1",
-        "--collectives",
-        "all_reduce",
-        "--timeout",
-        str(timeout_s),
-        "--out",
-        str(out),
-        "--no-history",
-    ]
-    return subprocess.Popen(
-        [sys.executable, "-m", "bench", *args],
-        env=rank_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-
-
-def _wait_for_rows(out: Path, proc: subprocess.Popen[str], n: int, limit_s: float = 120) -> None:
-    deadline = time.monotonic() + limit_s
-    while len(_rows(out)) < n:
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "the sweep did not start"
-        time.sleep(0.2)
-
-
 @pytest.mark.mpi
 def test_hung_rank_is_named_and_rows_are_kept(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    proc = _start_long_sweep(out, timeout_s=6)
+    proc = start_long_sweep(out, timeout_s=6)
     stopped: int | None = None
     try:
-        _wait_for_rows(out, proc, 2)
+        wait_for_rows(out, proc, 2)
         stopped = rank_pids(out)[1]
         os.kill(stopped, signal.SIGSTOP)  # a real hang: rank 1 stops answering mid-sweep
-        kept = len(_rows(out))
+        kept = len(sweep_rows(out))
         _, stderr = proc.communicate(timeout=120)
     finally:
         if stopped is not None:
@@ -162,17 +114,17 @@ def test_hung_rank_is_named_and_rows_are_kept(tmp_path: Path) -> None:
     meta = json.loads((out / "run.json").read_text())
     assert meta["status"] == "failed" and meta["exit_status"] == 3
     assert meta["failure"]["missing_ranks"] == [1]
-    assert len(_rows(out)) >= kept >= 2
+    assert len(sweep_rows(out)) >= kept >= 2
 
 
 @pytest.mark.mpi
 def test_killed_rank_is_exit_3_and_rows_are_kept(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    proc = _start_long_sweep(out, timeout_s=60)
+    proc = start_long_sweep(out, timeout_s=60)
     try:
-        _wait_for_rows(out, proc, 2)
+        wait_for_rows(out, proc, 2)
         os.kill(rank_pids(out)[2], signal.SIGKILL)
-        kept = len(_rows(out))
+        kept = len(sweep_rows(out))
         _, stderr = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
@@ -184,7 +136,7 @@ def test_killed_rank_is_exit_3_and_rows_are_kept(tmp_path: Path) -> None:
     meta = json.loads((out / "run.json").read_text())
     assert meta["status"] == "failed" and meta["exit_status"] == 3
     assert re.search(rf"rank(\(s\))? 2 on {socket.gethostname()}", meta["failure"]["message"])
-    assert len(_rows(out)) >= kept >= 2
+    assert len(sweep_rows(out)) >= kept >= 2
 
 
 @pytest.mark.mpi
@@ -192,13 +144,14 @@ def test_losing_rank_0_under_the_users_own_mpirun_is_recorded_by_a_survivor(tmp_
     """No railbench parent to notice: rank 0 dies mid-sweep and a surviving rank marks run.json failed."""
     out = tmp_path / "run"
     argv = ["-b", "64K", "-e", "256M", "-f", "2", "-n", "10", "-w", "1", "--collectives", "all_reduce"]
-    cmd = [str(Path(sys.executable).parent / "mpirun"), "-np", "3", "--bind-to", "none", "--oversubscribe"]
-    cmd += [sys.executable, "-m", "bench", "run", *argv, "--timeout", "60", "--out", str(out), "--no-history"]
+    cmd = mpirun_command(
+        3, [sys.executable, "-m", "bench", "run", *argv, "--timeout", "60", "--out", str(out), "--no-history"]
+    )
     proc = subprocess.Popen(
         cmd, env=rank_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
     )
     try:
-        _wait_for_rows(out, proc, 2)
+        wait_for_rows(out, proc, 2)
         os.kill(rank_pids(out)[0], signal.SIGKILL)
         _, stderr = proc.communicate(timeout=120)
     finally:

@@ -10,7 +10,6 @@ import csv
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,7 +20,7 @@ import pytest
 
 from bench.runtime.launch import child_environment, run_ranks
 from bench.runtime.launcher_watch import Watch
-from tests.support import railbench, rank_env
+from tests.support import free_port, mpirun_command, railbench, rank_env
 
 pytestmark = pytest.mark.mpi
 
@@ -31,12 +30,6 @@ FULL_SIZES = [1 << 10, 1 << 12, 1 << 14, 1 << 16, 1 << 18, 1 << 20, 1 << 22, 1 <
 SHORT = ["-b", "1K", "-e", "64K", "-f", "4", "-n", "3", "-w", "1", "-c"]
 SHORT_SIZES = [1 << 10, 1 << 12, 1 << 14, 1 << 16]
 FACTORS = {"all_reduce": lambda n: 2 * (n - 1) / n, "all_gather": lambda n: (n - 1) / n, "sendrecv": lambda n: 1.0}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def read_rows(out: Path) -> list[dict[str, str]]:
@@ -159,13 +152,8 @@ def test_runpod_variables_alone(tmp_path: Path) -> None:
 
 def test_under_mpirun_directly(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    mpirun = Path(sys.executable).parent / "mpirun"
     cmd = [
-        str(mpirun),
-        "-np",
-        "2",
-        "--bind-to",
-        "none",
+        *mpirun_command(2, []),
         sys.executable,
         "-m",
         "bench",
@@ -198,7 +186,7 @@ def test_a_killed_launcher_s_session_directory_does_not_stop_the_next_run(
     env = rank_env({"TMPDIR": str(temp)})
     # mpirun in this test's session: a session of its own would keep its pid in use (a session or process
     # group id is not handed out again while a member, even a zombie, holds it), and the hazard would not show.
-    killed = subprocess.Popen(["mpirun", "-np", "1", "--oversubscribe", "sleep", "60"], env=env)
+    killed = subprocess.Popen(mpirun_command(1, ["sleep", "60"]), env=env)
     stale = temp / f"ompi.{killed.pid}"
     children = Path(f"/proc/{killed.pid}/task/{killed.pid}/children")
     deadline = time.monotonic() + 30
@@ -215,7 +203,7 @@ def test_a_killed_launcher_s_session_directory_does_not_stop_the_next_run(
     said = tmp_path / "rank_tmp"
     _next_pid_is(killed.pid)
     ended = run_ranks(
-        ["mpirun", "-np", "1", "sh", "-c", f'echo "$TMPDIR" > {said}'],
+        mpirun_command(1, ["sh", "-c", f'echo "$TMPDIR" > {said}']),
         child_environment(),
         Watch(timeout_s=60.0, command="run"),
     )
@@ -226,7 +214,7 @@ def test_a_killed_launcher_s_session_directory_does_not_stop_the_next_run(
     # The hazard itself, in the same set-up: a launch without a TMPDIR of its own, given the same pid.
     assert stale.is_dir()
     _next_pid_is(killed.pid)
-    bare = subprocess.run(["mpirun", "-np", "1", "true"], env=env, capture_output=True, text=True, timeout=60)
+    bare = subprocess.run(mpirun_command(1, ["true"]), env=env, capture_output=True, text=True, timeout=60)
     if bare.returncode == 0:
         pytest.skip("another process took the stale pid first: the hazard did not show this time")
     assert "PMIx server's listener thread failed to start" in bare.stdout + bare.stderr, bare

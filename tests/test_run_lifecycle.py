@@ -17,8 +17,16 @@ from pathlib import Path
 import pytest
 
 from bench.runtime.gpus import gpu_count
-from tests.support import railbench, railbench_inline, rank_env, rank_pids
-from tests.test_run_failures import _rows, _start_long_sweep, _wait_for_rows
+from tests.support import (
+    mpirun_command,
+    railbench,
+    railbench_inline,
+    rank_env,
+    rank_pids,
+    start_long_sweep,
+    sweep_rows,
+    wait_for_rows,
+)
 
 BAD_PROFILE = 'name = "bad"\ntransport = "loopback"\npass_fraction = 0.9\ncounter_tolerance_bytes = -1\n'
 
@@ -82,21 +90,7 @@ def test_graph_without_a_gpu_is_exit_2(tmp_path: Path) -> None:
 
 @pytest.mark.mpi
 def test_bad_usage_under_the_users_own_mpirun_is_said_once(tmp_path: Path) -> None:
-    mpirun = Path(sys.executable).parent / "mpirun"
-    cmd = [
-        str(mpirun),
-        "-np",
-        "2",
-        "--bind-to",
-        "none",
-        sys.executable,
-        "-m",
-        "bench",
-        "run",
-        "--profile",
-        "nosuch",
-        "--no-history",
-    ]
+    cmd = mpirun_command(2, [sys.executable, "-m", "bench", "run", "--profile", "nosuch", "--no-history"])
     proc = subprocess.run(cmd, cwd=tmp_path, env=rank_env(), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
     said = [line for line in proc.stderr.splitlines() if "railbench: error:" in line]
@@ -109,10 +103,9 @@ def test_input_only_one_ranks_node_refuses_is_said_by_that_rank(tmp_path: Path) 
     """Rank 1 refuses what rank 0 accepted (here its own profile argument; on a cluster a profile file or a GPU
     only its node lacks): mpirun used to stop the job with "exit code 2" and no reason. Rank 1 now says it,
     with its rank and host, once rank 0 has plainly not said the same."""
-    mpirun = Path(sys.executable).parent / "mpirun"
     common = ["--no-history", "-e", "1K", "-n", "1", "-w", "1", "--out", str(tmp_path / "run")]
-    cmd = [str(mpirun), "--bind-to", "none", "-np", "1", sys.executable, "-m", "bench", "run", "--profile", "local"]
-    cmd += [*common, ":", "-np", "1", sys.executable, "-m", "bench", "run", "--profile", "nosuch", *common]
+    bench = [sys.executable, "-m", "bench", "run", "--profile"]
+    cmd = mpirun_command(1, [*bench, "local", *common], then=[(1, [*bench, "nosuch", *common])])
     proc = subprocess.run(cmd, cwd=tmp_path, env=rank_env(), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
     said = [line for line in proc.stderr.splitlines() if "railbench: error:" in line]
@@ -134,12 +127,12 @@ def _strays(out: Path) -> list[int]:
 @pytest.mark.parametrize(("signum", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["TERM", "INT"])
 def test_a_signal_to_the_parent_stops_every_rank_and_is_recorded(tmp_path: Path, signum: int, status: int) -> None:
     out = tmp_path / "run"
-    proc = _start_long_sweep(out, timeout_s=60)
+    proc = start_long_sweep(out, timeout_s=60)
     try:
-        _wait_for_rows(out, proc, 2)
+        wait_for_rows(out, proc, 2)
         ranks = rank_pids(out)
         assert len(ranks) == 3
-        kept = len(_rows(out))
+        kept = len(sweep_rows(out))
         os.kill(proc.pid, signum)  # the parent only, as scancel/timeout/Ctrl-C in a script would
         _, stderr = proc.communicate(timeout=30)
         deadline = time.monotonic() + 10
@@ -153,7 +146,7 @@ def test_a_signal_to_the_parent_stops_every_rank_and_is_recorded(tmp_path: Path,
     assert "Traceback" not in stderr
     meta = json.loads((out / "run.json").read_text())
     assert meta["status"] == "interrupted" and meta["exit_status"] == status
-    assert len(_rows(out)) >= kept >= 2
+    assert len(sweep_rows(out)) >= kept >= 2
 
 
 @pytest.mark.mpi

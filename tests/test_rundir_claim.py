@@ -125,7 +125,7 @@ def test_imports_of_logs_started_in_one_second_each_keep_a_folder_of_their_own(t
     # second moved the first one's run directory aside as "an earlier import of the same log", then removed it.
     from bench.importer.config import ImportConfig
     from bench.importer.run import import_log
-    from tests.history_fixtures import text_log
+    from tests.support.history_fixtures import text_log
 
     logs = []
     for n in range(6):

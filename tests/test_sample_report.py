@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from tests.report_browser import MKDOCS_CONTAINER_WIDTH, chromium, missing_browser, render
 from tests.support import REPO, rank_env
+from tests.support.report_browser import MKDOCS_CONTAINER_WIDTH, chromium, missing_browser, render
 
 SAMPLE = REPO / "reports" / "sample"
 REDRAW = "python ci/sample_report.py --update-sample reports/sample/run"

@@ -1,5 +1,5 @@
-"""railbench as Slurm's health check and prolog on a real Slurm cluster (tests/slurm_testbed.py): slurmd runs
-``ci/slurm/railbench-health.sh`` (copied and edited as docs/slurm.md says) every few seconds on each idle
+"""railbench as Slurm's health check and prolog on a real Slurm cluster (tests/support/testbeds/slurm_testbed.py):
+slurmd runs ``ci/slurm/railbench-health.sh`` (copied and edited as docs/slurm.md says) every few seconds on each idle
 node and before each job; a dead rail drains its node with a reason naming the part and the action, the
 node is resumed once the rail is back, and a node someone else drained is never touched."""
 
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.netns_testbed import PROFILE, build_cluster
-from tests.slurm_testbed import SlurmCluster, build_slurm
 from tests.support import REPO
+from tests.support.testbeds.netns_testbed import PROFILE, build_cluster
+from tests.support.testbeds.slurm_testbed import SlurmCluster, build_slurm
 
 pytestmark = [pytest.mark.slurm, pytest.mark.netns, pytest.mark.slow]
 

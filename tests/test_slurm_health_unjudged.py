@@ -2,8 +2,8 @@
 (issue 43): nvidia-smi failing on a node that has GPUs fails the health check and keeps the node drained with
 railbench's reason, run after run.
 
-The testbed's nodes have no GPUs: node01 is given eight by a sysfs tree (``tests.gpudirect_trees``: an HGX H100
-node's PCI functions, its rails the node's own veths), bind-mounted over ``/sys`` in a private mount namespace
+The testbed's nodes have no GPUs: node01 is given eight by a sysfs tree (``tests.support.trees.gpudirect_trees``: an HGX
+H100 node's PCI functions, its rails the node's own veths), bind-mounted over ``/sys`` in a private mount namespace
 of railbench's own process, as the campaign did; so railbench reads it as this machine's own ``/sys`` and runs
 the ``nvidia-smi`` it finds on the PATH, a script standing for the node's. Before the fix every GPU check
 skipped when nvidia-smi failed, the node passed and ``--drain`` resumed the node railbench had drained for a
@@ -26,11 +26,11 @@ from pathlib import Path
 
 import pytest
 
-from tests import gpu_state_docs, gpudirect_trees
-from tests.fabric_trees import healthy_1cc
-from tests.gpudirect_trees import PathSpec
-from tests.netns_testbed import PROFILE, build_cluster
-from tests.slurm_testbed import SlurmCluster, build_slurm
+from tests.support.testbeds.netns_testbed import PROFILE, build_cluster
+from tests.support.testbeds.slurm_testbed import SlurmCluster, build_slurm
+from tests.support.trees import gpu_state_docs, gpudirect_trees
+from tests.support.trees.fabric_trees import healthy_1cc
+from tests.support.trees.gpudirect_trees import PathSpec
 
 pytestmark = [pytest.mark.slurm, pytest.mark.netns, pytest.mark.slow]
 

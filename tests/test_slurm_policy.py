@@ -26,9 +26,9 @@ from bench.rundir.railsdoc import Conviction, GpuDefect, RailDefect
 from bench.rundir.runjson import SCHEMA_PATH, RunDoc
 from bench.slurm import drain
 from bench.slurm.scheduler import NodeState
-from tests import fabric_trees
 from tests.support import railbench_inline
-from tests.test_fabric_error_counters import zero_errors
+from tests.support.trees import fabric_trees
+from tests.support.trees.counters import zero_errors
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "slurm.md"
 

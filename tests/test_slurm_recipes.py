@@ -1,5 +1,5 @@
-"""railbench's Slurm recipes under a real slurmctld and a slurmd per node (tests/slurm_testbed.py): ``srun``
-for run and rails across the node namespaces, with the rails on their veth links, and the nightly sbatch
+"""railbench's Slurm recipes under a real slurmctld and a slurmd per node (tests/support/testbeds/slurm_testbed.py):
+``srun`` for run and rails across the node namespaces, with the rails on their veth links, and the nightly sbatch
 recipe (ci/nightly/) end to end, its exit status read back through sacct."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.netns_testbed import PROFILE, NetnsCluster, build_cluster
-from tests.slurm_testbed import JobEnd, SlurmCluster, build_slurm, require_slurm
 from tests.support import REPO, rank_env
+from tests.support.testbeds.netns_testbed import PROFILE, NetnsCluster, build_cluster
+from tests.support.testbeds.slurm_testbed import JobEnd, SlurmCluster, build_slurm, require_slurm
 
 pytestmark = [pytest.mark.slurm, pytest.mark.netns, pytest.mark.slow]
 
@@ -243,11 +243,11 @@ def test_the_nightly_under_sbatch_a_dead_rail_then_the_next_night(cluster: Slurm
 
 
 def test_the_testbed_starts_by_hand_and_leaves_nothing(tmp_path: Path) -> None:
-    """``python -m tests.slurm_testbed 2`` (docs/slurm.md, for a try by hand): up, then Enter takes every daemon,
-    job step and namespace away."""
+    """``python -m tests.support.testbeds.slurm_testbed 2`` (docs/slurm.md, for a try by hand): up, then Enter takes
+    every daemon, job step and namespace away."""
     require_slurm()  # the other tests skip through their fixture; this one starts the testbed itself
     done = subprocess.run(
-        [sys.executable, "-m", "tests.slurm_testbed", "2"],
+        [sys.executable, "-m", "tests.support.testbeds.slurm_testbed", "2"],
         input="\n",
         capture_output=True,
         text=True,

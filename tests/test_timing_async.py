@@ -1,4 +1,4 @@
-"""The one timing path, proved on the test model of NCCL (``tests/async_backend.py``).
+"""The one timing path, proved on the test model of NCCL (``tests/support/models/async_backend.py``).
 
 On that backend, as on NCCL, ``wait()`` returns before the transfer is over. The tests run railbench's own
 rank code on it under mpirun and check that every measurement reports the rate the backend was told to
@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from bench.runtime.before_init import ASYNC_ERROR_VAR, nccl_log_environment, nic_disagreement
-from tests.support import rank_env
+from tests.support import mpirun_command, rank_env
 
 REPO = Path(__file__).resolve().parent.parent
 RATE_GBPS = 1.0
@@ -30,7 +30,7 @@ needs_mpirun = pytest.mark.skipif(shutil.which("mpirun") is None, reason="needs 
 def _ranks(scenario: str, np: int, tmp_path: Path, extra: dict[str, str] | None = None) -> dict[str, Any]:
     out = tmp_path / f"{scenario}.json"
     env = rank_env({"RAILBENCH_ASYNC_GBPS": str(RATE_GBPS), **(extra or {})})
-    cmd = ["mpirun", "-np", str(np), "--oversubscribe", sys.executable, "-m", "tests.async_ranks", scenario, str(out)]
+    cmd = mpirun_command(np, [sys.executable, "-m", "tests.support.ranks.async_ranks", scenario, str(out)])
     done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return dict(json.loads(out.read_text()))
@@ -176,7 +176,7 @@ def test_the_model_is_timed_by_its_stream_clock_not_the_busy_host() -> None:
     code = """
 import time
 from bench.measure import device
-from tests import async_backend
+from tests.support.models import async_backend
 timer = device.RegionTimer(device=None)
 timer.start()
 async_backend.STREAM.submit(lambda: (time.sleep(0.4), 0.1)[1])

@@ -1,8 +1,8 @@
 """The cell budget of the one timing loop (``time_budgeted``), on a virtual clock priced by NCCL's own cost model.
 
 Every call a test makes advances a virtual clock by what NCCL's tuning model says that call takes
-(``tests/nccl_tuning.py``: the algorithm and protocol NCCL picks for its size, with tuning.cc's latencies and
-bandwidths), and the host timer reads that clock (``bench.measure.device`` times host regions with
+(``tests/support/models/nccl_tuning.py``: the algorithm and protocol NCCL picks for its size, with tuning.cc's latencies
+and bandwidths), and the host timer reads that clock (``bench.measure.device`` times host regions with
 ``time.perf_counter``, which the test points at the virtual clock). The barriers and agreements are real, in a
 one-rank gloo world; what the one rank stands for is a rank of an n-node communicator of one GPU per node, whose
 agreed times are its own. So the plan and the number reported are exact, whatever the machine's load, and a
@@ -32,7 +32,7 @@ from bench.measure.collectives import get_collective
 from bench.measure.size import chunk_counts
 from bench.measure.timing import Budget, Loop, Timed
 from bench.rails.budget import cell_budget
-from tests.nccl_tuning import busbw_Gbps, call_s, nccl_choice
+from tests.support.models.nccl_tuning import busbw_Gbps, call_s, nccl_choice
 
 torch = pytest.importorskip("torch")
 dist = pytest.importorskip("torch.distributed")
@@ -88,8 +88,9 @@ def virtual(monkeypatch: pytest.MonkeyPatch, one_rank_world: None) -> Callable[.
     def make(*args: Any, **kwargs: Any) -> Communicator:
         comm = Communicator(*args, **kwargs)
         monkeypatch.setattr(device_ops, "time", SimpleNamespace(perf_counter=comm.perf_counter))
-        # A device clock registered earlier in this process (tests/async_backend.py registers its stream's when
-        # imported, as a GPU backend would) takes precedence over perf_counter: this test's clock must win.
+        # A device clock registered earlier in this process (tests/support/models/async_backend.py registers its
+        # stream's when imported, as a GPU backend would) takes precedence over perf_counter: this test's clock must
+        # win.
         monkeypatch.setattr(device_ops, "_HOST_CLOCK", [])
         return comm
 

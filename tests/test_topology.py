@@ -18,8 +18,8 @@ from bench.exits import UserError
 from bench.fabric import cabling_plan, ibnetdiscover
 from bench.fabric.cabling import Cable, Cabling, HostPort, SwitchPort
 from bench.fabric.topology_file import load_cabling
-from tests import fabric_trees
-from tests.support import railbench, rank_env
+from tests.support import mpirun_command, railbench, rank_env
+from tests.support.trees import fabric_trees
 
 DATA = Path(__file__).resolve().parent / "data" / "topology"
 RAILS = ("mlx5_1", "mlx5_2", "mlx5_3")  # a profile's rail names: only the cabled ones are this fabric's rails
@@ -153,9 +153,8 @@ def test_accept_topology_judges_the_cabling_as_check_does(tmp_path: Path) -> Non
 
 def _users_mpirun(tmp: Path, *per_rank: list[str]) -> subprocess.CompletedProcess[str]:
     """The user's own mpirun, one rank per argv (Open MPI's ``A : B`` form), no railbench parent."""
-    cmd = [str(Path(sys.executable).parent / "mpirun"), "--bind-to", "none"]
-    for i, argv in enumerate(per_rank):
-        cmd += [*([":"] if i else []), "-np", "1", sys.executable, "-m", "bench", *argv]
+    first, *rest = ([sys.executable, "-m", "bench", *argv] for argv in per_rank)
+    cmd = mpirun_command(1, first, then=[(1, argv) for argv in rest])
     return subprocess.run(cmd, cwd=tmp, env=rank_env(), capture_output=True, text=True, timeout=240)
 
 

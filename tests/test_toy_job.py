@@ -1,4 +1,4 @@
-"""The toy job (tests/toy_job.py) on one gloo rank, in this process, through the real frame: ``run_job``
+"""The toy job (tests/support/toy_job.py) on one gloo rank, in this process, through the real frame: ``run_job``
 starts the world, the lifecycle writes run.json, junit.xml and the verdict. What the docs' "Adding a job"
 promises is what a job gets, checked on the smallest job there is."""
 
@@ -16,7 +16,7 @@ from bench.exits import UserError
 from bench.frame.launch_job import launch
 from bench.frame.parts import Launch, Output
 from bench.runtime.env import RankInfo
-from tests.toy_job import PING, PingConfig, run_rank
+from tests.support.toy_job import PING, PingConfig, run_rank
 
 
 def _free_port() -> int:
@@ -64,7 +64,7 @@ def test_the_design_document_shows_the_toy_job_as_it_is() -> None:
     design = (repo / "docs" / "design.md").read_text()
     section = design[design.index("### Adding a job") :]
     shown = section[section.index("```python\n") + len("```python\n") : section.index("\n```")]
-    source = iter((repo / "tests" / "toy_job.py").read_text().splitlines())
+    source = iter((repo / "tests" / "support" / "toy_job.py").read_text().splitlines())
     missing = [line for line in shown.splitlines() if line.strip() and all(line != kept for kept in source)]
     assert missing == []
 

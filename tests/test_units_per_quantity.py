@@ -25,8 +25,8 @@ from bench.report.theme import spec_dict, vl_convert_version
 from bench.rundir.comparedoc import ComparedMetric, CompareDoc
 from bench.rundir.docversion import COMPARE_FORMAT_VERSION
 from bench.sweep.judge import collective_items
-from tests.history_fixtures import make_run_dir
-from tests.report_data import write_run_dir
+from tests.support.history_fixtures import make_run_dir
+from tests.support.report_data import write_run_dir
 
 WORLD_KEY = "all_reduce/world/world/1073741824"
 WORLD_ROW = {

@@ -12,15 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.wild import manifest
+from tests.support.wild import manifest
 
 CASES = manifest.every_case()
-BEGIN = "<!-- sources: made by `python -m tests.wild.table`; do not edit by hand -->"
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
 def test_reading_is_exact(case: manifest.Case) -> None:
-    reader = importlib.import_module(f"tests.wild.{case.folder.replace('-', '_')}")
+    reader = importlib.import_module(f"tests.support.wild.{case.folder.replace('-', '_')}")
     assert case.file.is_file(), f"{case.id} is listed but missing"
     assert reader.read(case.file) == case.expect
 
@@ -38,5 +37,7 @@ def test_each_reader_has_enough_verbatim_sources(folder: Path) -> None:
 
 def test_readme_table_is_current() -> None:
     readme = (manifest.WILD / "README.md").read_text(encoding="utf-8")
-    assert BEGIN in readme
-    assert readme.split(BEGIN, 1)[1].strip() == manifest.table().strip(), "run: python -m tests.wild.table"
+    assert manifest.BEGIN in readme
+    assert readme.split(manifest.BEGIN, 1)[1].strip() == manifest.table().strip(), (
+        "run: python -m tests.support.wild.table"
+    )

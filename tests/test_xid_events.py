@@ -18,8 +18,8 @@ from bench.gpu import xid, xid_catalogue, xid_report
 from bench.gpudirect_limits import DEFAULT_FAIL_XIDS
 from bench.preflight import checks
 from bench.profiles import load_profile
-from tests import fabric_trees, gpudirect_trees
 from tests.support import railbench_inline
+from tests.support.trees import fabric_trees, gpudirect_trees
 
 WILD = Path(__file__).resolve().parent / "data" / "wild" / "kernel-log"
 FAILS = xid_catalogue.default_fail_xids()

@@ -1,5 +1,5 @@
-"""Regimes of the fabric model (``tests/fabric_model.py``): how healthy a healthy fabric looks, and how broken a
-broken part is. ``docs/rails.md`` ("The fabric model's regimes") lists them with their sources.
+"""Regimes of the fabric model (``tests/support/models/fabric_model.py``): how healthy a healthy fabric looks, and how
+broken a broken part is. ``docs/rails.md`` ("The fabric model's regimes") lists them with their sources.
 
 ``kind`` is the model as it first was: every healthy link alike, 1.5% noise, adaptive routing, faults far below
 the pass mark. The others carry what real rail-optimised fabrics show:

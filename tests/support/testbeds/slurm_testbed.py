@@ -1,6 +1,7 @@
 """A real Slurm cluster on the network-namespace testbed (root only): railbench's Slurm recipes run under it.
 
-Layout, over a :class:`~tests.netns_testbed.NetnsCluster` (nodes ``node01``.., management 198.18.255.i)::
+Layout, over a :class:`~tests.support.testbeds.netns_testbed.NetnsCluster` (nodes ``node01``.., management
+198.18.255.i)::
 
     munged      this machine's namespace, its own key (made for the test) and socket in the cluster's folder;
                 a path-named unix socket is reached from every network namespace
@@ -43,8 +44,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.netns_testbed import HEAD_ADDRESS, MGMT_SUBNET, PREFIX_STEM, NetnsCluster, mgmt_address
 from tests.support import rank_env
+from tests.support.testbeds.netns_testbed import HEAD_ADDRESS, MGMT_SUBNET, PREFIX_STEM, NetnsCluster, mgmt_address
 
 SLURM_TMP = "/tmp"
 """Where each cluster's folder goes (see ``build_slurm``)."""
@@ -376,7 +377,7 @@ def build_slurm(
     require_slurm()
     _remove_stale()
     # munged refuses a socket below a folder closed to others: not the testbed's own folder, nor a private
-    # TMPDIR (tests/support.rank_env gives every launch one), so /tmp itself.
+    # TMPDIR (tests.support.rank_env gives every launch one), so /tmp itself.
     root = Path(tempfile.mkdtemp(prefix=f"{bed.prefix}-slurm-", dir=SLURM_TMP))
     root.chmod(0o755)
     cluster = SlurmCluster(bed, root)
@@ -419,8 +420,8 @@ def _probe_pmix(cluster: SlurmCluster) -> None:
 
 
 def main() -> None:
-    """``python -m tests.slurm_testbed [NODES]``: a Slurm cluster on the namespace testbed to try by hand,
-    until Enter or Ctrl-C (then every daemon and namespace goes). Root only."""
+    """``python -m tests.support.testbeds.slurm_testbed [NODES]``: a Slurm cluster on the namespace testbed to try by
+    hand, until Enter or Ctrl-C (then every daemon and namespace goes). Root only."""
     import signal as signals
 
     nodes = int(sys.argv[1]) if len(sys.argv) > 1 else 3
@@ -433,7 +434,7 @@ def main() -> None:
 
 
 def _try_by_hand(nodes: int) -> None:
-    from tests.netns_testbed import PROFILE, build_cluster
+    from tests.support.testbeds.netns_testbed import PROFILE, build_cluster
 
     with build_cluster(nodes=nodes, rails=2) as bed, build_slurm(bed) as cluster:
         profile = cluster.root / "netns.toml"

@@ -1,6 +1,6 @@
 """A rank of the testbed's plumbing test: world group over mgmt, one group per rail over its interface.
 
-Run under the testbed's mpirun as ``python -m tests.netns_probe RAILS``. Prints one JSON line per rank:
+Run under the testbed's mpirun as ``python -m tests.support.ranks.netns_probe RAILS``. Prints one JSON line per rank:
 hostname, the world all_reduce result, and the bytes each interface of its node carried while the rail
 groups ran their all_reduce.
 """

@@ -1,4 +1,5 @@
-"""Rank program for the tests on the model of NCCL: railbench's own rank code on ``tests/async_backend.py``.
+"""Rank program for the tests on the model of NCCL: railbench's own rank code on
+``tests/support/models/async_backend.py``.
 
 Started under mpirun (by ``tests/test_timing_async.py`` and its neighbours). Every rank registers the model,
 starts the world through railbench's ``init_distributed`` with the model in NCCL's role, runs one scenario,
@@ -30,7 +31,7 @@ and rank 0 writes what it saw as JSON:
 Pretend nodes: with ``ASYNC_RANKS_PER_NODE=k`` world rank r reports hostname ``node{r // k}``, as if the
 launcher had placed k ranks on each host (railbench and the model both learn the node from the hostname).
 
-Usage: ``python -m tests.async_ranks SCENARIO OUT.json``.
+Usage: ``python -m tests.support.ranks.async_ranks SCENARIO OUT.json``.
 """
 
 from __future__ import annotations
@@ -64,8 +65,8 @@ from bench.runtime.coord import coordinator
 from bench.runtime.dist import DistContext, Transport, init_distributed, shutdown
 from bench.runtime.env import discover_rank
 from bench.runtime.watchdog import Watchdog
-from tests import async_backend
-from tests.rails_configs import rails_config
+from tests.support.models import async_backend
+from tests.support.rails_configs import rails_config
 
 if TYPE_CHECKING:
     from bench.accept.rank import AcceptJob

@@ -27,7 +27,9 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-WILD = Path(__file__).resolve().parent.parent / "data" / "wild"
+WILD = Path(__file__).resolve().parents[2] / "data" / "wild"
+BEGIN = "<!-- sources: made by `python -m tests.support.wild.table`; do not edit by hand -->"
+"""The line of ``tests/data/wild/README.md`` after which the table of sources is written, never by hand."""
 MIN_SOURCES = 8
 """Verbatim sources each reader's corpus holds at least (issue 42)."""
 

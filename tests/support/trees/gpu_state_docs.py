@@ -8,7 +8,7 @@
 * ``nvlink_status(gpus)``: ``nvidia-smi nvlink -s``, 18 links per H100;
 * ``kernel_log(...)``: syslog lines with ``NVRM: Xid`` events, as NVIDIA's Xid catalogue shows them.
 
-The GPUs sit at the fixture trees' addresses (``tests.fabric_trees``: GPU k behind switch k at bus 0x13 +
+The GPUs sit at the fixture trees' addresses (``tests.support.trees.fabric_trees``: GPU k behind switch k at bus 0x13 +
 0x20 k), so a document and a tree describe the same node.
 """
 

@@ -1,9 +1,10 @@
-"""Rewrite the table of sources in ``tests/data/wild/README.md`` from the manifests: ``python -m tests.wild.table``."""
+"""Rewrite the table of sources in ``tests/data/wild/README.md`` from the manifests: ``python -m
+tests.support.wild.table``."""
 
 from __future__ import annotations
 
-from tests.test_wild_corpus import BEGIN
-from tests.wild import manifest
+from tests.support.wild import manifest
+from tests.support.wild.manifest import BEGIN
 
 
 def main() -> None:

@@ -124,7 +124,7 @@ import torch.distributed as dist
 from torch.futures import Future
 
 from bench.measure import device as device_ops
-from tests import async_nccl_log as nccl_log
+from tests.support.models import async_nccl_log as nccl_log
 
 NAME = "asyncsim"
 RATE_VAR = "RAILBENCH_ASYNC_GBPS"

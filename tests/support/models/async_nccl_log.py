@@ -1,4 +1,4 @@
-"""NCCL's own log as the model of NCCL writes it (``tests/async_backend.py``, behaviour 8): the level
+"""NCCL's own log as the model of NCCL writes it (``tests/support/models/async_backend.py``, behaviour 8): the level
 ``NCCL_DEBUG`` asks for, net_ib's completion WARN in the wording of one NCCL, and each host's out-of-band
 address as NCCL finds it. Nothing here knows railbench's code."""
 

@@ -29,7 +29,7 @@ from bench.rails.plan_phases import Sweep
 from bench.rundir.files import FORMAT_VERSION
 from bench.rundir.railsdoc import RailsDoc
 from bench.rundir.results_csv import RESULT_COLUMNS, results_csv_text
-from tests.rails_configs import rails_config
+from tests.support.rails_configs import rails_config
 
 # busbw factor per collective, as nccl-tests computes it (n = ranks in the communicator)
 _FACTOR = {

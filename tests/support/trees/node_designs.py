@@ -39,9 +39,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from tests import fabric_trees
-from tests.fabric_trees import NDR, GpuSpec, HcaSpec, NetSpec, NodeSpec, PortSpec
-from tests.gpudirect_trees import ACS_ON, GEN4, GEN5, _speed_text, _write, config_space
+from tests.support.trees import fabric_trees
+from tests.support.trees.fabric_trees import NDR, GpuSpec, HcaSpec, NetSpec, NodeSpec, PortSpec
+from tests.support.trees.gpudirect_trees import ACS_ON, GEN4, GEN5, _speed_text, _write, config_space
 
 _ROOT_PORT, _UPSTREAM, _DOWNSTREAM, _ENDPOINT = 4, 5, 6, 0
 

@@ -1,10 +1,11 @@
 """One rank of ``rails`` up to its world communicator, under a launcher started on a pretend node.
 
-Run by torchrun as ``-m tests.bootstrap_probe OUT [OOB_IFNAME]``: the rank discovers itself from torchrun's
-variables, meets the others through torchrun's ``MASTER_ADDR`` (``bench.runtime.dist.init_distributed``, the
+Run by torchrun as ``-m tests.support.ranks.bootstrap_probe OUT [OOB_IFNAME]``: the rank discovers itself from
+torchrun's variables, meets the others through torchrun's ``MASTER_ADDR`` (``bench.runtime.dist.init_distributed``, the
 command's own start-up), runs the before-init step of ``rails`` on an IB profile (``bench.rails.rank.rail_prelude``)
-and makes the world communicator on the model of NCCL (tests/async_backend.py), which reads its environment as
-NCCL does. Prints one JSON line: the host, the rank, MASTER_ADDR and the NCCL_SOCKET_IFNAME NCCL would read.
+and makes the world communicator on the model of NCCL (tests/support/models/async_backend.py), which reads its
+environment as NCCL does. Prints one JSON line: the host, the rank, MASTER_ADDR and the NCCL_SOCKET_IFNAME NCCL would
+read.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ def main(argv: list[str]) -> None:
     from bench.rails.rank import rail_prelude
     from bench.runtime.dist import init_distributed, shutdown
     from bench.runtime.env import discover_rank
-    from tests.async_ranks import MODEL_OF_NCCL
+    from tests.support.ranks.async_ranks import MODEL_OF_NCCL
 
     out, oob = Path(argv[0]), (argv[1] if len(argv) > 1 else None)
     info = discover_rank()

@@ -42,7 +42,7 @@ from bench.rails.matrix import PairColumns
 from bench.rails.records import ExpectedNic, RailResult
 from bench.rails.schedule import Round
 from bench.rails.windows import NodeWindow
-from tests.fabric_regimes import KIND, Regime
+from tests.support.models.fabric_regimes import KIND, Regime
 
 LINE_GBPS = 400.0
 PAIR_EFFICIENCY = 0.965
@@ -62,7 +62,7 @@ SYMBOL_ERRORS = 1200
 
 def nccl_time_us(collective: str, nranks: int, nbytes: int, busbw_Gbps: float) -> float:
     """One call's time in NCCL's cost model over links that carry ``busbw_Gbps`` of bus bandwidth."""
-    from tests.nccl_tuning import nccl_choice
+    from tests.support.models.nccl_tuning import nccl_choice
 
     # nccl-tests' size of an all_gather is its whole gathered buffer, the bytes NCCL prices it at.
     return nccl_choice(collective, nranks, nbytes, busbw_Gbps / 8).time_us(nbytes)
@@ -312,7 +312,7 @@ class Model:
                 time_us = self.rail_bytes * factor * 8 / (busbw * 1e9) * 1e6 if busbw > 0 else 0.0
                 if self.regime.harsh and busbw > 0 and live.sum() > 1:
                     # The harsh regimes time the call as NCCL's cost model prices it: its per-step latency
-                    # on top of the bytes (tests/nccl_tuning.py).
+                    # on top of the bytes (tests/support/models/nccl_tuning.py).
                     time_us = nccl_time_us(name, int(live.sum()), self.rail_bytes, busbw)
                 out.append(
                     RailResult(

