@@ -11,7 +11,7 @@ Two implementations of the same calls:
   for NCCL's work), which bracket exactly the device work of the region.
 - **host**: ``perf_counter``, after waiting for every registered *host queue*. gloo completes every
   operation before ``wait()`` returns, so it registers nothing. A backend whose operations finish
-  later on a thread of its own (the test suite's model of NCCL, ``tests/async_backend.py``) registers
+  later on a thread of its own (the test suite's model of NCCL, ``tests/support/models/async_backend.py``) registers
   the call that drains its queue, and is then timed exactly as CUDA is: the region ends when the work
   ends. Such a backend may also register its *device clock*, read in place of ``perf_counter`` as a CUDA
   event is: the time its stream spent on the work, which a busy host does not stretch, and its *graph

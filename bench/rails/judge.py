@@ -123,9 +123,9 @@ def judged(
     reports: Sequence[LinkReport] = (),
     process_groups: int | None = None,
 ) -> records.RailsOutcome:
-    """``outcome`` once the pair matrix is built: the fabric model (``tests/fabric_model.py``) builds it from its
-    own columns of pair times and calls this, so what it judges is judged exactly as rank 0 judges a run (every
-    link live unless ``membership`` says otherwise)."""
+    """``outcome`` once the pair matrix is built: the fabric model (``tests/support/models/fabric_model.py``)
+    builds it from its own columns of pair times and calls this, so what it judges is judged exactly as rank 0
+    judges a run (every link live unless ``membership`` says otherwise)."""
     nodes = layout.nodes
     membership = membership or everyone_live(len(nodes), layout.rails)
     rail_results = sorted(flatten([g["results"] for g in gathered]), key=lambda r: (r.mode != "concurrent", r.rail))

@@ -107,7 +107,7 @@ class PairMatrix:
 @dataclass(frozen=True, eq=False)
 class PairColumns:
     """Pair directions as columns, one numpy array per ``PairTime`` field: what rank 0 judges a large matrix
-    from (and what the fabric model of ``tests/fabric_model.py`` produces instead of ranks)."""
+    from (and what the fabric model of ``tests/support/models/fabric_model.py`` produces instead of ranks)."""
 
     node: np.ndarray
     peer: np.ndarray

@@ -163,7 +163,7 @@ class Transport:
     and the device its buffers live on.
 
     ``torch_backend`` differs from ``role`` only in the test suite, whose model of NCCL
-    (``tests/async_backend.py``) plays the ``nccl`` role on the CPU: everything that depends on NCCL's
+    (``tests/support/models/async_backend.py``) plays the ``nccl`` role on the CPU: everything that depends on NCCL's
     behaviour (its environment read once at the first communicator, its asynchronous completion) runs
     unchanged on it.
     """
