@@ -3,10 +3,10 @@
     python ci/sample_report.py --update-sample --testbed  # a real `railbench accept` on the namespace cluster
     python ci/sample_report.py --update-sample RUN_DIR    # from a real run directory (e.g. a CPU `railbench run`)
     python ci/sample_report.py --update-sample reports/sample/run  # the committed run, drawn by today's renderer
-    python ci/sample_report.py --update-sample            # from the synthetic 8-node run in
-    tests/support/report_data.py python ci/sample_report.py --out DIR                  # draw it elsewhere; the
-    committed sample is left alone python ci/sample_report.py --nodes 64 --out DIR       # a synthetic 64-node x 8-rail
-    acceptance run python ci/sample_report.py --tiny                     # the sample drawn into a temporary folder (CI)
+    python ci/sample_report.py --update-sample            # the synthetic 8-node run (tests/support/report_data.py)
+    python ci/sample_report.py --out DIR                  # draw it elsewhere; the committed sample is left alone
+    python ci/sample_report.py --nodes 64 --out DIR       # a synthetic 64-node x 8-rail acceptance run
+    python ci/sample_report.py --tiny                     # the sample drawn into a temporary folder (CI)
 
 Without ``--update-sample`` or ``--out`` it refuses: the committed sample is only rewritten when asked.
 
