@@ -46,20 +46,7 @@ def cause_clause(causes: tuple[DefectCause, ...]) -> str:
 
 
 def _finding(defect: RailDefect) -> str:
-    device = f"{defect.device}, " if defect.device else ""
-    if defect.kind in ("leaf", "uplink", "spine"):
-        where = _switch_words(defect)
-    elif defect.kind == "cable":
-        ends = f"{defect.node} {defect.device or 'rail ' + str(defect.rail)}"
-        where = f"{defect.node} rail {defect.rail} (cable {ends} <-> {defect.ports[0] if defect.ports else '?'})"
-    elif defect.kind == "rail":
-        where = f"rail {defect.rail} ({device}every node)"
-    elif defect.kind == "node":
-        where = f"{defect.node} (every rail)"
-    elif defect.kind == "pair":
-        where = f"{defect.node}-{defect.peer} rail {defect.rail}"
-    else:
-        where = f"{defect.node} rail {defect.rail}" + (f" ({defect.device})" if defect.device else "")
+    where = defect.address.where
     c = defect.conviction
     if defect.kind == "path" or (c.symptom == "dead" and not c.pairs and c.evidence):
         # Told by the counters or the port's state, not by a rate.
@@ -86,22 +73,6 @@ def _finding(defect: RailDefect) -> str:
         found = f"in {c.slow_pairs}/{c.pairs} pairs{untold}"
     verdict = {"slow": "fault", "dead": "dead", "flaky": "flaky"}.get(c.symptom or "", c.symptom)
     return f"{where}: {rate} {found} → {defect.kind} {verdict}"
-
-
-def _switch_words(defect: RailDefect) -> str:
-    """``leaf leaf-su1-r3 (rail 3, unit 1 (node01-node32))``, ``uplinks of leaf-su2-r3 (rail 3, ...)``,
-    ``uplinks between leaf-su1-r3 and leaf-su2-r3 (rail 3)``, ``spines spine-1..spine-8 (every rail)``."""
-    rail = "every rail" if defect.rail is None else f"rail {defect.rail}"
-    unit = f", {defect.unit}" if defect.unit else ""
-    names = list(defect.switches)
-    if defect.kind == "leaf":
-        return f"leaf {names[0] if names else '?'} ({rail}{unit})"
-    if defect.kind == "uplink":
-        if len(names) == 2:
-            return f"uplinks between {names[0]} and {names[1]} ({rail})"
-        return f"uplinks of {names[0] if names else '?'} ({rail}{unit})"
-    shown = f"{names[0]}..{names[-1]}" if len(names) > 2 else " and ".join(names) or "?"
-    return f"spine {shown} ({rail}, between units)" if len(names) == 1 else f"spines {shown} ({rail}, between units)"
 
 
 def _device_words(device: str | None) -> str:

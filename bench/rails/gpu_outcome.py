@@ -35,12 +35,7 @@ def describe_local_transient(transient: Transient) -> str:
 
 
 def _gpu_finding(defect: GpuDefect) -> str:
-    if defect.kind == "node":
-        where = f"{defect.node} (every local pair)"
-    elif defect.kind == "gpu":
-        where = f"{defect.node} GPU {defect.gpu}" + (f" ({defect.bus_id})" if defect.bus_id else "")
-    else:
-        where = f"{defect.node} GPU {defect.gpu} - GPU {defect.peer}"
+    where = defect.address.where
     c = defect.conviction
     if c.symptom == "dead":
         return f"{where}: no traffic in {c.slow_pairs}/{c.pairs} local pairs → {defect.kind} dead"
