@@ -3,8 +3,9 @@ part a finding is about, in fields, and makes the words that say where it is in 
 
 Its ``kind`` is a rails defect kind (``bench.rundir.defect_kinds.DEFECT_KINDS``: ``link``, ``rail``, ``node``,
 ``pair``, ``errors``, ``path``, ``cable``, ``leaf``, ``uplink``, ``spine``), an intra-node one (``GPU_KINDS``:
-``gpu``, ``gpu-pair``, every local pair of a ``node``), a preflight ``check`` on a node's device, or the
-``run`` itself (a hang, a lost rank). Readers decide by its fields (:meth:`Part.covers`), never by the words.
+``gpu``, ``gpu-pair``, every local pair of a ``node``), a preflight ``check`` on a node's device, the
+``run`` itself (a hang, a lost rank), a ``rail-group`` below its target, or what the byte ``counters`` said of a
+node. Readers decide by its fields (:meth:`Part.covers`), never by the words.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from bench.rundir.defect_kinds import kind_of
 
 SWITCH_KINDS = frozenset({"leaf", "uplink", "spine"})
 """Parts above the nodes, said by their switches."""
+OTHER_KINDS = frozenset({"check", "run", "rail-group", "counters"})
+"""Parts no defect kind names: a check's device, the run, a rail group below its target, what the byte
+counters said of a node."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,10 @@ class Part:
         (rail 3, unit 1 (node01-node32))``, ``node03 GPU 5 (0000:9a:00.0)``, ``node03 (every local pair)``."""
         if self.intra:
             return self._gpu_where()
+        if self.kind in ("check", "counters", "run"):
+            return self.node or ("across nodes" if self.kind == "check" else "")
+        if self.kind == "rail-group":
+            return f"rail {self.rail}"
         if self.kind in SWITCH_KINDS:
             return self._switch_where()
         device = f"{self.device}, " if self.device else ""
@@ -120,4 +128,4 @@ class Part:
     @property
     def known(self) -> bool:
         """A kind this release writes (an older release's kind is shown as it was written)."""
-        return self.intra or self.kind in ("check", "run") or kind_of(self.kind) is not None
+        return self.intra or self.kind in OTHER_KINDS or kind_of(self.kind) is not None
