@@ -16,6 +16,7 @@ from bench.rails.defects import gbps, transient_line
 from bench.rails.gpu_pairs import SCOPE, LocalMatrix, LocalPairTime, pair_name
 from bench.rundir import railsdoc
 from bench.rundir.finding_words import describe_gpu as describe_gpu
+from bench.rundir.findings import Finding, gpu_finding
 from bench.rundir.rails_records import GpuDefect, Localisation, Transient
 from bench.rundir.results_csv import Row
 
@@ -51,8 +52,8 @@ class IntraNodeOutcome:
     def failed(self) -> bool:
         return bool(self.localisation.defects)
 
-    def node_reasons(self, node: str) -> list[str]:
-        return [describe_gpu(d) for d in self.defects if d.node == node]
+    def node_reasons(self, node: str) -> list[Finding]:
+        return [f for f in map(gpu_finding, self.defects) if f.part.covers(node=node)]
 
 
 def rows(outcome: IntraNodeOutcome, iters: int) -> list[Row]:

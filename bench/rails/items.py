@@ -18,6 +18,8 @@ from bench.frame.verdict import Item, State
 from bench.rails.defects import describe
 from bench.rails.gpu_outcome import IntraNodeOutcome
 from bench.rails.records import RailsOutcome
+from bench.rundir.finding_words import sentences
+from bench.rundir.findings import Finding, rail_finding
 
 GROUP = "railbench.rails"
 INTRA_GROUP = "railbench.intra_node"
@@ -39,10 +41,11 @@ def _rails(outcome: RailsOutcome) -> list[Item]:
         return [Item(GROUP, "rails", "skip", f"rails not tested: {outcome.written.skipped}")]
     relative = bool(outcome.pair_times) and outcome.written.too_noisy is None
     items = []
-    claimed: set[str] = set()
+    claimed: list[Finding] = []
     for rail in range(outcome.rails):
-        reasons = outcome.rail_reasons(rail)
-        claimed.update(reasons)
+        found = outcome.rail_reasons(rail)
+        claimed += found
+        reasons = sentences(found)
         lines = [f"{r.collective} ({r.mode}): {r.busbw_Gbps:.4g} Gb/s" for r in outcome.rail_results if r.rail == rail]
         lines += [f"{node}: {dev}" for rd in outcome.devices if rd.rail == rail for node, dev in rd.device.items()]
         warned = [describe(d) for d in outcome.warnings if d.rail == rail]
@@ -54,10 +57,9 @@ def _rails(outcome: RailsOutcome) -> list[Item]:
             items.append(Item(GROUP, f"rail{rail}", "warn" if warned else "pass", "; ".join(warned), details))
         else:
             items.append(Item(GROUP, f"rail{rail}", "measured", _rail_not_judged(outcome), details))
-    loose = [f for f in outcome.findings if f not in claimed]
-    loose += [d for d in (describe(d) for d in outcome.failing) if d not in claimed]
+    loose = [f for f in [*outcome.counter_findings, *map(rail_finding, outcome.failing)] if f not in claimed]
     if loose:
-        items.append(Item(GROUP, "defects", "fail", "; ".join(dict.fromkeys(loose))))
+        items.append(Item(GROUP, "defects", "fail", "; ".join(dict.fromkeys(sentences(loose)))))
     return items
 
 
@@ -90,7 +92,7 @@ def intra_node_items(intra: IntraNodeOutcome) -> list[Item]:
     judged = intra.target_Gbps is not None or intra.localisation.too_noisy is None
     items = []
     for node in intra.nodes:
-        reasons = intra.node_reasons(node)
+        reasons = sentences(intra.node_reasons(node))
         if reasons:
             items.append(Item(INTRA_GROUP, node, "fail", "; ".join(reasons)))
         elif judged:
@@ -110,7 +112,7 @@ def node_items(
     findings): a view for the operator and JUnit that repeats other items, so it never decides alone."""
     items = []
     for node in nodes:
-        reasons = [*(other or {}).get(node, ()), *outcome.node_reasons(node)]
+        reasons = [*(other or {}).get(node, ()), *sentences(outcome.node_reasons(node))]
         warned = [describe(d) for d in outcome.warnings if d.node == node]
         state: State = "fail" if reasons else "warn" if warned else "pass"
         said = reasons or warned
