@@ -1,9 +1,10 @@
-"""The one human line for what localisation names: a defect (a broken part and the samples that convict it)
+"""The human line for what localisation names: a defect (a broken part and the samples that convict it)
 and a transient (a suspect that did not reproduce when measured again).
 
 The records themselves are rails.json's (``bench.rundir.rails_records``: the rails layer builds them, the
-report reads them back); their kinds are ``bench.rundir.defect_kinds``. Here are the words only: the line
-each record carries in rails.json is :func:`described`'s.
+report reads them back); their kinds are ``bench.rundir.defect_kinds``. A defect's words are the one renderer's
+(``bench.rundir.finding_words``, docs/design.md "Adding a finding"), used here under the names the rails layer
+has always called them; the line each defect carries in rails.json is :func:`described`'s.
 """
 
 from __future__ import annotations
