@@ -12,7 +12,7 @@ import pytest
 
 from bench.accept.rank import accept_items, accept_summary
 from bench.check.items import check_items
-from bench.finding import Finding
+from bench.finding import EvidenceFinding
 from bench.frame.verdict import decide, item_entries, junit_case, junit_cases
 from bench.preflight.checks import CheckResult
 from bench.preflight.cluster import NodeReport
@@ -131,7 +131,7 @@ def test_verdicts_per_node_rail_collective_and_check() -> None:
         check_items(reports, cross),
         [
             *collective_items(rows, profile.judge_min_bytes, profile.pass_fraction, profile.name),
-            counter_item([Finding("fail", "mlx5_0 carried 9MB", "mlx5_0")], {}),
+            counter_item([EvidenceFinding("fail", "mlx5_0 carried 9MB", "mlx5_0")], {}),
         ],
         rail_items(outcome),
         node_items(["node01", "node02", "node03", "node04"], outcome, failed_checks),

@@ -8,7 +8,7 @@ import pytest
 
 from bench.rails.defects import describe
 from bench.rails.gpu_outcome import describe_gpu
-from bench.rundir.part import Gpu, Part
+from bench.rundir.part import LocalGpu, Part
 from bench.rundir.rails_records import Conviction, GpuDefect, RailDefect
 
 SLOW = Conviction(measured_Gbps=212.0, expected_Gbps=400.0, basis="line rate", symptom="slow", slow_pairs=7, pairs=7)
@@ -28,8 +28,8 @@ SLOW = Conviction(measured_Gbps=212.0, expected_Gbps=400.0, basis="line rate", s
         (Part(kind="leaf", rail=3, switches=("leaf-su1-r3",), unit="unit 1"), "leaf leaf-su1-r3 (rail 3, unit 1)"),
         (Part(kind="uplink", rail=3, switches=("a", "b")), "uplinks between a and b (rail 3)"),
         (Part(kind="spine", switches=("s1", "s2", "s3")), "spines s1..s3 (every rail, between units)"),
-        (Part(kind="gpu", node="n3", gpu=Gpu(5, "0000:9a:00.0"), intra=True), "n3 GPU 5 (0000:9a:00.0)"),
-        (Part(kind="gpu-pair", node="n3", gpu=Gpu(1), peer_gpu=Gpu(5), intra=True), "n3 GPU 1 - GPU 5"),
+        (Part(kind="gpu", node="n3", gpu=LocalGpu(5, "0000:9a:00.0"), intra=True), "n3 GPU 5 (0000:9a:00.0)"),
+        (Part(kind="gpu-pair", node="n3", gpu=LocalGpu(1), peer_gpu=LocalGpu(5), intra=True), "n3 GPU 1 - GPU 5"),
         (Part(kind="node", node="n3", intra=True), "n3 (every local pair)"),
     ],
 )

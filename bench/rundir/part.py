@@ -22,7 +22,7 @@ counters said of a node."""
 
 
 @dataclass(frozen=True)
-class Gpu:
+class LocalGpu:
     """One GPU of a node: its number (CUDA's and nvidia-smi's, in PCI bus order) and its PCI address, where the
     run knew it."""
 
@@ -48,8 +48,8 @@ class Part:
     """None for a node fault, a spine layer, a GPU or a check."""
     device: str | None = None
     """The HCA, port or interface (``mlx5_4``, ``mlx5_4:1``, ``eth1``), a check's device, a PCI address."""
-    gpu: Gpu | None = None
-    peer_gpu: Gpu | None = None
+    gpu: LocalGpu | None = None
+    peer_gpu: LocalGpu | None = None
     """The other GPU of a ``gpu-pair``."""
     switches: tuple[str, ...] = ()
     ports: tuple[str, ...] = ()

@@ -20,7 +20,7 @@ from bench import codec
 from bench.codec import ABSENT, Absent, Written
 from bench.jsondoc import JSONObject, JSONValue
 from bench.rundir.checksjson import CheckResult
-from bench.rundir.part import Gpu, Part
+from bench.rundir.part import LocalGpu, Part
 
 DECIMALS = 6
 """Rates in rails.json: a microbit per second is below any NIC's resolution."""
@@ -283,8 +283,8 @@ class GpuDefect(Written):
         return Part(
             kind=self.kind,
             node=self.node,
-            gpu=None if self.gpu is None else Gpu(self.gpu, self.bus_id),
-            peer_gpu=None if self.peer is None else Gpu(self.peer, self.peer_bus_id),
+            gpu=None if self.gpu is None else LocalGpu(self.gpu, self.bus_id),
+            peer_gpu=None if self.peer is None else LocalGpu(self.peer, self.peer_bus_id),
             intra=True,
         )
 

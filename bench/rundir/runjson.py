@@ -25,7 +25,7 @@ from bench import codec
 from bench.bounded import MissingInput, check_path_names
 from bench.codec import ABSENT, Absent
 from bench.exits import EXIT_FAIL, UserError
-from bench.finding import Finding
+from bench.finding import EvidenceFinding
 from bench.jsondoc import JSONObject, JSONValue
 from bench.rundir.files import (
     FORMAT_VERSION,
@@ -111,7 +111,7 @@ class RunDoc:
     """Bytes and error counters per device per host over the run."""
     nccl_evidence: Mapping[str, JSONValue] | Absent | None = ABSENT
     """What NCCL's own log says it used, per host (``bench.nccllogs``: its own shape, kept as written)."""
-    findings: tuple[Finding, ...] | Absent = ABSENT
+    findings: tuple[EvidenceFinding, ...] | Absent = ABSENT
     """Counter and NCCL-log findings."""
     gpus: tuple[str, ...] | Absent = ABSENT
     """import: the GPUs the log listed."""
