@@ -174,6 +174,7 @@ def sentence(finding: Finding) -> str:
 
 
 def sentences(findings: Sequence[Finding]) -> list[str]:
+    """Each finding's :func:`sentence`, in order."""
     return [sentence(f) for f in findings]
 
 
