@@ -23,7 +23,7 @@ from bench.frame.job import print_verdict
 from bench.frame.verdict import Item, decide, item_entries, write_junit_items
 from bench.preflight.cluster import NodeReport
 from bench.rails.gpu_outcome import IntraNodeOutcome
-from bench.rails.items import node_items, rail_items
+from bench.rails.items import local_cause_items, node_items, rail_items
 from bench.rails.output import rails_doc
 from bench.rails.records import RailsOutcome
 from bench.report.inputs import load_inputs
@@ -40,7 +40,7 @@ from bench.rundir.findings import (
     rail_finding,
     shortfall_finding,
 )
-from bench.rundir.rails_records import Conviction, DefectErrors, GpuDefect, Localisation, RailDefect
+from bench.rundir.rails_records import Conviction, DefectCause, DefectErrors, GpuDefect, Localisation, RailDefect
 from bench.rundir.railsdoc import RailsDoc
 from bench.slurm.drain import NODE_DEFECTS, by_node, check_faults, defect_faults, reason
 from tests.report_data import ClusterModel, write_run_dir
@@ -236,3 +236,12 @@ def test_other_failures_has_no_bullet_without_a_failure(tmp_path: Path) -> None:
     summary = summarize(load_inputs(run_dir), 0.9)
     assert summary.reasons == (cause, collective)
     assert all(r.strip(" ;:") and not r.startswith("action:") for r in summary.reasons)
+
+
+def test_a_node_local_cause_no_defect_carries_is_its_nodes_item_with_its_action() -> None:
+    """``rails``: a GPUDirect path check that failed on a node with nothing the traffic felt is that node's item,
+    said by the renderer as the check's items say a check, with its action."""
+    cause = DefectCause(result=CHECK, node="node02")
+    (item,) = local_cause_items(replace(_outcome(), node_causes=(cause,)))
+    assert (item.name, item.state) == ("node02", "fail")
+    assert item.reason == f"node02 pcie-link: {CHECK.reason}; action: {CHECK.action}"

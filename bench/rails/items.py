@@ -18,8 +18,8 @@ from bench.frame.verdict import Item, State
 from bench.rails.defects import describe
 from bench.rails.gpu_outcome import IntraNodeOutcome
 from bench.rails.records import RailsOutcome
-from bench.rundir.finding_words import sentences
-from bench.rundir.findings import Finding, rail_finding
+from bench.rundir.finding_words import acted, sentences
+from bench.rundir.findings import Finding, check_finding, rail_finding
 
 GROUP = "railbench.rails"
 INTRA_GROUP = "railbench.intra_node"
@@ -70,10 +70,7 @@ def local_cause_items(outcome: RailsOutcome) -> list[Item]:
     loose: dict[str, list[str]] = {}
     for c in outcome.node_causes:
         if c.result.status == "fail" and not c.explains and c.node is not None:
-            loose.setdefault(c.node, []).append(
-                f"{c.node} {c.result.check}: {c.result.reason}"
-                + (f"; action: {c.result.action}" if c.result.action else "")
-            )
+            loose.setdefault(c.node, []).append(acted(check_finding(c.node, c.result)))
     return [Item(GPUDIRECT_GROUP, node, "fail", "; ".join(lines)) for node, lines in loose.items()]
 
 

@@ -173,6 +173,15 @@ def sentence(finding: Finding) -> str:
     return e.message
 
 
+def acted(finding: Finding) -> str:
+    """:func:`sentence` with what to do after it, where the sentence does not say it already (a check's answer:
+    ``node03 pcie-link: GPU 3 at x8; action: reseat GPU 3``)."""
+    said = sentence(finding)
+    if isinstance(finding.evidence, CheckResult) and finding.action:
+        return f"{said}; action: {finding.action}"
+    return said
+
+
 def sentences(findings: Sequence[Finding]) -> list[str]:
     """Each finding's :func:`sentence`, in order."""
     return [sentence(f) for f in findings]
