@@ -19,7 +19,7 @@ from bench.preflight.cluster import NodeReport
 from bench.profiles import load_profile
 from bench.rails.items import node_items, rail_items
 from bench.rails.records import RailDevices, RailResult, RailsOutcome
-from bench.rundir.findings import Shortfall
+from bench.rundir.findings import Shortfall, check_finding
 from bench.rundir.junit import junit_xml
 from bench.rundir.rails_records import Conviction, RailDefect
 from bench.rundir.railsdoc import RailsDoc
@@ -126,7 +126,7 @@ def test_verdicts_per_node_rail_collective_and_check() -> None:
     ]
     profile = load_profile("lambda-1cc")
     outcome = _outcome()
-    failed_checks = {"node04": ["rail: mlx5_1:1 is DOWN"]}
+    failed_checks = {"node04": [check_finding("node04", CheckResult("rail", "fail", "mlx5_1:1 is DOWN", "mlx5_1:1"))]}
     items = accept_items(
         check_items(reports, cross),
         [
@@ -183,7 +183,7 @@ def test_a_warning_is_kept_in_run_json_and_each_defect_fails_one_junit_case() ->
     outcome = RailsOutcome(RailsDoc(skipped="rails not run here"))
     items = [
         *check_items(reports, []),
-        *node_items(["node01", "node02"], outcome, {"node02": ["rail: mlx5_1:1 is DOWN"]}),
+        *node_items(["node01", "node02"], outcome, {"node02": [check_finding("node02", reports[1].results[0])]}),
     ]
     recorded = {(i.group, i.name): i for i in item_entries(items)}
     warned = recorded[("railbench.check.node01", "rail-errors mlx5_1:1")]

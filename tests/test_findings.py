@@ -20,7 +20,7 @@ from bench import codec
 from bench.actions import Actions
 from bench.check.items import check_items
 from bench.frame.job import print_verdict
-from bench.frame.verdict import Item, decide, item_entries, write_junit_items
+from bench.frame.verdict import Item, decide, item_entries, said, write_junit_items
 from bench.preflight.cluster import NodeReport
 from bench.rails.gpu_outcome import IntraNodeOutcome
 from bench.rails.items import local_cause_items, node_items, rail_items
@@ -129,7 +129,7 @@ def _outcome() -> RailsOutcome:
 
 def _items(outcome: RailsOutcome) -> list[Item]:
     reports = [NodeReport(h, (CHECK,) if h == "node02" else (), {}) for h in HOSTS]
-    other = {"node02": [f"node02 {CHECK.check}: {CHECK.reason}"]}  # accept's node line gathers its checks too
+    other = {"node02": [check_finding("node02", CHECK)]}  # accept's node line gathers its checks too
     return [*check_items(reports, []), *rail_items(outcome), *node_items(HOSTS, outcome, other)]
 
 
@@ -244,4 +244,30 @@ def test_a_node_local_cause_no_defect_carries_is_its_nodes_item_with_its_action(
     cause = DefectCause(result=CHECK, node="node02")
     (item,) = local_cause_items(replace(_outcome(), node_causes=(cause,)))
     assert (item.name, item.state) == ("node02", "fail")
-    assert item.reason == f"node02 pcie-link: {CHECK.reason}; action: {CHECK.action}"
+    assert said(item) == f"node02 pcie-link: {CHECK.reason}; action: {CHECK.action}"
+
+
+def test_a_run_json_of_format_1_says_the_same_other_failures(tmp_path: Path) -> None:
+    """run.json before its items said their findings (format 1, read by ``run_upgrade_1_to_2``): the certificate's
+    Other failures are picked from the items' groups as that release did, the same as from the findings a
+    format-2 item carries: without checks.json (``rails`` writes none), the failed check and a node's GPUDirect
+    path (checks no row says) and a collective below target stay; the rails test's and the nodes' lines do not."""
+    collective = "all_gather at 256M: busbw 200 GB/s is 50% of its 400 GB/s target (3200 Gb/s; needs 90%)"
+    cause = DefectCause(result=CHECK, node="node02")
+    items = [
+        *_items(_outcome()),
+        *local_cause_items(replace(_outcome(), node_causes=(cause,))),
+        Item("railbench.run", "all_gather", "fail", collective),
+    ]
+    run_dir = _run_dir(tmp_path, items)
+    (run_dir / "checks.json").unlink()
+    now = summarize(load_inputs(run_dir), 0.9)
+    run = json.loads((run_dir / "run.json").read_text())
+    assert {f["step"] for i in run["items"] for f in i["findings"]} == {"preflight", "rails", "intra-node"}
+    older = [{k: v for k, v in i.items() if k not in ("repeats", "findings")} for i in run["items"]]
+    (run_dir / "run.json").write_text(json.dumps({**run, "format_version": 1, "items": older}))
+    before = summarize(load_inputs(run_dir), 0.9)
+    check = f"node02 pcie-link: {CHECK.reason}"
+    said = (shortfall_line(SHORT), counter_line(COUNTED), check, f"{check}; action: {CHECK.action}", collective)
+    assert now.reasons == before.reasons == said
+    assert now.defects == before.defects

@@ -7,7 +7,8 @@ they are and what to do, the failures that name no part, what was tested, and ag
   change here; a check's failure that a rails defect tells (``bench.preflight.told``: the port of a link the
   rails test named) is that defect's evidence, in its row, not a row of its own (one fault, one defect);
 * ``other_failures``: the failures no defect says (a rail group below its line rate, a collective below
-  target), each once, picked by run.json's item groups and rails.json's records, never by their words;
+  target), each once, picked by the findings run.json's items carry and rails.json's records, never by their
+  words;
 * ``tested`` and ``targets``: one line per step of the run and per target it was held to.
 """
 
@@ -30,7 +31,7 @@ from bench.rundir.findings import Finding, Seen, check_finding, failure_finding,
 from bench.rundir.judged_by import JudgedBy
 from bench.rundir.railsdoc import IntraNode, RailsDoc
 from bench.rundir.runjson import RunDoc
-from bench.rundir.sections import RailsTestSettings
+from bench.rundir.sections import ItemEntry, RailsTestSettings
 from bench.units import format_size
 
 DEFAULT = Actions()
@@ -39,12 +40,17 @@ DEFAULT = Actions()
 
 _WHERE = {"all nodes": ACROSS}
 """The grid's row of the cross-node answers, as ``bench.preflight.told`` names it."""
-SAID_BY_FINDINGS = ("railbench.rails", "railbench.intra_node", "railbench.nodes")
-"""run.json's item groups whose failures are the rails test's and the intra-node matrix's findings (a rail's
-defects, below-target groups and counter findings; a node's view of them): said by the defects' rows and by
-rails.json's own ``below_target`` and ``counter_findings``, never again from their sentences."""
-CHECK_GROUPS = "railbench.check."
-"""The preflight checks' items: said by the checks' rows where checks.json gives the grid."""
+SAID_BY_RAILS = frozenset({"rails", "intra-node", "run"})
+"""The steps whose findings the certificate says from their own records: the rails test's and the intra-node
+matrix's (the defects' rows, rails.json's ``below_target`` and ``counter_findings``) and the run's failure.
+The preflight's are said by the checks' rows where checks.json gives the grid."""
+
+
+def _said_elsewhere(item: ItemEntry, grid: Grid | None) -> bool:
+    """Whether a failed item is said by rows or records of the certificate: it repeats other items (a node's
+    line), or every finding it carries is one the certificate says from its step's own records."""
+    said = SAID_BY_RAILS | ({"preflight"} if grid is not None else set())
+    return item.repeats or (bool(item.findings) and all(f.step in said for f in item.findings))
 
 
 def _told(inputs: RunInputs) -> list[Told]:
@@ -98,7 +104,7 @@ def other_failures(inputs: RunInputs, grid: Grid | None, reasons: Sequence[str])
     """The failures no defect row says, each once: rails.json's rail groups below their target and its counter
     findings, then each failed item of run.json that no finding says (a collective below target or with wrong
     elements, the byte counters, a node's GPUDirect path in ``rails``, the checks where checks.json is absent),
-    by its group, never by its words. A run.json written before it kept its items: its reasons that are no
+    by the findings it carries, never by its words. A run.json written before it kept its items: its reasons that are no
     finding's sentence (``reasons``: the verdict's)."""
     rails = inputs.rails or RailsDoc()
     out = [*rails.below_target, *rails.counter_findings]
@@ -108,8 +114,7 @@ def other_failures(inputs: RunInputs, grid: Grid | None, reasons: Sequence[str])
         out += [r for r in reasons if r not in said]
         return tuple(dict.fromkeys(out))
     for item in items:
-        covered = item.group in SAID_BY_FINDINGS or (grid is not None and item.group.startswith(CHECK_GROUPS))
-        if item.state == "fail" and not covered:
+        if item.state == "fail" and not _said_elsewhere(item, grid):
             out.append(item.reason or f"{item.group.removeprefix('railbench.')} {item.name}: {item.state}")
     return tuple(dict.fromkeys(out))
 

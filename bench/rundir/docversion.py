@@ -13,6 +13,8 @@ from pathlib import Path
 from bench.exits import UserError
 from bench.jsondoc import Parsed
 
+RUN_FORMAT_VERSION = 2
+"""run.json's (``bench.rundir.files``'s format history): 2 since its items say the findings they carry."""
 RAILS_FORMAT_VERSION = 1
 CHECKS_FORMAT_VERSION = 2
 COMPARE_FORMAT_VERSION = 1
@@ -69,6 +71,41 @@ def checks_upgrade_1_to_2(doc: Parsed) -> Parsed:
     return _stamp(out, 2)
 
 
+SAID_BY_RAILS = {"railbench.rails": "rails", "railbench.intra_node": "intra-node"}
+"""Format 1's item groups whose failures were the rails test's and the intra-node matrix's findings (a rail's
+defects, below-target groups and counter findings; a node's GPU defects)."""
+NODE_VIEWS = "railbench.nodes"
+"""Format 1's group of accept's line per node, which repeats the checks' and the rails test's items."""
+CHECK_GROUPS = "railbench.check."
+"""Format 1's groups of the preflight checks' items."""
+
+
+def _item_1_to_2(item: object) -> object:
+    """One of format 1's items with what format 2 says of it, derived from its group as the certificate of
+    format 1 read it: a rails or intra-node item's failure or warning is that step's finding, a check's the
+    preflight's; a node's line repeats others. What is not an object is left for the strict read to refuse."""
+    if not isinstance(item, dict):
+        return item
+    group = item.get("group")
+    group = group if isinstance(group, str) else ""
+    step = SAID_BY_RAILS.get(group) or ("preflight" if group.startswith(CHECK_GROUPS) else None)
+    wrong = item.get("state") in ("fail", "warn")
+    found = [{"step": step}] if step is not None and wrong else []
+    out = dict(item)
+    out.setdefault("repeats", group == NODE_VIEWS)
+    out.setdefault("findings", found)
+    return out
+
+
+def run_upgrade_1_to_2(doc: Parsed) -> Parsed:
+    """Version 2's items say whether they repeat others (``repeats``) and the step of each finding they carry
+    (``findings``): for a version-1 run.json both are derived from the item's group."""
+    items = doc.get("items")
+    out = {**doc, "items": [_item_1_to_2(i) for i in items]} if isinstance(items, list) else dict(doc)
+    return _stamp(out, 2)
+
+
+RUN_STEPS: Mapping[int, Step] = {1: run_upgrade_1_to_2}
 RAILS_STEPS: Mapping[int, Step] = {0: rails_upgrade_0_to_1}
 CHECKS_STEPS: Mapping[int, Step] = {0: checks_upgrade_0_to_1, 1: checks_upgrade_1_to_2}
 COMPARE_STEPS: Mapping[int, Step] = {}

@@ -182,6 +182,20 @@ def acted(finding: Finding) -> str:
     return said
 
 
+def item_reason(findings: Sequence[Finding], node: str | None = None) -> str:
+    """The sentence of an item that carries ``findings`` (run.json's reason, junit.xml's message, the
+    terminal's ``# FAIL`` line): each finding's :func:`acted` line, after ``; ``. An item of one ``node`` (its
+    line in accept) names the node itself: a check of that node says only ``pcie-link: GPU 3 at x8``."""
+    return "; ".join(_in_item(f, node) for f in findings)
+
+
+def _in_item(finding: Finding, node: str | None) -> str:
+    e = finding.evidence
+    if node is not None and isinstance(e, CheckResult) and finding.part.node == node:
+        return f"{e.check}: {e.reason}"
+    return acted(finding)
+
+
 def sentences(findings: Sequence[Finding]) -> list[str]:
     """Each finding's :func:`sentence`, in order."""
     return [sentence(f) for f in findings]

@@ -111,11 +111,12 @@ def gpu_finding(defect: GpuDefect) -> Finding:
     )
 
 
-def check_finding(node: str, result: CheckResult, action: str | None = None) -> Finding:
-    """A check's failing or warning answer on ``node`` (empty across the nodes); ``action`` where the record
-    carries none (checks.json written before it did: the profile's default for the check)."""
+def check_finding(node: str, result: CheckResult, action: str | None = None, *, fabric: bool = False) -> Finding:
+    """A check's failing or warning answer on ``node`` (empty across the nodes, or for the fabric's cabling:
+    ``fabric``); ``action`` where the record carries none (checks.json written before it did: the profile's
+    default for the check)."""
     return Finding(
-        part=Part(kind="check", node=node or None, device=result.device, check=result.check),
+        part=Part(kind="check", node=node or None, device=result.device, check=result.check, fabric=fabric),
         severity="warn" if result.status == "warn" else "fail",
         symptom=result.status,
         step="preflight",

@@ -58,6 +58,8 @@ class Part:
     """A ``check`` part's check (``rail``, ``pcie-link``)."""
     intra: bool = False
     """An intra-node matrix part (its ``node`` kind is every local pair, not every rail)."""
+    fabric: bool = False
+    """A ``check`` of the fabric's cabling (``--topology``): on no node, and not a comparison across them."""
 
     def covers(self, *, node: str | None = None, rail: int | None = None) -> bool:
         """Whether the part is on ``node`` (either end of a pair) and on ``rail``, for those given. A part with no
@@ -74,8 +76,10 @@ class Part:
         (rail 3, unit 1 (node01-node32))``, ``node03 GPU 5 (0000:9a:00.0)``, ``node03 (every local pair)``."""
         if self.intra:
             return self._gpu_where()
-        if self.kind in ("check", "counters", "run"):
-            return self.node or ("across nodes" if self.kind == "check" else "")
+        if self.kind == "check":
+            return self.node or ("fabric" if self.fabric else "across nodes")
+        if self.kind in ("counters", "run"):
+            return self.node or ""
         if self.kind == "rail-group":
             return f"rail {self.rail}"
         if self.kind in SWITCH_KINDS:
