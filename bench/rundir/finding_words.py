@@ -266,6 +266,9 @@ def drain_words(finding: Finding) -> tuple[str, str, str]:
     """The part, the finding and the action a Slurm drain reason says of a part of one node:
     ``rail 1 (rail1)``, ``link dead``, ``check the port state and the cable of node02 rail1``."""
     e, part = finding.evidence, finding.part
+    if part.kind == "run":
+        # the node as a whole: a check that hung on it (its words name the check), the run's failure
+        return "", e.reason if isinstance(e, CheckResult) else sentence(finding), finding.action
     if isinstance(e, CheckResult):
         named = f"{e.check} {e.device}" if e.device else e.check
         return named, _own_words(e), finding.action

@@ -126,6 +126,19 @@ def check_finding(node: str, result: CheckResult, action: str | None = None, *, 
     )
 
 
+def hung_finding(node: str, result: CheckResult, action: str) -> Finding:
+    """A check that did not finish on ``node`` within its time limit (``bench.preflight.deadline``): a finding on
+    the node as a whole, whose words name the check that hung."""
+    return Finding(
+        part=Part(kind="run", node=node),
+        severity="fail",
+        symptom="hang",
+        step="preflight",
+        evidence=result,
+        action=action,
+    )
+
+
 def failure_finding(failure: Failure) -> Finding:
     """run.json's ``failure`` (a hang, a lost rank, a dead link) as a finding on the run."""
     hosts = tuple(str(h) for h in failure.hosts or ())

@@ -26,7 +26,7 @@ from bench.actions import Actions
 from bench.jsondoc import JSONObject
 from bench.preflight.checks import CheckResult
 from bench.rundir.finding_words import drain_words, not_drained_words
-from bench.rundir.findings import check_finding, gpu_finding, rail_finding
+from bench.rundir.findings import Finding, check_finding, gpu_finding, rail_finding
 from bench.rundir.railsdoc import GpuDefect, RailDefect
 from bench.slurm import scheduler
 from bench.slurm.scheduler import SchedulerError
@@ -83,14 +83,25 @@ node)."""
 
 @dataclass(frozen=True)
 class NodeFault:
-    """One broken part of one node, in the words a Slurm reason carries."""
+    """One broken part of one node: a view of the finding that names it, in the words a Slurm reason carries
+    (``bench.rundir.finding_words.drain_words``)."""
 
     node: str
-    part: str
-    """``rail 1 (rail1)``, ``socket-rail rail1``, ``GPU 3``."""
-    finding: str
-    """``link dead``, ``operstate down, expected up``."""
-    action: str = ""
+    found: Finding
+
+    @property
+    def part(self) -> str:
+        """``rail 1 (rail1)``, ``socket-rail rail1``, ``GPU 3``; empty for the node as a whole."""
+        return drain_words(self.found)[0]
+
+    @property
+    def finding(self) -> str:
+        """``link dead``, ``operstate down, expected up``."""
+        return drain_words(self.found)[1]
+
+    @property
+    def action(self) -> str:
+        return drain_words(self.found)[2]
 
     @property
     def short(self) -> str:
@@ -188,7 +199,7 @@ def check_faults(node: str, results: Iterable[CheckResult], actions: Actions) ->
         if r.check not in NODE_CHECKS:
             not_drained.append(not_drained_words(found))
             continue
-        faults.append(NodeFault(node, *drain_words(found)))
+        faults.append(NodeFault(node, found))
     return faults, not_drained
 
 
@@ -205,10 +216,10 @@ def defect_faults(
         if found.part.kind not in NODE_DEFECTS or not found.part.node:
             not_drained.append(not_drained_words(found))
             continue
-        faults.append(NodeFault(found.part.node, *drain_words(found)))
+        faults.append(NodeFault(found.part.node, found))
     for g in gpu_defects:
         if g.node:
-            faults.append(NodeFault(g.node, *drain_words(gpu_finding(g))))
+            faults.append(NodeFault(g.node, gpu_finding(g)))
     return faults, not_drained
 
 
