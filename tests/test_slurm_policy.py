@@ -80,7 +80,13 @@ def test_a_hung_check_drains_its_node_as_a_whole_in_its_own_words() -> None:
 
 def test_failed_hardware_checks_drain_and_settings_of_the_run_do_not() -> None:
     results = [
-        CheckResult("rail", "fail", "mlx5_3:1: port DOWN (phys_state Disabled), expected ACTIVE/LinkUp", "mlx5_3:1"),
+        CheckResult(
+            "rail",
+            "fail",
+            "mlx5_3:1: port DOWN (phys_state Disabled), expected ACTIVE/LinkUp",
+            "mlx5_3:1",
+            said="port DOWN (phys_state Disabled), expected ACTIVE/LinkUp",  # as the check writes it apart
+        ),
         CheckResult("nccl-ib-hca", "fail", "NCCL_IB_HCA unset: NCCL would use mlx5_0", "mlx5_0:1"),
         CheckResult("rail-firmware", "warn", "rail firmware differs", "mlx5_4"),
         CheckResult("gpu-count", "fail", "7 GPUs, expected 8"),

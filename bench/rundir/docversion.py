@@ -16,7 +16,7 @@ from bench.jsondoc import Parsed
 RUN_FORMAT_VERSION = 2
 """run.json's (``bench.rundir.files``'s format history): 2 since its items say the findings they carry."""
 RAILS_FORMAT_VERSION = 1
-CHECKS_FORMAT_VERSION = 2
+CHECKS_FORMAT_VERSION = 3
 COMPARE_FORMAT_VERSION = 1
 """compare.json carried version 1 from its first release, so it has no steps yet."""
 
@@ -49,8 +49,23 @@ def _check_result_1_to_2(entry: object) -> object:
     return out
 
 
-def _check_results_1_to_2(results: object) -> object:
-    return [_check_result_1_to_2(r) for r in results] if isinstance(results, list) else results
+def _each_result(doc: Parsed, step: Callable[[object], object]) -> Parsed:
+    """``doc`` with ``step`` applied to every check's answer: in ``nodes[].results``, ``cross_node``,
+    ``cabling`` and the single-node ``checks``."""
+
+    def each(results: object) -> object:
+        return [step(r) for r in results] if isinstance(results, list) else results
+
+    out = dict(doc)
+    for key in ("cross_node", "cabling", "checks"):
+        if key in out:
+            out[key] = each(out[key])
+    nodes = out.get("nodes")
+    if isinstance(nodes, list):
+        out["nodes"] = [
+            {**n, "results": each(n["results"])} if isinstance(n, dict) and "results" in n else n for n in nodes
+        ]
+    return out
 
 
 def checks_upgrade_1_to_2(doc: Parsed) -> Parsed:
@@ -58,17 +73,7 @@ def checks_upgrade_1_to_2(doc: Parsed) -> Parsed:
     older answer is given the keys the current writer writes (``name`` renamed ``check``, which that record
     requires; ``action`` null and ``gpus`` none where absent), in ``nodes[].results``, ``cross_node``,
     ``cabling`` and the single-node ``checks``."""
-    out = dict(doc)
-    for key in ("cross_node", "cabling", "checks"):
-        if key in out:
-            out[key] = _check_results_1_to_2(out[key])
-    nodes = out.get("nodes")
-    if isinstance(nodes, list):
-        out["nodes"] = [
-            {**n, "results": _check_results_1_to_2(n["results"])} if isinstance(n, dict) and "results" in n else n
-            for n in nodes
-        ]
-    return _stamp(out, 2)
+    return _stamp(_each_result(doc, _check_result_1_to_2), 2)
 
 
 SAID_BY_RAILS = {"railbench.rails": "rails", "railbench.intra_node": "intra-node"}
@@ -105,9 +110,27 @@ def run_upgrade_1_to_2(doc: Parsed) -> Parsed:
     return _stamp(out, 2)
 
 
+def _said_2_to_3(entry: object) -> object:
+    """One check's answer with ``said``, the words of its reason without the device it opens with, derived as
+    the Slurm drain reason of version 2 took them: the reason after ``<device>: `` where it opens so, else
+    none."""
+    if not isinstance(entry, dict) or "said" in entry:
+        return entry
+    device, reason = entry.get("device"), entry.get("reason")
+    if isinstance(device, str) and device and isinstance(reason, str) and reason.startswith(f"{device}: "):
+        return {**entry, "said": reason[len(device) + 2 :]}
+    return {**entry, "said": None}
+
+
+def checks_upgrade_2_to_3(doc: Parsed) -> Parsed:
+    """Version 3's answers carry ``said`` (``bench.rundir.checksjson.CheckResult``), written by the checks; a
+    version-2 answer's is derived from its reason and device, so an older run directory renders as before."""
+    return _stamp(_each_result(doc, _said_2_to_3), 3)
+
+
 RUN_STEPS: Mapping[int, Step] = {1: run_upgrade_1_to_2}
 RAILS_STEPS: Mapping[int, Step] = {0: rails_upgrade_0_to_1}
-CHECKS_STEPS: Mapping[int, Step] = {0: checks_upgrade_0_to_1, 1: checks_upgrade_1_to_2}
+CHECKS_STEPS: Mapping[int, Step] = {0: checks_upgrade_0_to_1, 1: checks_upgrade_1_to_2, 2: checks_upgrade_2_to_3}
 COMPARE_STEPS: Mapping[int, Step] = {}
 
 

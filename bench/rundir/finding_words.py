@@ -281,12 +281,9 @@ def drain_words(finding: Finding) -> tuple[str, str, str]:
 
 
 def _own_words(result: CheckResult) -> str:
-    """A check's reason without the device the drain reason's part already names: the checks open a device's
-    reason with ``<device>: `` (``bench.preflight``), and the part says it once. Here alone, and only the
-    device the record's own field names."""
-    if result.device:
-        return result.reason.removeprefix(f"{result.device}: ")
-    return result.reason
+    """A check's words without the device the drain reason's part already names, as the check wrote them apart
+    (``CheckResult.said``); its whole reason where it opens with no device."""
+    return result.said if result.said is not None else result.reason
 
 
 def not_drained_words(finding: Finding) -> str:
