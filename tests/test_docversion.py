@@ -173,3 +173,15 @@ def test_a_checks_json_of_version_2_gets_the_words_its_drain_reason_said(tmp_pat
     fault = drain.NodeFault("n1", check_finding("n1", doc.cross_node[0]))
     assert (fault.part, fault.finding) == ("rail mlx5_3:1", "port DOWN")
     assert drain.NodeFault("n1", check_finding("n1", doc.cross_node[1])).finding == "NCCL_IB_HCA unset: uses mlx5_0"
+
+
+def test_a_rails_json_of_version_1_gives_its_causes_the_words_checks_json_would(tmp_path: Path) -> None:
+    """rails.json's causes are a check's answer inline: version 2 carries ``said`` as checks.json's version 3
+    does, derived for a version-1 document the same way (defects', the intra-node matrix's and node_causes)."""
+    cause = {"check": "port-mtu", "status": "fail", "reason": "mlx5_2:1: active MTU 1024 bytes", "device": "mlx5_2:1"}
+    defect = {"kind": "link", "node": "n1", "rail": 1, "causes": [cause]}
+    v1 = {**RAILS_V0, "format_version": 1, "defects": [defect], "node_causes": [{**cause, "node": "n1"}]}
+    doc = read_rails_doc(_write(tmp_path, "rails.json", v1))
+    (read,) = doc.defects
+    assert [c.result.said for c in (*read.causes, *doc.node_causes)] == ["active MTU 1024 bytes"] * 2
+    assert doc.to_json()["format_version"] == RAILS_FORMAT_VERSION == 2

@@ -15,7 +15,7 @@ from bench.jsondoc import Parsed
 
 RUN_FORMAT_VERSION = 2
 """run.json's (``bench.rundir.files``'s format history): 2 since its items say the findings they carry."""
-RAILS_FORMAT_VERSION = 1
+RAILS_FORMAT_VERSION = 2
 CHECKS_FORMAT_VERSION = 3
 COMPARE_FORMAT_VERSION = 1
 """compare.json carried version 1 from its first release, so it has no steps yet."""
@@ -110,7 +110,7 @@ def run_upgrade_1_to_2(doc: Parsed) -> Parsed:
     return _stamp(out, 2)
 
 
-def _said_2_to_3(entry: object) -> object:
+def _with_said(entry: object) -> object:
     """One check's answer with ``said``, the words of its reason without the device it opens with, derived as
     the Slurm drain reason of version 2 took them: the reason after ``<device>: `` where it opens so, else
     none."""
@@ -125,11 +125,33 @@ def _said_2_to_3(entry: object) -> object:
 def checks_upgrade_2_to_3(doc: Parsed) -> Parsed:
     """Version 3's answers carry ``said`` (``bench.rundir.checksjson.CheckResult``), written by the checks; a
     version-2 answer's is derived from its reason and device, so an older run directory renders as before."""
-    return _stamp(_each_result(doc, _said_2_to_3), 3)
+    return _stamp(_each_result(doc, _with_said), 3)
+
+
+def _causes_1_to_2(holder: object) -> object:
+    """A record holding ``causes`` (a rails or GPU defect) with each cause's ``said`` derived."""
+    if not isinstance(holder, dict) or not isinstance(holder.get("causes"), list):
+        return holder
+    return {**holder, "causes": [_with_said(c) for c in holder["causes"]]}
+
+
+def rails_upgrade_1_to_2(doc: Parsed) -> Parsed:
+    """Version 2's causes (a check's answer on a node's GPUDirect path, inline) carry ``said`` as checks.json's
+    version-3 answers do: derived for a version-1 document as :func:`checks_upgrade_2_to_3` derives it, in
+    ``defects[].causes``, the intra-node matrix's ``defects[].causes`` and ``node_causes``."""
+    out = dict(doc)
+    if isinstance(out.get("defects"), list):
+        out["defects"] = [_causes_1_to_2(d) for d in out["defects"]]
+    intra = out.get("intra_node")
+    if isinstance(intra, dict) and isinstance(intra.get("defects"), list):
+        out["intra_node"] = {**intra, "defects": [_causes_1_to_2(d) for d in intra["defects"]]}
+    if isinstance(out.get("node_causes"), list):
+        out["node_causes"] = [_with_said(c) for c in out["node_causes"]]
+    return _stamp(out, 2)
 
 
 RUN_STEPS: Mapping[int, Step] = {1: run_upgrade_1_to_2}
-RAILS_STEPS: Mapping[int, Step] = {0: rails_upgrade_0_to_1}
+RAILS_STEPS: Mapping[int, Step] = {0: rails_upgrade_0_to_1, 1: rails_upgrade_1_to_2}
 CHECKS_STEPS: Mapping[int, Step] = {0: checks_upgrade_0_to_1, 1: checks_upgrade_1_to_2, 2: checks_upgrade_2_to_3}
 COMPARE_STEPS: Mapping[int, Step] = {}
 
