@@ -140,13 +140,14 @@ def rails_upgrade_1_to_2(doc: Parsed) -> Parsed:
     version-3 answers do: derived for a version-1 document as :func:`checks_upgrade_2_to_3` derives it, in
     ``defects[].causes``, the intra-node matrix's ``defects[].causes`` and ``node_causes``."""
     out = dict(doc)
-    if isinstance(out.get("defects"), list):
-        out["defects"] = [_causes_1_to_2(d) for d in out["defects"]]
-    intra = out.get("intra_node")
-    if isinstance(intra, dict) and isinstance(intra.get("defects"), list):
-        out["intra_node"] = {**intra, "defects": [_causes_1_to_2(d) for d in intra["defects"]]}
-    if isinstance(out.get("node_causes"), list):
-        out["node_causes"] = [_with_said(c) for c in out["node_causes"]]
+    defects, intra, causes = out.get("defects"), out.get("intra_node"), out.get("node_causes")
+    if isinstance(defects, list):
+        out["defects"] = [_causes_1_to_2(d) for d in defects]
+    gpu_defects = intra.get("defects") if isinstance(intra, dict) else None
+    if isinstance(intra, dict) and isinstance(gpu_defects, list):
+        out["intra_node"] = {**intra, "defects": [_causes_1_to_2(d) for d in gpu_defects]}
+    if isinstance(causes, list):
+        out["node_causes"] = [_with_said(c) for c in causes]
     return _stamp(out, 2)
 
 
