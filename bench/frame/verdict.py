@@ -72,7 +72,7 @@ class Item:
     """What it found wrong or warns of, as data (a rail's defects, a failed check, a GPU defect)."""
     of_node: str | None = None
     """The node a node's view is of (accept's line per node): its name is the item's, so its checks are said
-    without it."""
+    without it, and its evidence is its findings, one a line."""
 
 
 def timed(items: Sequence[Item], seconds: float) -> list[Item]:
@@ -119,6 +119,13 @@ def said(item: Item) -> str:
     return item_reason(item.findings, item.of_node) if item.findings else item.reason
 
 
+def _details(item: Item) -> str:
+    """The evidence under the item: a node's view says its findings one a line; any other item its own."""
+    if item.of_node is None:
+        return item.details
+    return "\n".join(item_reason((f,), item.of_node) for f in item.findings)
+
+
 def _sentence(item: Item) -> str:
     return said(item) or f"{item.group.removeprefix('railbench.')} {item.name}: {item.state}"
 
@@ -126,12 +133,12 @@ def _sentence(item: Item) -> str:
 def junit_case(item: Item) -> Case:
     """The item as a JUnit testcase: ``measured`` is a skipped case whose message says it was not judged; a
     warning passes, and its output opens with ``WARN`` and the reason (CI shows a passed case's output)."""
-    reason = said(item)
+    reason, details = said(item), _details(item)
     if item.state in ("pass", "warn"):
         warned = f"WARN {reason}" if item.state == "warn" else ""
-        return Case(item.group, item.name, "pass", "", "\n".join(filter(None, (warned, item.details))), item.time_s)
+        return Case(item.group, item.name, "pass", "", "\n".join(filter(None, (warned, details))), item.time_s)
     message = reason if item.state != "measured" else f"measured, not judged: {reason}"
-    return Case(item.group, item.name, _JUNIT[item.state], message, item.details, item.time_s)
+    return Case(item.group, item.name, _JUNIT[item.state], message, details, item.time_s)
 
 
 def junit_cases(items: Sequence[Item]) -> list[Case]:

@@ -17,7 +17,6 @@ from collections.abc import Mapping, Sequence
 from bench.frame.verdict import Item, State
 from bench.rails.gpu_outcome import IntraNodeOutcome
 from bench.rails.records import RailsOutcome
-from bench.rundir.finding_words import item_reason
 from bench.rundir.findings import Finding, check_finding, rail_finding
 
 GROUP = "railbench.rails"
@@ -114,9 +113,5 @@ def node_items(
         warned = tuple(rail_finding(d) for d in outcome.warnings if d.node == node)
         state: State = "fail" if failed else "warn" if warned else "pass"
         found = failed or warned
-        # the node's line says its findings one under the other beneath the sentence that joins them
-        details = "\n".join(item_reason((f,), node) for f in found)
-        items.append(
-            Item(NODE_GROUP, node, state, details=details, decides=False, repeats=True, findings=found, of_node=node)
-        )
+        items.append(Item(NODE_GROUP, node, state, decides=False, repeats=True, findings=found, of_node=node))
     return items
