@@ -1,4 +1,5 @@
-"""A finding: something the evidence (NCCL's log, the byte counters) says is wrong."""
+"""What the evidence (NCCL's log, the byte counters) says is wrong: run.json's ``findings`` (the judged findings of
+the rails test, the checks and the intra-node matrix are ``bench.rundir.findings``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ Severity = Literal["fail", "warn"]
 
 
 @dataclass(frozen=True)
-class Finding(Written):
+class EvidenceFinding(Written):
     """One problem, in one line that names the device (and host, when known); run.json's ``findings`` holds it
     as it is (every field, in this order)."""
 

@@ -12,13 +12,14 @@ import pytest
 
 from bench.accept.rank import accept_items, accept_summary
 from bench.check.items import check_items
-from bench.finding import Finding
+from bench.finding import EvidenceFinding
 from bench.frame.verdict import decide, item_entries, junit_case, junit_cases
 from bench.preflight.checks import CheckResult
 from bench.preflight.cluster import NodeReport
 from bench.profiles import load_profile
 from bench.rails.items import node_items, rail_items
 from bench.rails.records import RailDevices, RailResult, RailsOutcome
+from bench.rundir.findings import Shortfall, check_finding
 from bench.rundir.junit import junit_xml
 from bench.rundir.rails_records import Conviction, RailDefect
 from bench.rundir.railsdoc import RailsDoc
@@ -84,7 +85,7 @@ def _outcome() -> RailsOutcome:
         devices,
         (link,),
         expected={0: 400.0, 1: 400.0},
-        below_target=["rail 1 all_reduce (concurrent): 230 Gb/s = 58% of 400 Gb/s (needs 90%)"],
+        below_target=[Shortfall(1, "all_reduce", "concurrent", 230.0, 400.0, 360.0, 0.9, 4)],
     )
 
 
@@ -125,12 +126,12 @@ def test_verdicts_per_node_rail_collective_and_check() -> None:
     ]
     profile = load_profile("lambda-1cc")
     outcome = _outcome()
-    failed_checks = {"node04": ["rail: mlx5_1:1 is DOWN"]}
+    failed_checks = {"node04": [check_finding("node04", CheckResult("rail", "fail", "mlx5_1:1 is DOWN", "mlx5_1:1"))]}
     items = accept_items(
         check_items(reports, cross),
         [
             *collective_items(rows, profile.judge_min_bytes, profile.pass_fraction, profile.name),
-            counter_item([Finding("fail", "mlx5_0 carried 9MB", "mlx5_0")], {}),
+            counter_item([EvidenceFinding("fail", "mlx5_0 carried 9MB", "mlx5_0")], {}),
         ],
         rail_items(outcome),
         node_items(["node01", "node02", "node03", "node04"], outcome, failed_checks),
@@ -155,7 +156,8 @@ def test_verdicts_per_node_rail_collective_and_check() -> None:
         "all_gather at 256M: busbw 200 GB/s is 50% of its 400 GB/s target (3200 Gb/s; needs 90%)",
         "mlx5_0 carried 9MB",
         "node03 rail 1 (mlx5_2): 212 Gb/s = 53% of 400 Gb/s in 3/3 pairs → link fault; "
-        "rail 1 all_reduce (concurrent): 230 Gb/s = 58% of 400 Gb/s (needs 90%)",
+        "rail 1 all_reduce (concurrent): 230 Gb/s = 58% of 400 Gb/s (needs 360 Gb/s: 90% of line plus NCCL's latency "
+        "over 4 nodes)",
     ), verdict.reasons
     summary = accept_summary(items)
     assert summary.checks == {
@@ -181,7 +183,7 @@ def test_a_warning_is_kept_in_run_json_and_each_defect_fails_one_junit_case() ->
     outcome = RailsOutcome(RailsDoc(skipped="rails not run here"))
     items = [
         *check_items(reports, []),
-        *node_items(["node01", "node02"], outcome, {"node02": ["rail: mlx5_1:1 is DOWN"]}),
+        *node_items(["node01", "node02"], outcome, {"node02": [check_finding("node02", reports[1].results[0])]}),
     ]
     recorded = {(i.group, i.name): i for i in item_entries(items)}
     warned = recorded[("railbench.check.node01", "rail-errors mlx5_1:1")]

@@ -1,5 +1,5 @@
 """rails.json, checks.json and compare.json carry a format version: a document of each older version reads
-as a current one would (rails v0, checks v0 and v1, compare v1), read strictly into its typed record; a newer one
+as a current one would (rails v0, checks v0, v1 and v2, compare v1), read strictly into its typed record; a newer one
 is refused in one line."""
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from bench.exits import UserError
 from bench.rundir.checksjson import CheckResult, ChecksDoc, NodeChecks, read_checks_json
 from bench.rundir.comparedoc import read_compare_json
 from bench.rundir.docversion import CHECKS_FORMAT_VERSION, COMPARE_FORMAT_VERSION, RAILS_FORMAT_VERSION
+from bench.rundir.findings import check_finding
 from bench.rundir.railsdoc import read_rails_doc
+from bench.slurm import drain
 from tests.support import railbench_inline
 
 RAILS_V0: dict[str, object] = {"skipped": "no rails", "nodes": [], "rails": [], "measurements": [], "defects": []}
@@ -153,3 +155,29 @@ def test_report_refuses_a_newer_rails_json_with_exit_2_in_one_line(tmp_path: Pat
     done = railbench_inline(["report", str(run_dir), "--out", str(tmp_path / "out")])
     assert done.returncode == 2, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "upgrade railbench" in done.stderr
+
+
+def test_a_checks_json_of_version_2_gets_the_words_its_drain_reason_said(tmp_path: Path) -> None:
+    """Version 3's answers carry their words without the device (``said``, written by the checks); a version-2
+    answer's are derived as that release's Slurm drain reason took them: after ``<device>: `` where the reason
+    opens so, else none (the whole reason is the words)."""
+    down = {"check": "rail", "status": "fail", "reason": "mlx5_3:1: port DOWN", "device": "mlx5_3:1", "action": None}
+    other = {"check": "nccl-ib-hca", "status": "fail", "reason": "NCCL_IB_HCA unset: uses mlx5_0", "device": "mlx5_0"}
+    doc = read_checks_json(_write(tmp_path, "checks.json", {"format_version": 2, "cross_node": [down, other]}))
+    assert doc is not None and doc.format_version == CHECKS_FORMAT_VERSION == 3
+    assert [r.said for r in doc.cross_node] == ["port DOWN", None]
+    fault = drain.NodeFault("n1", check_finding("n1", doc.cross_node[0]))
+    assert (fault.part, fault.finding) == ("rail mlx5_3:1", "port DOWN")
+    assert drain.NodeFault("n1", check_finding("n1", doc.cross_node[1])).finding == "NCCL_IB_HCA unset: uses mlx5_0"
+
+
+def test_a_rails_json_of_version_1_gives_its_causes_the_words_checks_json_would(tmp_path: Path) -> None:
+    """rails.json's causes are a check's answer inline: version 2 carries ``said`` as checks.json's version 3
+    does, derived for a version-1 document the same way (defects', the intra-node matrix's and node_causes)."""
+    cause = {"check": "port-mtu", "status": "fail", "reason": "mlx5_2:1: active MTU 1024 bytes", "device": "mlx5_2:1"}
+    defect = {"kind": "link", "node": "n1", "rail": 1, "causes": [cause]}
+    v1 = {**RAILS_V0, "format_version": 1, "defects": [defect], "node_causes": [{**cause, "node": "n1"}]}
+    doc = read_rails_doc(_write(tmp_path, "rails.json", v1))
+    (read,) = doc.defects
+    assert [c.result.said for c in (*read.causes, *doc.node_causes)] == ["active MTU 1024 bytes"] * 2
+    assert doc.to_json()["format_version"] == RAILS_FORMAT_VERSION == 2

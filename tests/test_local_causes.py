@@ -146,6 +146,7 @@ def test_a_cause_holds_the_checks_answer_and_writes_its_keys_flat() -> None:
         "action": "fix pcie-link on GPU1",
         "gpus": [1],
         "gpu_buses": [],
+        "said": None,
         "node": "n3",
         "explains": True,
     }

@@ -158,6 +158,10 @@ def test_each_fault_is_named_with_its_part_and_action_in_health_check_and_the_dr
     answers = run_checks(
         HealthConfig(fault.design.profile, node="tray01", sysfs_root=root, error_window_s=0.1), profile
     )
+    # an answer that opens with its device gives its words apart (CheckResult.said): the drain reason, which
+    # names the device itself, takes them whole and never cuts them from the reason
+    opened = [r for r in answers.answers if r.device and r.reason.startswith(f"{r.device}: ")]
+    assert all(r.said == r.reason[len(r.device or "") + 2 :] for r in opened), opened
     faults, _ = drain.check_faults("tray01", findings(answers), profile.actions)
     reason = drain.reason(faults)
     assert len(reason) <= drain.MAX_REASON_CHARS and reason.startswith(f"railbench: {fault.check} ")

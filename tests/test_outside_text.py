@@ -22,6 +22,8 @@ from hypothesis import strategies as st
 from bench.exits import UserError
 from bench.fabric.hca_list import check_socket_ifname
 from bench.gpu import state
+from bench.rundir.checksjson import CheckResult
+from bench.rundir.findings import check_finding
 from bench.slurm import drain, scheduler
 from bench.textlines import printable
 from tests.support import REPO, railbench_inline, rank_env
@@ -140,9 +142,9 @@ def test_accept_and_rails_never_send_a_bad_node_name_to_slurm(slurm_tools: Path)
     the others are drained as usual, and Slurm never sees it."""
     (slurm_tools / "sinfo.out").write_text("node02|idle|root|none\n")
     faults = [
-        drain.NodeFault("node01,node09", "rail 1", "link dead"),
-        drain.NodeFault("node02", "rail 1", "link dead"),
-        drain.NodeFault("node03\x1b[2J", "GPU 3", "gpu slow"),
+        _fault("node01,node09", "rail 1", "link dead"),
+        _fault("node02", "rail 1", "link dead"),
+        _fault("node03\x1b[2J", "GPU 3", "gpu slow"),
     ]
     saved = dict(os.environ)
     os.environ["PATH"] = _env(slurm_tools)["PATH"]
@@ -188,7 +190,7 @@ def test_scontrols_refusal_is_printed_escaped(slurm_tools: Path, port_down: Path
 
 
 def test_the_reason_railbench_gives_slurm_is_one_printable_line(slurm_tools: Path) -> None:
-    why = drain.reason([drain.NodeFault("n1", "rail 1 (x\x1b[2Jy)", f"link dead {HOSTILE}", "check\x1b]0;t\x07 it")])
+    why = drain.reason([_fault("n1", "rail 1 (x\x1b[2Jy)", f"link dead {HOSTILE}", "check\x1b]0;t\x07 it")])
     _no_raw(why)
     assert why.isascii() and why.isprintable() and "\\x0a" in why
     saved = dict(os.environ)
@@ -202,6 +204,12 @@ def test_the_reason_railbench_gives_slurm_is_one_printable_line(slurm_tools: Pat
     assert call[-1] == "Reason=railbench: x\\x0ay"
 
 
+def _fault(node: str, part: str, said: str, action: str = "") -> drain.NodeFault:
+    """A fault on ``node`` whose drain words are ``part``, ``said`` and ``action``: a failed check's answer whose
+    name, reason and action came from outside (a checks.json, a tool's output)."""
+    return drain.NodeFault(node, check_finding(node, CheckResult(part, "fail", said, None, action or None)))
+
+
 _OUTSIDE = st.text(max_size=80) | st.lists(st.sampled_from([*RAW, "\n", "\x00", "\u202e", "[2J", "]0;", "x", " "])).map(
     "".join
 )
@@ -210,7 +218,7 @@ _OUTSIDE = st.text(max_size=80) | st.lists(st.sampled_from([*RAW, "\n", "\x00", 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(node=_OUTSIDE, part=_OUTSIDE, finding=_OUTSIDE, note=_OUTSIDE)
 def test_any_outside_text_comes_out_one_printable_line(node: str, part: str, finding: str, note: str) -> None:
-    why = drain.reason([drain.NodeFault(node, part, finding, note)])
+    why = drain.reason([_fault(node, part, finding, note)])
     assert why.isascii() and why.isprintable() and len(why) <= drain.MAX_REASON_CHARS
     for outcome in ("drained", "left", "failed"):
         line = drain.NodeAction(node, outcome, why, note).line  # type: ignore[arg-type]

@@ -21,6 +21,7 @@ from bench.rails.corroborate import corroborate
 from bench.rails.defects import describe
 from bench.rails.output import rails_doc
 from bench.rails.records import ExpectedNic, RailsOutcome
+from bench.rundir.finding_words import sentences
 from bench.rundir.railsdoc import SCHEMA_PATH, RailsDoc
 from tests.support.trees.fabric_trees import build, healthy_1cc, port_down
 
@@ -86,7 +87,7 @@ def test_bytes_on_another_nic_or_on_two_are_path_defects() -> None:
         "PCIe slot, NCCL_IB_HCA, NCCL_TOPO_FILE"
     )
     assert "bytes on 2 NICs (mlx5_4 port 1, mlx5_5 port 1)" in describe(second)
-    assert outcome.rail_reasons(3) == [describe(first), describe(second)]
+    assert sentences(outcome.rail_reasons(3)) == [describe(first), describe(second)]
 
 
 def test_a_gpu_whose_own_nic_is_excluded_is_far_from_every_nic(tmp_path: Path) -> None:

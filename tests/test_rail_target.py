@@ -12,6 +12,7 @@ from bench.rails import judge, output, rail_target
 from bench.rails.config import RailsConfig, RailsSettings, resolve
 from bench.rails.layout import RailLayout
 from bench.rails.records import RailsOutcome
+from bench.rundir.finding_words import shortfall_line
 from tests.support.models.fabric_model import LINE_GBPS, Fault, Model, Shape
 from tests.support.models.fabric_regimes import REALISTIC
 from tests.support.models.nccl_tuning import _choices, nccl_choice
@@ -40,7 +41,7 @@ def _judged(shape: Shape, faults: tuple[Fault, ...]) -> RailsOutcome:
 
 
 def _below(shape: Shape, faults: tuple[Fault, ...]) -> list[str]:
-    return _judged(shape, faults).below_target
+    return [shortfall_line(s) for s in _judged(shape, faults).below_target]
 
 
 def test_latency_matches_nccl_cost_model() -> None:

@@ -192,7 +192,7 @@ def test_accept_carries_intra_node_to_the_ranks(flag: list[str], expected: bool 
 
 
 def test_a_gpu_defect_fails_its_node_in_accept() -> None:
-    from bench.frame.verdict import decide
+    from bench.frame.verdict import decide, said
     from bench.rails.items import node_items, rail_items
     from bench.rails.records import RailsOutcome
     from bench.rundir.railsdoc import RailsDoc
@@ -201,7 +201,7 @@ def test_a_gpu_defect_fails_its_node_in_accept() -> None:
     intra = IntraNodeOutcome(("node00", "node01"), 4, tuple(times), localisation=_localise(times, 2, 4))
     outcome = RailsOutcome(RailsDoc(skipped="1 node"), intra_node=intra)
     assert outcome.failed
-    status = {i.name: (i.state, i.reason) for i in node_items(["node00", "node01"], outcome)}
+    status = {i.name: (i.state, said(i)) for i in node_items(["node00", "node01"], outcome)}
     assert status["node00"] == ("pass", "")
     assert status["node01"][0] == "fail" and status["node01"][1].startswith("node01 GPU 0 (0000:18:00.0): ")
     # the intra-node item names the GPU, and the run fails on it (the node line only repeats it)

@@ -14,9 +14,16 @@ from bench.rails.config import DEFAULTS, RailsConfig, resolve
 from bench.rails.defects import describe
 from bench.rails.layout import interface_for_rail, rail_interfaces, rail_layout
 from bench.rails.measure import PairTime
-from bench.rails.records import ExpectedNic
+from bench.rails.records import ExpectedNic, RailDevices
+from bench.rundir.finding_words import counter_line, sentences
+from bench.rundir.findings import CounterFinding, Shortfall
 from bench.rundir.railsdoc import RailsDoc
 from tests.support.rails_configs import rails_config
+
+
+def counter_lines(devices: list[RailDevices], quiet: list[str], tolerance_bytes: int, min_bytes: int) -> list[str]:
+    """What ``bench.rails.evidence.findings`` found, as the terminal and rails.json say it."""
+    return [counter_line(f) for f in evidence.findings(devices, quiet, tolerance_bytes, min_bytes)]
 
 
 def test_layout_from_hostnames() -> None:
@@ -113,21 +120,19 @@ def test_counter_attribution_and_findings() -> None:
     }
     rd = evidence.attribute(0, moved, 1_000_000, {"n1": ExpectedNic("eth1"), "n2": ExpectedNic("eth1")})
     assert rd.device == {"n1": "eth1", "n2": "eth2"}
-    assert evidence.findings([rd], ["eth0", "mlx5_0"], 64 * 1024, 1_000_000) == []
+    assert counter_lines([rd], ["eth0", "mlx5_0"], 64 * 1024, 1_000_000) == []
     # The rail left n2 through another interface: a path defect, with the expected and the actual one.
     (path,) = evidence.path_defects([rd], ["eth0", "mlx5_0"])
     assert (path.kind, path.node, path.rail, path.expected_device, path.carried) == ("path", "n2", 0, "eth1", ("eth2",))
     assert describe(path) == "n2 rail 0 (eth2): bytes on eth2, expected eth1 (the interface it binds) → path misrouted"
     noisy = evidence.attribute(1, {"n1": {"eth0": 5_000_000, "eth1": 40_000_000}}, 1_000_000)
-    assert evidence.findings([noisy], ["eth0"], 64 * 1024, 1_000_000) == [
+    assert counter_lines([noisy], ["eth0"], 64 * 1024, 1_000_000) == [
         "n1 eth0 carried 4.8MB while rail 1 ran alone (tolerance 64KB)"
     ]
     idle = evidence.attribute(2, {"n1": {"eth1": 10}}, 1_000_000)
-    assert evidence.findings([idle], [], 0, 1_000_000) == [
-        "n1 rail 2: no device moved 976.6KB while the rail ran alone"
-    ]
+    assert counter_lines([idle], [], 0, 1_000_000) == ["n1 rail 2: no device moved 976.6KB while the rail ran alone"]
     over_mgmt = evidence.attribute(3, {"n1": {"eth0": 40_000_000, "eth1": 0}}, 1_000_000)
-    assert evidence.findings([over_mgmt], ["eth0"], 0, 1_000_000) == [
+    assert counter_lines([over_mgmt], ["eth0"], 0, 1_000_000) == [
         "n1 rail 3: its bytes went over eth0, which must stay quiet"
     ]
 
@@ -135,7 +140,7 @@ def test_counter_attribution_and_findings() -> None:
 def test_two_rails_on_one_hca_is_a_finding() -> None:
     a = evidence.attribute(0, {"n1": {"mlx5_1:1": 9_000_000}}, 1_000_000)
     b = evidence.attribute(1, {"n1": {"mlx5_1:1": 9_000_000, "mlx5_2:1": 10}}, 1_000_000)
-    assert evidence.findings([a, b], ["mlx5_0"], 0, 1_000_000) == ["n1: rails 0, 1 all went over mlx5_1"]
+    assert counter_lines([a, b], ["mlx5_0"], 0, 1_000_000) == ["n1: rails 0, 1 all went over mlx5_1"]
     assert records.device_map([a, b]) == {("n1", 0): "mlx5_1", ("n1", 1): "mlx5_1"}
 
 
@@ -218,14 +223,17 @@ def test_outcome_reasons_per_rail_and_node() -> None:
         RailsDoc(nodes=("n1", "n2", "n3")),
         3,
         defects=(pair,),
-        findings=["n2: rails 0, 1 all went over mlx5_1", "n3 rail 2: its bytes went over eth0, which must stay quiet"],
-        below_target=["rail 1 all_reduce (concurrent): 1 Gb/s = 1% of 100 Gb/s (needs 90%)"],
+        findings=[
+            CounterFinding("n2", (0, 1), "rails 0, 1 all went over mlx5_1", whole_node=True),
+            CounterFinding("n3", (2,), "rail 2: its bytes went over eth0, which must stay quiet"),
+        ],
+        below_target=[Shortfall(1, "all_reduce", "concurrent", 1.0, 100.0, 90.0, 0.9, 3)],
     )
     assert outcome.failed
-    assert outcome.rail_reasons(0) == ["n2: rails 0, 1 all went over mlx5_1"]
+    assert sentences(outcome.rail_reasons(0)) == ["n2: rails 0, 1 all went over mlx5_1"]
     assert len(outcome.rail_reasons(1)) == 2
-    assert outcome.rail_reasons(2) == ["n3 rail 2: its bytes went over eth0, which must stay quiet"]
-    assert outcome.node_reasons("n1")[0].startswith("n1-n3 rail 2: 100 Gb/s = 25% of 400 Gb/s")
-    assert len(outcome.node_reasons("n3")) == 2 and outcome.node_reasons("n2") == [
+    assert sentences(outcome.rail_reasons(2)) == ["n3 rail 2: its bytes went over eth0, which must stay quiet"]
+    assert sentences(outcome.node_reasons("n1"))[0].startswith("n1-n3 rail 2: 100 Gb/s = 25% of 400 Gb/s")
+    assert len(outcome.node_reasons("n3")) == 2 and sentences(outcome.node_reasons("n2")) == [
         "n2: rails 0, 1 all went over mlx5_1"
     ]

@@ -13,6 +13,7 @@ import pytest
 from bench import codec
 from bench.exits import UserError
 from bench.rundir import railsdoc
+from bench.rundir.docversion import RAILS_FORMAT_VERSION
 from bench.rundir.railsdoc import SCHEMA_PATH, RailsDoc, read_rails_doc
 from tests.support.report_data import ClusterModel, rails_json
 
@@ -29,7 +30,7 @@ def test_a_document_reads_back_as_the_record_it_was_written_from() -> None:
 def test_a_partial_document_writes_only_what_the_schema_requires() -> None:
     partial = RailsDoc(partial=True, nodes=("n1", "n2")).to_json()
     assert partial == {
-        "format_version": 1,
+        "format_version": RAILS_FORMAT_VERSION,
         "partial": True,
         "skipped": None,
         "nodes": ["n1", "n2"],

@@ -22,6 +22,7 @@ from bench.preflight import check_base, checks
 from bench.preflight.checks import CheckResult
 from bench.profiles import load_profile
 from bench.report import scheduler as report_slurm
+from bench.rundir.findings import check_finding, gpu_finding, hung_finding, rail_finding
 from bench.rundir.railsdoc import Conviction, GpuDefect, RailDefect
 from bench.rundir.runjson import SCHEMA_PATH, RunDoc
 from bench.slurm import drain
@@ -48,18 +49,44 @@ def trees(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def test_the_reason_names_the_part_and_the_action_in_one_ascii_line() -> None:
-    dead = drain.NodeFault("node02", "rail 1 (mlx5_2)", "link dead", "check the port state and the cable")
+    dead_link = RailDefect(
+        kind="link",
+        node="node02",
+        rail=1,
+        device="mlx5_2",
+        conviction=Conviction.unmeasured("dead", ("no traffic on mlx5_2",), pairs=3, basis="line rate"),
+        action="check the port state and the cable",
+    )
+    dead = drain.NodeFault("node02", rail_finding(dead_link))
     assert drain.reason([dead]) == "railbench: rail 1 (mlx5_2) link dead; check the port state and the cable"
-    more = drain.reason([dead, drain.NodeFault("node02", "GPU 3", "gpu slow"), dead])
+    slow_gpu = GpuDefect(kind="gpu", node="node02", gpu=3, conviction=Conviction(symptom="slow"))
+    more = drain.reason([dead, drain.NodeFault("node02", gpu_finding(slow_gpu)), dead])
     assert more.endswith(" (+2 more)") and more.startswith("railbench: rail 1 (mlx5_2) link dead;")
-    long = drain.reason([drain.NodeFault("n", "rail 1 → x", "é " * 300 + "\n end")])
+    # a check's answer as a hostile checks.json could say it: the words are shortened, never the part
+    said = CheckResult("rail 1 → x", "fail", "é " * 300 + "\n end", None)
+    long = drain.reason([drain.NodeFault("n", check_finding("n", said))])
     assert len(long) <= drain.MAX_REASON_CHARS and long.isascii() and "\n" not in long and long.endswith("...")
     assert drain.owned(long) and not drain.owned("maintenance: railbench: later") and not drain.owned("")
 
 
+def test_a_hung_check_drains_its_node_as_a_whole_in_its_own_words() -> None:
+    """A check that did not finish (``bench.preflight.deadline``) names no part: the node as a whole, in the
+    hung check's words and with what to do (``bench.health.node.act``)."""
+    hung = CheckResult("time-limit", "fail", "rail-errors did not finish within the 3 s time limit", None)
+    fault = drain.NodeFault("node02", hung_finding("node02", hung, "check the node: its drivers and devices"))
+    assert (fault.part, fault.finding) == ("", hung.reason)
+    assert drain.reason([fault]) == f"railbench: {hung.reason}; check the node: its drivers and devices"
+
+
 def test_failed_hardware_checks_drain_and_settings_of_the_run_do_not() -> None:
     results = [
-        CheckResult("rail", "fail", "mlx5_3:1: port DOWN (phys_state Disabled), expected ACTIVE/LinkUp", "mlx5_3:1"),
+        CheckResult(
+            "rail",
+            "fail",
+            "mlx5_3:1: port DOWN (phys_state Disabled), expected ACTIVE/LinkUp",
+            "mlx5_3:1",
+            said="port DOWN (phys_state Disabled), expected ACTIVE/LinkUp",  # as the check writes it apart
+        ),
         CheckResult("nccl-ib-hca", "fail", "NCCL_IB_HCA unset: NCCL would use mlx5_0", "mlx5_0:1"),
         CheckResult("rail-firmware", "warn", "rail firmware differs", "mlx5_4"),
         CheckResult("gpu-count", "fail", "7 GPUs, expected 8"),

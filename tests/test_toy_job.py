@@ -47,7 +47,15 @@ def test_the_toy_job_runs_through_the_frame_on_one_rank(
     meta = json.loads((out / "run.json").read_text())
     assert (meta["command"], meta["status"], meta["verdict"], meta["exit_status"]) == ("ping", "complete", "pass", 0)
     assert meta["items"] == [
-        {"group": "railbench.ping", "name": "all_reduce", "state": "pass", "reason": "", "decides": True}
+        {
+            "group": "railbench.ping",
+            "name": "all_reduce",
+            "state": "pass",
+            "reason": "",
+            "decides": True,
+            "repeats": False,
+            "findings": [],  # a pass carries none (run.json format 2)
+        }
     ]
     suite = ET.parse(out / "junit.xml").getroot()
     suite = suite if suite.tag == "testsuite" else suite.find("testsuite")

@@ -35,7 +35,7 @@ from bench.check.items import check_items
 from bench.check.node import CROSS_NODE, FABRIC, CheckAnswer, judge_cabling, render, to_json
 from bench.frame.job import Job, run_job
 from bench.frame.run import Run, setup_of, write_refused_is_infra
-from bench.frame.verdict import Item, decide, timed
+from bench.frame.verdict import Item, decide, said, timed
 from bench.preflight import checks, cluster
 from bench.preflight.checks import CheckResult
 from bench.preflight.cluster import NodeReport
@@ -48,6 +48,7 @@ from bench.rails.plan import Plan
 from bench.rails.rank import planned_section, rails_before_init, rails_section, rails_test
 from bench.rails.records import RailsOutcome
 from bench.rundir.files import atomic_write_json
+from bench.rundir.findings import Finding, check_finding
 from bench.rundir.rails_records import RailDefect
 from bench.rundir.sections import AcceptSection, Judged
 from bench.rundir.verdict import Verdict
@@ -246,10 +247,12 @@ def _gpudirect_checks(reports: Sequence[NodeReport] | None) -> dict[str, Sequenc
 
 def _failed_checks(
     reports: Sequence[NodeReport], folded: Collection[tuple[str, CheckResult]] = ()
-) -> dict[str, list[str]]:
+) -> dict[str, list[Finding]]:
     """Each node's failed checks in its line, but those a rails defect tells (it names the node itself)."""
     return {
-        rep.node: [f"{r.check}: {r.reason}" for r in rep.results if r.status == "fail" and (rep.node, r) not in folded]
+        rep.node: [
+            check_finding(rep.node, r) for r in rep.results if r.status == "fail" and (rep.node, r) not in folded
+        ]
         for rep in reports
     }
 
@@ -297,7 +300,7 @@ def _acted(item: Item, result: CheckResult, node: str, actions: Actions) -> Item
     action = result.action or actions.for_check(result.check, node, result.device)
     if item.state != "fail" or not action:
         return item
-    return dataclasses.replace(item, reason=f"{item.reason}; action: {action}")
+    return dataclasses.replace(item, findings=tuple(dataclasses.replace(f, action=action) for f in item.findings))
 
 
 def accept_items(
@@ -316,7 +319,7 @@ def accept_summary(items: Sequence[Item]) -> AcceptSection:
     run's own verdict is run.json's ``verdict``, decided once by the frame)."""
 
     def group(prefix: str) -> dict[str, Judged]:
-        return {i.name: Judged(verdict=i.state, reason=i.reason) for i in items if i.group == prefix}
+        return {i.name: Judged(verdict=i.state, reason=said(i)) for i in items if i.group == prefix}
 
     by_node: dict[str, set[str]] = {}
     for i in items:

@@ -10,10 +10,12 @@ not said again in the verdict and it is no JUnit testcase of its own (one fault,
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from dataclasses import replace
 
 from bench.frame.verdict import Item, State
 from bench.preflight.checks import CheckResult
 from bench.preflight.cluster import NodeReport
+from bench.rundir.findings import Finding, check_finding
 
 _STATE: dict[str, State] = {"pass": "pass", "warn": "warn", "fail": "fail", "skip": "skip"}
 
@@ -29,15 +31,23 @@ def check_items(
     items = []
     for report in reports:
         for r in report.results:
-            items.append(_item(f"railbench.check.{report.node}", report.node, r, (report.node, r) in told))
+            found = check_finding(report.node, r)
+            items.append(_item(f"railbench.check.{report.node}", r, found, (report.node, r) in told))
     for r in cross:
-        items.append(_item("railbench.check.cluster", "across nodes", r, ("", r) in told))
+        items.append(_item("railbench.check.cluster", r, check_finding("", r), ("", r) in told))
     for r in cabling:
-        items.append(_item("railbench.check.fabric", "fabric", r))
+        items.append(_item("railbench.check.fabric", r, check_finding("", r, fabric=True)))
     return items
 
 
-def _item(group: str, where: str, r: CheckResult, repeats: bool = False) -> Item:
+def _item(group: str, r: CheckResult, found: Finding, repeats: bool = False) -> Item:
+    """A check's item: a failure or warning carries its finding (``found``, of ``r``); a skip says why in its
+    note. The finding's action is said where the command's items say it (``accept``: ``bench.accept.rank``),
+    not here."""
     name = r.check if not r.device else f"{r.check} {r.device}"
-    reason = f"{where} {r.check}: {r.reason}" if r.status in ("fail", "warn", "skip") else ""
-    return Item(group, name, _STATE[r.status], reason, decides=not repeats, repeats=repeats)
+    state = _STATE[r.status]
+    if state in ("fail", "warn"):
+        carried = (replace(found, action=""),)
+        return Item(group, name, state, decides=not repeats, repeats=repeats, findings=carried)
+    note = f"{found.part.where} {r.check}: {r.reason}" if state == "skip" else ""
+    return Item(group, name, state, note, decides=not repeats, repeats=repeats)

@@ -29,7 +29,7 @@ from bench import sysroot
 from bench.fabric import error_counters
 from bench.fabric.error_counters import DeviceErrors
 from bench.fabric.sysfs import U64_MAX, Sysfs, natural_key
-from bench.finding import Finding
+from bench.finding import EvidenceFinding
 from bench.jsondoc import JSONObject, JSONValue
 from bench.nccllogs.nccl_evidence import device_matches
 from bench.units import format_size
@@ -149,17 +149,17 @@ def audit(
     tolerance_bytes: int,
     *,
     min_rail_bytes: int | None = None,
-) -> list[Finding]:
+) -> list[EvidenceFinding]:
     """Flag excluded devices that carried more than ``tolerance_bytes`` and expected rails that carried
     nothing (at most ``min_rail_bytes``, default ``tolerance_bytes``: an idle IB port still moves a few
     management packets). Names are ``mlx5_0`` (every port) or ``mlx5_0:1`` or an interface."""
     floor = tolerance_bytes if min_rail_bytes is None else min_rail_bytes
     excluded = tuple(excluded)
-    out: list[Finding] = []
+    out: list[EvidenceFinding] = []
     for name, moved in deltas.items():
         if device_matches(name, excluded) and moved.total_bytes > tolerance_bytes:
             out.append(
-                Finding(
+                EvidenceFinding(
                     "fail",
                     f"excluded device {name} carried {format_size(moved.total_bytes)}B "
                     f"(tx {moved.tx_bytes}, rx {moved.rx_bytes} bytes), over the {format_size(tolerance_bytes)}B "
@@ -170,13 +170,15 @@ def audit(
     for rail in expected:
         matched = [name for name in deltas if device_matches(name, [rail])]
         if not matched:
-            out.append(Finding("fail", f"expected rail {rail} has no byte counter", rail))
+            out.append(EvidenceFinding("fail", f"expected rail {rail} has no byte counter", rail))
         for name in matched:
             moved = deltas[name]
             if moved.saturated:
-                out.append(Finding("warn", f"rail {name}: its 32-bit data counter is saturated", name))
+                out.append(EvidenceFinding("warn", f"rail {name}: its 32-bit data counter is saturated", name))
             elif moved.total_bytes <= floor:
-                out.append(Finding("fail", f"expected rail {name} carried nothing ({moved.total_bytes} bytes)", name))
+                out.append(
+                    EvidenceFinding("fail", f"expected rail {name} carried nothing ({moved.total_bytes} bytes)", name)
+                )
     return out
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from bench import sysroot
 from bench.fabric import counters
-from bench.finding import Finding
+from bench.finding import EvidenceFinding
 from bench.jsondoc import JSONObject, JSONValue
 from bench.nccllogs import nccl_evidence, nccl_log
 from bench.preflight.checks import expected_rails
@@ -56,7 +56,7 @@ def audit_counters(
     *,
     bound_ifname: str | None = None,
     sysfs_root: Path = sysroot.LIVE,
-) -> list[Finding]:
+) -> list[EvidenceFinding]:
     """Findings for every node: excluded devices that carried traffic, expected rails that carried none.
 
     ``bound_ifname`` is the one interface railbench itself bound a gloo world group to (``--oob-ifname``):
@@ -66,10 +66,10 @@ def audit_counters(
     """
     expected = () if bound_ifname else expected_rails(profile, sysfs_root)
     excluded = tuple(d for d in profile.excluded_devices if d != bound_ifname)
-    findings: list[Finding] = []
+    findings: list[EvidenceFinding] = []
     if bound_ifname:
         findings.append(
-            Finding(
+            EvidenceFinding(
                 "warn",
                 f"the gloo world group is bound to {bound_ifname} (--oob-ifname): it carried the world "
                 "sweep, so the rails are proven by the rails test, not by these counters",
@@ -79,7 +79,7 @@ def audit_counters(
     for host, devices in per_host.items():
         deltas = {name: counters.bytes_from_json(d) for name, d in devices.items()}
         for f in counters.audit(deltas, expected, excluded, profile.counter_tolerance_bytes):
-            findings.append(Finding(f.severity, f"{host}: {f.message}", f.device, host))
+            findings.append(EvidenceFinding(f.severity, f"{host}: {f.message}", f.device, host))
     return findings
 
 
@@ -96,7 +96,7 @@ def node_nccl_logs(out_dir: Path, local_rank: int, host: str) -> list[nccl_log.N
 
 def gather_nccl_log_evidence(
     mine: list[nccl_log.NcclLog] | None, profile: Profile, coord: Coord
-) -> tuple[JSONObject | None, list[Finding]]:
+) -> tuple[JSONObject | None, list[EvidenceFinding]]:
     """What every node's NCCL logs say (``node_nccl_logs`` on each), on rank 0 (nothing on the others): called by
     every rank together (a gather to rank 0), so no node's logs need to be visible to rank 0's file system."""
     everyone = coord.gather(mine)

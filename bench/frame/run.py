@@ -50,7 +50,7 @@ class PhaseEvidence:
     """The counters every node read around a phase, and what rank 0 found wrong in them."""
 
     per_host: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
-    findings: list[evidence.Finding] = field(default_factory=list)
+    findings: list[evidence.EvidenceFinding] = field(default_factory=list)
 
 
 class Run:
@@ -154,7 +154,7 @@ class Run:
         host = self.ctx.hosts[self.ctx.info.rank]
         per_host = evidence.gather_node_deltas(evidence.node_deltas(before, self.ctx.sysfs_root), host, self.coord)
         nccl_json: dict[str, Any] | None = None
-        nccl_findings: list[evidence.Finding] = []
+        nccl_findings: list[evidence.EvidenceFinding] = []
         if self.ctx.backend == "nccl":
             # Each node reads its own NCCL logs; rank 0 gathers them (no shared file system needed).
             mine = evidence.node_nccl_logs(self.out_dir, self.ctx.info.local_rank, host)

@@ -3,8 +3,11 @@
 A job says, per item it looked at (a collective, a rail, a node's check, a GPU pair matrix), one of
 ``pass``, ``warn`` (judged and passed, with a warning that says what to watch), ``fail``, ``measured``
 (looked at, not judged: no target applies or the sizes never reached the judged size) or ``skip`` (not
-looked at), each with its sentence. :func:`decide` turns the items into the run's
-:class:`~bench.rundir.verdict.Verdict` by one rule (docs/design.md, "One verdict"):
+looked at), each with the findings it is about (``bench.rundir.findings``: none when nothing is wrong) or, for
+what no finding says (why it was not judged, a collective below target), its note. The items' sentences are
+rendered from their findings here, at the edge, by the one renderer (``bench.rundir.finding_words``).
+:func:`decide` turns the items into the run's :class:`~bench.rundir.verdict.Verdict` by one rule
+(docs/design.md, "One verdict"):
 
 * any item failed: ``fail``, with every failed item's sentence;
 * else any deciding item passed or only warned: ``pass`` (the sentences of items measured but not judged are
@@ -31,9 +34,11 @@ from typing import Literal
 
 from bench.history.store import refresh_run
 from bench.rundir.files import atomic_write_bytes
+from bench.rundir.finding_words import item_reason
+from bench.rundir.findings import Finding
 from bench.rundir.junit import Case, Status, restated_junit, write_junit
 from bench.rundir.runjson import RunFile
-from bench.rundir.sections import BeforeCompare, ItemEntry
+from bench.rundir.sections import BeforeCompare, ItemEntry, ItemFinding
 from bench.rundir.verdict import Verdict
 
 State = Literal["pass", "warn", "fail", "measured", "skip"]
@@ -51,7 +56,8 @@ class Item:
     name: str
     state: State
     reason: str = ""
-    """One sentence: what failed, what it warns of, or why it was not judged (measured, skip). Names the part."""
+    """What no finding says, in one sentence: why it was not judged (measured, skip), a collective below its
+    target. An item with findings is said by them (:func:`said`)."""
     details: str = ""
     """The evidence under it (measurements, counters), shown as the JUnit case's output."""
     decides: bool = True
@@ -62,6 +68,11 @@ class Item:
     again in the verdict."""
     time_s: float = 0.0
     """How long looking at it took (JUnit's time)."""
+    findings: tuple[Finding, ...] = ()
+    """What it found wrong or warns of, as data (a rail's defects, a failed check, a GPU defect)."""
+    of_node: str | None = None
+    """The node a node's view is of (accept's line per node): its name is the item's, so its checks are said
+    without it, and its evidence is its findings, one a line."""
 
 
 def timed(items: Sequence[Item], seconds: float) -> list[Item]:
@@ -87,24 +98,47 @@ def decide(items: Sequence[Item]) -> Verdict:
 
 
 def item_entries(items: Sequence[Item]) -> tuple[ItemEntry, ...]:
-    """run.json's ``items``: what the verdict was decided from, so every reader shows the same states."""
+    """run.json's ``items``: what the verdict was decided from, so every reader shows the same states, with the
+    step and part of each finding an item carries (the certificate picks its "Other failures" by them)."""
     return tuple(
-        ItemEntry(group=i.group, name=i.name, state=i.state, reason=i.reason, decides=i.decides) for i in items
+        ItemEntry(
+            group=i.group,
+            name=i.name,
+            state=i.state,
+            reason=said(i),
+            decides=i.decides,
+            repeats=i.repeats,
+            findings=tuple(ItemFinding(step=f.step, part=f.part.kind) for f in i.findings),
+        )
+        for i in items
     )
 
 
+def said(item: Item) -> str:
+    """The item's sentence: its findings' (``bench.rundir.finding_words.item_reason``), else its note."""
+    return item_reason(item.findings, item.of_node) if item.findings else item.reason
+
+
+def _details(item: Item) -> str:
+    """The evidence under the item: a node's view says its findings one a line; any other item its own."""
+    if item.of_node is None:
+        return item.details
+    return "\n".join(item_reason((f,), item.of_node) for f in item.findings)
+
+
 def _sentence(item: Item) -> str:
-    return item.reason or f"{item.group.removeprefix('railbench.')} {item.name}: {item.state}"
+    return said(item) or f"{item.group.removeprefix('railbench.')} {item.name}: {item.state}"
 
 
 def junit_case(item: Item) -> Case:
     """The item as a JUnit testcase: ``measured`` is a skipped case whose message says it was not judged; a
     warning passes, and its output opens with ``WARN`` and the reason (CI shows a passed case's output)."""
+    reason, details = said(item), _details(item)
     if item.state in ("pass", "warn"):
-        warned = f"WARN {item.reason}" if item.state == "warn" else ""
-        return Case(item.group, item.name, "pass", "", "\n".join(filter(None, (warned, item.details))), item.time_s)
-    message = item.reason if item.state != "measured" else f"measured, not judged: {item.reason}"
-    return Case(item.group, item.name, _JUNIT[item.state], message, item.details, item.time_s)
+        warned = f"WARN {reason}" if item.state == "warn" else ""
+        return Case(item.group, item.name, "pass", "", "\n".join(filter(None, (warned, details))), item.time_s)
+    message = reason if item.state != "measured" else f"measured, not judged: {reason}"
+    return Case(item.group, item.name, _JUNIT[item.state], message, details, item.time_s)
 
 
 def junit_cases(items: Sequence[Item]) -> list[Case]:

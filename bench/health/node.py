@@ -30,6 +30,7 @@ from bench.preflight.check_base import CheckResult, Context
 from bench.preflight.cluster import NodeReport
 from bench.preflight.deadline import TIME_LIMIT_CHECK, Bounded, run_within
 from bench.profiles import Profile, load_profile
+from bench.rundir.findings import hung_finding
 from bench.runtime import env as benv
 from bench.slurm import drain, scheduler
 from bench.textlines import printable
@@ -144,5 +145,5 @@ def act(
     faults, _ = drain.check_faults(node, (f for f in found if f.check != TIME_LIMIT_CHECK), profile.actions)
     if any(f.check == TIME_LIMIT_CHECK for f in found):
         hung = next(f for f in found if f.check == TIME_LIMIT_CHECK)
-        faults.append(drain.NodeFault(node, "", hung.reason, "check the node: its drivers and devices"))
+        faults.append(drain.NodeFault(node, hung_finding(node, hung, "check the node: its drivers and devices")))
     return drain.drain_faulty(faults) if faults else []

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
-from bench.finding import Finding
+from bench.finding import EvidenceFinding
 from bench.jsondoc import JSONObject
 from bench.nccllogs.nccl_hostnet import HostNet, NcclLog
 from bench.nccllogs.nccl_lines import Fact
@@ -97,7 +97,7 @@ def host_evidence(host: HostNet) -> JSONObject:
     }
 
 
-def _link_layer_findings(host: HostNet, logs: Sequence[NcclLog], profile: Profile) -> list[Finding]:
+def _link_layer_findings(host: HostNet, logs: Sequence[NcclLog], profile: Profile) -> list[EvidenceFinding]:
     """The IB devices NCCL used on ``host`` whose link layer is not the profile's rails' (none where the profile
     names no link layer or does not use IB verbs)."""
     wanted = _LINK_LAYER.get(profile.link_layer or "")
@@ -115,23 +115,25 @@ def _link_layer_findings(host: HostNet, logs: Sequence[NcclLog], profile: Profil
         return []
     names = ", ".join(f"{name}/{layer}" for name, layer in odd.items())
     message = f"{_label(host.host)}: NCCL used {names}; the profile's rails are {profile.link_layer}"
-    return [Finding("fail", message, ",".join(odd), host.host)]
+    return [EvidenceFinding("fail", message, ",".join(odd), host.host)]
 
 
-def _host_findings(host: HostNet, logs: Sequence[NcclLog], profile: Profile | None) -> list[Finding]:
-    out: list[Finding] = []
+def _host_findings(host: HostNet, logs: Sequence[NcclLog], profile: Profile | None) -> list[EvidenceFinding]:
+    out: list[EvidenceFinding] = []
     who = _label(host.host)
     used = (*host.devices, *host.channel_devices, *host.error_hcas, *host.socket_devices)
     if profile is not None:
         for device in dict.fromkeys(used):
             if device_matches(device, profile.excluded_devices):
-                out.append(Finding("fail", f"{who}: NCCL used {device}, which the profile excludes", device, host.host))
+                out.append(
+                    EvidenceFinding("fail", f"{who}: NCCL used {device}, which the profile excludes", device, host.host)
+                )
         if profile.uses_ib_verbs and host.transport == "Socket":
             # Quote the line that says so, as the log has it, and where it is.
             reason = host.socket_reason
             why = f"'{reason.value[:120]}' at {_at(reason)}" if reason else "Using network Socket"
             out.append(
-                Finding(
+                EvidenceFinding(
                     "fail",
                     f"{who}: NCCL fell back to sockets ({why}) on the {profile.name} profile, which expects IB verbs",
                     ",".join(host.socket_devices) or None,
@@ -142,7 +144,7 @@ def _host_findings(host: HostNet, logs: Sequence[NcclLog], profile: Profile | No
         rails = [d for d in host.devices if not device_matches(d, profile.excluded_devices)]
         if profile.rail_count and rails and len(rails) < profile.rail_count:
             out.append(
-                Finding(
+                EvidenceFinding(
                     "warn",
                     f"{who}: NCCL opened {len(rails)} of {profile.rail_count} rails ({', '.join(rails)})",
                     None,
@@ -150,12 +152,12 @@ def _host_findings(host: HostNet, logs: Sequence[NcclLog], profile: Profile | No
                 )
             )
         if profile.uses_ib_verbs and host.gdrdma is False and host.transport != "Socket":
-            out.append(Finding("warn", f"{who}: NET channels run without GPUDirect RDMA", None, host.host))
+            out.append(EvidenceFinding("warn", f"{who}: NET channels run without GPUDirect RDMA", None, host.host))
     through = len(host.channel_devices) + len(host.channel_nics)
     if profile is not None and profile.rail_count and 0 < through < profile.rail_count:
         nics = ", ".join((*host.channel_devices, *(f"NET/{n}" for n in host.channel_nics)))
         out.append(
-            Finding(
+            EvidenceFinding(
                 "warn",
                 f"{who}: channels went through {through} of {profile.rail_count} rails ({nics})",
                 None,
@@ -165,23 +167,25 @@ def _host_findings(host: HostNet, logs: Sequence[NcclLog], profile: Profile | No
     return out + _failure_findings(host)
 
 
-def _failure_findings(host: HostNet) -> list[Finding]:
+def _failure_findings(host: HostNet) -> list[EvidenceFinding]:
     """What went wrong on ``host`` whatever the profile: a net plugin NCCL fell back from, a failed init, or its
     first WARN."""
     who = _label(host.host)
-    out: list[Finding] = []
+    out: list[EvidenceFinding] = []
     if host.plugin_fallback:
         plugin = next((p for p in host.plugins if not p.startswith("/")), host.plugins[0])
-        out.append(Finding("warn", f"{who}: net plugin {plugin} loaded, then failed; NCCL fell back", None, host.host))
+        out.append(
+            EvidenceFinding("warn", f"{who}: net plugin {plugin} loaded, then failed; NCCL fell back", None, host.host)
+        )
     if host.init_failures:
         out.append(_init_failed(host))
     elif host.warnings:  # an init failure quotes its own WARN
         more = f" (and {len(host.warnings) - 1} more)" if len(host.warnings) > 1 else ""
-        out.append(Finding("warn", f"{who}: NCCL WARN {host.warnings[0][:160]}{more}", None, host.host))
+        out.append(EvidenceFinding("warn", f"{who}: NCCL WARN {host.warnings[0][:160]}{more}", None, host.host))
     return out
 
 
-def _init_failed(host: HostNet) -> Finding:
+def _init_failed(host: HostNet) -> EvidenceFinding:
     """A fail naming the ranks of ``host`` whose communicator init failed, and the first one's reason: no
     collective runs on a communicator that a rank could not join."""
     failed, seen = host.init_failures, len(host.nccl_ranks)
@@ -189,7 +193,7 @@ def _init_failed(host: HostNet) -> Finding:
     gpus = sorted({f.device for f in failed if f.device is not None})
     on = f" (GPU {', '.join(map(str, gpus))})" if gpus else ""
     first = failed[0]
-    return Finding(
+    return EvidenceFinding(
         "fail",
         f"{_label(host.host)}: NCCL init failed on {which}{on}: '{first.reason[:160]}' at "
         f"{first.source or 'log'}:{first.line}",
@@ -198,7 +202,7 @@ def _init_failed(host: HostNet) -> Finding:
     )
 
 
-def findings(logs: Sequence[NcclLog], profile: Profile | None) -> list[Finding]:
+def findings(logs: Sequence[NcclLog], profile: Profile | None) -> list[EvidenceFinding]:
     """Everything the logs say is wrong for ``profile`` (None: only profile-independent warnings)."""
     merged = hosts(logs)
     out = [
@@ -210,7 +214,9 @@ def findings(logs: Sequence[NcclLog], profile: Profile | None) -> list[Finding]:
     out += dead_links(merged)
     if not any(h.has_network_evidence or h.init_failures for h in merged.values()):
         out.append(
-            Finding("warn", "the NCCL logs have no network lines: run NCCL with NCCL_DEBUG=INFO (subsystems INIT,NET)")
+            EvidenceFinding(
+                "warn", "the NCCL logs have no network lines: run NCCL with NCCL_DEBUG=INFO (subsystems INIT,NET)"
+            )
         )
     return out
 
@@ -249,14 +255,14 @@ class DeadLink:
     """The local status its own NCCL reported (``status 4 (IBV_WC_LOC_PROT_ERR)``), or the fault async event its
     HCA raised (``async event 'local access violation work queue error' on mlx5_0:1``)."""
 
-    def finding(self) -> Finding:
+    def finding(self) -> EvidenceFinding:
         if self.local is not None:
             (end,) = self.ends
             message = (
                 f"{end.words()}: its own HCA failed NCCL's work ({self.local}, a local error): that host's HCA, "
                 "its driver or its GPUDirect RDMA path, not the link to its peers"
             )
-            return Finding("fail", message, end.hca, end.host or end.address)
+            return EvidenceFinding("fail", message, end.hca, end.host or end.address)
         if len(self.ends) == 1 and self.refused is not None:
             (end,) = self.ends
             message = (
@@ -264,17 +270,17 @@ class DeadLink:
                 f"link carries packets): its GPU memory registration (nvidia_peermem or DMA-BUF, the IOMMU) or its "
                 f"HCA, not its cable; NCCL on {', '.join(self.by)} got the errors"
             )
-            return Finding("fail", message, end.hca, end.host or end.address)
+            return EvidenceFinding("fail", message, end.hca, end.host or end.address)
         if len(self.ends) == 1:
             (end,) = self.ends
             message = f"{end.words()}: its link died: NCCL on {', '.join(self.by)} got completion errors from it"
-            return Finding("fail", message, end.hca, end.host or end.address)
+            return EvidenceFinding("fail", message, end.hca, end.host or end.address)
         a, b = self.ends
         message = (
             f"the link between {a.words()} and {b.words()} died: each end's NCCL got completion errors from the "
             "other: one end's cable or the switch path between them, which their ports' link_downed counters tell"
         )
-        return Finding("fail", message)
+        return EvidenceFinding("fail", message)
 
 
 def _hca_of(host: HostNet) -> str | None:
@@ -348,7 +354,7 @@ def dead_link_ends(merged: Mapping[str, HostNet]) -> list[DeadLink]:
     return local + [link for link in out if not any(e.host in faulty for e in link.ends)]
 
 
-def dead_links(merged: Mapping[str, HostNet]) -> list[Finding]:
+def dead_links(merged: Mapping[str, HostNet]) -> list[EvidenceFinding]:
     """:func:`dead_link_ends`, each as a fail."""
     return [d.finding() for d in dead_link_ends(merged)]
 

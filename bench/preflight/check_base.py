@@ -261,6 +261,15 @@ class Check:
     ) -> CheckResult:
         return CheckResult(self.name, status, reason, device, action, tuple(sorted(gpus)))
 
+    def on_device(
+        self, status: Status, device: str, said: str, *, action: str | None = None, gpus: Iterable[int] = ()
+    ) -> CheckResult:
+        """A result whose reason opens with the device it is about (``mlx5_1:1: port DOWN ...``): the check
+        gives the device and its words apart, and the answer keeps both (``said``), so a line that names the
+        device itself takes the words whole and never cuts them from the reason."""
+        opened = self.result(status, f"{device}: {said}", device, action=action, gpus=gpus)
+        return dataclasses.replace(opened, said=said)
+
 
 def _with_buses(ctx: Context, result: CheckResult) -> CheckResult:
     """``result`` with the PCI address of each GPU it names (``gpus`` index the tree's GPUs in bus order): a rank

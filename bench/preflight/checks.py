@@ -93,9 +93,9 @@ class RailPorts(RailsFound):
             if layer is not None and port.link_layer != layer:
                 problems.append(f"link layer {port.link_layer}, expected {layer}")
             if problems:
-                out.append(self.result("fail", f"{port.name}: " + "; ".join(problems), port.name))
+                out.append(self.on_device("fail", port.name, "; ".join(problems)))
             else:
-                out.append(self.result("pass", f"{port.name}: ACTIVE LinkUp {speed} {port.link_layer}", port.name))
+                out.append(self.on_device("pass", port.name, f"ACTIVE LinkUp {speed} {port.link_layer}"))
         return out
 
 
@@ -186,15 +186,15 @@ class SocketRails(Check):
         for name in names:
             dev = by_name.get(name)
             if dev is None:
-                out.append(self.result("fail", f"{name}: missing", name))
+                out.append(self.on_device("fail", name, "missing"))
             elif dev.operstate != "up":
-                out.append(self.result("fail", f"{name}: operstate {dev.operstate}, expected up", name))
+                out.append(self.on_device("fail", name, f"operstate {dev.operstate}, expected up"))
             elif speed and dev.speed_mbps != speed:
                 have = f"{dev.speed_gbps:g} Gb/s" if dev.speed_gbps else "unknown speed"
-                out.append(self.result("fail", f"{name}: {have}, the other rails run at {speed / 1000:g}", name))
+                out.append(self.on_device("fail", name, f"{have}, the other rails run at {speed / 1000:g}"))
             else:
                 have = f"{dev.speed_gbps:g} Gb/s" if dev.speed_gbps else "speed unknown"
-                out.append(self.result("pass", f"{name}: up, {have}", name))
+                out.append(self.on_device("pass", name, f"up, {have}"))
         if profile.rail_count is not None and len(names) != profile.rail_count:
             out.append(self.result("fail", f"{len(names)} socket rails, expected {profile.rail_count}"))
         return out or [self.result("fail", "the profile names no socket rail")]

@@ -95,22 +95,22 @@ class RailErrorWindow(Check):
         (``window`` None: one reading of a copied tree, so only the counts speak)."""
         measured = [window_errors[d] for d in rail.devices if d in window_errors]
         if not measured:
-            return self.result("skip", f"{rail.name}: no error counters", rail.name)
+            return self.on_device("skip", rail.name, "no error counters")
         fails: list[str] = []
         warns: list[str] = []
         for errors in measured:
             _device_findings(rail, errors, now, limits, fails, warns)
         during = f"during a {window:g} s idle window" if window is not None else "one reading of a copied tree"
         if fails:
-            return self.result("fail", f"{rail.name}: " + "; ".join(fails + warns) + f" ({during})", rail.name)
+            return self.on_device("fail", rail.name, "; ".join(fails + warns) + f" ({during})")
         if warns:
-            return self.result("warn", f"{rail.name}: " + "; ".join(warns) + f" ({during})", rail.name)
+            return self.on_device("warn", rail.name, "; ".join(warns) + f" ({during})")
         counts = [f"{n} {v}" for d in rail.devices for n, v in now.get(d, {}).items() if v]
         shown = f"counts since cleared: {listed(counts, 6)}" if counts else "every error counter at 0"
         if window is None:
-            said = f"{rail.name}: {shown} ({during}: no idle window; --error-window samples it twice)"
-            return self.result("pass", said, rail.name)
-        return self.result("pass", f"{rail.name}: no error counter rose {during}; {shown}", rail.name)
+            said = f"{shown} ({during}: no idle window; --error-window samples it twice)"
+            return self.on_device("pass", rail.name, said)
+        return self.on_device("pass", rail.name, f"no error counter rose {during}; {shown}")
 
 
 class LinkFlaps(Check):
@@ -135,11 +135,11 @@ class LinkFlaps(Check):
             if mine:
                 latest = mine[-1]
                 out.append(
-                    self.result(
+                    self.on_device(
                         "fail",
-                        f"{rail.name}: {len(mine)} link-flap line{'s' if len(mine) > 1 else ''} in {log.source} in the "
-                        f"last {window:g} s, latest at {latest.when:%Y-%m-%d %H:%M:%S}: {latest.line.strip()[:160]}",
                         rail.name,
+                        f"{len(mine)} link-flap line{'s' if len(mine) > 1 else ''} in {log.source} in the "
+                        f"last {window:g} s, latest at {latest.when:%Y-%m-%d %H:%M:%S}: {latest.line.strip()[:160]}",
                     )
                 )
         if not out:

@@ -373,12 +373,15 @@ class PortMtu(RailsFound):
         for port in ctx.rails:
             mtu = mtus.get(port.name)
             if mtu is not None and mtu < wanted:
-                reason = (
-                    f"{port.name}{_mtu_cause(port.link_layer, port.netdev, wanted)}: active MTU {mtu} bytes, under "
-                )
-                reason += f"the profile's {wanted}: more packets per byte"
+                said = f"active MTU {mtu} bytes, under the profile's {wanted}: more packets per byte"
+                cause = _mtu_cause(port.link_layer, port.netdev, wanted)
                 action = ctx.action("port-mtu", device=port.name)
-                out.append(self.result("fail", reason, port.name, action=action, gpus=users.get(port.name, ())))
+                gpus = users.get(port.name, ())
+                if cause:  # the port and where its MTU is set open the reason: no words of the port's alone
+                    reason = f"{port.name}{cause}: {said}"
+                    out.append(self.result("fail", reason, port.name, action=action, gpus=gpus))
+                else:
+                    out.append(self.on_device("fail", port.name, said, action=action, gpus=gpus))
         judged = [p for p in ctx.rails if p.name in mtus]
         if not judged:
             return [self.result("skip", f"no active MTU known for {listed([p.name for p in ctx.rails])}: {why_not}")]

@@ -23,6 +23,7 @@ from typing import Literal
 from bench.fabric.rail_nics import NEAR
 from bench.nccllogs.nccl_evidence import device_matches
 from bench.rails.records import ExpectedNic, RailDevices, short_device
+from bench.rundir.findings import CounterFinding
 from bench.rundir.rails_records import Conviction, RailDefect
 from bench.units import format_size
 
@@ -58,33 +59,40 @@ def _same_device(a: str, b: str) -> bool:
     return short_device(a) == short_device(b)
 
 
-def findings(devices: Sequence[RailDevices], quiet: Iterable[str], tolerance_bytes: int, min_bytes: int) -> list[str]:
-    """Everything the counters contradict besides a rail's own path, one line each (empty: the counters prove
-    the layout); a rail on the wrong NIC is a ``path`` defect (:func:`path_defects`).
+def findings(
+    devices: Sequence[RailDevices], quiet: Iterable[str], tolerance_bytes: int, min_bytes: int
+) -> list[CounterFinding]:
+    """Everything the counters contradict besides a rail's own path, one each with its node and rails (empty: the
+    counters prove the layout); a rail on the wrong NIC is a ``path`` defect (:func:`path_defects`).
 
     ``quiet`` names the management interface and the excluded devices (``mlx5_0``, ``mlx5_0:1``, ``eth0``).
     """
     quiet = tuple(q for q in quiet if q)
-    out: list[str] = []
+    out: list[CounterFinding] = []
     used: dict[tuple[str, str], list[int]] = {}
     for rd in devices:
+        on = (rd.rail,)
         for node, dev in rd.device.items():
             if dev is None:
-                out.append(f"{node} rail {rd.rail}: no device moved {format_size(min_bytes)}B while the rail ran alone")
+                said = f"rail {rd.rail}: no device moved {format_size(min_bytes)}B while the rail ran alone"
+                out.append(CounterFinding(node, on, said))
                 continue
             if device_matches(dev, quiet):
-                out.append(f"{node} rail {rd.rail}: its bytes went over {dev}, which must stay quiet")
+                said = f"rail {rd.rail}: its bytes went over {dev}, which must stay quiet"
+                out.append(CounterFinding(node, on, said))
             used.setdefault((node, short_device(dev) or dev), []).append(rd.rail)
         for node, per_device in rd.moved.items():
             for name, nbytes in per_device.items():
                 if device_matches(name, quiet) and nbytes > tolerance_bytes and name != rd.device.get(node):
-                    out.append(
-                        f"{node} {name} carried {format_size(nbytes)}B while rail {rd.rail} ran alone "
+                    said = (
+                        f"{name} carried {format_size(nbytes)}B while rail {rd.rail} ran alone "
                         f"(tolerance {format_size(tolerance_bytes)}B)"
                     )
+                    out.append(CounterFinding(node, on, said))
     for (node, dev), rails in sorted(used.items()):
         if len(rails) > 1:
-            out.append(f"{node}: rails {', '.join(map(str, rails))} all went over {dev}")
+            said = f"rails {', '.join(map(str, rails))} all went over {dev}"
+            out.append(CounterFinding(node, tuple(rails), said, whole_node=True))
     return out
 
 

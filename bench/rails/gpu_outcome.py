@@ -15,44 +15,15 @@ from bench.measure.results import RowPlace, pair_row
 from bench.rails.defects import gbps, transient_line
 from bench.rails.gpu_pairs import SCOPE, LocalMatrix, LocalPairTime, pair_name
 from bench.rundir import railsdoc
+from bench.rundir.finding_words import describe_gpu as describe_gpu
+from bench.rundir.findings import Finding, gpu_finding
 from bench.rundir.rails_records import GpuDefect, Localisation, Transient
 from bench.rundir.results_csv import Row
-
-
-def describe_gpu(defect: GpuDefect) -> str:
-    """One line: ``node03 GPU 5 (0000:9a:00.0): 120 Gb/s = 25% of peers' 480 Gb/s in 7/7 local pairs → gpu fault``,
-    then ``; action: ...`` where one is known."""
-    line = _gpu_finding(defect)
-    if defect.causes:
-        more = f" (and {len(defect.causes) - 1} more)" if len(defect.causes) > 1 else ""
-        line += f"; cause on the node: {defect.causes[0].result.check}: {defect.causes[0].result.reason}{more}"
-    return f"{line}; action: {defect.action}" if defect.action else line
 
 
 def describe_local_transient(transient: Transient) -> str:
     """``node03/gpu1-gpu5: slow at 120 Gb/s, normal when re-measured (470, 475 Gb/s) → transient``."""
     return transient_line(f"{transient.node}-{(transient.peer or '').rpartition('/')[2]}", transient)
-
-
-def _gpu_finding(defect: GpuDefect) -> str:
-    if defect.kind == "node":
-        where = f"{defect.node} (every local pair)"
-    elif defect.kind == "gpu":
-        where = f"{defect.node} GPU {defect.gpu}" + (f" ({defect.bus_id})" if defect.bus_id else "")
-    else:
-        where = f"{defect.node} GPU {defect.gpu} - GPU {defect.peer}"
-    c = defect.conviction
-    if c.symptom == "dead":
-        return f"{where}: no traffic in {c.slow_pairs}/{c.pairs} local pairs → {defect.kind} dead"
-    measured, expected = c.measured_Gbps or 0.0, c.expected_Gbps or 0.0
-    percent = 100.0 * measured / expected if expected > 0 else 0.0
-    of = "of target" if c.basis == "target" else "of peers'"
-    rate = f"{gbps(measured)} Gb/s = {percent:.0f}% {of} {gbps(expected)} Gb/s"
-    if c.symptom == "flaky":
-        found = f"slow in {c.slow_samples}/{c.samples} samples"
-    else:
-        found = f"in {c.slow_pairs}/{c.pairs} local pairs"
-    return f"{where}: {rate} {found} → {defect.kind} {'fault' if c.symptom == 'slow' else 'flaky'}"
 
 
 @dataclass(frozen=True)
@@ -81,8 +52,8 @@ class IntraNodeOutcome:
     def failed(self) -> bool:
         return bool(self.localisation.defects)
 
-    def node_reasons(self, node: str) -> list[str]:
-        return [describe_gpu(d) for d in self.defects if d.node == node]
+    def node_reasons(self, node: str) -> list[Finding]:
+        return [f for f in map(gpu_finding, self.defects) if f.part.covers(node=node)]
 
 
 def rows(outcome: IntraNodeOutcome, iters: int) -> list[Row]:

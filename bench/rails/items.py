@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from bench.frame.verdict import Item, State
-from bench.rails.defects import describe
 from bench.rails.gpu_outcome import IntraNodeOutcome
 from bench.rails.records import RailsOutcome
+from bench.rundir.findings import Finding, check_finding, rail_finding
 
 GROUP = "railbench.rails"
 INTRA_GROUP = "railbench.intra_node"
@@ -39,25 +39,27 @@ def _rails(outcome: RailsOutcome) -> list[Item]:
         return [Item(GROUP, "rails", "skip", f"rails not tested: {outcome.written.skipped}")]
     relative = bool(outcome.pair_times) and outcome.written.too_noisy is None
     items = []
-    claimed: set[str] = set()
+    claimed: list[Finding] = []
     for rail in range(outcome.rails):
-        reasons = outcome.rail_reasons(rail)
-        claimed.update(reasons)
+        found = outcome.rail_reasons(rail)
+        claimed += found
         lines = [f"{r.collective} ({r.mode}): {r.busbw_Gbps:.4g} Gb/s" for r in outcome.rail_results if r.rail == rail]
         lines += [f"{node}: {dev}" for rd in outcome.devices if rd.rail == rail for node, dev in rd.device.items()]
-        warned = [describe(d) for d in outcome.warnings if d.rail == rail]
+        warned = tuple(rail_finding(d) for d in outcome.warnings if d.rail == rail)
         details = "\n".join(lines)
-        if reasons:
-            items.append(Item(GROUP, f"rail{rail}", "fail", "; ".join(reasons), details))
+        if found:
+            items.append(Item(GROUP, f"rail{rail}", "fail", details=details, findings=tuple(found)))
         elif outcome.expected.get(rail) or relative:
             # a warned link passes its rail, and the warning stays with the rail's item (run.json, junit.xml)
-            items.append(Item(GROUP, f"rail{rail}", "warn" if warned else "pass", "; ".join(warned), details))
+            state: State = "warn" if warned else "pass"
+            items.append(Item(GROUP, f"rail{rail}", state, details=details, findings=warned))
         else:
             items.append(Item(GROUP, f"rail{rail}", "measured", _rail_not_judged(outcome), details))
-    loose = [f for f in outcome.findings if f not in claimed]
-    loose += [d for d in (describe(d) for d in outcome.failing) if d not in claimed]
+    loose = [f for f in [*outcome.counter_findings, *map(rail_finding, outcome.failing)] if f not in claimed]
     if loose:
-        items.append(Item(GROUP, "defects", "fail", "; ".join(dict.fromkeys(loose))))
+        # one finding once, however many of the lists above hold it
+        once = tuple(f for i, f in enumerate(loose) if f not in loose[:i])
+        items.append(Item(GROUP, "defects", "fail", findings=once))
     return items
 
 
@@ -65,14 +67,11 @@ def local_cause_items(outcome: RailsOutcome) -> list[Item]:
     """``rails``: one item per node whose GPUDirect path checks failed on something no defect carries
     (``bench.rails.local_causes``): the fault is real whether or not this run's traffic felt it. ``accept`` judges
     the same results in its check phase and does not add these."""
-    loose: dict[str, list[str]] = {}
+    loose: dict[str, list[Finding]] = {}
     for c in outcome.node_causes:
         if c.result.status == "fail" and not c.explains and c.node is not None:
-            loose.setdefault(c.node, []).append(
-                f"{c.node} {c.result.check}: {c.result.reason}"
-                + (f"; action: {c.result.action}" if c.result.action else "")
-            )
-    return [Item(GPUDIRECT_GROUP, node, "fail", "; ".join(lines)) for node, lines in loose.items()]
+            loose.setdefault(c.node, []).append(check_finding(c.node, c.result))
+    return [Item(GPUDIRECT_GROUP, node, "fail", findings=tuple(found)) for node, found in loose.items()]
 
 
 def _rail_not_judged(outcome: RailsOutcome) -> str:
@@ -90,9 +89,9 @@ def intra_node_items(intra: IntraNodeOutcome) -> list[Item]:
     judged = intra.target_Gbps is not None or intra.localisation.too_noisy is None
     items = []
     for node in intra.nodes:
-        reasons = intra.node_reasons(node)
-        if reasons:
-            items.append(Item(INTRA_GROUP, node, "fail", "; ".join(reasons)))
+        found = tuple(intra.node_reasons(node))
+        if found:
+            items.append(Item(INTRA_GROUP, node, "fail", findings=found))
         elif judged:
             items.append(Item(INTRA_GROUP, node, "pass"))
         else:
@@ -104,15 +103,15 @@ def intra_node_items(intra: IntraNodeOutcome) -> list[Item]:
 
 
 def node_items(
-    nodes: Sequence[str], outcome: RailsOutcome, other: Mapping[str, Sequence[str]] | None = None
+    nodes: Sequence[str], outcome: RailsOutcome, other: Mapping[str, Sequence[Finding]] | None = None
 ) -> list[Item]:
     """One item per node gathering what names it (its failed checks in ``other``, rails defects, counter
     findings): a view for the operator and JUnit that repeats other items, so it never decides alone."""
     items = []
     for node in nodes:
-        reasons = [*(other or {}).get(node, ()), *outcome.node_reasons(node)]
-        warned = [describe(d) for d in outcome.warnings if d.node == node]
-        state: State = "fail" if reasons else "warn" if warned else "pass"
-        said = reasons or warned
-        items.append(Item(NODE_GROUP, node, state, "; ".join(said), "\n".join(said), decides=False, repeats=True))
+        failed = (*(other or {}).get(node, ()), *outcome.node_reasons(node))
+        warned = tuple(rail_finding(d) for d in outcome.warnings if d.node == node)
+        state: State = "fail" if failed else "warn" if warned else "pass"
+        found = failed or warned
+        items.append(Item(NODE_GROUP, node, state, decides=False, repeats=True, findings=found, of_node=node))
     return items

@@ -21,6 +21,7 @@ from bench.rails.pairs import suspects
 from bench.rails.records import short_device
 from bench.rails.schedule import Cell
 from bench.rails.windows import DeviceEntries, NodeWindow
+from bench.rundir.findings import Shortfall
 from bench.rundir.rails_records import RailDefect
 from bench.rundir.railsdoc import Link, RailsDoc
 
@@ -142,24 +143,19 @@ def judged(
         fabric = fabric_map.place(settings.topology, nodes, layout.rails, hcas)
     if matrix is not None:
         found = diagnose(matrix, rates, thresholds, device_names, fabric)
-    below = []
+    below: list[Shortfall] = []
+    fraction = settings.profile.pass_fraction
     for r in rail_results:
         target = expected.get(r.rail)
         if r.wrong:
-            below.append(f"rail {r.rail} {r.collective}: {r.wrong} wrong elements")
+            below.append(Shortfall(r.rail, r.collective, r.mode, r.busbw_Gbps, nnodes=r.nnodes, wrong=r.wrong))
         # The mark is on the bandwidth term: NCCL's per-step latency at this node count comes on top of the bytes
         # at pass_fraction of line (bench.rails.rail_target; docs/design.md "Rail targets at any node count").
         if not target:
             continue
-        needed = rail_target.needed_busbw_Gbps(
-            r.collective, r.nnodes, r.nbytes, settings.profile.pass_fraction * target
-        )
+        needed = rail_target.needed_busbw_Gbps(r.collective, r.nnodes, r.nbytes, fraction * target)
         if r.busbw_Gbps < needed:
-            below.append(
-                f"rail {r.rail} {r.collective} ({r.mode}): {r.busbw_Gbps:.3g} Gb/s = "
-                f"{100 * r.busbw_Gbps / target:.0f}% of {target:g} Gb/s (needs {needed:.3g} Gb/s: "
-                f"{100 * settings.profile.pass_fraction:.0f}% of line plus NCCL's latency over {r.nnodes} nodes)"
-            )
+            below.append(Shortfall(r.rail, r.collective, r.mode, r.busbw_Gbps, target, needed, fraction, r.nnodes))
     counters = {g["host"]: g["whole"] for g in readers if g["whole"]}
     named = {(r.node, r.rail): short_device(r.device) for r in reports}
     dead = liveness.dead_defects(membership, nodes, settings.rail_rate_gbps, named)

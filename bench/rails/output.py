@@ -13,6 +13,7 @@ from bench.rails.config import RailsSettings
 from bench.rails.defects import described
 from bench.rails.records import RailsOutcome
 from bench.rundir.files import atomic_write_json
+from bench.rundir.finding_words import counter_line, shortfall_line
 from bench.rundir.railsdoc import RailEntry, RailsDoc, counters_from_json
 from bench.rundir.results_csv import Row
 
@@ -43,8 +44,8 @@ def rails_doc(outcome: RailsOutcome) -> RailsDoc:
             records.measurements(outcome.rail_results, outcome.pair_times, outcome.nodes, outcome.expected, devices)
         ),
         defects=tuple(described(d) for d in outcome.defects),
-        counter_findings=tuple(outcome.findings),
-        below_target=tuple(outcome.below_target),
+        counter_findings=tuple(counter_line(f) for f in outcome.findings),
+        below_target=tuple(shortfall_line(s) for s in outcome.below_target),
         counters=counters_from_json(outcome.counters),
         intra_node=gpu_outcome.intra_node_section(outcome.intra_node) if outcome.intra_node is not None else None,
         node_causes=outcome.node_causes,

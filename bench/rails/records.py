@@ -6,7 +6,6 @@ output without talking to anyone.
 
 from __future__ import annotations
 
-import re
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,13 +22,22 @@ from bench.rails.matrix import pair_matrix as pair_matrix
 from bench.rails.measure import PairTime
 from bench.rundir import railsdoc
 from bench.rundir.defect_kinds import fails_rail
+from bench.rundir.finding_words import counter_line
+from bench.rundir.findings import (
+    CounterFinding,
+    Finding,
+    Shortfall,
+    counter_finding,
+    names_rail,
+    rail_finding,
+    shortfall_finding,
+)
 from bench.rundir.rails_records import RailDefect, Transient
 from bench.rundir.railsdoc import Measurement
 from bench.rundir.results_csv import Row
 from bench.units import format_size
 
 Mode = Literal["concurrent", "isolated"]
-_RAILS_NAMED = re.compile(r"\brails? (\d+(?:, \d+)*)\b")
 
 
 @dataclass(frozen=True)
@@ -236,7 +244,7 @@ def table(
     devices: Sequence[RailDevices],
     defects: Sequence[RailDefect],
     expected: Mapping[int, float | None],
-    findings: Sequence[str],
+    findings: Sequence[CounterFinding],
     transients: Sequence[Transient] = (),
     too_noisy: str | None = None,
 ) -> str:
@@ -269,7 +277,7 @@ def table(
         # A rail with fewer than two live nodes formed no group: nothing of it was measured to carry.
         carried = ", ".join(names) or "nothing measured (no rail group)"
         lines.append(f"# rail {rd.rail} carried by {carried}")
-    lines.extend(f"# COUNTERS {f}" for f in findings)
+    lines.extend(f"# COUNTERS {counter_line(f)}" for f in findings)
     failing = [d for d in defects if d.severity == "fail"]
     if failing:
         lines.append("# defects")
@@ -310,11 +318,11 @@ class RailsOutcome:
     defects: tuple[RailDefect, ...] = ()
     """Every defect named; each one's ``line`` is said when rails.json is written, once its counters, causes and
     action are known (``bench.rails.defects.described``)."""
-    findings: list[str] = field(default_factory=list)
+    findings: list[CounterFinding] = field(default_factory=list)
     """Counter evidence that contradicts the layout (a rail over the wrong device, traffic on mgmt)."""
     expected: dict[int, float | None] = field(default_factory=dict)
     """Line rate per rail (None where unknown)."""
-    below_target: list[str] = field(default_factory=list)
+    below_target: list[Shortfall] = field(default_factory=list)
     """Rail-group results under pass_fraction x line rate, or with wrong elements."""
     counters: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     """Per node, the bytes each device carried over the whole rails test, and its error-counter deltas."""
@@ -349,24 +357,24 @@ class RailsOutcome:
         intra_failed = self.intra_node is not None and self.intra_node.failed
         return bool(self.failing or self.findings or self.below_target or intra_failed)
 
-    def rail_reasons(self, rail: int) -> list[str]:
-        """Why rail ``rail`` fails (empty: it passes)."""
+    def rail_reasons(self, rail: int) -> list[Finding]:
+        """Why rail ``rail`` fails (empty: it passes), each a finding the items say (``bench.rails.items``)."""
         # A pair that is its rail's only pair measured is every pair of that rail: it fails the rail too.
         failing = [d for d in self.failing if fails_rail(d.kind, d.rail, rail) or (d.only_pair and d.rail == rail)]
         # its own parts (the rail, its links, leaf and uplinks) first, then a spine layer that names every rail
-        reasons = [describe(d) for d in sorted(failing, key=lambda d: d.rail is None)]
-        reasons += [r for r in self.below_target if r.startswith(f"rail {rail} ")]
-        reasons += [f for f in self.findings if rail in _rails_named(f)]
+        reasons = [rail_finding(d) for d in sorted(failing, key=lambda d: d.rail is None)]
+        reasons += [shortfall_finding(s) for s in self.below_target if s.rail == rail]
+        reasons += [f for f in self.counter_findings if names_rail(f, rail)]
         return reasons
 
-    def node_reasons(self, node: str) -> list[str]:
+    def node_reasons(self, node: str) -> list[Finding]:
         """Why node ``node`` fails (empty: it passes)."""
-        reasons = [describe(d) for d in self.failing if node in (d.node, d.peer)]
-        reasons += [f for f in self.findings if f.startswith(f"{node} ") or f.startswith(f"{node}:")]
+        reasons = [f for f in (rail_finding(d) for d in self.failing) if f.part.covers(node=node)]
+        reasons += [f for f in self.counter_findings if f.part.covers(node=node)]
         reasons += self.intra_node.node_reasons(node) if self.intra_node is not None else []
         return reasons
 
-
-def _rails_named(finding: str) -> set[int]:
-    """The rails a counter finding talks about: ``rail 3`` or ``rails 0, 1``."""
-    return {int(k) for match in _RAILS_NAMED.findall(finding) for k in match.split(", ")}
+    @property
+    def counter_findings(self) -> list[Finding]:
+        """What the counters contradict, as findings."""
+        return [counter_finding(f) for f in self.findings]

@@ -31,6 +31,7 @@ from bench.report.sweep_table import SWEEP_HEADERS, sweep_rows
 from bench.report.traffic import TrafficProof, traffic_proof
 from bench.report.verdict import run_verdict
 from bench.rundir.comparedoc import CompareDoc, read_compare_json
+from bench.rundir.finding_words import DefectRow
 from bench.rundir.numbers import numbers_of
 from bench.rundir.railsdoc import DefectErrors, IntraNode, RailDefect, RailsDoc
 from bench.rundir.runjson import RunDoc
@@ -110,7 +111,7 @@ class Summary:
     headline: str = ""
     numbers: str = ""
     """What the numbers are of, in one line (``bench.rundir.numbers``): the backend, the devices, the path."""
-    defects: tuple[top.BrokenPart, ...] = ()
+    defects: tuple[DefectRow, ...] = ()
     tested: tuple[tuple[str, str], ...] = ()
     targets: tuple[tuple[str, str], ...] = ()
     warnings: int = 0
@@ -358,8 +359,7 @@ def summarize(inputs: RunInputs, min_efficiency: float, notes: Sequence[str] = (
     found = top.defects(inputs, grid)
     reasons = verdict.reasons
     if verdict.word == "fail":
-        below = list(inputs.rails.below_target) if inputs.rails is not None else []
-        reasons = top.other_failures(verdict.reasons, top.covered_texts(inputs, grid), below)
+        reasons = top.other_failures(inputs, grid, verdict.reasons)
     traffic = traffic_proof(run, inputs.rails, profile, present(run.judged_by))
     measured = (
         _slurm_section(run),

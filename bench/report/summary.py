@@ -2,19 +2,19 @@
 they are and what to do, the failures that name no part, what was tested, and against which targets.
 
 * ``defects``: every broken part once, from the files that name them (failed preflight checks, the rails
-  test's defects, the intra-node matrix's, a hang or a lost rank), rendered from their fields alone (kind,
-  node, peer, rail, device, gpu, action, line), so a defect kind added later needs no change here; a check's
-  failure that a rails defect tells (``bench.preflight.told``: the port of a link the rails test named) is that
-  defect's evidence, in its row, not a row of its own (one fault, one defect);
-* ``other_failures``: the verdict's reasons that no defect already says (a rail group below its line rate,
-  a collective below target), each once;
+  test's defects, the intra-node matrix's, a hang or a lost rank), each a finding (``bench.rundir.findings``)
+  whose row ``bench.rundir.finding_words`` renders from its fields, so a defect kind added later needs no
+  change here; a check's failure that a rails defect tells (``bench.preflight.told``: the port of a link the
+  rails test named) is that defect's evidence, in its row, not a row of its own (one fault, one defect);
+* ``other_failures``: the failures no defect says (a rail group below its line rate, a collective below
+  target), each once, picked by the findings run.json's items carry and rails.json's records, never by their
+  words;
 * ``tested`` and ``targets``: one line per step of the run and per target it was held to.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import pandas as pd
 
@@ -24,92 +24,33 @@ from bench.preflight.told import ACROSS, Told, told
 from bench.profiles import Profile
 from bench.report.certificate import Grid, grid_tally, plural
 from bench.report.inputs import RunInputs
+from bench.rundir.checksjson import CheckResult
 from bench.rundir.comparedoc import CompareDoc
+from bench.rundir.finding_words import DefectRow, row, sentences
+from bench.rundir.findings import Finding, Seen, check_finding, failure_finding, gpu_finding, rail_finding
 from bench.rundir.judged_by import JudgedBy
-from bench.rundir.railsdoc import GpuDefect, IntraNode, RailDefect, RailsDoc
+from bench.rundir.railsdoc import IntraNode, RailsDoc
 from bench.rundir.runjson import RunDoc
-from bench.rundir.sections import RailsTestSettings
+from bench.rundir.sections import ItemEntry, RailsTestSettings
 from bench.units import format_size
 
 DEFAULT = Actions()
 """The default actions, for a checks.json written before it carried its own."""
 
 
-@dataclass(frozen=True)
-class BrokenPart:
-    """One broken part, said once: what kind, where, what was measured, and what to do."""
-
-    kind: str
-    node: str
-    rail: str
-    part: str
-    """The NIC, port, interface or GPU."""
-    finding: str
-    """What convicts it (its line, without the where and the action that have columns of their own)."""
-    action: str
-    step: str
-    """The step that named it: preflight, rails, intra-node or run."""
-    evidence: tuple[str, ...] = ()
-    """The check answers that saw the same fault (``where check: reason``), said in its finding."""
-
-
-def _text(value: object) -> str:
-    return "" if value is None else str(value)
-
-
-def _strip(line: str, wheres: Iterable[str], action: str) -> str:
-    """The line without its ``; action: ...`` tail and without a leading ``where:`` the columns already say."""
-    if action and line.endswith(f"; action: {action}"):
-        line = line[: -len(f"; action: {action}")]
-    head, sep, rest = line.partition(": ")
-    return rest if sep and head in set(wheres) else line
-
-
-def _rails_finding(d: RailDefect, evidence: Sequence[str] = ()) -> BrokenPart:
-    kind, node, peer, rail, device = (_text(v) for v in (d.kind, d.node, d.peer, d.rail, d.device))
-    action = d.action
-    dev = f" ({device})" if device else ""
-    # the where-prefixes the rails test writes (bench.rails.defects.describe): the columns say them
-    wheres = (
-        f"{node} rail {rail}{dev}",
-        f"{node} rail {rail}",
-        f"rail {rail} ({device + ', ' if device else ''}every node)",
-        f"{node} (every rail)",
-        f"{node}-{peer} rail {rail}",
-    )
-    line = d.line or f"{kind} {_text(d.conviction.symptom)}".strip()
-    finding = _strip(line, wheres, action)
-    if evidence:
-        finding += f"; the checks saw it too: {'; '.join(evidence)}"
-    return BrokenPart(
-        kind=kind or "defect",
-        node=f"{node} ↔ {peer}" if node and peer else (node or ("every node" if rail else "")),
-        rail=rail or ("every rail" if node and kind == "node" else ""),
-        part=device,
-        finding=finding,
-        action=action,
-        step="rails",
-        evidence=tuple(evidence),
-    )
-
-
-def _gpu_finding(d: GpuDefect) -> BrokenPart:
-    kind, node, gpu, peer, bus = (_text(v) for v in (d.kind, d.node, d.gpu, d.peer, d.bus_id))
-    action = d.action
-    wheres = (
-        f"{node} GPU {gpu} ({bus})",
-        f"{node} GPU {gpu}",
-        f"{node} GPU {gpu} - GPU {peer}",
-        f"{node} (every local pair)",
-    )
-    line = d.line or kind
-    return BrokenPart(kind or "gpu", node, "", d.part, _strip(line, wheres, action), action, "intra-node")
-
-
 _WHERE = {"all nodes": ACROSS}
 """The grid's row of the cross-node answers, as ``bench.preflight.told`` names it."""
-_ITEM_WHERE = {"all nodes": "across nodes"}
-"""The grid's rows as the verdict's reasons name them (``bench.check.items``)."""
+SAID_BY_RAILS = frozenset({"rails", "intra-node", "run"})
+"""The steps whose findings the certificate says from their own records: the rails test's and the intra-node
+matrix's (the defects' rows, rails.json's ``below_target`` and ``counter_findings``) and the run's failure.
+The preflight's are said by the checks' rows where checks.json gives the grid."""
+
+
+def _said_elsewhere(item: ItemEntry, grid: Grid | None) -> bool:
+    """Whether a failed item is said by rows or records of the certificate: it repeats other items (a node's
+    line), or every finding it carries is one the certificate says from its step's own records."""
+    said = SAID_BY_RAILS | ({"preflight"} if grid is not None else set())
+    return item.repeats or (bool(item.findings) and all(f.step in said for f in item.findings))
 
 
 def _told(inputs: RunInputs) -> list[Told]:
@@ -124,81 +65,57 @@ def _told_key(node: str, check: str, status: str, reason: str, device: str) -> t
     return (_WHERE.get(node, node), check, status, reason, device)
 
 
-def defects(inputs: RunInputs, grid: Grid | None) -> tuple[BrokenPart, ...]:
-    """Every part the run convicted, once: failed checks, rails defects, GPU defects, a hang or lost rank.
+def findings(inputs: RunInputs, grid: Grid | None) -> tuple[Finding, ...]:
+    """Every part the run convicted, once: the run's failure, failed checks, rails defects, GPU defects.
 
     Warnings (a link whose error counters rose while its bandwidth held) and transients are not defects:
-    the rails section lists them. A failed check a rails defect tells is said in that defect's row.
+    the rails section lists them. A failed check a rails defect tells is that defect's evidence (``seen``).
     """
-    found: list[BrokenPart] = []
+    found: list[Finding] = []
     failure = inputs.run.failure
     if failure and failure.message:
-        node = ", ".join(str(h) for h in failure.hosts or ())
-        found.append(BrokenPart(failure.kind or "failure", node, "", "", failure.message, failure.action or "", "run"))
+        found.append(failure_finding(failure))
     folded = _told(inputs)
     keys = {_told_key(t.node, t.result.check, t.result.status, t.result.reason, t.result.device or "") for t in folded}
     for answer in grid.answers if grid is not None else ():
-        if _told_key(answer.node, answer.check, answer.status, answer.reason, answer.device) in keys:
+        told_key = _told_key(answer.node, answer.check, answer.status, answer.reason, answer.device)
+        if answer.status != "fail" or told_key in keys:
             continue
-        if answer.status == "fail":
-            # checks.json says what to do; one written before it did gets the default action of its check
-            action = answer.action or DEFAULT.for_check(answer.check, answer.node, answer.device or None)
-            found.append(
-                BrokenPart(
-                    "check", answer.node, "", answer.device, f"{answer.check}: {answer.reason}", action, "preflight"
-                )
-            )
+        result = CheckResult(answer.check, "fail", answer.reason, answer.device or None, answer.action or None)
+        # checks.json says what to do; one written before it did gets the default action of its check
+        default = DEFAULT.for_check(answer.check, answer.node, answer.device or None)
+        found.append(check_finding(answer.node, result, default))
     rails = inputs.rails or RailsDoc()
     for d in rails.defects:
         if d.severity != "warn" and d.conviction.symptom != "transient":
-            seen = [f"{t.node or 'across nodes'} {t.result.check}: {t.result.reason}" for t in folded if t.defect == d]
-            found.append(_rails_finding(d, seen))
+            found.append(rail_finding(d, [Seen(t.node, t.result) for t in folded if t.defect == d]))
     for g in rails.intra_node.localisation.defects if rails.intra_node is not None else ():
         if g.severity != "warn":
-            found.append(_gpu_finding(g))
-    return tuple(dict.fromkeys(found))
+            found.append(gpu_finding(g))
+    return tuple(found)
 
 
-def covered_texts(inputs: RunInputs, grid: Grid | None) -> list[str]:
-    """What the defects and the checks already say, in the words the verdict's reasons use."""
-    texts: list[str] = []
+def defects(inputs: RunInputs, grid: Grid | None) -> tuple[DefectRow, ...]:
+    """The certificate's defects table: one row per finding (:func:`findings`), each part once."""
+    return tuple(dict.fromkeys(row(f) for f in findings(inputs, grid)))
+
+
+def other_failures(inputs: RunInputs, grid: Grid | None, reasons: Sequence[str]) -> tuple[str, ...]:
+    """The failures no defect row says, each once: rails.json's rail groups below their target and its counter
+    findings, then each failed item of run.json that no finding says (a collective below target or with wrong
+    elements, the byte counters, a node's GPUDirect path in ``rails``, the checks where checks.json is absent),
+    by the findings it carries, never by its words. A run.json written before it kept its items: its reasons that are no
+    finding's sentence (``reasons``: the verdict's)."""
     rails = inputs.rails or RailsDoc()
-    gpu_defects = rails.intra_node.localisation.defects if rails.intra_node is not None else ()
-    texts += [d.line for d in rails.defects if d.line] + [g.line for g in gpu_defects if g.line]
-    for answer in grid.answers if grid is not None else ():
-        if answer.status == "fail":
-            # the frame's reason names the node (``bench.check.items``); the grid's answer does not
-            said = f"{_ITEM_WHERE.get(answer.node, answer.node)} {answer.check}: {answer.reason}"
-            # accept's item says the check's action after it (bench.accept.rank._acted); the grid shows it
-            texts += [f"{said}; action: {answer.action}"] if answer.action else []
-            texts.append(said)
-            texts.append(f"{answer.check}: {answer.reason}")
-    failure = inputs.run.failure
-    if failure and failure.message:
-        texts.append(failure.message)
-    return texts
-
-
-def other_failures(reasons: Sequence[str], covered: Sequence[str], extra: Sequence[str] = ()) -> tuple[str, ...]:
-    """The verdict's reasons that no defect says, each once.
-
-    A reason may bundle several (``rail rail1: <defect line>; <rail group below target>``): what a defect
-    already says is cut out, the rest is split at ``; `` and a bare label left behind (``rail rail1:``) goes.
-    ``extra`` are failures read from the files themselves (rails.json's ``below_target``), said first.
-    """
-    out: list[str] = list(extra)
-    longest_first = sorted((c for c in covered if c), key=len, reverse=True)
-    for reason in reasons:
-        rest = str(reason)
-        for text in longest_first:
-            rest = rest.replace(text, "")
-        for atom in rest.split("; "):
-            atom = atom.strip().rstrip(";").strip()
-            _, sep, said = atom.partition(": ")
-            if not atom or atom.endswith(":") or (sep and said in out):
-                continue
-            if atom not in out and not any(atom in o for o in out):
-                out.append(atom)
+    out = [*rails.below_target, *rails.counter_findings]
+    items = present(inputs.run.items)
+    if items is None:
+        said = set(sentences(findings(inputs, grid)))
+        out += [r for r in reasons if r not in said]
+        return tuple(dict.fromkeys(out))
+    for item in items:
+        if item.state == "fail" and not _said_elsewhere(item, grid):
+            out.append(item.reason or f"{item.group.removeprefix('railbench.')} {item.name}: {item.state}")
     return tuple(dict.fromkeys(out))
 
 

@@ -51,6 +51,10 @@ class CheckResult:
     """The PCI addresses of ``gpus`` where the tree gives them (``0000:9a:00.0``): how ``rails`` and ``accept`` tie
     a node-local cause to the rail or GPU it slows, the GPU each rank drove whatever CUDA numbered it
     (``bench.rails.local_causes``)."""
+    said: str | None = None
+    """The reason's words without the device it opens with (``port DOWN ...`` of ``mlx5_1:1: port DOWN ...``),
+    as the check wrote them (``bench.preflight.check_base.Check.on_device``): what a line that names the device
+    itself says (the Slurm drain reason). None where the reason opens with no device."""
 
 
 @dataclass(frozen=True, kw_only=True)

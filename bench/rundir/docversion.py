@@ -13,8 +13,10 @@ from pathlib import Path
 from bench.exits import UserError
 from bench.jsondoc import Parsed
 
-RAILS_FORMAT_VERSION = 1
-CHECKS_FORMAT_VERSION = 2
+RUN_FORMAT_VERSION = 2
+"""run.json's (``bench.rundir.files``'s format history): 2 since its items say the findings they carry."""
+RAILS_FORMAT_VERSION = 2
+CHECKS_FORMAT_VERSION = 3
 COMPARE_FORMAT_VERSION = 1
 """compare.json carried version 1 from its first release, so it has no steps yet."""
 
@@ -47,8 +49,23 @@ def _check_result_1_to_2(entry: object) -> object:
     return out
 
 
-def _check_results_1_to_2(results: object) -> object:
-    return [_check_result_1_to_2(r) for r in results] if isinstance(results, list) else results
+def _each_result(doc: Parsed, step: Callable[[object], object]) -> Parsed:
+    """``doc`` with ``step`` applied to every check's answer: in ``nodes[].results``, ``cross_node``,
+    ``cabling`` and the single-node ``checks``."""
+
+    def each(results: object) -> object:
+        return [step(r) for r in results] if isinstance(results, list) else results
+
+    out = dict(doc)
+    for key in ("cross_node", "cabling", "checks"):
+        if key in out:
+            out[key] = each(out[key])
+    nodes = out.get("nodes")
+    if isinstance(nodes, list):
+        out["nodes"] = [
+            {**n, "results": each(n["results"])} if isinstance(n, dict) and "results" in n else n for n in nodes
+        ]
+    return out
 
 
 def checks_upgrade_1_to_2(doc: Parsed) -> Parsed:
@@ -56,21 +73,87 @@ def checks_upgrade_1_to_2(doc: Parsed) -> Parsed:
     older answer is given the keys the current writer writes (``name`` renamed ``check``, which that record
     requires; ``action`` null and ``gpus`` none where absent), in ``nodes[].results``, ``cross_node``,
     ``cabling`` and the single-node ``checks``."""
-    out = dict(doc)
-    for key in ("cross_node", "cabling", "checks"):
-        if key in out:
-            out[key] = _check_results_1_to_2(out[key])
-    nodes = out.get("nodes")
-    if isinstance(nodes, list):
-        out["nodes"] = [
-            {**n, "results": _check_results_1_to_2(n["results"])} if isinstance(n, dict) and "results" in n else n
-            for n in nodes
-        ]
+    return _stamp(_each_result(doc, _check_result_1_to_2), 2)
+
+
+SAID_BY_RAILS = {"railbench.rails": "rails", "railbench.intra_node": "intra-node"}
+"""Format 1's item groups whose failures were the rails test's and the intra-node matrix's findings (a rail's
+defects, below-target groups and counter findings; a node's GPU defects)."""
+NODE_VIEWS = "railbench.nodes"
+"""Format 1's group of accept's line per node, which repeats the checks' and the rails test's items."""
+CHECK_GROUPS = "railbench.check."
+"""Format 1's groups of the preflight checks' items."""
+
+
+def _item_1_to_2(item: object) -> object:
+    """One of format 1's items with what format 2 says of it, derived from its group as the certificate of
+    format 1 read it: a rails or intra-node item's failure or warning is that step's finding, a check's the
+    preflight's; a node's line repeats others. What is not an object is left for the strict read to refuse."""
+    if not isinstance(item, dict):
+        return item
+    group = item.get("group")
+    group = group if isinstance(group, str) else ""
+    step = SAID_BY_RAILS.get(group) or ("preflight" if group.startswith(CHECK_GROUPS) else None)
+    wrong = item.get("state") in ("fail", "warn")
+    found = [{"step": step}] if step is not None and wrong else []
+    out = dict(item)
+    out.setdefault("repeats", group == NODE_VIEWS)
+    out.setdefault("findings", found)
+    return out
+
+
+def run_upgrade_1_to_2(doc: Parsed) -> Parsed:
+    """Version 2's items say whether they repeat others (``repeats``) and the step of each finding they carry
+    (``findings``): for a version-1 run.json both are derived from the item's group."""
+    items = doc.get("items")
+    out = {**doc, "items": [_item_1_to_2(i) for i in items]} if isinstance(items, list) else dict(doc)
     return _stamp(out, 2)
 
 
-RAILS_STEPS: Mapping[int, Step] = {0: rails_upgrade_0_to_1}
-CHECKS_STEPS: Mapping[int, Step] = {0: checks_upgrade_0_to_1, 1: checks_upgrade_1_to_2}
+def _with_said(entry: object) -> object:
+    """One check's answer with ``said``, the words of its reason without the device it opens with, derived as
+    the Slurm drain reason of version 2 took them: the reason after ``<device>: `` where it opens so, else
+    none."""
+    if not isinstance(entry, dict) or "said" in entry:
+        return entry
+    device, reason = entry.get("device"), entry.get("reason")
+    if isinstance(device, str) and device and isinstance(reason, str) and reason.startswith(f"{device}: "):
+        return {**entry, "said": reason[len(device) + 2 :]}
+    return {**entry, "said": None}
+
+
+def checks_upgrade_2_to_3(doc: Parsed) -> Parsed:
+    """Version 3's answers carry ``said`` (``bench.rundir.checksjson.CheckResult``), written by the checks; a
+    version-2 answer's is derived from its reason and device, so an older run directory renders as before."""
+    return _stamp(_each_result(doc, _with_said), 3)
+
+
+def _causes_1_to_2(holder: object) -> object:
+    """A record holding ``causes`` (a rails or GPU defect) with each cause's ``said`` derived."""
+    if not isinstance(holder, dict) or not isinstance(holder.get("causes"), list):
+        return holder
+    return {**holder, "causes": [_with_said(c) for c in holder["causes"]]}
+
+
+def rails_upgrade_1_to_2(doc: Parsed) -> Parsed:
+    """Version 2's causes (a check's answer on a node's GPUDirect path, inline) carry ``said`` as checks.json's
+    version-3 answers do: derived for a version-1 document as :func:`checks_upgrade_2_to_3` derives it, in
+    ``defects[].causes``, the intra-node matrix's ``defects[].causes`` and ``node_causes``."""
+    out = dict(doc)
+    defects, intra, causes = out.get("defects"), out.get("intra_node"), out.get("node_causes")
+    if isinstance(defects, list):
+        out["defects"] = [_causes_1_to_2(d) for d in defects]
+    gpu_defects = intra.get("defects") if isinstance(intra, dict) else None
+    if isinstance(intra, dict) and isinstance(gpu_defects, list):
+        out["intra_node"] = {**intra, "defects": [_causes_1_to_2(d) for d in gpu_defects]}
+    if isinstance(causes, list):
+        out["node_causes"] = [_with_said(c) for c in causes]
+    return _stamp(out, 2)
+
+
+RUN_STEPS: Mapping[int, Step] = {1: run_upgrade_1_to_2}
+RAILS_STEPS: Mapping[int, Step] = {0: rails_upgrade_0_to_1, 1: rails_upgrade_1_to_2}
+CHECKS_STEPS: Mapping[int, Step] = {0: checks_upgrade_0_to_1, 1: checks_upgrade_1_to_2, 2: checks_upgrade_2_to_3}
 COMPARE_STEPS: Mapping[int, Step] = {}
 
 

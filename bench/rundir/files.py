@@ -15,6 +15,8 @@ Reading goes through ``bench.bounded`` and ``bench.jsondoc``: a run directory ma
 Format history (``run.json["format_version"]``; results.csv carries the same version in ``run.json``):
 
 * 1 — first release: results.csv's columns are ``bench.rundir.results_csv.RESULT_COLUMNS``.
+* 2 — run.json's ``items`` say whether they repeat others and the step of each finding they carry
+  (``bench.rundir.docversion.run_upgrade_1_to_2`` reads a version-1 run.json); results.csv unchanged.
 """
 
 from __future__ import annotations
@@ -35,8 +37,9 @@ from bench import jsondoc
 from bench.bounded import file_kind
 from bench.exits import UserError
 from bench.jsondoc import Parsed
+from bench.rundir.docversion import RUN_FORMAT_VERSION
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = RUN_FORMAT_VERSION
 
 RUN_FILES = (
     "run.json",

@@ -20,6 +20,7 @@ from bench import codec
 from bench.codec import ABSENT, Absent, Written
 from bench.jsondoc import JSONObject, JSONValue
 from bench.rundir.checksjson import CheckResult
+from bench.rundir.part import LocalGpu, Part
 
 DECIMALS = 6
 """Rates in rails.json: a microbit per second is below any NIC's resolution."""
@@ -213,6 +214,20 @@ class RailDefect(Written):
     """A pair fault that was its rail's only pair measured (two live nodes on the rail): either end's link or
     the switch between, which one pair cannot tell. Absent otherwise."""
 
+    @property
+    def address(self) -> Part:
+        """The part it names, in fields (``bench.rundir.part``)."""
+        return Part(
+            kind=self.kind,
+            node=self.node,
+            peer=self.peer,
+            rail=self.rail,
+            device=self.device,
+            switches=self.switches,
+            ports=self.ports,
+            unit=self.unit,
+        )
+
     def to_json(self) -> JSONObject:
         return {key: rounded(value) for key, value in super().to_json().items()}
 
@@ -263,18 +278,20 @@ class GpuDefect(Written):
             raise ValueError("a GPU defect has no spread")
 
     @property
+    def address(self) -> Part:
+        """The GPU, GPU pair or node it names, in fields (``bench.rundir.part``)."""
+        return Part(
+            kind=self.kind,
+            node=self.node,
+            gpu=None if self.gpu is None else LocalGpu(self.gpu, self.bus_id),
+            peer_gpu=None if self.peer is None else LocalGpu(self.peer, self.peer_bus_id),
+            intra=True,
+        )
+
+    @property
     def part(self) -> str:
-        """The GPU or GPU pair as an operator finds it in the node: its number (CUDA's and nvidia-smi's, in PCI bus
-        order) with its PCI address beside it where the run knew it; ``every GPU pair`` for a node."""
-
-        def one(gpu: int, bus: str | None) -> str:
-            return f"GPU {gpu} ({bus})" if bus else f"GPU {gpu}"
-
-        if self.gpu is None:
-            return "every GPU pair"
-        if self.peer is None:
-            return one(self.gpu, self.bus_id)
-        return f"{one(self.gpu, self.bus_id)} - {one(self.peer, self.peer_bus_id)}"
+        """The GPU or GPU pair as an operator finds it in the node (:attr:`bench.rundir.part.Part.gpus`)."""
+        return self.address.gpus
 
     def to_json(self) -> JSONObject:
         doc = {key: rounded(value) for key, value in super().to_json().items()}

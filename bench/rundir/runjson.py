@@ -25,8 +25,9 @@ from bench import codec
 from bench.bounded import MissingInput, check_path_names
 from bench.codec import ABSENT, Absent
 from bench.exits import EXIT_FAIL, UserError
-from bench.finding import Finding
+from bench.finding import EvidenceFinding
 from bench.jsondoc import JSONObject, JSONValue
+from bench.rundir.docversion import RUN_STEPS, upgrade
 from bench.rundir.files import (
     FORMAT_VERSION,
     MAX_CLUSTER_CHARS,
@@ -111,7 +112,7 @@ class RunDoc:
     """Bytes and error counters per device per host over the run."""
     nccl_evidence: Mapping[str, JSONValue] | Absent | None = ABSENT
     """What NCCL's own log says it used, per host (``bench.nccllogs``: its own shape, kept as written)."""
-    findings: tuple[Finding, ...] | Absent = ABSENT
+    findings: tuple[EvidenceFinding, ...] | Absent = ABSENT
     """Counter and NCCL-log findings."""
     gpus: tuple[str, ...] | Absent = ABSENT
     """import: the GPUs the log listed."""
@@ -272,12 +273,13 @@ def read_run_json(run_dir: Path | str) -> RunDoc:
     except MissingInput:
         raise UserError(f"{path} is missing: {run_dir} is not a railbench run directory") from None
     version = meta.get("format_version")
-    if version != FORMAT_VERSION:
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+        # every run.json railbench wrote says its version, from 1
         raise UserError(
             f"{path} has format_version {version!r}; this railbench reads {FORMAT_VERSION}: "
             "upgrade railbench or re-import the run"
         )
-    record = RunDoc.from_json(meta, str(path))
+    record = RunDoc.from_json(upgrade(meta, path, FORMAT_VERSION, RUN_STEPS), str(path))
     cluster = record.cluster
     if len(cluster) > MAX_CLUSTER_CHARS:  # a name no command writes: every page and image would carry it
         raise UserError(f"{path}: cluster is {len(cluster)} characters long, over {MAX_CLUSTER_CHARS}: it is damaged")

@@ -99,6 +99,16 @@ class PlanSection:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ItemFinding:
+    """One finding an item carries, as run.json says it: the step that found it and its part's kind
+    (``bench.rundir.findings``); a run.json of format 1 says the step alone (``bench.rundir.docversion``)."""
+
+    step: str
+    """``preflight``, ``rails``, ``intra-node`` or ``run``."""
+    part: str | Absent = ABSENT
+
+
+@dataclass(frozen=True, kw_only=True)
 class ItemEntry:
     """One of ``items``: what the verdict was decided from."""
 
@@ -106,7 +116,11 @@ class ItemEntry:
     name: str
     state: Literal["pass", "warn", "fail", "measured", "skip"]
     reason: str
+    """The item's sentence, rendered from its findings (or its note where it carries none)."""
     decides: bool | Absent = ABSENT
+    repeats: bool = False
+    """A view that gathers other items' findings (a node's line in accept): said by them."""
+    findings: tuple[ItemFinding, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -25,6 +25,8 @@ from typing import Literal
 from bench.actions import Actions
 from bench.jsondoc import JSONObject
 from bench.preflight.checks import CheckResult
+from bench.rundir.finding_words import drain_words, not_drained_words
+from bench.rundir.findings import Finding, check_finding, gpu_finding, rail_finding
 from bench.rundir.railsdoc import GpuDefect, RailDefect
 from bench.slurm import scheduler
 from bench.slurm.scheduler import SchedulerError
@@ -81,14 +83,25 @@ node)."""
 
 @dataclass(frozen=True)
 class NodeFault:
-    """One broken part of one node, in the words a Slurm reason carries."""
+    """One broken part of one node: a view of the finding that names it, in the words a Slurm reason carries
+    (``bench.rundir.finding_words.drain_words``)."""
 
     node: str
-    part: str
-    """``rail 1 (rail1)``, ``socket-rail rail1``, ``GPU 3``."""
-    finding: str
-    """``link dead``, ``operstate down, expected up``."""
-    action: str = ""
+    found: Finding
+
+    @property
+    def part(self) -> str:
+        """``rail 1 (rail1)``, ``socket-rail rail1``, ``GPU 3``; empty for the node as a whole."""
+        return drain_words(self.found)[0]
+
+    @property
+    def finding(self) -> str:
+        """``link dead``, ``operstate down, expected up``."""
+        return drain_words(self.found)[1]
+
+    @property
+    def action(self) -> str:
+        return drain_words(self.found)[2]
 
     @property
     def short(self) -> str:
@@ -181,16 +194,12 @@ def check_faults(node: str, results: Iterable[CheckResult], actions: Actions) ->
     for r in results:
         if r.status != "fail":
             continue
-        if r.check not in NODE_CHECKS:
-            not_drained.append(f"{node} {r.check}: a setting of the run, not a part of the node")
-            continue
-        text = r.reason
-        if r.device and text.startswith(f"{r.device}: "):
-            text = text[len(r.device) + 2 :]
-        part = f"{r.check} {r.device}" if r.device else r.check
         # the check's own action (the GPUDirect path's names the PCI address), else [actions.checks]'s
-        action = r.action or actions.for_check(r.check, node, r.device)
-        faults.append(NodeFault(node, part, text, action))
+        found = check_finding(node, r, actions.for_check(r.check, node, r.device))
+        if r.check not in NODE_CHECKS:
+            not_drained.append(not_drained_words(found))
+            continue
+        faults.append(NodeFault(node, found))
     return faults, not_drained
 
 
@@ -203,19 +212,14 @@ def defect_faults(
     for d in defects:
         if d.severity != "fail" or d.conviction.symptom == "transient":
             continue
-        finding = f"{d.kind} {d.conviction.symptom or ''}".strip()
-        if d.kind not in NODE_DEFECTS or not d.node:
-            where = f"rail {d.rail}" if d.rail is not None else "every rail"
-            named = f"{d.node}-{d.peer} {where}" if d.node and d.peer else where
-            not_drained.append(f"{named} {finding}: a part above the nodes, no node drained ({d.action})")
+        found = rail_finding(d)
+        if found.part.kind not in NODE_DEFECTS or not found.part.node:
+            not_drained.append(not_drained_words(found))
             continue
-        device = f" ({d.device})" if d.device else ""
-        part = "every rail" if d.kind == "node" else f"rail {d.rail}{device}"
-        faults.append(NodeFault(d.node, part, finding, d.action))
+        faults.append(NodeFault(found.part.node, found))
     for g in gpu_defects:
-        if not g.node:
-            continue
-        faults.append(NodeFault(g.node, g.part, f"{g.kind} {g.conviction.symptom or ''}".strip(), g.action))
+        if g.node:
+            faults.append(NodeFault(g.node, gpu_finding(g)))
     return faults, not_drained
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from bench.finding import Finding
+from bench.finding import EvidenceFinding
 from bench.frame.verdict import Item
 from bench.measure.targets import ONE_RANK
 from bench.rundir.results_csv import RowValue, row_float, row_int
@@ -94,7 +94,7 @@ def not_judged(rows: Sequence[Mapping[str, RowValue]], min_bytes: int, profile: 
     )
 
 
-def counter_item(findings: Sequence[Finding], per_host: Mapping[str, Mapping[str, object]]) -> Item:
+def counter_item(findings: Sequence[EvidenceFinding], per_host: Mapping[str, Mapping[str, object]]) -> Item:
     """The byte and error counters over the sweep: evidence that can fail the run, never pass it alone."""
     failed = [f.message for f in findings if f.severity == "fail"]
     details = "\n".join(f"{host}: {devices}" for host, devices in per_host.items())

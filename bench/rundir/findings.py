@@ -1,0 +1,181 @@
+"""What railbench found, as one envelope (docs/design.md, "Adding a finding"): a :class:`Finding` is the part
+it names (``bench.rundir.part.Part``), how bad it is, what the part did, the step that found it, the evidence
+record held whole and what to do about it. Each record a step writes (a rails defect, an intra-node defect, a
+check's answer, the run's failure, a rail group below its target, a counter finding) becomes one by its view
+below, from its fields alone; ``bench.rundir.finding_words`` says it, once, for every output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from bench.rundir.checksjson import CheckResult
+from bench.rundir.part import Part
+from bench.rundir.rails_records import GpuDefect, RailDefect
+from bench.rundir.sections import Failure
+
+Severity = Literal["fail", "warn"]
+Step = Literal["preflight", "rails", "intra-node", "run"]
+
+
+@dataclass(frozen=True)
+class Shortfall:
+    """A rail group that fell short of its target, or returned wrong elements (rails.json's ``below_target``)."""
+
+    rail: int
+    collective: str
+    mode: str
+    """``concurrent`` or ``isolated``."""
+    busbw_Gbps: float
+    line_rate_Gbps: float | None = None
+    needed_Gbps: float | None = None
+    """Its mark: ``pass_fraction`` of the line rate plus NCCL's latency over ``nnodes``
+    (``bench.rails.rail_target``)."""
+    pass_fraction: float | None = None
+    nnodes: int = 0
+    wrong: int | None = None
+    """Wrong elements: the result is wrong, whatever its rate."""
+
+
+@dataclass(frozen=True)
+class CounterFinding:
+    """What the byte counters said against the layout (``bench.rails.evidence.findings``): a rail over the wrong
+    device, traffic on a device that must stay quiet."""
+
+    node: str
+    rails: tuple[int, ...]
+    """The rails it is about (every rail it names)."""
+    said: str
+    """What the counters showed, after the node's name (``rail 3: its bytes went over eth0, which must stay
+    quiet``)."""
+    whole_node: bool = False
+    """Said of the node as a whole (several rails over one device): its name then a colon."""
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A check's answer that saw the same fault as a rails defect (``bench.preflight.told``): said in the
+    defect's finding, never as a finding of its own."""
+
+    node: str
+    """The node that answered; empty for a comparison across the nodes."""
+    result: CheckResult
+
+
+Evidence = RailDefect | GpuDefect | CheckResult | Failure | Shortfall | CounterFinding
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing railbench found: where, how bad, what, by which step, on what evidence, and what to do."""
+
+    part: Part
+    severity: Severity
+    symptom: str
+    """``slow``, ``flaky``, ``dead``, ``errors``, ``misrouted``; a check's ``fail``; the run's failure kind."""
+    step: Step
+    evidence: Evidence
+    """The record that convicts the part, whole (its own fields say the numbers)."""
+    action: str = ""
+    """What a technician does (the profile's ``[actions]`` sentence); empty where none applies."""
+    action_key: str | None = None
+    """The ``[actions]`` key the sentence came from, where the record says it."""
+    seen: tuple[Seen, ...] = ()
+    """Check answers that saw the same fault."""
+
+
+def rail_finding(defect: RailDefect, seen: Sequence[Seen] = ()) -> Finding:
+    """A rails defect (rails.json's ``defects``) as a finding."""
+    return Finding(
+        part=defect.address,
+        severity="warn" if defect.severity == "warn" else "fail",
+        symptom=defect.conviction.symptom or "",
+        step="rails",
+        evidence=defect,
+        action=defect.action,
+        seen=tuple(seen),
+    )
+
+
+def gpu_finding(defect: GpuDefect) -> Finding:
+    """An intra-node defect (rails.json's ``intra_node.defects``) as a finding; one with no severity fails."""
+    return Finding(
+        part=defect.address,
+        severity="warn" if defect.severity == "warn" else "fail",
+        symptom=defect.conviction.symptom or "",
+        step="intra-node",
+        evidence=defect,
+        action=defect.action,
+    )
+
+
+def check_finding(node: str, result: CheckResult, action: str | None = None, *, fabric: bool = False) -> Finding:
+    """A check's failing or warning answer on ``node`` (empty across the nodes, or for the fabric's cabling:
+    ``fabric``); ``action`` where the record carries none (checks.json written before it did: the profile's
+    default for the check)."""
+    return Finding(
+        part=Part(kind="check", node=node or None, device=result.device, check=result.check, fabric=fabric),
+        severity="warn" if result.status == "warn" else "fail",
+        symptom=result.status,
+        step="preflight",
+        evidence=result,
+        action=result.action or action or "",
+        action_key=result.check,
+    )
+
+
+def hung_finding(node: str, result: CheckResult, action: str) -> Finding:
+    """A check that did not finish on ``node`` within its time limit (``bench.preflight.deadline``): a finding on
+    the node as a whole, whose words name the check that hung."""
+    return Finding(
+        part=Part(kind="run", node=node),
+        severity="fail",
+        symptom="hang",
+        step="preflight",
+        evidence=result,
+        action=action,
+    )
+
+
+def failure_finding(failure: Failure) -> Finding:
+    """run.json's ``failure`` (a hang, a lost rank, a dead link) as a finding on the run."""
+    hosts = tuple(str(h) for h in failure.hosts or ())
+    return Finding(
+        part=Part(kind="run", node=hosts[0] if len(hosts) == 1 else None),
+        severity="fail",
+        symptom=failure.kind,
+        step="run",
+        evidence=failure,
+        action=failure.action or "",
+    )
+
+
+def shortfall_finding(shortfall: Shortfall) -> Finding:
+    """A rail group below its target as a finding on its rail."""
+    return Finding(
+        part=Part(kind="rail-group", rail=shortfall.rail),
+        severity="fail",
+        symptom="wrong" if shortfall.wrong else "slow",
+        step="rails",
+        evidence=shortfall,
+    )
+
+
+def counter_finding(said: CounterFinding) -> Finding:
+    """A counter finding as a finding on its node (and, through its evidence, the rails it names)."""
+    return Finding(
+        part=Part(kind="counters", node=said.node),
+        severity="fail",
+        symptom="misrouted",
+        step="rails",
+        evidence=said,
+    )
+
+
+def names_rail(finding: Finding, rail: int) -> bool:
+    """Whether ``finding`` is about rail ``rail``: its part's, or every rail its counter evidence names."""
+    if isinstance(finding.evidence, CounterFinding):
+        return rail in finding.evidence.rails
+    return finding.part.rail == rail
