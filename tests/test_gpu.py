@@ -196,7 +196,8 @@ def assert_nccl_run(out: Path, collectives: tuple[str, ...], *, graph: bool = Tr
         assert float(row["algbw_GBps"]) >= ALGBW_FLOOR_GBPS, row
         if GPUS > 1:
             assert float(row["busbw_GBps"]) >= BUSBW_FLOOR_GBPS, row
-        copy = one_gpu_copy_bounds(row["collective"], name) if GPUS == 1 else None
+        l2 = torch.cuda.get_device_properties(0).L2_cache_size
+        copy = one_gpu_copy_bounds(row["collective"], name, largest, l2) if GPUS == 1 else None
         if copy is not None:  # one rank: a device copy, held to the GPU's memory bandwidth
             assert copy[0] <= float(row["algbw_GBps"]) <= copy[1], (row, copy)
         print(f"{row['collective']:>15} {largest >> 20} MiB x {GPUS} GPUs: busbw {float(row['busbw_GBps']):.1f} GB/s")

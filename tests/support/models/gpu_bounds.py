@@ -60,11 +60,19 @@ def hbm_gbps(gpu_name: str) -> float | None:
     return next((rate for pattern, rate in HBM_GBPS if pattern.upper() in upper), None)
 
 
-def one_gpu_copy_bounds(collective: str, gpu_name: str) -> tuple[float, float] | None:
-    """(floor, ceiling) in GB/s of the algbw of ``collective`` on one rank at a large size, where it is a device
-    copy on a GPU whose memory bandwidth is known; None otherwise."""
+L2_MULTIPLE = 4
+"""A one-rank copy is held to the memory's bandwidth only when it moves at least this many times the L2 cache:
+smaller buffers are read from the cache on the timed iterations after the first. On an H200 (60 MB of L2) a
+one-rank bfloat16 reduce_scatter of 16 MiB read 2,698 GB/s, above half the HBM bandwidth (railbench on NCCL
+2.28.9, 2026-11-26), while every copy of 256 MiB read 2,040-2,100 GB/s."""
+
+
+def one_gpu_copy_bounds(collective: str, gpu_name: str, nbytes: int, l2_bytes: int) -> tuple[float, float] | None:
+    """(floor, ceiling) in GB/s of the algbw of ``collective`` on one rank moving ``nbytes``, where it is a device
+    copy on a GPU whose memory bandwidth is known and the copy is too big for its L2 cache (``l2_bytes``, torch's
+    ``L2_cache_size``) to hold; None otherwise."""
     hbm = hbm_gbps(gpu_name)
-    if hbm is None or collective not in ONE_GPU_COPIES:
+    if hbm is None or collective not in ONE_GPU_COPIES or nbytes < L2_MULTIPLE * l2_bytes:
         return None
     return ONE_GPU_COPY_FLOOR * hbm, CEILING_MARGIN * hbm / 2
 
