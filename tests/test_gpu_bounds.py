@@ -42,7 +42,8 @@ def test_a_one_gpu_copy_is_held_to_its_memory_bandwidth() -> None:
     assert floor <= healthy <= ceiling
     assert healthy / 2 < floor  # a region timing twice the work fails
     assert 2 * healthy > ceiling  # and one timing half of it
-    assert one_gpu_copy_bounds("all_reduce", H100, 256 << 20, 50 << 20) is None  # in place on one rank: nothing is copied
+    # in place on one rank: nothing is copied
+    assert one_gpu_copy_bounds("all_reduce", H100, 256 << 20, 50 << 20) is None
     assert hbm_gbps("NVIDIA H100 PCIe") == 2000.0 and hbm_gbps("NVIDIA A100-SXM4-80GB") == 2039.0
     assert hbm_gbps("NVIDIA GeForce RTX 4090") is None
 
