@@ -14,6 +14,7 @@ from typing import Literal
 
 import numpy as np
 
+from bench.codec import ABSENT, Absent
 from bench.rails.defects import EVIDENCE_LIMIT, Symptom
 from bench.rails.matrix import PairMatrix
 from bench.rails.noise import FALSE_ALARMS
@@ -21,6 +22,20 @@ from bench.rundir.rails_records import Conviction, RailDefect, Transient
 
 CellIndex = tuple[np.ndarray, np.ndarray, np.ndarray]
 """Parallel arrays ``(rail position, node a, node b)``."""
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where a part sits in the cabling, where it is known: its switches, the ports to check and its unit
+    (``RailDefect.switches``, ``ports``, ``unit``); none without a topology."""
+
+    switches: tuple[str, ...] = ()
+    ports: tuple[str, ...] = ()
+    unit: str | None = None
+
+
+NOWHERE = Place()
+"""A part placed in no cabling: a run without a topology, or a node, a pair, a link no cabling holds."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -172,8 +187,12 @@ def summary_defect(
     rail_pos: int | None,
     device: str | None,
     peer: str | None = None,
+    place: Place = NOWHERE,
+    only_pair: bool | Absent = ABSENT,
 ) -> RailDefect:
-    """The defect on the cells ``index`` (every pair that tests one part): its rate, symptom and samples."""
+    """The defect on the cells ``index`` (every pair that tests one part): its rate, symptom and samples. The
+    part is whole when named: its ``kind``, and where the cabling is known its switches, ports and unit
+    (``place``); ``only_pair`` for a pair that is its rail's only one (``RailDefect.only_pair``)."""
     k, a, b = index
     keep = cells.measured[k, a, b]
     k, a, b = k[keep], a[keep], b[keep]
@@ -213,6 +232,10 @@ def summary_defect(
         device=device,
         conviction=conviction,
         peer=peer,
+        switches=place.switches,
+        ports=place.ports,
+        unit=place.unit,
+        only_pair=only_pair,
         samples_Gbps={
             name: _finite(np.concatenate([matrix.busbw[:, z, x, y], matrix.confirm_values[:, z, x, y]]))
             for name, (z, x, y) in zip(conviction.evidence, listed, strict=True)
