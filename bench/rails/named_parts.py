@@ -1,7 +1,7 @@
 """The defects ``bench.rails.localise.diagnose`` names, part by part, once it has decided which parts are broken.
 
 Each builder turns one kind of verdict (``[rail]``, ``[node]`` or ``[rail, node]`` masks, the lone pairs, the
-switch faults) into ``RailDefect`` records with their samples (``bench.rails.parts.summary_defect``), the device
+switch faults) into ``NamedPart`` records with their samples (``bench.rails.parts.summary_defect``), the device
 each link leaves through where the caller knows it, and the switches and ports where the cabling is known. Each
 part is decided before its record is made (a link the cabling places is a ``cable``, a rail of one unit its
 ``leaf``), so the record is built once, whole.
@@ -17,8 +17,7 @@ from bench.codec import ABSENT
 from bench.rails import switches
 from bench.rails.fabric_map import FabricMap
 from bench.rails.matrix import PairMatrix
-from bench.rails.parts import NOWHERE, CellIndex, Cells, Place, summary_defect
-from bench.rundir.rails_records import RailDefect
+from bench.rails.parts import NOWHERE, CellIndex, Cells, NamedPart, Place, summary_defect
 
 Devices = Mapping[tuple[str, int], str]
 
@@ -49,7 +48,7 @@ def rail_defects(
     rail_cells: Sequence[CellIndex],
     devices: Devices | None,
     fabric: FabricMap | None,
-) -> list[RailDefect]:
+) -> list[NamedPart]:
     """Each faulty rail, with its one device name where every node names it alike; on one unit of a known
     cabling, the rail's one leaf."""
     defects = []
@@ -69,7 +68,7 @@ def rail_defects(
     return defects
 
 
-def switch_defects(cells: Cells, found: Sequence[switches.SwitchFault]) -> list[RailDefect]:
+def switch_defects(cells: Cells, found: Sequence[switches.SwitchFault]) -> list[NamedPart]:
     """Each faulty leaf, uplink or spine, with its switches, ports and unit."""
     defects = []
     for fault in found:
@@ -80,7 +79,7 @@ def switch_defects(cells: Cells, found: Sequence[switches.SwitchFault]) -> list[
     return defects
 
 
-def node_defects(matrix: PairMatrix, cells: Cells, node_fault: np.ndarray, open_rails: np.ndarray) -> list[RailDefect]:
+def node_defects(matrix: PairMatrix, cells: Cells, node_fault: np.ndarray, open_rails: np.ndarray) -> list[NamedPart]:
     """Each faulty node, from its cells with every partner on the rails no rail fault explains."""
     others = ~np.eye(len(matrix.nodes), dtype=bool)
     defects = []
@@ -95,7 +94,7 @@ def node_defects(matrix: PairMatrix, cells: Cells, node_fault: np.ndarray, open_
 
 def link_defects(
     matrix: PairMatrix, cells: Cells, link_fault: np.ndarray, devices: Devices | None, fabric: FabricMap | None
-) -> list[RailDefect]:
+) -> list[NamedPart]:
     """Each faulty link (a cable where the cabling places it), from its cells with every partner on its rail."""
     all_nodes = np.arange(len(matrix.nodes))
     defects = []
@@ -118,7 +117,7 @@ def link_defects(
 
 def pair_defects(
     matrix: PairMatrix, cells: Cells, lone: np.ndarray, devices: Devices | None, one_pair: np.ndarray
-) -> list[RailDefect]:
+) -> list[NamedPart]:
     """Each lone slow pair (``lone``: ``[rail, a, b]``, each pair once in its upper triangle is read); on a rail
     of one pair (``one_pair``: ``[rail]``) it says that its end cannot be told (``RailDefect.only_pair``)."""
     defects = []
