@@ -222,7 +222,10 @@ def convicted(
     causes: tuple[DefectCause, ...] = (),
     severity: Severity = "fail",
 ) -> RailDefect:
-    """The defect of ``part``, built once, whole: its counters (None: not read), its causes and its action."""
+    """The defect of ``part``, built once, whole: its counters (None: not read), its causes and its action. The one
+    place a part named becomes rails.json's record (ci/declarations.py lists it as a copy): the part's fields sit
+    between the defect's own in rails.json's key order, so the part cannot be written inline without changing
+    every rails.json."""
     return RailDefect(
         expected_device=part.expected_device,
         carried=part.carried,
