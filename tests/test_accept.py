@@ -70,6 +70,7 @@ def _outcome() -> RailsOutcome:
             spread=0.01,
             evidence=("node01-node03/rail1", "node02-node03/rail1", "node03-node04/rail1"),
         ),
+        action="",
     )
     results = [
         RailResult(0, "all_reduce", "concurrent", 4, 1 << 28, 1 << 26, 10, 7000.0, 6900.0, 7100.0, 0),
@@ -83,7 +84,7 @@ def _outcome() -> RailsOutcome:
         results,
         [],
         devices,
-        (link,),
+        defects=(link,),
         expected={0: 400.0, 1: 400.0},
         below_target=[Shortfall(1, "all_reduce", "concurrent", 230.0, 400.0, 360.0, 0.9, 4)],
     )

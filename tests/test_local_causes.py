@@ -1,4 +1,5 @@
-"""Node-local causes tied to the defects they explain (``bench.rails.local_causes.attribute``): a pure function
+"""Node-local causes tied to the defects they explain (``bench.rails.local_causes``, in the conviction step
+``bench.rails.corroborate``): a pure function
 of the judged outcome and each node's GPUDirect checks, tied by the PCI address of the GPU each rank drove (GPU k's
 path is rail k's only where no address is known)."""
 
@@ -8,22 +9,26 @@ import dataclasses
 from pathlib import Path
 
 from bench import codec
+from bench.actions import DEFAULT_ACTIONS, Actions
+from bench.error_limits import ErrorLimits
 from bench.preflight.checks import run_checks
 from bench.profiles import load_profile
+from bench.rails.corroborate import corroborate
 from bench.rails.defects import describe, described
 from bench.rails.gpu_outcome import IntraNodeOutcome, intra_node_section
-from bench.rails.local_causes import attribute
+from bench.rails.local_causes import Reports
+from bench.rails.parts import NamedPart
 from bench.rails.records import ExpectedNic, RailDevices, RailsOutcome
 from bench.rundir.checksjson import CheckResult, Status
-from bench.rundir.rails_records import Conviction, DefectCause, GpuDefect, Localisation, RailDefect
+from bench.rundir.rails_records import Conviction, DefectCause, GpuDefect, Localisation
 from bench.rundir.railsdoc import RailsDoc
 from tests.support.trees import gpudirect_trees
 
 NODES = ("n1", "n2", "n3", "n4")
 
 
-def _defect(kind: str, node: str | None, rail: int | None, symptom: str = "slow", action: str = "cable") -> RailDefect:
-    return RailDefect(
+def _defect(kind: str, node: str | None, rail: int | None, symptom: str = "slow") -> NamedPart:
+    return NamedPart(
         kind=kind,
         node=node,
         rail=rail,
@@ -40,7 +45,6 @@ def _defect(kind: str, node: str | None, rail: int | None, symptom: str = "slow"
             spread=0.01,
             evidence=("n1-n3/rail1",),
         ),
-        action=action,
     )
 
 
@@ -48,8 +52,17 @@ def _result(check: str, gpus: tuple[int, ...], status: Status = "fail", device: 
     return CheckResult(check, status, f"{check} on {device}", device, f"fix {check} on {device}", gpus)
 
 
-def _outcome(*defects: RailDefect, intra: IntraNodeOutcome | None = None) -> RailsOutcome:
-    return RailsOutcome(RailsDoc(nodes=NODES), rails=2, defects=defects, intra_node=intra)
+def _outcome(*defects: NamedPart, intra: IntraNodeOutcome | None = None) -> RailsOutcome:
+    return RailsOutcome(RailsDoc(nodes=NODES), rails=2, named=defects, intra_node=intra)
+
+
+CABLE = Actions(templates=dict.fromkeys(DEFAULT_ACTIONS, "cable"))
+"""A profile whose every defect's action reads ``cable``: what a defect no cause explains keeps."""
+
+
+def attribute(outcome: RailsOutcome, reports: Reports) -> RailsOutcome:
+    """The conviction step with no counters read: each defect's causes, and its action the first cause's."""
+    return corroborate(outcome, ErrorLimits(), CABLE, reports)
 
 
 def test_a_link_takes_the_cause_on_its_own_gpus_path_and_its_action() -> None:

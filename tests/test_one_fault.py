@@ -201,7 +201,9 @@ def test_only_the_link_checks_on_the_named_nic_fold() -> None:
     """By node, device and check name: an IB port (``mlx5_4:1``) folds into a defect that names its HCA; a check
     that does not read the link (port-mtu), another NIC, another node, a warned defect and a disagreement that
     stands without the folded answers do not."""
-    link = RailDefect(kind="link", node="node02", rail=3, device="mlx5_4", conviction=Conviction(symptom="dead"))
+    link = RailDefect(
+        kind="link", node="node02", rail=3, device="mlx5_4", conviction=Conviction(symptom="dead"), action=""
+    )
     node02 = (
         CheckResult("rail", "fail", "mlx5_4:1: port DOWN (phys_state Disabled), expected ACTIVE/LinkUp", "mlx5_4:1"),
         CheckResult("port-mtu", "fail", "mlx5_4:1: active MTU 1024, expected 4096", "mlx5_4:1"),
@@ -273,5 +275,5 @@ def test_a_dead_pair_is_said_with_both_its_nodes() -> None:
     """A 2-node rail's one pair named dead: the world sweep's reason names both ends ("the pair node01 rail 1"
     read as a node)."""
     conviction = Conviction(symptom="dead", pairs=1, slow_pairs=1, evidence=("node01-node02/rail1",))
-    pair = RailDefect(kind="pair", node="node01", peer="node02", rail=1, conviction=conviction)
+    pair = RailDefect(kind="pair", node="node01", peer="node02", rail=1, conviction=conviction, action="")
     assert _where(pair) == "the pair node01-node02 rail 1"

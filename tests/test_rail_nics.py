@@ -17,7 +17,7 @@ from bench.error_limits import ErrorLimits
 from bench.fabric.rail_nics import PlacedGpu, PlacedNic, nearest_rail_nics, node_rail_nics
 from bench.fabric.sysfs import Sysfs
 from bench.rails import evidence
-from bench.rails.corroborate import corroborate
+from bench.rails.corroborate import convicted, corroborate
 from bench.rails.defects import describe
 from bench.rails.output import rails_doc
 from bench.rails.records import ExpectedNic, RailsOutcome
@@ -60,7 +60,7 @@ def test_a_port_down_moves_no_other_rail_and_is_named(tmp_path: Path) -> None:
         ("link", "dead", "node02", 2, "mlx5_3:1")
     ]
     outcome = corroborate(
-        RailsOutcome(RailsDoc(nodes=("node02",)), rails=8, devices=devices, defects=tuple(defects)),
+        RailsOutcome(RailsDoc(nodes=("node02",)), rails=8, devices=devices, named=tuple(defects)),
         ErrorLimits(),
         Actions(),
     )
@@ -78,7 +78,7 @@ def test_bytes_on_another_nic_or_on_two_are_path_defects() -> None:
     found = evidence.path_defects([elsewhere, spread, own], ["mlx5_0"])
     assert [(d.kind, d.carried) for d in found] == [("path", ("mlx5_6:1",)), ("path", ("mlx5_4:1", "mlx5_5:1"))]
     outcome = corroborate(
-        RailsOutcome(RailsDoc(nodes=("node07",)), rails=4, defects=tuple(found)), ErrorLimits(), Actions()
+        RailsOutcome(RailsDoc(nodes=("node07",)), rails=4, named=tuple(found)), ErrorLimits(), Actions()
     )
     first, second = outcome.defects
     assert describe(first) == (
@@ -96,7 +96,7 @@ def test_a_gpu_whose_own_nic_is_excluded_is_far_from_every_nic(tmp_path: Path) -
     assert gpu0.distance not in ("PIX", "PXB") and gpu0.shared  # several NICs equally far: NCCL spreads over them
     rd = evidence.attribute(0, {"n": {gpu0.device or "": 300 * MIB}}, MIB, {"n": gpu0})
     (far,) = evidence.path_defects([rd])
-    assert far.kind == "path" and f"{gpu0.distance} from GPU" in describe(far)
+    assert far.kind == "path" and f"{gpu0.distance} from GPU" in describe(convicted(far, action=""))
 
 
 def test_gpus_sharing_their_nics_take_them_in_turn() -> None:
@@ -118,7 +118,7 @@ def test_rails_json_says_per_node_which_nic_was_expected_and_which_carried() -> 
     nic = ExpectedNic("mlx5_4:1", "ACTIVE", "PIX", "0000:50:00.0")
     rd = evidence.attribute(3, {"node07": {"mlx5_4:1": 10, "mlx5_6:1": 300 * MIB}}, MIB, {"node07": nic})
     outcome = corroborate(
-        RailsOutcome(RailsDoc(nodes=("node07",)), rails=4, devices=[rd], defects=tuple(evidence.path_defects([rd]))),
+        RailsOutcome(RailsDoc(nodes=("node07",)), rails=4, devices=[rd], named=tuple(evidence.path_defects([rd]))),
         ErrorLimits(),
         Actions(),
     )

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from bench.rails.budget import CEILING_S, FLOOR_S, cell_budget, expected_rate
+from bench.rails.corroborate import convicted
 from bench.rails.localise import PairMatrix, PairSample, Thresholds, diagnose, suspect_samples
 from bench.rails.noise import holm_significant
 from bench.rails.schedule import confirmation_rounds, schedule
@@ -152,7 +153,7 @@ def test_a_slow_sample_that_reproduces_is_a_defect_with_all_its_samples() -> Non
     (d,) = found.defects
     assert (d.kind, d.node, d.peer, d.rail) == ("pair", "node02", "node04", 1)
     assert d.conviction.samples == 3 and d.conviction.slow_samples == 3
-    assert d.to_json()["samples_Gbps"] == {"node02-node04/rail1": [0.5, 0.6, 0.55]}
+    assert convicted(d, action="").to_json()["samples_Gbps"] == {"node02-node04/rail1": [0.5, 0.6, 0.55]}
 
 
 def test_a_link_whose_suspects_do_not_reproduce_is_not_named() -> None:

@@ -110,7 +110,7 @@ def _outcome(tmp_path: Path, change: Change, slow: tuple[str, int] | None = None
         [],
         times,
         devices,
-        found.defects,
+        named=found.defects,
         expected=dict(rates),
         counters={n: readers[n].whole() or {} for n in NODES},
     )
@@ -316,7 +316,7 @@ def test_a_dead_link_keeps_its_devices_counters(tmp_path: Path) -> None:
     outcome = records.RailsOutcome(
         RailsDoc(nodes=("n1", "n2"), error_windows=join({"n2": reader.windows})),
         1,
-        defects=tuple(dead),
+        named=tuple(dead),
         counters={"n2": reader.whole() or {}},
     )
     (link,) = corroborate(outcome, ErrorLimits(), Actions()).defects

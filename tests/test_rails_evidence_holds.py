@@ -17,6 +17,7 @@ import re
 import numpy as np
 import pytest
 
+from bench.rails.corroborate import convicted
 from bench.rails.defects import described
 from bench.rails.localise import PairMatrix, PairSample, Thresholds, diagnose, suspect_samples
 from bench.rundir.rails_records import RailDefect
@@ -121,7 +122,7 @@ def test_every_named_part_is_below_the_mark_its_line_prints() -> None:
         matrix, line, thresholds = _matrix(seed)
         found = diagnose(matrix, line, thresholds)
         for defect in found.defects:
-            _holds(described(defect), thresholds)
+            _holds(described(convicted(defect, action="")), thresholds)
             named += 1
     # The matrices hold real faults: the property is tested on named parts, not vacuously.
     assert named >= 2000
@@ -152,7 +153,7 @@ def test_a_link_slow_in_half_its_samples_prints_the_rate_it_is_convicted_at() ->
     loose = Thresholds(relative_fraction=0.35)
     found = diagnose(_campaign_link(), None, loose)
     assert [(d.kind, d.node, d.rail) for d in found.defects] == [("link", "node5", 0)]
-    defect = described(found.defects[0])
+    defect = described(convicted(found.defects[0], action=""))
     assert defect.conviction.symptom == "slow" and defect.conviction.slow_samples == 10, defect.line
     _holds(defect, loose)
     assert (defect.line or "").startswith("node5 rail 0: 0.4 Gb/s = 16% of peers'"), defect.line

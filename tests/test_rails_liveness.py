@@ -10,10 +10,18 @@ from pathlib import Path
 import pytest
 
 from bench.fabric.sysfs import Sysfs, nvidia_gpus
+from bench.rails.corroborate import convicted
 from bench.rails.defects import describe
 from bench.rails.links import connect_all, ib_port
 from bench.rails.liveness import LinkReport, dead_defects, decide
+from bench.rails.parts import NamedPart
 from tests.support.trees import fabric_trees
+
+
+def _said(part: NamedPart) -> str:
+    """The line of ``part`` as liveness names it: no counters read, no cause, no action yet."""
+    return describe(convicted(part, action=""))
+
 
 NODES = ("n1", "n2", "n3", "n4", "n5")
 TIMED_OUT = "Connection timed out"
@@ -62,7 +70,7 @@ def test_a_port_down_leaves_its_rail_group_and_nothing_else() -> None:
         "dead",
         "rail0",
     )
-    assert describe(defect) == "n2 rail 0 (rail0): no traffic in 4/4 pairs → link dead"
+    assert _said(defect) == "n2 rail 0 (rail0): no traffic in 4/4 pairs → link dead"
     assert "n2: port rail0 is down" in defect.conviction.evidence
     assert "n1-n2/rail0: not attempted" in defect.conviction.evidence
 
@@ -88,7 +96,7 @@ def test_a_rail_where_nobody_connects_is_the_rail_and_a_node_dead_everywhere_is_
     m = decide(reports(2, 4, down={(2, 0), (2, 1)}), 4, 2)
     assert [(d.kind, d.node) for d in m.dead] == [("node", 2)]
     (defect,) = dead_defects(m, NODES[:4], 400.0, {})
-    assert describe(defect).startswith("n3 (every rail): no traffic")
+    assert _said(defect).startswith("n3 (every rail): no traffic")
 
 
 def test_every_port_down_is_the_rail_and_two_nodes_cannot_tell_a_link_from_the_rail() -> None:
@@ -97,13 +105,13 @@ def test_every_port_down_is_the_rail_and_two_nodes_cannot_tell_a_link_from_the_r
     m = decide(reports(1, 2, down={(0, 0), (1, 0)}), 2, 1)
     assert [(d.kind, d.rail) for d in m.dead] == [("rail", 0)] and m.live == ((),)
     (rail,) = dead_defects(m, NODES[:2], None, {})
-    assert rail.action == "" and describe(rail).startswith("rail 0 (every node): ")
+    assert _said(rail).startswith("rail 0 (every node): ")
     # Two ports up that cannot connect: the rail's one pair, which cannot tell either end's link from the switch.
     m = decide(reports(1, 2, cut={(0, 0, 1)}), 2, 1)
     assert [(d.kind, d.node, d.peer, d.rail) for d in m.dead] == [("pair", 0, 1, 0)] and m.live == ((),)
     (pair,) = dead_defects(m, NODES[:2], None, {})
     assert pair.only_pair is True
-    assert describe(pair) == (
+    assert _said(pair) == (
         "n1-n2 rail 0: no traffic in 1/1 pairs, the rail's only pair: n1's link, n2's link or the switch, one pair "
         "cannot tell which → pair dead"
     )

@@ -8,13 +8,20 @@ import numpy as np
 import pytest
 
 from bench.exits import UserError
+from bench.rails.corroborate import convicted
 from bench.rails.localise import PairMatrix, PairSample, Thresholds, describe, diagnose, localise
+from bench.rails.parts import NamedPart
 
 LINE = 400.0
 HEALTHY = 390.0
 
 # factor(repeat, rail, a, b) -> multiplier of the healthy rate for that sample (a, b node indices)
 Fault = Callable[[int, int, int, int], float]
+
+
+def _said(part: NamedPart) -> str:
+    """The line of ``part`` as localisation convicts it: no counters read, no cause, no action yet."""
+    return describe(convicted(part, action=""))
 
 
 def _matrix(nodes: int, rails: int, repeats: int = 1, fault: Fault | None = None, noise: float = 0.015, seed: int = 0):
@@ -93,8 +100,8 @@ def test_whole_rail(nodes: int, line: float | None) -> None:
     assert _kinds(defects) == [("rail", None, 1)]
     (d,) = defects
     assert d.device == "mlx5_2" and d.conviction.pairs == d.conviction.slow_pairs == nodes * (nodes - 1) // 2
-    assert describe(d).startswith("rail 1 (mlx5_2, every node): ")
-    assert describe(d).endswith(f"in {d.conviction.pairs}/{d.conviction.pairs} pairs → rail fault")
+    assert _said(d).startswith("rail 1 (mlx5_2, every node): ")
+    assert _said(d).endswith(f"in {d.conviction.pairs}/{d.conviction.pairs} pairs → rail fault")
 
 
 @pytest.mark.parametrize("line", [LINE, None])
@@ -103,13 +110,13 @@ def test_whole_node(nodes: int, rails: int, line: float | None) -> None:
     defects = localise(_matrix(nodes, rails, 2, lambda r, k, a, b: 0.3 if 0 in (a, b) else 1.0), line)
     assert _kinds(defects) == [("node", "node01", None)]
     assert defects[0].conviction.pairs == rails * (nodes - 1)
-    assert "(every rail)" in describe(defects[0]) and describe(defects[0]).endswith("node fault")
+    assert "(every rail)" in _said(defects[0]) and _said(defects[0]).endswith("node fault")
 
 
 def test_one_pair() -> None:
     defects = localise(_matrix(6, 4, 3, lambda r, k, a, b: 0.5 if (k, a, b) == (3, 1, 4) else 1.0), LINE)
     assert [(d.kind, d.node, d.peer, d.rail) for d in defects] == [("pair", "node02", "node05", 3)]
-    assert describe(defects[0]).startswith("node02-node05 rail 3: ")
+    assert _said(defects[0]).startswith("node02-node05 rail 3: ")
 
 
 def test_flaky_link_shows_as_spread_over_repeats() -> None:
@@ -128,7 +135,7 @@ def test_flaky_link_shows_as_spread_over_repeats() -> None:
     assert d.conviction.slow_samples == 10 and d.conviction.samples == 25
     assert d.conviction.spread > 0.5
     assert d.conviction.measured_Gbps == pytest.approx(0.35 * HEALTHY, rel=0.05)
-    assert describe(d).endswith("slow in 10/25 samples, spread " + f"{100 * d.conviction.spread:.0f}% → link flaky")
+    assert _said(d).endswith("slow in 10/25 samples, spread " + f"{100 * d.conviction.spread:.0f}% → link flaky")
 
 
 def test_one_unlucky_sample_is_not_a_fault() -> None:
@@ -139,7 +146,7 @@ def test_one_unlucky_sample_is_not_a_fault() -> None:
 def test_dead_link_measured_as_zero() -> None:
     defects = localise(_matrix(4, 2, 1, lambda r, k, a, b: 0.0 if k == 0 and 2 in (a, b) else 1.0), LINE)
     assert [(d.kind, d.node, d.rail, d.conviction.symptom) for d in defects] == [("link", "node03", 0, "dead")]
-    assert describe(defects[0]).endswith("no traffic in 3/3 pairs → link dead")
+    assert _said(defects[0]).endswith("no traffic in 3/3 pairs → link dead")
 
 
 def test_rail_fault_and_a_link_on_another_rail() -> None:
@@ -161,8 +168,8 @@ def test_human_line_format() -> None:
         PairSample(a, b, 3, 212.0 if "node07" in (a, b) else 395.0) for i, a in enumerate(names) for b in names[i + 1 :]
     ]
     (d,) = localise(PairMatrix.from_samples(samples, rails=[3]), LINE, devices={("node07", 3): "mlx5_4"})
-    assert describe(d) == "node07 rail 3 (mlx5_4): 212 Gb/s = 53% of 400 Gb/s in 7/7 pairs → link fault"
-    as_json = d.to_json()
+    assert _said(d) == "node07 rail 3 (mlx5_4): 212 Gb/s = 53% of 400 Gb/s in 7/7 pairs → link fault"
+    as_json = convicted(d, action="").to_json()
     assert as_json["kind"] == "link" and as_json["device"] == "mlx5_4" and len(as_json["evidence"]) == 7
 
 

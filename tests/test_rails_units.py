@@ -11,6 +11,7 @@ from bench.frame.parts import Output
 from bench.profiles import load_profile
 from bench.rails import evidence, records
 from bench.rails.config import DEFAULTS, RailsConfig, resolve
+from bench.rails.corroborate import convicted
 from bench.rails.defects import describe
 from bench.rails.layout import interface_for_rail, rail_interfaces, rail_layout
 from bench.rails.measure import PairTime
@@ -124,7 +125,10 @@ def test_counter_attribution_and_findings() -> None:
     # The rail left n2 through another interface: a path defect, with the expected and the actual one.
     (path,) = evidence.path_defects([rd], ["eth0", "mlx5_0"])
     assert (path.kind, path.node, path.rail, path.expected_device, path.carried) == ("path", "n2", 0, "eth1", ("eth2",))
-    assert describe(path) == "n2 rail 0 (eth2): bytes on eth2, expected eth1 (the interface it binds) → path misrouted"
+    assert (
+        describe(convicted(path, action=""))
+        == "n2 rail 0 (eth2): bytes on eth2, expected eth1 (the interface it binds) → path misrouted"
+    )
     noisy = evidence.attribute(1, {"n1": {"eth0": 5_000_000, "eth1": 40_000_000}}, 1_000_000)
     assert counter_lines([noisy], ["eth0"], 64 * 1024, 1_000_000) == [
         "n1 eth0 carried 4.8MB while rail 1 ran alone (tolerance 64KB)"
@@ -186,7 +190,7 @@ def test_dead_links_from_the_transport_errors() -> None:
     ]
     (dead,) = dead_links(reports, nodes, 400.0)
     assert (dead.kind, dead.node, dead.rail, dead.conviction.symptom, dead.device) == ("link", "n2", 1, "dead", "eth2")
-    assert describe(dead) == "n2 rail 1 (eth2): no traffic in 3/3 pairs → link dead"
+    assert describe(convicted(dead, action="")) == "n2 rail 1 (eth2): no traffic in 3/3 pairs → link dead"
     assert len(dead.conviction.evidence) == 4
     # Without a self-report, the node every witness names is the dead one.
     accused = [
@@ -218,6 +222,7 @@ def test_outcome_reasons_per_rail_and_node() -> None:
             spread=0.0,
             evidence=("n1-n3/rail2",),
         ),
+        action="",
     )
     outcome = records.RailsOutcome(
         RailsDoc(nodes=("n1", "n2", "n3")),

@@ -54,6 +54,7 @@ def test_an_older_document_reads_with_its_missing_fields_absent(tmp_path: Path) 
     assert doc is not None and doc.skipped is None and doc.counters == {} and doc.intra_node is None
     (defect,) = doc.defects
     assert (defect.kind, defect.node, defect.rail, defect.severity, defect.errors) == ("hca", "a", None, "fail", None)
+    assert defect.action == "" and defect.causes == ()  # written before every defect said its action
     assert doc.transients == (railsdoc.Transient(),)
     assert doc.measurements[0].busbw_Gbps == 9 and doc.measurements[0].expected_Gbps is None
     assert read_rails_doc(tmp_path / "nowhere") is None

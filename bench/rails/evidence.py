@@ -22,9 +22,10 @@ from typing import Literal
 
 from bench.fabric.rail_nics import NEAR
 from bench.nccllogs.nccl_evidence import device_matches
+from bench.rails.parts import NamedPart
 from bench.rails.records import ExpectedNic, RailDevices, short_device
 from bench.rundir.findings import CounterFinding
-from bench.rundir.rails_records import Conviction, RailDefect
+from bench.rundir.rails_records import Conviction
 from bench.units import format_size
 
 _REMOTE = re.compile(r"remote=\[([0-9a-fA-F.:]+)\]")
@@ -101,7 +102,7 @@ def _words(device: str) -> str:
     return f"{hca} port {port}" if colon else hca
 
 
-def path_defects(devices: Sequence[RailDevices], quiet: Iterable[str] = ()) -> list[RailDefect]:
+def path_defects(devices: Sequence[RailDevices], quiet: Iterable[str] = ()) -> list[NamedPart]:
     """A ``path`` defect for every node and rail whose bytes did not leave through the NIC next to its GPU, and
     a dead ``link`` for every rail whose own NIC port is down (NCCL uses ACTIVE ports only, so that rail's bytes
     go elsewhere and no path is judged there; no other rail is affected: each keeps its own nearest NIC).
@@ -112,7 +113,7 @@ def path_defects(devices: Sequence[RailDevices], quiet: Iterable[str] = ()) -> l
     excluded) are left to :func:`findings`.
     """
     quiet = tuple(q for q in quiet if q)
-    out: list[RailDefect] = []
+    out: list[NamedPart] = []
     for rd in devices:
         for node, nic in sorted(rd.nics.items()):
             if nic.device is None:
@@ -148,9 +149,9 @@ def _port_defect(
     expected: str,
     carried: tuple[str, ...],
     line: str,
-) -> RailDefect:
+) -> NamedPart:
     # told by the port's state or the counters, not by a rate: no pair measured it
-    return RailDefect(
+    return NamedPart(
         expected_device=expected,
         carried=carried,
         kind=kind,
@@ -174,7 +175,7 @@ class GroupFailure:
     """The transport's error (None: the group formed)."""
 
 
-def dead_links(reports: Sequence[GroupFailure], nodes: Sequence[str], line_rate: float | None) -> list[RailDefect]:
+def dead_links(reports: Sequence[GroupFailure], nodes: Sequence[str], line_rate: float | None) -> list[NamedPart]:
     """Name the dead part of every rail whose group could not form.
 
     A member whose own connect attempts fail with "Network is unreachable" has no working link on that rail.
@@ -182,7 +183,7 @@ def dead_links(reports: Sequence[GroupFailure], nodes: Sequence[str], line_rate:
     dead too. A member that only timed out waiting names nobody. When no node stands out, the rail as a
     whole is reported dead.
     """
-    out: list[RailDefect] = []
+    out: list[NamedPart] = []
     for rail in sorted({r.rail for r in reports if r.problem}):
         members = [r for r in reports if r.rail == rail]
         by_address = {r.address: r.node for r in members if r.address}
@@ -213,11 +214,11 @@ def dead_links(reports: Sequence[GroupFailure], nodes: Sequence[str], line_rate:
                 expected_Gbps=line_rate or 0.0,
                 basis=basis,
             )
-            out.append(RailDefect(kind="rail", rail=rail, conviction=lost))
+            out.append(NamedPart(kind="rail", rail=rail, conviction=lost))
         for node in (n for n in nodes if n in dead):
             ifname = next((r.ifname for r in members if r.node == node), None)
             lost = Conviction.unmeasured(
                 "dead", evidence, pairs=len(nodes) - 1, expected_Gbps=line_rate or 0.0, basis=basis
             )
-            out.append(RailDefect(kind="link", node=node, rail=rail, device=ifname, conviction=lost))
+            out.append(NamedPart(kind="link", node=node, rail=rail, device=ifname, conviction=lost))
     return out

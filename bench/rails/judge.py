@@ -18,11 +18,11 @@ from bench.rails.liveness import LinkReport, Membership, everyone_live
 from bench.rails.localise import Diagnosis, PairMatrix, Thresholds, diagnose
 from bench.rails.measure import PairTime, flatten
 from bench.rails.pairs import suspects
+from bench.rails.parts import NamedPart
 from bench.rails.records import short_device
 from bench.rails.schedule import Cell
 from bench.rails.windows import DeviceEntries, NodeWindow
 from bench.rundir.findings import Shortfall
-from bench.rundir.rails_records import RailDefect
 from bench.rundir.railsdoc import Link, RailsDoc
 
 
@@ -178,7 +178,7 @@ def judged(
         rail_results,
         times,
         devices,
-        (*dead, *paths, *measured),
+        named=(*dead, *paths, *measured),
         findings=findings,
         expected=expected,
         below_target=below,
@@ -186,7 +186,7 @@ def judged(
     )
 
 
-def _covered(defect: RailDefect, dead: Sequence[RailDefect]) -> bool:
+def _covered(defect: NamedPart, dead: Sequence[NamedPart]) -> bool:
     """Whether ``defect``'s link is part of one already named dead: the same link, its node or its rail."""
     for d in dead:
         if d.kind == "node" and d.node == defect.node:

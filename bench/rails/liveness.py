@@ -32,7 +32,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 from bench.codec import ABSENT
-from bench.rundir.rails_records import Conviction, RailDefect
+from bench.rails.parts import NamedPart
+from bench.rundir.rails_records import Conviction
 
 SELF_FAULTS = ("Network is unreachable", "Cannot assign requested address")
 """strerror(ENETUNREACH), strerror(EADDRNOTAVAIL): the connecting end itself has no route or no address on this
@@ -227,14 +228,14 @@ def dead_defects(
     nodes: Sequence[str],
     line_rate: float | None,
     devices: Mapping[tuple[int, int], str | None],
-) -> list[RailDefect]:
+) -> list[NamedPart]:
     """A ``dead`` defect for every dead part, with the pairs it cost (never attempted) as its evidence.
 
     ``devices``: (node, rail) -> the rail's interface or HCA port on that node.
     """
     n = len(nodes)
     basis: Literal["line rate", "peers"] = "line rate" if line_rate else "peers"
-    out: list[RailDefect] = []
+    out: list[NamedPart] = []
     gone = {(d.node, d.rail) for d in membership.dead if d.kind == "link"}
     gone |= {(d.node, k) for d in membership.dead if d.kind == "node" for k in range(len(membership.live))}
     for d in sorted(membership.dead, key=_order):
@@ -256,7 +257,7 @@ def dead_defects(
         where = nodes[d.node] if d.node is not None else f"rail {d.rail}"
         evidence = tuple(f"{where}: {why}" for why in d.reasons) + tuple(f"{c}: not attempted" for c in cells)
         out.append(
-            RailDefect(
+            NamedPart(
                 kind=d.kind,
                 node=nodes[d.node] if d.node is not None else None,
                 peer=nodes[d.peer] if d.peer is not None else None,

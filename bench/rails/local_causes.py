@@ -34,14 +34,14 @@ also kept in rails.json's ``node_causes``, ``explains`` saying whether a defect 
 no defect still fails the node (``bench.rails.items``): a GPU at x8 is a fault whether or not this run's
 messages were large enough to feel it.
 
-This is the seam on the output side: :func:`attribute` takes the judged outcome and returns it with causes
-and actions, after ``bench.rails.corroborate``; nothing of the judge changes.
+This is the seam on the output side: the conviction step (``bench.rails.corroborate``) ties each part named to
+its causes here (:func:`rail_causes`, :func:`gpu_causes`) and decides its action once, from its symptom, its
+counters and its causes; nothing of the judge changes.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 from bench import codec
@@ -50,8 +50,9 @@ from bench.nccllogs.nccl_log import NcclLog
 from bench.preflight import checks
 from bench.preflight.checks import CheckResult
 from bench.profiles import Profile
+from bench.rails.parts import NamedPart
 from bench.rails.records import RailsOutcome
-from bench.rundir.rails_records import GpuDefect, RailDefect
+from bench.rundir.rails_records import GpuDefect
 from bench.rundir.railsdoc import DefectCause
 from bench.runtime import env as benv
 from bench.runtime.coord import Coord
@@ -118,7 +119,8 @@ def rail_gpu_buses(outcome: RailsOutcome, rail: int) -> dict[str, str]:
     return {}
 
 
-def _rail_causes(defect: RailDefect, reports: Reports, outcome: RailsOutcome) -> list[tuple[str, CheckResult]]:
+def rail_causes(defect: NamedPart, reports: Reports, outcome: RailsOutcome) -> list[tuple[str, CheckResult]]:
+    """(node, failure) of each check that explains ``defect`` (the table above)."""
     k = defect.rail
     buses = rail_gpu_buses(outcome, k) if k is not None else {}
     if defect.kind in ("link", "cable") and k is not None:
@@ -136,7 +138,8 @@ def _rail_causes(defect: RailDefect, reports: Reports, outcome: RailsOutcome) ->
     return []
 
 
-def _gpu_causes(defect: GpuDefect, reports: Reports) -> list[tuple[str, CheckResult]]:
+def gpu_causes(defect: GpuDefect, reports: Reports) -> list[tuple[str, CheckResult]]:
+    """(node, failure) of each GPU check that explains the intra-node ``defect``."""
     ends = [(g, bus) for g, bus in ((defect.gpu, defect.bus_id), (defect.peer, defect.peer_bus_id)) if g is not None]
     found = _failures(reports, defect.node, GPU_CHECKS)
     node = defect.node or ""
@@ -145,35 +148,12 @@ def _gpu_causes(defect: GpuDefect, reports: Reports) -> list[tuple[str, CheckRes
     return [(node, r) for r in found if any(_drives(r, g, bus) for g, bus in ends)]
 
 
-def attribute(outcome: RailsOutcome, reports: Reports) -> RailsOutcome:
-    """``outcome`` with every defect's node-local causes (its action the first cause's), and every failure and
-    warning of the nodes' checks in ``node_causes``."""
-    carried: set[tuple[str, str, str, str | None]] = set()
-
-    def tied(found: list[tuple[str, CheckResult]]) -> tuple[DefectCause, ...]:
-        for node, r in found:
-            carried.add((node, r.check, r.reason, r.device))
-        return tuple(DefectCause(result=r, node=node) for node, r in found)
-
-    defects = []
-    for defect in outcome.defects:
-        causes = tied(_rail_causes(defect, reports, outcome)) if defect.conviction.symptom != "errors" else ()
-        action = next((c.result.action for c in causes if c.result.action), None)
-        defects.append(dataclasses.replace(defect, causes=causes, action=action or defect.action))
-    intra = outcome.intra_node
-    if intra is not None and intra.defects:
-        gpu_defects = []
-        for g in intra.defects:
-            causes = tied(_gpu_causes(g, reports))
-            action = next((c.result.action for c in causes if c.result.action), None)
-            gpu_defects.append(dataclasses.replace(g, causes=causes, action=action or g.action))
-        intra = dataclasses.replace(
-            intra, localisation=dataclasses.replace(intra.localisation, defects=tuple(gpu_defects))
-        )
-    every = tuple(
+def node_causes(reports: Reports, carried: Collection[tuple[str, str, str, str | None]]) -> tuple[DefectCause, ...]:
+    """rails.json's ``node_causes``: every failure and warning of the nodes' checks, ``explains`` set on those a
+    defect carries (``carried``: node, check, reason and device of each)."""
+    return tuple(
         DefectCause(result=r, node=node, explains=(node, r.check, r.reason, r.device) in carried)
         for node, results in reports.items()
         for r in results
         if r.status in ("fail", "warn")
     )
-    return dataclasses.replace(outcome, defects=tuple(defects), intra_node=intra, node_causes=every)

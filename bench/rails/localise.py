@@ -46,8 +46,8 @@ from bench.rails import lone_pairs, named_parts, noise, switches
 from bench.rails.defects import EVIDENCE_LIMIT, Symptom, describe
 from bench.rails.fabric_map import FabricMap
 from bench.rails.matrix import PairMatrix, PairSample
-from bench.rails.parts import CellIndex, Cells, transients
-from bench.rundir.rails_records import RailDefect, Transient
+from bench.rails.parts import CellIndex, Cells, NamedPart, transients
+from bench.rundir.rails_records import Transient
 
 __all__ = [
     "EVIDENCE_LIMIT",
@@ -83,7 +83,7 @@ class Thresholds:
 class Diagnosis:
     """What localisation concluded."""
 
-    defects: tuple[RailDefect, ...]
+    defects: tuple[NamedPart, ...]
     """Rail faults, then node, link and pair faults."""
     transients: tuple[Transient, ...] = ()
     """Suspects that did not reproduce when re-measured."""
@@ -463,6 +463,6 @@ def localise(
     line_rate_Gbps: float | Mapping[int, float] | None,
     thresholds: Thresholds = Thresholds(),
     devices: Mapping[tuple[str, int], str] | None = None,
-) -> tuple[RailDefect, ...]:
+) -> tuple[NamedPart, ...]:
     """The defects of :func:`diagnose` alone."""
     return diagnose(matrix, line_rate_Gbps, thresholds, devices).defects

@@ -1,22 +1,23 @@
 """The defects ``bench.rails.localise.diagnose`` names, part by part, once it has decided which parts are broken.
 
 Each builder turns one kind of verdict (``[rail]``, ``[node]`` or ``[rail, node]`` masks, the lone pairs, the
-switch faults) into ``RailDefect`` records with their samples (``bench.rails.parts.summary_defect``), the device
-each link leaves through where the caller knows it, and the switches and ports where the cabling is known.
+switch faults) into ``NamedPart`` records with their samples (``bench.rails.parts.summary_defect``), the device
+each link leaves through where the caller knows it, and the switches and ports where the cabling is known. Each
+part is decided before its record is made (a link the cabling places is a ``cable``, a rail of one unit its
+``leaf``), so the record is built once, whole.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from bench.codec import ABSENT
 from bench.rails import switches
 from bench.rails.fabric_map import FabricMap
 from bench.rails.matrix import PairMatrix
-from bench.rails.parts import CellIndex, Cells, summary_defect
-from bench.rundir.rails_records import RailDefect
+from bench.rails.parts import NOWHERE, CellIndex, Cells, NamedPart, Place, summary_defect
 
 Devices = Mapping[tuple[str, int], str]
 
@@ -26,18 +27,18 @@ def device(devices: Devices | None, node: str, rail: int) -> str | None:
     return None if devices is None else devices.get((node, rail))
 
 
-def as_cable(defect: RailDefect, fabric: FabricMap | None, rail: int) -> RailDefect:
-    """A link the cabling places is a ``cable``: the node's HCA port, its cable and its leaf port."""
-    if fabric is None or defect.node is None or defect.node not in fabric.nodes or not 0 <= rail < fabric.rails:
-        return defect
-    node = fabric.nodes.index(defect.node)
-    leaf_port = fabric.leaf_port.get((rail, node))
+def cable_place(fabric: FabricMap | None, node: str, rail: int) -> Place | None:
+    """Where the cabling places ``node``'s link on ``rail``, which makes that link a ``cable``: the node's HCA port,
+    its cable and its leaf port. None where the cabling does not hold it: nothing is guessed."""
+    if fabric is None or node not in fabric.nodes or not 0 <= rail < fabric.rails:
+        return None
+    index = fabric.nodes.index(node)
+    leaf_port = fabric.leaf_port.get((rail, index))
     if leaf_port is None:
-        return defect  # the cabling does not hold this HCA: nothing is guessed
-    index = int(fabric.leaf[rail, node])
-    leaf = fabric.leaves[index]
+        return None
+    leaf = fabric.leaves[int(fabric.leaf[rail, index])]
     unit = fabric.unit_names[leaf.unit] if 0 <= leaf.unit < len(fabric.unit_names) else None
-    return dataclasses.replace(defect, kind="cable", switches=(leaf.name,), ports=(leaf_port,), unit=unit)
+    return Place((leaf.name,), (leaf_port,), unit)
 
 
 def rail_defects(
@@ -47,7 +48,7 @@ def rail_defects(
     rail_cells: Sequence[CellIndex],
     devices: Devices | None,
     fabric: FabricMap | None,
-) -> list[RailDefect]:
+) -> list[NamedPart]:
     """Each faulty rail, with its one device name where every node names it alike; on one unit of a known
     cabling, the rail's one leaf."""
     defects = []
@@ -55,28 +56,30 @@ def rail_defects(
         rail = matrix.rails[kpos]
         names = {d for d in (device(devices, node, rail) for node in matrix.nodes) if d}
         one = names.pop() if len(names) == 1 else None
-        defect = summary_defect(cells, "rail", rail_cells[int(kpos)], node=None, rail_pos=int(kpos), device=one)
+        kind, place = "rail", NOWHERE
         single = switches.rail_leaf(fabric, cells, int(kpos)) if fabric is not None else None
         if fabric is not None and single is not None:
             # One unit: the rail's one leaf carries every pair of it.
             leaf = fabric.leaves[single]
             unit = fabric.unit_names[leaf.unit] if 0 <= leaf.unit < len(fabric.unit_names) else None
-            ports = tuple(str(c) for c in leaf.uplinks)
-            defect = dataclasses.replace(defect, kind="leaf", switches=(leaf.name,), ports=ports, unit=unit)
-        defects.append(defect)
+            kind, place = "leaf", Place((leaf.name,), tuple(str(c) for c in leaf.uplinks), unit)
+        index = rail_cells[int(kpos)]
+        defects.append(summary_defect(cells, kind, index, node=None, rail_pos=int(kpos), device=one, place=place))
     return defects
 
 
-def switch_defects(cells: Cells, found: Sequence[switches.SwitchFault]) -> list[RailDefect]:
+def switch_defects(cells: Cells, found: Sequence[switches.SwitchFault]) -> list[NamedPart]:
     """Each faulty leaf, uplink or spine, with its switches, ports and unit."""
     defects = []
     for fault in found:
-        defect = summary_defect(cells, fault.kind, fault.index, node=None, rail_pos=fault.rail_pos, device=None)
-        defects.append(dataclasses.replace(defect, switches=fault.switches, ports=fault.ports, unit=fault.unit))
+        place = Place(fault.switches, fault.ports, fault.unit)
+        defects.append(
+            summary_defect(cells, fault.kind, fault.index, node=None, rail_pos=fault.rail_pos, device=None, place=place)
+        )
     return defects
 
 
-def node_defects(matrix: PairMatrix, cells: Cells, node_fault: np.ndarray, open_rails: np.ndarray) -> list[RailDefect]:
+def node_defects(matrix: PairMatrix, cells: Cells, node_fault: np.ndarray, open_rails: np.ndarray) -> list[NamedPart]:
     """Each faulty node, from its cells with every partner on the rails no rail fault explains."""
     others = ~np.eye(len(matrix.nodes), dtype=bool)
     defects = []
@@ -91,28 +94,30 @@ def node_defects(matrix: PairMatrix, cells: Cells, node_fault: np.ndarray, open_
 
 def link_defects(
     matrix: PairMatrix, cells: Cells, link_fault: np.ndarray, devices: Devices | None, fabric: FabricMap | None
-) -> list[RailDefect]:
+) -> list[NamedPart]:
     """Each faulty link (a cable where the cabling places it), from its cells with every partner on its rail."""
     all_nodes = np.arange(len(matrix.nodes))
     defects = []
     for kpos, apos in zip(*np.nonzero(link_fault), strict=True):
         b = all_nodes[all_nodes != apos]
         node, rail = matrix.nodes[apos], matrix.rails[kpos]
+        cable = cable_place(fabric, node, int(rail))
         defect = summary_defect(
             cells,
-            "link",
+            "link" if cable is None else "cable",
             (np.full(len(b), kpos), np.full(len(b), apos), b),
             node=node,
             rail_pos=int(kpos),
             device=device(devices, node, rail),
+            place=cable or NOWHERE,
         )
-        defects.append(as_cable(defect, fabric, int(rail)))
+        defects.append(defect)
     return defects
 
 
 def pair_defects(
     matrix: PairMatrix, cells: Cells, lone: np.ndarray, devices: Devices | None, one_pair: np.ndarray
-) -> list[RailDefect]:
+) -> list[NamedPart]:
     """Each lone slow pair (``lone``: ``[rail, a, b]``, each pair once in its upper triangle is read); on a rail
     of one pair (``one_pair``: ``[rail]``) it says that its end cannot be told (``RailDefect.only_pair``)."""
     defects = []
@@ -127,6 +132,7 @@ def pair_defects(
             rail_pos=int(kpos),
             device=device(devices, node, rail),
             peer=peer,
+            only_pair=True if one_pair[kpos] else ABSENT,
         )
-        defects.append(dataclasses.replace(defect, only_pair=True) if one_pair[kpos] else defect)
+        defects.append(defect)
     return defects

@@ -1,26 +1,69 @@
 """The judged matrix (which samples are slow, which suspects reproduced) and the records built from it.
 
 ``bench.rails.localise`` decides which parts are broken; this module holds the per-cell facts it decides
-from and turns a set of cells into a ``RailDefect`` or ``Transient`` (rails.json's own records,
-``bench.rundir.rails_records``) with every sample listed.
+from and turns a set of cells into a :class:`NamedPart` (a defect before its conviction, ``bench.rails.corroborate``)
+or a ``Transient`` (rails.json's own record, ``bench.rundir.rails_records``) with every sample listed.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Literal
 
 import numpy as np
 
+from bench.codec import ABSENT, Absent
 from bench.rails.defects import EVIDENCE_LIMIT, Symptom
 from bench.rails.matrix import PairMatrix
 from bench.rails.noise import FALSE_ALARMS
-from bench.rundir.rails_records import Conviction, RailDefect, Transient
+from bench.rundir.rails_records import Conviction, Transient
 
 CellIndex = tuple[np.ndarray, np.ndarray, np.ndarray]
 """Parallel arrays ``(rail position, node a, node b)``."""
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where a part sits in the cabling, where it is known: its switches, the ports to check and its unit
+    (``RailDefect.switches``, ``ports``, ``unit``); none without a topology."""
+
+    switches: tuple[str, ...] = ()
+    ports: tuple[str, ...] = ()
+    unit: str | None = None
+
+
+NOWHERE = Place()
+"""A part placed in no cabling: a run without a topology, or a node, a pair, a link no cabling holds."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class NamedPart:
+    """A part the rails test named (localisation from the pair matrix, ``bench.rails.liveness`` before the groups
+    formed, ``bench.rails.evidence`` from the ports and the byte counters), whole where it is found: its kind and
+    address, and what convicts it. The conviction step (``bench.rails.corroborate``) adds its counters, its
+    causes and its action, and makes it rails.json's ``RailDefect``; its fields are the defect's own, under the
+    same names."""
+
+    kind: str
+    """One of ``bench.rundir.defect_kinds.DEFECT_KINDS``."""
+    node: str | None = None
+    peer: str | None = None
+    rail: int | None = None
+    device: str | None = None
+    expected_device: str | None = None
+    """A ``path`` defect's NIC nearest the rail's GPU, or a dead port's own."""
+    carried: tuple[str, ...] = ()
+    """A ``path`` defect's NICs that carried the rail's bytes, busiest first."""
+    switches: tuple[str, ...] = ()
+    ports: tuple[str, ...] = ()
+    unit: str | None = None
+    conviction: Conviction
+    samples_Gbps: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+    only_pair: bool | Absent = ABSENT
+    """A pair that is its rail's only one (``RailDefect.only_pair``)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -172,8 +215,12 @@ def summary_defect(
     rail_pos: int | None,
     device: str | None,
     peer: str | None = None,
-) -> RailDefect:
-    """The defect on the cells ``index`` (every pair that tests one part): its rate, symptom and samples."""
+    place: Place = NOWHERE,
+    only_pair: bool | Absent = ABSENT,
+) -> NamedPart:
+    """The part on the cells ``index`` (every pair that tests one part): its rate, symptom and samples. The
+    part is whole when named: its ``kind``, and where the cabling is known its switches, ports and unit
+    (``place``); ``only_pair`` for a pair that is its rail's only one (``RailDefect.only_pair``)."""
     k, a, b = index
     keep = cells.measured[k, a, b]
     k, a, b = k[keep], a[keep], b[keep]
@@ -206,13 +253,17 @@ def summary_defect(
         spread=float((v.max() - v.min()) / centre) if len(v) and centre > 0 else 0.0,
         evidence=tuple(_cell_name(matrix, int(z), int(x), int(y)) for z, x, y in listed),
     )
-    return RailDefect(
+    return NamedPart(
         kind=kind,
         node=node,
         rail=None if rail_pos is None else matrix.rails[rail_pos],
         device=device,
         conviction=conviction,
         peer=peer,
+        switches=place.switches,
+        ports=place.ports,
+        unit=place.unit,
+        only_pair=only_pair,
         samples_Gbps={
             name: _finite(np.concatenate([matrix.busbw[:, z, x, y], matrix.confirm_values[:, z, x, y]]))
             for name, (z, x, y) in zip(conviction.evidence, listed, strict=True)

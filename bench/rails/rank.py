@@ -238,10 +238,9 @@ def guarded_rails_phase(
             watchdog.leave()
         if outcome is None:
             return None, live
-        # The fabric testifies: each defect with its devices' error counters and what to do about it; then each
-        # node's own GPUDirect path, where it explains a defect (its action then the cause's).
-        outcome = corroborate(outcome, settings.profile.errors, settings.profile.actions)
-        return local_causes.attribute(outcome, node_checks), live
+        # The conviction: each part named becomes a defect once, with its devices' error counters, each node's
+        # own GPUDirect path where it explains it, and the one action decided from them.
+        return corroborate(outcome, settings.profile.errors, settings.profile.actions, node_checks), live
 
 
 def rails_test(

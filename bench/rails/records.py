@@ -20,6 +20,7 @@ from bench.rails.localise import PairSample, describe
 from bench.rails.matrix import PairColumns as PairColumns  # rank 0 judges the matrix from these
 from bench.rails.matrix import pair_matrix as pair_matrix
 from bench.rails.measure import PairTime
+from bench.rails.parts import NamedPart
 from bench.rundir import railsdoc
 from bench.rundir.defect_kinds import fails_rail
 from bench.rundir.finding_words import counter_line
@@ -316,8 +317,9 @@ class RailsOutcome:
     pair_times: list[PairTime] = field(default_factory=list)
     devices: list[RailDevices] = field(default_factory=list)
     defects: tuple[RailDefect, ...] = ()
-    """Every defect named; each one's ``line`` is said when rails.json is written, once its counters, causes and
-    action are known (``bench.rails.defects.described``)."""
+    """Every defect, each built once by the conviction step from a part named (``bench.rails.corroborate``: its
+    counters, its causes and its action); each one's ``line`` is said when rails.json is written
+    (``bench.rails.defects.described``). Empty until then."""
     findings: list[CounterFinding] = field(default_factory=list)
     """Counter evidence that contradicts the layout (a rail over the wrong device, traffic on mgmt)."""
     expected: dict[int, float | None] = field(default_factory=dict)
@@ -330,7 +332,10 @@ class RailsOutcome:
     """The intra-node pair matrix (``--intra-node``), None when it did not run."""
     node_causes: tuple[railsdoc.DefectCause, ...] = ()
     """Every fault each node's GPUDirect path checks found (``bench.rails.local_causes``), ``explains`` set on
-    those a defect carries. Set after the defects' causes, by ``local_causes.attribute``, beside them."""
+    those a defect carries. Set by the conviction step, beside the defects' causes."""
+    named: tuple[NamedPart, ...] = ()
+    """Every part the judge named (``bench.rails.judge``), whole, before its conviction: the dead parts liveness
+    found, the paths the counters contradict, then what localisation named."""
 
     @property
     def nodes(self) -> tuple[str, ...]:

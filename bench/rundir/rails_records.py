@@ -169,15 +169,15 @@ class Conviction(Written):
 
 @dataclass(frozen=True, kw_only=True)
 class RailDefect(Written):
-    """One broken part the rails test named (``bench.rails.localise`` and the modules after it) and what convicts
-    it. Its ``kind`` is one of ``bench.rundir.defect_kinds.DEFECT_KINDS``; older releases wrote other kinds and
-    fewer fields."""
+    """One broken part the rails test named and what convicts it, built once, whole, by the conviction step
+    (``bench.rails.corroborate``) from the part the judge named (``bench.rails.parts.NamedPart``). Its ``kind``
+    is one of ``bench.rundir.defect_kinds.DEFECT_KINDS``; older releases wrote other kinds and fewer fields."""
 
     expected_device: str | None = None
     """A ``path`` defect's NIC nearest the rail's GPU (``mlx5_4:1``), or a dead port's own."""
     carried: tuple[str, ...] = ()
     """A ``path`` defect's NICs that carried the rail's bytes, busiest first."""
-    kind: str = ""
+    kind: str
     node: str | None = None
     """None for a rail fault or a switch part."""
     peer: str | None = None
@@ -193,8 +193,10 @@ class RailDefect(Written):
     errors: tuple[DefectErrors, ...] | None = None
     """The error counters of the devices it names over the whole test (``bench.rails.corroborate``); None when
     they were not read."""
-    action: str = ""
-    """What a technician does about it (the profile's ``[actions]``)."""
+    action: str
+    """What a technician does about it: its first cause's action, else the profile's ``[actions]``, decided once by
+    the conviction step (``bench.rails.corroborate``). A rails.json defect without one reads as saying none
+    (``bench.rundir.railsdoc``)."""
     severity: str = "fail"
     """``warn``: named, but fails nothing (an ``errors`` defect unless the profile's ``[errors]
     fail_on_errors`` says otherwise)."""

@@ -187,9 +187,22 @@ class RailsDoc(Written):
         """The record in ``doc`` (a current document, as ``bench.jsondoc`` reads it); UserError naming ``where``
         and the field when a value is not of its declared type."""
         try:
-            return codec.decode(cls, {k: v for k, v in doc.items() if k != "format_version"}, f"{where}: ")
+            read = {k: v for k, v in doc.items() if k != "format_version"}
+            return codec.decode(cls, _actions_said(read), f"{where}: ")
         except codec.Refused as exc:
             raise UserError(f"{exc}: {FIX}") from None
+
+
+def _actions_said(doc: Parsed) -> Parsed:
+    """``doc`` with an empty action on every defect that says none, and an empty kind on one that names none: the
+    schema never required an action, and a document written before every defect carried its action reads as one
+    whose defects say no action (a defect without a kind read as one of no kind before the record required it).
+    The judge builds every defect with both (``bench.rails.corroborate``); only reading supplies them."""
+    defects = doc.get("defects")
+    if not isinstance(defects, list):
+        return doc
+    said = [{"kind": "", "action": "", **d} if isinstance(d, dict) else d for d in defects]
+    return {**doc, "defects": said}
 
 
 def read_rails_doc(run_dir: Path | str) -> RailsDoc | None:

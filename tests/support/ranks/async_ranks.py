@@ -161,7 +161,7 @@ def _rails() -> dict[str, Any]:
         "rail_busbw_Gbps": [r.busbw_Gbps for r in outcome.rail_results],
         "rail_nodes": [[r.rail, r.nnodes] for r in outcome.rail_results],
         "rail_bytes": [r.nbytes for r in outcome.rail_results],
-        "defects": [[d.kind, d.node, d.rail, d.conviction.symptom] for d in outcome.defects],
+        "defects": [[d.kind, d.node, d.rail, d.conviction.symptom] for d in outcome.named],
         "links": [link.to_json() for link in outcome.written.links],
         "process_groups": outcome.process_groups,
         "nodes": list(outcome.nodes),
