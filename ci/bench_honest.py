@@ -55,10 +55,11 @@ def worker(iters: int, warmup: int, repeats: int, sizes: list[int]) -> None:
     from bench.measure.timing import Loop
     from bench.runtime.dist import init_distributed, shutdown, transport_for
     from bench.runtime.env import discover_rank
+    from bench.sysroot import LIVE
 
     info = discover_rank()
     assert info is not None, "run me through 'python ci/bench_honest.py', which starts mpirun"
-    ctx = init_distributed(info, transport_for("auto"), 300.0)
+    ctx = init_distributed(info, transport_for("auto"), 300.0, sysfs_root=LIVE)
     n, rank = ctx.info.world_size, ctx.info.rank
     coll = REGISTRY["all_reduce"]
     factor = coll.busbw_factor(n)

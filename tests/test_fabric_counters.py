@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from bench import sysroot
 from bench.fabric import counters
 from bench.fabric.sysfs import Sysfs
 from tests.support import REPO, rank_env
@@ -72,7 +73,7 @@ def test_audit_flags_excluded_traffic_and_idle_rails() -> None:
 
 
 def test_loopback_counters_move_by_at_least_the_bytes_sent() -> None:
-    if Sysfs().read("class", "net", "lo", "statistics", "tx_bytes") is None:
+    if Sysfs(sysroot.LIVE).read("class", "net", "lo", "statistics", "tx_bytes") is None:
         pytest.skip("no /sys/class/net/lo statistics on this machine")
     payload = b"\xa5" * (16 << 20)
     server = socket.create_server(("127.0.0.1", 0))
@@ -86,11 +87,11 @@ def test_loopback_counters_move_by_at_least_the_bytes_sent() -> None:
 
     thread = threading.Thread(target=receive)
     thread.start()
-    before = counters.snapshot()
+    before = counters.snapshot(sysroot.LIVE)
     with socket.create_connection(server.getsockname()) as client:
         client.sendall(payload)
     thread.join(timeout=30)
-    after = counters.snapshot()
+    after = counters.snapshot(sysroot.LIVE)
     server.close()
     assert len(received) == len(payload)
     lo = counters.delta(before, after)["lo"]
@@ -103,15 +104,16 @@ _GLOO_RANK = """
 import json, sys
 import torch
 import torch.distributed as dist
+from bench import sysroot
 from bench.fabric import counters
 
 dist.init_process_group("gloo")
 tensor = torch.ones(int(sys.argv[1]) // 4, dtype=torch.float32)
 dist.barrier()
-before = counters.snapshot()
+before = counters.snapshot(sysroot.LIVE)
 dist.all_reduce(tensor)
 dist.barrier()
-after = counters.snapshot()
+after = counters.snapshot(sysroot.LIVE)
 assert float(tensor[0]) == dist.get_world_size()
 if dist.get_rank() == 0:
     print(json.dumps(counters.to_json(counters.delta(before, after))["lo"]))
@@ -122,7 +124,7 @@ dist.destroy_process_group()
 @pytest.mark.slow
 @pytest.mark.mpi
 def test_loopback_counters_cover_a_real_gloo_all_reduce() -> None:
-    if Sysfs().read("class", "net", "lo", "statistics", "tx_bytes") is None:
+    if Sysfs(sysroot.LIVE).read("class", "net", "lo", "statistics", "tx_bytes") is None:
         pytest.skip("no /sys/class/net/lo statistics on this machine")
     size, world = 32 << 20, 2
     with socket.socket() as probe:
@@ -173,8 +175,8 @@ def test_a_world_group_bound_to_the_management_interface_accuses_nothing(tmp_pat
         "rail1": {"tx_bytes": 700, "rx_bytes": 700, "kind": "net"},
     }
     per_host = {"node01": moved, "node02": moved}
-    unbound = audit_counters(per_host, profile)
+    unbound = audit_counters(per_host, profile, sysfs_root=sysroot.LIVE)
     assert [f.severity for f in unbound].count("fail") >= 2  # what the audit said before: mgmt busy, rails idle
-    bound = audit_counters(per_host, profile, bound_ifname="mgmt")
+    bound = audit_counters(per_host, profile, bound_ifname="mgmt", sysfs_root=sysroot.LIVE)
     assert [f.severity for f in bound] == ["warn"]
     assert "bound to mgmt" in bound[0].message

@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 import torch
 
+from bench import sysroot
 from bench.fabric.rail_nics import node_rail_nics
 from bench.fabric.sysfs import Sysfs, nvidia_gpus
 from bench.nccllogs.nccl_log import parse_file
@@ -241,7 +242,7 @@ def test_rails_over_the_local_ranks(tmp_path: Path) -> None:
         assert doc["skipped"].startswith("1 node") and doc["measurements"] == []
         assert meta["verdict"] in (None, "measured", "skip"), meta["verdict"]
         # What the rails would use here: every local GPU's nearest NIC (printed with -s).
-        found = node_rail_nics(Sysfs(), os.environ.get("NCCL_IB_HCA"))
+        found = node_rail_nics(Sysfs(sysroot.LIVE), os.environ.get("NCCL_IB_HCA"))
         for gpu, nic in sorted(found.items()):
             print(f"GPU {gpu}: rail NIC {nic.nic} ({nic.distance}, {nic.state}{', shared' if nic.shared else ''})")
         assert len(found) >= GPUS
@@ -302,7 +303,7 @@ def test_intra_node_pairs_over_nvlink(tmp_path: Path) -> None:
 
 def _node_profile(tmp_path: Path) -> Path:
     """A profile for this node: the GPU count the PCI bus shows and the model torch names."""
-    on_bus = len(nvidia_gpus(Sysfs()))
+    on_bus = len(nvidia_gpus(Sysfs(sysroot.LIVE)))
     path = tmp_path / "this-node.toml"
     model = torch.cuda.get_device_name(0).replace('"', "")
     path.write_text(
@@ -313,7 +314,7 @@ def _node_profile(tmp_path: Path) -> Path:
 
 
 def test_check_counts_the_gpus_on_the_pci_bus(tmp_path: Path) -> None:
-    on_bus = len(nvidia_gpus(Sysfs()))
+    on_bus = len(nvidia_gpus(Sysfs(sysroot.LIVE)))
     assert on_bus >= GPUS, "sysfs shows at least the GPUs this process sees"
     proc = railbench(["check", "--profile", str(_node_profile(tmp_path)), "--json"], cwd=tmp_path, timeout=300)
     doc = json.loads(proc.stdout)

@@ -23,13 +23,14 @@ pytestmark = [
 PROGRAM = """
 import sys, time
 from bench.runtime import env
+from bench.sysroot import LIVE
 from bench.runtime.dist import init_distributed, transport_for
 info = env.discover_rank()
 if info.rank == 1:
     from mpi4py import MPI  # MPI_Init, which waits for every rank, done
 
     time.sleep(120)
-init_distributed(info, transport_for("gloo"), 3.0)
+init_distributed(info, transport_for("gloo"), 3.0, sysfs_root=LIVE)
 print("rendezvous completed", flush=True)
 """
 

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from bench import sysroot
 from bench.bounded import Where, finite
 from bench.error_limits import MAX_WINDOW_S
 from bench.exits import UserError
@@ -21,7 +20,7 @@ class CheckConfig:
 
     profile: str
     """Profile NAME (shipped) or PATH to a .toml file."""
-    sysfs_root: Path = sysroot.LIVE
+    sysfs_root: Path
     """Stands in for /sys (DIR/class/infiniband/...); ``{host}`` becomes this node's host name."""
     nccl_logs: tuple[Path, ...] = ()
     """NCCL_DEBUG=INFO logs to judge as evidence."""

@@ -25,7 +25,6 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Literal
 
-from bench import sysroot
 from bench.fabric import error_counters
 from bench.fabric.error_counters import DeviceErrors
 from bench.fabric.sysfs import U64_MAX, Sysfs, natural_key
@@ -109,7 +108,7 @@ def _net_readings(sysfs: Sysfs) -> Iterable[Reading]:
         yield Reading(name, "net", tx, rx, 1, True)
 
 
-def snapshot(sysfs_root: Path = sysroot.LIVE) -> Snapshot:
+def snapshot(sysfs_root: Path) -> Snapshot:
     """Read every IB port's and net device's data and error counters now."""
     sysfs = Sysfs(Path(sysfs_root))
     readings = {r.device: r for r in (*_ib_readings(sysfs), *_net_readings(sysfs))}

@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from bench import sysroot
 from bench.bounded import (
     MAX_NUMBER_CHARS,
     InputError,
@@ -74,7 +73,7 @@ def parse_hex(text: str, where: Where) -> int:
 class Sysfs:
     """The one path helper: every sysfs read goes through here (see the module docstring)."""
 
-    root: Path = sysroot.LIVE
+    root: Path
     _problems: dict[str, SysfsProblem] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     @property

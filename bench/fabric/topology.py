@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from bench import sysroot
 from bench.fabric import pci_config
 from bench.fabric.sysfs import PciDevice, Sysfs, nvidia_gpus
 
@@ -81,7 +82,7 @@ def gpus(sysfs: Sysfs, *, use_torch: bool = True) -> list[Gpu]:
     """
     on_bus = nvidia_gpus(sysfs)
     names: dict[str, str] = {}
-    if use_torch and on_bus and Path(os.path.realpath(sysfs.root)) == Sysfs().root:  # realpath: no loop error
+    if use_torch and on_bus and Path(os.path.realpath(sysfs.root)) == sysroot.LIVE:  # realpath: no loop error
         names = _torch_names([dev.address for dev in on_bus])
     return named_gpus(on_bus, names)
 

@@ -16,7 +16,6 @@ import glob
 from collections.abc import Mapping
 from pathlib import Path
 
-from bench import sysroot
 from bench.fabric import counters
 from bench.finding import EvidenceFinding
 from bench.jsondoc import JSONObject, JSONValue
@@ -55,7 +54,7 @@ def audit_counters(
     profile: Profile,
     *,
     bound_ifname: str | None = None,
-    sysfs_root: Path = sysroot.LIVE,
+    sysfs_root: Path,
 ) -> list[EvidenceFinding]:
     """Findings for every node: excluded devices that carried traffic, expected rails that carried none.
 

@@ -120,7 +120,7 @@ def run_job(info: RankInfo, make: Callable[[], Job]) -> int:
         job.setup.oob_ifname,
         lambda ctx: lifecycle(job, ctx),
         before_init,
-        launch.sysfs_root,
+        sysfs_root=launch.sysfs_root,
     )
 
 

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from bench import sysroot
 from bench.fabric import hca
 
 
@@ -20,7 +19,7 @@ class HcaConfig:
     """Where the value came from (``env`` also when the environment does not set it)."""
     devices: tuple[str, ...] | None
     """``name:port`` ports to consider instead of reading sysfs."""
-    sysfs_root: Path = sysroot.LIVE
+    sysfs_root: Path
     """Stands in for /sys (DIR/class/infiniband/...)."""
     json: bool = False
     """Print JSON instead of the text table."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import sysroot
 from bench.bounded import Where, finite
 from bench.error_limits import MAX_WINDOW_S
 from bench.exits import UserError
@@ -52,14 +51,14 @@ class HealthConfig:
 
     profile: str
     """Profile NAME (shipped) or PATH to a .toml file: what the node should have."""
+    sysfs_root: Path
+    """Stands in for /sys."""
     node: str | None = None
     """This node's name in Slurm; None: ``SLURMD_NODENAME`` (set by slurmd), else this host's name."""
     drain: bool = False
     """Drain the node in Slurm when a check fails, and resume it when it passes and railbench drained it."""
     time_limit_s: float = DEFAULT_TIME_LIMIT_S
     """A check still running after this many seconds is a finding (the node hung reading its devices)."""
-    sysfs_root: Path = sysroot.LIVE
-    """Stands in for /sys."""
     error_window_s: float | None = None
     """Seconds between the two samples of the rails' error counters; None: the profile's ``[errors] window_s``."""
     kernel_log: Path | None = None

@@ -12,7 +12,6 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from bench import sysroot
 from bench.fabric import hca, pcie, sysfs, topology
 from bench.fabric.rail_nics import PlacedGpu, PlacedNic, nearest_rail_nics
 from bench.nccllogs import nccl_evidence, nccl_log
@@ -377,7 +376,7 @@ the error window is seconds; past this a read has hung (a wedged driver's sysfs 
 
 def run_checks(
     profile: Profile,
-    sysfs_root: Path | str = sysroot.LIVE,
+    sysfs_root: Path | str,
     nccl_logs: Sequence[nccl_log.NcclLog | Path | str] = (),
     env: Mapping[str, str] | None = None,
     *,
@@ -422,7 +421,7 @@ def run_checks(
 
 
 def timed_checks(
-    profile: Profile, sysfs_root: Path | str = sysroot.LIVE, env: Mapping[str, str] | None = None
+    profile: Profile, sysfs_root: Path | str, env: Mapping[str, str] | None = None
 ) -> list[tuple[CheckResult, float]]:
     """``run_checks`` with each result's wall time in seconds (JUnit's testcase time): a check that answers
     once per device shares its time evenly among its answers, so the times add up to the checks' own."""
@@ -454,7 +453,7 @@ def verdict(results: Sequence[CheckResult]) -> Verdict:
     return "pass" if "pass" in statuses else "skip"
 
 
-def expected_rails(profile: Profile, sysfs_root: Path | str = sysroot.LIVE) -> list[str]:
+def expected_rails(profile: Profile, sysfs_root: Path | str) -> list[str]:
     """The devices that should carry the benchmark's bytes on this node: rail ports (``mlx5_1:1``) on an
     IB/RoCE profile, rail interfaces on a socket profile, nothing on a loopback profile."""
     ctx = Context(profile, Path(sysfs_root), (), {})
@@ -466,7 +465,7 @@ def expected_rails(profile: Profile, sysfs_root: Path | str = sysroot.LIVE) -> l
     return []
 
 
-def node_env(profile: Profile, sysfs_root: Path | str = sysroot.LIVE) -> dict[str, str]:
+def node_env(profile: Profile, sysfs_root: Path | str) -> dict[str, str]:
     """The NCCL environment to recommend on this node: the profile's ``recommended_env`` plus, when the
     profile does not fix it, NCCL_SOCKET_IFNAME set to the node's IP interface (its ``oob_ifname``, else the
     interface ``sysfs.ip_interface`` finds)."""

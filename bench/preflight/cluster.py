@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from bench import codec
-from bench.fabric.sysfs import Sysfs, nvidia_driver_version
+from bench import codec, sysroot
+from bench.fabric.sysfs import nvidia_driver_version
 from bench.jsondoc import JSONObject, JSONValue
 from bench.preflight.checks import CheckResult, Context, verdict
 from bench.preflight.nccl_library import nccl_version, package_version
@@ -47,7 +47,7 @@ def node_versions(profile: Profile, sysfs_root: Path) -> dict[str, str | None]:
 def node_label(sysfs_root: Path) -> str:
     """The hostname; with a stand-in sysfs root, ``host[root-name]`` so what-if nodes stay apart."""
     host = socket.gethostname()
-    return host if Path(sysfs_root) == Sysfs().root else f"{host}[{Path(sysfs_root).name}]"
+    return host if Path(sysfs_root) == sysroot.LIVE else f"{host}[{Path(sysfs_root).name}]"
 
 
 @dataclass(frozen=True)

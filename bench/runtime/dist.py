@@ -49,13 +49,13 @@ class DistContext:
     """Hostname of every rank, in rank order."""
     store: Store
     """The rendezvous key-value store (torch.distributed.Store)."""
+    sysfs_root: Path
+    """This node's ``/sys`` or its stand-in (``--sysfs-root``, ``{host}`` expanded): every node fact a rank reads
+    (ports, counters, the PCIe path) comes from here."""
     world_ifname: str | None = None
     """The one interface a gloo world group is bound to (``--oob-ifname``); None when NCCL picks its own."""
     out_dir: Path | None = None
     """The run directory every rank agreed on before the first communicator (None: the command has none)."""
-    sysfs_root: Path = sysroot.LIVE
-    """This node's ``/sys`` or its stand-in (``--sysfs-root``, ``{host}`` expanded): every node fact a rank reads
-    (ports, counters, the PCIe path) comes from here."""
 
     @property
     def node_hosts(self) -> tuple[str, ...]:
@@ -220,7 +220,8 @@ def init_distributed(
     timeout_s: float,
     oob_ifname: str | None = None,
     before_init: PreludeStep | None = None,
-    sysfs_root: Path = sysroot.LIVE,
+    *,
+    sysfs_root: Path,
 ) -> DistContext:
     """Start the world process group for ``info``; returns the corrected facts and the store.
 
@@ -324,7 +325,8 @@ def run_as_rank(
     oob_ifname: str | None,
     body: Callable[[DistContext], int],
     before_init: PreludeStep | None = None,
-    sysfs_root: Path = sysroot.LIVE,
+    *,
+    sysfs_root: Path,
 ) -> int:
     """Start the world group, run ``body`` on it and always tear it down; every command's rank entry.
 
@@ -338,7 +340,7 @@ def run_as_rank(
         transport = transport_for(backend)
         # gloo's world group binds GLOO_SOCKET_IFNAME as it is at start-up: the management interface.
         with scoped("GLOO_SOCKET_IFNAME", oob_ifname):
-            ctx = init_distributed(info, transport, timeout_s, oob_ifname, before_init, sysfs_root)
+            ctx = init_distributed(info, transport, timeout_s, oob_ifname, before_init, sysfs_root=sysfs_root)
     except UserError:
         shutdown()
         if info.rank != 0:

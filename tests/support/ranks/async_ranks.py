@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import torch
 import torch.distributed as dist
 
+from bench import sysroot
 from bench.busbw import BUSBW_FACTOR
 from bench.frame import evidence
 from bench.frame.parts import Launch, Output
@@ -87,7 +88,7 @@ def _pretend_nodes() -> None:
 def _start(before_init: Any = None, oob_ifname: str | None = None) -> DistContext:
     info = discover_rank()
     assert info is not None, "start under mpirun"
-    return init_distributed(info, MODEL_OF_NCCL, 60.0, oob_ifname, before_init)
+    return init_distributed(info, MODEL_OF_NCCL, 60.0, oob_ifname, before_init, sysfs_root=sysroot.LIVE)
 
 
 def _watched(ctx: DistContext, phase: Callable[[Watchdog], T]) -> T:

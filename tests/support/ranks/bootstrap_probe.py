@@ -18,6 +18,7 @@ from pathlib import Path
 
 
 def main(argv: list[str]) -> None:
+    from bench import sysroot
     from bench.rails.config import RailsConfig, validate
     from bench.rails.rank import rail_prelude
     from bench.runtime.dist import init_distributed, shutdown
@@ -28,7 +29,9 @@ def main(argv: list[str]) -> None:
     info = discover_rank()
     assert info is not None, "start under torchrun"
     profile, settings = validate(RailsConfig(profile="lambda-1cc", oob_ifname=oob), with_history=False)
-    ctx = init_distributed(info, MODEL_OF_NCCL, 60.0, oob, rail_prelude(settings, profile, lambda: out))
+    ctx = init_distributed(
+        info, MODEL_OF_NCCL, 60.0, oob, rail_prelude(settings, profile, lambda: out), sysfs_root=sysroot.LIVE
+    )
     try:
         said = {
             "host": socket.gethostname(),

@@ -17,6 +17,7 @@ def main() -> None:
     import torch
     import torch.distributed as dist
 
+    from bench import sysroot
     from bench.fabric import counters
     from bench.runtime import env as benv
     from bench.runtime.dist import init_distributed, transport_for
@@ -25,7 +26,7 @@ def main() -> None:
     info = benv.discover_rank()
     assert info is not None, "start under mpirun"
     os.environ["GLOO_SOCKET_IFNAME"] = "mgmt"
-    ctx = init_distributed(info, transport_for("gloo"), 60.0, oob_ifname="mgmt")
+    ctx = init_distributed(info, transport_for("gloo"), 60.0, oob_ifname="mgmt", sysfs_root=sysroot.LIVE)
     world = torch.full((4,), float(ctx.info.rank))
     dist.all_reduce(world)
     groups = []
@@ -38,11 +39,11 @@ def main() -> None:
     # Both ranks of a node read the node's counters: each takes its "before" ahead of the barrier, so no rail's
     # all_reduce has started when either reads (a rank released late by the barrier once read its neighbour's
     # rail half-way through its all_reduce, and counted half of it).
-    before = counters.snapshot()
+    before = counters.snapshot(sysroot.LIVE)
     dist.barrier()
     dist.all_reduce(data, group=groups[ctx.info.local_rank])
     dist.barrier()  # both ranks of a node share its counters: wait for every rail's all_reduce
-    after = counters.snapshot()
+    after = counters.snapshot(sysroot.LIVE)
     moved = {name: d.tx_bytes for name, d in counters.delta(before, after).items()}
     print(
         json.dumps(
