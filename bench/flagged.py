@@ -5,7 +5,7 @@ the option's name, help, value kind and what ``--help`` says about the default. 
 builds the argparse flag from it and reads the value back into the config, so no list of flags repeats the
 config's fields (the CLI generated from the config dataclasses, as torchtitan's config manager does).
 
-In the ground: the profile's own tables (``bench.rails_test_table.RailsTestTable``) declare their fields so, where
+In the ground: the profile's own tables (``bench.profile.rails_table.RailsTestTable``) declare their fields so, where
 the command line gives the same value as the profile and the fallback, the field's default, is railbench's own.
 """
 
@@ -66,7 +66,7 @@ def flagged_fields(cls: type[DataclassInstance]) -> list[tuple[dataclasses.Field
 
 def fallbacks(cls: type[DataclassInstance]) -> Mapping[str, int | float]:
     """Field -> the value used where neither the command line nor the profile gives one: the default of each
-    flagged field of a profile table (``bench.rails_test_table.RailsTestTable``)."""
+    flagged field of a profile table (``bench.profile.rails_table.RailsTestTable``)."""
     return {
         f.name: f.default
         for f, _ in flagged_fields(cls)

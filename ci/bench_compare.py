@@ -9,7 +9,7 @@
    rate per metric per night with no change at all.
 3. The first nights (issue 21): a baseline of 2 runs, a 1CC nightly's compared metrics (3 collectives x 1M
    to 8G, 42 metrics) with 2% noise per size and run, judged by the real code path
-   (``bench.history.judge.judge``): how many of 100 seeded nights 3% lower everywhere end with any
+   (``bench.history.regression.judge``): how many of 100 seeded nights 3% lower everywhere end with any
    regression (the target: none), and how many with a 10% drop over the 6 judged sizes (256M-8G) of one
    collective are flagged (the target: at least 95); then both rates over 5,000 more nights, and over 2,000
    with 1 and 3 baseline runs.
@@ -36,12 +36,12 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench import __version__  # noqa: E402
-from bench.compare_settings import CompareSettings  # noqa: E402
 from bench.history.compare import allowed_change, baseline_stats, classify  # noqa: E402
-from bench.history.judge import judge  # noqa: E402
 from bench.history.records import MetricRecord, RunRecord, node_hash  # noqa: E402
+from bench.history.regression import judge  # noqa: E402
 from bench.history.runfacts import run_environment, run_kind  # noqa: E402
 from bench.history.store import open_store, write_runs  # noqa: E402
+from bench.profile.compare import CompareSettings  # noqa: E402
 from bench.rundir.files import FORMAT_VERSION, atomic_write_json  # noqa: E402
 from bench.rundir.results_csv import RESULT_COLUMNS, results_csv_text  # noqa: E402
 from bench.rundir.runjson import read_run_json  # noqa: E402

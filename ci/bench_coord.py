@@ -5,7 +5,8 @@ here; the other ranks are threads of a few worker processes, each rank with its 
 ``StoreCoord`` (``bench.runtime.coord``), as a real rank has. Rank 0 times two agreements, each of which ends
 only when every rank has taken part:
 
-- **one pair round** (``bench.rails.pairs.PairRunner.run``): every rank posts its round's pair times (and one
+- **one pair round** (``bench.rails.measurement.pairs.PairRunner.run``): every rank posts its round's pair times (and
+one
   rank per rail the rail's rates); rank 0 keeps them and answers the upper median rate, one float to every rank;
 - **the final gather** (``bench.rails.rank.rails_phase``): every rank's report of a 64-node x 8-rail run (its
   pair times over two repeats, its counter windows) to rank 0 alone.
@@ -43,7 +44,7 @@ FINALS = 3
 
 
 def _pair_time(rank: int, k: int) -> tuple[object, ...]:
-    """A pair direction as ``bench.rails.measure.PairTime`` holds it (node, peer, rail, repeat, round, bytes,
+    """A pair direction as ``bench.rails.diagnosis.matrix.PairTime`` holds it (node, peer, rail, repeat, round, bytes,
     time, stopped, confirm)."""
     return (rank // 8, (rank // 8 + k + 1) % 64, rank % 8, k % 2, k // 2, 256 << 20, 6712.5 + k, False, 0)
 
@@ -54,7 +55,7 @@ def _round_post(rank: int, index: int) -> tuple[list[float], list[tuple[object, 
 
 
 def _final_post(rank: int) -> dict[str, object]:
-    """One rank's report (``bench.rails.judge.RankReport``) after a 64-node x 8-rail matrix, two repeats."""
+    """One rank's report (``bench.rails.diagnosis.judge.RankReport``) after a 64-node x 8-rail matrix, two repeats."""
     devices = {f"mlx5_{d}": {"tx_bytes": 123456789 + d, "rx_bytes": 987654321 + d} for d in range(10)}
     reader = rank % 8 == 0  # one rank per node reads the counters
     return {

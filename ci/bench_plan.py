@@ -5,7 +5,7 @@ node:
 
 1. ``railbench accept --plan``: the range from the model alone (a cluster nothing has run on);
 2. ``accept`` for real, added to a history of its own;
-3. ``accept --plan`` again: the range learned from that run (``bench.rails.plan_learn``);
+3. ``accept --plan`` again: the range learned from that run (``bench.rails.plan.learn``);
 4. ``accept`` again, and so on for ``--runs``.
 
 Prints each range beside the measured wall time (mpirun's start to its end) and where the measurement falls in

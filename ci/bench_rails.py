@@ -17,8 +17,8 @@ import numpy as np
 # Runnable from a checkout without installing: ``python ci/bench_rails.py``.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.rails.localise import PairMatrix, localise
-from bench.rails.schedule import circle_rounds, schedule
+from bench.rails.diagnosis.localise import PairMatrix, localise
+from bench.rails.plan.schedule import circle_rounds, schedule
 
 
 def _best_of(repeats: int, fn) -> tuple[float, object]:

@@ -2,11 +2,12 @@
 
 Only the measurement is a model (``tests/support/models/fabric_model.py``: a rail-optimised fat tree with line rates,
 noise of a few percent with heavy tails, adaptive routing's spread of flows over the spines, error counters). What
-rank 0 runs is railbench's own code: the round-robin schedule (``bench.rails.schedule.schedule``), the suspect
-cells (``bench.rails.judge.suspects_in``), the confirmation rounds (``schedule.confirmation_rounds``), the
-judgment with the fabric's cabling (``bench.rails.judge.judged``: localisation with leaves, uplinks, spines),
-the intra-node GPU localisation (``bench.rails.gpu_pairs.localise_gpus``) and the actions
-(``bench.rails.corroborate``), all with the settings of ``--profile lambda-1cc --topology`` (the model's cabling).
+rank 0 runs is railbench's own code: the round-robin schedule (``bench.rails.plan.schedule.schedule``), the suspect
+cells (``bench.rails.diagnosis.judge.suspects_in``), the confirmation rounds (``schedule.confirmation_rounds``), the
+judgment with the fabric's cabling (``bench.rails.diagnosis.judge.judged``: localisation with leaves, uplinks, spines),
+the intra-node GPU localisation (``bench.rails.diagnosis.gpu_pairs.localise_gpus``) and the actions
+(``bench.rails.diagnosis.corroborate``), all with the settings of ``--profile lambda-1cc --topology`` (the model's
+cabling).
 
 Scenarios: clean runs, and the fault kinds in turn: a slow cable (its error counters rise), HCA (they stay
 quiet), node, GPU (its NVLink), leaf, uplink, spine; a flaky and a dead cable; two faults at once (two of the
@@ -47,20 +48,21 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.profiles import load_profile  # noqa: E402
-from bench.rails import intranode, judge  # noqa: E402
-from bench.rails.budget import cell_budget, chunks_per_message  # noqa: E402
-from bench.rails.config import RailsConfig, RailsSettings, resolve  # noqa: E402
-from bench.rails.corroborate import corroborate  # noqa: E402
-from bench.rails.fabric_map import Topology  # noqa: E402
-from bench.rails.gpu_outcome import IntraNodeOutcome  # noqa: E402
-from bench.rails.gpu_pairs import LocalMatrix, localise_gpus  # noqa: E402
-from bench.rails.layout import RailLayout  # noqa: E402
-from bench.rails.matrix import PairColumns, pair_matrix  # noqa: E402
-from bench.rails.plan_model import PlanModel  # noqa: E402
-from bench.rails.plan_phases import rails_phases  # noqa: E402
-from bench.rails.records import RailsOutcome  # noqa: E402
-from bench.rails.schedule import Round, confirmation_rounds, schedule  # noqa: E402
+from bench.profile.cluster import load_profile  # noqa: E402
+from bench.rails.diagnosis import judge  # noqa: E402
+from bench.rails.diagnosis.corroborate import corroborate  # noqa: E402
+from bench.rails.diagnosis.gpu_outcome import IntraNodeOutcome  # noqa: E402
+from bench.rails.diagnosis.gpu_pairs import LocalMatrix, localise_gpus  # noqa: E402
+from bench.rails.diagnosis.matrix import PairColumns, pair_matrix  # noqa: E402
+from bench.rails.diagnosis.rails_outcome import RailsOutcome  # noqa: E402
+from bench.rails.measurement import intranode  # noqa: E402
+from bench.rails.plan.budget import cell_budget, chunks_per_message  # noqa: E402
+from bench.rails.plan.config import RailsConfig, RailsSettings, resolve  # noqa: E402
+from bench.rails.plan.fabric_map import Topology  # noqa: E402
+from bench.rails.plan.layout import RailLayout  # noqa: E402
+from bench.rails.plan.model import PlanModel  # noqa: E402
+from bench.rails.plan.phases import rails_phases  # noqa: E402
+from bench.rails.plan.schedule import Round, confirmation_rounds, schedule  # noqa: E402
 from tests.support.models.fabric_model import LINE_GBPS, Fault, Model, Shape  # noqa: E402
 from tests.support.models.fabric_regimes import KIND, REGIMES, Regime  # noqa: E402
 
@@ -213,7 +215,7 @@ def _schedule(nodes: int, repeats: int, seed: int) -> tuple[Round, ...]:
 
 
 def _wall_s(cols: PairColumns, settings: RailsSettings, fixed_s: float, step_s: float) -> float:
-    """The run's time as planned (``bench.rails.plan``), with each round as slow as its slowest cell."""
+    """The run's time as planned (``bench.rails.plan.acceptance``), with each round as slow as its slowest cell."""
     messages = settings.test.warmup + settings.test.iters
     budget = cell_budget(settings.test.pair_bytes, messages, LINE_GBPS)
     probe = 1 / chunks_per_message(settings.test.pair_bytes)
@@ -274,7 +276,7 @@ def run_one(size: str, shape: Shape, kind: str, seed: int, regime: Regime = KIND
     result.suspects = len(suspect)
     result.passes = settings.test.confirm
     result.rounds = len(rounds) + len(again)
-    # The plan's slow end: a healthy cluster's run takes at most about this (bench.rails.plan).
+    # The plan's slow end: a healthy cluster's run takes at most about this (bench.rails.plan.acceptance).
     result.wall_s = _wall_s(cols, settings, sum(p.seconds.high for p in fixed), plan_model.step_s.high)
     result.below_target = len(outcome.below_target)
     result.transients = len(outcome.written.transients)

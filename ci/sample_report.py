@@ -41,7 +41,7 @@ from tests.support.report_data import ClusterModel, write_run_dir  # noqa: E402
 
 SAMPLE = REPO / "reports" / "sample"
 REPORT_INPUTS = ("run.json", "results.csv", "rails.json", "checks.json", "compare.json", "trend.csv")
-"""What ``railbench report`` reads from a run directory (``bench.report.inputs``, ``bench.report.verdict``)."""
+"""What ``railbench report`` reads from a run directory (``bench.report.inputs``, ``bench.report.badge``)."""
 BAR_CHARTS = ("nodes", "rails", "rail-", "node-")
 
 

@@ -13,17 +13,17 @@ import pytest
 from bench.accept.rank import accept_items, accept_summary
 from bench.check.items import check_items
 from bench.finding import EvidenceFinding
-from bench.frame.verdict import decide, item_entries, junit_case, junit_cases
+from bench.frame.decide import decide, item_entries, junit_case, junit_cases
 from bench.preflight.checks import CheckResult
 from bench.preflight.cluster import NodeReport
-from bench.profiles import load_profile
-from bench.rails.items import node_items, rail_items
-from bench.rails.records import RailDevices, RailResult, RailsOutcome
+from bench.profile.cluster import load_profile
+from bench.rails.diagnosis.items import node_items, rail_items
+from bench.rails.diagnosis.rails_outcome import RailDevices, RailResult, RailsOutcome
 from bench.rundir.findings import Shortfall, check_finding
 from bench.rundir.junit import junit_xml
 from bench.rundir.rails_records import Conviction, RailDefect
 from bench.rundir.railsdoc import RailsDoc
-from bench.sweep.judge import collective_items, counter_item
+from bench.sweep.items import collective_items, counter_item
 from tests.support import railbench_inline
 
 SCHEMA = Path(__file__).parent / "data" / "junit_jenkins.xsd"

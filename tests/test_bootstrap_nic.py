@@ -1,5 +1,6 @@
 """NCCL's own sockets (bootstrap, IB handshakes) on the management interface that carries the rendezvous
-(``bench.rails.bootstrap_nic``): the default on IB profiles, a site's own value kept and said in one line."""
+(``bench.rails.measurement.bootstrap_nic``): the default on IB profiles, a site's own value kept and said in one
+line."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.rails.bootstrap_nic import interface_towards, management_socket_ifname, site_value_line
+from bench.rails.measurement.bootstrap_nic import interface_towards, management_socket_ifname, site_value_line
 from tests.support import REPO
 
 # One rank's before-init step of ``rails`` as the command runs it, on a real store (world of one on this host).
@@ -20,7 +21,7 @@ import json, os, sys
 from datetime import timedelta
 from pathlib import Path
 import torch.distributed as dist
-from bench.rails.config import RailsConfig, validate
+from bench.rails.plan.config import RailsConfig, validate
 from bench.rails.rank import rail_prelude
 from bench.runtime.before_init import Prelude
 from bench.runtime.env import RankInfo

@@ -1,4 +1,4 @@
-"""NCCL's bootstrap interface is never loopback when the job spans hosts (``bench.rails.bootstrap_nic``).
+"""NCCL's bootstrap interface is never loopback when the job spans hosts (``bench.rails.measurement.bootstrap_nic``).
 
 Two pretend nodes of the namespace testbed, each with its own hostname and a Debian/Ubuntu ``/etc/hosts``
 (bind-mounted in a private mount namespace): the node's FQDN on 127.0.1.1. torchrun then sets ``MASTER_ADDR`` to
@@ -117,7 +117,7 @@ def test_a_per_node_launch_with_no_management_interface_leaves_nccl_its_own_choi
 _CHOICE = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
-from bench.rails.bootstrap_nic import management_socket_ifname as m
+from bench.rails.measurement.bootstrap_nic import management_socket_ifname as m
 print(json.dumps([m("127.0.1.1", 1, True, None), m("127.0.1.1", 1, True, "lo"), m("127.0.1.1", 1, True, "mgmt"),
                   m("127.0.1.1", 1, False, "mgmt"), m("198.18.255.2", 1, True, None)]))
 """

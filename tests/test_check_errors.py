@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from bench.exits import UserError
 from bench.fabric import link_flaps
 from bench.preflight import check_base, checks
-from bench.profiles import load_profile
+from bench.profile.cluster import load_profile
 from tests.support import REPO
 from tests.support.trees import fabric_trees
 from tests.support.trees.counters import write_errors, write_net_errors, zero_errors

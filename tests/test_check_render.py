@@ -11,11 +11,11 @@ import pytest
 
 from bench.check.items import check_items
 from bench.check.node import CheckAnswer, render
-from bench.frame.verdict import decide
+from bench.frame.decide import decide
 from bench.preflight import checks
 from bench.preflight.checks import CheckResult
 from bench.preflight.cluster import NodeReport
-from bench.profiles import load_profile
+from bench.profile.cluster import load_profile
 from tests.support.trees import fabric_trees
 from tests.support.trees.counters import zero_errors
 

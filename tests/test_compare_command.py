@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 
 from bench.commands.compare import CompareConfig, compare, run
-from bench.compare_settings import CompareSettings
 from bench.exits import UserError
-from bench.frame.verdict import Item, write_junit_items
+from bench.frame.decide import Item, write_junit_items
 from bench.history.baseline import from_run_dir
 from bench.history.outputs import TREND_COLUMNS
 from bench.history.records import read_run
 from bench.history.store import add_run
+from bench.profile.compare import CompareSettings
 from bench.rundir.verdict import Verdict
 from tests.support import railbench, rank_env
 from tests.support.history_fixtures import make_run_dir

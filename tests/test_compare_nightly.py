@@ -14,7 +14,7 @@ import pytest
 from bench.cli import main as cli_main
 from bench.commands.compare import CompareConfig, run
 from bench.history.store import add_run
-from bench.profiles import load_profile
+from bench.profile.cluster import load_profile
 from tests.support import railbench
 from tests.support.history_fixtures import make_run_dir, text_log
 
@@ -105,7 +105,7 @@ def test_two_run_noise_gives_no_false_regression(tmp_path: Path) -> None:
 
 
 def test_every_shipped_profile_sets_compare_min_bytes() -> None:
-    shipped = sorted(p.stem for p in (Path(__file__).parents[1] / "bench" / "profiles").glob("*.toml"))
+    shipped = sorted(p.stem for p in (Path(__file__).parents[1] / "bench" / "profile" / "shipped").glob("*.toml"))
     assert {"generic", "lambda-1cc", "local", "runpod-instant", "gb200-nvl72", "hgx-b200", "h200"} <= set(shipped)
     for name in shipped:
         assert load_profile(name).compare.min_bytes == 1 << 20, name

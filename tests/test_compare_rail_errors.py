@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from bench.compare_settings import CompareSettings
 from bench.history import rail_errors
 from bench.history.rail_errors import RailErrorCount, judge
 from bench.history.store import add_run
+from bench.profile.compare import CompareSettings
+from bench.rails.diagnosis.rails_outcome import RailDevices, RailsOutcome
 from bench.rails.output import rails_doc
-from bench.rails.records import RailDevices, RailsOutcome
 from bench.rundir.files import atomic_write_json
 from bench.rundir.railsdoc import RailsDoc
 from tests.support import railbench

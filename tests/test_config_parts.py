@@ -1,5 +1,5 @@
-"""The config parts every job shares, declared once (``bench.frame.parts``), and the profile the parent read
-handed to its ranks in the spec (``bench.profiles.ProfileRead``), so no rank opens the file again."""
+"""The config parts every job shares, declared once (``bench.frame.config_parts``), and the profile the parent read
+handed to its ranks in the spec (``bench.profile.cluster.ProfileRead``), so no rank opens the file again."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from bench.commands import flags
 from bench.commands import rails as rails_cmd
 from bench.exits import UserError
 from bench.flagged import flagged_fields
-from bench.frame.parts import Launch, Output
-from bench.profiles import MAX_CARRIED_BYTES, load_profile, profile_for
-from bench.rails.config import DEFAULTS, RailsConfig, validate
-from bench.rails_test_table import RailsTestTable
+from bench.frame.config_parts import Launch, Output
+from bench.profile.cluster import MAX_CARRIED_BYTES, load_profile, profile_for
+from bench.profile.rails_table import RailsTestTable
+from bench.rails.plan.config import DEFAULTS, RailsConfig, validate
 from bench.runtime import spec
 
 

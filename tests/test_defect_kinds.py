@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 
-from bench.actions import DEFAULT_ACTIONS
+from bench.profile.actions import DEFAULT_ACTIONS
 from bench.rundir.defect_kinds import (
     DEFECT_KINDS,
     GPU_DEFECT_KINDS,

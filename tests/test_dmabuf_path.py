@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bench.preflight import checks
-from bench.profiles import load_profile
+from bench.profile.cluster import load_profile
 from tests.support import CORPUS, railbench_inline
 from tests.support.trees import fabric_trees, gpudirect_trees
 from tests.support.trees import gpu_state_docs as docs

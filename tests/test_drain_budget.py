@@ -21,7 +21,7 @@ import pytest
 from bench.health.config import HealthConfig
 from bench.health.node import findings, run_checks
 from bench.preflight.checks import CheckResult
-from bench.profiles import load_profile
+from bench.profile.cluster import load_profile
 from bench.slurm import drain
 from tests.support import railbench_inline
 from tests.support.trees import fabric_trees, node_designs
@@ -112,7 +112,7 @@ def _corpus_tree(root: Path, addresses: tuple[str, ...]) -> Path:
 
 
 def _profile(path: Path, gpus: int) -> Path:
-    """bench/profiles/generic.toml's node on one socket rail, expecting ``gpus`` GPUs."""
+    """bench/profile/shipped/generic.toml's node on one socket rail, expecting ``gpus`` GPUs."""
     path.write_text(
         f'name = "corpus-node"\ndescription = "a node of the verbatim corpus"\ntransport = "socket"\n'
         f'gpus_per_node = {gpus}\npass_fraction = 0.9\n[rails]\ncount = 1\nlink_layer = "Ethernet"\n'

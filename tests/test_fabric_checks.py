@@ -14,7 +14,7 @@ from bench.fabric import topology
 from bench.fabric.rail_nics import node_rail_nics
 from bench.fabric.sysfs import Sysfs, nvidia_gpus
 from bench.preflight import checks
-from bench.profiles import load_profile
+from bench.profile.cluster import load_profile
 from tests.support import REPO, railbench
 from tests.support.trees import fabric_trees
 from tests.support.trees.fabric_trees import CASES, Case, NetSpec, NodeSpec

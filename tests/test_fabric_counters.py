@@ -161,7 +161,7 @@ def test_a_world_group_bound_to_the_management_interface_accuses_nothing(tmp_pat
     # On a socket-rail cluster gloo's world group rides --oob-ifname (mgmt) by railbench's own choice: the
     # counters then show mgmt busy and the rails idle, and neither is a fault of the fabric.
     from bench.frame.evidence import audit_counters
-    from bench.profiles import load_profile
+    from bench.profile.cluster import load_profile
 
     toml = tmp_path / "sock.toml"
     toml.write_text(

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bench.nccllogs import nccl_evidence, nccl_log
-from bench.profiles import load_profile
+from bench.profile.cluster import load_profile
 from tests.support import railbench
 
 RAILS_1_8 = tuple(f"mlx5_{k}:1" for k in range(1, 9))

@@ -12,7 +12,7 @@ import pytest
 
 from bench.bounded import InputError
 from bench.nccllogs import nccl_evidence, nccl_log
-from bench.profiles import load_profile
+from bench.profile.cluster import load_profile
 from tests.support import railbench
 
 # NCCL 2.4 on two nodes: every rank prints its bootstrap interface as NET/Socket, IB carries the data.

@@ -11,8 +11,8 @@ import pytest
 from bench.exits import UserError
 from bench.fabric.hca import select_hcas
 from bench.measure.targets import world_target_gbps
-from bench.profiles import list_profiles, load_profile
-from bench.sweep.judge import collective_items
+from bench.profile.cluster import list_profiles, load_profile
+from bench.sweep.items import collective_items
 from tests.support import railbench, railbench_inline
 
 H100 = ["NVIDIA H100 80GB HBM3"] * 8

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from bench.exits import UserError
-from bench.profiles import load_profile
-from bench.toml_limits import MAX_DEPTH, MAX_TOML_BYTES, check_nesting, loads
+from bench.profile.cluster import load_profile
+from bench.tomldoc import MAX_DEPTH, MAX_TOML_BYTES, check_nesting, loads
 from tests.support import railbench_inline
 
 HEAD = 'name = "x"\ntransport = "socket"\n'

@@ -13,7 +13,7 @@ from bench.fabric import counters
 from bench.fabric.sysfs import Sysfs, ib_devices, ib_ports, natural_key, net_devices, nvidia_gpus
 from bench.fabric.sysfs_io import MAX_READ_BYTES
 from bench.preflight import checks
-from bench.profiles import load_profile
+from bench.profile.cluster import load_profile
 from tests.support import railbench_inline
 from tests.support.trees import fabric_trees
 

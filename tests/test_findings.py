@@ -17,15 +17,15 @@ from pathlib import Path
 import pytest
 
 from bench import codec
-from bench.actions import Actions
 from bench.check.items import check_items
+from bench.frame.decide import Item, decide, item_entries, said, write_junit_items
 from bench.frame.job import print_verdict
-from bench.frame.verdict import Item, decide, item_entries, said, write_junit_items
 from bench.preflight.cluster import NodeReport
-from bench.rails.gpu_outcome import IntraNodeOutcome
-from bench.rails.items import local_cause_items, node_items, rail_items
+from bench.profile.actions import Actions
+from bench.rails.diagnosis.gpu_outcome import IntraNodeOutcome
+from bench.rails.diagnosis.items import local_cause_items, node_items, rail_items
+from bench.rails.diagnosis.rails_outcome import RailsOutcome
 from bench.rails.output import rails_doc
-from bench.rails.records import RailsOutcome
 from bench.report.inputs import load_inputs
 from bench.report.page import summarize
 from bench.rundir.checksjson import CheckResult

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.profiles import load_profile
+from bench.profile.cluster import load_profile
 from bench.sweep.config import DEFAULT_MAX_BYTES, RunConfig, cpu_sized, sized
 from tests.support import REPO, railbench
 

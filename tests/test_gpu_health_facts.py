@@ -23,7 +23,7 @@ from bench.fabric.topology import gpus, silent_functions
 from bench.gpu.ecc import ecc_findings
 from bench.gpu.smi import SmiRefused, parse_report
 from bench.preflight import checks
-from bench.profiles import load_profile
+from bench.profile.cluster import load_profile
 from tests.support import railbench_inline
 from tests.support.trees import fabric_trees, gpudirect_trees
 from tests.support.trees import gpu_state_docs as docs

@@ -13,7 +13,7 @@ import pytest
 
 from bench.preflight import checks
 from bench.preflight.checks import CheckResult
-from bench.profiles import load_profile
+from bench.profile.cluster import load_profile
 from tests.support import REPO, railbench, railbench_inline
 from tests.support.trees import gpu_state_docs as docs
 from tests.support.trees import gpudirect_trees

@@ -132,6 +132,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("nccltests", "measure", "slurm", "preflight", "fabric", "nccllogs", "gpu"),  # the engines
     ("runtime",),
     ("rundir",),
+    ("profile",),  # the cluster profile and its tables
 )
 """Top to bottom. A folder may import its own layer one way only; every module directly under ``bench/`` (but
 the two above) is the ground, below them all."""
@@ -230,4 +231,42 @@ def test_nothing_below_commands_imports_commands() -> None:
         for target in targets
         if target.startswith("bench.commands")
     )
+    assert offenders == []
+
+
+RAILS_FLOORS = ("bench.rails.measurement", "bench.rails.diagnosis", "bench.rails.plan")
+"""Inside rails/, top to bottom: the rank side, rank 0's pure judgment, the plan (docs/design.md, "Layers");
+``bench.rails.rank`` and ``bench.rails.output`` stand above all three."""
+TORCH_SIDE = ("torch", "mpi4py", "bench.runtime.coord", "bench.runtime.dist")
+
+
+def _rails_floor(module: str) -> int:
+    for index, floor in enumerate(RAILS_FLOORS):
+        if module == floor or module.startswith(floor + "."):
+            return index
+    return -1  # rank, output: above the three
+
+
+def test_the_rails_floors_import_only_downward() -> None:
+    graph = import_graph()
+    upward = sorted(
+        f"{module} -> {target}"
+        for module, targets in graph.items()
+        if module.startswith("bench.rails.")
+        for target in targets
+        if target.startswith("bench.rails.") and _rails_floor(target) < _rails_floor(module)
+    )
+    assert upward == []
+
+
+def test_the_diagnosis_and_the_plan_never_touch_torch_or_the_ranks() -> None:
+    offenders = []
+    for name, path in _modules().items():
+        if _rails_floor(name) < 1:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module or ""]
+            offenders += [f"{name} imports {n}" for n in names if n.split(".")[0] in TORCH_SIDE or n in TORCH_SIDE]
     assert offenders == []

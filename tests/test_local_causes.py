@@ -1,5 +1,5 @@
-"""Node-local causes tied to the defects they explain (``bench.rails.local_causes``, in the conviction step
-``bench.rails.corroborate``): a pure function
+"""Node-local causes tied to the defects they explain (``bench.rails.diagnosis.causes``, in the conviction step
+``bench.rails.diagnosis.corroborate``): a pure function
 of the judged outcome and each node's GPUDirect checks, tied by the PCI address of the GPU each rank drove (GPU k's
 path is rail k's only where no address is known)."""
 
@@ -9,16 +9,16 @@ import dataclasses
 from pathlib import Path
 
 from bench import codec
-from bench.actions import DEFAULT_ACTIONS, Actions
-from bench.error_limits import ErrorLimits
 from bench.preflight.checks import run_checks
-from bench.profiles import load_profile
-from bench.rails.corroborate import corroborate
-from bench.rails.defects import describe, described
-from bench.rails.gpu_outcome import IntraNodeOutcome, intra_node_section
-from bench.rails.local_causes import Reports
-from bench.rails.parts import NamedPart
-from bench.rails.records import ExpectedNic, RailDevices, RailsOutcome
+from bench.profile.actions import DEFAULT_ACTIONS, Actions
+from bench.profile.cluster import load_profile
+from bench.profile.errors import ErrorLimits
+from bench.rails.diagnosis.causes import Reports
+from bench.rails.diagnosis.cells import NamedPart
+from bench.rails.diagnosis.corroborate import corroborate
+from bench.rails.diagnosis.defects import describe, described
+from bench.rails.diagnosis.gpu_outcome import IntraNodeOutcome, intra_node_section
+from bench.rails.diagnosis.rails_outcome import ExpectedNic, RailDevices, RailsOutcome
 from bench.rundir.checksjson import CheckResult, Status
 from bench.rundir.rails_records import Conviction, DefectCause, GpuDefect, Localisation
 from bench.rundir.railsdoc import RailsDoc

@@ -10,7 +10,7 @@ import pytest
 
 from bench.nccllogs import ib_completion, nccl_evidence, nccl_log
 from bench.nccllogs.ib_completion import Completion
-from bench.profiles import load_profile
+from bench.profile.cluster import load_profile
 
 DATA = Path(__file__).parent / "data" / "nccl_completion"
 

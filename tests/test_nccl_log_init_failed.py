@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bench.nccllogs import nccl_evidence, nccl_log
-from bench.profiles import load_profile
+from bench.profile.cluster import load_profile
 from tests.support import railbench
 
 PROFILE = load_profile("lambda-1cc")

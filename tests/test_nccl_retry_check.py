@@ -10,7 +10,7 @@ import pytest
 from bench.preflight.checks import run_checks
 from bench.preflight.nccl_library import nccl_version
 from bench.preflight.nccl_retry import after_error_s, default_ib_timeout, give_up_s
-from bench.profiles import load_profile
+from bench.profile.cluster import load_profile
 from bench.runtime.deadlines import POSTMORTEM_COLLECT_S
 
 NCCL_2_18 = "nccl_log_h100_crusoe_ib_hca_excl_mlx5_0_sharp_issue294.txt"

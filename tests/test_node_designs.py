@@ -17,7 +17,7 @@ from bench.fabric.sysfs import nvidia_gpus as sysfs_gpus
 from bench.fabric.topology import distance
 from bench.health.config import HealthConfig
 from bench.health.node import findings, run_checks
-from bench.profiles import load_profile
+from bench.profile.cluster import load_profile
 from bench.slurm import drain
 from tests.support import CORPUS, railbench_inline
 from tests.support.trees import gpu_state_docs as docs

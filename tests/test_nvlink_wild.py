@@ -23,7 +23,7 @@ from bench.gpu import nvlink, state
 from bench.preflight import checks
 from bench.preflight.check_base import Context
 from bench.preflight.checks import CheckResult
-from bench.profiles import load_profile
+from bench.profile.cluster import load_profile
 from tests.support import railbench_inline
 from tests.support.trees import gpu_state_docs as docs
 from tests.support.trees import gpudirect_trees

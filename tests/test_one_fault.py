@@ -29,15 +29,15 @@ from bench.accept.rank import (
 )
 from bench.check.items import check_items
 from bench.check.node import CheckAnswer, to_json
-from bench.frame.verdict import Item, decide, junit_cases
+from bench.frame.decide import Item, decide, junit_cases
 from bench.preflight.checks import CheckResult
 from bench.preflight.cluster import NodeReport, compare_nodes
 from bench.preflight.told import told
-from bench.profiles import load_profile
-from bench.rails.defects import describe
-from bench.rails.measure import PairTime
+from bench.profile.cluster import load_profile
+from bench.rails.diagnosis.defects import describe
+from bench.rails.diagnosis.matrix import PairTime
+from bench.rails.diagnosis.rails_outcome import RailDevices, RailResult, RailsOutcome, table
 from bench.rails.output import rails_doc
-from bench.rails.records import RailDevices, RailResult, RailsOutcome, table
 from bench.report import data, matrices
 from bench.report.build import ReportOptions, write_report
 from bench.rundir.files import atomic_write_json

@@ -1,6 +1,6 @@
 """One verdict, said the same everywhere (issue 21): for each job, the terminal, run.json, report.md,
 report.html, junit.xml, metrics.prom, ``history list`` and the exit status all carry the word the frame
-decided once (``bench.frame.verdict``), and nothing that was not judged says PASS.
+decided once (``bench.frame.decide``), and nothing that was not judged says PASS.
 
 The runs are the session's shared ones where they exist (``tests/conftest.py``): a first ``run``, a
 one-host ``rails`` and an ``accept`` on the local profile; the rest are small.

@@ -276,7 +276,7 @@ def test_a_management_interface_named_so_is_refused_where_ncclS_variable_is_made
         f"for argv in {steps!r}:\n"
         "    subprocess.run(argv, check=True)\n"
         "from bench.exits import UserError\n"
-        "from bench.rails.bootstrap_nic import management_socket_ifname\n"
+        "from bench.rails.measurement.bootstrap_nic import management_socket_ifname\n"
         "try:\n"
         "    print(management_socket_ifname('198.18.77.2', 29500))\n"
         "except UserError as exc:\n"

@@ -1,7 +1,7 @@
 """Issue 28 item 6 and issue 33 item 11: the acceptance plan is a range, prices what a run at scale pays, and
 learns from the cluster's own runs.
 
-The plan's figures are arithmetic over ``bench.rails.plan_model``; these tests hold the mechanism to what the
+The plan's figures are arithmetic over ``bench.rails.plan.model``; these tests hold the mechanism to what the
 issue names: per-round costs (NCCL's connection to each new peer, the per-round gather over the world), start-up
 by communicator and rank count, the share of confirmed cells from the fabric's noise, each world collective at
 its own target, and a history that makes the next plan out of what was measured.
@@ -23,12 +23,13 @@ from bench.accept.config import AcceptConfig, accept_plan, validate
 from bench.exits import UserError
 from bench.history.phase_times import from_plan_section, recent_runs
 from bench.history.store import add_run, open_store
-from bench.profiles import Profile, load_profile
-from bench.rails import plan, plan_learn, plan_phases
-from bench.rails.config import RailsConfig, RailsSettings, resolve
-from bench.rails.laps import compared
-from bench.rails.plan_model import PlanModel, Span, plan_table
-from bench.rails.schedule import round_count
+from bench.profile.cluster import Profile, load_profile
+from bench.rails.plan import acceptance, learn
+from bench.rails.plan import phases as plan_phases
+from bench.rails.plan.config import RailsConfig, RailsSettings, resolve
+from bench.rails.plan.laps import compared
+from bench.rails.plan.model import PlanModel, Span, plan_table
+from bench.rails.plan.schedule import round_count
 from bench.rundir.files import atomic_write_json
 from bench.rundir.runjson import SCHEMA_PATH
 from bench.rundir.sections import PlanSection
@@ -45,7 +46,7 @@ def _settings(**config: object) -> RailsSettings:
     return resolve(rails_config(profile="lambda-1cc", **config), load_profile("lambda-1cc"))
 
 
-def _accept(nodes: int, ranks: int = 8, adjust: plan.Adjust | None = None) -> plan.Plan:
+def _accept(nodes: int, ranks: int = 8, adjust: acceptance.Adjust | None = None) -> acceptance.Plan:
     config = AcceptConfig("lambda-1cc", RunConfig(profile="lambda-1cc"), RailsConfig(profile="lambda-1cc"))
     profile, settings = validate(config)
     found = accept_plan(sized(config.sweep, profile), profile, settings, nodes, ranks, "nccl", adjust)
@@ -59,7 +60,7 @@ def test_at_64_nodes_the_high_figure_pays_every_round_and_every_communicator() -
     settings = _settings()
     model = settings.plan_model
     assert model is not None
-    full = plan.build(64, 8, settings, model, intra=True)
+    full = acceptance.build(64, 8, settings, model, intra=True)
     phases = {p.name: p for p in full.phases}
     matrix = phases["pair matrix"]
     assert matrix.rounds == 63
@@ -69,7 +70,7 @@ def test_at_64_nodes_the_high_figure_pays_every_round_and_every_communicator() -
     assert startup.high >= model.launch_s.high + model.comm_rank_s.high * 512 * 9
     assert startup.low >= model.launch_s.low + model.comm_rank_s.low * 512 * 9
     # Both ends grow with the ranks: a fourfold cluster costs more at either end, not the same 30 s.
-    bigger = {p.name: p for p in plan.build(256, 8, settings, model, intra=True).phases}
+    bigger = {p.name: p for p in acceptance.build(256, 8, settings, model, intra=True).phases}
     assert bigger["start-up and rail groups"].seconds.low > startup.low
     assert bigger["start-up and rail groups"].seconds.high > 2 * startup.high
     assert full.total.high > 3 * full.total.low  # a range, not a point
@@ -86,10 +87,10 @@ def test_accept_plan_prints_a_low_and_a_high_figure() -> None:
 
 
 def test_the_plan_prices_intra_node_pairs_only_on_the_backend_that_runs_them() -> None:
-    """gloo runs no intra-node pairs unless ``--intra-node`` asks (``bench.rails.intranode.wanted``, the run's
-    rule): a plan on gloo that listed them priced a phase the run never does (issue 43: a CPU user's plan showed
+    """gloo runs no intra-node pairs unless ``--intra-node`` asks (``bench.rails.measurement.intranode.wanted``, the
+    run's rule): a plan on gloo that listed them priced a phase the run never does (issue 43: a CPU user's plan showed
     21 rounds of them). ``--backend nccl`` plans a GPU cluster's run from a node without GPUs, as a login node."""
-    from bench.rails import intranode
+    from bench.rails.measurement import intranode
 
     rails = RailsConfig(profile="lambda-1cc", intra_node=None)  # accept's default: on with NCCL
     config = AcceptConfig("lambda-1cc", RunConfig(profile="lambda-1cc"), rails)
@@ -103,7 +104,7 @@ def test_the_plan_prices_intra_node_pairs_only_on_the_backend_that_runs_them() -
     for backend in ("gloo", "nccl"):
         for asked in (None, True, False):
             asked_settings = _settings(intra_node=asked)
-            assert plan.intra_planned(asked_settings, backend) == intranode.wanted(asked_settings, backend)
+            assert acceptance.intra_planned(asked_settings, backend) == intranode.wanted(asked_settings, backend)
     base = ["accept", "--profile", "lambda-1cc", "--plan", "--nodes", "4", "--no-history"]
     gloo = railbench_inline([*base, "--backend", "gloo"])
     assert gloo.returncode == 0 and "intra-node pairs" not in gloo.stdout, gloo.stdout + gloo.stderr
@@ -201,7 +202,7 @@ def test_every_run_records_its_phase_times_even_without_a_plan() -> None:
     )
 
 
-def _history_with_a_run(tmp_path: Path, nodes: int, share: float, cluster: str = "lab") -> tuple[Path, plan.Plan]:
+def _history_with_a_run(tmp_path: Path, nodes: int, share: float, cluster: str = "lab") -> tuple[Path, acceptance.Plan]:
     """A history holding one accept run of ``nodes`` x 8 whose phases took ``share`` of the way from the low to
     the high figure its plan projected, and whose finish step took 12 s."""
     ran = _accept(nodes)
@@ -236,10 +237,10 @@ def test_the_history_keeps_each_phase_and_the_next_plan_learns_from_it(tmp_path:
     assert (matrix.low_s, matrix.high_s) == (round(planned.seconds.low, 3), round(planned.seconds.high, 3))
     assert stored.phases["finish"].measured_s is None  # written during the finish step: run.json says it
 
-    adjust, note = plan_learn.from_history(history, "lambda-1cc", None)
+    adjust, note = learn.from_history(history, "lambda-1cc", None)
     assert adjust is not None and note is None
     same = adjust(_accept(4))
-    margin = plan_learn.RUN_MARGIN
+    margin = learn.RUN_MARGIN
     for phase in same.phases:
         took = 12.0 if phase.name == "finish" else stored.phases[phase.name.split(" (")[0]].measured_s
         assert took is not None
@@ -276,36 +277,36 @@ def test_the_learned_plan_is_what_plan_prints_and_says_which_runs(tmp_path: Path
     damaged.write_text("not a database " * 200)
     refused = railbench_inline([*base, "--history", str(damaged)])
     assert refused.returncode == 2 and "is not a railbench history" in refused.stderr
-    adjust, note = plan_learn.from_history(damaged, "lambda-1cc", None)
+    adjust, note = learn.from_history(damaged, "lambda-1cc", None)
     assert adjust is None and note is not None
     assert note.startswith(f"history {damaged} not read") and note.endswith("the plan stands on the model alone")
 
 
 def test_max_minutes_fits_the_learned_figures(tmp_path: Path) -> None:
     history, _ = _history_with_a_run(tmp_path, 64, 0.2)
-    adjust, _ = plan_learn.from_history(history, "lambda-1cc", "lab")
+    adjust, _ = learn.from_history(history, "lambda-1cc", "lab")
     assert adjust is not None
     settings = _settings()
     model = settings.plan_model
     assert model is not None
-    learned = plan.for_run(64, 8, settings, intra=False, adjust=adjust)
+    learned = acceptance.for_run(64, 8, settings, intra=False, adjust=adjust)
     assert learned is not None and learned.learned is not None
-    smallest = plan.fit(64, 8, settings, model, 0.01, intra=False, adjust=adjust)
+    smallest = acceptance.fit(64, 8, settings, model, 0.01, intra=False, adjust=adjust)
     limit = (smallest.total.high + learned.total.high) / 2
-    fitted = plan.fit(64, 8, settings, model, limit / 60, intra=False, adjust=adjust)
+    fitted = acceptance.fit(64, 8, settings, model, limit / 60, intra=False, adjust=adjust)
     assert fitted.total.high <= limit and fitted.learned is not None and fitted.cut is not None
-    unlearned = plan.fit(64, 8, settings, model, limit / 60, intra=False)
+    unlearned = acceptance.fit(64, 8, settings, model, limit / 60, intra=False)
     assert unlearned.learned is None and unlearned.cut != fitted.cut  # the cluster's own figures decide the cuts
 
 
 def test_the_intra_node_phase_prices_its_confirmation_passes() -> None:
-    """Suspect local pairs are re-measured inside the intra-node phase (``bench.rails.intranode``, one lap):
+    """Suspect local pairs are re-measured inside the intra-node phase (``bench.rails.measurement.intranode``, one lap):
     its projection holds the re-measured rounds and cells, more with more passes, none without."""
     model = _settings().plan_model
     assert model is not None
 
     def intra(confirm: int) -> plan_phases.Phase:
-        found = plan.build(16, 8, _settings(confirm=confirm), model, intra=True).phases
+        found = acceptance.build(16, 8, _settings(confirm=confirm), model, intra=True).phases
         return next(p for p in found if p.name == "intra-node pairs")
 
     off, two, four = intra(0), intra(2), intra(4)

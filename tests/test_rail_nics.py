@@ -1,5 +1,6 @@
 """Rail k's NIC is the one nearest GPU k in the PCIe tree, as NCCL's topology picks it (bench.fabric.rail_nics),
-and the byte counters judge the path each rail took (bench.rails.evidence.path_defects), on sysfs fixture trees.
+and the byte counters judge the path each rail took (bench.rails.diagnosis.evidence.path_defects), on sysfs fixture
+trees.
 
 The case the old rule got wrong: with rail k = the k-th ACTIVE HCA in name order, one port down on a node
 shifted every higher rail of that node onto a neighbour's NIC and never named the dead port.
@@ -12,15 +13,15 @@ from pathlib import Path
 
 import jsonschema
 
-from bench.actions import Actions
-from bench.error_limits import ErrorLimits
 from bench.fabric.rail_nics import PlacedGpu, PlacedNic, nearest_rail_nics, node_rail_nics
 from bench.fabric.sysfs import Sysfs
-from bench.rails import evidence
-from bench.rails.corroborate import convicted, corroborate
-from bench.rails.defects import describe
+from bench.profile.actions import Actions
+from bench.profile.errors import ErrorLimits
+from bench.rails.diagnosis import evidence
+from bench.rails.diagnosis.corroborate import convicted, corroborate
+from bench.rails.diagnosis.defects import describe
+from bench.rails.diagnosis.rails_outcome import ExpectedNic, RailsOutcome
 from bench.rails.output import rails_doc
-from bench.rails.records import ExpectedNic, RailsOutcome
 from bench.rundir.finding_words import sentences
 from bench.rundir.railsdoc import SCHEMA_PATH, RailsDoc
 from tests.support.trees.fabric_trees import build, healthy_1cc, port_down

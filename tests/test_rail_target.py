@@ -1,17 +1,18 @@
-"""Rail-group targets at any node count (bench/rails/rail_target.py): a healthy 64-node rail whose call pays NCCL's
-per-step latency (tests/support/models/nccl_tuning.py) passes through the real judge; a rail whose links deliver 85%
-fails."""
+"""Rail-group targets at any node count (bench/rails/diagnosis/rail_target.py): a healthy 64-node rail whose call pays
+NCCL's per-step latency (tests/support/models/nccl_tuning.py) passes through the real judge; a rail whose links deliver
+85% fails."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from bench.profiles import load_profile
-from bench.rails import judge, output, rail_target
-from bench.rails.config import RailsConfig, RailsSettings, resolve
-from bench.rails.layout import RailLayout
-from bench.rails.records import RailsOutcome
+from bench.profile.cluster import load_profile
+from bench.rails import output
+from bench.rails.diagnosis import judge, rail_target
+from bench.rails.diagnosis.rails_outcome import RailsOutcome
+from bench.rails.plan.config import RailsConfig, RailsSettings, resolve
+from bench.rails.plan.layout import RailLayout
 from bench.rundir.finding_words import shortfall_line
 from tests.support.models.fabric_model import LINE_GBPS, Fault, Model, Shape
 from tests.support.models.fabric_regimes import REALISTIC

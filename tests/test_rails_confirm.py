@@ -10,11 +10,11 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from bench.rails.budget import CEILING_S, FLOOR_S, cell_budget, expected_rate
-from bench.rails.corroborate import convicted
-from bench.rails.localise import PairMatrix, PairSample, Thresholds, diagnose, suspect_samples
-from bench.rails.noise import holm_significant
-from bench.rails.schedule import confirmation_rounds, schedule
+from bench.rails.diagnosis.corroborate import convicted
+from bench.rails.diagnosis.localise import PairMatrix, PairSample, Thresholds, diagnose, suspect_samples
+from bench.rails.diagnosis.noise import holm_significant
+from bench.rails.plan.budget import CEILING_S, FLOOR_S, cell_budget, expected_rate
+from bench.rails.plan.schedule import confirmation_rounds, schedule
 
 LOOSE = Thresholds(relative_fraction=0.2)  # the testbed profile's: a part must be 5x below the level
 

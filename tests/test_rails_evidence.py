@@ -11,19 +11,20 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from bench.actions import Actions
-from bench.error_limits import ErrorLimits
 from bench.exits import UserError
-from bench.frame.verdict import junit_case
-from bench.profiles import load_profile
-from bench.rails import evidence, records
-from bench.rails.corroborate import corroborate
-from bench.rails.defects import describe
-from bench.rails.items import node_items, rail_items
-from bench.rails.localise import Thresholds, diagnose
-from bench.rails.measure import PairTime
+from bench.frame.decide import junit_case
+from bench.profile.actions import Actions
+from bench.profile.cluster import load_profile
+from bench.profile.errors import ErrorLimits
+from bench.rails.diagnosis import evidence, rails_outcome
+from bench.rails.diagnosis.corroborate import corroborate
+from bench.rails.diagnosis.defects import describe
+from bench.rails.diagnosis.evidence import join
+from bench.rails.diagnosis.items import node_items, rail_items
+from bench.rails.diagnosis.localise import Thresholds, diagnose
+from bench.rails.diagnosis.matrix import PairTime
+from bench.rails.measurement.windows import NodeCounters
 from bench.rails.output import rails_doc
-from bench.rails.windows import NodeCounters, join
 from bench.rundir.junit import junit_xml
 from bench.rundir.railsdoc import SCHEMA_PATH, RailsDoc
 from tests.support.trees import fabric_trees
@@ -97,14 +98,16 @@ def _times(slow: tuple[str, int] | None) -> list[PairTime]:
     return out
 
 
-def _outcome(tmp_path: Path, change: Change, slow: tuple[str, int] | None = None) -> records.RailsOutcome:
+def _outcome(tmp_path: Path, change: Change, slow: tuple[str, int] | None = None) -> rails_outcome.RailsOutcome:
     """What rank 0 builds from the gathered windows and pair times, before corroboration."""
     readers, alone = _walk(tmp_path, change)
     devices = [evidence.attribute(k, {n: alone[n][k] or {} for n in NODES}, PAIR_BYTES) for k in range(len(RAILS))]
     times = _times(slow)
     rates = dict.fromkeys(range(len(RAILS)), LINE)
-    found = diagnose(records.pair_matrix(times, NODES, len(RAILS)), rates, Thresholds(), records.device_map(devices))
-    return records.RailsOutcome(
+    found = diagnose(
+        rails_outcome.pair_matrix(times, NODES, len(RAILS)), rates, Thresholds(), rails_outcome.device_map(devices)
+    )
+    return rails_outcome.RailsOutcome(
         RailsDoc(nodes=NODES, error_windows=join({n: readers[n].windows for n in NODES})),
         len(RAILS),
         [],
@@ -236,7 +239,7 @@ def test_rising_counters_on_a_link_whose_bandwidth_held_are_named_errors(tmp_pat
         "mlx5_2 port 1"
     )
     assert not outcome.failed and outcome.warnings == (named,)
-    text = records.table([], [], outcome.devices, outcome.defects, outcome.expected, [])
+    text = rails_outcome.table([], [], outcome.devices, outcome.defects, outcome.expected, [])
     assert "# defects: none" in text and "# warnings (error counters rose while the bandwidth held)" in text
     # the profile can make it a failure
     strict = corroborate(plain, ErrorLimits(fail_on_errors=True), Actions())
@@ -313,7 +316,7 @@ def test_a_dead_link_keeps_its_devices_counters(tmp_path: Path) -> None:
         evidence.GroupFailure("n2", 0, "10.0.0.2", "eth0", "Network is unreachable"),
     ]
     dead = evidence.dead_links(failures, ["n1", "n2"], None)
-    outcome = records.RailsOutcome(
+    outcome = rails_outcome.RailsOutcome(
         RailsDoc(nodes=("n1", "n2"), error_windows=join({"n2": reader.windows})),
         1,
         named=tuple(dead),
@@ -347,8 +350,8 @@ def test_a_flap_across_a_window_edge_counts_every_carrier_change(tmp_path: Path,
     windows = join({node: reader.windows for node, reader in readers.items()})
     said = [w.errors.get("node03", {}).get("rail1") for w in windows]
     assert sum((entry.errors or {}).get("carrier_changes", 0) for entry in said if entry is not None) == 2
-    devices = [records.RailDevices(k, dict.fromkeys(NODES, nets[k]), {}) for k in range(len(nets))]
-    outcome = records.RailsOutcome(
+    devices = [rails_outcome.RailDevices(k, dict.fromkeys(NODES, nets[k]), {}) for k in range(len(nets))]
+    outcome = rails_outcome.RailsOutcome(
         RailsDoc(nodes=NODES, error_windows=windows),
         len(nets),
         devices=devices,
@@ -364,9 +367,9 @@ def test_a_flap_across_a_window_edge_counts_every_carrier_change(tmp_path: Path,
 def test_every_check_has_an_action_of_its_own_apart_from_the_defect_kinds(tmp_path: Path) -> None:
     """Issue 33 item 9: each preflight check has a default action, and the ``rail`` check (a port) never takes
     the ``rail`` defect's (a whole rail's leaf switch), nor the other way round."""
-    from bench.actions import DEFAULT_CHECK_ACTIONS
     from bench.check.config import INPUT_CHECK
     from bench.preflight.checks import REGISTRY
+    from bench.profile.actions import DEFAULT_CHECK_ACTIONS
 
     names = {check.name for check in REGISTRY} | {INPUT_CHECK, "same-versions", "same-answers", "cabling"}
     assert names == set(DEFAULT_CHECK_ACTIONS)

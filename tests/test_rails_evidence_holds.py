@@ -17,9 +17,9 @@ import re
 import numpy as np
 import pytest
 
-from bench.rails.corroborate import convicted
-from bench.rails.defects import described
-from bench.rails.localise import PairMatrix, PairSample, Thresholds, diagnose, suspect_samples
+from bench.rails.diagnosis.corroborate import convicted
+from bench.rails.diagnosis.defects import described
+from bench.rails.diagnosis.localise import PairMatrix, PairSample, Thresholds, diagnose, suspect_samples
 from bench.rundir.rails_records import RailDefect
 
 NAMES = [f"node{i + 1}" for i in range(12)]

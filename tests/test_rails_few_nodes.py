@@ -1,5 +1,5 @@
 """Rank 0's judgment when a rail has 0, 1 or 2 live nodes (issue 41), without ranks: what every rank would
-send (``bench.rails.judge.RankReport``), judged, corroborated, written and printed as a run does.
+send (``bench.rails.diagnosis.judge.RankReport``), judged, corroborated, written and printed as a run does.
 
 A 2-node cluster (the smallest a 1-Click Cluster comes in) has one pair per rail: a dead link leaves its rail
 with one live node and no group; a lost leaf leaves none; a slow pair is every pair of its rail and of both
@@ -15,15 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from bench.profiles import load_profile
-from bench.rails import judge, output, records
-from bench.rails.config import RailsSettings, resolve
-from bench.rails.corroborate import corroborate
-from bench.rails.items import rail_items
-from bench.rails.layout import RailLayout
-from bench.rails.liveness import LinkReport, Membership, decide
-from bench.rails.measure import PairTime
-from bench.rails.windows import NodeWindow
+from bench.profile.cluster import load_profile
+from bench.rails import output
+from bench.rails.diagnosis import judge, rails_outcome
+from bench.rails.diagnosis.corroborate import corroborate
+from bench.rails.diagnosis.evidence import NodeWindow
+from bench.rails.diagnosis.items import rail_items
+from bench.rails.diagnosis.liveness import LinkReport, Membership, decide
+from bench.rails.diagnosis.matrix import PairTime
+from bench.rails.plan.config import RailsSettings, resolve
+from bench.rails.plan.layout import RailLayout
 from tests.support.rails_configs import rails_config
 from tests.support.testbeds.netns_testbed import PROFILE
 
@@ -89,7 +90,7 @@ def _gathered(
                 rate = SLOW_GBPS if cell in slow else next(healthy)
                 passes = (0, 1, 2) if cell in slow else (0,)
                 times += [PairTime(a, b, k, 0, 0, NBYTES, _time_us(rate), confirm=c) for c in passes]
-            result = records.RailResult(
+            result = rails_outcome.RailResult(
                 k, "all_reduce", "concurrent", len(live), NBYTES, NBYTES // 4, 3, 9e3, 8e3, 1e4, 0
             )
             flaps = {
@@ -112,7 +113,7 @@ def _gathered(
                     else None,
                     "error_windows": [NodeWindow("pair matrix", None, flaps)] if k == 0 else [],
                     "ifname": f"rail{k}",
-                    "nic": records.ExpectedNic(f"rail{k}"),
+                    "nic": rails_outcome.ExpectedNic(f"rail{k}"),
                     "rail": k,
                     "rates": None,
                 }
@@ -128,7 +129,7 @@ def _judged(
     slow: Collection[tuple[int, int, int]] = (),
     flapped: Collection[Link] = (),
     rate_Gbps: float | None = None,
-) -> tuple[Membership, records.RailsOutcome, Mapping[str, object], dict[str, str], str]:
+) -> tuple[Membership, rails_outcome.RailsOutcome, Mapping[str, object], dict[str, str], str]:
     """The membership, the outcome (corroborated), rails.json as written, each rail item's state and the table."""
     names = tuple(f"node{i:02d}" for i in range(1, nodes + 1))
     layout = RailLayout(names, tuple(tuple(a * RAILS + k for k in range(RAILS)) for a in range(nodes)))
@@ -147,8 +148,8 @@ def _judged(
     output.write_outputs(outcome, tmp_path, None, settings.test.iters)
     doc = json.loads((tmp_path / "rails.json").read_text())
     items = {i.name: i.state for i in rail_items(outcome)}
-    samples = [s for s in records.pair_samples(outcome.pair_times, outcome.nodes) if not s.confirm]
-    table = records.table(
+    samples = [s for s in rails_outcome.pair_samples(outcome.pair_times, outcome.nodes) if not s.confirm]
+    table = rails_outcome.table(
         outcome.rail_results, samples, outcome.devices, outcome.defects, outcome.expected, outcome.findings
     )
     return membership, outcome, doc, items, table

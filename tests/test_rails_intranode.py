@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from bench import codec
-from bench.rails.gpu_outcome import IntraNodeOutcome, describe_gpu, intra_node_section, rows, table
-from bench.rails.gpu_pairs import LocalMatrix, LocalPairTime, localise_gpus, suspect_cells
-from bench.rails.items import intra_node_items
-from bench.rails.schedule import confirmation_rounds, schedule
+from bench.rails.diagnosis.gpu_outcome import IntraNodeOutcome, describe_gpu, intra_node_section, rows, table
+from bench.rails.diagnosis.gpu_pairs import LocalMatrix, LocalPairTime, localise_gpus, suspect_cells
+from bench.rails.diagnosis.items import intra_node_items
+from bench.rails.plan.schedule import confirmation_rounds, schedule
 from bench.rundir.rails_records import Localisation
 from bench.rundir.railsdoc import IntraNode
 
@@ -160,9 +160,9 @@ def test_outputs_rows_json_and_table() -> None:
 
 
 def test_on_by_default_with_nccl_only_and_asked_for_in_rails() -> None:
-    from bench.profiles import load_profile
-    from bench.rails.config import RailsConfig, resolve, retargeted
-    from bench.rails.intranode import wanted
+    from bench.profile.cluster import load_profile
+    from bench.rails.measurement.intranode import wanted
+    from bench.rails.plan.config import RailsConfig, resolve, retargeted
 
     profile = load_profile("lambda-1cc")
     auto = resolve(RailsConfig(intra_node=None), profile)
@@ -192,9 +192,9 @@ def test_accept_carries_intra_node_to_the_ranks(flag: list[str], expected: bool 
 
 
 def test_a_gpu_defect_fails_its_node_in_accept() -> None:
-    from bench.frame.verdict import decide, said
-    from bench.rails.items import node_items, rail_items
-    from bench.rails.records import RailsOutcome
+    from bench.frame.decide import decide, said
+    from bench.rails.diagnosis.items import node_items, rail_items
+    from bench.rails.diagnosis.rails_outcome import RailsOutcome
     from bench.rundir.railsdoc import RailsDoc
 
     times = _times(2, 4, _slow_gpu(1, 0, 4, 700.0))

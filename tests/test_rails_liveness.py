@@ -1,5 +1,6 @@
 """Which members join each rail group, decided from every rank's link report before any group forms
-(``bench.rails.liveness``), and the connect probe itself on loopback (``bench.rails.links.connect_all``)."""
+(``bench.rails.diagnosis.liveness``), and the connect probe itself on loopback
+(``bench.rails.measurement.links.connect_all``)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from bench.fabric.sysfs import Sysfs, nvidia_gpus
-from bench.rails.corroborate import convicted
-from bench.rails.defects import describe
-from bench.rails.links import connect_all, ib_port
-from bench.rails.liveness import LinkReport, dead_defects, decide
-from bench.rails.parts import NamedPart
+from bench.rails.diagnosis.cells import NamedPart
+from bench.rails.diagnosis.corroborate import convicted
+from bench.rails.diagnosis.defects import describe
+from bench.rails.diagnosis.liveness import LinkReport, dead_defects, decide
+from bench.rails.measurement.links import connect_all, ib_port
 from tests.support.trees import fabric_trees
 
 

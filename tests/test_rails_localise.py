@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from bench.exits import UserError
-from bench.rails.corroborate import convicted
-from bench.rails.localise import PairMatrix, PairSample, Thresholds, describe, diagnose, localise
-from bench.rails.parts import NamedPart
+from bench.rails.diagnosis.cells import NamedPart
+from bench.rails.diagnosis.corroborate import convicted
+from bench.rails.diagnosis.localise import PairMatrix, PairSample, Thresholds, describe, diagnose, localise
 
 LINE = 400.0
 HEALTHY = 390.0

@@ -1,5 +1,5 @@
-"""Lone pairs that meet at one link are that link (``bench.rails.lone_pairs.shared_links``), and a block of slow
-pairs between two groups stays pairs: on a large matrix a link flapping in a few rounds leaves a handful of pairs
+"""Lone pairs that meet at one link are that link (``bench.rails.diagnosis.lone_pairs.shared_links``), and a block of
+slow pairs between two groups stays pairs: on a large matrix a link flapping in a few rounds leaves a handful of pairs
 slow in most of their samples, each named alone before, as five cables to replace."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.rails.localise import PairMatrix, PairSample, diagnose
-from bench.rails.lone_pairs import shared_links
+from bench.rails.diagnosis.localise import PairMatrix, PairSample, diagnose
+from bench.rails.diagnosis.lone_pairs import shared_links
 from tests.support import diagnosis_sim
 from tests.support.models.fabric_model import Shape
 from tests.support.models.fabric_regimes import REALISTIC

@@ -25,8 +25,8 @@ _RANK = textwrap.dedent(
     import sys, time
     from datetime import timedelta
     import torch, torch.distributed as dist
-    from bench.rails.layout import RailLayout
-    from bench.rails.measure import make_rail_groups, one_way, p2p_wait, pair_agree
+    from bench.rails.plan.layout import RailLayout
+    from bench.rails.measurement.exchanges import make_rail_groups, one_way, p2p_wait, pair_agree
 
     rank, store_path = int(sys.argv[1]), sys.argv[2]
     dist.init_process_group("gloo", store=dist.FileStore(store_path, 2), rank=rank, world_size=2,

@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 
 from bench.exits import UserError
-from bench.profiles import load_profile
-from bench.rails import plan, records
-from bench.rails.config import RailsConfig, RailsSettings, resolve
-from bench.rails.localise import diagnose
-from bench.rails.matrix import PairMatrix
-from bench.rails.measure import PairTime
-from bench.rails.plan_model import Span
+from bench.profile.cluster import load_profile
+from bench.rails.diagnosis import rails_outcome
+from bench.rails.diagnosis.localise import diagnose
+from bench.rails.diagnosis.matrix import PairMatrix, PairTime
+from bench.rails.plan import acceptance
+from bench.rails.plan.config import RailsConfig, RailsSettings, resolve
+from bench.rails.plan.model import Span
 from tests.support import REPO, railbench
 
 
@@ -76,12 +76,12 @@ def test_the_matrix_from_columns_is_the_matrix_from_samples() -> None:
                 )
             )
         nodes = [f"n{i}" for i in range(n)]
-        old = PairMatrix.from_samples(records.pair_samples(times, nodes), nodes=nodes, rails=list(range(rails)))
-        new = records.pair_matrix(times, nodes, rails)
+        old = PairMatrix.from_samples(rails_outcome.pair_samples(times, nodes), nodes=nodes, rails=list(range(rails)))
+        new = rails_outcome.pair_matrix(times, nodes, rails)
         for name in ("busbw", "stopped_flags", "confirm_values", "confirm_stopped_flags"):
             assert np.array_equal(getattr(old, name), getattr(new, name), equal_nan=True), name
     with pytest.raises(UserError, match="outside the run's 2 nodes"):
-        records.pair_matrix([PairTime(0, 5, 0, 0, 0, 1, 1.0)], ["a", "b"], 1)
+        rails_outcome.pair_matrix([PairTime(0, 5, 0, 0, 0, 1, 1.0)], ["a", "b"], 1)
 
 
 def _settings() -> RailsSettings:
@@ -92,19 +92,22 @@ def test_the_plan_follows_the_schedule_and_fits_a_time_limit() -> None:
     settings = _settings()
     model = settings.plan_model
     assert model is not None and model.rate_Gbps == Span.point(400)
-    full = plan.build(64, 8, settings, model, intra=True)
+    full = acceptance.build(64, 8, settings, model, intra=True)
     phases = {p.name: p for p in full.phases}
     assert phases["pair matrix"].rounds == 63  # the circle method: n - 1 rounds of n/2 pairs
     assert phases["pair matrix"].cells == 63 * 32 * 8 * 2  # every pair, every rail, both directions
     assert full.total.high == pytest.approx(sum(p.seconds.high for p in full.phases))
     assert full.total.low == pytest.approx(sum(p.seconds.low for p in full.phases))
-    nothing = plan.fit(64, 8, settings, model, max_minutes=0.01, intra=True)
+    nothing = acceptance.fit(64, 8, settings, model, max_minutes=0.01, intra=True)
     assert nothing.cut is not None and "nothing more can be cut to fit 0.01 min" in nothing.cut
-    assert nothing.settings.test.pair_bytes == plan.MIN_CUT_BYTES and nothing.settings.test.iters == plan.MIN_CUT_ITERS
+    assert (
+        nothing.settings.test.pair_bytes == acceptance.MIN_CUT_BYTES
+        and nothing.settings.test.iters == acceptance.MIN_CUT_ITERS
+    )
     # The high figure is fitted: at 64 nodes its fixed costs (start-up, coordination, the end) weigh most, so
     # the limit is set between the smallest plan and the whole one.
     limit = (nothing.total.high + full.total.high) / 2
-    fitted = plan.fit(64, 8, settings, model, max_minutes=limit / 60, intra=True)
+    fitted = acceptance.fit(64, 8, settings, model, max_minutes=limit / 60, intra=True)
     assert fitted.total.high <= limit
     assert fitted.cut is not None and "confirmation 2 -> 1 pass" in fitted.cut
     assert fitted.settings.test.confirm == 1
@@ -156,7 +159,7 @@ def test_accept_fits_its_sweep_too_when_the_rails_alone_cannot_fit() -> None:
     from bench.accept.config import AcceptConfig, accept_plan, validate
     from bench.sweep.config import RunConfig
 
-    def planned(minutes: float | None) -> plan.Plan:
+    def planned(minutes: float | None) -> acceptance.Plan:
         rails = RailsConfig(profile="lambda-1cc", max_minutes=minutes)
         config = AcceptConfig("lambda-1cc", RunConfig(max_bytes=16 << 30, profile="lambda-1cc"), rails)
         profile, settings = validate(config)
@@ -170,7 +173,7 @@ def test_accept_fits_its_sweep_too_when_the_rails_alone_cannot_fit() -> None:
     rails_only = planned(0.9 * full.total.high / 60)
     assert rails_only.sweep is not None and rails_only.sweep.max_bytes == 16 << 30 and rails_only.cut is not None
     smallest_rails = planned(0.01)  # everything the rails test can cut is cut, and the sweep too
-    assert smallest_rails.sweep is not None and smallest_rails.sweep.max_bytes == plan.MIN_CUT_SWEEP_BYTES
+    assert smallest_rails.sweep is not None and smallest_rails.sweep.max_bytes == acceptance.MIN_CUT_SWEEP_BYTES
     limit = smallest_rails.total.high + 1  # only the sweep's cuts bring it under this
     cut = planned(limit / 60)
     assert cut.sweep is not None and cut.sweep.max_bytes < 16 << 30

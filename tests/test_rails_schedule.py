@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bench.exits import UserError
-from bench.rails.schedule import (
+from bench.rails.plan.schedule import (
     NO_PARTNER,
     circle_rounds,
     partner_table,

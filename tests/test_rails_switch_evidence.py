@@ -1,4 +1,4 @@
-"""How strongly a switch's cells reproduce counts, not only that they do (bench.rails.switches).
+"""How strongly a switch's cells reproduce counts, not only that they do (bench.rails.diagnosis.switches).
 
 The numbers are a real run's (CI, the namespace testbed under load: 4 nodes in 2 units of 2, rails 0 and 1,
 the first unit's rail-1 uplink shaped to 150 Mbit/s, 1 repeat and 2 confirmation passes). Every cell between
@@ -16,10 +16,10 @@ import numpy as np
 
 from bench.fabric import cabling_plan
 from bench.fabric.cabling import cabling_from_toml
-from bench.rails import fabric_map
-from bench.rails.fabric_map import Topology
-from bench.rails.localise import PairMatrix, PairSample, Thresholds, diagnose
-from bench.toml_limits import loads
+from bench.rails.diagnosis.localise import PairMatrix, PairSample, Thresholds, diagnose
+from bench.rails.plan import fabric_map
+from bench.rails.plan.fabric_map import Topology
+from bench.tomldoc import loads
 
 NODES = ("node01", "node02", "node03", "node04")
 CABLING = """

@@ -7,15 +7,15 @@ from dataclasses import replace
 import pytest
 
 from bench.exits import UserError
-from bench.frame.parts import Output
-from bench.profiles import load_profile
-from bench.rails import evidence, records
-from bench.rails.config import DEFAULTS, RailsConfig, resolve
-from bench.rails.corroborate import convicted
-from bench.rails.defects import describe
-from bench.rails.layout import interface_for_rail, rail_interfaces, rail_layout
-from bench.rails.measure import PairTime
-from bench.rails.records import ExpectedNic, RailDevices
+from bench.frame.config_parts import Output
+from bench.profile.cluster import load_profile
+from bench.rails.diagnosis import evidence, rails_outcome
+from bench.rails.diagnosis.corroborate import convicted
+from bench.rails.diagnosis.defects import describe
+from bench.rails.diagnosis.matrix import PairTime
+from bench.rails.diagnosis.rails_outcome import ExpectedNic, RailDevices
+from bench.rails.plan.config import DEFAULTS, RailsConfig, resolve
+from bench.rails.plan.layout import interface_for_rail, rail_interfaces, rail_layout
 from bench.rundir.finding_words import counter_line, sentences
 from bench.rundir.findings import CounterFinding, Shortfall
 from bench.rundir.railsdoc import RailsDoc
@@ -23,7 +23,7 @@ from tests.support.rails_configs import rails_config
 
 
 def counter_lines(devices: list[RailDevices], quiet: list[str], tolerance_bytes: int, min_bytes: int) -> list[str]:
-    """What ``bench.rails.evidence.findings`` found, as the terminal and rails.json say it."""
+    """What ``bench.rails.diagnosis.evidence.findings`` found, as the terminal and rails.json say it."""
     return [counter_line(f) for f in evidence.findings(devices, quiet, tolerance_bytes, min_bytes)]
 
 
@@ -145,7 +145,7 @@ def test_two_rails_on_one_hca_is_a_finding() -> None:
     a = evidence.attribute(0, {"n1": {"mlx5_1:1": 9_000_000}}, 1_000_000)
     b = evidence.attribute(1, {"n1": {"mlx5_1:1": 9_000_000, "mlx5_2:1": 10}}, 1_000_000)
     assert counter_lines([a, b], ["mlx5_0"], 0, 1_000_000) == ["n1: rails 0, 1 all went over mlx5_1"]
-    assert records.device_map([a, b]) == {("n1", 0): "mlx5_1", ("n1", 1): "mlx5_1"}
+    assert rails_outcome.device_map([a, b]) == {("n1", 0): "mlx5_1", ("n1", 1): "mlx5_1"}
 
 
 def test_pair_records_keep_the_slower_direction() -> None:
@@ -156,28 +156,28 @@ def test_pair_records_keep_the_slower_direction() -> None:
         PairTime(0, 2, 0, 0, 1, 1_000_000, 1000.0),
         PairTime(2, 0, 0, 0, 1, 1_000_000, 1000.0),
     ]
-    samples = records.pair_samples(times, nodes)
+    samples = rails_outcome.pair_samples(times, nodes)
     assert [(s.node_a, s.node_b, round(s.busbw_Gbps, 3)) for s in samples] == [("n1", "n2", 2.0), ("n1", "n3", 8.0)]
-    rows = records.pair_rows(times, nodes, {0: 10.0}, iters=3)
+    rows = rails_outcome.pair_rows(times, nodes, {0: 10.0}, iters=3)
     assert [r["group"] for r in rows] == ["n1-n2/rail0", "n1-n3/rail0"]
     assert rows[0]["busbw_Gbps"] == pytest.approx(2.0) and rows[0]["efficiency"] == pytest.approx(0.2)
     assert rows[0]["time_us_min"] == 1000.0 and rows[0]["time_us_max"] == 4000.0
-    doc = [m.to_json() for m in records.measurements([], times, nodes, {0: 10.0}, {("n2", 0): "mlx5_1"})]
+    doc = [m.to_json() for m in rails_outcome.measurements([], times, nodes, {0: 10.0}, {("n2", 0): "mlx5_1"})]
     assert doc[1]["node"] == "n2" and doc[1]["peer"] == "n1"
     assert doc[1]["device"] == "mlx5_1" and doc[1]["busbw_Gbps"] == pytest.approx(2.0)
 
 
 def test_rail_result_busbw_uses_the_collective_factor() -> None:
-    r = records.RailResult(0, "all_reduce", "concurrent", 4, 1_000_000, 250_000, 5, 1000.0, 900.0, 1100.0, 0)
+    r = rails_outcome.RailResult(0, "all_reduce", "concurrent", 4, 1_000_000, 250_000, 5, 1000.0, 900.0, 1100.0, 0)
     # algbw 8 Gb/s x 2(n-1)/n = 1.5
     assert r.busbw_Gbps == pytest.approx(12.0)
-    rows = records.rail_rows([r], {0: 400.0}, "float")
+    rows = rails_outcome.rail_rows([r], {0: 400.0}, "float")
     assert rows[0]["scope"] == "rail" and rows[0]["group"] == "rail0" and rows[0]["target_Gbps"] == 400.0
 
 
 def test_dead_links_from_the_transport_errors() -> None:
-    from bench.rails.evidence import GroupFailure, dead_links
-    from bench.rails.localise import describe
+    from bench.rails.diagnosis.evidence import GroupFailure, dead_links
+    from bench.rails.diagnosis.localise import describe
 
     nodes = ["n1", "n2", "n3", "n4"]
     timed_out = "Gloo connectFullMesh failed with [pair.cc:152] timed out connecting: SO_ERROR: No route to host"
@@ -224,7 +224,7 @@ def test_outcome_reasons_per_rail_and_node() -> None:
         ),
         action="",
     )
-    outcome = records.RailsOutcome(
+    outcome = rails_outcome.RailsOutcome(
         RailsDoc(nodes=("n1", "n2", "n3")),
         3,
         defects=(pair,),

@@ -27,7 +27,7 @@ from bench.nccllogs import nccl_evidence, nccl_log
 from bench.nccltests import parse_log
 from bench.nccltests.convert import result_rows
 from bench.preflight import checks
-from bench.profiles import load_profile
+from bench.profile.cluster import load_profile
 from bench.textlines import printable, text_lines
 from tests.support.history_fixtures import json_log, text_log
 from tests.support.trees import fabric_trees, gpudirect_trees

@@ -16,7 +16,7 @@ import pytest
 
 from bench.cli import main as cli_main
 from bench.exits import UserError
-from bench.profiles import load_profile
+from bench.profile.cluster import load_profile
 from bench.report import build
 from bench.report.build import ReportOptions, ReportPaths, write_report
 from bench.report.inputs import load_inputs

@@ -19,11 +19,11 @@ from bench.check.items import check_items
 from bench.check.node import CheckAnswer, to_json
 from bench.commands.compare import CompareConfig
 from bench.commands.compare import run as compare
-from bench.frame.verdict import decide
+from bench.frame.decide import decide
 from bench.history.store import add_run, list_runs, opened
 from bench.preflight.checks import CheckResult
 from bench.preflight.cluster import NodeReport
-from bench.profiles import load_profile
+from bench.profile.cluster import load_profile
 from bench.report import certificate as cert
 from bench.report import summary
 from bench.report.build import ReportOptions, write_report

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from bench.exits import UserError
-from bench.frame.verdict import decide
+from bench.frame.decide import decide
 from bench.measure.table import row_line, write_summary
 from bench.measure.targets import ONE_RANK, world_target_gbps
 from bench.runtime import spec
@@ -18,7 +18,7 @@ from bench.runtime.dist import node_layout
 from bench.runtime.launch import check_local_np, elastic_command
 from bench.runtime.watchdog import Hang, find_missing
 from bench.sweep.config import RunConfig, message_sizes
-from bench.sweep.judge import collective_items
+from bench.sweep.items import collective_items
 from tests.support import railbench
 
 
@@ -171,7 +171,7 @@ def test_verdict_is_measured_when_no_row_had_a_target() -> None:
 
 def test_default_sizes_reach_the_judged_size_on_a_profile_with_targets() -> None:
     """Issue 21: a default run on a GPU profile swept to 64M and judged nothing (judged from 256M)."""
-    from bench.profiles import load_profile
+    from bench.profile.cluster import load_profile
     from bench.sweep.config import RunConfig, sized
 
     gpu, local = load_profile("lambda-1cc"), load_profile("local")

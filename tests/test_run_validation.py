@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 from bench.accept.config import AcceptConfig
 from bench.cli import main
 from bench.exits import UserError
-from bench.frame.parts import Launch, Output
-from bench.rails.config import RailsConfig
+from bench.frame.config_parts import Launch, Output
+from bench.rails.plan.config import RailsConfig
 from bench.runtime import spec
 from bench.runtime.deadlines import MAX_TIMEOUT_S, check_timeout
 from bench.sweep.config import RunConfig

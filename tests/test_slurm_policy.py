@@ -15,12 +15,12 @@ import jsonschema
 import pytest
 
 from bench import toolrun
-from bench.actions import Actions
 from bench.health.config import HEALTH_CHECKS, HealthConfig
 from bench.health.node import findings, run_checks, unjudged
 from bench.preflight import check_base, checks
 from bench.preflight.checks import CheckResult
-from bench.profiles import load_profile
+from bench.profile.actions import Actions
+from bench.profile.cluster import load_profile
 from bench.report import scheduler as report_slurm
 from bench.rundir.findings import check_finding, gpu_finding, hung_finding, rail_finding
 from bench.rundir.railsdoc import Conviction, GpuDefect, RailDefect

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench.exits import UserError
-from bench.frame.parts import Launch, Output
+from bench.frame.config_parts import Launch, Output
 from bench.runtime import spec
 from bench.sweep.config import RunConfig
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.rails.groups import GROUP_PROBE_S, PAIR_PROBE_S, gloo_connect_s, rail_group_startup_s
+from bench.rails.measurement.groups import GROUP_PROBE_S, PAIR_PROBE_S, gloo_connect_s, rail_group_startup_s
 from bench.runtime import env as benv
 from bench.runtime.before_init import (
     ASYNC_ERROR_VAR,

@@ -31,7 +31,7 @@ from bench.measure.budgeted import PROBE_SAMPLES, Chunked, time_budgeted
 from bench.measure.collectives import get_collective
 from bench.measure.size import chunk_counts
 from bench.measure.timing import Budget, Loop, Timed
-from bench.rails.budget import cell_budget
+from bench.rails.plan.budget import cell_budget
 from tests.support.models.nccl_tuning import busbw_Gbps, call_s, nccl_choice
 
 torch = pytest.importorskip("torch")

@@ -17,7 +17,7 @@ from bench.exits import UserError
 from bench.fabric import cabling_links, cabling_plan, ibnetdiscover
 from bench.fabric.cabling import MAX_RAILS, Cable, Cabling, HostPort, SwitchPort
 from bench.fabric.topology_file import load_cabling
-from bench.rails.fabric_map import Topology, device_hca, place
+from bench.rails.plan.fabric_map import Topology, device_hca, place
 from tests.support import CORPUS, railbench_inline
 
 DATA = Path(__file__).resolve().parent / "data" / "topology"

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from bench.exits import UserError
+from bench.frame.config_parts import Launch, Output
 from bench.frame.launch_job import launch
-from bench.frame.parts import Launch, Output
 from bench.runtime.env import RankInfo
 from tests.support.toy_job import PING, PingConfig, run_rank
 

@@ -24,7 +24,7 @@ from bench.report.certificate import compare_rows
 from bench.report.theme import spec_dict, vl_convert_version
 from bench.rundir.comparedoc import ComparedMetric, CompareDoc
 from bench.rundir.docversion import COMPARE_FORMAT_VERSION
-from bench.sweep.judge import collective_items
+from bench.sweep.items import collective_items
 from tests.support.history_fixtures import make_run_dir
 from tests.support.report_data import write_run_dir
 

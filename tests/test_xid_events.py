@@ -15,9 +15,9 @@ import pytest
 
 from bench.fabric import link_flaps
 from bench.gpu import xid, xid_catalogue, xid_report
-from bench.gpudirect_limits import DEFAULT_FAIL_XIDS
 from bench.preflight import checks
-from bench.profiles import load_profile
+from bench.profile.cluster import load_profile
+from bench.profile.gpudirect import DEFAULT_FAIL_XIDS
 from tests.support import railbench_inline
 from tests.support.trees import fabric_trees, gpudirect_trees
 

@@ -6,12 +6,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bench.backends import ResolvedBackend
-from bench.frame.parts import Launch, Output
+from bench.frame.config_parts import Launch, Output
 from bench.frame.validate import check_common
-from bench.profiles import Profile, profile_for
-from bench.rails import plan, plan_phases
-from bench.rails.config import RailsConfig, RailsSettings, resolve
-from bench.rails.plan import Plan
+from bench.profile.cluster import Profile, profile_for
+from bench.rails.plan import acceptance, phases
+from bench.rails.plan.acceptance import Plan
+from bench.rails.plan.config import RailsConfig, RailsSettings, resolve
 from bench.runtime import spec
 from bench.slurm import scheduler
 from bench.sweep.config import RunConfig
@@ -28,9 +28,9 @@ class AcceptConfig:
     rails: RailsConfig
     """The rails test (likewise)."""
     launch: Launch = field(default_factory=Launch)
-    """How the ranks start: backend, step timeout, ``--np``, ``--sysfs-root`` (``bench.frame.parts``)."""
+    """How the ranks start: backend, step timeout, ``--np``, ``--sysfs-root`` (``bench.frame.config_parts``)."""
     output: Output = field(default_factory=Output)
-    """Where the run goes: run directory, cluster name, history (``bench.frame.parts``)."""
+    """Where the run goes: run directory, cluster name, history (``bench.frame.config_parts``)."""
     drain: bool = False
     """Drain in Slurm every node a defect names (``bench.slurm.drain``); the rest are left alone."""
 
@@ -67,7 +67,7 @@ def validate(
 ) -> tuple[Profile, RailsSettings]:
     """The profile, the rails settings and where the run goes, checked in the parent before any rank starts
     and on every rank before it joins the process group. ``topology``: read ``--topology`` too (the parent; a
-    rank reads it in ``bench.rails.config.with_topology``, rank 0 alone)."""
+    rank reads it in ``bench.rails.plan.config.with_topology``, rank 0 alone)."""
     profile = profile_for(config.profile, config.launch.profile_read)
     settings = resolve(config.rails_config(Path(".")), profile, topology=topology)
     check_common(config.launch, config.output, with_history=with_history)
@@ -83,15 +83,15 @@ def accept_plan(
     nodes: int,
     ranks: int,
     backend: ResolvedBackend,
-    adjust: plan.Adjust | None = None,
+    adjust: acceptance.Adjust | None = None,
 ) -> Plan | None:
     """The plan of an accept run on ``nodes`` x ``ranks`` on ``backend``: check, the world sweep (``sweep``, its
-    -e already sized), then rails (``bench.rails.plan``), fitted into ``--max-minutes`` when given; ``adjust``:
-    what the cluster's own runs measured (``bench.rails.plan_learn``)."""
-    planned_sweep = plan_phases.Sweep(
+    -e already sized), then rails (``bench.rails.plan.acceptance``), fitted into ``--max-minutes`` when given;
+    ``adjust``: what the cluster's own runs measured (``bench.rails.plan.learn``)."""
+    planned_sweep = phases.Sweep(
         sweep.sizes, sweep.collectives, sweep.iters, sweep.warmup, sweep.check, sweep.sizes[-1]
     )
-    intra = plan.intra_planned(settings, backend)
-    return plan.for_run(
+    intra = acceptance.intra_planned(settings, backend)
+    return acceptance.for_run(
         nodes, ranks, settings, intra=intra, sweep=planned_sweep, check_window_s=profile.errors.window_s, adjust=adjust
     )

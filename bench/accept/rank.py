@@ -14,9 +14,9 @@ Every link is known before any world collective. On NCCL the world communicator 
 channels leave through its nearest NIC), so a link whose port is ACTIVE but carries nothing hangs the first
 world collective across nodes until IB gives up and torch's watchdog aborts it, and the run would end as a lost
 rank before anything named the link. The rails test finds it first, within seconds (its link probe and
-bounded group probes, ``bench.rails.groups``), and every agreement before it goes through the store: ``prepare``
-checks only what the store can (the sizes fit every rank's memory), and the CUDA-graph capture probe, an eager
-world all-reduce and a replay (``bench.measure.timing.graph_capture_works``), waits for the rails test.
+bounded group probes, ``bench.rails.measurement.groups``), and every agreement before it goes through the store:
+``prepare`` checks only what the store can (the sizes fit every rank's memory), and the CUDA-graph capture probe, an
+eager world all-reduce and a replay (``bench.measure.timing.graph_capture_works``), waits for the rails test.
 """
 
 from __future__ import annotations
@@ -30,23 +30,23 @@ from pathlib import Path
 
 from bench.accept import slurm
 from bench.accept.config import AcceptConfig, accept_plan, validate
-from bench.actions import Actions
 from bench.check.items import check_items
 from bench.check.node import CROSS_NODE, FABRIC, CheckAnswer, judge_cabling, render, to_json
+from bench.frame.decide import Item, decide, said, timed
 from bench.frame.job import Job, run_job
 from bench.frame.run import Run, setup_of, write_refused_is_infra
-from bench.frame.verdict import Item, decide, said, timed
 from bench.preflight import checks, cluster
 from bench.preflight.checks import CheckResult
 from bench.preflight.cluster import NodeReport
 from bench.preflight.told import told
-from bench.profiles import Profile
-from bench.rails.config import RailsSettings, retargeted
-from bench.rails.items import node_items, rail_items
-from bench.rails.laps import Laps
-from bench.rails.plan import Plan
+from bench.profile.actions import Actions
+from bench.profile.cluster import Profile
+from bench.rails.diagnosis.items import node_items, rail_items
+from bench.rails.diagnosis.rails_outcome import RailsOutcome
+from bench.rails.plan.acceptance import Plan
+from bench.rails.plan.config import RailsSettings, retargeted
+from bench.rails.plan.laps import Laps
 from bench.rails.rank import planned_section, rails_before_init, rails_section, rails_test
-from bench.rails.records import RailsOutcome
 from bench.rundir.files import atomic_write_json
 from bench.rundir.findings import Finding, check_finding
 from bench.rundir.rails_records import RailDefect
@@ -57,7 +57,7 @@ from bench.runtime.before_init import Prelude
 from bench.runtime.dist import DistContext
 from bench.runtime.env import RankInfo
 from bench.sweep.config import RunConfig, sized
-from bench.sweep.judge import GROUP as SWEEP_GROUP
+from bench.sweep.items import GROUP as SWEEP_GROUP
 from bench.sweep.rank import agree_graph, agree_sweep, sweep_section, world_sweep
 
 
@@ -294,7 +294,7 @@ def judged_items(
 
 def _acted(item: Item, result: CheckResult, node: str, actions: Actions) -> Item:
     """A failed check said with its action (its own, else the profile's ``[actions.checks]``: the one the check
-    table and checks.json carry), as a rails defect says its own (``bench.rails.defects.describe``): the
+    table and checks.json carry), as a rails defect says its own (``bench.rails.diagnosis.defects.describe``): the
     terminal's end-of-run ``# FAIL`` line, run.json's items and junit.xml then say what to do, not only what is
     wrong."""
     action = result.action or actions.for_check(result.check, node, result.device)

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bench.preflight.cluster import NodeReport
-from bench.profiles import Profile
-from bench.rails.records import RailsOutcome
+from bench.profile.cluster import Profile
+from bench.rails.diagnosis.rails_outcome import RailsOutcome
 from bench.rundir.sections import Drain, DrainedNode, LeftOutNode, Scheduler
 from bench.runtime import env as benv
 from bench.slurm import drain, scheduler

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Literal
 
 from bench.bounded import Where, finite
-from bench.error_limits import MAX_WINDOW_S
 from bench.exits import UserError
+from bench.profile.errors import MAX_WINDOW_S
 
 MPI_LAUNCHERS = ("openmpi", "pmix", "pmi", "slurm")
 INPUT_CHECK = "input"  # a node's bad input under mpirun, reported by rank 0 instead of hanging the gather

@@ -1,4 +1,4 @@
-"""The preflight checks as items of the frame's one verdict (``bench.frame.verdict``): a check that failed
+"""The preflight checks as items of the frame's one verdict (``bench.frame.decide``): a check that failed
 fails, one that passed passes, one that warned is a ``warn`` (it passes, and its reason is kept in run.json
 ``items`` and junit.xml), and one that did not apply is a skip that never counts as a pass. ``check`` and
 ``accept`` both judge their checks this way.
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import replace
 
-from bench.frame.verdict import Item, State
+from bench.frame.decide import Item, State
 from bench.preflight.checks import CheckResult
 from bench.preflight.cluster import NodeReport
 from bench.rundir.findings import Finding, check_finding

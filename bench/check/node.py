@@ -18,18 +18,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bench import codec, sysroot
-from bench.actions import Actions
 from bench.check.config import INPUT_CHECK, MPI_LAUNCHERS, CheckConfig
 from bench.check.items import check_items
 from bench.exits import EXIT_PASS, EXIT_USAGE, UserError
 from bench.fabric import cabling_plan, devinfo
 from bench.fabric.cabling import Cabling
 from bench.fabric.topology_file import load_cabling
-from bench.frame.verdict import decide
+from bench.frame.decide import decide
 from bench.jsondoc import JSONObject
 from bench.nccllogs import nccl_evidence, nccl_log
 from bench.preflight import checks, cluster
-from bench.profiles import Profile, load_profile
+from bench.profile.actions import Actions
+from bench.profile.cluster import Profile, load_profile
 from bench.rundir.docversion import CHECKS_FORMAT_VERSION
 from bench.rundir.verdict import Verdict
 from bench.runtime import env as benv
@@ -166,7 +166,7 @@ class CheckAnswer:
 
 def render(answer: CheckAnswer) -> str:
     """The text answer: one table for a single node; problems per node plus cross-node lines for many; the
-    fabric's cabling (``--topology``); the verdict the frame decided (``bench.frame.verdict``)."""
+    fabric's cabling (``--topology``); the verdict the frame decided (``bench.frame.decide``)."""
     profile, reports, cross, verdict = answer.profile, answer.reports, list(answer.cross), answer.verdict
     nranks, cabling = answer.nranks, answer.cabling
     everything = [r for rep in reports for r in rep.results] + cross + list(cabling)
@@ -233,7 +233,7 @@ FABRIC = "fabric"
 
 def _result_json(result: checks.CheckResult, node: str, actions: Actions) -> JSONObject:
     """One check result as checks.json keeps it: a failure or warning with what to do about it, from the
-    profile's ``[actions]`` (``bench.actions``), so the certificate names the action the run was judged with."""
+    profile's ``[actions]`` (``bench.profile.actions``), so the certificate names the action the run was judged with."""
     if result.status in ("fail", "warn") and not result.action:
         # a check that words its own action (the GPUDirect path's, with the PCI address) keeps it
         action = actions.for_check(result.check, node, result.device)

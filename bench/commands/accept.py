@@ -18,11 +18,11 @@ from bench.accept.config import AcceptConfig, accept_plan, validate
 from bench.accept.rank import run_rank
 from bench.commands import flags
 from bench.commands import rails as rails_cmd
+from bench.frame.config_parts import carrying
 from bench.frame.launch_job import JobKind, Sized, launch
-from bench.frame.parts import carrying
 from bench.measure.collectives import get_collective
-from bench.profiles import Profile
-from bench.rails.config import RailsConfig, RailsSettings
+from bench.profile.cluster import Profile
+from bench.rails.plan.config import RailsConfig, RailsSettings
 from bench.runtime.launch import local_ranks_use_gpus
 from bench.sweep.config import RunConfig, cpu_sized, sized
 

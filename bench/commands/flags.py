@@ -5,7 +5,7 @@ back with the matching ``*_part`` or ``*_fields`` function, so a flag's name, ty
 one place:
 
 * :func:`add_launch` (``--backend --timeout --np --sysfs-root``) and :func:`add_output` (``--out --cluster
-  --history --no-history``) are built from the fields of the parts every job nests (``bench.frame.parts``:
+  --history --no-history``) are built from the fields of the parts every job nests (``bench.frame.config_parts``:
   each field carries its :class:`~bench.flagged.Flag`) and read back whole by :func:`part`;
   :func:`add_interfaces` (``--oob-ifname``, ``--socket-ifname``) and :func:`add_profile`, in run, rails and
   accept;
@@ -33,10 +33,10 @@ from typing import TYPE_CHECKING, TypedDict, TypeVar
 from bench.commands.helptext import OnOff, said
 from bench.exits import UserError
 from bench.flagged import Flag, ValueKind, flagged_fields
-from bench.frame import parts
+from bench.frame import config_parts
 from bench.measure.collectives import DEFAULT_COLLECTIVES
-from bench.rails.budget import BUDGET_FACTOR, CEILING_S, FLOOR_S
-from bench.rails_test_table import RAIL_COLLECTIVES, RailsTestTable
+from bench.profile.rails_table import RAIL_COLLECTIVES, RailsTestTable
+from bench.rails.plan.budget import BUDGET_FACTOR, CEILING_S, FLOOR_S
 from bench.runtime import spec
 from bench.runtime.deadlines import check_timeout
 from bench.sweep.config import RunConfig
@@ -53,7 +53,7 @@ Group = argparse._ArgumentGroup | argparse.ArgumentParser
 # What each ``*_fields`` reader returns: the keyword arguments a command splats into its config
 # (``RunConfig(**sweep_fields(args))``), typed so that mypy checks each key and value against the config's own
 # fields. argparse's Namespace is untyped; the values have the types the flags' ``type=`` functions return.
-# The parts every job shares (``bench.frame.parts``) need none: their flags are built from their fields.
+# The parts every job shares (``bench.frame.config_parts``) need none: their flags are built from their fields.
 
 
 class SweepFields(TypedDict):
@@ -149,17 +149,17 @@ def add_profile(group: Group, *, default: str | None) -> None:
 
 
 def add_launch(group: Group) -> None:
-    """``--backend``, ``--timeout``, ``--np``, ``--sysfs-root``: how the ranks start (``parts.Launch``)."""
-    add_part(group, parts.Launch)
+    """``--backend``, ``--timeout``, ``--np``, ``--sysfs-root``: how the ranks start (``config_parts.Launch``)."""
+    add_part(group, config_parts.Launch)
 
 
 def add_sysfs_root(group: Group) -> None:
     """``--sysfs-root DIR``: where each node's facts are read (``bench.sysroot``)."""
-    add_part(group, parts.Launch, only=("sysfs_root",))
+    add_part(group, config_parts.Launch, only=("sysfs_root",))
 
 
-def launch_part(args: argparse.Namespace) -> parts.Launch:
-    return part(parts.Launch, args)
+def launch_part(args: argparse.Namespace) -> config_parts.Launch:
+    return part(config_parts.Launch, args)
 
 
 def add_part(group: Group, cls: type[DataclassInstance], only: Sequence[str] | None = None) -> None:
@@ -235,18 +235,18 @@ def add_interfaces(group: Group, *, rails: bool) -> None:
 
 
 def add_output(group: Group) -> None:
-    """``--out``, ``--cluster``, ``--history``, ``--no-history``: where the run goes (``parts.Output``)."""
-    add_part(group, parts.Output)
+    """``--out``, ``--cluster``, ``--history``, ``--no-history``: where the run goes (``config_parts.Output``)."""
+    add_part(group, config_parts.Output)
 
 
-def output_part(args: argparse.Namespace) -> parts.Output:
-    return part(parts.Output, args)
+def output_part(args: argparse.Namespace) -> config_parts.Output:
+    return part(config_parts.Output, args)
 
 
 def add_history(group: Group, *, what: str | None = None, default_text: str | None = None) -> None:
     """``--history FILE`` (and ``--no-history`` when ``what`` is the thing not to add), declared once on
-    ``parts.Output``; ``default_text``: where a command's default is not the usual one (compare's)."""
-    (field, flag), *_ = (pair for pair in flagged_fields(parts.Output) if pair[0].name == "history")
+    ``config_parts.Output``; ``default_text``: where a command's default is not the usual one (compare's)."""
+    (field, flag), *_ = (pair for pair in flagged_fields(config_parts.Output) if pair[0].name == "history")
     add_flag(group, flag, field.default, default_text)
     if what is not None:
         group.add_argument("--no-history", action="store_true", help=f"do not add {what} to the history")

@@ -6,10 +6,10 @@
 * Pairs: every node pair exchanges on every rail at once, point-to-point inside the rail groups, in
   round-robin rounds of disjoint pairs (n-1 rounds for n nodes), optionally repeated in a reshuffled order.
 * Intra-node (``--intra-node``): every pair of local ranks on each node (NVLink on GPUs, loopback on CPU),
-  round-robin inside one group per node; names a slow GPU or GPU pair (``bench.rails.gpu_pairs``).
+  round-robin inside one group per node; names a slow GPU or GPU pair (``bench.rails.diagnosis.gpu_pairs``).
 * Counters: while each rail runs alone, the byte counters show which device carried it, and that the
   management interface and the excluded devices carried nothing.
-* Localisation names the broken link, rail, node or pair (``bench.rails.localise``).
+* Localisation names the broken link, rail, node or pair (``bench.rails.diagnosis.localise``).
 
 Writes ``rails.json``, rows in ``results.csv`` (scope rail/pair) and ``run.json`` in the run directory,
 prints the human table. Runs under any launcher, or starts ``--np N`` local ranks itself. Exit status 0
@@ -27,16 +27,17 @@ from dataclasses import replace
 from bench.backends import Backend, ResolvedBackend
 from bench.commands import flags
 from bench.exits import EXIT_INFRA, UserError
+from bench.frame.config_parts import Launch, Output, carrying
 from bench.frame.launch_job import JobKind, Sized, launch
-from bench.frame.parts import Launch, Output, carrying
 from bench.history.store import default_history_path, history_for
 from bench.measure.collectives import get_collective
-from bench.profiles import Profile
-from bench.rails import plan, plan_learn
-from bench.rails.config import RailsConfig, RailsSettings, resolve, validate
-from bench.rails.plan import Plan
+from bench.profile.cluster import Profile
+from bench.profile.rails_table import RAIL_COLLECTIVES
+from bench.rails.plan import acceptance as plan
+from bench.rails.plan import learn
+from bench.rails.plan.acceptance import Plan
+from bench.rails.plan.config import RailsConfig, RailsSettings, resolve, validate
 from bench.rails.rank import run_rank
-from bench.rails_test_table import RAIL_COLLECTIVES
 from bench.runtime import env as benv
 from bench.runtime.launch import local_ranks_use_gpus
 
@@ -76,7 +77,7 @@ def plan_backend(requested: Backend, profile: Profile, settings: RailsSettings) 
     """The backend the run will use, as its ranks resolve it (``bench.runtime.dist.resolve_backend``): as asked,
     else NCCL where this node has GPUs and gloo where it has none (under a launch this node is one of the run's);
     with the line that says so when ``auto`` planned gloo for a profile of GPU nodes and that dropped the
-    intra-node pairs (``bench.rails.plan.intra_planned``)."""
+    intra-node pairs (``bench.rails.plan.acceptance.intra_planned``)."""
     if requested != "auto":
         return requested, None
     if local_ranks_use_gpus(requested):
@@ -106,14 +107,14 @@ def print_plan(plan: Plan | None, *notes: str | None) -> int:
 
 
 def plan_history(profile: Profile, output: Output) -> tuple[plan.Adjust | None, str | None]:
-    """What the cluster's own runs say to the plan (``bench.rails.plan_learn``): from ``--history``, else the
+    """What the cluster's own runs say to the plan (``bench.rails.plan.learn``): from ``--history``, else the
     history the run would be added to; nothing under ``--no-history``, nor on a rank other than the first of a
     launch (only it prints, and one reader of the history is enough)."""
     launched = benv.discover_launched_rank()
     if output.no_history or (launched is not None and launched.rank != 0):
         return None, None
     path = output.history or (history_for(output.out) if output.out is not None else default_history_path())
-    return plan_learn.from_history(path, profile.name, output.cluster)
+    return learn.from_history(path, profile.name, output.cluster)
 
 
 def config_from_args(args: argparse.Namespace) -> RailsConfig:

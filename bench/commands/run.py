@@ -18,10 +18,10 @@ from dataclasses import replace
 
 from bench.commands import flags
 from bench.exits import UserError
+from bench.frame.config_parts import carrying
 from bench.frame.launch_job import JobKind, Sized, launch
-from bench.frame.parts import carrying
 from bench.measure.collectives import DEFAULT_COLLECTIVES, get_collective, get_dtype
-from bench.profiles import Profile
+from bench.profile.cluster import Profile
 from bench.runtime import env as benv
 from bench.runtime.placement import blocking_wait_conflict
 from bench.sweep.config import RunConfig, cpu_sized, message_sizes, sized, validate

@@ -1,9 +1,9 @@
 """Tonight's run against its baseline, metric by metric (the statistics are ``bench.history.compare`` and
-``bench.history.judge``).
+``bench.history.regression``).
 
 Prints the metrics that changed, writes ``compare.json``, ``compare-junit.xml`` and ``trend.csv`` into the run
 directory and redraws the report; the exit status is 1 when any metric regressed, went missing or failed.
-The run's own verdict becomes ``regressed`` in its run.json and the history (``bench.frame.verdict``). The
+The run's own verdict becomes ``regressed`` in its run.json and the history (``bench.frame.decide``). The
 command line is ``bench.commands.compare``.
 """
 
@@ -21,14 +21,12 @@ from typing import TextIO
 import numpy as np
 
 from bench.compare.config import CompareConfig
-from bench.compare_settings import CompareSettings
 from bench.exits import InfraError, UserError
+from bench.frame.decide import clear_regressed, mark_regressed
 from bench.frame.finish import write_report_if_available
-from bench.frame.verdict import clear_regressed, mark_regressed
 from bench.history import rail_errors
 from bench.history.baseline import Baselines, BaselineSet, from_history, from_run_dir, parse_baseline_spec
 from bench.history.compare import BAD_STATES, baseline_stats, relative_change
-from bench.history.judge import judge
 from bench.history.outputs import (
     MetricComparison,
     OtherVersion,
@@ -42,7 +40,9 @@ from bench.history.outputs import (
 )
 from bench.history.rail_errors import ErrorRise
 from bench.history.records import MetricRecord, RunRecord, read_run
+from bench.history.regression import judge
 from bench.history.store import history_for, opened
+from bench.profile.compare import CompareSettings
 from bench.rundir.junit import Case, Status
 from bench.rundir.verdict import Verdict
 
@@ -51,7 +51,7 @@ def load_settings(profile: str | None) -> CompareSettings:
     """Thresholds from the profile's ``[compare]`` table, or the defaults."""
     if profile is None:
         return CompareSettings()
-    from bench.profiles import load_profile  # lazy: profiles are only read when asked for
+    from bench.profile.cluster import load_profile  # lazy: profiles are only read when asked for
 
     return load_profile(profile).compare
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal
 
-from bench.error_limits import CARRIER_CHANGES, HW_COUNTERS, IB_PORT_COUNTERS, NET_STATISTICS, saturation_value
 from bench.fabric.sysfs import U64_MAX, natural_key
 from bench.fabric.sysfs_io import Sysfs
+from bench.profile.errors import CARRIER_CHANGES, HW_COUNTERS, IB_PORT_COUNTERS, NET_STATISTICS, saturation_value
 
 CountState = Literal["counted", "saturated", "reset"]
 Readings = Mapping[str, Mapping[str, int]]

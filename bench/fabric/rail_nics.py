@@ -13,7 +13,7 @@ one NIC on each GPU's PCIe switch (PIX): rail k is that NIC.
 The mapping is computed from sysfs for every GPU of the node, down ports included: a port that is down is
 still its rail's NIC (a dead link, named as such), and no other rail moves to another NIC because of it. NCCL,
 which ignores ports that are not ACTIVE, will route that GPU through some other NIC; the byte counters show
-it (``bench.rails.evidence``).
+it (``bench.rails.diagnosis.evidence``).
 
 Pure functions over sysfs records (``node_rail_nics`` reads a ``Sysfs`` tree).
 """

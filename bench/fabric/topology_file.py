@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench import toml_limits
+from bench import tomldoc
 from bench.exits import UserError
 from bench.fabric import ibnetdiscover
 from bench.fabric.cabling import Cabling, cabling_from_toml
@@ -17,6 +17,6 @@ def load_cabling(path: Path) -> Cabling:
     if not path.is_file():
         raise UserError(f"topology file {path} is not a file: give ibnetdiscover's output or a cabling .toml")
     if path.suffix == ".toml":
-        text = toml_limits.read_text(path, "topology file", limit=ibnetdiscover.MAX_FILE_BYTES)
-        return cabling_from_toml(toml_limits.loads(text, where), where)
+        text = tomldoc.read_text(path, "topology file", limit=ibnetdiscover.MAX_FILE_BYTES)
+        return cabling_from_toml(tomldoc.loads(text, where), where)
     return ibnetdiscover.read(path)

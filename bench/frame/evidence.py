@@ -21,7 +21,7 @@ from bench.finding import EvidenceFinding
 from bench.jsondoc import JSONObject, JSONValue
 from bench.nccllogs import nccl_evidence, nccl_log
 from bench.preflight.checks import expected_rails
-from bench.profiles import Profile
+from bench.profile.cluster import Profile
 from bench.runtime.coord import Coord
 
 

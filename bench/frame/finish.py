@@ -12,7 +12,7 @@ from pathlib import Path
 
 from bench.exits import EXIT_INFRA, EXIT_PASS, InfraError, UserError
 from bench.history.store import add_run, history_for
-from bench.profiles import Profile
+from bench.profile.cluster import Profile
 
 
 def finish_run(out_dir: Path, profile: Profile, *, history: Path | None, no_history: bool) -> int:

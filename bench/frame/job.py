@@ -9,7 +9,7 @@ returns the items it judged). :func:`run_job` does the rest, in this order, on e
 3. one run record: rank 0 writes run.json (``running``) and keeps results.csv;
 4. the job measures, each phase under the guard (``Run.guarded``: hang, lost rank, Ctrl-C, SIGTERM recorded)
    and, where it asks, with the counters as evidence (``Run.evidence``);
-5. the verdict, decided once from the job's items (``bench.frame.verdict.decide``): junit.xml, run.json and
+5. the verdict, decided once from the job's items (``bench.frame.decide.decide``): junit.xml, run.json and
    the terminal all say it;
 6. what the job does about the verdict (``Job.after_verdict``: ``accept --drain`` drains nodes), then
    finish: the history, then the report; a failure there is exit 3 unless the verdict already failed, and a
@@ -31,14 +31,14 @@ from pathlib import Path
 from typing import ClassVar
 
 from bench.exits import EXIT_INFRA, EXIT_PASS, UserError, interrupt_status
+from bench.frame.decide import Item, decide, item_entries, write_junit_items
 from bench.frame.finish import finish_run
 from bench.frame.guard import guarded
 from bench.frame.record import base_metadata
 from bench.frame.run import Run, Setup, WriteRefused, write_refused_is_infra
 from bench.frame.validate import history_problem
-from bench.frame.verdict import Item, decide, item_entries, write_junit_items
 from bench.measure.device import device_name
-from bench.profiles import Profile
+from bench.profile.cluster import Profile
 from bench.rundir.files import default_cluster_name, new_run_dir, proposed_run_dir
 from bench.rundir.numbers import numbers_of
 from bench.rundir.results_csv import ResultsWriter
@@ -154,7 +154,7 @@ def lifecycle(job: Job, ctx: DistContext) -> int:
 
 def _gpu_names(ctx: DistContext, timeout_s: float) -> list[str]:
     """Every rank's GPU name (empty on a CPU rank), on every rank: the GPU generation whose targets judge the
-    run is chosen from what the nodes report (``bench.gpu_targets``). Under the watchdog, as every agreement
+    run is chosen from what the nodes report (``bench.profile.gpu_targets``). Under the watchdog, as every agreement
     before the measurement is: a rank that never answers is a named hang, not a wait without end."""
     coord = coordinator(ctx.backend, ctx.store, ctx.info.rank, ctx.info.world_size, torch_timeout_s(timeout_s))
     with guarded(ctx, timeout_s, lambda status, exit_status, failure: None) as watchdog:

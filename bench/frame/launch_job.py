@@ -20,12 +20,12 @@ from bench.rundir.files import default_cluster_name, default_run_dir, new_run_di
 from bench.runtime import env as benv
 
 if TYPE_CHECKING:
-    from bench.frame.parts import Launch, Output
+    from bench.frame.config_parts import Launch, Output
 
 
 class StartsRanks(Protocol):
     """What every job's config says about starting its ranks and where its run goes: the two parts it nests
-    (``bench.frame.parts``)."""
+    (``bench.frame.config_parts``)."""
 
     @property
     def launch(self) -> Launch: ...

@@ -12,7 +12,7 @@ from pathlib import Path
 from bench import codec
 from bench.bounded import ascii_digits
 from bench.exits import UserError
-from bench.profiles import Profile
+from bench.profile.cluster import Profile
 from bench.rundir.files import FORMAT_VERSION
 from bench.rundir.judged_by import JudgedBy
 from bench.rundir.runjson import RunFile

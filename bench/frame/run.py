@@ -12,12 +12,12 @@ from typing import Any
 from bench import codec
 from bench.exits import InfraError
 from bench.frame import evidence
+from bench.frame.config_parts import Launch, Output
 from bench.frame.guard import guarded
 from bench.frame.launch_job import StartsRanks
-from bench.frame.parts import Launch, Output
 from bench.frame.postmortem import LinkErrors, Postmortem, own_link_errors, socket_addresses
 from bench.frame.record import rank0_lost_recorder
-from bench.profiles import Profile
+from bench.profile.cluster import Profile
 from bench.rundir.results_csv import ResultsWriter, Row
 from bench.rundir.runjson import RunFile
 from bench.rundir.sections import Failure
@@ -77,7 +77,7 @@ class Run:
         ``ExpectedNic``): the post-mortem names it for this rank's end (``bench.frame.postmortem``)."""
         self.flushers: list[Callable[[], None]] = []
         """Called (rank 0) when the run ends early, before run.json says so: a phase that holds measurements
-        not yet on disk writes them (``bench.rails.live``)."""
+        not yet on disk writes them (``bench.rails.measurement.live_output``)."""
 
     @property
     def rank0(self) -> bool:

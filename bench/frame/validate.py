@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bench.bounded import check_path_names, file_kind
 from bench.exits import InfraError, UserError
-from bench.frame.parts import Launch, Output
+from bench.frame.config_parts import Launch, Output
 from bench.rundir.files import RUN_FILES, RUN_FOLDERS, check_cluster_name
 from bench.runtime.gpus import gpu_count
 

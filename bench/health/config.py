@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.bounded import Where, finite
-from bench.error_limits import MAX_WINDOW_S
 from bench.exits import UserError
+from bench.profile.errors import MAX_WINDOW_S
 from bench.slurm.scheduler import check_node_name
 
 HEALTH_CHECKS: tuple[str, ...] = (

@@ -23,13 +23,13 @@ from bench import sysroot
 from bench.check.items import check_items
 from bench.exits import EXIT_PASS, UserError
 from bench.fabric import devinfo
-from bench.frame.verdict import decide
+from bench.frame.decide import decide
 from bench.health.config import HEALTH_CHECKS, HealthConfig
 from bench.preflight import checks
 from bench.preflight.check_base import CheckResult, Context
 from bench.preflight.cluster import NodeReport
 from bench.preflight.deadline import TIME_LIMIT_CHECK, Bounded, run_within
-from bench.profiles import Profile, load_profile
+from bench.profile.cluster import Profile, load_profile
 from bench.rundir.findings import hung_finding
 from bench.runtime import env as benv
 from bench.slurm import drain, scheduler

@@ -6,7 +6,7 @@
 * ``bench.history.runfacts``: what run.json says about comparability (the run's kind) and its environment
   (versions, node set, NCCL_* variables), read in one place.
 * ``bench.history.compare``: pure functions that tell a real drop from noise.
-* ``bench.compare_settings`` (the ground, beside the profile that holds it): thresholds from ``[compare]``.
+* ``bench.profile.compare`` (the ground, beside the profile that holds it): thresholds from ``[compare]``.
 
 ``run``, ``rails`` and ``accept`` call ``add_run(history_path, run_dir)`` at their end unless
 ``--no-history``.

@@ -23,7 +23,7 @@ kind of run: every size and collective) contributes its deviations from its own 
 sqrt(R/(R-1)) so that each has the noise's variance, and the pool's robust RMS (the deviations within
 ``TRIM_SIGMAS`` x 1.4826 x their median absolute deviation) is the relative noise of them all
 (``pooled_relative_sigma``). With one baseline run there are no deviations to pool: the spread of tonight's
-changes across the scope's sizes stands in (``bench.history.judge``); with too few values of either, the noise
+changes across the scope's sizes stands in (``bench.history.regression``); with too few values of either, the noise
 is assumed at ``noise_floor``. Tonight minus the baseline then has the noise ``sigma x sqrt(1 + v/R)``, where
 ``v/R`` is the variance of the median of R values relative to one (``difference_sigma``). A size worse than
 the threshold is *regressed* only with evidence that noise does not explain it (``confirm_runs``):

@@ -67,7 +67,7 @@ class MetricComparison:
     the noise was taken from instead)."""
     noise_source: str = "own"
     """``own``, ``pooled`` (the baseline's metrics of the scope), ``tonight`` (the spread of tonight's changes,
-    one baseline run), ``floor`` or ``none`` (``bench.history.judge.NoiseSource``)."""
+    one baseline run), ``floor`` or ``none`` (``bench.history.regression.NoiseSource``)."""
     evidence: str = ""
     """On a first night, past the threshold: the run of adjacent sizes it belongs to and whether that beat the
     noise (``"4 adjacent sizes fell 9.8% on average, beyond the 8.7% that noise could explain"``)."""
@@ -184,7 +184,7 @@ def describe(r: MetricComparison) -> str:
 
 
 def first_night(r: MetricComparison) -> bool:
-    """A metric with a baseline too short for a noise band of its own (``bench.history.judge``, the first
+    """A metric with a baseline too short for a noise band of its own (``bench.history.regression``, the first
     nights): its threshold is no band, a change past it is judged by its evidence (``r.evidence``)."""
     return r.baseline_GBps is not None and not r.noise_estimated
 

@@ -1,9 +1,9 @@
 """How long each phase of a rails or accept run took, kept in the history so that the next plan can learn from it.
 
-run.json's ``plan`` section (``bench.rails.laps``) holds, per phase, the seconds measured and, when the run had
+run.json's ``plan`` section (``bench.rails.plan.laps``) holds, per phase, the seconds measured and, when the run had
 a plan, the span its model projected for that phase at that run's shape (``low_s``, ``high_s``) with the rounds
 and cells planned. The history keeps one row per run and phase (migration 5, ``phase_times``);
-``bench.rails.plan_learn`` reads the recent runs of a cluster back and scales what they measured to the shape
+``bench.rails.plan.learn`` reads the recent runs of a cluster back and scales what they measured to the shape
 being planned. A phase the run never reached has no row; a value of the wrong type in a hand-made run.json is
 left out, never guessed.
 """

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from bench.gpu_targets import TargetSteps
-from bench.profiles import Profile
+from bench.profile.cluster import Profile
+from bench.profile.gpu_targets import TargetSteps
 
 POINT_TO_POINT = frozenset({"sendrecv"})
 ONE_NIC_PER_GPU = frozenset({"alltoall"})

@@ -17,7 +17,7 @@ from bench.nccllogs.nccl_hostnet import HostNet, NcclLog
 from bench.nccllogs.nccl_lines import Fact
 
 if TYPE_CHECKING:
-    from bench.profiles import Profile
+    from bench.profile.cluster import Profile
 
 _LINK_LAYER = {"InfiniBand": "IB", "Ethernet": "RoCE"}
 

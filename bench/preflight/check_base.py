@@ -26,7 +26,7 @@ from bench.fabric.rail_nics import PlacedGpu, PlacedNic, nearest_rail_nics
 from bench.gpu import state
 from bench.nccllogs import nccl_log
 from bench.nccllogs.nccl_evidence import device_matches
-from bench.profiles import Profile
+from bench.profile.cluster import Profile
 from bench.rundir.checksjson import CheckResult as CheckResult
 from bench.rundir.checksjson import Status as Status
 from bench.runtime.deadlines import DEFAULT_TIMEOUT_S

@@ -22,7 +22,7 @@ from bench.preflight.error_checks import LinkFlaps, RailErrorWindow
 from bench.preflight.gpu_checks import FabricManager, GpuClocks, GpuEcc, GpuXid, NvLinks
 from bench.preflight.nccl_retry import IbRetry
 from bench.preflight.path_checks import GpuPeerMemory, Iommu, NicPcie, PcieAcs, PcieLinkSpeed, PortMtu
-from bench.profiles import Profile
+from bench.profile.cluster import Profile
 from bench.runtime.deadlines import DEFAULT_TIMEOUT_S
 
 

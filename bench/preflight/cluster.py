@@ -21,7 +21,7 @@ from bench.fabric.sysfs import nvidia_driver_version
 from bench.jsondoc import JSONObject, JSONValue
 from bench.preflight.checks import CheckResult, Context, verdict
 from bench.preflight.nccl_library import nccl_version, package_version
-from bench.profiles import Profile
+from bench.profile.cluster import Profile
 from bench.version import __version__
 
 V = TypeVar("V")

@@ -17,9 +17,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
-from bench.error_limits import ErrorLimits
 from bench.fabric import error_counters, hca, link_flaps
 from bench.preflight.check_base import Check, CheckResult, Context, listed
+from bench.profile.errors import ErrorLimits
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,10 @@ import dataclasses
 from pathlib import Path
 from typing import Protocol
 
-from bench.rails import gpu_outcome, rail_target, records
-from bench.rails.config import RailsSettings
-from bench.rails.defects import described
-from bench.rails.records import RailsOutcome
+from bench.rails.diagnosis import gpu_outcome, rail_target, rails_outcome
+from bench.rails.diagnosis.defects import described
+from bench.rails.diagnosis.rails_outcome import RailsOutcome
+from bench.rails.plan.config import RailsSettings
 from bench.rundir.files import atomic_write_json
 from bench.rundir.finding_words import counter_line, shortfall_line
 from bench.rundir.railsdoc import RailEntry, RailsDoc, counters_from_json
@@ -26,7 +26,7 @@ class Rows(Protocol):
 
 def rails_doc(outcome: RailsOutcome) -> RailsDoc:
     """The rails.json record of ``outcome``: its written part, with the sections said from the working forms."""
-    devices = records.device_map(outcome.devices)
+    devices = rails_outcome.device_map(outcome.devices)
     return dataclasses.replace(
         outcome.written,
         rails=tuple(
@@ -41,7 +41,9 @@ def rails_doc(outcome: RailsOutcome) -> RailsDoc:
             for rd in outcome.devices
         ),
         measurements=tuple(
-            records.measurements(outcome.rail_results, outcome.pair_times, outcome.nodes, outcome.expected, devices)
+            rails_outcome.measurements(
+                outcome.rail_results, outcome.pair_times, outcome.nodes, outcome.expected, devices
+            )
         ),
         defects=tuple(described(d) for d in outcome.defects),
         counter_findings=tuple(counter_line(f) for f in outcome.findings),
@@ -58,8 +60,8 @@ def write_outputs(outcome: RailsOutcome, out_dir: Path, writer: Rows | None, ite
     atomic_write_json(out_dir / "rails.json", doc.to_json())
     if writer is not None:
         writer.append(
-            *records.rail_rows(outcome.rail_results, outcome.expected, "float"),
-            *records.pair_rows(outcome.pair_times, outcome.nodes, outcome.expected, iters),
+            *rails_outcome.rail_rows(outcome.rail_results, outcome.expected, "float"),
+            *rails_outcome.pair_rows(outcome.pair_times, outcome.nodes, outcome.expected, iters),
             *(gpu_outcome.rows(outcome.intra_node, iters) if outcome.intra_node is not None else []),
         )
     return doc
@@ -67,7 +69,7 @@ def write_outputs(outcome: RailsOutcome, out_dir: Path, writer: Rows | None, ite
 
 def lenient_lines(outcome: RailsOutcome, pass_fraction: float) -> list[str]:
     """One line per rail-group call (collective, nodes, size, line rate) whose mark may be lenient at this node
-    count (``bench.rails.rail_target.lenient_line``): every rail of one call gives the same."""
+    count (``bench.rails.diagnosis.rail_target.lenient_line``): every rail of one call gives the same."""
     calls = {(r.collective, r.nnodes, r.nbytes, outcome.expected.get(r.rail)) for r in outcome.rail_results}
     lines = (
         rail_target.lenient_line(collective, nnodes, nbytes, line, pass_fraction)
@@ -83,14 +85,14 @@ def print_outcome(outcome: RailsOutcome, settings: RailsSettings) -> None:
         if outcome.intra_node is not None:
             print(gpu_outcome.table(outcome.intra_node), flush=True)
         return
-    samples = [s for s in records.pair_samples(outcome.pair_times, outcome.nodes) if not s.confirm]
+    samples = [s for s in rails_outcome.pair_samples(outcome.pair_times, outcome.nodes) if not s.confirm]
     print(
         f"# rails: {len(outcome.nodes)} nodes x {outcome.rails} rails; pairs "
         f"{'off' if not settings.config.pairs else f'{settings.test.repeats} repeat(s)'}",
         flush=True,
     )
     print(
-        records.table(
+        rails_outcome.table(
             outcome.rail_results,
             samples,
             outcome.devices,

@@ -19,23 +19,26 @@ from bench import codec
 from bench.exits import UserError
 from bench.fabric.rail_nics import rail_nic
 from bench.fabric.sysfs import Sysfs, ib_ports, net_devices
+from bench.frame.config_parts import Output
+from bench.frame.decide import Item, timed
 from bench.frame.job import Job, run_job
-from bench.frame.parts import Output
 from bench.frame.run import Run, setup_of, write_refused_is_infra
-from bench.frame.verdict import Item, timed
 from bench.jsondoc import JSONObject
 from bench.measure import device as device_ops
-from bench.profiles import Profile
-from bench.rails import bootstrap_nic, intranode, judge, local_causes, output, plan, records, windows
-from bench.rails import rank_steps as steps
-from bench.rails.config import RailsConfig, RailsSettings, retargeted, validate, with_topology
-from bench.rails.corroborate import corroborate
-from bench.rails.groups import form_rail_groups
-from bench.rails.items import local_cause_items, rail_items
-from bench.rails.laps import Laps, compared
-from bench.rails.layout import RailLayout, interface_for_rail, rail_layout
-from bench.rails.live import LiveRails
-from bench.rails.measure import PairTime
+from bench.profile.cluster import Profile
+from bench.rails import output
+from bench.rails.diagnosis import judge, rails_outcome
+from bench.rails.diagnosis.causes import Reports
+from bench.rails.diagnosis.corroborate import corroborate
+from bench.rails.diagnosis.items import local_cause_items, rail_items
+from bench.rails.diagnosis.matrix import PairTime
+from bench.rails.measurement import bootstrap_nic, intranode, local_causes, steps, windows
+from bench.rails.measurement.groups import form_rail_groups
+from bench.rails.measurement.live_output import LiveRails
+from bench.rails.plan import acceptance
+from bench.rails.plan.config import RailsConfig, RailsSettings, retargeted, validate, with_topology
+from bench.rails.plan.laps import Laps, compared
+from bench.rails.plan.layout import RailLayout, interface_for_rail, rail_layout
 from bench.rundir.files import proposed_run_dir
 from bench.rundir.railsdoc import RailsDoc
 from bench.rundir.sections import RailsTestSettings
@@ -70,7 +73,7 @@ def rails_before_init(
     settings: RailsSettings, profile: Profile, output: Output, prelude: Prelude
 ) -> tuple[RailsSettings, Path | None]:
     """What ``rails`` and ``accept`` do before the first communicator: ``--topology`` read by rank 0 alone
-    (``bench.rails.config.with_topology``), then :func:`rail_prelude`. Returns the settings with the topology
+    (``bench.rails.plan.config.with_topology``), then :func:`rail_prelude`. Returns the settings with the topology
     (rank 0) and the agreed run directory."""
     settings = with_topology(settings, lambda on_rank0: refuse_together(prelude, "topology", on_rank0))
     out_dir = rail_prelude(settings, profile, lambda: proposed_run_dir(output.out, output.cluster))(prelude)
@@ -84,9 +87,9 @@ def rail_prelude(settings: RailsSettings, profile: Profile, proposal: Callable[[
     the NIC lists of a node's ranks in every communicator, so they must be the same on every rank of a node
     (``bench.runtime.before_init.nic_disagreement``). Every rank gets the profile's values where the user set
     none (and on socket rails the rail interface list; on IB rails the management interface for NCCL's own
-    sockets, never loopback for a job across hosts, ``bench.rails.bootstrap_nic``), and NCCL's own topology
+    sockets, never loopback for a job across hosts, ``bench.rails.measurement.bootstrap_nic``), and NCCL's own topology
     takes each GPU to its nearest NIC (``bench.fabric.rail_nics``); the counters prove which NIC carried each
-    rail (``bench.rails.evidence``).
+    rail (``bench.rails.diagnosis.evidence``).
     """
     defaults = {
         "NCCL_IB_HCA": profile.recommended_env.get("NCCL_IB_HCA"),
@@ -97,7 +100,7 @@ def rail_prelude(settings: RailsSettings, profile: Profile, proposal: Callable[[
         out_dir = run_directory(prelude, proposal)
         nics = dict(defaults)
         if profile.uses_ib_verbs and prelude.reads_nccl_env and not nics["NCCL_SOCKET_IFNAME"]:
-            # NCCL's bootstrap and IB handshakes off the rails (bench.rails.bootstrap_nic).
+            # NCCL's bootstrap and IB handshakes off the rails (bench.rails.measurement.bootstrap_nic).
             nics["NCCL_SOCKET_IFNAME"] = bootstrap_nic.on_management(prelude, settings.oob_ifname)
         shared_nic_environment(prelude, nics)
         return out_dir
@@ -105,16 +108,16 @@ def rail_prelude(settings: RailsSettings, profile: Profile, proposal: Callable[[
     return step
 
 
-def _my_nic(ctx: DistContext, my_ifname: str | None) -> records.ExpectedNic:
+def _my_nic(ctx: DistContext, my_ifname: str | None) -> rails_outcome.ExpectedNic:
     """The NIC this rank's rail should leave through on its node: the interface it binds (socket rails), else the
     NIC nearest its GPU among those NCCL_IB_HCA selects (``bench.fabric.rail_nics``); unknown on a CPU."""
     if my_ifname:
-        return records.ExpectedNic(my_ifname)
+        return rails_outcome.ExpectedNic(my_ifname)
     if not device_ops.is_cuda(ctx.device):
-        return records.ExpectedNic(None)
+        return rails_outcome.ExpectedNic(None)
     bus = gpu_bus_id(int(ctx.device.index))
     found = rail_nic(Sysfs(ctx.sysfs_root), bus, benv.get("NCCL_IB_HCA"))
-    return records.ExpectedNic(found.nic, found.state, found.distance, bus, found.shared)
+    return rails_outcome.ExpectedNic(found.nic, found.state, found.distance, bus, found.shared)
 
 
 def _ib_rates(local_rank: int, sysfs: Sysfs) -> dict[str, float] | None:
@@ -131,14 +134,14 @@ def rails_phase(
     live: LiveRails | None = None,
     coord: Coord | None = None,
     laps: Laps | None = None,
-    on_nic: Callable[[records.ExpectedNic], None] | None = None,
-) -> records.RailsOutcome | None:
+    on_nic: Callable[[rails_outcome.ExpectedNic], None] | None = None,
+) -> rails_outcome.RailsOutcome | None:
     """Every rail and every pair; returns the outcome on rank 0, None elsewhere. ``live`` (rank 0) writes the
     rail groups' results and each pair round down as soon as they are gathered; ``laps`` marks the end of each
-    phase of the plan (``bench.rails.plan``); ``on_nic`` hears this rank's NIC as soon as it is known (the
+    phase of the plan (``bench.rails.plan.acceptance``); ``on_nic`` hears this rank's NIC as soon as it is known (the
     post-mortem of a link that dies mid-measurement names it, ``bench.frame.postmortem``).
 
-    Rail groups are formed from their live members (``bench.rails.groups``): a rank whose link is dead, or
+    Rail groups are formed from their live members (``bench.rails.measurement.groups``): a rank whose link is dead, or
     whose rail has no group, measures nothing on its rail but keeps in step with the world (its barriers,
     gathers and the budget's agreement), and every pair with a dead end is left out, reported dead. Every
     agreement goes through ``coord`` (``bench.runtime.coord``: on NCCL the store, never the world communicator,
@@ -149,14 +152,14 @@ def rails_phase(
     if len(layout.nodes) < 2:
         reason = f"1 node ({layout.nodes[0]}): a rail group needs local rank k of at least 2 nodes"
         written = RailsDoc(skipped=reason, nodes=layout.nodes)
-        return records.RailsOutcome(written, rails=layout.rails) if rank == 0 else None
+        return rails_outcome.RailsOutcome(written, rails=layout.rails) if rank == 0 else None
     laps = laps or Laps()
     coord = coord or world_coord(ctx, settings.timeout_s)
     my_ifname = _my_interface(settings, layout, rank, coord, Sysfs(ctx.sysfs_root))
     my_nic = _my_nic(ctx, my_ifname)
     if on_nic is not None:
         on_nic(my_nic)
-    # One rank per node reads its counters at every window's edge (bench.rails.windows).
+    # One rank per node reads its counters at every window's edge (bench.rails.measurement.windows).
     counts = windows.NodeCounters(local_rank == 0, ctx.sysfs_root)
     formed = form_rail_groups(ctx, layout, my_ifname, settings.timeout_s, coord, watchdog.enter, watchdog.leave)
     seat = steps.Seat.taken(layout, rank, formed, coord, counts)
@@ -207,19 +210,19 @@ def world_coord(ctx: DistContext, timeout_s: float) -> Coord:
     return coordinator(ctx.backend, ctx.store, ctx.info.rank, ctx.info.world_size, torch_timeout_s(timeout_s))
 
 
-def _nic_heard(run: Run, nic: records.ExpectedNic) -> None:
+def _nic_heard(run: Run, nic: rails_outcome.ExpectedNic) -> None:
     run.nic = nic.device
 
 
 def guarded_rails_phase(
-    settings: RailsSettings, run: Run, laps: Laps | None = None, node_checks: local_causes.Reports | None = None
-) -> tuple[records.RailsOutcome | None, LiveRails | None]:
+    settings: RailsSettings, run: Run, laps: Laps | None = None, node_checks: Reports | None = None
+) -> tuple[rails_outcome.RailsOutcome | None, LiveRails | None]:
     """``rails_phase`` (and the intra-node matrix) under the frame's guard: a hang, a lost rank, Ctrl-C or
     SIGTERM is recorded in run.json and raised on (exit 3, or 130/143), after what was measured is written.
     Returns the outcome and the live writer on rank 0, (None, None) elsewhere.
 
     ``node_checks`` (rank 0): every node's GPUDirect checks where the caller has them (``accept``'s check
-    phase); None: every node reads its own now (``bench.rails.local_causes``)."""
+    phase); None: every node reads its own now (``bench.rails.measurement.local_causes``)."""
     ctx = run.ctx
     live = None
     if run.rank0:
@@ -244,8 +247,8 @@ def guarded_rails_phase(
 
 
 def rails_test(
-    settings: RailsSettings, run: Run, laps: Laps | None = None, node_checks: local_causes.Reports | None = None
-) -> records.RailsOutcome | None:
+    settings: RailsSettings, run: Run, laps: Laps | None = None, node_checks: Reports | None = None
+) -> rails_outcome.RailsOutcome | None:
     """The rails test on every rank; on rank 0 its outcome, written (rails.json, results.csv rows) and
     printed. ``rails`` and ``accept`` both run it (``laps``: the run's phase clock; ``node_checks``: see
     :func:`guarded_rails_phase`)."""
@@ -264,7 +267,7 @@ def rails_test(
 
 
 class RailsJob(Job):
-    """``railbench rails``: every rail and every pair, judged per rail (``bench.rails.items``)."""
+    """``railbench rails``: every rail and every pair, judged per rail (``bench.rails.diagnosis.items``)."""
 
     command = "rails"
 
@@ -273,7 +276,7 @@ class RailsJob(Job):
         super().__init__(setup_of(config, settings.oob_ifname), profile)
         self.settings = settings
         self.laps = Laps()
-        self.planned: plan.Plan | None = None
+        self.planned: acceptance.Plan | None = None
 
     def before_init(self, prelude: Prelude) -> Path | None:
         self.settings, out_dir = rails_before_init(self.settings, self.profile, self.setup.output, prelude)
@@ -287,7 +290,7 @@ class RailsJob(Job):
         # The plan for this shape (every rank computes the same), cut to --max-minutes when asked.
         layout = rail_layout(ctx.hosts)
         intra = intranode.wanted(self.settings, ctx.backend)
-        self.planned = plan.for_run(len(layout.nodes), layout.rails, self.settings, intra=intra)
+        self.planned = acceptance.for_run(len(layout.nodes), layout.rails, self.settings, intra=intra)
         if self.planned is not None:
             self.settings = self.planned.settings
             if ctx.info.rank == 0:
@@ -323,6 +326,6 @@ def rails_section(settings: RailsSettings) -> RailsTestSettings:
     )
 
 
-def planned_section(planned: plan.Plan | None, laps: Laps) -> JSONObject | None:
-    """run.json's ``plan``: the projection beside what each phase has taken so far (``bench.rails.laps``)."""
+def planned_section(planned: acceptance.Plan | None, laps: Laps) -> JSONObject | None:
+    """run.json's ``plan``: the projection beside what each phase has taken so far (``bench.rails.plan.laps``)."""
     return compared(planned, laps.seconds)

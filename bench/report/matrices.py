@@ -114,7 +114,8 @@ def pair_levels(pairs: pd.DataFrame) -> pd.DataFrame:
 
 def _dead_pairs(levels: pd.DataFrame, rails: RailsDoc | None, hosts: Sequence[str]) -> pd.DataFrame:
     """``levels`` with every pair a dead link, node, rail or pair takes part in at 0 Gb/s where no sample measured
-    it (its pairs are never attempted, ``bench.rails.liveness``): the matrix draws the dead part, not a gap."""
+    it (its pairs are never attempted, ``bench.rails.diagnosis.liveness``): the matrix draws the dead part, not a
+    gap."""
     if rails is None or not (dead := dead_parts(rails)):
         return levels
     nodes = list(dict.fromkeys([*hosts, *rails.nodes]))

@@ -37,7 +37,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as openmetr
 from bench.exits import UserError
 from bench.history.records import MetricRecord, metrics_from_rows
 from bench.history.runfacts import run_kind
-from bench.report.verdict import LABELS, run_verdict
+from bench.report.badge import LABELS, run_verdict
 from bench.rundir.comparedoc import read_compare_json
 from bench.rundir.files import atomic_write_text
 from bench.rundir.results_csv import read_results_rows
@@ -55,7 +55,7 @@ def _min_bytes(profile: str | None) -> int:
     readable profile)."""
     if not profile:
         return DEFAULT_MIN_BYTES
-    from bench.profiles import load_profile
+    from bench.profile.cluster import load_profile
 
     try:
         return load_profile(profile).compare.min_bytes

@@ -8,7 +8,7 @@ reason said once), traffic proof (``bench.report.traffic``), world sweep, rails 
 matrix of every rail), intra-node (the GPU x GPU matrix of every node), compare, environment, and the
 run's facts. ``bench.report.markdown`` and ``bench.report.htmlpage`` only lay it out.
 
-The verdict word is the run's own (``bench.report.verdict`` reads it); nothing here judges a measurement.
+The verdict word is the run's own (``bench.report.badge`` reads it); nothing here judges a measurement.
 """
 
 from __future__ import annotations
@@ -21,15 +21,15 @@ import pandas as pd
 
 from bench.codec import present
 from bench.exits import UserError
-from bench.profiles import Profile, load_profile
+from bench.profile.cluster import Profile, load_profile
 from bench.report import certificate as cert
 from bench.report import scheduler
 from bench.report import summary as top
+from bench.report.badge import run_verdict
 from bench.report.data import results_summary
 from bench.report.inputs import RunInputs
 from bench.report.sweep_table import SWEEP_HEADERS, sweep_rows
 from bench.report.traffic import TrafficProof, traffic_proof
-from bench.report.verdict import run_verdict
 from bench.rundir.comparedoc import CompareDoc, read_compare_json
 from bench.rundir.finding_words import DefectRow
 from bench.rundir.numbers import numbers_of
@@ -100,7 +100,7 @@ def chart_rank(name: str) -> int:
 class Summary:
     title: str
     verdict: str
-    """PASS, MEASURED, FAIL or REGRESSED (``bench.report.verdict``)."""
+    """PASS, MEASURED, FAIL or REGRESSED (``bench.report.badge``)."""
     facts: tuple[tuple[str, str], ...]
     tables: tuple[TextTable, ...]
     """Every table of every section, in page order (for callers that only want the tables)."""
@@ -354,7 +354,7 @@ def summarize(inputs: RunInputs, min_efficiency: float, notes: Sequence[str] = (
     compare = read_compare_json(inputs.run_dir)
     profile = _profile(run)
     grid = cert.checks_grid(inputs.checks)
-    # The verdict the frame wrote in run.json, with its reasons (``bench.frame.verdict``): never re-judged here.
+    # The verdict the frame wrote in run.json, with its reasons (``bench.frame.decide``): never re-judged here.
     verdict = run_verdict(run)
     found = top.defects(inputs, grid)
     reasons = verdict.reasons

@@ -18,10 +18,10 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from bench.actions import Actions
 from bench.codec import present
 from bench.preflight.told import ACROSS, Told, told
-from bench.profiles import Profile
+from bench.profile.actions import Actions
+from bench.profile.cluster import Profile
 from bench.report.certificate import Grid, grid_tally, plural
 from bench.report.inputs import RunInputs
 from bench.rundir.checksjson import CheckResult
@@ -317,7 +317,7 @@ def _times(run: RunDoc, verdict_s: float) -> str:
     time (``started_utc`` to ``finished_utc``: the world's set-up to the verdict), which alone was the headline
     and left out the launch and the report (issue 43: a 10 s accept said 0 s). A run railbench launched records
     its launcher's start (``launched_utc``): the whole wait runs from there; else rails and accept time their
-    phases from rank 0's process start (``bench.rails.laps``); every run times its finish step (``finish_s``).
+    phases from rank 0's process start (``bench.rails.plan.laps``); every run times its finish step (``finish_s``).
     The words say where the time starts."""
     finish_s = present(run.finish_s)
     plan = present(run.plan)

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from bench.bounded import ascii_digits
-from bench.profiles import Profile
+from bench.profile.cluster import Profile
 from bench.report.certificate import human_bytes, node_list, plural
 from bench.rundir.judged_by import JudgedBy
 from bench.rundir.railsdoc import Counters, RailsDoc

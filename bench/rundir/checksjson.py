@@ -1,7 +1,8 @@
 """checks.json in the run directory (``check --json`` as ``accept`` stores it) as a typed, immutable record: the
 one reader every command uses (the report's preflight grid, the history's per-node versions). Its
 :class:`CheckResult`, a check's answer, is the one record of it: the checks make it (``bench.preflight``), ranks
-gather it over MPI as this codec's JSON, and rails.json's node-local causes hold it (``bench.rails.local_causes``).
+gather it over MPI as this codec's JSON, and rails.json's node-local causes hold it
+(``bench.rails.measurement.local_causes``).
 
 Shape: ``{"format_version", "profile", "nranks", "verdict", "reasons", "nodes": [{"node", "verdict",
 "versions": {...}, "results": [{check, status, reason, device, action, gpus}, ...]}, ...], "cross_node": [...],
@@ -50,7 +51,7 @@ class CheckResult:
     gpu_buses: tuple[str, ...] = ()
     """The PCI addresses of ``gpus`` where the tree gives them (``0000:9a:00.0``): how ``rails`` and ``accept`` tie
     a node-local cause to the rail or GPU it slows, the GPU each rank drove whatever CUDA numbered it
-    (``bench.rails.local_causes``)."""
+    (``bench.rails.measurement.local_causes``)."""
     said: str | None = None
     """The reason's words without the device it opens with (``port DOWN ...`` of ``mlx5_1:1: port DOWN ...``),
     as the check wrote them (``bench.preflight.check_base.Check.on_device``): what a line that names the device

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from bench import codec
 from bench.codec import ABSENT, Absent
-from bench.compare_settings import ThresholdRule
 from bench.exits import UserError
 from bench.jsondoc import optional_object
+from bench.profile.compare import ThresholdRule
 from bench.rundir.docversion import COMPARE_FORMAT_VERSION, COMPARE_STEPS, upgrade
 from bench.rundir.sections import Number
 
@@ -65,7 +65,7 @@ class Baseline:
 
 @dataclass(frozen=True, kw_only=True)
 class JudgedWith:
-    """``settings``: the part of the profile's ``[compare]`` (``bench.compare_settings.CompareSettings``) that
+    """``settings``: the part of the profile's ``[compare]`` (``bench.profile.compare.CompareSettings``) that
     judged the metrics, as written; a key an earlier release did not write stays absent."""
 
     default_threshold: Number | Absent = ABSENT

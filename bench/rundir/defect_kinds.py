@@ -63,12 +63,12 @@ DEFECT_KINDS: Mapping[str, DefectKind] = {
         DefectKind("spine", "switch", True, "the spine layer between the units", "spine", "dead", "spine"),
     )
 }
-"""The kinds this release writes, by name (``bench.rails.localise``, ``corroborate``, ``switches``...)."""
+"""The kinds this release writes, by name (``bench.rails.diagnosis.localise``, ``corroborate``, ``switches``...)."""
 
 
 @dataclass(frozen=True)
 class GpuDefectKind:
-    """One kind of intra-node defect (``bench.rails.gpu_pairs``)."""
+    """One kind of intra-node defect (``bench.rails.diagnosis.gpu_pairs``)."""
 
     name: str
     words: str

@@ -32,7 +32,7 @@ class Shortfall:
     line_rate_Gbps: float | None = None
     needed_Gbps: float | None = None
     """Its mark: ``pass_fraction`` of the line rate plus NCCL's latency over ``nnodes``
-    (``bench.rails.rail_target``)."""
+    (``bench.rails.diagnosis.rail_target``)."""
     pass_fraction: float | None = None
     nnodes: int = 0
     wrong: int | None = None
@@ -41,8 +41,8 @@ class Shortfall:
 
 @dataclass(frozen=True)
 class CounterFinding:
-    """What the byte counters said against the layout (``bench.rails.evidence.findings``): a rail over the wrong
-    device, traffic on a device that must stay quiet."""
+    """What the byte counters said against the layout (``bench.rails.diagnosis.evidence.findings``): a rail over the
+    wrong device, traffic on a device that must stay quiet."""
 
     node: str
     rails: tuple[int, ...]

@@ -27,7 +27,7 @@ class JudgedBy:
     gpu_models: tuple[str, ...] = ()
     """The GPU names the ranks reported, most ranks first (none on CPU ranks)."""
     gpu_generation: str | None = None
-    """The profile's GPU generation whose figures were the targets (``bench.gpu_targets``), if it has any."""
+    """The profile's GPU generation whose figures were the targets (``bench.profile.gpu_targets``), if it has any."""
     targets_source: str | None = None
     """Where that generation's figures come from."""
     targets_note: str = ""

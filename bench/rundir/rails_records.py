@@ -99,11 +99,11 @@ class DefectErrors(Written):
 
 @dataclass(frozen=True, kw_only=True)
 class DefectCause(Written):
-    """A fault on a node's own GPUDirect path (a preflight check's fail or warning, ``bench.rails.local_causes``):
-    beside a defect it explains, it says why the rail or GPU is slow and what to do instead. The check's answer is
-    held as the checks made it, written inline: its keys (``check``, ``status``, ``reason``, ``device``,
-    ``action``, ``gpus``, ``gpu_buses``) are the cause's own in rails.json, then the node and whether a defect
-    carries it."""
+    """A fault on a node's own GPUDirect path (a preflight check's fail or warning,
+    ``bench.rails.measurement.local_causes``): beside a defect it explains, it says why the rail or GPU is slow and what
+    to do instead. The check's answer is held as the checks made it, written inline: its keys (``check``, ``status``,
+    ``reason``, ``device``, ``action``, ``gpus``, ``gpu_buses``) are the cause's own in rails.json, then the node and
+    whether a defect carries it."""
 
     result: CheckResult = field(metadata=codec.INLINE)
     """The check's answer: ``device`` names the part (``GPU3``, ``mlx5_4``, a PCI address), ``gpus`` the GPUs (PCI
@@ -137,7 +137,8 @@ class Conviction(Written):
     spread: float | Absent | None = ABSENT
     """(max - min) / median over the part's samples: high for a flaky part. A GPU defect has none."""
     evidence: tuple[str, ...] = ()
-    """The slow pairs (at most ``bench.rails.defects.EVIDENCE_LIMIT``), or what told a part dead unmeasured."""
+    """The slow pairs (at most ``bench.rails.diagnosis.defects.EVIDENCE_LIMIT``), or what told a part dead
+    unmeasured."""
 
     @classmethod
     def unmeasured(
@@ -170,8 +171,9 @@ class Conviction(Written):
 @dataclass(frozen=True, kw_only=True)
 class RailDefect(Written):
     """One broken part the rails test named and what convicts it, built once, whole, by the conviction step
-    (``bench.rails.corroborate``) from the part the judge named (``bench.rails.parts.NamedPart``). Its ``kind``
-    is one of ``bench.rundir.defect_kinds.DEFECT_KINDS``; older releases wrote other kinds and fewer fields."""
+    (``bench.rails.diagnosis.corroborate``) from the part the judge named (``bench.rails.diagnosis.cells.NamedPart``).
+    Its ``kind`` is one of ``bench.rundir.defect_kinds.DEFECT_KINDS``; older releases wrote other kinds and fewer
+    fields."""
 
     expected_device: str | None = None
     """A ``path`` defect's NIC nearest the rail's GPU (``mlx5_4:1``), or a dead port's own."""
@@ -191,11 +193,11 @@ class RailDefect(Written):
     samples_Gbps: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
     """Every sample (matrix repeats, then confirmations) of each slow pair in ``evidence``."""
     errors: tuple[DefectErrors, ...] | None = None
-    """The error counters of the devices it names over the whole test (``bench.rails.corroborate``); None when
+    """The error counters of the devices it names over the whole test (``bench.rails.diagnosis.corroborate``); None when
     they were not read."""
     action: str
     """What a technician does about it: its first cause's action, else the profile's ``[actions]``, decided once by
-    the conviction step (``bench.rails.corroborate``). A rails.json defect without one reads as saying none
+    the conviction step (``bench.rails.diagnosis.corroborate``). A rails.json defect without one reads as saying none
     (``bench.rundir.railsdoc``)."""
     severity: str = "fail"
     """``warn``: named, but fails nothing (an ``errors`` defect unless the profile's ``[errors]
@@ -208,7 +210,7 @@ class RailDefect(Written):
     """With a topology: the scalable unit of a leaf, or of an uplink's leaf, ``unit 2 (node33-node64)``."""
     line: str | None = None
     """The one human line (``node07 rail 3 (mlx5_4): 212 Gb/s = 53% of 400 Gb/s in 7/7 pairs → link fault``),
-    said when the record is written (``bench.rails.defects.described``): None until then."""
+    said when the record is written (``bench.rails.diagnosis.defects.described``): None until then."""
     causes: tuple[DefectCause, ...] = ()
     """Faults on the node's own GPUDirect path that explain it (a GPU at x8 behind a slow rail); the action is
     then the first one's."""
@@ -252,7 +254,7 @@ class Transient(Written):
 
 @dataclass(frozen=True, kw_only=True)
 class GpuDefect(Written):
-    """One slow GPU, GPU pair or node of the intra-node matrix (``bench.rails.gpu_pairs``)."""
+    """One slow GPU, GPU pair or node of the intra-node matrix (``bench.rails.diagnosis.gpu_pairs``)."""
 
     kind: str = ""
     node: str | None = None
@@ -268,7 +270,7 @@ class GpuDefect(Written):
     the healthy level), the slow local pairs in ``evidence`` (``node03/gpu1-gpu5``), no ``spread``."""
     action: str = ""
     line: str | None = None
-    """Said when the record is written (``bench.rails.gpu_outcome.intra_node_section``): None until then."""
+    """Said when the record is written (``bench.rails.diagnosis.gpu_outcome.intra_node_section``): None until then."""
     severity: str | None = None
     """The intra-node matrix writes none (every GPU defect fails); a hand-made ``warn`` is kept."""
     causes: tuple[DefectCause, ...] = ()
@@ -302,7 +304,7 @@ class GpuDefect(Written):
 
 @dataclass(frozen=True)
 class Localisation:
-    """What the intra-node matrix says (``bench.rails.gpu_pairs``): the GPUs it named, the healthy level, why
+    """What the intra-node matrix says (``bench.rails.diagnosis.gpu_pairs``): the GPUs it named, the healthy level, why
     nothing could be named, if so, and the suspects that read normal again. rails.json's ``intra_node`` holds it
     inline (its keys flat beside the matrix's, ``bench.codec.INLINE``)."""
 

@@ -197,7 +197,7 @@ def _actions_said(doc: Parsed) -> Parsed:
     """``doc`` with an empty action on every defect that says none, and an empty kind on one that names none: the
     schema never required an action, and a document written before every defect carried its action reads as one
     whose defects say no action (a defect without a kind read as one of no kind before the record required it).
-    The judge builds every defect with both (``bench.rails.corroborate``); only reading supplies them."""
+    The judge builds every defect with both (``bench.rails.diagnosis.corroborate``); only reading supplies them."""
     defects = doc.get("defects")
     if not isinstance(defects, list):
         return doc

@@ -105,7 +105,7 @@ class RunDoc:
     rails_test: RailsTestSettings | Absent = ABSENT
     """rails, accept: the rails settings as resolved."""
     plan: PlanSection | Absent | None = ABSENT
-    """rails, accept: each phase projected and measured (``bench.rails.laps``)."""
+    """rails, accept: each phase projected and measured (``bench.rails.plan.laps``)."""
     rails_skipped: str | Absent | None = ABSENT
     """rails: why the rails test measured nothing (one node); null when it measured."""
     counters: Counters | Absent = ABSENT

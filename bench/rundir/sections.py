@@ -86,7 +86,7 @@ class PlanPhase:
 @dataclass(frozen=True, kw_only=True)
 class PlanSection:
     """``plan`` (rails, accept): each phase projected and measured, the totals, and what the plan learned from
-    (``bench.rails.laps``); without a plan, the phases as measured alone."""
+    (``bench.rails.plan.laps``); without a plan, the phases as measured alone."""
 
     nodes: int | Absent = ABSENT
     ranks_per_node: int | Absent = ABSENT

@@ -1,5 +1,5 @@
 """A run's verdict: one word from one vocabulary and the sentences behind it, decided once by the frame
-(``bench.frame.verdict``) and only rendered everywhere else (docs/design.md, "One verdict").
+(``bench.frame.decide``) and only rendered everywhere else (docs/design.md, "One verdict").
 
 * ``pass``: every judged item met its target (the reasons, if any, name what was measured but not judged);
 * ``fail``: a judged item missed its target, or a check failed (the reasons name each);

@@ -5,7 +5,7 @@ On gloo the world group is bound to the management interface (``--oob-ifname``),
 channel as it always was. On NCCL the world communicator rides the rails themselves: NCCL gives each GPU's
 channels its nearest NIC, and a port that is up but black-holed (a dead cable behind an ACTIVE port, a switch
 that drops the rail) hangs every communicator that spans nodes through it, the world's included, until IB
-gives up and torch's watchdog aborts it (``bench.rails.groups``). So on NCCL every agreement of the rails
+gives up and torch's watchdog aborts it (``bench.rails.measurement.groups``). So on NCCL every agreement of the rails
 test goes through the rendezvous store, which rides the management network.
 
 Every agreement costs O(n) in all, never n answers of O(n) each (docs/design.md, "Coordination in O(n)"): a

@@ -109,7 +109,7 @@ def cuda_device_order() -> str:
     environment variables), and reads the variable once, when the process first initialises CUDA: so a rank sets
     it before anything touches CUDA. In PCI bus order local rank k drives the GPU nvidia-smi and railbench's
     checks call GPU k (a permuted ``CUDA_VISIBLE_DEVICES`` still reorders it: causes are tied to rails by PCI
-    address, ``bench.rails.local_causes``)."""
+    address, ``bench.rails.measurement.local_causes``)."""
     return set_default(CUDA_ORDER_VAR, PCI_BUS_ORDER)
 
 

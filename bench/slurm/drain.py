@@ -22,9 +22,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from bench.actions import Actions
 from bench.jsondoc import JSONObject
 from bench.preflight.checks import CheckResult
+from bench.profile.actions import Actions
 from bench.rundir.finding_words import drain_words, not_drained_words
 from bench.rundir.findings import Finding, check_finding, gpu_finding, rail_finding
 from bench.rundir.railsdoc import GpuDefect, RailDefect
@@ -70,8 +70,8 @@ RUN_SETTING_CHECKS: frozenset[str] = frozenset(
 of the registry is in one of the two sets (a test holds it), so a new check says which it is."""
 
 NODE_DEFECTS: frozenset[str] = frozenset({"link", "cable", "errors", "path", "node"})
-"""Kinds of rails defects that are a part of one node (``bench.rails.defects``); every kind of intra-node defect
-(a GPU, a GPU pair, every pair of a node) is one too."""
+"""Kinds of rails defects that are a part of one node (``bench.rails.diagnosis.defects``); every kind of intra-node
+defect (a GPU, a GPU pair, every pair of a node) is one too."""
 
 Outcome = Literal["drained", "renewed", "resumed", "kept", "left", "failed", "unknown"]
 """What railbench did to a node: ``drained`` (it was in service), ``renewed`` (railbench had drained it; the

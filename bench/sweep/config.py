@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Literal
 
 from bench.exits import UserError
-from bench.frame.parts import Launch, Output
+from bench.frame.config_parts import Launch, Output
 from bench.frame.validate import check_common
 from bench.measure.collectives import DEFAULT_COLLECTIVES, get_collective, get_dtype
-from bench.profiles import Profile, profile_for
+from bench.profile.cluster import Profile, profile_for
 from bench.runtime import spec
 from bench.units import format_size
 
@@ -52,14 +52,14 @@ class RunConfig:
     """Capture the timed iterations in a CUDA graph (nccl-tests -G); NCCL only. None: on with NCCL where
     capture works (agreed by every rank before the sweep), off on gloo and under blocking wait."""
     launch: Launch = field(default_factory=Launch)
-    """How the ranks start: backend, step timeout, ``--np``, ``--sysfs-root`` (``bench.frame.parts``)."""
+    """How the ranks start: backend, step timeout, ``--np``, ``--sysfs-root`` (``bench.frame.config_parts``)."""
     nnodes: int | None = None
     node_rank: int | None = None
     main_address: str | None = None
     main_port: int = 29500
     nproc_per_node: int | None = None
     output: Output = field(default_factory=Output)
-    """Where the run goes: run directory, cluster name, history (``bench.frame.parts``)."""
+    """Where the run goes: run directory, cluster name, history (``bench.frame.config_parts``)."""
     profile: str = "local"
     """Cluster profile (name or TOML path): targets and pass thresholds."""
     oob_ifname: str | None = None

@@ -2,7 +2,7 @@
 
 The frame starts the world, writes run.json and results.csv, guards every step, decides the verdict and
 finishes; this module says only what a sweep measures (every size of every collective, each row on disk as
-soon as every rank reported it) and how it is judged (``bench.sweep.judge``).
+soon as every rank reported it) and how it is judged (``bench.sweep.items``).
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 
 from bench import codec
 from bench.exits import UserError
+from bench.frame.decide import Item
 from bench.frame.guard import guarded
 from bench.frame.job import Job, run_job
 from bench.frame.run import Run, setup_of
-from bench.frame.verdict import Item
 from bench.measure.collectives import Collective, Dtype, get_collective, get_dtype
 from bench.measure.memory_fit import check_sizes_fit, free_memory_bytes, largest_fitting
 from bench.measure.results import RowPlace, result_row
@@ -26,7 +26,7 @@ from bench.measure.size import SizeResult, measure
 from bench.measure.table import row_line, section_header, write_summary
 from bench.measure.targets import ONE_RANK, judge_min_bytes, world_target_gbps
 from bench.measure.timing import Loop, graph_capture_works
-from bench.profiles import Profile
+from bench.profile.cluster import Profile
 from bench.rundir.results_csv import Row
 from bench.rundir.sections import SweepSettings
 from bench.runtime import env as benv
@@ -37,7 +37,7 @@ from bench.runtime.placement import blocking_wait_conflict
 from bench.runtime.progress import Mode, Progress
 from bench.runtime.watchdog import Watchdog
 from bench.sweep.config import RunConfig, sized, validate
-from bench.sweep.judge import collective_items, counter_item
+from bench.sweep.items import collective_items, counter_item
 from bench.units import format_size
 
 if TYPE_CHECKING:

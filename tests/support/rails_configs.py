@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
-from bench.rails.config import RailsConfig
-from bench.rails_test_table import RailsTestTable
+from bench.profile.rails_table import RailsTestTable
+from bench.rails.plan.config import RailsConfig
 
 TABLE_FIELDS = frozenset(f.name for f in fields(RailsTestTable)) - {"collectives", "given"}
 """``collectives`` is the config's own field (with its own default), not its table's; ``given`` is the table's

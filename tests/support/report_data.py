@@ -21,11 +21,11 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from bench.profiles import load_profile
-from bench.rails.config import resolve
-from bench.rails.laps import compared
-from bench.rails.plan import build
-from bench.rails.plan_phases import Sweep
+from bench.profile.cluster import load_profile
+from bench.rails.plan.acceptance import build
+from bench.rails.plan.config import resolve
+from bench.rails.plan.laps import compared
+from bench.rails.plan.phases import Sweep
 from bench.rundir.files import FORMAT_VERSION
 from bench.rundir.railsdoc import RailsDoc
 from bench.rundir.results_csv import RESULT_COLUMNS, results_csv_text

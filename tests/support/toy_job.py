@@ -14,12 +14,12 @@ from typing import ClassVar
 import torch
 import torch.distributed as dist
 
+from bench.frame.config_parts import Launch, Output
+from bench.frame.decide import Item
 from bench.frame.job import Job, run_job
 from bench.frame.launch_job import JobKind, Sized
-from bench.frame.parts import Launch, Output
 from bench.frame.run import Run, Setup, setup_of
-from bench.frame.verdict import Item
-from bench.profiles import Profile, load_profile
+from bench.profile.cluster import Profile, load_profile
 from bench.runtime import spec
 from bench.runtime.env import RankInfo
 

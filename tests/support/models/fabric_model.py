@@ -24,7 +24,7 @@ The samples (what a rank would time), per pair direction and per rail-group coll
   a slow GPU's NVLink scales its local pairs (its GPUDirect traffic to its NIC is PCIe, unaffected).
 
 Everything is numpy over the whole matrix; ``measure_rounds`` produces the ``PairColumns`` the ranks would
-send for the rounds asked, and ``gathered`` the per-rank dictionaries ``bench.rails.judge`` reads.
+send for the rounds asked, and ``gathered`` the per-rank dictionaries ``bench.rails.diagnosis.judge`` reads.
 """
 
 from __future__ import annotations
@@ -37,11 +37,11 @@ from typing import Any
 import numpy as np
 
 from bench.fabric.cabling import Cable, Cabling, HostPort, SwitchPort, normalised
-from bench.rails.budget import cell_budget
-from bench.rails.matrix import PairColumns
-from bench.rails.records import ExpectedNic, RailResult
-from bench.rails.schedule import Round
-from bench.rails.windows import NodeWindow
+from bench.rails.diagnosis.evidence import NodeWindow
+from bench.rails.diagnosis.matrix import PairColumns
+from bench.rails.diagnosis.rails_outcome import ExpectedNic, RailResult
+from bench.rails.plan.budget import cell_budget
+from bench.rails.plan.schedule import Round
 from tests.support.models.fabric_regimes import KIND, Regime
 
 LINE_GBPS = 400.0

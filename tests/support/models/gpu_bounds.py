@@ -81,7 +81,7 @@ def published_ceiling_gbps(collective: str, nranks: int, gpu_name: str) -> float
     """:data:`PUBLISHED_MARGIN` times the busbw (GB/s) the shipped lambda-1cc profile gives ``collective`` on
     ``nranks`` GPUs named ``gpu_name`` at its largest size (its published peak); None where it gives none."""
     from bench.measure.targets import world_target_gbps
-    from bench.profiles import load_profile
+    from bench.profile.cluster import load_profile
 
     if nranks != PUBLISHED_NODE_GPUS or collective not in PUBLISHED_PEAKS:
         return None

@@ -52,14 +52,14 @@ import torch.distributed as dist
 from bench import sysroot
 from bench.busbw import BUSBW_FACTOR
 from bench.frame import evidence
-from bench.frame.parts import Launch, Output
+from bench.frame.config_parts import Launch, Output
 from bench.measure import device as device_ops
 from bench.measure.collectives import get_collective
 from bench.measure.size import measure
 from bench.measure.timing import Loop, group_max
-from bench.profiles import load_profile
-from bench.rails.config import RailsConfig, validate
-from bench.rails.intranode import intra_node_phase
+from bench.profile.cluster import load_profile
+from bench.rails.measurement.intranode import intra_node_phase
+from bench.rails.plan.config import RailsConfig, validate
 from bench.rails.rank import RailsJob, rail_prelude, rails_phase
 from bench.runtime.before_init import run_directory
 from bench.runtime.coord import coordinator

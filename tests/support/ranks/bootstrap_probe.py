@@ -19,7 +19,7 @@ from pathlib import Path
 
 def main(argv: list[str]) -> None:
     from bench import sysroot
-    from bench.rails.config import RailsConfig, validate
+    from bench.rails.plan.config import RailsConfig, validate
     from bench.rails.rank import rail_prelude
     from bench.runtime.dist import init_distributed, shutdown
     from bench.runtime.env import discover_rank

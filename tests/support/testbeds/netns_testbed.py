@@ -77,7 +77,7 @@ iters = 3
 warmup = 1
 relative_fraction = 0.35
 
-# What the plan's model cannot know of a veth fabric (bench.rails.plan_model): its rates are whatever the
+# What the plan's model cannot know of a veth fabric (bench.rails.plan.model): its rates are whatever the
 # machine's CPUs make them, from an idle machine to one shared by several test runs (2 cores, load 0-30). A
 # healthy veth pair moved 2-4 Gb/s at load 20-30 and up to about 10 idle; a world collective over it 0.3-5.
 # The rest is the model's own span for any cluster, except where a busy 2-core machine is slower than any GPU

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.error_limits import IB_PORT_COUNTERS, NET_STATISTICS
+from bench.profile.errors import IB_PORT_COUNTERS, NET_STATISTICS
 
 
 def write_errors(root: Path, device: str, values: dict[str, int], folder: str = "counters", port: int = 1) -> None:

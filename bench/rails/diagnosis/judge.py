@@ -1,0 +1,259 @@
+"""Rank 0's judgment of what every rank sent: devices, line rates, suspects, localisation and targets.
+
+The ranks measure (``bench.rails.rank``); rank 0 alone reads the gathered results, picks the cells to
+re-measure before anything is named (``suspect_cells``), and builds the outcome (``outcome``) from the
+pair matrix, the rail collectives and the counter windows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, TypedDict
+
+import numpy as np
+
+from bench.rails.diagnosis import evidence, liveness, rail_target, rails_outcome
+from bench.rails.diagnosis.cells import NamedPart
+from bench.rails.diagnosis.corroborate import device_of
+from bench.rails.diagnosis.evidence import DeviceEntries, NodeWindow
+from bench.rails.diagnosis.liveness import LinkReport, Membership, everyone_live
+from bench.rails.diagnosis.localise import Diagnosis, PairMatrix, Thresholds, diagnose, suspect_samples
+from bench.rails.diagnosis.matrix import PairColumns, PairTime, flatten, pair_matrix
+from bench.rails.diagnosis.rails_outcome import short_device
+from bench.rails.plan import fabric_map
+from bench.rails.plan.config import RailsSettings
+from bench.rails.plan.layout import RailLayout
+from bench.rails.plan.schedule import Cell
+from bench.rundir.findings import Shortfall
+from bench.rundir.railsdoc import Link, RailsDoc
+
+
+def suspects(
+    times: Sequence[PairTime] | PairColumns,
+    nodes: Sequence[str],
+    rails: int,
+    line_rates: Mapping[int, float] | None,
+    thresholds: Thresholds,
+) -> list[Cell]:
+    """Rank 0: every cell with a slow sample, as ``(repeat, round, rail, low, high)`` of its first slow one."""
+    if not len(times):
+        return []
+    cols = times if isinstance(times, PairColumns) else PairColumns.from_times(times)
+    slow = suspect_samples(pair_matrix(cols, nodes, rails), line_rates, thresholds)
+    # The round each matrix sample ran in, -1 where none did.
+    matrix = cols.confirm == 0
+    low, high = np.minimum(cols.node, cols.peer)[matrix], np.maximum(cols.node, cols.peer)[matrix]
+    round_of = np.full(slow.shape, -1, dtype=np.int64)
+    round_of[cols.repeat[matrix], cols.rail[matrix], low, high] = cols.round[matrix]
+    out: list[Cell] = []
+    for k, a, b in zip(*np.nonzero(np.triu(slow.any(axis=0), k=1)), strict=True):
+        repeat = int(np.flatnonzero(slow[:, k, a, b])[0])
+        index = int(round_of[repeat, k, a, b])
+        if index >= 0:
+            out.append((repeat, index, int(k), int(a), int(b)))
+    return out
+
+
+class RankReport(TypedDict):
+    """What one rank sends rank 0 at the end of the rails test (``bench.rails.rank``); rank 0 judges them all."""
+
+    host: str
+    results: list[rails_outcome.RailResult]
+    times: list[PairTime]
+    windows: list[Any]
+    """Each rail alone: this rank's bytes per device (``dict[str, int]``), or None on every rail where the rank
+    reads no counters. Any, because the type cannot say "all or none": the judge reads every rail's window of a
+    rank whose first one is not None."""
+    whole: DeviceEntries | None
+    error_windows: list[NodeWindow]
+    ifname: str | None
+    nic: rails_outcome.ExpectedNic
+    rail: int
+    rates: dict[str, float] | None
+
+
+def suspect_cells(
+    settings: RailsSettings, layout: RailLayout, gathered: list[RankReport], membership: Membership
+) -> list[Cell]:
+    """The cells whose matrix samples are slow: re-measured before anything is named."""
+    return suspects_in(settings, layout, gathered, flatten([g["times"] for g in gathered]), membership)
+
+
+def suspects_in(
+    settings: RailsSettings,
+    layout: RailLayout,
+    gathered: list[RankReport],
+    times: Sequence[PairTime] | rails_outcome.PairColumns,
+    membership: Membership | None = None,
+) -> list[Cell]:
+    """``suspect_cells`` of these pair times (the fabric model's columns stand in for the gathered times)."""
+    membership = membership or everyone_live(len(layout.nodes), layout.rails)
+    _, _, rates, thresholds = _judging(settings, layout, gathered, membership)
+    return suspects(times, layout.nodes, layout.rails, rates, thresholds)
+
+
+def _judging(
+    settings: RailsSettings, layout: RailLayout, gathered: list[RankReport], membership: Membership
+) -> tuple[list[rails_outcome.RailDevices], dict[int, float | None], dict[int, float] | None, Thresholds]:
+    """The devices each rail used, its line rate, the rates localisation judges by, and the thresholds.
+
+    A node whose link is out of its rail's group (dead) carried nothing of that rail: it is left out of the
+    rail's devices, where it would read as a rail over no device (its dead link is named once, by itself)."""
+    nodes = layout.nodes
+    readers = [g for g in gathered if g["windows"] and g["windows"][0] is not None]
+    expected_nic = {(g["host"], g["rail"]): g["nic"] for g in gathered}
+    min_bytes = max(1, settings.test.rail_bytes // 2)
+    in_group = {(layout.nodes[n], k) for k in range(layout.rails) for n in membership.live[k]}
+    devices = [
+        evidence.attribute(
+            k,
+            {g["host"]: g["windows"][k] for g in readers if (g["host"], k) in in_group},
+            min_bytes,
+            {h: expected_nic[(h, k)] for h in nodes if (h, k) in expected_nic and (h, k) in in_group},
+        )
+        for k in range(layout.rails)
+    ]
+    expected = _line_rates(settings, devices, {g["host"]: g["rates"] for g in readers})
+    known = {k: rate for k, rate in expected.items() if rate is not None}
+    # A partial set would mix two yardsticks. A rail with no group (fewer than two live nodes) has no device to
+    # read a rate from, and no pair to judge by one: the other rails' line rates still judge theirs, and it
+    # takes the slowest of them only to fill the table localisation reads (its cells are all unmeasured).
+    grouped = {k for k in range(layout.rails) if membership.live[k]}
+    filled = {k: known.get(k, min(known.values(), default=0.0)) for k in range(layout.rails)}
+    rates = filled if known and grouped <= known.keys() else None
+    return devices, expected, rates, Thresholds(settings.profile.pass_fraction, settings.test.relative_fraction)
+
+
+def outcome(
+    settings: RailsSettings,
+    layout: RailLayout,
+    gathered: list[RankReport],
+    membership: Membership,
+    reports: Sequence[LinkReport],
+    process_groups: int | None = None,
+) -> rails_outcome.RailsOutcome:
+    """Rank 0: devices, line rates, localisation and targets from everything the ranks sent; the dead parts
+    found before the rail groups formed come first among the defects, beside whatever the measurements
+    named. ``process_groups``: the groups the test made (``bench.rails.rank``)."""
+    times = sorted(
+        flatten([g["times"] for g in gathered]), key=lambda t: (t.confirm, t.repeat, t.round, t.rail, t.node)
+    )
+    matrix = rails_outcome.pair_matrix(times, layout.nodes, layout.rails) if times else None
+    return judged(settings, layout, gathered, times, matrix, membership, reports, process_groups)
+
+
+def judged(
+    settings: RailsSettings,
+    layout: RailLayout,
+    gathered: list[RankReport],
+    times: list[PairTime],
+    matrix: PairMatrix | None,
+    membership: Membership | None = None,
+    reports: Sequence[LinkReport] = (),
+    process_groups: int | None = None,
+) -> rails_outcome.RailsOutcome:
+    """``outcome`` once the pair matrix is built: the fabric model (``tests/support/models/fabric_model.py``)
+    builds it from its own columns of pair times and calls this, so what it judges is judged exactly as rank 0
+    judges a run (every link live unless ``membership`` says otherwise)."""
+    nodes = layout.nodes
+    membership = membership or everyone_live(len(nodes), layout.rails)
+    rail_results = sorted(flatten([g["results"] for g in gathered]), key=lambda r: (r.mode != "concurrent", r.rail))
+    readers = [g for g in gathered if g["windows"] and g["windows"][0] is not None]
+    devices, expected, rates, thresholds = _judging(settings, layout, gathered, membership)
+    min_bytes = max(1, settings.test.rail_bytes // 2)
+    findings = evidence.findings(devices, settings.quiet_devices, settings.profile.counter_tolerance_bytes, min_bytes)
+    device_names = rails_outcome.device_map(devices)
+    found = Diagnosis(())
+    fabric = None
+    if settings.topology is not None:
+        # Rail k's HCA on each node: the one that carried it, else the one it should use
+        # (bench.rails.diagnosis.corroborate).
+        hcas = fabric_map.device_hca(device_of(devices))
+        fabric = fabric_map.place(settings.topology, nodes, layout.rails, hcas)
+    if matrix is not None:
+        found = diagnose(matrix, rates, thresholds, device_names, fabric)
+    below: list[Shortfall] = []
+    fraction = settings.profile.pass_fraction
+    for r in rail_results:
+        target = expected.get(r.rail)
+        if r.wrong:
+            below.append(Shortfall(r.rail, r.collective, r.mode, r.busbw_Gbps, nnodes=r.nnodes, wrong=r.wrong))
+        # The mark is on the bandwidth term: NCCL's per-step latency at this node count comes on top of the bytes
+        # at pass_fraction of line (bench.rails.diagnosis.rail_target; docs/design.md "Rail targets at any node count").
+        if not target:
+            continue
+        needed = rail_target.needed_busbw_Gbps(r.collective, r.nnodes, r.nbytes, fraction * target)
+        if r.busbw_Gbps < needed:
+            below.append(Shortfall(r.rail, r.collective, r.mode, r.busbw_Gbps, target, needed, fraction, r.nnodes))
+    counters = {g["host"]: g["whole"] for g in readers if g["whole"]}
+    named = {(r.node, r.rail): short_device(r.device) for r in reports}
+    dead = liveness.dead_defects(membership, nodes, settings.rail_rate_gbps, named)
+    # A rail whose own port is down is that link, dead: the bandwidth its bytes made elsewhere says no more. A
+    # part found dead before the groups formed is named once, by liveness; what its links measured says no more.
+    paths = tuple(d for d in evidence.path_defects(devices, settings.quiet_devices) if not _covered(d, dead))
+    down = [*dead, *(d for d in paths if d.kind == "link")]
+    measured = tuple(d for d in found.defects if not (d.kind == "link" and _covered(d, down)))
+    written = RailsDoc(
+        nodes=nodes,
+        transients=found.transients,
+        too_noisy=found.too_noisy,
+        error_windows=evidence.join({g["host"]: g["error_windows"] for g in readers}),
+        process_groups=process_groups,
+        links=link_records(reports, membership, nodes),
+    )
+    return rails_outcome.RailsOutcome(
+        written,
+        layout.rails,
+        rail_results,
+        times,
+        devices,
+        named=(*dead, *paths, *measured),
+        findings=findings,
+        expected=expected,
+        below_target=below,
+        counters=counters,
+    )
+
+
+def _covered(defect: NamedPart, dead: Sequence[NamedPart]) -> bool:
+    """Whether ``defect``'s link is part of one already named dead: the same link, its node or its rail."""
+    for d in dead:
+        if d.kind == "node" and d.node == defect.node:
+            return True
+        if d.kind == "rail" and d.rail == defect.rail:
+            return True
+        if d.kind == "link" and (d.node, d.rail) == (defect.node, defect.rail):
+            return True
+    return False
+
+
+def link_records(reports: Sequence[LinkReport], membership: Membership, nodes: Sequence[str]) -> tuple[Link, ...]:
+    """rails.json's ``links``: each (node, rail) link as it was found before its rail group formed."""
+    return tuple(
+        Link(
+            node=nodes[r.node],
+            rail=r.rail,
+            device=r.device,
+            port=r.port,
+            port_up=r.port_up,
+            reached=tuple(nodes[p] for p in r.reached),
+            unreached={nodes[p]: why for p, why in r.failed},
+            in_group=membership.in_group(r.node, r.rail),
+        )
+        for r in sorted(reports, key=lambda r: (r.rail, r.node))
+    )
+
+
+def _line_rates(
+    settings: RailsSettings, devices: list[rails_outcome.RailDevices], rates: dict[str, dict[str, float] | None]
+) -> dict[int, float | None]:
+    """Rail k's line rate: the configured one, else the slowest rate sysfs gives for its HCA port."""
+    out: dict[int, float | None] = {}
+    for rd in devices:
+        if settings.rail_rate_gbps:
+            out[rd.rail] = settings.rail_rate_gbps
+            continue
+        found = [(rates.get(node) or {}).get(dev or "") for node, dev in rd.device.items()]
+        known = [rate for rate in found if rate]
+        out[rd.rail] = min(known) if found and len(known) == len(found) else None
+    return out

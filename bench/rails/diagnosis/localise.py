@@ -1,0 +1,468 @@
+"""Name the broken part from the node x node x rail matrix of pair bandwidths.
+
+A sendrecv between node a and node b on rail k runs at the speed of the slower of a's link on rail k, b's
+link on rail k and rail k's switch. So a slow measurement has a small set of possible explanations, and
+the smallest one that every slow measurement agrees with is the answer:
+
+* ``rail``: every pair on rail k is slow, and rail k is significantly slower than the other rails;
+* ``node``: node a is slow with every partner on every rail (two or more rails) -> the node;
+* ``link``: node a is slow with every partner on rail k only -> a's HCA, cable or port on rail k;
+* ``pair``: one pair is slow and nothing larger explains it -> one cable between two leaves.
+
+A rail on which only two nodes were measured (a 2-node cluster, or a rail left with two live nodes) has one
+pair, and a slow pair there is slow with every partner of both ends and is every pair of the rail: its
+rail, either end's link and the cable between explain it alike. It is named as the ``pair``, never a rail or
+one end's link, which one pair cannot tell (``defects_by_part.pair_defects`` says so).
+
+A sample is slow when it is below the absolute target (line rate x pass fraction, where the line rate is
+known), when its time budget ran out, or when it is significantly below the fabric's healthy level given
+the fabric's own spread and the number of samples tested (``bench.rails.diagnosis.noise``) *and* below
+``relative_fraction`` x that level (a real, not merely detectable, difference). When the healthy spread is
+too wide for any part to stand out, the relative test names nothing and says so.
+
+A cell (pair, rail) is *suspect* when any of its matrix samples is slow. Every suspect is re-measured
+(``confirm`` passes of the matrix, ``PairMatrix.confirm``); it *reproduces* when at least one
+re-measurement is slow again. A part is named only when at least half of its suspect cells reproduce, a
+pair only when it also is slow in most of its samples; a suspect that no named part explains is a
+``transient``: recorded with its samples, not a fault. Without re-measurements (confirmation off) a lone
+pair must be slow by its median over repeats instead.
+
+Pure functions over numpy arrays: a 512-node x 8-rail matrix localises in well under the 5 s target
+(``ci/bench_rails.py``).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from bench.exits import UserError
+from bench.rails.diagnosis import defects_by_part, lone_pairs, noise, switches
+from bench.rails.diagnosis.cells import CellIndex, Cells, NamedPart, transients
+from bench.rails.diagnosis.defects import EVIDENCE_LIMIT, Symptom, describe
+from bench.rails.diagnosis.matrix import PairMatrix, PairSample
+from bench.rails.plan.fabric_map import FabricMap
+from bench.rundir.rails_records import Transient
+
+__all__ = [
+    "EVIDENCE_LIMIT",
+    "Diagnosis",
+    "PairMatrix",
+    "PairSample",
+    "Symptom",
+    "Thresholds",
+    "describe",
+    "diagnose",
+    "localise",
+    "suspect_samples",
+]
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """When a pair measurement counts as slow."""
+
+    pass_fraction: float = 0.9
+    """A pair passes at this fraction of the rail's line rate (RDMA certification uses 90%)."""
+    relative_fraction: float = 0.8
+    """A pair is also slow below this fraction of its peers' healthy level, when significantly so."""
+
+    def __post_init__(self) -> None:
+        for name in ("pass_fraction", "relative_fraction"):
+            value = getattr(self, name)
+            if not 0.0 < value <= 1.0:
+                raise UserError(f"{name} {value!r} must be in (0, 1]: e.g. 0.9 for 90% of the line rate")
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """What localisation concluded."""
+
+    defects: tuple[NamedPart, ...]
+    """Rail faults, then node, link and pair faults."""
+    transients: tuple[Transient, ...] = ()
+    """Suspects that did not reproduce when re-measured."""
+    too_noisy: str | None = None
+    """``fabric too noisy to localise: healthy pairs spread 5.3-19.5 Gb/s`` when the relative test gave up."""
+    level_Gbps: dict[int, float] = field(default_factory=dict)
+    """The healthy level each rail was judged against."""
+
+
+def _line_rates(matrix: PairMatrix, line_rate_Gbps: float | Mapping[int, float] | None) -> np.ndarray | None:
+    if line_rate_Gbps is None:
+        return None
+    if isinstance(line_rate_Gbps, Mapping):
+        missing = [k for k in matrix.rails if k not in line_rate_Gbps]
+        if missing:
+            raise UserError(f"no line rate for rails {missing}: give every rail a rate, or none for a relative test")
+        rates = np.array([float(line_rate_Gbps[k]) for k in matrix.rails])
+    else:
+        rates = np.full(len(matrix.rails), float(line_rate_Gbps))
+    if (rates <= 0).any() or not np.isfinite(rates).all():
+        raise UserError(f"line rates {rates.tolist()} must be positive Gb/s: fix the profile's rail_rate_gbps")
+    return rates
+
+
+def _slow_rails(x: np.ndarray, cell_median: np.ndarray, measured: np.ndarray, effect: float) -> np.ndarray:
+    """Rails whose median is significantly (and by more than ``effect`` in log) below the other rails'."""
+    rails = len(cell_median)
+    out = np.zeros(rails, dtype=bool)
+    if rails < 2:
+        return out
+    levels = noise.rail_levels(cell_median, measured)
+    counts = measured.sum(axis=(1, 2))
+    sigma = float(np.median([noise.upper_sigma(x[:, k][:, measured[k]], levels[k]) for k in range(rails)]))
+    z = noise.bonferroni_z(rails)
+    for k in range(rails):
+        others = np.delete(np.arange(rails), k)
+        reference = float(np.median(levels[others]))
+        # The standard error of a median is about 1.2533 sigma / sqrt(n).
+        se = 1.2533 * sigma * math.sqrt(1 / max(1, counts[k]) + 1 / max(1, counts[others].sum()))
+        out[k] = levels[k] < reference - z * se and levels[k] < reference + effect
+    return out
+
+
+def _too_noisy(healthy: np.ndarray, sigma: float, tests: int, scale: np.ndarray) -> str | None:
+    """What the relative test says when the healthy cells spread too wide for any part to stand out."""
+    if not noise.too_noisy(sigma, tests):
+        return None
+    usable = np.exp(healthy[np.isfinite(healthy)]) * float(np.median(scale))
+    low, high = (float(usable.min()), float(usable.max())) if usable.size else (0.0, 0.0)
+    return f"fabric too noisy to localise: healthy pairs spread {low:.3g}-{high:.3g} Gb/s"
+
+
+def _alone(matrix: PairMatrix) -> str:
+    """Why the relative test judges nothing when one pair was measured in all (2 nodes on one rail, or on two
+    with the other rail dead): its only yardstick would be that pair itself."""
+    k, a, b = (int(i[0]) for i in np.nonzero(~np.isnan(matrix.busbw).all(axis=0)))
+    return (
+        f"one pair measured ({matrix.nodes[a]}-{matrix.nodes[b]} rail {matrix.rails[k]}): the relative test has no "
+        "other pair to compare it with"
+    )
+
+
+def _low_cells(cell_median: np.ndarray, measured: np.ndarray, between: np.ndarray | None, mark: float) -> np.ndarray:
+    """``[rail, a, b]``: the cells that cross a link whose level sits under the absolute line (``mark``, in log).
+
+    The absolute line judges a part's level, not single samples: a healthy fabric's weakest links and its
+    congested samples dip under 90% of line now and then. A sample under the line counts as slow when a link
+    it crosses sits under the line by its level (slow with three quarters of its partners), or when it is
+    under the line by more than the spread the run measured across healthy cells can explain (Holm over all
+    samples, as the relative test).
+    The level is the upper quartile over partners, not the median: a slow leaf of one of two units spoils
+    exactly half of every other link's partners on its rail, and must not drag those links under the line.
+    Where the cabling is known, the level is taken within the unit and across units apart, and the link is
+    low only when both are: congestion and a static route's degraded uplink slow a link's partners across
+    units alone (a whole class of its partners, more than a quarter of them), while its own cable slows both.
+    """
+    classes = [measured] if between is None else [measured & between, measured & ~between]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # links with no measured partner: NaN, never low
+        levels = [np.nanpercentile(np.where(c, cell_median, np.nan), 75, axis=-1) for c in classes]
+        quartile = levels[0] if len(levels) == 1 else np.fmax(*levels)
+    low_link = quartile < mark
+    return low_link[:, :, None] | low_link[:, None, :]
+
+
+def _judge(
+    matrix: PairMatrix, rates: np.ndarray | None, thresholds: Thresholds, between: np.ndarray | None = None
+) -> Cells:
+    """Slow samples, suspects and re-measurements: everything the explanations below are built from.
+
+    ``between`` (``[rail, a, b]``, where the cabling is known) marks the cells whose flows cross units."""
+    scale = np.ones(len(matrix.rails)) if rates is None else rates
+    per_rail = scale[None, :, None, None]
+    values, again = matrix.busbw, matrix.confirm_values
+    x, x_again = noise.log_rates(values, per_rail), noise.log_rates(again, per_rail)
+    measured = (~np.isnan(values)).any(axis=0)
+    if not measured.any():
+        raise UserError("the pair matrix holds no measurements: run with at least two nodes")
+    with warnings.catch_warnings():
+        # The diagonal and unmeasured cells are NaN by design; their all-NaN slices are expected.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        # One repeat is its own median (numpy's nanmedian over a length-1 axis takes seconds at 256 x 8).
+        cell_median = x[0].copy() if x.shape[0] == 1 else np.nanmedian(x, axis=0)
+    effect = math.log(thresholds.relative_fraction)
+    slow_rail = _slow_rails(x, cell_median, measured, effect) if rates is None else np.zeros(len(scale), bool)
+    ok = ~slow_rail
+    healthy = x[:, ok][:, noise.healthy_cells(cell_median[ok], measured[ok])]
+    level, sigma = noise.level_and_sigma(healthy)
+    tests = int((~np.isnan(values)).sum()) // 2
+    noisy = _too_noisy(healthy, sigma, tests, scale) if rates is not None or measured.sum() > 2 else _alone(matrix)
+
+    upper = np.triu(np.ones(measured.shape[1:], dtype=bool), k=1)
+
+    def beyond_noise(xs: np.ndarray, alpha: float = noise.FALSE_ALARMS) -> np.ndarray:
+        # Each pair once (the matrix holds it twice, as [a, b] and [b, a]), then mirrored.
+        z = np.where(upper, (level - xs) / sigma, np.nan)  # +inf where nothing moved
+        hits = noise.holm_significant(z, alpha)
+        hits |= np.swapaxes(hits, -1, -2)
+        return hits & (xs < level + effect) & (noisy is None)
+
+    mark = math.log(thresholds.pass_fraction)
+    low_cell = _low_cells(cell_median, measured, between, mark)
+
+    def under_line(xs: np.ndarray) -> np.ndarray:
+        z = np.where(upper, (mark - xs) / sigma, np.nan)
+        hits = noise.holm_significant(z)
+        hits |= np.swapaxes(hits, -1, -2)
+        return (xs < mark) & (hits | low_cell)
+
+    def slow(relative: np.ndarray, xs: np.ndarray, raw: np.ndarray, stopped: np.ndarray) -> np.ndarray:
+        below_target = np.zeros(raw.shape, bool) if rates is None else under_line(xs)
+        # A cell that ran out of its budget is slow by its rate over what fitted, under its peers' level as the
+        # relative test marks it: on a loaded host every cell may run long, and one at its peers' level is
+        # no fault whatever its clock said (a link at 1% of its rate, the budget's reason, is far below).
+        stalled = stopped & (xs < level + effect)
+        return (relative | below_target | stalled | (raw <= 0)) & ~np.isnan(raw)
+
+    relative = beyond_noise(x)
+    slow_sample = slow(relative, x, values, matrix.stopped_flags)
+    slow_again = slow(beyond_noise(x_again), x_again, again, matrix.confirm_stopped_flags)
+    expected = np.exp(level) * scale if rates is None else rates
+    basis: Literal["line rate", "peers"] = "peers" if rates is None else "line rate"
+    return Cells(
+        matrix,
+        measured,
+        slow_sample,
+        slow_again,
+        beyond_noise(x, noise.LONE_FALSE_ALARMS) | (values <= 0),
+        cell_median,
+        slow_rail,
+        expected,
+        basis,
+        noisy,
+    )
+
+
+def diagnose(
+    matrix: PairMatrix,
+    line_rate_Gbps: float | Mapping[int, float] | None,
+    thresholds: Thresholds = Thresholds(),
+    devices: Mapping[tuple[str, int], str] | None = None,
+    fabric: FabricMap | None = None,
+) -> Diagnosis:
+    """The smallest set of broken parts that explains every reproducible slow pair measurement.
+
+    ``line_rate_Gbps`` is one rate for every rail, a rate per rail, or None where unknown (relative test
+    only). ``devices`` maps ``(node, rail)`` to the HCA or interface name for the report. ``fabric`` places
+    the nodes on the fabric's leaves and spines (``rails --topology``): then a link is a ``cable`` with its leaf
+    port, and leaves, uplinks and spines are named too (``bench.rails.diagnosis.switches``); without it, nothing about
+    the switches is guessed.
+    """
+    rates = _line_rates(matrix, line_rate_Gbps)
+    between = switches.between_units(fabric, matrix) if fabric is not None else None
+    all_cells = cells = _judge(matrix, rates, thresholds, between)
+    null = _noise_null(cells, between)
+    one_pair = _one_pair_rails(cells.measured)
+    rail_fault, rail_cells = _rail_faults(cells, rates, one_pair)
+    found_switches: list[switches.SwitchFault] = []
+    if fabric is not None:
+        # A leaf explains every cell of its nodes on its rail; nothing smaller is judged on them.
+        found_switches = switches.leaf_faults(cells, fabric, rail_fault)
+        cells = cells.without(switches.explained(found_switches, cells.suspect.shape))
+    link_candidate = _link_candidates(cells, rail_fault | one_pair)
+    if fabric is not None:
+        # Between units, what no slow cable explains: an uplink's or a spine's flows.
+        paths = switches.path_faults(
+            cells.without(_link_cells(link_candidate)),
+            fabric,
+            rail_fault,
+            all_cells.reproduced_by_noise,
+            all_cells.reproduced_always_by_noise,
+        )
+        found_switches += paths
+        cells = cells.without(switches.explained(paths, cells.suspect.shape))
+    _intermittent_links(cells, link_candidate, rail_fault, null)
+    node_fault, link_fault = _node_faults(cells, link_candidate, rail_fault, one_pair)
+    explained = rail_fault[:, None, None] | node_fault[None, :, None] | node_fault[None, None, :]
+    explained = explained | _link_cells(link_fault)
+    lone, shared = _lone_pairs(cells, explained, between)
+    if shared.any():
+        link_fault |= shared
+        explained |= _link_cells(link_fault)
+        lone &= ~explained
+    # Each lone pair is named, so it is no transient.
+    upper = np.triu(lone, k=1)
+    explained |= upper | np.swapaxes(upper, -1, -2)
+
+    defects = [
+        *defects_by_part.rail_defects(matrix, all_cells, rail_fault, rail_cells, devices, fabric),
+        *defects_by_part.switch_defects(all_cells, found_switches),
+        *defects_by_part.node_defects(matrix, cells, node_fault, ~rail_fault),
+        *defects_by_part.link_defects(matrix, cells, link_fault, devices, fabric),
+        *defects_by_part.pair_defects(matrix, cells, lone, devices, one_pair),
+    ]
+    level = {rail: float(cells.expected[i]) for i, rail in enumerate(matrix.rails)}
+    return Diagnosis(tuple(defects), transients(cells, cells.suspect & ~explained), cells.too_noisy, level)
+
+
+def _noise_null(cells: Cells, between: np.ndarray | None) -> np.ndarray:
+    """``[rail, a, b]``: what noise alone reproduces, the yardstick of every part convicted by reproduced
+    suspects. Per class of cells where the cabling is known: congestion reproduces between units, never within
+    a leaf."""
+    if between is None:
+        return np.full(cells.measured.shape, cells.reproduced_by_noise)
+    return np.where(between, cells.reproduced_by_noise_in(between), cells.reproduced_by_noise_in(~between))
+
+
+def _one_pair_rails(measured: np.ndarray) -> np.ndarray:
+    """``[rail]``: the rails on which exactly two nodes were measured, one pair (see the module's docstring)."""
+    return np.asarray(measured.any(axis=2).sum(axis=1) == 2)
+
+
+def _rail_faults(cells: Cells, rates: np.ndarray | None, one_pair: np.ndarray) -> tuple[np.ndarray, list[CellIndex]]:
+    """``[rail]``: the faulty rails, and each rail's cells (every pair once). Rail k is faulty when every
+    measured pair on it is suspect (and, judged against peers, the rail as a whole is slow), confirmed, and
+    its reproducing suspects do not all meet at one node; never a rail of one pair (``one_pair``)."""
+    measured, suspect = cells.measured, cells.suspect
+    rail_fault = (suspect | ~measured).all(axis=(1, 2)) & measured.any(axis=(1, 2)) & ~one_pair
+    if rates is None:
+        rail_fault &= cells.slow_rail
+    upper_a, upper_b = np.nonzero(np.triu(~np.eye(measured.shape[1], dtype=bool), k=1))
+    rail_cells = [(np.full(len(upper_a), k), upper_a, upper_b) for k in range(measured.shape[0])]
+    rail_fault &= np.array([cells.confirmed(*index) for index in rail_cells], dtype=bool)
+    for kpos in np.flatnonzero(rail_fault):
+        rail_fault[kpos] = not _one_node_explains(cells.reproduces[kpos], measured[kpos])
+    return rail_fault, rail_cells
+
+
+def _link_candidates(cells: Cells, rail_fault: np.ndarray) -> np.ndarray:
+    """``[rail, node]``: link (a, k) where every measured partner of a on rail k is suspect, confirmed, and no
+    rail fault explains it already; only the fewest that explain the rail's reproducing suspects are kept."""
+    measured, suspect = cells.measured, cells.suspect
+    others = ~np.eye(measured.shape[1], dtype=bool)
+    all_nodes = np.arange(measured.shape[1])
+    link_candidate = (suspect | ~measured).all(axis=2) & measured.any(axis=2) & ~rail_fault[:, None]
+    for kpos, apos in zip(*np.nonzero(link_candidate), strict=True):
+        b = all_nodes[others[apos]]
+        link_candidate[kpos, apos] = cells.confirmed(np.full(len(b), kpos), np.full(len(b), apos), b)
+    _fewest_links(cells.reproduces, link_candidate)
+    return link_candidate
+
+
+def _node_faults(
+    cells: Cells, link_candidate: np.ndarray, rail_fault: np.ndarray, one_pair: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``[node]`` node faults and ``[rail, node]`` link faults. Node a: a link candidate on every rail that no
+    rail fault explains (or where a larger part left it no cell to judge: a rail of one pair judges no link),
+    and at least two of them; every other link candidate is a link."""
+    open_rails = ~rail_fault
+    judged = cells.measured.any(axis=2) & (open_rails & ~one_pair)[:, None]
+    node_fault = (link_candidate | ~judged).all(axis=0) & ((link_candidate & judged).sum(axis=0) >= 2)
+    node_fault &= open_rails.sum() >= 2
+    return node_fault, link_candidate & ~node_fault[None, :]
+
+
+def _lone_pairs(cells: Cells, explained: np.ndarray, between: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """What is left: suspect pairs that no larger part explains (``[rail, a, b]``), named when they are slow in
+    most samples and more of their samples are slow than noise makes slow in any cell of the matrix; and the
+    links (``[rail, node]``) where two or more of them meet, or whose end is the guilty one."""
+    lone = cells.pair_slow & ~explained & lone_pairs.beyond_noise(cells, between)
+    shared = lone_pairs.shared_links(lone)
+    shared |= lone_pairs.guilty_ends(cells, lone & ~_link_cells(shared), ~explained, between)
+    return lone, shared
+
+
+def _link_cells(links: np.ndarray) -> np.ndarray:
+    """``[rail, a, b]``: every cell of the links in ``links`` (``[rail, node]``)."""
+    out = np.zeros((*links.shape, links.shape[1]), dtype=bool)
+    k, a = np.nonzero(links)
+    out[k, a, :] = out[k, :, a] = True
+    return out
+
+
+def _one_node_explains(reproduces: np.ndarray, measured: np.ndarray) -> bool:
+    """Whether the reproducing suspects of one rail (``[a, b]`` masks) all meet at one node, on a rail of
+    three nodes or more: then that node's link explains them, and the rail's other suspects did not
+    reproduce (on 3 nodes a link is slow with 2 of the rail's 3 pairs, and one noisy sample on the third
+    made every pair a suspect)."""
+    if int(measured.any(axis=1).sum()) < 3:
+        return False  # two nodes: one pair, and a rail cannot be told from a link
+    a, b = np.nonzero(np.triu(reproduces, k=1))
+    # A node common to every pair must be one of the first pair's two.
+    return len(a) > 0 and any(bool(np.all((a == x) | (b == x))) for x in (a[0], b[0]))
+
+
+def _fewest_links(reproduces: np.ndarray, link_candidate: np.ndarray) -> None:
+    """Keep, on each rail, only the link candidates needed to explain its reproducing suspects: the one
+    with the most first, then each other only while it explains one that the kept links do not. A
+    healthy node whose partners are a slow link and one noisy sample has every partner suspect and half of
+    them reproducing, as a slow link has; the slow link already explains its reproducing one."""
+    for k in range(link_candidate.shape[0]):
+        candidates = np.flatnonzero(link_candidate[k])
+        if len(candidates) < 2:
+            continue
+        explained = np.zeros_like(reproduces[k])
+        for a in sorted(candidates, key=lambda x: -int(reproduces[k, x].sum())):
+            if not (reproduces[k, a] & ~explained[a]).any():
+                link_candidate[k, a] = False
+                continue
+            explained[a, :] = explained[:, a] = True
+
+
+def _intermittent_links(cells: Cells, link_candidate: np.ndarray, rail_fault: np.ndarray, null: np.ndarray) -> None:
+    """Add to ``link_candidate`` the links slow with some partners only: a link that fails intermittently
+    (or a flapping one) is slow in the rounds that caught it bad and fine in the rest, so not every partner
+    is a suspect. Greedily, as the smallest explanation: the link with the most suspect partners that no
+    named part explains yet, while it has at least two of them and at least half of those reproduced. One
+    link explains two slow pairs better than two pair faults that share it, and two reproducing suspects at
+    one link are what noise does not do: each stands out of the fabric's spread at the matrix's family-wise
+    false-alarm rate. Suspects another named part explains do not count, so two slow links on one rail
+    do not make their common partners suspects. On a large matrix noise alone reproduces a few suspects, so
+    the link's reproduced suspects must also be more than noise gives over its partners (``null[k, a, b]`` for
+    each, the rate of its class of cells: within a unit or across units; family-wise over every link): on 256
+    nodes x 8 rails that is three, on a testbed two. And the link must
+    hold more reproduced suspects than any of its partners: without the fabric's cabling, a block of slow
+    pairs between two groups of nodes (a switch path) is named as its pairs, not as one side's links."""
+    measured = cells.measured
+    left = cells.suspect & ~rail_fault[:, None, None]
+    for k, a in zip(*np.nonzero(link_candidate), strict=True):
+        left[k, a, :] = left[k, :, a] = False
+    tried = link_candidate.copy()
+    links = max(1, int(measured.any(axis=2).sum()))
+    left_count = left.sum(axis=2)  # kept up to date below: a 256 x 8 matrix tries thousands of links
+    while True:
+        counts = np.where(tried, -1, left_count)
+        k, a = np.unravel_index(int(np.argmax(counts)), counts.shape)
+        if counts[k, a] < 2:
+            return
+        tried[k, a] = True
+        if int(measured[k, a].sum()) < 3:
+            continue  # with two partners, both suspect is the rule above
+        b = np.flatnonzero(left[k, a])
+        again = int(cells.reproduces[k, a, b].sum())
+        beyond = noise.poisson_sf(again, float(null[k, a][measured[k, a]].sum())) * links <= noise.NAME_FALSE_ALARMS
+        # The link must explain its reproduced suspects better than any of its partners' links does: where
+        # they tie (every node of one group slow with every node of another, as a switch path between two
+        # groups makes them), a link would be a guess, and the slow pairs stay pairs.
+        partners = b[cells.reproduces[k, a, b]]
+        rivals = (left[k, partners] & cells.reproduces[k, partners]).sum(axis=1) if len(partners) else np.zeros(0)
+        beyond &= not bool((rivals >= again).any())
+        if beyond and cells.confirmed(np.full(len(b), k), np.full(len(b), a), b):
+            link_candidate[k, a] = True
+            left[k, a, :] = left[k, :, a] = False
+            left_count[k, a] = 0
+            left_count[k, b] -= 1
+
+
+def suspect_samples(
+    matrix: PairMatrix, line_rate_Gbps: float | Mapping[int, float] | None, thresholds: Thresholds = Thresholds()
+) -> np.ndarray:
+    """``[repeat, rail, a, b]``: the matrix samples that are slow, so their cells must be re-measured."""
+    return _judge(matrix, _line_rates(matrix, line_rate_Gbps), thresholds).slow_sample
+
+
+def localise(
+    matrix: PairMatrix,
+    line_rate_Gbps: float | Mapping[int, float] | None,
+    thresholds: Thresholds = Thresholds(),
+    devices: Mapping[tuple[str, int], str] | None = None,
+) -> tuple[NamedPart, ...]:
+    """The defects of :func:`diagnose` alone."""
+    return diagnose(matrix, line_rate_Gbps, thresholds, devices).defects

@@ -1,0 +1,214 @@
+"""The node x node x rail matrix of pair bandwidths, with its re-measurements, as numpy arrays, and how rank 0
+builds it from the pair directions the ranks measured (``pair_matrix``)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple, TypeVar
+
+import numpy as np
+
+from bench.exits import UserError
+
+T = TypeVar("T")
+
+
+class PairTime(NamedTuple):
+    """One direction of one pair on one rail: ``node`` sent ``nbytes`` to ``peer``.
+
+    A named tuple, not a dataclass: rank 0 of a 256-node x 8-rail run unpickles and judges about half a
+    million of them per pass over the matrix, and a frozen dataclass costs several microseconds each to build.
+    """
+
+    node: int
+    peer: int
+    rail: int
+    repeat: int
+    round: int
+    nbytes: int
+    time_us: float
+    """Mean time per message, at the slower of the two ends (the receiver holds the last byte at the end)."""
+    stopped: bool = False
+    """The cell's time budget ran out: the rate is over the messages that fitted."""
+    confirm: int = 0
+    """0: the matrix; 1..: a confirmation pass re-measuring a suspect."""
+
+
+def flatten(lists: Sequence[Sequence[T]]) -> list[T]:
+    return [item for items in lists for item in items]
+
+
+@dataclass(frozen=True)
+class PairSample:
+    """One sendrecv measurement between two nodes on one rail."""
+
+    node_a: str
+    node_b: str
+    rail: int
+    busbw_Gbps: float
+    repeat: int = 0
+    stopped: bool = False
+    """The cell's time budget ran out: a slow cell, measured over the bytes that moved in time."""
+    confirm: int = 0
+    """0: a matrix sample; 1..: the n-th re-measurement of a suspect (``repeat`` is then ignored)."""
+
+
+def _empty(shape: tuple[int, ...]) -> np.ndarray:
+    return np.full(shape, np.nan)
+
+
+@dataclass(frozen=True, eq=False)
+class PairMatrix:
+    """Every pair measurement as ``busbw[repeat, rail, a, b]`` (symmetric, NaN where unmeasured).
+
+    ``confirm[pass, rail, a, b]`` holds the re-measurements of suspect cells (NaN elsewhere; no passes when
+    confirmation was off); ``stopped`` and ``confirm_stopped`` mark samples whose time budget ran out.
+    """
+
+    nodes: tuple[str, ...]
+    rails: tuple[int, ...]
+    busbw: np.ndarray = field(repr=False)
+    stopped: np.ndarray | None = field(default=None, repr=False)
+    confirm: np.ndarray | None = field(default=None, repr=False)
+    confirm_stopped: np.ndarray | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        shape = (len(self.rails), len(self.nodes), len(self.nodes))
+        if self.busbw.ndim != 4 or self.busbw.shape[1:] != shape:
+            raise ValueError(f"busbw has shape {self.busbw.shape}, expected (repeats, *{shape})")
+        # Frozen: the defaults are filled in once, here.
+        if self.stopped is None:
+            object.__setattr__(self, "stopped", np.zeros(self.busbw.shape, dtype=bool))
+        if self.confirm is None:
+            object.__setattr__(self, "confirm", _empty((0, *shape)))
+        if self.confirm_stopped is None:
+            object.__setattr__(self, "confirm_stopped", np.zeros(self.confirm_values.shape, dtype=bool))
+
+    @property
+    def stopped_flags(self) -> np.ndarray:
+        assert self.stopped is not None  # set in __post_init__
+        return self.stopped
+
+    @property
+    def confirm_values(self) -> np.ndarray:
+        assert self.confirm is not None  # set in __post_init__
+        return self.confirm
+
+    @property
+    def confirm_stopped_flags(self) -> np.ndarray:
+        assert self.confirm_stopped is not None  # set in __post_init__
+        return self.confirm_stopped
+
+    @classmethod
+    def from_samples(
+        cls, samples: Iterable[PairSample], nodes: Sequence[str] | None = None, rails: Sequence[int] | None = None
+    ) -> PairMatrix:
+        """Build the matrix; ``nodes``/``rails`` fix the order (default: sorted as seen)."""
+        samples = list(samples)
+        node_list = (
+            list(nodes) if nodes is not None else sorted({s.node_a for s in samples} | {s.node_b for s in samples})
+        )
+        rail_list = list(rails) if rails is not None else sorted({s.rail for s in samples})
+        node_index = {name: i for i, name in enumerate(node_list)}
+        rail_index = {rail: i for i, rail in enumerate(rail_list)}
+        shape = (len(rail_list), len(node_list), len(node_list))
+        repeats = 1 + max((s.repeat for s in samples if not s.confirm), default=0)
+        passes = max((s.confirm for s in samples), default=0)
+        busbw, confirm = _empty((repeats, *shape)), _empty((passes, *shape))
+        stopped = np.zeros(busbw.shape, dtype=bool)
+        confirm_stopped = np.zeros(confirm.shape, dtype=bool)
+        for s in samples:
+            if s.node_a not in node_index or s.node_b not in node_index or s.rail not in rail_index:
+                raise UserError(f"pair {s.node_a}-{s.node_b} on rail {s.rail} is outside the run's nodes and rails")
+            if s.node_a == s.node_b:
+                raise UserError(f"pair {s.node_a}-{s.node_b} pairs a node with itself: pairs join two nodes")
+            a, b, k = node_index[s.node_a], node_index[s.node_b], rail_index[s.rail]
+            values, flags, i = (confirm, confirm_stopped, s.confirm - 1) if s.confirm else (busbw, stopped, s.repeat)
+            values[i, k, a, b] = values[i, k, b, a] = s.busbw_Gbps
+            flags[i, k, a, b] = flags[i, k, b, a] = s.stopped
+        return cls(tuple(node_list), tuple(rail_list), busbw, stopped, confirm, confirm_stopped)
+
+
+@dataclass(frozen=True, eq=False)
+class PairColumns:
+    """Pair directions as columns, one numpy array per ``PairTime`` field: what rank 0 judges a large matrix
+    from (and what the fabric model of ``tests/support/models/fabric_model.py`` produces instead of ranks)."""
+
+    node: np.ndarray
+    peer: np.ndarray
+    rail: np.ndarray
+    repeat: np.ndarray
+    round: np.ndarray
+    nbytes: np.ndarray
+    time_us: np.ndarray
+    stopped: np.ndarray
+    confirm: np.ndarray
+
+    @classmethod
+    def from_times(cls, times: Sequence[PairTime]) -> PairColumns:
+        def column(field: int, dtype: type) -> np.ndarray:
+            return np.fromiter((t[field] for t in times), dtype=dtype, count=len(times))
+
+        node, peer, rail, repeat, index, nbytes = (column(i, np.int64) for i in range(6))
+        return cls(node, peer, rail, repeat, index, nbytes, column(6, np.float64), column(7, bool), column(8, np.int64))
+
+    def __len__(self) -> int:
+        return len(self.node)
+
+    def __add__(self, other: PairColumns) -> PairColumns:
+        return PairColumns(
+            *(np.concatenate([getattr(self, f.name), getattr(other, f.name)]) for f in dataclasses.fields(self))
+        )
+
+
+def pair_matrix(times: Sequence[PairTime] | PairColumns, nodes: Sequence[str], rails: int) -> PairMatrix:
+    """The matrix of ``bench.rails.diagnosis.rails_outcome.pair_samples(times)``, built with numpy: each (pair, rail,
+    repeat, pass) keeps its slower direction (the first of equal ones), stopped when either ran out of time. Rank 0 of a
+    256-node x 8-rail run holds half a million directions per pass; one Python record per sample took seconds."""
+    n = len(nodes)
+    if not len(times):
+        return PairMatrix.from_samples([], nodes=list(nodes), rails=list(range(rails)))
+    cols = times if isinstance(times, PairColumns) else PairColumns.from_times(times)
+    node, peer, rail, repeat = cols.node, cols.peer, cols.rail, cols.repeat
+    nbytes, time_us, stopped, confirm = cols.nbytes, cols.time_us, cols.stopped, cols.confirm
+    low, high = np.minimum(node, peer), np.maximum(node, peer)
+    bad = (low < 0) | (high >= n) | (low == high) | (rail < 0) | (rail >= rails) | (repeat < 0) | (confirm < 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise UserError(f"pair {node[i]}-{peer[i]} on rail {rail[i]} is outside the run's {n} nodes and {rails} rails")
+    spans = (n, n, rails, int(repeat.max()) + 1, int(confirm.max()) + 1)
+    key = np.ravel_multi_index((low, high, rail, repeat, confirm), spans)
+    # Per key the slowest direction, the earliest of equal ones: a stable sort by key keeps each key's
+    # directions in their order, and the first that reaches its key's largest time is picked.
+    order = np.argsort(key, kind="stable")
+    ordered = key[order]
+    first = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    times_in_order = time_us[order]
+    largest = np.repeat(np.maximum.reduceat(times_in_order, first), np.diff(np.r_[first, len(order)]))
+    position = np.where(times_in_order == largest, np.arange(len(order)), len(order))
+    pick = order[np.minimum.reduceat(position, first)]
+    any_stopped = np.maximum.reduceat(stopped[order].astype(np.int8), first).astype(bool)
+    with np.errstate(divide="ignore"):
+        rate = np.where(time_us[pick] > 0, nbytes[pick] * 8 / (time_us[pick] * 1e-6) / 1e9, 0.0)  # busbw_Gbps
+    repeats = 1 + int(repeat[confirm == 0].max(initial=0))
+    passes = int(confirm.max())
+    busbw = np.full((repeats, rails, n, n), np.nan)
+    again = np.full((passes, rails, n, n), np.nan)
+    stop_m, stop_c = np.zeros(busbw.shape, dtype=bool), np.zeros(again.shape, dtype=bool)
+    # Keys ascend, so where two keys land on one slot (re-measurements from two repeats) the later wins, as a
+    # loop over the sorted samples would.
+    for is_confirm, values, flags in ((False, busbw, stop_m), (True, again, stop_c)):
+        sel = np.flatnonzero((confirm[pick] > 0) == is_confirm)
+        slot = (confirm[pick][sel] - 1) if is_confirm else repeat[pick][sel]
+        k, a, b = rail[pick][sel], low[pick][sel], high[pick][sel]
+        if is_confirm and len(sel):  # only re-measurements can share a slot (one per repeat they came from)
+            where = np.ravel_multi_index((slot, k, a, b), values.shape)
+            _, back = np.unique(where[::-1], return_index=True)
+            keep = len(sel) - 1 - back  # the last of each slot
+            slot, k, a, b, sel = slot[keep], k[keep], a[keep], b[keep], sel[keep]
+        for i, j in ((a, b), (b, a)):
+            values[slot, k, i, j] = rate[sel]
+            flags[slot, k, i, j] = any_stopped[sel]
+    return PairMatrix(tuple(nodes), tuple(range(rails)), busbw, stop_m, again, stop_c)

@@ -1,0 +1,386 @@
+"""What the rails test measured, as records, and how they become rows, rails.json and the human table.
+
+Pure functions: rank 0 gathers the raw measurements from every rank and everything below turns them into
+output without talking to anyone.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from bench.jsondoc import JSONObject
+from bench.measure.collectives import get_collective
+from bench.measure.results import RowPlace, pair_row, result_row
+from bench.rails.diagnosis.cells import NamedPart
+from bench.rails.diagnosis.defects import describe_transient
+from bench.rails.diagnosis.gpu_outcome import IntraNodeOutcome
+from bench.rails.diagnosis.localise import PairSample, describe
+from bench.rails.diagnosis.matrix import PairColumns as PairColumns  # rank 0 judges the matrix from these
+from bench.rails.diagnosis.matrix import PairTime
+from bench.rails.diagnosis.matrix import pair_matrix as pair_matrix
+from bench.rundir import railsdoc
+from bench.rundir.defect_kinds import fails_rail
+from bench.rundir.finding_words import counter_line
+from bench.rundir.findings import (
+    CounterFinding,
+    Finding,
+    Shortfall,
+    counter_finding,
+    names_rail,
+    rail_finding,
+    shortfall_finding,
+)
+from bench.rundir.rails_records import RailDefect, Transient
+from bench.rundir.railsdoc import Measurement
+from bench.rundir.results_csv import Row
+from bench.units import format_size
+
+Mode = Literal["concurrent", "isolated"]
+
+
+@dataclass(frozen=True)
+class RailResult:
+    """One collective in one rail group (GPU k of every node)."""
+
+    rail: int
+    collective: str
+    mode: Mode
+    """``concurrent``: every rail group at once (the realistic load); ``isolated``: this rail alone."""
+    nnodes: int
+    nbytes: int
+    count: int
+    iters: int
+    time_us: float
+    time_us_min: float
+    time_us_max: float
+    wrong: int | None
+
+    @property
+    def busbw_Gbps(self) -> float:
+        if self.time_us <= 0:
+            return 0.0
+        factor = get_collective(self.collective).busbw_factor(self.nnodes)
+        return self.nbytes / (self.time_us * 1e-6) * factor * 8 / 1e9
+
+
+@dataclass(frozen=True)
+class ExpectedNic:
+    """The NIC one node's rank of rail k should leave through (``bench.rails.rank``)."""
+
+    device: str | None
+    """``mlx5_4:1`` (the port nearest GPU k) or the interface the rank binds (``eth1``); None when unknown."""
+    state: str | None = None
+    """The IB port's state (``ACTIVE``, ``DOWN``...); None for interfaces."""
+    distance: str | None = None
+    """PCI distance from GPU k (``PIX``, ``PXB``, ``PHB``, ``NODE``, ``SYS``); None without a GPU."""
+    gpu: str | None = None
+    """GPU k's PCI address."""
+    shared: bool = False
+    """GPU k shares its nearest NICs with other GPUs, or has several: NCCL spreads the rail over them."""
+
+    @property
+    def down(self) -> bool:
+        """An IB port that is not ACTIVE: NCCL will not use it (a dead link)."""
+        return self.state is not None and self.state != "ACTIVE"
+
+    def to_json(self) -> JSONObject:
+        return {
+            "expected": self.device,
+            "state": self.state,
+            "distance": self.distance,
+            "gpu": self.gpu,
+            "shared": self.shared,
+        }
+
+
+@dataclass(frozen=True)
+class RailDevices:
+    """Which device carried rail k's bytes on each node, from counter deltas while rail k ran alone."""
+
+    rail: int
+    device: Mapping[str, str | None]
+    """node -> the device with the most bytes (None when no device moved enough)."""
+    moved: Mapping[str, Mapping[str, int]]
+    """node -> device -> bytes (tx + rx) in the window."""
+    expected: Mapping[str, str | None] = field(default_factory=dict)
+    """node -> the NIC this rail should use (the interface bound on socket rails, the NIC nearest GPU k on IB),
+    where known."""
+    carried: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """node -> every device that moved at least the rail's share of bytes, busiest first."""
+    nics: Mapping[str, ExpectedNic] = field(default_factory=dict)
+    """node -> what its rank of this rail expected (state and PCI distance included)."""
+
+    def path_json(self) -> dict[str, JSONObject]:
+        """rails.json's ``path``: per node, the NIC expected and the NICs that carried the rail's bytes."""
+        out: dict[str, JSONObject] = {}
+        for node in dict.fromkeys([*self.device, *self.nics]):
+            nic = self.nics.get(node) or ExpectedNic(self.expected.get(node))
+            out[node] = {**nic.to_json(), "carried": list(self.carried.get(node, ()))}
+        return out
+
+
+def short_device(device: str | None) -> str | None:
+    """``mlx5_4:1`` -> ``mlx5_4`` (an HCA, as people name it); interfaces unchanged."""
+    return None if device is None else device.split(":")[0]
+
+
+def pair_samples(times: Sequence[PairTime], nodes: Sequence[str]) -> list[PairSample]:
+    """One sample per (pair, rail, repeat or confirmation pass): the slower direction, since a cable is only as
+    good as that; stopped when either direction ran out of time."""
+    slowest: dict[tuple[int, int, int, int, int], PairTime] = {}
+    stopped: set[tuple[int, int, int, int, int]] = set()
+    for t in times:
+        key = (min(t.node, t.peer), max(t.node, t.peer), t.rail, t.repeat, t.confirm)
+        if key not in slowest or t.time_us > slowest[key].time_us:
+            slowest[key] = t
+        if t.stopped:
+            stopped.add(key)
+    return [
+        PairSample(nodes[a], nodes[b], rail, busbw_Gbps(t.nbytes, t.time_us), repeat, key in stopped, confirm)
+        for key, t in sorted(slowest.items())
+        for a, b, rail, repeat, confirm in [key]
+    ]
+
+
+def busbw_Gbps(nbytes: int, time_us: float) -> float:
+    """Point-to-point: busbw = algbw = S / t, in Gb/s."""
+    return nbytes * 8 / (time_us * 1e-6) / 1e9 if time_us > 0 else 0.0
+
+
+def device_map(devices: Sequence[RailDevices]) -> dict[tuple[str, int], str]:
+    """(node, rail) -> device name for the defect report."""
+    out: dict[tuple[str, int], str] = {}
+    for rd in devices:
+        for node, device in rd.device.items():
+            name = short_device(device)
+            if name:
+                out[(node, rd.rail)] = name
+    return out
+
+
+def measurements(
+    rail_results: Sequence[RailResult],
+    times: Sequence[PairTime],
+    nodes: Sequence[str],
+    expected: Mapping[int, float | None],
+    devices: Mapping[tuple[str, int], str],
+) -> list[Measurement]:
+    """rails.json's ``measurements``: every rail-group result and every pair direction."""
+    out = [
+        Measurement(
+            kind="rail",
+            rail=r.rail,
+            collective=r.collective,
+            mode=r.mode,
+            busbw_Gbps=round(r.busbw_Gbps, 6),
+            expected_Gbps=expected.get(r.rail),
+            bytes=r.nbytes,
+            time_us=round(r.time_us, 3),
+            time_us_min=round(r.time_us_min, 3),
+            time_us_max=round(r.time_us_max, 3),
+            wrong=r.wrong,
+        )
+        for r in rail_results
+    ]
+    for t in times:
+        node = nodes[t.node]
+        out.append(
+            Measurement(
+                kind="pair",
+                rail=t.rail,
+                node=node,
+                peer=nodes[t.peer],
+                device=devices.get((node, t.rail)),
+                collective="sendrecv",
+                busbw_Gbps=round(busbw_Gbps(t.nbytes, t.time_us), 6),
+                expected_Gbps=expected.get(t.rail),
+                bytes=t.nbytes,
+                time_us=round(t.time_us, 3),
+                repeat=t.repeat,
+                round=t.round,
+                confirm=t.confirm,
+                stopped=t.stopped,
+            )
+        )
+    return out
+
+
+def rail_rows(rail_results: Sequence[RailResult], expected: Mapping[int, float | None], dtype: str) -> list[Row]:
+    """results.csv rows for the rail groups (scope ``rail``, group ``railK``; isolated ones ``railK-alone``)."""
+    rows: list[Row] = []
+    for r in rail_results:
+        group = f"rail{r.rail}" if r.mode == "concurrent" else f"rail{r.rail}-alone"
+        place = RowPlace(dtype, r.nnodes, r.nnodes, "rail", group)
+        rows.append(result_row(get_collective(r.collective), r, place, expected.get(r.rail)))
+    return rows
+
+
+def pair_rows(
+    times: Sequence[PairTime], nodes: Sequence[str], expected: Mapping[int, float | None], iters: int
+) -> list[Row]:
+    """results.csv rows for the pairs (scope ``pair``, group ``node02-node05/rail3``), one per pair, rail and
+    repeat: time is the slower direction's, time_us_min/max the two directions'."""
+    both: dict[tuple[int, int, int, int], list[PairTime]] = {}
+    for t in (t for t in times if not t.confirm):  # re-measurements are in rails.json
+        both.setdefault((min(t.node, t.peer), max(t.node, t.peer), t.rail, t.repeat), []).append(t)
+    rows: list[Row] = []
+    for (a, b, rail, _repeat), pair in sorted(both.items()):
+        place = RowPlace("float", 2, 2, "pair", f"{nodes[a]}-{nodes[b]}/rail{rail}")
+        rows.append(pair_row(pair[0].nbytes, [p.time_us for p in pair], iters, place, expected.get(rail)))
+    return rows
+
+
+def _rate(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.0f}" if value >= 100 else f"{value:.3g}"
+
+
+def table(
+    rail_results: Sequence[RailResult],
+    samples: Sequence[PairSample],
+    devices: Sequence[RailDevices],
+    defects: Sequence[RailDefect],
+    expected: Mapping[int, float | None],
+    findings: Sequence[CounterFinding],
+    transients: Sequence[Transient] = (),
+    too_noisy: str | None = None,
+) -> str:
+    """The human summary: rail groups, the pair matrix per rail, the devices, and the defects."""
+    lines = ["#"]
+    if rail_results:
+        lines.append("# rail groups (local rank k of every node)")
+        lines.append(
+            f"# {'rail':>4}  {'collective':<11} {'mode':<10} {'size':>6}  {'busbw Gb/s':>10}  {'line Gb/s':>9}"
+        )
+    else:
+        lines.append("# rail groups: none measured (no rail had two live nodes)")
+    for r in rail_results:
+        lines.append(
+            f"  {r.rail:>4}  {r.collective:<11} {r.mode:<10} {format_size(r.nbytes):>6}  {_rate(r.busbw_Gbps):>10}"
+            f"  {_rate(expected.get(r.rail)):>9}"
+        )
+    by_rail: dict[int, list[float]] = {}
+    for s in samples:
+        by_rail.setdefault(s.rail, []).append(s.busbw_Gbps)
+    if by_rail:
+        lines.append("# pairs (sendrecv per direction, slower direction kept)")
+        for rail, values in sorted(by_rail.items()):
+            lines.append(
+                f"  rail {rail}: {len(values)} samples, min {_rate(min(values))}, median "
+                f"{_rate(statistics.median(values))}, max {_rate(max(values))} Gb/s"
+            )
+    for rd in devices:
+        names = sorted({short_device(d) or "?" for d in rd.device.values()})
+        # A rail with fewer than two live nodes formed no group: nothing of it was measured to carry.
+        carried = ", ".join(names) or "nothing measured (no rail group)"
+        lines.append(f"# rail {rd.rail} carried by {carried}")
+    lines.extend(f"# COUNTERS {counter_line(f)}" for f in findings)
+    failing = [d for d in defects if d.severity == "fail"]
+    if failing:
+        lines.append("# defects")
+        lines.extend(describe(d) for d in failing)
+    else:
+        lines.append("# defects: none")
+    warned = [d for d in defects if d.severity == "warn"]
+    if warned:
+        lines.append("# warnings (error counters rose while the bandwidth held)")
+        lines.extend(describe(d) for d in warned)
+    if transients:
+        lines.append("# transients (slow once, not when re-measured; not a fault)")
+        lines.extend(describe_transient(t) for t in transients)
+    if too_noisy:
+        lines.append(f"# {too_noisy}")
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class RailsOutcome:
+    """What rank 0 knows after the rails test: rails.json's record as far as it is final (``written``), beside
+    the working forms its other sections are said from when it is written (``bench.rails.output.rails_doc``)."""
+
+    written: railsdoc.RailsDoc = field(default_factory=railsdoc.RailsDoc)
+    """rails.json's record with the sections the judge gives in their written form: ``skipped`` (why nothing was
+    measured: a single node), ``nodes``, the ``transients`` (suspect pairs that measured normal again when
+    re-measured: recorded, not failed), ``too_noisy`` (why the pair matrix named nothing), the ``error_windows``
+    (per window of the test, the devices whose error counters said something), ``process_groups`` (the world's
+    and one per rail group formed, the pairs running inside their rail's; with the intra-node matrix, one more
+    per node) and the ``links`` (each (node, rail) link as found before the rail groups formed,
+    ``bench.rails.diagnosis.judge.link_records``). Its other sections are empty here: they are said from the fields
+    below."""
+    rails: int = 0
+    """How many rails (local ranks per node); rails.json's ``rails`` section is said from ``devices``."""
+    rail_results: list[RailResult] = field(default_factory=list)
+    pair_times: list[PairTime] = field(default_factory=list)
+    devices: list[RailDevices] = field(default_factory=list)
+    defects: tuple[RailDefect, ...] = ()
+    """Every defect, each built once by the conviction step from a part named (``bench.rails.diagnosis.corroborate``:
+    its counters, its causes and its action); each one's ``line`` is said when rails.json is written
+    (``bench.rails.diagnosis.defects.described``). Empty until then."""
+    findings: list[CounterFinding] = field(default_factory=list)
+    """Counter evidence that contradicts the layout (a rail over the wrong device, traffic on mgmt)."""
+    expected: dict[int, float | None] = field(default_factory=dict)
+    """Line rate per rail (None where unknown)."""
+    below_target: list[Shortfall] = field(default_factory=list)
+    """Rail-group results under pass_fraction x line rate, or with wrong elements."""
+    counters: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    """Per node, the bytes each device carried over the whole rails test, and its error-counter deltas."""
+    intra_node: IntraNodeOutcome | None = None
+    """The intra-node pair matrix (``--intra-node``), None when it did not run."""
+    node_causes: tuple[railsdoc.DefectCause, ...] = ()
+    """Every fault each node's GPUDirect path checks found (``bench.rails.measurement.local_causes``), ``explains`` set
+    on those a defect carries. Set by the conviction step, beside the defects' causes."""
+    named: tuple[NamedPart, ...] = ()
+    """Every part the judge named (``bench.rails.diagnosis.judge``), whole, before its conviction: the dead parts
+    liveness found, the paths the counters contradict, then what localisation named."""
+
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        """The nodes in rank order: every node number in the working forms (a pair time's ``node`` and ``peer``)
+        is an index into them."""
+        return self.written.nodes
+
+    @property
+    def process_groups(self) -> int | None:
+        """The process groups made so far, which the intra-node matrix adds its own to."""
+        return self.written.process_groups
+
+    @property
+    def failing(self) -> tuple[RailDefect, ...]:
+        """The defects that fail the verdict (an ``errors`` defect only warns unless the profile says so)."""
+        return tuple(d for d in self.defects if d.severity == "fail")
+
+    @property
+    def warnings(self) -> tuple[RailDefect, ...]:
+        return tuple(d for d in self.defects if d.severity == "warn")
+
+    @property
+    def failed(self) -> bool:
+        intra_failed = self.intra_node is not None and self.intra_node.failed
+        return bool(self.failing or self.findings or self.below_target or intra_failed)
+
+    def rail_reasons(self, rail: int) -> list[Finding]:
+        """Why rail ``rail`` fails (empty: it passes), each a finding the items say
+        (``bench.rails.diagnosis.items``)."""
+        # A pair that is its rail's only pair measured is every pair of that rail: it fails the rail too.
+        failing = [d for d in self.failing if fails_rail(d.kind, d.rail, rail) or (d.only_pair and d.rail == rail)]
+        # its own parts (the rail, its links, leaf and uplinks) first, then a spine layer that names every rail
+        reasons = [rail_finding(d) for d in sorted(failing, key=lambda d: d.rail is None)]
+        reasons += [shortfall_finding(s) for s in self.below_target if s.rail == rail]
+        reasons += [f for f in self.counter_findings if names_rail(f, rail)]
+        return reasons
+
+    def node_reasons(self, node: str) -> list[Finding]:
+        """Why node ``node`` fails (empty: it passes)."""
+        reasons = [f for f in (rail_finding(d) for d in self.failing) if f.part.covers(node=node)]
+        reasons += [f for f in self.counter_findings if f.part.covers(node=node)]
+        reasons += self.intra_node.node_reasons(node) if self.intra_node is not None else []
+        return reasons
+
+    @property
+    def counter_findings(self) -> list[Finding]:
+        """What the counters contradict, as findings."""
+        return [counter_finding(f) for f in self.findings]

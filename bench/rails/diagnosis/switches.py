@@ -1,0 +1,395 @@
+"""Parts above the node, named from the pair matrix when the fabric's cabling is known: leaf, uplink, spine.
+
+In a rail-optimised fat tree a pair on rail k crosses its nodes' cables and their rail-k leaf; when the two
+nodes sit on different leaves (different units), it also crosses an uplink of each leaf and a spine, one per
+flow: adaptive routing spreads a pair's flows over the spines afresh for every transfer. So each part slows
+its own pattern of cells ``[rail, a, b]``:
+
+* a **leaf** (all its ports): every cell with an end on it, within its unit and across units, every sample;
+* an **uplink** of leaf L: the cells that cross from L to another leaf of its rail, in the samples where a flow
+  took that uplink (some, or all when L has one uplink), and no cell within L's unit;
+* a **spine**: the cells that cross between units on every rail whose leaves it joins, in some samples, and
+  none within a unit.
+
+From bandwidth alone one uplink of a leaf cannot be told from another (the flows that cross them are the
+same), nor, between two units only, an uplink of one unit's leaf from the matching uplink of the other's: the
+parts named are the smallest set the measurements can tell apart, each with its cables to check.
+
+The evidence for a part is its count of suspects that reproduced, and of those slow in every re-measurement,
+each against what noise alone gives over that many cells (``noise.poisson_sf`` with the fabric's own rate of
+slow samples, family-wise over the parts tried and the two counts): a part slow in every sample stands out by
+the second where a noisy run's transients make the first common. And its shape: spread over the leaf's nodes
+(one node's cable is not an uplink) and absent within the unit (an uplink carries no traffic inside it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from bench.rails.diagnosis import noise
+from bench.rails.diagnosis.cells import CellIndex, Cells
+from bench.rails.diagnosis.matrix import PairMatrix
+from bench.rails.plan.fabric_map import FabricMap
+
+SwitchKind = Literal["leaf", "uplink", "spine"]
+
+
+@dataclass(frozen=True, eq=False)
+class SwitchFault:
+    """A leaf, uplink set or spine set convicted by the cells in ``mask`` (``[rail, a, b]``, symmetric)."""
+
+    kind: SwitchKind
+    mask: np.ndarray
+    rail_pos: int | None
+    """None for a spine that carries every rail."""
+    switches: tuple[str, ...]
+    ports: tuple[str, ...]
+    """The cables to check: a leaf's uplinks, or ``leaf port -> spine port`` of each candidate uplink."""
+    unit: str | None = None
+
+    @property
+    def index(self) -> CellIndex:
+        k, a, b = np.nonzero(np.triu(self.mask, k=1))
+        return k, a, b
+
+
+def _by_position(fabric: FabricMap, cells: Cells) -> np.ndarray:
+    """``[rail position, node]`` leaf index in the matrix's own order (-1 where unplaced)."""
+    return _leaf_index(fabric, cells.matrix)
+
+
+def _leaf_index(fabric: FabricMap, matrix: PairMatrix) -> np.ndarray:
+    node_index = {name: i for i, name in enumerate(fabric.nodes)}
+    out = np.full((len(matrix.rails), len(matrix.nodes)), -1, dtype=np.int32)
+    for kpos, rail in enumerate(matrix.rails):
+        if not 0 <= rail < fabric.rails:
+            continue
+        for a, node in enumerate(matrix.nodes):
+            if node in node_index:
+                out[kpos, a] = fabric.leaf[rail, node_index[node]]
+    return out
+
+
+def between_units(fabric: FabricMap, matrix: PairMatrix) -> np.ndarray:
+    """``[rail, a, b]`` in the matrix's order: the pair's nodes sit on different leaves of the rail, so its
+    flows cross an uplink of each and a spine (where congestion lives); False where either is unplaced."""
+    leaf = _leaf_index(fabric, matrix)
+    placed = leaf >= 0
+    return (leaf[:, :, None] != leaf[:, None, :]) & placed[:, :, None] & placed[:, None, :]
+
+
+def rail_leaf(fabric: FabricMap, cells: Cells, kpos: int) -> int | None:
+    """The one leaf that carries every measured node of the rail (a single unit), else None."""
+    leaf = _by_position(fabric, cells)[kpos]
+    measured = cells.measured[kpos].any(axis=1)
+    on = set(leaf[measured].tolist())
+    return on.pop() if len(on) == 1 and -1 not in on else None
+
+
+def leaf_faults(cells: Cells, fabric: FabricMap, rail_fault: np.ndarray) -> list[SwitchFault]:
+    """Leaves of two or more nodes each member of which is a suspect with most of its partners (within the unit
+    and across), and at least half of those suspects reproduced; a leaf that holds the whole rail is the rail's
+    business."""
+    leaf = _by_position(fabric, cells)
+    out = []
+    for kpos in np.flatnonzero(~rail_fault):
+        row = leaf[kpos]
+        measured_nodes = cells.measured[kpos].any(axis=1)
+        for index in sorted(set(row[measured_nodes].tolist()) - {-1}):
+            members = np.flatnonzero((row == index) & measured_nodes)
+            if len(members) < 2 or len(members) == int(measured_nodes.sum()):
+                continue
+            # By level, not by every sample: each member's link is slow with most of its partners (its upper
+            # median among them is slow), as a leaf at 85% leaves it, though noise lifts a few cells over the
+            # line. One or two bad cables on the leaf leave the other members slow with one or two partners.
+            # Within the unit too: a spine or an uplink slows only the cells between units.
+            measured = cells.measured[kpos, members]
+            suspect = cells.suspect[kpos, members] & measured
+            inside = measured & (row == index)[None, :]
+            if not (_most(suspect, measured) & _most(suspect & inside, inside)).all():
+                continue  # a member's link measured healthy with most partners: not this leaf
+            mask = np.zeros(cells.measured.shape, dtype=bool)
+            mask[kpos, members, :] = True
+            mask[kpos, :, members] = True
+            mask &= cells.measured
+            k, a, b = np.nonzero(np.triu(mask, k=1))
+            if not cells.confirmed(k, a, b):
+                continue
+            if _one_node(cells.reproduces[kpos] & mask[kpos]):
+                continue  # one node's cable, with noise on the rest
+            named = fabric.leaves[index]
+            unit = fabric.unit_names[named.unit] if named.unit < len(fabric.unit_names) else None
+            ports = tuple(str(c) for c in named.uplinks)
+            out.append(SwitchFault("leaf", mask, int(kpos), (named.name,), ports, unit))
+    return out
+
+
+def _most(slow: np.ndarray, measured: np.ndarray) -> np.ndarray:
+    """Per row, whether more than half of the measured cells are slow."""
+    return 2 * slow.sum(axis=1) > measured.sum(axis=1)
+
+
+def _one_node(reproduces: np.ndarray) -> bool:
+    """The reproducing suspects (``[a, b]``) all meet at one node."""
+    a, b = np.nonzero(np.triu(reproduces, k=1))
+    return len(a) > 0 and any(bool(np.all((a == x) | (b == x))) for x in (a[0], b[0]))
+
+
+def _spread(reproduces: np.ndarray) -> bool:
+    """The reproducing suspects ``[a, b]`` are at least two, and no node is in more than half of them: one
+    node's cable (seen from either end) is not a switch's fault."""
+    a, b = np.nonzero(np.triu(reproduces, k=1))
+    if len(a) < 2:
+        return False
+    counts = np.bincount(np.concatenate([a, b]))
+    return 2 * int(counts.max()) <= len(a)
+
+
+def _hubs(reproduces: np.ndarray, mine: np.ndarray) -> list[int]:
+    """Nodes slow with most of their cells in ``mine`` (``[a, b]``): under static routing (OpenSM's ftree or
+    updn) a pair's flows always take the uplink its destination's port fixes, so a degraded uplink slows one
+    node's every flow into its leaf from other units, and every flow out of the leaf to the nodes on that port
+    of the other units: it shows as a few nodes slow with (nearly) all of their partners across units."""
+    count = mine.sum(axis=1)
+    return [int(x) for x in np.flatnonzero((2 * reproduces.sum(axis=1) > count) & (count >= 2))]
+
+
+def _routed(reproduces: np.ndarray, mine: np.ndarray, hubs: list[int]) -> bool:
+    """The reproducing suspects in ``mine`` are a static route's: hubs (:func:`_hubs`, none of them slow inside
+    its own unit, which a cable would be) and at least half of the suspects at a hub. A hub is spread over
+    every partner it has across units, which no single cable is without also slowing its own unit."""
+    if not hubs:
+        return False
+    a, b = np.nonzero(np.triu(reproduces & mine, k=1))
+    at_hub = np.isin(a, hubs) | np.isin(b, hubs)
+    return len(a) >= 2 and 2 * int(at_hub.sum()) >= len(a)
+
+
+@dataclass(frozen=True)
+class _Null:
+    """What noise alone gives: reproducing suspects per cell, suspects slow in every re-measurement per cell
+    (None without re-measurements), and the number of parts tried."""
+
+    per_cell: float
+    tries: int
+    always_per_cell: float | None = None
+
+    def significant(self, count: int, cells: int, always: int = 0) -> bool:
+        return self.significant_at(count, cells, noise.NAME_FALSE_ALARMS, always)
+
+    def significant_at(self, count: int, cells: int, alpha: float, always: int = 0) -> bool:
+        """``count`` reproducing suspects, ``always`` of them slow in every pass, over ``cells`` cells: beyond
+        noise on either count, the two tests sharing ``alpha`` (Bonferroni). A part slow in every sample says
+        so in the second where a noisy run's transients make the first common."""
+        tail = noise.poisson_sf(count, cells * self.per_cell)
+        tests = 1
+        if self.always_per_cell is not None:
+            tail, tests = min(tail, noise.poisson_sf(always, cells * self.always_per_cell)), 2
+        return tail * tests * max(1, self.tries) <= alpha
+
+
+@dataclass(frozen=True)
+class _Paths:
+    """The cells between units and within units, rail by rail, that the spines and uplinks are judged on."""
+
+    leaf: np.ndarray
+    """``[rail, node]``: the leaf each node's link is on, -1 where the cabling does not place it."""
+    cross: np.ndarray
+    """``[rail, a, b]``: measured cells between two placed nodes on different leaves."""
+    inside: np.ndarray
+    """``[rail, a, b]``: measured cells between two placed nodes on one leaf."""
+    reproduces: np.ndarray
+    """``[rail, a, b]``: measured suspects that reproduced."""
+    always: np.ndarray
+    """``[rail, a, b]``: measured suspects slow in every re-measurement."""
+    upper: np.ndarray
+    """``[a, b]``: each pair once."""
+    leaves_on: list[list[int]]
+    """Each rail's leaves, in index order."""
+    null: _Null
+
+    @classmethod
+    def of(cls, cells: Cells, fabric: FabricMap, per_cell: float, always_per_cell: float | None) -> _Paths:
+        leaf = _by_position(fabric, cells)
+        rails = len(cells.matrix.rails)
+        placed = leaf >= 0
+        cross = (leaf[:, :, None] != leaf[:, None, :]) & placed[:, :, None] & placed[:, None, :] & cells.measured
+        inside = (leaf[:, :, None] == leaf[:, None, :]) & placed[:, :, None] & cells.measured
+        upper = np.triu(np.ones(cells.measured.shape[1:], dtype=bool), k=1)
+        leaves_on = [sorted(set(leaf[k][placed[k]].tolist())) for k in range(rails)]
+        null = _Null(per_cell, rails + sum(len(x) for x in leaves_on), always_per_cell)
+        reproduces, always = cells.reproduces & cells.measured, cells.reproduces_always & cells.measured
+        return cls(leaf, cross, inside, reproduces, always, upper, leaves_on, null)
+
+    def elevated(self, k: int, mask: np.ndarray, against: _Null | None = None) -> bool:
+        """Rail k's cells in ``mask`` (``[a, b]``) hold more reproduced suspects than noise gives."""
+        null = self.null if against is None else against
+        cells = mask & self.upper
+        return null.significant(
+            int((self.reproduces[k] & cells).sum()), int(cells.sum()), int((self.always[k] & cells).sum())
+        )
+
+    def switch_inside(self, k: int, mask: np.ndarray) -> bool:
+        """Rail k's cells within units (``mask``) are slow the way a switch slows them: more reproduced suspects
+        than noise gives, spread over several nodes (one flaky cable inside a unit is that cable's, judged
+        later, and does not hide a spine or an uplink)."""
+        return self.elevated(k, mask) and _spread(self.reproduces[k] & mask)
+
+
+def path_faults(
+    cells: Cells, fabric: FabricMap, rail_fault: np.ndarray, per_cell: float, always_per_cell: float | None
+) -> list[SwitchFault]:
+    """Spines, then uplinks, from the reproducing suspects between units that no cable or leaf explains;
+    ``per_cell`` and ``always_per_cell``: what noise gives a cell (``Cells.reproduced_by_noise``,
+    ``Cells.reproduced_always_by_noise``)."""
+    paths = _Paths.of(cells, fabric, per_cell, always_per_cell)
+    # A rail whose cells between units a leaf already explains (a slow leaf of one of two units) has nothing
+    # left to say either way.
+    open_rails = [k for k in range(len(cells.matrix.rails)) if not rail_fault[k] and len(paths.leaves_on[k]) >= 2]
+    out, taken = _spine_faults(paths, fabric, open_rails)
+    uplinks = _Uplinks.of(paths, cells, [k for k in open_rails if k not in taken], per_cell)
+    for k in open_rails:
+        if k not in taken:
+            out += _uplink_faults(paths, uplinks, fabric, k)
+    return out
+
+
+def _spine_faults(paths: _Paths, fabric: FabricMap, open_rails: list[int]) -> tuple[list[SwitchFault], set[int]]:
+    """Spines: every rail they join, between units, and nothing within a unit. Returns them and the rails they
+    take (no uplink is judged there)."""
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for k in open_rails:
+        if paths.cross[k].any():
+            groups.setdefault(fabric.spines_of(paths.leaves_on[k]), []).append(k)
+    out: list[SwitchFault] = []
+    taken: set[int] = set()
+    for spines, ks in groups.items():
+        if len(ks) < 2 or not spines:
+            continue
+        rail_ok = [paths.elevated(k, paths.cross[k]) and not paths.switch_inside(k, paths.inside[k]) for k in ks]
+        spread = [_spread(paths.reproduces[k] & paths.cross[k]) for k in ks]
+        if all(rail_ok) and all(spread):
+            mask = np.zeros_like(paths.cross)
+            mask[ks] = paths.cross[ks]
+            out.append(SwitchFault("spine", mask, None, spines, spines))
+            taken |= set(ks)
+    return out, taken
+
+
+@dataclass(frozen=True)
+class _Uplinks:
+    """The yardsticks an uplink is judged against: between units, and within a unit."""
+
+    between: _Null
+    inside: _Null
+
+    @classmethod
+    def of(cls, paths: _Paths, cells: Cells, rails: list[int], per_cell: float) -> _Uplinks:
+        """Congestion where flows share uplinks reproduces between units more often than within them, on every
+        rail alike; an uplink slows one rail's. So the yardstick between units is the run's own: the median
+        over ``rails`` of the share of cross cells that reproduced (robust to the rail the uplink is on), when
+        that is above the fabric-wide rate; the same for the share slow in every pass."""
+        cross = {k: c for k in rails if (c := paths.cross[k] & paths.upper).any()}
+
+        def run_share(found: np.ndarray, floor: float) -> float:
+            shares = [float((found[k] & c).sum()) / float(c.sum()) for k, c in cross.items()]
+            return max(floor, float(np.median(shares))) if len(shares) >= 3 else floor
+
+        always = paths.null.always_per_cell
+        between = _Null(
+            run_share(paths.reproduces, per_cell),
+            paths.null.tries,
+            None if always is None else run_share(paths.always, always),
+        )
+        inside = _Null(
+            cells.reproduced_by_noise_in(paths.inside),
+            len(cells.matrix.nodes),
+            cells.reproduced_always_by_noise_in(paths.inside),
+        )
+        return cls(between, inside)
+
+    def elevated_inside(self, paths: _Paths, k: int, node: int) -> bool:
+        """Node's cells within its own leaf hold more reproduced suspects than the noise within units gives, at
+        the screen's family-wise level over the nodes (a cable's fault, flaky or slow, shows inside too)."""
+        row = paths.inside[k, node]
+        count = int((paths.reproduces[k, node] & row).sum())
+        always = int((paths.always[k, node] & row).sum())
+        return count >= 2 and self.inside.significant_at(count, int(row.sum()), noise.FALSE_ALARMS, always)
+
+    def stands(self, paths: _Paths, k: int, mine: np.ndarray, within: np.ndarray) -> bool:
+        """An uplink's cross cells ``mine`` (``[a, b]``) reproduce beyond what congestion gives between units,
+        in an uplink's shape (spread over the leaf's nodes, or in the hubs a static route makes), and nothing
+        like it within the unit. When the node with the most of them is slow inside its own unit too, a cable
+        of that node may be all there is: the uplink must stand without it."""
+        slow = paths.reproduces[k] & mine
+        busiest = int(np.argmax(slow.sum(axis=1)))
+        if self.elevated_inside(paths, k, busiest):
+            mine = mine.copy()
+            mine[busiest, :] = mine[:, busiest] = False
+            slow = paths.reproduces[k] & mine
+        hubs = [x for x in _hubs(slow, mine) if not self.elevated_inside(paths, k, x)]
+        shaped = _spread(slow) or _routed(slow, mine, hubs)
+        return paths.elevated(k, mine, self.between) and shaped and not paths.switch_inside(k, within)
+
+
+def _most_convicted_leaf(paths: _Paths, k: int, left: np.ndarray) -> tuple[int, int, np.ndarray, np.ndarray] | None:
+    """Rail k's leaf whose cross cells still ``left`` hold the most reproduced suspects: its index, that count,
+    those cells and its nodes; None on a rail without leaves."""
+    best = None
+    for index in paths.leaves_on[k]:
+        near = paths.leaf[k] == index
+        mine = left & (near[:, None] | near[None, :])
+        count = int((paths.reproduces[k] & mine & paths.upper).sum())
+        if best is None or count > best[1]:
+            best = (index, count, mine, near)
+    return best
+
+
+def _uplink_faults(paths: _Paths, uplinks: _Uplinks, fabric: FabricMap, k: int) -> list[SwitchFault]:
+    """Rail k's uplinks: the cross cells of one leaf, the most convicted first, while significant."""
+    out: list[SwitchFault] = []
+    left = paths.cross[k].copy()
+    while True:
+        best = _most_convicted_leaf(paths, k, left)
+        if best is None or best[1] < 2:
+            return out
+        index, _, mine, near = best
+        within = paths.inside[k] & near[:, None] & near[None, :]
+        if not uplinks.stands(paths, k, mine, within):
+            return out
+        far = _far_leaves(paths.reproduces[k] & mine, near, paths.leaf[k])
+        chosen = [index, *far] if len(far) == 1 else [index]
+        if len(far) == 1:  # between two leaves only: either one's uplinks carry every slow flow
+            other = paths.leaf[k] == far[0]
+            mine = mine & (other[:, None] | other[None, :])
+        mask = np.zeros_like(paths.cross)
+        mask[k] = mine
+        names = tuple(fabric.leaves[i].name for i in chosen)
+        ports = tuple(str(c) for i in chosen for c in fabric.leaves[i].uplinks)
+        unit = _unit(fabric, chosen[0]) if len(chosen) == 1 else None
+        out.append(SwitchFault("uplink", mask, k, names, ports, unit))
+        left &= ~mine
+
+
+def _far_leaves(reproduces: np.ndarray, near: np.ndarray, leaf: np.ndarray) -> list[int]:
+    """The leaves at the far end of the reproducing suspects (``[a, b]``, one end in ``near``)."""
+    a, b = np.nonzero(np.triu(reproduces, k=1))
+    far = np.where(near[a], b, a)
+    return sorted(set(leaf[far].tolist()) - {-1})
+
+
+def _unit(fabric: FabricMap, index: int) -> str | None:
+    unit = fabric.leaves[index].unit
+    return fabric.unit_names[unit] if 0 <= unit < len(fabric.unit_names) else None
+
+
+def explained(faults: Sequence[SwitchFault], shape: tuple[int, ...]) -> np.ndarray:
+    """Every cell the faults explain."""
+    out = np.zeros(shape, dtype=bool)
+    for fault in faults:
+        out |= fault.mask
+    return out

@@ -1,0 +1,271 @@
+"""The named steps of ``bench.rails.rank.rails_phase``, in the order it runs them.
+
+Once the rail groups are formed, each step takes this rank's :class:`Seat` (where it sits and how it agrees
+with the world) and runs on every rank together: every rail group at once, each rail alone inside a counter
+window, the pair matrix, the gather to rank 0, and the re-measurement of the suspects.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from bench.measure.collectives import get_collective
+from bench.measure.size import SizeResult, measure
+from bench.measure.timing import Budget, Loop
+from bench.rails.diagnosis import judge, rails_outcome
+from bench.rails.diagnosis.liveness import Membership
+from bench.rails.measurement import windows
+from bench.rails.measurement.exchanges import p2p_wait
+from bench.rails.measurement.groups import RailGroups
+from bench.rails.measurement.live_output import LiveRails
+from bench.rails.measurement.pairs import PairRunner
+from bench.rails.plan.budget import cell_budget, chunks_per_message
+from bench.rails.plan.config import RailsSettings
+from bench.rails.plan.layout import RailLayout
+from bench.runtime.coord import Coord
+from bench.runtime.dist import DistContext, torch_timeout_s
+from bench.runtime.watchdog import Watchdog
+
+if TYPE_CHECKING:
+    from torch.distributed import ProcessGroup
+
+
+@dataclass(frozen=True)
+class Seat:
+    """Where this rank sits in the rails test once the rail groups are formed: what every later step needs."""
+
+    layout: RailLayout
+    rank: int
+    node: int
+    rail: int
+    group: ProcessGroup | None
+    """This rank's rail group; None when its link is out of it (dead) or its rail has no group."""
+    membership: Membership
+    coord: Coord
+    counts: windows.NodeCounters
+    """This node's counters, read by one rank per node at every window's edge (``bench.rails.measurement.windows``)."""
+
+    @classmethod
+    def taken(
+        cls, layout: RailLayout, rank: int, formed: RailGroups, coord: Coord, counts: windows.NodeCounters
+    ) -> Seat:
+        node, rail = layout.where(rank)
+        return cls(layout, rank, node, rail, formed.mine(rank, layout), formed.membership, coord, counts)
+
+    @property
+    def group_size(self) -> int:
+        """The live members of this rank's rail group."""
+        return len(self.membership.live[self.rail])
+
+    @property
+    def reports_rail(self) -> bool:
+        """Whether this rank speaks for its rail group's results: the group's first live node's rank (nobody
+        on a rail with no group)."""
+        members = self.membership.live[self.rail]
+        return bool(members) and self.node == members[0]
+
+
+def rail_result(
+    coll: str, mode: rails_outcome.Mode, rail: int, nnodes: int, res: SizeResult
+) -> rails_outcome.RailResult:
+    return rails_outcome.RailResult(
+        rail,
+        coll,
+        mode,
+        nnodes,
+        res.nbytes,
+        res.count,
+        res.iters,
+        res.time_us,
+        res.time_us_min,
+        res.time_us_max,
+        res.wrong,
+    )
+
+
+def _rail_budget(settings: RailsSettings, wire: int, calls: int, rate_Gbps: float | None, coord: Coord) -> Budget:
+    """A rail cell's budget for ``wire`` bytes a call: from ``rate_Gbps`` (or ``--cell-budget``) where known."""
+    if rate_Gbps is not None or settings.config.cell_budget_s is not None:
+        return cell_budget(wire, calls, rate_Gbps, settings.config.cell_budget_s)
+
+    # Every rail at once and no rate known: the fastest rail's probe (of one whole call) sets every rail's
+    # budget, so a rail that fell to 1% costs a few of the fastest rail's cells, not a hundred.
+    def budget(probe_s: float) -> float:
+        fastest = -coord.max(-probe_s)
+        rate = wire * 8 / fastest / 1e9 if 0 < fastest < math.inf else None
+        return cell_budget(wire, calls, rate)
+
+    return budget
+
+
+def measure_rail(
+    settings: RailsSettings,
+    ctx: DistContext,
+    coll: str,
+    group: ProcessGroup | None,
+    n: int,
+    *,
+    iters: int,
+    warmup: int,
+    rate_Gbps: float | None,
+    coord: Coord,
+) -> SizeResult | None:
+    """One collective in this rank's rail group, within a cell budget from ``rate_Gbps`` (the line rate, or
+    the fastest rail's busbw); where no rate is known yet every rail is measured at once (``rate_Gbps``
+    None) and the budget comes from the fastest rail's probe, agreed over the world.
+
+    ``group`` None: this rank's link is out of its rail group (dead), or its rail has no group; it measures
+    nothing and only meets the world's agreement on the budget, as every rank does (returns None)."""
+    import torch
+    import torch.distributed as dist
+
+    collective = get_collective(coll)
+    # Every rank sends about busbw-factor x the message per call, the pair budget's "wire bytes". A rank with
+    # no group sends none: its rail may have fewer than two live nodes, whose factor is no number (n = 0).
+    wire = int(settings.test.rail_bytes * max(1.0, collective.busbw_factor(n))) if group is not None else 0
+    budget = _rail_budget(settings, wire, warmup + iters, rate_Gbps, coord)
+    if group is None:
+        if callable(budget):
+            budget(math.inf)
+        return None
+    group_rank = dist.get_group_rank(group, ctx.info.rank)
+    return measure(
+        collective,
+        settings.test.rail_bytes,
+        group_rank,
+        n,
+        group,
+        Loop(iters, warmup, budget_s=budget),
+        dtype=torch.float32,
+        elsize=4,
+        device=ctx.device,
+        check=settings.config.check,
+        chunks=chunks_per_message(settings.test.rail_bytes),
+    )
+
+
+@dataclass(frozen=True)
+class AtOnce:
+    """What measuring every rail group at once hands on: this rank's results to report, and the fastest
+    rail group's busbw, the same on every rank (0 where nothing was measured)."""
+
+    mine: list[rails_outcome.RailResult]
+    fastest_Gbps: float
+
+
+def every_rail_at_once(
+    settings: RailsSettings, ctx: DistContext, seat: Seat, watchdog: Watchdog, live: LiveRails | None
+) -> AtOnce:
+    """Every collective in every rail group at once; rank 0's live writer gets the gathered results."""
+    mine: list[rails_outcome.RailResult] = []
+    fastest = 0.0
+    for coll in settings.test.collectives:
+        watchdog.enter(f"{coll} in every rail group at once")
+        res = measure_rail(
+            settings,
+            ctx,
+            coll,
+            seat.group,
+            seat.group_size,
+            iters=settings.test.iters,
+            warmup=settings.test.warmup,
+            rate_Gbps=settings.rail_rate_gbps,
+            coord=seat.coord,
+        )
+        watchdog.leave()
+        if res is None:
+            continue
+        result = rail_result(coll, "concurrent", seat.rail, seat.group_size, res)
+        fastest = max(fastest, result.busbw_Gbps)
+        if seat.reports_rail:
+            mine.append(result)
+    # The fastest rail group's busbw, the same on every rank: where no line rate is known, the budgets of
+    # the rails measured alone and of the pairs start from it. The results themselves go to rank 0 alone.
+    heard = seat.coord.gather(mine)
+    start = seat.coord.max(fastest)
+    if live is not None and heard is not None:
+        live.add_rails([r for results in heard for r in results])
+    return AtOnce(mine, start)
+
+
+def _measure_alone(
+    settings: RailsSettings, ctx: DistContext, seat: Seat, known: float
+) -> list[rails_outcome.RailResult]:
+    """This rank's rail measured while every other rail is quiet: every collective where ``--isolation`` asks,
+    else one call, only to see which device carries the rail (one call is plenty of bytes)."""
+    n = seat.group_size
+    if not settings.config.isolation:
+        first = settings.test.collectives[0]
+        measure_rail(settings, ctx, first, seat.group, n, iters=1, warmup=0, rate_Gbps=known, coord=seat.coord)
+        return []
+    mine = []
+    for coll in settings.test.collectives:
+        res = measure_rail(
+            settings,
+            ctx,
+            coll,
+            seat.group,
+            n,
+            iters=settings.test.iters,
+            warmup=settings.test.warmup,
+            rate_Gbps=known,
+            coord=seat.coord,
+        )
+        if res is not None and seat.reports_rail:
+            mine.append(rail_result(coll, "isolated", seat.rail, n, res))
+    return mine
+
+
+def each_rail_alone(
+    settings: RailsSettings, ctx: DistContext, seat: Seat, watchdog: Watchdog, known: float | None
+) -> tuple[list[rails_outcome.RailResult], list[dict[str, int] | None]]:
+    """One rail at a time inside a counter window: which device carried it, and what stayed quiet. Returns this
+    rank's isolated results and each rail's window of this node's counters.
+
+    A window closes after every rank's last measurement (the gather before it, then each rail's closing
+    barrier), and the next measurement starts only after the next barrier, when every node has read its
+    counters."""
+    mine: list[rails_outcome.RailResult] = []
+    alone: list[dict[str, int] | None] = []
+    for k in range(seat.layout.rails):
+        watchdog.enter(f"rail {k} alone")
+        seat.coord.barrier()
+        if seat.rail == k and seat.group is not None and known is not None:
+            mine.extend(_measure_alone(settings, ctx, seat, known))
+        seat.coord.barrier()
+        alone.append(seat.counts.close(f"rail {k} alone", (k,)))
+        watchdog.leave()
+    return mine, alone
+
+
+def pair_runner(
+    settings: RailsSettings, ctx: DistContext, seat: Seat, start_Gbps: float, live: LiveRails | None
+) -> PairRunner:
+    """The round-robin pair matrix of this rank, its budgets from ``start_Gbps`` where no line rate is known."""
+    measured = None if seat.membership.everyone else seat.membership.pair_open
+    wait = p2p_wait(seat.group, torch_timeout_s(settings.timeout_s))
+    keep = live.add_pairs if live is not None else None
+    layout, coord = seat.layout, seat.coord
+    return PairRunner(settings, layout, seat.rank, seat.group, ctx.device, start_Gbps, wait, keep, measured, coord)
+
+
+def confirm_suspects(
+    settings: RailsSettings,
+    seat: Seat,
+    runner: PairRunner,
+    gathered: list[judge.RankReport] | None,
+    watchdog: Watchdog,
+) -> None:
+    """Every suspect measured again, in its own round and beside the same round's other suspects, before
+    anything is named; rank 0's ``gathered`` reports gain the re-measurements and their counter windows."""
+    found = judge.suspect_cells(settings, seat.layout, gathered, seat.membership) if gathered is not None else None
+    again = runner.confirm(seat.coord.broadcast(found), watchdog.enter, watchdog.leave)
+    seat.counts.close("re-measurements")
+    watchdog.enter("gathering the re-measurements")
+    extras = seat.coord.gather((again, seat.counts.windows[-1:]))
+    for g, (extra, read) in zip(gathered or [], extras or [], strict=True):
+        g["times"] = g["times"] + extra
+        g["error_windows"] = g["error_windows"] + read
+    watchdog.leave()

@@ -1,0 +1,104 @@
+"""How a world sweep is judged: one item per collective, and the counters as evidence (pure functions).
+
+A collective passes when its rows at the judged sizes (from the profile's ``judge_min_bytes``, 256M by default)
+reach ``pass_fraction`` of their target and no row has a wrong element; it fails on either miss. When no row
+reaches a judged size with a target it is only measured, and the item says why and how to reach a
+judgement: smaller sizes run below the bandwidth a fabric reaches, so judging them would fail healthy
+clusters (docs/design.md, "One verdict").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from bench.finding import EvidenceFinding
+from bench.frame.decide import Item
+from bench.measure.targets import ONE_RANK
+from bench.rundir.results_csv import RowValue, row_float, row_int
+from bench.units import format_size
+
+GROUP = "railbench.run"
+SHOWN = 3
+"""Failed sizes named in one collective's sentence; the rest are counted."""
+
+
+def _number(value: RowValue) -> float | None:
+    """A row's number, whether it came from the sweep (a float) or from results.csv (a string)."""
+    return None if value is None or value == "" else row_float(value)
+
+
+def _busbw_said(row: Mapping[str, RowValue]) -> str:
+    """A collective's busbw in GB/s, as nccl-tests, the terminal's table, the report and its charts give it
+    (``docs/design.md``, "Units and formulas"): Gb/s is for links and rails."""
+    return f"{(_number(row.get('busbw_Gbps')) or 0.0) / 8:.4g} GB/s"
+
+
+def collective_items(
+    rows: Sequence[Mapping[str, RowValue]], min_bytes: int, pass_fraction: float, profile: str, untargeted: str = ""
+) -> list[Item]:
+    """One item per collective of the world sweep ``rows`` (scope ``world``), in the order measured.
+    ``untargeted``: why the profile gives this run no target at all (``Profile.choice.why_none``: no GPU, a GPU of
+    no known generation), said for every collective it leaves unjudged."""
+    world = [r for r in rows if r.get("scope", "world") == "world"]
+    items = []
+    for collective in dict.fromkeys(str(r["collective"]) for r in world):
+        mine = [r for r in world if r["collective"] == collective]
+        items.append(_collective(collective, mine, min_bytes, pass_fraction, profile, untargeted))
+    return items
+
+
+def _collective(
+    collective: str,
+    rows: Sequence[Mapping[str, RowValue]],
+    min_bytes: int,
+    pass_fraction: float,
+    profile: str,
+    untargeted: str,
+) -> Item:
+    problems = []
+    for r in rows:
+        wrong = int(_number(r.get("wrong")) or 0)
+        if wrong:
+            problems.append(f"{collective} at {format_size(row_int(r['bytes']))}: {wrong} wrong elements")
+    judged = [r for r in rows if (_number(r.get("target_Gbps")) or 0) > 0 and row_int(r["bytes"]) >= min_bytes]
+    for r in judged:
+        efficiency = _number(r.get("efficiency")) or 0.0
+        if efficiency < pass_fraction:
+            target, size = _number(r.get("target_Gbps")) or 0.0, format_size(row_int(r["bytes"]))
+            problems.append(
+                f"{collective} at {size}: busbw {_busbw_said(r)} is {100 * efficiency:.0f}% of its "
+                f"{target / 8:.4g} GB/s target ({target:.4g} Gb/s; needs {100 * pass_fraction:.0f}%)"
+            )
+    details = "\n".join(f"{format_size(row_int(r['bytes']))}: busbw {_busbw_said(r)}" for r in rows)
+    if problems:
+        more = f" and {len(problems) - SHOWN} more" if len(problems) > SHOWN else ""
+        return Item(GROUP, collective, "fail", "; ".join(problems[:SHOWN]) + more, details)
+    if judged:
+        return Item(GROUP, collective, "pass", "", details)
+    return Item(GROUP, collective, "measured", not_judged(rows, min_bytes, profile, untargeted), details)
+
+
+def not_judged(rows: Sequence[Mapping[str, RowValue]], min_bytes: int, profile: str, untargeted: str = "") -> str:
+    """Why a collective's rows were not judged, and how to reach a judgement (the same words for every
+    collective with the same cause, so the verdict says it once)."""
+    if rows and all(_number(r.get("nranks")) == 1 for r in rows):
+        return ONE_RANK
+    if not any((_number(r.get("target_Gbps")) or 0) > 0 for r in rows):
+        if untargeted:
+            return f"no busbw target: {untargeted}"
+        return f"profile {profile} sets no busbw target for these collectives"
+    largest = max((row_int(r["bytes"]) for r in rows), default=0)
+    return (
+        f"the largest size {format_size(largest)} is below the judged {format_size(min_bytes)} "
+        f"(the profile's judge_min_bytes): run with -e {format_size(min_bytes)} or more to judge against the targets"
+    )
+
+
+def counter_item(findings: Sequence[EvidenceFinding], per_host: Mapping[str, Mapping[str, object]]) -> Item:
+    """The byte and error counters over the sweep: evidence that can fail the run, never pass it alone."""
+    failed = [f.message for f in findings if f.severity == "fail"]
+    details = "\n".join(f"{host}: {devices}" for host, devices in per_host.items())
+    if failed:
+        return Item(GROUP, "counters", "fail", "; ".join(failed), details, decides=False)
+    warned = "; ".join(f.message for f in findings if f.severity == "warn")
+    return Item(GROUP, "counters", "warn" if warned else "pass", warned, details, decides=False)
