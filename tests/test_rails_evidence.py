@@ -24,7 +24,7 @@ from bench.rails.diagnosis.items import node_items, rail_items
 from bench.rails.diagnosis.localise import Thresholds, diagnose
 from bench.rails.diagnosis.matrix import PairTime
 from bench.rails.measurement.windows import NodeCounters
-from bench.rails.output import rails_doc
+from bench.rails.output import rails_doc, rails_table
 from bench.rundir.junit import junit_xml
 from bench.rundir.railsdoc import SCHEMA_PATH, RailsDoc
 from tests.support.trees import fabric_trees
@@ -239,7 +239,7 @@ def test_rising_counters_on_a_link_whose_bandwidth_held_are_named_errors(tmp_pat
         "mlx5_2 port 1"
     )
     assert not outcome.failed and outcome.warnings == (named,)
-    text = rails_outcome.table([], [], outcome.devices, outcome.defects, outcome.expected, [])
+    text = rails_table([], [], outcome.devices, outcome.defects, outcome.expected, [])
     assert "# defects: none" in text and "# warnings (error counters rose while the bandwidth held)" in text
     # the profile can make it a failure
     strict = corroborate(plain, ErrorLimits(fail_on_errors=True), Actions())

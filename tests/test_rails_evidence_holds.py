@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from bench.rails.diagnosis.corroborate import convicted
-from bench.rails.diagnosis.defects import described
 from bench.rails.diagnosis.localise import PairMatrix, PairSample, Thresholds, diagnose, suspect_samples
+from bench.rails.output import described
 from bench.rundir.rails_records import RailDefect
 
 NAMES = [f"node{i + 1}" for i in range(12)]

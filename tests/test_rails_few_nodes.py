@@ -23,6 +23,7 @@ from bench.rails.diagnosis.evidence import NodeWindow
 from bench.rails.diagnosis.items import rail_items
 from bench.rails.diagnosis.liveness import LinkReport, Membership, decide
 from bench.rails.diagnosis.matrix import PairTime
+from bench.rails.output import rails_table
 from bench.rails.plan.config import RailsSettings, resolve
 from bench.rails.plan.layout import RailLayout
 from tests.support.rails_configs import rails_config
@@ -149,7 +150,7 @@ def _judged(
     doc = json.loads((tmp_path / "rails.json").read_text())
     items = {i.name: i.state for i in rail_items(outcome)}
     samples = [s for s in rails_outcome.pair_samples(outcome.pair_times, outcome.nodes) if not s.confirm]
-    table = rails_outcome.table(
+    table = rails_table(
         outcome.rail_results, samples, outcome.devices, outcome.defects, outcome.expected, outcome.findings
     )
     return membership, outcome, doc, items, table

@@ -10,7 +10,8 @@ import pytest
 from bench.exits import UserError
 from bench.rails.diagnosis.cells import NamedPart
 from bench.rails.diagnosis.corroborate import convicted
-from bench.rails.diagnosis.localise import PairMatrix, PairSample, Thresholds, describe, diagnose, localise
+from bench.rails.diagnosis.localise import PairMatrix, PairSample, Thresholds, diagnose, localise
+from bench.rundir.finding_words import describe
 
 LINE = 400.0
 HEALTHY = 390.0

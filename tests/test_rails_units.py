@@ -177,7 +177,7 @@ def test_rail_result_busbw_uses_the_collective_factor() -> None:
 
 def test_dead_links_from_the_transport_errors() -> None:
     from bench.rails.diagnosis.evidence import GroupFailure, dead_links
-    from bench.rails.diagnosis.localise import describe
+    from bench.rundir.finding_words import describe
 
     nodes = ["n1", "n2", "n3", "n4"]
     timed_out = "Gloo connectFullMesh failed with [pair.cc:152] timed out connecting: SO_ERROR: No route to host"

@@ -5,17 +5,23 @@ the table on stdout (the verdict line is the frame's)."""
 from __future__ import annotations
 
 import dataclasses
+import statistics
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
 from bench.rails.diagnosis import gpu_outcome, rail_target, rails_outcome
-from bench.rails.diagnosis.defects import described
-from bench.rails.diagnosis.rails_outcome import RailsOutcome
+from bench.rails.diagnosis.defects import describe_transient
+from bench.rails.diagnosis.localise import PairSample
+from bench.rails.diagnosis.rails_outcome import RailDevices, RailResult, RailsOutcome, short_device
 from bench.rails.plan.config import RailsSettings
 from bench.rundir.files import atomic_write_json
-from bench.rundir.finding_words import counter_line, shortfall_line
+from bench.rundir.finding_words import counter_line, describe, shortfall_line
+from bench.rundir.findings import CounterFinding
+from bench.rundir.rails_records import RailDefect, Transient
 from bench.rundir.railsdoc import RailEntry, RailsDoc, counters_from_json
 from bench.rundir.results_csv import Row
+from bench.units import format_size
 
 
 class Rows(Protocol):
@@ -92,7 +98,7 @@ def print_outcome(outcome: RailsOutcome, settings: RailsSettings) -> None:
         flush=True,
     )
     print(
-        rails_outcome.table(
+        rails_table(
             outcome.rail_results,
             samples,
             outcome.devices,
@@ -109,3 +115,73 @@ def print_outcome(outcome: RailsOutcome, settings: RailsSettings) -> None:
     if outcome.intra_node is not None:
         print(gpu_outcome.table(outcome.intra_node), flush=True)
     # The verdict (each failure a "# FAIL" line, then the word) is the frame's to say (bench.frame.job).
+
+
+def described(defect: RailDefect) -> RailDefect:
+    """``defect`` with its line, as rails.json carries it: said last, once its counters, causes and action are
+    known."""
+    return dataclasses.replace(defect, line=describe(defect))
+
+
+def _rate(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.0f}" if value >= 100 else f"{value:.3g}"
+
+
+def rails_table(
+    rail_results: Sequence[RailResult],
+    samples: Sequence[PairSample],
+    devices: Sequence[RailDevices],
+    defects: Sequence[RailDefect],
+    expected: Mapping[int, float | None],
+    findings: Sequence[CounterFinding],
+    transients: Sequence[Transient] = (),
+    too_noisy: str | None = None,
+) -> str:
+    """The human summary: rail groups, the pair matrix per rail, the devices, and the defects."""
+    lines = ["#"]
+    if rail_results:
+        lines.append("# rail groups (local rank k of every node)")
+        lines.append(
+            f"# {'rail':>4}  {'collective':<11} {'mode':<10} {'size':>6}  {'busbw Gb/s':>10}  {'line Gb/s':>9}"
+        )
+    else:
+        lines.append("# rail groups: none measured (no rail had two live nodes)")
+    for r in rail_results:
+        lines.append(
+            f"  {r.rail:>4}  {r.collective:<11} {r.mode:<10} {format_size(r.nbytes):>6}  {_rate(r.busbw_Gbps):>10}"
+            f"  {_rate(expected.get(r.rail)):>9}"
+        )
+    by_rail: dict[int, list[float]] = {}
+    for s in samples:
+        by_rail.setdefault(s.rail, []).append(s.busbw_Gbps)
+    if by_rail:
+        lines.append("# pairs (sendrecv per direction, slower direction kept)")
+        for rail, values in sorted(by_rail.items()):
+            lines.append(
+                f"  rail {rail}: {len(values)} samples, min {_rate(min(values))}, median "
+                f"{_rate(statistics.median(values))}, max {_rate(max(values))} Gb/s"
+            )
+    for rd in devices:
+        names = sorted({short_device(d) or "?" for d in rd.device.values()})
+        # A rail with fewer than two live nodes formed no group: nothing of it was measured to carry.
+        carried = ", ".join(names) or "nothing measured (no rail group)"
+        lines.append(f"# rail {rd.rail} carried by {carried}")
+    lines.extend(f"# COUNTERS {counter_line(f)}" for f in findings)
+    failing = [d for d in defects if d.severity == "fail"]
+    if failing:
+        lines.append("# defects")
+        lines.extend(describe(d) for d in failing)
+    else:
+        lines.append("# defects: none")
+    warned = [d for d in defects if d.severity == "warn"]
+    if warned:
+        lines.append("# warnings (error counters rose while the bandwidth held)")
+        lines.extend(describe(d) for d in warned)
+    if transients:
+        lines.append("# transients (slow once, not when re-measured; not a fault)")
+        lines.extend(describe_transient(t) for t in transients)
+    if too_noisy:
+        lines.append(f"# {too_noisy}")
+    return "\n".join(lines)

@@ -210,7 +210,7 @@ class RailDefect(Written):
     """With a topology: the scalable unit of a leaf, or of an uplink's leaf, ``unit 2 (node33-node64)``."""
     line: str | None = None
     """The one human line (``node07 rail 3 (mlx5_4): 212 Gb/s = 53% of 400 Gb/s in 7/7 pairs → link fault``),
-    said when the record is written (``bench.rails.diagnosis.defects.described``): None until then."""
+    said when the record is written (``bench.rails.output.described``): None until then."""
     causes: tuple[DefectCause, ...] = ()
     """Faults on the node's own GPUDirect path that explain it (a GPU at x8 behind a slow rail); the action is
     then the first one's."""

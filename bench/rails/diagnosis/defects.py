@@ -4,31 +4,24 @@ and a transient (a suspect that did not reproduce when measured again).
 The records themselves are rails.json's (``bench.rundir.rails_records``: the rails layer builds them, the
 report reads them back); their kinds are ``bench.rundir.defect_kinds``. A defect's words are the one renderer's
 (``bench.rundir.finding_words``, docs/design.md "Adding a finding"), used here under the names the rails layer
-has always called them; the line each defect carries in rails.json is :func:`described`'s.
+has always called them; the line each defect carries in rails.json is ``bench.rails.output.described``'s.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Literal
 
 from bench.rundir.finding_words import cause_clause as cause_clause
 from bench.rundir.finding_words import describe as describe
 from bench.rundir.finding_words import errors_clause as errors_clause
 from bench.rundir.finding_words import gbps as gbps
-from bench.rundir.rails_records import RailDefect, Transient
+from bench.rundir.rails_records import Transient
 
 Symptom = Literal["slow", "flaky", "dead", "errors", "misrouted"]
 Severity = Literal["fail", "warn"]
 
 EVIDENCE_LIMIT = 64
 """Pairs listed in one defect's evidence; a rail fault on 512 nodes has 130,816 slow pairs."""
-
-
-def described(defect: RailDefect) -> RailDefect:
-    """``defect`` with its line, as rails.json carries it: said last, once its counters, causes and action are
-    known."""
-    return dataclasses.replace(defect, line=describe(defect))
 
 
 def describe_transient(t: Transient) -> str:

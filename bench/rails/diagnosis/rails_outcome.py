@@ -6,7 +6,6 @@ output without talking to anyone.
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -15,15 +14,13 @@ from bench.jsondoc import JSONObject
 from bench.measure.collectives import get_collective
 from bench.measure.results import RowPlace, pair_row, result_row
 from bench.rails.diagnosis.cells import NamedPart
-from bench.rails.diagnosis.defects import describe_transient
 from bench.rails.diagnosis.gpu_outcome import IntraNodeOutcome
-from bench.rails.diagnosis.localise import PairSample, describe
+from bench.rails.diagnosis.localise import PairSample
 from bench.rails.diagnosis.matrix import PairColumns as PairColumns  # rank 0 judges the matrix from these
 from bench.rails.diagnosis.matrix import PairTime
 from bench.rails.diagnosis.matrix import pair_matrix as pair_matrix
 from bench.rundir import railsdoc
 from bench.rundir.defect_kinds import fails_rail
-from bench.rundir.finding_words import counter_line
 from bench.rundir.findings import (
     CounterFinding,
     Finding,
@@ -33,10 +30,9 @@ from bench.rundir.findings import (
     rail_finding,
     shortfall_finding,
 )
-from bench.rundir.rails_records import RailDefect, Transient
+from bench.rundir.rails_records import RailDefect
 from bench.rundir.railsdoc import Measurement
 from bench.rundir.results_csv import Row
-from bench.units import format_size
 
 Mode = Literal["concurrent", "isolated"]
 
@@ -233,70 +229,6 @@ def pair_rows(
     return rows
 
 
-def _rate(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.0f}" if value >= 100 else f"{value:.3g}"
-
-
-def table(
-    rail_results: Sequence[RailResult],
-    samples: Sequence[PairSample],
-    devices: Sequence[RailDevices],
-    defects: Sequence[RailDefect],
-    expected: Mapping[int, float | None],
-    findings: Sequence[CounterFinding],
-    transients: Sequence[Transient] = (),
-    too_noisy: str | None = None,
-) -> str:
-    """The human summary: rail groups, the pair matrix per rail, the devices, and the defects."""
-    lines = ["#"]
-    if rail_results:
-        lines.append("# rail groups (local rank k of every node)")
-        lines.append(
-            f"# {'rail':>4}  {'collective':<11} {'mode':<10} {'size':>6}  {'busbw Gb/s':>10}  {'line Gb/s':>9}"
-        )
-    else:
-        lines.append("# rail groups: none measured (no rail had two live nodes)")
-    for r in rail_results:
-        lines.append(
-            f"  {r.rail:>4}  {r.collective:<11} {r.mode:<10} {format_size(r.nbytes):>6}  {_rate(r.busbw_Gbps):>10}"
-            f"  {_rate(expected.get(r.rail)):>9}"
-        )
-    by_rail: dict[int, list[float]] = {}
-    for s in samples:
-        by_rail.setdefault(s.rail, []).append(s.busbw_Gbps)
-    if by_rail:
-        lines.append("# pairs (sendrecv per direction, slower direction kept)")
-        for rail, values in sorted(by_rail.items()):
-            lines.append(
-                f"  rail {rail}: {len(values)} samples, min {_rate(min(values))}, median "
-                f"{_rate(statistics.median(values))}, max {_rate(max(values))} Gb/s"
-            )
-    for rd in devices:
-        names = sorted({short_device(d) or "?" for d in rd.device.values()})
-        # A rail with fewer than two live nodes formed no group: nothing of it was measured to carry.
-        carried = ", ".join(names) or "nothing measured (no rail group)"
-        lines.append(f"# rail {rd.rail} carried by {carried}")
-    lines.extend(f"# COUNTERS {counter_line(f)}" for f in findings)
-    failing = [d for d in defects if d.severity == "fail"]
-    if failing:
-        lines.append("# defects")
-        lines.extend(describe(d) for d in failing)
-    else:
-        lines.append("# defects: none")
-    warned = [d for d in defects if d.severity == "warn"]
-    if warned:
-        lines.append("# warnings (error counters rose while the bandwidth held)")
-        lines.extend(describe(d) for d in warned)
-    if transients:
-        lines.append("# transients (slow once, not when re-measured; not a fault)")
-        lines.extend(describe_transient(t) for t in transients)
-    if too_noisy:
-        lines.append(f"# {too_noisy}")
-    return "\n".join(lines)
-
-
 @dataclass(frozen=True)
 class RailsOutcome:
     """What rank 0 knows after the rails test: rails.json's record as far as it is final (``written``), beside
@@ -319,7 +251,7 @@ class RailsOutcome:
     defects: tuple[RailDefect, ...] = ()
     """Every defect, each built once by the conviction step from a part named (``bench.rails.diagnosis.corroborate``:
     its counters, its causes and its action); each one's ``line`` is said when rails.json is written
-    (``bench.rails.diagnosis.defects.described``). Empty until then."""
+    (``bench.rails.output.described``). Empty until then."""
     findings: list[CounterFinding] = field(default_factory=list)
     """Counter evidence that contradicts the layout (a rail over the wrong device, traffic on mgmt)."""
     expected: dict[int, float | None] = field(default_factory=dict)
