@@ -64,7 +64,7 @@ def test_select_hcas_import_is_torch_free() -> None:
 
 def _helps() -> dict[str, dict[str, str]]:
     """command -> option -> its help line as ``--help`` prints it (argparse's own expansion)."""
-    from tests.test_cli_freeze import parsers
+    from tests.support.cli_shape import parsers
 
     found: dict[str, dict[str, str]] = {}
     for name, parser in parsers().items():
@@ -99,7 +99,7 @@ OTHER_IDEAS = {("report", "--out"), ("export openmetrics", "--out"), ("compare",
 
 
 def test_a_shared_flag_has_one_word_type_and_help_everywhere() -> None:
-    from tests.test_cli_freeze import current_cli
+    from tests.support.cli_shape import current_cli
 
     seen: dict[str, tuple[str, dict[str, object]]] = {}
     for name, flags in current_cli().items():

@@ -89,7 +89,7 @@ def test_long_lines_are_fast(line: str) -> None:
 
 @pytest.mark.slow
 def test_check_json_carries_structured_evidence(tmp_path: Path) -> None:
-    from tests.test_fabric_nccl_log import GOOD_1CC
+    from tests.support.nccl_logs import GOOD_1CC
 
     log = tmp_path / "good.log"
     log.write_text(GOOD_1CC)

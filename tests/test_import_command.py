@@ -18,7 +18,7 @@ from bench.rundir.results_csv import RESULT_COLUMNS, read_results_rows
 from bench.rundir.runjson import SCHEMA_PATH, read_run_json
 from tests.support import railbench
 from tests.support.history_fixtures import json_log, text_log
-from tests.test_import_nccltests_corpus import EXPECTED
+from tests.support.nccl_tests_corpus import EXPECTED
 
 RUN_SCHEMA = json.loads(SCHEMA_PATH.read_text())
 SIZES = [1 << k for k in range(20, 31, 2)]

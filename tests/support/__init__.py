@@ -3,7 +3,9 @@
 Import as ``from tests.support import railbench, rank_env, mpirun_command, REPO, CORPUS``. The helpers of
 one kind are in the package's folders: ``models`` (NCCL, the fabric, the GPU bounds), ``ranks`` (programs run as
 ranks), ``testbeds`` (the namespace and Slurm clusters), ``trees`` (fixture nodes), ``wild`` (the verbatim
-corpus's readings); the run-directory and history fixtures sit beside this module."""
+corpus's readings); the run-directory and history fixtures sit beside this module, as do the data that
+more than one test file reads: the CLI's shape (``cli_shape``), our own NCCL logs (``nccl_logs``) and the corpus's
+nccl-tests tables (``nccl_tests_corpus``)."""
 
 from __future__ import annotations
 
