@@ -262,7 +262,7 @@ def run_one(size: str, shape: Shape, kind: str, seed: int, regime: Regime = KIND
         pass_fraction=settings.profile.pass_fraction,
         relative_fraction=settings.test.relative_fraction,
     )
-    intra = IntraNodeOutcome(nodes, shape.rails, target_Gbps=target, localisation=local)
+    intra = IntraNodeOutcome(nodes, shape.rails, target_Gbps=target, named=local)
     outcome = intranode.attach(outcome, intra) or outcome
     outcome = corroborate(outcome, settings.profile.errors, settings.profile.actions)
     result = Result(size, kind, seed, want, named(outcome))

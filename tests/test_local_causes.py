@@ -17,11 +17,12 @@ from bench.rails.diagnosis.causes import Reports
 from bench.rails.diagnosis.cells import NamedPart
 from bench.rails.diagnosis.corroborate import corroborate
 from bench.rails.diagnosis.gpu_outcome import IntraNodeOutcome, intra_node_section
+from bench.rails.diagnosis.gpu_pairs import NamedGpu, NamedGpus
 from bench.rails.diagnosis.rails_outcome import ExpectedNic, RailDevices, RailsOutcome
 from bench.rails.output import described
 from bench.rundir.checksjson import CheckResult, Status
 from bench.rundir.finding_words import describe
-from bench.rundir.rails_records import Conviction, DefectCause, GpuDefect, Localisation
+from bench.rundir.rails_records import Conviction, DefectCause
 from bench.rundir.railsdoc import RailsDoc
 from tests.support.trees import gpudirect_trees
 
@@ -113,7 +114,7 @@ def test_an_errors_defect_keeps_its_cable_action() -> None:
 
 
 def test_a_slow_gpu_of_the_intra_node_matrix_takes_its_own_gpus_cause() -> None:
-    gpu = GpuDefect(
+    gpu = NamedGpu(
         kind="gpu",
         node="n2",
         gpu=5,
@@ -130,7 +131,7 @@ def test_a_slow_gpu_of_the_intra_node_matrix_takes_its_own_gpus_cause() -> None:
             evidence=("n2/gpu5-gpu1",),
         ),
     )
-    intra = IntraNodeOutcome(nodes=NODES, local_ranks=8, localisation=Localisation((gpu,), None, None))
+    intra = IntraNodeOutcome(nodes=NODES, local_ranks=8, named=NamedGpus((gpu,), None, None))
     reports = {"n2": [_result("gpu-clocks", (5,), device="GPU5"), _result("pcie-link", (5,), device="GPU5")]}
     found = attribute(_outcome(intra=intra), reports)
     assert found.intra_node is not None
@@ -209,9 +210,9 @@ def test_without_addresses_gpu_k_is_rail_k() -> None:
 def test_an_intra_node_gpu_takes_the_cause_of_the_gpu_at_its_bus_id() -> None:
     clocks = dataclasses.replace(_result("gpu-clocks", (3,), device="GPU3"), gpu_buses=("0000:5d:00.0",))
     conviction = Conviction(measured_Gbps=100.0, expected_Gbps=400.0, basis="peers", symptom="slow", evidence=())
-    slow = GpuDefect(kind="gpu", node="n2", gpu=1, bus_id="0000:5d:00.0", conviction=conviction)
-    other = GpuDefect(kind="gpu", node="n2", gpu=3, bus_id="0000:2a:00.0", conviction=conviction)
-    intra = IntraNodeOutcome(nodes=NODES, local_ranks=4, localisation=Localisation((slow, other), None, None))
+    slow = NamedGpu(kind="gpu", node="n2", gpu=1, bus_id="0000:5d:00.0", conviction=conviction)
+    other = NamedGpu(kind="gpu", node="n2", gpu=3, bus_id="0000:2a:00.0", conviction=conviction)
+    intra = IntraNodeOutcome(nodes=NODES, local_ranks=4, named=NamedGpus((slow, other), None, None))
     found = attribute(_outcome(intra=intra), {"n2": [clocks]}).intra_node
     assert found is not None
     assert [[c.result.device for c in d.causes] for d in found.defects] == [["GPU3"], []]

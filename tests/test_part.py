@@ -58,6 +58,7 @@ def test_the_lines_open_with_the_parts_where() -> None:
         gpu=5,
         bus_id="0000:9a:00.0",
         conviction=Conviction(measured_Gbps=120.0, expected_Gbps=480.0, basis="peers", symptom="slow"),
+        action="",
     )
     assert describe_gpu(gpu).startswith(f"{gpu.address.where}: 120 Gb/s = 25% of peers' 480 Gb/s")
     assert gpu.part == "GPU 5 (0000:9a:00.0)"

@@ -11,12 +11,15 @@ import numpy as np
 import pytest
 
 from bench import codec
+from bench.profile.actions import Actions
+from bench.profile.errors import ErrorLimits
+from bench.rails.diagnosis.corroborate import convicted_gpu, corroborate
 from bench.rails.diagnosis.gpu_outcome import IntraNodeOutcome, describe_gpu, intra_node_section, rows, table
-from bench.rails.diagnosis.gpu_pairs import LocalMatrix, LocalPairTime, localise_gpus, suspect_cells
+from bench.rails.diagnosis.gpu_pairs import LocalMatrix, LocalPairTime, NamedGpus, localise_gpus, suspect_cells
 from bench.rails.diagnosis.items import intra_node_items
+from bench.rails.diagnosis.rails_outcome import RailsOutcome
 from bench.rails.plan.schedule import confirmation_rounds, schedule
-from bench.rundir.rails_records import Localisation
-from bench.rundir.railsdoc import IntraNode
+from bench.rundir.railsdoc import IntraNode, RailsDoc
 
 MIB = 1 << 20
 
@@ -74,45 +77,53 @@ def _slow_gpu(node: int, gpu: int, local: int, gbps: float) -> dict[tuple[int, i
     return {(node, min(gpu, p), max(gpu, p)): gbps for p in range(local) if p != gpu}
 
 
-def _localise(times: list[LocalPairTime], nodes: int, local: int, target: float | None = None) -> Localisation:
+def _localise(times: list[LocalPairTime], nodes: int, local: int, target: float | None = None) -> NamedGpus:
     names = tuple(f"node{k:02d}" for k in range(nodes))
     bus = {n: tuple(f"0000:{0x18 + 16 * g:02x}:00.0" for g in range(local)) for n in names}
     matrix = LocalMatrix.from_times(times, names, local)
     return localise_gpus(matrix, target_Gbps=target, pass_fraction=0.9, relative_fraction=0.8, bus_ids=bus)
 
 
+def _convicted(intra: IntraNodeOutcome) -> IntraNodeOutcome:
+    """The outcome as the conviction step leaves it (``bench.rails.diagnosis.corroborate``): each part named
+    its defect, with no node check to explain it and the default profile's action."""
+    convicted = corroborate(RailsOutcome(RailsDoc(nodes=intra.nodes), intra_node=intra), ErrorLimits(), Actions())
+    assert convicted.intra_node is not None
+    return convicted.intra_node
+
+
 @pytest.mark.parametrize(("nodes", "local"), [(1, 4), (4, 8), (16, 8)])
 def test_a_clean_matrix_names_nothing(nodes: int, local: int) -> None:
     for seed in range(5):
         loc = _localise(_times(nodes, local, {}, noise=0.1, seed=seed), nodes, local)
-        assert loc.defects == () and loc.too_noisy is None
+        assert loc.parts == () and loc.too_noisy is None
 
 
 def test_one_slow_gpu_is_named_with_its_bus_id() -> None:
     loc = _localise(_times(4, 8, _slow_gpu(2, 5, 8, 1000.0), noise=0.05), 4, 8)
-    (defect,) = loc.defects
+    (defect,) = loc.parts
     assert (defect.kind, defect.node, defect.gpu, defect.bus_id) == ("gpu", "node02", 5, "0000:68:00.0")
     assert defect.conviction.slow_pairs == defect.conviction.pairs == 7 and defect.conviction.basis == "peers"
     assert 900 < defect.conviction.measured_Gbps < 1100 and 2600 < defect.conviction.expected_Gbps < 3200
-    line = describe_gpu(defect)
+    line = describe_gpu(convicted_gpu(defect, action=""))  # its line as the conviction step's record says it
     assert line.startswith("node02 GPU 5 (0000:68:00.0): ") and line.endswith("in 7/7 local pairs → gpu fault")
 
 
 def test_one_slow_gpu_on_a_single_four_gpu_node() -> None:
     loc = _localise(_times(1, 4, _slow_gpu(0, 1, 4, 700.0)), 1, 4)
-    assert [(d.kind, d.gpu) for d in loc.defects] == [("gpu", 1)]
+    assert [(d.kind, d.gpu) for d in loc.parts] == [("gpu", 1)]
 
 
 def test_one_slow_pair_is_a_gpu_pair() -> None:
     loc = _localise(_times(2, 8, {(1, 2, 6): 1200.0}), 2, 8)
-    (defect,) = loc.defects
+    (defect,) = loc.parts
     assert (defect.kind, defect.node, defect.gpu, defect.peer) == ("gpu-pair", "node01", 2, 6)
     assert defect.conviction.evidence == ("node01/gpu2-gpu6",)
 
 
 def test_two_local_ranks_cannot_tell_which_gpu() -> None:
     loc = _localise(_times(4, 2, {(3, 0, 1): 700.0}), 4, 2)
-    assert [(d.kind, d.node) for d in loc.defects] == [("gpu-pair", "node03")]
+    assert [(d.kind, d.node) for d in loc.parts] == [("gpu-pair", "node03")]
 
 
 def test_one_local_pair_in_all_is_not_judged_however_tight_its_samples() -> None:
@@ -120,8 +131,8 @@ def test_one_local_pair_in_all_is_not_judged_however_tight_its_samples() -> None
     test judged nothing; a tight spread once made that a PASS, a loaded machine's a MEASURED."""
     for noise in (0.0, 0.001, 0.3):
         loc = _localise(_times(1, 2, {}, repeats=3, noise=noise), 1, 2)
-        assert loc.defects == () and (loc.too_noisy or "").startswith("one local pair: ")
-    outcome = IntraNodeOutcome(("node00",), 2, localisation=_localise(_times(1, 2, {}), 1, 2))
+        assert loc.parts == () and (loc.too_noisy or "").startswith("one local pair: ")
+    outcome = _convicted(IntraNodeOutcome(("node00",), 2, named=_localise(_times(1, 2, {}), 1, 2)))
     (item,) = intra_node_items(outcome)
     assert item.state == "measured" and "no other pair to compare it with" in item.reason
 
@@ -129,24 +140,26 @@ def test_one_local_pair_in_all_is_not_judged_however_tight_its_samples() -> None
 def test_a_node_with_every_pair_slow_is_the_node_not_eight_gpus() -> None:
     slow = {(1, a, b): 1000.0 for a in range(8) for b in range(a + 1, 8)}
     loc = _localise(_times(4, 8, slow), 4, 8)
-    assert [(d.kind, d.node, d.gpu) for d in loc.defects] == [("node", "node01", None)]
+    assert [(d.kind, d.node, d.gpu) for d in loc.parts] == [("node", "node01", None)]
 
 
 def test_below_the_target_everywhere_fails_every_node_against_the_target() -> None:
     loc = _localise(_times(2, 4, {}, healthy=1000.0), 2, 4, target=2880.0)
-    assert [(d.kind, d.conviction.basis) for d in loc.defects] == [("node", "target")] * 2
+    assert [(d.kind, d.conviction.basis) for d in loc.parts] == [("node", "target")] * 2
 
 
 def test_too_noisy_names_nothing_and_says_so() -> None:
     loc = _localise(_times(1, 4, _slow_gpu(0, 1, 4, 1400.0), noise=0.8, seed=3), 1, 4)
-    assert loc.defects == ()
+    assert loc.parts == ()
     assert (loc.too_noisy or "").startswith("too noisy to localise GPUs: healthy local pairs spread ")
 
 
 def test_outputs_rows_json_and_table() -> None:
     times = _times(1, 4, _slow_gpu(0, 3, 4, 700.0), repeats=2)
-    outcome = IntraNodeOutcome(
-        ("node00",), 4, tuple(times), {"node00": (None,) * 4}, None, _localise(times, 1, 4), None, 1
+    outcome = _convicted(
+        IntraNodeOutcome(
+            ("node00",), 4, tuple(times), {"node00": (None,) * 4}, named=_localise(times, 1, 4), process_groups=1
+        )
     )
     assert outcome.failed and outcome.node_reasons("node00") and not outcome.node_reasons("other")
     csv = rows(outcome, 10)
@@ -194,11 +207,9 @@ def test_accept_carries_intra_node_to_the_ranks(flag: list[str], expected: bool 
 def test_a_gpu_defect_fails_its_node_in_accept() -> None:
     from bench.frame.decide import decide, said
     from bench.rails.diagnosis.items import node_items, rail_items
-    from bench.rails.diagnosis.rails_outcome import RailsOutcome
-    from bench.rundir.railsdoc import RailsDoc
 
     times = _times(2, 4, _slow_gpu(1, 0, 4, 700.0))
-    intra = IntraNodeOutcome(("node00", "node01"), 4, tuple(times), localisation=_localise(times, 2, 4))
+    intra = _convicted(IntraNodeOutcome(("node00", "node01"), 4, tuple(times), named=_localise(times, 2, 4)))
     outcome = RailsOutcome(RailsDoc(skipped="1 node"), intra_node=intra)
     assert outcome.failed
     status = {i.name: (i.state, said(i)) for i in node_items(["node00", "node01"], outcome)}
@@ -215,14 +226,14 @@ def test_a_pair_slow_in_one_one_way_sample_and_normal_again_is_a_transient() -> 
     is a transient and nothing is named."""
     times = _slowed_once(_times(1, 4, {}, healthy=0.25, noise=0.01), 0, 0, 3, 0.18)
     alone = _localise(times, 1, 4)
-    assert [(d.kind, d.gpu, d.peer) for d in alone.defects] == [("gpu-pair", 0, 3)]  # what --confirm 0 says
+    assert [(d.kind, d.gpu, d.peer) for d in alone.parts] == [("gpu-pair", 0, 3)]  # what --confirm 0 says
     again = _again({(0, 0, 3): 0.25})
     loc = _localise(times + again, 1, 4)
-    assert loc.defects == ()
+    assert loc.parts == ()
     (transient,) = loc.transients
     assert (transient.node, transient.peer, transient.rail) == ("node00/gpu0", "node00/gpu3", None)
     assert transient.samples_Gbps == (pytest.approx(0.18),) and len(transient.confirm_Gbps) == 2
-    outcome = IntraNodeOutcome(("node00",), 4, tuple(times), localisation=loc, remeasured=tuple(again))
+    outcome = _convicted(IntraNodeOutcome(("node00",), 4, tuple(times), named=loc, remeasured=tuple(again)))
     assert not outcome.failed
     text = table(outcome)
     assert "node00/gpu0-gpu3: slow at 0.18 Gb/s, normal when re-measured (" in text
@@ -239,7 +250,7 @@ def test_a_pair_slow_in_one_one_way_sample_and_normal_again_is_a_transient() -> 
 def test_a_slow_pair_slow_again_when_re_measured_is_named() -> None:
     times = _times(2, 8, {(1, 2, 6): 1200.0})
     loc = _localise(times + _again({(1, 2, 6): 1200.0}), 2, 8)
-    (defect,) = loc.defects
+    (defect,) = loc.parts
     assert (defect.kind, defect.node, defect.gpu, defect.peer, defect.conviction.symptom) == (
         "gpu-pair",
         "node01",
@@ -258,18 +269,18 @@ def test_a_pair_slow_once_in_three_samples_is_not_named() -> None:
         dataclasses.replace(t, confirm=2) for t in _again({(1, 2, 6): 2880.0}, passes=1)
     ]
     loc = _localise(times + again, 2, 8)
-    (defect,) = loc.defects  # 2 of 3 samples slow: most of them
+    (defect,) = loc.parts  # 2 of 3 samples slow: most of them
     assert defect.kind == "gpu-pair" and defect.conviction.slow_samples == 2 and defect.conviction.samples == 3
     healthy_again = _again({(1, 2, 6): 2880.0})
     loc = _localise(times + healthy_again, 2, 8)
-    assert loc.defects == () and [(t.node, t.peer) for t in loc.transients] == [("node01/gpu2", "node01/gpu6")]
+    assert loc.parts == () and [(t.node, t.peer) for t in loc.transients] == [("node01/gpu2", "node01/gpu6")]
 
 
 def test_a_slow_gpu_slow_again_is_named_and_a_noisy_sample_beside_it_is_a_transient() -> None:
     slow = _slow_gpu(0, 1, 8, 700.0)
     times = _slowed_once(_times(1, 8, slow), 0, 2, 3, 1000.0)
     loc = _localise(times + _again({**slow, (0, 2, 3): 2880.0}), 1, 8)
-    assert [(d.kind, d.gpu, d.conviction.slow_pairs, d.conviction.pairs) for d in loc.defects] == [("gpu", 1, 7, 7)]
+    assert [(d.kind, d.gpu, d.conviction.slow_pairs, d.conviction.pairs) for d in loc.parts] == [("gpu", 1, 7, 7)]
     assert [(t.node, t.peer) for t in loc.transients] == [("node00/gpu2", "node00/gpu3")]
 
 
@@ -282,7 +293,7 @@ def test_one_slow_gpu_and_every_other_pair_slow_once_is_the_gpu_not_the_node() -
         times = _slowed_once(times, 0, a, b, 1000.0)
     normal = {(0, a, b): 2880.0 for a, b in ((0, 2), (0, 3), (2, 3))}
     loc = _localise(times + _again({**slow, **normal}), 3, 4)
-    assert [(d.kind, d.node, d.gpu) for d in loc.defects] == [("gpu", "node00", 1)]
+    assert [(d.kind, d.node, d.gpu) for d in loc.parts] == [("gpu", "node00", 1)]
     assert len(loc.transients) == 3
 
 

@@ -60,6 +60,28 @@ def test_an_older_document_reads_with_its_missing_fields_absent(tmp_path: Path) 
     assert read_rails_doc(tmp_path / "nowhere") is None
 
 
+def test_an_older_intra_node_defect_reads_as_saying_no_action(tmp_path: Path) -> None:
+    """An intra-node defect written before each carried its action reads as one saying none, and one naming no
+    kind as one of no kind: the conviction step builds every ``GpuDefect`` with both, and only reading supplies
+    them, as the record's defaults once did."""
+    older = {
+        "nodes": ["a"],
+        "measurements": [],
+        "defects": [],
+        "intra_node": {
+            "nodes": ["a"],
+            "local_ranks": 4,
+            "defects": [{"kind": "gpu", "node": "a", "gpu": 1, "symptom": "slow"}, {"node": "a", "symptom": "slow"}],
+        },
+    }
+    (tmp_path / "rails.json").write_text(json.dumps(older))
+    doc = read_rails_doc(tmp_path)
+    assert doc is not None and doc.intra_node is not None
+    gpu, unnamed = doc.intra_node.localisation.defects
+    assert (gpu.kind, gpu.node, gpu.gpu, gpu.action, gpu.causes) == ("gpu", "a", 1, "", ())
+    assert (unnamed.kind, unnamed.action) == ("", "")
+
+
 @pytest.mark.parametrize(
     ("doc", "said"),
     [

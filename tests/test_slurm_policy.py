@@ -59,7 +59,7 @@ def test_the_reason_names_the_part_and_the_action_in_one_ascii_line() -> None:
     )
     dead = drain.NodeFault("node02", rail_finding(dead_link))
     assert drain.reason([dead]) == "railbench: rail 1 (mlx5_2) link dead; check the port state and the cable"
-    slow_gpu = GpuDefect(kind="gpu", node="node02", gpu=3, conviction=Conviction(symptom="slow"))
+    slow_gpu = GpuDefect(kind="gpu", node="node02", gpu=3, conviction=Conviction(symptom="slow"), action="")
     more = drain.reason([dead, drain.NodeFault("node02", gpu_finding(slow_gpu)), dead])
     assert more.endswith(" (+2 more)") and more.startswith("railbench: rail 1 (mlx5_2) link dead;")
     # a check's answer as a hostile checks.json could say it: the words are shortened, never the part

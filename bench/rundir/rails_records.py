@@ -254,9 +254,12 @@ class Transient(Written):
 
 @dataclass(frozen=True, kw_only=True)
 class GpuDefect(Written):
-    """One slow GPU, GPU pair or node of the intra-node matrix (``bench.rails.diagnosis.gpu_pairs``)."""
+    """One slow GPU, GPU pair or node of the intra-node matrix, built once, whole, by the conviction step
+    (``bench.rails.diagnosis.corroborate``) from the part the matrix named
+    (``bench.rails.diagnosis.gpu_pairs.NamedGpu``). Its ``kind`` is one of
+    ``bench.rundir.defect_kinds.GPU_DEFECT_KINDS``."""
 
-    kind: str = ""
+    kind: str
     node: str | None = None
     gpu: int | None = None
     """Local rank; None for a node."""
@@ -268,7 +271,10 @@ class GpuDefect(Written):
     conviction: Conviction = field(default_factory=Conviction, metadata=codec.INLINE)
     """Of its local pairs: ``basis`` ``target`` (below the profile's NVLink sendrecv target) or ``peers`` (below
     the healthy level), the slow local pairs in ``evidence`` (``node03/gpu1-gpu5``), no ``spread``."""
-    action: str = ""
+    action: str
+    """What a technician does about it: its first cause's action, else the profile's ``[actions]`` for its kind,
+    decided once by the conviction step. A rails.json defect without one reads as saying none
+    (``bench.rundir.railsdoc``)."""
     line: str | None = None
     """Said when the record is written (``bench.rails.diagnosis.gpu_outcome.intra_node_section``): None until then."""
     severity: str | None = None
@@ -304,9 +310,10 @@ class GpuDefect(Written):
 
 @dataclass(frozen=True)
 class Localisation:
-    """What the intra-node matrix says (``bench.rails.diagnosis.gpu_pairs``): the GPUs it named, the healthy level, why
-    nothing could be named, if so, and the suspects that read normal again. rails.json's ``intra_node`` holds it
-    inline (its keys flat beside the matrix's, ``bench.codec.INLINE``)."""
+    """What the intra-node matrix says once its parts are convicted: the GPU defects (built by the conviction step,
+    ``bench.rails.diagnosis.corroborate``, from what ``bench.rails.diagnosis.gpu_pairs`` named), the healthy level,
+    why nothing could be named, if so, and the suspects that read normal again. rails.json's ``intra_node`` holds
+    it inline (its keys flat beside the matrix's, ``bench.codec.INLINE``)."""
 
     defects: tuple[GpuDefect, ...] = ()
     level_Gbps: float | None = None

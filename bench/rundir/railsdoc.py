@@ -194,15 +194,24 @@ class RailsDoc(Written):
 
 
 def _actions_said(doc: Parsed) -> Parsed:
-    """``doc`` with an empty action on every defect that says none, and an empty kind on one that names none: the
-    schema never required an action, and a document written before every defect carried its action reads as one
-    whose defects say no action (a defect without a kind read as one of no kind before the record required it).
-    The judge builds every defect with both (``bench.rails.diagnosis.corroborate``); only reading supplies them."""
-    defects = doc.get("defects")
+    """``doc`` with an empty action on every defect that says none, and an empty kind on one that names none, the
+    rails defects' and the intra-node matrix's alike: the schema never required an action, and a document written
+    before every defect carried its action reads as one whose defects say no action (a defect without a kind read
+    as one of no kind before the record required it). The judge builds every defect with both
+    (``bench.rails.diagnosis.corroborate``); only reading supplies them."""
+    out = {**doc, "defects": _said(doc["defects"])} if "defects" in doc else doc
+    intra = out.get("intra_node")
+    if isinstance(intra, dict) and "defects" in intra:
+        out = {**out, "intra_node": {**intra, "defects": _said(intra["defects"])}}
+    return out
+
+
+def _said(defects: object) -> object:
+    """Each defect object in ``defects`` with an empty kind and action where it has none (any other value as it
+    is: the codec refuses it where it is read)."""
     if not isinstance(defects, list):
-        return doc
-    said = [{"kind": "", "action": "", **d} if isinstance(d, dict) else d for d in defects]
-    return {**doc, "defects": said}
+        return defects
+    return [{"kind": "", "action": "", **d} if isinstance(d, dict) else d for d in defects]
 
 
 def read_rails_doc(run_dir: Path | str) -> RailsDoc | None:

@@ -35,9 +35,9 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 
 from bench.rails.diagnosis.cells import NamedPart
+from bench.rails.diagnosis.gpu_pairs import NamedGpu
 from bench.rails.diagnosis.rails_outcome import RailsOutcome
 from bench.rundir.checksjson import CheckResult
-from bench.rundir.rails_records import GpuDefect
 from bench.rundir.railsdoc import DefectCause
 
 PATH_CHECKS = ("pcie-link", "pcie-acs", "iommu", "gpu-peer-memory", "nic-pcie", "port-mtu")
@@ -92,12 +92,12 @@ def rail_causes(defect: NamedPart, reports: Reports, outcome: RailsOutcome) -> l
     return []
 
 
-def gpu_causes(defect: GpuDefect, reports: Reports) -> list[tuple[str, CheckResult]]:
-    """(node, failure) of each GPU check that explains the intra-node ``defect``."""
-    ends = [(g, bus) for g, bus in ((defect.gpu, defect.bus_id), (defect.peer, defect.peer_bus_id)) if g is not None]
-    found = _failures(reports, defect.node, GPU_CHECKS)
-    node = defect.node or ""
-    if defect.kind == "node":
+def gpu_causes(part: NamedGpu, reports: Reports) -> list[tuple[str, CheckResult]]:
+    """(node, failure) of each GPU check that explains ``part``, which the intra-node matrix named."""
+    ends = [(g, bus) for g, bus in ((part.gpu, part.bus_id), (part.peer, part.peer_bus_id)) if g is not None]
+    found = _failures(reports, part.node, GPU_CHECKS)
+    node = part.node
+    if part.kind == "node":
         return [(node, r) for r in found]
     return [(node, r) for r in found if any(_drives(r, g, bus) for g, bus in ends)]
 

@@ -20,8 +20,9 @@ where it is found). Here, on rank 0 after it, each part gets, in one pass:
   whose counters stayed quiet is the HCA or the switch port.
 
 A link whose physical counters rose while its bandwidth held is named too, as kind ``errors``: a warning,
-unless ``[errors] fail_on_errors = true``. The intra-node matrix's GPU defects get their causes and their action
-in the same pass. Pure functions over the outcome's records.
+unless ``[errors] fail_on_errors = true``. Each part the intra-node matrix named
+(``bench.rails.diagnosis.gpu_pairs.NamedGpu``) becomes its ``GpuDefect`` in the same pass, once, with its causes and
+its action. Pure functions over the outcome's records.
 """
 
 from __future__ import annotations
@@ -36,10 +37,20 @@ from bench.profile.errors import ErrorLimits
 from bench.rails.diagnosis import causes as tied_causes
 from bench.rails.diagnosis.cells import NamedPart
 from bench.rails.diagnosis.defects import Severity
+from bench.rails.diagnosis.gpu_outcome import IntraNodeOutcome
+from bench.rails.diagnosis.gpu_pairs import NamedGpu
 from bench.rails.diagnosis.rails_outcome import RailDevices, RailsOutcome, pair_samples, short_device
 from bench.rundir.checksjson import CheckResult
 from bench.rundir.defect_kinds import GPU_DEFECT_KINDS, action_key, covered_cells
-from bench.rundir.rails_records import Conviction, DefectCause, DefectErrors, ErrorWindow, GpuDefect, RailDefect
+from bench.rundir.rails_records import (
+    Conviction,
+    DefectCause,
+    DefectErrors,
+    ErrorWindow,
+    GpuDefect,
+    Localisation,
+    RailDefect,
+)
 
 Part = tuple[str, str, int]
 """(node, device, rail) of one device a defect names."""
@@ -139,8 +150,8 @@ def corroborate(
     """The conviction step: each part the judge named (``outcome.named``) made a defect once, whole, with its
     error counters, its node-local causes (``reports``: each node's GPUDirect checks,
     ``bench.rails.diagnosis.causes``) and its action; the links whose physical counters rose while their
-    bandwidth held named ``errors``; each intra-node defect with its causes and action; and every failure and warning of
-    the nodes' checks in ``node_causes``."""
+    bandwidth held named ``errors``; each part the intra-node matrix named made its defect once, with its causes
+    and action; and every failure and warning of the nodes' checks in ``node_causes``."""
     reports = reports or {}
     where = device_of(outcome.devices)
     read = {
@@ -171,14 +182,9 @@ def corroborate(
         action = _action(held, found, (), limits, actions, where)
         named.append(convicted(held, action=action, errors=found, severity=severity))
     intra = outcome.intra_node
-    if intra is not None and intra.defects:
-        gpu_defects = []
-        for g in intra.defects:
-            causes = _tied(tied_causes.gpu_causes(g, reports))
-            carried |= {_carried(c) for c in causes}
-            gpu_defects.append(dataclasses.replace(g, causes=causes, action=_gpu_action(g, causes, actions)))
-        loc = dataclasses.replace(intra.localisation, defects=tuple(gpu_defects))
-        intra = dataclasses.replace(intra, localisation=loc)
+    if intra is not None:
+        intra, gpu_carried = _intra_convicted(intra, actions, reports)
+        carried |= gpu_carried
     every = tied_causes.node_causes(reports, carried)
     return dataclasses.replace(outcome, defects=tuple(named), intra_node=intra, node_causes=every)
 
@@ -208,10 +214,42 @@ def _action(
     return next((c.result.action for c in causes if c.result.action), None) or profile
 
 
-def _gpu_action(defect: GpuDefect, causes: Sequence[DefectCause], actions: Actions) -> str:
+def _intra_convicted(
+    intra: IntraNodeOutcome, actions: Actions, reports: tied_causes.Reports
+) -> tuple[IntraNodeOutcome, set[tuple[str, str, str, str | None]]]:
+    """The intra-node outcome with rails.json's ``Localisation``: each part the matrix named made its defect once
+    (:func:`convicted_gpu`), beside the matrix's level, ``too_noisy`` and transients; and what ties the causes the
+    defects carry to ``node_causes``."""
+    named = intra.named
+    carried: set[tuple[str, str, str, str | None]] = set()
+    defects = []
+    for part in named.parts:
+        causes = _tied(tied_causes.gpu_causes(part, reports))
+        carried |= {_carried(c) for c in causes}
+        defects.append(convicted_gpu(part, action=_gpu_action(part, causes, actions), causes=causes))
+    loc = Localisation(tuple(defects), named.level_Gbps, named.too_noisy, named.transients)
+    return dataclasses.replace(intra, localisation=loc), carried
+
+
+def _gpu_action(part: NamedGpu, causes: Sequence[DefectCause], actions: Actions) -> str:
     """The one action of an intra-node defect: its first cause's that says one, else the profile's for its kind."""
-    profile = actions.action(GPU_DEFECT_KINDS[defect.kind].action, node=defect.node, gpu=defect.gpu, peer=defect.peer)
+    profile = actions.action(GPU_DEFECT_KINDS[part.kind].action, node=part.node, gpu=part.gpu, peer=part.peer)
     return next((c.result.action for c in causes if c.result.action), None) or profile
+
+
+def convicted_gpu(part: NamedGpu, *, action: str, causes: tuple[DefectCause, ...] = ()) -> GpuDefect:
+    """The intra-node defect of ``part``, built once, whole: its causes and its action."""
+    return GpuDefect(
+        kind=part.kind,
+        node=part.node,
+        gpu=part.gpu,
+        peer=part.peer,
+        bus_id=part.bus_id,
+        peer_bus_id=part.peer_bus_id,
+        conviction=part.conviction,
+        action=action,
+        causes=causes,
+    )
 
 
 def convicted(

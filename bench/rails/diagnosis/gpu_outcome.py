@@ -13,7 +13,7 @@ import numpy as np
 
 from bench.measure.results import RowPlace, pair_row
 from bench.rails.diagnosis.defects import gbps, transient_line
-from bench.rails.diagnosis.gpu_pairs import SCOPE, LocalMatrix, LocalPairTime, pair_name
+from bench.rails.diagnosis.gpu_pairs import SCOPE, LocalMatrix, LocalPairTime, NamedGpus, pair_name
 from bench.rundir import railsdoc
 from bench.rundir.finding_words import describe_gpu as describe_gpu
 from bench.rundir.findings import Finding, gpu_finding
@@ -37,7 +37,11 @@ class IntraNodeOutcome:
     """node -> PCI bus id of each local rank's GPU (None on CPU)."""
     target_Gbps: float | None = None
     """The profile's NVLink sendrecv target (GPUs only), else None: only the relative test applies."""
+    named: NamedGpus = field(default_factory=NamedGpus)
+    """What the matrix named (``bench.rails.diagnosis.gpu_pairs.localise_gpus``), before its conviction."""
     localisation: Localisation = field(default_factory=Localisation)
+    """rails.json's record of it, each part named made a ``GpuDefect`` once by the conviction step
+    (``bench.rails.diagnosis.corroborate``: its causes and its action). Empty until then."""
     skipped: str | None = None
     process_groups: int = 0
     """Node groups made: one per node, pairs inside it, never one per pair."""

@@ -50,7 +50,7 @@ from bench.rails.diagnosis.cells import Cells, transients
 from bench.rails.diagnosis.defects import gbps
 from bench.rails.diagnosis.matrix import PairMatrix
 from bench.rails.plan.schedule import Cell
-from bench.rundir.rails_records import Conviction, GpuDefect, Localisation, Transient
+from bench.rundir.rails_records import Conviction, Transient
 
 GpuSymptom = Literal["slow", "flaky", "dead"]
 
@@ -128,6 +128,36 @@ class LocalMatrix:
         return cls(tuple(nodes), sent, again)
 
 
+@dataclass(frozen=True, kw_only=True)
+class NamedGpu:
+    """A GPU, GPU pair or node the intra-node matrix named, whole where it is found: its kind and address, and what
+    convicts it. The conviction step (``bench.rails.diagnosis.corroborate``) adds its causes and its action and makes
+    it rails.json's ``GpuDefect``; its fields are the defect's own, under the same names."""
+
+    kind: str
+    """One of ``bench.rundir.defect_kinds.GPU_DEFECT_KINDS``."""
+    node: str
+    gpu: int | None = None
+    """Local rank; None for a node."""
+    peer: int | None = None
+    """The other local rank of a ``gpu-pair``."""
+    bus_id: str | None = None
+    peer_bus_id: str | None = None
+    conviction: Conviction
+
+
+@dataclass(frozen=True)
+class NamedGpus:
+    """What the intra-node matrix says before its parts are convicted: the parts it named, the healthy level, why
+    nothing could be named, if so, and the suspects that read normal again. The conviction step makes it
+    rails.json's ``Localisation`` (``bench.rundir.rails_records``), each part a ``GpuDefect``."""
+
+    parts: tuple[NamedGpu, ...] = ()
+    level_Gbps: float | None = None
+    too_noisy: str | None = None
+    transients: tuple[Transient, ...] = ()
+
+
 def pair_name(node: str, a: int, b: int) -> str:
     return f"{node}/gpu{min(a, b)}-gpu{max(a, b)}"
 
@@ -139,15 +169,15 @@ def localise_gpus(
     pass_fraction: float,
     relative_fraction: float,
     bus_ids: Mapping[str, Sequence[str | None]] | None = None,
-) -> Localisation:
+) -> NamedGpus:
     """The smallest explanation of every reproducible slow local pair: nodes, then GPUs, then GPU pairs; the
     suspects that read normal when re-measured are transients."""
     j = _judge(matrix, target_Gbps, pass_fraction, relative_fraction)
     if j is None:
-        return Localisation((), None, None)
-    defects, explained = _defects(j, bus_ids or {})
+        return NamedGpus((), None, None)
+    parts, explained = _parts(j, bus_ids or {})
     found = tuple(_on_gpus(matrix.nodes, t) for t in transients(j.cells, j.cells.suspect & ~explained))
-    return Localisation(defects, float(np.exp(j.level)), j.too_noisy, found)
+    return NamedGpus(parts, float(np.exp(j.level)), j.too_noisy, found)
 
 
 def suspect_cells(
@@ -276,15 +306,15 @@ def _one_gpu_explains(cells: Cells, k: int, pairs: Sequence[tuple[int, int]]) ->
     return bool(again) and any(all(g in p for p in again) for g in again[0])
 
 
-def _defects(j: _Judged, bus_ids: Mapping[str, Sequence[str | None]]) -> tuple[tuple[GpuDefect, ...], np.ndarray]:
-    """The defects, and ``[node, i, j]``: the local pairs they explain."""
+def _parts(j: _Judged, bus_ids: Mapping[str, Sequence[str | None]]) -> tuple[tuple[NamedGpu, ...], np.ndarray]:
+    """The parts named, and ``[node, i, j]``: the local pairs they explain."""
     cells = j.cells
     local = cells.measured.shape[1]
     explained = np.zeros(cells.measured.shape, dtype=bool)
     # A pair alone is named when it reproduced and is slow in most of its samples, and when noise does not
     # explain that (bench.rails.diagnosis.lone_pairs; on a few nodes' matrices the screen's significance stands).
     lone = cells.pair_slow & lone_pairs.beyond_noise(cells)
-    out: list[GpuDefect] = []
+    out: list[NamedGpu] = []
     for k, node in enumerate(j.matrix.nodes):
         ids = tuple(bus_ids.get(node) or (None,) * local)
         pairs = [(a, b) for a in range(local) for b in range(a + 1, local) if cells.measured[k, a, b]]
@@ -293,23 +323,23 @@ def _defects(j: _Judged, bus_ids: Mapping[str, Sequence[str | None]]) -> tuple[t
             continue
         every_pair = local >= 3 and len(suspects) == len(pairs) and _confirmed(cells, k, pairs)
         if every_pair and not _one_gpu_explains(cells, k, pairs):
-            out.append(_defect(j, k, ids, "node", None, None, pairs))
+            out.append(_part(j, k, ids, "node", None, None, pairs))
             explained[k] = True
             continue
         for g in range(local):
             mine = [(a, b) for a, b in pairs if g in (a, b)]
             if local >= 3 and mine and all(cells.suspect[k, a, b] for a, b in mine) and _confirmed(cells, k, mine):
-                out.append(_defect(j, k, ids, "gpu", g, None, mine))
+                out.append(_part(j, k, ids, "gpu", g, None, mine))
                 for a, b in mine:
                     explained[k, a, b] = explained[k, b, a] = True
         for a, b in pairs:
             if lone[k, a, b] and not explained[k, a, b]:
-                out.append(_defect(j, k, ids, "gpu-pair", a, b, [(a, b)]))
+                out.append(_part(j, k, ids, "gpu-pair", a, b, [(a, b)]))
                 explained[k, a, b] = explained[k, b, a] = True
     return tuple(out), explained
 
 
-def _defect(
+def _part(
     j: _Judged,
     k: int,
     ids: Sequence[str | None],
@@ -317,8 +347,9 @@ def _defect(
     gpu: int | None,
     peer: int | None,
     cells: list[tuple[int, int]],
-) -> GpuDefect:
-    """One defect on node ``k`` convicted by the local pairs ``cells``, from their samples and re-measurements."""
+) -> NamedGpu:
+    """The part of node ``k`` the local pairs ``cells`` convict, whole: its kind and address, its rate and symptom
+    from their samples and re-measurements."""
     node = j.matrix.nodes[k]
     first, second = [a for a, _ in cells], [b for _, b in cells]
     values = np.concatenate([j.matrix.busbw[:, k, first, second], j.matrix.busbw_again[:, k, first, second]])
@@ -331,7 +362,7 @@ def _defect(
     rate = float(np.median(v[f] if symptom == "flaky" and f.any() else v)) if len(v) else 0.0
     below_target = j.target is not None and np.log(max(rate, 1e-12)) < j.absolute
     slow_cells = [(a, b) for a, b in cells if j.cells.suspect[k, a, b]]
-    return GpuDefect(
+    return NamedGpu(
         kind=kind,
         node=node,
         gpu=gpu,

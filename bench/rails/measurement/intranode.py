@@ -222,13 +222,13 @@ def _judged(
     process_groups: int,
 ) -> IntraNodeOutcome:
     """Rank 0's outcome from every rank's times and bus id: the GPUs localised over the matrix and its
-    re-measurements."""
+    re-measurements, named before their conviction (``bench.rails.diagnosis.corroborate``)."""
     local = layout.rails
     all_times = sorted(
         flatten([g["times"] for g in gathered]), key=lambda t: (t.confirm, t.repeat, t.round, t.node, t.gpu)
     )
     bus_ids = {name: tuple(gathered[r]["bus_id"] for r in layout.ranks[k]) for k, name in enumerate(layout.nodes)}
-    localisation = localise_gpus(
+    named = localise_gpus(
         LocalMatrix.from_times(all_times, layout.nodes, local),
         target_Gbps=target,
         pass_fraction=settings.profile.pass_fraction,
@@ -241,7 +241,7 @@ def _judged(
         tuple(t for t in all_times if not t.confirm),
         bus_ids,
         target,
-        localisation,
+        named=named,
         process_groups=process_groups,
         remeasured=tuple(t for t in all_times if t.confirm),
     )

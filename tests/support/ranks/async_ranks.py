@@ -58,6 +58,7 @@ from bench.measure.collectives import get_collective
 from bench.measure.size import measure
 from bench.measure.timing import Loop, group_max
 from bench.profile.cluster import load_profile
+from bench.rails.diagnosis.corroborate import convicted_gpu
 from bench.rails.measurement.intranode import intra_node_phase
 from bench.rails.plan.config import RailsConfig, validate
 from bench.rails.rank import RailsJob, rail_prelude, rails_phase
@@ -197,10 +198,11 @@ def _intranode() -> dict[str, Any]:
     return {
         "pairs_Gbps": [[t.gpu, t.peer, t.busbw_Gbps] for t in outcome.times],
         "remeasured_Gbps": [[t.gpu, t.peer, t.busbw_Gbps] for t in outcome.remeasured],
-        "defects": [d.to_json() for d in outcome.defects],
-        "transients": [t.to_json() for t in outcome.localisation.transients],
-        "level_Gbps": outcome.localisation.level_Gbps,
-        "too_noisy": outcome.localisation.too_noisy,
+        # the parts the matrix named, each convicted with no cause and no action, as rails.json would hold it
+        "defects": [convicted_gpu(part, action="").to_json() for part in outcome.named.parts],
+        "transients": [t.to_json() for t in outcome.named.transients],
+        "level_Gbps": outcome.named.level_Gbps,
+        "too_noisy": outcome.named.too_noisy,
         "process_groups": outcome.process_groups,
         "communicators": len(async_backend.NCCL_SEEN),
     }
