@@ -13,7 +13,7 @@ Prints four lists, each line ``file:line`` first, so an editor jumps to it:
     python ci/declarations.py            # bench/ under the repository this script is in
     python ci/declarations.py --min 4    # calls that copy four or more same-named fields
     python ci/declarations.py PATH...    # other folders or files
-    python ci/declarations.py --tiny     # the same, as tests/test_ci_scripts.py runs it (bench/ takes a second)
+    python ci/declarations.py --tiny     # the same, as tests/test_project_ci_scripts.py runs it (bench/ takes a second)
 
 It reads the source only (``ast``): nothing is imported, so it runs without the package's dependencies.
 """

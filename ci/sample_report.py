@@ -17,7 +17,7 @@ rail clears that, the shaped one does not.
 
 Either way the run's inputs (run.json, results.csv, rails.json, checks.json, ...) are kept in
 ``reports/sample/run/`` and the report is drawn from them by ``railbench report reports/sample/run --out
-reports/sample``, the same command users run. ``tests/test_sample_report.py`` draws them again with the current
+reports/sample``, the same command users run. ``tests/test_report_sample.py`` draws them again with the current
 renderer and fails when the committed pages differ: the sample cannot go stale unseen.
 ``reports/sample/bars.png`` keeps the ResNet-50-style bar chart for docs/reports.md: it is refreshed from the
 first bar chart the run has, and left as it is when the run has none (a single-node CPU run).
@@ -152,7 +152,7 @@ def main() -> int:
 
 def keep_inputs(run_dir: Path, inputs: Path) -> None:
     """The files ``railbench report`` reads from ``run_dir``, copied into ``inputs`` (emptied first), so the
-    sample can be drawn again from them by any later renderer (``tests/test_sample_report.py`` does)."""
+    sample can be drawn again from them by any later renderer (``tests/test_report_sample.py`` does)."""
     if inputs.exists():
         shutil.rmtree(inputs)
     inputs.mkdir(parents=True)

@@ -73,7 +73,7 @@ def rank_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     # A TMPDIR of its own for every launch: an mpirun killed earlier (on this machine, by any test or session)
     # leaves $TMPDIR/ompi.<pid>, and a later mpirun given that pid fails before any rank starts
-    # (tests/test_run_launch.py shows it; railbench's own launches are guarded in bench.runtime.launch).
+    # (tests/test_runtime_run_launch.py shows it; railbench's own launches are guarded in bench.runtime.launch).
     env["TMPDIR"] = tempfile.mkdtemp(prefix="t", dir=_scratch_root())
     env.update(extra or {})
     return env

@@ -1,7 +1,7 @@
 """The smallest whole job (docs/design.md, "Adding a job"): a config, a measure function and a
 registration. ``ping`` all-reduces one tensor per rank and judges one item: the sum is the world's size.
 
-It lives in tests/support/ and is registered only by the test that runs it (``tests/test_toy_job.py``): it is the
+It lives in tests/support/ and is registered only by the test that runs it (``tests/test_frame_toy_job.py``): it is the
 example the docs show, kept honest by running it through the real frame, not a command users have."""
 
 from __future__ import annotations

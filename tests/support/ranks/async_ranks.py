@@ -1,7 +1,7 @@
 """Rank program for the tests on the model of NCCL: railbench's own rank code on
 ``tests/support/models/async_backend.py``.
 
-Started under mpirun (by ``tests/test_timing_async.py`` and its neighbours). Every rank registers the model,
+Started under mpirun (by ``tests/test_measure_timing_async.py`` and its neighbours). Every rank registers the model,
 starts the world through railbench's ``init_distributed`` with the model in NCCL's role, runs one scenario,
 and rank 0 writes what it saw as JSON:
 

@@ -167,7 +167,7 @@ def layer_of(node: str) -> int:
     if node.startswith("bench.") and (BENCH / f"{node.removeprefix('bench.')}.py").is_file():
         return GROUND
     raise AssertionError(
-        f"{node} is in no layer: add the folder to LAYERS in tests/test_layers.py and to docs/development.md"
+        f"{node} is in no layer: add the folder to LAYERS in tests/test_project_layers.py and to docs/development.md"
     )
 
 

@@ -48,7 +48,7 @@ def test_every_ci_script_runs_tiny(script: Path) -> None:
     )
     said = (done.stdout + done.stderr).strip()
     if "unrecognized arguments: --tiny" in done.stderr:
-        pytest.fail(f"ci/{script.name} does not take --tiny: every ci/ script must (tests/test_ci_scripts.py)")
+        pytest.fail(f"ci/{script.name} does not take --tiny: every ci/ script must (tests/test_project_ci_scripts.py)")
     assert done.returncode == 0, f"ci/{script.name} --tiny exited {done.returncode}:\n{said[-3000:]}"
     first = done.stdout.strip().splitlines()[:1]
     if first and first[0].startswith("skipped:"):

@@ -4,7 +4,7 @@ rank and its host, and recorded as the interrupt it is in every output (issue 43
 Before: three ``infrastructure fault`` lines, one per surviving rank, each naming the ranks whose heartbeat had
 stopped by the time it looked (rank 2, then ``1, 2, 3``, in the campaign's run rank 0), and run.json ``failed``
 with a lost rank that was never lost. Real ranks under the real launcher, the signal sent to rank 2's process
-alone, as tests/test_run_failures.py sends SIGKILL.
+alone, as tests/test_cli_run_failures.py sends SIGKILL.
 """
 
 from __future__ import annotations

@@ -36,8 +36,8 @@ from bench.preflight.told import told
 from bench.profile.cluster import load_profile
 from bench.rails.diagnosis.defects import describe
 from bench.rails.diagnosis.matrix import PairTime
-from bench.rails.diagnosis.rails_outcome import RailDevices, RailResult, RailsOutcome, table
-from bench.rails.output import rails_doc
+from bench.rails.diagnosis.rails_outcome import RailDevices, RailResult, RailsOutcome
+from bench.rails.output import rails_doc, rails_table
 from bench.report import data, matrices
 from bench.report.build import ReportOptions, write_report
 from bench.rundir.files import atomic_write_json
@@ -188,9 +188,9 @@ def test_the_skipped_world_sweep_says_why(judged: tuple[Path, list[Item]]) -> No
 
 def test_the_terminal_never_prints_a_rail_groups_header_without_rows() -> None:
     outcome = _outcome()
-    shown = table(outcome.rail_results, [], outcome.devices, outcome.defects, outcome.expected, [])
+    shown = rails_table(outcome.rail_results, [], outcome.devices, outcome.defects, outcome.expected, [])
     assert "# rail groups" in shown
-    bare = table([], [], outcome.devices, outcome.defects, outcome.expected, [])
+    bare = rails_table([], [], outcome.devices, outcome.defects, outcome.expected, [])
     # no bare header: one line says none ran (tests/test_rails_few_nodes.py holds its words)
     assert "# rail groups (local rank k" not in bare and "collective" not in bare
     assert "# rail groups: none measured" in bare
