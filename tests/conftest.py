@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import tempfile
@@ -63,16 +62,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     worker = getattr(config, "workerinput", {})
     if GROUPS_FOLDER in worker:
         (Path(worker[GROUPS_FOLDER]) / f"{worker['workerid']}.json").write_text(json.dumps(groups))
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    """``--numprocesses=auto``: one worker a core, and one more. The suite waits more than it computes (the
-    testbed's shaped links, the ranks' deadlines, Slurm's daemons): on 2 cores two workers kept the CPUs 43%
-    busy over the whole run, so a third fills the waits. The testbeds still run one group a worker, so at most
-    two clusters run at once; a third worker adds only unit, mpi and browser tests beside them, which the
-    rails tests' peer comparisons hold against (load 9-13, ci/loaded_rails.py)."""
-    return (os.cpu_count() or 1) + 1
 
 
 @pytest.hookimpl(optionalhook=True)
