@@ -5,11 +5,8 @@ that folder's ``cases.toml``)."""
 
 from __future__ import annotations
 
-import pytest
-
 from bench.nccllogs import nccl_evidence
 from bench.nccllogs.nccl_log import parse_file, parse_text
-from tests.support import CORPUS
 from tests.support.wild.manifest import WILD
 
 INFO = WILD / "nccl-info"
@@ -43,13 +40,14 @@ def test_dma_buf_available_is_read_per_gpu() -> None:
     assert host.dmabuf_gpus == tuple(range(8))
 
 
-def test_dma_buf_on_an_h100_roce_node_of_the_shared_corpus() -> None:
-    """The shared corpus's NCCL 2.27.5 log of an H100 node on 8 RoCE rails (read in place): DMA-BUF on all 8
-    GPUs, the path NCCL takes without nvidia_peermem."""
-    path = CORPUS / "nccl_log_h100_2node_roce_8rails_nccl2.27.5_ofi_fallback.txt"
-    if not path.is_file():
-        pytest.skip(f"{path} is not here (the shared corpus sits beside the checkout)")
-    host = parse_file(path).hosts["tpgds-aihub0008"]
+def test_dma_buf_on_every_gpu_of_a_roce_node() -> None:
+    """An H100 node on 8 RoCE rails under NCCL 2.27 (the project's own lines, in NCCL's wording): DMA-BUF on
+    all 8 GPUs, the path NCCL takes without nvidia_peermem, and the transport its ``NET/IB`` line says."""
+    head = "rb-roce-07:4100:4100 [{gpu}] NCCL INFO "
+    lines = [head.format(gpu=0) + "NCCL version 2.27.5+cuda12.9"]
+    lines.append(head.format(gpu=0) + "NET/IB : Using [0]mlx5_2:1/RoCE [1]mlx5_3:1/RoCE ; OOB eth0:10.9.0.7<0>")
+    lines += [head.format(gpu=gpu) + f"DMA-BUF is available on GPU device {gpu}" for gpu in range(8)]
+    host = parse_text("\n".join(lines) + "\n").hosts["rb-roce-07"]
     assert (host.nccl_version, host.transport, host.dmabuf_gpus) == ("2.27.5+cuda12.9", "RoCE", tuple(range(8)))
 
 
