@@ -5,6 +5,7 @@ promises is what a job gets, checked on the smallest job there is."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import xml.etree.ElementTree as ET
@@ -12,11 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from bench.exits import UserError
+from bench.exits import Interrupted, UserError
 from bench.frame.config_parts import Launch, Output
+from bench.frame.job import run_job
 from bench.frame.launch_job import launch
+from bench.frame.run import Run
+from bench.rundir.verdict import Verdict
 from bench.runtime.env import RankInfo
-from tests.support.toy_job import PING, PingConfig, run_rank
+from tests.support.toy_job import PING, PingConfig, PingJob, run_rank
 
 
 def _free_port() -> int:
@@ -95,3 +99,35 @@ def test_launch_runs_the_toy_job_as_the_rank_a_launcher_started(
             signal.signal(signum, handler)
     assert status == 0, capsys.readouterr().out
     assert json.loads((out / "run.json").read_text())["verdict"] == "pass"
+
+
+class _SignalledAfterVerdict(PingJob):
+    """The toy job, sent SIGTERM in its own after-verdict step (where ``accept --drain`` drains): after the
+    verdict's record and before the history and report, outside the step that once alone recorded a signal."""
+
+    def after_verdict(self, run: Run, verdict: Verdict) -> dict[str, object]:
+        os.kill(os.getpid(), signal.SIGTERM)
+        return {}
+
+
+def test_a_signal_between_the_verdict_and_the_report_is_recorded_as_an_interrupt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Before the fix: run.json stayed "complete" with its finish "running", and the other ranks of a real run
+    # waited FINISH_S (600 s) beyond the timeout for an exit status rank 0 never said.
+    out = tmp_path / "ping-run"
+    port = _free_port()
+    for name, value in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": "0", "WORLD_SIZE": "1"}.items():
+        monkeypatch.setenv(name, value)
+    info = RankInfo(0, 0, 1, 1, 0, 1, "127.0.0.1", port, "torchrun")
+    config = PingConfig(output=Output(out=out, cluster="toy", no_history=True))
+    kept = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with pytest.raises(Interrupted):
+            run_job(info, lambda: _SignalledAfterVerdict(config))
+    finally:
+        for signum, handler in kept.items():
+            signal.signal(signum, handler)
+    meta = json.loads((out / "run.json").read_text())
+    assert (meta["status"], meta["exit_status"], meta["finish"]) == ("interrupted", 143, "interrupted"), meta
+    assert meta["verdict"] == "pass"  # decided before the signal, so it stands

@@ -179,7 +179,25 @@ def _start_record(
 
 def conclude(job: Job, run: Run, items: Sequence[Item], wall_s: float | None = None) -> int:
     """Rank 0: the verdict from ``items``, said in junit.xml, run.json and on the terminal; then finish.
-    ``wall_s``: how long the job measured, the JUnit suite's time (its items carry their own step's time)."""
+    ``wall_s``: how long the job measured, the JUnit suite's time (its items carry their own step's time).
+
+    A signal anywhere in here is recorded (run.json ``interrupted``, its exit status said to the other ranks,
+    which wait for it): in the verdict's writes, its lines, the job's own step (a drain), the history or the
+    report. A signal that landed outside the history and report alone once left the others waiting FINISH_S.
+    """
+    record = run.record
+    try:
+        return _conclude(job, run, items, wall_s)
+    except KeyboardInterrupt as exc:
+        if record is not None:
+            with contextlib.suppress(OSError):
+                # A verdict already in the record stands; before it, the run is an error that was interrupted.
+                record.become(record.record.interrupted(interrupt_status(exc)))
+        say_exit_status(run.ctx, interrupt_status(exc))  # the others wait for it: they end with the signal's status
+        raise
+
+
+def _conclude(job: Job, run: Run, items: Sequence[Item], wall_s: float | None) -> int:
     verdict = decide(items)
     junit = run.out_dir / "junit.xml"
     suite = f"railbench.{job.command}"
@@ -193,7 +211,7 @@ def conclude(job: Job, run: Run, items: Sequence[Item], wall_s: float | None = N
     if record is not None:
         concluded = record.record.concluded(verdict, item_entries(items))
         write_refused_is_infra(run.out_dir, "run.json", lambda: record.become(concluded))
-    print_verdict(job.command, verdict, numbers_of(run.record.record) if run.record is not None else "")
+    print_verdict(job.command, verdict, numbers_of(record.record) if record is not None else "")
     sections = job.after_verdict(run, verdict)
     if sections:
         run.update(**sections)
@@ -219,20 +237,14 @@ def print_verdict(command: str, verdict: Verdict, numbers: str = "") -> None:
 def finish(run: Run, status: int) -> int:
     """The history and the report; returns the exit status (3 when either failed and the verdict did not).
 
-    A signal here (SIGTERM while the report is drawn) is recorded: run.json says ``interrupted`` with the
-    signal's exit status and ``finish: interrupted``, never ``complete``/0 with the report missing.
+    A signal here (SIGTERM while the report is drawn) is recorded by :func:`conclude`: run.json says
+    ``interrupted`` with the signal's exit status and ``finish: interrupted``, never ``complete``/0 with the
+    report missing.
     """
     began = time.monotonic()
-    try:
-        failed = finish_run(
-            run.out_dir, run.profile, history=run.setup.output.history, no_history=run.setup.output.no_history
-        )
-    except KeyboardInterrupt as exc:
-        if run.record is not None:
-            with contextlib.suppress(OSError):
-                run.record.become(run.record.record.interrupted(interrupt_status(exc)))
-        say_exit_status(run.ctx, interrupt_status(exc))  # the others wait for it: they end with the signal's status
-        raise
+    failed = finish_run(
+        run.out_dir, run.profile, history=run.setup.output.history, no_history=run.setup.output.no_history
+    )
     if failed:
         status = status or EXIT_INFRA  # a FAIL verdict keeps exit 1
     try:
