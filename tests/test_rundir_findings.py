@@ -304,6 +304,10 @@ def test_the_world_sweeps_findings_are_said_in_every_output_and_kept_as_data(
     assert [i["reason"] for i in run["items"]] == said
     assert [[f["step"] for f in i["findings"]] for i in run["items"]] == [["sweep", "sweep"], ["sweep", "sweep"]]
     assert summarize(load_inputs(run_dir), 0.9).reasons == tuple(said)
+    # a format-2 run.json written before the sweep's items carried findings: the same Other failures
+    older = [{**i, "findings": []} for i in run["items"]]
+    (run_dir / "run.json").write_text(json.dumps({**run, "items": older}))
+    assert summarize(load_inputs(run_dir), 0.9).reasons == tuple(said)
 
 
 def test_a_node_local_cause_no_defect_carries_is_its_nodes_item_with_its_action() -> None:
