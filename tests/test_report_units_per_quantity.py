@@ -16,6 +16,7 @@ import vl_convert
 
 from bench.commands.compare import CompareConfig
 from bench.commands.compare import run as compare
+from bench.frame.decide import said
 from bench.history.store import add_run
 from bench.measure.table import write_summary
 from bench.report import charts, trend
@@ -44,7 +45,7 @@ WORLD_ROW = {
 def test_a_collectives_busbw_is_gbytes_in_junit_and_on_the_terminal() -> None:
     (item,) = collective_items([WORLD_ROW], 1 << 20, 0.9, "lambda-1cc")
     assert item.state == "fail"
-    assert item.reason == "all_gather at 256M: busbw 200 GB/s is 50% of its 400 GB/s target (3200 Gb/s; needs 90%)"
+    assert said(item) == "all_gather at 256M: busbw 200 GB/s is 50% of its 400 GB/s target (3200 Gb/s; needs 90%)"
     assert item.details == "256M: busbw 200 GB/s"
     out = io.StringIO()
     write_summary(out, [WORLD_ROW], "reports/runs/x")

@@ -18,6 +18,7 @@ import pytest
 
 from bench import codec
 from bench.check.items import check_items
+from bench.finding import EvidenceFinding
 from bench.frame.decide import Item, decide, item_entries, said, write_junit_items
 from bench.frame.job import print_verdict
 from bench.preflight.cluster import NodeReport
@@ -29,8 +30,9 @@ from bench.rails.output import rails_doc
 from bench.report.inputs import load_inputs
 from bench.report.page import summarize
 from bench.rundir.checksjson import CheckResult
-from bench.rundir.finding_words import counter_line, drain_words, row, sentence, shortfall_line
+from bench.rundir.finding_words import counter_line, drain_words, item_reason, row, sentence, shortfall_line
 from bench.rundir.findings import (
+    CollectiveMiss,
     CounterFinding,
     Finding,
     Shortfall,
@@ -43,6 +45,7 @@ from bench.rundir.findings import (
 from bench.rundir.rails_records import Conviction, DefectCause, DefectErrors, GpuDefect, Localisation, RailDefect
 from bench.rundir.railsdoc import RailsDoc
 from bench.slurm.drain import NODE_DEFECTS, by_node, check_faults, defect_faults, reason
+from bench.sweep.items import collective_items, counter_item
 from tests.support.report_data import ClusterModel, write_run_dir
 
 HOSTS = ("node01", "node02", "node03", "node04")
@@ -225,19 +228,86 @@ def test_other_failures_has_no_bullet_without_a_failure(tmp_path: Path) -> None:
     bullet, its sentence whole: never a bullet that is only an action, or empty."""
     cause = "node02 pcie-link: GPU3: PCIe link at x8 at 32 GT/s (Gen5), capable of x16; action: reseat GPU 3"
     collective = (
-        "all_gather at 256M: busbw 200 GB/s is 50% of its 400 GB/s target (3200 Gb/s; needs 90%); "
-        "all_gather at 1G: 3 wrong elements"
+        "all_gather at 1G: 3 wrong elements; "
+        "all_gather at 256M: busbw 200 GB/s is 50% of its 400 GB/s target (3200 Gb/s; needs 90%)"
     )
-    items = [
-        Item("railbench.gpudirect", "node02", "fail", cause),
-        Item("railbench.run", "all_gather", "fail", collective),
-    ]
+    items = [Item("railbench.gpudirect", "node02", "fail", cause), *_swept()]
     run_dir = _run_dir(tmp_path, items)
     (run_dir / "checks.json").unlink()
     (run_dir / "rails.json").unlink()
     summary = summarize(load_inputs(run_dir), 0.9)
     assert summary.reasons == (cause, collective)
     assert all(r.strip(" ;:") and not r.startswith("action:") for r in summary.reasons)
+
+
+WORLD = (
+    {"collective": "all_gather", "bytes": 256 << 20, "busbw_Gbps": 1600.0, "target_Gbps": 3200.0, "efficiency": 0.5},
+    {
+        "collective": "all_gather",
+        "bytes": 1 << 30,
+        "busbw_Gbps": 3104.0,
+        "target_Gbps": 3200.0,
+        "efficiency": 0.97,
+        "wrong": 3,
+    },
+)
+"""A world collective below its target at 256M and with wrong elements at 1G (as ``bench.sweep.rank`` holds its
+rows)."""
+
+
+def _swept() -> list[Item]:
+    """The world sweep's items: the collective above, failed by its two misses."""
+    return collective_items(WORLD, 256 << 20, 0.9, "lambda-1cc")
+
+
+def test_the_world_sweeps_findings_are_said_in_every_output_and_kept_as_data(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A world collective below its target and with wrong elements, and what the byte counters and NCCL's log
+    said around the sweep, are findings whose records hold the numbers; the terminal's ``# FAIL`` lines,
+    junit.xml's messages, run.json's items and the certificate's Other failures say the sentences
+    ``bench.rundir.finding_words`` renders from them, and run.json's items name their step, ``sweep``."""
+    counted = [
+        EvidenceFinding("fail", "node02: expected rail mlx5_2 carried nothing (0 bytes)", "mlx5_2", "node02"),
+        EvidenceFinding("fail", "node01: NCCL init failed on every rank the log shows (8)", None, "node01"),
+    ]
+    items = [*_swept(), counter_item(counted, {})]
+    (collective, counters) = items
+    misses = [f.evidence for f in collective.findings]
+    assert misses == [
+        CollectiveMiss("all_gather", 1 << 30, 3104.0, wrong=3),
+        CollectiveMiss("all_gather", 256 << 20, 1600.0, 0, 3200.0, 0.5, 0.9),
+    ]
+    assert {(f.part.kind, f.step, f.symptom) for f in collective.findings} == {
+        ("run", "sweep", "wrong"),
+        ("run", "sweep", "slow"),
+    }
+    assert [(f.part.kind, f.part.node, f.part.device, f.part.where) for f in counters.findings] == [
+        ("device", "node02", "mlx5_2", "node02 mlx5_2"),
+        ("run", "node01", None, "node01"),
+    ]
+    assert [f.evidence for f in counters.findings] == counted
+    said = [item_reason(i.findings) for i in items]
+    assert not any(i.reason for i in items)  # no note: the findings say it
+    verdict = decide(items)
+    assert verdict.reasons == tuple(said)
+    print_verdict("run", verdict)
+    fails = [line.removeprefix("# FAIL ") for line in capsys.readouterr().out.splitlines() if line.startswith("# FAIL")]
+    assert fails == said
+    write_junit_items(tmp_path / "junit.xml", "railbench.run", items, verdict)
+    messages = [f.get("message", "") for f in ET.parse(tmp_path / "junit.xml").getroot().iter("failure")]
+    assert messages == said
+    run_dir = _run_dir(tmp_path, items)
+    (run_dir / "checks.json").unlink()
+    (run_dir / "rails.json").unlink()
+    run = json.loads((run_dir / "run.json").read_text())
+    assert [i["reason"] for i in run["items"]] == said
+    assert [[f["step"] for f in i["findings"]] for i in run["items"]] == [["sweep", "sweep"], ["sweep", "sweep"]]
+    assert summarize(load_inputs(run_dir), 0.9).reasons == tuple(said)
+    # a format-2 run.json written before the sweep's items carried findings: the same Other failures
+    older = [{**i, "findings": []} for i in run["items"]]
+    (run_dir / "run.json").write_text(json.dumps({**run, "items": older}))
+    assert summarize(load_inputs(run_dir), 0.9).reasons == tuple(said)
 
 
 def test_a_node_local_cause_no_defect_carries_is_its_nodes_item_with_its_action() -> None:
@@ -254,18 +324,17 @@ def test_a_run_json_of_format_1_says_the_same_other_failures(tmp_path: Path) -> 
     Other failures are picked from the items' groups as that release did, the same as from the findings a
     format-2 item carries: without checks.json (``rails`` writes none), the failed check and a node's GPUDirect
     path (checks no row says) and a collective below target stay; the rails test's and the nodes' lines do not."""
-    collective = "all_gather at 256M: busbw 200 GB/s is 50% of its 400 GB/s target (3200 Gb/s; needs 90%)"
+    collective = (
+        "all_gather at 1G: 3 wrong elements; "
+        "all_gather at 256M: busbw 200 GB/s is 50% of its 400 GB/s target (3200 Gb/s; needs 90%)"
+    )
     cause = DefectCause(result=CHECK, node="node02")
-    items = [
-        *_items(_outcome()),
-        *local_cause_items(replace(_outcome(), node_causes=(cause,))),
-        Item("railbench.run", "all_gather", "fail", collective),
-    ]
+    items = [*_items(_outcome()), *local_cause_items(replace(_outcome(), node_causes=(cause,))), *_swept()]
     run_dir = _run_dir(tmp_path, items)
     (run_dir / "checks.json").unlink()
     now = summarize(load_inputs(run_dir), 0.9)
     run = json.loads((run_dir / "run.json").read_text())
-    assert {f["step"] for i in run["items"] for f in i["findings"]} == {"preflight", "rails", "intra-node"}
+    assert {f["step"] for i in run["items"] for f in i["findings"]} == {"preflight", "rails", "intra-node", "sweep"}
     older = [{k: v for k, v in i.items() if k not in ("repeats", "findings")} for i in run["items"]]
     (run_dir / "run.json").write_text(json.dumps({**run, "format_version": 1, "items": older}))
     before = summarize(load_inputs(run_dir), 0.9)

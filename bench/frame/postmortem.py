@@ -45,6 +45,7 @@ from bench.nccllogs.ib_completion import Completion
 from bench.nccllogs.nccl_evidence import DeadLink
 from bench.nccllogs.nccl_hostnet import HostNet
 from bench.netaddr import interface_ipv4
+from bench.rundir.finding_words import link_died
 from bench.runtime.deadlines import POSTMORTEM_COLLECT_S
 
 EndRecorder = Callable[[str, int, Mapping[str, object] | None], None]
@@ -198,7 +199,7 @@ def failure_of(links: list[DeadLink], posts: list[LinkErrors]) -> dict[str, obje
     """run.json's ``failure`` for links named after a communicator failed: the step it failed in, each link's
     ends (both where the logs cannot tell which died), and the ranks whose logs said so."""
     step = posts[0].step
-    said = "; ".join(link.finding().message for link in links)
+    said = link_died([link.finding() for link in links])
     ends = [end for link in links for end in link.ends]
     return {
         "kind": "link-died",

@@ -1,8 +1,8 @@
 """The one renderer of findings (docs/design.md, "Adding a finding"): every sentence railbench says about what it
 found is made here, from the records' fields, and called only by output code: the line rails.json carries and
-the terminal prints, run.json's reasons and junit.xml's messages (the items' sentences), the certificate's
-row, the Slurm drain reason's part, finding and action. Nothing reads these words back: readers decide by the
-records' fields (``bench.rundir.findings``, ``bench.rundir.part``).
+the terminal prints, run.json's reasons and junit.xml's messages (the items' sentences), run.json's failure of a
+link that died, the certificate's row, the Slurm drain reason's part, finding and action. Nothing reads these
+words back: readers decide by the records' fields (``bench.rundir.findings``, ``bench.rundir.part``).
 """
 
 from __future__ import annotations
@@ -10,10 +10,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from bench.finding import EvidenceFinding
 from bench.rundir.checksjson import CheckResult
-from bench.rundir.findings import CounterFinding, Finding, Shortfall
+from bench.rundir.findings import CollectiveMiss, CounterFinding, Finding, Shortfall, evidence_finding
 from bench.rundir.rails_records import DefectCause, DefectErrors, GpuDefect, RailDefect
 from bench.rundir.sections import Failure
+from bench.units import format_size
+
+SIZES_SHOWN = 3
+"""A world collective's failed sizes named in its item's sentence; the rest are counted."""
 
 
 def describe(defect: RailDefect) -> str:
@@ -151,6 +156,20 @@ def counter_line(c: CounterFinding) -> str:
     return f"{c.node}: {c.said}" if c.whole_node else f"{c.node} {c.said}"
 
 
+def collective_line(miss: CollectiveMiss) -> str:
+    """``all_gather at 256M: busbw 200 GB/s is 50% of its 400 GB/s target (3200 Gb/s; needs 90%)``, or
+    ``sendrecv at 1K: 3 wrong elements``: a collective's busbw and target in GB/s as nccl-tests gives them, the
+    target's line rate in Gb/s beside it (docs/design.md, "Units and formulas")."""
+    at = f"{miss.collective} at {format_size(miss.bytes)}"
+    if miss.wrong:
+        return f"{at}: {miss.wrong} wrong elements"
+    target = miss.target_Gbps or 0.0
+    return (
+        f"{at}: busbw {miss.busbw_Gbps / 8:.4g} GB/s is {100 * (miss.efficiency or 0.0):.0f}% of its "
+        f"{target / 8:.4g} GB/s target ({target:.4g} Gb/s; needs {100 * (miss.pass_fraction or 0.0):.0f}%)"
+    )
+
+
 def check_line(where: str, result: CheckResult) -> str:
     """A check's answer as its item says it: ``node03 pcie-link: GPU 3 at x8``; ``across nodes`` for a
     comparison of the nodes."""
@@ -170,6 +189,9 @@ def sentence(finding: Finding) -> str:
         return shortfall_line(e)
     if isinstance(e, CounterFinding):
         return counter_line(e)
+    if isinstance(e, CollectiveMiss):
+        return collective_line(e)
+    # run.json's failure, and what NCCL's log or the counters said: the words their judge wrote, whole
     return e.message
 
 
@@ -185,8 +207,12 @@ def acted(finding: Finding) -> str:
 def item_reason(findings: Sequence[Finding], node: str | None = None) -> str:
     """The sentence of an item that carries ``findings`` (run.json's reason, junit.xml's message, the
     terminal's ``# FAIL`` line): each finding's :func:`acted` line, after ``; ``. An item of one ``node`` (its
-    line in accept) names the node itself: a check of that node says only ``pcie-link: GPU 3 at x8``."""
-    return "; ".join(_in_item(f, node) for f in findings)
+    line in accept) names the node itself: a check of that node says only ``pcie-link: GPU 3 at x8``. A world
+    collective names its first :data:`SIZES_SHOWN` misses and counts the rest."""
+    said = [_in_item(f, node) for f in findings]
+    if len(said) > SIZES_SHOWN and all(isinstance(f.evidence, CollectiveMiss) for f in findings):
+        return "; ".join(said[:SIZES_SHOWN]) + f" and {len(said) - SIZES_SHOWN} more"
+    return "; ".join(said)
 
 
 def _in_item(finding: Finding, node: str | None) -> str:
@@ -194,6 +220,12 @@ def _in_item(finding: Finding, node: str | None) -> str:
     if node is not None and isinstance(e, CheckResult) and finding.part.node == node:
         return f"{e.check}: {e.reason}"
     return acted(finding)
+
+
+def link_died(records: Sequence[EvidenceFinding]) -> str:
+    """run.json's failure of links that died under NCCL (``bench.frame.postmortem``): what NCCL's logs said of
+    each link, after ``; ``."""
+    return "; ".join(sentence(evidence_finding(r, "run")) for r in records)
 
 
 def sentences(findings: Sequence[Finding]) -> list[str]:

@@ -1,8 +1,9 @@
 """What railbench found, as one envelope (docs/design.md, "Adding a finding"): a :class:`Finding` is the part
 it names (``bench.rundir.part.Part``), how bad it is, what the part did, the step that found it, the evidence
 record held whole and what to do about it. Each record a step writes (a rails defect, an intra-node defect, a
-check's answer, the run's failure, a rail group below its target, a counter finding) becomes one by its view
-below, from its fields alone; ``bench.rundir.finding_words`` says it, once, for every output.
+check's answer, the run's failure, a rail group below its target, a counter finding, a world collective below
+its target, what NCCL's logs and the byte counters said around the world sweep) becomes one by its view below,
+from its fields alone; ``bench.rundir.finding_words`` says it, once, for every output.
 """
 
 from __future__ import annotations
@@ -11,13 +12,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from bench.finding import EvidenceFinding
 from bench.rundir.checksjson import CheckResult
 from bench.rundir.part import Part
 from bench.rundir.rails_records import GpuDefect, RailDefect
 from bench.rundir.sections import Failure
 
 Severity = Literal["fail", "warn"]
-Step = Literal["preflight", "rails", "intra-node", "run"]
+Step = Literal["preflight", "rails", "intra-node", "run", "sweep"]
+"""``sweep``: the world sweep's (``railbench run``'s collectives and the evidence around them); ``run``: the
+run's failure (a hang, a lost rank, a link that died)."""
 
 
 @dataclass(frozen=True)
@@ -64,7 +68,25 @@ class Seen:
     result: CheckResult
 
 
-Evidence = RailDefect | GpuDefect | CheckResult | Failure | Shortfall | CounterFinding
+@dataclass(frozen=True)
+class CollectiveMiss:
+    """A row of the world sweep that fails its collective (``bench.sweep.items``): elements that came back wrong,
+    or a busbw below ``pass_fraction`` of its target at a judged size. A row that does both is two misses."""
+
+    collective: str
+    bytes: int
+    busbw_Gbps: float
+    wrong: int = 0
+    """Wrong elements: the result is wrong, whatever its rate (0 for a miss of the target)."""
+    target_Gbps: float | None = None
+    efficiency: float | None = None
+    """``busbw_Gbps`` over ``target_Gbps``, as the row says it."""
+    pass_fraction: float | None = None
+
+
+Evidence = (
+    RailDefect | GpuDefect | CheckResult | Failure | Shortfall | CounterFinding | CollectiveMiss | EvidenceFinding
+)
 
 
 @dataclass(frozen=True)
@@ -171,6 +193,30 @@ def counter_finding(said: CounterFinding) -> Finding:
         symptom="misrouted",
         step="rails",
         evidence=said,
+    )
+
+
+def collective_finding(miss: CollectiveMiss) -> Finding:
+    """A world collective's miss as a finding on the run: every node and every rail took part in it."""
+    return Finding(
+        part=Part(kind="run"),
+        severity="fail",
+        symptom="wrong" if miss.wrong else "slow",
+        step="sweep",
+        evidence=miss,
+    )
+
+
+def evidence_finding(record: EvidenceFinding, step: Step = "sweep") -> Finding:
+    """What NCCL's log or the byte counters said (run.json's ``findings``), as a finding on the device it names
+    (an HCA, a port, an interface) of its host, else on its host (or the run, where it names none); its symptom
+    is its severity, as a check's answer's is its status."""
+    return Finding(
+        part=Part(kind="device" if record.device else "run", node=record.host, device=record.device),
+        severity=record.severity,
+        symptom=record.severity,
+        step=step,
+        evidence=record,
     )
 
 

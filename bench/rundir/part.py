@@ -4,8 +4,9 @@ part a finding is about, in fields, and makes the words that say where it is in 
 Its ``kind`` is a rails defect kind (``bench.rundir.defect_kinds.DEFECT_KINDS``: ``link``, ``rail``, ``node``,
 ``pair``, ``errors``, ``path``, ``cable``, ``leaf``, ``uplink``, ``spine``), an intra-node one (``GPU_KINDS``:
 ``gpu``, ``gpu-pair``, every local pair of a ``node``), a preflight ``check`` on a node's device, the
-``run`` itself (a hang, a lost rank), a ``rail-group`` below its target, or what the byte ``counters`` said of a
-node. Readers decide by its fields (:meth:`Part.covers`), never by the words.
+``run`` itself (a hang, a lost rank, a world collective below its target), a ``rail-group`` below its target,
+what the byte ``counters`` said of a node, or a ``device`` of a node that NCCL's log or the byte counters around
+the world sweep named. Readers decide by its fields (:meth:`Part.covers`), never by the words.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from bench.rundir.defect_kinds import kind_of
 
 SWITCH_KINDS = frozenset({"leaf", "uplink", "spine"})
 """Parts above the nodes, said by their switches."""
-OTHER_KINDS = frozenset({"check", "run", "rail-group", "counters"})
+OTHER_KINDS = frozenset({"check", "run", "rail-group", "counters", "device"})
 """Parts no defect kind names: a check's device, the run, a rail group below its target, what the byte
-counters said of a node."""
+counters said of a node, a device the world sweep's evidence named."""
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class Part:
     """Where a finding is: every field the kind names, the rest None."""
 
     kind: str
-    """A rails defect kind, an intra-node one (on the ``intra_node`` step), ``check`` or ``run``."""
+    """A rails defect kind, an intra-node one (on the ``intra_node`` step), or one of :data:`OTHER_KINDS`."""
     node: str | None = None
     peer: str | None = None
     """The other node of a pair fault."""
@@ -80,6 +81,8 @@ class Part:
             return self.node or ("fabric" if self.fabric else "across nodes")
         if self.kind in ("counters", "run"):
             return self.node or ""
+        if self.kind == "device":
+            return " ".join(filter(None, (self.node, self.device)))
         if self.kind == "rail-group":
             return f"rail {self.rail}"
         if self.kind in SWITCH_KINDS:

@@ -238,7 +238,9 @@ class RailDefect(Written):
 
 @dataclass(frozen=True, kw_only=True)
 class Transient(Written):
-    """A suspect pair that measured normal again when re-measured: recorded, not a fault."""
+    """A suspect pair that measured normal again when re-measured: recorded, not a fault. Evidence of the
+    conviction step (a suspect it acquitted), not a finding: it names no part at fault, decides no item and has
+    nothing to do about it (docs/design.md, "Adding a finding")."""
 
     node: str | None = None
     peer: str | None = None

@@ -4,7 +4,9 @@ A collective passes when its rows at the judged sizes (from the profile's ``judg
 reach ``pass_fraction`` of their target and no row has a wrong element; it fails on either miss. When no row
 reaches a judged size with a target it is only measured, and the item says why and how to reach a
 judgement: smaller sizes run below the bandwidth a fabric reaches, so judging them would fail healthy
-clusters (docs/design.md, "One verdict").
+clusters (docs/design.md, "One verdict"). A failed item carries its findings (a ``CollectiveMiss`` per row that
+misses, what the counters and NCCL's logs said), which ``bench.rundir.finding_words`` says at the edge
+(docs/design.md, "Adding a finding").
 """
 
 from __future__ import annotations
@@ -14,12 +16,11 @@ from collections.abc import Mapping, Sequence
 from bench.finding import EvidenceFinding
 from bench.frame.decide import Item
 from bench.measure.targets import ONE_RANK
+from bench.rundir.findings import CollectiveMiss, Finding, collective_finding, evidence_finding
 from bench.rundir.results_csv import RowValue, row_float, row_int
 from bench.units import format_size
 
 GROUP = "railbench.run"
-SHOWN = 3
-"""Failed sizes named in one collective's sentence; the rest are counted."""
 
 
 def _number(value: RowValue) -> float | None:
@@ -55,24 +56,20 @@ def _collective(
     profile: str,
     untargeted: str,
 ) -> Item:
-    problems = []
-    for r in rows:
-        wrong = int(_number(r.get("wrong")) or 0)
-        if wrong:
-            problems.append(f"{collective} at {format_size(row_int(r['bytes']))}: {wrong} wrong elements")
+    misses = [
+        CollectiveMiss(collective, row_int(r["bytes"]), _number(r.get("busbw_Gbps")) or 0.0, wrong=wrong)
+        for r in rows
+        if (wrong := int(_number(r.get("wrong")) or 0))
+    ]
     judged = [r for r in rows if (_number(r.get("target_Gbps")) or 0) > 0 and row_int(r["bytes"]) >= min_bytes]
     for r in judged:
         efficiency = _number(r.get("efficiency")) or 0.0
         if efficiency < pass_fraction:
-            target, size = _number(r.get("target_Gbps")) or 0.0, format_size(row_int(r["bytes"]))
-            problems.append(
-                f"{collective} at {size}: busbw {_busbw_said(r)} is {100 * efficiency:.0f}% of its "
-                f"{target / 8:.4g} GB/s target ({target:.4g} Gb/s; needs {100 * pass_fraction:.0f}%)"
-            )
+            target, busbw = _number(r.get("target_Gbps")) or 0.0, _number(r.get("busbw_Gbps")) or 0.0
+            misses.append(CollectiveMiss(collective, row_int(r["bytes"]), busbw, 0, target, efficiency, pass_fraction))
     details = "\n".join(f"{format_size(row_int(r['bytes']))}: busbw {_busbw_said(r)}" for r in rows)
-    if problems:
-        more = f" and {len(problems) - SHOWN} more" if len(problems) > SHOWN else ""
-        return Item(GROUP, collective, "fail", "; ".join(problems[:SHOWN]) + more, details)
+    if misses:
+        return Item(GROUP, collective, "fail", details=details, findings=tuple(map(collective_finding, misses)))
     if judged:
         return Item(GROUP, collective, "pass", "", details)
     return Item(GROUP, collective, "measured", not_judged(rows, min_bytes, profile, untargeted), details)
@@ -95,10 +92,15 @@ def not_judged(rows: Sequence[Mapping[str, RowValue]], min_bytes: int, profile: 
 
 
 def counter_item(findings: Sequence[EvidenceFinding], per_host: Mapping[str, Mapping[str, object]]) -> Item:
-    """The byte and error counters over the sweep: evidence that can fail the run, never pass it alone."""
-    failed = [f.message for f in findings if f.severity == "fail"]
+    """The byte and error counters over the sweep, and what NCCL's logs said: evidence that can fail the run,
+    never pass it alone. A failed item carries its failures, a warned one its warnings."""
     details = "\n".join(f"{host}: {devices}" for host, devices in per_host.items())
+    failed = _said(findings, "fail")
     if failed:
-        return Item(GROUP, "counters", "fail", "; ".join(failed), details, decides=False)
-    warned = "; ".join(f.message for f in findings if f.severity == "warn")
-    return Item(GROUP, "counters", "warn" if warned else "pass", warned, details, decides=False)
+        return Item(GROUP, "counters", "fail", details=details, decides=False, findings=failed)
+    warned = _said(findings, "warn")
+    return Item(GROUP, "counters", "warn" if warned else "pass", details=details, decides=False, findings=warned)
+
+
+def _said(records: Sequence[EvidenceFinding], severity: str) -> tuple[Finding, ...]:
+    return tuple(evidence_finding(r) for r in records if r.severity == severity)
