@@ -164,7 +164,9 @@ def test_each_fault_is_named_with_its_part_and_action_in_health_check_and_the_dr
     assert all(r.said == r.reason[len(r.device or "") + 2 :] for r in opened), opened
     faults, _ = drain.check_faults("tray01", findings(answers), profile.actions)
     reason = drain.reason(faults)
-    assert len(reason) <= drain.MAX_REASON_CHARS and reason.startswith(f"railbench: {fault.check} ")
+    key = f"railbench[check:{fault.check}/{fault.check}]"
+    assert len(reason) <= drain.MAX_REASON_CHARS and reason.startswith(f"{key} {fault.check} ")
+    assert len(reason) - len(key) - 1 <= drain.MAX_SENTENCE_CHARS
     assert faults[0].part in reason and faults[0].action in reason, reason
 
 

@@ -180,6 +180,8 @@ def test_an_unhealthy_corpus_node_fails_naming_its_gpu_and_action(tmp_path: Path
     assert faults, "a failed GPU drains its node"
     reason = drain.reason(faults)
     assert len(reason) <= drain.MAX_REASON_CHARS, reason
+    assert reason.startswith(f"{faults[0].key.token} "), reason
+    assert len(reason) - len(faults[0].key.token) - 1 <= drain.MAX_SENTENCE_CHARS, reason
     assert faults[0].part in reason and faults[0].action in reason, reason
     assert any(address in reason for address in node.failed), reason
 

@@ -45,6 +45,7 @@ from bench.rundir.findings import (
 from bench.rundir.rails_records import Conviction, DefectCause, DefectErrors, GpuDefect, Localisation, RailDefect
 from bench.rundir.railsdoc import RailsDoc
 from bench.slurm.drain import NODE_DEFECTS, by_node, check_faults, defect_faults, reason
+from bench.slurm.drain_key import key_of
 from bench.sweep.items import collective_items, counter_item
 from tests.support.report_data import ClusterModel, write_run_dir
 
@@ -191,19 +192,21 @@ def test_every_output_renders_the_same_findings(tmp_path: Path, capsys: pytest.C
     parts = [f for f in found if f.part.kind not in ("rail-group", "counters")]
     assert set(summary.defects) == {row(f) for f in parts} and len(summary.defects) == len(parts)
     assert summary.reasons == (shortfall_line(SHORT), counter_line(COUNTED))
-    # the drain: the first fault of each node's reason is its finding's part, finding and action
+    # the drain: the first fault of each node's reason is its finding's key, part, finding and action
     faults, above = defect_faults(DEFECTS, (GPU,))
     checked, _ = check_faults("node02", (CHECK,), Actions())
     drained = by_node([*checked, *faults])
     for f in found:
         if f.part.kind == "check" or f.step == "intra-node" or f.part.kind in NODE_DEFECTS:
-            part, finding, action = drain_words(f)
-            assert any((x.part, x.finding, x.action) == (part, finding, action) for x in drained[f.part.node or ""])
+            said = (key_of(f), *drain_words(f))
+            assert any((x.key, x.part, x.finding, x.action) == said for x in drained[f.part.node or ""])
     assert reason(drained["node04"]) == (
-        "railbench: rail 2 (mlx5_3) cable slow; reseat or replace the cable on node04 mlx5_3 port 1 and leaf-r2 port 7"
+        "railbench[cable:2/-] rail 2 (mlx5_3) cable slow; reseat or replace the cable on node04 mlx5_3 port 1 and "
+        "leaf-r2 port 7"
     )
     assert reason(drained["node02"]).startswith(
-        "railbench: pcie-link GPU3 PCIe link at x8 at 32 GT/s (Gen5), capable of x16; reseat GPU 3"
+        "railbench[check:pcie-link/pcie-link] pcie-link GPU3 PCIe link at x8 at 32 GT/s (Gen5), capable of x16; "
+        "reseat GPU 3"
     )
     assert len(above) == 4  # the pair's switch path, the rail, the leaf and the spines drain no node
 

@@ -25,7 +25,8 @@ SCRIPT = REPO / "ci" / "slurm" / "railbench-health.sh"
 # The testbed's profile with a short idle window for the error counters: every run fits well inside the interval.
 HEALTH_PROFILE = PROFILE.replace("[plan]", "[errors]\nwindow_s = 0.5\n\n[plan]")
 DEAD_RAIL1 = (
-    "railbench: socket-rail rail1 operstate down, expected up; check the link, the speed and the cable of {node} rail1"
+    "railbench[check:socket-rail/socket-rail] socket-rail rail1 operstate down, expected up; check the link, the "
+    "speed and the cable of {node} rail1"
 )
 
 
@@ -112,7 +113,7 @@ def test_a_dead_rail_drains_its_node_and_the_node_comes_back(cluster: SlurmClust
     # what docs/slurm.md shows an operator: sinfo -R (the reason cut at 20 characters), and the whole of it
     listed = cluster.command(["sinfo", "-R"]).stdout.splitlines()
     assert listed[0].split() == ["REASON", "USER", "TIMESTAMP", "NODELIST"]
-    assert listed[1].startswith("railbench: socket-ra root ") and listed[1].endswith(" node02"), listed
+    assert listed[1].startswith("railbench[check:sock root ") and listed[1].endswith(" node02"), listed
     whole = cluster.command(["sinfo", "-N", "-o", "%N %T %E"]).stdout.splitlines()
     assert f"node02 drained {DEAD_RAIL1.format(node='node02')}" in whole, whole
     cluster.bed.clear_faults()

@@ -44,11 +44,13 @@ ci-for-research/self-hosted-runners#40); it exits 9, "NVIDIA driver is not loade
 VALUE)."""
 NVIDIA_SMI = """#!/bin/sh
 # The node's nvidia-smi: what {state} says, for -q -x and for nvlink -s.
+xml={xml}
 case "$(cat {state})" in
 failing) echo "{failed}"; exit 9 ;;
+healthy) xml={healthy} ;;
 esac
 case "$1" in
--q) cat {xml} ;;
+-q) cat "$xml" ;;
 nvlink) cat {nvlink} ;;
 *) exit 2 ;;
 esac
@@ -70,7 +72,8 @@ class GpuNode:
         return self.root / "bin"
 
     def smi(self, state: str) -> None:
-        """``remap``: GPU 3 has a row remap pending; ``failing``: the driver does not answer."""
+        """``remap``: GPU 3 has a row remap pending; ``healthy``: none has; ``failing``: the driver does not
+        answer."""
         (self.root / "smi-state").write_text(state)
 
 
@@ -85,11 +88,18 @@ def gpu_node(root: Path) -> GpuNode:
     (root / "live").mkdir()
     gpus = gpu_state_docs.changed(3, remap_pending="Yes")
     (root / "smi.xml").write_text(gpu_state_docs.smi_xml(gpus))
+    (root / "smi-healthy.xml").write_text(gpu_state_docs.smi_xml(gpu_state_docs.healthy()))
     (root / "nvlink.txt").write_text(gpu_state_docs.nvlink_status(gpus))
     node.tools.mkdir()
     tool = node.tools / "nvidia-smi"
     tool.write_text(
-        NVIDIA_SMI.format(state=root / "smi-state", failed=SMI_FAILED, xml=root / "smi.xml", nvlink=root / "nvlink.txt")
+        NVIDIA_SMI.format(
+            state=root / "smi-state",
+            failed=SMI_FAILED,
+            xml=root / "smi.xml",
+            healthy=root / "smi-healthy.xml",
+            nvlink=root / "nvlink.txt",
+        )
     )
     tool.chmod(0o755)
     (root / "netns.toml").write_text(PROFILE)
@@ -103,8 +113,9 @@ def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SlurmClust
         yield cluster, node
 
 
-def health(cluster: SlurmCluster, node: GpuNode) -> tuple[int, list[str]]:
-    """``railbench health --drain`` on node01 as slurmd runs it there, with the tree as its ``/sys``."""
+def health(cluster: SlurmCluster, node: GpuNode, *, smi: bool = True) -> tuple[int, list[str]]:
+    """``railbench health --drain`` on node01 as slurmd runs it there, with the tree as its ``/sys``; without
+    ``smi``, no nvidia-smi on its PATH (a node whose driver utilities are not installed)."""
     live = node.root / "live"
     script = (
         f"mount -t sysfs sysfs {live} && mount --bind {node.tree} /sys && "
@@ -113,7 +124,7 @@ def health(cluster: SlurmCluster, node: GpuNode) -> tuple[int, list[str]]:
     done = cluster.command(
         ["unshare", "--mount", "sh", "-c", script],
         node=NODE,
-        env={"PATH": f"{node.tools}{os.pathsep}{os.environ['PATH']}"},
+        env={"PATH": f"{node.tools}{os.pathsep}{os.environ['PATH']}" if smi else os.environ["PATH"]},
         timeout=120,
     )
     assert "Traceback" not in done.stderr, done.stderr
@@ -140,7 +151,7 @@ def test_nvidia_smi_failing_on_a_node_drained_for_a_row_remap_fails_and_keeps_it
     state, reason = slurm_state(cluster)
     assert (
         "DRAIN" in state.split("+")
-        and reason.startswith("railbench: gpu-ecc GPU3")
+        and reason.startswith("railbench[check:gpu-ecc/gpu-ecc] gpu-ecc GPU3")
         and "reset GPU 3 (0000:73:00.0)" in reason
     ), (state, reason)
     # The driver stops answering: every GPU check nvidia-smi feeds fails, naming the tool's own line and the
@@ -160,5 +171,36 @@ def test_nvidia_smi_failing_on_a_node_drained_for_a_row_remap_fails_and_keeps_it
         assert not any("resumed" in line for line in said), said
         state, reason = slurm_state(cluster)
         assert "DRAIN" in state.split("+"), (state, reason)
-        assert reason.startswith("railbench: gpu-ecc ") and f"keep {NODE} out of service" in reason, reason
+        assert (
+            reason.startswith("railbench[check:gpu-ecc/gpu-ecc] gpu-ecc ") and f"keep {NODE} out of service" in reason
+        ), reason
     cluster.resume(NODE)
+
+
+LEGACY_REMAP = (
+    "railbench: gpu-ecc GPU3; drain node01 and reset GPU 3 (0000:73:00.0) to apply its pending row remap, repair or "
+    "page retirement; replace it (RMA) if a remap failed or its memory is beyond repair"
+)
+"""The reason the release before the drain key gave node01 for GPU 3's pending remap (its drain.reason on this
+node's gpu-ecc answer), verbatim: what an upgraded railbench finds in Slurm."""
+
+
+def test_a_node_an_older_release_drained_stays_drained_until_its_check_is_judged(
+    slurm: tuple[SlurmCluster, GpuNode],
+) -> None:
+    """After an upgrade the node is still railbench's, and the check its reason names (from the reason's first
+    words, ``bench.slurm.drain_key.legacy_drained_for``) still has to answer before railbench resumes it."""
+    cluster, node = slurm
+    cluster.drain(NODE, LEGACY_REMAP)  # as that release did: scontrol update ... State=DRAIN Reason=...
+    node.smi("healthy")
+    status, said = health(cluster, node, smi=False)  # no nvidia-smi: gpu-ecc skips, the rest passes
+    assert status == 0, said
+    kept = f"railbench health {NODE}: still drained by railbench ({LEGACY_REMAP}): gpu-ecc, which it was drained for"
+    assert any(line.startswith(kept) for line in said), said
+    state, reason = slurm_state(cluster)
+    assert "DRAIN" in state.split("+") and reason == LEGACY_REMAP, (state, reason)
+    status, said = health(cluster, node)  # nvidia-smi answers, GPU 3 remapped: gpu-ecc judged, and passes
+    assert status == 0, said
+    assert any(line.startswith(f"railbench health {NODE}: resumed: railbench had drained it") for line in said), said
+    state, reason = slurm_state(cluster)
+    assert "DRAIN" not in state.split("+"), (state, reason)

@@ -58,14 +58,15 @@ def test_the_reason_names_the_part_and_the_action_in_one_ascii_line() -> None:
         action="check the port state and the cable",
     )
     dead = drain.NodeFault("node02", rail_finding(dead_link))
-    assert drain.reason([dead]) == "railbench: rail 1 (mlx5_2) link dead; check the port state and the cable"
+    assert drain.reason([dead]) == "railbench[link:1/-] rail 1 (mlx5_2) link dead; check the port state and the cable"
     slow_gpu = GpuDefect(kind="gpu", node="node02", gpu=3, conviction=Conviction(symptom="slow"), action="")
     more = drain.reason([dead, drain.NodeFault("node02", gpu_finding(slow_gpu)), dead])
-    assert more.endswith(" (+2 more)") and more.startswith("railbench: rail 1 (mlx5_2) link dead;")
+    assert more.endswith(" (+2 more)") and more.startswith("railbench[link:1/-] rail 1 (mlx5_2) link dead;")
     # a check's answer as a hostile checks.json could say it: the words are shortened, never the part
     said = CheckResult("rail 1 → x", "fail", "é " * 300 + "\n end", None)
     long = drain.reason([drain.NodeFault("n", check_finding("n", said))])
     assert len(long) <= drain.MAX_REASON_CHARS and long.isascii() and "\n" not in long and long.endswith("...")
+    assert long.startswith("railbench[check/-] ") and len(long) - len("railbench[check/-] ") <= drain.MAX_SENTENCE_CHARS
     assert drain.owned(long) and not drain.owned("maintenance: railbench: later") and not drain.owned("")
 
 
@@ -73,9 +74,12 @@ def test_a_hung_check_drains_its_node_as_a_whole_in_its_own_words() -> None:
     """A check that did not finish (``bench.preflight.deadline``) names no part: the node as a whole, in the
     hung check's words and with what to do (``bench.health.node.act``)."""
     hung = CheckResult("time-limit", "fail", "rail-errors did not finish within the 3 s time limit", None)
-    fault = drain.NodeFault("node02", hung_finding("node02", hung, "check the node: its drivers and devices"))
+    said = "check the node: its drivers and devices"
+    fault = drain.NodeFault("node02", hung_finding("node02", hung, said, "rail-errors"))
     assert (fault.part, fault.finding) == ("", hung.reason)
-    assert drain.reason([fault]) == f"railbench: {hung.reason}; check the node: its drivers and devices"
+    assert drain.reason([fault]) == f"railbench[run:rail-errors/-] {hung.reason}; {said}"
+    # the check that hung is the one that must answer before railbench resumes the node
+    assert drain.drained_for(drain.reason([fault]), HEALTH_CHECKS) == "rail-errors"
 
 
 def test_failed_hardware_checks_drain_and_settings_of_the_run_do_not() -> None:
@@ -225,8 +229,8 @@ def test_health_says_one_line_per_finding_and_exits_as_slurm_reads_it(trees: dic
     faults, _ = drain.check_faults("gpu-node07", results.results, load_profile("lambda-1cc").actions)
     shown = drain.reason(faults)
     assert shown == (
-        "railbench: rail mlx5_3:1 port DOWN (phys_state Disabled), expected ACTIVE/LinkUp; check the port state, "
-        "the rate and the cable of gpu-node07 mlx5_3 port 1"
+        "railbench[check:rail/rail] rail mlx5_3:1 port DOWN (phys_state Disabled), expected ACTIVE/LinkUp; check the "
+        "port state, the rate and the cable of gpu-node07 mlx5_3 port 1"
     )
     assert f"drained ({shown})" in DOCS.read_text()
 
@@ -386,18 +390,37 @@ def test_nvidia_smi_failing_on_a_node_with_gpus_fails_its_checks(
 
 
 def test_a_node_drained_for_a_check_is_not_resumed_while_that_check_is_unjudged() -> None:
-    drained = "railbench: gpu-ecc GPU3 GPU 3 (0000:1b:00.0): 1 pending row remap; drain gpu-node07 and reset GPU 3"
-    assert drain.drained_for(drained, HEALTH_CHECKS) == "gpu-ecc"
+    remap = CheckResult(
+        "gpu-ecc",
+        "fail",
+        "GPU3: GPU 3 (0000:1b:00.0): 1 pending row remap",
+        "GPU3",
+        "drain gpu-node07 and reset GPU 3",
+        said="GPU 3 (0000:1b:00.0): 1 pending row remap",
+    )
+    now = drain.reason(drain.check_faults("gpu-node07", [remap], Actions())[0])
+    assert now == (
+        "railbench[check:gpu-ecc/gpu-ecc] gpu-ecc GPU3 GPU 3 (0000:1b:00.0): 1 pending row remap; drain gpu-node07 "
+        "and reset GPU 3"
+    )
+    # the same node as the release before the key drained it (bench.slurm.drain_key's legacy reader)
+    before = "railbench: gpu-ecc GPU3 GPU 3 (0000:1b:00.0): 1 pending row remap; drain gpu-node07 and reset GPU 3"
     assert drain.drained_for("railbench: rail-errors mlx5_1:1 symbol_error rose", HEALTH_CHECKS) == "rail-errors"
     assert drain.drained_for("railbench: rail 1 (rail1) link dead; check the cable", HEALTH_CHECKS) == "rail"
     assert drain.drained_for("maintenance by ops", HEALTH_CHECKS) is None
     skipped = (CheckResult("gpu-ecc", "skip", "no nvidia-smi -q -x report: nvidia-smi is not on the PATH", None),)
-    assert unjudged(drained, skipped) == (
-        "gpu-ecc, which it was drained for, was not judged this time (no nvidia-smi -q -x report: nvidia-smi is "
-        "not on the PATH); check the node by hand"
-    )
-    assert unjudged(drained, ()) is not None  # not run at all
-    assert unjudged(drained, (CheckResult("gpu-ecc", "pass", "no pending remap on 8 GPUs", None),)) is None
+    for drained in (now, before):
+        assert drain.drained_for(drained, HEALTH_CHECKS) == "gpu-ecc"
+        assert unjudged(drained, skipped) == (
+            "gpu-ecc, which it was drained for, was not judged this time (no nvidia-smi -q -x report: nvidia-smi is "
+            "not on the PATH); check the node by hand"
+        )
+        assert unjudged(drained, ()) is not None  # not run at all
+        assert unjudged(drained, (CheckResult("gpu-ecc", "pass", "no pending remap on 8 GPUs", None),)) is None
+        kept = drain.NodeAction("gpu-node07", "kept", drained, unjudged(drained, skipped) or "")
+        assert kept.words.startswith(f"still drained by railbench ({drained}): gpu-ecc, which it was drained for")
     assert unjudged("railbench: link node02 rail 1 dead", skipped) is None
-    kept = drain.NodeAction("gpu-node07", "kept", drained, unjudged(drained, skipped) or "")
-    assert kept.words.startswith(f"still drained by railbench ({drained}): gpu-ecc, which it was drained for")
+    # a link the rails test found dead: the rail check judges its port (as the release before the key read it)
+    port = (CheckResult("rail", "pass", "mlx5_2:1: ACTIVE LinkUp", "mlx5_2:1"),)
+    assert unjudged("railbench[link:1/-] rail 1 (mlx5_2) link dead", port) is None
+    assert unjudged("railbench[link:1/-] rail 1 (mlx5_2) link dead", skipped) is not None

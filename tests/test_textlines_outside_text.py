@@ -218,8 +218,10 @@ _OUTSIDE = st.text(max_size=80) | st.lists(st.sampled_from([*RAW, "\n", "\x00", 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(node=_OUTSIDE, part=_OUTSIDE, finding=_OUTSIDE, note=_OUTSIDE)
 def test_any_outside_text_comes_out_one_printable_line(node: str, part: str, finding: str, note: str) -> None:
-    why = drain.reason([_fault(node, part, finding, note)])
+    fault = _fault(node, part, finding, note)
+    why = drain.reason([fault])
     assert why.isascii() and why.isprintable() and len(why) <= drain.MAX_REASON_CHARS
+    assert why.startswith(f"{fault.key.token} ") and len(why) - len(fault.key.token) - 1 <= drain.MAX_SENTENCE_CHARS
     for outcome in ("drained", "left", "failed"):
         line = drain.NodeAction(node, outcome, why, note).line  # type: ignore[arg-type]
         assert "\n" not in line and printable(line) == line, repr(line)  # nothing a terminal acts on is left

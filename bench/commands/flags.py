@@ -497,11 +497,12 @@ def add_node_captures(group: Group, *, kernel_log: str, kernel_log_default: str)
 
 
 def add_drain(group: Group, *, what: str) -> None:
-    """``--drain``: drain nodes in Slurm (``scontrol``) with a ``railbench:`` reason; off unless given."""
+    """``--drain``: drain nodes in Slurm (``scontrol``) with a reason that opens with railbench's key
+    (``bench.slurm.drain_key``); off unless given."""
     group.add_argument(
         "--drain",
         action="store_true",
-        help=f"drain in Slurm {what} (reason 'railbench: <part>; <action>'; never a node someone else drained)",
+        help=f"drain in Slurm {what} (reason 'railbench[<key>] <part>; <action>'; never a node someone else drained)",
     )
 
 

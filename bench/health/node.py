@@ -102,9 +102,7 @@ def run(config: HealthConfig) -> int:
     head = f"railbench health {node}:"
     lines = [f"{head} {f.status.upper()} {f.check}: {f.reason}{_action_clause(f, node, profile)}" for f in found]
     if config.drain:
-        lines += [
-            f"{head} {action.words}" for action in act(node, found, profile, verdict.word == "fail", checked.results)
-        ]
+        lines += [f"{head} {action.words}" for action in act(node, found, profile, verdict.word == "fail", checked)]
     counts = {s: sum(r.status == s for r in checked.results) for s in ("fail", "warn", "pass", "skip")}
     summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
     lines.append(f"{head} {verdict.label} ({summary or 'nothing checked'} in {checked.seconds:.1f} s)")
@@ -135,15 +133,16 @@ def unjudged(reason: str, results: tuple[CheckResult, ...]) -> str | None:
 
 
 def act(
-    node: str, found: list[CheckResult], profile: Profile, failed: bool, results: tuple[CheckResult, ...]
+    node: str, found: list[CheckResult], profile: Profile, failed: bool, checked: Bounded
 ) -> list[drain.NodeAction]:
     """Drain a failing node with its first finding's short form; resume a passing node railbench drained,
-    unless the check it drained for was not judged this time (``results``: every check's answer)."""
+    unless the check it drained for was not judged this time (``checked``: every check's answer)."""
     if not failed:
-        resumed = drain.resume_if_ours(node, lambda reason: unjudged(reason, results))
+        resumed = drain.resume_if_ours(node, lambda reason: unjudged(reason, checked.results))
         return [resumed] if resumed is not None else []
     faults, _ = drain.check_faults(node, (f for f in found if f.check != TIME_LIMIT_CHECK), profile.actions)
-    if any(f.check == TIME_LIMIT_CHECK for f in found):
-        hung = next(f for f in found if f.check == TIME_LIMIT_CHECK)
-        faults.append(drain.NodeFault(node, hung_finding(node, hung, "check the node: its drivers and devices")))
+    hung = checked.finding
+    if hung is not None:
+        said = "check the node: its drivers and devices"
+        faults.append(drain.NodeFault(node, hung_finding(node, hung, said, checked.stuck_in)))
     return drain.drain_faulty(faults) if faults else []

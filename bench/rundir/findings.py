@@ -148,11 +148,12 @@ def check_finding(node: str, result: CheckResult, action: str | None = None, *, 
     )
 
 
-def hung_finding(node: str, result: CheckResult, action: str) -> Finding:
+def hung_finding(node: str, result: CheckResult, action: str, stuck_in: str | None = None) -> Finding:
     """A check that did not finish on ``node`` within its time limit (``bench.preflight.deadline``): a finding on
-    the node as a whole, whose words name the check that hung."""
+    the node as a whole, whose words name the check that hung; its part keeps that check's name, ``stuck_in``
+    (``Bounded.stuck_in``), as data."""
     return Finding(
-        part=Part(kind="run", node=node),
+        part=Part(kind="run", node=node, check=stuck_in),
         severity="fail",
         symptom="hang",
         step="preflight",

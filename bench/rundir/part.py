@@ -56,7 +56,7 @@ class Part:
     ports: tuple[str, ...] = ()
     unit: str | None = None
     check: str | None = None
-    """A ``check`` part's check (``rail``, ``pcie-link``)."""
+    """A ``check`` part's check (``rail``, ``pcie-link``); a ``run`` part's, the check that did not finish."""
     intra: bool = False
     """An intra-node matrix part (its ``node`` kind is every local pair, not every rail)."""
     fabric: bool = False

@@ -8,12 +8,14 @@ reason a drained node carries, and what railbench may do to a node's state.
   ``leaf``, an ``uplink``, a ``spine``) drains no node: every node it touches is healthy, and draining them
   would take a working cluster out of service. Nor does a setting of the run (``NCCL_IB_HCA``,
   ``NCCL_SOCKET_IFNAME``), which is the job's, not the node's. Warnings and transients drain nothing.
-* **The reason** says who drained it, the part and what to do, in one ASCII line Slurm shows in ``sinfo -R``:
-  ``railbench: rail 1 (rail1) link dead; check the port state and the cable of node02 rail1``. A node with
-  several faults names the first and how many more.
+* **The reason** opens with the key of the part it names (``bench.slurm.drain_key``: who drained it, the
+  part's kind and name, the action's key), then says the part and what to do, in one ASCII line Slurm shows
+  in ``sinfo -R``: ``railbench[link:1/-] rail 1 (rail1) link dead; check the port state and the cable of
+  node02 rail1``. A node with several faults names the first and how many more.
 * **Whose node it is.** railbench changes only what it did: it drains a node that is in service, renews
-  the reason of a node it drained itself (the reason starts ``railbench:``), resumes only such a node, and
-  leaves a node someone else drained exactly as it is, saying so.
+  the reason of a node it drained itself (the reason opens with its key, or with an older release's
+  ``railbench:``), resumes only such a node, and leaves a node someone else drained exactly as it is, saying
+  so. Whose it is and what it was drained for are read from the key alone, never from the sentence.
 """
 
 from __future__ import annotations
@@ -29,13 +31,18 @@ from bench.rundir.finding_words import drain_words, not_drained_words
 from bench.rundir.findings import Finding, check_finding, gpu_finding, rail_finding
 from bench.rundir.railsdoc import GpuDefect, RailDefect
 from bench.slurm import scheduler
+from bench.slurm.drain_key import LEGACY_PREFIX, DrainKey, key_of, legacy_drained_for, legacy_owned, read_key
 from bench.slurm.scheduler import SchedulerError
 from bench.textlines import printable
 
-REASON_PREFIX = "railbench:"
-"""How a reason says railbench set it; nothing else decides whether railbench may resume a node."""
-MAX_REASON_CHARS = 200
-"""One line in ``sinfo -R`` and ``scontrol show node``; Slurm keeps longer ones, people do not read them."""
+MAX_SENTENCE_CHARS = 200 - len(LEGACY_PREFIX) - 1
+"""The sentence after the key: one line in ``sinfo -R`` and ``scontrol show node``, the room every release gave
+it (older ones wrote ``railbench: `` and it in 200 characters), so the part, finding and action read as they
+did. Slurm keeps longer ones; people do not read them."""
+MAX_REASON_CHARS = 255
+"""The whole reason, key and sentence: Slurm's accounting keeps 255 bytes of a node's reason (slurmdbd's
+``event_table.reason`` is a ``tinytext``, ``accounting_storage_mysql.c``), so nothing railbench writes is cut
+there. slurmctld itself stores a reason as sent, of any length (``node_mgr.c``, ``update_node``)."""
 
 NODE_CHECKS: frozenset[str] = frozenset(
     {
@@ -104,6 +111,11 @@ class NodeFault:
         return drain_words(self.found)[2]
 
     @property
+    def key(self) -> DrainKey:
+        """What the reason says as data: ``railbench[link:1/-]``."""
+        return key_of(self.found)
+
+    @property
     def short(self) -> str:
         """``rail 1 (rail1) link dead; check the port state and the cable of node02 rail1``."""
         said = f"{self.part} {self.finding}" if self.part else self.finding
@@ -117,7 +129,7 @@ class NodeAction:
     node: str
     outcome: Outcome
     reason: str
-    """The reason railbench gave or would have given (``railbench: ...``); empty for a resume."""
+    """The reason railbench gave or would have given (``railbench[...] ...``); empty for a resume."""
     note: str = ""
     """Who else drained it and why, Slurm's refusal, the reason it kept."""
 
@@ -151,19 +163,25 @@ class NodeAction:
 
 
 def owned(reason: str) -> bool:
-    """A reason railbench set."""
-    return reason.startswith(REASON_PREFIX)
+    """A reason railbench set: one that opens with its key, or one an older release wrote."""
+    return read_key(reason) is not None or legacy_owned(reason)
+
+
+WHOLE_NODE = DrainKey("run")
+"""The key of a node drained with no fault named: the node as a whole, which no check judges alone."""
 
 
 def reason(faults: Sequence[NodeFault]) -> str:
-    """The drain reason for one node's faults: the first, then how many more (ASCII, one line). Past
-    :data:`MAX_REASON_CHARS` the finding is shortened, never the part or the action: they are what a technician
-    needs from ``scontrol show node`` (``sinfo -R`` prints only a reason's first 20 characters, its ``%20E``)."""
+    """The drain reason for one node's faults: the first's key (``bench.slurm.drain_key``), then its sentence and
+    how many more (ASCII, one line). Past :data:`MAX_SENTENCE_CHARS` the finding is shortened, never the key, the
+    part or the action: they are what railbench reads back and a technician needs from ``scontrol show node``
+    (``sinfo -R`` prints only a reason's first 20 characters, its ``%20E``)."""
     more = f" (+{len(faults) - 1} more)" if len(faults) > 1 else ""
-    room = MAX_REASON_CHARS - len(REASON_PREFIX) - 1 - len(more)
     if not faults:
-        return f"{REASON_PREFIX} failed its checks{more}"
+        return f"{WHOLE_NODE.token} failed its checks{more}"
     first = faults[0]
+    token = first.key.token
+    room = min(MAX_SENTENCE_CHARS, MAX_REASON_CHARS - len(token) - 1) - len(more)
     plain = _ascii(first.short)
     if len(plain) > room:
         part, finding, action = _ascii(first.part), _ascii(first.finding), _ascii(first.action)
@@ -176,7 +194,7 @@ def reason(faults: Sequence[NodeFault]) -> str:
             plain = f"{head.rstrip()}{tail}"
         else:
             plain = plain[: room - 3].rstrip() + "..."
-    return f"{REASON_PREFIX} {plain}{more}"
+    return f"{token} {plain}{more}"
 
 
 def _ascii(text: str) -> str:
@@ -279,12 +297,13 @@ def _drain_one(node: str, why: str, state: scheduler.NodeState | None) -> NodeAc
 
 
 def drained_for(reason: str, checks: Iterable[str]) -> str | None:
-    """The check a railbench drain reason names as its part (the reason :func:`reason` made from a failed
-    check starts with the check's name), among ``checks``; None for any other reason."""
-    if not owned(reason):
-        return None
-    said = reason[len(REASON_PREFIX) :].lstrip()
-    return next((c for c in sorted(checks, key=len, reverse=True) if said.startswith((f"{c} ", f"{c}:"))), None)
+    """The check among ``checks`` that judges the part a railbench drain reason names (its key's
+    ``judged_by``; an older release's reason by its one reader, ``legacy_drained_for``); None for any other
+    reason, or a part no check of ``checks`` judges."""
+    key = read_key(reason)
+    if key is None:
+        return legacy_drained_for(reason, checks)
+    return key.judged_by if key.judged_by in set(checks) else None
 
 
 def resume_if_ours(node: str, unjudged: Callable[[str], str | None] = lambda _: None) -> NodeAction | None:

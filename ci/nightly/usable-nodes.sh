@@ -13,7 +13,7 @@
 #
 # The partition is $1, else $PARTITION, else the cluster's default partition (sinfo marks it with *); the
 # job must then be submitted to the same partition (sbatch -p). Every node left out is said on stderr with its
-# state and reason (usable-nodes: node07 left out (drain: railbench: rail 1 (mlx5_2) link dead; ...)), so the
+# state and reason (usable-nodes: node07 left out (drain: railbench[link:1/-] rail 1 (mlx5_2) link dead; ...)), so the
 # submitting log shows why tonight runs on fewer nodes; the report says it again. Exits 1 with a line on
 # stderr when no node is usable, so "$(...)" never hands sbatch an empty --nodes.
 set -uo pipefail

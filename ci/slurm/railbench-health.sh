@@ -8,11 +8,12 @@
 #   SchedulerParameters=nohold_on_prolog_fail
 #
 # It runs 'railbench health --drain': the node's own hardware checks of the profile (rails, HCAs, GPUs, error
-# counters) within a time limit, one line per finding. A failing node is drained with a reason that names the
-# part and the action ("railbench: rail 1 (mlx5_2) ...; check the port state and the cable of gpu-node07
-# mlx5_2 port 1"); a passing node that railbench drained is resumed; a node someone else drained is left as it
-# is. Exit status 0 healthy, 1 a check failed: a prolog that fails makes Slurm requeue the job on another node
-# (nohold_on_prolog_fail) and keep this node drained with railbench's reason.
+# counters) within a time limit, one line per finding. A failing node is drained with a reason that opens with
+# railbench's key and names the part and the action ("railbench[link:1/-] rail 1 (mlx5_2) ...; check the port
+# state and the cable of gpu-node07 mlx5_2 port 1": docs/slurm.md, "The drain policy"); a passing node that
+# railbench drained is resumed; a node someone else drained is left as it is. Exit status 0 healthy, 1 a check
+# failed: a prolog that fails makes Slurm requeue the job on another node (nohold_on_prolog_fail) and keep this
+# node drained with railbench's reason.
 #
 # slurmd runs this with no arguments and almost no environment (SLURMD_NODENAME; a prolog also gets the job's
 # SLURM_* variables), so the settings are here: copy this file beside slurm.conf on every node and edit them.
