@@ -16,9 +16,10 @@ from bench.profile.errors import ErrorLimits
 from bench.rails.diagnosis.causes import Reports
 from bench.rails.diagnosis.cells import NamedPart
 from bench.rails.diagnosis.corroborate import corroborate
-from bench.rails.diagnosis.gpu_outcome import IntraNodeOutcome, intra_node_section
+from bench.rails.diagnosis.gpu_outcome import IntraNodeOutcome
 from bench.rails.diagnosis.gpu_pairs import NamedGpu, NamedGpus
 from bench.rails.diagnosis.rails_outcome import ExpectedNic, RailDevices, RailsOutcome
+from bench.rails.documents import intra_node_section
 from bench.rails.output import described
 from bench.rundir.checksjson import CheckResult, Status
 from bench.rundir.finding_words import describe

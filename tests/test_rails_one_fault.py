@@ -34,13 +34,13 @@ from bench.preflight.checks import CheckResult
 from bench.preflight.cluster import NodeReport, compare_nodes
 from bench.preflight.told import told
 from bench.profile.cluster import load_profile
-from bench.rails.diagnosis.defects import describe
 from bench.rails.diagnosis.matrix import PairTime
 from bench.rails.diagnosis.rails_outcome import RailDevices, RailResult, RailsOutcome
 from bench.rails.output import rails_doc, rails_table
 from bench.report import data, matrices
 from bench.report.build import ReportOptions, write_report
 from bench.rundir.files import atomic_write_json
+from bench.rundir.finding_words import describe
 from bench.rundir.rails_records import Conviction, RailDefect
 from bench.rundir.railsdoc import RailsDoc
 from tests.support.history_fixtures import make_run_dir

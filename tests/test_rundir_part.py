@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.rails.diagnosis.defects import describe
-from bench.rails.diagnosis.gpu_outcome import describe_gpu
+from bench.rundir.finding_words import describe, describe_gpu
 from bench.rundir.part import LocalGpu, Part
 from bench.rundir.rails_records import Conviction, GpuDefect, RailDefect
 

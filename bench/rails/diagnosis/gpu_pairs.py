@@ -47,9 +47,9 @@ import numpy as np
 
 from bench.rails.diagnosis import lone_pairs
 from bench.rails.diagnosis.cells import Cells, transients
-from bench.rails.diagnosis.defects import gbps
 from bench.rails.diagnosis.matrix import PairMatrix
 from bench.rails.plan.schedule import Cell
+from bench.rundir.finding_words import gbps
 from bench.rundir.rails_records import Conviction, Transient
 
 GpuSymptom = Literal["slow", "flaky", "dead"]
