@@ -40,7 +40,15 @@ from bench.rundir.findings import (
     rail_finding,
     shortfall_finding,
 )
-from bench.rundir.rails_records import Conviction, DefectCause, DefectErrors, GpuDefect, Localisation, RailDefect
+from bench.rundir.rails_records import (
+    Conviction,
+    DefectCause,
+    DefectErrors,
+    GpuDefect,
+    Localisation,
+    NamedGpu,
+    RailDefect,
+)
 from bench.rundir.railsdoc import RailsDoc
 from bench.slurm.drain import NODE_DEFECTS, by_node, check_faults, defect_faults, reason
 from tests.support.report_data import ClusterModel, write_run_dir
@@ -84,12 +92,14 @@ DEFECTS = (
     RailDefect(kind="spine", switches=("spine-1", "spine-2"), conviction=_slow(4), action="check the spines"),
 )
 GPU = GpuDefect(
-    kind="gpu",
-    node="node01",
-    gpu=5,
-    bus_id="0000:9a:00.0",
-    conviction=Conviction(
-        measured_Gbps=120.0, expected_Gbps=480.0, basis="peers", symptom="slow", slow_pairs=7, pairs=7
+    named=NamedGpu(
+        kind="gpu",
+        node="node01",
+        gpu=5,
+        bus_id="0000:9a:00.0",
+        conviction=Conviction(
+            measured_Gbps=120.0, expected_Gbps=480.0, basis="peers", symptom="slow", slow_pairs=7, pairs=7
+        ),
     ),
     action="reset GPU 5 (0000:9a:00.0) on node01",
 )

@@ -23,6 +23,7 @@ from bench.profile.actions import Actions
 from bench.profile.cluster import load_profile
 from bench.report import scheduler as report_slurm
 from bench.rundir.findings import check_finding, gpu_finding, hung_finding, rail_finding
+from bench.rundir.rails_records import NamedGpu
 from bench.rundir.railsdoc import Conviction, GpuDefect, RailDefect
 from bench.rundir.runjson import SCHEMA_PATH, RunDoc
 from bench.slurm import drain
@@ -59,7 +60,9 @@ def test_the_reason_names_the_part_and_the_action_in_one_ascii_line() -> None:
     )
     dead = drain.NodeFault("node02", rail_finding(dead_link))
     assert drain.reason([dead]) == "railbench: rail 1 (mlx5_2) link dead; check the port state and the cable"
-    slow_gpu = GpuDefect(kind="gpu", node="node02", gpu=3, conviction=Conviction(symptom="slow"), action="")
+    slow_gpu = GpuDefect(
+        named=NamedGpu(kind="gpu", node="node02", gpu=3, conviction=Conviction(symptom="slow")), action=""
+    )
     more = drain.reason([dead, drain.NodeFault("node02", gpu_finding(slow_gpu)), dead])
     assert more.endswith(" (+2 more)") and more.startswith("railbench: rail 1 (mlx5_2) link dead;")
     # a check's answer as a hostile checks.json could say it: the words are shortened, never the part
@@ -136,20 +139,19 @@ def test_only_defects_of_one_nodes_parts_drain_it() -> None:
     ]
     gpus = [
         GpuDefect(
-            kind="gpu",
-            node="node08",
-            gpu=3,
-            conviction=Conviction(symptom="slow"),
+            named=NamedGpu(kind="gpu", node="node08", gpu=3, conviction=Conviction(symptom="slow")),
             action="drain node08 and check NVLink",
         ),
         GpuDefect(
-            kind="gpu-pair",
-            node="node09",
-            gpu=1,
-            peer=6,
-            bus_id="0000:2a:00.0",
-            peer_bus_id="0000:ba:00.0",
-            conviction=Conviction(symptom="slow"),
+            named=NamedGpu(
+                kind="gpu-pair",
+                node="node09",
+                gpu=1,
+                peer=6,
+                bus_id="0000:2a:00.0",
+                peer_bus_id="0000:ba:00.0",
+                conviction=Conviction(symptom="slow"),
+            ),
             action="drain node09 and check NVLink between GPU 1 and GPU 6",
         ),
     ]

@@ -253,14 +253,14 @@ class Transient(Written):
 
 
 @dataclass(frozen=True, kw_only=True)
-class GpuDefect(Written):
-    """One slow GPU, GPU pair or node of the intra-node matrix, built once, whole, by the conviction step
-    (``bench.rails.diagnosis.corroborate``) from the part the matrix named
-    (``bench.rails.diagnosis.gpu_pairs.NamedGpu``). Its ``kind`` is one of
-    ``bench.rundir.defect_kinds.GPU_DEFECT_KINDS``."""
+class NamedGpu(Written):
+    """A GPU, GPU pair or node the intra-node matrix named (``bench.rails.diagnosis.gpu_pairs.localise_gpus``),
+    whole where it is found: its kind and address, and what convicts it. Its ``GpuDefect`` holds it whole, its
+    keys first in the defect's own object. Its ``kind`` is one of ``bench.rundir.defect_kinds.GPU_DEFECT_KINDS``."""
 
     kind: str
     node: str | None = None
+    """None only in a hand-made rails.json: the matrix names every part on its node."""
     gpu: int | None = None
     """Local rank; None for a node."""
     peer: int | None = None
@@ -271,16 +271,45 @@ class GpuDefect(Written):
     conviction: Conviction = field(default_factory=Conviction, metadata=codec.INLINE)
     """Of its local pairs: ``basis`` ``target`` (below the profile's NVLink sendrecv target) or ``peers`` (below
     the healthy level), the slow local pairs in ``evidence`` (``node03/gpu1-gpu5``), no ``spread``."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class GpuDefect(Written):
+    """One slow GPU, GPU pair or node of the intra-node matrix, built once, whole, by the conviction step
+    (``bench.rails.diagnosis.corroborate``): the part the matrix named, held whole (its keys first in rails.json's
+    object, as they always were), then its action, its line and its causes."""
+
+    named: NamedGpu = field(metadata=codec.INLINE)
     action: str
     """What a technician does about it: its first cause's action, else the profile's ``[actions]`` for its kind,
     decided once by the conviction step. A rails.json defect without one reads as saying none
     (``bench.rundir.railsdoc``)."""
     line: str | None = None
-    """Said when the record is written (``bench.rails.diagnosis.gpu_outcome.intra_node_section``): None until then."""
+    """Said when the record is written (``bench.rails.documents.intra_node_section``): None until then."""
     severity: str | None = None
     """The intra-node matrix writes none (every GPU defect fails); a hand-made ``warn`` is kept."""
     causes: tuple[DefectCause, ...] = ()
     """Faults of the GPU itself that explain it (clocks held down, an NVLink inactive, Xid events)."""
+
+    @property
+    def kind(self) -> str:
+        return self.named.kind
+
+    @property
+    def node(self) -> str | None:
+        return self.named.node
+
+    @property
+    def gpu(self) -> int | None:
+        return self.named.gpu
+
+    @property
+    def peer(self) -> int | None:
+        return self.named.peer
+
+    @property
+    def conviction(self) -> Conviction:
+        return self.named.conviction
 
     def __post_init__(self) -> None:
         # The intra-node matrix never measures one: a document that says one is not the one it wrote.
@@ -293,8 +322,8 @@ class GpuDefect(Written):
         return Part(
             kind=self.kind,
             node=self.node,
-            gpu=None if self.gpu is None else LocalGpu(self.gpu, self.bus_id),
-            peer_gpu=None if self.peer is None else LocalGpu(self.peer, self.peer_bus_id),
+            gpu=None if self.gpu is None else LocalGpu(self.gpu, self.named.bus_id),
+            peer_gpu=None if self.peer is None else LocalGpu(self.peer, self.named.peer_bus_id),
             intra=True,
         )
 

@@ -21,7 +21,7 @@ where it is found). Here, on rank 0 after it, each part gets, in one pass:
 
 A link whose physical counters rose while its bandwidth held is named too, as kind ``errors``: a warning,
 unless ``[errors] fail_on_errors = true``. Each part the intra-node matrix named
-(``bench.rails.diagnosis.gpu_pairs.NamedGpu``) becomes its ``GpuDefect`` in the same pass, once, with its causes and
+(``bench.rundir.rails_records.NamedGpu``) becomes its ``GpuDefect`` in the same pass, once, with its causes and
 its action. Pure functions over the outcome's records.
 """
 
@@ -38,7 +38,6 @@ from bench.rails.diagnosis import causes as tied_causes
 from bench.rails.diagnosis.cells import NamedPart
 from bench.rails.diagnosis.defects import Severity
 from bench.rails.diagnosis.gpu_outcome import IntraNodeOutcome
-from bench.rails.diagnosis.gpu_pairs import NamedGpu
 from bench.rails.diagnosis.rails_outcome import RailDevices, RailsOutcome, pair_samples, short_device
 from bench.rundir.checksjson import CheckResult
 from bench.rundir.defect_kinds import GPU_DEFECT_KINDS, action_key, covered_cells
@@ -49,6 +48,7 @@ from bench.rundir.rails_records import (
     ErrorWindow,
     GpuDefect,
     Localisation,
+    NamedGpu,
     RailDefect,
 )
 
@@ -239,17 +239,7 @@ def _gpu_action(part: NamedGpu, causes: Sequence[DefectCause], actions: Actions)
 
 def convicted_gpu(part: NamedGpu, *, action: str, causes: tuple[DefectCause, ...] = ()) -> GpuDefect:
     """The intra-node defect of ``part``, built once, whole: its causes and its action."""
-    return GpuDefect(
-        kind=part.kind,
-        node=part.node,
-        gpu=part.gpu,
-        peer=part.peer,
-        bus_id=part.bus_id,
-        peer_bus_id=part.peer_bus_id,
-        conviction=part.conviction,
-        action=action,
-        causes=causes,
-    )
+    return GpuDefect(named=part, action=action, causes=causes)
 
 
 def convicted(
