@@ -203,24 +203,26 @@ def test_dead_links_from_the_transport_errors() -> None:
 
 
 def test_outcome_reasons_per_rail_and_node() -> None:
-    from bench.rundir.rails_records import Conviction, RailDefect
+    from bench.rundir.rails_records import Conviction, NamedPart, RailDefect
 
     pair = RailDefect(
-        kind="pair",
-        node="n1",
-        peer="n3",
-        rail=2,
-        conviction=Conviction(
-            measured_Gbps=100.0,
-            expected_Gbps=400.0,
-            basis="line rate",
-            symptom="slow",
-            slow_pairs=1,
-            pairs=1,
-            slow_samples=1,
-            samples=1,
-            spread=0.0,
-            evidence=("n1-n3/rail2",),
+        named=NamedPart(
+            kind="pair",
+            node="n1",
+            peer="n3",
+            rail=2,
+            conviction=Conviction(
+                measured_Gbps=100.0,
+                expected_Gbps=400.0,
+                basis="line rate",
+                symptom="slow",
+                slow_pairs=1,
+                pairs=1,
+                slow_samples=1,
+                samples=1,
+                spread=0.0,
+                evidence=("n1-n3/rail2",),
+            ),
         ),
         action="",
     )

@@ -23,7 +23,7 @@ from bench.profile.actions import Actions
 from bench.profile.cluster import load_profile
 from bench.report import scheduler as report_slurm
 from bench.rundir.findings import check_finding, gpu_finding, hung_finding, rail_finding
-from bench.rundir.rails_records import NamedGpu
+from bench.rundir.rails_records import NamedGpu, NamedPart
 from bench.rundir.railsdoc import Conviction, GpuDefect, RailDefect
 from bench.rundir.runjson import SCHEMA_PATH, RunDoc
 from bench.slurm import drain
@@ -51,11 +51,13 @@ def trees(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def test_the_reason_names_the_part_and_the_action_in_one_ascii_line() -> None:
     dead_link = RailDefect(
-        kind="link",
-        node="node02",
-        rail=1,
-        device="mlx5_2",
-        conviction=Conviction.unmeasured("dead", ("no traffic on mlx5_2",), pairs=3, basis="line rate"),
+        named=NamedPart(
+            kind="link",
+            node="node02",
+            rail=1,
+            device="mlx5_2",
+            conviction=Conviction.unmeasured("dead", ("no traffic on mlx5_2",), pairs=3, basis="line rate"),
+        ),
         action="check the port state and the cable",
     )
     dead = drain.NodeFault("node02", rail_finding(dead_link))
@@ -122,9 +124,10 @@ def test_failed_hardware_checks_drain_and_settings_of_the_run_do_not() -> None:
 
 
 def _defect(kind: str, node: str | None, symptom: str = "dead", **extra: object) -> RailDefect:
-    base: dict[str, object] = {"kind": kind, "node": node, "rail": 1, "device": "mlx5_2"}
-    conviction = Conviction(symptom=symptom)
-    return RailDefect(**{**base, "conviction": conviction, "action": f"{kind} action", **extra})  # type: ignore[arg-type]
+    severity = str(extra.pop("severity", "fail"))
+    part: dict[str, object] = {"kind": kind, "node": node, "rail": 1, "device": "mlx5_2", **extra}
+    named = NamedPart(**part, conviction=Conviction(symptom=symptom))  # type: ignore[arg-type]
+    return RailDefect(named=named, action=f"{kind} action", severity=severity)
 
 
 def test_only_defects_of_one_nodes_parts_drain_it() -> None:

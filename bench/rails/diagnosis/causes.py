@@ -34,9 +34,9 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 
-from bench.rails.diagnosis.cells import NamedPart
 from bench.rails.diagnosis.rails_outcome import RailsOutcome
 from bench.rundir.checksjson import CheckResult
+from bench.rundir.named_parts import NamedPart
 from bench.rundir.rails_records import NamedGpu
 from bench.rundir.railsdoc import DefectCause
 

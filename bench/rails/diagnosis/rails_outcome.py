@@ -13,7 +13,6 @@ from typing import Any, Literal
 
 from bench.jsondoc import JSONObject
 from bench.measure.collectives import get_collective
-from bench.rails.diagnosis.cells import NamedPart
 from bench.rails.diagnosis.gpu_outcome import IntraNodeOutcome
 from bench.rails.diagnosis.localise import PairSample
 from bench.rails.diagnosis.matrix import PairColumns as PairColumns  # rank 0 judges the matrix from these
@@ -30,6 +29,7 @@ from bench.rundir.findings import (
     rail_finding,
     shortfall_finding,
 )
+from bench.rundir.named_parts import NamedPart
 from bench.rundir.rails_records import RailDefect
 
 Mode = Literal["concurrent", "isolated"]
