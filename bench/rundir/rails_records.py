@@ -3,14 +3,14 @@ record per idea, built once by its writer (``bench.rails``) and read back by eve
 the history, Slurm's drain). A defect (``RailDefect``), a transient (``Transient``), an intra-node defect
 (``GpuDefect``), each defect holding whole the part the judge named and what convicts it
 (``bench.rundir.named_parts``: ``NamedPart``, ``NamedGpu``, ``Conviction``, written inline in the defect's own
-object), an error
-window (``ErrorWindow``), the counters a defect's devices showed (``DefectErrors``) and a fault on a node's own
-path that explains one (``DefectCause``). The kinds they name are one table,
+object), an error window (``ErrorWindow``), the counters a defect's devices showed (``DefectErrors``) and a
+fault on a node's own path that explains one (``DefectCause``). The kinds they name are one table,
 ``bench.rundir.defect_kinds``.
 
 A record holds its numbers as measured; its JSON gives every rate to six decimals (:func:`rounded`), the
 precision rails.json has always had. Each part's fields are declared in the order the writer writes its keys,
-under the keys' own names, and read back strictly by ``bench.codec``.
+under the keys' own names (a rails defect puts its part's place back where older releases wrote it,
+``RailDefect.to_json``), and read back strictly by ``bench.codec``.
 """
 
 from __future__ import annotations
