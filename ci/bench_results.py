@@ -25,7 +25,7 @@ from bench.rundir.results_csv import ResultsWriter, Row, read_results_rows
 
 
 def _row(index: int) -> Row:
-    """A pair row as the rails test writes it (``bench.rails.diagnosis.rails_outcome.pair_rows``)."""
+    """A pair row as the rails test writes it (``bench.rails.documents.pair_rows``)."""
     a, b, rail = index // 512 % 64, index // 8 % 64, index % 8
     return {
         "collective": "sendrecv",

@@ -21,7 +21,7 @@ from bench.rails.diagnosis.items import node_items, rail_items
 from bench.rails.diagnosis.rails_outcome import RailDevices, RailResult, RailsOutcome
 from bench.rundir.findings import Shortfall, check_finding
 from bench.rundir.junit import junit_xml
-from bench.rundir.rails_records import Conviction, RailDefect
+from bench.rundir.rails_records import Conviction, NamedPart, RailDefect
 from bench.rundir.railsdoc import RailsDoc
 from bench.sweep.items import collective_items, counter_item
 from tests.support import railbench_inline
@@ -54,21 +54,23 @@ def test_the_schema_rejects_what_ci_would_reject() -> None:
 
 def _outcome() -> RailsOutcome:
     link = RailDefect(
-        kind="link",
-        node="node03",
-        rail=1,
-        device="mlx5_2",
-        conviction=Conviction(
-            measured_Gbps=212.0,
-            expected_Gbps=400.0,
-            basis="line rate",
-            symptom="slow",
-            slow_pairs=3,
-            pairs=3,
-            slow_samples=3,
-            samples=3,
-            spread=0.01,
-            evidence=("node01-node03/rail1", "node02-node03/rail1", "node03-node04/rail1"),
+        named=NamedPart(
+            kind="link",
+            node="node03",
+            rail=1,
+            device="mlx5_2",
+            conviction=Conviction(
+                measured_Gbps=212.0,
+                expected_Gbps=400.0,
+                basis="line rate",
+                symptom="slow",
+                slow_pairs=3,
+                pairs=3,
+                slow_samples=3,
+                samples=3,
+                spread=0.01,
+                evidence=("node01-node03/rail1", "node02-node03/rail1", "node03-node04/rail1"),
+            ),
         ),
         action="",
     )

@@ -19,10 +19,9 @@ from bench.profile.actions import Actions
 from bench.profile.errors import ErrorLimits
 from bench.rails.diagnosis import evidence
 from bench.rails.diagnosis.corroborate import convicted, corroborate
-from bench.rails.diagnosis.defects import describe
 from bench.rails.diagnosis.rails_outcome import ExpectedNic, RailsOutcome
 from bench.rails.output import rails_doc
-from bench.rundir.finding_words import sentences
+from bench.rundir.finding_words import describe, sentences
 from bench.rundir.railsdoc import SCHEMA_PATH, RailsDoc
 from tests.support.trees.fabric_trees import build, healthy_1cc, port_down
 

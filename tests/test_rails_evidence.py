@@ -18,13 +18,13 @@ from bench.profile.cluster import load_profile
 from bench.profile.errors import ErrorLimits
 from bench.rails.diagnosis import evidence, rails_outcome
 from bench.rails.diagnosis.corroborate import corroborate
-from bench.rails.diagnosis.defects import describe
 from bench.rails.diagnosis.evidence import join
 from bench.rails.diagnosis.items import node_items, rail_items
 from bench.rails.diagnosis.localise import Thresholds, diagnose
 from bench.rails.diagnosis.matrix import PairTime
 from bench.rails.measurement.windows import NodeCounters
 from bench.rails.output import rails_doc, rails_table
+from bench.rundir.finding_words import describe
 from bench.rundir.junit import junit_xml
 from bench.rundir.railsdoc import SCHEMA_PATH, RailsDoc
 from tests.support.trees import fabric_trees

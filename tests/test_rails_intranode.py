@@ -14,11 +14,14 @@ from bench import codec
 from bench.profile.actions import Actions
 from bench.profile.errors import ErrorLimits
 from bench.rails.diagnosis.corroborate import convicted_gpu, corroborate
-from bench.rails.diagnosis.gpu_outcome import IntraNodeOutcome, describe_gpu, intra_node_section, rows, table
+from bench.rails.diagnosis.gpu_outcome import IntraNodeOutcome
 from bench.rails.diagnosis.gpu_pairs import LocalMatrix, LocalPairTime, NamedGpus, localise_gpus, suspect_cells
 from bench.rails.diagnosis.items import intra_node_items
 from bench.rails.diagnosis.rails_outcome import RailsOutcome
+from bench.rails.documents import intra_node_section, local_pair_rows
+from bench.rails.output import intra_node_table
 from bench.rails.plan.schedule import confirmation_rounds, schedule
+from bench.rundir.finding_words import describe_gpu
 from bench.rundir.railsdoc import IntraNode, RailsDoc
 
 MIB = 1 << 20
@@ -162,13 +165,13 @@ def test_outputs_rows_json_and_table() -> None:
         )
     )
     assert outcome.failed and outcome.node_reasons("node00") and not outcome.node_reasons("other")
-    csv = rows(outcome, 10)
+    csv = local_pair_rows(outcome, 10)
     assert len(csv) == 6 * 2 and {r["scope"] for r in csv} == {"local-pair"}
     assert {r["group"] for r in csv} >= {"node00/gpu0-gpu1", "node00/gpu2-gpu3"}
     intra = intra_node_section(outcome)
     assert len(intra.measurements) == 12 * 2 and intra.process_groups == 1
     assert [(d.kind, d.gpu) for d in intra.localisation.defects] == [("gpu", 3)]
-    text = table(outcome)
+    text = intra_node_table(outcome)
     assert "node00: 12 samples" in text and "node00 GPU 3 (0000:48:00.0): " in text
 
 
@@ -235,11 +238,11 @@ def test_a_pair_slow_in_one_one_way_sample_and_normal_again_is_a_transient() -> 
     assert transient.samples_Gbps == (pytest.approx(0.18),) and len(transient.confirm_Gbps) == 2
     outcome = _convicted(IntraNodeOutcome(("node00",), 4, tuple(times), named=loc, remeasured=tuple(again)))
     assert not outcome.failed
-    text = table(outcome)
+    text = intra_node_table(outcome)
     assert "node00/gpu0-gpu3: slow at 0.18 Gb/s, normal when re-measured (" in text
     assert "# intra-node defects: none" in text and "node00: 6 samples" in text  # the matrix, not its re-runs
     written = intra_node_section(outcome)
-    assert len(written.measurements) == 12 and len(rows(outcome, 10)) == 6
+    assert len(written.measurements) == 12 and len(local_pair_rows(outcome, 10)) == 6
     # rails.json keeps the transient beside the matrix, and reads it back
     assert written.localisation.transients == loc.transients
     (read,) = codec.decode(IntraNode, written.to_json(), "intra_node.").localisation.transients

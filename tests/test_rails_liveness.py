@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from bench.fabric.sysfs import Sysfs, nvidia_gpus
-from bench.rails.diagnosis.cells import NamedPart
 from bench.rails.diagnosis.corroborate import convicted
-from bench.rails.diagnosis.defects import describe
 from bench.rails.diagnosis.liveness import LinkReport, dead_defects, decide
 from bench.rails.measurement.links import connect_all, ib_port
+from bench.rundir.finding_words import describe
+from bench.rundir.named_parts import NamedPart
 from tests.support.trees import fabric_trees
 
 

@@ -14,15 +14,16 @@ from bench.profile.actions import DEFAULT_ACTIONS, Actions
 from bench.profile.cluster import load_profile
 from bench.profile.errors import ErrorLimits
 from bench.rails.diagnosis.causes import Reports
-from bench.rails.diagnosis.cells import NamedPart
 from bench.rails.diagnosis.corroborate import corroborate
-from bench.rails.diagnosis.gpu_outcome import IntraNodeOutcome, intra_node_section
-from bench.rails.diagnosis.gpu_pairs import NamedGpu, NamedGpus
+from bench.rails.diagnosis.gpu_outcome import IntraNodeOutcome
+from bench.rails.diagnosis.gpu_pairs import NamedGpus
 from bench.rails.diagnosis.rails_outcome import ExpectedNic, RailDevices, RailsOutcome
+from bench.rails.documents import intra_node_section
 from bench.rails.output import described
 from bench.rundir.checksjson import CheckResult, Status
 from bench.rundir.finding_words import describe
-from bench.rundir.rails_records import Conviction, DefectCause
+from bench.rundir.named_parts import NamedPart
+from bench.rundir.rails_records import Conviction, DefectCause, NamedGpu
 from bench.rundir.railsdoc import RailsDoc
 from tests.support.trees import gpudirect_trees
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from bench.exits import UserError
-from bench.rails.diagnosis.cells import NamedPart
 from bench.rails.diagnosis.corroborate import convicted
 from bench.rails.diagnosis.localise import PairMatrix, PairSample, Thresholds, diagnose, localise
 from bench.rundir.finding_words import describe
+from bench.rundir.named_parts import NamedPart
 
 LINE = 400.0
 HEALTHY = 390.0

@@ -34,14 +34,14 @@ from bench.preflight.checks import CheckResult
 from bench.preflight.cluster import NodeReport, compare_nodes
 from bench.preflight.told import told
 from bench.profile.cluster import load_profile
-from bench.rails.diagnosis.defects import describe
 from bench.rails.diagnosis.matrix import PairTime
 from bench.rails.diagnosis.rails_outcome import RailDevices, RailResult, RailsOutcome
 from bench.rails.output import rails_doc, rails_table
 from bench.report import data, matrices
 from bench.report.build import ReportOptions, write_report
 from bench.rundir.files import atomic_write_json
-from bench.rundir.rails_records import Conviction, RailDefect
+from bench.rundir.finding_words import describe
+from bench.rundir.rails_records import Conviction, NamedPart, RailDefect
 from bench.rundir.railsdoc import RailsDoc
 from tests.support.history_fixtures import make_run_dir
 from tests.support.testbeds.netns_testbed import PROFILE
@@ -74,15 +74,21 @@ def _outcome() -> RailsOutcome:
     pairs = [PairTime(a, b, 0, 0, 0, 4 << 20, 4000.0) for a, b in ((0, 1), (0, 2), (1, 2))]
     pairs.append(PairTime(0, 2, 1, 0, 0, 4 << 20, 3800.0))  # rail 1: node01-node03, the pair both ends live
     dead = RailDefect(
-        kind="link",
-        node=DEAD[0],
-        rail=DEAD[1],
-        device="rail1",
-        conviction=Conviction.unmeasured(
-            "dead",
-            ("node02: port rail1 is down", "node01-node02/rail1: not attempted", "node02-node03/rail1: not attempted"),
-            pairs=2,
-            basis="peers",
+        named=NamedPart(
+            kind="link",
+            node=DEAD[0],
+            rail=DEAD[1],
+            device="rail1",
+            conviction=Conviction.unmeasured(
+                "dead",
+                (
+                    "node02: port rail1 is down",
+                    "node01-node02/rail1: not attempted",
+                    "node02-node03/rail1: not attempted",
+                ),
+                pairs=2,
+                basis="peers",
+            ),
         ),
         errors=(),
         action=ACTION,
@@ -202,7 +208,8 @@ def test_only_the_link_checks_on_the_named_nic_fold() -> None:
     that does not read the link (port-mtu), another NIC, another node, a warned defect and a disagreement that
     stands without the folded answers do not."""
     link = RailDefect(
-        kind="link", node="node02", rail=3, device="mlx5_4", conviction=Conviction(symptom="dead"), action=""
+        named=NamedPart(kind="link", node="node02", rail=3, device="mlx5_4", conviction=Conviction(symptom="dead")),
+        action="",
     )
     node02 = (
         CheckResult("rail", "fail", "mlx5_4:1: port DOWN (phys_state Disabled), expected ACTIVE/LinkUp", "mlx5_4:1"),
@@ -222,7 +229,7 @@ def test_only_the_link_checks_on_the_named_nic_fold() -> None:
     said = [r.reason for r in cross if r.check == "same-answers"]
     assert [s.split(":")[0] for s in said] == ["nodes disagree on rail", "nodes disagree on port-mtu"]
     assert told([dataclasses.replace(link, severity="warn")], nodes, cross) == []
-    assert told([dataclasses.replace(link, node="node01")], nodes, cross) == []
+    assert told([dataclasses.replace(link, named=dataclasses.replace(link.named, node="node01"))], nodes, cross) == []
     # with mlx5_5 healthy, the rail disagreement is the link's alone: it folds too
     alone = {**nodes, "node02": (node02[0], node02[1], healthy[2])}
     cross_alone = compare_nodes([NodeReport(n, r, {}) for n, r in alone.items()])
@@ -258,7 +265,8 @@ def test_each_dead_kind_is_drawn_on_the_cells_it_covers(
     cells: set[tuple[int, str, str]],
 ) -> None:
     outcome = _outcome()
-    defect = dataclasses.replace(outcome.defects[0], kind=kind, node=node, peer=peer, rail=rail, device=None)
+    named = dataclasses.replace(outcome.defects[0].named, kind=kind, node=node, peer=peer, rail=rail, device=None)
+    defect = dataclasses.replace(outcome.defects[0], named=named)
     doc = rails_doc(dataclasses.replace(outcome, defects=(defect,)))
     nodes = data.node_bars_table(doc, 0.9).frame.set_index("label")
     assert {n: 0.0 for n in nodes.index if nodes.loc[n, "busbw_Gbps"] == 0} == bars
@@ -275,5 +283,7 @@ def test_a_dead_pair_is_said_with_both_its_nodes() -> None:
     """A 2-node rail's one pair named dead: the world sweep's reason names both ends ("the pair node01 rail 1"
     read as a node)."""
     conviction = Conviction(symptom="dead", pairs=1, slow_pairs=1, evidence=("node01-node02/rail1",))
-    pair = RailDefect(kind="pair", node="node01", peer="node02", rail=1, conviction=conviction, action="")
+    pair = RailDefect(
+        named=NamedPart(kind="pair", node="node01", peer="node02", rail=1, conviction=conviction), action=""
+    )
     assert _where(pair) == "the pair node01-node02 rail 1"

@@ -9,14 +9,14 @@ import pytest
 from bench.exits import UserError
 from bench.frame.config_parts import Output
 from bench.profile.cluster import load_profile
+from bench.rails import documents
 from bench.rails.diagnosis import evidence, rails_outcome
 from bench.rails.diagnosis.corroborate import convicted
-from bench.rails.diagnosis.defects import describe
 from bench.rails.diagnosis.matrix import PairTime
 from bench.rails.diagnosis.rails_outcome import ExpectedNic, RailDevices
 from bench.rails.plan.config import DEFAULTS, RailsConfig, resolve
 from bench.rails.plan.layout import interface_for_rail, rail_interfaces, rail_layout
-from bench.rundir.finding_words import counter_line, sentences
+from bench.rundir.finding_words import counter_line, describe, sentences
 from bench.rundir.findings import CounterFinding, Shortfall
 from bench.rundir.railsdoc import RailsDoc
 from tests.support.rails_configs import rails_config
@@ -158,11 +158,11 @@ def test_pair_records_keep_the_slower_direction() -> None:
     ]
     samples = rails_outcome.pair_samples(times, nodes)
     assert [(s.node_a, s.node_b, round(s.busbw_Gbps, 3)) for s in samples] == [("n1", "n2", 2.0), ("n1", "n3", 8.0)]
-    rows = rails_outcome.pair_rows(times, nodes, {0: 10.0}, iters=3)
+    rows = documents.pair_rows(times, nodes, {0: 10.0}, iters=3)
     assert [r["group"] for r in rows] == ["n1-n2/rail0", "n1-n3/rail0"]
     assert rows[0]["busbw_Gbps"] == pytest.approx(2.0) and rows[0]["efficiency"] == pytest.approx(0.2)
     assert rows[0]["time_us_min"] == 1000.0 and rows[0]["time_us_max"] == 4000.0
-    doc = [m.to_json() for m in rails_outcome.measurements([], times, nodes, {0: 10.0}, {("n2", 0): "mlx5_1"})]
+    doc = [m.to_json() for m in documents.measurements([], times, nodes, {0: 10.0}, {("n2", 0): "mlx5_1"})]
     assert doc[1]["node"] == "n2" and doc[1]["peer"] == "n1"
     assert doc[1]["device"] == "mlx5_1" and doc[1]["busbw_Gbps"] == pytest.approx(2.0)
 
@@ -171,7 +171,7 @@ def test_rail_result_busbw_uses_the_collective_factor() -> None:
     r = rails_outcome.RailResult(0, "all_reduce", "concurrent", 4, 1_000_000, 250_000, 5, 1000.0, 900.0, 1100.0, 0)
     # algbw 8 Gb/s x 2(n-1)/n = 1.5
     assert r.busbw_Gbps == pytest.approx(12.0)
-    rows = rails_outcome.rail_rows([r], {0: 400.0}, "float")
+    rows = documents.rail_rows([r], {0: 400.0}, "float")
     assert rows[0]["scope"] == "rail" and rows[0]["group"] == "rail0" and rows[0]["target_Gbps"] == 400.0
 
 
@@ -203,24 +203,26 @@ def test_dead_links_from_the_transport_errors() -> None:
 
 
 def test_outcome_reasons_per_rail_and_node() -> None:
-    from bench.rundir.rails_records import Conviction, RailDefect
+    from bench.rundir.rails_records import Conviction, NamedPart, RailDefect
 
     pair = RailDefect(
-        kind="pair",
-        node="n1",
-        peer="n3",
-        rail=2,
-        conviction=Conviction(
-            measured_Gbps=100.0,
-            expected_Gbps=400.0,
-            basis="line rate",
-            symptom="slow",
-            slow_pairs=1,
-            pairs=1,
-            slow_samples=1,
-            samples=1,
-            spread=0.0,
-            evidence=("n1-n3/rail2",),
+        named=NamedPart(
+            kind="pair",
+            node="n1",
+            peer="n3",
+            rail=2,
+            conviction=Conviction(
+                measured_Gbps=100.0,
+                expected_Gbps=400.0,
+                basis="line rate",
+                symptom="slow",
+                slow_pairs=1,
+                pairs=1,
+                slow_samples=1,
+                samples=1,
+                spread=0.0,
+                evidence=("n1-n3/rail2",),
+            ),
         ),
         action="",
     )

@@ -13,6 +13,7 @@ from bench.exits import UserError
 from bench.rundir.checksjson import CheckResult, ChecksDoc, NodeChecks, read_checks_json
 from bench.rundir.comparedoc import read_compare_json
 from bench.rundir.docversion import CHECKS_FORMAT_VERSION, COMPARE_FORMAT_VERSION, RAILS_FORMAT_VERSION
+from bench.rundir.finding_words import describe
 from bench.rundir.findings import check_finding
 from bench.rundir.railsdoc import read_rails_doc
 from bench.slurm import drain
@@ -181,3 +182,17 @@ def test_a_rails_json_of_version_1_gives_its_causes_the_words_checks_json_would(
     (read,) = doc.defects
     assert [c.result.said for c in (*read.causes, *doc.node_causes)] == ["active MTU 1024 bytes"] * 2
     assert doc.to_json()["format_version"] == RAILS_FORMAT_VERSION == 2
+
+
+def test_an_earlier_releases_run_directory_reads_and_says_its_defect_as_it_wrote_it() -> None:
+    """A real accept run of an earlier release (tests/data/release_run: rails.json version 1, checks.json version
+    2): both read into today's records, and its defect, now a part held whole inside it, says the line that
+    release wrote, its rails.json keys in the order it wrote them."""
+    run_dir = Path(__file__).parent / "data" / "release_run"
+    rails, checks = read_rails_doc(run_dir), read_checks_json(run_dir)
+    assert rails is not None and checks is not None and checks.format_version == CHECKS_FORMAT_VERSION
+    (defect,) = rails.defects
+    assert (defect.kind, defect.node, defect.rail) == ("link", "node03", 1)
+    assert defect.line == describe(defect)
+    written = json.loads((run_dir / "rails.json").read_text())["defects"][0]
+    assert list(defect.to_json()) == list(written)

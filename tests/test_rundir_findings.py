@@ -42,7 +42,16 @@ from bench.rundir.findings import (
     rail_finding,
     shortfall_finding,
 )
-from bench.rundir.rails_records import Conviction, DefectCause, DefectErrors, GpuDefect, Localisation, RailDefect
+from bench.rundir.rails_records import (
+    Conviction,
+    DefectCause,
+    DefectErrors,
+    GpuDefect,
+    Localisation,
+    NamedGpu,
+    NamedPart,
+    RailDefect,
+)
 from bench.rundir.railsdoc import RailsDoc
 from bench.slurm.drain import NODE_DEFECTS, by_node, check_faults, defect_faults, reason
 from bench.slurm.drain_key import key_of
@@ -69,31 +78,45 @@ def _slow(pairs: int = 3) -> Conviction:
 
 DEAD = Conviction.unmeasured("dead", ("no traffic on mlx5_1",), pairs=3, expected_Gbps=400.0, basis="line rate")
 DEFECTS = (
-    RailDefect(kind="link", node="node03", rail=1, device="mlx5_2", conviction=_slow(), action="reseat node03 mlx5_2"),
     RailDefect(
-        kind="cable",
-        node="node04",
-        rail=2,
-        device="mlx5_3",
-        conviction=_slow(),
+        named=NamedPart(kind="link", node="node03", rail=1, device="mlx5_2", conviction=_slow()),
+        action="reseat node03 mlx5_2",
+    ),
+    RailDefect(
+        named=NamedPart(
+            kind="cable",
+            node="node04",
+            rail=2,
+            device="mlx5_3",
+            conviction=_slow(),
+            switches=("leaf-r2",),
+            ports=("leaf-r2 port 7",),
+        ),
         errors=(DefectErrors(node="node04", device="mlx5_3:1", errors={"symbol_error": 1204}),),
-        switches=("leaf-r2",),
-        ports=("leaf-r2 port 7",),
         action="reseat or replace the cable on node04 mlx5_3 port 1 and leaf-r2 port 7",
     ),
-    RailDefect(kind="node", node="node02", conviction=_slow(12), action="check node02's PCIe and CPU"),
-    RailDefect(kind="pair", node="node01", peer="node04", rail=0, conviction=_slow(1), action="check the pair"),
-    RailDefect(kind="rail", rail=3, device="mlx5_4", conviction=DEAD, action="check rail 3's switch"),
-    RailDefect(kind="leaf", rail=3, switches=("leaf-r3",), unit="unit 1", conviction=_slow(6), action="check leaf-r3"),
-    RailDefect(kind="spine", switches=("spine-1", "spine-2"), conviction=_slow(4), action="check the spines"),
+    RailDefect(named=NamedPart(kind="node", node="node02", conviction=_slow(12)), action="check node02's PCIe and CPU"),
+    RailDefect(
+        named=NamedPart(kind="pair", node="node01", peer="node04", rail=0, conviction=_slow(1)), action="check the pair"
+    ),
+    RailDefect(named=NamedPart(kind="rail", rail=3, device="mlx5_4", conviction=DEAD), action="check rail 3's switch"),
+    RailDefect(
+        named=NamedPart(kind="leaf", rail=3, switches=("leaf-r3",), unit="unit 1", conviction=_slow(6)),
+        action="check leaf-r3",
+    ),
+    RailDefect(
+        named=NamedPart(kind="spine", switches=("spine-1", "spine-2"), conviction=_slow(4)), action="check the spines"
+    ),
 )
 GPU = GpuDefect(
-    kind="gpu",
-    node="node01",
-    gpu=5,
-    bus_id="0000:9a:00.0",
-    conviction=Conviction(
-        measured_Gbps=120.0, expected_Gbps=480.0, basis="peers", symptom="slow", slow_pairs=7, pairs=7
+    named=NamedGpu(
+        kind="gpu",
+        node="node01",
+        gpu=5,
+        bus_id="0000:9a:00.0",
+        conviction=Conviction(
+            measured_Gbps=120.0, expected_Gbps=480.0, basis="peers", symptom="slow", slow_pairs=7, pairs=7
+        ),
     ),
     action="reset GPU 5 (0000:9a:00.0) on node01",
 )

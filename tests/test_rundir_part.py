@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from bench.rails.diagnosis.defects import describe
-from bench.rails.diagnosis.gpu_outcome import describe_gpu
+from bench.rundir.finding_words import describe, describe_gpu
 from bench.rundir.part import LocalGpu, Part
-from bench.rundir.rails_records import Conviction, GpuDefect, RailDefect
+from bench.rundir.rails_records import Conviction, GpuDefect, NamedGpu, NamedPart, RailDefect
 
 SLOW = Conviction(measured_Gbps=212.0, expected_Gbps=400.0, basis="line rate", symptom="slow", slow_pairs=7, pairs=7)
 
@@ -48,16 +47,20 @@ def test_a_part_covers_its_node_and_rail_from_its_fields() -> None:
 
 
 def test_the_lines_open_with_the_parts_where() -> None:
-    link = RailDefect(kind="link", node="node07", rail=3, device="mlx5_4", conviction=SLOW, action="reseat")
+    link = RailDefect(
+        named=NamedPart(kind="link", node="node07", rail=3, device="mlx5_4", conviction=SLOW), action="reseat"
+    )
     assert describe(link) == (
         "node07 rail 3 (mlx5_4): 212 Gb/s = 53% of 400 Gb/s in 7/7 pairs → link fault; action: reseat"
     )
     gpu = GpuDefect(
-        kind="gpu",
-        node="n3",
-        gpu=5,
-        bus_id="0000:9a:00.0",
-        conviction=Conviction(measured_Gbps=120.0, expected_Gbps=480.0, basis="peers", symptom="slow"),
+        named=NamedGpu(
+            kind="gpu",
+            node="n3",
+            gpu=5,
+            bus_id="0000:9a:00.0",
+            conviction=Conviction(measured_Gbps=120.0, expected_Gbps=480.0, basis="peers", symptom="slow"),
+        ),
         action="",
     )
     assert describe_gpu(gpu).startswith(f"{gpu.address.where}: 120 Gb/s = 25% of peers' 480 Gb/s")

@@ -153,9 +153,10 @@ def test_a_measured_rails_json_matches_its_schema(tmp_path: Path) -> None:
 
 
 def test_every_run_json_before_the_change_re_encodes_byte_for_byte() -> None:
-    # the committed sample (format 1): the record keeps every key, in its order, and every number as it was
-    # written; what it holds beyond them is what the named upgrade step adds (its items' findings)
-    sample = Path(__file__).parent.parent / "reports" / "sample" / "run"
+    # a real run directory of an earlier release (format 1, the sample report's inputs until they were made
+    # again): the record keeps every key, in its order, and every number as it was written; what it holds beyond
+    # them is what the named upgrade step adds (its items' findings)
+    sample = Path(__file__).parent / "data" / "release_run"
     written = json.loads((sample / "run.json").read_text())
     assert written["format_version"] == 1
     assert json_text(read_run_json(sample).to_json()) == json_text(run_upgrade_1_to_2(written))

@@ -15,6 +15,7 @@ from bench.health.node import unjudged
 from bench.preflight.checks import REGISTRY, CheckResult
 from bench.profile.actions import DEFAULT_ACTIONS, Actions
 from bench.rundir.findings import check_finding, gpu_finding, hung_finding, rail_finding
+from bench.rundir.named_parts import NamedGpu, NamedPart
 from bench.rundir.railsdoc import Conviction, GpuDefect, RailDefect
 from bench.slurm import drain
 from bench.slurm.drain_key import (
@@ -30,15 +31,15 @@ NODE = "gpu-node07"
 
 
 def _rails(kind: str, symptom: str = "slow", **extra: object) -> drain.NodeFault:
-    fields: dict[str, object] = {"kind": kind, "node": NODE, "rail": 1, "device": "mlx5_2", "action": f"{kind} action"}
-    defect = RailDefect(**{**fields, "conviction": Conviction(symptom=symptom), **extra})  # type: ignore[arg-type]
-    return drain.NodeFault(NODE, rail_finding(defect))
+    fields: dict[str, object] = {"kind": kind, "node": NODE, "rail": 1, "device": "mlx5_2"}
+    named = NamedPart(**{**fields, "conviction": Conviction(symptom=symptom), **extra})  # type: ignore[arg-type]
+    return drain.NodeFault(NODE, rail_finding(RailDefect(named=named, action=f"{kind} action")))
 
 
 def _gpu(kind: str, **extra: object) -> drain.NodeFault:
-    fields: dict[str, object] = {"kind": kind, "node": NODE, "gpu": 3, "bus_id": "0000:1b:00.0", "action": "x"}
-    defect = GpuDefect(**{**fields, "conviction": Conviction(symptom="slow"), **extra})  # type: ignore[arg-type]
-    return drain.NodeFault(NODE, gpu_finding(defect))
+    fields: dict[str, object] = {"kind": kind, "node": NODE, "gpu": 3, "bus_id": "0000:1b:00.0"}
+    named = NamedGpu(**{**fields, "conviction": Conviction(symptom="slow"), **extra})  # type: ignore[arg-type]
+    return drain.NodeFault(NODE, gpu_finding(GpuDefect(named=named, action="x")))
 
 
 ECC = CheckResult(

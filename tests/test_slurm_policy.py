@@ -23,6 +23,7 @@ from bench.profile.actions import Actions
 from bench.profile.cluster import load_profile
 from bench.report import scheduler as report_slurm
 from bench.rundir.findings import check_finding, gpu_finding, hung_finding, rail_finding
+from bench.rundir.rails_records import NamedGpu, NamedPart
 from bench.rundir.railsdoc import Conviction, GpuDefect, RailDefect
 from bench.rundir.runjson import SCHEMA_PATH, RunDoc
 from bench.slurm import drain
@@ -50,16 +51,20 @@ def trees(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def test_the_reason_names_the_part_and_the_action_in_one_ascii_line() -> None:
     dead_link = RailDefect(
-        kind="link",
-        node="node02",
-        rail=1,
-        device="mlx5_2",
-        conviction=Conviction.unmeasured("dead", ("no traffic on mlx5_2",), pairs=3, basis="line rate"),
+        named=NamedPart(
+            kind="link",
+            node="node02",
+            rail=1,
+            device="mlx5_2",
+            conviction=Conviction.unmeasured("dead", ("no traffic on mlx5_2",), pairs=3, basis="line rate"),
+        ),
         action="check the port state and the cable",
     )
     dead = drain.NodeFault("node02", rail_finding(dead_link))
     assert drain.reason([dead]) == "railbench[link:1/-] rail 1 (mlx5_2) link dead; check the port state and the cable"
-    slow_gpu = GpuDefect(kind="gpu", node="node02", gpu=3, conviction=Conviction(symptom="slow"), action="")
+    slow_gpu = GpuDefect(
+        named=NamedGpu(kind="gpu", node="node02", gpu=3, conviction=Conviction(symptom="slow")), action=""
+    )
     more = drain.reason([dead, drain.NodeFault("node02", gpu_finding(slow_gpu)), dead])
     assert more.endswith(" (+2 more)") and more.startswith("railbench[link:1/-] rail 1 (mlx5_2) link dead;")
     # a check's answer as a hostile checks.json could say it: the words are shortened, never the part
@@ -123,9 +128,10 @@ def test_failed_hardware_checks_drain_and_settings_of_the_run_do_not() -> None:
 
 
 def _defect(kind: str, node: str | None, symptom: str = "dead", **extra: object) -> RailDefect:
-    base: dict[str, object] = {"kind": kind, "node": node, "rail": 1, "device": "mlx5_2"}
-    conviction = Conviction(symptom=symptom)
-    return RailDefect(**{**base, "conviction": conviction, "action": f"{kind} action", **extra})  # type: ignore[arg-type]
+    severity = str(extra.pop("severity", "fail"))
+    part: dict[str, object] = {"kind": kind, "node": node, "rail": 1, "device": "mlx5_2", **extra}
+    named = NamedPart(**part, conviction=Conviction(symptom=symptom))  # type: ignore[arg-type]
+    return RailDefect(named=named, action=f"{kind} action", severity=severity)
 
 
 def test_only_defects_of_one_nodes_parts_drain_it() -> None:
@@ -140,20 +146,19 @@ def test_only_defects_of_one_nodes_parts_drain_it() -> None:
     ]
     gpus = [
         GpuDefect(
-            kind="gpu",
-            node="node08",
-            gpu=3,
-            conviction=Conviction(symptom="slow"),
+            named=NamedGpu(kind="gpu", node="node08", gpu=3, conviction=Conviction(symptom="slow")),
             action="drain node08 and check NVLink",
         ),
         GpuDefect(
-            kind="gpu-pair",
-            node="node09",
-            gpu=1,
-            peer=6,
-            bus_id="0000:2a:00.0",
-            peer_bus_id="0000:ba:00.0",
-            conviction=Conviction(symptom="slow"),
+            named=NamedGpu(
+                kind="gpu-pair",
+                node="node09",
+                gpu=1,
+                peer=6,
+                bus_id="0000:2a:00.0",
+                peer_bus_id="0000:ba:00.0",
+                conviction=Conviction(symptom="slow"),
+            ),
             action="drain node09 and check NVLink between GPU 1 and GPU 6",
         ),
     ]

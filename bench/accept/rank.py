@@ -294,7 +294,7 @@ def judged_items(
 
 def _acted(item: Item, result: CheckResult, node: str, actions: Actions) -> Item:
     """A failed check said with its action (its own, else the profile's ``[actions.checks]``: the one the check
-    table and checks.json carry), as a rails defect says its own (``bench.rails.diagnosis.defects.describe``): the
+    table and checks.json carry), as a rails defect says its own (``bench.rundir.finding_words.describe``): the
     terminal's end-of-run ``# FAIL`` line, run.json's items and junit.xml then say what to do, not only what is
     wrong."""
     action = result.action or actions.for_check(result.check, node, result.device)

@@ -77,7 +77,7 @@ class Run:
         ``ExpectedNic``): the post-mortem names it for this rank's end (``bench.frame.postmortem``)."""
         self.flushers: list[Callable[[], None]] = []
         """Called (rank 0) when the run ends early, before run.json says so: a phase that holds measurements
-        not yet on disk writes them (``bench.rails.measurement.live_output``)."""
+        not yet on disk writes them (``bench.rails.live_output``)."""
 
     @property
     def rank0(self) -> bool:

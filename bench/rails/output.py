@@ -1,6 +1,7 @@
 """What the rails test leaves behind: rails.json (its record, ``bench.rundir.railsdoc.RailsDoc``: the part
-rank 0's outcome already holds written, completed once from its working forms), its rows in results.csv, and
-the table on stdout (the verdict line is the frame's)."""
+rank 0's outcome already holds written, completed once from its working forms; the measurement sections and
+the rows are ``bench.rails.documents``'s), its rows in results.csv, and the tables on stdout (the verdict line
+is the frame's)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,17 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from bench.rails.diagnosis import gpu_outcome, rail_target, rails_outcome
-from bench.rails.diagnosis.defects import describe_transient
+import numpy as np
+
+from bench.rails import documents
+from bench.rails.diagnosis import rail_target, rails_outcome
+from bench.rails.diagnosis.gpu_outcome import IntraNodeOutcome
+from bench.rails.diagnosis.gpu_pairs import LocalMatrix
 from bench.rails.diagnosis.localise import PairSample
 from bench.rails.diagnosis.rails_outcome import RailDevices, RailResult, RailsOutcome, short_device
 from bench.rails.plan.config import RailsSettings
 from bench.rundir.files import atomic_write_json
-from bench.rundir.finding_words import counter_line, describe, shortfall_line
+from bench.rundir.finding_words import counter_line, describe, describe_gpu, gbps, shortfall_line
 from bench.rundir.findings import CounterFinding
 from bench.rundir.rails_records import RailDefect, Transient
 from bench.rundir.railsdoc import RailEntry, RailsDoc, counters_from_json
@@ -47,15 +52,13 @@ def rails_doc(outcome: RailsOutcome) -> RailsDoc:
             for rd in outcome.devices
         ),
         measurements=tuple(
-            rails_outcome.measurements(
-                outcome.rail_results, outcome.pair_times, outcome.nodes, outcome.expected, devices
-            )
+            documents.measurements(outcome.rail_results, outcome.pair_times, outcome.nodes, outcome.expected, devices)
         ),
         defects=tuple(described(d) for d in outcome.defects),
         counter_findings=tuple(counter_line(f) for f in outcome.findings),
         below_target=tuple(shortfall_line(s) for s in outcome.below_target),
         counters=counters_from_json(outcome.counters),
-        intra_node=gpu_outcome.intra_node_section(outcome.intra_node) if outcome.intra_node is not None else None,
+        intra_node=documents.intra_node_section(outcome.intra_node) if outcome.intra_node is not None else None,
         node_causes=outcome.node_causes,
     )
 
@@ -66,9 +69,9 @@ def write_outputs(outcome: RailsOutcome, out_dir: Path, writer: Rows | None, ite
     atomic_write_json(out_dir / "rails.json", doc.to_json())
     if writer is not None:
         writer.append(
-            *rails_outcome.rail_rows(outcome.rail_results, outcome.expected, "float"),
-            *rails_outcome.pair_rows(outcome.pair_times, outcome.nodes, outcome.expected, iters),
-            *(gpu_outcome.rows(outcome.intra_node, iters) if outcome.intra_node is not None else []),
+            *documents.rail_rows(outcome.rail_results, outcome.expected, "float"),
+            *documents.pair_rows(outcome.pair_times, outcome.nodes, outcome.expected, iters),
+            *(documents.local_pair_rows(outcome.intra_node, iters) if outcome.intra_node is not None else []),
         )
     return doc
 
@@ -89,7 +92,7 @@ def print_outcome(outcome: RailsOutcome, settings: RailsSettings) -> None:
     if outcome.written.skipped:
         print(f"# rails: skipped: {outcome.written.skipped}", flush=True)
         if outcome.intra_node is not None:
-            print(gpu_outcome.table(outcome.intra_node), flush=True)
+            print(intra_node_table(outcome.intra_node), flush=True)
         return
     samples = [s for s in rails_outcome.pair_samples(outcome.pair_times, outcome.nodes) if not s.confirm]
     print(
@@ -113,7 +116,7 @@ def print_outcome(outcome: RailsOutcome, settings: RailsSettings) -> None:
     for line in lenient_lines(outcome, settings.profile.pass_fraction):
         print(line, flush=True)
     if outcome.intra_node is not None:
-        print(gpu_outcome.table(outcome.intra_node), flush=True)
+        print(intra_node_table(outcome.intra_node), flush=True)
     # The verdict (each failure a "# FAIL" line, then the word) is the frame's to say (bench.frame.job).
 
 
@@ -184,4 +187,52 @@ def rails_table(
         lines.extend(describe_transient(t) for t in transients)
     if too_noisy:
         lines.append(f"# {too_noisy}")
+    return "\n".join(lines)
+
+
+def describe_transient(t: Transient) -> str:
+    """``node02-node05 rail 1: slow at 1.2 Gb/s, normal when re-measured (9.8, 10.1 Gb/s) → transient``."""
+    return transient_line(f"{t.node}-{t.peer} rail {t.rail}", t)
+
+
+def describe_local_transient(transient: Transient) -> str:
+    """``node03/gpu1-gpu5: slow at 120 Gb/s, normal when re-measured (470, 475 Gb/s) → transient``."""
+    return transient_line(f"{transient.node}-{(transient.peer or '').rpartition('/')[2]}", transient)
+
+
+def transient_line(where: str, t: Transient) -> str:
+    """A transient said at ``where`` (a pair on a rail, or two GPUs of a node): its slowest sample and its
+    re-measurements."""
+    low = min(t.samples_Gbps) if t.samples_Gbps else 0.0
+    again = ", ".join(gbps(v) for v in t.confirm_Gbps)
+    return f"{where}: slow at {gbps(low)} Gb/s, normal when re-measured ({again} Gb/s) → transient"
+
+
+def intra_node_table(outcome: IntraNodeOutcome) -> str:
+    """The intra-node matrix's human summary: per node the spread of its local pairs, then the defects."""
+    lines = ["# intra-node pairs (local rank i <-> j on each node, sendrecv per direction, slower kept)"]
+    if outcome.skipped:
+        return "\n".join([*lines, f"# intra-node: skipped: {outcome.skipped}"])
+    matrix = LocalMatrix.from_times(outcome.times, outcome.nodes, outcome.local_ranks)
+    upper_a, upper_b = np.triu_indices(outcome.local_ranks, k=1)
+    for k, node in enumerate(outcome.nodes):
+        cells = matrix.busbw[:, k, upper_a, upper_b].ravel()
+        values = [float(v) for v in cells[~np.isnan(cells)]]
+        if values:
+            lines.append(
+                f"  {node}: {len(values)} samples, min {gbps(min(values))}, median "
+                f"{gbps(statistics.median(values))}, max {gbps(max(values))} Gb/s"
+                + (f" (target {gbps(outcome.target_Gbps)})" if outcome.target_Gbps else "")
+            )
+    loc = outcome.localisation
+    if loc.too_noisy:
+        lines.append(f"# intra-node: {loc.too_noisy}")
+    if loc.transients:
+        lines.append("# intra-node transients (slow once, not when re-measured; not a fault)")
+        lines.extend(describe_local_transient(t) for t in loc.transients)
+    if loc.defects:
+        lines.append("# intra-node defects")
+        lines.extend(describe_gpu(d) for d in loc.defects)
+    else:
+        lines.append("# intra-node defects: none")
     return "\n".join(lines)

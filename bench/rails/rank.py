@@ -32,9 +32,9 @@ from bench.rails.diagnosis.causes import Reports
 from bench.rails.diagnosis.corroborate import corroborate
 from bench.rails.diagnosis.items import local_cause_items, rail_items
 from bench.rails.diagnosis.matrix import PairTime
+from bench.rails.live_output import LiveRails
 from bench.rails.measurement import bootstrap_nic, intranode, local_causes, steps, windows
 from bench.rails.measurement.groups import form_rail_groups
-from bench.rails.measurement.live_output import LiveRails
 from bench.rails.plan import acceptance
 from bench.rails.plan.config import RailsConfig, RailsSettings, retargeted, validate, with_topology
 from bench.rails.plan.laps import Laps, compared

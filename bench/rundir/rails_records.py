@@ -1,14 +1,16 @@
 """The records of what the rails test named, as rails.json holds them and as the rails layer makes them: one
 record per idea, built once by its writer (``bench.rails``) and read back by every reader (the report, compare,
 the history, Slurm's drain). A defect (``RailDefect``), a transient (``Transient``), an intra-node defect
-(``GpuDefect``), what convicts either (``Conviction``, written inline in the defect's own object), an error
-window (``ErrorWindow``), the counters a defect's devices showed (``DefectErrors``) and a fault on a node's own
-path that explains one (``DefectCause``). The kinds they name are one table,
+(``GpuDefect``), each defect holding whole the part the judge named and what convicts it
+(``bench.rundir.named_parts``: ``NamedPart``, ``NamedGpu``, ``Conviction``, written inline in the defect's own
+object), an error window (``ErrorWindow``), the counters a defect's devices showed (``DefectErrors``) and a
+fault on a node's own path that explains one (``DefectCause``). The kinds they name are one table,
 ``bench.rundir.defect_kinds``.
 
 A record holds its numbers as measured; its JSON gives every rate to six decimals (:func:`rounded`), the
 precision rails.json has always had. Each part's fields are declared in the order the writer writes its keys,
-under the keys' own names, and read back strictly by ``bench.codec``.
+under the keys' own names (a rails defect puts its part's place back where older releases wrote it,
+``RailDefect.to_json``), and read back strictly by ``bench.codec``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from bench import codec
 from bench.codec import ABSENT, Absent, Written
 from bench.jsondoc import JSONObject, JSONValue
 from bench.rundir.checksjson import CheckResult
+from bench.rundir.named_parts import Conviction as Conviction
+from bench.rundir.named_parts import NamedGpu as NamedGpu
+from bench.rundir.named_parts import NamedPart
 from bench.rundir.part import LocalGpu, Part
 
 DECIMALS = 6
@@ -114,84 +119,19 @@ class DefectCause(Written):
     """In ``node_causes``: whether a defect of the test carries it."""
 
 
-@dataclass(frozen=True, kw_only=True)
-class Conviction(Written):
-    """What convicts a defect (a rail defect's or a GPU defect's): the rate its pairs measured against the rate
-    expected, and how many of its pairs and samples were slow. Written inline, its keys in the defect's own
-    object (``bench.codec.INLINE``)."""
-
-    measured_Gbps: float | None = None
-    """The rate the part is convicted at: the lower median of its measurements (at least half of them at or under
-    it, so a slow part prints a rate under its mark), of the slow samples for a flaky part."""
-    expected_Gbps: float | None = None
-    """The line rate where known (``basis`` ``line rate``), else the peers' healthy level (``peers``)."""
-    basis: str | None = None
-    symptom: str | None = None
-    """``slow``, ``flaky``, ``dead``, ``errors`` or ``misrouted``."""
-    slow_pairs: int | None = None
-    """Pairs with at least one slow sample."""
-    pairs: int | None = None
-    """Pairs that test this part."""
-    slow_samples: int | None = None
-    samples: int | None = None
-    spread: float | Absent | None = ABSENT
-    """(max - min) / median over the part's samples: high for a flaky part. A GPU defect has none."""
-    evidence: tuple[str, ...] = ()
-    """The slow pairs (at most ``bench.rails.diagnosis.defects.EVIDENCE_LIMIT``), or what told a part dead
-    unmeasured."""
-
-    @classmethod
-    def unmeasured(
-        cls,
-        symptom: str,
-        evidence: tuple[str, ...],
-        *,
-        pairs: int = 0,
-        slow_pairs: int | None = None,
-        expected_Gbps: float = 0.0,
-        basis: str,
-    ) -> Conviction:
-        """A part told ``symptom`` (``dead``, ``misrouted``) by its port's state, its counters or its transport's
-        errors, not by a rate: no sample measured it, and each of the ``pairs`` it should have been measured in
-        counts as slow unless ``slow_pairs`` says how many did."""
-        return cls(
-            measured_Gbps=0.0,
-            expected_Gbps=expected_Gbps,
-            basis=basis,
-            symptom=symptom,
-            slow_pairs=pairs if slow_pairs is None else slow_pairs,
-            pairs=pairs,
-            slow_samples=0,
-            samples=0,
-            spread=0.0,
-            evidence=evidence,
-        )
+PLACED_AFTER_SEVERITY = ("switches", "ports", "unit", "line", "causes", "only_pair")
+"""A rails defect's keys after its ``severity``, in rails.json's order since the first release that wrote them: the
+part's place (its switches, ports and unit) between the defect's own severity and line, its ``only_pair`` last."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class RailDefect(Written):
     """One broken part the rails test named and what convicts it, built once, whole, by the conviction step
-    (``bench.rails.diagnosis.corroborate``) from the part the judge named (``bench.rails.diagnosis.cells.NamedPart``).
-    Its ``kind`` is one of ``bench.rundir.defect_kinds.DEFECT_KINDS``; older releases wrote other kinds and fewer
-    fields."""
+    (``bench.rails.diagnosis.corroborate``): the part the judge named, held whole (``named``, its keys flat in the
+    defect's object), and what the conviction step adds. Its ``kind`` is one of
+    ``bench.rundir.defect_kinds.DEFECT_KINDS``; older releases wrote other kinds and fewer fields."""
 
-    expected_device: str | None = None
-    """A ``path`` defect's NIC nearest the rail's GPU (``mlx5_4:1``), or a dead port's own."""
-    carried: tuple[str, ...] = ()
-    """A ``path`` defect's NICs that carried the rail's bytes, busiest first."""
-    kind: str
-    node: str | None = None
-    """None for a rail fault or a switch part."""
-    peer: str | None = None
-    """The other node, for a pair fault."""
-    rail: int | None = None
-    """None for a node fault, or a spine layer that every rail crosses."""
-    device: str | None = None
-    """The HCA or interface that carries this rail on this node, e.g. ``mlx5_4``, where known."""
-    conviction: Conviction = field(default_factory=Conviction, metadata=codec.INLINE)
-    """Its keys in rails.json's defect itself; the slow pairs in ``evidence`` read ``node02-node07/rail3``."""
-    samples_Gbps: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
-    """Every sample (matrix repeats, then confirmations) of each slow pair in ``evidence``."""
+    named: NamedPart = field(metadata=codec.INLINE)
     errors: tuple[DefectErrors, ...] | None = None
     """The error counters of the devices it names over the whole test (``bench.rails.diagnosis.corroborate``); None when
     they were not read."""
@@ -202,21 +142,65 @@ class RailDefect(Written):
     severity: str = "fail"
     """``warn``: named, but fails nothing (an ``errors`` defect unless the profile's ``[errors]
     fail_on_errors`` says otherwise)."""
-    switches: tuple[str, ...] = ()
-    """With a topology: the leaf of a cable or leaf; the candidate leaves of an uplink; the spines of a spine."""
-    ports: tuple[str, ...] = ()
-    """With a topology: the switch ports to check (a cable's leaf port, the uplinks ``leaf port <-> spine port``)."""
-    unit: str | None = None
-    """With a topology: the scalable unit of a leaf, or of an uplink's leaf, ``unit 2 (node33-node64)``."""
     line: str | None = None
     """The one human line (``node07 rail 3 (mlx5_4): 212 Gb/s = 53% of 400 Gb/s in 7/7 pairs → link fault``),
     said when the record is written (``bench.rails.output.described``): None until then."""
     causes: tuple[DefectCause, ...] = ()
     """Faults on the node's own GPUDirect path that explain it (a GPU at x8 behind a slow rail); the action is
     then the first one's."""
-    only_pair: bool | Absent = ABSENT
-    """A pair fault that was its rail's only pair measured (two live nodes on the rail): either end's link or
-    the switch between, which one pair cannot tell. Absent otherwise."""
+
+    # The part's fields, read through the defect as every reader always has (``bench.rundir.named_parts``).
+    @property
+    def expected_device(self) -> str | None:
+        return self.named.expected_device
+
+    @property
+    def carried(self) -> tuple[str, ...]:
+        return self.named.carried
+
+    @property
+    def kind(self) -> str:
+        return self.named.kind
+
+    @property
+    def node(self) -> str | None:
+        return self.named.node
+
+    @property
+    def peer(self) -> str | None:
+        return self.named.peer
+
+    @property
+    def rail(self) -> int | None:
+        return self.named.rail
+
+    @property
+    def device(self) -> str | None:
+        return self.named.device
+
+    @property
+    def conviction(self) -> Conviction:
+        return self.named.conviction
+
+    @property
+    def samples_Gbps(self) -> Mapping[str, tuple[float, ...]]:
+        return self.named.samples_Gbps
+
+    @property
+    def switches(self) -> tuple[str, ...]:
+        return self.named.switches
+
+    @property
+    def ports(self) -> tuple[str, ...]:
+        return self.named.ports
+
+    @property
+    def unit(self) -> str | None:
+        return self.named.unit
+
+    @property
+    def only_pair(self) -> bool | Absent:
+        return self.named.only_pair
 
     @property
     def address(self) -> Part:
@@ -233,7 +217,9 @@ class RailDefect(Written):
         )
 
     def to_json(self) -> JSONObject:
-        return {key: rounded(value) for key, value in super().to_json().items()}
+        doc = {key: rounded(value) for key, value in super().to_json().items()}
+        placed = {key: doc.pop(key) for key in PLACED_AFTER_SEVERITY if key in doc}
+        return {**doc, **placed}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -257,32 +243,40 @@ class Transient(Written):
 @dataclass(frozen=True, kw_only=True)
 class GpuDefect(Written):
     """One slow GPU, GPU pair or node of the intra-node matrix, built once, whole, by the conviction step
-    (``bench.rails.diagnosis.corroborate``) from the part the matrix named
-    (``bench.rails.diagnosis.gpu_pairs.NamedGpu``). Its ``kind`` is one of
-    ``bench.rundir.defect_kinds.GPU_DEFECT_KINDS``."""
+    (``bench.rails.diagnosis.corroborate``): the part the matrix named, held whole (its keys first in rails.json's
+    object, as they always were), then its action, its line and its causes."""
 
-    kind: str
-    node: str | None = None
-    gpu: int | None = None
-    """Local rank; None for a node."""
-    peer: int | None = None
-    """The other local rank of a ``gpu-pair``."""
-    bus_id: str | None = None
-    """PCI bus id of ``gpu`` where known (GPUs), e.g. ``0000:9a:00.0``."""
-    peer_bus_id: str | None = None
-    conviction: Conviction = field(default_factory=Conviction, metadata=codec.INLINE)
-    """Of its local pairs: ``basis`` ``target`` (below the profile's NVLink sendrecv target) or ``peers`` (below
-    the healthy level), the slow local pairs in ``evidence`` (``node03/gpu1-gpu5``), no ``spread``."""
+    named: NamedGpu = field(metadata=codec.INLINE)
     action: str
     """What a technician does about it: its first cause's action, else the profile's ``[actions]`` for its kind,
     decided once by the conviction step. A rails.json defect without one reads as saying none
     (``bench.rundir.railsdoc``)."""
     line: str | None = None
-    """Said when the record is written (``bench.rails.diagnosis.gpu_outcome.intra_node_section``): None until then."""
+    """Said when the record is written (``bench.rails.documents.intra_node_section``): None until then."""
     severity: str | None = None
     """The intra-node matrix writes none (every GPU defect fails); a hand-made ``warn`` is kept."""
     causes: tuple[DefectCause, ...] = ()
     """Faults of the GPU itself that explain it (clocks held down, an NVLink inactive, Xid events)."""
+
+    @property
+    def kind(self) -> str:
+        return self.named.kind
+
+    @property
+    def node(self) -> str | None:
+        return self.named.node
+
+    @property
+    def gpu(self) -> int | None:
+        return self.named.gpu
+
+    @property
+    def peer(self) -> int | None:
+        return self.named.peer
+
+    @property
+    def conviction(self) -> Conviction:
+        return self.named.conviction
 
     def __post_init__(self) -> None:
         # The intra-node matrix never measures one: a document that says one is not the one it wrote.
@@ -295,8 +289,8 @@ class GpuDefect(Written):
         return Part(
             kind=self.kind,
             node=self.node,
-            gpu=None if self.gpu is None else LocalGpu(self.gpu, self.bus_id),
-            peer_gpu=None if self.peer is None else LocalGpu(self.peer, self.peer_bus_id),
+            gpu=None if self.gpu is None else LocalGpu(self.gpu, self.named.bus_id),
+            peer_gpu=None if self.peer is None else LocalGpu(self.peer, self.named.peer_bus_id),
             intra=True,
         )
 

@@ -34,10 +34,10 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 
-from bench.rails.diagnosis.cells import NamedPart
-from bench.rails.diagnosis.gpu_pairs import NamedGpu
 from bench.rails.diagnosis.rails_outcome import RailsOutcome
 from bench.rundir.checksjson import CheckResult
+from bench.rundir.named_parts import NamedPart
+from bench.rundir.rails_records import NamedGpu
 from bench.rundir.railsdoc import DefectCause
 
 PATH_CHECKS = ("pcie-link", "pcie-acs", "iommu", "gpu-peer-memory", "nic-pcie", "port-mtu")
@@ -94,9 +94,11 @@ def rail_causes(defect: NamedPart, reports: Reports, outcome: RailsOutcome) -> l
 
 def gpu_causes(part: NamedGpu, reports: Reports) -> list[tuple[str, CheckResult]]:
     """(node, failure) of each GPU check that explains ``part``, which the intra-node matrix named."""
-    ends = [(g, bus) for g, bus in ((part.gpu, part.bus_id), (part.peer, part.peer_bus_id)) if g is not None]
-    found = _failures(reports, part.node, GPU_CHECKS)
     node = part.node
+    if node is None:  # the matrix names every part on its node; a record without one has no checks to tie
+        return []
+    ends = [(g, bus) for g, bus in ((part.gpu, part.bus_id), (part.peer, part.peer_bus_id)) if g is not None]
+    found = _failures(reports, node, GPU_CHECKS)
     if part.kind == "node":
         return [(node, r) for r in found]
     return [(node, r) for r in found if any(_drives(r, g, bus) for g, bus in ends)]

@@ -9,8 +9,7 @@ every sample listed.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Literal
 
@@ -20,7 +19,8 @@ from bench.codec import ABSENT, Absent
 from bench.rails.diagnosis.defects import EVIDENCE_LIMIT, Symptom
 from bench.rails.diagnosis.matrix import PairMatrix
 from bench.rails.diagnosis.noise import FALSE_ALARMS
-from bench.rundir.rails_records import Conviction, Transient
+from bench.rundir.named_parts import Conviction, NamedPart
+from bench.rundir.rails_records import Transient
 
 CellIndex = tuple[np.ndarray, np.ndarray, np.ndarray]
 """Parallel arrays ``(rail position, node a, node b)``."""
@@ -38,33 +38,6 @@ class Place:
 
 NOWHERE = Place()
 """A part placed in no cabling: a run without a topology, or a node, a pair, a link no cabling holds."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class NamedPart:
-    """A part the rails test named (localisation from the pair matrix, ``bench.rails.diagnosis.liveness`` before the
-    groups formed, ``bench.rails.diagnosis.evidence`` from the ports and the byte counters), whole where it is found:
-    its kind and address, and what convicts it. The conviction step (``bench.rails.diagnosis.corroborate``) adds its
-    counters, its causes and its action, and makes it rails.json's ``RailDefect``; its fields are the defect's own,
-    under the same names."""
-
-    kind: str
-    """One of ``bench.rundir.defect_kinds.DEFECT_KINDS``."""
-    node: str | None = None
-    peer: str | None = None
-    rail: int | None = None
-    device: str | None = None
-    expected_device: str | None = None
-    """A ``path`` defect's NIC nearest the rail's GPU, or a dead port's own."""
-    carried: tuple[str, ...] = ()
-    """A ``path`` defect's NICs that carried the rail's bytes, busiest first."""
-    switches: tuple[str, ...] = ()
-    ports: tuple[str, ...] = ()
-    unit: str | None = None
-    conviction: Conviction
-    samples_Gbps: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
-    only_pair: bool | Absent = ABSENT
-    """A pair that is its rail's only one (``RailDefect.only_pair``)."""
 
 
 @dataclass(frozen=True, eq=False)

@@ -1,7 +1,7 @@
 """The conviction step: every part the judge named becomes its defect once, whole, with its devices' error
 counters, its node-local causes and its action.
 
-Localisation names a part from bandwidth alone (``bench.rails.diagnosis.cells.NamedPart``, its kind and address decided
+Localisation names a part from bandwidth alone (``bench.rundir.named_parts.NamedPart``, its kind and address decided
 where it is found). Here, on rank 0 after it, each part gets, in one pass:
 
 * the error-counter deltas of the devices it names (a link: its node's device on its rail; a rail: that rail's
@@ -21,7 +21,7 @@ where it is found). Here, on rank 0 after it, each part gets, in one pass:
 
 A link whose physical counters rose while its bandwidth held is named too, as kind ``errors``: a warning,
 unless ``[errors] fail_on_errors = true``. Each part the intra-node matrix named
-(``bench.rails.diagnosis.gpu_pairs.NamedGpu``) becomes its ``GpuDefect`` in the same pass, once, with its causes and
+(``bench.rundir.rails_records.NamedGpu``) becomes its ``GpuDefect`` in the same pass, once, with its causes and
 its action. Pure functions over the outcome's records.
 """
 
@@ -35,13 +35,12 @@ from bench.codec import ABSENT
 from bench.profile.actions import Actions, device_words
 from bench.profile.errors import ErrorLimits
 from bench.rails.diagnosis import causes as tied_causes
-from bench.rails.diagnosis.cells import NamedPart
 from bench.rails.diagnosis.defects import Severity
 from bench.rails.diagnosis.gpu_outcome import IntraNodeOutcome
-from bench.rails.diagnosis.gpu_pairs import NamedGpu
 from bench.rails.diagnosis.rails_outcome import RailDevices, RailsOutcome, pair_samples, short_device
 from bench.rundir.checksjson import CheckResult
 from bench.rundir.defect_kinds import GPU_DEFECT_KINDS, action_key, covered_cells
+from bench.rundir.named_parts import NamedPart
 from bench.rundir.rails_records import (
     Conviction,
     DefectCause,
@@ -49,6 +48,7 @@ from bench.rundir.rails_records import (
     ErrorWindow,
     GpuDefect,
     Localisation,
+    NamedGpu,
     RailDefect,
 )
 
@@ -239,17 +239,7 @@ def _gpu_action(part: NamedGpu, causes: Sequence[DefectCause], actions: Actions)
 
 def convicted_gpu(part: NamedGpu, *, action: str, causes: tuple[DefectCause, ...] = ()) -> GpuDefect:
     """The intra-node defect of ``part``, built once, whole: its causes and its action."""
-    return GpuDefect(
-        kind=part.kind,
-        node=part.node,
-        gpu=part.gpu,
-        peer=part.peer,
-        bus_id=part.bus_id,
-        peer_bus_id=part.peer_bus_id,
-        conviction=part.conviction,
-        action=action,
-        causes=causes,
-    )
+    return GpuDefect(named=part, action=action, causes=causes)
 
 
 def convicted(
@@ -260,29 +250,10 @@ def convicted(
     causes: tuple[DefectCause, ...] = (),
     severity: Severity = "fail",
 ) -> RailDefect:
-    """The defect of ``part``, built once, whole: its counters (None: not read), its causes and its action. The one
-    place a part named becomes rails.json's record (ci/declarations.py lists it as a copy): the part's fields sit
-    between the defect's own in rails.json's key order, so the part cannot be written inline without changing
-    every rails.json."""
-    return RailDefect(
-        expected_device=part.expected_device,
-        carried=part.carried,
-        kind=part.kind,
-        node=part.node,
-        peer=part.peer,
-        rail=part.rail,
-        device=part.device,
-        conviction=part.conviction,
-        samples_Gbps=part.samples_Gbps,
-        errors=errors,
-        action=action,
-        severity=severity,
-        switches=part.switches,
-        ports=part.ports,
-        unit=part.unit,
-        causes=causes,
-        only_pair=part.only_pair,
-    )
+    """The defect of ``part``, built once, whole: the part held as the judge named it, with its counters (None: not
+    read), its causes and its action. rails.json's key order, the part's place between the defect's severity and
+    its line, is the record's to keep (``bench.rundir.rails_records.RailDefect.to_json``)."""
+    return RailDefect(named=part, errors=errors, action=action, severity=severity, causes=causes)
 
 
 def _told_end(

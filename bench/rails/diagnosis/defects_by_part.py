@@ -16,9 +16,10 @@ import numpy as np
 
 from bench.codec import ABSENT
 from bench.rails.diagnosis import switches
-from bench.rails.diagnosis.cells import NOWHERE, CellIndex, Cells, NamedPart, Place, summary_defect
+from bench.rails.diagnosis.cells import NOWHERE, CellIndex, Cells, Place, summary_defect
 from bench.rails.diagnosis.matrix import PairMatrix
 from bench.rails.plan.fabric_map import FabricMap
+from bench.rundir.named_parts import NamedPart
 
 Devices = Mapping[tuple[str, int], str]
 

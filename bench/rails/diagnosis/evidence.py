@@ -25,9 +25,9 @@ from typing import Any, Literal
 
 from bench.fabric.rail_nics import NEAR
 from bench.nccllogs.nccl_evidence import device_matches
-from bench.rails.diagnosis.cells import NamedPart
 from bench.rails.diagnosis.rails_outcome import ExpectedNic, RailDevices, short_device
 from bench.rundir.findings import CounterFinding
+from bench.rundir.named_parts import NamedPart
 from bench.rundir.rails_records import Conviction, ErrorWindow, counters_from_json
 from bench.units import format_size
 

@@ -47,10 +47,10 @@ import numpy as np
 
 from bench.rails.diagnosis import lone_pairs
 from bench.rails.diagnosis.cells import Cells, transients
-from bench.rails.diagnosis.defects import gbps
 from bench.rails.diagnosis.matrix import PairMatrix
 from bench.rails.plan.schedule import Cell
-from bench.rundir.rails_records import Conviction, Transient
+from bench.rundir.finding_words import gbps
+from bench.rundir.rails_records import Conviction, NamedGpu, Transient
 
 GpuSymptom = Literal["slow", "flaky", "dead"]
 
@@ -126,24 +126,6 @@ class LocalMatrix:
             else:
                 sent[t.repeat, t.node, t.gpu, t.peer] = t.busbw_Gbps
         return cls(tuple(nodes), sent, again)
-
-
-@dataclass(frozen=True, kw_only=True)
-class NamedGpu:
-    """A GPU, GPU pair or node the intra-node matrix named, whole where it is found: its kind and address, and what
-    convicts it. The conviction step (``bench.rails.diagnosis.corroborate``) adds its causes and its action and makes
-    it rails.json's ``GpuDefect``; its fields are the defect's own, under the same names."""
-
-    kind: str
-    """One of ``bench.rundir.defect_kinds.GPU_DEFECT_KINDS``."""
-    node: str
-    gpu: int | None = None
-    """Local rank; None for a node."""
-    peer: int | None = None
-    """The other local rank of a ``gpu-pair``."""
-    bus_id: str | None = None
-    peer_bus_id: str | None = None
-    conviction: Conviction
 
 
 @dataclass(frozen=True)

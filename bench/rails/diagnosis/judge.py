@@ -13,7 +13,6 @@ from typing import Any, TypedDict
 import numpy as np
 
 from bench.rails.diagnosis import evidence, liveness, rail_target, rails_outcome
-from bench.rails.diagnosis.cells import NamedPart
 from bench.rails.diagnosis.corroborate import device_of
 from bench.rails.diagnosis.evidence import DeviceEntries, NodeWindow
 from bench.rails.diagnosis.liveness import LinkReport, Membership, everyone_live
@@ -25,6 +24,7 @@ from bench.rails.plan.config import RailsSettings
 from bench.rails.plan.layout import RailLayout
 from bench.rails.plan.schedule import Cell
 from bench.rundir.findings import Shortfall
+from bench.rundir.named_parts import NamedPart
 from bench.rundir.railsdoc import Link, RailsDoc
 
 

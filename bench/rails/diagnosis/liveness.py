@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 from bench.codec import ABSENT
-from bench.rails.diagnosis.cells import NamedPart
+from bench.rundir.named_parts import NamedPart
 from bench.rundir.rails_records import Conviction
 
 SELF_FAULTS = ("Network is unreachable", "Cannot assign requested address")

@@ -43,10 +43,11 @@ import numpy as np
 
 from bench.exits import UserError
 from bench.rails.diagnosis import defects_by_part, lone_pairs, noise, switches
-from bench.rails.diagnosis.cells import CellIndex, Cells, NamedPart, transients
+from bench.rails.diagnosis.cells import CellIndex, Cells, transients
 from bench.rails.diagnosis.defects import EVIDENCE_LIMIT, Symptom
 from bench.rails.diagnosis.matrix import PairMatrix, PairSample
 from bench.rails.plan.fabric_map import FabricMap
+from bench.rundir.named_parts import NamedPart
 from bench.rundir.rails_records import Transient
 
 __all__ = [

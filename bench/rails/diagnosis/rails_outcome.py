@@ -1,7 +1,8 @@
-"""What the rails test measured, as records, and how they become rows, rails.json and the human table.
+"""What the rails test measured, as records, and what rank 0 knows once it has judged them.
 
-Pure functions: rank 0 gathers the raw measurements from every rank and everything below turns them into
-output without talking to anyone.
+Pure data: rank 0 gathers the raw measurements from every rank and everything below reads them without
+talking to anyone. Their rows and rails.json's sections are said by ``bench.rails.documents``, the terminal's
+table by ``bench.rails.output``.
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ from typing import Any, Literal
 
 from bench.jsondoc import JSONObject
 from bench.measure.collectives import get_collective
-from bench.measure.results import RowPlace, pair_row, result_row
-from bench.rails.diagnosis.cells import NamedPart
 from bench.rails.diagnosis.gpu_outcome import IntraNodeOutcome
 from bench.rails.diagnosis.localise import PairSample
 from bench.rails.diagnosis.matrix import PairColumns as PairColumns  # rank 0 judges the matrix from these
@@ -30,9 +29,8 @@ from bench.rundir.findings import (
     rail_finding,
     shortfall_finding,
 )
+from bench.rundir.named_parts import NamedPart
 from bench.rundir.rails_records import RailDefect
-from bench.rundir.railsdoc import Measurement
-from bench.rundir.results_csv import Row
 
 Mode = Literal["concurrent", "isolated"]
 
@@ -155,78 +153,6 @@ def device_map(devices: Sequence[RailDevices]) -> dict[tuple[str, int], str]:
             if name:
                 out[(node, rd.rail)] = name
     return out
-
-
-def measurements(
-    rail_results: Sequence[RailResult],
-    times: Sequence[PairTime],
-    nodes: Sequence[str],
-    expected: Mapping[int, float | None],
-    devices: Mapping[tuple[str, int], str],
-) -> list[Measurement]:
-    """rails.json's ``measurements``: every rail-group result and every pair direction."""
-    out = [
-        Measurement(
-            kind="rail",
-            rail=r.rail,
-            collective=r.collective,
-            mode=r.mode,
-            busbw_Gbps=round(r.busbw_Gbps, 6),
-            expected_Gbps=expected.get(r.rail),
-            bytes=r.nbytes,
-            time_us=round(r.time_us, 3),
-            time_us_min=round(r.time_us_min, 3),
-            time_us_max=round(r.time_us_max, 3),
-            wrong=r.wrong,
-        )
-        for r in rail_results
-    ]
-    for t in times:
-        node = nodes[t.node]
-        out.append(
-            Measurement(
-                kind="pair",
-                rail=t.rail,
-                node=node,
-                peer=nodes[t.peer],
-                device=devices.get((node, t.rail)),
-                collective="sendrecv",
-                busbw_Gbps=round(busbw_Gbps(t.nbytes, t.time_us), 6),
-                expected_Gbps=expected.get(t.rail),
-                bytes=t.nbytes,
-                time_us=round(t.time_us, 3),
-                repeat=t.repeat,
-                round=t.round,
-                confirm=t.confirm,
-                stopped=t.stopped,
-            )
-        )
-    return out
-
-
-def rail_rows(rail_results: Sequence[RailResult], expected: Mapping[int, float | None], dtype: str) -> list[Row]:
-    """results.csv rows for the rail groups (scope ``rail``, group ``railK``; isolated ones ``railK-alone``)."""
-    rows: list[Row] = []
-    for r in rail_results:
-        group = f"rail{r.rail}" if r.mode == "concurrent" else f"rail{r.rail}-alone"
-        place = RowPlace(dtype, r.nnodes, r.nnodes, "rail", group)
-        rows.append(result_row(get_collective(r.collective), r, place, expected.get(r.rail)))
-    return rows
-
-
-def pair_rows(
-    times: Sequence[PairTime], nodes: Sequence[str], expected: Mapping[int, float | None], iters: int
-) -> list[Row]:
-    """results.csv rows for the pairs (scope ``pair``, group ``node02-node05/rail3``), one per pair, rail and
-    repeat: time is the slower direction's, time_us_min/max the two directions'."""
-    both: dict[tuple[int, int, int, int], list[PairTime]] = {}
-    for t in (t for t in times if not t.confirm):  # re-measurements are in rails.json
-        both.setdefault((min(t.node, t.peer), max(t.node, t.peer), t.rail, t.repeat), []).append(t)
-    rows: list[Row] = []
-    for (a, b, rail, _repeat), pair in sorted(both.items()):
-        place = RowPlace("float", 2, 2, "pair", f"{nodes[a]}-{nodes[b]}/rail{rail}")
-        rows.append(pair_row(pair[0].nbytes, [p.time_us for p in pair], iters, place, expected.get(rail)))
-    return rows
 
 
 @dataclass(frozen=True)

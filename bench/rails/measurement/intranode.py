@@ -33,7 +33,7 @@ from bench.rails.diagnosis.gpu_pairs import LocalMatrix, LocalPairTime, localise
 from bench.rails.diagnosis.matrix import flatten
 from bench.rails.diagnosis.rails_outcome import RailsOutcome
 from bench.rails.measurement.exchanges import gloo_interface, one_way, pair_align, pair_buffers
-from bench.rails.measurement.live_output import LiveRails
+from bench.rails.measurement.writer import LiveWriter
 from bench.rails.plan.acceptance import intra_planned
 from bench.rails.plan.config import RailsSettings
 from bench.rails.plan.layout import RailLayout, rail_layout
@@ -128,7 +128,7 @@ def intra_node_phase(
     settings: RailsSettings,
     ctx: DistContext,
     watchdog: Watchdog,
-    live: LiveRails | None = None,
+    live: LiveWriter | None = None,
     coord: Coord | None = None,
 ) -> IntraNodeOutcome | None:
     """Every local pair of every node; the outcome on rank 0, None elsewhere. Each round's times reach rank 0
@@ -165,7 +165,7 @@ def intra_node_phase(
 
 
 def _matrix(
-    on_node: _NodeRounds, rounds: tuple[Round, ...], watchdog: Watchdog, live: LiveRails | None, coord: Coord
+    on_node: _NodeRounds, rounds: tuple[Round, ...], watchdog: Watchdog, live: LiveWriter | None, coord: Coord
 ) -> tuple[list[LocalPairTime], list[LocalPairTime]]:
     """Every round of the matrix: (this rank's times, every rank's as rank 0 heard them after each round)."""
     times: list[LocalPairTime] = []

@@ -105,7 +105,7 @@ class PairRunner:
             if not rnd.confirm:
                 # Every rail's rates, so that a rail slow as a whole is budgeted by the healthy rails' pairs
                 # (every rank runs the same matrix rounds, so this agreement meets on all of them), and the
-                # round's times, which rank 0 writes down at once (``bench.rails.measurement.live_output``). Only rank 0
+                # round's times, which rank 0 writes down at once (``bench.rails.live_output``). Only rank 0
                 # reads them; every rank gets their upper median so far.
                 sent = (rates if self.layout.where(self.rank)[0] == 0 else [], mine)
                 self.seen_Gbps = self.coord.agree(sent, self._heard)

@@ -19,8 +19,8 @@ from bench.rails.diagnosis.liveness import Membership
 from bench.rails.measurement import windows
 from bench.rails.measurement.exchanges import p2p_wait
 from bench.rails.measurement.groups import RailGroups
-from bench.rails.measurement.live_output import LiveRails
 from bench.rails.measurement.pairs import PairRunner
+from bench.rails.measurement.writer import LiveWriter
 from bench.rails.plan.budget import cell_budget, chunks_per_message
 from bench.rails.plan.config import RailsSettings
 from bench.rails.plan.layout import RailLayout
@@ -156,7 +156,7 @@ class AtOnce:
 
 
 def every_rail_at_once(
-    settings: RailsSettings, ctx: DistContext, seat: Seat, watchdog: Watchdog, live: LiveRails | None
+    settings: RailsSettings, ctx: DistContext, seat: Seat, watchdog: Watchdog, live: LiveWriter | None
 ) -> AtOnce:
     """Every collective in every rail group at once; rank 0's live writer gets the gathered results."""
     mine: list[rails_outcome.RailResult] = []
@@ -241,7 +241,7 @@ def each_rail_alone(
 
 
 def pair_runner(
-    settings: RailsSettings, ctx: DistContext, seat: Seat, start_Gbps: float, live: LiveRails | None
+    settings: RailsSettings, ctx: DistContext, seat: Seat, start_Gbps: float, live: LiveWriter | None
 ) -> PairRunner:
     """The round-robin pair matrix of this rank, its budgets from ``start_Gbps`` where no line rate is known."""
     measured = None if seat.membership.everyone else seat.membership.pair_open

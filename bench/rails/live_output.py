@@ -21,7 +21,7 @@ import time
 from collections.abc import Sequence
 
 from bench.frame.run import Run, write_refused_is_infra
-from bench.rails.diagnosis import gpu_outcome, rails_outcome
+from bench.rails import documents
 from bench.rails.diagnosis.gpu_outcome import IntraNodeOutcome
 from bench.rails.diagnosis.gpu_pairs import LocalPairTime
 from bench.rails.diagnosis.matrix import PairTime
@@ -34,7 +34,8 @@ PACE = 10.0
 
 
 class LiveRails:
-    """Rank 0's provisional rails outputs."""
+    """Rank 0's provisional rails outputs: a ``bench.rails.measurement.writer.LiveWriter``, the shape the rank
+    side hands it results by."""
 
     def __init__(self, run: Run, nodes: Sequence[str], rails: int, rate_Gbps: float | None, iters: int) -> None:
         self.run, self.nodes, self.rails, self.iters = run, tuple(nodes), rails, iters
@@ -86,9 +87,9 @@ class LiveRails:
             rails, times, local = self._written
             new_local = IntraNodeOutcome(self.nodes, self.rails, tuple(self.local[local:]))
             rows = [
-                *rails_outcome.rail_rows(self.rail_results[rails:], self.expected, "float"),
-                *rails_outcome.pair_rows(self.times[times:], self.nodes, self.expected, self.iters),
-                *(gpu_outcome.rows(new_local, self.iters) if new_local.times else []),
+                *documents.rail_rows(self.rail_results[rails:], self.expected, "float"),
+                *documents.pair_rows(self.times[times:], self.nodes, self.expected, self.iters),
+                *(documents.local_pair_rows(new_local, self.iters) if new_local.times else []),
             ]
             self.run.append(*rows)
             self._written = (len(self.rail_results), len(self.times), len(self.local))
@@ -102,7 +103,7 @@ class LiveRails:
 
     def document(self) -> RailsDoc:
         """A rails.json of the measurements so far, marked ``partial`` (no devices, defects or verdict yet)."""
-        measured = rails_outcome.measurements(self.rail_results, self.times, self.nodes, self.expected, {})
+        measured = documents.measurements(self.rail_results, self.times, self.nodes, self.expected, {})
         return RailsDoc(partial=True, nodes=tuple(self.nodes), measurements=tuple(measured))
 
     def append(self, *rows: Row) -> None:
