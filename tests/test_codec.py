@@ -111,7 +111,7 @@ def test_a_whole_number_reads_as_a_float_and_stays_one() -> None:
         ({"name": "a", "iters": True, "busbw_Gbps": 1}, "iters holds true, not a whole number"),
         ({"name": "a", "iters": 2, "busbw_Gbps": True}, "busbw_Gbps holds true, not a number"),
         ({"name": "a", "iters": 2, "busbw_Gbps": 1, "kind": "ring"}, "kind holds \"ring\", not one of 'rail', 'pair'"),
-        ({"name": "a", "iters": 2, "busbw_Gbps": 1, "hosts": "n1"}, 'hosts holds "n1", not a list'),
+        ({"name": "a", "iters": 2, "busbw_Gbps": 1, "hosts": "n1"}, 'hosts holds "n1", not a list of strings'),
         ({"name": "a", "iters": 2, "busbw_Gbps": 1, "hosts": ["n1", 5]}, "hosts[1] holds 5, not a string"),
         ({"name": "a", "iters": 2, "busbw_Gbps": 1, "errors": {"x": -0.5}}, "errors.x holds -0.5, not a whole number"),
         ({"name": "a", "iters": 2, "busbw_Gbps": 1, "ports": [{"port": 1}]}, "ports[0].hca is missing"),
@@ -272,3 +272,59 @@ def test_a_section_field_no_source_holds_or_a_value_of_the_wrong_type_is_refused
         codec.projected(Section, Resolved(20, []), Asked(None, True), graph=True, colour="red")
     with pytest.raises(codec.Refused, match="iters"):
         codec.projected(Section, Asked(None, True), Resolved(20, []), graph=True)  # the flags' None is no count
+
+
+@dataclass(frozen=True)
+class Window:
+    """A record with a bounded field and a check of its own that refuses one item of a list."""
+
+    seconds: float = field(default=3.0, metadata=codec.bounded(maximum=600))
+    rate: float | None = field(default=None, metadata=codec.bounded(sign="positive"))
+    names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for i, name in enumerate(self.names):
+            if not name.islower():
+                raise codec.Invalid(("names", i), f"= {name!r} must be lower case")
+
+
+@pytest.mark.parametrize(
+    ("doc", "keys", "said"),
+    [
+        ({"seconds": -1}, ("seconds",), "is -1.0, a negative value where none can be: the input is damaged"),
+        ({"seconds": 601}, ("seconds",), "is 601.0, above the largest plausible value 600"),
+        ({"seconds": float("nan")}, ("seconds",), "is nan, not a finite number: the input is damaged"),
+        ({"rate": 0}, ("rate",), "is 0.0; it must be above zero"),
+        ({"names": ["a", "B"]}, ("names", 1), "= 'B' must be lower case"),
+        ({"inner": {"seconds": "x"}}, ("inner", "seconds"), 'holds "x", not a number'),
+    ],
+)
+def test_a_refusal_says_the_path_of_the_value_and_what_is_wrong(
+    doc: dict[str, object], keys: tuple[codec.Key, ...], said: str
+) -> None:
+    """A bounded field and a record's own check of one value are refused at that value, as a value of the wrong
+    type is: a reader that locates values itself (a profile's file and line) gets the path and the words."""
+
+    @dataclass(frozen=True)
+    class Outer:
+        inner: Window = field(default_factory=Window)
+
+    cls: type[Window | Outer] = Outer if "inner" in doc else Window
+    with pytest.raises(codec.Refused) as refused:
+        codec.decode(cls, doc, "p: ")
+    assert (refused.value.keys, refused.value.said) == (keys, said)
+    assert str(refused.value).startswith("p: ") and str(refused.value).endswith(said)
+    assert codec.decode(Window, {"rate": None, "seconds": 0}) == Window(seconds=0.0)
+
+
+def test_a_type_refusal_says_the_value_and_the_type_and_unknown_keys_say_the_known_ones() -> None:
+    with pytest.raises(codec.Refused) as refused:
+        codec.decode(Window, {"names": "a"})
+    assert (refused.value.shown, refused.value.expected) == ('"a"', "a list of strings")
+    with pytest.raises(codec.UnknownFields) as unknown:
+        codec.decode(Window, {"second": 1, "rates": 2})
+    assert (unknown.value.names, unknown.value.known, unknown.value.keys) == (
+        ("rates", "second"),
+        ("names", "rate", "seconds"),
+        (),
+    )

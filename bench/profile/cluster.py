@@ -94,6 +94,7 @@ from bench.profile.keys import (
     whole_of,
 )
 from bench.profile.rails_table import RailsTestTable
+from bench.profile.toml_lines import decoded
 
 PROFILE_DIR = Path(__file__).resolve().parent / "shipped"
 
@@ -255,9 +256,9 @@ def _parse(text: str, where: str, default_name: str) -> Profile:
     check_ranges(data, rails, where, text)
     compare = compare_table(data, where, text)
     rails_test = RailsTestTable.from_table(table(data, "rails_test"), where, text)
-    errors = ErrorLimits.from_table(table(data, "errors"), where, line_in)
+    errors = decoded(ErrorLimits, table(data, "errors"), where, text, ("errors",))
     actions = Actions.from_table(table(data, "actions"), where, line_in)
-    gpudirect = GpuDirectLimits.from_table(table(data, "gpudirect"), where, line_in)
+    gpudirect = decoded(GpuDirectLimits, table(data, "gpudirect"), where, text, ("gpudirect",))
     judge_min, default_max_bytes = byte_limits(data, bool(per_gpu), where, text)
     plan = plan_table(table(data, "plan"), where, text)
     fraction = checked_pass_fraction(data, where, text)

@@ -1,0 +1,90 @@
+"""The one TOML line locator of a profile: where a key is set, and each refusal of a value as one line that says
+the file, the line of its key, what is wrong and how to fix it (a ``UserError``: exit 2).
+
+A profile's tables are records read by the codec (``bench.codec.decode``), as every run-directory document is;
+a :class:`bench.codec.Refused` says the path of the value it refused (``("errors", "max_count", "link_downed")``)
+and what is wrong with it, and :func:`refusal` turns it into the line a person fixes the file from:
+``p.toml:5: [errors.max_count] link_downed = -2 must be a whole number >= 0``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from bench import codec
+from bench.exits import UserError
+from bench.jsondoc import Parsed
+
+_TOML_WORDS = {"an object": "a table"}
+"""The codec's JSON words as a TOML file says them."""
+
+
+def line_of(text: str, keys: Sequence[codec.Key]) -> int:
+    """The line where the value at ``keys`` is set: its ``key =`` line under its table's header, or its own
+    header (``[errors.max_count]``, ``[gpu.B200]``); else the line of the nearest enclosing key that is set (an
+    inline table, a list's item: the list's key); 1 when none is. List indexes do not name lines."""
+    names = [key for key in keys if isinstance(key, str)]
+    for depth in range(len(names), 0, -1):
+        line = _set_at(text, names[depth - 1], ".".join(names[: depth - 1]) or None)
+        if line is not None:
+            return line
+    return 1
+
+
+def _set_at(text: str, key: str, table: str | None) -> int | None:
+    """The first line that sets ``key`` inside ``[table]`` (the top level when None), or opens ``[table.key]``
+    or a table inside it."""
+    current: str | None = None
+    header = key if table is None else f"{table}.{key}"
+    pattern = re.compile(rf"^\s*\"?{re.escape(key)}\"?\s*=")
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.lstrip()
+        if stripped.startswith("["):  # string methods, not a regex: a hostile line must cost linear time
+            current = stripped.lstrip("[").split("]", 1)[0].strip()
+            if current == header or current.startswith(f"{header}."):
+                return number
+            continue
+        if current == table and pattern.match(line):
+            return number
+    return None
+
+
+def label(keys: Sequence[codec.Key]) -> str:
+    """A value as a refusal names it: ``[errors.max_count] link_downed``, ``[gpudirect] fail_xids[2]``,
+    ``pass_fraction`` at the top level."""
+    names = [i for i, key in enumerate(keys) if isinstance(key, str)]
+    if not names:
+        return ""
+    last = names[-1]
+    scope = ".".join(str(k) for k in keys[:last])
+    own = str(keys[last]) + "".join(f"[{k}]" for k in keys[last + 1 :])
+    return f"[{scope}] {own}" if scope else own
+
+
+def refusal(where: str, text: str, refused: codec.Refused, within: Sequence[codec.Key] = ()) -> UserError:
+    """``refused`` (of a value read from the table at ``within``) as one line naming ``where``, the file, and
+    the line of the key refused."""
+    keys = (*within, *refused.keys)
+    if isinstance(refused, codec.UnknownFields):
+        scope = f"[{'.'.join(str(k) for k in keys)}] " if keys else ""
+        names = ", ".join(map(repr, refused.names))
+        key = "key" if len(refused.names) == 1 else "keys"
+        known = f"; known keys: {', '.join(refused.known)}" if refused.known else ""
+        return UserError(f"{where}:{line_of(text, (*keys, refused.names[0]))}: unknown {scope}{key} {names}{known}")
+    at = f"{where}:{line_of(text, keys)}: {label(keys)}"
+    if refused.expected:
+        expected = _TOML_WORDS.get(refused.expected, refused.expected)
+        return UserError(f"{at} = {refused.shown} must be {expected}")
+    return UserError(f"{at} {refused.said}")
+
+
+def decoded(
+    cls: type[codec.Record], values: Parsed, where: str, text: str, within: Sequence[codec.Key]
+) -> codec.Record:
+    """The ``cls`` record of the table ``values`` (the profile's table at ``within``), read by the codec; a
+    refusal as one line with its file and line (:func:`refusal`)."""
+    try:
+        return codec.decode(cls, values)
+    except codec.Refused as exc:
+        raise refusal(where, text, exc, within) from None

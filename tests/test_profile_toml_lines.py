@@ -1,0 +1,114 @@
+"""bench.profile.toml_lines: the one locator of a profile's refusals, and the tables read through the codec
+with it (issue 44 item 5). Each refusal is one line: the file, the line of the key, what is wrong and how to fix
+it; exit 2 through the CLI (tests/test_profile_cluster_profiles.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.exits import UserError
+from bench.profile.cluster import load_profile
+from bench.profile.toml_lines import label, line_of
+
+TEXT = """name = "p"
+pass_fraction = 0.9
+
+[errors]
+window_s = 3
+max_count = { link_downed = 2 }
+
+[errors.max_count]
+symbol_error = 10
+
+[gpu.B200]
+match = ["NVIDIA B200"]
+"""
+
+
+@pytest.mark.parametrize(
+    ("keys", "line"),
+    [
+        (("pass_fraction",), 2),
+        (("errors",), 4),
+        (("errors", "window_s"), 5),
+        (("errors", "max_count"), 6),  # the key set inline comes before its header
+        (("errors", "max_count", "link_downed"), 6),  # inside an inline table: the table's key
+        (("errors", "max_count", "symbol_error"), 9),
+        (("gpu", "B200"), 11),
+        (("gpu", "B200", "match", 0), 12),  # a list's item: the list's key
+        (("gpu", "B200", "source"), 11),  # a key not set: its table's header
+        (("nowhere",), 1),
+    ],
+)
+def test_the_line_of_a_key_is_where_it_is_set_or_its_nearest_table(keys: tuple[str | int, ...], line: int) -> None:
+    assert line_of(TEXT, keys) == line
+
+
+def test_a_value_is_named_by_its_table_and_key() -> None:
+    assert label(("errors", "max_count", "link_downed")) == "[errors.max_count] link_downed"
+    assert label(("gpudirect", "fail_xids", 2)) == "[gpudirect] fail_xids[2]"
+    assert label(("pass_fraction",)) == "pass_fraction"
+
+
+@pytest.mark.parametrize(
+    ("table", "line", "said"),
+    [
+        ("[errors]\nwindow_s = 'x'", 4, '[errors] window_s = "x" must be a number'),
+        ("[errors]\nwindow_s = -1", 4, "[errors] window_s is -1.0, a negative value where none can be"),
+        ("[errors]\nkernel_log_window_s = 1e300", 4, "above the largest plausible value 7.776e+06"),
+        ("[errors]\nfail_on_rise = [1]", 4, "[errors] fail_on_rise[0] = 1 must be a string"),
+        (
+            "[errors]\nfail_on_rise = 'link_downed'",
+            4,
+            '[errors] fail_on_rise = "link_downed" must be a list of strings',
+        ),
+        ("[errors]\n\nfail_on_rise = ['symbol_errors']", 5, "symbol_errors is not an error counter railbench reads"),
+        ("[errors]\nmax_count_severity = 'page'", 4, "max_count_severity = \"page\" must be one of 'warn', 'fail'"),
+        ("[errors]\nfail_on_errors = 1", 4, "[errors] fail_on_errors = 1 must be true or false"),
+        ("[errors]\nmax_count = 3", 4, "[errors] max_count = 3 must be a table"),
+        ("[errors.max_count]\nlink_downed = -2", 4, "[errors.max_count] link_downed = -2 must be a whole number >= 0"),
+        ("[errors.max_count]\nlink_downe = 2", 4, "[errors.max_count] link_downe = 2: link_downe is not an error"),
+        ("[errors]\nbogus = 1", 4, "unknown [errors] key 'bogus'; known keys: fail_on_errors, fail_on_rise, "),
+        ("[gpudirect]\nmtu = 1500", 4, "[gpudirect] mtu = 1500 must be one of 256, 512, 1024, 2048, 4096"),
+        ("[gpudirect]\nmax_read_request = '4096'", 4, '[gpudirect] max_read_request = "4096" must be one of 128,'),
+        (
+            "[gpudirect]\nfail_xids = [48, 0]",
+            4,
+            "[gpudirect] fail_xids[1] = 0 is not an Xid number: write e.g. [48, 79]",
+        ),
+        ("[gpudirect]\nfail_xids = [48, '79']", 4, '[gpudirect] fail_xids[1] = "79" must be a whole number'),
+        ("[gpudirect]\nspeed = 1", 4, "unknown [gpudirect] key 'speed'; known keys: fail_xids, max_read_request, mtu"),
+    ],
+)
+def test_a_bad_value_of_a_table_is_one_line_with_its_file_and_line(
+    tmp_path: Path, table: str, line: int, said: str
+) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(f'name = "p"\n\n{table}\n')
+    with pytest.raises(UserError) as refused:
+        load_profile(str(path))
+    message = str(refused.value)
+    assert message.startswith(f"{path}:{line}: ") and said in message and "\n" not in message, message
+
+
+def test_the_tables_read_through_the_codec_keep_their_values(tmp_path: Path) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text(
+        'name = "p"\n[errors]\nwindow_s = 2\nfail_on_rise = ["symbol_error"]\nmax_count_severity = "fail"\n'
+        "[errors.max_count]\nlink_downed = 3\n[gpudirect]\nmtu = 2048\nfail_xids = [48, 79]\n"
+    )
+    profile = load_profile(str(path))
+    assert (profile.errors.window_s, profile.errors.fail_on_rise, dict(profile.errors.max_count)) == (
+        2.0,
+        ("symbol_error",),
+        {"link_downed": 3},
+    )
+    assert isinstance(profile.errors.window_s, float) and profile.errors.max_count_severity == "fail"
+    assert (profile.gpudirect.mtu, profile.gpudirect.max_read_request, profile.gpudirect.fail_xids) == (
+        2048,
+        4096,
+        (48, 79),
+    )
+    assert profile.compare.error_counters == ("symbol_error",)  # [compare] judges the counters [errors] names
