@@ -85,7 +85,6 @@ from bench.profile.keys import (
     checked_pass_fraction,
     checked_transport,
     compare_table,
-    line_of,
     names_of,
     number_of,
     plan_table,
@@ -94,7 +93,7 @@ from bench.profile.keys import (
     whole_of,
 )
 from bench.profile.rails_table import RailsTestTable
-from bench.profile.toml_lines import decoded
+from bench.profile.toml_lines import decoded, line_of
 
 PROFILE_DIR = Path(__file__).resolve().parent / "shipped"
 
@@ -244,7 +243,7 @@ def _parse(text: str, where: str, default_name: str) -> Profile:
     check_table(network, NETWORK_KEYS, where, text, "network")
 
     def line_in(key: str, name: str | None) -> int:
-        return line_of(text, key, name)
+        return line_of(text, (*name.split("."), key) if name else (key,))
 
     nvlink_targets = collective_targets(table(data, "nvlink_targets_gbps"), where, "nvlink_targets_gbps", line_in)
     node_targets = collective_targets(table(data, "node_targets_gbps"), where, "node_targets_gbps", line_in)

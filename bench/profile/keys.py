@@ -3,7 +3,6 @@ the values ``bench.profile.cluster`` reads into a ``Profile``, each refusal nami
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Literal
 
@@ -12,6 +11,7 @@ from bench.exits import UserError
 from bench.jsondoc import Parsed, table
 from bench.profile.compare import CompareSettings
 from bench.profile.gpu_targets import MAX_RATE_GBPS
+from bench.profile.toml_lines import line_of
 from bench.units import parse_size
 
 Transport = Literal["ib", "roce", "socket", "loopback"]
@@ -67,22 +67,6 @@ NETWORK_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
 }
 
 
-def line_of(text: str, key: str, table: str | None) -> int:
-    """The line where ``key`` is set (inside ``[table]`` when given); 1 when it cannot be found."""
-    current: str | None = None
-    pattern = re.compile(rf"^\s*\"?{re.escape(key)}\"?\s*=")
-    for number, line in enumerate(text.splitlines(), start=1):
-        stripped = line.lstrip()
-        if stripped.startswith("["):  # string methods, not a regex: a hostile line must cost linear time
-            current = stripped.lstrip("[").split("]", 1)[0].strip()
-            if table is None and (current == key or current.startswith(f"{key}.")):
-                return number
-            continue
-        if pattern.match(line) and current == table:
-            return number
-    return 1
-
-
 def check_table(
     data: Parsed,
     spec: Mapping[str, tuple[tuple[type, ...], str]],
@@ -90,20 +74,23 @@ def check_table(
     text: str,
     table: str | None,
 ) -> None:
+    def at(key: str) -> str:  # found only for a refusal: the file is read once per key refused, not per key
+        return f"{where}:{line_of(text, (table, key) if table else (key,))}"
+
     for key, value in data.items():
         if table is None and key in EXTENSION_TABLES:
             if not isinstance(value, dict):
-                raise UserError(f"{where}:{line_of(text, key, None)}: [{key}] must be a table")
+                raise UserError(f"{where}:{line_of(text, (key,))}: [{key}] must be a table")
             continue
         if key not in spec:
             known = ", ".join(sorted(spec) + (sorted(EXTENSION_TABLES) if table is None else []))
             scope = f"[{table}] " if table else ""
-            raise UserError(f"{where}:{line_of(text, key, table)}: unknown {scope}key {key!r}; known keys: {known}")
+            raise UserError(f"{at(key)}: unknown {scope}key {key!r}; known keys: {known}")
         types, description = spec[key]
         if isinstance(value, bool) or not isinstance(value, types):
-            raise UserError(f"{where}:{line_of(text, key, table)}: {key} = {value!r} must be {description}")
+            raise UserError(f"{at(key)}: {key} = {value!r} must be {description}")
         if isinstance(value, list) and not all(isinstance(item, str) for item in value):
-            raise UserError(f"{where}:{line_of(text, key, table)}: {key} must be a list of strings")
+            raise UserError(f"{at(key)}: {key} must be a list of strings")
 
 
 # Typed reads of values check_table has already checked against TOP_KEYS, RAILS_KEYS or NETWORK_KEYS: each narrows what
@@ -137,7 +124,7 @@ def refuse_top_level_targets(data: Parsed, per_gpu: bool, where: str, text: str)
     both = [key for key in TARGET_KEYS if key in data]
     if per_gpu and both:
         raise UserError(
-            f"{where}:{line_of(text, both[0], None)}: {both[0]} is set at the top level and the profile has "
+            f"{where}:{line_of(text, (both[0],))}: {both[0]} is set at the top level and the profile has "
             "[gpu.<generation>] tables: give every target in the generation it was measured on"
         )
 
@@ -148,7 +135,7 @@ def checked_env(data: Parsed, where: str, text: str) -> dict[str, str]:
     for key, value in table(data, "recommended_env").items():
         if not isinstance(value, str):
             raise UserError(
-                f"{where}:{line_of(text, key, 'recommended_env')}: {key} = {value!r} must be a string; quote it"
+                f"{where}:{line_of(text, ('recommended_env', key))}: {key} = {value!r} must be a string; quote it"
             )
         env[key] = value
     return env
@@ -158,7 +145,7 @@ def checked_transport(data: Parsed, where: str, text: str) -> Transport:
     transport = _transport(data.get("transport", "ib"))
     if transport is None:
         raise UserError(
-            f"{where}:{line_of(text, 'transport', None)}: transport {data.get('transport')!r} must be one of "
+            f"{where}:{line_of(text, ('transport',))}: transport {data.get('transport')!r} must be one of "
             + ", ".join(TRANSPORTS)
         )
     return transport
@@ -168,7 +155,8 @@ def checked_link_layer(rails: Parsed, where: str, text: str) -> str | None:
     link_layer = text_of(rails, "link_layer")
     if link_layer is not None and link_layer not in LINK_LAYERS:
         raise UserError(
-            f"{where}:{line_of(text, 'link_layer', 'rails')}: link_layer {link_layer!r} must be InfiniBand or Ethernet"
+            f"{where}:{line_of(text, ('rails', 'link_layer'))}: link_layer {link_layer!r} must be InfiniBand or "
+            "Ethernet"
         )
     return link_layer
 
@@ -182,12 +170,12 @@ def check_ranges(data: Parsed, rails: Parsed, where: str, text: str) -> None:
     ):
         value = whole_of(values, key)
         if value is not None and not minimum <= value <= maximum:
-            line = line_of(text, key, "rails" if values is rails else None)
+            line = line_of(text, ("rails", key) if values is rails else (key,))
             raise UserError(f"{where}:{line}: {key} = {value} must be between {minimum} and {maximum}")
     for key, values in (("rate_gbps", rails), ("node_target_gbps", data), ("nvlink_target_gbps", data)):
         rate = number_of(values, key)
         if rate is not None:
-            line = line_of(text, key, "rails" if values is rails else None)
+            line = line_of(text, ("rails", key) if values is rails else (key,))
             finite(rate, Where(where, key, line), sign="positive", maximum=MAX_RATE_GBPS)
 
 
@@ -195,7 +183,7 @@ def compare_table(data: Parsed, where: str, text: str) -> CompareSettings:
     try:  # [compare] is read by compare and report; refuse a bad one here, before any command starts ranks
         return CompareSettings.from_table(table(data, "compare"))
     except UserError as exc:
-        raise UserError(f"{where}:{line_of(text, 'compare', None)}: {exc}") from None
+        raise UserError(f"{where}:{line_of(text, ('compare',))}: {exc}") from None
 
 
 def byte_limits(data: Parsed, per_gpu: bool, where: str, text: str) -> tuple[int, int | None]:
@@ -207,7 +195,7 @@ def byte_limits(data: Parsed, per_gpu: bool, where: str, text: str) -> tuple[int
     has_targets = per_gpu or any(k in data for k in ("node_target_gbps", "nvlink_target_gbps", "nvlink_targets_gbps"))
     if default_max_bytes is not None and has_targets and default_max_bytes < judge_min:
         raise UserError(
-            f"{where}:{line_of(text, 'default_max_bytes', None)}: default_max_bytes {default_max} stops below "
+            f"{where}:{line_of(text, ('default_max_bytes',))}: default_max_bytes {default_max} stops below "
             f"judge_min_bytes ({judge_min} bytes): a default run would judge nothing; raise it"
         )
     return judge_min, default_max_bytes
@@ -217,7 +205,7 @@ def checked_pass_fraction(data: Parsed, where: str, text: str) -> float:
     fraction = number_of(data, "pass_fraction")
     fraction = 0.9 if fraction is None else fraction
     if not 0 < fraction <= 1.5:
-        line = line_of(text, "pass_fraction", None)
+        line = line_of(text, ("pass_fraction",))
         raise UserError(f"{where}:{line}: pass_fraction = {fraction} must be a fraction of the target in (0, 1.5]")
     return float(fraction)
 
@@ -227,7 +215,7 @@ def plan_table(values: Parsed, where: str, text: str) -> dict[str, tuple[float, 
     keys are checked where the plan is made)."""
     plan: dict[str, tuple[float, float]] = {}
     for key, value in values.items():
-        line = line_of(text, key, "plan")
+        line = line_of(text, ("plan", key))
         pair = value if isinstance(value, list) else [value, value]
         numbers = [v for v in pair if isinstance(v, int | float) and not isinstance(v, bool)]
         if len(pair) != 2 or len(numbers) != 2:

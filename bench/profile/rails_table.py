@@ -17,7 +17,7 @@ from bench.bounded import Where, finite
 from bench.exits import UserError
 from bench.flagged import Flag, given_by
 from bench.jsondoc import Parsed
-from bench.profile.keys import line_of
+from bench.profile.toml_lines import line_of
 from bench.units import parse_size
 
 _MIB256 = 256 << 20
@@ -96,7 +96,7 @@ class RailsTestTable:
         known = sorted(f.name for f in dataclasses.fields(cls) if f.name != "given")
         read: dict[str, int | float | tuple[str, ...]] = {}
         for key, value in values.items():
-            line = line_of(text, key, "rails_test")
+            line = line_of(text, ("rails_test", key))
             number = isinstance(value, (int, float)) and not isinstance(value, bool)
             if key not in known:
                 raise UserError(f"{where}:{line}: unknown [rails_test] key {key!r}; known keys: {', '.join(known)}")
