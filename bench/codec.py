@@ -127,6 +127,7 @@ declares one twice is refused (``TypeError``) the first time one is written or r
 
 
 _BOUNDS = "bench.codec.bounds"
+_READER = "bench.codec.reader"
 
 
 def bounded(*, sign: Sign = "non-negative", maximum: float | None = None) -> Mapping[str, object]:
@@ -137,16 +138,44 @@ def bounded(*, sign: Sign = "non-negative", maximum: float | None = None) -> Map
     return types.MappingProxyType({_BOUNDS: (sign, maximum)})
 
 
+def read_by(reader: Callable[[object], object]) -> Mapping[str, object]:
+    """The metadata of a field whose value a document writes in a form of its own (a size as ``"8M"`` or a
+    number of bytes): ``reader`` turns the value as parsed into the field's, or raises ``ValueError`` whose
+    text says what is wrong after the field's name (``'1Q' is not a size: ...``), refused at the field. Its
+    own type is the reader's to check; the field's bounds (:func:`bounded`) still apply."""
+    return types.MappingProxyType({_READER: reader})
+
+
+_How = tuple[Callable[[object], object] | None, tuple[Sign, float | None] | None]
+"""How a field is read past its type: its own reader (:func:`read_by`), and its bounds (:func:`bounded`)."""
+
+
 @cache
-def _bounds(cls: type) -> Mapping[str, tuple[Sign, float | None]]:
-    return {f.name: f.metadata[_BOUNDS] for f in dataclasses.fields(cls) if _BOUNDS in f.metadata}
+def _reading(cls: type) -> Mapping[str, _How]:
+    return {
+        f.name: (f.metadata.get(_READER), f.metadata.get(_BOUNDS))
+        for f in dataclasses.fields(cls)
+        if _READER in f.metadata or _BOUNDS in f.metadata
+    }
 
 
-def _bounded(value: object, sign: Sign, maximum: float | None) -> None:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        refusal = out_of_bounds(value, sign=sign, maximum=maximum)
+def _field(hint: object, how: _How | None, value: object, extra: Extra) -> object:
+    """``value`` as a field of type ``hint`` reads it: by its type, or by its own reader, within its bounds."""
+    if how is None:
+        return _typed(hint, value, extra)
+    reader, bounds = how
+    if reader is None:
+        typed = _typed(hint, value, extra)
+    else:
+        try:
+            typed = reader(value)
+        except ValueError as exc:
+            raise Wrong(str(exc)) from None
+    if bounds is not None and isinstance(typed, int | float) and not isinstance(typed, bool):
+        refusal = out_of_bounds(typed, sign=bounds[0], maximum=bounds[1])
         if refusal is not None:
             raise Wrong(refusal)
+    return typed
 
 
 @cache
@@ -211,7 +240,7 @@ def replaced(record: Record, changes: Mapping[str, object], where: str = "") -> 
         if name not in _declared(cls)[0]:
             raise UnknownFields([name], where)
         try:
-            typed[name] = _typed(hints[name], encode(value), "refuse")
+            typed[name] = _field(hints[name], _reading(cls).get(name), encode(value), "refuse")
         except Wrong as wrong:
             raise wrong.within(name).refusal(where) from None
     try:
@@ -301,13 +330,11 @@ def _record(cls: type[Record], doc: Mapping[str, object], extra: Extra) -> Recor
     if missing:
         raise Wrong("is missing").within(missing[0])
     args = {}
-    bounds = _bounds(cls)
+    reading = _reading(cls)
     for name, value in doc.items():
         if name in names and name not in parts:
             try:
-                args[name] = _typed(hints[name], value, extra)
-                if name in bounds:
-                    _bounded(args[name], *bounds[name])
+                args[name] = _field(hints[name], reading.get(name), value, extra)
             except Wrong as wrong:
                 raise wrong.within(name) from None
     # An inline record reads its own keys of this same object: a refusal names the key as the document has it.

@@ -328,3 +328,26 @@ def test_a_type_refusal_says_the_value_and_the_type_and_unknown_keys_say_the_kno
         ("names", "rate", "seconds"),
         (),
     )
+
+
+def _kib(value: object) -> int:
+    """A size written as "4K" or a number of bytes (the form a profile writes sizes in)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.endswith("K") and value[:-1].isdigit():
+        return int(value[:-1]) << 10
+    raise ValueError(f"= {codec.shown(value)} is not a size such as 4K")
+
+
+@dataclass(frozen=True)
+class Buffer:
+    nbytes: int = field(default=0, metadata={**codec.read_by(_kib), **codec.bounded(maximum=1 << 20)})
+
+
+def test_a_field_read_by_its_own_reader_keeps_its_bounds_and_is_refused_at_the_field() -> None:
+    assert codec.decode(Buffer, {"nbytes": "4K"}) == Buffer(4096) == codec.decode(Buffer, {"nbytes": 4096})
+    assert codec.replaced(Buffer(), {"nbytes": "8K"}) == Buffer(8192)
+    for value, said in ((True, "= true is not a size such as 4K"), ("2048K", "is 2097152, above the largest")):
+        with pytest.raises(codec.Refused) as refused:
+            codec.decode(Buffer, {"nbytes": value})
+        assert refused.value.keys == ("nbytes",) and refused.value.said.startswith(said)

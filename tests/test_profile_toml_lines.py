@@ -79,6 +79,28 @@ def test_a_value_is_named_by_its_table_and_key() -> None:
             "[gpudirect] fail_xids[1] = 0 is not an Xid number: write e.g. [48, 79]",
         ),
         ("[gpudirect]\nfail_xids = [48, '79']", 4, '[gpudirect] fail_xids[1] = "79" must be a whole number'),
+        ("[rails_test]\niters = 2.5", 4, "[rails_test] iters = 2.5 must be a whole number"),
+        ("[rails_test]\ncollectives = [1]", 4, "[rails_test] collectives[0] = 1 must be a string"),
+        (
+            "[rails_test]\npair_bytes = '1Q'",
+            4,
+            "[rails_test] pair_bytes '1Q' is not a size: use bytes or a K/M/G suffix",
+        ),
+        (
+            "[rails_test]\nrail_bytes = true",
+            4,
+            '[rails_test] rail_bytes = true must be a size: a number of bytes or e.g. "64M"',
+        ),
+        (
+            "[rails_test]\nrelative_fraction = 1.5",
+            4,
+            "[rails_test] relative_fraction is 1.5, above the largest plausible value 1",
+        ),
+        (
+            "[rails_test]\n\ngiven = ['iters']",
+            5,
+            "unknown [rails_test] key 'given'; known keys: collectives, confirm, iters, pair",
+        ),
         ("[gpudirect]\nspeed = 1", 4, "unknown [gpudirect] key 'speed'; known keys: fail_xids, max_read_request, mtu"),
     ],
 )
@@ -111,4 +133,12 @@ def test_the_tables_read_through_the_codec_keep_their_values(tmp_path: Path) -> 
         4096,
         (48, 79),
     )
-    assert profile.compare.error_counters == ("symbol_error",)  # [compare] judges the counters [errors] names
+    assert profile.compare.error_counters == ("symbol_error",)
+    path.write_text('name = "p"\n[rails_test]\nrail_bytes = "64M"\niters = 3\nrelative_fraction = 1\n')
+    rails_test = load_profile(str(path)).rails_test
+    assert (rails_test.rail_bytes, rails_test.iters, rails_test.relative_fraction) == (64 << 20, 3, 1.0)
+    assert rails_test.given == (
+        "rail_bytes",
+        "iters",
+        "relative_fraction",
+    )  # what the profile set, in its order  # [compare] judges the counters [errors] names

@@ -93,7 +93,7 @@ from bench.profile.keys import (
     whole_of,
 )
 from bench.profile.rails_table import RailsTestTable
-from bench.profile.toml_lines import decoded, line_of
+from bench.profile.toml_lines import decoded, line_of, located
 
 PROFILE_DIR = Path(__file__).resolve().parent / "shipped"
 
@@ -254,7 +254,8 @@ def _parse(text: str, where: str, default_name: str) -> Profile:
     link_layer = checked_link_layer(rails, where, text)
     check_ranges(data, rails, where, text)
     compare = compare_table(data, where, text)
-    rails_test = RailsTestTable.from_table(table(data, "rails_test"), where, text)
+    with located(where, text, ("rails_test",)):
+        rails_test = RailsTestTable.from_profile(table(data, "rails_test"))
     errors = decoded(ErrorLimits, table(data, "errors"), where, text, ("errors",))
     actions = Actions.from_table(table(data, "actions"), where, line_in)
     gpudirect = decoded(GpuDirectLimits, table(data, "gpudirect"), where, text, ("gpudirect",))

@@ -10,11 +10,13 @@ and what is wrong with it, and :func:`refusal` turns it into the line a person f
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from bench import codec
 from bench.exits import UserError
 from bench.jsondoc import Parsed
+from bench.units import parse_size
 
 _TOML_WORDS = {"an object": "a table"}
 """The codec's JSON words as a TOML file says them."""
@@ -84,7 +86,26 @@ def decoded(
 ) -> codec.Record:
     """The ``cls`` record of the table ``values`` (the profile's table at ``within``), read by the codec; a
     refusal as one line with its file and line (:func:`refusal`)."""
-    try:
+    with located(where, text, within):
         return codec.decode(cls, values)
+
+
+@contextmanager
+def located(where: str, text: str, within: Sequence[codec.Key]) -> Iterator[None]:
+    """A :class:`bench.codec.Refused` of the table at ``within`` raised inside, as one line with its file and
+    line (:func:`refusal`)."""
+    try:
+        yield
     except codec.Refused as exc:
         raise refusal(where, text, exc, within) from None
+
+
+def size(value: object) -> int:
+    """A size as a profile writes it, a number of bytes or ``"64M"`` (``bench.units.parse_size``): the reader of
+    a size field (``codec.read_by(size)``); ``ValueError`` saying what is wrong after the key's name."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f'= {codec.shown(value)} must be a size: a number of bytes or e.g. "64M"')
+    try:
+        return parse_size(str(value), "")
+    except UserError as exc:
+        raise ValueError(str(exc).strip()) from None
