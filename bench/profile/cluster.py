@@ -72,20 +72,18 @@ from bench.profile.gpu_targets import Choice, GpuTargets, TargetSteps, choose, c
 from bench.profile.gpudirect import GpuDirectLimits
 from bench.profile.keys import (
     DEFAULT_JUDGE_MIN_BYTES,
-    NETWORK_KEYS,
-    RAILS_KEYS,
     TOP_KEYS,
     TRANSPORTS,
+    NetworkTable,
+    RailsTable,
     Transport,
     byte_limits,
     check_ranges,
     check_table,
     checked_env,
-    checked_link_layer,
     checked_pass_fraction,
     checked_transport,
     compare_table,
-    names_of,
     number_of,
     plan_table,
     refuse_top_level_targets,
@@ -237,10 +235,8 @@ class Profile:
 def _parse(text: str, where: str, default_name: str) -> Profile:
     data = tomldoc.loads(text, where)
     check_table(data, TOP_KEYS, where, text, None)
-    rails = table(data, "rails")
-    network = table(data, "network")
-    check_table(rails, RAILS_KEYS, where, text, "rails")
-    check_table(network, NETWORK_KEYS, where, text, "network")
+    rails = decoded(RailsTable, table(data, "rails"), where, text, ("rails",))
+    network = decoded(NetworkTable, table(data, "network"), where, text, ("network",))
 
     def line_in(key: str, name: str | None) -> int:
         return line_of(text, (*name.split("."), key) if name else (key,))
@@ -251,8 +247,7 @@ def _parse(text: str, where: str, default_name: str) -> Profile:
     refuse_top_level_targets(data, bool(per_gpu), where, text)
     env = checked_env(data, where, text)
     transport = checked_transport(data, where, text)
-    link_layer = checked_link_layer(rails, where, text)
-    check_ranges(data, rails, where, text)
+    check_ranges(data, where, text)
     compare = compare_table(data, where, text)
     with located(where, text, ("rails_test",)):
         rails_test = RailsTestTable.from_profile(table(data, "rails_test"))
@@ -263,24 +258,20 @@ def _parse(text: str, where: str, default_name: str) -> Profile:
     plan = plan_table(table(data, "plan"), where, text)
     fraction = checked_pass_fraction(data, where, text)
     name, description = text_of(data, "name"), text_of(data, "description")
-    rate_gbps, node_target, nvlink_target = (
-        number_of(rails, "rate_gbps"),
-        number_of(data, "node_target_gbps"),
-        number_of(data, "nvlink_target_gbps"),
-    )
+    node_target, nvlink_target = number_of(data, "node_target_gbps"), number_of(data, "nvlink_target_gbps")
     tolerance = whole_of(data, "counter_tolerance_bytes")
     return Profile(
         name=default_name if name is None else name,
         description="" if description is None else description,
         transport=transport,
-        rail_count=whole_of(rails, "count"),
-        rail_rate_gbps=None if rate_gbps is None else float(rate_gbps),
-        link_layer=link_layer,
-        rail_names=names_of(rails, "names"),
-        excluded_hcas=names_of(rails, "exclude"),
-        excluded_ifnames=names_of(rails, "exclude_ifnames"),
-        socket_ifnames=text_of(network, "socket_ifnames"),
-        oob_ifname=text_of(network, "oob_ifname"),
+        rail_count=rails.count,
+        rail_rate_gbps=rails.rate_gbps,
+        link_layer=rails.link_layer,
+        rail_names=rails.names,
+        excluded_hcas=rails.exclude,
+        excluded_ifnames=rails.exclude_ifnames,
+        socket_ifnames=network.socket_ifnames,
+        oob_ifname=network.oob_ifname,
         gpus_per_node=whole_of(data, "gpus_per_node"),
         gpu_model=text_of(data, "gpu_model"),
         recommended_env=MappingProxyType(env),

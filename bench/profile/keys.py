@@ -4,8 +4,10 @@ the values ``bench.profile.cluster`` reads into a ``Profile``, each refusal nami
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Literal
 
+from bench import codec
 from bench.bounded import Where, finite
 from bench.exits import UserError
 from bench.jsondoc import Parsed, table
@@ -16,7 +18,6 @@ from bench.units import parse_size
 
 Transport = Literal["ib", "roce", "socket", "loopback"]
 TRANSPORTS: tuple[Transport, ...] = ("ib", "roce", "socket", "loopback")
-LINK_LAYERS = ("InfiniBand", "Ethernet")
 
 # Tables with a parser of their own (typed at load like every other table).
 EXTENSION_TABLES = frozenset({"compare", "rails_test", "plan", "gpu"})
@@ -53,18 +54,30 @@ TOP_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "actions": ((dict,), 'a table of defect kind = "sentence"'),
     "gpudirect": ((dict,), "a table"),
 }
-RAILS_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
-    "count": ((int,), "an integer"),
-    "rate_gbps": ((int, float), "a number (Gb/s)"),
-    "link_layer": ((str,), "InfiniBand or Ethernet"),
-    "names": ((list,), "a list of strings"),
-    "exclude": ((list,), "a list of strings"),
-    "exclude_ifnames": ((list,), "a list of strings"),
-}
-NETWORK_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
-    "socket_ifnames": ((str,), "an NCCL_SOCKET_IFNAME value"),
-    "oob_ifname": ((str,), "an interface name"),
-}
+
+
+@dataclass(frozen=True)
+class RailsTable:
+    """The ``[rails]`` table, read by the codec (``bench.profile.cluster`` says each key)."""
+
+    count: int | None = None
+    rate_gbps: float | None = field(default=None, metadata=codec.bounded(sign="positive", maximum=MAX_RATE_GBPS))
+    link_layer: Literal["InfiniBand", "Ethernet"] | None = None
+    names: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    exclude_ifnames: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.count is not None and not 1 <= self.count <= MAX_RAILS:
+            raise codec.Invalid("count", f"= {self.count} must be between 1 and {MAX_RAILS}")
+
+
+@dataclass(frozen=True)
+class NetworkTable:
+    """The ``[network]`` table, read by the codec: an NCCL_SOCKET_IFNAME value and the bootstrap interface."""
+
+    socket_ifnames: str | None = None
+    oob_ifname: str | None = None
 
 
 def check_table(
@@ -93,8 +106,8 @@ def check_table(
             raise UserError(f"{at(key)}: {key} must be a list of strings")
 
 
-# Typed reads of values check_table has already checked against TOP_KEYS, RAILS_KEYS or NETWORK_KEYS: each narrows what
-# that check proved, so a value absent (or, were the spec ever to drift, of another type) reads as None.
+# Typed reads of values check_table has already checked against TOP_KEYS: each narrows what that check proved, so
+# a value absent (or, were the spec ever to drift, of another type) reads as None.
 def text_of(values: Parsed, key: str) -> str | None:
     value = values.get(key)
     return value if isinstance(value, str) else None
@@ -108,11 +121,6 @@ def whole_of(values: Parsed, key: str) -> int | None:
 def number_of(values: Parsed, key: str) -> int | float | None:
     value = values.get(key)
     return value if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-def names_of(values: Parsed, key: str) -> tuple[str, ...]:
-    value = values.get(key)
-    return tuple(v for v in value if isinstance(v, str)) if isinstance(value, list) else ()
 
 
 def _transport(value: object) -> Transport | None:
@@ -151,32 +159,19 @@ def checked_transport(data: Parsed, where: str, text: str) -> Transport:
     return transport
 
 
-def checked_link_layer(rails: Parsed, where: str, text: str) -> str | None:
-    link_layer = text_of(rails, "link_layer")
-    if link_layer is not None and link_layer not in LINK_LAYERS:
-        raise UserError(
-            f"{where}:{line_of(text, ('rails', 'link_layer'))}: link_layer {link_layer!r} must be InfiniBand or "
-            "Ethernet"
-        )
-    return link_layer
-
-
-def check_ranges(data: Parsed, rails: Parsed, where: str, text: str) -> None:
-    """The counts within their bounds, and the rates positive and finite."""
-    for key, values, minimum, maximum in (
-        ("count", rails, 1, MAX_RAILS),
-        ("gpus_per_node", data, 1, MAX_GPUS_PER_NODE),
-        ("counter_tolerance_bytes", data, 0, MAX_BYTES),
+def check_ranges(data: Parsed, where: str, text: str) -> None:
+    """The top level's counts within their bounds, and its targets positive and finite."""
+    for key, minimum, maximum in (
+        ("gpus_per_node", 1, MAX_GPUS_PER_NODE),
+        ("counter_tolerance_bytes", 0, MAX_BYTES),
     ):
-        value = whole_of(values, key)
+        value = whole_of(data, key)
         if value is not None and not minimum <= value <= maximum:
-            line = line_of(text, ("rails", key) if values is rails else (key,))
-            raise UserError(f"{where}:{line}: {key} = {value} must be between {minimum} and {maximum}")
-    for key, values in (("rate_gbps", rails), ("node_target_gbps", data), ("nvlink_target_gbps", data)):
-        rate = number_of(values, key)
+            raise UserError(f"{where}:{line_of(text, (key,))}: {key} = {value} must be between {minimum} and {maximum}")
+    for key in ("node_target_gbps", "nvlink_target_gbps"):
+        rate = number_of(data, key)
         if rate is not None:
-            line = line_of(text, ("rails", key) if values is rails else (key,))
-            finite(rate, Where(where, key, line), sign="positive", maximum=MAX_RATE_GBPS)
+            finite(rate, Where(where, key, line_of(text, (key,))), sign="positive", maximum=MAX_RATE_GBPS)
 
 
 def compare_table(data: Parsed, where: str, text: str) -> CompareSettings:
