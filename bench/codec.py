@@ -141,7 +141,8 @@ def bounded(*, sign: Sign = "non-negative", maximum: float | None = None) -> Map
 def read_by(reader: Callable[[object], object]) -> Mapping[str, object]:
     """The metadata of a field whose value a document writes in a form of its own (a size as ``"8M"`` or a
     number of bytes): ``reader`` turns the value as parsed into the field's, or raises ``ValueError`` whose
-    text says what is wrong after the field's name (``'1Q' is not a size: ...``), refused at the field. Its
+    text says what is wrong after the field's name (``'1Q' is not a size: ...``), refused at the field (an
+    :class:`Invalid` at its keys inside the value, for a table of values read whole). Its
     own type is the reader's to check; the field's bounds (:func:`bounded`) still apply."""
     return types.MappingProxyType({_READER: reader})
 
@@ -169,6 +170,8 @@ def _field(hint: object, how: _How | None, value: object, extra: Extra) -> objec
     else:
         try:
             typed = reader(value)
+        except Invalid as exc:  # a key or item inside the value: located there
+            raise Wrong.at(exc) from None
         except ValueError as exc:
             raise Wrong(str(exc)) from None
     if bounds is not None and isinstance(typed, int | float) and not isinstance(typed, bool):
@@ -343,10 +346,7 @@ def _record(cls: type[Record], doc: Mapping[str, object], extra: Extra) -> Recor
     try:
         return cls(**args)
     except Invalid as exc:  # the record's own check of one value: located at that value
-        located = Wrong(exc.said)
-        for key in reversed(exc.keys):
-            located.within(key)
-        raise located from None
+        raise Wrong.at(exc) from None
     except (TypeError, ValueError) as exc:  # the record's own checks (__post_init__) of values of the right type
         raise Wrong(str(exc)[:200], whole=cls.__name__) from None
 

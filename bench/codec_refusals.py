@@ -29,6 +29,11 @@ class Refused(ValueError):
     shown: str = ""
     expected: str = ""
 
+    def inside(self, *keys: Key) -> Refused:
+        """This refusal, of a document read as the part at ``keys`` of a larger one (a profile's table)."""
+        self.keys = (*keys, *self.keys)
+        return self
+
 
 class UnknownFields(Refused):
     """Keys a record does not declare (``names``): from a newer writer, or a document of another kind;
@@ -76,6 +81,14 @@ class Wrong(Exception):
         self.shown, self.expected = shown, expected
         self.path = ""
         self.keys: tuple[Key, ...] = ()
+
+    @classmethod
+    def at(cls, invalid: Invalid) -> Wrong:
+        """The refusal a record's own check or a field's reader said of the value at ``invalid.keys``."""
+        wrong = cls(invalid.said)
+        for key in reversed(invalid.keys):
+            wrong.within(key)
+        return wrong
 
     def within(self, key: Key) -> Wrong:
         self.path = (f"[{key}]" if isinstance(key, int) else f".{key}") + self.path

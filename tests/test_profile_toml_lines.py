@@ -109,6 +109,33 @@ def test_a_value_is_named_by_its_table_and_key() -> None:
         ("[rails]\nspeed = 400", 4, "unknown [rails] key 'speed'; known keys: count, exclude, exclude_ifnames, link_"),
         ("[network]\noob_ifname = ['eth0']", 4, '[network] oob_ifname = ["eth0"] must be a string'),
         ("[network]\noob = 'eth0'", 4, "unknown [network] key 'oob'; known keys: oob_ifname, socket_ifnames"),
+        (
+            "[nvlink_targets_gbps]\nallreduce = 1",
+            4,
+            "[nvlink_targets_gbps] allreduce = 1: 'allreduce' is not a collective",
+        ),
+        (
+            "[node_targets_gbps]\nall_reduce = { '1G' = -1 }",
+            4,
+            "[node_targets_gbps.all_reduce] 1G = -1 must be a positive",
+        ),
+        (
+            "[node_targets_gbps]\nall_reduce = { '1Q' = 1 }",
+            4,
+            "[node_targets_gbps.all_reduce] 1Q '1Q' is not a size: use",
+        ),
+        ("[gpu.X]\nmatch = 'A'\nsource = 's'", 4, '[gpu.X] match = "A" must be a list of strings'),
+        (
+            "[gpu.X]\nmatch = ['A']\nsource = 's'\nnvlink_target_gbps = 0",
+            6,
+            "[gpu.X] nvlink_target_gbps is 0.0; it must",
+        ),
+        ("[gpu.X]\nmatch = ['A']\nsource = 's'\nname = 'Y'", 6, "unknown [gpu.X] key 'name'; known keys: match, node_"),
+        (
+            "[gpu.X]\nmatch = ['A']\nsource = 's'\n[gpu.X.node_targets_gbps]\nsendrecv = 'x'",
+            7,
+            '[gpu.X.node_targets_gbps] sendrecv = "x" must be a positive',
+        ),
         ("[gpudirect]\nspeed = 1", 4, "unknown [gpudirect] key 'speed'; known keys: fail_xids, max_read_request, mtu"),
     ],
 )

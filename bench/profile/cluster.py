@@ -68,7 +68,7 @@ from bench.jsondoc import table
 from bench.profile.actions import Actions
 from bench.profile.compare import CompareSettings
 from bench.profile.errors import ErrorLimits
-from bench.profile.gpu_targets import Choice, GpuTargets, TargetSteps, choose, collective_targets, generations
+from bench.profile.gpu_targets import Choice, GpuTargets, TargetSteps, choose, generations, target_steps
 from bench.profile.gpudirect import GpuDirectLimits
 from bench.profile.keys import (
     DEFAULT_JUDGE_MIN_BYTES,
@@ -241,9 +241,12 @@ def _parse(text: str, where: str, default_name: str) -> Profile:
     def line_in(key: str, name: str | None) -> int:
         return line_of(text, (*name.split("."), key) if name else (key,))
 
-    nvlink_targets = collective_targets(table(data, "nvlink_targets_gbps"), where, "nvlink_targets_gbps", line_in)
-    node_targets = collective_targets(table(data, "node_targets_gbps"), where, "node_targets_gbps", line_in)
-    per_gpu = generations(table(data, "gpu"), where, line_in)
+    with located(where, text, ("nvlink_targets_gbps",)):
+        nvlink_targets = target_steps(table(data, "nvlink_targets_gbps"))
+    with located(where, text, ("node_targets_gbps",)):
+        node_targets = target_steps(table(data, "node_targets_gbps"))
+    with located(where, text, ("gpu",)):
+        per_gpu = generations(table(data, "gpu"))
     refuse_top_level_targets(data, bool(per_gpu), where, text)
     env = checked_env(data, where, text)
     transport = checked_transport(data, where, text)

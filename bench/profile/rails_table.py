@@ -16,7 +16,7 @@ from typing import Any
 from bench import codec
 from bench.flagged import Flag, given_by
 from bench.jsondoc import Parsed
-from bench.profile.toml_lines import size
+from bench.profile.toml_lines import refuse_unread, size
 
 _MIB256 = 256 << 20
 RAIL_COLLECTIVES = ("all_reduce", "all_gather")
@@ -99,8 +99,5 @@ class RailsTestTable:
     def from_profile(cls, values: Parsed) -> RailsTestTable:
         """A profile's ``[rails_test]`` table read by the codec, each key of its field's type (the sizes as
         :func:`bench.profile.toml_lines.size` reads them); the keys it sets are ``given``, in its order."""
-        known = [f.name for f in dataclasses.fields(cls) if f.name != "given"]
-        unknown = [key for key in values if key not in known]
-        if unknown:  # what the table sets is said by its keys, never by a key "given" of its own
-            raise codec.UnknownFields(unknown, "", known)
+        refuse_unread(cls, values, "given")  # what the table sets is said by its keys, never by a key of its own
         return dataclasses.replace(codec.decode(cls, values), given=tuple(values))

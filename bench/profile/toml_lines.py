@@ -9,14 +9,19 @@ and what is wrong with it, and :func:`refusal` turns it into the line a person f
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from bench import codec
 from bench.exits import UserError
 from bench.jsondoc import Parsed
 from bench.units import parse_size
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 _TOML_WORDS = {"an object": "a table"}
 """The codec's JSON words as a TOML file says them."""
@@ -64,10 +69,15 @@ def label(keys: Sequence[codec.Key]) -> str:
     return f"[{scope}] {own}" if scope else own
 
 
-def refusal(where: str, text: str, refused: codec.Refused, within: Sequence[codec.Key] = ()) -> UserError:
-    """``refused`` (of a value read from the table at ``within``) as one line naming ``where``, the file, and
-    the line of the key refused."""
+def refusal(
+    where: str, text: str, refused: codec.Refused | codec.Invalid, within: Sequence[codec.Key] = ()
+) -> UserError:
+    """``refused`` (of a value read from the table at ``within``: by the codec, or by a reader of a table's
+    values that says :class:`bench.codec.Invalid`) as one line naming ``where``, the file, and the line of the
+    key refused."""
     keys = (*within, *refused.keys)
+    if isinstance(refused, codec.Invalid):
+        return UserError(f"{where}:{line_of(text, keys)}: {label(keys)} {refused.said}")
     if isinstance(refused, codec.UnknownFields):
         scope = f"[{'.'.join(str(k) for k in keys)}] " if keys else ""
         names = ", ".join(map(repr, refused.names))
@@ -92,11 +102,11 @@ def decoded(
 
 @contextmanager
 def located(where: str, text: str, within: Sequence[codec.Key]) -> Iterator[None]:
-    """A :class:`bench.codec.Refused` of the table at ``within`` raised inside, as one line with its file and
-    line (:func:`refusal`)."""
+    """A :class:`bench.codec.Refused` or :class:`bench.codec.Invalid` of the table at ``within`` raised
+    inside, as one line with its file and line (:func:`refusal`)."""
     try:
         yield
-    except codec.Refused as exc:
+    except (codec.Refused, codec.Invalid) as exc:
         raise refusal(where, text, exc, within) from None
 
 
@@ -109,3 +119,13 @@ def size(value: object) -> int:
         return parse_size(str(value), "")
     except UserError as exc:
         raise ValueError(str(exc).strip()) from None
+
+
+def refuse_unread(cls: type[DataclassInstance], values: Parsed, *unread: str) -> None:
+    """:class:`bench.codec.UnknownFields` for a key of ``values`` that ``cls`` does not declare or that names
+    one of its fields the file never sets (``unread``: what the reader gives, such as a ``[gpu.<name>]``
+    table's name), before the codec reads the rest."""
+    known = [f.name for f in dataclasses.fields(cls) if f.name not in unread]
+    unknown = [key for key in values if key not in known]
+    if unknown:
+        raise codec.UnknownFields(unknown, "", known)
