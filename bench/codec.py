@@ -11,11 +11,12 @@ default; a required one refuses it; a key the record does not declare refuses it
 read: ``bench.rundir.docversion``).
 
 Field types read: ``str``, ``int``, ``float`` (a JSON whole number too), ``bool``, ``None``, ``Path``,
-``Literal[...]``, unions (``X | None``), ``tuple[X, ...]``, ``Mapping[str, X]``, nested records, and
-``JSONValue``/``object`` for a value kept as parsed. JSON has one number type and Python's ``int`` accepts
-``True``: both are told apart here. A field that may be absent from the document, apart from being null, is
-typed ``X | Absent`` with the default :data:`ABSENT`: it is left out of the JSON while it is absent, so a
-document read and written again keeps its keys (run.json's ``"rails_skipped": null`` is not its absence).
+``Literal[...]``, unions (``X | None``), ``tuple[X, ...]`` and ``tuple[X, Y]`` (a list of that length),
+``Mapping[str, X]``, nested records, and ``JSONValue``/``object`` for a value kept as parsed. JSON has one number
+type and Python's ``int`` accepts ``True``: both are told apart here. A field that may be absent from the document,
+apart from being null, is typed ``X | Absent`` with the default :data:`ABSENT`: it is left out of the JSON while it
+is absent, so a document read and written again keeps its keys (run.json's ``"rails_skipped": null`` is not its
+absence).
 
 A refusal names the field in its sentence and says its parts (:class:`Refused`: the path of keys to the value,
 what is wrong, the value and the type it should be), so a reader of a file with lines (a profile's TOML:
@@ -172,6 +173,8 @@ def _field(hint: object, how: _How | None, value: object, extra: Extra) -> objec
             typed = reader(value)
         except Invalid as exc:  # a key or item inside the value: located there
             raise Wrong.at(exc) from None
+        except Refused as exc:  # the value read as a record of its own: located inside it
+            raise Wrong.again(exc) from None
         except ValueError as exc:
             raise Wrong(str(exc)) from None
     if bounds is not None and isinstance(typed, int | float) and not isinstance(typed, bool):
@@ -370,9 +373,9 @@ def _typed(hint: object, value: object, extra: Extra) -> object:
             return value
         raise wrong_type(value, f"one of {', '.join(map(repr, args))}")
     if origin is tuple:
-        if not isinstance(value, list):
+        if not isinstance(value, list) or (args[-1] is not Ellipsis and len(value) != len(args)):
             raise wrong_type(value, called(hint))
-        return tuple(_items(args[0], value, extra))
+        return tuple(_items(args[0], value, extra) if args[-1] is Ellipsis else _items(args, value, extra))
     if origin in (Mapping, dict):
         if not isinstance(value, Mapping):
             raise wrong_type(value, "an object")
@@ -386,10 +389,11 @@ def _typed(hint: object, value: object, extra: Extra) -> object:
 
 
 def _items(hint: object, values: list[object], extra: Extra) -> list[object]:
+    """Each of ``values`` as ``hint``, or as its own of the hints a fixed tuple gives (``tuple[int, float]``)."""
     out = []
     for i, v in enumerate(values):
         try:
-            out.append(_typed(hint, v, extra))
+            out.append(_typed(hint[i] if isinstance(hint, tuple) else hint, v, extra))
         except Wrong as wrong:
             raise wrong.within(i) from None
     return out

@@ -90,6 +90,22 @@ class Wrong(Exception):
             wrong.within(key)
         return wrong
 
+    @classmethod
+    def again(cls, refused: Refused) -> Wrong:
+        """A refusal a field's reader got reading its value as a document of its own (a table the codec reads):
+        said again at the field, with its keys inside it."""
+        unknown = refused if isinstance(refused, UnknownFields) else None
+        wrong = cls(
+            refused.said,
+            names=unknown.names if unknown else (),
+            known=unknown.known if unknown else (),
+            shown=refused.shown,
+            expected=refused.expected,
+        )
+        for key in reversed(refused.keys):
+            wrong.within(key)
+        return wrong
+
     def within(self, key: Key) -> Wrong:
         self.path = (f"[{key}]" if isinstance(key, int) else f".{key}") + self.path
         self.keys = (key, *self.keys)
@@ -128,7 +144,10 @@ def called(hint: object) -> str:
         type(None): "null",
     }
     if typing.get_origin(hint) is tuple:
-        items = _ITEMS.get(typing.get_args(hint)[0])
+        args = typing.get_args(hint)
+        if args[-1] is not Ellipsis:
+            return f"a list of {len(args)}"
+        items = _ITEMS.get(args[0])
         return f"a list of {items}" if items else "a list"
     if typing.get_origin(hint) in (Mapping, dict) or dataclasses.is_dataclass(hint):
         return "an object"

@@ -136,6 +136,18 @@ def test_a_value_is_named_by_its_table_and_key() -> None:
             7,
             '[gpu.X.node_targets_gbps] sendrecv = "x" must be a positive',
         ),
+        ('transport = "infiniband"', 3, "transport = \"infiniband\" must be one of 'ib', 'roce', 'socket', 'loopback'"),
+        ("gpus_per_node = 0", 3, "gpus_per_node = 0 must be between 1 and 1024"),
+        ("pass_fraction = 9", 3, "pass_fraction = 9 must be a fraction of the target in (0, 1.5]"),
+        ('judge_min_bytes = "1Q"', 3, "judge_min_bytes '1Q' is not a size"),  # was said without its line
+        ("[recommended_env]\nNCCL_IB_HCA = 1", 4, "[recommended_env] NCCL_IB_HCA = 1 must be a string; quote it"),
+        ("[plan]\nlaunch_s = [90, 2]", 4, "[plan] launch_s = [90, 2]: the low figure comes first"),
+        ("[plan]\nlaunch_s = -1", 4, "[plan] launch_s is -1.0, a negative value where none can be"),
+        ("[actions]\nlink = 3", 4, "[actions] link = 3 must be a sentence in quotes"),
+        ("[actions]\nchecks = 3", 4, '[actions] checks = 3 must be a table of check = "sentence"'),
+        ('[actions.checks]\nrail = "x {bad}"', 4, "[actions.checks] rail uses {bad}; placeholders: {device}"),
+        ('[actions.checks]\n\nrails = "x"', 5, "unknown [actions.checks] key 'rails'; known keys: cabling,"),
+        ('[report]\nunit = "GB/s"', 3, "unknown key 'report'; known keys: actions, compare, counter_tolerance_bytes"),
         ("[gpudirect]\nspeed = 1", 4, "unknown [gpudirect] key 'speed'; known keys: fail_xids, max_read_request, mtu"),
     ],
 )

@@ -62,36 +62,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 
-from bench import tomldoc
+from bench import codec, tomldoc
 from bench.exits import UserError
-from bench.jsondoc import table
 from bench.profile.actions import Actions
 from bench.profile.compare import CompareSettings
 from bench.profile.errors import ErrorLimits
-from bench.profile.gpu_targets import Choice, GpuTargets, TargetSteps, choose, generations, target_steps
+from bench.profile.gpu_targets import Choice, GpuTargets, TargetSteps, choose
 from bench.profile.gpudirect import GpuDirectLimits
-from bench.profile.keys import (
-    DEFAULT_JUDGE_MIN_BYTES,
-    TOP_KEYS,
-    TRANSPORTS,
-    NetworkTable,
-    RailsTable,
-    Transport,
-    byte_limits,
-    check_ranges,
-    check_table,
-    checked_env,
-    checked_pass_fraction,
-    checked_transport,
-    compare_table,
-    number_of,
-    plan_table,
-    refuse_top_level_targets,
-    text_of,
-    whole_of,
-)
+from bench.profile.keys import DEFAULT_JUDGE_MIN_BYTES, TopLevel, Transport, compare_table
 from bench.profile.rails_table import RailsTestTable
-from bench.profile.toml_lines import decoded, line_of, located
+from bench.profile.toml_lines import decoded
 
 PROFILE_DIR = Path(__file__).resolve().parent / "shipped"
 
@@ -161,10 +141,8 @@ class Profile:
     """The file as :func:`load_profile` read it: what a parent hands its ranks, so they parse the same bytes."""
 
     def __post_init__(self) -> None:
-        if self.transport not in TRANSPORTS:
-            raise UserError(f"{self.source}: transport {self.transport!r} must be one of {', '.join(TRANSPORTS)}")
-        if not 0 < self.pass_fraction <= 1.5:
-            raise UserError(f"{self.source}: pass_fraction {self.pass_fraction} must be in (0, 1.5]")
+        for name in ("recommended_env", "nvlink_targets_gbps", "node_targets_gbps", "plan"):
+            object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))  # frozen as the record is
 
     @property
     def has_targets(self) -> bool:
@@ -233,40 +211,19 @@ class Profile:
 
 
 def _parse(text: str, where: str, default_name: str) -> Profile:
-    data = tomldoc.loads(text, where)
-    check_table(data, TOP_KEYS, where, text, None)
-    rails = decoded(RailsTable, table(data, "rails"), where, text, ("rails",))
-    network = decoded(NetworkTable, table(data, "network"), where, text, ("network",))
-
-    def line_in(key: str, name: str | None) -> int:
-        return line_of(text, (*name.split("."), key) if name else (key,))
-
-    with located(where, text, ("nvlink_targets_gbps",)):
-        nvlink_targets = target_steps(table(data, "nvlink_targets_gbps"))
-    with located(where, text, ("node_targets_gbps",)):
-        node_targets = target_steps(table(data, "node_targets_gbps"))
-    with located(where, text, ("gpu",)):
-        per_gpu = generations(table(data, "gpu"))
-    refuse_top_level_targets(data, bool(per_gpu), where, text)
-    env = checked_env(data, where, text)
-    transport = checked_transport(data, where, text)
-    check_ranges(data, where, text)
-    compare = compare_table(data, where, text)
-    with located(where, text, ("rails_test",)):
-        rails_test = RailsTestTable.from_profile(table(data, "rails_test"))
-    errors = decoded(ErrorLimits, table(data, "errors"), where, text, ("errors",))
-    actions = Actions.from_table(table(data, "actions"), where, line_in)
-    gpudirect = decoded(GpuDirectLimits, table(data, "gpudirect"), where, text, ("gpudirect",))
-    judge_min, default_max_bytes = byte_limits(data, bool(per_gpu), where, text)
-    plan = plan_table(table(data, "plan"), where, text)
-    fraction = checked_pass_fraction(data, where, text)
-    name, description = text_of(data, "name"), text_of(data, "description")
-    node_target, nvlink_target = number_of(data, "node_target_gbps"), number_of(data, "nvlink_target_gbps")
-    tolerance = whole_of(data, "counter_tolerance_bytes")
-    return Profile(
-        name=default_name if name is None else name,
-        description="" if description is None else description,
-        transport=transport,
+    """The profile ``text`` (of the file ``where``) says: its TOML read by the codec (:class:`TopLevel`), and the
+    Profile made from that record by the codec, field by field, the [rails] and [network] keys under their
+    Profile names."""
+    top = decoded(TopLevel, tomldoc.loads(text, where), where, text, ())
+    rails, network = top.rails, top.network
+    # [errors] fail_on_rise decides which counters compare judges: taken from the checked table, not re-read
+    compare = replace(compare_table(top.compare, where, text), error_counters=top.errors.fail_on_rise)
+    return codec.projected(
+        Profile,
+        top,
+        where=f"{where}: ",
+        name=default_name if top.name is None else top.name,
+        source=where,
         rail_count=rails.count,
         rail_rate_gbps=rails.rate_gbps,
         link_layer=rails.link_layer,
@@ -275,26 +232,10 @@ def _parse(text: str, where: str, default_name: str) -> Profile:
         excluded_ifnames=rails.exclude_ifnames,
         socket_ifnames=network.socket_ifnames,
         oob_ifname=network.oob_ifname,
-        gpus_per_node=whole_of(data, "gpus_per_node"),
-        gpu_model=text_of(data, "gpu_model"),
-        recommended_env=MappingProxyType(env),
-        node_target_gbps=None if node_target is None else float(node_target),
-        nvlink_target_gbps=None if nvlink_target is None else float(nvlink_target),
-        pass_fraction=fraction,
-        counter_tolerance_bytes=1 << 20 if tolerance is None else tolerance,
-        judge_min_bytes=judge_min,
-        source=where,
-        nvlink_targets_gbps=MappingProxyType(nvlink_targets),
-        node_targets_gbps=MappingProxyType(node_targets),
-        default_max_bytes=default_max_bytes,
-        errors=errors,
-        actions=actions,
-        gpudirect=gpudirect,
-        # [errors] fail_on_rise decides which counters compare judges: taken from the checked table, not re-read
-        compare=replace(compare, error_counters=errors.fail_on_rise),
-        rails_test=rails_test,
-        plan=MappingProxyType(plan),
-        generations=per_gpu,
+        compare=compare,
+        generations=top.gpu,
+        choice=Choice(None, ()),
+        read=None,
     )
 
 

@@ -79,7 +79,6 @@ def _step(key: str, size: object, rate: object, sized: bool) -> tuple[int, float
 
 
 _RATE = codec.bounded(sign="positive", maximum=MAX_RATE_GBPS)
-_STEPS = codec.read_by(target_steps)
 
 
 @dataclass(frozen=True)
@@ -92,9 +91,10 @@ class GpuTargets:
     match: tuple[str, ...] = ()
     source: str = ""
     nvlink_target_gbps: float | None = field(default=None, metadata=_RATE)
-    nvlink_targets_gbps: Mapping[str, TargetSteps] = field(default_factory=dict, metadata=_STEPS)
+    nvlink_targets_gbps: Mapping[str, TargetSteps] = field(default_factory=dict)
+    """Read from the TOML's form by :func:`target_steps` (:func:`generations`), from JSON's by its type."""
     node_target_gbps: float | None = field(default=None, metadata=_RATE)
-    node_targets_gbps: Mapping[str, TargetSteps] = field(default_factory=dict, metadata=_STEPS)
+    node_targets_gbps: Mapping[str, TargetSteps] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.match or not all(m.strip() for m in self.match):
@@ -109,6 +109,19 @@ class GpuTargets:
         return any(fnmatch.fnmatchcase(name, pattern.lower()) for pattern in self.match)
 
 
+_STEP_KEYS = ("nvlink_targets_gbps", "node_targets_gbps")
+
+
+def _steps(value: object, key: str) -> dict[str, TargetSteps]:
+    """A generation's table of targets, read by :func:`target_steps`; a refusal at its key."""
+    try:
+        return target_steps(value)
+    except codec.Invalid as exc:
+        raise codec.Invalid((key, *exc.keys), exc.said) from None
+    except ValueError as exc:
+        raise codec.Invalid(key, str(exc)) from None
+
+
 def generations(tables: Parsed) -> tuple[GpuTargets, ...]:
     """The profile's ``[gpu.*]`` tables, each read by the codec; a refusal at its key inside ``[gpu]``."""
     out = []
@@ -117,9 +130,12 @@ def generations(tables: Parsed) -> tuple[GpuTargets, ...]:
             raise codec.Invalid(name, f"must be a table: [gpu.{name}] with match and source")
         try:
             refuse_unread(GpuTargets, values, "name")
-            out.append(codec.decode(GpuTargets, {**values, "name": name}))
+            steps = {key: codec.encode(_steps(values[key], key)) for key in _STEP_KEYS if key in values}
+            out.append(codec.decode(GpuTargets, {**values, **steps, "name": name}))
         except codec.Refused as exc:
             raise exc.inside(name) from None
+        except codec.Invalid as exc:
+            raise codec.Invalid((name, *exc.keys), exc.said) from None
     return tuple(out)
 
 

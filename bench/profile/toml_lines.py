@@ -23,8 +23,8 @@ from bench.units import parse_size
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
-_TOML_WORDS = {"an object": "a table"}
-"""The codec's JSON words as a TOML file says them."""
+_TOML_WORDS = {"an object": "a table", "a string": "a string; quote it"}
+"""The codec's JSON words as a TOML file says them, and how to fix the value there."""
 
 
 def line_of(text: str, keys: Sequence[codec.Key]) -> int:
