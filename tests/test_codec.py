@@ -351,3 +351,31 @@ def test_a_field_read_by_its_own_reader_keeps_its_bounds_and_is_refused_at_the_f
         with pytest.raises(codec.Refused) as refused:
             codec.decode(Buffer, {"nbytes": value})
         assert refused.value.keys == ("nbytes",) and refused.value.said.startswith(said)
+
+
+@dataclass(frozen=True)
+class Steps:
+    """A table of steps as a profile's targets hold them, and a part read by a reader as a record of its own."""
+
+    steps: tuple[tuple[int, float], ...] = ()
+    window: Window = field(default_factory=Window, metadata=codec.read_by(lambda value: codec.decode(Window, value)))
+
+
+def test_a_fixed_tuple_reads_each_item_as_its_own_type_and_a_part_read_whole_is_refused_inside() -> None:
+    assert codec.decode(Steps, {"steps": [[256, 3296], [1024, 3720.5]]}).steps == ((256, 3296.0), (1024, 3720.5))
+    assert codec.decode(Steps, codec.encode(Steps(((1, 2.0),)))) == Steps(((1, 2.0),))  # round trip
+    for doc, keys, said in (
+        ({"steps": [[1]]}, ("steps", 0), "holds [1], not a list of 2"),
+        ({"steps": [[1, "x"]]}, ("steps", 0, 1), 'holds "x", not a number'),
+        ({"window": {"seconds": -1}}, ("window", "seconds"), "is -1.0, a negative value"),
+    ):
+        with pytest.raises(codec.Refused) as refused:
+            codec.decode(Steps, doc)
+        assert refused.value.keys == keys and refused.value.said.startswith(said), refused.value
+    with pytest.raises(codec.UnknownFields) as unknown:
+        codec.decode(Steps, {"window": {"second": 1}})
+    assert (unknown.value.keys, unknown.value.names, unknown.value.known) == (
+        ("window",),
+        ("second",),
+        ("names", "rate", "seconds"),
+    )

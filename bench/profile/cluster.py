@@ -49,8 +49,11 @@ Keys (top level unless shown):
                          >= 0 or a ``[low, high]`` pair by key (``bench.rails.plan.model``)
 =======================  ====================================================================================
 
-An unknown key, a wrong type, a rate or target that is not a finite positive number (``nan``, ``inf``,
-``1e308``), or a TOML syntax error is a ``UserError`` naming the file and line. The file is read only when it
+The file is read through the codec (``bench.codec``), as every run-directory document is: its top level is the
+record ``bench.profile.keys.TopLevel``, each table a record of its own or a value read by its own reader, and the
+Profile is made from it. An unknown key, a wrong type, a rate or target that is not a finite positive number
+(``nan``, ``inf``, ``1e308``), or a TOML syntax error is a ``UserError`` of one line naming the file, the line of
+the key, what is wrong and how to fix it (``bench.profile.toml_lines``). The file is read only when it
 is a regular file of at most 256 KiB nested at most 16 deep (``bench.tomldoc``).
 """
 
