@@ -147,7 +147,7 @@ def called(hint: object) -> str:
         args = typing.get_args(hint)
         if args[-1] is not Ellipsis:
             return f"a list of {len(args)}"
-        items = _ITEMS.get(args[0])
+        items = "objects" if dataclasses.is_dataclass(args[0]) else _ITEMS.get(args[0])
         return f"a list of {items}" if items else "a list"
     if typing.get_origin(hint) in (Mapping, dict) or dataclasses.is_dataclass(hint):
         return "an object"

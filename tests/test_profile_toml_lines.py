@@ -148,6 +148,15 @@ def test_a_value_is_named_by_its_table_and_key() -> None:
         ('[actions.checks]\nrail = "x {bad}"', 4, "[actions.checks] rail uses {bad}; placeholders: {device}"),
         ('[actions.checks]\n\nrails = "x"', 5, "unknown [actions.checks] key 'rails'; known keys: cabling,"),
         ('[report]\nunit = "GB/s"', 3, "unknown key 'report'; known keys: actions, compare, counter_tolerance_bytes"),
+        ("[compare]\nnoise_k = -1", 4, "[compare] noise_k = -1 must be a number from 0 to 100.0, e.g. 3"),
+        ("[compare]\nmin_runs = 0", 4, "[compare] min_runs = 0 must be a whole number from 1 to 1000000"),
+        ("[compare]\nrule = 3", 4, "[compare] rule = 3 must be an array of tables: write [[...]] blocks"),
+        (
+            '[[compare.rule]]\npattern = "a"\nthreshold = 0.1\n[[compare.rule]]\npattern = "b"\nthreshold = 2',
+            8,  # the second block's own key
+            "[[compare.rule]] number 2: threshold = 2 is not a fraction between 0 and 1",
+        ),
+        ('[[compare.rule]]\npattern = "a"\nthreshold = 0.1\nx = 1', 6, "unknown [[compare.rule]] number 1 key 'x'"),
         ("[gpudirect]\nspeed = 1", 4, "unknown [gpudirect] key 'speed'; known keys: fail_xids, max_read_request, mtu"),
     ],
 )

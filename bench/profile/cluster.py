@@ -72,7 +72,7 @@ from bench.profile.compare import CompareSettings
 from bench.profile.errors import ErrorLimits
 from bench.profile.gpu_targets import Choice, GpuTargets, TargetSteps, choose
 from bench.profile.gpudirect import GpuDirectLimits
-from bench.profile.keys import DEFAULT_JUDGE_MIN_BYTES, TopLevel, Transport, compare_table
+from bench.profile.keys import DEFAULT_JUDGE_MIN_BYTES, TopLevel, Transport
 from bench.profile.rails_table import RailsTestTable
 from bench.profile.toml_lines import decoded
 
@@ -220,7 +220,7 @@ def _parse(text: str, where: str, default_name: str) -> Profile:
     top = decoded(TopLevel, tomldoc.loads(text, where), where, text, ())
     rails, network = top.rails, top.network
     # [errors] fail_on_rise decides which counters compare judges: taken from the checked table, not re-read
-    compare = replace(compare_table(top.compare, where, text), error_counters=top.errors.fail_on_rise)
+    compare = replace(top.compare, error_counters=top.errors.fail_on_rise)
     return codec.projected(
         Profile,
         top,

@@ -10,15 +10,13 @@ from typing import Literal
 
 from bench import codec
 from bench.bounded import out_of_bounds
-from bench.exits import UserError
-from bench.jsondoc import JSONValue
 from bench.profile.actions import Actions
 from bench.profile.compare import CompareSettings
 from bench.profile.errors import ErrorLimits
 from bench.profile.gpu_targets import MAX_RATE_GBPS, GpuTargets, TargetSteps, generations, target_steps
 from bench.profile.gpudirect import GpuDirectLimits
 from bench.profile.rails_table import RailsTestTable
-from bench.profile.toml_lines import line_of, size
+from bench.profile.toml_lines import size
 from bench.units import format_size
 
 Transport = Literal["ib", "roce", "socket", "loopback"]
@@ -88,8 +86,8 @@ def plan_spans(values: object) -> dict[str, tuple[float, float]]:
 
 @dataclass(frozen=True)
 class TopLevel:
-    """A profile's TOML, read by the codec: each key of its type, each table its record (``[compare]`` is read
-    by ``CompareSettings.from_table``, as a table here), the checks across keys the record's own."""
+    """A profile's TOML, read by the codec: each key of its type, each table its record, the checks across keys
+    the record's own."""
 
     name: str | None = None
     description: str = ""
@@ -110,7 +108,7 @@ class TopLevel:
     errors: ErrorLimits = field(default_factory=ErrorLimits)
     actions: Actions = field(default_factory=Actions, metadata=codec.read_by(Actions.from_profile))
     gpudirect: GpuDirectLimits = field(default_factory=GpuDirectLimits)
-    compare: Mapping[str, JSONValue] = field(default_factory=dict)
+    compare: CompareSettings = field(default_factory=CompareSettings, metadata=codec.read_by(CompareSettings.read))
     rails_test: RailsTestTable = field(
         default_factory=RailsTestTable,
         metadata=codec.read_by(lambda value: RailsTestTable.from_profile(_table(value, "a table"))),
@@ -145,12 +143,3 @@ class TopLevel:
                 f"= {format_size(self.default_max_bytes)} stops below judge_min_bytes ({self.judge_min_bytes} bytes): "
                 "a default run would judge nothing; raise it",
             )
-
-
-def compare_table(values: Mapping[str, JSONValue], where: str, text: str) -> CompareSettings:
-    """``[compare]``, by ``CompareSettings.from_table`` (its refusal at the table's line): read here too, so a bad
-    one is refused by every command, before any command starts ranks, not only by ``compare``."""
-    try:
-        return CompareSettings.from_table(values)
-    except UserError as exc:
-        raise UserError(f"{where}:{line_of(text, ('compare',))}: {exc}") from None

@@ -23,50 +23,69 @@ from bench.units import parse_size
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
-_TOML_WORDS = {"an object": "a table", "a string": "a string; quote it"}
+_TOML_WORDS = {
+    "an object": "a table",
+    "a string": "a string; quote it",
+    "a list of objects": "an array of tables: write [[...]] blocks",
+}
 """The codec's JSON words as a TOML file says them, and how to fix the value there."""
 
 
 def line_of(text: str, keys: Sequence[codec.Key]) -> int:
     """The line where the value at ``keys`` is set: its ``key =`` line under its table's header, or its own
-    header (``[errors.max_count]``, ``[gpu.B200]``); else the line of the nearest enclosing key that is set (an
-    inline table, a list's item: the list's key); 1 when none is. List indexes do not name lines."""
+    header (``[errors.max_count]``, ``[gpu.B200]``, the second ``[[compare.rule]]`` for ``rule, 1``); else the
+    line of the nearest enclosing key that is set (an inline table, a list's item: the list's key); 1 when none
+    is."""
     names = [key for key in keys if isinstance(key, str)]
+    # the index after a name: which of that name's [[array of tables]] blocks, where the file has them
+    indexes: list[int | None] = []
+    for at, key in enumerate(keys):
+        after = keys[at + 1] if at + 1 < len(keys) else None
+        if isinstance(key, str):
+            indexes.append(after if isinstance(after, int) else None)
     for depth in range(len(names), 0, -1):
-        line = _set_at(text, names[depth - 1], ".".join(names[: depth - 1]) or None)
+        table = ".".join(names[: depth - 1]) or None
+        within = indexes[depth - 2] if depth > 1 else None
+        line = _set_at(text, names[depth - 1], table, within, indexes[depth - 1])
         if line is not None:
             return line
     return 1
 
 
-def _set_at(text: str, key: str, table: str | None) -> int | None:
-    """The first line that sets ``key`` inside ``[table]`` (the top level when None), or opens ``[table.key]``
-    or a table inside it."""
+def _set_at(text: str, key: str, table: str | None, within: int | None, own: int | None) -> int | None:
+    """The first line that sets ``key`` inside ``[table]`` (the top level when None; inside its ``within``-th
+    ``[[table]]`` block when given), or opens ``[table.key]`` or a table inside it (its ``own``-th when given)."""
     current: str | None = None
     header = key if table is None else f"{table}.{key}"
     pattern = re.compile(rf"^\s*\"?{re.escape(key)}\"?\s*=")
+    seen = {table: -1, header: -1}
     for number, line in enumerate(text.splitlines(), start=1):
         stripped = line.lstrip()
         if stripped.startswith("["):  # string methods, not a regex: a hostile line must cost linear time
             current = stripped.lstrip("[").split("]", 1)[0].strip()
-            if current == header or current.startswith(f"{header}."):
+            if current in seen:
+                seen[current] += 1
+            if (current == header and seen[header] == (own or 0)) or current.startswith(f"{header}."):
                 return number
             continue
-        if current == table and pattern.match(line):
+        if current == table and (within is None or seen[table] == within) and pattern.match(line):
             return number
     return None
 
 
 def label(keys: Sequence[codec.Key]) -> str:
     """A value as a refusal names it: ``[errors.max_count] link_downed``, ``[gpudirect] fail_xids[2]``,
-    ``pass_fraction`` at the top level."""
+    ``[[compare.rule]] number 2: pattern``, ``pass_fraction`` at the top level."""
     names = [i for i, key in enumerate(keys) if isinstance(key, str)]
     if not names:
         return ""
     last = names[-1]
-    scope = ".".join(str(k) for k in keys[:last])
     own = str(keys[last]) + "".join(f"[{k}]" for k in keys[last + 1 :])
-    return f"[{scope}] {own}" if scope else own
+    scope = keys[:last]
+    item = scope[-1] if scope else None
+    if isinstance(item, int):  # a key of one block of an [[array of tables]]
+        return f"[[{'.'.join(str(k) for k in scope[:-1])}]] number {item + 1}: {own}"
+    return f"[{'.'.join(str(k) for k in scope)}] {own}" if scope else own
 
 
 def refusal(
@@ -76,19 +95,26 @@ def refusal(
     values that says :class:`bench.codec.Invalid`) as one line naming ``where``, the file, and the line of the
     key refused."""
     keys = (*within, *refused.keys)
-    if isinstance(refused, codec.Invalid):
-        return UserError(f"{where}:{line_of(text, keys)}: {label(keys)} {refused.said}")
     if isinstance(refused, codec.UnknownFields):
-        scope = f"[{'.'.join(str(k) for k in keys)}] " if keys else ""
+        keys = (*keys, refused.names[0])
+    return UserError(f"{where}:{line_of(text, keys)}: {said(refused, within)}")
+
+
+def said(refused: codec.Refused | codec.Invalid, within: Sequence[codec.Key] = ()) -> str:
+    """What :func:`refusal` says after the file and line: the value's name, what is wrong and how to fix it."""
+    keys = (*within, *refused.keys)
+    if isinstance(refused, codec.Invalid):
+        return f"{label(keys)} {refused.said}"
+    if isinstance(refused, codec.UnknownFields):
+        table = label((*keys, "")).rstrip(": ")
+        scope = f"{table} " if table.startswith("[[") else f"[{'.'.join(map(str, keys))}] " if keys else ""
         names = ", ".join(map(repr, refused.names))
         key = "key" if len(refused.names) == 1 else "keys"
         known = f"; known keys: {', '.join(refused.known)}" if refused.known else ""
-        return UserError(f"{where}:{line_of(text, (*keys, refused.names[0]))}: unknown {scope}{key} {names}{known}")
-    at = f"{where}:{line_of(text, keys)}: {label(keys)}"
+        return f"unknown {scope}{key} {names}{known}"
     if refused.expected:
-        expected = _TOML_WORDS.get(refused.expected, refused.expected)
-        return UserError(f"{at} = {refused.shown} must be {expected}")
-    return UserError(f"{at} {refused.said}")
+        return f"{label(keys)} = {refused.shown} must be {_TOML_WORDS.get(refused.expected, refused.expected)}"
+    return f"{label(keys)} {refused.said}"
 
 
 def decoded(
