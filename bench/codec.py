@@ -143,7 +143,10 @@ def read_by(reader: Callable[[object], object]) -> Mapping[str, object]:
     """The metadata of a field whose value a document writes in a form of its own (a size as ``"8M"`` or a
     number of bytes): ``reader`` turns the value as parsed into the field's, or raises ``ValueError`` whose
     text says what is wrong after the field's name (``'1Q' is not a size: ...``), refused at the field (an
-    :class:`Invalid` at its keys inside the value, for a table of values read whole). Its
+    :class:`Invalid` at its keys inside the value, for a table of values read whole), or ``TypeError`` whose
+    text is what the value should be (``a number of bytes or a size such as "64M"``) for a value of no type it
+    reads, refused as any value of the wrong type is (``holds 1.5, not ...``). The reader reads what
+    :func:`encode` writes of the field too: a record read back from JSON passes through it. Its
     own type is the reader's to check; the field's bounds (:func:`bounded`) still apply."""
     return types.MappingProxyType({_READER: reader})
 
@@ -175,6 +178,8 @@ def _field(hint: object, how: _How | None, value: object, extra: Extra) -> objec
             raise Wrong.at(exc) from None
         except Refused as exc:  # the value read as a record of its own: located inside it
             raise Wrong.again(exc) from None
+        except TypeError as exc:  # a value of no type the reader reads: said as any value of the wrong type
+            raise wrong_type(value, str(exc)) from None
         except ValueError as exc:
             raise Wrong(str(exc)) from None
     if bounds is not None and isinstance(typed, int | float) and not isinstance(typed, bool):

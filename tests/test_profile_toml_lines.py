@@ -89,7 +89,7 @@ def test_a_value_is_named_by_its_table_and_key() -> None:
         (
             "[rails_test]\nrail_bytes = true",
             4,
-            '[rails_test] rail_bytes = true must be a size: a number of bytes or e.g. "64M"',
+            '[rails_test] rail_bytes = true must be a number of bytes or a size such as "64M"',
         ),
         (
             "[rails_test]\nrelative_fraction = 1.5",

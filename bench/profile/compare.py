@@ -46,13 +46,16 @@ def _number(value: object) -> bool:
 
 def threshold(value: object) -> float:
     """``0.05`` or ``"5%"`` -> 0.05: the codec's reader of a threshold (``codec.read_by``); ``ValueError`` saying,
-    after the key, why anything that is not a fraction in (0, 1) is not."""
+    after the key, why anything that is not a fraction in (0, 1) is not (``TypeError``: not even a number or a
+    string)."""
     shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:40]}..."
     if isinstance(value, str) and value.strip().endswith("%"):
         try:
             value = float(value.strip()[:-1]) / 100.0
         except ValueError:
             raise ValueError(f'= {shown} is not a percentage: write e.g. "5%" or 0.05') from None
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise TypeError('a fraction such as 0.05 or a percentage such as "5%"')
     if not isinstance(value, int | float) or not _number(value):
         raise ValueError(f'= {shown} is not a number: write a fraction such as 0.05 or "5%"')
     if not 0.0 < value < 1.0:
@@ -74,7 +77,10 @@ class ThresholdRule:
             raise codec.Invalid("pattern", 'is empty: write e.g. pattern = "all_reduce/*"')
         if len(self.pattern) > MAX_PATTERN_CHARS:
             raise codec.Invalid("pattern", f"is {len(self.pattern)} characters: {MAX_PATTERN_CHARS} at most")
-        threshold(self.threshold)
+        try:  # a rule made in code; one read is checked by its reader
+            threshold(self.threshold)
+        except (TypeError, ValueError) as exc:
+            raise codec.Invalid("threshold", str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -124,7 +130,7 @@ class CompareSettings:
     def __post_init__(self) -> None:
         try:
             threshold(self.default_threshold)
-        except ValueError as exc:
+        except (TypeError, ValueError) as exc:
             raise codec.Invalid("default_threshold", str(exc)) from None
         for name, ok, should in (
             ("noise_k", 0 <= self.noise_k <= MAX_NOISE_K, f"a number from 0 to {MAX_NOISE_K}, e.g. 3"),

@@ -138,9 +138,10 @@ def located(where: str, text: str, within: Sequence[codec.Key]) -> Iterator[None
 
 def size(value: object) -> int:
     """A size as a profile writes it, a number of bytes or ``"64M"`` (``bench.units.parse_size``): the reader of
-    a size field (``codec.read_by(size)``); ``ValueError`` saying what is wrong after the key's name."""
+    a size field (``codec.read_by(size)``); ``ValueError`` saying what is wrong after the key's name, ``TypeError``
+    for a value of no type a size is written in."""
     if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ValueError(f'= {codec.shown(value)} must be a size: a number of bytes or e.g. "64M"')
+        raise TypeError('a number of bytes or a size such as "64M"')
     try:
         return parse_size(str(value), "")
     except UserError as exc:
