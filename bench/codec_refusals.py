@@ -58,6 +58,10 @@ class Invalid(ValueError):
         self.said = said
         super().__init__(f"{'.'.join(map(str, self.keys))} {said}")
 
+    def inside(self, *keys: Key) -> Invalid:
+        """This refusal, of a value read as the part at ``keys`` of a larger one (a table of a table)."""
+        return Invalid((*keys, *self.keys), self.said)
+
 
 class Wrong(Exception):
     """A value that is not of its type, on its way out to :func:`decode`: ``path`` (``.hosts[2]``) and ``keys``

@@ -117,7 +117,7 @@ def _steps(value: object, key: str) -> dict[str, TargetSteps]:
     try:
         return target_steps(value)
     except codec.Invalid as exc:
-        raise codec.Invalid((key, *exc.keys), exc.said) from None
+        raise exc.inside(key) from None
     except ValueError as exc:
         raise codec.Invalid(key, str(exc)) from None
 
@@ -135,7 +135,7 @@ def generations(tables: Parsed) -> tuple[GpuTargets, ...]:
         except codec.Refused as exc:
             raise exc.inside(name) from None
         except codec.Invalid as exc:
-            raise codec.Invalid((name, *exc.keys), exc.said) from None
+            raise exc.inside(name) from None
     return tuple(out)
 
 
