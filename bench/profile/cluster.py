@@ -219,8 +219,6 @@ def _parse(text: str, where: str, default_name: str) -> Profile:
     Profile names."""
     top = decoded(TopLevel, tomldoc.loads(text, where), where, text, ())
     rails, network = top.rails, top.network
-    # [errors] fail_on_rise decides which counters compare judges: taken from the checked table, not re-read
-    compare = replace(top.compare, error_counters=top.errors.fail_on_rise)
     return codec.projected(
         Profile,
         top,
@@ -235,7 +233,8 @@ def _parse(text: str, where: str, default_name: str) -> Profile:
         excluded_ifnames=rails.exclude_ifnames,
         socket_ifnames=network.socket_ifnames,
         oob_ifname=network.oob_ifname,
-        compare=compare,
+        # [errors] fail_on_rise decides which counters compare judges: taken from the checked table, not re-read
+        compare=replace(top.compare, error_counters=top.errors.fail_on_rise),
         generations=top.gpu,
         choice=Choice(None, ()),
         read=None,
