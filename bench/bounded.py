@@ -272,11 +272,10 @@ def _checked_text(text: str, where: Where) -> str:
     return stripped
 
 
-def _check_sign(value: float, sign: Sign, where: Where, shown: str) -> None:
-    if sign == "non-negative" and value < 0:
-        raise InputError(f"{where} is {shown}, a negative value where none can be: the input is damaged")
-    if sign == "positive" and value <= 0:
-        raise InputError(f"{where} is {shown}; it must be above zero")
+def _check_sign(value: int, sign: Sign, where: Where, shown: str) -> None:
+    refusal = out_of_bounds(value, sign=sign, shown=shown)
+    if refusal is not None:
+        raise InputError(f"{where} {refusal}")
 
 
 def parse_int(text: str, where: Where, *, sign: Sign = "non-negative", maximum: int | None = None) -> int:
@@ -310,13 +309,28 @@ def finite(
     value: float, where: Where, *, sign: Sign = "non-negative", maximum: float | None = None, shown: str | None = None
 ) -> float:
     """``value`` (already a float, e.g. from JSON) checked as :func:`parse_float` checks text."""
+    refusal = out_of_bounds(value, sign=sign, maximum=maximum, shown=shown)
+    if refusal is not None:
+        raise InputError(f"{where} {refusal}")
+    return value
+
+
+def out_of_bounds(
+    value: float, *, sign: Sign = "non-negative", maximum: float | None = None, shown: str | None = None
+) -> str | None:
+    """What :func:`finite` says of ``value`` after naming where it was read (``is nan, not a finite number: ...``),
+    or None when it is finite, of its sign and at most ``maximum``: the words of a reader that locates the value
+    itself (``bench.codec``'s bounded fields)."""
     label = shown if shown is not None else repr(value)
     if not math.isfinite(value):
-        raise InputError(f"{where} is {label}, not a finite number: the input is damaged")
-    _check_sign(value, sign, where, label)
+        return f"is {label}, not a finite number: the input is damaged"
+    if sign == "non-negative" and value < 0:
+        return f"is {label}, a negative value where none can be: the input is damaged"
+    if sign == "positive" and value <= 0:
+        return f"is {label}; it must be above zero"
     if maximum is not None and value > maximum:
-        raise InputError(f"{where} is {label}, above the largest plausible value {maximum:g}")
-    return value
+        return f"is {label}, above the largest plausible value {maximum:g}"
+    return None
 
 
 NAME_MAX = 255

@@ -11,11 +11,18 @@ default; a required one refuses it; a key the record does not declare refuses it
 read: ``bench.rundir.docversion``).
 
 Field types read: ``str``, ``int``, ``float`` (a JSON whole number too), ``bool``, ``None``, ``Path``,
-``Literal[...]``, unions (``X | None``), ``tuple[X, ...]``, ``Mapping[str, X]``, nested records, and
-``JSONValue``/``object`` for a value kept as parsed. JSON has one number type and Python's ``int`` accepts
-``True``: both are told apart here. A field that may be absent from the document, apart from being null, is
-typed ``X | Absent`` with the default :data:`ABSENT`: it is left out of the JSON while it is absent, so a
-document read and written again keeps its keys (run.json's ``"rails_skipped": null`` is not its absence).
+``Literal[...]``, unions (``X | None``), ``tuple[X, ...]`` and ``tuple[X, Y]`` (a list of that length),
+``Mapping[str, X]``, nested records, and ``JSONValue``/``object`` for a value kept as parsed. JSON has one number
+type and Python's ``int`` accepts ``True``: both are told apart here. A field that may be absent from the document,
+apart from being null, is typed ``X | Absent`` with the default :data:`ABSENT`: it is left out of the JSON while it
+is absent, so a document read and written again keeps its keys (run.json's ``"rails_skipped": null`` is not its
+absence).
+
+A refusal names the field in its sentence and says its parts (:class:`Refused`: the path of keys to the value,
+what is wrong, the value and the type it should be), so a reader of a file with lines (a profile's TOML:
+``bench.profile.toml_lines``) says the line of the key instead. A number field may declare its bounds
+(:func:`bounded`: finite, of a sign, at most a maximum) and a record's own check may refuse one value
+(:class:`Invalid`): both are refused at that value, as a value of the wrong type is.
 
 A field declared :data:`INLINE` holds a record whose keys are written flat at that place in its parent's
 object and read back from the same object: a part two records share (a defect's conviction) is declared once
@@ -33,6 +40,13 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol, TypeVar, cast, runtime_checkable
 
+from bench.bounded import Sign, out_of_bounds
+from bench.codec_refusals import Invalid as Invalid
+from bench.codec_refusals import Key as Key
+from bench.codec_refusals import Refused as Refused
+from bench.codec_refusals import UnknownFields as UnknownFields
+from bench.codec_refusals import Wrong, called, wrong_type
+from bench.codec_refusals import shown as shown
 from bench.jsondoc import JSONValue
 
 if TYPE_CHECKING:
@@ -41,20 +55,6 @@ if TYPE_CHECKING:
 Record = TypeVar("Record", bound="DataclassInstance")
 Value = TypeVar("Value")
 Extra = Literal["refuse", "ignore"]
-
-
-class Refused(ValueError):
-    """A document that is not the record it should be: ``str()`` is one sentence naming the field."""
-
-
-class UnknownFields(Refused):
-    """Keys a record does not declare (``names``): from a newer writer, or a document of another kind."""
-
-    def __init__(self, names: Sequence[str], prefix: str) -> None:
-        self.names = tuple(sorted(names))
-        super().__init__(
-            f"{prefix or 'the document '}names fields this railbench does not know ({', '.join(self.names)})"
-        )
 
 
 @typing.final
@@ -127,6 +127,68 @@ neither declares is refused as any other). The record's keys and the parent's ow
 declares one twice is refused (``TypeError``) the first time one is written or read."""
 
 
+_BOUNDS = "bench.codec.bounds"
+_READER = "bench.codec.reader"
+
+
+def bounded(*, sign: Sign = "non-negative", maximum: float | None = None) -> Mapping[str, object]:
+    """The metadata of a number field read within bounds (``field(default=3.0, metadata=codec.bounded(
+    maximum=600))``): finite, of ``sign`` and at most ``maximum``, refused in ``bench.bounded``'s words
+    (``is nan, not a finite number``) at the field, as a value of the wrong type is. A field that may be None
+    is bounded where it holds a number."""
+    return types.MappingProxyType({_BOUNDS: (sign, maximum)})
+
+
+def read_by(reader: Callable[[object], object]) -> Mapping[str, object]:
+    """The metadata of a field whose value a document writes in a form of its own (a size as ``"8M"`` or a
+    number of bytes): ``reader`` turns the value as parsed into the field's, or raises ``ValueError`` whose
+    text says what is wrong after the field's name (``'1Q' is not a size: ...``), refused at the field (an
+    :class:`Invalid` at its keys inside the value, for a table of values read whole), or ``TypeError`` whose
+    text is what the value should be (``a number of bytes or a size such as "64M"``) for a value of no type it
+    reads, refused as any value of the wrong type is (``holds 1.5, not ...``). The reader reads what
+    :func:`encode` writes of the field too: a record read back from JSON passes through it. Its
+    own type is the reader's to check; the field's bounds (:func:`bounded`) still apply."""
+    return types.MappingProxyType({_READER: reader})
+
+
+_How = tuple[Callable[[object], object] | None, tuple[Sign, float | None] | None]
+"""How a field is read past its type: its own reader (:func:`read_by`), and its bounds (:func:`bounded`)."""
+
+
+@cache
+def _reading(cls: type) -> Mapping[str, _How]:
+    return {
+        f.name: (f.metadata.get(_READER), f.metadata.get(_BOUNDS))
+        for f in dataclasses.fields(cls)
+        if _READER in f.metadata or _BOUNDS in f.metadata
+    }
+
+
+def _field(hint: object, how: _How | None, value: object, extra: Extra) -> object:
+    """``value`` as a field of type ``hint`` reads it: by its type, or by its own reader, within its bounds."""
+    if how is None:
+        return _typed(hint, value, extra)
+    reader, bounds = how
+    if reader is None:
+        typed = _typed(hint, value, extra)
+    else:
+        try:
+            typed = reader(value)
+        except Invalid as exc:  # a key or item inside the value: located there
+            raise Wrong.at(exc) from None
+        except Refused as exc:  # the value read as a record of its own: located inside it
+            raise Wrong.again(exc) from None
+        except TypeError as exc:  # a value of no type the reader reads: said as any value of the wrong type
+            raise wrong_type(value, str(exc)) from None
+        except ValueError as exc:
+            raise Wrong(str(exc)) from None
+    if bounds is not None and isinstance(typed, int | float) and not isinstance(typed, bool):
+        refusal = out_of_bounds(typed, sign=bounds[0], maximum=bounds[1])
+        if refusal is not None:
+            raise Wrong(refusal)
+    return typed
+
+
 @cache
 def _field_names(cls: type) -> tuple[tuple[str, bool], ...]:
     """Each field's name, and whether it is :data:`INLINE`."""
@@ -167,29 +229,6 @@ def dumps(record: DataclassInstance) -> str:
     return json.dumps(encode(record), separators=(",", ":"))
 
 
-class _Wrong(Exception):
-    """A value that is not of its type, on its way out to :func:`decode`: ``path`` (``.hosts[2]``) grows as it
-    passes each enclosing record, list and object, so no path is built for the values that are right."""
-
-    def __init__(self, said: str, *, whole: str = "", names: Sequence[str] = ()) -> None:
-        super().__init__(said)
-        self.said, self.whole, self.names = said, whole, tuple(names)
-        """``whole``: a refusal of a record as a whole (its own check; ``names``: keys it does not declare)."""
-        self.path = ""
-
-    def within(self, part: str) -> _Wrong:
-        self.path = part + self.path
-        return self
-
-    def refusal(self, where: str) -> Refused:
-        field = where + self.path.lstrip(".")
-        if self.names:
-            return UnknownFields(self.names, field + "." if self.path else where)
-        if self.whole:
-            return Refused(f"{field.rstrip('. ') or self.whole}: {self.said}")
-        return Refused(f"{field} {self.said}")
-
-
 def decode(cls: type[Record], doc: object, where: str = "", *, extra: Extra = "refuse") -> Record:
     """The ``cls`` record in the parsed JSON ``doc``; :class:`Refused` naming the field (prefixed by
     ``where``, e.g. ``"rails.json: "``) when a value is not of its declared type."""
@@ -197,7 +236,7 @@ def decode(cls: type[Record], doc: object, where: str = "", *, extra: Extra = "r
         raise Refused(f"{where}holds {shown(doc)}, not an object")
     try:
         return _record(cls, doc, extra)
-    except _Wrong as wrong:
+    except Wrong as wrong:
         raise wrong.refusal(where) from None
 
 
@@ -212,9 +251,9 @@ def replaced(record: Record, changes: Mapping[str, object], where: str = "") -> 
         if name not in _declared(cls)[0]:
             raise UnknownFields([name], where)
         try:
-            typed[name] = _typed(hints[name], encode(value), "refuse")
-        except _Wrong as wrong:
-            raise wrong.within(f".{name}").refusal(where) from None
+            typed[name] = _field(hints[name], _reading(cls).get(name), encode(value), "refuse")
+        except Wrong as wrong:
+            raise wrong.within(name).refusal(where) from None
     try:
         return dataclasses.replace(record, **typed)
     except (TypeError, ValueError) as exc:  # the record's own checks (__post_init__)
@@ -297,24 +336,27 @@ def _record(cls: type[Record], doc: Mapping[str, object], extra: Extra) -> Recor
     parts, keys = _inlined(cls)
     unknown = [str(k) for k in doc if k not in keys]
     if unknown and extra == "refuse":
-        raise _Wrong("", names=unknown)
+        raise Wrong("", names=unknown, known=sorted(keys))
     missing = [name for name in required if name not in doc and name not in parts]
     if missing:
-        raise _Wrong("is missing").within(f".{missing[0]}")
+        raise Wrong("is missing").within(missing[0])
     args = {}
+    reading = _reading(cls)
     for name, value in doc.items():
         if name in names and name not in parts:
             try:
-                args[name] = _typed(hints[name], value, extra)
-            except _Wrong as wrong:
-                raise wrong.within(f".{name}") from None
+                args[name] = _field(hints[name], reading.get(name), value, extra)
+            except Wrong as wrong:
+                raise wrong.within(name) from None
     # An inline record reads its own keys of this same object: a refusal names the key as the document has it.
     for name, (part, taken) in parts.items():
         args[name] = _record(part, {k: v for k, v in doc.items() if k in taken}, extra)
     try:
         return cls(**args)
+    except Invalid as exc:  # the record's own check of one value: located at that value
+        raise Wrong.at(exc) from None
     except (TypeError, ValueError) as exc:  # the record's own checks (__post_init__) of values of the right type
-        raise _Wrong(str(exc)[:200], whole=cls.__name__) from None
+        raise Wrong(str(exc)[:200], whole=cls.__name__) from None
 
 
 @cache
@@ -323,7 +365,7 @@ def _shape(hint: object) -> tuple[object, tuple[object, ...]]:
 
 
 def _typed(hint: object, value: object, extra: Extra) -> object:
-    """``value`` as the field's type; :class:`_Wrong` when it is not of that type."""
+    """``value`` as the field's type; :class:`Wrong` when it is not of that type."""
     if hint in _PLAIN:
         return _plain(hint, value)
     if hint is object or hint == _JSON_VALUE:
@@ -334,30 +376,31 @@ def _typed(hint: object, value: object, extra: Extra) -> object:
     if origin is Literal:
         if value in args and not isinstance(value, bool | float):
             return value
-        raise _Wrong(f"holds {shown(value)}, not one of {', '.join(map(repr, args))}")
+        raise wrong_type(value, f"one of {', '.join(map(repr, args))}")
     if origin is tuple:
-        if not isinstance(value, list):
-            raise _Wrong(f"holds {shown(value)}, not a list")
-        return tuple(_items(args[0], value, extra))
+        if not isinstance(value, list) or (args[-1] is not Ellipsis and len(value) != len(args)):
+            raise wrong_type(value, called(hint))
+        return tuple(_items(args[0], value, extra) if args[-1] is Ellipsis else _items(args, value, extra))
     if origin in (Mapping, dict):
         if not isinstance(value, Mapping):
-            raise _Wrong(f"holds {shown(value)}, not an object")
+            raise wrong_type(value, "an object")
         return _entries(args[1], value, extra)
     if dataclasses.is_dataclass(hint):
         if not isinstance(value, Mapping):
-            raise _Wrong(f"holds {shown(value)}, not an object")
+            raise wrong_type(value, "an object")
         # A field's annotation is a class, never an instance: is_dataclass just said it is a dataclass.
         return _record(cast("type[DataclassInstance]", hint), value, extra)
     raise TypeError(f"the codec cannot read a field of type {hint!r}")
 
 
 def _items(hint: object, values: list[object], extra: Extra) -> list[object]:
+    """Each of ``values`` as ``hint``, or as its own of the hints a fixed tuple gives (``tuple[int, float]``)."""
     out = []
     for i, v in enumerate(values):
         try:
-            out.append(_typed(hint, v, extra))
-        except _Wrong as wrong:
-            raise wrong.within(f"[{i}]") from None
+            out.append(_typed(hint[i] if isinstance(hint, tuple) else hint, v, extra))
+        except Wrong as wrong:
+            raise wrong.within(i) from None
     return out
 
 
@@ -366,8 +409,8 @@ def _entries(hint: object, values: Mapping[object, object], extra: Extra) -> dic
     for k, v in values.items():
         try:
             out[str(k)] = _typed(hint, v, extra)
-        except _Wrong as wrong:
-            raise wrong.within(f".{k}") from None
+        except Wrong as wrong:
+            raise wrong.within(str(k)) from None
     return out
 
 
@@ -377,15 +420,15 @@ def _union(options: tuple[object, ...], value: object, extra: Extra) -> object:
     if value is None:
         if type(None) in options:
             return None
-        raise _Wrong("is null")
+        raise Wrong("is null")
     if len(given) == 1:  # one type a value can be: its own refusal names the part that is wrong
         return _typed(given[0], value, extra)
     for option in given:
         try:
             return _typed(option, value, extra)
-        except _Wrong:
+        except Wrong:
             continue
-    raise _Wrong(f"holds {shown(value)}, not {' or '.join(_called(o) for o in given)}")
+    raise wrong_type(value, " or ".join(called(o) for o in given))
 
 
 _PLAIN: Mapping[object, Callable[[object], bool]] = {
@@ -400,33 +443,8 @@ _PLAIN: Mapping[object, Callable[[object], bool]] = {
 
 def _plain(hint: object, value: object) -> object:
     if not _PLAIN[hint](value):
-        raise _Wrong(f"holds {shown(value)}, not {_called(hint)}")
+        raise wrong_type(value, called(hint))
     # _PLAIN[hint] just said what value is: a str for a Path, an int or a float for a float.
     if hint is Path:
         return Path(cast("str", value))
     return float(cast("int | float", value)) if hint is float else value
-
-
-def _called(hint: object) -> str:
-    """What a value of type ``hint`` is called in a refusal: "a whole number", "an object"."""
-    names: dict[object, str] = {
-        bool: "a boolean",
-        int: "a whole number",
-        float: "a number",
-        str: "a string",
-        Path: "a path",
-        type(None): "null",
-    }
-    if typing.get_origin(hint) is tuple:
-        return "a list"
-    if typing.get_origin(hint) in (Mapping, dict) or dataclasses.is_dataclass(hint):
-        return "an object"
-    if typing.get_origin(hint) is Literal:
-        return "one of " + ", ".join(map(repr, typing.get_args(hint)))
-    return names.get(hint, f"a {getattr(hint, '__name__', hint)}")
-
-
-def shown(value: object) -> str:
-    """A value as a message quotes it: its JSON, cut at 40 characters."""
-    text = json.dumps(value, default=str)
-    return text if len(text) <= 40 else text[:37] + "..."

@@ -111,7 +111,7 @@ def test_a_whole_number_reads_as_a_float_and_stays_one() -> None:
         ({"name": "a", "iters": True, "busbw_Gbps": 1}, "iters holds true, not a whole number"),
         ({"name": "a", "iters": 2, "busbw_Gbps": True}, "busbw_Gbps holds true, not a number"),
         ({"name": "a", "iters": 2, "busbw_Gbps": 1, "kind": "ring"}, "kind holds \"ring\", not one of 'rail', 'pair'"),
-        ({"name": "a", "iters": 2, "busbw_Gbps": 1, "hosts": "n1"}, 'hosts holds "n1", not a list'),
+        ({"name": "a", "iters": 2, "busbw_Gbps": 1, "hosts": "n1"}, 'hosts holds "n1", not a list of strings'),
         ({"name": "a", "iters": 2, "busbw_Gbps": 1, "hosts": ["n1", 5]}, "hosts[1] holds 5, not a string"),
         ({"name": "a", "iters": 2, "busbw_Gbps": 1, "errors": {"x": -0.5}}, "errors.x holds -0.5, not a whole number"),
         ({"name": "a", "iters": 2, "busbw_Gbps": 1, "ports": [{"port": 1}]}, "ports[0].hca is missing"),
@@ -272,3 +272,110 @@ def test_a_section_field_no_source_holds_or_a_value_of_the_wrong_type_is_refused
         codec.projected(Section, Resolved(20, []), Asked(None, True), graph=True, colour="red")
     with pytest.raises(codec.Refused, match="iters"):
         codec.projected(Section, Asked(None, True), Resolved(20, []), graph=True)  # the flags' None is no count
+
+
+@dataclass(frozen=True)
+class Window:
+    """A record with a bounded field and a check of its own that refuses one item of a list."""
+
+    seconds: float = field(default=3.0, metadata=codec.bounded(maximum=600))
+    rate: float | None = field(default=None, metadata=codec.bounded(sign="positive"))
+    names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for i, name in enumerate(self.names):
+            if not name.islower():
+                raise codec.Invalid(("names", i), f"= {name!r} must be lower case")
+
+
+@pytest.mark.parametrize(
+    ("doc", "keys", "said"),
+    [
+        ({"seconds": -1}, ("seconds",), "is -1.0, a negative value where none can be: the input is damaged"),
+        ({"seconds": 601}, ("seconds",), "is 601.0, above the largest plausible value 600"),
+        ({"seconds": float("nan")}, ("seconds",), "is nan, not a finite number: the input is damaged"),
+        ({"rate": 0}, ("rate",), "is 0.0; it must be above zero"),
+        ({"names": ["a", "B"]}, ("names", 1), "= 'B' must be lower case"),
+        ({"inner": {"seconds": "x"}}, ("inner", "seconds"), 'holds "x", not a number'),
+    ],
+)
+def test_a_refusal_says_the_path_of_the_value_and_what_is_wrong(
+    doc: dict[str, object], keys: tuple[codec.Key, ...], said: str
+) -> None:
+    """A bounded field and a record's own check of one value are refused at that value, as a value of the wrong
+    type is: a reader that locates values itself (a profile's file and line) gets the path and the words."""
+
+    @dataclass(frozen=True)
+    class Outer:
+        inner: Window = field(default_factory=Window)
+
+    cls: type[Window | Outer] = Outer if "inner" in doc else Window
+    with pytest.raises(codec.Refused) as refused:
+        codec.decode(cls, doc, "p: ")
+    assert (refused.value.keys, refused.value.said) == (keys, said)
+    assert str(refused.value).startswith("p: ") and str(refused.value).endswith(said)
+    assert codec.decode(Window, {"rate": None, "seconds": 0}) == Window(seconds=0.0)
+
+
+def test_a_type_refusal_says_the_value_and_the_type_and_unknown_keys_say_the_known_ones() -> None:
+    with pytest.raises(codec.Refused) as refused:
+        codec.decode(Window, {"names": "a"})
+    assert (refused.value.shown, refused.value.expected) == ('"a"', "a list of strings")
+    with pytest.raises(codec.UnknownFields) as unknown:
+        codec.decode(Window, {"second": 1, "rates": 2})
+    assert (unknown.value.names, unknown.value.known, unknown.value.keys) == (
+        ("rates", "second"),
+        ("names", "rate", "seconds"),
+        (),
+    )
+
+
+def _kib(value: object) -> int:
+    """A size written as "4K" or a number of bytes (the form a profile writes sizes in)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.endswith("K") and value[:-1].isdigit():
+        return int(value[:-1]) << 10
+    raise ValueError(f"= {codec.shown(value)} is not a size such as 4K")
+
+
+@dataclass(frozen=True)
+class Buffer:
+    nbytes: int = field(default=0, metadata={**codec.read_by(_kib), **codec.bounded(maximum=1 << 20)})
+
+
+def test_a_field_read_by_its_own_reader_keeps_its_bounds_and_is_refused_at_the_field() -> None:
+    assert codec.decode(Buffer, {"nbytes": "4K"}) == Buffer(4096) == codec.decode(Buffer, {"nbytes": 4096})
+    assert codec.replaced(Buffer(), {"nbytes": "8K"}) == Buffer(8192)
+    for value, said in ((True, "= true is not a size such as 4K"), ("2048K", "is 2097152, above the largest")):
+        with pytest.raises(codec.Refused) as refused:
+            codec.decode(Buffer, {"nbytes": value})
+        assert refused.value.keys == ("nbytes",) and refused.value.said.startswith(said)
+
+
+@dataclass(frozen=True)
+class Steps:
+    """A table of steps as a profile's targets hold them, and a part read by a reader as a record of its own."""
+
+    steps: tuple[tuple[int, float], ...] = ()
+    window: Window = field(default_factory=Window, metadata=codec.read_by(lambda value: codec.decode(Window, value)))
+
+
+def test_a_fixed_tuple_reads_each_item_as_its_own_type_and_a_part_read_whole_is_refused_inside() -> None:
+    assert codec.decode(Steps, {"steps": [[256, 3296], [1024, 3720.5]]}).steps == ((256, 3296.0), (1024, 3720.5))
+    assert codec.decode(Steps, codec.encode(Steps(((1, 2.0),)))) == Steps(((1, 2.0),))  # round trip
+    for doc, keys, said in (
+        ({"steps": [[1]]}, ("steps", 0), "holds [1], not a list of 2"),
+        ({"steps": [[1, "x"]]}, ("steps", 0, 1), 'holds "x", not a number'),
+        ({"window": {"seconds": -1}}, ("window", "seconds"), "is -1.0, a negative value"),
+    ):
+        with pytest.raises(codec.Refused) as refused:
+            codec.decode(Steps, doc)
+        assert refused.value.keys == keys and refused.value.said.startswith(said), refused.value
+    with pytest.raises(codec.UnknownFields) as unknown:
+        codec.decode(Steps, {"window": {"second": 1}})
+    assert (unknown.value.keys, unknown.value.names, unknown.value.known) == (
+        ("window",),
+        ("second",),
+        ("names", "rate", "seconds"),
+    )

@@ -236,10 +236,10 @@ def test_settings_from_profile() -> None:
     for bad, match in (
         ({"default_threshold": 5}, "fraction"),
         ({"default_threshold": "five"}, "not a number"),
-        ({"treshold": 0.05}, "unknown key"),
+        ({"treshold": 0.05}, r"unknown \[compare\] key 'treshold'"),
         ({"noise_k": -1}, "noise_k"),
         ({"rule": {"pattern": "*"}}, "array of tables"),
-        ({"rule": [{"pattern": "*"}]}, "pattern and threshold"),
+        ({"rule": [{"pattern": "*"}]}, r"\[\[compare.rule\]\] number 1: threshold is missing"),
         ({"min_bytes": "lots"}, "not a size"),
     ):
         with pytest.raises(UserError, match=match):

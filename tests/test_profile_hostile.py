@@ -100,22 +100,23 @@ def test_rates_and_targets_are_finite_and_positive(tmp_path: Path, text: str, wo
 
 
 @pytest.mark.parametrize(
-    ("table", "words"),
+    ("table", "line", "words"),
     [
-        ("[[compare.rule]]\npattern = 5\nthreshold = 0.1\n", ("pattern = 5", "string")),
-        ('[[compare.rule]]\npattern = "a/*"\nthreshold = nan\n', ("threshold", "not a number")),
-        ('[[compare.rule]]\npattern = "a/*"\nthreshold = "nan%"\n', ("threshold",)),
-        ('[[compare.rule]]\npattern = "a/*"\n', ("pattern and threshold",)),
-        ("[compare]\nnoise_k = inf\n", ("noise_k",)),
-        ("[compare]\nresolution_GBps = nan\n", ("resolution_GBps",)),
-        ("[compare]\nmin_runs = true\n", ("min_runs",)),
-        ("[compare]\nrule = 3\n", ("array of tables",)),
-        ("[compare]\nmin_bytes = " + '"' + "9" * 200 + '"\n', ("min_bytes", "too long")),
+        ("[[compare.rule]]\npattern = 5\nthreshold = 0.1\n", 4, ("pattern = 5", "string")),
+        ('[[compare.rule]]\npattern = "a/*"\nthreshold = nan\n', 5, ("threshold", "not a number")),
+        ('[[compare.rule]]\npattern = "a/*"\nthreshold = "nan%"\n', 5, ("threshold",)),
+        ('[[compare.rule]]\npattern = "a/*"\n', 3, ("[[compare.rule]] number 1: threshold is missing",)),
+        ("[compare]\nnoise_k = inf\n", 4, ("noise_k",)),
+        ("[compare]\nresolution_GBps = nan\n", 4, ("resolution_GBps",)),
+        ("[compare]\nmin_runs = true\n", 4, ("min_runs",)),
+        ("[compare]\nrule = 3\n", 4, ("array of tables",)),
+        ("[compare]\nmin_bytes = " + '"' + "9" * 200 + '"\n', 4, ("min_bytes", "too long")),
     ],
 )
-def test_compare_table_is_typed_at_load_time(tmp_path: Path, table: str, words: tuple[str, ...]) -> None:
+def test_compare_table_is_typed_at_load_time(tmp_path: Path, table: str, line: int, words: tuple[str, ...]) -> None:
+    """Each refusal names the line of the key refused (the rule's own block for a key it lacks)."""
     message = _refused(tmp_path, HEAD + table, *words)
-    assert message.startswith(f"{tmp_path / 'bad.toml'}:3:")
+    assert message.startswith(f"{tmp_path / 'bad.toml'}:{line}:")
 
 
 def test_a_profile_that_is_not_a_regular_file_is_never_opened(tmp_path: Path) -> None:

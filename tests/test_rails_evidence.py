@@ -294,7 +294,7 @@ def test_every_kind_has_an_action() -> None:
         ('[actions]\n\nlink = "check {rack}"\n', "p.toml:3: [actions] link uses {rack}; placeholders: {device}"),
         ('[actions]\nrail = "check {rail"\n', "p.toml:2: [actions] rail = 'check {rail'"),
         ('[actions]\nrail = "{0}"\n', "p.toml:2: [actions] rail uses {0}"),
-        ("[errors]\nfail_on_errors = 1\n", "p.toml:2: fail_on_errors = 1 must be true or false"),
+        ("[errors]\nfail_on_errors = 1\n", "p.toml:2: [errors] fail_on_errors = 1 must be true or false"),
     ],
 )
 def test_bad_actions_and_fail_on_errors_are_refused_with_the_line(tmp_path: Path, table: str, message: str) -> None:

@@ -119,12 +119,11 @@ unknown key, a value that is not a string, or a placeholder outside that list is
 from __future__ import annotations
 
 import string
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from bench.exits import UserError
-from bench.jsondoc import Parsed
+from bench import codec
 
 DEFAULT_ACTIONS: Mapping[str, str] = MappingProxyType(
     {
@@ -244,14 +243,18 @@ class Actions:
     """``[actions.checks]``: what to do about each preflight check that fails or warns, by its name."""
 
     def __post_init__(self) -> None:
-        for key, template in self.templates.items():
-            if key not in DEFAULT_ACTIONS:
-                raise UserError(f"[actions] {key!r} is not a defect kind; known: {', '.join(DEFAULT_ACTIONS)}")
-            check_template(key, template)
-        for key, template in self.checks.items():
-            if key not in DEFAULT_CHECK_ACTIONS:
-                raise UserError(f"[actions.checks] {key!r} is not a check; known: {', '.join(DEFAULT_CHECK_ACTIONS)}")
-            check_template(f"checks.{key}", template)
+        for name, table, known in (
+            ("templates", self.templates, DEFAULT_ACTIONS),
+            ("checks", self.checks, DEFAULT_CHECK_ACTIONS),
+        ):
+            for key, template in table.items():
+                if key not in known:
+                    raise codec.Invalid((name, key), f"is not one of {', '.join(known)}")
+                fault = template_fault(template)
+                if fault:
+                    raise codec.Invalid((name, key), fault)
+        object.__setattr__(self, "templates", MappingProxyType(dict(self.templates)))  # frozen as the record is
+        object.__setattr__(self, "checks", MappingProxyType(dict(self.checks)))
 
     def action(self, key: str, **words: object) -> str:
         """The sentence for defect kind ``key`` with its placeholders filled (absent ones read ``?``)."""
@@ -276,47 +279,46 @@ class Actions:
         return template.format_map(values)
 
     @classmethod
-    def from_table(cls, table: Parsed, where: str, line_of: Callable[[str, str], int]) -> Actions:
-        """The actions of a parsed ``[actions]`` table (and its ``[actions.checks]``); UserError naming ``where``
-        and the line when bad."""
-        templates = dict(DEFAULT_ACTIONS)
-        checks = dict(DEFAULT_CHECK_ACTIONS)
-        for key, value in table.items():
-            if key == "checks" and isinstance(value, dict):
-                for check, sentence in value.items():
-                    checks[check] = _sentence(
-                        f"checks.{check}", sentence, DEFAULT_CHECK_ACTIONS, where, line_of(check, "actions.checks")
-                    )
-                continue
-            templates[key] = _sentence(key, value, DEFAULT_ACTIONS, where, line_of(key, "actions"))
-        return cls(MappingProxyType(templates), MappingProxyType(checks))
+    def from_profile(cls, table: object) -> Actions:
+        """The ``[actions]`` table as a profile writes it (``kind = "sentence"``, and ``[actions.checks]``) over
+        the defaults: the codec's reader of the profile's ``actions`` (``codec.read_by``), refusing at the key
+        that is wrong (an unknown kind or check, a value that is no sentence, a placeholder outside the list)."""
+        if not isinstance(table, Mapping):
+            raise ValueError(f'= {codec.shown(table)} must be a table of defect kind = "sentence"')
+        kinds = {str(k): v for k, v in table.items() if k != "checks"}
+        checks = table.get("checks", {})
+        if not isinstance(checks, Mapping):
+            raise codec.Invalid("checks", f'= {codec.shown(checks)} must be a table of check = "sentence"')
+        return cls(_sentences(kinds, DEFAULT_ACTIONS, ()), _sentences(checks, DEFAULT_CHECK_ACTIONS, ("checks",)))
 
 
-def _sentence(key: str, value: object, known: Mapping[str, str], where: str, line: int) -> str:
-    """``value`` as the action of ``key`` (``checks.rail`` for a check), checked; UserError with the line."""
-    name = key.removeprefix("checks.")
-    if name not in known:
-        table = "[actions.checks]" if key.startswith("checks.") else "[actions]"
-        raise UserError(f"{where}:{line}: unknown {table} key {name!r}; known keys: {', '.join(known)}")
-    if not isinstance(value, str) or not value.strip():
-        raise UserError(f"{where}:{line}: [actions] {key} = {value!r:.60} must be a sentence in quotes")
-    try:
-        check_template(key, value)
-    except UserError as exc:
-        raise UserError(f"{where}:{line}: {exc}") from None
-    return value
+def _sentences(table: Mapping[str, object], known: Mapping[str, str], at: tuple[str, ...]) -> Mapping[str, str]:
+    """``table``'s sentences over ``known``'s, each checked; a refusal at its key (``at``: the table's own)."""
+    unknown = [key for key in table if key not in known]
+    if unknown:
+        raise codec.UnknownFields(unknown, "", list(known)).inside(*at)
+    out = dict(known)
+    for key, value in table.items():
+        if not isinstance(value, str) or not value.strip():
+            raise codec.Invalid((*at, key), f"= {codec.shown(value)} must be a sentence in quotes")
+        fault = template_fault(value)
+        if fault:
+            raise codec.Invalid((*at, key), fault)
+        out[key] = value
+    return MappingProxyType(out)
 
 
-def check_template(key: str, template: str) -> None:
-    """UserError unless ``template`` is a short sentence whose placeholders are all known."""
+def template_fault(template: str) -> str | None:
+    """What is wrong with ``template`` as an action, said after its key (``uses {rack}; placeholders: ...``): too
+    long, a malformed or unknown placeholder; None when it is a short sentence of known placeholders."""
     if len(template) > MAX_ACTION_CHARS:
-        raise UserError(f"[actions] {key} is {len(template)} characters: {MAX_ACTION_CHARS} at most")
+        return f"is {len(template)} characters: {MAX_ACTION_CHARS} at most"
     try:
         unknown = sorted(_fields(template) - PLACEHOLDERS)
     except ValueError as exc:
-        raise UserError(f"[actions] {key} = {template[:60]!r}: {exc}; write placeholders as {{node}}") from None
+        return f"= {template[:60]!r}: {exc}; write placeholders as {{node}}"
     if unknown:
-        raise UserError(
-            f"[actions] {key} uses {', '.join('{' + u + '}' for u in unknown)}; placeholders: "
-            + ", ".join("{" + p + "}" for p in sorted(PLACEHOLDERS))
+        return f"uses {', '.join('{' + u + '}' for u in unknown)}; placeholders: " + ", ".join(
+            "{" + p + "}" for p in sorted(PLACEHOLDERS)
         )
+    return None

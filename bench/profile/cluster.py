@@ -49,8 +49,11 @@ Keys (top level unless shown):
                          >= 0 or a ``[low, high]`` pair by key (``bench.rails.plan.model``)
 =======================  ====================================================================================
 
-An unknown key, a wrong type, a rate or target that is not a finite positive number (``nan``, ``inf``,
-``1e308``), or a TOML syntax error is a ``UserError`` naming the file and line. The file is read only when it
+The file is read through the codec (``bench.codec``), as every run-directory document is: its top level is the
+record ``bench.profile.keys.TopLevel``, each table a record of its own or a value read by its own reader, and the
+Profile is made from it. An unknown key, a wrong type, a rate or target that is not a finite positive number
+(``nan``, ``inf``, ``1e308``), or a TOML syntax error is a ``UserError`` of one line naming the file, the line of
+the key, what is wrong and how to fix it (``bench.profile.toml_lines``). The file is read only when it
 is a regular file of at most 256 KiB nested at most 16 deep (``bench.tomldoc``).
 """
 
@@ -62,38 +65,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 
-from bench import tomldoc
+from bench import codec, tomldoc
 from bench.exits import UserError
-from bench.jsondoc import table
 from bench.profile.actions import Actions
 from bench.profile.compare import CompareSettings
 from bench.profile.errors import ErrorLimits
-from bench.profile.gpu_targets import Choice, GpuTargets, TargetSteps, choose, collective_targets, generations
+from bench.profile.gpu_targets import Choice, GpuTargets, TargetSteps, choose
 from bench.profile.gpudirect import GpuDirectLimits
-from bench.profile.keys import (
-    DEFAULT_JUDGE_MIN_BYTES,
-    NETWORK_KEYS,
-    RAILS_KEYS,
-    TOP_KEYS,
-    TRANSPORTS,
-    Transport,
-    byte_limits,
-    check_ranges,
-    check_table,
-    checked_env,
-    checked_link_layer,
-    checked_pass_fraction,
-    checked_transport,
-    compare_table,
-    line_of,
-    names_of,
-    number_of,
-    plan_table,
-    refuse_top_level_targets,
-    text_of,
-    whole_of,
-)
+from bench.profile.keys import DEFAULT_JUDGE_MIN_BYTES, TopLevel, Transport
 from bench.profile.rails_table import RailsTestTable
+from bench.profile.toml_lines import decoded
 
 PROFILE_DIR = Path(__file__).resolve().parent / "shipped"
 
@@ -163,10 +144,8 @@ class Profile:
     """The file as :func:`load_profile` read it: what a parent hands its ranks, so they parse the same bytes."""
 
     def __post_init__(self) -> None:
-        if self.transport not in TRANSPORTS:
-            raise UserError(f"{self.source}: transport {self.transport!r} must be one of {', '.join(TRANSPORTS)}")
-        if not 0 < self.pass_fraction <= 1.5:
-            raise UserError(f"{self.source}: pass_fraction {self.pass_fraction} must be in (0, 1.5]")
+        for name in ("recommended_env", "nvlink_targets_gbps", "node_targets_gbps", "plan"):
+            object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))  # frozen as the record is
 
     @property
     def has_targets(self) -> bool:
@@ -235,71 +214,30 @@ class Profile:
 
 
 def _parse(text: str, where: str, default_name: str) -> Profile:
-    data = tomldoc.loads(text, where)
-    check_table(data, TOP_KEYS, where, text, None)
-    rails = table(data, "rails")
-    network = table(data, "network")
-    check_table(rails, RAILS_KEYS, where, text, "rails")
-    check_table(network, NETWORK_KEYS, where, text, "network")
-
-    def line_in(key: str, name: str | None) -> int:
-        return line_of(text, key, name)
-
-    nvlink_targets = collective_targets(table(data, "nvlink_targets_gbps"), where, "nvlink_targets_gbps", line_in)
-    node_targets = collective_targets(table(data, "node_targets_gbps"), where, "node_targets_gbps", line_in)
-    per_gpu = generations(table(data, "gpu"), where, line_in)
-    refuse_top_level_targets(data, bool(per_gpu), where, text)
-    env = checked_env(data, where, text)
-    transport = checked_transport(data, where, text)
-    link_layer = checked_link_layer(rails, where, text)
-    check_ranges(data, rails, where, text)
-    compare = compare_table(data, where, text)
-    rails_test = RailsTestTable.from_table(table(data, "rails_test"), where, text)
-    errors = ErrorLimits.from_table(table(data, "errors"), where, line_in)
-    actions = Actions.from_table(table(data, "actions"), where, line_in)
-    gpudirect = GpuDirectLimits.from_table(table(data, "gpudirect"), where, line_in)
-    judge_min, default_max_bytes = byte_limits(data, bool(per_gpu), where, text)
-    plan = plan_table(table(data, "plan"), where, text)
-    fraction = checked_pass_fraction(data, where, text)
-    name, description = text_of(data, "name"), text_of(data, "description")
-    rate_gbps, node_target, nvlink_target = (
-        number_of(rails, "rate_gbps"),
-        number_of(data, "node_target_gbps"),
-        number_of(data, "nvlink_target_gbps"),
-    )
-    tolerance = whole_of(data, "counter_tolerance_bytes")
-    return Profile(
-        name=default_name if name is None else name,
-        description="" if description is None else description,
-        transport=transport,
-        rail_count=whole_of(rails, "count"),
-        rail_rate_gbps=None if rate_gbps is None else float(rate_gbps),
-        link_layer=link_layer,
-        rail_names=names_of(rails, "names"),
-        excluded_hcas=names_of(rails, "exclude"),
-        excluded_ifnames=names_of(rails, "exclude_ifnames"),
-        socket_ifnames=text_of(network, "socket_ifnames"),
-        oob_ifname=text_of(network, "oob_ifname"),
-        gpus_per_node=whole_of(data, "gpus_per_node"),
-        gpu_model=text_of(data, "gpu_model"),
-        recommended_env=MappingProxyType(env),
-        node_target_gbps=None if node_target is None else float(node_target),
-        nvlink_target_gbps=None if nvlink_target is None else float(nvlink_target),
-        pass_fraction=fraction,
-        counter_tolerance_bytes=1 << 20 if tolerance is None else tolerance,
-        judge_min_bytes=judge_min,
+    """The profile ``text`` (of the file ``where``) says: its TOML read by the codec (:class:`TopLevel`), and the
+    Profile made from that record by the codec, field by field, the [rails] and [network] keys under their
+    Profile names."""
+    top = decoded(TopLevel, tomldoc.loads(text, where), where, text, ())
+    rails, network = top.rails, top.network
+    return codec.projected(
+        Profile,
+        top,
+        where=f"{where}: ",
+        name=default_name if top.name is None else top.name,
         source=where,
-        nvlink_targets_gbps=MappingProxyType(nvlink_targets),
-        node_targets_gbps=MappingProxyType(node_targets),
-        default_max_bytes=default_max_bytes,
-        errors=errors,
-        actions=actions,
-        gpudirect=gpudirect,
+        rail_count=rails.count,
+        rail_rate_gbps=rails.rate_gbps,
+        link_layer=rails.link_layer,
+        rail_names=rails.names,
+        excluded_hcas=rails.exclude,
+        excluded_ifnames=rails.exclude_ifnames,
+        socket_ifnames=network.socket_ifnames,
+        oob_ifname=network.oob_ifname,
         # [errors] fail_on_rise decides which counters compare judges: taken from the checked table, not re-read
-        compare=replace(compare, error_counters=errors.fail_on_rise),
-        rails_test=rails_test,
-        plan=MappingProxyType(plan),
-        generations=per_gpu,
+        compare=replace(top.compare, error_counters=top.errors.fail_on_rise),
+        generations=top.gpu,
+        choice=Choice(None, ()),
+        read=None,
     )
 
 

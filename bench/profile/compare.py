@@ -24,75 +24,80 @@ from __future__ import annotations
 
 import fnmatch
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TypeGuard
+from dataclasses import dataclass, field
 
+from bench import codec
 from bench.exits import UserError
 from bench.jsondoc import Parsed
 from bench.profile.errors import DEFAULT_FAIL_ON_RISE
-from bench.units import parse_size
+from bench.profile.toml_lines import said, size
 
 MAX_PATTERN_CHARS = 200
 """A metric key is ``collective/scope/group/bytes``: a longer pattern is a mistake."""
 MAX_NOISE_K = 100.0
 MAX_RESOLUTION_GBPS = 1e6
-
-
-def _number(value: object) -> TypeGuard[int | float]:
-    """An int or a finite float, not a bool (TOML's ``nan`` and ``inf`` are floats)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-_KEYS = (
-    "default_threshold",
-    "noise_k",
-    "min_bytes",
-    "min_runs",
-    "noise_floor",
-    "resolution_GBps",
-    "rule",
-    "error_allowance",
-    "error_factor",
-    "fail_on_error_rise",
-)
 MAX_ERROR_FACTOR = 1e6
 
 
-def parse_threshold(value: object, where: str) -> float:
-    """``0.05`` or ``"5%"`` -> 0.05; UserError for anything that is not a fraction in (0, 1)."""
+def _number(value: object) -> bool:
+    """An int or a finite float, not a bool (TOML's ``nan`` and ``inf`` are floats)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def threshold(value: object) -> float:
+    """``0.05`` or ``"5%"`` -> 0.05: the codec's reader of a threshold (``codec.read_by``); ``ValueError`` saying,
+    after the key, why anything that is not a fraction in (0, 1) is not (``TypeError``: not even a number or a
+    string)."""
     shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:40]}..."
     if isinstance(value, str) and value.strip().endswith("%"):
         try:
             value = float(value.strip()[:-1]) / 100.0
         except ValueError:
-            raise UserError(f'{where} = {shown} is not a percentage: write e.g. "5%" or 0.05') from None
-    if not _number(value):
-        raise UserError(f'{where} = {shown} is not a number: write a fraction such as 0.05 or "5%"')
+            raise ValueError(f'= {shown} is not a percentage: write e.g. "5%" or 0.05') from None
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise TypeError('a fraction such as 0.05 or a percentage such as "5%"')
+    if not isinstance(value, int | float) or not _number(value):
+        raise ValueError(f'= {shown} is not a number: write a fraction such as 0.05 or "5%"')
     if not 0.0 < value < 1.0:
-        raise UserError(f"{where} = {shown} is not a fraction between 0 and 1: write 0.05 for 5%")
+        raise ValueError(f"= {shown} is not a fraction between 0 and 1: write 0.05 for 5%")
     return float(value)
 
 
 @dataclass(frozen=True)
 class ThresholdRule:
-    """A threshold for the metrics whose key matches ``pattern``."""
+    """A threshold for the metrics whose key matches ``pattern`` (a ``[[compare.rule]]`` block)."""
 
     pattern: str
     """fnmatch pattern over ``collective/scope/group/bytes``, e.g. ``all_reduce/world/*``."""
-    threshold: float
+    threshold: float = field(metadata=codec.read_by(threshold))
     """Smallest relative drop (fraction) that can count as a regression for these metrics."""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.pattern, str):
-            raise UserError(f'[[compare.rule]] pattern = {self.pattern!r} must be a string: write e.g. "all_reduce/*"')
         if not self.pattern:
-            raise UserError('a [[compare.rule]] has an empty pattern: write e.g. pattern = "all_reduce/*"')
+            raise codec.Invalid("pattern", 'is empty: write e.g. pattern = "all_reduce/*"')
         if len(self.pattern) > MAX_PATTERN_CHARS:
-            raise UserError(
-                f"a [[compare.rule]] pattern is {len(self.pattern)} characters: {MAX_PATTERN_CHARS} at most"
-            )
-        parse_threshold(self.threshold, f"[[compare.rule]] {self.pattern!r} threshold")
+            raise codec.Invalid("pattern", f"is {len(self.pattern)} characters: {MAX_PATTERN_CHARS} at most")
+        try:  # a rule made in code; one read is checked by its reader
+            threshold(self.threshold)
+        except (TypeError, ValueError) as exc:
+            raise codec.Invalid("threshold", str(exc)) from None
+
+
+@dataclass(frozen=True)
+class CompareTable:
+    """A profile's ``[compare]`` table as the codec reads it (its ``[[compare.rule]]`` blocks are ``rule``);
+    :meth:`CompareSettings.read` makes the settings of it, which check each value."""
+
+    default_threshold: float = field(default=0.05, metadata=codec.read_by(threshold))
+    noise_k: float = 3.0
+    min_bytes: int = field(default=0, metadata=codec.read_by(size))
+    min_runs: int = 5
+    noise_floor: float = 0.01
+    resolution_GBps: float = 0.01
+    rule: tuple[ThresholdRule, ...] = ()
+    error_allowance: int = 0
+    error_factor: float = 2.0
+    fail_on_error_rise: bool = False
 
 
 @dataclass(frozen=True)
@@ -123,21 +128,22 @@ class CompareSettings:
     """The counters judged: the profile's ``[errors] fail_on_rise``."""
 
     def __post_init__(self) -> None:
-        # The checkers below return each value narrowed to its type: from_table builds the settings from them,
-        # so a value read from TOML is checked before it is used, with the same message as here.
-        parse_threshold(self.default_threshold, "[compare] default_threshold")
-        _noise_k(self.noise_k)
-        _min_bytes(self.min_bytes)
-        _resolution(self.resolution_GBps)
-        _min_runs(self.min_runs)
-        _noise_floor(self.noise_floor)
-        _error_allowance(self.error_allowance)
-        _error_factor(self.error_factor)
-        _fail_on_error_rise(self.fail_on_error_rise)
-        if not 0 <= self.resolution_GBps <= MAX_RESOLUTION_GBPS:
-            raise UserError(
-                f"[compare] resolution_GBps = {self.resolution_GBps!r} must be from 0 to {MAX_RESOLUTION_GBPS:g}"
-            )
+        try:
+            threshold(self.default_threshold)
+        except (TypeError, ValueError) as exc:
+            raise codec.Invalid("default_threshold", str(exc)) from None
+        for name, ok, should in (
+            ("noise_k", 0 <= self.noise_k <= MAX_NOISE_K, f"a number from 0 to {MAX_NOISE_K}, e.g. 3"),
+            ("min_bytes", self.min_bytes >= 0, 'a size >= 0, e.g. "1M"'),
+            ("resolution_GBps", _number(self.resolution_GBps), "a number, e.g. 0.01"),
+            ("min_runs", 1 <= self.min_runs <= 10**6, "a whole number from 1 to 1000000, e.g. 5"),
+            ("noise_floor", 0 <= self.noise_floor < 1, "a fraction in [0, 1), e.g. 0.01"),
+            ("error_allowance", 0 <= self.error_allowance <= 10**12, "a whole number >= 0, e.g. 0"),
+            ("error_factor", 1 <= self.error_factor <= MAX_ERROR_FACTOR, "a number from 1, e.g. 2"),
+            ("resolution_GBps", 0 <= self.resolution_GBps <= MAX_RESOLUTION_GBPS, f"from 0 to {MAX_RESOLUTION_GBPS:g}"),
+        ):
+            if not ok:  # nan fails every comparison
+                raise codec.Invalid(name, f"= {getattr(self, name):g} must be {should}")
 
     def threshold_for(self, metric_key: str) -> float:
         """The threshold of one metric: the first matching rule's, else the default."""
@@ -147,96 +153,20 @@ class CompareSettings:
         return self.default_threshold
 
     @classmethod
+    def read(cls, table: object) -> CompareSettings:
+        """The settings of a profile's ``[compare]`` table as parsed (the codec's reader of it): each value of its
+        type and checked; :class:`bench.codec.Refused` at the value that is not."""
+        if not isinstance(table, dict):
+            raise ValueError(f"= {codec.shown(table)} must be a table")
+        read = codec.decode(CompareTable, table)
+        return codec.projected(cls, read, rules=read.rule, error_counters=DEFAULT_FAIL_ON_RISE)
+
+    @classmethod
     def from_table(cls, table: Parsed, error_counters: tuple[str, ...] = DEFAULT_FAIL_ON_RISE) -> CompareSettings:
-        """Settings from a profile's parsed ``[compare]`` table (empty: the defaults); ``error_counters`` are the
-        profile's ``[errors] fail_on_rise``, already checked by ``bench.profile.errors``."""
-        unknown = sorted(set(table) - set(_KEYS))
-        if unknown:
-            raise UserError(f"unknown key(s) {', '.join(unknown)} in [compare]: use {', '.join(_KEYS)}")
-        rules = table.get("rule", [])
-        if not isinstance(rules, list) or not all(isinstance(r, Mapping) for r in rules):
-            raise UserError("compare.rule must be an array of tables: write [[compare.rule]] blocks")
-        parsed = []
-        for number, rule in enumerate(rules, start=1):
-            if set(rule) != {"pattern", "threshold"}:
-                keys = ", ".join(sorted(str(k)[:40] for k in rule)) or "none"
-                raise UserError(
-                    f"[[compare.rule]] number {number} has keys {keys}: it needs exactly pattern and threshold"
-                )
-            pattern = rule["pattern"]
-            if not isinstance(pattern, str):
-                raise UserError(
-                    f'[[compare.rule]] number {number}: pattern = {pattern!r:.40} must be a string, e.g. "sendrecv/*"'
-                )
-            where = f"[[compare.rule]] {pattern[:60]!r} threshold"
-            parsed.append(ThresholdRule(pattern, parse_threshold(rule["threshold"], where)))
-        min_bytes = table.get("min_bytes", 0)
-        size = parse_size(min_bytes, "[compare] min_bytes") if isinstance(min_bytes, str) else min_bytes
-        # Keyword arguments are evaluated in order: the same order as __post_init__'s checks, so the first bad
-        # value named is the same whichever path built the settings.
-        return cls(
-            default_threshold=parse_threshold(table.get("default_threshold", 0.05), "[compare] default_threshold"),
-            noise_k=_noise_k(table.get("noise_k", 3.0)),
-            rules=tuple(parsed),
-            min_bytes=_min_bytes(size),
-            resolution_GBps=_resolution(table.get("resolution_GBps", 0.01)),
-            min_runs=_min_runs(table.get("min_runs", 5)),
-            noise_floor=_noise_floor(table.get("noise_floor", 0.01)),
-            error_allowance=_error_allowance(table.get("error_allowance", 0)),
-            error_factor=_error_factor(table.get("error_factor", 2.0)),
-            fail_on_error_rise=_fail_on_error_rise(table.get("fail_on_error_rise", False)),
-            error_counters=error_counters,
-        )
-
-
-def _whole(value: object) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _noise_k(value: object) -> float:
-    if not _number(value) or not 0 <= value <= MAX_NOISE_K:
-        raise UserError(f"[compare] noise_k = {value!r} must be a number from 0 to {MAX_NOISE_K}, e.g. 3")
-    return value
-
-
-def _min_bytes(value: object) -> int:
-    if not _whole(value) or value < 0:
-        raise UserError(f'[compare] min_bytes = {value!r} must be a size >= 0, e.g. "1M"')
-    return value
-
-
-def _resolution(value: object) -> float:
-    """The type only: the range is checked last (``__post_init__``), as it always was."""
-    if not _number(value):
-        raise UserError(f"[compare] resolution_GBps = {value!r} must be a number, e.g. 0.01")
-    return value
-
-
-def _min_runs(value: object) -> int:
-    if not _whole(value) or not 1 <= value <= 10**6:
-        raise UserError(f"[compare] min_runs = {value!r} must be a whole number from 1 to 1000000, e.g. 5")
-    return value
-
-
-def _noise_floor(value: object) -> float:
-    if not _number(value) or not 0 <= value < 1:
-        raise UserError(f"[compare] noise_floor = {value!r} must be a fraction in [0, 1), e.g. 0.01")
-    return value
-
-
-def _error_allowance(value: object) -> int:
-    if not _whole(value) or not 0 <= value <= 10**12:
-        raise UserError(f"[compare] error_allowance = {value!r} must be a whole number >= 0, e.g. 0")
-    return value
-
-
-def _error_factor(value: object) -> float:
-    if not _number(value) or not 1 <= value <= MAX_ERROR_FACTOR:
-        raise UserError(f"[compare] error_factor = {value!r} must be a number from 1, e.g. 2")
-    return value
-
-
-def _fail_on_error_rise(value: object) -> bool:
-    if not isinstance(value, bool):
-        raise UserError(f"[compare] fail_on_error_rise = {value!r} must be true or false")
-    return value
+        """Settings from a parsed ``[compare]`` table (empty: the defaults); ``error_counters`` are the profile's
+        ``[errors] fail_on_rise``. A bad value is a UserError naming it (a profile's is located by its reader)."""
+        try:
+            settings = cls.read(dict(table))
+        except (codec.Refused, codec.Invalid) as exc:
+            raise UserError(said(exc, ("compare",))) from None
+        return codec.replaced(settings, {"error_counters": error_counters})

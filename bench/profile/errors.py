@@ -28,14 +28,12 @@ errors during the test (its action is then the cable, not the HCA) and which lin
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
-from bench.bounded import Where, finite
-from bench.exits import UserError
-from bench.jsondoc import Parsed
+from bench import codec
 
 IB_PORT_COUNTERS: Mapping[str, int] = MappingProxyType(
     {
@@ -92,122 +90,32 @@ def saturation_value(name: str) -> int | None:
 
 @dataclass(frozen=True)
 class ErrorLimits:
-    """The profile's ``[errors]`` table (see the module docstring)."""
+    """The profile's ``[errors]`` table (see the module docstring), read by the codec: each key of its type,
+    the windows finite, non-negative and plausible, every counter one railbench reads."""
 
-    window_s: float = 3.0
+    window_s: float = field(default=3.0, metadata=codec.bounded(maximum=MAX_WINDOW_S))
     """Seconds between ``check``'s two samples of the error counters."""
-    kernel_log_window_s: float = 3600.0
+    kernel_log_window_s: float = field(default=3600.0, metadata=codec.bounded(maximum=MAX_LOG_WINDOW_S))
     """Seconds back from now in which a link-flap line in the kernel log counts."""
     fail_on_rise: tuple[str, ...] = DEFAULT_FAIL_ON_RISE
     """Counters whose rise during the idle window fails; a rise of any other counter warns."""
-    max_count: Mapping[str, int] = field(default_factory=dict)
-    """Counter -> the largest count a healthy rail may show."""
+    max_count: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    """Counter -> the largest count a healthy rail may show (``[errors.max_count]``)."""
     max_count_severity: Severity = "warn"
     fail_on_errors: bool = False
     """Whether a rails ``errors`` defect (counters rose, bandwidth held) fails the verdict."""
 
     def __post_init__(self) -> None:
-        if self.max_count_severity not in ("warn", "fail"):
-            raise UserError(f"[errors] max_count_severity {self.max_count_severity!r} must be warn or fail")
-        unknown = sorted({*self.fail_on_rise, *self.max_count} - ALL_COUNTERS)
+        object.__setattr__(self, "max_count", MappingProxyType(dict(self.max_count)))  # frozen as the record is
+        unknown = [name for name in self.fail_on_rise if name not in ALL_COUNTERS]
         if unknown:
-            raise UserError(
-                f"[errors] names unknown counters {', '.join(unknown)}; known: {', '.join(sorted(ALL_COUNTERS))}"
-            )
-
-    @classmethod
-    def from_table(cls, table: Parsed, where: str, line_of: Callable[[str, str], int]) -> ErrorLimits:
-        """The limits in a parsed ``[errors]`` table; UserError naming ``where`` and the line when bad."""
-        known = {"window_s", "kernel_log_window_s", "fail_on_rise", "max_count", "max_count_severity", "fail_on_errors"}
-        for key in table:
-            if key not in known:
-                raise UserError(
-                    f"{where}:{line_of(key, 'errors')}: unknown [errors] key {key!r}; known keys: "
-                    + ", ".join(sorted(known))
-                )
-        defaults = cls()
-
-        def seconds(key: str, maximum: float, default: float) -> float:
-            if key not in table:
-                return default
-            return _number(table[key], Where(where, f"[errors] {key}", line_of(key, "errors")), maximum)
-
-        window_s = seconds("window_s", MAX_WINDOW_S, defaults.window_s)
-        kernel_log_window_s = seconds("kernel_log_window_s", MAX_LOG_WINDOW_S, defaults.kernel_log_window_s)
-        fail_on_rise = _fail_on_rise(table, where, line_of, defaults.fail_on_rise)
-        severity = _severity(table, where, line_of, defaults.max_count_severity)
-        fail_on_errors = _fail_on_errors(table, where, line_of, defaults.fail_on_errors)
-        counts = _max_counts(table, where, line_of)
-        return cls(
-            window_s=window_s,
-            kernel_log_window_s=kernel_log_window_s,
-            fail_on_rise=fail_on_rise,
-            max_count=MappingProxyType(counts),
-            max_count_severity=severity,
-            fail_on_errors=fail_on_errors,
-        )
+            raise codec.Invalid("fail_on_rise", f"holds {codec.shown(list(self.fail_on_rise))}: {_unread(unknown)}")
+        for name, count in self.max_count.items():
+            if name not in ALL_COUNTERS:
+                raise codec.Invalid(("max_count", name), f"= {count}: {_unread([name])}")
+            if count < 0:
+                raise codec.Invalid(("max_count", name), f"= {count} must be a whole number >= 0")
 
 
-def _number(value: object, where: Where, maximum: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise UserError(f"{where} = {value!r} must be a number of seconds")
-    return finite(float(value), where, sign="non-negative", maximum=maximum)
-
-
-def _known(names: Sequence[str], where: str, line: int) -> None:
-    unknown = [n for n in names if n not in ALL_COUNTERS]
-    if unknown:
-        raise UserError(
-            f"{where}:{line}: {', '.join(unknown)} is not an error counter railbench reads; "
-            f"known: {', '.join(sorted(ALL_COUNTERS))}"
-        )
-
-
-# The [errors] keys past the windows, each checked in the order ErrorLimits.from_table reads them.
-_LineOf = Callable[[str, str], int]
-
-
-def _fail_on_rise(table: Parsed, where: str, line_of: _LineOf, default: tuple[str, ...]) -> tuple[str, ...]:
-    if "fail_on_rise" not in table:
-        return default
-    names = table["fail_on_rise"]
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise UserError(f"{where}:{line_of('fail_on_rise', 'errors')}: fail_on_rise must be a list of counters")
-    fail_on_rise = tuple(str(n) for n in names)
-    _known(fail_on_rise, where, line_of("fail_on_rise", "errors"))
-    return fail_on_rise
-
-
-def _severity(table: Parsed, where: str, line_of: _LineOf, default: Severity) -> Severity:
-    if "max_count_severity" not in table:
-        return default
-    value = table["max_count_severity"]
-    if value != "warn" and value != "fail":
-        line = line_of("max_count_severity", "errors")
-        raise UserError(f'{where}:{line}: max_count_severity = {value!r} must be "warn" or "fail"')
-    return "warn" if value == "warn" else "fail"
-
-
-def _fail_on_errors(table: Parsed, where: str, line_of: _LineOf, default: bool) -> bool:
-    if "fail_on_errors" not in table:
-        return default
-    flag = table["fail_on_errors"]
-    if not isinstance(flag, bool):
-        line = line_of("fail_on_errors", "errors")
-        raise UserError(f"{where}:{line}: fail_on_errors = {flag!r} must be true or false")
-    return flag
-
-
-def _max_counts(table: Parsed, where: str, line_of: _LineOf) -> dict[str, int]:
-    """``[errors.max_count]``: counter -> the count above which it is reported, each a whole number >= 0."""
-    limits = table.get("max_count", {})
-    if not isinstance(limits, Mapping):
-        raise UserError(f"{where}:{line_of('max_count', 'errors')}: [errors.max_count] must be a table")
-    counts: dict[str, int] = {}
-    for name, value in limits.items():
-        line = line_of(name, "errors.max_count")
-        _known([name], where, line)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise UserError(f"{where}:{line}: [errors.max_count] {name} = {value!r} must be a whole number >= 0")
-        counts[str(name)] = value
-    return counts
+def _unread(names: Sequence[str]) -> str:
+    return f"{', '.join(names)} is not an error counter railbench reads; known: {', '.join(sorted(ALL_COUNTERS))}"

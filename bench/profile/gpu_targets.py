@@ -28,14 +28,15 @@ not judged on it: nothing falls back to another generation's number.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from bench.bounded import Where, finite
+from bench import codec
+from bench.bounded import out_of_bounds
 from bench.busbw import BUSBW_FACTOR
-from bench.exits import UserError
 from bench.jsondoc import Parsed
-from bench.units import parse_size
+from bench.profile.toml_lines import refuse_unread
+from bench.profile.toml_lines import size as size_of
 
 MAX_RATE_GBPS = 1e6
 """Above any rail, node or NVLink figure (a petabit per second): a larger rate or target is a typo."""
@@ -43,55 +44,64 @@ MAX_RATE_GBPS = 1e6
 TargetSteps = tuple[tuple[int, float], ...]
 """A target by size range: ``((from_bytes, gbps), ...)`` in rising size; a flat target is ``((0, gbps),)``."""
 
-LineOf = Callable[[str, str | None], int]
-"""The line of a key inside a table of the profile's text (1 when it cannot be found)."""
 
-
-def collective_targets(targets: Parsed, where: str, name: str, line_of: LineOf) -> dict[str, TargetSteps]:
-    """``collective = Gb/s`` or ``collective = { "SIZE" = Gb/s, ... }`` entries: a known collective, positive
-    finite rates, sizes that parse (each step holds from its size up). ``name`` is the table's header."""
+def target_steps(targets: object) -> dict[str, TargetSteps]:
+    """A table of ``collective = Gb/s`` or ``collective = { "SIZE" = Gb/s, ... }`` entries (each step holds from
+    its size up), read by the codec (``codec.read_by``): a known collective, positive finite rates, sizes that
+    parse; :class:`bench.codec.Invalid` at the entry that is not."""
+    if not isinstance(targets, Mapping):
+        raise ValueError(f"= {codec.shown(targets)} must be a table of collective = Gb/s")
     out: dict[str, TargetSteps] = {}
     for key, value in targets.items():
-        line = line_of(key, name)
         if key not in BUSBW_FACTOR:
-            raise UserError(
-                f"{where}:{line}: [{name}] {key!r} is not a collective; use one of {', '.join(BUSBW_FACTOR)}"
+            raise codec.Invalid(
+                key, f"= {codec.shown(value)}: {key!r} is not a collective; use one of {', '.join(BUSBW_FACTOR)}"
             )
         steps: list[tuple[object, object]] = list(value.items()) if isinstance(value, Mapping) else [("0", value)]
         if not steps:
-            raise UserError(f'{where}:{line}: [{name}] {key} is an empty table: write e.g. {{ "256M" = 3296 }}')
-        parsed = []
-        for size, rate in steps:
-            here = f"[{name}] {key}" + (f" {size!r}" if isinstance(value, Mapping) else "")
-            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or rate <= 0:
-                raise UserError(f"{where}:{line}: {here} = {rate!r} must be a positive number (Gb/s)")
-            gbps = finite(float(rate), Where(where, here, line), sign="positive", maximum=MAX_RATE_GBPS)
-            parsed.append((parse_size(str(size), f"{where}:{line}: {here}"), gbps))
-        out[key] = tuple(sorted(parsed))
+            raise codec.Invalid(key, 'is an empty table: write e.g. { "256M" = 3296 }')
+        out[key] = tuple(sorted(_step(key, size, rate, isinstance(value, Mapping)) for size, rate in steps))
     return out
 
 
-def rate(values: Parsed, key: str, where: str, line: int) -> float | None:
-    """A single target in Gb/s (``nvlink_target_gbps``), checked: absent is None."""
-    value = values.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise UserError(f"{where}:{line}: {key} = {value!r} must be a number (Gb/s)")
-    return finite(float(value), Where(where, key, line), sign="positive", maximum=MAX_RATE_GBPS)
+def _step(key: str, size: object, rate: object, sized: bool) -> tuple[int, float]:
+    """One ``"SIZE" = Gb/s`` step of collective ``key`` (a flat target is the step from size 0)."""
+    at = (key, str(size)) if sized else (key,)
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or rate <= 0:
+        raise codec.Invalid(at, f"= {codec.shown(rate)} must be a positive number (Gb/s)")
+    refusal = out_of_bounds(float(rate), sign="positive", maximum=MAX_RATE_GBPS)
+    if refusal is not None:
+        raise codec.Invalid(at, refusal)
+    try:
+        return size_of(size), float(rate)
+    except ValueError as exc:
+        raise codec.Invalid(at, str(exc)) from None
+
+
+_RATE = codec.bounded(sign="positive", maximum=MAX_RATE_GBPS)
 
 
 @dataclass(frozen=True)
 class GpuTargets:
-    """One GPU generation's figures (a ``[gpu.<name>]`` table): which GPUs they judge, and where they come from."""
+    """One GPU generation's figures (a ``[gpu.<name>]`` table, read by the codec): which GPUs they judge, and
+    where they come from."""
 
     name: str
-    match: tuple[str, ...]
-    source: str
-    nvlink_target_gbps: float | None = None
+    """The table's own name (``[gpu.B200]``): given by the reader, never a key of the table."""
+    match: tuple[str, ...] = ()
+    source: str = ""
+    nvlink_target_gbps: float | None = field(default=None, metadata=_RATE)
     nvlink_targets_gbps: Mapping[str, TargetSteps] = field(default_factory=dict)
-    node_target_gbps: float | None = None
+    """Read from the TOML's form by :func:`target_steps` (:func:`generations`), from JSON's by its type."""
+    node_target_gbps: float | None = field(default=None, metadata=_RATE)
     node_targets_gbps: Mapping[str, TargetSteps] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.match or not all(m.strip() for m in self.match):
+            raise codec.Invalid("match", 'must list the GPU names it judges, e.g. ["NVIDIA B200"]')
+        if not self.source.strip():
+            raise codec.Invalid("source", "must say where its figures come from")
+        object.__setattr__(self, "source", self.source.strip())
 
     def matches(self, gpu: str) -> bool:
         """Whether ``gpu`` (``NVIDIA B200``) is of this generation: a pattern matches the whole name, any case."""
@@ -99,48 +109,34 @@ class GpuTargets:
         return any(fnmatch.fnmatchcase(name, pattern.lower()) for pattern in self.match)
 
 
-_KEYS = ("match", "source", "nvlink_target_gbps", "node_target_gbps", "nvlink_targets_gbps", "node_targets_gbps")
+_STEP_KEYS = ("nvlink_targets_gbps", "node_targets_gbps")
 
 
-def generations(table: Parsed, where: str, line_of: LineOf) -> tuple[GpuTargets, ...]:
-    """The profile's ``[gpu.*]`` tables, each checked; UserError naming the file and line when one is wrong."""
+def _steps(value: object, key: str) -> dict[str, TargetSteps]:
+    """A generation's table of targets, read by :func:`target_steps`; a refusal at its key."""
+    try:
+        return target_steps(value)
+    except codec.Invalid as exc:
+        raise exc.inside(key) from None
+    except ValueError as exc:
+        raise codec.Invalid(key, str(exc)) from None
+
+
+def generations(tables: Parsed) -> tuple[GpuTargets, ...]:
+    """The profile's ``[gpu.*]`` tables, each read by the codec; a refusal at its key inside ``[gpu]``."""
     out = []
-    for name, values in table.items():
-        header = f"gpu.{name}"
-        line = line_of(name, "gpu") if not isinstance(values, Mapping) else line_of("match", header)
+    for name, values in tables.items():
         if not isinstance(values, Mapping):
-            raise UserError(f"{where}:{line}: [gpu] {name} must be a table: [gpu.{name}] with match and source")
-        unknown = sorted(set(values) - set(_KEYS))
-        if unknown:
-            raise UserError(
-                f"{where}:{line_of(unknown[0], header)}: unknown [{header}] key {unknown[0]!r}; known keys: "
-                + ", ".join(_KEYS)
-            )
-        match, source = values.get("match"), values.get("source")
-        if not isinstance(match, list) or not match or not all(isinstance(m, str) and m.strip() for m in match):
-            raise UserError(f'{where}:{line}: [{header}] match must list the GPU names it judges, e.g. ["NVIDIA B200"]')
-        if not isinstance(source, str) or not source.strip():
-            raise UserError(
-                f"{where}:{line_of('source', header)}: [{header}] source must say where its figures come from"
-            )
-        generation = GpuTargets(
-            name=name,
-            match=tuple(str(m) for m in match),
-            source=source.strip(),
-            nvlink_target_gbps=rate(values, "nvlink_target_gbps", where, line_of("nvlink_target_gbps", header)),
-            node_target_gbps=rate(values, "node_target_gbps", where, line_of("node_target_gbps", header)),
-            nvlink_targets_gbps=_table(values, "nvlink_targets_gbps", where, header, line_of),
-            node_targets_gbps=_table(values, "node_targets_gbps", where, header, line_of),
-        )
-        out.append(generation)
+            raise codec.Invalid(name, f"must be a table: [gpu.{name}] with match and source")
+        try:
+            refuse_unread(GpuTargets, values, "name")
+            steps = {key: codec.encode(_steps(values[key], key)) for key in _STEP_KEYS if key in values}
+            out.append(codec.decode(GpuTargets, {**values, **steps, "name": name}))
+        except codec.Refused as exc:
+            raise exc.inside(name) from None
+        except codec.Invalid as exc:
+            raise exc.inside(name) from None
     return tuple(out)
-
-
-def _table(values: Parsed, key: str, where: str, header: str, line_of: LineOf) -> dict[str, TargetSteps]:
-    found = values.get(key, {})
-    if not isinstance(found, Mapping):
-        raise UserError(f"{where}:{line_of(key, header)}: [{header}] {key} must be a table of collective = Gb/s")
-    return collective_targets(found, where, f"{header}.{key}", line_of)
 
 
 @dataclass(frozen=True)

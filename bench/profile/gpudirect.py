@@ -25,61 +25,30 @@ and line).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
-from bench.exits import UserError
-from bench.jsondoc import Parsed
+from bench import codec
 
 DEFAULT_FAIL_XIDS: tuple[int, ...] = (46, 48, 54, 62, 64, 74, 79, 95, 109, 110, 119, 120, 136, 140, 143, 155, 156, 158)
 """``bench.gpu.xid_catalogue.default_fail_xids()`` (this module sits below ``bench.gpu``: tests hold them equal)."""
-_READ_REQUESTS = (128, 256, 512, 1024, 2048, 4096)
-_MTUS = (256, 512, 1024, 2048, 4096)
+ReadRequest = Literal[128, 256, 512, 1024, 2048, 4096]
+"""The PCIe MaxReadReq sizes (PCIe Base Specification: 128 to 4096 bytes)."""
+Mtu = Literal[256, 512, 1024, 2048, 4096]
 """The MTUs an InfiniBand port can run (IBA: ``IBV_MTU_256`` ... ``IBV_MTU_4096``)."""
 MAX_XID = 1 << 16
 
 
 @dataclass(frozen=True)
 class GpuDirectLimits:
-    """The ``[gpudirect]`` table (see the module docstring)."""
+    """The ``[gpudirect]`` table (see the module docstring), read by the codec: the sizes one of those the
+    hardware runs (their types say which), every Xid a number from 1 to 65535."""
 
-    max_read_request: int = 4096
-    mtu: int = 4096
+    max_read_request: ReadRequest = 4096
+    mtu: Mtu = 4096
     fail_xids: tuple[int, ...] = DEFAULT_FAIL_XIDS
 
     def __post_init__(self) -> None:
-        if self.max_read_request not in _READ_REQUESTS:
-            raise UserError(f"[gpudirect] max_read_request {self.max_read_request} must be one of {_READ_REQUESTS}")
-        if self.mtu not in _MTUS:
-            raise UserError(f"[gpudirect] mtu {self.mtu} must be one of {_MTUS}")
-
-    @classmethod
-    def from_table(cls, table: Parsed, where: str, line_of: Callable[[str, str], int]) -> GpuDirectLimits:
-        """The limits in a parsed ``[gpudirect]`` table; UserError naming ``where`` and the line when bad."""
-        defaults = cls()
-        known = {"max_read_request": _READ_REQUESTS, "mtu": _MTUS}
-        values: dict[str, int] = {}
-        for key, value in table.items():
-            at = f"{where}:{line_of(key, 'gpudirect')}"
-            if key == "fail_xids":
-                continue
-            if key not in known:
-                raise UserError(f"{at}: unknown [gpudirect] key {key!r}; known keys: fail_xids, max_read_request, mtu")
-            if isinstance(value, bool) or not isinstance(value, int) or value not in known[key]:
-                allowed = ", ".join(str(v) for v in known[key])
-                raise UserError(f"{at}: [gpudirect] {key} = {value!r} must be one of {allowed} (bytes)")
-            values[key] = value
-        xids = defaults.fail_xids
-        if "fail_xids" in table:
-            listed = table["fail_xids"]
-            at = f"{where}:{line_of('fail_xids', 'gpudirect')}"
-            if not isinstance(listed, list) or not all(
-                isinstance(x, int) and not isinstance(x, bool) and 0 < x < MAX_XID for x in listed
-            ):
-                raise UserError(f"{at}: [gpudirect] fail_xids must be a list of Xid numbers, e.g. [48, 79]")
-            xids = tuple(int(x) for x in listed if isinstance(x, int))
-        return cls(
-            max_read_request=values.get("max_read_request", defaults.max_read_request),
-            mtu=values.get("mtu", defaults.mtu),
-            fail_xids=xids,
-        )
+        for i, xid in enumerate(self.fail_xids):
+            if not 0 < xid < MAX_XID:
+                raise codec.Invalid(("fail_xids", i), f"= {xid} is not an Xid number: write e.g. [48, 79]")

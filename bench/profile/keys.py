@@ -1,25 +1,26 @@
-"""Reading a profile's TOML: where each key is set, which keys and types each table takes, and the checks of
-the values ``bench.profile.cluster`` reads into a ``Profile``, each refusal naming the file and the line."""
+"""A profile's TOML as the codec reads it: :class:`TopLevel`, its top-level keys and each of its tables a declared
+record or a value read by a reader of its own, every refusal located at its key by ``bench.profile.toml_lines``.
+``bench.profile.cluster`` makes the ``Profile`` from it (and says each key)."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Literal
 
-from bench.bounded import Where, finite
-from bench.exits import UserError
-from bench.jsondoc import Parsed, table
+from bench import codec
+from bench.bounded import out_of_bounds
+from bench.profile.actions import Actions
 from bench.profile.compare import CompareSettings
-from bench.profile.gpu_targets import MAX_RATE_GBPS
-from bench.units import parse_size
+from bench.profile.errors import ErrorLimits
+from bench.profile.gpu_targets import MAX_RATE_GBPS, GpuTargets, TargetSteps, generations, target_steps
+from bench.profile.gpudirect import GpuDirectLimits
+from bench.profile.rails_table import RailsTestTable
+from bench.profile.toml_lines import size
+from bench.units import format_size
 
 Transport = Literal["ib", "roce", "socket", "loopback"]
 TRANSPORTS: tuple[Transport, ...] = ("ib", "roce", "socket", "loopback")
-LINK_LAYERS = ("InfiniBand", "Ethernet")
-
-# Tables with a parser of their own (typed at load like every other table).
-EXTENSION_TABLES = frozenset({"compare", "rails_test", "plan", "gpu"})
 
 TARGET_KEYS = ("nvlink_target_gbps", "nvlink_targets_gbps", "node_target_gbps", "node_targets_gbps")
 """The keys that give busbw targets: at the top level, or in each ``[gpu.<generation>]`` table, never both."""
@@ -30,210 +31,115 @@ MAX_BYTES = 1 << 62
 DEFAULT_JUDGE_MIN_BYTES = 256 << 20
 """Small messages measure latency, not bandwidth: a sweep is judged on its sizes at or above this."""
 
-
-# key -> (python types accepted, description for messages)
-TOP_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
-    "name": ((str,), "a string"),
-    "description": ((str,), "a string"),
-    "transport": ((str,), "one of " + ", ".join(TRANSPORTS)),
-    "gpus_per_node": ((int,), "an integer"),
-    "gpu_model": ((str,), "a string"),
-    "node_target_gbps": ((int, float), "a number (Gb/s)"),
-    "nvlink_target_gbps": ((int, float), "a number (Gb/s)"),
-    "pass_fraction": ((int, float), "a number such as 0.9"),
-    "counter_tolerance_bytes": ((int,), "an integer number of bytes"),
-    "judge_min_bytes": ((int, str), "a size such as 256M"),
-    "rails": ((dict,), "a table"),
-    "network": ((dict,), "a table"),
-    "recommended_env": ((dict,), 'a table of NAME = "value"'),
-    "nvlink_targets_gbps": ((dict,), "a table of collective = Gb/s"),
-    "node_targets_gbps": ((dict,), "a table of collective = Gb/s"),
-    "default_max_bytes": ((int, str), "a size such as 8G"),
-    "errors": ((dict,), "a table"),
-    "actions": ((dict,), 'a table of defect kind = "sentence"'),
-    "gpudirect": ((dict,), "a table"),
-}
-RAILS_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
-    "count": ((int,), "an integer"),
-    "rate_gbps": ((int, float), "a number (Gb/s)"),
-    "link_layer": ((str,), "InfiniBand or Ethernet"),
-    "names": ((list,), "a list of strings"),
-    "exclude": ((list,), "a list of strings"),
-    "exclude_ifnames": ((list,), "a list of strings"),
-}
-NETWORK_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
-    "socket_ifnames": ((str,), "an NCCL_SOCKET_IFNAME value"),
-    "oob_ifname": ((str,), "an interface name"),
-}
+_RATE = codec.bounded(sign="positive", maximum=MAX_RATE_GBPS)
 
 
-def line_of(text: str, key: str, table: str | None) -> int:
-    """The line where ``key`` is set (inside ``[table]`` when given); 1 when it cannot be found."""
-    current: str | None = None
-    pattern = re.compile(rf"^\s*\"?{re.escape(key)}\"?\s*=")
-    for number, line in enumerate(text.splitlines(), start=1):
-        stripped = line.lstrip()
-        if stripped.startswith("["):  # string methods, not a regex: a hostile line must cost linear time
-            current = stripped.lstrip("[").split("]", 1)[0].strip()
-            if table is None and (current == key or current.startswith(f"{key}.")):
-                return number
-            continue
-        if pattern.match(line) and current == table:
-            return number
-    return 1
+@dataclass(frozen=True)
+class RailsTable:
+    """The ``[rails]`` table."""
+
+    count: int | None = None
+    rate_gbps: float | None = field(default=None, metadata=_RATE)
+    link_layer: Literal["InfiniBand", "Ethernet"] | None = None
+    names: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    exclude_ifnames: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.count is not None and not 1 <= self.count <= MAX_RAILS:
+            raise codec.Invalid("count", f"= {self.count} must be between 1 and {MAX_RAILS}")
 
 
-def check_table(
-    data: Parsed,
-    spec: Mapping[str, tuple[tuple[type, ...], str]],
-    where: str,
-    text: str,
-    table: str | None,
-) -> None:
-    for key, value in data.items():
-        if table is None and key in EXTENSION_TABLES:
-            if not isinstance(value, dict):
-                raise UserError(f"{where}:{line_of(text, key, None)}: [{key}] must be a table")
-            continue
-        if key not in spec:
-            known = ", ".join(sorted(spec) + (sorted(EXTENSION_TABLES) if table is None else []))
-            scope = f"[{table}] " if table else ""
-            raise UserError(f"{where}:{line_of(text, key, table)}: unknown {scope}key {key!r}; known keys: {known}")
-        types, description = spec[key]
-        if isinstance(value, bool) or not isinstance(value, types):
-            raise UserError(f"{where}:{line_of(text, key, table)}: {key} = {value!r} must be {description}")
-        if isinstance(value, list) and not all(isinstance(item, str) for item in value):
-            raise UserError(f"{where}:{line_of(text, key, table)}: {key} must be a list of strings")
+@dataclass(frozen=True)
+class NetworkTable:
+    """The ``[network]`` table: an NCCL_SOCKET_IFNAME value and the bootstrap interface."""
+
+    socket_ifnames: str | None = None
+    oob_ifname: str | None = None
 
 
-# Typed reads of values check_table has already checked against TOP_KEYS, RAILS_KEYS or NETWORK_KEYS: each narrows what
-# that check proved, so a value absent (or, were the spec ever to drift, of another type) reads as None.
-def text_of(values: Parsed, key: str) -> str | None:
-    value = values.get(key)
-    return value if isinstance(value, str) else None
+def _table(value: object, said: str) -> Mapping[str, object]:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"= {codec.shown(value)} must be {said}")
+    return value
 
 
-def whole_of(values: Parsed, key: str) -> int | None:
-    value = values.get(key)
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def number_of(values: Parsed, key: str) -> int | float | None:
-    value = values.get(key)
-    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-def names_of(values: Parsed, key: str) -> tuple[str, ...]:
-    value = values.get(key)
-    return tuple(v for v in value if isinstance(v, str)) if isinstance(value, list) else ()
-
-
-def _transport(value: object) -> Transport | None:
-    return next((t for t in TRANSPORTS if t == value), None)
-
-
-def refuse_top_level_targets(data: Parsed, per_gpu: bool, where: str, text: str) -> None:
-    """A target at the top level beside ``[gpu.<generation>]`` tables is refused: it would be ambiguous."""
-    both = [key for key in TARGET_KEYS if key in data]
-    if per_gpu and both:
-        raise UserError(
-            f"{where}:{line_of(text, both[0], None)}: {both[0]} is set at the top level and the profile has "
-            "[gpu.<generation>] tables: give every target in the generation it was measured on"
-        )
-
-
-def checked_env(data: Parsed, where: str, text: str) -> dict[str, str]:
-    """``[recommended_env]``: every value a string."""
-    env: dict[str, str] = {}
-    for key, value in table(data, "recommended_env").items():
-        if not isinstance(value, str):
-            raise UserError(
-                f"{where}:{line_of(text, key, 'recommended_env')}: {key} = {value!r} must be a string; quote it"
-            )
-        env[key] = value
-    return env
-
-
-def checked_transport(data: Parsed, where: str, text: str) -> Transport:
-    transport = _transport(data.get("transport", "ib"))
-    if transport is None:
-        raise UserError(
-            f"{where}:{line_of(text, 'transport', None)}: transport {data.get('transport')!r} must be one of "
-            + ", ".join(TRANSPORTS)
-        )
-    return transport
-
-
-def checked_link_layer(rails: Parsed, where: str, text: str) -> str | None:
-    link_layer = text_of(rails, "link_layer")
-    if link_layer is not None and link_layer not in LINK_LAYERS:
-        raise UserError(
-            f"{where}:{line_of(text, 'link_layer', 'rails')}: link_layer {link_layer!r} must be InfiniBand or Ethernet"
-        )
-    return link_layer
-
-
-def check_ranges(data: Parsed, rails: Parsed, where: str, text: str) -> None:
-    """The counts within their bounds, and the rates positive and finite."""
-    for key, values, minimum, maximum in (
-        ("count", rails, 1, MAX_RAILS),
-        ("gpus_per_node", data, 1, MAX_GPUS_PER_NODE),
-        ("counter_tolerance_bytes", data, 0, MAX_BYTES),
-    ):
-        value = whole_of(values, key)
-        if value is not None and not minimum <= value <= maximum:
-            line = line_of(text, key, "rails" if values is rails else None)
-            raise UserError(f"{where}:{line}: {key} = {value} must be between {minimum} and {maximum}")
-    for key, values in (("rate_gbps", rails), ("node_target_gbps", data), ("nvlink_target_gbps", data)):
-        rate = number_of(values, key)
-        if rate is not None:
-            line = line_of(text, key, "rails" if values is rails else None)
-            finite(rate, Where(where, key, line), sign="positive", maximum=MAX_RATE_GBPS)
-
-
-def compare_table(data: Parsed, where: str, text: str) -> CompareSettings:
-    try:  # [compare] is read by compare and report; refuse a bad one here, before any command starts ranks
-        return CompareSettings.from_table(table(data, "compare"))
-    except UserError as exc:
-        raise UserError(f"{where}:{line_of(text, 'compare', None)}: {exc}") from None
-
-
-def byte_limits(data: Parsed, per_gpu: bool, where: str, text: str) -> tuple[int, int | None]:
-    """``judge_min_bytes`` and ``default_max_bytes``; a default run that would stop below the judged sizes of a
-    profile with targets is refused."""
-    judge_min = parse_size(str(data.get("judge_min_bytes", DEFAULT_JUDGE_MIN_BYTES)), f"{where}: judge_min_bytes")
-    default_max = data.get("default_max_bytes")
-    default_max_bytes = None if default_max is None else parse_size(str(default_max), f"{where}: default_max_bytes")
-    has_targets = per_gpu or any(k in data for k in ("node_target_gbps", "nvlink_target_gbps", "nvlink_targets_gbps"))
-    if default_max_bytes is not None and has_targets and default_max_bytes < judge_min:
-        raise UserError(
-            f"{where}:{line_of(text, 'default_max_bytes', None)}: default_max_bytes {default_max} stops below "
-            f"judge_min_bytes ({judge_min} bytes): a default run would judge nothing; raise it"
-        )
-    return judge_min, default_max_bytes
-
-
-def checked_pass_fraction(data: Parsed, where: str, text: str) -> float:
-    fraction = number_of(data, "pass_fraction")
-    fraction = 0.9 if fraction is None else fraction
-    if not 0 < fraction <= 1.5:
-        line = line_of(text, "pass_fraction", None)
-        raise UserError(f"{where}:{line}: pass_fraction = {fraction} must be a fraction of the target in (0, 1.5]")
-    return float(fraction)
-
-
-def plan_table(values: Parsed, where: str, text: str) -> dict[str, tuple[float, float]]:
+def plan_spans(values: object) -> dict[str, tuple[float, float]]:
     """``[plan]``: every value a finite number >= 0, or a ``[low, high]`` pair of them with low <= high (the
-    keys are checked where the plan is made)."""
+    keys are checked where the plan is made, ``bench.rails.plan.model``); the codec's reader of it."""
     plan: dict[str, tuple[float, float]] = {}
-    for key, value in values.items():
-        line = line_of(text, key, "plan")
+    for key, value in _table(value=values, said="a table").items():
         pair = value if isinstance(value, list) else [value, value]
-        numbers = [v for v in pair if isinstance(v, int | float) and not isinstance(v, bool)]
+        numbers = [float(v) for v in pair if isinstance(v, int | float) and not isinstance(v, bool)]
         if len(pair) != 2 or len(numbers) != 2:
-            raise UserError(f"{where}:{line}: [plan] {key} = {value!r} must be a number or a [low, high] pair")
-        low, high = (finite(float(v), Where(where, f"[plan] {key}", line)) for v in numbers)
+            raise codec.Invalid(key, f"= {codec.shown(value)} must be a number or a [low, high] pair")
+        for number in numbers:
+            refusal = out_of_bounds(number)
+            if refusal is not None:
+                raise codec.Invalid(key, refusal)
+        low, high = numbers
         if low > high:
-            raise UserError(f"{where}:{line}: [plan] {key} = [{low:g}, {high:g}]: the low figure comes first")
+            raise codec.Invalid(key, f"= [{low:g}, {high:g}]: the low figure comes first")
         plan[key] = (low, high)
     return plan
+
+
+@dataclass(frozen=True)
+class TopLevel:
+    """A profile's TOML, read by the codec: each key of its type, each table its record, the checks across keys
+    the record's own."""
+
+    name: str | None = None
+    description: str = ""
+    transport: Transport = "ib"
+    gpus_per_node: int | None = None
+    gpu_model: str | None = None
+    node_target_gbps: float | None = field(default=None, metadata=_RATE)
+    nvlink_target_gbps: float | None = field(default=None, metadata=_RATE)
+    pass_fraction: float = 0.9
+    counter_tolerance_bytes: int = 1 << 20
+    judge_min_bytes: int = field(default=DEFAULT_JUDGE_MIN_BYTES, metadata=codec.read_by(size))
+    default_max_bytes: int | None = field(default=None, metadata=codec.read_by(size))
+    rails: RailsTable = field(default_factory=RailsTable)
+    network: NetworkTable = field(default_factory=NetworkTable)
+    recommended_env: Mapping[str, str] = field(default_factory=dict)
+    nvlink_targets_gbps: Mapping[str, TargetSteps] = field(default_factory=dict, metadata=codec.read_by(target_steps))
+    node_targets_gbps: Mapping[str, TargetSteps] = field(default_factory=dict, metadata=codec.read_by(target_steps))
+    errors: ErrorLimits = field(default_factory=ErrorLimits)
+    actions: Actions = field(default_factory=Actions, metadata=codec.read_by(Actions.from_profile))
+    gpudirect: GpuDirectLimits = field(default_factory=GpuDirectLimits)
+    compare: CompareSettings = field(default_factory=CompareSettings, metadata=codec.read_by(CompareSettings.read))
+    rails_test: RailsTestTable = field(
+        default_factory=RailsTestTable,
+        metadata=codec.read_by(lambda value: RailsTestTable.from_profile(_table(value, "a table"))),
+    )
+    plan: Mapping[str, tuple[float, float]] = field(default_factory=dict, metadata=codec.read_by(plan_spans))
+    gpu: tuple[GpuTargets, ...] = field(
+        default=(), metadata=codec.read_by(lambda value: generations(_table(value, "a table of [gpu.<name>] tables")))
+    )
+
+    def __post_init__(self) -> None:
+        for key, value, low, high in (
+            ("gpus_per_node", self.gpus_per_node, 1, MAX_GPUS_PER_NODE),
+            ("counter_tolerance_bytes", self.counter_tolerance_bytes, 0, MAX_BYTES),
+        ):
+            if value is not None and not low <= value <= high:
+                raise codec.Invalid(key, f"= {value} must be between {low} and {high}")
+        if not 0 < self.pass_fraction <= 1.5:
+            raise codec.Invalid(
+                "pass_fraction", f"= {self.pass_fraction:g} must be a fraction of the target in (0, 1.5]"
+            )
+        given = [key for key in TARGET_KEYS if getattr(self, key)]
+        if self.gpu and given:  # ambiguous: every target belongs to the generation it was measured on
+            raise codec.Invalid(
+                given[0],
+                "is set at the top level and the profile has [gpu.<generation>] tables: give every target in the "
+                "generation it was measured on",
+            )
+        judged = self.gpu or self.node_target_gbps or self.nvlink_target_gbps or self.nvlink_targets_gbps
+        if self.default_max_bytes is not None and judged and self.default_max_bytes < self.judge_min_bytes:
+            raise codec.Invalid(
+                "default_max_bytes",
+                f"= {format_size(self.default_max_bytes)} stops below judge_min_bytes ({self.judge_min_bytes} bytes): "
+                "a default run would judge nothing; raise it",
+            )

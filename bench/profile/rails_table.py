@@ -13,12 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.bounded import Where, finite
-from bench.exits import UserError
+from bench import codec
 from bench.flagged import Flag, given_by
 from bench.jsondoc import Parsed
-from bench.profile.keys import line_of
-from bench.units import parse_size
+from bench.profile.toml_lines import refuse_unread, size
 
 _MIB256 = 256 << 20
 RAIL_COLLECTIVES = ("all_reduce", "all_gather")
@@ -31,15 +29,19 @@ class RailsTestTable:
 
     rail_bytes: int = field(
         default=_MIB256,
-        metadata=given_by(
-            Flag("--rail-bytes", "message size of the rail-group collectives", metavar="SIZE", kind="size")
-        ),
+        metadata={
+            **given_by(Flag("--rail-bytes", "message size of the rail-group collectives", metavar="SIZE", kind="size")),
+            **codec.read_by(size),
+        },
     )
     pair_bytes: int = field(
         default=_MIB256,
-        metadata=given_by(
-            Flag("--pair-bytes", "message size of each pair exchange, per direction", metavar="SIZE", kind="size")
-        ),
+        metadata={
+            **given_by(
+                Flag("--pair-bytes", "message size of each pair exchange, per direction", metavar="SIZE", kind="size")
+            ),
+            **codec.read_by(size),
+        },
     )
     iters: int = field(
         default=10,
@@ -59,14 +61,17 @@ class RailsTestTable:
     )
     relative_fraction: float = field(
         default=0.8,
-        metadata=given_by(
-            Flag(
-                "--relative-fraction",
-                "a pair or rail is slow below this fraction of its peers' level",
-                metavar="FRACTION",
-                kind="number",
-            )
-        ),
+        metadata={
+            **given_by(
+                Flag(
+                    "--relative-fraction",
+                    "a pair or rail is slow below this fraction of its peers' level",
+                    metavar="FRACTION",
+                    kind="number",
+                )
+            ),
+            **codec.bounded(sign="positive", maximum=1.0),
+        },
     )
     collectives: tuple[str, ...] = RAIL_COLLECTIVES
     """The rail-group collectives (the command line's are ``RailsConfig.collectives``, with their own flag)."""
@@ -91,24 +96,8 @@ class RailsTestTable:
         return RailsTestTable.of({**beneath, **{name: getattr(self, name) for name in self.given}})
 
     @classmethod
-    def from_table(cls, values: Parsed, where: str, text: str) -> RailsTestTable:
-        """The table, each key checked for its type; UserError naming the file and line otherwise."""
-        known = sorted(f.name for f in dataclasses.fields(cls) if f.name != "given")
-        read: dict[str, int | float | tuple[str, ...]] = {}
-        for key, value in values.items():
-            line = line_of(text, key, "rails_test")
-            number = isinstance(value, (int, float)) and not isinstance(value, bool)
-            if key not in known:
-                raise UserError(f"{where}:{line}: unknown [rails_test] key {key!r}; known keys: {', '.join(known)}")
-            if key in ("rail_bytes", "pair_bytes") and (isinstance(value, str) or (number and isinstance(value, int))):
-                read[key] = parse_size(str(value), f"{where}:{line}: [rails_test] {key}")
-            elif key == "relative_fraction" and number and isinstance(value, (int, float)):
-                at = Where(where, f"[rails_test] {key}", line)
-                read[key] = finite(float(value), at, sign="positive", maximum=1.0)
-            elif key in ("iters", "warmup", "repeats", "confirm") and number and isinstance(value, int):
-                read[key] = value
-            elif key == "collectives" and isinstance(value, list) and all(isinstance(v, str) for v in value):
-                read[key] = tuple(str(v) for v in value)
-            else:
-                raise UserError(f"{where}:{line}: [rails_test] {key} = {value!r} has the wrong type; fix the profile")
-        return cls.of(read)
+    def from_profile(cls, values: Parsed) -> RailsTestTable:
+        """A profile's ``[rails_test]`` table read by the codec, each key of its field's type (the sizes as
+        :func:`bench.profile.toml_lines.size` reads them); the keys it sets are ``given``, in its order."""
+        refuse_unread(cls, values, "given")  # what the table sets is said by its keys, never by a key of its own
+        return dataclasses.replace(codec.decode(cls, values), given=tuple(values))
