@@ -4,11 +4,13 @@ promises is what a job gets, checked on the smallest job there is."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import socket
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,22 +31,32 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_the_toy_job_runs_through_the_frame_on_one_rank(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    out = tmp_path / "ping-run"
-    # A world of one as torchrun would start it: torch's env:// rendezvous reads these; rank 0 hosts the store.
+@pytest.fixture
+def world_of_one(monkeypatch: pytest.MonkeyPatch) -> RankInfo:
+    """A world of one as torchrun would start it: torch's env:// rendezvous reads these; rank 0 hosts the store."""
     port = _free_port()
     for name, value in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": "0", "WORLD_SIZE": "1"}.items():
         monkeypatch.setenv(name, value)
-    info = RankInfo(0, 0, 1, 1, 0, 1, "127.0.0.1", port, "torchrun")
-    # A rank turns SIGINT and SIGTERM into an interrupt for good; this process is pytest's, so it gets them back.
+    return RankInfo(0, 0, 1, 1, 0, 1, "127.0.0.1", port, "torchrun")
+
+
+@contextlib.contextmanager
+def signals_kept() -> Iterator[None]:
+    """A rank turns SIGINT and SIGTERM into an interrupt for good; this process is pytest's, so it gets them back."""
     kept = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
-        status = run_rank(PingConfig(output=Output(out=out, cluster="toy", no_history=True)), info)
+        yield
     finally:
         for signum, handler in kept.items():
             signal.signal(signum, handler)
+
+
+def test_the_toy_job_runs_through_the_frame_on_one_rank(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], world_of_one: RankInfo
+) -> None:
+    out = tmp_path / "ping-run"
+    with signals_kept():
+        status = run_rank(PingConfig(output=Output(out=out, cluster="toy", no_history=True)), world_of_one)
     said = capsys.readouterr().out
     assert status == 0, said
     assert "# ping verdict: PASS" in said, said
@@ -91,12 +103,8 @@ def test_launch_runs_the_toy_job_as_the_rank_a_launcher_started(
         monkeypatch.setenv(name, value)
     with pytest.raises(UserError, match=r"already a rank under \w+: drop --np, the launcher starts ranks"):
         launch(PING, PingConfig(launch=Launch(backend="gloo", np=2), output=Output(out=out)))
-    kept = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with signals_kept():
         status = launch(PING, PingConfig(output=Output(out=out, cluster="toy", no_history=True)))
-    finally:
-        for signum, handler in kept.items():
-            signal.signal(signum, handler)
     assert status == 0, capsys.readouterr().out
     assert json.loads((out / "run.json").read_text())["verdict"] == "pass"
 
@@ -111,23 +119,14 @@ class _SignalledAfterVerdict(PingJob):
 
 
 def test_a_signal_between_the_verdict_and_the_report_is_recorded_as_an_interrupt(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, world_of_one: RankInfo
 ) -> None:
     # Before the fix: run.json stayed "complete" with its finish "running", and the other ranks of a real run
     # waited FINISH_S (600 s) beyond the timeout for an exit status rank 0 never said.
     out = tmp_path / "ping-run"
-    port = _free_port()
-    for name, value in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": "0", "WORLD_SIZE": "1"}.items():
-        monkeypatch.setenv(name, value)
-    info = RankInfo(0, 0, 1, 1, 0, 1, "127.0.0.1", port, "torchrun")
     config = PingConfig(output=Output(out=out, cluster="toy", no_history=True))
-    kept = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        with pytest.raises(Interrupted):
-            run_job(info, lambda: _SignalledAfterVerdict(config))
-    finally:
-        for signum, handler in kept.items():
-            signal.signal(signum, handler)
+    with signals_kept(), pytest.raises(Interrupted):
+        run_job(world_of_one, lambda: _SignalledAfterVerdict(config))
     meta = json.loads((out / "run.json").read_text())
     assert (meta["status"], meta["exit_status"], meta["finish"]) == ("interrupted", 143, "interrupted"), meta
     assert meta["verdict"] == "pass"  # decided before the signal, so it stands
