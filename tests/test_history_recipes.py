@@ -153,6 +153,17 @@ def test_sbatch_drops_the_metrics_into_the_textfile_directory(tmp_path: Path) ->
     assert {"railbench_busbw_bytes_per_second", "railbench_verdict"} <= names
 
 
+def test_an_empty_textfile_dir_skips_the_metrics() -> None:
+    """``TEXTFILE_DIR=`` (empty) skips the metrics, as the script says; only an unset one takes the node exporter's
+    folder. (``${TEXTFILE_DIR:-...}`` took the default for an empty one too: the recipe test below, which sets it
+    empty, wrote railbench.prom into this machine's /var/lib/prometheus/node-exporter.)"""
+    (line,) = [ln for ln in SBATCH.read_text().splitlines() if ln.startswith("TEXTFILE_DIR=")]
+    script = f'{line}\nprintf "%s" "$TEXTFILE_DIR"'
+    empty = subprocess.run(["bash", "-c", script], env={"TEXTFILE_DIR": ""}, capture_output=True, text=True)
+    unset = subprocess.run(["bash", "-c", script], env={}, capture_output=True, text=True)
+    assert (empty.stdout, unset.stdout) == ("", "/var/lib/prometheus/node-exporter")
+
+
 USABLE = NIGHTLY / "usable-nodes.sh"
 NODES_FLAG = '--nodes="$(ci/nightly/usable-nodes.sh)"'
 

@@ -485,27 +485,52 @@ def _files(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and not p.is_symlink())
 
 
-@pytest.mark.slow
-@SETTINGS
-@given(data=st.data())
-def test_a_healthy_tree_with_damage_is_read_without_error(tmp_path: Path, healthy: Path, data: st.DataObject) -> None:
-    root = tmp_path / f"t{time.monotonic_ns()}"
-    shutil.copytree(healthy, root, symlinks=True)
-    files = _files(root)
-    written = 0
-    for _ in range(data.draw(st.integers(1, 6))):
-        victim = Path(data.draw(st.sampled_from(files)))
+@pytest.fixture(scope="module")
+def healthy_files(healthy: Path) -> list[str]:
+    """The regular files of ``healthy``, the entries an example may damage."""
+    return _files(healthy)
+
+
+def _heal(root: Path, healthy: Path, victims: set[Path]) -> None:
+    """Put back the healthy files ``victims`` name, whatever the damage made of them. Victims are regular files
+    (never a parent of another entry), so this leaves ``root`` as a fresh copy of ``healthy`` would be: copying
+    and removing the whole tree for every example took most of the test's time."""
+    for victim in victims:
         target = root / victim
-        if target.is_dir() and not target.is_symlink():  # an earlier draw made it a directory
+        if target.is_dir() and not target.is_symlink():
             shutil.rmtree(target)
         else:
             target.unlink(missing_ok=True)
-        kind = data.draw(_KINDS.filter(lambda k: k != "link"))
-        written += _make(root, list(victim.parts), kind, data.draw(_CONTENT), ["x"])
-    started = time.monotonic()
-    _read_everything(root)
-    _within_bound(started, written)
-    shutil.rmtree(root)
+        shutil.copy2(healthy / victim, target)
+
+
+@pytest.mark.slow
+@SETTINGS
+@given(data=st.data())
+def test_a_healthy_tree_with_damage_is_read_without_error(
+    tmp_path: Path, healthy: Path, healthy_files: list[str], data: st.DataObject
+) -> None:
+    root = tmp_path / "sys"  # one copy for every example (tmp_path is shared by them), healed after each
+    if not root.exists():
+        shutil.copytree(healthy, root, symlinks=True)
+    written = 0
+    victims: set[Path] = set()
+    try:
+        for _ in range(data.draw(st.integers(1, 6))):
+            victim = Path(data.draw(st.sampled_from(healthy_files)))
+            victims.add(victim)
+            target = root / victim
+            if target.is_dir() and not target.is_symlink():  # an earlier draw made it a directory
+                shutil.rmtree(target)
+            else:
+                target.unlink(missing_ok=True)
+            kind = data.draw(_KINDS.filter(lambda k: k != "link"))
+            written += _make(root, list(victim.parts), kind, data.draw(_CONTENT), ["x"])
+        started = time.monotonic()
+        _read_everything(root)
+        _within_bound(started, written)
+    finally:
+        _heal(root, healthy, victims)
 
 
 # ---------------------------------------------------------------------------------------------------------
