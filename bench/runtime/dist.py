@@ -25,7 +25,7 @@ from bench import sysroot
 from bench.backends import Backend, ResolvedBackend
 from bench.exits import EXIT_INFRA, EXIT_USAGE, InfraError, UserError
 from bench.netaddr import rendezvous_address
-from bench.runtime import orphan, rank_exit, signals
+from bench.runtime import orphan, signals
 from bench.runtime.before_init import Prelude, PreludeStep, gather_str, place_gpu, store_broadcast
 from bench.runtime.env import Launcher, RankInfo, scoped
 from bench.runtime.watchdog import DIAGNOSE_S, RANK0_GRACE_S
@@ -283,33 +283,16 @@ def node_sysfs_root(prelude: Prelude, template: Path) -> Path:
 
 
 USAGE_HOLD_S = 3.0
-"""The most a rank other than 0 waits before exiting 2 on bad input: the launcher stops the whole job at the
+"""How long a rank other than 0 waits before exiting 2 on bad input: the launcher stops the whole job at the
 first non-zero exit, and rank 0 must have said the one line by then."""
-USAGE_SAID_KEY = "railbench/usage-said"
-"""Set by rank 0 once its line of bad input is flushed (``bench.runtime.rank_exit.when_said``): the others leave
-then, not :data:`USAGE_HOLD_S` later (rank 0 sat in MPI's finalize for them all that while)."""
-USAGE_POLL_S = 0.05
 
 
-def quiet_usage_exit(store: Store | None = None) -> int:
+def quiet_usage_exit() -> int:
     """Exit status 2 for a rank that leaves saying the bad input to rank 0 (see :data:`USAGE_HOLD_S`). Inside the
     world every refusal is rank 0's own or agreed by every rank (``bench.runtime.before_init.refuse_together``,
-    the ``/sys`` stand-in's gather), so rank 0 says it. With the world's ``store`` this rank leaves as soon as
-    rank 0 says its line is out; without one (or one that stopped answering), after the whole hold."""
-    end = time.monotonic() + USAGE_HOLD_S
-    while time.monotonic() < end:
-        try:
-            if store is not None and store.check([USAGE_SAID_KEY]):
-                break
-        except Exception:  # a store that no longer answers tells nothing: the whole hold, as without one
-            store = None
-        time.sleep(USAGE_POLL_S if store is not None else max(0.0, end - time.monotonic()))
+    the ``/sys`` stand-in's gather), so rank 0 says it."""
+    time.sleep(USAGE_HOLD_S)
     return EXIT_USAGE
-
-
-def said_by_rank0(store: Store) -> None:
-    """On rank 0, refusing bad input: tell the other ranks once its line is out (:func:`quiet_usage_exit`)."""
-    rank_exit.when_said(lambda: store.set(USAGE_SAID_KEY, "1"))
 
 
 KEEPS_RANKS_ON_EXIT: frozenset[Launcher] = frozenset({"slurm"})
@@ -353,27 +336,21 @@ def run_as_rank(
     """
     signals.install()  # SIGTERM (scancel, timeout) ends the run as Ctrl-C does: recorded as interrupted
     orphan.watch_launcher()  # kill -9 of the launcher: the rank stops itself (SIGTERM) instead of going on
-    stores: list[Store] = []  # the world's store, once there is one: a refusal's end is agreed through it
-
-    def prelude_step(prelude: Prelude) -> Path | None:
-        stores.append(prelude.store)
-        return before_init(prelude) if before_init is not None else None
-
     try:
         transport = transport_for(backend)
         # gloo's world group binds GLOO_SOCKET_IFNAME as it is at start-up: the management interface.
         with scoped("GLOO_SOCKET_IFNAME", oob_ifname):
-            ctx = init_distributed(info, transport, timeout_s, oob_ifname, prelude_step, sysfs_root=sysfs_root)
+            ctx = init_distributed(info, transport, timeout_s, oob_ifname, before_init, sysfs_root=sysfs_root)
     except UserError:
         shutdown()
-        if (status := _refused(info.rank, stores[0] if stores else None)) is not None:
-            return status
+        if info.rank != 0:
+            return quiet_usage_exit()
         raise
     try:
         return body(ctx)
     except UserError:
-        if (status := _refused(ctx.info.rank, ctx.store)) is not None:
-            return status
+        if ctx.info.rank != 0:
+            return quiet_usage_exit()
         raise
     except InfraError:
         if ctx.info.rank != 0:
@@ -381,16 +358,6 @@ def run_as_rank(
         raise
     finally:
         shutdown()
-
-
-def _refused(rank: int, store: Store | None) -> int | None:
-    """Bad input inside the world: a rank other than 0 leaves quietly with exit status 2 (returned); rank 0
-    (None: it raises the refusal, ``bench.cli`` says it) lets the others go once its line is said."""
-    if rank != 0:
-        return quiet_usage_exit(store)
-    if store is not None:
-        said_by_rank0(store)
-    return None
 
 
 def shutdown() -> None:

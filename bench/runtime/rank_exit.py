@@ -15,17 +15,7 @@ import contextlib
 import ctypes
 import os
 import sys
-from collections.abc import Callable
 from typing import NoReturn
-
-_SAID: list[Callable[[], None]] = []
-"""What to do once this rank's last line is out (:func:`when_said`)."""
-
-
-def when_said(then: Callable[[], None]) -> None:
-    """Run ``then`` in :func:`end_rank` once stdout and stderr are flushed: rank 0 tells the other ranks that its
-    one line of bad input is out, so they leave at once instead of holding on (``bench.runtime.dist``)."""
-    _SAID.append(then)
 
 
 def end_rank(status: int) -> NoReturn:
@@ -34,9 +24,6 @@ def end_rank(status: int) -> NoReturn:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # a reader that went away, a closed stream
             stream.flush()
-    for then in _SAID:
-        with contextlib.suppress(Exception):  # the others then hold on as long as they would have anyway
-            then()
     mpi = sys.modules.get("mpi4py.MPI")
     if mpi is not None and mpi.Is_initialized() and not mpi.Is_finalized():
         mpi.Finalize()
