@@ -25,7 +25,7 @@ from bench import sysroot
 from bench.backends import Backend, ResolvedBackend
 from bench.exits import EXIT_INFRA, EXIT_USAGE, InfraError, UserError
 from bench.netaddr import rendezvous_address
-from bench.runtime import orphan, signals
+from bench.runtime import orphan, rank_exit, signals
 from bench.runtime.before_init import Prelude, PreludeStep, gather_str, place_gpu, store_broadcast
 from bench.runtime.env import Launcher, RankInfo, scoped
 from bench.runtime.watchdog import DIAGNOSE_S, RANK0_GRACE_S
@@ -287,11 +287,22 @@ USAGE_HOLD_S = 3.0
 first non-zero exit, and rank 0 must have said the one line by then."""
 
 
-def quiet_usage_exit() -> int:
+RANK0_LEAVING_KEY = "railbench/rank0_leaving"
+"""Rank 0's exit status, posted on its way out once its output is flushed (``bench.runtime.rank_exit``)."""
+
+
+def quiet_usage_exit(store: Store | None = None) -> int:
     """Exit status 2 for a rank that leaves saying the bad input to rank 0 (see :data:`USAGE_HOLD_S`). Inside the
     world every refusal is rank 0's own or agreed by every rank (``bench.runtime.before_init.refuse_together``,
-    the ``/sys`` stand-in's gather), so rank 0 says it."""
-    time.sleep(USAGE_HOLD_S)
+    the ``/sys`` stand-in's gather), so rank 0 says it. There (``store``) the rank leaves as soon as rank 0 has
+    said its line and posted :data:`RANK0_LEAVING_KEY`: rank 0 then waits in MPI's finalize for this rank, and
+    the whole hold only kept the user waiting 3 s after the line."""
+    began = time.monotonic()
+    if store is not None:
+        with contextlib.suppress(RuntimeError):  # not said within the hold, or the store is gone: hold as before
+            store.wait([RANK0_LEAVING_KEY], timedelta(seconds=USAGE_HOLD_S))
+            return EXIT_USAGE
+    time.sleep(max(0.0, USAGE_HOLD_S - (time.monotonic() - began)))
     return EXIT_USAGE
 
 
@@ -345,6 +356,8 @@ def run_as_rank(
         with scoped("GLOO_SOCKET_IFNAME", oob_ifname):
             ctx = init_distributed(info, transport, timeout_s, oob_ifname, before_init, sysfs_root=sysfs_root)
         _STORES.append(ctx.store)
+        if info.rank == 0:
+            rank_exit.BEFORE_FINALIZE.append(lambda status: ctx.store.set(RANK0_LEAVING_KEY, str(status)))
     except UserError:
         shutdown()
         if info.rank != 0:
@@ -354,7 +367,7 @@ def run_as_rank(
         return body(ctx)
     except UserError:
         if ctx.info.rank != 0:
-            return quiet_usage_exit()
+            return quiet_usage_exit(ctx.store)
         raise
     except InfraError:
         if ctx.info.rank != 0:
