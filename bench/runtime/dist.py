@@ -291,6 +291,13 @@ RANK0_LEAVING_KEY = "railbench/rank0_leaving"
 """Rank 0's exit status, posted on its way out once its output is flushed (``bench.runtime.rank_exit``)."""
 
 
+def say_leaving(store: Store, status: int) -> None:
+    """Rank 0, its output flushed: post its exit status at :data:`RANK0_LEAVING_KEY`, within a bounded wait (the
+    store may be torchrun's, in another process that is gone)."""
+    store.set_timeout(timedelta(seconds=SAID_READ_S))
+    store.set(RANK0_LEAVING_KEY, str(status))
+
+
 def quiet_usage_exit(store: Store | None = None) -> int:
     """Exit status 2 for a rank that leaves saying the bad input to rank 0 (see :data:`USAGE_HOLD_S`). Inside the
     world every refusal is rank 0's own or agreed by every rank (``bench.runtime.before_init.refuse_together``,
@@ -357,7 +364,7 @@ def run_as_rank(
             ctx = init_distributed(info, transport, timeout_s, oob_ifname, before_init, sysfs_root=sysfs_root)
         _STORES.append(ctx.store)
         if info.rank == 0:
-            rank_exit.BEFORE_FINALIZE.append(lambda status: ctx.store.set(RANK0_LEAVING_KEY, str(status)))
+            rank_exit.BEFORE_FINALIZE.append(lambda status: say_leaving(ctx.store, status))
     except UserError:
         shutdown()
         if info.rank != 0:
@@ -416,7 +423,8 @@ the run's context when rank 0's error was handled, it left them to name rank 0 g
 RANK_HOLD_S = 5.0
 """How long a rank other than 0 holds its infrastructure fault back, for rank 0 to say it (see :func:`run_as_rank`)."""
 SAID_READ_S = 2.0
-"""The most a rank waits on rank 0's store to read a status it said: the store may be gone with rank 0's node."""
+"""The most a rank on its way out waits on the store to post or read an exit status: the store may be gone with
+rank 0's node (or with torchrun's agent)."""
 
 
 def said_exit_status(ctx: DistContext, key: str = EXIT_STATUS_KEY) -> int | None:
