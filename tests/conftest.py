@@ -40,14 +40,16 @@ def xdist_group_of(item: pytest.Item) -> str | None:
     the biggest groups first, one a worker, and the unit, mpi and browser tests fill both workers after them;
     at most two clusters run at once, one a worker, each beside nothing heavier than the other worker: the
     rails tests' peer comparisons hold at load 9-13 (ci/loaded_rails.py). The GPU tests time the node's
-    GPUs: two at once would each measure half of them."""
+    GPUs: two at once would each measure half of them. A test may name its own group (``xdist_group``): tests
+    that share a module fixture which runs their waits at once (tests/test_runtime_parent_deadlines.py)."""
     if item.get_closest_marker("slurm"):
         return "slurm-testbed"
     if item.get_closest_marker("netns"):
         return "testbed"
     if item.get_closest_marker("gpu"):
         return "gpu"
-    return None
+    named = item.get_closest_marker("xdist_group")
+    return str(named.args[0]) if named is not None and named.args else None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -141,6 +141,8 @@ def test_torch_ends_every_rank_a_heartbeat_timeout_after_the_first_failure(tmp_p
     killed = launch_ranks("dumpkill", 2, tmp_path, env)
     assert killed.returncode != 0 and not (tmp_path / "dumpkill.json").exists(), killed.stdout[-2000:]
     assert "heartbeat monitor ends this process" in killed.stderr, killed.stderr[-3000:]
-    # With the dump off, the same failure leaves the ranks alive to report it.
-    seen = model_ranks("dumpkill", 2, tmp_path, {**env, "TORCH_NCCL_DUMP_ON_TIMEOUT": "0"})
+    # With the dump off, the same failure leaves the ranks alive to report it. (The hold above only has to outlast
+    # the kill, which ends it; here it is all waited out, and twice the monitor's poll, 1 s, and its sleep, 2 s,
+    # is past the kill the ranks would have met.)
+    seen = model_ranks("dumpkill", 2, tmp_path, {**env, "TORCH_NCCL_DUMP_ON_TIMEOUT": "0", "ASYNC_HOLD_S": "6"})
     assert seen["alive"] and seen["error"] and "retry exceeded" in seen["error"], seen

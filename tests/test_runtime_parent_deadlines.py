@@ -3,6 +3,10 @@
 Real ranks under mpirun, real signals: a rank stopped with SIGSTOP where the ranks' own watchdog cannot see it
 (start-up, after the run was recorded, between accept's phases) ends the run as a named hang; ``kill -9`` of
 mpirun, the one railbench starts or the user's own, leaves no rank running and no row appended afterwards.
+
+The four stops the parent ends wait out its deadline (``--timeout`` plus ``STOPPED_GRACE_S``, 25 s) with nothing
+to do: they run at once, from one module fixture, each test judging its own run, and one xdist group keeps
+them in one worker (``tests/conftest.py``), so the suite waits the deadline once, not four times.
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -25,6 +31,8 @@ from bench.runtime.deadlines import STOPPED_GRACE_S
 from tests.support import alive, mpirun_command, rank_env, rank_pids
 
 pytestmark = [pytest.mark.mpi, pytest.mark.slow]
+TOGETHER = pytest.mark.xdist_group("parent-deadlines")
+"""The stopped runs' tests: one worker, whose module fixture starts every selected one at once."""
 
 TIMEOUT_S = 10
 """The runs' --timeout: the parent ends a stopped rank after TIMEOUT_S + STOPPED_GRACE_S, well before the
@@ -89,56 +97,123 @@ def _one_named_hang(stderr: str, phase: str) -> None:
     assert "Traceback" not in stderr, stderr
 
 
-def test_a_rank_stopped_in_start_up_ends_the_run(tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    proc = _railbench(["run", "--np", "3", *SMALL_SWEEP, "--timeout", str(TIMEOUT_S), "--out", str(out)], tmp_path)
+@dataclass(frozen=True)
+class Stopped:
+    """One run the test stopped and railbench ended: what its test judges."""
+
+    out: Path
+    returncode: int
+    stderr: str
+    took: float
+    """From the stop to railbench's exit."""
+    pids: dict[int, int]
+    """rank -> pid, as seen when the test stopped one."""
+    launcher: int | None = None
+    """prterun's pid, where the test stopped the launcher."""
+
+
+def _rank_stopped_in_start_up(tmp: Path) -> Stopped:
+    out = tmp / "run"
+    proc = _railbench(["run", "--np", "3", *SMALL_SWEEP, "--timeout", str(TIMEOUT_S), "--out", str(out)], tmp)
     _until("rank 1 started", lambda: 1 in rank_pids(out), proc)
     pid = rank_pids(out)[1]
     os.kill(pid, signal.SIGSTOP)  # before the rendezvous: the other ranks wait in MPI, which has no timeout
     assert not (out / "run.json").exists()
-    pids = list(rank_pids(out).values())
+    pids = rank_pids(out)
     stderr, took = _finish(proc, 180, [pid])
-    assert proc.returncode == 3, stderr
-    _one_named_hang(stderr, "start-up")
-    assert took < TIMEOUT_S + STOPPED_GRACE_S + 30, took
-    assert alive(pids) == []
-    assert not (out / "run.json").exists()
+    return Stopped(out, proc.returncode, stderr, took, pids)
 
 
-def test_a_rank_stopped_after_the_run_was_recorded_ends_it(tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    proc = _railbench(["run", "--np", "3", *SMALL_SWEEP, "--timeout", str(TIMEOUT_S), "--out", str(out)], tmp_path)
+def _rank_stopped_after_the_run_was_recorded(tmp: Path) -> Stopped:
+    out = tmp / "run"
+    proc = _railbench(["run", "--np", "3", *SMALL_SWEEP, "--timeout", str(TIMEOUT_S), "--out", str(out)], tmp)
     _until("run.json complete", lambda: _status(out)[0] == "complete", proc)
     pids = rank_pids(out)
     # Rank 0 draws the report before the ranks agree on the exit status: rank 1 is still there, waiting.
     os.kill(pids[1], signal.SIGSTOP)
-    stderr, _ = _finish(proc, 180, [pids[1]])
-    assert proc.returncode == 3, stderr
-    _one_named_hang(stderr, "after the run was recorded")
-    assert alive(list(pids.values())) == []
-    meta = json.loads((out / "run.json").read_text())
-    # The measurements were whole and judged: the verdict stays, the exit status says the ranks hung.
-    assert (meta["status"], meta["verdict"], meta["exit_status"]) == ("complete", "measured", 3), meta
-    assert meta["failure"]["kind"] == "hang" and meta["failure"]["missing_ranks"] == [1], meta
-    assert _rows(out) == 4
+    stderr, took = _finish(proc, 180, [pids[1]])
+    return Stopped(out, proc.returncode, stderr, took, pids)
 
 
-def test_a_rank_stopped_between_accepts_phases_ends_it(tmp_path: Path) -> None:
-    out = tmp_path / "accept"
+def _rank_stopped_between_accepts_phases(tmp: Path) -> Stopped:
+    out = tmp / "accept"
     args = ["accept", "--profile", "local", "--np", "3", *SMALL_SWEEP, "--timeout", str(TIMEOUT_S), "--out", str(out)]
-    proc = _railbench([*args, "--no-history"], tmp_path)
+    proc = _railbench([*args, "--no-history"], tmp)
     # The node checks are gathered and written; the world sweep's start comes next (its first all_reduce
     # agrees on the sizes outside any measured step, so a stop there is for the parent to end).
     _until("checks.json", lambda: (out / "checks.json").is_file(), proc)
     pids = rank_pids(out)
     os.kill(pids[1], signal.SIGSTOP)
-    stderr, _ = _finish(proc, 180, [pids[1]])
-    assert proc.returncode == 3, stderr
-    said = [line for line in stderr.splitlines() if line.startswith("railbench: infrastructure fault:")]
-    assert len(said) == 1 and f"rank(s) 1 on {HOST} stopped responding" in said[0], stderr
-    assert "Traceback" not in stderr, stderr
-    assert alive(list(pids.values())) == []
-    meta = json.loads((out / "run.json").read_text())
+    stderr, took = _finish(proc, 180, [pids[1]])
+    return Stopped(out, proc.returncode, stderr, took, pids)
+
+
+def _launcher_stopped(tmp: Path) -> Stopped:
+    # Issue 33, item 16: SIGSTOP of prterun once the ranks run. They finish their run, but a stopped launcher
+    # never reaps them nor exits: the parent ends it after the stopped-rank deadline and says it was the launcher.
+    out = tmp / "run"
+    args = ["run", "--np", "3", *SMALL_SWEEP, "--timeout", str(TIMEOUT_S), "--out", str(out), "--no-history"]
+    proc = _railbench(args, tmp)
+    _until("run.json", lambda: _status(out)[0] is not None, proc)
+    launcher = _launcher_of(proc.pid)
+    pids = rank_pids(out)
+    os.kill(launcher, signal.SIGSTOP)
+    stderr, took = _finish(proc, 180, [launcher])
+    return Stopped(out, proc.returncode, stderr, took, pids, launcher)
+
+
+STOPS: dict[str, Callable[[Path], Stopped]] = {
+    "test_a_rank_stopped_in_start_up_ends_the_run": _rank_stopped_in_start_up,
+    "test_a_rank_stopped_after_the_run_was_recorded_ends_it": _rank_stopped_after_the_run_was_recorded,
+    "test_a_rank_stopped_between_accepts_phases_ends_it": _rank_stopped_between_accepts_phases,
+    "test_a_stopped_launcher_is_ended_and_named": _launcher_stopped,
+}
+"""Each stopped run by the test that judges it."""
+
+
+@pytest.fixture(scope="module")
+def stopped_runs(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Future[Stopped]]]:
+    """Every selected test's run, all started at once: each waits out the parent's deadline on its own."""
+    mine = [item for item in request.session.items if getattr(item, "module", None) is request.module]
+    chosen = [name for item in mine if (name := getattr(item, "originalname", "")) in STOPS]
+    with ThreadPoolExecutor(max(1, len(chosen))) as pool:
+        yield {name: pool.submit(STOPS[name], tmp_path_factory.mktemp("stopped")) for name in dict.fromkeys(chosen)}
+
+
+@TOGETHER
+def test_a_rank_stopped_in_start_up_ends_the_run(stopped_runs: dict[str, Future[Stopped]]) -> None:
+    done = stopped_runs["test_a_rank_stopped_in_start_up_ends_the_run"].result()
+    assert done.returncode == 3, done.stderr
+    _one_named_hang(done.stderr, "start-up")
+    assert done.took < TIMEOUT_S + STOPPED_GRACE_S + 30, done.took
+    assert alive(list(done.pids.values())) == []
+    assert not (done.out / "run.json").exists()
+
+
+@TOGETHER
+def test_a_rank_stopped_after_the_run_was_recorded_ends_it(stopped_runs: dict[str, Future[Stopped]]) -> None:
+    done = stopped_runs["test_a_rank_stopped_after_the_run_was_recorded_ends_it"].result()
+    assert done.returncode == 3, done.stderr
+    _one_named_hang(done.stderr, "after the run was recorded")
+    assert alive(list(done.pids.values())) == []
+    meta = json.loads((done.out / "run.json").read_text())
+    # The measurements were whole and judged: the verdict stays, the exit status says the ranks hung.
+    assert (meta["status"], meta["verdict"], meta["exit_status"]) == ("complete", "measured", 3), meta
+    assert meta["failure"]["kind"] == "hang" and meta["failure"]["missing_ranks"] == [1], meta
+    assert _rows(done.out) == 4
+
+
+@TOGETHER
+def test_a_rank_stopped_between_accepts_phases_ends_it(stopped_runs: dict[str, Future[Stopped]]) -> None:
+    done = stopped_runs["test_a_rank_stopped_between_accepts_phases_ends_it"].result()
+    assert done.returncode == 3, done.stderr
+    said = [line for line in done.stderr.splitlines() if line.startswith("railbench: infrastructure fault:")]
+    assert len(said) == 1 and f"rank(s) 1 on {HOST} stopped responding" in said[0], done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert alive(list(done.pids.values())) == []
+    meta = json.loads((done.out / "run.json").read_text())
     assert (meta["status"], meta["verdict"], meta["exit_status"]) == ("failed", "error", 3), meta
     assert meta["failure"]["kind"] == "hang" and meta["failure"]["missing_ranks"] == [1], meta
 
@@ -197,25 +272,18 @@ def test_kill_9_of_the_users_mpirun_leaves_no_rank(tmp_path: Path) -> None:
     assert (meta["status"], meta["exit_status"]) == ("interrupted", 143), meta
 
 
-def test_a_stopped_launcher_is_ended_and_named(tmp_path: Path) -> None:
-    # Issue 33, item 16: SIGSTOP of prterun once the ranks run. They finish their run, but a stopped launcher
-    # never reaps them nor exits: the parent ends it after the stopped-rank deadline and says it was the launcher.
-    out = tmp_path / "run"
-    args = ["run", "--np", "3", *SMALL_SWEEP, "--timeout", str(TIMEOUT_S), "--out", str(out), "--no-history"]
-    proc = _railbench(args, tmp_path)
-    _until("run.json", lambda: _status(out)[0] is not None, proc)
-    launcher = _launcher_of(proc.pid)
-    pids = list(rank_pids(out).values())
-    os.kill(launcher, signal.SIGSTOP)
-    stderr, took = _finish(proc, 180, [launcher])
-    assert proc.returncode == 3, stderr
-    said = [line for line in stderr.splitlines() if line.startswith("railbench: infrastructure fault:")]
+@TOGETHER
+def test_a_stopped_launcher_is_ended_and_named(stopped_runs: dict[str, Future[Stopped]]) -> None:
+    done = stopped_runs["test_a_stopped_launcher_is_ended_and_named"].result()
+    assert done.returncode == 3, done.stderr
+    said = [line for line in done.stderr.splitlines() if line.startswith("railbench: infrastructure fault:")]
     assert (
-        len(said) == 1 and f"(pid {launcher}) on {HOST} was stopped for {TIMEOUT_S + STOPPED_GRACE_S:.0f} s" in said[0]
+        len(said) == 1
+        and f"(pid {done.launcher}) on {HOST} was stopped for {TIMEOUT_S + STOPPED_GRACE_S:.0f} s" in said[0]
     )
-    assert "Traceback" not in stderr, stderr
-    assert took < TIMEOUT_S + STOPPED_GRACE_S + 30, took
-    assert alive([launcher, *pids]) == []
-    meta = json.loads((out / "run.json").read_text())
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.took < TIMEOUT_S + STOPPED_GRACE_S + 30, done.took
+    assert done.launcher is not None and alive([done.launcher, *done.pids.values()]) == []
+    meta = json.loads((done.out / "run.json").read_text())
     assert meta["exit_status"] == 3 and meta["failure"]["kind"] == "launcher", meta
     assert meta["failure"]["message"] in said[0], (meta, said)

@@ -148,6 +148,9 @@ def lifecycle(job: Job, ctx: DistContext) -> int:
         status = conclude(job, run, items, time.monotonic() - started) if run.rank0 else EXIT_PASS
     except WriteRefused as exc:
         run.end("failed", EXIT_INFRA, {"kind": "write", "message": str(exc)})
+        # Before rank 0 tears its groups down under the others: they end with this status, quietly, instead of
+        # holding back and naming rank 0 gone (bench.runtime.dist.run_as_rank).
+        say_exit_status(ctx, EXIT_INFRA)
         raise
     return agree_on_exit_status(ctx, status, timeout_s=launch.timeout_s + FINISH_S)
 

@@ -25,7 +25,7 @@ from bench import sysroot
 from bench.backends import Backend, ResolvedBackend
 from bench.exits import EXIT_INFRA, EXIT_USAGE, InfraError, UserError
 from bench.netaddr import rendezvous_address
-from bench.runtime import orphan, signals
+from bench.runtime import orphan, rank_exit, signals
 from bench.runtime.before_init import Prelude, PreludeStep, gather_str, place_gpu, store_broadcast
 from bench.runtime.env import Launcher, RankInfo, scoped
 from bench.runtime.watchdog import DIAGNOSE_S, RANK0_GRACE_S
@@ -287,11 +287,29 @@ USAGE_HOLD_S = 3.0
 first non-zero exit, and rank 0 must have said the one line by then."""
 
 
-def quiet_usage_exit() -> int:
+RANK0_LEAVING_KEY = "railbench/rank0_leaving"
+"""Rank 0's exit status, posted on its way out once its output is flushed (``bench.runtime.rank_exit``)."""
+
+
+def say_leaving(store: Store, status: int) -> None:
+    """Rank 0, its output flushed: post its exit status at :data:`RANK0_LEAVING_KEY`, within a bounded wait (the
+    store may be torchrun's, in another process that is gone)."""
+    store.set_timeout(timedelta(seconds=SAID_READ_S))
+    store.set(RANK0_LEAVING_KEY, str(status))
+
+
+def quiet_usage_exit(store: Store | None = None) -> int:
     """Exit status 2 for a rank that leaves saying the bad input to rank 0 (see :data:`USAGE_HOLD_S`). Inside the
     world every refusal is rank 0's own or agreed by every rank (``bench.runtime.before_init.refuse_together``,
-    the ``/sys`` stand-in's gather), so rank 0 says it."""
-    time.sleep(USAGE_HOLD_S)
+    the ``/sys`` stand-in's gather), so rank 0 says it. There (``store``) the rank leaves as soon as rank 0 has
+    said its line and posted :data:`RANK0_LEAVING_KEY`: rank 0 then waits in MPI's finalize for this rank, and
+    the whole hold only kept the user waiting 3 s after the line."""
+    began = time.monotonic()
+    if store is not None:
+        with contextlib.suppress(RuntimeError):  # not said within the hold, or the store is gone: hold as before
+            store.wait([RANK0_LEAVING_KEY], timedelta(seconds=USAGE_HOLD_S))
+            return EXIT_USAGE
+    time.sleep(max(0.0, USAGE_HOLD_S - (time.monotonic() - began)))
     return EXIT_USAGE
 
 
@@ -332,7 +350,10 @@ def run_as_rank(
 
     Bad input is said once, by rank 0 (the others return 2 quietly). An infrastructure fault is reported by
     rank 0 for everyone; the other ranks hold back a few seconds, so they speak only when the launcher has
-    not stopped them by then, i.e. when rank 0 itself is what was lost.
+    not stopped them by then, i.e. when rank 0 itself is what was lost. A rank that finds rank 0 has already
+    said the run's exit status (:func:`say_exit_status`: it recorded the fault and says it) ends with that
+    status at once, in silence: rank 0 waits in MPI's finalize for every rank, so no launcher stops the others
+    for it, and the hold only kept the run seconds longer and ended with a line blaming rank 0 as gone.
     """
     signals.install()  # SIGTERM (scancel, timeout) ends the run as Ctrl-C does: recorded as interrupted
     orphan.watch_launcher()  # kill -9 of the launcher: the rank stops itself (SIGTERM) instead of going on
@@ -341,6 +362,9 @@ def run_as_rank(
         # gloo's world group binds GLOO_SOCKET_IFNAME as it is at start-up: the management interface.
         with scoped("GLOO_SOCKET_IFNAME", oob_ifname):
             ctx = init_distributed(info, transport, timeout_s, oob_ifname, before_init, sysfs_root=sysfs_root)
+        _STORES.append(ctx.store)
+        if info.rank == 0:
+            rank_exit.BEFORE_FINALIZE.append(lambda status: say_leaving(ctx.store, status))
     except UserError:
         shutdown()
         if info.rank != 0:
@@ -350,11 +374,15 @@ def run_as_rank(
         return body(ctx)
     except UserError:
         if ctx.info.rank != 0:
-            return quiet_usage_exit()
+            return quiet_usage_exit(ctx.store)
         raise
     except InfraError:
         if ctx.info.rank != 0:
-            time.sleep(5.0)
+            began = time.monotonic()
+            said = said_exit_status(ctx)
+            if said is not None:
+                return said
+            time.sleep(max(0.0, RANK_HOLD_S - (time.monotonic() - began)))
         raise
     finally:
         shutdown()
@@ -386,6 +414,30 @@ def say_exit_status(ctx: DistContext, status: int, key: str = EXIT_STATUS_KEY) -
     naming rank 0 lost. Best effort: a store already gone leaves them to say so, as before."""
     with contextlib.suppress(RuntimeError, OSError):
         ctx.store.set(f"railbench/{key}", str(status))
+
+
+_STORES: list[Store] = []
+"""The rendezvous store, held until the process exits: rank 0's process serves it, and rank 0 waits in MPI's
+finalize for the other ranks, which may still read what it said there (:func:`said_exit_status`). Freed with
+the run's context when rank 0's error was handled, it left them to name rank 0 gone."""
+RANK_HOLD_S = 5.0
+"""How long a rank other than 0 holds its infrastructure fault back, for rank 0 to say it (see :func:`run_as_rank`)."""
+SAID_READ_S = 2.0
+"""The most a rank on its way out waits on the store to post or read an exit status: the store may be gone with
+rank 0's node (or with torchrun's agent)."""
+
+
+def said_exit_status(ctx: DistContext, key: str = EXIT_STATUS_KEY) -> int | None:
+    """Rank 0's exit status where it has already said it (:func:`say_exit_status`), read without waiting for it;
+    None where it has not, or where its store is gone or out of reach."""
+    full = f"railbench/{key}"
+    try:
+        ctx.store.set_timeout(timedelta(seconds=SAID_READ_S))
+        if not ctx.store.check([full]):
+            return None
+        return int(ctx.store.get(full).decode())
+    except (RuntimeError, OSError, ValueError):  # torch's DistError is a RuntimeError
+        return None
 
 
 def agree_on_exit_status(ctx: DistContext, status: int, key: str = EXIT_STATUS_KEY, *, timeout_s: float = 60.0) -> int:

@@ -15,15 +15,24 @@ import contextlib
 import ctypes
 import os
 import sys
+from collections.abc import Callable
 from typing import NoReturn
+
+BEFORE_FINALIZE: list[Callable[[int], None]] = []
+"""What the rank says on its way out, its output flushed, before MPI's finalize (which waits for every rank):
+rank 0 posts its exit status for the ranks that wait to leave until it has said its line
+(``bench.runtime.dist.quiet_usage_exit``). Each is given the exit status; one that fails is skipped."""
 
 
 def end_rank(status: int) -> NoReturn:
-    """Flush, finalize MPI where mpi4py started it (it would at exit; a launcher counts a rank that skips it
-    as failed), flush C stdio, and leave with ``status``."""
+    """Flush, say what :data:`BEFORE_FINALIZE` says, finalize MPI where mpi4py started it (it would at exit; a
+    launcher counts a rank that skips it as failed), flush C stdio, and leave with ``status``."""
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # a reader that went away, a closed stream
             stream.flush()
+    for say in BEFORE_FINALIZE:
+        with contextlib.suppress(RuntimeError, OSError):  # a store already gone: the others hold, as before
+            say(status)
     mpi = sys.modules.get("mpi4py.MPI")
     if mpi is not None and mpi.Is_initialized() and not mpi.Is_finalized():
         mpi.Finalize()
