@@ -313,6 +313,21 @@ def quiet_usage_exit(store: Store | None = None) -> int:
     return EXIT_USAGE
 
 
+def _rank0_left_with_a_fault(store: Store, hold_s: float) -> int | None:
+    """A rank other than 0 holding its infrastructure fault back: rank 0's exit status once it posts it on its way
+    out (:func:`say_leaving`), within ``hold_s``. Rank 0 leaving with a non-zero status has recorded and said the
+    run's fault itself and now waits in MPI's finalize for this rank: the rest of the hold would only keep the
+    run seconds longer and end with a second line. None when it did not leave within the hold (rank 0 may be what
+    was lost: this rank then says the fault), when its store is gone, or when it left saying 0 (this rank's
+    fault is then its own to say)."""
+    try:
+        store.wait([RANK0_LEAVING_KEY], timedelta(seconds=hold_s))
+        status = int(store.get(RANK0_LEAVING_KEY).decode())
+    except (RuntimeError, OSError, ValueError):  # not posted within the hold, or the store is gone
+        return None
+    return status if status != 0 else None
+
+
 KEEPS_RANKS_ON_EXIT: frozenset[Launcher] = frozenset({"slurm"})
 """Launchers that leave the other ranks running when one exits non-zero (srun without ``--kill-on-bad-exit``,
 as docs/slurm.md runs it): every rank of a bad command line is still there after the hold."""
@@ -380,6 +395,8 @@ def run_as_rank(
         if ctx.info.rank != 0:
             began = time.monotonic()
             said = said_exit_status(ctx)
+            if said is None:
+                said = _rank0_left_with_a_fault(ctx.store, RANK_HOLD_S)
             if said is not None:
                 return said
             time.sleep(max(0.0, RANK_HOLD_S - (time.monotonic() - began)))
