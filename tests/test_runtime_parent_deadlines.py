@@ -39,6 +39,7 @@ TIMEOUT_S = 10
 ranks' own gloo timeout (2 x TIMEOUT_S + 30 s) would fail a collective on them."""
 HOST = socket.gethostname()
 SMALL_SWEEP = ["-b", "1K", "-e", "64K", "-f", "4", "-n", "2", "-w", "1", "--collectives", "all_reduce"]
+LONGER_SWEEP = ["-b", "1K", "-e", "16M", "-f", "4", "-n", "20", "-w", "1", "--collectives", "all_reduce"]
 
 
 def _start(cmd: list[str], cwd: Path) -> subprocess.Popen[str]:
@@ -137,10 +138,13 @@ def _rank_stopped_after_the_run_was_recorded(tmp: Path) -> Stopped:
 
 def _rank_stopped_between_accepts_phases(tmp: Path) -> Stopped:
     out = tmp / "accept"
-    args = ["accept", "--profile", "local", "--np", "3", *SMALL_SWEEP, "--timeout", str(TIMEOUT_S), "--out", str(out)]
+    args = ["accept", "--profile", "local", "--np", "3", *LONGER_SWEEP, "--timeout", str(TIMEOUT_S), "--out", str(out)]
     proc = _railbench([*args, "--no-history"], tmp)
     # The node checks are gathered and written; the world sweep's start comes next (its first all_reduce
-    # agrees on the sizes outside any measured step, so a stop there is for the parent to end).
+    # agrees on the sizes outside any measured step, so a stop there is for the parent to end; a stop that
+    # lands in the sweep's first sizes is the ranks' watchdog's, named the same way). The sweep lasts seconds,
+    # so that a test thread slowed by a busy host still stops rank 1 before the run concludes: with the small
+    # sweep the whole accept once concluded (run.json complete) before the stop landed.
     _until("checks.json", lambda: (out / "checks.json").is_file(), proc)
     pids = rank_pids(out)
     os.kill(pids[1], signal.SIGSTOP)
