@@ -73,20 +73,19 @@ def test_rank_0_gives_its_word_after_its_line_is_out(tmp_path: Path) -> None:
 
 # The same word ends an infrastructure fault's hold: rank 0 recorded and said the fault, then posted its exit
 # status on its way out and waits in MPI's finalize; the others end with that status, in silence, at once.
-def test_a_rank_holding_a_fault_ends_with_the_status_rank_0_left_with(store: dist.TCPStore) -> None:
+@pytest.mark.parametrize("posted", [3, 0])
+def test_a_rank_holding_a_fault_hears_the_status_rank_0_left_with(posted: int, store: dist.TCPStore) -> None:
+    # 3: the rank ends with it; 0: rank 0 did not see this rank's fault, which the rank then says (run_as_rank).
     client = dist.TCPStore("127.0.0.1", store.port, 1, False, timeout=timedelta(seconds=30))
-    store.set(bench_dist.RANK0_LEAVING_KEY, "3")
+    store.set(bench_dist.RANK0_LEAVING_KEY, str(posted))
     began = time.monotonic()
-    assert bench_dist._rank0_left_with_a_fault(client, 5.0) == 3
+    assert bench_dist.rank0_left(client, 5.0) == posted
     assert time.monotonic() - began < 5.0
 
 
-@pytest.mark.parametrize("posted", [None, "0"])
-def test_a_rank_holding_a_fault_says_it_when_rank_0_never_left_or_left_saying_0(
-    posted: str | None, store: dist.TCPStore
-) -> None:
-    # Rank 0 silent within the hold may be what was lost; rank 0 leaving with 0 did not say this rank's fault.
+def test_a_rank_holding_a_fault_hears_nothing_when_rank_0_never_left(store: dist.TCPStore) -> None:
+    # Rank 0 silent within the hold may be what was lost: the rank says its fault (bench.runtime.dist.run_as_rank).
     client = dist.TCPStore("127.0.0.1", store.port, 1, False, timeout=timedelta(seconds=30))
-    if posted is not None:
-        store.set(bench_dist.RANK0_LEAVING_KEY, posted)
-    assert bench_dist._rank0_left_with_a_fault(client, 0.4) is None
+    began = time.monotonic()
+    assert bench_dist.rank0_left(client, 0.4) is None
+    assert time.monotonic() - began >= 0.4

@@ -302,30 +302,24 @@ def quiet_usage_exit(store: Store | None = None) -> int:
     """Exit status 2 for a rank that leaves saying the bad input to rank 0 (see :data:`USAGE_HOLD_S`). Inside the
     world every refusal is rank 0's own or agreed by every rank (``bench.runtime.before_init.refuse_together``,
     the ``/sys`` stand-in's gather), so rank 0 says it. There (``store``) the rank leaves as soon as rank 0 has
-    said its line and posted :data:`RANK0_LEAVING_KEY`: rank 0 then waits in MPI's finalize for this rank, and
-    the whole hold only kept the user waiting 3 s after the line."""
+    said its line and posted its exit status (:func:`rank0_left`): rank 0 then waits in MPI's finalize for this
+    rank, and the whole hold only kept the user waiting 3 s after the line."""
     began = time.monotonic()
-    if store is not None:
-        with contextlib.suppress(RuntimeError):  # not said within the hold, or the store is gone: hold as before
-            store.wait([RANK0_LEAVING_KEY], timedelta(seconds=USAGE_HOLD_S))
-            return EXIT_USAGE
+    if store is not None and rank0_left(store, USAGE_HOLD_S) is not None:
+        return EXIT_USAGE
     time.sleep(max(0.0, USAGE_HOLD_S - (time.monotonic() - began)))
     return EXIT_USAGE
 
 
-def _rank0_left_with_a_fault(store: Store, hold_s: float) -> int | None:
-    """A rank other than 0 holding its infrastructure fault back: rank 0's exit status once it posts it on its way
-    out (:func:`say_leaving`), within ``hold_s``. Rank 0 leaving with a non-zero status has recorded and said the
-    run's fault itself and now waits in MPI's finalize for this rank: the rest of the hold would only keep the
-    run seconds longer and end with a second line. None when it did not leave within the hold (rank 0 may be what
-    was lost: this rank then says the fault), when its store is gone, or when it left saying 0 (this rank's
-    fault is then its own to say)."""
+def rank0_left(store: Store, hold_s: float) -> int | None:
+    """The exit status rank 0 posted on its way out (:func:`say_leaving`), waited for ``hold_s`` at most; None when
+    it posted none by then (it may be what was lost) or its store is gone."""
     try:
         store.wait([RANK0_LEAVING_KEY], timedelta(seconds=hold_s))
-        status = int(store.get(RANK0_LEAVING_KEY).decode())
-    except (RuntimeError, OSError, ValueError):  # not posted within the hold, or the store is gone
+        store.set_timeout(timedelta(seconds=SAID_READ_S))  # posted: read now, or the store went with rank 0
+        return int(store.get(RANK0_LEAVING_KEY).decode())
+    except (RuntimeError, OSError, ValueError):  # torch's DistError is a RuntimeError
         return None
-    return status if status != 0 else None
 
 
 KEEPS_RANKS_ON_EXIT: frozenset[Launcher] = frozenset({"slurm"})
@@ -393,12 +387,13 @@ def run_as_rank(
         raise
     except InfraError:
         if ctx.info.rank != 0:
+            # Rank 0 leaving with a non-zero status recorded and said the run's fault itself (a refused write, a
+            # hang it named) and waits in MPI's finalize for this rank: end with it, in silence. Silent within the
+            # hold, rank 0 may be what was lost; leaving with 0, it did not see this rank's fault: say it.
             began = time.monotonic()
-            said = said_exit_status(ctx)
-            if said is None:
-                said = _rank0_left_with_a_fault(ctx.store, RANK_HOLD_S)
-            if said is not None:
-                return said
+            left = rank0_left(ctx.store, RANK_HOLD_S)
+            if left:
+                return left
             time.sleep(max(0.0, RANK_HOLD_S - (time.monotonic() - began)))
         raise
     finally:
@@ -435,26 +430,13 @@ def say_exit_status(ctx: DistContext, status: int, key: str = EXIT_STATUS_KEY) -
 
 _STORES: list[Store] = []
 """The rendezvous store, held until the process exits: rank 0's process serves it, and rank 0 waits in MPI's
-finalize for the other ranks, which may still read what it said there (:func:`said_exit_status`). Freed with
+finalize for the other ranks, which may still read what it posted there (:func:`rank0_left`). Freed with
 the run's context when rank 0's error was handled, it left them to name rank 0 gone."""
 RANK_HOLD_S = 5.0
 """How long a rank other than 0 holds its infrastructure fault back, for rank 0 to say it (see :func:`run_as_rank`)."""
 SAID_READ_S = 2.0
 """The most a rank on its way out waits on the store to post or read an exit status: the store may be gone with
 rank 0's node (or with torchrun's agent)."""
-
-
-def said_exit_status(ctx: DistContext, key: str = EXIT_STATUS_KEY) -> int | None:
-    """Rank 0's exit status where it has already said it (:func:`say_exit_status`), read without waiting for it;
-    None where it has not, or where its store is gone or out of reach."""
-    full = f"railbench/{key}"
-    try:
-        ctx.store.set_timeout(timedelta(seconds=SAID_READ_S))
-        if not ctx.store.check([full]):
-            return None
-        return int(ctx.store.get(full).decode())
-    except (RuntimeError, OSError, ValueError):  # torch's DistError is a RuntimeError
-        return None
 
 
 def agree_on_exit_status(ctx: DistContext, status: int, key: str = EXIT_STATUS_KEY, *, timeout_s: float = 60.0) -> int:
