@@ -126,6 +126,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("bench.__main__", "bench.cli"),
     ("commands",),
     # the jobs (accept runs the other three's phases) and the other commands' logic, each in its own folder
+    ("soak",),  # the soak repeats the rails test's and the sweep's phases, window after window
     ("accept", "sweep", "rails", "check", "health", "compare", "importer", "hca"),
     ("frame",),
     ("report", "history"),
