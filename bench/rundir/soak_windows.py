@@ -113,6 +113,28 @@ class SoakWindow(Written):
     named: tuple[NamedInWindow, ...] = ()
 
 
+@dataclass(frozen=True)
+class SoakSection(Written):
+    """run.json's ``soak``: what the soak was asked for and how far it got (the windows themselves are in
+    ``windows.jsonl``)."""
+
+    planned_s: float
+    """The soak's whole duration, from ``--hours`` or ``--until``, counted from its first start."""
+    window_s: float
+    """Each window's length as asked (a window ends after the round and collectives that were under way)."""
+    cover_every: int
+    """K: every pair of the matrix is covered once every K windows."""
+    windows: int = 0
+    """Windows finished and kept so far."""
+    elapsed_s: float = 0.0
+    """Seconds of soak so far, over every start."""
+    resumed: tuple[int, ...] = ()
+    """The window index each ``--resume`` went on from (empty: never resumed)."""
+    stopped: str | None = None
+    """Why the soak ended before ``planned_s`` (``SIGTERM``, ``Ctrl-C``, a lost node, ...); None: it ran its
+    course, or is still running."""
+
+
 def window_line(window: SoakWindow) -> bytes:
     """``window`` as one line of compact JSON, newline-ended."""
     return (codec.dumps(window) + "\n").encode()
