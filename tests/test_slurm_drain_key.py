@@ -53,17 +53,18 @@ HUNG = CheckResult(
     "time-limit", "fail", "rail-errors did not finish within the 30 s time limit: reading the node's devices hung"
 )
 FAULTS: dict[str, tuple[drain.NodeFault, str, str | None]] = {
-    # fault, the token its reason opens with, the health check that judges it again
+    # fault, the token its reason opens with, the health check that judges it again (None: a measured part, which
+    # no check of one node judges: a slow cable keeps its port up at full rate, errors under load stay quiet at rest)
     "check": (drain.check_faults(NODE, [ECC], Actions())[0][0], "railbench[check:gpu-ecc/gpu-ecc]", "gpu-ecc"),
     "hung": (
         drain.NodeFault(NODE, hung_finding(NODE, HUNG, "check the node: its drivers and devices", "rail-errors")),
         "railbench[run:rail-errors/-]",
         "rail-errors",
     ),
-    "link": (_rails("link", "dead"), "railbench[link:1/-]", "rail"),
-    "cable": (_rails("cable", ports=("leaf-r1 port 7",)), "railbench[cable:1/-]", "rail"),
-    "errors": (_rails("errors", "errors"), "railbench[errors:1/-]", "rail"),
-    "path": (_rails("path", "misrouted"), "railbench[path:1/-]", "rail"),
+    "link": (_rails("link", "dead"), "railbench[link:1/-]", None),
+    "cable": (_rails("cable", ports=("leaf-r1 port 7",)), "railbench[cable:1/-]", None),
+    "errors": (_rails("errors", "errors"), "railbench[errors:1/-]", None),
+    "path": (_rails("path", "misrouted"), "railbench[path:1/-]", None),
     "node": (_rails("node", rail=None, device=None), "railbench[node/-]", None),
     "gpu": (_gpu("gpu"), "railbench[gpu:3/-]", None),
     "gpu-pair": (_gpu("gpu-pair", peer=6, peer_bus_id="0000:ba:00.0"), "railbench[gpu-pair:3-6/-]", None),
@@ -78,11 +79,28 @@ def test_each_part_that_drains_a_node_opens_its_reason_with_its_key(name: str) -
     assert why.startswith(f"{token} ") and fault.key.token == token
     assert read_key(why) == fault.key and fault.key.judged_by == judged_by
     assert drain.owned(why) and drain.drained_for(why, HEALTH_CHECKS) == judged_by
+    assert drain.drained_for_measured(why) == (name not in ("check", "hung"))
     # The sentence after the key is the one older releases wrote after "railbench: ", with the same room: the
-    # key decides as their reader did on it.
+    # key decides as their reader did on it, a measured part's as measured.
     sentence = why[len(token) + 1 :]
     assert len(sentence) <= drain.MAX_SENTENCE_CHARS and len(why) <= drain.MAX_REASON_CHARS
     assert legacy_drained_for(f"{LEGACY_PREFIX} {sentence}", HEALTH_CHECKS) == judged_by
+    assert drain.drained_for_measured(f"{LEGACY_PREFIX} {sentence}") == drain.drained_for_measured(why)
+
+
+@pytest.mark.parametrize("name", list(FAULTS))
+def test_health_resumes_only_what_a_check_of_the_node_judges_again(name: str) -> None:
+    """A node drained for a check passes it again: resumed. Drained for a part measured across nodes (a slow cable,
+    a dead link, errors under load, a GPUDirect path, a GPU's bandwidth): kept, whatever health's checks say,
+    since none of them measures it."""
+    fault, _, judged_by = FAULTS[name]
+    why = drain.reason([fault])
+    passing = tuple(CheckResult(check, "pass", "fine", None) for check in HEALTH_CHECKS)
+    kept = unjudged(why, passing)
+    if judged_by is None:
+        assert kept is not None and "measured across nodes" in kept and "resume it by hand" in kept
+    else:
+        assert kept is None
 
 
 def test_the_sentence_after_the_key_is_the_one_older_releases_wrote() -> None:
@@ -166,13 +184,20 @@ LEGACY_REASONS: dict[str, str | None] = {
     "railbench: rail-errors did not finish within the 30 s time limit: reading the node's devices hung; check the "
     "node: its drivers and devices": "rail-errors",
     "railbench: rail 2 (mlx5_3) cable slow; reseat or replace the cable on node04 mlx5_3 port 1 and leaf-r2 port "
-    "7": "rail",
-    "railbench: rail 1 (rail1) link dead; check the port state and the cable of node02 rail1": "rail",
+    "7": None,
+    "railbench: rail 1 (rail1) link dead; check the port state and the cable of node02 rail1": None,
     "railbench: GPU 3 (0000:1b:00.0) gpu slow; drain gpu-node07 and check NVLink of GPU 3 (+1 more)": None,
     "railbench: every rail node slow; drain gpu-node07 and check its PCIe/NUMA/GPU placement": None,
     "railbench: failed its checks": None,
 }
-"""Reasons the release before the key wrote, verbatim, and the check each was drained for."""
+"""Reasons the release before the key wrote, verbatim, and the check each was drained for (None: a measured part,
+or no check's)."""
+LEGACY_MEASURED = {
+    "railbench: rail 2 (mlx5_3) cable slow; reseat or replace the cable on node04 mlx5_3 port 1 and leaf-r2 port 7",
+    "railbench: rail 1 (rail1) link dead; check the port state and the cable of node02 rail1",
+    "railbench: GPU 3 (0000:1b:00.0) gpu slow; drain gpu-node07 and check NVLink of GPU 3 (+1 more)",
+    "railbench: every rail node slow; drain gpu-node07 and check its PCIe/NUMA/GPU placement",
+}
 
 
 @pytest.mark.parametrize("old", list(LEGACY_REASONS))
@@ -180,6 +205,9 @@ def test_a_reason_an_older_release_wrote_is_still_railbenchs(old: str) -> None:
     check = LEGACY_REASONS[old]
     assert read_key(old) is None and legacy_owned(old) and drain.owned(old)
     assert drain.drained_for(old, HEALTH_CHECKS) == check
+    assert drain.drained_for_measured(old) == (old in LEGACY_MEASURED)
+    if old in LEGACY_MEASURED:  # kept for good after the upgrade, as this release keeps its own
+        assert unjudged(old, (CheckResult("rail", "pass", "fine", None),)) is not None
     if check is None:
         return
     # its check skipped after the upgrade: the node stays drained; judged: it may be resumed

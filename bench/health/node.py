@@ -120,8 +120,14 @@ def _action_clause(result: CheckResult, node: str, profile: Profile) -> str:
 
 def unjudged(reason: str, results: tuple[CheckResult, ...]) -> str | None:
     """Why a node railbench drained with ``reason`` cannot be resumed on ``results``: the check the reason names
-    gave no judgement this time (every answer a skip, or no answer); None when it was judged, or the reason
-    names no check of the health subset."""
+    gave no judgement this time (every answer a skip, or no answer), or the part it names was measured across
+    nodes, which no check of one node measures; None when it was judged, or the reason names no check of the health
+    subset."""
+    if drain.drained_for_measured(reason):
+        return (
+            "its part was measured across nodes (railbench rails/accept), which no check of one node measures; "
+            "resume it by hand once the action is done"
+        )
     check = drain.drained_for(reason, HEALTH_CHECKS)
     if check is None:
         return None

@@ -14,8 +14,10 @@ reason a drained node carries, and what railbench may do to a node's state.
   node02 rail1``. A node with several faults names the first and how many more.
 * **Whose node it is.** railbench changes only what it did: it drains a node that is in service, renews
   the reason of a node it drained itself (the reason opens with its key, or with an older release's
-  ``railbench:``), resumes only such a node, and leaves a node someone else drained exactly as it is, saying
-  so. Whose it is and what it was drained for are read from the key alone, never from the sentence.
+  ``railbench:``), resumes only such a node (and only when a check of the node judged its part again: never
+  one drained for a part measured across nodes, ``drained_for_measured``), and leaves a node someone else
+  drained exactly as it is, saying so. Whose it is and what it was drained for are read from the key alone,
+  never from the sentence.
 """
 
 from __future__ import annotations
@@ -31,7 +33,15 @@ from bench.rundir.finding_words import drain_words, not_drained_words
 from bench.rundir.findings import Finding, check_finding, gpu_finding, rail_finding
 from bench.rundir.railsdoc import GpuDefect, RailDefect
 from bench.slurm import scheduler
-from bench.slurm.drain_key import LEGACY_PREFIX, DrainKey, key_of, legacy_drained_for, legacy_owned, read_key
+from bench.slurm.drain_key import (
+    LEGACY_PREFIX,
+    DrainKey,
+    key_of,
+    legacy_drained_for,
+    legacy_measured,
+    legacy_owned,
+    read_key,
+)
 from bench.slurm.scheduler import SchedulerError
 from bench.textlines import printable
 
@@ -304,6 +314,13 @@ def drained_for(reason: str, checks: Iterable[str]) -> str | None:
     if key is None:
         return legacy_drained_for(reason, checks)
     return key.judged_by if key.judged_by in set(checks) else None
+
+
+def drained_for_measured(reason: str) -> bool:
+    """A railbench drain reason for a part it measured across nodes (a rails or intra-node defect: the key's
+    ``measured``; an older release's reason by ``legacy_measured``): no health check resumes such a node."""
+    key = read_key(reason)
+    return key.measured if key is not None else legacy_measured(reason)
 
 
 def resume_if_ours(node: str, unjudged: Callable[[str], str | None] = lambda _: None) -> NodeAction | None:

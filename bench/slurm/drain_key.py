@@ -24,9 +24,10 @@ its first word as whose it is) see it whole. A name that is not a key (a check's
 checks.json) is left out, never written.
 
 **Older releases** wrote ``railbench: <part> <finding>; <action>``, which said the check only as the first words
-of its sentence. :func:`legacy_owned` and :func:`legacy_drained_for` read those, and nothing else does: a node
-an older release drained is still railbench's after an upgrade, and still kept drained while the check it was
-drained for goes unjudged. Their next drain by this release writes the token.
+of its sentence. :func:`legacy_owned`, :func:`legacy_drained_for` and :func:`legacy_measured` read those, and
+nothing else does: a node an older release drained is still railbench's after an upgrade, and still kept drained
+while the check it was drained for goes unjudged, or for good when it was drained for a measured part. Their next
+drain by this release writes the token.
 """
 
 from __future__ import annotations
@@ -49,10 +50,10 @@ _KEY = re.compile(_FIELD)
 _TOKEN = re.compile(rf"railbench\[(?P<kind>{_FIELD})(?::(?P<name>{_FIELD}))?/(?P<action>{_FIELD}|-)\](?= |$)")
 """The token, at the start of the reason and ended by the space before the sentence (or the reason's end)."""
 
-RAIL_PARTS = frozenset({"link", "cable", "errors", "path"})
-"""Rails defect kinds that are one rail of one node (``bench.slurm.drain.NODE_DEFECTS`` less the node's every
-rail): the health check's ``rail`` check judges that rail's port. An older release's reason named them ``rail 1
-(mlx5_2) link dead``, which its reader took for the ``rail`` check; this release says so as data."""
+JUDGED_KINDS = frozenset({"check", "run"})
+"""Kinds of part a check of one node judges again: a check's own answer, and the check that hung. Every other kind
+(``link``, ``cable``, ``errors``, ``path``, ``node``, ``gpu``, ``gpu-pair``) is a rails or intra-node defect,
+measured across nodes or under load, which no check of one node measures (docs/slurm.md, "The drain policy")."""
 
 
 @dataclass(frozen=True)
@@ -74,14 +75,16 @@ class DrainKey:
 
     @property
     def judged_by(self) -> str | None:
-        """The check whose answer says again whether the part is broken: a check's own, the check that hung, the
-        ``rail`` check for one rail's port; None where no check of a node judges it (a node's every rail, its
-        GPUs' bandwidth: measured across nodes, never by one node's health check)."""
-        if self.kind in ("check", "run"):
-            return self.name
-        if self.kind in RAIL_PARTS:
-            return "rail"
-        return None
+        """The check whose answer says again whether the part is broken: a check's own, the check that hung; None
+        for a part railbench measured (:attr:`measured`)."""
+        return self.name if self.kind in JUDGED_KINDS else None
+
+    @property
+    def measured(self) -> bool:
+        """A rails or intra-node defect: its bandwidth, its errors under load or its GPUDirect path were measured
+        across nodes, and a port that is up again or counters quiet at rest do not say it is fixed (a slow cable
+        keeps its port ACTIVE at full rate), so no health check resumes the node."""
+        return self.kind not in JUDGED_KINDS
 
 
 def key_of(finding: Finding) -> DrainKey:
@@ -124,12 +127,28 @@ def legacy_owned(reason: str) -> bool:
     return reason.startswith(LEGACY_PREFIX)
 
 
+_LEGACY_MEASURED = re.compile(r"(?:rail \d+ \(|GPU \d+ |every rail |every local pair)")
+"""How an older release's sentence opened for a measured part: ``rail 2 (mlx5_3) cable slow``, ``GPU 3
+(0000:1b:00.0) gpu slow``, ``every rail node slow``; a check's opened with the check's name (``rail mlx5_3:1
+port DOWN``)."""
+
+
+def _legacy_said(reason: str) -> str | None:
+    return reason[len(LEGACY_PREFIX) :].lstrip() if legacy_owned(reason) else None
+
+
+def legacy_measured(reason: str) -> bool:
+    """An older release's reason for a measured part (:attr:`DrainKey.measured`)."""
+    said = _legacy_said(reason)
+    return said is not None and _LEGACY_MEASURED.match(said) is not None
+
+
 def legacy_drained_for(reason: str, checks: Iterable[str]) -> str | None:
     """The check an older release's reason names, among ``checks``: its sentence opened with the check's name
-    (``railbench: gpu-ecc GPU3 ...``, ``railbench: rail-errors did not finish ...``), and a rail's port
-    (``railbench: rail 1 (mlx5_2) link dead``) with the ``rail`` check's; None for any other reason. The one
-    reader of those sentences, kept for nodes drained before an upgrade."""
-    if not legacy_owned(reason):
+    (``railbench: gpu-ecc GPU3 ...``, ``railbench: rail-errors did not finish ...``); None for any other reason,
+    a measured part's included (:func:`legacy_measured`). The one reader of those sentences, kept for nodes drained
+    before an upgrade."""
+    said = _legacy_said(reason)
+    if said is None or legacy_measured(reason):
         return None
-    said = reason[len(LEGACY_PREFIX) :].lstrip()
     return next((c for c in sorted(checks, key=len, reverse=True) if said.startswith((f"{c} ", f"{c}:"))), None)
