@@ -133,6 +133,9 @@ class SoakSection(Written):
     stopped: str | None = None
     """Why the soak ended before ``planned_s`` (``SIGTERM``, ``Ctrl-C``, a lost node, ...); None: it ran its
     course, or is still running."""
+    deadline_utc: str | None = None
+    """When the soak's first start said it ends (ISO 8601, UTC): ``--resume`` goes on until then, however long
+    the soak was stopped (a later start's run.json has a start time of its own)."""
 
 
 def window_line(window: SoakWindow) -> bytes:
