@@ -5,17 +5,21 @@ the error gate naming the port, a steadily slowing link is a trend with its slop
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from bench import codec
+from bench.exits import UserError
 from bench.frame.decide import Item, decide
 from bench.profile.cluster import Profile, load_profile
-from bench.rundir.finding_words import sentence
+from bench.rundir.finding_words import drain_words, row, sentence
 from bench.rundir.findings import Finding
 from bench.rundir.part import Part
 from bench.rundir.soak_records import ErrorGate, Intermittent, Trend
@@ -81,9 +85,11 @@ def test_a_clean_soak_names_nothing_and_every_gate_passes() -> None:
     assert decide(list(items.values())).word == "pass"
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=10, deadline=None, derandomize=True)
 @given(seed=st.integers(0, 2**32 - 1), n=st.integers(6, 80), heavy=st.booleans())
 def test_clean_noise_normal_or_heavy_tailed_never_convicts(seed: int, n: int, heavy: bool) -> None:
+    """Derandomized: the judges' false-alarm rate is 1% by design (none in 300 such soaks when it was written),
+    and CI must not fail by it."""
     assert soak_findings(clean(n, seed, heavy), PROFILE) == []
 
 
@@ -126,13 +132,13 @@ def test_a_counter_that_rises_once_fails_both_error_gates_naming_the_port_and_wi
     assert [(f.evidence.symptom, f.evidence.windows) for f in erring] == [("errors", (6,))]  # type: ignore[union-attr]
 
 
-def test_the_profile_limits_gate_the_rises(tmp_path: object) -> None:
-    path = tmp_path / "p.toml"  # type: ignore[operator]
+def test_the_profile_limits_gate_the_rises(tmp_path: Path) -> None:
+    path = tmp_path / "p.toml"
     path.write_text("[soak.window_max_rise]\nsymbol_error = 20\n[soak.total_max_rise]\nsymbol_error = 30\n")
     profile = load_profile(str(path))
     windows = planted(
         planted(clean(10), 2, "node02", 3, errors={"symbol_error": 12}), 6, "node02", 3, errors={"symbol_error": 19}
-    )  # fmt: two plants
+    )
     items = items_by_name(windows, profile)
     assert items["errors-per-window"].state == "pass"
     total = items["errors-total"].findings[0].evidence
@@ -232,7 +238,7 @@ def test_a_gpu_whose_clock_falls_as_it_heats_is_a_trend_and_a_fatal_xid_fails_th
             GpuWindow("node00", 3, sm_clock_MHz=1980 - 20.0 * i, temperature_C=60 + 2.0 * i),
             GpuWindow("node00", 4, sm_clock_MHz=1980.0, temperature_C=60.0, xid=(79,) if i == 5 else ()),
         )
-        windows.append(window(i, w.links, gpus=gpus))  # fmt: the two GPUs
+        windows.append(window(i, w.links, gpus=gpus))
     findings = soak_findings(windows, PROFILE)
     (clock,) = only(findings, Trend)
     assert isinstance(clock.evidence, Trend) and clock.evidence.what == "sm_clock"
@@ -276,3 +282,72 @@ def test_mann_kendall_exact_is_the_share_of_permutations() -> None:
     seen = s_of(y)
     share = np.mean([s_of(np.array(p)) <= seen for p in itertools.permutations(y)])
     assert mann_kendall_fall(y) == pytest.approx(share)
+
+
+@settings(max_examples=10, deadline=None, derandomize=True)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(12, 60),
+    slope=st.floats(-30.0, -8.0),
+    noise=st.floats(1.0, 6.0),
+)
+def test_a_slowing_link_is_named_with_its_slope_within_its_standard_error(
+    seed: int, n: int, slope: float, noise: float
+) -> None:
+    """The slope's tolerance is its own: 4 standard errors of the least-squares slope, sigma / sqrt(sum (t -
+    t_mean)^2), times 1.1 (Theil-Sen's efficiency against least squares on normal noise is about 0.91, Sen 1968).
+    Derandomized: a statistical test with a miss rate of its own must not make CI flaky."""
+    hours = (np.arange(n) + 0.5) * WINDOW_S / 3600
+    # a fall well past both marks the judge holds it to: 3 sigmas of the noise and [soak] trend_min_fall
+    assume(-slope * (hours[-1] - hours[0]) > 2 * max(3 * noise, 0.05 * RATE))
+    rng = np.random.default_rng(seed)
+    windows = clean(n, seed=seed % 1000, nodes=NODES[:2])
+    for i in range(n):
+        windows = planted(windows, i, "node01", 2, busbw=RATE + slope * hours[i] + rng.normal(0, noise))
+    found = only(soak_findings(windows, PROFILE), Trend)
+    assert [f.part.rail for f in found] == [2]
+    t = found[0].evidence
+    assert isinstance(t, Trend)
+    error = 1.1 * noise / math.sqrt(float(((hours - hours.mean()) ** 2).sum()))
+    assert abs(t.slope_per_hour - slope) < 4 * error
+
+
+def test_the_soak_table_reads_and_refuses(tmp_path: Path) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text(
+        "[soak]\nfalse_alarm = 0.001\ntrend_min_windows = 12\n[soak.window_max_rise]\nport_rcv_errors = 3\n"
+    )
+    soak = load_profile(str(path)).soak
+    assert (soak.false_alarm, soak.trend_min_windows, dict(soak.window_max_rise)) == (0.001, 12, {"port_rcv_errors": 3})
+    window, total = soak.limits(("symbol_error",))
+    assert (dict(window), dict(total)) == ({"symbol_error": 0, "port_rcv_errors": 3}, {"symbol_error": 0})
+    for text, said in (
+        ("[soak]\nfalse_alarm = 0.9\n", "false_alarm"),
+        ("[soak]\ntrend_min_windows = 2\n", "trend_min_windows = 2 must be between 3"),
+        ("[soak.total_max_rise]\nsymbol_errors = 1\n", "symbol_errors = 1: not an error counter"),
+        ("[soak.window_max_rise]\nsymbol_error = -1\n", "must be a whole number >= 0"),
+        ("[soak]\nwindow = 3\n", "window"),
+    ):
+        path.write_text(text)
+        with pytest.raises(UserError, match=said):
+            load_profile(str(path))
+
+
+def test_the_records_write_and_read_back_whole() -> None:
+    """run.json and the history hold the findings' evidence: each record reads back to itself."""
+    windows = planted(planted(clean(30, seed=2), 4, "node01", 2, flaps=1), 6, "node02", 3, errors={"symbol_error": 3})
+    for i in range(30):
+        windows = planted(windows, i, "node03", 5, busbw=RATE - 3.0 * i)
+    records = [f.evidence for f in soak_findings(windows, PROFILE)]
+    assert {type(r) for r in records} == {ErrorGate, Intermittent, Trend}
+    for record in records:
+        assert codec.decode(type(record), json.loads(json.dumps(codec.encode(record)))) == record
+
+
+def test_a_soak_finding_fills_the_certificate_row_and_the_drain_words() -> None:
+    windows = planted(clean(3), 1, "node01", 2, flaps=1)
+    (f,) = only(soak_findings(windows, PROFILE), Intermittent)
+    r = row(f)
+    assert (r.kind, r.node, r.rail, r.part, r.step) == ("link", "node01", "2", "mlx5_2:1", "soak")
+    assert "action" not in r.finding and r.action == f.action
+    assert drain_words(f) == ("rail 2 (mlx5_2:1)", "link intermittent", f.action)

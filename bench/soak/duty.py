@@ -11,7 +11,7 @@ links name nothing; a link slow in every window is a persistent fault, said with
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from bench.rundir.part import Part
@@ -71,56 +71,48 @@ def _link_symptoms(window: SoakWindow) -> dict[tuple[str, int], str]:
     }
 
 
-def link_series(windows: Iterable[SoakWindow], window_limits: Mapping[str, int]) -> list[Series]:
-    """Each (node, rail) link over the windows that measured it (ran cells in it, found it dead or flapping, or
-    named it)."""
-    out: dict[tuple[str, int], Series] = {}
-    for window in windows:
-        said = _link_symptoms(window)
-        for link in window.links:
-            over = any(rise > window_limits[c] for c, rise in link.errors.items() if c in window_limits)
-            if not (link.cells or link.dead or link.flaps or link.named or over):
-                continue  # its pairs rotated out of this window
-            s = out.setdefault((link.node, link.rail), Series(link_part(link.node, link.rail, link.device)))
-            if s.part.device is None and link.device is not None:
-                s.part = link_part(link.node, link.rail, link.device)
-            hard = "flapping" if link.flaps else "dead" if link.dead else "errors" if over else None
-            s.saw(window.index, bool(hard) or link.named, hard or said.get((link.node, link.rail)))
-    return list(out.values())
+def add_links(links: dict[tuple[str, int], Series], window: SoakWindow, window_limits: Mapping[str, int]) -> None:
+    """Add ``window`` to each (node, rail) link it measured (ran cells in it, found it dead or flapping, a counter
+    over its limit, or named it)."""
+    said = _link_symptoms(window)
+    for link in window.links:
+        over = any(rise > window_limits[c] for c, rise in link.errors.items() if c in window_limits)
+        if not (link.cells or link.dead or link.flaps or link.named or over):
+            continue  # its pairs rotated out of this window
+        s = links.get((link.node, link.rail))
+        if s is None:
+            s = links[(link.node, link.rail)] = Series(link_part(link.node, link.rail, link.device))
+        elif s.part.device is None and link.device is not None:
+            s.part = link_part(link.node, link.rail, link.device)
+        hard = "flapping" if link.flaps else "dead" if link.dead else "errors" if over else None
+        s.saw(window.index, bool(hard) or link.named, hard or said.get((link.node, link.rail)))
 
 
-def part_series(windows: Sequence[SoakWindow]) -> list[Series]:
-    """The other parts the windows named (a node, a rail, a pair, a switch, a GPU), each measured in every
-    window: a whole node or rail is under test in each."""
-    out: dict[Part, Series] = {}
-    for window in windows:
-        for n in window.named:
-            if n.part.kind == "run" or (n.part.kind in LINK_KINDS and n.part.rail is not None):
-                continue  # a world collective's (``collective_series``) or a link's (``link_series``)
-            s = out.setdefault(n.part, Series(n.part))
-            if not s.named or s.named[-1] != window.index:
-                s.named.append(window.index)
-                s.hard += n.symptom in HARD_SYMPTOMS
-            s.symptoms.add(n.symptom)
-    for s in out.values():
-        s.measured = len(windows)
-    return list(out.values())
+def add_parts(parts: dict[Part, Series], window: SoakWindow) -> None:
+    """Add ``window`` to the other parts it named (a node, a rail, a pair, a switch, a GPU); each is measured in
+    every window (a whole node or rail is under test in each): :func:`judge` is told how many."""
+    said: dict[Part, set[str]] = {}
+    for n in window.named:
+        if n.part.kind == "run" or (n.part.kind in LINK_KINDS and n.part.rail is not None):
+            continue  # a world collective's (``add_collectives``) or a link's (``add_links``)
+        said.setdefault(n.part, set()).add(n.symptom)
+    for part, symptoms in said.items():
+        s = parts.setdefault(part, Series(part))
+        s.named.append(window.index)
+        s.hard += any(symptom in HARD_SYMPTOMS for symptom in symptoms)
+        s.symptoms |= symptoms
 
 
-def collective_series(windows: Iterable[SoakWindow], pass_fraction: float) -> list[Series]:
-    """Each world collective at each size over the windows that judged it (a target, or wrong elements): wrong
+def add_collectives(collectives: dict[tuple[str, int], Series], window: SoakWindow, pass_fraction: float) -> None:
+    """Add ``window`` to each world collective at each size it judged (a target, or wrong elements): wrong
     elements are hard evidence, a busbw below ``pass_fraction`` of its target a statistical one."""
-    out: dict[tuple[str, int], Series] = {}
-    for window in windows:
-        for c in window.collectives:
-            if c.target_Gbps is None and not c.wrong:
-                continue
-            s = out.setdefault(
-                (c.collective, c.bytes), Series(Part(kind="run"), collective=c.collective, bytes=c.bytes)
-            )
-            slow = c.target_Gbps is not None and c.busbw_Gbps < pass_fraction * c.target_Gbps
-            s.saw(window.index, bool(c.wrong) or slow, "wrong" if c.wrong else "slow")
-    return list(out.values())
+    for c in window.collectives:
+        if c.target_Gbps is None and not c.wrong:
+            continue
+        key = (c.collective, c.bytes)
+        s = collectives.setdefault(key, Series(Part(kind="run"), collective=c.collective, bytes=c.bytes))
+        slow = c.target_Gbps is not None and c.busbw_Gbps < pass_fraction * c.target_Gbps
+        s.saw(window.index, bool(c.wrong) or slow, "wrong" if c.wrong else "slow")
 
 
 def judge(series: Sequence[Series], window_false_alarm: float, false_alarm: float) -> Judged:

@@ -43,6 +43,7 @@ class Counted:
     """One port's or GPU's counters over the windows: the windows judged, each counter's rises by window, and the
     windows where a counter gave no count."""
 
+    part: Part
     windows: int = 0
     rises: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
     uncounted: dict[str, list[int]] = field(default_factory=dict)
@@ -56,25 +57,31 @@ class Counted:
             self.uncounted.setdefault(counter, []).append(window)
 
 
-def counted(windows: Iterable[SoakWindow]) -> dict[Part, Counted]:
-    """Every port and GPU the windows judged, with what its counters did."""
-    out: dict[Part, Counted] = {}
-    for window in windows:
-        for link in window.links:
-            if link.device is None:
-                continue  # the window did not know the port: its counters were not read
-            c = out.setdefault(link_part(link.node, link.rail, link.device), Counted())
-            c.windows += 1
-            for name, rise in link.errors.items():
-                c.rose(name, window.index, rise)
+Ports = dict[tuple[str, int, str], Counted]
+"""(node, rail or GPU, device or ``gpu``) -> its counters."""
+
+
+def count(ports: Ports, window: SoakWindow) -> None:
+    """Add what ``window`` says of every port and GPU it judged to ``ports``."""
+    for link in window.links:
+        if link.device is None:
+            continue  # the window did not know the port: its counters were not read
+        c = ports.get((link.node, link.rail, link.device))
+        if c is None:
+            c = ports[(link.node, link.rail, link.device)] = Counted(link_part(link.node, link.rail, link.device))
+        c.windows += 1
+        for name, rise in link.errors.items():
+            c.rose(name, window.index, rise)
+        if link.errors_saturated or link.errors_reset:
             c.gave_no_count((*(link.errors_saturated or ()), *(link.errors_reset or ())), window.index)
-        for gpu in window.gpus:
-            c = out.setdefault(gpu_part(gpu.node, gpu.gpu), Counted())
-            c.windows += 1
-            c.rose(ECC, window.index, gpu.ecc_uncorrected)
-            for code in sorted(set(gpu.xid)):
-                c.rose(xid_counter(code), window.index, gpu.xid.count(code))
-    return out
+    for gpu in window.gpus:
+        c = ports.get((gpu.node, gpu.gpu, "gpu"))
+        if c is None:
+            c = ports[(gpu.node, gpu.gpu, "gpu")] = Counted(gpu_part(gpu.node, gpu.gpu))
+        c.windows += 1
+        c.rose(ECC, window.index, gpu.ecc_uncorrected)
+        for code in sorted(set(gpu.xid)):
+            c.rose(xid_counter(code), window.index, gpu.xid.count(code))
 
 
 @dataclass(frozen=True)
@@ -97,28 +104,28 @@ class Limits:
         return (self.port_window if scope == "window" else self.port_total).get(counter)
 
 
-def window_gates(ports: Mapping[Part, Counted], limits: Limits) -> list[ErrorGate]:
+def window_gates(ports: Ports, limits: Limits) -> list[ErrorGate]:
     """Each counter of each part that rose past its per-window limit (its worst window named), and each that
     rose where no limit gates it (a warning)."""
     out = []
-    for part, c in ports.items():
+    for c in ports.values():
         for counter, rises in c.rises.items():
-            gate = _gate(part, c, counter, rises, "window", limits.limit(part, counter, "window"))
+            gate = _gate(c.part, c, counter, rises, "window", limits.limit(c.part, counter, "window"))
             if gate.over or gate.limit is None:
                 out.append(gate)
     return out
 
 
-def total_gates(ports: Mapping[Part, Counted], limits: Limits) -> list[ErrorGate]:
+def total_gates(ports: Ports, limits: Limits) -> list[ErrorGate]:
     """Each gated counter of each part whose rises over the soak pass its whole-soak limit, and each gated one
     that saturated or was cleared in some window (a warning: those windows gave no count)."""
     out = []
-    for part, c in ports.items():
+    for c in ports.values():
         for counter in {**c.rises, **c.uncounted}:
-            limit = limits.limit(part, counter, "soak")
+            limit = limits.limit(c.part, counter, "soak")
             if limit is None:
                 continue  # an ungated counter is said once, by the window gate
-            gate = _gate(part, c, counter, c.rises.get(counter, []), "soak", limit)
+            gate = _gate(c.part, c, counter, c.rises.get(counter, []), "soak", limit)
             if gate.over or gate.uncounted:
                 out.append(gate)
     return out

@@ -11,7 +11,8 @@ carry.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from bench.frame.decide import Item, State
 from bench.profile.actions import device_words
@@ -19,7 +20,7 @@ from bench.profile.cluster import Profile
 from bench.rundir.finding_words import soak_cleared_line
 from bench.rundir.findings import Finding, soak_finding
 from bench.rundir.part import Part
-from bench.rundir.soak_records import ErrorGate, Intermittent, Trend
+from bench.rundir.soak_records import ErrorGate, Trend
 from bench.rundir.soak_windows import SoakWindow
 from bench.soak import duty, gates, trend
 
@@ -29,26 +30,58 @@ COLLECTIVE_ACTION = (
     "look at the links and GPUs the same windows named (the soak's timeline); where none was, run railbench rails "
     "to find the part"
 )
+GATES = ("errors-per-window", "errors-total", "intermittent", "trends", "collectives")
+"""The items' names, one per gate, in order (JUnit's cases ``railbench.soak.<gate>``)."""
 CLEARED_SHOWN = 8
 """Parts named in some windows but not convicted, listed in the item's details."""
 
 
-def soak_findings(windows: Sequence[SoakWindow], profile: Profile) -> list[Finding]:
+def soak_findings(windows: Iterable[SoakWindow], profile: Profile) -> list[Finding]:
     """Every finding of every gate, in the gates' order."""
     return [f for item in soak_items(windows, profile) for f in item.findings]
 
 
-def soak_items(windows: Sequence[SoakWindow], profile: Profile) -> list[Item]:
-    """One item per gate (see the module docstring); every gate a skip when no window was kept."""
-    names = ("errors-per-window", "errors-total", "intermittent", "trends", "collectives")
-    if not windows:
-        return [Item(GROUP, name, "skip", "no window of the soak finished") for name in names]
-    return [
-        *_error_items(windows, profile),
-        _intermittent_item(windows, profile),
-        _trend_item(windows, profile),
-        _collective_item(windows, profile),
-    ]
+def soak_items(windows: Iterable[SoakWindow], profile: Profile) -> list[Item]:
+    """One item per gate (see the module docstring); every gate a skip when no window was kept. ``windows`` is
+    read once, in order: ``bench.rundir.soak_windows.iter_windows`` keeps one window in memory at a time."""
+    tally = Tally(profile)
+    for window in windows:
+        tally.add(window)
+    if not tally.windows:
+        return [Item(GROUP, name, "skip", "no window of the soak finished") for name in GATES]
+    return [*_error_items(tally), _intermittent_item(tally), _trend_item(tally), _collective_item(tally)]
+
+
+@dataclass
+class Tally:
+    """What the gates keep of the windows, per part: the counters that rose, the windows that named it, its
+    series of rates and clocks; never the windows themselves."""
+
+    profile: Profile
+    windows: int = 0
+    ran_collectives: bool = False
+    """Any window ran a world collective (judged or not)."""
+    ports: gates.Ports = field(default_factory=dict)
+    links: dict[tuple[str, int], duty.Series] = field(default_factory=dict)
+    parts: dict[Part, duty.Series] = field(default_factory=dict)
+    collectives: dict[tuple[str, int], duty.Series] = field(default_factory=dict)
+    busbw: dict[tuple[str, int], trend.Points] = field(default_factory=dict)
+    clocks: dict[tuple[str, int], trend.Points] = field(default_factory=dict)
+    window_limits: Mapping[str, int] = field(init=False)
+    """Counter -> its per-window limit: a rise past it is hard evidence for the duty cycle."""
+
+    def __post_init__(self) -> None:
+        self.window_limits = self.profile.soak.limits(self.profile.errors.fail_on_rise)[0]
+
+    def add(self, window: SoakWindow) -> None:
+        self.windows += 1
+        self.ran_collectives = self.ran_collectives or bool(window.collectives)
+        gates.count(self.ports, window)
+        duty.add_links(self.links, window, self.window_limits)
+        duty.add_parts(self.parts, window)
+        duty.add_collectives(self.collectives, window, self.profile.pass_fraction)
+        trend.add_busbw(self.busbw, window)
+        trend.add_clocks(self.clocks, window)
 
 
 def _state(findings: Sequence[Finding]) -> State:
@@ -57,44 +90,46 @@ def _state(findings: Sequence[Finding]) -> State:
     return "warn" if findings else "pass"
 
 
-def _error_items(windows: Sequence[SoakWindow], profile: Profile) -> list[Item]:
-    ports = gates.counted(windows)
-    if not ports:
+def _error_items(tally: Tally) -> list[Item]:
+    if not tally.ports:
         why = "no window read a port's or a GPU's error counters (no link's device and no GPU was known)"
         return [Item(GROUP, "errors-per-window", "skip", why), Item(GROUP, "errors-total", "skip", why)]
+    profile = tally.profile
     limits = gates.Limits.of(profile)
-    details = f"{len(ports)} ports and GPUs over {len(windows)} windows"
+    details = f"{len(tally.ports)} ports and GPUs over {tally.windows} windows"
     items = []
     for name, found in (
-        ("errors-per-window", gates.window_gates(ports, limits)),
-        ("errors-total", gates.total_gates(ports, limits)),
+        ("errors-per-window", gates.window_gates(tally.ports, limits)),
+        ("errors-total", gates.total_gates(tally.ports, limits)),
     ):
         findings = tuple(soak_finding(g, _gate_action(profile, g)) for g in found)
         items.append(Item(GROUP, name, _state(findings), details=details, findings=findings))
     return items
 
 
-def _intermittent_item(windows: Sequence[SoakWindow], profile: Profile) -> Item:
-    window_limits, _ = profile.soak.limits(profile.errors.fail_on_rise)
+def _intermittent_item(tally: Tally) -> Item:
+    profile = tally.profile
     rates = (profile.soak.window_false_alarm, profile.soak.false_alarm)
-    links = duty.judge(duty.link_series(windows, window_limits), *rates)
-    parts = duty.judge(duty.part_series(windows), *rates)
+    for s in tally.parts.values():
+        s.measured = tally.windows  # a node, a rail, a switch is under test in every window
+    links = duty.judge(list(tally.links.values()), *rates)
+    parts = duty.judge(list(tally.parts.values()), *rates)
     if not links.measured and not parts.measured:
         return Item(GROUP, "intermittent", "skip", "no window measured a link or named a part")
     convicted = [*duty.absorbed(links.convicted, parts.convicted), *parts.convicted]
     findings = tuple(soak_finding(r, _part_action(profile, r.part, r.symptom)) for r in convicted)
     cleared = [*links.cleared, *parts.cleared]
-    lines = [f"{links.measured} links measured, {parts.measured} other parts named, over {len(windows)} windows"]
+    lines = [f"{links.measured} links measured, {parts.measured} other parts named, over {tally.windows} windows"]
     lines += [soak_cleared_line(r) for r in cleared[:CLEARED_SHOWN]]
     if len(cleared) > CLEARED_SHOWN:
         lines.append(f"and {len(cleared) - CLEARED_SHOWN} more named in some windows, not convicted")
     return Item(GROUP, "intermittent", _state(findings), details="\n".join(lines), findings=findings)
 
 
-def _trend_item(windows: Sequence[SoakWindow], profile: Profile) -> Item:
-    limits = profile.soak
-    links = trend.judge(trend.busbw_series(windows), limits)
-    clocks = trend.judge(trend.clock_series(windows), limits)
+def _trend_item(tally: Tally) -> Item:
+    limits = tally.profile.soak
+    links = trend.judge(list(tally.busbw.values()), limits)
+    clocks = trend.judge(list(tally.clocks.values()), limits)
     if not links.tested and not clocks.tested:
         longest = max(links.longest, clocks.longest)
         if not longest:
@@ -105,22 +140,22 @@ def _trend_item(windows: Sequence[SoakWindow], profile: Profile) -> Item:
         )
         return Item(GROUP, "trends", "measured", why)
     found = [*links.found, *clocks.found]
-    findings = tuple(soak_finding(t, _trend_action(profile, t)) for t in found)
-    details = f"{links.tested} link rates and {clocks.tested} GPU clocks tested over {len(windows)} windows"
+    findings = tuple(soak_finding(t, _trend_action(tally.profile, t)) for t in found)
+    details = f"{links.tested} link rates and {clocks.tested} GPU clocks tested over {tally.windows} windows"
     return Item(GROUP, "trends", _state(findings), details=details, findings=findings)
 
 
-def _collective_item(windows: Sequence[SoakWindow], profile: Profile) -> Item:
-    if not any(w.collectives for w in windows):
-        return Item(GROUP, "collectives", "skip", "no world collective ran in the soak's windows")
-    series = duty.collective_series(windows, profile.pass_fraction)
-    if not series:
+def _collective_item(tally: Tally) -> Item:
+    if not tally.collectives:
+        if not tally.ran_collectives:
+            return Item(GROUP, "collectives", "skip", "no world collective ran in the soak's windows")
         why = "the world collectives have no target on this profile: measured, not judged (give node_target_gbps)"
         return Item(GROUP, "collectives", "measured", why)
-    judged = duty.judge(series, profile.soak.window_false_alarm, profile.soak.false_alarm)
+    soak = tally.profile.soak
+    judged = duty.judge(list(tally.collectives.values()), soak.window_false_alarm, soak.false_alarm)
     findings = tuple(soak_finding(r, COLLECTIVE_ACTION) for r in judged.convicted)
     details = "\n".join(
-        [f"{judged.measured} collective sizes judged over {len(windows)} windows"]
+        [f"{judged.measured} collective sizes judged over {tally.windows} windows"]
         + [soak_cleared_line(r) for r in judged.cleared[:CLEARED_SHOWN]]
     )
     return Item(GROUP, "collectives", _state(findings), details=details, findings=findings)
@@ -167,8 +202,3 @@ def _pci(part: Part) -> str:
     if part.gpu and part.gpu.bus_id:
         return part.gpu.bus_id
     return f"nvidia-smi -i {part.gpu.index if part.gpu else '?'}"
-
-
-def intermittent_records(findings: Sequence[Finding]) -> list[Intermittent]:
-    """The intermittent and persistent parts among ``findings`` (the certificate's and the timeline's)."""
-    return [f.evidence for f in findings if isinstance(f.evidence, Intermittent)]

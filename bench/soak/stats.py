@@ -43,9 +43,13 @@ def binomial_tail(k: int, n: int, p: float) -> float:
         return 0.0
     if p >= 1.0:
         return 1.0
-    i = np.arange(k, n + 1, dtype=np.float64)
-    lgamma = np.vectorize(math.lgamma, otypes=[np.float64])
-    logs = lgamma(n + 1.0) - lgamma(i + 1.0) - lgamma(n - i + 1.0) + i * math.log(p) + (n - i) * math.log1p(-p)
+    first = (
+        math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) + k * math.log(p) + (n - k) * math.log1p(-p)
+    )
+    # each next term of the law is the last times (n - i) / (i + 1) x p / (1 - p)
+    i = np.arange(k, n, dtype=np.float64)
+    steps = np.log((n - i) / (i + 1)) + (math.log(p) - math.log1p(-p))
+    logs = first + np.concatenate(([0.0], np.cumsum(steps)))
     top = float(logs.max())
     return min(1.0, math.exp(top) * float(np.exp(logs - top).sum()))
 
@@ -62,8 +66,13 @@ def holm(p_values: Sequence[float], alpha: float) -> list[bool]:
     return rejected
 
 
+@functools.lru_cache(maxsize=8)
 def _pairs(n: int) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
-    return np.triu_indices(n, k=1)
+    """Every (i, j) with i < j < n (a few kept: a soak's series mostly share their length)."""
+    i, j = np.triu_indices(n, k=1)
+    i.setflags(write=False)
+    j.setflags(write=False)
+    return i, j
 
 
 @functools.cache
