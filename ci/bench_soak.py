@@ -54,7 +54,8 @@ def window(i):
                   for s in (24, 26, 28, 30))
     return SoakWindow(i, i * window_s, (i + 1) * window_s, rounds=(i % 4,), links=links, collectives=colls, gpus=gpus)
 
-run_dir = Path(tempfile.mkdtemp())
+scratch = tempfile.TemporaryDirectory(prefix="bench_soak.")
+run_dir = Path(scratch.name)
 start = time.perf_counter()
 for i in range(count):
     append_window(run_dir, window(i))
@@ -67,6 +68,7 @@ judged = time.perf_counter() - start
 _, peak = tracemalloc.get_traced_memory()
 tracemalloc.stop()
 named = [f"{i.name}: {len(i.findings)} {i.state}" for i in items]
+scratch.cleanup()
 print(json.dumps({"size": size, "peak": peak, "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
                   "wrote_s": wrote, "judged_s": judged, "named": named}))
 """

@@ -248,6 +248,25 @@ def test_a_gpu_whose_clock_falls_as_it_heats_is_a_trend_and_a_fatal_xid_fails_th
     assert {f.evidence.counter for f in xids} == {"xid 79"}  # type: ignore[union-attr]
 
 
+def test_a_gpu_held_down_by_heat_now_and_then_is_intermittent_and_the_power_cap_is_no_fault() -> None:
+    windows = []
+    for i, w in enumerate(clean(12)):
+        hot = ("hw_thermal_slowdown",) if i in (4, 9) else ()
+        gpus = (GpuWindow("node01", 6, throttle=hot), GpuWindow("node01", 7, throttle=("sw_power_cap",)))
+        windows.append(window(i, w.links, gpus=gpus))
+    (f,) = only(soak_findings(windows, PROFILE), Intermittent)
+    record = f.evidence
+    assert isinstance(record, Intermittent)
+    assert (f.part.where, record.symptom, record.windows, record.windows_measured) == (
+        "node01 GPU 6",
+        "throttled",
+        (4, 9),
+        12,
+    )
+    assert f.action.startswith("check the cooling and power of GPU 6")
+    assert drain_words(f) == ("GPU 6", "gpu intermittent", f.action)
+
+
 def test_wrong_elements_of_a_world_collective_in_one_window_are_named_with_the_window() -> None:
     windows = []
     for i, w in enumerate(clean(6)):

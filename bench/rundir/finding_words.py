@@ -323,6 +323,9 @@ def drain_words(finding: Finding) -> tuple[str, str, str]:
         return named, _own_words(e), finding.action
     if isinstance(e, GpuDefect):
         return e.part, f"{e.kind} {finding.symptom}".strip(), finding.action
+    if part.intra and part.gpu is not None:
+        # a GPU a soak's windows named (its errors, its clocks): the GPU, not a rail
+        return part.gpus, f"{part.kind} {finding.symptom}".strip(), finding.action
     if part.kind == "node":
         return "every rail", f"{part.kind} {finding.symptom}".strip(), finding.action
     device = f" ({part.device})" if part.device else ""

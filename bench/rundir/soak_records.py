@@ -62,12 +62,14 @@ class ErrorGate(Written):
 class Intermittent(Written):
     """A part named in ``windows_named`` of the ``windows_measured`` windows it was measured in: intermittent
     (0 < k < n) with its duty cycle k/n, or persistent (k = n). Hard evidence (a flap, a dead link, a counter
-    that rose, wrong elements) convicts in one window; a window's judgement that named it slow is a
-    statistical one, and convicts only when k is improbable under the windows' false-alarm rate (``p_value``)."""
+    that rose, wrong elements, a GPU's clocks held down by heat) convicts in one window; a window's judgement
+    that named it slow is a statistical one, and convicts only when k is improbable under the windows'
+    false-alarm rate (``p_value``)."""
 
     part: Part
     symptom: str
-    """``flapping``, ``dead``, ``errors``, ``wrong`` or ``slow``: the worst the windows said."""
+    """``flapping``, ``dead``, ``errors``, ``wrong``, ``throttled`` (a GPU's clocks held down for its health) or
+    ``slow``: the worst the windows said."""
     windows_named: int
     windows_measured: int
     first: int

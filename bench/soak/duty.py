@@ -6,7 +6,8 @@ a world collective: one window convicts. Statistical: a window whose own judgeme
 window's judgement names a healthy part now and then (the profile's ``[soak] window_false_alarm``, p), so the
 part is convicted only when k is improbable for a healthy one, P(K >= k | n, p) under the binomial law, after
 Holm's correction over every part of the family measured (``[soak] false_alarm``). 1,000 clean windows of 512
-links name nothing; a link slow in every window is a persistent fault, said with its duty of 100%.
+links name nothing; a link slow in every window is a persistent fault, said with its duty of 100%. A GPU whose
+clocks were held down for its health at a window's end is hard evidence too.
 """
 
 from __future__ import annotations
@@ -14,15 +15,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from bench.preflight.gpu_checks import FAILING_CLOCK_EVENTS
 from bench.rundir.part import Part
 from bench.rundir.soak_records import Intermittent
 from bench.rundir.soak_windows import SoakWindow
-from bench.soak.gates import link_part
+from bench.soak.gates import gpu_part, link_part
 from bench.soak.stats import binomial_tail, holm
 
 LINK_KINDS = frozenset({"link", "errors", "cable", "path"})
 """Kinds whose part is one (node, rail) link: the windows' link lines say it, once."""
-HARD_SYMPTOMS = ("flapping", "dead", "errors", "wrong")
+HARD_SYMPTOMS = ("flapping", "dead", "errors", "wrong", "throttled")
 """Symptoms one window proves (worst first); any other (``slow``, ``flaky``) is statistical."""
 
 
@@ -113,6 +115,18 @@ def add_collectives(collectives: dict[tuple[str, int], Series], window: SoakWind
         s = collectives.setdefault(key, Series(Part(kind="run"), collective=c.collective, bytes=c.bytes))
         slow = c.target_Gbps is not None and c.busbw_Gbps < pass_fraction * c.target_Gbps
         s.saw(window.index, bool(c.wrong) or slow, "wrong" if c.wrong else "slow")
+
+
+def add_gpus(gpus: dict[tuple[str, int], Series], window: SoakWindow) -> None:
+    """Add ``window`` to each GPU it read: one whose clocks were held down for its health at the window's end
+    (heat, a power brake: ``bench.preflight.gpu_checks.FAILING_CLOCK_EVENTS``) is hard evidence; the power cap
+    and application clocks are settings, not faults."""
+    for gpu in window.gpus:
+        s = gpus.get((gpu.node, gpu.gpu))
+        if s is None:
+            s = gpus[(gpu.node, gpu.gpu)] = Series(gpu_part(gpu.node, gpu.gpu))
+        held = any(reason in FAILING_CLOCK_EVENTS for reason in gpu.throttle)
+        s.saw(window.index, held, "throttled")
 
 
 def judge(series: Sequence[Series], window_false_alarm: float, false_alarm: float) -> Judged:

@@ -64,6 +64,7 @@ class Tally:
     ports: gates.Ports = field(default_factory=dict)
     links: dict[tuple[str, int], duty.Series] = field(default_factory=dict)
     parts: dict[Part, duty.Series] = field(default_factory=dict)
+    gpus: dict[tuple[str, int], duty.Series] = field(default_factory=dict)
     collectives: dict[tuple[str, int], duty.Series] = field(default_factory=dict)
     busbw: dict[tuple[str, int], trend.Points] = field(default_factory=dict)
     clocks: dict[tuple[str, int], trend.Points] = field(default_factory=dict)
@@ -79,6 +80,7 @@ class Tally:
         gates.count(self.ports, window)
         duty.add_links(self.links, window, self.window_limits)
         duty.add_parts(self.parts, window)
+        duty.add_gpus(self.gpus, window)
         duty.add_collectives(self.collectives, window, self.profile.pass_fraction)
         trend.add_busbw(self.busbw, window)
         trend.add_clocks(self.clocks, window)
@@ -114,12 +116,16 @@ def _intermittent_item(tally: Tally) -> Item:
         s.measured = tally.windows  # a node, a rail, a switch is under test in every window
     links = duty.judge(list(tally.links.values()), *rates)
     parts = duty.judge(list(tally.parts.values()), *rates)
-    if not links.measured and not parts.measured:
-        return Item(GROUP, "intermittent", "skip", "no window measured a link or named a part")
-    convicted = [*duty.absorbed(links.convicted, parts.convicted), *parts.convicted]
+    gpus = duty.judge(list(tally.gpus.values()), *rates)
+    if not links.measured and not parts.measured and not gpus.measured:
+        return Item(GROUP, "intermittent", "skip", "no window measured a link or a GPU, or named a part")
+    convicted = [*duty.absorbed(links.convicted, parts.convicted), *gpus.convicted, *parts.convicted]
     findings = tuple(soak_finding(r, _part_action(profile, r.part, r.symptom)) for r in convicted)
     cleared = [*links.cleared, *parts.cleared]
-    lines = [f"{links.measured} links measured, {parts.measured} other parts named, over {tally.windows} windows"]
+    lines = [
+        f"{links.measured} links and {gpus.measured} GPUs measured, {parts.measured} other parts named, over "
+        f"{tally.windows} windows"
+    ]
     lines += [soak_cleared_line(r) for r in cleared[:CLEARED_SHOWN]]
     if len(cleared) > CLEARED_SHOWN:
         lines.append(f"and {len(cleared) - CLEARED_SHOWN} more named in some windows, not convicted")
@@ -142,6 +148,9 @@ def _trend_item(tally: Tally) -> Item:
     found = [*links.found, *clocks.found]
     findings = tuple(soak_finding(t, _trend_action(tally.profile, t)) for t in found)
     details = f"{links.tested} link rates and {clocks.tested} GPU clocks tested over {tally.windows} windows"
+    if links.short or clocks.short:
+        needs = tally.profile.soak.trend_min_windows
+        details += f"; {links.short + clocks.short} series of fewer than {needs} windows not judged"
     return Item(GROUP, "trends", _state(findings), details=details, findings=findings)
 
 
@@ -179,6 +188,8 @@ def _part_action(profile: Profile, part: Part, symptom: str) -> str:
             return profile.actions.for_check("link-flaps", part.node or "?", part.device)
         key = {"dead": "dead", "errors": "link_errors"}.get(symptom, "link")
         return profile.actions.action(key, node=part.node, rail=part.rail, **device_words(part.device))
+    if symptom == "throttled":
+        return profile.actions.check_action("gpu-clocks", node=part.node, device=part.gpus, pci=_pci(part))
     key = "gpu" if part.intra and part.kind == "gpu" else "gpu_pair" if part.kind == "gpu-pair" else part.kind
     gpu = part.gpu.index if part.gpu else None
     peer = part.peer_gpu.index if part.peer_gpu else part.peer

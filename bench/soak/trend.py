@@ -78,6 +78,8 @@ class Trends:
 
     found: list[Trend]
     tested: int
+    short: int
+    """Series with fewer windows than a trend needs: not judged."""
     longest: int
     """The most windows any series had (to say why none was tested)."""
 
@@ -96,7 +98,8 @@ def judge(series: Sequence[Points], limits: SoakLimits) -> Trends:
         if line.fall <= limits.trend_min_fall * abs(line.first):
             continue
         found.append(_trend(s, line.slope, line.first, line.last, p, line.noise))
-    return Trends(found, len(tested), max((len(s.values) for s in series), default=0))
+    longest = max((len(s.values) for s in series), default=0)
+    return Trends(found, len(tested), len(series) - len(tested), longest)
 
 
 def _binned(s: Points) -> tuple[Floats, Floats]:
