@@ -11,6 +11,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 from hypothesis import given, settings
@@ -18,12 +19,15 @@ from hypothesis import strategies as st
 
 from bench.exits import UserError
 from bench.frame.config_parts import Output
+from bench.profile.cluster import profile_for
 from bench.rails.diagnosis.matrix import PairTime
 from bench.rails.plan.config import RailsConfig
 from bench.rundir.runjson import RunFile, new_record
-from bench.rundir.soak_windows import SoakSection, SoakWindow, append_window
+from bench.rundir.soak_windows import LinkWindow, SoakSection, SoakWindow, append_window
 from bench.soak.clock import SoakClock
 from bench.soak.config import SoakConfig, parse_until, read_resumed, validate_soak
+from bench.soak.drain import faults
+from bench.soak.judge import soak_items
 from bench.soak.window import flaps, link_rates
 from tests.support import rank_env
 
@@ -100,7 +104,7 @@ def test_resume_after_the_first_deadline_is_refused_and_before_it_goes_on(tmp_pa
         read_resumed(out, now=2_000_003_600.0)
     config = SoakConfig(RailsConfig(output=Output(out=out)), resume=True)
     clock = SoakClock.start(config, out, total_rounds=7, now=2_000_000_000.0)
-    assert (clock.index, clock.next_round, clock.per_window, clock.resumed) == (2, 2, 3, (2,))
+    assert (clock.index, clock.next_round, clock.per_window, clock.resumed) == (2, 2, 1, (2,))
     assert clock.deadline == 2_000_003_600.0 and clock.section().deadline_utc == section.deadline_utc
 
 
@@ -116,20 +120,24 @@ def test_the_cli_refuses_in_one_line_before_any_rank_starts(tmp_path: Path) -> N
 
 
 @settings(max_examples=30, deadline=None)
-@given(total=st.integers(1, 40), fit=st.integers(1, 40), start=st.integers(0, 39))
+@given(total=st.integers(1, 40), fit=st.integers(1, 90), start=st.integers(0, 39))
 def test_every_round_is_covered_every_k_windows(total: int, fit: int, start: int) -> None:
     clock = SoakClock(3600.0, 1.0, time.time() + 3600, total, None, next_round=start % total)
     first = clock.next_window()
-    assert first is not None and first.fill and len(first.rounds) == total
-    clock.calibrated(min(fit, total))
-    clock.kept(SoakWindow(0, 0.0, 1.0, rounds=first.rounds[: min(fit, total)]), 1.0)
+    assert first is not None and first.fill and first.rounds == (start % total,)
+    # The first window runs round after round from the one told, through the matrix and again, while they fit.
+    ran = tuple((start + i) % total for i in range(fit))
+    clock.calibrated(fit)
+    clock.kept(SoakWindow(0, 0.0, 1.0, rounds=ran), 1.0)
     k = clock.cover_every
+    assert k == -(-total // fit)
     runs = []
     for _ in range(2 * k + 1):
         told = clock.next_window()
-        assert told is not None and not told.fill
+        assert told is not None and not told.fill and len(told.rounds) == fit
         runs.append(told.rounds)
         clock.kept(SoakWindow(told.index, 0.0, 1.0, rounds=told.rounds), 1.0)
+    assert runs[0][0] == (start + fit) % total  # on from where the first window stopped
     for i in range(len(runs) - k + 1):
         assert {r for rounds in runs[i : i + k] for r in rounds} == set(range(total))
 
@@ -159,3 +167,27 @@ def test_a_soak_section_round_trips_in_run_json(tmp_path: Path) -> None:
     section = SoakSection(36.0, 5.0, 2, windows=3, elapsed_s=36.1, resumed=(2,), stopped="SIGTERM")
     out = _run_dir(tmp_path, "soak", section, datetime.now(timezone.utc).isoformat())
     assert json.loads((out / "run.json").read_text())["soak"]["stopped"] == "SIGTERM"
+
+
+def test_drain_takes_the_nodes_the_soaks_gates_convict() -> None:
+    # A link that flapped once in five windows: the gates fail it, on node02; nothing else is named.
+    def window(index: int, flapped: bool) -> SoakWindow:
+        links = tuple(
+            LinkWindow(
+                node=node,
+                rail=0,
+                device="rail0",
+                busbw_Gbps=10.0,
+                cells=2,
+                named=flapped and node == "node02",
+                errors=MappingProxyType({"carrier_changes": 2} if flapped and node == "node02" else {}),
+                flaps=int(flapped and node == "node02"),
+            )
+            for node in ("node01", "node02", "node03")
+        )
+        return SoakWindow(index, index * 4.0, index * 4.0 + 4.0, rounds=(index % 3,), links=links)
+
+    items = soak_items([window(i, i == 2) for i in range(5)], profile_for("local", None))
+    found, not_drained = faults(items)
+    assert {(f.node, f.found.part.kind, f.found.part.rail) for f in found} == {("node02", "link", 0)}
+    assert not_drained == []

@@ -48,6 +48,8 @@ class SoakConfig:
     """``--window-s``: each window's length; a window ends after the round and collective under way."""
     resume: bool = False
     """``--resume``: continue the soak in ``rails.output.out`` (its run directory) until its first start's deadline."""
+    drain: bool = False
+    """``--drain``: drain in Slurm every node the soak's gates convict (``bench.soak.drain``)."""
 
     def __post_init__(self) -> None:
         if self.hours is not None and not 0 < self.hours <= MAX_HOURS:
