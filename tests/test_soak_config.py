@@ -29,6 +29,7 @@ from bench.soak.config import SoakConfig, parse_until, read_resumed, validate_so
 from bench.soak.drain import faults
 from bench.soak.judge import soak_items
 from bench.soak.window import flaps, link_rates
+from bench.soak.world import xids_since
 from tests.support import rank_env
 
 
@@ -191,3 +192,16 @@ def test_drain_takes_the_nodes_the_soaks_gates_convict() -> None:
     found, not_drained = faults(items)
     assert {(f.node, f.found.part.kind, f.found.part.rail) for f in found} == {("node02", "link", 0)}
     assert not_drained == []
+
+
+def test_a_windows_xids_are_those_logged_since_its_last_edge(tmp_path: Path) -> None:
+    # Lines as a classic syslog writes them (tests/test_preflight_gpu_xid.py's form of NVIDIA's Xid line).
+    log = tmp_path / "kern.log"
+    log.write_text(
+        "Jun  3 10:00:07 n7 kernel: [1007.1] NVRM: Xid (PCI:0000:73:00): 13, pid=1, Graphics Exception\n"
+        "Jun  3 10:02:00 n7 kernel: [1120.1] NVRM: Xid (PCI:0000:73:00): 79, pid=1, GPU has fallen off the bus.\n"
+    )
+    now = datetime(2026, 6, 3, 10, 5)
+    found = xids_since(datetime(2026, 6, 3, 10, 1), now, log)
+    assert [(e.code, e.bus) for e in found] == [(79, "0000:73:00")]
+    assert xids_since(datetime(2026, 6, 3, 10, 3), now, log) == []

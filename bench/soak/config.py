@@ -135,16 +135,9 @@ def read_resumed(run_dir: Path, *, now: float | None = None) -> Resumed:
     return Resumed(section, kept, deadline)
 
 
-def validate_soak(config: SoakConfig, *, now: float | None = None) -> tuple[Profile, RailsSettings]:
-    """The rails settings and the soak's own checks, in the parent before any rank starts (and on every rank
-    before it joins). A resumed run directory holds run.json already: it is checked as a soak's, not as a new
-    ``--out``."""
-    rails = config.rails
-    if config.resume:
-        assert rails.output.out is not None  # __post_init__
-        read_resumed(rails.output.out, now=now)
-        rails = replace(rails, output=replace(rails.output, out=None))
-    profile, settings = validate(rails)
+def check_duration(config: SoakConfig, now: float | None = None) -> None:
+    """``--until`` still to come, and a window no longer than the soak: in the parent, and on every rank (under
+    the user's own launcher no parent checks it; rank 0 says it once)."""
     now = time.time() if now is None else now
     if config.until is not None and config.until <= now:
         when = datetime.fromtimestamp(config.until, timezone.utc).isoformat(timespec="seconds")
@@ -155,4 +148,16 @@ def validate_soak(config: SoakConfig, *, now: float | None = None) -> tuple[Prof
             f"--window-s {config.window_s:g} is longer than the soak ({planned:.0f} s): no window would fit; "
             "give shorter windows or a longer soak"
         )
+
+
+def validate_soak(config: SoakConfig, *, now: float | None = None) -> tuple[Profile, RailsSettings]:
+    """The rails settings and the soak's own checks, in the parent before any rank starts. A resumed run directory
+    holds run.json already: it is checked as a soak's, not as a new ``--out``."""
+    rails = config.rails
+    if config.resume:
+        assert rails.output.out is not None  # __post_init__
+        read_resumed(rails.output.out, now=now)
+        rails = replace(rails, output=replace(rails.output, out=None))
+    profile, settings = validate(rails)
+    check_duration(config, now)
     return profile, settings

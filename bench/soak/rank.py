@@ -40,7 +40,7 @@ from bench.runtime.dist import DistContext
 from bench.runtime.env import RankInfo
 from bench.runtime.watchdog import Watchdog
 from bench.soak import clock, world
-from bench.soak.config import SoakConfig
+from bench.soak.config import SoakConfig, check_duration
 from bench.soak.drain import drain_section
 from bench.soak.judge import soak_items as judge_windows
 from bench.soak.window import link_windows, named_in_window
@@ -56,6 +56,7 @@ class SoakJob(Job):
         if config.resume:  # its run.json is there: it is checked as a soak's by the parent and rank 0
             rails = replace(rails, output=replace(rails.output, out=None))
         profile, settings = validate(rails, with_history=False, topology=False)
+        check_duration(config)
         super().__init__(setup_of(config, settings.oob_ifname), profile)
         self.config = config
         self.settings = settings

@@ -5,15 +5,20 @@ The world collective is each of the rails test's collectives over every rank at 
 profile's ``[rails_test] rail_bytes``): one size keeps the window short, and it loads every path at once as the
 cluster's jobs do. Its target is the profile's world target at that size where the profile judges that size.
 
-GPU state comes from nvidia-smi on each node (``bench.gpu.state.from_tool``), read by one rank per node where the
-ranks run on GPUs; a CPU rank reads none, and the window lists no GPU (not read, never "no error").
+GPU state comes from nvidia-smi on each node (``bench.gpu.state.from_tool``: uncorrected ECC rises, clock event
+reasons) and its kernel log (the Xid codes logged in the window, ``bench.gpu.xid``), read by one rank per node where
+the ranks run on GPUs; a CPU rank reads none, and the window lists no GPU (not read, never "no error"). nvidia-smi's
+XML as parsed here gives no clocks or temperature: those stay None.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
 
-from bench.gpu import state
+from bench.fabric import link_flaps
+from bench.gpu import state, xid
 from bench.measure import device as device_ops
 from bench.measure.collectives import get_collective
 from bench.measure.size import measure
@@ -71,6 +76,17 @@ def world_collectives(
     return tuple(out)
 
 
+def xids_since(since: datetime, now: datetime, path: Path | None = None) -> list[xid.Xid]:
+    """The Xid events the kernel log (``path``, else the journal, else the system log files:
+    ``bench.fabric.link_flaps``) says from ``since`` on (naive local times, as the log's lines carry them); none
+    where no log could be read."""
+    log = link_flaps.read_kernel_log(path, since)
+    if log.skipped is not None:
+        return []
+    lines = [line for line in log.lines if (when := link_flaps.line_time(line, now)) is not None and when >= since]
+    return xid.events(lines)
+
+
 @dataclass
 class GpuReader:
     """One node's GPUs, read at every window's edge by its local rank 0 on a GPU rank (others read nothing)."""
@@ -78,21 +94,28 @@ class GpuReader:
     reads: bool
     last_uncorrected: dict[str, int] = field(default_factory=dict)
     """PCI address -> nvidia-smi's volatile uncorrectable ECC count at the last edge: a window keeps the rise."""
+    since: datetime | None = None
+    """The last edge, to the second (the kernel log's lines carry whole seconds: a line in the edge's second
+    counts in both windows rather than in neither)."""
 
     def read(self, host: str) -> list[GpuWindow]:
         if not self.reads:
             return []
+        now = datetime.now()
+        events = xids_since(self.since, now) if self.since is not None else []
+        self.since = now.replace(microsecond=0)
         report = state.from_tool().report
         if report is None:
             return []
         out = []
         for index, gpu in enumerate(report.gpus):
-            now = gpu.volatile_uncorrectable
-            before = self.last_uncorrected.get(gpu.pci, now)
-            if now is not None:
-                self.last_uncorrected[gpu.pci] = now
-            rise = max(0, now - before) if now is not None and before is not None else 0
-            out.append(GpuWindow(host, index, ecc_uncorrected=rise, throttle=gpu.clock_events))
+            count = gpu.volatile_uncorrectable
+            before = self.last_uncorrected.get(gpu.pci, count)
+            if count is not None:
+                self.last_uncorrected[gpu.pci] = count
+            rise = max(0, count - before) if count is not None and before is not None else 0
+            codes = tuple(sorted({e.code for e in events if e.kind == "Xid" and e.matches(gpu.pci)}))
+            out.append(GpuWindow(host, index, xid=codes, ecc_uncorrected=rise, throttle=gpu.clock_events))
         return out
 
 
