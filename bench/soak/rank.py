@@ -88,13 +88,16 @@ class SoakJob(Job):
         try:
             soak_phase(self, run)
         except (KeyboardInterrupt, Exception) as exc:
-            if self.clock is None or not isinstance(exc, clock.STOPS):
+            if not isinstance(exc, clock.STOPS):
                 raise
-            stopped = exc  # every finished window is on disk: the verdict on them, then the stop goes on
             # The window's frames hold this rank's communicators (its rail group, its pair buffers): freed now, they
             # close their connections when the frame destroys the process group, and the ranks still waiting in
-            # the window's collective for this one fail at once instead of at their watchdog's timeout.
+            # the window's collective for this one fail at once instead of at their watchdog's timeout (MPI's
+            # finalize holds a leaving rank's process until every rank leaves).
             traceback.clear_frames(exc.__traceback__)
+            if self.clock is None:
+                raise
+            stopped = exc  # every finished window is on disk: the verdict on them, then the stop goes on
         items: list[Item] = []
         if self.clock is not None:
             if stopped is not None:
@@ -135,7 +138,8 @@ def soak_phase(job: SoakJob, run: Run) -> None:
         watchdog.leave()
         while True:
             watchdog.enter("agreeing on the next soak window")
-            told: clock.Next | None = coord.broadcast(job.clock.next_window() if job.clock is not None else None)
+            # Wrapped: rank 0's "stop" (None) is a value to send; the store's broadcast sends no bare None.
+            (told,) = coord.broadcast((job.clock.next_window(),) if job.clock is not None else None)
             watchdog.leave()
             if told is None:
                 return
