@@ -167,7 +167,7 @@ class SoakClock:
         if not self.named:
             named = "none"
         else:
-            shown = [f"{part} in {n} windows" for part, n in self.named.most_common(SHOWN_PARTS)]
+            shown = [f"{part} in {n} window{'s' if n > 1 else ''}" for part, n in self.named.most_common(SHOWN_PARTS)]
             more = len(self.named) - len(shown)
             named = "; ".join(shown) + (f"; {more} more" if more > 0 else "")
         return f"# soak window {self.index} of about {about}: {times_text(self.elapsed(), left)}; named so far: {named}"

@@ -79,7 +79,8 @@ class SoakJob(Job):
         if ctx.info.rank != 0:
             return {}
         assert ctx.out_dir is not None  # agreed before init (rails_before_init)
-        self.clock = clock.SoakClock.start(self.config, ctx.out_dir, total if len(layout.nodes) > 1 else 0)
+        pairs = len(layout.nodes) > 1 and self.settings.config.pairs  # no rail group, or --no-pairs: no rotation
+        self.clock = clock.SoakClock.start(self.config, ctx.out_dir, total if pairs else 0)
         return {"rails_test": rails_section(self.settings), "soak": self.clock.section()}
 
     def measure(self, run: Run) -> list[Item]:
