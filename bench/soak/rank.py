@@ -32,7 +32,7 @@ from bench.rails.plan.config import retargeted, validate
 from bench.rails.plan.layout import rail_layout
 from bench.rails.plan.schedule import schedule
 from bench.rails.rank import Seated, rails_before_init, rails_section, rank_report, take_seats, world_coord
-from bench.rundir.soak_windows import SoakWindow, append_window, iter_windows
+from bench.rundir.soak_windows import CollectiveWindow, SoakWindow, append_window, iter_windows
 from bench.rundir.verdict import Verdict
 from bench.runtime.before_init import Prelude
 from bench.runtime.coord import Coord
@@ -167,8 +167,9 @@ def run_window(
     ctx, settings = run.ctx, job.settings
     began = job.clock.elapsed() if job.clock is not None else 0.0
     collectives = world.world_collectives(settings, ctx, run.profile, watchdog, told.window_s)
-    gpus = world.gpu_states(gpu, ctx, coord)
-    if seated is None:  # one node: no rail group, the world collective and the node's state only
+    if seated is None:  # one node: no rail group; the world collectives again while they fit the window
+        collectives = more_passes(job, run, coord, watchdog, told, collectives)
+        gpus = world.gpu_states(gpu, ctx, coord)  # at the window's end edge
         end = job.clock.elapsed() if job.clock is not None else 0.0
         return SoakWindow(told.index, began, end, collectives=collectives, gpus=gpus) if run.rank0 else None
     seat = seated.seat
@@ -185,6 +186,7 @@ def run_window(
     watchdog.leave()
     if settings.test.confirm:
         steps.confirm_suspects(settings, seat, runner, gathered, watchdog)
+    gpus = world.gpu_states(gpu, ctx, coord)  # at the window's end edge
     if gathered is None or job.clock is None:
         return None
     layout, formed = seat.layout, seated.formed
@@ -200,6 +202,26 @@ def run_window(
         gpus=gpus,
         named=named_in_window(outcome),
     )
+
+
+def more_passes(
+    job: SoakJob, run: Run, coord: Coord, watchdog: Watchdog, told: clock.Next, first: tuple[CollectiveWindow, ...]
+) -> tuple[CollectiveWindow, ...]:
+    """A window with no rail group (one node): the world collectives pass after pass while rank 0 says another,
+    at the mean of those so far, ends within the window (the load stays on for the window's length); each kept at
+    its typical busbw over the passes (``bench.soak.world.typical``)."""
+    passes = [first]
+    if not first:  # one rank: no world collective to repeat
+        return first
+    if job.clock is not None:
+        job.clock.rounds_began = job.clock.window_began
+    while True:
+        watchdog.enter("agreeing whether another world collective fits the window")
+        more = coord.broadcast(None if job.clock is None else job.clock.another_round_fits(len(passes)))
+        watchdog.leave()
+        if not more:
+            return world.typical(passes)
+        passes.append(world.world_collectives(job.settings, run.ctx, run.profile, watchdog, told.window_s))
 
 
 def pair_rounds(

@@ -13,7 +13,8 @@ XML as parsed here gives no clocks or temperature: those stay None.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from bench.measure.size import measure
 from bench.measure.targets import judge_min_bytes, world_target_gbps
 from bench.measure.timing import Loop
 from bench.profile.cluster import Profile
-from bench.rails.plan.budget import cell_budget
+from bench.rails.plan.budget import cell_budget, upper_median
 from bench.rails.plan.config import RailsSettings
 from bench.rundir.soak_windows import CollectiveWindow, GpuWindow
 from bench.runtime.coord import Coord
@@ -73,6 +74,16 @@ def world_collectives(
         target = world_target_gbps(profile, name, ctx.info.nnodes, nbytes=nbytes, nranks=nranks) if judged else None
         busbw = res.algbw_GBps * 8 * coll.busbw_factor(nranks)
         out.append(CollectiveWindow(name, nbytes, round(busbw, 3), target, res.wrong or 0))
+    return tuple(out)
+
+
+def typical(passes: Sequence[Sequence[CollectiveWindow]]) -> tuple[CollectiveWindow, ...]:
+    """Each collective of several passes in one window as one: its upper median busbw (as a link's typical rate;
+    a dead-slow minority of passes cannot pull it down, a majority does), the wrong elements of every pass."""
+    out = []
+    for runs in zip(*passes, strict=True):
+        rate = upper_median([r.busbw_Gbps for r in runs])
+        out.append(replace(runs[0], busbw_Gbps=rate or 0.0, wrong=sum(r.wrong for r in runs)))
     return tuple(out)
 
 
