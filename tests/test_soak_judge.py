@@ -25,7 +25,7 @@ from bench.rundir.part import Part
 from bench.rundir.soak_records import ErrorGate, Intermittent, Trend
 from bench.rundir.soak_windows import CollectiveWindow, GpuWindow, LinkWindow, NamedInWindow, SoakWindow
 from bench.soak import duty
-from bench.soak.judge import soak_findings, soak_items
+from bench.soak.judge import Tally, soak_findings, soak_items
 from bench.soak.stats import binomial_tail, mann_kendall_fall
 
 NODES = tuple(f"node{i:02d}" for i in range(4))
@@ -370,3 +370,14 @@ def test_a_soak_finding_fills_the_certificate_row_and_the_drain_words() -> None:
     assert (r.kind, r.node, r.rail, r.part, r.step) == ("link", "node01", "2", "mlx5_2:1", "soak")
     assert "action" not in r.finding and r.action == f.action
     assert drain_words(f) == ("rail 2 (mlx5_2:1)", "link intermittent", f.action)
+
+
+def test_a_tally_kept_window_by_window_says_what_reading_them_all_says() -> None:
+    windows = planted(clean(8), 5, "node01", 2, flaps=1)
+    tally = Tally(PROFILE)
+    for i, w in enumerate(windows):
+        tally.add(w)
+        assert [f.evidence for f in tally.items()[2].findings] == [
+            f.evidence for f in soak_items(windows[: i + 1], PROFILE)[2].findings
+        ]
+    assert tally.items() == soak_items(windows, PROFILE)

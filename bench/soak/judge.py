@@ -47,15 +47,14 @@ def soak_items(windows: Iterable[SoakWindow], profile: Profile) -> list[Item]:
     tally = Tally(profile)
     for window in windows:
         tally.add(window)
-    if not tally.windows:
-        return [Item(GROUP, name, "skip", "no window of the soak finished") for name in GATES]
-    return [*_error_items(tally), _intermittent_item(tally), _trend_item(tally), _collective_item(tally)]
+    return tally.items()
 
 
 @dataclass
 class Tally:
     """What the gates keep of the windows, per part: the counters that rose, the windows that named it, its
-    series of rates and clocks; never the windows themselves."""
+    series of rates and clocks; never the windows themselves. :meth:`add` each window in order, then
+    :meth:`items`."""
 
     profile: Profile
     windows: int = 0
@@ -84,6 +83,13 @@ class Tally:
         duty.add_collectives(self.collectives, window, self.profile.pass_fraction)
         trend.add_busbw(self.busbw, window)
         trend.add_clocks(self.clocks, window)
+
+    def items(self) -> list[Item]:
+        """The gates' items over the windows added so far: a soak that keeps its tally and adds each window as it
+        ends says what is named so far without reading the windows again."""
+        if not self.windows:
+            return [Item(GROUP, name, "skip", "no window of the soak finished") for name in GATES]
+        return [*_error_items(self), _intermittent_item(self), _trend_item(self), _collective_item(self)]
 
 
 def _state(findings: Sequence[Finding]) -> State:
