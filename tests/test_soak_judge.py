@@ -381,3 +381,47 @@ def test_a_tally_kept_window_by_window_says_what_reading_them_all_says() -> None
             f.evidence for f in soak_items(windows[: i + 1], PROFILE)[2].findings
         ]
     assert tally.items() == soak_items(windows, PROFILE)
+
+
+@settings(max_examples=10, deadline=None)
+@given(
+    at=st.integers(0, 2),
+    node=st.sampled_from(NODES),
+    rail=st.integers(0, RAILS - 1),
+    seed=st.integers(0, 1000),
+)
+def test_any_flap_in_one_window_of_three_is_named_with_duty_one_third(at: int, node: str, rail: int, seed: int) -> None:
+    (f,) = only(soak_findings(planted(clean(3, seed), at, node, rail, flaps=1), PROFILE), Intermittent)
+    record = f.evidence
+    assert isinstance(record, Intermittent)
+    assert (record.part.node, record.part.rail, record.windows, record.duty) == (
+        node,
+        rail,
+        (at,),
+        pytest.approx(1 / 3),
+    )
+
+
+@settings(max_examples=10, deadline=None)
+@given(
+    at=st.integers(0, 4),
+    node=st.sampled_from(NODES),
+    rail=st.integers(0, RAILS - 1),
+    counter=st.sampled_from(PROFILE.errors.fail_on_rise),
+    rise=st.integers(1, 15),  # every gated counter holds 15: local_link_integrity_errors is 4 bits wide (IBA)
+)
+def test_any_gated_counter_rising_once_fails_both_gates_naming_its_port(
+    at: int, node: str, rail: int, counter: str, rise: int
+) -> None:
+    items = items_by_name(planted(clean(5), at, node, rail, errors={counter: rise}))
+    for name, scope in (("errors-per-window", "window"), ("errors-total", "soak")):
+        (f,) = items[name].findings
+        gate = f.evidence
+        assert isinstance(gate, ErrorGate) and f.severity == "fail"
+        assert (gate.part.node, gate.part.rail, gate.part.device, gate.counter) == (
+            node,
+            rail,
+            f"mlx5_{rail}:1",
+            counter,
+        )
+        assert (gate.scope, gate.worst_window, gate.worst_rise, gate.total) == (scope, at, rise, rise)
