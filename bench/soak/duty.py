@@ -56,7 +56,7 @@ class Series:
 
 
 @dataclass(frozen=True)
-class Judged:
+class Convictions:
     """A family's verdicts: the parts convicted, and those named in some window but not convicted."""
 
     convicted: list[Intermittent]
@@ -129,7 +129,7 @@ def add_gpus(gpus: dict[tuple[str, int], Series], window: SoakWindow) -> None:
         s.saw(window.index, held, "throttled")
 
 
-def judge(series: Sequence[Series], window_false_alarm: float, false_alarm: float) -> Judged:
+def judge(series: Sequence[Series], window_false_alarm: float, false_alarm: float) -> Convictions:
     """Convict the parts of one family: hard evidence in any window, or windows that named it slow too many to
     be the windows' false alarms (Holm over the family)."""
     measured = [s for s in series if s.measured]
@@ -154,7 +154,7 @@ def judge(series: Sequence[Series], window_false_alarm: float, false_alarm: floa
             bytes=s.bytes,
         )
         (convicted if guilty or s.hard else cleared).append(record)
-    return Judged(convicted, cleared, len(measured))
+    return Convictions(convicted, cleared, len(measured))
 
 
 def absorbed(links: Sequence[Intermittent], parts: Sequence[Intermittent]) -> list[Intermittent]:
