@@ -122,8 +122,8 @@ def test_a_counter_that_rises_once_fails_both_error_gates_naming_the_port_and_wi
         0,
     )
     assert sentence(items["errors-per-window"].findings[0]) == (
-        "node02 rail 3 (mlx5_3:1): symbol_error rose by 12 in window 6 (limit 0 a window); it rose in 1 of 10 "
-        "windows, 12 in all; action: reseat or replace the cable/transceiver on node02 mlx5_3 port 1"
+        "node02 rail 3 (mlx5_3:1): symbol_error rose by 12 in window 6 (limit 0 a window); in 1 of 10 windows, "
+        "12 in all; action: reseat or replace the cable/transceiver on node02 mlx5_3 port 1"
     )
     total = items["errors-total"].findings[0].evidence
     assert isinstance(total, ErrorGate) and (total.scope, total.total) == ("soak", 12)
@@ -246,6 +246,7 @@ def test_a_gpu_whose_clock_falls_as_it_heats_is_a_trend_and_a_fatal_xid_fails_th
     assert "as its temperature went from 60 to 82 C" in sentence(clock)
     xids = [f for f in only(findings, ErrorGate) if f.severity == "fail"]
     assert {f.evidence.counter for f in xids} == {"xid 79"}  # type: ignore[union-attr]
+    assert sentence(xids[0]).startswith("node00 GPU 4: Xid 79 came 1 time in window 5 (limit 0 a window)")
 
 
 def test_a_gpu_held_down_by_heat_now_and_then_is_intermittent_and_the_power_cap_is_no_fault() -> None:

@@ -22,29 +22,35 @@ def _acted(line: str, action: str) -> str:
     return f"{line}; action: {action}" if action else line
 
 
+def _rose(counter: str, count: int) -> str:
+    """``symbol_error rose by 12``; a GPU's Xid ``Xid 79 came 2 times``."""
+    if counter.startswith("xid "):
+        return f"Xid {counter.removeprefix('xid ')} came {count:,} time{'' if count == 1 else 's'}"
+    return f"{counter} rose by {count:,}"
+
+
 def gate_line(gate: ErrorGate, action: str = "") -> str:
-    """``node03 rail 1 (mlx5_4:1): symbol_error rose by 12 in window 7 (limit 0 a window); it rose in 2 of 40
-    windows, 15 in all; action: ...``, and the windows where it gave no count."""
+    """``node03 rail 1 (mlx5_4:1): symbol_error rose by 12 in window 7 (limit 0 a window); in 2 of 40 windows,
+    15 in all; action: ...``, and the windows where it gave no count."""
     where, c = gate.part.where, gate.counter
-    risen = f"it rose in {gate.windows_risen} of {gate.windows} windows"
+    seen = f"in {gate.windows_risen} of {gate.windows} windows"
     if gate.limit is None:
-        line = (
-            f"{where}: {c} rose by {gate.total:,} in {gate.windows_risen} of {gate.windows} windows (most "
-            f"{gate.worst_rise:,} in window {gate.worst_window}); no [soak] limit gates it"
-        )
+        unlimited = "not one of [gpudirect] fail_xids" if c.startswith("xid ") else "no [soak] limit gates it"
+        most = f"most {gate.worst_rise:,} in window {gate.worst_window}"
+        line = f"{where}: {_rose(c, gate.total)} {seen} ({most}); {unlimited}"
     elif gate.scope == "window" and gate.over:
         line = (
-            f"{where}: {c} rose by {gate.worst_rise:,} in window {gate.worst_window} (limit {gate.limit:,} a "
-            f"window); {risen}, {gate.total:,} in all"
+            f"{where}: {_rose(c, gate.worst_rise)} in window {gate.worst_window} (limit {gate.limit:,} a window); "
+            f"{seen}, {gate.total:,} in all"
         )
     elif gate.over:
         line = (
-            f"{where}: {c} rose by {gate.total:,} over the soak (limit {gate.limit:,}); {risen}, most "
+            f"{where}: {_rose(c, gate.total)} over the soak (limit {gate.limit:,}); {seen}, most "
             f"{gate.worst_rise:,} in window {gate.worst_window}"
         )
     else:
         line = f"{where}: {c} gave no count in {window_list(gate.uncounted)}"
-    if gate.uncounted and line.startswith(f"{where}: {c} rose"):
+    if gate.uncounted and (gate.over or gate.limit is None):
         line += f"; it gave no count in {window_list(gate.uncounted)}"
     if gate.uncounted:
         line += " (saturated or cleared: clear the port's counters, perfquery -x, to count again)"
