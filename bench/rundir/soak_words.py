@@ -64,16 +64,19 @@ def _where(record: Intermittent) -> str:
 
 
 def intermittent_line(record: Intermittent, action: str = "") -> str:
-    """``node03 rail 1 (mlx5_4:1): intermittent, flapping in 1 of 3 windows (duty 33%), first window 1, last 1:
-    window 1; action: ...``; a persistent part ``slow in every window it was measured in (3 of 3, duty 100%)``."""
+    """``node03 rail 1 (mlx5_4:1): intermittent, flapping in 2 of 9 windows (duty 22%), first window 1, last 7:
+    windows 1, 7; action: ...`` (``in window 1`` for one); a persistent part ``slow in every window it was
+    measured in (3 of 3, duty 100%)``."""
     k, n = record.windows_named, record.windows_measured
     if record.persistent:
         said = f"{record.symptom} in every window it was measured in ({k} of {n}, duty 100%)"
     else:
-        said = (
-            f"intermittent, {record.symptom} in {k} of {n} windows (duty {100 * record.duty:.0f}%), first window "
-            f"{record.first}, last {record.last}: {window_list(record.windows)}"
+        when = (
+            f"in window {record.first}"
+            if k == 1
+            else f"first window {record.first}, last {record.last}: {window_list(record.windows)}"
         )
+        said = f"intermittent, {record.symptom} in {k} of {n} windows (duty {100 * record.duty:.0f}%), {when}"
     if record.p_value is not None:
         said += f" (a healthy part is named so often with p = {record.p_value:.2g})"
     return _acted(f"{_where(record)}: {said}", action)
