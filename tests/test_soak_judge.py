@@ -426,3 +426,20 @@ def test_any_gated_counter_rising_once_fails_both_gates_naming_its_port(
             counter,
         )
         assert (gate.scope, gate.worst_window, gate.worst_rise, gate.total) == (scope, at, rise, rise)
+
+
+def test_a_long_soak_is_tested_in_bins_and_said_over_its_own_span() -> None:
+    """Past 256 windows a series is cut into 256 bins of medians: the slope and the fitted ends stay the
+    series' own."""
+    n = 600
+    hours = (np.arange(n) + 0.5) * WINDOW_S / 3600  # 100 h
+    rng = np.random.default_rng(4)
+    windows = [
+        window(i, [link("node00", 0, RATE - 1.0 * h + rng.normal(0, 2)), link("node00", 1, RATE + rng.normal(0, 2))])
+        for i, h in enumerate(hours)
+    ]
+    (f,) = only(soak_findings(windows, PROFILE), Trend)
+    t = f.evidence
+    assert isinstance(t, Trend) and (t.windows, t.first_window, t.last_window) == (n, 0, n - 1)
+    assert t.slope_per_hour == pytest.approx(-1.0, abs=0.05)
+    assert t.first == pytest.approx(RATE - hours[0], abs=1.0) and t.last == pytest.approx(RATE - hours[-1], abs=1.0)

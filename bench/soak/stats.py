@@ -149,9 +149,11 @@ class Fit:
         return self.first - self.last
 
 
-def fit(t: Floats, y: Floats) -> Fit:
-    """The Theil-Sen line of ``y`` over ``t`` and the robust sigma of its residuals."""
+def fit(t: Floats, y: Floats, span: tuple[float, float] | None = None) -> Fit:
+    """The Theil-Sen line of ``y`` over ``t`` and the robust sigma of its residuals; its first and last values at
+    the ends of ``span`` (the series' own times, where ``t`` are bins of it), else at t's ends."""
     slope, intercept = theil_sen(t, y)
     residuals = y - (intercept + slope * t)
     noise = MAD_SIGMA * float(np.median(np.abs(residuals - np.median(residuals))))
-    return Fit(slope, intercept + slope * float(t[0]), intercept + slope * float(t[-1]), noise)
+    start, end = span if span is not None else (float(t[0]), float(t[-1]))
+    return Fit(slope, intercept + slope * start, intercept + slope * end, noise)
