@@ -26,7 +26,7 @@ from bench.rundir.soak_records import ErrorGate, Intermittent, Trend
 from bench.rundir.soak_windows import CollectiveWindow, GpuWindow, LinkWindow, NamedInWindow, SoakWindow
 from bench.soak import duty
 from bench.soak.judge import Tally, soak_findings, soak_items
-from bench.soak.stats import binomial_tail, mann_kendall_fall
+from bench.soak.stats import binomial_tail, holm, mann_kendall_fall
 
 NODES = tuple(f"node{i:02d}" for i in range(4))
 RAILS = 8
@@ -443,3 +443,23 @@ def test_a_long_soak_is_tested_in_bins_and_said_over_its_own_span() -> None:
     assert isinstance(t, Trend) and (t.windows, t.first_window, t.last_window) == (n, 0, n - 1)
     assert t.slope_per_hour == pytest.approx(-1.0, abs=0.05)
     assert t.first == pytest.approx(RATE - hours[0], abs=1.0) and t.last == pytest.approx(RATE - hours[-1], abs=1.0)
+
+
+def test_windows_that_name_healthy_links_more_often_than_the_profile_says_raise_the_floor() -> None:
+    """A window's test that names a healthy link 5% of the time, not the profile's 1%: the typical link's rate
+    (the median over the links) is the floor, so the healthy links go free and the one named in 40% does not."""
+    rng = np.random.default_rng(3)
+    counts = [*rng.binomial(200, 0.05, 31), 80]
+    series = [
+        duty.Series(Part(kind="link", node=f"n{i}", rail=0), 200, list(range(int(k)))) for i, k in enumerate(counts)
+    ]
+    judged = duty.judge(series, 0.01, 0.01, pooled=True)
+    assert [r.part.node for r in judged.convicted] == ["n31"]
+    assert judged.rate == pytest.approx(float(np.median(np.array(counts) / 200)))
+    # taken at the profile's word, the healthy links' own false alarms would convict some of them
+    assert len(duty.judge(series, 0.01, 0.01).convicted) > 1
+
+
+def test_holm_counts_the_parts_never_named() -> None:
+    assert holm([0.004, 0.5], 0.01) == [True, False]
+    assert holm([0.004, 0.5], 0.01, family=3) == [False, False]

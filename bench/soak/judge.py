@@ -120,8 +120,9 @@ def _intermittent_item(tally: Tally) -> Item:
     rates = (profile.soak.window_false_alarm, profile.soak.false_alarm)
     for s in tally.parts.values():
         s.measured = tally.windows  # a node, a rail, a switch is under test in every window
-    links = duty.judge(list(tally.links.values()), *rates)
-    parts = duty.judge(list(tally.parts.values()), *rates)
+    links = duty.judge(list(tally.links.values()), *rates, pooled=True)
+    # the parts above the links are as many as the windows could name, at least one per link: never fewer
+    parts = duty.judge(list(tally.parts.values()), *rates, family=links.measured)
     gpus = duty.judge(list(tally.gpus.values()), *rates)
     if not links.measured and not parts.measured and not gpus.measured:
         return Item(GROUP, "intermittent", "skip", "no window measured a link or a GPU, or named a part")
@@ -130,7 +131,7 @@ def _intermittent_item(tally: Tally) -> Item:
     cleared = [*links.cleared, *parts.cleared]
     lines = [
         f"{links.measured} links and {gpus.measured} GPUs measured, {parts.measured} other parts named, over "
-        f"{tally.windows} windows"
+        f"{tally.windows} windows; a window names a healthy link at most {100 * links.rate:.3g}% of the time"
     ]
     lines += [soak_cleared_line(r) for r in cleared[:CLEARED_SHOWN]]
     if len(cleared) > CLEARED_SHOWN:
@@ -167,7 +168,7 @@ def _collective_item(tally: Tally) -> Item:
         why = "the world collectives have no target on this profile: measured, not judged (give node_target_gbps)"
         return Item(GROUP, "collectives", "measured", why)
     soak = tally.profile.soak
-    judged = duty.judge(list(tally.collectives.values()), soak.window_false_alarm, soak.false_alarm)
+    judged = duty.judge(list(tally.collectives.values()), soak.window_false_alarm, soak.false_alarm, pooled=True)
     findings = tuple(soak_finding(r, COLLECTIVE_ACTION) for r in judged.convicted)
     details = "\n".join(
         [f"{judged.measured} collective sizes judged over {tally.windows} windows"]

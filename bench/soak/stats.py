@@ -54,12 +54,13 @@ def binomial_tail(k: int, n: int, p: float) -> float:
     return min(1.0, math.exp(top) * float(np.exp(logs - top).sum()))
 
 
-def holm(p_values: Sequence[float], alpha: float) -> list[bool]:
+def holm(p_values: Sequence[float], alpha: float, family: int = 0) -> list[bool]:
     """Which hypotheses Holm's step-down procedure rejects at family-wise rate ``alpha``: the smallest p-value
-    against alpha/m, the next against alpha/(m-1), ... until the first that is not below its mark."""
-    m = len(p_values)
-    rejected = [False] * m
-    for rank, i in enumerate(sorted(range(m), key=lambda j: p_values[j])):
+    against alpha/m, the next against alpha/(m-1), ... until the first that is not below its mark. ``family``:
+    the hypotheses tested where more were than ``p_values`` holds (the parts never named have p = 1)."""
+    m = max(len(p_values), family)
+    rejected = [False] * len(p_values)
+    for rank, i in enumerate(sorted(range(len(p_values)), key=lambda j: p_values[j])):
         if p_values[i] > alpha / (m - rank):
             break
         rejected[i] = True
