@@ -168,7 +168,8 @@ def _collective_item(tally: Tally) -> Item:
         why = "the world collectives have no target on this profile: measured, not judged (give node_target_gbps)"
         return Item(GROUP, "collectives", "measured", why)
     soak = tally.profile.soak
-    judged = duty.judge(list(tally.collectives.values()), soak.window_false_alarm, soak.false_alarm, pooled=True)
+    # no floor from the sizes themselves: one cause (a congested spine) slows every size at once
+    judged = duty.judge(list(tally.collectives.values()), soak.window_false_alarm, soak.false_alarm)
     findings = tuple(soak_finding(r, COLLECTIVE_ACTION) for r in judged.convicted)
     details = "\n".join(
         [f"{judged.measured} collective sizes judged over {tally.windows} windows"]
