@@ -151,7 +151,8 @@ def test_a_saturated_counter_is_never_counted_and_warns() -> None:
     assert items["errors-per-window"].state == "pass"
     assert items["errors-total"].state == "warn"
     gate = items["errors-total"].findings[0].evidence
-    assert isinstance(gate, ErrorGate) and (gate.total, gate.uncounted, gate.over) == (0, (4,), False)
+    assert isinstance(gate, ErrorGate)
+    assert (gate.total, gate.uncounted, gate.over, gate.worst_window) == (0, (4,), False, None)
     assert "gave no count in window 4" in sentence(items["errors-total"].findings[0])
 
 
