@@ -37,8 +37,8 @@ class ErrorGate(Written):
     scope: Scope
     worst_rise: int
     """Its largest rise in one window."""
-    worst_window: int
-    """The window of that rise (the first such, where several tie)."""
+    worst_window: int | None
+    """The window of that rise (the first such, where several tie); None: it never rose (it gave no count)."""
     total: int
     """Its rises summed over every window."""
     limit: int | None

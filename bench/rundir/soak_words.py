@@ -22,29 +22,35 @@ def _acted(line: str, action: str) -> str:
     return f"{line}; action: {action}" if action else line
 
 
+def _rose(counter: str, count: int) -> str:
+    """``symbol_error rose by 12``; a GPU's Xid ``Xid 79 came 2 times``."""
+    if counter.startswith("xid "):
+        return f"Xid {counter.removeprefix('xid ')} came {count:,} time{'' if count == 1 else 's'}"
+    return f"{counter} rose by {count:,}"
+
+
 def gate_line(gate: ErrorGate, action: str = "") -> str:
-    """``node03 rail 1 (mlx5_4:1): symbol_error rose by 12 in window 7 (limit 0 a window); it rose in 2 of 40
-    windows, 15 in all; action: ...``, and the windows where it gave no count."""
+    """``node03 rail 1 (mlx5_4:1): symbol_error rose by 12 in window 7 (limit 0 a window); in 2 of 40 windows,
+    15 in all; action: ...``, and the windows where it gave no count."""
     where, c = gate.part.where, gate.counter
-    risen = f"it rose in {gate.windows_risen} of {gate.windows} windows"
+    seen = f"in {gate.windows_risen} of {gate.windows} windows"
     if gate.limit is None:
-        line = (
-            f"{where}: {c} rose by {gate.total:,} in {gate.windows_risen} of {gate.windows} windows (most "
-            f"{gate.worst_rise:,} in window {gate.worst_window}); no [soak] limit gates it"
-        )
+        unlimited = "not one of [gpudirect] fail_xids" if c.startswith("xid ") else "no [soak] limit gates it"
+        most = f"most {gate.worst_rise:,} in window {gate.worst_window}"
+        line = f"{where}: {_rose(c, gate.total)} {seen} ({most}); {unlimited}"
     elif gate.scope == "window" and gate.over:
         line = (
-            f"{where}: {c} rose by {gate.worst_rise:,} in window {gate.worst_window} (limit {gate.limit:,} a "
-            f"window); {risen}, {gate.total:,} in all"
+            f"{where}: {_rose(c, gate.worst_rise)} in window {gate.worst_window} (limit {gate.limit:,} a window); "
+            f"{seen}, {gate.total:,} in all"
         )
     elif gate.over:
         line = (
-            f"{where}: {c} rose by {gate.total:,} over the soak (limit {gate.limit:,}); {risen}, most "
+            f"{where}: {_rose(c, gate.total)} over the soak (limit {gate.limit:,}); {seen}, most "
             f"{gate.worst_rise:,} in window {gate.worst_window}"
         )
     else:
         line = f"{where}: {c} gave no count in {window_list(gate.uncounted)}"
-    if gate.uncounted and line.startswith(f"{where}: {c} rose"):
+    if gate.uncounted and (gate.over or gate.limit is None):
         line += f"; it gave no count in {window_list(gate.uncounted)}"
     if gate.uncounted:
         line += " (saturated or cleared: clear the port's counters, perfquery -x, to count again)"
@@ -58,16 +64,19 @@ def _where(record: Intermittent) -> str:
 
 
 def intermittent_line(record: Intermittent, action: str = "") -> str:
-    """``node03 rail 1 (mlx5_4:1): intermittent, flapping in 1 of 3 windows (duty 33%), first window 1, last 1:
-    window 1; action: ...``; a persistent part ``slow in every window it was measured in (3 of 3, duty 100%)``."""
+    """``node03 rail 1 (mlx5_4:1): intermittent, flapping in 2 of 9 windows (duty 22%), first window 1, last 7:
+    windows 1, 7; action: ...`` (``in window 1`` for one); a persistent part ``slow in every window it was
+    measured in (3 of 3, duty 100%)``."""
     k, n = record.windows_named, record.windows_measured
     if record.persistent:
         said = f"{record.symptom} in every window it was measured in ({k} of {n}, duty 100%)"
     else:
-        said = (
-            f"intermittent, {record.symptom} in {k} of {n} windows (duty {100 * record.duty:.0f}%), first window "
-            f"{record.first}, last {record.last}: {window_list(record.windows)}"
+        when = (
+            f"in window {record.first}"
+            if k == 1
+            else f"first window {record.first}, last {record.last}: {window_list(record.windows)}"
         )
+        said = f"intermittent, {record.symptom} in {k} of {n} windows (duty {100 * record.duty:.0f}%), {when}"
     if record.p_value is not None:
         said += f" (a healthy part is named so often with p = {record.p_value:.2g})"
     return _acted(f"{_where(record)}: {said}", action)

@@ -12,6 +12,7 @@ clocks were held down for its health at a window's end is hard evidence too.
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -56,13 +57,15 @@ class Series:
 
 
 @dataclass(frozen=True)
-class Judged:
+class Convictions:
     """A family's verdicts: the parts convicted, and those named in some window but not convicted."""
 
     convicted: list[Intermittent]
     cleared: list[Intermittent]
     measured: int
     """Parts of the family measured in at least one window."""
+    rate: float
+    """The windows' false-alarm rate the statistical evidence was tested against."""
 
 
 def _link_symptoms(window: SoakWindow) -> dict[tuple[str, int], str]:
@@ -129,12 +132,20 @@ def add_gpus(gpus: dict[tuple[str, int], Series], window: SoakWindow) -> None:
         s.saw(window.index, held, "throttled")
 
 
-def judge(series: Sequence[Series], window_false_alarm: float, false_alarm: float) -> Judged:
+def judge(
+    series: Sequence[Series], window_false_alarm: float, false_alarm: float, *, family: int = 0, pooled: bool = False
+) -> Convictions:
     """Convict the parts of one family: hard evidence in any window, or windows that named it slow too many to
-    be the windows' false alarms (Holm over the family)."""
+    be the windows' false alarms (Holm over the family, of at least ``family`` parts). ``pooled``: ``series``
+    holds every part the windows measured, named or not, so the rate at which they name the typical one (the
+    median over the parts) is a floor under the windows' false-alarm rate, should the windows' own test name
+    healthy parts more often than the profile says."""
     measured = [s for s in series if s.measured]
-    p_values = [0.0 if s.hard else binomial_tail(len(s.named), s.measured, window_false_alarm) for s in measured]
-    rejected = holm(p_values, false_alarm)
+    rate = window_false_alarm
+    if pooled and measured:
+        rate = max(rate, statistics.median((len(s.named) - s.hard) / s.measured for s in measured))
+    p_values = [0.0 if s.hard else binomial_tail(len(s.named), s.measured, rate) for s in measured]
+    rejected = holm(p_values, false_alarm, family)
     convicted: list[Intermittent] = []
     cleared: list[Intermittent] = []
     for s, p, guilty in zip(measured, p_values, rejected, strict=True):
@@ -154,7 +165,7 @@ def judge(series: Sequence[Series], window_false_alarm: float, false_alarm: floa
             bytes=s.bytes,
         )
         (convicted if guilty or s.hard else cleared).append(record)
-    return Judged(convicted, cleared, len(measured))
+    return Convictions(convicted, cleared, len(measured), rate)
 
 
 def absorbed(links: Sequence[Intermittent], parts: Sequence[Intermittent]) -> list[Intermittent]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from bench.profile.cluster import Profile
 from bench.rundir.part import LocalGpu, Part
-from bench.rundir.soak_records import ErrorGate
+from bench.rundir.soak_records import ErrorGate, Scope
 from bench.rundir.soak_windows import SoakWindow
 
 ECC = "ecc_uncorrected"
@@ -98,7 +98,7 @@ class Limits:
         gpu = {ECC: 0} | {xid_counter(code): 0 for code in profile.gpudirect.fail_xids}
         return cls(window, total, gpu)
 
-    def limit(self, part: Part, counter: str, scope: str) -> int | None:
+    def limit(self, part: Part, counter: str, scope: Scope) -> int | None:
         if part.kind == "gpu":
             return self.gpu.get(counter)
         return (self.port_window if scope == "window" else self.port_total).get(counter)
@@ -132,13 +132,14 @@ def total_gates(ports: Ports, limits: Limits) -> list[ErrorGate]:
 
 
 def _gate(
-    part: Part, c: Counted, counter: str, rises: Sequence[tuple[int, int]], scope: str, limit: int | None
+    part: Part, c: Counted, counter: str, rises: Sequence[tuple[int, int]], scope: Scope, limit: int | None
 ) -> ErrorGate:
-    worst_window, worst = max(rises, key=lambda wr: (wr[1], -wr[0]), default=(-1, 0))
+    # the largest rise, the earliest of those that tie
+    worst_window, worst = max(rises, key=lambda wr: (wr[1], -wr[0]), default=(None, 0))
     return ErrorGate(
         part=part,
         counter=counter,
-        scope="window" if scope == "window" else "soak",
+        scope=scope,
         worst_rise=worst,
         worst_window=worst_window,
         total=sum(rise for _, rise in rises),

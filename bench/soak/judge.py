@@ -47,15 +47,14 @@ def soak_items(windows: Iterable[SoakWindow], profile: Profile) -> list[Item]:
     tally = Tally(profile)
     for window in windows:
         tally.add(window)
-    if not tally.windows:
-        return [Item(GROUP, name, "skip", "no window of the soak finished") for name in GATES]
-    return [*_error_items(tally), _intermittent_item(tally), _trend_item(tally), _collective_item(tally)]
+    return tally.items()
 
 
 @dataclass
 class Tally:
     """What the gates keep of the windows, per part: the counters that rose, the windows that named it, its
-    series of rates and clocks; never the windows themselves."""
+    series of rates and clocks; never the windows themselves. :meth:`add` each window in order, then
+    :meth:`items`."""
 
     profile: Profile
     windows: int = 0
@@ -84,6 +83,13 @@ class Tally:
         duty.add_collectives(self.collectives, window, self.profile.pass_fraction)
         trend.add_busbw(self.busbw, window)
         trend.add_clocks(self.clocks, window)
+
+    def items(self) -> list[Item]:
+        """The gates' items over the windows added so far: a soak that keeps its tally and adds each window as it
+        ends says what is named so far without reading the windows again."""
+        if not self.windows:
+            return [Item(GROUP, name, "skip", "no window of the soak finished") for name in GATES]
+        return [*_error_items(self), _intermittent_item(self), _trend_item(self), _collective_item(self)]
 
 
 def _state(findings: Sequence[Finding]) -> State:
@@ -114,8 +120,9 @@ def _intermittent_item(tally: Tally) -> Item:
     rates = (profile.soak.window_false_alarm, profile.soak.false_alarm)
     for s in tally.parts.values():
         s.measured = tally.windows  # a node, a rail, a switch is under test in every window
-    links = duty.judge(list(tally.links.values()), *rates)
-    parts = duty.judge(list(tally.parts.values()), *rates)
+    links = duty.judge(list(tally.links.values()), *rates, pooled=True)
+    # the parts above the links are as many as the windows could name, at least one per link: never fewer
+    parts = duty.judge(list(tally.parts.values()), *rates, family=links.measured)
     gpus = duty.judge(list(tally.gpus.values()), *rates)
     if not links.measured and not parts.measured and not gpus.measured:
         return Item(GROUP, "intermittent", "skip", "no window measured a link or a GPU, or named a part")
@@ -124,7 +131,7 @@ def _intermittent_item(tally: Tally) -> Item:
     cleared = [*links.cleared, *parts.cleared]
     lines = [
         f"{links.measured} links and {gpus.measured} GPUs measured, {parts.measured} other parts named, over "
-        f"{tally.windows} windows"
+        f"{tally.windows} windows; a window names a healthy link at most {100 * links.rate:.3g}% of the time"
     ]
     lines += [soak_cleared_line(r) for r in cleared[:CLEARED_SHOWN]]
     if len(cleared) > CLEARED_SHOWN:
@@ -161,6 +168,7 @@ def _collective_item(tally: Tally) -> Item:
         why = "the world collectives have no target on this profile: measured, not judged (give node_target_gbps)"
         return Item(GROUP, "collectives", "measured", why)
     soak = tally.profile.soak
+    # no floor from the sizes themselves: one cause (a congested spine) slows every size at once
     judged = duty.judge(list(tally.collectives.values()), soak.window_false_alarm, soak.false_alarm)
     findings = tuple(soak_finding(r, COLLECTIVE_ACTION) for r in judged.convicted)
     details = "\n".join(

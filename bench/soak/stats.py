@@ -54,12 +54,13 @@ def binomial_tail(k: int, n: int, p: float) -> float:
     return min(1.0, math.exp(top) * float(np.exp(logs - top).sum()))
 
 
-def holm(p_values: Sequence[float], alpha: float) -> list[bool]:
+def holm(p_values: Sequence[float], alpha: float, family: int = 0) -> list[bool]:
     """Which hypotheses Holm's step-down procedure rejects at family-wise rate ``alpha``: the smallest p-value
-    against alpha/m, the next against alpha/(m-1), ... until the first that is not below its mark."""
-    m = len(p_values)
-    rejected = [False] * m
-    for rank, i in enumerate(sorted(range(m), key=lambda j: p_values[j])):
+    against alpha/m, the next against alpha/(m-1), ... until the first that is not below its mark. ``family``:
+    the hypotheses tested where more were than ``p_values`` holds (the parts never named have p = 1)."""
+    m = max(len(p_values), family)
+    rejected = [False] * len(p_values)
+    for rank, i in enumerate(sorted(range(len(p_values)), key=lambda j: p_values[j])):
         if p_values[i] > alpha / (m - rank):
             break
         rejected[i] = True
@@ -149,9 +150,11 @@ class Fit:
         return self.first - self.last
 
 
-def fit(t: Floats, y: Floats) -> Fit:
-    """The Theil-Sen line of ``y`` over ``t`` and the robust sigma of its residuals."""
+def fit(t: Floats, y: Floats, span: tuple[float, float] | None = None) -> Fit:
+    """The Theil-Sen line of ``y`` over ``t`` and the robust sigma of its residuals; its first and last values at
+    the ends of ``span`` (the series' own times, where ``t`` are bins of it), else at t's ends."""
     slope, intercept = theil_sen(t, y)
     residuals = y - (intercept + slope * t)
     noise = MAD_SIGMA * float(np.median(np.abs(residuals - np.median(residuals))))
-    return Fit(slope, intercept + slope * float(t[0]), intercept + slope * float(t[-1]), noise)
+    start, end = span if span is not None else (float(t[0]), float(t[-1]))
+    return Fit(slope, intercept + slope * start, intercept + slope * end, noise)

@@ -92,7 +92,7 @@ def judge(series: Sequence[Points], limits: SoakLimits) -> Trends:
     for s, p, significant in zip(tested, p_values, holm(p_values, limits.false_alarm), strict=True):
         if not significant:
             continue
-        line = fit(*_binned(s))
+        line = fit(*_binned(s), span=(s.hours[0], s.hours[-1]))
         if line.slope >= 0 or line.fall <= limits.trend_noise_k * line.noise:
             continue
         if line.fall <= limits.trend_min_fall * abs(line.first):
