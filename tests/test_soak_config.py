@@ -24,6 +24,8 @@ from bench.rails.diagnosis.matrix import PairTime
 from bench.rails.plan.config import RailsConfig
 from bench.rundir.runjson import RunFile, new_record
 from bench.rundir.soak_windows import LinkWindow, SoakSection, SoakWindow, append_window
+from bench.slurm import drain as drain_policy
+from bench.slurm.drain import reason
 from bench.soak.clock import SoakClock
 from bench.soak.config import SoakConfig, parse_until, read_resumed, validate_soak
 from bench.soak.drain import faults
@@ -192,6 +194,8 @@ def test_drain_takes_the_nodes_the_soaks_gates_convict() -> None:
     found, not_drained = faults(items)
     assert {(f.node, f.found.part.kind, f.found.part.rail) for f in found} == {("node02", "link", 0)}
     assert not_drained == []
+    said = reason(found)  # the Slurm reason accept --drain writes: railbench's key, the part, the action
+    assert said.startswith("railbench[") and drain_policy.owned(said) and "rail 0" in said and said.isascii()
 
 
 def test_a_windows_xids_are_those_logged_since_its_last_edge(tmp_path: Path) -> None:
