@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "hca": ("hca", "explain which HCAs NCCL will use for a given NCCL_IB_HCA"),
     "rails": ("rails", "per-rail groups and node x node pairs; names the bad node, rail or HCA"),
     "accept": ("accept", "acceptance of a new cluster: check + run + rails + report + verdict"),
+    "soak": ("soak", "burn-in for hours: windows of rails + a world collective; names what fails now and then"),
     "report": ("report", "re-draw charts and the report from a run directory"),
     "compare": ("compare", "tonight against the history baseline, noise-aware"),
     "history": ("history", "add runs to, or list, the nightly history store"),

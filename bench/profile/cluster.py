@@ -40,6 +40,8 @@ Keys (top level unless shown):
 ``[actions]``            what to do about each defect kind, one sentence each (``bench.profile.actions``)
 ``[gpudirect]``          thresholds of the GPUDirect path's checks: the rail NICs' MaxReadReq and MTU, the
                          Xid events that fail a node (``bench.profile.gpudirect``)
+``[soak]``               the limits of a soak's gates (error counter rises per window and in total) and the
+                         false-alarm rates of its duty-cycle and trend tests (``bench.profile.soak``)
 ``[compare]``            regression thresholds (``bench.profile.compare``): checked here too, so a bad one
                          is refused by every command, not only by ``compare``
 ``[rails_test]``         the rails test's defaults (``rail_bytes``, ``pair_bytes``, ``iters``, ``warmup``,
@@ -74,6 +76,7 @@ from bench.profile.gpu_targets import Choice, GpuTargets, TargetSteps, choose
 from bench.profile.gpudirect import GpuDirectLimits
 from bench.profile.keys import DEFAULT_JUDGE_MIN_BYTES, TopLevel, Transport
 from bench.profile.rails_table import RailsTestTable
+from bench.profile.soak import SoakLimits
 from bench.profile.toml_lines import decoded
 
 PROFILE_DIR = Path(__file__).resolve().parent / "shipped"
@@ -127,6 +130,8 @@ class Profile:
     """The ``[actions]`` table: what a technician does about each defect kind."""
     gpudirect: GpuDirectLimits = field(default_factory=GpuDirectLimits)
     """The ``[gpudirect]`` table: thresholds of the GPUDirect path's checks."""
+    soak: SoakLimits = field(default_factory=SoakLimits)
+    """The ``[soak]`` table: the soak's gates and tests (``bench.profile.soak``)."""
     compare: CompareSettings = field(default_factory=CompareSettings)
     """The ``[compare]`` table: the nightly regression thresholds (``bench.profile.compare``)."""
     rails_test: RailsTestTable = field(default_factory=lambda: RailsTestTable())

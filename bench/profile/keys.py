@@ -16,6 +16,7 @@ from bench.profile.errors import ErrorLimits
 from bench.profile.gpu_targets import MAX_RATE_GBPS, GpuTargets, TargetSteps, generations, target_steps
 from bench.profile.gpudirect import GpuDirectLimits
 from bench.profile.rails_table import RailsTestTable
+from bench.profile.soak import SoakLimits
 from bench.profile.toml_lines import size
 from bench.units import format_size
 
@@ -108,6 +109,7 @@ class TopLevel:
     errors: ErrorLimits = field(default_factory=ErrorLimits)
     actions: Actions = field(default_factory=Actions, metadata=codec.read_by(Actions.from_profile))
     gpudirect: GpuDirectLimits = field(default_factory=GpuDirectLimits)
+    soak: SoakLimits = field(default_factory=SoakLimits)
     compare: CompareSettings = field(default_factory=CompareSettings, metadata=codec.read_by(CompareSettings.read))
     rails_test: RailsTestTable = field(
         default_factory=RailsTestTable,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,7 +35,7 @@ from bench.rails.diagnosis.items import local_cause_items, rail_items
 from bench.rails.diagnosis.matrix import PairTime
 from bench.rails.live_output import LiveRails
 from bench.rails.measurement import bootstrap_nic, intranode, local_causes, steps, windows
-from bench.rails.measurement.groups import form_rail_groups
+from bench.rails.measurement.groups import RailGroups, form_rail_groups
 from bench.rails.plan import acceptance
 from bench.rails.plan.config import RailsConfig, RailsSettings, retargeted, validate, with_topology
 from bench.rails.plan.laps import Laps, compared
@@ -127,6 +128,62 @@ def _ib_rates(local_rank: int, sysfs: Sysfs) -> dict[str, float] | None:
     return {p.name: p.rate_gbps for p in ib_ports(sysfs) if p.rate_gbps}
 
 
+@dataclass(frozen=True)
+class Seated:
+    """The rails test once its rail groups are formed: this rank's seat, the groups, and its rail's NIC."""
+
+    seat: steps.Seat
+    formed: RailGroups
+    ifname: str | None
+    """The interface this rank's rail binds (socket rails)."""
+    nic: rails_outcome.ExpectedNic
+
+
+def take_seats(
+    settings: RailsSettings,
+    ctx: DistContext,
+    watchdog: Watchdog,
+    coord: Coord,
+    on_nic: Callable[[rails_outcome.ExpectedNic], None] | None = None,
+) -> Seated:
+    """Every rank: its rail's interface agreed, its NIC, the rail groups formed from their live members, and this
+    node's counters opened (read by one rank per node at every window's edge, ``bench.rails.measurement.windows``);
+    the first counter window closes when the groups are formed."""
+    layout = rail_layout(ctx.hosts)
+    my_ifname = _my_interface(settings, layout, ctx.info.rank, coord, Sysfs(ctx.sysfs_root))
+    my_nic = _my_nic(ctx, my_ifname)
+    if on_nic is not None:
+        on_nic(my_nic)
+    counts = windows.NodeCounters(ctx.info.local_rank == 0, ctx.sysfs_root)
+    formed = form_rail_groups(ctx, layout, my_ifname, settings.timeout_s, coord, watchdog.enter, watchdog.leave)
+    seat = steps.Seat.taken(layout, ctx.info.rank, formed, coord, counts)
+    counts.close("forming the rail groups")
+    return Seated(seat, formed, my_ifname, my_nic)
+
+
+def rank_report(
+    seated: Seated,
+    ctx: DistContext,
+    results: list[rails_outcome.RailResult],
+    times: list[PairTime],
+    alone: list[dict[str, int] | None],
+) -> judge.RankReport:
+    """What this rank sends rank 0 for its judgement (``bench.rails.diagnosis.judge.outcome``)."""
+    counts = seated.seat.counts
+    return {
+        "host": ctx.hosts[ctx.info.rank],
+        "results": results,
+        "times": times,
+        "windows": alone,
+        "whole": counts.whole(),
+        "error_windows": counts.windows,
+        "ifname": seated.ifname,
+        "nic": seated.nic,
+        "rail": seated.seat.rail,
+        "rates": _ib_rates(ctx.info.local_rank, Sysfs(ctx.sysfs_root)),
+    }
+
+
 def rails_phase(
     settings: RailsSettings,
     ctx: DistContext,
@@ -148,22 +205,15 @@ def rails_phase(
     which rides the rails under test).
     """
     layout = rail_layout(ctx.hosts)
-    rank, local_rank = ctx.info.rank, ctx.info.local_rank
+    rank = ctx.info.rank
     if len(layout.nodes) < 2:
         reason = f"1 node ({layout.nodes[0]}): a rail group needs local rank k of at least 2 nodes"
         written = RailsDoc(skipped=reason, nodes=layout.nodes)
         return rails_outcome.RailsOutcome(written, rails=layout.rails) if rank == 0 else None
     laps = laps or Laps()
     coord = coord or world_coord(ctx, settings.timeout_s)
-    my_ifname = _my_interface(settings, layout, rank, coord, Sysfs(ctx.sysfs_root))
-    my_nic = _my_nic(ctx, my_ifname)
-    if on_nic is not None:
-        on_nic(my_nic)
-    # One rank per node reads its counters at every window's edge (bench.rails.measurement.windows).
-    counts = windows.NodeCounters(local_rank == 0, ctx.sysfs_root)
-    formed = form_rail_groups(ctx, layout, my_ifname, settings.timeout_s, coord, watchdog.enter, watchdog.leave)
-    seat = steps.Seat.taken(layout, rank, formed, coord, counts)
-    counts.close("forming the rail groups")
+    seated = take_seats(settings, ctx, watchdog, coord, on_nic)
+    seat, counts, formed = seated.seat, seated.seat.counts, seated.formed
     laps.mark("start-up and rail groups")
 
     at_once = steps.every_rail_at_once(settings, ctx, seat, watchdog, live)
@@ -182,19 +232,7 @@ def rails_phase(
         laps.mark("pair matrix")
 
     watchdog.enter("gathering the rails results")
-    sent: judge.RankReport = {  # one rank's report; rank 0 reads them all in judge.outcome
-        "host": ctx.hosts[rank],
-        "results": at_once.mine + isolated,
-        "times": times,
-        "windows": alone,
-        "whole": counts.whole(),
-        "error_windows": counts.windows,
-        "ifname": my_ifname,
-        "nic": my_nic,
-        "rail": seat.rail,
-        "rates": _ib_rates(local_rank, Sysfs(ctx.sysfs_root)),
-    }
-    gathered = coord.gather(sent)  # on rank 0 alone, the one rank that judges
+    gathered = coord.gather(rank_report(seated, ctx, at_once.mine + isolated, times, alone))  # rank 0 judges
     watchdog.leave()
     if runner is not None and settings.test.confirm:
         steps.confirm_suspects(settings, seat, runner, gathered, watchdog)

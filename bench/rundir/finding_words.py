@@ -8,13 +8,15 @@ words back: readers decide by the records' fields (``bench.rundir.findings``, ``
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bench.finding import EvidenceFinding
 from bench.rundir.checksjson import CheckResult
 from bench.rundir.findings import CollectiveMiss, CounterFinding, Finding, Shortfall, evidence_finding
 from bench.rundir.rails_records import DefectCause, DefectErrors, GpuDefect, RailDefect
 from bench.rundir.sections import Failure
+from bench.rundir.soak_records import ErrorGate, Intermittent, Trend
+from bench.rundir.soak_words import cleared_line, gate_line, intermittent_line, trend_line
 from bench.units import format_size
 
 SIZES_SHOWN = 3
@@ -170,6 +172,11 @@ def collective_line(miss: CollectiveMiss) -> str:
     )
 
 
+def soak_cleared_line(record: Intermittent) -> str:
+    """A part a soak's windows named now and then, not convicted (the intermittent gate's details)."""
+    return cleared_line(record)
+
+
 def check_line(where: str, result: CheckResult) -> str:
     """A check's answer as its item says it: ``node03 pcie-link: GPU 3 at x8``; ``across nodes`` for a
     comparison of the nodes."""
@@ -191,6 +198,12 @@ def sentence(finding: Finding) -> str:
         return counter_line(e)
     if isinstance(e, CollectiveMiss):
         return collective_line(e)
+    if isinstance(e, ErrorGate):
+        return gate_line(e, finding.action)
+    if isinstance(e, Intermittent):
+        return intermittent_line(e, finding.action)
+    if isinstance(e, Trend):
+        return trend_line(e, finding.action)
     # run.json's failure, and what NCCL's log or the counters said: the words their judge wrote, whole
     return e.message
 
@@ -270,6 +283,10 @@ def row(finding: Finding) -> DefectRow:
         hosts = ", ".join(str(h) for h in e.hosts or ())
         return DefectRow(e.kind or "failure", hosts, "", "", e.message, finding.action, finding.step)
     rail = "" if part.rail is None else str(part.rail)
+    if isinstance(e, ErrorGate | Intermittent | Trend):
+        # the action has its own column: the sentence without it
+        said = sentence(replace(finding, action=""))
+        return DefectRow(part.kind, part.node or "", rail, part.device or "", said, finding.action, finding.step)
     return DefectRow(part.kind, part.node or "", rail, "", sentence(finding), finding.action, finding.step)
 
 
@@ -306,6 +323,9 @@ def drain_words(finding: Finding) -> tuple[str, str, str]:
         return named, _own_words(e), finding.action
     if isinstance(e, GpuDefect):
         return e.part, f"{e.kind} {finding.symptom}".strip(), finding.action
+    if part.intra and part.gpu is not None:
+        # a GPU a soak's windows named (its errors, its clocks): the GPU, not a rail
+        return part.gpus, f"{part.kind} {finding.symptom}".strip(), finding.action
     if part.kind == "node":
         return "every rail", f"{part.kind} {finding.symptom}".strip(), finding.action
     device = f" ({part.device})" if part.device else ""

@@ -2,7 +2,8 @@
 it names (``bench.rundir.part.Part``), how bad it is, what the part did, the step that found it, the evidence
 record held whole and what to do about it. Each record a step writes (a rails defect, an intra-node defect, a
 check's answer, the run's failure, a rail group below its target, a counter finding, a world collective below
-its target, what NCCL's logs and the byte counters said around the world sweep) becomes one by its view below,
+its target, what NCCL's logs and the byte counters said around the world sweep, what a soak's judges found over
+its windows) becomes one by its view below,
 from its fields alone; ``bench.rundir.finding_words`` says it, once, for every output.
 """
 
@@ -17,11 +18,13 @@ from bench.rundir.checksjson import CheckResult
 from bench.rundir.part import Part
 from bench.rundir.rails_records import GpuDefect, RailDefect
 from bench.rundir.sections import Failure
+from bench.rundir.soak_records import ErrorGate, Intermittent, Trend
 
 Severity = Literal["fail", "warn"]
-Step = Literal["preflight", "rails", "intra-node", "run", "sweep"]
+Step = Literal["preflight", "rails", "intra-node", "run", "sweep", "soak"]
 """``sweep``: the world sweep's (``railbench run``'s collectives and the evidence around them); ``run``: the
-run's failure (a hang, a lost rank, a link that died)."""
+run's failure (a hang, a lost rank, a link that died); ``soak``: what a soak's judges found over its windows
+(``bench.soak.judge``)."""
 
 
 @dataclass(frozen=True)
@@ -84,8 +87,19 @@ class CollectiveMiss:
     pass_fraction: float | None = None
 
 
+SoakEvidence = ErrorGate | Intermittent | Trend
 Evidence = (
-    RailDefect | GpuDefect | CheckResult | Failure | Shortfall | CounterFinding | CollectiveMiss | EvidenceFinding
+    RailDefect
+    | GpuDefect
+    | CheckResult
+    | Failure
+    | Shortfall
+    | CounterFinding
+    | CollectiveMiss
+    | EvidenceFinding
+    | ErrorGate
+    | Intermittent
+    | Trend
 )
 
 
@@ -219,6 +233,20 @@ def evidence_finding(record: EvidenceFinding, step: Step = "sweep") -> Finding:
         step=step,
         evidence=record,
     )
+
+
+def soak_finding(record: SoakEvidence, action: str = "") -> Finding:
+    """What a soak's judges found as a finding on the part its record names: an error counter over its limit
+    fails (one that no limit gates, or that gave no count, warns); an intermittent part is ``intermittent``
+    (its record says slow, dead, flapping...), a persistent one its own symptom; a trend fails."""
+    if isinstance(record, ErrorGate):
+        severity: Severity = "fail" if record.over else "warn"
+        symptom = "errors"
+    elif isinstance(record, Intermittent):
+        severity, symptom = "fail", record.symptom if record.persistent else "intermittent"
+    else:
+        severity, symptom = "fail", "trend"
+    return Finding(part=record.part, severity=severity, symptom=symptom, step="soak", evidence=record, action=action)
 
 
 def names_rail(finding: Finding, rail: int) -> bool:

@@ -23,7 +23,7 @@ from types import MappingProxyType
 
 from bench import codec
 from bench.bounded import MissingInput, capped_lines, open_text
-from bench.codec import Written
+from bench.codec import ABSENT, Absent, Written
 from bench.rundir.files import check_replaceable
 from bench.rundir.part import Part
 
@@ -54,6 +54,11 @@ class LinkWindow(Written):
     flaps: int = 0
     """Link-down events in the window (``link_downed`` and the interface's ``carrier_changes``: each flap is a
     down and an up, so carrier changes count half)."""
+    errors_saturated: tuple[str, ...] | Absent = ABSENT
+    """Error counters at their maximum at either edge of the window (``bench.fabric.error_counters``): no count
+    can be given, so they are never in ``errors`` (left out of the line when none)."""
+    errors_reset: tuple[str, ...] | Absent = ABSENT
+    """Error counters cleared during the window (lower at its end): no count either."""
 
 
 @dataclass(frozen=True)
@@ -133,6 +138,9 @@ class SoakSection(Written):
     stopped: str | None = None
     """Why the soak ended before ``planned_s`` (``SIGTERM``, ``Ctrl-C``, a lost node, ...); None: it ran its
     course, or is still running."""
+    deadline_utc: str | None = None
+    """When the soak's first start said it ends (ISO 8601, UTC): ``--resume`` goes on until then, however long
+    the soak was stopped (a later start's run.json has a start time of its own)."""
 
 
 def window_line(window: SoakWindow) -> bytes:

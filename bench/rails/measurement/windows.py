@@ -44,6 +44,12 @@ class NodeCounters:
         self._last = now
         return moved
 
+    def next_test(self) -> None:
+        """The next test opens at the last edge (a soak's next window, ``bench.soak.rank``): :meth:`whole` and the
+        windows count from here, and an error between the two tests is never lost."""
+        self._first = self._last
+        self.windows = []
+
     def whole(self) -> DeviceEntries | None:
         """Every device's bytes (tx + rx, and each apart) and error counters from the first edge to the last
         (``counters`` in rails.json)."""

@@ -1,0 +1,206 @@
+"""``railbench soak`` on the namespace testbed, 3 nodes x 1 rail under mpirun, in compressed time (issue 46): windows
+of a few seconds, node02's rail 0 flapping once (down 0.3 s, up) after the first window is on disk, SIGTERM to rank 0
+once three windows are kept, then ``--resume`` of the same run directory until the first start's deadline.
+
+One soak, two starts (a module fixture): every assertion reads its windows.jsonl and run.json. The flap is told by
+the interface's own carrier changes in the one window it fell in; SIGTERM keeps every finished window and the
+verdict on them (run.json ``interrupted``, 143, ``soak.stopped``); the resumed start goes on from the next window
+and records where it resumed.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from bench.profile.cluster import profile_for
+from bench.rundir.runjson import SCHEMA_PATH
+from bench.rundir.soak_records import Intermittent
+from bench.rundir.soak_windows import read_windows
+from bench.soak.judge import soak_findings
+from tests.support import rank_env
+from tests.support.testbeds.netns_testbed import PROFILE, NetnsCluster, build_cluster
+
+pytestmark = [pytest.mark.netns, pytest.mark.mpi, pytest.mark.slow]
+
+SMALL = PROFILE.replace('rail_bytes = "4M"', 'rail_bytes = "1M"').replace('pair_bytes = "4M"', 'pair_bytes = "1M"')
+assert SMALL.count('"1M"') == 2
+WINDOW_S = 4
+SOAK_S = 75
+"""Long enough that the resumed start, which must start its ranks again (tens of seconds on this 2-core machine
+under load), still has windows to run before the first start's deadline."""
+KEPT_BEFORE_SIGTERM = 3
+FLAPPED = ("node02", 0)
+
+
+@dataclass(frozen=True)
+class Soak:
+    out: Path
+    first_rc: int
+    first: dict
+    """run.json right after the SIGTERM'd start."""
+    first_lines: int
+    """windows.jsonl lines then."""
+    flap_after: int
+    """Windows on disk when the flap began: it falls in a later one."""
+    second_rc: int
+    second: dict
+    windows: list[dict]
+    said: str
+    profile: Path
+
+
+def _lines(path: Path) -> int:
+    try:
+        return path.read_text().count("\n")
+    except OSError:
+        return 0
+
+
+def _rank0_pid(out: Path) -> int | None:
+    """Rank 0 of the soak writing ``out`` (the ranks share this machine's PID namespace)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if str(out).encode() in cmdline and b"OMPI_COMM_WORLD_RANK=0" in environ:
+            return int(entry.name)
+    return None
+
+
+def _wait_for(windows: Path, count: int, proc: subprocess.Popen[str], limit_s: float) -> int:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (kept := _lines(windows)) >= count:
+            return kept
+        time.sleep(0.1)
+    raise AssertionError(f"{count} windows were not kept within {limit_s} s (rc {proc.poll()})")
+
+
+def _flap_later(bed: NetnsCluster, windows: Path, proc: subprocess.Popen[str], seen: list[int]) -> None:
+    """Once the first window is on disk, node02's rail 0 goes down for 0.3 s: two carrier changes."""
+    seen.append(_wait_for(windows, 1, proc, 240))
+    node, rail = FLAPPED
+    bed.exec(node, "sh", "-c", f"ip link set rail{rail} down; sleep 0.3; ip link set rail{rail} up")
+
+
+@pytest.fixture(scope="module")
+def soak() -> Iterator[Soak]:
+    with build_cluster(nodes=3, rails=1) as bed:
+        profile = bed.workdir / "small.toml"
+        profile.write_text(SMALL)
+        out = bed.workdir / "soak"
+        argv = [sys.executable, "-m", "bench", "soak", "--profile", str(profile), "--no-history", "--timeout", "60"]
+        first_argv = [*argv, "--hours", str(SOAK_S / 3600), "--window-s", str(WINDOW_S), "--out", str(out)]
+        proc = subprocess.Popen(
+            bed.mpirun(1, first_argv),
+            env=rank_env({"TORCH_CPP_LOG_LEVEL": "ERROR"}),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        flapped: list[int] = []
+        flapper = threading.Thread(target=_flap_later, args=(bed, out / "windows.jsonl", proc, flapped))
+        flapper.start()
+        try:
+            _wait_for(out / "windows.jsonl", KEPT_BEFORE_SIGTERM, proc, 240)
+            pid = _rank0_pid(out)
+            assert pid is not None
+            subprocess.run(["kill", "-TERM", str(pid)], check=True)
+            stdout, stderr = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                bed.kill_processes()
+                proc.communicate()
+            flapper.join(timeout=30)
+        first = json.loads((out / "run.json").read_text())
+        first_lines = _lines(out / "windows.jsonl")
+        done = bed.run(1, [*argv, "--resume", str(out)], timeout=240)
+        second = json.loads((out / "run.json").read_text())
+        windows = [json.loads(line) for line in (out / "windows.jsonl").read_text().splitlines()]
+        said = stdout + stderr + done.stdout + done.stderr
+        yield Soak(
+            out, proc.returncode, first, first_lines, flapped[0], done.returncode, second, windows, said, profile
+        )
+
+
+def test_sigterm_keeps_every_finished_window_and_says_stopped(soak: Soak) -> None:
+    first = soak.first
+    assert first["status"] == "interrupted" and first["exit_status"] == 143, soak.said[-4000:]
+    assert first["soak"]["stopped"] == "SIGTERM"
+    assert first["soak"]["windows"] == soak.first_lines >= KEPT_BEFORE_SIGTERM
+    assert first["verdict"] in ("pass", "fail", "skip"), first["reasons"]  # the windows' verdict, not an error
+    jsonschema.validate(first, json.loads(SCHEMA_PATH.read_text()))
+
+
+def test_resume_goes_on_from_the_next_window_until_the_first_deadline(soak: Soak) -> None:
+    second = soak.second
+    assert second["status"] == "complete" and second["exit_status"] == soak.second_rc, soak.said[-4000:]
+    section = second["soak"]
+    assert section["resumed"] == [soak.first_lines] and section["stopped"] is None
+    jsonschema.validate(second, json.loads(SCHEMA_PATH.read_text()))
+    assert section["deadline_utc"] == soak.first["soak"]["deadline_utc"]
+    assert section["windows"] == len(soak.windows) > soak.first_lines
+    assert [w["index"] for w in soak.windows] == list(range(len(soak.windows)))
+    starts = [w["start_s"] for w in soak.windows]
+    assert starts == sorted(starts) and section["elapsed_s"] >= soak.windows[-1]["end_s"]
+
+
+def test_every_pair_is_covered_every_k_windows(soak: Soak) -> None:
+    k = soak.second["soak"]["cover_every"]
+    rounds = 3  # 3 nodes: three rounds, each with one node sitting out
+    assert 1 <= k <= rounds
+    for i in range(len(soak.windows) - k + 1):
+        covered = {r for w in soak.windows[i : i + k] for r in w["rounds"]}
+        assert covered == set(range(rounds)), [w["rounds"] for w in soak.windows]
+    for w in soak.windows:
+        assert {(link["node"], link["rail"]) for link in w["links"]} == {("node01", 0), ("node02", 0), ("node03", 0)}
+        assert all(link["busbw_Gbps"] > 0 for link in w["links"] if link["cells"])
+
+
+def test_the_flap_is_counted_in_its_one_window(soak: Soak) -> None:
+    node, rail = FLAPPED
+    flaps = [
+        sum(link["flaps"] for link in w["links"] if (link["node"], link["rail"]) == (node, rail)) for w in soak.windows
+    ]
+    flapped = [i for i, n in enumerate(flaps) if n]
+    assert len(flapped) == 1 and flapped[0] >= soak.flap_after and flaps[flapped[0]] == 1, flaps
+    others = [link["flaps"] for w in soak.windows for link in w["links"] if (link["node"], link["rail"]) != FLAPPED]
+    assert not any(others)
+    collectives = [c for w in soak.windows for c in w["collectives"]]
+    assert collectives and all(c["busbw_Gbps"] > 0 and c["wrong"] == 0 for c in collectives)
+
+
+def test_the_verdict_names_the_flapping_link_intermittent_with_its_window(soak: Soak) -> None:
+    node, rail = FLAPPED
+    flapped = next(w["index"] for w in soak.windows for link in w["links"] if link["flaps"])
+    found = [
+        f.evidence
+        for f in soak_findings(read_windows(soak.out), profile_for(str(soak.profile), None))
+        if isinstance(f.evidence, Intermittent) and f.symptom == "intermittent"
+    ]
+    said = [i for i in found if (i.part.kind, i.part.node, i.part.rail) == ("link", node, rail)]
+    assert len(said) == 1 and said[0].symptom == "flapping", found
+    # Its duty cycle: the flap's window (hard evidence, once), and any window a busy machine's noise named it slow.
+    assert flapped in said[0].windows and said[0].hard == 1 and said[0].windows_named == len(said[0].windows)
+    assert (said[0].first, said[0].last) == (said[0].windows[0], said[0].windows[-1])
+    assert said[0].windows_measured == len(soak.windows)
+    # The flap is the one hard evidence: whatever else a busy 2-core machine's windows named, it was only slow.
+    assert all(i.symptom == "slow" for i in found if i is not said[0]), found
+    intermittent = next(i for i in soak.second["items"] if i["name"] == "intermittent")
+    assert intermittent["state"] == "fail" and soak.second["verdict"] == "fail" and soak.second_rc == 1
+    assert f"{node} rail {rail}" in intermittent["reason"], intermittent
