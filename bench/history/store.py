@@ -30,7 +30,7 @@ from typing import TypeVar
 
 from bench.bounded import check_path_names
 from bench.exits import UserError
-from bench.history import phase_times, rail_errors
+from bench.history import phase_times, rail_errors, soak_runs
 from bench.history.faults import BUSY_TIMEOUT_S as BUSY_TIMEOUT_S
 from bench.history.faults import (
     SQLITE_CANTOPEN,
@@ -333,6 +333,7 @@ def add_run(history_path: Path | str, run_dir: Path | str) -> int:
     run, metrics = read_run(run_dir)
     errors = rail_errors.read_run_dir(run_dir)
     phases = phase_times.read_run_dir(run_dir)
+    soak = soak_runs.read_soak(run_dir, run.doc)
     with opened(history_path, write=True) as conn:
 
         def write() -> int:
@@ -340,6 +341,7 @@ def add_run(history_path: Path | str, run_dir: Path | str) -> int:
                 run_id = _write_run_rows(conn, run, metrics)
                 rail_errors.write(conn, run_id, errors)
                 phase_times.write(conn, run_id, phases)
+                soak_runs.write(conn, run_id, soak)
                 return run_id
 
         return _busy_retried(write)

@@ -33,7 +33,7 @@ from bench.bounded import file_kind
 from bench.codec import present
 from bench.exits import UserError
 from bench.jsondoc import JSONObject, JSONValue
-from bench.report import UnitChoice, charts, data, htmlpage, markdown, matrices, page, trend
+from bench.report import UnitChoice, charts, data, htmlpage, markdown, matrices, page, soak, soak_charts, trend
 from bench.report.bundle import vega_bundle
 from bench.report.inputs import RunInputs, load_inputs
 from bench.report.openmetrics import write_metrics_file
@@ -47,6 +47,7 @@ from bench.rundir.files import (
     check_replaceable,
 )
 from bench.rundir.runjson import RunDoc
+from bench.rundir.soak_windows import iter_windows
 
 CHART_SUFFIXES = (".vl.json", ".csv", ".png", ".svg")
 DEFAULT_EFFICIENCY = 0.9
@@ -151,6 +152,7 @@ def plan_charts(inputs: RunInputs, options: ReportOptions) -> tuple[list[ChartPl
         *_pair_plans(inputs, options, eff, pairs),
         *_gpu_plans(inputs, options, eff),
         *_trend_plans(inputs),
+        *_soak_plans(inputs),
     ]
     plans.sort(key=lambda plan: page.chart_rank(plan.name))  # the order the certificate shows them in
     return plans, notes
@@ -233,6 +235,30 @@ def _trend_plans(inputs: RunInputs) -> list[ChartPlan]:
         return []
     draw = partial(charts.trend_chart, nightly.frame)
     return [ChartPlan("trend", "Nightly trend against the baseline", nightly, draw, dates=("run_time",))]
+
+
+def _soak_plans(inputs: RunInputs) -> list[ChartPlan]:
+    """A soak's world collectives over its windows, and a timeline per part it named (``bench.report.soak``)."""
+    if inputs.soak is None:
+        return []
+    plans = []
+    world = soak.world_table(iter_windows(inputs.run_dir))
+    if len(world.frame):
+        draw_world = partial(soak_charts.world_timeline_chart, world.frame)
+        plans.append(ChartPlan("soak-world", "World collectives over the soak", world, draw_world))
+    for named, table in soak.part_tables(iter_windows(inputs.run_dir), inputs.soak.named):
+        where = named.part.where or named.part.kind
+        title = f"{where}: named in {named.windows_named} of {named.windows} windows"
+        draw = partial(soak_charts.part_timeline_chart, table.frame, title=title)
+        name = soak.chart_name(named.part)
+        taken = {plan.name for plan in plans}
+        name = (
+            next(f"{name}-{i}" for i in range(2, len(plans) + 3) if f"{name}-{i}" not in taken)
+            if name in taken
+            else name
+        )
+        plans.append(ChartPlan(name, title, table, draw))
+    return plans
 
 
 def _trend_min_bytes(inputs: RunInputs) -> int:

@@ -20,7 +20,9 @@ Metrics (all gauges; units in the names, as Prometheus naming asks):
 * ``railbench_verdict{cluster, verdict}``: 1 for the run's verdict word, 0 for the others (a state set);
 * ``railbench_run_start_timestamp_seconds{cluster}``;
 * ``railbench_compare_metrics{cluster, state}``: metric counts per compare state, when compare ran;
-* ``railbench_run_info{cluster, command, profile, nccl, torch, kind}`` = 1.
+* ``railbench_run_info{cluster, command, profile, nccl, torch, kind}`` = 1;
+* a soak's windows, duration, errors accumulated (per port and per window) and parts named
+  (``bench.report.soak_metrics``).
 """
 
 from __future__ import annotations
@@ -37,11 +39,14 @@ from prometheus_client.openmetrics.exposition import generate_latest as openmetr
 from bench.exits import UserError
 from bench.history.records import MetricRecord, metrics_from_rows
 from bench.history.runfacts import run_kind
+from bench.history.soak_runs import read_soak
 from bench.report.badge import LABELS, run_verdict
+from bench.report.soak_metrics import soak_metrics
 from bench.rundir.comparedoc import read_compare_json
 from bench.rundir.files import atomic_write_text
 from bench.rundir.results_csv import read_results_rows
 from bench.rundir.runjson import RunDoc, read_run_json
+from bench.rundir.soak_windows import iter_windows
 from bench.rundir.verdict import Verdict
 
 HEADLINE_SCOPES = ("world", "rail")
@@ -97,6 +102,8 @@ class RunCollector:
         self.metrics = headline_metrics(metrics_from_rows(rows), min_bytes)
         self.compare = read_compare_json(run_dir)
         self.verdict: Verdict = run_verdict(self.run)
+        self.run_dir = Path(run_dir)
+        self.soak = read_soak(run_dir, self.run)
 
     def collect(self) -> Iterator[Metric]:
         cluster = self.run.cluster
@@ -159,6 +166,8 @@ class RunCollector:
         info = GaugeMetricFamily("railbench_run_info", "What ran, and with which versions", labels=list(facts))
         info.add_metric(list(facts.values()), 1.0)
         yield info
+        if self.soak is not None:
+            yield from soak_metrics(cluster, self.soak, iter_windows(self.run_dir))
 
 
 def _registry(run_dir: Path) -> CollectorRegistry:

@@ -52,6 +52,7 @@ from bench.rundir.sections import (
     Scheduler,
     SweepSettings,
 )
+from bench.rundir.soak_windows import SoakSection
 from bench.rundir.verdict import Verdict, Word
 
 Status = Literal["running", "complete", "failed", "interrupted", "incomplete"]
@@ -142,6 +143,8 @@ class RunDoc:
     """accept in a Slurm job: the job and the partition's nodes Slurm left out."""
     drain: Drain | Absent = ABSENT
     """accept --drain: what was done to each node a defect names, and what drained nothing."""
+    soak: SoakSection | Absent = ABSENT
+    """soak: what the soak was asked for and how far it got (its windows are in ``windows.jsonl``)."""
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
