@@ -169,7 +169,9 @@ def _covered(part: Part, links: Iterable[LinkWindow]) -> list[LinkWindow]:
     """The links a part is on (``Part.covers``); a part on a GPU is on none."""
     if part.intra or part.kind in ("gpu", "gpu-pair"):
         return []
-    return [link for link in links if part.covers(node=link.node, rail=link.rail)]
+    # A part with no node of its own (a rail, a switch) is on every node: only its rail is asked
+    # (``Part.covers`` refuses any node given to a part that has none).
+    return [link for link in links if part.covers(node=link.node if part.node is not None else None, rail=link.rail)]
 
 
 @dataclass
@@ -181,7 +183,11 @@ class _Series:
 
     def add(self, window: SoakWindow) -> None:
         links = _covered(self.part, window.links)
-        named = int(any(said.part == self.part for said in window.named) or any(link.named for link in links))
+        # A link's own flag says its window named it or a part on it: it speaks for a part of one link only.
+        one_link = self.part.node is not None and self.part.rail is not None and self.part.peer is None
+        named = int(
+            any(said.part == self.part for said in window.named) or (one_link and any(link.named for link in links))
+        )
         errors = sum(max(rise, 0) for link in links for rise in link.errors.values())
         flaps = sum(link.flaps for link in links)
         rates = [(f"{link.node} rail {link.rail}", link.busbw_Gbps) for link in links]

@@ -125,7 +125,9 @@ def soak_run_json(model: SoakModel) -> dict[str, Any]:
         exit_status=1 if failed else 0,
         items=gate_items(model),
         soak={
-            "planned_s": model.windows * model.window_s if model.stopped is None else 2 * model.windows * model.window_s,
+            "planned_s": model.windows * model.window_s
+            if model.stopped is None
+            else 2 * model.windows * model.window_s,
             "window_s": model.window_s,
             "cover_every": 3,
             "windows": model.windows,

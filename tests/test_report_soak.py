@@ -1,0 +1,174 @@
+"""What the operator reads of a soak: the certificate's Soak section, the timeline charts, OpenMetrics and the
+history (bench.history.soak_runs, bench.report.soak, bench.report.soak_charts, bench.report.soak_metrics)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+from bench.history import soak_runs
+from bench.history.soak_runs import NamedPart, read_soak, soak_findings, summarise
+from bench.history.store import add_run, opened
+from bench.report import soak, soak_charts
+from bench.report.build import ReportOptions, write_report
+from bench.report.openmetrics import openmetrics_text
+from bench.report.theme import spec_dict
+from bench.rundir.part import Part
+from bench.rundir.soak_windows import WINDOWS_FILE, NamedInWindow, SoakSection, iter_windows, window_line
+from tests.support.report_schema import validate
+from tests.support.soak_data import SoakModel, window, write_soak_dir
+
+FLAPPING = Part(kind="link", node="gpu-node-02", rail=3, device="mlx5_4:1")
+
+
+@pytest.fixture(scope="module")
+def soak_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_soak_dir(tmp_path_factory.mktemp("soak") / "run", SoakModel(gpus=True))
+
+
+def test_a_clean_soak_says_zero_errors_and_names_nothing() -> None:
+    model = SoakModel(flapping=None, rising=None, windows=4)
+    summary = summarise((window(model, i) for i in range(4)), SoakSection(240.0, 60.0, 3, 4, 240.0))
+    said = soak.sentences(summary)
+    assert summary.errors == 0 and summary.flaps == 0 and not summary.named and not summary.rises
+    assert "Error counters accumulated over the soak: 0; link flaps: 0." in said
+    assert "No part was named in any window." in said
+    assert said[0] == (
+        "The soak ran 4 windows over 4 min 0 s of 4 min 0 s planned (windows of about 1 min 0 s; every pair "
+        "covered every 3 windows)."
+    )
+    assert [c.windows for c in summary.collectives] == [4]
+
+
+def test_the_windows_sum_to_the_soaks_counts_and_duty_cycles() -> None:
+    model = SoakModel(stopped="SIGTERM", resumed=(4,))
+    section = SoakSection(1080.0, 60.0, 3, 9, 540.0, resumed=(4,), stopped="SIGTERM")
+    summary = summarise((window(model, i) for i in range(9)), section)
+    assert (summary.errors, dict(summary.counters), summary.flaps) == (12, {"symbol_error": 12}, 3)
+    (rise,) = summary.rises
+    assert (rise.node, rise.rail, rise.counter, rise.total, rise.windows, rise.first) == (
+        "gpu-node-04",
+        6,
+        "symbol_error",
+        12,
+        1,
+        5,
+    )
+    (named,) = summary.named
+    assert (named.part, named.windows_named, named.windows, named.first, named.last) == (FLAPPING, 3, 9, 1, 7)
+    assert not named.by_finding
+    said = soak.sentences(summary)
+    assert "It stopped before its planned end: SIGTERM; every window it finished is kept." in said
+    assert "It was resumed 1 time (at window 4)." in said
+    assert soak.part_rows(summary.named) == (
+        ("gpu-node-02 rail 3 (mlx5_4:1)", "flaky", "3 of 9", "33%", "1–7", "—", "a window's own judgement"),
+    )
+
+
+def test_a_soak_finding_is_read_in_its_assumed_shape_and_replaces_the_windows_count() -> None:
+    """The judges' finding as run.json holds it (step ``soak``, its part, its evidence's k of n, first and last);
+    anything else is left to the windows' own count."""
+    finding = {
+        "step": "soak",
+        "severity": "fail",
+        "symptom": "intermittent",
+        "part": {"kind": "link", "node": "gpu-node-02", "rail": 3, "device": "mlx5_4:1"},
+        "evidence": {"windows_named": 3, "windows": 9, "first": 1, "last": 7, "some_later_field": [1, 4, 7]},
+        "action": "reseat or replace the cable of gpu-node-02 mlx5_4 port 1",
+    }
+    others = [{"severity": "warn", "message": "NCCL fell back to TCP"}, {"step": "soak", "part": {"kind": 3}}]
+    found = soak_findings({"findings": [*others, finding]})
+    assert found == (NamedPart(FLAPPING, "intermittent", 3, 9, 1, 7, finding["action"], "fail", by_finding=True),)
+    assert soak_findings({"soak": {"findings": [finding]}}) == found
+    model = SoakModel(rising=None)
+    summary = summarise((window(model, i) for i in range(9)), None, found)
+    assert summary.named == found  # one row per part: the finding's, not the windows' too
+
+
+@pytest.mark.slow
+def test_the_certificate_has_the_soak_section_and_a_timeline_per_named_part(soak_dir: Path) -> None:
+    paths = write_report(soak_dir, out_dir=soak_dir / "out", options=ReportOptions(images=False))
+    names = [c.name for c in paths.charts]
+    assert names == ["soak-world", "soak-gpu-node-02-rail-3-mlx5-4-1"]
+    md = paths.report_md.read_text()
+    section = md[md.index("## Soak") :]
+    assert "Error counters accumulated over the soak: 12 (symbol\\_error 12); link flaps: 3." in section
+    assert "GPUs: 0 Xid events, 0 uncorrected ECC errors." in section
+    assert "| gpu-node-02 rail 3 (mlx5\\_4:1) | flaky | 3 of 9 | 33% | 1–7 |" in section
+    assert "| gpu-node-04 rail 6 (mlx5\\_7:1) | symbol\\_error | 12 | 1 of 9 | 5 |" in section
+    assert "| intermittent parts | fail | gpu-node-02 rail 3 (mlx5\\_4:1): flapped in 3 of 9 windows |" in section
+    html = paths.report_html.read_text()
+    assert 'id="section-soak"' in html and "soak-gpu-node-02-rail-3-mlx5-4-1" in html
+    timeline = pd.read_csv(soak_dir / "out" / "charts" / "soak-gpu-node-02-rail-3-mlx5-4-1.csv")
+    assert timeline.loc[timeline["named"] == 1, "window"].tolist() == [1, 4, 7]
+    assert timeline.loc[timeline["named"] == 1, "flaps"].tolist() == [1, 1, 1]
+    assert timeline["busbw_Gbps"].min() < 0.4 * timeline["busbw_Gbps"].max()
+    for chart in paths.charts:
+        validate(json.loads(chart.spec.read_text()))
+
+
+def test_openmetrics_says_each_windows_rises_and_the_totals(soak_dir: Path) -> None:
+    families = {f.name: f for f in text_string_to_metric_families(openmetrics_text(soak_dir))}
+    (total,) = families["railbench_soak_link_errors"].samples
+    assert total.value == 12.0
+    (rise,) = families["railbench_soak_window_port_errors"].samples
+    assert rise.labels == {
+        "cluster": "lambda-1cc-test",
+        "node": "gpu-node-04",
+        "rail": "6",
+        "device": "mlx5_7:1",
+        "counter": "symbol_error",
+        "window": "5",
+    }
+    assert [s.labels["window"] for s in families["railbench_soak_window_link_flaps"].samples] == ["1", "4", "7"]
+    (duty,) = families["railbench_soak_part_duty_ratio"].samples
+    assert duty.value == pytest.approx(1 / 3)
+
+
+def test_the_history_keeps_the_soak_and_a_run_that_is_no_soak_has_no_row(soak_dir: Path, tmp_path: Path) -> None:
+    history = tmp_path / "history.sqlite"
+    run_id = add_run(history, soak_dir)
+    with opened(history) as conn:
+        stored = soak_runs.of_runs(conn, [run_id, run_id + 1])
+    assert list(stored) == [run_id]
+    held = stored[run_id]
+    assert (held.windows, held.elapsed_s, held.errors, held.flaps) == (9, 540.0, 12, 3)
+    assert held.named == ("gpu-node-02 rail 3 (mlx5_4:1)",)
+    (world,) = held.collectives
+    assert (world.collective, world.bytes, world.windows) == ("all_reduce", 1 << 30, 9)
+    assert world.median_busbw_GBps == pytest.approx(371.0, rel=0.01)
+    assert read_soak(soak_dir) is not None
+
+
+@pytest.mark.slow
+def test_a_thousand_windows_keep_every_spec_small(tmp_path: Path) -> None:
+    """1,000 windows and a part over all 32 links: at most MAX_POINTS points per series, specs far under 2 MB."""
+    model = SoakModel(windows=1000, flapping=("gpu-node-01", 0), rising=("gpu-node-03", 2, 700))
+    run_dir = write_soak_dir(tmp_path / "run", SoakModel(windows=0))
+    spine = NamedInWindow(Part(kind="spine", switches=("spine-1", "spine-2")), "slow")
+    lines = []
+    for index in range(model.windows):
+        w = window(model, index)
+        lines.append(window_line(replace(w, named=(*w.named, spine)) if index % 250 == 3 else w))
+    (run_dir / WINDOWS_FILE).write_bytes(b"".join(lines))  # the bytes append_window writes, without 1,000 fsyncs
+    summary = read_soak(run_dir)
+    assert summary is not None and summary.windows == 1000
+    assert [(n.part.kind, n.windows_named) for n in summary.named] == [("link", 333), ("spine", 4)]
+    for named, table in soak.part_tables(iter_windows(run_dir), summary.named):
+        frame = table.frame
+        assert frame.groupby("series").size().max() <= soak.MAX_POINTS
+        assert table.note == "each point is the slowest of 3 windows"
+        if named.part == spine.part:
+            assert set(frame["series"]) == {"median of 32 links", "slowest link"}
+            # every window that named it still marked after sampling, and only those
+            assert frame.loc[frame["series"] == "slowest link", "named"].sum() == 4
+        spec = spec_dict(soak_charts.part_timeline_chart(frame, title="t"), validate=False)
+        assert len(json.dumps(spec)) < 2 << 20
+    world = soak.world_table(iter_windows(run_dir))
+    assert len(world.frame) <= soak.MAX_POINTS
+    assert len(json.dumps(spec_dict(soak_charts.world_timeline_chart(world.frame), validate=False))) < 2 << 20
