@@ -3,6 +3,7 @@ history (bench.history.soak_runs, bench.report.soak, bench.report.soak_charts, b
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -11,7 +12,9 @@ import pandas as pd
 import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
-from bench.history import soak_runs
+from bench.history import manage, soak_runs
+from bench.history.manage import HistoryConfig
+from bench.history.queries import metrics_of
 from bench.history.soak_runs import NamedPart, read_soak, soak_findings, summarise
 from bench.history.store import add_run, opened
 from bench.report import soak, soak_charts
@@ -70,21 +73,81 @@ def test_the_windows_sum_to_the_soaks_counts_and_duty_cycles() -> None:
     )
 
 
-def test_a_soak_finding_is_read_in_its_assumed_shape_and_replaces_the_windows_count() -> None:
-    """The judges' finding as run.json holds it (step ``soak``, its part, its evidence's k of n, first and last);
-    anything else is left to the windows' own count."""
-    finding = {
-        "step": "soak",
+def _finding(symptom: str, part: dict[str, object], evidence: dict[str, object], action: str = "") -> dict[str, object]:
+    """A soak finding as the codec writes ``bench.rundir.findings.Finding`` (its evidence a judge's record)."""
+    return {
+        "part": part,
         "severity": "fail",
-        "symptom": "intermittent",
-        "part": {"kind": "link", "node": "gpu-node-02", "rail": 3, "device": "mlx5_4:1"},
-        "evidence": {"windows_named": 3, "windows": 9, "first": 1, "last": 7, "some_later_field": [1, 4, 7]},
-        "action": "reseat or replace the cable of gpu-node-02 mlx5_4 port 1",
+        "symptom": symptom,
+        "step": "soak",
+        "evidence": evidence,
+        "action": action,
+        "action_key": None,
+        "seen": [],
     }
-    others = [{"severity": "warn", "message": "NCCL fell back to TCP"}, {"step": "soak", "part": {"kind": 3}}]
-    found = soak_findings({"findings": [*others, finding]})
-    assert found == (NamedPart(FLAPPING, "intermittent", 3, 9, 1, 7, finding["action"], "fail", by_finding=True),)
-    assert soak_findings({"soak": {"findings": [finding]}}) == found
+
+
+def test_a_soak_finding_is_read_from_its_records_fields_and_replaces_the_windows_count() -> None:
+    """The judges' records (i51-judges' bench.rundir.soak_records) as run.json would hold them: an Intermittent's
+    k of n, first and last; an ErrorGate's windows risen and its worst window; a Trend's series, with no duty.
+    Anything else is left to the windows' own count."""
+    link = {"kind": "link", "node": "gpu-node-02", "rail": 3, "device": "mlx5_4:1"}
+    action = "reseat or replace the cable of gpu-node-02 mlx5_4 port 1"
+    intermittent = {
+        "part": link,
+        "symptom": "flapping",
+        "windows_named": 3,
+        "windows_measured": 9,
+        "first": 1,
+        "last": 7,
+        "windows": [1, 4, 7],
+        "hard": 3,
+        "p_value": None,
+    }
+    port = {"kind": "link", "node": "gpu-node-04", "rail": 6, "device": "mlx5_7:1"}
+    gate = {
+        "part": port,
+        "counter": "symbol_error",
+        "scope": "window",
+        "worst_rise": 12,
+        "worst_window": 5,
+        "total": 12,
+        "limit": 0,
+        "windows_risen": 1,
+        "windows": 9,
+    }
+    slowing = {"kind": "link", "node": "gpu-node-01", "rail": 0, "device": "mlx5_1:1"}
+    trend = {
+        "part": slowing,
+        "what": "busbw",
+        "unit": "Gb/s",
+        "slope_per_hour": -12.5,
+        "first": 380.0,
+        "last": 341.0,
+        "p_value": 1e-8,
+        "windows": 9,
+        "first_window": 0,
+        "last_window": 8,
+        "hours": 0.15,
+        "noise": 2.1,
+    }
+    entries = [
+        {"severity": "warn", "message": "NCCL fell back to TCP"},
+        {"step": "soak", "part": {"kind": 3}},
+        _finding("intermittent", link, intermittent, action),
+        _finding("errors", port, gate),
+        _finding("trend", slowing, trend),
+    ]
+    found = soak_findings({"findings": entries})
+    port_part = Part(kind="link", node="gpu-node-04", rail=6, device="mlx5_7:1")
+    slow_part = Part(kind="link", node="gpu-node-01", rail=0, device="mlx5_1:1")
+    assert found == (
+        NamedPart(FLAPPING, "intermittent", 3, 9, 1, 7, action, "fail", by_finding=True),
+        NamedPart(port_part, "errors", 1, 9, 5, 5, "", "fail", by_finding=True),
+        NamedPart(slow_part, "trend", None, 9, 0, 8, "", "fail", by_finding=True),
+    )
+    assert soak_findings({"soak": {"findings": entries}}) == found
+    assert soak.part_rows(found)[2][2:5] == ("—", "—", "0–8")
     model = SoakModel(rising=None)
     summary = summarise((window(model, i) for i in range(9)), None, found)
     assert summary.named == found  # one row per part: the finding's, not the windows' too
@@ -143,6 +206,14 @@ def test_the_history_keeps_the_soak_and_a_run_that_is_no_soak_has_no_row(soak_di
     assert (world.collective, world.bytes, world.windows) == ("all_reduce", 1 << 30, 9)
     assert world.median_busbw_GBps == pytest.approx(371.0, rel=0.01)
     assert read_soak(soak_dir) is not None
+    with opened(history) as conn:
+        (metric,) = metrics_of(conn, [run_id])[run_id]
+    # compare reads a soak's world collectives as key metrics: their median over the windows, one sample each
+    assert (metric.key, metric.samples) == ("all_reduce/world/soak/1073741824", 9)
+    assert metric.busbw_GBps == world.median_busbw_GBps
+    out = io.StringIO()
+    manage.run(HistoryConfig(action="list", history=history, as_json=True), out)
+    assert json.loads(out.getvalue())["soak"]["errors"] == 12
 
 
 @pytest.mark.slow

@@ -39,7 +39,8 @@ class NamedPart:
 
     part: Part
     symptom: str
-    windows_named: int
+    windows_named: int | None
+    """None: its finding names no count of windows (a trend names a fall)."""
     windows: int
     first: int | None = None
     last: int | None = None
@@ -49,9 +50,11 @@ class NamedPart:
     """A soak finding named it (the judges convicted it); else only windows' own judgements did."""
 
     @property
-    def duty(self) -> float:
-        """The fraction of its windows the part was named in."""
-        return self.windows_named / self.windows if self.windows else 0.0
+    def duty(self) -> float | None:
+        """The fraction of its windows the part was named in (None: no count of windows)."""
+        if self.windows_named is None or not self.windows:
+            return None
+        return self.windows_named / self.windows
 
 
 @dataclass(frozen=True)
@@ -188,8 +191,13 @@ def _count(value: JSONValue, default: int | None = None) -> int | None:
 
 
 def soak_finding(entry: Mapping[str, JSONValue]) -> NamedPart | None:
-    """One soak finding of run.json as a named part; None when it is not a soak finding or its part does not
-    read (see the module docstring for the shape)."""
+    """One soak finding of run.json (a ``Finding`` of step ``soak`` as the codec writes it) as a named part; None
+    when it is not a soak finding or its part does not read.
+
+    Its evidence is one of the judges' records (``bench.rundir.soak_records``), read by its fields: an
+    ``Intermittent`` says ``windows_named`` of ``windows_measured`` with ``first`` and ``last``; an ``ErrorGate``
+    the ``windows_risen`` of its ``windows`` and its ``worst_window``; a ``Trend`` its series from
+    ``first_window`` to ``last_window`` over ``windows`` (no duty: it names a fall, not how often)."""
     if entry.get("step") != "soak" or not isinstance(entry.get("part"), Mapping):
         return None
     try:
@@ -198,16 +206,19 @@ def soak_finding(entry: Mapping[str, JSONValue]) -> NamedPart | None:
         return None
     evidence = entry.get("evidence")
     said: Mapping[str, JSONValue] = evidence if isinstance(evidence, Mapping) else {}
-    windows = _count(said.get("windows"), 0) or 0
-    named = _count(said.get("windows_named"), windows) or 0
+    measured = _count(said.get("windows_measured"))
+    windows = measured if measured is not None else _count(said.get("windows"), 0) or 0
+    named = _count(said.get("windows_named"), _count(said.get("windows_risen")))
+    first = _count(said.get("first"), _count(said.get("first_window"), _count(said.get("worst_window"))))
+    last = _count(said.get("last"), _count(said.get("last_window"), _count(said.get("worst_window"))))
     symptom, action, severity = entry.get("symptom"), entry.get("action"), entry.get("severity")
     return NamedPart(
         part,
         symptom if isinstance(symptom, str) else "",
         named,
         windows,
-        _count(said.get("first")),
-        _count(said.get("last")),
+        first,
+        last,
         action if isinstance(action, str) else "",
         severity if isinstance(severity, str) else "fail",
         by_finding=True,

@@ -248,7 +248,8 @@ def _soak_plans(inputs: RunInputs) -> list[ChartPlan]:
         plans.append(ChartPlan("soak-world", "World collectives over the soak", world, draw_world))
     for named, table in soak.part_tables(iter_windows(inputs.run_dir), inputs.soak.named):
         where = named.part.where or named.part.kind
-        title = f"{where}: named in {named.windows_named} of {named.windows} windows"
+        count = "" if named.windows_named is None else f"named in {named.windows_named} of {named.windows} windows"
+        title = f"{where}: {count or named.symptom or 'named'}"
         draw = partial(soak_charts.part_timeline_chart, table.frame, title=title)
         name = soak.chart_name(named.part)
         taken = {plan.name for plan in plans}

@@ -101,8 +101,8 @@ def part_rows(named: Sequence[NamedPart]) -> tuple[tuple[str, ...], ...]:
             (
                 n.part.where or n.part.kind,
                 n.symptom or "—",
-                f"{n.windows_named} of {n.windows}",
-                f"{n.duty:.0%}",
+                "—" if n.windows_named is None else f"{n.windows_named} of {n.windows}",
+                "—" if n.duty is None else f"{n.duty:.0%}",
                 span,
                 n.action or "—",
                 "the soak's judges" if n.by_finding else "a window's own judgement",

@@ -65,6 +65,8 @@ def _totals(cluster: str, soak: SoakSummary) -> Iterator[Metric]:
         "ratio",
     )
     for n in soak.named:
+        if n.duty is None:
+            continue  # a trend names a fall, not a share of windows
         duty.add_metric([cluster, n.part.where or n.part.kind, n.part.kind, n.symptom], n.duty)
     yield duty
 
