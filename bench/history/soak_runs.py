@@ -104,6 +104,8 @@ class SoakSummary:
     gpu_xid: int = 0
     """Xid events the kernel logs said over the soak."""
     gpu_ecc_uncorrected: int = 0
+    links: int = 0
+    """The most (node, rail) links one window measured."""
     gpus_read: bool = False
     """Some window read its GPUs' state (nvidia-smi, the kernel log); else the GPU counts say nothing."""
     collectives: tuple[SoakCollective, ...] = ()
@@ -122,6 +124,7 @@ class _Counts:
     flaps: int = 0
     xid: int = 0
     ecc: int = 0
+    links: int = 0
     gpus_read: bool = False
     busbw: dict[tuple[str, int], list[float]] = field(default_factory=dict)
     wrong: dict[tuple[str, int], int] = field(default_factory=dict)
@@ -130,6 +133,7 @@ class _Counts:
     def add(self, window: SoakWindow) -> None:
         self.windows += 1
         self.last_end_s = max(self.last_end_s, window.end_s)
+        self.links = max(self.links, len(window.links))
         for link in window.links:
             for name, rise in link.errors.items():
                 self.errors[name] = min(self.errors.get(name, 0) + max(rise, 0), INT_MAX)
@@ -180,6 +184,7 @@ def summarise(
         flaps=counts.flaps,
         gpu_xid=counts.xid,
         gpu_ecc_uncorrected=counts.ecc,
+        links=counts.links,
         gpus_read=counts.gpus_read,
         collectives=collectives,
         named=(*findings, *by_windows),

@@ -69,7 +69,6 @@ def part_timeline_chart(
                 title="counter",
                 scale=alt.Scale(domain=["errors", "flaps"], range=[STATUS_COLORS["fail"], FLAP_COLOR]),
             ),
-            xOffset="counter:N",
             tooltip=[*windows, alt.Tooltip("counter:N"), alt.Tooltip("count:Q", title="rises", format=",d")],
         )
         .properties(width=WIDTH, height=90)
