@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from bench.history import manage, soak_runs
@@ -22,7 +24,15 @@ from bench.report.build import ReportOptions, write_report
 from bench.report.openmetrics import openmetrics_text
 from bench.report.theme import spec_dict
 from bench.rundir.part import Part
-from bench.rundir.soak_windows import WINDOWS_FILE, NamedInWindow, SoakSection, iter_windows, window_line
+from bench.rundir.soak_windows import (
+    WINDOWS_FILE,
+    LinkWindow,
+    NamedInWindow,
+    SoakSection,
+    SoakWindow,
+    iter_windows,
+    window_line,
+)
 from tests.support.report_schema import validate
 from tests.support.soak_data import SoakModel, window, write_soak_dir
 
@@ -218,9 +228,9 @@ def test_the_history_keeps_the_soak_and_a_run_that_is_no_soak_has_no_row(soak_di
 
 @pytest.mark.slow
 def test_a_thousand_windows_keep_every_spec_small(tmp_path: Path) -> None:
-    """1,000 windows and a part over all 32 links: at most MAX_POINTS points per series, specs far under 2 MB."""
-    model = SoakModel(windows=1000, flapping=("gpu-node-01", 0), rising=("gpu-node-03", 2, 700))
-    run_dir = write_soak_dir(tmp_path / "run", SoakModel(windows=0))
+    """1,000 windows and a part over all 16 links: at most MAX_POINTS points per series, specs far under 2 MB."""
+    model = SoakModel(hosts=("gpu-node-01", "gpu-node-02"), windows=1000, flapping=("gpu-node-01", 0), rising=None)
+    run_dir = write_soak_dir(tmp_path / "run", replace(model, windows=0))
     spine = NamedInWindow(Part(kind="spine", switches=("spine-1", "spine-2")), "slow")
     lines = []
     for index in range(model.windows):
@@ -235,11 +245,37 @@ def test_a_thousand_windows_keep_every_spec_small(tmp_path: Path) -> None:
         assert frame.groupby("series").size().max() <= soak.MAX_POINTS
         assert table.note == "each point is the slowest of 3 windows"
         if named.part == spine.part:
-            assert set(frame["series"]) == {"median of 32 links", "slowest link"}
+            assert set(frame["series"]) == {"median of 16 links", "slowest link"}
             # every window that named it still marked after sampling, and only those
             assert frame.loc[frame["series"] == "slowest link", "named"].sum() == 4
         spec = spec_dict(soak_charts.part_timeline_chart(frame, title="t"), validate=False)
         assert len(json.dumps(spec)) < 2 << 20
-    world = soak.world_table(iter_windows(run_dir))
+    world = soak.world_table(summary)
     assert len(world.frame) <= soak.MAX_POINTS
     assert len(json.dumps(spec_dict(soak_charts.world_timeline_chart(world.frame), validate=False))) < 2 << 20
+
+
+@pytest.mark.slow
+@settings(max_examples=15, deadline=None)
+@given(
+    count=st.integers(1, 1300),
+    rises=st.dictionaries(st.integers(0, 1299), st.integers(1, 10**6), max_size=12),
+    named=st.sets(st.integers(0, 1299), max_size=12),
+)
+def test_sampling_keeps_every_rise_and_every_named_window(count: int, rises: dict[int, int], named: set[int]) -> None:
+    """However many windows, a timeline has at most MAX_POINTS points, its rises sum to the windows' own and each
+    window the part was named in lies in a point marked named (each point the slowest of its windows)."""
+    part = Part(kind="link", node="n1", rail=0, device="mlx5_1:1")
+
+    def at(i: int) -> SoakWindow:
+        errors = {"symbol_error": rises[i]} if i in rises else {}
+        link = LinkWindow("n1", 0, "mlx5_1:1", 380.0 - (i in named) * 200.0, 2, named=i in named, errors=errors)
+        return SoakWindow(index=i, start_s=i * 10.0, end_s=i * 10.0 + 9.0, links=(link,))
+
+    ((_, table),) = soak.part_tables((at(i) for i in range(count)), [NamedPart(part, "slow", 1, count)])
+    frame = table.frame
+    assert len(frame) <= soak.MAX_POINTS
+    assert frame["errors"].sum() == sum(r for i, r in rises.items() if i < count)
+    for i in (i for i in named if i < count):
+        point = frame[(frame["window"] <= i) & (frame["window_last"] >= i)]
+        assert point["named"].tolist() == [1] and point["busbw_Gbps"].tolist() == [180.0]

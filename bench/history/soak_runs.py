@@ -84,6 +84,29 @@ class PortRise:
 
 
 @dataclass(frozen=True)
+class WorldPoint:
+    """One world collective at one size in one window."""
+
+    window: int
+    collective: str
+    bytes: int
+    busbw_Gbps: float
+
+
+@dataclass(frozen=True)
+class WindowRise:
+    """An error counter of a port that rose in one window (``flaps``: the link's down events there, counter
+    ``flaps``)."""
+
+    window: int
+    node: str
+    rail: int
+    device: str | None
+    counter: str
+    rise: int
+
+
+@dataclass(frozen=True)
 class SoakSummary:
     """A soak in a few numbers."""
 
@@ -110,6 +133,11 @@ class SoakSummary:
     """Some window read its GPUs' state (nvidia-smi, the kernel log); else the GPU counts say nothing."""
     collectives: tuple[SoakCollective, ...] = ()
     named: tuple[NamedPart, ...] = ()
+    world: tuple[WorldPoint, ...] = ()
+    """Every world collective's busbw in every window (windows x sizes: a few thousand for a day's soak)."""
+    window_rises: tuple[WindowRise, ...] = ()
+    """Every rise of a port's counter in a window, and every window's flaps of a link (counter ``flaps``): one
+    per event, none for a clean soak."""
 
 
 @dataclass
@@ -129,6 +157,8 @@ class _Counts:
     busbw: dict[tuple[str, int], list[float]] = field(default_factory=dict)
     wrong: dict[tuple[str, int], int] = field(default_factory=dict)
     named: dict[Part, tuple[str, str, list[int]]] = field(default_factory=dict)
+    world: list[WorldPoint] = field(default_factory=list)
+    window_rises: list[WindowRise] = field(default_factory=list)
 
     def add(self, window: SoakWindow) -> None:
         self.windows += 1
@@ -139,12 +169,18 @@ class _Counts:
                 self.errors[name] = min(self.errors.get(name, 0) + max(rise, 0), INT_MAX)
                 port = self.ports.setdefault((link.node, link.rail, link.device, name), [0, 0, window.index, 0])
                 port[0], port[1], port[3] = min(port[0] + max(rise, 0), INT_MAX), port[1] + 1, window.index
+                if rise > 0:
+                    self.window_rises.append(WindowRise(window.index, link.node, link.rail, link.device, name, rise))
             self.flaps += link.flaps
+            if link.flaps:
+                flapped = WindowRise(window.index, link.node, link.rail, link.device, "flaps", link.flaps)
+                self.window_rises.append(flapped)
         self.gpus_read = self.gpus_read or bool(window.gpus)
         for gpu in window.gpus:
             self.xid += len(gpu.xid)
             self.ecc += gpu.ecc_uncorrected
         for c in window.collectives:
+            self.world.append(WorldPoint(window.index, c.collective, c.bytes, c.busbw_Gbps))
             self.busbw.setdefault((c.collective, c.bytes), []).append(c.busbw_Gbps / 8.0)
             self.wrong[(c.collective, c.bytes)] = self.wrong.get((c.collective, c.bytes), 0) + c.wrong
         for said in window.named:
@@ -188,6 +224,8 @@ def summarise(
         gpus_read=counts.gpus_read,
         collectives=collectives,
         named=(*findings, *by_windows),
+        world=tuple(counts.world),
+        window_rises=tuple(counts.window_rises),
     )
 
 

@@ -242,11 +242,13 @@ def _soak_plans(inputs: RunInputs) -> list[ChartPlan]:
     if inputs.soak is None:
         return []
     plans = []
-    world = soak.world_table(iter_windows(inputs.run_dir))
+    world = soak.world_table(inputs.soak)
     if len(world.frame):
         draw_world = partial(soak_charts.world_timeline_chart, world.frame)
         plans.append(ChartPlan("soak-world", "World collectives over the soak", world, draw_world))
-    for named, table in soak.part_tables(iter_windows(inputs.run_dir), inputs.soak.named):
+    # the second and last pass over the windows (the first summed them up), only where a part was named
+    named_parts = inputs.soak.named
+    for named, table in soak.part_tables(iter_windows(inputs.run_dir) if named_parts else iter(()), named_parts):
         where = named.part.where or named.part.kind
         count = "" if named.windows_named is None else f"named in {named.windows_named} of {named.windows} windows"
         title = f"{where}: {count or named.symptom or 'named'}"
@@ -355,7 +357,7 @@ def write_report(run_dir: Path, *, out_dir: Path | None = None, options: ReportO
         report_html = out_dir / "report.html"
         atomic_write_text(report_md, markdown.render_markdown(summary, entries))
         atomic_write_text(report_html, htmlpage.render_html(summary, inline_specs, bundle.result()))
-    write_metrics_file(run_dir, out_dir)
+    write_metrics_file(run_dir, out_dir, inputs.soak)
     fresh = {p.name for f in written for p in (f.spec, f.csv, f.png, f.svg) if p is not None}
     _remove_stale_charts(charts_dir, fresh)
     return ReportPaths(out_dir, report_md, report_html, tuple(written))

@@ -240,15 +240,9 @@ def part_tables(windows: Iterable[SoakWindow], named: Sequence[NamedPart]) -> li
     return out
 
 
-def world_table(windows: Iterable[SoakWindow]) -> ChartData:
+def world_table(soak: SoakSummary) -> ChartData:
     """The world collectives' busbw over the windows (window, window_last, collective, busbw_GBps)."""
-    rows: list[tuple[int, str, float]] = []
-    count = 0
-    for window in windows:
-        count += 1
-        rows += [
-            (window.index, f"{c.collective} {format_size(c.bytes)}", c.busbw_Gbps / 8.0) for c in window.collectives
-        ]
+    rows = [(p.window, f"{p.collective} {format_size(p.bytes)}", p.busbw_Gbps / 8.0) for p in soak.world]
     frame = pd.DataFrame(rows, columns=["window", "collective", "busbw_GBps"])
-    frame, note = _bucketed(frame, count, "busbw_GBps", "median")
+    frame, note = _bucketed(frame, soak.windows, "busbw_GBps", "median")
     return ChartData(frame[["window", "window_last", "collective", "busbw_GBps"]], note)

@@ -17,12 +17,11 @@ units in the names, every series labelled with its ``cluster``:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from bench.history.soak_runs import SoakSummary
-from bench.rundir.soak_windows import SoakWindow
 
 PORT = ["cluster", "node", "rail", "device"]
 
@@ -71,20 +70,17 @@ def _totals(cluster: str, soak: SoakSummary) -> Iterator[Metric]:
     yield duty
 
 
-def soak_metrics(cluster: str, soak: SoakSummary, windows: Iterable[SoakWindow]) -> Iterator[Metric]:
-    """The soak's gauges (see the module docstring), reading ``windows`` once for the per-window series."""
+def soak_metrics(cluster: str, soak: SoakSummary) -> Iterator[Metric]:
+    """The soak's gauges (see the module docstring)."""
     yield from _totals(cluster, soak)
     rises = _gauge(
         "railbench_soak_window_port_errors", "A port's error counter rise in one window", [*PORT, "counter", "window"]
     )
     flaps = _gauge("railbench_soak_window_link_flaps", "A link's down events in one window", [*PORT, "window"])
-    for window in windows:
-        at = str(window.index)
-        for link in window.links:
-            port = [cluster, link.node, str(link.rail), link.device or ""]
-            for counter, rise in link.errors.items():
-                if rise:
-                    rises.add_metric([*port, counter, at], float(rise))
-            if link.flaps:
-                flaps.add_metric([*port, at], float(link.flaps))
+    for r in soak.window_rises:
+        port = [cluster, r.node, str(r.rail), r.device or ""]
+        if r.counter == "flaps":
+            flaps.add_metric([*port, str(r.window)], float(r.rise))
+        else:
+            rises.add_metric([*port, r.counter, str(r.window)], float(r.rise))
     yield from (rises, flaps)
