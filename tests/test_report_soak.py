@@ -146,6 +146,7 @@ def test_a_soak_finding_is_read_from_its_records_fields_and_replaces_the_windows
         {"step": "soak", "part": {"kind": 3}},
         _finding("intermittent", link, intermittent, action),
         _finding("errors", port, gate),
+        _finding("errors", port, {**gate, "scope": "soak"}),  # the same port over the soak's limit: one row
         _finding("trend", slowing, trend),
     ]
     found = soak_findings({"findings": entries})

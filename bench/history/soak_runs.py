@@ -269,15 +269,17 @@ def soak_finding(entry: Mapping[str, JSONValue]) -> NamedPart | None:
 
 
 def soak_findings(run_json: Mapping[str, JSONValue]) -> tuple[NamedPart, ...]:
-    """The soak findings run.json holds, in its ``findings`` or its ``soak`` section's, each part once."""
+    """The soak findings run.json holds, in its ``findings`` or its ``soak`` section's, each part and symptom once
+    (a port over its limit in a window and over the soak is one row of ``errors``; the same port intermittent is
+    another)."""
     soak = run_json.get("soak")
     lists = (run_json.get("findings"), soak.get("findings") if isinstance(soak, Mapping) else None)
-    out: dict[Part, NamedPart] = {}
+    out: dict[tuple[Part, str], NamedPart] = {}
     for entries in lists:
         for entry in entries if isinstance(entries, list) else ():
             found = soak_finding(entry) if isinstance(entry, Mapping) else None
             if found is not None:
-                out.setdefault(found.part, found)
+                out.setdefault((found.part, found.symptom), found)
     return tuple(out.values())
 
 

@@ -222,7 +222,10 @@ def _bucketed(frame: pd.DataFrame, windows: int, value: str, how: str) -> tuple[
 def part_tables(windows: Iterable[SoakWindow], named: Sequence[NamedPart]) -> list[tuple[NamedPart, ChartData]]:
     """Each charted part's timeline (window, window_last, series, series_rank, busbw_Gbps, errors, flaps,
     named), read in one pass over ``windows``."""
-    charted = list({n.part: n for n in named}.values())[:MAX_PART_CHARTS]
+    first: dict[Part, NamedPart] = {}
+    for n in named:
+        first.setdefault(n.part, n)  # one timeline per part, titled by its first row
+    charted = list(first.values())[:MAX_PART_CHARTS]
     series = [_Series(n.part) for n in charted]
     count = 0
     for window in windows:
