@@ -23,7 +23,7 @@ from bench.report import soak, soak_charts
 from bench.report.build import ReportOptions, write_report
 from bench.report.openmetrics import openmetrics_text
 from bench.report.theme import spec_dict
-from bench.rundir.part import Part
+from bench.rundir.part import LocalGpu, Part
 from bench.rundir.soak_windows import (
     WINDOWS_FILE,
     LinkWindow,
@@ -273,7 +273,9 @@ def test_sampling_keeps_every_rise_and_every_named_window(count: int, rises: dic
         link = LinkWindow("n1", 0, "mlx5_1:1", 380.0 - (i in named) * 200.0, 2, named=i in named, errors=errors)
         return SoakWindow(index=i, start_s=i * 10.0, end_s=i * 10.0 + 9.0, links=(link,))
 
-    ((_, table),) = soak.part_tables((at(i) for i in range(count)), [NamedPart(part, "slow", 1, count)])
+    gpu = Part(kind="gpu", node="n1", gpu=LocalGpu(3))  # on no link: no timeline
+    named_parts = [NamedPart(part, "slow", 1, count), NamedPart(gpu, "trend", None, count)]
+    ((_, table),) = soak.part_tables((at(i) for i in range(count)), named_parts)
     frame = table.frame
     assert len(frame) <= soak.MAX_POINTS
     assert frame["errors"].sum() == sum(r for i, r in rises.items() if i < count)

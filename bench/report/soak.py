@@ -39,6 +39,8 @@ LINKS_APART = 8
 of its links, not one line each."""
 MAX_PART_CHARTS = 24
 """Named parts charted; more are listed in the table and counted in a note."""
+NO_LINK = "(no link)"
+"""The series of a window in which the part was on no link."""
 PART_HEADERS = ("part", "symptom", "named in", "duty cycle", "windows", "action", "named by")
 GATE_HEADERS = ("gate", "state", "what it says")
 RISE_HEADERS = ("port", "counter", "accumulated", "rose in", "windows")
@@ -197,7 +199,7 @@ class _Series:
                 (f"median of {len(links)} links", statistics.median(measured) if measured else None),
                 ("slowest link", min(measured) if measured else None),
             ]
-        for series, rate in rates or [("(no link)", None)]:
+        for series, rate in rates or [(NO_LINK, None)]:
             self.rows.append((window.index, series, math.nan if rate is None else rate, errors, flaps, named))
 
 
@@ -236,6 +238,8 @@ def part_tables(windows: Iterable[SoakWindow], named: Sequence[NamedPart]) -> li
     for n, s in zip(charted, series, strict=True):
         columns = ["window", "series", "busbw_Gbps", "errors", "flaps", "named"]
         frame = pd.DataFrame(s.rows, columns=columns)
+        if set(frame["series"]) <= {NO_LINK}:
+            continue  # on no link in any window (a GPU): a busbw timeline would be empty; its table row says it
         frame, note = _bucketed(frame, count, "busbw_Gbps", "min")
         order = {name: rank for rank, name in enumerate(dict.fromkeys(frame["series"]))}
         frame = frame.assign(series_rank=frame["series"].map(order))
