@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
+from bench.exits import UserError
 from bench.history import manage, soak_runs
 from bench.history.manage import HistoryConfig
 from bench.history.queries import metrics_of
@@ -282,3 +283,11 @@ def test_sampling_keeps_every_rise_and_every_named_window(count: int, rises: dic
     for i in (i for i in named if i < count):
         point = frame[(frame["window"] <= i) & (frame["window_last"] >= i)]
         assert point["named"].tolist() == [1] and point["busbw_Gbps"].tolist() == [180.0]
+
+
+def test_a_damaged_window_line_is_one_line_of_bad_input(tmp_path: Path) -> None:
+    run_dir = write_soak_dir(tmp_path / "run", SoakModel(windows=2))
+    with (run_dir / WINDOWS_FILE).open("a") as out:
+        out.write('{"index": "third"}\n')
+    with pytest.raises(UserError, match=r"windows.jsonl: line 3: start_s is missing: the run directory is damaged"):
+        read_soak(run_dir)

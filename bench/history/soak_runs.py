@@ -21,12 +21,13 @@ from __future__ import annotations
 import json
 import sqlite3
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import codec
 from bench.codec import present
+from bench.exits import UserError
 from bench.jsondoc import INT_MAX, JSONValue
 from bench.rundir.part import Part
 from bench.rundir.runjson import RunDoc, read_run_json
@@ -292,6 +293,15 @@ def _raw_run_json(run_dir: Path) -> Mapping[str, JSONValue]:
     return doc if isinstance(doc, dict) else {}
 
 
+def windows_of(run_dir: Path) -> Iterator[SoakWindow]:
+    """The windows of ``run_dir`` one at a time; a line that does not read is bad input (UserError, exit 2), said
+    in one line with its number, never a traceback."""
+    try:
+        yield from iter_windows(run_dir)
+    except codec.Refused as exc:
+        raise UserError(f"{exc}: the run directory is damaged; run the soak again") from None
+
+
 def read_soak(run_dir: Path | str, run: RunDoc | None = None) -> SoakSummary | None:
     """The soak of a run directory, or None when it is not a soak (no ``soak`` section, no windows.jsonl)."""
     run_dir = Path(run_dir)
@@ -299,7 +309,7 @@ def read_soak(run_dir: Path | str, run: RunDoc | None = None) -> SoakSummary | N
     section = present(doc.soak)
     if section is None and not (run_dir / "windows.jsonl").is_file():
         return None
-    return summarise(iter_windows(run_dir), section, soak_findings(_raw_run_json(run_dir)))
+    return summarise(windows_of(run_dir), section, soak_findings(_raw_run_json(run_dir)))
 
 
 # --- the store's tables ----------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ import vl_convert
 from bench.bounded import file_kind
 from bench.codec import present
 from bench.exits import UserError
+from bench.history.soak_runs import windows_of
 from bench.jsondoc import JSONObject, JSONValue
 from bench.report import UnitChoice, charts, data, htmlpage, markdown, matrices, page, soak, soak_charts, trend
 from bench.report.bundle import vega_bundle
@@ -47,7 +48,6 @@ from bench.rundir.files import (
     check_replaceable,
 )
 from bench.rundir.runjson import RunDoc
-from bench.rundir.soak_windows import iter_windows
 
 CHART_SUFFIXES = (".vl.json", ".csv", ".png", ".svg")
 DEFAULT_EFFICIENCY = 0.9
@@ -248,7 +248,7 @@ def _soak_plans(inputs: RunInputs) -> list[ChartPlan]:
         plans.append(ChartPlan("soak-world", "World collectives over the soak", world, draw_world))
     # the second and last pass over the windows (the first summed them up), only where a part was named
     named_parts = inputs.soak.named
-    for named, table in soak.part_tables(iter_windows(inputs.run_dir) if named_parts else iter(()), named_parts):
+    for named, table in soak.part_tables(windows_of(inputs.run_dir) if named_parts else iter(()), named_parts):
         where = named.part.where or named.part.kind
         count = "" if named.windows_named is None else f"named in {named.windows_named} of {named.windows} windows"
         title = f"{where}: {count or named.symptom or 'named'}"
