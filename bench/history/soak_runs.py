@@ -28,7 +28,7 @@ from pathlib import Path
 from bench import codec
 from bench.codec import present
 from bench.exits import UserError
-from bench.jsondoc import INT_MAX, JSONValue
+from bench.jsondoc import INT_MAX, JSONValue, read_json_object
 from bench.rundir.part import Part
 from bench.rundir.runjson import RunDoc, read_run_json
 from bench.rundir.soak_windows import SoakSection, SoakWindow, iter_windows
@@ -285,12 +285,9 @@ def soak_findings(run_json: Mapping[str, JSONValue]) -> tuple[NamedPart, ...]:
 
 
 def _raw_run_json(run_dir: Path) -> Mapping[str, JSONValue]:
-    """run.json as plain JSON, to read the soak findings the typed record may not hold yet."""
-    try:
-        doc = json.loads((Path(run_dir) / "run.json").read_text())
-    except (OSError, ValueError):
-        return {}  # read_run_json has already said what is wrong with it
-    return doc if isinstance(doc, dict) else {}
+    """run.json as plain JSON (bounded, as every reader reads it), to read the soak findings the typed record may
+    not hold yet; read_run_json has read it already, so it is there and whole."""
+    return read_json_object(Path(run_dir) / "run.json", fix="the run directory is damaged")
 
 
 def windows_of(run_dir: Path) -> Iterator[SoakWindow]:
