@@ -79,6 +79,9 @@ def test_the_windows_sum_to_the_soaks_counts_and_duty_cycles() -> None:
     said = soak.sentences(summary)
     assert "It stopped before its planned end: SIGTERM; every window it finished is kept." in said
     assert "It was resumed 1 time (at window 4)." in said
+    assert said[-1] == "The parts the windows' own judgements named are listed below with how often."
+    gates = (("errors-per-window", "fail", "..."), ("intermittent", "pass", "..."))
+    assert "1 gate failed: errors-per-window (below, with what each says)." in soak.sentences(summary, gates)
     assert soak.part_rows(summary.named) == (
         ("gpu-node-02 rail 3 (mlx5_4:1)", "flaky", "3 of 9", "33%", "1–7", "—", "a window's own judgement"),
     )

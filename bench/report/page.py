@@ -356,7 +356,7 @@ def _soak_section(inputs: RunInputs) -> Section | None:
     """A soak's windows, duration, errors accumulated, parts named and gates (``bench.report.soak``)."""
     if inputs.soak is None:
         return None
-    said = soak_words.sentences(inputs.soak)
+    said = soak_words.sentences(inputs.soak, soak_words.gate_rows(inputs.run))
     tables = tuple(TextTable(*t) for t in soak_words.tables(inputs.soak, inputs.run))
     return Section("soak", "Soak", said, tables, charts=("soak-world", "soak-"))
 

@@ -73,8 +73,9 @@ def _errors(soak: SoakSummary) -> str:
     return f"Error counters accumulated over the soak: {soak.errors:,}{counted}; link flaps: {soak.flaps:,}."
 
 
-def sentences(soak: SoakSummary) -> tuple[str, ...]:
-    """What the section says above its tables."""
+def sentences(soak: SoakSummary, gates: Sequence[tuple[str, str, str]] = ()) -> tuple[str, ...]:
+    """What the section says above its tables; ``gates``: the soak's items as :func:`gate_rows` gives them (none
+    where run.json holds no verdict yet). Nothing said here claims more than the findings and the items say."""
     said = [_ran(soak)]
     if soak.stopped:
         said.append(f"It stopped before its planned end: {soak.stopped}; every window it finished is kept.")
@@ -84,13 +85,16 @@ def sentences(soak: SoakSummary) -> tuple[str, ...]:
     said.append(_errors(soak))
     if soak.gpus_read:
         said.append(f"GPUs: {plural(soak.gpu_xid, 'Xid event')}, {soak.gpu_ecc_uncorrected:,} uncorrected ECC errors.")
-    convicted = [n for n in soak.named if n.by_finding]
+    convicted = {n.part for n in soak.named if n.by_finding}
+    failed = [name for name, state, _ in gates if state == "fail"]
+    if convicted:
+        said.append(f"{plural(len(convicted), 'part')} named by the soak's judges (below, each with its timeline).")
+    elif failed:
+        said.append(f"{plural(len(failed), 'gate')} failed: {', '.join(failed)} (below, with what each says).")
     if not soak.named:
         said.append("No part was named in any window.")
-    elif convicted:
-        said.append(f"{plural(len(convicted), 'part')} named by the soak's judges; each part's timeline is below.")
-    else:
-        said.append("No part was convicted over the soak; parts a window's own judgement named are listed below.")
+    elif not convicted:
+        said.append("The parts the windows' own judgements named are listed below with how often.")
     return tuple(said)
 
 
