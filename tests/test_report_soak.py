@@ -18,7 +18,7 @@ from bench.exits import UserError
 from bench.history import manage, soak_runs
 from bench.history.manage import HistoryConfig
 from bench.history.queries import metrics_of
-from bench.history.soak_runs import NamedPart, read_soak, soak_findings, summarise
+from bench.history.soak_runs import NamedPart, WorldPoint, read_soak, soak_findings, summarise
 from bench.history.store import add_run, opened
 from bench.report import soak, soak_charts
 from bench.report.build import ReportOptions, write_report
@@ -294,3 +294,16 @@ def test_a_damaged_window_line_is_one_line_of_bad_input(tmp_path: Path) -> None:
         out.write('{"index": "third"}\n')
     with pytest.raises(UserError, match=r"windows.jsonl: line 3: start_s is missing: the run directory is damaged"):
         read_soak(run_dir)
+
+
+def test_a_world_target_far_above_a_cpu_soak_stays_off_the_axis_and_is_said() -> None:
+    """A CPU soak against a GPU profile: 1 GB/s of busbw under a 400 GB/s target (charts.OFF_SCALE, as the
+    sweep's chart does it): no rule that flattens the line at zero, a note in the subtitle instead."""
+    points = tuple(WorldPoint(i, "all_reduce", 1 << 30, 8.0 + i % 2, 3200.0) for i in range(6))
+    summary = replace(summarise((), None), world=points, windows=6)
+    table = soak.world_table(summary).frame
+    assert table["target_GBps"].tolist() == [400.0] * 6
+    spec = spec_dict(soak_charts.world_timeline_chart(table, subtitle="lab"))
+    validate(spec)
+    assert len(spec["layer"]) == 1
+    assert spec["title"]["subtitle"] == "lab · target 400 GB/s is off this scale"

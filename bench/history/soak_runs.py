@@ -92,6 +92,7 @@ class WorldPoint:
     collective: str
     bytes: int
     busbw_Gbps: float
+    target_Gbps: float | None = None
 
 
 @dataclass(frozen=True)
@@ -181,7 +182,7 @@ class _Counts:
             self.xid += len(gpu.xid)
             self.ecc += gpu.ecc_uncorrected
         for c in window.collectives:
-            self.world.append(WorldPoint(window.index, c.collective, c.bytes, c.busbw_Gbps))
+            self.world.append(WorldPoint(window.index, c.collective, c.bytes, c.busbw_Gbps, c.target_Gbps))
             self.busbw.setdefault((c.collective, c.bytes), []).append(c.busbw_Gbps / 8.0)
             self.wrong[(c.collective, c.bytes)] = self.wrong.get((c.collective, c.bytes), 0) + c.wrong
         for said in window.named:

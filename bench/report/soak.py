@@ -252,8 +252,17 @@ def part_tables(windows: Iterable[SoakWindow], named: Sequence[NamedPart]) -> li
 
 
 def world_table(soak: SoakSummary) -> ChartData:
-    """The world collectives' busbw over the windows (window, window_last, collective, busbw_GBps)."""
-    rows = [(p.window, f"{p.collective} {format_size(p.bytes)}", p.busbw_Gbps / 8.0) for p in soak.world]
-    frame = pd.DataFrame(rows, columns=["window", "collective", "busbw_GBps"])
-    frame, note = _bucketed(frame, soak.windows, "busbw_GBps", "median")
-    return ChartData(frame[["window", "window_last", "collective", "busbw_GBps"]], note)
+    """The world collectives' busbw over the windows (window, window_last, collective, busbw_GBps, target_GBps)."""
+    rows = [
+        (p.window, f"{p.collective} {format_size(p.bytes)}", p.busbw_Gbps / 8.0, _GBps(p.target_Gbps))
+        for p in soak.world
+    ]
+    frame = pd.DataFrame(rows, columns=["window", "collective", "busbw_GBps", "target_GBps"])
+    targets = frame.groupby("collective")["target_GBps"].max() if len(frame) else pd.Series(dtype=float)
+    frame, note = _bucketed(frame.drop(columns="target_GBps"), soak.windows, "busbw_GBps", "median")
+    frame = frame.assign(target_GBps=frame["collective"].map(targets))
+    return ChartData(frame[["window", "window_last", "collective", "busbw_GBps", "target_GBps"]], note)
+
+
+def _GBps(Gbps: float | None) -> float:
+    return math.nan if Gbps is None else Gbps / 8.0

@@ -13,7 +13,8 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
-from bench.report.theme import STATUS_COLORS
+from bench.report.charts import value_scale
+from bench.report.theme import STATUS_COLORS, TARGET_COLOR
 
 FLAP_COLOR = "#f58518"
 """Flaps in the theme's second category colour; error rises in the failure red."""
@@ -85,24 +86,40 @@ def world_timeline_chart(
     data: alt.UrlData | None = None,
     title: str = "World collectives over the soak",
     subtitle: str | None = None,
-) -> alt.Chart:
-    """Each world collective's busbw (GB/s, as nccl-tests says it) per window, one line per collective and size."""
-    chart = (
-        alt.Chart(data if data is not None else table)
-        .mark_line(point=alt.OverlayMarkDef(size=12))
-        .encode(
-            x=_x(table),
-            y=alt.Y("busbw_GBps:Q", title="busbw (GB/s = 1e9 bytes/s)", scale=alt.Scale(zero=False)),
-            color=alt.Color("collective:N", title="collective"),
-            tooltip=[
-                alt.Tooltip("window:Q"),
-                alt.Tooltip("window_last:Q", title="to window"),
-                alt.Tooltip("collective:N"),
-                alt.Tooltip("busbw_GBps:Q", title="busbw (GB/s)", format=",.2f"),
-            ],
+) -> alt.LayerChart:
+    """Each world collective's busbw (GB/s, as nccl-tests says it) per window, one line per collective and size,
+    its target a dashed rule (one far above the data stays off the axis, as on the sweep's chart)."""
+    targets = [float(t) for t in table["target_GBps"].dropna().unique()] if len(table) else []
+    scale, off = value_scale(table["busbw_GBps"], targets)
+    y_title = "busbw (GB/s = 1e9 bytes/s)"
+    y = alt.Y("busbw_GBps:Q", title=y_title, scale=scale if scale is not None else alt.Scale(zero=False))
+    base = alt.Chart()
+    lines = base.mark_line(point=alt.OverlayMarkDef(size=12)).encode(
+        x=_x(table),
+        y=y,
+        color=alt.Color("collective:N", title="collective"),
+        tooltip=[
+            alt.Tooltip("window:Q"),
+            alt.Tooltip("window_last:Q", title="to window"),
+            alt.Tooltip("collective:N"),
+            alt.Tooltip("busbw_GBps:Q", title="busbw (GB/s)", format=",.2f"),
+            alt.Tooltip("target_GBps:Q", title="target (GB/s)", format=",.2f"),
+        ],
+    )
+    layers: list[alt.Chart] = [lines]
+    if len(off) < len(targets):
+        reach = f" && datum.target_GBps < {off[0]}" if off else ""
+        rule = (
+            base.transform_filter(f"isValid(datum.target_GBps){reach}")
+            .transform_aggregate(target_GBps="max(target_GBps)", groupby=["collective"])
+            .mark_rule(strokeDash=[6, 4], color=TARGET_COLOR)
+            .encode(
+                y="target_GBps:Q",
+                tooltip=[alt.Tooltip("collective:N"), alt.Tooltip("target_GBps:Q", title="target (GB/s)")],
+            )
         )
-        .properties(width=WIDTH, height=200)
-    )
-    return chart.properties(
-        title=alt.TitleParams(text=title, subtitle=subtitle) if subtitle else alt.TitleParams(text=title)
-    )
+        layers.append(rule)
+    note = f"target {', '.join(f'{t:,.4g}' for t in off)} GB/s is off this scale" if off else None
+    shown = " · ".join(w for w in (subtitle, note) if w)
+    chart = alt.layer(*layers, data=data if data is not None else table).properties(width=WIDTH, height=200)
+    return chart.properties(title=alt.TitleParams(text=title, subtitle=shown) if shown else alt.TitleParams(text=title))
