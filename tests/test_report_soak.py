@@ -307,3 +307,10 @@ def test_a_world_target_far_above_a_cpu_soak_stays_off_the_axis_and_is_said() ->
     validate(spec)
     assert len(spec["layer"]) == 1
     assert spec["title"]["subtitle"] == "lab · target 400 GB/s is off this scale"
+
+
+def test_two_parts_whose_places_read_alike_get_charts_of_their_own() -> None:
+    a, b = Part(kind="link", node="n1", rail=0, device="mlx5_1"), Part(kind="link", node="n1", rail=0, device="mlx5-1")
+    first = soak.chart_name(a)
+    assert first == "soak-n1-rail-0-mlx5-1" and soak.chart_name(b, {first}) == f"{first}-2"
+    assert soak.chart_name(b, {first, f"{first}-2"}) == f"{first}-3"

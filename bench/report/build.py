@@ -249,18 +249,9 @@ def _soak_plans(inputs: RunInputs) -> list[ChartPlan]:
     # the second and last pass over the windows (the first summed them up), only where a part was named
     named_parts = inputs.soak.named
     for named, table in soak.part_tables(windows_of(inputs.run_dir) if named_parts else iter(()), named_parts):
-        where = named.part.where or named.part.kind
-        count = "" if named.windows_named is None else f"named in {named.windows_named} of {named.windows} windows"
-        title = f"{where}: {count or named.symptom or 'named'}"
+        title = soak.timeline_title(named)
         draw = partial(soak_charts.part_timeline_chart, table.frame, title=title)
-        name = soak.chart_name(named.part)
-        taken = {plan.name for plan in plans}
-        name = (
-            next(f"{name}-{i}" for i in range(2, len(plans) + 3) if f"{name}-{i}" not in taken)
-            if name in taken
-            else name
-        )
-        plans.append(ChartPlan(name, title, table, draw))
+        plans.append(ChartPlan(soak.chart_name(named.part, {p.name for p in plans}), title, table, draw))
     return plans
 
 

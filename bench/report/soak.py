@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import re
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -165,10 +165,22 @@ def tables(soak: SoakSummary, run: RunDoc) -> tuple[Table, ...]:
 # --- the timeline tables ----------------------------------------------------------------------------------
 
 
-def chart_name(part: Part) -> str:
-    """``soak-node03-rail-5-mlx5-5-1``: the part's place, as a file name."""
+def chart_name(part: Part, taken: Collection[str] = ()) -> str:
+    """``soak-node03-rail-5-mlx5-5-1``: the part's place, as a file name not in ``taken`` (two parts whose places
+    read alike get ``-2``, ``-3``...)."""
     slug = re.sub(r"[^a-z0-9]+", "-", (part.where or part.kind).lower()).strip("-") or part.kind
-    return f"soak-{slug[:80]}"
+    name = base = f"soak-{slug[:80]}"
+    for suffix in range(2, len(taken) + 3):
+        if name not in taken:
+            break
+        name = f"{base}-{suffix}"
+    return name
+
+
+def timeline_title(named: NamedPart) -> str:
+    """``node03 rail 5 (mlx5_5:1): named in 3 of 9 windows``; a part with no count of windows, its symptom."""
+    count = "" if named.windows_named is None else f"named in {named.windows_named} of {named.windows} windows"
+    return f"{named.part.where or named.part.kind}: {count or named.symptom or 'named'}"
 
 
 def _covered(part: Part, links: Iterable[LinkWindow]) -> list[LinkWindow]:
