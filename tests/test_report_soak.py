@@ -314,3 +314,22 @@ def test_two_parts_whose_places_read_alike_get_charts_of_their_own() -> None:
     first = soak.chart_name(a)
     assert first == "soak-n1-rail-0-mlx5-1" and soak.chart_name(b, {first}) == f"{first}-2"
     assert soak.chart_name(b, {first, f"{first}-2"}) == f"{first}-3"
+
+
+def test_counters_no_window_read_are_said_as_not_read_never_as_zero(tmp_path: Path) -> None:
+    """A soak on CPU ranks of one host: its windows know no link's port (windows.jsonl as railbench soak --np 4
+    wrote it here: no links, the world collectives only), so nothing is said of error accumulation."""
+    model = SoakModel(hosts=("vm",), rails=0, windows=2, flapping=None, rising=None)
+    run_dir = write_soak_dir(tmp_path / "run", model)
+    summary = read_soak(run_dir)
+    assert summary is not None and not summary.counters_read and summary.links == 0
+    said = soak.sentences(summary)
+    assert "Error counters: not read (no window knew a link's port), so nothing is said of their accumulation." in said
+    assert not any("accumulated over the soak: 0" in s for s in said)
+    names = {f.name for f in text_string_to_metric_families(openmetrics_text(run_dir))}
+    assert "railbench_soak_windows" in names and "railbench_soak_link_errors" not in names
+    history = tmp_path / "history.sqlite"
+    run_id = add_run(history, run_dir)
+    with opened(history) as conn:
+        held = soak_runs.of_runs(conn, [run_id])[run_id]
+    assert (held.windows, held.errors, held.flaps) == (2, None, None)

@@ -131,6 +131,9 @@ class SoakSummary:
     gpu_ecc_uncorrected: int = 0
     links: int = 0
     """The most (node, rail) links one window measured."""
+    counters_read: bool = False
+    """Some window knew a link's port, so its error counters were read there; else ``errors`` and ``flaps`` say
+    nothing (0 of nothing read is not "no error accumulated")."""
     gpus_read: bool = False
     """Some window read its GPUs' state (nvidia-smi, the kernel log); else the GPU counts say nothing."""
     collectives: tuple[SoakCollective, ...] = ()
@@ -155,6 +158,7 @@ class _Counts:
     xid: int = 0
     ecc: int = 0
     links: int = 0
+    counters_read: bool = False
     gpus_read: bool = False
     busbw: dict[tuple[str, int], list[float]] = field(default_factory=dict)
     wrong: dict[tuple[str, int], int] = field(default_factory=dict)
@@ -166,6 +170,7 @@ class _Counts:
         self.windows += 1
         self.last_end_s = max(self.last_end_s, window.end_s)
         self.links = max(self.links, len(window.links))
+        self.counters_read = self.counters_read or any(link.device is not None for link in window.links)
         for link in window.links:
             for name, rise in link.errors.items():
                 self.errors[name] = min(self.errors.get(name, 0) + max(rise, 0), INT_MAX)
@@ -223,6 +228,7 @@ def summarise(
         gpu_xid=counts.xid,
         gpu_ecc_uncorrected=counts.ecc,
         links=counts.links,
+        counters_read=counts.counters_read,
         gpus_read=counts.gpus_read,
         collectives=collectives,
         named=(*findings, *by_windows),
@@ -322,8 +328,8 @@ def create_tables(conn: sqlite3.Connection) -> None:
             elapsed_s REAL NOT NULL,
             planned_s REAL,
             stopped TEXT,
-            errors INTEGER NOT NULL,
-            flaps INTEGER NOT NULL,
+            errors INTEGER,
+            flaps INTEGER,
             counters TEXT NOT NULL,
             named TEXT NOT NULL
         )"""
@@ -375,8 +381,8 @@ def write(conn: sqlite3.Connection, run_id: int, soak: SoakSummary | None) -> No
             soak.elapsed_s,
             soak.planned_s,
             soak.stopped,
-            soak.errors,
-            soak.flaps,
+            soak.errors if soak.counters_read else None,
+            soak.flaps if soak.counters_read else None,
             json.dumps(dict(soak.counters), separators=(",", ":")),
             _named_json(soak.named),
         ),
@@ -395,8 +401,9 @@ class StoredSoak:
     elapsed_s: float
     planned_s: float | None
     stopped: str | None
-    errors: int
-    flaps: int
+    errors: int | None
+    """None: no window read a link's error counters."""
+    flaps: int | None
     counters: Mapping[str, int]
     named: tuple[str, ...]
     """Where each named part is (``Part.where``)."""

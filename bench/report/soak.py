@@ -61,13 +61,17 @@ def _ran(soak: SoakSummary) -> str:
     if soak.window_s:
         shape.append(f"windows of about {_duration(soak.window_s)}")
     if soak.cover_every:
-        shape.append(f"every pair covered every {plural(soak.cover_every, 'window')}")
+        every = "window" if soak.cover_every == 1 else f"{soak.cover_every} windows"
+        shape.append(f"every pair covered every {every}")
     said = f" ({'; '.join(shape)})" if shape else ""
     return f"The soak ran {plural(soak.windows, 'window')} over {_duration(soak.elapsed_s)}{planned}{said}."
 
 
 def _errors(soak: SoakSummary) -> str:
-    """Every counter's rises summed over the soak: ``0`` is said, never left out."""
+    """Every counter's rises summed over the soak: ``0`` is said, never left out; counters no window read are
+    said as not read, never as 0."""
+    if not soak.counters_read:
+        return "Error counters: not read (no window knew a link's port), so nothing is said of their accumulation."
     by_counter = ", ".join(f"{name} {count:,}" for name, count in soak.counters.items() if count)
     counted = f" ({by_counter})" if by_counter else ""
     return f"Error counters accumulated over the soak: {soak.errors:,}{counted}; link flaps: {soak.flaps:,}."

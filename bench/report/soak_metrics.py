@@ -6,6 +6,7 @@ units in the names, every series labelled with its ``cluster``:
 * ``railbench_soak_windows``, ``railbench_soak_elapsed_seconds``, ``railbench_soak_planned_seconds``;
 * ``railbench_soak_link_errors``: every link error counter's rises over the soak, summed (0 for a clean soak:
   the gate's "zero error accumulation" is a value, not an absent series), and ``railbench_soak_link_flaps``;
+  both absent where no window read a link's counters (no port known: a CPU soak);
 * ``railbench_soak_port_errors{node, rail, device, counter}``: the same per port and counter that rose;
 * ``railbench_soak_window_port_errors{node, rail, device, counter, window}``: the rise in each window where it
   rose (a counter that never rose has no series: a clean 1,000-window soak of 512 links adds none);
@@ -31,12 +32,16 @@ def _gauge(name: str, doc: str, labels: list[str], unit: str = "") -> GaugeMetri
 
 
 def _totals(cluster: str, soak: SoakSummary) -> Iterator[Metric]:
-    for name, doc, value, unit in (
+    said: list[tuple[str, str, float, str]] = [
         ("railbench_soak_windows", "Windows the soak finished and kept", soak.windows, ""),
         ("railbench_soak_elapsed", "Seconds of soak, over every start", soak.elapsed_s, "seconds"),
-        ("railbench_soak_link_errors", "Link error counters' rises over the soak, summed", soak.errors, ""),
-        ("railbench_soak_link_flaps", "Link-down events over the soak", soak.flaps, ""),
-    ):
+    ]
+    if soak.counters_read:  # counters no window read have no value: absent, never 0
+        said += [
+            ("railbench_soak_link_errors", "Link error counters' rises over the soak, summed", soak.errors, ""),
+            ("railbench_soak_link_flaps", "Link-down events over the soak", soak.flaps, ""),
+        ]
+    for name, doc, value, unit in said:
         gauge = _gauge(name, doc, ["cluster"], unit)
         gauge.add_metric([cluster], float(value))
         yield gauge
