@@ -81,7 +81,7 @@ def test_named_migrations_upgrade_an_old_store(tmp_path: Path) -> None:
         conn.execute("PRAGMA user_version = 1")
     add_run(history, _run(tmp_path, "a", 1))
     with closing(open_store(history)) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
         names = [r[0] for r in conn.execute("SELECT name FROM schema_migrations ORDER BY version")]
         assert names == [
             "runs_and_metrics",
@@ -89,6 +89,7 @@ def test_named_migrations_upgrade_an_old_store(tmp_path: Path) -> None:
             "run_kind_and_environment",
             "rail_errors",
             "phase_times",
+            "soak",
         ]
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         indexes = {r[1] for r in conn.execute("PRAGMA index_list(runs)")}

@@ -3,6 +3,8 @@
 * ``bench.history.store``: the SQLite history (``add_run``, ``default_history_path``, ``history_for``,
   ``open_store``).
 * ``bench.history.records``: what a run directory contributes to it (a run row, key metrics).
+* ``bench.history.soak_runs``: a soak summed up from its windows (the certificate, OpenMetrics and the
+  history say it) and its tables in the store.
 * ``bench.history.runfacts``: what run.json says about comparability (the run's kind) and its environment
   (versions, node set, NCCL_* variables), read in one place.
 * ``bench.history.compare``: pure functions that tell a real drop from noise.

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Literal, TextIO
 
 from bench.exits import UserError
+from bench.history import soak_runs
 from bench.history.store import add_run, list_runs, opened
 
 LIST_LIMIT = 20
@@ -56,10 +57,13 @@ def run(config: HistoryConfig, out: TextIO | None = None) -> int:
         return 0
     with opened(config.history, create=False) as conn:
         runs = list_runs(conn, cluster=config.cluster, limit=config.limit)
+        soaks = soak_runs.of_runs(conn, [r.id for r in runs]) if config.as_json else {}
     if config.as_json:
         for stored in runs:
             # the stored JSON columns as JSON values, not strings inside strings
             row = {**asdict(stored), "environment": stored.environment_facts, "hosts": list(stored.host_names)}
+            if stored.id in soaks:  # a soak's windows, duration, errors and parts, for the nightly
+                row["soak"] = asdict(soaks[stored.id])
             print(json.dumps(row), file=out)
         return 0
     header = f"{'id':>5}  {'started (UTC)':<20}  {'cluster':<14} {'command':<7} {'nodes':>5} {'ranks':>5}  "

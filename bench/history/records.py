@@ -21,6 +21,7 @@ from typing import Any
 from bench.bounded import Where, ascii_digits, parse_float, parse_int
 from bench.exits import UserError
 from bench.history.runfacts import run_environment, run_kind
+from bench.history.soak_runs import SoakSummary, read_soak
 from bench.jsondoc import INT_MAX
 from bench.rundir.results_csv import iter_results_rows
 from bench.rundir.runjson import RunDoc, read_run_json
@@ -233,6 +234,42 @@ def run_record(doc: RunDoc, run_dir: Path | str) -> RunRecord:
     )
 
 
+SOAK_GROUP = "soak"
+"""The group of a soak's world metrics (``all_reduce/world/soak/1073741824``): apart from a sweep's ``world``."""
+
+
+def soak_metrics(doc: RunDoc, soak: SoakSummary | None) -> list[MetricRecord]:
+    """A soak's key metrics: each world collective and size at its median busbw over the windows (one sample per
+    window), so ``compare`` sets a soak beside the earlier soaks of its kind as it does any run's metrics."""
+    if soak is None:
+        return []
+    return [
+        MetricRecord(
+            collective=c.collective,
+            scope="world",
+            group=SOAK_GROUP,
+            bytes=c.bytes,
+            nranks=doc.nranks,
+            busbw_GBps=c.median_busbw_GBps,
+            algbw_GBps=None,
+            time_us=None,
+            wrong=c.wrong,
+            failed=c.wrong > 0,
+            samples=c.windows,
+        )
+        for c in soak.collectives
+    ]
+
+
+def read_run_and_soak(run_dir: Path | str) -> tuple[RunRecord, list[MetricRecord], SoakSummary | None]:
+    """The run row, key metrics and, for a soak, its summary (``bench.history.soak_runs``), its windows read once."""
+    doc = read_run_json(run_dir)
+    soak = read_soak(run_dir, doc)
+    metrics = metrics_from_rows(iter_results_rows(run_dir)) + soak_metrics(doc, soak)
+    return run_record(doc, run_dir), metrics, soak
+
+
 def read_run(run_dir: Path | str) -> tuple[RunRecord, list[MetricRecord]]:
     """The run row and key metrics of a run directory; UserError if it is not one."""
-    return run_record(read_run_json(run_dir), run_dir), metrics_from_rows(iter_results_rows(run_dir))
+    run, metrics, _ = read_run_and_soak(run_dir)
+    return run, metrics

@@ -14,6 +14,10 @@ transaction, and recorded in ``schema_migrations``):
   (``bench.history.rail_errors``). Runs added before it have no rows: their error counts are unknown.
 * 5 ``phase_times`` — per rails or accept run and phase: the seconds it took and what its plan projected
   (``bench.history.phase_times``), which the next plan learns from. Runs added before it have no rows.
+* 6 ``soak`` — per soak, its windows, duration, errors accumulated, flaps and the parts it named
+  (``soak_runs``), and the median busbw of each world collective and size over its windows
+  (``soak_collectives``) (``bench.history.soak_runs``). Runs that are no soak, and runs added before it, have
+  no rows.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.exits import UserError
-from bench.history import phase_times, rail_errors
+from bench.history import phase_times, rail_errors, soak_runs
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "run_kind_and_environment", _run_kind_and_environment),
     Migration(4, "rail_errors", rail_errors.create_table),
     Migration(5, "phase_times", phase_times.create_table),
+    Migration(6, "soak", soak_runs.create_tables),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

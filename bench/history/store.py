@@ -30,7 +30,7 @@ from typing import TypeVar
 
 from bench.bounded import check_path_names
 from bench.exits import UserError
-from bench.history import phase_times, rail_errors
+from bench.history import phase_times, rail_errors, soak_runs
 from bench.history.faults import BUSY_TIMEOUT_S as BUSY_TIMEOUT_S
 from bench.history.faults import (
     SQLITE_CANTOPEN,
@@ -50,7 +50,7 @@ from bench.history.queries import list_runs as list_runs
 from bench.history.queries import metrics_of as metrics_of
 from bench.history.queries import other_shapes as other_shapes
 from bench.history.queries import run_id_of as run_id_of
-from bench.history.records import MetricRecord, RunRecord, read_run
+from bench.history.records import MetricRecord, RunRecord, read_run, read_run_and_soak
 from bench.history.schema import SCHEMA_VERSION, known_version, migrate, now_utc, transaction
 
 T = TypeVar("T")
@@ -330,7 +330,7 @@ def add_run(history_path: Path | str, run_dir: Path | str) -> int:
     Idempotent: adding the same run twice keeps one row. ``run``, ``rails`` and ``accept`` call this at
     their end unless ``--no-history``.
     """
-    run, metrics = read_run(run_dir)
+    run, metrics, soak = read_run_and_soak(run_dir)
     errors = rail_errors.read_run_dir(run_dir)
     phases = phase_times.read_run_dir(run_dir)
     with opened(history_path, write=True) as conn:
@@ -340,6 +340,7 @@ def add_run(history_path: Path | str, run_dir: Path | str) -> int:
                 run_id = _write_run_rows(conn, run, metrics)
                 rail_errors.write(conn, run_id, errors)
                 phase_times.write(conn, run_id, phases)
+                soak_runs.write(conn, run_id, soak)
                 return run_id
 
         return _busy_retried(write)

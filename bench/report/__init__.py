@@ -7,6 +7,7 @@
 * ``bench.report.theme``: the one registered Altair theme, and spec dicts (Vega-Lite v5, Altair 5);
 * ``bench.report.page``: the certificate as plain data (``summary``: the one-screen top; ``certificate`` and
   ``traffic``: the evidence), laid out by ``markdown`` (mkdocs-charts-plugin) and ``htmlpage`` (self-contained);
+* ``bench.report.soak``, ``soak_charts``, ``soak_metrics``: a soak's section, its timelines and its gauges;
 * ``bench.report.build``: ``write_report(run_dir)`` writes all of it, atomically.
 
 Import ``write_report`` from ``bench.report.build``; this package's import stays cheap (no pandas, no

@@ -32,8 +32,9 @@ import vl_convert
 from bench.bounded import file_kind
 from bench.codec import present
 from bench.exits import UserError
+from bench.history.soak_runs import windows_of
 from bench.jsondoc import JSONObject, JSONValue
-from bench.report import UnitChoice, charts, data, htmlpage, markdown, matrices, page, trend
+from bench.report import UnitChoice, charts, data, htmlpage, markdown, matrices, page, soak, soak_charts, trend
 from bench.report.bundle import vega_bundle
 from bench.report.inputs import RunInputs, load_inputs
 from bench.report.openmetrics import write_metrics_file
@@ -151,6 +152,7 @@ def plan_charts(inputs: RunInputs, options: ReportOptions) -> tuple[list[ChartPl
         *_pair_plans(inputs, options, eff, pairs),
         *_gpu_plans(inputs, options, eff),
         *_trend_plans(inputs),
+        *_soak_plans(inputs),
     ]
     plans.sort(key=lambda plan: page.chart_rank(plan.name))  # the order the certificate shows them in
     return plans, notes
@@ -233,6 +235,24 @@ def _trend_plans(inputs: RunInputs) -> list[ChartPlan]:
         return []
     draw = partial(charts.trend_chart, nightly.frame)
     return [ChartPlan("trend", "Nightly trend against the baseline", nightly, draw, dates=("run_time",))]
+
+
+def _soak_plans(inputs: RunInputs) -> list[ChartPlan]:
+    """A soak's world collectives over its windows, and a timeline per part it named (``bench.report.soak``)."""
+    if inputs.soak is None:
+        return []
+    plans = []
+    world = soak.world_table(inputs.soak)
+    if len(world.frame):
+        draw_world = partial(soak_charts.world_timeline_chart, world.frame)
+        plans.append(ChartPlan("soak-world", "World collectives over the soak", world, draw_world))
+    # the second and last pass over the windows (the first summed them up), only where a part was named
+    named_parts = inputs.soak.named
+    for named, table in soak.part_tables(windows_of(inputs.run_dir) if named_parts else iter(()), named_parts):
+        title = soak.timeline_title(named)
+        draw = partial(soak_charts.part_timeline_chart, table.frame, title=title)
+        plans.append(ChartPlan(soak.chart_name(named.part, {p.name for p in plans}), title, table, draw))
+    return plans
 
 
 def _trend_min_bytes(inputs: RunInputs) -> int:
@@ -328,7 +348,7 @@ def write_report(run_dir: Path, *, out_dir: Path | None = None, options: ReportO
         report_html = out_dir / "report.html"
         atomic_write_text(report_md, markdown.render_markdown(summary, entries))
         atomic_write_text(report_html, htmlpage.render_html(summary, inline_specs, bundle.result()))
-    write_metrics_file(run_dir, out_dir)
+    write_metrics_file(run_dir, out_dir, inputs.soak)
     fresh = {p.name for f in written for p in (f.spec, f.csv, f.png, f.svg) if p is not None}
     _remove_stale_charts(charts_dir, fresh)
     return ReportPaths(out_dir, report_md, report_html, tuple(written))

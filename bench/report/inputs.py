@@ -17,6 +17,7 @@ import pandas as pd
 
 from bench.bounded import MissingInput, capped_lines, open_text
 from bench.exits import UserError
+from bench.history.soak_runs import SoakSummary, read_soak
 from bench.rundir.checksjson import ChecksDoc, read_checks_json
 from bench.rundir.railsdoc import RailsDoc, read_rails_doc
 from bench.rundir.results_csv import NUMERIC_COLUMNS, RESULT_COLUMNS, SCOPES, read_results_rows
@@ -44,6 +45,8 @@ class RunInputs:
     """checks.json, or None."""
     trend: pd.DataFrame | None
     """trend.csv from compare, or None."""
+    soak: SoakSummary | None = None
+    """A soak's windows summed up (``bench.history.soak_runs``), or None when the run is no soak."""
 
 
 def load_inputs(run_dir: Path) -> RunInputs:
@@ -52,7 +55,8 @@ def load_inputs(run_dir: Path) -> RunInputs:
     results = results_frame(read_results_rows(run_dir), run_dir / "results.csv")
     rails = read_rails_doc(run_dir)
     checks = read_checks_json(run_dir)
-    return RunInputs(run_dir, run, results, rails, checks, read_trend(run_dir / "trend.csv"))
+    soak = read_soak(run_dir, run)
+    return RunInputs(run_dir, run, results, rails, checks, read_trend(run_dir / "trend.csv"), soak)
 
 
 def results_frame(rows: Sequence[Mapping[str, str]], source: Path) -> pd.DataFrame:

@@ -20,7 +20,9 @@ Metrics (all gauges; units in the names, as Prometheus naming asks):
 * ``railbench_verdict{cluster, verdict}``: 1 for the run's verdict word, 0 for the others (a state set);
 * ``railbench_run_start_timestamp_seconds{cluster}``;
 * ``railbench_compare_metrics{cluster, state}``: metric counts per compare state, when compare ran;
-* ``railbench_run_info{cluster, command, profile, nccl, torch, kind}`` = 1.
+* ``railbench_run_info{cluster, command, profile, nccl, torch, kind}`` = 1;
+* a soak's windows, duration, errors accumulated (per port and per window) and parts named
+  (``bench.report.soak_metrics``).
 """
 
 from __future__ import annotations
@@ -37,7 +39,9 @@ from prometheus_client.openmetrics.exposition import generate_latest as openmetr
 from bench.exits import UserError
 from bench.history.records import MetricRecord, metrics_from_rows
 from bench.history.runfacts import run_kind
+from bench.history.soak_runs import SoakSummary, read_soak
 from bench.report.badge import LABELS, run_verdict
+from bench.report.soak_metrics import soak_metrics
 from bench.rundir.comparedoc import read_compare_json
 from bench.rundir.files import atomic_write_text
 from bench.rundir.results_csv import read_results_rows
@@ -89,7 +93,8 @@ def _epoch(iso: object) -> float | None:
 class RunCollector:
     """A ``prometheus_client`` collector over one run directory (read once, at construction)."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, soak: SoakSummary | None = None) -> None:
+        """``soak``: the run's soak as the caller read it already (a report has), else it is read here."""
         self.run: RunDoc = read_run_json(run_dir)
         rows = read_results_rows(run_dir)
         recorded = self.run.judged_by
@@ -97,6 +102,7 @@ class RunCollector:
         self.metrics = headline_metrics(metrics_from_rows(rows), min_bytes)
         self.compare = read_compare_json(run_dir)
         self.verdict: Verdict = run_verdict(self.run)
+        self.soak = soak if soak is not None else read_soak(run_dir, self.run)
 
     def collect(self) -> Iterator[Metric]:
         cluster = self.run.cluster
@@ -159,11 +165,13 @@ class RunCollector:
         info = GaugeMetricFamily("railbench_run_info", "What ran, and with which versions", labels=list(facts))
         info.add_metric(list(facts.values()), 1.0)
         yield info
+        if self.soak is not None:
+            yield from soak_metrics(cluster, self.soak)
 
 
-def _registry(run_dir: Path) -> CollectorRegistry:
+def _registry(run_dir: Path, soak: SoakSummary | None = None) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(RunCollector(run_dir))
+    registry.register(RunCollector(run_dir, soak))
     return registry
 
 
@@ -172,13 +180,13 @@ def openmetrics_text(run_dir: Path) -> str:
     return openmetrics_latest(_registry(run_dir)).decode("utf-8")
 
 
-def prometheus_text(run_dir: Path) -> str:
+def prometheus_text(run_dir: Path, soak: SoakSummary | None = None) -> str:
     """The run's metrics in the Prometheus text format 0.0.4 (what the node exporter's textfile collector reads)."""
-    return prometheus_latest(_registry(run_dir)).decode("utf-8")
+    return prometheus_latest(_registry(run_dir, soak)).decode("utf-8")
 
 
-def write_metrics_file(run_dir: Path, out_dir: Path | None = None) -> Path:
-    """``metrics.prom`` beside the report, replaced atomically."""
+def write_metrics_file(run_dir: Path, out_dir: Path | None = None, soak: SoakSummary | None = None) -> Path:
+    """``metrics.prom`` beside the report, replaced atomically (``soak``: the run's, where the report read it)."""
     path = (out_dir or run_dir) / METRICS_FILE
-    atomic_write_text(path, prometheus_text(run_dir))
+    atomic_write_text(path, prometheus_text(run_dir, soak))
     return path

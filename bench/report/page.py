@@ -24,6 +24,7 @@ from bench.exits import UserError
 from bench.profile.cluster import Profile, load_profile
 from bench.report import certificate as cert
 from bench.report import scheduler
+from bench.report import soak as soak_words
 from bench.report import summary as top
 from bench.report.badge import run_verdict
 from bench.report.data import results_summary
@@ -84,7 +85,18 @@ class Section:
         return any(chart == c or (c.endswith("-") and chart.startswith(c)) for c in self.charts)
 
 
-PAGE_CHARTS: tuple[str, ...] = ("busbw-vs-size", "node-", "rails", "nodes", "rail-", "pairs", "gpus", "trend")
+PAGE_CHARTS: tuple[str, ...] = (
+    "soak-world",
+    "soak-",
+    "busbw-vs-size",
+    "node-",
+    "rails",
+    "nodes",
+    "rail-",
+    "pairs",
+    "gpus",
+    "trend",
+)
 """Charts in page order (names or prefixes), as the sections below place them."""
 
 
@@ -340,6 +352,15 @@ def _sweep_section(inputs: RunInputs, min_efficiency: float) -> Section | None:
     return Section("sweep", "World sweep", (), tuple(sweep_tables), charts=("busbw-vs-size", "node-"))
 
 
+def _soak_section(inputs: RunInputs) -> Section | None:
+    """A soak's windows, duration, errors accumulated, parts named and gates (``bench.report.soak``)."""
+    if inputs.soak is None:
+        return None
+    said = soak_words.sentences(inputs.soak, soak_words.gate_rows(inputs.run))
+    tables = tuple(TextTable(*t) for t in soak_words.tables(inputs.soak, inputs.run))
+    return Section("soak", "Soak", said, tables, charts=("soak-world", "soak-"))
+
+
 def _environment_section(inputs: RunInputs, hosts: tuple[str, ...]) -> Section | None:
     env = cert.environment(inputs)
     if env is None:
@@ -365,6 +386,7 @@ def summarize(inputs: RunInputs, min_efficiency: float, notes: Sequence[str] = (
         _slurm_section(run),
         _checks_section(grid, hosts) if grid is not None else None,
         _traffic_section(traffic) if traffic is not None else None,
+        _soak_section(inputs),
         _sweep_section(inputs, min_efficiency),
         _rails_section(inputs, min_efficiency, hosts),
         _intra_section(inputs, min_efficiency),

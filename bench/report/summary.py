@@ -190,6 +190,11 @@ def tested(inputs: RunInputs, grid: Grid | None, compare: CompareDoc | None) -> 
         lines += _sweep_skipped(inputs.run)
     rails = inputs.rails or RailsDoc()
     lines += [line for line in (_rails_tested(rails), _intra_tested(rails.intra_node)) if line is not None]
+    if inputs.soak is not None:
+        soak = inputs.soak
+        world = ", ".join(dict.fromkeys(f"{c.collective} at {format_size(c.bytes)}" for c in soak.collectives))
+        said = [f"{plural(soak.windows, 'window')} over {_duration(soak.elapsed_s)}", plural(soak.links, "link")]
+        lines.append(("soak", "; ".join([*said, *([world] if world else [])])))
     if compare is not None:
         runs = len(compare.baseline.runs) if compare.baseline else 0
         lines.append(("compare", f"against {plural(runs, 'earlier run')} of this cluster"))
