@@ -85,6 +85,7 @@ def test_a_clean_soak_names_nothing_and_every_gate_passes() -> None:
     assert decide(list(items.values())).word == "pass"
 
 
+@pytest.mark.slow  # a property search: over half a second on a busy host
 @settings(max_examples=8, deadline=None, derandomize=True)
 @given(seed=st.integers(0, 2**32 - 1), n=st.integers(6, 48), heavy=st.booleans())
 def test_clean_noise_normal_or_heavy_tailed_never_convicts(seed: int, n: int, heavy: bool) -> None:
@@ -305,6 +306,7 @@ def test_mann_kendall_exact_is_the_share_of_permutations() -> None:
     assert mann_kendall_fall(y) == pytest.approx(share)
 
 
+@pytest.mark.slow  # a property search: over half a second on a busy host
 @settings(max_examples=10, deadline=None, derandomize=True)
 @given(
     seed=st.integers(0, 2**32 - 1),
