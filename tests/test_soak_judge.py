@@ -50,7 +50,6 @@ def test_a_clean_soak_names_nothing_and_every_gate_passes() -> None:
     assert decide(list(items.values())).word == "pass"
 
 
-@pytest.mark.slow  # a property search: over half a second on a busy host
 @settings(max_examples=8, deadline=None, derandomize=True)
 @given(seed=st.integers(0, 2**32 - 1), n=st.integers(6, 48), heavy=st.booleans())
 def test_clean_noise_normal_or_heavy_tailed_never_convicts(seed: int, n: int, heavy: bool) -> None:
@@ -245,7 +244,6 @@ def test_a_node_named_in_one_window_is_said_once_not_per_link() -> None:
     assert [f.part for f in found] == [node]
 
 
-@pytest.mark.slow  # a property search: over half a second on a busy host
 @settings(max_examples=10, deadline=None, derandomize=True)
 @given(
     seed=st.integers(0, 2**32 - 1),
