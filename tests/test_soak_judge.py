@@ -4,10 +4,8 @@ the error gate naming the port, a steadily slowing link is a trend with its slop
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,60 +15,27 @@ from hypothesis import strategies as st
 
 from bench import codec
 from bench.exits import UserError
-from bench.frame.decide import Item, decide
-from bench.profile.cluster import Profile, load_profile
+from bench.frame.decide import decide
+from bench.profile.cluster import load_profile
 from bench.rundir.finding_words import drain_words, row, sentence
-from bench.rundir.findings import Finding
 from bench.rundir.part import Part
 from bench.rundir.soak_records import ErrorGate, Intermittent, Trend
-from bench.rundir.soak_windows import CollectiveWindow, GpuWindow, LinkWindow, NamedInWindow, SoakWindow
-from bench.soak import duty
+from bench.rundir.soak_windows import CollectiveWindow, GpuWindow, NamedInWindow
 from bench.soak.judge import Tally, soak_findings, soak_items
-from bench.soak.stats import binomial_tail, holm, mann_kendall_fall
-
-NODES = tuple(f"node{i:02d}" for i in range(4))
-RAILS = 8
-RATE = 400.0
-WINDOW_S = 600.0
-PROFILE = load_profile("lambda-1cc")
-
-
-def link(node: str, rail: int, busbw: float | None = RATE, **kw: object) -> LinkWindow:
-    return LinkWindow(node, rail, device=f"mlx5_{rail}:1", busbw_Gbps=busbw, cells=3, **kw)  # type: ignore[arg-type]
-
-
-def window(index: int, links: Sequence[LinkWindow], **kw: object) -> SoakWindow:
-    return SoakWindow(index, index * WINDOW_S, (index + 1) * WINDOW_S, links=tuple(links), **kw)  # type: ignore[arg-type]
-
-
-def clean(n: int, seed: int = 0, heavy: bool = False, nodes: Sequence[str] = NODES) -> list[SoakWindow]:
-    """n windows of every link at the line rate with 2% noise: normal, or Student's t with 2 degrees of freedom
-    (infinite variance: the heavy tails a congested fabric shows)."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for i in range(n):
-        noise = rng.standard_t(2, len(nodes) * RAILS) if heavy else rng.normal(size=len(nodes) * RAILS)
-        rates = RATE * (1 + 0.02 * noise)
-        cells = [(node, rail) for node in nodes for rail in range(RAILS)]
-        out.append(window(i, [link(node, rail, float(r)) for (node, rail), r in zip(cells, rates, strict=True)]))
-    return out
-
-
-def planted(windows: list[SoakWindow], index: int, node: str, rail: int, **kw: object) -> list[SoakWindow]:
-    """``windows`` with (node, rail)'s line of window ``index`` given ``kw``."""
-    w = windows[index]
-    (old,) = [lw for lw in w.links if (lw.node, lw.rail) == (node, rail)]
-    said = {"busbw": old.busbw_Gbps, **kw}
-    links = [link(node, rail, **said) if (lw.node, lw.rail) == (node, rail) else lw for lw in w.links]  # type: ignore[arg-type]
-    return [*windows[:index], window(index, links, gpus=w.gpus, collectives=w.collectives), *windows[index + 1 :]]
-
-
-def items_by_name(windows: Sequence[SoakWindow], profile: Profile = PROFILE) -> dict[str, Item]:
-    return {i.name: i for i in soak_items(windows, profile)}
-
-
-def only(findings: Sequence[Finding], record: type) -> list[Finding]:
-    return [f for f in findings if isinstance(f.evidence, record)]
+from bench.soak.stats import binomial_tail
+from tests.support.soak_judging import (
+    NODES,
+    PROFILE,
+    RAILS,
+    RATE,
+    WINDOW_S,
+    clean,
+    items_by_name,
+    link,
+    only,
+    planted,
+    window,
+)
 
 
 def test_a_clean_soak_names_nothing_and_every_gate_passes() -> None:
@@ -221,17 +186,6 @@ def test_a_link_named_slow_now_and_then_is_intermittent_when_improbable_for_a_he
     assert item.state == "pass" and "slow in 2 of 40 windows (windows 3, 17), not convicted" in item.details
 
 
-def test_a_thousand_clean_windows_of_512_links_name_nothing() -> None:
-    """Each link named by its windows at the windows' false-alarm rate: Holm over the links keeps the soak's."""
-    rng = np.random.default_rng(11)
-    counts = rng.binomial(1000, PROFILE.soak.window_false_alarm, 512)
-    series = [
-        duty.Series(Part(kind="link", node=f"n{i}", rail=0), 1000, list(range(int(k)))) for i, k in enumerate(counts)
-    ]
-    judged = duty.judge(series, PROFILE.soak.window_false_alarm, PROFILE.soak.false_alarm)
-    assert judged.convicted == [] and judged.measured == 512
-
-
 def test_a_gpu_whose_clock_falls_as_it_heats_is_a_trend_and_a_fatal_xid_fails_the_gate() -> None:
     windows = []
     for i, w in enumerate(clean(12)):
@@ -288,21 +242,6 @@ def test_a_node_named_in_one_window_is_said_once_not_per_link() -> None:
     windows[2] = window(2, links, named=(NamedInWindow(node, "dead"),))
     found = only(soak_findings(windows, PROFILE), Intermittent)
     assert [f.part for f in found] == [node]
-
-
-def test_binomial_tail_is_the_sum_of_the_law() -> None:
-    for n, k, p in ((10, 3, 0.1), (40, 10, 0.01), (7, 0, 0.5), (7, 8, 0.5)):
-        exact = sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k, n + 1))
-        assert binomial_tail(k, n, p) == pytest.approx(exact, rel=1e-9, abs=1e-300)
-
-
-def test_mann_kendall_exact_is_the_share_of_permutations() -> None:
-    """For a series without ties the p-value is the share of the n! orderings whose S is at most the one seen."""
-    y = np.array([3.0, 5.0, 1.0, 4.0, 0.0, 2.0])
-    s_of = lambda v: sum(np.sign(v[j] - v[i]) for i, j in itertools.combinations(range(len(v)), 2))  # noqa: E731
-    seen = s_of(y)
-    share = np.mean([s_of(np.array(p)) <= seen for p in itertools.permutations(y)])
-    assert mann_kendall_fall(y) == pytest.approx(share)
 
 
 @settings(max_examples=10, deadline=None, derandomize=True)
@@ -444,23 +383,3 @@ def test_a_long_soak_is_tested_in_bins_and_said_over_its_own_span() -> None:
     assert isinstance(t, Trend) and (t.windows, t.first_window, t.last_window) == (n, 0, n - 1)
     assert t.slope_per_hour == pytest.approx(-1.0, abs=0.05)
     assert t.first == pytest.approx(RATE - hours[0], abs=1.0) and t.last == pytest.approx(RATE - hours[-1], abs=1.0)
-
-
-def test_windows_that_name_healthy_links_more_often_than_the_profile_says_raise_the_floor() -> None:
-    """A window's test that names a healthy link 5% of the time, not the profile's 1%: the typical link's rate
-    (the median over the links) is the floor, so the healthy links go free and the one named in 40% does not."""
-    rng = np.random.default_rng(3)
-    counts = [*rng.binomial(200, 0.05, 31), 80]
-    series = [
-        duty.Series(Part(kind="link", node=f"n{i}", rail=0), 200, list(range(int(k)))) for i, k in enumerate(counts)
-    ]
-    judged = duty.judge(series, 0.01, 0.01, pooled=True)
-    assert [r.part.node for r in judged.convicted] == ["n31"]
-    assert judged.rate == pytest.approx(float(np.median(np.array(counts) / 200)))
-    # taken at the profile's word, the healthy links' own false alarms would convict some of them
-    assert len(duty.judge(series, 0.01, 0.01).convicted) > 1
-
-
-def test_holm_counts_the_parts_never_named() -> None:
-    assert holm([0.004, 0.5], 0.01) == [True, False]
-    assert holm([0.004, 0.5], 0.01, family=3) == [False, False]

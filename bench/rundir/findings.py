@@ -3,8 +3,8 @@ it names (``bench.rundir.part.Part``), how bad it is, what the part did, the ste
 record held whole and what to do about it. Each record a step writes (a rails defect, an intra-node defect, a
 check's answer, the run's failure, a rail group below its target, a counter finding, a world collective below
 its target, what NCCL's logs and the byte counters said around the world sweep, what a soak's judges found over
-its windows) becomes one by its view below,
-from its fields alone; ``bench.rundir.finding_words`` says it, once, for every output.
+its windows) becomes one by its view below, from its fields alone; ``bench.rundir.finding_words`` says it, once,
+for every output.
 """
 
 from __future__ import annotations
