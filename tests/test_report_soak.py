@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
+from bench import codec
 from bench.exits import UserError
 from bench.history import manage, soak_runs
 from bench.history.manage import HistoryConfig
@@ -25,6 +26,7 @@ from bench.report.build import ReportOptions, write_report
 from bench.report.openmetrics import openmetrics_text
 from bench.report.theme import spec_dict
 from bench.rundir.part import LocalGpu, Part
+from bench.rundir.soak_records import ErrorGate, Intermittent, SoakFound, Trend
 from bench.rundir.soak_windows import (
     WINDOWS_FILE,
     LinkWindow,
@@ -87,81 +89,30 @@ def test_the_windows_sum_to_the_soaks_counts_and_duty_cycles() -> None:
     )
 
 
-def _finding(symptom: str, part: dict[str, object], evidence: dict[str, object], action: str = "") -> dict[str, object]:
-    """A soak finding as the codec writes ``bench.rundir.findings.Finding`` (its evidence a judge's record)."""
-    return {
-        "part": part,
-        "severity": "fail",
-        "symptom": symptom,
-        "step": "soak",
-        "evidence": evidence,
-        "action": action,
-        "action_key": None,
-        "seen": [],
-    }
-
-
 def test_a_soak_finding_is_read_from_its_records_fields_and_replaces_the_windows_count() -> None:
-    """The judges' records (i51-judges' bench.rundir.soak_records) as run.json would hold them: an Intermittent's
-    k of n, first and last; an ErrorGate's windows risen and its worst window; a Trend's series, with no duty.
-    Anything else is left to the windows' own count."""
-    link = {"kind": "link", "node": "gpu-node-02", "rail": 3, "device": "mlx5_4:1"}
+    """The judges' records as run.json's ``soak.findings`` holds them (written, then read back through the codec):
+    an Intermittent's k of n, first and last; an ErrorGate's windows risen and its worst window; a Trend's series,
+    with no duty."""
     action = "reseat or replace the cable of gpu-node-02 mlx5_4 port 1"
-    intermittent = {
-        "part": link,
-        "symptom": "flapping",
-        "windows_named": 3,
-        "windows_measured": 9,
-        "first": 1,
-        "last": 7,
-        "windows": [1, 4, 7],
-        "hard": 3,
-        "p_value": None,
-    }
-    port = {"kind": "link", "node": "gpu-node-04", "rail": 6, "device": "mlx5_7:1"}
-    gate = {
-        "part": port,
-        "counter": "symbol_error",
-        "scope": "window",
-        "worst_rise": 12,
-        "worst_window": 5,
-        "total": 12,
-        "limit": 0,
-        "windows_risen": 1,
-        "windows": 9,
-    }
-    slowing = {"kind": "link", "node": "gpu-node-01", "rail": 0, "device": "mlx5_1:1"}
-    trend = {
-        "part": slowing,
-        "what": "busbw",
-        "unit": "Gb/s",
-        "slope_per_hour": -12.5,
-        "first": 380.0,
-        "last": 341.0,
-        "p_value": 1e-8,
-        "windows": 9,
-        "first_window": 0,
-        "last_window": 8,
-        "hours": 0.15,
-        "noise": 2.1,
-    }
-    entries = [
-        {"severity": "warn", "message": "NCCL fell back to TCP"},
-        {"step": "soak", "part": {"kind": 3}},
-        _finding("intermittent", link, intermittent, action),
-        _finding("errors", port, gate),
-        _finding("errors", port, {**gate, "scope": "soak"}),  # the same port over the soak's limit: one row
-        _finding("trend", slowing, trend),
-    ]
-    found = soak_findings({"findings": entries})
+    intermittent = Intermittent(FLAPPING, "flapping", 3, 9, 1, 7, (1, 4, 7), hard=3)
     port_part = Part(kind="link", node="gpu-node-04", rail=6, device="mlx5_7:1")
+    gate = ErrorGate(port_part, "symbol_error", "window", 12, 5, 12, 0, 1, 9)
     slow_part = Part(kind="link", node="gpu-node-01", rail=0, device="mlx5_1:1")
+    trend = Trend(slow_part, "busbw", "Gb/s", -12.5, 380.0, 341.0, 1e-8, 9, 0, 8, 0.15, 2.1)
+    kept = (
+        SoakFound(intermittent, action),
+        SoakFound(gate),
+        SoakFound(replace(gate, scope="soak")),  # the same port over the soak's limit: one row
+        SoakFound(trend),
+    )
+    section = codec.decode(SoakSection, codec.encode(SoakSection(540.0, 60.0, 3, windows=9, findings=kept)))
+    assert section.findings == kept
+    found = soak_findings(section)
     assert found == (
         NamedPart(FLAPPING, "intermittent", 3, 9, 1, 7, action, "fail", by_finding=True),
         NamedPart(port_part, "errors", 1, 9, 5, 5, "", "fail", by_finding=True),
         NamedPart(slow_part, "trend", None, 9, 0, 8, "", "fail", by_finding=True),
     )
-    assert soak_findings({"soak": {"findings": entries}}) == found
     assert soak.part_rows(found)[2][2:5] == ("—", "—", "0–8")
     model = SoakModel(rising=None)
     summary = summarise((window(model, i) for i in range(9)), None, found)
@@ -172,14 +123,18 @@ def test_a_soak_finding_is_read_from_its_records_fields_and_replaces_the_windows
 def test_the_certificate_has_the_soak_section_and_a_timeline_per_named_part(soak_dir: Path) -> None:
     paths = write_report(soak_dir, out_dir=soak_dir / "out", options=ReportOptions(images=False))
     names = [c.name for c in paths.charts]
-    assert names == ["soak-world", "soak-gpu-node-02-rail-3-mlx5-4-1"]
+    assert names == ["soak-world", "soak-gpu-node-04-rail-6-mlx5-7-1", "soak-gpu-node-02-rail-3-mlx5-4-1"]
     md = paths.report_md.read_text()
     section = md[md.index("## Soak") :]
     assert "Error counters accumulated over the soak: 12 (symbol\\_error 12); link flaps: 3." in section
     assert "GPUs: 0 Xid events, 0 uncorrected ECC errors." in section
-    assert "| gpu-node-02 rail 3 (mlx5\\_4:1) | flaky | 3 of 9 | 33% | 1–7 |" in section
+    assert "| gpu-node-02 rail 3 (mlx5\\_4:1) | intermittent | 3 of 9 | 33% | 1–7 |" in section
     assert "| gpu-node-04 rail 6 (mlx5\\_7:1) | symbol\\_error | 12 | 1 of 9 | 5 |" in section
-    assert "| intermittent parts | fail | gpu-node-02 rail 3 (mlx5\\_4:1): flapped in 3 of 9 windows |" in section
+    assert (
+        "| intermittent | fail | gpu-node-02 rail 3 (mlx5\\_4:1): intermittent, flapping in 3 of 9 windows (duty 33%), "
+        "first window 1, last 7: windows 1, 4, 7; action: check the cable and the switch port of gpu-node-02 mlx5\\_4 "
+        "port 1: its link went down;"
+    ) in section
     html = paths.report_html.read_text()
     assert 'id="section-soak"' in html and "soak-gpu-node-02-rail-3-mlx5-4-1" in html
     timeline = pd.read_csv(soak_dir / "out" / "charts" / "soak-gpu-node-02-rail-3-mlx5-4-1.csv")
@@ -204,8 +159,10 @@ def test_openmetrics_says_each_windows_rises_and_the_totals(soak_dir: Path) -> N
         "window": "5",
     }
     assert [s.labels["window"] for s in families["railbench_soak_window_link_flaps"].samples] == ["1", "4", "7"]
-    (duty,) = families["railbench_soak_part_duty_ratio"].samples
-    assert duty.value == pytest.approx(1 / 3)
+    samples = families["railbench_soak_part_duty_ratio"].samples
+    duty = {(s.labels["part"], s.labels["symptom"]): s.value for s in samples}
+    assert duty[("gpu-node-02 rail 3 (mlx5_4:1)", "intermittent")] == pytest.approx(1 / 3)
+    assert duty[("gpu-node-04 rail 6 (mlx5_7:1)", "errors")] == pytest.approx(1 / 9)
 
 
 def test_the_history_keeps_the_soak_and_a_run_that_is_no_soak_has_no_row(soak_dir: Path, tmp_path: Path) -> None:
@@ -216,7 +173,8 @@ def test_the_history_keeps_the_soak_and_a_run_that_is_no_soak_has_no_row(soak_di
     assert list(stored) == [run_id]
     held = stored[run_id]
     assert (held.windows, held.elapsed_s, held.errors, held.flaps) == (9, 540.0, 12, 3)
-    assert held.named == ("gpu-node-02 rail 3 (mlx5_4:1)",)
+    # the port whose counter rose is named too (its error gate; the judges' findings are in run.json now)
+    assert held.named == ("gpu-node-04 rail 6 (mlx5_7:1)", "gpu-node-02 rail 3 (mlx5_4:1)")
     (world,) = held.collectives
     assert (world.collective, world.bytes, world.windows) == ("all_reduce", 1 << 30, 9)
     assert world.median_busbw_GBps == pytest.approx(371.0, rel=0.01)

@@ -8,9 +8,8 @@ windows, and every part a window or a soak finding named with how often. The cer
 history all say these same numbers.
 
 Nothing here judges: the soak's judges (``bench.soak``) convict; this counts what the windows and the findings
-say. A soak finding is read from run.json as the judges' record writes it (step ``soak``, its ``part`` and its
-evidence's ``windows_named`` of ``windows``, ``first`` and ``last``); a finding whose part does not read is left
-to the windows' own count.
+say. A soak finding is read from run.json's ``soak.findings``, the judges' records whole
+(``bench.rundir.soak_records.SoakFound``), with its part, duty cycle and windows from the record's own fields.
 
 The history keeps one row per soak (migration 6, ``soak_runs``) and one per world collective and size
 (``soak_collectives``), so ``compare`` and the nightly can set one soak beside the last.
@@ -28,9 +27,11 @@ from pathlib import Path
 from bench import codec
 from bench.codec import present
 from bench.exits import UserError
-from bench.jsondoc import INT_MAX, JSONValue, read_json_object
+from bench.jsondoc import INT_MAX
+from bench.rundir.findings import soak_finding
 from bench.rundir.part import Part
 from bench.rundir.runjson import RunDoc, read_run_json
+from bench.rundir.soak_records import ErrorGate, Intermittent, SoakFound
 from bench.rundir.soak_windows import SoakSection, SoakWindow, iter_windows
 
 
@@ -237,64 +238,35 @@ def summarise(
     )
 
 
-def _count(value: JSONValue, default: int | None = None) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else default
-
-
-def soak_finding(entry: Mapping[str, JSONValue]) -> NamedPart | None:
-    """One soak finding of run.json (a ``Finding`` of step ``soak`` as the codec writes it) as a named part; None
-    when it is not a soak finding or its part does not read.
-
-    Its evidence is one of the judges' records (``bench.rundir.soak_records``), read by its fields: an
+def named_part(found: SoakFound) -> NamedPart:
+    """One soak finding (run.json's ``soak.findings``) as a named part, by its record's fields: an
     ``Intermittent`` says ``windows_named`` of ``windows_measured`` with ``first`` and ``last``; an ``ErrorGate``
-    the ``windows_risen`` of its ``windows`` and its ``worst_window``; a ``Trend`` its series from
-    ``first_window`` to ``last_window`` over ``windows`` (no duty: it names a fall, not how often)."""
-    if entry.get("step") != "soak" or not isinstance(entry.get("part"), Mapping):
-        return None
-    try:
-        part = codec.decode(Part, entry["part"], extra="ignore")
-    except codec.Refused:
-        return None
-    evidence = entry.get("evidence")
-    said: Mapping[str, JSONValue] = evidence if isinstance(evidence, Mapping) else {}
-    measured = _count(said.get("windows_measured"))
-    windows = measured if measured is not None else _count(said.get("windows"), 0) or 0
-    named = _count(said.get("windows_named"), _count(said.get("windows_risen")))
-    first = _count(said.get("first"), _count(said.get("first_window"), _count(said.get("worst_window"))))
-    last = _count(said.get("last"), _count(said.get("last_window"), _count(said.get("worst_window"))))
-    symptom, action, severity = entry.get("symptom"), entry.get("action"), entry.get("severity")
+    the ``windows_risen`` of its ``windows`` and its ``worst_window``; a ``Trend`` its series from ``first_window``
+    to ``last_window`` over ``windows`` (no duty: it names a fall, not how often)."""
+    finding = soak_finding(found.record, found.action)
+    record = found.record
+    named: int | None
+    first: int | None
+    last: int | None
+    if isinstance(record, Intermittent):
+        named, windows, first, last = record.windows_named, record.windows_measured, record.first, record.last
+    elif isinstance(record, ErrorGate):
+        named, windows, first, last = record.windows_risen, record.windows, record.worst_window, record.worst_window
+    else:
+        named, windows, first, last = None, record.windows, record.first_window, record.last_window
     return NamedPart(
-        part,
-        symptom if isinstance(symptom, str) else "",
-        named,
-        windows,
-        first,
-        last,
-        action if isinstance(action, str) else "",
-        severity if isinstance(severity, str) else "fail",
-        by_finding=True,
+        finding.part, finding.symptom, named, windows, first, last, found.action, finding.severity, by_finding=True
     )
 
 
-def soak_findings(run_json: Mapping[str, JSONValue]) -> tuple[NamedPart, ...]:
-    """The soak findings run.json holds, in its ``findings`` or its ``soak`` section's, each part and symptom once
-    (a port over its limit in a window and over the soak is one row of ``errors``; the same port intermittent is
-    another)."""
-    soak = run_json.get("soak")
-    lists = (run_json.get("findings"), soak.get("findings") if isinstance(soak, Mapping) else None)
+def soak_findings(section: SoakSection | None) -> tuple[NamedPart, ...]:
+    """The soak findings of run.json's ``soak`` section, each part and symptom once (a port over its limit in a
+    window and over the soak is one row of ``errors``; the same port intermittent is another)."""
     out: dict[tuple[Part, str], NamedPart] = {}
-    for entries in lists:
-        for entry in entries if isinstance(entries, list) else ():
-            found = soak_finding(entry) if isinstance(entry, Mapping) else None
-            if found is not None:
-                out.setdefault((found.part, found.symptom), found)
+    for found in section.findings if section is not None else ():
+        named = named_part(found)
+        out.setdefault((named.part, named.symptom), named)
     return tuple(out.values())
-
-
-def _raw_run_json(run_dir: Path) -> Mapping[str, JSONValue]:
-    """run.json as plain JSON (bounded, as every reader reads it), to read the soak findings the typed record may
-    not hold yet; read_run_json has read it already, so it is there and whole."""
-    return read_json_object(Path(run_dir) / "run.json", fix="the run directory is damaged")
 
 
 def windows_of(run_dir: Path) -> Iterator[SoakWindow]:
@@ -313,7 +285,7 @@ def read_soak(run_dir: Path | str, run: RunDoc | None = None) -> SoakSummary | N
     section = present(doc.soak)
     if section is None and not (run_dir / "windows.jsonl").is_file():
         return None
-    return summarise(windows_of(run_dir), section, soak_findings(_raw_run_json(run_dir)))
+    return summarise(windows_of(run_dir), section, soak_findings(section))
 
 
 # --- the store's tables ----------------------------------------------------------------------------------
@@ -430,7 +402,8 @@ def of_runs(conn: sqlite3.Connection, run_ids: Sequence[int]) -> dict[int, Store
                 errors,
                 flaps,
                 json.loads(counters),
-                tuple(str(n.get("where", "")) for n in json.loads(named)),
+                # each part once, whatever it was named for (a port's error gate and its duty cycle)
+                tuple(dict.fromkeys(str(n.get("where", "")) for n in json.loads(named))),
                 tuple(collectives.get(run_id, ())),
             )
     return out

@@ -1,4 +1,4 @@
-"""The certificate's soak section and the tables of its timeline charts (docs/report.md, "Soak").
+"""The certificate's soak section and the tables of its timeline charts (docs/reports.md, its sections).
 
 A soak's run directory (``railbench soak``) holds run.json's ``soak`` section and ``windows.jsonl``;
 ``bench.history.soak_runs`` sums them up (``SoakSummary``) and this module says it: how many windows over how

@@ -130,3 +130,12 @@ class Trend(Written):
     temperature_first_C: float | None = None
     """A GPU's temperature at the series' first and last window, where the windows carry it."""
     temperature_last_C: float | None = None
+
+
+@dataclass(frozen=True)
+class SoakFound(Written):
+    """A soak finding as run.json's ``soak`` section keeps it: the judges' record, whole, and the action decided for
+    it (``bench.rundir.findings.soak_finding`` makes the finding again from these two)."""
+
+    record: ErrorGate | Intermittent | Trend
+    action: str = ""

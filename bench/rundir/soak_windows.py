@@ -26,6 +26,7 @@ from bench.bounded import MissingInput, capped_lines, open_text
 from bench.codec import ABSENT, Absent, Written
 from bench.rundir.files import check_replaceable
 from bench.rundir.part import Part
+from bench.rundir.soak_records import SoakFound
 
 WINDOWS_FILE = "windows.jsonl"
 """In the run directory, beside run.json."""
@@ -141,6 +142,9 @@ class SoakSection(Written):
     deadline_utc: str | None = None
     """When the soak's first start said it ends (ISO 8601, UTC): ``--resume`` goes on until then, however long
     the soak was stopped (a later start's run.json has a start time of its own)."""
+    findings: tuple[SoakFound, ...] = ()
+    """What the soak's judges found over the windows kept (written with the verdict: every finding of every gate),
+    so the report, the history and the drain read the soak's findings as the judges made them."""
 
 
 def window_line(window: SoakWindow) -> bytes:

@@ -21,6 +21,7 @@ from bench.exits import FabricFault, InfraError, Interrupted
 from bench.frame.decide import Item, decide, item_entries
 from bench.frame.job import print_verdict
 from bench.frame.run import Run, write_refused_is_infra
+from bench.rundir.soak_records import SoakFound
 from bench.rundir.soak_windows import SoakSection, SoakWindow, iter_windows
 from bench.runtime.progress import times_text
 from bench.soak.config import SoakConfig, read_resumed
@@ -64,6 +65,8 @@ class SoakClock:
     """Soak seconds of the starts before this one (``--resume``)."""
     resumed: tuple[int, ...] = ()
     stopped: str | None = None
+    findings: tuple[SoakFound, ...] = ()
+    """The judges' findings over the windows kept, once judged (run.json's ``soak.findings``)."""
     started: float = field(default_factory=time.monotonic)
     last_len: float | None = None
     window_began: float = 0.0
@@ -126,6 +129,7 @@ class SoakClock:
             resumed=self.resumed,
             stopped=self.stopped,
             deadline_utc=deadline,
+            findings=self.findings,
         )
 
     def next_window(self, now: float | None = None) -> Next | None:

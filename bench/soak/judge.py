@@ -20,7 +20,7 @@ from bench.profile.cluster import Profile
 from bench.rundir.finding_words import soak_cleared_line
 from bench.rundir.findings import Finding, soak_finding
 from bench.rundir.part import Part
-from bench.rundir.soak_records import ErrorGate, Trend
+from bench.rundir.soak_records import ErrorGate, Intermittent, SoakFound, Trend
 from bench.rundir.soak_windows import SoakWindow
 from bench.soak import duty, gates, trend
 
@@ -39,6 +39,15 @@ CLEARED_SHOWN = 8
 def soak_findings(windows: Iterable[SoakWindow], profile: Profile) -> list[Finding]:
     """Every finding of every gate, in the gates' order."""
     return [f for item in soak_items(windows, profile) for f in item.findings]
+
+
+def kept_findings(items: Sequence[Item]) -> tuple[SoakFound, ...]:
+    """The soak findings of ``items`` as run.json's ``soak.findings`` keeps them: each judge's record and its action."""
+    kept = []
+    for finding in (f for item in items for f in item.findings):
+        if isinstance(finding.evidence, ErrorGate | Intermittent | Trend):
+            kept.append(SoakFound(finding.evidence, finding.action))
+    return tuple(kept)
 
 
 def soak_items(windows: Iterable[SoakWindow], profile: Profile) -> list[Item]:

@@ -42,6 +42,7 @@ from bench.runtime.watchdog import Watchdog
 from bench.soak import clock, world
 from bench.soak.config import SoakConfig, check_duration
 from bench.soak.drain import drain_section
+from bench.soak.judge import kept_findings
 from bench.soak.judge import soak_items as judge_windows
 from bench.soak.window import link_windows, named_in_window
 
@@ -103,8 +104,9 @@ class SoakJob(Job):
         if self.clock is not None:
             if stopped is not None:
                 self.clock.stopped = clock.why_stopped(stopped)
-            run.update(soak=self.clock.section())
             items = timed(soak_items(run), time.monotonic() - started)
+            self.clock.findings = kept_findings(items)
+            run.update(soak=self.clock.section())
             if stopped is not None:
                 clock.keep_verdict(run, items, stopped)
         if stopped is not None:

@@ -1,5 +1,6 @@
 """Soak run directories for the outputs' tests: windows.jsonl through ``append_window`` and run.json as
-``tests.support.report_data`` writes it, with the ``soak`` section and one item per gate.
+``tests.support.report_data`` writes it, with the ``soak`` section, its findings and one item per gate as
+railbench's own judges decide them over the windows.
 
 The model follows the faults issue 46 names (a cable that flaps now and then, a port whose symbol errors rise
 in one window, a link that slows): the rates are those of ``report_data``'s NDR rail (~384 Gb/s of pair
@@ -15,19 +16,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench import codec
+from bench.frame.decide import Item, decide, item_entries
+from bench.profile.cluster import load_profile
 from bench.rundir.part import Part
 from bench.rundir.soak_windows import (
     CollectiveWindow,
     GpuWindow,
     LinkWindow,
     NamedInWindow,
+    SoakSection,
     SoakWindow,
     append_window,
 )
+from bench.soak.judge import kept_findings, soak_items
 from tests.support.report_data import ClusterModel, device, run_json, write_run_dir
 
 LINK_GBPS = 384.0
 """A healthy NDR rail's pair rate (report_data's model)."""
+PROFILE = load_profile("lambda-1cc")
 WORLD_GBPS = 2968.0
 """all_reduce at 1G on 4 x 8 H100s: 371 GB/s of busbw (report_data's world curve), in Gb/s."""
 
@@ -85,56 +92,36 @@ def window(model: SoakModel, index: int) -> SoakWindow:
     )
 
 
-def gate_items(model: SoakModel) -> list[dict[str, Any]]:
-    """run.json's items of the soak's gates, as the soak's verdict writes them (one per gate)."""
-    items = []
-    if model.rising is not None:
-        node, rail, at = model.rising
-        items.append(
-            {
-                "group": "railbench.soak",
-                "name": "errors per window",
-                "state": "fail",
-                "reason": f"{node} rail {rail} ({device(rail)}:1): symbol_error rose by 12 in window {at}",
-                "findings": [{"step": "soak", "part": "errors"}],
-            }
-        )
-    if model.flapping is not None:
-        node, rail = model.flapping
-        k = len(range(1, model.windows, 3))
-        items.append(
-            {
-                "group": "railbench.soak",
-                "name": "intermittent parts",
-                "state": "fail",
-                "reason": f"{node} rail {rail} ({device(rail)}:1): flapped in {k} of {model.windows} windows",
-                "findings": [{"step": "soak", "part": "link"}],
-            }
-        )
-    return items
+def judged(model: SoakModel) -> list[Item]:
+    """The soak's gates over the model's windows, by railbench's own judges (``bench.soak.judge``), with the
+    lambda-1cc profile's limits: what the soak's verdict writes."""
+    return soak_items((window(model, index) for index in range(model.windows)), PROFILE)
 
 
 def soak_run_json(model: SoakModel) -> dict[str, Any]:
-    """run.json of a finished soak."""
+    """run.json of a finished soak: its items, verdict and ``soak.findings`` as the soak job writes them."""
     run = run_json(ClusterModel(hosts=model.hosts, bad=None, intra_node=False), command="soak")
     for key in ("accept", "plan", "rails_test"):
         run.pop(key, None)
-    failed = model.rising is not None or model.flapping is not None
+    items = judged(model)
+    verdict = decide(items)
+    planned = model.windows * model.window_s * (1 if model.stopped is None else 2)
+    section = SoakSection(
+        planned_s=planned,
+        window_s=model.window_s,
+        cover_every=3,
+        windows=model.windows,
+        elapsed_s=model.windows * model.window_s,
+        resumed=model.resumed,
+        stopped=model.stopped,
+        findings=kept_findings(items),
+    )
     run.update(
-        verdict="fail" if failed else "pass",
-        exit_status=1 if failed else 0,
-        items=gate_items(model),
-        soak={
-            "planned_s": model.windows * model.window_s
-            if model.stopped is None
-            else 2 * model.windows * model.window_s,
-            "window_s": model.window_s,
-            "cover_every": 3,
-            "windows": model.windows,
-            "elapsed_s": model.windows * model.window_s,
-            "resumed": list(model.resumed),
-            "stopped": model.stopped,
-        },
+        verdict=verdict.word,
+        exit_status=verdict.exit_status,
+        reasons=list(verdict.reasons),
+        items=codec.encode(item_entries(items)),
+        soak=codec.encode(section),
     )
     return run
 
