@@ -53,3 +53,20 @@ def test_a_damaged_line_is_refused_with_its_number(tmp_path: Path) -> None:
         out.write('{"index": "first"}\n')
     with pytest.raises(codec.Refused, match="line 2"):
         read_windows(tmp_path)
+
+
+def test_a_quiet_link_and_gpu_write_only_what_they_measured() -> None:
+    """A window holds one record per link and per GPU: the fields at their defaults stay out of the line, and read
+    back as their defaults."""
+    quiet = LinkWindow("gpu-node-017", 3, "mlx5_4:1", 371.512, 4)
+    gpu = GpuWindow("gpu-node-017", 3, sm_clock_MHz=1980.0, temperature_C=61.0)
+    assert codec.encode(quiet) == {
+        "node": "gpu-node-017",
+        "rail": 3,
+        "device": "mlx5_4:1",
+        "busbw_Gbps": 371.512,
+        "cells": 4,
+    }
+    assert codec.encode(gpu) == {"node": "gpu-node-017", "gpu": 3, "sm_clock_MHz": 1980.0, "temperature_C": 61.0}
+    window = SoakWindow(0, 0.0, 9.5, links=(quiet, _window(1).links[0]), gpus=(gpu,))
+    assert codec.decode(SoakWindow, codec.encode(window)) == window

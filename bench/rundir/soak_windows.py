@@ -3,9 +3,9 @@
 A soak (``railbench soak``) repeats windows for hours; what it keeps of each is an aggregate, never its rows:
 per (node, rail) link its typical pair rate, the cells it ran, whether the window's own judgement named it, the
 error counters that rose and the flaps; per world collective the busbw at each size; per GPU what the kernel log
-and nvidia-smi said at the window's edge; and the parts the window's judgement named. One line is a few hundred
-bytes per link, so a 1,000-window soak of 64 x 8 links stays in the tens of MB and memory never holds more than
-one window plus the judges' per-part series.
+and nvidia-smi said at the window's edge; and the parts the window's judgement named. A line holds about 80 bytes
+per link and per GPU (fields at their defaults left out, :class:`Lean`), and memory never holds more than one
+window plus the judges' per-part series (``ci/bench_soak.py`` prints both).
 
 Lines are appended and made durable before the next window starts (:func:`append_window`): a soak stopped by
 Ctrl-C, SIGTERM or a lost node keeps every finished window, and ``--resume`` reads them back
@@ -17,16 +17,21 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
+from typing import TYPE_CHECKING, cast
 
 from bench import codec
 from bench.bounded import MissingInput, capped_lines, open_text
 from bench.codec import ABSENT, Absent, Written
+from bench.jsondoc import JSONValue
 from bench.rundir.files import check_replaceable
 from bench.rundir.part import Part
 from bench.rundir.soak_records import SoakFound
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 WINDOWS_FILE = "windows.jsonl"
 """In the run directory, beside run.json."""
@@ -34,8 +39,22 @@ MAX_WINDOW_LINE_CHARS = 64 << 20
 """One window's line: every link of a 4,096-node, 8-rail cluster at a few hundred bytes each fits."""
 
 
+class Lean(Written):
+    """A window's record written without the fields at their defaults (a quiet link's ``named``, ``dead``,
+    ``errors``, ``flaps``; a GPU's empty Xid list): a window holds one per link and per GPU, so each key left out
+    is kept out of every line of a soak (the codec reads a key that is not there as its default)."""
+
+    def to_json(self) -> dict[str, JSONValue]:
+        written = super().to_json()
+        for f in fields(cast("DataclassInstance", self)):
+            default = f.default_factory() if f.default_factory is not MISSING else f.default
+            if default is not MISSING and f.name in written and getattr(self, f.name) == default:
+                del written[f.name]
+        return written
+
+
 @dataclass(frozen=True)
-class LinkWindow(Written):
+class LinkWindow(Lean):
     """One (node, rail) link in one window."""
 
     node: str
@@ -63,7 +82,7 @@ class LinkWindow(Written):
 
 
 @dataclass(frozen=True)
-class CollectiveWindow(Written):
+class CollectiveWindow(Lean):
     """One world collective at one size in one window."""
 
     collective: str
@@ -75,7 +94,7 @@ class CollectiveWindow(Written):
 
 
 @dataclass(frozen=True)
-class GpuWindow(Written):
+class GpuWindow(Lean):
     """One GPU at a window's edge: what the kernel log and nvidia-smi said (None: not read on this node)."""
 
     node: str
