@@ -272,3 +272,42 @@ def _cmdline_holds(proc: Path, folder: Path) -> bool:
         return str(folder).encode() in (proc / "cmdline").read_bytes()
     except OSError:
         return False
+
+
+SOAK = REPO / "ci" / "slurm" / "railbench-soak.sbatch"
+
+
+def test_the_soak_under_sbatch_drains_the_node_of_a_dead_rail(cluster: SlurmCluster, tmp_path: Path) -> None:
+    """docs/soak.md's recipe (ci/slurm/railbench-soak.sbatch --drain) on the whole allocation with node02's rail 1
+    dead throughout: the soak runs its windows, its gates name node02 rail 1 dead in every window, the job ends
+    FAILED with exit 1 in sacct, node02 alone is drained with the link's key, and the soak's run directory is where
+    SOAK_DIR says, so the next job would resume it."""
+    railbench = Path(sys.executable).parent / "railbench"
+    if not railbench.is_file():
+        pytest.skip(f"no railbench script beside {sys.executable}: install railbench (pip install -e .)")
+    results = tmp_path / "results"
+    env = {
+        "RESULTS": str(results),
+        "RAILBENCH": str(railbench),
+        "PROFILE": profile(cluster.bed),
+        "RANKS_PER_NODE": "2",
+        "SOAK_HOURS": "0.006",
+        "WINDOW_S": "4",
+        "SOAK_ARGS": "--timeout 120 --no-history",
+    }
+    cluster.bed.link_down("node02", 1)
+    job = cluster.sbatch(
+        [f"--nodes={NODES}", "--ntasks-per-node=2", "--gpus-per-node=0", str(SOAK), "--drain"], env=env, cwd=tmp_path
+    )
+    end = cluster.wait_job(job, timeout=400)
+    output = (tmp_path / f"railbench-soak-{job}.out").read_text()
+    assert (end.state, end.exit_code) == ("FAILED", 1), output[-4000:]
+    meta = json.loads((results / "reports" / "soak" / "run.json").read_text())
+    assert meta["command"] == "soak" and meta["verdict"] == "fail" and meta["launcher"] == "slurm"
+    assert meta["soak"]["windows"] >= 2 and meta["soak"]["stopped"] is None, meta["soak"]
+    dead = [f["record"] for f in meta["soak"]["findings"] if f["record"]["part"]["node"] == "node02"]
+    assert dead and all(r["part"]["rail"] == 1 for r in dead), meta["soak"]["findings"]
+    assert [(n["node"], n["outcome"]) for n in meta["drain"]["nodes"]] == [("node02", "drained")]
+    states = cluster.sinfo_states()
+    assert states["node02"][0] == "drained" and states["node02"][1].startswith("railbench[link:1/"), states
+    assert states["node01"] == states["node03"] == ("idle", "none")
