@@ -18,14 +18,16 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import jsonschema
 import pytest
 
+from bench import codec
 from bench.profile.cluster import profile_for
 from bench.rundir.runjson import SCHEMA_PATH
-from bench.rundir.soak_records import Intermittent
-from bench.rundir.soak_windows import read_windows
+from bench.rundir.soak_records import ErrorGate, Intermittent
+from bench.rundir.soak_windows import SoakSection, SoakWindow, read_windows
 from bench.soak.judge import soak_findings
 from tests.support import rank_env
 from tests.support.testbeds.netns_testbed import PROFILE, NetnsCluster, build_cluster
@@ -40,6 +42,7 @@ SOAK_S = 75
 under load), still has windows to run before the first start's deadline."""
 KEPT_BEFORE_SIGTERM = 3
 FLAPPED = ("node02", 0)
+Record = TypeVar("Record")
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,7 @@ class Soak:
     """Windows on disk when the flap began: it falls in a later one."""
     second_rc: int
     second: dict
-    windows: list[dict]
+    windows: list[SoakWindow]
     said: str
     profile: Path
 
@@ -131,7 +134,7 @@ def soak() -> Iterator[Soak]:
         first_lines = _lines(out / "windows.jsonl")
         done = bed.run(1, [*argv, "--resume", str(out)], timeout=240)
         second = json.loads((out / "run.json").read_text())
-        windows = [json.loads(line) for line in (out / "windows.jsonl").read_text().splitlines()]
+        windows = read_windows(out)
         said = stdout + stderr + done.stdout + done.stderr
         yield Soak(
             out, proc.returncode, first, first_lines, flapped[0], done.returncode, second, windows, said, profile
@@ -155,9 +158,9 @@ def test_resume_goes_on_from_the_next_window_until_the_first_deadline(soak: Soak
     jsonschema.validate(second, json.loads(SCHEMA_PATH.read_text()))
     assert section["deadline_utc"] == soak.first["soak"]["deadline_utc"]
     assert section["windows"] == len(soak.windows) > soak.first_lines
-    assert [w["index"] for w in soak.windows] == list(range(len(soak.windows)))
-    starts = [w["start_s"] for w in soak.windows]
-    assert starts == sorted(starts) and section["elapsed_s"] >= soak.windows[-1]["end_s"]
+    assert [w.index for w in soak.windows] == list(range(len(soak.windows)))
+    starts = [w.start_s for w in soak.windows]
+    assert starts == sorted(starts) and section["elapsed_s"] >= soak.windows[-1].end_s
 
 
 def test_every_pair_is_covered_every_k_windows(soak: Soak) -> None:
@@ -165,42 +168,54 @@ def test_every_pair_is_covered_every_k_windows(soak: Soak) -> None:
     rounds = 3  # 3 nodes: three rounds, each with one node sitting out
     assert 1 <= k <= rounds
     for i in range(len(soak.windows) - k + 1):
-        covered = {r for w in soak.windows[i : i + k] for r in w["rounds"]}
-        assert covered == set(range(rounds)), [w["rounds"] for w in soak.windows]
+        covered = {r for w in soak.windows[i : i + k] for r in w.rounds}
+        assert covered == set(range(rounds)), [w.rounds for w in soak.windows]
     for w in soak.windows:
-        assert {(link["node"], link["rail"]) for link in w["links"]} == {("node01", 0), ("node02", 0), ("node03", 0)}
-        assert all(link["busbw_Gbps"] > 0 for link in w["links"] if link["cells"])
+        assert {(link.node, link.rail) for link in w.links} == {("node01", 0), ("node02", 0), ("node03", 0)}
+        assert all((link.busbw_Gbps or 0.0) > 0 for link in w.links if link.cells)
 
 
 def test_the_flap_is_counted_in_its_one_window(soak: Soak) -> None:
     node, rail = FLAPPED
-    flaps = [
-        sum(link["flaps"] for link in w["links"] if (link["node"], link["rail"]) == (node, rail)) for w in soak.windows
-    ]
+    flaps = [sum(link.flaps for link in w.links if (link.node, link.rail) == (node, rail)) for w in soak.windows]
     flapped = [i for i, n in enumerate(flaps) if n]
     assert len(flapped) == 1 and flapped[0] >= soak.flap_after and flaps[flapped[0]] == 1, flaps
-    others = [link["flaps"] for w in soak.windows for link in w["links"] if (link["node"], link["rail"]) != FLAPPED]
+    others = [link.flaps for w in soak.windows for link in w.links if (link.node, link.rail) != FLAPPED]
     assert not any(others)
-    collectives = [c for w in soak.windows for c in w["collectives"]]
-    assert collectives and all(c["busbw_Gbps"] > 0 and c["wrong"] == 0 for c in collectives)
+    collectives = [c for w in soak.windows for c in w.collectives]
+    assert collectives and all(c.busbw_Gbps > 0 and c.wrong == 0 for c in collectives)
+
+
+def _records(soak: Soak, kind: type[Record]) -> list[Record]:
+    """The soak's findings of one kind, as the command wrote them in run.json (``soak.findings``)."""
+    section = codec.decode(SoakSection, soak.second["soak"], extra="ignore")
+    return [f.record for f in section.findings if isinstance(f.record, kind)]
 
 
 def test_the_verdict_names_the_flapping_link_intermittent_with_its_window(soak: Soak) -> None:
     node, rail = FLAPPED
-    flapped = next(w["index"] for w in soak.windows for link in w["links"] if link["flaps"])
-    found = [
-        f.evidence
-        for f in soak_findings(read_windows(soak.out), profile_for(str(soak.profile), None))
-        if isinstance(f.evidence, Intermittent) and f.symptom == "intermittent"
-    ]
+    flapped = next(w.index for w in soak.windows for link in w.links if link.flaps)
+    found = [i for i in _records(soak, Intermittent) if not i.persistent]
     said = [i for i in found if (i.part.kind, i.part.node, i.part.rail) == ("link", node, rail)]
     assert len(said) == 1 and said[0].symptom == "flapping", found
     # Its duty cycle: the flap's window (hard evidence, once), and any window a busy machine's noise named it slow.
     assert flapped in said[0].windows and said[0].hard == 1 and said[0].windows_named == len(said[0].windows)
     assert (said[0].first, said[0].last) == (said[0].windows[0], said[0].windows[-1])
-    assert said[0].windows_measured == len(soak.windows)
-    # The flap is the one hard evidence: whatever else a busy 2-core machine's windows named, it was only slow.
-    assert all(i.symptom == "slow" for i in found if i is not said[0]), found
-    intermittent = next(i for i in soak.second["items"] if i["name"] == "intermittent")
-    assert intermittent["state"] == "fail" and soak.second["verdict"] == "fail" and soak.second_rc == 1
-    assert f"{node} rail {rail}" in intermittent["reason"], intermittent
+    # The judges' word is the command's: what run.json keeps is what the judges say of the windows kept.
+    profile = profile_for(str(soak.profile), None)
+    assert [f.evidence for f in soak_findings(read_windows(soak.out), profile)] == [
+        f.record for f in codec.decode(SoakSection, soak.second["soak"], extra="ignore").findings
+    ]
+
+
+def test_the_flaps_carrier_changes_fail_the_error_gate_naming_the_port(soak: Soak) -> None:
+    """A counter that rose in one window only (the interface's own carrier_changes, which the profile gates at 0)
+    fails the per-window gate and the soak's total, each naming the port and the window it rose in."""
+    node, rail = FLAPPED
+    flapped = next(w.index for w in soak.windows for link in w.links if link.flaps)
+    gates = [g for g in _records(soak, ErrorGate) if g.counter == "carrier_changes"]
+    assert {g.scope for g in gates} == {"window", "soak"}, gates
+    for gate in gates:
+        assert (gate.part.node, gate.part.rail, gate.part.device) == (node, rail, f"rail{rail}")
+        assert (gate.worst_window, gate.windows_risen, gate.total) == (flapped, 1, 2) and gate.over
+    assert soak.second["verdict"] == "fail" and soak.second_rc == 1
