@@ -20,6 +20,7 @@ from tests.support import REPO, rank_env
 
 NIGHTLY = REPO / "ci" / "nightly"
 SBATCH = NIGHTLY / "lambda-1cc.sbatch"
+SOAK = REPO / "ci" / "slurm" / "railbench-soak.sbatch"
 
 # sbatch's long options (Slurm 23.x manual, "OPTIONS"); a misspelt one is a hard error at submit time.
 _SBATCH_OPTIONS_TEXT = """
@@ -51,8 +52,9 @@ def _directives(script: str) -> list[tuple[str, str | None]]:
     return found
 
 
-def test_sbatch_directives_are_valid() -> None:
-    script = SBATCH.read_text()
+@pytest.mark.parametrize("recipe", [SBATCH, SOAK], ids=["nightly", "soak"])
+def test_sbatch_directives_are_valid(recipe: Path) -> None:
+    script = recipe.read_text()
     directives = _directives(script)
     assert directives, "no #SBATCH lines before the first command"
     unknown = [name for name, _ in directives if name not in SBATCH_OPTIONS]
@@ -62,6 +64,8 @@ def test_sbatch_directives_are_valid() -> None:
     options = dict(directives)
     assert options["ntasks-per-node"] == "8" and options["gpus-per-node"] == "8" and "exclusive" in options
     assert re.fullmatch(r"\d+:\d\d:\d\d", options["time"] or "")
+    done = subprocess.run(["bash", "-n", str(recipe)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
 
 
 def test_sbatch_script_does_the_nightly() -> None:
