@@ -4,6 +4,7 @@ history (bench.history.soak_runs, bench.report.soak, bench.report.soak_charts, b
 from __future__ import annotations
 
 import io
+import itertools
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -291,3 +292,15 @@ def test_counters_no_window_read_are_said_as_not_read_never_as_zero(tmp_path: Pa
     with opened(history) as conn:
         held = soak_runs.of_runs(conn, [run_id])[run_id]
     assert (held.windows, held.errors, held.flaps) == (2, None, None)
+
+
+@settings(max_examples=60, deadline=None)
+@given(last=st.integers(min_value=1, max_value=10**7))
+def test_the_window_axis_ticks_whole_windows_only(last: int) -> None:
+    """A window has no half: the axis says whole windows from 0, at a step of 1, 2 or 5 times a power of ten, at most
+    20 of them, the last within one step of the last window."""
+    ticks = soak_charts.window_ticks(last)
+    step = ticks[1] - ticks[0]
+    assert ticks[0] == 0 and all(b - a == step for a, b in itertools.pairwise(ticks))
+    assert len(ticks) <= soak_charts.MAX_TICKS and last - step < ticks[-1] <= last
+    assert step // 10 ** (len(str(step)) - 1) in (1, 2, 5) and set(str(step)[1:]) <= {"0"}

@@ -21,11 +21,22 @@ FLAP_COLOR = "#f58518"
 WIDTH = 800
 
 
+MAX_TICKS = 20
+
+
+def window_ticks(last: int) -> list[int]:
+    """Whole windows from 0 to ``last`` at a step of 1, 2 or 5 times a power of ten, at most :data:`MAX_TICKS`: a
+    window has no half, and a renderer left to choose puts ticks at 0.5 and prints them as 0 and 1 (vl-convert
+    draws ``tickMinStep`` as if it were not there)."""
+    steps = (m * 10**e for e in range(12) for m in (1, 2, 5))
+    step = next(k for k in steps if last // k < MAX_TICKS)
+    return list(range(0, last + 1, step))
+
+
 def _x(table: pd.DataFrame) -> alt.X:
-    last = int(table["window_last"].max()) if len(table) else 0
-    # windows are whole numbers: no tick between two of them
-    axis = alt.Axis(format="d", tickMinStep=1)
-    return alt.X("window:Q", title="window", axis=axis, scale=alt.Scale(domain=[0, max(last, 1)], nice=False))
+    last = max(int(table["window_last"].max()) if len(table) else 0, 1)
+    axis = alt.Axis(format="d", values=window_ticks(last))
+    return alt.X("window:Q", title="window", axis=axis, scale=alt.Scale(domain=[0, last], nice=False))
 
 
 def part_timeline_chart(
