@@ -5,9 +5,9 @@ the first start's deadline.
 
 One soak, two starts (a module fixture): every assertion reads its windows.jsonl and run.json. A flap is told by
 the interface's own carrier changes in the window it fell in: each flapping link is named intermittent with its duty
-cycle and windows, and node02's once-risen carrier_changes fail the error gates naming its port; SIGTERM keeps every finished window and the
-verdict on them (run.json ``interrupted``, 143, ``soak.stopped``); the resumed start goes on from the next window
-and records where it resumed.
+cycle and windows, and node02's once-risen carrier_changes fail the error gates naming its port. SIGTERM keeps every
+finished window and the verdict on them (run.json ``interrupted``, 143, ``soak.stopped``); the resumed start goes on
+from the next window and records where it resumed.
 """
 
 from __future__ import annotations
