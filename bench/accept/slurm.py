@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from bench.preflight.cluster import NodeReport
 from bench.profile.cluster import Profile
 from bench.rails.diagnosis.rails_outcome import RailsOutcome
-from bench.rundir.sections import Drain, DrainedNode, LeftOutNode, Scheduler
+from bench.rundir.sections import Drain, LeftOutNode, Scheduler
 from bench.runtime import env as benv
 from bench.slurm import drain, scheduler
 
@@ -53,10 +53,4 @@ def drain_section(reports: Sequence[NodeReport], outcome: RailsOutcome | None, p
         found, above = drain.defect_faults(outcome.defects, gpu)
         faults += found
         skipped += above
-    actions = drain.drain_faulty(faults)
-    for action in actions:
-        print(f"# drain: {action.line}", flush=True)
-    for line in skipped:
-        print(f"# drain: {line}", flush=True)
-    nodes = tuple(DrainedNode(node=a.node, outcome=a.outcome, reason=a.reason, note=a.note) for a in actions)
-    return Drain(nodes=nodes, not_drained=tuple(skipped))
+    return drain.drain_and_say(faults, skipped)

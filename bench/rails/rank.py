@@ -304,7 +304,22 @@ def rails_test(
 # --- the standalone command ------------------------------------------------------------------------------
 
 
-class RailsJob(Job):
+class RailStepsJob(Job):
+    """A job that runs the rails test's steps with its settings (``rails``, ``soak``): rank 0 reads the topology
+    and settles the run directory before init, and a profile learnt at start-up retargets the settings too."""
+
+    settings: RailsSettings
+
+    def before_init(self, prelude: Prelude) -> Path | None:
+        self.settings, out_dir = rails_before_init(self.settings, self.profile, self.setup.output, prelude)
+        return out_dir
+
+    def retarget(self, profile: Profile) -> None:
+        super().retarget(profile)
+        self.settings = retargeted(self.settings, profile)
+
+
+class RailsJob(RailStepsJob):
     """``railbench rails``: every rail and every pair, judged per rail (``bench.rails.diagnosis.items``)."""
 
     command = "rails"
@@ -315,14 +330,6 @@ class RailsJob(Job):
         self.settings = settings
         self.laps = Laps()
         self.planned: acceptance.Plan | None = None
-
-    def before_init(self, prelude: Prelude) -> Path | None:
-        self.settings, out_dir = rails_before_init(self.settings, self.profile, self.setup.output, prelude)
-        return out_dir
-
-    def retarget(self, profile: Profile) -> None:
-        super().retarget(profile)
-        self.settings = retargeted(self.settings, profile)
 
     def prepare(self, ctx: DistContext) -> dict[str, object]:
         # The plan for this shape (every rank computes the same), cut to --max-minutes when asked.

@@ -32,6 +32,7 @@ from bench.profile.actions import Actions
 from bench.rundir.finding_words import drain_words, not_drained_words
 from bench.rundir.findings import Finding, check_finding, gpu_finding, rail_finding
 from bench.rundir.railsdoc import GpuDefect, RailDefect
+from bench.rundir.sections import Drain, DrainedNode
 from bench.slurm import scheduler
 from bench.slurm.drain_key import (
     LEGACY_PREFIX,
@@ -276,6 +277,19 @@ def drain_faulty(faults: Iterable[NodeFault]) -> list[NodeAction]:
         else next(asked)
         for node, its in grouped.items()
     ]
+
+
+def drain_and_say(faults: Iterable[NodeFault], not_drained: Sequence[str]) -> Drain:
+    """``--drain`` of a job (accept, soak): every node of ``faults`` drained as :func:`drain_faulty` says, each
+    action and each finding that drained no node (``not_drained``, said with why) printed on a ``# drain:`` line,
+    and run.json's ``drain`` section that says the same."""
+    actions = drain_faulty(faults)
+    for action in actions:
+        print(f"# drain: {action.line}", flush=True)
+    for line in not_drained:
+        print(f"# drain: {line}", flush=True)
+    nodes = tuple(DrainedNode(node=a.node, outcome=a.outcome, reason=a.reason, note=a.note) for a in actions)
+    return Drain(nodes=nodes, not_drained=tuple(not_drained))
 
 
 def _drain_named(grouped: dict[str, list[NodeFault]]) -> list[NodeAction]:

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 from bench.frame.decide import Item
 from bench.rundir.finding_words import not_drained_words
-from bench.rundir.sections import Drain, DrainedNode
+from bench.rundir.sections import Drain
 from bench.slurm import drain
 
 GPU_KINDS = frozenset({"gpu"})
@@ -33,11 +33,4 @@ def faults(items: Iterable[Item]) -> tuple[list[drain.NodeFault], list[str]]:
 
 def drain_section(items: Iterable[Item]) -> Drain:
     """Drain every node the soak convicts; the ``drain`` section that says what was done."""
-    found, skipped = faults(items)
-    actions = drain.drain_faulty(found)
-    for action in actions:
-        print(f"# drain: {action.line}", flush=True)
-    for line in skipped:
-        print(f"# drain: {line}", flush=True)
-    nodes = tuple(DrainedNode(node=a.node, outcome=a.outcome, reason=a.reason, note=a.note) for a in actions)
-    return Drain(nodes=nodes, not_drained=tuple(skipped))
+    return drain.drain_and_say(*faults(items))

@@ -16,25 +16,22 @@ from __future__ import annotations
 import time
 import traceback
 from dataclasses import replace
-from pathlib import Path
 
 from bench.frame.decide import Item, timed
-from bench.frame.job import Job, run_job
+from bench.frame.job import run_job
 from bench.frame.run import Run, setup_of
-from bench.profile.cluster import Profile
 from bench.rails.diagnosis import judge
 from bench.rails.diagnosis.causes import Reports
 from bench.rails.diagnosis.corroborate import corroborate
 from bench.rails.diagnosis.matrix import PairTime
 from bench.rails.measurement import local_causes, steps
 from bench.rails.measurement.pairs import PairRunner
-from bench.rails.plan.config import retargeted, validate
+from bench.rails.plan.config import validate
 from bench.rails.plan.layout import rail_layout
 from bench.rails.plan.schedule import schedule
-from bench.rails.rank import Seated, rails_before_init, rails_section, rank_report, take_seats, world_coord
+from bench.rails.rank import RailStepsJob, Seated, rails_section, rank_report, take_seats, world_coord
 from bench.rundir.soak_windows import CollectiveWindow, SoakWindow, append_window, iter_windows
 from bench.rundir.verdict import Verdict
-from bench.runtime.before_init import Prelude
 from bench.runtime.coord import Coord
 from bench.runtime.dist import DistContext
 from bench.runtime.env import RankInfo
@@ -47,7 +44,7 @@ from bench.soak.judge import soak_items as judge_windows
 from bench.soak.window import link_windows, named_in_window
 
 
-class SoakJob(Job):
+class SoakJob(RailStepsJob):
     """``railbench soak``: windows until the deadline, judged over the windows (``bench.soak.judge``)."""
 
     command = "soak"
@@ -65,14 +62,6 @@ class SoakJob(Job):
         """Rank 0's: the deadline, the rotation, what has been named so far."""
         self.items: list[Item] = []
         """Rank 0's: the gates' items, for ``--drain``."""
-
-    def before_init(self, prelude: Prelude) -> Path | None:
-        self.settings, out_dir = rails_before_init(self.settings, self.profile, self.setup.output, prelude)
-        return out_dir
-
-    def retarget(self, profile: Profile) -> None:
-        super().retarget(profile)
-        self.settings = retargeted(self.settings, profile)
 
     def prepare(self, ctx: DistContext) -> dict[str, object]:
         layout = rail_layout(ctx.hosts)
