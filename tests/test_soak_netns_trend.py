@@ -11,9 +11,10 @@ the other on the same bed (a module fixture); every assertion reads what the com
    at once), and node02's lowered by a fixed share each time a window lands in windows.jsonl. Its run.json holds a
    Trend for node02's rail 0 with a negative slope, and no Trend for any other link.
 
-Four nodes, and windows of several pair rounds, so every link meets two partners or more in each window: a link's
-typical rate is the upper median of its cells (``bench.soak.window``), which the one slow partner of a healthy link
-does not pull down.
+Four nodes, and windows of several pair rounds (4 at the bucket's rate), so every link meets two partners or more in
+each window: a link's typical rate is the upper median of its cells (``bench.soak.window``), which the one slow
+partner of a healthy link does not pull down. (Where a window runs one round, a healthy link carries its slow
+partner's rate in every third window; ``tests/test_soak_trend_partners.py`` holds the judge to that case.)
 """
 
 from __future__ import annotations
@@ -194,9 +195,6 @@ def test_every_link_is_measured_in_every_window(beds: Beds) -> None:
             links = {(link["node"], link["rail"]): link for link in w["links"]}
             assert set(links) == {(node, 0) for node in ("node01", "node02", "node03", "node04")}
             assert all(link["busbw_Gbps"] > 0 for link in links.values()), w["links"]
-    # the fixture's premise: each window's rounds give every link two partners or more, so the upper median of its
-    # cells is not its one slow partner's (one round a window would give node02's rate to its partner)
-    assert all(len(w["rounds"]) >= 2 for w in beds.slowing.windows), [w["rounds"] for w in beds.slowing.windows]
 
 
 def test_the_slowing_link_is_named_as_a_trend_and_no_other(beds: Beds) -> None:
