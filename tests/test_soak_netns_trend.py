@@ -194,7 +194,8 @@ def test_every_link_is_measured_in_every_window(beds: Beds) -> None:
         for w in soaked.windows:
             links = {(link["node"], link["rail"]): link for link in w["links"]}
             assert set(links) == {(node, 0) for node in ("node01", "node02", "node03", "node04")}
-            assert all(link["busbw_Gbps"] > 0 for link in links.values()), w["links"]
+            # windows.jsonl leaves a field at its default out: a link with no rate has no busbw_Gbps
+            assert all(link.get("busbw_Gbps", 0) > 0 for link in links.values()), w["links"]
 
 
 def test_the_slowing_link_is_named_as_a_trend_and_no_other(beds: Beds) -> None:
@@ -218,9 +219,9 @@ def test_the_slowing_link_is_named_as_a_trend_and_no_other(beds: Beds) -> None:
 
 def test_the_buckets_set_the_rates(beds: Beds) -> None:
     """The token buckets, not the CPU, set the slowing soak's rates: no link beat its bucket, and node02's fitted
-    fall is most of what its bucket fell over the windows its series spans."""
+    fall is at least half of what its bucket fell over the windows its series spans."""
     ceiling = beds.ceiling_mbit / 1000
-    rates = [link["busbw_Gbps"] for w in beds.slowing.windows for link in w["links"]]
+    rates = [link.get("busbw_Gbps", 0) for w in beds.slowing.windows for link in w["links"]]
     assert max(rates) <= 1.1 * ceiling, (ceiling, rates)
     (found,) = _trends(beds.slowing)
     bucket_fall = (beds.shaped_mbit[found.first_window] - beds.shaped_mbit[found.last_window]) / 1000
