@@ -92,6 +92,10 @@ class SmiGpu:
     pcie_max_gen: int | None
     pcie_width: int | None
     pcie_max_width: int | None
+    sm_clock_MHz: float | None = None
+    """The SM clock now (``clocks/sm_clock``, ``1410 MHz``); None when the GPU does not say it."""
+    temperature_C: float | None = None
+    """The GPU's core temperature now (``temperature/gpu_temp``, ``66 C``)."""
 
 
 @dataclass(frozen=True)
@@ -130,6 +134,18 @@ def _count(text: str | None, where: str) -> int | None:
         return parse_int(number, Where(where, "count"), maximum=MAX_COUNT)
     except InputError:
         return None
+
+
+def _reading(text: str | None, unit: str) -> float | None:
+    """A reading in ``unit`` (``1410 MHz``, ``66 C``); None for N/A, another unit, or anything that is no number:
+    a reading the document does not give is not read, never guessed."""
+    value = _known(text)
+    if value is None:
+        return None
+    number, _, said = value.partition(" ")
+    if said.strip() != unit or not number.replace(".", "", 1).isdigit() or not number.isascii():
+        return None
+    return float(number)
 
 
 def _yes(text: str | None) -> bool | None:
@@ -244,6 +260,8 @@ def _gpu(element: Element, source: str) -> SmiGpu | None:
         pcie_max_gen=_count(link.value("pcie_gen", "max_link_gen"), where) if link else None,
         pcie_width=_count((link.value("link_widths", "current_link_width") or "").rstrip("x"), where) if link else None,
         pcie_max_width=_count((link.value("link_widths", "max_link_width") or "").rstrip("x"), where) if link else None,
+        sm_clock_MHz=_reading(element.value("clocks", "sm_clock"), "MHz"),
+        temperature_C=_reading(element.value("temperature", "gpu_temp"), "C"),
     )
 
 

@@ -6,9 +6,9 @@ profile's ``[rails_test] rail_bytes``): one size keeps the window short, and it 
 cluster's jobs do. Its target is the profile's world target at that size where the profile judges that size.
 
 GPU state comes from nvidia-smi on each node (``bench.gpu.state.from_tool``: uncorrected ECC rises, clock event
-reasons) and its kernel log (the Xid codes logged in the window, ``bench.gpu.xid``), read by one rank per node where
-the ranks run on GPUs; a CPU rank reads none, and the window lists no GPU (not read, never "no error"). nvidia-smi's
-XML as parsed here gives no clocks or temperature: those stay None.
+reasons, the SM clock and the temperature at the edge, for the judges' clock-against-temperature trend) and its kernel
+log (the Xid codes logged in the window, ``bench.gpu.xid``), read by one rank per node where the ranks run on GPUs; a
+CPU rank reads none, and the window lists no GPU (not read, never "no error").
 """
 
 from __future__ import annotations
@@ -126,7 +126,17 @@ class GpuReader:
                 self.last_uncorrected[gpu.pci] = count
             rise = max(0, count - before) if count is not None and before is not None else 0
             codes = tuple(sorted({e.code for e in events if e.kind == "Xid" and e.matches(gpu.pci)}))
-            out.append(GpuWindow(host, index, xid=codes, ecc_uncorrected=rise, throttle=gpu.clock_events))
+            out.append(
+                GpuWindow(
+                    host,
+                    index,
+                    xid=codes,
+                    ecc_uncorrected=rise,
+                    sm_clock_MHz=gpu.sm_clock_MHz,
+                    temperature_C=gpu.temperature_C,
+                    throttle=gpu.clock_events,
+                )
+            )
         return out
 
 

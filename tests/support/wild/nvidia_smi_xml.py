@@ -2,7 +2,8 @@
 
 Per GPU, in nvidia-smi's (PCI bus) order: its PCI address as sysfs writes it, its name, the memory state
 (ECC mode, uncorrectable errors since the driver loaded, lifetime DRAM and SRAM ones, rows remapped, a pending
-or failed remap, a pending retirement and the pages retired), the active clock event reasons, MIG and the
+or failed remap, a pending retirement and the pages retired), the active clock event reasons, the SM clock and
+the core temperature at the time of the document, MIG and the
 NVSwitch fabric state, and the verdict of ``gpu-ecc``, ``gpu-clocks`` and ``fabric-manager`` on that GPU alone
 with the words that carry it. A value nvidia-smi does not report (``N/A``, ``[N/A]``, absent) reads
 ``"unknown"`` (TOML has no null).
@@ -48,6 +49,8 @@ def _gpu(gpu: SmiGpu) -> dict[str, object]:
         "retirement_pending": _v(gpu.retirement_pending),
         "retired_pages": _v(gpu.retired_pages),
         "clock_events_active": list(gpu.clock_events),
+        "sm_clock_MHz": _v(gpu.sm_clock_MHz),
+        "temperature_C": _v(gpu.temperature_C),
         "mig": _v(gpu.mig_current),
         "fabric_state": _v(gpu.fabric_state),
         "gpu_ecc": ecc,
