@@ -298,8 +298,10 @@ class Model:
             parts.append(np.column_stack([a, b, k, fixed, ordinal]))
             parts.append(np.column_stack([b, a, k, fixed, ordinal]))
         cols = np.concatenate(parts) if parts else np.zeros((0, 7), dtype=np.int64)
-        node, peer, rail, repeat, index, confirm, group = cols.T
-        rate = self._rates(rail, node, peer, group)
+        node, peer, rail, repeat, index, confirm, ordinal = cols.T
+        # A round runs every pair's lower-to-higher direction at once, then the other (the ranks' exchanges,
+        # bench.rails.measurement.exchanges): each half loads the uplinks on its own.
+        rate = self._rates(rail, node, peer, 2 * ordinal + (node > peer))
         messages = self.warmup + self.iters
         budget = cell_budget(self.pair_bytes, messages, LINE_GBPS)
         with np.errstate(divide="ignore"):
