@@ -106,6 +106,18 @@ def test_the_model_measures_a_crossing_round_at_half_and_a_round_within_units_at
     assert np.median(rate[cols.round == 1]) == pytest.approx(1.0, abs=0.03)
 
 
+def test_a_re_measurement_is_loaded_by_its_own_flows_only() -> None:
+    """The matrix's round that crosses whole runs at half; re-run for two of its suspect cells, those two
+    cross an otherwise idle taper at their own rate."""
+    shape = Shape(64, 2, 32, 2)
+    crossing = _every_node_crosses(shape)
+    again = dataclasses.replace(crossing, confirm=1, cells=frozenset({(0, 3, 35), (1, 4, 36)}))
+    cols = Model(shape, (), np.random.default_rng(3), regime=TAPERED).measure_rounds([crossing, again])
+    rate = cols.nbytes * 8 / cols.time_us / 1e3 / HEALTHY
+    assert np.median(rate[cols.confirm == 0]) == pytest.approx(0.5, abs=0.02)
+    assert rate[cols.confirm == 1].min() > 0.85
+
+
 def test_a_hot_spot_slows_only_its_own_round() -> None:
     shape = Shape(64, 2, 32)
     depths = np.ones((2, shape.units, shape.rails))

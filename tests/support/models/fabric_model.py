@@ -220,7 +220,8 @@ class Model:
         return np.clip(log, -0.25, 0.05)
 
     def _rates(self, rail: np.ndarray, a: np.ndarray, b: np.ndarray, group: np.ndarray | None = None) -> np.ndarray:
-        """One sample per (rail, a -> b) direction, Gb/s; ``group`` numbers the round each sample ran in."""
+        """One sample per (rail, a -> b) direction, Gb/s; ``group`` numbers the half round each sample ran in
+        (round 2 * i + 1 is round i's higher-to-lower half)."""
         s, rng, m, r = self.shape, self.rng, len(rail), self.regime
         cross = (a // s.unit) != (b // s.unit)
         rate = LINE_GBPS * PAIR_EFFICIENCY * np.exp(self._noise(m, cross))
@@ -273,8 +274,9 @@ class Model:
         s, r = self.shape, self.regime
         hot = np.ones(len(a))
         if r.hot_spots:
-            depths = fabric_load.hot_spot_depths(s, r, self.rng, int(group.max()) + 1)
-            hot = fabric_load.hot_spot_factor(s, depths, group, rail, a, b)
+            # Drawn per round: both halves of a round see its hot spots (a group is a round's half).
+            depths = fabric_load.hot_spot_depths(s, r, self.rng, int(group.max()) // 2 + 1)
+            hot = fabric_load.hot_spot_factor(s, depths, group // 2, rail, a, b)
         if not r.loaded:
             return hot
         # A hot spot is other traffic on the leaf's uplinks: it slows what the round's own flows were given.
