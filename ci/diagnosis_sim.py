@@ -46,6 +46,7 @@ import statistics
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -293,6 +294,12 @@ def _work(job: tuple[str, Shape, str, int, Regime]) -> Result:
     return run_one(*job)
 
 
+def _by_kind(parts: Iterable[set[Named]]) -> str:
+    """``spine 300, uplink 12``: how many parts of each kind, over every run's set."""
+    counts = Counter(str(n[0]) for run in parts for n in run)
+    return ", ".join(f"{kind} {c}" for kind, c in counts.most_common()) or "none"
+
+
 def report(size: str, results: list[Result], seconds: float, regime: Regime = KIND) -> None:
     faulty = [r for r in results if r.kind != "clean"]
     clean = [r for r in results if r.kind == "clean"]
@@ -331,6 +338,9 @@ def report(size: str, results: list[Result], seconds: float, regime: Regime = KI
         f"# projected wall time per scenario: {statistics.mean(walls) / 60:.1f} min (min {min(walls) / 60:.1f}, "
         f"max {max(walls) / 60:.1f})"
     )
+    print(f"# parts named that were not broken, by kind: {_by_kind(r.named - r.expected for r in faulty)}")
+    print(f"# parts named in clean runs, by kind: {_by_kind(r.named for r in clean)}")
+    print(f"# parts broken and not named, by kind: {_by_kind(r.expected - r.named for r in faulty)}")
     wrong = [r for r in faulty if not r.exact][:10]
     for r in wrong:
         print(
