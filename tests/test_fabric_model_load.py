@@ -106,6 +106,17 @@ def test_the_model_measures_a_crossing_round_at_half_and_a_round_within_units_at
     assert np.median(rate[cols.round == 1]) == pytest.approx(1.0, abs=0.03)
 
 
+@pytest.mark.parametrize("regime", [TAPERED, TAPERED_AR], ids=lambda r: r.name)
+def test_in_the_round_robin_matrix_of_128_nodes_cross_unit_pairs_run_at_about_half(regime: Regime) -> None:
+    """Issue 45: nearly every node of a leaf has its partner in another unit in the same round."""
+    shape = Shape(128, 1, 32, 2)
+    cols = Model(shape, (), np.random.default_rng(4), regime=regime).measure_rounds(schedule(128))
+    rate = cols.nbytes * 8 / cols.time_us / 1e3 / HEALTHY
+    cross = cols.node // 32 != cols.peer // 32
+    assert np.median(rate[cross]) == pytest.approx(0.5, abs=0.03)
+    assert np.median(rate[~cross]) == pytest.approx(1.0, abs=0.03)
+
+
 def test_a_re_measurement_is_loaded_by_its_own_flows_only() -> None:
     """The matrix's round that crosses whole runs at half; re-run for two of its suspect cells, those two
     cross an otherwise idle taper at their own rate."""

@@ -90,7 +90,8 @@ def loaded_share(
     demand: np.ndarray,
 ) -> np.ndarray:
     """Each sample's max-min rate over its ``demand`` (1: nothing held it back), the samples of one ``group``
-    being the flows of one round (a -> b on ``rail``); ``uplinks`` as ``uplink_capacity`` gives them."""
+    being the flows that run at once (a -> b on ``rail``: one half of a round); ``uplinks`` as
+    ``uplink_capacity`` gives them."""
     share = np.ones(len(a))
     ua, ub = a // shape.unit, b // shape.unit
     cross = np.flatnonzero((ua != ub) & (demand > 0))
