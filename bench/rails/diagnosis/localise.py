@@ -45,6 +45,7 @@ from bench.exits import UserError
 from bench.rails.diagnosis import defects_by_part, lone_pairs, noise, switches
 from bench.rails.diagnosis.cells import CellIndex, Cells, transients
 from bench.rails.diagnosis.defects import EVIDENCE_LIMIT, Symptom
+from bench.rails.diagnosis.expected import Expected, judged_rates
 from bench.rails.diagnosis.matrix import PairMatrix, PairSample
 from bench.rails.plan.fabric_map import FabricMap
 from bench.rundir.named_parts import NamedPart
@@ -91,6 +92,9 @@ class Diagnosis:
     """``fabric too noisy to localise: healthy pairs spread 5.3-19.5 Gb/s`` when the relative test gave up."""
     level_Gbps: dict[int, float] = field(default_factory=dict)
     """The healthy level each rail was judged against."""
+    capacity: str | None = None
+    """The fabric's taper where the run showed it binding, as the certificate says it
+    (``bench.rails.diagnosis.expected.Expected.said``)."""
 
 
 def _line_rates(matrix: PairMatrix, line_rate_Gbps: float | Mapping[int, float] | None) -> np.ndarray | None:
@@ -170,15 +174,22 @@ def _low_cells(cell_median: np.ndarray, measured: np.ndarray, between: np.ndarra
 
 
 def _judge(
-    matrix: PairMatrix, rates: np.ndarray | None, thresholds: Thresholds, between: np.ndarray | None = None
+    matrix: PairMatrix,
+    rates: np.ndarray | None,
+    thresholds: Thresholds,
+    between: np.ndarray | None = None,
+    load: Expected | None = None,
 ) -> Cells:
     """Slow samples, suspects and re-measurements: everything the explanations below are built from.
 
-    ``between`` (``[rail, a, b]``, where the cabling is known) marks the cells whose flows cross units."""
+    ``between`` (``[rail, a, b]``, where the cabling is known) marks the cells whose flows cross units; ``load``
+    (where the schedule and cabling are known) each sample's round and expected fraction: where the run shows
+    the uplinks' taper binding, every sample is judged over its fraction (``expected.judged_rates``)."""
     scale = np.ones(len(matrix.rails)) if rates is None else rates
     per_rail = scale[None, :, None, None]
     values, again = matrix.busbw, matrix.confirm_values
     x, x_again = noise.log_rates(values, per_rail), noise.log_rates(again, per_rail)
+    x, x_again, capacity = judged_rates(load, x, x_again)
     measured = (~np.isnan(values)).any(axis=0)
     if not measured.any():
         raise UserError("the pair matrix holds no measurements: run with at least two nodes")
@@ -237,6 +248,8 @@ def _judge(
         expected,
         basis,
         noisy,
+        load if capacity else None,
+        None if load is None else load.round_of,
     )
 
 
@@ -246,6 +259,7 @@ def diagnose(
     thresholds: Thresholds = Thresholds(),
     devices: Mapping[tuple[str, int], str] | None = None,
     fabric: FabricMap | None = None,
+    load: Expected | None = None,
 ) -> Diagnosis:
     """The smallest set of broken parts that explains every reproducible slow pair measurement.
 
@@ -253,11 +267,12 @@ def diagnose(
     only). ``devices`` maps ``(node, rail)`` to the HCA or interface name for the report. ``fabric`` places
     the nodes on the fabric's leaves and spines (``rails --topology``): then a link is a ``cable`` with its leaf
     port, and leaves, uplinks and spines are named too (``bench.rails.diagnosis.switches``); without it, nothing about
-    the switches is guessed.
+    the switches is guessed. ``load``: each sample's round and what the fabric could carry in it
+    (``bench.rails.diagnosis.expected``), where the schedule is known.
     """
     rates = _line_rates(matrix, line_rate_Gbps)
     between = switches.between_units(fabric, matrix) if fabric is not None else None
-    all_cells = cells = _judge(matrix, rates, thresholds, between)
+    all_cells = cells = _judge(matrix, rates, thresholds, between, load)
     null = _noise_null(cells, between)
     one_pair = _one_pair_rails(cells.measured)
     rail_fault, rail_cells = _rail_faults(cells, rates, one_pair)
@@ -299,7 +314,8 @@ def diagnose(
         *defects_by_part.pair_defects(matrix, cells, lone, devices, one_pair),
     ]
     level = {rail: float(cells.expected[i]) for i, rail in enumerate(matrix.rails)}
-    return Diagnosis(tuple(defects), transients(cells, cells.suspect & ~explained), cells.too_noisy, level)
+    capacity = None if cells.load is None else cells.load.said()
+    return Diagnosis(tuple(defects), transients(cells, cells.suspect & ~explained), cells.too_noisy, level, capacity)
 
 
 def _noise_null(cells: Cells, between: np.ndarray | None) -> np.ndarray:
@@ -452,10 +468,14 @@ def _intermittent_links(cells: Cells, link_candidate: np.ndarray, rail_fault: np
 
 
 def suspect_samples(
-    matrix: PairMatrix, line_rate_Gbps: float | Mapping[int, float] | None, thresholds: Thresholds = Thresholds()
+    matrix: PairMatrix,
+    line_rate_Gbps: float | Mapping[int, float] | None,
+    thresholds: Thresholds = Thresholds(),
+    load: Expected | None = None,
 ) -> np.ndarray:
-    """``[repeat, rail, a, b]``: the matrix samples that are slow, so their cells must be re-measured."""
-    return _judge(matrix, _line_rates(matrix, line_rate_Gbps), thresholds).slow_sample
+    """``[repeat, rail, a, b]``: the matrix samples that are slow, so their cells must be re-measured (each over
+    what its round could carry, where ``load`` says)."""
+    return _judge(matrix, _line_rates(matrix, line_rate_Gbps), thresholds, load=load).slow_sample
 
 
 def localise(

@@ -17,6 +17,7 @@ import numpy as np
 
 from bench.fabric.cabling import Cabling
 from bench.fabric.cabling_plan import FabricShape, Leaf, shape
+from bench.rails.plan.capacity import leaf_capacity
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ class FabricMap:
     leaf_port: Mapping[tuple[int, int], str]
     """``(rail, node)`` -> ``leaf-su1-r3 port 7``."""
     spines: tuple[str, ...]
+    capacity: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
+    """``[leaf]``: its uplink bandwidth in node links (``bench.rails.plan.capacity.leaf_capacity``)."""
 
     @property
     def rails(self) -> int:
@@ -96,7 +99,8 @@ def place(topology: Topology, nodes: Sequence[str], rails: int, hca_of: Callable
             leaf_port[(k, a)] = str(cable.b)
     unit = np.array([fabric.unit_of.get(node, -1) for node in nodes], dtype=np.int32)
     names = tuple(fabric.unit_name(u) for u in range(len(fabric.units)))
-    return FabricMap(tuple(nodes), leaves, leaf, unit, names, node_port, leaf_port, fabric.spines)
+    capacity = leaf_capacity(cabling, leaves)
+    return FabricMap(tuple(nodes), leaves, leaf, unit, names, node_port, leaf_port, fabric.spines, capacity)
 
 
 def device_hca(devices: Mapping[tuple[str, int], str]) -> Callable[[str, int], str | None]:
