@@ -18,6 +18,9 @@ The samples (what a rank would time), per pair direction and per rail-group coll
   it) each sample; a flaky cable in a fraction of samples; a dead cable moves nothing (the cell's budget runs
   out); a leaf every sample with an end on it; an uplink or a spine only the flows routed through it (each of a
   pair's flows picks an uplink of its leaf at random, and a pair is as slow as its slowest flow);
+* **load and hot spots** (the regimes that switch them on, ``tests/support/models/fabric_load.py``): each round's
+  own flows share the uplinks max-min fairly (a 2:1 tapered tree halves a round that crosses whole), and a few
+  (leaf, rail) per round run hot for that round only;
 * **error counters**: a bad cable raises ``symbol_error`` on its HCA during the windows its rail's traffic ran
   (an HCA fault leaves them quiet);
 * **intra-node pairs** over NVLink run at ``NVLINK_EFFICIENCY`` x 3600 Gb/s with 1% noise and no fabric tails;
@@ -42,6 +45,7 @@ from bench.rails.diagnosis.matrix import PairColumns
 from bench.rails.diagnosis.rails_outcome import ExpectedNic, RailResult
 from bench.rails.plan.budget import cell_budget
 from bench.rails.plan.schedule import Round
+from tests.support.models import fabric_load
 from tests.support.models.fabric_regimes import KIND, Regime
 
 LINE_GBPS = 400.0
@@ -176,12 +180,14 @@ class Model:
     _link: np.ndarray = field(init=False, repr=False)
     _persist: np.ndarray = field(init=False, repr=False)
     _flaky: list[tuple[int, int, float, float]] = field(init=False, repr=False)
+    _uplinks: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         s = self.shape
         self._link = np.ones((s.rails, s.nodes))
         self._persist = self._persistent() if self.regime.harsh else np.ones((s.rails, s.nodes))
         self._flaky = []
+        self._uplinks = fabric_load.uplink_capacity(s, self.faults, LINE_GBPS * PAIR_EFFICIENCY)
         for f in self.faults:
             if f.kind in ("cable", "hca", "dead") and f.node is not None and f.rail is not None:
                 self._link[f.rail, f.node] = min(self._link[f.rail, f.node], f.factor)
@@ -213,8 +219,8 @@ class Model:
         log = r.sigma * draw + SIGMA_AR * rng.standard_normal(m) * cross
         return np.clip(log, -0.25, 0.05)
 
-    def _rates(self, rail: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """One sample per (rail, a -> b) direction, Gb/s."""
+    def _rates(self, rail: np.ndarray, a: np.ndarray, b: np.ndarray, group: np.ndarray | None = None) -> np.ndarray:
+        """One sample per (rail, a -> b) direction, Gb/s; ``group`` numbers the round each sample ran in."""
         s, rng, m, r = self.shape, self.rng, len(rail), self.regime
         cross = (a // s.unit) != (b // s.unit)
         rate = LINE_GBPS * PAIR_EFFICIENCY * np.exp(self._noise(m, cross))
@@ -255,7 +261,25 @@ class Model:
                     hit = here & (((ua == f.unit) & (up == f.uplink)) | ((ub == f.unit) & (down == f.uplink)))
                 flow[hit] = np.minimum(flow[hit], f.factor)
             factor[idx] = np.minimum(factor[idx], flow.min(axis=1))
+        if (r.loaded or r.hot_spots) and len(a):
+            factor = factor * self._round_load(rail, a, b, np.zeros(m, np.int64) if group is None else group, factor)
         return rate * factor
+
+    def _round_load(
+        self, rail: np.ndarray, a: np.ndarray, b: np.ndarray, group: np.ndarray, factor: np.ndarray
+    ) -> np.ndarray:
+        """What each round's hot spots and its own flows leave each sample: the hot spot's depth times the
+        max-min fair share of the uplinks over what the sample's own link and faults carry alone."""
+        s, r = self.shape, self.regime
+        hot = np.ones(len(a))
+        if r.hot_spots:
+            depths = fabric_load.hot_spot_depths(s, r, self.rng, int(group.max()) + 1)
+            hot = fabric_load.hot_spot_factor(s, depths, group, rail, a, b)
+        if not r.loaded:
+            return hot
+        # A hot spot is other traffic on the leaf's uplinks: it slows what the round's own flows were given.
+        demand = LINE_GBPS * PAIR_EFFICIENCY * np.minimum(self._persist[rail, a], self._persist[rail, b]) * factor
+        return hot * fabric_load.loaded_share(s, r, self._uplinks, group, rail, a, b, demand)
 
     def measure_rounds(self, rounds: Sequence[Round]) -> PairColumns:
         """What the ranks send rank 0 for these rounds: each pair's two directions on each rail it runs."""
@@ -270,11 +294,12 @@ class Model:
                 chosen = np.array(sorted(rnd.cells), dtype=np.int64).reshape(-1, 3)
                 k, a, b = chosen[:, 0], chosen[:, 1], chosen[:, 2]
             fixed = np.broadcast_to([rnd.repeat, rnd.index, rnd.confirm], (len(k), 3))
-            parts.append(np.column_stack([a, b, k, fixed]))
-            parts.append(np.column_stack([b, a, k, fixed]))
-        cols = np.concatenate(parts) if parts else np.zeros((0, 6), dtype=np.int64)
-        node, peer, rail, repeat, index, confirm = cols.T
-        rate = self._rates(rail, node, peer)
+            ordinal = np.full((len(k), 1), len(parts) // 2)
+            parts.append(np.column_stack([a, b, k, fixed, ordinal]))
+            parts.append(np.column_stack([b, a, k, fixed, ordinal]))
+        cols = np.concatenate(parts) if parts else np.zeros((0, 7), dtype=np.int64)
+        node, peer, rail, repeat, index, confirm, group = cols.T
+        rate = self._rates(rail, node, peer, group)
         messages = self.warmup + self.iters
         budget = cell_budget(self.pair_bytes, messages, LINE_GBPS)
         with np.errstate(divide="ignore"):

@@ -31,7 +31,7 @@ the pass mark. The others carry what real rail-optimised fabrics show:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,13 @@ class Regime:
     """Destination routing (ftree/updn): a pair's flows all take one uplink, fixed by the destination."""
     oversubscription: int = 1
     """Nodes per uplink of a leaf (``Shape.oversubscription``): 2 is a 2:1 tapered tree."""
+    loaded: bool = False
+    """Each round's own flows load the uplinks: every pair crossing units gets its max-min fair share of the
+    uplinks it crosses (``tests/support/models/fabric_load.py``)."""
+    hot_spots: float = 0.0
+    """Chance, per round and per (leaf, rail), that the leaf's cross-unit flows are slowed for that round only."""
+    hot_spot_depth: tuple[float, float] = (0.5, 0.9)
+    """The range a hot spot's factor is drawn from: two large flows hashed onto one link get half each."""
     slow: tuple[float, float] = (0.3, 0.8)
     """The range a slow cable, HCA, node or leaf's factor is drawn from."""
     uplink_slow: tuple[float, float] = (0.2, 0.5)
@@ -73,6 +80,11 @@ class Regime:
     def harsh(self) -> bool:
         """Whether any property beyond the kind model's is on (the kind model draws no extra random numbers)."""
         return bool(self.node_spread or self.link_spread or self.heavy_tail_dof or self.congestion)
+
+    def plain(self) -> Regime:
+        """The same regime with the taper and the moving hot spots off: a non-blocking tree whose flows never
+        load an uplink, drawing exactly the random numbers (so the samples) of a regime without them."""
+        return replace(self, name=f"{self.name}-plain", loaded=False, hot_spots=0.0, oversubscription=1)
 
 
 HARSH_KINDS = (
@@ -152,4 +164,12 @@ OVERSUBSCRIBED = Regime(
     flap_share=(0.2, 0.5),
     kinds=HARSH_KINDS,
 )
-REGIMES = {r.name: r for r in (KIND, REALISTIC, ADAPTIVE, NOISY, OVERSUBSCRIBED)}
+TAPERED = replace(REALISTIC, name="tapered", oversubscription=2, loaded=True)
+"""``realistic`` on a 2:1 tapered tree under static routing, loaded by its own flows: ``plain()`` is ``realistic``."""
+TAPERED_AR = replace(
+    REALISTIC, name="tapered-ar", static_routing=False, oversubscription=2, loaded=True, hot_spots=0.05
+)
+"""The same tree under adaptive routing (or ECMP): the load spread over a leaf's uplinks, and hot spots that move."""
+HOT_SPOTS = replace(REALISTIC, name="hotspots", static_routing=False, loaded=True, hot_spots=0.05)
+"""A non-blocking tree under adaptive routing with hot spots that move: the load never limits it."""
+REGIMES = {r.name: r for r in (KIND, REALISTIC, ADAPTIVE, NOISY, OVERSUBSCRIBED, TAPERED, TAPERED_AR, HOT_SPOTS)}

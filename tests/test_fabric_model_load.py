@@ -1,0 +1,158 @@
+"""The fabric model's load and hot spots (tests/support/models/fabric_load.py): max-min fair shares give the
+textbook answers, a 2:1 tapered tree with every node crossing gives each pair half its rate under both routings,
+a hot spot slows only its own round's flows, a degraded uplink slows its flows in every round, and a regime with
+the taper and the hot spots off draws exactly the samples of the regime without them."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bench.rails.plan.schedule import Round, schedule
+from tests.support.models import fabric_load
+from tests.support.models.fabric_model import LINE_GBPS, PAIR_EFFICIENCY, Fault, Model, Shape
+from tests.support.models.fabric_regimes import HOT_SPOTS, REALISTIC, TAPERED, TAPERED_AR, Regime
+
+HEALTHY = LINE_GBPS * PAIR_EFFICIENCY
+
+
+def test_two_flows_on_one_link_get_half_each() -> None:
+    rates = fabric_load.max_min_rates(np.array([1.0, 1.0]), np.array([[0], [0]]), np.array([1.0]))
+    assert rates == pytest.approx([0.5, 0.5])
+
+
+def test_the_textbook_max_min_example() -> None:
+    """Bertsekas and Gallager's kind of example: flow 0 crosses links A and B, flow 1 only A, flows 2 and 3
+    only B, every link of capacity 1: B is the bottleneck (1/3 each), and flow 1 takes what A has left (2/3)."""
+    links = np.array([[0, 1], [0, -1], [1, -1], [1, -1]])
+    rates = fabric_load.max_min_rates(np.ones(4), links, np.array([1.0, 1.0]))
+    assert rates == pytest.approx([1 / 3, 2 / 3, 1 / 3, 1 / 3])
+
+
+def test_a_flow_capped_by_its_own_demand_leaves_the_rest_to_the_others() -> None:
+    rates = fabric_load.max_min_rates(np.array([0.2, 1.0, 1.0]), np.zeros((3, 1), int), np.array([1.0]))
+    assert rates == pytest.approx([0.2, 0.4, 0.4])
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**32 - 1))
+def test_max_min_rates_are_feasible_and_each_flow_is_held_by_a_saturated_link_or_its_demand(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    flows, n = int(rng.integers(1, 30)), int(rng.integers(1, 6))
+    demand = rng.uniform(0.1, 2.0, flows)
+    links = np.where(rng.random((flows, 2)) < 0.8, rng.integers(0, n, (flows, 2)), -1)
+    links[:, 1] = np.where(links[:, 1] == links[:, 0], -1, links[:, 1])
+    capacity = rng.uniform(0.5, 3.0, n)
+    rates = fabric_load.max_min_rates(demand, links, capacity)
+    load = np.bincount(links[links >= 0], np.broadcast_to(rates[:, None], links.shape)[links >= 0], n)
+    assert (rates <= demand + 1e-9).all() and (load <= capacity + 1e-9).all()
+    # Max-min: a flow below its demand crosses a saturated link on which no flow gets more than it.
+    for f in np.flatnonzero(rates < demand - 1e-9):
+        held = [
+            lk
+            for lk in links[f][links[f] >= 0]
+            if load[lk] >= capacity[lk] - 1e-9 and rates[(links == lk).any(axis=1)].max() <= rates[f] + 1e-9
+        ]
+        assert held, (f, rates, demand, links, capacity)
+
+
+def _every_node_crosses(shape: Shape) -> Round:
+    """Node i of unit 0 with node i of unit 1: every flow leaves its leaf."""
+    return Round(0, 0, tuple((a, a + shape.unit) for a in range(shape.unit)), None)
+
+
+@pytest.mark.parametrize("regime", [TAPERED, TAPERED_AR], ids=lambda r: r.name)
+def test_a_2_to_1_taper_with_every_node_crossing_gives_each_pair_half(regime: Regime) -> None:
+    shape = Shape(64, 2, 32, 2)
+    assert shape.uplinks == 16
+    uplinks = fabric_load.uplink_capacity(shape, (), HEALTHY)
+    a = np.repeat(np.arange(64), 2)
+    b = (a + 32) % 64
+    rail = np.tile([0, 1], 64)
+    demand = np.full(len(a), HEALTHY)
+    share = fabric_load.loaded_share(shape, regime, uplinks, np.zeros(len(a), int), rail, a, b, demand)
+    assert share == pytest.approx(np.full(len(a), 0.5))
+
+
+def test_a_non_blocking_tree_never_limits_its_flows() -> None:
+    shape = Shape(64, 2, 32, 1)
+    for regime in (TAPERED, TAPERED_AR):
+        a = np.repeat(np.arange(64), 2)
+        share = fabric_load.loaded_share(
+            shape,
+            regime,
+            fabric_load.uplink_capacity(shape, (), HEALTHY),
+            np.zeros(len(a), int),
+            np.tile([0, 1], 64),
+            a,
+            (a + 32) % 64,
+            np.full(len(a), HEALTHY),
+        )
+        assert share == pytest.approx(1.0)
+
+
+def test_the_model_measures_a_crossing_round_at_half_and_a_round_within_units_at_full() -> None:
+    shape = Shape(64, 2, 32, 2)
+    within = Round(0, 1, tuple((a, a + 1) for a in range(0, 64, 2)), None)
+    cols = Model(shape, (), np.random.default_rng(1), regime=TAPERED).measure_rounds(
+        [_every_node_crosses(shape), within]
+    )
+    rate = cols.nbytes * 8 / cols.time_us / 1e3 / HEALTHY
+    assert np.median(rate[cols.round == 0]) == pytest.approx(0.5, abs=0.02)
+    assert np.median(rate[cols.round == 1]) == pytest.approx(1.0, abs=0.03)
+
+
+def test_a_hot_spot_slows_only_its_own_round() -> None:
+    shape = Shape(64, 2, 32)
+    depths = np.ones((2, shape.units, shape.rails))
+    depths[0, 1, 0] = 0.6  # unit 1's rail-0 leaf is hot in round 0 only
+    a = np.array([0, 0, 1, 0, 0, 1])
+    b = np.array([40, 40, 2, 40, 40, 2])
+    rail = np.array([0, 1, 0, 0, 1, 0])
+    group = np.array([0, 0, 0, 1, 1, 1])
+    factor = fabric_load.hot_spot_factor(shape, depths, group, rail, a, b)
+    assert factor.tolist() == [0.6, 1.0, 1.0, 1.0, 1.0, 1.0]
+
+
+def test_hot_spots_move_between_rounds_and_re_measurements() -> None:
+    """Drawn afresh per round: over a matrix, the hot (leaf, rail) of one round is rarely hot in the next."""
+    shape = Shape(64, 8, 32)
+    depths = fabric_load.hot_spot_depths(shape, HOT_SPOTS, np.random.default_rng(0), 2000)
+    hot = depths < 1
+    assert hot.mean() == pytest.approx(HOT_SPOTS.hot_spots, rel=0.1)
+    again = (hot[:-1] & hot[1:]).sum() / hot[:-1].sum()
+    assert again == pytest.approx(HOT_SPOTS.hot_spots, abs=0.02)
+    low, high = HOT_SPOTS.hot_spot_depth
+    assert ((depths[hot] >= low) & (depths[hot] <= high)).all()
+
+
+def test_a_degraded_uplink_under_static_routing_slows_its_destinations_in_every_round() -> None:
+    shape = Shape(64, 1, 32, 2)
+    fault = Fault("uplink", unit=1, rail=0, uplink=3, factor=0.5)
+    model = Model(shape, (fault,), np.random.default_rng(2), regime=TAPERED)
+    cols = model.measure_rounds(schedule(64))
+    rate = cols.nbytes * 8 / cols.time_us / 1e3 / HEALTHY
+    # Into unit 1 through uplink 3: destinations on ports 4 and 20 (node035, node051).
+    into = (cols.peer // 32 == 1) & (cols.peer % 32 % 16 == 3) & (cols.node // 32 == 0)
+    others = (cols.peer // 32 == 1) & (cols.peer % 32 % 16 != 3) & (cols.node // 32 == 0)
+    slowed = [np.median(rate[into & (cols.round == r)]) for r in np.unique(cols.round[into])]
+    assert max(slowed) < 0.55 and np.median(rate[others]) > 0.45
+
+
+# The samples the model drew before the load existed (commit 8dac0d0), for 8 rounds of 64 x 8 with a degraded
+# uplink and a slow cable, seed 5: ``realistic``, and ``realistic`` under adaptive routing.
+TODAY = {True: 23501103.989872843, False: 23689497.536395684}
+
+
+@pytest.mark.parametrize("regime", [TAPERED, TAPERED_AR, HOT_SPOTS], ids=lambda r: r.name)
+def test_with_the_taper_and_hot_spots_off_the_samples_are_todays(regime: Regime) -> None:
+    plain = regime.plain()
+    assert plain == dataclasses.replace(REALISTIC, name=plain.name, static_routing=regime.static_routing)
+    faults = (Fault("uplink", unit=0, rail=2, uplink=5, factor=0.6), Fault("cable", node=7, rail=1, factor=0.8))
+    cols = Model(Shape(64, 8, 32), faults, np.random.default_rng(5), regime=plain).measure_rounds(schedule(64)[:8])
+    assert plain.oversubscription == 1 and not plain.loaded and not plain.hot_spots
+    assert float(cols.time_us.sum()) == TODAY[regime.static_routing]
