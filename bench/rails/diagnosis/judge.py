@@ -239,7 +239,7 @@ def _loaded(
     """Each sample's round and expected fraction, the re-measurements' as rank 0 scheduled them: each suspect it
     picked from the matrix samples (``suspects``, judged the same way) ran again in its first slow round."""
     load = _matrix_load(settings, fabric, len(matrix.nodes), matrix.busbw.shape[0])
-    if load.matrix is None:
+    if not load.matrix:
         return load
     first = PairMatrix(matrix.nodes, matrix.rails, matrix.busbw, matrix.stopped_flags)
     slow = suspect_samples(first, rates, thresholds, load)

@@ -189,7 +189,7 @@ def _judge(
     per_rail = scale[None, :, None, None]
     values, again = matrix.busbw, matrix.confirm_values
     x, x_again = noise.log_rates(values, per_rail), noise.log_rates(again, per_rail)
-    x, x_again, capacity = judged_rates(load, x, x_again)
+    x, x_again, routed = judged_rates(load, x, x_again)
     measured = (~np.isnan(values)).any(axis=0)
     if not measured.any():
         raise UserError("the pair matrix holds no measurements: run with at least two nodes")
@@ -248,7 +248,7 @@ def _judge(
         expected,
         basis,
         noisy,
-        load if capacity else None,
+        routed,
         None if load is None else load.round_of,
     )
 

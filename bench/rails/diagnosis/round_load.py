@@ -21,26 +21,27 @@ from bench.rails.plan.schedule import schedule
 def matrix_expected(fabric: FabricMap, nodes: int, repeats: int, seed: int) -> Expected:
     """The rounds and expected fractions of ``repeats`` repeats of the matrix over ``nodes`` nodes, in the run's
     node order (``fabric`` placed on the run's own nodes and rails, ``fabric_map.place``)."""
-    load = capacity.matrix_load(fabric.leaf, fabric.capacity, schedule(nodes, repeats, seed), repeats)
-    taper = capacity.taper(fabric.leaf, fabric.capacity)
-    return Expected(load.round_of, load.fraction if load.loaded else None, None, taper)
+    plane = fabric.plane()
+    load = capacity.matrix_load(plane, schedule(nodes, repeats, seed), repeats)
+    return Expected(load.round_of, load.fraction if load.loaded else {}, {}, capacity.taper(plane))
 
 
 def with_again(expected: Expected, fabric: FabricMap, slow_sample: np.ndarray, passes: int) -> Expected:
     """``expected`` with the fractions of ``passes`` re-measurements: each suspect (a cell with a slow sample in
     ``slow_sample[repeat, rail, a, b]``, as rank 0 picked it) ran again in the round of its first slow sample,
     beside that round's other suspects on every rail."""
-    if expected.matrix is None:
+    if not expected.matrix:
         return expected
     rails, n = fabric.leaf.shape
-    again = np.ones((passes, rails, n, n))
-    suspect = np.triu(slow_sample.any(axis=0), k=1)
-    k, a, b = np.nonzero(suspect)
-    if passes and len(k):
-        first = np.argmax(slow_sample[:, k, a, b], axis=0)
-        group = first.astype(np.int64) * (n + 1) + expected.round_of[first, a, b]
-        # Leaves carry one rail each, so the rails' flows never share a resource: one filling serves them all.
-        share = capacity.fair_shares(fabric.leaf[k, a], fabric.leaf[k, b], group, fabric.capacity)
-        again[:, k, a, b] = share
-        again[:, k, b, a] = share
+    plane = fabric.plane()
+    k, a, b = np.nonzero(np.triu(slow_sample.any(axis=0), k=1))
+    first = np.argmax(slow_sample[:, k, a, b], axis=0) if len(k) else np.zeros(0, dtype=np.int64)
+    group = first.astype(np.int64) * (n + 1) + expected.round_of[first, a, b]
+    again = {}
+    for routing in expected.matrix:
+        out = np.ones((passes, rails, n, n))
+        if passes and len(k):
+            share = plane.shares(k, a, b, group, routing == "destination")
+            out[:, k, a, b] = out[:, k, b, a] = share
+        again[routing] = out
     return Expected(expected.round_of, expected.matrix, again, expected.taper)

@@ -62,30 +62,59 @@ def leaf_capacity(cabling: Cabling, leaves: Sequence[Leaf]) -> np.ndarray:
     return out
 
 
-def fair_shares(leaf_a: np.ndarray, leaf_b: np.ndarray, group: np.ndarray, capacity: np.ndarray) -> np.ndarray:
+def fair_shares(
+    leaf_a: np.ndarray,
+    leaf_b: np.ndarray,
+    group: np.ndarray,
+    capacity: np.ndarray,
+    routes: Routes | None = None,
+) -> np.ndarray:
     """Per cell (parallel arrays): the fraction of a node link the pair gets, the lower of its two flows'
     max-min fair shares among the flows of its own ``group`` (the round it runs in).
 
     ``leaf_a``/``leaf_b``: the leaf of each end (-1 where the cabling does not place it: no expectation);
-    ``capacity``: ``[leaf]`` from :func:`leaf_capacity`. Cells within one leaf, or unplaced, get 1."""
+    ``capacity``: ``[leaf]`` from :func:`leaf_capacity`. Cells within one leaf, or unplaced, get 1. ``routes``:
+    destination routing (:class:`Routes`), each flow on one uplink of each leaf; None: spread over the pool."""
     out = np.full(len(leaf_a), FULL)
     cross = np.flatnonzero((leaf_a != leaf_b) & (leaf_a >= 0) & (leaf_b >= 0))
     if not len(cross):
         return out
     la, lb, g = leaf_a[cross].astype(np.int64), leaf_b[cross].astype(np.int64), group[cross].astype(np.int64)
-    leaves = len(capacity)
-    # Flow 2i goes a -> b (up at a's leaf, down at b's), flow 2i+1 b -> a. Resource (group, leaf, way).
+    # Flow 2i goes a -> b (up at a's leaf, down at b's), flow 2i+1 b -> a.
     src = np.stack([la, lb], axis=1).ravel()
     dst = np.stack([lb, la], axis=1).ravel()
-    flow_group = np.repeat(g, 2)
-    up = (flow_group * leaves + src) * 2
-    down = (flow_group * leaves + dst) * 2 + 1
-    keys, inverse = np.unique(np.concatenate([up, down]), return_inverse=True)
-    first, second = inverse[: len(up)], inverse[len(up) :]
-    cap = capacity[(keys // 2) % leaves]
-    rate = _fill(first, second, cap, np.unique(flow_group, return_inverse=True)[1])
+    flow_group = np.unique(np.repeat(g, 2), return_inverse=True)[1].astype(np.int64)
+    if routes is None:
+        up_key, down_key = (flow_group, src, 0), (flow_group, dst, 0)
+        up_cap, down_cap = capacity[src], capacity[dst]
+    else:
+        # The destination's port fixes the uplink, up from the source's leaf and down into its own.
+        rank = np.stack([routes.rank_b[cross], routes.rank_a[cross]], axis=1).ravel()
+        up_j, down_j = rank % routes.count[src], rank % routes.count[dst]
+        up_key, down_key = (flow_group, src, up_j), (flow_group, dst, down_j)
+        up_cap, down_cap = capacity[src] / routes.count[src], capacity[dst] / routes.count[dst]
+    keys = np.concatenate([_key(*up_key, 0), _key(*down_key, 1)])
+    unique, inverse = np.unique(keys, return_inverse=True)
+    cap = np.empty(len(unique))
+    cap[inverse] = np.concatenate([up_cap, down_cap])
+    rate = _fill(inverse[: len(src)], inverse[len(src) :], cap, flow_group)
     out[cross] = np.minimum(rate[0::2], rate[1::2])
     return out
+
+
+def _key(group: np.ndarray, leaf: np.ndarray, uplink: np.ndarray | int, way: int) -> np.ndarray:
+    """One integer per (round, leaf, uplink, way): the resource a flow crosses."""
+    return ((group * (1 << 20) + leaf) * (1 << 12) + uplink) * 2 + way
+
+
+@dataclass(frozen=True, eq=False)
+class Routes:
+    """Destination routing's inputs per cell: each end's port rank on its leaf (``rank_a``, ``rank_b``) and every
+    leaf's uplink count (``count``, ``[leaf]``, at least 1)."""
+
+    rank_a: np.ndarray
+    rank_b: np.ndarray
+    count: np.ndarray
 
 
 def _fill(first: np.ndarray, second: np.ndarray, cap: np.ndarray, flow_group: np.ndarray) -> np.ndarray:
@@ -112,26 +141,52 @@ def _fill(first: np.ndarray, second: np.ndarray, cap: np.ndarray, flow_group: np
 
 
 @dataclass(frozen=True, eq=False)
+class Plane:
+    """The run's (rail, node)s on the fabric, as the fair shares read them (``fabric_map.FabricMap.plane``)."""
+
+    leaf: np.ndarray
+    """``[rail, node]``: the leaf, -1 where unplaced."""
+    capacity: np.ndarray
+    """``[leaf]``: uplink bandwidth in node links (:func:`leaf_capacity`)."""
+    rank: np.ndarray
+    """``[rail, node]``: the node's port among its leaf's node ports, in port order (0 the lowest)."""
+    count: np.ndarray
+    """``[leaf]``: its uplinks (at least 1)."""
+
+    def shares(self, k: np.ndarray, a: np.ndarray, b: np.ndarray, group: np.ndarray, destination: bool) -> np.ndarray:
+        """:func:`fair_shares` of cells ``(k, a, b)`` in rounds ``group``: under destination routing, or spread.
+        Leaves carry one rail each, so the rails' flows never share a resource: one filling serves them all."""
+        routes = Routes(self.rank[k, a], self.rank[k, b], self.count) if destination else None
+        return fair_shares(self.leaf[k, a], self.leaf[k, b], group, self.capacity, routes)
+
+
+ROUTINGS = ("spread", "destination")
+"""How flows pick their uplink: spread over the leaf's uplinks (adaptive routing, ECMP over many flows), or the
+one the destination's port fixes (OpenSM's ftree and updn engines route each destination LID one way)."""
+
+
+@dataclass(frozen=True, eq=False)
 class Load:
     """The matrix's rounds on the fabric: where each pair ran, and what the fabric could give it there."""
 
     round_of: np.ndarray
     """``[repeat, a, b]``: the round (within its repeat) the pair ran in; -1 where it did not run."""
-    fraction: np.ndarray
-    """``[repeat, rail, a, b]``: the share of a node link the pair could get in that round (1: all of it)."""
+    fraction: dict[str, np.ndarray]
+    """Per routing (:data:`ROUTINGS`), ``[repeat, rail, a, b]``: the share of a node link the pair could get in
+    that round (1: all of it)."""
 
     @property
     def loaded(self) -> bool:
         """Whether any pair was expected below its links' rate (a tapered tree that the schedule fills)."""
-        return bool((self.fraction < FULL).any())
+        return any(bool((f < FULL).any()) for f in self.fraction.values())
 
 
-def matrix_load(leaf: np.ndarray, capacity: np.ndarray, rounds: Sequence[Round], repeats: int) -> Load:
-    """The load of the matrix rounds (``confirm`` 0) of the first ``repeats`` repeats; ``leaf`` is
-    ``[rail, node]`` in the matrix's order (-1: unplaced)."""
-    rails, n = leaf.shape
+def matrix_load(plane: Plane, rounds: Sequence[Round], repeats: int) -> Load:
+    """The load of the matrix rounds (``confirm`` 0) of the first ``repeats`` repeats, in the matrix's node
+    order, under each routing."""
+    rails, n = plane.leaf.shape
     round_of = np.full((repeats, n, n), -1, dtype=np.int32)
-    fraction = np.ones((repeats, rails, n, n))
+    fraction = {routing: np.ones((repeats, rails, n, n)) for routing in ROUTINGS}
     for repeat in range(repeats):
         mine = [r for r in rounds if r.repeat == repeat and r.confirm == 0 and r.pairs]
         if not mine:
@@ -140,24 +195,18 @@ def matrix_load(leaf: np.ndarray, capacity: np.ndarray, rounds: Sequence[Round],
         index = np.concatenate([np.full(len(r.pairs), r.index, dtype=np.int64) for r in mine])
         a, b = pairs[:, 0], pairs[:, 1]
         round_of[repeat, a, b] = round_of[repeat, b, a] = index
-        fraction[repeat] = cells_load(leaf, capacity, a, b, index)
+        k = np.repeat(np.arange(rails), len(a))
+        aa, bb, group = np.tile(a, rails), np.tile(b, rails), np.tile(index, rails)
+        for routing in ROUTINGS:
+            share = plane.shares(k, aa, bb, group, routing == "destination")
+            fraction[routing][repeat, k, aa, bb] = fraction[routing][repeat, k, bb, aa] = share
     return Load(round_of, fraction)
 
 
-def cells_load(leaf: np.ndarray, capacity: np.ndarray, a: np.ndarray, b: np.ndarray, group: np.ndarray) -> np.ndarray:
-    """``[rail, a, b]``: the fraction each pair ``(a[i], b[i])`` could get on every rail, running beside the
-    other pairs of its ``group`` (rails are separate planes: each rail's leaves carry only that rail)."""
-    rails, n = leaf.shape
-    out = np.ones((rails, n, n))
-    for k in range(rails):
-        share = fair_shares(leaf[k, a], leaf[k, b], group, capacity)
-        out[k, a, b] = out[k, b, a] = share
-    return out
-
-
-def taper(leaf: np.ndarray, capacity: np.ndarray) -> float:
+def taper(plane: Plane) -> float:
     """The highest ratio of a leaf's nodes to its uplink capacity among the leaves of the run that carry
     traffic between units (1 or less: non-blocking)."""
+    leaf, capacity = plane.leaf, plane.capacity
     worst = 0.0
     for k in range(leaf.shape[0]):
         on = leaf[k][leaf[k] >= 0]
