@@ -173,6 +173,19 @@ def _low_cells(cell_median: np.ndarray, measured: np.ndarray, between: np.ndarra
     return low_link[:, :, None] | low_link[:, None, :]
 
 
+def _showing(measured: np.ndarray, values: np.ndarray, routed: Expected | None) -> np.ndarray:
+    """``[rail, a, b]``: the measured cells that can show their links' own level: where the taper binds, those
+    with a sample that ran where the fabric could carry its links' full rate. A link at 85% in a round whose
+    uplinks give every flow 50% runs at 50%, as its healthy peers do: the round's share holds it, not its own
+    link, so such a cell says nothing of its ends' level (a link is low when its level is low among the cells
+    that could show it)."""
+    if routed is None:
+        return measured
+    share, _ = routed.fractions(values.shape[0], 0)
+    best = np.where(np.isnan(values), 0.0, share).max(axis=0)
+    return measured & (best >= 1.0)
+
+
 def _judge(
     matrix: PairMatrix,
     rates: np.ndarray | None,
@@ -216,7 +229,7 @@ def _judge(
         return hits & (xs < level + effect) & (noisy is None)
 
     mark = math.log(thresholds.pass_fraction)
-    low_cell = _low_cells(cell_median, measured, between, mark)
+    low_cell = _low_cells(cell_median, _showing(measured, values, routed), between, mark)
 
     def under_line(xs: np.ndarray) -> np.ndarray:
         z = np.where(upper, (mark - xs) / sigma, np.nan)
