@@ -12,6 +12,7 @@ from typing import Any, TypedDict
 
 import numpy as np
 
+from bench.codec import ABSENT
 from bench.rails.diagnosis import evidence, liveness, rail_target, rails_outcome, round_load
 from bench.rails.diagnosis.corroborate import device_of
 from bench.rails.diagnosis.evidence import DeviceEntries, NodeWindow
@@ -211,6 +212,7 @@ def judged(
         nodes=nodes,
         transients=found.transients,
         too_noisy=found.too_noisy,
+        fabric_capacity=found.capacity or ABSENT,
         error_windows=evidence.join({g["host"]: g["error_windows"] for g in readers}),
         process_groups=process_groups,
         links=link_records(reports, membership, nodes),
