@@ -13,6 +13,7 @@ import pytest
 from bench.fabric.cabling import Cable, Cabling, HostPort, SwitchPort, normalised
 from bench.fabric.cabling_plan import shape
 from bench.rails.diagnosis.expected import Expected, judged_rates
+from bench.rails.diagnosis.localise import PairMatrix, diagnose
 from bench.rails.plan import capacity
 from bench.rails.plan.capacity import Routes, fair_shares
 from bench.rails.plan.fabric_map import Topology, place
@@ -129,3 +130,34 @@ def test_the_run_says_whether_the_taper_binds_and_under_which_routing() -> None:
     assert expected.routed(x) is None
     same, _, said = judged_rates(expected, x, np.zeros((0, *x.shape[1:])))
     assert said is None and same is x
+
+
+def _matrix(slow_between: bool, slow_node: int | None = None) -> PairMatrix:
+    """10 nodes in groups of 7 and 3, 3 rails, one repeat and two re-measurements: 48 Gb/s with 1% noise; pairs
+    between the groups at half (``slow_between``), or every pair of ``slow_node`` at half. (Most pairs are within
+    a group, so the healthy level is theirs, as in a matrix whose light rounds leave many pairs at full rate.)"""
+    rng = np.random.default_rng(1)
+    n, rails = 10, 3
+    busbw = 48.0 * np.exp(0.01 * rng.standard_normal((1, rails, n, n)))
+    busbw = np.minimum(busbw, np.swapaxes(busbw, -1, -2))
+    group = np.arange(n) // 7
+    slow = np.zeros((rails, n, n), dtype=bool)
+    if slow_between:
+        slow[:] = group[:, None] != group[None, :]
+    if slow_node is not None:
+        slow[:, slow_node, :] = slow[:, :, slow_node] = True
+    busbw[0][slow] *= 0.5
+    busbw[:, :, np.arange(n), np.arange(n)] = np.nan
+    confirm = np.where(slow[None], np.concatenate([busbw, busbw]), np.nan)
+    return PairMatrix(tuple(f"node{i + 1:02d}" for i in range(n)), (0, 1, 2), busbw, confirm=confirm)
+
+
+def test_without_the_cabling_a_slowdown_between_groups_on_every_rail_is_an_observation() -> None:
+    found = diagnose(_matrix(slow_between=True), None)
+    assert found.defects == ()
+    assert found.capacity is not None
+    assert found.capacity.startswith("pairs between node01-node07 (7 nodes) and node08-node10 (3 nodes) ran at 50%")
+    assert "--topology" in found.capacity
+    # One slow node is slow with every partner, not a group's: named as the node, as before.
+    one = diagnose(_matrix(slow_between=False, slow_node=2), None)
+    assert [(d.kind, d.node) for d in one.defects] == [("node", "node03")] and one.capacity is None

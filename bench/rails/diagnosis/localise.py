@@ -42,7 +42,7 @@ from typing import Literal
 import numpy as np
 
 from bench.exits import UserError
-from bench.rails.diagnosis import defects_by_part, lone_pairs, noise, switches
+from bench.rails.diagnosis import blocks, defects_by_part, lone_pairs, noise, switches
 from bench.rails.diagnosis.cells import CellIndex, Cells, transients
 from bench.rails.diagnosis.defects import EVIDENCE_LIMIT, Symptom
 from bench.rails.diagnosis.expected import Expected, judged_rates
@@ -290,6 +290,11 @@ def diagnose(
     one_pair = _one_pair_rails(cells.measured)
     rail_fault, rail_cells = _rail_faults(cells, rates, one_pair)
     found_switches: list[switches.SwitchFault] = []
+    said = None if cells.load is None else cells.load.said()
+    if fabric is None:
+        # Without the cabling, a slowdown between groups of nodes on every rail alike is observed, not judged.
+        block, said = blocks.between_groups(cells, rail_fault)
+        cells = cells.without(block)
     if fabric is not None:
         # A leaf explains every cell of its nodes on its rail; nothing smaller is judged on them.
         found_switches = switches.leaf_faults(cells, fabric, rail_fault)
@@ -327,8 +332,7 @@ def diagnose(
         *defects_by_part.pair_defects(matrix, cells, lone, devices, one_pair),
     ]
     level = {rail: float(cells.expected[i]) for i, rail in enumerate(matrix.rails)}
-    capacity = None if cells.load is None else cells.load.said()
-    return Diagnosis(tuple(defects), transients(cells, cells.suspect & ~explained), cells.too_noisy, level, capacity)
+    return Diagnosis(tuple(defects), transients(cells, cells.suspect & ~explained), cells.too_noisy, level, said)
 
 
 def _noise_null(cells: Cells, between: np.ndarray | None) -> np.ndarray:
