@@ -90,13 +90,14 @@ class Rounds:
     ) -> bool:
         """Rail k's part on ``cells`` (``[a, b]``) holds its slowdown over independent rounds: its reproduced
         suspects were slow in more rounds than the run's rate gives over the rounds its cells ran in (``rate``;
-        else in two rounds or more), or ``by_cells`` (its suspects slow in every pass stood out cell by cell)
+        else in most of those rounds), or ``by_cells`` (its suspects slow in every pass stood out cell by cell)
         and those span two rounds. A spine is judged without the rate: it slows every rail, so the median over
-        the rails would be its own rate; it must hold on every rail, which no hot spot of one leaf does."""
+        the rails would be its own rate. It carries a share of every round's flows between units, on every rail,
+        so it holds in most rounds of every rail; hot spots visit a leaf in a few rounds of each."""
         if by_cells and self.slow_rounds(k, always & cells) >= 2:
             return True
         hit = self.slow_rounds(k, reproduced & cells)
         if not rate:
-            return hit >= 2
+            return hit >= 2 and 2 * hit > self.ran_rounds(k, cells)
         tail = noise.binom_sf(hit, self.ran_rounds(k, cells), self.per_round)
         return hit >= 2 and tail * max(1, self.tries) <= noise.NAME_FALSE_ALARMS
