@@ -42,7 +42,7 @@ from typing import Literal
 import numpy as np
 
 from bench.exits import UserError
-from bench.rails.diagnosis import blocks, defects_by_part, lone_pairs, noise, switches
+from bench.rails.diagnosis import blocks, defects_by_part, lone_pairs, noise, persistence, switches
 from bench.rails.diagnosis.cells import CellIndex, Cells, transients
 from bench.rails.diagnosis.defects import EVIDENCE_LIMIT, Symptom
 from bench.rails.diagnosis.expected import Expected, judged_rates
@@ -320,6 +320,8 @@ def diagnose(
         link_fault |= shared
         explained |= _link_cells(link_fault)
         lone &= ~explained
+    if between is not None and cells.round_of is not None:
+        lone &= ~persistence.one_rounds(cells.slow_sample, cells.round_of, lone, between)
     # Each lone pair is named, so it is no transient.
     upper = np.triu(lone, k=1)
     explained |= upper | np.swapaxes(upper, -1, -2)

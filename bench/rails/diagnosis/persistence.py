@@ -101,3 +101,26 @@ class Rounds:
             return hit >= 2 and 2 * hit > self.ran_rounds(k, cells)
         tail = noise.binom_sf(hit, self.ran_rounds(k, cells), self.per_round)
         return hit >= 2 and tail * max(1, self.tries) <= noise.NAME_FALSE_ALARMS
+
+
+def one_rounds(slow: np.ndarray, round_of: np.ndarray, pairs: np.ndarray, between: np.ndarray) -> np.ndarray:
+    """``[rail, a, b]``: the lone pairs between units (``pairs`` and ``between``) whose every slow matrix sample
+    (``slow[repeat, rail, a, b]``) ran in a round that slowed another lone pair between units on the same rail: a
+    hot spot of one round slows every cross-unit pair of its leaf in that round, and when its re-measurement
+    happens to be hot too they all look like pairs slow in most of their samples. They are one round's evidence,
+    as a switch's would be, and stay transients; a bad cable between two leaves slows its pair alone."""
+    out = np.zeros(pairs.shape, dtype=bool)
+    if round_of.shape[0] < slow.shape[0]:
+        return out
+    k, a, b = np.nonzero(np.triu(pairs & between, k=1))
+    if len(k) < 2:
+        return out
+    r, i = np.nonzero(slow[:, k, a, b])  # each slow sample: its repeat, and which pair
+    key = (k[i].astype(np.int64) * slow.shape[0] + r) * ROUND_KEY + round_of[r, a[i], b[i]]
+    _, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
+    shared = counts[inverse] >= 2
+    alone = np.bincount(i[~shared], minlength=len(k)) == 0
+    alone &= np.bincount(i, minlength=len(k)) > 0
+    out[k[alone], a[alone], b[alone]] = True
+    out[k[alone], b[alone], a[alone]] = True
+    return out
