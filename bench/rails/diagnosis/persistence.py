@@ -86,19 +86,29 @@ class Rounds:
         return len(self._keys(self.ran[:, k] & np.triu(cells, k=1)[None]))
 
     def persists(
-        self, k: int, reproduced: np.ndarray, always: np.ndarray, cells: np.ndarray, by_cells: bool, rate: bool
+        self,
+        k: int,
+        reproduced: np.ndarray,
+        always: np.ndarray,
+        cells: np.ndarray,
+        by_cells: bool,
+        leaves: list[np.ndarray] | None = None,
     ) -> bool:
         """Rail k's part on ``cells`` (``[a, b]``) holds its slowdown over independent rounds: its reproduced
-        suspects were slow in more rounds than the run's rate gives over the rounds its cells ran in (``rate``;
-        else in most of those rounds), or ``by_cells`` (its suspects slow in every pass stood out cell by cell)
-        and those span two rounds. A spine is judged without the rate: it slows every rail, so the median over
-        the rails would be its own rate. It carries a share of every round's flows between units, on every rail,
-        so it holds in most rounds of every rail; hot spots visit a leaf in a few rounds of each."""
+        suspects were slow in more rounds than the run's rate gives over the rounds its cells ran in, or
+        ``by_cells`` (its suspects slow in every pass stood out cell by cell) and those span two rounds.
+
+        A spine (``leaves``: each leaf's share of ``cells``) is judged without the rate: it slows every rail, so
+        the median over the rails would be its own rate. It carries a share of every round's flows between units,
+        so on most of the rail's leaves it holds in most of the rounds their cross cells ran in; a hot spot visits
+        a leaf in a few rounds (on a rail of many leaves, some leaf is hot in most rounds: hence leaf by leaf)."""
         if by_cells and self.slow_rounds(k, always & cells) >= 2:
             return True
         hit = self.slow_rounds(k, reproduced & cells)
-        if not rate:
-            return hit >= 2 and 2 * hit > self.ran_rounds(k, cells)
+        if leaves is not None:
+            mine = [c & cells for c in leaves if (c & cells).any()]
+            held = [2 * self.slow_rounds(k, reproduced & c) > self.ran_rounds(k, c) for c in mine]
+            return hit >= 2 and 2 * sum(held) > len(held)
         tail = noise.binom_sf(hit, self.ran_rounds(k, cells), self.per_round)
         return hit >= 2 and tail * max(1, self.tries) <= noise.NAME_FALSE_ALARMS
 

@@ -258,7 +258,11 @@ class _Paths:
         null = self.null if against is None else against
         cells = mask & self.upper
         by_cells = null.significant(0, int(cells.sum()), int((self.always[k] & cells).sum()))
-        return self.rounds.persists(k, self.reproduces[k], self.always[k], cells, by_cells, rate)
+        leaves = None
+        if not rate:  # a spine: judged leaf by leaf (persistence.Rounds.persists)
+            near = [self.leaf[k] == index for index in self.leaves_on[k]]
+            leaves = [n[:, None] | n[None, :] for n in near]
+        return self.rounds.persists(k, self.reproduces[k], self.always[k], cells, by_cells, leaves)
 
     def switch_inside(self, k: int, mask: np.ndarray) -> bool:
         """Rail k's cells within units (``mask``) are slow the way a switch slows them: more reproduced suspects
