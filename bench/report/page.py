@@ -240,6 +240,8 @@ def _rails_section(inputs: RunInputs, min_efficiency: float, hosts: tuple[str, .
         sentences.append("The rails test named no defect.")
     if rails.too_noisy:
         sentences.append(f"The pair matrix was {rails.too_noisy}: no part was named from it.")
+    if rails.fabric_capacity:
+        sentences.append(f"The fabric's uplinks are tapered, {rails.fabric_capacity}.")
     transients = rails.transients
     if transients:
         said = "; ".join(f"{t.node}-{t.peer} rail {t.rail}" for t in transients[:6]) + (

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Literal
 
 from bench import codec, jsondoc
-from bench.codec import Written
+from bench.codec import ABSENT, Absent, Written
 from bench.exits import UserError
 from bench.jsondoc import JSONObject, JSONValue, Parsed
 from bench.rundir.docversion import RAILS_FORMAT_VERSION, RAILS_STEPS, upgrade
@@ -161,6 +161,9 @@ class RailsDoc(Written):
     transients: tuple[Transient, ...] = ()
     too_noisy: str | None = None
     """Why the pair matrix named nothing: the fabric's healthy spread is too wide to tell."""
+    fabric_capacity: str | Absent = ABSENT
+    """The fabric's taper where the run showed it binding, a property of the fabric, never a defect: ``2:1 between
+    units: cross-unit pairs expected at 50% in rounds that fill the uplinks ...``; absent elsewhere."""
     counter_findings: tuple[str, ...] = ()
     below_target: tuple[str, ...] = ()
     """Rail-group results under the pass line, as the verdict says them."""

@@ -17,6 +17,7 @@ import numpy as np
 
 from bench.codec import ABSENT, Absent
 from bench.rails.diagnosis.defects import EVIDENCE_LIMIT, Symptom
+from bench.rails.diagnosis.expected import Expected
 from bench.rails.diagnosis.matrix import PairMatrix
 from bench.rails.diagnosis.noise import FALSE_ALARMS
 from bench.rundir.named_parts import Conviction, NamedPart
@@ -60,6 +61,11 @@ class Cells:
     """Per rail: the line rate, or the healthy level where the line rate is unknown."""
     basis: Literal["line rate", "peers"]
     too_noisy: str | None
+    load: Expected | None = None
+    """The pairs' expected fractions, where the run showed the uplinks' taper binding (``expected.judged_rates``):
+    samples are then judged over them; None: every pair at its links' rate."""
+    round_of: np.ndarray | None = None
+    """``[repeat, a, b]``: the round each matrix sample ran in (-1: none), where the schedule is known."""
 
     @property
     def remeasured(self) -> bool:
@@ -86,8 +92,12 @@ class Cells:
             return self.suspect
         per_rail = self.expected[None, :, None, None]
         unmeasured = np.isnan(self.matrix.busbw)
-        first = np.where(unmeasured, -np.inf, self.matrix.busbw / per_rail)
-        again = np.nan_to_num(self.matrix.confirm_values / per_rail, nan=np.inf)  # a pass that missed it: no
+        busbw, confirm = self.matrix.busbw / per_rail, self.matrix.confirm_values / per_rail
+        if self.load is not None:  # each sample over what its round could carry
+            share, share_again = self.load.fractions(busbw.shape[0], confirm.shape[0])
+            busbw, confirm = busbw / share, confirm / share_again
+        first = np.where(unmeasured, -np.inf, busbw)
+        again = np.nan_to_num(confirm, nan=np.inf)  # a pass that missed it: no
         transient = self.suspect & ~self.reproduces
         noise = np.where(self.slow_sample & transient, first, np.inf)
         floor = float(noise.min(initial=np.inf))  # the slowest sample noise gave; none: any depth counts

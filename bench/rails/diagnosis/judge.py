@@ -12,15 +12,18 @@ from typing import Any, TypedDict
 
 import numpy as np
 
-from bench.rails.diagnosis import evidence, liveness, rail_target, rails_outcome
+from bench.codec import ABSENT
+from bench.rails.diagnosis import evidence, liveness, rail_target, rails_outcome, round_load
 from bench.rails.diagnosis.corroborate import device_of
 from bench.rails.diagnosis.evidence import DeviceEntries, NodeWindow
+from bench.rails.diagnosis.expected import Expected
 from bench.rails.diagnosis.liveness import LinkReport, Membership, everyone_live
 from bench.rails.diagnosis.localise import Diagnosis, PairMatrix, Thresholds, diagnose, suspect_samples
 from bench.rails.diagnosis.matrix import PairColumns, PairTime, flatten, pair_matrix
 from bench.rails.diagnosis.rails_outcome import short_device
 from bench.rails.plan import fabric_map
 from bench.rails.plan.config import RailsSettings
+from bench.rails.plan.fabric_map import FabricMap
 from bench.rails.plan.layout import RailLayout
 from bench.rails.plan.schedule import Cell
 from bench.rundir.findings import Shortfall
@@ -34,12 +37,14 @@ def suspects(
     rails: int,
     line_rates: Mapping[int, float] | None,
     thresholds: Thresholds,
+    load: Expected | None = None,
 ) -> list[Cell]:
-    """Rank 0: every cell with a slow sample, as ``(repeat, round, rail, low, high)`` of its first slow one."""
+    """Rank 0: every cell with a slow sample, as ``(repeat, round, rail, low, high)`` of its first slow one; each
+    sample judged over what its round could carry where ``load`` says (``bench.rails.diagnosis.round_load``)."""
     if not len(times):
         return []
     cols = times if isinstance(times, PairColumns) else PairColumns.from_times(times)
-    slow = suspect_samples(pair_matrix(cols, nodes, rails), line_rates, thresholds)
+    slow = suspect_samples(pair_matrix(cols, nodes, rails), line_rates, thresholds, load)
     # The round each matrix sample ran in, -1 where none did.
     matrix = cols.confirm == 0
     low, high = np.minimum(cols.node, cols.peer)[matrix], np.maximum(cols.node, cols.peer)[matrix]
@@ -88,8 +93,22 @@ def suspects_in(
 ) -> list[Cell]:
     """``suspect_cells`` of these pair times (the fabric model's columns stand in for the gathered times)."""
     membership = membership or everyone_live(len(layout.nodes), layout.rails)
-    _, _, rates, thresholds = _judging(settings, layout, gathered, membership)
-    return suspects(times, layout.nodes, layout.rails, rates, thresholds)
+    devices, _, rates, thresholds = _judging(settings, layout, gathered, membership)
+    fabric = _placed(settings, layout, devices)
+    load = None if fabric is None else _matrix_load(settings, fabric, len(layout.nodes), settings.test.repeats)
+    return suspects(times, layout.nodes, layout.rails, rates, thresholds, load)
+
+
+def _placed(settings: RailsSettings, layout: RailLayout, devices: list[rails_outcome.RailDevices]) -> FabricMap | None:
+    """The run's nodes and rails on the cabling (``--topology``): rail k's HCA on each node is the one that
+    carried it, else the one it should use (``bench.rails.diagnosis.corroborate``)."""
+    if settings.topology is None:
+        return None
+    return fabric_map.place(settings.topology, layout.nodes, layout.rails, fabric_map.device_hca(device_of(devices)))
+
+
+def _matrix_load(settings: RailsSettings, fabric: FabricMap, nodes: int, repeats: int) -> Expected:
+    return round_load.matrix_expected(fabric, nodes, max(repeats, settings.test.repeats), settings.config.seed)
 
 
 def _judging(
@@ -164,14 +183,10 @@ def judged(
     findings = evidence.findings(devices, settings.quiet_devices, settings.profile.counter_tolerance_bytes, min_bytes)
     device_names = rails_outcome.device_map(devices)
     found = Diagnosis(())
-    fabric = None
-    if settings.topology is not None:
-        # Rail k's HCA on each node: the one that carried it, else the one it should use
-        # (bench.rails.diagnosis.corroborate).
-        hcas = fabric_map.device_hca(device_of(devices))
-        fabric = fabric_map.place(settings.topology, nodes, layout.rails, hcas)
+    fabric = _placed(settings, layout, devices)
     if matrix is not None:
-        found = diagnose(matrix, rates, thresholds, device_names, fabric)
+        load = None if fabric is None else _loaded(settings, fabric, matrix, rates, thresholds)
+        found = diagnose(matrix, rates, thresholds, device_names, fabric, load)
     below: list[Shortfall] = []
     fraction = settings.profile.pass_fraction
     for r in rail_results:
@@ -197,6 +212,7 @@ def judged(
         nodes=nodes,
         transients=found.transients,
         too_noisy=found.too_noisy,
+        fabric_capacity=found.capacity or ABSENT,
         error_windows=evidence.join({g["host"]: g["error_windows"] for g in readers}),
         process_groups=process_groups,
         links=link_records(reports, membership, nodes),
@@ -213,6 +229,23 @@ def judged(
         below_target=below,
         counters=counters,
     )
+
+
+def _loaded(
+    settings: RailsSettings,
+    fabric: FabricMap,
+    matrix: PairMatrix,
+    rates: dict[int, float] | None,
+    thresholds: Thresholds,
+) -> Expected:
+    """Each sample's round and expected fraction, the re-measurements' as rank 0 scheduled them: each suspect it
+    picked from the matrix samples (``suspects``, judged the same way) ran again in its first slow round."""
+    load = _matrix_load(settings, fabric, len(matrix.nodes), matrix.busbw.shape[0])
+    if not load.matrix:
+        return load
+    first = PairMatrix(matrix.nodes, matrix.rails, matrix.busbw, matrix.stopped_flags)
+    slow = suspect_samples(first, rates, thresholds, load)
+    return round_load.with_again(load, fabric, slow, matrix.confirm_values.shape[0])
 
 
 def _covered(defect: NamedPart, dead: Sequence[NamedPart]) -> bool:

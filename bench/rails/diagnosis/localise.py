@@ -42,9 +42,10 @@ from typing import Literal
 import numpy as np
 
 from bench.exits import UserError
-from bench.rails.diagnosis import defects_by_part, lone_pairs, noise, switches
+from bench.rails.diagnosis import blocks, defects_by_part, lone_pairs, noise, persistence, switches
 from bench.rails.diagnosis.cells import CellIndex, Cells, transients
 from bench.rails.diagnosis.defects import EVIDENCE_LIMIT, Symptom
+from bench.rails.diagnosis.expected import Expected, judged_rates
 from bench.rails.diagnosis.matrix import PairMatrix, PairSample
 from bench.rails.plan.fabric_map import FabricMap
 from bench.rundir.named_parts import NamedPart
@@ -91,6 +92,9 @@ class Diagnosis:
     """``fabric too noisy to localise: healthy pairs spread 5.3-19.5 Gb/s`` when the relative test gave up."""
     level_Gbps: dict[int, float] = field(default_factory=dict)
     """The healthy level each rail was judged against."""
+    capacity: str | None = None
+    """The fabric's taper where the run showed it binding, as the certificate says it
+    (``bench.rails.diagnosis.expected.Expected.said``)."""
 
 
 def _line_rates(matrix: PairMatrix, line_rate_Gbps: float | Mapping[int, float] | None) -> np.ndarray | None:
@@ -169,16 +173,36 @@ def _low_cells(cell_median: np.ndarray, measured: np.ndarray, between: np.ndarra
     return low_link[:, :, None] | low_link[:, None, :]
 
 
+def _showing(measured: np.ndarray, values: np.ndarray, routed: Expected | None) -> np.ndarray:
+    """``[rail, a, b]``: the measured cells that can show their links' own level: where the taper binds, those
+    with a sample that ran where the fabric could carry its links' full rate. A link at 85% in a round whose
+    uplinks give every flow 50% runs at 50%, as its healthy peers do: the round's share holds it, not its own
+    link, so such a cell says nothing of its ends' level (a link is low when its level is low among the cells
+    that could show it)."""
+    if routed is None:
+        return measured
+    share, _ = routed.fractions(values.shape[0], 0)
+    best = np.where(np.isnan(values), 0.0, share).max(axis=0)
+    return measured & (best >= 1.0)
+
+
 def _judge(
-    matrix: PairMatrix, rates: np.ndarray | None, thresholds: Thresholds, between: np.ndarray | None = None
+    matrix: PairMatrix,
+    rates: np.ndarray | None,
+    thresholds: Thresholds,
+    between: np.ndarray | None = None,
+    load: Expected | None = None,
 ) -> Cells:
     """Slow samples, suspects and re-measurements: everything the explanations below are built from.
 
-    ``between`` (``[rail, a, b]``, where the cabling is known) marks the cells whose flows cross units."""
+    ``between`` (``[rail, a, b]``, where the cabling is known) marks the cells whose flows cross units; ``load``
+    (where the schedule and cabling are known) each sample's round and expected fraction: where the run shows
+    the uplinks' taper binding, every sample is judged over its fraction (``expected.judged_rates``)."""
     scale = np.ones(len(matrix.rails)) if rates is None else rates
     per_rail = scale[None, :, None, None]
     values, again = matrix.busbw, matrix.confirm_values
     x, x_again = noise.log_rates(values, per_rail), noise.log_rates(again, per_rail)
+    x, x_again, routed = judged_rates(load, x, x_again)
     measured = (~np.isnan(values)).any(axis=0)
     if not measured.any():
         raise UserError("the pair matrix holds no measurements: run with at least two nodes")
@@ -205,7 +229,7 @@ def _judge(
         return hits & (xs < level + effect) & (noisy is None)
 
     mark = math.log(thresholds.pass_fraction)
-    low_cell = _low_cells(cell_median, measured, between, mark)
+    low_cell = _low_cells(cell_median, _showing(measured, values, routed), between, mark)
 
     def under_line(xs: np.ndarray) -> np.ndarray:
         z = np.where(upper, (mark - xs) / sigma, np.nan)
@@ -237,6 +261,8 @@ def _judge(
         expected,
         basis,
         noisy,
+        routed,
+        None if load is None else load.round_of,
     )
 
 
@@ -246,6 +272,7 @@ def diagnose(
     thresholds: Thresholds = Thresholds(),
     devices: Mapping[tuple[str, int], str] | None = None,
     fabric: FabricMap | None = None,
+    load: Expected | None = None,
 ) -> Diagnosis:
     """The smallest set of broken parts that explains every reproducible slow pair measurement.
 
@@ -253,15 +280,21 @@ def diagnose(
     only). ``devices`` maps ``(node, rail)`` to the HCA or interface name for the report. ``fabric`` places
     the nodes on the fabric's leaves and spines (``rails --topology``): then a link is a ``cable`` with its leaf
     port, and leaves, uplinks and spines are named too (``bench.rails.diagnosis.switches``); without it, nothing about
-    the switches is guessed.
+    the switches is guessed. ``load``: each sample's round and what the fabric could carry in it
+    (``bench.rails.diagnosis.expected``), where the schedule is known.
     """
     rates = _line_rates(matrix, line_rate_Gbps)
     between = switches.between_units(fabric, matrix) if fabric is not None else None
-    all_cells = cells = _judge(matrix, rates, thresholds, between)
+    all_cells = cells = _judge(matrix, rates, thresholds, between, load)
     null = _noise_null(cells, between)
     one_pair = _one_pair_rails(cells.measured)
     rail_fault, rail_cells = _rail_faults(cells, rates, one_pair)
     found_switches: list[switches.SwitchFault] = []
+    said = None if cells.load is None else cells.load.said()
+    if fabric is None:
+        # Without the cabling, a slowdown between groups of nodes on every rail alike is observed, not judged.
+        block, said = blocks.between_groups(cells, rail_fault)
+        cells = cells.without(block)
     if fabric is not None:
         # A leaf explains every cell of its nodes on its rail; nothing smaller is judged on them.
         found_switches = switches.leaf_faults(cells, fabric, rail_fault)
@@ -287,6 +320,8 @@ def diagnose(
         link_fault |= shared
         explained |= _link_cells(link_fault)
         lone &= ~explained
+    if between is not None and cells.round_of is not None:
+        lone &= ~persistence.one_rounds(cells.slow_sample, cells.round_of, lone, between)
     # Each lone pair is named, so it is no transient.
     upper = np.triu(lone, k=1)
     explained |= upper | np.swapaxes(upper, -1, -2)
@@ -299,7 +334,7 @@ def diagnose(
         *defects_by_part.pair_defects(matrix, cells, lone, devices, one_pair),
     ]
     level = {rail: float(cells.expected[i]) for i, rail in enumerate(matrix.rails)}
-    return Diagnosis(tuple(defects), transients(cells, cells.suspect & ~explained), cells.too_noisy, level)
+    return Diagnosis(tuple(defects), transients(cells, cells.suspect & ~explained), cells.too_noisy, level, said)
 
 
 def _noise_null(cells: Cells, between: np.ndarray | None) -> np.ndarray:
@@ -452,10 +487,14 @@ def _intermittent_links(cells: Cells, link_candidate: np.ndarray, rail_fault: np
 
 
 def suspect_samples(
-    matrix: PairMatrix, line_rate_Gbps: float | Mapping[int, float] | None, thresholds: Thresholds = Thresholds()
+    matrix: PairMatrix,
+    line_rate_Gbps: float | Mapping[int, float] | None,
+    thresholds: Thresholds = Thresholds(),
+    load: Expected | None = None,
 ) -> np.ndarray:
-    """``[repeat, rail, a, b]``: the matrix samples that are slow, so their cells must be re-measured."""
-    return _judge(matrix, _line_rates(matrix, line_rate_Gbps), thresholds).slow_sample
+    """``[repeat, rail, a, b]``: the matrix samples that are slow, so their cells must be re-measured (each over
+    what its round could carry, where ``load`` says)."""
+    return _judge(matrix, _line_rates(matrix, line_rate_Gbps), thresholds, load=load).slow_sample
 
 
 def localise(

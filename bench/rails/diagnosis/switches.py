@@ -33,6 +33,7 @@ import numpy as np
 from bench.rails.diagnosis import noise
 from bench.rails.diagnosis.cells import CellIndex, Cells
 from bench.rails.diagnosis.matrix import PairMatrix
+from bench.rails.diagnosis.persistence import Rounds
 from bench.rails.plan.fabric_map import FabricMap
 
 SwitchKind = Literal["leaf", "uplink", "spine"]
@@ -211,6 +212,8 @@ class _Paths:
     leaves_on: list[list[int]]
     """Each rail's leaves, in index order."""
     null: _Null
+    rounds: Rounds | None = None
+    """Each slow sample's round, where the schedule is known: a switch must persist over independent rounds."""
 
     @classmethod
     def of(cls, cells: Cells, fabric: FabricMap, per_cell: float, always_per_cell: float | None) -> _Paths:
@@ -223,7 +226,18 @@ class _Paths:
         leaves_on = [sorted(set(leaf[k][placed[k]].tolist())) for k in range(rails)]
         null = _Null(per_cell, rails + sum(len(x) for x in leaves_on), always_per_cell)
         reproduces, always = cells.reproduces & cells.measured, cells.reproduces_always & cells.measured
-        return cls(leaf, cross, inside, reproduces, always, upper, leaves_on, null)
+        rounds = None
+        if cells.round_of is not None and cells.round_of.shape[0] >= cells.slow_sample.shape[0]:
+            slots = [
+                (k, cross[k] & (near[:, None] | near[None, :]))
+                for k in range(rails)
+                if len(leaves_on[k]) >= 2
+                for near in (leaf[k] == index for index in leaves_on[k])
+            ]
+            ran = ~np.isnan(cells.matrix.busbw) & cells.measured[None]
+            slow = cells.slow_sample & cells.measured[None]
+            rounds = Rounds.of(slow, ran, cells.round_of, reproduces, slots, per_cell, null.tries)
+        return cls(leaf, cross, inside, reproduces, always, upper, leaves_on, null, rounds)
 
     def elevated(self, k: int, mask: np.ndarray, against: _Null | None = None) -> bool:
         """Rail k's cells in ``mask`` (``[a, b]``) hold more reproduced suspects than noise gives."""
@@ -232,6 +246,23 @@ class _Paths:
         return null.significant(
             int((self.reproduces[k] & cells).sum()), int(cells.sum()), int((self.always[k] & cells).sum())
         )
+
+    def convicts(self, k: int, mask: np.ndarray, against: _Null | None = None, *, rate: bool = True) -> bool:
+        """:meth:`elevated`, and where the rounds are known, persistent over independent rounds
+        (``bench.rails.diagnosis.persistence``; ``rate``: against the run's rate of slow rounds): one round's
+        cells repeated by its re-measurement are one piece of evidence, not many."""
+        if not self.elevated(k, mask, against):
+            return False
+        if self.rounds is None:
+            return True
+        null = self.null if against is None else against
+        cells = mask & self.upper
+        by_cells = null.significant(0, int(cells.sum()), int((self.always[k] & cells).sum()))
+        leaves = None
+        if not rate:  # a spine: judged leaf by leaf (persistence.Rounds.persists)
+            near = [self.leaf[k] == index for index in self.leaves_on[k]]
+            leaves = [n[:, None] | n[None, :] for n in near]
+        return self.rounds.persists(k, self.reproduces[k], self.always[k], cells, by_cells, leaves)
 
     def switch_inside(self, k: int, mask: np.ndarray) -> bool:
         """Rail k's cells within units (``mask``) are slow the way a switch slows them: more reproduced suspects
@@ -270,7 +301,9 @@ def _spine_faults(paths: _Paths, fabric: FabricMap, open_rails: list[int]) -> tu
     for spines, ks in groups.items():
         if len(ks) < 2 or not spines:
             continue
-        rail_ok = [paths.elevated(k, paths.cross[k]) and not paths.switch_inside(k, paths.inside[k]) for k in ks]
+        rail_ok = [
+            paths.convicts(k, paths.cross[k], rate=False) and not paths.switch_inside(k, paths.inside[k]) for k in ks
+        ]
         spread = [_spread(paths.reproduces[k] & paths.cross[k]) for k in ks]
         if all(rail_ok) and all(spread):
             mask = np.zeros_like(paths.cross)
@@ -333,7 +366,7 @@ class _Uplinks:
             slow = paths.reproduces[k] & mine
         hubs = [x for x in _hubs(slow, mine) if not self.elevated_inside(paths, k, x)]
         shaped = _spread(slow) or _routed(slow, mine, hubs)
-        return paths.elevated(k, mine, self.between) and shaped and not paths.switch_inside(k, within)
+        return paths.convicts(k, mine, self.between) and shaped and not paths.switch_inside(k, within)
 
 
 def _most_convicted_leaf(paths: _Paths, k: int, left: np.ndarray) -> tuple[int, int, np.ndarray, np.ndarray] | None:

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bench.fabric.cabling import Cabling
+from bench.fabric.cabling import Cabling, SwitchPort
 from bench.fabric.cabling_plan import FabricShape, Leaf, shape
+from bench.rails.plan.capacity import Plane, leaf_capacity
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,15 @@ class FabricMap:
     leaf_port: Mapping[tuple[int, int], str]
     """``(rail, node)`` -> ``leaf-su1-r3 port 7``."""
     spines: tuple[str, ...]
+    capacity: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
+    """``[leaf]``: its uplink bandwidth in node links (``bench.rails.plan.capacity.leaf_capacity``)."""
+    rank: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int64), repr=False)
+    """``[rail, node]``: the node's port among its leaf's node ports in port order (0 the lowest; 0 unplaced)."""
+
+    def plane(self) -> Plane:
+        """What each round's fair shares read (``bench.rails.plan.capacity``)."""
+        count = np.array([max(1, len(leaf.uplinks)) for leaf in self.leaves], dtype=np.int64)
+        return Plane(self.leaf, self.capacity, self.rank, count)
 
     @property
     def rails(self) -> int:
@@ -78,6 +88,8 @@ def place(topology: Topology, nodes: Sequence[str], rails: int, hca_of: Callable
     leaf = np.full((rails, len(nodes)), -1, dtype=np.int32)
     node_port: dict[tuple[int, int], str] = {}
     leaf_port: dict[tuple[int, int], str] = {}
+    rank = np.zeros((rails, len(nodes)), dtype=np.int64)
+    ranks = _port_ranks(cabling)
     named = {port.hca for port in cabling.host_ports}
     for k in range(rails):
         planned = topology.rail_hcas[k] if k < len(topology.rail_hcas) else None
@@ -92,11 +104,22 @@ def place(topology: Topology, nodes: Sequence[str], rails: int, hca_of: Callable
             if cable is None or cable.b.switch not in index:
                 continue
             leaf[k, a] = index[cable.b.switch]
+            rank[k, a] = ranks[cable.b]
             node_port[(k, a)] = str(cable.a)
             leaf_port[(k, a)] = str(cable.b)
     unit = np.array([fabric.unit_of.get(node, -1) for node in nodes], dtype=np.int32)
     names = tuple(fabric.unit_name(u) for u in range(len(fabric.units)))
-    return FabricMap(tuple(nodes), leaves, leaf, unit, names, node_port, leaf_port, fabric.spines)
+    capacity = leaf_capacity(cabling, leaves)
+    return FabricMap(tuple(nodes), leaves, leaf, unit, names, node_port, leaf_port, fabric.spines, capacity, rank)
+
+
+def _port_ranks(cabling: Cabling) -> dict[SwitchPort, int]:
+    """Each node port's place among its switch's node ports, in port order: destination routing picks a
+    destination's uplink by it (``bench.rails.plan.capacity.Routes``)."""
+    by_switch: dict[str, list[SwitchPort]] = {}
+    for cable in cabling.host_ports.values():
+        by_switch.setdefault(cable.b.switch, []).append(cable.b)
+    return {port: i for ports in by_switch.values() for i, port in enumerate(sorted(set(ports)))}
 
 
 def device_hca(devices: Mapping[tuple[str, int], str]) -> Callable[[str, int], str | None]:

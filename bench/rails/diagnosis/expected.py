@@ -1,0 +1,119 @@
+"""What each sample is judged against on a fabric whose uplinks the round fills: the pair's expected fraction.
+
+``bench.rails.plan.capacity`` gives every pair, in the round it ran, the share of its links' rate the fabric can
+carry (its max-min fair share of the uplinks its round's flows cross). A sample is judged as its rate over that
+share: on a 2:1 tapered tree a pair between units in a round that fills the uplinks runs at half of line and is
+judged as a pair at full rate would be, so the taper never makes a suspect, let alone a spine or an uplink. It
+is the fabric's property, said once (:attr:`Expected.said`), never a defect.
+
+The share is a ceiling the cabling sets: the uplinks may carry more than their count says (the namespace
+testbed's veth "uplinks" have no rate of their own; an uplink faster than the node links where the file gives no
+speeds). So the run says whether the taper binds: on every rail that has both, the pairs expected below their
+links' rate run slower than the pairs expected at it by more than half of what the taper predicts (halfway, in
+log rate, between "the uplinks carry it all" and "the taper binds": a fault slows one rail or some flows, a
+taper every rail's loaded pairs alike). Where it does not bind, nothing is adjusted and the run is judged as
+before.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True, eq=False)
+class Expected:
+    """Where each pair ran and what it could get there: ``round_of[repeat, a, b]`` (the round of the matrix
+    sample, -1 where none ran); per routing (``bench.rails.plan.capacity.ROUTINGS``) the expected fraction of
+    every sample, ``matrix[routing][repeat, rail, a, b]`` and ``again[routing][pass, rail, a, b]`` (1 at its
+    links' rate or unmeasured; empty where every pair is expected at its links' rate); ``taper``: the fabric's
+    worst ratio of a leaf's nodes to its uplinks (``bench.rails.plan.capacity.taper``); ``routing``: the one
+    the run showed (:meth:`routed`), None before it is chosen."""
+
+    round_of: np.ndarray
+    matrix: Mapping[str, np.ndarray] = field(default_factory=dict)
+    again: Mapping[str, np.ndarray] = field(default_factory=dict)
+    taper: float = 1.0
+    routing: str | None = None
+
+    def routed(self, x: np.ndarray) -> Expected | None:
+        """The routing the run's samples (``x``: log rates ``[repeat, rail, a, b]``) agree with, where the taper
+        binds under it; None where it does not bind (or nothing is loaded).
+
+        The cabling does not say how the switches route: the run does. Over the samples either routing expects
+        below their links' rate, each routing's adjusted log rates (rate over expected fraction) are as alike
+        as the fabric's noise where it is the fabric's routing, and carry the other's collisions or pooling as
+        spread where it is not: the routing whose adjusted rates spread least (median absolute deviation) is
+        the run's."""
+        fractions = {r: f[: x.shape[0]] for r, f in self.matrix.items() if f.shape[0] >= x.shape[0]}
+        if not fractions or self.taper <= 1.0:
+            return None
+        measured = np.isfinite(x)
+        loaded = measured & np.logical_or.reduce([f < 1.0 for f in fractions.values()])
+        if not loaded.any():
+            return None
+
+        def spread(f: np.ndarray) -> float:
+            adjusted = x[loaded] - np.log(f[loaded])
+            return float(np.median(np.abs(adjusted - np.median(adjusted))))
+
+        routing = min(fractions, key=lambda r: spread(fractions[r]))
+        if not _binds(x, fractions[routing]):
+            return None
+        again = {routing: self.again[routing]} if routing in self.again else {}
+        return Expected(self.round_of, {routing: fractions[routing]}, again, self.taper, routing)
+
+    def adjusted(self, x: np.ndarray, x_again: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The log rates over their expected fractions (the chosen routing's): matrix samples, then
+        re-measurements."""
+        share, share_again = self.fractions(x.shape[0], x_again.shape[0])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # unmeasured NaN cells stay NaN
+            return x - np.log(share), x_again - np.log(share_again)
+
+    def fractions(self, repeats: int, passes: int) -> tuple[np.ndarray, np.ndarray]:
+        """The chosen routing's fractions of ``repeats`` matrix samples and ``passes`` re-measurements (1 for
+        re-measurements not yet scheduled: rank 0 picking its suspects has none)."""
+        assert self.routing is not None  # routed() chose it
+        matrix = self.matrix[self.routing]
+        again = self.again.get(self.routing)
+        return matrix[:repeats], again[:passes] if again is not None else np.ones((passes, *matrix.shape[1:]))
+
+    def said(self) -> str:
+        """The certificate's sentence: ``2:1 between units: cross-unit pairs expected at 50% in rounds that
+        fill the uplinks``."""
+        return (
+            f"{self.taper:.3g}:1 between units: cross-unit pairs expected at {100 / self.taper:.0f}% in rounds that "
+            "fill the uplinks (a property of the fabric, judged as such)"
+        )
+
+
+def _binds(x: np.ndarray, fraction: np.ndarray) -> bool:
+    """Whether the run's own samples show the taper: on every rail with pairs of both kinds, the loaded pairs'
+    median log rate is below the unloaded pairs' by more than half the median log fraction predicted for them."""
+    measured = np.isfinite(x)
+    seen = False
+    for k in range(x.shape[1]):
+        loaded = measured[:, k] & (fraction[:, k] < 1.0)
+        unloaded = measured[:, k] & (fraction[:, k] >= 1.0)
+        if not loaded.any() or not unloaded.any():
+            continue
+        gap = float(np.median(x[:, k][loaded]) - np.median(x[:, k][unloaded]))
+        if gap >= float(np.median(np.log(fraction[:, k][loaded]))) / 2:
+            return False
+        seen = True
+    return seen
+
+
+def judged_rates(
+    expected: Expected | None, x: np.ndarray, x_again: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, Expected | None]:
+    """The log rates the judge compares (adjusted where the taper binds) and the expectation that did it."""
+    routed = None if expected is None else expected.routed(x)
+    if routed is None:
+        return x, x_again, None
+    adjusted, again = routed.adjusted(x, x_again)
+    return adjusted, again, routed

@@ -1,0 +1,136 @@
+"""A switch is named from evidence that persists over independent rounds, not from one round's cells.
+
+A spine or an uplink slows the flows between units that cross it. So does a passing hot spot: adaptive routing
+or ECMP hashes two large flows onto one link for a round, then not (Al-Fares et al., "Hedera", NSDI 2010). One
+hot round slows every cross cell of a leaf in that round at once, and when the re-measurement of that round
+happens to be hot too, all of them reproduce together: counted cell by cell, one round's chance looks like
+dozens of independent reproductions, and a healthy uplink is convicted. A persistent fault slows the leaf in
+every round it carries flows, beside different partners each time.
+
+So the cells of a round are one piece of evidence: a switch's reproduced suspects are counted by the
+independent rounds they were slow in (``(repeat, round)`` of each slow matrix sample: each round runs other
+pairs beside them), against the run's own rate of rounds in which a leaf's cross cells held a reproduced suspect
+(the median over the rails, each of which a hot spot visits alike and a broken switch only one of; the
+fabric-wide rate on fewer than three rails), at the family-wise ``NAME_FALSE_ALARMS`` over the parts tried, as
+the cell counts were. Suspects slow in *every* sample and re-measurement, deeper than any transient of the run
+(``Cells.reproduces_always``), keep their per-cell test: a cell slow in every repeat was slow in every repeat's
+round, beside other partners each time, which a hot spot of one round never is; they must still span two
+rounds or more.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from bench.rails.diagnosis import noise
+
+ROUND_KEY = 1 << 20
+"""``repeat * ROUND_KEY + round``: one integer per independent round (rounds per repeat are under n)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Rounds:
+    """Which round each slow matrix sample ran in, and the run's rate of rounds with reproduced suspects."""
+
+    slow: np.ndarray
+    """``[repeat, rail, a, b]``: the matrix sample is slow."""
+    ran: np.ndarray
+    """``[repeat, rail, a, b]``: the matrix sample was measured."""
+    round_of: np.ndarray
+    """``[repeat, a, b]``: its round within the repeat."""
+    per_round: float
+    """The chance that a healthy leaf's cross cells hold a reproduced suspect in one round."""
+    tries: int
+
+    @classmethod
+    def of(
+        cls,
+        slow: np.ndarray,
+        ran: np.ndarray,
+        round_of: np.ndarray,
+        reproduces: np.ndarray,
+        slots: list[tuple[int, np.ndarray]],
+        per_cell: float,
+        tries: int,
+    ) -> Rounds:
+        """``slots``: each (rail, cross cells of one leaf); ``per_cell``: what noise reproduces in a cell, the
+        floor of the rate (a run with no reproduced suspect between units still has one)."""
+        unfloored = cls(slow, ran, round_of, 0.0, tries)
+        found: dict[int, list[tuple[int, int]]] = {}
+        cells_per_round: list[float] = []
+        for k, cells in slots:
+            hit, total = unfloored.slow_rounds(k, reproduces[k] & cells), unfloored.ran_rounds(k, cells)
+            found.setdefault(k, []).append((hit, total))
+            if total:
+                cells_per_round.append(int(cells.sum()) / 2 * ran.shape[0] / total)
+        shares = [sum(h for h, _ in v) / max(1, sum(t for _, t in v)) for v in found.values()]
+        pooled = sum(h for v in found.values() for h, _ in v) / max(1, sum(t for v in found.values() for _, t in v))
+        rate = float(np.median(shares)) if len(shares) >= 3 else pooled
+        mean_cells = float(np.mean(cells_per_round)) if cells_per_round else 1.0
+        floor = 1.0 - (1.0 - per_cell) ** mean_cells
+        return cls(slow, ran, round_of, min(1.0, max(rate, floor)), tries)
+
+    def _keys(self, samples: np.ndarray) -> np.ndarray:
+        """The distinct rounds of ``samples`` (``[repeat, a, b]``, each pair once)."""
+        r, a, b = np.nonzero(samples)
+        return np.unique(r.astype(np.int64) * ROUND_KEY + self.round_of[r, a, b])
+
+    def slow_rounds(self, k: int, cells: np.ndarray) -> int:
+        """The rounds in which rail k's ``cells`` (``[a, b]``) had a slow matrix sample."""
+        return len(self._keys(self.slow[:, k] & np.triu(cells, k=1)[None]))
+
+    def ran_rounds(self, k: int, cells: np.ndarray) -> int:
+        """The rounds in which rail k's ``cells`` (``[a, b]``) ran."""
+        return len(self._keys(self.ran[:, k] & np.triu(cells, k=1)[None]))
+
+    def persists(
+        self,
+        k: int,
+        reproduced: np.ndarray,
+        always: np.ndarray,
+        cells: np.ndarray,
+        by_cells: bool,
+        leaves: list[np.ndarray] | None = None,
+    ) -> bool:
+        """Rail k's part on ``cells`` (``[a, b]``) holds its slowdown over independent rounds: its reproduced
+        suspects were slow in more rounds than the run's rate gives over the rounds its cells ran in, or
+        ``by_cells`` (its suspects slow in every pass stood out cell by cell) and those span two rounds.
+
+        A spine (``leaves``: each leaf's share of ``cells``) is judged without the rate: it slows every rail, so
+        the median over the rails would be its own rate. It carries a share of every round's flows between units,
+        so on most of the rail's leaves it holds in most of the rounds their cross cells ran in; a hot spot visits
+        a leaf in a few rounds (on a rail of many leaves, some leaf is hot in most rounds: hence leaf by leaf)."""
+        if by_cells and self.slow_rounds(k, always & cells) >= 2:
+            return True
+        hit = self.slow_rounds(k, reproduced & cells)
+        if leaves is not None:
+            mine = [c & cells for c in leaves if (c & cells).any()]
+            held = [2 * self.slow_rounds(k, reproduced & c) > self.ran_rounds(k, c) for c in mine]
+            return hit >= 2 and 2 * sum(held) > len(held)
+        tail = noise.binom_sf(hit, self.ran_rounds(k, cells), self.per_round)
+        return hit >= 2 and tail * max(1, self.tries) <= noise.NAME_FALSE_ALARMS
+
+
+def one_rounds(slow: np.ndarray, round_of: np.ndarray, pairs: np.ndarray, between: np.ndarray) -> np.ndarray:
+    """``[rail, a, b]``: the lone pairs between units (``pairs`` and ``between``) whose every slow matrix sample
+    (``slow[repeat, rail, a, b]``) ran in a round that slowed another lone pair between units on the same rail: a
+    hot spot of one round slows every cross-unit pair of its leaf in that round, and when its re-measurement
+    happens to be hot too they all look like pairs slow in most of their samples. They are one round's evidence,
+    as a switch's would be, and stay transients; a bad cable between two leaves slows its pair alone."""
+    out = np.zeros(pairs.shape, dtype=bool)
+    if round_of.shape[0] < slow.shape[0]:
+        return out
+    k, a, b = np.nonzero(np.triu(pairs & between, k=1))
+    if len(k) < 2:
+        return out
+    r, i = np.nonzero(slow[:, k, a, b])  # each slow sample: its repeat, and which pair
+    key = (k[i].astype(np.int64) * slow.shape[0] + r) * ROUND_KEY + round_of[r, a[i], b[i]]
+    _, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
+    shared = counts[inverse] >= 2
+    alone = np.bincount(i[~shared], minlength=len(k)) == 0
+    alone &= np.bincount(i, minlength=len(k)) > 0
+    out[k[alone], a[alone], b[alone]] = True
+    out[k[alone], b[alone], a[alone]] = True
+    return out

@@ -1,0 +1,47 @@
+"""Rank 0's view of each round's load: where every sample ran and what the fabric could carry there.
+
+The ranks run the schedule every rank computes from the settings (``bench.rails.plan.schedule.schedule``, the
+same seed), and rank 0 re-measures each suspect in the round its first slow sample ran in, beside that round's
+other suspects only (``schedule.confirmation_rounds``). So rank 0 knows, without any rank telling it, which
+pairs ran together in every matrix round and in every re-measurement, and with the cabling
+(``bench.rails.plan.capacity``) what each could get: ``matrix_expected`` before the suspects are picked,
+``with_again`` once the re-measurements are in.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bench.rails.diagnosis.expected import Expected
+from bench.rails.plan import capacity
+from bench.rails.plan.fabric_map import FabricMap
+from bench.rails.plan.schedule import schedule
+
+
+def matrix_expected(fabric: FabricMap, nodes: int, repeats: int, seed: int) -> Expected:
+    """The rounds and expected fractions of ``repeats`` repeats of the matrix over ``nodes`` nodes, in the run's
+    node order (``fabric`` placed on the run's own nodes and rails, ``fabric_map.place``)."""
+    plane = fabric.plane()
+    load = capacity.matrix_load(plane, schedule(nodes, repeats, seed), repeats)
+    return Expected(load.round_of, load.fraction if load.loaded else {}, {}, capacity.taper(plane))
+
+
+def with_again(expected: Expected, fabric: FabricMap, slow_sample: np.ndarray, passes: int) -> Expected:
+    """``expected`` with the fractions of ``passes`` re-measurements: each suspect (a cell with a slow sample in
+    ``slow_sample[repeat, rail, a, b]``, as rank 0 picked it) ran again in the round of its first slow sample,
+    beside that round's other suspects on every rail."""
+    if not expected.matrix:
+        return expected
+    rails, n = fabric.leaf.shape
+    plane = fabric.plane()
+    k, a, b = np.nonzero(np.triu(slow_sample.any(axis=0), k=1))
+    first = np.argmax(slow_sample[:, k, a, b], axis=0) if len(k) else np.zeros(0, dtype=np.int64)
+    group = first.astype(np.int64) * (n + 1) + expected.round_of[first, a, b]
+    again = {}
+    for routing in expected.matrix:
+        out = np.ones((passes, rails, n, n))
+        if passes and len(k):
+            share = plane.shares(k, a, b, group, routing == "destination")
+            out[:, k, a, b] = out[:, k, b, a] = share
+        again[routing] = out
+    return Expected(expected.round_of, expected.matrix, again, expected.taper)

@@ -1,0 +1,219 @@
+"""What the fabric can carry in each round of the pair matrix: every pair's max-min fair share of its uplinks.
+
+A pair on rail k whose nodes sit on one leaf crosses only that leaf: it runs at its links' rate whatever else
+the round runs. A pair between two leaves sends one flow each way, and each flow leaves its source's leaf
+through that leaf's uplinks and enters its destination's leaf through the destination leaf's (an uplink cable
+is full duplex: the way up and the way down are separate capacities). In a rail-optimised two-tier tree every
+leaf of a rail reaches every spine alike (the cabling check fails a leaf that does not, ``bench.fabric
+.cabling_plan``), so the spines add no constraint of their own beyond the leaves' uplinks, and with the flows
+spread over the uplinks (adaptive routing, or ECMP over many flows) a leaf's uplinks act as one pool.
+
+So each round is a set of flows over two kinds of resource per leaf, ``up`` and ``down``, each of capacity
+"the leaf's uplink bandwidth in units of one node's link" (``leaf_capacity``), and each flow is also held to 1
+by its own node link. The rate the fabric gives each flow is its max-min fair share (progressive filling,
+Bertsekas and Gallager, "Data Networks", 2nd ed., section 6.5.2): every flow grows alike until a resource it
+crosses is full, and the flows on a full resource stop there. A non-blocking leaf (as many uplinks as nodes)
+never fills before the node links do, so its pairs are expected at 1; a 2:1 tapered leaf whose every node
+crosses to another unit in the round gives each flow 1/2. A pair's expected fraction is the lower of its two
+flows' (the matrix keeps the slower direction, ``bench.rails.diagnosis.matrix``).
+
+Pure numpy over the round's cells; each filling step fills at least one resource of every round still filling,
+so the steps are bounded by twice the leaves of a rail and each is O(cells).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from bench.fabric import cabling_links
+from bench.fabric.cabling import Cabling
+from bench.fabric.cabling_plan import Leaf
+from bench.rails.plan.schedule import Round
+
+FULL = 1.0
+"""A node link's own rate: no flow runs faster than its node's cable."""
+
+
+def leaf_capacity(cabling: Cabling, leaves: Sequence[Leaf]) -> np.ndarray:
+    """``[leaf]``: the leaf's uplink bandwidth in units of one of its node links.
+
+    Where ibnetdiscover gives every uplink's and the node cables' width and speed, bandwidths are compared
+    (``cabling_links.bandwidth``: 16 uplinks at 4xNDR under 32 nodes at 4xNDR is 16, under 32 at 2xNDR it is
+    32); else each uplink counts as one node link (a TOML plan says no speeds). A leaf without uplinks is a
+    single unit's leaf or a cabling fault the cabling check names: nothing is expected of its cross pairs
+    (infinite capacity), they are judged as they were."""
+    node_links: dict[str, list[str | None]] = {}
+    for cable in cabling.host_ports.values():
+        node_links.setdefault(cable.b.switch, []).append(cable.link)
+    out = np.full(len(leaves), np.inf)
+    for i, leaf in enumerate(leaves):
+        if not leaf.uplinks:
+            continue
+        usual = cabling_links.usual(node_links.get(leaf.name, []))
+        node_rate = cabling_links.bandwidth(usual) if usual else None
+        rates = [cabling_links.bandwidth(c.link) if c.link else None for c in leaf.uplinks]
+        if node_rate and all(rates):
+            out[i] = sum(r for r in rates if r) / node_rate
+        else:
+            out[i] = float(len(leaf.uplinks))
+    return out
+
+
+def fair_shares(
+    leaf_a: np.ndarray,
+    leaf_b: np.ndarray,
+    group: np.ndarray,
+    capacity: np.ndarray,
+    routes: Routes | None = None,
+) -> np.ndarray:
+    """Per cell (parallel arrays): the fraction of a node link the pair gets, the lower of its two flows'
+    max-min fair shares among the flows of its own ``group`` (the round it runs in).
+
+    ``leaf_a``/``leaf_b``: the leaf of each end (-1 where the cabling does not place it: no expectation);
+    ``capacity``: ``[leaf]`` from :func:`leaf_capacity`. Cells within one leaf, or unplaced, get 1. ``routes``:
+    destination routing (:class:`Routes`), each flow on one uplink of each leaf; None: spread over the pool."""
+    out = np.full(len(leaf_a), FULL)
+    cross = np.flatnonzero((leaf_a != leaf_b) & (leaf_a >= 0) & (leaf_b >= 0))
+    if not len(cross):
+        return out
+    la, lb, g = leaf_a[cross].astype(np.int64), leaf_b[cross].astype(np.int64), group[cross].astype(np.int64)
+    # Flow 2i goes a -> b (up at a's leaf, down at b's), flow 2i+1 b -> a.
+    src = np.stack([la, lb], axis=1).ravel()
+    dst = np.stack([lb, la], axis=1).ravel()
+    flow_group = np.unique(np.repeat(g, 2), return_inverse=True)[1].astype(np.int64)
+    if routes is None:
+        up_key, down_key = (flow_group, src, 0), (flow_group, dst, 0)
+        up_cap, down_cap = capacity[src], capacity[dst]
+    else:
+        # The destination's port fixes the uplink, up from the source's leaf and down into its own.
+        rank = np.stack([routes.rank_b[cross], routes.rank_a[cross]], axis=1).ravel()
+        up_j, down_j = rank % routes.count[src], rank % routes.count[dst]
+        up_key, down_key = (flow_group, src, up_j), (flow_group, dst, down_j)
+        up_cap, down_cap = capacity[src] / routes.count[src], capacity[dst] / routes.count[dst]
+    keys = np.concatenate([_key(*up_key, 0), _key(*down_key, 1)])
+    unique, inverse = np.unique(keys, return_inverse=True)
+    cap = np.empty(len(unique))
+    cap[inverse] = np.concatenate([up_cap, down_cap])
+    rate = _fill(inverse[: len(src)], inverse[len(src) :], cap, flow_group)
+    out[cross] = np.minimum(rate[0::2], rate[1::2])
+    return out
+
+
+def _key(group: np.ndarray, leaf: np.ndarray, uplink: np.ndarray | int, way: int) -> np.ndarray:
+    """One integer per (round, leaf, uplink, way): the resource a flow crosses."""
+    return ((group * (1 << 20) + leaf) * (1 << 12) + uplink) * 2 + way
+
+
+@dataclass(frozen=True, eq=False)
+class Routes:
+    """Destination routing's inputs per cell: each end's port rank on its leaf (``rank_a``, ``rank_b``) and every
+    leaf's uplink count (``count``, ``[leaf]``, at least 1)."""
+
+    rank_a: np.ndarray
+    rank_b: np.ndarray
+    count: np.ndarray
+
+
+def _fill(first: np.ndarray, second: np.ndarray, cap: np.ndarray, flow_group: np.ndarray) -> np.ndarray:
+    """Progressive filling: each flow crosses resources ``first`` and ``second`` (capacities ``cap``) and its
+    own node link (1); ``flow_group`` keeps rounds apart (their flows never share a resource in time)."""
+    rate = np.zeros(len(first))
+    active = np.ones(len(first), dtype=bool)
+    used = np.zeros(len(cap))
+    groups = int(flow_group.max()) + 1
+    while active.any():
+        count = np.bincount(first[active], minlength=len(cap)) + np.bincount(second[active], minlength=len(cap))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            level = np.where(count > 0, (cap - used) / count, np.inf)
+        # Every active flow of a round has grown alike so far: the round's next step is its lowest level.
+        mine = np.minimum(np.minimum(level[first], level[second]), FULL)
+        lowest = np.full(groups, np.inf)
+        np.minimum.at(lowest, flow_group[active], mine[active])
+        done = active & (mine <= lowest[flow_group] * (1 + 1e-12))
+        rate[done] = mine[done]
+        np.add.at(used, first[done], mine[done])
+        np.add.at(used, second[done], mine[done])
+        active &= ~done
+    return rate
+
+
+@dataclass(frozen=True, eq=False)
+class Plane:
+    """The run's (rail, node)s on the fabric, as the fair shares read them (``fabric_map.FabricMap.plane``)."""
+
+    leaf: np.ndarray
+    """``[rail, node]``: the leaf, -1 where unplaced."""
+    capacity: np.ndarray
+    """``[leaf]``: uplink bandwidth in node links (:func:`leaf_capacity`)."""
+    rank: np.ndarray
+    """``[rail, node]``: the node's port among its leaf's node ports, in port order (0 the lowest)."""
+    count: np.ndarray
+    """``[leaf]``: its uplinks (at least 1)."""
+
+    def shares(self, k: np.ndarray, a: np.ndarray, b: np.ndarray, group: np.ndarray, destination: bool) -> np.ndarray:
+        """:func:`fair_shares` of cells ``(k, a, b)`` in rounds ``group``: under destination routing, or spread.
+        Leaves carry one rail each, so the rails' flows never share a resource: one filling serves them all."""
+        routes = Routes(self.rank[k, a], self.rank[k, b], self.count) if destination else None
+        return fair_shares(self.leaf[k, a], self.leaf[k, b], group, self.capacity, routes)
+
+
+ROUTINGS = ("spread", "destination")
+"""How flows pick their uplink: spread over the leaf's uplinks (adaptive routing, ECMP over many flows), or the
+one the destination's port fixes (OpenSM's ftree and updn engines route each destination LID one way)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Load:
+    """The matrix's rounds on the fabric: where each pair ran, and what the fabric could give it there."""
+
+    round_of: np.ndarray
+    """``[repeat, a, b]``: the round (within its repeat) the pair ran in; -1 where it did not run."""
+    fraction: dict[str, np.ndarray]
+    """Per routing (:data:`ROUTINGS`), ``[repeat, rail, a, b]``: the share of a node link the pair could get in
+    that round (1: all of it)."""
+
+    @property
+    def loaded(self) -> bool:
+        """Whether any pair was expected below its links' rate (a tapered tree that the schedule fills)."""
+        return any(bool((f < FULL).any()) for f in self.fraction.values())
+
+
+def matrix_load(plane: Plane, rounds: Sequence[Round], repeats: int) -> Load:
+    """The load of the matrix rounds (``confirm`` 0) of the first ``repeats`` repeats, in the matrix's node
+    order, under each routing."""
+    rails, n = plane.leaf.shape
+    round_of = np.full((repeats, n, n), -1, dtype=np.int32)
+    fraction = {routing: np.ones((repeats, rails, n, n)) for routing in ROUTINGS}
+    for repeat in range(repeats):
+        mine = [r for r in rounds if r.repeat == repeat and r.confirm == 0 and r.pairs]
+        if not mine:
+            continue
+        pairs = np.concatenate([np.array(r.pairs, dtype=np.int64).reshape(-1, 2) for r in mine])
+        index = np.concatenate([np.full(len(r.pairs), r.index, dtype=np.int64) for r in mine])
+        a, b = pairs[:, 0], pairs[:, 1]
+        round_of[repeat, a, b] = round_of[repeat, b, a] = index
+        k = np.repeat(np.arange(rails), len(a))
+        aa, bb, group = np.tile(a, rails), np.tile(b, rails), np.tile(index, rails)
+        for routing in ROUTINGS:
+            share = plane.shares(k, aa, bb, group, routing == "destination")
+            fraction[routing][repeat, k, aa, bb] = fraction[routing][repeat, k, bb, aa] = share
+    return Load(round_of, fraction)
+
+
+def taper(plane: Plane) -> float:
+    """The highest ratio of a leaf's nodes to its uplink capacity among the leaves of the run that carry
+    traffic between units (1 or less: non-blocking)."""
+    leaf, capacity = plane.leaf, plane.capacity
+    worst = 0.0
+    for k in range(leaf.shape[0]):
+        on = leaf[k][leaf[k] >= 0]
+        if len(set(on.tolist())) < 2:
+            continue
+        counts = np.bincount(on, minlength=len(capacity))
+        with np.errstate(divide="ignore"):
+            ratio = np.where(counts > 0, counts / capacity, 0.0)
+        worst = max(worst, float(ratio.max()))
+    return worst

@@ -1,0 +1,85 @@
+"""A switch is named from evidence that persists over independent rounds (bench.rails.diagnosis.persistence).
+
+16 nodes in 2 units of 8, 4 rails, a non-blocking tree (8 uplinks per leaf), one repeat of the round-robin
+matrix (15 rounds) and two re-measurements. A hot spot that slows one leaf's cross-unit cells in one round,
+and happens to be there again when that round is re-measured, is one round's evidence: it names nothing (the
+count of cells alone named an uplink; and its cells, each slow in every sample, are not eight lone pairs either:
+they all ran in that one round). A degraded uplink slows the same cells in every round they run: named.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bench.rails.diagnosis.expected import Expected
+from bench.rails.diagnosis.localise import PairMatrix, diagnose
+from bench.rails.plan import capacity
+from bench.rails.plan.fabric_map import FabricMap, Topology, place
+from bench.rails.plan.schedule import schedule
+from tests.support.models.fabric_model import Shape
+
+NODES, RAILS, UNIT = 16, 4, 8
+RAIL = 1
+
+
+def _fabric() -> FabricMap:
+    model = Shape(NODES, RAILS, UNIT)
+    cabling = model.cabling()
+    nodes = [model.node_name(a) for a in range(NODES)]
+    return place(Topology(cabling, cabling.rails), nodes, RAILS, lambda node, rail: None)
+
+
+def _run(slow: np.ndarray, seed: int = 0) -> PairMatrix:
+    """A healthy matrix at 48 Gb/s with 1% noise; the cells in ``slow`` (``[rail, a, b]``) at 30, in the matrix
+    and in both re-measurements (the only cells re-measured)."""
+    rng = np.random.default_rng(seed)
+    busbw = 48.0 * np.exp(0.01 * rng.standard_normal((1, RAILS, NODES, NODES)))
+    busbw = np.minimum(busbw, np.swapaxes(busbw, -1, -2))
+    busbw[:, :, np.arange(NODES), np.arange(NODES)] = np.nan
+    busbw[0][slow] = 30.0
+    confirm = np.full((2, RAILS, NODES, NODES), np.nan)
+    confirm[:, slow] = 30.0
+    nodes = tuple(Shape(NODES).node_name(a) for a in range(NODES))
+    return PairMatrix(nodes, tuple(range(RAILS)), busbw, confirm=confirm)
+
+
+def _named(matrix: PairMatrix, with_rounds: bool) -> list[tuple[str, tuple[str, ...]]]:
+    fabric = _fabric()
+    load = None
+    if with_rounds:
+        plane = fabric.plane()
+        found = capacity.matrix_load(plane, schedule(NODES, 1, 0), 1)
+        load = Expected(found.round_of, {}, {}, capacity.taper(plane))
+    found_parts = diagnose(matrix, None, fabric=fabric, load=load).defects
+    return [(d.kind, d.switches) for d in found_parts]
+
+
+def _cross(rail: int) -> np.ndarray:
+    unit = np.arange(NODES) // UNIT
+    out = np.zeros((RAILS, NODES, NODES), dtype=bool)
+    out[rail] = unit[:, None] != unit[None, :]
+    return out
+
+
+def test_one_rounds_hot_spot_repeated_by_its_re_measurement_names_nothing() -> None:
+    rounds = schedule(NODES, 1, 0)
+    # The round with the most pairs between the units: every one of them slowed on one rail, in the matrix
+    # and again when the round is re-measured.
+    busiest = max(rounds, key=lambda r: sum((a // UNIT) != (b // UNIT) for a, b in r.pairs))
+    hot = np.zeros((RAILS, NODES, NODES), dtype=bool)
+    for a, b in busiest.pairs:
+        if a // UNIT != b // UNIT:
+            hot[RAIL, a, b] = hot[RAIL, b, a] = True
+    assert hot.sum() // 2 == 8
+    matrix = _run(hot)
+    # Counted cell by cell (no rounds known), eight reproduced suspects convict the rail's uplinks.
+    assert _named(matrix, with_rounds=False) == [("uplink", ("leaf-su1-r1", "leaf-su2-r1"))]
+    # Counted by rounds, they are one round's: nothing is named, they are transients.
+    assert _named(matrix, with_rounds=True) == []
+
+
+def test_a_persistent_uplink_fault_across_rounds_is_named() -> None:
+    # A degraded uplink slows every cross-unit cell of the rail (two units: either leaf's uplinks carry each of
+    # them), in every round those cells ran: 64 cells over the rounds that cross.
+    matrix = _run(_cross(RAIL))
+    assert _named(matrix, with_rounds=True) == [("uplink", ("leaf-su1-r1", "leaf-su2-r1"))]
