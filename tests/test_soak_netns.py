@@ -31,7 +31,7 @@ from bench.rundir.runjson import SCHEMA_PATH
 from bench.rundir.soak_records import ErrorGate, Intermittent
 from bench.rundir.soak_windows import SoakSection, SoakWindow, read_windows
 from bench.soak.judge import soak_findings
-from tests.support import rank_env
+from tests.support import rank_env, rank_pids
 from tests.support.testbeds.netns_testbed import PROFILE, NetnsCluster, build_cluster
 
 pytestmark = [pytest.mark.netns, pytest.mark.mpi, pytest.mark.slow]
@@ -72,21 +72,6 @@ def _lines(path: Path) -> int:
         return path.read_text().count("\n")
     except OSError:
         return 0
-
-
-def _rank0_pid(out: Path) -> int | None:
-    """Rank 0 of the soak writing ``out`` (the ranks share this machine's PID namespace)."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-            environ = (entry / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if str(out).encode() in cmdline and b"OMPI_COMM_WORLD_RANK=0" in environ:
-            return int(entry.name)
-    return None
 
 
 def _wait_for(windows: Path, count: int, proc: subprocess.Popen[str], limit_s: float) -> int:
@@ -147,7 +132,7 @@ def soak() -> Iterator[Soak]:
         every_third.start()
         try:
             _wait_for(out / "windows.jsonl", KEPT_BEFORE_SIGTERM, proc, 240)
-            pid = _rank0_pid(out)
+            pid = rank_pids(out).get(0)
             assert pid is not None
             subprocess.run(["kill", "-TERM", str(pid)], check=True)
             stdout, stderr = proc.communicate(timeout=120)
