@@ -20,7 +20,7 @@ from bench.exits import UserError
 from bench.history import manage, soak_runs
 from bench.history.manage import HistoryConfig
 from bench.history.queries import metrics_of
-from bench.history.soak_runs import NamedPart, WorldPoint, read_soak, soak_findings, summarise
+from bench.history.soak_runs import SoakPart, WorldPoint, read_soak, soak_findings, summarise
 from bench.history.store import add_run, opened
 from bench.report import soak, soak_charts
 from bench.report.build import ReportOptions, write_report
@@ -110,9 +110,9 @@ def test_a_soak_finding_is_read_from_its_records_fields_and_replaces_the_windows
     assert section.findings == kept
     found = soak_findings(section)
     assert found == (
-        NamedPart(FLAPPING, "intermittent", 3, 9, 1, 7, action, "fail", by_finding=True),
-        NamedPart(port_part, "errors", 1, 9, 5, 5, "", "fail", by_finding=True),
-        NamedPart(slow_part, "trend", None, 9, 0, 8, "", "fail", by_finding=True),
+        SoakPart(FLAPPING, "intermittent", 3, 9, 1, 7, action, "fail", by_finding=True),
+        SoakPart(port_part, "errors", 1, 9, 5, 5, "", "fail", by_finding=True),
+        SoakPart(slow_part, "trend", None, 9, 0, 8, "", "fail", by_finding=True),
     )
     assert soak.part_rows(found)[2][2:5] == ("—", "—", "0–8")
     model = SoakModel(rising=None)
@@ -237,7 +237,7 @@ def test_sampling_keeps_every_rise_and_every_named_window(count: int, rises: dic
         return SoakWindow(index=i, start_s=i * 10.0, end_s=i * 10.0 + 9.0, links=(link,))
 
     gpu = Part(kind="gpu", node="n1", gpu=LocalGpu(3))  # on no link: no timeline
-    named_parts = [NamedPart(part, "slow", 1, count), NamedPart(gpu, "trend", None, count)]
+    named_parts = [SoakPart(part, "slow", 1, count), SoakPart(gpu, "trend", None, count)]
     ((_, table),) = soak.part_tables((at(i) for i in range(count)), named_parts)
     frame = table.frame
     assert len(frame) <= soak.MAX_POINTS

@@ -36,7 +36,7 @@ from bench.rundir.soak_windows import SoakSection, SoakWindow, iter_windows
 
 
 @dataclass(frozen=True)
-class NamedPart:
+class SoakPart:
     """A part the soak named: in ``windows_named`` of its ``windows``, from ``first`` to ``last``."""
 
     part: Part
@@ -138,7 +138,7 @@ class SoakSummary:
     gpus_read: bool = False
     """Some window read its GPUs' state (nvidia-smi, the kernel log); else the GPU counts say nothing."""
     collectives: tuple[SoakCollective, ...] = ()
-    named: tuple[NamedPart, ...] = ()
+    named: tuple[SoakPart, ...] = ()
     world: tuple[WorldPoint, ...] = ()
     """Every world collective's busbw in every window (windows x sizes: a few thousand for a day's soak)."""
     window_rises: tuple[WindowRise, ...] = ()
@@ -198,7 +198,7 @@ class _Counts:
 
 
 def summarise(
-    windows: Iterable[SoakWindow], section: SoakSection | None, findings: Sequence[NamedPart] = ()
+    windows: Iterable[SoakWindow], section: SoakSection | None, findings: Sequence[SoakPart] = ()
 ) -> SoakSummary:
     """The soak's numbers from its windows (read once), run.json's ``soak`` section and its soak findings."""
     counts = _Counts()
@@ -210,7 +210,7 @@ def summarise(
     )
     convicted = {f.part for f in findings}
     by_windows = tuple(
-        NamedPart(part, symptom, len(seen), counts.windows, seen[0], seen[-1], severity=severity)
+        SoakPart(part, symptom, len(seen), counts.windows, seen[0], seen[-1], severity=severity)
         for part, (symptom, severity, seen) in counts.named.items()
         if part not in convicted
     )
@@ -238,7 +238,7 @@ def summarise(
     )
 
 
-def named_part(found: SoakFound) -> NamedPart:
+def named_part(found: SoakFound) -> SoakPart:
     """One soak finding (run.json's ``soak.findings``) as a named part, by its record's fields: an
     ``Intermittent`` says ``windows_named`` of ``windows_measured`` with ``first`` and ``last``; an ``ErrorGate``
     the ``windows_risen`` of its ``windows`` and its ``worst_window``; a ``Trend`` its series from ``first_window``
@@ -254,15 +254,15 @@ def named_part(found: SoakFound) -> NamedPart:
         named, windows, first, last = record.windows_risen, record.windows, record.worst_window, record.worst_window
     else:
         named, windows, first, last = None, record.windows, record.first_window, record.last_window
-    return NamedPart(
+    return SoakPart(
         finding.part, finding.symptom, named, windows, first, last, found.action, finding.severity, by_finding=True
     )
 
 
-def soak_findings(section: SoakSection | None) -> tuple[NamedPart, ...]:
+def soak_findings(section: SoakSection | None) -> tuple[SoakPart, ...]:
     """The soak findings of run.json's ``soak`` section, each part and symptom once (a port over its limit in a
     window and over the soak is one row of ``errors``; the same port intermittent is another)."""
-    out: dict[tuple[Part, str], NamedPart] = {}
+    out: dict[tuple[Part, str], SoakPart] = {}
     for found in section.findings if section is not None else ():
         named = named_part(found)
         out.setdefault((named.part, named.symptom), named)
@@ -319,7 +319,7 @@ def create_tables(conn: sqlite3.Connection) -> None:
     )
 
 
-def _named_json(named: Sequence[NamedPart]) -> str:
+def _named_json(named: Sequence[SoakPart]) -> str:
     """The parts named, as JSON the nightly reads: where, the part's fields, the duty and the windows."""
     return json.dumps(
         [

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from bench.history.soak_runs import NamedPart, SoakSummary
+from bench.history.soak_runs import SoakPart, SoakSummary
 from bench.report.certificate import plural
 from bench.report.data import ChartData
 from bench.rundir.part import Part
@@ -102,7 +102,7 @@ def sentences(soak: SoakSummary, gates: Sequence[tuple[str, str, str]] = ()) -> 
     return tuple(said)
 
 
-def part_rows(named: Sequence[NamedPart]) -> tuple[tuple[str, ...], ...]:
+def part_rows(named: Sequence[SoakPart]) -> tuple[tuple[str, ...], ...]:
     """One row per named part: where, its symptom, k of n windows, the duty cycle, first and last, the action."""
     rows = []
     for n in named:
@@ -181,7 +181,7 @@ def chart_name(part: Part, taken: Collection[str] = ()) -> str:
     return name
 
 
-def timeline_title(named: NamedPart) -> str:
+def timeline_title(named: SoakPart) -> str:
     """``node03 rail 5 (mlx5_5:1): named in 3 of 9 windows``; a part with no count of windows, its symptom."""
     count = "" if named.windows_named is None else f"named in {named.windows_named} of {named.windows} windows"
     return f"{named.part.where or named.part.kind}: {count or named.symptom or 'named'}"
@@ -241,10 +241,10 @@ def _bucketed(frame: pd.DataFrame, windows: int, value: str, how: str) -> tuple[
     return out.drop(columns="bucket"), f"each point is the {word} of {size} windows"
 
 
-def part_tables(windows: Iterable[SoakWindow], named: Sequence[NamedPart]) -> list[tuple[NamedPart, ChartData]]:
+def part_tables(windows: Iterable[SoakWindow], named: Sequence[SoakPart]) -> list[tuple[SoakPart, ChartData]]:
     """Each charted part's timeline (window, window_last, series, series_rank, busbw_Gbps, errors, flaps,
     named), read in one pass over ``windows``."""
-    first: dict[Part, NamedPart] = {}
+    first: dict[Part, SoakPart] = {}
     for n in named:
         first.setdefault(n.part, n)  # one timeline per part, titled by its first row
     charted = list(first.values())[:MAX_PART_CHARTS]
