@@ -506,6 +506,19 @@ def add_drain(group: Group, *, what: str) -> None:
     )
 
 
+def add_rails_job_tail(parser: argparse.ArgumentParser, *, profile: str) -> None:
+    """The groups every job that runs the rails test's steps ends its flags with (``rails``, ``soak``): the
+    targets, the interfaces and start-up, the output, and the rank's spec."""
+    judge = parser.add_argument_group("targets")
+    add_profile(judge, default=profile)
+    add_rails_targets(judge)
+    net = parser.add_argument_group("interfaces and start-up")
+    add_interfaces(net, rails=True)
+    add_launch(net)
+    add_output(parser.add_argument_group("output"))
+    add_spec_argument(parser)
+
+
 def add_spec_argument(parser: argparse.ArgumentParser) -> None:
     """``--spec JSON``: how a railbench parent hands its ranks the whole config (not for users)."""
     parser.add_argument(spec.SPEC_FLAG, default=None, help=argparse.SUPPRESS)

@@ -50,14 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     flags.add_rails(what, intra_node=RailsConfig.intra_node, intra_node_text="off")
     flags.add_rails_iterations(what)
     flags.add_check(what, default=RailsConfig.check, what="the rail-group results")
-    judge = parser.add_argument_group("targets")
-    flags.add_profile(judge, default=RailsConfig.profile)
-    flags.add_rails_targets(judge)
-    net = parser.add_argument_group("interfaces and start-up")
-    flags.add_interfaces(net, rails=True)
-    flags.add_launch(net)
-    flags.add_output(parser.add_argument_group("output"))
-    flags.add_spec_argument(parser)
+    flags.add_rails_job_tail(parser, profile=RailsConfig.profile)
     flags.add_plan(parser.add_argument_group("plan"))
 
 

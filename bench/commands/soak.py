@@ -58,14 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--no-pairs", action="store_true", help="skip the node x node pair rounds")
     flags.add_rails_iterations(what)
     flags.add_check(what, default=RailsConfig.check, what="the collectives' results")
-    judge = parser.add_argument_group("targets")
-    flags.add_profile(judge, default=RailsConfig.profile)
-    flags.add_rails_targets(judge)
-    net = parser.add_argument_group("interfaces and start-up")
-    flags.add_interfaces(net, rails=True)
-    flags.add_launch(net)
-    flags.add_output(parser.add_argument_group("output"))
-    flags.add_spec_argument(parser)
+    flags.add_rails_job_tail(parser, profile=RailsConfig.profile)
     # The rails test's plan and its intra-node matrix are not the soak's: a window is the rails round alone.
     parser.set_defaults(plan=False, nodes=None, max_minutes=None, intra_node=False)
 
