@@ -138,10 +138,22 @@ def soak_phase(job: SoakJob, run: Run) -> None:
             began = time.monotonic()
             window = run_window(job, run, seated, coord, watchdog, told, node_checks, gpu)
             if job.clock is not None and window is not None:
-                append_window(run.out_dir, window)
-                job.clock.kept(window, time.monotonic() - began)
+                append_window(run.out_dir, window)  # durable before the wait below: a signal there loses nothing
+                job.clock.kept(window, max(time.monotonic() - began, told.window_s))
                 run.update(soak=job.clock.section())
                 print(job.clock.progress(), flush=True)
+            wait_out(began, told.window_s)
+
+
+def wait_out(began: float, window_s: float) -> None:
+    """Every rank: a window that measured less than its length (one rank has nothing to exchange; ``--no-pairs``
+    has no rounds to fill it) waits out the rest, so windows come every ``window_s`` whatever ran in them. Unpaced,
+    a one-GPU soak read nvidia-smi ten times a second and wrote a window each time (an H200, 622 windows in 72 s).
+    Rank 0 starts a window only when a whole one fits before the deadline (``SoakClock.next_window``), so the wait
+    never outlasts the soak; Ctrl-C or SIGTERM ends it at once (``bench.runtime.signals``)."""
+    rest = window_s - (time.monotonic() - began)
+    if rest > 0:
+        time.sleep(rest)
 
 
 def run_window(
