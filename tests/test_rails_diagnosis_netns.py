@@ -1,6 +1,6 @@
 """Issue 13 on the namespace cluster: a dead-slow link costs its budget, not the run; the campaign's slice.
 
-A link shaped to 1% of its peers' measured rate must not stall the rails test: its cells stop at their
+A link shaped to about 1% of its peers' rate must not stall the rails test: its cells stop at their
 budget and the run names exactly that link. The campaign (``ci/diagnosis_campaign.py``) runs here in a small
 slice: one clean run, one shaped link and one slow local rank (its CPU capped through the cpu cgroup) on
 3 nodes x 2 rails.
@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +26,8 @@ from tests.support.testbeds.netns_testbed import PROFILE, NetnsCluster, build_cl
 pytestmark = [pytest.mark.netns, pytest.mark.mpi, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parent.parent
+ONE_PERCENT_MBIT = 50.0
+"""About 1% of what a healthy veth pair carries here (2-10 Gb/s at any load, the testbed profile's [plan]): 0.5-2.5%."""
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +37,7 @@ def bed() -> Iterator[NetnsCluster]:
         yield built
 
 
-def _rails(bed: NetnsCluster, out: Path) -> tuple[dict, float]:
-    began = time.monotonic()
+def _rails(bed: NetnsCluster, out: Path) -> dict:
     done = bed.run(
         2,
         [
@@ -56,25 +55,28 @@ def _rails(bed: NetnsCluster, out: Path) -> tuple[dict, float]:
         ],
         timeout=400,
     )
-    wall = time.monotonic() - began
     assert (out / "rails.json").is_file(), done.stdout + done.stderr
-    return json.loads((out / "rails.json").read_text()), wall
+    return json.loads((out / "rails.json").read_text())
 
 
 def test_a_link_at_one_percent_of_its_peers_does_not_stall_the_run(bed: NetnsCluster, tmp_path: Path) -> None:
+    # The peers' rate is known well enough without a clean run of its own (the campaign slice below runs one).
+    # Unbudgeted, each of the link's 4 MiB cells would take about 3 s, 100 times a healthy one: they stop.
     bed.clear_faults()
-    clean, clean_wall = _rails(bed, tmp_path / "clean")
-    assert clean["defects"] == []
-    peers = statistics.median(m["busbw_Gbps"] for m in clean["measurements"] if m["kind"] == "pair")
     try:
-        bed.shape("node03", 1, max(1.0, 10 * peers))  # Mbit/s: 1% of the peers' Gb/s
-        shaped, shaped_wall = _rails(bed, tmp_path / "shaped")
+        bed.shape("node03", 1, ONE_PERCENT_MBIT)
+        shaped = _rails(bed, tmp_path / "shaped")
     finally:
         bed.clear_faults()
     assert [(d["kind"], d["node"], d["rail"]) for d in shaped["defects"]] == [("link", "node03", 1)]
-    assert any(m.get("stopped") for m in shaped["measurements"] if m["kind"] == "pair")
-    # Without the budget each cell on that link would take ~100x a healthy one: a stall, not noise.
-    assert shaped_wall < 5 * clean_wall, (clean_wall, shaped_wall)
+    on_link = [
+        m
+        for m in shaped["measurements"]
+        if m["kind"] == "pair" and m["rail"] == 1 and "node03" in (m["node"], m["peer"])
+    ]
+    assert on_link and any(m.get("stopped") for m in on_link), on_link
+    healthy = [m["busbw_Gbps"] for m in shaped["measurements"] if m["kind"] == "pair" and m not in on_link]
+    assert min(healthy) * 1000 > 10 * ONE_PERCENT_MBIT, healthy  # the shaped rate is under 10% of every peer's
 
 
 def test_the_campaign_slice_names_the_shaped_link_the_slow_rank_and_nothing_on_a_clean_run(tmp_path: Path) -> None:
