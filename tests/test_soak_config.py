@@ -27,12 +27,13 @@ from bench.rundir.soak_windows import LinkWindow, SoakSection, SoakWindow, appen
 from bench.slurm import drain as drain_policy
 from bench.slurm.drain import reason
 from bench.soak.clock import SoakClock
-from bench.soak.config import SoakConfig, parse_until, read_resumed, validate_soak
+from bench.soak.config import SoakConfig, check_same_allocation, parse_until, read_resumed, validate_soak
 from bench.soak.drain import faults
 from bench.soak.judge import soak_items
 from bench.soak.window import flaps, link_rates
 from bench.soak.world import xids_since
 from tests.support import rank_env
+from tests.support.history_fixtures import make_run_dir
 
 
 def _soak(**fields: object) -> SoakConfig:
@@ -209,3 +210,25 @@ def test_a_windows_xids_are_those_logged_since_its_last_edge(tmp_path: Path) -> 
     found = xids_since(datetime(2026, 6, 3, 10, 1), now, log)
     assert [(e.code, e.bus) for e in found] == [(79, "0000:73:00")]
     assert xids_since(datetime(2026, 6, 3, 10, 3), now, log) == []
+
+
+@pytest.mark.parametrize(
+    ("now", "said"),
+    [
+        (("node01", "node01", "node02", "node02"), None),
+        (("node02", "node01", "node02", "node01"), None),  # the same ranks per node in another order
+        (("node01", "node01", "node03", "node03"), "(node02 missing; node03 new)"),
+        (("node01", "node01", "node02"), "this start has node01 x 2, node02 x 1 (node02 runs 1, was 2)"),
+    ],
+)
+def test_a_resume_goes_on_only_on_the_first_start_s_allocation(
+    tmp_path: Path, now: tuple[str, ...], said: str | None
+) -> None:
+    ranks = [{"rank": r, "host": host} for r, host in enumerate(("node01", "node01", "node02", "node02"))]
+    make_run_dir(tmp_path, started_utc="2026-11-26T09:00:00Z", busbw={}, command="soak", meta_extra={"ranks": ranks})
+    if said is None:
+        check_same_allocation(tmp_path, now)
+        return
+    with pytest.raises(UserError) as refused:
+        check_same_allocation(tmp_path, now)
+    assert "the soak started on 2 nodes x 2 ranks" in str(refused.value) and said in str(refused.value)

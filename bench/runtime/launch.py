@@ -23,7 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import NoReturn
 
-from bench.exits import EXIT_INFRA, InfraError, Interrupted, UserError, interrupt_status
+from bench.exits import EXIT_INFRA, EXIT_USAGE, InfraError, Interrupted, UserError, interrupt_status
 from bench.rundir.files import new_run_dir
 from bench.rundir.runjson import RunDoc, RunFile
 from bench.rundir.sections import Failure
@@ -214,10 +214,26 @@ def start_local_ranks(
     try:
         cmd = mpirun_command(np, rank_argv(out), oversubscribe=gpu_count() == 0)
         output = terminal_output()
-        return exit_status_from_run_dir(out, run_interrupted_into(out, cmd, timeout_s, output), output)
+        before = run_json_stamp(out)  # a --resume's run.json is there before the ranks start
+        ended = run_interrupted_into(out, cmd, timeout_s, output)
+        if ended.rc == EXIT_USAGE and ended.hang is None and run_json_stamp(out) == before:
+            # A rank refused its input and rank 0 said it in one line; the run.json there (if any) is an earlier
+            # start's, whose status is not this launch's.
+            return EXIT_USAGE
+        return exit_status_from_run_dir(out, ended, output)
     finally:
         if claimed:
             release_unused(out)
+
+
+def run_json_stamp(out: Path) -> tuple[int, int] | None:
+    """run.json's inode and modification time, None without one: whether this launch's ranks wrote it (rank 0
+    replaces the file whole, ``bench.rundir.runjson.RunFile``)."""
+    try:
+        stat = (out / "run.json").stat()
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns
 
 
 def release_unused(out: Path) -> None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -133,6 +135,39 @@ def read_resumed(run_dir: Path, *, now: float | None = None) -> Resumed:
         when = datetime.fromtimestamp(deadline, timezone.utc).isoformat(timespec="seconds")
         raise UserError(f"--resume {run_dir}: the soak's deadline ({when}) has passed; its {kept} windows stand")
     return Resumed(section, kept, deadline)
+
+
+def _allocation(ranks: Counter[str]) -> str:
+    """``3 nodes x 2 ranks`` or ``node01 x 2, node02 x 1``: how many ranks each node runs."""
+    counts = set(ranks.values())
+    if len(counts) == 1:
+        (per,) = counts
+        return f"{len(ranks)} node{'s' if len(ranks) != 1 else ''} x {per} rank{'s' if per != 1 else ''}"
+    return ", ".join(f"{node} x {ranks[node]}" for node in sorted(ranks))
+
+
+def check_same_allocation(run_dir: Path, hosts: Sequence[str]) -> None:
+    """``--resume`` on rank 0, before run.json is written again: the soak goes on with the nodes and ranks per node
+    it started with (one rank per host in ``hosts``). Its rail groups, its pair matrix's rotation and every window's
+    links are those of the first start's nodes; windows over other nodes would be judged as one soak with them.
+    Refused (exit 2, one line) naming the nodes that differ."""
+    before = Counter(entry.host for entry in read_run_json(run_dir).ranks)
+    now = Counter(hosts)
+    if not before or before == now:
+        return
+    gone, new = sorted(set(before) - set(now)), sorted(set(now) - set(before))
+    moved = [
+        f"{node} runs {now[node]}, was {before[node]}"
+        for node in sorted(set(before) & set(now))
+        if before[node] != now[node]
+    ]
+    said = "; ".join(
+        [*([f"{', '.join(gone)} missing"] if gone else []), *([f"{', '.join(new)} new"] if new else []), *moved]
+    )
+    raise UserError(
+        f"--resume {run_dir}: the soak started on {_allocation(before)}, this start has {_allocation(now)} ({said}): "
+        "resume it on the same nodes with the same ranks per node, or start a new soak with another --out"
+    )
 
 
 def check_duration(config: SoakConfig, now: float | None = None) -> None:

@@ -37,7 +37,7 @@ from bench.runtime.dist import DistContext
 from bench.runtime.env import RankInfo
 from bench.runtime.watchdog import Watchdog
 from bench.soak import clock, world
-from bench.soak.config import SoakConfig, check_duration
+from bench.soak.config import SoakConfig, check_duration, check_same_allocation
 from bench.soak.drain import drain_section
 from bench.soak.judge import kept_findings
 from bench.soak.judge import soak_items as judge_windows
@@ -69,6 +69,8 @@ class SoakJob(RailStepsJob):
         if ctx.info.rank != 0:
             return {}
         assert ctx.out_dir is not None  # agreed before init (rails_before_init)
+        if self.config.resume:
+            check_same_allocation(ctx.out_dir, ctx.hosts)
         pairs = len(layout.nodes) > 1 and self.settings.config.pairs  # no rail group, or --no-pairs: no rotation
         self.clock = clock.SoakClock.start(self.config, ctx.out_dir, total if pairs else 0)
         return {"rails_test": rails_section(self.settings), "soak": self.clock.section()}
