@@ -14,8 +14,8 @@ from bench.frame.decide import decide
 from bench.measure.table import row_line, write_summary
 from bench.measure.targets import ONE_RANK, world_target_gbps
 from bench.runtime import spec
-from bench.runtime.dist import node_layout
 from bench.runtime.launch import check_local_np, elastic_command
+from bench.runtime.rendezvous import node_layout
 from bench.runtime.watchdog import Hang, find_missing
 from bench.sweep.config import RunConfig, message_sizes
 from bench.sweep.items import collective_items

@@ -19,7 +19,8 @@ from bench.rundir.runjson import RunFile
 from bench.rundir.sections import Failure
 from bench.runtime import clock
 from bench.runtime import env as benv
-from bench.runtime.dist import DistContext, node_layout
+from bench.runtime.dist import DistContext
+from bench.runtime.rendezvous import node_layout
 from bench.version import __version__
 
 
