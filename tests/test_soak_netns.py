@@ -31,7 +31,7 @@ from bench.rundir.runjson import SCHEMA_PATH
 from bench.rundir.soak_records import ErrorGate, Intermittent
 from bench.rundir.soak_windows import SoakSection, SoakWindow, read_windows
 from bench.soak.judge import soak_findings
-from tests.support import rank_env, rank_pids
+from tests.support import lines_written, rank_env, rank_pids
 from tests.support.testbeds.netns_testbed import PROFILE, NetnsCluster, build_cluster
 
 pytestmark = [pytest.mark.netns, pytest.mark.mpi, pytest.mark.slow]
@@ -67,17 +67,10 @@ class Soak:
     profile: Path
 
 
-def _lines(path: Path) -> int:
-    try:
-        return path.read_text().count("\n")
-    except OSError:
-        return 0
-
-
 def _wait_for(windows: Path, count: int, proc: subprocess.Popen[str], limit_s: float) -> int:
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline and proc.poll() is None:
-        if (kept := _lines(windows)) >= count:
+        if (kept := lines_written(windows)) >= count:
             return kept
         time.sleep(0.1)
     raise AssertionError(f"{count} windows were not kept within {limit_s} s (rc {proc.poll()})")
@@ -100,10 +93,10 @@ def _flap_every_third(bed: NetnsCluster, windows: Path, done: threading.Event) -
     before it on disk), until the soak is over."""
     target = 2
     while not done.is_set():
-        if _lines(windows) == target:
+        if lines_written(windows) == target:
             _flap(bed, FLAPPING)
             target += 3
-        elif _lines(windows) > target:  # a window passed unseen: the next of its kind
+        elif lines_written(windows) > target:  # a window passed unseen: the next of its kind
             target += 3
         time.sleep(0.05)
 
@@ -142,7 +135,7 @@ def soak() -> Iterator[Soak]:
                 proc.communicate()
             flapper.join(timeout=30)
         first = json.loads((out / "run.json").read_text())
-        first_lines = _lines(out / "windows.jsonl")
+        first_lines = lines_written(out / "windows.jsonl")
         try:
             done = bed.run(1, [*argv, "--resume", str(out)], timeout=240)
         finally:

@@ -35,7 +35,7 @@ from bench.profile.cluster import profile_for
 from bench.rundir.runjson import RunDoc, read_run_json
 from bench.rundir.soak_records import Trend
 from bench.rundir.soak_windows import SoakSection
-from tests.support import rank_env
+from tests.support import lines_written, rank_env
 from tests.support.testbeds.netns_testbed import PROFILE, NetnsCluster, build_cluster
 
 pytestmark = [pytest.mark.netns, pytest.mark.mpi, pytest.mark.slow]
@@ -93,13 +93,6 @@ class Beds:
     profile: Path
 
 
-def _lines(path: Path) -> int:
-    try:
-        return path.read_text().count("\n")
-    except OSError:
-        return 0
-
-
 def _read(out: Path, rc: int, said: str) -> Soaked:
     raw = json.loads((out / "run.json").read_text())
     windows = [json.loads(line) for line in (out / "windows.jsonl").read_text().splitlines()]
@@ -120,7 +113,7 @@ def _slow_step_by_step(
     node, rail = SLOWED
     landed = 0
     while proc.poll() is None:
-        kept = _lines(windows)
+        kept = lines_written(windows)
         if kept > landed:
             landed = kept
             mbit = ceiling * STEP**landed

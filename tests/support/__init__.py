@@ -187,6 +187,15 @@ def kill_leftovers(proc: subprocess.Popen[str], out: Path | None = None) -> None
         os.killpg(proc.pid, signal.SIGKILL)
 
 
+def lines_written(path: Path) -> int:
+    """Whole lines in ``path`` so far, 0 before it exists: how far a run that appends one line per unit of work
+    (a soak's windows.jsonl) has got, read while it writes."""
+    try:
+        return path.read_text().count("\n")
+    except OSError:
+        return 0
+
+
 def rank_pids(out: Path) -> dict[int, int]:
     """rank -> pid of the live rank processes writing to ``out`` (found through /proc, as an operator would):
     their command line carries the run directory inside their ``--spec``, and their launcher numbered them."""
