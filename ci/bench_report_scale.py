@@ -165,7 +165,9 @@ def write_stage(run_dir: Path, nodes: int, rails: int, unit: int, kind: str, cro
     print(f"outcome: {len(outcome.pair_times):,} pair directions, built in {built:.1f} s, peak RSS {before:.0f} MiB")
     writer = ResultsWriter(run_dir / "results.csv")
     t0, cpu0 = time.perf_counter(), time.process_time()
-    write_outputs(outcome, run_dir, writer, ITERS, PASS_FRACTION)
+    hosts = outcome.nodes
+    units = [hosts[start : start + unit] for start in range(0, len(hosts), unit)]
+    write_outputs(outcome, run_dir, writer, ITERS, PASS_FRACTION, units)
     writer.close()
     took, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     after = peak_rss_mib()
@@ -197,7 +199,7 @@ def report_stage(run_dir: Path) -> tuple[float, int]:
     cpu = float(proc.stderr.rpartition("cpu ")[2].split()[0])
     verdict = "ok" if elapsed <= TIME_LIMIT_S else "SLOW"
     print(
-        f"railbench report: {elapsed:.1f} s wall (target <= {TIME_LIMIT_S:.0f} s) -> {verdict}; peak RSS {peak:.0f} MiB"
+        f"railbench report: {elapsed:.1f} s wall (target <= {TIME_LIMIT_S:.0f} s) -> {verdict}; {cpu:.1f} s CPU, peak RSS {peak:.0f} MiB"
     )
     sizes: list[tuple[str, int]] = [
         (f"charts/{spec.name}", spec.stat().st_size) for spec in sorted((run_dir / "charts").glob("*.vl.json"))

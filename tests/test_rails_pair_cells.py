@@ -22,7 +22,7 @@ from bench.rails.diagnosis.matrix import PairTime
 from bench.rails.diagnosis.rails_outcome import busbw_Gbps
 from bench.report import data, matrices
 from bench.rundir.files import atomic_write_json
-from bench.rundir.pair_cells import COLUMNS, PairCells
+from bench.rundir.pair_cells import COLUMNS, LinkLevels, PairCells
 from bench.rundir.railsdoc import SCHEMA_PATH, Measurement, RailsDoc, read_rails_doc
 
 NODES = ("node01", "node02", "node03", "node04")
@@ -100,7 +100,7 @@ def test_the_report_reads_either_format_into_the_same_frames() -> None:
 
 def test_each_link_says_its_partners_median_minimum_and_directions_under_the_pass_line() -> None:
     levels = _v3(_times()).link_levels
-    assert not isinstance(levels, type(None)) and levels.rows == 8  # 4 nodes x 2 rails, rail then node
+    assert isinstance(levels, LinkLevels) and levels.rows == 8  # 4 nodes x 2 rails, rail then node
     row = list(zip(levels.rail, levels.node, strict=True)).index((0, 2))
     # node03 on rail 0: 3 partners, 6 directions (the re-measurement left out), every one at 100 of 400 Gb/s
     assert (levels.partners[row], levels.cells[row], levels.below[row]) == (3, 6, 6)
@@ -132,7 +132,7 @@ def test_link_levels_agree_with_counting_by_hand(cells: list[tuple[int, int, int
     ("change", "said"),
     [
         ({"busbw_Gbps": [1.0]}, "pair_cells.busbw_Gbps holds 1 rows, not the 2 of rail"),
-        ({"time_us": ["fast", 2.0]}, "pair_cells.time_us[0] holds \"fast\", not numbers"),
+        ({"time_us": ["fast", 2.0]}, 'pair_cells.time_us[0] holds "fast", not numbers'),
         ({"peer": [1, 7]}, "pair_cells.peer names a node past the 2 of nodes"),
         ({"node": 5}, "pair_cells.node holds 5, not a list of whole numbers"),
         ({"stopped": [2]}, "pair_cells.stopped names a row that is not one of the 2"),

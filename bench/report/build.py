@@ -203,7 +203,8 @@ def _pair_plans(inputs: RunInputs, options: ReportOptions, eff: float, pairs: pd
     if not len(heat.frame):
         return []
     unit = _unit(options, "Gb/s")
-    draw = partial(charts.heatmap_chart, heat.frame, unit=unit, min_efficiency=eff)
+    rows, columns = heat.axes
+    draw = partial(charts.heatmap_chart, heat.frame, unit=unit, min_efficiency=eff, row_title=rows, col_title=columns)
     plans = [ChartPlan("pairs", "Node × node pairs: a matrix per rail", heat, draw)]
     # drawn by groups of nodes (many nodes): each group that holds a named part, node by node
     for label, table in matrices.unit_drilldowns(pairs, hosts, eff, options.max_nodes, inputs.rails):

@@ -33,6 +33,8 @@ class ChartData:
 
     frame: pd.DataFrame
     note: str = ""
+    axes: tuple[str, str] = ("node", "peer")
+    """A matrix's row and column titles (``unit`` for the pair matrix drawn unit by unit)."""
 
 
 def status(busbw_Gbps: pd.Series, target_Gbps: pd.Series, min_efficiency: float) -> pd.Series:

@@ -180,7 +180,8 @@ def matrix_groups(order: Sequence[str], max_nodes: int, units: Sequence[Sequence
     numbered = [(i, names) for i, names in enumerate(placed) if names]
     covered = {name for _, names in numbered for name in names}
     if numbered and covered == ran and len(numbered) <= max_nodes and len(covered) == sum(len(n) for _, n in numbered):
-        labels = tuple(f"unit {i + 1} ({names[0]}-{names[-1]})" for i, names in numbered)
+        # the axis says the unit's number: each cell's detail names its worst pair, the drill-down's title the span
+        labels = tuple(f"unit {i + 1}" for i, _ in numbered)
         return Groups("unit", tuple(names for _, names in numbered), labels)
     block = math.ceil(len(order) / max_nodes)
     members = tuple(tuple(order[i : i + block]) for i in range(0, len(order), block))
@@ -261,7 +262,7 @@ def pair_matrix_table(
     if groups.grouped:
         frame["pairs"] = count.reindex(worst.index).to_numpy()
     frame = frame.sort_values(["panel_order", "row_index", "col_index"]).reset_index(drop=True)
-    return ChartData(frame, groups.note())
+    return ChartData(frame, groups.note(), ("unit", "unit") if groups.kind == "unit" else ("node", "peer"))
 
 
 def _units(rails: RailsDoc | None) -> tuple[tuple[str, ...], ...]:
@@ -285,6 +286,7 @@ def unit_drilldowns(
     for label, members in zip(groups.labels, groups.members, strict=True):
         if named.isdisjoint(members):
             continue
+        label = f"{label} ({members[0]}-{members[-1]})" if groups.kind == "unit" else label
         inside = pairs[pairs["node"].isin(members) & pairs["peer"].isin(members)]
         # the group's own nodes only: a dead part's never-attempted pairs are drawn with them, not the cluster's
         scoped = dataclasses.replace(rails, nodes=members, units=ABSENT, pair_cells=ABSENT, link_levels=ABSENT)
