@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.rails_pairs import pair_directions
 from tests.support.testbeds.netns_testbed import PROFILE, NetnsCluster, build_cluster
 
 pytestmark = [pytest.mark.netns, pytest.mark.mpi, pytest.mark.slow]
@@ -65,14 +66,14 @@ def test_a_link_at_one_percent_of_its_peers_does_not_stall_the_run(bed: NetnsClu
     bed.clear_faults()
     clean, clean_wall = _rails(bed, tmp_path / "clean")
     assert clean["defects"] == []
-    peers = statistics.median(m["busbw_Gbps"] for m in clean["measurements"] if m["kind"] == "pair")
+    peers = statistics.median(m["busbw_Gbps"] for m in pair_directions(clean))
     try:
         bed.shape("node03", 1, max(1.0, 10 * peers))  # Mbit/s: 1% of the peers' Gb/s
         shaped, shaped_wall = _rails(bed, tmp_path / "shaped")
     finally:
         bed.clear_faults()
     assert [(d["kind"], d["node"], d["rail"]) for d in shaped["defects"]] == [("link", "node03", 1)]
-    assert any(m.get("stopped") for m in shaped["measurements"] if m["kind"] == "pair")
+    assert any(m.get("stopped") for m in pair_directions(shaped))
     # Without the budget each cell on that link would take ~100x a healthy one: a stall, not noise.
     assert shaped_wall < 5 * clean_wall, (clean_wall, shaped_wall)
 

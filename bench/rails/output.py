@@ -61,8 +61,8 @@ def rails_doc(
             for rd in outcome.devices
         ),
         measurements=tuple(documents.measurements(outcome.rail_results, outcome.expected)),
-        pair_cells=cells,
-        link_levels=documents.link_levels(cells, pass_fraction),
+        pair_cells=cells if cells.rows else ABSENT,  # a run that measured no pair (one node) says none
+        link_levels=documents.link_levels(cells, pass_fraction) if cells.rows else ABSENT,
         units=kept if kept else ABSENT,
         defects=tuple(described(d) for d in outcome.defects),
         counter_findings=tuple(counter_line(f) for f in outcome.findings),
