@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 
 from bench.codec import present
@@ -139,9 +140,12 @@ def _rails_tested(rails: RailsDoc) -> tuple[str, str] | None:
         return None
     rail_ids = sorted({m.rail for m in measured} | set(cells.rail))
     groups = sorted({str(m.collective) for m in measured if m.kind == "rail"})
-    pairs = {(m.rail, *sorted((str(m.node), str(m.peer)))) for m in measured if m.kind == "pair"}
-    pairs |= {(r, min(a, b), max(a, b)) for r, a, b in set(zip(cells.rail, cells.node, cells.peer, strict=True))}
-    per_rail = len(pairs) // max(1, len(rail_ids))
+    pairs = len({(m.rail, *sorted((str(m.node), str(m.peer)))) for m in measured if m.kind == "pair"})
+    if cells.rows:  # format 3's columns: each unordered pair on a rail once, as one number
+        node, peer, width = np.asarray(cells.node), np.asarray(cells.peer), len(rails.nodes)
+        keys = (np.asarray(cells.rail) * width + np.minimum(node, peer)) * width + np.maximum(node, peer)
+        pairs += len(np.unique(keys))
+    per_rail = pairs // max(1, len(rail_ids))
     what = [f"{plural(len(rail_ids), 'rail')}"]
     if groups:
         what.append(f"rail groups ({', '.join(groups)})")
