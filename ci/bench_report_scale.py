@@ -172,7 +172,8 @@ def write_stage(run_dir: Path, nodes: int, rails: int, unit: int, kind: str, cro
     took, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     after = peak_rss_mib()
     print(
-        f"finish step's writing: {took:.1f} s wall, {cpu:.1f} s CPU, peak RSS {after:.0f} MiB (+{after - before:.0f} MiB)"
+        f"finish step's writing: {took:.1f} s wall, {cpu:.1f} s CPU, "
+        f"peak RSS {after:.0f} MiB (+{after - before:.0f} MiB)"
     )
     for name in ("rails.json", "results.csv"):
         print(f"  {name:<12} {(run_dir / name).stat().st_size / 1024 / 1024:9.1f} MiB")
@@ -199,7 +200,8 @@ def report_stage(run_dir: Path) -> tuple[float, int]:
     cpu = float(proc.stderr.rpartition("cpu ")[2].split()[0])
     verdict = "ok" if elapsed <= TIME_LIMIT_S else "SLOW"
     print(
-        f"railbench report: {elapsed:.1f} s wall (target <= {TIME_LIMIT_S:.0f} s) -> {verdict}; {cpu:.1f} s CPU, peak RSS {peak:.0f} MiB"
+        f"railbench report: {elapsed:.1f} s wall (target <= {TIME_LIMIT_S:.0f} s) -> {verdict}; "
+        f"{cpu:.1f} s CPU, peak RSS {peak:.0f} MiB"
     )
     sizes: list[tuple[str, int]] = [
         (f"charts/{spec.name}", spec.stat().st_size) for spec in sorted((run_dir / "charts").glob("*.vl.json"))

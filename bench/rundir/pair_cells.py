@@ -1,12 +1,12 @@
 """rails.json's pair matrix in columns: every pair direction measured (``PairCells``) and every link's aggregate over
 them (``LinkLevels``), each a table of equal-length columns, row i of each column one direction (one link).
 
-One object per direction (``Measurement``) cost about 370 bytes of rails.json and a record built per direction
-on reading: 280 MiB and 80 s of reading at 1024 nodes x 8 rails with a schedule of 95,000 pairs a rail, and
-several GiB for the full matrix (docs/rails.md, "Storage at 1024 nodes"). A column of numbers is about 50 bytes a
-direction, and is read as one list per column (:func:`ints`, :func:`floats`: a whole column checked in one pass,
-a wrong item still refused at its place). The rows are in the order the test measured them, so a reader gets the
-directions in the order one object per direction gave them.
+One object per direction (``Measurement``) cost about 370 bytes of rails.json and a record built per direction on
+reading: 269 MiB and most of the report's 54 CPU seconds at 1024 nodes x 8 rails with a schedule of 47,700 pairs a
+rail, and several GiB for the full matrix (docs/rails.md, "Storage and the report at 1024 nodes"). A column of
+numbers is about 50 bytes a direction, and is read as one list per column (:func:`ints`, :func:`floats`: a whole
+column checked in one pass, a wrong item still refused at its place). The rows are in the order the test measured
+them, so a reader gets the directions in the order one object per direction gave them.
 
 Only what was measured is here: a pair the schedule never ran (a sub-quadratic schedule leaves most of the
 full matrix unscheduled) has no row, and a reader treats it as absent, never as a failure.
