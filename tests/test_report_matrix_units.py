@@ -5,14 +5,17 @@ a named part drawn again node by node. Small runs keep their node x node matrix 
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from bench.report import data, matrices
+from bench.report.build import ReportOptions, write_report
 from bench.report.matrices import matrix_groups, unit_drilldowns
 from bench.rundir.railsdoc import RailsDoc
-from tests.support.report_data import ClusterModel, rails_doc
+from tests.support.report_data import ClusterModel, rails_doc, rails_json, write_run_dir
 
 HOSTS = tuple(f"n{i:02d}" for i in range(1, 13))
 UNITS = (HOSTS[:4], HOSTS[4:8], HOSTS[8:])
@@ -81,3 +84,16 @@ def test_a_small_run_draws_the_same_matrix_with_or_without_units() -> None:
     pairs, rails = _run(UNITS)
     plain = matrices.pair_matrix_table(pairs, HOSTS, 0.9, rails=dataclasses.replace(rails, units=()))
     assert matrices.pair_matrix_table(pairs, HOSTS, 0.9, rails=rails).frame.equals(plain.frame)
+
+
+def test_the_report_draws_the_unit_matrix_and_the_named_unit_node_by_node(tmp_path: Path) -> None:
+    model = ClusterModel(hosts=HOSTS, rails=2, bad=("n06", 1), intra_node=False)
+    run_dir = write_run_dir(tmp_path / "run", model, rails=False, checks=False, trend=False)
+    doc = rails_json(model) | {"units": [list(u) for u in UNITS]}
+    (run_dir / "rails.json").write_text(json.dumps(doc), encoding="utf-8")
+    paths = write_report(run_dir, options=ReportOptions(images=False, max_nodes=4))
+    assert [c.name for c in paths.charts if c.name.startswith("pairs")] == ["pairs", "pairs-unit-2"]
+    markdown = paths.report_md.read_text(encoding="utf-8")
+    assert "### Unit 2 (n05-n08), node by node" in markdown
+    assert "Unit 2 (n05-n08): node × node bus bandwidth per rail" in markdown
+    assert "3 units of the cabling, worst pair per pair of units" in markdown

@@ -208,9 +208,10 @@ def _pair_plans(inputs: RunInputs, options: ReportOptions, eff: float, pairs: pd
     plans = [ChartPlan("pairs", "Node × node pairs: a matrix per rail", heat, draw)]
     # drawn by groups of nodes (many nodes): each group that holds a named part, node by node
     for label, table in matrices.unit_drilldowns(pairs, hosts, eff, options.max_nodes, inputs.rails):
-        title = f"{label[:1].upper()}{label[1:]}: node × node pairs, a matrix per rail"
+        where = f"{label[:1].upper()}{label[1:]}"
+        title = f"{where}: node × node bus bandwidth per rail"
         drawn = partial(charts.heatmap_chart, table.frame, unit=unit, min_efficiency=eff, title=title)
-        plans.append(ChartPlan(f"pairs-{_slug(label.split(' (')[0])}", title, table, drawn))
+        plans.append(ChartPlan(f"pairs-{_slug(label.split(' (')[0])}", f"{where}, node by node", table, drawn))
     return plans
 
 
