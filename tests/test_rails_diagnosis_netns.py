@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.rails_pairs import pair_directions
 from tests.support.testbeds.netns_testbed import PROFILE, NetnsCluster, build_cluster
 
 pytestmark = [pytest.mark.netns, pytest.mark.mpi, pytest.mark.slow]
@@ -69,13 +70,9 @@ def test_a_link_at_one_percent_of_its_peers_does_not_stall_the_run(bed: NetnsClu
     finally:
         bed.clear_faults()
     assert [(d["kind"], d["node"], d["rail"]) for d in shaped["defects"]] == [("link", "node03", 1)]
-    on_link = [
-        m
-        for m in shaped["measurements"]
-        if m["kind"] == "pair" and m["rail"] == 1 and "node03" in (m["node"], m["peer"])
-    ]
-    assert on_link and any(m.get("stopped") for m in on_link), on_link
-    healthy = [m["busbw_Gbps"] for m in shaped["measurements"] if m["kind"] == "pair" and m not in on_link]
+    on_link = [m for m in pair_directions(shaped) if m["rail"] == 1 and "node03" in (m["node"], m["peer"])]
+    assert on_link and any(m["stopped"] for m in on_link), on_link
+    healthy = [m["busbw_Gbps"] for m in pair_directions(shaped) if m not in on_link]
     assert min(healthy) * 1000 > 10 * ONE_PERCENT_MBIT, healthy  # the shaped rate is under 10% of every peer's
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.models.gpu_bounds import assert_every_rail_judged
+from tests.support.rails_pairs import pair_directions
 from tests.support.testbeds.netns_testbed import PROFILE, NetnsCluster, build_cluster
 
 pytestmark = [pytest.mark.netns, pytest.mark.mpi, pytest.mark.slow]
@@ -90,14 +91,14 @@ def test_no_fault_names_nothing_and_counters_prove_the_rails(cluster: NetnsClust
             assert moved[f"rail{k}"] > 4_000_000, (node, moved)
             assert moved[f"rail{1 - k}"] < 4096, (node, moved)
             assert moved["mgmt"] < 64 * 1024, (node, moved)
-    kinds_seen = {(m["kind"], m["rail"]) for m in doc["measurements"]}
+    kinds_seen = {(m["kind"], m["rail"]) for m in [*doc["measurements"], *pair_directions(doc)]}
     assert kinds_seen == {("rail", 0), ("rail", 1), ("pair", 0), ("pair", 1)}
     # Both directions of 6 pairs on 2 rails, once each; a cell that read low on this loaded machine is measured
     # again (confirm) before anything is named, and stays unnamed here: re-measurements are of those cells only.
-    pairs = [m for m in doc["measurements"] if m["kind"] == "pair" and not m.get("confirm")]
+    pairs = [m for m in pair_directions(doc) if not m.get("confirm")]
     assert len(pairs) == 2 * 6 * 2
     directions = {(m["rail"], m["node"], m["peer"]) for m in pairs}
-    again = [m for m in doc["measurements"] if m["kind"] == "pair" and m.get("confirm")]
+    again = [m for m in pair_directions(doc) if m.get("confirm")]
     assert len(directions) == len(pairs) and {(m["rail"], m["node"], m["peer"]) for m in again} <= directions
     with (tmp_path / "results.csv").open() as fh:
         rows = list(csv.DictReader(fh))
@@ -198,7 +199,7 @@ def test_a_dead_link_hides_no_other_fault(cluster: NetnsCluster, tmp_path: Path)
     with (tmp_path / "results.csv").open() as fh:
         rail_groups = {(r["group"], r["nnodes"]) for r in csv.DictReader(fh) if r["scope"] == "rail"}
     assert rail_groups == {("rail0", "3"), ("rail1", "4")}, rail_groups
-    pairs = {(m["rail"], *sorted((m["node"], m["peer"]))) for m in doc["measurements"] if m["kind"] == "pair"}
+    pairs = {(m["rail"], *sorted((m["node"], m["peer"]))) for m in pair_directions(doc)}
     others = ["node02", "node03", "node04"]
     assert {p for p in pairs if p[0] == 0} == {(0, a, b) for i, a in enumerate(others) for b in others[i + 1 :]}
     assert len({p for p in pairs if p[0] == 1}) == 6

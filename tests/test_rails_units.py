@@ -162,9 +162,9 @@ def test_pair_records_keep_the_slower_direction() -> None:
     assert [r["group"] for r in rows] == ["n1-n2/rail0", "n1-n3/rail0"]
     assert rows[0]["busbw_Gbps"] == pytest.approx(2.0) and rows[0]["efficiency"] == pytest.approx(0.2)
     assert rows[0]["time_us_min"] == 1000.0 and rows[0]["time_us_max"] == 4000.0
-    doc = [m.to_json() for m in documents.measurements([], times, nodes, {0: 10.0}, {("n2", 0): "mlx5_1"})]
-    assert doc[1]["node"] == "n2" and doc[1]["peer"] == "n1"
-    assert doc[1]["device"] == "mlx5_1" and doc[1]["busbw_Gbps"] == pytest.approx(2.0)
+    cells = documents.pair_cells(times, nodes, {0: 10.0}, {("n2", 0): "mlx5_1"})
+    assert (nodes[cells.node[1]], nodes[cells.peer[1]]) == ("n2", "n1")
+    assert cells.device(0, cells.node[1]) == "mlx5_1" and cells.busbw_Gbps[1] == pytest.approx(2.0)
 
 
 def test_rail_result_busbw_uses_the_collective_factor() -> None:

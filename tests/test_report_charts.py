@@ -180,14 +180,15 @@ def test_heatmap_has_a_panel_per_rail_and_outlines_marked_cells(tables: dict[str
 
 
 def test_heatmaps_fit_the_page_from_4_to_64_rows_and_leave_no_empty_panel(tables: dict[str, pd.DataFrame]) -> None:
-    for count, panels in ((4, 8), (8, 64), (64, 8), (8, 16), (64, 6), (8, 4)):
+    for count, panels in ((4, 8), (8, 64), (64, 8), (8, 16), (64, 6), (8, 4), (32, 8)):
         frame = pd.DataFrame(
             {"row_index": [0] * panels, "col_index": count - 1, "panel": [f"p{i}" for i in range(panels)]}
         )
         cell, columns, labelled = charts.heatmap_layout(frame)
         width = charts.LABEL_PX + columns * (cell * count + 24)
         assert width <= charts.CHART_WIDTH + 24, (count, cell, columns)
-        assert labelled == (count <= 32) and charts.MIN_CELL_PX <= cell <= 28
+        # every row labelled where its labels cannot overlap: not a 32-node unit's 6 px rows, nor 64 rows
+        assert labelled == (cell >= charts.LABEL_SPACING_PX) == (count <= 8) and charts.MIN_CELL_PX <= cell <= 28
         assert panels % columns == 0, (count, panels, columns)  # every row full: no empty panel with its axes
     seven = pd.DataFrame({"row_index": [0] * 7, "col_index": 63, "panel": [f"p{i}" for i in range(7)]})
     assert charts.heatmap_layout(seven)[1] == 4  # 7 rails: 4 and 3, not 7 rows of 1

@@ -181,7 +181,7 @@ def test_a_rails_json_of_version_1_gives_its_causes_the_words_checks_json_would(
     doc = read_rails_doc(_write(tmp_path, "rails.json", v1))
     (read,) = doc.defects
     assert [c.result.said for c in (*read.causes, *doc.node_causes)] == ["active MTU 1024 bytes"] * 2
-    assert doc.to_json()["format_version"] == RAILS_FORMAT_VERSION == 2
+    assert doc.to_json()["format_version"] == RAILS_FORMAT_VERSION == 3
 
 
 def test_an_earlier_releases_run_directory_reads_and_says_its_defect_as_it_wrote_it() -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import REPO, rank_env
+from tests.support.rails_pairs import pair_directions
 from tests.support.testbeds.netns_testbed import PROFILE, NetnsCluster, build_cluster
 from tests.support.testbeds.slurm_testbed import JobEnd, SlurmCluster, build_slurm, require_slurm
 
@@ -119,7 +120,7 @@ def test_srun_rails_runs_on_the_veth_rails(cluster: SlurmCluster, tmp_path: Path
     assert doc["defects"] == []
     for rail in doc["rails"]:
         assert rail["devices"] == {n: f"rail{rail['rail']}" for n in cluster.nodes}
-    pairs = {(m["rail"], m["node"], m["peer"]) for m in doc["measurements"] if m["kind"] == "pair"}
+    pairs = {(m["rail"], m["node"], m["peer"]) for m in pair_directions(doc)}
     assert len(pairs) == 2 * NODES * (NODES - 1)  # both directions of every pair, on both rails
     meta = json.loads((out / "run.json").read_text())
     assert meta["launcher"] == "slurm" and meta["hosts"] == list(cluster.nodes) and meta["verdict"] == "pass"

@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 
+import numpy as np
+
 from bench.measure.collectives import get_collective
 from bench.measure.results import RowPlace, pair_row, result_row
 from bench.rails.diagnosis.gpu_outcome import IntraNodeOutcome
@@ -18,19 +20,14 @@ from bench.rails.diagnosis.matrix import PairTime
 from bench.rails.diagnosis.rails_outcome import RailResult, busbw_Gbps
 from bench.rundir import railsdoc
 from bench.rundir.finding_words import describe_gpu
+from bench.rundir.pair_cells import LinkLevels, PairCells
 from bench.rundir.railsdoc import Measurement
 from bench.rundir.results_csv import Row
 
 
-def measurements(
-    rail_results: Sequence[RailResult],
-    times: Sequence[PairTime],
-    nodes: Sequence[str],
-    expected: Mapping[int, float | None],
-    devices: Mapping[tuple[str, int], str],
-) -> list[Measurement]:
-    """rails.json's ``measurements``: every rail-group result and every pair direction."""
-    out = [
+def measurements(rail_results: Sequence[RailResult], expected: Mapping[int, float | None]) -> list[Measurement]:
+    """rails.json's ``measurements``: every rail-group result (the pairs are in :func:`pair_cells`)."""
+    return [
         Measurement(
             kind="rail",
             rail=r.rail,
@@ -46,27 +43,62 @@ def measurements(
         )
         for r in rail_results
     ]
-    for t in times:
-        node = nodes[t.node]
-        out.append(
-            Measurement(
-                kind="pair",
-                rail=t.rail,
-                node=node,
-                peer=nodes[t.peer],
-                device=devices.get((node, t.rail)),
-                collective="sendrecv",
-                busbw_Gbps=round(busbw_Gbps(t.nbytes, t.time_us), 6),
-                expected_Gbps=expected.get(t.rail),
-                bytes=t.nbytes,
-                time_us=round(t.time_us, 3),
-                repeat=t.repeat,
-                round=t.round,
-                confirm=t.confirm,
-                stopped=t.stopped,
-            )
-        )
-    return out
+
+
+def pair_cells(
+    times: Sequence[PairTime],
+    nodes: Sequence[str],
+    expected: Mapping[int, float | None],
+    devices: Mapping[tuple[str, int], str],
+) -> PairCells:
+    """rails.json's ``pair_cells``: every pair direction, in the order measured, one column per field."""
+    rails = max([-1, *expected, *(t.rail for t in times)]) + 1
+    return PairCells(
+        rail=tuple(t.rail for t in times),
+        node=tuple(t.node for t in times),
+        peer=tuple(t.peer for t in times),
+        busbw_Gbps=tuple(round(busbw_Gbps(t.nbytes, t.time_us), 6) for t in times),
+        bytes=tuple(t.nbytes for t in times),
+        time_us=tuple(round(t.time_us, 3) for t in times),
+        repeat=tuple(t.repeat for t in times),
+        round=tuple(t.round for t in times),
+        confirm=tuple(t.confirm for t in times),
+        stopped=tuple(i for i, t in enumerate(times) if t.stopped),
+        expected_Gbps=tuple(expected.get(rail) for rail in range(rails)),
+        devices=tuple(tuple(devices.get((node, rail)) for node in nodes) for rail in range(rails)),
+    )
+
+
+def link_levels(cells: PairCells, pass_fraction: float | None) -> LinkLevels:
+    """rails.json's ``link_levels``: each (node, rail) link over the matrix directions it took part in, at either
+    end, in rail then node order."""
+    matrix = np.asarray(cells.confirm, dtype=np.int64) == 0
+    rail = np.asarray(cells.rail, dtype=np.int64)[matrix]
+    node, peer = np.asarray(cells.node, dtype=np.int64)[matrix], np.asarray(cells.peer, dtype=np.int64)[matrix]
+    value = np.asarray(cells.busbw_Gbps, dtype=float)[matrix]
+    if not len(rail):
+        return LinkLevels(pass_fraction=pass_fraction)
+    width = int(max(node.max(), peer.max())) + 1
+    link = np.concatenate([rail * width + node, rail * width + peer])
+    partner = np.concatenate([peer, node])
+    values = np.concatenate([value, value])
+    line = np.array([cells.expected(r) or np.nan for r in range(len(cells.expected_Gbps))] or [np.nan])
+    low = values < line[np.concatenate([rail, rail])] * (pass_fraction if pass_fraction else np.nan)
+    order = np.lexsort((values, link))
+    link, partner, values, low = link[order], partner[order], values[order], low[order]
+    keys, starts, counts = np.unique(link, return_index=True, return_counts=True)
+    medians = (values[starts + (counts - 1) // 2] + values[starts + counts // 2]) / 2  # each link's run is sorted
+    partners = np.unique(link * width + partner) // width
+    return LinkLevels(
+        pass_fraction=pass_fraction,
+        rail=tuple(int(k) for k in keys // width),
+        node=tuple(int(k) for k in keys % width),
+        partners=tuple(int(n) for n in np.unique(partners, return_counts=True)[1]),
+        cells=tuple(int(n) for n in counts),
+        median_Gbps=tuple(round(float(m), 6) for m in medians),
+        min_Gbps=tuple(round(float(v), 6) for v in values[starts]),
+        below=tuple(int(n) for n in np.add.reduceat(low.astype(np.int64), starts)),
+    )
 
 
 def rail_rows(rail_results: Sequence[RailResult], expected: Mapping[int, float | None], dtype: str) -> list[Row]:

@@ -27,6 +27,7 @@ from bench.rails.diagnosis.gpu_pairs import LocalPairTime
 from bench.rails.diagnosis.matrix import PairTime
 from bench.rails.diagnosis.rails_outcome import RailResult
 from bench.rundir.files import atomic_write_json
+from bench.rundir.pair_cells import COLUMNS
 from bench.rundir.railsdoc import RailsDoc
 from bench.rundir.results_csv import Row
 
@@ -95,7 +96,9 @@ class LiveRails:
             self._written = (len(self.rail_results), len(self.times), len(self.local))
             document = self.document().to_json()
             write_refused_is_infra(
-                self.run.out_dir, "rails.json", lambda: atomic_write_json(self.run.out_dir / "rails.json", document)
+                self.run.out_dir,
+                "rails.json",
+                lambda: atomic_write_json(self.run.out_dir / "rails.json", document, COLUMNS),
             )
             self._dirty = False
             took = time.monotonic() - started
@@ -103,8 +106,9 @@ class LiveRails:
 
     def document(self) -> RailsDoc:
         """A rails.json of the measurements so far, marked ``partial`` (no devices, defects or verdict yet)."""
-        measured = documents.measurements(self.rail_results, self.times, self.nodes, self.expected, {})
-        return RailsDoc(partial=True, nodes=tuple(self.nodes), measurements=tuple(measured))
+        measured = documents.measurements(self.rail_results, self.expected)
+        cells = documents.pair_cells(self.times, self.nodes, self.expected, {})
+        return RailsDoc(partial=True, nodes=tuple(self.nodes), measurements=tuple(measured), pair_cells=cells)
 
     def append(self, *rows: Row) -> None:
         """The final rows, in place of the provisional ones (``bench.rails.output.write_outputs`` calls this);

@@ -13,6 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
+from bench.codec import ABSENT
 from bench.rails import documents
 from bench.rails.diagnosis import rail_target, rails_outcome
 from bench.rails.diagnosis.gpu_outcome import IntraNodeOutcome
@@ -23,6 +24,7 @@ from bench.rails.plan.config import RailsSettings
 from bench.rundir.files import atomic_write_json
 from bench.rundir.finding_words import counter_line, describe, describe_gpu, gbps, shortfall_line
 from bench.rundir.findings import CounterFinding
+from bench.rundir.pair_cells import COLUMNS
 from bench.rundir.rails_records import RailDefect, Transient
 from bench.rundir.railsdoc import RailEntry, RailsDoc, counters_from_json
 from bench.rundir.results_csv import Row
@@ -35,9 +37,16 @@ class Rows(Protocol):
     def append(self, *rows: Row) -> None: ...
 
 
-def rails_doc(outcome: RailsOutcome) -> RailsDoc:
-    """The rails.json record of ``outcome``: its written part, with the sections said from the working forms."""
+def rails_doc(
+    outcome: RailsOutcome, pass_fraction: float | None = None, units: Sequence[Sequence[str]] = ()
+) -> RailsDoc:
+    """The rails.json record of ``outcome``: its written part, with the sections said from the working forms
+    (``pass_fraction``: the profile's, which each link's aggregate counts its directions under the pass line by,
+    none counted without it; ``units``: the hosts of each unit of the cabling, kept for the run's nodes)."""
+    ran = set(outcome.nodes)
+    kept = tuple(unit for unit in (tuple(h for h in hosts if h in ran) for hosts in units) if unit)
     devices = rails_outcome.device_map(outcome.devices)
+    cells = documents.pair_cells(outcome.pair_times, outcome.nodes, outcome.expected, devices)
     return dataclasses.replace(
         outcome.written,
         rails=tuple(
@@ -51,9 +60,10 @@ def rails_doc(outcome: RailsOutcome) -> RailsDoc:
             )
             for rd in outcome.devices
         ),
-        measurements=tuple(
-            documents.measurements(outcome.rail_results, outcome.pair_times, outcome.nodes, outcome.expected, devices)
-        ),
+        measurements=tuple(documents.measurements(outcome.rail_results, outcome.expected)),
+        pair_cells=cells if cells.rows else ABSENT,  # a run that measured no pair (one node) says none
+        link_levels=documents.link_levels(cells, pass_fraction) if cells.rows else ABSENT,
+        units=kept if kept else ABSENT,
         defects=tuple(described(d) for d in outcome.defects),
         counter_findings=tuple(counter_line(f) for f in outcome.findings),
         below_target=tuple(shortfall_line(s) for s in outcome.below_target),
@@ -63,10 +73,17 @@ def rails_doc(outcome: RailsOutcome) -> RailsDoc:
     )
 
 
-def write_outputs(outcome: RailsOutcome, out_dir: Path, writer: Rows | None, iters: int) -> RailsDoc:
+def write_outputs(
+    outcome: RailsOutcome,
+    out_dir: Path,
+    writer: Rows | None,
+    iters: int,
+    pass_fraction: float | None = None,
+    units: Sequence[Sequence[str]] = (),
+) -> RailsDoc:
     """rails.json and the results.csv rows; returns the rails.json record."""
-    doc = rails_doc(outcome)
-    atomic_write_json(out_dir / "rails.json", doc.to_json())
+    doc = rails_doc(outcome, pass_fraction, units)
+    atomic_write_json(out_dir / "rails.json", doc.to_json(), COLUMNS)
     if writer is not None:
         writer.append(
             *documents.rail_rows(outcome.rail_results, outcome.expected, "float"),

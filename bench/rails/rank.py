@@ -293,8 +293,12 @@ def rails_test(
     outcome, live = guarded_rails_phase(settings, run, laps, node_checks)
     if outcome is None or live is None:
         return None
+    units = settings.topology.fabric.units if settings.topology is not None else ()
+    pass_fraction = settings.profile.pass_fraction
     write_refused_is_infra(
-        run.out_dir, "rails.json", lambda: output.write_outputs(outcome, run.out_dir, live, settings.test.iters)
+        run.out_dir,
+        "rails.json",
+        lambda: output.write_outputs(outcome, run.out_dir, live, settings.test.iters, pass_fraction, units),
     )
     output.print_outcome(outcome, settings)
     run.update(rails_skipped=outcome.written.skipped)

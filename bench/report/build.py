@@ -198,11 +198,21 @@ def _bar_plans(inputs: RunInputs, options: ReportOptions, eff: float) -> list[Ch
 
 def _pair_plans(inputs: RunInputs, options: ReportOptions, eff: float, pairs: pd.DataFrame) -> list[ChartPlan]:
     """The node x node matrix of pair busbw, one per rail."""
-    heat = matrices.pair_matrix_table(pairs, list(inputs.run.hosts), eff, options.max_nodes, inputs.rails)
+    hosts = list(inputs.run.hosts)
+    heat = matrices.pair_matrix_table(pairs, hosts, eff, options.max_nodes, inputs.rails)
     if not len(heat.frame):
         return []
-    draw = partial(charts.heatmap_chart, heat.frame, unit=_unit(options, "Gb/s"), min_efficiency=eff)
-    return [ChartPlan("pairs", "Node × node pairs: a matrix per rail", heat, draw)]
+    unit = _unit(options, "Gb/s")
+    rows, columns = heat.axes
+    draw = partial(charts.heatmap_chart, heat.frame, unit=unit, min_efficiency=eff, row_title=rows, col_title=columns)
+    plans = [ChartPlan("pairs", "Node × node pairs: a matrix per rail", heat, draw)]
+    # drawn by groups of nodes (many nodes): each group that holds a named part, node by node
+    for label, table in matrices.unit_drilldowns(pairs, hosts, eff, options.max_nodes, inputs.rails):
+        where = f"{label[:1].upper()}{label[1:]}"
+        title = f"{where}: node × node bus bandwidth per rail"
+        drawn = partial(charts.heatmap_chart, table.frame, unit=unit, min_efficiency=eff, title=title)
+        plans.append(ChartPlan(f"pairs-{_slug(label.split(' (')[0])}", f"{where}, node by node", table, drawn))
+    return plans
 
 
 def _gpu_plans(inputs: RunInputs, options: ReportOptions, eff: float) -> list[ChartPlan]:

@@ -258,11 +258,10 @@ def heatmap_layout(table: pd.DataFrame, max_cell: int = 28) -> tuple[int, int, b
     The rows are as few as fit (the cells may shrink to three quarters of their size, never below
     ``MIN_CELL_PX``) and as full as the panel count allows: 8 rails make 2 rows of 4, never 3 rows of 3 with
     an empty ninth panel, and one more row buys a grid with no empty place (16 nodes: 4 x 4); 7 rails make 4
-    and 3. Matrices above 32 rows label some of their rows (``heatmap_labels``).
+    and 3. A matrix whose cells are under ``LABEL_SPACING_PX`` labels some of its rows (``heatmap_labels``).
     """
     count = int(max(table["row_index"].max(), table["col_index"].max())) + 1 if len(table) else 1
     preferred = max(4, min(max_cell, 230 // max(count, 1)))
-    labelled = count <= 32
     panels = int(table["panel"].nunique()) if len(table) else 1
 
     def cell_for(columns: int) -> int:
@@ -277,7 +276,9 @@ def heatmap_layout(table: pd.DataFrame, max_cell: int = 28) -> tuple[int, int, b
     full = [c for c in fitting if panels % c == 0 and panels // c <= rows + 1]
     if panels % columns and full:
         columns = max(full)
-    return max(MIN_CELL_PX, cell_for(columns)), columns, labelled
+    cell = max(MIN_CELL_PX, cell_for(columns))
+    # every row labelled only where the labels cannot overlap: a unit of 32 nodes has 6 px rows
+    return cell, columns, cell >= LABEL_SPACING_PX
 
 
 def heatmap_labels(table: pd.DataFrame, cell: int) -> list[str] | None:
@@ -288,7 +289,7 @@ def heatmap_labels(table: pd.DataFrame, cell: int) -> list[str] | None:
     pairs; a stride label that would crowd a named one is left out.
     """
     count = int(max(table["row_index"].max(), table["col_index"].max())) + 1 if len(table) else 1
-    if count <= 32:
+    if cell >= LABEL_SPACING_PX:
         return None
     names = dict(zip(table["row_index"], table["row"], strict=True)) | dict(
         zip(table["col_index"], table["col"], strict=True)

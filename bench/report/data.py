@@ -19,6 +19,7 @@ import pandas as pd
 
 from bench.report.inputs import RunInputs
 from bench.rundir.defect_kinds import DEFECT_KINDS, covered_cells, kind_of
+from bench.rundir.pair_cells import PairCells
 from bench.rundir.railsdoc import RailDefect, RailsDoc
 from bench.rundir.results_csv import SCOPES
 from bench.units import format_size
@@ -32,6 +33,8 @@ class ChartData:
 
     frame: pd.DataFrame
     note: str = ""
+    axes: tuple[str, str] = ("node", "peer")
+    """A matrix's row and column titles (``unit`` for the pair matrix drawn unit by unit)."""
 
 
 def status(busbw_Gbps: pd.Series, target_Gbps: pd.Series, min_efficiency: float) -> pd.Series:
@@ -136,10 +139,35 @@ def _rail_measurements(rails: RailsDoc, kind: str) -> pd.DataFrame:
     ]
     columns = ["rail", "node", "peer", "device", "busbw_Gbps", "expected_Gbps"]
     frame = pd.DataFrame.from_records(rows, columns=columns) if rows else pd.DataFrame(columns=columns)
+    if kind == "pair" and isinstance(rails.pair_cells, PairCells) and rails.pair_cells.rows:
+        # format 3 writes the pair directions in columns; a document has them one way or the other
+        cells = _cells_frame(rails.pair_cells, rails.nodes)
+        frame = pd.concat([frame, cells], ignore_index=True) if rows else cells
     frame["busbw_Gbps"] = pd.to_numeric(frame["busbw_Gbps"], errors="coerce").astype(float)
     frame["expected_Gbps"] = pd.to_numeric(frame["expected_Gbps"], errors="coerce").astype(float)
     frame["device"] = frame["device"].fillna("")
     return frame
+
+
+def _cells_frame(cells: PairCells, nodes: Sequence[str]) -> pd.DataFrame:
+    """The pair directions of rails.json's columns as ``_rail_measurements`` gives them, in the order measured."""
+    names = np.asarray(nodes, dtype=object)
+    rail = np.asarray(cells.rail, dtype=np.int64)
+    node, peer = np.asarray(cells.node, dtype=np.int64), np.asarray(cells.peer, dtype=np.int64)
+    width = len(nodes)
+    rails = int(rail.max()) + 1
+    devices = np.array([cells.device(r, n) for r in range(rails) for n in range(width)], dtype=object)
+    expected = np.array([cells.expected(r) for r in range(rails)], dtype=object)
+    return pd.DataFrame(
+        {
+            "rail": rail,
+            "node": names[node],
+            "peer": names[peer],
+            "device": devices[rail * width + node],
+            "busbw_Gbps": np.asarray(cells.busbw_Gbps, dtype=float),
+            "expected_Gbps": expected[rail],
+        }
+    )
 
 
 def node_rail_levels(rails: RailsDoc) -> pd.DataFrame:
@@ -153,7 +181,9 @@ def node_rail_levels(rails: RailsDoc) -> pd.DataFrame:
     pairs = _rail_measurements(rails, "pair")
     if pairs.empty:
         return pairs
-    devices = {(n, r): d for n, r, d in zip(pairs["node"], pairs["rail"], pairs["device"], strict=True) if d}
+    # each (node, rail)'s device: the last direction that named one, where it sent
+    named = pairs.loc[pairs["device"].astype(bool), ["node", "rail", "device"]]
+    devices = named.drop_duplicates(["node", "rail"], keep="last").set_index(["node", "rail"])["device"]
     ends = pd.concat(
         [
             pairs[["rail", "node", "busbw_Gbps", "expected_Gbps"]],
@@ -166,7 +196,8 @@ def node_rail_levels(rails: RailsDoc) -> pd.DataFrame:
     )
     levels = levels.reset_index()
     levels["peer"] = None
-    levels["device"] = [devices.get((n, r), "") for n, r in zip(levels["node"], levels["rail"], strict=True)]
+    keys = pd.MultiIndex.from_arrays([levels["node"], levels["rail"]])
+    levels["device"] = devices.reindex(keys).fillna("").to_numpy() if len(devices) else ""
     return levels[["rail", "node", "peer", "device", "busbw_Gbps", "expected_Gbps"]]
 
 

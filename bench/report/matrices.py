@@ -23,13 +23,17 @@ every sample. A GPU cell is one direction (row sends, column receives), the medi
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 
 from bench.bounded import ascii_digits
+from bench.codec import ABSENT
 from bench.report.data import ChartData, dead_parts, node_order, rail_count, status
 from bench.rundir.defect_kinds import covered_cells
 from bench.rundir.railsdoc import GpuDefect, IntraNode, RailsDoc
@@ -140,14 +144,49 @@ def _dead_pairs(levels: pd.DataFrame, rails: RailsDoc | None, hosts: Sequence[st
     return pd.concat([levels, rows], ignore_index=True)
 
 
-def _blocks(order: Sequence[str], max_nodes: int) -> tuple[int, dict[str, int], dict[int, str]]:
-    block = max(1, math.ceil(len(order) / max_nodes))
-    index = {name: i // block for i, name in enumerate(order)}
-    labels = {}
-    for i in range(0, len(order), block):
-        members = order[i : i + block]
-        labels[i // block] = members[0] if len(members) == 1 else f"{members[0]} +{len(members) - 1}"
-    return block, index, labels
+@dataclass(frozen=True)
+class Groups:
+    """How the pair matrix groups its nodes (``matrix_groups``): ``node`` (each node its own row), ``block``
+    (consecutive nodes in host order) or ``unit`` (the units of the cabling, rails.json's ``units``)."""
+
+    kind: Literal["node", "block", "unit"]
+    members: tuple[tuple[str, ...], ...]
+    labels: tuple[str, ...]
+
+    @property
+    def index(self) -> dict[str, int]:
+        return {name: i for i, names in enumerate(self.members) for name in names}
+
+    @property
+    def grouped(self) -> bool:
+        return any(len(names) > 1 for names in self.members)
+
+    def note(self) -> str:
+        if self.kind == "unit":
+            return f"{len(self.members)} units of the cabling, worst pair per pair of units"
+        if self.kind == "block":
+            return f"blocks of {len(self.members[0])} nodes, worst pair per block"
+        return ""
+
+
+def matrix_groups(order: Sequence[str], max_nodes: int, units: Sequence[Sequence[str]] = ()) -> Groups:
+    """Each node its own row up to ``max_nodes`` nodes; above, the cabling's units where they hold every node and
+    are at most ``max_nodes`` (a unit x unit matrix: a leaf's uplinks and a unit's cross-unit pairs read as a
+    row), else blocks of consecutive nodes, the fewest that fit."""
+    if len(order) <= max_nodes:
+        return Groups("node", tuple((name,) for name in order), tuple(order))
+    ran = set(order)
+    placed = [tuple(name for name in unit if name in ran) for unit in units]
+    numbered = [(i, names) for i, names in enumerate(placed) if names]
+    covered = {name for _, names in numbered for name in names}
+    if numbered and covered == ran and len(numbered) <= max_nodes and len(covered) == sum(len(n) for _, n in numbered):
+        # the axis says the unit's number: each cell's detail names its worst pair, the drill-down's title the span
+        labels = tuple(f"unit {i + 1}" for i, _ in numbered)
+        return Groups("unit", tuple(names for _, names in numbered), labels)
+    block = math.ceil(len(order) / max_nodes)
+    members = tuple(tuple(order[i : i + block]) for i in range(0, len(order), block))
+    labels = tuple(names[0] if len(names) == 1 else f"{names[0]} +{len(names) - 1}" for names in members)
+    return Groups("block", members, labels)
 
 
 def pair_matrix_table(
@@ -157,9 +196,11 @@ def pair_matrix_table(
     max_nodes: int = 64,
     rails: RailsDoc | None = None,
 ) -> ChartData:
-    """The node x node matrix of every rail; above ``max_nodes`` nodes, blocks of nodes show their worst pair.
+    """The node x node matrix of every rail; above ``max_nodes`` nodes, groups of nodes (the cabling's units, else
+    blocks: :func:`matrix_groups`) show their worst pair.
 
-    ``rails`` (rails.json) marks the cells its defects convict and its transients.
+    ``rails`` (rails.json) marks the cells its defects convict and its transients. A pair never measured (a
+    schedule that leaves it out) has no cell: it is absent, never a failure.
     """
     levels = pair_levels(pairs)
     if levels.empty:
@@ -174,7 +215,8 @@ def pair_matrix_table(
     levels["mark"] = np.where(levels.index >= measured, "dead", marks)
     both = pd.concat([levels, levels.rename(columns={"node": "peer", "peer": "node"})], ignore_index=True)
     order = node_order(set(both["node"]) | set(both["peer"]), hosts)
-    block, index, labels = _blocks(order, max_nodes)
+    groups = matrix_groups(order, max_nodes, _units(rails))
+    index, labels = groups.index, dict(enumerate(groups.labels))
     both["row_index"] = both["node"].map(index)
     both["col_index"] = both["peer"].map(index)
     both = both[both["row_index"] <= both["col_index"]]  # the upper triangle: the chart mirrors it
@@ -184,7 +226,7 @@ def pair_matrix_table(
     worst = both.loc[both.groupby(cell)["busbw_Gbps"].idxmin()].set_index(cell)
     grouped = both.groupby(cell)
     mark = grouped["rank"].max().map({rank: name for name, rank in _MARK_RANK.items()})
-    if block > 1:
+    if groups.grouped:
         # a diagonal block holds both orientations of each of its pairs: count pairs, not rows
         node, peer = both["node"].astype(str).to_numpy(), both["peer"].astype(str).to_numpy()
         first = node <= peer
@@ -198,7 +240,7 @@ def pair_matrix_table(
         count = grouped.size()
     # the cell's labels name its pair; a block says which of its pairs is the worst (and the HCA, always)
     devices = worst["device"].fillna("").astype(str)
-    if block > 1:
+    if groups.grouped:
         detail = [f"{n} ↔ {p} {d}".rstrip() for n, p, d in zip(worst["node"], worst["peer"], devices, strict=True)]
     else:
         detail = list(devices)
@@ -217,10 +259,41 @@ def pair_matrix_table(
             "detail": detail,
         }
     )
-    if block > 1:
+    if groups.grouped:
         frame["pairs"] = count.reindex(worst.index).to_numpy()
-    note = f"blocks of {block} nodes, worst pair per block" if block > 1 else ""
-    return ChartData(frame.sort_values(["panel_order", "row_index", "col_index"]).reset_index(drop=True), note)
+    frame = frame.sort_values(["panel_order", "row_index", "col_index"]).reset_index(drop=True)
+    return ChartData(frame, groups.note(), ("unit", "unit") if groups.kind == "unit" else ("node", "peer"))
+
+
+def _units(rails: RailsDoc | None) -> tuple[tuple[str, ...], ...]:
+    units = rails.units if rails is not None else ()
+    return units if isinstance(units, tuple) else ()
+
+
+def unit_drilldowns(
+    pairs: pd.DataFrame, hosts: Sequence[str], min_efficiency: float, max_nodes: int, rails: RailsDoc | None
+) -> list[tuple[str, ChartData]]:
+    """Where the matrix is drawn by groups of nodes, each group holding a named part (a defect's node or peer)
+    drawn node by node: its label and its own matrix (its pairs inside it, every rail), in group order."""
+    if pairs.empty or rails is None or not rails.defects:
+        return []
+    order = node_order(set(pairs["node"].astype(str)) | set(pairs["peer"].astype(str)), hosts)
+    groups = matrix_groups(order, max_nodes, _units(rails))
+    if not groups.grouped:
+        return []
+    named = {str(n) for d in rails.defects for n in (d.node, d.peer) if n is not None}
+    out = []
+    for label, members in zip(groups.labels, groups.members, strict=True):
+        if named.isdisjoint(members):
+            continue
+        label = f"{label} ({members[0]}-{members[-1]})" if groups.kind == "unit" else label
+        inside = pairs[pairs["node"].isin(members) & pairs["peer"].isin(members)]
+        # the group's own nodes only: a dead part's never-attempted pairs are drawn with them, not the cluster's
+        scoped = dataclasses.replace(rails, nodes=members, units=ABSENT, pair_cells=ABSENT, link_levels=ABSENT)
+        table = pair_matrix_table(inside, members, min_efficiency, max_nodes, scoped)
+        if len(table.frame):
+            out.append((label, table))
+    return out
 
 
 def _efficiency(busbw: pd.Series, target: pd.Series) -> np.ndarray:

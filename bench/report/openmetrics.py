@@ -44,7 +44,7 @@ from bench.report.badge import LABELS, run_verdict
 from bench.report.soak_metrics import soak_metrics
 from bench.rundir.comparedoc import read_compare_json
 from bench.rundir.files import atomic_write_text
-from bench.rundir.results_csv import read_results_rows
+from bench.rundir.results_csv import iter_results_rows
 from bench.rundir.runjson import RunDoc, read_run_json
 from bench.rundir.verdict import Verdict
 
@@ -96,7 +96,8 @@ class RunCollector:
     def __init__(self, run_dir: Path, soak: SoakSummary | None = None) -> None:
         """``soak``: the run's soak as the caller read it already (a report has), else it is read here."""
         self.run: RunDoc = read_run_json(run_dir)
-        rows = read_results_rows(run_dir)
+        # only the headline scopes are said: a 1024-node run's pair rows (hundreds of thousands) are not read as metrics
+        rows = (row for row in iter_results_rows(run_dir) if row.get("scope") in HEADLINE_SCOPES)
         recorded = self.run.judged_by
         min_bytes = recorded.compare_min_bytes if recorded else _min_bytes(self.run.profile)
         self.metrics = headline_metrics(metrics_from_rows(rows), min_bytes)

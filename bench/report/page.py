@@ -94,6 +94,7 @@ PAGE_CHARTS: tuple[str, ...] = (
     "nodes",
     "rail-",
     "pairs",
+    "pairs-",
     "gpus",
     "trend",
 )
@@ -260,7 +261,12 @@ def _rails_section(inputs: RunInputs, min_efficiency: float, hosts: tuple[str, .
         headers = ("kind", "where", "slow", "error counters", "slow pairs")
         tables.append(TextTable("Evidence for each defect", headers, _evidence_rows(defects)))
     return Section(
-        "rails", "Rails", tuple(sentences), tuple(tables), charts=("rails", "nodes", "rail-", "pairs"), hosts=hosts
+        "rails",
+        "Rails",
+        tuple(sentences),
+        tuple(tables),
+        charts=("rails", "nodes", "rail-", "pairs", "pairs-"),
+        hosts=hosts,
     )
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 
 from bench.codec import present
@@ -29,6 +30,7 @@ from bench.rundir.comparedoc import CompareDoc
 from bench.rundir.finding_words import DefectRow, row, sentences
 from bench.rundir.findings import Finding, Seen, check_finding, failure_finding, gpu_finding, rail_finding
 from bench.rundir.judged_by import JudgedBy
+from bench.rundir.pair_cells import PairCells
 from bench.rundir.railsdoc import IntraNode, RailsDoc
 from bench.rundir.runjson import RunDoc
 from bench.rundir.sections import ItemEntry, RailsTestSettings
@@ -133,12 +135,17 @@ def _rails_tested(rails: RailsDoc) -> tuple[str, str] | None:
     if rails.skipped:
         return ("rails", f"skipped: {rails.skipped}")
     measured = rails.measurements
-    if not measured:
+    cells = rails.pair_cells if isinstance(rails.pair_cells, PairCells) else PairCells()
+    if not measured and not cells.rows:
         return None
-    rail_ids = sorted({m.rail for m in measured})
+    rail_ids = sorted({m.rail for m in measured} | set(cells.rail))
     groups = sorted({str(m.collective) for m in measured if m.kind == "rail"})
-    pairs = {(m.rail, *sorted((str(m.node), str(m.peer)))) for m in measured if m.kind == "pair"}
-    per_rail = len(pairs) // max(1, len(rail_ids))
+    pairs = len({(m.rail, *sorted((str(m.node), str(m.peer)))) for m in measured if m.kind == "pair"})
+    if cells.rows:  # format 3's columns: each unordered pair on a rail once, as one number
+        node, peer, width = np.asarray(cells.node), np.asarray(cells.peer), len(rails.nodes)
+        keys = (np.asarray(cells.rail) * width + np.minimum(node, peer)) * width + np.maximum(node, peer)
+        pairs += len(np.unique(keys))
+    per_rail = pairs // max(1, len(rail_ids))
     what = [f"{plural(len(rail_ids), 'rail')}"]
     if groups:
         what.append(f"rail groups ({', '.join(groups)})")
@@ -265,7 +272,7 @@ def targets(inputs: RunInputs, profile: Profile | None) -> tuple[tuple[str, str]
         judged = True
         source = _rate_source(set(by_rate), present(inputs.run.rails_test), profile)
         lines.append(("rails", f"{_line_rates(by_rate)} ({source})"))
-    elif rails.measurements:
+    elif rails.measurements or (isinstance(rails.pair_cells, PairCells) and rails.pair_cells.rows):
         lines.append(("rails", "no line rate known: parts are judged against their peers only"))
     intra = rails.intra_node
     if intra is not None and intra.measurements:

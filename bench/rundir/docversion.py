@@ -15,7 +15,9 @@ from bench.jsondoc import Parsed
 
 RUN_FORMAT_VERSION = 2
 """run.json's (``bench.rundir.files``'s format history): 2 since its items say the findings they carry."""
-RAILS_FORMAT_VERSION = 2
+RAILS_FORMAT_VERSION = 3
+"""rails.json's: 3 since the pair matrix is written in columns (``pair_cells``) beside each link's aggregate
+(``link_levels``), not one ``measurements`` object per pair direction."""
 CHECKS_FORMAT_VERSION = 3
 COMPARE_FORMAT_VERSION = 1
 """compare.json carried version 1 from its first release, so it has no steps yet."""
@@ -152,7 +154,15 @@ def rails_upgrade_1_to_2(doc: Parsed) -> Parsed:
 
 
 RUN_STEPS: Mapping[int, Step] = {1: run_upgrade_1_to_2}
-RAILS_STEPS: Mapping[int, Step] = {0: rails_upgrade_0_to_1, 1: rails_upgrade_1_to_2}
+
+
+def rails_upgrade_2_to_3(doc: Parsed) -> Parsed:
+    """Version 3 only adds sections (``pair_cells``, ``link_levels``): a version-2 document's pair directions
+    stay objects in ``measurements``, and the readers read either (``bench.report.data``)."""
+    return _stamp(doc, 3)
+
+
+RAILS_STEPS: Mapping[int, Step] = {0: rails_upgrade_0_to_1, 1: rails_upgrade_1_to_2, 2: rails_upgrade_2_to_3}
 CHECKS_STEPS: Mapping[int, Step] = {0: checks_upgrade_0_to_1, 1: checks_upgrade_1_to_2, 2: checks_upgrade_2_to_3}
 COMPARE_STEPS: Mapping[int, Step] = {}
 

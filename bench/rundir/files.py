@@ -30,7 +30,7 @@ import socket
 import stat
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 from bench import jsondoc
@@ -264,19 +264,36 @@ def _container(value: object) -> object:
     return dict(value) if isinstance(value, Mapping) else str(value)
 
 
-def json_text(obj: object) -> str:
-    """``obj`` as standard JSON, which every reader (``bench.jsondoc``) accepts: a value that is not finite is
-    written as ``null``, never as the ``NaN`` or ``Infinity`` that JSON does not have."""
+def _dumps(obj: object, indent: int | None) -> str:
+    separators = None if indent is not None else (",", ":")
     try:
-        text = json.dumps(obj, indent=2, sort_keys=False, default=_container, allow_nan=False)
+        return json.dumps(obj, indent=indent, separators=separators, default=_container, allow_nan=False)
     except ValueError:  # a NaN or an infinity somewhere: rare, so the copy is made only then
-        text = json.dumps(_finite_or_null(obj), indent=2, sort_keys=False, default=_container, allow_nan=False)
+        return json.dumps(
+            _finite_or_null(obj), indent=indent, separators=separators, default=_container, allow_nan=False
+        )
+
+
+def json_text(obj: object, columns: Collection[str] = ()) -> str:
+    """``obj`` as standard JSON, which every reader (``bench.jsondoc``) accepts: a value that is not finite is
+    written as ``null``, never as the ``NaN`` or ``Infinity`` that JSON does not have. Each of ``obj``'s keys in
+    ``columns`` (a table of columns: rails.json's ``pair_cells``) is written with each of its keys on one line, its
+    list on that line: indented, a million numbers would be a million lines."""
+    if not columns or not isinstance(obj, Mapping):
+        return _dumps(obj, 2) + "\n"
+    held = {key: obj[key] for key in columns if isinstance(obj.get(key), Mapping)}
+    marks = {key: f"\x00columns:{key}" for key in held}
+    text = _dumps({key: marks.get(key, value) for key, value in obj.items()}, 2)
+    for key, table in held.items():
+        assert isinstance(table, Mapping)  # held only tables
+        lines = ",\n".join(f"    {json.dumps(str(k))}: {_dumps(v, None)}" for k, v in table.items())
+        text = text.replace(json.dumps(marks[key]), "{\n" + lines + "\n  }" if lines else "{}", 1)
     return text + "\n"
 
 
-def atomic_write_json(path: Path | str, obj: object) -> None:
-    """``obj`` as JSON (:func:`json_text`), replacing ``path`` atomically."""
-    atomic_write_text(path, json_text(obj))
+def atomic_write_json(path: Path | str, obj: object, columns: Collection[str] = ()) -> None:
+    """``obj`` as JSON (:func:`json_text`, ``columns`` its tables of columns), replacing ``path`` atomically."""
+    atomic_write_text(path, json_text(obj, columns))
 
 
 def overwrite_in_own_blocks(path: Path, data: bytes) -> bool:

@@ -24,6 +24,7 @@ from bench.codec import ABSENT, Absent, Written
 from bench.exits import UserError
 from bench.jsondoc import JSONObject, JSONValue, Parsed
 from bench.rundir.docversion import RAILS_FORMAT_VERSION, RAILS_STEPS, upgrade
+from bench.rundir.pair_cells import LinkLevels, PairCells
 from bench.rundir.rails_records import Conviction as Conviction
 from bench.rundir.rails_records import Counters as Counters
 from bench.rundir.rails_records import DefectCause as DefectCause
@@ -157,6 +158,15 @@ class RailsDoc(Written):
     nodes: tuple[str, ...] = ()
     rails: tuple[RailEntry, ...] = ()
     measurements: tuple[Measurement, ...] = ()
+    """The rail groups' results; before format 3, every pair direction too (one object each)."""
+    pair_cells: PairCells | Absent = ABSENT
+    """Format 3 on: every pair direction measured, in columns (``bench.rundir.pair_cells``)."""
+    link_levels: LinkLevels | Absent = ABSENT
+    """Format 3 on: each link's aggregate over the matrix (partners, median, minimum, directions under the pass
+    line)."""
+    units: tuple[tuple[str, ...], ...] | Absent = ABSENT
+    """The run's nodes in each unit of the cabling (``--topology``), where one was given: the report's matrix at
+    many nodes is drawn unit by unit (``bench.report.matrices``)."""
     defects: tuple[RailDefect, ...] = ()
     transients: tuple[Transient, ...] = ()
     too_noisy: str | None = None
@@ -176,13 +186,17 @@ class RailsDoc(Written):
     node_causes: tuple[DefectCause, ...] = ()
     """Every fault each node's GPUDirect path checks found, whether or not a defect carries it."""
 
+    def __post_init__(self) -> None:
+        if isinstance(self.pair_cells, PairCells):
+            self.pair_cells.check_nodes(len(self.nodes))
+
     def to_json(self) -> JSONObject:
         doc = super().to_json()
         # the version first: a reader decides how to read the rest from it (bench.rundir.docversion)
         head: JSONObject = {"format_version": RAILS_FORMAT_VERSION}
         if self.partial:
-            keys = ("partial", "skipped", "nodes", "rails", "measurements", "defects")
-            return head | {key: doc[key] for key in keys}
+            keys = ("partial", "skipped", "nodes", "rails", "measurements", "pair_cells", "defects")
+            return head | {key: doc[key] for key in keys if key in doc}
         return head | {key: value for key, value in doc.items() if key != "partial"}
 
     @classmethod

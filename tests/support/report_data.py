@@ -143,8 +143,9 @@ def device(rail: int) -> str:
     return f"mlx5_{rail + 1}"
 
 
-def results_rows(model: ClusterModel) -> list[dict[str, Any]]:
-    """results.csv rows: the world sweep, rail groups, per-node collectives, node pairs per rail and local pairs."""
+def results_rows(model: ClusterModel, node_pairs: bool = True) -> list[dict[str, Any]]:
+    """results.csv rows: the world sweep, rail groups, per-node collectives, node pairs per rail (unless
+    ``node_pairs`` is False: a caller that writes them its own way) and local pairs."""
     nnodes = len(model.hosts)
     world = nnodes * model.gpus_per_node
     rows: list[dict[str, Any]] = []
@@ -168,7 +169,7 @@ def results_rows(model: ClusterModel) -> list[dict[str, Any]]:
     for host in model.hosts:
         for nbytes in sizes(model)[-4:]:
             rows.append(_row("all_reduce", "node", host, model.gpus_per_node, 1, nbytes, _curve(470.0, nbytes), 3840.0))
-    for a, b in pairs(model.hosts):
+    for a, b in pairs(model.hosts) if node_pairs else ():
         for rail in range(model.rails):
             rate = _pair_rate(model, a, b, rail)
             for nbytes in model.pair_sizes:
