@@ -11,8 +11,8 @@ testbed's veth "uplinks" have no rate of their own; an uplink faster than the no
 speeds). So the run says whether the taper binds: on most rails that have both (every one of one or two), the
 pairs expected below their links' rate run slower than the pairs expected at it by more than half of what the
 taper predicts (halfway, in log rate, between "the uplinks carry it all" and "the taper binds": a fault slows one
-rail or some flows, a taper every rail's loaded pairs alike). Where it does not bind, nothing is adjusted and the run is judged as
-before.
+rail or some flows, a taper every rail's loaded pairs alike). Where it does not bind, nothing is adjusted and
+the run is judged as before.
 """
 
 from __future__ import annotations
@@ -109,6 +109,19 @@ def _binds(x: np.ndarray, fraction: np.ndarray) -> bool:
         gap = float(np.median(x[:, k][loaded]) - np.median(x[:, k][unloaded]))
         shows.append(gap < float(np.median(np.log(fraction[:, k][loaded]))) / 2)
     return 2 * sum(shows) > len(shows)
+
+
+def showing(measured: np.ndarray, values: np.ndarray, routed: Expected | None) -> np.ndarray:
+    """``[rail, a, b]``: the measured cells that can show their links' own level: where the taper binds, those
+    with a sample that ran where the fabric could carry its links' full rate. A link at 85% in a round whose
+    uplinks give every flow 50% runs at 50%, as its healthy peers do: the round's share holds it, not its own
+    link, so such a cell says nothing of its ends' level (a link is low when its level is low among the cells
+    that could show it)."""
+    if routed is None:
+        return measured
+    share, _ = routed.fractions(values.shape[0], 0)
+    best = np.where(np.isnan(values), 0.0, share).max(axis=0)
+    return measured & (best >= 1.0)
 
 
 def judged_rates(
