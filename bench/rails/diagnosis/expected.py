@@ -8,11 +8,11 @@ is the fabric's property, said once (:attr:`Expected.said`), never a defect.
 
 The share is a ceiling the cabling sets: the uplinks may carry more than their count says (the namespace
 testbed's veth "uplinks" have no rate of their own; an uplink faster than the node links where the file gives no
-speeds). So the run says whether the taper binds: on every rail that has both, the pairs expected below their
-links' rate run slower than the pairs expected at it by more than half of what the taper predicts (halfway, in
-log rate, between "the uplinks carry it all" and "the taper binds": a fault slows one rail or some flows, a
-taper every rail's loaded pairs alike). Where it does not bind, nothing is adjusted and the run is judged as
-before.
+speeds). So the run says whether the taper binds: on most rails that have both (every one of one or two), the
+pairs expected below their links' rate run slower than the pairs expected at it by more than half of what the
+taper predicts (halfway, in log rate, between "the uplinks carry it all" and "the taper binds": a fault slows one
+rail or some flows, a taper every rail's loaded pairs alike). Where it does not bind, nothing is adjusted and
+the run is judged as before.
 """
 
 from __future__ import annotations
@@ -92,20 +92,36 @@ class Expected:
 
 
 def _binds(x: np.ndarray, fraction: np.ndarray) -> bool:
-    """Whether the run's own samples show the taper: on every rail with pairs of both kinds, the loaded pairs'
-    median log rate is below the unloaded pairs' by more than half the median log fraction predicted for them."""
+    """Whether the run's own samples show the taper: on most rails with pairs of both kinds (every one of one or
+    two), the loaded pairs' median log rate is below the unloaded pairs' by more than half the median log fraction
+    predicted for them.
+
+    Most, not every: each rail's leaves are tapered alike, so the taper shows on every rail, while a fault shows on
+    its own rail only and may hide it there (a slow leaf drags its rail's unloaded pairs, those within its unit,
+    down to the loaded ones' rate). One rail's fault must not switch the expectation off on every other rail."""
     measured = np.isfinite(x)
-    seen = False
+    shows: list[bool] = []
     for k in range(x.shape[1]):
         loaded = measured[:, k] & (fraction[:, k] < 1.0)
         unloaded = measured[:, k] & (fraction[:, k] >= 1.0)
         if not loaded.any() or not unloaded.any():
             continue
         gap = float(np.median(x[:, k][loaded]) - np.median(x[:, k][unloaded]))
-        if gap >= float(np.median(np.log(fraction[:, k][loaded]))) / 2:
-            return False
-        seen = True
-    return seen
+        shows.append(gap < float(np.median(np.log(fraction[:, k][loaded]))) / 2)
+    return 2 * sum(shows) > len(shows)
+
+
+def showing(measured: np.ndarray, values: np.ndarray, routed: Expected | None) -> np.ndarray:
+    """``[rail, a, b]``: the measured cells that can show their links' own level: where the taper binds, those
+    with a sample that ran where the fabric could carry its links' full rate. A link at 85% in a round whose
+    uplinks give every flow 50% runs at 50%, as its healthy peers do: the round's share holds it, not its own
+    link, so such a cell says nothing of its ends' level (a link is low when its level is low among the cells
+    that could show it)."""
+    if routed is None:
+        return measured
+    share, _ = routed.fractions(values.shape[0], 0)
+    best = np.where(np.isnan(values), 0.0, share).max(axis=0)
+    return measured & (best >= 1.0)
 
 
 def judged_rates(

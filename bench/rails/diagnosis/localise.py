@@ -45,7 +45,7 @@ from bench.exits import UserError
 from bench.rails.diagnosis import blocks, defects_by_part, lone_pairs, noise, persistence, switches
 from bench.rails.diagnosis.cells import CellIndex, Cells, transients
 from bench.rails.diagnosis.defects import EVIDENCE_LIMIT, Symptom
-from bench.rails.diagnosis.expected import Expected, judged_rates
+from bench.rails.diagnosis.expected import Expected, judged_rates, showing
 from bench.rails.diagnosis.matrix import PairMatrix, PairSample
 from bench.rails.plan.fabric_map import FabricMap
 from bench.rundir.named_parts import NamedPart
@@ -173,19 +173,6 @@ def _low_cells(cell_median: np.ndarray, measured: np.ndarray, between: np.ndarra
     return low_link[:, :, None] | low_link[:, None, :]
 
 
-def _showing(measured: np.ndarray, values: np.ndarray, routed: Expected | None) -> np.ndarray:
-    """``[rail, a, b]``: the measured cells that can show their links' own level: where the taper binds, those
-    with a sample that ran where the fabric could carry its links' full rate. A link at 85% in a round whose
-    uplinks give every flow 50% runs at 50%, as its healthy peers do: the round's share holds it, not its own
-    link, so such a cell says nothing of its ends' level (a link is low when its level is low among the cells
-    that could show it)."""
-    if routed is None:
-        return measured
-    share, _ = routed.fractions(values.shape[0], 0)
-    best = np.where(np.isnan(values), 0.0, share).max(axis=0)
-    return measured & (best >= 1.0)
-
-
 def _judge(
     matrix: PairMatrix,
     rates: np.ndarray | None,
@@ -229,7 +216,7 @@ def _judge(
         return hits & (xs < level + effect) & (noisy is None)
 
     mark = math.log(thresholds.pass_fraction)
-    low_cell = _low_cells(cell_median, _showing(measured, values, routed), between, mark)
+    low_cell = _low_cells(cell_median, showing(measured, values, routed), between, mark)
 
     def under_line(xs: np.ndarray) -> np.ndarray:
         z = np.where(upper, (mark - xs) / sigma, np.nan)
@@ -368,12 +355,16 @@ def _rail_faults(cells: Cells, rates: np.ndarray | None, one_pair: np.ndarray) -
 
 
 def _link_candidates(cells: Cells, rail_fault: np.ndarray) -> np.ndarray:
-    """``[rail, node]``: link (a, k) where every measured partner of a on rail k is suspect, confirmed, and no
-    rail fault explains it already; only the fewest that explain the rail's reproducing suspects are kept."""
+    """``[rail, node]``: link (a, k) where every partner of a on rail k that could show its level is suspect,
+    confirmed, and no rail fault explains it already; only the fewest that explain the rail's reproducing suspects
+    are kept. Where the taper binds, a pair held at its round's share runs as its healthy peers do whatever its
+    ends' links carry (``expected.showing``): a slow node's link is not slow with those partners, and two slow
+    nodes, each slow with the other, would otherwise be left to tie as intermittent links."""
     measured, suspect = cells.measured, cells.suspect
+    shown = showing(measured, cells.matrix.busbw, cells.load)
     others = ~np.eye(measured.shape[1], dtype=bool)
     all_nodes = np.arange(measured.shape[1])
-    link_candidate = (suspect | ~measured).all(axis=2) & measured.any(axis=2) & ~rail_fault[:, None]
+    link_candidate = (suspect | ~shown).all(axis=2) & shown.any(axis=2) & ~rail_fault[:, None]
     for kpos, apos in zip(*np.nonzero(link_candidate), strict=True):
         b = all_nodes[others[apos]]
         link_candidate[kpos, apos] = cells.confirmed(np.full(len(b), kpos), np.full(len(b), apos), b)

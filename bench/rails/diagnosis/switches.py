@@ -32,6 +32,7 @@ import numpy as np
 
 from bench.rails.diagnosis import noise
 from bench.rails.diagnosis.cells import CellIndex, Cells
+from bench.rails.diagnosis.expected import showing
 from bench.rails.diagnosis.matrix import PairMatrix
 from bench.rails.diagnosis.persistence import Rounds
 from bench.rails.plan.fabric_map import FabricMap
@@ -92,10 +93,11 @@ def rail_leaf(fabric: FabricMap, cells: Cells, kpos: int) -> int | None:
 
 
 def leaf_faults(cells: Cells, fabric: FabricMap, rail_fault: np.ndarray) -> list[SwitchFault]:
-    """Leaves of two or more nodes each member of which is a suspect with most of its partners (within the unit
-    and across), and at least half of those suspects reproduced; a leaf that holds the whole rail is the rail's
-    business."""
+    """Leaves of two or more nodes each member of which is a suspect with most of its partners that could show its
+    rate (within the unit and across), and at least half of those suspects reproduced; a leaf that holds the whole
+    rail is the rail's business."""
     leaf = _by_position(fabric, cells)
+    shown = showing(cells.measured, cells.matrix.busbw, cells.load)
     out = []
     for kpos in np.flatnonzero(~rail_fault):
         row = leaf[kpos]
@@ -107,8 +109,10 @@ def leaf_faults(cells: Cells, fabric: FabricMap, rail_fault: np.ndarray) -> list
             # By level, not by every sample: each member's link is slow with most of its partners (its upper
             # median among them is slow), as a leaf at 85% leaves it, though noise lifts a few cells over the
             # line. One or two bad cables on the leaf leave the other members slow with one or two partners.
-            # Within the unit too: a spine or an uplink slows only the cells between units.
-            measured = cells.measured[kpos, members]
+            # Within the unit too: a spine or an uplink slows only the cells between units. Among the partners
+            # that could show the leaf's rate (``expected.showing``): where the taper binds, a pair its round
+            # holds at the uplinks' share runs as its healthy peers do.
+            measured = shown[kpos, members]
             suspect = cells.suspect[kpos, members] & measured
             inside = measured & (row == index)[None, :]
             if not (_most(suspect, measured) & _most(suspect & inside, inside)).all():
