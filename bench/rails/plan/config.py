@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -64,6 +64,9 @@ class RailsConfig:
     topology: Path | None = None
     """The fabric's cabling (ibnetdiscover output or a cabling TOML): localisation then names cables, leaves,
     uplinks and spines (``bench.rails.diagnosis.switches``). A path every rank can read, as a profile path is."""
+    full_matrix: bool = False
+    """Pair every two nodes even where the cabling gives units (``--full-matrix``); else the unit schedule
+    (:func:`matrix_units`, ``bench.rails.plan.schedule.unit_rounds``)."""
     plan: bool = False
     """Print the plan (``bench.rails.plan.acceptance``) for the cluster's shape and its projected wall time; run
     nothing."""
@@ -230,3 +233,24 @@ def with_topology(settings: RailsSettings, refuse: Callable[[Callable[[], str]],
 
     refuse(on_rank0)
     return dataclasses.replace(settings, topology=read[0]) if read else settings  # read on rank 0 only
+
+
+def matrix_units(settings: RailsSettings, nodes: Sequence[str]) -> tuple[int, ...] | None:
+    """Each of the run's ``nodes``' unit, as the pair schedule reads it (``bench.rails.plan.schedule.schedule``):
+    None where the full matrix runs (``--full-matrix``, no ``--topology``, or a fabric without rails). Where
+    ``settings.topology`` is read (the parent, rank 0); the other ranks get rank 0's answer
+    (``bench.rails.measurement.steps.pair_runner``). A node the cabling does not hold is -1 (full matrix)."""
+    topology = settings.topology
+    if settings.config.full_matrix or topology is None or not topology.fabric.rail_optimised:
+        return None
+    return tuple(topology.fabric.unit_of.get(node, -1) for node in nodes)
+
+
+def planned_units(settings: RailsSettings, nodes: int) -> tuple[int, ...] | None:
+    """:func:`matrix_units` for a plan of ``nodes`` nodes whose names are not known yet: the cabling's hosts,
+    unit after unit, the first ``nodes`` of them; None where the cabling holds fewer (the rest are unplaced)."""
+    topology = settings.topology
+    if settings.config.full_matrix or topology is None or not topology.fabric.rail_optimised:
+        return None
+    hosts = [host for unit in topology.fabric.units for host in unit]
+    return matrix_units(settings, hosts[:nodes]) if len(hosts) >= nodes else None
