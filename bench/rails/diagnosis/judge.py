@@ -22,7 +22,7 @@ from bench.rails.diagnosis.localise import Diagnosis, PairMatrix, Thresholds, di
 from bench.rails.diagnosis.matrix import PairColumns, PairTime, flatten, pair_matrix
 from bench.rails.diagnosis.rails_outcome import short_device
 from bench.rails.plan import fabric_map
-from bench.rails.plan.config import RailsSettings
+from bench.rails.plan.config import RailsSettings, matrix_units
 from bench.rails.plan.fabric_map import FabricMap
 from bench.rails.plan.layout import RailLayout
 from bench.rails.plan.schedule import Cell
@@ -108,7 +108,9 @@ def _placed(settings: RailsSettings, layout: RailLayout, devices: list[rails_out
 
 
 def _matrix_load(settings: RailsSettings, fabric: FabricMap, nodes: int, repeats: int) -> Expected:
-    return round_load.matrix_expected(fabric, nodes, max(repeats, settings.test.repeats), settings.config.seed)
+    """Each sample's round and fraction, from the schedule the ranks ran (the unit schedule where it applied)."""
+    units = matrix_units(settings, fabric.nodes)
+    return round_load.matrix_expected(fabric, nodes, max(repeats, settings.test.repeats), settings.config.seed, units)
 
 
 def _judging(
