@@ -1,0 +1,126 @@
+"""The unit schedule (``bench.rails.plan.schedule.unit_rounds``): every pair inside a unit once, no node twice in a
+round, every unit meeting every other, each node meeting the partners promised in other units; today's circle
+matrix bit for bit where it does not apply; and a judge that never names a pair the schedule left out."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from bench.rails.diagnosis import noise
+from bench.rails.plan.schedule import NAMED_AT, cross_count, round_count, schedule, unit_rounds
+
+
+def _check(units: np.ndarray, rounds: list[np.ndarray], rails: int) -> None:
+    """Every property the schedule promises, on one schedule."""
+    n = len(units)
+    met = np.zeros((n, n), dtype=np.int64)
+    for pairs in rounds:
+        a, b = pairs[:, 0], pairs[:, 1]
+        assert (a < b).all()
+        assert len(np.unique(pairs)) == pairs.size  # no node twice in a round
+        met[a, b] += 1
+    assert len(rounds) < round_count(n)  # it saves rounds, or it is not used
+    same = units[:, None] == units[None, :]
+    upper = np.triu(np.ones((n, n), dtype=bool), k=1)
+    assert (met[same & upper] == 1).all()  # every pair inside a unit exactly once
+    assert met.max() == 1  # no pair twice, between units either
+    met = (met + met.T) > 0
+    ids, inverse = np.unique(units, return_inverse=True)
+    sizes = np.bincount(inverse)
+    # Partners of each node in each unit: every node meets every other unit.
+    per_unit = np.stack([met[:, inverse == u].sum(axis=1) for u in range(len(ids))], axis=1)
+    other = inverse[:, None] != np.arange(len(ids))[None, :]
+    assert (per_unit[other] >= 1).all()
+    if len(set(sizes.tolist())) == 1:  # units of one size: min(count, size) distinct partners in each
+        meetings = math.ceil(cross_count(len(ids), rails) / (len(ids) - 1))
+        assert (per_unit[other] == min(meetings, int(sizes[0]))).all()
+    # Every unit's leaves carry the rounds between units a switch verdict needs, or as many as its nodes can
+    # have distinct partners in (a unit of s nodes meets a unit of s nodes in s rounds at most).
+    for u in range(len(ids)):
+        carried = sum(1 for r in rounds if (inverse[r[inverse[r[:, 0]] != inverse[r[:, 1]]]] == u).any())
+        assert carried >= min(cross_count(len(ids), rails), (len(ids) - 1) * int(sizes[u]))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    sizes=st.lists(st.integers(1, 40), min_size=2, max_size=6),
+    rails=st.integers(1, 8),
+    shuffle=st.integers(0, 2**16),
+)
+@example(sizes=[32, 32, 5], rails=8, shuffle=1)  # a small last unit
+@example(sizes=[40, 23], rails=8, shuffle=2)  # the larger unit tiled by the smaller
+def test_the_unit_schedule_keeps_its_promises(sizes: list[int], rails: int, shuffle: int) -> None:
+    units = np.repeat(np.arange(len(sizes)), sizes)
+    np.random.default_rng(shuffle).shuffle(units)  # units need not be contiguous in the run's node order
+    rounds = unit_rounds(units.tolist(), rails)
+    if rounds is None:  # no saving: the full matrix runs (checked below)
+        assert schedule(len(units), 1, 0, units.tolist(), rails) == schedule(len(units))
+        return
+    _check(units, rounds, rails)
+
+
+@pytest.mark.parametrize(("nodes", "unit", "rounds"), [(64, 32, 53), (256, 32, 59), (1024, 32, 62)])
+def test_rail_optimised_units_of_32(nodes: int, unit: int, rounds: int) -> None:
+    units = np.arange(nodes) // unit
+    found = unit_rounds(units.tolist(), 8)
+    assert found is not None and len(found) == rounds
+    if nodes <= 256:
+        _check(units, found, 8)
+
+
+def test_repeats_relabel_inside_units_and_keep_every_property() -> None:
+    units = (np.arange(96) // 32).tolist()
+    three = schedule(96, 3, 5, units, 8)
+    assert three == schedule(96, 3, 5, units, 8)  # every rank computes the same rounds
+    assert three != schedule(96, 3, 6, units, 8)
+    for repeat in range(3):
+        mine = [r for r in three if r.repeat == repeat]
+        assert [r.index for r in mine] == list(range(len(mine)))
+        assert all(r.bye is None for r in mine)  # a node sits out by being in no pair
+        _check(np.array(units), [np.array(r.pairs) for r in mine], 8)
+    firsts = [{p for r in three if r.repeat == k for p in r.pairs} for k in range(3)]
+    assert firsts[0] != firsts[1]  # a repeat meets other partners between units
+
+
+@pytest.mark.parametrize(
+    "units",
+    [None, [0] * 12, [0] * 6 + [1] * 5 + [-1], list(range(12)), [0] * 6 + [1] * 6],
+    ids=["no cabling", "one unit", "a node outside the cabling", "a unit per node", "no round saved"],
+)
+def test_without_a_saving_the_schedule_is_todays_bit_for_bit(units: list[int] | None) -> None:
+    assert schedule(12, 3, 7, units, 8) == schedule(12, 3, 7)
+
+
+def test_the_cross_count_is_the_persistence_tests_and_grows_with_the_parts_tried() -> None:
+    assert NAMED_AT == noise.NAME_FALSE_ALARMS
+    assert [cross_count(u, 8) for u in (2, 8, 32)] == [22, 23, 25]
+    for units in (2, 8, 32):
+        r = cross_count(units, 8)
+        tries = 8 * (units + 1)
+        # Every one of r rounds slow at a hot-spot share of a half is nameable; one round fewer is not.
+        assert 0.5**r * tries <= noise.NAME_FALSE_ALARMS < 0.5 ** (r - 1) * tries
+
+
+@pytest.mark.slow
+def test_the_judge_names_only_what_is_broken_and_never_a_pair_left_out() -> None:
+    """Four units of 16 on 2 rails of the fabric model: the unit schedule leaves most pairs between units out.
+    A clean run names nothing and has no cell below its target; a bad cable and a bad uplink (seen only in
+    the rounds between units) are each named exactly."""
+    from ci.diagnosis_sim import _schedule, run_one
+    from tests.support.models.fabric_model import Shape
+
+    shape = Shape(64, 2, 16)
+    rounds = _schedule(shape, False)
+    assert len(rounds) < round_count(64)
+    ran = {p for r in rounds for p in r.pairs}
+    assert len(ran) < 64 * 63 // 2
+    clean = run_one("64x2", shape, "clean", 3)
+    assert clean.named == set() and clean.below_target == 0 and clean.exact
+    for kind in ("cable", "uplink"):
+        found = run_one("64x2", shape, kind, 11)
+        assert found.exact, (kind, found.expected, found.named)
