@@ -113,6 +113,20 @@ def matrix_shape(nodes: int, ranks: int, settings: RailsSettings) -> tuple[int, 
     return len(by_unit), sum(len(r) for r in by_unit) / len(by_unit)
 
 
+def schedule_line(nodes: int, ranks: int, settings: RailsSettings) -> str | None:
+    """The plan's line on the unit schedule where the run will use it (None: the full matrix, said nowhere)."""
+    units = planned_units(settings, nodes) if settings.config.pairs else None
+    by_unit = unit_rounds(units, ranks) if units is not None else None
+    if by_unit is None:
+        return None
+    inside = sum(1 for r in by_unit if all(units[a] == units[b] for a, b in r.tolist()))
+    full = round_count(nodes)
+    return (
+        f"pairs: the unit schedule from the cabling, {inside} rounds inside the units and {len(by_unit) - inside} "
+        f"between them, not the full matrix's {full} (--full-matrix pairs every two nodes)"
+    )
+
+
 def confirmation_rounds(rounds: int, pairs: float, ranks: int, passes: int, share: float) -> tuple[int, int]:
     """(rounds, cells) the confirmation passes re-run when a share ``share`` of samples is suspect: each pass
     re-runs every round that holds a suspect cell (a cell: a pair on a rail, suspect when either direction
