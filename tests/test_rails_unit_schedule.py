@@ -46,6 +46,7 @@ def _check(units: np.ndarray, rounds: list[np.ndarray], rails: int) -> None:
         assert carried >= min(cross_count(len(ids), rails), (len(ids) - 1) * int(sizes[u]))
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None)
 @given(
     sizes=st.lists(st.integers(1, 40), min_size=2, max_size=6),
@@ -124,3 +125,36 @@ def test_the_judge_names_only_what_is_broken_and_never_a_pair_left_out() -> None
     for kind in ("cable", "uplink"):
         found = run_one("64x2", shape, kind, 11)
         assert found.exact, (kind, found.expected, found.named)
+
+
+def test_the_plan_prices_the_schedule_the_run_uses() -> None:
+    """256 nodes in units of 32: the unit schedule's 59 rounds and 7,552 pairs a rail, said on the plan; with
+    --full-matrix, or without the cabling, the full matrix's 255 rounds, as before."""
+    import dataclasses
+
+    from bench.profile.cluster import load_profile
+    from bench.rails.plan import acceptance
+    from bench.rails.plan.config import RailsConfig, resolve
+    from bench.rails.plan.fabric_map import Topology
+    from tests.support.models.fabric_model import Shape
+
+    cabling = Shape(256, 8, 32).cabling()
+    profile = load_profile("lambda-1cc")
+    plans = {}
+    for full in (False, True):
+        settings = resolve(RailsConfig(profile="lambda-1cc", full_matrix=full), profile)
+        with_cabling = dataclasses.replace(settings, topology=Topology(cabling, cabling.rails))
+        assert settings.plan_model is not None
+        for name, s in (("cabling", with_cabling), ("none", settings)):
+            plans[(full, name)] = acceptance.build(256, 8, s, settings.plan_model, intra=False)
+    matrix = {key: next(p for p in plan.phases if p.name == "pair matrix") for key, plan in plans.items()}
+    assert (matrix[(False, "cabling")].rounds, matrix[(False, "cabling")].cells) == (59, 2 * 7552 * 8)
+    for key in ((True, "cabling"), (False, "none"), (True, "none")):
+        assert (matrix[key].rounds, matrix[key].cells) == (255, 2 * 255 * 128 * 8)
+        assert not any("unit schedule" in line for line in plans[key].lines())
+    said = [line for line in plans[(False, "cabling")].lines() if "unit schedule" in line]
+    assert said == [
+        "# pairs: the unit schedule from the cabling, 31 rounds inside the units and 28 between them, not the full "
+        "matrix's 255 (--full-matrix pairs every two nodes)"
+    ]
+    assert plans[(False, "cabling")].total.high < plans[(False, "none")].total.high
