@@ -117,9 +117,10 @@ def schedule_line(nodes: int, ranks: int, settings: RailsSettings) -> str | None
     """The plan's line on the unit schedule where the run will use it (None: the full matrix, said nowhere)."""
     units = planned_units(settings, nodes) if settings.config.pairs else None
     by_unit = unit_rounds(units, ranks) if units is not None else None
-    if by_unit is None:
+    if units is None or by_unit is None:
         return None
-    inside = sum(1 for r in by_unit if all(units[a] == units[b] for a, b in r.tolist()))
+    unit_of = units
+    inside = sum(1 for r in by_unit if all(unit_of[a] == unit_of[b] for a, b in r.tolist()))
     full = round_count(nodes)
     return (
         f"pairs: the unit schedule from the cabling, {inside} rounds inside the units and {len(by_unit) - inside} "
