@@ -4,18 +4,16 @@ matrix bit for bit where it does not apply; and a judge that never names a pair 
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from bench.rails.diagnosis import noise
-from bench.rails.plan.schedule import NAMED_AT, cross_count, round_count, schedule, unit_rounds
+from bench.rails.plan.schedule import NAMED_AT, Units, cross_count, round_count, schedule, unit_rounds
 
 
-def _check(units: np.ndarray, rounds: list[np.ndarray], rails: int) -> None:
+def _check(units: np.ndarray, rounds: list[np.ndarray], rails: int, crossing: int | None = None) -> None:
     """Every property the schedule promises, on one schedule."""
     n = len(units)
     met = np.zeros((n, n), dtype=np.int64)
@@ -32,18 +30,23 @@ def _check(units: np.ndarray, rounds: list[np.ndarray], rails: int) -> None:
     met = (met + met.T) > 0
     ids, inverse = np.unique(units, return_inverse=True)
     sizes = np.bincount(inverse)
-    # Partners of each node in each unit: every node meets every other unit.
-    per_unit = np.stack([met[:, inverse == u].sum(axis=1) for u in range(len(ids))], axis=1)
-    other = inverse[:, None] != np.arange(len(ids))[None, :]
-    assert (per_unit[other] >= 1).all()
-    if len(set(sizes.tolist())) == 1:  # units of one size: min(count, size) distinct partners in each
-        meetings = math.ceil(cross_count(len(ids), rails) / (len(ids) - 1))
-        assert (per_unit[other] == min(meetings, int(sizes[0]))).all()
-    # Every unit's leaves carry the rounds between units a switch verdict needs, or as many as its nodes can
-    # have distinct partners in (a unit of s nodes meets a unit of s nodes in s rounds at most).
+    per_unit = np.stack([met[:, inverse == u].sum(axis=1) for u in range(len(ids))], axis=1)  # [node, unit]
+    for u in range(len(ids)):  # every unit meets every other unit
+        assert (per_unit[inverse == u].sum(axis=0)[np.arange(len(ids)) != u] >= 1).all()
+    window = crossing or n
     for u in range(len(ids)):
-        carried = sum(1 for r in rounds if (inverse[r[inverse[r[:, 0]] != inverse[r[:, 1]]]] == u).any())
-        assert carried >= min(cross_count(len(ids), rails), (len(ids) - 1) * int(sizes[u]))
+        # Every unit's leaves carry the rounds between units a switch verdict needs, or as many as its nodes can
+        # have distinct partners in (a unit of s nodes meets a unit of s nodes in s rounds at most) ...
+        mine = [r for r in rounds if (inverse[r[inverse[r[:, 0]] != inverse[r[:, 1]]]] == u).any()]
+        assert len(mine) >= min(cross_count(len(ids), rails), (len(ids) - 1) * int(sizes[u]))
+        # ... no round crosses more of a unit than the window ...
+        for r in mine:
+            crossed = r[inverse[r[:, 0]] != inverse[r[:, 1]]].ravel()
+            assert (inverse[crossed] == u).sum() <= window
+        # ... and with units of one size, the window moving each round, each node crosses in its turn.
+        if len(set(sizes.tolist())) == 1:
+            partners = per_unit[inverse == u].sum(axis=1) - (int(sizes[u]) - 1)
+            assert (partners >= len(mine) * min(window, int(sizes[u])) // (2 * int(sizes[u]))).all()
 
 
 @pytest.mark.slow
@@ -52,30 +55,32 @@ def _check(units: np.ndarray, rounds: list[np.ndarray], rails: int) -> None:
     sizes=st.lists(st.integers(1, 40), min_size=2, max_size=6),
     rails=st.integers(1, 8),
     shuffle=st.integers(0, 2**16),
+    crossing=st.one_of(st.none(), st.integers(1, 40)),
 )
-@example(sizes=[32, 32, 5], rails=8, shuffle=1)  # a small last unit
-@example(sizes=[40, 23], rails=8, shuffle=2)  # the larger unit tiled by the smaller
-def test_the_unit_schedule_keeps_its_promises(sizes: list[int], rails: int, shuffle: int) -> None:
+@example(sizes=[32, 32, 5], rails=8, shuffle=1, crossing=16)  # a small last unit
+@example(sizes=[40, 23], rails=8, shuffle=2, crossing=None)  # the larger unit tiled by the smaller
+def test_the_unit_schedule_keeps_its_promises(sizes: list[int], rails: int, shuffle: int, crossing: int | None) -> None:
     units = np.repeat(np.arange(len(sizes)), sizes)
     np.random.default_rng(shuffle).shuffle(units)  # units need not be contiguous in the run's node order
-    rounds = unit_rounds(units.tolist(), rails)
+    given_units = Units(tuple(units.tolist()), crossing)
+    rounds = unit_rounds(given_units, rails)
     if rounds is None:  # no saving: the full matrix runs (checked below)
-        assert schedule(len(units), 1, 0, units.tolist(), rails) == schedule(len(units))
+        assert schedule(len(units), 1, 0, given_units, rails) == schedule(len(units))
         return
-    _check(units, rounds, rails)
+    _check(units, rounds, rails, crossing)
 
 
-@pytest.mark.parametrize(("nodes", "unit", "rounds"), [(64, 32, 53), (256, 32, 59), (1024, 32, 62)])
-def test_rail_optimised_units_of_32(nodes: int, unit: int, rounds: int) -> None:
-    units = np.arange(nodes) // unit
-    found = unit_rounds(units.tolist(), 8)
+@pytest.mark.parametrize(("nodes", "crossing", "rounds"), [(64, 16, 53), (256, None, 59), (1024, 16, 62)])
+def test_rail_optimised_units_of_32(nodes: int, crossing: int | None, rounds: int) -> None:
+    units = np.arange(nodes) // 32
+    found = unit_rounds(Units(tuple(units.tolist()), crossing), 8)
     assert found is not None and len(found) == rounds
     if nodes <= 256:
-        _check(units, found, 8)
+        _check(units, found, 8, crossing)
 
 
 def test_repeats_relabel_inside_units_and_keep_every_property() -> None:
-    units = (np.arange(96) // 32).tolist()
+    units = Units(tuple((np.arange(96) // 32).tolist()), 16)
     three = schedule(96, 3, 5, units, 8)
     assert three == schedule(96, 3, 5, units, 8)  # every rank computes the same rounds
     assert three != schedule(96, 3, 6, units, 8)
@@ -83,7 +88,7 @@ def test_repeats_relabel_inside_units_and_keep_every_property() -> None:
         mine = [r for r in three if r.repeat == repeat]
         assert [r.index for r in mine] == list(range(len(mine)))
         assert all(r.bye is None for r in mine)  # a node sits out by being in no pair
-        _check(np.array(units), [np.array(r.pairs) for r in mine], 8)
+        _check(np.array(units.of), [np.array(r.pairs) for r in mine], 8, 16)
     firsts = [{p for r in three if r.repeat == k for p in r.pairs} for k in range(3)]
     assert firsts[0] != firsts[1]  # a repeat meets other partners between units
 
@@ -94,7 +99,7 @@ def test_repeats_relabel_inside_units_and_keep_every_property() -> None:
     ids=["no cabling", "one unit", "a node outside the cabling", "a unit per node", "no round saved"],
 )
 def test_without_a_saving_the_schedule_is_todays_bit_for_bit(units: list[int] | None) -> None:
-    assert schedule(12, 3, 7, units, 8) == schedule(12, 3, 7)
+    assert schedule(12, 3, 7, None if units is None else Units(tuple(units)), 8) == schedule(12, 3, 7)
 
 
 def test_the_cross_count_is_the_persistence_tests_and_grows_with_the_parts_tried() -> None:

@@ -17,7 +17,7 @@ from bench.rails.diagnosis.matrix import PairTime, flatten
 from bench.rails.measurement.exchanges import PairOpen, pair_buffers, pair_round
 from bench.rails.plan.budget import cell_budget, expected_rate, upper_median
 from bench.rails.plan.layout import RailLayout
-from bench.rails.plan.schedule import Cell, Round, confirmation_rounds, schedule
+from bench.rails.plan.schedule import Cell, Round, Units, confirmation_rounds, schedule
 from bench.runtime.coord import Coord, GroupCoord
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ class PairRunner:
         keep: Callable[[list[PairTime]], None] | None = None,
         measured: PairOpen | None = None,
         coord: Coord | None = None,
-        units: Sequence[int] | None = None,
+        units: Units | None = None,
     ) -> None:
         self.settings, self.layout, self.rank, self.group = settings, layout, rank, group
         """``group``: this rank's rail group; None when its link is dead (it measures nothing)."""

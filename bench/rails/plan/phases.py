@@ -119,7 +119,7 @@ def schedule_line(nodes: int, ranks: int, settings: RailsSettings) -> str | None
     by_unit = unit_rounds(units, ranks) if units is not None else None
     if units is None or by_unit is None:
         return None
-    unit_of = units
+    unit_of = units.of
     inside = sum(1 for r in by_unit if all(unit_of[a] == unit_of[b] for a, b in r.tolist()))
     full = round_count(nodes)
     return (

@@ -146,9 +146,20 @@ def confirmation_rounds(rounds: tuple[Round, ...], suspects: Iterable[Cell], pas
     return tuple(out)
 
 
-def schedule(
-    n: int, repeats: int = 1, seed: int = 0, units: Sequence[int] | None = None, rails: int = 1
-) -> tuple[Round, ...]:
+@dataclass(frozen=True)
+class Units:
+    """What the unit schedule reads from the cabling (``bench.rails.plan.config.matrix_units``)."""
+
+    of: tuple[int, ...]
+    """Each node's unit, in the run's node order; -1 where the cabling does not hold the node."""
+    crossing: int | None = None
+    """The most nodes of one unit that may cross to another unit in one round: what the thinnest leaf's uplinks
+    carry at full rate, in node links (``bench.rails.plan.capacity.leaf_capacity``); None: every node. A round
+    that crosses more than its uplinks carry gives each flow its fair share of them, and a flow a bad uplink or
+    cable slows to no less than that share runs as fast as a healthy one: the fault is hidden in that round."""
+
+
+def schedule(n: int, repeats: int = 1, seed: int = 0, units: Units | None = None, rails: int = 1) -> tuple[Round, ...]:
     """All rounds for ``n`` nodes: the canonical order, then ``repeats - 1`` reshuffled copies.
 
     ``units``: each node's unit (``bench.rails.plan.config.matrix_units``), on ``rails`` rails: the unit schedule
@@ -157,9 +168,9 @@ def schedule(
     """
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise UserError(f"repeats {repeats!r} must be a whole number >= 1: pass --repeats 1 or more")
-    by_unit = unit_rounds(units, rails) if units is not None and len(units) == n else None
-    if by_unit is not None:
-        return _unit_schedule(by_unit, units or (), repeats, seed)
+    by_unit = unit_rounds(units, rails) if units is not None and len(units.of) == n else None
+    if by_unit is not None and units is not None:
+        return _unit_schedule(by_unit, units.of, repeats, seed)
     pairs, byes = circle_rounds(n)
     rng = np.random.default_rng(seed)
     out: list[Round] = []
@@ -211,7 +222,7 @@ def cross_count(units: int, rails: int) -> int:
     return math.ceil(math.log(tries / NAMED_AT) / math.log(1 / HOT_SHARE) - 1e-9)
 
 
-def unit_rounds(units: Sequence[int], rails: int) -> list[np.ndarray] | None:
+def unit_rounds(units: Units, rails: int) -> list[np.ndarray] | None:
     """The unit schedule's rounds, each an array of ``(low, high)`` node pairs; None where it does not apply: a
     node without a unit, fewer than two units, or no fewer rounds than the full matrix.
 
@@ -219,11 +230,12 @@ def unit_rounds(units: Sequence[int], rails: int) -> list[np.ndarray] | None:
     unit sits out the rounds its unit does not need). Then rounds between units: the circle method over the
     units, each unit pair matched node to node with an offset that moves every round it meets again (the nodes
     of the larger unit tiled first, so that each of them meets the smaller one), repeated until every leaf has
-    carried :func:`cross_count` rounds. Each node meets that many distinct nodes of other units, in every other
-    unit at least one, and with units of one size ``min(count, size)`` in each (tests/test_rails_unit_schedule.py).
-    Under destination routing (D-mod-k) a round between two units of one size sends to every destination of
-    both, so it crosses every uplink of both leaves both ways."""
-    unit = np.asarray(units, dtype=np.int64)
+    carried :func:`cross_count` rounds. In a round between units at most ``units.crossing`` nodes of a unit cross
+    (a window that moves on every meeting, the others sit out), so that no round fills the uplinks and hides a
+    slow flow in its fair share. No node meets a partner twice (tests/test_rails_unit_schedule.py). Under
+    destination routing (D-mod-k) a window of a leaf's consecutive ports sends to as many destination classes as
+    its uplinks have, so every uplink is crossed both ways."""
+    unit = np.asarray(units.of, dtype=np.int64)
     n = len(unit)
     if n < 2 or bool((unit < 0).any()):
         return None
@@ -236,7 +248,9 @@ def unit_rounds(units: Sequence[int], rails: int) -> list[np.ndarray] | None:
     members[inverse[order], np.arange(n) - np.repeat(np.cumsum(sizes) - sizes, sizes)] = order
     meetings = math.ceil(cross_count(len(ids), rails) / (len(ids) - 1))
     tiles = math.ceil(int(sizes.max()) / int(sizes.min()))
-    out = _inside_units(members, sizes) + _between_units(members, sizes, min(int(sizes.max()), max(meetings, tiles)))
+    crossing = max(1, units.crossing) if units.crossing is not None else int(sizes.max())
+    between = _between_units(members, sizes, min(int(sizes.max()), max(meetings, tiles)), crossing)
+    out = _inside_units(members, sizes) + between
     return out if len(out) < round_count(n) else None
 
 
@@ -253,20 +267,22 @@ def _inside_units(members: np.ndarray, sizes: np.ndarray) -> list[np.ndarray]:
     return [np.concatenate([x[r] for x in by_size if r < len(x)]) for r in range(rounds)]
 
 
-def _between_units(members: np.ndarray, sizes: np.ndarray, meetings: int) -> list[np.ndarray]:
+def _between_units(members: np.ndarray, sizes: np.ndarray, meetings: int, crossing: int) -> list[np.ndarray]:
     """``meetings`` passes of the circle method over the units; in pass t a unit pair (larger A, smaller B)
-    matches B's i-th node with A's ``(i + offset_t) mod |A|``-th."""
+    matches B's i-th node with A's ``(i + offset_t) mod |A|``-th, for the ``crossing`` nodes of B from
+    ``g * crossing mod |B|`` on in the g-th round between units (all of B where it is no larger): the window
+    moves every round, so every node crosses in its turn."""
     unit_pairs, _ = circle_rounds(len(sizes))
     i = np.arange(members.shape[1])[None, :]
     out = []
     for t in range(meetings):
-        for ua, ub in zip(unit_pairs[..., 0], unit_pairs[..., 1], strict=True):
+        for g, (ua, ub) in enumerate(zip(unit_pairs[..., 0], unit_pairs[..., 1], strict=True), t * len(unit_pairs)):
             big = np.where(sizes[ua] >= sizes[ub], ua, ub)
             small = np.where(sizes[ua] >= sizes[ub], ub, ua)
             sa, sb = sizes[big][:, None], sizes[small][:, None]
             a = members[big[:, None], (i + _offset(t, sa, sb)) % sa]
             b = members[small[:, None], i]
-            valid = (i < sb) & (t < sa)
+            valid = (i < sb) & (t < sa) & ((i - g * crossing) % sb < crossing)
             out.append(np.stack([np.minimum(a, b)[valid], np.maximum(a, b)[valid]], axis=-1))
     return out
 
