@@ -110,7 +110,8 @@ class Round:
     pairs: tuple[tuple[int, int], ...]
     """Node indices ``(low, high)``; no node appears twice."""
     bye: int | None
-    """The node that sits this round out (odd node counts), else None."""
+    """The node that sits this round out (the circle method on an odd node count), else None. In the unit
+    schedule every node in no pair sits the round out; ``bye`` is None there."""
     confirm: int = 0
     """0 for the matrix; 1.. for the confirmation passes that re-measure this round's suspect pairs."""
     cells: frozenset[tuple[int, int, int]] | None = None
