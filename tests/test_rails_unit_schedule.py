@@ -4,13 +4,23 @@ matrix bit for bit where it does not apply; and a judge that never names a pair 
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from bench.rails.diagnosis import noise
+from bench.profile.cluster import load_profile
+from bench.rails.diagnosis import judge, noise
+from bench.rails.diagnosis.liveness import dead_defects, decide
+from bench.rails.plan import acceptance
+from bench.rails.plan.config import RailsConfig, resolve
+from bench.rails.plan.fabric_map import Topology
+from bench.rails.plan.layout import RailLayout
 from bench.rails.plan.schedule import NAMED_AT, Units, cross_count, round_count, schedule, unit_rounds
+from tests.support.models.fabric_model import Shape
+from tests.test_rails_liveness import reports
 
 
 def _check(units: np.ndarray, rounds: list[np.ndarray], rails: int, crossing: int | None = None) -> None:
@@ -118,7 +128,6 @@ def test_the_judge_names_only_what_is_broken_and_never_a_pair_left_out() -> None
     A clean run names nothing and has no cell below its target; a bad cable and a bad uplink (seen only in
     the rounds between units) are each named exactly."""
     from ci.diagnosis_sim import _schedule, run_one
-    from tests.support.models.fabric_model import Shape
 
     shape = Shape(64, 2, 16)
     rounds = _schedule(shape, False)
@@ -132,16 +141,10 @@ def test_the_judge_names_only_what_is_broken_and_never_a_pair_left_out() -> None
         assert found.exact, (kind, found.expected, found.named)
 
 
+@pytest.mark.slow
 def test_the_plan_prices_the_schedule_the_run_uses() -> None:
     """256 nodes in units of 32: the unit schedule's 59 rounds and 7,552 pairs a rail, said on the plan; with
     --full-matrix, or without the cabling, the full matrix's 255 rounds, as before."""
-    import dataclasses
-
-    from bench.profile.cluster import load_profile
-    from bench.rails.plan import acceptance
-    from bench.rails.plan.config import RailsConfig, resolve
-    from bench.rails.plan.fabric_map import Topology
-    from tests.support.models.fabric_model import Shape
 
     cabling = Shape(256, 8, 32).cabling()
     profile = load_profile("lambda-1cc")
@@ -163,3 +166,29 @@ def test_the_plan_prices_the_schedule_the_run_uses() -> None:
         "matrix's 255 (--full-matrix pairs every two nodes)"
     ]
     assert plans[(False, "cabling")].total.high < plans[(False, "none")].total.high
+
+
+def test_a_dead_link_costs_only_the_pairs_its_schedule_would_have_run() -> None:
+    """A link down before the groups form costs the pairs the unit schedule meets it in, never the pairs between
+    units the schedule leaves out: those were never going to run (``judge._scheduled``)."""
+
+    shape = Shape(64, 2, 16)
+    cabling = shape.cabling()
+    settings = resolve(RailsConfig(profile="lambda-1cc"), load_profile("lambda-1cc"))
+    settings = dataclasses.replace(settings, topology=Topology(cabling, cabling.rails))
+    nodes = tuple(shape.node_name(a) for a in range(64))
+    layout = RailLayout(nodes, tuple((2 * a, 2 * a + 1) for a in range(64)))
+    scheduled = judge._scheduled(settings, layout)
+    assert scheduled is not None
+    met = [p for p in range(64) if p != 5 and scheduled(5, p)]
+    assert set(range(16)) - {5} <= set(met) and len(met) < 63  # its unit in full, some of the others
+    membership = decide(reports(2, 64, down={(5, 0)}), 64, 2)
+    (defect,) = dead_defects(membership, nodes, None, {}, scheduled)
+    assert defect.conviction.pairs == len(met)
+    assert sum(1 for line in defect.conviction.evidence if line.endswith("not attempted")) == len(met)
+    full = judge._scheduled(
+        dataclasses.replace(settings, config=dataclasses.replace(settings.config, full_matrix=True)), layout
+    )
+    assert full is None
+    (everyone,) = dead_defects(membership, nodes, None, {}, full)
+    assert everyone.conviction.pairs == 63
