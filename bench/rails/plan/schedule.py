@@ -229,11 +229,11 @@ def unit_rounds(units: Units, rails: int) -> list[np.ndarray] | None:
 
     First the circle method inside every unit, all units at once (``largest unit - 1`` rounds; a node of a smaller
     unit sits out the rounds its unit does not need). Then rounds between units: the circle method over the
-    units, each unit pair matched node to node with an offset that moves every round it meets again (the nodes
-    of the larger unit tiled first, so that each of them meets the smaller one), repeated until every leaf has
-    carried :func:`cross_count` rounds. In a round between units at most ``units.crossing`` nodes of a unit cross
-    (a window that moves on every meeting, the others sit out), so that no round fills the uplinks and hides a
-    slow flow in its fair share. No node meets a partner twice (tests/test_rails_unit_schedule.py). Under
+    units, each unit pair matched node to node with an offset that moves every time it meets again (offsets that
+    tile the larger of two unequal units first), repeated until every leaf has carried :func:`cross_count`
+    rounds. In a round between units at most ``units.crossing`` nodes of a unit cross (a window that moves every
+    round, the others sit out), so that no round fills the uplinks and hides a slow flow in its fair share. No
+    node meets a partner twice (tests/test_rails_unit_schedule.py). Under
     destination routing (D-mod-k) a window of a leaf's consecutive ports sends to as many destination classes as
     its uplinks have, so every uplink is crossed both ways."""
     unit = np.asarray(units.of, dtype=np.int64)
