@@ -18,7 +18,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.rails.diagnosis.localise import PairMatrix, localise
-from bench.rails.plan.schedule import circle_rounds, schedule
+from bench.rails.plan.schedule import Units, circle_rounds, schedule
 
 
 def _best_of(repeats: int, fn) -> tuple[float, object]:
@@ -57,6 +57,12 @@ def main() -> None:
     print(f"schedule  {nodes} nodes: {len(pairs)} rounds x {pairs.shape[1]} pairs in {seconds:.3f} s (target < 1 s)")
     seconds, rounds = _best_of(1, lambda: schedule(64, repeats=3, seed=1))
     print(f"schedule    64 nodes x 3 repeats as Round records: {len(rounds)} rounds in {seconds:.3f} s")
+    units = Units(tuple(a // 32 for a in range(nodes)))
+    seconds, rounds = _best_of(3, lambda: schedule(nodes, 1, 0, units, rails))
+    print(
+        f"schedule  {nodes} nodes in units of 32 x {rails} rails as Round records (every rank computes it): "
+        f"{len(rounds)} rounds, {sum(len(r.pairs) for r in rounds)} pairs in {seconds:.3f} s (target < 1 s)"
+    )
 
     matrix = _synthetic_matrix(matrix_nodes, rails)
     seconds, defects = _best_of(3, lambda: localise(matrix, 400.0))

@@ -23,6 +23,9 @@ time per scenario, and the simulator's own run time.
     python ci/diagnosis_sim.py --regime realistic --sizes 64x8 --scenarios 1000
     python ci/diagnosis_sim.py --regime adaptive,oversubscribed --sizes 64x8 --scenarios 100   # held out
 
+The ranks' schedule is the one ``accept`` runs with the model's cabling: the unit schedule (each unit in full, then
+rounds between units, ``bench.rails.plan.schedule.unit_rounds``); ``--full-matrix`` runs every pair, as before.
+
 ``--regime`` picks the fabric model's regime (``tests/support/models/fabric_regimes.py``, docs/rails.md): ``kind`` (the
 default, the model as it first was), ``realistic`` (persistent spread, heavy tails, congestion, static routing,
 borderline and several faults), ``noisy`` (the same, harsher), and ``adaptive`` and ``oversubscribed`` (a 2:1 tapered
@@ -64,7 +67,7 @@ from bench.rails.diagnosis.matrix import PairColumns, pair_matrix  # noqa: E402
 from bench.rails.diagnosis.rails_outcome import RailsOutcome  # noqa: E402
 from bench.rails.measurement import intranode  # noqa: E402
 from bench.rails.plan.budget import cell_budget, chunks_per_message  # noqa: E402
-from bench.rails.plan.config import RailsConfig, RailsSettings, resolve  # noqa: E402
+from bench.rails.plan.config import RailsConfig, RailsSettings, matrix_units, resolve  # noqa: E402
 from bench.rails.plan.fabric_map import Topology  # noqa: E402
 from bench.rails.plan.layout import RailLayout  # noqa: E402
 from bench.rails.plan.model import PlanModel  # noqa: E402
@@ -207,18 +210,21 @@ def named(outcome: RailsOutcome) -> set[Named]:
 
 
 @functools.cache
-def settings_for(shape: Shape) -> RailsSettings:
+def settings_for(shape: Shape, full_matrix: bool = False) -> RailsSettings:
     # the model's nodes are 8 x H100 SXM: the profile as the ranks of such a node resolve it (its NVLink figures)
     profile = load_profile("lambda-1cc").for_gpus(["NVIDIA H100 80GB HBM3"] * shape.rails)
-    settings = resolve(RailsConfig(profile="lambda-1cc", intra_node=True), profile)
+    settings = resolve(RailsConfig(profile="lambda-1cc", intra_node=True, full_matrix=full_matrix), profile)
     cabling = shape.cabling()
     return dataclasses.replace(settings, topology=Topology(cabling, cabling.rails))
 
 
 @functools.cache
-def _schedule(nodes: int, repeats: int, seed: int) -> tuple[Round, ...]:
-    """``schedule`` is pure: one copy per shape serves every scenario."""
-    return schedule(nodes, repeats, seed)
+def _schedule(shape: Shape, full_matrix: bool) -> tuple[Round, ...]:
+    """The schedule the ranks would run (``bench.rails.measurement.steps.pair_runner``: the unit schedule from the
+    model's cabling, or ``--full-matrix``'s); ``schedule`` is pure: one copy per shape serves every scenario."""
+    settings = settings_for(shape, full_matrix)
+    units = matrix_units(settings, [shape.node_name(a) for a in range(shape.nodes)])
+    return schedule(shape.nodes, settings.test.repeats, settings.config.seed, units, shape.rails)
 
 
 def _wall_s(cols: PairColumns, settings: RailsSettings, fixed_s: float, step_s: float) -> float:
@@ -235,8 +241,8 @@ def _wall_s(cols: PairColumns, settings: RailsSettings, fixed_s: float, step_s: 
     return fixed_s + float(slowest.sum()) + rounds * 7 * step_s
 
 
-def run_one(size: str, shape: Shape, kind: str, seed: int, regime: Regime = KIND) -> Result:
-    settings = settings_for(shape)
+def run_one(size: str, shape: Shape, kind: str, seed: int, regime: Regime = KIND, full_matrix: bool = False) -> Result:
+    settings = settings_for(shape, full_matrix)
     rng = np.random.default_rng(seed)
     faults = faults_for(kind, shape, rng, regime)
     want, starts = expected(faults, shape)
@@ -255,7 +261,7 @@ def run_one(size: str, shape: Shape, kind: str, seed: int, regime: Regime = KIND
         nodes, tuple(tuple(a * shape.rails + k for k in range(shape.rails)) for a in range(shape.nodes))
     )
     gathered = model.gathered(settings.test.collectives)
-    rounds = _schedule(shape.nodes, settings.test.repeats, settings.config.seed)
+    rounds = _schedule(shape, full_matrix)
     cols = model.measure_rounds(rounds)
     suspect = judge.suspects_in(settings, layout, gathered, cols)
     again = confirmation_rounds(rounds, suspect, settings.test.confirm)
@@ -290,7 +296,7 @@ def run_one(size: str, shape: Shape, kind: str, seed: int, regime: Regime = KIND
     return result
 
 
-def _work(job: tuple[str, Shape, str, int, Regime]) -> Result:
+def _work(job: tuple[str, Shape, str, int, Regime, bool]) -> Result:
     return run_one(*job)
 
 
@@ -372,6 +378,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=2, help="worker processes")
     parser.add_argument("--tiny", action="store_true", help="2 scenarios and 1 clean run on 16 x 2, one process")
+    parser.add_argument(
+        "--full-matrix", action="store_true", help="every node pair (today's matrix), not the unit schedule"
+    )
     args = parser.parse_args()
     if args.tiny:
         args.scenarios, args.clean, args.sizes, args.unit, args.jobs = 2, 1, "16x2", 8, 1
@@ -386,9 +395,11 @@ def main() -> int:
         for size in args.sizes.split(","):
             nodes, rails = (int(x) for x in size.lower().split("x"))
             shape = Shape(nodes, rails, min(args.unit, nodes), regime.oversubscription)
-            jobs = [(size, shape, "clean", args.seed + i, regime) for i in range(clean)]
+            full = args.full_matrix
+            jobs = [(size, shape, "clean", args.seed + i, regime, full) for i in range(clean)]
             jobs += [
-                (size, shape, kinds[i % len(kinds)], args.seed + 1_000_000 + i, regime) for i in range(args.scenarios)
+                (size, shape, kinds[i % len(kinds)], args.seed + 1_000_000 + i, regime, full)
+                for i in range(args.scenarios)
             ]
             began = time.monotonic()
             if args.jobs > 1:
@@ -397,6 +408,8 @@ def main() -> int:
             else:
                 results = [_work(job) for job in jobs]
             report(size, results, time.monotonic() - began, regime)
+            which = "the full matrix" if full or _schedule(shape, False) == _schedule(shape, True) else "unit schedule"
+            print(f"# pair schedule: {which}, {len(_schedule(shape, full))} matrix rounds")
             print(f"# simulator's peak memory: {_peak_gb():.2f} GB per process")
             faulty = [r for r in results if r.kind != "clean"]
             all_exact &= sum(r.exact for r in faulty) >= 0.99 * len(faulty)

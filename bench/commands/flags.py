@@ -75,6 +75,7 @@ class RailsFields(TypedDict):
     rail_rate_gbps: float | None
     cell_budget_s: float | None
     topology: Path | None
+    full_matrix: bool
     plan: bool
     nodes: int | None
     max_minutes: float | None
@@ -381,6 +382,12 @@ def add_rails(group: Group, *, intra_node: bool | None, intra_node_text: str) ->
     group.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the reshuffled repeats")
     group.add_argument("--isolation", action="store_true", help="also time each rail group alone")
     group.add_argument("--no-pairs", action="store_true", help="skip the node x node pair matrix")
+    group.add_argument(
+        "--full-matrix",
+        action="store_true",
+        help="pair every two nodes even where --topology gives units (default there: each unit in full, then "
+        "enough rounds between units)",
+    )
     said(
         group.add_argument(
             "--intra-node", action=OnOff, default=intra_node, help="pair every two local ranks of each node (GPU x GPU)"
@@ -447,6 +454,7 @@ def rails_fields(args: argparse.Namespace) -> RailsFields:
         "rail_rate_gbps": args.rail_rate_gbps,
         "cell_budget_s": args.cell_budget,
         "topology": args.topology,
+        "full_matrix": args.full_matrix,
         "plan": args.plan,
         "nodes": args.nodes,
         "max_minutes": args.max_minutes,

@@ -59,8 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     flags.add_rails_iterations(what)
     flags.add_check(what, default=RailsConfig.check, what="the collectives' results")
     flags.add_rails_job_tail(parser, profile=RailsConfig.profile)
-    # The rails test's plan and its intra-node matrix are not the soak's: a window is the rails round alone.
-    parser.set_defaults(plan=False, nodes=None, max_minutes=None, intra_node=False)
+    # The rails test's plan and its intra-node matrix are not the soak's: a window is the rails round alone. Its
+    # rotation covers the full matrix's rounds (bench.soak.rank): a soak has the hours to meet every pair.
+    parser.set_defaults(plan=False, nodes=None, max_minutes=None, intra_node=False, full_matrix=True)
 
 
 def config_from_args(args: argparse.Namespace) -> SoakConfig:

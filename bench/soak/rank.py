@@ -50,7 +50,8 @@ class SoakJob(RailStepsJob):
     command = "soak"
 
     def __init__(self, config: SoakConfig) -> None:
-        rails = config.rails
+        # The rotation is over the full matrix's rounds (``bench.soak.clock``), whatever an older spec says.
+        rails = replace(config.rails, full_matrix=True)
         if config.resume:  # its run.json is there: it is checked as a soak's by the parent and rank 0
             rails = replace(rails, output=replace(rails.output, out=None))
         profile, settings = validate(rails, with_history=False, topology=False)

@@ -7,7 +7,7 @@ pair matrix, the rail collectives and the counter windows.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypedDict
 
 import numpy as np
@@ -22,10 +22,10 @@ from bench.rails.diagnosis.localise import Diagnosis, PairMatrix, Thresholds, di
 from bench.rails.diagnosis.matrix import PairColumns, PairTime, flatten, pair_matrix
 from bench.rails.diagnosis.rails_outcome import short_device
 from bench.rails.plan import fabric_map
-from bench.rails.plan.config import RailsSettings
+from bench.rails.plan.config import RailsSettings, matrix_units
 from bench.rails.plan.fabric_map import FabricMap
 from bench.rails.plan.layout import RailLayout
-from bench.rails.plan.schedule import Cell
+from bench.rails.plan.schedule import Cell, schedule, unit_rounds
 from bench.rundir.findings import Shortfall
 from bench.rundir.named_parts import NamedPart
 from bench.rundir.railsdoc import Link, RailsDoc
@@ -108,7 +108,9 @@ def _placed(settings: RailsSettings, layout: RailLayout, devices: list[rails_out
 
 
 def _matrix_load(settings: RailsSettings, fabric: FabricMap, nodes: int, repeats: int) -> Expected:
-    return round_load.matrix_expected(fabric, nodes, max(repeats, settings.test.repeats), settings.config.seed)
+    """Each sample's round and fraction, from the schedule the ranks ran (the unit schedule where it applied)."""
+    units = matrix_units(settings, fabric.nodes)
+    return round_load.matrix_expected(fabric, nodes, max(repeats, settings.test.repeats), settings.config.seed, units)
 
 
 def _judging(
@@ -202,7 +204,7 @@ def judged(
             below.append(Shortfall(r.rail, r.collective, r.mode, r.busbw_Gbps, target, needed, fraction, r.nnodes))
     counters = {g["host"]: g["whole"] for g in readers if g["whole"]}
     named = {(r.node, r.rail): short_device(r.device) for r in reports}
-    dead = liveness.dead_defects(membership, nodes, settings.rail_rate_gbps, named)
+    dead = liveness.dead_defects(membership, nodes, settings.rail_rate_gbps, named, _scheduled(settings, layout))
     # A rail whose own port is down is that link, dead: the bandwidth its bytes made elsewhere says no more. A
     # part found dead before the groups formed is named once, by liveness; what its links measured says no more.
     paths = tuple(d for d in evidence.path_defects(devices, settings.quiet_devices) if not _covered(d, dead))
@@ -229,6 +231,18 @@ def judged(
         below_target=below,
         counters=counters,
     )
+
+
+def _scheduled(settings: RailsSettings, layout: RailLayout) -> Callable[[int, int], bool] | None:
+    """Whether the ranks' schedule pairs two nodes in any repeat (``bench.rails.measurement.steps.pair_runner``:
+    the unit schedule where it applied); None: every pair (the full matrix)."""
+    units = matrix_units(settings, layout.nodes)
+    if units is None or unit_rounds(units, layout.rails) is None:
+        return None
+    met: set[tuple[int, int]] = set()
+    for rnd in schedule(len(layout.nodes), settings.test.repeats, settings.config.seed, units, layout.rails):
+        met.update(rnd.pairs)
+    return lambda a, b: (min(a, b), max(a, b)) in met
 
 
 def _loaded(

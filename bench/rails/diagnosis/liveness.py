@@ -27,7 +27,7 @@ Pure functions: the reports come in as arguments.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
@@ -228,12 +228,16 @@ def dead_defects(
     nodes: Sequence[str],
     line_rate: float | None,
     devices: Mapping[tuple[int, int], str | None],
+    scheduled: Callable[[int, int], bool] | None = None,
 ) -> list[NamedPart]:
     """A ``dead`` defect for every dead part, with the pairs it cost (never attempted) as its evidence.
 
-    ``devices``: (node, rail) -> the rail's interface or HCA port on that node.
+    ``devices``: (node, rail) -> the rail's interface or HCA port on that node. ``scheduled(a, b)``: whether the
+    schedule pairs a and b at all (``bench.rails.plan.schedule.unit_rounds``); a pair it leaves out was never
+    going to run and is no cost of the dead part. None: every pair (the full matrix).
     """
     n = len(nodes)
+    meets = scheduled or (lambda a, b: True)
     basis: Literal["line rate", "peers"] = "line rate" if line_rate else "peers"
     out: list[NamedPart] = []
     gone = {(d.node, d.rail) for d in membership.dead if d.kind == "link"}
@@ -244,16 +248,17 @@ def dead_defects(
             pairs = 1
             cells = [f"{nodes[d.node]}-{nodes[d.peer]}/rail{d.rail}"]
         elif d.kind == "rail":
-            pairs = n * (n - 1) // 2
+            pairs = sum(1 for a in range(n) for b in range(a + 1, n) if meets(a, b))
             cells = [f"rail {d.rail}: every pair"]
         elif d.kind == "node":
             assert d.node is not None
-            pairs = (n - 1) * len(membership.live)
+            pairs = sum(1 for p in range(n) if p != d.node and meets(d.node, p)) * len(membership.live)
             cells = [f"{nodes[d.node]}: every pair on every rail"]
         else:
             assert d.node is not None and d.rail is not None
-            pairs = n - 1
-            cells = [f"{nodes[min(d.node, p)]}-{nodes[max(d.node, p)]}/rail{d.rail}" for p in range(n) if p != d.node]
+            partners = [p for p in range(n) if p != d.node and meets(d.node, p)]
+            pairs = len(partners)
+            cells = [f"{nodes[min(d.node, p)]}-{nodes[max(d.node, p)]}/rail{d.rail}" for p in partners]
         where = nodes[d.node] if d.node is not None else f"rail {d.rail}"
         evidence = tuple(f"{where}: {why}" for why in d.reasons) + tuple(f"{c}: not attempted" for c in cells)
         out.append(

@@ -15,14 +15,16 @@ import numpy as np
 from bench.rails.diagnosis.expected import Expected
 from bench.rails.plan import capacity
 from bench.rails.plan.fabric_map import FabricMap
-from bench.rails.plan.schedule import schedule
+from bench.rails.plan.schedule import Units, schedule
 
 
-def matrix_expected(fabric: FabricMap, nodes: int, repeats: int, seed: int) -> Expected:
+def matrix_expected(fabric: FabricMap, nodes: int, repeats: int, seed: int, units: Units | None = None) -> Expected:
     """The rounds and expected fractions of ``repeats`` repeats of the matrix over ``nodes`` nodes, in the run's
-    node order (``fabric`` placed on the run's own nodes and rails, ``fabric_map.place``)."""
+    node order (``fabric`` placed on the run's own nodes and rails, ``fabric_map.place``), scheduled by ``units``
+    as the ranks were (``bench.rails.plan.config.matrix_units``). A pair the schedule left out has no round (-1)
+    and its fraction stays 1: it is not scheduled, never judged."""
     plane = fabric.plane()
-    load = capacity.matrix_load(plane, schedule(nodes, repeats, seed), repeats)
+    load = capacity.matrix_load(plane, schedule(nodes, repeats, seed, units, fabric.rails), repeats)
     return Expected(load.round_of, load.fraction if load.loaded else {}, {}, capacity.taper(plane))
 
 

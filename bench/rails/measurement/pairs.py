@@ -17,7 +17,7 @@ from bench.rails.diagnosis.matrix import PairTime, flatten
 from bench.rails.measurement.exchanges import PairOpen, pair_buffers, pair_round
 from bench.rails.plan.budget import cell_budget, expected_rate, upper_median
 from bench.rails.plan.layout import RailLayout
-from bench.rails.plan.schedule import Cell, Round, confirmation_rounds, schedule
+from bench.rails.plan.schedule import Cell, Round, Units, confirmation_rounds, schedule
 from bench.runtime.coord import Coord, GroupCoord
 
 if TYPE_CHECKING:
@@ -44,6 +44,7 @@ class PairRunner:
         keep: Callable[[list[PairTime]], None] | None = None,
         measured: PairOpen | None = None,
         coord: Coord | None = None,
+        units: Units | None = None,
     ) -> None:
         self.settings, self.layout, self.rank, self.group = settings, layout, rank, group
         """``group``: this rank's rail group; None when its link is dead (it measures nothing)."""
@@ -63,7 +64,8 @@ class PairRunner:
         """Rank 0: the rates of every pair direction measured so far on every rail."""
         self.seen_Gbps: float | None = None
         """Their upper median, the same on every rank (rank 0 answers it after every matrix round)."""
-        self.rounds = schedule(len(layout.nodes), settings.test.repeats, settings.config.seed)
+        self.rounds = schedule(len(layout.nodes), settings.test.repeats, settings.config.seed, units, layout.rails)
+        """``units``: each node's unit where the unit schedule may run (``bench.rails.plan.config.matrix_units``)."""
 
     def budget_s(self) -> Budget:
         """The line rate's budget (or the one given); where no line rate is known, a plan from the larger of

@@ -22,7 +22,7 @@ from bench.rails.measurement.groups import RailGroups
 from bench.rails.measurement.pairs import PairRunner
 from bench.rails.measurement.writer import LiveWriter
 from bench.rails.plan.budget import cell_budget, chunks_per_message
-from bench.rails.plan.config import RailsSettings
+from bench.rails.plan.config import RailsSettings, matrix_units
 from bench.rails.plan.layout import RailLayout
 from bench.runtime.coord import Coord
 from bench.runtime.dist import DistContext, torch_timeout_s
@@ -243,12 +243,18 @@ def each_rail_alone(
 def pair_runner(
     settings: RailsSettings, ctx: DistContext, seat: Seat, start_Gbps: float, live: LiveWriter | None
 ) -> PairRunner:
-    """The round-robin pair matrix of this rank, its budgets from ``start_Gbps`` where no line rate is known."""
+    """The pair matrix of this rank (the unit schedule where rank 0's cabling gives units, ``bench.rails.plan
+    .schedule``), its budgets from ``start_Gbps`` where no line rate is known."""
     measured = None if seat.membership.everyone else seat.membership.pair_open
     wait = p2p_wait(seat.group, torch_timeout_s(settings.timeout_s))
     keep = live.add_pairs if live is not None else None
     layout, coord = seat.layout, seat.coord
-    return PairRunner(settings, layout, seat.rank, seat.group, ctx.device, start_Gbps, wait, keep, measured, coord)
+    units = None
+    if settings.config.topology is not None and not settings.config.full_matrix:
+        # Rank 0 alone read the cabling (bench.rails.plan.config.with_topology): every rank schedules by its units.
+        units = coord.broadcast(matrix_units(settings, layout.nodes) if seat.rank == 0 else None)
+    rank, group = seat.rank, seat.group
+    return PairRunner(settings, layout, rank, group, ctx.device, start_Gbps, wait, keep, measured, coord, units)
 
 
 def confirm_suspects(

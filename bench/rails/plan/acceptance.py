@@ -41,7 +41,15 @@ from bench.backends import ResolvedBackend
 from bench.jsondoc import JSONObject
 from bench.rails.plan.config import RailsSettings
 from bench.rails.plan.model import PlanModel, Span
-from bench.rails.plan.phases import Phase, Sweep, finish_phase, pair_cell, rails_phases, sweep_phase
+from bench.rails.plan.phases import (
+    Phase,
+    Sweep,
+    finish_phase,
+    pair_cell,
+    rails_phases,
+    schedule_line,
+    sweep_phase,
+)
 from bench.units import format_size
 
 MIN_CUT_BYTES = 16 << 20
@@ -96,6 +104,9 @@ class Plan:
             f"{total.low / 60:.1f}-{total.high / 60:.1f} min"
         )
         out.append(f"# {self.learned}" if self.learned else f"# {MODEL_LINE}")
+        said = schedule_line(self.nodes, self.ranks_per_node, s)
+        if said:
+            out.append(f"# {said}")
         if self.cut:
             out.append(f"# cut to fit: {self.cut}")
         return out

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+import numpy as np
 
 from bench.exits import UserError
 from bench.fabric.cabling_plan import rail_order
@@ -21,8 +23,10 @@ from bench.measure.collectives import get_collective
 from bench.measure.targets import world_target_gbps
 from bench.profile.cluster import Profile, profile_for
 from bench.profile.rails_table import RAIL_COLLECTIVES, RailsTestTable
+from bench.rails.plan.capacity import leaf_capacity
 from bench.rails.plan.fabric_map import Topology
 from bench.rails.plan.model import PlanModel
+from bench.rails.plan.schedule import Units
 from bench.runtime import spec
 
 DEFAULTS: Mapping[str, int | float] = fallbacks(RailsTestTable)
@@ -64,6 +68,9 @@ class RailsConfig:
     topology: Path | None = None
     """The fabric's cabling (ibnetdiscover output or a cabling TOML): localisation then names cables, leaves,
     uplinks and spines (``bench.rails.diagnosis.switches``). A path every rank can read, as a profile path is."""
+    full_matrix: bool = False
+    """Pair every two nodes even where the cabling gives units (``--full-matrix``); else the unit schedule
+    (:func:`matrix_units`, ``bench.rails.plan.schedule.unit_rounds``)."""
     plan: bool = False
     """Print the plan (``bench.rails.plan.acceptance``) for the cluster's shape and its projected wall time; run
     nothing."""
@@ -230,3 +237,28 @@ def with_topology(settings: RailsSettings, refuse: Callable[[Callable[[], str]],
 
     refuse(on_rank0)
     return dataclasses.replace(settings, topology=read[0]) if read else settings  # read on rank 0 only
+
+
+def matrix_units(settings: RailsSettings, nodes: Sequence[str]) -> Units | None:
+    """Each of the run's ``nodes``' unit, and how many of a unit may cross at once, as the pair schedule reads
+    them (``bench.rails.plan.schedule.schedule``): None where the full matrix runs (``--full-matrix``, no
+    ``--topology``, or a fabric without rails). Where ``settings.topology`` is read (the parent, rank 0); the
+    other ranks get rank 0's answer (``bench.rails.measurement.steps.pair_runner``). A node the cabling does not
+    hold is -1 (full matrix)."""
+    topology = settings.topology
+    if settings.config.full_matrix or topology is None or not topology.fabric.rail_optimised:
+        return None
+    capacity = leaf_capacity(topology.cabling, tuple(topology.fabric.leaves.values()))
+    finite = capacity[np.isfinite(capacity)]
+    crossing = math.floor(float(finite.min()) + 1e-9) if len(finite) else None
+    return Units(tuple(topology.fabric.unit_of.get(node, -1) for node in nodes), crossing)
+
+
+def planned_units(settings: RailsSettings, nodes: int) -> Units | None:
+    """:func:`matrix_units` for a plan of ``nodes`` nodes whose names are not known yet: the cabling's hosts,
+    unit after unit, the first ``nodes`` of them; None where the cabling holds fewer (the rest are unplaced)."""
+    topology = settings.topology
+    if settings.config.full_matrix or topology is None or not topology.fabric.rail_optimised:
+        return None
+    hosts = [host for unit in topology.fabric.units for host in unit]
+    return matrix_units(settings, hosts[:nodes]) if len(hosts) >= nodes else None

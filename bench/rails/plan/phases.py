@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from bench.jsondoc import JSONObject
 from bench.measure.collectives import get_collective
 from bench.rails.plan.budget import cell_budget, chunks_per_message
-from bench.rails.plan.config import RailsSettings
+from bench.rails.plan.config import RailsSettings, planned_units
 from bench.rails.plan.model import PlanModel, Span
-from bench.rails.plan.schedule import round_count
+from bench.rails.plan.schedule import round_count, unit_rounds
 
 GROUP_STEPS = 4
 """Small collectives inside the rail group around each direction of a pair
@@ -103,7 +103,32 @@ def startup_seconds(nodes: int, ranks: int, model: PlanModel) -> Span:
     return model.launch_s + model.comm_rank_s * (world * communicators) + model.sync(world) * 3
 
 
-def confirmation_rounds(rounds: int, pairs: int, ranks: int, passes: int, share: float) -> tuple[int, int]:
+def matrix_shape(nodes: int, ranks: int, settings: RailsSettings) -> tuple[int, float]:
+    """(rounds of one repeat, pairs per round on average) of the schedule the run will use: the unit schedule
+    where the cabling gives units (``bench.rails.plan.config.planned_units``), else the full circle matrix."""
+    units = planned_units(settings, nodes)
+    by_unit = unit_rounds(units, ranks) if units is not None else None
+    if by_unit is None:
+        return round_count(nodes), nodes // 2
+    return len(by_unit), sum(len(r) for r in by_unit) / len(by_unit)
+
+
+def schedule_line(nodes: int, ranks: int, settings: RailsSettings) -> str | None:
+    """The plan's line on the unit schedule where the run will use it (None: the full matrix, said nowhere)."""
+    units = planned_units(settings, nodes) if settings.config.pairs else None
+    by_unit = unit_rounds(units, ranks) if units is not None else None
+    if units is None or by_unit is None:
+        return None
+    unit_of = units.of
+    inside = sum(1 for r in by_unit if all(unit_of[a] == unit_of[b] for a, b in r.tolist()))
+    full = round_count(nodes)
+    return (
+        f"pairs: the unit schedule from the cabling, {inside} rounds inside the units and {len(by_unit) - inside} "
+        f"between them, not the full matrix's {full} (--full-matrix pairs every two nodes)"
+    )
+
+
+def confirmation_rounds(rounds: int, pairs: float, ranks: int, passes: int, share: float) -> tuple[int, int]:
     """(rounds, cells) the confirmation passes re-run when a share ``share`` of samples is suspect: each pass
     re-runs every round that holds a suspect cell (a cell: a pair on a rail, suspect when either direction
     is), with only those cells, both directions."""
@@ -162,13 +187,14 @@ def _matrix_phases(
     world = nodes * ranks
     messages = settings.test.warmup + settings.test.iters
     agree = not settings.rail_rate_gbps and settings.config.cell_budget_s is None
-    rounds = round_count(nodes) * settings.test.repeats
-    pairs = nodes // 2
+    per_repeat, pairs = matrix_shape(nodes, ranks, settings)
+    rounds = per_repeat * settings.test.repeats
     cell, _ = pair_cell(settings, model)
     # A rank sends in one direction of its pair each round: (warm-up + iters) messages and a probe chunk.
     per_round = settings.test.pair_bytes * (messages + 1)
     matrix_round = pair_round_seconds(cell, model, world, new_peer=True, gather=True, agree=agree)
-    matrix = Phase("pair matrix", rounds, 2 * rounds * pairs * ranks, rounds * per_round, matrix_round * rounds)
+    cells = round(2 * rounds * pairs * ranks)
+    matrix = Phase("pair matrix", rounds, cells, rounds * per_round, matrix_round * rounds)
     # Then every rank's pair times reach rank 0, the suspects go out, and their re-measurements come back.
     gathered = Span.point(world * rounds * PAIR_RECORD_BYTES / 1e6).over(model.store_MBps) + model.sync(world) * 3
     if not settings.test.confirm:

@@ -12,12 +12,19 @@ round out (a bye), so an odd ``n`` takes ``n`` rounds of ``(n-1)/2`` pairs.
 
 Everything here is a pure function over numpy arrays, because the generation for 4096 nodes (8.4 million
 pairs) must take well under a second (``ci/bench_rails.py`` shows it).
+
+Where the cabling gives every node's unit (``--topology``; ``bench.fabric.cabling_plan``: the nodes under one set of
+leaves), the unit schedule (:func:`unit_rounds`) replaces the full matrix: the circle method inside every unit, all
+units at once, then rounds between units, each unit meeting every other unit with a rotating offset, as many
+times as the switch verdicts need (:func:`cross_count`). Without units, or where it would not save a round, the
+schedule is the full circle matrix, bit for bit (docs/rails.md, "The pair schedule").
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -103,7 +110,8 @@ class Round:
     pairs: tuple[tuple[int, int], ...]
     """Node indices ``(low, high)``; no node appears twice."""
     bye: int | None
-    """The node that sits this round out (odd node counts), else None."""
+    """The node that sits this round out (the circle method on an odd node count), else None. In the unit
+    schedule every node in no pair sits the round out; ``bye`` is None there."""
     confirm: int = 0
     """0 for the matrix; 1.. for the confirmation passes that re-measure this round's suspect pairs."""
     cells: frozenset[tuple[int, int, int]] | None = None
@@ -139,13 +147,31 @@ def confirmation_rounds(rounds: tuple[Round, ...], suspects: Iterable[Cell], pas
     return tuple(out)
 
 
-def schedule(n: int, repeats: int = 1, seed: int = 0) -> tuple[Round, ...]:
-    """All rounds for ``n`` nodes: the canonical circle order, then ``repeats - 1`` reshuffled copies.
+@dataclass(frozen=True)
+class Units:
+    """What the unit schedule reads from the cabling (``bench.rails.plan.config.matrix_units``)."""
 
-    The reshuffles are seeded, so every rank computes the same schedule without talking to the others.
+    of: tuple[int, ...]
+    """Each node's unit, in the run's node order; -1 where the cabling does not hold the node."""
+    crossing: int | None = None
+    """The most nodes of one unit that may cross to another unit in one round: what the thinnest leaf's uplinks
+    carry at full rate, in node links (``bench.rails.plan.capacity.leaf_capacity``); None: every node. A round
+    that crosses more than its uplinks carry gives each flow its fair share of them, and a flow a bad uplink or
+    cable slows to no less than that share runs as fast as a healthy one: the fault is hidden in that round."""
+
+
+def schedule(n: int, repeats: int = 1, seed: int = 0, units: Units | None = None, rails: int = 1) -> tuple[Round, ...]:
+    """All rounds for ``n`` nodes: the canonical order, then ``repeats - 1`` reshuffled copies.
+
+    ``units``: each node's unit (``bench.rails.plan.config.matrix_units``), on ``rails`` rails: the unit schedule
+    (:func:`unit_rounds`) where it applies; None, or where it does not, the full circle matrix exactly as without
+    units. The reshuffles are seeded, so every rank computes the same schedule without talking to the others.
     """
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise UserError(f"repeats {repeats!r} must be a whole number >= 1: pass --repeats 1 or more")
+    by_unit = unit_rounds(units, rails) if units is not None and len(units.of) == n else None
+    if by_unit is not None and units is not None:
+        return _unit_schedule(by_unit, units.of, repeats, seed)
     pairs, byes = circle_rounds(n)
     rng = np.random.default_rng(seed)
     out: list[Round] = []
@@ -155,6 +181,120 @@ def schedule(n: int, repeats: int = 1, seed: int = 0) -> tuple[Round, ...]:
             bye = int(b[index])
             out.append(Round(repeat, index, tuple((int(x), int(y)) for x, y in p[index]), None if bye < 0 else bye))
     return tuple(out)
+
+
+def _unit_schedule(rounds: list[np.ndarray], units: Sequence[int], repeats: int, seed: int) -> tuple[Round, ...]:
+    """The unit schedule's rounds, then ``repeats - 1`` copies with the nodes relabelled *within* their units and
+    the rounds reordered: a repeat keeps every pair inside a unit and meets other partners between units."""
+    unit = np.asarray(units, dtype=np.int64)
+    by_unit = np.argsort(unit, kind="stable")
+    rng = np.random.default_rng(seed)
+    out: list[Round] = []
+    for repeat in range(repeats):
+        perm, order = np.arange(len(unit)), np.arange(len(rounds))
+        if repeat:
+            perm = np.empty(len(unit), dtype=np.int64)
+            perm[by_unit] = np.lexsort((rng.random(len(unit)), unit))  # a permutation inside each unit
+            order = rng.permutation(len(rounds))
+        for index, r in enumerate(order):
+            pairs = np.sort(perm[rounds[r]], axis=-1).tolist()  # Python ints: 4096 nodes' records in well under 1 s
+            out.append(Round(repeat, index, tuple(map(tuple, pairs)), None))
+    return tuple(out)
+
+
+HOT_SHARE = 0.5
+"""The share of a healthy leaf's rounds a moving hot spot may slow: past a half, no count of rounds tells it from a
+persistent fault (the spine verdict's own line, ``bench.rails.diagnosis.persistence.Rounds.persists``)."""
+NAMED_AT = 1e-5
+"""``bench.rails.diagnosis.noise.NAME_FALSE_ALARMS`` (a test holds the two equal; the plan sits below the
+diagnosis and cannot import it): the family-wise chance at which a switch is named."""
+
+
+def cross_count(units: int, rails: int) -> int:
+    """The rounds between units every leaf must carry so that a switch fault is nameable.
+
+    A leaf's uplinks (and a spine) are seen only in rounds between units, and a switch is named from the
+    independent rounds its slowdown held in (``bench.rails.diagnosis.persistence``): with ``R`` such rounds, all
+    slow, the binomial tail is ``p ** R``, tried on ``rails * (units + 1)`` parts (every rail and every leaf,
+    ``bench.rails.diagnosis.switches``), and must stay under ``NAMED_AT``. ``R`` is the least that does at the
+    highest hot-spot share ``p`` the judge can tell apart (:data:`HOT_SHARE`): 22 rounds for 2 units of 8 rails,
+    25 for 32."""
+    tries = max(1, rails) * (units + 1)
+    return math.ceil(math.log(tries / NAMED_AT) / math.log(1 / HOT_SHARE) - 1e-9)
+
+
+def unit_rounds(units: Units, rails: int) -> list[np.ndarray] | None:
+    """The unit schedule's rounds, each an array of ``(low, high)`` node pairs; None where it does not apply: a
+    node without a unit, fewer than two units, or no fewer rounds than the full matrix.
+
+    First the circle method inside every unit, all units at once (``largest unit - 1`` rounds; a node of a smaller
+    unit sits out the rounds its unit does not need). Then rounds between units: the circle method over the
+    units, each unit pair matched node to node with an offset that moves every time it meets again (offsets that
+    tile the larger of two unequal units first), repeated until every leaf has carried :func:`cross_count`
+    rounds. In a round between units at most ``units.crossing`` nodes of a unit cross (a window that moves every
+    round, the others sit out), so that no round fills the uplinks and hides a slow flow in its fair share. No
+    node meets a partner twice (tests/test_rails_unit_schedule.py). Under
+    destination routing (D-mod-k) a window of a leaf's consecutive ports sends to as many destination classes as
+    its uplinks have, so every uplink is crossed both ways."""
+    unit = np.asarray(units.of, dtype=np.int64)
+    n = len(unit)
+    if n < 2 or bool((unit < 0).any()):
+        return None
+    ids, inverse = np.unique(unit, return_inverse=True)
+    if len(ids) < 2:
+        return None
+    sizes = np.bincount(inverse)
+    members = np.full((len(ids), int(sizes.max())), -1, dtype=np.int64)
+    order = np.argsort(inverse, kind="stable")
+    members[inverse[order], np.arange(n) - np.repeat(np.cumsum(sizes) - sizes, sizes)] = order
+    meetings = math.ceil(cross_count(len(ids), rails) / (len(ids) - 1))
+    tiles = math.ceil(int(sizes.max()) / int(sizes.min()))
+    crossing = max(1, units.crossing) if units.crossing is not None else int(sizes.max())
+    between = _between_units(members, sizes, min(int(sizes.max()), max(meetings, tiles)), crossing)
+    out = _inside_units(members, sizes) + between
+    return out if len(out) < round_count(n) else None
+
+
+def _inside_units(members: np.ndarray, sizes: np.ndarray) -> list[np.ndarray]:
+    """The circle rounds of every unit at once: round r holds round r of every unit that has one."""
+    by_size = []
+    for size in sorted(set(sizes.tolist())):
+        if size < 2:
+            continue
+        pairs, _ = circle_rounds(size)  # local (low, high): members ascend, so the nodes do too
+        nodes = members[sizes == size][:, :size][:, pairs]  # [unit, round, pair, 2]
+        by_size.append(nodes.transpose(1, 0, 2, 3).reshape(len(pairs), -1, 2))
+    rounds = max((len(x) for x in by_size), default=0)
+    return [np.concatenate([x[r] for x in by_size if r < len(x)]) for r in range(rounds)]
+
+
+def _between_units(members: np.ndarray, sizes: np.ndarray, meetings: int, crossing: int) -> list[np.ndarray]:
+    """``meetings`` passes of the circle method over the units; in pass t a unit pair (larger A, smaller B)
+    matches B's i-th node with A's ``(i + offset_t) mod |A|``-th, for the ``crossing`` nodes of B from
+    ``g * crossing mod |B|`` on in the g-th round between units (all of B where it is no larger): the window
+    moves every round, so every node crosses in its turn."""
+    unit_pairs, _ = circle_rounds(len(sizes))
+    i = np.arange(members.shape[1])[None, :]
+    out = []
+    for t in range(meetings):
+        for g, (ua, ub) in enumerate(zip(unit_pairs[..., 0], unit_pairs[..., 1], strict=True), t * len(unit_pairs)):
+            big = np.where(sizes[ua] >= sizes[ub], ua, ub)
+            small = np.where(sizes[ua] >= sizes[ub], ub, ua)
+            sa, sb = sizes[big][:, None], sizes[small][:, None]
+            a = members[big[:, None], (i + _offset(t, sa, sb)) % sa]
+            b = members[small[:, None], i]
+            valid = (i < sb) & (t < sa) & ((i - g * crossing) % sb < crossing)
+            out.append(np.stack([np.minimum(a, b)[valid], np.maximum(a, b)[valid]], axis=-1))
+    return out
+
+
+def _offset(t: int, sa: np.ndarray, sb: np.ndarray) -> np.ndarray:
+    """The t-th offset of a unit pair: the multiples of ``sb`` below ``sa`` first (they tile the larger unit), then
+    the other residues in order; distinct for t < sa, so no node meets a partner twice."""
+    tiles = -(-sa // sb)
+    j = t - tiles
+    rest = j + j // np.maximum(sb - 1, 1) + 1  # the j-th residue that is no multiple of sb
+    return np.where(t < tiles, t * sb, rest)
 
 
 def partner_table(pairs: np.ndarray, n: int) -> np.ndarray:
