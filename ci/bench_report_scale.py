@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import re
 import resource
 import subprocess
 import sys
@@ -40,6 +39,7 @@ from bench.rails.diagnosis.rails_outcome import RailDevices, RailResult, RailsOu
 from bench.rails.output import write_outputs  # noqa: E402
 from bench.rundir.railsdoc import RailDefect, RailsDoc, Transient  # noqa: E402
 from bench.rundir.results_csv import ResultsWriter  # noqa: E402
+from ci.bench_report import print_spec_sizes  # noqa: E402
 from tests.support import rank_env  # noqa: E402
 from tests.support.report_data import ClusterModel, device, results_rows, write_run_dir  # noqa: E402
 
@@ -203,21 +203,7 @@ def report_stage(run_dir: Path) -> tuple[float, int]:
         f"railbench report: {elapsed:.1f} s wall (target <= {TIME_LIMIT_S:.0f} s) -> {verdict}; "
         f"{cpu:.1f} s CPU, peak RSS {peak:.0f} MiB"
     )
-    sizes: list[tuple[str, int]] = [
-        (f"charts/{spec.name}", spec.stat().st_size) for spec in sorted((run_dir / "charts").glob("*.vl.json"))
-    ]
-    markdown = (run_dir / "report.md").read_text(encoding="utf-8")
-    for i, fence in enumerate(re.findall(r"```vegalite\n(.*?)\n```", markdown, re.S)):
-        sizes.append((f"report.md fence {i}", len(fence.encode())))
-    page = (run_dir / "report.html").read_text(encoding="utf-8")
-    for name, body in re.findall(r'<script type="application/json" data-chart="([^"]+)">(.*?)</script>', page, re.S):
-        sizes.append((f"report.html inline spec {name}", len(body.encode())))
-    for label, size in sizes:
-        print(f"  {label:<52} {size / 1024:9.1f} KiB")
-    worst = max((size for _, size in sizes), default=0)
-    print(f"report.html: {len(page.encode()) / 1024 / 1024:.2f} MiB (includes the ~0.9 MiB Vega bundle)")
-    verdict = "ok" if worst < SPEC_LIMIT_BYTES else "TOO BIG"
-    print(f"largest spec: {worst / 1024:.1f} KiB (target < {SPEC_LIMIT_BYTES // 1024} KiB) -> {verdict}")
+    worst = print_spec_sizes(run_dir, 52)
     return elapsed, worst
 
 
