@@ -48,15 +48,14 @@ def suspects(
     # The round each matrix sample ran in, -1 where none did.
     matrix = cols.confirm == 0
     low, high = np.minimum(cols.node, cols.peer)[matrix], np.maximum(cols.node, cols.peer)[matrix]
-    round_of = np.full(slow.shape, -1, dtype=np.int64)
+    round_of = np.full(slow.shape, -1, dtype=np.int32)
     round_of[cols.repeat[matrix], cols.rail[matrix], low, high] = cols.round[matrix]
-    out: list[Cell] = []
-    for k, a, b in zip(*np.nonzero(np.triu(slow.any(axis=0), k=1)), strict=True):
-        repeat = int(np.flatnonzero(slow[:, k, a, b])[0])
-        index = int(round_of[repeat, k, a, b])
-        if index >= 0:
-            out.append((repeat, index, int(k), int(a), int(b)))
-    return out
+    k, a, b = np.nonzero(np.triu(slow.any(axis=0), k=1))
+    repeat = np.argmax(slow[:, k, a, b], axis=0)  # each cell's first slow sample
+    index = round_of[repeat, k, a, b]
+    ran = index >= 0
+    columns = (repeat[ran], index[ran], k[ran], a[ran], b[ran])
+    return list(zip(*(c.tolist() for c in columns), strict=True))
 
 
 class RankReport(TypedDict):
