@@ -10,6 +10,8 @@ pairs ran together in every matrix round and in every re-measurement, and with t
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
+
 import numpy as np
 
 from bench.rails.diagnosis.expected import Expected
@@ -51,11 +53,37 @@ def with_again(expected: Expected, fabric: FabricMap, slow_sample: np.ndarray, p
     k, a, b = np.nonzero(np.triu(slow_sample.any(axis=0), k=1))
     first = np.argmax(slow_sample[:, k, a, b], axis=0) if len(k) else np.zeros(0, dtype=np.int64)
     group = first.astype(np.int64) * (n + 1) + expected.round_of[first, a, b]
-    again = {}
-    for routing in expected.matrix:
+
+    def again(routing: str) -> np.ndarray:
         out = np.ones((passes, rails, n, n))
         if passes and len(k):
             share = plane.shares(k, a, b, group, routing == "destination")
             out[:, k, a, b] = out[:, k, b, a] = share
-        again[routing] = out
-    return Expected(expected.round_of, expected.matrix, again, expected.taper)
+        return out
+
+    return Expected(expected.round_of, expected.matrix, _Lazy(tuple(expected.matrix), again), expected.taper)
+
+
+class _Lazy(Mapping[str, np.ndarray]):
+    """Each routing's re-measurement fractions, computed when first read: the judge reads only the routing the
+    run showed (``Expected.routed``), and at 1024 nodes each is a dense array of a hundred megabytes or more."""
+
+    def __init__(self, routings: tuple[str, ...], compute: Callable[[str], np.ndarray]) -> None:
+        self._routings, self._compute = routings, compute
+        self._done: dict[str, np.ndarray] = {}
+
+    def __getitem__(self, routing: str) -> np.ndarray:
+        if routing not in self._routings:
+            raise KeyError(routing)
+        if routing not in self._done:
+            self._done[routing] = self._compute(routing)
+        return self._done[routing]
+
+    def __contains__(self, routing: object) -> bool:
+        return routing in self._routings
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._routings)
+
+    def __len__(self) -> int:
+        return len(self._routings)
