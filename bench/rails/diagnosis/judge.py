@@ -7,6 +7,7 @@ pair matrix, the rail collectives and the counter windows.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any, TypedDict
 
@@ -44,7 +45,7 @@ def suspects(
     if not len(times):
         return []
     cols = times if isinstance(times, PairColumns) else PairColumns.from_times(times)
-    slow = suspect_samples(pair_matrix(cols, nodes, rails), line_rates, thresholds, load)
+    slow = _slow_samples(pair_matrix(cols, nodes, rails), line_rates, thresholds, load)
     # The round each matrix sample ran in, -1 where none did.
     matrix = cols.confirm == 0
     low, high = np.minimum(cols.node, cols.peer)[matrix], np.maximum(cols.node, cols.peer)[matrix]
@@ -243,8 +244,29 @@ def _loaded(
     if not load.matrix:
         return load
     first = PairMatrix(matrix.nodes, matrix.rails, matrix.busbw, matrix.stopped_flags)
-    slow = suspect_samples(first, rates, thresholds, load)
+    slow = _slow_samples(first, rates, thresholds, load)
     return round_load.with_again(load, fabric, slow, matrix.confirm_values.shape[0])
+
+
+_last_slow: list[tuple[tuple[object, ...], np.ndarray]] = []
+"""The last matrix's slow samples and what they were judged from: rank 0 judges the matrix samples to pick the
+suspects, and again, the same samples with the same yardsticks, to place the re-measurements' expectations
+(``_loaded``); at 1024 nodes each judgement is seconds."""
+
+
+def _slow_samples(
+    matrix: PairMatrix, rates: Mapping[int, float] | None, thresholds: Thresholds, load: Expected | None
+) -> np.ndarray:
+    """``localise.suspect_samples`` of the matrix samples (read-only), computed once for the same samples."""
+    arrays = (matrix.busbw, matrix.stopped_flags, matrix.confirm_values, matrix.confirm_stopped_flags)
+    digests = tuple((a.shape, a.dtype.str, hashlib.blake2b(np.ascontiguousarray(a).data).digest()) for a in arrays)
+    key = (*digests, matrix.nodes, matrix.rails, None if rates is None else sorted(rates.items()), thresholds, load)
+    if _last_slow and _last_slow[0][0] == key:
+        return _last_slow[0][1]
+    slow = suspect_samples(matrix, rates, thresholds, load)
+    slow.setflags(write=False)
+    _last_slow[:] = [(key, slow)]
+    return slow
 
 
 def _covered(defect: NamedPart, dead: Sequence[NamedPart]) -> bool:
