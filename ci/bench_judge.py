@@ -12,7 +12,9 @@ The model's own measuring between the two steps is not timed.
 
 Each size and regime runs in its own child process, so its memory is its own: the peak resident set over the
 judgement (``VmHWM``, reset before each step through ``/proc/self/clear_refs``), beside the resident set the gathered
-input and the model already held when it began. CPU s is the child's user + system time over the judgement.
+input and the model already held when it began ("input MB"); and, in a second child that traces allocations
+(tracemalloc, which numpy reports its arrays to), the judgement's own peak over what its input held ("own MB"). CPU s
+is the first child's user + system time over the judgement.
 
     python ci/bench_judge.py                         # realistic and tapered, 256 x 8 and 1024 x 8
     python ci/bench_judge.py --sizes 256x8 --regimes tapered --profile   # and cProfile's top functions
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
+import dataclasses
 import gc
 import json
 import os
@@ -32,6 +35,7 @@ import resource
 import subprocess
 import sys
 import time
+import tracemalloc
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,7 +49,7 @@ from diagnosis_sim import faults_for, named, settings_for  # noqa: E402
 
 from bench.rails.diagnosis import judge  # noqa: E402
 from bench.rails.diagnosis.corroborate import corroborate  # noqa: E402
-from bench.rails.diagnosis.matrix import pair_matrix  # noqa: E402
+from bench.rails.diagnosis.matrix import PairColumns, pair_matrix  # noqa: E402
 from bench.rails.plan.layout import RailLayout  # noqa: E402
 from bench.rails.plan.schedule import confirmation_rounds, schedule  # noqa: E402
 from tests.support.models.fabric_model import Model, Shape  # noqa: E402
@@ -61,6 +65,11 @@ class Step:
     wall_s: float = 0.0
     cpu_s: float = 0.0
     peak_mb: float = 0.0
+    own_mb: float = 0.0
+    """The judgement's own allocations at their peak, over what the input held (tracemalloc: numpy reports its
+    arrays to it), where traced."""
+    input_bytes: int = 0
+    """What the input held when the judgement began (traced), grown by the re-measurements' columns."""
 
 
 def _status_kb(field: str) -> int:
@@ -90,16 +99,22 @@ class _Timed:
 
     def __enter__(self) -> None:
         _reset_peak()
+        if tracemalloc.is_tracing():
+            tracemalloc.reset_peak()
+            self.step.input_bytes = self.step.input_bytes or tracemalloc.get_traced_memory()[0]
         self.wall, self.cpu = time.perf_counter(), _cpu_s()
 
     def __exit__(self, *exc: object) -> None:
         self.step.wall_s += time.perf_counter() - self.wall
         self.step.cpu_s += _cpu_s() - self.cpu
         self.step.peak_mb = max(self.step.peak_mb, _status_kb("VmHWM") / 1e3)
+        if tracemalloc.is_tracing():
+            own = (tracemalloc.get_traced_memory()[1] - self.step.input_bytes) / 1e6
+            self.step.own_mb = max(self.step.own_mb, own)
 
 
-def child(size: str, regime_name: str, unit: int, profile: bool) -> dict[str, object]:
-    """One judgement in this process: the numbers as a dictionary."""
+def child(size: str, regime_name: str, unit: int, profile: bool, trace: bool = False) -> dict[str, object]:
+    """One judgement in this process: the numbers as a dictionary (``trace``: its own memory, by tracemalloc)."""
     nodes, rails = (int(x) for x in size.lower().split("x"))
     regime = REGIMES[regime_name]
     shape = Shape(nodes, rails, min(unit, nodes), regime.oversubscription)
@@ -115,6 +130,8 @@ def child(size: str, regime_name: str, unit: int, profile: bool) -> dict[str, ob
     cols = model.measure_rounds(rounds)
     input_mb = _status_kb("VmRSS") / 1e3
     step = Step()
+    if trace:
+        tracemalloc.start()
     profiler = cProfile.Profile() if profile else None
     with _Timed(step):
         if profiler:
@@ -124,7 +141,9 @@ def child(size: str, regime_name: str, unit: int, profile: bool) -> dict[str, ob
         if profiler:
             profiler.disable()
     if again:
+        before = _nbytes(cols)
         cols = cols + model.measure_rounds(again)
+        step.input_bytes += _nbytes(cols) - before
     with _Timed(step):
         if profiler:
             profiler.enable()
@@ -143,13 +162,18 @@ def child(size: str, regime_name: str, unit: int, profile: bool) -> dict[str, ob
         "cpu_s": step.cpu_s,
         "peak_mb": step.peak_mb,
         "input_mb": input_mb,
+        "own_mb": step.own_mb,
         "named": sorted(map(str, named(outcome))),
     }
 
 
-def _run_child(size: str, regime: str, unit: int, profile: bool) -> dict[str, object]:
+def _nbytes(cols: PairColumns) -> int:
+    return sum(getattr(cols, f.name).nbytes for f in dataclasses.fields(cols))
+
+
+def _run_child(size: str, regime: str, unit: int, flag: str | None) -> dict[str, object]:
     argv = [sys.executable, __file__, "--child", size, regime, "--unit", str(unit)]
-    done = subprocess.run(argv + (["--profile"] if profile else []), stdout=subprocess.PIPE, text=True, check=False)
+    done = subprocess.run(argv + ([flag] if flag else []), stdout=subprocess.PIPE, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"bench_judge: the {size} {regime} judgement exited {done.returncode}")
     result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -164,9 +188,10 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true", help="cProfile's top 30 functions per run, on stderr")
     parser.add_argument("--tiny", action="store_true", help="16 x 2 in units of 8: the same code in seconds (CI)")
     parser.add_argument("--child", nargs=2, metavar=("SIZE", "REGIME"), help=argparse.SUPPRESS)
+    parser.add_argument("--trace", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(*args.child, args.unit, args.profile)))
+        print(json.dumps(child(*args.child, args.unit, args.profile, args.trace)))
         return 0
     if args.tiny:
         args.sizes, args.unit = "8x2,16x2", 8
@@ -176,25 +201,30 @@ def main() -> int:
         return 2
     sizes = args.sizes.split(",")
     print("rank 0's judgement of one pair-matrix run (target at 1024 x 8: <= 10 s and <= 1 GB)")
+    print("  peak MB: the process's resident peak, the input's included; own MB: the judgement's own (tracemalloc)")
     print(
         f"{'size':>7} {'regime':<10} {'cells':>9} {'suspects':>8} {'wall s':>7} {'CPU s':>7} {'peak MB':>8} "
-        f"{'input MB':>8}  named"
+        f"{'input MB':>8} {'own MB':>7}  named"
     )
     for regime in args.regimes.split(","):
         done = []
         for size in sizes:
-            r = _run_child(size, regime, args.unit, args.profile)
+            r = _run_child(size, regime, args.unit, "--profile" if args.profile else None)
+            # Its own memory in a run of its own: tracing slows the judgement's Python parts.
+            r["own_mb"] = _run_child(size, regime, args.unit, "--trace")["own_mb"]
             done.append(r)
             print(
                 f"{size:>7} {regime:<10} {r['cells']:>9} {r['suspects']:>8} {r['wall_s']:>7.2f} {r['cpu_s']:>7.2f} "
-                f"{r['peak_mb']:>8.0f} {r['input_mb']:>8.0f}  {', '.join(map(str, r['named'])) or 'none'}"
+                f"{r['peak_mb']:>8.0f} {r['input_mb']:>8.0f} {r['own_mb']:>7.0f}  "
+                f"{', '.join(map(str, r['named'])) or 'none'}"
             )
         if len(done) >= 2:
             first, last = done[0], done[-1]
-            ratio = {key: float(last[key]) / max(1e-9, float(first[key])) for key in ("cells", "cpu_s", "peak_mb")}
+            keys = ("cells", "cpu_s", "peak_mb", "own_mb")
+            ratio = {key: float(last[key]) / max(1e-9, float(first[key])) for key in keys}
             print(
                 f"        {regime}: {sizes[-1]} over {sizes[0]}: cells x{ratio['cells']:.1f}, CPU s "
-                f"x{ratio['cpu_s']:.1f}, peak MB x{ratio['peak_mb']:.1f}"
+                f"x{ratio['cpu_s']:.1f}, peak MB x{ratio['peak_mb']:.1f}, own MB x{ratio['own_mb']:.1f}"
             )
     print(f"# load: {Path('/proc/loadavg').read_text().split()[:3]} (1, 5, 15 min) on {_cpus()} CPUs")
     return 0
