@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
-import dataclasses
 import gc
 import json
 import os
@@ -49,7 +48,7 @@ from diagnosis_sim import faults_for, named, settings_for  # noqa: E402
 
 from bench.rails.diagnosis import judge  # noqa: E402
 from bench.rails.diagnosis.corroborate import corroborate  # noqa: E402
-from bench.rails.diagnosis.matrix import PairColumns, pair_matrix  # noqa: E402
+from bench.rails.diagnosis.matrix import pair_matrix  # noqa: E402
 from bench.rails.plan.layout import RailLayout  # noqa: E402
 from bench.rails.plan.schedule import confirmation_rounds, schedule  # noqa: E402
 from tests.support.models.fabric_model import Model, Shape  # noqa: E402
@@ -66,10 +65,10 @@ class Step:
     cpu_s: float = 0.0
     peak_mb: float = 0.0
     own_mb: float = 0.0
-    """The judgement's own allocations at their peak, over what the input held (tracemalloc: numpy reports its
-    arrays to it), where traced."""
-    input_bytes: int = 0
-    """What the input held when the judgement began (traced), grown by the re-measurements' columns."""
+    """The judgement's own allocations at their peak (tracemalloc: numpy reports its arrays to it), where traced:
+    each step's peak over what was allocated when it began, plus what the earlier steps kept."""
+    kept_bytes: int = 0
+    """What the steps so far kept allocated when they ended (the judge's caches, the suspects)."""
 
 
 def _status_kb(field: str) -> int:
@@ -101,7 +100,7 @@ class _Timed:
         _reset_peak()
         if tracemalloc.is_tracing():
             tracemalloc.reset_peak()
-            self.step.input_bytes = self.step.input_bytes or tracemalloc.get_traced_memory()[0]
+            self.start = tracemalloc.get_traced_memory()[0]
         self.wall, self.cpu = time.perf_counter(), _cpu_s()
 
     def __exit__(self, *exc: object) -> None:
@@ -109,8 +108,9 @@ class _Timed:
         self.step.cpu_s += _cpu_s() - self.cpu
         self.step.peak_mb = max(self.step.peak_mb, _status_kb("VmHWM") / 1e3)
         if tracemalloc.is_tracing():
-            own = (tracemalloc.get_traced_memory()[1] - self.step.input_bytes) / 1e6
-            self.step.own_mb = max(self.step.own_mb, own)
+            now, peak = tracemalloc.get_traced_memory()
+            self.step.own_mb = max(self.step.own_mb, (peak - self.start + self.step.kept_bytes) / 1e6)
+            self.step.kept_bytes += now - self.start
 
 
 def child(size: str, regime_name: str, unit: int, profile: bool, trace: bool = False) -> dict[str, object]:
@@ -141,9 +141,7 @@ def child(size: str, regime_name: str, unit: int, profile: bool, trace: bool = F
         if profiler:
             profiler.disable()
     if again:
-        before = _nbytes(cols)
         cols = cols + model.measure_rounds(again)
-        step.input_bytes += _nbytes(cols) - before
     with _Timed(step):
         if profiler:
             profiler.enable()
@@ -165,10 +163,6 @@ def child(size: str, regime_name: str, unit: int, profile: bool, trace: bool = F
         "own_mb": step.own_mb,
         "named": sorted(map(str, named(outcome))),
     }
-
-
-def _nbytes(cols: PairColumns) -> int:
-    return sum(getattr(cols, f.name).nbytes for f in dataclasses.fields(cols))
 
 
 def _run_child(size: str, regime: str, unit: int, flag: str | None) -> dict[str, object]:
