@@ -72,7 +72,9 @@ class Expected:
         share, share_again = self.fractions(x.shape[0], x_again.shape[0])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # unmeasured NaN cells stay NaN
-            return x - np.log(share), x_again - np.log(share_again)
+            # x - log(share), computed into the log's own array: one matrix-sized array each, not two.
+            adjusted, again = np.log(share), np.log(share_again)
+            return np.subtract(x, adjusted, out=adjusted), np.subtract(x_again, again, out=again)
 
     def fractions(self, repeats: int, passes: int) -> tuple[np.ndarray, np.ndarray]:
         """The chosen routing's fractions of ``repeats`` matrix samples and ``passes`` re-measurements (1 for

@@ -44,10 +44,10 @@ def beyond_noise(cells: Cells, between: np.ndarray | None = None) -> np.ndarray:
     # A sample whose budget ran out ranks as nothing moved only where the judge found it slow by its rate
     # (``localise._judge``): on a loaded host a cell at its peers' level runs long too, and ranked at -inf it
     # alone made its pair stand out of noise ("3.2 Gb/s = 126% of peers' ... pair fault", issue 43).
-    pool = np.where(matrix.stopped_flags & cells.slow_sample, -np.inf, noise.log_rates(matrix.busbw, ones))
-    again = np.where(
-        matrix.confirm_stopped_flags & cells.slow_again, -np.inf, noise.log_rates(matrix.confirm_values, ones)
-    )
+    pool = noise.log_rates(matrix.busbw, ones)
+    pool[matrix.stopped_flags & cells.slow_sample] = -np.inf
+    again = noise.log_rates(matrix.confirm_values, ones)
+    again[matrix.confirm_stopped_flags & cells.slow_again] = -np.inf
     upper = np.triu(np.ones(cells.measured.shape[1:], dtype=bool), k=1)
     # Other lone pairs are left out of noise's samples: two slow pairs must not hide each other.
     classes = [cells.measured] if between is None else [cells.measured & between, cells.measured & ~between]
