@@ -98,8 +98,8 @@ class Cells:
         unmeasured = np.isnan(raw)
         busbw, confirm = raw / per_rail, self.matrix.confirm_values[:, k, a, b] / per_rail
         if self.load is not None:  # each sample over what its round could carry
-            share, share_again = self.load.fractions(self.matrix.busbw.shape[0], self.slow_again.shape[0])
-            busbw, confirm = busbw / share[:, k, a, b], confirm / share_again[:, k, a, b]
+            share, _ = self.load.fractions(self.matrix.busbw.shape[0], 0)
+            busbw, confirm = busbw / share[:, k, a, b], confirm / self.load.again_at(confirm.shape[0], k, a, b)
         first = np.where(unmeasured, -np.inf, busbw)
         again = np.nan_to_num(confirm, nan=np.inf)  # a pass that missed it: no
         slow_sample = self.slow_sample[:, k, a, b]

@@ -17,6 +17,7 @@ before.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import warnings
 from collections.abc import Mapping
@@ -26,17 +27,62 @@ import numpy as np
 
 
 @dataclass(frozen=True, eq=False)
+class Cellwise:
+    """Fractions that are 1 but at a few cells: ``share`` at cells ``(rail, low, high)`` (each once, low < high,
+    mirrored to ``[high, low]``) in every pass of ``shape`` (``[pass, rail, a, b]``). The re-measurements' own:
+    only the suspects ran again, and at 1024 nodes a dense array of them is 134 MB of ones."""
+
+    shape: tuple[int, ...]
+    rail: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    share: np.ndarray
+
+    def passes(self, count: int) -> Cellwise:
+        return dataclasses.replace(self, shape=(min(count, self.shape[0]), *self.shape[1:]))
+
+    def dense(self) -> np.ndarray:
+        out = np.ones(self.shape)
+        if self.shape[0] and len(self.rail):
+            out[:, self.rail, self.low, self.high] = out[:, self.rail, self.high, self.low] = self.share
+        return out
+
+    def at(self, k: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """``dense()[:, k, a, b]``, read from the cells themselves."""
+        n = self.shape[-1]
+        keys = (self.rail.astype(np.int64) * n + self.low) * n + self.high
+        order = np.argsort(keys)
+        want = (k.astype(np.int64) * n + np.minimum(a, b)) * n + np.maximum(a, b)
+        values = np.ones(len(want))
+        if len(keys):
+            pos = np.minimum(np.searchsorted(keys[order], want), len(keys) - 1)
+            hit = keys[order][pos] == want
+            values[hit] = self.share[order][pos][hit]
+        return np.broadcast_to(values, (self.shape[0], len(want)))
+
+    def minus_log_from(self, x: np.ndarray) -> np.ndarray:
+        """``x - log(dense())``: x itself where the fraction is 1 (its log is 0), less its log at the cells."""
+        out = x.copy()
+        if self.shape[0] and len(self.rail):
+            logs = np.log(self.share)
+            out[:, self.rail, self.low, self.high] -= logs
+            out[:, self.rail, self.high, self.low] -= logs
+        return out
+
+
+@dataclass(frozen=True, eq=False)
 class Expected:
     """Where each pair ran and what it could get there: ``round_of[repeat, a, b]`` (the round of the matrix
     sample, -1 where none ran); per routing (``bench.rails.plan.capacity.ROUTINGS``) the expected fraction of
-    every sample, ``matrix[routing][repeat, rail, a, b]`` and ``again[routing][pass, rail, a, b]`` (1 at its
+    every sample, ``matrix[routing][repeat, rail, a, b]`` and ``again[routing][pass, rail, a, b]`` (dense, or
+    :class:`Cellwise` at the suspects that ran again; 1 at its
     links' rate or unmeasured; empty where every pair is expected at its links' rate); ``taper``: the fabric's
     worst ratio of a leaf's nodes to its uplinks (``bench.rails.plan.capacity.taper``); ``routing``: the one
     the run showed (:meth:`routed`), None before it is chosen."""
 
     round_of: np.ndarray
     matrix: Mapping[str, np.ndarray] = field(default_factory=dict)
-    again: Mapping[str, np.ndarray] = field(default_factory=dict)
+    again: Mapping[str, np.ndarray | Cellwise] = field(default_factory=dict)
     taper: float = 1.0
     routing: str | None = None
 
@@ -69,12 +115,18 @@ class Expected:
     def adjusted(self, x: np.ndarray, x_again: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The log rates over their expected fractions (the chosen routing's): matrix samples, then
         re-measurements."""
-        share, share_again = self.fractions(x.shape[0], x_again.shape[0])
+        share, _ = self.fractions(x.shape[0], 0)
+        assert self.routing is not None  # routed() chose it
+        cellwise = self.again.get(self.routing)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # unmeasured NaN cells stay NaN
             # x - log(share), computed into the log's own array: one matrix-sized array each, not two.
-            adjusted, again = np.log(share), np.log(share_again)
-            return np.subtract(x, adjusted, out=adjusted), np.subtract(x_again, again, out=again)
+            adjusted = np.log(share)
+            np.subtract(x, adjusted, out=adjusted)
+            if isinstance(cellwise, Cellwise):
+                return adjusted, cellwise.passes(x_again.shape[0]).minus_log_from(x_again)
+            again = np.log(self.fractions(0, x_again.shape[0])[1])
+            return adjusted, np.subtract(x_again, again, out=again)
 
     def fractions(self, repeats: int, passes: int) -> tuple[np.ndarray, np.ndarray]:
         """The chosen routing's fractions of ``repeats`` matrix samples and ``passes`` re-measurements (1 for
@@ -82,7 +134,17 @@ class Expected:
         assert self.routing is not None  # routed() chose it
         matrix = self.matrix[self.routing]
         again = self.again.get(self.routing)
+        if isinstance(again, Cellwise):
+            again = again.passes(passes).dense()
         return matrix[:repeats], again[:passes] if again is not None else np.ones((passes, *matrix.shape[1:]))
+
+    def again_at(self, passes: int, k: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """``fractions(0, passes)[1][:, k, a, b]``: the re-measurements' fractions at these cells alone."""
+        assert self.routing is not None  # routed() chose it
+        again = self.again.get(self.routing)
+        if isinstance(again, Cellwise):
+            return again.passes(passes).at(k, a, b)
+        return self.fractions(0, passes)[1][:, k, a, b]
 
     def said(self) -> str:
         """The certificate's sentence: ``2:1 between units: cross-unit pairs expected at 50% in rounds that

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 
 import numpy as np
 
-from bench.rails.diagnosis.expected import Expected
+from bench.rails.diagnosis.expected import Cellwise, Expected
 from bench.rails.plan import capacity
 from bench.rails.plan.fabric_map import FabricMap
 from bench.rails.plan.schedule import schedule
@@ -54,25 +54,24 @@ def with_again(expected: Expected, fabric: FabricMap, slow_sample: np.ndarray, p
     first = np.argmax(slow_sample[:, k, a, b], axis=0) if len(k) else np.zeros(0, dtype=np.int64)
     group = first.astype(np.int64) * (n + 1) + expected.round_of[first, a, b]
 
-    def again(routing: str) -> np.ndarray:
-        out = np.ones((passes, rails, n, n))
-        if passes and len(k):
-            share = plane.shares(k, a, b, group, routing == "destination")
-            out[:, k, a, b] = out[:, k, b, a] = share
-        return out
+    def again(routing: str) -> Cellwise:
+        if not (passes and len(k)):
+            none = np.zeros(0, dtype=np.int64)
+            return Cellwise((passes, rails, n, n), none, none, none, np.ones(0))
+        return Cellwise((passes, rails, n, n), k, a, b, plane.shares(k, a, b, group, routing == "destination"))
 
     return Expected(expected.round_of, expected.matrix, _Lazy(tuple(expected.matrix), again), expected.taper)
 
 
-class _Lazy(Mapping[str, np.ndarray]):
+class _Lazy(Mapping[str, Cellwise]):
     """Each routing's re-measurement fractions, computed when first read: the judge reads only the routing the
-    run showed (``Expected.routed``), and at 1024 nodes each is a dense array of a hundred megabytes or more."""
+    run showed (``Expected.routed``), each a filling of the suspects' rounds."""
 
-    def __init__(self, routings: tuple[str, ...], compute: Callable[[str], np.ndarray]) -> None:
+    def __init__(self, routings: tuple[str, ...], compute: Callable[[str], Cellwise]) -> None:
         self._routings, self._compute = routings, compute
-        self._done: dict[str, np.ndarray] = {}
+        self._done: dict[str, Cellwise] = {}
 
-    def __getitem__(self, routing: str) -> np.ndarray:
+    def __getitem__(self, routing: str) -> Cellwise:
         if routing not in self._routings:
             raise KeyError(routing)
         if routing not in self._done:
