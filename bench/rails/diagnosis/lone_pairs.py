@@ -46,8 +46,10 @@ def beyond_noise(cells: Cells, between: np.ndarray | None = None) -> np.ndarray:
     # alone made its pair stand out of noise ("3.2 Gb/s = 126% of peers' ... pair fault", issue 43).
     pool = noise.log_rates(matrix.busbw, ones)
     pool[matrix.stopped_flags & cells.slow_sample] = -np.inf
-    again = noise.log_rates(matrix.confirm_values, ones)
-    again[matrix.confirm_stopped_flags & cells.slow_again] = -np.inf
+    # The re-measurements at the candidates alone: the rest are never read.
+    ck, ca, cb = np.nonzero(candidates)
+    again = noise.log_rates(matrix.confirm_values[:, ck, ca, cb], np.ones(1))
+    again[(matrix.confirm_stopped_flags & cells.slow_again)[:, ck, ca, cb]] = -np.inf
     upper = np.triu(np.ones(cells.measured.shape[1:], dtype=bool), k=1)
     # Other lone pairs are left out of noise's samples: two slow pairs must not hide each other.
     classes = [cells.measured] if between is None else [cells.measured & between, cells.measured & ~between]
@@ -57,10 +59,10 @@ def beyond_noise(cells: Cells, between: np.ndarray | None = None) -> np.ndarray:
         pools.append(np.sort(others[~np.isnan(others)]))
     tested = max(1, int((cells.measured & upper[None]).sum()))
     floor = noise_floor(cells, pool)
-    for k, a, b in zip(*np.nonzero(candidates), strict=True):
+    for i, (k, a, b) in enumerate(zip(ck.tolist(), ca.tolist(), cb.tolist(), strict=True)):
         pooled = pools[0] if between is None or between[k, a, b] else pools[1]
         total = len(pooled)
-        own = np.concatenate([pool[:, k, a, b], again[:, k, a, b]])
+        own = np.concatenate([pool[:, k, a, b], again[:, i]])
         own = np.sort(own[~np.isnan(own)])
         n = len(own)
         tries = n - n // 2
