@@ -90,20 +90,27 @@ class Cells:
         run's own noise reaches (every suspect, without confirmation)."""
         if not self.remeasured:
             return self.suspect
-        per_rail = self.expected[None, :, None, None]
-        unmeasured = np.isnan(self.matrix.busbw)
-        busbw, confirm = self.matrix.busbw / per_rail, self.matrix.confirm_values / per_rail
+        # Read at the suspects alone (every cell it can hold, and every sample noise gave: a transient is a
+        # suspect), not over the whole matrix: a 1024-node matrix has 8 million cells and 100,000 suspects.
+        k, a, b = np.nonzero(self.suspect)
+        per_rail = self.expected[k]
+        raw = self.matrix.busbw[:, k, a, b]
+        unmeasured = np.isnan(raw)
+        busbw, confirm = raw / per_rail, self.matrix.confirm_values[:, k, a, b] / per_rail
         if self.load is not None:  # each sample over what its round could carry
-            share, share_again = self.load.fractions(busbw.shape[0], confirm.shape[0])
-            busbw, confirm = busbw / share, confirm / share_again
+            share, _ = self.load.fractions(self.matrix.busbw.shape[0], 0)
+            busbw, confirm = busbw / share[:, k, a, b], confirm / self.load.again_at(confirm.shape[0], k, a, b)
         first = np.where(unmeasured, -np.inf, busbw)
         again = np.nan_to_num(confirm, nan=np.inf)  # a pass that missed it: no
-        transient = self.suspect & ~self.reproduces
-        noise = np.where(self.slow_sample & transient, first, np.inf)
+        slow_sample = self.slow_sample[:, k, a, b]
+        transient = ~self.reproduces[k, a, b]
+        noise = np.where(slow_sample & transient, first, np.inf)
         floor = float(noise.min(initial=np.inf))  # the slowest sample noise gave; none: any depth counts
-        shallowest = np.maximum(first.max(axis=0), again.max(axis=0, initial=-np.inf))
-        every = (self.slow_sample | unmeasured).all(axis=0) & self.slow_again.all(axis=0)
-        return self.suspect & every & (shallowest < floor)
+        shallowest = np.maximum(first.max(axis=0, initial=-np.inf), again.max(axis=0, initial=-np.inf))
+        every = (slow_sample | unmeasured).all(axis=0) & self.slow_again[:, k, a, b].all(axis=0)
+        out = np.zeros(self.suspect.shape, dtype=bool)
+        out[k, a, b] = every & (shallowest < floor)
+        return out
 
     @cached_property
     def pair_slow(self) -> np.ndarray:
@@ -260,15 +267,17 @@ def transients(cells: Cells, mask: np.ndarray) -> tuple[Transient, ...]:
     if not cells.remeasured:
         return ()
     matrix = cells.matrix
-    out = []
-    for k, a, b in zip(*np.nonzero(np.triu(mask, k=1)), strict=True):
-        out.append(
-            Transient(
-                node=matrix.nodes[a],
-                peer=matrix.nodes[b],
-                rail=matrix.rails[k],
-                samples_Gbps=_finite(matrix.busbw[:, k, a, b]),
-                confirm_Gbps=_finite(matrix.confirm_values[:, k, a, b]),
-            )
+    k, a, b = np.nonzero(np.triu(mask, k=1))
+    # Every transient's samples in one gather, as Python floats (a large matrix has a hundred thousand of them).
+    samples = matrix.busbw[:, k, a, b].T.tolist()
+    confirm = matrix.confirm_values[:, k, a, b].T.tolist()
+    return tuple(
+        Transient(
+            node=matrix.nodes[x],
+            peer=matrix.nodes[y],
+            rail=matrix.rails[z],
+            samples_Gbps=tuple(v for v in first if v == v),  # NaN (unmeasured) is the one value unequal to itself
+            confirm_Gbps=tuple(v for v in again if v == v),
         )
-    return tuple(out)
+        for z, x, y, first, again in zip(k.tolist(), a.tolist(), b.tolist(), samples, confirm, strict=True)
+    )

@@ -7,6 +7,7 @@ pair matrix, the rail collectives and the counter windows.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypedDict
 
@@ -44,19 +45,18 @@ def suspects(
     if not len(times):
         return []
     cols = times if isinstance(times, PairColumns) else PairColumns.from_times(times)
-    slow = suspect_samples(pair_matrix(cols, nodes, rails), line_rates, thresholds, load)
+    slow = _slow_samples(pair_matrix(cols, nodes, rails), line_rates, thresholds, load)
     # The round each matrix sample ran in, -1 where none did.
     matrix = cols.confirm == 0
     low, high = np.minimum(cols.node, cols.peer)[matrix], np.maximum(cols.node, cols.peer)[matrix]
-    round_of = np.full(slow.shape, -1, dtype=np.int64)
+    round_of = np.full(slow.shape, -1, dtype=np.int32)
     round_of[cols.repeat[matrix], cols.rail[matrix], low, high] = cols.round[matrix]
-    out: list[Cell] = []
-    for k, a, b in zip(*np.nonzero(np.triu(slow.any(axis=0), k=1)), strict=True):
-        repeat = int(np.flatnonzero(slow[:, k, a, b])[0])
-        index = int(round_of[repeat, k, a, b])
-        if index >= 0:
-            out.append((repeat, index, int(k), int(a), int(b)))
-    return out
+    k, a, b = np.nonzero(np.triu(slow.any(axis=0), k=1))
+    repeat = np.argmax(slow[:, k, a, b], axis=0)  # each cell's first slow sample
+    index = round_of[repeat, k, a, b]
+    ran = index >= 0
+    columns = (repeat[ran], index[ran], k[ran], a[ran], b[ran])
+    return list(zip(*(c.tolist() for c in columns), strict=True))
 
 
 class RankReport(TypedDict):
@@ -258,8 +258,29 @@ def _loaded(
     if not load.matrix:
         return load
     first = PairMatrix(matrix.nodes, matrix.rails, matrix.busbw, matrix.stopped_flags)
-    slow = suspect_samples(first, rates, thresholds, load)
+    slow = _slow_samples(first, rates, thresholds, load)
     return round_load.with_again(load, fabric, slow, matrix.confirm_values.shape[0])
+
+
+_last_slow: list[tuple[tuple[object, ...], np.ndarray]] = []
+"""The last matrix's slow samples and what they were judged from: rank 0 judges the matrix samples to pick the
+suspects, and again, the same samples with the same yardsticks, to place the re-measurements' expectations
+(``_loaded``); at 1024 nodes each judgement is seconds."""
+
+
+def _slow_samples(
+    matrix: PairMatrix, rates: Mapping[int, float] | None, thresholds: Thresholds, load: Expected | None
+) -> np.ndarray:
+    """``localise.suspect_samples`` of the matrix samples (read-only), computed once for the same samples."""
+    arrays = (matrix.busbw, matrix.stopped_flags, matrix.confirm_values, matrix.confirm_stopped_flags)
+    digests = tuple((a.shape, a.dtype.str, hashlib.blake2b(np.ascontiguousarray(a).data).digest()) for a in arrays)
+    key = (*digests, matrix.nodes, matrix.rails, None if rates is None else sorted(rates.items()), thresholds, load)
+    if _last_slow and _last_slow[0][0] == key:
+        return _last_slow[0][1]
+    slow = suspect_samples(matrix, rates, thresholds, load)
+    slow.setflags(write=False)
+    _last_slow[:] = [(key, slow)]
+    return slow
 
 
 def _covered(defect: NamedPart, dead: Sequence[NamedPart]) -> bool:

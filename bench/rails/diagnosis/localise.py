@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -324,13 +324,15 @@ def diagnose(
     return Diagnosis(tuple(defects), transients(cells, cells.suspect & ~explained), cells.too_noisy, level, said)
 
 
-def _noise_null(cells: Cells, between: np.ndarray | None) -> np.ndarray:
-    """``[rail, a, b]``: what noise alone reproduces, the yardstick of every part convicted by reproduced
-    suspects. Per class of cells where the cabling is known: congestion reproduces between units, never within
-    a leaf."""
+def _noise_null(cells: Cells, between: np.ndarray | None) -> Callable[[int, int], np.ndarray]:
+    """Row ``[a, :]`` of rail k's ``[rail, a, b]``: what noise alone reproduces, the yardstick of every part
+    convicted by reproduced suspects. Per class of cells where the cabling is known: congestion reproduces between
+    units, never within a leaf. A row at a time: the whole array is two numbers spread over the matrix's size."""
     if between is None:
-        return np.full(cells.measured.shape, cells.reproduced_by_noise)
-    return np.where(between, cells.reproduced_by_noise_in(between), cells.reproduced_by_noise_in(~between))
+        rate = cells.reproduced_by_noise
+        return lambda k, a: np.full(cells.measured.shape[2], rate)
+    cross, inside = cells.reproduced_by_noise_in(between), cells.reproduced_by_noise_in(~between)
+    return lambda k, a: np.where(between[k, a], cross, inside)
 
 
 def _one_pair_rails(measured: np.ndarray) -> np.ndarray:
@@ -432,7 +434,9 @@ def _fewest_links(reproduces: np.ndarray, link_candidate: np.ndarray) -> None:
             explained[a, :] = explained[:, a] = True
 
 
-def _intermittent_links(cells: Cells, link_candidate: np.ndarray, rail_fault: np.ndarray, null: np.ndarray) -> None:
+def _intermittent_links(
+    cells: Cells, link_candidate: np.ndarray, rail_fault: np.ndarray, null: Callable[[int, int], np.ndarray]
+) -> None:
     """Add to ``link_candidate`` the links slow with some partners only: a link that fails intermittently
     (or a flapping one) is slow in the rounds that caught it bad and fine in the rest, so not every partner
     is a suspect. Greedily, as the smallest explanation: the link with the most suspect partners that no
@@ -441,7 +445,7 @@ def _intermittent_links(cells: Cells, link_candidate: np.ndarray, rail_fault: np
     one link are what noise does not do: each stands out of the fabric's spread at the matrix's family-wise
     false-alarm rate. Suspects another named part explains do not count, so two slow links on one rail
     do not make their common partners suspects. On a large matrix noise alone reproduces a few suspects, so
-    the link's reproduced suspects must also be more than noise gives over its partners (``null[k, a, b]`` for
+    the link's reproduced suspects must also be more than noise gives over its partners (``null(k, a)[b]`` for
     each, the rate of its class of cells: within a unit or across units; family-wise over every link): on 256
     nodes x 8 rails that is three, on a testbed two. And the link must
     hold more reproduced suspects than any of its partners: without the fabric's cabling, a block of slow
@@ -463,7 +467,8 @@ def _intermittent_links(cells: Cells, link_candidate: np.ndarray, rail_fault: np
             continue  # with two partners, both suspect is the rule above
         b = np.flatnonzero(left[k, a])
         again = int(cells.reproduces[k, a, b].sum())
-        beyond = noise.poisson_sf(again, float(null[k, a][measured[k, a]].sum())) * links <= noise.NAME_FALSE_ALARMS
+        due = float(null(int(k), int(a))[measured[k, a]].sum())
+        beyond = noise.poisson_sf(again, due) * links <= noise.NAME_FALSE_ALARMS
         # The link must explain its reproduced suspects better than any of its partners' links does: where
         # they tie (every node of one group slow with every node of another, as a switch path between two
         # groups makes them), a link would be a guess, and the slow pairs stay pairs.

@@ -40,27 +40,25 @@ def beyond_noise(cells: Cells, between: np.ndarray | None = None) -> np.ndarray:
     if not candidates.any():
         return out
     matrix = cells.matrix
-    ones = np.ones((1, len(matrix.rails), 1, 1))
-    # A sample whose budget ran out ranks as nothing moved only where the judge found it slow by its rate
-    # (``localise._judge``): on a loaded host a cell at its peers' level runs long too, and ranked at -inf it
-    # alone made its pair stand out of noise ("3.2 Gb/s = 126% of peers' ... pair fault", issue 43).
-    pool = np.where(matrix.stopped_flags & cells.slow_sample, -np.inf, noise.log_rates(matrix.busbw, ones))
-    again = np.where(
-        matrix.confirm_stopped_flags & cells.slow_again, -np.inf, noise.log_rates(matrix.confirm_values, ones)
-    )
+    # Log rates are taken where they are read (the candidates, the other cells of each class, the transients),
+    # never as whole matrix-sized arrays beside the judge's own.
+    ck, ca, cb = np.nonzero(candidates)
+    mine = pool_at(cells, (ck, ca, cb))
+    again = noise.log_rates(matrix.confirm_values[:, ck, ca, cb], np.ones(1))
+    again[(matrix.confirm_stopped_flags & cells.slow_again)[:, ck, ca, cb]] = -np.inf
     upper = np.triu(np.ones(cells.measured.shape[1:], dtype=bool), k=1)
     # Other lone pairs are left out of noise's samples: two slow pairs must not hide each other.
     classes = [cells.measured] if between is None else [cells.measured & between, cells.measured & ~between]
     pools = []
     for region in classes:
-        others = pool[:, region & upper[None] & ~candidates]
+        others = pool_at(cells, np.nonzero(region & upper[None] & ~candidates)).ravel()
         pools.append(np.sort(others[~np.isnan(others)]))
     tested = max(1, int((cells.measured & upper[None]).sum()))
-    floor = noise_floor(cells, pool)
-    for k, a, b in zip(*np.nonzero(candidates), strict=True):
+    floor = noise_floor(cells)
+    for i, (k, a, b) in enumerate(zip(ck.tolist(), ca.tolist(), cb.tolist(), strict=True)):
         pooled = pools[0] if between is None or between[k, a, b] else pools[1]
         total = len(pooled)
-        own = np.concatenate([pool[:, k, a, b], again[:, k, a, b]])
+        own = np.concatenate([mine[:, i], again[:, i]])
         own = np.sort(own[~np.isnan(own)])
         n = len(own)
         tries = n - n // 2
@@ -81,11 +79,23 @@ def beyond_noise(cells: Cells, between: np.ndarray | None = None) -> np.ndarray:
     return out
 
 
-def noise_floor(cells: Cells, pool: np.ndarray) -> Callable[[int, int, int], float]:
-    """For a pair ``(rail, a, b)``: the slowest matrix sample (``pool``: log rates, ``[repeat, rail, a, b]``) of
-    a transient, a suspect that re-measured normal and so noise by its own re-measurement, that shares neither
-    of the pair's links (slow partners of one end are evidence against that end, ``guilty_ends``, not noise);
-    ``+inf`` where there is none (any depth counts).
+def pool_at(cells: Cells, index: tuple[np.ndarray, ...]) -> np.ndarray:
+    """``[repeat, cell]``: the matrix samples' log rates at cells ``index`` (``(rail, a, b)``), as noise's pool
+    ranks them. A sample whose budget ran out ranks as nothing moved only where the judge found it slow by its rate
+    (``localise._judge``): on a loaded host a cell at its peers' level runs long too, and ranked at -inf it
+    alone made its pair stand out of noise ("3.2 Gb/s = 126% of peers' ... pair fault", issue 43)."""
+    k, a, b = index
+    matrix = cells.matrix
+    out = noise.log_rates(matrix.busbw[:, k, a, b], np.ones(1))
+    out[(matrix.stopped_flags & cells.slow_sample)[:, k, a, b]] = -np.inf
+    return out
+
+
+def noise_floor(cells: Cells) -> Callable[[int, int, int], float]:
+    """For a pair ``(rail, a, b)``: the slowest matrix sample (log rates, :func:`pool_at`) of a transient, a
+    suspect that re-measured normal and so noise by its own re-measurement, that shares neither of the pair's
+    links (slow partners of one end are evidence against that end, ``guilty_ends``, not noise); ``+inf`` where
+    there is none (any depth counts).
 
     The screen's yardstick is the spread above the level, which a loaded host's noise does not show: a
     descheduled rank slows a sample, never speeds one up, so the low tail is far heavier than the upper half
@@ -93,11 +103,13 @@ def noise_floor(cells: Cells, pool: np.ndarray) -> Callable[[int, int, int], flo
     yardstick and were named, with transients as deep beside them. The run's transients say how deep its noise
     went."""
     transient = cells.suspect & ~cells.reproduces if cells.remeasured else np.zeros_like(cells.suspect)
-    depths = np.where(cells.slow_sample & transient[None], pool, np.inf).min(axis=0, initial=np.inf)
+    # Each transient's slowest slow sample, listed by cell (every other cell's is +inf, and counts for nothing).
+    tk, ta, tb = np.nonzero(transient)
+    slow = cells.slow_sample[:, tk, ta, tb]
+    depths = np.where(slow, pool_at(cells, (tk, ta, tb)), np.inf).min(axis=0, initial=np.inf)
 
     def floor(k: int, a: int, b: int) -> float:
-        apart = np.ones(depths.shape, dtype=bool)
-        apart[k, [a, b], :] = apart[k, :, [a, b]] = False
+        apart = ~((tk == k) & ((ta == a) | (ta == b) | (tb == a) | (tb == b)))
         return float(depths[apart].min(initial=np.inf))
 
     return floor

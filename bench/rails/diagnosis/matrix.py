@@ -178,37 +178,89 @@ def pair_matrix(times: Sequence[PairTime] | PairColumns, nodes: Sequence[str], r
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise UserError(f"pair {node[i]}-{peer[i]} on rail {rail[i]} is outside the run's {n} nodes and {rails} rails")
+    repeats = 1 + int(repeat[confirm == 0].max(initial=0))
+    passes = int(confirm.max())
+    busbw = np.full((repeats, rails, n, n), np.nan)
+    stop_m = np.zeros(busbw.shape, dtype=bool)
+    matrix = confirm == 0
+    every = bool(matrix.all())  # a run without re-measurements: no copy of its columns
+    sel = slice(None) if every else np.flatnonzero(matrix)
+    del matrix
+    # The matrix samples: one slot per (repeat, rail, low, high), so the slowest direction is found slot by slot.
+    slot = np.ravel_multi_index((repeat[sel], rail[sel], low[sel], high[sel]), busbw.shape)
+    _slowest_into(busbw, stop_m, slot, nbytes[sel], time_us[sel], stopped[sel])
+    del slot
+    again = np.full((passes, rails, n, n), np.nan)
+    stop_c = np.zeros(again.shape, dtype=bool)
+    if not every:
+        pick, any_stopped, rate = _slowest_by_key(cols, low, high, rails, n, np.flatnonzero(confirm > 0))
+        # Keys ascend, so where two keys land on one slot (re-measurements from two repeats) the later wins, as a
+        # loop over the sorted samples would.
+        slot, k, a, b = confirm[pick] - 1, rail[pick], low[pick], high[pick]
+        where = np.ravel_multi_index((slot, k, a, b), again.shape)
+        _, back = np.unique(where[::-1], return_index=True)
+        keep = len(pick) - 1 - back  # the last of each slot
+        for i, j in ((a[keep], b[keep]), (b[keep], a[keep])):
+            again[slot[keep], k[keep], i, j] = rate[keep]
+            stop_c[slot[keep], k[keep], i, j] = any_stopped[keep]
+    return PairMatrix(tuple(nodes), tuple(range(rails)), busbw, stop_m, again, stop_c)
+
+
+def _rates(nbytes: np.ndarray, time_us: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore"):
+        return np.where(time_us > 0, nbytes * 8 / (time_us * 1e-6) / 1e9, 0.0)  # busbw_Gbps
+
+
+def _slowest_into(
+    values: np.ndarray,
+    flags: np.ndarray,
+    slot: np.ndarray,
+    nbytes: np.ndarray,
+    time_us: np.ndarray,
+    stopped: np.ndarray,
+) -> None:
+    """Each slot of ``values`` (flat indices ``slot`` of ``[repeat, rail, low, high]``, one per direction) gets the
+    rate of its slowest direction, the first of equal ones, mirrored to ``[high, low]``; ``flags``: stopped when
+    either direction ran out of time. A table of the matrix's own size, not a sort of its eight million
+    directions at 1024 nodes."""
+    size = values.size
+    largest = np.full(size, -np.inf)
+    np.maximum.at(largest, slot, time_us)
+    count = len(slot)
+    first = np.full(size, count)
+    np.minimum.at(first, slot, np.where(time_us == largest[slot], np.arange(count), count))
+    del largest
+    filled = np.flatnonzero(first < count)
+    pick = first[filled]
+    del first
+    n = values.shape[-1]
+    a, b = (filled // n) % n, filled % n
+    mirrored = filled + (b - a) * (n - 1)  # [.., high, low]
+    rate = _rates(nbytes[pick], time_us[pick])
+    values.reshape(-1)[filled] = rate
+    values.reshape(-1)[mirrored] = rate
+    any_stopped = np.zeros(size, dtype=bool)
+    any_stopped[slot[stopped]] = True
+    flags.reshape(-1)[filled] = any_stopped[filled]
+    flags.reshape(-1)[mirrored] = any_stopped[filled]
+
+
+def _slowest_by_key(
+    cols: PairColumns, low: np.ndarray, high: np.ndarray, rails: int, n: int, sel: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The directions ``sel`` grouped by (pair, rail, repeat, pass): per key its slowest direction (the first of
+    equal ones, as an index into the columns), whether either ran out of time, and its rate; keys ascending."""
+    repeat, confirm = cols.repeat[sel], cols.confirm[sel]
     spans = (n, n, rails, int(repeat.max()) + 1, int(confirm.max()) + 1)
-    key = np.ravel_multi_index((low, high, rail, repeat, confirm), spans)
+    key = np.ravel_multi_index((low[sel], high[sel], cols.rail[sel], repeat, confirm), spans)
     # Per key the slowest direction, the earliest of equal ones: a stable sort by key keeps each key's
     # directions in their order, and the first that reaches its key's largest time is picked.
     order = np.argsort(key, kind="stable")
     ordered = key[order]
     first = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-    times_in_order = time_us[order]
+    times_in_order = cols.time_us[sel][order]
     largest = np.repeat(np.maximum.reduceat(times_in_order, first), np.diff(np.r_[first, len(order)]))
     position = np.where(times_in_order == largest, np.arange(len(order)), len(order))
-    pick = order[np.minimum.reduceat(position, first)]
-    any_stopped = np.maximum.reduceat(stopped[order].astype(np.int8), first).astype(bool)
-    with np.errstate(divide="ignore"):
-        rate = np.where(time_us[pick] > 0, nbytes[pick] * 8 / (time_us[pick] * 1e-6) / 1e9, 0.0)  # busbw_Gbps
-    repeats = 1 + int(repeat[confirm == 0].max(initial=0))
-    passes = int(confirm.max())
-    busbw = np.full((repeats, rails, n, n), np.nan)
-    again = np.full((passes, rails, n, n), np.nan)
-    stop_m, stop_c = np.zeros(busbw.shape, dtype=bool), np.zeros(again.shape, dtype=bool)
-    # Keys ascend, so where two keys land on one slot (re-measurements from two repeats) the later wins, as a
-    # loop over the sorted samples would.
-    for is_confirm, values, flags in ((False, busbw, stop_m), (True, again, stop_c)):
-        sel = np.flatnonzero((confirm[pick] > 0) == is_confirm)
-        slot = (confirm[pick][sel] - 1) if is_confirm else repeat[pick][sel]
-        k, a, b = rail[pick][sel], low[pick][sel], high[pick][sel]
-        if is_confirm and len(sel):  # only re-measurements can share a slot (one per repeat they came from)
-            where = np.ravel_multi_index((slot, k, a, b), values.shape)
-            _, back = np.unique(where[::-1], return_index=True)
-            keep = len(sel) - 1 - back  # the last of each slot
-            slot, k, a, b, sel = slot[keep], k[keep], a[keep], b[keep], sel[keep]
-        for i, j in ((a, b), (b, a)):
-            values[slot, k, i, j] = rate[sel]
-            flags[slot, k, i, j] = any_stopped[sel]
-    return PairMatrix(tuple(nodes), tuple(range(rails)), busbw, stop_m, again, stop_c)
+    pick = sel[order[np.minimum.reduceat(position, first)]]
+    any_stopped = np.maximum.reduceat(cols.stopped[sel][order].astype(np.int8), first).astype(bool)
+    return pick, any_stopped, _rates(cols.nbytes[pick], cols.time_us[pick])

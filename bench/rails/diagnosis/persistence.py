@@ -72,18 +72,23 @@ class Rounds:
         floor = 1.0 - (1.0 - per_cell) ** mean_cells
         return cls(slow, ran, round_of, min(1.0, max(rate, floor)), tries)
 
-    def _keys(self, samples: np.ndarray) -> np.ndarray:
-        """The distinct rounds of ``samples`` (``[repeat, a, b]``, each pair once)."""
-        r, a, b = np.nonzero(samples)
-        return np.unique(r.astype(np.int64) * ROUND_KEY + self.round_of[r, a, b])
+    def _keys(self, samples: np.ndarray, k: int, cells: np.ndarray) -> np.ndarray:
+        """The distinct rounds of rail k's ``samples`` (``[repeat, rail, a, b]``) in ``cells`` (``[a, b]``, each
+        pair once): read at the cells alone, not through a mask of the whole matrix (a leaf's cells are a
+        thirty-second of a 1024-node rail's)."""
+        a, b = np.nonzero(cells)
+        upper = a < b
+        a, b = a[upper], b[upper]
+        r, i = np.nonzero(samples[:, k, a, b])
+        return np.unique(r.astype(np.int64) * ROUND_KEY + self.round_of[r, a[i], b[i]])
 
     def slow_rounds(self, k: int, cells: np.ndarray) -> int:
         """The rounds in which rail k's ``cells`` (``[a, b]``) had a slow matrix sample."""
-        return len(self._keys(self.slow[:, k] & np.triu(cells, k=1)[None]))
+        return len(self._keys(self.slow, k, cells))
 
     def ran_rounds(self, k: int, cells: np.ndarray) -> int:
         """The rounds in which rail k's ``cells`` (``[a, b]``) ran."""
-        return len(self._keys(self.ran[:, k] & np.triu(cells, k=1)[None]))
+        return len(self._keys(self.ran, k, cells))
 
     def persists(
         self,

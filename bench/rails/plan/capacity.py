@@ -79,32 +79,51 @@ def fair_shares(
     cross = np.flatnonzero((leaf_a != leaf_b) & (leaf_a >= 0) & (leaf_b >= 0))
     if not len(cross):
         return out
-    la, lb, g = leaf_a[cross].astype(np.int64), leaf_b[cross].astype(np.int64), group[cross].astype(np.int64)
+    la, lb = leaf_a[cross].astype(np.int64), leaf_b[cross].astype(np.int64)
     # Flow 2i goes a -> b (up at a's leaf, down at b's), flow 2i+1 b -> a.
     src = np.stack([la, lb], axis=1).ravel()
     dst = np.stack([lb, la], axis=1).ravel()
-    flow_group = np.unique(np.repeat(g, 2), return_inverse=True)[1].astype(np.int64)
+    del la, lb
+    cell_group, groups = _ranks(group[cross].astype(np.int64))
+    flow_group = np.repeat(cell_group, 2)
+    del cell_group
+    leaves = len(capacity)
     if routes is None:
-        up_key, down_key = (flow_group, src, 0), (flow_group, dst, 0)
+        up_j, down_j, uplinks = np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64), 1
         up_cap, down_cap = capacity[src], capacity[dst]
     else:
         # The destination's port fixes the uplink, up from the source's leaf and down into its own.
         rank = np.stack([routes.rank_b[cross], routes.rank_a[cross]], axis=1).ravel()
         up_j, down_j = rank % routes.count[src], rank % routes.count[dst]
-        up_key, down_key = (flow_group, src, up_j), (flow_group, dst, down_j)
+        uplinks = int(routes.count.max(initial=1))
         up_cap, down_cap = capacity[src] / routes.count[src], capacity[dst] / routes.count[dst]
-    keys = np.concatenate([_key(*up_key, 0), _key(*down_key, 1)])
-    unique, inverse = np.unique(keys, return_inverse=True)
-    cap = np.empty(len(unique))
+    # One integer per (round, leaf, uplink, way): the resource a flow crosses, numbered in that order.
+    up_key = ((flow_group * leaves + src) * uplinks + up_j) * 2
+    down_key = ((flow_group * leaves + dst) * uplinks + down_j) * 2 + 1
+    del src, dst, up_j, down_j
+    inverse, resources = _ranks(np.concatenate([up_key, down_key]), groups * leaves * uplinks * 2)
+    del up_key, down_key
+    cap = np.empty(resources)
     cap[inverse] = np.concatenate([up_cap, down_cap])
-    rate = _fill(inverse[: len(src)], inverse[len(src) :], cap, flow_group)
+    flows = len(flow_group)
+    rate = _fill(inverse[:flows], inverse[flows:], cap, flow_group)
     out[cross] = np.minimum(rate[0::2], rate[1::2])
     return out
 
 
-def _key(group: np.ndarray, leaf: np.ndarray, uplink: np.ndarray | int, way: int) -> np.ndarray:
-    """One integer per (round, leaf, uplink, way): the resource a flow crosses."""
-    return ((group * (1 << 20) + leaf) * (1 << 12) + uplink) * 2 + way
+def _ranks(values: np.ndarray, span: int | None = None) -> tuple[np.ndarray, int]:
+    """``np.unique(values, return_inverse=True)``'s inverse and the count of distinct values, for non-negative
+    integers under ``span`` (default: their largest + 1): through a table of the span where it is not much
+    larger than the values, a sort otherwise. A 1024-node matrix's rounds hold 17 million flows; sorting their
+    resources was most of the judgement."""
+    span = int(values.max(initial=-1)) + 1 if span is None else span
+    if span > 4 * len(values) + 1024:
+        unique, inverse = np.unique(values, return_inverse=True)
+        return inverse.astype(np.int64), len(unique)
+    present = np.zeros(span, dtype=bool)
+    present[values] = True
+    rank = np.cumsum(present, dtype=np.int64)
+    return rank[values] - 1, int(rank[-1]) if span else 0
 
 
 @dataclass(frozen=True, eq=False)
@@ -121,22 +140,26 @@ def _fill(first: np.ndarray, second: np.ndarray, cap: np.ndarray, flow_group: np
     """Progressive filling: each flow crosses resources ``first`` and ``second`` (capacities ``cap``) and its
     own node link (1); ``flow_group`` keeps rounds apart (their flows never share a resource in time)."""
     rate = np.zeros(len(first))
-    active = np.ones(len(first), dtype=bool)
     used = np.zeros(len(cap))
     groups = int(flow_group.max()) + 1
-    while active.any():
-        count = np.bincount(first[active], minlength=len(cap)) + np.bincount(second[active], minlength=len(cap))
+    # The flows still filling, in their order (so ``used`` sums each resource's flows in the same order); each
+    # step works on these alone: most flows of a large matrix are fixed in the first steps.
+    active = np.arange(len(first))
+    up, down, group = first, second, flow_group
+    while len(active):
+        count = np.bincount(up, minlength=len(cap)) + np.bincount(down, minlength=len(cap))
         with np.errstate(divide="ignore", invalid="ignore"):
             level = np.where(count > 0, (cap - used) / count, np.inf)
         # Every active flow of a round has grown alike so far: the round's next step is its lowest level.
-        mine = np.minimum(np.minimum(level[first], level[second]), FULL)
+        mine = np.minimum(np.minimum(level[up], level[down]), FULL)
         lowest = np.full(groups, np.inf)
-        np.minimum.at(lowest, flow_group[active], mine[active])
-        done = active & (mine <= lowest[flow_group] * (1 + 1e-12))
-        rate[done] = mine[done]
-        np.add.at(used, first[done], mine[done])
-        np.add.at(used, second[done], mine[done])
-        active &= ~done
+        np.minimum.at(lowest, group, mine)
+        done = mine <= lowest[group] * (1 + 1e-12)
+        rate[active[done]] = mine[done]
+        np.add.at(used, up[done], mine[done])
+        np.add.at(used, down[done], mine[done])
+        keep = ~done
+        active, up, down, group = active[keep], up[keep], down[keep], group[keep]
     return rate
 
 
@@ -195,12 +218,46 @@ def matrix_load(plane: Plane, rounds: Sequence[Round], repeats: int) -> Load:
         index = np.concatenate([np.full(len(r.pairs), r.index, dtype=np.int64) for r in mine])
         a, b = pairs[:, 0], pairs[:, 1]
         round_of[repeat, a, b] = round_of[repeat, b, a] = index
-        k = np.repeat(np.arange(rails), len(a))
-        aa, bb, group = np.tile(a, rails), np.tile(b, rails), np.tile(index, rails)
+        same = _alike_rails(plane)
+        distinct = np.flatnonzero(same == np.arange(rails))
+        k = np.repeat(distinct, len(a))
+        aa, bb, group = np.tile(a, len(distinct)), np.tile(b, len(distinct)), np.tile(index, len(distinct))
         for routing in ROUTINGS:
             share = plane.shares(k, aa, bb, group, routing == "destination")
-            fraction[routing][repeat, k, aa, bb] = fraction[routing][repeat, k, bb, aa] = share
+            out = fraction[routing]
+            out[repeat, k, aa, bb] = out[repeat, k, bb, aa] = share
+            for rail in np.flatnonzero(same != np.arange(rails)):
+                out[repeat, rail] = out[repeat, same[rail]]
     return Load(round_of, fraction)
+
+
+def _alike_rails(plane: Plane) -> np.ndarray:
+    """``[rail]``: the first rail cabled as this one is: its nodes grouped on leaves alike (in whatever leaf
+    order), each leaf with the same uplink capacity and count, each node on the same port rank. Such rails fill
+    alike, step for step, to the same bits (their flows share no resource, and each step's arithmetic is the
+    same), so one filling serves them all: a rail-optimised fabric's eight rails are one."""
+    rails = plane.leaf.shape[0]
+    seen: dict[bytes, int] = {}
+    out = np.arange(rails)
+    for k in range(rails):
+        leaf = plane.leaf[k]
+        ids, first, label = np.unique(leaf, return_index=True, return_inverse=True)
+        order = np.argsort(first, kind="stable")
+        relabel = np.empty(len(ids), dtype=np.int64)
+        relabel[order] = np.arange(len(ids))
+        placed = ids[order] >= 0
+        leaves = ids[order][placed]
+        signature = b"|".join(
+            [
+                np.where(leaf >= 0, relabel[label], -1).tobytes(),
+                placed.tobytes(),
+                plane.capacity[leaves].tobytes(),
+                plane.count[leaves].tobytes(),
+                plane.rank[k].tobytes(),
+            ]
+        )
+        out[k] = seen.setdefault(signature, k)
+    return out
 
 
 def taper(plane: Plane) -> float:
