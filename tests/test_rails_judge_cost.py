@@ -4,7 +4,8 @@ Each shortcut must give the arrays the plain way gave, to the bit: the resources
 through a table (``capacity._ranks``) as ``np.unique`` numbers them; rails cabled alike filled once
 (``capacity._alike_rails``) as a filling of every rail gives them; and the re-measurements' fractions held at their
 cells (``expected.Cellwise``) read as their dense array reads. ``ci/bench_judge.py`` prints the cost; the
-printout of ``ci/diagnosis_sim.py`` before and after is the same (docs/rails.md, "The cost of the judge").
+printout of ``ci/diagnosis_sim.py`` before and after is the same (its paragraph "The cost of the judge" in
+docs/rails.md, "The fabric's cabling, the switches, and the acceptance plan").
 """
 
 from __future__ import annotations
