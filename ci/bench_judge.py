@@ -44,13 +44,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "ci"))  # diagnosis_sim's settings and faults, one copy
 
-from diagnosis_sim import faults_for, named, settings_for  # noqa: E402
+from diagnosis_sim import faults_for, named, schedule_for, settings_for  # noqa: E402
 
 from bench.rails.diagnosis import judge  # noqa: E402
 from bench.rails.diagnosis.corroborate import corroborate  # noqa: E402
 from bench.rails.diagnosis.matrix import pair_matrix  # noqa: E402
 from bench.rails.plan.layout import RailLayout  # noqa: E402
-from bench.rails.plan.schedule import confirmation_rounds, schedule  # noqa: E402
+from bench.rails.plan.schedule import confirmation_rounds  # noqa: E402
 from tests.support.models.fabric_model import Model, Shape  # noqa: E402
 from tests.support.models.fabric_regimes import REGIMES  # noqa: E402
 
@@ -113,12 +113,14 @@ class _Timed:
             self.step.kept_bytes += now - self.start
 
 
-def child(size: str, regime_name: str, unit: int, profile: bool, trace: bool = False) -> dict[str, object]:
+def child(
+    size: str, regime_name: str, unit: int, profile: bool, trace: bool = False, full_matrix: bool = False
+) -> dict[str, object]:
     """One judgement in this process: the numbers as a dictionary (``trace``: its own memory, by tracemalloc)."""
     nodes, rails = (int(x) for x in size.lower().split("x"))
     regime = REGIMES[regime_name]
     shape = Shape(nodes, rails, min(unit, nodes), regime.oversubscription)
-    settings = settings_for(shape)
+    settings = settings_for(shape, full_matrix)
     rng = np.random.default_rng(SEED)
     faults = faults_for(FAULTS, shape, rng, regime)
     test = settings.test
@@ -126,7 +128,7 @@ def child(size: str, regime_name: str, unit: int, profile: bool, trace: bool = F
     names = tuple(shape.node_name(a) for a in range(nodes))
     layout = RailLayout(names, tuple(tuple(a * rails + k for k in range(rails)) for a in range(nodes)))
     gathered = model.gathered(test.collectives)
-    rounds = schedule(nodes, test.repeats, settings.config.seed)
+    rounds = schedule_for(shape, full_matrix)  # what accept runs: the unit schedule from the cabling
     cols = model.measure_rounds(rounds)
     input_mb = _status_kb("VmRSS") / 1e3
     step = Step()
@@ -165,9 +167,9 @@ def child(size: str, regime_name: str, unit: int, profile: bool, trace: bool = F
     }
 
 
-def _run_child(size: str, regime: str, unit: int, flag: str | None) -> dict[str, object]:
-    argv = [sys.executable, __file__, "--child", size, regime, "--unit", str(unit)]
-    done = subprocess.run(argv + ([flag] if flag else []), stdout=subprocess.PIPE, text=True, check=False)
+def _run_child(size: str, regime: str, unit: int, *flags: str) -> dict[str, object]:
+    argv = [sys.executable, __file__, "--child", size, regime, "--unit", str(unit), *flags]
+    done = subprocess.run(argv, stdout=subprocess.PIPE, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"bench_judge: the {size} {regime} judgement exited {done.returncode}")
     result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -183,9 +185,10 @@ def main() -> int:
     parser.add_argument("--tiny", action="store_true", help="8 and 16 x 2, tapered: the same code in seconds (CI)")
     parser.add_argument("--child", nargs=2, metavar=("SIZE", "REGIME"), help=argparse.SUPPRESS)
     parser.add_argument("--trace", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--full-matrix", action="store_true", help="every node pair, not the unit schedule accept runs")
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(*args.child, args.unit, args.profile, args.trace)))
+        print(json.dumps(child(*args.child, args.unit, args.profile, args.trace, args.full_matrix)))
         return 0
     if args.tiny:  # the capacity-aware regime runs every step the other does, and more (CI time is scarce)
         args.sizes, args.unit, args.regimes = "8x2,16x2", 8, "tapered"
@@ -203,9 +206,10 @@ def main() -> int:
     for regime in args.regimes.split(","):
         done = []
         for size in sizes:
-            r = _run_child(size, regime, args.unit, "--profile" if args.profile else None)
+            which = ("--full-matrix",) if args.full_matrix else ()
+            r = _run_child(size, regime, args.unit, *which, *(("--profile",) if args.profile else ()))
             # Its own memory in a run of its own: tracing slows the judgement's Python parts.
-            r["own_mb"] = _run_child(size, regime, args.unit, "--trace")["own_mb"]
+            r["own_mb"] = _run_child(size, regime, args.unit, *which, "--trace")["own_mb"]
             done.append(r)
             print(
                 f"{size:>7} {regime:<10} {r['cells']:>9} {r['suspects']:>8} {r['wall_s']:>7.2f} {r['cpu_s']:>7.2f} "

@@ -219,7 +219,7 @@ def settings_for(shape: Shape, full_matrix: bool = False) -> RailsSettings:
 
 
 @functools.cache
-def _schedule(shape: Shape, full_matrix: bool) -> tuple[Round, ...]:
+def schedule_for(shape: Shape, full_matrix: bool) -> tuple[Round, ...]:
     """The schedule the ranks would run (``bench.rails.measurement.steps.pair_runner``: the unit schedule from the
     model's cabling, or ``--full-matrix``'s); ``schedule`` is pure: one copy per shape serves every scenario."""
     settings = settings_for(shape, full_matrix)
@@ -261,7 +261,7 @@ def run_one(size: str, shape: Shape, kind: str, seed: int, regime: Regime = KIND
         nodes, tuple(tuple(a * shape.rails + k for k in range(shape.rails)) for a in range(shape.nodes))
     )
     gathered = model.gathered(settings.test.collectives)
-    rounds = _schedule(shape, full_matrix)
+    rounds = schedule_for(shape, full_matrix)
     cols = model.measure_rounds(rounds)
     suspect = judge.suspects_in(settings, layout, gathered, cols)
     again = confirmation_rounds(rounds, suspect, settings.test.confirm)
@@ -408,8 +408,12 @@ def main() -> int:
             else:
                 results = [_work(job) for job in jobs]
             report(size, results, time.monotonic() - began, regime)
-            which = "the full matrix" if full or _schedule(shape, False) == _schedule(shape, True) else "unit schedule"
-            print(f"# pair schedule: {which}, {len(_schedule(shape, full))} matrix rounds")
+            which = (
+                "the full matrix"
+                if full or schedule_for(shape, False) == schedule_for(shape, True)
+                else "unit schedule"
+            )
+            print(f"# pair schedule: {which}, {len(schedule_for(shape, full))} matrix rounds")
             print(f"# simulator's peak memory: {_peak_gb():.2f} GB per process")
             faulty = [r for r in results if r.kind != "clean"]
             all_exact &= sum(r.exact for r in faulty) >= 0.99 * len(faulty)
