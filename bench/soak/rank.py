@@ -144,8 +144,9 @@ def soak_phase(job: SoakJob, run: Run) -> None:
                 append_window(run.out_dir, window)  # durable before the wait below: a signal there loses nothing
                 job.clock.kept(window, max(time.monotonic() - began, told.window_s))
                 run.update(soak=job.clock.section())
-                print(job.clock.progress(), flush=True)
             wait_out(began, told.window_s)
+            if job.clock is not None and window is not None:
+                print(job.clock.progress(), flush=True)  # at the window's end: its elapsed and what is left hold
 
 
 def wait_out(began: float, window_s: float) -> None:
