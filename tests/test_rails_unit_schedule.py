@@ -127,10 +127,10 @@ def test_the_judge_names_only_what_is_broken_and_never_a_pair_left_out() -> None
     """Four units of 16 on 2 rails of the fabric model: the unit schedule leaves most pairs between units out.
     A clean run names nothing and has no cell below its target; a bad cable and a bad uplink (seen only in
     the rounds between units) are each named exactly."""
-    from ci.diagnosis_sim import _schedule, run_one
+    from ci.diagnosis_sim import run_one, schedule_for
 
     shape = Shape(64, 2, 16)
-    rounds = _schedule(shape, False)
+    rounds = schedule_for(shape, False)
     assert len(rounds) < round_count(64)
     ran = {p for r in rounds for p in r.pairs}
     assert len(ran) < 64 * 63 // 2
