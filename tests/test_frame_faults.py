@@ -90,19 +90,22 @@ def test_a_fault_the_parent_records_while_finishing_says_what_is_missing(tmp_pat
         text=True,
         start_new_session=True,
     )
-    rank0 = None
+    rank0, stopped = None, False
     try:
         deadline = time.monotonic() + 300
-        while rank0 is None:
+        while not stopped:
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "the run never reached its finish step"
+            # Rank 0's pid first (a scan of /proc, slow on a busy machine), so that the stop lands while the finish
+            # step is still under way: found only once the finish began, it once landed after the step had ended.
+            rank0 = rank0 or rank_pids(out).get(0)
             try:
-                if json.loads((out / "run.json").read_text()).get("finish") == "running":
-                    rank0 = rank_pids(out)[0]
+                if rank0 is not None and json.loads((out / "run.json").read_text()).get("finish") == "running":
+                    os.kill(rank0, signal.SIGSTOP)
+                    stopped = True
             except (OSError, ValueError):
                 pass
             time.sleep(0.02)
-        os.kill(rank0, signal.SIGSTOP)
         stdout, stderr = proc.communicate(timeout=180)
     finally:
         if rank0 is not None:
