@@ -18,10 +18,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from bench.commands import flags
+from bench.commands.rails import config_from_args as rails_config
 from bench.exits import UserError
 from bench.frame.config_parts import carrying
 from bench.frame.launch_job import JobKind, Sized, launch
-from bench.measure.collectives import get_collective
 from bench.profile.cluster import Profile
 from bench.profile.rails_table import RAIL_COLLECTIVES
 from bench.rails.plan.config import RailsConfig, RailsSettings
@@ -65,16 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> SoakConfig:
-    names = flags.collectives(args, empty="--collectives is empty: name all_reduce, all_gather or both")
-    rails = RailsConfig(
-        profile=args.profile,
-        collectives=tuple(get_collective(c).name for c in names),
-        rails_test=flags.rails_test(args, iterations=True),
-        check=args.check,
-        **flags.rails_fields(args),
-        launch=flags.launch_part(args),
-        output=flags.output_part(args),
-    )
+    rails = rails_config(args)  # the rails test's flags, read as `railbench rails` reads them
     if args.resume is not None:
         if args.out is not None:
             raise UserError("--resume writes into the soak's own run directory: drop --out")
