@@ -134,10 +134,11 @@ def _run_node(config: LaunchedConfig, node: benv.NodeLaunch, out: Path, here: bo
     cmd = starting.elastic_command(
         node.nnodes, node.node_rank, node.nproc_per_node, node.main_address, node.main_port, config.rank_argv(out)
     )
+    before = starting.run_json_stamp(out)  # a --resume's run.json is there before the ranks start
     ended = starting.run_interrupted_into(out, cmd, config.launch.timeout_s, starting.terminal_output(), here=here)
     if not here:
         # Rank 0 lives on node 0 and writes the run directory there; this node only knows its own ranks.
         if ended.hang is not None or ended.launcher_signal is not None:
             raise InfraError(ended.hang or f"the launcher was killed by signal {ended.launcher_signal}")
         return 0 if ended.rc == 0 else EXIT_FAIL
-    return starting.exit_status_from_run_dir(out, ended)
+    return starting.exit_status_from_run_dir(out, ended, before=before)

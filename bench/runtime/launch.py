@@ -215,12 +215,7 @@ def start_local_ranks(
         cmd = mpirun_command(np, rank_argv(out), oversubscribe=gpu_count() == 0)
         output = terminal_output()
         before = run_json_stamp(out)  # a --resume's run.json is there before the ranks start
-        ended = run_interrupted_into(out, cmd, timeout_s, output)
-        if ended.rc == EXIT_USAGE and ended.hang is None and run_json_stamp(out) == before:
-            # A rank refused its input and rank 0 said it in one line; the run.json there (if any) is an earlier
-            # start's, whose status is not this launch's.
-            return EXIT_USAGE
-        return exit_status_from_run_dir(out, ended, output)
+        return exit_status_from_run_dir(out, run_interrupted_into(out, cmd, timeout_s, output), output, before)
     finally:
         if claimed:
             release_unused(out)
@@ -302,7 +297,9 @@ def _rewrite(run_file: RunFile, record: RunDoc) -> None:
         ) from None
 
 
-def exit_status_from_run_dir(out: Path, ended: Ended, output: LauncherOutput | None = None) -> int:
+def exit_status_from_run_dir(
+    out: Path, ended: Ended, output: LauncherOutput | None = None, before: tuple[int, int] | None = None
+) -> int:
     """The exit status rank 0 recorded in run.json; a run the ranks left unfinished is marked failed.
 
     The parent was not interrupted when it gets here, so a run.json that says ``interrupted`` means the
@@ -314,6 +311,10 @@ def exit_status_from_run_dir(out: Path, ended: Ended, output: LauncherOutput | N
     rc = ended.rc
     if ended.hang is not None or ended.launcher_signal is not None:
         return _record_parent_fault(out, ended)
+    if rc == EXIT_USAGE and run_json_stamp(out) == before:
+        # A rank refused its input and rank 0 said it in one line; the run.json there, if any, is an earlier start's
+        # (``before``: its stamp when this launch began), whose status is not this launch's.
+        return EXIT_USAGE
     lost = output.lost_ranks() if output is not None else []
     if not (out / "run.json").is_file():
         for box in output.boxes if output is not None else []:
