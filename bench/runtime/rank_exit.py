@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import os
 import sys
 from collections.abc import Callable
@@ -30,6 +31,13 @@ def end_rank(status: int) -> NoReturn:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # a reader that went away, a closed stream
             stream.flush()
+    # The frames of a step that failed or was interrupted sit in a reference cycle with the exception that
+    # ended it (a frame holding it in a local), and they hold this rank's process groups. gloo closes a group's
+    # connections only when its last reference goes (its shutdown() leaves them open), so a peer still waiting
+    # in an exchange with this rank would wait out its timeout while this rank waits for it in MPI's finalize:
+    # a SIGTERM'd soak whose ranks stayed blocked past two minutes (tests/test_soak_netns.py). Collected here,
+    # the connections close and the peer's exchange fails at once.
+    gc.collect()
     for say in BEFORE_FINALIZE:
         with contextlib.suppress(RuntimeError, OSError):  # a store already gone: the others hold, as before
             say(status)
