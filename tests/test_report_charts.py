@@ -10,7 +10,7 @@ import altair as alt
 import pandas as pd
 import pytest
 
-from bench.report import charts, data, matrices, trend
+from bench.report import charts, data, heatmap, matrices, trend
 from bench.report.inputs import RunInputs, load_inputs
 from bench.report.theme import STATUS_COLORS, THEME_NAME, spec_dict
 from tests.support.report_data import write_run_dir
@@ -58,11 +58,11 @@ def all_charts(tables: dict[str, pd.DataFrame], url: bool) -> dict[str, alt.TopL
         "sweep": charts.busbw_vs_size_chart(tables["sweep"], data=src("sweep")),
         "sweep-Gbps": charts.busbw_vs_size_chart(tables["sweep"], data=src("sweep"), unit="Gb/s"),
         "rails": charts.bars_chart(tables["rails"], data=src("rails"), title="Weakest node per rail"),
-        "heat": charts.heatmap_chart(tables["heat"], data=src("heat")),
-        "gpus": charts.heatmap_chart(
+        "heat": heatmap.heatmap_chart(tables["heat"], data=src("heat")),
+        "gpus": heatmap.heatmap_chart(
             tables["gpus"], data=src("gpus"), row_title="sending GPU", max_cell=18, symmetric=False
         ),
-        "heat-GBps": charts.heatmap_chart(tables["heat"], data=src("heat"), unit="GB/s"),
+        "heat-GBps": heatmap.heatmap_chart(tables["heat"], data=src("heat"), unit="GB/s"),
         "far": charts.busbw_vs_size_chart(tables["far"], data=src("far")),
         "far-bars": charts.bars_chart(_far_bars(tables["rails"]), data=src("rails")),
         "trend": charts.trend_chart(tables["trend"], data=src("trend", ("run_time",))),
@@ -166,7 +166,7 @@ def test_bars_with_different_targets_mark_each_bars_own_target(tables: dict[str,
 
 
 def test_heatmap_has_a_panel_per_rail_and_outlines_marked_cells(tables: dict[str, pd.DataFrame]) -> None:
-    spec = spec_dict(charts.heatmap_chart(tables["heat"]))
+    spec = spec_dict(heatmap.heatmap_chart(tables["heat"]))
     assert spec["facet"]["field"] == "panel" and spec["facet"]["sort"] == {"field": "panel_order"}
     assert spec["columns"] == 8  # 4 nodes: 8 panels of 84 px, one full row within the page
     rect = spec["spec"]
@@ -184,14 +184,14 @@ def test_heatmaps_fit_the_page_from_4_to_64_rows_and_leave_no_empty_panel(tables
         frame = pd.DataFrame(
             {"row_index": [0] * panels, "col_index": count - 1, "panel": [f"p{i}" for i in range(panels)]}
         )
-        cell, columns, labelled = charts.heatmap_layout(frame)
-        width = charts.LABEL_PX + columns * (cell * count + 24)
-        assert width <= charts.CHART_WIDTH + 24, (count, cell, columns)
+        cell, columns, labelled = heatmap.heatmap_layout(frame)
+        width = heatmap.LABEL_PX + columns * (cell * count + 24)
+        assert width <= heatmap.CHART_WIDTH + 24, (count, cell, columns)
         # every row labelled where its labels cannot overlap: not a 32-node unit's 6 px rows, nor 64 rows
-        assert labelled == (cell >= charts.LABEL_SPACING_PX) == (count <= 8) and charts.MIN_CELL_PX <= cell <= 28
+        assert labelled == (cell >= heatmap.LABEL_SPACING_PX) == (count <= 8) and heatmap.MIN_CELL_PX <= cell <= 28
         assert panels % columns == 0, (count, panels, columns)  # every row full: no empty panel with its axes
     seven = pd.DataFrame({"row_index": [0] * 7, "col_index": 63, "panel": [f"p{i}" for i in range(7)]})
-    assert charts.heatmap_layout(seven)[1] == 4  # 7 rails: 4 and 3, not 7 rows of 1
+    assert heatmap.heatmap_layout(seven)[1] == 4  # 7 rails: 4 and 3, not 7 rows of 1
 
 
 def test_a_target_far_above_the_data_stays_off_the_axis(tables: dict[str, pd.DataFrame]) -> None:

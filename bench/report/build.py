@@ -34,7 +34,19 @@ from bench.codec import present
 from bench.exits import UserError
 from bench.history.soak_runs import windows_of
 from bench.jsondoc import JSONObject, JSONValue
-from bench.report import UnitChoice, charts, data, htmlpage, markdown, matrices, page, soak, soak_charts, trend
+from bench.report import (
+    UnitChoice,
+    charts,
+    data,
+    heatmap,
+    htmlpage,
+    markdown,
+    matrices,
+    page,
+    soak,
+    soak_charts,
+    trend,
+)
 from bench.report.bundle import vega_bundle
 from bench.report.inputs import RunInputs, load_inputs
 from bench.report.openmetrics import write_metrics_file
@@ -204,13 +216,13 @@ def _pair_plans(inputs: RunInputs, options: ReportOptions, eff: float, pairs: pd
         return []
     unit = _unit(options, "Gb/s")
     rows, columns = heat.axes
-    draw = partial(charts.heatmap_chart, heat.frame, unit=unit, min_efficiency=eff, row_title=rows, col_title=columns)
+    draw = partial(heatmap.heatmap_chart, heat.frame, unit=unit, min_efficiency=eff, row_title=rows, col_title=columns)
     plans = [ChartPlan("pairs", "Node × node pairs: a matrix per rail", heat, draw)]
     # drawn by groups of nodes (many nodes): each group that holds a named part, node by node
     for label, table in matrices.unit_drilldowns(pairs, hosts, eff, options.max_nodes, inputs.rails):
         where = f"{label[:1].upper()}{label[1:]}"
         title = f"{where}: node × node bus bandwidth per rail"
-        drawn = partial(charts.heatmap_chart, table.frame, unit=unit, min_efficiency=eff, title=title)
+        drawn = partial(heatmap.heatmap_chart, table.frame, unit=unit, min_efficiency=eff, title=title)
         plans.append(ChartPlan(f"pairs-{_slug(label.split(' (')[0])}", f"{where}, node by node", table, drawn))
     return plans
 
@@ -223,7 +235,7 @@ def _gpu_plans(inputs: RunInputs, options: ReportOptions, eff: float) -> list[Ch
         return []
     title = "GPU × GPU pairs: a matrix per node (row sends, column receives)"
     draw = partial(
-        charts.heatmap_chart,
+        heatmap.heatmap_chart,
         gpus.frame,
         unit=_unit(options, "Gb/s"),
         title="GPU × GPU bus bandwidth per node",

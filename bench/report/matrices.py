@@ -1,7 +1,7 @@
 """The two matrices a rail-optimised cluster is judged by, as heat-map tables: the node x node pair matrix of
 each rail, and the GPU x GPU matrix of each node (its NVLink/NVSwitch, or loopback between CPU ranks).
 
-Both tables have the same columns, so one chart draws either (``bench.report.charts.heatmap_chart``):
+Both tables have the same columns, so one chart draws either (``bench.report.heatmap.heatmap_chart``):
 
 * ``panel`` / ``panel_order``: the small multiple (``rail 3``, or a node's name) and its place;
 * ``row`` / ``row_index`` and ``col`` / ``col_index``: the cell's labels and their order;
