@@ -28,7 +28,7 @@ from bench.rails.plan import acceptance, learn
 from bench.rails.plan import phases as plan_phases
 from bench.rails.plan.config import RailsConfig, RailsSettings, resolve
 from bench.rails.plan.laps import compared
-from bench.rails.plan.model import PlanModel, Span, plan_table
+from bench.rails.plan.model import GLOO_COMM_S, PlanModel, Span, plan_table
 from bench.rails.plan.schedule import round_count
 from bench.rundir.files import atomic_write_json
 from bench.rundir.runjson import SCHEMA_PATH
@@ -97,7 +97,7 @@ def test_start_up_grows_as_nccl_makes_its_communicators() -> None:
     per_node = plan_phases.groups_seconds(nccl, 8192, 8, 1024)
     per_rail = plan_phases.groups_seconds(nccl, 8192, 1024, 8)
     assert per_node.low >= 1024 * (nccl.comm_rank_s.low * 4096 + nccl.comm_s.low) > 100 * per_rail.low
-    gloo = PlanModel(Span.point(100), comm_s=Span(0.01, 0.25), splits=False)
+    gloo = PlanModel(Span.point(100), comm_s=GLOO_COMM_S, splits=False)
     assert plan_phases.groups_seconds(gloo, 8192, 8, 1024) == plan_phases.communicator_seconds(gloo, 8)
     assert plan_phases.groups_seconds(gloo, 64, 8, 8) == plan_phases.groups_seconds(gloo, 8192, 8, 1024)
 
