@@ -6,8 +6,9 @@ seconds. The seconds are a range, never one guess: every rate and fixed cost of 
 a span, the low figure is the run where every one of them is at its quick end, the high figure the run where
 every one is as slow as a healthy cluster gets. The projection is built from the same pieces the run is:
 
-* start-up: the launch, then every communicator (the world and one group per rail), each made by every rank
-  of the world (torch makes a group with the whole world taking part), at a cost per member rank;
+* start-up: the launch, then every communicator (the world and one group per rail) as NCCL makes it: a fixed
+  set-up and bootstrap all-gathers around its members, and on a device-bound world each group a split whose
+  colour all-gather runs around the whole world (``bench.rails.plan.phases.groups_seconds``);
 * each pair round: both directions in turn, each its slowest cell (``bench.rails.plan.budget``) and the rail
   group's small collectives around it; on NCCL a new peer's connection on its first send (every round pairs
   each rank with a node it has not met); the round's times gathered over the world through the store;

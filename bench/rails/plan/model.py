@@ -14,11 +14,25 @@ key                    default         what it is
 ``rail_efficiency``    0.80..0.96      a rail group's busbw over the line rate (a ring over n nodes pays
                                        2(n-1) steps of latency: about 86% at 64 nodes and 256 MiB)
 ``launch_s``           3..60           the launcher, Python and torch imports, the world's rendezvous
-``comm_rank_s``        0.0005..0.02    making one communicator, per member rank: NCCL's bootstrap and
-                                       torch's store rendezvous are both linear in the ranks
+``comm_s``             0.15..2 (NCCL)  one communicator's set-up on its members beyond its bootstrap ring
+                       0.01..0.25      (topology, graphs, buffers: NCCL's "Init timings" lines, 0.15 s a
+                       (gloo)          split, NVIDIA/nccl#1605; 0.24 s an 8-GPU init without its kernels'
+                                       loading, NVIDIA/nccl-tests#273; 2.6 s on DGX B200, NVIDIA/nccl#1646;
+                                       gloo: about 15 ms a group on one host, pytorch/pytorch#99931)
+``comm_rank_s``        1e-5..2.5e-4    one step of NCCL's bootstrap all-gather, a ~100-byte TCP message to the
+                                       next rank of a ring of all the members (gloo: one member's connection
+                                       to another); a ring over n ranks takes n/2 to n-1 steps
+                                       (``ci/bench_coord.py``: 4-15 us a step on TCP loopback here; NVIDIA/
+                                       nccl#1791: "a few 100 ms" an all-gather at Meta's large scale, read as
+                                       at most 0.5 s over the 2048 steps of a two-way ring of 4096 ranks)
 ``sync_s``             0.001..0.02     one agreement over the world through the store (a barrier, a gather)
-``sync_rank_s``        2e-5..1.5e-3    and this much more per rank of the world (the store's server is one
-                                       process: 0.2-0.7 s per round's gather at 512 ranks, issue 28)
+``sync_rank_s``        2e-5..5e-4      and this much more per rank of the world (the store's server is one
+                                       process). ``ci/bench_coord.py``, today's O(n) coordination: a pair
+                                       round at 8192 simulated ranks 1.09 s, 1.3e-4 s a rank, at 2048 2.0e-4
+                                       (wall, every simulated rank's own work on two shared cores included),
+                                       rank 0's own CPU 4.6-5.6e-5 s a rank; the high end is 2.5 times the
+                                       largest wall. (The 1.5e-3 before was issue 28's n^2 coordination,
+                                       0.2-0.7 s a round at 512 ranks, since replaced.)
 ``step_s``             1e-4..0.01      one small collective inside a rail group (a barrier, a pair's align)
 ``connect_s``          0.005..0.3      NCCL: connecting a new peer on its first send (``NCCL_RUNTIME_CONNECT``;
                                        every matrix round meets a new peer); 0 on gloo, which connects a
@@ -26,6 +40,8 @@ key                    default         what it is
 ``latency_us``         10..200         one collective call's latency (the small sizes of accept's sweep)
 ``cell_overhead_s``    0.005..0.5      one sweep point or rail-group measurement beyond its messages
 ``store_MBps``         20..500         the end's gathers of every pair time through the store, in MB/s
+                                       (``ci/bench_coord.py``: rank 0 took in 34 MB of reports from 8192
+                                       ranks in 1.04 s of its CPU)
 ``finish_s``           5..30           the end: rails.json, JUnit, the history and the report ...
 ``row_s``              2e-5..2e-4      ... and per results row written and drawn by the report
                                        (``ci/bench_report.py``: 107,054 rows drawn in 6.3 s at load 2;
@@ -109,9 +125,9 @@ FRACTIONS = frozenset({"pair_efficiency", "rail_efficiency", "noise_cv", "suspec
 PLAN_KEYS: Mapping[str, Span] = {
     "rail_efficiency": _span(0.80, 0.96),
     "launch_s": _span(3.0, 60.0),
-    "comm_rank_s": _span(0.0005, 0.02),
+    "comm_rank_s": _span(1e-5, 2.5e-4),
     "sync_s": _span(0.001, 0.02),
-    "sync_rank_s": _span(2e-5, 1.5e-3),
+    "sync_rank_s": _span(2e-5, 5e-4),
     "step_s": _span(1e-4, 0.01),
     "latency_us": _span(10.0, 200.0),
     "cell_overhead_s": _span(0.005, 0.5),
@@ -125,10 +141,15 @@ BEST_PAIR_EFFICIENCY = 0.98
 """The best a healthy pair reaches: NDR sendrecv tops out at 49 GB/s of the 50 the line carries."""
 PAIR_EFFICIENCY = _span(0.9, BEST_PAIR_EFFICIENCY)
 """A healthy pair's efficiency where no profile says its pass line (the profile's pass fraction is the low end)."""
+NCCL_COMM_S = _span(0.15, 2.0)
+"""``comm_s`` on NCCL (the module docstring's table)."""
+GLOO_COMM_S = _span(0.01, 0.25)
+"""``comm_s`` on gloo: a group's store rendezvous on its members (pytorch/pytorch#99931: about 15 ms a group on one
+host), up to a loaded node's."""
 NCCL_CONNECT_S = _span(0.005, 0.3)
 """``connect_s`` on NCCL: a new peer's connectors on the first send (QPs and their exchange over the
 bootstrap network)."""
-OTHER_KEYS = ("pair_efficiency", "connect_s", "suspect_fraction", "rate_gbps", "world_gbps")
+OTHER_KEYS = ("pair_efficiency", "comm_s", "connect_s", "suspect_fraction", "rate_gbps", "world_gbps")
 """Keys whose default depends on the profile, or that have none."""
 
 
@@ -141,6 +162,7 @@ class PlanModel:
     pair_efficiency: Span = PAIR_EFFICIENCY
     rail_efficiency: Span = PLAN_KEYS["rail_efficiency"]
     launch_s: Span = PLAN_KEYS["launch_s"]
+    comm_s: Span = NCCL_COMM_S
     comm_rank_s: Span = PLAN_KEYS["comm_rank_s"]
     sync_s: Span = PLAN_KEYS["sync_s"]
     sync_rank_s: Span = PLAN_KEYS["sync_rank_s"]
@@ -158,6 +180,9 @@ class PlanModel:
     """An intra-node pair's rate (the profile's NVLink sendrecv target), for the intra-node matrix."""
     world_Gbps: Span | None = None
     """accept's world collectives' busbw, given outright; None: each collective's own target."""
+    splits: bool = True
+    """Every group is split from the world (NCCL with a bound device: ``bench.rails.plan.phases.groups_seconds``);
+    False on gloo, whose groups only their members make."""
     profile: Profile | None = field(default=None, compare=False, repr=False)
     """Where each world collective's target comes from (``bench.measure.targets``)."""
 
@@ -217,11 +242,13 @@ class PlanModel:
             return None
         best = max(BEST_PAIR_EFFICIENCY, profile.pass_fraction)
         values.setdefault("pair_efficiency", Span(min(profile.pass_fraction, best), best))
+        nccl = bool(profile.gpus_per_node)
         # gloo connects a group's whole mesh when the group is made (start-up pays it); NCCL on first use.
-        values.setdefault("connect_s", NCCL_CONNECT_S if profile.gpus_per_node else Span.point(0.0))
-        nvlink = world_target_gbps(profile, "sendrecv", 1) if profile.gpus_per_node else None
+        values.setdefault("connect_s", NCCL_CONNECT_S if nccl else Span.point(0.0))
+        values.setdefault("comm_s", NCCL_COMM_S if nccl else GLOO_COMM_S)
+        nvlink = world_target_gbps(profile, "sendrecv", 1) if nccl else None
         world = values.pop("world_gbps", None)
-        return cls(rate, **values, nvlink_Gbps=nvlink, world_Gbps=world, profile=profile)
+        return cls(rate, **values, nvlink_Gbps=nvlink, world_Gbps=world, splits=nccl, profile=profile)
 
 
 def _below(fraction_of_level: float, cv: float) -> float:

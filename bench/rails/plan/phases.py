@@ -95,12 +95,44 @@ def pair_cell(settings: RailsSettings, model: PlanModel) -> tuple[Span, float]:
     return cell_seconds(settings.test.pair_bytes, messages, model.pair_Gbps, budget), budget
 
 
+INIT_ALLGATHERS = Span(2, 3)
+"""NCCL's bootstrap all-gathers in one communicator's initialisation: three (NVIDIA/nccl#251), two since 2.23
+packed two of them into one (NVIDIA/nccl#1155; ``initTransportsRank`` calls ``bootstrapAllGather`` twice)."""
+
+
+def ring_steps(members: int) -> Span:
+    """Steps of one bootstrap all-gather around ``members`` ranks, each a ~100-byte TCP message to the next rank
+    that waits for the one before: ``members / 2`` on NCCL's two-way ring (2.28.7 on, NVIDIA/nccl#1791 and
+    ROCm/rocm-systems#5644), ``members - 1`` on the one-way ring before it."""
+    return Span(members // 2, max(members - 1, 0))
+
+
+def communicator_seconds(model: PlanModel, members: int) -> Span:
+    """One communicator's set-up on its ``members``: its fixed part (topology, graphs, buffers: ``comm_s``) and
+    its bootstrap all-gathers around its members (NCCL; gloo connects each member to every other one in turn)."""
+    if not model.splits:
+        return model.comm_s + model.comm_rank_s * max(members - 1, 0)
+    return model.comm_s + model.comm_rank_s * ring_steps(members) * INIT_ALLGATHERS
+
+
+def groups_seconds(model: PlanModel, world: int, members: int, count: int) -> Span:
+    """``count`` groups of ``members`` ranks each (``new_group``, every rank calling each in turn), as a rank of
+    ``world`` waits for them. On NCCL with the world bound to a device (``bench.runtime.dist.init_distributed``)
+    torch splits every group from the world (``ncclCommSplit``): every rank of the world takes part in each
+    split's colour all-gather, member or not (NCCL's ``commGetSplitInfo``), and the next split waits for the
+    members' own set-up (pytorch/pytorch#130407: 32 groups of 8 are 32 splits on every rank). On gloo only the
+    members of a group take part, so a rank waits for its own group alone."""
+    if not model.splits:
+        return communicator_seconds(model, members)
+    return (model.comm_rank_s * ring_steps(world) + communicator_seconds(model, members)) * count
+
+
 def startup_seconds(nodes: int, ranks: int, model: PlanModel) -> Span:
-    """The launch, then the world and one group per rail, every one made with the whole world taking part,
-    and the agreements around them (each rail link probed, a barrier, each group's probe)."""
+    """The launch, then the world's communicator and one group per rail (each a ``new_group``, made in turn by
+    every rank), and the agreements around them (each rail link probed, a barrier, each group's probe)."""
     world = nodes * ranks
-    communicators = 1 + ranks
-    return model.launch_s + model.comm_rank_s * (world * communicators) + model.sync(world) * 3
+    groups = groups_seconds(model, world, nodes, ranks)
+    return model.launch_s + communicator_seconds(model, world) + groups + model.sync(world) * 3
 
 
 def matrix_shape(nodes: int, ranks: int, settings: RailsSettings) -> tuple[int, float]:
@@ -219,7 +251,7 @@ def _intra_phase(nodes: int, ranks: int, settings: RailsSettings, model: PlanMod
     cell = cell_seconds(settings.test.pair_bytes, messages, rate)
     local_round = pair_round_seconds(cell, model, world, new_peer=True, gather=True)
     cells = 2 * local_rounds * (ranks // 2) * nodes
-    startup = model.comm_rank_s * world  # one group per node, the whole world taking part
+    startup = groups_seconds(model, world, ranks, nodes)  # one group per node (bench.rails.measurement.intranode)
     seconds = local_round * local_rounds + startup + beside
     again_rounds = 0
     if settings.test.confirm:
