@@ -15,6 +15,7 @@ import dataclasses
 import numpy as np
 
 from bench.rails.diagnosis.expected import Cellwise
+from bench.rails.diagnosis.last_answer import LastAnswer, fingerprint
 from bench.rails.plan import capacity
 from bench.rails.plan.fabric_map import Topology, place
 from bench.rails.plan.schedule import schedule
@@ -76,3 +77,24 @@ def test_cellwise_fractions_read_as_their_dense_array() -> None:
     assert np.array_equal(cells.passes(1).dense(), dense[:1])
     none = np.zeros(0, dtype=np.int64)
     assert np.array_equal(Cellwise((passes, rails, n, n), none, none, none, np.ones(0)).dense(), np.ones(dense.shape))
+
+
+def test_one_entry_cache_answers_only_the_same_question() -> None:
+    asked: list[str] = []
+    last = LastAnswer[str]()
+
+    def compute(answer: str) -> str:
+        asked.append(answer)
+        return answer
+
+    x = np.arange(12, dtype=np.float64).reshape(3, 4)
+    assert last.answer(fingerprint(x), lambda: compute("first")) == "first"
+    assert last.answer(fingerprint(x.copy()), lambda: compute("again")) == "first"  # the same content
+    y = x.copy()
+    y[2, 3] = np.nextafter(y[2, 3], np.inf)  # one bit of one value
+    assert last.answer(fingerprint(y), lambda: compute("changed")) == "changed"
+    assert last.answer(fingerprint(x), lambda: compute("back")) == "back"  # one entry: the older one is gone
+    assert asked == ["first", "changed", "back"]
+    # One buffer read as another shape or dtype, or a transposed view (its own bytes in C order), is another key.
+    others = (x.reshape(4, 3), x.view(np.int64), x.T, x[:, :2])
+    assert len({fingerprint(a) for a in (x, *others)}) == 5

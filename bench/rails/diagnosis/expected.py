@@ -18,12 +18,13 @@ the run is judged as before.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from bench.rails.diagnosis.last_answer import LastAnswer, fingerprint
 
 
 @dataclass(frozen=True, eq=False)
@@ -98,15 +99,11 @@ class Expected:
         fractions = {r: f[: x.shape[0]] for r, f in self.matrix.items() if f.shape[0] >= x.shape[0]}
         if not fractions or self.taper <= 1.0:
             return None
-        # Rank 0 asks twice of the same samples and fractions (to pick the suspects, then to judge).
-        digest = hashlib.blake2b(np.ascontiguousarray(x).data).digest()
+        # Rank 0 asks twice of the same samples and fractions (to pick the suspects, then to judge): the samples by
+        # their content, the fractions (the same read-only arrays, ``round_load.matrix_expected``) by identity.
         named = tuple((r, id(self.matrix[r]), f.shape) for r, f in fractions.items())
-        key: tuple[object, ...] = (x.shape, x.dtype.str, digest, self.taper, *named)
-        if _last_routing and _last_routing[0][0] == key:
-            routing = _last_routing[0][2]
-        else:
-            routing = _routing(x, fractions)
-            _last_routing[:] = [(key, tuple(self.matrix.values()), routing)]  # held: their ids stay theirs
+        key = (fingerprint(x), self.taper, *named)
+        routing = _last_routing.answer(key, lambda: _routing(x, fractions), holding=tuple(self.matrix.values()))
         if routing is None:
             return None
         again = {routing: self.again[routing]} if routing in self.again else {}
@@ -155,8 +152,8 @@ class Expected:
         )
 
 
-_last_routing: list[tuple[tuple[object, ...], tuple[np.ndarray, ...], str | None]] = []
-"""The last routing chosen, what it was chosen from, and the fraction arrays named in that key by their ids."""
+_last_routing = LastAnswer[str | None]()
+"""The last routing chosen (``last_answer``), holding the fraction arrays its key names by their ids."""
 
 
 def _routing(x: np.ndarray, fractions: Mapping[str, np.ndarray]) -> str | None:
