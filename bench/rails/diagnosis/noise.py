@@ -149,6 +149,26 @@ def holm_significant(z: np.ndarray, alpha: float = FALSE_ALARMS) -> np.ndarray:
     return out
 
 
+def holm_below(reference: float, xs: np.ndarray, sigma: float, alpha: float = FALSE_ALARMS) -> np.ndarray:
+    """``[..., a, b]``: the pairs whose log rate ``xs`` Holm's procedure finds below ``reference`` (one-sided z
+    ``(reference - xs) / sigma`` at family-wise ``alpha``), each pair tested once, as ``[a, b]`` with a < b, and
+    the verdict mirrored to ``[b, a]``; NaN (unmeasured) is never tested.
+
+    The z-scores are computed at the measured pairs alone, in the matrix's order (Holm's ties break by it), not
+    through a matrix-sized array of NaN: on the unit schedule at 1024 nodes most pairs never run, and the
+    re-measurements hold only the suspects."""
+    tested = ~np.isnan(xs)
+    tested &= np.triu(np.ones(xs.shape[-2:], dtype=bool), k=1)
+    at = np.nonzero(tested)
+    del tested
+    hits = holm_significant((reference - xs[at]) / sigma, alpha)
+    out = np.zeros(xs.shape, dtype=bool)
+    out[at] = hits
+    mirrored = (*at[:-2], at[-1], at[-2])
+    out[tuple(i[hits] for i in mirrored)] = True
+    return out
+
+
 def bonferroni_z(tests: int, alpha: float = FALSE_ALARMS) -> float:
     """The one-sided z a single test must reach when ``tests`` are made at family-wise level ``alpha``."""
     return NormalDist().inv_cdf(1.0 - alpha / max(1, tests))
