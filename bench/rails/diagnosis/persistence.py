@@ -20,6 +20,7 @@ rounds or more.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,7 +52,7 @@ class Rounds:
         ran: np.ndarray,
         round_of: np.ndarray,
         reproduces: np.ndarray,
-        slots: list[tuple[int, np.ndarray]],
+        slots: Iterable[tuple[int, np.ndarray]],
         per_cell: float,
         tries: int,
     ) -> Rounds:

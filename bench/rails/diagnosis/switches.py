@@ -232,12 +232,13 @@ class _Paths:
         reproduces, always = cells.reproduces & cells.measured, cells.reproduces_always & cells.measured
         rounds = None
         if cells.round_of is not None and cells.round_of.shape[0] >= cells.slow_sample.shape[0]:
-            slots = [
+            # One leaf's cells at a time, as Rounds.of reads them: held all at once they were 268 MB at 1024 x 8.
+            slots = (
                 (k, cross[k] & (near[:, None] | near[None, :]))
                 for k in range(rails)
                 if len(leaves_on[k]) >= 2
                 for near in (leaf[k] == index for index in leaves_on[k])
-            ]
+            )
             ran = ~np.isnan(cells.matrix.busbw) & cells.measured[None]
             slow = cells.slow_sample & cells.measured[None]
             rounds = Rounds.of(slow, ran, cells.round_of, reproduces, slots, per_cell, null.tries)
