@@ -61,9 +61,10 @@ class Cellwise:
             values[hit] = self.share[order][pos][hit]
         return np.broadcast_to(values, (self.shape[0], len(want)))
 
-    def minus_log_from(self, x: np.ndarray) -> np.ndarray:
-        """``x - log(dense())``: x itself where the fraction is 1 (its log is 0), less its log at the cells."""
-        out = x.copy()
+    def minus_log_from(self, x: np.ndarray, *, in_place: bool = False) -> np.ndarray:
+        """``x - log(dense())``: x itself where the fraction is 1 (its log is 0), less its log at the cells;
+        ``in_place``: in ``x``'s own array (the judge's log rates of the re-measurements, 134 MB at 1024 x 8)."""
+        out = x if in_place else x.copy()
         if self.shape[0] and len(self.rail):
             logs = np.log(self.share)
             out[:, self.rail, self.low, self.high] -= logs
@@ -111,7 +112,8 @@ class Expected:
 
     def adjusted(self, x: np.ndarray, x_again: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The log rates over their expected fractions (the chosen routing's): matrix samples, then
-        re-measurements."""
+        re-measurements. ``x_again`` is given up: where the re-measurements' fractions are held at their cells,
+        it is adjusted in place."""
         share, _ = self.fractions(x.shape[0], 0)
         assert self.routing is not None  # routed() chose it
         cellwise = self.again.get(self.routing)
@@ -121,7 +123,7 @@ class Expected:
             adjusted = np.log(share)
             np.subtract(x, adjusted, out=adjusted)
             if isinstance(cellwise, Cellwise):
-                return adjusted, cellwise.passes(x_again.shape[0]).minus_log_from(x_again)
+                return adjusted, cellwise.passes(x_again.shape[0]).minus_log_from(x_again, in_place=True)
             again = np.log(self.fractions(0, x_again.shape[0])[1])
             return adjusted, np.subtract(x_again, again, out=again)
 
@@ -208,7 +210,8 @@ def showing(measured: np.ndarray, values: np.ndarray, routed: Expected | None) -
 def judged_rates(
     expected: Expected | None, x: np.ndarray, x_again: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, Expected | None]:
-    """The log rates the judge compares (adjusted where the taper binds) and the expectation that did it."""
+    """The log rates the judge compares (adjusted where the taper binds) and the expectation that did it;
+    ``x_again`` is given up (:meth:`Expected.adjusted`)."""
     routed = None if expected is None else expected.routed(x)
     if routed is None:
         return x, x_again, None
