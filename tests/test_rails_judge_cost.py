@@ -14,6 +14,7 @@ import dataclasses
 
 import numpy as np
 
+from bench.rails.diagnosis import noise
 from bench.rails.diagnosis.expected import Cellwise
 from bench.rails.diagnosis.last_answer import LastAnswer, fingerprint
 from bench.rails.plan import capacity
@@ -98,3 +99,18 @@ def test_one_entry_cache_answers_only_the_same_question() -> None:
     # One buffer read as another shape or dtype, or a transposed view (its own bytes in C order), is another key.
     others = (x.reshape(4, 3), x.view(np.int64), x.T, x[:, :2])
     assert len({fingerprint(a) for a in (x, *others)}) == 5
+
+
+def test_holm_at_the_measured_pairs_alone_reads_as_through_the_whole_matrix() -> None:
+    rng = np.random.default_rng(3)
+    found = 0
+    for n in (2, 5, 9):
+        # Few distinct values, so Holm meets ties (broken by the matrix's order); NaN unmeasured, -inf nothing moved.
+        xs = rng.choice([-3.0, -1.5, -0.2, 0.0, 0.1, -np.inf, np.nan], size=(2, 3, n, n))
+        for reference, sigma, alpha in ((0.0, 0.5, noise.FALSE_ALARMS), (-0.1, 0.02, noise.LONE_FALSE_ALARMS)):
+            upper = np.triu(np.ones((n, n), dtype=bool), k=1)
+            dense = noise.holm_significant(np.where(upper, (reference - xs) / sigma, np.nan), alpha)
+            dense |= np.swapaxes(dense, -1, -2)
+            assert np.array_equal(noise.holm_below(reference, xs, sigma, alpha), dense)
+            found += int(dense.sum())
+    assert found > 0  # some pairs were found below, so the mirroring was tried
