@@ -114,3 +114,24 @@ def test_holm_at_the_measured_pairs_alone_reads_as_through_the_whole_matrix() ->
             assert np.array_equal(noise.holm_below(reference, xs, sigma, alpha), dense)
             found += int(dense.sum())
     assert found > 0  # some pairs were found below, so the mirroring was tried
+
+
+def test_row_statistics_within_a_mask_read_as_over_a_nan_filled_copy() -> None:
+    """``noise.upper_median`` and ``upper_quartile`` read the values ``within`` a mask where the judge once
+    passed a NaN-filled copy of the matrix; the upper median is the plain sort's middle value (NaN sorts last)."""
+    rng = np.random.default_rng(11)
+    for _ in range(60):
+        shape = tuple(int(d) for d in rng.integers(1, 7, size=int(rng.integers(1, 4))))
+        x = np.round(rng.normal(0.0, 1.0, size=shape), 1)  # ties
+        draw = rng.random(shape)
+        x[draw < 0.2] = np.nan
+        x[(draw >= 0.2) & (draw < 0.25)] = -np.inf
+        within = rng.random(shape) < 0.7
+        filled = np.where(within, x, np.nan)
+        ordered = np.sort(filled, axis=-1)
+        count = (~np.isnan(ordered)).sum(axis=-1)
+        middle = np.take_along_axis(ordered, np.minimum(count // 2, shape[-1] - 1)[..., None], axis=-1)[..., 0]
+        want = np.where(count > 0, middle, np.nan)
+        assert np.array_equal(noise.upper_median(x, within=within), want, equal_nan=True)
+        assert np.array_equal(noise.upper_median(filled), want, equal_nan=True)
+        assert np.array_equal(noise.upper_quartile(x, within=within), noise.upper_quartile(filled), equal_nan=True)

@@ -167,7 +167,7 @@ def _low_cells(cell_median: np.ndarray, measured: np.ndarray, between: np.ndarra
     classes = [measured] if between is None else [measured & between, measured & ~between]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # links with no measured partner: NaN, never low
-        levels = [noise.upper_quartile(np.where(c, cell_median, np.nan)) for c in classes]
+        levels = [noise.upper_quartile(cell_median, within=c) for c in classes]
         quartile = levels[0] if len(levels) == 1 else np.fmax(*levels)
     low_link = quartile < mark
     return low_link[:, :, None] | low_link[:, None, :]
