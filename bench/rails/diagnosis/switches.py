@@ -264,9 +264,9 @@ class _Paths:
         cells = mask & self.upper
         by_cells = null.significant(0, int(cells.sum()), int((self.always[k] & cells).sum()))
         leaves = None
-        if not rate:  # a spine: judged leaf by leaf (persistence.Rounds.persists)
-            near = [self.leaf[k] == index for index in self.leaves_on[k]]
-            leaves = [n[:, None] | n[None, :] for n in near]
+        if not rate:  # a spine: judged leaf by leaf (persistence.Rounds.persists), each leaf's cells made as read
+            near = (self.leaf[k] == index for index in self.leaves_on[k])
+            leaves = (n[:, None] | n[None, :] for n in near)
         return self.rounds.persists(k, self.reproduces[k], self.always[k], cells, by_cells, leaves)
 
     def switch_inside(self, k: int, mask: np.ndarray) -> bool:
