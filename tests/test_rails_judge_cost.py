@@ -135,3 +135,14 @@ def test_row_statistics_within_a_mask_read_as_over_a_nan_filled_copy() -> None:
         assert np.array_equal(noise.upper_median(x, within=within), want, equal_nan=True)
         assert np.array_equal(noise.upper_median(filled), want, equal_nan=True)
         assert np.array_equal(noise.upper_quartile(x, within=within), noise.upper_quartile(filled), equal_nan=True)
+
+
+def test_log_rates_at_the_measured_values_read_as_over_the_whole_matrix() -> None:
+    rng = np.random.default_rng(17)
+    values = rng.choice([np.nan, 0.0, -1.0, 3.5, 400.0, 97.25], size=(2, 3, 5, 5))
+    scale = np.array([400.0, 200.0, 100.0])[None, :, None, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        plain = np.log(values / scale)
+    plain[values <= 0] = -np.inf
+    assert np.array_equal(noise.log_rates(values, scale), plain, equal_nan=True)
+    assert np.array_equal(noise.log_rates(values[0, 0], np.ones(1)), noise.log_rates(values, np.ones(1))[0, 0], True)
