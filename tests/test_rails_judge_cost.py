@@ -14,7 +14,7 @@ import dataclasses
 
 import numpy as np
 
-from bench.rails.diagnosis import noise
+from bench.rails.diagnosis import noise, sparse
 from bench.rails.diagnosis.expected import Cellwise
 from bench.rails.diagnosis.last_answer import LastAnswer, fingerprint
 from bench.rails.plan import capacity
@@ -146,3 +146,13 @@ def test_log_rates_at_the_measured_values_read_as_over_the_whole_matrix() -> Non
     plain[values <= 0] = -np.inf
     assert np.array_equal(noise.log_rates(values, scale), plain, equal_nan=True)
     assert np.array_equal(noise.log_rates(values[0, 0], np.ones(1)), noise.log_rates(values, np.ones(1))[0, 0], True)
+
+
+def test_cells_found_a_word_at_a_time_are_nonzeros_cells() -> None:
+    rng = np.random.default_rng(23)
+    for shape in ((64, 64), (3, 16, 16), (40,), (5, 7), (2, 3, 4)):
+        for density in (0.0, 0.01, 0.5):
+            mask = rng.random(shape) < density
+            for m in (mask, mask[..., ::-1] if mask.ndim > 1 else mask[::2]):  # and views, contiguous or not
+                got, want = sparse.nonzero(m), np.nonzero(m)
+                assert len(got) == len(want) and all(np.array_equal(g, w) for g, w in zip(got, want, strict=True))

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bench.rails.diagnosis import noise
+from bench.rails.diagnosis import noise, sparse
 
 ROUND_KEY = 1 << 20
 """``repeat * ROUND_KEY + round``: one integer per independent round (rounds per repeat are under n)."""
@@ -77,7 +77,7 @@ class Rounds:
         """The distinct rounds of rail k's ``samples`` (``[repeat, rail, a, b]``) in ``cells`` (``[a, b]``, each
         pair once): read at the cells alone, not through a mask of the whole matrix (a leaf's cells are a
         thirty-second of a 1024-node rail's)."""
-        a, b = np.nonzero(cells)
+        a, b = sparse.nonzero(cells)
         upper = a < b
         a, b = a[upper], b[upper]
         r, i = np.nonzero(samples[:, k, a, b])
