@@ -14,7 +14,9 @@ import dataclasses
 
 import numpy as np
 
+from bench.rails.diagnosis import noise, sparse
 from bench.rails.diagnosis.expected import Cellwise
+from bench.rails.diagnosis.last_answer import LastAnswer, fingerprint
 from bench.rails.plan import capacity
 from bench.rails.plan.fabric_map import Topology, place
 from bench.rails.plan.schedule import schedule
@@ -76,3 +78,81 @@ def test_cellwise_fractions_read_as_their_dense_array() -> None:
     assert np.array_equal(cells.passes(1).dense(), dense[:1])
     none = np.zeros(0, dtype=np.int64)
     assert np.array_equal(Cellwise((passes, rails, n, n), none, none, none, np.ones(0)).dense(), np.ones(dense.shape))
+
+
+def test_one_entry_cache_answers_only_the_same_question() -> None:
+    asked: list[str] = []
+    last = LastAnswer[str]()
+
+    def compute(answer: str) -> str:
+        asked.append(answer)
+        return answer
+
+    x = np.arange(12, dtype=np.float64).reshape(3, 4)
+    assert last.answer(fingerprint(x), lambda: compute("first")) == "first"
+    assert last.answer(fingerprint(x.copy()), lambda: compute("again")) == "first"  # the same content
+    y = x.copy()
+    y[2, 3] = np.nextafter(y[2, 3], np.inf)  # one bit of one value
+    assert last.answer(fingerprint(y), lambda: compute("changed")) == "changed"
+    assert last.answer(fingerprint(x), lambda: compute("back")) == "back"  # one entry: the older one is gone
+    assert asked == ["first", "changed", "back"]
+    # One buffer read as another shape or dtype, or a transposed view (its own bytes in C order), is another key.
+    others = (x.reshape(4, 3), x.view(np.int64), x.T, x[:, :2])
+    assert len({fingerprint(a) for a in (x, *others)}) == 5
+
+
+def test_holm_at_the_measured_pairs_alone_reads_as_through_the_whole_matrix() -> None:
+    rng = np.random.default_rng(3)
+    found = 0
+    for n in (2, 5, 9):
+        # Few distinct values, so Holm meets ties (broken by the matrix's order); NaN unmeasured, -inf nothing moved.
+        xs = rng.choice([-3.0, -1.5, -0.2, 0.0, 0.1, -np.inf, np.nan], size=(2, 3, n, n))
+        for reference, sigma, alpha in ((0.0, 0.5, noise.FALSE_ALARMS), (-0.1, 0.02, noise.LONE_FALSE_ALARMS)):
+            upper = np.triu(np.ones((n, n), dtype=bool), k=1)
+            dense = noise.holm_significant(np.where(upper, (reference - xs) / sigma, np.nan), alpha)
+            dense |= np.swapaxes(dense, -1, -2)
+            assert np.array_equal(noise.holm_below(reference, xs, sigma, alpha), dense)
+            found += int(dense.sum())
+    assert found > 0  # some pairs were found below, so the mirroring was tried
+
+
+def test_row_statistics_within_a_mask_read_as_over_a_nan_filled_copy() -> None:
+    """``noise.upper_median`` and ``upper_quartile`` read the values ``within`` a mask where the judge once
+    passed a NaN-filled copy of the matrix; the upper median is the plain sort's middle value (NaN sorts last)."""
+    rng = np.random.default_rng(11)
+    for _ in range(60):
+        shape = tuple(int(d) for d in rng.integers(1, 7, size=int(rng.integers(1, 4))))
+        x = np.round(rng.normal(0.0, 1.0, size=shape), 1)  # ties
+        draw = rng.random(shape)
+        x[draw < 0.2] = np.nan
+        x[(draw >= 0.2) & (draw < 0.25)] = -np.inf
+        within = rng.random(shape) < 0.7
+        filled = np.where(within, x, np.nan)
+        ordered = np.sort(filled, axis=-1)
+        count = (~np.isnan(ordered)).sum(axis=-1)
+        middle = np.take_along_axis(ordered, np.minimum(count // 2, shape[-1] - 1)[..., None], axis=-1)[..., 0]
+        want = np.where(count > 0, middle, np.nan)
+        assert np.array_equal(noise.upper_median(x, within=within), want, equal_nan=True)
+        assert np.array_equal(noise.upper_median(filled), want, equal_nan=True)
+        assert np.array_equal(noise.upper_quartile(x, within=within), noise.upper_quartile(filled), equal_nan=True)
+
+
+def test_log_rates_at_the_measured_values_read_as_over_the_whole_matrix() -> None:
+    rng = np.random.default_rng(17)
+    values = rng.choice([np.nan, 0.0, -1.0, 3.5, 400.0, 97.25], size=(2, 3, 5, 5))
+    scale = np.array([400.0, 200.0, 100.0])[None, :, None, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        plain = np.log(values / scale)
+    plain[values <= 0] = -np.inf
+    assert np.array_equal(noise.log_rates(values, scale), plain, equal_nan=True)
+    assert np.array_equal(noise.log_rates(values[0, 0], np.ones(1)), noise.log_rates(values, np.ones(1))[0, 0], True)
+
+
+def test_cells_found_a_word_at_a_time_are_nonzeros_cells() -> None:
+    rng = np.random.default_rng(23)
+    for shape in ((64, 64), (3, 16, 16), (40,), (5, 7), (2, 3, 4)):
+        for density in (0.0, 0.01, 0.5):
+            mask = rng.random(shape) < density
+            for m in (mask, mask[..., ::-1] if mask.ndim > 1 else mask[::2]):  # and views, contiguous or not
+                got, want = sparse.nonzero(m), np.nonzero(m)
+                assert len(got) == len(want) and all(np.array_equal(g, w) for g, w in zip(got, want, strict=True))

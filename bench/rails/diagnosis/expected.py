@@ -18,12 +18,13 @@ the run is judged as before.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from bench.rails.diagnosis.last_answer import LastAnswer, fingerprint
 
 
 @dataclass(frozen=True, eq=False)
@@ -60,9 +61,10 @@ class Cellwise:
             values[hit] = self.share[order][pos][hit]
         return np.broadcast_to(values, (self.shape[0], len(want)))
 
-    def minus_log_from(self, x: np.ndarray) -> np.ndarray:
-        """``x - log(dense())``: x itself where the fraction is 1 (its log is 0), less its log at the cells."""
-        out = x.copy()
+    def minus_log_from(self, x: np.ndarray, *, in_place: bool = False) -> np.ndarray:
+        """``x - log(dense())``: x itself where the fraction is 1 (its log is 0), less its log at the cells;
+        ``in_place``: in ``x``'s own array (the judge's log rates of the re-measurements, 134 MB at 1024 x 8)."""
+        out = x if in_place else x.copy()
         if self.shape[0] and len(self.rail):
             logs = np.log(self.share)
             out[:, self.rail, self.low, self.high] -= logs
@@ -98,15 +100,11 @@ class Expected:
         fractions = {r: f[: x.shape[0]] for r, f in self.matrix.items() if f.shape[0] >= x.shape[0]}
         if not fractions or self.taper <= 1.0:
             return None
-        # Rank 0 asks twice of the same samples and fractions (to pick the suspects, then to judge).
-        digest = hashlib.blake2b(np.ascontiguousarray(x).data).digest()
+        # Rank 0 asks twice of the same samples and fractions (to pick the suspects, then to judge): the samples by
+        # their content, the fractions (the same read-only arrays, ``round_load.matrix_expected``) by identity.
         named = tuple((r, id(self.matrix[r]), f.shape) for r, f in fractions.items())
-        key: tuple[object, ...] = (x.shape, x.dtype.str, digest, self.taper, *named)
-        if _last_routing and _last_routing[0][0] == key:
-            routing = _last_routing[0][2]
-        else:
-            routing = _routing(x, fractions)
-            _last_routing[:] = [(key, tuple(self.matrix.values()), routing)]  # held: their ids stay theirs
+        key = (fingerprint(x), self.taper, *named)
+        routing = _last_routing.answer(key, lambda: _routing(x, fractions), holding=tuple(self.matrix.values()))
         if routing is None:
             return None
         again = {routing: self.again[routing]} if routing in self.again else {}
@@ -114,7 +112,8 @@ class Expected:
 
     def adjusted(self, x: np.ndarray, x_again: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The log rates over their expected fractions (the chosen routing's): matrix samples, then
-        re-measurements."""
+        re-measurements. ``x_again`` is given up: where the re-measurements' fractions are held at their cells,
+        it is adjusted in place."""
         share, _ = self.fractions(x.shape[0], 0)
         assert self.routing is not None  # routed() chose it
         cellwise = self.again.get(self.routing)
@@ -124,7 +123,7 @@ class Expected:
             adjusted = np.log(share)
             np.subtract(x, adjusted, out=adjusted)
             if isinstance(cellwise, Cellwise):
-                return adjusted, cellwise.passes(x_again.shape[0]).minus_log_from(x_again)
+                return adjusted, cellwise.passes(x_again.shape[0]).minus_log_from(x_again, in_place=True)
             again = np.log(self.fractions(0, x_again.shape[0])[1])
             return adjusted, np.subtract(x_again, again, out=again)
 
@@ -155,8 +154,8 @@ class Expected:
         )
 
 
-_last_routing: list[tuple[tuple[object, ...], tuple[np.ndarray, ...], str | None]] = []
-"""The last routing chosen, what it was chosen from, and the fraction arrays named in that key by their ids."""
+_last_routing = LastAnswer[str | None]()
+"""The last routing chosen (``last_answer``), holding the fraction arrays its key names by their ids."""
 
 
 def _routing(x: np.ndarray, fractions: Mapping[str, np.ndarray]) -> str | None:
@@ -211,7 +210,8 @@ def showing(measured: np.ndarray, values: np.ndarray, routed: Expected | None) -
 def judged_rates(
     expected: Expected | None, x: np.ndarray, x_again: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, Expected | None]:
-    """The log rates the judge compares (adjusted where the taper binds) and the expectation that did it."""
+    """The log rates the judge compares (adjusted where the taper binds) and the expectation that did it;
+    ``x_again`` is given up (:meth:`Expected.adjusted`)."""
     routed = None if expected is None else expected.routed(x)
     if routed is None:
         return x, x_again, None

@@ -7,7 +7,6 @@ pair matrix, the rail collectives and the counter windows.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypedDict
 
@@ -18,6 +17,7 @@ from bench.rails.diagnosis import evidence, liveness, rail_target, rails_outcome
 from bench.rails.diagnosis.corroborate import device_of
 from bench.rails.diagnosis.evidence import DeviceEntries, NodeWindow
 from bench.rails.diagnosis.expected import Expected
+from bench.rails.diagnosis.last_answer import LastAnswer, fingerprint
 from bench.rails.diagnosis.liveness import LinkReport, Membership, everyone_live
 from bench.rails.diagnosis.localise import Diagnosis, PairMatrix, Thresholds, diagnose, suspect_samples
 from bench.rails.diagnosis.matrix import PairColumns, PairTime, flatten, pair_matrix
@@ -262,10 +262,10 @@ def _loaded(
     return round_load.with_again(load, fabric, slow, matrix.confirm_values.shape[0])
 
 
-_last_slow: list[tuple[tuple[object, ...], np.ndarray]] = []
-"""The last matrix's slow samples and what they were judged from: rank 0 judges the matrix samples to pick the
-suspects, and again, the same samples with the same yardsticks, to place the re-measurements' expectations
-(``_loaded``); at 1024 nodes each judgement is seconds."""
+_last_slow = LastAnswer[np.ndarray]()
+"""The last matrix's slow samples: rank 0 judges the matrix samples to pick the suspects, and again, the same samples
+with the same yardsticks, to place the re-measurements' expectations (``_loaded``); at 1024 nodes each judgement
+is seconds (``last_answer``)."""
 
 
 def _slow_samples(
@@ -273,14 +273,16 @@ def _slow_samples(
 ) -> np.ndarray:
     """``localise.suspect_samples`` of the matrix samples (read-only), computed once for the same samples."""
     arrays = (matrix.busbw, matrix.stopped_flags, matrix.confirm_values, matrix.confirm_stopped_flags)
-    digests = tuple((a.shape, a.dtype.str, hashlib.blake2b(np.ascontiguousarray(a).data).digest()) for a in arrays)
-    key = (*digests, matrix.nodes, matrix.rails, None if rates is None else sorted(rates.items()), thresholds, load)
-    if _last_slow and _last_slow[0][0] == key:
-        return _last_slow[0][1]
-    slow = suspect_samples(matrix, rates, thresholds, load)
-    slow.setflags(write=False)
-    _last_slow[:] = [(key, slow)]
-    return slow
+    named = None if rates is None else tuple(sorted(rates.items()))
+    # ``load`` by identity: the key holds it, and matrix_expected hands back the same object for the same plane.
+    key = (*map(fingerprint, arrays), matrix.nodes, matrix.rails, named, thresholds, load)
+
+    def compute() -> np.ndarray:
+        slow = suspect_samples(matrix, rates, thresholds, load)
+        slow.setflags(write=False)
+        return slow
+
+    return _last_slow.answer(key, compute)
 
 
 def _covered(defect: NamedPart, dead: Sequence[NamedPart]) -> bool:

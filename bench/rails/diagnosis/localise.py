@@ -167,7 +167,7 @@ def _low_cells(cell_median: np.ndarray, measured: np.ndarray, between: np.ndarra
     classes = [measured] if between is None else [measured & between, measured & ~between]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # links with no measured partner: NaN, never low
-        levels = [noise.upper_quartile(np.where(c, cell_median, np.nan)) for c in classes]
+        levels = [noise.upper_quartile(cell_median, within=c) for c in classes]
         quartile = levels[0] if len(levels) == 1 else np.fmax(*levels)
     low_link = quartile < mark
     return low_link[:, :, None] | low_link[:, None, :]
@@ -196,33 +196,29 @@ def _judge(
     with warnings.catch_warnings():
         # The diagonal and unmeasured cells are NaN by design; their all-NaN slices are expected.
         warnings.simplefilter("ignore", RuntimeWarning)
-        # One repeat is its own median (numpy's nanmedian over a length-1 axis takes seconds at 256 x 8).
-        cell_median = x[0].copy() if x.shape[0] == 1 else np.nanmedian(x, axis=0)
+        # One repeat is its own median (numpy's nanmedian over a length-1 axis takes seconds at 256 x 8), read in
+        # place: nothing below writes to x, and a copy is one more matrix-sized array (67 MB at 1024 x 8).
+        cell_median = x[0] if x.shape[0] == 1 else np.nanmedian(x, axis=0)
+    cell_median.setflags(write=False)
     effect = math.log(thresholds.relative_fraction)
     slow_rail = _slow_rails(x, cell_median, measured, effect) if rates is None else np.zeros(len(scale), bool)
-    ok = ~slow_rail
+    # Every rail but the slow ones; a view where none is slow (a mask would copy the matrix, to no end).
+    ok = ~slow_rail if slow_rail.any() else slice(None)
     healthy = x[:, ok][:, noise.healthy_cells(cell_median[ok], measured[ok])]
     level, sigma = noise.level_and_sigma(healthy)
     tests = int((~np.isnan(values)).sum()) // 2
     noisy = _too_noisy(healthy, sigma, tests, scale) if rates is not None or measured.sum() > 2 else _alone(matrix)
 
-    upper = np.triu(np.ones(measured.shape[1:], dtype=bool), k=1)
-
     def beyond_noise(xs: np.ndarray, alpha: float = noise.FALSE_ALARMS) -> np.ndarray:
-        # Each pair once (the matrix holds it twice, as [a, b] and [b, a]), then mirrored.
-        z = np.where(upper, (level - xs) / sigma, np.nan)  # +inf where nothing moved
-        hits = noise.holm_significant(z, alpha)
-        hits |= np.swapaxes(hits, -1, -2)
+        # Each pair once (the matrix holds it twice, as [a, b] and [b, a]), then mirrored; +inf where nothing moved.
+        hits = noise.holm_below(level, xs, sigma, alpha)
         return hits & (xs < level + effect) & (noisy is None)
 
     mark = math.log(thresholds.pass_fraction)
     low_cell = _low_cells(cell_median, showing(measured, values, routed), between, mark)
 
     def under_line(xs: np.ndarray) -> np.ndarray:
-        z = np.where(upper, (mark - xs) / sigma, np.nan)
-        hits = noise.holm_significant(z)
-        hits |= np.swapaxes(hits, -1, -2)
-        return (xs < mark) & (hits | low_cell)
+        return (xs < mark) & (noise.holm_below(mark, xs, sigma) | low_cell)
 
     def slow(relative: np.ndarray, xs: np.ndarray, raw: np.ndarray, stopped: np.ndarray) -> np.ndarray:
         below_target = np.zeros(raw.shape, bool) if rates is None else under_line(xs)
@@ -349,7 +345,8 @@ def _rail_faults(cells: Cells, rates: np.ndarray | None, one_pair: np.ndarray) -
     if rates is None:
         rail_fault &= cells.slow_rail
     upper_a, upper_b = np.nonzero(np.triu(~np.eye(measured.shape[1], dtype=bool), k=1))
-    rail_cells = [(np.full(len(upper_a), k), upper_a, upper_b) for k in range(measured.shape[0])]
+    # Each rail's index a read-only view of one number: eight copies were 34 MB at 1024 x 8.
+    rail_cells = [(np.broadcast_to(k, upper_a.shape), upper_a, upper_b) for k in range(measured.shape[0])]
     rail_fault &= np.array([cells.confirmed(*index) for index in rail_cells], dtype=bool)
     for kpos in np.flatnonzero(rail_fault):
         rail_fault[kpos] = not _one_node_explains(cells.reproduces[kpos], measured[kpos])

@@ -182,8 +182,10 @@ class Outliers:
 
     @classmethod
     def of(cls, cells: Cells, free: np.ndarray, between: np.ndarray | None) -> Outliers:
-        beyond = cells.beyond_noise.sum(axis=0)
-        samples = (~np.isnan(cells.matrix.busbw)).sum(axis=0)
+        # Counts of a cell's samples fit int32 (sums of them are taken in int64, numpy's default for smaller
+        # integers): each matrix-sized array and its masked copies are 34 MB at 1024 x 8, not 67.
+        beyond = cells.beyond_noise.sum(axis=0, dtype=np.int32)
+        samples = (~np.isnan(cells.matrix.busbw)).sum(axis=0, dtype=np.int32)
         classes = (free,) if between is None else (free & between, free & ~between)
         upper = np.triu(np.ones(free.shape[1:], dtype=bool), k=1)[None]
         rates = []

@@ -20,11 +20,12 @@ rounds or more.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
-from bench.rails.diagnosis import noise
+from bench.rails.diagnosis import noise, sparse
 
 ROUND_KEY = 1 << 20
 """``repeat * ROUND_KEY + round``: one integer per independent round (rounds per repeat are under n)."""
@@ -51,7 +52,7 @@ class Rounds:
         ran: np.ndarray,
         round_of: np.ndarray,
         reproduces: np.ndarray,
-        slots: list[tuple[int, np.ndarray]],
+        slots: Iterable[tuple[int, np.ndarray]],
         per_cell: float,
         tries: int,
     ) -> Rounds:
@@ -76,7 +77,7 @@ class Rounds:
         """The distinct rounds of rail k's ``samples`` (``[repeat, rail, a, b]``) in ``cells`` (``[a, b]``, each
         pair once): read at the cells alone, not through a mask of the whole matrix (a leaf's cells are a
         thirty-second of a 1024-node rail's)."""
-        a, b = np.nonzero(cells)
+        a, b = sparse.nonzero(cells)
         upper = a < b
         a, b = a[upper], b[upper]
         r, i = np.nonzero(samples[:, k, a, b])
@@ -97,7 +98,7 @@ class Rounds:
         always: np.ndarray,
         cells: np.ndarray,
         by_cells: bool,
-        leaves: list[np.ndarray] | None = None,
+        leaves: Iterable[np.ndarray] | None = None,
     ) -> bool:
         """Rail k's part on ``cells`` (``[a, b]``) holds its slowdown over independent rounds: its reproduced
         suspects were slow in more rounds than the run's rate gives over the rounds its cells ran in, or
@@ -111,7 +112,8 @@ class Rounds:
             return True
         hit = self.slow_rounds(k, reproduced & cells)
         if leaves is not None:
-            mine = [c & cells for c in leaves if (c & cells).any()]
+            # A leaf at a time: a 1024-node rail's 32 leaves, each a matrix of its rail, were 67 MB held at once.
+            mine = (share for share in (c & cells for c in leaves) if share.any())
             held = [2 * self.slow_rounds(k, reproduced & c) > self.ran_rounds(k, c) for c in mine]
             return hit >= 2 and 2 * sum(held) > len(held)
         tail = noise.binom_sf(hit, self.ran_rounds(k, cells), self.per_round)

@@ -15,13 +15,14 @@ from collections.abc import Callable, Iterator, Mapping
 import numpy as np
 
 from bench.rails.diagnosis.expected import Cellwise, Expected
+from bench.rails.diagnosis.last_answer import LastAnswer, fingerprint
 from bench.rails.plan import capacity
 from bench.rails.plan.fabric_map import FabricMap
 from bench.rails.plan.schedule import Units, schedule
 
-_last: list[tuple[tuple[object, ...], Expected]] = []
-"""The last matrix's expectations and what they were computed from: rank 0 needs them twice, to pick the
-suspects and to judge, and at 1024 nodes one computation is seconds of filling millions of flows."""
+_last = LastAnswer[Expected]()
+"""The last matrix's expectations: rank 0 needs them twice, to pick the suspects and to judge, and at 1024 nodes one
+computation is seconds of filling millions of flows (``last_answer``)."""
 
 
 def matrix_expected(fabric: FabricMap, nodes: int, repeats: int, seed: int, units: Units | None = None) -> Expected:
@@ -32,16 +33,16 @@ def matrix_expected(fabric: FabricMap, nodes: int, repeats: int, seed: int, unit
     call on the same plane, schedule and seed."""
     plane = fabric.plane()
     arrays = (plane.leaf, plane.capacity, plane.rank, plane.count)
-    key = (*((a.shape, a.dtype.str, a.tobytes()) for a in arrays), nodes, repeats, seed, units, fabric.rails)
-    if _last and _last[0][0] == key:
-        return _last[0][1]
-    load = capacity.matrix_load(plane, schedule(nodes, repeats, seed, units, fabric.rails), repeats)
-    fraction = load.fraction if load.loaded else {}
-    for array in (load.round_of, *fraction.values()):
-        array.setflags(write=False)
-    out = Expected(load.round_of, fraction, {}, capacity.taper(plane))
-    _last[:] = [(key, out)]
-    return out
+    key = (*map(fingerprint, arrays), nodes, repeats, seed, units, fabric.rails)
+
+    def compute() -> Expected:
+        load = capacity.matrix_load(plane, schedule(nodes, repeats, seed, units, fabric.rails), repeats)
+        fraction = load.fraction if load.loaded else {}
+        for array in (load.round_of, *fraction.values()):
+            array.setflags(write=False)
+        return Expected(load.round_of, fraction, {}, capacity.taper(plane))
+
+    return _last.answer(key, compute)
 
 
 def with_again(expected: Expected, fabric: FabricMap, slow_sample: np.ndarray, passes: int) -> Expected:

@@ -232,12 +232,13 @@ class _Paths:
         reproduces, always = cells.reproduces & cells.measured, cells.reproduces_always & cells.measured
         rounds = None
         if cells.round_of is not None and cells.round_of.shape[0] >= cells.slow_sample.shape[0]:
-            slots = [
+            # One leaf's cells at a time, as Rounds.of reads them: held all at once they were 268 MB at 1024 x 8.
+            slots = (
                 (k, cross[k] & (near[:, None] | near[None, :]))
                 for k in range(rails)
                 if len(leaves_on[k]) >= 2
                 for near in (leaf[k] == index for index in leaves_on[k])
-            ]
+            )
             ran = ~np.isnan(cells.matrix.busbw) & cells.measured[None]
             slow = cells.slow_sample & cells.measured[None]
             rounds = Rounds.of(slow, ran, cells.round_of, reproduces, slots, per_cell, null.tries)
@@ -263,9 +264,9 @@ class _Paths:
         cells = mask & self.upper
         by_cells = null.significant(0, int(cells.sum()), int((self.always[k] & cells).sum()))
         leaves = None
-        if not rate:  # a spine: judged leaf by leaf (persistence.Rounds.persists)
-            near = [self.leaf[k] == index for index in self.leaves_on[k]]
-            leaves = [n[:, None] | n[None, :] for n in near]
+        if not rate:  # a spine: judged leaf by leaf (persistence.Rounds.persists), each leaf's cells made as read
+            near = (self.leaf[k] == index for index in self.leaves_on[k])
+            leaves = (n[:, None] | n[None, :] for n in near)
         return self.rounds.persists(k, self.reproduces[k], self.always[k], cells, by_cells, leaves)
 
     def switch_inside(self, k: int, mask: np.ndarray) -> bool:
