@@ -98,6 +98,8 @@ def measure(args: argparse.Namespace) -> int:
                 doc = json.loads((out / "run.json").read_text()) if (out / "run.json").is_file() else {}
                 plan = doc.get("plan") or {}
                 print(f"\n# run {run + 1}: exit {done.returncode}, verdict {doc.get('verdict')}; plan: {source[2:]}")
+                for reason in (doc.get("reasons") or [])[:8] if doc.get("verdict") != "pass" else []:
+                    print(f"#   why: {reason}")  # a healthy testbed's run is to pass: what it named, if not
                 print(f"  {'phase':<34} {'low s':>8} {'high s':>8} {'measured s':>11}")
                 for phase in plan.get("phases", []):
                     measured = phase.get("measured_s")
