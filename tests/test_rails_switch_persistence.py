@@ -10,9 +10,12 @@ they all ran in that one round). A degraded uplink slows the same cells in every
 from __future__ import annotations
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bench.rails.diagnosis.expected import Expected
 from bench.rails.diagnosis.localise import PairMatrix, diagnose
+from bench.rails.diagnosis.persistence import one_rounds
 from bench.rails.plan import capacity
 from bench.rails.plan.fabric_map import FabricMap, Topology, place
 from bench.rails.plan.schedule import schedule
@@ -83,3 +86,58 @@ def test_a_persistent_uplink_fault_across_rounds_is_named() -> None:
     # them), in every round those cells ran: 64 cells over the rounds that cross.
     matrix = _run(_cross(RAIL))
     assert _named(matrix, with_rounds=True) == [("uplink", ("leaf-su1-r1", "leaf-su2-r1"))]
+
+
+def _round_cells(rounds: int, cells: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One repeat of ``rounds`` rounds between two units of ``cells`` nodes each, on one rail: round r pairs node i
+    of the first unit with node ``(i + r) mod cells`` of the second. Returns ``round_of`` (``[repeat, a, b]``),
+    ``between`` (``[rail, a, b]``) and every cross cell's ``[rail, a, b]`` mask per round (``[round, rail, a, b]``)."""
+    n = 2 * cells
+    round_of = np.full((1, n, n), -1, dtype=np.int64)
+    by_round = np.zeros((rounds, 1, n, n), dtype=bool)
+    for r in range(rounds):
+        for i in range(cells):
+            a, b = i, cells + (i + r) % cells
+            round_of[0, a, b] = round_of[0, b, a] = r
+            by_round[r, 0, a, b] = by_round[r, 0, b, a] = True
+    unit = np.arange(n) // cells
+    between = (unit[:, None] != unit[None, :])[None]
+    return round_of, between, by_round
+
+
+def test_a_lone_pair_whose_round_slowed_its_whole_leaf_is_that_rounds_evidence() -> None:
+    # A hot round: all 16 cross cells slow in the matrix and in both re-measurements (each slow in most of its
+    # samples, ``Cells.pair_slow``); the slowest of them alone ranks beyond noise and is the one lone pair. The
+    # other fifteen are the same round's evidence: the pair stays a transient (clean run 409 of tapered-ar).
+    round_of, between, by_round = _round_cells(rounds=4, cells=16)
+    slow = by_round[2][None]
+    lone = np.zeros_like(between)
+    lone[0, 4, 16 + 6] = lone[0, 16 + 6, 4] = True
+    assert round_of[0, 4, 22] == 2
+    assert one_rounds(slow, round_of, lone, between, beside=slow[0]).sum() == 2  # both directions of the pair
+    # Counted against the lone pairs alone, the pair was its own evidence.
+    assert not one_rounds(slow, round_of, lone, between).any()
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.data())
+def test_one_rounds_marks_exactly_the_lone_pairs_with_another_slow_cell_in_their_round(data: st.DataObject) -> None:
+    rounds, cells = data.draw(st.integers(2, 5)), data.draw(st.integers(2, 6))
+    round_of, between, _ = _round_cells(rounds, cells)
+    cross = np.argwhere(np.triu(between[0], k=1))
+    chosen = data.draw(
+        st.lists(st.sampled_from([tuple(c) for c in cross]), min_size=1, max_size=len(cross), unique=True)
+    )
+    beside = np.zeros_like(between)
+    for a, b in chosen:
+        beside[0, a, b] = beside[0, b, a] = True
+    lone_at = data.draw(st.lists(st.sampled_from(chosen), min_size=1, unique=True))
+    lone = np.zeros_like(between)
+    for a, b in lone_at:
+        lone[0, a, b] = lone[0, b, a] = True
+    out = one_rounds(beside[None], round_of, lone, between, beside=beside)
+    for a, b in lone_at:
+        others = beside[0] & (round_of[0] == round_of[0, a, b])
+        company = int(np.triu(others, k=1).sum()) >= 2
+        assert out[0, a, b] == out[0, b, a] == company
+    assert not (out & ~lone).any()

@@ -308,7 +308,8 @@ def diagnose(
         explained |= _link_cells(link_fault)
         lone &= ~explained
     if between is not None and cells.round_of is not None:
-        lone &= ~persistence.one_rounds(cells.slow_sample, cells.round_of, lone, between)
+        beside = cells.pair_slow & ~explained
+        lone &= ~persistence.one_rounds(cells.slow_sample, cells.round_of, lone, between, beside)
     # Each lone pair is named, so it is no transient.
     upper = np.triu(lone, k=1)
     explained |= upper | np.swapaxes(upper, -1, -2)
