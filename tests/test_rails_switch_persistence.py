@@ -4,7 +4,9 @@
 matrix (15 rounds) and two re-measurements. A hot spot that slows one leaf's cross-unit cells in one round,
 and happens to be there again when that round is re-measured, is one round's evidence: it names nothing (the
 count of cells alone named an uplink; and its cells, each slow in every sample, are not eight lone pairs either:
-they all ran in that one round). A degraded uplink slows the same cells in every round they run: named.
+they all ran in that one round). A degraded uplink slows the same cells in every round they run: named. An
+uplink's reproduced suspects are weighed against what noise gives between units, where congestion lives, and a
+lone pair slow in a round that slowed its rail's other cross cells as much is that round's evidence.
 """
 
 from __future__ import annotations
@@ -141,3 +143,42 @@ def test_one_rounds_marks_exactly_the_lone_pairs_with_another_slow_cell_in_their
         company = int(np.triu(others, k=1).sum()) >= 2
         assert out[0, a, b] == out[0, b, a] == company
     assert not (out & ~lone).any()
+
+
+def _congested(reproduced_on: int, count: int) -> PairMatrix:
+    """Congestion between units: on every rail ``count`` cross-unit cells slow in the matrix (at 25) and normal in
+    both re-measurements, transients; on rail ``reproduced_on``, ``count`` more, each in a round of its own and at
+    nodes of their own as far as they go, slow in the matrix and in one of the two re-measurements (at 30)."""
+    rng = np.random.default_rng(1)
+    busbw = 48.0 * np.exp(0.01 * rng.standard_normal((1, RAILS, NODES, NODES)))
+    busbw = np.minimum(busbw, np.swapaxes(busbw, -1, -2))
+    busbw[:, :, np.arange(NODES), np.arange(NODES)] = np.nan
+    confirm = np.full((2, RAILS, NODES, NODES), np.nan)
+    cross = [[(a, b) for a, b in r.pairs if a // UNIT != b // UNIT] for r in schedule(NODES, 1, 0)]
+    used: set[int] = set()
+    again = []
+    for pairs in [c for c in cross if c][:count]:  # one per round, at the least used nodes
+        a, b = min(pairs, key=lambda p: (p[0] in used) + (p[1] in used))
+        used |= {a, b}
+        again.append((a, b))
+    for k in range(RAILS):
+        taken = again if k == reproduced_on else []
+        slow = [p for pairs in cross for p in pairs if p not in taken][1::3][:count]
+        for (a, b), value, second in [*((p, 25.0, 48.0) for p in slow), *((p, 30.0, 30.0) for p in taken)]:
+            busbw[0, k, a, b] = busbw[0, k, b, a] = value
+            confirm[:, k, a, b] = confirm[:, k, b, a] = (48.0, second)
+    nodes = tuple(Shape(NODES).node_name(a) for a in range(NODES))
+    return PairMatrix(nodes, tuple(range(RAILS)), busbw, confirm=confirm)
+
+
+def test_an_uplink_is_judged_against_the_noise_between_units_not_the_fabric_wide_rate() -> None:
+    # Twelve reproduced suspects on rail 1's cross cells, each reproduced once, in twelve rounds: beside twelve
+    # transients between units on every rail, that is what congestion re-measured gives (about 4 expected), not
+    # an uplink. Against the fabric-wide rate (no transient within the units: about 1 expected) it was one.
+    assert _named(_congested(RAIL, 12), with_rounds=True) == []
+    # The same congestion beside a degraded uplink, every cross cell of rail 1 slow in every sample: named.
+    congested = _congested(RAIL, 12)
+    busbw, confirm = congested.busbw.copy(), congested.confirm_values.copy()
+    busbw[0][_cross(RAIL)] = confirm[:, _cross(RAIL)] = 30.0
+    matrix = PairMatrix(congested.nodes, congested.rails, busbw, confirm=confirm)
+    assert _named(matrix, with_rounds=True) == [("uplink", ("leaf-su1-r1", "leaf-su2-r1"))]

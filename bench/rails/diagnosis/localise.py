@@ -295,6 +295,7 @@ def diagnose(
             rail_fault,
             all_cells.reproduced_by_noise,
             all_cells.reproduced_always_by_noise,
+            None if between is None else _between_noise(all_cells, between),
         )
         found_switches += paths
         cells = cells.without(switches.explained(paths, cells.suspect.shape))
@@ -334,6 +335,12 @@ def _noise_null(cells: Cells, between: np.ndarray | None) -> Callable[[int, int]
         return lambda k, a: np.full(cells.measured.shape[2], rate)
     cross, inside = cells.reproduced_by_noise_in(between), cells.reproduced_by_noise_in(~between)
     return lambda k, a: np.where(between[k, a], cross, inside)
+
+
+def _between_noise(cells: Cells, between: np.ndarray) -> tuple[float, float | None]:
+    """What noise gives a cell between units, by the run's own transients there: an uplink's yardstick
+    (``switches.path_faults``), as the noise of its own class is a link's (:func:`_noise_null`)."""
+    return cells.reproduced_by_noise_in(between), cells.reproduced_always_by_noise_in(between)
 
 
 def _one_pair_rails(measured: np.ndarray) -> np.ndarray:
