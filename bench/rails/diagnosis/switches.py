@@ -218,7 +218,9 @@ class _Paths:
     null: _Null
     between_noise: tuple[float, float | None]
     """What noise gives a cell between units (``Cells.reproduced_by_noise_in`` and
-    ``reproduced_always_by_noise_in`` over those cells): the floor of an uplink's yardsticks."""
+    ``reproduced_always_by_noise_in`` over those cells), the floor of an uplink's yardsticks, on three rails with
+    leaves or more; on fewer, the fabric-wide two, as before: there the run's rate is pooled, not a median over the
+    rails, and a degraded uplink's own transients would be half the noise between units it is judged against."""
     rounds: Rounds | None = None
     """Each slow sample's round, where the schedule is known: a switch must persist over independent rounds."""
 
@@ -239,7 +241,8 @@ class _Paths:
         upper = np.triu(np.ones(cells.measured.shape[1:], dtype=bool), k=1)
         leaves_on = [sorted(set(leaf[k][placed[k]].tolist())) for k in range(rails)]
         null = _Null(per_cell, rails + sum(len(x) for x in leaves_on), always_per_cell)
-        crossing = (per_cell, always_per_cell) if between_noise is None else between_noise
+        median = sum(len(x) >= 2 for x in leaves_on) >= 3
+        crossing = between_noise if between_noise is not None and median else (per_cell, always_per_cell)
         reproduces, always = cells.reproduces & cells.measured, cells.reproduces_always & cells.measured
         rounds = None
         if cells.round_of is not None and cells.round_of.shape[0] >= cells.slow_sample.shape[0]:
@@ -357,15 +360,17 @@ class _Uplinks:
         line, against 0.2 expected fabric-wide and 1.4 from the transients between units)."""
         cross = {k: c for k in rails if (c := paths.cross[k] & paths.upper).any()}
 
-        def run_share(found: np.ndarray, floor: float) -> float:
+        def run_share(found: np.ndarray, floor: float, fabric_wide: float) -> float:
             shares = [float((found[k] & c).sum()) / float(c.sum()) for k, c in cross.items()]
-            return max(floor, float(np.median(shares))) if len(shares) >= 3 else floor
+            return max(floor, float(np.median(shares))) if len(shares) >= 3 else fabric_wide
 
-        per_cell, always = paths.between_noise
+        (per_cell, always), null = paths.between_noise, paths.null
         between = _Null(
-            run_share(paths.reproduces, per_cell),
-            paths.null.tries,
-            None if always is None else run_share(paths.always, always),
+            run_share(paths.reproduces, per_cell, null.per_cell),
+            null.tries,
+            None
+            if always is None or null.always_per_cell is None
+            else run_share(paths.always, always, null.always_per_cell),
         )
         inside = _Null(
             cells.reproduced_by_noise_in(paths.inside),
