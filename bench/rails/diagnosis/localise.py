@@ -273,7 +273,8 @@ def diagnose(
     rates = _line_rates(matrix, line_rate_Gbps)
     between = switches.between_units(fabric, matrix) if fabric is not None else None
     all_cells = cells = _judge(matrix, rates, thresholds, between, load)
-    null = _noise_null(cells, between)
+    crossing = None if between is None else _between_noise(cells, between)
+    null = _noise_null(cells, between, crossing)
     one_pair = _one_pair_rails(cells.measured)
     rail_fault, rail_cells = _rail_faults(cells, rates, one_pair)
     found_switches: list[switches.SwitchFault] = []
@@ -295,7 +296,7 @@ def diagnose(
             rail_fault,
             all_cells.reproduced_by_noise,
             all_cells.reproduced_always_by_noise,
-            None if between is None else _between_noise(all_cells, between),
+            crossing,
         )
         found_switches += paths
         cells = cells.without(switches.explained(paths, cells.suspect.shape))
@@ -326,14 +327,17 @@ def diagnose(
     return Diagnosis(tuple(defects), transients(cells, cells.suspect & ~explained), cells.too_noisy, level, said)
 
 
-def _noise_null(cells: Cells, between: np.ndarray | None) -> Callable[[int, int], np.ndarray]:
+def _noise_null(
+    cells: Cells, between: np.ndarray | None, crossing: tuple[float, float | None] | None
+) -> Callable[[int, int], np.ndarray]:
     """Row ``[a, :]`` of rail k's ``[rail, a, b]``: what noise alone reproduces, the yardstick of every part
     convicted by reproduced suspects. Per class of cells where the cabling is known: congestion reproduces between
-    units, never within a leaf. A row at a time: the whole array is two numbers spread over the matrix's size."""
-    if between is None:
+    units, never within a leaf (``crossing``: :func:`_between_noise`, computed once for this and the uplinks). A
+    row at a time: the whole array is two numbers spread over the matrix's size."""
+    if between is None or crossing is None:
         rate = cells.reproduced_by_noise
         return lambda k, a: np.full(cells.measured.shape[2], rate)
-    cross, inside = cells.reproduced_by_noise_in(between), cells.reproduced_by_noise_in(~between)
+    cross, inside = crossing[0], cells.reproduced_by_noise_in(~between)
     return lambda k, a: np.where(between[k, a], cross, inside)
 
 
