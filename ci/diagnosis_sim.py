@@ -23,6 +23,12 @@ time per scenario, and the simulator's own run time.
     python ci/diagnosis_sim.py --regime realistic --sizes 64x8 --scenarios 1000
     python ci/diagnosis_sim.py --regime adaptive,oversubscribed --sizes 64x8 --scenarios 100   # held out
 
+One scenario again, from the seed a printout names (clean run i has seed ``--seed + i``; fault scenario i has seed
+``--seed + 1,000,000 + i`` and the i-th kind in turn, so ``--kinds`` names it):
+
+    python ci/diagnosis_sim.py --regime tapered-ar --sizes 64x8 --seed 409 --clean 1 --scenarios 0   # clean seed 409
+    python ci/diagnosis_sim.py --regime tapered --sizes 64x8 --seed 655 --kinds leaf --clean 0 --scenarios 1  # 1000655
+
 The ranks' schedule is the one ``accept`` runs with the model's cabling: the unit schedule (each unit in full, then
 rounds between units, ``bench.rails.plan.schedule.unit_rounds``); ``--full-matrix`` runs every pair, as before.
 

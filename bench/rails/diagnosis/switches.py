@@ -218,7 +218,7 @@ class _Paths:
     null: _Null
     between_noise: tuple[float, float | None]
     """What noise gives a cell between units (``Cells.reproduced_by_noise_in`` and
-    ``reproduced_always_by_noise_in`` over those cells), the floor of an uplink's yardsticks, on three rails with
+    ``reproduced_always_by_noise_in`` over those cells), the floor of an uplink's cell counts, on three rails with
     leaves or more; on fewer, the fabric-wide two, as before: there the run's rate is pooled, not a median over the
     rails, and a degraded uplink's own transients would be half the noise between units it is judged against."""
     rounds: Rounds | None = None
@@ -254,7 +254,11 @@ class _Paths:
             ]
             ran = ~np.isnan(cells.matrix.busbw) & cells.measured[None]
             slow = cells.slow_sample & cells.measured[None]
-            rounds = Rounds.of(slow, ran, cells.round_of, reproduces, slots, crossing[0], null.tries)
+            # The floor of the rate of slow rounds stays the fabric-wide rate: the rate between units is hot spots'
+            # and congestion's, which come a round at a time, and ``Rounds.of`` spreads a per-cell rate over a
+            # round's cells as if each were independent (on ``hotspots`` at 64 x 8 a floor from the noise between
+            # units put a healthy leaf's rate of slow rounds at about a half and hid degraded uplinks: 963/1000).
+            rounds = Rounds.of(slow, ran, cells.round_of, reproduces, slots, per_cell, null.tries)
         return cls(leaf, cross, inside, reproduces, always, upper, leaves_on, null, crossing, rounds)
 
     def elevated(self, k: int, mask: np.ndarray, against: _Null | None = None) -> bool:
