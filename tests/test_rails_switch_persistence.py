@@ -4,15 +4,20 @@
 matrix (15 rounds) and two re-measurements. A hot spot that slows one leaf's cross-unit cells in one round,
 and happens to be there again when that round is re-measured, is one round's evidence: it names nothing (the
 count of cells alone named an uplink; and its cells, each slow in every sample, are not eight lone pairs either:
-they all ran in that one round). A degraded uplink slows the same cells in every round they run: named.
+they all ran in that one round). A degraded uplink slows the same cells in every round they run: named. An
+uplink's reproduced suspects are weighed against what noise gives between units, where congestion lives, and a
+lone pair slow in a round that slowed its rail's other cross cells as much is that round's evidence.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bench.rails.diagnosis.expected import Expected
 from bench.rails.diagnosis.localise import PairMatrix, diagnose
+from bench.rails.diagnosis.persistence import one_rounds
 from bench.rails.plan import capacity
 from bench.rails.plan.fabric_map import FabricMap, Topology, place
 from bench.rails.plan.schedule import schedule
@@ -82,4 +87,98 @@ def test_a_persistent_uplink_fault_across_rounds_is_named() -> None:
     # A degraded uplink slows every cross-unit cell of the rail (two units: either leaf's uplinks carry each of
     # them), in every round those cells ran: 64 cells over the rounds that cross.
     matrix = _run(_cross(RAIL))
+    assert _named(matrix, with_rounds=True) == [("uplink", ("leaf-su1-r1", "leaf-su2-r1"))]
+
+
+def _round_cells(rounds: int, cells: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One repeat of ``rounds`` rounds between two units of ``cells`` nodes each, on one rail: round r pairs node i
+    of the first unit with node ``(i + r) mod cells`` of the second. Returns ``round_of`` (``[repeat, a, b]``),
+    ``between`` (``[rail, a, b]``) and every cross cell's ``[rail, a, b]`` mask per round (``[round, rail, a, b]``)."""
+    n = 2 * cells
+    round_of = np.full((1, n, n), -1, dtype=np.int64)
+    by_round = np.zeros((rounds, 1, n, n), dtype=bool)
+    for r in range(rounds):
+        for i in range(cells):
+            a, b = i, cells + (i + r) % cells
+            round_of[0, a, b] = round_of[0, b, a] = r
+            by_round[r, 0, a, b] = by_round[r, 0, b, a] = True
+    unit = np.arange(n) // cells
+    between = (unit[:, None] != unit[None, :])[None]
+    return round_of, between, by_round
+
+
+def test_a_lone_pair_whose_round_slowed_its_whole_leaf_is_that_rounds_evidence() -> None:
+    # A hot round: all 16 cross cells slow in the matrix and in both re-measurements (each slow in most of its
+    # samples, ``Cells.pair_slow``); the slowest of them alone ranks beyond noise and is the one lone pair. The
+    # other fifteen are the same round's evidence: the pair stays a transient (clean run 409 of tapered-ar).
+    round_of, between, by_round = _round_cells(rounds=4, cells=16)
+    slow = by_round[2][None]
+    lone = np.zeros_like(between)
+    lone[0, 4, 16 + 6] = lone[0, 16 + 6, 4] = True
+    assert round_of[0, 4, 22] == 2
+    assert one_rounds(slow, round_of, lone, between, beside=slow[0]).sum() == 2  # both directions of the pair
+    # Counted against the lone pairs alone, the pair was its own evidence.
+    assert not one_rounds(slow, round_of, lone, between).any()
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.data())
+def test_one_rounds_marks_exactly_the_lone_pairs_with_another_slow_cell_in_their_round(data: st.DataObject) -> None:
+    rounds, cells = data.draw(st.integers(2, 5)), data.draw(st.integers(2, 6))
+    round_of, between, _ = _round_cells(rounds, cells)
+    cross = np.argwhere(np.triu(between[0], k=1))
+    chosen = data.draw(
+        st.lists(st.sampled_from([tuple(c) for c in cross]), min_size=1, max_size=len(cross), unique=True)
+    )
+    beside = np.zeros_like(between)
+    for a, b in chosen:
+        beside[0, a, b] = beside[0, b, a] = True
+    lone_at = data.draw(st.lists(st.sampled_from(chosen), min_size=1, unique=True))
+    lone = np.zeros_like(between)
+    for a, b in lone_at:
+        lone[0, a, b] = lone[0, b, a] = True
+    out = one_rounds(beside[None], round_of, lone, between, beside=beside)
+    for a, b in lone_at:
+        others = beside[0] & (round_of[0] == round_of[0, a, b])
+        company = int(np.triu(others, k=1).sum()) >= 2
+        assert out[0, a, b] == out[0, b, a] == company
+    assert not (out & ~lone).any()
+
+
+def _congested(reproduced_on: int, count: int) -> PairMatrix:
+    """Congestion between units: on every rail ``count`` cross-unit cells slow in the matrix (at 25) and normal in
+    both re-measurements, transients; on rail ``reproduced_on``, ``count`` more, each in a round of its own and at
+    nodes of their own as far as they go, slow in the matrix and in one of the two re-measurements (at 30)."""
+    rng = np.random.default_rng(1)
+    busbw = 48.0 * np.exp(0.01 * rng.standard_normal((1, RAILS, NODES, NODES)))
+    busbw = np.minimum(busbw, np.swapaxes(busbw, -1, -2))
+    busbw[:, :, np.arange(NODES), np.arange(NODES)] = np.nan
+    confirm = np.full((2, RAILS, NODES, NODES), np.nan)
+    cross = [[(a, b) for a, b in r.pairs if a // UNIT != b // UNIT] for r in schedule(NODES, 1, 0)]
+    used: set[int] = set()
+    again = []
+    for pairs in [c for c in cross if c][:count]:  # one per round, at the least used nodes
+        a, b = min(pairs, key=lambda p: (p[0] in used) + (p[1] in used))
+        used |= {a, b}
+        again.append((a, b))
+    for k in range(RAILS):
+        taken = again if k == reproduced_on else []
+        slow = [p for pairs in cross for p in pairs if p not in taken][1::3][:count]
+        for (a, b), value, second in [*((p, 25.0, 48.0) for p in slow), *((p, 30.0, 30.0) for p in taken)]:
+            busbw[0, k, a, b] = busbw[0, k, b, a] = value
+            confirm[:, k, a, b] = confirm[:, k, b, a] = (48.0, second)
+    nodes = tuple(Shape(NODES).node_name(a) for a in range(NODES))
+    return PairMatrix(nodes, tuple(range(RAILS)), busbw, confirm=confirm)
+
+
+def test_an_uplink_is_judged_against_the_noise_between_units_not_the_fabric_wide_rate() -> None:
+    # Twelve reproduced suspects on rail 1's cross cells, each reproduced once, in twelve rounds: beside twelve
+    # transients between units on every rail, that is what congestion re-measured gives (about 4 expected), not
+    # an uplink. Against the fabric-wide rate (no transient within the units: about 1 expected) it was one.
+    assert _named(_congested(RAIL, 12), with_rounds=True) == []
+    # The same congestion beside a degraded uplink, every cross cell of rail 1 slow in every sample: named.
+    congested = _congested(RAIL, 12)
+    busbw, confirm = congested.busbw.copy(), congested.confirm_values.copy()
+    busbw[0][_cross(RAIL)] = confirm[:, _cross(RAIL)] = 30.0
+    matrix = PairMatrix(congested.nodes, congested.rails, busbw, confirm=confirm)
     assert _named(matrix, with_rounds=True) == [("uplink", ("leaf-su1-r1", "leaf-su2-r1"))]

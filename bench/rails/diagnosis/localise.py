@@ -269,7 +269,8 @@ def diagnose(
     rates = _line_rates(matrix, line_rate_Gbps)
     between = switches.between_units(fabric, matrix) if fabric is not None else None
     all_cells = cells = _judge(matrix, rates, thresholds, between, load)
-    null = _noise_null(cells, between)
+    crossing = None if between is None else _between_noise(cells, between)
+    null = _noise_null(cells, between, crossing)
     one_pair = _one_pair_rails(cells.measured)
     rail_fault, rail_cells = _rail_faults(cells, rates, one_pair)
     found_switches: list[switches.SwitchFault] = []
@@ -291,6 +292,7 @@ def diagnose(
             rail_fault,
             all_cells.reproduced_by_noise,
             all_cells.reproduced_always_by_noise,
+            crossing,
         )
         found_switches += paths
         cells = cells.without(switches.explained(paths, cells.suspect.shape))
@@ -304,7 +306,8 @@ def diagnose(
         explained |= _link_cells(link_fault)
         lone &= ~explained
     if between is not None and cells.round_of is not None:
-        lone &= ~persistence.one_rounds(cells.slow_sample, cells.round_of, lone, between)
+        beside = cells.pair_slow & ~explained
+        lone &= ~persistence.one_rounds(cells.slow_sample, cells.round_of, lone, between, beside)
     # Each lone pair is named, so it is no transient.
     upper = np.triu(lone, k=1)
     explained |= upper | np.swapaxes(upper, -1, -2)
@@ -320,15 +323,24 @@ def diagnose(
     return Diagnosis(tuple(defects), transients(cells, cells.suspect & ~explained), cells.too_noisy, level, said)
 
 
-def _noise_null(cells: Cells, between: np.ndarray | None) -> Callable[[int, int], np.ndarray]:
+def _noise_null(
+    cells: Cells, between: np.ndarray | None, crossing: tuple[float, float | None] | None
+) -> Callable[[int, int], np.ndarray]:
     """Row ``[a, :]`` of rail k's ``[rail, a, b]``: what noise alone reproduces, the yardstick of every part
     convicted by reproduced suspects. Per class of cells where the cabling is known: congestion reproduces between
-    units, never within a leaf. A row at a time: the whole array is two numbers spread over the matrix's size."""
-    if between is None:
+    units, never within a leaf (``crossing``: :func:`_between_noise`, computed once for this and the uplinks). A
+    row at a time: the whole array is two numbers spread over the matrix's size."""
+    if between is None or crossing is None:
         rate = cells.reproduced_by_noise
         return lambda k, a: np.full(cells.measured.shape[2], rate)
-    cross, inside = cells.reproduced_by_noise_in(between), cells.reproduced_by_noise_in(~between)
+    cross, inside = crossing[0], cells.reproduced_by_noise_in(~between)
     return lambda k, a: np.where(between[k, a], cross, inside)
+
+
+def _between_noise(cells: Cells, between: np.ndarray) -> tuple[float, float | None]:
+    """What noise gives a cell between units, by the run's own transients there: an uplink's yardstick
+    (``switches.path_faults``), as the noise of its own class is a link's (:func:`_noise_null`)."""
+    return cells.reproduced_by_noise_in(between), cells.reproduced_always_by_noise_in(between)
 
 
 def _one_pair_rails(measured: np.ndarray) -> np.ndarray:

@@ -120,24 +120,38 @@ class Rounds:
         return hit >= 2 and tail * max(1, self.tries) <= noise.NAME_FALSE_ALARMS
 
 
-def one_rounds(slow: np.ndarray, round_of: np.ndarray, pairs: np.ndarray, between: np.ndarray) -> np.ndarray:
+def one_rounds(
+    slow: np.ndarray, round_of: np.ndarray, pairs: np.ndarray, between: np.ndarray, beside: np.ndarray | None = None
+) -> np.ndarray:
     """``[rail, a, b]``: the lone pairs between units (``pairs`` and ``between``) whose every slow matrix sample
-    (``slow[repeat, rail, a, b]``) ran in a round that slowed another lone pair between units on the same rail: a
-    hot spot of one round slows every cross-unit pair of its leaf in that round, and when its re-measurement
-    happens to be hot too they all look like pairs slow in most of their samples. They are one round's evidence,
-    as a switch's would be, and stay transients; a bad cable between two leaves slows its pair alone."""
+    (``slow[repeat, rail, a, b]``) ran in a round that slowed another cell between units on the same rail, one
+    slow in most of its samples too (``beside``, ``Cells.pair_slow`` less what a larger part explains; default:
+    the lone pairs alone). A hot spot of one round slows every cross-unit pair of its leaf in that round, and when
+    its re-measurements happen to be hot too they all look like pairs slow in most of their samples. They are one
+    round's evidence, as a switch's would be, and stay transients; a bad cable between two leaves slows its pair
+    alone.
+
+    The round's other cells count whether or not they stand out of noise by rank themselves: a pair is a lone
+    pair by its rank among the fabric's samples, and the hot round's slowest cell can rank beyond noise while the
+    fifteen beside it, as slow in every pass, do not (clean run 409 of ``tapered-ar`` at 64 x 8 named the pair
+    node005-node058 on rail 7, alone among its round's sixteen cross cells, each at about half of line in the
+    matrix and in both re-measurements). Counting only the pairs that ranked beyond noise took that one round's
+    evidence as the pair's own."""
     out = np.zeros(pairs.shape, dtype=bool)
     if round_of.shape[0] < slow.shape[0]:
         return out
-    k, a, b = np.nonzero(np.triu(pairs & between, k=1))
+    lone = np.triu(pairs & between, k=1)
+    evidence = lone | np.triu((pairs if beside is None else beside) & between, k=1)
+    k, a, b = np.nonzero(evidence)
     if len(k) < 2:
         return out
-    r, i = np.nonzero(slow[:, k, a, b])  # each slow sample: its repeat, and which pair
+    r, i = np.nonzero(slow[:, k, a, b])  # each slow sample: its repeat, and which cell
     key = (k[i].astype(np.int64) * slow.shape[0] + r) * ROUND_KEY + round_of[r, a[i], b[i]]
     _, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
     shared = counts[inverse] >= 2
     alone = np.bincount(i[~shared], minlength=len(k)) == 0
     alone &= np.bincount(i, minlength=len(k)) > 0
+    alone &= lone[k, a, b]
     out[k[alone], a[alone], b[alone]] = True
     out[k[alone], b[alone], a[alone]] = True
     return out

@@ -216,11 +216,23 @@ class _Paths:
     leaves_on: list[list[int]]
     """Each rail's leaves, in index order."""
     null: _Null
+    between_noise: tuple[float, float | None]
+    """What noise gives a cell between units (``Cells.reproduced_by_noise_in`` and
+    ``reproduced_always_by_noise_in`` over those cells), the floor of an uplink's cell counts, on three rails with
+    leaves or more; on fewer, the fabric-wide two, as before: there the run's rate is pooled, not a median over the
+    rails, and a degraded uplink's own transients would be half the noise between units it is judged against."""
     rounds: Rounds | None = None
     """Each slow sample's round, where the schedule is known: a switch must persist over independent rounds."""
 
     @classmethod
-    def of(cls, cells: Cells, fabric: FabricMap, per_cell: float, always_per_cell: float | None) -> _Paths:
+    def of(
+        cls,
+        cells: Cells,
+        fabric: FabricMap,
+        per_cell: float,
+        always_per_cell: float | None,
+        between_noise: tuple[float, float | None] | None = None,
+    ) -> _Paths:
         leaf = _by_position(fabric, cells)
         rails = len(cells.matrix.rails)
         placed = leaf >= 0
@@ -229,6 +241,8 @@ class _Paths:
         upper = np.triu(np.ones(cells.measured.shape[1:], dtype=bool), k=1)
         leaves_on = [sorted(set(leaf[k][placed[k]].tolist())) for k in range(rails)]
         null = _Null(per_cell, rails + sum(len(x) for x in leaves_on), always_per_cell)
+        median = sum(len(x) >= 2 for x in leaves_on) >= 3
+        crossing = between_noise if between_noise is not None and median else (per_cell, always_per_cell)
         reproduces, always = cells.reproduces & cells.measured, cells.reproduces_always & cells.measured
         rounds = None
         if cells.round_of is not None and cells.round_of.shape[0] >= cells.slow_sample.shape[0]:
@@ -241,8 +255,12 @@ class _Paths:
             )
             ran = ~np.isnan(cells.matrix.busbw) & cells.measured[None]
             slow = cells.slow_sample & cells.measured[None]
+            # The floor of the rate of slow rounds stays the fabric-wide rate: the rate between units is hot spots'
+            # and congestion's, which come a round at a time, and ``Rounds.of`` spreads a per-cell rate over a
+            # round's cells as if each were independent (on ``hotspots`` at 64 x 8 a floor from the noise between
+            # units put a healthy leaf's rate of slow rounds at about a half and hid degraded uplinks: 963/1000).
             rounds = Rounds.of(slow, ran, cells.round_of, reproduces, slots, per_cell, null.tries)
-        return cls(leaf, cross, inside, reproduces, always, upper, leaves_on, null, rounds)
+        return cls(leaf, cross, inside, reproduces, always, upper, leaves_on, null, crossing, rounds)
 
     def elevated(self, k: int, mask: np.ndarray, against: _Null | None = None) -> bool:
         """Rail k's cells in ``mask`` (``[a, b]``) hold more reproduced suspects than noise gives."""
@@ -277,17 +295,23 @@ class _Paths:
 
 
 def path_faults(
-    cells: Cells, fabric: FabricMap, rail_fault: np.ndarray, per_cell: float, always_per_cell: float | None
+    cells: Cells,
+    fabric: FabricMap,
+    rail_fault: np.ndarray,
+    per_cell: float,
+    always_per_cell: float | None,
+    between_noise: tuple[float, float | None] | None = None,
 ) -> list[SwitchFault]:
     """Spines, then uplinks, from the reproducing suspects between units that no cable or leaf explains;
     ``per_cell`` and ``always_per_cell``: what noise gives a cell (``Cells.reproduced_by_noise``,
-    ``Cells.reproduced_always_by_noise``)."""
-    paths = _Paths.of(cells, fabric, per_cell, always_per_cell)
+    ``Cells.reproduced_always_by_noise``); ``between_noise``: the same over the cells between units alone
+    (``Cells.reproduced_by_noise_in``; default: the fabric-wide two), the floor an uplink is judged against."""
+    paths = _Paths.of(cells, fabric, per_cell, always_per_cell, between_noise)
     # A rail whose cells between units a leaf already explains (a slow leaf of one of two units) has nothing
     # left to say either way.
     open_rails = [k for k in range(len(cells.matrix.rails)) if not rail_fault[k] and len(paths.leaves_on[k]) >= 2]
     out, taken = _spine_faults(paths, fabric, open_rails)
-    uplinks = _Uplinks.of(paths, cells, [k for k in open_rails if k not in taken], per_cell)
+    uplinks = _Uplinks.of(paths, cells, [k for k in open_rails if k not in taken])
     for k in open_rails:
         if k not in taken:
             out += _uplink_faults(paths, uplinks, fabric, k)
@@ -326,22 +350,32 @@ class _Uplinks:
     inside: _Null
 
     @classmethod
-    def of(cls, paths: _Paths, cells: Cells, rails: list[int], per_cell: float) -> _Uplinks:
+    def of(cls, paths: _Paths, cells: Cells, rails: list[int]) -> _Uplinks:
         """Congestion where flows share uplinks reproduces between units more often than within them, on every
         rail alike; an uplink slows one rail's. So the yardstick between units is the run's own: the median
         over ``rails`` of the share of cross cells that reproduced (robust to the rail the uplink is on), when
-        that is above the fabric-wide rate; the same for the share slow in every pass."""
+        that is above what noise gives a cell between units (``paths.between_noise``); the same for the share
+        slow in every pass.
+
+        The floor is noise between units, not the fabric-wide rate: where congestion's reproductions are rare
+        (well under one per rail, so the median over the rails is 0), the fabric-wide rate, two thirds of it
+        cells within units where congestion never is, put a third as many reproductions on a rail's cross cells
+        as its congestion gives, and a chance cluster on one rail was named (``tapered`` at 64 x 8, clean run 526:
+        six reproduced suspects on rail 3, each reproduced in one of two passes, in six rounds, at 60-78% of
+        line, against 0.2 expected fabric-wide and 1.4 from the transients between units)."""
         cross = {k: c for k in rails if (c := paths.cross[k] & paths.upper).any()}
 
-        def run_share(found: np.ndarray, floor: float) -> float:
+        def run_share(found: np.ndarray, floor: float, fabric_wide: float) -> float:
             shares = [float((found[k] & c).sum()) / float(c.sum()) for k, c in cross.items()]
-            return max(floor, float(np.median(shares))) if len(shares) >= 3 else floor
+            return max(floor, float(np.median(shares))) if len(shares) >= 3 else fabric_wide
 
-        always = paths.null.always_per_cell
+        (per_cell, always), null = paths.between_noise, paths.null
         between = _Null(
-            run_share(paths.reproduces, per_cell),
-            paths.null.tries,
-            None if always is None else run_share(paths.always, always),
+            run_share(paths.reproduces, per_cell, null.per_cell),
+            null.tries,
+            None
+            if always is None or null.always_per_cell is None
+            else run_share(paths.always, always, null.always_per_cell),
         )
         inside = _Null(
             cells.reproduced_by_noise_in(paths.inside),

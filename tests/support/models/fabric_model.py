@@ -99,6 +99,14 @@ class Shape:
     def links_per_spine(self) -> int:
         return max(1, self.uplinks // self.spines)
 
+    @property
+    def cabled_spines(self) -> int:
+        """The spines a leaf's uplinks reach (:meth:`cabling`: uplink j to spine ``j // links_per_spine``): every
+        spine up to 256 x 8, but at 1024 x 8 a leaf of 16 (2:1) or 32 uplinks reaches 16 or 32 of the 64 or 128
+        spines that ``spines`` counts by ports. A spine beyond them carries no flow in this model: a fault there
+        slows nothing, so a scenario's spine is drawn among these."""
+        return min(self.spines, -(-self.uplinks // self.links_per_spine))
+
     def node_name(self, a: int) -> str:
         return f"node{a + 1:03d}"
 
