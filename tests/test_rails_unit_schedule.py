@@ -69,6 +69,7 @@ def _check(units: np.ndarray, rounds: list[np.ndarray], rails: int, crossing: in
 )
 @example(sizes=[32, 32, 5], rails=8, shuffle=1, crossing=16)  # a small last unit
 @example(sizes=[40, 23], rails=8, shuffle=2, crossing=None)  # the larger unit tiled by the smaller
+@example(sizes=[38, 38], rails=8, shuffle=0, crossing=18)  # A's window moved by 19 and stopped at two places
 def test_the_unit_schedule_keeps_its_promises(sizes: list[int], rails: int, shuffle: int, crossing: int | None) -> None:
     units = np.repeat(np.arange(len(sizes)), sizes)
     np.random.default_rng(shuffle).shuffle(units)  # units need not be contiguous in the run's node order

@@ -270,22 +270,58 @@ def _inside_units(members: np.ndarray, sizes: np.ndarray) -> list[np.ndarray]:
 
 def _between_units(members: np.ndarray, sizes: np.ndarray, meetings: int, crossing: int) -> list[np.ndarray]:
     """``meetings`` passes of the circle method over the units; in pass t a unit pair (larger A, smaller B)
-    matches B's i-th node with A's ``(i + offset_t) mod |A|``-th, for the ``crossing`` nodes of B from
-    ``g * crossing mod |B|`` on in the g-th round between units (all of B where it is no larger): the window
-    moves every round, so every node crosses in its turn."""
+    matches B's i-th node with A's ``(i + offset_t) mod |A|``-th, for the ``crossing`` nodes of B in the window
+    :func:`_window_starts` gives it (all of B where it is no larger): the window moves every round, so every node
+    crosses in its turn."""
     unit_pairs, _ = circle_rounds(len(sizes))
+    starts = _window_starts(unit_pairs, sizes, meetings, crossing)
     i = np.arange(members.shape[1])[None, :]
     out = []
     for t in range(meetings):
-        for g, (ua, ub) in enumerate(zip(unit_pairs[..., 0], unit_pairs[..., 1], strict=True), t * len(unit_pairs)):
+        for k, (ua, ub) in enumerate(zip(unit_pairs[..., 0], unit_pairs[..., 1], strict=True)):
             big = np.where(sizes[ua] >= sizes[ub], ua, ub)
             small = np.where(sizes[ua] >= sizes[ub], ub, ua)
             sa, sb = sizes[big][:, None], sizes[small][:, None]
             a = members[big[:, None], (i + _offset(t, sa, sb)) % sa]
             b = members[small[:, None], i]
-            valid = (i < sb) & (t < sa) & ((i - g * crossing) % sb < crossing)
+            valid = (i < sb) & (t < sa) & ((i - starts[t, k][:, None]) % sb < crossing)
             out.append(np.stack([np.minimum(a, b)[valid], np.maximum(a, b)[valid]], axis=-1))
     return out
+
+
+def _window_starts(unit_pairs: np.ndarray, sizes: np.ndarray, meetings: int, crossing: int) -> np.ndarray:
+    """``[pass, round, unit pair]``: where the smaller unit's window of crossing nodes starts.
+
+    In the g-th round between units it starts at ``g * crossing``: B's window moves by its own length, and A's
+    crossing nodes, B's window moved by the pass's offset, move with it. Where those strides leave a node of either
+    unit never crossing its partner unit (two units of 38 crossing 18 a round: A's window moves by 19 and stops
+    at two places, so two of A's nodes never cross), the window is driven from each side in turn: in even passes
+    B's window moves by its length, in odd passes it is placed so that A's moves by its length (each pass's offset
+    taken off), and each unit is crossed by windows that abut."""
+    rounds = len(unit_pairs)
+    g = np.arange(meetings)[:, None] * rounds + np.arange(rounds)[None, :]
+    starts = np.repeat((g * crossing)[..., None], unit_pairs.shape[1], axis=2)
+    for k in range(rounds):
+        for q, (ua, ub) in enumerate(unit_pairs[k]):
+            sa, sb = max(int(sizes[ua]), int(sizes[ub])), min(int(sizes[ua]), int(sizes[ub]))
+            if crossing >= sb or _crosses_all(starts[:, k, q], sa, sb, crossing):
+                continue
+            offsets = [int(_offset(t, np.array(sa), np.array(sb))) for t in range(meetings)]
+            turns = [(t // 2) * crossing if t % 2 == 0 else (t // 2) * crossing - offsets[t] for t in range(meetings)]
+            if _crosses_all(np.array(turns), sa, sb, crossing):
+                starts[:, k, q] = np.mod(turns, sb)
+    return starts
+
+
+def _crosses_all(starts: np.ndarray, sa: int, sb: int, crossing: int) -> bool:
+    """Whether windows of ``crossing`` nodes of B from ``starts[t]`` (pass t, mod |B|), each node matched to A's
+    ``(i + offset_t) mod |A|``-th, cross every node of both units over the passes the pair meets in."""
+    seen_a, seen_b = np.zeros(sa, dtype=bool), np.zeros(sb, dtype=bool)
+    for t, start in enumerate(starts[: min(len(starts), sa)]):
+        b = (int(start) + np.arange(crossing)) % sb
+        seen_b[b] = True
+        seen_a[(b + int(_offset(t, np.array(sa), np.array(sb)))) % sa] = True
+    return bool(seen_a.all() and seen_b.all())
 
 
 def _offset(t: int, sa: np.ndarray, sb: np.ndarray) -> np.ndarray:
