@@ -160,7 +160,7 @@ class Cells:
         fabric-wide rate would convict an uplink of congestion."""
         upper = np.triu(np.ones(self.measured.shape[1:], dtype=bool), k=1)[None] & region
         samples = int((~np.isnan(self.matrix.busbw) & upper).sum())
-        transient = self.suspect & ~self.reproduces & upper[0] if self.remeasured else np.zeros_like(self.suspect)
+        transient = self.suspect & ~self.reproduces & upper if self.remeasured else np.zeros_like(self.suspect)
         slow = int(self.slow_sample[:, transient].sum())
         return min(1.0, (slow + FALSE_ALARMS) / max(1, samples))
 
