@@ -367,6 +367,32 @@ def _build(bed: NetnsCluster) -> None:
     agent.chmod(0o755)
 
 
+NEIGHBOUR_LIMIT = Path("/proc/sys/net/ipv4/neigh/default/gc_thresh3")
+"""The most ARP entries the kernel holds: one table for every network namespace of the machine, so every node of
+the testbed draws on it (a real node has a kernel, and a table, of its own)."""
+
+
+def neighbours_needed(nodes: int, rails: int) -> int:
+    """ARP entries the testbed's nodes hold at once when each talks to every other on every rail and on the
+    management network (the rails test's link probe, gloo's full mesh), and each to the head node."""
+    return nodes * (nodes - 1) * (rails + 1) + nodes
+
+
+def _check_neighbour_table(nodes: int, rails: int) -> None:
+    """Refuse a testbed this machine's ARP table cannot hold. Past it the kernel says "neighbor table overflow"
+    and sends nothing to a peer it has no entry for: at 32 nodes x 1 rail (2016 entries against the default 1024)
+    most ranks' link probes reached one peer, and a healthy cluster was named full of dead links."""
+    try:
+        limit = int(NEIGHBOUR_LIMIT.read_text())
+    except (OSError, ValueError):
+        return
+    if (needed := neighbours_needed(nodes, rails)) > limit:
+        raise ValueError(
+            f"{nodes} nodes x {rails} rails need {needed} ARP entries at once, and this machine's table holds "
+            f"{limit}: raise it (sysctl -w net.ipv4.neigh.default.gc_thresh3={2 * needed}) or build fewer nodes"
+        )
+
+
 @contextlib.contextmanager
 def build_cluster(nodes: int = 4, rails: int = 2, units: int = 1) -> Iterator[NetnsCluster]:
     """Build the cluster (with a switch layer of ``units`` units when more than one), yield it, and always
@@ -374,6 +400,7 @@ def build_cluster(nodes: int = 4, rails: int = 2, units: int = 1) -> Iterator[Ne
     _require()
     if not 2 <= nodes <= 99 or not 1 <= rails <= 16 or not 1 <= units <= min(nodes, 9):
         raise ValueError("the testbed holds 2..99 nodes, 1..16 rails and 1..9 units of at least a node each")
+    _check_neighbour_table(nodes, rails)
     _remove_stale()
     prefix = f"{PREFIX_STEM}{os.getpid()}"
     bed = NetnsCluster(
