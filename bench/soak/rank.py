@@ -144,20 +144,18 @@ def soak_phase(job: SoakJob, run: Run) -> None:
                 append_window(run.out_dir, window)  # durable before the wait below: a signal there loses nothing
                 job.clock.kept(window, max(time.monotonic() - began, told.window_s))
                 run.update(soak=job.clock.section())
-            if ctx.info.world_size == 1:
-                wait_out(began, told.window_s)
+            wait_out(began, told.window_s)
             if job.clock is not None and window is not None:
                 print(job.clock.progress(), flush=True)  # at the window's end: its elapsed and what is left hold
 
 
 def wait_out(began: float, window_s: float) -> None:
-    """One rank alone: a window that has nothing to exchange (no rail group, no world collective to repeat) waits
-    out the rest, so windows come every ``window_s`` and the GPUs are read at that pace. Unpaced, a one-GPU soak read
-    nvidia-smi ten times a second and wrote a window each time (an H200, 622 windows in 72 s). Rank 0 starts a window
-    only when a whole one fits before the deadline (``SoakClock.next_window``), so the wait never outlasts the soak;
-    Ctrl-C or SIGTERM ends it at once (``bench.runtime.signals``). With other ranks no rank waits: a rank stopped in
-    a wait would leave the others blocked in the next window's agreement, and their windows fill their length with
-    pair rounds or world collectives."""
+    """Every rank: a window that measured less than its length (one rank has nothing to exchange; ``--no-pairs``
+    has no rounds to fill it) waits out the rest, so windows come every ``window_s`` whatever ran in them. Unpaced,
+    a one-GPU soak read nvidia-smi ten times a second and wrote a window each time (an H200, 622 windows in 72 s).
+    Rank 0 starts a window only when a whole one fits before the deadline (``SoakClock.next_window``), so the wait
+    never outlasts the soak; Ctrl-C or SIGTERM ends it at once (``bench.runtime.signals``), and the ranks already in
+    the next window's agreement fail at once as the stopped rank's groups close (``bench.runtime.rank_exit``)."""
     rest = window_s - (time.monotonic() - began)
     if rest > 0:
         time.sleep(rest)
