@@ -359,3 +359,37 @@ def test_accept_on_this_node(tmp_path: Path) -> None:
     assert_nccl_run(out, ("all_reduce", "all_gather", "sendrecv"))
     checks = json.loads((out / "checks.json").read_text())
     assert "gpu-count" in json.dumps(checks)
+
+
+SPLIT_PROBE = """
+import os
+from datetime import timedelta
+import torch
+import torch.distributed as dist
+from bench.runtime.subgroups import disjoint_groups, splits_at_once
+
+rank, size = int(os.environ["OMPI_COMM_WORLD_RANK"]), int(os.environ["OMPI_COMM_WORLD_SIZE"])
+device = torch.device("cuda", rank % torch.cuda.device_count())
+torch.cuda.set_device(device)
+dist.init_process_group("nccl", init_method="tcp://127.0.0.1:29517", rank=rank, world_size=size, device_id=device)
+assert splits_at_once()
+members = [list(range(i, min(i + 2, size))) for i in range(0, size, 2)]
+groups = disjoint_groups(members, timedelta(seconds=120))
+mine = next(g for g, ranks in zip(groups, members) if rank in ranks)
+ones = torch.ones(1, device=device)
+dist.all_reduce(ones, group=mine)
+print(f"rank {rank}: {ones.item():g} {len([r for r in members if rank in r][0])}", flush=True)
+dist.destroy_process_group()
+"""
+
+
+def test_every_node_group_comes_from_one_split_of_the_world() -> None:
+    """On a world bound to its GPUs, disjoint groups (the intra-node phase's one per node, the rails' one per rail)
+    come from one ``split_group`` (``bench.runtime.subgroups``): each rank's group all-reduces over its own
+    members only. Groups of two local GPUs here (of one, on a one-GPU machine)."""
+    proc = subprocess.run(
+        mpirun_command(GPUS, [sys.executable, "-c", SPLIT_PROBE]), capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    said = [line.split(": ", 1)[1].split() for line in proc.stdout.splitlines() if line.startswith("rank ")]
+    assert len(said) == GPUS and all(total == members for total, members in said), proc.stdout

@@ -9,6 +9,7 @@ its own target, and a history that makes the next plan out of what was measured.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -94,9 +95,15 @@ def test_start_up_grows_as_nccl_makes_its_communicators() -> None:
         assert getattr(four, end) - fixed == pytest.approx(4 * (getattr(one, end) - fixed), rel=1e-3)
     # Each of `count` splits pays the world's ring whatever its own size: 1024 groups of 8 in 8192 ranks pay 1024
     # rings of 8192, more than 8 groups of 1024 do.
-    per_node = plan_phases.groups_seconds(nccl, 8192, 8, 1024)
-    per_rail = plan_phases.groups_seconds(nccl, 8192, 1024, 8)
+    in_turn = dataclasses.replace(nccl, at_once=False)  # a torch without split_group: one new_group per group
+    per_node = plan_phases.groups_seconds(in_turn, 8192, 8, 1024)
+    per_rail = plan_phases.groups_seconds(in_turn, 8192, 1024, 8)
     assert per_node.low >= 1024 * (nccl.comm_rank_s.low * 4096 + nccl.comm_s.low) > 100 * per_rail.low
+    # split_group makes them all in one split: one ring over the world, then every group's own set-up at once.
+    at_once = dataclasses.replace(nccl, at_once=True)
+    one = nccl.comm_rank_s * plan_phases.ring_steps(8192) + plan_phases.communicator_seconds(nccl, 8)
+    assert plan_phases.groups_seconds(at_once, 8192, 8, 1024) == one
+    assert one.high * 1000 < per_node.high
     gloo = PlanModel(Span.point(100), comm_s=GLOO_COMM_S, splits=False)
     assert plan_phases.groups_seconds(gloo, 8192, 8, 1024) == plan_phases.communicator_seconds(gloo, 8)
     assert plan_phases.groups_seconds(gloo, 64, 8, 8) == plan_phases.groups_seconds(gloo, 8192, 8, 1024)

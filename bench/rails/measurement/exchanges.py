@@ -27,6 +27,7 @@ from bench.rails.plan.budget import chunks_per_message
 from bench.rails.plan.layout import RailLayout
 from bench.rails.plan.schedule import Round
 from bench.runtime import env as benv
+from bench.runtime.subgroups import disjoint_groups, splits_at_once
 
 T = TypeVar("T")
 
@@ -70,25 +71,38 @@ def make_rail_groups(
     link is a slow link, not an error.
     """
     import torch.distributed as dist
-    from torch.distributed.distributed_c10d import _set_pg_timeout
 
+    chosen = range(layout.rails) if rails is None else rails
+    members = {rail: [layout.ranks[node][rail] for node in live[rail]] for rail in chosen if len(live[rail]) >= 2}
     groups: dict[int, ProcessGroup | None] = {}
     problem = None
+    startup = timedelta(seconds=startup_s)
+    if splits_at_once():  # NCCL bound to a device: every rail's group from one split of the world
+        try:
+            made = disjoint_groups(list(members.values()), startup)
+        except RuntimeError as exc:
+            return dict.fromkeys(members), " ".join(str(exc).split())
+        return {rail: _op_timeout(g, startup_s, op_timeout_s) for rail, g in zip(members, made, strict=True)}, None
     with gloo_interface(my_ifname):
-        for rail in range(layout.rails) if rails is None else rails:
-            members = [layout.ranks[node][rail] for node in live[rail]]
-            if len(members) < 2:
-                continue
+        for rail, ranks in members.items():
             try:
-                group = dist.new_group(members, timeout=timedelta(seconds=startup_s))
+                group = dist.new_group(ranks, timeout=startup)
             except RuntimeError as exc:  # gloo's connectFullMesh: no route, refused, timed out
                 groups[rail] = None
                 problem = " ".join(str(exc).split())
                 continue
-            if group is not None and group != dist.GroupMember.NON_GROUP_MEMBER and op_timeout_s != startup_s:
-                _set_pg_timeout(timedelta(seconds=op_timeout_s), group)
-            groups[rail] = group
+            groups[rail] = _op_timeout(group, startup_s, op_timeout_s)
     return groups, problem
+
+
+def _op_timeout(group: ProcessGroup | None, startup_s: float, op_timeout_s: float) -> ProcessGroup | None:
+    """``group`` with its operations' timeout set to ``op_timeout_s`` (it was made under ``startup_s``)."""
+    import torch.distributed as dist
+    from torch.distributed.distributed_c10d import _set_pg_timeout
+
+    if group is not None and group != dist.GroupMember.NON_GROUP_MEMBER and op_timeout_s != startup_s:
+        _set_pg_timeout(timedelta(seconds=op_timeout_s), group)
+    return group
 
 
 def p2p_wait(group: ProcessGroup | None, op_timeout_s: float) -> timedelta | None:

@@ -118,10 +118,11 @@ def rail_group_startup_s(nccl: bool, members: int, timeout_s: float) -> float:
     gloo: :func:`gloo_connect_s` (its connections are made at creation, and a dead member must be named within
     the step). NCCL: as long as any operation may (``torch_timeout_s``). Creation is not where NCCL finds a dead
     link (its connections are made on first use, and the bounded group probe that follows names the member), and
-    it can legitimately take long: with the world bound to a device, torch makes each group by ``ncclCommSplit``
-    of the world's communicator, a collective of every world rank, members or not (``perform_nocolor_split``),
-    so a member waits for every rank's earlier splits, and a non-blocking communicator's start-up is bounded by
-    this timeout. A few seconds there would fail healthy groups of a large or busy cluster as lost ranks.
+    it can legitimately take long: with the world bound to a device, torch makes the groups by ``ncclCommSplit``
+    of the world's communicator, a collective of every world rank, members or not (one split for every rail
+    where torch has ``split_group``, ``bench.runtime.subgroups``; else one per rail, each waiting for the
+    ones before), and a non-blocking communicator's start-up is bounded by this timeout. A few seconds there would
+    fail healthy groups of a large or busy cluster as lost ranks.
     """
     return torch_timeout_s(timeout_s) if nccl else gloo_connect_s(members, timeout_s)
 

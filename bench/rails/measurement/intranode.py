@@ -3,8 +3,9 @@
 GPU i and GPU j of one node exchange over NVLink (through the NVSwitch) on GPUs, over loopback on CPU.
 Every rank of the run takes part, at the same point of the program:
 
-* one process group per node holding that node's local ranks (``new_group`` is called by every rank for
-  every node, in node order, as torch requires). Pairs run inside it as batched point-to-point, never with a
+* one process group per node holding that node's local ranks: on NCCL bound to a device one split of the world
+  gives every node its group (``bench.runtime.subgroups``), else ``new_group`` is called by every rank for every
+  node, in node order, as torch requires. Pairs run inside it as batched point-to-point, never with a
   communicator of their own: 8 GPUs would otherwise need 28 per node. On gloo the node's group binds
   loopback, since all its members share the host;
 * the local ranks are paired round-robin by the circle method (``bench.rails.plan.schedule``): 7 rounds of 4
@@ -40,6 +41,7 @@ from bench.rails.plan.layout import RailLayout, rail_layout
 from bench.rails.plan.schedule import Round, confirmation_rounds, schedule
 from bench.runtime.coord import Coord, GroupCoord
 from bench.runtime.dist import DistContext, gpu_bus_id, torch_timeout_s
+from bench.runtime.subgroups import disjoint_groups
 from bench.runtime.watchdog import Watchdog
 
 if TYPE_CHECKING:
@@ -55,12 +57,11 @@ def wanted(settings: RailsSettings, backend: ResolvedBackend) -> bool:
     return intra_planned(settings, backend)
 
 
-def make_node_groups(layout: RailLayout, backend: str, timeout_s: float) -> list[ProcessGroup]:
-    """One process group per node, of its local ranks in local-rank order (every rank makes every one)."""
-    import torch.distributed as dist
-
+def make_node_groups(layout: RailLayout, backend: str, timeout_s: float) -> list[ProcessGroup | None]:
+    """One process group per node, of its local ranks in local-rank order (every rank makes every one; on NCCL
+    bound to a device all of them in one split of the world, ``bench.runtime.subgroups``)."""
     with gloo_interface(LOOPBACK if backend == "gloo" else None):
-        return [dist.new_group(list(per_node), timeout=timedelta(seconds=timeout_s)) for per_node in layout.ranks]
+        return disjoint_groups([list(per_node) for per_node in layout.ranks], timedelta(seconds=timeout_s))
 
 
 def local_round(
@@ -149,7 +150,10 @@ def intra_node_phase(
     node, _ = layout.where(rank)
     # The profile's NVLink figure says nothing about loopback between CPU ranks.
     target = settings.local_pair_target_gbps if device_ops.is_cuda(ctx.device) else None
-    on_node = _NodeRounds(settings, layout, rank, groups[node], pair_buffers(settings.test.pair_bytes, ctx.device))
+    mine = groups[node]
+    if mine is None:  # every rank is a member of its own node's group; torch broke that promise
+        raise RuntimeError(f"rank {rank} got no group for its own node {layout.nodes[node]}")
+    on_node = _NodeRounds(settings, layout, rank, mine, pair_buffers(settings.test.pair_bytes, ctx.device))
     rounds = schedule(local, settings.test.repeats, settings.config.seed)
     times, heard = _matrix(on_node, rounds, watchdog, live, coord)
     if settings.test.confirm:

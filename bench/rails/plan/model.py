@@ -67,6 +67,7 @@ from dataclasses import dataclass, field
 from bench.exits import UserError
 from bench.measure.targets import world_target_gbps
 from bench.profile.cluster import Profile
+from bench.runtime.subgroups import torch_splits_at_once
 
 
 @dataclass(frozen=True)
@@ -183,6 +184,9 @@ class PlanModel:
     splits: bool = True
     """Every group is split from the world (NCCL with a bound device: ``bench.rails.plan.phases.groups_seconds``);
     False on gloo, whose groups only their members make."""
+    at_once: bool = False
+    """Disjoint groups are made in one split of the world, not one after another (a torch with ``split_group``:
+    ``bench.runtime.subgroups``)."""
     profile: Profile | None = field(default=None, compare=False, repr=False)
     """Where each world collective's target comes from (``bench.measure.targets``)."""
 
@@ -248,7 +252,8 @@ class PlanModel:
         values.setdefault("comm_s", NCCL_COMM_S if nccl else GLOO_COMM_S)
         nvlink = world_target_gbps(profile, "sendrecv", 1) if nccl else None
         world = values.pop("world_gbps", None)
-        return cls(rate, **values, nvlink_Gbps=nvlink, world_Gbps=world, splits=nccl, profile=profile)
+        at_once = nccl and torch_splits_at_once()
+        return cls(rate, **values, nvlink_Gbps=nvlink, world_Gbps=world, splits=nccl, at_once=at_once, profile=profile)
 
 
 def _below(fraction_of_level: float, cv: float) -> float:

@@ -120,11 +120,13 @@ def groups_seconds(model: PlanModel, world: int, members: int, count: int) -> Sp
     ``world`` waits for them. On NCCL with the world bound to a device (``bench.runtime.dist.init_distributed``)
     torch splits every group from the world (``ncclCommSplit``): every rank of the world takes part in each
     split's colour all-gather, member or not (NCCL's ``commGetSplitInfo``), and the next split waits for the
-    members' own set-up (pytorch/pytorch#130407: 32 groups of 8 are 32 splits on every rank). On gloo only the
-    members of a group take part, so a rank waits for its own group alone."""
+    members' own set-up (pytorch/pytorch#130407: 32 groups of 8 are 32 splits on every rank), unless torch makes
+    them all in one split (``model.at_once``: one ring over the world, then every group's set-up at once). On gloo
+    only the members of a group take part, so a rank waits for its own group alone."""
     if not model.splits:
         return communicator_seconds(model, members)
-    return (model.comm_rank_s * ring_steps(world) + communicator_seconds(model, members)) * count
+    one = model.comm_rank_s * ring_steps(world) + communicator_seconds(model, members)
+    return one if model.at_once else one * count
 
 
 def startup_seconds(nodes: int, ranks: int, model: PlanModel) -> Span:
