@@ -37,6 +37,7 @@ from bench.rails.plan.layout import RailLayout
 from bench.rails.plan.schedule import circle_rounds
 from bench.runtime.coord import Coord
 from bench.runtime.dist import DistContext, gpu_bus_id, torch_timeout_s
+from bench.runtime.subgroups import disjoint_groups
 
 if TYPE_CHECKING:
     from datetime import timedelta
@@ -290,7 +291,6 @@ def _pair_probes(
     that has completed with nobody yet with a member that has (a known-good end), until every member has either
     completed once or failed with two known-good members (one, where there is only one).
     """
-    import torch.distributed as dist
 
     rank = ctx.info.rank
     me, my_rail = layout.where(rank)
@@ -304,10 +304,13 @@ def _pair_probes(
         if not pairs:
             break
         mine = None
-        for k, a, b in pairs:
-            group = dist.new_group([layout.ranks[a][k], layout.ranks[b][k]], timeout=_seconds(op_timeout_s))
-            made += 1
-            if k == my_rail and me in (a, b):
+        # A round's pairs are disjoint (a rank probes one peer on its own rail): one split makes all of them.
+        made_now = disjoint_groups(
+            [[layout.ranks[a][k], layout.ranks[b][k]] for k, a, b in pairs], _seconds(op_timeout_s)
+        )
+        made += len(pairs)
+        for (k, a, b), group in zip(pairs, made_now, strict=True):
+            if k == my_rail and me in (a, b) and group is not None:
                 mine = (group, b if a == me else a)
         said = _probe_pair(mine, ctx.device) if mine is not None else "-"
         # Every rank plans the next round from every probe's outcome, and only the probing ranks have one.
