@@ -1,0 +1,120 @@
+"""The links and nodes the pair matrix names (``bench.rails.diagnosis.localise``): a link slow with every partner
+that could show its level, a link slow with some partners only (intermittent, flapping), the fewest links that
+explain a rail's reproducing suspects, and a node whose links are slow on two rails or more.
+
+Arrays as ``localise`` holds them: ``[rail, node]`` for links and ``[rail, a, b]`` for cells.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from bench.rails.diagnosis import noise
+from bench.rails.diagnosis.cells import Cells
+from bench.rails.diagnosis.expected import showing
+
+
+def link_candidates(cells: Cells, rail_fault: np.ndarray) -> np.ndarray:
+    """``[rail, node]``: link (a, k) where every partner of a on rail k that could show its level is suspect,
+    confirmed, and no rail fault explains it already; only the fewest that explain the rail's reproducing suspects
+    are kept. Where the taper binds, a pair held at its round's share runs as its healthy peers do whatever its
+    ends' links carry (``expected.showing``): a slow node's link is not slow with those partners, and two slow
+    nodes, each slow with the other, would otherwise be left to tie as intermittent links."""
+    measured, suspect = cells.measured, cells.suspect
+    shown = showing(measured, cells.matrix.busbw, cells.load)
+    others = ~np.eye(measured.shape[1], dtype=bool)
+    all_nodes = np.arange(measured.shape[1])
+    link_candidate = (suspect | ~shown).all(axis=2) & shown.any(axis=2) & ~rail_fault[:, None]
+    for kpos, apos in zip(*np.nonzero(link_candidate), strict=True):
+        b = all_nodes[others[apos]]
+        link_candidate[kpos, apos] = cells.confirmed(np.full(len(b), kpos), np.full(len(b), apos), b)
+    fewest_links(cells.reproduces, link_candidate)
+    return link_candidate
+
+
+def node_faults(
+    cells: Cells, link_candidate: np.ndarray, rail_fault: np.ndarray, one_pair: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``[node]`` node faults and ``[rail, node]`` link faults. Node a: a link candidate on every rail that no
+    rail fault explains (or where a larger part left it no cell to judge: a rail of one pair judges no link),
+    and at least two of them; every other link candidate is a link."""
+    open_rails = ~rail_fault
+    judged = cells.measured.any(axis=2) & (open_rails & ~one_pair)[:, None]
+    node_fault = (link_candidate | ~judged).all(axis=0) & ((link_candidate & judged).sum(axis=0) >= 2)
+    node_fault &= open_rails.sum() >= 2
+    return node_fault, link_candidate & ~node_fault[None, :]
+
+
+def link_cells(links: np.ndarray) -> np.ndarray:
+    """``[rail, a, b]``: every cell of the links in ``links`` (``[rail, node]``)."""
+    out = np.zeros((*links.shape, links.shape[1]), dtype=bool)
+    k, a = np.nonzero(links)
+    out[k, a, :] = out[k, :, a] = True
+    return out
+
+
+def fewest_links(reproduces: np.ndarray, link_candidate: np.ndarray) -> None:
+    """Keep, on each rail, only the link candidates needed to explain its reproducing suspects: the one
+    with the most first, then each other only while it explains one that the kept links do not. A
+    healthy node whose partners are a slow link and one noisy sample has every partner suspect and half of
+    them reproducing, as a slow link has; the slow link already explains its reproducing one."""
+    for k in range(link_candidate.shape[0]):
+        candidates = np.flatnonzero(link_candidate[k])
+        if len(candidates) < 2:
+            continue
+        explained = np.zeros_like(reproduces[k])
+        for a in sorted(candidates, key=lambda x: -int(reproduces[k, x].sum())):
+            if not (reproduces[k, a] & ~explained[a]).any():
+                link_candidate[k, a] = False
+                continue
+            explained[a, :] = explained[:, a] = True
+
+
+def intermittent_links(
+    cells: Cells, link_candidate: np.ndarray, rail_fault: np.ndarray, null: Callable[[int, int], np.ndarray]
+) -> None:
+    """Add to ``link_candidate`` the links slow with some partners only: a link that fails intermittently
+    (or a flapping one) is slow in the rounds that caught it bad and fine in the rest, so not every partner
+    is a suspect. Greedily, as the smallest explanation: the link with the most suspect partners that no
+    named part explains yet, while it has at least two of them and at least half of those reproduced. One
+    link explains two slow pairs better than two pair faults that share it, and two reproducing suspects at
+    one link are what noise does not do: each stands out of the fabric's spread at the matrix's family-wise
+    false-alarm rate. Suspects another named part explains do not count, so two slow links on one rail
+    do not make their common partners suspects. On a large matrix noise alone reproduces a few suspects, so
+    the link's reproduced suspects must also be more than noise gives over its partners (``null(k, a)[b]`` for
+    each, the rate of its class of cells: within a unit or across units; family-wise over every link): on 256
+    nodes x 8 rails that is three, on a testbed two. And the link must
+    hold more reproduced suspects than any of its partners: without the fabric's cabling, a block of slow
+    pairs between two groups of nodes (a switch path) is named as its pairs, not as one side's links."""
+    measured = cells.measured
+    left = cells.suspect & ~rail_fault[:, None, None]
+    for k, a in zip(*np.nonzero(link_candidate), strict=True):
+        left[k, a, :] = left[k, :, a] = False
+    tried = link_candidate.copy()
+    links = max(1, int(measured.any(axis=2).sum()))
+    left_count = left.sum(axis=2)  # kept up to date below: a 256 x 8 matrix tries thousands of links
+    while True:
+        counts = np.where(tried, -1, left_count)
+        k, a = np.unravel_index(int(np.argmax(counts)), counts.shape)
+        if counts[k, a] < 2:
+            return
+        tried[k, a] = True
+        if int(measured[k, a].sum()) < 3:
+            continue  # with two partners, both suspect is the rule above
+        b = np.flatnonzero(left[k, a])
+        again = int(cells.reproduces[k, a, b].sum())
+        due = float(null(int(k), int(a))[measured[k, a]].sum())
+        beyond = noise.poisson_sf(again, due) * links <= noise.NAME_FALSE_ALARMS
+        # The link must explain its reproduced suspects better than any of its partners' links does: where
+        # they tie (every node of one group slow with every node of another, as a switch path between two
+        # groups makes them), a link would be a guess, and the slow pairs stay pairs.
+        partners = b[cells.reproduces[k, a, b]]
+        rivals = (left[k, partners] & cells.reproduces[k, partners]).sum(axis=1) if len(partners) else np.zeros(0)
+        beyond &= not bool((rivals >= again).any())
+        if beyond and cells.confirmed(np.full(len(b), k), np.full(len(b), a), b):
+            link_candidate[k, a] = True
+            left[k, a, :] = left[k, :, a] = False
+            left_count[k, a] = 0
+            left_count[k, b] -= 1
