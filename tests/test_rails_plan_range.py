@@ -104,6 +104,12 @@ def test_start_up_grows_as_nccl_makes_its_communicators() -> None:
     one = nccl.comm_rank_s * plan_phases.ring_steps(8192) + plan_phases.communicator_seconds(nccl, 8)
     assert plan_phases.groups_seconds(at_once, 8192, 8, 1024) == one
     assert one.high * 1000 < per_node.high
+    # The plan says when it prices the groups one split after another, and only then.
+    older, newer = (
+        acceptance.build(64, 8, dataclasses.replace(_settings(), plan_model=m), m, intra=True).lines()
+        for m in (in_turn, at_once)
+    )
+    assert f"# {acceptance.IN_TURN_LINE}" in older and f"# {acceptance.IN_TURN_LINE}" not in newer
     gloo = PlanModel(Span.point(100), comm_s=GLOO_COMM_S, splits=False)
     assert plan_phases.groups_seconds(gloo, 8192, 8, 1024) == plan_phases.communicator_seconds(gloo, 8)
     assert plan_phases.groups_seconds(gloo, 64, 8, 8) == plan_phases.groups_seconds(gloo, 8192, 8, 1024)

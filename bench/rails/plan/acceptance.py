@@ -108,6 +108,8 @@ class Plan:
         said = schedule_line(self.nodes, self.ranks_per_node, s)
         if said:
             out.append(f"# {said}")
+        if model is not None and model.splits and not model.at_once and self.nodes > 1:
+            out.append(f"# {IN_TURN_LINE}")
         if self.cut:
             out.append(f"# cut to fit: {self.cut}")
         return out
@@ -125,6 +127,10 @@ class Plan:
         }
 
 
+IN_TURN_LINE = (
+    "groups: this torch has no split_group, so every rank of the world takes part in one ncclCommSplit per rail "
+    "group and per node group, one after another (a torch with split_group makes each set in one)"
+)
 MODEL_LINE = (
     "low: every cost at its quick end; high: every cost as slow as a healthy cluster gets (no runs of this "
     "cluster in the history to learn from)"
