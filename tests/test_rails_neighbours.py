@@ -9,8 +9,10 @@ cluster that needed 2016 entries against 1024 was named full of dead links (4dbf
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -85,3 +87,31 @@ def test_many_short_nodes_are_counted_past_the_named(tmp_path: Path) -> None:
     short = [ShortTable(f"n{i:04d}", 1024) for i in range(1023)]
     line = refusal(short, entries_needed(1024, 8), 1024, 8)
     assert line is not None and "n0007 (holds 1024) and 1015 more:" in line and "n0008" not in line
+
+
+@pytest.mark.netns
+@pytest.mark.mpi
+@pytest.mark.slow
+def test_real_ranks_refuse_a_node_short_of_entries_and_name_no_link(tmp_path: Path) -> None:
+    """2 nodes x 1 rail of the namespace testbed, each on a stand-in that is its own live ``/sys`` (a link) with a
+    ``proc`` beside it: node02's table holds 1 entry where the run needs 2. The run stops before run.json, rails.json
+    or junit.xml exist, exit 2, with one line that names node02 and its limit, and no link at all."""
+    from tests.support.testbeds.netns_testbed import PROFILE, build_cluster
+
+    with build_cluster(nodes=2, rails=1) as bed:
+        (bed.workdir / "netns.toml").write_text(PROFILE)
+        for host, limit in (("node01", "1024"), ("node02", "1")):
+            proc = tmp_path.joinpath("trees", host, "proc", *GC_THRESH3)
+            proc.parent.mkdir(parents=True)
+            proc.write_text(f"{limit}\n")
+            (tmp_path / "trees" / host / "sys").symlink_to("/sys")  # each namespace's own sysfs
+        out = tmp_path / "run"
+        argv = [sys.executable, "-m", "bench", "rails", "--profile", str(bed.workdir / "netns.toml")]
+        argv += ["--sysfs-root", f"{tmp_path}/trees/{{host}}/sys", "--out", str(out), "--no-history"]
+        done = bed.run(1, [*argv, "--timeout", "60"], timeout=180)
+    said = done.stdout + done.stderr
+    assert done.returncode == 2, said
+    errors = [line for line in said.splitlines() if line.startswith("railbench: error:")]
+    assert errors == [f"railbench: error: {refusal([ShortTable('node02', 1)], entries_needed(2, 1), 2, 1)}"], said
+    assert not any((out / name).exists() for name in ("run.json", "rails.json", "junit.xml", "results.csv")), said
+    assert "dead" not in said.replace(errors[0], "")
