@@ -25,6 +25,7 @@ from bench.rails.measurement.neighbours import (
     short_tables,
     table_limit,
 )
+from tests.support.testbeds.netns_testbed import PROFILE, build_cluster
 
 
 def node_tree(base: Path, host: str, limit: str | None) -> Path:
@@ -96,8 +97,6 @@ def test_real_ranks_refuse_a_node_short_of_entries_and_name_no_link(tmp_path: Pa
     """2 nodes x 1 rail of the namespace testbed, each on a stand-in that is its own live ``/sys`` (a link) with a
     ``proc`` beside it: node02's table holds 1 entry where the run needs 2. The run stops before run.json, rails.json
     or junit.xml exist, exit 2, with one line that names node02 and its limit, and no link at all."""
-    from tests.support.testbeds.netns_testbed import PROFILE, build_cluster
-
     with build_cluster(nodes=2, rails=1) as bed:
         (bed.workdir / "netns.toml").write_text(PROFILE)
         for host, limit in (("node01", "1024"), ("node02", "1")):

@@ -1,9 +1,10 @@
 """Whether every node's neighbour (ARP) table holds the entries the rails test's socket rails need at once.
 
 Linux keeps one IPv4 neighbour table per kernel; ``net.ipv4.neigh.default.gc_thresh3`` (default 1024) is the
-most entries it holds (ip-sysctl.rst, neigh/default). Past it the kernel reclaims only entries that have not
-been used for 5 s (``neigh_forced_gc``), logs ``neighbour: arp_cache: neighbor table overflow!`` and sends
-nothing to a peer it has no entry for. On socket rails every rank connects to every peer of its rail at once
+most entries it holds (ip-sysctl.rst, neigh/default). Past it the kernel's forced collection frees only idle
+entries (``neigh_forced_gc``; the probe's are all in use), it logs ``neighbour: arp_cache: neighbor table
+overflow!`` and sends nothing to a peer it has no entry for (kubernetes/kops#4533,
+sonic-net/sonic-buildimage#2189). On socket rails every rank connects to every peer of its rail at once
 (``bench.rails.measurement.links.connect_all``), so a node short of entries sees healthy peers answer nothing
 and the link probe would name healthy cables dead: the worst verdict railbench can give (``health`` drains
 nodes on it). IB rails probed through NCCL do not ARP on the rails and are not asked.
