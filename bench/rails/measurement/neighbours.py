@@ -20,6 +20,7 @@ before.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,6 @@ from bench import sysroot
 from bench.exits import UserError
 from bench.fabric.sysfs import Sysfs
 from bench.frame.guard import guarded
-from bench.rails.plan.layout import rail_layout
 from bench.runtime.coord import coordinator
 from bench.runtime.dist import DistContext, torch_timeout_s
 
@@ -99,17 +99,18 @@ def refuse_short_tables(ctx: DistContext, socket_ifname: str | None, timeout_s: 
 
     One rank per node reads its node's limit; rank 0 alone decides, and every rank hears the same line. Under the
     watchdog, as every agreement before the measurement is: a rank that never answers is a named hang."""
-    layout = rail_layout(ctx.hosts)
-    nodes = len(layout.nodes)
+    # Counted from the hosts, not ``rail_layout``: a launch with uneven nodes is refused where it always was.
+    per_node = Counter(ctx.hosts)
+    nodes, rails = len(per_node), max(per_node.values())
     if not socket_ifname or nodes < 2:
         return
-    needed = entries_needed(nodes, layout.rails)
+    needed = entries_needed(nodes, rails)
     mine = table_limit(ctx.sysfs_root) if ctx.info.local_rank == 0 else None
     coord = coordinator(ctx.backend, ctx.store, ctx.info.rank, ctx.info.world_size, torch_timeout_s(timeout_s))
     hosts = ctx.hosts
 
     def decide(limits: list[int | None]) -> str:
-        return refusal(short_tables(list(zip(hosts, limits, strict=True)), needed), needed, nodes, layout.rails) or ""
+        return refusal(short_tables(list(zip(hosts, limits, strict=True)), needed), needed, nodes, rails) or ""
 
     with guarded(ctx, timeout_s, lambda status, exit_status, failure: None) as watchdog:
         watchdog.enter("reading every node's neighbour (ARP) table limit")
