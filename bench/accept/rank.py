@@ -43,6 +43,7 @@ from bench.profile.actions import Actions
 from bench.profile.cluster import Profile
 from bench.rails.diagnosis.items import node_items, rail_items
 from bench.rails.diagnosis.rails_outcome import RailsOutcome
+from bench.rails.measurement import neighbours
 from bench.rails.plan.acceptance import Plan
 from bench.rails.plan.config import RailsSettings, retargeted
 from bench.rails.plan.laps import Laps
@@ -91,6 +92,7 @@ class AcceptJob(Job):
     def prepare(self, ctx: DistContext) -> dict[str, object]:
         # The launch and the world's set-up, marked once the world exists; rails adds its groups' set-up to it.
         self.laps.mark("start-up and rail groups")
+        neighbours.refuse_short_tables(ctx, self.settings.socket_ifname, self.settings.timeout_s)
         # The plan for this shape (every rank computes the same), cut to --max-minutes when asked.
         self.planned = accept_plan(
             self.sweep, self.profile, self.settings, len(ctx.node_hosts), ctx.info.local_world_size, ctx.backend

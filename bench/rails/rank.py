@@ -34,7 +34,7 @@ from bench.rails.diagnosis.corroborate import corroborate
 from bench.rails.diagnosis.items import local_cause_items, rail_items
 from bench.rails.diagnosis.matrix import PairTime
 from bench.rails.live_output import LiveRails
-from bench.rails.measurement import bootstrap_nic, intranode, local_causes, steps, windows
+from bench.rails.measurement import bootstrap_nic, intranode, local_causes, neighbours, steps, windows
 from bench.rails.measurement.groups import RailGroups, form_rail_groups
 from bench.rails.plan import acceptance
 from bench.rails.plan.config import RailsConfig, RailsSettings, retargeted, validate, with_topology
@@ -336,6 +336,7 @@ class RailsJob(RailStepsJob):
         self.planned: acceptance.Plan | None = None
 
     def prepare(self, ctx: DistContext) -> dict[str, object]:
+        neighbours.refuse_short_tables(ctx, self.settings.socket_ifname, self.settings.timeout_s)
         # The plan for this shape (every rank computes the same), cut to --max-minutes when asked.
         layout = rail_layout(ctx.hosts)
         intra = intranode.wanted(self.settings, ctx.backend)

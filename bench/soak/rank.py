@@ -24,7 +24,7 @@ from bench.rails.diagnosis import judge
 from bench.rails.diagnosis.causes import Reports
 from bench.rails.diagnosis.corroborate import corroborate
 from bench.rails.diagnosis.matrix import PairTime
-from bench.rails.measurement import local_causes, steps
+from bench.rails.measurement import local_causes, neighbours, steps
 from bench.rails.measurement.pairs import PairRunner
 from bench.rails.plan.config import validate
 from bench.rails.plan.layout import rail_layout
@@ -65,6 +65,7 @@ class SoakJob(RailStepsJob):
         """Rank 0's: the gates' items, for ``--drain``."""
 
     def prepare(self, ctx: DistContext) -> dict[str, object]:
+        neighbours.refuse_short_tables(ctx, self.settings.socket_ifname, self.settings.timeout_s)
         layout = rail_layout(ctx.hosts)
         total = len(schedule(len(layout.nodes), self.settings.test.repeats, self.settings.config.seed))
         if ctx.info.rank != 0:
