@@ -31,7 +31,7 @@ from bench import sysroot
 from bench.fabric.rail_nics import node_rail_nics
 from bench.fabric.sysfs import Sysfs, nvidia_gpus
 from bench.nccllogs.nccl_log import parse_file
-from tests.support import mpirun_command, railbench
+from tests.support import mpirun_command, railbench, rank_env
 from tests.support.models.gpu_bounds import (
     assert_every_rail_judged,
     busbw_ceiling_gbps,
@@ -388,7 +388,11 @@ def test_every_node_group_comes_from_one_split_of_the_world() -> None:
     come from one ``split_group`` (``bench.runtime.subgroups``): each rank's group all-reduces over its own
     members only. Groups of two local GPUs here (of one, on a one-GPU machine)."""
     proc = subprocess.run(
-        mpirun_command(GPUS, [sys.executable, "-c", SPLIT_PROBE]), capture_output=True, text=True, timeout=300
+        mpirun_command(GPUS, [sys.executable, "-c", SPLIT_PROBE]),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=rank_env(),
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     said = [line.split(": ", 1)[1].split() for line in proc.stdout.splitlines() if line.startswith("rank ")]
