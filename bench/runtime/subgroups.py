@@ -50,11 +50,20 @@ def c10d_defines_split_group(source: Path) -> bool:
 
 
 def splits_at_once() -> bool:
-    """Whether this rank's world makes disjoint groups in one split: NCCL's world bound to a device, and a
-    torch with ``split_group``. A gloo or unbound world makes each group from its members alone."""
+    """Whether this rank's world makes disjoint groups in one split: a torch with ``split_group``, the world bound
+    to a device, and its backend able to split (NCCL 2.18 on: ``supports_splitting``, which torch's own
+    ``new_group`` asks before it splits). A gloo or unbound world makes each group from its members alone."""
     import torch.distributed as dist
 
-    return hasattr(dist, "split_group") and getattr(dist.group.WORLD, "bound_device_id", None) is not None
+    world = dist.group.WORLD
+    device = getattr(world, "bound_device_id", None)
+    if not hasattr(dist, "split_group") or world is None or device is None:
+        return False
+    try:
+        backend = world._get_backend(device)
+    except RuntimeError:  # no backend for the bound device: nothing to split from
+        return False
+    return bool(getattr(backend, "supports_splitting", False))
 
 
 def disjoint_groups(members: Sequence[Sequence[int]], timeout: timedelta) -> list[ProcessGroup | None]:
@@ -65,7 +74,8 @@ def disjoint_groups(members: Sequence[Sequence[int]], timeout: timedelta) -> lis
     import torch.distributed as dist
 
     if not splits_at_once():
-        return [dist.new_group(list(ranks), timeout=timeout) for ranks in members]
+        # An empty entry is no group (torch's ``new_group([])`` is not one either); every rank skips it alike.
+        return [dist.new_group(list(ranks), timeout=timeout) if ranks else None for ranks in members]
     wanted = [sorted(ranks) for ranks in members if ranks]
     if not wanted:  # split_group refuses an empty split; every rank sees the same members, so none splits
         return [None for _ in members]
