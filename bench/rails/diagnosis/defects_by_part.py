@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from bench.codec import ABSENT
-from bench.rails.diagnosis import switches
+from bench.rails.diagnosis import leaves
 from bench.rails.diagnosis.cells import NOWHERE, CellIndex, Cells, Place, summary_defect
 from bench.rails.diagnosis.matrix import PairMatrix
 from bench.rails.plan.fabric_map import FabricMap
@@ -59,7 +59,7 @@ def rail_defects(
         names = {d for d in (device(devices, node, rail) for node in matrix.nodes) if d}
         one = names.pop() if len(names) == 1 else None
         kind, place = "rail", NOWHERE
-        single = switches.rail_leaf(fabric, cells, int(kpos)) if fabric is not None else None
+        single = leaves.rail_leaf(fabric, cells, int(kpos)) if fabric is not None else None
         if fabric is not None and single is not None:
             # One unit: the rail's one leaf carries every pair of it.
             leaf = fabric.leaves[single]
@@ -70,7 +70,7 @@ def rail_defects(
     return defects
 
 
-def switch_defects(cells: Cells, found: Sequence[switches.SwitchFault]) -> list[NamedPart]:
+def switch_defects(cells: Cells, found: Sequence[leaves.SwitchFault]) -> list[NamedPart]:
     """Each faulty leaf, uplink or spine, with its switches, ports and unit."""
     defects = []
     for fault in found:

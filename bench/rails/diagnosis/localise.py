@@ -42,7 +42,16 @@ from typing import Literal
 import numpy as np
 
 from bench.exits import UserError
-from bench.rails.diagnosis import blocks, defects_by_part, link_faults, lone_pairs, noise, persistence, switches
+from bench.rails.diagnosis import (
+    blocks,
+    defects_by_part,
+    leaves,
+    link_faults,
+    lone_pairs,
+    noise,
+    persistence,
+    switches,
+)
 from bench.rails.diagnosis.cells import CellIndex, Cells, transients
 from bench.rails.diagnosis.defects import EVIDENCE_LIMIT, Symptom
 from bench.rails.diagnosis.expected import Expected, judged_rates, showing
@@ -267,13 +276,13 @@ def diagnose(
     (``bench.rails.diagnosis.expected``), where the schedule is known.
     """
     rates = _line_rates(matrix, line_rate_Gbps)
-    between = switches.between_units(fabric, matrix) if fabric is not None else None
+    between = leaves.between_units(fabric, matrix) if fabric is not None else None
     all_cells = cells = _judge(matrix, rates, thresholds, between, load)
     crossing = None if between is None else _between_noise(cells, between)
     null = _noise_null(cells, between, crossing)
     one_pair = _one_pair_rails(cells.measured)
     rail_fault, rail_cells = _rail_faults(cells, rates, one_pair)
-    found_switches: list[switches.SwitchFault] = []
+    found_switches: list[leaves.SwitchFault] = []
     said = None if cells.load is None else cells.load.said()
     if fabric is None:
         # Without the cabling, a slowdown between groups of nodes on every rail alike is observed, not judged.
@@ -281,8 +290,8 @@ def diagnose(
         cells = cells.without(block)
     if fabric is not None:
         # A leaf explains every cell of its nodes on its rail; nothing smaller is judged on them.
-        found_switches = switches.leaf_faults(cells, fabric, rail_fault)
-        cells = cells.without(switches.explained(found_switches, cells.suspect.shape))
+        found_switches = leaves.leaf_faults(cells, fabric, rail_fault)
+        cells = cells.without(leaves.explained(found_switches, cells.suspect.shape))
     link_candidate = link_faults.link_candidates(cells, rail_fault | one_pair)
     if fabric is not None:
         # Between units, what no slow cable explains: an uplink's or a spine's flows.
@@ -295,7 +304,7 @@ def diagnose(
             crossing,
         )
         found_switches += paths
-        cells = cells.without(switches.explained(paths, cells.suspect.shape))
+        cells = cells.without(leaves.explained(paths, cells.suspect.shape))
     link_faults.intermittent_links(cells, link_candidate, rail_fault, null)
     node_fault, link_fault = link_faults.node_faults(cells, link_candidate, rail_fault, one_pair)
     explained = rail_fault[:, None, None] | node_fault[None, :, None] | node_fault[None, None, :]
