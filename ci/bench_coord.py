@@ -22,7 +22,7 @@ on one node. ``bench.rails.plan.model``'s ``sync_rank_s`` is read from these.
 **The bootstrap ring's step.** NCCL's bootstrap all-gather (every communicator's creation, and every
 ``ncclCommSplit``'s colour exchange over the whole parent) passes ~100 bytes around a ring of TCP sockets, one
 step after another. ``--ring K`` times a token around K processes over TCP loopback: the per-step cost where no
-network is crossed (``bench.rails.plan.model``'s ``bootstrap_step_s`` low end).
+network is crossed (``bench.rails.plan.model``'s ``comm_rank_s`` low end).
 
 **Connecting.** torch's TCPStore formats every peer's address with ``getnameinfo``, a reverse DNS lookup at both
 ends of every connection; ``127.0.0.1`` arrives as ``::ffff:127.0.0.1``, which /etc/hosts does not name, so each

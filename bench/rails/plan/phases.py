@@ -130,8 +130,9 @@ def groups_seconds(model: PlanModel, world: int, members: int, count: int) -> Sp
 
 
 def startup_seconds(nodes: int, ranks: int, model: PlanModel) -> Span:
-    """The launch, then the world's communicator and one group per rail (each a ``new_group``, made in turn by
-    every rank), and the agreements around them (each rail link probed, a barrier, each group's probe)."""
+    """The launch, then the world's communicator and one group per rail (:func:`groups_seconds`: one split of the
+    world for all of them, or one per rail in turn), and the agreements around them (each rail link probed, a
+    barrier, each group's probe)."""
     world = nodes * ranks
     groups = groups_seconds(model, world, nodes, ranks)
     return model.launch_s + communicator_seconds(model, world) + groups + model.sync(world) * 3
