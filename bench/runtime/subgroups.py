@@ -69,13 +69,21 @@ def splits_at_once() -> bool:
 def disjoint_groups(members: Sequence[Sequence[int]], timeout: timedelta) -> list[ProcessGroup | None]:
     """One process group per entry of ``members`` (global ranks; no rank in two entries), every rank of the
     world calling with the same ``members``; returns, per entry, the group where this rank is a member and None
-    (``NON_GROUP_MEMBER`` from ``new_group``) elsewhere. One split of the world where :func:`splits_at_once`, else one
-    ``new_group`` per entry, in order."""
+    (``NON_GROUP_MEMBER`` from ``new_group``) elsewhere. One split of the world where :func:`splits_at_once`
+    (:func:`split_groups`), else one ``new_group`` per entry, in order."""
     import torch.distributed as dist
 
-    if not splits_at_once():
-        # An empty entry is no group (torch's ``new_group([])`` is not one either); every rank skips it alike.
-        return [dist.new_group(list(ranks), timeout=timeout) if ranks else None for ranks in members]
+    if splits_at_once():
+        return split_groups(members, timeout)
+    # An empty entry is no group (torch's ``new_group([])`` is not one either); every rank skips it alike.
+    return [dist.new_group(list(ranks), timeout=timeout) if ranks else None for ranks in members]
+
+
+def split_groups(members: Sequence[Sequence[int]], timeout: timedelta) -> list[ProcessGroup | None]:
+    """:func:`disjoint_groups` by one ``split_group`` of the world, for a caller that has asked
+    :func:`splits_at_once` itself (one that makes its groups otherwise where it cannot)."""
+    import torch.distributed as dist
+
     wanted = [sorted(ranks) for ranks in members if ranks]
     if not wanted:  # split_group refuses an empty split; every rank sees the same members, so none splits
         return [None for _ in members]

@@ -27,7 +27,7 @@ from bench.rails.plan.budget import chunks_per_message
 from bench.rails.plan.layout import RailLayout
 from bench.rails.plan.schedule import Round
 from bench.runtime import env as benv
-from bench.runtime.subgroups import disjoint_groups, splits_at_once
+from bench.runtime.subgroups import split_groups, splits_at_once
 
 T = TypeVar("T")
 
@@ -74,15 +74,15 @@ def make_rail_groups(
 
     chosen = range(layout.rails) if rails is None else rails
     members = {rail: [layout.ranks[node][rail] for node in live[rail]] for rail in chosen if len(live[rail]) >= 2}
-    groups: dict[int, ProcessGroup | None] = {}
-    problem = None
     startup = timedelta(seconds=startup_s)
     if splits_at_once():  # NCCL bound to a device: every rail's group from one split of the world
         try:
-            made = disjoint_groups(list(members.values()), startup)
+            made = split_groups(list(members.values()), startup)
         except RuntimeError as exc:
             return dict.fromkeys(members), " ".join(str(exc).split())
         return {rail: _op_timeout(g, startup_s, op_timeout_s) for rail, g in zip(members, made, strict=True)}, None
+    groups: dict[int, ProcessGroup | None] = {}
+    problem = None
     with gloo_interface(my_ifname):
         for rail, ranks in members.items():
             try:
