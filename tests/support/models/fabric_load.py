@@ -13,6 +13,12 @@ Used by the fabric model (``tests/support/models/fabric_model.py``) in the regim
 * **Rates.** In each round, every flow gets its max-min fair share (progressive filling: Bertsekas and
   Gallager, "Data Networks", 6.5.2) of the links it crosses, capped by its own demand (its link's rate, its
   faults). Each direction of a pair is a flow; rounds are independent (they do not overlap in time).
+* **ECMP** (``Regime.ecmp_qps``, RoCE): the switches hash each queue pair's packets onto one uplink by their
+  five-tuple, whose UDP source port the queue pair keeps for its life, so its path is the same in every round
+  (Gangidi et al., "RDMA over Ethernet for Distributed AI Training at Meta Scale", SIGCOMM 2024: few, long-lived
+  flows of low entropy collide under ECMP and stay collided; their fix was more queue pairs per connection). NCCL
+  runs a pair's transfer over a few channels, each its own queue pair (``NCCL_NCHANNELS_PER_NET_PEER``), and
+  splits the bytes evenly between them: the pair is as slow as its slowest queue pair times their count.
 * **Hot spots.** In each round, each (leaf, rail) is hot with the regime's chance, drawn afresh per round
   (re-measurement rounds included): its cross-unit flows, both ways, run at a depth drawn from the regime's
   range for that round only (ECMP hash collisions of large flows, Al-Fares et al., "Hedera", NSDI 2010;
@@ -79,6 +85,32 @@ def uplink_capacity(shape: Shape, faults: tuple[Fault, ...], capacity_gbps: floa
     return out
 
 
+def ecmp_paths(
+    shape: Shape, salt: int, qps: int, rail: np.ndarray, a: np.ndarray, b: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(up, down)``, each ``[flow, queue pair]``: the uplink of a -> b's leaf each of its ``qps`` queue pairs is
+    hashed onto, and the far leaf's uplink it comes down (from the same spine: uplink j of every leaf goes to spine
+    ``j // links_per_spine``, as ``Shape.cabling`` cables it). ``salt`` stands for the run's queue pair numbers and
+    source ports: the same for every round of one run."""
+    qp = np.arange(qps, dtype=np.uint64)[None, :]
+    key = (rail.astype(np.uint64)[:, None] * np.uint64(1 << 20) + a.astype(np.uint64)[:, None]) * np.uint64(1 << 20)
+    key = (key + b.astype(np.uint64)[:, None]) * np.uint64(64) + qp
+    h = _mixed(key ^ np.uint64(salt))
+    up = (h % np.uint64(shape.uplinks)).astype(np.int64)
+    across = (_mixed(h) % np.uint64(shape.links_per_spine)).astype(np.int64)
+    down = np.minimum(up // shape.links_per_spine * shape.links_per_spine + across, shape.uplinks - 1)
+    return up, down
+
+
+def _mixed(x: np.ndarray) -> np.ndarray:
+    """A 64-bit finaliser (splitmix64's): every input bit moves every output bit, as a switch's hash does."""
+    x = x ^ (x >> np.uint64(30))
+    x = x * np.uint64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> np.uint64(27))
+    x = x * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
 def loaded_share(
     shape: Shape,
     regime: Regime,
@@ -88,10 +120,11 @@ def loaded_share(
     a: np.ndarray,
     b: np.ndarray,
     demand: np.ndarray,
+    salt: int = 0,
 ) -> np.ndarray:
     """Each sample's max-min rate over its ``demand`` (1: nothing held it back), the samples of one ``group``
     being the flows that run at once (a -> b on ``rail``: one half of a round); ``uplinks`` as
-    ``uplink_capacity`` gives them."""
+    ``uplink_capacity`` gives them; ``salt``: the run's ECMP hashing (:func:`ecmp_paths`)."""
     share = np.ones(len(a))
     ua, ub = a // shape.unit, b // shape.unit
     cross = np.flatnonzero((ua != ub) & (demand > 0))
@@ -102,10 +135,12 @@ def loaded_share(
         block = order[lo:hi]
         if len(block):
             first = int(group[block].min())
-            rate = _round_rates(
-                shape, regime, uplinks, group[block] - first, rail[block], ua[block], ub[block], b[block], demand[block]
-            )
-            share[block] = rate / demand[block]
+            g, k, d = group[block] - first, rail[block], demand[block]
+            if regime.ecmp_qps:
+                rate = _ecmp_rates(shape, regime.ecmp_qps, uplinks, salt, g, k, a[block], b[block], d)
+            else:
+                rate = _round_rates(shape, regime, uplinks, g, k, ua[block], ub[block], b[block], d)
+            share[block] = rate / d
     return share
 
 
@@ -137,6 +172,33 @@ def _round_rates(
     capacity = np.concatenate([each, each])
     links = np.column_stack([up, down + groups * per_round])
     return max_min_rates(demand, links, capacity)
+
+
+def _ecmp_rates(
+    shape: Shape,
+    qps: int,
+    uplinks: np.ndarray,
+    salt: int,
+    g: np.ndarray,
+    k: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    demand: np.ndarray,
+) -> np.ndarray:
+    """The rates of cross-unit flows of rounds ``g`` whose queue pairs ECMP hashed onto fixed uplinks: each queue
+    pair gets its max-min share of the two it crosses for its part of the bytes, and the flow moves at its slowest
+    queue pair's rate times their count (the bytes are split evenly, the transfer ends with its last part)."""
+    groups = int(g.max()) + 1
+    up, down = ecmp_paths(shape, salt, qps, k, a, b)
+    per_round = shape.units * shape.rails * shape.uplinks
+    leaf_up = ((g * shape.units + a // shape.unit) * shape.rails + k) * shape.uplinks
+    leaf_down = ((g * shape.units + b // shape.unit) * shape.rails + k) * shape.uplinks
+    each = np.tile(uplinks.ravel(), groups)
+    capacity = np.concatenate([each, each])
+    links = np.stack([leaf_up[:, None] + up, leaf_down[:, None] + down + groups * per_round], axis=-1)
+    part = np.repeat(demand / qps, qps)
+    rate = max_min_rates(part, links.reshape(len(part), 2), capacity).reshape(-1, qps)
+    return rate.min(axis=1) * qps
 
 
 def hot_spot_depths(shape: Shape, regime: Regime, rng: np.random.Generator, groups: int) -> np.ndarray:

@@ -189,6 +189,7 @@ class Model:
     _persist: np.ndarray = field(init=False, repr=False)
     _flaky: list[tuple[int, int, float, float]] = field(init=False, repr=False)
     _uplinks: np.ndarray = field(init=False, repr=False)
+    _salt: int = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         s = self.shape
@@ -196,6 +197,9 @@ class Model:
         self._persist = self._persistent() if self.regime.harsh else np.ones((s.rails, s.nodes))
         self._flaky = []
         self._uplinks = fabric_load.uplink_capacity(s, self.faults, LINE_GBPS * PAIR_EFFICIENCY)
+        # The run's queue pair numbers and source ports, which ECMP hashes: drawn only where the regime hashes, so
+        # every other regime draws the random numbers it always drew.
+        self._salt = int(self.rng.integers(1 << 62)) if self.regime.ecmp_qps else 0
         for f in self.faults:
             if f.kind in ("cable", "hca", "dead") and f.node is not None and f.rail is not None:
                 self._link[f.rail, f.node] = min(self._link[f.rail, f.node], f.factor)
@@ -249,7 +253,11 @@ class Model:
         paths = [f for f in self.faults if f.kind in ("uplink", "spine")]
         if paths and cross.any():
             idx = np.flatnonzero(cross)
-            if r.static_routing:
+            if r.ecmp_qps:
+                # ECMP: each queue pair's path is its hash's, every round (fabric_load.ecmp_paths).
+                up, down = fabric_load.ecmp_paths(s, self._salt, r.ecmp_qps, rail[idx], a[idx], b[idx])
+                spine = (up // s.links_per_spine) % s.spines
+            elif r.static_routing:
                 # ftree/updn: the destination fixes the path, up from the source's leaf through uplink j (the
                 # destination's port on its own leaf, modulo the uplinks on a tapered tree) and down into the
                 # destination's leaf through its uplink j.
@@ -289,7 +297,7 @@ class Model:
             return hot
         # A hot spot is other traffic on the leaf's uplinks: it slows what the round's own flows were given.
         demand = LINE_GBPS * PAIR_EFFICIENCY * np.minimum(self._persist[rail, a], self._persist[rail, b]) * factor
-        return hot * fabric_load.loaded_share(s, r, self._uplinks, group, rail, a, b, demand)
+        return hot * fabric_load.loaded_share(s, r, self._uplinks, group, rail, a, b, demand, self._salt)
 
     def measure_rounds(self, rounds: Sequence[Round]) -> PairColumns:
         """What the ranks send rank 0 for these rounds: each pair's two directions on each rail it runs."""

@@ -68,6 +68,10 @@ class Regime:
     """Chance, per round and per (leaf, rail), that the leaf's cross-unit flows are slowed for that round only."""
     hot_spot_depth: tuple[float, float] = (0.5, 0.9)
     """The range a hot spot's factor is drawn from: two large flows hashed onto one link get half each."""
+    ecmp_qps: int = 0
+    """RoCE with ECMP (``fabric_load``): each pair direction on a rail runs this many queue pairs, each hashed by
+    the switches onto one uplink of its leaf and one path down, fixed for the run (a queue pair keeps its UDP
+    source port); 0: the regime's routing (static or adaptive) instead."""
     slow: tuple[float, float] = (0.3, 0.8)
     """The range a slow cable, HCA, node or leaf's factor is drawn from."""
     uplink_slow: tuple[float, float] = (0.2, 0.5)
@@ -172,4 +176,12 @@ TAPERED_AR = replace(
 """The same tree under adaptive routing (or ECMP): the load spread over a leaf's uplinks, and hot spots that move."""
 HOT_SPOTS = replace(REALISTIC, name="hotspots", static_routing=False, loaded=True, hot_spots=0.05)
 """A non-blocking tree under adaptive routing with hot spots that move: the load never limits it."""
-REGIMES = {r.name: r for r in (KIND, REALISTIC, ADAPTIVE, NOISY, OVERSUBSCRIBED, TAPERED, TAPERED_AR, HOT_SPOTS)}
+ECMP = replace(REALISTIC, name="ecmp", static_routing=False, loaded=True, ecmp_qps=2)
+"""A non-blocking RoCE tree under ECMP: every queue pair keeps the path its hash gave it, so two of a round's flows
+that collide on an uplink collide whenever they run together again, and a pair's path is the same in every round."""
+TAPERED_ECMP = replace(ECMP, name="tapered-ecmp", oversubscription=2)
+"""The same on a 2:1 tapered tree."""
+REGIMES = {
+    r.name: r
+    for r in (KIND, REALISTIC, ADAPTIVE, NOISY, OVERSUBSCRIBED, TAPERED, TAPERED_AR, HOT_SPOTS, ECMP, TAPERED_ECMP)
+}
