@@ -5,8 +5,8 @@ The run comes from the fabric model (``tests/support/models/fabric_model.py``, a
 the same settings, schedule and faults), in the regimes ``realistic`` (non-blocking) and ``tapered`` (2:1, the
 capacity-aware path: ``round_load``, ``capacity``, ``expected``, ``persistence``). What is timed is what rank 0 runs
 once the pair times are gathered, as columns (``PairColumns``): the suspect cells (``judge.suspects_in``, with the
-capacity expectations of every matrix round), the confirmation rounds it schedules (``schedule
-.confirmation_rounds``), then, with the re-measurements in, the matrix (``pair_matrix``), the judgement
+capacity expectations of every matrix round), the confirmation rounds it packs
+(``bench.rails.plan.remeasure``), then, with the re-measurements in, the matrix (``pair_matrix``), the judgement
 (``judge.judged``: localisation, switches, the re-measurements' expectations) and the actions (``corroborate``).
 The model's own measuring between the two steps is not timed.
 
@@ -44,13 +44,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "ci"))  # diagnosis_sim's settings and faults, one copy
 
-from diagnosis_sim import faults_for, named, schedule_for, settings_for  # noqa: E402
+from diagnosis_sim import faults_for, named, schedule_for, settings_for, units_for  # noqa: E402
 
 from bench.rails.diagnosis import judge  # noqa: E402
 from bench.rails.diagnosis.corroborate import corroborate  # noqa: E402
 from bench.rails.diagnosis.matrix import pair_matrix  # noqa: E402
 from bench.rails.plan.layout import RailLayout  # noqa: E402
-from bench.rails.plan.schedule import confirmation_rounds  # noqa: E402
+from bench.rails.plan.remeasure import remeasurement_rounds  # noqa: E402
 from tests.support.models.fabric_model import Model, Shape  # noqa: E402
 from tests.support.models.fabric_regimes import REGIMES  # noqa: E402
 
@@ -139,7 +139,7 @@ def child(
         if profiler:
             profiler.enable()
         suspect = judge.suspects_in(settings, layout, gathered, cols)
-        again = confirmation_rounds(rounds, suspect, test.confirm)
+        again = remeasurement_rounds(suspect, test.confirm, units_for(shape, full_matrix))
         if profiler:
             profiler.disable()
     if again:

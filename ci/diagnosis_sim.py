@@ -3,7 +3,7 @@
 Only the measurement is a model (``tests/support/models/fabric_model.py``: a rail-optimised fat tree with line rates,
 noise of a few percent with heavy tails, adaptive routing's spread of flows over the spines, error counters). What
 rank 0 runs is railbench's own code: the round-robin schedule (``bench.rails.plan.schedule.schedule``), the suspect
-cells (``bench.rails.diagnosis.judge.suspects_in``), the confirmation rounds (``schedule.confirmation_rounds``), the
+cells (``bench.rails.diagnosis.judge.suspects_in``), the confirmation rounds (``bench.rails.plan.remeasure``), the
 judgment with the fabric's cabling (``bench.rails.diagnosis.judge.judged``: localisation with leaves, uplinks, spines),
 the intra-node GPU localisation (``bench.rails.diagnosis.gpu_pairs.localise_gpus``) and the actions
 (``bench.rails.diagnosis.corroborate``), all with the settings of ``--profile lambda-1cc --topology`` (the model's
@@ -78,7 +78,8 @@ from bench.rails.plan.fabric_map import Topology  # noqa: E402
 from bench.rails.plan.layout import RailLayout  # noqa: E402
 from bench.rails.plan.model import PlanModel  # noqa: E402
 from bench.rails.plan.phases import rails_phases  # noqa: E402
-from bench.rails.plan.schedule import Round, confirmation_rounds, schedule  # noqa: E402
+from bench.rails.plan.remeasure import remeasurement_rounds  # noqa: E402
+from bench.rails.plan.schedule import Round, Units, schedule  # noqa: E402
 from tests.support.models.fabric_model import LINE_GBPS, Fault, Model, Shape  # noqa: E402
 from tests.support.models.fabric_regimes import KIND, REGIMES, Regime  # noqa: E402
 
@@ -228,11 +229,17 @@ def settings_for(shape: Shape, full_matrix: bool = False) -> RailsSettings:
 
 
 @functools.cache
+def units_for(shape: Shape, full_matrix: bool) -> Units | None:
+    """Each node's unit as the ranks read it from the model's cabling (None with ``--full-matrix``)."""
+    return matrix_units(settings_for(shape, full_matrix), [shape.node_name(a) for a in range(shape.nodes)])
+
+
+@functools.cache
 def schedule_for(shape: Shape, full_matrix: bool) -> tuple[Round, ...]:
     """The schedule the ranks would run (``bench.rails.measurement.steps.pair_runner``: the unit schedule from the
     model's cabling, or ``--full-matrix``'s); ``schedule`` is pure: one copy per shape serves every scenario."""
     settings = settings_for(shape, full_matrix)
-    units = matrix_units(settings, [shape.node_name(a) for a in range(shape.nodes)])
+    units = units_for(shape, full_matrix)
     return schedule(shape.nodes, settings.test.repeats, settings.config.seed, units, shape.rails)
 
 
@@ -273,7 +280,7 @@ def run_one(size: str, shape: Shape, kind: str, seed: int, regime: Regime = KIND
     rounds = schedule_for(shape, full_matrix)
     cols = model.measure_rounds(rounds)
     suspect = judge.suspects_in(settings, layout, gathered, cols)
-    again = confirmation_rounds(rounds, suspect, settings.test.confirm)
+    again = remeasurement_rounds(suspect, settings.test.confirm, units_for(shape, full_matrix))
     if again:
         cols = cols + model.measure_rounds(again)
     outcome = judge.judged(settings, layout, gathered, [], pair_matrix(cols, nodes, shape.rails))

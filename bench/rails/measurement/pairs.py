@@ -17,7 +17,8 @@ from bench.rails.diagnosis.matrix import PairTime, flatten
 from bench.rails.measurement.exchanges import PairOpen, pair_buffers, pair_round
 from bench.rails.plan.budget import cell_budget, expected_rate, upper_median
 from bench.rails.plan.layout import RailLayout
-from bench.rails.plan.schedule import Cell, Round, Units, confirmation_rounds, schedule
+from bench.rails.plan.remeasure import remeasurement_rounds
+from bench.rails.plan.schedule import Cell, Round, Units, schedule
 from bench.runtime.coord import Coord, GroupCoord
 
 if TYPE_CHECKING:
@@ -64,8 +65,9 @@ class PairRunner:
         """Rank 0: the rates of every pair direction measured so far on every rail."""
         self.seen_Gbps: float | None = None
         """Their upper median, the same on every rank (rank 0 answers it after every matrix round)."""
+        self.units = units
+        """Each node's unit where the unit schedule may run (``bench.rails.plan.config.matrix_units``)."""
         self.rounds = schedule(len(layout.nodes), settings.test.repeats, settings.config.seed, units, layout.rails)
-        """``units``: each node's unit where the unit schedule may run (``bench.rails.plan.config.matrix_units``)."""
 
     def budget_s(self) -> Budget:
         """The line rate's budget (or the one given); where no line rate is known, a plan from the larger of
@@ -90,8 +92,10 @@ class PairRunner:
     def run(self, rounds: Sequence[Round], enter: Enter, leave: Callable[[], None]) -> list[PairTime]:
         times: list[PairTime] = []
         for rnd in rounds:
-            what = f"confirmation {rnd.confirm}" if rnd.confirm else "pairs"
-            enter(f"{what}: repeat {rnd.repeat + 1}, round {rnd.index + 1}")
+            if rnd.confirm:
+                enter(f"confirmation {rnd.confirm}: round {rnd.index + 1}")
+            else:
+                enter(f"pairs: repeat {rnd.repeat + 1}, round {rnd.index + 1}")
             mine, rates = pair_round(
                 rnd,
                 self.layout,
@@ -125,5 +129,6 @@ class PairRunner:
         return self.run(self.rounds, enter, leave)
 
     def confirm(self, suspects: Sequence[Cell], enter: Enter, leave: Callable[[], None]) -> list[PairTime]:
-        """``settings.test.confirm`` passes over the rounds that hold suspects, each suspect in its own round."""
-        return self.run(confirmation_rounds(self.rounds, suspects, self.settings.test.confirm), enter, leave)
+        """``settings.test.confirm`` passes over the suspects, each pass in rounds of companions they have not run
+        with (``bench.rails.plan.remeasure``)."""
+        return self.run(remeasurement_rounds(suspects, self.settings.test.confirm, self.units), enter, leave)

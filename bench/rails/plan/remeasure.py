@@ -1,0 +1,135 @@
+"""The rounds the pair matrix's suspects are measured again in: each beside companions it has not run with.
+
+A suspect cell ``(repeat, round, rail, low, high)`` is re-measured with the same partner (the cell is the pair),
+but not beside the same flows. Where switches hash each flow onto one path for its life (RoCE's ECMP: a queue
+pair keeps its UDP source port, so its path), two flows that collided on an uplink in a matrix round collide
+again whenever they run together: re-measured beside that round's other suspects, a collision of two healthy
+flows reproduces as a fault would. Re-measured beside other companions it does not, while a degraded uplink or
+spine slows the flows hashed through it whoever runs beside them (docs/design.md, "Localisation").
+
+So each confirmation pass packs the suspect pairs afresh into rounds:
+
+* no node twice in a round (a rank runs one exchange at a time);
+* a pair's suspect rails together (a node limited by its host slows when all its rails run, as in the matrix);
+* no two pairs that ran in one round before, in the matrix or in an earlier pass: each pass gives every pair
+  companions it has not had;
+* where the unit schedule ran (``schedule.Units``), the cross-unit flows of a round spread over their leaves'
+  uplinks as the matrix's own rounds spread them: a unit's crossing nodes, and the partners they cross to, each of
+  a different class (position in the unit modulo ``Units.crossing``, what its thinnest leaf's uplinks carry at full
+  rate; the unit's size where they carry it all). Under destination routing (D-mod-k) the class is the uplink a
+  flow to that node takes, so no two of a round's flows share one, and no round fills a tapered tree's uplinks: a
+  round that did would hold its flows at a fair share the matrix never saw and hide what the pass is for.
+
+First fit, the busiest pairs first, each pass in its own seeded order; every rank computes the same rounds from the
+suspects rank 0 broadcast, and rank 0 computes them again to know what ran together
+(``bench.rails.diagnosis.round_load.with_again``). A round's occupied nodes and earlier rounds are kept as bit sets
+(Python integers): 50,000 suspect pairs at 1024 nodes pack in well under a second.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from bench.rails.plan.schedule import Cell, Round, Units
+
+
+def slots(cells: np.ndarray, passes: int, units: Units | None = None) -> np.ndarray:
+    """``[pass, cell]``: the round (within its pass) each suspect cell runs in, for ``cells`` as rows of
+    ``(repeat, round, rail, low, high)``; the same for every cell of one pair in a pass. ``units``: the unit
+    schedule's units, whose classes each round spreads (None: no unit, no class)."""
+    cells = np.asarray(cells, dtype=np.int64).reshape(-1, 5)
+    out = np.zeros((passes, len(cells)), dtype=np.int64)
+    if not len(cells) or not passes:
+        return out
+    low, high = np.minimum(cells[:, 3], cells[:, 4]), np.maximum(cells[:, 3], cells[:, 4])
+    pairs, of_cell = np.unique(np.column_stack([low, high]), axis=0, return_inverse=True)
+    of_cell = of_cell.reshape(-1)
+    # Each pair's rounds so far, as labels: the matrix rounds its cells ran in (repeat, round), then one per pass.
+    _, matrix_label = np.unique(cells[:, :2], axis=0, return_inverse=True)
+    labels: list[set[int]] = [set() for _ in range(len(pairs))]
+    for p, label in zip(of_cell.tolist(), matrix_label.reshape(-1).tolist(), strict=True):
+        labels[p].add(label)
+    next_label = int(matrix_label.max()) + 1
+    unit_of, cls = _classes(units, int(pairs.max()) + 1)
+    degree = np.bincount(pairs.ravel(), minlength=int(pairs.max()) + 1)
+    busy = degree[pairs[:, 0]] + degree[pairs[:, 1]]
+    placed = np.zeros((passes, len(pairs)), dtype=np.int64)
+    for p in range(passes):
+        # Seeded per pass, so that every rank packs alike and each pass meets other companions than the last.
+        tiebreak = np.random.default_rng(p + 1).random(len(pairs))
+        placed[p] = _first_fit(pairs, labels, np.lexsort((tiebreak, -busy)), unit_of, cls)
+        for i, slot in enumerate(placed[p].tolist()):
+            labels[i].add(next_label + slot)
+        next_label += int(placed[p].max()) + 1
+    out[:] = placed[:, of_cell]
+    return out
+
+
+def _first_fit(
+    pairs: np.ndarray, labels: list[set[int]], order: np.ndarray, unit_of: list[int], cls: list[int]
+) -> np.ndarray:
+    """One pass: each pair, in ``order``, in the lowest round where neither node runs, no pair it ran with before
+    (a shared label) runs, and, between units, no flow of its classes crosses the same leaves."""
+    node_taken: dict[int, int] = {}
+    label_taken: dict[int, int] = {}
+    class_taken: dict[tuple[int, int, int], int] = {}
+    out = np.zeros(len(pairs), dtype=np.int64)
+    for i in order.tolist():
+        a, b = int(pairs[i, 0]), int(pairs[i, 1])
+        # Into a's unit toward a's class and out of it toward b's; the same at b's end.
+        uses: tuple[tuple[int, int, int], ...] = ()
+        if unit_of[a] != unit_of[b]:
+            ua, ub, ca, cb = unit_of[a], unit_of[b], cls[a], cls[b]
+            uses = ((ua, 0, ca), (ua, 1, cb), (ub, 0, cb), (ub, 1, ca))
+        taken = node_taken.get(a, 0) | node_taken.get(b, 0)
+        for label in labels[i]:
+            taken |= label_taken.get(label, 0)
+        for use in uses:
+            taken |= class_taken.get(use, 0)
+        slot = (~taken & (taken + 1)).bit_length() - 1  # the lowest round free of them all
+        bit = 1 << slot
+        node_taken[a] = node_taken.get(a, 0) | bit
+        node_taken[b] = node_taken.get(b, 0) | bit
+        for label in labels[i]:
+            label_taken[label] = label_taken.get(label, 0) | bit
+        for use in uses:
+            class_taken[use] = class_taken.get(use, 0) | bit
+        out[i] = slot
+    return out
+
+
+def _classes(units: Units | None, nodes: int) -> tuple[list[int], list[int]]:
+    """Each node's unit (all one where the schedule has none) and class: its position among its unit's nodes (in
+    the run's node order, as the unit schedule places them) modulo how many of them may cross at once."""
+    if units is None or len(units.of) < nodes or min(units.of) < 0:
+        return [0] * nodes, list(range(nodes))
+    of = np.asarray(units.of, dtype=np.int64)
+    order = np.argsort(of, kind="stable")
+    sizes = np.bincount(of)
+    position = np.empty(len(of), dtype=np.int64)
+    position[order] = np.arange(len(of)) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    width = max(1, units.crossing) if units.crossing is not None else int(sizes.max())
+    return of.tolist(), (position % width).tolist()
+
+
+def remeasurement_rounds(suspects: Sequence[Cell], passes: int, units: Units | None = None) -> tuple[Round, ...]:
+    """``passes`` passes over the suspects, each packed as :func:`slots` packs it: rounds numbered from 0 within
+    their pass (``Round.repeat`` 0: a re-measurement round belongs to no repeat), holding their pairs and only the
+    suspect cells ``(rail, low, high)``. Pass after pass, in round order; every rank computes the same."""
+    if not suspects or not passes:
+        return ()
+    cells = np.asarray(suspects, dtype=np.int64).reshape(-1, 5)
+    slot = slots(cells, passes, units)
+    low, high = np.minimum(cells[:, 3], cells[:, 4]), np.maximum(cells[:, 3], cells[:, 4])
+    out: list[Round] = []
+    for p in range(passes):
+        rounds: dict[int, set[tuple[int, int, int]]] = {}
+        for s, k, a, b in zip(slot[p].tolist(), cells[:, 2].tolist(), low.tolist(), high.tolist(), strict=True):
+            rounds.setdefault(s, set()).add((k, a, b))
+        for s in sorted(rounds):
+            chosen = rounds[s]
+            pairs = tuple(sorted({(a, b) for _, a, b in chosen}))
+            out.append(Round(0, s, pairs, None, confirm=p + 1, cells=frozenset(chosen)))
+    return tuple(out)
