@@ -72,6 +72,20 @@ def nccl_time_us(collective: str, nranks: int, nbytes: int, busbw_Gbps: float) -
     return nccl_choice(collective, nranks, nbytes, busbw_Gbps / 8).time_us(nbytes)
 
 
+def _company(
+    shape: Shape, rail: np.ndarray, a: np.ndarray, b: np.ndarray, cross: np.ndarray, group: np.ndarray
+) -> np.ndarray:
+    """Whether each cross-unit flow shares its leaf's uplinks with another flow of its half round: another flow
+    leaving its source's leaf, or entering its destination's, on its rail."""
+    out = np.zeros(len(a), dtype=bool)
+    idx = np.flatnonzero(cross)
+    for end in (a[idx] // shape.unit, b[idx] // shape.unit):
+        key = (group[idx] * (shape.units + 1) + end) * (int(rail.max(initial=0)) + 1) + rail[idx]
+        _, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
+        out[idx] |= counts[inverse] > 1
+    return out
+
+
 @dataclass(frozen=True)
 class Shape:
     """Nodes, rails and units of a fabric, and its spines."""
@@ -244,8 +258,12 @@ class Model:
         low, high = (r.outlier_low, r.outlier_high) if r.harsh else (TAIL_LOW, TAIL_HIGH)
         rate[tail] *= rng.uniform(low, high, int(tail.sum()))
         if r.congestion:
+            # Congestion is another flow of the round on the same uplinks: a flow its leaf carries alone between
+            # units (the quiet pass) has none to share them with. The draws are the same either way.
             shared = cross & (rng.random(m) < r.congestion)
-            rate[shared] *= rng.uniform(r.congestion_low, r.congestion_high, int(shared.sum()))
+            depth = rng.uniform(r.congestion_low, r.congestion_high, int(shared.sum()))
+            company = _company(s, rail, a, b, cross, np.zeros(m, np.int64) if group is None else group)
+            rate[shared] *= np.where(company[shared], depth, 1.0)
         factor = np.minimum(self._link[rail, a], self._link[rail, b])
         for k, node, slow, share in self._flaky:
             hit = (rail == k) & ((a == node) | (b == node)) & (rng.random(m) < share)
