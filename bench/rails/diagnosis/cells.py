@@ -66,6 +66,10 @@ class Cells:
     samples are then judged over them; None: every pair at its links' rate."""
     round_of: np.ndarray | None = None
     """``[repeat, a, b]``: the round each matrix sample ran in (-1: none), where the schedule is known."""
+    quiet: np.ndarray | None = None
+    """``[rail, a, b]``: the cells the quiet pass re-measured (``PairMatrix.quiet``); None where it did not run."""
+    slow_quiet: np.ndarray | None = None
+    """``[rail, a, b]``: those whose quiet sample is slow, judged as every sample is."""
 
     @property
     def remeasured(self) -> bool:
@@ -144,6 +148,8 @@ class Cells:
             slow_sample=self.slow_sample & keep,
             slow_again=self.slow_again & keep,
             beyond_noise=self.beyond_noise & keep,
+            quiet=None if self.quiet is None else self.quiet & keep,
+            slow_quiet=None if self.slow_quiet is None else self.slow_quiet & keep,
         )
 
     @cached_property

@@ -187,6 +187,7 @@ def judged(
     found = Diagnosis(())
     fabric = _placed(settings, layout, devices)
     if matrix is not None:
+        matrix = matrix.with_quiet_pass(settings.test.confirm)
         load = None if fabric is None else _loaded(settings, fabric, matrix, rates, thresholds)
         found = diagnose(matrix, rates, thresholds, device_names, fabric, load)
     below: list[Shortfall] = []

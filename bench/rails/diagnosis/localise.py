@@ -240,6 +240,14 @@ def _judge(
     relative = beyond_noise(x)
     slow_sample = slow(relative, x, values, matrix.stopped_flags)
     slow_again = slow(beyond_noise(x_again), x_again, again, matrix.confirm_stopped_flags)
+    quiet = slow_quiet = None
+    if matrix.quiet is not None:
+        # One flow per leaf between units: nothing shares its uplinks, so it is judged at its links' rate.
+        raw = matrix.quiet[None]
+        x_quiet = noise.log_rates(raw, per_rail)
+        stopped = np.zeros(raw.shape, bool) if matrix.quiet_stopped is None else matrix.quiet_stopped[None]
+        quiet = ~np.isnan(matrix.quiet)
+        slow_quiet = slow(beyond_noise(x_quiet), x_quiet, raw, stopped)[0]
     expected = np.exp(level) * scale if rates is None else rates
     basis: Literal["line rate", "peers"] = "peers" if rates is None else "line rate"
     return Cells(
@@ -255,6 +263,8 @@ def _judge(
         noisy,
         routed,
         None if load is None else load.round_of,
+        quiet,
+        slow_quiet,
     )
 
 
@@ -303,8 +313,12 @@ def diagnose(
             all_cells.reproduced_always_by_noise,
             crossing,
         )
-        found_switches += paths
-        cells = cells.without(leaves.explained(paths, cells.suspect.shape))
+        found_switches += paths.faults
+        cells = cells.without(leaves.explained(paths.faults, cells.suspect.shape))
+        if paths.crowded is not None:
+            # Slow only beside other flows between units: the fabric's load, said once, judged as no part.
+            cells = cells.without(paths.crowded)
+            said = paths.said if said is None else f"{said}; {paths.said}"
     link_faults.intermittent_links(cells, link_candidate, rail_fault, null)
     node_fault, link_fault = link_faults.node_faults(cells, link_candidate, rail_fault, one_pair)
     explained = rail_fault[:, None, None] | node_fault[None, :, None] | node_fault[None, None, :]

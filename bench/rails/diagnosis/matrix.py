@@ -73,6 +73,10 @@ class PairMatrix:
     stopped: np.ndarray | None = field(default=None, repr=False)
     confirm: np.ndarray | None = field(default=None, repr=False)
     confirm_stopped: np.ndarray | None = field(default=None, repr=False)
+    quiet: np.ndarray | None = field(default=None, repr=False)
+    """``[rail, a, b]``: the quiet pass's samples (``bench.rails.plan.remeasure.quiet_rounds``), NaN where none ran;
+    None where it did not run. Set by :meth:`with_quiet_pass`."""
+    quiet_stopped: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         shape = (len(self.rails), len(self.nodes), len(self.nodes))
@@ -100,6 +104,22 @@ class PairMatrix:
     def confirm_stopped_flags(self) -> np.ndarray:
         assert self.confirm_stopped is not None  # set in __post_init__
         return self.confirm_stopped
+
+    def with_quiet_pass(self, passes: int) -> PairMatrix:
+        """The matrix with re-measurements past the first ``passes`` (the run's ``--confirm``) held apart as the
+        quiet pass: the confirmation's packed passes and the quiet one are judged differently. Itself where no
+        quiet pass ran."""
+        again = self.confirm_values
+        if again.shape[0] <= passes:
+            return self
+        stopped = self.confirm_stopped_flags
+        return dataclasses.replace(
+            self,
+            confirm=again[:passes],
+            confirm_stopped=stopped[:passes],
+            quiet=again[passes],
+            quiet_stopped=stopped[passes],
+        )
 
     @classmethod
     def from_samples(

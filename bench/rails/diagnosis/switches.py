@@ -25,6 +25,8 @@ the second where a noisy run's transients make the first common. And its shape: 
 
 from __future__ import annotations
 
+import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -115,6 +117,13 @@ class _Paths:
     rails, and a degraded uplink's own transients would be half the noise between units it is judged against."""
     rounds: Rounds | None = None
     """Each slow sample's round, where the schedule is known: a switch must persist over independent rounds."""
+    quiet: np.ndarray | None = None
+    """``[rail, a, b]``: the cells between units the quiet pass re-measured, one flow per leaf (None: no pass)."""
+    slow_quiet: np.ndarray | None = None
+    """``[rail, a, b]``: those slow there."""
+    quiet_noise: float = 0.0
+    """The chance that noise slows one sample on its own links: the fabric's rate within its leaves, where no flow
+    ever shares an uplink (``Cells.noise_rate_in``)."""
 
     @classmethod
     def of(
@@ -152,7 +161,41 @@ class _Paths:
             # round's cells as if each were independent (on ``hotspots`` at 64 x 8 a floor from the noise between
             # units put a healthy leaf's rate of slow rounds at about a half and hid degraded uplinks: 963/1000).
             rounds = Rounds.of(slow, ran, cells.round_of, reproduces, slots, per_cell, null.tries)
-        return cls(leaf, cross, inside, reproduces, always, upper, leaves_on, null, crossing, rounds)
+        quiet = None if cells.quiet is None else cells.quiet & cross
+        slow_quiet = None if cells.slow_quiet is None or quiet is None else cells.slow_quiet & quiet
+        quiet_noise = cells.noise_rate_in(inside)
+        return cls(
+            leaf,
+            cross,
+            inside,
+            reproduces,
+            always,
+            upper,
+            leaves_on,
+            null,
+            crossing,
+            rounds,
+            quiet,
+            slow_quiet,
+            quiet_noise,
+        )
+
+    def quiet_holds(self, ks: list[int], tries: int) -> bool:
+        """The cells between units of rails ``ks`` that the quiet pass re-measured hold more slow samples than
+        noise gives that many, family-wise over ``tries`` parts (``NAME_FALSE_ALARMS``); True where the pass
+        measured none of them (or did not run): it can only take a verdict away.
+
+        A flow there shares no uplink with another, however the switches hash or route: ECMP's collisions,
+        which slow most flows between units when the matrix fills the uplinks and again when the re-measurements
+        pack them together, are gone, and a spine that slows the flows it carries slows them still."""
+        if self.quiet is None or self.slow_quiet is None:
+            return True
+        mask = self.quiet[ks] & self.upper[None]
+        cells = int(mask.sum())
+        if not cells:
+            return True
+        slow = int((self.slow_quiet[ks] & mask).sum())
+        return noise.poisson_sf(slow, cells * self.quiet_noise) * max(1, tries) <= noise.NAME_FALSE_ALARMS
 
     def elevated(self, k: int, mask: np.ndarray, against: _Null | None = None) -> bool:
         """Rail k's cells in ``mask`` (``[a, b]``) hold more reproduced suspects than noise gives."""
@@ -186,6 +229,16 @@ class _Paths:
         return self.elevated(k, mask) and _spread(self.reproduces[k] & mask)
 
 
+@dataclass(frozen=True)
+class PathVerdict:
+    """What the cells between units say of the switches: the faults named, and the cells set aside as the
+    fabric's load (:func:`_spine_faults`), with the sentence that says so (None: none set aside)."""
+
+    faults: list[SwitchFault]
+    crowded: np.ndarray | None = None
+    said: str | None = None
+
+
 def path_faults(
     cells: Cells,
     fabric: FabricMap,
@@ -193,7 +246,7 @@ def path_faults(
     per_cell: float,
     always_per_cell: float | None,
     between_noise: tuple[float, float | None] | None = None,
-) -> list[SwitchFault]:
+) -> PathVerdict:
     """Spines, then uplinks, from the reproducing suspects between units that no cable or leaf explains;
     ``per_cell`` and ``always_per_cell``: what noise gives a cell (``Cells.reproduced_by_noise``,
     ``Cells.reproduced_always_by_noise``); ``between_noise``: the same over the cells between units alone
@@ -202,23 +255,52 @@ def path_faults(
     # A rail whose cells between units a leaf already explains (a slow leaf of one of two units) has nothing
     # left to say either way.
     open_rails = [k for k in range(len(cells.matrix.rails)) if not rail_fault[k] and len(paths.leaves_on[k]) >= 2]
-    out, taken = _spine_faults(paths, fabric, open_rails)
+    out, taken, crowded = _spine_faults(paths, fabric, open_rails)
     uplinks = _Uplinks.of(paths, cells, [k for k in open_rails if k not in taken])
     for k in open_rails:
         if k not in taken:
             out += _uplink_faults(paths, uplinks, fabric, k)
-    return out
+    if crowded is None:
+        return PathVerdict(out)
+    return PathVerdict(out, crowded, _crowded_said(cells, paths, crowded))
 
 
-def _spine_faults(paths: _Paths, fabric: FabricMap, open_rails: list[int]) -> tuple[list[SwitchFault], set[int]]:
-    """Spines: every rail they join, between units, and nothing within a unit. Returns them and the rails they
-    take (no uplink is judged there)."""
+def _crowded_said(cells: Cells, paths: _Paths, crowded: np.ndarray) -> str:
+    """The sentence for cells between units set aside as load: how fast they ran beside other flows, and alone."""
+    ks = np.flatnonzero(crowded.any(axis=(1, 2)))
+    inside = paths.inside[ks] & paths.upper[None]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # no cell of a kind: NaN, said as such
+        within = float(np.nanmedian(cells.matrix.busbw[:, ks][:, inside]))
+        together = float(np.nanmedian(cells.matrix.busbw[:, crowded & paths.upper[None]]))
+        quiet = cells.matrix.quiet
+        alone = (
+            float(np.nanmedian(quiet[ks][paths.quiet[ks] & paths.upper[None]]))
+            if quiet is not None and paths.quiet is not None
+            else math.nan
+        )
+    return (
+        f"pairs between units ran at {100 * together / within:.0f}% of the pairs within units when the matrix and "
+        f"its re-measurements ran them beside other flows between units, and at {100 * alone / within:.0f}% one "
+        "flow per leaf (the quiet pass): the fabric's load between units (ECMP's hash collisions, or a taper the "
+        "cabling does not show), not judged as a defect of any part"
+    )
+
+
+def _spine_faults(
+    paths: _Paths, fabric: FabricMap, open_rails: list[int]
+) -> tuple[list[SwitchFault], set[int], np.ndarray | None]:
+    """Spines: every rail they join, between units, and nothing within a unit, holding in the quiet pass. Returns
+    them, the rails they take (no uplink is judged there), and the cells between units set aside as load: those of
+    a spine whose slowdown held in the matrix and its packed re-measurements but not one flow per leaf
+    (``_Paths.quiet_holds``), a slowdown that needs company (None: no such)."""
     groups: dict[tuple[str, ...], list[int]] = {}
     for k in open_rails:
         if paths.cross[k].any():
             groups.setdefault(fabric.spines_of(paths.leaves_on[k]), []).append(k)
     out: list[SwitchFault] = []
     taken: set[int] = set()
+    crowded = None
     for spines, ks in groups.items():
         if len(ks) < 2 or not spines:
             continue
@@ -229,9 +311,12 @@ def _spine_faults(paths: _Paths, fabric: FabricMap, open_rails: list[int]) -> tu
         if all(rail_ok) and all(spread):
             mask = np.zeros_like(paths.cross)
             mask[ks] = paths.cross[ks]
-            out.append(SwitchFault("spine", mask, None, spines, spines))
+            if paths.quiet_holds(ks, len(groups)):
+                out.append(SwitchFault("spine", mask, None, spines, spines))
+            else:
+                crowded = mask if crowded is None else crowded | mask
             taken |= set(ks)
-    return out, taken
+    return out, taken, crowded
 
 
 @dataclass(frozen=True)

@@ -117,9 +117,80 @@ def _classes(units: Units | None, nodes: int) -> tuple[list[int], list[int]]:
 def remeasurement_rounds(suspects: Sequence[Cell], passes: int, units: Units | None = None) -> tuple[Round, ...]:
     """``passes`` passes over the suspects, each packed as :func:`slots` packs it: rounds numbered from 0 within
     their pass (``Round.repeat`` 0: a re-measurement round belongs to no repeat), holding their pairs and only the
-    suspect cells ``(rail, low, high)``. Pass after pass, in round order; every rank computes the same."""
+    suspect cells ``(rail, low, high)``; then, where the unit schedule ran, the quiet pass (:func:`quiet_rounds`,
+    pass ``passes + 1``). Pass after pass, in round order; every rank computes the same."""
     if not suspects or not passes:
         return ()
+    return _packed(suspects, passes, units) + quiet_rounds(suspects, passes + 1, units)
+
+
+QUIET_PER_LEAF = 8
+"""The most suspects between units the quiet pass measures at each leaf (one a round). A spine is judged on them all,
+on every rail it joins: at 64 nodes (two leaves a rail) 64 samples, at 1024 nodes 1024. A spine that carries one
+path in 32 of a leaf's (1024 x 8, ECMP's hash picking among 32) slows about one in sixteen of them, some sixty
+samples against the ten or twenty the fabric's noise gives; it costs about as many rounds, each one pair per unit
+pair."""
+
+
+def quiet_rounds(suspects: Sequence[Cell], confirm: int, units: Units | None) -> tuple[Round, ...]:
+    """The quiet pass: up to :data:`QUIET_PER_LEAF` suspects between units at each leaf (unit, rail), re-measured in
+    rounds where each leaf carries one flow to another unit and no more, so that no two of a round's flows share an
+    uplink, however the switches route or hash them. A flow a collision slowed runs at its links' rate there; one
+    that a degraded uplink or spine carries stays slow. Numbered ``confirm``; empty without units or between
+    fewer than two.
+
+    The suspects are taken in a seeded order (every rank the same), each while both its leaves have room; a pair's
+    rails run together. Packed first fit: no node twice, no leaf twice in a round."""
+    if units is None or not suspects or min(units.of, default=-1) < 0 or len(set(units.of)) < 2:
+        return ()
+    of = np.asarray(units.of, dtype=np.int64)
+    rounds = _quiet_packing(_quiet_picks(suspects, of, confirm), of)
+    return tuple(
+        Round(0, slot, tuple(sorted({(a, b) for _, a, b in cells})), None, confirm=confirm, cells=frozenset(cells))
+        for slot, cells in sorted(rounds.items())
+    )
+
+
+def _quiet_picks(suspects: Sequence[Cell], of: np.ndarray, seed: int) -> dict[tuple[int, int], list[int]]:
+    """The quiet pass's cells, as each pair's rails: suspects between units in a seeded order, each taken while
+    both its leaves (unit, rail) hold fewer than :data:`QUIET_PER_LEAF`."""
+    cells = np.unique(np.asarray(suspects, dtype=np.int64).reshape(-1, 5)[:, 2:], axis=0)
+    k, low, high = cells[:, 0], np.minimum(cells[:, 1], cells[:, 2]), np.maximum(cells[:, 1], cells[:, 2])
+    cross = of[low] != of[high]
+    k, low, high = k[cross].tolist(), low[cross].tolist(), high[cross].tolist()
+    held: dict[tuple[int, int], int] = {}
+    out: dict[tuple[int, int], list[int]] = {}
+    for i in np.random.default_rng(seed).permutation(len(k)).tolist():
+        leaves = ((int(of[low[i]]), k[i]), (int(of[high[i]]), k[i]))
+        if all(held.get(leaf, 0) < QUIET_PER_LEAF for leaf in leaves):
+            for leaf in leaves:
+                held[leaf] = held.get(leaf, 0) + 1
+            out.setdefault((low[i], high[i]), []).append(k[i])
+    return out
+
+
+def _quiet_packing(picks: dict[tuple[int, int], list[int]], of: np.ndarray) -> dict[int, set[tuple[int, int, int]]]:
+    """Rounds of the quiet pass, first fit: no node twice, no leaf (unit, rail) twice, a pair's rails together."""
+    node_taken: dict[int, int] = {}
+    leaf_taken: dict[tuple[int, int], int] = {}
+    rounds: dict[int, set[tuple[int, int, int]]] = {}
+    for (a, b), rails in sorted(picks.items()):
+        ends = [(int(of[x]), r) for r in rails for x in (a, b)]
+        taken = node_taken.get(a, 0) | node_taken.get(b, 0)
+        for leaf in ends:
+            taken |= leaf_taken.get(leaf, 0)
+        slot = (~taken & (taken + 1)).bit_length() - 1
+        bit = 1 << slot
+        node_taken[a] = node_taken.get(a, 0) | bit
+        node_taken[b] = node_taken.get(b, 0) | bit
+        for leaf in ends:
+            leaf_taken[leaf] = leaf_taken.get(leaf, 0) | bit
+        rounds.setdefault(slot, set()).update((r, a, b) for r in rails)
+    return rounds
+
+
+def _packed(suspects: Sequence[Cell], passes: int, units: Units | None) -> tuple[Round, ...]:
+    """The ``passes`` packed passes of :func:`remeasurement_rounds`."""
     cells = np.asarray(suspects, dtype=np.int64).reshape(-1, 5)
     slot = slots(cells, passes, units)
     low, high = np.minimum(cells[:, 3], cells[:, 4]), np.maximum(cells[:, 3], cells[:, 4])
