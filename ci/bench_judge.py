@@ -44,7 +44,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "ci"))  # diagnosis_sim's settings and faults, one copy
 
-from diagnosis_sim import faults_for, named, schedule_for, settings_for, units_for  # noqa: E402
+from diagnosis_sim import faults_for, measure_again, named, schedule_for, settings_for, units_for  # noqa: E402
 
 from bench.rails.diagnosis import judge  # noqa: E402
 from bench.rails.diagnosis.corroborate import corroborate  # noqa: E402
@@ -142,8 +142,7 @@ def child(
         again = remeasurement_rounds(suspect, test.confirm, units_for(shape, full_matrix))
         if profiler:
             profiler.disable()
-    if again:
-        cols = cols + model.measure_rounds(again)
+    cols = measure_again(model, cols, again, test.confirm)
     with _Timed(step):
         if profiler:
             profiler.enable()

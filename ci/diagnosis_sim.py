@@ -243,6 +243,15 @@ def schedule_for(shape: Shape, full_matrix: bool) -> tuple[Round, ...]:
     return schedule(shape.nodes, settings.test.repeats, settings.config.seed, units, shape.rails)
 
 
+def measure_again(model: Model, cols: PairColumns, again: tuple[Round, ...], passes: int) -> PairColumns:
+    """``cols`` with the re-measurements of ``again``: the packed passes, then the quiet pass (numbered past
+    ``passes``), as the ranks run them; the quiet pass's draws come after theirs."""
+    for part in ([r for r in again if r.confirm <= passes], [r for r in again if r.confirm > passes]):
+        if part:
+            cols = cols + model.measure_rounds(part)
+    return cols
+
+
 def _wall_s(cols: PairColumns, settings: RailsSettings, fixed_s: float, step_s: float) -> float:
     """The run's time as planned (``bench.rails.plan.acceptance``), with each round as slow as its slowest cell."""
     messages = settings.test.warmup + settings.test.iters
@@ -281,8 +290,7 @@ def run_one(size: str, shape: Shape, kind: str, seed: int, regime: Regime = KIND
     cols = model.measure_rounds(rounds)
     suspect = judge.suspects_in(settings, layout, gathered, cols)
     again = remeasurement_rounds(suspect, settings.test.confirm, units_for(shape, full_matrix))
-    if again:
-        cols = cols + model.measure_rounds(again)
+    cols = measure_again(model, cols, again, settings.test.confirm)
     outcome = judge.judged(settings, layout, gathered, [], pair_matrix(cols, nodes, shape.rails))
     target = settings.local_pair_target_gbps
     local = localise_gpus(

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from bench.rails.plan.schedule import Round, schedule
 from tests.support.models import fabric_load
 from tests.support.models.fabric_model import LINE_GBPS, PAIR_EFFICIENCY, Fault, Model, Shape
-from tests.support.models.fabric_regimes import HOT_SPOTS, REALISTIC, TAPERED, TAPERED_AR, Regime
+from tests.support.models.fabric_regimes import ECMP, HOT_SPOTS, REALISTIC, TAPERED, TAPERED_AR, Regime
 
 HEALTHY = LINE_GBPS * PAIR_EFFICIENCY
 
@@ -202,3 +202,46 @@ def test_a_spine_fault_is_drawn_on_a_spine_the_leaves_reach_and_slows_flows() ->
     cols = model.measure_rounds([Round(0, 0, tuple((a, 32 + a) for a in range(32)), None)])
     rate = cols.nbytes / cols.time_us
     assert (rate < 0.5 * np.median(rate)).mean() > 0.1
+
+
+def test_ecmp_keeps_each_queue_pair_on_its_path_for_the_run() -> None:
+    """A queue pair's path is its hash's: the same in every round of one run, another in another run."""
+    shape = Shape(64, 8, 32)
+    k, a, b = np.repeat(np.arange(8), 32), np.tile(np.arange(32), 8), np.tile(np.arange(32, 64), 8)
+    up, down = fabric_load.ecmp_paths(shape, 11, 2, k, a, b)
+    again = fabric_load.ecmp_paths(shape, 11, 2, k, a, b)
+    assert np.array_equal(up, again[0]) and np.array_equal(down, again[1])
+    assert not np.array_equal(up, fabric_load.ecmp_paths(shape, 12, 2, k, a, b)[0])
+    assert up.min() >= 0 and up.max() < shape.uplinks
+    # Down from the spine the flow went up to: uplink j of every leaf goes to spine j // links_per_spine.
+    assert np.array_equal(up // shape.links_per_spine, down // shape.links_per_spine)
+    # Hashed, not spread: some uplinks carry three or more of the round's 64 queue pairs.
+    assert max(np.bincount(up[k == 0].ravel(), minlength=shape.uplinks)) >= 3
+
+
+def test_under_ecmp_a_crossing_round_collides_and_the_same_flows_collide_again_while_alone_they_do_not() -> None:
+    """Every node crossing fills the uplinks; hashed, most pairs share a link with a third queue pair (Gangidi et
+    al., SIGCOMM 2024). The same flows together again collide the same way; one flow per leaf never does."""
+    shape = Shape(64, 2, 32)
+    crossing = _every_node_crosses(shape)
+    alone = Round(0, 1, ((0, 32),), None)
+    model = Model(shape, (), np.random.default_rng(5), regime=dataclasses.replace(ECMP, congestion=0.0))
+    cols = model.measure_rounds([crossing, dataclasses.replace(crossing, index=2), alone])
+    rate = cols.nbytes * 8 / cols.time_us / 1e3 / HEALTHY
+    first, second = rate[cols.round == 0], rate[cols.round == 2]
+    assert np.median(first) < 0.8
+    assert np.corrcoef(first, second)[0, 1] > 0.8  # collided then, collided now
+    assert rate[cols.round == 1].min() > 0.9
+
+
+def test_congestion_needs_another_flow_on_the_uplinks() -> None:
+    """``realistic``'s congestion slows a cross-unit sample that shares its uplinks with another flow of its round;
+    a flow alone on its leaves has none to share them with."""
+    shape = Shape(64, 1, 32)
+    regime = dataclasses.replace(REALISTIC, congestion=0.5)
+    crowded = [Round(0, i, tuple((a, a + 32) for a in range(32)), None) for i in range(4)]
+    lonely = [Round(0, 4 + i, ((i, 32 + i),), None) for i in range(32)]
+    cols = Model(shape, (), np.random.default_rng(2), regime=regime).measure_rounds(crowded + lonely)
+    rate = cols.nbytes * 8 / cols.time_us / 1e3 / HEALTHY
+    assert np.mean(rate[cols.round < 4] < 0.9) > 0.3
+    assert np.mean(rate[cols.round >= 4] < 0.9) < 0.1

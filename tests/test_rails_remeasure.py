@@ -1,4 +1,5 @@
-"""Issue 45 item 2: every suspect is measured again beside companions it has not run with.
+"""Issue 45 item 2: every suspect is measured again beside companions it has not run with, and a few between
+units with no company on their leaves at all (the quiet pass).
 
 ``bench.rails.plan.remeasure`` packs each confirmation pass afresh; these tests hold its promises over real
 schedules (the circle matrix and the unit schedule) and random suspects, and check that rank 0's picture of what
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 from bench.rails.diagnosis import round_load
 from bench.rails.diagnosis.expected import Cellwise
 from bench.rails.plan.fabric_map import Topology, place
-from bench.rails.plan.remeasure import remeasurement_rounds, slots
+from bench.rails.plan.remeasure import QUIET_PER_LEAF, quiet_rounds, remeasurement_rounds, slots
 from bench.rails.plan.schedule import Cell, Round, Units, schedule
 from tests.support.models.fabric_model import Shape
 
@@ -40,7 +41,7 @@ def _suspects(rounds: tuple[Round, ...], rails: int, share: float, seed: int) ->
 
 
 def _check(rounds: tuple[Round, ...], suspects: list[Cell], passes: int, units: Units | None) -> None:
-    again = remeasurement_rounds(suspects, passes, units)
+    again = [r for r in remeasurement_rounds(suspects, passes, units) if r.confirm <= passes]  # the packed ones
     wanted = {(k, min(a, b), max(a, b)) for _, _, k, a, b in suspects}
     matrix_round = {(min(a, b), max(a, b)): (r.repeat, r.index) for r in rounds for a, b in r.pairs}
     # The rounds each suspect was slow in, with the pairs of them that are suspect too: where a collision was.
@@ -165,3 +166,43 @@ def test_rank_0_knows_what_ran_together_in_every_pass() -> None:
             want = plane.shares(cell[:, 0], cell[:, 1], cell[:, 2], group, routing == "destination")
             assert np.array_equal(cells.at(cell[:, 0], cell[:, 1], cell[:, 2])[p - 1], want)
         assert (cells.share < 1).any()
+
+
+@pytest.mark.parametrize(("sizes", "crossing"), [([8, 8], None), ([8, 8, 8, 8], 4), ([6, 9, 7], 3)])
+def test_the_quiet_pass_runs_one_flow_per_leaf_and_a_few_per_leaf_in_all(
+    sizes: list[int], crossing: int | None
+) -> None:
+    of = tuple(u for u, size in enumerate(sizes) for _ in range(size))
+    units = Units(tuple(np.random.default_rng(2).permutation(of).tolist()), crossing)
+    rounds = schedule(len(of), 1, 3, units, 4)
+    suspects = _suspects(rounds, 4, 0.7, 5)
+    again = remeasurement_rounds(suspects, 2, units)
+    quiet = [r for r in again if r.confirm == 3]
+    assert [r.confirm for r in again] == sorted(r.confirm for r in again)  # the packed passes, then the quiet one
+    assert quiet and quiet == list(quiet_rounds(suspects, 3, units))
+    wanted = {(k, min(a, b), max(a, b)) for _, _, k, a, b in suspects}
+    per_leaf: dict[tuple[int, int], int] = defaultdict(int)
+    for r in quiet:
+        nodes = [x for pair in r.pairs for x in pair]
+        assert len(nodes) == len(set(nodes))
+        leaves = [(units.of[x], k) for k, a, b in r.cells or () for x in (a, b)]
+        assert len(leaves) == len(set(leaves))  # no two flows of the round on one leaf: none shares an uplink
+        for k, a, b in r.cells or ():
+            assert (k, a, b) in wanted and units.of[a] != units.of[b]
+            per_leaf[units.of[a], k] += 1
+            per_leaf[units.of[b], k] += 1
+    assert max(per_leaf.values()) <= QUIET_PER_LEAF
+    # A suspect between units is left out only where one of its leaves is full.
+    picked = {c for r in quiet for c in r.cells or ()}
+    for k, a, b in wanted - picked:
+        if units.of[a] != units.of[b]:
+            assert QUIET_PER_LEAF in (per_leaf[units.of[a], k], per_leaf[units.of[b], k])
+    assert len(quiet) <= 2 * QUIET_PER_LEAF
+
+
+def test_no_quiet_pass_without_units_between_two_or_more() -> None:
+    rounds = schedule(12, 1, 0)
+    suspects = _suspects(rounds, 2, 0.5, 1)
+    assert all(r.confirm <= 2 for r in remeasurement_rounds(suspects, 2))
+    assert quiet_rounds(suspects, 3, Units((0,) * 12)) == ()
+    assert quiet_rounds(suspects, 3, Units((0,) * 6 + (-1,) * 6)) == ()

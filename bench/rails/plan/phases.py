@@ -16,7 +16,8 @@ from bench.measure.collectives import get_collective
 from bench.rails.plan.budget import cell_budget, chunks_per_message
 from bench.rails.plan.config import RailsSettings, planned_units
 from bench.rails.plan.model import PlanModel, Span
-from bench.rails.plan.schedule import round_count, unit_rounds
+from bench.rails.plan.remeasure import QUIET_PER_LEAF
+from bench.rails.plan.schedule import Units, round_count, unit_rounds
 
 GROUP_STEPS = 4
 """Small collectives inside the rail group around each direction of a pair
@@ -177,6 +178,16 @@ def confirmation_rounds(rounds: int, pairs: float, ranks: int, passes: int, shar
     return passes * math.ceil(rounds * held - 1e-9), round(2 * passes * cell * rounds * pairs * ranks)
 
 
+def quiet_pass(units: Units | None, ranks: int) -> tuple[int, int]:
+    """(rounds, cells) of the quiet pass at most (``bench.rails.plan.remeasure.quiet_rounds``): where the cabling
+    gives two units or more, up to ``QUIET_PER_LEAF`` suspects between units at each leaf, one a round, both
+    directions; packed first fit, about as many rounds as that and at most twice (tests/test_rails_remeasure.py)."""
+    count = 0 if units is None or min(units.of, default=-1) < 0 else len(set(units.of))
+    if count < 2:
+        return 0, 0
+    return 2 * QUIET_PER_LEAF, count * ranks * QUIET_PER_LEAF
+
+
 def rails_phases(nodes: int, ranks: int, settings: RailsSettings, model: PlanModel, intra: bool) -> list[Phase]:
     """The phases of the rails test on ``nodes`` x ``ranks``."""
     phases = [Phase("start-up and rail groups", 0, 0, 0, startup_seconds(nodes, ranks, model))]
@@ -240,6 +251,9 @@ def _matrix_phases(
     share = model.suspect_share(suspect_threshold(settings))
     quick = confirmation_rounds(rounds, pairs, ranks, settings.test.confirm, share.low)
     slow = confirmation_rounds(rounds, pairs, ranks, settings.test.confirm, share.high)
+    quiet = quiet_pass(planned_units(settings, nodes), ranks)
+    quick = (quick[0] + min(quiet[0], quick[0]), quick[1] + min(quiet[1], quick[1]))
+    slow = (slow[0] + quiet[0], slow[1] + quiet[1])
     again = pair_round_seconds(cell, model, world, new_peer=False, gather=False, agree=agree)
     seconds = Span(again.low * quick[0], again.high * slow[0]) + gathered
     share_bytes = math.ceil(slow[1] / world) * per_round  # a rank's share of the suspects

@@ -1,0 +1,66 @@
+"""Issue 45 item 2: a switch is named only where its slowdown holds with no other flow on its leaves.
+
+On RoCE the switches hash each queue pair onto one path for its life (ECMP): when the pair matrix fills the uplinks
+most flows between units collide, and they collide again whenever they run together, so the matrix and its packed
+re-measurements showed a slowdown "on every rail, in most rounds, on most leaves" in every clean run: a spine.
+The quiet pass (``bench.rails.plan.remeasure.quiet_rounds``) measures a few of those suspects with one flow per
+leaf; ``bench.rails.diagnosis.switches`` names the spine only where they stay slow there, and otherwise sets the
+cells between units aside as the fabric's load, said once.
+
+These run rank 0's own code on the fabric model (``tests/support/models/fabric_model.py``), as
+``ci/diagnosis_sim.py`` does; the campaigns in docs/rails.md give the rates.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bench.rails.diagnosis import judge
+from bench.rails.diagnosis.matrix import pair_matrix
+from bench.rails.diagnosis.rails_outcome import RailsOutcome
+from bench.rails.plan.layout import RailLayout
+from bench.rails.plan.remeasure import remeasurement_rounds
+from tests.support import diagnosis_sim
+from tests.support.models.fabric_model import Fault, Model, Shape
+from tests.support.models.fabric_regimes import ECMP, HOT_SPOTS, REALISTIC, Regime
+
+
+def _judged(regime: Regime, faults: tuple[Fault, ...], seed: int) -> tuple[RailsOutcome, int]:
+    """One acceptance on the model at 64 x 8 as rank 0 judges it, and how many quiet rounds it ran."""
+    sim = diagnosis_sim()
+    shape = Shape(64, 8, 32, regime.oversubscription)
+    settings = sim.settings_for(shape)
+    test = settings.test
+    model = Model(
+        shape, faults, np.random.default_rng(seed), test.pair_bytes, test.rail_bytes, test.iters, test.warmup, regime
+    )
+    nodes = tuple(shape.node_name(a) for a in range(shape.nodes))
+    layout = RailLayout(
+        nodes, tuple(tuple(a * shape.rails + k for k in range(shape.rails)) for a in range(shape.nodes))
+    )
+    gathered = model.gathered(test.collectives)
+    cols = model.measure_rounds(sim.schedule_for(shape, False))
+    suspect = judge.suspects_in(settings, layout, gathered, cols)
+    again = remeasurement_rounds(suspect, test.confirm, sim.units_for(shape, False))
+    cols = sim.measure_again(model, cols, again, test.confirm)
+    outcome = judge.judged(settings, layout, gathered, [], pair_matrix(cols, nodes, shape.rails))
+    return outcome, sum(r.confirm > test.confirm for r in again)
+
+
+@pytest.mark.slow
+def test_ecmp_collisions_name_no_switch_and_are_said_once() -> None:
+    for seed in (0, 1, 2):
+        outcome, quiet = _judged(ECMP, (), seed)
+        assert quiet > 0
+        assert not outcome.named, [d.kind for d in outcome.named]
+        said = str(outcome.written.fabric_capacity)
+        assert "one flow per leaf (the quiet pass)" in said and "not judged as a defect" in said
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("regime", [ECMP, REALISTIC, HOT_SPOTS], ids=lambda r: r.name)
+def test_a_spine_that_slows_its_flows_is_named_whatever_the_routing(regime: Regime) -> None:
+    outcome, _ = _judged(regime, (Fault("spine", spine=3, factor=0.5),), 7)
+    assert [d.kind for d in outcome.named] == ["spine"]
+    assert "quiet pass" not in str(outcome.written.fabric_capacity)
