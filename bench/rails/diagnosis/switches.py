@@ -182,8 +182,8 @@ class _Paths:
 
     def quiet_holds(self, ks: list[int], tries: int) -> bool:
         """The cells between units of rails ``ks`` that the quiet pass re-measured hold more slow samples than
-        noise gives that many, family-wise over ``tries`` parts (``NAME_FALSE_ALARMS``); True where the pass
-        measured none of them (or did not run): it can only take a verdict away.
+        noise gives that many, family-wise over ``tries`` parts (``NAME_FALSE_ALARMS``), on most of those rails;
+        True where the pass measured none of them (or did not run): it can only take a verdict away.
 
         A flow there shares no uplink with another, however the switches hash or route: ECMP's collisions,
         which slow most flows between units when the matrix fills the uplinks and again when the re-measurements
@@ -194,8 +194,14 @@ class _Paths:
         cells = int(mask.sum())
         if not cells:
             return True
-        slow = int((self.slow_quiet[ks] & mask).sum())
-        return noise.poisson_sf(slow, cells * self.quiet_noise) * max(1, tries) <= noise.NAME_FALSE_ALARMS
+        slow = self.slow_quiet[ks] & mask
+        # A spine slows its flows on every rail it joins, as it did in the matrix; an uplink, or a cable the
+        # links' rules left, slows one rail's.
+        on_most = 2 * int(slow.any(axis=(1, 2)).sum()) > len(ks)
+        return (
+            on_most
+            and noise.poisson_sf(int(slow.sum()), cells * self.quiet_noise) * max(1, tries) <= noise.NAME_FALSE_ALARMS
+        )
 
     def elevated(self, k: int, mask: np.ndarray, against: _Null | None = None) -> bool:
         """Rail k's cells in ``mask`` (``[a, b]``) hold more reproduced suspects than noise gives."""
