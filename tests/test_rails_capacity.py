@@ -123,7 +123,9 @@ def test_the_run_says_whether_the_taper_binds_and_under_which_routing() -> None:
         routed = expected.routed(x)
         assert routed is not None and routed.routing == routing
         adjusted, _, said = judged_rates(expected, x, np.zeros((0, *x.shape[1:])))
-        assert said is not None and said.said().startswith("2:1 between units: cross-unit pairs expected at 50%")
+        assert said is not None and said.said().startswith(
+            "the fabric's uplinks are tapered, 2:1 between units: cross-unit pairs expected at 50%"
+        )
         assert abs(float(np.median(adjusted))) < 0.01  # every pair judged as one at its links' rate
     # The namespace testbed's veth "uplinks" carry every flow whatever the cabling counts: nothing is adjusted.
     x = _rates(load.fraction["spread"], rng, carried=True)

@@ -242,7 +242,7 @@ def _rails_section(inputs: RunInputs, min_efficiency: float, hosts: tuple[str, .
     if rails.too_noisy:
         sentences.append(f"The pair matrix was {rails.too_noisy}: no part was named from it.")
     if rails.fabric_capacity:
-        sentences.append(f"The fabric's uplinks are tapered, {rails.fabric_capacity}.")
+        sentences += [f"{said[:1].upper()}{said[1:]}." for said in rails.fabric_capacity.split("; ")]
     transients = rails.transients
     if transients:
         said = "; ".join(f"{t.node}-{t.peer} rail {t.rail}" for t in transients[:6]) + (

@@ -172,8 +172,10 @@ class RailsDoc(Written):
     too_noisy: str | None = None
     """Why the pair matrix named nothing: the fabric's healthy spread is too wide to tell."""
     fabric_capacity: str | Absent = ABSENT
-    """The fabric's taper where the run showed it binding, a property of the fabric, never a defect: ``2:1 between
-    units: cross-unit pairs expected at 50% in rounds that fill the uplinks ...``; absent elsewhere."""
+    """What the fabric between units carries, a property of the fabric, never a defect, in sentences joined by
+    "; ": its taper where the run showed it binding (``the fabric's uplinks are tapered, 2:1 between units:
+    cross-unit pairs expected at 50% in rounds that fill the uplinks ...``), a slowdown between groups of nodes
+    without the cabling, a slowdown between units that needs company (ECMP's collisions); absent elsewhere."""
     counter_findings: tuple[str, ...] = ()
     below_target: tuple[str, ...] = ()
     """Rail-group results under the pass line, as the verdict says them."""

@@ -148,11 +148,11 @@ class Expected:
         return self.fractions(0, passes)[1][:, k, a, b]
 
     def said(self) -> str:
-        """The certificate's sentence: ``2:1 between units: cross-unit pairs expected at 50% in rounds that
-        fill the uplinks``."""
+        """The certificate's sentence: ``the fabric's uplinks are tapered, 2:1 between units: cross-unit pairs
+        expected at 50% in rounds that fill the uplinks``."""
         return (
-            f"{self.taper:.3g}:1 between units: cross-unit pairs expected at {100 / self.taper:.0f}% in rounds that "
-            "fill the uplinks (a property of the fabric, judged as such)"
+            f"the fabric's uplinks are tapered, {self.taper:.3g}:1 between units: cross-unit pairs expected at "
+            f"{100 / self.taper:.0f}% in rounds that fill the uplinks (a property of the fabric, judged as such)"
         )
 
 

@@ -25,7 +25,6 @@ the second where a noisy run's transients make the first common. And its shape: 
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass
 
@@ -272,24 +271,25 @@ def path_faults(
 
 
 def _crowded_said(cells: Cells, paths: _Paths, crowded: np.ndarray) -> str:
-    """The sentence for cells between units set aside as load: how fast they ran beside other flows, and alone."""
+    """The sentence for cells between units set aside as load: how fast they ran in the matrix, beside other flows
+    between units, and alone, each against the pairs within units (in Gb/s where there are none)."""
     ks = np.flatnonzero(crowded.any(axis=(1, 2)))
-    inside = paths.inside[ks] & paths.upper[None]
+    upper = paths.upper[None]
+    quiet = cells.matrix.quiet if cells.matrix.quiet is not None else np.full(crowded.shape, np.nan)
+    alone_cells = (paths.quiet if paths.quiet is not None else np.zeros(crowded.shape, bool))[ks] & upper
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # no cell of a kind: NaN, said as such
-        within = float(np.nanmedian(cells.matrix.busbw[:, ks][:, inside]))
-        together = float(np.nanmedian(cells.matrix.busbw[:, crowded & paths.upper[None]]))
-        quiet = cells.matrix.quiet
-        alone = (
-            float(np.nanmedian(quiet[ks][paths.quiet[ks] & paths.upper[None]]))
-            if quiet is not None and paths.quiet is not None
-            else math.nan
-        )
+        warnings.simplefilter("ignore", RuntimeWarning)  # no cell of a kind: NaN
+        within = float(np.nanmedian(cells.matrix.busbw[:, ks][:, paths.inside[ks] & upper]))
+        together = float(np.nanmedian(cells.matrix.busbw[:, crowded & upper]))
+        alone = float(np.nanmedian(quiet[ks][alone_cells]))
+
+    def rate(value: float) -> str:
+        return f"{100 * value / within:.0f}% of the pairs within units" if within > 0 else f"{value:.0f} Gb/s"
+
     return (
-        f"pairs between units ran at {100 * together / within:.0f}% of the pairs within units when the matrix and "
-        f"its re-measurements ran them beside other flows between units, and at {100 * alone / within:.0f}% one "
-        "flow per leaf (the quiet pass): the fabric's load between units (ECMP's hash collisions, or a taper the "
-        "cabling does not show), not judged as a defect of any part"
+        f"pairs between units ran at {rate(together)} in the pair matrix, beside other flows between units, and "
+        f"at {rate(alone)} one flow per leaf (the quiet pass): the fabric's load between units (ECMP's hash "
+        "collisions, or a taper the cabling does not show), not judged as a defect of any part"
     )
 
 
