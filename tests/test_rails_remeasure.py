@@ -60,7 +60,10 @@ def _check(rounds: tuple[Round, ...], suspects: list[Cell], passes: int, units: 
             assert len(nodes) == len(set(nodes))  # one exchange per rank at a time
             assert {(a, b) for _, a, b in r.cells or ()} == set(r.pairs)
             for one, other in itertools.combinations(r.pairs, 2):
-                assert frozenset((one, other)) not in met_before  # companions it has not run with
+                # Companions it has not shared a leaf's uplinks with: a pair of a round it ran in, touching a unit
+                # it touched (every pair of that round, without units).
+                near = units is None or bool({units.of[x] for x in one} & {units.of[x] for x in other})
+                assert not (near and frozenset((one, other)) in met_before)
                 met_now.add(frozenset((one, other)))
             if units is not None:
                 _spread_like_the_matrix(r, units)

@@ -11,9 +11,10 @@ So each confirmation pass packs the suspect pairs afresh into rounds:
 
 * no node twice in a round (a rank runs one exchange at a time);
 * a pair's suspect rails together (a node limited by its host slows when all its rails run, as in the matrix);
-* no two pairs that ran in one round before, in the matrix or in an earlier pass: each pass gives every pair
-  companions it has not had;
-* where the unit schedule ran (``schedule.Units``), the cross-unit flows of a round spread over their leaves'
+* no two pairs that ran in one round before, in the matrix or in an earlier pass, and touched a unit in common
+  there (without units: any two of that round): each pass gives every pair companions it has not shared a leaf's
+  uplinks with;
+* where the cabling gives units (``schedule.Units``), the cross-unit flows of a round spread over their leaves'
   uplinks as the matrix's own rounds spread them: a unit's crossing nodes, and the partners they cross to, each of
   a different class (position in the unit modulo ``Units.crossing``, what its thinnest leaf's uplinks carry at full
   rate; the unit's size where they carry it all). Under destination routing (D-mod-k) the class is the uplink a
@@ -23,7 +24,12 @@ So each confirmation pass packs the suspect pairs afresh into rounds:
 First fit, the busiest pairs first, each pass in its own seeded order; every rank computes the same rounds from the
 suspects rank 0 broadcast, and rank 0 computes them again to know what ran together
 (``bench.rails.diagnosis.round_load.with_again``). A round's occupied nodes and earlier rounds are kept as bit sets
-(Python integers): 50,000 suspect pairs at 1024 nodes pack in well under a second.
+(Python integers): 47,000 suspect pairs at 1024 nodes (two fifths of every cell of two repeats) pack in about two
+seconds, into about as many rounds a pass as the matrix has; 13,000 (3% of the cells) in 0.4 s, into a third.
+
+Then, where the cabling gives two units or more, the quiet pass (:func:`quiet_rounds`): a few suspects between
+units at each leaf with no other flow between units on that leaf, what a switch verdict stands on
+(``bench.rails.diagnosis.switches``).
 """
 
 from __future__ import annotations
@@ -46,13 +52,17 @@ def slots(cells: np.ndarray, passes: int, units: Units | None = None) -> np.ndar
     low, high = np.minimum(cells[:, 3], cells[:, 4]), np.maximum(cells[:, 3], cells[:, 4])
     pairs, of_cell = np.unique(np.column_stack([low, high]), axis=0, return_inverse=True)
     of_cell = of_cell.reshape(-1)
-    # Each pair's rounds so far, as labels: the matrix rounds its cells ran in (repeat, round), then one per pass.
+    unit_of, cls = _classes(units, int(pairs.max()) + 1)
+    # Each pair's rounds so far, as labels, one per unit it touches: the matrix rounds its cells ran in (repeat,
+    # round), then one per pass. Two pairs that shared a round and a unit could have shared that unit's uplinks;
+    # two that shared only a round never met on a link (without units, every pair touches the one unit).
     _, matrix_label = np.unique(cells[:, :2], axis=0, return_inverse=True)
+    width = max(unit_of) + 1
+    ends = [(unit_of[a], unit_of[b]) for a, b in pairs.tolist()]
     labels: list[set[int]] = [set() for _ in range(len(pairs))]
     for p, label in zip(of_cell.tolist(), matrix_label.reshape(-1).tolist(), strict=True):
-        labels[p].add(label)
+        labels[p].update(label * width + u for u in ends[p])
     next_label = int(matrix_label.max()) + 1
-    unit_of, cls = _classes(units, int(pairs.max()) + 1)
     degree = np.bincount(pairs.ravel(), minlength=int(pairs.max()) + 1)
     busy = degree[pairs[:, 0]] + degree[pairs[:, 1]]
     placed = np.zeros((passes, len(pairs)), dtype=np.int64)
@@ -61,7 +71,7 @@ def slots(cells: np.ndarray, passes: int, units: Units | None = None) -> np.ndar
         tiebreak = np.random.default_rng(p + 1).random(len(pairs))
         placed[p] = _first_fit(pairs, labels, np.lexsort((tiebreak, -busy)), unit_of, cls)
         for i, slot in enumerate(placed[p].tolist()):
-            labels[i].add(next_label + slot)
+            labels[i].update((next_label + slot) * width + u for u in ends[i])
         next_label += int(placed[p].max()) + 1
     out[:] = placed[:, of_cell]
     return out
