@@ -139,7 +139,7 @@ def child(
         if profiler:
             profiler.enable()
         suspect = judge.suspects_in(settings, layout, gathered, cols)
-        again = remeasurement_rounds(suspect, test.confirm, units_for(shape, full_matrix))
+        again = remeasurement_rounds(rounds, suspect, test.confirm, units_for(shape, full_matrix))
         if profiler:
             profiler.disable()
     cols = measure_again(model, cols, again, test.confirm)

@@ -67,7 +67,7 @@ def test_cellwise_fractions_read_as_their_dense_array() -> None:
     rng = np.random.default_rng(9)
     n, rails, passes = 6, 3, 2
     k, a, b = np.nonzero(np.triu(rng.random((rails, n, n)) < 0.3, k=1))
-    cells = Cellwise((passes, rails, n, n), k, a, b, rng.choice([0.25, 0.5, 1 / 3, 1.0], (passes, len(k))))
+    cells = Cellwise((passes, rails, n, n), k, a, b, rng.choice([0.25, 0.5, 1 / 3, 1.0], len(k)))
     dense = cells.dense()
     x = np.log(rng.random(dense.shape))
     x[0, 0, 1, 2], x[1, 1, 2, 0], x[0, 2, 3, 3] = np.nan, -np.inf, 0.0
@@ -77,8 +77,7 @@ def test_cellwise_fractions_read_as_their_dense_array() -> None:
     assert np.array_equal(cells.at(qk, qa, qb), dense[:, qk, qa, qb])
     assert np.array_equal(cells.passes(1).dense(), dense[:1])
     none = np.zeros(0, dtype=np.int64)
-    empty = Cellwise((passes, rails, n, n), none, none, none, np.ones((passes, 0)))
-    assert np.array_equal(empty.dense(), np.ones(dense.shape))
+    assert np.array_equal(Cellwise((passes, rails, n, n), none, none, none, np.ones(0)).dense(), np.ones(dense.shape))
 
 
 def test_one_entry_cache_answers_only_the_same_question() -> None:

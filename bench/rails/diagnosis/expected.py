@@ -29,10 +29,9 @@ from bench.rails.diagnosis.last_answer import LastAnswer, fingerprint
 
 @dataclass(frozen=True, eq=False)
 class Cellwise:
-    """Fractions that are 1 but at a few cells: ``share[pass]`` at cells ``(rail, low, high)`` (each once, low <
-    high, mirrored to ``[high, low]``) in each pass of ``shape`` (``[pass, rail, a, b]``; each pass packs its rounds
-    afresh, ``bench.rails.plan.remeasure``). The re-measurements' own: only the suspects ran again, and at 1024
-    nodes a dense array of them is 134 MB of ones."""
+    """Fractions that are 1 but at a few cells: ``share`` at cells ``(rail, low, high)`` (each once, low < high,
+    mirrored to ``[high, low]``) in every pass of ``shape`` (``[pass, rail, a, b]``). The re-measurements' own:
+    only the suspects ran again, and at 1024 nodes a dense array of them is 134 MB of ones."""
 
     shape: tuple[int, ...]
     rail: np.ndarray
@@ -41,8 +40,7 @@ class Cellwise:
     share: np.ndarray
 
     def passes(self, count: int) -> Cellwise:
-        count = min(count, self.shape[0])
-        return dataclasses.replace(self, shape=(count, *self.shape[1:]), share=self.share[:count])
+        return dataclasses.replace(self, shape=(min(count, self.shape[0]), *self.shape[1:]))
 
     def dense(self) -> np.ndarray:
         out = np.ones(self.shape)
@@ -56,12 +54,12 @@ class Cellwise:
         keys = (self.rail.astype(np.int64) * n + self.low) * n + self.high
         order = np.argsort(keys)
         want = (k.astype(np.int64) * n + np.minimum(a, b)) * n + np.maximum(a, b)
-        values = np.ones((self.shape[0], len(want)))
+        values = np.ones(len(want))
         if len(keys):
             pos = np.minimum(np.searchsorted(keys[order], want), len(keys) - 1)
             hit = keys[order][pos] == want
-            values[:, hit] = self.share[:, order][:, pos][:, hit]
-        return values
+            values[hit] = self.share[order][pos][hit]
+        return np.broadcast_to(values, (self.shape[0], len(want)))
 
     def minus_log_from(self, x: np.ndarray, *, in_place: bool = False) -> np.ndarray:
         """``x - log(dense())``: x itself where the fraction is 1 (its log is 0), less its log at the cells;

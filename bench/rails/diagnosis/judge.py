@@ -254,14 +254,13 @@ def _loaded(
     thresholds: Thresholds,
 ) -> Expected:
     """Each sample's round and expected fraction, the re-measurements' as rank 0 scheduled them: each suspect it
-    picked from the matrix samples (``suspects``, judged the same way) ran again where ``remeasure`` packed it."""
+    picked from the matrix samples (``suspects``, judged the same way) ran again in its first slow round."""
     load = _matrix_load(settings, fabric, len(matrix.nodes), matrix.busbw.shape[0])
     if not load.matrix:
         return load
     first = PairMatrix(matrix.nodes, matrix.rails, matrix.busbw, matrix.stopped_flags)
     slow = _slow_samples(first, rates, thresholds, load)
-    units = matrix_units(settings, fabric.nodes)
-    return round_load.with_again(load, fabric, slow, matrix.confirm_values.shape[0], units)
+    return round_load.with_again(load, fabric, slow, matrix.confirm_values.shape[0])
 
 
 _last_slow = LastAnswer[np.ndarray]()

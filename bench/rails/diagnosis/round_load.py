@@ -1,9 +1,9 @@
 """Rank 0's view of each round's load: where every sample ran and what the fabric could carry there.
 
 The ranks run the schedule every rank computes from the settings (``bench.rails.plan.schedule.schedule``, the
-same seed), and re-measure the suspects rank 0 picked in rounds every rank packs alike from them
-(``bench.rails.plan.remeasure``). So rank 0 knows, without any rank telling it, which pairs ran together in every
-matrix round and in every re-measurement, and with the cabling
+same seed), and rank 0 re-measures each suspect in the round its first slow sample ran in, beside that round's
+other suspects only (``schedule.confirmation_rounds``). So rank 0 knows, without any rank telling it, which
+pairs ran together in every matrix round and in every re-measurement, and with the cabling
 (``bench.rails.plan.capacity``) what each could get: ``matrix_expected`` before the suspects are picked,
 ``with_again`` once the re-measurements are in.
 """
@@ -16,7 +16,7 @@ import numpy as np
 
 from bench.rails.diagnosis.expected import Cellwise, Expected
 from bench.rails.diagnosis.last_answer import LastAnswer, fingerprint
-from bench.rails.plan import capacity, remeasure
+from bench.rails.plan import capacity
 from bench.rails.plan.fabric_map import FabricMap
 from bench.rails.plan.schedule import Units, schedule
 
@@ -45,29 +45,23 @@ def matrix_expected(fabric: FabricMap, nodes: int, repeats: int, seed: int, unit
     return _last.answer(key, compute)
 
 
-def with_again(
-    expected: Expected, fabric: FabricMap, slow_sample: np.ndarray, passes: int, units: Units | None = None
-) -> Expected:
+def with_again(expected: Expected, fabric: FabricMap, slow_sample: np.ndarray, passes: int) -> Expected:
     """``expected`` with the fractions of ``passes`` re-measurements: each suspect (a cell with a slow sample in
-    ``slow_sample[repeat, rail, a, b]`` in a round the matrix ran, as rank 0 picked it,
-    ``bench.rails.diagnosis.judge.suspects``) ran again in each pass's round that ``remeasure.slots`` packs it in,
-    beside that round's other suspects on every rail (``units``: the unit schedule's, as the ranks packed them)."""
+    ``slow_sample[repeat, rail, a, b]``, as rank 0 picked it) ran again in the round of its first slow sample,
+    beside that round's other suspects on every rail."""
     if not expected.matrix:
         return expected
     rails, n = fabric.leaf.shape
     plane = fabric.plane()
     k, a, b = np.nonzero(np.triu(slow_sample.any(axis=0), k=1))
     first = np.argmax(slow_sample[:, k, a, b], axis=0) if len(k) else np.zeros(0, dtype=np.int64)
-    index = expected.round_of[first, a, b]
-    ran = index >= 0
-    k, a, b, first, index = k[ran], a[ran], b[ran], first[ran], index[ran]
-    slot = remeasure.slots(np.column_stack([first, index, k, a, b]), passes, units)
+    group = first.astype(np.int64) * (n + 1) + expected.round_of[first, a, b]
 
     def again(routing: str) -> Cellwise:
-        share = np.ones((passes, len(k)))
-        for p in range(passes if len(k) else 0):
-            share[p] = plane.shares(k, a, b, slot[p], routing == "destination")
-        return Cellwise((passes, rails, n, n), k, a, b, share)
+        if not (passes and len(k)):
+            none = np.zeros(0, dtype=np.int64)
+            return Cellwise((passes, rails, n, n), none, none, none, np.ones(0))
+        return Cellwise((passes, rails, n, n), k, a, b, plane.shares(k, a, b, group, routing == "destination"))
 
     return Expected(expected.round_of, expected.matrix, _Lazy(tuple(expected.matrix), again), expected.taper)
 

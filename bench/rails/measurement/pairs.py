@@ -92,10 +92,8 @@ class PairRunner:
     def run(self, rounds: Sequence[Round], enter: Enter, leave: Callable[[], None]) -> list[PairTime]:
         times: list[PairTime] = []
         for rnd in rounds:
-            if rnd.confirm:
-                enter(f"confirmation {rnd.confirm}: round {rnd.index + 1}")
-            else:
-                enter(f"pairs: repeat {rnd.repeat + 1}, round {rnd.index + 1}")
+            what = f"confirmation {rnd.confirm}" if rnd.confirm else "pairs"
+            enter(f"{what}: repeat {rnd.repeat + 1}, round {rnd.index + 1}")
             mine, rates = pair_round(
                 rnd,
                 self.layout,
@@ -129,6 +127,8 @@ class PairRunner:
         return self.run(self.rounds, enter, leave)
 
     def confirm(self, suspects: Sequence[Cell], enter: Enter, leave: Callable[[], None]) -> list[PairTime]:
-        """``settings.test.confirm`` passes over the suspects, each pass in rounds of companions they have not run
-        with (``bench.rails.plan.remeasure``)."""
-        return self.run(remeasurement_rounds(suspects, self.settings.test.confirm, self.units), enter, leave)
+        """``settings.test.confirm`` passes over the rounds that hold suspects, each suspect in its own round; then
+        the quiet pass where the units allow it (``bench.rails.plan.remeasure``)."""
+        return self.run(
+            remeasurement_rounds(self.rounds, suspects, self.settings.test.confirm, self.units), enter, leave
+        )

@@ -264,9 +264,9 @@ def confirm_suspects(
     gathered: list[judge.RankReport] | None,
     watchdog: Watchdog,
 ) -> None:
-    """Every suspect measured again, with its partner and beside companions it has not run with
-    (``bench.rails.plan.remeasure``), before anything is named; rank 0's ``gathered`` reports gain the
-    re-measurements and their counter windows."""
+    """Every suspect measured again, in its own round and beside the same round's other suspects, then a few
+    between units with no other flow on their leaves (``bench.rails.plan.remeasure``), before anything is named;
+    rank 0's ``gathered`` reports gain the re-measurements and their counter windows."""
     found = judge.suspect_cells(settings, seat.layout, gathered, seat.membership) if gathered is not None else None
     again = runner.confirm(seat.coord.broadcast(found), watchdog.enter, watchdog.leave)
     seat.counts.close("re-measurements")

@@ -165,12 +165,9 @@ def schedule_line(nodes: int, ranks: int, settings: RailsSettings) -> str | None
 
 
 def confirmation_rounds(rounds: int, pairs: float, ranks: int, passes: int, share: float) -> tuple[int, int]:
-    """(rounds, cells) the confirmation passes re-run when a share ``share`` of samples is suspect (a cell: a pair
-    on a rail, suspect when either direction is), with only those cells, both directions. Rounds: as many as
-    the matrix rounds that hold a suspect cell, each pass. The passes pack the suspects afresh
-    (``bench.rails.plan.remeasure``: no node twice, no two pairs of one matrix round together), which on the fabric
-    model's healthy runs took a third to three quarters of that (``ci/diagnosis_sim.py``, docs/rails.md): the
-    count stays the plan's ceiling, the packing has no closed form below it."""
+    """(rounds, cells) the confirmation passes re-run when a share ``share`` of samples is suspect: each pass
+    re-runs every round that holds a suspect cell (a cell: a pair on a rail, suspect when either direction
+    is), with only those cells, both directions."""
     if passes <= 0 or share <= 0:
         return 0, 0
     cell = 1 - (1 - share) ** 2

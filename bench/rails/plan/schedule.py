@@ -129,10 +129,7 @@ class Round:
 
 
 def confirmation_rounds(rounds: tuple[Round, ...], suspects: Iterable[Cell], passes: int) -> tuple[Round, ...]:
-    """``passes`` re-runs of every round that holds a suspect cell, restricted to that round's suspects: the
-    intra-node GPU pairs' confirmation (``bench.rails.measurement.intranode``; NVLink hashes no flow onto a path,
-    so a round's companions cannot collide again). The pair matrix's suspects are packed afresh instead
-    (``bench.rails.plan.remeasure``).
+    """``passes`` re-runs of every round that holds a suspect cell, restricted to that round's suspects.
 
     A suspect ``(repeat, round, rail, low, high)`` is re-measured in the round it was measured in, so with the
     same partner and beside the same round's other suspects on the other rails, all ranks in step. The
