@@ -82,7 +82,8 @@ def test_two_slow_nodes_are_named_as_nodes_though_the_taper_holds_their_crossing
     link[:, [2, 9]] = 0.8
     matrix, expected = _tapered_run(fabric, nodes, rails, link)
     found = diagnose(matrix, LINE, fabric=fabric, load=expected)
-    assert found.capacity is not None and found.capacity.startswith("2:1 between units")
+    assert found.capacity is not None
+    assert found.capacity.startswith("the fabric's uplinks are tapered, 2:1 between units")
     assert sorted((d.kind, d.node) for d in found.defects) == [("node", "node003"), ("node", "node010")]
 
 

@@ -12,8 +12,8 @@ uplink however the switches route or hash. A spine is named only where its flows
 (``bench.rails.diagnosis.switches``; docs/design.md, "Localisation").
 
 Packing each pass afresh, so that no suspect runs again beside the pairs it ran with, was tried and left out
-(docs/rails.md, "ECMP: a path per queue pair"): a hot spot of one packed round then reproduced suspects of many
-matrix rounds at once, which the switch verdicts count as independent evidence (``persistence``).
+(docs/design.md, "Localisation"): a hot spot of one packed round then reproduced suspects of many matrix rounds at
+once, which the switch verdicts count as independent evidence (``persistence``).
 """
 
 from __future__ import annotations
