@@ -40,6 +40,7 @@ nothing was fitted. ``tapered`` (``realistic`` on a 2:1 tapered tree whose uplin
 pair its max-min fair share), ``tapered-ar`` (the same under adaptive routing, with hot spots that move between rounds)
 and ``hotspots`` (a non-blocking tree under adaptive routing with the moving hot spots) are the fabric as issue 45
 asks railbench to judge; ``Regime.plain()`` switches the taper and the hot spots off (``tapered``'s is ``realistic``).
+``ecmp`` and ``tapered-ecmp`` are RoCE's: each pair's queue pairs hashed onto fixed paths for the run.
 
     python ci/diagnosis_sim.py --regime tapered,tapered-ar,hotspots --sizes 64x8 --scenarios 300 --jobs 2
 """
@@ -244,8 +245,9 @@ def schedule_for(shape: Shape, full_matrix: bool) -> tuple[Round, ...]:
 
 
 def measure_again(model: Model, cols: PairColumns, again: tuple[Round, ...], passes: int) -> PairColumns:
-    """``cols`` with the re-measurements of ``again``: the packed passes, then the quiet pass (numbered past
-    ``passes``), as the ranks run them; the quiet pass's draws come after theirs."""
+    """``cols`` with the re-measurements of ``again``: the confirmation passes, then the quiet pass (numbered past
+    ``passes``), as the ranks run them; the quiet pass's draws come after theirs, so the passes draw what they drew
+    before there was one."""
     for part in ([r for r in again if r.confirm <= passes], [r for r in again if r.confirm > passes]):
         if part:
             cols = cols + model.measure_rounds(part)
