@@ -5,7 +5,7 @@ The run comes from the fabric model (``tests/support/models/fabric_model.py``, a
 the same settings, schedule and faults), in the regimes ``realistic`` (non-blocking) and ``tapered`` (2:1, the
 capacity-aware path: ``round_load``, ``capacity``, ``expected``, ``persistence``). What is timed is what rank 0 runs
 once the pair times are gathered, as columns (``PairColumns``): the suspect cells (``judge.suspects_in``, with the
-capacity expectations of every matrix round), the confirmation rounds it packs
+capacity expectations of every matrix round), the confirmation rounds and the quiet pass it schedules
 (``bench.rails.plan.remeasure``), then, with the re-measurements in, the matrix (``pair_matrix``), the judgement
 (``judge.judged``: localisation, switches, the re-measurements' expectations) and the actions (``corroborate``).
 The model's own measuring between the two steps is not timed.

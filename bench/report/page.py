@@ -242,7 +242,8 @@ def _rails_section(inputs: RunInputs, min_efficiency: float, hosts: tuple[str, .
     if rails.too_noisy:
         sentences.append(f"The pair matrix was {rails.too_noisy}: no part was named from it.")
     if rails.fabric_capacity:
-        sentences += [f"{said[:1].upper()}{said[1:]}." for said in rails.fabric_capacity.split("; ")]
+        # Each of its sentences says its own subject (the taper's, the load's): said as they were written.
+        sentences.append(f"{rails.fabric_capacity[:1].upper()}{rails.fabric_capacity[1:]}.")
     transients = rails.transients
     if transients:
         said = "; ".join(f"{t.node}-{t.peer} rail {t.rail}" for t in transients[:6]) + (

@@ -245,7 +245,8 @@ def _judge(
         # One flow per leaf between units: nothing shares its uplinks, so it is judged at its links' rate.
         raw = matrix.quiet[None]
         x_quiet = noise.log_rates(raw, per_rail)
-        stopped = np.zeros(raw.shape, bool) if matrix.quiet_stopped is None else matrix.quiet_stopped[None]
+        assert matrix.quiet_stopped is not None  # PairMatrix.with_quiet_pass sets both
+        stopped = matrix.quiet_stopped[None]
         quiet = ~np.isnan(matrix.quiet)
         slow_quiet = slow(beyond_noise(x_quiet), x_quiet, raw, stopped)[0]
     expected = np.exp(level) * scale if rates is None else rates

@@ -107,7 +107,7 @@ class PairMatrix:
 
     def with_quiet_pass(self, passes: int) -> PairMatrix:
         """The matrix with re-measurements past the first ``passes`` (the run's ``--confirm``) held apart as the
-        quiet pass: the confirmation's packed passes and the quiet one are judged differently. Itself where no
+        quiet pass: the confirmation passes and the quiet one are judged differently. Itself where no
         quiet pass ran."""
         again = self.confirm_values
         if again.shape[0] <= passes:

@@ -185,8 +185,8 @@ class _Paths:
         True where the pass measured none of them (or did not run): it can only take a verdict away.
 
         A flow there shares no uplink with another, however the switches hash or route: ECMP's collisions,
-        which slow most flows between units when the matrix fills the uplinks and again when the re-measurements
-        pack them together, are gone, and a spine that slows the flows it carries slows them still."""
+        which slow most flows between units when the matrix fills the uplinks and again when their round is
+        re-measured, are gone, and a spine that slows the flows it carries slows them still."""
         if self.quiet is None or self.slow_quiet is None:
             return True
         mask = self.quiet[ks] & self.upper[None]
@@ -298,7 +298,7 @@ def _spine_faults(
 ) -> tuple[list[SwitchFault], set[int], np.ndarray | None]:
     """Spines: every rail they join, between units, and nothing within a unit, holding in the quiet pass. Returns
     them, the rails they take (no uplink is judged there), and the cells between units set aside as load: those of
-    a spine whose slowdown held in the matrix and its packed re-measurements but not one flow per leaf
+    a spine whose slowdown held in the matrix and its re-measurements but not one flow per leaf
     (``_Paths.quiet_holds``), a slowdown that needs company (None: no such)."""
     groups: dict[tuple[str, ...], list[int]] = {}
     for k in open_rails:

@@ -44,6 +44,14 @@ samples against the ten or twenty the fabric's noise gives; it costs about as ma
 pair."""
 
 
+def quiet_units(units: Units | None) -> int:
+    """How many units the quiet pass runs between: every node placed in one, two units or more; else 0."""
+    if units is None or min(units.of, default=-1) < 0:
+        return 0
+    count = len(set(units.of))
+    return count if count >= 2 else 0
+
+
 def quiet_rounds(suspects: Sequence[Cell], confirm: int, units: Units | None) -> tuple[Round, ...]:
     """The quiet pass: up to :data:`QUIET_PER_LEAF` suspects between units at each leaf (unit, rail), re-measured in
     rounds where each leaf carries one flow to another unit and no more, so that no two of a round's flows share an
@@ -53,7 +61,7 @@ def quiet_rounds(suspects: Sequence[Cell], confirm: int, units: Units | None) ->
 
     The suspects are taken in a seeded order (every rank the same), each while both its leaves have room; a pair's
     rails run together. Packed first fit: no node twice, no leaf twice in a round."""
-    if units is None or not suspects or min(units.of, default=-1) < 0 or len(set(units.of)) < 2:
+    if units is None or not suspects or not quiet_units(units):
         return ()
     of = np.asarray(units.of, dtype=np.int64)
     rounds = _quiet_packing(_quiet_picks(suspects, of, confirm), of)
