@@ -255,3 +255,55 @@ def test_a_post_travels_as_json_with_its_completions(tmp_path: Path) -> None:
         ("10.0.0.7",),
     )
     assert LinkErrors.from_json(post.to_json()) == post and post.peers == () and post.completions[0].status == 4
+
+
+@pytest.mark.slow  # rank 0 waits for the posts to settle (SETTLE_S)
+def test_every_rank_reads_a_named_link_before_rank_0_leaves(tmp_path: Path) -> None:
+    # Three failed ranks post; rank 2's communicator did not fail, so it waits in the next agreement and reads
+    # the decision from its watchdog's thread. Rank 0 leaves only once all of them have it: a rank that lost
+    # rank 0's store first would end as a lost rank (exit 3), and the launcher could report that before the FAIL.
+    import threading
+
+    import torch.distributed as dist
+
+    from bench.frame.postmortem import Postmortem
+
+    store = dist.HashStore()
+    ends: list[tuple[int, int, str]] = []
+    posts = {1: _post(tmp_path, 1, "node0", 1, (2,)), 3: _post(tmp_path, 3, "node1", 2, (1, 3))}
+    posts[4] = _post(tmp_path, 4, "node2", 3, (2,))
+
+    def mortem(rank: int) -> Postmortem:
+        def own(step: str, error: BaseException) -> LinkErrors:
+            return posts[rank]
+
+        return Postmortem(store, rank, own, lambda s, e, f: ends.append((rank, e, s)), tmp_path, 5, wait_s=20.0)
+
+    others = {rank: mortem(rank) for rank in (1, 2, 3, 4)}
+    failed = [
+        threading.Thread(target=lambda r=r: others[r].failed_here(STEP, RuntimeError("NET/IB: retry")))
+        for r in (1, 3, 4)
+    ]
+    for thread in failed:
+        thread.start()
+    rank0 = mortem(0)
+    while int(store.add("railbench/failed/count", 0)) < 3:
+        threading.Event().wait(0.05)
+    concluded = threading.Thread(target=lambda: rank0.decide(store))
+    concluded.start()
+    # rank 2 has not read the decision yet: rank 0 waits for it (up to HEARD_S)
+    while not store.check(["railbench/failed/decided"]):
+        threading.Event().wait(0.05)
+    assert concluded.is_alive()
+    others[2].watch(store)
+    others[2].watch(store)  # a second tick counts nothing more
+    concluded.join(timeout=10)
+    for thread in failed:
+        thread.join(timeout=10)
+    assert not concluded.is_alive()
+    assert int(store.add("railbench/failed/heard", 0)) == 4
+    assert ends == [(0, EXIT_FAIL, "failed")]
+    named = others[2].named
+    assert named is not None and named.startswith("node1 (10.1.0.2, mlx5_2): its link died")
+    # once rank 0's store is gone, rank 2's failed agreement ends as the run's FAIL, without a post of its own
+    assert others[2].failed_here(STEP, RuntimeError("Connection reset by peer")) == named

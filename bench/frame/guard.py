@@ -13,7 +13,7 @@ import signal
 from collections.abc import Callable, Iterator, Mapping
 from datetime import timedelta
 
-from bench.exits import EXIT_INFRA, FabricFault, InfraError, Interrupted, interrupt_status
+from bench.exits import EXIT_FAIL, EXIT_INFRA, FabricFault, InfraError, Interrupted, interrupt_status
 from bench.frame.postmortem import Postmortem
 from bench.runtime import signals
 from bench.runtime.dist import DistContext
@@ -126,8 +126,12 @@ def guarded(
         if hang.unreachable:
             _survivor_records(ctx, rank0_lost, hang.label)
 
-    tick = postmortem.poll if postmortem is not None and rank == 0 else None
-    watchdog = Watchdog(ctx.store, rank, ctx.hosts, timeout_s, on_hang, store_address=address, on_tick=tick)
+    tick = None if postmortem is None else postmortem.poll if rank == 0 else postmortem.watch
+    # A rank that read rank 0's named link leaves with the run's FAIL when rank 0's end leaves it in a wait.
+    ended = None if postmortem is None or rank == 0 else lambda: EXIT_FAIL if postmortem.named else None
+    watchdog = Watchdog(
+        ctx.store, rank, ctx.hosts, timeout_s, on_hang, store_address=address, on_tick=tick, ended=ended
+    )
     watchdog.start()
     try:
         yield watchdog

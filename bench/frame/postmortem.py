@@ -58,8 +58,11 @@ POSTS_KEY = "railbench/failed/posts"
 DECIDED_KEY = "railbench/failed/decided"
 HEARD_KEY = "railbench/failed/heard"
 HEARD_S = 5.0
-"""How long rank 0 waits, after deciding, for the posting ranks to read the decision before it ends: the store
-lives in rank 0's process, and each of them then leaves with the run's own exit status."""
+"""How long rank 0 waits, after deciding, for the other ranks to read the decision before it ends: the store
+lives in rank 0's process, and each of them then leaves with the run's own exit status. A rank that did not post
+(its communicator did not fail; it waits in the next agreement) reads it from its watchdog's thread
+(:meth:`Postmortem.watch`); without it, rank 0's end would break that agreement, the rank would end as a lost
+rank (exit 3), and under load the launcher could report its 3 before rank 0's 1."""
 SETTLE_S = 3.0
 """The posts are taken as complete once none has come for this long. The ranks of one communicator fail
 within the same retry window (each side's retries start at the last packet the link carried), seconds apart
@@ -238,48 +241,85 @@ class Postmortem:
         own: Callable[[str, BaseException], LinkErrors],
         record_end: EndRecorder,
         out_dir: Path,
+        world_size: int,
         wait_s: float = COLLECT_S + 2 * SETTLE_S,
     ) -> None:
         self.store, self.rank, self.own, self.record_end, self.out_dir = store, rank, own, record_end, out_dir
+        self.world_size = world_size
         self.wait_s = wait_s
         """How long a posting rank waits for rank 0's decision (rank 0 itself may be what was lost)."""
         self._lock = threading.Lock()
         self._decided: str | None = None
         self._posted_here = False
+        self._said_heard = False
+
+    @property
+    def named(self) -> str | None:
+        """The run's message when rank 0 named a link (the run is a FAIL, exit 1), as this rank has read it."""
+        decided = self._decided
+        return None if decided is None or decided == NOTHING_NAMED else decided
 
     def failed_here(self, step: str, error: BaseException) -> str | None:
         """This rank's call failed in ``step``: post its log's evidence; returns the run's message when rank 0
         named a link (the run is a FAIL, already recorded), else None (the caller's lost-rank path goes on)."""
+        if self.rank != 0 and self.named is not None:
+            # Rank 0 named a link before this rank's call failed (its watchdog read the decision): rank 0's end,
+            # which follows, is what failed this call.
+            return self.named
         try:
             post = self.own(step, error)
             self.store.append(POSTS_KEY, post.to_json() + "\n")
             self.store.add(COUNT_KEY, 1)
             self._posted_here = True
             if self.rank == 0:
-                decided = self._conclude(self.store)
-                self._heard(self.store)
+                decided = self.decide(self.store)
             else:
                 self.store.wait([DECIDED_KEY], timedelta(seconds=self.wait_s))
                 decided = self.store.get(DECIDED_KEY).decode()
-                self.store.add(HEARD_KEY, 1)
+                self._say_heard(self.store, decided)
         except RuntimeError:  # the store is gone (rank 0 died) or rank 0 never decided: nothing was named
-            return None
+            return self.named if self.rank != 0 else None
         return None if decided == NOTHING_NAMED else decided
+
+    def watch(self, store: Store) -> None:
+        """Any other rank's watchdog thread, every tick: read rank 0's decision once it is made, and say so, so
+        that a rank whose own call did not fail leaves with the run's FAIL when rank 0's end breaks its wait."""
+        if self._decided is None and store.check([DECIDED_KEY]):
+            self._say_heard(store, store.get(DECIDED_KEY).decode())
+
+    def _say_heard(self, store: Store, decided: str) -> None:
+        """Keep the decision and count this rank as having read it, once, from whichever thread read it first.
+        A rank that did not post counts only for a named link: for nothing named, the run ends as a lost rank
+        whatever it does."""
+        with self._lock:
+            self._decided = decided
+            if self._said_heard or (decided == NOTHING_NAMED and not self._posted_here):
+                return
+            self._said_heard = True
+        store.add(HEARD_KEY, 1)
 
     def poll(self, store: Store) -> None:
         """Rank 0's watchdog thread, every tick: when another rank's call failed, conclude, and end this process
         with the FAIL where a link was named (its main thread waits in an agreement that will not complete)."""
         if self._decided is not None or int(store.add(COUNT_KEY, 0)) == 0:
             return
-        decided = self._conclude(store)
+        decided = self.decide(store)
         if decided != NOTHING_NAMED:
-            self._heard(store)
             print(f"railbench: FAIL: {decided}; what was measured is in {self.out_dir}", file=sys.stderr, flush=True)
             os._exit(EXIT_FAIL)
 
+    def decide(self, store: Store) -> str:
+        """Rank 0: once the posts settle, name the link and record the run's end; then wait for the other ranks
+        to read the decision. Returns it (:data:`NOTHING_NAMED` when the posts name no link)."""
+        decided = self._conclude(store)
+        self._heard(store)
+        return decided
+
     def _heard(self, store: Store) -> None:
-        """Rank 0: wait (:data:`HEARD_S` at most) until every other posting rank has read the decision."""
-        others = int(store.add(COUNT_KEY, 0)) - (1 if self._posted_here else 0)
+        """Rank 0: wait (:data:`HEARD_S` at most) until every other rank has read a named link, or every other
+        posting rank has read that nothing was named."""
+        posting = int(store.add(COUNT_KEY, 0)) - (1 if self._posted_here else 0)
+        others = posting if self._decided == NOTHING_NAMED else self.world_size - 1
         until = time.monotonic() + HEARD_S
         while int(store.add(HEARD_KEY, 0)) < others and time.monotonic() < until:
             time.sleep(0.1)

@@ -142,7 +142,7 @@ class Run:
             addresses = socket_addresses(benv.get("NCCL_SOCKET_IFNAME"))
             return own_link_errors(out_dir, host, rank, step, error, self.nic, addresses)
 
-        return Postmortem(self.ctx.store, rank, own, self.end, out_dir)
+        return Postmortem(self.ctx.store, rank, own, self.end, out_dir, self.ctx.info.world_size)
 
     @contextlib.contextmanager
     def evidence(self) -> Iterator[PhaseEvidence]:

@@ -89,7 +89,10 @@ class Watchdog:
     """How long a rank that finds rank 0's store gone waits for the launcher before it speaks."""
     on_tick: Callable[[Store], None] | None = None
     """Called with the thread's own store connection on every tick while rank 0 answers (rank 0's watch for
-    ranks whose communicator failed, ``bench.frame.postmortem``)."""
+    ranks whose communicator failed, the other ranks' watch for rank 0's decision: ``bench.frame.postmortem``)."""
+    ended: Callable[[], int | None] | None = None
+    """The exit status the run already has, if rank 0 decided it before its store went away (a link named): a
+    rank that then finds rank 0 gone leaves with that status, not as a hang of rank 0."""
     _step: int = field(default=0, init=False)
     _label: str = field(default="start-up", init=False)
     _started: float | None = field(default=None, init=False)
@@ -218,6 +221,9 @@ class Watchdog:
                 self._finish(Hang(step, label, self.timeout_s, (), ()))
 
     def _finish(self, hang: Hang) -> None:
+        status = self.ended() if self.ended is not None and hang.unreachable else None
+        if status is not None:
+            os._exit(status)  # rank 0 recorded the run's end and said it; its going is not this rank's news
         try:
             self.on_hang(hang)
         finally:
