@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bench.rails.diagnosis.link_faults import only_beyond_its_leaf
 from bench.rails.diagnosis.localise import PairMatrix, PairSample, diagnose
 from bench.rails.diagnosis.lone_pairs import shared_links
 from tests.support import diagnosis_sim
@@ -38,6 +39,30 @@ def test_pairs_on_two_rails_are_not_one_link() -> None:
 def test_a_block_between_two_groups_stays_pairs() -> None:
     """Every node of {0, 1} slow with every node of {4, 5}: each node holds two, so any link is a guess."""
     assert not shared_links(_lone(8, 1, [(0, a, b) for a in (0, 1) for b in (4, 5)])).any()
+
+
+def test_lone_pairs_that_meet_by_chance_on_a_rail_full_of_them_are_no_link() -> None:
+    """A broken spine under ECMP slows hundreds of pairs across units, each in a few rounds of its own (the fabric
+    model's ecmp spine seed 1000033 at 1024 x 8: about 36 lone pairs a rail, and six nodes where two met by chance,
+    each named a cable). Two of 40 lone pairs meeting at one of 1024 nodes is what chance gives; two of two is not."""
+    meeting = [(0, 0, 1), (0, 0, 2)]
+    elsewhere = [(0, 10 + 2 * i, 11 + 2 * i) for i in range(40)]
+    assert not shared_links(_lone(1024, 1, meeting + elsewhere)).any()
+    assert [tuple(int(v) for v in x) for x in np.argwhere(shared_links(_lone(1024, 1, meeting)))] == [(0, 0)]
+
+
+def test_a_link_slow_only_with_partners_across_units_is_slowed_beyond_its_leaf() -> None:
+    """The same model run: links with none of 31 partners on their own leaf suspect and 8-13 of 31 across units
+    were named as flaky cables (78 of them). Were the link the cause, its own leaf's pairs would be slow as often."""
+    across = np.arange(62) >= 31  # 31 partners on its own leaf, then 31 across units
+    measured = np.ones(62, dtype=bool)
+    suspect = across & (np.arange(62) % 3 == 0)  # 10 of the 31 across units
+    assert only_beyond_its_leaf(measured, suspect, suspect, across)
+    # one suspect on its own leaf: the link may be the cause
+    assert not only_beyond_its_leaf(measured, suspect | (np.arange(62) == 4), suspect, across)
+    # three partners on its leaf say nothing either way (a small testbed's leaf)
+    few = measured & (across | (np.arange(62) < 3))
+    assert not only_beyond_its_leaf(few, suspect, suspect, across & few)
 
 
 @pytest.mark.slow

@@ -72,8 +72,17 @@ def fewest_links(reproduces: np.ndarray, link_candidate: np.ndarray) -> None:
             explained[a, :] = explained[:, a] = True
 
 
+BEYOND_ITS_LEAF = 1e-3
+"""The chance, at most, that a link slow in some samples shows no suspect among its partners on its own leaf while
+as many of its partners across units are suspects as are: below it, what is slow is beyond the leaf, not the link."""
+
+
 def intermittent_links(
-    cells: Cells, link_candidate: np.ndarray, rail_fault: np.ndarray, null: Callable[[int, int], np.ndarray]
+    cells: Cells,
+    link_candidate: np.ndarray,
+    rail_fault: np.ndarray,
+    null: Callable[[int, int], np.ndarray],
+    between: np.ndarray | None = None,
 ) -> None:
     """Add to ``link_candidate`` the links slow with some partners only: a link that fails intermittently
     (or a flapping one) is slow in the rounds that caught it bad and fine in the rest, so not every partner
@@ -87,7 +96,11 @@ def intermittent_links(
     each, the rate of its class of cells: within a unit or across units; family-wise over every link): on 256
     nodes x 8 rails that is three, on a testbed two. And the link must
     hold more reproduced suspects than any of its partners: without the fabric's cabling, a block of slow
-    pairs between two groups of nodes (a switch path) is named as its pairs, not as one side's links."""
+    pairs between two groups of nodes (a switch path) is named as its pairs, not as one side's links.
+    With the cabling (``between``, ``[rail, a, b]``: the pair crosses the uplinks), a link's own fault slows its
+    pairs on its own leaf as often as those across units: one whose suspects are all across units, with enough
+    partners on its leaf that none being suspect is not chance (:func:`only_beyond_its_leaf`), is slowed by what
+    lies beyond the leaf (an uplink, a spine, ECMP's collisions), which the switch verdicts judge."""
     measured = cells.measured
     left = cells.suspect & ~rail_fault[:, None, None]
     for k, a in zip(*np.nonzero(link_candidate), strict=True):
@@ -103,6 +116,8 @@ def intermittent_links(
         tried[k, a] = True
         if int(measured[k, a].sum()) < 3:
             continue  # with two partners, both suspect is the rule above
+        if between is not None and only_beyond_its_leaf(measured[k, a], cells.suspect[k, a], left[k, a], between[k, a]):
+            continue
         b = np.flatnonzero(left[k, a])
         again = int(cells.reproduces[k, a, b].sum())
         due = float(null(int(k), int(a))[measured[k, a]].sum())
@@ -118,3 +133,14 @@ def intermittent_links(
             left[k, a, :] = left[k, :, a] = False
             left_count[k, a] = 0
             left_count[k, b] -= 1
+
+
+def only_beyond_its_leaf(measured: np.ndarray, suspect: np.ndarray, left: np.ndarray, between: np.ndarray) -> bool:
+    """One link's row (``[b]``): its suspects are all across units, and were it the link, slow with each partner as
+    often as with those across units, its partners on its own leaf would show a suspect but for a chance of at most
+    :data:`BEYOND_ITS_LEAF`."""
+    inside, across = measured & ~between, measured & between
+    if not across.any() or (suspect & inside).any():
+        return False
+    share = float((left & across).sum()) / float(across.sum())
+    return bool((1.0 - share) ** int(inside.sum()) <= BEYOND_ITS_LEAF)

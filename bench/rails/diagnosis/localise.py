@@ -320,7 +320,7 @@ def diagnose(
             # Slow only beside other flows between units: the fabric's load, said once, judged as no part.
             cells = cells.without(paths.crowded)
             said = paths.said if said is None else f"{said}; {paths.said}"
-    link_faults.intermittent_links(cells, link_candidate, rail_fault, null)
+    link_faults.intermittent_links(cells, link_candidate, rail_fault, null, between)
     node_fault, link_fault = link_faults.node_faults(cells, link_candidate, rail_fault, one_pair)
     explained = rail_fault[:, None, None] | node_fault[None, :, None] | node_fault[None, None, :]
     explained = explained | link_faults.link_cells(link_fault)
@@ -396,6 +396,13 @@ def _lone_pairs(cells: Cells, explained: np.ndarray, between: np.ndarray | None)
     lone = cells.pair_slow & ~explained & lone_pairs.beyond_noise(cells, between)
     shared = lone_pairs.shared_links(lone)
     shared |= lone_pairs.guilty_ends(cells, lone & ~link_faults.link_cells(shared), ~explained, between)
+    if between is not None:
+        # As for an intermittent link: slow only with partners across units is slow beyond the leaf.
+        for k, a in zip(*np.nonzero(shared), strict=True):
+            row = cells.suspect[k, a] & ~explained[k, a]
+            shared[k, a] = not link_faults.only_beyond_its_leaf(
+                cells.measured[k, a], cells.suspect[k, a], row, between[k, a]
+            )
     return lone, shared
 
 

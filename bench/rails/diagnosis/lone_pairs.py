@@ -123,10 +123,16 @@ def shared_links(lone: np.ndarray) -> np.ndarray:
     flapping in a few rounds of a 256-node matrix leaves a handful of pairs slow in most of their samples and
     the rest normal). Greedily, the link with the most lone pairs first, while it has two or more and more than
     any of its partners: where they tie (every node of one group slow with every node of another, a switch path
-    seen without the cabling) a link would be a guess, and the pairs stay pairs."""
+    seen without the cabling) a link would be a guess, and the pairs stay pairs. And the meeting must be more than
+    chance: where a rail has many lone pairs (a broken spine under ECMP slows hundreds of pairs across units, each
+    in its own few rounds), some of them meet at a node by chance alone, so a link's count must be beyond what the
+    rail's other lone pairs give each node (Poisson, family-wise over the links at ``FALSE_ALARMS``)."""
     left = lone.copy()
     out = np.zeros(lone.shape[:2], dtype=bool)
     tried = np.zeros(lone.shape[:2], dtype=bool)
+    ends = lone.sum(axis=2)  # each lone pair counts at both its ends
+    nodes = np.maximum(1, lone.shape[1] - 1)
+    links = max(1, int(lone.shape[0] * lone.shape[1]))
     while True:
         counts = left.sum(axis=2)
         k, a = np.unravel_index(int(np.argmax(np.where(tried, -1, counts))), counts.shape)
@@ -135,6 +141,9 @@ def shared_links(lone: np.ndarray) -> np.ndarray:
         tried[k, a] = True
         partners = np.flatnonzero(left[k, a])
         if (counts[k, partners] >= counts[k, a]).any():
+            continue
+        due = float(ends[k].sum() - 2 * ends[k, a]) / nodes  # the other lone pairs' ends, over the other nodes
+        if noise.poisson_sf(int(counts[k, a]), due) * links > FALSE_ALARMS:
             continue
         out[k, a] = True
         left[k, a, :] = left[k, :, a] = False
