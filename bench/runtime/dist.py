@@ -28,7 +28,7 @@ from bench.runtime import orphan, rank_exit, signals
 from bench.runtime.before_init import Prelude, PreludeStep, gather_str, place_gpu, store_broadcast
 from bench.runtime.env import Launcher, RankInfo, scoped
 from bench.runtime.rendezvous import env_rendezvous, mpi_rendezvous, node_layout
-from bench.runtime.watchdog import DIAGNOSE_S, RANK0_GRACE_S
+from bench.runtime.watchdog import DIAGNOSE_S, RANK0_GRACE_S, RANK0_LEAVING_KEY
 
 if TYPE_CHECKING:
     import torch
@@ -202,10 +202,6 @@ def node_sysfs_root(prelude: Prelude, template: Path) -> Path:
 USAGE_HOLD_S = 3.0
 """How long a rank other than 0 waits before exiting 2 on bad input: the launcher stops the whole job at the
 first non-zero exit, and rank 0 must have said the one line by then."""
-
-
-RANK0_LEAVING_KEY = "railbench/rank0_leaving"
-"""Rank 0's exit status, posted on its way out once its output is flushed (``bench.runtime.rank_exit``)."""
 
 
 def say_leaving(store: Store, status: int) -> None:

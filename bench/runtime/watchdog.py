@@ -30,6 +30,11 @@ RANK0_GRACE_S = 60.0
 """How long past a step's timeout the other ranks keep beating while rank 0 diagnoses and ends the run."""
 DIAGNOSE_S = 12.0
 """The most rank 0's diagnosis may take: two heartbeat readings 2 s apart, each bounded by the store's 10 s."""
+RANK0_LEAVING_KEY = "railbench/rank0_leaving"
+"""Rank 0's exit status, posted on its way out once its output is flushed (``bench.runtime.rank_exit``)."""
+LEFT_BEHIND_S = 5.0
+"""How long a rank's step must have run before its watchdog asks whether rank 0 has left the run (a peer that
+left an exchange with it may hold its connection open while it waits in MPI's finalize)."""
 
 if TYPE_CHECKING:
     from torch.distributed import Store
@@ -204,6 +209,8 @@ class Watchdog:
                     # Rank 0 went away. Keep watching: a collective that errors is the main thread's to report,
                     # but one that never returns (NCCL waiting on a dead peer) is this thread's, at the timeout.
                     self.rank0_gone = True
+            if self.rank != 0 and started is not None and time.monotonic() - started >= LEFT_BEHIND_S:
+                self._leave_if_rank0_left(store)
             if self.on_tick is not None and not self.rank0_gone:
                 # A store that broke under it: the hang and lost-rank paths speak instead.
                 with contextlib.suppress(RuntimeError):
@@ -219,6 +226,21 @@ class Watchdog:
             elif time.monotonic() - started >= self.timeout_s + self.rank0_grace_s:
                 # Rank 0 is alive but has not ended the run: end this rank so the launcher notices.
                 self._finish(Hang(step, label, self.timeout_s, (), ()))
+
+    def _leave_if_rank0_left(self, store: Store) -> None:
+        """Rank 0 said its exit status on its way out while this rank's step still runs: the run is over, and the
+        step waits on a peer that has left it. Under load a SIGTERM'd run once left a rank in a pair exchange with
+        a peer that had left for MPI's finalize, its connection still open, and every rank waited there past a
+        minute. Leave with rank 0's status, which its record and its line already say."""
+        if self.rank0_gone:
+            return
+        with contextlib.suppress(RuntimeError, ValueError):
+            if store.check([RANK0_LEAVING_KEY]):
+                status = int(store.get(RANK0_LEAVING_KEY))
+                for stream in (sys.stdout, sys.stderr):
+                    with contextlib.suppress(OSError, ValueError):
+                        stream.flush()
+                os._exit(status)
 
     def _finish(self, hang: Hang) -> None:
         status = self.ended() if self.ended is not None and hang.unreachable else None
