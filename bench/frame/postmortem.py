@@ -71,6 +71,10 @@ COLLECT_S = POSTMORTEM_COLLECT_S
 """The most rank 0 waits for the posts to settle, whatever keeps arriving (declared with railbench's other
 deadlines: the ``nccl-ib-retry`` check counts it against ``--timeout``)."""
 NOTHING_NAMED = "none"
+WATCH_S = 2.0
+"""How often a rank that did not post asks for rank 0's decision, from its watchdog's thread: well inside
+:data:`HEARD_S`, and one request per rank every two seconds (the heartbeat is one every half second) keeps rank
+0's store light at thousands of ranks."""
 
 
 @dataclass(frozen=True)
@@ -252,6 +256,7 @@ class Postmortem:
         self._decided: str | None = None
         self._posted_here = False
         self._said_heard = False
+        self._watched = 0.0
 
     @property
     def named(self) -> str | None:
@@ -284,7 +289,11 @@ class Postmortem:
     def watch(self, store: Store) -> None:
         """Any other rank's watchdog thread, every tick: read rank 0's decision once it is made, and say so, so
         that a rank whose own call did not fail leaves with the run's FAIL when rank 0's end breaks its wait."""
-        if self._decided is None and store.check([DECIDED_KEY]):
+        now = time.monotonic()
+        if self._decided is not None or now - self._watched < WATCH_S:
+            return
+        self._watched = now
+        if store.check([DECIDED_KEY]):
             self._say_heard(store, store.get(DECIDED_KEY).decode())
 
     def _say_heard(self, store: Store, decided: str) -> None:

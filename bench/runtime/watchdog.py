@@ -35,6 +35,8 @@ RANK0_LEAVING_KEY = "railbench/rank0_leaving"
 LEFT_BEHIND_S = 5.0
 """How long a rank's step must have run before its watchdog asks whether rank 0 has left the run (a peer that
 left an exchange with it may hold its connection open while it waits in MPI's finalize)."""
+ASK_EVERY_S = 2.0
+"""How often it asks then: one request per rank every two seconds, beside the heartbeat's two a second."""
 
 if TYPE_CHECKING:
     from torch.distributed import Store
@@ -103,6 +105,7 @@ class Watchdog:
     _started: float | None = field(default=None, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     _stop: threading.Event = field(default_factory=threading.Event, init=False)
+    _asked: float = field(default=0.0, init=False)
     rank0_gone: bool = field(default=False, init=False)
     """Rank 0's store stopped answering: rank 0 died, and a surviving rank must record the run's end."""
 
@@ -232,8 +235,10 @@ class Watchdog:
         step waits on a peer that has left it. Under load a SIGTERM'd run once left a rank in a pair exchange with
         a peer that had left for MPI's finalize, its connection still open, and every rank waited there past a
         minute. Leave with rank 0's status, which its record and its line already say."""
-        if self.rank0_gone:
+        now = time.monotonic()
+        if self.rank0_gone or now - self._asked < ASK_EVERY_S:
             return
+        self._asked = now
         with contextlib.suppress(RuntimeError, ValueError):
             if store.check([RANK0_LEAVING_KEY]):
                 status = int(store.get(RANK0_LEAVING_KEY))
