@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.support import CORPUS, REPO, railbench
+from tests.support.testbeds import SECOND_TESTBED, TESTBED
 
 if TYPE_CHECKING:
     from xdist.remote import Producer
@@ -35,22 +36,27 @@ _GROUPS_FOLDER_KEY = pytest.StashKey[Path]()
 
 def xdist_group_of(item: pytest.Item) -> str | None:
     """The tests that build the namespace testbed run in two groups, each on one worker, one test after
-    another: the Slurm cluster's tests in one, the other testbed tests in the other. Each testbed is named by
-    its test process's pid (its namespaces, its Slurm folder and munge socket), so the two groups' clusters
-    never meet, and each group's module-scoped clusters are built once, not once per worker. xdist starts
-    the biggest groups first, one a worker, and the unit, mpi and browser tests fill both workers after them;
-    at most two clusters run at once, one a worker, each beside nothing heavier than the other worker: the
-    rails tests' peer comparisons hold at load 9-13 (ci/loaded_rails.py). The GPU tests time the node's
-    GPUs: two at once would each measure half of them. A test may name its own group (``xdist_group``): tests
-    that share a module fixture which runs their waits at once (tests/test_runtime_parent_deadlines.py)."""
+    another: the Slurm cluster's tests and the testbed modules that name :data:`SECOND_TESTBED` in one, the other
+    testbed tests in the other. Each testbed is named by its test process's pid (its namespaces, its Slurm folder
+    and munge socket), so the two groups' clusters never meet, and each group's module-scoped clusters are built
+    once, not once per worker. xdist starts the biggest groups first, one a worker, and the unit, mpi and browser
+    tests fill both workers after them; at most two clusters run at once, one a worker, each beside nothing
+    heavier than the other worker: the rails tests' peer comparisons hold at load 9-13 (ci/loaded_rails.py).
+    Which testbed modules join the Slurm worker is chosen by their run time only: with every other testbed test
+    in one group, that group took about 17 of the suite's 19.5 minutes on the 2-core CI machine, while the Slurm
+    group's took about 5. The GPU tests time the node's GPUs: two at once would each measure half of them. A test
+    may name its own group (``xdist_group``): tests that share a module fixture which runs their waits at once
+    (tests/test_runtime_parent_deadlines.py)."""
+    named = item.get_closest_marker("xdist_group")
+    group = str(named.args[0]) if named is not None and named.args else None
     if item.get_closest_marker("slurm"):
-        return "slurm-testbed"
+        return SECOND_TESTBED
     if item.get_closest_marker("netns"):
-        return "testbed"
+        # A testbed test joins one of the two testbed workers and no third: at most two clusters at once.
+        return SECOND_TESTBED if group == SECOND_TESTBED else TESTBED
     if item.get_closest_marker("gpu"):
         return "gpu"
-    named = item.get_closest_marker("xdist_group")
-    return str(named.args[0]) if named is not None and named.args else None
+    return group
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

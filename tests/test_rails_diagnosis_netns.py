@@ -22,9 +22,11 @@ from pathlib import Path
 import pytest
 
 from tests.support.rails_pairs import pair_directions
+from tests.support.testbeds import SECOND_TESTBED
 from tests.support.testbeds.netns_testbed import PROFILE, NetnsCluster, build_cluster
 
-pytestmark = [pytest.mark.netns, pytest.mark.mpi, pytest.mark.slow]
+# On the Slurm cluster's testbed worker, beside its tests: the other testbed worker has the most to run.
+pytestmark = [pytest.mark.netns, pytest.mark.mpi, pytest.mark.slow, pytest.mark.xdist_group(SECOND_TESTBED)]
 
 REPO = Path(__file__).resolve().parent.parent
 ONE_PERCENT_MBIT = 50.0

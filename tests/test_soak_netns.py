@@ -32,9 +32,11 @@ from bench.rundir.soak_records import ErrorGate, Intermittent
 from bench.rundir.soak_windows import SoakSection, SoakWindow, read_windows
 from bench.soak.judge import soak_findings
 from tests.support import lines_written, rank_env, rank_pids
+from tests.support.testbeds import SECOND_TESTBED
 from tests.support.testbeds.netns_testbed import PROFILE, NetnsCluster, build_cluster
 
-pytestmark = [pytest.mark.netns, pytest.mark.mpi, pytest.mark.slow]
+# On the Slurm cluster's testbed worker, beside its tests: the other testbed worker has the most to run.
+pytestmark = [pytest.mark.netns, pytest.mark.mpi, pytest.mark.slow, pytest.mark.xdist_group(SECOND_TESTBED)]
 
 SMALL = PROFILE.replace('rail_bytes = "4M"', 'rail_bytes = "1M"').replace('pair_bytes = "4M"', 'pair_bytes = "1M"')
 assert SMALL.count('"1M"') == 2

@@ -36,9 +36,11 @@ from bench.rundir.runjson import RunDoc, read_run_json
 from bench.rundir.soak_records import Trend
 from bench.rundir.soak_windows import SoakSection
 from tests.support import lines_written, rank_env
+from tests.support.testbeds import SECOND_TESTBED
 from tests.support.testbeds.netns_testbed import PROFILE, NetnsCluster, build_cluster
 
-pytestmark = [pytest.mark.netns, pytest.mark.mpi, pytest.mark.slow]
+# On the Slurm cluster's testbed worker, beside its tests: the other testbed worker has the most to run.
+pytestmark = [pytest.mark.netns, pytest.mark.mpi, pytest.mark.slow, pytest.mark.xdist_group(SECOND_TESTBED)]
 
 # 1 MiB pair cells (a bucket's rate is held over a message ~16x its burst); rail groups at 256 KiB, which
 # every window runs before its pair rounds through the same buckets (at 1 MiB a 2 s window fitted one round)
