@@ -35,18 +35,18 @@ _GROUPS_FOLDER_KEY = pytest.StashKey[Path]()
 
 
 def xdist_group_of(item: pytest.Item) -> str | None:
-    """The tests that build the namespace testbed run in two groups, each on one worker, one test after
-    another: the Slurm cluster's tests and the testbed modules that name :data:`SECOND_TESTBED` in one, the other
-    testbed tests in the other. Each testbed is named by its test process's pid (its namespaces, its Slurm folder
-    and munge socket), so the two groups' clusters never meet, and each group's module-scoped clusters are built
-    once, not once per worker. xdist starts the biggest groups first, one a worker, and the unit, mpi and browser
-    tests fill both workers after them; at most two clusters run at once, one a worker, each beside nothing
-    heavier than the other worker: the rails tests' peer comparisons hold at load 9-13 (ci/loaded_rails.py).
-    Which testbed modules join the Slurm worker is chosen by their run time only: with every other testbed test
-    in one group, that group took about 17 of the suite's 19.5 minutes on the 2-core CI machine, while the Slurm
-    group's took about 5. The GPU tests time the node's GPUs: two at once would each measure half of them. A test
-    may name its own group (``xdist_group``): tests that share a module fixture which runs their waits at once
-    (tests/test_runtime_parent_deadlines.py)."""
+    """The tests that build the namespace testbed run in two groups, each on one worker, one test after another: the
+    Slurm cluster's tests and the testbed modules that name :data:`SECOND_TESTBED` in one, the other testbed tests
+    in the other. Each testbed is named by its test process's pid (its namespaces, its Slurm folder and munge
+    socket), so the two groups' clusters never meet, and each group's module-scoped clusters are built once, not
+    once per worker. xdist starts the biggest groups first, one a worker, and the unit, mpi and browser tests fill
+    both workers after them; at most two clusters run at once, one a worker, each beside nothing heavier than the
+    other worker: the rails tests' peer comparisons hold at load 9-13 (ci/loaded_rails.py). Which testbed modules
+    join the Slurm worker is chosen by their run time only: with every other testbed test in one group, that group's
+    tests took 1,280 s of a 1,420 s suite on the 2-core CI machine (``--durations=0``, load 16-20), the Slurm
+    group's 449 s; with the soak's and the campaign's modules moved, 941 s and 788 s. The GPU tests time the node's
+    GPUs: two at once would each measure half of them. A test may name its own group (``xdist_group``): tests that
+    share a module fixture which runs their waits at once (tests/test_runtime_parent_deadlines.py)."""
     named = item.get_closest_marker("xdist_group")
     group = str(named.args[0]) if named is not None and named.args else None
     if item.get_closest_marker("slurm"):

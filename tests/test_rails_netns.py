@@ -23,20 +23,26 @@ from tests.support.testbeds.netns_testbed import PROFILE, NetnsCluster, build_cl
 pytestmark = [pytest.mark.netns, pytest.mark.mpi, pytest.mark.slow]
 
 SHAPED_MBIT = 150
-# The runs with a shaped link move 1 MiB per rail-group cell instead of the testbed's 4 MiB: every rail-group
-# call on a 150 Mbit/s rail lasts a quarter as long, which was most of these runs' time. Pairs keep the testbed's
-# 4 MiB: a healthy 1 MiB pair cell lasts about 14 ms, a few of this 2-core machine's scheduling slices, and under
-# load (CI with two busy loops beside it) rank 0's node read 0.25-0.3 of the other pairs' level twice running, a
-# false `pair`; at 4 MiB a healthy cell is about 60 ms. The shaped link reads the same 0.144 Gb/s at 1 and 4 MiB
-# (the 64 kB token burst is 6% of 1 MiB), and its cells are cut by the cell budget, not waited out.
-SHAPED_PROFILE = PROFILE.replace('rail_bytes = "4M"', 'rail_bytes = "1M"')
-assert SHAPED_PROFILE.count('"1M"') == 1 and 'pair_bytes = "4M"' in SHAPED_PROFILE
+# Pairs move 16 MiB here, four times the testbed profile's 4 MiB. A healthy 4 MiB pair step lasts 3-15 ms
+# under the suite's own load (load 16-20 on 2 cores), a few of the scheduler's slices, so a step that waited on
+# the run queue reads far under its peers: in 6 clean 4-node runs beside the suite, 7 of their 12 rails had a
+# healthy sample under the profile's 0.35 cut (lowest 0.23 of the rail's median) and 18 of 144 samples were
+# under half of it; in the suite itself, a healthy pair once stayed that slow through both re-measurements (a
+# false `pair`). At 16 MiB, in 6 runs interleaved with those, the lowest healthy sample read 0.46 of its rail's
+# median and 1 of 144 was under half.
+# The runs with a shaped link also move 1 MiB per rail-group cell instead of 4 MiB: every rail-group call on a
+# 150 Mbit/s rail lasts a quarter as long, which was most of these runs' time. The shaped link reads the same
+# 0.144 Gb/s at 1 and 4 MiB (the 64 kB token burst is 6% of 1 MiB), and its pair cells are cut by the
+# cell budget, not waited out.
+PAIRS_PROFILE = PROFILE.replace('pair_bytes = "4M"', 'pair_bytes = "16M"')
+SHAPED_PROFILE = PAIRS_PROFILE.replace('rail_bytes = "4M"', 'rail_bytes = "1M"')
+assert SHAPED_PROFILE.count('"1M"') == 1 and 'pair_bytes = "16M"' in SHAPED_PROFILE
 
 
 @pytest.fixture(scope="module")
 def bed() -> Iterator[NetnsCluster]:
     with build_cluster(nodes=4, rails=2) as built:
-        (built.workdir / "netns.toml").write_text(PROFILE)
+        (built.workdir / "netns.toml").write_text(PAIRS_PROFILE)
         (built.workdir / "netns-shaped.toml").write_text(SHAPED_PROFILE)
         yield built
 
