@@ -32,7 +32,13 @@ resolver: stop 51's 2048 ranks took 210 s to connect, and 8192 did not connect i
 loopback addresses (nothing outside the script sees it); clients connect one at a time per worker process, so no
 more connections wait in the listen backlog than there are workers. Said on the first line.
 
-Run: ``python ci/bench_coord.py`` (``--ranks 512 2048 8192 --rounds 5 --workers 16 --ring 64``).
+**Watching.** During a failure, and in any step that runs past ``bench.runtime.watchdog.LEFT_BEHIND_S``, every
+rank's watchdog thread asks the store two questions every 2 s: has rank 0 decided (``bench.frame.postmortem``,
+``WATCH_S``), and has rank 0 left (``bench.runtime.watchdog``, ``ASK_EVERY_S``). ``--watch`` adds both, one store
+request a second from each simulated rank, beside the agreements, from each worker process's own thread over its
+ranks' clients (rank 0 polls its own count every tick as well): what those questions cost the agreements at 8192.
+
+Run: ``python ci/bench_coord.py`` (``--ranks 512 2048 8192 --rounds 5 --workers 16 --ring 64``; ``--watch``).
 """
 
 from __future__ import annotations
@@ -51,11 +57,17 @@ import time
 from datetime import timedelta
 from multiprocessing.queues import Queue
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 # Runnable from a checkout without installing: ``python ci/bench_coord.py``.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.frame.postmortem import COUNT_KEY, DECIDED_KEY, WATCH_S
 from bench.runtime.coord import _FRAME, StoreCoord
+from bench.runtime.watchdog import ASK_EVERY_S, RANK0_LEAVING_KEY
+
+if TYPE_CHECKING:
+    from torch.distributed import Store
 
 TIMEOUT_S = 900.0
 FINALS = 3
@@ -142,7 +154,33 @@ def _rank(store: object, rank: int, world: int, rounds: int, timings: dict[str, 
         )
 
 
-def _worker(host: str, port: int, world: int, first: int, last: int, rounds: int) -> None:
+WATCHED_KEY = "bench/watched"
+"""Where each process adds the watchdog questions it asked (``--watch``)..."""
+WATCHED_MS_KEY = "bench/watched_ms"
+"""... and the milliseconds it asked them for."""
+
+
+def _watch(stores: list[Store], rank0: bool, done: threading.Event) -> None:
+    """The watchdog threads' questions of ``stores``' ranks, spread evenly: each rank asks whether rank 0 has decided
+    every ``WATCH_S`` and whether it has left every ``ASK_EVERY_S``; rank 0 (``rank0``) adds to its count instead."""
+    asks = [(DECIDED_KEY, WATCH_S), (RANK0_LEAVING_KEY, ASK_EVERY_S)]
+    per_s = sum(len(stores) / every for _, every in asks)
+    if rank0:
+        per_s += 1 / WATCH_S
+    gap, k, began = 1 / per_s, 0, time.monotonic()
+    while not done.wait(max(0.0, began + k * gap - time.monotonic())):
+        store = stores[k % len(stores)]
+        if rank0 and k % (len(stores) * len(asks) + 1) == 0:
+            store.add(COUNT_KEY, 0)
+        else:
+            store.check([asks[k % len(asks)][0]])
+        k += 1
+    # What was asked and for how long, for rank 0 to print beside the rate it meant.
+    stores[0].add(WATCHED_KEY, k)
+    stores[0].add(WATCHED_MS_KEY, int((time.monotonic() - began) * 1e3))
+
+
+def _worker(host: str, port: int, world: int, first: int, last: int, rounds: int, watch: bool) -> None:
     import torch.distributed as dist
 
     # One connection at a time: the listen backlog never holds more than one client per worker.
@@ -151,30 +189,50 @@ def _worker(host: str, port: int, world: int, first: int, last: int, rounds: int
         threading.Thread(target=_rank, args=(store, r, world, rounds, None))
         for store, r in zip(stores, range(first, last), strict=True)
     ]
+    done = threading.Event()
+    watcher = threading.Thread(target=_watch, args=(stores, False, done)) if watch else None
     for t in threads:
         t.start()
+    if watcher is not None:
+        watcher.start()
     for t in threads:
         t.join()
+    done.set()
+    if watcher is not None:
+        watcher.join()
 
 
-def measure(world: int, rounds: int, workers: int) -> dict[str, float]:
+def measure(world: int, rounds: int, workers: int, watch: bool = False) -> dict[str, float]:
     import torch.distributed as dist
 
     store = dist.TCPStore("127.0.0.1", 0, world, True, timeout=timedelta(seconds=TIMEOUT_S), wait_for_workers=False)
     share = -(-(world - 1) // workers)
     procs = [
         subprocess.Popen(
-            [sys.executable, __file__, "--worker", str(store.port), str(world), str(first), str(last), str(rounds)]
+            [
+                *(sys.executable, __file__, "--worker", str(store.port), str(world)),
+                *(str(first), str(last), str(rounds), str(int(watch))),
+            ]
         )
         for first, last in ((1 + i * share, min(world, 1 + (i + 1) * share)) for i in range(workers))
         if first < last
     ]
     timings: dict[str, float] = {}
+    done = threading.Event()
+    watcher = threading.Thread(target=_watch, args=([store], True, done)) if watch else None
+    if watcher is not None:
+        watcher.start()
     try:
         _rank(store, 0, world, rounds, timings)
     finally:
+        done.set()
+        if watcher is not None:
+            watcher.join()
         for p in procs:
             p.wait(timeout=TIMEOUT_S)
+    if watch:
+        asked, spent_s = int(store.add(WATCHED_KEY, 0)), int(store.add(WATCHED_MS_KEY, 0)) / 1e3
+        timings["watched_per_s"] = asked / (spent_s / (len(procs) + 1)) if spent_s > 0 else 0.0
     return timings
 
 
@@ -256,14 +314,15 @@ def in_private_hosts() -> bool:
     return False
 
 
-def print_agreements(ranks: list[int], rounds: int, workers: int) -> None:
-    print(f"# StoreCoord over one TCPStore, ranks as threads of {workers} processes.")
+def print_agreements(ranks: list[int], rounds: int, workers: int, watch: bool = False) -> None:
+    asked = ", every rank's watchdog asking 1 request a second beside them (--watch)" if watch else ""
+    print(f"# StoreCoord over one TCPStore, ranks as threads of {workers} processes{asked}.")
     print("# wall: as rank 0 sees it, the simulated ranks' own work included (they share this machine's cores);")
     print("# cpu: rank 0's process, the store server included, the one place where every rank's cost meets")
     print(f"# {'ranks':>6} {'pair round: wall':>17} {'cpu':>9} {'final gather: wall':>19} {'cpu':>9}")
     per_rank: dict[int, tuple[float, ...]] = {}
     for world in ranks:
-        t = measure(world, rounds, workers)
+        t = measure(world, rounds, workers, watch)
         per_rank[world] = tuple(t[k] / world for k in ("round_s", "round_cpu", "final_s", "final_cpu"))
         moved = traffic(world)
         print(
@@ -271,6 +330,8 @@ def print_agreements(ranks: list[int], rounds: int, workers: int) -> None:
             f" {t['final_s'] * 1e3:>16.1f} ms {t['final_cpu'] * 1e3:>6.1f} ms"
             f"   (every rank connected in {t['start_s']:.0f} s)"
         )
+        if watch:
+            print(f"  {'':>6} watchdog questions: {t['watched_per_s']:,.0f} a second asked of {world:,} meant")
         print(
             f"  {'':>6} per rank: a round {ROUND_REQUESTS[0]} store requests, {moved['round_up']:.0f} B up and "
             f"{moved['round_down']:.0f} B down; the final gather {GATHER_REQUESTS[0]} requests, "
@@ -294,18 +355,19 @@ def print_agreements(ranks: list[int], rounds: int, workers: int) -> None:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
-        port, world, first, last, rounds = map(int, sys.argv[2:7])
-        _worker("127.0.0.1", port, world, first, last, rounds)
+        port, world, first, last, rounds, watch = map(int, sys.argv[2:8])
+        _worker("127.0.0.1", port, world, first, last, rounds, bool(watch))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ranks", type=int, nargs="+", default=[512, 2048, 8192])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--workers", type=int, default=16)
     parser.add_argument("--ring", type=int, default=64, help="processes in the bootstrap ring's token (0: none)")
+    parser.add_argument("--watch", action="store_true", help="every rank's watchdog questions beside the agreements")
     parser.add_argument("--tiny", action="store_true", help="3 and 6 ranks, 2 rounds, 1 process: the code path (CI)")
     args = parser.parse_args()
     if args.tiny:
-        args.ranks, args.rounds, args.workers, args.ring = [3, 6], 2, 1, 2
+        args.ranks, args.rounds, args.workers, args.ring, args.watch = [3, 6], 2, 1, 2, True
     elif not in_private_hosts():
         return  # the re-run in its own mount namespace has printed everything
     if os.environ.get(PRIVATE_HOSTS):
@@ -317,7 +379,7 @@ def main() -> None:
             f"# bootstrap ring: a {RING_BYTES}-byte token around {args.ring} processes over TCP loopback, {laps} laps: "
             f"{step * 1e6:.1f} us a step"
         )
-    print_agreements(args.ranks, args.rounds, args.workers)
+    print_agreements(args.ranks, args.rounds, args.workers, args.watch)
 
 
 if __name__ == "__main__":
