@@ -162,7 +162,8 @@ WATCHED_MS_KEY = "bench/watched_ms"
 
 def _watch(stores: list[Store], rank0: bool, done: threading.Event) -> None:
     """The watchdog threads' questions of ``stores``' ranks, spread evenly: each rank asks whether rank 0 has decided
-    every ``WATCH_S`` and whether it has left every ``ASK_EVERY_S``; rank 0 (``rank0``) adds to its count instead."""
+    every ``WATCH_S`` and whether it has left every ``ASK_EVERY_S``; with ``rank0`` (rank 0's own process) also rank
+    0's poll of the failure count every ``WATCH_S`` (rank 0 asks the two questions here as well: one rank of 8192)."""
     asks = [(DECIDED_KEY, WATCH_S), (RANK0_LEAVING_KEY, ASK_EVERY_S)]
     per_s = sum(len(stores) / every for _, every in asks)
     if rank0:
