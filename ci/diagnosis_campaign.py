@@ -41,6 +41,7 @@ import argparse
 import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -70,6 +71,8 @@ CPU_PERIOD_US, CPU_QUOTA_US = 20_000, 1_000
 GPU. With the default 100 ms period a short cell either fits in the rank's 5 ms or waits 95 ms for the next period, and
 the rank reads slow with some partners and healthy with others: a flaky link, not a slow one."""
 CGROUP_CPU = Path("/sys/fs/cgroup/cpu")
+CATCH_S = 0.02
+"""How often ``throttled`` looks for the rank on its rail: a few reads of /proc, against seconds of rail steps."""
 
 Named = tuple[str, str | None, int | None]
 
@@ -142,31 +145,65 @@ def flapping(
         worker.join()
 
 
+def _namespace_pids(bed: NetnsCluster, node: str) -> list[int]:
+    """The processes in node's network namespace, read from /proc (no child process: see ``throttled``)."""
+    wanted = os.stat(f"/run/netns/{bed.namespace(node)}").st_ino
+    pids = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if os.stat(f"/proc/{entry.name}/ns/net").st_ino == wanted:
+                    pids.append(int(entry.name))
+    return pids
+
+
 def _rank_pid(bed: NetnsCluster, node: str, local_rank: int) -> int | None:
     """The rank process with this local rank in node's namespace, once it exists."""
-    listed = subprocess.run(["ip", "netns", "pids", bed.namespace(node)], capture_output=True, text=True)
-    for pid in listed.stdout.split():
+    for pid in _namespace_pids(bed, node):
         with contextlib.suppress(OSError):
             environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
             if b"bench" in cmdline and f"OMPI_COMM_WORLD_LOCAL_RANK={local_rank}".encode() in environ:
-                return int(pid)
+                return pid
     return None
 
 
+_RAIL_STATES = {"01", "0A"}
+"""ESTABLISHED and LISTEN in /proc/net/tcp: a rank listens on its rail before its rail group connects."""
+
+
 def _on_its_rail(bed: NetnsCluster, node: str, pid: int, rail: int) -> bool:
-    """Whether the process has a TCP connection from its node's address on ``rail`` (its rail group)."""
+    """Whether the process has a TCP socket on its node's address on ``rail`` (its rail group forming).
+
+    Read from the process's own /proc (its namespace's TCP table and its descriptors), not from ``ss``: under a
+    loaded machine a child process per poll took longer than the rank took to reach its first pair round.
+    """
     address = rail_address(rail, bed.nodes.index(node) + 1)
-    listed = bed.exec(node, "ss", "-tnpH", "state", "established", check=False).stdout
-    return any(f"{address}:" in line.split()[2] and f"pid={pid}," in line for line in listed.splitlines() if line)
+    # /proc/net/tcp prints the address as the kernel's 32-bit word in host byte order.
+    wanted = int.from_bytes(socket.inet_aton(address), "big").to_bytes(4, sys.byteorder).hex().upper()
+    inodes = set()
+    for fd in os.scandir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd.path)
+            if target.startswith("socket:["):
+                inodes.add(target[len("socket:[") : -1])
+    for line in Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, state, inode = fields[1], fields[3], fields[9]
+        if local.split(":")[0] == wanted and state in _RAIL_STATES and inode in inodes:
+            return True
+    return False
 
 
 @contextlib.contextmanager
 def throttled(bed: NetnsCluster, node: str, local_rank: int) -> Iterator[None]:
-    """Move one rank into a cpu cgroup with a small quota once its rail group has connected.
+    """Move one rank into a cpu cgroup with a small quota once its rail group is forming.
 
     Not from its start: a slow GPU or a starved rank does not slow Python's imports, and a rank capped
-    from the start spends minutes importing torch, which is the campaign's cost, not a measurement.
+    from the start spends minutes importing torch, which is the campaign's cost, not a measurement. But before
+    its first pair round: a rank capped halfway through the matrix is slow with some partners only, a pair fault
+    and not the slow link the run must name. Its rail group is formed, then every rail is measured at once and each
+    alone before the pairs, so the catch has those steps' time; it polls every ``CATCH_S`` and reads /proc only.
     """
     if not (CGROUP_CPU / "cpu.cfs_quota_us").is_file():
         raise NoCpuCgroup(f"no cpu cgroup (v1) at {CGROUP_CPU}")
@@ -181,13 +218,14 @@ def throttled(bed: NetnsCluster, node: str, local_rank: int) -> Iterator[None]:
     stop = threading.Event()
 
     def catch() -> None:
+        pid = None
         while not stop.is_set():
-            pid = _rank_pid(bed, node, local_rank)
-            if pid is not None and _on_its_rail(bed, node, pid, local_rank):
-                with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError):
+                pid = pid or _rank_pid(bed, node, local_rank)
+                if pid is not None and _on_its_rail(bed, node, pid, local_rank):
                     (group / "cgroup.procs").write_text(str(pid))
                     return
-            stop.wait(0.1)
+            stop.wait(CATCH_S)
 
     worker = threading.Thread(target=catch, daemon=True)
     worker.start()

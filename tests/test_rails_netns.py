@@ -18,23 +18,15 @@ import pytest
 
 from tests.support.models.gpu_bounds import assert_every_rail_judged
 from tests.support.rails_pairs import pair_directions
-from tests.support.testbeds.netns_testbed import PROFILE, NetnsCluster, build_cluster
+from tests.support.testbeds.netns_testbed import PAIRS_PROFILE, NetnsCluster, build_cluster
 
 pytestmark = [pytest.mark.netns, pytest.mark.mpi, pytest.mark.slow]
 
 SHAPED_MBIT = 150
-# Pairs move 16 MiB here, four times the testbed profile's 4 MiB. A healthy 4 MiB pair step lasts 3-15 ms
-# under the suite's own load (load 16-20 on 2 cores), a few of the scheduler's slices, so a step that waited on
-# the run queue reads far under its peers: in 6 clean 4-node runs beside the suite, 7 of their 12 rails had a
-# healthy sample under the profile's 0.35 cut (lowest 0.23 of the rail's median) and 18 of 144 samples were
-# under half of it; in the suite itself, a healthy pair once stayed that slow through both re-measurements (a
-# false `pair`). At 16 MiB, in 6 runs interleaved with those, the lowest healthy sample read 0.46 of its rail's
-# median and 1 of 144 was under half.
 # The runs with a shaped link also move 1 MiB per rail-group cell instead of 4 MiB: every rail-group call on a
 # 150 Mbit/s rail lasts a quarter as long, which was most of these runs' time. The shaped link reads the same
 # 0.144 Gb/s at 1 and 4 MiB (the 64 kB token burst is 6% of 1 MiB), and its pair cells are cut by the
 # cell budget, not waited out.
-PAIRS_PROFILE = PROFILE.replace('pair_bytes = "4M"', 'pair_bytes = "16M"')
 SHAPED_PROFILE = PAIRS_PROFILE.replace('rail_bytes = "4M"', 'rail_bytes = "1M"')
 assert SHAPED_PROFILE.count('"1M"') == 1 and 'pair_bytes = "16M"' in SHAPED_PROFILE
 

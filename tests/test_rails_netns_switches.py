@@ -15,14 +15,22 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.testbeds.netns_testbed import PROFILE, build_cluster
+from tests.support.rails_pairs import pair_directions
+from tests.support.testbeds.netns_testbed import PAIRS_PROFILE, build_cluster
 
 pytestmark = [pytest.mark.netns, pytest.mark.mpi, pytest.mark.slow]
 
 SHAPED_MBIT = 150
-# 1 MiB rail-group cells and 4 MiB pairs, as the namespace rails tests measure their shaped links
-# (tests/test_rails_netns.py says why).
-SHAPED_PROFILE = PROFILE.replace('rail_bytes = "4M"', 'rail_bytes = "1M"')
+# 1 MiB rail-group cells and 16 MiB pairs, as the namespace rails tests measure their shaped links
+# (tests/test_rails_netns.py and PAIRS_PROFILE say why). Each leaf has one pair inside its unit: at 4 MiB, one slow
+# read of it under the suite's load beside a shaped uplink named that leaf instead.
+SHAPED_PROFILE = PAIRS_PROFILE.replace('rail_bytes = "4M"', 'rail_bytes = "1M"')
+
+
+def _samples(doc: dict, rail: int) -> list[tuple[str, str, float, int]]:
+    """The rail's pair samples (node, peer, Gb/s, confirmation pass), for a failure's message: which healthy pair
+    read slow."""
+    return [(m["node"], m["peer"], m["busbw_Gbps"], m["confirm"]) for m in pair_directions(doc) if m["rail"] == rail]
 
 
 def test_a_shaped_leaf_and_a_shaped_uplink_are_named_with_the_cabling(tmp_path: Path) -> None:
@@ -40,10 +48,12 @@ def test_a_shaped_leaf_and_a_shaped_uplink_are_named_with_the_cabling(tmp_path: 
             inject()
             done = bed.run(2, [*argv, "--out", str(tmp_path / fault), "--no-history"], timeout=600)
             assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-2000:]
-            found[fault] = json.loads((tmp_path / fault / "rails.json").read_text())["defects"]
-    assert [(d["kind"], d["switches"], d["rail"]) for d in found["leaf"]] == [("leaf", ["leaf-u2-r0"], 0)]
-    (uplink,) = found["uplink"]
-    assert (uplink["kind"], uplink["switches"], uplink["rail"]) == ("uplink", ["leaf-u1-r1", "leaf-u2-r1"], 1)
+            found[fault] = json.loads((tmp_path / fault / "rails.json").read_text())
+    leaf = [(d["kind"], d["switches"], d["rail"]) for d in found["leaf"]["defects"]]
+    assert leaf == [("leaf", ["leaf-u2-r0"], 0)], _samples(found["leaf"], 0)
+    (uplink,) = found["uplink"]["defects"]
+    named = (uplink["kind"], uplink["switches"], uplink["rail"])
+    assert named == ("uplink", ["leaf-u1-r1", "leaf-u2-r1"], 1), _samples(found["uplink"], 1)
     assert uplink["action"] == (
         "check the uplinks leaf-u1-r1 port 3 <-> spine-r1 port 1; leaf-u2-r1 port 3 <-> spine-r1 port 2"
     )

@@ -95,6 +95,16 @@ finish_s = [3, 40]
 suspect_fraction = [0, 0.1]
 """
 
+# The profile for tests that judge pair faults among healthy pairs under the whole suite's load: pairs move 16 MiB,
+# four times PROFILE's 4 MiB. A healthy 4 MiB pair step lasts 3-15 ms under the suite's own load (load 16-20 on 2
+# cores), a few of the scheduler's slices, so a step that waited on the run queue reads far under its peers: in 6
+# clean 4-node runs beside the suite, 7 of their 12 rails had a healthy sample under the profile's 0.35 cut (lowest
+# 0.23 of the rail's median) and 18 of 144 samples were under half of it; in the suite, a healthy pair once stayed
+# that slow through both re-measurements (a false `pair`), and a leaf's one pair inside its unit read slow beside a
+# shaped uplink (the uplink named as that leaf). At 16 MiB, in 6 runs interleaved with those, the lowest healthy
+# sample read 0.46 of its rail's median and 1 of 144 was under half.
+PAIRS_PROFILE = PROFILE.replace('pair_bytes = "4M"', 'pair_bytes = "16M"')
+
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["ip", *args], capture_output=True, text=True, check=check, timeout=30)
