@@ -1,8 +1,9 @@
 """The leaves of a rail-optimised fat tree named from the pair matrix, and what every switch verdict is made of.
 
 A leaf (all its ports) slows every cell with an end on it, within its unit and across units, in every sample:
-each of its nodes is slow with most of its partners that could show its rate, inside the unit as well, and the
-reproducing suspects do not all meet at one node (that is one node's cable). Uplinks and spines, which slow only
+each of its nodes is slow with most of its partners that could show its rate, inside the unit as well, the
+reproducing suspects do not all meet at one node (that is one node's cable), and they do not all lie between units
+(:func:`only_between_units`: that is what lies beyond the leaf). Uplinks and spines, which slow only
 the cells between units, are ``bench.rails.diagnosis.switches``; both name a :class:`SwitchFault`.
 """
 
@@ -66,6 +67,23 @@ def between_units(fabric: FabricMap, matrix: PairMatrix) -> np.ndarray:
     return (leaf[:, :, None] != leaf[:, None, :]) & placed[:, :, None] & placed[:, None, :]
 
 
+def within_units(fabric: FabricMap, matrix: PairMatrix) -> np.ndarray:
+    """``[rail, a, b]`` in the matrix's order: both nodes placed on the same leaf of the rail, so the pair's flows
+    never leave it."""
+    leaf = leaf_index(fabric, matrix)
+    return (leaf[:, :, None] == leaf[:, None, :]) & (leaf >= 0)[:, :, None]
+
+
+def only_between_units(reproduces: np.ndarray, inside: np.ndarray) -> bool:
+    """Whether every reproducing suspect (``reproduces``, ``[a, b]``) lies between units while cells inside a unit
+    (``inside``, measured) were measured too: then what slows them is beyond the leaves (an uplink or a spine,
+    ``bench.rails.diagnosis.switches``), not a leaf or the whole rail. A leaf or a rail slows the pairs inside its
+    units in every sample as it slows those across; a suspect inside a unit that did not reproduce was noise. On a
+    busy testbed a pair inside each unit read slow once beside a shaped uplink, and both were healthy when
+    re-measured: the rail was named where the uplink was broken (and the leaf, where one of the two did)."""
+    return bool(inside.any()) and not bool((reproduces & inside).any())
+
+
 def rail_leaf(fabric: FabricMap, cells: Cells, kpos: int) -> int | None:
     """The one leaf that carries every measured node of the rail (a single unit), else None."""
     leaf = by_position(fabric, cells)[kpos]
@@ -108,6 +126,9 @@ def leaf_faults(cells: Cells, fabric: FabricMap, rail_fault: np.ndarray) -> list
                 continue
             if _one_node(cells.reproduces[kpos] & mask[kpos]):
                 continue  # one node's cable, with noise on the rest
+            inside_leaf = cells.measured[kpos] & (row == index)[:, None] & (row == index)[None, :]
+            if only_between_units(cells.reproduces[kpos] & mask[kpos], inside_leaf):
+                continue  # slow beyond the leaf only: its uplinks' or a spine's
             named = fabric.leaves[index]
             unit = fabric.unit_names[named.unit] if named.unit < len(fabric.unit_names) else None
             ports = tuple(str(c) for c in named.uplinks)
