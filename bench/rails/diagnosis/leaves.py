@@ -67,11 +67,10 @@ def between_units(fabric: FabricMap, matrix: PairMatrix) -> np.ndarray:
     return (leaf[:, :, None] != leaf[:, None, :]) & placed[:, :, None] & placed[:, None, :]
 
 
-def within_units(fabric: FabricMap, matrix: PairMatrix) -> np.ndarray:
-    """``[rail, a, b]`` in the matrix's order: both nodes placed on the same leaf of the rail, so the pair's flows
-    never leave it."""
-    leaf = leaf_index(fabric, matrix)
-    return (leaf[:, :, None] == leaf[:, None, :]) & (leaf >= 0)[:, :, None]
+def on_one_leaf(leaf: np.ndarray) -> np.ndarray:
+    """``[a, b]`` for one rail's leaf indices (``[node]``, a row of :func:`leaf_index`): both nodes placed on the
+    same leaf, so the pair's flows never leave it."""
+    return (leaf[:, None] == leaf[None, :]) & (leaf >= 0)[:, None]
 
 
 def only_between_units(reproduces: np.ndarray, inside: np.ndarray) -> bool:
@@ -126,8 +125,8 @@ def leaf_faults(cells: Cells, fabric: FabricMap, rail_fault: np.ndarray) -> list
                 continue
             if _one_node(cells.reproduces[kpos] & mask[kpos]):
                 continue  # one node's cable, with noise on the rest
-            inside_leaf = cells.measured[kpos] & (row == index)[:, None] & (row == index)[None, :]
-            if only_between_units(cells.reproduces[kpos] & mask[kpos], inside_leaf):
+            inside = cells.measured[kpos] & (row == index)[:, None] & (row == index)[None, :]
+            if only_between_units(cells.reproduces[kpos] & mask[kpos], inside):
                 continue  # slow beyond the leaf only: its uplinks' or a spine's
             named = fabric.leaves[index]
             unit = fabric.unit_names[named.unit] if named.unit < len(fabric.unit_names) else None

@@ -16,10 +16,10 @@ from bench.rails.diagnosis.cells import Cells
 from bench.rails.diagnosis.expected import showing
 
 
-def link_candidates(cells: Cells, rail_fault: np.ndarray, inside: np.ndarray | None = None) -> np.ndarray:
+def link_candidates(cells: Cells, rail_fault: np.ndarray, leaf: np.ndarray | None = None) -> np.ndarray:
     """``[rail, node]``: link (a, k) where every partner of a on rail k that could show its level is suspect,
     confirmed, and no rail fault explains it already; only the fewest that explain the rail's reproducing suspects
-    are kept. Where the cabling places the nodes (``inside``: ``[rail, a, b]``, both on one leaf), not a link whose
+    are kept. Where the cabling places the nodes (``leaf``: ``[rail, node]``, ``leaves.leaf_index``), not a link whose
     reproducing suspects all lie between units while partners on its own leaf were measured
     (``leaves.only_between_units``): a cable slows its pairs on its leaf as it slows those across. Where the taper
     binds, a pair held at its round's share runs as its healthy peers do whatever its ends' links carry
@@ -33,9 +33,10 @@ def link_candidates(cells: Cells, rail_fault: np.ndarray, inside: np.ndarray | N
     for kpos, apos in zip(*np.nonzero(link_candidate), strict=True):
         b = all_nodes[others[apos]]
         link_candidate[kpos, apos] = cells.confirmed(np.full(len(b), kpos), np.full(len(b), apos), b)
-        if inside is not None and link_candidate[kpos, apos]:
-            row = cells.reproduces[kpos, apos]
-            link_candidate[kpos, apos] = not leaves.only_between_units(row, measured[kpos, apos] & inside[kpos, apos])
+        if leaf is not None and link_candidate[kpos, apos]:
+            row = leaf[kpos]
+            mates = measured[kpos, apos] & (row == row[apos]) & (row[apos] >= 0)
+            link_candidate[kpos, apos] = not leaves.only_between_units(cells.reproduces[kpos, apos], mates)
     fewest_links(cells.reproduces, link_candidate)
     return link_candidate
 

@@ -292,8 +292,8 @@ def diagnose(
     crossing = None if between is None else _between_noise(cells, between)
     null = _noise_null(cells, between, crossing)
     one_pair = _one_pair_rails(cells.measured)
-    inside = leaves.within_units(fabric, matrix) if fabric is not None else None
-    rail_fault, rail_cells = _rail_faults(cells, rates, one_pair, inside)
+    leaf = leaves.leaf_index(fabric, matrix) if fabric is not None else None
+    rail_fault, rail_cells = _rail_faults(cells, rates, one_pair, leaf)
     found_switches: list[leaves.SwitchFault] = []
     said = None if cells.load is None else cells.load.said()
     if fabric is None:
@@ -304,7 +304,7 @@ def diagnose(
         # A leaf explains every cell of its nodes on its rail; nothing smaller is judged on them.
         found_switches = leaves.leaf_faults(cells, fabric, rail_fault)
         cells = cells.without(leaves.explained(found_switches, cells.suspect.shape))
-    link_candidate = link_faults.link_candidates(cells, rail_fault | one_pair, inside)
+    link_candidate = link_faults.link_candidates(cells, rail_fault | one_pair, leaf)
     if fabric is not None:
         # Between units, what no slow cable explains: an uplink's or a spine's flows.
         paths = switches.path_faults(
@@ -390,12 +390,12 @@ def _one_pair_rails(measured: np.ndarray) -> np.ndarray:
 
 
 def _rail_faults(
-    cells: Cells, rates: np.ndarray | None, one_pair: np.ndarray, inside: np.ndarray | None
+    cells: Cells, rates: np.ndarray | None, one_pair: np.ndarray, leaf: np.ndarray | None
 ) -> tuple[np.ndarray, list[CellIndex]]:
     """``[rail]``: the faulty rails, and each rail's cells (every pair once). Rail k is faulty when every
     measured pair on it is suspect (and, judged against peers, the rail as a whole is slow), confirmed, and
-    its reproducing suspects do not all meet at one node, nor, where the cabling places the nodes (``inside``:
-    ``[rail, a, b]``, both on one leaf), all lie between units; never a rail of one pair (``one_pair``)."""
+    its reproducing suspects do not all meet at one node, nor, where the cabling places the nodes (``leaf``:
+    ``[rail, node]``, ``leaves.leaf_index``), all lie between units; never a rail of one pair (``one_pair``)."""
     measured, suspect = cells.measured, cells.suspect
     rail_fault = (suspect | ~measured).all(axis=(1, 2)) & measured.any(axis=(1, 2)) & ~one_pair
     if rates is None:
@@ -406,8 +406,9 @@ def _rail_faults(
     rail_fault &= np.array([cells.confirmed(*index) for index in rail_cells], dtype=bool)
     for kpos in np.flatnonzero(rail_fault):
         rail_fault[kpos] = not _one_node_explains(cells.reproduces[kpos], measured[kpos])
-        if inside is not None and rail_fault[kpos]:
-            rail_fault[kpos] = not leaves.only_between_units(cells.reproduces[kpos], measured[kpos] & inside[kpos])
+        if leaf is not None and rail_fault[kpos]:
+            inside = measured[kpos] & leaves.on_one_leaf(leaf[kpos])
+            rail_fault[kpos] = not leaves.only_between_units(cells.reproduces[kpos], inside)
     return rail_fault, rail_cells
 
 
