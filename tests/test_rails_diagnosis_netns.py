@@ -82,10 +82,10 @@ def test_the_campaign_slice_names_the_shaped_link_the_slow_rank_and_nothing_on_a
     if os.geteuid() != 0:
         pytest.skip("the campaign needs root (namespaces)")
     report = tmp_path / "runs.json"
-    # 16 MiB pairs, as tests/test_rails_netns.py measures them: under the whole suite's load a healthy 4 MiB cell
-    # (a few ms, a few of the scheduler's slices) read down to 0.23 of its rail's median, under the profile's 0.35
-    # cut, and this test named a healthy pair. The slowed rank is capped before its first pair round
-    # (ci/diagnosis_campaign.py's ``throttled``), so a longer cell does not finish half-capped.
+    # 16 MiB pairs, as PAIRS_PROFILE (tests/support/testbeds/netns_testbed.py) measures them: under the whole
+    # suite's load a healthy 4 MiB cell (a few ms, a few of the scheduler's slices) read down to 0.23 of its rail's
+    # median, under the profile's 0.35 cut, and this test named a healthy pair. The slowed rank is capped before its
+    # first pair round (ci/diagnosis_campaign.py's ``throttled``), so a longer cell does not finish half-capped.
     done = subprocess.run(
         [
             sys.executable,

@@ -18,24 +18,18 @@ import pytest
 
 from tests.support.models.gpu_bounds import assert_every_rail_judged
 from tests.support.rails_pairs import pair_directions
-from tests.support.testbeds.netns_testbed import PAIRS_PROFILE, NetnsCluster, build_cluster
+from tests.support.testbeds.netns_testbed import PAIRS_PROFILE, SHAPED_PAIRS_PROFILE, NetnsCluster, build_cluster
 
 pytestmark = [pytest.mark.netns, pytest.mark.mpi, pytest.mark.slow]
 
 SHAPED_MBIT = 150
-# The runs with a shaped link also move 1 MiB per rail-group cell instead of 4 MiB: every rail-group call on a
-# 150 Mbit/s rail lasts a quarter as long, which was most of these runs' time. The shaped link reads the same
-# 0.144 Gb/s at 1 and 4 MiB (the 64 kB token burst is 6% of 1 MiB), and its pair cells are cut by the
-# cell budget, not waited out.
-SHAPED_PROFILE = PAIRS_PROFILE.replace('rail_bytes = "4M"', 'rail_bytes = "1M"')
-assert SHAPED_PROFILE.count('"1M"') == 1 and 'pair_bytes = "16M"' in SHAPED_PROFILE
 
 
 @pytest.fixture(scope="module")
 def bed() -> Iterator[NetnsCluster]:
     with build_cluster(nodes=4, rails=2) as built:
         (built.workdir / "netns.toml").write_text(PAIRS_PROFILE)
-        (built.workdir / "netns-shaped.toml").write_text(SHAPED_PROFILE)
+        (built.workdir / "netns-shaped.toml").write_text(SHAPED_PAIRS_PROFILE)
         yield built
 
 

@@ -16,15 +16,13 @@ from pathlib import Path
 import pytest
 
 from tests.support.rails_pairs import pair_directions
-from tests.support.testbeds.netns_testbed import PAIRS_PROFILE, build_cluster
+from tests.support.testbeds.netns_testbed import SHAPED_PAIRS_PROFILE, build_cluster
 
 pytestmark = [pytest.mark.netns, pytest.mark.mpi, pytest.mark.slow]
 
 SHAPED_MBIT = 150
-# 1 MiB rail-group cells and 16 MiB pairs, as the namespace rails tests measure their shaped links
-# (tests/test_rails_netns.py and PAIRS_PROFILE say why). Each leaf has one pair inside its unit: at 4 MiB, one slow
-# read of it under the suite's load beside a shaped uplink named that leaf instead.
-SHAPED_PROFILE = PAIRS_PROFILE.replace('rail_bytes = "4M"', 'rail_bytes = "1M"')
+# 1 MiB rail-group cells and 16 MiB pairs (SHAPED_PAIRS_PROFILE says why). Each leaf has one pair inside its unit:
+# at 4 MiB, one slow read of it under the suite's load beside a shaped uplink named that leaf instead.
 
 
 def _samples(doc: dict, rail: int) -> list[tuple[str, str, float, int]]:
@@ -36,7 +34,7 @@ def _samples(doc: dict, rail: int) -> list[tuple[str, str, float, int]]:
 def test_a_shaped_leaf_and_a_shaped_uplink_are_named_with_the_cabling(tmp_path: Path) -> None:
     with build_cluster(nodes=4, rails=2, units=2) as bed:
         profile, topology = bed.workdir / "netns.toml", bed.workdir / "topology.toml"
-        profile.write_text(SHAPED_PROFILE)
+        profile.write_text(SHAPED_PAIRS_PROFILE)
         topology.write_text(bed.topology_toml())
         argv = [sys.executable, "-m", "bench", "rails", "--profile", str(profile), "--topology", str(topology)]
         found = {}
