@@ -70,6 +70,12 @@ CPU_PERIOD_US, CPU_QUOTA_US = 20_000, 1_000
 """5% of the CPU for the slowed rank, in 1 ms (the smallest quota) of every 20 ms: evenly slow, like a slow
 GPU. With the default 100 ms period a short cell either fits in the rank's 5 ms or waits 95 ms for the next period, and
 the rank reads slow with some partners and healthy with others: a flaky link, not a slow one."""
+CPU_SHARES = 128
+"""The slowed rank's weight (``cpu.shares``) beside the scheduler's 1024 for every other group of processes: an
+eighth of its peers' CPU when the machine is busy. The quota alone caps only an idle machine's rank: beside a loaded
+suite every rank got about a tenth of a core (many groups of processes sharing 2 cores), the capped rank a little
+under it, and its pairs read half its peers' rate, a healthy link (3 node x 2 rail runs, busy loops in 12 sessions
+of their own: 0 of 2 named; peers 1.5-4.4 Gb/s, its pairs 0.9-1.5)."""
 CGROUP_CPU = Path("/sys/fs/cgroup/cpu")
 CATCH_S = 0.02
 """How often ``throttled`` looks for the rank on its rail: a few reads of /proc, against seconds of rail steps."""
@@ -197,7 +203,7 @@ def _on_its_rail(bed: NetnsCluster, node: str, pid: int, rail: int) -> bool:
 
 @contextlib.contextmanager
 def throttled(bed: NetnsCluster, node: str, local_rank: int) -> Iterator[None]:
-    """Move one rank into a cpu cgroup with a small quota once its rail group is forming.
+    """Move one rank into a cpu cgroup with a small quota and a small weight once its rail group is forming.
 
     Not from its start: a slow GPU or a starved rank does not slow Python's imports, and a rank capped
     from the start spends minutes importing torch, which is the campaign's cost, not a measurement. But before
@@ -208,14 +214,17 @@ def throttled(bed: NetnsCluster, node: str, local_rank: int) -> Iterator[None]:
     if not (CGROUP_CPU / "cpu.cfs_quota_us").is_file():
         raise NoCpuCgroup(f"no cpu cgroup (v1) at {CGROUP_CPU}")
     group = CGROUP_CPU / f"rbcampaign{os.getpid()}"
-    group.mkdir()
+    group.mkdir(exist_ok=True)
     try:
         (group / "cpu.cfs_period_us").write_text(str(CPU_PERIOD_US))
         (group / "cpu.cfs_quota_us").write_text(str(CPU_QUOTA_US))
+        (group / "cpu.shares").write_text(str(CPU_SHARES))
     except OSError:
         group.rmdir()
         raise
     stop = threading.Event()
+    began = time.monotonic()
+    caught: list[str] = []
 
     def catch() -> None:
         pid = None
@@ -224,6 +233,7 @@ def throttled(bed: NetnsCluster, node: str, local_rank: int) -> Iterator[None]:
                 pid = pid or _rank_pid(bed, node, local_rank)
                 if pid is not None and _on_its_rail(bed, node, pid, local_rank):
                     (group / "cgroup.procs").write_text(str(pid))
+                    caught.append(f"rank pid {pid} capped {time.monotonic() - began:.1f} s after the launch")
                     return
             stop.wait(CATCH_S)
 
@@ -234,10 +244,22 @@ def throttled(bed: NetnsCluster, node: str, local_rank: int) -> Iterator[None]:
     finally:
         stop.set()
         worker.join()
+        _remove_group(group)
+        # Said either way, so that a slow-rank run that named nothing tells a missed catch from a missed verdict.
+        print(f"# slow-rank: {caught[0] if caught else 'the rank was never capped'}", flush=True)
+
+
+def _remove_group(group: Path) -> None:
+    """Move what is left in the group back to the root and remove it. An exited rank stays listed until it is
+    reaped, and moving it fails: each pid is moved on its own, and the removal is retried for a few seconds."""
+    for _ in range(50):
         with contextlib.suppress(OSError):
             for pid in (group / "cgroup.procs").read_text().split():
-                (CGROUP_CPU / "cgroup.procs").write_text(pid)
+                with contextlib.suppress(OSError):
+                    (CGROUP_CPU / "cgroup.procs").write_text(pid)
             group.rmdir()
+            return
+        time.sleep(0.1)
 
 
 Inject = Callable[[], contextlib.AbstractContextManager[None]]
@@ -422,8 +444,15 @@ def report(runs: list[Run]) -> None:
 
 @contextlib.contextmanager
 def cpu_load(workers: int) -> Iterator[None]:
-    """``workers`` busy loops (a stress-like background load), ended by their ids."""
-    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(workers)]
+    """``workers`` busy loops (a stress-like background load), ended by their ids.
+
+    Each in a session of its own: the kernel shares the CPUs between sessions first (``sched_autogroup``), and
+    the testbed's ranks run in their nodes' own sessions (Open MPI's daemons start them), so busy loops in the
+    campaign's one session took at most a share and left the ranks near their idle rate (peers at 8-9 Gb/s with
+    20 loops). In sessions of their own, 12 loops slowed the ranks as the whole suite does (peers at 1.5-4 Gb/s)."""
+    procs = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True) for _ in range(workers)
+    ]
     try:
         yield
     finally:
