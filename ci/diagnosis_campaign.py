@@ -49,6 +49,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -265,20 +266,24 @@ def _remove_group(group: Path) -> None:
 Inject = Callable[[], contextlib.AbstractContextManager[None]]
 
 
+def static(*steps: Callable[[], None]) -> Inject:
+    """A fault set up once before the run (each step in turn) and cleared after it by ``run_one``."""
+
+    @contextlib.contextmanager
+    def ctx() -> Iterator[None]:
+        for step in steps:
+            step()
+        yield
+
+    return ctx
+
+
 def switch_scenarios(bed: NetnsCluster) -> dict[str, tuple[list[Named], list[Named], Inject]]:
     """Switch-layer fault kind -> (named without the cabling, named with it, a context that injects it)."""
     rails, last_unit = bed.rails, bed.units - 1
     r1 = rails - 1
     first, last = bed.unit_nodes(0), bed.unit_nodes(last_unit)
     mid = first[len(first) // 2]
-
-    def static(apply: Callable[[], object]) -> Inject:
-        @contextlib.contextmanager
-        def ctx() -> Iterator[None]:
-            apply()
-            yield
-
-        return ctx
 
     between = "+".join(sorted(f"leaf-u{u + 1}-r{r1}" for u in (0, 1)))
     uplink_with: list[Named] = [("uplink", between if bed.units == 2 else f"leaf-u1-r{r1}", r1)]
@@ -300,17 +305,9 @@ def scenarios(bed: NetnsCluster) -> dict[str, tuple[list[Named], Inject]]:
     mid, last = nodes[len(nodes) // 2], nodes[-1]
     r1 = rails - 1
 
-    def static(apply: Callable[[], object]) -> Inject:
-        @contextlib.contextmanager
-        def ctx() -> Iterator[None]:
-            apply()
-            yield
-
-        return ctx
-
     out: dict[str, tuple[list[Named], Inject]] = {
         "shaped-link": ([("link", mid, r1)], static(lambda: bed.shape(mid, r1, SHAPED_MBIT))),
-        "shaped-rail": ([("rail", None, 0)], static(lambda: [bed.shape(n, 0, SHAPED_MBIT) for n in nodes])),
+        "shaped-rail": ([("rail", None, 0)], static(*(partial(bed.shape, n, 0, SHAPED_MBIT) for n in nodes))),
         "dead-link": ([("link", last, 0)], static(lambda: bed.link_down(last, 0))),
         "flaky-link": ([("link", mid, 0)], lambda: flapping(bed, mid, 0)),
         # Shaped half of the time (2 s on, 2 s off): the at-scale rules must not blind the small case to it.
@@ -321,16 +318,16 @@ def scenarios(bed: NetnsCluster) -> dict[str, tuple[list[Named], Inject]]:
     if rails >= 2:
         out["shaped-node"] = (
             [("node", mid, None)],
-            static(lambda: [bed.shape(mid, k, SHAPED_MBIT) for k in range(rails)]),
+            static(*(partial(bed.shape, mid, k, SHAPED_MBIT) for k in range(rails))),
         )
         out["two-links"] = (
             [("link", nodes[0], 0), ("link", last, r1)],
-            static(lambda: (bed.shape(nodes[0], 0, SHAPED_MBIT), bed.shape(last, r1, SHAPED_MBIT))),
+            static(partial(bed.shape, nodes[0], 0, SHAPED_MBIT), partial(bed.shape, last, r1, SHAPED_MBIT)),
         )
     if rails >= 2 and len(nodes) >= 4:
         out["dead-and-slow"] = (
             [("link", nodes[0], 0), ("link", nodes[3], 1)],
-            static(lambda: (bed.link_down(nodes[0], 0), bed.shape(nodes[3], 1, SHAPED_MBIT))),
+            static(partial(bed.link_down, nodes[0], 0), partial(bed.shape, nodes[3], 1, SHAPED_MBIT)),
         )
     return out
 
@@ -434,9 +431,9 @@ def report(runs: list[Run]) -> None:
         walls = [r.wall_s for r in judged if r.kind == kind]
         print(f"# wall time {kind}: " + ", ".join(f"{w:.1f}" for w in walls) + " s")
     for r in judged:
-        for named, token in r.rates:
-            off = 100 * (named - token) / token
-            print(f"# {r.kind}: named {named:.3f} Gb/s vs token rate {token:.3f} Gb/s ({off:+.0f}%)")
+        for rate, token in r.rates:
+            off = 100 * (rate - token) / token
+            print(f"# {r.kind}: named {rate:.3f} Gb/s vs token rate {token:.3f} Gb/s ({off:+.0f}%)")
     for r in runs:
         if r.note.startswith("skipped"):
             print(f"# {r.kind} {r.note}")
@@ -524,7 +521,7 @@ def switch_campaign(bed: NetnsCluster, root: Path, args: argparse.Namespace) -> 
     topology.write_text(bed.topology_toml())
     faults = switch_scenarios(bed)
     wanted = list(faults) if args.kinds == "all" else [k for k in args.kinds.split(",") if k != "clean"]
-    modes = (("with topology", ("--topology", str(topology))), ("without", ()))
+    modes: tuple[tuple[str, tuple[str, ...]], ...] = (("with topology", ("--topology", str(topology))), ("without", ()))
     runs: list[Run] = []
     with cpu_load(args.load):
         for _ in range(args.repeats):
