@@ -23,7 +23,7 @@ import pytest
 
 from tests.support.rails_pairs import pair_directions
 from tests.support.testbeds import SECOND_TESTBED
-from tests.support.testbeds.netns_testbed import PROFILE, NetnsCluster, build_cluster
+from tests.support.testbeds.netns_testbed import SHAPED_PAIRS_PROFILE, NetnsCluster, build_cluster
 
 # On the Slurm cluster's testbed worker, beside its tests: the other testbed worker has the most to run.
 pytestmark = [pytest.mark.netns, pytest.mark.mpi, pytest.mark.slow, pytest.mark.xdist_group(SECOND_TESTBED)]
@@ -36,7 +36,7 @@ ONE_PERCENT_MBIT = 50.0
 @pytest.fixture(scope="module")
 def bed() -> Iterator[NetnsCluster]:
     with build_cluster(nodes=4, rails=2) as built:
-        (built.workdir / "netns.toml").write_text(PROFILE)
+        (built.workdir / "netns.toml").write_text(SHAPED_PAIRS_PROFILE)
         yield built
 
 
@@ -64,7 +64,7 @@ def _rails(bed: NetnsCluster, out: Path) -> dict:
 
 def test_a_link_at_one_percent_of_its_peers_does_not_stall_the_run(bed: NetnsCluster, tmp_path: Path) -> None:
     # The peers' rate is known well enough without a clean run of its own (the campaign slice below runs one).
-    # Unbudgeted, each of the link's 4 MiB cells would take about 3 s, 100 times a healthy one: they stop.
+    # Unbudgeted, each of the link's 16 MiB cells would take about 11 s, 100 times a healthy one: they stop.
     bed.clear_faults()
     try:
         bed.shape("node03", 1, ONE_PERCENT_MBIT)
@@ -82,7 +82,7 @@ def test_the_campaign_slice_names_the_shaped_link_the_slow_rank_and_nothing_on_a
     if os.geteuid() != 0:
         pytest.skip("the campaign needs root (namespaces)")
     report = tmp_path / "runs.json"
-    # 16 MiB pairs, as PAIRS_PROFILE (tests/support/testbeds/netns_testbed.py) measures them: under the whole
+    # 16 MiB pairs, as the testbed's PROFILE (tests/support/testbeds/netns_testbed.py) says why: under the whole
     # suite's load a healthy 4 MiB cell (a few ms, a few of the scheduler's slices) read down to 0.23 of its rail's
     # median, under the profile's 0.35 cut, and this test named a healthy pair. The slowed rank is capped before its
     # first pair round (ci/diagnosis_campaign.py's ``throttled``), so a longer cell does not finish half-capped.

@@ -22,7 +22,7 @@ import jsonschema
 import pytest
 
 from bench.rundir.railsdoc import SCHEMA_PATH
-from tests.support.testbeds.netns_testbed import PROFILE, NetnsCluster, build_cluster
+from tests.support.testbeds.netns_testbed import SHAPED_PAIRS_PROFILE, NetnsCluster, build_cluster
 from tests.support.trees import gpudirect_trees
 from tests.support.trees.fabric_trees import healthy_1cc
 from tests.support.trees.gpudirect_trees import PathSpec
@@ -30,14 +30,14 @@ from tests.support.trees.gpudirect_trees import PathSpec
 pytestmark = [pytest.mark.netns, pytest.mark.mpi, pytest.mark.slow]
 
 SHAPED_MBIT = 150
-# As tests/test_rails_netns.py: 1 MiB rail-group cells, so the shaped rail's calls stay short.
-SHAPED_PROFILE = PROFILE.replace('rail_bytes = "4M"', 'rail_bytes = "1M"')
 
 
 @pytest.fixture(scope="module")
 def bed() -> Iterator[NetnsCluster]:
     with build_cluster(nodes=4, rails=2) as built:
-        (built.workdir / "netns.toml").write_text(SHAPED_PROFILE)
+        (built.workdir / "netns.toml").write_text(
+            SHAPED_PAIRS_PROFILE
+        )  # 1 MiB rail-group cells: the shaped rail's calls stay short
         yield built
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from tests.support.models.gpu_bounds import assert_every_rail_judged
 from tests.support.rails_pairs import pair_directions
-from tests.support.testbeds.netns_testbed import PAIRS_PROFILE, SHAPED_PAIRS_PROFILE, NetnsCluster, build_cluster
+from tests.support.testbeds.netns_testbed import PROFILE, SHAPED_PAIRS_PROFILE, NetnsCluster, build_cluster
 
 pytestmark = [pytest.mark.netns, pytest.mark.mpi, pytest.mark.slow]
 
@@ -28,7 +28,7 @@ SHAPED_MBIT = 150
 @pytest.fixture(scope="module")
 def bed() -> Iterator[NetnsCluster]:
     with build_cluster(nodes=4, rails=2) as built:
-        (built.workdir / "netns.toml").write_text(PAIRS_PROFILE)
+        (built.workdir / "netns.toml").write_text(PROFILE)
         (built.workdir / "netns-shaped.toml").write_text(SHAPED_PAIRS_PROFILE)
         yield built
 

@@ -60,10 +60,6 @@ def test_a_flapped_rail_shows_carrier_changes_and_is_named(bed: NetnsCluster, tm
         "60",
         "--rail-bytes",
         "1M",
-        # 16 MiB pairs, as PAIRS_PROFILE says why: at 4 MiB, in a README run of the whole suite, a healthy pair
-        # read 0.31 of its peers and was named a pair fault beside the flapped link's warning.
-        "--pair-bytes",
-        "16M",
         "-n",
         "2",
         "-w",

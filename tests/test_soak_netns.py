@@ -38,7 +38,7 @@ from tests.support.testbeds.netns_testbed import PROFILE, NetnsCluster, build_cl
 # On the Slurm cluster's testbed worker, beside its tests: the other testbed worker has the most to run.
 pytestmark = [pytest.mark.netns, pytest.mark.mpi, pytest.mark.slow, pytest.mark.xdist_group(SECOND_TESTBED)]
 
-SMALL = PROFILE.replace('rail_bytes = "4M"', 'rail_bytes = "1M"').replace('pair_bytes = "4M"', 'pair_bytes = "1M"')
+SMALL = PROFILE.replace('rail_bytes = "4M"', 'rail_bytes = "1M"').replace('pair_bytes = "16M"', 'pair_bytes = "1M"')
 assert SMALL.count('"1M"') == 2
 WINDOW_S = 4
 SOAK_S = 75

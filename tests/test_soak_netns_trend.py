@@ -44,7 +44,7 @@ pytestmark = [pytest.mark.netns, pytest.mark.mpi, pytest.mark.slow, pytest.mark.
 
 # 1 MiB pair cells (a bucket's rate is held over a message ~16x its burst); rail groups at 256 KiB, which
 # every window runs before its pair rounds through the same buckets (at 1 MiB a 2 s window fitted one round)
-SMALL = PROFILE.replace('rail_bytes = "4M"', 'rail_bytes = "256K"').replace('pair_bytes = "4M"', 'pair_bytes = "1M"')
+SMALL = PROFILE.replace('rail_bytes = "4M"', 'rail_bytes = "256K"').replace('pair_bytes = "16M"', 'pair_bytes = "1M"')
 assert SMALL.count('"256K"') == SMALL.count('"1M"') == 1
 NODES = 4
 CLEAN_S = 18
