@@ -7,6 +7,7 @@ pair matrix, the rail collectives and the counter windows.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypedDict
 
@@ -41,11 +42,17 @@ def suspects(
     load: Expected | None = None,
 ) -> list[Cell]:
     """Rank 0: every cell with a slow sample, as ``(repeat, round, rail, low, high)`` of its first slow one; each
-    sample judged over what its round could carry where ``load`` says (``bench.rails.diagnosis.round_load``)."""
+    sample judged over what its round could carry where ``load`` says (``bench.rails.diagnosis.round_load``).
+
+    The slowest first (by the cell's slowest sample), the rest in rail and node order: the quiet pass takes each
+    leaf's first few (``bench.rails.plan.remeasure.quiet_rounds``). Under ECMP a degraded uplink carries one path
+    in 32 of its leaf's, and its flows are the slowest between units; a draw of eight found about one of them a
+    leaf, too few to tell it from noise, and the uplink was never named."""
     if not len(times):
         return []
     cols = times if isinstance(times, PairColumns) else PairColumns.from_times(times)
-    slow = _slow_samples(pair_matrix(cols, nodes, rails), line_rates, thresholds, load)
+    matrix_rates = pair_matrix(cols, nodes, rails)
+    slow = _slow_samples(matrix_rates, line_rates, thresholds, load)
     # The round each matrix sample ran in, -1 where none did.
     matrix = cols.confirm == 0
     low, high = np.minimum(cols.node, cols.peer)[matrix], np.maximum(cols.node, cols.peer)[matrix]
@@ -55,7 +62,11 @@ def suspects(
     repeat = np.argmax(slow[:, k, a, b], axis=0)  # each cell's first slow sample
     index = round_of[repeat, k, a, b]
     ran = index >= 0
-    columns = (repeat[ran], index[ran], k[ran], a[ran], b[ran])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a cell with no sample left: NaN, last
+        slowest = np.nanmin(matrix_rates.busbw[:, k, a, b], axis=0)
+    order = np.argsort(np.where(np.isnan(slowest), np.inf, slowest)[ran], kind="stable")
+    columns = (repeat[ran][order], index[ran][order], k[ran][order], a[ran][order], b[ran][order])
     return list(zip(*(c.tolist() for c in columns), strict=True))
 
 

@@ -59,28 +59,31 @@ def quiet_rounds(suspects: Sequence[Cell], confirm: int, units: Units | None) ->
     that a degraded uplink or spine carries stays slow. Numbered ``confirm``; empty without units or between
     fewer than two.
 
-    The suspects are taken in a seeded order (every rank the same), each while both its leaves have room; a pair's
-    rails run together. Packed first fit: no node twice, no leaf twice in a round."""
+    The suspects are taken in the order rank 0 sent them (the slowest first: ``bench.rails.diagnosis.judge.suspects``;
+    every rank the same), each while both its leaves have room; a pair's rails run together. Packed first fit: no
+    node twice, no leaf twice in a round."""
     if units is None or not suspects or not quiet_units(units):
         return ()
     of = np.asarray(units.of, dtype=np.int64)
-    rounds = _quiet_packing(_quiet_picks(suspects, of, confirm), of)
+    rounds = _quiet_packing(_quiet_picks(suspects, of), of)
     return tuple(
         Round(0, slot, tuple(sorted({(a, b) for _, a, b in cells})), None, confirm=confirm, cells=frozenset(cells))
         for slot, cells in sorted(rounds.items())
     )
 
 
-def _quiet_picks(suspects: Sequence[Cell], of: np.ndarray, seed: int) -> dict[tuple[int, int], list[int]]:
-    """The quiet pass's cells, as each pair's rails: suspects between units in a seeded order, each taken while
-    both its leaves (unit, rail) hold fewer than :data:`QUIET_PER_LEAF`."""
-    cells = np.unique(np.asarray(suspects, dtype=np.int64).reshape(-1, 5)[:, 2:], axis=0)
+def _quiet_picks(suspects: Sequence[Cell], of: np.ndarray) -> dict[tuple[int, int], list[int]]:
+    """The quiet pass's cells, as each pair's rails: suspects between units in their order (each cell once, where
+    it first comes), each taken while both its leaves (unit, rail) hold fewer than :data:`QUIET_PER_LEAF`."""
+    cells = np.asarray(suspects, dtype=np.int64).reshape(-1, 5)[:, 2:]
+    _, first = np.unique(cells, axis=0, return_index=True)
+    cells = cells[np.sort(first)]
     k, low, high = cells[:, 0], np.minimum(cells[:, 1], cells[:, 2]), np.maximum(cells[:, 1], cells[:, 2])
     cross = of[low] != of[high]
     k, low, high = k[cross].tolist(), low[cross].tolist(), high[cross].tolist()
     held: dict[tuple[int, int], int] = {}
     out: dict[tuple[int, int], list[int]] = {}
-    for i in np.random.default_rng(seed).permutation(len(k)).tolist():
+    for i in range(len(k)):
         leaves = ((int(of[low[i]]), k[i]), (int(of[high[i]]), k[i]))
         if all(held.get(leaf, 0) < QUIET_PER_LEAF for leaf in leaves):
             for leaf in leaves:
