@@ -13,14 +13,18 @@ These run rank 0's own code on the fabric model (``tests/support/models/fabric_m
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
 from bench.rails.diagnosis import judge
-from bench.rails.diagnosis.matrix import pair_matrix
+from bench.rails.diagnosis.localise import Thresholds
+from bench.rails.diagnosis.matrix import PairTime, pair_matrix
 from bench.rails.diagnosis.rails_outcome import RailsOutcome
 from bench.rails.plan.layout import RailLayout
-from bench.rails.plan.remeasure import remeasurement_rounds
+from bench.rails.plan.remeasure import QUIET_PER_LEAF, quiet_rounds, remeasurement_rounds
+from bench.rails.plan.schedule import Units
 from tests.support import diagnosis_sim
 from tests.support.models.fabric_model import Fault, Model, Shape
 from tests.support.models.fabric_regimes import ECMP, HOT_SPOTS, REALISTIC, Regime
@@ -65,3 +69,41 @@ def test_a_spine_that_slows_its_flows_is_named_whatever_the_routing(regime: Regi
     outcome, _ = _judged(regime, (Fault("spine", spine=3, factor=0.5),), 7)
     assert [d.kind for d in outcome.named] == ["spine"]
     assert "quiet pass" not in str(outcome.written.fabric_capacity)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("factor", [0.3, 0.6])
+def test_under_ecmp_a_degraded_uplink_is_named_from_its_quiet_samples_and_the_collisions_are_still_load(
+    factor: float,
+) -> None:
+    # Every flow between units reproduces beside the others under ECMP, so the matrix cannot tell the uplink's
+    # flows from collided ones; the quiet pass takes each leaf's slowest suspects, the uplink's among them, and
+    # they stay slow alone on its rail only (at 0.6 of a link, a queue pair of half a link still read at 0.5-0.65
+    # of line alone in the model, against 0.9-0.97 for the others).
+    outcome, _ = _judged(ECMP, (Fault("uplink", unit=0, rail=6, uplink=22, factor=factor),), 7)
+    assert [(d.kind, d.rail, sorted(d.switches)) for d in outcome.named] == [
+        ("uplink", 6, ["leaf-su1-r6", "leaf-su2-r6"])
+    ]
+    assert "one flow per leaf (the quiet pass)" in str(outcome.written.fabric_capacity)
+
+
+def test_the_suspects_come_slowest_first() -> None:
+    # Rank 0 sends the suspects slowest first, and every rank packs the quiet pass from that one list.
+    mib, slow = 1 << 20, {(0, 3): 4000.0, (1, 4): 8000.0}
+    # Six nodes, every pair in a round of its own on an 80 Gb/s rail: 84 Gb/s each, but n0-n3 at 2.1, n1-n4 at 1.0.
+    times = [
+        PairTime(x, y, 0, 0, index, mib, slow.get((a, b), 100.0))
+        for index, (a, b) in enumerate(itertools.combinations(range(6), 2))
+        for x, y in ((a, b), (b, a))
+    ]
+    found = judge.suspects(times, tuple(f"n{i}" for i in range(6)), 1, {0: 80.0}, Thresholds())
+    assert [(c[3], c[4]) for c in found] == [(1, 4), (0, 3)]
+
+
+@pytest.mark.parametrize("order", [range(10), range(9, -1, -1)], ids=["ascending", "descending"])
+def test_the_quiet_pass_takes_each_leafs_suspects_in_the_order_sent(order: range) -> None:
+    # Ten suspects between two units of ten on one rail: the pass keeps QUIET_PER_LEAF of them, the first sent.
+    suspects = [(0, 0, 0, i, 10 + i) for i in order]
+    quiet = quiet_rounds(suspects, 3, Units((0,) * 10 + (1,) * 10))
+    taken = sorted(cell for r in quiet for cell in r.cells or ())
+    assert taken == sorted((0, i, 10 + i) for i in list(order)[:QUIET_PER_LEAF])

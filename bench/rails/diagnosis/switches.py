@@ -320,9 +320,53 @@ def _spine_faults(
             if paths.quiet_holds(ks, len(groups)):
                 out.append(SwitchFault("spine", mask, None, spines, spines))
             else:
+                for fault in _quiet_uplinks(paths, fabric, ks, len(groups)):
+                    out.append(fault)
+                    mask &= ~fault.mask
                 crowded = mask if crowded is None else crowded | mask
             taken |= set(ks)
     return out, taken, crowded
+
+
+def _quiet_uplinks(paths: _Paths, fabric: FabricMap, ks: list[int], tries: int) -> list[SwitchFault]:
+    """In cells set aside as load, the uplinks the quiet pass still finds slow: on one rail of the group (a spine
+    slows most of them), at one leaf, spread over its nodes. Under ECMP every flow between units reproduces beside
+    the others (collisions), so only one flow per leaf tells a degraded uplink's flows, the slowest suspects, from
+    the ones a collision slowed; rail k's quiet samples must be slower than noise gives that many, family-wise
+    over the rails of every group tried."""
+    if paths.quiet is None or paths.slow_quiet is None:
+        return []
+    out = []
+    for k in ks:
+        if not paths.quiet_holds([k], tries * len(ks)):
+            continue
+        slow = paths.slow_quiet[k] & paths.upper
+        near = _quiet_leaf(paths, k, slow)
+        if near is None or not _spread(slow | slow.T):
+            continue
+        mine = paths.cross[k] & (near[:, None] | near[None, :])
+        within = paths.inside[k] & near[:, None] & near[None, :]
+        if paths.switch_inside(k, within):
+            continue
+        out.append(
+            _uplink(
+                paths, fabric, k, int(paths.leaf[k][near][0]), mine, _far_leaves(slow | slow.T, near, paths.leaf[k])
+            )
+        )
+    return out
+
+
+def _quiet_leaf(paths: _Paths, k: int, slow: np.ndarray) -> np.ndarray | None:
+    """``[node]``: the nodes of rail k's leaf at an end of every slow quiet cell (``slow``, ``[a, b]``); None where
+    no one leaf is."""
+    a, b = np.nonzero(slow)
+    if not len(a):
+        return None
+    for index in paths.leaves_on[k]:
+        near = paths.leaf[k] == index
+        if bool((near[a] | near[b]).all()):
+            return near
+    return None
 
 
 @dataclass(frozen=True)
@@ -416,18 +460,23 @@ def _uplink_faults(paths: _Paths, uplinks: _Uplinks, fabric: FabricMap, k: int) 
         within = paths.inside[k] & near[:, None] & near[None, :]
         if not uplinks.stands(paths, k, mine, within):
             return out
-        far = _far_leaves(paths.reproduces[k] & mine, near, paths.leaf[k])
-        chosen = [index, *far] if len(far) == 1 else [index]
-        if len(far) == 1:  # between two leaves only: either one's uplinks carry every slow flow
-            other = paths.leaf[k] == far[0]
-            mine = mine & (other[:, None] | other[None, :])
-        mask = np.zeros_like(paths.cross)
-        mask[k] = mine
-        names = tuple(fabric.leaves[i].name for i in chosen)
-        ports = tuple(str(c) for i in chosen for c in fabric.leaves[i].uplinks)
-        unit = _unit(fabric, chosen[0]) if len(chosen) == 1 else None
-        out.append(SwitchFault("uplink", mask, k, names, ports, unit))
-        left &= ~mine
+        fault = _uplink(paths, fabric, k, index, mine, _far_leaves(paths.reproduces[k] & mine, near, paths.leaf[k]))
+        out.append(fault)
+        left &= ~fault.mask[k]
+
+
+def _uplink(paths: _Paths, fabric: FabricMap, k: int, index: int, mine: np.ndarray, far: list[int]) -> SwitchFault:
+    """Rail k's uplink of leaf ``index``, convicted by its cells between units ``mine`` (``[a, b]``) whose slow ones
+    lead to the leaves ``far``."""
+    chosen = [index, *far] if len(far) == 1 else [index]
+    if len(far) == 1:  # between two leaves only: either one's uplinks carry every slow flow
+        other = paths.leaf[k] == far[0]
+        mine = mine & (other[:, None] | other[None, :])
+    mask = np.zeros_like(paths.cross)
+    mask[k] = mine
+    names = tuple(fabric.leaves[i].name for i in chosen)
+    ports = tuple(str(c) for i in chosen for c in fabric.leaves[i].uplinks)
+    return SwitchFault("uplink", mask, k, names, ports, _unit(fabric, chosen[0]) if len(chosen) == 1 else None)
 
 
 def _far_leaves(reproduces: np.ndarray, near: np.ndarray, leaf: np.ndarray) -> list[int]:
