@@ -35,9 +35,8 @@ SHAPED_MBIT = 150
 @pytest.fixture(scope="module")
 def bed() -> Iterator[NetnsCluster]:
     with build_cluster(nodes=4, rails=2) as built:
-        (built.workdir / "netns.toml").write_text(
-            SHAPED_PAIRS_PROFILE
-        )  # 1 MiB rail-group cells: the shaped rail's calls stay short
+        # 1 MiB rail-group cells, so that the shaped rail's calls stay short.
+        (built.workdir / "netns.toml").write_text(SHAPED_PAIRS_PROFILE)
         yield built
 
 

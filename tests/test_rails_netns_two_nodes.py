@@ -25,10 +25,9 @@ from tests.support.testbeds.netns_testbed import SHAPED_PAIRS_PROFILE, NetnsClus
 
 pytestmark = [pytest.mark.netns, pytest.mark.mpi, pytest.mark.slow]
 
-SMALL = SHAPED_PAIRS_PROFILE
 # A flap fails the run whether or not the pair measured it slow: as a slow link told by its counters, or as a
 # link whose counters rose while its bandwidth held (an ``errors`` defect, a warning by default).
-FLAPPING = SMALL + "\n[errors]\nfail_on_errors = true\n"
+FLAPPING = SHAPED_PAIRS_PROFILE + "\n[errors]\nfail_on_errors = true\n"
 
 # Once 1 MB more has left node02's rail1 (the rail groups are measuring: the link probe is behind us), the
 # link goes down for 0.3 s and up again: two carrier changes on that veth.
@@ -44,7 +43,7 @@ ACCEPT_SWEEP = ("-b", "64K", "-e", "64K", "-n", "2", "-w", "1", "--collectives",
 @pytest.fixture(scope="module")
 def bed() -> Iterator[NetnsCluster]:
     with build_cluster(nodes=2, rails=2) as built:
-        (built.workdir / "small.toml").write_text(SMALL)
+        (built.workdir / "small.toml").write_text(SHAPED_PAIRS_PROFILE)
         (built.workdir / "flapping.toml").write_text(FLAPPING)
         yield built
 

@@ -340,19 +340,15 @@ def _quiet_uplinks(paths: _Paths, fabric: FabricMap, ks: list[int], tries: int) 
     for k in ks:
         if not paths.quiet_holds([k], tries * len(ks)):
             continue
-        slow = paths.slow_quiet[k] & paths.upper
+        slow = paths.slow_quiet[k]  # [a, b], both ways
         near = _quiet_leaf(paths, k, slow)
-        if near is None or not _spread(slow | slow.T):
+        if near is None or not _spread(slow):
             continue
         mine = paths.cross[k] & (near[:, None] | near[None, :])
         within = paths.inside[k] & near[:, None] & near[None, :]
         if paths.switch_inside(k, within):
             continue
-        out.append(
-            _uplink(
-                paths, fabric, k, int(paths.leaf[k][near][0]), mine, _far_leaves(slow | slow.T, near, paths.leaf[k])
-            )
-        )
+        out.append(_uplink(paths, fabric, k, int(paths.leaf[k][near][0]), mine, _far_leaves(slow, near, paths.leaf[k])))
     return out
 
 
