@@ -41,6 +41,7 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -67,10 +68,16 @@ good in some, so some of its partners' cells are fine (not every partner is a su
 re-measurements too."""
 LOSSY = ["rate", "2gbit", "burst", "16kb", "limit", "16kb"]
 """A queue of 4 KiB behind a 2 Gbit/s bucket: bursts overflow it and are dropped."""
-CPU_PERIOD_US, CPU_QUOTA_US = 20_000, 1_000
-"""5% of the CPU for the slowed rank, in 1 ms (the smallest quota) of every 20 ms: evenly slow, like a slow
-GPU. With the default 100 ms period a short cell either fits in the rank's 5 ms or waits 95 ms for the next period, and
-the rank reads slow with some partners and healthy with others: a flaky link, not a slow one."""
+CPU_PERIOD_US, CPU_QUOTA_US = 50_000, 1_000
+"""2% of the CPU for the slowed rank, in 1 ms (the smallest quota) of every 50 ms: evenly slow, like a slow GPU, and
+slow enough beside a busy machine's healthy pairs. The quota bounds what the rank moves when nothing else wants the
+CPU: about 1-3 Gb/s on 16 MiB cells at 1 of 20 ms (a receive buffer drained per slice), while a loaded run's healthy
+pairs read 5-10 Gb/s and down to half that in a clean run, so its pairs came within the noise of them (a CI run named
+nothing, its two pairs transients). At 1 of 50 ms they read at most 0.13 of their rail's median beside 3 busy loops
+(0.09-0.27 at 1 of 20 ms, a clean run's pairs down to 0.44) for about 20 s more per run; at 1 of 100 ms, 0.06 on an
+idle machine, but the run took 115 s instead of 25. A quota of 5 ms in 100 ms is worse than both: a short cell
+either fits in the rank's slice or waits the period out, and the rank reads slow with some partners and healthy
+with others, a flaky link, not a slow one."""
 CPU_SHARES = 128
 """The slowed rank's weight (``cpu.shares``) beside the scheduler's 1024 for every other group of processes: an
 eighth of its peers' CPU when the machine is busy. The quota alone caps only an idle machine's rank: beside a loaded
@@ -98,6 +105,8 @@ class Run:
     rc: int = 0
     rates: list[tuple[float, float]] = field(default_factory=list)
     """(named Gb/s, token Gb/s) per shaped link named."""
+    cells: list[str] = field(default_factory=list)
+    """Each expected link's pair cells beside its rail's other cells (``link_cells``)."""
     note: str = ""
 
     @property
@@ -245,9 +254,21 @@ def throttled(bed: NetnsCluster, node: str, local_rank: int) -> Iterator[None]:
     finally:
         stop.set()
         worker.join()
+        throttling = _throttling(group)
         _remove_group(group)
-        # Said either way, so that a slow-rank run that named nothing tells a missed catch from a missed verdict.
-        print(f"# slow-rank: {caught[0] if caught else 'the rank was never capped'}", flush=True)
+        # Said either way, so that a slow-rank run that named nothing tells a missed catch from a missed verdict,
+        # and a cap that never bit (no period throttled) from a rank slow and still not named.
+        print(f"# slow-rank: {caught[0] if caught else 'the rank was never capped'}; {throttling}", flush=True)
+
+
+def _throttling(group: Path) -> str:
+    """How often the cap held the rank back (the group's ``cpu.stat``)."""
+    try:
+        stat = dict(line.split() for line in (group / "cpu.stat").read_text().splitlines() if line.strip())
+    except (OSError, ValueError):
+        return "no cpu.stat"
+    periods, throttled = int(stat.get("nr_periods", 0)), int(stat.get("nr_throttled", 0))
+    return f"throttled in {throttled} of {periods} periods, {int(stat.get('throttled_time', 0)) / 1e9:.1f} s"
 
 
 def _remove_group(group: Path) -> None:
@@ -398,7 +419,28 @@ def run_one(
         ]
     if doc.get("too_noisy"):
         run.note = doc["too_noisy"]
+    run.cells = [link_cells(doc, node, rail) for kind_, node, rail in expected if kind_ == "link" and node is not None]
     return run
+
+
+def link_cells(doc: dict, node: str, rail: int | None) -> str:
+    """The link's pair cells (matrix and re-measured) over its rail's median matrix cell, beside the range of the
+    rail's other matrix cells: what a missed or a wrong verdict was judged from."""
+    cells, nodes = doc.get("pair_cells") or {}, doc.get("nodes") or []
+    if node not in nodes or not cells:
+        return f"link {node}/{rail}: no pair cells"
+    at = nodes.index(node)
+    rows = list(zip(cells["rail"], cells["node"], cells["peer"], cells["busbw_Gbps"], cells["confirm"], strict=True))
+    rest = sorted(b for k, a, p, b, c in rows if k == rail and at not in (a, p) and c == 0)
+    mine = [(c, b) for k, a, p, b, c in rows if k == rail and at in (a, p)]
+    if not rest or not mine:
+        return f"link {node}/{rail}: too few pair cells to compare"
+    median = rest[len(rest) // 2]
+    said = " ".join(f"{b / median:.2f}" + ("*" if c else "") for c, b in mine)
+    return (
+        f"link {node}/{rail}'s cells / rail {rail}'s median {median:.2f} Gb/s: {said} (* re-measured); "
+        f"the rail's other cells {rest[0] / median:.2f}-{rest[-1] / median:.2f}"
+    )
 
 
 def _named_kind(run: Run) -> str:
@@ -434,6 +476,9 @@ def report(runs: list[Run]) -> None:
         for rate, token in r.rates:
             off = 100 * (rate - token) / token
             print(f"# {r.kind}: named {rate:.3f} Gb/s vs token rate {token:.3f} Gb/s ({off:+.0f}%)")
+    for r in judged:
+        for line in r.cells:
+            print(f"# {r.kind}: {line}")
     for r in runs:
         if r.note.startswith("skipped"):
             print(f"# {r.kind} {r.note}")
@@ -477,6 +522,9 @@ def main() -> int:
     parser.add_argument("--tiny", action="store_true", help="one shaped-link run on 2 nodes x 1 rail, 1M pairs")
     parser.add_argument("extra", nargs="*", help="more rails flags, after --")
     args = parser.parse_args()
+    # SIGTERM (a CI runner's, a kill) ends the campaign as Ctrl-C does: through its context managers, which end the
+    # busy loops (each in a session of its own), the ranks and the namespaces, and free the cgroup.
+    signal.signal(signal.SIGTERM, _terminated)
     if args.tiny:
         args.nodes, args.rails, args.units, args.pair_bytes, args.iters = 2, 1, 1, "1M", 2
         args.repeats, args.rounds, args.kinds, args.timeout, args.run_timeout = 0, 1, "shaped-link", 60, 240
@@ -486,6 +534,10 @@ def main() -> int:
         print(f"skipped: {exc.msg}")
         return 0 if args.tiny else 2
     return 0 if args.tiny else status  # tiny: the code ran; one run of two nodes makes no rate
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def campaign(args: argparse.Namespace) -> int:
