@@ -7,6 +7,7 @@ Arrays as ``localise`` holds them: ``[rail, node]`` for links and ``[rail, a, b]
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -123,7 +124,9 @@ def intermittent_links(
         tried[k, a] = True
         if int(measured[k, a].sum()) < 3:
             continue  # with two partners, both suspect is the rule above
-        if between is not None and only_beyond_its_leaf(measured[k, a], cells.suspect[k, a], left[k, a], between[k, a]):
+        if between is not None and only_beyond_its_leaf(
+            measured[k, a], as_deep(cells, int(k), int(a), left[k, a], between[k, a]), left[k, a], between[k, a]
+        ):
             continue
         b = np.flatnonzero(left[k, a])
         again = int(cells.reproduces[k, a, b].sum())
@@ -151,3 +154,24 @@ def only_beyond_its_leaf(measured: np.ndarray, suspect: np.ndarray, left: np.nda
         return False
     share = float((left & across).sum()) / float(across.sum())
     return bool((1.0 - share) ** int(inside.sum()) <= BEYOND_ITS_LEAF)
+
+
+def as_deep(cells: Cells, k: int, a: int, left: np.ndarray, between: np.ndarray) -> np.ndarray:
+    """Link (k, a)'s suspects (``[b]``) with those on its own leaf kept only where a slow sample is as slow as its
+    suspects across units (at most their upper quartile): a link's own fault slows its pairs on its leaf as deep as
+    those across, while a link at the line's edge (under 90% of line by its level, healthy by its peers') is slow
+    on its leaf only by the line, and ECMP's collisions slow it across units to half. Its leaf's samples then say
+    nothing of what slowed the rest (64 x 8 ECMP runs with leaves of 8 named such links as flaky cables in about
+    one clean run in fifteen)."""
+    suspect = cells.suspect[k, a].copy()
+    across = left & between
+    if not across.any():
+        return suspect
+    rates = cells.matrix.busbw[:, k, a]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a cell whose every sample is NaN: never as deep
+        depth = float(np.nanpercentile(np.nanmin(rates[:, across], axis=0), 75))
+    inside = suspect & ~between
+    deep: np.ndarray = np.any(cells.slow_sample[:, k, a] & (rates <= depth), axis=0)
+    suspect[inside] = deep[inside]
+    return suspect

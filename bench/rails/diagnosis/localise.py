@@ -423,9 +423,8 @@ def _lone_pairs(cells: Cells, explained: np.ndarray, between: np.ndarray | None)
         # As for an intermittent link: slow only with partners across units is slow beyond the leaf.
         for k, a in zip(*np.nonzero(shared), strict=True):
             row = cells.suspect[k, a] & ~explained[k, a]
-            shared[k, a] = not link_faults.only_beyond_its_leaf(
-                cells.measured[k, a], cells.suspect[k, a], row, between[k, a]
-            )
+            deep = link_faults.as_deep(cells, int(k), int(a), row, between[k, a])
+            shared[k, a] = not link_faults.only_beyond_its_leaf(cells.measured[k, a], deep, row, between[k, a])
     return lone, shared
 
 
