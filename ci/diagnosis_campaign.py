@@ -73,9 +73,10 @@ CPU_PERIOD_US, CPU_QUOTA_US = 50_000, 1_000
 slow enough beside a busy machine's healthy pairs. The quota bounds what the rank moves when nothing else wants the
 CPU: about 1-3 Gb/s on 16 MiB cells at 1 of 20 ms (a receive buffer drained per slice), while a loaded run's healthy
 pairs read 5-10 Gb/s and down to half that in a clean run, so its pairs came within the noise of them (a CI run named
-nothing, its two pairs transients). At 1 of 50 ms they read at most 0.13 of their rail's median beside 3 busy loops
-(0.09-0.27 at 1 of 20 ms, a clean run's pairs down to 0.44) for about 20 s more per run; at 1 of 100 ms, 0.06 on an
-idle machine, but the run took 115 s instead of 25. A quota of 5 ms in 100 ms is worse than both: a short cell
+nothing, its two pairs transients). At 1 of 50 ms they read 0.02-0.13 of their rail's median beside 3 busy loops in
+two runs, and 0.03-0.08 but for one re-measurement at 0.25 in a third (at 1 of 20 ms 0.04-0.27, while a clean run's
+pairs went down to 0.44), for about 20 s more per run; at 1 of 100 ms at most 0.06 on an idle machine, but the run
+took 115 s instead of 25. A quota of 5 ms in 100 ms is worse than both: a short cell
 either fits in the rank's slice or waits the period out, and the rank reads slow with some partners and healthy
 with others, a flaky link, not a slow one."""
 CPU_SHARES = 128
