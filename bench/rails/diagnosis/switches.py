@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bench.rails.diagnosis import leaves, noise
+from bench.rails.diagnosis import company, leaves, noise
 from bench.rails.diagnosis.cells import Cells
 from bench.rails.diagnosis.leaves import SwitchFault
 from bench.rails.diagnosis.persistence import Rounds
@@ -264,7 +264,10 @@ def path_faults(
     uplinks = _Uplinks.of(paths, cells, [k for k in open_rails if k not in taken])
     for k in open_rails:
         if k not in taken:
-            out += _uplink_faults(paths, uplinks, fabric, k)
+            found, load = _uplink_faults(paths, uplinks, fabric, k, cells)
+            out += found
+            if load.any():
+                crowded = load if crowded is None else crowded | load
     if crowded is None:
         return PathVerdict(out)
     return PathVerdict(out, crowded, _crowded_said(cells, paths, crowded))
@@ -444,21 +447,40 @@ def _most_convicted_leaf(paths: _Paths, k: int, left: np.ndarray) -> tuple[int, 
     return best
 
 
-def _uplink_faults(paths: _Paths, uplinks: _Uplinks, fabric: FabricMap, k: int) -> list[SwitchFault]:
-    """Rail k's uplinks: the cross cells of one leaf, the most convicted first, while significant."""
+def _uplink_faults(
+    paths: _Paths, uplinks: _Uplinks, fabric: FabricMap, k: int, cells: Cells
+) -> tuple[list[SwitchFault], np.ndarray]:
+    """Rail k's uplinks: the cross cells of one leaf, the most convicted first, while significant. And the cells
+    (``[rail, a, b]``) of a leaf whose convicting flows ran as healthy ones alone (``company.needs_company``): set
+    aside as the fabric's load, and the next leaf tried."""
     out: list[SwitchFault] = []
     left = paths.cross[k].copy()
+    load = np.zeros_like(paths.cross)
     while True:
         best = _most_convicted_leaf(paths, k, left)
         if best is None or best[1] < 2:
-            return out
+            return out, load
         index, _, mine, near = best
         within = paths.inside[k] & near[:, None] & near[None, :]
         if not uplinks.stands(paths, k, mine, within):
-            return out
+            return out, load
+        if _alone_as_healthy(paths, cells, k, mine):
+            load[k] |= mine
+            left &= ~mine
+            continue
         fault = _uplink(paths, fabric, k, index, mine, _far_leaves(paths.reproduces[k] & mine, near, paths.leaf[k]))
         out.append(fault)
         left &= ~fault.mask[k]
+
+
+def _alone_as_healthy(paths: _Paths, cells: Cells, k: int, mine: np.ndarray) -> bool:
+    """Rail k's leaf cells ``mine`` (``[a, b]``): :func:`company.needs_company` of its reproduced suspects."""
+    if paths.quiet is None or cells.matrix.quiet is None:
+        return False
+    convicting = paths.reproduces[k] & mine & paths.upper
+    return company.needs_company(
+        convicting, paths.always[k], paths.quiet[k], cells.matrix.quiet[k], float(cells.expected[k])
+    )
 
 
 def _uplink(paths: _Paths, fabric: FabricMap, k: int, index: int, mine: np.ndarray, far: list[int]) -> SwitchFault:
