@@ -14,7 +14,7 @@ from typing import Any, TypedDict
 import numpy as np
 
 from bench.codec import ABSENT
-from bench.rails.diagnosis import evidence, liveness, rail_target, rails_outcome, round_load
+from bench.rails.diagnosis import evidence, leaves, liveness, rail_target, rails_outcome, round_load
 from bench.rails.diagnosis.corroborate import device_of
 from bench.rails.diagnosis.evidence import DeviceEntries, NodeWindow
 from bench.rails.diagnosis.expected import Expected
@@ -40,6 +40,7 @@ def suspects(
     line_rates: Mapping[int, float] | None,
     thresholds: Thresholds,
     load: Expected | None = None,
+    fabric: FabricMap | None = None,
 ) -> list[Cell]:
     """Rank 0: every cell with a slow sample, as ``(repeat, round, rail, low, high)`` of its first slow one; each
     sample judged over what its round could carry where ``load`` says (``bench.rails.diagnosis.round_load``).
@@ -52,7 +53,7 @@ def suspects(
         return []
     cols = times if isinstance(times, PairColumns) else PairColumns.from_times(times)
     matrix_rates = pair_matrix(cols, nodes, rails)
-    slow = _slow_samples(matrix_rates, line_rates, thresholds, load)
+    slow = _slow_samples(matrix_rates, line_rates, thresholds, load, fabric)
     # The round each matrix sample ran in, -1 where none did.
     matrix = cols.confirm == 0
     low, high = np.minimum(cols.node, cols.peer)[matrix], np.maximum(cols.node, cols.peer)[matrix]
@@ -107,7 +108,7 @@ def suspects_in(
     devices, _, rates, thresholds = _judging(settings, layout, gathered, membership)
     fabric = _placed(settings, layout, devices)
     load = None if fabric is None else _matrix_load(settings, fabric, len(layout.nodes), settings.test.repeats)
-    return suspects(times, layout.nodes, layout.rails, rates, thresholds, load)
+    return suspects(times, layout.nodes, layout.rails, rates, thresholds, load, fabric)
 
 
 def _placed(settings: RailsSettings, layout: RailLayout, devices: list[rails_outcome.RailDevices]) -> FabricMap | None:
@@ -270,7 +271,7 @@ def _loaded(
     if not load.matrix:
         return load
     first = PairMatrix(matrix.nodes, matrix.rails, matrix.busbw, matrix.stopped_flags)
-    slow = _slow_samples(first, rates, thresholds, load)
+    slow = _slow_samples(first, rates, thresholds, load, fabric)
     return round_load.with_again(load, fabric, slow, matrix.confirm_values.shape[0])
 
 
@@ -281,16 +282,22 @@ is seconds (``last_answer``)."""
 
 
 def _slow_samples(
-    matrix: PairMatrix, rates: Mapping[int, float] | None, thresholds: Thresholds, load: Expected | None
+    matrix: PairMatrix,
+    rates: Mapping[int, float] | None,
+    thresholds: Thresholds,
+    load: Expected | None,
+    fabric: FabricMap | None = None,
 ) -> np.ndarray:
     """``localise.suspect_samples`` of the matrix samples (read-only), computed once for the same samples."""
     arrays = (matrix.busbw, matrix.stopped_flags, matrix.confirm_values, matrix.confirm_stopped_flags)
     named = None if rates is None else tuple(sorted(rates.items()))
     # ``load`` by identity: the key holds it, and matrix_expected hands back the same object for the same plane.
+    between = None if fabric is None else leaves.between_units(fabric, matrix)
+    arrays = (*arrays, *(() if between is None else (between,)))
     key = (*map(fingerprint, arrays), matrix.nodes, matrix.rails, named, thresholds, load)
 
     def compute() -> np.ndarray:
-        slow = suspect_samples(matrix, rates, thresholds, load)
+        slow = suspect_samples(matrix, rates, thresholds, load, between)
         slow.setflags(write=False)
         return slow
 

@@ -445,10 +445,14 @@ def suspect_samples(
     line_rate_Gbps: float | Mapping[int, float] | None,
     thresholds: Thresholds = Thresholds(),
     load: Expected | None = None,
+    between: np.ndarray | None = None,
 ) -> np.ndarray:
     """``[repeat, rail, a, b]``: the matrix samples that are slow, so their cells must be re-measured (each over
-    what its round could carry, where ``load`` says)."""
-    return _judge(matrix, _line_rates(matrix, line_rate_Gbps), thresholds, load=load).slow_sample
+    what its round could carry, where ``load`` says), judged as :func:`diagnose` judges them: with the cabling's
+    classes of cells where it places the nodes (``between``, ``leaves.between_units``: a link's level under the
+    line within its unit and across units apart), so that the cells re-measured are the ones the verdict reads as
+    slow."""
+    return _judge(matrix, _line_rates(matrix, line_rate_Gbps), thresholds, between, load).slow_sample
 
 
 def localise(
