@@ -7,7 +7,7 @@ unit). On the fabric model with leaves of 8 (``ci/diagnosis_sim.py --regime ecmp
 a degraded uplink in 5 of 200 clean runs: 27-28 of its 224 cells between units slow in every pass, on one rail.
 The quiet pass (``bench.rails.plan.remeasure``) re-measures a leaf's slowest suspects with no other flow on its
 uplinks, and there those same flows ran at 0.87-1.0 of line: the uplinks carry them at line rate, so what slowed
-them was the company they ran in, the fabric's load (docs/design.md, "Re-measured alone: the quiet pass").
+them was the company they ran in, the fabric's load (docs/design.md, "Localisation", the quiet pass).
 
 A degraded uplink slows the flows it carries alone as well (static routing and ECMP send the same flows through
 it again), and under adaptive routing a flow's path changes between samples, so its cells are not slow in every
@@ -21,8 +21,8 @@ import numpy as np
 ALONE_FRACTION = 0.8
 """What each convicting flow must reach alone, as a fraction of its rail's line rate (or healthy level), to have run
 as healthy: the relative test's own default (``bench.rails.diagnosis.localise.Thresholds.relative_fraction``). An
-ECMP uplink at 0.5-0.8 of a link carries its flows alone at about its own fraction (docs/rails.md, "A degraded uplink
-under ECMP"), under it."""
+ECMP uplink at 0.5-0.8 of a link carries its flows alone at about its own fraction, under it (docs/rails.md,
+"The fabric's cabling", a degraded uplink under ECMP)."""
 MIN_ALONE = 4
 """Convicting flows re-measured alone, at least, before they can clear an uplink: one or two are too few to say that
 none of the uplink's flows was among them (one leaf's uplink carries about one in eight of its flows)."""
