@@ -58,6 +58,7 @@ sys.path.insert(0, str(REPO))
 
 import pytest  # noqa: E402  (the testbed refuses through pytest.skip where it cannot build)
 
+from tests.support.rails_pairs import pair_directions  # noqa: E402
 from tests.support.testbeds.netns_testbed import PROFILE, NetnsCluster, build_cluster, rail_address  # noqa: E402
 
 SHAPED_MBIT = 150
@@ -76,9 +77,9 @@ pairs read 5-10 Gb/s and down to half that in a clean run, so its pairs came wit
 nothing, its two pairs transients). At 1 of 50 ms they read 0.02-0.13 of their rail's median beside 3 busy loops in
 two runs, and 0.03-0.08 but for one re-measurement at 0.25 in a third (at 1 of 20 ms 0.04-0.27, while a clean run's
 pairs went down to 0.44), for about 20 s more per run; at 1 of 100 ms at most 0.06 on an idle machine, but the run
-took 115 s instead of 25. A quota of 5 ms in 100 ms is worse than both: a short cell
-either fits in the rank's slice or waits the period out, and the rank reads slow with some partners and healthy
-with others, a flaky link, not a slow one."""
+took 115 s instead of 25. A quota of 5 ms in 100 ms is worse than both: a short cell either fits in the rank's
+slice or waits the period out, and the rank reads slow with some partners and healthy with others, a flaky link,
+not a slow one."""
 CPU_SHARES = 128
 """The slowed rank's weight (``cpu.shares``) beside the scheduler's 1024 for every other group of processes: an
 eighth of its peers' CPU when the machine is busy. The quota alone caps only an idle machine's rank: beside a loaded
@@ -427,17 +428,13 @@ def run_one(
 def link_cells(doc: dict, node: str, rail: int | None) -> str:
     """The link's pair cells (matrix and re-measured) over its rail's median matrix cell, beside the range of the
     rail's other matrix cells: what a missed or a wrong verdict was judged from."""
-    cells, nodes = doc.get("pair_cells") or {}, doc.get("nodes") or []
-    if node not in nodes or not cells:
-        return f"link {node}/{rail}: no pair cells"
-    at = nodes.index(node)
-    rows = list(zip(cells["rail"], cells["node"], cells["peer"], cells["busbw_Gbps"], cells["confirm"], strict=True))
-    rest = sorted(b for k, a, p, b, c in rows if k == rail and at not in (a, p) and c == 0)
-    mine = [(c, b) for k, a, p, b, c in rows if k == rail and at in (a, p)]
+    on_rail = [m for m in pair_directions(doc) if m["rail"] == rail]
+    rest = sorted(m["busbw_Gbps"] for m in on_rail if node not in (m["node"], m["peer"]) and not m["confirm"])
+    mine = [m for m in on_rail if node in (m["node"], m["peer"])]
     if not rest or not mine:
         return f"link {node}/{rail}: too few pair cells to compare"
     median = rest[len(rest) // 2]
-    said = " ".join(f"{b / median:.2f}" + ("*" if c else "") for c, b in mine)
+    said = " ".join(f"{m['busbw_Gbps'] / median:.2f}" + ("*" if m["confirm"] else "") for m in mine)
     return (
         f"link {node}/{rail}'s cells / rail {rail}'s median {median:.2f} Gb/s: {said} (* re-measured); "
         f"the rail's other cells {rest[0] / median:.2f}-{rest[-1] / median:.2f}"
