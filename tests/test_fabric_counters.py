@@ -14,7 +14,7 @@ import pytest
 from bench import sysroot
 from bench.fabric import counters
 from bench.fabric.sysfs import Sysfs
-from tests.support import REPO, rank_env
+from tests.support import REPO, free_port, rank_env
 from tests.support.trees import fabric_trees
 from tests.support.trees.fabric_trees import HcaSpec, NetSpec, NodeSpec, PortSpec
 
@@ -127,9 +127,7 @@ def test_loopback_counters_cover_a_real_gloo_all_reduce() -> None:
     if Sysfs(sysroot.LIVE).read("class", "net", "lo", "statistics", "tx_bytes") is None:
         pytest.skip("no /sys/class/net/lo statistics on this machine")
     size, world = 32 << 20, 2
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", _GLOO_RANK, str(size)],

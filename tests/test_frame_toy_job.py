@@ -8,7 +8,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,19 +21,14 @@ from bench.frame.launch_job import launch
 from bench.frame.run import Run
 from bench.rundir.verdict import Verdict
 from bench.runtime.env import RankInfo
+from tests.support import free_port
 from tests.support.toy_job import PING, PingConfig, PingJob, run_rank
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
 def world_of_one(monkeypatch: pytest.MonkeyPatch) -> RankInfo:
     """A world of one as torchrun would start it: torch's env:// rendezvous reads these; rank 0 hosts the store."""
-    port = _free_port()
+    port = free_port()
     for name, value in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": "0", "WORLD_SIZE": "1"}.items():
         monkeypatch.setenv(name, value)
     return RankInfo(0, 0, 1, 1, 0, 1, "127.0.0.1", port, "torchrun")
@@ -98,7 +92,7 @@ def test_launch_runs_the_toy_job_as_the_rank_a_launcher_started(
 ) -> None:
     # The parent half's first branch, in this process: torchrun's variables make this process rank 0 of 1.
     out = tmp_path / "ping-run"
-    env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "RANK": "0", "LOCAL_RANK": "0"}
+    env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "RANK": "0", "LOCAL_RANK": "0"}
     for name, value in {**env, "WORLD_SIZE": "1", "LOCAL_WORLD_SIZE": "1"}.items():
         monkeypatch.setenv(name, value)
     with pytest.raises(UserError, match=r"already a rank under \w+: drop --np, the launcher starts ranks"):

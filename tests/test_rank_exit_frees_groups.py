@@ -11,14 +11,13 @@ in a receive from rank 1, must fail at once, not at the group's 60 s timeout.
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
 
 import pytest
 
-from tests.support import rank_env
+from tests.support import free_port, rank_env
 
 pytestmark = pytest.mark.slow
 
@@ -58,14 +57,8 @@ rank_exit.end_rank(0)
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_a_leaving_rank_closes_its_groups_for_the_peer_waiting_on_it() -> None:
-    port = _free_port()
+    port = free_port()
     began = time.monotonic()
     ranks = [
         subprocess.Popen(

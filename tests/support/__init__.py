@@ -217,11 +217,41 @@ def rank_pids(out: Path) -> dict[int, int]:
     return pids
 
 
+# Ports handed to a rendezvous a test starts itself. A port the kernel hands out for bind(0) comes from the
+# ephemeral range, and so does the local port of every outgoing connection: between the probe and torchrun's
+# TCPStore listening on it, any other test's gloo connection could take it (CI at stop 60 lost a run to
+# EADDRINUSE that way). So each xdist worker walks its own band below that range, where the kernel never
+# picks a port on its own, and skips one it cannot bind now.
+_PORT_BAND = 400
+_next_port: dict[str, int] = {}
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    """A TCP port on the loopback that no one listens on now (for a rendezvous a test starts itself)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A TCP port on the loopback that no one listens on now and that the kernel will not hand to another
+    socket on its own (for a rendezvous a test starts itself): this xdist worker's own band below the
+    ephemeral range, each port once a session."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    low = _ephemeral_low()
+    first = max(1024, low - _PORT_BAND * (index + 1))
+    port = _next_port.get(worker, first)
+    while port < first + _PORT_BAND:
+        _next_port[worker] = port + 1
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                port += 1
+                continue
+        return port
+    raise RuntimeError(f"xdist worker {worker} used every port of its band {first}-{first + _PORT_BAND - 1}")
 
 
 def sweep_rows(out: Path) -> list[dict[str, str]]:
