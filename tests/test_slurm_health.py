@@ -77,9 +77,19 @@ def restore(cluster: SlurmCluster) -> None:
     cluster.bed.clear_faults()
     cluster.command(["scancel", "--partition", "rb"])
     for node, (state, _) in cluster.sinfo_states().items():
-        if state != "idle":
-            cluster.resume(node)
+        if _needs_resume(state):
+            resumed = cluster.command(["scontrol", "update", f"NodeName={node}", "State=RESUME"])
+            # Slurm refuses RESUME for a node that is not drained or down ("Invalid node state specified"):
+            # the health check itself may have resumed it since sinfo answered, once its rail came back.
+            if resumed.returncode != 0:
+                assert not _needs_resume(cluster.sinfo_states()[node][0]), resumed.stderr
+    # A job scancel stopped leaves its node completing (or mixed) a while; only waiting brings that to idle.
     cluster.wait_idle()
+
+
+def _needs_resume(state: str) -> bool:
+    """Whether Slurm's long node state is one only RESUME ends: drained, draining, down or failed."""
+    return any(word in state for word in ("drain", "down", "fail"))
 
 
 def runs(cluster: SlurmCluster, node: str) -> list[str]:
