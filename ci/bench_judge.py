@@ -6,7 +6,8 @@ the same settings, schedule and faults), in the regimes ``realistic`` (non-block
 capacity-aware path: ``round_load``, ``capacity``, ``expected``, ``persistence``). What is timed is what rank 0 runs
 once the pair times are gathered, as columns (``PairColumns``): the suspect cells (``judge.suspects_in``, with the
 capacity expectations of every matrix round), the confirmation rounds and the quiet pass it schedules
-(``bench.rails.plan.remeasure``), then, with the re-measurements in, the matrix (``pair_matrix``), the judgement
+(``bench.rails.plan.remeasure``), the quiet cells that read low (``judge.quiet_lows_in``, measured alone again),
+then, with the re-measurements in, the matrix (``pair_matrix``), the judgement
 (``judge.judged``: localisation, switches, the re-measurements' expectations) and the actions (``corroborate``).
 The model's own measuring between the two steps is not timed.
 
@@ -50,7 +51,7 @@ from bench.rails.diagnosis import judge  # noqa: E402
 from bench.rails.diagnosis.corroborate import corroborate  # noqa: E402
 from bench.rails.diagnosis.matrix import pair_matrix  # noqa: E402
 from bench.rails.plan.layout import RailLayout  # noqa: E402
-from bench.rails.plan.remeasure import remeasurement_rounds  # noqa: E402
+from bench.rails.plan.remeasure import quiet_repeat_rounds, remeasurement_rounds  # noqa: E402
 from tests.support.models.fabric_model import Model, Shape  # noqa: E402
 from tests.support.models.fabric_regimes import REGIMES  # noqa: E402
 
@@ -143,6 +144,15 @@ def child(
         if profiler:
             profiler.disable()
     cols = measure_again(model, cols, again, test.confirm)
+    with _Timed(step):
+        if profiler:
+            profiler.enable()
+        low = judge.quiet_lows_in(settings, layout, gathered, cols)
+        repeats = quiet_repeat_rounds(low, test.confirm + 2, units_for(shape, full_matrix))
+        if profiler:
+            profiler.disable()
+    if repeats:
+        cols = cols + model.measure_rounds(list(repeats))
     with _Timed(step):
         if profiler:
             profiler.enable()

@@ -79,7 +79,7 @@ from bench.rails.plan.fabric_map import Topology  # noqa: E402
 from bench.rails.plan.layout import RailLayout  # noqa: E402
 from bench.rails.plan.model import PlanModel  # noqa: E402
 from bench.rails.plan.phases import rails_phases  # noqa: E402
-from bench.rails.plan.remeasure import remeasurement_rounds  # noqa: E402
+from bench.rails.plan.remeasure import quiet_repeat_rounds, remeasurement_rounds  # noqa: E402
 from bench.rails.plan.schedule import Round, Units, schedule  # noqa: E402
 from tests.support.models.fabric_model import LINE_GBPS, Fault, Model, Shape  # noqa: E402
 from tests.support.models.fabric_regimes import KIND, REGIMES, Regime  # noqa: E402
@@ -293,6 +293,10 @@ def run_one(size: str, shape: Shape, kind: str, seed: int, regime: Regime = KIND
     suspect = judge.suspects_in(settings, layout, gathered, cols)
     again = remeasurement_rounds(rounds, suspect, settings.test.confirm, units_for(shape, full_matrix))
     cols = measure_again(model, cols, again, settings.test.confirm)
+    low = judge.quiet_lows_in(settings, layout, gathered, cols)
+    repeats = quiet_repeat_rounds(low, settings.test.confirm + 2, units_for(shape, full_matrix))
+    if repeats:
+        cols = cols + model.measure_rounds(list(repeats))
     outcome = judge.judged(settings, layout, gathered, [], pair_matrix(cols, nodes, shape.rails))
     target = settings.local_pair_target_gbps
     local = localise_gpus(
@@ -314,7 +318,7 @@ def run_one(size: str, shape: Shape, kind: str, seed: int, regime: Regime = KIND
     fixed = [p for p in fixed if not p.name.startswith("confirmation")]
     result.suspects = len(suspect)
     result.passes = settings.test.confirm
-    result.rounds = len(rounds) + len(again)
+    result.rounds = len(rounds) + len(again) + len(repeats)
     # The plan's slow end: a healthy cluster's run takes at most about this (bench.rails.plan.acceptance).
     result.wall_s = _wall_s(cols, settings, sum(p.seconds.high for p in fixed), plan_model.step_s.high)
     result.below_target = len(outcome.below_target)

@@ -70,6 +70,8 @@ class Cells:
     """``[rail, a, b]``: the cells the quiet pass re-measured (``PairMatrix.quiet``); None where it did not run."""
     slow_quiet: np.ndarray | None = None
     """``[rail, a, b]``: those whose quiet sample is slow, judged as every sample is."""
+    held_quiet: np.ndarray | None = None
+    """``[rail, a, b]``: those measured alone again and low in every sample (``bench.rails.diagnosis.alone``)."""
 
     @property
     def remeasured(self) -> bool:
@@ -150,6 +152,7 @@ class Cells:
             beyond_noise=self.beyond_noise & keep,
             quiet=None if self.quiet is None else self.quiet & keep,
             slow_quiet=None if self.slow_quiet is None else self.slow_quiet & keep,
+            held_quiet=None if self.held_quiet is None else self.held_quiet & keep,
         )
 
     @cached_property

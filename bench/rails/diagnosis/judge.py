@@ -14,7 +14,7 @@ from typing import Any, TypedDict
 import numpy as np
 
 from bench.codec import ABSENT
-from bench.rails.diagnosis import evidence, leaves, liveness, rail_target, rails_outcome, round_load
+from bench.rails.diagnosis import alone, evidence, leaves, liveness, rail_target, rails_outcome, round_load
 from bench.rails.diagnosis.corroborate import device_of
 from bench.rails.diagnosis.evidence import DeviceEntries, NodeWindow
 from bench.rails.diagnosis.expected import Expected
@@ -109,6 +109,35 @@ def suspects_in(
     fabric = _placed(settings, layout, devices)
     load = None if fabric is None else _matrix_load(settings, fabric, len(layout.nodes), settings.test.repeats)
     return suspects(times, layout.nodes, layout.rails, rates, thresholds, load, fabric)
+
+
+def quiet_lows(
+    settings: RailsSettings, layout: RailLayout, gathered: list[RankReport], membership: Membership
+) -> list[tuple[int, int, int]]:
+    """Rank 0, after the quiet pass: its cells that read low alone, as ``(rail, a, b)``, to be measured alone again
+    (``bench.rails.diagnosis.alone``); none without the cabling, which the pass needs."""
+    return quiet_lows_in(settings, layout, gathered, flatten([g["times"] for g in gathered]), membership)
+
+
+def quiet_lows_in(
+    settings: RailsSettings,
+    layout: RailLayout,
+    gathered: list[RankReport],
+    times: Sequence[PairTime] | PairColumns,
+    membership: Membership | None = None,
+) -> list[tuple[int, int, int]]:
+    """``quiet_lows`` of these pair times (the fabric model's columns stand in for the gathered times)."""
+    membership = membership or everyone_live(len(layout.nodes), layout.rails)
+    devices, _, _, _ = _judging(settings, layout, gathered, membership)
+    fabric = _placed(settings, layout, devices)
+    if fabric is None or not len(times):
+        return []
+    cols = times if isinstance(times, PairColumns) else PairColumns.from_times(times)
+    matrix = pair_matrix(cols, layout.nodes, layout.rails).with_quiet_pass(settings.test.confirm)
+    if matrix.quiet is None:
+        return []
+    inside = ~np.isnan(matrix.busbw).all(axis=0) & ~leaves.between_units(fabric, matrix)
+    return alone.low_quiet_cells(matrix, inside)
 
 
 def _placed(settings: RailsSettings, layout: RailLayout, devices: list[rails_outcome.RailDevices]) -> FabricMap | None:

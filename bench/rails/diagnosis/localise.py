@@ -43,6 +43,7 @@ import numpy as np
 
 from bench.exits import UserError
 from bench.rails.diagnosis import (
+    alone,
     blocks,
     defects_by_part,
     leaves,
@@ -240,7 +241,7 @@ def _judge(
     relative = beyond_noise(x)
     slow_sample = slow(relative, x, values, matrix.stopped_flags)
     slow_again = slow(beyond_noise(x_again), x_again, again, matrix.confirm_stopped_flags)
-    quiet = slow_quiet = None
+    quiet = slow_quiet = held_quiet = None
     if matrix.quiet is not None:
         # One flow per leaf between units: nothing shares its uplinks, so it is judged at its links' rate.
         raw = matrix.quiet[None]
@@ -249,6 +250,8 @@ def _judge(
         stopped = matrix.quiet_stopped[None]
         quiet = ~np.isnan(matrix.quiet)
         slow_quiet = slow(beyond_noise(x_quiet), x_quiet, raw, stopped)[0]
+        if between is not None:
+            held_quiet = alone.held_low(matrix, measured & ~between)
     expected = np.exp(level) * scale if rates is None else rates
     basis: Literal["line rate", "peers"] = "peers" if rates is None else "line rate"
     return Cells(
@@ -266,6 +269,7 @@ def _judge(
         None if load is None else load.round_of,
         quiet,
         slow_quiet,
+        held_quiet,
     )
 
 

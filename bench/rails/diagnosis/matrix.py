@@ -74,9 +74,12 @@ class PairMatrix:
     confirm: np.ndarray | None = field(default=None, repr=False)
     confirm_stopped: np.ndarray | None = field(default=None, repr=False)
     quiet: np.ndarray | None = field(default=None, repr=False)
-    """``[rail, a, b]``: the quiet pass's samples (``bench.rails.plan.remeasure.quiet_rounds``), NaN where none ran;
-    None where it did not run. Set by :meth:`with_quiet_pass`."""
+    """``[rail, a, b]``: the quiet pass's samples (``bench.rails.plan.remeasure.quiet_rounds``), each cell's best where
+    it was measured alone again (``quiet_repeat_rounds``), NaN where none ran; None where it did not run. Set by
+    :meth:`with_quiet_pass`."""
     quiet_stopped: np.ndarray | None = field(default=None, repr=False)
+    quiet_count: np.ndarray | None = field(default=None, repr=False)
+    """``[rail, a, b]``: how many times each cell was measured alone (0 where never)."""
 
     def __post_init__(self) -> None:
         shape = (len(self.rails), len(self.nodes), len(self.nodes))
@@ -107,18 +110,31 @@ class PairMatrix:
 
     def with_quiet_pass(self, passes: int) -> PairMatrix:
         """The matrix with re-measurements past the first ``passes`` (the run's ``--confirm``) held apart as the
-        quiet pass: the confirmation passes and the quiet one are judged differently. Itself where no
-        quiet pass ran."""
+        quiet pass and its repeats: the confirmation passes and the quiet one are judged differently. A cell
+        measured alone more than once keeps its best sample: a healthy path reads low alone by chance, afresh
+        each time, and a degraded one in every sample (``bench.rails.diagnosis.alone``). Itself where no quiet
+        pass ran."""
         again = self.confirm_values
         if again.shape[0] <= passes:
             return self
         stopped = self.confirm_stopped_flags
+        alone, alone_stopped = again[passes:], stopped[passes:]
+        count = (~np.isnan(alone)).sum(axis=0, dtype=np.uint8)
+        if len(alone) == 1:
+            best, best_stopped = alone[0], alone_stopped[0]
+        else:
+            # One plane at a time: at 1024 x 8 each is 67 MB, and the judge's memory is O(one plane).
+            best = np.fmax.reduce(alone, axis=0)
+            best_stopped = np.zeros(best.shape, dtype=bool)
+            for plane, flags in zip(alone, alone_stopped, strict=True):
+                best_stopped |= flags & (plane == best)
         return dataclasses.replace(
             self,
             confirm=again[:passes],
             confirm_stopped=stopped[:passes],
-            quiet=again[passes],
-            quiet_stopped=stopped[passes],
+            quiet=best,
+            quiet_stopped=best_stopped,
+            quiet_count=count,
         )
 
     @classmethod

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bench.rails.diagnosis import company, leaves, noise
+from bench.rails.diagnosis import alone, company, leaves, noise
 from bench.rails.diagnosis.cells import Cells
 from bench.rails.diagnosis.leaves import SwitchFault
 from bench.rails.diagnosis.persistence import Rounds
@@ -120,6 +120,8 @@ class _Paths:
     """``[rail, a, b]``: the cells between units the quiet pass re-measured, one flow per leaf (None: no pass)."""
     slow_quiet: np.ndarray | None = None
     """``[rail, a, b]``: those slow there."""
+    held_quiet: np.ndarray | None = None
+    """``[rail, a, b]``: those measured alone again and low every time (``bench.rails.diagnosis.alone``)."""
     quiet_noise: float = 0.0
     """The chance that noise slows one sample on its own links: the fabric's rate within its leaves, where no flow
     ever shares an uplink (``Cells.noise_rate_in``)."""
@@ -162,6 +164,7 @@ class _Paths:
             rounds = Rounds.of(slow, ran, cells.round_of, reproduces, slots, per_cell, null.tries)
         quiet = None if cells.quiet is None else cells.quiet & cross
         slow_quiet = None if cells.slow_quiet is None or quiet is None else cells.slow_quiet & quiet
+        held_quiet = None if cells.held_quiet is None or quiet is None else cells.held_quiet & quiet
         quiet_noise = cells.noise_rate_in(inside)
         return cls(
             leaf,
@@ -176,6 +179,7 @@ class _Paths:
             rounds,
             quiet,
             slow_quiet,
+            held_quiet,
             quiet_noise,
         )
 
@@ -335,24 +339,59 @@ def _quiet_uplinks(paths: _Paths, fabric: FabricMap, ks: list[int], tries: int) 
     """In cells set aside as load, the uplinks the quiet pass still finds slow: on one rail of the group (a spine
     slows most of them), at one leaf, spread over its nodes. Under ECMP every flow between units reproduces beside
     the others (collisions), so only one flow per leaf tells a degraded uplink's flows, the slowest suspects, from
-    the ones a collision slowed; rail k's quiet samples must be slower than noise gives that many, family-wise
-    over the rails of every group tried."""
+    the ones a collision slowed: rail k's quiet samples slower than noise gives that many, family-wise over the
+    rails of every group tried, or its quiet cells held low when measured alone again (:func:`_held_uplink`)."""
     if paths.quiet is None or paths.slow_quiet is None:
         return []
     out = []
     for k in ks:
-        if not paths.quiet_holds([k], tries * len(ks)):
-            continue
-        slow = paths.slow_quiet[k]  # [a, b], both ways
-        near = _quiet_leaf(paths, k, slow)
-        if near is None or not _spread(slow):
-            continue
-        mine = paths.cross[k] & (near[:, None] | near[None, :])
-        within = paths.inside[k] & near[:, None] & near[None, :]
-        if paths.switch_inside(k, within):
-            continue
-        out.append(_uplink(paths, fabric, k, int(paths.leaf[k][near][0]), mine, _far_leaves(slow, near, paths.leaf[k])))
+        fault = _slow_alone_uplink(paths, fabric, k, ks, tries) or _held_uplink(paths, fabric, k, ks, tries)
+        if fault is not None:
+            out.append(fault)
     return out
+
+
+def _slow_alone_uplink(paths: _Paths, fabric: FabricMap, k: int, ks: list[int], tries: int) -> SwitchFault | None:
+    """Rail k's uplink whose quiet samples are slow beyond noise on their own, judged as every sample is."""
+    assert paths.slow_quiet is not None
+    if not paths.quiet_holds([k], tries * len(ks)):
+        return None
+    slow = paths.slow_quiet[k]  # [a, b], both ways
+    return _alone_at_leaf(paths, fabric, k, slow)
+
+
+def _held_uplink(paths: _Paths, fabric: FabricMap, k: int, ks: list[int], tries: int) -> SwitchFault | None:
+    """Rail k's uplink from its quiet cells held low (``bench.rails.diagnosis.alone``): more of them at one leaf
+    than healthy paths hold low, family-wise over every leaf of the group's rails and the groups tried, on few of
+    the group's rails (most is a spine's shape, which :meth:`_Paths.quiet_holds` judges)."""
+    if paths.held_quiet is None or paths.quiet is None:
+        return None
+    on = [bool((paths.held_quiet[j] & paths.upper).any()) for j in ks]
+    if 2 * sum(on) > len(ks):
+        return None
+    held = paths.held_quiet[k]
+    near = _quiet_leaf(paths, k, held)
+    if near is None:
+        return None
+    at_leaf = paths.quiet[k] & (near[:, None] | near[None, :]) & paths.upper
+    leaves = sum(len(paths.leaves_on[j]) for j in ks) * max(1, tries)
+    chance = noise.poisson_sf(int((held & paths.upper).sum()), int(at_leaf.sum()) * alone.chance_held())
+    if chance * leaves > noise.NAME_FALSE_ALARMS:
+        return None
+    return _alone_at_leaf(paths, fabric, k, held)
+
+
+def _alone_at_leaf(paths: _Paths, fabric: FabricMap, k: int, slow: np.ndarray) -> SwitchFault | None:
+    """Rail k's uplink at the leaf of every cell ``slow`` alone (``[a, b]``), where they spread over its nodes (one
+    node's are its cable's) and nothing like it slows the leaf's cells within its unit."""
+    near = _quiet_leaf(paths, k, slow)
+    if near is None or not _spread(slow):
+        return None
+    mine = paths.cross[k] & (near[:, None] | near[None, :])
+    within = paths.inside[k] & near[:, None] & near[None, :]
+    if paths.switch_inside(k, within):
+        return None
+    return _uplink(paths, fabric, k, int(paths.leaf[k][near][0]), mine, _far_leaves(slow, near, paths.leaf[k]))
 
 
 def _quiet_leaf(paths: _Paths, k: int, slow: np.ndarray) -> np.ndarray | None:

@@ -17,7 +17,7 @@ from bench.rails.diagnosis.matrix import PairTime, flatten
 from bench.rails.measurement.exchanges import PairOpen, pair_buffers, pair_round
 from bench.rails.plan.budget import cell_budget, expected_rate, upper_median
 from bench.rails.plan.layout import RailLayout
-from bench.rails.plan.remeasure import remeasurement_rounds
+from bench.rails.plan.remeasure import quiet_repeat_rounds, remeasurement_rounds
 from bench.rails.plan.schedule import Cell, Round, Units, schedule
 from bench.runtime.coord import Coord, GroupCoord
 
@@ -132,3 +132,10 @@ class PairRunner:
         return self.run(
             remeasurement_rounds(self.rounds, suspects, self.settings.test.confirm, self.units), enter, leave
         )
+
+    def repeat_alone(
+        self, low: Sequence[tuple[int, int, int]], enter: Enter, leave: Callable[[], None]
+    ) -> list[PairTime]:
+        """The quiet cells that read low (``(rail, a, b)``, rank 0's), measured alone again, numbered past the
+        quiet pass (``bench.rails.plan.remeasure.quiet_repeat_rounds``)."""
+        return self.run(quiet_repeat_rounds(low, self.settings.test.confirm + 2, self.units), enter, leave)

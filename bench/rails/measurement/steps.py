@@ -16,6 +16,7 @@ from bench.measure.size import SizeResult, measure
 from bench.measure.timing import Budget, Loop
 from bench.rails.diagnosis import judge, rails_outcome
 from bench.rails.diagnosis.liveness import Membership
+from bench.rails.diagnosis.matrix import PairTime
 from bench.rails.measurement import windows
 from bench.rails.measurement.exchanges import p2p_wait
 from bench.rails.measurement.groups import RailGroups
@@ -265,10 +266,24 @@ def confirm_suspects(
     watchdog: Watchdog,
 ) -> None:
     """Every suspect measured again, in its own round and beside the same round's other suspects, then a few
-    between units with no other flow on their leaves (``bench.rails.plan.remeasure``), before anything is named;
-    rank 0's ``gathered`` reports gain the re-measurements and their counter windows."""
+    between units with no other flow on their leaves (``bench.rails.plan.remeasure``), and those of them that read
+    low measured alone again (``bench.rails.diagnosis.alone``), before anything is named; rank 0's ``gathered``
+    reports gain the re-measurements and their counter windows."""
     found = judge.suspect_cells(settings, seat.layout, gathered, seat.membership) if gathered is not None else None
     again = runner.confirm(seat.coord.broadcast(found), watchdog.enter, watchdog.leave)
+    _add_remeasurements(seat, again, gathered, watchdog)
+    if runner.units is None:
+        return  # no quiet pass without units: every rank knows, so none waits on the broadcast below
+    low = judge.quiet_lows(settings, seat.layout, gathered, seat.membership) if gathered is not None else None
+    low = seat.coord.broadcast(low)
+    if low:  # every rank has the same list: none or all of them run and gather
+        _add_remeasurements(seat, runner.repeat_alone(low, watchdog.enter, watchdog.leave), gathered, watchdog)
+
+
+def _add_remeasurements(
+    seat: Seat, again: list[PairTime], gathered: list[judge.RankReport] | None, watchdog: Watchdog
+) -> None:
+    """Close the counter window of the re-measurements just run and gather them, with it, into rank 0's reports."""
     seat.counts.close("re-measurements")
     watchdog.enter("gathering the re-measurements")
     extras = seat.coord.gather((again, seat.counts.windows[-1:]))

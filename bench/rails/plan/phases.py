@@ -16,7 +16,7 @@ from bench.measure.collectives import get_collective
 from bench.rails.plan.budget import cell_budget, chunks_per_message
 from bench.rails.plan.config import RailsSettings, planned_units
 from bench.rails.plan.model import PlanModel, Span
-from bench.rails.plan.remeasure import QUIET_PER_LEAF, quiet_units
+from bench.rails.plan.remeasure import QUIET_PER_LEAF, QUIET_REPEATS, quiet_units
 from bench.rails.plan.schedule import Units, round_count, unit_rounds
 
 GROUP_STEPS = 4
@@ -176,11 +176,14 @@ def confirmation_rounds(rounds: int, pairs: float, ranks: int, passes: int, shar
 
 
 def quiet_pass(units: Units | None, ranks: int) -> tuple[int, int]:
-    """(rounds, cells) of the quiet pass at most (``bench.rails.plan.remeasure.quiet_rounds``): where the cabling
-    gives two units or more, up to ``QUIET_PER_LEAF`` suspects between units at each leaf, one a round, both
-    directions; packed first fit, about as many rounds as that and at most twice (tests/test_rails_remeasure.py)."""
+    """(rounds, cells) of the quiet pass and its repeats at most (``bench.rails.plan.remeasure.quiet_rounds``,
+    ``quiet_repeat_rounds``): where the cabling gives two units or more, up to ``QUIET_PER_LEAF`` suspects between
+    units at each leaf, one a round, both directions; packed first fit, about as many rounds as that and at most
+    twice (tests/test_rails_remeasure.py); and each of them that read low measured alone ``QUIET_REPEATS`` more
+    times, packed the same way: at most every one of them, though a healthy fabric's read low a few in a hundred."""
     count = quiet_units(units)
-    return (2 * QUIET_PER_LEAF, count * ranks * QUIET_PER_LEAF) if count else (0, 0)
+    passes = 1 + QUIET_REPEATS
+    return (2 * QUIET_PER_LEAF * passes, count * ranks * QUIET_PER_LEAF * passes) if count else (0, 0)
 
 
 def rails_phases(nodes: int, ranks: int, settings: RailsSettings, model: PlanModel, intra: bool) -> list[Phase]:

@@ -9,7 +9,9 @@ reproduces may be the fabric's load and not a part.
 So where the cabling gives two units or more, a quiet pass follows (:func:`quiet_rounds`): a few suspects between
 units at each leaf, each in a round where its leaves carry no other flow between units, so no flow shares an
 uplink however the switches route or hash. A spine is named only where its flows stay slow there
-(``bench.rails.diagnosis.switches``; docs/design.md, "Localisation").
+(``bench.rails.diagnosis.switches``; docs/design.md, "Localisation"). The quiet cells that read low are then
+measured alone again (:func:`quiet_repeat_rounds`): noise slows a flow afresh each time, a degraded path every time
+(``bench.rails.diagnosis.alone``).
 
 Packing each pass afresh, so that no suspect runs again beside the pairs it ran with, was tried and left out
 (docs/design.md, "Localisation"): a hot spot of one packed round then reproduced suspects of many matrix rounds at
@@ -36,12 +38,20 @@ def remeasurement_rounds(
     return confirmation_rounds(tuple(rounds), suspects, passes) + quiet_rounds(suspects, passes + 1, units)
 
 
-QUIET_PER_LEAF = 8
+QUIET_PER_LEAF = 16
 """The most suspects between units the quiet pass measures at each leaf (one a round). A spine is judged on them all,
-on every rail it joins: at 64 nodes (two leaves a rail) 64 samples, at 1024 nodes 1024. A spine that carries one
-path in 32 of a leaf's (1024 x 8, ECMP's hash picking among 32) slows about one in sixteen of them, some sixty
-samples against the ten or twenty the fabric's noise gives; it costs about as many rounds, each one pair per unit
-pair."""
+on every rail it joins: at 64 nodes (two leaves a rail) 128 samples, at 1024 nodes 2048. A spine that carries one
+path in 32 of a leaf's (1024 x 8, ECMP's hash picking among 32) slows about one in sixteen of them. A degraded
+uplink under ECMP carries about one flow in eight of its leaf's, the slowest suspects first: with eight a leaf the
+pass held one or none of them in half the uplinks missed on the fabric model (``ecmp`` at 64 x 8), with sixteen two
+or more in most. Each costs a round of one pair per unit pair."""
+
+QUIET_REPEATS = 2
+"""How many more times a quiet cell that read low is measured alone (:func:`quiet_repeat_rounds`). A healthy flow
+alone reads low by chance, a few in a hundred (``bench.rails.diagnosis.alone``), each time afresh; a flow whose
+queue pairs a degraded uplink carries reads low every time, as ECMP keeps a queue pair's path for its life. Two
+more make a healthy cell held low a chance of a few in a million, so two such cells at one leaf are beyond noise
+on a fabric of a thousand leaves."""
 
 
 def quiet_units(units: Units | None) -> int:
@@ -110,3 +120,21 @@ def _quiet_packing(picks: dict[tuple[int, int], list[int]], of: np.ndarray) -> d
             leaf_taken[leaf] = leaf_taken.get(leaf, 0) | bit
         rounds.setdefault(slot, set()).update((r, a, b) for r in rails)
     return rounds
+
+
+def quiet_repeat_rounds(low: Sequence[tuple[int, int, int]], confirm: int, units: Units | None) -> tuple[Round, ...]:
+    """:data:`QUIET_REPEATS` more passes over the quiet cells that read low (``low``: ``(rail, a, b)``, rank 0's
+    ``bench.rails.diagnosis.alone.low_quiet_cells``), each packed as the quiet pass is (one flow between units per
+    leaf and round) and numbered from ``confirm``; empty where none read low or there are no units."""
+    if units is None or not low or not quiet_units(units):
+        return ()
+    of = np.asarray(units.of, dtype=np.int64)
+    picks: dict[tuple[int, int], list[int]] = {}
+    for k, a, b in sorted({(k, min(a, b), max(a, b)) for k, a, b in low}):
+        picks.setdefault((a, b), []).append(k)
+    packed = _quiet_packing(picks, of)
+    return tuple(
+        Round(0, slot, tuple(sorted({(a, b) for _, a, b in cells})), None, confirm=confirm + r, cells=frozenset(cells))
+        for r in range(QUIET_REPEATS)
+        for slot, cells in sorted(packed.items())
+    )
