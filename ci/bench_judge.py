@@ -51,7 +51,12 @@ from bench.rails.diagnosis import judge  # noqa: E402
 from bench.rails.diagnosis.corroborate import corroborate  # noqa: E402
 from bench.rails.diagnosis.matrix import pair_matrix  # noqa: E402
 from bench.rails.plan.layout import RailLayout  # noqa: E402
-from bench.rails.plan.remeasure import quiet_repeat_rounds, remeasurement_rounds  # noqa: E402
+from bench.rails.plan.remeasure import (  # noqa: E402
+    REPEAT_STAGES,
+    quiet_repeat_rounds,
+    remeasurement_rounds,
+    repeat_confirm,
+)
 from tests.support.models.fabric_model import Model, Shape  # noqa: E402
 from tests.support.models.fabric_regimes import REGIMES  # noqa: E402
 
@@ -144,19 +149,21 @@ def child(
         if profiler:
             profiler.disable()
     cols = measure_again(model, cols, again, test.confirm)
-    with _Timed(step):
-        if profiler:
-            profiler.enable()
-        low = judge.quiet_lows_in(settings, layout, gathered, cols)
-        repeats = quiet_repeat_rounds(low, test.confirm + 2, units_for(shape, full_matrix))
-        if profiler:
-            profiler.disable()
-    if repeats:
+    for stage in range(REPEAT_STAGES):  # as bench.rails.measurement.steps.confirm_suspects runs them
+        with _Timed(step):
+            if profiler:
+                profiler.enable()
+            low = judge.quiet_lows_in(settings, layout, gathered, cols)
+            repeats = quiet_repeat_rounds(low, repeat_confirm(test.confirm, stage), units_for(shape, full_matrix))
+            if profiler:
+                profiler.disable()
+        if not repeats:
+            break
         cols = cols + model.measure_rounds(list(repeats))
     with _Timed(step):
         if profiler:
             profiler.enable()
-        outcome = judge.judged(settings, layout, gathered, [], pair_matrix(cols, names, rails))
+        outcome = judge.judged(settings, layout, gathered, [], pair_matrix(cols, names, rails, test.confirm + 1))
         outcome = corroborate(outcome, settings.profile.errors, settings.profile.actions)
         if profiler:
             profiler.disable()

@@ -79,7 +79,12 @@ from bench.rails.plan.fabric_map import Topology  # noqa: E402
 from bench.rails.plan.layout import RailLayout  # noqa: E402
 from bench.rails.plan.model import PlanModel  # noqa: E402
 from bench.rails.plan.phases import rails_phases  # noqa: E402
-from bench.rails.plan.remeasure import quiet_repeat_rounds, remeasurement_rounds  # noqa: E402
+from bench.rails.plan.remeasure import (  # noqa: E402
+    REPEAT_STAGES,
+    quiet_repeat_rounds,
+    remeasurement_rounds,
+    repeat_confirm,
+)
 from bench.rails.plan.schedule import Round, Units, schedule  # noqa: E402
 from tests.support.models.fabric_model import LINE_GBPS, Fault, Model, Shape  # noqa: E402
 from tests.support.models.fabric_regimes import KIND, REGIMES, Regime  # noqa: E402
@@ -293,11 +298,19 @@ def run_one(size: str, shape: Shape, kind: str, seed: int, regime: Regime = KIND
     suspect = judge.suspects_in(settings, layout, gathered, cols)
     again = remeasurement_rounds(rounds, suspect, settings.test.confirm, units_for(shape, full_matrix))
     cols = measure_again(model, cols, again, settings.test.confirm)
-    low = judge.quiet_lows_in(settings, layout, gathered, cols)
-    repeats = quiet_repeat_rounds(low, settings.test.confirm + 2, units_for(shape, full_matrix))
-    if repeats:
-        cols = cols + model.measure_rounds(list(repeats))
-    outcome = judge.judged(settings, layout, gathered, [], pair_matrix(cols, nodes, shape.rails))
+    repeats: list[Round] = []
+    for stage in range(REPEAT_STAGES):  # as bench.rails.measurement.steps.confirm_suspects runs them
+        low = judge.quiet_lows_in(settings, layout, gathered, cols)
+        stage_rounds = quiet_repeat_rounds(
+            low, repeat_confirm(settings.test.confirm, stage), units_for(shape, full_matrix)
+        )
+        if not stage_rounds:
+            break
+        cols = cols + model.measure_rounds(list(stage_rounds))
+        repeats += stage_rounds
+    outcome = judge.judged(
+        settings, layout, gathered, [], pair_matrix(cols, nodes, shape.rails, settings.test.confirm + 1)
+    )
     target = settings.local_pair_target_gbps
     local = localise_gpus(
         LocalMatrix(nodes, model.local_matrix(settings.test.repeats)),

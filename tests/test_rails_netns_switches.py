@@ -56,9 +56,10 @@ def test_a_shaped_leaf_and_a_shaped_uplink_are_named_with_the_cabling(tmp_path: 
         "check the uplinks leaf-u1-r1 port 3 <-> spine-r1 port 1; leaf-u2-r1 port 3 <-> spine-r1 port 2"
     )
     # The uplink's flows read low one per leaf (the quiet pass, after the 2 confirmation passes) and were measured
-    # alone again, every rank running the rounds rank 0 sent (bench.rails.diagnosis.alone).
+    # alone again, twice, then held low twice more: every rank ran the rounds rank 0 sent at each stage
+    # (bench.rails.diagnosis.alone).
     passes = {m["confirm"] for m in pair_directions(found["uplink"]) if m["rail"] == 1}
-    assert {3, 4, 5} <= passes, _samples(found["uplink"], 1)
+    assert set(range(3, 8)) <= passes, _samples(found["uplink"], 1)
     run = json.loads((tmp_path / "uplink" / "run.json").read_text())
     phases = {p["name"]: p for p in run["plan"]["phases"]}
     assert phases["pair matrix"]["rounds"] == 3 and phases["pair matrix"]["measured_s"] > 0

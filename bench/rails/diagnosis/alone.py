@@ -50,23 +50,35 @@ def _under(matrix: PairMatrix, inside: np.ndarray) -> np.ndarray:
         return np.asarray(matrix.quiet < marks[:, None, None])
 
 
+MOST_SAMPLES = 1 + 2 * QUIET_REPEATS
+"""The most samples alone a cell gets: the quiet pass's, then two rounds of repeats (:func:`low_quiet_cells`)."""
+
+
 def low_quiet_cells(matrix: PairMatrix, inside: np.ndarray) -> list[tuple[int, int, int]]:
-    """Rank 0, after the quiet pass: its cells that read under the mark, as ``(rail, a, b)`` (a < b, the matrix's
-    node order), to be measured alone again (``bench.rails.plan.remeasure.quiet_repeat_rounds``)."""
-    if matrix.quiet is None:
+    """Rank 0, after the quiet pass and again after its repeats: the quiet cells under the mark in every sample so
+    far and measured alone fewer than :data:`MOST_SAMPLES` times, as ``(rail, a, b)`` (a < b, the matrix's node
+    order), each to be measured alone ``QUIET_REPEATS`` more times (``bench.rails.plan.remeasure
+    .quiet_repeat_rounds``). After the quiet pass these are the ones that read low once; after the first repeats,
+    the ones held low: a second pair of samples is what lets one such cell stand on its own (:func:`chance_held`:
+    eight in a million healthy cells are held low in three samples, about one run in a thousand with 128 of them;
+    in five, three in a billion)."""
+    if matrix.quiet is None or matrix.quiet_count is None:
         return []
-    k, a, b = np.nonzero(np.triu(_under(matrix, inside), k=1))
+    more = _under(matrix, inside) & (matrix.quiet_count < MOST_SAMPLES)
+    k, a, b = np.nonzero(np.triu(more, k=1))
     return list(zip(k.tolist(), a.tolist(), b.tolist(), strict=True))
 
 
 def held_low(matrix: PairMatrix, inside: np.ndarray) -> np.ndarray:
-    """``[rail, a, b]``: the quiet cells measured alone 1 + ``QUIET_REPEATS`` times or more and under the mark in
-    every one (their best sample is)."""
+    """``[rail, a, b]``: how many times each quiet cell was measured alone where that was 1 + ``QUIET_REPEATS`` times
+    or more and it read under the mark in every one (its best sample did); 0 elsewhere."""
     if matrix.quiet is None or matrix.quiet_count is None:
-        return np.zeros(inside.shape, dtype=bool)
-    return _under(matrix, inside) & (matrix.quiet_count >= 1 + QUIET_REPEATS)
+        return np.zeros(inside.shape, dtype=np.uint8)
+    held = _under(matrix, inside) & (matrix.quiet_count >= 1 + QUIET_REPEATS)
+    return np.where(held, matrix.quiet_count, 0).astype(np.uint8)
 
 
-def chance_held() -> float:
-    """The chance that a healthy cell of the quiet pass is held low: under the mark in each of its samples."""
-    return float(LOW_QUANTILE ** (1 + QUIET_REPEATS))
+def chance_held(samples: int) -> float:
+    """The chance that a healthy cell of the quiet pass is held low in ``samples`` samples alone: under the mark in
+    each, afresh."""
+    return float(LOW_QUANTILE**samples)

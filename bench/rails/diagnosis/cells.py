@@ -71,7 +71,8 @@ class Cells:
     slow_quiet: np.ndarray | None = None
     """``[rail, a, b]``: those whose quiet sample is slow, judged as every sample is."""
     held_quiet: np.ndarray | None = None
-    """``[rail, a, b]``: those measured alone again and low in every sample (``bench.rails.diagnosis.alone``)."""
+    """``[rail, a, b]``: of those measured alone again and low in every sample, how many samples (0: not so;
+    ``bench.rails.diagnosis.alone.held_low``)."""
 
     @property
     def remeasured(self) -> bool:
@@ -152,7 +153,7 @@ class Cells:
             beyond_noise=self.beyond_noise & keep,
             quiet=None if self.quiet is None else self.quiet & keep,
             slow_quiet=None if self.slow_quiet is None else self.slow_quiet & keep,
-            held_quiet=None if self.held_quiet is None else self.held_quiet & keep,
+            held_quiet=None if self.held_quiet is None else np.where(keep, self.held_quiet, 0).astype(np.uint8),
         )
 
     @cached_property

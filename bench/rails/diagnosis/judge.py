@@ -133,7 +133,8 @@ def quiet_lows_in(
     if fabric is None or not len(times):
         return []
     cols = times if isinstance(times, PairColumns) else PairColumns.from_times(times)
-    matrix = pair_matrix(cols, layout.nodes, layout.rails).with_quiet_pass(settings.test.confirm)
+    alone_from = settings.test.confirm + 1
+    matrix = pair_matrix(cols, layout.nodes, layout.rails, alone_from).with_quiet_pass(settings.test.confirm)
     if matrix.quiet is None:
         return []
     inside = ~np.isnan(matrix.busbw).all(axis=0) & ~leaves.between_units(fabric, matrix)
@@ -200,7 +201,8 @@ def outcome(
     times = sorted(
         flatten([g["times"] for g in gathered]), key=lambda t: (t.confirm, t.repeat, t.round, t.rail, t.node)
     )
-    matrix = rails_outcome.pair_matrix(times, layout.nodes, layout.rails) if times else None
+    alone_from = settings.test.confirm + 1  # the quiet pass and its repeats: one plane (``pair_matrix``)
+    matrix = rails_outcome.pair_matrix(times, layout.nodes, layout.rails, alone_from) if times else None
     return judged(settings, layout, gathered, times, matrix, membership, reports, process_groups)
 
 

@@ -199,10 +199,16 @@ class PairColumns:
         )
 
 
-def pair_matrix(times: Sequence[PairTime] | PairColumns, nodes: Sequence[str], rails: int) -> PairMatrix:
+def pair_matrix(
+    times: Sequence[PairTime] | PairColumns, nodes: Sequence[str], rails: int, alone_from: int | None = None
+) -> PairMatrix:
     """The matrix of ``bench.rails.diagnosis.rails_outcome.pair_samples(times)``, built with numpy: each (pair, rail,
     repeat, pass) keeps its slower direction (the first of equal ones), stopped when either ran out of time. Rank 0 of a
-    256-node x 8-rail run holds half a million directions per pass; one Python record per sample took seconds."""
+    256-node x 8-rail run holds half a million directions per pass; one Python record per sample took seconds.
+
+    ``alone_from``: the passes from this number on are the quiet pass and its repeats, folded as they are read
+    (:meth:`PairMatrix.with_quiet_pass`) into one plane of each cell's best sample alone, not a plane each: at
+    1024 x 8 a plane is 67 MB, and the repeats hold a few cells."""
     n = len(nodes)
     if not len(times):
         return PairMatrix.from_samples([], nodes=list(nodes), rails=list(range(rails)))
@@ -216,6 +222,7 @@ def pair_matrix(times: Sequence[PairTime] | PairColumns, nodes: Sequence[str], r
         raise UserError(f"pair {node[i]}-{peer[i]} on rail {rail[i]} is outside the run's {n} nodes and {rails} rails")
     repeats = 1 + int(repeat[confirm == 0].max(initial=0))
     passes = int(confirm.max())
+    kept = passes if alone_from is None else min(passes, alone_from - 1)
     busbw = np.full((repeats, rails, n, n), np.nan)
     stop_m = np.zeros(busbw.shape, dtype=bool)
     matrix = confirm == 0
@@ -226,20 +233,47 @@ def pair_matrix(times: Sequence[PairTime] | PairColumns, nodes: Sequence[str], r
     slot = np.ravel_multi_index((repeat[sel], rail[sel], low[sel], high[sel]), busbw.shape)
     _slowest_into(busbw, stop_m, slot, nbytes[sel], time_us[sel], stopped[sel])
     del slot
-    again = np.full((passes, rails, n, n), np.nan)
+    again = np.full((kept, rails, n, n), np.nan)
     stop_c = np.zeros(again.shape, dtype=bool)
+    alone = None
     if not every:
         pick, any_stopped, rate = _slowest_by_key(cols, low, high, rails, n, np.flatnonzero(confirm > 0))
         # Keys ascend, so where two keys land on one slot (re-measurements from two repeats) the later wins, as a
         # loop over the sorted samples would.
         slot, k, a, b = confirm[pick] - 1, rail[pick], low[pick], high[pick]
-        where = np.ravel_multi_index((slot, k, a, b), again.shape)
+        where = np.ravel_multi_index((slot, k, a, b), (passes, rails, n, n))
         _, back = np.unique(where[::-1], return_index=True)
         keep = len(pick) - 1 - back  # the last of each slot
-        for i, j in ((a[keep], b[keep]), (b[keep], a[keep])):
-            again[slot[keep], k[keep], i, j] = rate[keep]
-            stop_c[slot[keep], k[keep], i, j] = any_stopped[keep]
-    return PairMatrix(tuple(nodes), tuple(range(rails)), busbw, stop_m, again, stop_c)
+        confirmed, alone_rows = keep[slot[keep] < kept], keep[slot[keep] >= kept]
+        for i, j in ((a[confirmed], b[confirmed]), (b[confirmed], a[confirmed])):
+            again[slot[confirmed], k[confirmed], i, j] = rate[confirmed]
+            stop_c[slot[confirmed], k[confirmed], i, j] = any_stopped[confirmed]
+        if len(alone_rows):
+            r = alone_rows
+            alone = _alone_planes((rails, n, n), k[r], a[r], b[r], rate[r], any_stopped[r])
+    out = PairMatrix(tuple(nodes), tuple(range(rails)), busbw, stop_m, again, stop_c)
+    if alone is None:
+        return out
+    return dataclasses.replace(out, quiet=alone[0], quiet_stopped=alone[1], quiet_count=alone[2])
+
+
+def _alone_planes(
+    shape: tuple[int, int, int], k: np.ndarray, a: np.ndarray, b: np.ndarray, rate: np.ndarray, stopped: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``[rail, a, b]`` planes from samples alone (one per pass and cell, ``a < b``): each cell's best rate, whether
+    that best ran out of time, and how many samples it has; NaN, False and 0 where none, mirrored to ``[b, a]``."""
+    cell = np.ravel_multi_index((k, a, b), shape)
+    best = np.full(int(np.prod(shape)), np.nan)
+    np.fmax.at(best, cell, rate)
+    count = np.zeros(best.shape, dtype=np.uint8)
+    np.add.at(count, cell, 1)
+    flags = np.zeros(best.shape, dtype=bool)
+    at_best = rate == best[cell]
+    np.logical_or.at(flags, cell[at_best], stopped[at_best])
+    mirror = np.ravel_multi_index((k, b, a), shape)
+    for plane in (best, count, flags):
+        plane[mirror] = plane[cell]
+    return best.reshape(shape), flags.reshape(shape), count.reshape(shape)
 
 
 def _rates(nbytes: np.ndarray, time_us: np.ndarray) -> np.ndarray:

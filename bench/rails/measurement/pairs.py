@@ -17,7 +17,7 @@ from bench.rails.diagnosis.matrix import PairTime, flatten
 from bench.rails.measurement.exchanges import PairOpen, pair_buffers, pair_round
 from bench.rails.plan.budget import cell_budget, expected_rate, upper_median
 from bench.rails.plan.layout import RailLayout
-from bench.rails.plan.remeasure import quiet_repeat_rounds, remeasurement_rounds
+from bench.rails.plan.remeasure import quiet_repeat_rounds, remeasurement_rounds, repeat_confirm
 from bench.rails.plan.schedule import Cell, Round, Units, schedule
 from bench.runtime.coord import Coord, GroupCoord
 
@@ -134,8 +134,9 @@ class PairRunner:
         )
 
     def repeat_alone(
-        self, low: Sequence[tuple[int, int, int]], enter: Enter, leave: Callable[[], None]
+        self, low: Sequence[tuple[int, int, int]], stage: int, enter: Enter, leave: Callable[[], None]
     ) -> list[PairTime]:
         """The quiet cells that read low (``(rail, a, b)``, rank 0's), measured alone again, numbered past the
-        quiet pass (``bench.rails.plan.remeasure.quiet_repeat_rounds``)."""
-        return self.run(quiet_repeat_rounds(low, self.settings.test.confirm + 2, self.units), enter, leave)
+        quiet pass and the stages before (``bench.rails.plan.remeasure.quiet_repeat_rounds``)."""
+        first = repeat_confirm(self.settings.test.confirm, stage)
+        return self.run(quiet_repeat_rounds(low, first, self.units), enter, leave)

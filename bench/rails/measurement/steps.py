@@ -25,6 +25,7 @@ from bench.rails.measurement.writer import LiveWriter
 from bench.rails.plan.budget import cell_budget, chunks_per_message
 from bench.rails.plan.config import RailsSettings, matrix_units
 from bench.rails.plan.layout import RailLayout
+from bench.rails.plan.remeasure import REPEAT_STAGES
 from bench.runtime.coord import Coord
 from bench.runtime.dist import DistContext, torch_timeout_s
 from bench.runtime.watchdog import Watchdog
@@ -273,11 +274,14 @@ def confirm_suspects(
     again = runner.confirm(seat.coord.broadcast(found), watchdog.enter, watchdog.leave)
     _add_remeasurements(seat, again, gathered, watchdog)
     if runner.units is None:
-        return  # no quiet pass without units: every rank knows, so none waits on the broadcast below
-    low = judge.quiet_lows(settings, seat.layout, gathered, seat.membership) if gathered is not None else None
-    low = seat.coord.broadcast(low)
-    if low:  # every rank has the same list: none or all of them run and gather
-        _add_remeasurements(seat, runner.repeat_alone(low, watchdog.enter, watchdog.leave), gathered, watchdog)
+        return  # no quiet pass without units: every rank knows, so none waits on the broadcasts below
+    for stage in range(REPEAT_STAGES):
+        low = judge.quiet_lows(settings, seat.layout, gathered, seat.membership) if gathered is not None else None
+        low = seat.coord.broadcast(low)
+        if not low:  # every rank has the same list: all of them stop here, or run and gather
+            return
+        again = runner.repeat_alone(low, stage, watchdog.enter, watchdog.leave)
+        _add_remeasurements(seat, again, gathered, watchdog)
 
 
 def _add_remeasurements(

@@ -179,11 +179,15 @@ def quiet_pass(units: Units | None, ranks: int) -> tuple[int, int]:
     """(rounds, cells) of the quiet pass and its repeats at most (``bench.rails.plan.remeasure.quiet_rounds``,
     ``quiet_repeat_rounds``): where the cabling gives two units or more, up to ``QUIET_PER_LEAF`` suspects between
     units at each leaf, one a round, both directions; packed first fit, about as many rounds as that and at most
-    twice (tests/test_rails_remeasure.py); and each of them that read low measured alone ``QUIET_REPEATS`` more
-    times, packed the same way: at most every one of them, though a healthy fabric's read low a few in a hundred."""
+    twice (tests/test_rails_remeasure.py). Then each of them that read low measured alone ``QUIET_REPEATS`` more
+    times, packed the same way: priced as if every one did, though a healthy fabric's read low a few in a hundred;
+    and those held low ``QUIET_REPEATS`` times more, a cell or none a leaf on a healthy fabric (about one run in a
+    thousand holds one: ``bench.rails.diagnosis.alone``), priced as two rounds a pass."""
     count = quiet_units(units)
-    passes = 1 + QUIET_REPEATS
-    return (2 * QUIET_PER_LEAF * passes, count * ranks * QUIET_PER_LEAF * passes) if count else (0, 0)
+    if not count:
+        return 0, 0
+    rounds = 2 * QUIET_PER_LEAF * (1 + QUIET_REPEATS) + 2 * QUIET_REPEATS
+    return rounds, count * ranks * (QUIET_PER_LEAF * (1 + QUIET_REPEATS) + QUIET_REPEATS)
 
 
 def rails_phases(nodes: int, ranks: int, settings: RailsSettings, model: PlanModel, intra: bool) -> list[Phase]:

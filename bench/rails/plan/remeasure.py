@@ -122,6 +122,17 @@ def _quiet_packing(picks: dict[tuple[int, int], list[int]], of: np.ndarray) -> d
     return rounds
 
 
+REPEAT_STAGES = 2
+"""Rounds of repeats: the quiet cells that read low, then those of them held low (``bench.rails.diagnosis.alone
+.low_quiet_cells``); each stage's passes are numbered after the last one's (:func:`repeat_confirm`)."""
+
+
+def repeat_confirm(passes: int, stage: int) -> int:
+    """The first pass number of repeat stage ``stage`` (0, 1): after the ``passes`` confirmation passes and the
+    quiet pass, :data:`QUIET_REPEATS` a stage."""
+    return passes + 2 + stage * QUIET_REPEATS
+
+
 def quiet_repeat_rounds(low: Sequence[tuple[int, int, int]], confirm: int, units: Units | None) -> tuple[Round, ...]:
     """:data:`QUIET_REPEATS` more passes over the quiet cells that read low (``low``: ``(rail, a, b)``, rank 0's
     ``bench.rails.diagnosis.alone.low_quiet_cells``), each packed as the quiet pass is (one flow between units per

@@ -1,0 +1,99 @@
+"""Uplinks named from the quiet pass (``bench.rails.plan.remeasure``), in cells between units that the switch
+verdicts set aside as the fabric's load (``bench.rails.diagnosis.switches``): under ECMP every flow between units
+reproduces beside the others, so only flows measured one per leaf tell a degraded uplink's from the collided
+ones: slow there on their own, or held low when measured alone again (``bench.rails.diagnosis.alone``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bench.rails.diagnosis import alone, noise
+from bench.rails.diagnosis.leaves import SwitchFault
+from bench.rails.diagnosis.switch_paths import Paths, far_leaves, is_spread, uplink
+from bench.rails.plan.fabric_map import FabricMap
+
+
+def quiet_uplinks(paths: Paths, fabric: FabricMap, ks: list[int], tries: int) -> list[SwitchFault]:
+    """In cells set aside as load, the uplinks the quiet pass still finds slow: on one rail of the group (a spine
+    slows most of them), at one leaf, spread over its nodes. Under ECMP every flow between units reproduces beside
+    the others (collisions), so only one flow per leaf tells a degraded uplink's flows, the slowest suspects, from
+    the ones a collision slowed: rail k's quiet samples slower than noise gives that many, family-wise over the
+    rails of every group tried, or its quiet cells held low when measured alone again (:func:`_held_uplink`)."""
+    if paths.quiet is None or paths.slow_quiet is None:
+        return []
+    out = []
+    for k in ks:
+        fault = _slow_alone_uplink(paths, fabric, k, ks, tries) or _held_uplink(paths, fabric, k, ks, tries)
+        if fault is not None:
+            out.append(fault)
+    return out
+
+
+def _slow_alone_uplink(paths: Paths, fabric: FabricMap, k: int, ks: list[int], tries: int) -> SwitchFault | None:
+    """Rail k's uplink whose quiet samples are slow beyond noise on their own, judged as every sample is."""
+    assert paths.slow_quiet is not None
+    if not paths.quiet_holds([k], tries * len(ks)):
+        return None
+    slow = paths.slow_quiet[k]  # [a, b], both ways
+    return _alone_at_leaf(paths, fabric, k, slow)
+
+
+def _held_uplink(paths: Paths, fabric: FabricMap, k: int, ks: list[int], tries: int) -> SwitchFault | None:
+    """Rail k's uplink from its quiet cells held low (``bench.rails.diagnosis.alone``): more of them at one leaf
+    than healthy paths hold low in that many samples, family-wise over every leaf of the group's rails and the
+    groups tried, on few of the group's rails (most is a spine's shape, which :meth:`Paths.quiet_holds` judges).
+    Two or more must spread over the leaf's nodes; one alone (measured twice more, so it can stand) must have
+    both ends clean within their units, or it is an end's cable, for the links' rules."""
+    if paths.held_quiet is None or paths.quiet is None:
+        return None
+    on = [bool(((paths.held_quiet[j] > 0) & paths.upper).any()) for j in ks]
+    if 2 * sum(on) > len(ks):
+        return None
+    samples = paths.held_quiet[k]
+    held = samples > 0
+    near = _quiet_leaf(paths, k, held)
+    if near is None:
+        return None
+    at_leaf = paths.quiet[k] & (near[:, None] | near[None, :]) & paths.upper
+    count = int((held & paths.upper).sum())
+    leaves = sum(len(paths.leaves_on[j]) for j in ks) * max(1, tries)
+    chance = noise.poisson_sf(count, int(at_leaf.sum()) * alone.chance_held(int(samples[held].min())))
+    if chance * leaves > noise.NAME_FALSE_ALARMS:
+        return None
+    if count >= 2:
+        return _alone_at_leaf(paths, fabric, k, held)
+    ends = np.flatnonzero(held.any(axis=0))
+    if (paths.reproduces[k][ends] & paths.inside[k][ends]).any():
+        return None
+    mine = paths.cross[k] & (near[:, None] | near[None, :])
+    within = paths.inside[k] & near[:, None] & near[None, :]
+    if paths.switch_inside(k, within):
+        return None
+    return uplink(paths, fabric, k, int(paths.leaf[k][near][0]), mine, far_leaves(held, near, paths.leaf[k]))
+
+
+def _alone_at_leaf(paths: Paths, fabric: FabricMap, k: int, slow: np.ndarray) -> SwitchFault | None:
+    """Rail k's uplink at the leaf of every cell ``slow`` alone (``[a, b]``), where they spread over its nodes (one
+    node's are its cable's) and nothing like it slows the leaf's cells within its unit."""
+    near = _quiet_leaf(paths, k, slow)
+    if near is None or not is_spread(slow):
+        return None
+    mine = paths.cross[k] & (near[:, None] | near[None, :])
+    within = paths.inside[k] & near[:, None] & near[None, :]
+    if paths.switch_inside(k, within):
+        return None
+    return uplink(paths, fabric, k, int(paths.leaf[k][near][0]), mine, far_leaves(slow, near, paths.leaf[k]))
+
+
+def _quiet_leaf(paths: Paths, k: int, slow: np.ndarray) -> np.ndarray | None:
+    """``[node]``: the nodes of rail k's leaf at an end of every slow quiet cell (``slow``, ``[a, b]``); None where
+    no one leaf is."""
+    a, b = np.nonzero(slow)
+    if not len(a):
+        return None
+    for index in paths.leaves_on[k]:
+        near = paths.leaf[k] == index
+        if bool((near[a] | near[b]).all()):
+            return near
+    return None

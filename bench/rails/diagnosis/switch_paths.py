@@ -1,0 +1,245 @@
+"""What the switch verdicts read from one judgement (``bench.rails.diagnosis.switches``): each rail's leaves, its
+cells between units and within them, the suspects that reproduced, what noise gives a part, the rounds, and what
+the quiet pass measured alone (:class:`Paths`); and the shapes a switch's slow cells take (:func:`is_spread`,
+:func:`hub_nodes`, :func:`is_routed`), and an uplink named from its cells (:func:`uplink`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from bench.rails.diagnosis import leaves, noise
+from bench.rails.diagnosis.cells import Cells
+from bench.rails.diagnosis.leaves import SwitchFault
+from bench.rails.diagnosis.persistence import Rounds
+from bench.rails.plan.fabric_map import FabricMap
+
+
+def is_spread(reproduces: np.ndarray) -> bool:
+    """The reproducing suspects ``[a, b]`` are at least two, and no node is in more than half of them: one
+    node's cable (seen from either end) is not a switch's fault."""
+    a, b = np.nonzero(np.triu(reproduces, k=1))
+    if len(a) < 2:
+        return False
+    counts = np.bincount(np.concatenate([a, b]))
+    return 2 * int(counts.max()) <= len(a)
+
+
+def hub_nodes(reproduces: np.ndarray, mine: np.ndarray) -> list[int]:
+    """Nodes slow with most of their cells in ``mine`` (``[a, b]``): under static routing (OpenSM's ftree or
+    updn) a pair's flows always take the uplink its destination's port fixes, so a degraded uplink slows one
+    node's every flow into its leaf from other units, and every flow out of the leaf to the nodes on that port
+    of the other units: it shows as a few nodes slow with (nearly) all of their partners across units."""
+    count = mine.sum(axis=1)
+    return [int(x) for x in np.flatnonzero((2 * reproduces.sum(axis=1) > count) & (count >= 2))]
+
+
+def is_routed(reproduces: np.ndarray, mine: np.ndarray, hubs: list[int]) -> bool:
+    """The reproducing suspects in ``mine`` are a static route's: hubs (:func:`hub_nodes`, none of them slow inside
+    its own unit, which a cable would be) and at least half of the suspects at a hub. A hub is spread over
+    every partner it has across units, which no single cable is without also slowing its own unit."""
+    if not hubs:
+        return False
+    a, b = np.nonzero(np.triu(reproduces & mine, k=1))
+    at_hub = np.isin(a, hubs) | np.isin(b, hubs)
+    return len(a) >= 2 and 2 * int(at_hub.sum()) >= len(a)
+
+
+@dataclass(frozen=True)
+class Null:
+    """What noise alone gives: reproducing suspects per cell, suspects slow in every re-measurement per cell
+    (None without re-measurements), and the number of parts tried."""
+
+    per_cell: float
+    tries: int
+    always_per_cell: float | None = None
+
+    def significant(self, count: int, cells: int, always: int = 0) -> bool:
+        return self.significant_at(count, cells, noise.NAME_FALSE_ALARMS, always)
+
+    def significant_at(self, count: int, cells: int, alpha: float, always: int = 0) -> bool:
+        """``count`` reproducing suspects, ``always`` of them slow in every pass, over ``cells`` cells: beyond
+        noise on either count, the two tests sharing ``alpha`` (Bonferroni). A part slow in every sample says
+        so in the second where a noisy run's transients make the first common."""
+        tail = noise.poisson_sf(count, cells * self.per_cell)
+        tests = 1
+        if self.always_per_cell is not None:
+            tail, tests = min(tail, noise.poisson_sf(always, cells * self.always_per_cell)), 2
+        return tail * tests * max(1, self.tries) <= alpha
+
+
+@dataclass(frozen=True)
+class Paths:
+    """The cells between units and within units, rail by rail, that the spines and uplinks are judged on."""
+
+    leaf: np.ndarray
+    """``[rail, node]``: the leaf each node's link is on, -1 where the cabling does not place it."""
+    cross: np.ndarray
+    """``[rail, a, b]``: measured cells between two placed nodes on different leaves."""
+    inside: np.ndarray
+    """``[rail, a, b]``: measured cells between two placed nodes on one leaf."""
+    reproduces: np.ndarray
+    """``[rail, a, b]``: measured suspects that reproduced."""
+    always: np.ndarray
+    """``[rail, a, b]``: measured suspects slow in every re-measurement."""
+    upper: np.ndarray
+    """``[a, b]``: each pair once."""
+    leaves_on: list[list[int]]
+    """Each rail's leaves, in index order."""
+    null: Null
+    between_noise: tuple[float, float | None]
+    """What noise gives a cell between units (``Cells.reproduced_by_noise_in`` and
+    ``reproduced_always_by_noise_in`` over those cells), the floor of an uplink's cell counts, on three rails with
+    leaves or more; on fewer, the fabric-wide two, as before: there the run's rate is pooled, not a median over the
+    rails, and a degraded uplink's own transients would be half the noise between units it is judged against."""
+    rounds: Rounds | None = None
+    """Each slow sample's round, where the schedule is known: a switch must persist over independent rounds."""
+    quiet: np.ndarray | None = None
+    """``[rail, a, b]``: the cells between units the quiet pass re-measured, one flow per leaf (None: no pass)."""
+    slow_quiet: np.ndarray | None = None
+    """``[rail, a, b]``: those slow there."""
+    held_quiet: np.ndarray | None = None
+    """``[rail, a, b]``: of those, the samples alone of each one low in every one of them, 0 elsewhere
+    (``bench.rails.diagnosis.alone.held_low``)."""
+    quiet_noise: float = 0.0
+    """The chance that noise slows one sample on its own links: the fabric's rate within its leaves, where no flow
+    ever shares an uplink (``Cells.noise_rate_in``)."""
+
+    @classmethod
+    def of(
+        cls,
+        cells: Cells,
+        fabric: FabricMap,
+        per_cell: float,
+        always_per_cell: float | None,
+        between_noise: tuple[float, float | None] | None = None,
+    ) -> Paths:
+        leaf = leaves.by_position(fabric, cells)
+        rails = len(cells.matrix.rails)
+        placed = leaf >= 0
+        cross = (leaf[:, :, None] != leaf[:, None, :]) & placed[:, :, None] & placed[:, None, :] & cells.measured
+        inside = (leaf[:, :, None] == leaf[:, None, :]) & placed[:, :, None] & cells.measured
+        upper = np.triu(np.ones(cells.measured.shape[1:], dtype=bool), k=1)
+        leaves_on = [sorted(set(leaf[k][placed[k]].tolist())) for k in range(rails)]
+        null = Null(per_cell, rails + sum(len(x) for x in leaves_on), always_per_cell)
+        median = sum(len(x) >= 2 for x in leaves_on) >= 3
+        crossing = between_noise if between_noise is not None and median else (per_cell, always_per_cell)
+        reproduces, always = cells.reproduces & cells.measured, cells.reproduces_always & cells.measured
+        rounds = None
+        if cells.round_of is not None and cells.round_of.shape[0] >= cells.slow_sample.shape[0]:
+            # One leaf's cells at a time, as Rounds.of reads them: held all at once they were 268 MB at 1024 x 8.
+            slots = (
+                (k, cross[k] & (near[:, None] | near[None, :]))
+                for k in range(rails)
+                if len(leaves_on[k]) >= 2
+                for near in (leaf[k] == index for index in leaves_on[k])
+            )
+            ran = ~np.isnan(cells.matrix.busbw) & cells.measured[None]
+            slow = cells.slow_sample & cells.measured[None]
+            # The floor of the rate of slow rounds stays the fabric-wide rate: the rate between units is hot spots'
+            # and congestion's, which come a round at a time, and ``Rounds.of`` spreads a per-cell rate over a
+            # round's cells as if each were independent (on ``hotspots`` at 64 x 8 a floor from the noise between
+            # units put a healthy leaf's rate of slow rounds at about a half and hid degraded uplinks: 963/1000).
+            rounds = Rounds.of(slow, ran, cells.round_of, reproduces, slots, per_cell, null.tries)
+        quiet = None if cells.quiet is None else cells.quiet & cross
+        slow_quiet = None if cells.slow_quiet is None or quiet is None else cells.slow_quiet & quiet
+        held_quiet = None if cells.held_quiet is None or quiet is None else np.where(quiet, cells.held_quiet, 0)
+        quiet_noise = cells.noise_rate_in(inside)
+        return cls(
+            leaf,
+            cross,
+            inside,
+            reproduces,
+            always,
+            upper,
+            leaves_on,
+            null,
+            crossing,
+            rounds,
+            quiet,
+            slow_quiet,
+            held_quiet,
+            quiet_noise,
+        )
+
+    def quiet_holds(self, ks: list[int], tries: int) -> bool:
+        """The cells between units of rails ``ks`` that the quiet pass re-measured hold more slow samples than
+        noise gives that many, family-wise over ``tries`` parts (``NAME_FALSE_ALARMS``), on most of those rails;
+        True where the pass measured none of them (or did not run): it can only take a verdict away.
+
+        A flow there shares no uplink with another, however the switches hash or route: ECMP's collisions,
+        which slow most flows between units when the matrix fills the uplinks and again when their round is
+        re-measured, are gone, and a spine that slows the flows it carries slows them still."""
+        if self.quiet is None or self.slow_quiet is None:
+            return True
+        mask = self.quiet[ks] & self.upper[None]
+        cells = int(mask.sum())
+        if not cells:
+            return True
+        slow = self.slow_quiet[ks] & mask
+        # A spine slows its flows on every rail it joins, as it did in the matrix; an uplink, or a cable the
+        # links' rules left, slows one rail's.
+        on_most = 2 * int(slow.any(axis=(1, 2)).sum()) > len(ks)
+        return (
+            on_most
+            and noise.poisson_sf(int(slow.sum()), cells * self.quiet_noise) * max(1, tries) <= noise.NAME_FALSE_ALARMS
+        )
+
+    def elevated(self, k: int, mask: np.ndarray, against: Null | None = None) -> bool:
+        """Rail k's cells in ``mask`` (``[a, b]``) hold more reproduced suspects than noise gives."""
+        null = self.null if against is None else against
+        cells = mask & self.upper
+        return null.significant(
+            int((self.reproduces[k] & cells).sum()), int(cells.sum()), int((self.always[k] & cells).sum())
+        )
+
+    def convicts(self, k: int, mask: np.ndarray, against: Null | None = None, *, rate: bool = True) -> bool:
+        """:meth:`elevated`, and where the rounds are known, persistent over independent rounds
+        (``bench.rails.diagnosis.persistence``; ``rate``: against the run's rate of slow rounds): one round's
+        cells repeated by its re-measurement are one piece of evidence, not many."""
+        if not self.elevated(k, mask, against):
+            return False
+        if self.rounds is None:
+            return True
+        null = self.null if against is None else against
+        cells = mask & self.upper
+        by_cells = null.significant(0, int(cells.sum()), int((self.always[k] & cells).sum()))
+        leaves = None
+        if not rate:  # a spine: judged leaf by leaf (persistence.Rounds.persists), each leaf's cells made as read
+            near = (self.leaf[k] == index for index in self.leaves_on[k])
+            leaves = (n[:, None] | n[None, :] for n in near)
+        return self.rounds.persists(k, self.reproduces[k], self.always[k], cells, by_cells, leaves)
+
+    def switch_inside(self, k: int, mask: np.ndarray) -> bool:
+        """Rail k's cells within units (``mask``) are slow the way a switch slows them: more reproduced suspects
+        than noise gives, spread over several nodes (one flaky cable inside a unit is that cable's, judged
+        later, and does not hide a spine or an uplink)."""
+        return self.elevated(k, mask) and is_spread(self.reproduces[k] & mask)
+
+
+def uplink(paths: Paths, fabric: FabricMap, k: int, index: int, mine: np.ndarray, far: list[int]) -> SwitchFault:
+    """Rail k's uplink of leaf ``index``, convicted by its cells between units ``mine`` (``[a, b]``) whose slow ones
+    lead to the leaves ``far``."""
+    chosen = [index, *far] if len(far) == 1 else [index]
+    if len(far) == 1:  # between two leaves only: either one's uplinks carry every slow flow
+        other = paths.leaf[k] == far[0]
+        mine = mine & (other[:, None] | other[None, :])
+    mask = np.zeros_like(paths.cross)
+    mask[k] = mine
+    names = tuple(fabric.leaves[i].name for i in chosen)
+    ports = tuple(str(c) for i in chosen for c in fabric.leaves[i].uplinks)
+    return SwitchFault("uplink", mask, k, names, ports, _unit(fabric, chosen[0]) if len(chosen) == 1 else None)
+
+
+def far_leaves(reproduces: np.ndarray, near: np.ndarray, leaf: np.ndarray) -> list[int]:
+    """The leaves at the far end of the reproducing suspects (``[a, b]``, one end in ``near``)."""
+    a, b = np.nonzero(np.triu(reproduces, k=1))
+    far = np.where(near[a], b, a)
+    return sorted(set(leaf[far].tolist()) - {-1})
+
+
+def _unit(fabric: FabricMap, index: int) -> str | None:
+    unit = fabric.leaves[index].unit
+    return fabric.unit_names[unit] if 0 <= unit < len(fabric.unit_names) else None
