@@ -42,12 +42,13 @@ def low_marks(busbw: np.ndarray, inside: np.ndarray) -> np.ndarray:
 
 
 def _under(matrix: PairMatrix, inside: np.ndarray) -> np.ndarray:
-    """``[rail, a, b]``: the quiet cells whose best sample (``PairMatrix.quiet``) is under the rail's mark."""
-    assert matrix.quiet is not None
+    """``[rail, a, b]``: the quiet cells whose best sample alone (``PairMatrix.quiet_best``) is under the rail's
+    mark."""
+    assert matrix.quiet_best is not None
     marks = low_marks(matrix.busbw, inside)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # NaN where no quiet sample ran: never under
-        return np.asarray(matrix.quiet < marks[:, None, None])
+        return np.asarray(matrix.quiet_best < marks[:, None, None])
 
 
 MOST_SAMPLES = 1 + 2 * QUIET_REPEATS
@@ -62,7 +63,7 @@ def low_quiet_cells(matrix: PairMatrix, inside: np.ndarray) -> list[tuple[int, i
     the ones held low: a second pair of samples is what lets one such cell stand on its own (:func:`chance_held`:
     eight in a million healthy cells are held low in three samples, about one run in a thousand with 128 of them;
     in five, three in a billion)."""
-    if matrix.quiet is None or matrix.quiet_count is None:
+    if matrix.quiet_best is None or matrix.quiet_count is None:
         return []
     more = _under(matrix, inside) & (matrix.quiet_count < MOST_SAMPLES)
     k, a, b = np.nonzero(np.triu(more, k=1))
@@ -72,7 +73,7 @@ def low_quiet_cells(matrix: PairMatrix, inside: np.ndarray) -> list[tuple[int, i
 def held_low(matrix: PairMatrix, inside: np.ndarray) -> np.ndarray:
     """``[rail, a, b]``: how many times each quiet cell was measured alone where that was 1 + ``QUIET_REPEATS`` times
     or more and it read under the mark in every one (its best sample did); 0 elsewhere."""
-    if matrix.quiet is None or matrix.quiet_count is None:
+    if matrix.quiet_best is None or matrix.quiet_count is None:
         return np.zeros(inside.shape, dtype=np.uint8)
     held = _under(matrix, inside) & (matrix.quiet_count >= 1 + QUIET_REPEATS)
     return np.where(held, matrix.quiet_count, 0).astype(np.uint8)

@@ -74,10 +74,12 @@ class PairMatrix:
     confirm: np.ndarray | None = field(default=None, repr=False)
     confirm_stopped: np.ndarray | None = field(default=None, repr=False)
     quiet: np.ndarray | None = field(default=None, repr=False)
-    """``[rail, a, b]``: the quiet pass's samples (``bench.rails.plan.remeasure.quiet_rounds``), each cell's best where
-    it was measured alone again (``quiet_repeat_rounds``), NaN where none ran; None where it did not run. Set by
-    :meth:`with_quiet_pass`."""
+    """``[rail, a, b]``: the quiet pass's samples (``bench.rails.plan.remeasure.quiet_rounds``), NaN where none ran;
+    None where it did not run. Set by :meth:`with_quiet_pass`."""
     quiet_stopped: np.ndarray | None = field(default=None, repr=False)
+    quiet_best: np.ndarray | None = field(default=None, repr=False)
+    """``[rail, a, b]``: each cell's best sample alone, over the quiet pass and its repeats (``quiet_repeat_rounds``,
+    ``bench.rails.diagnosis.alone``); the quiet pass's own where none ran."""
     quiet_count: np.ndarray | None = field(default=None, repr=False)
     """``[rail, a, b]``: how many times each cell was measured alone (0 where never)."""
 
@@ -110,31 +112,25 @@ class PairMatrix:
 
     def with_quiet_pass(self, passes: int) -> PairMatrix:
         """The matrix with re-measurements past the first ``passes`` (the run's ``--confirm``) held apart as the
-        quiet pass and its repeats: the confirmation passes and the quiet one are judged differently. A cell
-        measured alone more than once keeps its best sample: a healthy path reads low alone by chance, afresh
-        each time, and a degraded one in every sample (``bench.rails.diagnosis.alone``). Itself where no quiet
-        pass ran."""
+        quiet pass and its repeats: the confirmation passes and the quiet one are judged differently. The quiet
+        pass's own sample is what the switch verdicts read (under adaptive routing a spine slows a flow only in
+        the samples that crossed it, so a best of several would hide it); the best of a cell's samples alone is
+        what tells a degraded path from noise (``bench.rails.diagnosis.alone``). Itself where no quiet pass ran."""
         again = self.confirm_values
         if again.shape[0] <= passes:
             return self
         stopped = self.confirm_stopped_flags
-        alone, alone_stopped = again[passes:], stopped[passes:]
-        count = (~np.isnan(alone)).sum(axis=0, dtype=np.uint8)
-        if len(alone) == 1:
-            best, best_stopped = alone[0], alone_stopped[0]
-        else:
-            # One plane at a time: at 1024 x 8 each is 67 MB, and the judge's memory is O(one plane).
-            best = np.fmax.reduce(alone, axis=0)
-            best_stopped = np.zeros(best.shape, dtype=bool)
-            for plane, flags in zip(alone, alone_stopped, strict=True):
-                best_stopped |= flags & (plane == best)
+        alone = again[passes:]
+        # One plane at a time: at 1024 x 8 each is 67 MB.
+        best = alone[0] if len(alone) == 1 else np.fmax.reduce(alone, axis=0)
         return dataclasses.replace(
             self,
             confirm=again[:passes],
             confirm_stopped=stopped[:passes],
-            quiet=best,
-            quiet_stopped=best_stopped,
-            quiet_count=count,
+            quiet=alone[0],
+            quiet_stopped=stopped[passes],
+            quiet_best=best,
+            quiet_count=(~np.isnan(alone)).sum(axis=0, dtype=np.uint8),
         )
 
     @classmethod
@@ -206,9 +202,9 @@ def pair_matrix(
     repeat, pass) keeps its slower direction (the first of equal ones), stopped when either ran out of time. Rank 0 of a
     256-node x 8-rail run holds half a million directions per pass; one Python record per sample took seconds.
 
-    ``alone_from``: the passes from this number on are the quiet pass and its repeats, folded as they are read
-    (:meth:`PairMatrix.with_quiet_pass`) into one plane of each cell's best sample alone, not a plane each: at
-    1024 x 8 a plane is 67 MB, and the repeats hold a few cells."""
+    ``alone_from``: the passes from this number on are the quiet pass and its repeats, held as they are read
+    (:meth:`PairMatrix.with_quiet_pass`): the quiet pass's plane, and one plane of each cell's best sample alone
+    with its count, not a plane a repeat: at 1024 x 8 a plane is 67 MB, and the repeats hold a few cells."""
     n = len(nodes)
     if not len(times):
         return PairMatrix.from_samples([], nodes=list(nodes), rails=list(range(rails)))
@@ -250,30 +246,40 @@ def pair_matrix(
             stop_c[slot[confirmed], k[confirmed], i, j] = any_stopped[confirmed]
         if len(alone_rows):
             r = alone_rows
-            alone = _alone_planes((rails, n, n), k[r], a[r], b[r], rate[r], any_stopped[r])
+            alone = _alone_planes((rails, n, n), slot[r] == kept, k[r], a[r], b[r], rate[r], any_stopped[r])
     out = PairMatrix(tuple(nodes), tuple(range(rails)), busbw, stop_m, again, stop_c)
     if alone is None:
         return out
-    return dataclasses.replace(out, quiet=alone[0], quiet_stopped=alone[1], quiet_count=alone[2])
+    quiet, quiet_stopped, best, count = alone
+    return dataclasses.replace(out, quiet=quiet, quiet_stopped=quiet_stopped, quiet_best=best, quiet_count=count)
 
 
 def _alone_planes(
-    shape: tuple[int, int, int], k: np.ndarray, a: np.ndarray, b: np.ndarray, rate: np.ndarray, stopped: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``[rail, a, b]`` planes from samples alone (one per pass and cell, ``a < b``): each cell's best rate, whether
-    that best ran out of time, and how many samples it has; NaN, False and 0 where none, mirrored to ``[b, a]``."""
+    shape: tuple[int, int, int],
+    first: np.ndarray,
+    k: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    rate: np.ndarray,
+    stopped: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``[rail, a, b]`` planes from samples alone (one per pass and cell, ``a < b``; ``first``: the quiet pass's
+    own): the quiet pass's rate and whether it ran out of time, each cell's best rate over every pass, and how
+    many samples it has; NaN, False and 0 where none, mirrored to ``[b, a]``."""
     cell = np.ravel_multi_index((k, a, b), shape)
-    best = np.full(int(np.prod(shape)), np.nan)
+    size = int(np.prod(shape))
+    quiet = np.full(size, np.nan)
+    quiet[cell[first]] = rate[first]
+    flags = np.zeros(size, dtype=bool)
+    flags[cell[first]] = stopped[first]
+    best = np.full(size, np.nan)
     np.fmax.at(best, cell, rate)
-    count = np.zeros(best.shape, dtype=np.uint8)
+    count = np.zeros(size, dtype=np.uint8)
     np.add.at(count, cell, 1)
-    flags = np.zeros(best.shape, dtype=bool)
-    at_best = rate == best[cell]
-    np.logical_or.at(flags, cell[at_best], stopped[at_best])
     mirror = np.ravel_multi_index((k, b, a), shape)
-    for plane in (best, count, flags):
+    for plane in (quiet, flags, best, count):
         plane[mirror] = plane[cell]
-    return best.reshape(shape), flags.reshape(shape), count.reshape(shape)
+    return quiet.reshape(shape), flags.reshape(shape), best.reshape(shape), count.reshape(shape)
 
 
 def _rates(nbytes: np.ndarray, time_us: np.ndarray) -> np.ndarray:
