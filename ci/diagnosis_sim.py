@@ -259,6 +259,28 @@ def measure_again(model: Model, cols: PairColumns, again: tuple[Round, ...], pas
     return cols
 
 
+def measure_alone_again(
+    model: Model,
+    cols: PairColumns,
+    settings: RailsSettings,
+    layout: RailLayout,
+    gathered: list[judge.RankReport],
+    units: Units | None,
+) -> tuple[PairColumns, list[Round]]:
+    """``cols`` with the quiet cells that read low measured alone again, stage by stage, as
+    ``bench.rails.measurement.steps.confirm_suspects`` runs them (rank 0 picks them, ``judge.quiet_lows``); and
+    those rounds."""
+    repeats: list[Round] = []
+    for stage in range(REPEAT_STAGES):
+        low = judge.quiet_lows_in(settings, layout, gathered, cols)
+        stage_rounds = quiet_repeat_rounds(low, repeat_confirm(settings.test.confirm, stage), units)
+        if not stage_rounds:
+            break
+        cols = cols + model.measure_rounds(list(stage_rounds))
+        repeats += stage_rounds
+    return cols, repeats
+
+
 def _wall_s(cols: PairColumns, settings: RailsSettings, fixed_s: float, step_s: float) -> float:
     """The run's time as planned (``bench.rails.plan.acceptance``), with each round as slow as its slowest cell."""
     messages = settings.test.warmup + settings.test.iters
@@ -298,16 +320,7 @@ def run_one(size: str, shape: Shape, kind: str, seed: int, regime: Regime = KIND
     suspect = judge.suspects_in(settings, layout, gathered, cols)
     again = remeasurement_rounds(rounds, suspect, settings.test.confirm, units_for(shape, full_matrix))
     cols = measure_again(model, cols, again, settings.test.confirm)
-    repeats: list[Round] = []
-    for stage in range(REPEAT_STAGES):  # as bench.rails.measurement.steps.confirm_suspects runs them
-        low = judge.quiet_lows_in(settings, layout, gathered, cols)
-        stage_rounds = quiet_repeat_rounds(
-            low, repeat_confirm(settings.test.confirm, stage), units_for(shape, full_matrix)
-        )
-        if not stage_rounds:
-            break
-        cols = cols + model.measure_rounds(list(stage_rounds))
-        repeats += stage_rounds
+    cols, repeats = measure_alone_again(model, cols, settings, layout, gathered, units_for(shape, full_matrix))
     outcome = judge.judged(
         settings, layout, gathered, [], pair_matrix(cols, nodes, shape.rails, settings.test.confirm + 1)
     )

@@ -49,6 +49,7 @@ def _judged(regime: Regime, faults: tuple[Fault, ...], seed: int) -> tuple[Rails
     suspect = judge.suspects_in(settings, layout, gathered, cols)
     again = remeasurement_rounds(rounds, suspect, test.confirm, sim.units_for(shape, False))
     cols = sim.measure_again(model, cols, again, test.confirm)
+    cols, _ = sim.measure_alone_again(model, cols, settings, layout, gathered, sim.units_for(shape, False))
     outcome = judge.judged(settings, layout, gathered, [], pair_matrix(cols, nodes, shape.rails))
     return outcome, sum(r.confirm > test.confirm for r in again)
 
@@ -78,8 +79,8 @@ def test_under_ecmp_a_degraded_uplink_is_named_from_its_quiet_samples_and_the_co
 ) -> None:
     # Every flow between units reproduces beside the others under ECMP, so the matrix cannot tell the uplink's
     # flows from collided ones; the quiet pass takes each leaf's slowest suspects, the uplink's among them, and
-    # they stay slow alone on its rail only (at 0.6 of a link, a queue pair of half a link still read at 0.5-0.65
-    # of line alone in the model, against 0.9-0.97 for the others).
+    # they stay low alone on its rail only, each time they are measured alone again (at 0.6 of a link, a queue
+    # pair of half a link still read at 0.5-0.65 of line alone in the model, against 0.9-0.97 for the others).
     outcome, _ = _judged(ECMP, (Fault("uplink", unit=0, rail=6, uplink=22, factor=factor),), 7)
     assert [(d.kind, d.rail, sorted(d.switches)) for d in outcome.named] == [
         ("uplink", 6, ["leaf-su1-r6", "leaf-su2-r6"])
