@@ -57,28 +57,21 @@ def _held_uplink(paths: Paths, fabric: FabricMap, k: int, ks: list[int], tries: 
     if chance * leaves > noise.NAME_FALSE_ALARMS:
         return None
     if count >= 2:
-        return _alone_at_leaf(paths, fabric, k, held)
-    ends = np.flatnonzero(held.any(axis=0))
-    if (paths.reproduces[k][ends] & paths.inside[k][ends]).any():
-        return None
+        shaped = is_spread(held)  # one node's flows are its cable's
+    else:
+        ends = np.flatnonzero(held.any(axis=0))
+        shaped = not (paths.reproduces[k][ends] & paths.inside[k][ends]).any()
+    return _uplink_at(paths, fabric, k, near, held) if shaped else None
+
+
+def _uplink_at(paths: Paths, fabric: FabricMap, k: int, near: np.ndarray, held: np.ndarray) -> SwitchFault | None:
+    """Rail k's uplink at the leaf of nodes ``near``, from its cells ``held`` low (``[a, b]``), where nothing like it
+    slows the leaf's cells within its unit (a leaf, for the leaves' rule)."""
     mine = paths.cross[k] & (near[:, None] | near[None, :])
     within = paths.inside[k] & near[:, None] & near[None, :]
     if paths.switch_inside(k, within):
         return None
     return uplink(paths, fabric, k, int(paths.leaf[k][near][0]), mine, far_leaves(held, near, paths.leaf[k]))
-
-
-def _alone_at_leaf(paths: Paths, fabric: FabricMap, k: int, slow: np.ndarray) -> SwitchFault | None:
-    """Rail k's uplink at the leaf of every cell ``slow`` alone (``[a, b]``), where they spread over its nodes (one
-    node's are its cable's) and nothing like it slows the leaf's cells within its unit."""
-    near = _quiet_leaf(paths, k, slow)
-    if near is None or not is_spread(slow):
-        return None
-    mine = paths.cross[k] & (near[:, None] | near[None, :])
-    within = paths.inside[k] & near[:, None] & near[None, :]
-    if paths.switch_inside(k, within):
-        return None
-    return uplink(paths, fabric, k, int(paths.leaf[k][near][0]), mine, far_leaves(slow, near, paths.leaf[k]))
 
 
 def _quiet_leaf(paths: Paths, k: int, slow: np.ndarray) -> np.ndarray | None:
