@@ -61,8 +61,8 @@ def low_quiet_cells(matrix: PairMatrix, inside: np.ndarray) -> list[tuple[int, i
     order), each to be measured alone ``QUIET_REPEATS`` more times (``bench.rails.plan.remeasure
     .quiet_repeat_rounds``). After the quiet pass these are the ones that read low once; after the first repeats,
     the ones held low: a second pair of samples is what lets one such cell stand on its own (:func:`chance_held`:
-    eight in a million healthy cells are held low in three samples, about one run in a thousand with 128 of them;
-    in five, three in a billion)."""
+    eight in a million healthy cells are held low in three samples, one run in two thousand with 64 of them (64 x
+    8), one in 120 with 1,024 (1024 x 8); in five, three in a billion)."""
     if matrix.quiet_best is None or matrix.quiet_count is None:
         return []
     more = _under(matrix, inside) & (matrix.quiet_count < MOST_SAMPLES)

@@ -21,7 +21,7 @@ def quiet_uplinks(paths: Paths, fabric: FabricMap, ks: list[int], tries: int) ->
     suspects, from the ones a collision slowed, and only doing it again tells them from noise's heavy tail.
 
     One sample a cell, slower than noise gives that many on its own rail, named a healthy uplink in 1 of 1000 clean
-    ``ecmp`` runs at 64 x 8 once the pass took sixteen a leaf; the cells held low named every uplink it had named
+    ``ecmp`` runs at 64 x 8 with sixteen quiet cells a leaf; the cells held low named every uplink it had named
     in 200 fault scenarios of each of ``ecmp``, ``tapered-ecmp``, ``hotspots`` and ``noisy``, so it is the only
     rule (docs/rails.md, "Flows held low alone")."""
     if paths.quiet is None:
