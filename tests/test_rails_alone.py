@@ -111,9 +111,9 @@ def test_an_uplink_under_ecmp_is_named_from_its_flows_held_low(seed: int) -> Non
 
 @pytest.mark.parametrize("seed", [1000097, 1000526])
 def test_one_flow_held_low_in_five_samples_names_its_uplink(seed: int) -> None:
-    """The same model's uplink scenarios 1000097 and 1000526: one of the uplink's flows among the leaf's sixteen
+    """The same model's uplink scenarios 1000097 and 1000526: one of the uplink's flows among the leaf's
     quiet cells, at 0.78 of the mark in each of its five samples alone, both its ends clean within their units.
-    Three samples leave it at 8e-6 a cell (one run in a thousand holds one); five, at 3e-9."""
+    Three samples leave it at 8e-6 a cell (one run in two thousand holds one); five, at 3e-9."""
     result = diagnosis_sim().run_one("64x8", Shape(64, 8, 32, ECMP.oversubscription), "uplink", seed, ECMP)
     assert result.named == result.expected
 
