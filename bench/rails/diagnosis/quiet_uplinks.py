@@ -23,7 +23,7 @@ def quiet_uplinks(paths: Paths, fabric: FabricMap, ks: list[int], tries: int) ->
     One sample a cell, slower than noise gives that many on its own rail, named a healthy uplink in 1 of 1000 clean
     ``ecmp`` runs at 64 x 8 with sixteen quiet cells a leaf; the cells held low named every uplink it had named
     in 200 fault scenarios of each of ``ecmp``, ``tapered-ecmp``, ``hotspots`` and ``noisy``, so it is the only
-    rule (docs/rails.md, "Flows held low alone")."""
+    rule (docs/rails.md, "The fabric's cabling", its "Flows held low alone")."""
     if paths.quiet is None:
         return []
     out = []

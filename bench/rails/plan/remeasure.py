@@ -46,7 +46,7 @@ samples against the ten or twenty the fabric's noise gives; it costs about as ma
 pair. Sixteen found more of a degraded uplink's flows under ECMP (``ecmp`` at 64 x 8: 991 of 1000 exact, where
 eight give 975), but the spine's rule, judging one sample a cell against the noise within leaves, then named a
 healthy spine in 3 of 200 clean ``tapered-ecmp`` runs at 256 x 8: flows between units alone spread wider than
-flows within a leaf (docs/rails.md, "Flows held low alone")."""
+flows within a leaf (docs/rails.md, "The fabric's cabling", its "Flows held low alone")."""
 
 QUIET_REPEATS = 2
 """How many more times a quiet cell that read low is measured alone (:func:`quiet_repeat_rounds`). A healthy flow
