@@ -1,7 +1,8 @@
 """Uplinks named from the quiet pass (``bench.rails.plan.remeasure``), in cells between units that the switch
 verdicts set aside as the fabric's load (``bench.rails.diagnosis.switches``): under ECMP every flow between units
 reproduces beside the others, so only flows measured one per leaf tell a degraded uplink's from the collided
-ones: slow there on their own, or held low when measured alone again (``bench.rails.diagnosis.alone``).
+ones, and only the ones held low when measured alone again tell a degraded path from noise
+(``bench.rails.diagnosis.alone``).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def _held_uplink(paths: Paths, fabric: FabricMap, k: int, ks: list[int], tries: 
     groups tried, on few of the group's rails (most is a spine's shape, which :meth:`Paths.quiet_holds` judges).
     Two or more must spread over the leaf's nodes; one alone (measured twice more, so it can stand) must have
     both ends clean within their units, or it is an end's cable, for the links' rules."""
-    if paths.held_quiet is None or paths.quiet is None:
+    if paths.held_quiet is None:
         return None
     on = [bool(((paths.held_quiet[j] > 0) & paths.upper).any()) for j in ks]
     if 2 * sum(on) > len(ks):
@@ -50,6 +51,7 @@ def _held_uplink(paths: Paths, fabric: FabricMap, k: int, ks: list[int], tries: 
     near = _quiet_leaf(paths, k, held)
     if near is None:
         return None
+    assert paths.quiet is not None  # quiet_uplinks runs only where the pass did
     at_leaf = paths.quiet[k] & (near[:, None] | near[None, :]) & paths.upper
     count = int((held & paths.upper).sum())
     leaves = sum(len(paths.leaves_on[j]) for j in ks) * max(1, tries)
