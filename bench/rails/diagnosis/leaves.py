@@ -83,6 +83,24 @@ def only_between_units(reproduces: np.ndarray, inside: np.ndarray) -> bool:
     return bool(inside.any()) and not bool((reproduces & inside).any())
 
 
+def one_leaf_explains(reproduces: np.ndarray, measured: np.ndarray, leaf: np.ndarray) -> bool:
+    """Whether every reproducing suspect (``reproduces``, ``[a, b]``) has an end on one leaf (``leaf``, a row of
+    :func:`leaf_index`) while pairs with neither end on it were measured too: that leaf explains them (its ports,
+    or its nodes' cables, :func:`leaf_faults` tells which), not the whole rail, whose every pair a rail fault slows
+    in every pass. On 4 nodes in 2 units a shaped leaf slows 5 of its rail's 6 pairs; the sixth read slow once under
+    the suite's load, healthy when re-measured, and every pair a suspect had named the rail."""
+    a, b = np.nonzero(np.triu(reproduces, k=1))
+    if len(a) == 0:
+        return False
+    # The leaf common to every suspect must hold an end of the first one.
+    for index in {int(leaf[a[0]]), int(leaf[b[0]])} - {-1}:
+        on = leaf == index
+        beyond = measured & ~on[:, None] & ~on[None, :]
+        if bool(np.all(on[a] | on[b])) and bool(beyond.any()):
+            return True
+    return False
+
+
 def rail_leaf(fabric: FabricMap, cells: Cells, kpos: int) -> int | None:
     """The one leaf that carries every measured node of the rail (a single unit), else None."""
     leaf = by_position(fabric, cells)[kpos]

@@ -399,7 +399,8 @@ def _rail_faults(
     """``[rail]``: the faulty rails, and each rail's cells (every pair once). Rail k is faulty when every
     measured pair on it is suspect (and, judged against peers, the rail as a whole is slow), confirmed, and
     its reproducing suspects do not all meet at one node, nor, where the cabling places the nodes (``leaf``:
-    ``[rail, node]``, ``leaves.leaf_index``), all lie between units; never a rail of one pair (``one_pair``)."""
+    ``[rail, node]``, ``leaves.leaf_index``), all lie between units or all touch one leaf; never a rail of one pair
+    (``one_pair``)."""
     measured, suspect = cells.measured, cells.suspect
     rail_fault = (suspect | ~measured).all(axis=(1, 2)) & measured.any(axis=(1, 2)) & ~one_pair
     if rates is None:
@@ -412,7 +413,10 @@ def _rail_faults(
         rail_fault[kpos] = not _one_node_explains(cells.reproduces[kpos], measured[kpos])
         if leaf is not None and rail_fault[kpos]:
             inside = measured[kpos] & leaves.on_one_leaf(leaf[kpos])
-            rail_fault[kpos] = not leaves.only_between_units(cells.reproduces[kpos], inside)
+            rail_fault[kpos] = not (
+                leaves.only_between_units(cells.reproduces[kpos], inside)
+                or leaves.one_leaf_explains(cells.reproduces[kpos], measured[kpos], leaf[kpos])
+            )
     return rail_fault, rail_cells
 
 
