@@ -79,6 +79,34 @@ def held_low(matrix: PairMatrix, inside: np.ndarray) -> np.ndarray:
     return np.where(held, matrix.quiet_count, 0).astype(np.uint8)
 
 
+def low_again(matrix: PairMatrix, inside: np.ndarray) -> np.ndarray:
+    """``[rail, a, b]``: the quiet cells under the mark in the quiet pass that read under it again in at least one of
+    their later samples alone (:attr:`PairMatrix.quiet_worst_again`). Under adaptive routing a degraded spine slows a
+    flow only when the flow crosses it, and each sample alone routes it afresh: held low in every sample it seldom
+    is, low again in one of two it often is (about as often as it crossed the spine the first time)."""
+    if matrix.quiet is None or matrix.quiet_worst_again is None:
+        return np.zeros(inside.shape, dtype=bool)
+    marks = low_marks(matrix.busbw, inside)[:, None, None]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # NaN where nothing ran: never under
+        return np.asarray((matrix.quiet < marks) & (matrix.quiet_worst_again < marks))
+
+
+def repeated(matrix: PairMatrix) -> np.ndarray:
+    """``[rail, a, b]``: the quiet cells measured alone again (``QUIET_REPEATS`` more times, for reading low in the
+    quiet pass)."""
+    if matrix.quiet_count is None:
+        return np.zeros((len(matrix.rails), len(matrix.nodes), len(matrix.nodes)), dtype=bool)
+    return np.asarray(matrix.quiet_count >= 1 + QUIET_REPEATS)
+
+
+def chance_low_again() -> float:
+    """The chance that a healthy quiet cell measured alone again (:func:`repeated`) reads under the mark in at least
+    one of those ``QUIET_REPEATS`` samples, each afresh. Later repeats are only for cells low in all of them, so they
+    add nothing to whether a cell was low again."""
+    return float(1.0 - (1.0 - LOW_QUANTILE) ** QUIET_REPEATS)
+
+
 def chance_held(samples: int) -> float:
     """The chance that a healthy cell of the quiet pass is held low in ``samples`` samples alone: under the mark in
     each, afresh."""

@@ -82,6 +82,9 @@ class PairMatrix:
     ``bench.rails.diagnosis.alone``); the quiet pass's own where none ran."""
     quiet_count: np.ndarray | None = field(default=None, repr=False)
     """``[rail, a, b]``: how many times each cell was measured alone (0 where never)."""
+    quiet_worst_again: np.ndarray | None = field(default=None, repr=False)
+    """``[rail, a, b]``: each cell's worst sample alone after the quiet pass's own, over its repeats, NaN where none
+    ran (float32: at 1024 x 8 a plane of them is 34 MB, and only the mark it is compared with needs the digits)."""
 
     def __post_init__(self) -> None:
         shape = (len(self.rails), len(self.nodes), len(self.nodes))
@@ -123,6 +126,9 @@ class PairMatrix:
         alone = again[passes:]
         # One plane at a time: at 1024 x 8 each is 67 MB.
         best = alone[0] if len(alone) == 1 else np.fmax.reduce(alone, axis=0)
+        worst = np.full(alone.shape[1:], np.nan, dtype=np.float32)
+        if len(alone) > 1:
+            worst[:] = np.fmin.reduce(alone[1:], axis=0)
         return dataclasses.replace(
             self,
             confirm=again[:passes],
@@ -131,6 +137,7 @@ class PairMatrix:
             quiet_stopped=stopped[passes],
             quiet_best=best,
             quiet_count=(~np.isnan(alone)).sum(axis=0, dtype=np.uint8),
+            quiet_worst_again=worst,
         )
 
     @classmethod
@@ -250,8 +257,10 @@ def pair_matrix(
     out = PairMatrix(tuple(nodes), tuple(range(rails)), busbw, stop_m, again, stop_c)
     if alone is None:
         return out
-    quiet, quiet_stopped, best, count = alone
-    return dataclasses.replace(out, quiet=quiet, quiet_stopped=quiet_stopped, quiet_best=best, quiet_count=count)
+    quiet, quiet_stopped, best, count, worst = alone
+    return dataclasses.replace(
+        out, quiet=quiet, quiet_stopped=quiet_stopped, quiet_best=best, quiet_count=count, quiet_worst_again=worst
+    )
 
 
 def _alone_planes(
@@ -262,10 +271,10 @@ def _alone_planes(
     b: np.ndarray,
     rate: np.ndarray,
     stopped: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``[rail, a, b]`` planes from samples alone (one per pass and cell, ``a < b``; ``first``: the quiet pass's
-    own): the quiet pass's rate and whether it ran out of time, each cell's best rate over every pass, and how
-    many samples it has; NaN, False and 0 where none, mirrored to ``[b, a]``."""
+    own): the quiet pass's rate and whether it ran out of time, each cell's best rate over every pass, how many
+    samples it has, and its worst after the quiet pass's own; NaN, False and 0 where none, mirrored to ``[b, a]``."""
     cell = np.ravel_multi_index((k, a, b), shape)
     size = int(np.prod(shape))
     quiet = np.full(size, np.nan)
@@ -276,10 +285,12 @@ def _alone_planes(
     np.fmax.at(best, cell, rate)
     count = np.zeros(size, dtype=np.uint8)
     np.add.at(count, cell, 1)
+    worst = np.full(size, np.nan, dtype=np.float32)
+    np.fmin.at(worst, cell[~first], rate[~first].astype(np.float32))
     mirror = np.ravel_multi_index((k, b, a), shape)
-    for plane in (quiet, flags, best, count):
+    for plane in (quiet, flags, best, count, worst):
         plane[mirror] = plane[cell]
-    return quiet.reshape(shape), flags.reshape(shape), best.reshape(shape), count.reshape(shape)
+    return quiet.reshape(shape), flags.reshape(shape), best.reshape(shape), count.reshape(shape), worst.reshape(shape)
 
 
 def _rates(nbytes: np.ndarray, time_us: np.ndarray) -> np.ndarray:
