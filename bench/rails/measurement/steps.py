@@ -272,7 +272,7 @@ def confirm_suspects(
     reports gain the re-measurements and their counter windows."""
     found = judge.suspect_cells(settings, seat.layout, gathered, seat.membership) if gathered is not None else None
     again = runner.confirm(seat.coord.broadcast(found), watchdog.enter, watchdog.leave)
-    _add_remeasurements(seat, again, gathered, watchdog)
+    _add_remeasurements(seat, again, gathered, watchdog, "re-measurements")
     if runner.units is None:
         return  # no quiet pass without units: every rank knows, so none waits on the broadcasts below
     for stage in range(REPEAT_STAGES):
@@ -281,14 +281,16 @@ def confirm_suspects(
         if not low:  # every rank has the same list: all of them stop here, or run and gather
             return
         again = runner.repeat_alone(low, stage, watchdog.enter, watchdog.leave)
-        _add_remeasurements(seat, again, gathered, watchdog)
+        # A window of its own: error counters that rose while only these flows ran point at their paths.
+        _add_remeasurements(seat, again, gathered, watchdog, f"flows alone again ({stage + 1} of {REPEAT_STAGES})")
 
 
 def _add_remeasurements(
-    seat: Seat, again: list[PairTime], gathered: list[judge.RankReport] | None, watchdog: Watchdog
+    seat: Seat, again: list[PairTime], gathered: list[judge.RankReport] | None, watchdog: Watchdog, window: str
 ) -> None:
-    """Close the counter window of the re-measurements just run and gather them, with it, into rank 0's reports."""
-    seat.counts.close("re-measurements")
+    """Close the counter window (``window``) of the re-measurements just run and gather them, with it, into rank 0's
+    reports."""
+    seat.counts.close(window)
     watchdog.enter("gathering the re-measurements")
     extras = seat.coord.gather((again, seat.counts.windows[-1:]))
     for g, (extra, read) in zip(gathered or [], extras or [], strict=True):
