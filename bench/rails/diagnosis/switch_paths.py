@@ -201,8 +201,9 @@ class Paths:
 
     def _again(self, ks: list[int], mask: np.ndarray, family: int) -> bool:
         """Some of the spine's flows read low again when measured alone again (``bench.rails.diagnosis.alone``), on
-        two rails or more (one rail's are an uplink's or a cable's), more of them than healthy paths read low again
-        in as many tries. One quiet sample a cell is judged against the noise within leaves, and flows between
+        most of its rails, as it slows them all (an uplink slows one rail's; with sixteen quiet cells a leaf an
+        uplink and a cable on another rail made two rails of them at 256 x 8), more of them than healthy paths read
+        low again in as many tries. One quiet sample a cell is judged against the noise within leaves, and flows between
         units alone spread wider than that (more hops; on the fabric model 2.4% of them under 0.8 of line against
         1.1%): at 1024 x 8, with a thousand quiet cells, seven healthy ones read slow once, none of them again,
         and the spine layer was named in 2 of 60 clean tapered-ECMP runs. A spine slows the flows it carries every
@@ -212,8 +213,8 @@ class Paths:
         if self.again_quiet is None or self.repeated_quiet is None:
             return False
         again = self.again_quiet[ks] & mask
-        if int(again.any(axis=(1, 2)).sum()) < 2:
-            return False
+        if 2 * int(again.any(axis=(1, 2)).sum()) <= len(ks):
+            return False  # on one or two rails: an uplink's, a cable's, or both
         tried = int((self.repeated_quiet[ks] & mask).sum())
         return noise.poisson_sf(int(again.sum()), tried * alone.chance_low_again()) * family <= noise.NAME_FALSE_ALARMS
 
