@@ -45,10 +45,13 @@ def _under(matrix: PairMatrix, inside: np.ndarray) -> np.ndarray:
     """``[rail, a, b]``: the quiet cells whose best sample alone (``PairMatrix.quiet_best``) is under the rail's
     mark."""
     assert matrix.quiet_best is not None
-    marks = low_marks(matrix.busbw, inside)
+    out = np.zeros(inside.shape, dtype=bool)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # NaN where no quiet sample ran: never under
-        return np.asarray(matrix.quiet_best < marks[:, None, None])
+        # A rail at a time, against a Python float: the float32 plane stays float32 (:func:`low_again`).
+        for k, mark in enumerate(low_marks(matrix.busbw, inside).tolist()):
+            out[k] = matrix.quiet_best[k] < mark
+    return out
 
 
 MOST_SAMPLES = 1 + 2 * QUIET_REPEATS
@@ -61,8 +64,8 @@ def low_quiet_cells(matrix: PairMatrix, inside: np.ndarray) -> list[tuple[int, i
     order), each to be measured alone ``QUIET_REPEATS`` more times (``bench.rails.plan.remeasure
     .quiet_repeat_rounds``). After the quiet pass these are the ones that read low once; after the first repeats,
     the ones held low: a second pair of samples is what lets one such cell stand on its own (:func:`chance_held`:
-    eight in a million healthy cells are held low in three samples, one run in two thousand with 64 of them (64 x
-    8), one in 120 with 1,024 (1024 x 8); in five, three in a billion)."""
+    eight in a million healthy cells are held low in three samples, one run in a thousand with 128 of them (64 x
+    8), one in 60 with 2,048 (1024 x 8); in five, three in a billion)."""
     if matrix.quiet_best is None or matrix.quiet_count is None:
         return []
     more = _under(matrix, inside) & (matrix.quiet_count < MOST_SAMPLES)
@@ -84,12 +87,16 @@ def low_again(matrix: PairMatrix, inside: np.ndarray) -> np.ndarray:
     their later samples alone (:attr:`PairMatrix.quiet_worst_again`). Under adaptive routing a degraded spine slows a
     flow only when the flow crosses it, and each sample alone routes it afresh: held low in every sample it seldom
     is, low again in one of two it often is (about as often as it crossed the spine the first time)."""
+    out = np.zeros(inside.shape, dtype=bool)
     if matrix.quiet is None or matrix.quiet_worst_again is None:
-        return np.zeros(inside.shape, dtype=bool)
-    marks = low_marks(matrix.busbw, inside)[:, None, None]
+        return out
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # NaN where nothing ran: never under
-        return np.asarray((matrix.quiet < marks) & (matrix.quiet_worst_again < marks))
+        # A rail at a time, against a Python float: an array of marks would lift the float32 plane to a float64 copy
+        # (67 MB at 1024 x 8).
+        for k, mark in enumerate(low_marks(matrix.busbw, inside).tolist()):
+            out[k] = (matrix.quiet[k] < mark) & (matrix.quiet_worst_again[k] < mark)
+    return out
 
 
 def repeated(matrix: PairMatrix) -> np.ndarray:

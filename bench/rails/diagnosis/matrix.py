@@ -79,7 +79,7 @@ class PairMatrix:
     quiet_stopped: np.ndarray | None = field(default=None, repr=False)
     quiet_best: np.ndarray | None = field(default=None, repr=False)
     """``[rail, a, b]``: each cell's best sample alone, over the quiet pass and its repeats (``quiet_repeat_rounds``,
-    ``bench.rails.diagnosis.alone``); the quiet pass's own where none ran."""
+    ``bench.rails.diagnosis.alone``); the quiet pass's own where none ran (float32, as :attr:`quiet_worst_again`)."""
     quiet_count: np.ndarray | None = field(default=None, repr=False)
     """``[rail, a, b]``: how many times each cell was measured alone (0 where never)."""
     quiet_worst_again: np.ndarray | None = field(default=None, repr=False)
@@ -125,7 +125,7 @@ class PairMatrix:
         stopped = self.confirm_stopped_flags
         alone = again[passes:]
         # One plane at a time: at 1024 x 8 each is 67 MB.
-        best = alone[0] if len(alone) == 1 else np.fmax.reduce(alone, axis=0)
+        best = (alone[0] if len(alone) == 1 else np.fmax.reduce(alone, axis=0)).astype(np.float32)
         worst = np.full(alone.shape[1:], np.nan, dtype=np.float32)
         if len(alone) > 1:
             worst[:] = np.fmin.reduce(alone[1:], axis=0)
@@ -281,8 +281,8 @@ def _alone_planes(
     quiet[cell[first]] = rate[first]
     flags = np.zeros(size, dtype=bool)
     flags[cell[first]] = stopped[first]
-    best = np.full(size, np.nan)
-    np.fmax.at(best, cell, rate)
+    best = np.full(size, np.nan, dtype=np.float32)
+    np.fmax.at(best, cell, rate.astype(np.float32))
     count = np.zeros(size, dtype=np.uint8)
     np.add.at(count, cell, 1)
     worst = np.full(size, np.nan, dtype=np.float32)
