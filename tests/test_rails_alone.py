@@ -181,3 +181,12 @@ def test_a_spine_under_adaptive_routing_is_named_from_flows_low_again(seed: int)
     21 to 28 of about 55 (a healthy flow: one in 25)."""
     result = diagnosis_sim().run_one("256x8", Shape(256, 8, 32, ADAPTIVE.oversubscription), "spine", seed, ADAPTIVE)
     assert result.named == result.expected == {("spine",)}
+
+
+def test_flows_low_again_on_one_rail_beside_a_cable_are_an_uplink_not_a_spine() -> None:
+    """``--regime tapered-ecmp --sizes 256x8 --kinds uplink``, scenario 1000032, sixteen quiet cells a leaf: the
+    uplink's flows read low again on its rail (9), noise's on two others (1 each); with two rails enough, the spine
+    layer was named. A spine slows every rail it joins: it needs them on most."""
+    shape = Shape(256, 8, 32, TAPERED_ECMP.oversubscription)
+    result = diagnosis_sim().run_one("256x8", shape, "uplink", 1000032, TAPERED_ECMP)
+    assert result.named == result.expected and [kind for kind, *_ in result.expected] == ["uplink"]

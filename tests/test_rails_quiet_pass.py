@@ -101,10 +101,15 @@ def test_the_suspects_come_slowest_first() -> None:
     assert [(c[3], c[4]) for c in found] == [(1, 4), (0, 3)]
 
 
-@pytest.mark.parametrize("order", [range(10), range(9, -1, -1)], ids=["ascending", "descending"])
+UNIT = QUIET_PER_LEAF + 2
+
+
+@pytest.mark.parametrize("order", [range(UNIT), range(UNIT - 1, -1, -1)], ids=["ascending", "descending"])
 def test_the_quiet_pass_takes_each_leafs_suspects_in_the_order_sent(order: range) -> None:
-    # Ten suspects between two units of ten on one rail: the pass keeps QUIET_PER_LEAF of them, the first sent.
-    suspects = [(0, 0, 0, i, 10 + i) for i in order]
-    quiet = quiet_rounds(suspects, 3, Units((0,) * 10 + (1,) * 10))
+    # Two suspects more than QUIET_PER_LEAF between two units on one rail: the pass keeps QUIET_PER_LEAF of them, the
+    # first sent.
+    suspects = [(0, 0, 0, i, UNIT + i) for i in order]
+    quiet = quiet_rounds(suspects, 3, Units((0,) * UNIT + (1,) * UNIT))
     taken = sorted(cell for r in quiet for cell in r.cells or ())
-    assert taken == sorted((0, i, 10 + i) for i in list(order)[:QUIET_PER_LEAF])
+    assert len(taken) == QUIET_PER_LEAF
+    assert taken == sorted((0, i, UNIT + i) for i in list(order)[:QUIET_PER_LEAF])

@@ -38,15 +38,17 @@ def remeasurement_rounds(
     return confirmation_rounds(tuple(rounds), suspects, passes) + quiet_rounds(suspects, passes + 1, units)
 
 
-QUIET_PER_LEAF = 8
+QUIET_PER_LEAF = 16
 """The most suspects between units the quiet pass measures at each leaf (one a round). A spine is judged on them all,
-on every rail it joins: at 64 nodes (two leaves a rail) 64 samples, at 1024 nodes 1024. A spine that carries one
-path in 32 of a leaf's (1024 x 8, ECMP's hash picking among 32) slows about one in sixteen of them, some sixty
-samples against the ten or twenty the fabric's noise gives; it costs about as many rounds, each one pair per unit
-pair. Sixteen found more of a degraded uplink's flows under ECMP (``ecmp`` at 64 x 8: 991 of 1000 exact, where
-eight give 975), but the spine's rule, judging one sample a cell against the noise within leaves, then named a
-healthy spine in 3 of 200 clean ``tapered-ecmp`` runs at 256 x 8: flows between units alone spread wider than
-flows within a leaf (docs/rails.md, "The fabric's cabling", its "Flows held low alone")."""
+on every rail it joins: at 64 nodes (two leaves a rail) 128 samples, at 1024 nodes 2048. A spine that carries one
+path in 32 of a leaf's (1024 x 8, ECMP's hash picking among 32) slows about one in sixteen of them, and a degraded
+uplink under ECMP about one in eight of its leaf's flows, so the more a leaf's quiet cells, the likelier the pass
+reaches them: eight a leaf left ``ecmp`` at 64 x 8 at 975 of 1000 exact, sixteen give 991 (``tapered-ecmp`` 988 and
+995). It costs rounds, each one pair per unit pair: ``accept --plan`` at 64 nodes 4.6 -> 4.8 min at the high end.
+Sixteen were tried before and named healthy spines (3 of 200 clean ``tapered-ecmp`` runs at 256 x 8) while the
+spine's rule judged one quiet sample a cell against the noise within leaves; it now needs the flows low again when
+measured alone again (``bench.rails.diagnosis.switch_paths.Paths.quiet_holds``; docs/rails.md, "The fabric's
+cabling")."""
 
 QUIET_REPEATS = 2
 """How many more times a quiet cell that read low is measured alone (:func:`quiet_repeat_rounds`). A healthy flow
