@@ -47,8 +47,8 @@ reaches them: eight a leaf left ``ecmp`` at 64 x 8 at 975 of 1000 exact, sixteen
 995). It costs rounds, each one pair per unit pair: ``accept --plan`` at 64 nodes 4.6 -> 4.8 min at the high end.
 Sixteen were tried before and named healthy spines (3 of 200 clean ``tapered-ecmp`` runs at 256 x 8) while the
 spine's rule judged one quiet sample a cell against the noise within leaves; it now needs the flows low again when
-measured alone again (``bench.rails.diagnosis.switch_paths.Paths.quiet_holds``; docs/rails.md, "The fabric's
-cabling")."""
+measured alone again (``bench.rails.diagnosis.switch_paths.Paths.quiet_holds``;
+docs/rails.md, "The fabric's cabling")."""
 
 QUIET_REPEATS = 2
 """How many more times a quiet cell that read low is measured alone (:func:`quiet_repeat_rounds`). A healthy flow
