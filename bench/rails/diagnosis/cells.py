@@ -68,8 +68,6 @@ class Cells:
     """``[repeat, a, b]``: the round each matrix sample ran in (-1: none), where the schedule is known."""
     quiet: np.ndarray | None = None
     """``[rail, a, b]``: the cells the quiet pass re-measured (``PairMatrix.quiet``); None where it did not run."""
-    slow_quiet: np.ndarray | None = None
-    """``[rail, a, b]``: those whose quiet sample is slow, judged as every sample is."""
     held_quiet: np.ndarray | None = None
     """``[rail, a, b]``: of those measured alone again and low in every sample, how many samples (0: not so;
     ``bench.rails.diagnosis.alone.held_low``)."""
@@ -152,7 +150,6 @@ class Cells:
             slow_again=self.slow_again & keep,
             beyond_noise=self.beyond_noise & keep,
             quiet=None if self.quiet is None else self.quiet & keep,
-            slow_quiet=None if self.slow_quiet is None else self.slow_quiet & keep,
             held_quiet=None if self.held_quiet is None else np.where(keep, self.held_quiet, 0).astype(np.uint8),
         )
 

@@ -241,15 +241,11 @@ def _judge(
     relative = beyond_noise(x)
     slow_sample = slow(relative, x, values, matrix.stopped_flags)
     slow_again = slow(beyond_noise(x_again), x_again, again, matrix.confirm_stopped_flags)
-    quiet = slow_quiet = held_quiet = None
+    quiet = held_quiet = None
     if matrix.quiet is not None:
-        # One flow per leaf between units: nothing shares its uplinks, so it is judged at its links' rate.
-        raw = matrix.quiet[None]
-        x_quiet = noise.log_rates(raw, per_rail)
-        assert matrix.quiet_stopped is not None  # PairMatrix.with_quiet_pass sets both
-        stopped = matrix.quiet_stopped[None]
+        # One flow per leaf between units: nothing shares its uplinks, so its samples are read against the rail's
+        # own flows within units (bench.rails.diagnosis.alone), not the spread of the matrix's flows between them.
         quiet = ~np.isnan(matrix.quiet)
-        slow_quiet = slow(beyond_noise(x_quiet), x_quiet, raw, stopped)[0]
         if between is not None:
             held_quiet = alone.held_low(matrix, measured & ~between)
     expected = np.exp(level) * scale if rates is None else rates
@@ -268,7 +264,6 @@ def _judge(
         routed,
         None if load is None else load.round_of,
         quiet,
-        slow_quiet,
         held_quiet,
     )
 
