@@ -41,17 +41,23 @@ def low_marks(busbw: np.ndarray, inside: np.ndarray) -> np.ndarray:
     return marks
 
 
+def _below(matrix: PairMatrix, inside: np.ndarray, *planes: np.ndarray) -> np.ndarray:
+    """``[rail, a, b]``: the cells under their rail's mark in every one of ``planes`` (NaN: never under)."""
+    out = np.zeros(inside.shape, dtype=bool)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        # A rail at a time, against a Python float: an array of marks would lift a float32 plane to a float64 copy
+        # (67 MB at 1024 x 8).
+        for k, mark in enumerate(low_marks(matrix.busbw, inside).tolist()):
+            out[k] = np.logical_and.reduce([plane[k] < mark for plane in planes])
+    return out
+
+
 def _under(matrix: PairMatrix, inside: np.ndarray) -> np.ndarray:
     """``[rail, a, b]``: the quiet cells whose best sample alone (``PairMatrix.quiet_best``) is under the rail's
     mark."""
     assert matrix.quiet_best is not None
-    out = np.zeros(inside.shape, dtype=bool)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # NaN where no quiet sample ran: never under
-        # A rail at a time, against a Python float: the float32 plane stays float32 (:func:`low_again`).
-        for k, mark in enumerate(low_marks(matrix.busbw, inside).tolist()):
-            out[k] = matrix.quiet_best[k] < mark
-    return out
+    return _below(matrix, inside, matrix.quiet_best)
 
 
 MOST_SAMPLES = 1 + 2 * QUIET_REPEATS
@@ -87,16 +93,9 @@ def low_again(matrix: PairMatrix, inside: np.ndarray) -> np.ndarray:
     their later samples alone (:attr:`PairMatrix.quiet_worst_again`). Under adaptive routing a degraded spine slows a
     flow only when the flow crosses it, and each sample alone routes it afresh: held low in every sample it seldom
     is, low again in one of two it often is (about as often as it crossed the spine the first time)."""
-    out = np.zeros(inside.shape, dtype=bool)
     if matrix.quiet is None or matrix.quiet_worst_again is None:
-        return out
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # NaN where nothing ran: never under
-        # A rail at a time, against a Python float: an array of marks would lift the float32 plane to a float64 copy
-        # (67 MB at 1024 x 8).
-        for k, mark in enumerate(low_marks(matrix.busbw, inside).tolist()):
-            out[k] = (matrix.quiet[k] < mark) & (matrix.quiet_worst_again[k] < mark)
-    return out
+        return np.zeros(inside.shape, dtype=bool)
+    return _below(matrix, inside, matrix.quiet, matrix.quiet_worst_again)
 
 
 def repeated(matrix: PairMatrix) -> np.ndarray:
