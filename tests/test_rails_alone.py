@@ -43,10 +43,9 @@ INSIDE[0, 0, 1] = INSIDE[0, 1, 0] = INSIDE[0, 2, 3] = INSIDE[0, 3, 2] = True
 def test_a_cell_measured_alone_again_keeps_its_first_sample_its_best_and_its_count() -> None:
     matrix = _matrix([{(0, 2): 70.0, (1, 3): 99.0}, {(0, 2): 96.0}, {(0, 2): 71.0}], stopped_at=1)
     assert matrix.quiet is not None and matrix.quiet_best is not None and matrix.quiet_count is not None
-    assert matrix.quiet_stopped is not None
     # The switch verdicts read the quiet pass's own sample (a spine under adaptive routing slows a flow only in
     # the samples that crossed it); the held-low test reads the best.
-    assert matrix.quiet[0, 0, 2] == matrix.quiet[0, 2, 0] == 70.0 and matrix.quiet_stopped[0, 0, 2]
+    assert matrix.quiet[0, 0, 2] == matrix.quiet[0, 2, 0] == 70.0
     assert matrix.quiet_best[0, 0, 2] == matrix.quiet_best[0, 2, 0] == 96.0
     assert matrix.quiet_best[0, 1, 3] == 99.0 and np.isnan(matrix.quiet_best[0, 0, 3])
     assert matrix.quiet_count[0, 0, 2] == 3 and matrix.quiet_count[0, 1, 3] == 1 and matrix.quiet_count[0, 0, 3] == 0
@@ -156,8 +155,7 @@ def test_the_passes_alone_fold_into_one_plane_as_they_are_read() -> None:
     split = pair_matrix(times, [f"n{i}" for i in range(6)], 2).with_quiet_pass(2)
     folded = pair_matrix(times, [f"n{i}" for i in range(6)], 2, alone_from=3)
     assert folded.with_quiet_pass(2) is folded
-    names = ("busbw", "confirm", "confirm_stopped", "quiet", "quiet_stopped", "quiet_best", "quiet_count")
-    for name in (*names, "quiet_worst_again"):
+    for name in ("busbw", "confirm", "confirm_stopped", "quiet", "quiet_best", "quiet_count", "quiet_worst_again"):
         np.testing.assert_array_equal(getattr(folded, name), getattr(split, name), err_msg=name)
     assert folded.quiet_count is not None and folded.quiet_count.max() == 3
 

@@ -76,7 +76,6 @@ class PairMatrix:
     quiet: np.ndarray | None = field(default=None, repr=False)
     """``[rail, a, b]``: the quiet pass's samples (``bench.rails.plan.remeasure.quiet_rounds``), NaN where none ran;
     None where it did not run. Set by :meth:`with_quiet_pass`."""
-    quiet_stopped: np.ndarray | None = field(default=None, repr=False)
     quiet_best: np.ndarray | None = field(default=None, repr=False)
     """``[rail, a, b]``: each cell's best sample alone, over the quiet pass and its repeats (``quiet_repeat_rounds``,
     ``bench.rails.diagnosis.alone``); the quiet pass's own where none ran (float32, as :attr:`quiet_worst_again`)."""
@@ -134,7 +133,6 @@ class PairMatrix:
             confirm=again[:passes],
             confirm_stopped=stopped[:passes],
             quiet=alone[0],
-            quiet_stopped=stopped[passes],
             quiet_best=best,
             quiet_count=(~np.isnan(alone)).sum(axis=0, dtype=np.uint8),
             quiet_worst_again=worst,
@@ -253,14 +251,12 @@ def pair_matrix(
             stop_c[slot[confirmed], k[confirmed], i, j] = any_stopped[confirmed]
         if len(alone_rows):
             r = alone_rows
-            alone = _alone_planes((rails, n, n), slot[r] == kept, k[r], a[r], b[r], rate[r], any_stopped[r])
+            alone = _alone_planes((rails, n, n), slot[r] == kept, k[r], a[r], b[r], rate[r])
     out = PairMatrix(tuple(nodes), tuple(range(rails)), busbw, stop_m, again, stop_c)
     if alone is None:
         return out
-    quiet, quiet_stopped, best, count, worst = alone
-    return dataclasses.replace(
-        out, quiet=quiet, quiet_stopped=quiet_stopped, quiet_best=best, quiet_count=count, quiet_worst_again=worst
-    )
+    quiet, best, count, worst = alone
+    return dataclasses.replace(out, quiet=quiet, quiet_best=best, quiet_count=count, quiet_worst_again=worst)
 
 
 def _alone_planes(
@@ -270,17 +266,15 @@ def _alone_planes(
     a: np.ndarray,
     b: np.ndarray,
     rate: np.ndarray,
-    stopped: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``[rail, a, b]`` planes from samples alone (one per pass and cell, ``a < b``; ``first``: the quiet pass's
-    own): the quiet pass's rate and whether it ran out of time, each cell's best rate over every pass, how many
-    samples it has, and its worst after the quiet pass's own; NaN, False and 0 where none, mirrored to ``[b, a]``."""
+    own): the quiet pass's rate, each cell's best rate over every pass, how many samples it has, and its worst after
+    the quiet pass's own; NaN and 0 where none, mirrored to ``[b, a]``. A sample that ran out of time reads low as
+    its rate says (nothing judges its flag alone)."""
     cell = np.ravel_multi_index((k, a, b), shape)
     size = int(np.prod(shape))
     quiet = np.full(size, np.nan)
     quiet[cell[first]] = rate[first]
-    flags = np.zeros(size, dtype=bool)
-    flags[cell[first]] = stopped[first]
     best = np.full(size, np.nan, dtype=np.float32)
     np.fmax.at(best, cell, rate.astype(np.float32))
     count = np.zeros(size, dtype=np.uint8)
@@ -288,9 +282,9 @@ def _alone_planes(
     worst = np.full(size, np.nan, dtype=np.float32)
     np.fmin.at(worst, cell[~first], rate[~first].astype(np.float32))
     mirror = np.ravel_multi_index((k, b, a), shape)
-    for plane in (quiet, flags, best, count, worst):
+    for plane in (quiet, best, count, worst):
         plane[mirror] = plane[cell]
-    return quiet.reshape(shape), flags.reshape(shape), best.reshape(shape), count.reshape(shape), worst.reshape(shape)
+    return quiet.reshape(shape), best.reshape(shape), count.reshape(shape), worst.reshape(shape)
 
 
 def _rates(nbytes: np.ndarray, time_us: np.ndarray) -> np.ndarray:
