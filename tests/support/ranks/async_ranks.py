@@ -51,6 +51,7 @@ import torch.distributed as dist
 
 from bench import sysroot
 from bench.busbw import BUSBW_FACTOR
+from bench.exits import FabricFault
 from bench.frame import evidence
 from bench.frame.config_parts import Launch, Output
 from bench.measure import device as device_ops
@@ -66,6 +67,7 @@ from bench.runtime.before_init import run_directory
 from bench.runtime.coord import coordinator
 from bench.runtime.dist import DistContext, Transport, init_distributed, shutdown
 from bench.runtime.env import discover_rank
+from bench.runtime.rank_exit import end_rank
 from bench.runtime.watchdog import Watchdog
 from tests.support.models import async_backend
 from tests.support.rails_configs import rails_config
@@ -76,6 +78,8 @@ if TYPE_CHECKING:
 MODEL_OF_NCCL = Transport("nccl", async_backend.register(), cuda=False)
 MIB = 1 << 20
 T = TypeVar("T")
+JOBS = ("railsjob", "accept")
+"""The scenarios that run a command's job (its frame, run.json): their ranks end as the command's do."""
 
 
 def _pretend_nodes() -> None:
@@ -441,8 +445,14 @@ def main(argv: list[str]) -> int:
         "accept": lambda: _accept(out.parent),
         "railsjob": lambda: _railsjob(out.parent),
     }
-    result = scenarios[scenario]()
     rank = int(os.environ.get("OMPI_COMM_WORLD_RANK", "0"))
+    try:
+        result = scenarios[scenario]()
+    except FabricFault as exc:
+        # As the command's entry ends a rank (bench.cli.main): run.json already says the FAIL, rank 0 says it.
+        if rank == 0:
+            print(f"railbench: FAIL: {exc}", file=sys.stderr)
+        return exc.exit_status
     if rank == 0 and result:
         out.write_text(json.dumps(result))
     if scenario not in ("dead", "dumpkill"):  # a black-holed world cannot be torn down; os._exit ends the rank
@@ -452,6 +462,8 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     status = main(sys.argv[1:])
+    if sys.argv[1] in JOBS:
+        end_rank(status)  # as the command's ranks leave (bench.cli.entry)
     sys.stdout.flush()
     sys.stderr.flush()
     from mpi4py import MPI
