@@ -142,8 +142,8 @@ def test_rails_intra_node_runs_on_one_host_where_the_rails_are_skipped(tmp_path:
     assert intra["defects"] == [], intra["defects"]
     meta = json.loads((out / "run.json").read_text())
     # No target for local pairs on CPU: the node is judged against its own pairs where they are quiet enough
-    # (docs/design.md, "What is judged": "the intra-node matrix likewise per node") and passes; where the matrix is
-    # too noisy to judge it is measured, never PASS (issue 21). Which one a run gets depends on the machine's load.
+    # (docs/design.md, "One verdict", what is judged: "the intra-node matrix likewise per node") and passes; where
+    # the matrix is too noisy to judge it is measured, never PASS (issue 21). Which one a run gets is the load's.
     judged = "measured" if intra["too_noisy"] else "pass"
     assert meta["status"] == "complete" and meta["verdict"] == ("fail" if intra["defects"] else judged)
     assert meta["exit_status"] == done.returncode
