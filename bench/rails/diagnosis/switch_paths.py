@@ -165,12 +165,13 @@ class Paths:
             again_quiet,
         )
 
-    def quiet_holds(self, ks: list[int], tries: int) -> bool:
+    def quiet_holds(self, ks: list[int], tries: int, *, unmeasured: bool = True) -> bool:
         """Some of the flows between units of rails ``ks`` that the quiet pass measured read under the rail's mark
         there and again when measured alone again (``bench.rails.diagnosis.alone.low_again``), on most of those
         rails, more of them than healthy flows do in as many tries (one in 25: under the mark in one of two
-        repeats), family-wise over ``tries`` parts (``NAME_FALSE_ALARMS``); True where the pass measured none of
-        them (or did not run): it can only take a verdict away.
+        repeats), family-wise over ``tries`` parts (``NAME_FALSE_ALARMS``). Where the pass measured none of them
+        (or did not run), ``unmeasured``: as the caller's other evidence is the verdict, the pass can only take
+        one away.
 
         A flow there shares no uplink with another, however the switches hash or route: ECMP's collisions, which
         slow most flows between units when the matrix fills the uplinks and again when their round is re-measured,
@@ -186,10 +187,10 @@ class Paths:
         spread, and a degraded spine's quiet flows were not slow by it (1 of 2,018 at 1024 x 8, where 280 read low
         again)."""
         if self.quiet is None or self.again_quiet is None or self.repeated_quiet is None:
-            return True
+            return unmeasured
         mask = self.quiet[ks] & self.upper[None]
         if not mask.any():
-            return True
+            return unmeasured
         again = self.again_quiet[ks] & mask
         if 2 * int(again.any(axis=(1, 2)).sum()) <= len(ks):
             return False  # on one or two rails: an uplink's, a cable's, or both
