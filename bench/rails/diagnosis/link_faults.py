@@ -38,7 +38,7 @@ def link_candidates(cells: Cells, rail_fault: np.ndarray, leaf: np.ndarray | Non
             row = leaf[kpos]
             mates = measured[kpos, apos] & (row == row[apos]) & (row[apos] >= 0)
             link_candidate[kpos, apos] = not leaves.only_between_units(cells.reproduces[kpos, apos], mates)
-    fewest_links(cells.reproduces, link_candidate)
+    fewest_links(cells.reproduces, link_candidate, cells.cell_median, cells.pair_slow)
     return link_candidate
 
 
@@ -63,21 +63,62 @@ def link_cells(links: np.ndarray) -> np.ndarray:
     return out
 
 
-def fewest_links(reproduces: np.ndarray, link_candidate: np.ndarray) -> None:
+def fewest_links(
+    reproduces: np.ndarray, link_candidate: np.ndarray, level: np.ndarray | None = None, firm: np.ndarray | None = None
+) -> None:
     """Keep, on each rail, only the link candidates needed to explain its reproducing suspects: the one
-    with the most first, then each other only while it explains one that the kept links do not. A
-    healthy node whose partners are a slow link and one noisy sample has every partner suspect and half of
-    them reproducing, as a slow link has; the slow link already explains its reproducing one."""
+    with the most first (of as many, the deepest: ``level``, each cell's median log rate), then each other only
+    while it explains one that the kept links do not. A healthy node whose partners are a slow link and one noisy
+    sample has every partner suspect and half of them reproducing, as a slow link has; the slow link already
+    explains its reproducing one. What is left for another link to explain must be more than a passing slowdown
+    (slow in few of its samples: not ``firm``) far shallower than the kept links' (:func:`far_shallower`): on a
+    rail of 3 nodes a slow link's 2 pairs leave the third, and once it read slow again under load the two healthy
+    ends were named, as the fewest links that covered all three."""
     for k in range(link_candidate.shape[0]):
         candidates = np.flatnonzero(link_candidate[k])
         if len(candidates) < 2:
             continue
         explained = np.zeros_like(reproduces[k])
-        for a in sorted(candidates, key=lambda x: -int(reproduces[k, x].sum())):
-            if not (reproduces[k, a] & ~explained[a]).any():
+        kept: list[int] = []
+        order = [(-int(reproduces[k, x].sum()), _depth(reproduces[k, x], level, k, int(x)), int(x)) for x in candidates]
+        for _, _, a in sorted(order):
+            new = reproduces[k, a] & ~explained[a]
+            passing = (
+                kept
+                and level is not None
+                and firm is not None
+                and not firm[k, a, new].any()
+                and far_shallower(level[k, a, new], np.concatenate([level[k, x, reproduces[k, x]] for x in kept]))
+            )
+            if not new.any() or passing:
                 link_candidate[k, a] = False
                 continue
+            kept.append(a)
             explained[a, :] = explained[:, a] = True
+
+
+def _depth(mine: np.ndarray, level: np.ndarray | None, k: int, a: int) -> float:
+    """The median level (log rate) of link (k, a)'s reproducing suspects ``mine`` (``[b]``); 0 where unknown."""
+    if level is None:
+        return 0.0
+    found = level[k, a, mine]
+    found = found[np.isfinite(found)]
+    return float(np.median(found)) if len(found) else 0.0
+
+
+SHALLOWER = float(np.log(2.0))
+"""How much shallower (log rate) every one of a set of slow cells must be than every one of another for the two to
+be different causes: a rail's, a node's or a link's own fault slows its pairs alike, so half the rate is another."""
+
+
+def far_shallower(these: np.ndarray, than: np.ndarray) -> bool:
+    """Whether every cell of ``these`` (median log rates) is :data:`SHALLOWER` above every cell of ``than``; a level
+    unknown (NaN) counts against it."""
+    if not len(these) or not len(than):
+        return False
+    top = np.nan_to_num(np.asarray(these, dtype=float), nan=-np.inf).min()
+    bottom = np.nan_to_num(np.asarray(than, dtype=float), nan=np.inf).max()
+    return bool(top - bottom >= SHALLOWER)
 
 
 BEYOND_ITS_LEAF = 1e-3

@@ -405,7 +405,9 @@ def _rail_faults(
     rail_cells = [(np.broadcast_to(k, upper_a.shape), upper_a, upper_b) for k in range(measured.shape[0])]
     rail_fault &= np.array([cells.confirmed(*index) for index in rail_cells], dtype=bool)
     for kpos in np.flatnonzero(rail_fault):
-        rail_fault[kpos] = not _one_node_explains(cells.reproduces[kpos], measured[kpos])
+        rail_fault[kpos] = not _one_node_explains(
+            cells.reproduces[kpos], measured[kpos], cells.cell_median[kpos], cells.pair_slow[kpos]
+        )
         if leaf is not None and rail_fault[kpos]:
             inside = measured[kpos] & leaves.on_one_leaf(leaf[kpos])
             rail_fault[kpos] = not (
@@ -431,16 +433,31 @@ def _lone_pairs(cells: Cells, explained: np.ndarray, between: np.ndarray | None)
     return lone, shared
 
 
-def _one_node_explains(reproduces: np.ndarray, measured: np.ndarray) -> bool:
-    """Whether the reproducing suspects of one rail (``[a, b]`` masks) all meet at one node, on a rail of
-    three nodes or more: then that node's link explains them, and the rail's other suspects did not
-    reproduce (on 3 nodes a link is slow with 2 of the rail's 3 pairs, and one noisy sample on the third
-    made every pair a suspect)."""
+def _one_node_explains(reproduces: np.ndarray, measured: np.ndarray, level: np.ndarray, firm: np.ndarray) -> bool:
+    """Whether the reproducing suspects of one rail (``[a, b]`` masks) are one node's, on a rail of three nodes or
+    more: they all meet at it, or the others are passing (slow in few of their samples: not ``firm``, the pairs
+    slow in most) and far shallower (:func:`link_faults.far_shallower`; ``level``: each cell's median log rate). Then
+    that node's link explains them: on 3 nodes a link is slow with 2 of the rail's 3 pairs, and one noisy sample on
+    the third made every pair a suspect; under a loaded suite the third also read slow again (0.46 of the rail's
+    median once, beside the link's pairs at 0.02 in every sample), and the rail was named."""
     if int(measured.any(axis=1).sum()) < 3:
         return False  # two nodes: one pair, and a rail cannot be told from a link
     a, b = np.nonzero(np.triu(reproduces, k=1))
-    # A node common to every pair must be one of the first pair's two.
-    return len(a) > 0 and any(bool(np.all((a == x) | (b == x))) for x in (a[0], b[0]))
+    if len(a) == 0:
+        return False
+    levels = np.nan_to_num(level[a, b], nan=np.inf)
+    deepest = int(np.argmin(levels))
+    # The node, if any, is one of the deepest pair's two.
+    for x in (a[deepest], b[deepest]):
+        mine = (a == x) | (b == x)
+        if mine.all():
+            return True
+        rest = ~mine
+        if not firm[a[rest], b[rest]].any() and link_faults.far_shallower(
+            level[a[rest], b[rest]], level[a[mine], b[mine]]
+        ):
+            return True
+    return False
 
 
 def suspect_samples(
