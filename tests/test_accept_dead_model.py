@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.support import NCCL_MODEL_PROFILE, mpirun_command, rank_env
+from tests.support.watched_launch import watched_mpirun
 
 ABORT_S = 600
 """The model's IB retry plus torch's dump sleep, made longer than this test may run: waiting on them fails it."""
@@ -37,8 +37,10 @@ def _accept_on_the_model(tmp_path: Path, env: dict[str, str]) -> dict[str, Any]:
     cmd = mpirun_command(6, [sys.executable, "-m", "tests.support.ranks.async_ranks", "accept", str(out)])
     # 1 MiB at 0.5 Gb/s is 17 ms a message: the model's time, not this CPU's scheduling, sets every rate.
     env = {"ASYNC_RANKS_PER_NODE": "2", "RAILBENCH_ASYNC_GBPS": "0.5", "ASYNC_PROFILE": str(profile), **env}
-    done = subprocess.run(cmd, cwd=tmp_path, env=rank_env(env), capture_output=True, text=True, timeout=400)
-    assert out.is_file(), done.stdout[-4000:] + done.stderr[-4000:]
+    run_dir = tmp_path / "accept-run"
+    done = watched_mpirun(cmd, cwd=tmp_path, env=rank_env(env), command="accept", run_dir=run_dir, limit_s=400)
+    assert out.is_file(), done.said()
+    assert done.rank_hang is None and not done.timed_out, done.said()
     return {**json.loads(out.read_text()), "stdout": done.stdout}
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.support import mpirun_command, rank_env
+from tests.support.watched_launch import watched_mpirun
 
 ABORT_S = 600
 """The model's IB retry plus torch's dump sleep, made longer than this test may run: waiting on them fails it."""
@@ -32,8 +32,9 @@ def _rails_on_the_model(tmp_path: Path, env: dict[str, str], nodes: int = 3) -> 
     settings = {"rail_bytes": 1 << 20, "pair_bytes": 1 << 20}
     # 1 MiB at 0.5 Gb/s is 17 ms a message: the model's time, not this CPU's scheduling, sets every rate.
     env = {"ASYNC_RANKS_PER_NODE": "2", "ASYNC_RAILS": json.dumps(settings), "RAILBENCH_ASYNC_GBPS": "0.5", **env}
-    done = subprocess.run(cmd, cwd=tmp_path, env=rank_env(env), capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    done = watched_mpirun(cmd, cwd=tmp_path, env=rank_env(env))
+    assert done.returncode == 0 or done.launcher_hang is not None, done.said()
+    assert done.rank_hang is None and not done.timed_out, done.said()
     return dict(json.loads(out.read_text()))
 
 

@@ -52,12 +52,14 @@ def watched_mpirun(
     *,
     cwd: Path,
     env: Mapping[str, str],
-    command: str,
-    run_dir: Path,
+    command: str = "",
+    run_dir: Path | None = None,
     rank_timeout_s: float = 60.0,
     limit_s: float = 300.0,
 ) -> Launched:
-    """Run ``cmd`` (mpirun ...) whose ranks run ``command`` into ``run_dir``, as railbench's parent waits for it."""
+    """Run ``cmd`` (mpirun ...) whose ranks run ``command`` into ``run_dir``, as railbench's parent waits for it.
+    Without ``run_dir`` (a rank program that writes no run.json) the watch cannot tell when the run was recorded,
+    so ranks are never ended for lingering; a launcher that outlives them still is."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         began = time.monotonic()
         proc = subprocess.Popen(
