@@ -49,10 +49,12 @@ def _rails_on_the_model(
     run_json = run_dir / "run.json"
     assert run_json.is_file(), done.said()
     # The ranks' own end is under test: a launcher that outlived them (Open MPI's own hang, which railbench's
-    # parent ends as this watch does: tests/support/watched_launch.py) is not theirs, and its status is the kill's.
+    # parent ends as this watch does: tests/support/watched_launch.py) is not theirs, and its status is the kill's;
+    # the run's own exit status is then what run.json recorded, as railbench's parent reads it.
     assert done.rank_hang is None and not done.timed_out, done.said()
-    rc = 1 if done.launcher_hang is not None else done.returncode
-    return rc, done.ranks_s, dict(json.loads(run_json.read_text()))
+    run = dict(json.loads(run_json.read_text()))
+    rc = int(run["exit_status"]) if done.launcher_hang is not None else done.returncode
+    return rc, done.ranks_s, run
 
 
 @pytest.mark.parametrize(

@@ -193,7 +193,7 @@ class Paths:
             return unmeasured
         again = self.again_quiet[ks] & mask
         if 2 * int(again.any(axis=(1, 2)).sum()) <= len(ks):
-            return False  # on one or two rails: an uplink's, a cable's, or both
+            return False  # on half the rails or fewer: an uplink's, a cable's, or both
         tried = int((self.repeated_quiet[ks] & mask).sum())
         chance = noise.poisson_sf(int(again.sum()), tried * alone.chance_low_again())
         return chance * max(1, tries) <= noise.NAME_FALSE_ALARMS
