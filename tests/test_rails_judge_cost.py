@@ -116,6 +116,43 @@ def test_holm_at_the_measured_pairs_alone_reads_as_through_the_whole_matrix() ->
     assert found > 0  # some pairs were found below, so the mirroring was tried
 
 
+def test_holm_with_a_level_and_spread_per_class_reads_as_through_dense_arrays() -> None:
+    """``noise.ByClass`` reads each cell's level and spread at the cells tested alone; one Holm over all of them, as
+    with matrix-sized arrays of both."""
+    rng = np.random.default_rng(5)
+    found_inside = found_between = 0
+    for n in (3, 6, 10):
+        xs = rng.choice([-2.0, -0.6, -0.2, -0.05, 0.0, -np.inf, np.nan], size=(2, 2, n, n))
+        inside = rng.random((2, n, n)) < 0.5
+        inside |= np.swapaxes(inside, -1, -2)
+        level = noise.ByClass(inside, -0.01, -0.2)
+        sigma = noise.ByClass(inside, 0.02, 0.3)
+        dense_level = np.where(inside, -0.01, -0.2)
+        dense_sigma = np.where(inside, 0.02, 0.3)
+        upper = np.triu(np.ones((n, n), dtype=bool), k=1)
+        dense = noise.holm_significant(np.where(upper, (dense_level - xs) / dense_sigma, np.nan), noise.FALSE_ALARMS)
+        dense |= np.swapaxes(dense, -1, -2)
+        assert np.array_equal(noise.holm_below(level, xs, sigma), dense)
+        assert np.array_equal(noise.below(xs, level, -0.1), xs < dense_level - 0.1)
+        found_inside += int((dense & inside).sum())
+        found_between += int((dense & ~inside).sum())
+    assert found_inside > 0 and found_between > 0  # both classes' yardsticks were reached
+
+
+def test_the_cells_within_units_get_their_own_yardstick_only_when_it_is_narrower_no_lower_and_well_read() -> None:
+    inside = np.ones((1, 2, 2), dtype=bool)
+    rng = np.random.default_rng(1)
+    quiet = rng.normal(0.0, 0.02, noise.CLASS_SAMPLES)
+    level, sigma = noise.within_units(quiet, inside, -0.15, 0.2)
+    assert isinstance(level, noise.ByClass) and isinstance(sigma, noise.ByClass)
+    assert (level.elsewhere, sigma.elsewhere) == (-0.15, 0.2)  # the cells between units keep the whole's
+    assert abs(level.within) < 0.01 and 0.01 < sigma.within < 0.03
+    # Too few samples to read a spread from, or one as wide as the whole's: the whole matrix's judges every cell.
+    assert noise.within_units(quiet[:-1], inside, -0.15, 0.2) == (-0.15, 0.2)
+    assert noise.within_units(rng.normal(0.0, 0.5, 1000), inside, -0.15, 0.2) == (-0.15, 0.2)
+    assert noise.within_units(quiet - 0.3, inside, -0.15, 0.2) == (-0.15, 0.2)  # lower: no cell would gain a z
+
+
 def test_row_statistics_within_a_mask_read_as_over_a_nan_filled_copy() -> None:
     """``noise.upper_median`` and ``upper_quartile`` read the values ``within`` a mask where the judge once
     passed a NaN-filled copy of the matrix; the upper median is the plain sort's middle value (NaN sorts last)."""

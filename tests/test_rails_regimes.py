@@ -11,7 +11,7 @@ import pytest
 
 from tests.support import diagnosis_sim
 from tests.support.models.fabric_model import Shape
-from tests.support.models.fabric_regimes import REALISTIC
+from tests.support.models.fabric_regimes import ECMP, REALISTIC
 
 SIM = diagnosis_sim()
 SHAPE = Shape(64, 8, 32)
@@ -48,3 +48,12 @@ def test_each_fault_is_named_as_itself(kind: str, seed: int) -> None:
 def test_what_static_routing_and_congestion_misled_is_named_right(kind: str, seed: int, was: str) -> None:
     result = SIM.run_one("64x8", SHAPE, kind, seed, REALISTIC)
     assert result.named == result.expected and result.actions_ok, (was, result.expected, result.named)
+
+
+@pytest.mark.slow
+def test_a_flaky_cable_within_its_unit_is_judged_against_the_noise_within_units() -> None:
+    """``--regime ecmp --sizes 1024x8 --seed 2000 --kinds flaky``, scenario 1002008: the cable slowed half of its
+    partners on its own leaf to 0.43 of line, and none was a suspect. ECMP's collisions between units had widened
+    the one yardstick of every cell to 0.19 in log (``bench.rails.diagnosis.noise.within_units``)."""
+    result = SIM.run_one("1024x8", Shape(1024, 8, 32, ECMP.oversubscription), "flaky", 1002008, ECMP)
+    assert result.named == result.expected == {("cable", "node887", 5)}

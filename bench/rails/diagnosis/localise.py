@@ -214,28 +214,35 @@ def _judge(
     slow_rail = _slow_rails(x, cell_median, measured, effect) if rates is None else np.zeros(len(scale), bool)
     # Every rail but the slow ones; a view where none is slow (a mask would copy the matrix, to no end).
     ok = ~slow_rail if slow_rail.any() else slice(None)
-    healthy = x[:, ok][:, noise.healthy_cells(cell_median[ok], measured[ok])]
+    good = noise.healthy_cells(cell_median[ok], measured[ok])
+    healthy = x[:, ok][:, good]
     level, sigma = noise.level_and_sigma(healthy)
     tests = int((~np.isnan(values)).sum()) // 2
     noisy = _too_noisy(healthy, sigma, tests, scale) if rates is not None or measured.sum() > 2 else _alone(matrix)
+    judged_level: noise.Level = level
+    judged_sigma: noise.Level = sigma
+    if between is not None:
+        # Each cell against its own class's noise: the flows between units spread wider (noise.within_units).
+        inside = ~between
+        judged_level, judged_sigma = noise.within_units(x[:, ok][:, good & inside[ok]], inside, level, sigma)
 
     def beyond_noise(xs: np.ndarray, alpha: float = noise.FALSE_ALARMS) -> np.ndarray:
         # Each pair once (the matrix holds it twice, as [a, b] and [b, a]), then mirrored; +inf where nothing moved.
-        hits = noise.holm_below(level, xs, sigma, alpha)
-        return hits & (xs < level + effect) & (noisy is None)
+        hits = noise.holm_below(judged_level, xs, judged_sigma, alpha)
+        return hits & noise.below(xs, judged_level, effect) & (noisy is None)
 
     mark = math.log(thresholds.pass_fraction)
     low_cell = _low_cells(cell_median, showing(measured, values, routed), between, mark)
 
     def under_line(xs: np.ndarray) -> np.ndarray:
-        return (xs < mark) & (noise.holm_below(mark, xs, sigma) | low_cell)
+        return (xs < mark) & (noise.holm_below(mark, xs, judged_sigma) | low_cell)
 
     def slow(relative: np.ndarray, xs: np.ndarray, raw: np.ndarray, stopped: np.ndarray) -> np.ndarray:
         below_target = np.zeros(raw.shape, bool) if rates is None else under_line(xs)
         # A cell that ran out of its budget is slow by its rate over what fitted, under its peers' level as the
         # relative test marks it: on a loaded host every cell may run long, and one at its peers' level is
         # no fault whatever its clock said (a link at 1% of its rate, the budget's reason, is far below).
-        stalled = stopped & (xs < level + effect)
+        stalled = stopped & noise.below(xs, judged_level, effect)
         return (relative | below_target | stalled | (raw <= 0)) & ~np.isnan(raw)
 
     relative = beyond_noise(x)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 from statistics import NormalDist
 
 import numpy as np
@@ -42,6 +43,11 @@ TOO_NOISY = 0.02
 
 MAD_TO_SIGMA = 1.4826
 """MAD x this = the standard deviation of a normal distribution."""
+
+CLASS_SAMPLES = 200
+"""The fewest healthy samples within units that their own level and spread are read from: the MAD's standard error
+is about 1.17 / sqrt(n) of it, so 200 put the spread within 10% (one standard error); fewer (a testbed of a few
+nodes) and the whole matrix's yardstick judges every cell, as it always did."""
 
 
 def log_rates(values: np.ndarray, scale: np.ndarray) -> np.ndarray:
@@ -151,6 +157,59 @@ def level_and_sigma(samples: np.ndarray) -> tuple[float, float]:
     return level, max(SIGMA_FLOOR, MAD_TO_SIGMA * float(np.median(np.abs(finite - level))))
 
 
+@dataclass(frozen=True)
+class ByClass:
+    """One number for the cells within units (``inside``, ``[rail, a, b]``) and another for the rest, read only at
+    the cells a test reaches: spread over the matrix it would be one more matrix-sized array (67 MB at 1024 x 8)."""
+
+    inside: np.ndarray
+    within: float
+    elsewhere: float
+
+    def at(self, index: tuple[np.ndarray, ...]) -> np.ndarray:
+        """The number at the cells ``index`` (its last three arrays: rail, a, b; a repeat axis may lead)."""
+        return np.where(self.inside[index[-3:]], self.within, self.elsewhere)
+
+    def below(self, xs: np.ndarray, offset: float) -> np.ndarray:
+        """``xs < number + offset`` for ``xs`` ``[..., rail, a, b]``, each cell against its class's number."""
+        with np.errstate(invalid="ignore"):
+            return np.where(self.inside, xs < self.within + offset, xs < self.elsewhere + offset)
+
+
+Level = float | ByClass
+"""A level or a spread of log rates: the whole matrix's, or one per class of cells (:func:`within_units`)."""
+
+
+def below(xs: np.ndarray, level: Level, offset: float = 0.0) -> np.ndarray:
+    """``xs < level + offset``, each cell against its own class's level where the level is one per class."""
+    return level.below(xs, offset) if isinstance(level, ByClass) else xs < level + offset
+
+
+def within_units(inside_samples: np.ndarray, inside: np.ndarray, level: float, sigma: float) -> tuple[Level, Level]:
+    """The level and spread that judge each cell, where the cabling says which cells lie within units
+    (``inside``, ``[rail, a, b]``; ``inside_samples``: the log rates of its healthy cells).
+
+    A flow within a unit never leaves its leaf, so nothing between units slows it: its noise is its links' own.
+    The flows between units share uplinks with the round's other flows, and under ECMP's collisions or a
+    taper their rates spread far wider. One yardstick over both is the wide one: on the fabric model's ECMP
+    regime at 1024 x 8 it was 0.19 in log (a 20% spread, where the cells within units spread 0.03), and a cable
+    slowing half its partners within its unit to 0.43 of line was within noise there (3.7 of its sigmas, where Holm
+    over the 254,000 pairs measured asks 5.1).
+
+    So the cells within units are judged against their own level and spread, read from their own healthy
+    samples, when those are at least :data:`CLASS_SAMPLES`, spread narrower than the whole and sit no lower; the
+    cells between units keep the whole matrix's, as before. Otherwise both keep the whole's. Every z-score within
+    units is then at least what it was, and Holm's step-down never rejects less for larger z, so nothing that
+    was slow before is slow no longer."""
+    finite = inside_samples[np.isfinite(inside_samples)]
+    if finite.size < CLASS_SAMPLES:
+        return level, sigma
+    inside_level, inside_sigma = level_and_sigma(finite)
+    if inside_sigma >= sigma or inside_level < level:
+        return level, sigma
+    return ByClass(inside, inside_level, level), ByClass(inside, inside_sigma, sigma)
+
+
 def upper_sigma(x: np.ndarray, level: float) -> float:
     """Robust spread of the log rates ``x`` from the deviations above ``level`` (floored at SIGMA_FLOOR)."""
     values = x[np.isfinite(x)]
@@ -191,10 +250,11 @@ def holm_significant(z: np.ndarray, alpha: float = FALSE_ALARMS) -> np.ndarray:
     return out
 
 
-def holm_below(reference: float, xs: np.ndarray, sigma: float, alpha: float = FALSE_ALARMS) -> np.ndarray:
+def holm_below(reference: Level, xs: np.ndarray, sigma: Level, alpha: float = FALSE_ALARMS) -> np.ndarray:
     """``[..., a, b]``: the pairs whose log rate ``xs`` Holm's procedure finds below ``reference`` (one-sided z
     ``(reference - xs) / sigma`` at family-wise ``alpha``), each pair tested once, as ``[a, b]`` with a < b, and
-    the verdict mirrored to ``[b, a]``; NaN (unmeasured) is never tested.
+    the verdict mirrored to ``[b, a]``; NaN (unmeasured) is never tested. ``reference`` and ``sigma`` may be one
+    per class of cells (:class:`ByClass`): each cell's z is read against its own class's, one Holm over all.
 
     The z-scores are computed at the measured pairs alone, in the matrix's order (Holm's ties break by it), not
     through a matrix-sized array of NaN: on the unit schedule at 1024 nodes most pairs never run, and the
@@ -203,7 +263,9 @@ def holm_below(reference: float, xs: np.ndarray, sigma: float, alpha: float = FA
     tested &= np.triu(np.ones(xs.shape[-2:], dtype=bool), k=1)
     at = np.nonzero(tested)
     del tested
-    hits = holm_significant((reference - xs[at]) / sigma, alpha)
+    ref = reference.at(at) if isinstance(reference, ByClass) else reference
+    spread = sigma.at(at) if isinstance(sigma, ByClass) else sigma
+    hits = holm_significant((ref - xs[at]) / spread, alpha)
     out = np.zeros(xs.shape, dtype=bool)
     out[at] = hits
     mirrored = (*at[:-2], at[-1], at[-2])
