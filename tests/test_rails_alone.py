@@ -207,3 +207,19 @@ def test_a_spine_under_ecmp_persistent_on_few_rails_is_named_from_flows_low_agai
     and was never judged by its flows alone, which read low again on most rails."""
     result = diagnosis_sim().run_one("1024x8", Shape(1024, 8, 32, ECMP.oversubscription), "spine", 1002003, ECMP)
     assert result.named == result.expected == {("spine",)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("kind", "seed", "was"),
+    [
+        ("two", 1002024, "a leaf and a node, and three healthy cables beside them"),
+        ("node", 1002041, "a node, and a healthy cable beside it"),
+    ],
+)
+def test_a_links_partners_slow_across_units_that_ran_clear_alone_name_no_cable(kind: str, seed: int, was: str) -> None:
+    """``--regime ecmp --sizes 1024x8 --seed 2000``: each healthy cable named had 4 to 6 of its 31 partners across
+    units at a quarter of line in every sample (a collision each, replayed by the re-measurement beside the same
+    suspects) and none slow on its own leaf; one or two of those partners, measured alone, ran at line rate."""
+    result = diagnosis_sim().run_one("1024x8", Shape(1024, 8, 32, ECMP.oversubscription), kind, seed, ECMP)
+    assert result.named == result.expected, (was, result.expected, result.named)

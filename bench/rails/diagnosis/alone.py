@@ -79,6 +79,14 @@ def low_quiet_cells(matrix: PairMatrix, inside: np.ndarray) -> list[tuple[int, i
     return list(zip(k.tolist(), a.tolist(), b.tolist(), strict=True))
 
 
+def clear(matrix: PairMatrix, inside: np.ndarray) -> np.ndarray:
+    """``[rail, a, b]``: the quiet cells whose best sample alone is at or above the rail's mark: with no other flow
+    between units on their leaves, they ran as the rail's flows within units do."""
+    if matrix.quiet_best is None:
+        return np.zeros(inside.shape, dtype=bool)
+    return ~np.isnan(matrix.quiet_best) & ~_under(matrix, inside)
+
+
 def held_low(matrix: PairMatrix, inside: np.ndarray) -> np.ndarray:
     """``[rail, a, b]``: how many times each quiet cell was measured alone where that was 1 + ``QUIET_REPEATS`` times
     or more and it read under the mark in every one (its best sample did); 0 elsewhere."""

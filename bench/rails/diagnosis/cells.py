@@ -71,6 +71,9 @@ class Cells:
     held_quiet: np.ndarray | None = None
     """``[rail, a, b]``: of those measured alone again and low in every sample, how many samples (0: not so;
     ``bench.rails.diagnosis.alone.held_low``)."""
+    clear_quiet: np.ndarray | None = None
+    """``[rail, a, b]``: of those, the ones whose best sample alone read at or above the rail's mark, as its flows
+    within units do (``bench.rails.diagnosis.alone.clear``); None where the cabling is not known."""
 
     @property
     def remeasured(self) -> bool:

@@ -125,6 +125,11 @@ BEYOND_ITS_LEAF = 1e-3
 """The chance, at most, that a link slow in some samples shows no suspect among its partners on its own leaf while
 as many of its partners across units are suspects as are: below it, what is slow is beyond the leaf, not the link."""
 
+CLEARED_BEYOND_ITS_LEAF = 0.05
+"""The same chance, at most, where one of the link's slow partners across units also ran clear when measured alone
+(and none read low there): two readings that each say "beyond the leaf", so each may be weaker. A link with no
+partner on its own leaf has a chance of 1, and the quiet pass alone never clears it."""
+
 
 def intermittent_links(
     cells: Cells,
@@ -166,7 +171,11 @@ def intermittent_links(
         if int(measured[k, a].sum()) < 3:
             continue  # with two partners, both suspect is the rule above
         if between is not None and only_beyond_its_leaf(
-            measured[k, a], as_deep(cells, int(k), int(a), left[k, a], between[k, a]), left[k, a], between[k, a]
+            measured[k, a],
+            as_deep(cells, int(k), int(a), left[k, a], between[k, a]),
+            left[k, a],
+            between[k, a],
+            alone_row(cells, int(k), int(a)),
         ):
             continue
         b = np.flatnonzero(left[k, a])
@@ -186,15 +195,47 @@ def intermittent_links(
             left_count[k, b] -= 1
 
 
-def only_beyond_its_leaf(measured: np.ndarray, suspect: np.ndarray, left: np.ndarray, between: np.ndarray) -> bool:
+def only_beyond_its_leaf(
+    measured: np.ndarray,
+    suspect: np.ndarray,
+    left: np.ndarray,
+    between: np.ndarray,
+    alone: tuple[np.ndarray, np.ndarray] | None = None,
+) -> bool:
     """One link's row (``[b]``): its suspects are all across units, and were it the link, slow with each partner as
-    often as with those across units, its partners on its own leaf would show a suspect but for a chance of at most
-    :data:`BEYOND_ITS_LEAF`."""
+    often as with those across units, its partners on its own leaf would show a suspect but for a chance of at
+    most :data:`BEYOND_ITS_LEAF`; or of at most :data:`CLEARED_BEYOND_ITS_LEAF` where one of its slow partners
+    across units, measured alone in the quiet pass, ran clear and none read low there (``alone``:
+    :func:`alone_row`).
+
+    A link's own fault slows each flow it carries alone as much as beside others. ECMP keeps each queue pair's
+    path for its life, and each re-measurement runs the round's suspects together again, so healthy flows that
+    collided on an uplink collide again there and reproduce, a few of one link's partners across units at a
+    quarter of line in every sample: 4-6 such partners of 31, with none slow of 31 on its leaf, is a chance of
+    0.001-0.014, and at 1024 x 8 such links were named as cables (the fabric model's ``ecmp`` seeds 1002024 and
+    1002041). The quiet pass measured one or two of them alone, at 0.9-0.98 of line: their slowness needed
+    company."""
     inside, across = measured & ~between, measured & between
     if not across.any() or (suspect & inside).any():
         return False
-    share = float((left & across).sum()) / float(across.sum())
-    return bool((1.0 - share) ** int(inside.sum()) <= BEYOND_ITS_LEAF)
+    slow_across = left & across
+    share = float(slow_across.sum()) / float(across.sum())
+    chance = (1.0 - share) ** int(inside.sum())
+    if chance <= BEYOND_ITS_LEAF:
+        return True
+    if alone is None:
+        return False
+    clear, low = alone
+    return bool(chance <= CLEARED_BEYOND_ITS_LEAF and (slow_across & clear).any() and not (slow_across & low).any())
+
+
+def alone_row(cells: Cells, k: int, a: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Link (k, a)'s partners (``[b]``) the quiet pass measured alone: those that ran clear there
+    (``Cells.clear_quiet``) and those that read low (under the mark); None where it did not run."""
+    if cells.quiet is None or cells.clear_quiet is None:
+        return None
+    clear = cells.clear_quiet[k, a]
+    return clear, cells.quiet[k, a] & ~clear
 
 
 def as_deep(cells: Cells, k: int, a: int, left: np.ndarray, between: np.ndarray) -> np.ndarray:

@@ -248,13 +248,14 @@ def _judge(
     relative = beyond_noise(x)
     slow_sample = slow(relative, x, values, matrix.stopped_flags)
     slow_again = slow(beyond_noise(x_again), x_again, again, matrix.confirm_stopped_flags)
-    quiet = held_quiet = None
+    quiet = held_quiet = clear_quiet = None
     if matrix.quiet is not None:
         # One flow per leaf between units: nothing shares its uplinks, so its samples are read against the rail's
         # own flows within units (bench.rails.diagnosis.alone), not the spread of the matrix's flows between them.
         quiet = ~np.isnan(matrix.quiet)
         if between is not None:
             held_quiet = alone.held_low(matrix, measured & ~between)
+            clear_quiet = alone.clear(matrix, measured & ~between)
     expected = np.exp(level) * scale if rates is None else rates
     basis: Literal["line rate", "peers"] = "peers" if rates is None else "line rate"
     return Cells(
@@ -272,6 +273,7 @@ def _judge(
         None if load is None else load.round_of,
         quiet,
         held_quiet,
+        clear_quiet,
     )
 
 
@@ -436,7 +438,9 @@ def _lone_pairs(cells: Cells, explained: np.ndarray, between: np.ndarray | None)
         for k, a in zip(*np.nonzero(shared), strict=True):
             row = cells.suspect[k, a] & ~explained[k, a]
             deep = link_faults.as_deep(cells, int(k), int(a), row, between[k, a])
-            shared[k, a] = not link_faults.only_beyond_its_leaf(cells.measured[k, a], deep, row, between[k, a])
+            shared[k, a] = not link_faults.only_beyond_its_leaf(
+                cells.measured[k, a], deep, row, between[k, a], link_faults.alone_row(cells, int(k), int(a))
+            )
     return lone, shared
 
 
