@@ -9,7 +9,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from bench.rails.diagnosis import alone
+from bench.rails.diagnosis import alone, link_faults
 from bench.rails.diagnosis.matrix import PairMatrix, PairTime, pair_matrix
 from bench.rails.plan.remeasure import QUIET_REPEATS, quiet_repeat_rounds
 from bench.rails.plan.schedule import Units
@@ -207,6 +207,29 @@ def test_a_spine_under_ecmp_persistent_on_few_rails_is_named_from_flows_low_agai
     and was never judged by its flows alone, which read low again on most rails."""
     result = diagnosis_sim().run_one("1024x8", Shape(1024, 8, 32, ECMP.oversubscription), "spine", 1002003, ECMP)
     assert result.named == result.expected == {("spine",)}
+
+
+def test_a_link_slow_only_across_units_is_cleared_by_a_flow_alone_only_beside_a_quiet_leaf() -> None:
+    """``link_faults.only_beyond_its_leaf`` on one link's row: 31 partners on its leaf, 31 across units, 4 of those
+    slow (none on its leaf: a chance of 0.014 were it the link, short of 1 in 1000 on its own)."""
+    across = np.arange(62) >= 31
+    measured = np.ones(62, dtype=bool)
+    slow = np.zeros(62, dtype=bool)
+    slow[[31, 40, 50, 60]] = True
+    none = np.zeros(62, dtype=bool)
+    clear, low = none.copy(), none.copy()
+    clear[40] = True
+    assert not link_faults.only_beyond_its_leaf(measured, slow, slow, across)
+    assert not link_faults.only_beyond_its_leaf(measured, slow, slow, across, (none, none))
+    assert link_faults.only_beyond_its_leaf(measured, slow, slow, across, (clear, none))
+    low[50] = True  # another of its slow flows read low alone: that one stays the link's to explain
+    assert not link_faults.only_beyond_its_leaf(measured, slow, slow, across, (clear, low))
+    on_leaf = slow.copy()
+    on_leaf[3] = True  # slow on its own leaf too: a cable's fault
+    assert not link_faults.only_beyond_its_leaf(measured, on_leaf, on_leaf, across, (clear, none))
+    # Fewer partners on its leaf (4: a chance of 0.57) say nothing, and a flow alone does not clear it by itself.
+    few = measured & (across | (np.arange(62) < 4))
+    assert not link_faults.only_beyond_its_leaf(few, slow, slow, across, (clear, none))
 
 
 @pytest.mark.slow
