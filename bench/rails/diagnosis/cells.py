@@ -154,6 +154,7 @@ class Cells:
             beyond_noise=self.beyond_noise & keep,
             quiet=None if self.quiet is None else self.quiet & keep,
             held_quiet=None if self.held_quiet is None else np.where(keep, self.held_quiet, 0).astype(np.uint8),
+            clear_quiet=None if self.clear_quiet is None else self.clear_quiet & keep,
         )
 
     @cached_property
