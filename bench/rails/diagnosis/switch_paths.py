@@ -198,6 +198,26 @@ class Paths:
         chance = noise.poisson_sf(int(again.sum()), tried * alone.chance_low_again())
         return chance * max(1, tries) <= noise.NAME_FALSE_ALARMS
 
+    def quiet_held(self, ks: list[int], tries: int) -> bool:
+        """Some of the flows between units of rails ``ks`` that the quiet pass measured were held low alone, under
+        the rail's mark in every sample (``bench.rails.diagnosis.alone.held_low``), on most of those rails, more of
+        them than healthy flows are in as many tries (:func:`alone.chance_held`), family-wise over ``tries`` parts.
+
+        The stronger reading of the pass, for a spine judged without persistence over rounds: ECMP keeps a flow's
+        path, so a degraded spine holds its flows low in every sample alone, while a hot spot that moves between
+        rounds (adaptive routing) slows a flow alone now and then, as it slows the matrix's, and :meth:`quiet_holds`'s
+        "low again in one of two" is what it gives (23 of 100 clean ``tapered-ar`` runs at 256 x 8 named the spine
+        layer on that reading)."""
+        if self.quiet is None or self.held_quiet is None:
+            return False
+        mask = self.quiet[ks] & self.upper[None]
+        held = (self.held_quiet[ks] > 0) & mask
+        if 2 * int(held.any(axis=(1, 2)).sum()) <= len(ks):
+            return False
+        samples = int(self.held_quiet[ks][held].min())
+        chance = noise.poisson_sf(int(held.sum()), int(mask.sum()) * alone.chance_held(samples))
+        return chance * max(1, tries) <= noise.NAME_FALSE_ALARMS
+
     def elevated(self, k: int, mask: np.ndarray, against: Null | None = None) -> bool:
         """Rail k's cells in ``mask`` (``[a, b]``) hold more reproduced suspects than noise gives."""
         null = self.null if against is None else against
