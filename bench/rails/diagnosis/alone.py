@@ -79,21 +79,22 @@ def low_quiet_cells(matrix: PairMatrix, inside: np.ndarray) -> list[tuple[int, i
     return list(zip(k.tolist(), a.tolist(), b.tolist(), strict=True))
 
 
-def clear(matrix: PairMatrix, inside: np.ndarray) -> np.ndarray:
-    """``[rail, a, b]``: the quiet cells whose best sample alone is at or above the rail's mark: with no other flow
-    between units on their leaves, they ran as the rail's flows within units do."""
-    if matrix.quiet_best is None:
-        return np.zeros(inside.shape, dtype=bool)
-    return ~np.isnan(matrix.quiet_best) & ~_under(matrix, inside)
-
-
 def held_low(matrix: PairMatrix, inside: np.ndarray) -> np.ndarray:
     """``[rail, a, b]``: how many times each quiet cell was measured alone where that was 1 + ``QUIET_REPEATS`` times
     or more and it read under the mark in every one (its best sample did); 0 elsewhere."""
+    return held_low_and_clear(matrix, inside)[0]
+
+
+def held_low_and_clear(matrix: PairMatrix, inside: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`held_low`, and the quiet cells whose best sample alone is at or above the rail's mark (``[rail, a,
+    b]``): with no other flow between units on their leaves, they ran as the rail's flows within units do. One
+    reading of the marks serves both."""
     if matrix.quiet_best is None or matrix.quiet_count is None:
-        return np.zeros(inside.shape, dtype=np.uint8)
-    held = _under(matrix, inside) & (matrix.quiet_count >= 1 + QUIET_REPEATS)
-    return np.where(held, matrix.quiet_count, 0).astype(np.uint8)
+        return np.zeros(inside.shape, dtype=np.uint8), np.zeros(inside.shape, dtype=bool)
+    under = _under(matrix, inside)
+    held = under & (matrix.quiet_count >= 1 + QUIET_REPEATS)
+    clear = ~np.isnan(matrix.quiet_best) & ~under
+    return np.where(held, matrix.quiet_count, 0).astype(np.uint8), clear
 
 
 def low_again(matrix: PairMatrix, inside: np.ndarray) -> np.ndarray:

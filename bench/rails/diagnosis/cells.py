@@ -73,7 +73,7 @@ class Cells:
     ``bench.rails.diagnosis.alone.held_low``)."""
     clear_quiet: np.ndarray | None = None
     """``[rail, a, b]``: of those, the ones whose best sample alone read at or above the rail's mark, as its flows
-    within units do (``bench.rails.diagnosis.alone.clear``); None where the cabling is not known."""
+    within units do (``bench.rails.diagnosis.alone.held_low_and_clear``); None where the cabling is not known."""
 
     @property
     def remeasured(self) -> bool:

@@ -254,8 +254,7 @@ def _judge(
         # own flows within units (bench.rails.diagnosis.alone), not the spread of the matrix's flows between them.
         quiet = ~np.isnan(matrix.quiet)
         if between is not None:
-            held_quiet = alone.held_low(matrix, measured & ~between)
-            clear_quiet = alone.clear(matrix, measured & ~between)
+            held_quiet, clear_quiet = alone.held_low_and_clear(matrix, measured & ~between)
     expected = np.exp(level) * scale if rates is None else rates
     basis: Literal["line rate", "peers"] = "peers" if rates is None else "line rate"
     return Cells(

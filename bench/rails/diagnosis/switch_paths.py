@@ -89,6 +89,9 @@ class Paths:
     leaves_on: list[list[int]]
     """Each rail's leaves, in index order."""
     null: Null
+    inside_null: Null
+    """What noise gives a cell within units (``Cells.reproduced_by_noise_in`` over those cells), the yardstick of
+    :meth:`switch_inside`."""
     between_noise: tuple[float, float | None]
     """What noise gives a cell between units (``Cells.reproduced_by_noise_in`` and
     ``reproduced_always_by_noise_in`` over those cells), the floor of an uplink's cell counts, on three rails with
@@ -105,9 +108,6 @@ class Paths:
     """``[rail, a, b]``: the quiet cells measured alone again (``bench.rails.diagnosis.alone.repeated``)."""
     again_quiet: np.ndarray | None = None
     """``[rail, a, b]``: of those, the ones low again in one of those samples (``alone.low_again``)."""
-    inside_null: Null | None = None
-    """What noise gives a cell within units (``Cells.reproduced_by_noise_in`` over those cells), the yardstick of
-    :meth:`switch_inside`; None: :attr:`null`."""
 
     @classmethod
     def of(
@@ -160,22 +160,21 @@ class Paths:
             upper,
             leaves_on,
             null,
+            Null(cells.reproduced_by_noise_in(inside), null.tries, cells.reproduced_always_by_noise_in(inside)),
             crossing,
             rounds,
             quiet,
             held_quiet,
             repeated_quiet,
             again_quiet,
-            Null(cells.reproduced_by_noise_in(inside), null.tries, cells.reproduced_always_by_noise_in(inside)),
         )
 
-    def quiet_holds(self, ks: list[int], tries: int, *, unmeasured: bool = True) -> bool:
+    def quiet_holds(self, ks: list[int], tries: int) -> bool:
         """Some of the flows between units of rails ``ks`` that the quiet pass measured read under the rail's mark
         there and again when measured alone again (``bench.rails.diagnosis.alone.low_again``), on most of those
         rails, more of them than healthy flows do in as many tries (one in 25: under the mark in one of two
-        repeats), family-wise over ``tries`` parts (``NAME_FALSE_ALARMS``). Where the pass measured none of them
-        (or did not run), ``unmeasured``: as the caller's other evidence is the verdict, the pass can only take
-        one away.
+        repeats), family-wise over ``tries`` parts (``NAME_FALSE_ALARMS``); True where the pass measured none of
+        them (or did not run): it can only take a verdict away.
 
         A flow there shares no uplink with another, however the switches hash or route: ECMP's collisions, which
         slow most flows between units when the matrix fills the uplinks and again when their round is re-measured,
@@ -191,16 +190,12 @@ class Paths:
         spread, and a degraded spine's quiet flows were not slow by it (1 of 2,018 at 1024 x 8, where 280 read low
         again)."""
         if self.quiet is None or self.again_quiet is None or self.repeated_quiet is None:
-            return unmeasured
+            return True
         mask = self.quiet[ks] & self.upper[None]
         if not mask.any():
-            return unmeasured
-        again = self.again_quiet[ks] & mask
-        if 2 * int(again.any(axis=(1, 2)).sum()) <= len(ks):
-            return False  # on half the rails or fewer: an uplink's, a cable's, or both
+            return True
         tried = int((self.repeated_quiet[ks] & mask).sum())
-        chance = noise.poisson_sf(int(again.sum()), tried * alone.chance_low_again())
-        return chance * max(1, tries) <= noise.NAME_FALSE_ALARMS
+        return _most_rails_beyond(self.again_quiet[ks] & mask, tried * alone.chance_low_again(), tries)
 
     def quiet_held(self, ks: list[int], tries: int) -> bool:
         """Some of the flows between units of rails ``ks`` that the quiet pass measured were held low alone, under
@@ -216,11 +211,10 @@ class Paths:
             return False
         mask = self.quiet[ks] & self.upper[None]
         held = (self.held_quiet[ks] > 0) & mask
-        if 2 * int(held.any(axis=(1, 2)).sum()) <= len(ks):
+        if not held.any():
             return False
-        samples = int(self.held_quiet[ks][held].min())
-        chance = noise.poisson_sf(int(held.sum()), int(mask.sum()) * alone.chance_held(samples))
-        return chance * max(1, tries) <= noise.NAME_FALSE_ALARMS
+        expected = int(mask.sum()) * alone.chance_held(int(self.held_quiet[ks][held].min()))
+        return _most_rails_beyond(held, expected, tries)
 
     def elevated(self, k: int, mask: np.ndarray, against: Null | None = None) -> bool:
         """Rail k's cells in ``mask`` (``[a, b]``) hold more reproduced suspects than noise gives."""
@@ -256,6 +250,15 @@ class Paths:
         yardstick is wide, had a spine under ECMP at 64 x 8 (seed 1009000) read 5 reproduced suspects of 992 on
         one rail's leaves as a switch within them."""
         return self.elevated(k, mask, self.inside_null) and is_spread(self.reproduces[k] & mask)
+
+
+def _most_rails_beyond(found: np.ndarray, expected: float, tries: int) -> bool:
+    """The quiet cells ``found`` (``[rail of the group, a, b]``) are on most of the group's rails, and more than the
+    ``expected`` count healthy flows give, family-wise over ``tries`` parts (``NAME_FALSE_ALARMS``): on half the
+    rails or fewer they are an uplink's, a cable's, or both."""
+    if 2 * int(found.any(axis=(1, 2)).sum()) <= found.shape[0]:
+        return False
+    return noise.poisson_sf(int(found.sum()), expected) * max(1, tries) <= noise.NAME_FALSE_ALARMS
 
 
 def uplink(paths: Paths, fabric: FabricMap, k: int, index: int, mine: np.ndarray, far: list[int]) -> SwitchFault:

@@ -180,12 +180,9 @@ class _Uplinks:
             if always is None or null.always_per_cell is None
             else run_share(paths.always, always, null.always_per_cell),
         )
-        inside = Null(
-            cells.reproduced_by_noise_in(paths.inside),
-            len(cells.matrix.nodes),
-            cells.reproduced_always_by_noise_in(paths.inside),
-        )
-        return cls(between, inside)
+        # The noise within units the paths read (Paths.inside_null), tried over the nodes rather than the parts.
+        inside = paths.inside_null
+        return cls(between, Null(inside.per_cell, len(cells.matrix.nodes), inside.always_per_cell))
 
     def elevated_inside(self, paths: Paths, k: int, node: int) -> bool:
         """Node's cells within its own leaf hold more reproduced suspects than the noise within units gives, at
