@@ -42,14 +42,17 @@ INSIDE[0, 0, 1] = INSIDE[0, 1, 0] = INSIDE[0, 2, 3] = INSIDE[0, 3, 2] = True
 
 def test_a_cell_measured_alone_again_keeps_its_first_sample_its_best_and_its_count() -> None:
     matrix = _matrix([{(0, 2): 70.0, (1, 3): 99.0}, {(0, 2): 96.0}, {(0, 2): 71.0}], stopped_at=1)
-    assert matrix.quiet is not None and matrix.quiet_best is not None and matrix.quiet_count is not None
+    held = matrix.alone
+    assert held is not None
+    # Held at the cells measured alone, each pair once (a < b): 0-2 and 1-3.
+    assert list(zip(held.rail.tolist(), held.low.tolist(), held.high.tolist(), strict=True)) == [(0, 0, 2), (0, 1, 3)]
     # The switch verdicts read the quiet pass's own sample (a spine under adaptive routing slows a flow only in
     # the samples that crossed it); the held-low test reads the best.
-    assert matrix.quiet[0, 0, 2] == matrix.quiet[0, 2, 0] == 70.0
-    assert matrix.quiet_best[0, 0, 2] == matrix.quiet_best[0, 2, 0] == 96.0
-    assert matrix.quiet_best[0, 1, 3] == 99.0 and np.isnan(matrix.quiet_best[0, 0, 3])
-    assert matrix.quiet_count[0, 0, 2] == 3 and matrix.quiet_count[0, 1, 3] == 1 and matrix.quiet_count[0, 0, 3] == 0
-    assert matrix.confirm_values.shape[0] == 1
+    assert held.first.tolist() == [70.0, 99.0] and held.plane(0)[0, 2] == held.plane(0)[2, 0] == 70.0
+    assert held.best.tolist() == [96.0, 99.0] and held.count.tolist() == [3, 1]
+    assert np.isnan(held.plane(0)[0, 3]) and held.worst_again[0] == 71.0 and np.isnan(held.worst_again[1])
+    assert held.spread(held.count, np.uint8)[0, 2, 0] == 3 and held.spread(held.count, np.uint8)[0, 0, 3] == 0
+    assert matrix.again.passes == 1
 
 
 def test_the_mark_is_the_rails_own_flows_within_units() -> None:
@@ -77,7 +80,7 @@ def test_low_again_is_low_in_the_quiet_pass_and_in_one_of_its_repeats_at_least()
     first = {(0, 2): 70.0, (1, 3): 72.0, (0, 3): 99.5}
     repeats = [{(0, 2): 99.0, (1, 3): 99.2, (0, 3): 70.0}, {(0, 2): 71.0, (1, 3): 99.1, (0, 3): 99.0}]
     matrix = _matrix([first, *repeats])
-    assert matrix.quiet_worst_again is not None and matrix.quiet_worst_again[0, 0, 2] == 71.0
+    assert matrix.alone is not None and matrix.alone.worst_again.tolist()[:2] == [71.0, 70.0]  # 0-2, 0-3
     again, tried = alone.low_again(matrix, INSIDE), alone.repeated(matrix)
     assert again[0, 0, 2] and again[0, 2, 0] and not again[0, 1, 3] and not again[0, 0, 3]
     assert tried[0, 0, 2] and tried[0, 1, 3] and not tried[0, 1, 2]
@@ -155,9 +158,13 @@ def test_the_passes_alone_fold_into_one_plane_as_they_are_read() -> None:
     split = pair_matrix(times, [f"n{i}" for i in range(6)], 2).with_quiet_pass(2)
     folded = pair_matrix(times, [f"n{i}" for i in range(6)], 2, alone_from=3)
     assert folded.with_quiet_pass(2) is folded
-    for name in ("busbw", "confirm", "confirm_stopped", "quiet", "quiet_best", "quiet_count", "quiet_worst_again"):
-        np.testing.assert_array_equal(getattr(folded, name), getattr(split, name), err_msg=name)
-    assert folded.quiet_count is not None and folded.quiet_count.max() == 3
+    np.testing.assert_array_equal(folded.busbw, split.busbw)
+    for name in ("rail", "low", "high", "values", "stopped"):
+        np.testing.assert_array_equal(getattr(folded.again, name), getattr(split.again, name), err_msg=name)
+    assert folded.alone is not None and split.alone is not None
+    for name in ("rail", "low", "high", "first", "best", "count", "worst_again"):
+        np.testing.assert_array_equal(getattr(folded.alone, name), getattr(split.alone, name), err_msg=name)
+    assert folded.alone.count.max() == 3
 
 
 @pytest.mark.slow

@@ -113,6 +113,12 @@ def _rates(fraction: np.ndarray, rng: np.random.Generator, carried: bool) -> np.
     return x if carried else x + np.log(fraction)
 
 
+def _no_again() -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """No re-measurements: no pass, at no cell."""
+    none = np.zeros(0, dtype=np.int64)
+    return np.zeros((0, 0)), (none, none, none)
+
+
 def test_the_run_says_whether_the_taper_binds_and_under_which_routing() -> None:
     plane = _model_plane(2)
     load = capacity.matrix_load(plane, schedule(64, 1, 0), 1)
@@ -122,7 +128,7 @@ def test_the_run_says_whether_the_taper_binds_and_under_which_routing() -> None:
         x = _rates(load.fraction[routing], rng, carried=False)
         routed = expected.routed(x)
         assert routed is not None and routed.routing == routing
-        adjusted, _, said = judged_rates(expected, x, np.zeros((0, *x.shape[1:])))
+        adjusted, _, said = judged_rates(expected, x, *_no_again())
         assert said is not None and said.said().startswith(
             "the fabric's uplinks are tapered, 2:1 between units: cross-unit pairs expected at 50%"
         )
@@ -130,7 +136,7 @@ def test_the_run_says_whether_the_taper_binds_and_under_which_routing() -> None:
     # The namespace testbed's veth "uplinks" carry every flow whatever the cabling counts: nothing is adjusted.
     x = _rates(load.fraction["spread"], rng, carried=True)
     assert expected.routed(x) is None
-    same, _, said = judged_rates(expected, x, np.zeros((0, *x.shape[1:])))
+    same, _, said = judged_rates(expected, x, *_no_again())
     assert said is None and same is x
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from bench.rails.diagnosis import noise, sparse
 from bench.rails.diagnosis.expected import Cellwise
 from bench.rails.diagnosis.last_answer import LastAnswer, fingerprint
+from bench.rails.diagnosis.remeasured import Remeasured
 from bench.rails.plan import capacity
 from bench.rails.plan.fabric_map import Topology, place
 from bench.rails.plan.schedule import schedule
@@ -69,10 +70,6 @@ def test_cellwise_fractions_read_as_their_dense_array() -> None:
     k, a, b = np.nonzero(np.triu(rng.random((rails, n, n)) < 0.3, k=1))
     cells = Cellwise((passes, rails, n, n), k, a, b, rng.choice([0.25, 0.5, 1 / 3, 1.0], len(k)))
     dense = cells.dense()
-    x = np.log(rng.random(dense.shape))
-    x[0, 0, 1, 2], x[1, 1, 2, 0], x[0, 2, 3, 3] = np.nan, -np.inf, 0.0
-    with np.errstate(invalid="ignore"):
-        assert np.array_equal(cells.minus_log_from(x), x - np.log(dense), equal_nan=True)
     qk, qa, qb = (rng.integers(0, m, 40) for m in (rails, n, n))
     assert np.array_equal(cells.at(qk, qa, qb), dense[:, qk, qa, qb])
     assert np.array_equal(cells.passes(1).dense(), dense[:1])
@@ -137,6 +134,70 @@ def test_holm_with_a_level_and_spread_per_class_reads_as_through_dense_arrays() 
         found_inside += int((dense & inside).sum())
         found_between += int((dense & ~inside).sum())
     assert found_inside > 0 and found_between > 0  # both classes' yardsticks were reached
+
+
+def _symmetric(values: np.ndarray) -> np.ndarray:
+    """``values`` (``[..., a, b]``) with each pair's ``[a, b]`` value at ``[b, a]`` too, NaN on the diagonal."""
+    n = values.shape[-1]
+    upper = np.triu(np.ones((n, n), dtype=bool), k=1)
+    out = np.where(upper, values, np.swapaxes(values, -1, -2))
+    out[..., np.arange(n), np.arange(n)] = np.nan
+    return out
+
+
+def test_the_remeasurements_held_at_their_cells_read_as_their_dense_planes() -> None:
+    """``Remeasured`` holds the suspects' re-measurements at their cells, as ``pair_matrix`` builds them or from dense
+    planes; read back, gathered at cells either way round, or spread, they are the planes they stand for."""
+    rng = np.random.default_rng(11)
+    passes, rails, n = 3, 2, 7
+    values = _symmetric(
+        np.where(rng.random((passes, rails, n, n)) < 0.3, rng.uniform(50, 400, (passes, rails, n, n)), np.nan)
+    )
+    stopped = (rng.random(values.shape) < 0.3) & ~np.isnan(values)
+    stopped |= np.swapaxes(stopped, -1, -2)
+    held = Remeasured.from_dense(values, stopped)
+    assert held.shape == values.shape and len(held.rail) < rails * n * (n - 1) // 2
+    keys = (held.rail * n + held.low) * n + held.high
+    assert (held.low < held.high).all() and (np.diff(keys) > 0).all()  # upper triangles, in the dense order
+    np.testing.assert_array_equal(held.dense(), values)
+    np.testing.assert_array_equal(held.dense_stopped(), stopped)
+    qk, qa, qb = (rng.integers(0, m, 60) for m in (rails, n, n))
+    np.testing.assert_array_equal(held.at(qk, qa, qb), values[:, qk, qa, qb])
+    np.testing.assert_array_equal(held.stopped_at(qk, qa, qb), stopped[:, qk, qa, qb])
+    np.testing.assert_array_equal(held.spread(~np.isnan(held.values)), ~np.isnan(values))
+    np.testing.assert_array_equal(held.first(1).dense(), values[:1])
+    np.testing.assert_array_equal(held.since(1).dense(), values[1:])
+    # From one sample per pass and cell, as pair_matrix gathers them: the same cells and numbers.
+    slot, k, a, b = np.nonzero(~np.isnan(values) & np.triu(np.ones((n, n), dtype=bool), k=1))
+    order = rng.permutation(len(slot))
+    slot, k, a, b = slot[order], k[order], a[order], b[order]
+    built = Remeasured.from_samples(values.shape, slot, k, a, b, values[slot, k, a, b], stopped[slot, k, a, b])
+    for name in ("rail", "low", "high", "values", "stopped"):
+        np.testing.assert_array_equal(getattr(built, name), getattr(held, name), err_msg=name)
+    none = Remeasured.none(2, rails, n)
+    assert none.shape == (2, rails, n, n) and np.isnan(none.dense()).all()
+    assert np.isnan(none.at(qk, qa, qb)).all() and not none.stopped_at(qk, qa, qb).any()
+
+
+def test_holm_at_the_remeasured_cells_reads_as_through_their_dense_planes() -> None:
+    """The re-measurements are judged at their cells (``noise.holm_below_cells``, ``noise.below`` with ``cells``):
+    the verdicts the dense planes gave, Holm's ties broken in the same order, one level or one per class."""
+    rng = np.random.default_rng(8)
+    found = 0
+    for n in (3, 6, 10):
+        xs = _symmetric(rng.choice([-2.0, -0.6, -0.2, -0.05, 0.0, -np.inf, np.nan, np.nan], size=(2, 2, n, n)))
+        inside = rng.random((2, n, n)) < 0.5
+        inside |= np.swapaxes(inside, -1, -2)
+        held = Remeasured.from_dense(xs)
+        for level, sigma in ((-0.01, 0.3), (noise.ByClass(inside, -0.01, -0.2), noise.ByClass(inside, 0.02, 0.3))):
+            dense = noise.holm_below(level, xs, sigma)
+            at_cells = noise.holm_below_cells(level, held.values, held.cells, sigma)
+            np.testing.assert_array_equal(held.spread(at_cells), dense)
+            np.testing.assert_array_equal(
+                held.spread(noise.below(held.values, level, -0.1, held.cells)), noise.below(xs, level, -0.1)
+            )
+            found += int(dense.sum())
+    assert found > 0
 
 
 def test_the_cells_within_units_get_their_own_yardstick_only_when_it_is_narrower_no_lower_and_well_read() -> None:

@@ -78,8 +78,13 @@ def test_the_matrix_from_columns_is_the_matrix_from_samples() -> None:
         nodes = [f"n{i}" for i in range(n)]
         old = PairMatrix.from_samples(rails_outcome.pair_samples(times, nodes), nodes=nodes, rails=list(range(rails)))
         new = rails_outcome.pair_matrix(times, nodes, rails)
-        for name in ("busbw", "stopped_flags", "confirm_values", "confirm_stopped_flags"):
+        for name in ("busbw", "stopped_flags"):
             assert np.array_equal(getattr(old, name), getattr(new, name), equal_nan=True), name
+        # The re-measurements, held at their cells either way, and as the dense planes they stand for.
+        for name in ("rail", "low", "high", "values", "stopped"):
+            assert np.array_equal(getattr(old.again, name), getattr(new.again, name), equal_nan=True), name
+        assert np.array_equal(old.again.dense(), new.again.dense(), equal_nan=True)
+        assert np.array_equal(old.again.dense_stopped(), new.again.dense_stopped())
     with pytest.raises(UserError, match="outside the run's 2 nodes"):
         rails_outcome.pair_matrix([PairTime(0, 5, 0, 0, 0, 1, 1.0)], ["a", "b"], 1)
 

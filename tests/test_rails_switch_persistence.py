@@ -178,7 +178,7 @@ def test_an_uplink_is_judged_against_the_noise_between_units_not_the_fabric_wide
     assert _named(_congested(RAIL, 12), with_rounds=True) == []
     # The same congestion beside a degraded uplink, every cross cell of rail 1 slow in every sample: named.
     congested = _congested(RAIL, 12)
-    busbw, confirm = congested.busbw.copy(), congested.confirm_values.copy()
+    busbw, confirm = congested.busbw.copy(), congested.again.dense()
     busbw[0][_cross(RAIL)] = confirm[:, _cross(RAIL)] = 30.0
     matrix = PairMatrix(congested.nodes, congested.rails, busbw, confirm=confirm)
     assert _named(matrix, with_rounds=True) == [("uplink", ("leaf-su1-r1", "leaf-su2-r1"))]

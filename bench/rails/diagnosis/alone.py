@@ -16,8 +16,6 @@ cluster. A healthy cell is held low at a chance of that quantile to the power of
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 from bench.rails.diagnosis.matrix import PairMatrix
@@ -41,23 +39,19 @@ def low_marks(busbw: np.ndarray, inside: np.ndarray) -> np.ndarray:
     return marks
 
 
-def _below(matrix: PairMatrix, inside: np.ndarray, *planes: np.ndarray) -> np.ndarray:
-    """``[rail, a, b]``: the cells under their rail's mark in every one of ``planes`` (NaN: never under)."""
-    out = np.zeros(inside.shape, dtype=bool)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        # A rail at a time, against a Python float: an array of marks would lift a float32 plane to a float64 copy
-        # (67 MB at 1024 x 8).
-        for k, mark in enumerate(low_marks(matrix.busbw, inside).tolist()):
-            out[k] = np.logical_and.reduce([plane[k] < mark for plane in planes])
-    return out
+def _below(matrix: PairMatrix, inside: np.ndarray, *values: np.ndarray) -> np.ndarray:
+    """Per cell of ``matrix.alone``: under its rail's mark in every one of ``values`` (per-cell arrays; NaN: never
+    under). Each against the mark in the values' own precision: a float32 best or worst is compared as float32, as
+    against a Python float."""
+    assert matrix.alone is not None
+    marks = low_marks(matrix.busbw, inside)[matrix.alone.rail]
+    return np.logical_and.reduce([v < marks.astype(v.dtype) for v in values])
 
 
 def _under(matrix: PairMatrix, inside: np.ndarray) -> np.ndarray:
-    """``[rail, a, b]``: the quiet cells whose best sample alone (``PairMatrix.quiet_best``) is under the rail's
-    mark."""
-    assert matrix.quiet_best is not None
-    return _below(matrix, inside, matrix.quiet_best)
+    """Per cell of ``matrix.alone``: its best sample alone is under the rail's mark."""
+    assert matrix.alone is not None
+    return _below(matrix, inside, matrix.alone.best)
 
 
 MOST_SAMPLES = 1 + 2 * QUIET_REPEATS
@@ -72,11 +66,11 @@ def low_quiet_cells(matrix: PairMatrix, inside: np.ndarray) -> list[tuple[int, i
     the ones held low: a second pair of samples is what lets one such cell stand on its own (:func:`chance_held`:
     eight in a million healthy cells are held low in three samples, one run in a thousand with 128 of them (64 x
     8), one in 60 with 2,048 (1024 x 8); in five, three in a billion)."""
-    if matrix.quiet_best is None or matrix.quiet_count is None:
+    if matrix.alone is None:
         return []
-    more = _under(matrix, inside) & (matrix.quiet_count < MOST_SAMPLES)
-    k, a, b = np.nonzero(np.triu(more, k=1))
-    return list(zip(k.tolist(), a.tolist(), b.tolist(), strict=True))
+    cells = matrix.alone
+    more = _under(matrix, inside) & (cells.count < MOST_SAMPLES)
+    return list(zip(cells.rail[more].tolist(), cells.low[more].tolist(), cells.high[more].tolist(), strict=True))
 
 
 def held_low(matrix: PairMatrix, inside: np.ndarray) -> np.ndarray:
@@ -89,30 +83,31 @@ def held_low_and_clear(matrix: PairMatrix, inside: np.ndarray) -> tuple[np.ndarr
     """:func:`held_low`, and the quiet cells whose best sample alone is at or above the rail's mark (``[rail, a,
     b]``): with no other flow between units on their leaves, they ran as the rail's flows within units do. One
     reading of the marks serves both."""
-    if matrix.quiet_best is None or matrix.quiet_count is None:
+    if matrix.alone is None:
         return np.zeros(inside.shape, dtype=np.uint8), np.zeros(inside.shape, dtype=bool)
+    cells = matrix.alone
     under = _under(matrix, inside)
-    held = under & (matrix.quiet_count >= 1 + QUIET_REPEATS)
-    clear = ~np.isnan(matrix.quiet_best) & ~under
-    return np.where(held, matrix.quiet_count, 0).astype(np.uint8), clear
+    held = under & (cells.count >= 1 + QUIET_REPEATS)
+    clear = ~np.isnan(cells.best) & ~under
+    return cells.spread(np.where(held, cells.count, 0), np.uint8), cells.spread(clear)
 
 
 def low_again(matrix: PairMatrix, inside: np.ndarray) -> np.ndarray:
     """``[rail, a, b]``: the quiet cells under the mark in the quiet pass that read under it again in at least one of
-    their later samples alone (:attr:`PairMatrix.quiet_worst_again`). Under adaptive routing a degraded spine slows a
-    flow only when the flow crosses it, and each sample alone routes it afresh: held low in every sample it seldom
-    is, low again in one of two it often is (about as often as it crossed the spine the first time)."""
-    if matrix.quiet is None or matrix.quiet_worst_again is None:
+    their later samples alone (``Alone.worst_again``). Under adaptive routing a degraded spine slows a flow only when
+    the flow crosses it, and each sample alone routes it afresh: held low in every sample it seldom is, low again in
+    one of two it often is (about as often as it crossed the spine the first time)."""
+    if matrix.alone is None:
         return np.zeros(inside.shape, dtype=bool)
-    return _below(matrix, inside, matrix.quiet, matrix.quiet_worst_again)
+    return matrix.alone.spread(_below(matrix, inside, matrix.alone.first, matrix.alone.worst_again))
 
 
 def repeated(matrix: PairMatrix) -> np.ndarray:
     """``[rail, a, b]``: the quiet cells measured alone again (``QUIET_REPEATS`` more times, for reading low in the
     quiet pass)."""
-    if matrix.quiet_count is None:
+    if matrix.alone is None:
         return np.zeros((len(matrix.rails), len(matrix.nodes), len(matrix.nodes)), dtype=bool)
-    return np.asarray(matrix.quiet_count >= 1 + QUIET_REPEATS)
+    return matrix.alone.spread(matrix.alone.count >= 1 + QUIET_REPEATS)
 
 
 def chance_low_again() -> float:

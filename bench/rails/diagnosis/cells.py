@@ -20,11 +20,9 @@ from bench.rails.diagnosis.defects import EVIDENCE_LIMIT, Symptom
 from bench.rails.diagnosis.expected import Expected
 from bench.rails.diagnosis.matrix import PairMatrix
 from bench.rails.diagnosis.noise import FALSE_ALARMS
+from bench.rails.diagnosis.remeasured import CellIndex
 from bench.rundir.named_parts import Conviction, NamedPart
 from bench.rundir.rails_records import Transient
-
-CellIndex = tuple[np.ndarray, np.ndarray, np.ndarray]
-"""Parallel arrays ``(rail position, node a, node b)``."""
 
 
 @dataclass(frozen=True)
@@ -104,7 +102,7 @@ class Cells:
         per_rail = self.expected[k]
         raw = self.matrix.busbw[:, k, a, b]
         unmeasured = np.isnan(raw)
-        busbw, confirm = raw / per_rail, self.matrix.confirm_values[:, k, a, b] / per_rail
+        busbw, confirm = raw / per_rail, self.matrix.again.at(k, a, b) / per_rail
         if self.load is not None:  # each sample over what its round could carry
             share, _ = self.load.fractions(self.matrix.busbw.shape[0], 0)
             busbw, confirm = busbw / share[:, k, a, b], confirm / self.load.again_at(confirm.shape[0], k, a, b)
@@ -131,7 +129,7 @@ class Cells:
         k, a, b = np.nonzero(self.reproduces)
         slow = self.slow_sample[:, k, a, b].sum(axis=0) + self.slow_again[:, k, a, b].sum(axis=0)
         samples = (~np.isnan(self.matrix.busbw[:, k, a, b])).sum(axis=0)
-        samples += (~np.isnan(self.matrix.confirm_values[:, k, a, b])).sum(axis=0)
+        samples += (~np.isnan(self.matrix.again.at(k, a, b))).sum(axis=0)
         keep = 2 * slow > samples
         if not self.remeasured:
             keep &= 2 * self.beyond_noise[:, k, a, b].sum(axis=0) > samples
@@ -236,7 +234,7 @@ def summary_defect(
     keep = cells.measured[k, a, b]
     k, a, b = k[keep], a[keep], b[keep]
     matrix = cells.matrix
-    values = np.concatenate([matrix.busbw[:, k, a, b], matrix.confirm_values[:, k, a, b]])
+    values = np.concatenate([matrix.busbw[:, k, a, b], matrix.again.at(k, a, b)])
     flags = np.concatenate([cells.slow_sample[:, k, a, b], cells.slow_again[:, k, a, b]])
     valid = ~np.isnan(values)
     v, f = values[valid], flags[valid]
@@ -276,7 +274,7 @@ def summary_defect(
         unit=place.unit,
         only_pair=only_pair,
         samples_Gbps={
-            name: _finite(np.concatenate([matrix.busbw[:, z, x, y], matrix.confirm_values[:, z, x, y]]))
+            name: _finite(np.concatenate([matrix.busbw[:, z, x, y], matrix.again.at(z, x, y)]))
             for name, (z, x, y) in zip(conviction.evidence, listed, strict=True)
         },
     )
@@ -290,7 +288,7 @@ def transients(cells: Cells, mask: np.ndarray) -> tuple[Transient, ...]:
     k, a, b = np.nonzero(np.triu(mask, k=1))
     # Every transient's samples in one gather, as Python floats (a large matrix has a hundred thousand of them).
     samples = matrix.busbw[:, k, a, b].T.tolist()
-    confirm = matrix.confirm_values[:, k, a, b].T.tolist()
+    confirm = matrix.again.at(k, a, b).T.tolist()
     return tuple(
         Transient(
             node=matrix.nodes[x],

@@ -16,8 +16,9 @@ import numpy as np
 
 from bench.codec import ABSENT
 from bench.rails.diagnosis import leaves
-from bench.rails.diagnosis.cells import NOWHERE, CellIndex, Cells, Place, summary_defect
+from bench.rails.diagnosis.cells import NOWHERE, Cells, Place, summary_defect
 from bench.rails.diagnosis.matrix import PairMatrix
+from bench.rails.diagnosis.remeasured import CellIndex
 from bench.rails.plan.fabric_map import FabricMap
 from bench.rundir.named_parts import NamedPart
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bench.rails.diagnosis.last_answer import LastAnswer, fingerprint
+from bench.rails.diagnosis.remeasured import CellIndex
 
 
 @dataclass(frozen=True, eq=False)
@@ -60,16 +61,6 @@ class Cellwise:
             hit = keys[order][pos] == want
             values[hit] = self.share[order][pos][hit]
         return np.broadcast_to(values, (self.shape[0], len(want)))
-
-    def minus_log_from(self, x: np.ndarray, *, in_place: bool = False) -> np.ndarray:
-        """``x - log(dense())``: x itself where the fraction is 1 (its log is 0), less its log at the cells;
-        ``in_place``: in ``x``'s own array (the judge's log rates of the re-measurements, 134 MB at 1024 x 8)."""
-        out = x if in_place else x.copy()
-        if self.shape[0] and len(self.rail):
-            logs = np.log(self.share)
-            out[:, self.rail, self.low, self.high] -= logs
-            out[:, self.rail, self.high, self.low] -= logs
-        return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -110,22 +101,20 @@ class Expected:
         again = {routing: self.again[routing]} if routing in self.again else {}
         return Expected(self.round_of, {routing: fractions[routing]}, again, self.taper, routing)
 
-    def adjusted(self, x: np.ndarray, x_again: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def adjusted(self, x: np.ndarray, x_again: np.ndarray, cells: CellIndex) -> tuple[np.ndarray, np.ndarray]:
         """The log rates over their expected fractions (the chosen routing's): matrix samples, then
-        re-measurements. ``x_again`` is given up: where the re-measurements' fractions are held at their cells,
-        it is adjusted in place."""
+        re-measurements (``x_again``, ``[pass, i]`` at the cells ``(rail, a, b)`` that ran again,
+        ``bench.rails.diagnosis.remeasured``), which are given up: adjusted in place."""
         share, _ = self.fractions(x.shape[0], 0)
-        assert self.routing is not None  # routed() chose it
-        cellwise = self.again.get(self.routing)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # unmeasured NaN cells stay NaN
             # x - log(share), computed into the log's own array: one matrix-sized array each, not two.
             adjusted = np.log(share)
             np.subtract(x, adjusted, out=adjusted)
-            if isinstance(cellwise, Cellwise):
-                return adjusted, cellwise.passes(x_again.shape[0]).minus_log_from(x_again, in_place=True)
-            again = np.log(self.fractions(0, x_again.shape[0])[1])
-            return adjusted, np.subtract(x_again, again, out=again)
+            if not x_again.shape[0]:
+                return adjusted, x_again
+            again = np.log(self.again_at(x_again.shape[0], *cells))
+            return adjusted, np.subtract(x_again, again, out=x_again)
 
     def fractions(self, repeats: int, passes: int) -> tuple[np.ndarray, np.ndarray]:
         """The chosen routing's fractions of ``repeats`` matrix samples and ``passes`` re-measurements (1 for
@@ -142,7 +131,9 @@ class Expected:
         assert self.routing is not None  # routed() chose it
         again = self.again.get(self.routing)
         if isinstance(again, Cellwise):
-            return again.passes(passes).at(k, a, b)
+            # One share a cell, the same in every pass.
+            share = again.at(k, a, b)[0] if again.shape[0] else np.ones(len(k))
+            return np.broadcast_to(share, (passes, len(k)))
         return self.fractions(0, passes)[1][:, k, a, b]
 
     def said(self) -> str:
@@ -208,12 +199,12 @@ def showing(measured: np.ndarray, values: np.ndarray, routed: Expected | None) -
 
 
 def judged_rates(
-    expected: Expected | None, x: np.ndarray, x_again: np.ndarray
+    expected: Expected | None, x: np.ndarray, x_again: np.ndarray, cells: CellIndex
 ) -> tuple[np.ndarray, np.ndarray, Expected | None]:
     """The log rates the judge compares (adjusted where the taper binds) and the expectation that did it;
-    ``x_again`` is given up (:meth:`Expected.adjusted`)."""
+    ``x_again`` (``[pass, i]`` at ``cells``) is given up (:meth:`Expected.adjusted`)."""
     routed = None if expected is None else expected.routed(x)
     if routed is None:
         return x, x_again, None
-    adjusted, again = routed.adjusted(x, x_again)
+    adjusted, again = routed.adjusted(x, x_again, cells)
     return adjusted, again, routed

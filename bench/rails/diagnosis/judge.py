@@ -135,7 +135,7 @@ def quiet_lows_in(
     cols = times if isinstance(times, PairColumns) else PairColumns.from_times(times)
     alone_from = settings.test.confirm + 1
     matrix = pair_matrix(cols, layout.nodes, layout.rails, alone_from).with_quiet_pass(settings.test.confirm)
-    if matrix.quiet is None:
+    if matrix.alone is None:
         return []
     inside = ~np.isnan(matrix.busbw).all(axis=0) & ~leaves.between_units(fabric, matrix)
     return alone.low_quiet_cells(matrix, inside)
@@ -303,7 +303,7 @@ def _loaded(
         return load
     first = PairMatrix(matrix.nodes, matrix.rails, matrix.busbw, matrix.stopped_flags)
     slow = _slow_samples(first, rates, thresholds, load, fabric)
-    return round_load.with_again(load, fabric, slow, matrix.confirm_values.shape[0])
+    return round_load.with_again(load, fabric, slow, matrix.again.passes)
 
 
 _last_slow = LastAnswer[np.ndarray]()
@@ -320,7 +320,8 @@ def _slow_samples(
     fabric: FabricMap | None = None,
 ) -> np.ndarray:
     """``localise.suspect_samples`` of the matrix samples (read-only), computed once for the same samples."""
-    arrays = (matrix.busbw, matrix.stopped_flags, matrix.confirm_values, matrix.confirm_stopped_flags)
+    again = matrix.again
+    arrays = (matrix.busbw, matrix.stopped_flags, *again.cells, again.values, again.stopped)
     named = None if rates is None else tuple(sorted(rates.items()))
     # ``load`` by identity: the key holds it, and matrix_expected hands back the same object for the same plane.
     between = None if fabric is None else leaves.between_units(fabric, matrix)

@@ -15,9 +15,10 @@ from typing import Literal
 
 import numpy as np
 
-from bench.rails.diagnosis.cells import CellIndex, Cells
+from bench.rails.diagnosis.cells import Cells
 from bench.rails.diagnosis.expected import showing
 from bench.rails.diagnosis.matrix import PairMatrix
+from bench.rails.diagnosis.remeasured import CellIndex
 from bench.rails.plan.fabric_map import FabricMap
 
 SwitchKind = Literal["leaf", "uplink", "spine"]

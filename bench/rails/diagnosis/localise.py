@@ -53,10 +53,11 @@ from bench.rails.diagnosis import (
     persistence,
     switches,
 )
-from bench.rails.diagnosis.cells import CellIndex, Cells, transients
+from bench.rails.diagnosis.cells import Cells, transients
 from bench.rails.diagnosis.defects import EVIDENCE_LIMIT, Symptom
 from bench.rails.diagnosis.expected import Expected, judged_rates, showing
 from bench.rails.diagnosis.matrix import PairMatrix, PairSample
+from bench.rails.diagnosis.remeasured import CellIndex
 from bench.rails.plan.fabric_map import FabricMap
 from bench.rundir.named_parts import NamedPart
 from bench.rundir.rails_records import Transient
@@ -197,9 +198,11 @@ def _judge(
     the uplinks' taper binding, every sample is judged over its fraction (``expected.judged_rates``)."""
     scale = np.ones(len(matrix.rails)) if rates is None else rates
     per_rail = scale[None, :, None, None]
-    values, again = matrix.busbw, matrix.confirm_values
-    x, x_again = noise.log_rates(values, per_rail), noise.log_rates(again, per_rail)
-    x, x_again, routed = judged_rates(load, x, x_again)
+    values, again = matrix.busbw, matrix.again
+    # The re-measurements at their cells (``[pass, i]``): at 1024 x 8 a dense plane of them is 67 MB a pass.
+    at = again.cells
+    x, x_again = noise.log_rates(values, per_rail), noise.log_rates(again.values, scale[again.rail][None])
+    x, x_again, routed = judged_rates(load, x, x_again, at)
     measured = (~np.isnan(values)).any(axis=0)
     if not measured.any():
         raise UserError("the pair matrix holds no measurements: run with at least two nodes")
@@ -226,33 +229,41 @@ def _judge(
         inside = ~between
         judged_level, judged_sigma = noise.within_units(x[:, ok][:, good & inside[ok]], inside, level, sigma)
 
-    def beyond_noise(xs: np.ndarray, alpha: float = noise.FALSE_ALARMS) -> np.ndarray:
-        # Each pair once (the matrix holds it twice, as [a, b] and [b, a]), then mirrored; +inf where nothing moved.
-        hits = noise.holm_below(judged_level, xs, judged_sigma, alpha)
-        return hits & noise.below(xs, judged_level, effect) & (noisy is None)
+    def holm(reference: noise.Level, xs: np.ndarray, alpha: float, cells: CellIndex | None) -> np.ndarray:
+        # Each pair once (the matrix holds it twice, as [a, b] and [b, a]), then mirrored; the re-measurements are
+        # held once, at their cells.
+        if cells is None:
+            return noise.holm_below(reference, xs, judged_sigma, alpha)
+        return noise.holm_below_cells(reference, xs, cells, judged_sigma, alpha)
+
+    def beyond_noise(xs: np.ndarray, alpha: float = noise.FALSE_ALARMS, cells: CellIndex | None = None) -> np.ndarray:
+        # +inf where nothing moved.
+        hits = holm(judged_level, xs, alpha, cells)
+        return hits & noise.below(xs, judged_level, effect, cells) & (noisy is None)
 
     mark = math.log(thresholds.pass_fraction)
     low_cell = _low_cells(cell_median, showing(measured, values, routed), between, mark)
 
-    def under_line(xs: np.ndarray) -> np.ndarray:
-        return (xs < mark) & (noise.holm_below(mark, xs, judged_sigma) | low_cell)
+    def under_line(xs: np.ndarray, cells: CellIndex | None) -> np.ndarray:
+        low = low_cell if cells is None else low_cell[cells]
+        return (xs < mark) & (holm(mark, xs, noise.FALSE_ALARMS, cells) | low)
 
-    def slow(relative: np.ndarray, xs: np.ndarray, raw: np.ndarray, stopped: np.ndarray) -> np.ndarray:
-        below_target = np.zeros(raw.shape, bool) if rates is None else under_line(xs)
+    def slow(raw: np.ndarray, xs: np.ndarray, stopped: np.ndarray, cells: CellIndex | None = None) -> np.ndarray:
+        relative = beyond_noise(xs, cells=cells)
+        below_target = np.zeros(raw.shape, bool) if rates is None else under_line(xs, cells)
         # A cell that ran out of its budget is slow by its rate over what fitted, under its peers' level as the
         # relative test marks it: on a loaded host every cell may run long, and one at its peers' level is
         # no fault whatever its clock said (a link at 1% of its rate, the budget's reason, is far below).
-        stalled = stopped & noise.below(xs, judged_level, effect)
+        stalled = stopped & noise.below(xs, judged_level, effect, cells)
         return (relative | below_target | stalled | (raw <= 0)) & ~np.isnan(raw)
 
-    relative = beyond_noise(x)
-    slow_sample = slow(relative, x, values, matrix.stopped_flags)
-    slow_again = slow(beyond_noise(x_again), x_again, again, matrix.confirm_stopped_flags)
+    slow_sample = slow(values, x, matrix.stopped_flags)
+    slow_again = again.spread(slow(again.values, x_again, again.stopped, at))
     quiet = held_quiet = clear_quiet = None
-    if matrix.quiet is not None:
+    if matrix.alone is not None:
         # One flow per leaf between units: nothing shares its uplinks, so its samples are read against the rail's
         # own flows within units (bench.rails.diagnosis.alone), not the spread of the matrix's flows between them.
-        quiet = ~np.isnan(matrix.quiet)
+        quiet = matrix.alone.spread(~np.isnan(matrix.alone.first))
         if between is not None:
             held_quiet, clear_quiet = alone.held_low_and_clear(matrix, measured & ~between)
     expected = np.exp(level) * scale if rates is None else rates

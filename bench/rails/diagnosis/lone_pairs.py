@@ -44,8 +44,8 @@ def beyond_noise(cells: Cells, between: np.ndarray | None = None) -> np.ndarray:
     # never as whole matrix-sized arrays beside the judge's own.
     ck, ca, cb = np.nonzero(candidates)
     mine = pool_at(cells, (ck, ca, cb))
-    again = noise.log_rates(matrix.confirm_values[:, ck, ca, cb], np.ones(1))
-    again[(matrix.confirm_stopped_flags & cells.slow_again)[:, ck, ca, cb]] = -np.inf
+    again = noise.log_rates(matrix.again.at(ck, ca, cb), np.ones(1))
+    again[matrix.again.stopped_at(ck, ca, cb) & cells.slow_again[:, ck, ca, cb]] = -np.inf
     upper = np.triu(np.ones(cells.measured.shape[1:], dtype=bool), k=1)
     # Other lone pairs are left out of noise's samples: two slow pairs must not hide each other.
     classes = [cells.measured] if between is None else [cells.measured & between, cells.measured & ~between]

@@ -11,6 +11,7 @@ from typing import NamedTuple, TypeVar
 import numpy as np
 
 from bench.exits import UserError
+from bench.rails.diagnosis.remeasured import Alone, Remeasured
 
 T = TypeVar("T")
 
@@ -71,19 +72,14 @@ class PairMatrix:
     rails: tuple[int, ...]
     busbw: np.ndarray = field(repr=False)
     stopped: np.ndarray | None = field(default=None, repr=False)
-    confirm: np.ndarray | None = field(default=None, repr=False)
+    confirm: np.ndarray | Remeasured | None = field(default=None, repr=False)
+    """The re-measurements: dense ``[pass, rail, a, b]`` planes as given (with ``confirm_stopped``), held as
+    :class:`Remeasured` from ``__post_init__`` on (read them as :attr:`again`)."""
     confirm_stopped: np.ndarray | None = field(default=None, repr=False)
-    quiet: np.ndarray | None = field(default=None, repr=False)
-    """``[rail, a, b]``: the quiet pass's samples (``bench.rails.plan.remeasure.quiet_rounds``), NaN where none ran;
-    None where it did not run. Set by :meth:`with_quiet_pass`."""
-    quiet_best: np.ndarray | None = field(default=None, repr=False)
-    """``[rail, a, b]``: each cell's best sample alone, over the quiet pass and its repeats (``quiet_repeat_rounds``,
-    ``bench.rails.diagnosis.alone``); the quiet pass's own where none ran (float32, as :attr:`quiet_worst_again`)."""
-    quiet_count: np.ndarray | None = field(default=None, repr=False)
-    """``[rail, a, b]``: how many times each cell was measured alone (0 where never)."""
-    quiet_worst_again: np.ndarray | None = field(default=None, repr=False)
-    """``[rail, a, b]``: each cell's worst sample alone after the quiet pass's own, over its repeats, NaN where none
-    ran (float32: at 1024 x 8 a plane of them is 34 MB, and only the mark it is compared with needs the digits)."""
+    alone: Alone | None = field(default=None, repr=False)
+    """The quiet pass (``bench.rails.plan.remeasure.quiet_rounds``) and its repeats (``quiet_repeat_rounds``), at the
+    cells measured alone (``bench.rails.diagnosis.alone``); None where it did not run. Set by
+    :meth:`with_quiet_pass`."""
 
     def __post_init__(self) -> None:
         shape = (len(self.rails), len(self.nodes), len(self.nodes))
@@ -93,9 +89,12 @@ class PairMatrix:
         if self.stopped is None:
             object.__setattr__(self, "stopped", np.zeros(self.busbw.shape, dtype=bool))
         if self.confirm is None:
-            object.__setattr__(self, "confirm", _empty((0, *shape)))
-        if self.confirm_stopped is None:
-            object.__setattr__(self, "confirm_stopped", np.zeros(self.confirm_values.shape, dtype=bool))
+            object.__setattr__(self, "confirm", Remeasured.none(0, *shape[:2]))
+        elif not isinstance(self.confirm, Remeasured):
+            if self.confirm.ndim != 4 or self.confirm.shape[1:] != shape:
+                raise ValueError(f"confirm has shape {self.confirm.shape}, expected (passes, *{shape})")
+            object.__setattr__(self, "confirm", Remeasured.from_dense(self.confirm, self.confirm_stopped))
+        object.__setattr__(self, "confirm_stopped", None)  # held in the Remeasured
 
     @property
     def stopped_flags(self) -> np.ndarray:
@@ -103,14 +102,10 @@ class PairMatrix:
         return self.stopped
 
     @property
-    def confirm_values(self) -> np.ndarray:
-        assert self.confirm is not None  # set in __post_init__
+    def again(self) -> Remeasured:
+        """The re-measurements, at the cells that ran again."""
+        assert isinstance(self.confirm, Remeasured)  # set in __post_init__
         return self.confirm
-
-    @property
-    def confirm_stopped_flags(self) -> np.ndarray:
-        assert self.confirm_stopped is not None  # set in __post_init__
-        return self.confirm_stopped
 
     def with_quiet_pass(self, passes: int) -> PairMatrix:
         """The matrix with re-measurements past the first ``passes`` (the run's ``--confirm``) held apart as the
@@ -118,25 +113,15 @@ class PairMatrix:
         pass's own sample is what the switch verdicts read (under adaptive routing a spine slows a flow only in
         the samples that crossed it, so a best of several would hide it); the best of a cell's samples alone is
         what tells a degraded path from noise (``bench.rails.diagnosis.alone``). Itself where no quiet pass ran."""
-        again = self.confirm_values
-        if again.shape[0] <= passes:
+        again = self.again
+        if again.passes <= passes:
             return self
-        stopped = self.confirm_stopped_flags
-        alone = again[passes:]
-        # One plane at a time: at 1024 x 8 each is 67 MB.
-        best = (alone[0] if len(alone) == 1 else np.fmax.reduce(alone, axis=0)).astype(np.float32)
-        worst = np.full(alone.shape[1:], np.nan, dtype=np.float32)
-        if len(alone) > 1:
-            worst[:] = np.fmin.reduce(alone[1:], axis=0)
-        return dataclasses.replace(
-            self,
-            confirm=again[:passes],
-            confirm_stopped=stopped[:passes],
-            quiet=alone[0],
-            quiet_best=best,
-            quiet_count=(~np.isnan(alone)).sum(axis=0, dtype=np.uint8),
-            quiet_worst_again=worst,
-        )
+        later = again.since(passes)
+        slot, column = np.nonzero(~np.isnan(later.values))
+        k, a, b = (cell[column] for cell in later.cells)
+        shape = (len(self.rails), len(self.nodes), len(self.nodes))
+        alone = Alone.from_samples(shape, slot == 0, k, a, b, later.values[slot, column])
+        return dataclasses.replace(self, confirm=again.first(passes), alone=alone)
 
     @classmethod
     def from_samples(
@@ -208,8 +193,9 @@ def pair_matrix(
     256-node x 8-rail run holds half a million directions per pass; one Python record per sample took seconds.
 
     ``alone_from``: the passes from this number on are the quiet pass and its repeats, held as they are read
-    (:meth:`PairMatrix.with_quiet_pass`): the quiet pass's plane, and one plane of each cell's best sample alone
-    with its count, not a plane a repeat: at 1024 x 8 a plane is 67 MB, and the repeats hold a few cells."""
+    (:meth:`PairMatrix.with_quiet_pass`, ``remeasured.Alone``): at their cells, each with its quiet pass sample, its
+    best and worst alone and its count. The re-measurements are held at their cells too (``remeasured.Remeasured``):
+    at 1024 x 8 a dense plane is 67 MB, and they hold a few thousand cells."""
     n = len(nodes)
     if not len(times):
         return PairMatrix.from_samples([], nodes=list(nodes), rails=list(range(rails)))
@@ -234,8 +220,7 @@ def pair_matrix(
     slot = np.ravel_multi_index((repeat[sel], rail[sel], low[sel], high[sel]), busbw.shape)
     _slowest_into(busbw, stop_m, slot, nbytes[sel], time_us[sel], stopped[sel])
     del slot
-    again = np.full((kept, rails, n, n), np.nan)
-    stop_c = np.zeros(again.shape, dtype=bool)
+    again = Remeasured.none(kept, rails, n)
     alone = None
     if not every:
         pick, any_stopped, rate = _slowest_by_key(cols, low, high, rails, n, np.flatnonzero(confirm > 0))
@@ -246,45 +231,12 @@ def pair_matrix(
         _, back = np.unique(where[::-1], return_index=True)
         keep = len(pick) - 1 - back  # the last of each slot
         confirmed, alone_rows = keep[slot[keep] < kept], keep[slot[keep] >= kept]
-        for i, j in ((a[confirmed], b[confirmed]), (b[confirmed], a[confirmed])):
-            again[slot[confirmed], k[confirmed], i, j] = rate[confirmed]
-            stop_c[slot[confirmed], k[confirmed], i, j] = any_stopped[confirmed]
+        c = confirmed
+        again = Remeasured.from_samples(again.shape, slot[c], k[c], a[c], b[c], rate[c], any_stopped[c])
         if len(alone_rows):
             r = alone_rows
-            alone = _alone_planes((rails, n, n), slot[r] == kept, k[r], a[r], b[r], rate[r])
-    out = PairMatrix(tuple(nodes), tuple(range(rails)), busbw, stop_m, again, stop_c)
-    if alone is None:
-        return out
-    quiet, best, count, worst = alone
-    return dataclasses.replace(out, quiet=quiet, quiet_best=best, quiet_count=count, quiet_worst_again=worst)
-
-
-def _alone_planes(
-    shape: tuple[int, int, int],
-    first: np.ndarray,
-    k: np.ndarray,
-    a: np.ndarray,
-    b: np.ndarray,
-    rate: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``[rail, a, b]`` planes from samples alone (one per pass and cell, ``a < b``; ``first``: the quiet pass's
-    own): the quiet pass's rate, each cell's best rate over every pass, how many samples it has, and its worst after
-    the quiet pass's own; NaN and 0 where none, mirrored to ``[b, a]``. A sample that ran out of time reads low as
-    its rate says (nothing judges its flag alone)."""
-    cell = np.ravel_multi_index((k, a, b), shape)
-    size = int(np.prod(shape))
-    quiet = np.full(size, np.nan)
-    quiet[cell[first]] = rate[first]
-    best = np.full(size, np.nan, dtype=np.float32)
-    np.fmax.at(best, cell, rate.astype(np.float32))
-    count = np.zeros(size, dtype=np.uint8)
-    np.add.at(count, cell, 1)
-    worst = np.full(size, np.nan, dtype=np.float32)
-    np.fmin.at(worst, cell[~first], rate[~first].astype(np.float32))
-    mirror = np.ravel_multi_index((k, b, a), shape)
-    for plane in (quiet, best, count, worst):
-        plane[mirror] = plane[cell]
-    return quiet.reshape(shape), best.reshape(shape), count.reshape(shape), worst.reshape(shape)
+            alone = Alone.from_samples((rails, n, n), slot[r] == kept, k[r], a[r], b[r], rate[r])
+    return PairMatrix(tuple(nodes), tuple(range(rails)), busbw, stop_m, again, alone=alone)
 
 
 def _rates(nbytes: np.ndarray, time_us: np.ndarray) -> np.ndarray:

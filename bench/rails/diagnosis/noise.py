@@ -180,9 +180,14 @@ Level = float | ByClass
 """A level or a spread of log rates: the whole matrix's, or one per class of cells (:func:`within_units`)."""
 
 
-def below(xs: np.ndarray, level: Level, offset: float = 0.0) -> np.ndarray:
-    """``xs < level + offset``, each cell against its own class's level where the level is one per class."""
-    return level.below(xs, offset) if isinstance(level, ByClass) else xs < level + offset
+def below(xs: np.ndarray, level: Level, offset: float = 0.0, cells: tuple[np.ndarray, ...] | None = None) -> np.ndarray:
+    """``xs < level + offset``, each cell against its own class's level where the level is one per class.
+    ``cells``: ``xs`` is ``[pass, i]`` at these cells (rail, a, b), not dense planes."""
+    if not isinstance(level, ByClass):
+        return xs < level + offset
+    if cells is None:
+        return level.below(xs, offset)
+    return np.where(level.inside[cells], xs < level.within + offset, xs < level.elsewhere + offset)
 
 
 def within_units(inside_samples: np.ndarray, inside: np.ndarray, level: float, sigma: float) -> tuple[Level, Level]:
@@ -263,14 +268,31 @@ def holm_below(reference: Level, xs: np.ndarray, sigma: Level, alpha: float = FA
     tested &= np.triu(np.ones(xs.shape[-2:], dtype=bool), k=1)
     at = np.nonzero(tested)
     del tested
-    ref = reference.at(at) if isinstance(reference, ByClass) else reference
-    spread = sigma.at(at) if isinstance(sigma, ByClass) else sigma
-    hits = holm_significant((ref - xs[at]) / spread, alpha)
+    hits = _holm_at(reference, xs[at], at, sigma, alpha)
     out = np.zeros(xs.shape, dtype=bool)
     out[at] = hits
     mirrored = (*at[:-2], at[-1], at[-2])
     out[tuple(i[hits] for i in mirrored)] = True
     return out
+
+
+def holm_below_cells(
+    reference: Level, xs: np.ndarray, cells: tuple[np.ndarray, ...], sigma: Level, alpha: float = FALSE_ALARMS
+) -> np.ndarray:
+    """:func:`holm_below` of samples held at their cells (``xs``: ``[pass, i]`` at ``cells``, rail, a < b, in the
+    dense planes' order, ``bench.rails.diagnosis.remeasured``): the same verdicts, ``[pass, i]``."""
+    tested = np.nonzero(~np.isnan(xs))
+    at = (tested[0], *(c[tested[1]] for c in cells))
+    out = np.zeros(xs.shape, dtype=bool)
+    out[tested] = _holm_at(reference, xs[tested], at, sigma, alpha)
+    return out
+
+
+def _holm_at(reference: Level, xs: np.ndarray, at: tuple[np.ndarray, ...], sigma: Level, alpha: float) -> np.ndarray:
+    """Holm over the samples ``xs`` at cells ``at`` (their last three arrays: rail, a, b), each against its class."""
+    ref = reference.at(at) if isinstance(reference, ByClass) else reference
+    spread = sigma.at(at) if isinstance(sigma, ByClass) else sigma
+    return holm_significant((ref - xs) / spread, alpha)
 
 
 def bonferroni_z(tests: int, alpha: float = FALSE_ALARMS) -> float:

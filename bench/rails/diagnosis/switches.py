@@ -82,13 +82,16 @@ def _crowded_said(cells: Cells, paths: Paths, crowded: np.ndarray) -> str:
     between units, and alone, each against the pairs within units (in Gb/s where there are none)."""
     ks = np.flatnonzero(crowded.any(axis=(1, 2)))
     upper = paths.upper[None]
-    quiet = cells.matrix.quiet if cells.matrix.quiet is not None else np.full(crowded.shape, np.nan)
-    alone_cells = (paths.quiet if paths.quiet is not None else np.zeros(crowded.shape, bool))[ks] & upper
+    measured = cells.matrix.alone
+    quiet = np.zeros(0)
+    if measured is not None and paths.quiet is not None:  # the quiet pass's samples at the cells still judged
+        on = np.isin(measured.rail, ks) & paths.quiet[measured.rail, measured.low, measured.high]
+        quiet = measured.first[on]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # no cell of a kind: NaN
         within = float(np.nanmedian(cells.matrix.busbw[:, ks][:, paths.inside[ks] & upper]))
         together = float(np.nanmedian(cells.matrix.busbw[:, crowded & upper]))
-        alone = float(np.nanmedian(quiet[ks][alone_cells]))
+        alone = float(np.nanmedian(quiet))
 
     def rate(value: float) -> str:
         return f"{100 * value / within:.0f}% of the pairs within units" if within > 0 else f"{value:.0f} Gb/s"
@@ -249,9 +252,9 @@ def _uplink_faults(
 
 def _alone_as_healthy(paths: Paths, cells: Cells, k: int, mine: np.ndarray) -> bool:
     """Rail k's leaf cells ``mine`` (``[a, b]``): :func:`company.needs_company` of its reproduced suspects."""
-    if paths.quiet is None or cells.matrix.quiet is None:
+    if paths.quiet is None or cells.matrix.alone is None:
         return False
     convicting = paths.reproduces[k] & mine & paths.upper
     return company.needs_company(
-        convicting, paths.always[k], paths.quiet[k], cells.matrix.quiet[k], float(cells.expected[k])
+        convicting, paths.always[k], paths.quiet[k], cells.matrix.alone.plane(k), float(cells.expected[k])
     )
