@@ -67,3 +67,14 @@ def test_a_spine_is_not_hidden_by_the_noise_within_units_read_against_the_fabric
     within units (``Paths.switch_inside``) they are noise."""
     result = SIM.run_one("64x8", SHAPE, "spine", 1009000, ECMP)
     assert result.named == result.expected == {("spine",)}
+
+
+@pytest.mark.slow
+def test_an_uplink_that_holds_its_rail_persistent_among_collisions_is_judged_by_its_flows_alone() -> None:
+    """``--regime ecmp --sizes 1024x8 --seed 2038 --kinds three``, scenario 1002038: the degraded uplink of leaf su14
+    on rail 5 held that rail's cells between units persistent over rounds, where ECMP's collisions left the other
+    rails elevated and persistent on none. No spine was named, and the matrix's own evidence tried the most collided
+    leaf of rail 5 first, not su14's; the flows measured alone were never read (``switches._spine_faults``)."""
+    result = SIM.run_one("1024x8", Shape(1024, 8, 32, ECMP.oversubscription), "three", 1002038, ECMP)
+    assert ("uplink", frozenset({"leaf-su14-r5"})) in result.named
+    assert result.named == result.expected

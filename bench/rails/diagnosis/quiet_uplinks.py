@@ -15,7 +15,9 @@ from bench.rails.diagnosis.switch_paths import Paths, far_leaves, is_spread, upl
 from bench.rails.plan.fabric_map import FabricMap
 
 
-def quiet_uplinks(paths: Paths, fabric: FabricMap, ks: list[int], tries: int) -> list[SwitchFault]:
+def quiet_uplinks(
+    paths: Paths, fabric: FabricMap, ks: list[int], tries: int, judged: list[int] | None = None
+) -> list[SwitchFault]:
     """In cells set aside as load, the uplinks whose flows the quiet pass held low alone (:func:`_held_uplink`): on
     one rail of the group (a spine slows most of them), at one leaf. Under ECMP every flow between units reproduces
     beside the others (collisions), so only one flow per leaf tells a degraded uplink's flows, the slowest
@@ -24,11 +26,12 @@ def quiet_uplinks(paths: Paths, fabric: FabricMap, ks: list[int], tries: int) ->
     One sample a cell, slower than noise gives that many on its own rail, named a healthy uplink in 1 of 1000 clean
     ``ecmp`` runs at 64 x 8 with sixteen quiet cells a leaf; the cells held low named every uplink it had named
     in 200 fault scenarios of each of ``ecmp``, ``tapered-ecmp``, ``hotspots`` and ``noisy``, so it is the only
-    rule (docs/rails.md, "The fabric's cabling", its "Flows held low alone")."""
+    rule (docs/rails.md, "The fabric's cabling", its "Flows held low alone"). ``judged``: the rails of the group to
+    judge (default: every one)."""
     if paths.quiet is None:
         return []
     out = []
-    for k in ks:
+    for k in ks if judged is None else judged:
         fault = _held_uplink(paths, fabric, k, ks, tries)
         if fault is not None:
             out.append(fault)
