@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bench.rails.diagnosis.last_answer import LastAnswer, fingerprint
-from bench.rails.diagnosis.remeasured import CellIndex
+from bench.rails.diagnosis.remeasured import CellIndex, both_ways, cell_keys, find
 
 
 @dataclass(frozen=True, eq=False)
@@ -46,21 +46,19 @@ class Cellwise:
     def dense(self) -> np.ndarray:
         out = np.ones(self.shape)
         if self.shape[0] and len(self.rail):
-            out[:, self.rail, self.low, self.high] = out[:, self.rail, self.high, self.low] = self.share
+            both_ways(out, (self.rail, self.low, self.high), self.share)
         return out
 
     def at(self, k: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """``dense()[:, k, a, b]``, read from the cells themselves."""
         n = self.shape[-1]
-        keys = (self.rail.astype(np.int64) * n + self.low) * n + self.high
+        keys = cell_keys(self.rail, self.low, self.high, n)
         order = np.argsort(keys)
-        want = (k.astype(np.int64) * n + np.minimum(a, b)) * n + np.maximum(a, b)
-        values = np.ones(len(want))
-        if len(keys):
-            pos = np.minimum(np.searchsorted(keys[order], want), len(keys) - 1)
-            hit = keys[order][pos] == want
-            values[hit] = self.share[order][pos][hit]
-        return np.broadcast_to(values, (self.shape[0], len(want)))
+        pos = find(keys[order], cell_keys(k, a, b, n))
+        values = np.ones(len(pos))
+        hit = pos >= 0
+        values[hit] = self.share[order][pos[hit]]
+        return np.broadcast_to(values, (self.shape[0], len(pos)))
 
 
 @dataclass(frozen=True, eq=False)

@@ -231,8 +231,7 @@ def pair_matrix(
         _, back = np.unique(where[::-1], return_index=True)
         keep = len(pick) - 1 - back  # the last of each slot
         confirmed, alone_rows = keep[slot[keep] < kept], keep[slot[keep] >= kept]
-        c = confirmed
-        again = Remeasured.from_samples(again.shape, slot[c], k[c], a[c], b[c], rate[c], any_stopped[c])
+        again = Remeasured.from_samples(again.shape, *(x[confirmed] for x in (slot, k, a, b, rate, any_stopped)))
         if len(alone_rows):
             r = alone_rows
             alone = Alone.from_samples((rails, n, n), slot[r] == kept, k[r], a[r], b[r], rate[r])

@@ -25,6 +25,8 @@ from statistics import NormalDist
 
 import numpy as np
 
+from bench.rails.diagnosis.remeasured import CellIndex
+
 FALSE_ALARMS = 0.05
 """Family-wise chance that noise alone makes one sample of a healthy matrix a suspect (which is then
 re-measured, or must be corroborated by the other pairs of a link, node or rail)."""
@@ -170,24 +172,22 @@ class ByClass:
         """The number at the cells ``index`` (its last three arrays: rail, a, b; a repeat axis may lead)."""
         return np.where(self.inside[index[-3:]], self.within, self.elsewhere)
 
-    def below(self, xs: np.ndarray, offset: float) -> np.ndarray:
-        """``xs < number + offset`` for ``xs`` ``[..., rail, a, b]``, each cell against its class's number."""
+    def below(self, xs: np.ndarray, offset: float, cells: CellIndex | None = None) -> np.ndarray:
+        """``xs < number + offset`` for ``xs`` ``[..., rail, a, b]``, or ``[pass, i]`` at ``cells``, each cell against
+        its class's number."""
+        inside = self.inside if cells is None else self.inside[cells]
         with np.errstate(invalid="ignore"):
-            return np.where(self.inside, xs < self.within + offset, xs < self.elsewhere + offset)
+            return np.where(inside, xs < self.within + offset, xs < self.elsewhere + offset)
 
 
 Level = float | ByClass
 """A level or a spread of log rates: the whole matrix's, or one per class of cells (:func:`within_units`)."""
 
 
-def below(xs: np.ndarray, level: Level, offset: float = 0.0, cells: tuple[np.ndarray, ...] | None = None) -> np.ndarray:
+def below(xs: np.ndarray, level: Level, offset: float = 0.0, cells: CellIndex | None = None) -> np.ndarray:
     """``xs < level + offset``, each cell against its own class's level where the level is one per class.
     ``cells``: ``xs`` is ``[pass, i]`` at these cells (rail, a, b), not dense planes."""
-    if not isinstance(level, ByClass):
-        return xs < level + offset
-    if cells is None:
-        return level.below(xs, offset)
-    return np.where(level.inside[cells], xs < level.within + offset, xs < level.elsewhere + offset)
+    return level.below(xs, offset, cells) if isinstance(level, ByClass) else xs < level + offset
 
 
 def within_units(inside_samples: np.ndarray, inside: np.ndarray, level: float, sigma: float) -> tuple[Level, Level]:
@@ -277,7 +277,7 @@ def holm_below(reference: Level, xs: np.ndarray, sigma: Level, alpha: float = FA
 
 
 def holm_below_cells(
-    reference: Level, xs: np.ndarray, cells: tuple[np.ndarray, ...], sigma: Level, alpha: float = FALSE_ALARMS
+    reference: Level, xs: np.ndarray, cells: CellIndex, sigma: Level, alpha: float = FALSE_ALARMS
 ) -> np.ndarray:
     """:func:`holm_below` of samples held at their cells (``xs``: ``[pass, i]`` at ``cells``, rail, a < b, in the
     dense planes' order, ``bench.rails.diagnosis.remeasured``): the same verdicts, ``[pass, i]``."""

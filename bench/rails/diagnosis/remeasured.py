@@ -15,6 +15,37 @@ CellIndex = tuple[np.ndarray, np.ndarray, np.ndarray]
 """Parallel arrays ``(rail position, node a, node b)``."""
 
 
+def cell_keys(k: np.ndarray, a: np.ndarray, b: np.ndarray, nodes: int) -> np.ndarray:
+    """One int64 key per cell, the same for either order of its ends; ascending keys are the dense planes' upper
+    triangles in numpy's order."""
+    return (np.asarray(k, dtype=np.int64) * nodes + np.minimum(a, b)) * nodes + np.maximum(a, b)
+
+
+def find(keys: np.ndarray, want: np.ndarray) -> np.ndarray:
+    """Each of ``want``'s position in the ascending ``keys``, -1 where it is not there."""
+    out = np.full(np.shape(want), -1, dtype=np.int64)
+    if len(keys):
+        pos = np.minimum(np.searchsorted(keys, want), len(keys) - 1)
+        hit = keys[pos] == want
+        out[hit] = pos[hit]
+    return out
+
+
+def _cells_of(keys: np.ndarray, nodes: int) -> CellIndex:
+    """The ``(rail, low, high)`` of each :func:`cell_keys` key."""
+    rail, rest = np.divmod(keys, nodes * nodes)
+    low, high = np.divmod(rest, nodes)
+    return rail, low, high
+
+
+def both_ways(out: np.ndarray, cells: CellIndex, values: np.ndarray | bool | float) -> np.ndarray:
+    """``out`` (``[..., rail, a, b]``) with ``values`` written at each cell ``(rail, low, high)`` and at its mirror."""
+    rail, low, high = cells
+    out[..., rail, low, high] = values
+    out[..., rail, high, low] = values
+    return out
+
+
 @dataclass(frozen=True, eq=False)
 class Remeasured:
     """``values[pass, i]`` and ``stopped[pass, i]``: the re-measurements of cell ``i``, on rail ``rail[i]`` between
@@ -62,15 +93,12 @@ class Remeasured:
     ) -> Remeasured:
         """From one sample per (pass ``slot``, cell), ``low < high``."""
         passes, rails, nodes, _ = shape
-        key = (k.astype(np.int64) * nodes + low) * nodes + high
-        cells, column = np.unique(key, return_inverse=True)
-        values = np.full((passes, len(cells)), np.nan)
-        flags = np.zeros((passes, len(cells)), dtype=bool)
+        keys, column = np.unique(cell_keys(k, low, high, nodes), return_inverse=True)
+        values = np.full((passes, len(keys)), np.nan)
+        flags = np.zeros((passes, len(keys)), dtype=bool)
         values[slot, column] = rate
         flags[slot, column] = stopped
-        rail, rest = np.divmod(cells, nodes * nodes)
-        a, b = np.divmod(rest, nodes)
-        return cls(rails, nodes, rail, a, b, values, flags)
+        return cls(rails, nodes, *_cells_of(keys, nodes), values, flags)
 
     @classmethod
     def from_dense(cls, values: np.ndarray, stopped: np.ndarray | None = None) -> Remeasured:
@@ -102,15 +130,7 @@ class Remeasured:
 
     def column(self, k: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Each cell's column in :attr:`values` (either order of its ends), -1 where none ran."""
-        n = self.nodes
-        keys = (self.rail * n + self.low) * n + self.high
-        want = (np.asarray(k, dtype=np.int64) * n + np.minimum(a, b)) * n + np.maximum(a, b)
-        out = np.full(np.shape(want), -1, dtype=np.int64)
-        if len(keys):
-            pos = np.minimum(np.searchsorted(keys, want), len(keys) - 1)
-            hit = keys[pos] == want
-            out[hit] = pos[hit]
-        return out
+        return find(cell_keys(*self.cells, self.nodes), cell_keys(k, a, b, self.nodes))
 
     def at(self, k: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """``[pass, i]``: the dense planes' ``[:, k, a, b]`` (NaN where not run)."""
@@ -130,17 +150,11 @@ class Remeasured:
 
     def spread(self, flags: np.ndarray) -> np.ndarray:
         """Per-cell ``flags`` (``[pass, i]``) as dense ``[pass, rail, a, b]`` booleans, both ways round."""
-        out = np.zeros(self.shape, dtype=bool)
-        out[:, self.rail, self.low, self.high] = flags
-        out[:, self.rail, self.high, self.low] = flags
-        return out
+        return both_ways(np.zeros(self.shape, dtype=bool), self.cells, flags)
 
     def dense(self) -> np.ndarray:
         """The dense ``[pass, rail, a, b]`` planes, NaN where not run (for small matrices and tests)."""
-        out = np.full(self.shape, np.nan)
-        out[:, self.rail, self.low, self.high] = self.values
-        out[:, self.rail, self.high, self.low] = self.values
-        return out
+        return both_ways(np.full(self.shape, np.nan), self.cells, self.values)
 
     def dense_stopped(self) -> np.ndarray:
         return self.spread(self.stopped)
@@ -184,9 +198,8 @@ class Alone:
         """From samples alone, one per pass and cell (``a < b``; ``first``: the quiet pass's own). A sample that ran
         out of time reads low as its rate says (nothing judges its flag alone)."""
         rails, nodes, _ = shape
-        key = (k.astype(np.int64) * nodes + a) * nodes + b
-        cells, column = np.unique(key, return_inverse=True)
-        m = len(cells)
+        keys, column = np.unique(cell_keys(k, a, b, nodes), return_inverse=True)
+        m = len(keys)
         quiet = np.full(m, np.nan)
         quiet[column[first]] = rate[first]
         best = np.full(m, np.nan, dtype=np.float32)
@@ -195,21 +208,19 @@ class Alone:
         np.add.at(count, column, 1)
         worst = np.full(m, np.nan, dtype=np.float32)
         np.fmin.at(worst, column[~first], rate[~first].astype(np.float32))
-        rail, rest = np.divmod(cells, nodes * nodes)
-        low, high = np.divmod(rest, nodes)
-        return cls(rails, nodes, rail, low, high, quiet, best, count, worst)
+        return cls(rails, nodes, *_cells_of(keys, nodes), quiet, best, count, worst)
+
+    @property
+    def cells(self) -> CellIndex:
+        return self.rail, self.low, self.high
 
     def spread(self, values: np.ndarray, dtype: type[np.generic] = np.bool_) -> np.ndarray:
         """Per-cell ``values`` as a dense ``[rail, a, b]`` array of ``dtype``, both ways round, 0 elsewhere."""
-        out: np.ndarray = np.zeros(self.shape, dtype=dtype)
-        out[self.rail, self.low, self.high] = values
-        out[self.rail, self.high, self.low] = values
-        return out
+        return both_ways(np.zeros(self.shape, dtype=dtype), self.cells, values)
 
     def plane(self, k: int) -> np.ndarray:
         """``[a, b]``: rail k's quiet pass samples (Gb/s), both ways round, NaN where none ran."""
         on = self.rail == k
         out = np.full(self.shape[1:], np.nan)
-        out[self.low[on], self.high[on]] = self.first[on]
-        out[self.high[on], self.low[on]] = self.first[on]
+        out[self.low[on], self.high[on]] = out[self.high[on], self.low[on]] = self.first[on]
         return out
