@@ -11,7 +11,7 @@ import pytest
 
 from tests.support import diagnosis_sim
 from tests.support.models.fabric_model import Shape
-from tests.support.models.fabric_regimes import ECMP, REALISTIC
+from tests.support.models.fabric_regimes import ECMP, HOT_SPOTS, REALISTIC, TAPERED
 
 SIM = diagnosis_sim()
 SHAPE = Shape(64, 8, 32)
@@ -78,3 +78,20 @@ def test_an_uplink_that_holds_its_rail_persistent_among_collisions_is_judged_by_
     result = SIM.run_one("1024x8", Shape(1024, 8, 32, ECMP.oversubscription), "three", 1002038, ECMP)
     assert ("uplink", frozenset({"leaf-su14-r5"})) in result.named
     assert result.named == result.expected
+
+
+def test_a_hot_round_above_a_degraded_uplink_leaves_the_next_leaf_judged() -> None:
+    """``--regime hotspots --sizes 96x8 --seed 31000 --kinds uplink``, scenario 1031006: on a rail of three leaves,
+    one round's hot spot put 32 reproduced cells between two healthy leaves, more than the faulted leaf's 48 over 17
+    rounds gave either of them. The most convicted leaf did not persist, and the search stopped there
+    (``switches._uplink_faults``)."""
+    result = SIM.run_one("96x8", Shape(96, 8, 32, HOT_SPOTS.oversubscription), "uplink", 1031006, HOT_SPOTS)
+    assert result.named == result.expected == {("uplink", frozenset({"leaf-su1-r4"}))}
+
+
+def test_a_partial_unit_on_a_tapered_tree_is_judged_over_its_routing() -> None:
+    """``--regime tapered --sizes 48x8 --seed 31000 --kinds node``, scenario 1031002: the last node's pairs across
+    units ran at half of line in nearly every round (destination routing put two flows on its uplink), and were
+    named on every rail beside the slow node (``expected._routing``)."""
+    result = SIM.run_one("48x8", Shape(48, 8, 32, TAPERED.oversubscription), "node", 1031002, TAPERED)
+    assert result.named == result.expected == {("node", "node042")}

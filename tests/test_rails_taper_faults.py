@@ -99,3 +99,29 @@ def test_a_slow_leaf_is_the_leaf_though_the_taper_holds_its_crossing_pairs() -> 
     matrix, expected = _tapered_run(fabric, nodes, rails, link)
     found = diagnose(matrix, LINE, fabric=fabric, load=expected)
     assert [(d.kind, d.switches) for d in found.defects] == [("leaf", ("leaf-su2-r1",))]
+
+
+def test_the_routing_is_read_about_the_level_of_the_pairs_between_units_no_routing_loads() -> None:
+    """48 x 8 on a 2:1 tapered tree (``ci/diagnosis_sim.py --regime tapered --sizes 48x8``): the partial unit's 16
+    nodes cross at once, so pooled uplinks never fill, while destination routing puts two flows on one uplink in
+    most rounds. Where the run shows those pairs at half of line and the other pairs between units at line,
+    destination routing is the run's: each routing's adjusted rates about their own median spread alike (all of
+    one's loaded cells shifted by the same half, none of the other's), and the tie went to pooling, which left
+    every such pair slow (scenario 1031002). Where every pair between units runs alike, as ECMP's hash collides
+    them whatever their destinations' ports, no routing is read and nothing is adjusted."""
+    nodes = 48
+    fabric = _fabric(nodes, 8, 32)
+    plane = fabric.plane()
+    load = capacity.matrix_load(plane, schedule(nodes, 1, 0), 1)
+    destination = load.fraction["destination"]
+    assert not (load.fraction["spread"] < 1).any() and (destination < 1).any()
+    leaf = plane.leaf
+    between = (leaf[:, :, None] != leaf[:, None, :]) & (leaf >= 0)[:, :, None] & (leaf >= 0)[:, None, :]
+    rng = np.random.default_rng(0)
+    measured = load.round_of[:, None] >= 0
+    collided = np.where(between[None], 0.6, 1.0)  # every pair between units alike
+    for fraction, truth in ((destination, "destination"), (np.ones_like(destination), None), (collided, None)):
+        noise = rng.normal(0.0, 0.02, destination.shape)
+        x = np.where(measured, np.log(LINE * fraction) + noise, np.nan)
+        routed = Expected(load.round_of, load.fraction, {}, capacity.taper(plane)).routed(x, between)
+        assert (routed.routing if routed is not None else None) == truth

@@ -77,23 +77,26 @@ class Expected:
     taper: float = 1.0
     routing: str | None = None
 
-    def routed(self, x: np.ndarray) -> Expected | None:
+    def routed(self, x: np.ndarray, between: np.ndarray | None = None) -> Expected | None:
         """The routing the run's samples (``x``: log rates ``[repeat, rail, a, b]``) agree with, where the taper
-        binds under it; None where it does not bind (or nothing is loaded).
+        binds under it; None where it does not bind (or nothing is loaded). ``between`` (``[rail, a, b]``, where
+        known): the cells whose flows cross units, the class a loaded cell is read against.
 
         The cabling does not say how the switches route: the run does. Over the samples either routing expects
         below their links' rate, each routing's adjusted log rates (rate over expected fraction) are as alike
         as the fabric's noise where it is the fabric's routing, and carry the other's collisions or pooling as
-        spread where it is not: the routing whose adjusted rates spread least (median absolute deviation) is
-        the run's."""
+        spread where it is not: the routing whose adjusted rates spread least (median absolute deviation about
+        the level of the cells between units that neither routing loads) is the run's."""
         fractions = {r: f[: x.shape[0]] for r, f in self.matrix.items() if f.shape[0] >= x.shape[0]}
         if not fractions or self.taper <= 1.0:
             return None
         # Rank 0 asks twice of the same samples and fractions (to pick the suspects, then to judge): the samples by
         # their content, the fractions (the same read-only arrays, ``round_load.matrix_expected``) by identity.
         named = tuple((r, id(self.matrix[r]), f.shape) for r, f in fractions.items())
-        key = (fingerprint(x), self.taper, *named)
-        routing = _last_routing.answer(key, lambda: _routing(x, fractions), holding=tuple(self.matrix.values()))
+        key = (fingerprint(x), None if between is None else fingerprint(between), self.taper, *named)
+        routing = _last_routing.answer(
+            key, lambda: _routing(x, fractions, between), holding=tuple(self.matrix.values())
+        )
         if routing is None:
             return None
         again = {routing: self.again[routing]} if routing in self.again else {}
@@ -147,17 +150,35 @@ _last_routing = LastAnswer[str | None]()
 """The last routing chosen (``last_answer``), holding the fraction arrays its key names by their ids."""
 
 
-def _routing(x: np.ndarray, fractions: Mapping[str, np.ndarray]) -> str | None:
+def _routing(x: np.ndarray, fractions: Mapping[str, np.ndarray], between: np.ndarray | None) -> str | None:
     """:meth:`Expected.routed`'s choice: the routing whose adjusted rates spread least, where the taper binds
     under it; None where it does not bind or nothing is loaded."""
     measured = np.isfinite(x)
     loaded = measured & np.logical_or.reduce([f < 1.0 for f in fractions.values()])
     if not loaded.any():
         return None
+    # The adjusted rates spread about the level of the cells between units that no routing loads, on their own
+    # rail: a pair its round holds to half reads there once adjusted by the right half. About their own median, a
+    # routing that loads every one of those cells alike and one that loads none of them spread the same, and the
+    # tie went to the first: on 48 x 8 with a 2:1 taper under static routing, pooling expects nothing of the 960
+    # cells that destination routing puts on shared uplinks (each at half of line, as the fabric ran them), and
+    # the pairs of the unit's last node were named, on every rail. Between units, not within them: under ECMP
+    # the cells destination routing loads run as the other cells between units do (the hash collides flows
+    # alike, wherever their destinations' ports are), so they read as pooling's, not at the within-unit level.
+    rail = np.nonzero(loaded)[1]
+    level = np.full(x.shape[1], np.nan)
+    for k in range(x.shape[1]):
+        free = measured[:, k] & ~loaded[:, k]
+        if between is not None:
+            free &= between[k][None]
+        if free.any():
+            level[k] = np.median(x[:, k][free])
+    centre = level[rail]
 
     def spread(f: np.ndarray) -> float:
         adjusted = x[loaded] - np.log(f[loaded])
-        return float(np.median(np.abs(adjusted - np.median(adjusted))))
+        about = np.where(np.isnan(centre), np.median(adjusted), centre)
+        return float(np.median(np.abs(adjusted - about)))
 
     routing = min(fractions, key=lambda r: spread(fractions[r]))
     return routing if _binds(x, fractions[routing]) else None
@@ -197,11 +218,16 @@ def showing(measured: np.ndarray, values: np.ndarray, routed: Expected | None) -
 
 
 def judged_rates(
-    expected: Expected | None, x: np.ndarray, x_again: np.ndarray, cells: CellIndex
+    expected: Expected | None,
+    x: np.ndarray,
+    x_again: np.ndarray,
+    cells: CellIndex,
+    between: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, Expected | None]:
     """The log rates the judge compares (adjusted where the taper binds) and the expectation that did it;
-    ``x_again`` (``[pass, i]`` at ``cells``) is given up (:meth:`Expected.adjusted`)."""
-    routed = None if expected is None else expected.routed(x)
+    ``x_again`` (``[pass, i]`` at ``cells``) is given up (:meth:`Expected.adjusted`); ``between``: as
+    :meth:`Expected.routed` reads it."""
+    routed = None if expected is None else expected.routed(x, between)
     if routed is None:
         return x, x_again, None
     adjusted, again = routed.adjusted(x, x_again, cells)

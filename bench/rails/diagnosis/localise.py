@@ -202,7 +202,7 @@ def _judge(
     # The re-measurements at their cells (``[pass, i]``): at 1024 x 8 a dense plane of them is 67 MB a pass.
     at = again.cells
     x, x_again = noise.log_rates(values, per_rail), noise.log_rates(again.values, scale[again.rail][None])
-    x, x_again, routed = judged_rates(load, x, x_again, at)
+    x, x_again, routed = judged_rates(load, x, x_again, at, between)
     measured = (~np.isnan(values)).any(axis=0)
     if not measured.any():
         raise UserError("the pair matrix holds no measurements: run with at least two nodes")

@@ -26,6 +26,7 @@ the second where a noisy run's transients make the first common. And its shape: 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Container
 from dataclasses import dataclass
 
 import numpy as np
@@ -221,10 +222,13 @@ class _Uplinks:
         return paths.convicts(k, mine, self.between) and shaped and not paths.switch_inside(k, within)
 
 
-def _most_convicted_leaf(paths: Paths, k: int, left: np.ndarray) -> tuple[int, int, np.ndarray, np.ndarray] | None:
-    """Rail k's leaf whose cross cells still ``left`` hold the most reproduced suspects: its index, that count,
-    those cells and its nodes; None on a rail without leaves."""
-    if not paths.leaves_on[k]:
+def _most_convicted_leaf(
+    paths: Paths, k: int, left: np.ndarray, tried: Container[int] = ()
+) -> tuple[int, int, np.ndarray, np.ndarray] | None:
+    """Rail k's leaf whose cross cells still ``left`` hold the most reproduced suspects, of the leaves not ``tried``:
+    its index, that count, those cells and its nodes; None where no leaf is left."""
+    candidates = [i for i in paths.leaves_on[k] if i not in tried]
+    if not candidates:
         return None
     # Counted from the reproduced suspects' ends, each cell once per leaf it touches: a mask per leaf was a
     # matrix-sized pass per leaf (at 2048 x 8, 64 leaves of a 2048 x 2048 plane, on every rail).
@@ -232,7 +236,7 @@ def _most_convicted_leaf(paths: Paths, k: int, left: np.ndarray) -> tuple[int, i
     a, b = np.nonzero(paths.reproduces[k] & left & paths.upper)
     ends = np.concatenate([leaf[a], np.where(leaf[b] != leaf[a], leaf[b], -1)])
     counts = np.bincount(ends[ends >= 0], minlength=max(paths.leaves_on[k]) + 1)
-    index = max(paths.leaves_on[k], key=lambda i: int(counts[i]))  # the first of the most, in leaf order
+    index = max(candidates, key=lambda i: int(counts[i]))  # the first of the most, in leaf order
     near = leaf == index
     return index, int(counts[index]), left & (near[:, None] | near[None, :]), near
 
@@ -246,14 +250,21 @@ def _uplink_faults(
     out: list[SwitchFault] = []
     left = paths.cross[k].copy()
     load = np.zeros_like(paths.cross)
+    # A leaf whose count does not stand is passed over, not the end of the search: its count may be one round's hot
+    # spot, many cells and no persistence, above a degraded uplink's leaf whose fewer cells persist (hotspots at
+    # 96 x 8, scenario 1031006: 66 cells, 32 of them in one round, over the faulted leaf's 48 in 17 rounds). Each
+    # leaf's test is already family-wise over every leaf of every rail (``Paths.null``), so trying each costs no
+    # more than the correction paid for.
+    tried: set[int] = set()
     while True:
-        best = _most_convicted_leaf(paths, k, left)
+        best = _most_convicted_leaf(paths, k, left, tried)
         if best is None or best[1] < 2:
             return out, load
         index, _, mine, near = best
         within = paths.inside[k] & near[:, None] & near[None, :]
         if not uplinks.stands(paths, k, mine, within):
-            return out, load
+            tried.add(index)
+            continue
         if _alone_as_healthy(paths, cells, k, mine):
             load[k] |= mine
             left &= ~mine
