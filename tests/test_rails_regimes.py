@@ -11,7 +11,7 @@ import pytest
 
 from tests.support import diagnosis_sim
 from tests.support.models.fabric_model import Shape
-from tests.support.models.fabric_regimes import ECMP, HOT_SPOTS, REALISTIC, TAPERED
+from tests.support.models.fabric_regimes import ECMP, HOT_SPOTS, NOISY, REALISTIC, TAPERED
 
 SIM = diagnosis_sim()
 SHAPE = Shape(64, 8, 32)
@@ -83,8 +83,9 @@ def test_an_uplink_that_holds_its_rail_persistent_among_collisions_is_judged_by_
 def test_a_hot_round_above_a_degraded_uplink_leaves_the_next_leaf_judged() -> None:
     """``--regime hotspots --sizes 96x8 --seed 31000 --kinds uplink``, scenario 1031006: on a rail of three leaves,
     one round's hot spot put 32 reproduced cells between two healthy leaves, more than the faulted leaf's 48 over 17
-    rounds gave either of them. The most convicted leaf did not persist, and the search stopped there
-    (``switches._uplink_faults``)."""
+    rounds gave either of them. Counted by cells, one of them was tried first, did not persist, and the search
+    stopped there; counted by rounds, as the verdict counts them, the faulted leaf is first
+    (``switches._most_convicted_leaf``)."""
     result = SIM.run_one("96x8", Shape(96, 8, 32, HOT_SPOTS.oversubscription), "uplink", 1031006, HOT_SPOTS)
     assert result.named == result.expected == {("uplink", frozenset({"leaf-su1-r4"}))}
 
@@ -95,3 +96,13 @@ def test_a_partial_unit_on_a_tapered_tree_is_judged_over_its_routing() -> None:
     named on every rail beside the slow node (``expected._routing``)."""
     result = SIM.run_one("48x8", Shape(48, 8, 32, TAPERED.oversubscription), "node", 1031002, TAPERED)
     assert result.named == result.expected == {("node", "node042")}
+
+
+def test_a_static_route_held_low_alone_at_one_hub_is_its_uplink() -> None:
+    """``--regime noisy --sizes 48x8 --seed 31000 --kinds uplink``, scenario 1031006: the degraded uplink's hub, a
+    node of the full unit, had 16 partners in the partial one, too few rounds to persist among the matrix's noise,
+    while the quiet pass held all 16 low in five samples each. The flows held low alone were read only where a
+    spine's rule set the cells between units aside, and there one node's flows were its cable's, though its own
+    unit was clean (``switches._held_alone``, ``quiet_uplinks._held_uplink``); four of its pairs were named."""
+    result = SIM.run_one("48x8", Shape(48, 8, 32, NOISY.oversubscription), "uplink", 1031006, NOISY)
+    assert result.named == result.expected == {("uplink", frozenset({"leaf-su1-r4", "leaf-su2-r4"}))}

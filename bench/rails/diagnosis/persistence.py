@@ -79,9 +79,17 @@ class Rounds:
         thirty-second of a 1024-node rail's)."""
         a, b = sparse.nonzero(cells)
         upper = a < b
-        a, b = a[upper], b[upper]
+        return np.unique(self._sample_keys(samples, k, a[upper], b[upper])[1])
+
+    def _sample_keys(self, samples: np.ndarray, k: int, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each of rail k's ``samples`` (``[repeat, rail, a, b]``) at cells ``(a, b)``: which cell (an index into
+        them) and its round (``repeat * ROUND_KEY + round``)."""
         r, i = np.nonzero(samples[:, k, a, b])
-        return np.unique(r.astype(np.int64) * ROUND_KEY + self.round_of[r, a[i], b[i]])
+        return i, r.astype(np.int64) * ROUND_KEY + self.round_of[r, a[i], b[i]]
+
+    def slow_keys(self, k: int, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each slow matrix sample of rail k's cells ``(a, b)``: which cell and its round (:meth:`_sample_keys`)."""
+        return self._sample_keys(self.slow, k, a, b)
 
     def slow_rounds(self, k: int, cells: np.ndarray) -> int:
         """The rounds in which rail k's ``cells`` (``[a, b]``) had a slow matrix sample."""

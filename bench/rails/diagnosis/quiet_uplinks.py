@@ -11,12 +11,18 @@ import numpy as np
 
 from bench.rails.diagnosis import alone, noise
 from bench.rails.diagnosis.leaves import SwitchFault
-from bench.rails.diagnosis.switch_paths import Paths, far_leaves, is_spread, uplink
+from bench.rails.diagnosis.switch_paths import Paths, far_leaves, hub_nodes, is_routed, is_spread, uplink
 from bench.rails.plan.fabric_map import FabricMap
 
 
 def quiet_uplinks(
-    paths: Paths, fabric: FabricMap, ks: list[int], tries: int, judged: list[int] | None = None
+    paths: Paths,
+    fabric: FabricMap,
+    ks: list[int],
+    tries: int,
+    judged: list[int] | None = None,
+    *,
+    routed_only: bool = False,
 ) -> list[SwitchFault]:
     """In cells set aside as load, the uplinks whose flows the quiet pass held low alone (:func:`_held_uplink`): on
     one rail of the group (a spine slows most of them), at one leaf. Under ECMP every flow between units reproduces
@@ -27,18 +33,20 @@ def quiet_uplinks(
     ``ecmp`` runs at 64 x 8 with sixteen quiet cells a leaf; the cells held low named every uplink it had named
     in 200 fault scenarios of each of ``ecmp``, ``tapered-ecmp``, ``hotspots`` and ``noisy``, so it is the only
     rule (docs/rails.md, "The fabric's cabling", its "Flows held low alone"). ``judged``: the rails of the group to
-    judge (default: every one)."""
+    judge (default: every one); ``routed_only``: only a static route's shape (:func:`_held_uplink`)."""
     if paths.quiet is None:
         return []
     out = []
     for k in ks if judged is None else judged:
-        fault = _held_uplink(paths, fabric, k, ks, tries)
+        fault = _held_uplink(paths, fabric, k, ks, tries, routed_only)
         if fault is not None:
             out.append(fault)
     return out
 
 
-def _held_uplink(paths: Paths, fabric: FabricMap, k: int, ks: list[int], tries: int) -> SwitchFault | None:
+def _held_uplink(
+    paths: Paths, fabric: FabricMap, k: int, ks: list[int], tries: int, routed_only: bool = False
+) -> SwitchFault | None:
     """Rail k's uplink from its quiet cells held low (``bench.rails.diagnosis.alone``): more of them at one leaf
     than healthy paths hold low in that many samples, family-wise over every leaf of the group's rails and the
     groups tried, on few of the group's rails (most is a spine's shape, which :meth:`Paths.quiet_holds` judges).
@@ -62,7 +70,15 @@ def _held_uplink(paths: Paths, fabric: FabricMap, k: int, ks: list[int], tries: 
     if chance * leaves > noise.NAME_FALSE_ALARMS:
         return None
     if count >= 2:
-        shaped = is_spread(held)  # one node's flows are its cable's
+        # One node's flows are its cable's, unless they are a static route's: every flow into a node from other
+        # units takes the uplink its port fixes, so a degraded uplink holds that node low with all its partners
+        # alone, while its cable would slow its own unit too (``switch_paths.is_routed``).
+        mine = paths.quiet[k] & (near[:, None] | near[None, :])
+        hubs = [x for x in hub_nodes(held, mine) if not (paths.reproduces[k][x] & paths.inside[k][x]).any()]
+        routed = is_routed(held, mine, hubs)
+        shaped = routed if routed_only else is_spread(held) or routed
+    elif routed_only:
+        return None
     else:
         ends = np.flatnonzero(held.any(axis=0))
         shaped = not (paths.reproduces[k][ends] & paths.inside[k][ends]).any()

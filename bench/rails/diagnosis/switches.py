@@ -26,7 +26,6 @@ the second where a noisy run's transients make the first common. And its shape: 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Container
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,6 +69,8 @@ def path_faults(
     for k in open_rails:
         if k not in taken:
             found, load = _uplink_faults(paths, uplinks, fabric, k, cells)
+            if not found and not load.any():
+                found = _held_alone(paths, fabric, open_rails, taken, k)
             out += found
             if load.any():
                 crowded = load if crowded is None else crowded | load
@@ -102,6 +103,26 @@ def _crowded_said(cells: Cells, paths: Paths, crowded: np.ndarray) -> str:
         f"at {rate(alone)} one flow per leaf (the quiet pass): the fabric's load between units (ECMP's hash "
         "collisions, or a taper the cabling does not show), not judged as a defect of any part"
     )
+
+
+def _held_alone(paths: Paths, fabric: FabricMap, open_rails: list[int], taken: set[int], k: int) -> list[SwitchFault]:
+    """Rail k's uplink from its flows held low alone (``quiet_uplinks``) in a static route's shape, where the matrix's
+    own evidence named none: on a partial unit (48 x 8, a leaf of 16 nodes under static routing, scenario 1031006
+    of ``noisy``) the degraded uplink's hub had 16 partners across units, too few rounds to persist among the
+    matrix's noise, while the quiet pass held all 16 low in five samples each. Family-wise over the leaves of the
+    rails judged with it (those reaching the same spines) and the groups of them.
+
+    A hub's shape only: held cells spread over a leaf's nodes are also what a hot spot makes, one that visits the
+    same leaf in each round of its flows alone (the quiet pass runs one flow per leaf a round, so a hot leaf holds
+    all of that round's), and read here they named a healthy uplink in 3 of 400 ``hotspots`` and ``tapered-ar`` runs
+    at 64 x 8. Where the cells between units are set aside as load (``_spine_faults``) the spread shape is read, as
+    no hot spot sets them aside."""
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for j in open_rails:
+        if j not in taken:
+            groups.setdefault(fabric.spines_of(paths.leaves_on[j]), []).append(j)
+    ks = groups[fabric.spines_of(paths.leaves_on[k])]
+    return quiet_uplinks(paths, fabric, ks, len(groups), [k], routed_only=True)
 
 
 def _spine_faults(
@@ -222,23 +243,45 @@ class _Uplinks:
         return paths.convicts(k, mine, self.between) and shaped and not paths.switch_inside(k, within)
 
 
-def _most_convicted_leaf(
-    paths: Paths, k: int, left: np.ndarray, tried: Container[int] = ()
-) -> tuple[int, int, np.ndarray, np.ndarray] | None:
-    """Rail k's leaf whose cross cells still ``left`` hold the most reproduced suspects, of the leaves not ``tried``:
-    its index, that count, those cells and its nodes; None where no leaf is left."""
-    candidates = [i for i in paths.leaves_on[k] if i not in tried]
-    if not candidates:
+def _most_convicted_leaf(paths: Paths, k: int, left: np.ndarray) -> tuple[int, int, np.ndarray, np.ndarray] | None:
+    """Rail k's leaf whose cross cells still ``left`` hold reproduced suspects in the most independent rounds
+    (the most suspects among equals; every suspect where the rounds are not known): its index, its count of
+    suspects, those cells and its nodes; None on a rail without leaves.
+
+    Rounds first, as the verdict counts them (``persistence``): one hot round gives a healthy leaf many cells and
+    one piece of evidence. By cells, a rail of three leaves had a hot round's 32 cells between two healthy leaves
+    put one of them first (66 cells in 14 rounds), above the degraded uplink's leaf (48 in 17), and its failing
+    ended the search (``hotspots`` at 96 x 8, scenario 1031006)."""
+    if not paths.leaves_on[k]:
         return None
     # Counted from the reproduced suspects' ends, each cell once per leaf it touches: a mask per leaf was a
     # matrix-sized pass per leaf (at 2048 x 8, 64 leaves of a 2048 x 2048 plane, on every rail).
     leaf = paths.leaf[k]
     a, b = np.nonzero(paths.reproduces[k] & left & paths.upper)
-    ends = np.concatenate([leaf[a], np.where(leaf[b] != leaf[a], leaf[b], -1)])
-    counts = np.bincount(ends[ends >= 0], minlength=max(paths.leaves_on[k]) + 1)
-    index = max(candidates, key=lambda i: int(counts[i]))  # the first of the most, in leaf order
+    span = max(paths.leaves_on[k]) + 1
+    counts = np.bincount(_ends(leaf, a, b), minlength=span)
+    rounds = counts
+    if paths.rounds is not None:
+        cell, key = paths.rounds.slow_keys(k, a, b)
+        ends = _ends(leaf, a[cell], b[cell], key)
+        rounds = np.bincount(np.unique(ends) // ROUND_SPAN, minlength=span)
+    index = max(paths.leaves_on[k], key=lambda i: (int(rounds[i]), int(counts[i])))  # the first of the most
     near = leaf == index
     return index, int(counts[index]), left & (near[:, None] | near[None, :]), near
+
+
+ROUND_SPAN = 1 << 40
+"""``leaf * ROUND_SPAN + round key``: one integer per (leaf, independent round) (round keys are under 2^40)."""
+
+
+def _ends(leaf: np.ndarray, a: np.ndarray, b: np.ndarray, key: np.ndarray | None = None) -> np.ndarray:
+    """The leaves at the ends of cells ``(a, b)``, each once per cell (both where they differ), as leaf indices, or
+    with ``key`` as ``leaf * ROUND_SPAN + key``."""
+    near, far = leaf[a], leaf[b]
+    other = far != near
+    ends = np.concatenate([near, far[other]]).astype(np.int64)
+    tags = ends if key is None else ends * ROUND_SPAN + np.concatenate([key, key[other]])
+    return tags[ends >= 0]
 
 
 def _uplink_faults(
@@ -250,21 +293,14 @@ def _uplink_faults(
     out: list[SwitchFault] = []
     left = paths.cross[k].copy()
     load = np.zeros_like(paths.cross)
-    # A leaf whose count does not stand is passed over, not the end of the search: its count may be one round's hot
-    # spot, many cells and no persistence, above a degraded uplink's leaf whose fewer cells persist (hotspots at
-    # 96 x 8, scenario 1031006: 66 cells, 32 of them in one round, over the faulted leaf's 48 in 17 rounds). Each
-    # leaf's test is already family-wise over every leaf of every rail (``Paths.null``), so trying each costs no
-    # more than the correction paid for.
-    tried: set[int] = set()
     while True:
-        best = _most_convicted_leaf(paths, k, left, tried)
+        best = _most_convicted_leaf(paths, k, left)
         if best is None or best[1] < 2:
             return out, load
         index, _, mine, near = best
         within = paths.inside[k] & near[:, None] & near[None, :]
         if not uplinks.stands(paths, k, mine, within):
-            tried.add(index)
-            continue
+            return out, load
         if _alone_as_healthy(paths, cells, k, mine):
             load[k] |= mine
             left &= ~mine
