@@ -69,14 +69,16 @@ def _held_uplink(
     chance = noise.poisson_sf(count, int(at_leaf.sum()) * alone.chance_held(int(samples[held].min())))
     if chance * leaves > noise.NAME_FALSE_ALARMS:
         return None
-    if count >= 2:
-        # One node's flows are its cable's, unless they are a static route's: every flow into a node from other
-        # units takes the uplink its port fixes, so a degraded uplink holds that node low with all its partners
-        # alone, while its cable would slow its own unit too (``switch_paths.is_routed``).
+    if routed_only and count >= 2:
+        # A static route's: every flow into a node from other units takes the uplink its port fixes, so a degraded
+        # uplink holds that node low with all its partners alone, while its cable would slow its own unit too
+        # (``switch_paths.is_routed``). Only where asked: where the spine's rule set the cells between units aside,
+        # the matrix's own rule names a hub's uplink at its leaf, and this one would add the far leaf.
         mine = paths.quiet[k] & (near[:, None] | near[None, :])
         hubs = [x for x in hub_nodes(held, mine) if not (paths.reproduces[k][x] & paths.inside[k][x]).any()]
-        routed = is_routed(held, mine, hubs)
-        shaped = routed if routed_only else is_spread(held) or routed
+        shaped = is_routed(held, mine, hubs)
+    elif count >= 2:
+        shaped = is_spread(held)  # one node's flows are its cable's
     elif routed_only:
         return None
     else:
