@@ -115,8 +115,7 @@ def test_the_routing_is_read_about_the_level_of_the_pairs_between_units_no_routi
     load = capacity.matrix_load(plane, schedule(nodes, 1, 0), 1)
     destination = load.fraction["destination"]
     assert not (load.fraction["spread"] < 1).any() and (destination < 1).any()
-    leaf = plane.leaf
-    between = (leaf[:, :, None] != leaf[:, None, :]) & (leaf >= 0)[:, :, None] & (leaf >= 0)[:, None, :]
+    between = fabric.cross()
     rng = np.random.default_rng(0)
     measured = load.round_of[:, None] >= 0
     collided = np.where(between[None], 0.6, 1.0)  # every pair between units alike

@@ -63,7 +63,8 @@ def _held_uplink(
     if near is None:
         return None
     assert paths.quiet is not None  # quiet_uplinks runs only where the pass did
-    at_leaf = paths.quiet[k] & (near[:, None] | near[None, :]) & paths.upper
+    mine = paths.quiet[k] & (near[:, None] | near[None, :])
+    at_leaf = mine & paths.upper
     count = int((held & paths.upper).sum())
     leaves = sum(len(paths.leaves_on[j]) for j in ks) * max(1, tries)
     chance = noise.poisson_sf(count, int(at_leaf.sum()) * alone.chance_held(int(samples[held].min())))
@@ -74,7 +75,6 @@ def _held_uplink(
         # uplink holds that node low with all its partners alone, while its cable would slow its own unit too
         # (``switch_paths.is_routed``). Only where asked: where the spine's rule set the cells between units aside,
         # the matrix's own rule names a hub's uplink at its leaf, and this one would add the far leaf.
-        mine = paths.quiet[k] & (near[:, None] | near[None, :])
         hubs = [x for x in hub_nodes(held, mine) if not (paths.reproduces[k][x] & paths.inside[k][x]).any()]
         shaped = is_routed(held, mine, hubs)
     elif count >= 2:

@@ -117,12 +117,17 @@ def _held_alone(paths: Paths, fabric: FabricMap, open_rails: list[int], taken: s
     all of that round's), and read here they named a healthy uplink in 3 of 400 ``hotspots`` and ``tapered-ar`` runs
     at 64 x 8. Where the cells between units are set aside as load (``_spine_faults``) the spread shape is read, as
     no hot spot sets them aside."""
-    groups: dict[tuple[str, ...], list[int]] = {}
-    for j in open_rails:
-        if j not in taken:
-            groups.setdefault(fabric.spines_of(paths.leaves_on[j]), []).append(j)
+    groups = _spine_groups(paths, fabric, [j for j in open_rails if j not in taken])
     ks = groups[fabric.spines_of(paths.leaves_on[k])]
     return quiet_uplinks(paths, fabric, ks, len(groups), [k], routed_only=True)
+
+
+def _spine_groups(paths: Paths, fabric: FabricMap, rails: list[int]) -> dict[tuple[str, ...], list[int]]:
+    """``rails`` by the spines their leaves reach: the rails one spine's fault would slow together."""
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for k in rails:
+        groups.setdefault(fabric.spines_of(paths.leaves_on[k]), []).append(k)
+    return groups
 
 
 def _spine_faults(
@@ -132,10 +137,7 @@ def _spine_faults(
     them, the rails they take (no uplink is judged there), and the cells between units set aside as load: those of
     a spine whose slowdown held in the matrix and its re-measurements but not one flow per leaf
     (``Paths.quiet_holds``), a slowdown that needs company (None: no such)."""
-    groups: dict[tuple[str, ...], list[int]] = {}
-    for k in open_rails:
-        if paths.cross[k].any():
-            groups.setdefault(fabric.spines_of(paths.leaves_on[k]), []).append(k)
+    groups = _spine_groups(paths, fabric, [k for k in open_rails if paths.cross[k].any()])
     out: list[SwitchFault] = []
     taken: set[int] = set()
     crowded = None
