@@ -20,7 +20,6 @@ rounds or more.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +28,8 @@ from bench.rails.diagnosis import noise, sparse
 
 ROUND_KEY = 1 << 20
 """``repeat * ROUND_KEY + round``: one integer per independent round (rounds per repeat are under n)."""
+ROUND_SPAN = 1 << 40
+"""``leaf * ROUND_SPAN + round key``: one integer per (leaf, independent round) (round keys are under 2^40)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -52,20 +53,36 @@ class Rounds:
         ran: np.ndarray,
         round_of: np.ndarray,
         reproduces: np.ndarray,
-        slots: Iterable[tuple[int, np.ndarray]],
+        cross: np.ndarray,
+        leaf: np.ndarray,
         per_cell: float,
         tries: int,
     ) -> Rounds:
-        """``slots``: each (rail, cross cells of one leaf); ``per_cell``: what noise reproduces in a cell, the
-        floor of the rate (a run with no reproduced suspect between units still has one)."""
+        """``cross``: ``[rail, a, b]``, the cells between two placed nodes on different leaves; ``leaf``: ``[rail,
+        node]``, each node's leaf (-1: not placed). A rail's leaves are judged where it has two or more, each by the
+        cross cells with an end on it. ``per_cell``: what noise reproduces in a cell, the floor of the rate (a run
+        with no reproduced suspect between units still has one).
+
+        Each rail's cross cells are read once and counted at both their ends (:meth:`leaf_rounds`): a mask per leaf
+        was a pass over the matrix per leaf, 1,155 of them at 2048 x 8 (two seconds of fifteen)."""
         unfloored = cls(slow, ran, round_of, 0.0, tries)
         found: dict[int, list[tuple[int, int]]] = {}
         cells_per_round: list[float] = []
-        for k, cells in slots:
-            hit, total = unfloored.slow_rounds(k, reproduces[k] & cells), unfloored.ran_rounds(k, cells)
-            found.setdefault(k, []).append((hit, total))
-            if total:
-                cells_per_round.append(int(cells.sum()) / 2 * ran.shape[0] / total)
+        upper = np.triu(np.ones(cross.shape[1:], dtype=bool), k=1)
+        for k in range(cross.shape[0]):
+            on = np.unique(leaf[k][leaf[k] >= 0])
+            if len(on) < 2:
+                continue
+            a, b = sparse.nonzero(cross[k] & upper)
+            span = int(on[-1]) + 1
+            pairs = np.bincount(np.concatenate([leaf[k][a], leaf[k][b]]), minlength=span)
+            total = unfloored.leaf_rounds(ran, k, a, b, leaf[k], span)
+            slow_cells = reproduces[k][a, b]
+            hit = unfloored.leaf_rounds(slow, k, a[slow_cells], b[slow_cells], leaf[k], span)
+            for index in on.tolist():
+                found.setdefault(k, []).append((int(hit[index]), int(total[index])))
+                if total[index]:
+                    cells_per_round.append(int(pairs[index]) * ran.shape[0] / int(total[index]))
         shares = [sum(h for h, _ in v) / max(1, sum(t for _, t in v)) for v in found.values()]
         pooled = sum(h for v in found.values() for h, _ in v) / max(1, sum(t for v in found.values() for _, t in v))
         rate = float(np.median(shares)) if len(shares) >= 3 else pooled
@@ -87,6 +104,17 @@ class Rounds:
         r, i = np.nonzero(samples[:, k, a, b])
         return i, r.astype(np.int64) * ROUND_KEY + self.round_of[r, a[i], b[i]]
 
+    def leaf_rounds(
+        self, samples: np.ndarray, k: int, a: np.ndarray, b: np.ndarray, leaf: np.ndarray, span: int
+    ) -> np.ndarray:
+        """``[leaf index]``: the distinct rounds in which rail k's ``samples`` (``[repeat, rail, a, b]``) at cells
+        ``(a, b)`` (each pair once, its ends on two leaves of ``leaf``, ``[node]``) touched each leaf, counted at
+        both ends."""
+        cell, key = self._sample_keys(samples, k, a, b)
+        ends = np.concatenate([leaf[a][cell], leaf[b][cell]]).astype(np.int64)
+        tags = np.unique(ends * ROUND_SPAN + np.concatenate([key, key]))
+        return np.bincount(tags // ROUND_SPAN, minlength=span)
+
     def slow_keys(self, k: int, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Each slow matrix sample of rail k's cells ``(a, b)``: which cell and its round (:meth:`_sample_keys`)."""
         return self._sample_keys(self.slow, k, a, b)
@@ -106,24 +134,29 @@ class Rounds:
         always: np.ndarray,
         cells: np.ndarray,
         by_cells: bool,
-        leaves: Iterable[np.ndarray] | None = None,
+        leaf: np.ndarray | None = None,
     ) -> bool:
         """Rail k's part on ``cells`` (``[a, b]``) holds its slowdown over independent rounds: its reproduced
         suspects were slow in more rounds than the run's rate gives over the rounds its cells ran in, or
         ``by_cells`` (its suspects slow in every pass stood out cell by cell) and those span two rounds.
 
-        A spine (``leaves``: each leaf's share of ``cells``) is judged without the rate: it slows every rail, so
+        A spine (``leaf``: ``[node]``, the leaf of each node, every end of ``cells`` placed) is judged without the
+        rate: it slows every rail, so
         the median over the rails would be its own rate. It carries a share of every round's flows between units,
         so on most of the rail's leaves it holds in most of the rounds their cross cells ran in; a hot spot visits
         a leaf in a few rounds (on a rail of many leaves, some leaf is hot in most rounds: hence leaf by leaf)."""
         if by_cells and self.slow_rounds(k, always & cells) >= 2:
             return True
         hit = self.slow_rounds(k, reproduced & cells)
-        if leaves is not None:
-            # A leaf at a time: a 1024-node rail's 32 leaves, each a matrix of its rail, were 67 MB held at once.
-            mine = (share for share in (c & cells for c in leaves) if share.any())
-            held = [2 * self.slow_rounds(k, reproduced & c) > self.ran_rounds(k, c) for c in mine]
-            return hit >= 2 and 2 * sum(held) > len(held)
+        if leaf is not None:
+            # Each leaf by the cells with an end on it, read once (a mask per leaf was a pass over the matrix each).
+            a, b = sparse.nonzero(cells)
+            span = int(leaf.max()) + 1
+            mine = np.bincount(np.concatenate([leaf[a], leaf[b]]), minlength=span) > 0
+            slow = reproduced[a, b]
+            hits = self.leaf_rounds(self.slow, k, a[slow], b[slow], leaf, span)
+            held = 2 * hits > self.leaf_rounds(self.ran, k, a, b, leaf, span)
+            return hit >= 2 and 2 * int((held & mine).sum()) > int(mine.sum())
         tail = noise.binom_sf(hit, self.ran_rounds(k, cells), self.per_round)
         return hit >= 2 and tail * max(1, self.tries) <= noise.NAME_FALSE_ALARMS
 

@@ -131,20 +131,13 @@ class Paths:
         reproduces, always = cells.reproduces & cells.measured, cells.reproduces_always & cells.measured
         rounds = None
         if cells.round_of is not None and cells.round_of.shape[0] >= cells.slow_sample.shape[0]:
-            # One leaf's cells at a time, as Rounds.of reads them: held all at once they were 268 MB at 1024 x 8.
-            slots = (
-                (k, cross[k] & (near[:, None] | near[None, :]))
-                for k in range(rails)
-                if len(leaves_on[k]) >= 2
-                for near in (leaf[k] == index for index in leaves_on[k])
-            )
             ran = ~np.isnan(cells.matrix.busbw) & cells.measured[None]
             slow = cells.slow_sample & cells.measured[None]
             # The floor of the rate of slow rounds stays the fabric-wide rate: the rate between units is hot spots'
             # and congestion's, which come a round at a time, and ``Rounds.of`` spreads a per-cell rate over a
             # round's cells as if each were independent (on ``hotspots`` at 64 x 8 a floor from the noise between
             # units put a healthy leaf's rate of slow rounds at about a half and hid degraded uplinks: 963/1000).
-            rounds = Rounds.of(slow, ran, cells.round_of, reproduces, slots, per_cell, null.tries)
+            rounds = Rounds.of(slow, ran, cells.round_of, reproduces, cross, leaf, per_cell, null.tries)
         quiet = None if cells.quiet is None else cells.quiet & cross
         held_quiet = None if cells.held_quiet is None or quiet is None else np.where(quiet, cells.held_quiet, 0)
         repeated_quiet = again_quiet = None
@@ -235,11 +228,8 @@ class Paths:
         null = self.null if against is None else against
         cells = mask & self.upper
         by_cells = null.significant(0, int(cells.sum()), int((self.always[k] & cells).sum()))
-        leaves = None
-        if not rate:  # a spine: judged leaf by leaf (persistence.Rounds.persists), each leaf's cells made as read
-            near = (self.leaf[k] == index for index in self.leaves_on[k])
-            leaves = (n[:, None] | n[None, :] for n in near)
-        return self.rounds.persists(k, self.reproduces[k], self.always[k], cells, by_cells, leaves)
+        leaf = None if rate else self.leaf[k]  # a spine: judged leaf by leaf (persistence.Rounds.persists)
+        return self.rounds.persists(k, self.reproduces[k], self.always[k], cells, by_cells, leaf)
 
     def switch_inside(self, k: int, mask: np.ndarray) -> bool:
         """Rail k's cells within units (``mask``) are slow the way a switch slows them: more reproduced suspects

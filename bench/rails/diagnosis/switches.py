@@ -33,6 +33,7 @@ import numpy as np
 from bench.rails.diagnosis import company, noise
 from bench.rails.diagnosis.cells import Cells
 from bench.rails.diagnosis.leaves import SwitchFault
+from bench.rails.diagnosis.persistence import ROUND_SPAN
 from bench.rails.diagnosis.quiet_uplinks import quiet_uplinks
 from bench.rails.diagnosis.switch_paths import Null, Paths, far_leaves, hub_nodes, is_routed, is_spread, uplink
 from bench.rails.plan.fabric_map import FabricMap
@@ -270,10 +271,6 @@ def _most_convicted_leaf(paths: Paths, k: int, left: np.ndarray) -> tuple[int, i
     index = max(paths.leaves_on[k], key=lambda i: (int(rounds[i]), int(counts[i])))  # the first of the most
     near = leaf == index
     return index, int(counts[index]), left & (near[:, None] | near[None, :]), near
-
-
-ROUND_SPAN = 1 << 40
-"""``leaf * ROUND_SPAN + round key``: one integer per (leaf, independent round) (round keys are under 2^40)."""
 
 
 def _ends(leaf: np.ndarray, a: np.ndarray, b: np.ndarray, key: np.ndarray | None = None) -> np.ndarray:
