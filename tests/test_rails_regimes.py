@@ -11,7 +11,7 @@ import pytest
 
 from tests.support import diagnosis_sim
 from tests.support.models.fabric_model import Shape
-from tests.support.models.fabric_regimes import ECMP, HOT_SPOTS, NOISY, REALISTIC, TAPERED
+from tests.support.models.fabric_regimes import ECMP, HOT_SPOTS, NOISY, REALISTIC, TAPERED, TAPERED_ECMP
 
 SIM = diagnosis_sim()
 SHAPE = Shape(64, 8, 32)
@@ -106,3 +106,13 @@ def test_a_static_route_held_low_alone_at_one_hub_is_its_uplink() -> None:
     unit was clean (``switches._held_alone``, ``quiet_uplinks._held_uplink``); four of its pairs were named."""
     result = SIM.run_one("48x8", Shape(48, 8, 32, NOISY.oversubscription), "uplink", 1031006, NOISY)
     assert result.named == result.expected == {("uplink", frozenset({"leaf-su1-r4", "leaf-su2-r4"}))}
+
+
+def test_one_nodes_link_at_the_floor_is_no_static_routes_uplink() -> None:
+    """``--regime tapered-ecmp --sizes 64x8 --unit 8 --seed 31000``, clean run 31196: node051's link on rail 2, at the
+    regime's floor and healthy, was slow with 10 of its 14 partners across units (ECMP's collisions and the taper's
+    spread) and clean within its leaf of 8, and the uplink rule read it as a static route's hub: its leaf's uplink
+    was named in a clean run. A static route's uplink also slows its leaf's flows out to the nodes its port serves
+    elsewhere, so its suspects never all meet at one node (``switches._Uplinks.stands``)."""
+    result = SIM.run_one("64x8", Shape(64, 8, 8, TAPERED_ECMP.oversubscription), "clean", 31196, TAPERED_ECMP)
+    assert result.named == set() and result.below_target == 0

@@ -142,7 +142,7 @@ def leaf_faults(cells: Cells, fabric: FabricMap, rail_fault: np.ndarray) -> list
             k, a, b = np.nonzero(np.triu(mask, k=1))
             if not cells.confirmed(k, a, b):
                 continue
-            if _one_node(cells.reproduces[kpos] & mask[kpos]):
+            if one_node(cells.reproduces[kpos] & mask[kpos]):
                 continue  # one node's cable, with noise on the rest
             inside = cells.measured[kpos] & (row == index)[:, None] & (row == index)[None, :]
             if only_between_units(cells.reproduces[kpos] & mask[kpos], inside):
@@ -159,7 +159,7 @@ def _most(slow: np.ndarray, measured: np.ndarray) -> np.ndarray:
     return 2 * slow.sum(axis=1) > measured.sum(axis=1)
 
 
-def _one_node(reproduces: np.ndarray) -> bool:
+def one_node(reproduces: np.ndarray) -> bool:
     """The reproducing suspects (``[a, b]``) all meet at one node."""
     a, b = np.nonzero(np.triu(reproduces, k=1))
     return len(a) > 0 and any(bool(np.all((a == x) | (b == x))) for x in (a[0], b[0]))

@@ -32,7 +32,7 @@ import numpy as np
 
 from bench.rails.diagnosis import company, noise
 from bench.rails.diagnosis.cells import Cells
-from bench.rails.diagnosis.leaves import SwitchFault
+from bench.rails.diagnosis.leaves import SwitchFault, one_node
 from bench.rails.diagnosis.persistence import ROUND_SPAN
 from bench.rails.diagnosis.quiet_uplinks import quiet_uplinks
 from bench.rails.diagnosis.switch_paths import Null, Paths, far_leaves, hub_nodes, is_routed, is_spread, uplink
@@ -242,7 +242,12 @@ class _Uplinks:
             mine[busiest, :] = mine[:, busiest] = False
             slow = paths.reproduces[k] & mine
         hubs = [x for x in hub_nodes(slow, mine) if not self.elevated_inside(paths, k, x)]
-        shaped = is_spread(slow) or is_routed(slow, mine, hubs)
+        # A static route's uplink slows flows both ways: into its leaf at the node its port serves, and out of the
+        # leaf, from every node of it, to the nodes it serves in other units. Suspects that all meet at one node are
+        # that node's link at the edge of the line, slow only where the flows between units add their spread
+        # (``tapered-ecmp`` with leaves of 8 at 64 x 8, clean run 31196: node051's link on rail 2, at the regime's
+        # floor, slow with 10 of its 14 partners across units and clean within its unit of 8, named as its uplink).
+        shaped = is_spread(slow) or (is_routed(slow, mine, hubs) and not one_node(slow))
         return paths.convicts(k, mine, self.between) and shaped and not paths.switch_inside(k, within)
 
 
