@@ -32,6 +32,16 @@ ROUND_SPAN = 1 << 40
 """``leaf * ROUND_SPAN + round key``: one integer per (leaf, independent round) (round keys are under 2^40)."""
 
 
+def leaf_ends(leaf: np.ndarray, a: np.ndarray, b: np.ndarray, key: np.ndarray | None = None) -> np.ndarray:
+    """The placed leaves (``leaf``: ``[node]``) at the ends of cells ``(a, b)``, each once per cell (both where they
+    differ), as leaf indices, or with ``key`` (one per cell) as ``leaf * ROUND_SPAN + key``."""
+    near, far = leaf[a], leaf[b]
+    other = far != near
+    ends = np.concatenate([near, far[other]]).astype(np.int64)
+    tags = ends if key is None else ends * ROUND_SPAN + np.concatenate([key, key[other]])
+    return tags[ends >= 0]
+
+
 @dataclass(frozen=True, eq=False)
 class Rounds:
     """Which round each slow matrix sample ran in, and the run's rate of rounds with reproduced suspects."""
@@ -75,7 +85,7 @@ class Rounds:
                 continue
             a, b = sparse.nonzero(cross[k] & upper)
             span = int(on[-1]) + 1
-            pairs = np.bincount(np.concatenate([leaf[k][a], leaf[k][b]]), minlength=span)
+            pairs = np.bincount(leaf_ends(leaf[k], a, b), minlength=span)
             total = unfloored.leaf_rounds(ran, k, a, b, leaf[k], span)
             slow_cells = reproduces[k][a, b]
             hit = unfloored.leaf_rounds(slow, k, a[slow_cells], b[slow_cells], leaf[k], span)
@@ -108,16 +118,10 @@ class Rounds:
         self, samples: np.ndarray, k: int, a: np.ndarray, b: np.ndarray, leaf: np.ndarray, span: int
     ) -> np.ndarray:
         """``[leaf index]``: the distinct rounds in which rail k's ``samples`` (``[repeat, rail, a, b]``) at cells
-        ``(a, b)`` (each pair once, its ends on two leaves of ``leaf``, ``[node]``) touched each leaf, counted at
-        both ends."""
+        ``(a, b)`` (each pair once) touched each placed leaf of ``leaf`` (``[node]``), counted at both ends."""
         cell, key = self._sample_keys(samples, k, a, b)
-        ends = np.concatenate([leaf[a][cell], leaf[b][cell]]).astype(np.int64)
-        tags = np.unique(ends * ROUND_SPAN + np.concatenate([key, key]))
+        tags = np.unique(leaf_ends(leaf, a[cell], b[cell], key))
         return np.bincount(tags // ROUND_SPAN, minlength=span)
-
-    def slow_keys(self, k: int, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Each slow matrix sample of rail k's cells ``(a, b)``: which cell and its round (:meth:`_sample_keys`)."""
-        return self._sample_keys(self.slow, k, a, b)
 
     def slow_rounds(self, k: int, cells: np.ndarray) -> int:
         """The rounds in which rail k's ``cells`` (``[a, b]``) had a slow matrix sample."""
@@ -140,11 +144,10 @@ class Rounds:
         suspects were slow in more rounds than the run's rate gives over the rounds its cells ran in, or
         ``by_cells`` (its suspects slow in every pass stood out cell by cell) and those span two rounds.
 
-        A spine (``leaf``: ``[node]``, the leaf of each node, every end of ``cells`` placed) is judged without the
-        rate: it slows every rail, so
-        the median over the rails would be its own rate. It carries a share of every round's flows between units,
-        so on most of the rail's leaves it holds in most of the rounds their cross cells ran in; a hot spot visits
-        a leaf in a few rounds (on a rail of many leaves, some leaf is hot in most rounds: hence leaf by leaf)."""
+        A spine (``leaf``: ``[node]``, the leaf of each node) is judged without the rate: it slows every rail, so the
+        median over the rails would be its own rate. It carries a share of every round's flows between units, so on
+        most of the rail's leaves it holds in most of the rounds their cross cells ran in; a hot spot visits a leaf
+        in a few rounds (on a rail of many leaves, some leaf is hot in most rounds: hence leaf by leaf)."""
         if by_cells and self.slow_rounds(k, always & cells) >= 2:
             return True
         hit = self.slow_rounds(k, reproduced & cells)
@@ -152,7 +155,7 @@ class Rounds:
             # Each leaf by the cells with an end on it, read once (a mask per leaf was a pass over the matrix each).
             a, b = sparse.nonzero(cells)
             span = int(leaf.max()) + 1
-            mine = np.bincount(np.concatenate([leaf[a], leaf[b]]), minlength=span) > 0
+            mine = np.bincount(leaf_ends(leaf, a, b), minlength=span) > 0
             slow = reproduced[a, b]
             hits = self.leaf_rounds(self.slow, k, a[slow], b[slow], leaf, span)
             held = 2 * hits > self.leaf_rounds(self.ran, k, a, b, leaf, span)

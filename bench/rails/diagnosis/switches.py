@@ -33,7 +33,7 @@ import numpy as np
 from bench.rails.diagnosis import company, noise
 from bench.rails.diagnosis.cells import Cells
 from bench.rails.diagnosis.leaves import SwitchFault, one_node
-from bench.rails.diagnosis.persistence import ROUND_SPAN
+from bench.rails.diagnosis.persistence import leaf_ends
 from bench.rails.diagnosis.quiet_uplinks import quiet_uplinks
 from bench.rails.diagnosis.switch_paths import Null, Paths, far_leaves, hub_nodes, is_routed, is_spread, uplink
 from bench.rails.plan.fabric_map import FabricMap
@@ -267,25 +267,11 @@ def _most_convicted_leaf(paths: Paths, k: int, left: np.ndarray) -> tuple[int, i
     leaf = paths.leaf[k]
     a, b = np.nonzero(paths.reproduces[k] & left & paths.upper)
     span = max(paths.leaves_on[k]) + 1
-    counts = np.bincount(_ends(leaf, a, b), minlength=span)
-    rounds = counts
-    if paths.rounds is not None:
-        cell, key = paths.rounds.slow_keys(k, a, b)
-        ends = _ends(leaf, a[cell], b[cell], key)
-        rounds = np.bincount(np.unique(ends) // ROUND_SPAN, minlength=span)
+    counts = np.bincount(leaf_ends(leaf, a, b), minlength=span)
+    rounds = counts if paths.rounds is None else paths.rounds.leaf_rounds(paths.rounds.slow, k, a, b, leaf, span)
     index = max(paths.leaves_on[k], key=lambda i: (int(rounds[i]), int(counts[i])))  # the first of the most
     near = leaf == index
     return index, int(counts[index]), left & (near[:, None] | near[None, :]), near
-
-
-def _ends(leaf: np.ndarray, a: np.ndarray, b: np.ndarray, key: np.ndarray | None = None) -> np.ndarray:
-    """The leaves at the ends of cells ``(a, b)``, each once per cell (both where they differ), as leaf indices, or
-    with ``key`` as ``leaf * ROUND_SPAN + key``."""
-    near, far = leaf[a], leaf[b]
-    other = far != near
-    ends = np.concatenate([near, far[other]]).astype(np.int64)
-    tags = ends if key is None else ends * ROUND_SPAN + np.concatenate([key, key[other]])
-    return tags[ends >= 0]
 
 
 def _uplink_faults(
