@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import re
 import shutil
 import subprocess
 import tempfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -124,51 +121,6 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Producer) -> LoadGro
             return group if group is not None else super()._split_scope(nodeid)
 
     return WrittenGroups(config, log)
-
-
-_OLD_RUNS_KEY = pytest.StashKey[threading.Thread]()
-
-
-def pytest_sessionstart(session: pytest.Session) -> None:
-    """Remove the old runs' temporary folders while the tests run, not after them. pytest keeps the last
-    ``tmp_path_retention_count`` runs' folders (/tmp/pytest-of-<user>/pytest-<N>) and removes the one before them when
-    its session finishes, after the last test: one whole run's folder, about 105,000 files (the fixture trees of /sys),
-    took the last 240 s of a 2,415 s suite on the 2-core CI machine (load 7-15; its disk deletes a few hundred files a
-    second), and about a minute beside the first tests instead. Here the controller (or the one process without xdist)
-    removes the same folders, through pytest's own cleanup and its locks (a running session's folder is never touched),
-    in a thread of low priority that starts with the session; :func:`pytest_sessionfinish` waits for it, so pytest's own
-    cleanup finds nothing left."""
-    config = session.config
-    factory = getattr(config, "_tmp_path_factory", None)
-    if hasattr(config, "workerinput") or config.option.basetemp or factory is None:
-        return  # a worker (its folder is the controller's), or a folder the user named: nothing numbered
-    try:
-        from _pytest.pathlib import LOCK_TIMEOUT, cleanup_numbered_dir
-    except ImportError:  # pytest moved its helpers: it removes the old folders itself at the end, as before
-        return
-    basetemp = factory.getbasetemp()  # this run's folder first: the runs kept are counted with it
-    if not re.fullmatch(r"pytest-\d+", basetemp.name):
-        return
-    keep = 0 if config.getini("tmp_path_retention_policy") == "none" else int(config.getini("tmp_path_retention_count"))
-    lock_dead = basetemp.stat().st_mtime - LOCK_TIMEOUT
-
-    def remove() -> None:
-        with contextlib.suppress(OSError, AttributeError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)  # this thread only (Linux)
-        with contextlib.suppress(OSError):
-            cleanup_numbered_dir(basetemp.parent, "pytest-", keep, lock_dead)
-
-    thread = threading.Thread(target=remove, name="railbench-old-tmp-runs", daemon=True)
-    thread.start()
-    config.stash[_OLD_RUNS_KEY] = thread
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Before pytest's own cleanup of old runs' folders (its tmpdir plugin's ``pytest_sessionfinish``): the removal
-    :func:`pytest_sessionstart` started is over, so the two never delete one folder at once."""
-    if (thread := session.config.stash.get(_OLD_RUNS_KEY, None)) is not None:
-        thread.join()
 
 
 @pytest.fixture(scope="session", autouse=True)
