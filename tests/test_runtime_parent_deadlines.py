@@ -69,9 +69,11 @@ def _status(out: Path) -> tuple[str | None, str | None]:
 
 
 def _rows(out: Path) -> int:
+    # Read while the run writes it: a file caught before its header is written has no rows yet (DictReader would
+    # read its fieldnames as None there and fail on the row that follows).
     try:
         with (out / "results.csv").open() as fh:
-            return sum(1 for _ in csv.DictReader(fh))
+            return max(0, sum(1 for row in csv.reader(fh) if row) - 1)
     except FileNotFoundError:
         return 0
 
