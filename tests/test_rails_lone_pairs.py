@@ -12,7 +12,7 @@ from bench.rails.diagnosis.localise import PairMatrix, PairSample, diagnose
 from bench.rails.diagnosis.lone_pairs import shared_links
 from tests.support import diagnosis_sim
 from tests.support.models.fabric_model import Shape
-from tests.support.models.fabric_regimes import ECMP, REALISTIC
+from tests.support.models.fabric_regimes import ECMP, HOT_SPOTS, REALISTIC
 
 
 def _lone(nodes: int, rails: int, pairs: list[tuple[int, int, int]]) -> np.ndarray:
@@ -121,3 +121,32 @@ def test_a_link_at_the_lines_edge_under_ecmp_collisions_is_no_flaky_cable(seed: 
     (13 such cables in 200 clean runs). A link's own fault slows its leaf's pairs as deep as those across."""
     result = diagnosis_sim().run_one("64x8", Shape(64, 8, 8, ECMP.oversubscription), "clean", seed, ECMP)
     assert result.named == set()
+
+
+def test_a_healthy_pair_of_slower_links_hit_by_three_transients_is_no_lone_pair() -> None:
+    """``ci/diagnosis_sim.py``'s hotspots clean run 66050 at 200 x 8: node004-node024 on rail 2, whose slower end
+    runs 5% under the rail's median, read 257-263 Gb/s in the matrix and in both re-measurements (transients at
+    72-73% of its own level). Ranked by rate, each sample was among the nine slowest of 24,000 cells within units
+    and the pair was named; ranked by its depth under its own links' level, it is as common as any transient."""
+    result = diagnosis_sim().run_one("200x8", Shape(200, 8, 32), "clean", 66050, HOT_SPOTS)
+    assert result.named == set()
+
+
+def test_one_hot_rounds_pairs_are_no_evidence_against_either_end() -> None:
+    """``ci/diagnosis_sim.py``'s hotspots clean run 69018 at 64 x 8: a hot spot slowed all 32 cross pairs of one
+    round on rail 6, and both re-measurements ran hot too. Those pairs are that round's evidence and stay
+    transients; read as lone pairs first, node026's two other outliers made its cable the guilty end of one of
+    them, and a healthy cable was named."""
+    result = diagnosis_sim().run_one("64x8", Shape(64, 8, 32), "clean", 69018, HOT_SPOTS)
+    assert result.named == set()
+
+
+def test_a_flapping_cable_on_a_leaf_of_eight_is_ranked_against_its_healthy_level() -> None:
+    """``ci/diagnosis_sim.py``'s ecmp scenario 1070050 at 64 x 8 with leaves of 8 (``--unit 8``): an HCA and
+    node015's rail-5 cable at 28% of its rate in 30% of its samples. The cable is named from its lone pairs; ranked
+    under the median of its 7 partners within its leaf (its slow level, as the flaps fell), they were nothing
+    beyond it and the cable went unnamed. A link's level is the upper quartile of its partners (``link_levels``)."""
+    shape = Shape(64, 8, 8, ECMP.oversubscription)
+    result = diagnosis_sim().run_one("64x8", shape, "two", 1070050, ECMP)
+    assert ("cable", "node015", 5) in result.expected
+    assert result.named == result.expected

@@ -7,6 +7,7 @@ its samples by chance alone. ``beyond_noise`` asks the fabric's own samples how 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -34,30 +35,44 @@ def beyond_noise(cells: Cells, between: np.ndarray | None = None) -> np.ndarray:
     units), a pair is ranked
     among the cells of its own class: congestion slows cells across units and never within a leaf, so a pair
     across units is no more unusual than the congested samples around it, and one within a unit is held to
-    the quieter samples of its class."""
+    the quieter samples of its class.
+
+    Every sample is ranked by how far it runs under its own pair's level (:func:`link_levels`), not by its rate:
+    healthy links differ by a few percent, and a pair of two slower ones reaches the pool's slowest rates with
+    the same transients that leave a faster pair mid-pool. On the fabric model's 200 x 8 matrix a healthy pair
+    whose slower end ran 5% under the rail's median was slow three times at 69-70% of that median (transients
+    at 72-73% of its own level), each among the pool's nine slowest by rate, and was named; by depth under its
+    own level it is as common as any transient."""
     out = np.zeros(cells.measured.shape, dtype=bool)
     candidates = np.triu(cells.pair_slow, k=1)
     if not candidates.any():
         return out
     matrix = cells.matrix
+    levels = link_levels(cells, between)
     # Log rates are taken where they are read (the candidates, the other cells of each class, the transients),
     # never as whole matrix-sized arrays beside the judge's own.
     ck, ca, cb = np.nonzero(candidates)
-    mine = pool_at(cells, (ck, ca, cb))
-    again = noise.log_rates(matrix.again.at(ck, ca, cb), np.ones(1))
+    mine = pool_at(cells, (ck, ca, cb), levels)
+    again = noise.log_rates(matrix.again.at(ck, ca, cb), np.ones(1)) - pair_level(levels, (ck, ca, cb))[None]
     again[matrix.again.stopped_at(ck, ca, cb) & cells.slow_again[:, ck, ca, cb]] = -np.inf
     upper = np.triu(np.ones(cells.measured.shape[1:], dtype=bool), k=1)
     # Other lone pairs are left out of noise's samples: two slow pairs must not hide each other.
     classes = [cells.measured] if between is None else [cells.measured & between, cells.measured & ~between]
     pools = []
     for region in classes:
-        others = pool_at(cells, np.nonzero(region & upper[None] & ~candidates)).ravel()
+        others = pool_at(cells, np.nonzero(region & upper[None] & ~candidates), levels).ravel()
         pools.append(np.sort(others[~np.isnan(others)]))
     tested = max(1, int((cells.measured & upper[None]).sum()))
-    floor = noise_floor(cells)
+    floor = noise_floor(cells, levels)
+    either = candidates | np.swapaxes(candidates, 1, 2)
     for i, (k, a, b) in enumerate(zip(ck.tolist(), ca.tolist(), cb.tolist(), strict=True)):
-        pooled = pools[0] if between is None or between[k, a, b] else pools[1]
-        total = len(pooled)
+        inside = between is None or bool(between[k, a, b])
+        pooled = pools[0] if inside else pools[1]
+        # The pair's own links' other samples are left out of noise's too, as its floor leaves them out: a
+        # link that flaps slows its other partners now and then, and those samples are its fault, not noise.
+        region = classes[0] if inside else classes[1]
+        links = links_samples(cells, levels, (k, a, b), region, either)
+        total = len(pooled) - len(links)
         own = np.concatenate([mine[:, i], again[:, i]])
         own = np.sort(own[~np.isnan(own)])
         n = len(own)
@@ -72,26 +87,80 @@ def beyond_noise(cells: Cells, between: np.ndarray | None = None) -> np.ndarray:
             continue
         best = 1.0
         for j in range(n // 2 + 1, n + 1):
-            q = (int(np.searchsorted(pooled, own[j - 1], side="right")) + 1) / (total + 1)
+            below = np.searchsorted(pooled, own[j - 1], side="right") - np.searchsorted(links, own[j - 1], side="right")
+            q = (int(below) + 1) / (total + 1)
             best = min(best, noise.binom_sf(j, n, q))
         if best * tested * tries <= noise.NAME_FALSE_ALARMS:
             out[k, a, b] = out[k, b, a] = True
     return out
 
 
-def pool_at(cells: Cells, index: tuple[np.ndarray, ...]) -> np.ndarray:
-    """``[repeat, cell]``: the matrix samples' log rates at cells ``index`` (``(rail, a, b)``), as noise's pool
-    ranks them. A sample whose budget ran out ranks as nothing moved only where the judge found it slow by its rate
-    (``localise._judge``): on a loaded host a cell at its peers' level runs long too, and ranked at -inf it
-    alone made its pair stand out of noise ("3.2 Gb/s = 126% of peers' ... pair fault", issue 43)."""
+def links_samples(
+    cells: Cells, levels: np.ndarray, pair: tuple[int, int, int], region: np.ndarray, left_out: np.ndarray
+) -> np.ndarray:
+    """The samples of noise's pool (the cells of ``region`` not ``left_out``, both ``[rail, a, b]``) that share a
+    link with ``pair`` (``(rail, a, b)``), sorted, as :func:`pool_at` ranks them. Read from the pair's two rows
+    alone: at 1024 nodes a rail's plane is a million cells, and a clean run has thousands of candidates."""
+    k, a, b = pair
+    lo, hi = [], []
+    for end in (a, b):
+        row = region[k, end] & ~left_out[k, end]
+        row[[a, b]] = False
+        partners = np.flatnonzero(row)
+        lo.append(np.minimum(end, partners))
+        hi.append(np.maximum(end, partners))
+    first, second = np.concatenate(lo), np.concatenate(hi)
+    values = pool_at(cells, (np.full(len(first), k), first, second), levels).ravel()
+    return np.sort(values[~np.isnan(values)])
+
+
+def link_levels(cells: Cells, between: np.ndarray | None) -> np.ndarray:
+    """``[rail, node]``: each link's healthy log rate, the upper quartile of its cells' rates over its partners.
+
+    The upper quartile, not the median: a link that flaps in a third of its samples, or a healthy one with a
+    few transients, keeps its healthy level (with leaves of 8 a link has 7 partners within its unit, and a
+    median of them was a flapping link's slow level: its lone pairs ranked as nothing beyond it, and the cable
+    went unnamed). Where the cabling is known, only its cells within units count (nothing congests them); a link
+    with none there, or none measured at all, takes the quartile of what it has, then its rail's median. Samples
+    that moved nothing are left out: a dead link's pairs are ranked against its rail's level, so what they moved
+    (nothing) stays the deepest sample there is."""
+    busbw = cells.matrix.busbw
+    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+        # Unmeasured cells are NaN by design; a link with none measured is filled below.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        # One matrix-sized array (67 MB at 1024 x 8), logged in place.
+        cell = np.where(busbw > 0, busbw, np.nan)
+        cell = cell[0] if cell.shape[0] == 1 else np.nanmedian(cell, axis=0)
+        np.log(cell, out=cell)
+        levels = noise.upper_quartile(cell)
+        if between is not None:
+            inside = noise.upper_quartile(cell, within=~between)
+            levels = np.where(np.isnan(inside), levels, inside)
+        rail = np.nanmedian(levels, axis=1)
+    return np.where(np.isnan(levels), np.nan_to_num(rail, nan=0.0)[:, None], levels)
+
+
+def pair_level(levels: np.ndarray, index: tuple[np.ndarray, ...]) -> np.ndarray:
+    """Each cell's expected log rate (``index``: ``(rail, a, b)``): its slower link's level, as a flow runs at
+    the slower of its two NICs."""
+    k, a, b = index
+    return np.minimum(levels[k, a], levels[k, b])
+
+
+def pool_at(cells: Cells, index: tuple[np.ndarray, ...], levels: np.ndarray) -> np.ndarray:
+    """``[repeat, cell]``: the matrix samples' log rates at cells ``index`` (``(rail, a, b)``) under their pairs'
+    levels (``levels``: :func:`link_levels`), as noise's pool ranks them. A sample whose budget ran out ranks
+    as nothing moved only where the judge found it slow by its rate (``localise._judge``): on a loaded host a
+    cell at its peers' level runs long too, and ranked at -inf it alone made its pair stand out of noise
+    ("3.2 Gb/s = 126% of peers' ... pair fault", issue 43)."""
     k, a, b = index
     matrix = cells.matrix
-    out = noise.log_rates(matrix.busbw[:, k, a, b], np.ones(1))
+    out = noise.log_rates(matrix.busbw[:, k, a, b], np.ones(1)) - pair_level(levels, index)[None]
     out[(matrix.stopped_flags & cells.slow_sample)[:, k, a, b]] = -np.inf
     return out
 
 
-def noise_floor(cells: Cells) -> Callable[[int, int, int], float]:
+def noise_floor(cells: Cells, levels: np.ndarray) -> Callable[[int, int, int], float]:
     """For a pair ``(rail, a, b)``: the slowest matrix sample (log rates, :func:`pool_at`) of a transient, a
     suspect that re-measured normal and so noise by its own re-measurement, that shares neither of the pair's
     links (slow partners of one end are evidence against that end, ``guilty_ends``, not noise); ``+inf`` where
@@ -106,7 +175,7 @@ def noise_floor(cells: Cells) -> Callable[[int, int, int], float]:
     # Each transient's slowest slow sample, listed by cell (every other cell's is +inf, and counts for nothing).
     tk, ta, tb = np.nonzero(transient)
     slow = cells.slow_sample[:, tk, ta, tb]
-    depths = np.where(slow, pool_at(cells, (tk, ta, tb)), np.inf).min(axis=0, initial=np.inf)
+    depths = np.where(slow, pool_at(cells, (tk, ta, tb), levels), np.inf).min(axis=0, initial=np.inf)
 
     def floor(k: int, a: int, b: int) -> float:
         apart = ~((tk == k) & ((ta == a) | (ta == b) | (tb == a) | (tb == b)))
