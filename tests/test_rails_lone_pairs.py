@@ -12,7 +12,7 @@ from bench.rails.diagnosis.localise import PairMatrix, PairSample, diagnose
 from bench.rails.diagnosis.lone_pairs import shared_links
 from tests.support import diagnosis_sim
 from tests.support.models.fabric_model import Shape
-from tests.support.models.fabric_regimes import ECMP, HOT_SPOTS, REALISTIC
+from tests.support.models.fabric_regimes import ECMP, HOT_SPOTS, REALISTIC, TAPERED_ECMP, Regime
 
 
 def _lone(nodes: int, rails: int, pairs: list[tuple[int, int, int]]) -> np.ndarray:
@@ -149,4 +149,23 @@ def test_a_flapping_cable_on_a_leaf_of_eight_is_ranked_against_its_healthy_level
     shape = Shape(64, 8, 8, ECMP.oversubscription)
     result = diagnosis_sim().run_one("64x8", shape, "two", 1070050, ECMP)
     assert ("cable", "node015", 5) in result.expected
+    assert result.named == result.expected
+
+
+@pytest.mark.parametrize(
+    ("regime", "unit", "kind", "seed", "cable"),
+    [
+        (TAPERED_ECMP, 32, "flaky", 1070021, ("cable", "node001", 7)),
+        (ECMP, 8, "three", 1070025, ("cable", "node055", 3)),
+    ],
+)
+def test_a_flapping_cables_other_samples_are_no_noise_its_lone_pairs_are_ranked_in(
+    regime: Regime, unit: int, kind: str, seed: int, cable: tuple[str, str, int]
+) -> None:
+    """``ci/diagnosis_sim.py`` at 64 x 8: a cable flapping to 34% (48%) of its rate in 20% (26%) of its samples is
+    named from its lone pairs, each slow in all three samples. Its slow samples with its other partners were in the
+    pool those pairs were ranked in, and left them just past the bound (1e-5 a run): the cable went unnamed. They
+    are its fault, not noise, and are left out as its noise floor leaves them out."""
+    result = diagnosis_sim().run_one("64x8", Shape(64, 8, unit, regime.oversubscription), kind, seed, regime)
+    assert cable in result.expected
     assert result.named == result.expected
