@@ -64,14 +64,13 @@ def beyond_noise(cells: Cells, between: np.ndarray | None = None) -> np.ndarray:
         pools.append(np.sort(others[~np.isnan(others)]))
     tested = max(1, int((cells.measured & upper[None]).sum()))
     floor = noise_floor(cells, levels)
-    either = candidates | np.swapaxes(candidates, 1, 2)
+    either_way = candidates | np.swapaxes(candidates, 1, 2)
     for i, (k, a, b) in enumerate(zip(ck.tolist(), ca.tolist(), cb.tolist(), strict=True)):
-        inside = between is None or bool(between[k, a, b])
-        pooled = pools[0] if inside else pools[1]
+        of_class = 0 if between is None or between[k, a, b] else 1
+        pooled = pools[of_class]
         # The pair's own links' other samples are left out of noise's too, as its floor leaves them out: a
         # link that flaps slows its other partners now and then, and those samples are its fault, not noise.
-        region = classes[0] if inside else classes[1]
-        links = links_samples(cells, levels, (k, a, b), region, either)
+        links = links_samples(cells, levels, (k, a, b), classes[of_class], either_way)
         total = len(pooled) - len(links)
         own = np.concatenate([mine[:, i], again[:, i]])
         own = np.sort(own[~np.isnan(own)])
