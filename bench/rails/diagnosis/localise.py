@@ -47,6 +47,7 @@ from bench.rails.diagnosis import (
     blocks,
     defects_by_part,
     leaves,
+    line,
     link_faults,
     lone_pairs,
     noise,
@@ -161,29 +162,6 @@ def _alone(matrix: PairMatrix) -> str:
     )
 
 
-def _low_cells(cell_median: np.ndarray, measured: np.ndarray, between: np.ndarray | None, mark: float) -> np.ndarray:
-    """``[rail, a, b]``: the cells that cross a link whose level sits under the absolute line (``mark``, in log).
-
-    The absolute line judges a part's level, not single samples: a healthy fabric's weakest links and its
-    congested samples dip under 90% of line now and then. A sample under the line counts as slow when a link
-    it crosses sits under the line by its level (slow with three quarters of its partners), or when it is
-    under the line by more than the spread the run measured across healthy cells can explain (Holm over all
-    samples, as the relative test).
-    The level is the upper quartile over partners, not the median: a slow leaf of one of two units spoils
-    exactly half of every other link's partners on its rail, and must not drag those links under the line.
-    Where the cabling is known, the level is taken within the unit and across units apart, and the link is
-    low only when both are: congestion and a static route's degraded uplink slow a link's partners across
-    units alone (a whole class of its partners, more than a quarter of them), while its own cable slows both.
-    """
-    classes = [measured] if between is None else [measured & between, measured & ~between]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # links with no measured partner: NaN, never low
-        levels = [noise.upper_quartile(cell_median, within=c) for c in classes]
-        quartile = levels[0] if len(levels) == 1 else np.fmax(*levels)
-    low_link = quartile < mark
-    return low_link[:, :, None] | low_link[:, None, :]
-
-
 def _judge(
     matrix: PairMatrix,
     rates: np.ndarray | None,
@@ -242,7 +220,7 @@ def _judge(
         return hits & noise.below(xs, judged_level, effect, cells) & (noisy is None)
 
     mark = math.log(thresholds.pass_fraction)
-    low_cell = _low_cells(cell_median, showing(measured, values, routed), between, mark)
+    low_cell = line.low_cells(cell_median, showing(measured, values, routed), between, mark, (at, x_again))
 
     def under_line(xs: np.ndarray, cells: CellIndex | None) -> np.ndarray:
         low = low_cell if cells is None else low_cell[cells]
