@@ -10,10 +10,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bench.rails.diagnosis import alone, leaves, noise
+from bench.rails.diagnosis import alone, leaves, noise, sparse
 from bench.rails.diagnosis.cells import Cells
 from bench.rails.diagnosis.leaves import SwitchFault
-from bench.rails.diagnosis.persistence import Rounds
+from bench.rails.diagnosis.persistence import Rounds, leaf_ends
 from bench.rails.plan.fabric_map import FabricMap
 
 
@@ -229,7 +229,19 @@ class Paths:
         cells = mask & self.upper
         by_cells = null.significant(0, int(cells.sum()), int((self.always[k] & cells).sum()))
         leaf = None if rate else self.leaf[k]  # a spine: judged leaf by leaf (persistence.Rounds.persists)
-        return self.rounds.persists(k, self.reproduces[k], self.always[k], cells, by_cells, leaf)
+        beside = (self._beside(k, cells), self.leaf[k]) if rate else None
+        return self.rounds.persists(k, self.reproduces[k], self.always[k], cells, by_cells, leaf, beside)
+
+    def _beside(self, k: int, cells: np.ndarray) -> np.ndarray:
+        """Rail k's cells between units (``[a, b]``, each pair once) with no end on the part's own leaves: the
+        leaves at an end of every one of its ``cells`` (an uplink's leaf; both leaves where its cells lie between
+        two)."""
+        leaf = self.leaf[k]
+        a, b = sparse.nonzero(cells)
+        ends = leaf_ends(leaf, a, b)
+        counts = np.bincount(ends, minlength=int(leaf.max()) + 1) if len(ends) else np.zeros(0, dtype=np.int64)
+        own = np.isin(leaf, np.flatnonzero(counts == len(a))) if len(a) else np.zeros(len(leaf), dtype=bool)
+        return self.cross[k] & self.upper & ~own[:, None] & ~own[None, :]
 
     def switch_inside(self, k: int, mask: np.ndarray) -> bool:
         """Rail k's cells within units (``mask``) are slow the way a switch slows them: more reproduced suspects
