@@ -187,11 +187,11 @@ def test_an_uplink_is_judged_against_the_noise_between_units_not_the_fabric_wide
 
 
 def test_a_healthy_leaf_is_judged_against_its_own_rails_rate_of_hot_rounds_where_that_runs_high() -> None:
-    """``ci/diagnosis_sim.py --regime tapered-ar --sizes 200x8``, scenario 1031053 (a cable, node137 on rail 1): on
+    """``ci/diagnosis_sim.py --regime tapered-ar --sizes 200x8``, scenario 1031053 (an HCA, node137 on rail 1): on
     rail 2 the hot spots that adaptive routing moves between rounds visited its other leaves' cells in 15% of their
     rounds, against a median over the rails of 8%, and leaf-su2-r2 was slow in 12 of its 24 (its 16 flows alone in
     the quiet pass all ran clear): named as its uplinks beside the cable. Its binomial tail, over the 64 parts
     tried, is 7e-6 against the 8% (under the 1e-5 that names a part) and 4e-3 against its rail's 15%."""
     regime = TAPERED_AR
-    result = diagnosis_sim().run_one("200x8", Shape(200, 8, 32, regime.oversubscription), "cable", 1031053, regime)
+    result = diagnosis_sim().run_one("200x8", Shape(200, 8, 32, regime.oversubscription), "hca", 1031053, regime)
     assert result.named == result.expected == {("cable", "node137", 1)}
