@@ -175,7 +175,7 @@ class Rounds:
         """The share of rail k's (leaf, round)s in which ``cells`` (``[a, b]``, each pair once) held a reproduced
         suspect (``reproduced``), as :meth:`of` counts the run's rate on each rail; 0 where none ran.
 
-        A rail of ``tapered-ar`` at 200 x 8 (scenario 1031053, a cable elsewhere) had its leaves' cells slow in 15%
+        A rail of ``tapered-ar`` at 200 x 8 (scenario 1031053, an HCA elsewhere) had its leaves' cells slow in 15%
         of their rounds against a median over the rails of 8%, and one healthy leaf slow in 12 of its 24 rounds
         (a tail of 7e-6 over the 64 parts tried) was named as its uplinks."""
         a, b = sparse.nonzero(cells)
