@@ -27,6 +27,9 @@ import numpy as np
 
 from bench.rails.diagnosis import noise, sparse
 
+RATE_OVER = 3
+"""The fewest rails a rate of slow rounds is taken as the median over (the fabric-wide rate below it), and the
+fewest other leaves a rail's own rate is read over: one or two are a rate that one hot round moves."""
 ROUND_KEY = 1 << 20
 """``repeat * ROUND_KEY + round``: one integer per independent round (rounds per repeat are under n)."""
 ROUND_SPAN = 1 << 40
@@ -96,7 +99,7 @@ class Rounds:
                     cells_per_round.append(int(pairs[index]) * ran.shape[0] / int(total[index]))
         shares = [sum(h for h, _ in v) / max(1, sum(t for _, t in v)) for v in found.values()]
         pooled = sum(h for v in found.values() for h, _ in v) / max(1, sum(t for v in found.values() for _, t in v))
-        rate = float(np.median(shares)) if len(shares) >= 3 else pooled
+        rate = float(np.median(shares)) if len(shares) >= RATE_OVER else pooled
         mean_cells = float(np.mean(cells_per_round)) if cells_per_round else 1.0
         floor = 1.0 - (1.0 - per_cell) ** mean_cells
         return cls(slow, ran, round_of, min(1.0, max(rate, floor)), tries)

@@ -13,7 +13,7 @@ import numpy as np
 from bench.rails.diagnosis import alone, leaves, noise, sparse
 from bench.rails.diagnosis.cells import Cells
 from bench.rails.diagnosis.leaves import SwitchFault
-from bench.rails.diagnosis.persistence import Rounds, leaf_ends
+from bench.rails.diagnosis.persistence import RATE_OVER, Rounds, leaf_ends
 from bench.rails.plan.fabric_map import FabricMap
 
 
@@ -229,19 +229,25 @@ class Paths:
         cells = mask & self.upper
         by_cells = null.significant(0, int(cells.sum()), int((self.always[k] & cells).sum()))
         leaf = None if rate else self.leaf[k]  # a spine: judged leaf by leaf (persistence.Rounds.persists)
-        beside = (self._beside(k, cells), self.leaf[k]) if rate else None
+        beside = self._beside(k, cells) if rate else None
         return self.rounds.persists(k, self.reproduces[k], self.always[k], cells, by_cells, leaf, beside)
 
-    def _beside(self, k: int, cells: np.ndarray) -> np.ndarray:
-        """Rail k's cells between units (``[a, b]``, each pair once) with no end on the part's own leaves: the
-        leaves at an end of every one of its ``cells`` (an uplink's leaf; both leaves where its cells lie between
-        two)."""
+    def _beside(self, k: int, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Rail k's cells between units (``[a, b]``, each pair once) with no end on the part's own leaves (the
+        leaves at an end of every one of its ``cells``: an uplink's leaf, both leaves where its cells lie between
+        two), and each node's leaf; None where fewer than :data:`RATE_OVER` other leaves are left.
+
+        Fewer leaves make a rate of one or two pairs of leaves, which one hot round moves by a third: on a rail of
+        three leaves (``hotspots`` at 96 x 8, scenario 1031006) the two healthy ones were slow together in 5 of
+        their 11 rounds, and the degraded uplink's leaf, slow in 17 of its 22, went unnamed against that."""
         leaf = self.leaf[k]
         a, b = sparse.nonzero(cells)
         ends = leaf_ends(leaf, a, b)
         counts = np.bincount(ends, minlength=int(leaf.max()) + 1) if len(ends) else np.zeros(0, dtype=np.int64)
         own = np.isin(leaf, np.flatnonzero(counts == len(a))) if len(a) else np.zeros(len(leaf), dtype=bool)
-        return self.cross[k] & self.upper & ~own[:, None] & ~own[None, :]
+        if len(set(leaf[~own & (leaf >= 0)].tolist())) < RATE_OVER:
+            return None
+        return self.cross[k] & self.upper & ~own[:, None] & ~own[None, :], leaf
 
     def switch_inside(self, k: int, mask: np.ndarray) -> bool:
         """Rail k's cells within units (``mask``) are slow the way a switch slows them: more reproduced suspects
