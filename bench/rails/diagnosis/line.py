@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 
 from bench.rails.diagnosis import noise
-from bench.rails.diagnosis.remeasured import CellIndex
+from bench.rails.diagnosis.remeasured import CellIndex, find
 
 
 def low_cells(
@@ -75,10 +75,12 @@ def _read_again(
     re-measurement folded in would be 67 MB at 1024 x 8."""
     rail, a = np.nonzero(low_link)
     rows = cell_median[rail, a].copy()  # [link, b]
+    nodes = cell_median.shape[1]
+    links = rail.astype(np.int64) * nodes + a  # ascending: np.nonzero's order
     k, low, high = cells
     for end, other in ((low, high), (high, low)):
         # Each re-measured cell, at the row of its end that is a low link (if either is).
-        link = _row_of(rail, a, k, end, cell_median.shape[1])
+        link = find(links, k.astype(np.int64) * nodes + end)
         hit = link >= 0
         if not hit.any():
             continue
@@ -88,15 +90,3 @@ def _read_again(
             rows[link[hit], other[hit]] = np.nanmedian(samples, axis=0)
     again_low = _low_links(rows, measured[rail, a], None if between is None else between[rail, a], mark)
     low_link[rail[~again_low], a[~again_low]] = False
-
-
-def _row_of(rail: np.ndarray, node: np.ndarray, k: np.ndarray, end: np.ndarray, nodes: int) -> np.ndarray:
-    """For each cell end ``(k, end)``, its position among the links ``(rail, node)``; -1 where it is none of them."""
-    keys = rail.astype(np.int64) * nodes + node
-    order = np.argsort(keys)
-    sorted_keys = keys[order]
-    want = k.astype(np.int64) * nodes + end
-    if not len(sorted_keys):
-        return np.full(len(want), -1, dtype=np.int64)
-    pos = np.minimum(np.searchsorted(sorted_keys, want), len(sorted_keys) - 1)
-    return np.where(sorted_keys[pos] == want, order[pos], -1)
