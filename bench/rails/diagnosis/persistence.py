@@ -90,9 +90,7 @@ class Rounds:
             a, b = sparse.nonzero(cross[k] & upper)
             span = int(on[-1]) + 1
             pairs = np.bincount(leaf_ends(leaf[k], a, b), minlength=span)
-            total = unfloored.leaf_rounds(ran, k, a, b, leaf[k], span)
-            slow_cells = reproduces[k][a, b]
-            hit = unfloored.leaf_rounds(slow, k, a[slow_cells], b[slow_cells], leaf[k], span)
+            hit, total = unfloored.leaf_counts(k, reproduces[k], a, b, leaf[k], span)
             for index in on.tolist():
                 found.setdefault(k, []).append((int(hit[index]), int(total[index])))
                 if total[index]:
@@ -166,9 +164,8 @@ class Rounds:
             a, b = sparse.nonzero(cells)
             span = int(leaf.max()) + 1
             mine = np.bincount(leaf_ends(leaf, a, b), minlength=span) > 0
-            slow = reproduced[a, b]
-            hits = self.leaf_rounds(self.slow, k, a[slow], b[slow], leaf, span)
-            held = 2 * hits > self.leaf_rounds(self.ran, k, a, b, leaf, span)
+            hits, ran = self.leaf_counts(k, reproduced, a, b, leaf, span)
+            held = 2 * hits > ran
             return hit >= 2 and 2 * int((held & mine).sum()) > int(mine.sum())
         rate = self.per_round if beside is None else max(self.per_round, self.rail_rate(k, reproduced, *beside))
         tail = noise.binom_sf(hit, self.ran_rounds(k, cells), rate)
@@ -184,11 +181,19 @@ class Rounds:
         a, b = sparse.nonzero(cells)
         if not len(a):
             return 0.0
-        span = int(leaf.max()) + 1
-        slow = reproduced[a, b]
-        hits = self.leaf_rounds(self.slow, k, a[slow], b[slow], leaf, span)
-        total = self.leaf_rounds(self.ran, k, a, b, leaf, span)
+        hits, total = self.leaf_counts(k, reproduced, a, b, leaf, int(leaf.max()) + 1)
         return float(hits.sum()) / max(1, int(total.sum()))
+
+    def leaf_counts(
+        self, k: int, reproduced: np.ndarray, a: np.ndarray, b: np.ndarray, leaf: np.ndarray, span: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``([leaf index], [leaf index])``: the rounds in which rail k's cells ``(a, b)`` (each pair once) with an
+        end on each leaf held a reproduced suspect (``reproduced``, ``[a, b]``) slow, and the rounds they ran."""
+        slow = reproduced[a, b]
+        return (
+            self.leaf_rounds(self.slow, k, a[slow], b[slow], leaf, span),
+            self.leaf_rounds(self.ran, k, a, b, leaf, span),
+        )
 
 
 def one_rounds(
