@@ -415,13 +415,14 @@ def _lone_pairs(cells: Cells, explained: np.ndarray, between: np.ndarray | None)
     """What is left: suspect pairs that no larger part explains (``[rail, a, b]``), named when they are slow in
     most samples and more of their samples are slow than noise makes slow in any cell of the matrix; and the
     links (``[rail, node]``) where two or more of them meet, or whose end is the guilty one."""
-    lone = cells.pair_slow & ~explained & lone_pairs.beyond_noise(cells, between)
+    unexplained = cells.pair_slow & ~explained
+    lone = unexplained & lone_pairs.beyond_noise(cells, between)
     if between is not None and cells.round_of is not None:
         # One round's evidence (a hot spot re-measured hot) is no pair's, and no evidence against either end's
         # link: taken out before the links are read from the lone pairs. Left in, clean run 69018 of
         # ``hotspots`` at 64 x 8 named a healthy cable: one round's 32 cross pairs on rail 6 were slow in all
         # three samples, and one end of one of them had two more outliers elsewhere (``guilty_ends``).
-        lone &= ~persistence.one_rounds(cells.slow_sample, cells.round_of, lone, between, cells.pair_slow & ~explained)
+        lone &= ~persistence.one_rounds(cells.slow_sample, cells.round_of, lone, between, unexplained)
     shared = lone_pairs.shared_links(lone)
     shared |= lone_pairs.guilty_ends(cells, lone & ~link_faults.link_cells(shared), ~explained, between)
     if between is not None:
