@@ -91,10 +91,11 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
-    """``--numprocesses=auto``: one worker per core, and one more. The testbed groups' tests mostly wait (token
-    buckets at their rate, soak windows, step timeouts): ``tests/test_rails_netns.py`` and its two-node module used
-    80 CPU seconds in 354 s, the soak's testbed test 36 in 82, so the worker that runs a group leaves most of its
-    core idle, and the extra worker fills it. ``PYTEST_XDIST_AUTO_NUM_WORKERS`` still decides where it is set."""
+    """``--numprocesses=auto``: one worker per core, and one more. Measured with every process a test starts charged
+    to it (``ci/suite_cpu.py``, 2-core machine, 2026-11-28): the whole suite in 1,162 s with three workers, the
+    machine 95% busy, against 1,217 s with two, 83% busy (their tests spent 9% less CPU, less contended, but waits on
+    token buckets, soak windows and step timeouts left a core idle). ``PYTEST_XDIST_AUTO_NUM_WORKERS`` still decides
+    where it is set."""
     if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
         return None  # xdist's own reading of it
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
