@@ -7,7 +7,6 @@ leaves its session and is re-parented away (a double fork), burns 0.6 s of CPU a
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -57,8 +56,7 @@ def test_a_test_is_charged_the_cpu_of_a_process_it_started_that_left_its_tree(tm
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    if done.stdout.startswith("skipped:"):
-        assert os.geteuid() != 0 or not Path("/sys/fs/cgroup").is_dir(), done.stdout
+    if done.stdout.startswith("skipped:"):  # no root, or no cgroup it may write (the script's own test)
         pytest.skip(done.stdout.strip())
     assert "pytest exited 0" in done.stdout, done.stdout + done.stderr
     charged = re.search(r"^\s+([0-9.]+)\s+[0-9.]+\s+test_orphan\.py::test_an_orphan_burns$", done.stdout, re.M)
