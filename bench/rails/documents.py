@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from bench.codec import ABSENT
 from bench.measure.collectives import get_collective
 from bench.measure.results import RowPlace, pair_row, result_row
 from bench.rails.diagnosis.gpu_outcome import IntraNodeOutcome
@@ -40,6 +41,7 @@ def measurements(rail_results: Sequence[RailResult], expected: Mapping[int, floa
             time_us_min=round(r.time_us_min, 3),
             time_us_max=round(r.time_us_max, 3),
             wrong=r.wrong,
+            samples_us=tuple(round(t, 3) for t in r.samples_us) if r.samples_us else ABSENT,
         )
         for r in rail_results
     ]

@@ -237,6 +237,8 @@ def rails_phase(
     if runner is not None and settings.test.confirm:
         steps.confirm_suspects(settings, seat, runner, gathered, watchdog)
         laps.mark("confirmation")
+    if steps.rails_again(settings, ctx, seat, gathered, watchdog):
+        laps.mark("rail groups again")
     if gathered is None:
         return None
     # the world's process group and one per rail group formed

@@ -44,6 +44,9 @@ class Shortfall:
     nnodes: int = 0
     wrong: int | None = None
     """Wrong elements: the result is wrong, whatever its rate."""
+    samples_Gbps: tuple[float, ...] = ()
+    """Each measurement's busbw in the order taken, where it was measured again and fell short every time
+    (``busbw_Gbps`` is the best of them); empty for one measurement."""
 
 
 @dataclass(frozen=True)

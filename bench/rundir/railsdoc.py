@@ -83,6 +83,9 @@ class Measurement(Written):
     confirm: int = 0
     """A pair's: 0 for the matrix, 1.. for a re-measurement of a suspect."""
     stopped: bool = False
+    samples_us: tuple[float, ...] | Absent = ABSENT
+    """A rail group's, where it fell short of its mark and was measured again: each measurement's ``time_us`` in
+    the order taken (``time_us`` is the best of them, the one judged)."""
 
     def __post_init__(self) -> None:
         # a rail group spans every node (no node, but a per-node record's); a pair names both of its nodes

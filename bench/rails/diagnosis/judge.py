@@ -28,7 +28,6 @@ from bench.rails.plan.config import RailsSettings, matrix_units
 from bench.rails.plan.fabric_map import FabricMap
 from bench.rails.plan.layout import RailLayout
 from bench.rails.plan.schedule import Cell, schedule, unit_rounds
-from bench.rundir.findings import Shortfall
 from bench.rundir.named_parts import NamedPart
 from bench.rundir.railsdoc import Link, RailsDoc
 
@@ -221,7 +220,7 @@ def judged(
     judges a run (every link live unless ``membership`` says otherwise)."""
     nodes = layout.nodes
     membership = membership or everyone_live(len(nodes), layout.rails)
-    rail_results = sorted(flatten([g["results"] for g in gathered]), key=lambda r: (r.mode != "concurrent", r.rail))
+    rail_results = _rail_results(gathered)
     readers = [g for g in gathered if g["windows"] and g["windows"][0] is not None]
     devices, expected, rates, thresholds = _judging(settings, layout, gathered, membership)
     min_bytes = max(1, settings.test.rail_bytes // 2)
@@ -233,19 +232,7 @@ def judged(
         matrix = matrix.with_quiet_pass(settings.test.confirm)
         load = None if fabric is None else _loaded(settings, fabric, matrix, rates, thresholds)
         found = diagnose(matrix, rates, thresholds, device_names, fabric, load)
-    below: list[Shortfall] = []
-    fraction = settings.profile.pass_fraction
-    for r in rail_results:
-        target = expected.get(r.rail)
-        if r.wrong:
-            below.append(Shortfall(r.rail, r.collective, r.mode, r.busbw_Gbps, nnodes=r.nnodes, wrong=r.wrong))
-        # The mark is on the bandwidth term: NCCL's per-step latency at this node count comes on top of the bytes
-        # at pass_fraction of line (bench.rails.diagnosis.rail_target; docs/design.md "Rail targets at any node count").
-        if not target:
-            continue
-        needed = rail_target.needed_busbw_Gbps(r.collective, r.nnodes, r.nbytes, fraction * target)
-        if r.busbw_Gbps < needed:
-            below.append(Shortfall(r.rail, r.collective, r.mode, r.busbw_Gbps, target, needed, fraction, r.nnodes))
+    below = rail_target.below_marks(rail_results, expected, settings.profile.pass_fraction)
     counters = {g["host"]: g["whole"] for g in readers if g["whole"]}
     named = {(r.node, r.rail): short_device(r.device) for r in reports}
     dead = liveness.dead_defects(membership, nodes, settings.rail_rate_gbps, named, _scheduled(settings, layout))
@@ -275,6 +262,26 @@ def judged(
         below_target=below,
         counters=counters,
     )
+
+
+def _rail_results(gathered: list[RankReport]) -> list[rails_outcome.RailResult]:
+    """Every rail group's results, one per collective and mode (the best of its measurements where one was
+    measured again), the concurrent ones first."""
+    results = rails_outcome.best_samples(flatten([g["results"] for g in gathered]))
+    return sorted(results, key=lambda r: (r.mode != "concurrent", r.rail))
+
+
+def short_rail_calls(
+    settings: RailsSettings, layout: RailLayout, gathered: list[RankReport], membership: Membership
+) -> list[str]:
+    """Rank 0: the collectives that some rail group, measured with every rail at once, ran under its mark at, on its
+    best measurement so far (``rail_target.below_marks``): every rank measures them again in every rail group at
+    once (``bench.rails.measurement.steps.rails_again``) before a rail is failed on one sample. Wrong elements are
+    never measured away: they are not in the list."""
+    _, expected, _, _ = _judging(settings, layout, gathered, membership)
+    concurrent = [r for r in _rail_results(gathered) if r.mode == "concurrent" and not r.wrong]
+    short = {s.collective for s in rail_target.below_marks(concurrent, expected, settings.profile.pass_fraction)}
+    return [c for c in settings.test.collectives if c in short]
 
 
 def _scheduled(settings: RailsSettings, layout: RailLayout) -> Callable[[int, int], bool] | None:

@@ -22,7 +22,11 @@ lenient and by how much at most (:func:`lenient_line`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 from bench.measure.collectives import get_collective
+from bench.rails.diagnosis.rails_outcome import RailResult
+from bench.rundir.findings import Shortfall
 from bench.units import format_size
 
 BASE_LATENCY_US = 8.4
@@ -88,3 +92,29 @@ def lenient_line(collective: str, nnodes: int, nbytes: int, line_Gbps: float, pa
         f"{latency_us(collective, nnodes) / 1000:.2g} ms a call); NCCL may run it on LL128 or a tree, cheaper, so "
         f"the target may be lenient here: at most, links at {share:.0f}% of line pass, not {wanted:.0f}%"
     )
+
+
+def below_marks(
+    results: Sequence[RailResult], line_rates: Mapping[int, float | None], fraction: float
+) -> list[Shortfall]:
+    """Every rail-group result that returned wrong elements, or whose busbw is under its mark at its rail's line
+    rate (:func:`needed_busbw_Gbps`; no mark where the line rate is unknown). A result measured more than once is
+    judged on its best measurement (``rails_outcome.best_samples``)."""
+    below: list[Shortfall] = []
+    for r in results:
+        target = line_rates.get(r.rail)
+        if r.wrong:
+            below.append(Shortfall(r.rail, r.collective, r.mode, r.busbw_Gbps, nnodes=r.nnodes, wrong=r.wrong))
+        if not target:
+            continue
+        # The mark is on the bandwidth term: NCCL's per-step latency at this node count comes on top of the bytes
+        # at pass_fraction of line (docs/design.md "Rail targets at any node count").
+        needed = needed_busbw_Gbps(r.collective, r.nnodes, r.nbytes, fraction * target)
+        if r.busbw_Gbps < needed:
+            samples = tuple(r.busbw_at(t) for t in r.samples_us)
+            below.append(
+                Shortfall(
+                    r.rail, r.collective, r.mode, r.busbw_Gbps, target, needed, fraction, r.nnodes, samples_Gbps=samples
+                )
+            )
+    return below

@@ -51,13 +51,64 @@ class RailResult:
     time_us_min: float
     time_us_max: float
     wrong: int | None
+    samples_us: tuple[float, ...] = ()
+    """Each measurement's ``time_us`` in the order taken, where the rail group was measured again because it fell
+    short of its mark (``bench.rails.measurement.steps.rails_again``); empty for one measurement. ``time_us`` is
+    then the best of them (:func:`best_samples`)."""
 
     @property
     def busbw_Gbps(self) -> float:
-        if self.time_us <= 0:
+        return self.busbw_at(self.time_us)
+
+    def busbw_at(self, time_us: float) -> float:
+        """The bus bandwidth of one of this result's calls timed at ``time_us``."""
+        if time_us <= 0:
             return 0.0
         factor = get_collective(self.collective).busbw_factor(self.nnodes)
-        return self.nbytes / (self.time_us * 1e-6) * factor * 8 / 1e9
+        return self.nbytes / (time_us * 1e-6) * factor * 8 / 1e9
+
+    @property
+    def measured(self) -> int:
+        """How many times this rail group's collective was measured."""
+        return max(1, len(self.samples_us))
+
+
+def best_samples(results: Sequence[RailResult]) -> list[RailResult]:
+    """One result per rail group, collective and mode, in the order first measured: where one was measured again
+    (a rail group that fell short of its mark, ``bench.rails.measurement.steps.rails_again``), its fastest
+    measurement, the spread of all of them, every measurement's time in ``samples_us`` and any wrong elements seen.
+
+    A rail group's rate can only be lowered by what else runs (another job, a link retraining, a hot spot), never
+    raised past what its links carry: the best of its measurements is the closest to what the rail can do, and it
+    falls short only when every one of them does. A slow part slows every measurement and still fails."""
+    kept: dict[tuple[int, str, str], list[RailResult]] = {}
+    for r in results:
+        kept.setdefault((r.rail, r.collective, r.mode), []).append(r)
+    out = []
+    for same in kept.values():
+        if len(same) == 1:
+            out.append(same[0])
+            continue
+        timed = [r for r in same if r.time_us > 0]
+        best = min(timed, key=lambda r: r.time_us) if timed else same[0]
+        wrongs = [r.wrong for r in same if r.wrong]
+        out.append(
+            RailResult(
+                best.rail,
+                best.collective,
+                best.mode,
+                best.nnodes,
+                best.nbytes,
+                best.count,
+                best.iters,
+                best.time_us,
+                min(r.time_us_min for r in same),
+                max(r.time_us_max for r in same),
+                max(wrongs) if wrongs else best.wrong,
+                tuple(t for r in same for t in (r.samples_us or (r.time_us,))),
+            )
+        )
+    return out
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ window, the pair matrix, the gather to rank 0, and the re-measurement of the sus
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -158,12 +159,18 @@ class AtOnce:
 
 
 def every_rail_at_once(
-    settings: RailsSettings, ctx: DistContext, seat: Seat, watchdog: Watchdog, live: LiveWriter | None
+    settings: RailsSettings,
+    ctx: DistContext,
+    seat: Seat,
+    watchdog: Watchdog,
+    live: LiveWriter | None,
+    collectives: Sequence[str] | None = None,
 ) -> AtOnce:
-    """Every collective in every rail group at once; rank 0's live writer gets the gathered results."""
+    """Every collective (or those of ``collectives``) in every rail group at once; rank 0's live writer gets the
+    gathered results."""
     mine: list[rails_outcome.RailResult] = []
     fastest = 0.0
-    for coll in settings.test.collectives:
+    for coll in settings.test.collectives if collectives is None else collectives:
         watchdog.enter(f"{coll} in every rail group at once")
         res = measure_rail(
             settings,
@@ -190,6 +197,37 @@ def every_rail_at_once(
     if live is not None and heard is not None:
         live.add_rails([r for results in heard for r in results])
     return AtOnce(mine, start)
+
+
+def rails_again(
+    settings: RailsSettings,
+    ctx: DistContext,
+    seat: Seat,
+    gathered: list[judge.RankReport] | None,
+    watchdog: Watchdog,
+) -> int:
+    """A rail group that fell short of its mark measured again before it is failed: the collectives rank 0 finds
+    short (``judge.short_rail_calls``) run again in every rail group at once, the same load as the first time, up to
+    ``--confirm`` times, until none is short; rank 0's ``gathered`` reports gain the new results, and the judge takes
+    each rail group's best (``rails_outcome.best_samples``). Returns how many times they ran.
+
+    One sample of a rail group's bandwidth is one draw of its noise (another job, a link retraining, a hot spot
+    in the spines): a healthy rail near its mark would fail on it now and then. A slow part slows every draw."""
+    layout, coord = seat.layout, seat.coord
+    for again in range(settings.test.confirm):
+        short = judge.short_rail_calls(settings, layout, gathered, seat.membership) if gathered is not None else None
+        short = coord.broadcast(short)
+        if not short:  # every rank has the same list: all of them stop here
+            return again
+        measured = every_rail_at_once(settings, ctx, seat, watchdog, None, short)
+        seat.counts.close(f"rail groups again ({again + 1} of {settings.test.confirm})")
+        watchdog.enter("gathering the rail groups measured again")
+        heard = coord.gather((measured.mine, seat.counts.windows[-1:]))
+        for g, (results, read) in zip(gathered or [], heard or [], strict=True):
+            g["results"] = g["results"] + results
+            g["error_windows"] = g["error_windows"] + read
+        watchdog.leave()
+    return settings.test.confirm
 
 
 def _measure_alone(

@@ -200,6 +200,8 @@ def rails_phases(nodes: int, ranks: int, settings: RailsSettings, model: PlanMod
         matrix, gathering = _matrix_phases(nodes, ranks, settings, model)
         phases += matrix
         follows = [gathering] if gathering is not None else []
+    again = rails_again_phase(nodes, ranks, settings, model)
+    phases += [again] if again is not None else []
     if intra and ranks >= 2:
         # The pair times are gathered while the intra-node phase runs its own rounds: one lap, as the ranks
         # time it.
@@ -228,6 +230,19 @@ def _rail_phases(nodes: int, ranks: int, settings: RailsSettings, model: PlanMod
         Phase("rail groups, every rail at once", 1, ranks * len(settings.test.collectives), rail_bytes, rail_s),
         Phase("each rail alone (counter windows)", ranks, ranks, 0, windows),
     ]
+
+
+def rails_again_phase(nodes: int, ranks: int, settings: RailsSettings, model: PlanModel) -> Phase | None:
+    """A rail group under its mark measured again, every rail at once, up to ``--confirm`` times
+    (``bench.rails.measurement.steps.rails_again``): nothing where every rail group passes, at most every
+    collective each time."""
+    passes = settings.test.confirm
+    if not passes or nodes < 2:
+        return None
+    once = _rail_phases(nodes, ranks, settings, model)[0]
+    # Each pass: rank 0 judges the results so far and broadcasts the short calls, and the new results are gathered.
+    high = (once.seconds.high + model.sync(nodes * ranks).high * 3) * passes
+    return Phase(f"rail groups again (up to {passes})", passes, once.cells * passes, once.bytes * passes, Span(0, high))
 
 
 def _matrix_phases(

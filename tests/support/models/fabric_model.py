@@ -354,11 +354,14 @@ class Model:
             out = PairColumns(node, peer, rail, repeat, index, moved, time_us, stopped | (rate <= 0), confirm)
         return out
 
-    def rail_results(self, collectives: Sequence[str]) -> list[RailResult]:
-        """Rail k's collectives in every rail group at once: as fast as the ring's slowest member."""
+    def rail_results(self, collectives: Sequence[str], rng: np.random.Generator | None = None) -> list[RailResult]:
+        """Rail k's collectives in every rail group at once: as fast as the ring's slowest member, each call its
+        own draw of the noise (from ``rng`` where given: a measurement taken again draws from its own stream, so
+        the pair matrix's draws stay those of the run without it)."""
         from bench.measure.collectives import get_collective
 
         s, out = self.shape, []
+        rng = rng or self.rng
         for k in range(s.rails):
             live = self._link[k] > 0
             level = self._link[k] * self._persist[k]
@@ -370,7 +373,7 @@ class Model:
                     RAIL_EFFICIENCY * float(self._link[k][live].min()) if live.any() else 0.0, PAIR_EFFICIENCY * slowest
                 )
             for name in collectives:
-                busbw = LINE_GBPS * share * math.exp(0.005 * self.rng.standard_normal())
+                busbw = LINE_GBPS * share * math.exp(0.005 * rng.standard_normal())
                 factor = get_collective(name).busbw_factor(int(live.sum()))
                 time_us = self.rail_bytes * factor * 8 / (busbw * 1e9) * 1e6 if busbw > 0 else 0.0
                 if self.regime.harsh and busbw > 0 and live.sum() > 1:
@@ -433,6 +436,15 @@ class Model:
                     }
                 )
         return out
+
+    def rails_again(self, gathered: list[dict[str, Any]], collectives: Sequence[str], rng: np.random.Generator) -> None:
+        """The rail groups of ``collectives`` measured again, every rail at once
+        (``bench.rails.measurement.steps.rails_again``): each rail's new results join its reporting rank's, as
+        rank 0's gathered reports gain them."""
+        again = self.rail_results(collectives, rng)
+        for report in gathered:
+            if report["results"]:
+                report["results"] = report["results"] + [r for r in again if r.rail == report["rail"]]
 
     def local_matrix(self, repeats: int = 1) -> np.ndarray:
         """``sent[repeat, node, i, j]``: every local pair of every node over NVLink, Gb/s."""

@@ -63,6 +63,7 @@ from bench.rails.diagnosis.corroborate import convicted_gpu
 from bench.rails.measurement.intranode import intra_node_phase
 from bench.rails.plan.config import RailsConfig, validate
 from bench.rails.rank import RailsJob, rail_prelude, rails_phase
+from bench.rundir.finding_words import shortfall_line
 from bench.runtime.before_init import run_directory
 from bench.runtime.coord import coordinator
 from bench.runtime.dist import DistContext, Transport, init_distributed, shutdown
@@ -165,6 +166,8 @@ def _rails() -> dict[str, Any]:
         "pairs_Gbps": [8 * t.nbytes / (t.time_us * 1e-6) / 1e9 for t in outcome.pair_times],
         "pairs": [[t.rail, t.node, t.peer] for t in outcome.pair_times],
         "rail_busbw_Gbps": [r.busbw_Gbps for r in outcome.rail_results],
+        "rail_samples": [r.measured for r in outcome.rail_results],
+        "below": [shortfall_line(s) for s in outcome.below_target],
         "rail_nodes": [[r.rail, r.nnodes] for r in outcome.rail_results],
         "rail_bytes": [r.nbytes for r in outcome.rail_results],
         "defects": [[d.kind, d.node, d.rail, d.conviction.symptom] for d in outcome.named],
