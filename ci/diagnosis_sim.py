@@ -355,10 +355,13 @@ def run_one(size: str, shape: Shape, kind: str, seed: int, regime: Regime = KIND
     plan_model = PlanModel(LINE_GBPS)
     fixed = [p for p in rails_phases(shape.nodes, shape.rails, settings, plan_model, True) if "pair" not in p.name]
     fixed = [p for p in fixed if not p.name.startswith("confirmation")]
-    # The rail groups measured again cost their share of the phase's slow end: only the times they ran.
+    # The rail groups measured again: rank 0's answer always (the phase's low end), and each pass that ran (its
+    # slow end prices one).
     again_phase = next((p for p in fixed if p.name.startswith("rail groups again")), None)
     fixed = [p for p in fixed if p is not again_phase]
-    again_s = again_phase.seconds.high * rails_again / settings.test.confirm if again_phase is not None else 0.0
+    again_s = 0.0
+    if again_phase is not None:
+        again_s = again_phase.seconds.low + (again_phase.seconds.high - again_phase.seconds.low) * rails_again
     result.suspects = len(suspect)
     result.passes = settings.test.confirm
     result.rounds = len(rounds) + len(again) + len(repeats)

@@ -288,14 +288,16 @@ def test_the_history_keeps_each_phase_and_the_next_plan_learns_from_it(tmp_path:
     assert same.learned is not None and "learned from 1 run(s) of cluster 'lab'" in same.learned
     assert str(tmp_path / "runs" / "lab-4") in same.learned and same.learned_from == (stored.run_key,)
 
-    # At 64 nodes each phase is what the run measured, grown as the model grows it from 4 nodes to 64.
+    # At 64 nodes each phase is what the run measured, grown as the model grows it from 4 nodes to 64: from each end
+    # of the run's plan stored precisely enough to scale by (a quick end of a few milliseconds is not).
     model_64 = {p.name: p for p in _accept(64).phases}
     learned_64 = {p.name: p for p in adjust(_accept(64)).phases}
     for name, phase in learned_64.items():
         took = stored.phases[name.split(" (")[0]]
-        if took.measured_s is None or not took.low_s or not took.high_s:
+        ends = ((took.low_s, model_64[name].seconds.low), (took.high_s, model_64[name].seconds.high))
+        ratios = [now / then for then, now in ends if then is not None and then >= learn.SCALES_FROM_S]
+        if took.measured_s is None or not ratios:
             continue
-        ratios = (model_64[name].seconds.low / took.low_s, model_64[name].seconds.high / took.high_s)
         assert phase.seconds.low == pytest.approx(took.measured_s * min(ratios) * (1 - margin), rel=1e-2, abs=1e-2)
         assert phase.seconds.high == pytest.approx(took.measured_s * max(ratios) * (1 + margin), rel=1e-2, abs=1e-2)
 

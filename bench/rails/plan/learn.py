@@ -31,6 +31,11 @@ RUN_MARGIN = 0.25
 the namespace testbed two accept runs at one load took 124 and 137 s, their start-ups 47 and 58 s); with one
 run the spread is unknown, and with a few the next is outside their extremes one time in (n + 1) / 2."""
 
+SCALES_FROM_S = 0.05
+"""The least planned figure a run's measurement is scaled from: the history keeps the plan's figures to the
+millisecond, so one under 50 ms is off by more than 1% (a phase whose quick end is one agreement, 1.6 ms on 4
+nodes, stored as 2 ms, scaled a run's 0.35 s to 0.29 s); the phase's other end scales it."""
+
 
 def measured(phase: str, run: TimedRun) -> PhaseTime | None:
     """What ``run`` measured of ``phase``: its history row, the finish step from its run.json."""
@@ -50,7 +55,7 @@ def scaled(phase: Phase, runs: Sequence[TimedRun]) -> tuple[Span, set[str]] | No
         if took is None or took.measured_s is None:
             continue
         for then, now in ((took.low_s, phase.seconds.low), (took.high_s, phase.seconds.high)):
-            if then is not None and then > 0:
+            if then is not None and then >= SCALES_FROM_S:
                 figures.append(took.measured_s * now / then)
                 used.add(run.run_key)
     if not figures:

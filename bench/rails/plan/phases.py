@@ -234,15 +234,19 @@ def _rail_phases(nodes: int, ranks: int, settings: RailsSettings, model: PlanMod
 
 def rails_again_phase(nodes: int, ranks: int, settings: RailsSettings, model: PlanModel) -> Phase | None:
     """A rail group under its mark measured again, every rail at once, up to ``--confirm`` times
-    (``bench.rails.measurement.steps.rails_again``): nothing where every rail group passes, at most every
-    collective each time."""
+    (``bench.rails.measurement.steps.rails_again``): rank 0's answer (which calls are short) always, then at most
+    every collective each time. Its seconds are a healthy cluster's, as every phase's: none short at the low end,
+    at the high end one pass (a healthy rail group that read low once reads at its level again); its rounds,
+    cells and bytes are the most it can run."""
     passes = settings.test.confirm
     if not passes or nodes < 2:
         return None
     once = _rail_phases(nodes, ranks, settings, model)[0]
-    # Each pass: rank 0 judges the results so far and broadcasts the short calls, and the new results are gathered.
-    high = (once.seconds.high + model.sync(nodes * ranks).high * 3) * passes
-    return Phase(f"rail groups again (up to {passes})", passes, once.cells * passes, once.bytes * passes, Span(0, high))
+    sync = model.sync(nodes * ranks)
+    # A pass: the collectives, the agreements inside them (the fastest rate, their gather), and the gather of the
+    # new results with their counter window.
+    seconds = Span(sync.low, sync.high + once.seconds.high + 3 * sync.high)
+    return Phase(f"rail groups again (up to {passes})", passes, once.cells * passes, once.bytes * passes, seconds)
 
 
 def _matrix_phases(
