@@ -159,18 +159,26 @@ class AtOnce:
 
 
 def every_rail_at_once(
-    settings: RailsSettings,
-    ctx: DistContext,
-    seat: Seat,
-    watchdog: Watchdog,
-    live: LiveWriter | None,
-    collectives: Sequence[str] | None = None,
+    settings: RailsSettings, ctx: DistContext, seat: Seat, watchdog: Watchdog, live: LiveWriter | None
 ) -> AtOnce:
-    """Every collective (or those of ``collectives``) in every rail group at once; rank 0's live writer gets the
-    gathered results."""
+    """Every collective in every rail group at once; rank 0's live writer gets the gathered results."""
+    mine, fastest = _every_rail(settings, ctx, seat, watchdog, settings.test.collectives)
+    # The fastest rail group's busbw, the same on every rank: where no line rate is known, the budgets of
+    # the rails measured alone and of the pairs start from it. The results themselves go to rank 0 alone.
+    heard = seat.coord.gather(mine)
+    start = seat.coord.max(fastest)
+    if live is not None and heard is not None:
+        live.add_rails([r for results in heard for r in results])
+    return AtOnce(mine, start)
+
+
+def _every_rail(
+    settings: RailsSettings, ctx: DistContext, seat: Seat, watchdog: Watchdog, collectives: Sequence[str]
+) -> tuple[list[rails_outcome.RailResult], float]:
+    """``collectives`` in every rail group at once: this rank's results to report, and its rail's fastest busbw."""
     mine: list[rails_outcome.RailResult] = []
     fastest = 0.0
-    for coll in settings.test.collectives if collectives is None else collectives:
+    for coll in collectives:
         watchdog.enter(f"{coll} in every rail group at once")
         res = measure_rail(
             settings,
@@ -190,13 +198,7 @@ def every_rail_at_once(
         fastest = max(fastest, result.busbw_Gbps)
         if seat.reports_rail:
             mine.append(result)
-    # The fastest rail group's busbw, the same on every rank: where no line rate is known, the budgets of
-    # the rails measured alone and of the pairs start from it. The results themselves go to rank 0 alone.
-    heard = seat.coord.gather(mine)
-    start = seat.coord.max(fastest)
-    if live is not None and heard is not None:
-        live.add_rails([r for results in heard for r in results])
-    return AtOnce(mine, start)
+    return mine, fastest
 
 
 def rails_again(
@@ -219,10 +221,10 @@ def rails_again(
         short = coord.broadcast(short)
         if not short:  # every rank has the same list: all of them stop here
             return again
-        measured = every_rail_at_once(settings, ctx, seat, watchdog, None, short)
+        mine, _ = _every_rail(settings, ctx, seat, watchdog, short)
         seat.counts.close(f"rail groups again ({again + 1} of {settings.test.confirm})")
         watchdog.enter("gathering the rail groups measured again")
-        heard = coord.gather((measured.mine, seat.counts.windows[-1:]))
+        heard = coord.gather((mine, seat.counts.windows[-1:]))
         for g, (results, read) in zip(gathered or [], heard or [], strict=True):
             g["results"] = g["results"] + results
             g["error_windows"] = g["error_windows"] + read

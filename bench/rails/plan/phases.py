@@ -243,9 +243,10 @@ def rails_again_phase(nodes: int, ranks: int, settings: RailsSettings, model: Pl
         return None
     once = _rail_phases(nodes, ranks, settings, model)[0]
     sync = model.sync(nodes * ranks)
-    # A pass: the collectives, the agreements inside them (the fastest rate, their gather), and the gather of the
-    # new results with their counter window.
-    seconds = Span(sync.low, sync.high + once.seconds.high + 3 * sync.high)
+    # A pass: the collectives (each a budget's agreement at most, where no line rate is given) and the gather of
+    # the new results with their counter window.
+    agreements = len(settings.test.collectives) + 1
+    seconds = Span(sync.low, sync.high + once.seconds.high + agreements * sync.high)
     return Phase(f"rail groups again (up to {passes})", passes, once.cells * passes, once.bytes * passes, seconds)
 
 
