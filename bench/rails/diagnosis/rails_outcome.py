@@ -7,6 +7,7 @@ table by ``bench.rails.output``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -93,19 +94,12 @@ def best_samples(results: Sequence[RailResult]) -> list[RailResult]:
         best = min(timed, key=lambda r: r.time_us) if timed else same[0]
         wrongs = [r.wrong for r in same if r.wrong]
         out.append(
-            RailResult(
-                best.rail,
-                best.collective,
-                best.mode,
-                best.nnodes,
-                best.nbytes,
-                best.count,
-                best.iters,
-                best.time_us,
-                min(r.time_us_min for r in same),
-                max(r.time_us_max for r in same),
-                max(wrongs) if wrongs else best.wrong,
-                tuple(t for r in same for t in (r.samples_us or (r.time_us,))),
+            dataclasses.replace(
+                best,
+                time_us_min=min(r.time_us_min for r in same),
+                time_us_max=max(r.time_us_max for r in same),
+                wrong=max(wrongs) if wrongs else best.wrong,
+                samples_us=tuple(t for r in same for t in (r.samples_us or (r.time_us,))),
             )
         )
     return out
