@@ -45,7 +45,15 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "ci"))  # diagnosis_sim's settings and faults, one copy
 
-from diagnosis_sim import faults_for, measure_again, named, schedule_for, settings_for, units_for  # noqa: E402
+from diagnosis_sim import (  # noqa: E402
+    again_rounds,
+    faults_for,
+    measure_again,
+    named,
+    schedule_for,
+    settings_for,
+    units_for,
+)
 
 from bench.rails.diagnosis import judge  # noqa: E402
 from bench.rails.diagnosis.corroborate import corroborate  # noqa: E402
@@ -54,7 +62,6 @@ from bench.rails.plan.layout import RailLayout  # noqa: E402
 from bench.rails.plan.remeasure import (  # noqa: E402
     REPEAT_STAGES,
     quiet_repeat_rounds,
-    remeasurement_rounds,
     repeat_confirm,
 )
 from tests.support.models.fabric_model import Model, Shape  # noqa: E402
@@ -144,8 +151,7 @@ def child(
     with _Timed(step):
         if profiler:
             profiler.enable()
-        suspect = judge.suspects_in(settings, layout, gathered, cols)
-        again = remeasurement_rounds(rounds, suspect, test.confirm, units_for(shape, full_matrix))
+        suspect, again = again_rounds(settings, layout, gathered, cols, rounds, units_for(shape, full_matrix))
         if profiler:
             profiler.disable()
     cols = measure_again(model, cols, again, test.confirm)

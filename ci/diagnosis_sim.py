@@ -73,6 +73,7 @@ from bench.rails.diagnosis.gpu_outcome import IntraNodeOutcome  # noqa: E402
 from bench.rails.diagnosis.gpu_pairs import LocalMatrix, localise_gpus  # noqa: E402
 from bench.rails.diagnosis.liveness import everyone_live  # noqa: E402
 from bench.rails.diagnosis.matrix import PairColumns, pair_matrix  # noqa: E402
+from bench.rails.diagnosis.quiet_fill import quiet_fill  # noqa: E402
 from bench.rails.diagnosis.rails_outcome import RailsOutcome  # noqa: E402
 from bench.rails.measurement import intranode  # noqa: E402
 from bench.rails.plan.budget import cell_budget, chunks_per_message  # noqa: E402
@@ -87,7 +88,7 @@ from bench.rails.plan.remeasure import (  # noqa: E402
     remeasurement_rounds,
     repeat_confirm,
 )
-from bench.rails.plan.schedule import Round, Units, schedule  # noqa: E402
+from bench.rails.plan.schedule import Cell, Round, Units, schedule  # noqa: E402
 from tests.support.models.fabric_model import LINE_GBPS, Fault, Model, Shape  # noqa: E402
 from tests.support.models.fabric_regimes import KIND, REGIMES, Regime  # noqa: E402
 
@@ -253,6 +254,22 @@ def schedule_for(shape: Shape, full_matrix: bool) -> tuple[Round, ...]:
     return schedule(shape.nodes, settings.test.repeats, settings.config.seed, units, shape.rails)
 
 
+def again_rounds(
+    settings: RailsSettings,
+    layout: RailLayout,
+    gathered: list[judge.RankReport],
+    cols: PairColumns,
+    rounds: tuple[Round, ...],
+    units: Units | None,
+) -> tuple[list[Cell], tuple[Round, ...]]:
+    """What rank 0 sends every rank after the matrix (``judge.remeasured_cells``: the suspects, and every leaf's
+    flows between units for the quiet pass): the suspects, and the rounds every rank builds from both
+    (``bench.rails.measurement.steps.confirm_suspects``)."""
+    suspect = judge.suspects_in(settings, layout, gathered, cols)
+    fill = quiet_fill(cols, units, suspect)
+    return suspect, remeasurement_rounds(rounds, suspect, settings.test.confirm, units, fill)
+
+
 def measure_again(model: Model, cols: PairColumns, again: tuple[Round, ...], passes: int) -> PairColumns:
     """``cols`` with the re-measurements of ``again``: the confirmation passes, then the quiet pass (numbered past
     ``passes``), as the ranks run them; the quiet pass's draws come after theirs, so the passes draw what they drew
@@ -321,8 +338,7 @@ def run_one(size: str, shape: Shape, kind: str, seed: int, regime: Regime = KIND
     gathered = model.gathered(settings.test.collectives)
     rounds = schedule_for(shape, full_matrix)
     cols = model.measure_rounds(rounds)
-    suspect = judge.suspects_in(settings, layout, gathered, cols)
-    again = remeasurement_rounds(rounds, suspect, settings.test.confirm, units_for(shape, full_matrix))
+    suspect, again = again_rounds(settings, layout, gathered, cols, rounds, units_for(shape, full_matrix))
     cols = measure_again(model, cols, again, settings.test.confirm)
     cols, repeats = measure_alone_again(model, cols, settings, layout, gathered, units_for(shape, full_matrix))
     # A rail group under its mark is measured again before it is failed (bench.rails.measurement.steps.rails_again),

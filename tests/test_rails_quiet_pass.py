@@ -23,7 +23,7 @@ from bench.rails.diagnosis.localise import Thresholds
 from bench.rails.diagnosis.matrix import PairTime, pair_matrix
 from bench.rails.diagnosis.rails_outcome import RailsOutcome
 from bench.rails.plan.layout import RailLayout
-from bench.rails.plan.remeasure import QUIET_PER_LEAF, quiet_rounds, remeasurement_rounds
+from bench.rails.plan.remeasure import QUIET_PER_LEAF, quiet_rounds
 from bench.rails.plan.schedule import Units
 from tests.support import diagnosis_sim
 from tests.support.models.fabric_model import Fault, Model, Shape
@@ -46,8 +46,7 @@ def _judged(regime: Regime, faults: tuple[Fault, ...], seed: int) -> tuple[Rails
     gathered = model.gathered(test.collectives)
     rounds = sim.schedule_for(shape, False)
     cols = model.measure_rounds(rounds)
-    suspect = judge.suspects_in(settings, layout, gathered, cols)
-    again = remeasurement_rounds(rounds, suspect, test.confirm, sim.units_for(shape, False))
+    _, again = sim.again_rounds(settings, layout, gathered, cols, rounds, sim.units_for(shape, False))
     cols = sim.measure_again(model, cols, again, test.confirm)
     cols, _ = sim.measure_alone_again(model, cols, settings, layout, gathered, sim.units_for(shape, False))
     outcome = judge.judged(settings, layout, gathered, [], pair_matrix(cols, nodes, shape.rails))

@@ -16,8 +16,12 @@ cluster. A healthy cell is held low at a chance of that quantile to the power of
 
 from __future__ import annotations
 
+import warnings
+from dataclasses import dataclass
+
 import numpy as np
 
+from bench.rails.diagnosis import noise
 from bench.rails.diagnosis.matrix import PairMatrix
 from bench.rails.plan.remeasure import QUIET_REPEATS
 
@@ -117,7 +121,61 @@ def chance_low_again() -> float:
     return float(1.0 - (1.0 - LOW_QUANTILE) ** QUIET_REPEATS)
 
 
-def chance_held(samples: int) -> float:
+def chance_held(samples: int, rate: float = LOW_QUANTILE) -> float:
     """The chance that a healthy cell of the quiet pass is held low in ``samples`` samples alone: under the mark in
-    each, afresh."""
-    return float(LOW_QUANTILE**samples)
+    each, afresh, at ``rate`` a sample (default: the mark's own quantile; :class:`OwnEnds` gives the run's own)."""
+    return float(rate**samples)
+
+
+RATE_RAILS = 3
+"""The fewest rails whose quiet cells :func:`OwnEnds` takes the median rate over: fewer are one rail's own rate,
+which its own degraded uplink raises."""
+
+
+@dataclass(frozen=True)
+class OwnEnds:
+    """Each quiet cell judged against its own ends, not the rail's mark: what a flow alone between a leaf with
+    nothing to tell and the rest of the fabric reads, where the quiet pass measures every leaf's flows whatever the
+    suspects (``bench.rails.diagnosis.quiet_fill``).
+
+    A healthy flow alone runs at its slower end's link, less its noise. The rail's mark (:func:`low_marks`, the
+    2% quantile within units) holds a flow between two ends at the healthy floor under it much of the time, and
+    every time: its ends are slow in every sample, not afresh (``tapered`` at 64 x 8 with leaves of 8, clean run
+    85010: two such flows at one leaf named its uplinks). So each cell's mark is its slower end's level within its
+    unit (the upper quartile over its partners there, as the absolute line reads a link's level), times the rail's
+    :data:`LOW_QUANTILE` of its samples within units each over its own slower end's level.
+
+    And the chance a sample reads under it is the run's own: the median over the rails of the share of their quiet
+    cells whose quiet-pass sample did, never under :data:`LOW_QUANTILE`. Hot spots that move between rounds
+    (adaptive routing beside other traffic) put a healthy flow alone under it more often than noise does, afresh
+    each round; judged at the quantile, two such at one leaf named an uplink (``hotspots``, ``tapered-ar``). A
+    degraded uplink raises its own rail's share, not the median."""
+
+    held: np.ndarray
+    """``[rail, a, b]``: as :func:`held_low`, under the cell's own mark in every sample."""
+    rate: float
+
+    @classmethod
+    def of(cls, matrix: PairMatrix, inside: np.ndarray) -> OwnEnds:
+        shape = (len(matrix.rails), len(matrix.nodes), len(matrix.nodes))
+        if matrix.alone is None:
+            return cls(np.zeros(shape, dtype=np.uint8), LOW_QUANTILE)
+        cells = matrix.alone
+        quantile = np.full(shape[0], np.nan)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a cell or link with no sample: NaN, never under
+            level = noise.upper_quartile(np.nanmedian(matrix.busbw, axis=0), within=inside)  # [rail, node]
+            for k in np.flatnonzero(inside.any(axis=(1, 2))):
+                ends = np.fmin(level[k][:, None], level[k][None, :])[inside[k]]
+                quantile[k] = np.nanquantile(matrix.busbw[:, k][:, inside[k]] / ends, LOW_QUANTILE)
+        ends = np.fmin(level[cells.rail, cells.low], level[cells.rail, cells.high])
+        marks = (quantile[cells.rail] * ends).astype(cells.best.dtype)
+        under = cells.best < marks  # NaN marks: never under
+        held = under & (cells.count >= 1 + QUIET_REPEATS)
+        ran = ~np.isnan(cells.first)
+        first = ran & (cells.first < marks)
+        shares = [
+            float(first[on].sum()) / int(on.sum()) for k in range(shape[0]) if (on := ran & (cells.rail == k)).any()
+        ]
+        rate = max(LOW_QUANTILE, float(np.median(shares))) if len(shares) >= RATE_RAILS else LOW_QUANTILE
+        return cls(cells.spread(np.where(held, cells.count, 0), np.uint8), rate)

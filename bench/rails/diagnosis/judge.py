@@ -22,12 +22,13 @@ from bench.rails.diagnosis.last_answer import LastAnswer, fingerprint
 from bench.rails.diagnosis.liveness import LinkReport, Membership, everyone_live
 from bench.rails.diagnosis.localise import Diagnosis, PairMatrix, Thresholds, diagnose, suspect_samples
 from bench.rails.diagnosis.matrix import PairColumns, PairTime, flatten, pair_matrix
+from bench.rails.diagnosis.quiet_fill import QuietCell, quiet_fill
 from bench.rails.diagnosis.rails_outcome import short_device
 from bench.rails.plan import fabric_map
 from bench.rails.plan.config import RailsSettings, matrix_units
 from bench.rails.plan.fabric_map import FabricMap
 from bench.rails.plan.layout import RailLayout
-from bench.rails.plan.schedule import Cell, schedule, unit_rounds
+from bench.rails.plan.schedule import Cell, Units, schedule, unit_rounds
 from bench.rundir.named_parts import NamedPart
 from bench.rundir.railsdoc import Link, RailsDoc
 
@@ -93,6 +94,20 @@ def suspect_cells(
 ) -> list[Cell]:
     """The cells whose matrix samples are slow: re-measured before anything is named."""
     return suspects_in(settings, layout, gathered, flatten([g["times"] for g in gathered]), membership)
+
+
+def remeasured_cells(
+    settings: RailsSettings,
+    layout: RailLayout,
+    gathered: list[RankReport],
+    membership: Membership,
+    units: Units | None,
+) -> tuple[list[Cell], list[QuietCell]]:
+    """Rank 0: the suspect cells (:func:`suspect_cells`), and the cells between units the quiet pass measures
+    beside them at every leaf (``quiet_fill``): what goes to every rank before the re-measurements."""
+    cols = PairColumns.from_times(flatten([g["times"] for g in gathered]))
+    found = suspects_in(settings, layout, gathered, cols, membership)
+    return found, quiet_fill(cols, units, found)
 
 
 def suspects_in(

@@ -23,6 +23,7 @@ def quiet_uplinks(
     judged: list[int] | None = None,
     *,
     routed_only: bool = False,
+    own: bool = False,
 ) -> list[SwitchFault]:
     """In cells set aside as load, the uplinks whose flows the quiet pass held low alone (:func:`_held_uplink`): on
     one rail of the group (a spine slows most of them), at one leaf. Under ECMP every flow between units reproduces
@@ -33,31 +34,43 @@ def quiet_uplinks(
     ``ecmp`` runs at 64 x 8 with sixteen quiet cells a leaf; the cells held low named every uplink it had named
     in 200 fault scenarios of each of ``ecmp``, ``tapered-ecmp``, ``hotspots`` and ``noisy``, so it is the only
     rule (docs/rails.md, "The fabric's cabling", its "Flows held low alone"). ``judged``: the rails of the group to
-    judge (default: every one); ``routed_only``: only a static route's shape (:func:`_held_uplink`)."""
+    judge (default: every one); ``routed_only``: only a static route's shape (:func:`_held_uplink`); ``own``: the
+    cells held low against their own ends, at the run's own rate (``alone.OwnEnds``), not the rail's mark."""
     if paths.quiet is None:
         return []
+    held = paths.held_quiet
+    rate = alone.LOW_QUANTILE
+    if own:
+        held, rate = (None, rate) if paths.own is None else (paths.own.held, paths.own.rate)
     out = []
     for k in ks if judged is None else judged:
-        fault = _held_uplink(paths, fabric, k, ks, tries, routed_only)
+        fault = _held_uplink(paths, fabric, k, ks, tries, held, rate, routed_only)
         if fault is not None:
             out.append(fault)
     return out
 
 
 def _held_uplink(
-    paths: Paths, fabric: FabricMap, k: int, ks: list[int], tries: int, routed_only: bool = False
+    paths: Paths,
+    fabric: FabricMap,
+    k: int,
+    ks: list[int],
+    tries: int,
+    held_quiet: np.ndarray | None,
+    rate: float,
+    routed_only: bool = False,
 ) -> SwitchFault | None:
     """Rail k's uplink from its quiet cells held low (``bench.rails.diagnosis.alone``): more of them at one leaf
     than healthy paths hold low in that many samples, family-wise over every leaf of the group's rails and the
     groups tried, on few of the group's rails (most is a spine's shape, which :meth:`Paths.quiet_holds` judges).
     Two or more must spread over the leaf's nodes; one alone (measured twice more, so it can stand) must have
     both ends clean within their units, or it is an end's cable, for the links' rules."""
-    if paths.held_quiet is None:
+    if held_quiet is None:
         return None
-    on = [bool(((paths.held_quiet[j] > 0) & paths.upper).any()) for j in ks]
+    on = [bool(((held_quiet[j] > 0) & paths.upper).any()) for j in ks]
     if 2 * sum(on) > len(ks):
         return None
-    samples = paths.held_quiet[k]
+    samples = held_quiet[k]
     held = samples > 0
     near = _quiet_leaf(paths, k, held)
     if near is None:
@@ -67,7 +80,7 @@ def _held_uplink(
     at_leaf = mine & paths.upper
     count = int((held & paths.upper).sum())
     leaves = sum(len(paths.leaves_on[j]) for j in ks) * max(1, tries)
-    chance = noise.poisson_sf(count, int(at_leaf.sum()) * alone.chance_held(int(samples[held].min())))
+    chance = noise.poisson_sf(count, int(at_leaf.sum()) * alone.chance_held(int(samples[held].min()), rate))
     if chance * leaves > noise.NAME_FALSE_ALARMS:
         return None
     if routed_only and count >= 2:

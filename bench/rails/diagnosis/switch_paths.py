@@ -108,6 +108,8 @@ class Paths:
     """``[rail, a, b]``: the quiet cells measured alone again (``bench.rails.diagnosis.alone.repeated``)."""
     again_quiet: np.ndarray | None = None
     """``[rail, a, b]``: of those, the ones low again in one of those samples (``alone.low_again``)."""
+    own: alone.OwnEnds | None = None
+    """The quiet cells held low against their own ends, at the run's own rate (``alone.OwnEnds``)."""
 
     @classmethod
     def of(
@@ -141,9 +143,12 @@ class Paths:
         quiet = None if cells.quiet is None else cells.quiet & cross
         held_quiet = None if cells.held_quiet is None or quiet is None else np.where(quiet, cells.held_quiet, 0)
         repeated_quiet = again_quiet = None
+        own = None
         if quiet is not None:
             repeated_quiet = alone.repeated(cells.matrix) & quiet
             again_quiet = alone.low_again(cells.matrix, inside) & repeated_quiet
+            own = alone.OwnEnds.of(cells.matrix, inside)
+            own = alone.OwnEnds(np.where(quiet, own.held, 0), own.rate)
         return cls(
             leaf,
             cross,
@@ -160,6 +165,7 @@ class Paths:
             held_quiet,
             repeated_quiet,
             again_quiet,
+            own,
         )
 
     def quiet_holds(self, ks: list[int], tries: int) -> bool:
@@ -207,6 +213,27 @@ class Paths:
         if not held.any():
             return False
         expected = int(mask.sum()) * alone.chance_held(int(self.held_quiet[ks][held].min()))
+        return _most_rails_beyond(held, expected, tries)
+
+    def own_held(self, ks: list[int], tries: int) -> bool:
+        """A spine from the quiet pass alone: on most of rails ``ks``, flows between units held low against their
+        own ends (``alone.OwnEnds``), spread over each rail's nodes (one node's are its own), more of them than the
+        run's own rate gives in as many samples, family-wise over ``tries`` parts; and nothing like a switch within
+        a unit (a leaf, or a node's every link, slows its unit too).
+
+        For where the matrix shows nothing between units (``_spine_faults``' shape): ECMP keeps a flow's path, so a
+        degraded spine holds the flows it carries low in every sample alone, while a hot spot, or a spine under
+        adaptive routing, slows a flow alone afresh each sample, at the run's own rate; that rate, not the mark's
+        quantile, is the yardstick here, so a spine under adaptive routing is left to the matrix's rules."""
+        if self.own is None or self.quiet is None:
+            return False
+        if any(self.switch_inside(k, self.inside[k]) for k in ks):
+            return False
+        held = (self.own.held[ks] > 0) & self.upper[None]
+        if not all(is_spread(rail) for rail in held if rail.any()) or not held.any():
+            return False
+        mask = self.quiet[ks] & self.upper[None]
+        expected = int(mask.sum()) * alone.chance_held(int(self.own.held[ks][held].min()), self.own.rate)
         return _most_rails_beyond(held, expected, tries)
 
     def elevated(self, k: int, mask: np.ndarray, against: Null | None = None) -> bool:

@@ -120,7 +120,8 @@ def _held_alone(paths: Paths, fabric: FabricMap, open_rails: list[int], taken: s
     no hot spot sets them aside."""
     groups = _spine_groups(paths, fabric, [j for j in open_rails if j not in taken])
     ks = groups[fabric.spines_of(paths.leaves_on[k])]
-    return quiet_uplinks(paths, fabric, ks, len(groups), [k], routed_only=True)
+    routed = quiet_uplinks(paths, fabric, ks, len(groups), [k], routed_only=True)
+    return routed or quiet_uplinks(paths, fabric, ks, len(groups), [k], own=True)
 
 
 def _spine_groups(paths: Paths, fabric: FabricMap, rails: list[int]) -> dict[tuple[str, ...], list[int]]:
@@ -148,10 +149,16 @@ def _spine_faults(
         shaped = all(
             is_spread(paths.reproduces[k] & paths.cross[k]) and not paths.switch_inside(k, paths.inside[k]) for k in ks
         )
-        if not shaped:
-            continue
         mask = np.zeros_like(paths.cross)
         mask[ks] = paths.cross[ks]
+        if not shaped:
+            # Nothing between units stands out in the matrix: under ECMP with leaves of 8 or 16 every flow between
+            # units collides there, a degraded spine's as much as any. Its flows alone, held low against their own
+            # ends on most rails, are the only evidence there is (Paths.own_held).
+            if paths.own_held(ks, len(groups)):
+                out.append(SwitchFault("spine", mask, None, spines, spines))
+                taken |= set(ks)
+            continue
         persistent = [k for k in ks if paths.convicts(k, paths.cross[k], rate=False)]
         if len(persistent) < len(ks):
             # Slow between units on every rail, persistent over rounds on some only: under ECMP at 1024 x 8 the

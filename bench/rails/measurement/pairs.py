@@ -126,12 +126,18 @@ class PairRunner:
         """Every pair on every rail, ``repeats`` times."""
         return self.run(self.rounds, enter, leave)
 
-    def confirm(self, suspects: Sequence[Cell], enter: Enter, leave: Callable[[], None]) -> list[PairTime]:
+    def confirm(
+        self,
+        suspects: Sequence[Cell],
+        enter: Enter,
+        leave: Callable[[], None],
+        fill: Sequence[tuple[int, int, int]] = (),
+    ) -> list[PairTime]:
         """``settings.test.confirm`` passes over the rounds that hold suspects, each suspect in its own round; then
-        the quiet pass where the units allow it (``bench.rails.plan.remeasure``)."""
-        return self.run(
-            remeasurement_rounds(self.rounds, suspects, self.settings.test.confirm, self.units), enter, leave
-        )
+        the quiet pass where the units allow it, the suspects between units and then ``fill`` (rank 0's
+        ``bench.rails.diagnosis.quiet_fill``; ``bench.rails.plan.remeasure``)."""
+        passes = self.settings.test.confirm
+        return self.run(remeasurement_rounds(self.rounds, suspects, passes, self.units, fill), enter, leave)
 
     def repeat_alone(
         self, low: Sequence[tuple[int, int, int]], stage: int, enter: Enter, leave: Callable[[], None]

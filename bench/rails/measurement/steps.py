@@ -310,8 +310,11 @@ def confirm_suspects(
     between units with no other flow on their leaves (``bench.rails.plan.remeasure``), and those of them that read
     low measured alone again (``bench.rails.diagnosis.alone``), before anything is named; rank 0's ``gathered``
     reports gain the re-measurements and their counter windows."""
-    found = judge.suspect_cells(settings, seat.layout, gathered, seat.membership) if gathered is not None else None
-    again = runner.confirm(seat.coord.broadcast(found), watchdog.enter, watchdog.leave)
+    found = None
+    if gathered is not None:
+        found = judge.remeasured_cells(settings, seat.layout, gathered, seat.membership, runner.units)
+    suspects, fill = seat.coord.broadcast(found)
+    again = runner.confirm(suspects, watchdog.enter, watchdog.leave, fill)
     _add_remeasurements(seat, again, gathered, watchdog, "re-measurements")
     if runner.units is None:
         return  # no quiet pass without units: every rank knows, so none waits on the broadcasts below

@@ -177,7 +177,7 @@ def confirmation_rounds(rounds: int, pairs: float, ranks: int, passes: int, shar
 
 def quiet_pass(units: Units | None, ranks: int) -> tuple[int, int]:
     """(rounds, cells) of the quiet pass and its repeats at most (``bench.rails.plan.remeasure.quiet_rounds``,
-    ``quiet_repeat_rounds``): where the cabling gives two units or more, up to ``QUIET_PER_LEAF`` suspects between
+    ``quiet_repeat_rounds``): where the cabling gives two units or more, up to ``QUIET_PER_LEAF`` flows between
     units at each leaf, one a round, both directions; packed first fit, about as many rounds as that and at most
     twice (tests/test_rails_remeasure.py). Then each of them that read low measured alone ``QUIET_REPEATS`` more
     times, packed the same way: priced as if every one did, though a healthy fabric's read low a few in a hundred;
@@ -188,6 +188,18 @@ def quiet_pass(units: Units | None, ranks: int) -> tuple[int, int]:
         return 0, 0
     rounds = 2 * QUIET_PER_LEAF * (1 + QUIET_REPEATS) + 2 * QUIET_REPEATS
     return rounds, count * ranks * (QUIET_PER_LEAF * (1 + QUIET_REPEATS) + QUIET_REPEATS)
+
+
+def quiet_pass_alone(units: Units | None, ranks: int) -> tuple[int, int]:
+    """(rounds, cells) of the quiet pass at its least: every leaf's flows between units are measured whatever the
+    suspects (``bench.rails.diagnosis.quiet_fill``), ``QUIET_PER_LEAF`` a leaf where it has that many partners in
+    other units, one a round: a healthy fabric's pass, with none of them read low."""
+    count = quiet_units(units)
+    if not count or units is None:
+        return 0, 0
+    smallest = min(units.of.count(u) for u in set(units.of))
+    flows = min(QUIET_PER_LEAF, len(units.of) - smallest)
+    return flows, count * ranks * flows
 
 
 def rails_phases(nodes: int, ranks: int, settings: RailsSettings, model: PlanModel, intra: bool) -> list[Phase]:
@@ -273,8 +285,9 @@ def _matrix_phases(
     share = model.suspect_share(suspect_threshold(settings))
     quick = confirmation_rounds(rounds, pairs, ranks, settings.test.confirm, share.low)
     slow = confirmation_rounds(rounds, pairs, ranks, settings.test.confirm, share.high)
-    quiet = quiet_pass(planned_units(settings, nodes), ranks)
-    quick = (quick[0] + min(quiet[0], quick[0]), quick[1] + min(quiet[1], quick[1]))
+    planned = planned_units(settings, nodes)
+    quiet, least = quiet_pass(planned, ranks), quiet_pass_alone(planned, ranks)
+    quick = (quick[0] + max(least[0], min(quiet[0], quick[0])), quick[1] + max(least[1], min(quiet[1], quick[1])))
     slow = (slow[0] + quiet[0], slow[1] + quiet[1])
     again = pair_round_seconds(cell, model, world, new_peer=False, gather=False, agree=agree)
     seconds = Span(again.low * quick[0], again.high * slow[0]) + gathered

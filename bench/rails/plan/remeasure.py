@@ -28,14 +28,20 @@ from bench.rails.plan.schedule import Cell, Round, Units, confirmation_rounds
 
 
 def remeasurement_rounds(
-    rounds: Sequence[Round], suspects: Sequence[Cell], passes: int, units: Units | None = None
+    rounds: Sequence[Round],
+    suspects: Sequence[Cell],
+    passes: int,
+    units: Units | None = None,
+    fill: Sequence[tuple[int, int, int]] = (),
 ) -> tuple[Round, ...]:
     """``passes`` re-runs of the matrix ``rounds`` that hold suspects, each with its own suspects
     (``schedule.confirmation_rounds``); then, where ``units`` gives two or more, the quiet pass
-    (:func:`quiet_rounds`, pass ``passes + 1``). Every rank computes the same."""
-    if not suspects or not passes:
+    (:func:`quiet_rounds`, pass ``passes + 1``): the suspects between units, then ``fill``. Every rank computes the
+    same. Nothing without passes (``--confirm 0``)."""
+    if not passes:
         return ()
-    return confirmation_rounds(tuple(rounds), suspects, passes) + quiet_rounds(suspects, passes + 1, units)
+    again = confirmation_rounds(tuple(rounds), suspects, passes) if suspects else ()
+    return again + quiet_rounds(suspects, passes + 1, units, fill)
 
 
 QUIET_PER_LEAF = 16
@@ -66,7 +72,9 @@ def quiet_units(units: Units | None) -> int:
     return count if count >= 2 else 0
 
 
-def quiet_rounds(suspects: Sequence[Cell], confirm: int, units: Units | None) -> tuple[Round, ...]:
+def quiet_rounds(
+    suspects: Sequence[Cell], confirm: int, units: Units | None, fill: Sequence[tuple[int, int, int]] = ()
+) -> tuple[Round, ...]:
     """The quiet pass: up to :data:`QUIET_PER_LEAF` suspects between units at each leaf (unit, rail), re-measured in
     rounds where each leaf carries one flow to another unit and no more, so that no two of a round's flows share an
     uplink, however the switches route or hash them. A flow a collision slowed runs at its links' rate there; one
@@ -74,35 +82,60 @@ def quiet_rounds(suspects: Sequence[Cell], confirm: int, units: Units | None) ->
     fewer than two.
 
     The suspects are taken in the order rank 0 sent them (the slowest first: ``bench.rails.diagnosis.judge.suspects``;
-    every rank the same), each while both its leaves have room; a pair's rails run together. Packed first fit: no
-    node twice, no leaf twice in a round."""
-    if units is None or not suspects or not quiet_units(units):
+    every rank the same), then ``fill`` (rank 0's ``bench.rails.diagnosis.quiet_fill``: every leaf's other cells
+    between units, so that the pass measures each leaf whatever the suspects), each while both its leaves have
+    room; a pair's rails run together. Packed first fit: no node twice, no leaf twice in a round."""
+    if units is None or not (suspects or fill) or not quiet_units(units):
         return ()
     of = np.asarray(units.of, dtype=np.int64)
-    rounds = _quiet_packing(_quiet_picks(suspects, of), of)
+    rounds = _quiet_packing(_quiet_picks(suspects, of, fill), of)
     return tuple(
         Round(0, slot, tuple(sorted({(a, b) for _, a, b in cells})), None, confirm=confirm, cells=frozenset(cells))
         for slot, cells in sorted(rounds.items())
     )
 
 
-def _quiet_picks(suspects: Sequence[Cell], of: np.ndarray) -> dict[tuple[int, int], list[int]]:
+def _quiet_picks(
+    suspects: Sequence[Cell], of: np.ndarray, fill: Sequence[tuple[int, int, int]] = ()
+) -> dict[tuple[int, int], list[int]]:
     """The quiet pass's cells, as each pair's rails: suspects between units in their order (each cell once, where
-    it first comes), each taken while both its leaves (unit, rail) hold fewer than :data:`QUIET_PER_LEAF`."""
+    it first comes), then ``fill`` (``(rail, a, b)``, rank 0's ``bench.rails.diagnosis.quiet_fill``), each taken
+    while both its leaves (unit, rail) hold fewer than :data:`QUIET_PER_LEAF` (:func:`leaf_capped`)."""
+    out: dict[tuple[int, int], list[int]] = {}
+    for k, low, high in leaf_capped([*suspect_cells(suspects), *fill], of):
+        out.setdefault((low, high), []).append(k)
+    return out
+
+
+def suspect_cells(suspects: Sequence[Cell]) -> list[tuple[int, int, int]]:
+    """The suspects as ``(rail, a, b)`` with a < b, each cell once, in their order (where it first comes)."""
     cells = np.asarray(suspects, dtype=np.int64).reshape(-1, 5)[:, 2:]
     _, first = np.unique(cells, axis=0, return_index=True)
     cells = cells[np.sort(first)]
     k, low, high = cells[:, 0], np.minimum(cells[:, 1], cells[:, 2]), np.maximum(cells[:, 1], cells[:, 2])
-    cross = of[low] != of[high]
-    k, low, high = k[cross].tolist(), low[cross].tolist(), high[cross].tolist()
+    return list(zip(k.tolist(), low.tolist(), high.tolist(), strict=True))
+
+
+def leaf_capped(cells: Sequence[tuple[int, int, int]], of: np.ndarray) -> list[tuple[int, int, int]]:
+    """Of ``cells`` (``(rail, a, b)``, in order), those between units, each once, taken while both its leaves
+    (unit, rail) hold fewer than :data:`QUIET_PER_LEAF`; stops once every leaf is full."""
     held: dict[tuple[int, int], int] = {}
-    out: dict[tuple[int, int], list[int]] = {}
-    for i in range(len(k)):
-        leaves = ((int(of[low[i]]), k[i]), (int(of[high[i]]), k[i]))
-        if all(held.get(leaf, 0) < QUIET_PER_LEAF for leaf in leaves):
-            for leaf in leaves:
+    seen: set[tuple[int, int, int]] = set()
+    full, leaves = 0, len(set(of.tolist())) * (1 + max((k for k, _, _ in cells), default=0))
+    out = []
+    for k, a, b in cells:
+        low, high = min(a, b), max(a, b)
+        if of[low] == of[high] or (k, low, high) in seen:
+            continue
+        ends = ((int(of[low]), k), (int(of[high]), k))
+        if all(held.get(leaf, 0) < QUIET_PER_LEAF for leaf in ends):
+            seen.add((k, low, high))
+            out.append((k, low, high))
+            for leaf in ends:
                 held[leaf] = held.get(leaf, 0) + 1
-            out.setdefault((low[i], high[i]), []).append(k[i])
+                full += held[leaf] == QUIET_PER_LEAF
+            if full >= leaves:
+                break
     return out
 
 
