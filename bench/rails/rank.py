@@ -237,7 +237,7 @@ def rails_phase(
     if runner is not None and settings.test.confirm:
         steps.confirm_suspects(settings, seat, runner, gathered, watchdog)
         laps.mark("confirmation")
-    if steps.rails_again(settings, ctx, seat, gathered, watchdog):
+    if steps.rails_again(settings, ctx, seat, gathered, watchdog, known):
         laps.mark("rail groups again")
     if gathered is None:
         return None

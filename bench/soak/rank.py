@@ -195,7 +195,7 @@ def run_window(
     watchdog.leave()
     if settings.test.confirm:
         steps.confirm_suspects(settings, seat, runner, gathered, watchdog)
-    steps.rails_again(settings, ctx, seat, gathered, watchdog)  # a window's rail group fails as a run's does
+    steps.rails_again(settings, ctx, seat, gathered, watchdog, known)  # a window's rail group fails as a run's does
     gpus = world.gpu_states(gpu, ctx, coord)  # at the window's end edge
     if gathered is None or job.clock is None:
         return None

@@ -293,10 +293,30 @@ def short_rail_calls(
     best measurement so far (``rail_target.below_marks``): every rank measures them again in every rail group at
     once (``bench.rails.measurement.steps.rails_again``) before a rail is failed on one sample. Wrong elements are
     never measured away: they are not in the list."""
+    return [c for rail, c in _short_calls(settings, layout, gathered, membership, "concurrent") if rail < 0]
+
+
+def short_alone_calls(
+    settings: RailsSettings, layout: RailLayout, gathered: list[RankReport], membership: Membership
+) -> list[tuple[int, str]]:
+    """Rank 0: ``(rail, collective)`` of the rails that, each measured alone (``--isolation``), ran a collective under
+    its mark at, on their best measurement so far: measured alone again as the rail groups at once are
+    (``bench.rails.measurement.steps.rails_again``). Empty without ``--isolation``."""
+    return _short_calls(settings, layout, gathered, membership, "isolated")
+
+
+def _short_calls(
+    settings: RailsSettings, layout: RailLayout, gathered: list[RankReport], membership: Membership, mode: str
+) -> list[tuple[int, str]]:
+    """The calls of ``mode`` under their mark on their best measurement, wrong elements left out: ``(rail,
+    collective)`` alone, ``(-1, collective)`` at once (every rail group measures it again together), in the test's
+    order of collectives."""
     _, expected, _, _ = _judging(settings, layout, gathered, membership)
-    concurrent = [r for r in _rail_results(gathered) if r.mode == "concurrent" and not r.wrong]
-    short = {s.collective for s in rail_target.below_marks(concurrent, expected, settings.profile.pass_fraction)}
-    return [c for c in settings.test.collectives if c in short]
+    results = [r for r in _rail_results(gathered) if r.mode == mode and not r.wrong]
+    short = rail_target.below_marks(results, expected, settings.profile.pass_fraction)
+    found = {(s.rail if mode == "isolated" else -1, s.collective) for s in short}
+    order = {c: i for i, c in enumerate(settings.test.collectives)}
+    return sorted(found, key=lambda rc: (rc[0], order.get(rc[1], len(order))))
 
 
 def _scheduled(settings: RailsSettings, layout: RailLayout) -> Callable[[int, int], bool] | None:

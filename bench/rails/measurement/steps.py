@@ -207,21 +207,30 @@ def rails_again(
     seat: Seat,
     gathered: list[judge.RankReport] | None,
     watchdog: Watchdog,
+    known: float | None = None,
 ) -> int:
     """A rail group that fell short of its mark measured again before it is failed: the collectives rank 0 finds
-    short (``judge.short_rail_calls``) run again in every rail group at once, the same load as the first time, up to
-    ``--confirm`` times, until none is short; rank 0's ``gathered`` reports gain the new results, and the judge takes
-    each rail group's best (``rails_outcome.best_samples``). Returns how many times they ran.
+    short (``judge.short_rail_calls``) run again in every rail group at once, the same load as the first time, and
+    with ``--isolation`` the rails alone that fell short (``judge.short_alone_calls``) alone again, within budgets
+    from ``known`` as the first time (:func:`each_rail_alone`), up to ``--confirm`` times, until none is short; rank
+    0's ``gathered`` reports gain the new results, and the judge takes each rail group's best
+    (``rails_outcome.best_samples``). Returns how many times they ran.
 
     One sample of a rail group's bandwidth is one draw of its noise (another job, a link retraining, a hot spot
     in the spines): a healthy rail near its mark would fail on it now and then. A slow part slows every draw."""
     layout, coord = seat.layout, seat.coord
     for again in range(settings.test.confirm):
-        short = judge.short_rail_calls(settings, layout, gathered, seat.membership) if gathered is not None else None
-        short = coord.broadcast(short)
-        if not short:  # every rank has the same list: all of them stop here
+        found = None
+        if gathered is not None:
+            found = (
+                judge.short_rail_calls(settings, layout, gathered, seat.membership),
+                judge.short_alone_calls(settings, layout, gathered, seat.membership),
+            )
+        short, short_alone = coord.broadcast(found)
+        if not short and not short_alone:  # every rank has the same lists: all of them stop here
             return again
-        mine, _ = _every_rail(settings, ctx, seat, watchdog, short)
+        mine, _ = _every_rail(settings, ctx, seat, watchdog, short) if short else ([], 0.0)
+        mine += _alone_again(settings, ctx, seat, watchdog, short_alone, known)
         seat.counts.close(f"rail groups again ({again + 1} of {settings.test.confirm})")
         watchdog.enter("gathering the rail groups measured again")
         heard = coord.gather((mine, seat.counts.windows[-1:]))
@@ -230,6 +239,42 @@ def rails_again(
             g["error_windows"] = g["error_windows"] + read
         watchdog.leave()
     return settings.test.confirm
+
+
+def _alone_again(
+    settings: RailsSettings,
+    ctx: DistContext,
+    seat: Seat,
+    watchdog: Watchdog,
+    short: Sequence[tuple[int, str]],
+    known: float | None,
+) -> list[rails_outcome.RailResult]:
+    """``short`` (``(rail, collective)``, rank 0's ``judge.short_alone_calls``) measured again, each rail alone as
+    ``--isolation`` measured it the first time: a barrier, the rail's collectives within a budget from ``known`` (a
+    rate, so no agreement over the world is needed while the other rails wait), a barrier. One sample of a rail
+    alone is one draw of its noise too."""
+    mine: list[rails_outcome.RailResult] = []
+    for k in sorted({rail for rail, _ in short}):
+        watchdog.enter(f"rail {k} alone again")
+        seat.coord.barrier()
+        if seat.rail == k and seat.group is not None and known is not None:
+            for coll in [c for rail, c in short if rail == k]:
+                res = measure_rail(
+                    settings,
+                    ctx,
+                    coll,
+                    seat.group,
+                    seat.group_size,
+                    iters=settings.test.iters,
+                    warmup=settings.test.warmup,
+                    rate_Gbps=known,
+                    coord=seat.coord,
+                )
+                if res is not None and seat.reports_rail:
+                    mine.append(rail_result(coll, "isolated", seat.rail, seat.group_size, res))
+        seat.coord.barrier()
+        watchdog.leave()
+    return mine
 
 
 def _measure_alone(

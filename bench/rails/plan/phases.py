@@ -245,20 +245,21 @@ def _rail_phases(nodes: int, ranks: int, settings: RailsSettings, model: PlanMod
 
 
 def rails_again_phase(nodes: int, ranks: int, settings: RailsSettings, model: PlanModel) -> Phase | None:
-    """A rail group under its mark measured again, every rail at once, up to ``--confirm`` times
-    (``bench.rails.measurement.steps.rails_again``): rank 0's answer (which calls are short) always, then at most
-    every collective each time. Its seconds are a healthy cluster's, as every phase's: none short at the low end,
-    at the high end one pass (a healthy rail group that read low once reads at its level again); its rounds,
-    cells and bytes are the most it can run."""
+    """A rail group under its mark measured again, every rail at once, up to ``--confirm`` times, and with
+    ``--isolation`` each rail alone again (``bench.rails.measurement.steps.rails_again``): rank 0's answer (which
+    calls are short) always, then at most every collective each time. Its seconds are a healthy cluster's, as every
+    phase's: none short at the low end, at the high end one pass (a healthy rail group that read low once reads at
+    its level again); its rounds, cells and bytes are the most it can run."""
     passes = settings.test.confirm
     if not passes or nodes < 2:
         return None
-    once = _rail_phases(nodes, ranks, settings, model)[0]
+    once, alone = _rail_phases(nodes, ranks, settings, model)
     sync = model.sync(nodes * ranks)
-    # A pass: the collectives (each a budget's agreement at most, where no line rate is given) and the gather of
-    # the new results with their counter window.
+    # A pass: the collectives (each a budget's agreement at most, where no line rate is given), with --isolation
+    # each rail alone again as it first ran, and the gather of the new results with their counter window.
     agreements = len(settings.test.collectives) + 1
-    seconds = Span(sync.low, sync.high + once.seconds.high + agreements * sync.high)
+    high = once.seconds.high + (alone.seconds.high if settings.config.isolation else 0.0)
+    seconds = Span(sync.low, sync.high + high + agreements * sync.high)
     return Phase(f"rail groups again (up to {passes})", passes, once.cells * passes, once.bytes * passes, seconds)
 
 
