@@ -3,8 +3,8 @@
 
 Under ECMP with leaves of 8 or 16 nodes, most of a rail's cells cross between units and every one of them collides
 in the matrix: none is a suspect, the quiet pass measured nothing, and degraded uplinks and spines went unnamed
-(``ci/diagnosis_sim.py --regime ecmp --unit 8``: 49 of 65 exact at 64 x 8; docs/rails.md, "Flows alone at every
-leaf")."""
+(``ci/diagnosis_sim.py --regime ecmp --unit 8``: 49 of 65 exact at 64 x 8;
+docs/rails.md, "The fabric's cabling", its "Flows alone at every leaf")."""
 
 from __future__ import annotations
 

@@ -5,8 +5,8 @@ so no two share an uplink. It took only suspects, and a suspect is a cell slow a
 Where most of a rail's cells cross between units (leaves of 8 or 16 nodes under ECMP), ECMP's collisions set that
 level: every flow between units runs at about half of line in the matrix, a degraded uplink's at about as much,
 none is a suspect, and the quiet pass measured nothing. A degraded uplink at 0.6 of a link, or a spine carrying
-one path in eight, then went unnamed (``ecmp`` at 64 x 8 with leaves of 8: 49 of 65 exact; docs/rails.md, "Flows
-alone at every leaf").
+one path in eight, then went unnamed (``ecmp`` at 64 x 8 with leaves of 8: 49 of 65 exact;
+docs/rails.md, "The fabric's cabling", its "Flows alone at every leaf").
 
 So each leaf's quiet cells are filled up to ``QUIET_PER_LEAF`` from its other cells between units, the slowest
 in the matrix first: under ECMP a degraded path's flows are slow beside the collided ones in every round, so they
