@@ -149,6 +149,23 @@ def measure_rail(
     )
 
 
+def _rail_call(
+    settings: RailsSettings, ctx: DistContext, seat: Seat, coll: str, rate_Gbps: float | None
+) -> SizeResult | None:
+    """One collective of the test in this rank's rail group, ``iters`` calls after ``warmup`` (:func:`measure_rail`)."""
+    return measure_rail(
+        settings,
+        ctx,
+        coll,
+        seat.group,
+        seat.group_size,
+        iters=settings.test.iters,
+        warmup=settings.test.warmup,
+        rate_Gbps=rate_Gbps,
+        coord=seat.coord,
+    )
+
+
 @dataclass(frozen=True)
 class AtOnce:
     """What measuring every rail group at once hands on: this rank's results to report, and the fastest
@@ -180,17 +197,7 @@ def _every_rail(
     fastest = 0.0
     for coll in collectives:
         watchdog.enter(f"{coll} in every rail group at once")
-        res = measure_rail(
-            settings,
-            ctx,
-            coll,
-            seat.group,
-            seat.group_size,
-            iters=settings.test.iters,
-            warmup=settings.test.warmup,
-            rate_Gbps=settings.rail_rate_gbps,
-            coord=seat.coord,
-        )
+        res = _rail_call(settings, ctx, seat, coll, settings.rail_rate_gbps)
         watchdog.leave()
         if res is None:
             continue
@@ -259,17 +266,7 @@ def _alone_again(
         seat.coord.barrier()
         if seat.rail == k and seat.group is not None and known is not None:
             for coll in [c for rail, c in short if rail == k]:
-                res = measure_rail(
-                    settings,
-                    ctx,
-                    coll,
-                    seat.group,
-                    seat.group_size,
-                    iters=settings.test.iters,
-                    warmup=settings.test.warmup,
-                    rate_Gbps=known,
-                    coord=seat.coord,
-                )
+                res = _rail_call(settings, ctx, seat, coll, known)
                 if res is not None and seat.reports_rail:
                     mine.append(rail_result(coll, "isolated", seat.rail, seat.group_size, res))
         seat.coord.barrier()
@@ -289,17 +286,7 @@ def _measure_alone(
         return []
     mine = []
     for coll in settings.test.collectives:
-        res = measure_rail(
-            settings,
-            ctx,
-            coll,
-            seat.group,
-            n,
-            iters=settings.test.iters,
-            warmup=settings.test.warmup,
-            rate_Gbps=known,
-            coord=seat.coord,
-        )
+        res = _rail_call(settings, ctx, seat, coll, known)
         if res is not None and seat.reports_rail:
             mine.append(rail_result(coll, "isolated", seat.rail, n, res))
     return mine
