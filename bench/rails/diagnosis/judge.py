@@ -22,13 +22,15 @@ from bench.rails.diagnosis.last_answer import LastAnswer, fingerprint
 from bench.rails.diagnosis.liveness import LinkReport, Membership, everyone_live
 from bench.rails.diagnosis.localise import Diagnosis, PairMatrix, Thresholds, diagnose, suspect_samples
 from bench.rails.diagnosis.matrix import PairColumns, PairTime, flatten, pair_matrix
-from bench.rails.diagnosis.quiet_fill import QuietCell, quiet_fill
+from bench.rails.diagnosis.quiet_fill import quiet_fill
 from bench.rails.diagnosis.rails_outcome import short_device
 from bench.rails.plan import fabric_map
 from bench.rails.plan.config import RailsSettings, matrix_units
 from bench.rails.plan.fabric_map import FabricMap
 from bench.rails.plan.layout import RailLayout
+from bench.rails.plan.remeasure import QuietCell
 from bench.rails.plan.schedule import Cell, Units, schedule, unit_rounds
+from bench.rundir.findings import Shortfall
 from bench.rundir.named_parts import NamedPart
 from bench.rundir.railsdoc import Link, RailsDoc
 
@@ -293,7 +295,8 @@ def short_rail_calls(
     best measurement so far (``rail_target.below_marks``): every rank measures them again in every rail group at
     once (``bench.rails.measurement.steps.rails_again``) before a rail is failed on one sample. Wrong elements are
     never measured away: they are not in the list."""
-    return [c for rail, c in _short_calls(settings, layout, gathered, membership, "concurrent") if rail < 0]
+    short = {s.collective for s in _short_calls(settings, layout, gathered, membership, "concurrent")}
+    return [c for c in settings.test.collectives if c in short]
 
 
 def short_alone_calls(
@@ -302,21 +305,17 @@ def short_alone_calls(
     """Rank 0: ``(rail, collective)`` of the rails that, each measured alone (``--isolation``), ran a collective under
     its mark at, on their best measurement so far: measured alone again as the rail groups at once are
     (``bench.rails.measurement.steps.rails_again``). Empty without ``--isolation``."""
-    return _short_calls(settings, layout, gathered, membership, "isolated")
+    short = {(s.rail, s.collective) for s in _short_calls(settings, layout, gathered, membership, "isolated")}
+    return [(k, c) for k in range(layout.rails) for c in settings.test.collectives if (k, c) in short]
 
 
 def _short_calls(
     settings: RailsSettings, layout: RailLayout, gathered: list[RankReport], membership: Membership, mode: str
-) -> list[tuple[int, str]]:
-    """The calls of ``mode`` under their mark on their best measurement, wrong elements left out: ``(rail,
-    collective)`` alone, ``(-1, collective)`` at once (every rail group measures it again together), in the test's
-    order of collectives."""
+) -> list[Shortfall]:
+    """The results of ``mode`` under their mark on their best measurement, wrong elements left out."""
     _, expected, _, _ = _judging(settings, layout, gathered, membership)
     results = [r for r in _rail_results(gathered) if r.mode == mode and not r.wrong]
-    short = rail_target.below_marks(results, expected, settings.profile.pass_fraction)
-    found = {(s.rail if mode == "isolated" else -1, s.collective) for s in short}
-    order = {c: i for i, c in enumerate(settings.test.collectives)}
-    return sorted(found, key=lambda rc: (rc[0], order.get(rc[1], len(order))))
+    return rail_target.below_marks(results, expected, settings.profile.pass_fraction)
 
 
 def _scheduled(settings: RailsSettings, layout: RailLayout) -> Callable[[int, int], bool] | None:

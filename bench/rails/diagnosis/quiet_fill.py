@@ -22,11 +22,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from bench.rails.diagnosis.matrix import PairColumns
-from bench.rails.plan.remeasure import leaf_capped, quiet_units, suspect_cells
+from bench.rails.plan.remeasure import QuietCell, leaf_capped, quiet_units, suspect_cells
 from bench.rails.plan.schedule import Cell, Units
-
-QuietCell = tuple[int, int, int]
-"""``(rail, a, b)``, a < b in the run's node order."""
 
 
 def quiet_fill(cols: PairColumns, units: Units | None, suspects: Sequence[Cell]) -> list[QuietCell]:

@@ -17,7 +17,7 @@ from bench.rails.diagnosis.matrix import PairTime, flatten
 from bench.rails.measurement.exchanges import PairOpen, pair_buffers, pair_round
 from bench.rails.plan.budget import cell_budget, expected_rate, upper_median
 from bench.rails.plan.layout import RailLayout
-from bench.rails.plan.remeasure import quiet_repeat_rounds, remeasurement_rounds, repeat_confirm
+from bench.rails.plan.remeasure import QuietCell, quiet_repeat_rounds, remeasurement_rounds, repeat_confirm
 from bench.rails.plan.schedule import Cell, Round, Units, schedule
 from bench.runtime.coord import Coord, GroupCoord
 
@@ -131,7 +131,7 @@ class PairRunner:
         suspects: Sequence[Cell],
         enter: Enter,
         leave: Callable[[], None],
-        fill: Sequence[tuple[int, int, int]] = (),
+        fill: Sequence[QuietCell] = (),
     ) -> list[PairTime]:
         """``settings.test.confirm`` passes over the rounds that hold suspects, each suspect in its own round; then
         the quiet pass where the units allow it, the suspects between units and then ``fill`` (rank 0's

@@ -26,13 +26,16 @@ import numpy as np
 
 from bench.rails.plan.schedule import Cell, Round, Units, confirmation_rounds
 
+QuietCell = tuple[int, int, int]
+"""A cell of the quiet pass: ``(rail, a, b)``, a < b in the run's node order."""
+
 
 def remeasurement_rounds(
     rounds: Sequence[Round],
     suspects: Sequence[Cell],
     passes: int,
     units: Units | None = None,
-    fill: Sequence[tuple[int, int, int]] = (),
+    fill: Sequence[QuietCell] = (),
 ) -> tuple[Round, ...]:
     """``passes`` re-runs of the matrix ``rounds`` that hold suspects, each with its own suspects
     (``schedule.confirmation_rounds``); then, where ``units`` gives two or more, the quiet pass
@@ -73,7 +76,7 @@ def quiet_units(units: Units | None) -> int:
 
 
 def quiet_rounds(
-    suspects: Sequence[Cell], confirm: int, units: Units | None, fill: Sequence[tuple[int, int, int]] = ()
+    suspects: Sequence[Cell], confirm: int, units: Units | None, fill: Sequence[QuietCell] = ()
 ) -> tuple[Round, ...]:
     """The quiet pass: up to :data:`QUIET_PER_LEAF` suspects between units at each leaf (unit, rail), re-measured in
     rounds where each leaf carries one flow to another unit and no more, so that no two of a round's flows share an
@@ -96,7 +99,7 @@ def quiet_rounds(
 
 
 def _quiet_picks(
-    suspects: Sequence[Cell], of: np.ndarray, fill: Sequence[tuple[int, int, int]] = ()
+    suspects: Sequence[Cell], of: np.ndarray, fill: Sequence[QuietCell] = ()
 ) -> dict[tuple[int, int], list[int]]:
     """The quiet pass's cells, as each pair's rails: suspects between units in their order (each cell once, where
     it first comes), then ``fill`` (``(rail, a, b)``, rank 0's ``bench.rails.diagnosis.quiet_fill``), each taken
@@ -107,7 +110,7 @@ def _quiet_picks(
     return out
 
 
-def suspect_cells(suspects: Sequence[Cell]) -> list[tuple[int, int, int]]:
+def suspect_cells(suspects: Sequence[Cell]) -> list[QuietCell]:
     """The suspects as ``(rail, a, b)`` with a < b, each cell once, in their order (where it first comes)."""
     cells = np.asarray(suspects, dtype=np.int64).reshape(-1, 5)[:, 2:]
     _, first = np.unique(cells, axis=0, return_index=True)
@@ -116,11 +119,11 @@ def suspect_cells(suspects: Sequence[Cell]) -> list[tuple[int, int, int]]:
     return list(zip(k.tolist(), low.tolist(), high.tolist(), strict=True))
 
 
-def leaf_capped(cells: Sequence[tuple[int, int, int]], of: np.ndarray) -> list[tuple[int, int, int]]:
+def leaf_capped(cells: Sequence[QuietCell], of: np.ndarray) -> list[QuietCell]:
     """Of ``cells`` (``(rail, a, b)``, in order), those between units, each once, taken while both its leaves
     (unit, rail) hold fewer than :data:`QUIET_PER_LEAF`; stops once every leaf is full."""
     held: dict[tuple[int, int], int] = {}
-    seen: set[tuple[int, int, int]] = set()
+    seen: set[QuietCell] = set()
     full, leaves = 0, len(set(of.tolist())) * (1 + max((k for k, _, _ in cells), default=0))
     out = []
     for k, a, b in cells:
@@ -170,7 +173,7 @@ def repeat_confirm(passes: int, stage: int) -> int:
     return passes + 2 + stage * QUIET_REPEATS
 
 
-def quiet_repeat_rounds(low: Sequence[tuple[int, int, int]], confirm: int, units: Units | None) -> tuple[Round, ...]:
+def quiet_repeat_rounds(low: Sequence[QuietCell], confirm: int, units: Units | None) -> tuple[Round, ...]:
     """:data:`QUIET_REPEATS` more passes over the quiet cells that read low (``low``: ``(rail, a, b)``, rank 0's
     ``bench.rails.diagnosis.alone.low_quiet_cells``), each packed as the quiet pass is (one flow between units per
     leaf and round) and numbered from ``confirm``; empty where none read low or there are no units."""
