@@ -8,7 +8,9 @@ the switch, and says so. A port that goes down and up while the bandwidth holds 
 its action and writes the report; a clean run exits 0 and names nothing. ``tests/test_rails_few_nodes.py`` judges
 the same cases without ranks.
 
-Small: 1 MiB rail-group calls, the testbed's 16 MiB pairs, and accept's world sweep one all_reduce of 64 KiB.
+Small: 1 MiB rail-group calls, the testbed's 16 MiB pairs, and accept's world sweep one all_reduce of 64 KiB. The
+dead link runs under both commands (issue 41's crash was there); the other cases under one each, as ``accept``
+runs the ``rails`` step with the same rank program: clean and slow under ``accept``, flapping under ``rails``.
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ def _named(doc: dict) -> list[tuple[str, str | None, str | None, int | None, str
     return [(d["kind"], d["node"], d.get("peer"), d["rail"], d["symptom"]) for d in doc["defects"]]
 
 
-@pytest.mark.parametrize("command", ["rails", "accept"])
+@pytest.mark.parametrize("command", ["accept"])
 def test_two_nodes_clean_name_nothing(cluster: NetnsCluster, tmp_path: Path, command: str) -> None:
     rc, stdout, doc = _run(cluster, command, tmp_path)
     assert rc == 0, stdout[-4000:]
@@ -96,7 +98,7 @@ def test_two_nodes_a_dead_link_is_named_by_its_down_port(cluster: NetnsCluster, 
     assert "| link | node02 | 1 | rail1 | no traffic in 1/1 pairs → link dead" in (tmp_path / "report.md").read_text()
 
 
-@pytest.mark.parametrize("command", ["rails", "accept"])
+@pytest.mark.parametrize("command", ["accept"])
 def test_two_nodes_a_slow_link_is_the_pair(cluster: NetnsCluster, tmp_path: Path, command: str) -> None:
     cluster.shape("node02", 1, 150)
     rc, stdout, doc = _run(cluster, command, tmp_path)
@@ -113,7 +115,7 @@ def test_two_nodes_a_slow_link_is_the_pair(cluster: NetnsCluster, tmp_path: Path
     assert "| pair | node01 ↔ node02 | 1 |" in (tmp_path / "report.md").read_text()
 
 
-@pytest.mark.parametrize("command", ["rails", "accept"])
+@pytest.mark.parametrize("command", ["rails"])
 def test_two_nodes_a_flapping_link_is_told_by_its_counters(cluster: NetnsCluster, tmp_path: Path, command: str) -> None:
     flap = subprocess.Popen(["ip", "netns", "exec", cluster.namespace("node02"), "sh", "-c", FLAP, "rail1"])
     try:
