@@ -16,9 +16,10 @@ pairs) must take well under a second (``ci/bench_rails.py`` shows it).
 Where the cabling gives every node's unit (``--topology``; ``bench.fabric.cabling_plan``: the nodes under one set of
 leaves), the unit schedule (:func:`unit_rounds`) replaces the full matrix: the circle method inside every unit, all
 units at once, then rounds between units, each unit meeting every other unit with a rotating offset, as many
-times as the switch verdicts need (:func:`cross_count`). Without units, or where it would not save a round, the
-schedule is the full circle matrix, bit for bit (docs/rails.md, "The pair schedule").
-"""
+times as the switch verdicts need (:func:`cross_count`); past that many units (of 16 nodes or more), each meets
+only as many others as the verdicts need and as a unit has rounds inside, so the cells grow as n. Without units, or
+where it would not save a round, the schedule is the full circle matrix, bit for bit
+(docs/rails.md, "The pair schedule")."""
 
 from __future__ import annotations
 
@@ -210,6 +211,13 @@ NAMED_AT = 1e-5
 diagnosis and cannot import it): the family-wise chance at which a switch is named."""
 
 
+CAPPED_FROM = 16
+"""The smallest unit whose rounds between units stop at :func:`cross_count` (and a unit's own rounds) rather than
+meeting every other unit. With units of 8 the fabric models lost spines under adaptive routing when they did (256
+x 8: 6 of 20 named where every unit pair met named 20; 1024 x 8: 5 of 6, against 6): the judge's whole-matrix
+level sat between a spine's slow and fast flows. Units of 16 and 32 named as many with the cap as without."""
+
+
 def cross_count(units: int, rails: int) -> int:
     """The rounds between units every leaf must carry so that a switch fault is nameable.
 
@@ -247,10 +255,16 @@ def unit_rounds(units: Units, rails: int) -> list[np.ndarray] | None:
     members = np.full((len(ids), int(sizes.max())), -1, dtype=np.int64)
     order = np.argsort(inverse, kind="stable")
     members[inverse[order], np.arange(n) - np.repeat(np.cumsum(sizes) - sizes, sizes)] = order
-    meetings = math.ceil(cross_count(len(ids), rails) / (len(ids) - 1))
-    tiles = math.ceil(int(sizes.max()) / int(sizes.min()))
+    needed = cross_count(len(ids), rails)
+    meetings = min(
+        int(sizes.max()), max(math.ceil(needed / (len(ids) - 1)), math.ceil(int(sizes.max()) / int(sizes.min())))
+    )
     crossing = max(1, units.crossing) if units.crossing is not None else int(sizes.max())
-    between = _between_units(members, sizes, min(int(sizes.max()), max(meetings, tiles)), crossing)
+    # Never fewer rounds between units than inside one: the judge reads a cell between units against yardsticks
+    # taken over the whole matrix, and a matrix mostly inside units makes every collided cell between them a
+    # suspect. Units under CAPPED_FROM keep every unit pair (docs/rails.md, "The pair schedule").
+    keep = max(needed, int(sizes.max()) - 1) if int(sizes.min()) >= CAPPED_FROM else len(ids)
+    between = _between_units(members, sizes, meetings, crossing, keep)
     out = _inside_units(members, sizes) + between
     return out if len(out) < round_count(n) else None
 
@@ -268,12 +282,19 @@ def _inside_units(members: np.ndarray, sizes: np.ndarray) -> list[np.ndarray]:
     return [np.concatenate([x[r] for x in by_size if r < len(x)]) for r in range(rounds)]
 
 
-def _between_units(members: np.ndarray, sizes: np.ndarray, meetings: int, crossing: int) -> list[np.ndarray]:
+def _between_units(members: np.ndarray, sizes: np.ndarray, meetings: int, crossing: int, keep: int) -> list[np.ndarray]:
     """``meetings`` passes of the circle method over the units; in pass t a unit pair (larger A, smaller B)
     matches B's i-th node with A's ``(i + offset_t) mod |A|``-th, for the ``crossing`` nodes of B in the window
     :func:`_window_starts` gives it (all of B where it is no larger): the window moves every round, so every node
-    crosses in its turn."""
+    crosses in its turn.
+
+    Where one pass holds more than ``keep`` rounds (more units than a switch verdict needs rounds, and than a unit
+    has rounds inside), only its first ``keep`` run: each unit crosses ``keep`` times, every time to another
+    unit, so the rounds between units stop growing with the units and the cells grow as n, not n^2. With an odd
+    count of units each sits out one round of the circle, so one round more runs."""
     unit_pairs, _ = circle_rounds(len(sizes))
+    if meetings == 1:
+        unit_pairs = unit_pairs[: keep + len(sizes) % 2]
     starts = _window_starts(unit_pairs, sizes, meetings, crossing)
     i = np.arange(members.shape[1])[None, :]
     out = []
