@@ -126,12 +126,14 @@ def test_srun_rails_runs_on_the_veth_rails(cluster: SlurmCluster, tmp_path: Path
     assert meta["launcher"] == "slurm" and meta["hosts"] == list(cluster.nodes) and meta["verdict"] == "pass"
 
 
-@pytest.mark.parametrize("command", ["rails", "accept"])
+@pytest.mark.parametrize("command", ["accept"])
 def test_srun_on_two_nodes_a_dead_link_is_named_with_its_action(
     cluster: SlurmCluster, tmp_path: Path, command: str
 ) -> None:
     """Issue 41's first contact, under srun: 2 nodes, node02's rail 1 down. Rail 1 has one live node and no
-    group; the DOWN port names the link, the run exits 1 with its action, and the report is written."""
+    group; the DOWN port names the link, the run exits 1 with its action, and the report is written. Under
+    ``accept``, which runs the ``rails`` step in the same ranks; both commands meet the dead link under mpirun
+    (tests/test_rails_netns_two_nodes.py), and ``rails`` runs under srun above."""
     out = tmp_path / command
     cluster.bed.link_down("node02", 1)
     sweep = ["-b", "64K", "-e", "64K", "-n", "2", "-w", "1", "--collectives", "all_reduce"]
