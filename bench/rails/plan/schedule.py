@@ -214,7 +214,7 @@ diagnosis and cannot import it): the family-wise chance at which a switch is nam
 CAPPED_FROM = 16
 """The smallest unit whose rounds between units stop at :func:`cross_count` (and a unit's own rounds) rather than
 meeting every other unit. With units of 8 the fabric models lost spines under adaptive routing when they did (256
-x 8: 6 of 20 named where every unit pair met named 20; 1024 x 8: 5 of 6, against 6): the judge's whole-matrix
+x 8: 6 of 20 named where every unit pair met named 20; 1024 x 8: 5 of 6 where it named 6): the judge's whole-matrix
 level sat between a spine's slow and fast flows. Units of 16 and 32 named as many with the cap as without."""
 
 
