@@ -215,7 +215,8 @@ CAPPED_FROM = 16
 """The smallest unit whose rounds between units stop at :func:`cross_count` (and a unit's own rounds) rather than
 meeting every other unit. With units of 8 the fabric models lost spines under adaptive routing when they did (256
 x 8: 6 of 20 named where every unit pair met named 20; 1024 x 8: 5 of 6 where it named 6): the judge's whole-matrix
-level sat between a spine's slow and fast flows. Units of 16 and 32 named as many with the cap as without."""
+spread doubled: a spine slowed most cells, so the level sat with them and the spread counted the larger share of
+fast cells inside units. Units of 16 and 32 named as many with the cap as without."""
 
 
 def cross_count(units: int, rails: int) -> int:
