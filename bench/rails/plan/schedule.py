@@ -257,15 +257,14 @@ def unit_rounds(units: Units, rails: int) -> list[np.ndarray] | None:
     order = np.argsort(inverse, kind="stable")
     members[inverse[order], np.arange(n) - np.repeat(np.cumsum(sizes) - sizes, sizes)] = order
     needed = cross_count(len(ids), rails)
-    meetings = min(
-        int(sizes.max()), max(math.ceil(needed / (len(ids) - 1)), math.ceil(int(sizes.max()) / int(sizes.min())))
-    )
+    meetings = math.ceil(needed / (len(ids) - 1))
+    tiles = math.ceil(int(sizes.max()) / int(sizes.min()))
     crossing = max(1, units.crossing) if units.crossing is not None else int(sizes.max())
     # Never fewer rounds between units than inside one: the judge reads a cell between units against yardsticks
     # taken over the whole matrix, and a matrix mostly inside units makes every collided cell between them a
     # suspect. Units under CAPPED_FROM keep every unit pair (docs/rails.md, "The pair schedule").
-    keep = max(needed, int(sizes.max()) - 1) if int(sizes.min()) >= CAPPED_FROM else len(ids)
-    between = _between_units(members, sizes, meetings, crossing, keep)
+    keep = max(needed, int(sizes.max()) - 1) if int(sizes.min()) >= CAPPED_FROM else None
+    between = _between_units(members, sizes, min(int(sizes.max()), max(meetings, tiles)), crossing, keep)
     out = _inside_units(members, sizes) + between
     return out if len(out) < round_count(n) else None
 
@@ -283,18 +282,20 @@ def _inside_units(members: np.ndarray, sizes: np.ndarray) -> list[np.ndarray]:
     return [np.concatenate([x[r] for x in by_size if r < len(x)]) for r in range(rounds)]
 
 
-def _between_units(members: np.ndarray, sizes: np.ndarray, meetings: int, crossing: int, keep: int) -> list[np.ndarray]:
+def _between_units(
+    members: np.ndarray, sizes: np.ndarray, meetings: int, crossing: int, keep: int | None
+) -> list[np.ndarray]:
     """``meetings`` passes of the circle method over the units; in pass t a unit pair (larger A, smaller B)
     matches B's i-th node with A's ``(i + offset_t) mod |A|``-th, for the ``crossing`` nodes of B in the window
     :func:`_window_starts` gives it (all of B where it is no larger): the window moves every round, so every node
     crosses in its turn.
 
     Where one pass holds more than ``keep`` rounds (more units than a switch verdict needs rounds, and than a unit
-    has rounds inside), only its first ``keep`` run: each unit crosses ``keep`` times, every time to another
-    unit, so the rounds between units stop growing with the units and the cells grow as n, not n^2. With an odd
-    count of units each sits out one round of the circle, so one round more runs."""
+    has rounds inside; None: the whole pass), only its first ``keep`` run: each unit crosses ``keep`` times, every
+    time to another unit, so the rounds between units stop growing with the units and the cells grow as n, not
+    n^2. With an odd count of units each sits out one round of the circle, so one round more runs."""
     unit_pairs, _ = circle_rounds(len(sizes))
-    if meetings == 1:
+    if meetings == 1 and keep is not None:
         unit_pairs = unit_pairs[: keep + len(sizes) % 2]
     starts = _window_starts(unit_pairs, sizes, meetings, crossing)
     i = np.arange(members.shape[1])[None, :]
