@@ -30,10 +30,10 @@ pytestmark = [
 ]
 
 
-def _accept_on_the_model(tmp_path: Path, env: dict[str, str]) -> dict[str, Any]:
+def _accept_on_the_model(tmp_path: Path, env: dict[str, str], profile_keys: str = "") -> dict[str, Any]:
     out = tmp_path / "accept.json"
     profile = tmp_path / "model.toml"
-    profile.write_text(NCCL_MODEL_PROFILE)
+    profile.write_text(NCCL_MODEL_PROFILE + profile_keys)
     cmd = mpirun_command(6, [sys.executable, "-m", "tests.support.ranks.async_ranks", "accept", str(out)])
     # 1 MiB at 0.5 Gb/s is 17 ms a message: the model's time, not this CPU's scheduling, sets every rate.
     env = {"ASYNC_RANKS_PER_NODE": "2", "RAILBENCH_ASYNC_GBPS": "0.5", "ASYNC_PROFILE": str(profile), **env}
@@ -80,10 +80,14 @@ def test_accept_survives_ib_giving_up_within_its_probes_and_torch_s_kill_after_a
 
 
 def test_accept_without_a_dead_nic_measures_the_world_sweep(tmp_path: Path) -> None:
-    seen = _accept_on_the_model(tmp_path, {})
+    # A node target the model's 0.5 Gb/s never reaches, judged from 1 MiB: the world sweep's size is measured again
+    # as often as accept's --confirm says (2 by default) and fails on the best of the three, each said.
+    seen = _accept_on_the_model(tmp_path, {}, 'node_target_gbps = 1000000\njudge_min_bytes = "1M"\n')
     block = seen["run"]["accept"]
     sweep = block["collectives"]["all_reduce"]
-    assert sweep["verdict"] != "skip", block
+    assert sweep["verdict"] == "fail" and ", the best of 3 measurements: " in sweep["reason"], block
+    assert seen["run"]["sweep"]["confirm"] == 2, seen["run"]["sweep"]
+    assert "# all_reduce: under its target, measured 3 times: busbw " in seen["stdout"]
     assert not [r for r in block["rails"].values() if "dead" in r["reason"]], block
     # Every link alive: the graph probe ran after the rails phase, captured, and run.json says so.
     assert seen["run"]["sweep"]["graph"] is True, seen["run"]["sweep"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -59,6 +60,7 @@ CASES: list[tuple[str, list[str], Callable[[Path], str] | None, str]] = [
     ("out-is-a-file", ["--out", "{}"], _make_file, "is a file, not a directory"),
     ("out-holds-a-run", ["--out", "{}"], _make_old_run, "already holds a run"),
     ("corrupt-history", ["--history", "{}"], _make_corrupt_history, "is not a railbench history"),
+    ("negative-confirm", ["--confirm", "-1"], None, "--confirm -1 must be at least 0"),
 ]
 
 
@@ -151,6 +153,8 @@ def test_a_signal_to_the_parent_stops_every_rank_and_is_recorded(tmp_path: Path,
 
 @pytest.mark.mpi
 def test_a_fail_verdict_under_np_is_exit_1_without_the_open_mpi_box(tmp_path: Path) -> None:
+    """A target no loopback reaches: each judged size is measured again twice (``--confirm``'s default) before it
+    fails, every output keeps one row per size at the best measurement, and the failure says each one."""
     profile = tmp_path / "fast.toml"
     profile.write_text(
         'name = "fast"\ntransport = "loopback"\nnvlink_target_gbps = 1000000\njudge_min_bytes = "1K"\n'
@@ -163,4 +167,14 @@ def test_a_fail_verdict_under_np_is_exit_1_without_the_open_mpi_box(tmp_path: Pa
     assert proc.returncode == 1, proc.stderr
     assert "# FAIL all_reduce at 4K" in proc.stdout
     assert "prterun" not in proc.stderr and "-----" not in proc.stderr, proc.stderr
-    assert json.loads((out / "run.json").read_text())["exit_status"] == 1
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["exit_status"] == 1 and meta["sweep"]["confirm"] == 2
+    assert proc.stdout.count("# all_reduce: under its target, measured 3 times: busbw ") == 2, proc.stdout
+    rows = sweep_rows(out)
+    assert [int(r["bytes"]) for r in rows] == [4096, 8192]
+    (reason,) = [i["reason"] for i in meta["items"] if i["name"] == "all_reduce"]
+    said = re.findall(r", the best of 3 measurements: ([^;]*) GB/s", reason)
+    # The row holds the best measurement, as the failure says it.
+    for row, every in zip(rows, said, strict=True):
+        best = max(float(g) for g in every.split(", "))
+        assert f"{float(row['busbw_GBps']):.4g}" == f"{best:.4g}", (row, every)

@@ -10,8 +10,13 @@ from __future__ import annotations
 from bench.fabric.counters import DeviceBytes, audit
 from bench.finding import EvidenceFinding
 from bench.frame.decide import Item, decide, item_entries, junit_cases
+from bench.measure.collectives import get_collective
+from bench.measure.results import RowPlace
+from bench.measure.size import SizeResult
+from bench.rundir.finding_words import sentence
 from bench.rundir.results_csv import RowValue
-from bench.sweep.items import collective_items, counter_item
+from bench.sweep.items import collective_items, counter_item, under_target
+from bench.sweep.rank import Judge, best_of
 
 TARGET = 3200.0
 """A 1CC node's busbw target in Gb/s (lambda-1cc: 8 rails of 400 Gb/s)."""
@@ -122,3 +127,45 @@ def test_counters_that_only_warn_say_their_warnings() -> None:
     (entry,) = item_entries([counter_item(warned, {})])
     assert (entry.state, entry.reason, entry.decides) == ("warn", said, False)
     assert item_entries([counter_item([], {})])[0].state == "pass"
+
+
+def test_a_row_measured_again_says_every_measurement_and_is_judged_on_its_best() -> None:
+    """A judged size under its target is measured again (``bench.sweep.rank.measured_again``); its row holds the
+    best, and its miss says each measurement in the order taken, in GB/s as the row."""
+    rows = [_row("all_reduce", 256 << 20, 0.75), _row("all_reduce", 512 << 20, 0.95)]
+    measured = {("all_reduce", 256 << 20): [2160.0, 2400.0, 2320.0], ("all_reduce", 512 << 20): [2560.0, 3040.0]}
+    (item,) = collective_items(rows, 256 << 20, 0.9, "lambda-1cc", measured=measured)
+    assert item.state == "fail"
+    (finding,) = item.findings
+    assert sentence(finding) == (
+        "all_reduce at 256M: busbw 300 GB/s is 75% of its 400 GB/s target (3200 Gb/s; needs 90%), "
+        "the best of 3 measurements: 270, 300, 290 GB/s"
+    )
+    # A size that read low once and at its level again passes: nothing of it is said.
+    (passed,) = collective_items(rows[1:], 256 << 20, 0.9, "lambda-1cc", measured=measured)
+    assert passed.state == "pass" and not passed.findings
+
+
+def test_under_target_is_the_rate_miss_the_judge_fails_on() -> None:
+    """What the sweep measures again is exactly what would fail on rate: a judged size under its mark; not a size
+    below the judged ones, not one at its mark."""
+    assert under_target(_row("all_reduce", 256 << 20, 0.89), 256 << 20, 0.9)
+    assert not under_target(_row("all_reduce", 256 << 20, 0.9), 256 << 20, 0.9)
+    assert not under_target(_row("all_reduce", 1 << 20, 0.1), 256 << 20, 0.9)
+    assert not under_target({**_row("all_reduce", 1 << 30, 0.5), "target_Gbps": None}, 256 << 20, 0.9)
+
+
+def _taken(time_us: float, wrong: int | None = None) -> SizeResult:
+    return SizeResult("all_reduce", 256 << 20, 64 << 20, 2, 20, time_us, time_us, time_us, wrong)
+
+
+def test_the_best_measurement_is_judged_and_wrong_elements_are_never_measured_away() -> None:
+    assert best_of([_taken(900.0), _taken(700.0), _taken(800.0)]).time_us == 700.0
+    best = best_of([_taken(900.0, wrong=0), _taken(700.0, wrong=0), _taken(800.0, wrong=5)])
+    assert (best.time_us, best.wrong) == (700.0, 5)
+    # 2 ranks, all_reduce's busbw factor 2 x 1/2 = 1: 256 MiB in 700 us is 3068 Gb/s, over 90% of 3200.
+    judge = Judge(get_collective("all_reduce"), RowPlace("float", 2, 2), 3200.0, 256 << 20, 0.9)
+    assert not judge.short([_taken(700.0)])
+    assert judge.short([_taken(900.0)])  # 2386 Gb/s: 75% of its target
+    assert not judge.short([_taken(900.0), _taken(700.0)])  # the best so far is at its level
+    assert not judge.short([_taken(900.0, wrong=3)])  # fails on its wrong elements, whatever a second one reads

@@ -89,7 +89,7 @@ def accept_plan(
     -e already sized), then rails (``bench.rails.plan.acceptance``), fitted into ``--max-minutes`` when given;
     ``adjust``: what the cluster's own runs measured (``bench.rails.plan.learn``)."""
     planned_sweep = phases.Sweep(
-        sweep.sizes, sweep.collectives, sweep.iters, sweep.warmup, sweep.check, sweep.sizes[-1]
+        sweep.sizes, sweep.collectives, sweep.iters, sweep.warmup, sweep.check, sweep.sizes[-1], profile.judge_min_bytes
     )
     intra = acceptance.intra_planned(settings, backend)
     return acceptance.for_run(

@@ -103,6 +103,9 @@ class AcceptJob(Job):
                 self.sweep = dataclasses.replace(self.sweep, max_bytes=self.planned.sweep.max_bytes)
             if ctx.info.rank == 0:
                 print("\n".join(self.planned.lines()), flush=True)
+        # One --confirm for the whole run (as the plan left it): a world collective under its target is measured
+        # again as often as a short rail group (bench.sweep.rank.measured_again).
+        self.sweep = dataclasses.replace(self.sweep, confirm=self.settings.test.confirm)
         # Store-only here: the graph probe is a world collective, decided after the rails phase (see measure).
         self.graph = agree_sweep(self.sweep, ctx, probe_graph=False)
         sections: dict[str, object] = {

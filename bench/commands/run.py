@@ -31,6 +31,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sweep = parser.add_argument_group("sweep (nccl-tests flags)")
     flags.add_sweep(sweep)
     flags.add_check(sweep, default=RunConfig.check, what="every result")
+    sweep.add_argument(
+        "--confirm",
+        type=int,
+        default=RunConfig.confirm,
+        metavar="N",
+        help="measure a judged size under its target again, up to N times, before it fails (0: off)",
+    )
     sweep.add_argument("-d", "--dtype", default=RunConfig.dtype, help="element type (nccl-tests names)")
     flags.add_collectives(sweep, default=DEFAULT_COLLECTIVES, help="comma-separated, e.g. all_reduce,sendrecv")
     flags.said(

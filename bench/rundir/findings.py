@@ -88,6 +88,9 @@ class CollectiveMiss:
     efficiency: float | None = None
     """``busbw_Gbps`` over ``target_Gbps``, as the row says it."""
     pass_fraction: float | None = None
+    samples_Gbps: tuple[float, ...] = ()
+    """Each measurement's busbw in the order taken, where the row was measured again and fell short every time
+    (``busbw_Gbps`` is the best of them); empty for one measurement."""
 
 
 SoakEvidence = ErrorGate | Intermittent | Trend

@@ -37,6 +37,8 @@ class SweepSettings:
     warmup: int | Absent | None = ABSENT
     dtype: str | Absent | None = ABSENT
     check: bool | Absent | None = ABSENT
+    confirm: int | Absent | None = ABSENT
+    """How many times a judged size under its target was measured again, at most (``--confirm``)."""
     graph: bool | Absent = ABSENT
     """CUDA graph capture as every rank agreed it."""
     timeout_s: Number | Absent | None = ABSENT

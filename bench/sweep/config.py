@@ -46,6 +46,10 @@ class RunConfig:
     """-w: untimed warm-up iterations per size."""
     check: bool = False
     """-c: verify every result element by element and count #wrong."""
+    confirm: int = 2
+    """--confirm: a judged size under its target is measured again, up to this many times, and fails only when
+    every measurement falls short (0: judged on one measurement). One measurement is one draw of the fabric's
+    noise; a slow part slows every draw (``bench.sweep.rank``)."""
     dtype: str = "float"
     """-d: element type (nccl-tests names)."""
     graph: bool | None = None
@@ -93,6 +97,8 @@ class RunConfig:
             raise UserError(f"--iters {self.iters} must be at least 1")
         if self.warmup < 0:
             raise UserError(f"--warmup {self.warmup} must not be negative")
+        if self.confirm < 0:
+            raise UserError(f"--confirm {self.confirm} must be at least 0: 0 judges each size on one measurement")
         if self.launch.backend == "gloo" and self.graph is True:
             raise UserError("--graph captures CUDA graphs and needs --backend nccl: drop --graph for gloo")
         per_node = (self.nnodes, self.node_rank, self.main_address, self.nproc_per_node)

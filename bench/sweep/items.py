@@ -34,18 +34,40 @@ def _busbw_said(row: Mapping[str, RowValue]) -> str:
     return f"{(_number(row.get('busbw_Gbps')) or 0.0) / 8:.4g} GB/s"
 
 
+Measured = Mapping[tuple[str, int], Sequence[float]]
+"""Each row measured more than once (``(collective, bytes)``): every measurement's busbw in Gb/s, in the order
+taken; the row holds the best of them."""
+
+
 def collective_items(
-    rows: Sequence[Mapping[str, RowValue]], min_bytes: int, pass_fraction: float, profile: str, untargeted: str = ""
+    rows: Sequence[Mapping[str, RowValue]],
+    min_bytes: int,
+    pass_fraction: float,
+    profile: str,
+    untargeted: str = "",
+    measured: Measured | None = None,
 ) -> list[Item]:
     """One item per collective of the world sweep ``rows`` (scope ``world``), in the order measured.
     ``untargeted``: why the profile gives this run no target at all (``Profile.choice.why_none``: no GPU, a GPU of
-    no known generation), said for every collective it leaves unjudged."""
+    no known generation), said for every collective it leaves unjudged; ``measured``: the rows measured again
+    (``bench.sweep.rank``), whose misses say each measurement."""
     world = [r for r in rows if r.get("scope", "world") == "world"]
     items = []
     for collective in dict.fromkeys(str(r["collective"]) for r in world):
         mine = [r for r in world if r["collective"] == collective]
-        items.append(_collective(collective, mine, min_bytes, pass_fraction, profile, untargeted))
+        items.append(_collective(collective, mine, min_bytes, pass_fraction, profile, untargeted, measured or {}))
     return items
+
+
+def under_target(row: Mapping[str, RowValue], min_bytes: int, pass_fraction: float) -> bool:
+    """Whether ``row`` is judged (a target, at ``min_bytes`` or more) and its busbw falls under ``pass_fraction``
+    of that target: the rate miss of :func:`collective_items`, and what the sweep measures again before it."""
+    return _judged(row, min_bytes) and (_number(row.get("efficiency")) or 0.0) < pass_fraction
+
+
+def _judged(row: Mapping[str, RowValue], min_bytes: int) -> bool:
+    """A row with a target at a judged size."""
+    return (_number(row.get("target_Gbps")) or 0) > 0 and row_int(row["bytes"]) >= min_bytes
 
 
 def _collective(
@@ -55,18 +77,30 @@ def _collective(
     pass_fraction: float,
     profile: str,
     untargeted: str,
+    measured: Measured,
 ) -> Item:
     misses = [
         CollectiveMiss(collective, row_int(r["bytes"]), _number(r.get("busbw_Gbps")) or 0.0, wrong=wrong)
         for r in rows
         if (wrong := int(_number(r.get("wrong")) or 0))
     ]
-    judged = [r for r in rows if (_number(r.get("target_Gbps")) or 0) > 0 and row_int(r["bytes"]) >= min_bytes]
-    for r in judged:
-        efficiency = _number(r.get("efficiency")) or 0.0
-        if efficiency < pass_fraction:
+    judged = [r for r in rows if _judged(r, min_bytes)]
+    for r in rows:
+        if under_target(r, min_bytes, pass_fraction):
+            nbytes = row_int(r["bytes"])
             target, busbw = _number(r.get("target_Gbps")) or 0.0, _number(r.get("busbw_Gbps")) or 0.0
-            misses.append(CollectiveMiss(collective, row_int(r["bytes"]), busbw, 0, target, efficiency, pass_fraction))
+            misses.append(
+                CollectiveMiss(
+                    collective,
+                    nbytes,
+                    busbw,
+                    0,
+                    target,
+                    _number(r.get("efficiency")) or 0.0,
+                    pass_fraction,
+                    tuple(measured.get((collective, nbytes), ())),
+                )
+            )
     details = "\n".join(f"{format_size(row_int(r['bytes']))}: busbw {_busbw_said(r)}" for r in rows)
     if misses:
         return Item(GROUP, collective, "fail", details=details, findings=tuple(map(collective_finding, misses)))

@@ -157,7 +157,7 @@ def build(
         # node's checks over its sysfs and gathers the reports.
         check = Span.point(check_window_s) + model.cell_overhead_s + model.sync(nodes * ranks) * 2
         head = [phases[0], Phase("check", 0, nodes, 0, check)]
-        swept = sweep_phase(sweep, nodes, ranks, model)
+        swept = sweep_phase(sweep, nodes, ranks, model, settings.test.confirm)
         rows += swept.cells
         phases = [*head, *phases[1:], swept]
     phases.append(finish_phase(rows, model))

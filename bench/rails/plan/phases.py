@@ -37,6 +37,8 @@ class Sweep:
     warmup: int
     check: bool
     max_bytes: int
+    judge_min_bytes: int | None = None
+    """The smallest size judged against a target (the profile's ``judge_min_bytes``); None: none judged."""
 
 
 @dataclass(frozen=True)
@@ -333,20 +335,28 @@ def suspect_threshold(settings: RailsSettings) -> float:
     return settings.test.relative_fraction
 
 
-def sweep_phase(sweep: Sweep, nodes: int, ranks: int, model: PlanModel) -> Phase:
-    """accept's world sweep: every collective at every size over every rank, each at its own rate."""
+def sweep_phase(sweep: Sweep, nodes: int, ranks: int, model: PlanModel, confirm: int = 0) -> Phase:
+    """accept's world sweep: every collective at every size over every rank, each at its own rate. With
+    ``confirm`` (``bench.sweep.rank.measured_again``) each judged size waits on rank 0's answer, and at the high end
+    the dearest judged size is measured once more: a healthy cluster's measurement that read low once reads at its
+    level again (the rail groups' rule, :func:`rails_again_phase`)."""
     world = nodes * ranks
     sizes = [size for size in sweep.sizes if size <= sweep.max_bytes]
     calls = sweep.iters + sweep.warmup + (1 if sweep.check else 0)
     latency = model.latency_us * 1e-6
-    seconds, moved = Span.point(0.0), 0
+    seconds, moved, again = Span.point(0.0), 0, 0.0
     for name in sweep.collectives:
         factor = get_collective(name).busbw_factor(world) or 1.0
         for size in sizes:
             rate = model.world_rate(name, nodes, ranks, size) or model.rail_Gbps * ranks
             transfer = latency + Span.point(size * factor * 8 / 1e9).over(rate)
-            seconds += transfer * calls + model.step_s * 2 + model.cell_overhead_s  # the world's barriers
+            once = transfer * calls + model.step_s * 2 + model.cell_overhead_s  # the world's barriers
+            seconds += once
             moved += calls * size
+            if confirm and sweep.judge_min_bytes is not None and size >= sweep.judge_min_bytes:
+                seconds += model.step_s  # rank 0's answer, one broadcast over the world
+                again = max(again, (once + model.step_s).high)
+    seconds += Span(0.0, again)
     return Phase("world sweep", 0, len(sizes) * len(sweep.collectives), moved, seconds)
 
 
