@@ -116,3 +116,23 @@ def test_one_nodes_link_at_the_floor_is_no_static_routes_uplink() -> None:
     elsewhere, so its suspects never all meet at one node (``switches._Uplinks.stands``)."""
     result = SIM.run_one("64x8", Shape(64, 8, 8, TAPERED_ECMP.oversubscription), "clean", 31196, TAPERED_ECMP)
     assert result.named == set() and result.below_target == 0
+
+
+@pytest.mark.parametrize("seed", [1095000, 1095005])
+def test_a_spine_that_slows_most_of_the_matrix_is_named_against_the_floor_within_units(seed: int) -> None:
+    """``--regime hotspots --sizes 256x8 --unit 8 --kinds spine``: adaptive routing puts one of a transfer's 8 flows on
+    the degraded spine two times in three, and with leaves of 8 most cells cross units, so 54% of the matrix ran at a
+    third of line. The matrix's level sat with them, no cell between units was a suspect, and the spine went unnamed
+    (in 1095005 four healthy pairs were named instead); the cells between units sunk under the floor within units,
+    with their flows alone low again, are the spine (``switch_paths.Paths.sunk_held``)."""
+    shape = Shape(256, 8, 8, HOT_SPOTS.oversubscription)
+    result = SIM.run_one("256x8", shape, "spine", seed, HOT_SPOTS)
+    assert result.named == result.expected == {("spine",)}
+
+
+def test_ecmp_s_collisions_sink_the_cells_between_units_and_name_nothing() -> None:
+    """The same shape under ECMP, clean: collisions hold most flows between units at about 40% of the pairs within,
+    sunk as a spine's would be, but one flow per leaf collides with nothing and runs at its links' rate."""
+    shape = Shape(256, 8, 8, ECMP.oversubscription)
+    result = SIM.run_one("256x8", shape, "clean", 96000, ECMP)
+    assert result.named == set()

@@ -110,6 +110,8 @@ class Paths:
     """``[rail, a, b]``: of those, the ones low again in one of those samples (``alone.low_again``)."""
     own: alone.OwnEnds | None = None
     """The quiet cells held low against their own ends, at the run's own rate (``alone.OwnEnds``)."""
+    sunk: np.ndarray | None = None
+    """``[rail]``: most of the rail's cells between units sit under its floor within units (:meth:`sunk_rails`)."""
 
     @classmethod
     def of(
@@ -149,6 +151,7 @@ class Paths:
             again_quiet = alone.low_again(cells.matrix, inside) & repeated_quiet
             own = alone.OwnEnds.of(cells.matrix, inside)
             own = alone.OwnEnds(np.where(quiet, own.held, 0), own.rate)
+        sunk = _sunk(cells.cell_median, cross, inside)
         return cls(
             leaf,
             cross,
@@ -166,6 +169,7 @@ class Paths:
             repeated_quiet,
             again_quiet,
             own,
+            sunk,
         )
 
     def quiet_holds(self, ks: list[int], tries: int) -> bool:
@@ -236,6 +240,37 @@ class Paths:
         expected = int(mask.sum()) * alone.chance_held(int(self.own.held[ks][held].min()), self.own.rate)
         return _most_rails_beyond(held, expected, tries)
 
+    def sunk_held(self, ks: list[int], tries: int) -> bool:
+        """A spine where the matrix's own level is the slow one: on most of rails ``ks`` most cells between units sit
+        under the rail's floor within units (:func:`_sunk`), and their flows alone read low again there
+        (:meth:`quiet_holds`, which must have measured some).
+
+        The matrix's rules judge a cell against the level and spread of the matrix's healthy cells, and where a fault
+        slows most of the matrix the median is the slow level and the spread spans both: with leaves of 8, 82% of the
+        cells cross units, and a spine that adaptive routing puts on one of a transfer's 8 flows slows two thirds of
+        their samples, so 54% of the matrix ran at a third of line, the level sat there (-1.14 in log, its spread
+        0.53), no sample between units was slow, and the spine went unnamed in every run (``hotspots``, 256 x 8).
+        A spine cannot touch a flow within a unit, so the rail's floor there stays the healthy one. Where the taper
+        binds the cells are read over what the round could carry (``Cells.cell_median``), so a taper sinks nothing;
+        ECMP's collisions sink the cells between units too, but not their flows alone. Each rail's flows alone are
+        judged on their own, family-wise over the rails and ``tries`` parts: a spine slows them on every rail it
+        joins, where one degraded uplink among ECMP's collisions slowed its own rail's beyond noise and left a
+        healthy few on most others, which pooled over the rails named the spine layer (``ecmp`` with leaves of 8,
+        scenario 1096006)."""
+        if self.sunk is None or self.quiet is None or self.again_quiet is None or self.repeated_quiet is None:
+            return False
+        if 2 * int(self.sunk[ks].sum()) <= len(ks):
+            return False
+        mask = self.quiet[ks] & self.upper[None]
+        tried = (self.repeated_quiet[ks] & mask).sum(axis=(1, 2))
+        found = (self.again_quiet[ks] & mask).sum(axis=(1, 2))
+        chance = alone.chance_low_again()
+        beyond = [
+            noise.poisson_sf(int(n), int(t) * chance) * max(1, tries) * len(ks) <= noise.NAME_FALSE_ALARMS
+            for n, t in zip(found, tried, strict=True)
+        ]
+        return 2 * sum(beyond) > len(ks)
+
     def elevated(self, k: int, mask: np.ndarray, against: Null | None = None) -> bool:
         """Rail k's cells in ``mask`` (``[a, b]``) hold more reproduced suspects than noise gives."""
         null = self.null if against is None else against
@@ -285,6 +320,19 @@ class Paths:
         yardstick is wide, had a spine under ECMP at 64 x 8 (seed 1009000) read 5 reproduced suspects of 992 on
         one rail's leaves as a switch within them."""
         return self.elevated(k, mask, self.inside_null) and is_spread(self.reproduces[k] & mask)
+
+
+def _sunk(cell_median: np.ndarray, cross: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """``[rail]``: the median of the rail's cells between units under the :data:`alone.LOW_QUANTILE` quantile of its
+    cells within units (their log rates, as judged): more than half of the flows between units slower than all but
+    the slowest flows within units."""
+    out = np.zeros(len(cell_median), dtype=bool)
+    for k in range(len(cell_median)):
+        between, within = cell_median[k][cross[k]], cell_median[k][inside[k]]
+        between, within = between[np.isfinite(between)], within[np.isfinite(within)]
+        if between.size and within.size:
+            out[k] = float(np.median(between)) < float(np.quantile(within, alone.LOW_QUANTILE))
+    return out
 
 
 def _most_rails_beyond(found: np.ndarray, expected: float, tries: int) -> bool:

@@ -155,7 +155,7 @@ def _spine_faults(
             # Nothing between units stands out in the matrix: under ECMP with leaves of 8 or 16 every flow between
             # units collides there, a degraded spine's as much as any. Its flows alone, held low against their own
             # ends on most rails, are the only evidence there is (Paths.own_held).
-            if paths.own_held(ks, len(groups)):
+            if paths.own_held(ks, len(groups)) or paths.sunk_held(ks, len(groups)):
                 out.append(SwitchFault("spine", mask, None, spines, spines))
                 taken |= set(ks)
             continue
