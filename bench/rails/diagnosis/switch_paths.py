@@ -111,7 +111,7 @@ class Paths:
     own: alone.OwnEnds | None = None
     """The quiet cells held low against their own ends, at the run's own rate (``alone.OwnEnds``)."""
     sunk: np.ndarray | None = None
-    """``[rail]``: most of the rail's cells between units sit under its floor within units (:meth:`sunk_rails`)."""
+    """``[rail]``: most of the rail's cells between units sit under its floor within units (:func:`_sunk`)."""
 
     @classmethod
     def of(
@@ -242,8 +242,8 @@ class Paths:
 
     def sunk_held(self, ks: list[int], tries: int) -> bool:
         """A spine where the matrix's own level is the slow one: on most of rails ``ks`` most cells between units sit
-        under the rail's floor within units (:func:`_sunk`), and their flows alone read low again there
-        (:meth:`quiet_holds`, which must have measured some).
+        under the rail's floor within units (:func:`_sunk`), and their flows alone read low again, beyond noise on
+        each of those rails (the reading of :meth:`quiet_holds`, rail by rail; none measured: not beyond).
 
         The matrix's rules judge a cell against the level and spread of the matrix's healthy cells, and where a fault
         slows most of the matrix the median is the slow level and the spread spans both: with leaves of 8, 82% of the

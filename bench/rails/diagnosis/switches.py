@@ -154,7 +154,9 @@ def _spine_faults(
         if not shaped:
             # Nothing between units stands out in the matrix: under ECMP with leaves of 8 or 16 every flow between
             # units collides there, a degraded spine's as much as any. Its flows alone, held low against their own
-            # ends on most rails, are the only evidence there is (Paths.own_held).
+            # ends on most rails, are the only evidence there is (Paths.own_held). Nor where a spine slows most of
+            # the matrix: its level is the slow one; the cells between units sunk under the floor within units, and
+            # their flows alone low again rail by rail, are the spine's (Paths.sunk_held).
             if paths.own_held(ks, len(groups)) or paths.sunk_held(ks, len(groups)):
                 out.append(SwitchFault("spine", mask, None, spines, spines))
                 taken |= set(ks)
