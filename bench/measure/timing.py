@@ -226,16 +226,3 @@ def reduce_times(
     device_ops.synchronize(device)  # read on the host only once the gather has landed
     values = everyone.view(n, 2).cpu().tolist()
     return [row[0] for row in values], int(sum(row[1] for row in values))
-
-
-def rank0_says(answer: bool | None, group: ProcessGroup | None, device: torch.device) -> bool:
-    """Rank 0's yes or no on every rank of ``group``, over the group itself (one 4-byte broadcast: a world
-    collective's latency, where an agreement through the store costs a request per rank); the other ranks'
-    ``answer`` is never read."""
-    import torch
-    import torch.distributed as dist
-
-    box = torch.tensor([1 if answer else 0], dtype=torch.int32, device=device)
-    dist.broadcast(box, group=group, group_src=0)
-    device_ops.synchronize(device)
-    return bool(box.cpu().item())

@@ -161,6 +161,11 @@ def counter_line(c: CounterFinding) -> str:
     return f"{c.node}: {c.said}" if c.whole_node else f"{c.node} {c.said}"
 
 
+def measurements_GBps(busbw_Gbps: Sequence[float]) -> str:
+    """Each measurement of a world collective in GB/s, as nccl-tests and the row give busbw: ``270, 300, 290``."""
+    return ", ".join(f"{g / 8:.4g}" for g in busbw_Gbps)
+
+
 def collective_line(miss: CollectiveMiss) -> str:
     """``all_gather at 256M: busbw 200 GB/s is 50% of its 400 GB/s target (3200 Gb/s; needs 90%)``, or
     ``sendrecv at 1K: 3 wrong elements``: a collective's busbw and target in GB/s as nccl-tests gives them, the
@@ -170,7 +175,7 @@ def collective_line(miss: CollectiveMiss) -> str:
         return f"{at}: {miss.wrong} wrong elements"
     target = miss.target_Gbps or 0.0
     # Measured again after falling short: each measurement is said, the best judged (bench.sweep.rank).
-    every = ", ".join(f"{g / 8:.4g}" for g in miss.samples_Gbps)
+    every = measurements_GBps(miss.samples_Gbps)
     again = f", the best of {len(miss.samples_Gbps)} measurements: {every} GB/s" if miss.samples_Gbps else ""
     return (
         f"{at}: busbw {miss.busbw_Gbps / 8:.4g} GB/s is {100 * (miss.efficiency or 0.0):.0f}% of its "

@@ -27,8 +27,9 @@ from bench.measure.results import RowPlace, result_row
 from bench.measure.size import SizeResult, measure
 from bench.measure.table import row_line, section_header, write_summary
 from bench.measure.targets import ONE_RANK, judge_min_bytes, world_target_gbps
-from bench.measure.timing import Loop, graph_capture_works, rank0_says
+from bench.measure.timing import Loop, graph_capture_works, group_max
 from bench.profile.cluster import Profile
+from bench.rundir.finding_words import measurements_GBps
 from bench.rundir.results_csv import Row, row_float, row_int
 from bench.rundir.sections import SweepSettings
 from bench.runtime import env as benv
@@ -197,8 +198,8 @@ def measured_again(
     spines): a healthy cluster near its mark would fail on one now and then, as a rail group did
     (``bench.rails.measurement.steps.rails_again``). A slow part slows every draw. Every rank waits on rank 0's
     answer only at a judged size (the profile's ``judge_min_bytes`` up: every rank reads the same profile), so
-    the sizes nobody judges cost nothing more; the answer is one broadcast over the world, the sweep's own
-    communicator."""
+    the sizes nobody judges cost nothing more; the answer is one scalar all-reduce over the world, the sweep's own
+    communicator (``group_max``: rank 0's answer is the only one that can be 1)."""
     said = f"{judge.coll.name} at {format_size(nbytes)}"
     watchdog.enter(said)
     taken = [once()]
@@ -207,7 +208,7 @@ def measured_again(
         return taken
     for n in range(confirm):
         watchdog.enter(f"deciding whether {said} is measured again")
-        short = rank0_says(judge.short(taken) if run.rank0 else None, None, run.ctx.device)
+        short = group_max(float(run.rank0 and judge.short(taken)), None, run.ctx.device) > 0
         watchdog.leave()
         if not short:
             break
@@ -226,7 +227,7 @@ def best_of(taken: Sequence[SizeResult]) -> SizeResult:
 
 def again_line(collective: str, busbw_Gbps: Sequence[float]) -> str:
     """The comment under a row measured again: each measurement's busbw in GB/s, as the row gives it."""
-    every = ", ".join(f"{g / 8:.4g}" for g in busbw_Gbps)
+    every = measurements_GBps(busbw_Gbps)
     return f"# {collective}: under its target, measured {len(busbw_Gbps)} times: busbw {every} GB/s; the best is judged"
 
 

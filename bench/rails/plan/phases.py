@@ -354,7 +354,7 @@ def sweep_phase(sweep: Sweep, nodes: int, ranks: int, model: PlanModel, confirm:
             seconds += once
             moved += calls * size
             if confirm and sweep.judge_min_bytes is not None and size >= sweep.judge_min_bytes:
-                seconds += model.step_s  # rank 0's answer, one broadcast over the world
+                seconds += model.step_s  # rank 0's answer, one scalar all-reduce over the world
                 again = max(again, (once + model.step_s).high)
     seconds += Span(0.0, again)
     return Phase("world sweep", 0, len(sizes) * len(sweep.collectives), moved, seconds)

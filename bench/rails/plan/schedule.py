@@ -213,10 +213,12 @@ diagnosis and cannot import it): the family-wise chance at which a switch is nam
 
 CAPPED_FROM = 16
 """The smallest unit whose rounds between units stop at :func:`cross_count` (and a unit's own rounds) rather than
-meeting every other unit. With units of 8 the fabric models lost spines under adaptive routing when they did (256
-x 8: 6 of 20 named where every unit pair met named 20; 1024 x 8: 5 of 6 where it named 6): the judge's whole-matrix
-spread doubled: a spine slowed most cells, so the level sat with them and the spread counted the larger share of
-fast cells inside units. Units of 16 and 32 named as many with the cap as without."""
+meeting every other unit. With units of 8 the fabric models lost spines when they did: at first under adaptive
+routing (256 x 8: 6 of 20 named where every unit pair met named 20; 1024 x 8: 5 of 6 where it named 6), where a
+spine slowed most cells and the judge's whole-matrix level sat with them; since a spine that sinks the cells between
+units is named (``bench.rails.diagnosis.switch_paths.Paths.sunk_held``) 20 of 20 there, but ``tapered-ar`` still
+misses 2 spines in 400 scenarios capped, none uncapped (docs/rails.md). Units of 16 and 32 named as many with the
+cap as without."""
 
 
 def cross_count(units: int, rails: int) -> int:
