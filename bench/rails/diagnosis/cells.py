@@ -118,6 +118,16 @@ class Cells:
         out[k, a, b] = every & (shallowest < floor)
         return out
 
+    def slow_every_time(self, k: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Rail k's cells ``(a[i], b[i])``: slow in every matrix sample that ran and in every re-measurement, at any
+        depth. The sign of a flow that kept its path and its company for the run (ECMP's hash, static routing),
+        where :attr:`reproduces_always` also asks each to be deeper than the run's transients: under ECMP's
+        collisions those reach a quarter of line, so a leaf's collided flows, slow at a third of line in all three
+        samples, were "always" slow in 8 of 95 (``tapered-ecmp`` at 256 x 8, clean run 96002)."""
+        unmeasured = np.isnan(self.matrix.busbw[:, k, a, b])
+        every = (self.slow_sample[:, k, a, b] | unmeasured).all(axis=0)
+        return every & self.slow_again[:, k, a, b].all(axis=0)
+
     @cached_property
     def pair_slow(self) -> np.ndarray:
         """Suspects that reproduced and are slow in most of their samples, re-measurements included.

@@ -32,15 +32,16 @@ static routing make it. Under adaptive routing a degraded uplink slows a flow on
 
 
 def needs_company(
-    convicting: np.ndarray, always: np.ndarray, quiet: np.ndarray, quiet_rates: np.ndarray, expected: float
+    convicting: np.ndarray, every_time: np.ndarray, quiet: np.ndarray, quiet_rates: np.ndarray, expected: float
 ) -> bool:
     """One rail's uplink candidate (all ``[a, b]``): its ``convicting`` cells (reproduced suspects, each pair once),
-    ``always`` (slow in every pass), the cells the quiet pass re-measured and their rates there (``quiet``,
-    ``quiet_rates``, Gb/s, both directions), against the rail's ``expected`` rate (its line rate or healthy level).
-    True where most convicting cells were slow in every pass and at least :data:`MIN_ALONE` of their flows, alone,
-    each ran at :data:`ALONE_FRACTION` of ``expected`` or more."""
+    ``every_time`` (slow in every sample and pass, at any depth: ``Cells.slow_every_time``; this reads whether the
+    flows kept their paths, not how deep they fell), the cells the quiet pass re-measured and their rates there
+    (``quiet``, ``quiet_rates``, Gb/s, both directions), against the rail's ``expected`` rate (its line rate or
+    healthy level). True where most convicting cells were slow every time and at least :data:`MIN_ALONE` of their
+    flows, alone, each ran at :data:`ALONE_FRACTION` of ``expected`` or more."""
     count = int(convicting.sum())
-    if not count or int((convicting & always).sum()) < FIXED_SHARE * count:
+    if not count or int((convicting & every_time).sum()) < FIXED_SHARE * count:
         return False
     alone = quiet & (convicting | convicting.T)
     if int(alone.sum()) < MIN_ALONE:

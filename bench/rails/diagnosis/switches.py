@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bench.rails.diagnosis import company, noise
+from bench.rails.diagnosis import company, noise, sparse
 from bench.rails.diagnosis.cells import Cells
 from bench.rails.diagnosis.leaves import SwitchFault, one_node
 from bench.rails.diagnosis.persistence import leaf_ends
@@ -314,6 +314,9 @@ def _alone_as_healthy(paths: Paths, cells: Cells, k: int, mine: np.ndarray) -> b
     if paths.quiet is None or cells.matrix.alone is None:
         return False
     convicting = paths.reproduces[k] & mine & paths.upper
+    a, b = sparse.nonzero(convicting)
+    every = np.zeros_like(convicting)
+    every[a, b] = cells.slow_every_time(k, a, b)
     return company.needs_company(
-        convicting, paths.always[k], paths.quiet[k], cells.matrix.alone.plane(k), float(cells.expected[k])
+        convicting, every, paths.quiet[k], cells.matrix.alone.plane(k), float(cells.expected[k])
     )
