@@ -11,7 +11,15 @@ import pytest
 
 from tests.support import diagnosis_sim
 from tests.support.models.fabric_model import Shape
-from tests.support.models.fabric_regimes import ECMP, HOT_SPOTS, NOISY, REALISTIC, TAPERED, TAPERED_ECMP
+from tests.support.models.fabric_regimes import (
+    ECMP,
+    HOT_SPOTS,
+    NOISY,
+    REALISTIC,
+    TAPERED,
+    TAPERED_AR,
+    TAPERED_ECMP,
+)
 
 SIM = diagnosis_sim()
 SHAPE = Shape(64, 8, 32)
@@ -127,6 +135,18 @@ def test_a_spine_that_slows_most_of_the_matrix_is_named_against_the_floor_within
     with their flows alone low again, are the spine (``switch_paths.Paths.sunk_held``)."""
     shape = Shape(256, 8, 8, HOT_SPOTS.oversubscription)
     result = SIM.run_one("256x8", shape, "spine", seed, HOT_SPOTS)
+    assert result.named == result.expected == {("spine",)}
+
+
+@pytest.mark.parametrize("seed", [1096007, 1096033])
+def test_a_spine_that_sinks_the_matrix_is_named_where_few_rails_stand_elevated(seed: int) -> None:
+    """``--regime tapered-ar --sizes 256x8 --unit 8 --kinds spine --seed 96000`` with units of 8 capped (32 rounds,
+    not 38): slow between units on every rail in a spine's shape, persistent on none and elevated on 1-2 rails of 8,
+    as the spine sank the level they are judged against, so the branch for a spine persistent on some rails only
+    found nothing, while 220-236 of 223-238 quiet flows a rail were low again. Sunk with its flows alone low again
+    rail by rail (``Paths.sunk_held``) is the spine there too."""
+    shape = Shape(256, 8, 8, TAPERED_AR.oversubscription)
+    result = SIM.run_one("256x8", shape, "spine", seed, TAPERED_AR)
     assert result.named == result.expected == {("spine",)}
 
 
