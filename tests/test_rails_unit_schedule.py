@@ -100,14 +100,14 @@ def test_more_units_than_a_verdict_needs_cross_only_as_often_as_it_needs(count: 
     """Past ``cross_count`` units (and a unit's own rounds), each unit of 16 nodes or more crosses that many times,
     each time to another unit, whatever the count of units (an odd count sits one unit out a round, so one round
     more), and every promise still holds; units of 32 cross 31 times from 1024 nodes up, as many rounds as inside
-    them. Units of 8 still meet every other unit (``CAPPED_FROM``)."""
+    them. Units of 8 cross as often, no more (``CAPPED_FROM``: since stop 76)."""
     units = np.arange(count * 16) // 16
     found = unit_rounds(Units(tuple(units.tolist()), 8), 1)
     assert found is not None
     assert len(found) == 15 + cross_count(count, 1) + count % 2  # 15 rounds inside units of 16
     _check(units, found, 1, 8)
     small = unit_rounds(Units(tuple((np.arange(count * 8) // 8).tolist()), 8), 1)
-    assert small is not None and len(small) == 7 + count - 1 + count % 2
+    assert small is not None and len(small) == 7 + cross_count(count, 1) + count % 2
     cells = [
         sum(len(r) for r in unit_rounds(Units(tuple((np.arange(n) // 32).tolist()), 16), 8) or []) for n in (1024, 4096)
     ]

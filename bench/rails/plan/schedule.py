@@ -211,14 +211,15 @@ NAMED_AT = 1e-5
 diagnosis and cannot import it): the family-wise chance at which a switch is named."""
 
 
-CAPPED_FROM = 16
+CAPPED_FROM = 8
 """The smallest unit whose rounds between units stop at :func:`cross_count` (and a unit's own rounds) rather than
-meeting every other unit. With units of 8 the fabric models lost spines when they did: at first under adaptive
-routing (256 x 8: 6 of 20 named where every unit pair met named 20; 1024 x 8: 5 of 6 where it named 6), where a
-spine slowed most cells and the judge's whole-matrix level sat with them; since a spine that sinks the cells between
-units is named (``bench.rails.diagnosis.switch_paths.Paths.sunk_held``) 20 of 20 there, but ``tapered-ar`` still
-misses 2 spines in 400 scenarios capped, none uncapped (docs/rails.md). Units of 16 and 32 named as many with the
-cap as without."""
+meeting every other unit: units of 8 nodes or more (a rail-optimised scalable unit is 8-32). With units of 8 the
+fabric models lost spines at first (under adaptive routing, 256 x 8: 6 of 20 named where every unit pair met named
+20), where a spine slowed most cells and the judge's whole-matrix level sat with them; a spine that sinks the cells
+between units is named from its flows alone (``bench.rails.diagnosis.switch_paths.Paths.sunk_held``, since stop 75
+where nothing between units stood out, and since stop 76 also where the sunk level left few rails elevated), and
+capped the ten regimes name as many as with every pair met, at 64, 256 and 1024 x 8
+(docs/rails.md, "The pair schedule")."""
 
 
 def cross_count(units: int, rails: int) -> int:
