@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from bench.rails.diagnosis.alone import chance_low_again
 from bench.rails.diagnosis.cells import Cells
 from bench.rails.diagnosis.matrix import PairMatrix
 from bench.rails.diagnosis.noise import NAME_FALSE_ALARMS, most_beyond, poisson_sf
 
-CHANCE = 0.0396
-"""``alone.chance_low_again()``: a healthy flow alone under the mark in one of two repeats."""
+CHANCE = chance_low_again()
+"""A healthy flow alone under the mark in one of two repeats (about one in 25), as the judge reads it."""
 
 
 def _tails(found: list[int], tried: list[int]) -> list[float]:

@@ -113,17 +113,17 @@ class Cells:
         noise = np.where(slow_sample & transient, first, np.inf)
         floor = float(noise.min(initial=np.inf))  # the slowest sample noise gave; none: any depth counts
         shallowest = np.maximum(first.max(axis=0, initial=-np.inf), again.max(axis=0, initial=-np.inf))
-        every = (slow_sample | unmeasured).all(axis=0) & self.slow_again[:, k, a, b].all(axis=0)
         out = np.zeros(self.suspect.shape, dtype=bool)
-        out[k, a, b] = every & (shallowest < floor)
+        out[k, a, b] = self.slow_every_time(k, a, b) & (shallowest < floor)
         return out
 
-    def slow_every_time(self, k: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """Rail k's cells ``(a[i], b[i])``: slow in every matrix sample that ran and in every re-measurement, at any
-        depth. The sign of a flow that kept its path and its company for the run (ECMP's hash, static routing),
-        where :attr:`reproduces_always` also asks each to be deeper than the run's transients: under ECMP's
-        collisions those reach a quarter of line, so a leaf's collided flows, slow at a third of line in all three
-        samples, were "always" slow in 8 of 95 (``tapered-ecmp`` at 256 x 8, clean run 96002)."""
+    def slow_every_time(self, k: int | np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """The cells ``(k[i], a[i], b[i])`` (``k``: one rail for all, or each cell's): slow in every matrix sample
+        that ran and in every re-measurement, at any depth. The sign of a flow that kept its path and its company for
+        the run (ECMP's hash, static routing), where :attr:`reproduces_always` also asks each to be deeper than the
+        run's transients: under ECMP's collisions those reach a quarter of line, so a leaf's collided flows, slow at a
+        third of line in all three samples, were "always" slow in 8 of 95 (``tapered-ecmp`` at 256 x 8, clean run
+        96002)."""
         unmeasured = np.isnan(self.matrix.busbw[:, k, a, b])
         every = (self.slow_sample[:, k, a, b] | unmeasured).all(axis=0)
         return every & self.slow_again[:, k, a, b].all(axis=0)
