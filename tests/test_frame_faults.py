@@ -13,12 +13,19 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.support import REPO, kill_leftovers, rank_env, rank_pids, spawn_railbench, wait_for_finish_step
+from tests.support import (
+    REPO,
+    finish_step_held,
+    kill_leftovers,
+    rank_env,
+    rank_pids,
+    spawn_railbench,
+    wait_for_finish_step,
+)
 
 
 @pytest.mark.mpi
@@ -60,12 +67,17 @@ def test_a_full_run_directory_is_a_recorded_failure_in_one_line(tmp_path: Path) 
 
 @pytest.mark.mpi
 def test_a_signal_while_finishing_is_recorded(tmp_path: Path) -> None:
-    out = tmp_path / "run"
+    out, history = tmp_path / "run", tmp_path / "h.sqlite"
     cmd = ["run", "--np", "2", "-b", "8", "-e", "64K", "-n", "1", "-w", "0"]
-    proc = spawn_railbench([*cmd, "--out", str(out), "--history", str(tmp_path / "h.sqlite")])
+    with finish_step_held(history):  # released once signalled: rank 0 then meets the signal in the step
+        proc = spawn_railbench([*cmd, "--out", str(out), "--history", str(history)])
+        try:
+            wait_for_finish_step(out, proc)  # the finish step starts once the verdict is written
+            os.killpg(proc.pid, signal.SIGTERM)  # what scancel or timeout sends
+        except BaseException:
+            kill_leftovers(proc)
+            raise
     try:
-        wait_for_finish_step(out, proc)  # the finish step starts once the verdict is written
-        os.killpg(proc.pid, signal.SIGTERM)  # what scancel or timeout sends
         stdout, stderr = proc.communicate(timeout=120)
     finally:
         kill_leftovers(proc)
@@ -79,33 +91,27 @@ def test_a_signal_while_finishing_is_recorded(tmp_path: Path) -> None:
 def test_a_fault_the_parent_records_while_finishing_says_what_is_missing(tmp_path: Path) -> None:
     # Issue 33, item 17: rank 0 stopped in its finish step (the history, then the report). The parent ends the
     # run as a hang; run.json must not say ``finish: running`` for ever, and the line names what is missing.
-    out = tmp_path / "run"
+    out, history = tmp_path / "run", tmp_path / "h.sqlite"
     cmd = [sys.executable, "-m", "bench", "run", "--np", "2", "-b", "8", "-e", "64K", "-n", "1", "-w", "0"]
-    proc = subprocess.Popen(
-        [*cmd, "--timeout", "10", "--out", str(out), "--history", str(tmp_path / "h.sqlite")],
-        cwd=REPO,
-        env=rank_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    rank0, stopped = None, False
+    rank0 = None
+    with finish_step_held(history):  # the finish step waits at its history row until rank 0 is stopped
+        proc = subprocess.Popen(
+            [*cmd, "--timeout", "10", "--out", str(out), "--history", str(history)],
+            cwd=REPO,
+            env=rank_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            wait_for_finish_step(out, proc)
+            rank0 = rank_pids(out)[0]
+            os.kill(rank0, signal.SIGSTOP)
+        except BaseException:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
     try:
-        deadline = time.monotonic() + 300
-        while not stopped:
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "the run never reached its finish step"
-            # Rank 0's pid first (a scan of /proc, slow on a busy machine), so that the stop lands while the finish
-            # step is still under way: found only once the finish began, it once landed after the step had ended.
-            rank0 = rank0 or rank_pids(out).get(0)
-            try:
-                if rank0 is not None and json.loads((out / "run.json").read_text()).get("finish") == "running":
-                    os.kill(rank0, signal.SIGSTOP)
-                    stopped = True
-            except (OSError, ValueError):
-                pass
-            time.sleep(0.02)
         stdout, stderr = proc.communicate(timeout=180)
     finally:
         if rank0 is not None:

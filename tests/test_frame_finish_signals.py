@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import (
+    finish_step_held,
     kill_leftovers,
     railbench_inline,
     rank_pids,
@@ -42,10 +43,15 @@ def test_sigterm_to_rank_0_in_its_finish_step_is_an_interrupt_not_a_failure(tmp_
     # Before the fix: run ended exit 3 with run.json rewritten as failed "during the run" and rank 1 naming
     # rank 0 lost; rails never ended (rank 0 in MPI's finalize, rank 1 waiting for rank 0's exit status).
     out, history = tmp_path / "run", tmp_path / "h.sqlite"
-    proc = spawn_railbench([*COMMANDS[command], "--out", str(out), "--history", str(history)])
+    with finish_step_held(history):  # released once signalled: rank 0 then meets the signal in the step
+        proc = spawn_railbench([*COMMANDS[command], "--out", str(out), "--history", str(history)])
+        try:
+            wait_for_finish_step(out, proc)
+            os.kill(rank_pids(out)[0], signal.SIGTERM)
+        except BaseException:
+            kill_leftovers(proc, out)
+            raise
     try:
-        wait_for_finish_step(out, proc)
-        os.kill(rank_pids(out)[0], signal.SIGTERM)
         stdout, stderr = proc.communicate(timeout=120)
     finally:
         kill_leftovers(proc, out)

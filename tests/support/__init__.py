@@ -20,12 +20,13 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
 
@@ -293,6 +294,26 @@ def wait_for_finish_step(out: Path, proc: subprocess.Popen[str], timeout_s: floa
         except (OSError, ValueError):
             pass
         time.sleep(0.02)
+
+
+@contextlib.contextmanager
+def finish_step_held(history: Path) -> Iterator[None]:
+    """The history at ``history``, made, with its write lock held until the block ends: rank 0's finish step
+    (its history row first, then the report) waits in SQLite's busy handler while the lock is held.
+
+    A test that acts "in the finish step" then acts while the step is certainly under way: once the step could
+    end between the test reading run.json's ``finish: running`` and its signal landing, and on a loaded machine it
+    did (the stop landed after the report was drawn)."""
+    from bench.history.store import open_store
+
+    open_store(history, write=True).close()
+    conn = sqlite3.connect(history, timeout=0, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        yield
+        conn.execute("ROLLBACK")
+    finally:
+        conn.close()
 
 
 def alive(pids: Sequence[int]) -> list[int]:
