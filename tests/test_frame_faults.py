@@ -19,7 +19,7 @@ import pytest
 
 from tests.support import (
     REPO,
-    finish_step_held,
+    history_locked,
     kill_leftovers,
     rank_env,
     rank_pids,
@@ -69,7 +69,7 @@ def test_a_full_run_directory_is_a_recorded_failure_in_one_line(tmp_path: Path) 
 def test_a_signal_while_finishing_is_recorded(tmp_path: Path) -> None:
     out, history = tmp_path / "run", tmp_path / "h.sqlite"
     cmd = ["run", "--np", "2", "-b", "8", "-e", "64K", "-n", "1", "-w", "0"]
-    with finish_step_held(history):  # released once signalled: rank 0 then meets the signal in the step
+    with history_locked(history):  # released once signalled: rank 0 then meets the signal in the step
         proc = spawn_railbench([*cmd, "--out", str(out), "--history", str(history)])
         try:
             wait_for_finish_step(out, proc)  # the finish step starts once the verdict is written
@@ -94,7 +94,7 @@ def test_a_fault_the_parent_records_while_finishing_says_what_is_missing(tmp_pat
     out, history = tmp_path / "run", tmp_path / "h.sqlite"
     cmd = [sys.executable, "-m", "bench", "run", "--np", "2", "-b", "8", "-e", "64K", "-n", "1", "-w", "0"]
     rank0 = None
-    with finish_step_held(history):  # the finish step waits at its history row until rank 0 is stopped
+    with history_locked(history):  # the finish step waits at its history row until rank 0 is stopped
         proc = subprocess.Popen(
             [*cmd, "--timeout", "10", "--out", str(out), "--history", str(history)],
             cwd=REPO,

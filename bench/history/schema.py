@@ -31,6 +31,7 @@ from pathlib import Path
 
 from bench.exits import UserError
 from bench.history import phase_times, rail_errors, soak_runs
+from bench.history.faults import BUSY_TIMEOUT_S, is_busy
 
 
 @dataclass(frozen=True)
@@ -102,10 +103,36 @@ MIGRATIONS: tuple[Migration, ...] = (
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
 
+LOCK_WAIT_SLICE_MS = 200
+"""How long SQLite's own busy handler waits for the write lock at a time. It sleeps in C, where a signal waits for
+it to return: a rank 0 that got SIGTERM (scancel, then SIGKILL after Slurm's KillWait of 30 s) while another
+writer held the history answered only when the lock came free, or after ``BUSY_TIMEOUT_S``. Between slices the
+wait is Python's, where the signal is handled at once."""
+
+
+def _begin_write(conn: sqlite3.Connection) -> None:
+    """``BEGIN IMMEDIATE``, waiting up to ``BUSY_TIMEOUT_S`` for another writer, in slices a signal can end."""
+    began = time.monotonic()
+    conn.execute(f"PRAGMA busy_timeout = {LOCK_WAIT_SLICE_MS}")
+    try:
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if not is_busy(exc) or time.monotonic() - began >= BUSY_TIMEOUT_S:
+                    raise
+                time.sleep(0.01)  # some conflicts SQLite answers at once, without its handler's wait
+    finally:
+        # The commit, and every read, wait as before: in rollback-journal mode (a network filesystem) a commit
+        # waits for readers to leave, and a reader for a commit, each well within BUSY_TIMEOUT_S.
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+
+
 @contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """One write transaction; IMMEDIATE takes the write lock up front, so two writers queue, never deadlock."""
-    conn.execute("BEGIN IMMEDIATE")
+    _begin_write(conn)
     try:
         yield conn
     except BaseException:

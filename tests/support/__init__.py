@@ -297,9 +297,9 @@ def wait_for_finish_step(out: Path, proc: subprocess.Popen[str], timeout_s: floa
 
 
 @contextlib.contextmanager
-def finish_step_held(history: Path) -> Iterator[None]:
-    """The history at ``history``, made, with its write lock held until the block ends: rank 0's finish step
-    (its history row first, then the report) waits in SQLite's busy handler while the lock is held.
+def history_locked(history: Path) -> Iterator[None]:
+    """The history at ``history``, made, with its write lock held by another writer until the block ends: rank 0's
+    finish step (its history row first, then the report) waits for it.
 
     A test that acts "in the finish step" then acts while the step is certainly under way: once the step could
     end between the test reading run.json's ``finish: running`` and its signal landing, and on a loaded machine it
