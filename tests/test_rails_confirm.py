@@ -319,4 +319,9 @@ def test_the_upper_quartile_is_numpys_nanpercentile_to_the_bit() -> None:
             want = np.nanpercentile(x, 75, axis=-1)
         got = noise.upper_quartile(x)
         assert got.shape == np.shape(want) and np.array_equal(got, want, equal_nan=True), x
+        # The same from the values alone, each with its row (NaN among them, left out), as the link levels read it.
+        flat = x.reshape(-1, shape[-1])
+        row = np.repeat(np.arange(flat.shape[0]), shape[-1])
+        got = noise.upper_quartile_of_rows(row, flat.ravel(), flat.shape[0])
+        assert np.array_equal(got, np.reshape(want, -1), equal_nan=True), x
     assert np.isnan(noise.upper_quartile(np.zeros((3, 0)))).all()

@@ -11,10 +11,11 @@ docs/rails.md, "The fabric's cabling, the switches, and the acceptance plan").
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import numpy as np
 
-from bench.rails.diagnosis import noise, sparse
+from bench.rails.diagnosis import lone_pairs, noise, sparse
 from bench.rails.diagnosis.expected import Cellwise
 from bench.rails.diagnosis.last_answer import LastAnswer, fingerprint
 from bench.rails.diagnosis.remeasured import Remeasured
@@ -233,6 +234,31 @@ def test_row_statistics_within_a_mask_read_as_over_a_nan_filled_copy() -> None:
         assert np.array_equal(noise.upper_median(x, within=within), want, equal_nan=True)
         assert np.array_equal(noise.upper_median(filled), want, equal_nan=True)
         assert np.array_equal(noise.upper_quartile(x, within=within), noise.upper_quartile(filled), equal_nan=True)
+
+
+def test_link_levels_from_the_cells_measured_read_as_over_the_whole_matrix() -> None:
+    """``lone_pairs.levels_of`` reads the cells measured, where it once logged a matrix-sized copy: each link's
+    upper quartile, over its partners, of its cells' median log rate (samples that moved nothing left out), within
+    units where the cabling is known, then the rail's median for a link with none."""
+    rng = np.random.default_rng(29)
+    for _ in range(40):
+        repeats, nrails, n = int(rng.integers(1, 4)), int(rng.integers(1, 4)), int(rng.integers(2, 9))
+        busbw = np.exp(rng.normal(5.0, 0.3, size=(repeats, nrails, n, n)))
+        draw = rng.random(busbw.shape)
+        busbw[draw < 0.4] = np.nan
+        busbw[(draw >= 0.4) & (draw < 0.45)] = 0.0
+        busbw[:, :, 0] = np.nan  # a link with nothing measured: its rail's median
+        between = rng.random((nrails, n, n)) < 0.5 if rng.random() < 0.5 else None
+        with np.errstate(divide="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            cell = np.log(np.nanmedian(np.where(busbw > 0, busbw, np.nan), axis=0))
+            want = np.nanpercentile(cell, 75, axis=-1)
+            if between is not None:
+                inside = np.nanpercentile(np.where(between, np.nan, cell), 75, axis=-1)
+                want = np.where(np.isnan(inside), want, inside)
+            rail = np.nan_to_num(np.nanmedian(want, axis=1), nan=0.0)
+        want = np.where(np.isnan(want), rail[:, None], want)
+        assert np.array_equal(lone_pairs.levels_of(busbw, between), want), (busbw, between)
 
 
 def test_log_rates_at_the_measured_values_read_as_over_the_whole_matrix() -> None:

@@ -123,17 +123,27 @@ def link_levels(cells: Cells, between: np.ndarray | None) -> np.ndarray:
     with none there, or none measured at all, takes the quartile of what it has, then its rail's median. Samples
     that moved nothing are left out: a dead link's pairs are ranked against its rail's level, so what they moved
     (nothing) stays the deepest sample there is."""
-    busbw = cells.matrix.busbw
+    return levels_of(cells.matrix.busbw, between)
+
+
+def levels_of(busbw: np.ndarray, between: np.ndarray | None) -> np.ndarray:
+    """:func:`link_levels` of the pair matrix's samples ``busbw`` (``[repeat, rail, a, b]``, NaN where unmeasured)."""
+    _, nrails, n, _ = busbw.shape
+    # Read at the cells measured alone, never as a matrix-sized copy (67 MB a sample at 1024 x 8).
+    k, a, b = np.nonzero(~np.isnan(busbw).all(axis=0))
+    row = k * n + a  # the link [rail, a] of the cell's row
     with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
-        # Unmeasured cells are NaN by design; a link with none measured is filled below.
+        # A cell whose samples all moved nothing is NaN, as an unmeasured one; a link with none measured is filled
+        # below.
         warnings.simplefilter("ignore", RuntimeWarning)
-        # One matrix-sized array (67 MB at 1024 x 8), logged in place.
-        cell = np.where(busbw > 0, busbw, np.nan)
-        cell = cell[0] if cell.shape[0] == 1 else np.nanmedian(cell, axis=0)
+        samples = busbw[:, k, a, b]
+        samples[~(samples > 0)] = np.nan
+        cell = samples[0] if samples.shape[0] == 1 else np.nanmedian(samples, axis=0)
         np.log(cell, out=cell)
-        levels = noise.upper_quartile(cell)
+        levels = noise.upper_quartile_of_rows(row, cell, nrails * n).reshape(nrails, n)
         if between is not None:
-            inside = noise.upper_quartile(cell, within=~between)
+            inside_cells = ~between[k, a, b]
+            inside = noise.upper_quartile_of_rows(row[inside_cells], cell[inside_cells], nrails * n).reshape(nrails, n)
             levels = np.where(np.isnan(inside), levels, inside)
         rail = np.nanmedian(levels, axis=1)
     return np.where(np.isnan(levels), np.nan_to_num(rail, nan=0.0)[:, None], levels)
