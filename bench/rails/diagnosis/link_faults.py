@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -176,6 +177,7 @@ def intermittent_links(
             left[k, a],
             between[k, a],
             alone_row(cells, int(k), int(a)),
+            leaf_mates(left[k], measured[k], between[k], int(a), links),
         ):
             continue
         b = np.flatnonzero(left[k, a])
@@ -201,12 +203,14 @@ def only_beyond_its_leaf(
     left: np.ndarray,
     between: np.ndarray,
     alone: tuple[np.ndarray, np.ndarray] | None = None,
+    mates: Mates | None = None,
 ) -> bool:
     """One link's row (``[b]``): its suspects are all across units, and were it the link, slow with each partner as
     often as with those across units, its partners on its own leaf would show a suspect but for a chance of at
     most :data:`BEYOND_ITS_LEAF`; or of at most :data:`CLEARED_BEYOND_ITS_LEAF` where one of its slow partners
     across units, measured alone in the quiet pass, ran clear and none read low there (``alone``:
-    :func:`alone_row`).
+    :func:`alone_row`). Not where its slow flows ran clear alone and it is singled out among its leaf-mates
+    (``mates``: :meth:`Mates.single_out`): then nothing beyond the leaf explains it (:class:`Mates`).
 
     A link's own fault slows each flow it carries alone as much as beside others. ECMP keeps each queue pair's
     path for its life, and each re-measurement runs the round's suspects together again, so healthy flows that
@@ -221,12 +225,51 @@ def only_beyond_its_leaf(
     slow_across = left & across
     share = float(slow_across.sum()) / float(across.sum())
     chance = (1.0 - share) ** int(inside.sum())
-    if chance <= BEYOND_ITS_LEAF:
-        return True
-    if alone is None:
+    cleared = alone is not None and bool((slow_across & alone[0]).any() and not (slow_across & alone[1]).any())
+    if chance > BEYOND_ITS_LEAF and not (cleared and chance <= CLEARED_BEYOND_ITS_LEAF):
         return False
-    clear, low = alone
-    return bool(chance <= CLEARED_BEYOND_ITS_LEAF and (slow_across & clear).any() and not (slow_across & low).any())
+    return not (cleared and mates is not None and mates.single_out(int(slow_across.sum()), int(across.sum())))
+
+
+@dataclass(frozen=True)
+class Mates:
+    """What a link's leaf-mates (the other nodes on its leaf, on its rail) show across units: how many of their
+    partners there are left suspect (``slow``), of how many measured (``across``), and how many links the run judges
+    (``links``: the test is family-wise over them).
+
+    What lies beyond a leaf slows the flows across units of every link on it: ECMP's collisions and adaptive
+    routing's hot spots fall on whichever of the leaf's flows share an uplink in a round, and a static route's
+    degraded uplink slows its flows alone as beside others (so they read low in the quiet pass). A link slow with
+    far more of its partners across units than its leaf-mates are with theirs, whose slow flows ran clear alone,
+    is slowed by neither: it is its own, an intermittent link whose slow spell fell in the rounds across units
+    (the unit schedule runs a node's partners on its leaf in other rounds). On the fabric model, ``kind`` at
+    144 x 8 in leaves of 8 (seed 1530027): node001's flaky rail-3 link was slow with 20 of its 34 partners across
+    units and none of its 7 on its leaf, its 7 leaf-mates with 1 of their 238, and its 16 slow flows measured alone
+    ran clear; it was ruled beyond its leaf, and its slow flows were named as 10 pairs, each a healthy cable's too.
+    The ECMP links the rule above was made for were slow with 8-14 of 31 beside leaf-mates slow with 12-21% of
+    theirs: no more than their leaf's collisions give them."""
+
+    slow: int
+    across: int
+    links: int
+
+    def single_out(self, slow: int, across: int) -> bool:
+        """``slow`` of ``across`` partners is beyond what the leaf-mates' rate gives one link, family-wise over
+        ``links`` at :data:`noise.NAME_FALSE_ALARMS`. The rate takes one slow and one clear flow more than seen, so
+        that leaf-mates with none slow still leave a link a rate to be measured against."""
+        if self.across == 0:
+            return False
+        rate = (self.slow + 1) / (self.across + 2)
+        return noise.binom_sf(slow, across, rate) * self.links <= noise.NAME_FALSE_ALARMS
+
+
+def leaf_mates(left: np.ndarray, measured: np.ndarray, between: np.ndarray, a: int, links: int) -> Mates:
+    """:class:`Mates` of link ``a`` from its rail's planes (``[a, b]``): ``left``, its suspects still to explain;
+    ``between``, the pairs across units (a node's partners on its leaf are its leaf-mates)."""
+    mates = ~between[a]
+    mates[a] = False
+    across = measured[mates] & between[mates]
+    return Mates(int((left[mates] & across).sum()), int(across.sum()), links)
 
 
 def alone_row(cells: Cells, k: int, a: int) -> tuple[np.ndarray, np.ndarray] | None:

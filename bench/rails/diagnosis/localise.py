@@ -427,11 +427,13 @@ def _lone_pairs(cells: Cells, explained: np.ndarray, between: np.ndarray | None)
     shared |= lone_pairs.guilty_ends(cells, lone & ~link_faults.link_cells(shared), ~explained, between)
     if between is not None:
         # As for an intermittent link: slow only with partners across units is slow beyond the leaf.
+        links = max(1, int(cells.measured.any(axis=2).sum()))
         for k, a in zip(*np.nonzero(shared), strict=True):
-            row = cells.suspect[k, a] & ~explained[k, a]
-            deep = link_faults.as_deep(cells, int(k), int(a), row, between[k, a])
+            left = cells.suspect[k] & ~explained[k]
+            deep = link_faults.as_deep(cells, int(k), int(a), left[a], between[k, a])
+            mates = link_faults.leaf_mates(left, cells.measured[k], between[k], int(a), links)
             shared[k, a] = not link_faults.only_beyond_its_leaf(
-                cells.measured[k, a], deep, row, between[k, a], link_faults.alone_row(cells, int(k), int(a))
+                cells.measured[k, a], deep, left[a], between[k, a], link_faults.alone_row(cells, int(k), int(a)), mates
             )
     return lone, shared
 
