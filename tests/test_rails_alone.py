@@ -15,7 +15,7 @@ from bench.rails.plan.remeasure import QUIET_REPEATS, quiet_repeat_rounds
 from bench.rails.plan.schedule import Units
 from tests.support import diagnosis_sim
 from tests.support.models.fabric_model import Shape
-from tests.support.models.fabric_regimes import ADAPTIVE, ECMP, TAPERED_AR, TAPERED_ECMP
+from tests.support.models.fabric_regimes import ADAPTIVE, ECMP, KIND, TAPERED_AR, TAPERED_ECMP
 
 NODES = ("n0", "n1", "n2", "n3")
 
@@ -248,6 +248,39 @@ def test_a_link_slow_only_across_units_is_cleared_by_a_flow_alone_only_beside_a_
     # Fewer partners on its leaf (4: a chance of 0.57) say nothing, and a flow alone does not clear it by itself.
     few = measured & (across | (np.arange(62) < 4))
     assert not link_faults.only_beyond_its_leaf(few, slow, slow, across, (clear, none))
+
+
+def test_a_link_singled_out_among_its_leaf_mates_is_its_own_though_slow_only_across_units() -> None:
+    """``link_faults.Mates``: the link of the test above, but slow with 20 of its 31 partners across units (a chance
+    of 1e-14 of none on its leaf). Beside leaf-mates slow with as large a share of theirs (a leaf's collisions) it
+    stays beyond its leaf; beside leaf-mates slow with 1 of their 930 it is its own, where its slow flows ran clear
+    alone, and not where one read low alone (a static route's degraded uplink) or none was measured alone."""
+    across = np.arange(62) >= 31
+    measured = np.ones(62, dtype=bool)
+    slow = across & (np.arange(62) < 51)
+    none = np.zeros(62, dtype=bool)
+    clear, low = none.copy(), none.copy()
+    clear[[31, 40]] = True
+    low[45] = True
+    crowded = link_faults.Mates(slow=600, across=930, links=8192)
+    quiet = link_faults.Mates(slow=1, across=930, links=8192)
+    assert link_faults.only_beyond_its_leaf(measured, slow, slow, across, (clear, none), crowded)
+    assert not link_faults.only_beyond_its_leaf(measured, slow, slow, across, (clear, none), quiet)
+    assert link_faults.only_beyond_its_leaf(measured, slow, slow, across, (clear, low), quiet)
+    assert link_faults.only_beyond_its_leaf(measured, slow, slow, across, (none, none), quiet)
+    assert link_faults.only_beyond_its_leaf(measured, slow, slow, across, None, quiet)
+    # Family-wise: 4 of 31 beside leaf-mates at 5% is a chance of 0.06, nothing at 8,192 links.
+    assert not link_faults.Mates(slow=47, across=930, links=8192).single_out(4, 31)
+    assert not link_faults.Mates(slow=0, across=0, links=1).single_out(20, 31)  # no leaf-mate across units
+
+
+def test_a_flaky_link_slow_in_the_rounds_across_units_is_named_as_its_cable() -> None:
+    """``--regime kind --sizes 144x8 --unit 8 --seed 530000``, fault scenario 27 (seed 1530027, flaky): node001's
+    rail-3 link slow in a spell that fell in the rounds across units (20 of its 34 partners there, at a fifth of line
+    in every sample; none of its 7 on its leaf), its leaf-mates slow with 1 of their 238, and 16 of its slow flows
+    clear alone in the quiet pass, once the spell had passed. Ruled beyond its leaf, it was named as 10 pairs."""
+    result = diagnosis_sim().run_one("144x8", Shape(144, 8, 8, KIND.oversubscription), "flaky", 1530027, KIND)
+    assert result.named == result.expected == {("cable", "node001", 3)}, result.named
 
 
 @pytest.mark.slow
