@@ -123,6 +123,16 @@ def test_a_link_at_the_lines_edge_under_ecmp_collisions_is_no_flaky_cable(seed: 
     assert result.named == set()
 
 
+def test_lone_pairs_on_a_links_own_leaf_are_that_link_whatever_runs_beyond_the_leaf() -> None:
+    """``ci/diagnosis_sim.py``'s hotspots scenario 1540038 at 64 x 8 with leaves of 8: a node, node057's rail-2 cable
+    and node064's rail-6 cable. node064's three lone pairs lay on its own leaf, yet its hot partners across units
+    were deeper, so its samples on its leaf were set aside as shallower (``as_deep``), the link was ruled slowed
+    beyond its leaf, and its three pairs were named instead of its cable."""
+    result = diagnosis_sim().run_one("64x8", Shape(64, 8, 8, HOT_SPOTS.oversubscription), "three", 1540038, HOT_SPOTS)
+    assert ("cable", "node064", 6) in result.expected
+    assert result.named == result.expected
+
+
 def test_a_healthy_pair_of_slower_links_hit_by_three_transients_is_no_lone_pair() -> None:
     """``ci/diagnosis_sim.py``'s hotspots clean run 66050 at 200 x 8: node004-node024 on rail 2, whose slower end
     runs 5% under the rail's median, read 257-263 Gb/s in the matrix and in both re-measurements (transients at
