@@ -5,7 +5,6 @@ namespace of the test's own (``unshare --mount``), so nothing outside sees it an
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shlex
@@ -92,34 +91,19 @@ def test_a_fault_the_parent_records_while_finishing_says_what_is_missing(tmp_pat
     # Issue 33, item 17: rank 0 stopped in its finish step (the history, then the report). The parent ends the
     # run as a hang; run.json must not say ``finish: running`` for ever, and the line names what is missing.
     out, history = tmp_path / "run", tmp_path / "h.sqlite"
-    cmd = [sys.executable, "-m", "bench", "run", "--np", "2", "-b", "8", "-e", "64K", "-n", "1", "-w", "0"]
-    rank0 = None
+    cmd = ["run", "--np", "2", "-b", "8", "-e", "64K", "-n", "1", "-w", "0", "--timeout", "10"]
     with history_locked(history):  # the finish step waits at its history row until rank 0 is stopped
-        proc = subprocess.Popen(
-            [*cmd, "--timeout", "10", "--out", str(out), "--history", str(history)],
-            cwd=REPO,
-            env=rank_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
+        proc = spawn_railbench([*cmd, "--out", str(out), "--history", str(history)])
         try:
             wait_for_finish_step(out, proc)
-            rank0 = rank_pids(out)[0]
-            os.kill(rank0, signal.SIGSTOP)
+            os.kill(rank_pids(out)[0], signal.SIGSTOP)
         except BaseException:
-            os.killpg(proc.pid, signal.SIGKILL)
+            kill_leftovers(proc, out)
             raise
     try:
         stdout, stderr = proc.communicate(timeout=180)
     finally:
-        if rank0 is not None:
-            for sig in (signal.SIGCONT, signal.SIGKILL):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(rank0, sig)
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        kill_leftovers(proc, out)  # SIGKILL ends a stopped rank too
     assert proc.returncode == 3, stdout[-2000:] + stderr[-2000:]
     said = [line for line in stderr.splitlines() if line.startswith("railbench: ")]
     assert len(said) == 1 and "Traceback" not in stderr, stderr
