@@ -246,8 +246,9 @@ class Mates:
     144 x 8 in leaves of 8 (seed 1530027): node001's flaky rail-3 link was slow with 20 of its 34 partners across
     units and none of its 7 on its leaf, its 7 leaf-mates with 1 of their 238, and its 16 slow flows measured alone
     ran clear; it was ruled beyond its leaf, and its slow flows were named as 10 pairs, each a healthy cable's too.
-    The ECMP links the rule above was made for were slow with 8-14 of 31 beside leaf-mates slow with 12-21% of
-    theirs: no more than their leaf's collisions give them."""
+    The ECMP links the rule above was made for (``ecmp`` at 1024 x 8, seeds 1002024 and 1002041: 5,569 links ruled
+    beyond their leaf) were slow with 3-14 of 31 beside leaf-mates slow with 3-21% of theirs, at best a chance of 4e-4,
+    3.5 family-wise: no more than their leaf's collisions give them."""
 
     slow: int
     across: int
