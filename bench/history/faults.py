@@ -15,13 +15,17 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from bench.exits import InfraError, UserError
 
 BUSY_TIMEOUT_S = 120.0
 """How long a writer waits for another one (a big run's metrics take well under a second to write)."""
+
+T = TypeVar("T")
 
 # The primary result codes (the low byte of an extended code), https://www.sqlite.org/rescode.html
 SQLITE_READONLY = 8
@@ -57,6 +61,26 @@ def primary_code(exc: sqlite3.Error) -> int | None:
 
 def is_busy(exc: sqlite3.Error) -> bool:
     return "locked" in str(exc) or "busy" in str(exc)
+
+
+def busy_retried(attempt: Callable[[], T]) -> T:
+    """``attempt()``, tried again while SQLite answers "locked" within ``BUSY_TIMEOUT_S`` of the first try.
+
+    The busy handler (``timeout=`` of ``connect``) covers the common wait, but SQLite answers some lock
+    conflicts at once, without it: two processes creating the same history (journal mode change, first
+    migration) and a reader meeting another connection's WAL recovery. Each attempt is one transaction, or
+    idempotent set-up, so trying again repeats nothing. The waits between attempts are Python's, where a signal
+    is handled at once (``bench.history.schema.transaction`` takes the write lock in short slices of SQLite's).
+    """
+    began = time.monotonic()
+    while True:
+        try:
+            return attempt()
+        except sqlite3.OperationalError as exc:
+            waited = time.monotonic() - began
+            if not is_busy(exc) or waited >= BUSY_TIMEOUT_S:
+                raise
+            time.sleep(min(0.05 + 0.01 * waited, 1.0))
 
 
 def full_disk(path: Path, said: str) -> InfraError:

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from bench.exits import UserError
 from bench.history import phase_times, rail_errors, soak_runs
-from bench.history.faults import BUSY_TIMEOUT_S, is_busy
+from bench.history.faults import BUSY_TIMEOUT_S, busy_retried
 
 
 @dataclass(frozen=True)
@@ -112,17 +112,9 @@ wait is Python's, where the signal is handled at once."""
 
 def _begin_write(conn: sqlite3.Connection) -> None:
     """``BEGIN IMMEDIATE``, waiting up to ``BUSY_TIMEOUT_S`` for another writer, in slices a signal can end."""
-    began = time.monotonic()
     conn.execute(f"PRAGMA busy_timeout = {LOCK_WAIT_SLICE_MS}")
     try:
-        while True:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as exc:
-                if not is_busy(exc) or time.monotonic() - began >= BUSY_TIMEOUT_S:
-                    raise
-                time.sleep(0.01)  # some conflicts SQLite answers at once, without its handler's wait
+        busy_retried(lambda: conn.execute("BEGIN IMMEDIATE"))
     finally:
         # The commit, and every read, wait as before: in rollback-journal mode (a network filesystem) a commit
         # waits for readers to leave, and a reader for a commit, each well within BUSY_TIMEOUT_S.

@@ -21,7 +21,6 @@ import json
 import os
 import sqlite3
 import stat
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
@@ -36,8 +35,8 @@ from bench.history.faults import (
     SQLITE_CANTOPEN,
     SQLITE_FULL,
     SQLITE_IOERR,
+    busy_retried,
     file_system_state,
-    is_busy,
     not_writable,
     primary_code,
     store_error,
@@ -96,25 +95,6 @@ def _mounts() -> str:
         return Path("/proc/mounts").read_text()
     except OSError:  # not Linux: assume a local disk
         return ""
-
-
-def _busy_retried(attempt: Callable[[], T]) -> T:
-    """``attempt()``, tried again while SQLite answers "locked" within ``BUSY_TIMEOUT_S`` of the first try.
-
-    The busy handler (``timeout=`` of ``connect``) covers the common wait, but SQLite answers some lock
-    conflicts at once, without it: two processes creating the same history (journal mode change, first
-    migration) and a reader meeting another connection's WAL recovery. Each attempt is one transaction, or
-    idempotent set-up, so trying again repeats nothing.
-    """
-    began = time.monotonic()
-    while True:
-        try:
-            return attempt()
-        except sqlite3.OperationalError as exc:
-            waited = time.monotonic() - began
-            if not is_busy(exc) or waited >= BUSY_TIMEOUT_S:
-                raise
-            time.sleep(min(0.05 + 0.01 * waited, 1.0))
 
 
 def _check_path(path: Path, *, create: bool, write: bool) -> None:
@@ -181,7 +161,7 @@ def open_store(path: Path | str, *, create: bool = True, write: bool = False) ->
 def _set_up_or_close(conn: sqlite3.Connection, path: Path, set_up: Callable[[], T]) -> T:
     """``set_up()`` on ``conn`` (retried while another process holds the lock); ``conn`` closed when it fails."""
     try:
-        return _busy_retried(set_up)
+        return busy_retried(set_up)
     except sqlite3.Error as exc:
         conn.close()
         raise store_error(path, exc) from None
@@ -343,7 +323,7 @@ def add_run(history_path: Path | str, run_dir: Path | str) -> int:
                 soak_runs.write(conn, run_id, soak)
                 return run_id
 
-        return _busy_retried(write)
+        return busy_retried(write)
 
 
 def refresh_run(history_path: Path | str, run_dir: Path | str) -> bool:
