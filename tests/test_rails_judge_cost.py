@@ -237,7 +237,7 @@ def test_row_statistics_within_a_mask_read_as_over_a_nan_filled_copy() -> None:
 
 
 def test_link_levels_from_the_cells_measured_read_as_over_the_whole_matrix() -> None:
-    """``lone_pairs.levels_of`` reads the cells measured, where it once logged a matrix-sized copy: each link's
+    """``lone_pairs.link_levels`` reads the cells measured, where it once logged a matrix-sized copy: each link's
     upper quartile, over its partners, of its cells' median log rate (samples that moved nothing left out), within
     units where the cabling is known, then the rail's median for a link with none."""
     rng = np.random.default_rng(29)
@@ -258,7 +258,7 @@ def test_link_levels_from_the_cells_measured_read_as_over_the_whole_matrix() -> 
                 want = np.where(np.isnan(inside), want, inside)
             rail = np.nan_to_num(np.nanmedian(want, axis=1), nan=0.0)
         want = np.where(np.isnan(want), rail[:, None], want)
-        assert np.array_equal(lone_pairs.levels_of(busbw, between), want), (busbw, between)
+        assert np.array_equal(lone_pairs.link_levels(busbw, between), want), (busbw, between)
 
 
 def test_log_rates_at_the_measured_values_read_as_over_the_whole_matrix() -> None:

@@ -79,6 +79,12 @@ class Cells:
         return self.slow_again.shape[0] > 0
 
     @cached_property
+    def links(self) -> int:
+        """How many links the run judges (those with a cell measured, at least 1): the family a test over links is
+        family-wise over."""
+        return max(1, int(self.measured.any(axis=2).sum()))
+
+    @cached_property
     def suspect(self) -> np.ndarray:
         return self.slow_sample.any(axis=0) & self.measured
 

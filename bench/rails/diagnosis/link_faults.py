@@ -161,7 +161,7 @@ def intermittent_links(
     for k, a in zip(*np.nonzero(link_candidate), strict=True):
         left[k, a, :] = left[k, :, a] = False
     tried = link_candidate.copy()
-    links = max(1, int(measured.any(axis=2).sum()))
+    links = cells.links
     left_count = left.sum(axis=2)  # kept up to date below: a 256 x 8 matrix tries thousands of links
     while True:
         counts = np.where(tried, -1, left_count)

@@ -430,13 +430,12 @@ def _lone_pairs(cells: Cells, explained: np.ndarray, between: np.ndarray | None)
         # lone pairs lie on its own leaf, where nothing beyond the leaf runs: they are named whatever is ruled, as the
         # link or as pairs. Ruled beyond its leaf by its deeper partners across units (a hot spot's), node064's rail-6
         # cable at 64 x 8 was named as the 3 pairs it had on its leaf (``hotspots`` seed 1540038).
-        links = max(1, int(cells.measured.any(axis=2).sum()))
         for k, a in zip(*np.nonzero(shared), strict=True):
             if (lone[k, a] & ~between[k, a]).any():
                 continue
             left = cells.suspect[k] & ~explained[k]
             deep = link_faults.as_deep(cells, int(k), int(a), left[a], between[k, a])
-            mates = link_faults.leaf_mates(left, cells.measured[k], between[k], int(a), links)
+            mates = link_faults.leaf_mates(left, cells.measured[k], between[k], int(a), cells.links)
             shared[k, a] = not link_faults.only_beyond_its_leaf(
                 cells.measured[k, a], deep, left[a], between[k, a], link_faults.alone_row(cells, int(k), int(a)), mates
             )

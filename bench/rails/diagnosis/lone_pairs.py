@@ -48,7 +48,7 @@ def beyond_noise(cells: Cells, between: np.ndarray | None = None) -> np.ndarray:
     if not candidates.any():
         return out
     matrix = cells.matrix
-    levels = link_levels(cells, between)
+    levels = link_levels(cells.matrix.busbw, between)
     # Log rates are taken where they are read (the candidates, the other cells of each class, the transients),
     # never as whole matrix-sized arrays beside the judge's own.
     ck, ca, cb = np.nonzero(candidates)
@@ -113,7 +113,7 @@ def links_samples(
     return np.sort(values[~np.isnan(values)])
 
 
-def link_levels(cells: Cells, between: np.ndarray | None) -> np.ndarray:
+def link_levels(busbw: np.ndarray, between: np.ndarray | None) -> np.ndarray:
     """``[rail, node]``: each link's healthy log rate, the upper quartile of its cells' rates over its partners.
 
     The upper quartile, not the median: a link that flaps in a third of its samples, or a healthy one with a
@@ -122,12 +122,8 @@ def link_levels(cells: Cells, between: np.ndarray | None) -> np.ndarray:
     went unnamed). Where the cabling is known, only its cells within units count (nothing congests them); a link
     with none there, or none measured at all, takes the quartile of what it has, then its rail's median. Samples
     that moved nothing are left out: a dead link's pairs are ranked against its rail's level, so what they moved
-    (nothing) stays the deepest sample there is."""
-    return levels_of(cells.matrix.busbw, between)
-
-
-def levels_of(busbw: np.ndarray, between: np.ndarray | None) -> np.ndarray:
-    """:func:`link_levels` of the pair matrix's samples ``busbw`` (``[repeat, rail, a, b]``, NaN where unmeasured)."""
+    (nothing) stays the deepest sample there is. ``busbw``: the pair matrix's samples (``[repeat, rail, a, b]``, NaN
+    where unmeasured)."""
     _, nrails, n, _ = busbw.shape
     # Read at the cells measured alone, never as a matrix-sized copy (67 MB a sample at 1024 x 8).
     k, a, b = np.nonzero(~np.isnan(busbw).all(axis=0))
