@@ -193,6 +193,27 @@ def test_the_plan_prices_the_schedule_the_run_uses() -> None:
     assert plans[(False, "cabling")].total.high < plans[(False, "none")].total.high
 
 
+def test_a_plan_given_a_smaller_fabrics_cabling_says_why_it_prices_the_full_matrix() -> None:
+    """A cabling of 64 hosts for a plan of 96 nodes (last month's file, one hall of two): the unit schedule cannot
+    place the other 32, so the plan prices the full matrix, and says why, not as though no cabling were given."""
+
+    cabling = Shape(64, 8, 32).cabling()
+    profile = load_profile("lambda-1cc")
+    settings = resolve(RailsConfig(profile="lambda-1cc"), profile)
+    with_cabling = dataclasses.replace(settings, topology=Topology(cabling, cabling.rails))
+    assert settings.plan_model is not None
+    plan = acceptance.build(96, 8, with_cabling, settings.plan_model, intra=False)
+    matrix = next(p for p in plan.phases if p.name == "pair matrix")
+    assert matrix.rounds == 95
+    said = [line for line in plan.lines() if line.startswith("# pairs:")]
+    assert said == [
+        "# pairs: the full matrix: the cabling (--topology) holds 64 hosts, fewer than the plan's 96 nodes; give "
+        "the whole fabric's cabling for the unit schedule"
+    ]
+    fits = acceptance.build(64, 8, with_cabling, settings.plan_model, intra=False)
+    assert [line for line in fits.lines() if line.startswith("# pairs:")][0].startswith("# pairs: the unit schedule")
+
+
 def test_a_dead_link_costs_only_the_pairs_its_schedule_would_have_run() -> None:
     """A link down before the groups form costs the pairs the unit schedule meets it in, never the pairs between
     units the schedule leaves out: those were never going to run (``judge._scheduled``)."""

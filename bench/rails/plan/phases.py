@@ -152,11 +152,12 @@ def matrix_shape(nodes: int, ranks: int, settings: RailsSettings) -> tuple[int, 
 
 
 def schedule_line(nodes: int, ranks: int, settings: RailsSettings) -> str | None:
-    """The plan's line on the unit schedule where the run will use it (None: the full matrix, said nowhere)."""
+    """The plan's line on the unit schedule where the run will use it; where a cabling was given and the plan still
+    prices the full matrix, why (None: the full matrix, asked for or with no cabling, said nowhere)."""
     units = planned_units(settings, nodes) if settings.config.pairs else None
     by_unit = unit_rounds(units, ranks) if units is not None else None
     if units is None or by_unit is None:
-        return None
+        return _full_matrix_why(nodes, settings)
     unit_of = units.of
     inside = sum(1 for r in by_unit if all(unit_of[a] == unit_of[b] for a, b in r.tolist()))
     full = round_count(nodes)
@@ -164,6 +165,23 @@ def schedule_line(nodes: int, ranks: int, settings: RailsSettings) -> str | None
         f"pairs: the unit schedule from the cabling, {inside} rounds inside the units and {len(by_unit) - inside} "
         f"between them, not the full matrix's {full} (--full-matrix pairs every two nodes)"
     )
+
+
+def _full_matrix_why(nodes: int, settings: RailsSettings) -> str | None:
+    """Why a plan given the cabling prices the full matrix: a file for a smaller fabric than ``--nodes`` (a cabling
+    of one unit, or of last month's cluster) would otherwise price four times the rounds without a word."""
+    topology = settings.topology
+    if topology is None or settings.config.full_matrix or not settings.config.pairs:
+        return None
+    if not topology.fabric.rail_optimised:
+        return "pairs: the full matrix: the cabling (--topology) shows no rails, so it gives no units to schedule by"
+    hosts = sum(len(unit) for unit in topology.fabric.units)
+    if hosts < nodes:
+        return (
+            f"pairs: the full matrix: the cabling (--topology) holds {hosts} hosts, fewer than the plan's {nodes} "
+            "nodes; give the whole fabric's cabling for the unit schedule"
+        )
+    return None
 
 
 def confirmation_rounds(rounds: int, pairs: float, ranks: int, passes: int, share: float) -> tuple[int, int]:
