@@ -261,8 +261,24 @@ class _Uplinks:
         # that node's link at the edge of the line, slow only where the flows between units add their spread
         # (``tapered-ecmp`` with leaves of 8 at 64 x 8, clean run 31196: node051's link on rail 2, at the regime's
         # floor, slow with 10 of its 14 partners across units and clean within its unit of 8, named as its uplink).
-        shaped = is_spread(slow) or (is_routed(slow, mine, hubs) and not one_node(slow))
+        shaped = is_spread(slow) or (is_routed(slow, mine, hubs) and not self._one_node_and_noise(paths, k, mine))
         return paths.convicts(k, mine, self.between) and shaped and not paths.switch_inside(k, within)
+
+    def _one_node_and_noise(self, paths: Paths, k: int, mine: np.ndarray) -> bool:
+        """The reproducing suspects in ``mine`` meet at one node but for what noise between units gives: the rest
+        would not convict an uplink on their own. A static route's uplink also slows the flows out of its leaf to
+        the nodes its port serves in other units; one node's flaky link slows its own flows and nothing else, and a
+        noisy run's stray suspect beside them is no second half (``noisy`` at 144 x 8 in leaves of 8, scenario
+        1530008: node107's flaky cable on rail 5, slow with 18 partners across units and 1 within its unit, beside
+        one stray suspect of node105's, was named as its leaf's uplink)."""
+        slow = paths.reproduces[k] & mine
+        if one_node(slow):
+            return True
+        counts = slow.sum(axis=1)
+        busiest = int(np.argmax(counts))
+        rest = mine.copy()
+        rest[busiest, :] = rest[:, busiest] = False
+        return 2 * int(counts[busiest]) > int(slow.sum()) // 2 and not paths.convicts(k, rest, self.between)
 
 
 def _most_convicted_leaf(paths: Paths, k: int, left: np.ndarray) -> tuple[int, int, np.ndarray, np.ndarray] | None:
