@@ -15,10 +15,12 @@ from tests.support.models.fabric_regimes import (
     ECMP,
     HOT_SPOTS,
     NOISY,
+    OVERSUBSCRIBED,
     REALISTIC,
     TAPERED,
     TAPERED_AR,
     TAPERED_ECMP,
+    Regime,
 )
 
 SIM = diagnosis_sim()
@@ -124,6 +126,29 @@ def test_one_nodes_link_at_the_floor_is_no_static_routes_uplink() -> None:
     elsewhere, so its suspects never all meet at one node (``switches._Uplinks.stands``)."""
     result = SIM.run_one("64x8", Shape(64, 8, 8, TAPERED_ECMP.oversubscription), "clean", 31196, TAPERED_ECMP)
     assert result.named == set() and result.below_target == 0
+
+
+@pytest.mark.parametrize(
+    ("size", "regime", "seed", "cable"),
+    [
+        ("144x8", NOISY, 1530008, ("node107", 5)),
+        ("64x8", OVERSUBSCRIBED, 1620017, ("node017", 2)),
+        ("64x8", TAPERED, 1620149, ("node047", 0)),
+    ],
+    ids=["noisy-1530008", "oversubscribed-1620017", "tapered-1620149"],
+)
+def test_a_flaky_cable_slow_across_units_beside_a_stray_suspect_is_no_static_routes_uplink(
+    size: str, regime: Regime, seed: int, cable: tuple[str, int]
+) -> None:
+    """Leaves of 8 under static routing (``--kinds uplink,flaky,cable,two`` at ``--seed 620000``, and ``noisy`` at
+    144 x 8 ``--seed 530000``): a flaky cable slow with most of its partners across units and with at most one within
+    its leaf is a static route's hub in shape, and one stray suspect elsewhere on the leaf, which noise gives, kept
+    its suspects from all meeting at one node, so its leaf's uplink was named instead of the cable. A static route's
+    uplink also slows its leaf's flows out to the nodes its port serves: without the hub they still convict
+    (``switches._Uplinks._one_node_and_noise``)."""
+    nodes, rails = map(int, size.split("x"))
+    result = SIM.run_one(size, Shape(nodes, rails, 8, regime.oversubscription), "flaky", seed, regime)
+    assert result.named == result.expected == {("cable", *cable)}
 
 
 @pytest.mark.parametrize("seed", [1095000, 1095005])
