@@ -211,7 +211,8 @@ def test_a_plan_given_a_smaller_fabrics_cabling_says_why_it_prices_the_full_matr
         "the whole fabric's cabling for the unit schedule"
     ]
     fits = acceptance.build(64, 8, with_cabling, settings.plan_model, intra=False)
-    assert [line for line in fits.lines() if line.startswith("# pairs:")][0].startswith("# pairs: the unit schedule")
+    said_fits = [line for line in fits.lines() if line.startswith("# pairs:")]
+    assert len(said_fits) == 1 and said_fits[0].startswith("# pairs: the unit schedule"), said_fits
 
 
 def test_a_dead_link_costs_only_the_pairs_its_schedule_would_have_run() -> None:
