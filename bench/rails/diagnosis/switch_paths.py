@@ -355,7 +355,15 @@ def _most_rails_beyond(found: np.ndarray, expected: float, tries: int) -> bool:
 
 def uplink(paths: Paths, fabric: FabricMap, k: int, index: int, mine: np.ndarray, far: list[int]) -> SwitchFault:
     """Rail k's uplink of leaf ``index``, convicted by its cells between units ``mine`` (``[a, b]``) whose slow ones
-    lead to the leaves ``far``."""
+    lead to the leaves ``far``. Where they lead to one far leaf, either leaf's uplinks carry every one of them, and
+    both are named, unless the two leaves' flows to the other leaves tell them apart (:func:`told_apart`): then the
+    one whose flows there are slow."""
+    told = told_apart(paths, k, index, far[0]) if len(far) == 1 else None
+    if told is not None:
+        near = paths.leaf[k] == told
+        if told != index:
+            mine = paths.cross[k] & (near[:, None] | near[None, :])
+        index, far = told, []
     chosen = [index, *far] if len(far) == 1 else [index]
     if len(far) == 1:  # between two leaves only: either one's uplinks carry every slow flow
         other = paths.leaf[k] == far[0]
@@ -365,6 +373,43 @@ def uplink(paths: Paths, fabric: FabricMap, k: int, index: int, mine: np.ndarray
     names = tuple(fabric.leaves[i].name for i in chosen)
     ports = tuple(str(c) for i in chosen for c in fabric.leaves[i].uplinks)
     return SwitchFault("uplink", mask, k, names, ports, _unit(fabric, chosen[0]) if len(chosen) == 1 else None)
+
+
+def told_apart(paths: Paths, k: int, one: int, other: int) -> int | None:
+    """Of two leaves on rail k whose slow flows between units all run between them, the one whose flows to the
+    other leaves reproduce where the other's do not; None where they do not tell (fewer than three leaves, or no
+    such difference).
+
+    A degraded uplink slows the flows it carries to every far leaf, as the fabric's load and the rounds' hot spots
+    slow any leaf's: so the leaf whose flows to the third leaves reproduce as rarely as a healthy leaf's is not the
+    one. Its count is held against the other's share, one flow more clear than seen (binomial, at
+    ``noise.NAME_FALSE_ALARMS`` over the parts tried): on a 2:1 tree under adaptive routing (``tapered-ar`` at 64 x 4
+    in leaves of 16, scenario 1690024) the degraded uplink's leaf had 75 of its 112 flows to the other two leaves
+    reproduce and the far leaf 5 of 112, and the quiet pass, which held two flows low alone, both between the two,
+    could not tell them: the healthy leaf's uplinks were named beside the degraded ones."""
+    leaf = paths.leaf[k]
+    third = (leaf >= 0) & (leaf != one) & (leaf != other)
+    if not third.any():
+        return None
+    cells = paths.cross[k] & paths.upper
+    counts = []
+    for index in (one, other):
+        near = leaf == index
+        flows = cells & ((near[:, None] & third[None, :]) | (third[:, None] & near[None, :]))
+        counts.append((int((paths.reproduces[k] & flows).sum()), int(flows.sum())))
+    (slow_one, all_one), (slow_other, all_other) = counts
+    if not all_one or not all_other:
+        return None
+    for (slow, flows), (rival, rival_flows), index in (
+        ((slow_one, all_one), (slow_other, all_other), one),
+        ((slow_other, all_other), (slow_one, all_one), other),
+    ):
+        share = slow / (flows + 1)
+        # As few of the rival's flows slow as seen, were its uplink the one: P(X <= rival) at this leaf's share.
+        chance = 1.0 - noise.binom_sf(rival + 1, rival_flows, share)
+        if chance * max(1, paths.null.tries) <= noise.NAME_FALSE_ALARMS:
+            return index
+    return None
 
 
 def far_leaves(reproduces: np.ndarray, near: np.ndarray, leaf: np.ndarray) -> list[int]:
