@@ -151,6 +151,25 @@ def test_a_flaky_cable_slow_across_units_beside_a_stray_suspect_is_no_static_rou
     assert result.named == result.expected == {("cable", *cable)}
 
 
+def test_an_uplink_whose_leafs_flows_to_the_other_leaves_reproduce_is_told_from_the_far_leafs() -> None:
+    """``--regime tapered-ar --sizes 64x4 --unit 16 --seed 690000``, scenario 1690024 (a cable and an uplink): the
+    quiet pass held two flows low alone, both between leaf-su1-r3 and leaf-su4-r3, so either leaf's uplinks could
+    carry them and both were named; but leaf-su1-r3's flows to the other two leaves reproduced in 75 of 112 cells
+    and leaf-su4-r3's in 5 of 112 (``switch_paths.told_apart``)."""
+    result = SIM.run_one("64x4", Shape(64, 4, 16, TAPERED_AR.oversubscription), "two", 1690024, TAPERED_AR)
+    assert result.named == result.expected == {("cable", "node040", 1), ("uplink", frozenset({"leaf-su1-r3"}))}
+
+
+@pytest.mark.parametrize("seed", [700032, 700090])
+def test_a_healthy_pair_within_a_small_leaf_caught_by_two_outliers_is_no_lone_pair(seed: int) -> None:
+    """``--regime tapered-ecmp --sizes 32x2 --unit 8 --seed 700000``: the leaves' own cells were too few to rank a
+    pair among, and a pair within a leaf slow at 0.69 of line in its sample and one re-measurement, 0.97 in the
+    other, was deeper than the run's few transients and was named. Ranked among every cell it is noise
+    (``lone_pairs.beyond_noise``)."""
+    result = SIM.run_one("32x2", Shape(32, 2, 8, TAPERED_ECMP.oversubscription), "clean", seed, TAPERED_ECMP)
+    assert result.named == set()
+
+
 @pytest.mark.parametrize("seed", [1095000, 1095005])
 def test_a_spine_that_slows_most_of_the_matrix_is_named_against_the_floor_within_units(seed: int) -> None:
     """``--regime hotspots --sizes 256x8 --unit 8 --kinds spine``: adaptive routing puts one of a transfer's 8 flows on
