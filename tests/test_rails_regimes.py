@@ -170,6 +170,19 @@ def test_a_healthy_pair_within_a_small_leaf_caught_by_two_outliers_is_no_lone_pa
     assert result.named == set()
 
 
+@pytest.mark.parametrize(("nodes", "rails", "seed"), [(48, 8, 810000), (48, 4, 780000)])
+def test_three_units_of_sixteen_under_static_routing_read_as_destination_routed(
+    nodes: int, rails: int, seed: int
+) -> None:
+    """A 2:1 tree of three units of 16 (``--regime tapered --unit 16``, clean runs): no pair between units runs free,
+    and destination routing holds the last node's flows three to an uplink, a minority of the loaded cells that the
+    routings' median deviations passed over. Pooling was read, and the last node was named in most clean runs
+    (``expected._routing``)."""
+    shape = Shape(nodes, rails, 16, TAPERED.oversubscription)
+    result = SIM.run_one(f"{nodes}x{rails}", shape, "clean", seed, TAPERED)
+    assert result.named == set() and result.below_target == 0
+
+
 @pytest.mark.parametrize("seed", [1095000, 1095005])
 def test_a_spine_that_slows_most_of_the_matrix_is_named_against_the_floor_within_units(seed: int) -> None:
     """``--regime hotspots --sizes 256x8 --unit 8 --kinds spine``: adaptive routing puts one of a transfer's 8 flows on
