@@ -57,14 +57,12 @@ def beyond_noise(cells: Cells, between: np.ndarray | None = None) -> np.ndarray:
     again[matrix.again.stopped_at(ck, ca, cb) & cells.slow_again[:, ck, ca, cb]] = -np.inf
     upper = np.triu(np.ones(cells.measured.shape[1:], dtype=bool), k=1)
     # Other lone pairs are left out of noise's samples: two slow pairs must not hide each other.
-    # With the cabling, a third pool: every cell, for a pair within a unit whose own class is too few to rank.
     classes = [cells.measured] if between is None else [cells.measured & between, cells.measured & ~between]
-    if between is not None:
-        classes.append(cells.measured)
     pools = []
     for region in classes:
         others = pool_at(cells, np.nonzero(region & upper[None] & ~candidates), levels).ravel()
         pools.append(np.sort(others[~np.isnan(others)]))
+    every: np.ndarray | None = None  # both classes' samples in one pool, made where a pair needs it
     tested = max(1, int((cells.measured & upper[None]).sum()))
     floor = noise_floor(cells, levels)
     either_way = candidates | np.swapaxes(candidates, 1, 2)
@@ -85,7 +83,9 @@ def beyond_noise(cells: Cells, between: np.ndarray | None = None) -> np.ndarray:
             # by chance about once in m + 1: on 32 x 2 in leaves of 8 (``tapered-ecmp``, clean runs 700032,
             # 700090, 700101, 700131) healthy pairs within a leaf, caught by two of the regime's outliers at 0.69
             # of line, were named in 4 of 150 clean runs.
-            pooled, links, total = _pool(cells, levels, (k, a, b), classes[2], pools[2], either_way)
+            if every is None:
+                every = np.sort(np.concatenate(pools))
+            pooled, links, total = _pool(cells, levels, (k, a, b), cells.measured, every, either_way)
         if (1 / (total + 1)) ** n * tested * tries > noise.NAME_FALSE_ALARMS:
             # Too few samples to rank: the screen's significance stands where the pair's slow majority is
             # deeper than any sample this run's own noise gave.
