@@ -169,7 +169,7 @@ def schedule_line(nodes: int, ranks: int, settings: RailsSettings) -> str | None
 
 def _full_matrix_why(nodes: int, settings: RailsSettings) -> str | None:
     """Why a plan given the cabling prices the full matrix: a file for a smaller fabric than ``--nodes`` (a cabling
-    of one unit, or of last month's cluster) would otherwise price four times the rounds without a word."""
+    of one unit, or of last month's cluster) would otherwise price the full matrix's rounds without a word."""
     topology = settings.topology
     if topology is None or settings.config.full_matrix or not settings.config.pairs:
         return None
