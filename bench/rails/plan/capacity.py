@@ -3,7 +3,9 @@
 A pair on rail k whose nodes sit on one leaf crosses only that leaf: it runs at its links' rate whatever else
 the round runs. A pair between two leaves sends one flow each way, and each flow leaves its source's leaf
 through that leaf's uplinks and enters its destination's leaf through the destination leaf's (an uplink cable
-is full duplex: the way up and the way down are separate capacities). In a rail-optimised two-tier tree every
+is full duplex: the way up and the way down are separate capacities). The two flows run in turn: a round runs
+every pair's flow from its lower node at once, then every other (``bench.rails.measurement.exchanges``), and each
+half fills the uplinks with its own flows. In a rail-optimised two-tier tree every
 leaf of a rail reaches every spine alike (the cabling check fails a leaf that does not, ``bench.fabric
 .cabling_plan``), so the spines add no constraint of their own beyond the leaves' uplinks, and with the flows
 spread over the uplinks (adaptive routing, or ECMP over many flows) a leaf's uplinks act as one pool.
@@ -68,13 +70,17 @@ def fair_shares(
     group: np.ndarray,
     capacity: np.ndarray,
     routes: Routes | None = None,
+    a_first: np.ndarray | None = None,
 ) -> np.ndarray:
     """Per cell (parallel arrays): the fraction of a node link the pair gets, the lower of its two flows'
-    max-min fair shares among the flows of its own ``group`` (the round it runs in).
+    max-min fair shares among the flows of its own ``group`` (the round it runs in) that run with it.
 
     ``leaf_a``/``leaf_b``: the leaf of each end (-1 where the cabling does not place it: no expectation);
     ``capacity``: ``[leaf]`` from :func:`leaf_capacity`. Cells within one leaf, or unplaced, get 1. ``routes``:
-    destination routing (:class:`Routes`), each flow on one uplink of each leaf; None: spread over the pool."""
+    destination routing (:class:`Routes`), each flow on one uplink of each leaf; None: spread over the pool.
+    ``a_first``: where given, the cells whose a -> b flow runs in the round's first half (a is the lower node):
+    a round runs every pair's direction from its lower node at once, then the other
+    (``bench.rails.measurement.exchanges``), so each half fills the uplinks on its own; None: both at once."""
     out = np.full(len(leaf_a), FULL)
     cross = np.flatnonzero((leaf_a != leaf_b) & (leaf_a >= 0) & (leaf_b >= 0))
     if not len(cross):
@@ -85,7 +91,13 @@ def fair_shares(
     dst = np.stack([lb, la], axis=1).ravel()
     del la, lb
     cell_group, groups = _ranks(group[cross].astype(np.int64))
-    flow_group = np.repeat(cell_group, 2)
+    if a_first is None:
+        flow_group = np.repeat(cell_group, 2)
+    else:
+        # Each round's halves are groups of their own: flow a -> b in the first where a is the lower node.
+        first = a_first[cross]
+        flow_group = np.stack([2 * cell_group + ~first, 2 * cell_group + first], axis=1).ravel()
+        groups *= 2
     del cell_group
     leaves = len(capacity)
     if routes is None:
@@ -180,7 +192,7 @@ class Plane:
         """:func:`fair_shares` of cells ``(k, a, b)`` in rounds ``group``: under destination routing, or spread.
         Leaves carry one rail each, so the rails' flows never share a resource: one filling serves them all."""
         routes = Routes(self.rank[k, a], self.rank[k, b], self.count) if destination else None
-        return fair_shares(self.leaf[k, a], self.leaf[k, b], group, self.capacity, routes)
+        return fair_shares(self.leaf[k, a], self.leaf[k, b], group, self.capacity, routes, np.asarray(a < b))
 
 
 ROUTINGS = ("spread", "destination")
