@@ -47,6 +47,18 @@ def test_max_min_gives_what_a_bottleneck_elsewhere_leaves_to_the_others() -> Non
     assert _shares([(0, 1), (0, 1), (0, 2)], [1.5, 10, 10]) == [0.5, 0.5, 0.5]
 
 
+def test_a_rounds_two_halves_fill_the_uplinks_each_on_its_own() -> None:
+    """A round runs every pair's flow from its lower node, then the other (``bench.rails.measurement.exchanges``).
+    Leaves 0, 1 and 2, one uplink each: a pair from leaf 0 to leaf 1 and one from leaf 1 to leaf 2, each with its
+    lower node first. Both ways at once, leaf 1's uplink carries one flow of each pair each way, and each gets half;
+    in halves, leaf 1 sends one flow up and takes one down in each, and each pair runs at its links' rate."""
+    leaf_a, leaf_b, group, caps = np.array([0, 1]), np.array([1, 2]), np.zeros(2, np.int64), np.array([1.0] * 3)
+    assert fair_shares(leaf_a, leaf_b, group, caps).tolist() == [0.5, 0.5]
+    assert fair_shares(leaf_a, leaf_b, group, caps, a_first=np.array([True, True])).tolist() == [1.0, 1.0]
+    # The second pair's lower node on leaf 2: both its flows and the first pair's leave and enter leaf 1 in step.
+    assert fair_shares(leaf_a, leaf_b, group, caps, a_first=np.array([True, False])).tolist() == [0.5, 0.5]
+
+
 def test_destination_routing_collides_where_spreading_does_not() -> None:
     # Two leaves of 2 uplinks each, two pairs crossing: spread over the pool, each gets a whole link; routed by
     # the destination's port rank modulo the uplinks, ranks 0 and 2 collide on uplink 0 and share it.
