@@ -75,8 +75,11 @@ def beyond_noise(cells: Cells, between: np.ndarray | None = None) -> np.ndarray:
         if own[n // 2] == -np.inf:
             out[k, a, b] = out[k, b, a] = True
             continue
-        pooled, links, total = _pool(cells, levels, (k, a, b), classes[of_class], pools[of_class], either_way)
-        if of_class == 1 and (1 / (total + 1)) ** n * tested * tries > noise.NAME_FALSE_ALARMS:
+        # The pair's own links' other samples are left out of noise's too, as its floor leaves them out: a
+        # link that flaps slows its other partners now and then, and those samples are its fault, not noise.
+        pooled = pools[of_class]
+        links = links_samples(cells, levels, (k, a, b), classes[of_class], either_way)
+        if of_class == 1 and _too_few(len(pooled) - len(links), n, tested * tries):
             # A pair within a unit whose class is too few to rank (a small fabric's leaves) is ranked among every
             # cell: the samples between units that congestion slows only make the test stricter, where the
             # fallback below is no family-wise test at all. A candidate's slow majority beats a run's m transients
@@ -85,8 +88,10 @@ def beyond_noise(cells: Cells, between: np.ndarray | None = None) -> np.ndarray:
             # of line, were named in 4 of 150 clean runs.
             if every is None:
                 every = np.sort(np.concatenate(pools))
-            pooled, links, total = _pool(cells, levels, (k, a, b), cells.measured, every, either_way)
-        if (1 / (total + 1)) ** n * tested * tries > noise.NAME_FALSE_ALARMS:
+            pooled = every
+            links = links_samples(cells, levels, (k, a, b), cells.measured, either_way)
+        total = len(pooled) - len(links)
+        if _too_few(total, n, tested * tries):
             # Too few samples to rank: the screen's significance stands where the pair's slow majority is
             # deeper than any sample this run's own noise gave.
             out[k, a, b] = out[k, b, a] = bool(own[n // 2] < floor(k, a, b))
@@ -101,19 +106,10 @@ def beyond_noise(cells: Cells, between: np.ndarray | None = None) -> np.ndarray:
     return out
 
 
-def _pool(
-    cells: Cells,
-    levels: np.ndarray,
-    pair: tuple[int, int, int],
-    region: np.ndarray,
-    pooled: np.ndarray,
-    either_way: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """Noise's pool for ``pair`` among the cells of ``region`` (``pooled``, their samples sorted), the samples of
-    it that share a link with the pair (left out of noise's: a link that flaps slows its other partners now and
-    then, and those samples are its fault, as its floor leaves them out), and how many are left."""
-    links = links_samples(cells, levels, pair, region, either_way)
-    return pooled, links, len(pooled) - len(links)
+def _too_few(total: int, samples: int, tests: int) -> bool:
+    """Whether ``total`` samples of noise are too few to rank ``samples`` of a pair among at all: even the slowest
+    possible ranks would not stand out at ``noise.NAME_FALSE_ALARMS`` over ``tests``."""
+    return (1 / (total + 1)) ** samples * tests > noise.NAME_FALSE_ALARMS
 
 
 def links_samples(

@@ -359,11 +359,11 @@ def uplink(paths: Paths, fabric: FabricMap, k: int, index: int, mine: np.ndarray
     both are named, unless the two leaves' flows to the other leaves tell them apart (:func:`told_apart`): then the
     one whose flows there are slow."""
     told = told_apart(paths, k, index, far[0]) if len(far) == 1 else None
-    if told is not None:
+    if told is not None and told != index:
         near = paths.leaf[k] == told
-        if told != index:
-            mine = paths.cross[k] & (near[:, None] | near[None, :])
-        index, far = told, []
+        index, mine = told, paths.cross[k] & (near[:, None] | near[None, :])
+    if told is not None:
+        far = []
     chosen = [index, *far] if len(far) == 1 else [index]
     if len(far) == 1:  # between two leaves only: either one's uplinks carry every slow flow
         other = paths.leaf[k] == far[0]
@@ -392,24 +392,26 @@ def told_apart(paths: Paths, k: int, one: int, other: int) -> int | None:
     if not third.any():
         return None
     cells = paths.cross[k] & paths.upper
-    counts = []
-    for index in (one, other):
+
+    def flows_out(index: int) -> tuple[int, int]:
+        """The leaf's flows to the third leaves that reproduced, and all of them."""
         near = leaf == index
         flows = cells & ((near[:, None] & third[None, :]) | (third[:, None] & near[None, :]))
-        counts.append((int((paths.reproduces[k] & flows).sum()), int(flows.sum())))
-    (slow_one, all_one), (slow_other, all_other) = counts
-    if not all_one or not all_other:
+        return int((paths.reproduces[k] & flows).sum()), int(flows.sum())
+
+    def rules_out(mine: tuple[int, int], rival: tuple[int, int]) -> bool:
+        """As few of the rival's flows slow as seen, were its uplink the one: P(X <= rival's) at this leaf's share
+        (one flow more clear than seen)."""
+        (slow, flows), (rival_slow, rival_flows) = mine, rival
+        chance = 1.0 - noise.binom_sf(rival_slow + 1, rival_flows, slow / (flows + 1))
+        return chance * max(1, paths.null.tries) <= noise.NAME_FALSE_ALARMS
+
+    first, second = flows_out(one), flows_out(other)
+    if not first[1] or not second[1]:
         return None
-    for (slow, flows), (rival, rival_flows), index in (
-        ((slow_one, all_one), (slow_other, all_other), one),
-        ((slow_other, all_other), (slow_one, all_one), other),
-    ):
-        share = slow / (flows + 1)
-        # As few of the rival's flows slow as seen, were its uplink the one: P(X <= rival) at this leaf's share.
-        chance = 1.0 - noise.binom_sf(rival + 1, rival_flows, share)
-        if chance * max(1, paths.null.tries) <= noise.NAME_FALSE_ALARMS:
-            return index
-    return None
+    if rules_out(first, second):
+        return one
+    return other if rules_out(second, first) else None
 
 
 def far_leaves(reproduces: np.ndarray, near: np.ndarray, leaf: np.ndarray) -> list[int]:

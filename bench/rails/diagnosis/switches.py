@@ -32,7 +32,7 @@ import numpy as np
 
 from bench.rails.diagnosis import company, noise, sparse
 from bench.rails.diagnosis.cells import Cells
-from bench.rails.diagnosis.leaves import SwitchFault, one_node
+from bench.rails.diagnosis.leaves import SwitchFault
 from bench.rails.diagnosis.persistence import leaf_ends
 from bench.rails.diagnosis.quiet_uplinks import quiet_uplinks
 from bench.rails.diagnosis.switch_paths import Null, Paths, far_leaves, hub_nodes, is_routed, is_spread, uplink
@@ -265,15 +265,14 @@ class _Uplinks:
         return paths.convicts(k, mine, self.between) and shaped and not paths.switch_inside(k, within)
 
     def _one_node_and_noise(self, paths: Paths, k: int, mine: np.ndarray) -> bool:
-        """The reproducing suspects in ``mine`` meet at one node but for what noise between units gives: the rest
-        would not convict an uplink on their own. A static route's uplink also slows the flows out of its leaf to
-        the nodes its port serves in other units; one node's flaky link slows its own flows and nothing else, and a
-        noisy run's stray suspect beside them is no second half (``noisy`` at 144 x 8 in leaves of 8, scenario
-        1530008: node107's flaky cable on rail 5, slow with 18 partners across units and 1 within its unit, beside
-        one stray suspect of node105's, was named as its leaf's uplink)."""
+        """The reproducing suspects in ``mine`` meet at one node but for what noise between units gives: the node
+        holds most of them and the rest would not convict an uplink on their own (where all meet at it, none is
+        left). A static route's uplink also slows the flows out of its leaf to the nodes its port serves in other
+        units; one node's flaky link slows its own flows and nothing else, and a noisy run's stray suspect beside
+        them is no second half (``noisy`` at 144 x 8 in leaves of 8, scenario 1530008: node107's flaky cable on
+        rail 5, slow with 18 partners across units and 1 within its unit, beside one stray suspect of node105's,
+        was named as its leaf's uplink)."""
         slow = paths.reproduces[k] & mine
-        if one_node(slow):
-            return True
         counts = slow.sum(axis=1)
         busiest = int(np.argmax(counts))
         rest = mine.copy()
